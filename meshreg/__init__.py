@@ -1,0 +1,23 @@
+"""meshreg: a service registry on a ZeroMQ peer mesh (Nacos Distro-style, AP)."""
+
+__version__ = "0.1.0"
+
+from meshreg.client.client import Client  # noqa: E402
+from meshreg.errors import (  # noqa: E402
+    MeshregError,
+    NotFoundError,
+    ServerError,
+    ServerUnreachableError,
+)
+from meshreg.model import Instance, ServiceKey  # noqa: E402
+
+__all__ = [
+    "Client",
+    "Instance",
+    "MeshregError",
+    "NotFoundError",
+    "ServerError",
+    "ServerUnreachableError",
+    "ServiceKey",
+    "__version__",
+]

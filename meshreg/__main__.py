@@ -1,0 +1,5 @@
+"""``python -m meshreg`` = the ``meshreg`` command."""
+
+from meshreg.cli import main
+
+main()

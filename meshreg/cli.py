@@ -1,0 +1,374 @@
+"""The ``meshreg`` command line: thin click commands over the client and runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from meshreg import __version__
+from meshreg.client.client import DEFAULT_BEAT_INTERVAL, Client
+from meshreg.config import load_node_config, parse_address
+from meshreg.errors import ConfigError, MeshregError
+from meshreg.model import DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance
+
+DEFAULT_SERVERS = "127.0.0.1:7800"
+
+server_option = click.option(
+    "--server",
+    "-s",
+    "servers",
+    envvar="MESHREG_SERVERS",
+    default=DEFAULT_SERVERS,
+    show_default=True,
+    help="host:port[,host:port...] of meshreg nodes (env MESHREG_SERVERS).",
+)
+namespace_option = click.option("--namespace", "-n", default=DEFAULT_NAMESPACE, show_default=True)
+group_option = click.option("--group", "-g", default=DEFAULT_GROUP, show_default=True)
+timeout_option = click.option(
+    "--timeout",
+    default=3.0,
+    show_default=True,
+    type=float,
+    help="Seconds to wait for an answer before giving up.",
+)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"meshreg: error: {message}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def _client(
+    servers: str, namespace: str, group: str, timeout: float, **kw: Any
+) -> Iterator[Client]:
+    try:
+        client = Client(
+            servers,
+            namespace=namespace,
+            group=group,
+            timeout=timeout,
+            attempt_timeout=min(1.0, timeout),
+            **kw,
+        )
+    except (MeshregError, ValueError) as exc:
+        _fail(str(exc))
+    try:
+        yield client
+    except MeshregError as exc:
+        client.close(timeout=0.5)
+        _fail(str(exc))
+    else:
+        client.close()
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text, default_port=0)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _instance_json(i: Instance) -> dict[str, Any]:
+    return i.to_wire()
+
+
+def _instance_line(i: Instance) -> str:
+    state = "healthy" if i.healthy else "UNHEALTHY"
+    if not i.enabled:
+        state += ",disabled"
+    meta = " ".join(f"{k}={v}" for k, v in sorted(i.metadata.items()))
+    return f"{i.address:<24} {i.cluster:<10} {i.weight:<7g} {state:<18} {meta}".rstrip()
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    done = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not done.wait(0.5):
+        pass
+
+
+@click.group()
+@click.version_option(__version__, prog_name="meshreg")
+def main() -> None:
+    """meshreg: service registry on a ZeroMQ peer mesh."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option(
+    "--port", default=None, type=int, help="Request port (default 7800); notifications on port+1."
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="TOML config file ([node], [health]).",
+)
+@click.option(
+    "--check-interval", type=float, default=None, help="Seconds between health sweeps (5)."
+)
+@click.option(
+    "--unhealthy-after",
+    type=float,
+    default=None,
+    help="Seconds without a beat before unhealthy (15).",
+)
+@click.option(
+    "--evict-after", type=float, default=None, help="Seconds without a beat before removal (30)."
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def node(
+    host: str | None,
+    port: int | None,
+    config_path: str | None,
+    check_interval: float | None,
+    unhealthy_after: float | None,
+    evict_after: float | None,
+    log_level: str | None,
+) -> None:
+    """Run a registry node (default 127.0.0.1:7800, no config needed)."""
+    from meshreg.runtime.node import NodeRuntime
+
+    try:
+        cfg = load_node_config(config_path).with_overrides(
+            host=host,
+            port=port,
+            check_interval=check_interval,
+            unhealthy_after=unhealthy_after,
+            evict_after=evict_after,
+            log_level=log_level.upper() if log_level else None,
+        )
+    except ConfigError as exc:
+        _fail(str(exc))
+    logging.basicConfig(
+        level=cfg.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    runtime = NodeRuntime(cfg)
+    try:
+        runtime.bind()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+    def stop(signum: int, frame: object) -> None:
+        logging.getLogger("meshreg.node").info(
+            "received %s; shutting down", signal.Signals(signum).name
+        )
+        runtime.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    runtime.run()
+
+
+@main.command()
+@click.argument("service")
+@click.argument("address")
+@click.option("--weight", type=float, default=1.0, show_default=True)
+@click.option("--meta", multiple=True, help="k=v metadata; repeatable.")
+@click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
+@click.option("--beat-interval", type=float, default=DEFAULT_BEAT_INTERVAL, show_default=True)
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def register(
+    service: str,
+    address: str,
+    weight: float,
+    meta: tuple[str, ...],
+    cluster: str,
+    beat_interval: float,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Register SERVICE at ADDRESS (host:port) and beat until SIGINT/SIGTERM, then deregister."""
+    host, port = _host_port(address)
+    if not port:
+        raise click.BadParameter("ADDRESS must be host:port")
+    metadata = {}
+    for item in meta:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"--meta {item!r}: expected key=value")
+        metadata[k] = v
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with _client(servers, namespace, group, timeout, beat_interval=beat_interval) as c:
+        c.register(service, host, port, weight=weight, metadata=metadata, cluster=cluster)
+        click.echo(
+            f"registered {service} {address} on {c.server}; beating every {beat_interval:g}s "
+            "(Ctrl-C to deregister)",
+            err=True,
+        )
+        _wait_for_signal()
+        click.echo(f"deregistering {service} {address}", err=True)
+
+
+@main.command()
+@click.argument("service")
+@click.argument("address")
+@click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def deregister(
+    service: str,
+    address: str,
+    cluster: str,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Remove the instance ADDRESS (host:port) of SERVICE."""
+    host, port = _host_port(address)
+    if not port:
+        raise click.BadParameter("ADDRESS must be host:port")
+    with _client(servers, namespace, group, timeout) as c:
+        c.deregister(service, host, port, cluster=cluster)
+        click.echo(f"deregistered {service} {address}", err=True)
+
+
+@main.command()
+@click.argument("service")
+@click.option("--all", "show_all", is_flag=True, help="Include unhealthy and disabled instances.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def instances(
+    service: str,
+    show_all: bool,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """List the instances of SERVICE (healthy ones unless --all)."""
+    with _client(servers, namespace, group, timeout) as c:
+        found = c.instances(service, healthy_only=not show_all)
+    if as_json:
+        click.echo(json.dumps([_instance_json(i) for i in found]))
+    else:
+        for i in found:
+            click.echo(_instance_line(i))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def services(as_json: bool, servers: str, namespace: str, group: str, timeout: float) -> None:
+    """List the services of a namespace and group."""
+    with _client(servers, namespace, group, timeout) as c:
+        names = c.services()
+    if as_json:
+        click.echo(json.dumps(names))
+    else:
+        for name in names:
+            click.echo(name)
+
+
+@main.command()
+@click.argument("service")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per change.")
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def watch(
+    service: str, as_json: bool, servers: str, namespace: str, group: str, timeout: float
+) -> None:
+    """Print SERVICE's instances now and on every change until interrupted."""
+    out_lock = threading.Lock()
+
+    def changed(found: list[Instance]) -> None:
+        with out_lock:
+            if as_json:
+                line = {
+                    "service": service,
+                    "revision": getattr(found, "revision", 0),
+                    "instances": [_instance_json(i) for i in found],
+                }
+                click.echo(json.dumps(line))
+            else:
+                healthy = sum(1 for i in found if i.healthy)
+                click.echo(f"{service}: {len(found)} instance(s), {healthy} healthy")
+                for i in found:
+                    click.echo("  " + _instance_line(i))
+            sys.stdout.flush()
+
+    with _client(servers, namespace, group, timeout) as c:
+        c.subscribe(service, changed)
+        _wait_for_signal()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@server_option
+@timeout_option
+def stats(as_json: bool, servers: str, timeout: float) -> None:
+    """Show a node's counters."""
+    with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
+        result = c.stats()
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    inst = result["instances"]
+    lines = [
+        f"node            {result['address']} (meshreg {result['version']}, "
+        f"epoch {result['epoch']})",
+        f"uptime          {result['uptime']:.1f} s",
+        f"services        {result['services']}",
+        f"instances       {inst['total']} "
+        f"({inst['healthy']} healthy, {inst['unhealthy']} unhealthy)",
+        f"beats/s         {result['beats_per_second']}",
+        f"subscribers     {result['subscribers']}",
+        f"errors          {result['errors_total']} {json.dumps(result['errors'])}",
+        f"requests        {json.dumps(result['requests'], sort_keys=True)}",
+    ]
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@server_option
+@timeout_option
+def ping(servers: str, timeout: float) -> None:
+    """Check that a node answers."""
+    with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
+        result = c.ping()
+        click.echo(f"pong from {c.server} (meshreg {result['version']}, epoch {result['epoch']})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,529 @@
+"""The client's background I/O thread (the zguide's Clone agent).
+
+It alone owns the ZeroMQ sockets: a DEALER to the current server for
+requests, a SUB to its notification port, and an inproc PULL that wakes it
+when a caller thread queues a command.  It keeps registrations alive with
+beats, re-registers what a node forgot, keeps watched services' views fresh
+(deltas, gap -> pull, periodic resync) and fails over to the next server when
+one stops answering.
+
+Every request is idempotent (register, deregister, beat, queries), so on an
+attempt time-out the agent reconnects - to the next server when there are
+several - and sends everything still pending again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from meshreg.client.cache import Outcome, ServiceView
+from meshreg.config import PUB_PORT_OFFSET
+from meshreg.errors import (
+    ClientClosedError,
+    ErrorCode,
+    RemoteProtocolError,
+    ServerUnreachableError,
+    server_error,
+)
+from meshreg.log_limiter import LogLimiter
+from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
+from meshreg.transport.sockets import tcp_endpoint
+from meshreg.wire.notifications import decode_notification, topic_for
+from meshreg.wire.replies import decode_reply, encode_request
+
+log = logging.getLogger("meshreg.client")
+
+Listener = Callable[[list[Instance]], None]
+Notify = Callable[[Listener, InstanceList], None]
+
+
+@dataclass
+class Pending:
+    op: str
+    body: bytes
+    timeout: float  # s; the whole call's budget, for the error message
+    deadline: float  # absolute; the call fails after it
+    attempt_deadline: float  # absolute; the server is suspected after it
+    future: Future[Any] | None = None
+    on_reply: Callable[[Any], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
+    tried: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Registration:
+    key: ServiceKey
+    iid: InstanceId
+    fields: dict[str, Any]  # the register request's fields, to redo it
+
+
+@dataclass
+class Watch:
+    view: ServiceView
+    listeners: list[Listener] = field(default_factory=list)
+    pulling: bool = False
+    waiting: list[tuple[Future[Any], Listener | None]] = field(default_factory=list)
+
+
+class ClientAgent:
+    """Runs in its own thread; callers talk to it only through ``submit``."""
+
+    def __init__(
+        self,
+        servers: list[tuple[str, int]],
+        beat_interval: float,
+        attempt_timeout: float,
+        resync_interval: float,
+        notify: Notify,
+    ) -> None:
+        self.servers = servers
+        self.beat_interval = beat_interval
+        self.attempt_timeout = attempt_timeout
+        self.resync_interval = resync_interval
+        self.notify = notify
+        self.ctx = zmq.Context()
+        self._commands: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._wake_lock = threading.Lock()
+        self._wake_endpoint = f"inproc://meshreg-client-{id(self)}"
+        self._wake_pull = self.ctx.socket(zmq.PULL)
+        self._wake_pull.bind(self._wake_endpoint)
+        self._wake_push = self.ctx.socket(zmq.PUSH)
+        self._wake_push.connect(self._wake_endpoint)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Pending] = {}
+        self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
+        self.watches: dict[ServiceKey, Watch] = {}
+        self._server_index = 0
+        self._dealer: zmq.Socket[bytes] | None = None
+        self._sub: zmq.Socket[bytes] | None = None
+        self._sub_endpoint = ""
+        self._closed = False
+        self._limiter = LogLimiter(log)
+        self._thread = threading.Thread(target=self._run, name="meshreg-client-io", daemon=True)
+
+    # -- caller side (any thread) ---------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, command: str, *args: Any) -> None:
+        if self._closed:
+            raise ClientClosedError("this meshreg Client is closed; create a new one")
+        self._commands.put((command, args))
+        with self._wake_lock:
+            self._wake_push.send(b"", zmq.NOBLOCK)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def server(self) -> str:
+        host, port = self.servers[self._server_index]
+        return f"{host}:{port}"
+
+    # -- the I/O thread ---------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._connect()
+            self._loop()
+        except Exception:  # pragma: no cover - a bug; never leave callers hanging
+            log.exception("meshreg client I/O thread failed")
+        finally:
+            self._fail_all(ClientClosedError("the meshreg client was closed"))
+            for sock in (self._dealer, self._sub, self._wake_pull, self._wake_push):
+                if sock is not None:
+                    sock.close(linger=0)
+            self.ctx.term()
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._wake_pull, zmq.POLLIN)
+        assert self._sub is not None
+        poller.register(self._sub, zmq.POLLIN)
+        dealer = self._register_dealer(poller, None)
+        now = time.monotonic()
+        next_beat = now + self.beat_interval
+        next_resync = now + self.resync_interval
+        while not self._closed:
+            now = time.monotonic()
+            wake = min(next_beat, next_resync, self._next_deadline(now + 1.0))
+            for sock, _ in poller.poll(int(max(0.0, wake - now) * 1000.0) + 1):
+                if sock is self._wake_pull:
+                    self._drain_commands()
+                elif sock is self._sub:
+                    self._drain_notifications()
+                elif sock is dealer:
+                    self._drain_replies(dealer)
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.beat_interval
+                self._send_beats(now)
+            if now >= next_resync:
+                next_resync = now + self.resync_interval
+                for key in list(self.watches):
+                    self._pull(key)
+            if self._check_deadlines(time.monotonic()):
+                dealer = self._register_dealer(poller, dealer)
+
+    def _next_deadline(self, default: float) -> float:
+        earliest = default
+        for p in self._pending.values():
+            if p.attempt_deadline < earliest:
+                earliest = p.attempt_deadline
+        return earliest
+
+    # -- connections -------------------------------------------------------------
+    def _connect(self) -> None:
+        host, port = self.servers[self._server_index]
+        dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        if ":" in host:
+            dealer.setsockopt(zmq.IPV6, 1)
+        dealer.connect(tcp_endpoint(host, port))
+        self._dealer = dealer
+        if self._sub is None:
+            self._sub = self.ctx.socket(zmq.SUB)
+            self._sub.setsockopt(zmq.LINGER, 0)
+            if ":" in host:
+                self._sub.setsockopt(zmq.IPV6, 1)
+            for key in self.watches:
+                self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
+        endpoint = tcp_endpoint(host, port + PUB_PORT_OFFSET)
+        if endpoint != self._sub_endpoint:
+            if self._sub_endpoint:
+                try:
+                    self._sub.disconnect(self._sub_endpoint)
+                except zmq.ZMQError:
+                    pass
+            self._sub.connect(endpoint)
+            self._sub_endpoint = endpoint
+
+    def _register_dealer(
+        self, poller: zmq.Poller, old: zmq.Socket[bytes] | None
+    ) -> zmq.Socket[bytes]:
+        if old is not None:
+            poller.unregister(old)
+        assert self._dealer is not None
+        poller.register(self._dealer, zmq.POLLIN)
+        return self._dealer
+
+    def _failover(self, now: float) -> None:
+        """The current server did not answer in time: reconnect (to the next one)."""
+        old = self.server
+        if self._dealer is not None:
+            self._dealer.close(linger=0)
+        self._server_index = (self._server_index + 1) % len(self.servers)
+        self._limiter.warning(
+            "failover",
+            now,
+            "meshreg server %s did not answer within %gs; trying %s",
+            old,
+            self.attempt_timeout,
+            self.server,
+        )
+        self._connect()
+        for key in self.watches:  # the new server may be another incarnation
+            self.watches[key].pulling = False
+            self._pull(key)
+        for p in self._pending.values():
+            p.attempt_deadline = min(p.deadline, now + self.attempt_timeout)
+            p.tried.append(self.server)
+            self._send_body(p.body)
+
+    # -- requests ----------------------------------------------------------------
+    def request(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        timeout: float,
+        future: Future[Any] | None = None,
+        on_reply: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        req_id = next(self._ids)
+        body = encode_request(op, req_id, **fields)
+        now = time.monotonic()
+        self._pending[req_id] = Pending(
+            op,
+            body,
+            timeout,
+            now + timeout,
+            now + min(timeout, self.attempt_timeout),
+            future,
+            on_reply,
+            on_error,
+            [self.server],
+        )
+        self._send_body(body)
+
+    def _send_body(self, body: bytes) -> None:
+        assert self._dealer is not None
+        try:
+            self._dealer.send_multipart([b"", body], zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # queue full: the attempt deadline will retry it
+
+    def _drain_replies(self, dealer: zmq.Socket[bytes]) -> None:
+        for _ in range(1024):
+            try:
+                frames = dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2 or frames[0] != b"":
+                log.warning(
+                    "ignoring a malformed reply from %s (%d frames)", self.server, len(frames)
+                )
+                continue
+            try:
+                reply = decode_reply(frames[1])
+            except RemoteProtocolError as exc:
+                log.warning("ignoring a malformed reply from %s: %s", self.server, exc)
+                continue
+            pending = self._pending.pop(reply["id"], None)
+            if pending is None:
+                continue  # a late answer to an attempt we already re-sent
+            if reply["ok"]:
+                self._resolve(pending, reply.get("result"), None)
+            else:
+                err = reply["error"]
+                error = server_error(err["code"], str(err.get("message", "")), self.server)
+                self._resolve(pending, None, error)
+
+    def _resolve(self, pending: Pending, result: Any, error: BaseException | None) -> None:
+        """Run a request's completion hooks; a failing hook must not kill the thread."""
+        try:
+            if error is None:
+                if pending.on_reply is not None:
+                    pending.on_reply(result)
+            elif pending.on_error is not None:
+                pending.on_error(error)
+        except Exception:
+            log.exception("meshreg client: completion of %s failed", pending.op)
+        fut = pending.future
+        if fut is not None and not fut.done():
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
+
+    def _check_deadlines(self, now: float) -> bool:
+        """Fail calls past their deadline; True when the server must be replaced."""
+        suspect = False
+        for req_id, p in list(self._pending.items()):
+            if now >= p.deadline:
+                del self._pending[req_id]
+                exc = ServerUnreachableError(
+                    f"{p.op}: no reply from meshreg server(s) {', '.join(dict.fromkeys(p.tried))} "
+                    f"within {p.timeout:g}s; "
+                    "is `meshreg node` running there? check --server / MESHREG_SERVERS"
+                )
+                self._resolve(p, None, exc)
+            elif now >= p.attempt_deadline:
+                suspect = True
+        if suspect:
+            self._failover(now)
+        return suspect
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for p in self._pending.values():
+            if p.future is not None and not p.future.done():
+                p.future.set_exception(exc)
+        self._pending.clear()
+        for w in self.watches.values():
+            for fut, _ in w.waiting:
+                if not fut.done():
+                    fut.set_exception(exc)
+        while True:
+            try:
+                _, args = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            for a in args:
+                if isinstance(a, Future) and not a.done():
+                    a.set_exception(exc)
+
+    # -- commands from callers -------------------------------------------------------
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                self._wake_pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        while True:
+            try:
+                command, args = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                getattr(self, "_cmd_" + command)(*args)
+            except Exception as exc:  # pragma: no cover - a bug in a command
+                log.exception("meshreg client command %s failed", command)
+                for a in args:
+                    if isinstance(a, Future) and not a.done():
+                        a.set_exception(exc)
+
+    def _cmd_call(
+        self, op: str, fields: dict[str, Any], timeout: float, future: Future[Any]
+    ) -> None:
+        self.request(op, fields, timeout, future)
+
+    def _cmd_register(self, reg: Registration, timeout: float, future: Future[Any]) -> None:
+        def registered(_: dict[str, Any]) -> None:
+            self.registrations[(reg.key, reg.iid)] = reg
+
+        self.request("register", reg.fields, timeout, future, on_reply=registered)
+
+    def _cmd_deregister(
+        self,
+        key: ServiceKey,
+        iid: InstanceId,
+        fields: dict[str, Any],
+        timeout: float,
+        future: Future[Any],
+    ) -> None:
+        self.registrations.pop((key, iid), None)
+        self.request("deregister", fields, timeout, future)
+
+    def _cmd_close(self, future: Future[Any]) -> None:
+        self._closed = True
+        future.set_result(None)
+
+    def _cmd_subscribe(
+        self, key: ServiceKey, listener: Listener | None, timeout: float, future: Future[Any]
+    ) -> None:
+        watch = self.watches.get(key)
+        if watch is None:
+            watch = self.watches[key] = Watch(ServiceView(key))
+            assert self._sub is not None
+            self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
+        if listener is not None:
+            watch.listeners.append(listener)
+        if watch.view.loaded:
+            if listener is not None:
+                self.notify(listener, watch.view.listing())
+            future.set_result(watch.view.listing())
+            return
+        watch.waiting.append((future, listener))
+        self._pull(key, timeout)
+
+    def _cmd_unsubscribe(
+        self, key: ServiceKey, listener: Listener | None, future: Future[Any]
+    ) -> None:
+        watch = self.watches.get(key)
+        if watch is not None:
+            watch.listeners = [
+                cb for cb in watch.listeners if listener is not None and cb != listener
+            ]
+            if not watch.listeners:
+                del self.watches[key]
+                assert self._sub is not None
+                self._sub.setsockopt(zmq.UNSUBSCRIBE, topic_for(key))
+        future.set_result(None)
+
+    def _cmd_cached(self, key: ServiceKey, healthy_only: bool, future: Future[Any]) -> None:
+        watch = self.watches.get(key)
+        if watch is not None and watch.view.loaded:
+            future.set_result(watch.view.listing(healthy_only))
+        else:
+            future.set_result(None)
+
+    # -- beats and redo ----------------------------------------------------------------
+    def _send_beats(self, now: float) -> None:
+        for reg in list(self.registrations.values()):
+            fields = {
+                k: reg.fields[k] for k in ("namespace", "group", "service", "ip", "port", "cluster")
+            }
+            self.request(
+                "beat",
+                fields,
+                self.beat_interval,
+                on_error=lambda exc, reg=reg: self._beat_failed(reg, exc),
+            )
+
+    def _beat_failed(self, reg: Registration, exc: BaseException) -> None:
+        code = getattr(exc, "code", None)
+        if code == ErrorCode.NOT_FOUND and (reg.key, reg.iid) in self.registrations:
+            log.info(
+                "%s %s unknown to %s (evicted or restarted); registering it again",
+                reg.key,
+                reg.iid,
+                self.server,
+            )
+            self.request("register", reg.fields, self.beat_interval)
+
+    # -- watches ---------------------------------------------------------------------
+    def _pull(self, key: ServiceKey, timeout: float | None = None) -> None:
+        watch = self.watches.get(key)
+        if watch is None or watch.pulling:
+            return
+        watch.pulling = True
+        fields = {"namespace": key.namespace, "group": key.group, "service": key.service}
+
+        def pulled(result: dict[str, Any]) -> None:
+            watch.pulling = False
+            try:
+                outcome = watch.view.apply_snapshot(result)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("malformed instances reply from %s for %s: %s", self.server, key, exc)
+                return
+            listing = watch.view.listing()
+            if outcome is Outcome.APPLIED:
+                for cb in watch.listeners:
+                    if all(cb is not waiter for _, waiter in watch.waiting):
+                        self.notify(cb, listing)
+            for fut, cb in watch.waiting:
+                if cb is not None:
+                    self.notify(cb, listing)
+                if not fut.done():
+                    fut.set_result(listing)
+            watch.waiting.clear()
+
+        def failed(exc: BaseException) -> None:
+            watch.pulling = False
+            for fut, cb in watch.waiting:
+                if not fut.done():
+                    fut.set_exception(exc)
+                if cb is not None and cb in watch.listeners:
+                    watch.listeners.remove(cb)
+            watch.waiting.clear()
+            if not watch.listeners and self.watches.get(key) is watch:
+                del self.watches[key]
+                assert self._sub is not None
+                self._sub.setsockopt(zmq.UNSUBSCRIBE, topic_for(key))
+
+        self.request(
+            "instances", fields, timeout or self.resync_interval, on_reply=pulled, on_error=failed
+        )
+
+    def _drain_notifications(self) -> None:
+        assert self._sub is not None
+        for _ in range(1024):
+            try:
+                frames = self._sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode_notification(frames)
+                key = ServiceKey(msg["namespace"], msg["group"], msg["service"])
+                watch = self.watches.get(key)
+                if watch is None:
+                    continue
+                outcome = watch.view.apply_notification(msg)
+            except (RemoteProtocolError, KeyError, TypeError, ValueError) as exc:
+                log.warning("ignoring a malformed notification from %s: %s", self.server, exc)
+                continue
+            if outcome is Outcome.APPLIED:
+                listing = watch.view.listing()
+                for cb in watch.listeners:
+                    self.notify(cb, listing)
+            elif outcome is Outcome.GAP:
+                self._pull(key)

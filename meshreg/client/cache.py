@@ -1,0 +1,75 @@
+"""The client's view of one service: snapshot + revision, deltas, gap detection.
+
+Pure: no sockets, no threads.  Rules (the zguide's Clone pattern):
+
+* a snapshot (reply to ``instances``) replaces the view when it is from
+  another epoch (node incarnation) or not older than what we hold;
+* a delta applies when its ``base`` equals our revision; one with a revision
+  not above ours is old news; anything else is a gap -> pull a snapshot;
+* a sync applies nothing; it is a gap when epoch or revision differ.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"  # the view changed
+    UNCHANGED = "unchanged"  # accepted, nothing visible changed (or old news)
+    GAP = "gap"  # we missed something: pull a snapshot
+
+
+class ServiceView:
+    """Instances of one service as last known, with their epoch and revision."""
+
+    def __init__(self, key: ServiceKey) -> None:
+        self.key = key
+        self.epoch: int | None = None
+        self.revision = 0
+        self.instances: dict[InstanceId, Instance] = {}
+        self.loaded = False  # True once a snapshot was applied
+
+    def apply_snapshot(self, result: dict[str, Any]) -> Outcome:
+        epoch, revision = result["epoch"], result["revision"]
+        if self.loaded and epoch == self.epoch and revision < self.revision:
+            return Outcome.UNCHANGED  # an older answer overtaken by a delta
+        new = {}
+        for d in result["instances"]:
+            inst = Instance.from_wire(d)
+            new[inst.id] = inst
+        changed = not self.loaded or new != self.instances
+        self.epoch, self.revision, self.instances, self.loaded = epoch, revision, new, True
+        return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+    def apply_notification(self, msg: dict[str, Any]) -> Outcome:
+        if not self.loaded:
+            return Outcome.UNCHANGED  # the snapshot pull in flight will cover it
+        epoch, revision = msg["epoch"], msg["revision"]
+        if msg["kind"] == "sync":
+            if epoch != self.epoch or revision != self.revision:
+                return Outcome.GAP
+            return Outcome.UNCHANGED
+        if epoch != self.epoch:
+            return Outcome.GAP
+        if revision <= self.revision:
+            return Outcome.UNCHANGED
+        if msg.get("base") != self.revision:
+            return Outcome.GAP
+        for d in msg.get("upsert") or ():
+            inst = Instance.from_wire(d)
+            self.instances[inst.id] = inst
+        for ip, port, cluster in msg.get("remove") or ():
+            self.instances.pop(InstanceId(ip, port, cluster), None)
+        self.revision = revision
+        return Outcome.APPLIED
+
+    def listing(self, healthy_only: bool = False) -> InstanceList:
+        """Instances sorted by (ip, port, cluster); healthy_only keeps healthy+enabled."""
+        items = sorted(self.instances.values(), key=lambda i: (i.ip, i.port, i.cluster))
+        if healthy_only:
+            items = [i for i in items if i.healthy and i.enabled]
+        return InstanceList(items, self.revision, self.epoch)

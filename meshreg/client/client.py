@@ -1,0 +1,270 @@
+"""The user-facing client: register/beat/deregister, query, subscribe.
+
+All methods are safe to call from several threads: each one queues a command
+for the background I/O thread (:mod:`meshreg.client.agent`) and waits for its
+answer with a bounded timeout.  Listeners run on a separate notifier thread,
+so a slow listener never delays beats.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from meshreg.client.agent import ClientAgent, Listener, Registration
+from meshreg.config import parse_address
+from meshreg.errors import InvalidArgumentError, MeshregError, ServerUnreachableError
+from meshreg.model import (
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    Instance,
+    InstanceId,
+    InstanceList,
+    ServiceKey,
+)
+from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.replies import encode_request
+
+log = logging.getLogger("meshreg.client")
+
+DEFAULT_BEAT_INTERVAL = 5.0  # s; the seed's provider beat period
+DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
+DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
+DEFAULT_RESYNC_INTERVAL = 30.0  # s; watched services are re-pulled this often (backstop)
+
+
+def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    parsed = [parse_address(s) for s in items if s.strip()]
+    if not parsed:
+        raise InvalidArgumentError(4, "no server address given; expected host:port[,host:port]")
+    return parsed
+
+
+class Client:
+    """A meshreg client bound to one namespace and group.
+
+    >>> c = Client(["127.0.0.1:7800"])                      # doctest: +SKIP
+    >>> c.register("orders", "10.0.0.5", 8080)              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        servers: str | Iterable[str] = ("127.0.0.1:7800",),
+        namespace: str = DEFAULT_NAMESPACE,
+        group: str = DEFAULT_GROUP,
+        beat_interval: float = DEFAULT_BEAT_INTERVAL,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
+        resync_interval: float = DEFAULT_RESYNC_INTERVAL,
+    ) -> None:
+        if not beat_interval > 0:
+            raise ValueError(f"beat_interval must be > 0 s, got {beat_interval}")
+        if not timeout > 0 or not attempt_timeout > 0:
+            raise ValueError("timeout and attempt_timeout must be > 0 s")
+        self.servers = _parse_servers(servers)
+        self.namespace = namespace
+        self.group = group
+        self.timeout = timeout
+        self._notifications: queue.SimpleQueue[tuple[Listener, InstanceList] | None] = (
+            queue.SimpleQueue()
+        )
+        self._notifier = threading.Thread(
+            target=self._run_notifier, name="meshreg-client-notify", daemon=True
+        )
+        self._notifier.start()
+        self._agent = ClientAgent(
+            self.servers,
+            beat_interval,
+            attempt_timeout,
+            resync_interval,
+            notify=lambda cb, instances: self._notifications.put((cb, instances)),
+        )
+        self._agent.start()
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    # -- providers -----------------------------------------------------------
+    def register(
+        self,
+        service: str,
+        ip: str,
+        port: int,
+        weight: float = 1.0,
+        metadata: dict[str, str] | None = None,
+        cluster: str = DEFAULT_CLUSTER,
+        enabled: bool = True,
+    ) -> None:
+        """Register an instance and keep it alive with beats until deregistered."""
+        fields = self._instance_fields(service, ip, port, cluster)
+        fields.update(weight=float(weight), enabled=enabled, metadata=dict(metadata or {}))
+        self._validate("register", fields)
+        reg = Registration(self._key(service), InstanceId(ip, port, cluster), fields)
+        self._wait("register", lambda fut: self._agent.submit("register", reg, self.timeout, fut))
+
+    def deregister(self, service: str, ip: str, port: int, cluster: str = DEFAULT_CLUSTER) -> None:
+        """Stop beating for an instance and remove it from the registry."""
+        fields = self._instance_fields(service, ip, port, cluster)
+        self._validate("deregister", fields)
+        key, iid = self._key(service), InstanceId(ip, port, cluster)
+        self._wait(
+            "deregister",
+            lambda fut: self._agent.submit("deregister", key, iid, fields, self.timeout, fut),
+        )
+
+    # -- consumers -------------------------------------------------------------
+    def instances(self, service: str, healthy_only: bool = True) -> list[Instance]:
+        """Instances of a service (healthy and enabled ones only by default).
+
+        Answered from the pushed local view when the service is subscribed,
+        otherwise asked of the server.
+        """
+        key = self._key(service)
+        cached = self._wait(
+            "instances", lambda fut: self._agent.submit("cached", key, healthy_only, fut)
+        )
+        if cached is not None:
+            return list(cached)
+        fields = {
+            "namespace": key.namespace,
+            "group": key.group,
+            "service": key.service,
+            "healthy_only": healthy_only,
+        }
+        self._validate("instances", fields)
+        result = self._call("instances", fields)
+        return [Instance.from_wire(d) for d in result["instances"]]
+
+    def services(self, group: str | None = None) -> list[str]:
+        """Names of the services with instances in this namespace and group."""
+        fields = {"namespace": self.namespace, "group": group or self.group}
+        result = self._call("services", fields)
+        return [s["service"] for s in result["services"]]
+
+    def subscribe(self, service: str, callback: Listener) -> None:
+        """Call ``callback(instances)`` now with the current list and on every change.
+
+        ``instances`` holds every instance (check ``healthy``/``enabled``).
+        Callbacks run on the client's notifier thread, one at a time.
+        """
+        key = self._key(service)
+        self._validate(
+            "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
+        )
+        self._wait(
+            "subscribe",
+            lambda fut: self._agent.submit("subscribe", key, callback, self.timeout, fut),
+        )
+
+    def unsubscribe(self, service: str, callback: Listener | None = None) -> None:
+        """Stop calling ``callback`` (None: every callback) for a service."""
+        key = self._key(service)
+        self._wait("unsubscribe", lambda fut: self._agent.submit("unsubscribe", key, callback, fut))
+
+    # -- operations ----------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """The server's counters (see docs/PROTOCOL.md, ``stats``)."""
+        return dict(self._call("stats", {}))
+
+    def ping(self) -> dict[str, Any]:
+        """Round trip to the server; returns its epoch, version and address."""
+        return dict(self._call("ping", {}))
+
+    @property
+    def server(self) -> str:
+        """The server currently in use (host:port)."""
+        return self._agent.server
+
+    def close(self, timeout: float | None = None) -> None:
+        """Deregister what this client registered, then stop its threads."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        budget = self.timeout if timeout is None else timeout
+        try:
+            for reg in list(self._agent.registrations.values()):
+                fields = {
+                    k: reg.fields[k]
+                    for k in ("namespace", "group", "service", "ip", "port", "cluster")
+                }
+                fut: Future[Any] = Future()
+                self._agent.submit("deregister", reg.key, reg.iid, fields, budget, fut)
+                try:
+                    fut.result(budget + 1.0)
+                except (MeshregError, FutureTimeout) as exc:
+                    log.warning("could not deregister %s %s on close: %s", reg.key, reg.iid, exc)
+            fut = Future()
+            self._agent.submit("close", fut)
+            fut.result(budget + 1.0)
+        except (MeshregError, FutureTimeout):
+            pass
+        finally:
+            self._agent.join(budget + 1.0)
+            self._notifications.put(None)
+            if threading.current_thread() is not self._notifier:
+                self._notifier.join(budget + 1.0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------
+    def _key(self, service: str) -> ServiceKey:
+        return ServiceKey(self.namespace, self.group, service)
+
+    def _instance_fields(self, service: str, ip: str, port: int, cluster: str) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "group": self.group,
+            "service": service,
+            "ip": ip,
+            "port": port,
+            "cluster": cluster,
+        }
+
+    @staticmethod
+    def _validate(op: str, fields: dict[str, Any]) -> None:
+        """Check arguments with the server's own rules before they leave."""
+        try:
+            parse_request(encode_request(op, 0, **fields))
+        except RequestRejected as exc:
+            raise InvalidArgumentError(int(exc.code), exc.message) from None
+        except (TypeError, ValueError) as exc:  # not even encodable
+            raise InvalidArgumentError(4, f"{op}: {exc}") from None
+
+    def _call(self, op: str, fields: dict[str, Any]) -> Any:
+        return self._wait(op, lambda fut: self._agent.submit("call", op, fields, self.timeout, fut))
+
+    def _wait(self, op: str, submit: Any) -> Any:
+        fut: Future[Any] = Future()
+        submit(fut)
+        try:
+            return fut.result(self.timeout + 2.0)
+        except FutureTimeout:
+            raise ServerUnreachableError(
+                f"{op}: the meshreg client's I/O thread did not answer within "
+                f"{self.timeout + 2.0:g}s (servers: {self._server_list()})"
+            ) from None
+
+    def _server_list(self) -> str:
+        return ", ".join(f"{h}:{p}" for h, p in self.servers)
+
+    def _run_notifier(self) -> None:
+        while True:
+            item = self._notifications.get()
+            if item is None:
+                return
+            callback, instances = item
+            try:
+                callback(instances.copy())
+            except Exception:
+                log.exception("meshreg subscriber callback %r raised", callback)

@@ -1,0 +1,4 @@
+"""Sans-IO core: pure logic that takes time and messages, returns effects.
+
+Nothing in this package imports zmq, socket, threading, time or random.
+"""

@@ -1,0 +1,52 @@
+"""Effects the core hands back to its caller (small frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshreg.model import InstanceId, ServiceKey
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """An immutable copy of an instance's visible fields (what watchers see)."""
+
+    ip: str
+    port: int
+    cluster: str
+    weight: float
+    enabled: bool
+    healthy: bool
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChanged:
+    """A visible change of one service, to publish to its watchers.
+
+    ``base`` is the service's revision before the change (0 when the service
+    did not exist); ``revision`` after it.  A subscriber whose revision equals
+    ``base`` applies ``upserted``/``removed``; one behind it has a gap.
+    """
+
+    key: ServiceKey
+    base: int
+    revision: int
+    upserted: tuple[InstanceView, ...]
+    removed: tuple[InstanceId, ...]
+    reason: str  # "registered", "deregistered", "unhealthy", "recovered", "evicted", "updated"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAnnounced:
+    """Tell a service's watchers its current revision (after a new subscription).
+
+    Closes the subscribe/snapshot race of PUB/SUB: a watcher whose revision
+    differs re-pulls the list.
+    """
+
+    key: ServiceKey
+    revision: int
+
+
+Effect = ServiceChanged | SyncAnnounced

@@ -1,0 +1,196 @@
+"""The single node's state machine: requests in, replies and effects out.
+
+Theory of operation
+-------------------
+``handle(request, now)`` applies one validated request and returns its result
+(a msgpack-able value) or raises :class:`RequestRejected` with a wire code.
+A rejected request never changes state.  Visible changes, and revision syncs
+for new subscribers, queue up as effects; the caller drains them with
+``take_effects()`` after each batch and publishes them (raft's ``Ready``).
+``tick(now)`` runs the health sweep when due and returns when to wake next.
+
+The heartbeat is the hot path: one dict lookup to the service, one to the
+instance, one float store; no allocation unless it heals an instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshreg import __version__
+from meshreg.core import health
+from meshreg.core.events import Effect, ServiceChanged, SyncAnnounced
+from meshreg.core.health import HealthPolicy
+from meshreg.core.stats import NodeStats
+from meshreg.core.store import RegistryStore
+from meshreg.core.subscriptions import Subscriptions
+from meshreg.errors import ErrorCode
+from meshreg.model import ServiceKey
+from meshreg.wire.messages import (
+    Beat,
+    DeregisterInstance,
+    GetStats,
+    ListServices,
+    Ping,
+    QueryInstances,
+    RegisterInstance,
+    Request,
+    RequestRejected,
+)
+
+
+class RegistryNode:
+    """Registry state, health timers and request handling of one node."""
+
+    def __init__(self, policy: HealthPolicy, epoch: int, now: float, address: str = "") -> None:
+        self.policy = policy
+        self.epoch = epoch  # this incarnation; watchers re-pull when it changes
+        self.address = address
+        self.store = RegistryStore()
+        self.stats = NodeStats(now)
+        self.subscriptions = Subscriptions()
+        self.next_check_at = now + policy.check_interval
+        self._effects: list[Effect] = []
+
+    # -- requests -------------------------------------------------------------
+    def handle(self, req: Request, now: float) -> Any:
+        """Apply one request; return its result or raise RequestRejected."""
+        requests = self.stats.requests
+        op = req.op
+        requests[op] = requests.get(op, 0) + 1
+        if type(req) is Beat:
+            return self._beat(req, now)
+        if type(req) is RegisterInstance:
+            change = self.store.register(
+                req.key, req.instance, req.weight, req.enabled, req.metadata, now
+            )
+            self._emit(change)
+            return None
+        if type(req) is DeregisterInstance:
+            self._emit(self.store.deregister(req.key, req.instance))
+            return None
+        if type(req) is QueryInstances:
+            return self.instances_result(req.key, req.healthy_only)
+        if type(req) is ListServices:
+            return {
+                "namespace": req.namespace,
+                "services": [
+                    {"group": g, "service": s}
+                    for g, s in self.store.service_names(req.namespace, req.group)
+                ],
+            }
+        if type(req) is GetStats:
+            return self.stats_result(now)
+        if type(req) is Ping:
+            return {"epoch": self.epoch, "version": __version__, "address": self.address}
+        raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unhandled op {op!r}", req.req_id)
+
+    def _beat(self, req: Beat, now: float) -> None:
+        self.stats.beats += 1
+        rec = self.store.beat(req.key, req.instance, now)
+        if rec is None:
+            raise RequestRejected(
+                ErrorCode.NOT_FOUND,
+                f"beat: instance {req.instance} of service {req.key} is not registered "
+                "(evicted or the node restarted); register it again",
+                req.req_id,
+                "beat",
+            )
+        if not rec.healthy:
+            self._emit(self.store.set_health(req.key, (req.instance,), True))
+
+    def rejected(self, error: RequestRejected) -> None:
+        """Count a rejected request (validation failure or refusal)."""
+        self.stats.count_error(error.code)
+
+    def instances_result(self, key: ServiceKey, healthy_only: bool) -> dict[str, Any]:
+        svc = self.store.get(key)
+        instances: list[dict[str, Any]] = []
+        revision = 0
+        if svc is not None:
+            revision = svc.revision
+            for rec in svc.instances.values():
+                if healthy_only and not (rec.healthy and rec.enabled):
+                    continue
+                iid = rec.id
+                instances.append(
+                    {
+                        "ip": iid.ip,
+                        "port": iid.port,
+                        "cluster": iid.cluster,
+                        "weight": rec.weight,
+                        "enabled": rec.enabled,
+                        "healthy": rec.healthy,
+                        "metadata": rec.metadata,
+                    }
+                )
+        instances.sort(key=lambda d: (d["ip"], d["port"], d["cluster"]))
+        return {
+            "namespace": key.namespace,
+            "group": key.group,
+            "service": key.service,
+            "epoch": self.epoch,
+            "revision": revision,
+            "instances": instances,
+        }
+
+    def stats_result(self, now: float) -> dict[str, Any]:
+        healthy, unhealthy = self.store.instance_count()
+        stats = self.stats
+        return {
+            "address": self.address,
+            "version": __version__,
+            "epoch": self.epoch,
+            "uptime": round(stats.uptime(now), 3),
+            "services": len(self.store.services),
+            "instances": {"total": healthy + unhealthy, "healthy": healthy, "unhealthy": unhealthy},
+            "requests": dict(stats.requests),
+            "beats_total": stats.beats,
+            "beats_per_second": round(stats.beat_rate(now), 1),
+            "errors": dict(stats.errors),
+            "errors_total": sum(stats.errors.values()),
+            "notifications": stats.notifications,
+            "subscribers": self.subscriptions.total(),
+            "watched_services": self.subscriptions.watched_services(),
+            "revision": self.store.revision,
+            "timings": {
+                "check_interval": self.policy.check_interval,
+                "unhealthy_after": self.policy.unhealthy_after,
+                "evict_after": self.policy.evict_after,
+            },
+        }
+
+    # -- time ----------------------------------------------------------------
+    def tick(self, now: float) -> float:
+        """Run the health sweep if due; return the next time to call tick."""
+        if now >= self.next_check_at:
+            for change in health.sweep(self.store, now, self.policy):
+                self._emit(change)
+            self.stats.sample(now)
+            # Re-anchor on now: after a stall we check once, not a burst of catch-ups.
+            self.next_check_at = now + self.policy.check_interval
+        return self.next_check_at
+
+    # -- subscriptions -------------------------------------------------------
+    def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
+        """A watcher (un)subscribed; a new one is told the current revision."""
+        if subscribed:
+            self.subscriptions.subscribed(key)
+            if key is not None:
+                svc = self.store.get(key)
+                self._effects.append(SyncAnnounced(key, svc.revision if svc else 0))
+        else:
+            self.subscriptions.unsubscribed(key)
+
+    # -- effects -------------------------------------------------------------
+    def _emit(self, change: ServiceChanged | None) -> None:
+        if change is not None:
+            self._effects.append(change)
+
+    def take_effects(self) -> list[Effect]:
+        """Hand the queued effects to the caller (and forget them)."""
+        effects = self._effects
+        if effects:
+            self._effects = []
+            self.stats.notifications += len(effects)
+        return effects

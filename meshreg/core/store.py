@@ -1,0 +1,189 @@
+"""The registry table: services, their instances and revisions.
+
+Theory of operation
+-------------------
+* A node-wide revision counter grows by one on every visible change; the
+  changed service takes the new value as its revision.  Revisions are thus
+  monotonic per service even when a service is emptied, dropped and created
+  again (a watcher with an old revision then sees a gap and re-pulls).
+* A change is *visible* when anything a watcher sees changes: the set of
+  instances or any of weight, enabled, healthy, metadata.  A beat only moves
+  ``last_beat`` and is invisible unless it heals an unhealthy instance.
+* A service with no instance left is dropped from the table.
+* Time is an argument (``now``, monotonic seconds); the store keeps no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.model import InstanceId, ServiceKey
+
+
+class InstanceRecord:
+    """One registered instance; mutable, owned by the store."""
+
+    __slots__ = ("id", "weight", "enabled", "healthy", "metadata", "registered_at", "last_beat")
+
+    def __init__(
+        self,
+        iid: InstanceId,
+        weight: float,
+        enabled: bool,
+        metadata: dict[str, str],
+        now: float,
+    ) -> None:
+        self.id = iid
+        self.weight = weight
+        self.enabled = enabled
+        self.healthy = True
+        self.metadata = metadata
+        self.registered_at = now
+        self.last_beat = now
+
+    def view(self) -> InstanceView:
+        iid = self.id
+        return InstanceView(
+            iid.ip,
+            iid.port,
+            iid.cluster,
+            self.weight,
+            self.enabled,
+            self.healthy,
+            dict(self.metadata),
+        )
+
+
+class ServiceRecord:
+    """One service: its instances by id and its revision."""
+
+    __slots__ = ("key", "revision", "instances")
+
+    def __init__(self, key: ServiceKey) -> None:
+        self.key = key
+        self.revision = 0
+        self.instances: dict[InstanceId, InstanceRecord] = {}
+
+
+class RegistryStore:
+    """All services of a node."""
+
+    def __init__(self) -> None:
+        self.services: dict[ServiceKey, ServiceRecord] = {}
+        self.revision = 0
+
+    # -- queries -------------------------------------------------------------
+    def get(self, key: ServiceKey) -> ServiceRecord | None:
+        return self.services.get(key)
+
+    def instance_count(self) -> tuple[int, int]:
+        """(healthy, unhealthy) instance counts."""
+        healthy = unhealthy = 0
+        for svc in self.services.values():
+            for rec in svc.instances.values():
+                if rec.healthy:
+                    healthy += 1
+                else:
+                    unhealthy += 1
+        return healthy, unhealthy
+
+    def service_names(self, namespace: str, group: str | None) -> list[tuple[str, str]]:
+        """Sorted (group, service) pairs of a namespace, optionally one group."""
+        return sorted(
+            (k.group, k.service)
+            for k in self.services
+            if k.namespace == namespace and (group is None or k.group == group)
+        )
+
+    def records(self) -> Iterator[ServiceRecord]:
+        return iter(list(self.services.values()))
+
+    # -- writes --------------------------------------------------------------
+    def register(
+        self,
+        key: ServiceKey,
+        iid: InstanceId,
+        weight: float,
+        enabled: bool,
+        metadata: dict[str, str],
+        now: float,
+    ) -> ServiceChanged | None:
+        """Add or update an instance; a repeat with equal fields only refreshes its beat."""
+        svc = self.services.get(key)
+        if svc is None:
+            svc = self.services[key] = ServiceRecord(key)
+        rec = svc.instances.get(iid)
+        if rec is None:
+            rec = svc.instances[iid] = InstanceRecord(iid, weight, enabled, metadata, now)
+            return self._changed(svc, (rec,), (), "registered")
+        rec.last_beat = now
+        if (
+            rec.healthy
+            and rec.weight == weight
+            and rec.enabled == enabled
+            and rec.metadata == metadata
+        ):
+            return None
+        rec.weight, rec.enabled, rec.metadata, rec.healthy = weight, enabled, metadata, True
+        return self._changed(svc, (rec,), (), "updated")
+
+    def deregister(self, key: ServiceKey, iid: InstanceId) -> ServiceChanged | None:
+        """Remove an instance; None when it was not there (deregister is idempotent)."""
+        return self.remove(key, (iid,), "deregistered")
+
+    def beat(self, key: ServiceKey, iid: InstanceId, now: float) -> InstanceRecord | None:
+        """Record a beat. Returns the record (None: unknown, the client must register)."""
+        svc = self.services.get(key)
+        if svc is None:
+            return None
+        rec = svc.instances.get(iid)
+        if rec is not None:
+            rec.last_beat = now
+        return rec
+
+    def set_health(
+        self, key: ServiceKey, iids: Iterable[InstanceId], healthy: bool
+    ) -> ServiceChanged | None:
+        """Set ``healthy`` on instances; one change (one revision) for all of them."""
+        svc = self.services.get(key)
+        if svc is None:
+            return None
+        changed = []
+        for iid in iids:
+            rec = svc.instances.get(iid)
+            if rec is not None and rec.healthy != healthy:
+                rec.healthy = healthy
+                changed.append(rec)
+        if not changed:
+            return None
+        return self._changed(svc, tuple(changed), (), "recovered" if healthy else "unhealthy")
+
+    def remove(
+        self, key: ServiceKey, iids: Iterable[InstanceId], reason: str
+    ) -> ServiceChanged | None:
+        """Remove instances; one change for all of them; drops an emptied service."""
+        svc = self.services.get(key)
+        if svc is None:
+            return None
+        removed = tuple(iid for iid in iids if svc.instances.pop(iid, None) is not None)
+        if not removed:
+            return None
+        change = self._changed(svc, (), removed, reason)
+        if not svc.instances:
+            del self.services[key]
+        return change
+
+    def _changed(
+        self,
+        svc: ServiceRecord,
+        upserted: tuple[InstanceRecord, ...],
+        removed: tuple[InstanceId, ...],
+        reason: str,
+    ) -> ServiceChanged:
+        base = svc.revision
+        self.revision += 1
+        svc.revision = self.revision
+        return ServiceChanged(
+            svc.key, base, svc.revision, tuple(r.view() for r in upserted), removed, reason
+        )

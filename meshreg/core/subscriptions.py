@@ -1,0 +1,33 @@
+"""Who watches what: subscription counts per topic, from XPUB events.
+
+ZeroMQ's XPUB (verbose) hands the node every (un)subscription; this keeps a
+count per service so ``stats`` can report subscribers and so a new
+subscription can be answered with the service's current revision.
+"""
+
+from __future__ import annotations
+
+from meshreg.model import ServiceKey
+
+
+class Subscriptions:
+    """Subscription counts by service (``None``: a prefix, e.g. a namespace)."""
+
+    def __init__(self) -> None:
+        self.by_service: dict[ServiceKey | None, int] = {}
+
+    def subscribed(self, key: ServiceKey | None) -> None:
+        self.by_service[key] = self.by_service.get(key, 0) + 1
+
+    def unsubscribed(self, key: ServiceKey | None) -> None:
+        count = self.by_service.get(key, 0) - 1
+        if count > 0:
+            self.by_service[key] = count
+        else:
+            self.by_service.pop(key, None)
+
+    def total(self) -> int:
+        return sum(self.by_service.values())
+
+    def watched_services(self) -> int:
+        return sum(1 for k in self.by_service if k is not None)

@@ -1,0 +1,95 @@
+"""One error hierarchy for meshreg.
+
+Every error a user can see derives from :class:`MeshregError`.  Errors that
+travel on the wire carry a stable numeric :class:`ErrorCode`; the codes are
+append-only (never renumber or reuse one) because clients in other languages
+match on them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    """Stable wire error codes (append-only)."""
+
+    MALFORMED = 1  # bytes that are not a well-formed request (frames, msgpack)
+    UNSUPPORTED_VERSION = 2  # protocol version this node does not speak
+    UNKNOWN_OP = 3  # operation name not known to this node
+    INVALID_ARGUMENT = 4  # a field is missing, of the wrong type or out of range
+    TOO_LARGE = 5  # body or metadata above the documented limits
+    NOT_FOUND = 6  # instance/service unknown (a beat for it means: register again)
+    INTERNAL = 7  # a bug on the node; the request may be retried
+    UNAVAILABLE = 8  # the node is shutting down or overloaded; retry elsewhere
+
+
+class MeshregError(Exception):
+    """Base class of every meshreg error."""
+
+
+class ConfigError(MeshregError):
+    """A configuration file or option is invalid."""
+
+
+class ProtocolError(MeshregError):
+    """A message broke the wire protocol; carries the wire code."""
+
+    code: ErrorCode = ErrorCode.MALFORMED
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to send something invalid (caught before it left)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent us something invalid (validation of untrusted input)."""
+
+
+class ServerError(MeshregError):
+    """A node answered a request with an error reply."""
+
+    def __init__(self, code: int, message: str, server: str = "") -> None:
+        self.code = code
+        self.server = server
+        try:
+            name = ErrorCode(code).name
+        except ValueError:
+            name = f"code {code}"
+        where = f" from {server}" if server else ""
+        super().__init__(f"{name}{where}: {message}")
+        self.detail = message
+
+
+class NotFoundError(ServerError):
+    """The node does not know the instance or service."""
+
+
+class InvalidArgumentError(ServerError):
+    """The node rejected an argument (see the message for which one)."""
+
+
+class ServerUnreachableError(MeshregError):
+    """No node in the server list answered in time."""
+
+
+class ClientClosedError(MeshregError):
+    """The client was closed; create a new one."""
+
+
+def server_error(code: int, message: str, server: str = "") -> ServerError:
+    """Build the most specific :class:`ServerError` subclass for a wire code."""
+    if code == ErrorCode.NOT_FOUND:
+        return NotFoundError(code, message, server)
+    if code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE):
+        return InvalidArgumentError(code, message, server)
+    return ServerError(code, message, server)

@@ -1,0 +1,95 @@
+"""The data model: namespace > group > service > instance (Nacos's shape).
+
+An instance is identified inside its service by ``(ip, port, cluster)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+DEFAULT_NAMESPACE = "public"
+DEFAULT_GROUP = "DEFAULT_GROUP"
+DEFAULT_CLUSTER = "DEFAULT"
+
+
+class ServiceKey(NamedTuple):
+    """Where a service lives: (namespace, group, service)."""
+
+    namespace: str
+    group: str
+    service: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.group}/{self.service}"
+
+
+class InstanceId(NamedTuple):
+    """An instance's identity inside its service."""
+
+    ip: str
+    port: int
+    cluster: str
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}" + (
+            "" if self.cluster == DEFAULT_CLUSTER else f"#{self.cluster}"
+        )
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One provider instance as clients see it."""
+
+    ip: str
+    port: int
+    cluster: str = DEFAULT_CLUSTER
+    weight: float = 1.0
+    enabled: bool = True
+    healthy: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (IPv6 literals bracketed)."""
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{host}:{self.port}"
+
+    @property
+    def id(self) -> InstanceId:
+        return InstanceId(self.ip, self.port, self.cluster)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "port": self.port,
+            "cluster": self.cluster,
+            "weight": self.weight,
+            "enabled": self.enabled,
+            "healthy": self.healthy,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Instance:
+        return cls(
+            ip=d["ip"],
+            port=d["port"],
+            cluster=d.get("cluster", DEFAULT_CLUSTER),
+            weight=float(d.get("weight", 1.0)),
+            enabled=bool(d.get("enabled", True)),
+            healthy=bool(d.get("healthy", True)),
+            metadata=dict(d.get("metadata") or {}),
+        )
+
+
+class InstanceList(list[Instance]):
+    """A list of instances that also says which revision of the service it shows."""
+
+    def __init__(self, items: Any = (), revision: int = 0, epoch: int | None = None) -> None:
+        super().__init__(items)
+        self.revision = revision
+        self.epoch = epoch
+
+    def copy(self) -> InstanceList:
+        return InstanceList(self, self.revision, self.epoch)

@@ -1,0 +1,1 @@
+"""ZeroMQ sockets (and, for simulation, an in-memory stand-in)."""

@@ -1,0 +1,305 @@
+"""Request messages and their validation.
+
+A request body is one msgpack map.  ``parse_request`` turns untrusted bytes
+into one of the frozen request dataclasses below or raises
+:class:`RequestRejected`, which carries the wire error code, a message naming
+the offending field, and the request id / op when they could be read (so the
+error reply can be matched by the caller).  Unknown extra keys are ignored
+(forward compatibility); missing optional keys take the documented defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.model import (
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    InstanceId,
+    ServiceKey,
+)
+from meshreg.wire import limits
+
+# Nacos-compatible name alphabets (ASCII only: names become PUB/SUB topics,
+# joined by NUL, so NUL and anything outside these sets must never get in).
+_NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
+_CLUSTER_RE = re.compile(r"[0-9A-Za-z_.\-]+\Z")
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?\Z"
+)
+
+
+class RequestRejected(RemoteProtocolError):
+    """A request failed validation; the node replies with ``code``."""
+
+    def __init__(
+        self, code: ErrorCode, message: str, req_id: int = 0, op: str | None = None
+    ) -> None:
+        super().__init__(message, code)
+        self.req_id = req_id
+        self.op = op
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterInstance:
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    weight: float
+    enabled: bool
+    metadata: dict[str, str]
+    op = "register"
+
+
+@dataclass(frozen=True, slots=True)
+class DeregisterInstance:
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    op = "deregister"
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    op = "beat"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryInstances:
+    req_id: int
+    key: ServiceKey
+    healthy_only: bool
+    op = "instances"
+
+
+@dataclass(frozen=True, slots=True)
+class ListServices:
+    req_id: int
+    namespace: str
+    group: str | None  # None: every group of the namespace
+    op = "services"
+
+
+@dataclass(frozen=True, slots=True)
+class GetStats:
+    req_id: int
+    op = "stats"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    req_id: int
+    op = "ping"
+
+
+Request = (
+    RegisterInstance | DeregisterInstance | Beat | QueryInstances | ListServices | GetStats | Ping
+)
+
+OPS = ("register", "deregister", "beat", "instances", "services", "stats", "ping")
+
+
+def decode_body(body: bytes) -> Any:
+    """msgpack-decode one body, mapping every decoder failure to MALFORMED."""
+    if len(body) > limits.MAX_BODY_BYTES:
+        raise RequestRejected(
+            ErrorCode.TOO_LARGE,
+            f"request body is {len(body)} bytes; the limit is {limits.MAX_BODY_BYTES}",
+        )
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises many types; all mean the same here
+        raise RequestRejected(
+            ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"
+        ) from None
+
+
+def parse_request(body: bytes) -> Request:
+    """Validate untrusted ``body`` bytes and return a typed request."""
+    msg = decode_body(body)
+    if not isinstance(msg, dict):
+        raise RequestRejected(ErrorCode.MALFORMED, "body must be a msgpack map")
+    req_id = msg.get("id")
+    if type(req_id) is not int or not 0 <= req_id <= limits.MAX_REQUEST_ID:
+        raise RequestRejected(
+            ErrorCode.INVALID_ARGUMENT, "field 'id' must be an unsigned 64-bit integer"
+        )
+    version = msg.get("v")
+    if version != limits.PROTOCOL_VERSION or type(version) is not int:
+        raise RequestRejected(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {version!r} is not supported; this node speaks "
+            f"v={limits.PROTOCOL_VERSION}",
+            req_id,
+        )
+    op = msg.get("op")
+    if op == "beat":  # the hot path: checked first, validated by type and length only
+        return Beat(req_id, _service_key(msg, req_id, op), _instance_id(msg, req_id, op, False))
+    if op == "register":
+        return _register(msg, req_id)
+    if op == "deregister":
+        return DeregisterInstance(
+            req_id, _service_key(msg, req_id, op), _instance_id(msg, req_id, op, True)
+        )
+    if op == "instances":
+        return QueryInstances(
+            req_id, _service_key(msg, req_id, op), _bool(msg, "healthy_only", False, req_id, op)
+        )
+    if op == "services":
+        ns = _name(msg, "namespace", DEFAULT_NAMESPACE, limits.MAX_NAMESPACE_LEN, req_id, op)
+        group = None
+        if msg.get("group") is not None:
+            group = _name(msg, "group", DEFAULT_GROUP, limits.MAX_GROUP_LEN, req_id, op)
+        return ListServices(req_id, ns, group)
+    if op == "stats":
+        return GetStats(req_id)
+    if op == "ping":
+        return Ping(req_id)
+    shown = op if isinstance(op, str) and len(op) <= 32 else type(op).__name__
+    raise RequestRejected(
+        ErrorCode.UNKNOWN_OP,
+        f"unknown op {shown!r}; known ops: {', '.join(OPS)}",
+        req_id,
+    )
+
+
+def _reject(
+    req_id: int, op: str, message: str, code: ErrorCode = ErrorCode.INVALID_ARGUMENT
+) -> RequestRejected:
+    return RequestRejected(code, f"{op}: {message}", req_id, op)
+
+
+def _name(
+    msg: dict[str, Any], field: str, default: str | None, max_len: int, req_id: int, op: str
+) -> str:
+    value = msg.get(field, default)
+    if value is None:
+        raise _reject(req_id, op, f"field '{field}' is required")
+    if type(value) is not str:
+        raise _reject(req_id, op, f"field '{field}' must be a string")
+    if not 0 < len(value) <= max_len:
+        raise _reject(req_id, op, f"field '{field}' must be 1..{max_len} characters")
+    if _NAME_RE.match(value) is None:
+        raise _reject(req_id, op, f"field '{field}' may only contain letters, digits and @.:_-")
+    return value
+
+
+def _service_key(msg: dict[str, Any], req_id: int, op: str) -> ServiceKey:
+    return ServiceKey(
+        _name(msg, "namespace", DEFAULT_NAMESPACE, limits.MAX_NAMESPACE_LEN, req_id, op),
+        _name(msg, "group", DEFAULT_GROUP, limits.MAX_GROUP_LEN, req_id, op),
+        _name(msg, "service", None, limits.MAX_SERVICE_LEN, req_id, op),
+    )
+
+
+def _instance_id(msg: dict[str, Any], req_id: int, op: str, strict_host: bool) -> InstanceId:
+    ip = msg.get("ip")
+    if type(ip) is not str or not 0 < len(ip) <= limits.MAX_HOST_LEN:
+        raise _reject(
+            req_id, op, f"field 'ip' must be a string of 1..{limits.MAX_HOST_LEN} characters"
+        )
+    if strict_host and not is_valid_host(ip):
+        raise _reject(req_id, op, f"field 'ip' {ip!r} is not an IP address or host name")
+    port = msg.get("port")
+    if type(port) is not int or not 0 < port < 65536:
+        raise _reject(req_id, op, "field 'port' must be an integer in 1..65535")
+    cluster = msg.get("cluster", DEFAULT_CLUSTER)
+    if type(cluster) is not str or not 0 < len(cluster) <= limits.MAX_CLUSTER_LEN:
+        raise _reject(
+            req_id,
+            op,
+            f"field 'cluster' must be a string of 1..{limits.MAX_CLUSTER_LEN} characters",
+        )
+    if strict_host and _CLUSTER_RE.match(cluster) is None:
+        raise _reject(req_id, op, "field 'cluster' may only contain letters, digits and _.-")
+    return InstanceId(ip, port, cluster)
+
+
+def is_valid_host(host: str) -> bool:
+    """True for an IPv4/IPv6 literal or an RFC 1123 host name."""
+    if _HOSTNAME_RE.match(host):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _bool(msg: dict[str, Any], field: str, default: bool, req_id: int, op: str) -> bool:
+    value = msg.get(field, default)
+    if type(value) is not bool:
+        raise _reject(req_id, op, f"field '{field}' must be true or false")
+    return value
+
+
+def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
+    op = "register"
+    key = _service_key(msg, req_id, op)
+    iid = _instance_id(msg, req_id, op, True)
+    weight = msg.get("weight", 1.0)
+    if (
+        type(weight) not in (int, float)
+        or not math.isfinite(weight)
+        or not 0.0 <= weight <= limits.MAX_WEIGHT
+    ):
+        raise _reject(req_id, op, f"field 'weight' must be a number in 0..{limits.MAX_WEIGHT:g}")
+    enabled = _bool(msg, "enabled", True, req_id, op)
+    metadata = msg.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise _reject(req_id, op, "field 'metadata' must be a map of string to string")
+    else:
+        validate_metadata(metadata, req_id, op)
+    return RegisterInstance(req_id, key, iid, float(weight), enabled, metadata)
+
+
+def validate_metadata(metadata: dict[Any, Any], req_id: int = 0, op: str = "register") -> None:
+    """Check a metadata map against the documented limits."""
+    if len(metadata) > limits.MAX_METADATA_ENTRIES:
+        raise _reject(
+            req_id,
+            op,
+            f"metadata has {len(metadata)} entries; the limit is {limits.MAX_METADATA_ENTRIES}",
+            ErrorCode.TOO_LARGE,
+        )
+    total = 0
+    for k, v in metadata.items():
+        if type(k) is not str or type(v) is not str:
+            raise _reject(req_id, op, "field 'metadata' must be a map of string to string")
+        if not 0 < len(k) <= limits.MAX_METADATA_KEY_LEN:
+            raise _reject(
+                req_id,
+                op,
+                f"metadata key must be 1..{limits.MAX_METADATA_KEY_LEN} characters",
+                ErrorCode.TOO_LARGE if k else ErrorCode.INVALID_ARGUMENT,
+            )
+        if len(v) > limits.MAX_METADATA_VALUE_LEN:
+            raise _reject(
+                req_id,
+                op,
+                f"metadata value for {k!r} is {len(v)} characters; the limit is "
+                f"{limits.MAX_METADATA_VALUE_LEN}",
+                ErrorCode.TOO_LARGE,
+            )
+        total += len(k) + len(v)
+    if total > limits.MAX_METADATA_BYTES:
+        raise _reject(
+            req_id,
+            op,
+            f"metadata totals {total} characters; the limit is {limits.MAX_METADATA_BYTES}",
+            ErrorCode.TOO_LARGE,
+        )

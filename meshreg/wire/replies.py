@@ -1,0 +1,60 @@
+"""Reply bodies: ``{"v": 1, "id": N, "ok": true, "result": ...}`` or
+``{"v": 1, "id": N, "ok": false, "error": {"code": C, "name": S, "message": M}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.wire import limits
+
+# The beat reply is the hot path: its body is a fixed prefix, the packed id and
+# a fixed suffix.  Same bytes as msgpack.packb({"v":1,"id":N,"ok":True,"result":None}).
+_OK_PREFIX: bytes = b"\x84\xa1v" + msgpack.packb(limits.PROTOCOL_VERSION) + b"\xa2id"
+_OK_NONE_SUFFIX = b"\xa2ok\xc3\xa6result\xc0"
+_packb: Callable[[Any], bytes] = msgpack.packb
+
+
+def encode_ok(req_id: int, result: Any = None) -> bytes:
+    """Encode a success reply."""
+    if result is None:
+        return _OK_PREFIX + _packb(req_id) + _OK_NONE_SUFFIX
+    return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result})
+
+
+def encode_error(req_id: int, code: ErrorCode, message: str) -> bytes:
+    """Encode an error reply."""
+    return _packb(
+        {
+            "v": limits.PROTOCOL_VERSION,
+            "id": req_id,
+            "ok": False,
+            "error": {"code": int(code), "name": code.name, "message": message},
+        }
+    )
+
+
+def decode_reply(body: bytes) -> dict[str, Any]:
+    """Decode and sanity-check a reply (client side); returns the map."""
+    try:
+        msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise RemoteProtocolError(f"reply is not valid msgpack ({type(exc).__name__})") from None
+    if not isinstance(msg, dict) or type(msg.get("id")) is not int or "ok" not in msg:
+        raise RemoteProtocolError("reply is not a map with 'id' and 'ok'")
+    if not msg["ok"]:
+        err = msg.get("error")
+        if not isinstance(err, dict) or type(err.get("code")) is not int:
+            raise RemoteProtocolError("error reply has no error code")
+    return msg
+
+
+def encode_request(op: str, req_id: int, **fields: Any) -> bytes:
+    """Encode a request body (client side)."""
+    body = {"v": limits.PROTOCOL_VERSION, "id": req_id, "op": op}
+    body.update(fields)
+    return _packb(body)

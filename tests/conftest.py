@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import NodeProcess  # noqa: E402
+
+FAST_TIMINGS = ("--check-interval", "0.1", "--unhealthy-after", "0.6", "--evict-after", "1.2")
+
+
+@pytest.fixture
+def start_node() -> Iterator[Callable[..., NodeProcess]]:
+    """Start real node processes; every one is killed at teardown."""
+    started: list[NodeProcess] = []
+
+    def start(*extra: str, port: int | None = None) -> NodeProcess:
+        node = NodeProcess(*extra, port=port)
+        started.append(node)
+        return node.start()
+
+    yield start
+    for node in started:
+        node.cleanup()
+
+
+@pytest.fixture
+def node(start_node: Callable[..., NodeProcess]) -> NodeProcess:
+    """One node with sub-second health timings (0.1 s sweep, 0.6 s / 1.2 s)."""
+    return start_node(*FAST_TIMINGS)

@@ -1,0 +1,139 @@
+"""Test helpers: free ports, bounded waits, real node processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+HOST = "127.0.0.1"
+_pause = threading.Event()  # never set: .wait(t) is an interruptible poll interval
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        _pause.wait(interval)
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 are both free on 127.0.0.1 right now."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port >= 65534:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind((HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair found")
+
+
+def meshreg_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "meshreg", *args]
+
+
+def raw_request(port: int, body: dict[str, Any] | bytes, timeout: float = 5.0) -> dict[str, Any]:
+    """One request over a fresh REQ socket; returns the decoded reply."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    try:
+        sock.connect(f"tcp://{HOST}:{port}")
+        sock.send(body if isinstance(body, bytes) else msgpack.packb(body))
+        return msgpack.unpackb(sock.recv(), raw=False)
+    finally:
+        sock.close()
+
+
+class NodeProcess:
+    """A real ``meshreg node`` process on free loopback ports."""
+
+    def __init__(self, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port_pair()
+        self.address = f"{HOST}:{self.port}"
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = ""
+
+    def start(self, timeout: float = 15.0) -> NodeProcess:
+        import tempfile
+
+        fd, self.log_path = tempfile.mkstemp(prefix="meshreg-node-", suffix=".log")
+        self.proc = subprocess.Popen(
+            meshreg_cmd("node", "--host", HOST, "--port", str(self.port), *self.extra),
+            stdout=fd,
+            stderr=fd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        os.close(fd)
+
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"node exited early ({self.proc.returncode}):\n{self.log()}")
+            try:
+                return raw_request(self.port, {"v": 1, "id": 1, "op": "ping"}, 0.5)["ok"]
+            except zmq.Again:
+                return False
+
+        wait_until(ready, timeout, what=f"node on {self.address} to answer ping")
+        return self
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def cleanup(self) -> None:
+        self.kill()
+        if self.log_path:
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass

@@ -1,0 +1,199 @@
+"""The ``meshreg`` command line against real node processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, wait_until
+
+from meshreg import Client
+
+
+def run(
+    *args: str, timeout: float = 20.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        meshreg_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class LineReader:
+    """Reads a process's stdout lines on a thread, so tests can wait with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        assert proc.stdout is not None
+        stream = proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(x) for x in stream], daemon=True).start()
+
+    def next(self, timeout: float = 10.0) -> str:
+        return self.lines.get(timeout=timeout)
+
+
+def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) -> None:
+    sidecar = subprocess.Popen(
+        meshreg_cmd(
+            "register",
+            "web",
+            "10.2.0.1:8000",
+            "--meta",
+            "zone=b",
+            "--weight",
+            "3",
+            "-s",
+            node.address,
+            "--beat-interval",
+            "0.2",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def listed() -> list[dict]:
+            out = run("instances", "web", "--json", "-s", node.address)
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout)
+
+        found = wait_until(listed, what="sidecar registration")
+        assert found == [
+            {
+                "ip": "10.2.0.1",
+                "port": 8000,
+                "cluster": "DEFAULT",
+                "weight": 3.0,
+                "enabled": True,
+                "healthy": True,
+                "metadata": {"zone": "b"},
+            }
+        ]
+        assert json.loads(run("services", "--json", "-s", node.address).stdout) == ["web"]
+        text = run("instances", "web", "-s", node.address).stdout
+        assert "10.2.0.1:8000" in text and "zone=b" in text
+        sidecar.terminate()
+        assert sidecar.wait(10) == 0
+        assert listed() == []
+    finally:
+        sidecar.kill()
+        sidecar.wait(5)
+
+
+def test_deregister_command(node: NodeProcess) -> None:
+    with Client([node.address]) as c:
+        c.register("api", "10.3.0.1", 80)
+        out = run("deregister", "api", "10.3.0.1:80", "-s", node.address)
+        assert out.returncode == 0, out.stderr
+        assert c.instances("api") == []
+
+
+def test_watch_json_prints_one_line_per_change(node: NodeProcess) -> None:
+    watcher = subprocess.Popen(
+        meshreg_cmd("watch", "feed", "--json", "-s", node.address),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    reader = LineReader(watcher)
+    try:
+        first = json.loads(reader.next())
+        assert first["service"] == "feed" and first["instances"] == []
+        with Client([node.address]) as c:
+            c.register("feed", "10.4.0.1", 1)
+            line = json.loads(reader.next())
+            assert [i["ip"] for i in line["instances"]] == ["10.4.0.1"]
+            assert line["revision"] > first["revision"]
+            c.register("feed", "10.4.0.2", 1)
+            line2 = json.loads(reader.next())
+            assert len(line2["instances"]) == 2 and line2["revision"] > line["revision"]
+        # the client closed: its deregistrations are pushed too
+        while True:
+            line3 = json.loads(reader.next())
+            if line3["instances"] == []:
+                break
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+
+
+def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
+    out = run("stats", "--json", env={"MESHREG_SERVERS": node.address})
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    for key in (
+        "uptime",
+        "services",
+        "instances",
+        "requests",
+        "beats_per_second",
+        "errors",
+        "subscribers",
+    ):
+        assert key in stats
+    assert stats["address"] == node.address
+    human = run("stats", "-s", node.address).stdout
+    assert "beats/s" in human and "instances" in human
+
+
+def test_unreachable_node_is_one_line_error_and_nonzero_exit() -> None:
+    port = free_port_pair()
+    start = time.monotonic()
+    out = run("instances", "orders", "-s", f"127.0.0.1:{port}", "--timeout", "1")
+    elapsed = time.monotonic() - start
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert elapsed < 15  # bounded; the budget was 1 s plus process start
+
+
+def test_bad_address_argument_is_reported() -> None:
+    out = run("register", "svc", "nonsense:port")
+    assert out.returncode != 0
+    assert "port" in out.stderr
+
+
+def test_node_port_in_use_fails_with_clear_message(node: NodeProcess) -> None:
+    out = run("node", "--port", str(node.port), timeout=20)
+    assert out.returncode != 0
+    assert f"127.0.0.1:{node.port}" in out.stderr and "in use" in out.stderr
+
+
+def test_node_reads_toml_config_and_flags_override(tmp_path: Path) -> None:
+    port = free_port_pair()
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(
+        f'[node]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        "[health]\ncheck_interval = 1.5\nunhealthy_after = 4.0\nevict_after = 9.0\n"
+    )
+    node = NodeProcess("--config", str(cfg), "--evict-after", "12", port=port)
+    try:
+        node.start()
+        stats = raw_request(port, {"v": 1, "id": 3, "op": "stats"})["result"]
+        assert stats["timings"] == {
+            "check_interval": 1.5,
+            "unhealthy_after": 4.0,
+            "evict_after": 12.0,
+        }
+    finally:
+        node.cleanup()
+
+
+def test_node_rejects_bad_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[health]\nunhealthy_after = 30\nevict_after = 10\n")
+    out = run("node", "--config", str(cfg))
+    assert out.returncode != 0 and "evict_after" in out.stderr
+    cfg.write_text("[nodes]\n")
+    out = run("node", "--config", str(cfg))
+    assert out.returncode != 0 and "unknown table" in out.stderr
