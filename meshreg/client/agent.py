@@ -65,6 +65,11 @@ class Registration:
     key: ServiceKey
     iid: InstanceId
     fields: dict[str, Any]  # the register request's fields, to redo it
+    beat_fields: dict[str, Any] = field(init=False)  # built once: beats are the hot path
+
+    def __post_init__(self) -> None:
+        names = ("namespace", "group", "service", "ip", "port", "cluster")
+        self.beat_fields = {k: self.fields[k] for k in names}
 
 
 @dataclass
@@ -439,12 +444,9 @@ class ClientAgent:
     # -- beats and redo ----------------------------------------------------------------
     def _send_beats(self, now: float) -> None:
         for reg in list(self.registrations.values()):
-            fields = {
-                k: reg.fields[k] for k in ("namespace", "group", "service", "ip", "port", "cluster")
-            }
             self.request(
                 "beat",
-                fields,
+                reg.beat_fields,
                 self.beat_interval,
                 on_error=lambda exc, reg=reg: self._beat_failed(reg, exc),
             )

@@ -37,6 +37,7 @@ DEFAULT_BEAT_INTERVAL = 5.0  # s; the seed's provider beat period
 DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
 DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
 DEFAULT_RESYNC_INTERVAL = 30.0  # s; watched services are re-pulled this often (backstop)
+_ID_FIELDS = ("namespace", "group", "service", "ip", "port", "cluster")
 
 
 def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
@@ -189,13 +190,14 @@ class Client:
             self._closed = True
         budget = self.timeout if timeout is None else timeout
         try:
+            # Deregister everything at once, then wait for all within one budget.
+            pending = []
             for reg in list(self._agent.registrations.values()):
-                fields = {
-                    k: reg.fields[k]
-                    for k in ("namespace", "group", "service", "ip", "port", "cluster")
-                }
+                fields = {k: reg.fields[k] for k in _ID_FIELDS}
                 fut: Future[Any] = Future()
                 self._agent.submit("deregister", reg.key, reg.iid, fields, budget, fut)
+                pending.append((reg, fut))
+            for reg, fut in pending:
                 try:
                     fut.result(budget + 1.0)
                 except (MeshregError, FutureTimeout) as exc:
