@@ -475,10 +475,10 @@ class ClientAgent:
             try:
                 outcome = watch.view.apply_snapshot(result)
             except (KeyError, TypeError, ValueError) as exc:
-                log.warning("malformed instances reply from %s for %s: %s", self.server, key, exc)
+                failed(RemoteProtocolError(f"malformed instances reply from {self.server}: {exc}"))
                 return
             listing = watch.view.listing()
-            if outcome is Outcome.APPLIED:
+            if outcome is not Outcome.UNCHANGED:
                 for cb in watch.listeners:
                     if all(cb is not waiter for _, waiter in watch.waiting):
                         self.notify(cb, listing)
@@ -488,6 +488,8 @@ class ClientAgent:
                 if not fut.done():
                     fut.set_result(listing)
             watch.waiting.clear()
+            if outcome is Outcome.GAP:  # already stale: a newer change was announced
+                self._pull(key)
 
         def failed(exc: BaseException) -> None:
             watch.pulling = False

@@ -6,7 +6,10 @@ Pure: no sockets, no threads.  Rules (the zguide's Clone pattern):
   another epoch (node incarnation) or not older than what we hold;
 * a delta applies when its ``base`` equals our revision; one with a revision
   not above ours is old news; anything else is a gap -> pull a snapshot;
-* a sync applies nothing; it is a gap when epoch or revision differ.
+* a sync applies nothing; it is a gap when epoch or revision differ;
+* a notification that arrives before the first snapshot is remembered as a
+  hint: if it is newer than the snapshot (same epoch), the snapshot is
+  already stale and ``apply_snapshot`` says GAP so the caller pulls again.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class ServiceView:
         self.revision = 0
         self.instances: dict[InstanceId, Instance] = {}
         self.loaded = False  # True once a snapshot was applied
+        self._hint: tuple[int, int] | None = None  # newest (epoch, revision) heard before loading
 
     def apply_snapshot(self, result: dict[str, Any]) -> Outcome:
         epoch, revision = result["epoch"], result["revision"]
@@ -43,12 +47,17 @@ class ServiceView:
             new[inst.id] = inst
         changed = not self.loaded or new != self.instances
         self.epoch, self.revision, self.instances, self.loaded = epoch, revision, new, True
+        hint, self._hint = self._hint, None
+        if hint is not None and hint[0] == epoch and hint[1] > revision:
+            return Outcome.GAP  # a change we heard of is missing from this snapshot
         return Outcome.APPLIED if changed else Outcome.UNCHANGED
 
     def apply_notification(self, msg: dict[str, Any]) -> Outcome:
-        if not self.loaded:
-            return Outcome.UNCHANGED  # the snapshot pull in flight will cover it
         epoch, revision = msg["epoch"], msg["revision"]
+        if not self.loaded:  # the snapshot pull in flight should cover it; remember it
+            if self._hint is None or self._hint[0] != epoch or self._hint[1] < revision:
+                self._hint = (epoch, revision)
+            return Outcome.UNCHANGED
         if msg["kind"] == "sync":
             if epoch != self.epoch or revision != self.revision:
                 return Outcome.GAP

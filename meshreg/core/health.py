@@ -9,9 +9,10 @@ Providers beat every ``beat_interval`` (client side, default 5 s).  Every
 * no beat for ``evict_after``     (30 s)  -> removed (watchers told).
 
 A beat for an unhealthy instance heals it at once (the node does that on the
-beat, not here).  All instances of one service that change in one sweep
-become one change with one revision.  The sweep is O(instances); at 5 s per
-sweep that stays far below the beat traffic it judges.
+beat, not here).  In one sweep, the instances of a service newly marked
+unhealthy become one change and those evicted another (one revision each).
+The sweep is O(instances); at 5 s per sweep that stays far below the beat
+traffic it judges.
 """
 
 from __future__ import annotations

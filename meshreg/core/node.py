@@ -106,9 +106,8 @@ class RegistryNode:
     def instances_result(self, key: ServiceKey, healthy_only: bool) -> dict[str, Any]:
         svc = self.store.get(key)
         instances: list[dict[str, Any]] = []
-        revision = 0
+        revision = self.store.revision_of(key)
         if svc is not None:
-            revision = svc.revision
             for rec in svc.instances.values():
                 if healthy_only and not (rec.healthy and rec.enabled):
                     continue
@@ -177,8 +176,7 @@ class RegistryNode:
         if subscribed:
             self.subscriptions.subscribed(key)
             if key is not None:
-                svc = self.store.get(key)
-                self._effects.append(SyncAnnounced(key, svc.revision if svc else 0))
+                self._effects.append(SyncAnnounced(key, self.store.revision_of(key)))
         else:
             self.subscriptions.unsubscribed(key)
 

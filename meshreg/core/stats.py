@@ -20,9 +20,6 @@ class NodeStats:
         self.notifications = 0
         self._samples: deque[tuple[float, int]] = deque([(now, 0)])
 
-    def count_request(self, op: str) -> None:
-        self.requests[op] = self.requests.get(op, 0) + 1
-
     def count_error(self, code: ErrorCode) -> None:
         self.errors[code.name] = self.errors.get(code.name, 0) + 1
 

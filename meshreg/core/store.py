@@ -9,7 +9,10 @@ Theory of operation
 * A change is *visible* when anything a watcher sees changes: the set of
   instances or any of weight, enabled, healthy, metadata.  A beat only moves
   ``last_beat`` and is invisible unless it heals an unhealthy instance.
-* A service with no instance left is dropped from the table.
+* A service with no instance left is dropped from the table.  Asked for,
+  a missing service reports the node-wide revision: never below any
+  revision it had, so a watcher that missed its last delta still accepts the
+  empty list (and one created again later shows up as a gap, then a pull).
 * Time is an argument (``now``, monotonic seconds); the store keeps no clock.
 """
 
@@ -76,6 +79,11 @@ class RegistryStore:
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
         return self.services.get(key)
+
+    def revision_of(self, key: ServiceKey) -> int:
+        """A service's revision; the node-wide one for a service not in the table."""
+        svc = self.services.get(key)
+        return svc.revision if svc is not None else self.revision
 
     def instance_count(self) -> tuple[int, int]:
         """(healthy, unhealthy) instance counts."""

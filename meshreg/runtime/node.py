@@ -87,7 +87,7 @@ class NodeRuntime:
                 sock.close()
         self._router = self._xpub = None
         if self._ctx is not None:
-            self._ctx.term()
+            self._ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
             self._ctx = None
 
     def run(self) -> None:
@@ -135,6 +135,7 @@ class NodeRuntime:
         except RequestRejected as exc:
             self._rejected(exc, now)
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
+        req = None
         try:
             req = parse_request(body)
             return envelope + [encode_ok(req.req_id, self.core.handle(req, now))]
@@ -144,8 +145,9 @@ class NodeRuntime:
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
             self.core.stats.count_error(ErrorCode.INTERNAL)
+            req_id = req.req_id if req is not None else 0
             return envelope + [
-                encode_error(0, ErrorCode.INTERNAL, "internal error; see the node log")
+                encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
 
     def _rejected(self, exc: RequestRejected, now: float) -> None:

@@ -23,5 +23,5 @@ MAX_WEIGHT = 10000.0  # Nacos's upper bound, so weights carry over unchanged
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY_LEN = 128  # chars
 MAX_METADATA_VALUE_LEN = 1024  # chars
-MAX_METADATA_BYTES = 16 * 1024  # sum of key and value lengths, chars
+MAX_METADATA_CHARS = 16 * 1024  # sum of key and value lengths, chars
 MAX_REQUEST_ID = 2**64 - 1

@@ -146,7 +146,7 @@ def parse_request(body: bytes) -> Request:
         )
     op = msg.get("op")
     if op == "beat":  # the hot path: checked first, validated by type and length only
-        return Beat(req_id, _service_key(msg, req_id, op), _instance_id(msg, req_id, op, False))
+        return Beat(req_id, _beat_key(msg, req_id), _instance_id(msg, req_id, op, False))
     if op == "register":
         return _register(msg, req_id)
     if op == "deregister":
@@ -202,6 +202,27 @@ def _service_key(msg: dict[str, Any], req_id: int, op: str) -> ServiceKey:
         _name(msg, "group", DEFAULT_GROUP, limits.MAX_GROUP_LEN, req_id, op),
         _name(msg, "service", None, limits.MAX_SERVICE_LEN, req_id, op),
     )
+
+
+def _beat_key(msg: dict[str, Any], req_id: int) -> ServiceKey:
+    """A beat's service key, checked by type and length only.
+
+    A beat only looks a record up; a name outside the alphabet can never match
+    a registered one (register checks it fully), so it just gets NOT_FOUND.
+    """
+    ns = msg.get("namespace", DEFAULT_NAMESPACE)
+    group = msg.get("group", DEFAULT_GROUP)
+    service = msg.get("service")
+    if (
+        type(ns) is not str
+        or type(group) is not str
+        or type(service) is not str
+        or not 0 < len(ns) <= limits.MAX_NAMESPACE_LEN
+        or not 0 < len(group) <= limits.MAX_GROUP_LEN
+        or not 0 < len(service) <= limits.MAX_SERVICE_LEN
+    ):
+        return _service_key(msg, req_id, "beat")  # raises, naming the bad field
+    return ServiceKey(ns, group, service)
 
 
 def _instance_id(msg: dict[str, Any], req_id: int, op: str, strict_host: bool) -> InstanceId:
@@ -296,10 +317,10 @@ def validate_metadata(metadata: dict[Any, Any], req_id: int = 0, op: str = "regi
                 ErrorCode.TOO_LARGE,
             )
         total += len(k) + len(v)
-    if total > limits.MAX_METADATA_BYTES:
+    if total > limits.MAX_METADATA_CHARS:
         raise _reject(
             req_id,
             op,
-            f"metadata totals {total} characters; the limit is {limits.MAX_METADATA_BYTES}",
+            f"metadata totals {total} characters; the limit is {limits.MAX_METADATA_CHARS}",
             ErrorCode.TOO_LARGE,
         )
