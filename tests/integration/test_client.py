@@ -126,21 +126,28 @@ def test_beat_heals_an_unhealthy_instance(start_node) -> None:  # type: ignore[n
 
 def test_node_restart_makes_client_register_again_and_resubscribe(start_node) -> None:  # type: ignore[no-untyped-def]
     node = start_node(*FAST_TIMINGS)
-    seen: list[set[str]] = []
+    seen: list[tuple[int | None, set[str]]] = []
     with (
         Client([node.address], **FAST_CLIENT) as provider,
         Client([node.address], **FAST_CLIENT) as consumer,
     ):
         provider.register("cart", "10.0.0.7", 80)
-        consumer.subscribe("cart", lambda xs: seen.append(addresses(xs)))
-        wait_until(lambda: seen and seen[-1] == {"10.0.0.7:80"})
+        consumer.subscribe("cart", lambda xs: seen.append((xs.epoch, addresses(xs))))
+        wait_until(lambda: seen and seen[-1][1] == {"10.0.0.7:80"})
         node.kill()
         restarted = start_node(*FAST_TIMINGS, port=node.port)  # same address, empty registry
-        # the beat gets NOT_FOUND and the client registers again by itself
-        wait_until(lambda: addresses(consumer.instances("cart")) == {"10.0.0.7:80"}, timeout=15)
         with Client([restarted.address]) as fresh:
-            assert addresses(fresh.instances("cart")) == {"10.0.0.7:80"}
-        wait_until(lambda: seen[-1] == {"10.0.0.7:80"}, timeout=15)
+            new_epoch = fresh.ping()["epoch"]
+            # the beat gets NOT_FOUND and the provider registers again by itself
+            wait_until(
+                lambda: addresses(fresh.instances("cart")) == {"10.0.0.7:80"},
+                timeout=15,
+                what="re-registration on the restarted node",
+            )
+            # the subscription resumed on the new incarnation: a new change is pushed
+            fresh.register("cart", "10.0.0.8", 80)
+            both = {"10.0.0.7:80", "10.0.0.8:80"}
+            wait_until(lambda: seen[-1] == (new_epoch, both), timeout=15, what=f"push; saw {seen}")
 
 
 def test_failover_to_second_server_in_list(start_node) -> None:  # type: ignore[no-untyped-def]
