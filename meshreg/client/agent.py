@@ -77,6 +77,7 @@ class Watch:
     view: ServiceView
     listeners: list[Listener] = field(default_factory=list)
     pulling: bool = False
+    repull: bool = False  # a gap was seen while a pull was in flight
     waiting: list[tuple[Future[Any], Listener | None]] = field(default_factory=list)
 
 
@@ -465,9 +466,13 @@ class ClientAgent:
     # -- watches ---------------------------------------------------------------------
     def _pull(self, key: ServiceKey, timeout: float | None = None) -> None:
         watch = self.watches.get(key)
-        if watch is None or watch.pulling:
+        if watch is None:
+            return
+        if watch.pulling:  # the reply in flight may predate what made us pull again
+            watch.repull = True
             return
         watch.pulling = True
+        watch.repull = False
         fields = {"namespace": key.namespace, "group": key.group, "service": key.service}
 
         def pulled(result: dict[str, Any]) -> None:
@@ -488,7 +493,7 @@ class ClientAgent:
                 if not fut.done():
                     fut.set_result(listing)
             watch.waiting.clear()
-            if outcome is Outcome.GAP:  # already stale: a newer change was announced
+            if outcome is Outcome.GAP or watch.repull:  # already stale: pull again
                 self._pull(key)
 
         def failed(exc: BaseException) -> None:

@@ -32,6 +32,7 @@ from meshreg.wire import limits
 # joined by NUL, so NUL and anything outside these sets must never get in).
 _NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
 _CLUSTER_RE = re.compile(r"[0-9A-Za-z_.\-]+\Z")
+_ZONE_RE = re.compile(r"[0-9A-Za-z_.\-]{1,64}\Z")
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?\Z"
@@ -184,7 +185,9 @@ def _reject(
 def _name(
     msg: dict[str, Any], field: str, default: str | None, max_len: int, req_id: int, op: str
 ) -> str:
-    value = msg.get(field, default)
+    value = msg.get(field)
+    if value is None:  # nil means absent: take the default
+        value = default
     if value is None:
         raise _reject(req_id, op, f"field '{field}' is required")
     if type(value) is not str:
@@ -210,8 +213,12 @@ def _beat_key(msg: dict[str, Any], req_id: int) -> ServiceKey:
     A beat only looks a record up; a name outside the alphabet can never match
     a registered one (register checks it fully), so it just gets NOT_FOUND.
     """
-    ns = msg.get("namespace", DEFAULT_NAMESPACE)
-    group = msg.get("group", DEFAULT_GROUP)
+    ns = msg.get("namespace")
+    if ns is None:
+        ns = DEFAULT_NAMESPACE
+    group = msg.get("group")
+    if group is None:
+        group = DEFAULT_GROUP
     service = msg.get("service")
     if (
         type(ns) is not str
@@ -236,7 +243,9 @@ def _instance_id(msg: dict[str, Any], req_id: int, op: str, strict_host: bool) -
     port = msg.get("port")
     if type(port) is not int or not 0 < port < 65536:
         raise _reject(req_id, op, "field 'port' must be an integer in 1..65535")
-    cluster = msg.get("cluster", DEFAULT_CLUSTER)
+    cluster = msg.get("cluster")
+    if cluster is None:
+        cluster = DEFAULT_CLUSTER
     if type(cluster) is not str or not 0 < len(cluster) <= limits.MAX_CLUSTER_LEN:
         raise _reject(
             req_id,
@@ -256,11 +265,15 @@ def is_valid_host(host: str) -> bool:
         ipaddress.ip_address(host)
     except ValueError:
         return False
-    return True
+    # ipaddress accepts anything as an IPv6 zone ("fe80::1%<anything>"): allow names only.
+    _, sep, zone = host.partition("%")
+    return not sep or _ZONE_RE.match(zone) is not None
 
 
 def _bool(msg: dict[str, Any], field: str, default: bool, req_id: int, op: str) -> bool:
-    value = msg.get(field, default)
+    value = msg.get(field)
+    if value is None:
+        value = default
     if type(value) is not bool:
         raise _reject(req_id, op, f"field '{field}' must be true or false")
     return value
@@ -270,7 +283,9 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
     op = "register"
     key = _service_key(msg, req_id, op)
     iid = _instance_id(msg, req_id, op, True)
-    weight = msg.get("weight", 1.0)
+    weight = msg.get("weight")
+    if weight is None:
+        weight = 1.0
     if (
         type(weight) not in (int, float)
         or not math.isfinite(weight)
