@@ -50,6 +50,9 @@ def _fail(message: str) -> None:
 def _client(
     servers: str, namespace: str, group: str, timeout: float, **kw: Any
 ) -> Iterator[Client]:
+    if not logging.getLogger().handlers:  # one-shot commands: _fail prints the one error line
+        logging.getLogger("meshreg").addHandler(logging.NullHandler())
+        logging.getLogger("meshreg").propagate = False
     try:
         client = Client(
             servers,
@@ -132,6 +135,16 @@ def main() -> None:
 @click.option(
     "--evict-after", type=float, default=None, help="Seconds without a beat before removal (30)."
 )
+@click.option("--node-id", default=None, help="This node's id in the cluster (default host:port).")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    help="host:port of another node (repeat; may include this node). Enables cluster mode.",
+)
+@click.option(
+    "--peer-timeout", type=float, default=None, help="Seconds of silence before a peer is down (3)."
+)
 @click.option(
     "--log-level",
     default=None,
@@ -144,6 +157,9 @@ def node(
     check_interval: float | None,
     unhealthy_after: float | None,
     evict_after: float | None,
+    node_id: str | None,
+    peers: tuple[str, ...],
+    peer_timeout: float | None,
     log_level: str | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
@@ -156,6 +172,9 @@ def node(
             check_interval=check_interval,
             unhealthy_after=unhealthy_after,
             evict_after=evict_after,
+            node_id=node_id,
+            peers=peers,
+            peer_timeout=peer_timeout,
             log_level=log_level.upper() if log_level else None,
         )
     except ConfigError as exc:
@@ -358,6 +377,29 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         f"requests        {json.dumps(result['requests'], sort_keys=True)}",
     ]
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@server_option
+@timeout_option
+def cluster(as_json: bool, servers: str, timeout: float) -> None:
+    """Show the cluster as one node sees it: members, state, responsibility, lag."""
+    with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
+        result = c.cluster()
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    click.echo(f"as seen from {result['node']} ({'ready' if result['ready'] else 'catching up'})")
+    click.echo(
+        f"{'id':<22} {'address':<22} {'state':<12} {'services':>8} {'instances':>9} {'lag':>5}"
+    )
+    for m in result["members"]:
+        mark = "*" if m["self"] else " "
+        click.echo(
+            f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
+            f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}"
+        )
 
 
 @main.command()

@@ -1,9 +1,11 @@
 """Node settings: defaults with units and reasons; TOML loading.
 
-A node is named by one address ``host:port`` (the ROUTER clients talk to).
-Every other port derives from it by a fixed offset:
+A node is named by one address ``host:port`` (the ROUTER that clients and
+peers send requests to).  Every other port derives from it by a fixed offset:
 
-* ``port + 1`` (``PUB_PORT_OFFSET``): change notifications (XPUB -> SUB).
+* ``port + 1`` (``PUB_PORT_OFFSET``): change notifications to clients (XPUB -> SUB);
+* ``port + 2`` (``REPLICATION_PORT_OFFSET``): replication between nodes (PUB -> SUB),
+  bound only when the node has peers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from meshreg.core.distro import ClusterPolicy
 from meshreg.core.health import HealthPolicy
 from meshreg.errors import ConfigError
 
@@ -24,6 +27,7 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_HOST = "127.0.0.1"  # loopback: a node is not exposed until asked to be
 DEFAULT_PORT = 7800  # the request (ROUTER) port; clients use host:port
 PUB_PORT_OFFSET = 1  # notifications are published on port + 1
+REPLICATION_PORT_OFFSET = 2  # peers replicate over port + 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class NodeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     health: HealthPolicy = field(default_factory=HealthPolicy)
+    cluster: ClusterPolicy = field(default_factory=ClusterPolicy)
+    node_id: str = ""  # empty: the node's address host:port
+    peers: tuple[str, ...] = ()  # host:port of the other nodes (may include this one)
     log_level: str = "INFO"
 
     @property
@@ -41,28 +48,58 @@ class NodeConfig:
     def pub_port(self) -> int:
         return self.port + PUB_PORT_OFFSET
 
+    @property
+    def replication_port(self) -> int:
+        return self.port + REPLICATION_PORT_OFFSET
+
+    @property
+    def member_id(self) -> str:
+        return self.node_id or self.address
+
+    def peer_addresses(self) -> list[str]:
+        """Normalised peer addresses, without this node's own."""
+        out = []
+        for text in self.peers:
+            host, port = parse_address(text)
+            addr = f"{host}:{port}"
+            if addr != self.address and addr not in out:
+                out.append(addr)
+        return out
+
     def with_overrides(self, **overrides: Any) -> NodeConfig:
         """Apply non-None overrides (CLI flags win over the file)."""
         health_keys = {f.name for f in fields(HealthPolicy)}
-        health = {k: v for k, v in overrides.items() if k in health_keys and v is not None}
-        top = {k: v for k, v in overrides.items() if k not in health_keys and v is not None}
+        cluster_keys = {f.name for f in fields(ClusterPolicy)}
+        given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+        health = {k: v for k, v in given.items() if k in health_keys}
+        cluster = {k: v for k, v in given.items() if k in cluster_keys}
+        if "peer_timeout" in cluster and "beacon_interval" not in cluster:
+            # keep about six beacons per timeout, so one lost beacon never flaps a member
+            cluster["beacon_interval"] = min(
+                self.cluster.beacon_interval, cluster["peer_timeout"] / 6
+            )
+        top = {k: v for k, v in given.items() if k not in health_keys | cluster_keys}
         try:
             new_health = replace(self.health, **health) if health else self.health
-        except TypeError as exc:
+            new_cluster = replace(self.cluster, **cluster) if cluster else self.cluster
+        except (TypeError, ValueError) as exc:
             raise ConfigError(str(exc)) from None
-        cfg = replace(self, health=new_health, **top)
+        if "peers" in top:
+            top["peers"] = tuple(top["peers"])
+        cfg = replace(self, health=new_health, cluster=new_cluster, **top)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        if not 0 < self.port < 65535:
+        if not 0 < self.port < 65534:
             raise ConfigError(
-                f"port must be in 1..65534 (port+1 is the notification port), got {self.port}"
+                f"port must be in 1..65533 (port+1 and port+2 are derived), got {self.port}"
             )
+        self.peer_addresses()  # raises ConfigError on a malformed peer
 
 
 def load_node_config(path: str | Path | None) -> NodeConfig:
-    """Read ``[node]`` and ``[health]`` tables from a TOML file (None: defaults).
+    """Read ``[node]``, ``[health]`` and ``[cluster]`` tables from a TOML file.
 
     Example::
 
@@ -75,6 +112,11 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         check_interval = 5.0
         unhealthy_after = 15.0
         evict_after = 30.0
+
+        [cluster]
+        node_id = "node-a"
+        peers = ["10.0.0.1:7800", "10.0.0.2:7800", "10.0.0.3:7800"]
+        peer_timeout = 3.0
     """
     if path is None:
         return NodeConfig()
@@ -90,26 +132,35 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}")
     node = data.get("node", {})
     health = data.get("health", {})
-    allowed_node = {"host", "port", "log_level"}
-    allowed_health = {f.name for f in fields(HealthPolicy)}
-    for table, values, allowed in (
-        ("node", node, allowed_node),
-        ("health", health, allowed_health),
-    ):
-        bad = set(values) - allowed
+    cluster = dict(data.get("cluster", {}))
+    allowed = {
+        "node": {"host", "port", "log_level"},
+        "health": {f.name for f in fields(HealthPolicy)},
+        "cluster": {f.name for f in fields(ClusterPolicy)} | {"node_id", "peers"},
+    }
+    for table, values in (("node", node), ("health", health), ("cluster", cluster)):
+        bad = set(values) - allowed[table]
         if bad:
             raise ConfigError(
                 f"config file {path}: unknown key(s) {sorted(bad)} in [{table}]; "
-                f"allowed: {sorted(allowed)}"
+                f"allowed: {sorted(allowed[table])}"
             )
+    node_id = str(cluster.pop("node_id", ""))
+    peers = cluster.pop("peers", [])
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise ConfigError(f'config file {path}: [cluster] peers must be a list of "host:port"')
     try:
         policy = HealthPolicy(**{k: float(v) for k, v in health.items()})
+        cluster_policy = ClusterPolicy(**{k: float(v) for k, v in cluster.items()})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config file {path}: [health]: {exc}") from None
+        raise ConfigError(f"config file {path}: {exc}") from None
     cfg = NodeConfig(
         host=str(node.get("host", DEFAULT_HOST)),
         port=int(node.get("port", DEFAULT_PORT)),
         health=policy,
+        cluster=cluster_policy,
+        node_id=node_id,
+        peers=tuple(peers),
         log_level=str(node.get("log_level", "INFO")),
     )
     cfg.validate()

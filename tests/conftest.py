@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import NodeProcess  # noqa: E402
+from helpers import NodeProcess, free_port_pair  # noqa: E402
 
 FAST_TIMINGS = ("--check-interval", "0.1", "--unhealthy-after", "0.6", "--evict-after", "1.2")
 
@@ -26,6 +26,34 @@ def start_node() -> Iterator[Callable[..., NodeProcess]]:
     yield start
     for node in started:
         node.cleanup()
+
+
+CLUSTER_TIMINGS = (
+    "--check-interval",
+    "0.2",
+    "--unhealthy-after",
+    "3",
+    "--evict-after",
+    "6",
+    "--peer-timeout",
+    "1.0",
+)
+
+
+@pytest.fixture
+def start_cluster(
+    start_node: Callable[..., NodeProcess],
+) -> Callable[..., list[NodeProcess]]:
+    """Start n real nodes that name each other as peers (all killed at teardown)."""
+
+    def start(n: int, *extra: str) -> list[NodeProcess]:
+        ports = [free_port_pair() for _ in range(n)]
+        peers: list[str] = []
+        for p in ports:
+            peers += ["--peer", f"127.0.0.1:{p}"]
+        return [start_node(*CLUSTER_TIMINGS, *peers, *extra, port=p) for p in ports]
+
+    return start
 
 
 @pytest.fixture

@@ -33,21 +33,32 @@ def wait_until(
         _pause.wait(interval)
 
 
-def free_port_pair() -> int:
-    """A port p such that p and p+1 are both free on 127.0.0.1 right now."""
-    for _ in range(200):
+_handed_out: set[int] = set()
+
+
+def free_port_pair(span: int = 3) -> int:
+    """A port p such that p .. p+span-1 are free on 127.0.0.1 right now.
+
+    A node uses p (requests), p+1 (notifications) and, in a cluster, p+2.
+    Ports handed out before in this process are skipped, so nodes started
+    together never collide.
+    """
+    for _ in range(500):
         with socket.socket() as s:
             s.bind((HOST, 0))
             port = s.getsockname()[1]
-        if port >= 65534:
+        block = range(port, port + span)
+        if port + span > 65535 or _handed_out.intersection(block):
             continue
-        with socket.socket() as s2:
-            try:
-                s2.bind((HOST, port + 1))
-            except OSError:
-                continue
+        try:
+            for p in block[1:]:
+                with socket.socket() as s2:
+                    s2.bind((HOST, p))
+        except OSError:
+            continue
+        _handed_out.update(block)
         return port
-    raise RuntimeError("no free port pair found")
+    raise RuntimeError("no free port block found")
 
 
 def meshreg_cmd(*args: str) -> list[str]:
@@ -74,7 +85,7 @@ class NodeProcess:
     def __init__(self, *extra: str, port: int | None = None) -> None:
         self.port = port or free_port_pair()
         self.address = f"{HOST}:{self.port}"
-        self.extra = extra
+        self.extra = extra  # the node's arguments besides --host/--port (to restart it)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = ""
 

@@ -327,6 +327,7 @@ class ClientAgent:
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
                 del self._pending[req_id]
+                suspect = True  # it never answered: try the next server for the rest
                 exc = ServerUnreachableError(
                     f"{p.op}: no reply from meshreg server(s) {', '.join(dict.fromkeys(p.tried))} "
                     f"within {p.timeout:g}s; "
@@ -448,7 +449,7 @@ class ClientAgent:
             self.request(
                 "beat",
                 reg.beat_fields,
-                self.beat_interval,
+                max(self.beat_interval, self.attempt_timeout),
                 on_error=lambda exc, reg=reg: self._beat_failed(reg, exc),
             )
 
@@ -461,7 +462,7 @@ class ClientAgent:
                 reg.iid,
                 self.server,
             )
-            self.request("register", reg.fields, self.beat_interval)
+            self.request("register", reg.fields, max(self.beat_interval, self.attempt_timeout))
 
     # -- watches ---------------------------------------------------------------------
     def _pull(self, key: ServiceKey, timeout: float | None = None) -> None:

@@ -173,6 +173,10 @@ class Client:
         """The server's counters (see docs/PROTOCOL.md, ``stats``)."""
         return dict(self._call("stats", {}))
 
+    def cluster(self) -> dict[str, Any]:
+        """The cluster as the current server sees it (members, state, responsibility)."""
+        return dict(self._call("cluster", {}))
+
     def ping(self) -> dict[str, Any]:
         """Round trip to the server; returns its epoch, version and address."""
         return dict(self._call("ping", {}))

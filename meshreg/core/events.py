@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshreg.model import InstanceId, ServiceKey
 
@@ -18,6 +18,7 @@ class InstanceView:
     enabled: bool
     healthy: bool
     metadata: dict[str, str]
+    version: int = field(default=0, compare=False)  # replication stamp (see core/versions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,8 @@ class ServiceChanged:
     revision: int
     upserted: tuple[InstanceView, ...]
     removed: tuple[InstanceId, ...]
-    reason: str  # "registered", "deregistered", "unhealthy", "recovered", "evicted", "updated"
+    reason: str  # registered, deregistered, unhealthy, recovered, evicted, updated, replicated
+    removed_versions: tuple[int, ...] = field(default=(), compare=False)  # parallel to removed
 
 
 @dataclass(frozen=True, slots=True)

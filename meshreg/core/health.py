@@ -17,11 +17,13 @@ traffic it judges.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshreg.core.events import ServiceChanged
 from meshreg.core.store import RegistryStore
 from meshreg.errors import ConfigError
+from meshreg.model import ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +46,24 @@ class HealthPolicy:
             )
 
 
-def sweep(store: RegistryStore, now: float, policy: HealthPolicy) -> list[ServiceChanged]:
-    """Mark silent instances unhealthy and evict dead ones; return the changes."""
+def sweep(
+    store: RegistryStore,
+    now: float,
+    policy: HealthPolicy,
+    version: int = 0,
+    owns: Callable[[ServiceKey], bool] | None = None,
+) -> list[ServiceChanged]:
+    """Mark silent instances unhealthy and evict dead ones; return the changes.
+
+    ``version`` stamps every change of this sweep; ``owns`` limits the sweep
+    to the services this node is responsible for (None: all of them).
+    """
     unhealthy_before = now - policy.unhealthy_after
     evict_before = now - policy.evict_after
     changes: list[ServiceChanged] = []
     for svc in store.records():
+        if owns is not None and not owns(svc.key):
+            continue
         to_evict = []
         to_mark = []
         for rec in svc.instances.values():
@@ -58,11 +72,11 @@ def sweep(store: RegistryStore, now: float, policy: HealthPolicy) -> list[Servic
             elif rec.healthy and rec.last_beat <= unhealthy_before:
                 to_mark.append(rec.id)
         if to_mark:
-            change = store.set_health(svc.key, to_mark, False)
+            change = store.set_health(svc.key, to_mark, False, version)
             if change is not None:
                 changes.append(change)
         if to_evict:
-            change = store.remove(svc.key, to_evict, "evicted")
+            change = store.remove(svc.key, to_evict, "evicted", version, now)
             if change is not None:
                 changes.append(change)
     return changes

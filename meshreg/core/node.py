@@ -15,11 +15,12 @@ instance, one float store; no allocation unless it heals an instance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from meshreg import __version__
 from meshreg.core import health
-from meshreg.core.events import Effect, ServiceChanged, SyncAnnounced
+from meshreg.core.events import ServiceChanged, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import RegistryStore
@@ -38,6 +39,8 @@ from meshreg.wire.messages import (
     RequestRejected,
 )
 
+TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
+
 
 class RegistryNode:
     """Registry state, health timers and request handling of one node."""
@@ -50,7 +53,7 @@ class RegistryNode:
         self.stats = NodeStats(now)
         self.subscriptions = Subscriptions()
         self.next_check_at = now + policy.check_interval
-        self._effects: list[Effect] = []
+        self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
 
     # -- requests -------------------------------------------------------------
     def handle(self, req: Request, now: float) -> Any:
@@ -62,12 +65,12 @@ class RegistryNode:
             return self._beat(req, now)
         if type(req) is RegisterInstance:
             change = self.store.register(
-                req.key, req.instance, req.weight, req.enabled, req.metadata, now
+                req.key, req.instance, req.weight, req.enabled, req.metadata, now, self._stamp(now)
             )
             self._emit(change)
             return None
         if type(req) is DeregisterInstance:
-            self._emit(self.store.deregister(req.key, req.instance))
+            self._emit(self.store.deregister(req.key, req.instance, self._stamp(now), now))
             return None
         if type(req) is QueryInstances:
             return self.instances_result(req.key, req.healthy_only)
@@ -97,7 +100,7 @@ class RegistryNode:
                 "beat",
             )
         if not rec.healthy:
-            self._emit(self.store.set_health(req.key, (req.instance,), True))
+            self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
 
     def rejected(self, error: RequestRejected) -> None:
         """Count a rejected request (validation failure or refusal)."""
@@ -163,8 +166,10 @@ class RegistryNode:
     def tick(self, now: float) -> float:
         """Run the health sweep if due; return the next time to call tick."""
         if now >= self.next_check_at:
-            for change in health.sweep(self.store, now, self.policy):
+            owns = self._owns
+            for change in health.sweep(self.store, now, self.policy, self._stamp(now), owns):
                 self._emit(change)
+            self.store.purge_tombstones(now, TOMBSTONE_TTL)
             self.stats.sample(now)
             # Re-anchor on now: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
@@ -181,11 +186,17 @@ class RegistryNode:
             self.subscriptions.unsubscribed(key)
 
     # -- effects -------------------------------------------------------------
+    def _stamp(self, now: float) -> int:
+        """Version stamp for a write (replication needs them; a lone node does not)."""
+        return 0
+
+    _owns: Callable[[ServiceKey], bool] | None = None  # services to sweep (None: all)
+
     def _emit(self, change: ServiceChanged | None) -> None:
         if change is not None:
             self._effects.append(change)
 
-    def take_effects(self) -> list[Effect]:
+    def take_effects(self) -> list[Any]:
         """Hand the queued effects to the caller (and forget them)."""
         effects = self._effects
         if effects:

@@ -14,6 +14,13 @@ Theory of operation
   revision it had, so a watcher that missed its last delta still accepts the
   empty list (and one created again later shows up as a gap, then a pull).
 * Time is an argument (``now``, monotonic seconds); the store keeps no clock.
+* Replication (see ``core/versions``): every record carries the stamp of
+  its last state change; a removal leaves a tombstone with its stamp for
+  ``tombstone_ttl`` seconds.  ``merge`` applies a peer's records and
+  tombstones per instance, keeping whichever stamp is higher, so merges
+  commute and every node that has seen the same records holds the same table.
+  A tombstone is what stops a stale copy from resurrecting an evicted
+  instance.
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ from meshreg.model import InstanceId, ServiceKey
 class InstanceRecord:
     """One registered instance; mutable, owned by the store."""
 
-    __slots__ = ("id", "weight", "enabled", "healthy", "metadata", "registered_at", "last_beat")
+    __slots__ = (
+        "id",
+        "weight",
+        "enabled",
+        "healthy",
+        "metadata",
+        "registered_at",
+        "last_beat",
+        "version",
+    )
 
     def __init__(
         self,
@@ -36,8 +52,10 @@ class InstanceRecord:
         enabled: bool,
         metadata: dict[str, str],
         now: float,
+        version: int = 0,
     ) -> None:
         self.id = iid
+        self.version = version
         self.weight = weight
         self.enabled = enabled
         self.healthy = True
@@ -55,18 +73,20 @@ class InstanceRecord:
             self.enabled,
             self.healthy,
             dict(self.metadata),
+            self.version,
         )
 
 
 class ServiceRecord:
     """One service: its instances by id and its revision."""
 
-    __slots__ = ("key", "revision", "instances")
+    __slots__ = ("key", "revision", "instances", "digest_cache")
 
     def __init__(self, key: ServiceKey) -> None:
         self.key = key
         self.revision = 0
         self.instances: dict[InstanceId, InstanceRecord] = {}
+        self.digest_cache: int | None = None  # see core/digests; reset on every change
 
 
 class RegistryStore:
@@ -75,6 +95,8 @@ class RegistryStore:
     def __init__(self) -> None:
         self.services: dict[ServiceKey, ServiceRecord] = {}
         self.revision = 0
+        # (version, removed_at) of removed instances, so stale copies stay dead
+        self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, float]]] = {}
 
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
@@ -116,6 +138,7 @@ class RegistryStore:
         enabled: bool,
         metadata: dict[str, str],
         now: float,
+        version: int = 0,
     ) -> ServiceChanged | None:
         """Add or update an instance; a repeat with equal fields only refreshes its beat."""
         svc = self.services.get(key)
@@ -123,7 +146,8 @@ class RegistryStore:
             svc = self.services[key] = ServiceRecord(key)
         rec = svc.instances.get(iid)
         if rec is None:
-            rec = svc.instances[iid] = InstanceRecord(iid, weight, enabled, metadata, now)
+            rec = svc.instances[iid] = InstanceRecord(iid, weight, enabled, metadata, now, version)
+            self._forget_tombstone(key, iid)
             return self._changed(svc, (rec,), (), "registered")
         rec.last_beat = now
         if (
@@ -134,11 +158,14 @@ class RegistryStore:
         ):
             return None
         rec.weight, rec.enabled, rec.metadata, rec.healthy = weight, enabled, metadata, True
+        rec.version = version
         return self._changed(svc, (rec,), (), "updated")
 
-    def deregister(self, key: ServiceKey, iid: InstanceId) -> ServiceChanged | None:
+    def deregister(
+        self, key: ServiceKey, iid: InstanceId, version: int = 0, now: float = 0.0
+    ) -> ServiceChanged | None:
         """Remove an instance; None when it was not there (deregister is idempotent)."""
-        return self.remove(key, (iid,), "deregistered")
+        return self.remove(key, (iid,), "deregistered", version, now)
 
     def beat(self, key: ServiceKey, iid: InstanceId, now: float) -> InstanceRecord | None:
         """Record a beat. Returns the record (None: unknown, the client must register)."""
@@ -151,7 +178,7 @@ class RegistryStore:
         return rec
 
     def set_health(
-        self, key: ServiceKey, iids: Iterable[InstanceId], healthy: bool
+        self, key: ServiceKey, iids: Iterable[InstanceId], healthy: bool, version: int = 0
     ) -> ServiceChanged | None:
         """Set ``healthy`` on instances; one change (one revision) for all of them."""
         svc = self.services.get(key)
@@ -162,13 +189,19 @@ class RegistryStore:
             rec = svc.instances.get(iid)
             if rec is not None and rec.healthy != healthy:
                 rec.healthy = healthy
+                rec.version = version
                 changed.append(rec)
         if not changed:
             return None
         return self._changed(svc, tuple(changed), (), "recovered" if healthy else "unhealthy")
 
     def remove(
-        self, key: ServiceKey, iids: Iterable[InstanceId], reason: str
+        self,
+        key: ServiceKey,
+        iids: Iterable[InstanceId],
+        reason: str,
+        version: int = 0,
+        now: float = 0.0,
     ) -> ServiceChanged | None:
         """Remove instances; one change for all of them; drops an emptied service."""
         svc = self.services.get(key)
@@ -177,10 +210,94 @@ class RegistryStore:
         removed = tuple(iid for iid in iids if svc.instances.pop(iid, None) is not None)
         if not removed:
             return None
-        change = self._changed(svc, (), removed, reason)
+        tombs = self.tombstones.setdefault(key, {})
+        for iid in removed:
+            tombs[iid] = (version, now)
+        change = self._changed(svc, (), removed, reason, (version,) * len(removed))
         if not svc.instances:
             del self.services[key]
         return change
+
+    # -- replication -----------------------------------------------------------
+    def version_of(self, key: ServiceKey, iid: InstanceId) -> int:
+        """The stamp of what we hold for an instance (record or tombstone); -1: nothing."""
+        svc = self.services.get(key)
+        rec = svc.instances.get(iid) if svc is not None else None
+        if rec is not None:
+            return rec.version
+        tomb = self.tombstones.get(key, {}).get(iid)
+        return tomb[0] if tomb is not None else -1
+
+    def merge(
+        self,
+        key: ServiceKey,
+        upserts: Iterable[InstanceView],
+        removals: Iterable[tuple[InstanceId, int]],
+        now: float,
+    ) -> ServiceChanged | None:
+        """Apply a peer's records and tombstones where their stamps are higher.
+
+        New records get ``now`` as their last beat (a fresh grace period).
+        """
+        changed: list[InstanceRecord] = []
+        removed: list[InstanceId] = []
+        removed_versions: list[int] = []
+        svc = self.services.get(key)
+        for v in upserts:
+            iid = InstanceId(v.ip, v.port, v.cluster)
+            if v.version <= self.version_of(key, iid):
+                continue
+            if svc is None:
+                svc = self.services[key] = ServiceRecord(key)
+            rec = svc.instances.get(iid)
+            if rec is None:
+                rec = svc.instances[iid] = InstanceRecord(
+                    iid, v.weight, v.enabled, dict(v.metadata), now, v.version
+                )
+                rec.healthy = v.healthy
+                self._forget_tombstone(key, iid)
+            else:
+                rec.weight, rec.enabled, rec.healthy = v.weight, v.enabled, v.healthy
+                rec.metadata, rec.version = dict(v.metadata), v.version
+            changed.append(rec)
+        tombs = None
+        for iid, version in removals:
+            if version <= self.version_of(key, iid):
+                continue
+            if tombs is None:
+                tombs = self.tombstones.setdefault(key, {})
+            tombs[iid] = (version, now)
+            if svc is not None and svc.instances.pop(iid, None) is not None:
+                removed.append(iid)
+                removed_versions.append(version)
+        if svc is None or not (changed or removed):
+            return None
+        change = self._changed(
+            svc, tuple(changed), tuple(removed), "replicated", tuple(removed_versions)
+        )
+        if not svc.instances:
+            del self.services[key]
+        return change
+
+    def tombstones_of(self, key: ServiceKey) -> list[tuple[InstanceId, int]]:
+        return [(iid, v) for iid, (v, _) in self.tombstones.get(key, {}).items()]
+
+    def purge_tombstones(self, now: float, ttl: float) -> int:
+        """Forget tombstones older than ``ttl`` seconds; returns how many."""
+        purged = 0
+        for key in list(self.tombstones):
+            tombs = self.tombstones[key]
+            for iid in [i for i, (_, at) in tombs.items() if at <= now - ttl]:
+                del tombs[iid]
+                purged += 1
+            if not tombs:
+                del self.tombstones[key]
+        return purged
+
+    def _forget_tombstone(self, key: ServiceKey, iid: InstanceId) -> None:
+        tombs = self.tombstones.get(key)
+        if tombs is not None and tombs.pop(iid, None) is not None and not tombs:
+            del self.tombstones[key]
 
     def _changed(
         self,
@@ -188,10 +305,18 @@ class RegistryStore:
         upserted: tuple[InstanceRecord, ...],
         removed: tuple[InstanceId, ...],
         reason: str,
+        removed_versions: tuple[int, ...] = (),
     ) -> ServiceChanged:
         base = svc.revision
+        svc.digest_cache = None
         self.revision += 1
         svc.revision = self.revision
         return ServiceChanged(
-            svc.key, base, svc.revision, tuple(r.view() for r in upserted), removed, reason
+            svc.key,
+            base,
+            svc.revision,
+            tuple(r.view() for r in upserted),
+            removed,
+            reason,
+            removed_versions,
         )

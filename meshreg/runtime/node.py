@@ -1,9 +1,11 @@
-"""The node's event loop around :class:`meshreg.core.node.RegistryNode`.
+"""The node's event loop around :class:`meshreg.core.distro.DistroNode`.
 
-One thread owns the sockets (ZeroMQ sockets are not thread-safe).  The loop:
-poll the ROUTER and the XPUB until the next health tick, drain each in
-batches, hand requests to the core with the real clock, send replies, publish
-the effects.  ``stop()`` may be called from any thread or a signal handler.
+One thread owns every socket (ZeroMQ sockets are not thread-safe).  The loop
+polls the ROUTER (clients and peers), the XPUB (client subscriptions), and,
+in a cluster, the replication SUB and one DEALER per peer; it hands each
+input to the core with the real clock and carries out the effects: replies,
+client notifications, replication broadcasts, forwards and peer calls.
+``stop()`` may be called from any thread or a signal handler.
 """
 
 from __future__ import annotations
@@ -13,19 +15,34 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 
 from meshreg import __version__
 from meshreg.config import NodeConfig
-from meshreg.core.events import Effect, ServiceChanged
-from meshreg.core.node import RegistryNode
-from meshreg.errors import ErrorCode
+from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
+from meshreg.core.events import ServiceChanged, SyncAnnounced
+from meshreg.core.membership import MemberChanged, MemberState
+from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
-from meshreg.transport.sockets import bind_notify_socket, bind_request_socket
+from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
+from meshreg.transport.sockets import (
+    bind_notify_socket,
+    bind_replication_socket,
+    bind_request_socket,
+)
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import RequestRejected, parse_request
 from meshreg.wire.notifications import encode_change, encode_sync, parse_topic
+from meshreg.wire.peer import (
+    Beacon,
+    DigestSummary,
+    decode_replication,
+    encode_beacon,
+    encode_delta,
+    encode_digest,
+)
 from meshreg.wire.replies import encode_error, encode_ok
 
 log = logging.getLogger("meshreg.node")
@@ -46,28 +63,51 @@ class NodeRuntime:
         self.config = config
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
-        self.core = RegistryNode(config.health, self.epoch, clock(), config.address)
+        now = clock()
+        self.peer_addresses = config.peer_addresses()
+        self.core = DistroNode(
+            config.health,
+            config.cluster,
+            config.member_id,
+            config.address,
+            self.peer_addresses,
+            self.epoch,
+            now,
+            wall_offset=time.time() - now,
+        )
         self._stop = threading.Event()
-        self._ctx: zmq.Context | None = None
-        self._router: zmq.Socket | None = None
-        self._xpub: zmq.Socket | None = None
+        self._ctx: zmq.Context[Any] | None = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._xpub: zmq.Socket[bytes] | None = None
+        self._repl_pub: zmq.Socket[bytes] | None = None
+        self._repl_sub: zmq.Socket[bytes] | None = None
+        self._peers: PeerLinks | None = None
         self._limiter = LogLimiter(log)
 
     def bind(self) -> None:
-        """Bind both sockets (raises ConfigError naming the address on failure)."""
+        """Bind the sockets (raises ConfigError naming the address on failure)."""
         cfg = self.config
         self._ctx = zmq.Context()
         try:
             self._router = bind_request_socket(self._ctx, cfg.host, cfg.port)
             self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port)
+            if self.peer_addresses:
+                self._repl_pub = bind_replication_socket(self._ctx, cfg.host, cfg.replication_port)
+                sub = self._repl_sub = self._ctx.socket(zmq.SUB)
+                sub.setsockopt(zmq.LINGER, 0)
+                sub.setsockopt(zmq.SUBSCRIBE, b"")
+                for address in self.peer_addresses:
+                    sub.connect(replication_endpoint(address))
+                self._peers = PeerLinks(self._ctx, cfg.cluster.peer_request_timeout)
         except Exception:
             self.close()
             raise
         h = cfg.health
         log.info(
-            "meshreg node %s serving requests on %s:%d, notifications on %s:%d "
+            "meshreg node %s (id %s) serving requests on %s:%d, notifications on %s:%d "
             "(check every %gs, unhealthy after %gs, evict after %gs, epoch %d)",
             __version__,
+            cfg.member_id,
             cfg.host,
             cfg.port,
             cfg.host,
@@ -77,15 +117,26 @@ class NodeRuntime:
             h.evict_after,
             self.epoch,
         )
+        if self.peer_addresses:
+            log.info(
+                "cluster: replication on %s:%d, peers %s (peer timeout %gs); catching up",
+                cfg.host,
+                cfg.replication_port,
+                ", ".join(self.peer_addresses),
+                cfg.cluster.peer_timeout,
+            )
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
-        for sock in (self._router, self._xpub):
+        if self._peers is not None:
+            self._peers.close()
+            self._peers = None
+        for sock in (self._router, self._xpub, self._repl_pub, self._repl_sub):
             if sock is not None:
                 sock.close()
-        self._router = self._xpub = None
+        self._router = self._xpub = self._repl_pub = self._repl_sub = None
         if self._ctx is not None:
             self._ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
             self._ctx = None
@@ -94,31 +145,49 @@ class NodeRuntime:
         """Serve until ``stop()``; closes the sockets on the way out."""
         if self._router is None:
             self.bind()
-        router, xpub = self._router, self._xpub
+        router, xpub, sub, peers = self._router, self._xpub, self._repl_sub, self._peers
         assert router is not None and xpub is not None
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(xpub, zmq.POLLIN)
+        if sub is not None:
+            poller.register(sub, zmq.POLLIN)
+        dealers: set[zmq.Socket[bytes]] = set()
+        if peers is not None:
+
+            def add(sock: zmq.Socket[bytes]) -> None:
+                poller.register(sock, zmq.POLLIN)
+                dealers.add(sock)
+
+            peers.poller_add = add
         core, clock = self.core, self.clock
         try:
             while not self._stop.is_set():
                 now = clock()
-                next_tick = core.tick(now)
-                self._publish(core.take_effects())
-                timeout = min(max(next_tick - now, 0.0), MAX_POLL)
-                ready = poller.poll(timeout * 1000.0)
-                for sock, _ in ready:
+                wake = core.tick(now)
+                self._carry_out(core.take_effects(), now)
+                if peers is not None:
+                    self._expire(peers, now)
+                    deadline = peers.next_deadline()
+                    if deadline is not None:
+                        wake = min(wake, deadline)
+                timeout = min(max(wake - now, 0.0), MAX_POLL)
+                for sock, _ in poller.poll(timeout * 1000.0):
                     if sock is router:
                         self._drain_requests(router)
-                    else:
+                    elif sock is xpub:
                         self._drain_subscriptions(xpub)
-                self._publish(core.take_effects())
+                    elif sock is sub:
+                        self._drain_replication(sub)
+                    elif sock in dealers:
+                        self._drain_peer_replies(sock)
+                    self._carry_out(core.take_effects(), clock())
         finally:
             log.info("meshreg node on %s stopping", self.config.address)
             self.close()
 
     # -- requests -------------------------------------------------------------
-    def _drain_requests(self, router: zmq.Socket) -> None:
+    def _drain_requests(self, router: zmq.Socket[bytes]) -> None:
         recv, send, serve = router.recv_multipart, router.send_multipart, self._serve
         now = self.clock()
         for _ in range(BATCH):
@@ -126,10 +195,12 @@ class NodeRuntime:
                 frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            send(serve(frames, now))
+            reply = serve(frames, now)
+            if reply is not None:
+                send(reply)
 
-    def _serve(self, frames: list[bytes], now: float) -> list[bytes]:
-        """One request's frames in, the reply's frames out. Never raises."""
+    def _serve(self, frames: list[bytes], now: float) -> list[bytes] | None:
+        """One request's frames in, the reply's frames out (None: forwarded). Never raises."""
         try:
             envelope, body = split_envelope(frames)
         except RequestRejected as exc:
@@ -138,7 +209,14 @@ class NodeRuntime:
         req = None
         try:
             req = parse_request(body)
-            return envelope + [encode_ok(req.req_id, self.core.handle(req, now))]
+            forwarded = len(envelope) > 2  # a peer relayed it: never forward again
+            result = self.core.handle(req, now, forwarded)
+            if type(result) is Forward:
+                peers = self._peers
+                if peers is not None and peers.forward(result.address, envelope, req, body, now):
+                    return None
+                result = self.core.handle(req, now, True)  # owner unreachable: apply here
+            return envelope + [encode_ok(req.req_id, result)]
         except RequestRejected as exc:
             self._rejected(exc, now)
             return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
@@ -157,8 +235,66 @@ class NodeRuntime:
             return
         self._limiter.warning(exc.code, now, "rejected request: %s: %s", exc.code.name, exc.message)
 
+    # -- peers ----------------------------------------------------------------------
+    def _drain_peer_replies(self, dealer: zmq.Socket[bytes]) -> None:
+        peers, router, core = self._peers, self._router, self.core
+        assert peers is not None and router is not None
+        now = self.clock()
+        for _ in range(BATCH):
+            try:
+                frames = dealer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) == 3 and frames[1] == b"":  # a forwarded write's reply
+                pending = peers.forwards.pop(frames[0], None)
+                if pending is not None:
+                    router.send_multipart(pending.envelope + [frames[2]])
+            elif len(frames) == 2 and frames[0] == b"":  # a peer call's reply
+                try:
+                    tag, ok, result = decode_call_reply(frames[1])
+                except RemoteProtocolError as exc:
+                    self._limiter.warning("peer-reply", now, "bad reply from a peer: %s", exc)
+                    continue
+                if peers.calls.pop(tag, None) is None:
+                    continue
+                if ok:
+                    core.peer_reply(tag, result, now)
+                else:
+                    core.peer_failed(tag, now)
+
+    def _expire(self, peers: PeerLinks, now: float) -> None:
+        forwards, calls = peers.expired(now)
+        router = self._router
+        assert router is not None
+        for pending in forwards:  # the owner did not answer: apply the write here
+            req = pending.request
+            try:
+                result = self.core.handle(req, now, True)
+                body = encode_ok(req.req_id, result)
+            except RequestRejected as exc:
+                body = encode_error(exc.req_id, exc.code, exc.message)
+            router.send_multipart(pending.envelope + [body])
+        for tag in calls:
+            self.core.peer_failed(tag, now)
+
+    def _drain_replication(self, sub: zmq.Socket[bytes]) -> None:
+        core = self.core
+        now = self.clock()
+        for _ in range(BATCH):
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode_replication(frames)
+            except RemoteProtocolError as exc:
+                core.counters["replication_errors"] += 1
+                self._limiter.warning("replication", now, "bad replication message: %s", exc)
+                continue
+            core.on_replication(msg, now)
+
     # -- subscriptions and notifications ---------------------------------------
-    def _drain_subscriptions(self, xpub: zmq.Socket) -> None:
+    def _drain_subscriptions(self, xpub: zmq.Socket[bytes]) -> None:
         core = self.core
         for _ in range(BATCH):
             try:
@@ -169,14 +305,15 @@ class NodeRuntime:
                 continue  # XPUB upstream data we do not use
             core.subscription_changed(parse_topic(msg[1:]), msg[0] == 1)
 
-    def _publish(self, effects: list[Effect]) -> None:
+    def _carry_out(self, effects: list[Any], now: float) -> None:
         if not effects:
             return
         xpub, epoch = self._xpub, self.epoch
         assert xpub is not None
         for effect in effects:
-            if type(effect) is ServiceChanged:
-                frames = encode_change(effect, epoch)
+            t = type(effect)
+            if t is ServiceChanged:
+                self._notify(xpub, encode_change(effect, epoch))
                 if effect.reason in ("unhealthy", "evicted"):
                     names = [str(i) for i in effect.removed]
                     names += [f"{v.ip}:{v.port}" for v in effect.upserted]
@@ -187,9 +324,38 @@ class NodeRuntime:
                         ", ".join(names),
                         effect.revision,
                     )
-            else:
-                frames = encode_sync(effect, epoch)
-            try:
-                xpub.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # over HWM: watchers detect the gap by revision and re-pull
+            elif t is SyncAnnounced:
+                self._notify(xpub, encode_sync(effect, epoch))
+            elif t is Broadcast:
+                self._broadcast(effect.message)
+            elif t is PeerCall:
+                peers = self._peers
+                if peers is None or not peers.call(effect, now):
+                    self.core.peer_failed(effect.tag, now)
+            elif t is MemberChanged:
+                if effect.state is MemberState.UP:
+                    how = "restarted" if effect.restarted else "up"
+                    log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
+                else:
+                    log.warning("peer %s (%s) is down", effect.node_id, effect.address)
+
+    def _notify(self, xpub: zmq.Socket[bytes], frames: list[bytes]) -> None:
+        try:
+            xpub.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # over HWM: watchers detect the gap by revision and re-pull
+
+    def _broadcast(self, message: Any) -> None:
+        pub = self._repl_pub
+        if pub is None:
+            return
+        if type(message) is Beacon:
+            frames = encode_beacon(message)
+        elif type(message) is DigestSummary:
+            frames = encode_digest(message)
+        else:
+            frames = encode_delta(message)
+        try:
+            pub.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # over HWM: peers see the seq gap and repair by anti-entropy

@@ -64,3 +64,14 @@ def bind_notify_socket(ctx: zmq.Context, host: str, port: int) -> zmq.Socket:
         sock.setsockopt(zmq.IPV6, 1)
     _bind(sock, host, port, "notification")
     return sock
+
+
+def bind_replication_socket(ctx: zmq.Context, host: str, port: int) -> zmq.Socket:
+    """PUB for replication to peers (deltas, beacons, digests)."""
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, NOTIFY_SNDHWM)
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
+    _bind(sock, host, port, "replication")
+    return sock

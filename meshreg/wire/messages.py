@@ -109,7 +109,18 @@ Request = (
     RegisterInstance | DeregisterInstance | Beat | QueryInstances | ListServices | GetStats | Ping
 )
 
-OPS = ("register", "deregister", "beat", "instances", "services", "stats", "ping")
+OPS = (
+    "register",
+    "deregister",
+    "beat",
+    "instances",
+    "services",
+    "stats",
+    "ping",
+    "cluster",
+    "digests",
+    "reconcile",
+)
 
 
 def decode_body(body: bytes) -> Any:
@@ -168,6 +179,10 @@ def parse_request(body: bytes) -> Request:
         return GetStats(req_id)
     if op == "ping":
         return Ping(req_id)
+    if op in ("digests", "reconcile", "cluster"):
+        from meshreg.wire.peer import parse_peer_request  # peer ops: rare, kept apart
+
+        return parse_peer_request(op, msg, req_id)  # type: ignore[no-any-return]
     shown = op if isinstance(op, str) and len(op) <= 32 else type(op).__name__
     raise RequestRejected(
         ErrorCode.UNKNOWN_OP,

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
+from meshreg.core.distro import ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.node import RegistryNode
 from meshreg.errors import ErrorCode
@@ -42,9 +43,9 @@ KNOWN = [
 NOW = 100.0
 
 
-def populated_node() -> RegistryNode:
-    """A node with some state: three services, one instance unhealthy."""
-    node = RegistryNode(HealthPolicy(), epoch=99, now=0.0)
+def populated_node() -> DistroNode:
+    """A node (a lone cluster member, as the runtime runs it) with three services."""
+    node = DistroNode(HealthPolicy(), ClusterPolicy(), "n1", "127.0.0.1:7800", [], 99, 0.0)
     for i, key in enumerate(KNOWN):
         fields = {"namespace": key.namespace, "group": key.group, "service": key.service}
         for port in (8080, 8081):
@@ -270,6 +271,8 @@ def test_valid_requests_of_every_op_pass_the_same_checks() -> None:
                 "ip": ip,
                 "port": 8080,
             }
+            if op == "reconcile":
+                msg.update(node="n2", services=[])
             exc = check(node, msgpack.packb(msg))
             if op == "beat" and ip == "10.0.0.2":
                 assert exc is not None and exc.code is ErrorCode.NOT_FOUND

@@ -1,0 +1,42 @@
+"""Checksums for anti-entropy: per service, and summed over a set of services.
+
+A service's digest covers each live instance's identity and version stamp
+(the stamp changes with every visible change, so fields need not be hashed).
+Tombstones are left out: they expire at different times on different nodes.
+The summary over many services is the sum of their digests modulo 2**64, so
+it does not depend on iteration order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import xxhash
+
+from meshreg.core.mapping import service_key_bytes
+from meshreg.core.store import ServiceRecord
+
+MASK = 2**64 - 1
+
+
+def service_digest(svc: ServiceRecord) -> int:
+    """Digest of one service (cached on the record until its next change)."""
+    cached = svc.digest_cache
+    if cached is not None:
+        return cached
+    h = xxhash.xxh64(service_key_bytes(svc.key))
+    for iid in sorted(svc.instances):
+        rec = svc.instances[iid]
+        h.update(f"\x00{iid.ip}\x00{iid.port}\x00{iid.cluster}\x00{rec.version}".encode())
+    value = int(h.intdigest())
+    svc.digest_cache = value
+    return value
+
+
+def summary_digest(services: Iterable[ServiceRecord]) -> tuple[int, int]:
+    """(count, digest) over a set of services."""
+    count = total = 0
+    for svc in services:
+        count += 1
+        total = (total + service_digest(svc)) & MASK
+    return count, total

@@ -1,0 +1,523 @@
+"""The Distro node state machine: own or forward, replicate, verify, repair.
+
+Theory of operation
+-------------------
+* **Responsibility.**  Every service has one responsible node among the live
+  *ready* members, by rendezvous hashing (``core/mapping``).  A node that is
+  still catching up counts itself out (and peers count it out), so it owns
+  nothing until it holds the data; it still serves reads and forwards writes.
+* **Writes.**  register/deregister/beat for a service run on its responsible
+  node; any other node answers ``Forward`` and the runtime relays the request
+  and the reply.  A forwarded request is never forwarded again (views may
+  briefly disagree; the receiver applies it).  If the responsible node does
+  not answer, the runtime applies the write locally (``forwarded=True``):
+  every record is version-stamped, so any node's write merges safely.
+* **Replication.**  Every visible change made here is published to peers as
+  a delta tagged (node, epoch, seq).  Plain beats are not replicated (they are
+  invisible); state transitions are.  Peers merge deltas per instance, the
+  higher version stamp winning (``store.merge``); removals leave tombstones
+  so a stale copy never resurrects an evicted instance.
+* **Repair.**  A peer that sees a gap in a node's seq (a lost delta, or a
+  beacon announcing a newer seq), a restart, or a digest that differs from
+  its own copy runs an anti-entropy round with that node: page through the
+  node's per-service digests, then ``reconcile`` every service that differs
+  (send ours, merge theirs).  Merging is commutative and idempotent, so
+  rounds can overlap, repeat or be lost without harm.
+* **Health.**  Only the responsible node sweeps a service.  When
+  responsibility moves here, the service's instances get a fresh grace
+  period (last beat = now): nothing turns unhealthy because its beats went to
+  a node that died.
+* **Catch-up.**  A node started with peers is *catching up* until it has
+  finished one anti-entropy round with an up peer (or none came up within
+  ``peer_timeout``); then it is ready and starts owning services.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from meshreg.core.digests import service_digest, summary_digest
+from meshreg.core.events import ServiceChanged
+from meshreg.core.health import HealthPolicy
+from meshreg.core.mapping import responsible_node
+from meshreg.core.membership import MemberChanged, Membership, MemberState
+from meshreg.core.node import RegistryNode
+from meshreg.core.versions import HybridClock
+from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.model import ServiceKey
+from meshreg.wire.messages import Beat, DeregisterInstance, RegisterInstance
+from meshreg.wire.peer import (
+    MAX_DIGEST_PAGE,
+    MAX_RECONCILE_SERVICES,
+    Beacon,
+    DigestSummary,
+    GetCluster,
+    ListDigests,
+    Reconcile,
+    ReplicatedDelta,
+    ServicePayload,
+    payload_from_wire,
+    payload_to_wire,
+)
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    """Cluster timings, all in seconds."""
+
+    peer_timeout: float = 3.0  # s of silence before a peer is down (issue: default 3 s)
+    beacon_interval: float = 0.5  # s; six beacons per timeout: one lost beacon never flaps
+    anti_entropy_interval: float = 2.0  # s between digest broadcasts ("every few seconds")
+    peer_request_timeout: float = 2.0  # s the runtime waits for a peer's reply
+
+    def __post_init__(self) -> None:
+        if not 0 < self.beacon_interval < self.peer_timeout:
+            raise ValueError("beacon_interval must be > 0 and below peer_timeout")
+        if not self.anti_entropy_interval > 0 or not self.peer_request_timeout > 0:
+            raise ValueError("anti_entropy_interval and peer_request_timeout must be > 0")
+
+
+# -- effects for the runtime ----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Relay this write to the responsible node and its reply back."""
+
+    node_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Publish a message on the replication channel."""
+
+    message: Beacon | ReplicatedDelta | DigestSummary
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCall:
+    """Send a request to a peer; answer with ``peer_reply``/``peer_failed``(tag)."""
+
+    tag: int
+    node_id: str
+    address: str
+    op: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class _SyncRound:
+    """One anti-entropy round with a peer (digest pages, then reconciles)."""
+
+    peer: str
+    seen: set[ServiceKey]
+    differing: list[ServiceKey]
+    reconciling: int = 0  # reconcile calls in flight
+    paging_done: bool = False
+
+
+class DistroNode(RegistryNode):
+    """A cluster member: RegistryNode plus responsibility, replication and repair."""
+
+    def __init__(
+        self,
+        policy: HealthPolicy,
+        cluster: ClusterPolicy,
+        node_id: str,
+        address: str,
+        peers: list[str],
+        epoch: int,
+        now: float,
+        wall_offset: float = 0.0,
+    ) -> None:
+        super().__init__(policy, epoch, now, address)
+        self.cluster = cluster
+        self.node_id = node_id
+        self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
+        self.hlc = HybridClock(node_id)
+        self.wall_offset = wall_offset  # wall clock = now + offset (skew in simulations)
+        self.started_at = now
+        self.ready = not self.membership.peers  # a lone node has nothing to catch up on
+        self.seq = 0
+        self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
+        self._members: tuple[str, ...] = (node_id,)
+        self._owner_cache: dict[ServiceKey, str] = {}
+        self._forwards: dict[str, Forward] = {}
+        self._tags = itertools.count(1)
+        self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
+        self._rounds: dict[str, _SyncRound] = {}
+        self._sync_wanted: set[str] = set()
+        self._next_beacon = now
+        self._next_digest = now + cluster.anti_entropy_interval
+        self._recompute_members(now)
+        self.counters = {
+            "forwarded": 0,
+            "replication_out": 0,
+            "replication_in": 0,
+            "snapshot_pulls": 0,
+            "digest_mismatches": 0,
+            "replication_errors": 0,
+        }
+
+    # -- responsibility -----------------------------------------------------------
+    def members(self) -> tuple[str, ...]:
+        """The members responsibility is hashed over (live and ready)."""
+        return self._members
+
+    def owner_of(self, key: ServiceKey) -> str:
+        owner = self._owner_cache.get(key)
+        if owner is None:
+            if len(self._owner_cache) > 100_000:  # bounded: keys may come from anyone
+                self._owner_cache.clear()
+            owner = self._owner_cache[key] = responsible_node(key, self._members)
+        return owner
+
+    def _owns(self, key: ServiceKey) -> bool:
+        return self.owner_of(key) == self.node_id
+
+    def _recompute_members(self, now: float) -> None:
+        ids = [p.node_id for p in self.membership.up_peers() if p.ready and p.node_id]
+        if self.ready or not ids:
+            ids.append(self.node_id)
+        members = tuple(sorted(set(ids)))
+        if members == self._members:
+            return
+        old, self._members = self._members, members
+        self._owner_cache.clear()
+        self._forwards.clear()
+        # Adopt what moved here with a fresh grace period.
+        for svc in self.store.records():
+            if responsible_node(svc.key, old) != self.node_id and self._owns(svc.key):
+                for rec in svc.instances.values():
+                    rec.last_beat = now
+
+    # -- requests -----------------------------------------------------------------
+    def handle(self, req: Any, now: float, forwarded: bool = False) -> Any:
+        t = type(req)
+        if t is Beat or t is RegisterInstance or t is DeregisterInstance:
+            if not forwarded:
+                owner = self.owner_of(req.key)
+                if owner != self.node_id:
+                    fwd = self._forwards.get(owner)
+                    if fwd is None:
+                        peer = self.membership.peer_by_id(owner)
+                        if peer is None:  # cannot happen: members are known peers
+                            return super().handle(req, now)
+                        fwd = self._forwards[owner] = Forward(owner, peer.address)
+                    self.counters["forwarded"] += 1
+                    return fwd
+            return super().handle(req, now)
+        if t is ListDigests:
+            self._count(req.op)
+            return self._list_digests(req)
+        if t is Reconcile:
+            self._count(req.op)
+            return self._reconcile(req, now)
+        if t is GetCluster:
+            self._count(req.op)
+            return self.cluster_result(now)
+        return super().handle(req, now)
+
+    def _count(self, op: str) -> None:
+        self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
+
+    def _stamp(self, now: float) -> int:
+        return self.hlc.stamp(now + self.wall_offset)
+
+    def _emit(self, change: ServiceChanged | None) -> None:
+        """A change made here: tell local watchers and replicate it."""
+        if change is None:
+            return
+        self._effects.append(change)
+        self._replicate(change)
+
+    def _replicate(self, change: ServiceChanged) -> None:
+        if not self.membership.peers:
+            return
+        self.seq += 1
+        self.counters["replication_out"] += 1
+        payload = ServicePayload(
+            change.key,
+            change.upserted,
+            tuple(zip(change.removed, change.removed_versions, strict=True)),
+        )
+        self._effects.append(
+            Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload))
+        )
+
+    def _merge(self, payload: ServicePayload, now: float) -> None:
+        for v in payload.upserts:
+            self.hlc.observe(v.version)
+        for _, version in payload.removals:
+            self.hlc.observe(version)
+        change = self.store.merge(payload.key, payload.upserts, payload.removals, now)
+        if change is None:
+            return
+        self._effects.append(change)  # local watchers see it
+        if self._owns(payload.key):
+            self._replicate(change)  # the owner passes on what it learned
+
+    def payload_of(self, key: ServiceKey) -> ServicePayload:
+        svc = self.store.get(key)
+        views = tuple(r.view() for r in svc.instances.values()) if svc is not None else ()
+        return ServicePayload(key, views, tuple(self.store.tombstones_of(key)))
+
+    def _list_digests(self, req: ListDigests) -> dict[str, Any]:
+        keys = sorted(k for k in self.store.services if self._owns(k))
+        if req.cursor is not None:
+            keys = [k for k in keys if k > req.cursor]
+        page = keys[: req.limit]
+        return {
+            "node": self.node_id,
+            "digests": [
+                [k.namespace, k.group, k.service, service_digest(self.store.services[k])]
+                for k in page
+            ],
+            "more": len(keys) > len(page),
+        }
+
+    def _reconcile(self, req: Reconcile, now: float) -> dict[str, Any]:
+        for payload in req.services:
+            self._merge(payload, now)
+        return {"services": [payload_to_wire(self.payload_of(p.key)) for p in req.services]}
+
+    # -- replication channel -----------------------------------------------------------
+    def on_replication(self, msg: Beacon | ReplicatedDelta | DigestSummary, now: float) -> None:
+        """A message from a peer's replication socket (already validated)."""
+        if msg.node == self.node_id:
+            return
+        t = type(msg)
+        if t is Beacon:
+            self._on_beacon(msg, now)  # type: ignore[arg-type]
+        elif t is ReplicatedDelta:
+            self._on_delta(msg, now)  # type: ignore[arg-type]
+        else:
+            self._on_digest(msg, now)  # type: ignore[arg-type]
+
+    def _on_beacon(self, b: Beacon, now: float) -> None:
+        changes = self.membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now)
+        self._member_changes(changes, now)
+        applied = self.applied_seq.get(b.node)
+        if applied is None or applied[0] != b.epoch:
+            self.applied_seq[b.node] = (b.epoch, b.seq)  # start following its stream here
+            self._sync_wanted.add(b.node)
+        elif b.seq > applied[1]:
+            self._sync_wanted.add(b.node)  # it published deltas we never got
+        self._recompute_members(now)
+
+    def _on_delta(self, d: ReplicatedDelta, now: float) -> None:
+        self.counters["replication_in"] += 1
+        applied = self.applied_seq.get(d.node)
+        if applied is None or applied[0] != d.epoch or d.seq > applied[1] + 1:
+            self._sync_wanted.add(d.node)  # a gap, or a stream we just joined
+        if applied is None or applied[0] != d.epoch or d.seq > applied[1]:
+            self.applied_seq[d.node] = (d.epoch, d.seq)
+        self._merge(d.payload, now)
+
+    def _on_digest(self, d: DigestSummary, now: float) -> None:
+        peer = self.membership.peer_by_id(d.node)
+        if peer is None or peer.state is not MemberState.UP:
+            return
+        mine = summary_digest(
+            svc for svc in self.store.records() if self.owner_of(svc.key) == d.node
+        )
+        if mine != (d.services, d.digest):
+            self.counters["digest_mismatches"] += 1
+            self._sync_wanted.add(d.node)
+
+    def _member_changes(self, changes: list[MemberChanged], now: float) -> None:
+        for change in changes:
+            self._effects.append(change)
+            if change.state is MemberState.UP:
+                self._sync_wanted.add(change.node_id)
+            else:
+                self._rounds.pop(change.node_id, None)
+                self._sync_wanted.discard(change.node_id)
+
+    # -- anti-entropy rounds ---------------------------------------------------------------
+    def _call(self, node_id: str, op: str, fields: dict[str, Any], kind: str, ctx: Any) -> None:
+        peer = self.membership.peer_by_id(node_id)
+        if peer is None:
+            return
+        tag = next(self._tags)
+        self._calls[tag] = (kind, ctx)
+        self._effects.append(PeerCall(tag, node_id, peer.address, op, fields))
+
+    def _start_round(self, node_id: str) -> None:
+        self._rounds[node_id] = _SyncRound(node_id, set(), [])
+        self.counters["snapshot_pulls"] += 1
+        self._call(
+            node_id, "digests", {"cursor": None, "limit": MAX_DIGEST_PAGE}, "digests", node_id
+        )
+
+    def peer_reply(self, tag: int, result: Any, now: float) -> None:
+        """The reply to a PeerCall (its ``result`` map, not yet trusted)."""
+        call = self._calls.pop(tag, None)
+        if call is None:
+            return
+        kind, ctx = call
+        try:
+            if kind == "digests":
+                self._on_digest_page(ctx, result, now)
+            elif kind == "reconcile":
+                node_id, _keys = ctx
+                services = result["services"]
+                if not isinstance(services, list):
+                    raise TypeError("services must be a list")
+                for s in services:
+                    self._merge(payload_from_wire(s), now)
+                self._round_progress(node_id, now, reconciled=True)
+        except (RemoteProtocolError, KeyError, TypeError, ValueError, IndexError):
+            self.counters["replication_errors"] += 1
+            self.stats.count_error(ErrorCode.MALFORMED)
+            self._abort_round(ctx if kind == "digests" else ctx[0])
+
+    def peer_failed(self, tag: int, now: float) -> None:
+        """A PeerCall got no (or an error) reply; the round is retried later."""
+        call = self._calls.pop(tag, None)
+        if call is None:
+            return
+        kind, ctx = call
+        self._abort_round(ctx if kind == "digests" else ctx[0])
+
+    def _abort_round(self, node_id: str) -> None:
+        if self._rounds.pop(node_id, None) is not None:
+            self._sync_wanted.add(node_id)  # try again on the next tick
+
+    def _on_digest_page(self, node_id: str, result: Any, now: float) -> None:
+        rnd = self._rounds.get(node_id)
+        if rnd is None:
+            return
+        digests, more = result["digests"], result["more"]
+        if not isinstance(digests, list) or type(more) is not bool:
+            raise TypeError("bad digests page")
+        last = None
+        for ns, group, service, digest in digests:
+            key = ServiceKey(ns, group, service)
+            if type(digest) is not int or not all(type(x) is str for x in key):
+                raise TypeError("bad digest entry")
+            rnd.seen.add(key)
+            svc = self.store.get(key)
+            if svc is None or service_digest(svc) != digest:
+                rnd.differing.append(key)
+            last = key
+        if more and last is not None:
+            cursor = [last.namespace, last.group, last.service]
+            self._call(
+                node_id, "digests", {"cursor": cursor, "limit": MAX_DIGEST_PAGE}, "digests", node_id
+            )
+            return
+        # Ours that it should own but did not list: it lacks them (or holds tombstones).
+        for svc in self.store.records():
+            if svc.key not in rnd.seen and self.owner_of(svc.key) == node_id:
+                rnd.differing.append(svc.key)
+        rnd.paging_done = True
+        self._round_progress(node_id, now, reconciled=False)
+
+    def _round_progress(self, node_id: str, now: float, reconciled: bool) -> None:
+        rnd = self._rounds.get(node_id)
+        if rnd is None:
+            return
+        if reconciled:
+            rnd.reconciling -= 1
+        while rnd.differing and rnd.reconciling < 4:
+            batch, rnd.differing = (
+                rnd.differing[:MAX_RECONCILE_SERVICES],
+                rnd.differing[MAX_RECONCILE_SERVICES:],
+            )
+            rnd.reconciling += 1
+            fields = {
+                "node": self.node_id,
+                "services": [payload_to_wire(self.payload_of(k)) for k in batch],
+            }
+            self._call(node_id, "reconcile", fields, "reconcile", (node_id, batch))
+        if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
+            del self._rounds[node_id]
+            if not self.ready:
+                self.ready = True
+                self._recompute_members(now)
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self, now: float) -> float:
+        changes = self.membership.tick(now)
+        if changes:
+            self._member_changes(changes, now)
+            self._recompute_members(now)
+        waited = now - self.started_at >= self.cluster.peer_timeout
+        if not self.ready and waited and not self.membership.up_peers():
+            self.ready = True  # nobody to catch up from: start alone
+            self._recompute_members(now)
+        if self.membership.peers:
+            if now >= self._next_beacon:
+                self._next_beacon = now + self.cluster.beacon_interval
+                beacon = Beacon(self.node_id, self.address, self.epoch, self.ready, self.seq)
+                self._effects.append(Broadcast(beacon))
+            if now >= self._next_digest:
+                self._next_digest = now + self.cluster.anti_entropy_interval
+                count, digest = summary_digest(
+                    svc for svc in self.store.records() if self._owns(svc.key)
+                )
+                summary = DigestSummary(self.node_id, self.epoch, count, digest)
+                self._effects.append(Broadcast(summary))
+            for node_id in list(self._sync_wanted):
+                if node_id not in self._rounds:
+                    peer = self.membership.peer_by_id(node_id)
+                    self._sync_wanted.discard(node_id)
+                    if peer is not None and peer.state is MemberState.UP:
+                        self._start_round(node_id)
+        next_check = super().tick(now)
+        if not self.membership.peers:
+            return next_check
+        return min(next_check, self._next_beacon, self._next_digest)
+
+    # -- monitoring ---------------------------------------------------------------------------
+    def cluster_result(self, now: float) -> dict[str, Any]:
+        owned: dict[str, list[int]] = {}
+        for svc in self.store.records():
+            counts = owned.setdefault(self.owner_of(svc.key), [0, 0])
+            counts[0] += 1
+            counts[1] += len(svc.instances)
+        me = owned.get(self.node_id, [0, 0])
+        members: list[dict[str, Any]] = [
+            {
+                "id": self.node_id,
+                "address": self.address,
+                "state": "up" if self.ready else "catching up",
+                "self": True,
+                "services": me[0],
+                "instances": me[1],
+                "lag": 0,
+                "last_heard": 0.0,
+            }
+        ]
+        for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
+            state = peer.state.value
+            if peer.state is MemberState.UP and not peer.ready:
+                state = "catching up"
+            counts = owned.get(peer.node_id or "", [0, 0])
+            applied = self.applied_seq.get(peer.node_id or "")
+            lag = max(0, peer.last_seq - applied[1]) if applied else 0
+            members.append(
+                {
+                    "id": peer.node_id or "",
+                    "address": peer.address,
+                    "state": state,
+                    "self": False,
+                    "services": counts[0],
+                    "instances": counts[1],
+                    "lag": lag,
+                    "last_heard": round(now - peer.last_heard, 3)
+                    if peer.last_heard > float("-inf")
+                    else None,
+                }
+            )
+        return {"node": self.node_id, "ready": self.ready, "members": members}
+
+    def stats_result(self, now: float) -> dict[str, Any]:
+        result = super().stats_result(now)
+        result.update(self.counters)
+        result["node_id"] = self.node_id
+        result["ready"] = self.ready
+        result["members"] = list(self._members)
+        return result

@@ -1,0 +1,115 @@
+"""Peers up and down, from beacons and deadlines.
+
+Theory of operation
+-------------------
+Every node beacons to its peers every ``beacon_interval``.  A peer is *up*
+from the first beacon heard and *down* once silent for ``peer_timeout``.
+The asymmetry is the hysteresis: going down takes ``peer_timeout`` (many
+beacon intervals) of silence, so a lost beacon or a short stall never moves
+responsibility; coming back is immediate, because a node that is heard is
+certainly alive.  A beacon with a new epoch is a restart of the same member.
+
+Members are identified by node id (``--node-id``, default ``host:port``); the
+configured peer list gives addresses to connect to, and beacons name the id
+behind each address.  The live member list (self plus peers up) is what the
+responsibility mapping hashes over.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MemberState(enum.Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass
+class Peer:
+    address: str
+    node_id: str | None = None  # learned from its beacons
+    epoch: int | None = None
+    state: MemberState = MemberState.DOWN
+    ready: bool = False  # False while the peer says it is catching up
+    last_heard: float = float("-inf")
+    last_seq: int = 0  # the peer's newest delta sequence, from its beacons
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """A peer went up or down, or restarted (new epoch)."""
+
+    node_id: str
+    address: str
+    state: MemberState
+    restarted: bool = False
+
+
+class Membership:
+    """The member list as this node sees it."""
+
+    def __init__(
+        self, self_id: str, self_address: str, peer_addresses: list[str], peer_timeout: float
+    ) -> None:
+        self.self_id = self_id
+        self.self_address = self_address
+        self.peer_timeout = peer_timeout
+        self.peers: dict[str, Peer] = {
+            a: Peer(a) for a in dict.fromkeys(peer_addresses) if a != self_address
+        }
+        self._live: tuple[str, ...] = (self_id,)
+
+    def live_members(self) -> tuple[str, ...]:
+        """Sorted ids of self and every peer that is up."""
+        return self._live
+
+    def _recompute(self) -> None:
+        ids = {self.self_id}
+        ids.update(
+            p.node_id for p in self.peers.values() if p.state is MemberState.UP and p.node_id
+        )
+        self._live = tuple(sorted(ids))
+
+    def peer_by_id(self, node_id: str) -> Peer | None:
+        for p in self.peers.values():
+            if p.node_id == node_id:
+                return p
+        return None
+
+    def heard(
+        self, node_id: str, address: str, epoch: int, ready: bool, seq: int, now: float
+    ) -> list[MemberChanged]:
+        """A beacon arrived; returns what changed (up, restart)."""
+        if node_id == self.self_id:
+            return []
+        peer = self.peers.get(address)
+        if peer is None:  # not configured: a member that knows us; accept it
+            peer = self.peers[address] = Peer(address)
+        changes: list[MemberChanged] = []
+        restarted = peer.epoch is not None and peer.epoch != epoch
+        if peer.node_id not in (None, node_id):  # another node took this address
+            restarted = True
+        peer.node_id, peer.ready, peer.last_heard, peer.last_seq = node_id, ready, now, seq
+        if peer.state is MemberState.DOWN or restarted:
+            peer.state = MemberState.UP
+            changes.append(MemberChanged(node_id, address, MemberState.UP, restarted))
+        peer.epoch = epoch
+        if changes:
+            self._recompute()
+        return changes
+
+    def tick(self, now: float) -> list[MemberChanged]:
+        """Mark peers silent for ``peer_timeout`` down."""
+        changes = []
+        for peer in self.peers.values():
+            if peer.state is MemberState.UP and now - peer.last_heard >= self.peer_timeout:
+                peer.state = MemberState.DOWN
+                changes.append(MemberChanged(peer.node_id or "", peer.address, MemberState.DOWN))
+        if changes:
+            self._recompute()
+        return changes
+
+    def up_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.state is MemberState.UP and p.node_id]

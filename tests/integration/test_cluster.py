@@ -1,0 +1,161 @@
+"""Distro clusters of 3 and 5 real node processes on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from helpers import NodeProcess, wait_until
+
+from meshreg import Client, Instance, ServiceKey
+from meshreg.core.mapping import responsible_node
+
+FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
+
+
+def addresses(instances: list[Instance]) -> set[str]:
+    return {i.address for i in instances}
+
+
+def owner_of(service: str, nodes: list[NodeProcess]) -> NodeProcess:
+    key = ServiceKey("public", "DEFAULT_GROUP", service)
+    owner = responsible_node(key, [n.address for n in nodes])
+    return next(n for n in nodes if n.address == owner)
+
+
+def service_owned_by(target: NodeProcess, nodes: list[NodeProcess], prefix: str) -> str:
+    for i in range(1000):
+        if owner_of(f"{prefix}{i}", nodes) is target:
+            return f"{prefix}{i}"
+    raise AssertionError("no service name maps to the target node")
+
+
+def all_ready(nodes: list[NodeProcess]) -> bool:
+    views = []
+    for n in nodes:
+        with Client([n.address]) as c:
+            view = c.cluster()
+        if not view["ready"] or any(m["state"] != "up" for m in view["members"]):
+            return False
+        views.append(sorted(m["id"] for m in view["members"]))
+    return all(v == views[0] for v in views)
+
+
+def listed_everywhere(nodes: list[NodeProcess], service: str, expected: set[str]) -> bool:
+    for n in nodes:
+        with Client([n.address]) as c:
+            if addresses(c.instances(service, healthy_only=False)) != expected:
+                return False
+    return True
+
+
+def test_three_nodes_write_through_non_responsible_node_and_watch_elsewhere(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    nodes = start_cluster(3)
+    a, b, c = nodes
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
+    service = service_owned_by(b, nodes, "orders")  # owned by B; we write through A
+    seen: list[set[str]] = []
+    with Client([c.address], **FAST) as watcher, Client([a.address], **FAST) as provider:
+        watcher.subscribe(service, lambda xs: seen.append(addresses(xs)))
+        provider.register(service, "10.9.0.1", 8080)
+        assert provider.stats()["forwarded"] >= 1  # A relayed it to B
+        wait_until(lambda: listed_everywhere(nodes, service, {"10.9.0.1:8080"}), timeout=10)
+        wait_until(lambda: seen and seen[-1] == {"10.9.0.1:8080"}, what="push on node C")
+        provider.deregister(service, "10.9.0.1", 8080)
+        wait_until(lambda: listed_everywhere(nodes, service, set()), timeout=10)
+        wait_until(lambda: seen[-1] == set(), what="deregistration pushed on C")
+
+
+def test_responsibility_is_spread_across_members(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    nodes = start_cluster(3)
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
+    with Client([nodes[0].address], **FAST) as c:
+        for i in range(30):
+            c.register(f"spread{i}", "10.8.0.1", 1000 + i)
+
+        def counts() -> list[int] | None:
+            view = c.cluster()
+            got = [m["services"] for m in view["members"]]
+            return got if sum(got) == 30 else None
+
+        per_node = wait_until(counts, timeout=10)
+        assert all(n >= 3 for n in per_node), per_node
+
+
+def test_killed_node_loses_nothing_and_restarted_node_catches_up(
+    start_cluster: Callable[..., list[NodeProcess]],
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    nodes = start_cluster(3)
+    a, b, c = nodes
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
+    services = [service_owned_by(b, nodes, "pay"), service_owned_by(b, nodes, "cart")]
+    services.append(service_owned_by(a, nodes, "feed"))
+    states: list[tuple[str, bool]] = []
+    lock = threading.Lock()
+
+    def record(xs: list[Instance]) -> None:
+        with lock:
+            states.extend((i.address, i.healthy) for i in xs)
+
+    # providers talk to B first (then A) and keep beating through the kill
+    with (
+        Client([b.address, a.address], **FAST) as provider,
+        Client([c.address], **FAST) as watcher,
+    ):
+        for n, service in enumerate(services):
+            provider.register(service, f"10.7.0.{n}", 9000)
+        for service in services:
+            watcher.subscribe(service, record)
+        expected = {s: {f"10.7.0.{n}:9000"} for n, s in enumerate(services)}
+        for s in services:
+            wait_until(lambda s=s: listed_everywhere(nodes, s, expected[s]), timeout=10)
+        b.kill()
+        survivors = [a, c]
+        wait_until(lambda: all_ready(survivors), timeout=15, what="survivors to drop B")
+        # longer than unhealthy_after (3 s) and evict_after (6 s): beats must keep them alive
+        deadline_probe = {"n": 0}
+
+        def stable_for_a_while() -> bool:
+            deadline_probe["n"] += 1
+            return deadline_probe["n"] > 40 and all(
+                listed_everywhere(survivors, s, expected[s]) for s in services
+            )
+
+        wait_until(stable_for_a_while, timeout=30, interval=0.2)
+        with lock:
+            assert all(healthy for _, healthy in states), "an instance turned unhealthy"
+        # B comes back empty, catches up from the survivors and takes its services back
+        restarted = start_node(*b.extra, port=b.port)
+        everyone = [a, restarted, c]
+        wait_until(lambda: all_ready(everyone), timeout=20, what="restarted B ready")
+        for s in services:
+            wait_until(lambda s=s: listed_everywhere(everyone, s, expected[s]), timeout=15)
+        with Client([restarted.address]) as direct:
+            view = direct.cluster()
+            me = next(m for m in view["members"] if m["self"])
+            assert me["services"] >= 2
+        with lock:
+            assert all(healthy for _, healthy in states), "an instance turned unhealthy"
+
+
+def test_five_nodes_converge(start_cluster: Callable[..., list[NodeProcess]]) -> None:
+    nodes = start_cluster(5)
+    wait_until(lambda: all_ready(nodes), timeout=30, what="5-node cluster to form")
+    clients = [Client([n.address], **FAST) for n in nodes]
+    try:
+        for i, c in enumerate(clients):
+            for k in range(4):
+                c.register(f"five{k}", f"10.6.{i}.1", 7000 + k)
+        for k in range(4):
+            expected = {f"10.6.{i}.1:{7000 + k}" for i in range(5)}
+            wait_until(lambda k=k, e=expected: listed_everywhere(nodes, f"five{k}", e), timeout=15)
+    finally:
+        for c in clients:
+            c.close()
+    for k in range(4):
+        wait_until(lambda k=k: listed_everywhere(nodes, f"five{k}", set()), timeout=15)
