@@ -62,6 +62,9 @@ from meshreg.wire.peer import (
     payload_to_wire,
 )
 
+RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
+RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
+
 
 @dataclass(frozen=True)
 class ClusterPolicy:
@@ -421,16 +424,21 @@ class DistroNode(RegistryNode):
             return
         if reconciled:
             rnd.reconciling -= 1
-        while rnd.differing and rnd.reconciling < 4:
-            batch, rnd.differing = (
-                rnd.differing[:MAX_RECONCILE_SERVICES],
-                rnd.differing[MAX_RECONCILE_SERVICES:],
-            )
+        while rnd.differing and rnd.reconciling < RECONCILES_IN_FLIGHT:
+            # A bounded chunk: a few services, or one large one, per request.
+            batch: list[ServiceKey] = []
+            payloads: list[dict[str, Any]] = []
+            entries = 0
+            while rnd.differing and len(batch) < MAX_RECONCILE_SERVICES:
+                payload = self.payload_of(rnd.differing[0])
+                size = len(payload.upserts) + len(payload.removals)
+                if batch and entries + size > RECONCILE_CHUNK_ENTRIES:
+                    break
+                batch.append(rnd.differing.pop(0))
+                payloads.append(payload_to_wire(payload))
+                entries += size
             rnd.reconciling += 1
-            fields = {
-                "node": self.node_id,
-                "services": [payload_to_wire(self.payload_of(k)) for k in batch],
-            }
+            fields = {"node": self.node_id, "services": payloads}
             self._call(node_id, "reconcile", fields, "reconcile", (node_id, batch))
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]

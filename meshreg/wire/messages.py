@@ -39,6 +39,9 @@ _HOSTNAME_RE = re.compile(
 )
 
 
+_PEER_HEAD = b"\xa2op\xa9reconcile"  # msgpack of "op": "reconcile"
+
+
 class RequestRejected(RemoteProtocolError):
     """A request failed validation; the node replies with ``code``."""
 
@@ -125,10 +128,13 @@ OPS = (
 
 def decode_body(body: bytes) -> Any:
     """msgpack-decode one body, mapping every decoder failure to MALFORMED."""
-    if len(body) > limits.MAX_BODY_BYTES:
+    size = len(body)
+    # Node-to-node reconciles carry whole services; they put "op" first (our encoder
+    # does), so a glance at the head tells them apart before any decoding.
+    limit = limits.MAX_PEER_BODY_BYTES if _PEER_HEAD in body[:48] else limits.MAX_BODY_BYTES
+    if size > limit:
         raise RequestRejected(
-            ErrorCode.TOO_LARGE,
-            f"request body is {len(body)} bytes; the limit is {limits.MAX_BODY_BYTES}",
+            ErrorCode.TOO_LARGE, f"request body is {size} bytes; the limit is {limit}"
         )
     try:
         return msgpack.unpackb(body, raw=False, strict_map_key=True)

@@ -34,7 +34,9 @@ from meshreg.wire.messages import RequestRejected, is_valid_host, validate_metad
 
 MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
 MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
-MAX_RECONCILE_INSTANCES = 20_000  # instances + tombstones per ``reconcile`` request
+MAX_RECONCILE_INSTANCES = (
+    100_000  # instances + tombstones per ``reconcile`` request (one big service)
+)
 MAX_DELTA_ENTRIES = 100_000  # upserts + removals in one replicated delta
 
 
