@@ -27,7 +27,8 @@ from typing import Any
 import zmq
 
 from meshreg.client.cache import Outcome, ServiceView
-from meshreg.config import PUB_PORT_OFFSET
+from meshreg.config import PUB_PORT_OFFSET, parse_address
+from meshreg.core.mapping import responsible_node
 from meshreg.errors import (
     ClientClosedError,
     ErrorCode,
@@ -42,6 +43,9 @@ from meshreg.wire.notifications import decode_notification, topic_for
 from meshreg.wire.replies import decode_reply, encode_request
 
 log = logging.getLogger("meshreg.client")
+
+WRITE_OPS = frozenset(("register", "deregister", "beat"))
+VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 
 Listener = Callable[[list[Instance]], None]
 Notify = Callable[[Listener, InstanceList], None]
@@ -58,6 +62,7 @@ class Pending:
     on_reply: Callable[[Any], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
     tried: list[str] = field(default_factory=list)
+    via: str | None = None  # the responsible node it went straight to (None: the server)
 
 
 @dataclass
@@ -115,6 +120,12 @@ class ClientAgent:
         self._sub_endpoint = ""
         self._closed = False
         self._limiter = LogLimiter(log)
+        self._poller = zmq.Poller()
+        # The cluster view: writes go straight to a service's responsible node.
+        self._members: tuple[str, ...] = ()
+        self._member_address: dict[str, str] = {}
+        self._direct: dict[str, zmq.Socket[bytes]] = {}
+        self._next_view = 0.0
         self._thread = threading.Thread(target=self._run, name="meshreg-client-io", daemon=True)
 
     # -- caller side (any thread) ---------------------------------------------
@@ -148,14 +159,16 @@ class ClientAgent:
             for sock in (self._dealer, self._sub, self._wake_pull, self._wake_push):
                 if sock is not None:
                     sock.close(linger=0)
+            for sock in self._direct.values():
+                sock.close(linger=0)
             self.ctx.term()
 
     def _loop(self) -> None:
-        poller = zmq.Poller()
+        poller = self._poller
         poller.register(self._wake_pull, zmq.POLLIN)
-        assert self._sub is not None
+        assert self._sub is not None and self._dealer is not None
         poller.register(self._sub, zmq.POLLIN)
-        dealer = self._register_dealer(poller, None)
+        poller.register(self._dealer, zmq.POLLIN)
         now = time.monotonic()
         next_beat = now + self.beat_interval
         next_resync = now + self.resync_interval
@@ -167,8 +180,8 @@ class ClientAgent:
                     self._drain_commands()
                 elif sock is self._sub:
                     self._drain_notifications()
-                elif sock is dealer:
-                    self._drain_replies(dealer)
+                else:
+                    self._drain_replies(sock)
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + self.beat_interval
@@ -177,8 +190,9 @@ class ClientAgent:
                 next_resync = now + self.resync_interval
                 for key in list(self.watches):
                     self._pull(key)
-            if self._check_deadlines(time.monotonic()):
-                dealer = self._register_dealer(poller, dealer)
+            if now >= self._next_view and self.registrations:
+                self._refresh_view(now)
+            self._check_deadlines(time.monotonic())
 
     def _next_deadline(self, default: float) -> float:
         earliest = default
@@ -213,19 +227,11 @@ class ClientAgent:
             self._sub.connect(endpoint)
             self._sub_endpoint = endpoint
 
-    def _register_dealer(
-        self, poller: zmq.Poller, old: zmq.Socket[bytes] | None
-    ) -> zmq.Socket[bytes]:
-        if old is not None:
-            poller.unregister(old)
-        assert self._dealer is not None
-        poller.register(self._dealer, zmq.POLLIN)
-        return self._dealer
-
     def _failover(self, now: float) -> None:
         """The current server did not answer in time: reconnect (to the next one)."""
         old = self.server
         if self._dealer is not None:
+            self._poller.unregister(self._dealer)
             self._dealer.close(linger=0)
         self._server_index = (self._server_index + 1) % len(self.servers)
         self._limiter.warning(
@@ -237,13 +243,47 @@ class ClientAgent:
             self.server,
         )
         self._connect()
-        for key in self.watches:  # the new server may be another incarnation
-            self.watches[key].pulling = False
-            self._pull(key)
+        assert self._dealer is not None
+        self._poller.register(self._dealer, zmq.POLLIN)
+        self._forget_view(now)
         for p in self._pending.values():
             p.attempt_deadline = min(p.deadline, now + self.attempt_timeout)
             p.tried.append(self.server)
-            self._send_body(p.body)
+            p.via = None
+            self._send(p)
+        for key in self.watches:  # the new server may be another incarnation
+            self.watches[key].pulling = False
+            self._pull(key)
+
+    # -- the cluster view: writes straight to the responsible node ------------------
+    def _refresh_view(self, now: float) -> None:
+        self._next_view = now + VIEW_INTERVAL
+
+        def got(result: Any) -> None:
+            members = [m for m in result["members"] if m["state"] == "up"]
+            self._members = tuple(sorted(m["id"] for m in members))
+            self._member_address = {m["id"]: m["address"] for m in members}
+
+        self.request("cluster", {}, self.attempt_timeout, on_reply=got)
+
+    def _forget_view(self, now: float) -> None:
+        """The view led us astray (or the server changed): use the server until refreshed."""
+        self._members = ()
+        self._next_view = now + self.attempt_timeout
+
+    def _direct_socket(self, address: str) -> zmq.Socket[bytes]:
+        sock = self._direct.get(address)
+        if sock is None:
+            host, port = parse_address(address)
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection: fail now, use the server
+            if ":" in host:
+                sock.setsockopt(zmq.IPV6, 1)
+            sock.connect(tcp_endpoint(host, port))
+            self._direct[address] = sock
+            self._poller.register(sock, zmq.POLLIN)
+        return sock
 
     # -- requests ----------------------------------------------------------------
     def request(
@@ -258,7 +298,7 @@ class ClientAgent:
         req_id = next(self._ids)
         body = encode_request(op, req_id, **fields)
         now = time.monotonic()
-        self._pending[req_id] = Pending(
+        pending = self._pending[req_id] = Pending(
             op,
             body,
             timeout,
@@ -269,12 +309,23 @@ class ClientAgent:
             on_error,
             [self.server],
         )
-        self._send_body(body)
+        if op in WRITE_OPS and len(self._members) > 1:
+            key = ServiceKey(fields["namespace"], fields["group"], fields["service"])
+            owner = self._member_address.get(responsible_node(key, self._members))
+            if owner is not None and owner != self.server:
+                pending.via = owner
+        self._send(pending)
 
-    def _send_body(self, body: bytes) -> None:
+    def _send(self, pending: Pending) -> None:
+        if pending.via is not None:
+            try:
+                self._direct_socket(pending.via).send_multipart([b"", pending.body], zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pending.via = None  # not connected (yet): the server forwards it
         assert self._dealer is not None
         try:
-            self._dealer.send_multipart([b"", body], zmq.NOBLOCK)
+            self._dealer.send_multipart([b"", pending.body], zmq.NOBLOCK)
         except zmq.Again:
             pass  # queue full: the attempt deadline will retry it
 
@@ -335,7 +386,13 @@ class ClientAgent:
                 )
                 self._resolve(p, None, exc)
             elif now >= p.attempt_deadline:
-                suspect = True
+                if p.via is not None:  # the responsible node is silent: go through the server
+                    p.via = None
+                    p.attempt_deadline = min(p.deadline, now + self.attempt_timeout)
+                    self._forget_view(now)
+                    self._send(p)
+                else:
+                    suspect = True
         if suspect:
             self._failover(now)
         return suspect

@@ -118,6 +118,7 @@ class _SyncRound:
     differing: list[ServiceKey]
     reconciling: int = 0  # reconcile calls in flight
     paging_done: bool = False
+    upto: tuple[int, int] | None = None  # (epoch, seq) the peer had announced at the start
 
 
 class DistroNode(RegistryNode):
@@ -348,7 +349,9 @@ class DistroNode(RegistryNode):
         self._effects.append(PeerCall(tag, node_id, peer.address, op, fields))
 
     def _start_round(self, node_id: str) -> None:
-        self._rounds[node_id] = _SyncRound(node_id, set(), [])
+        peer = self.membership.peer_by_id(node_id)
+        upto = (peer.epoch, peer.last_seq) if peer is not None and peer.epoch is not None else None
+        self._rounds[node_id] = _SyncRound(node_id, set(), [], upto=upto)
         self.counters["snapshot_pulls"] += 1
         self._call(
             node_id, "digests", {"cursor": None, "limit": MAX_DIGEST_PAGE}, "digests", node_id
@@ -442,6 +445,12 @@ class DistroNode(RegistryNode):
             self._call(node_id, "reconcile", fields, "reconcile", (node_id, batch))
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]
+            # Everything the peer had published when the round started is now here:
+            # its stream is caught up to that seq (else every beacon asks for a new round).
+            applied = self.applied_seq.get(node_id)
+            upto = rnd.upto
+            if upto is not None and applied is not None and applied[0] == upto[0]:
+                self.applied_seq[node_id] = (upto[0], max(applied[1], upto[1]))
             if not self.ready:
                 self.ready = True
                 self._recompute_members(now)
@@ -468,7 +477,7 @@ class DistroNode(RegistryNode):
                 )
                 summary = DigestSummary(self.node_id, self.epoch, count, digest)
                 self._effects.append(Broadcast(summary))
-            for node_id in list(self._sync_wanted):
+            for node_id in sorted(self._sync_wanted):  # sorted: runs replay exactly
                 if node_id not in self._rounds:
                     peer = self.membership.peer_by_id(node_id)
                     self._sync_wanted.discard(node_id)

@@ -159,3 +159,26 @@ def test_five_nodes_converge(start_cluster: Callable[..., list[NodeProcess]]) ->
             c.close()
     for k in range(4):
         wait_until(lambda k=k: listed_everywhere(nodes, f"five{k}", set()), timeout=15)
+
+
+def test_client_sends_writes_straight_to_the_responsible_node(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    nodes = start_cluster(3)
+    a, b, _ = nodes
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
+    service = service_owned_by(b, nodes, "direct")
+    with Client([a.address], **FAST) as provider:
+        provider.register(service, "10.5.0.1", 80)  # no view yet: A forwards it
+        with Client([b.address]) as on_b:
+            beats_on_b = on_b.stats()["requests"].get("beat", 0)
+            # once the client knows the view, its beats reach B without A relaying them
+            wait_until(
+                lambda: on_b.stats()["requests"].get("beat", 0) >= beats_on_b + 10,
+                timeout=15,
+                what="beats arriving at the responsible node",
+            )
+            forwarded = provider.stats()["forwarded"]
+            seen = on_b.stats()["requests"].get("beat", 0)
+            wait_until(lambda: on_b.stats()["requests"].get("beat", 0) >= seen + 10, timeout=15)
+            assert provider.stats()["forwarded"] == forwarded  # A relayed none of them
