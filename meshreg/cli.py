@@ -246,6 +246,7 @@ def register(
         )
         _wait_for_signal()
         click.echo(f"deregistering {service} {address}", err=True)
+        c.deregister(service, host, port, cluster=cluster)  # an error here exits 1
 
 
 @main.command()
@@ -337,14 +338,22 @@ def watch(
                 line = {
                     "service": service,
                     "revision": getattr(found, "revision", 0),
+                    "epoch": getattr(found, "epoch", None),
                     "instances": [_instance_json(i) for i in found],
                 }
                 click.echo(json.dumps(line))
-            else:
+            else:  # one line per change
                 healthy = sum(1 for i in found if i.healthy)
-                click.echo(f"{service}: {len(found)} instance(s), {healthy} healthy")
-                for i in found:
-                    click.echo("  " + _instance_line(i))
+                listed = ", ".join(
+                    i.address
+                    + ("" if i.healthy else " (unhealthy)")
+                    + ("" if i.enabled else " (disabled)")
+                    for i in found
+                )
+                click.echo(
+                    f"{service} rev {getattr(found, 'revision', 0)}: {len(found)} instance(s), "
+                    f"{healthy} healthy" + (f": {listed}" if listed else "")
+                )
             sys.stdout.flush()
 
     with _client(servers, namespace, group, timeout) as c:

@@ -96,6 +96,10 @@ class NodeConfig:
                 f"port must be in 1..65533 (port+1 and port+2 are derived), got {self.port}"
             )
         self.peer_addresses()  # raises ConfigError on a malformed peer
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(
+                f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
+            )
 
 
 def load_node_config(path: str | Path | None) -> NodeConfig:
@@ -125,8 +129,11 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             data = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for table in ("node", "health", "cluster"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"config file {path}: [{table}] must be a table")
     unknown = set(data) - {"node", "health", "cluster"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}")
@@ -149,19 +156,29 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     peers = cluster.pop("peers", [])
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise ConfigError(f'config file {path}: [cluster] peers must be a list of "host:port"')
+    for table, values in (("health", health), ("cluster", cluster)):
+        for k, v in values.items():
+            if type(v) not in (int, float):
+                raise ConfigError(f"config file {path}: [{table}] {k} must be a number of seconds")
     try:
         policy = HealthPolicy(**{k: float(v) for k, v in health.items()})
         cluster_policy = ClusterPolicy(**{k: float(v) for k, v in cluster.items()})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
+    port = node.get("port", DEFAULT_PORT)
+    if type(port) is not int:
+        raise ConfigError(f"config file {path}: [node] port must be an integer, got {port!r}")
+    host = node.get("host", DEFAULT_HOST)
+    if type(host) is not str:
+        raise ConfigError(f"config file {path}: [node] host must be a string")
     cfg = NodeConfig(
-        host=str(node.get("host", DEFAULT_HOST)),
-        port=int(node.get("port", DEFAULT_PORT)),
+        host=host,
+        port=port,
         health=policy,
         cluster=cluster_policy,
         node_id=node_id,
         peers=tuple(peers),
-        log_level=str(node.get("log_level", "INFO")),
+        log_level=str(node.get("log_level", "INFO")).upper(),
     )
     cfg.validate()
     return cfg
@@ -172,6 +189,10 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
     text = text.strip()
     if not text:
         raise ConfigError("empty server address; expected host:port, e.g. 127.0.0.1:7800")
+    if any(c.isspace() for c in text):
+        raise ConfigError(
+            f"bad address {text!r}: separate several servers with commas, e.g. a:7800,b:7800"
+        )
     host, port_text = text, ""
     if text.startswith("["):
         end = text.find("]")
@@ -184,6 +205,8 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
             port_text = rest[1:]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+    if not host:
+        raise ConfigError(f"bad address {text!r}: no host; expected host:port")
     if not port_text:
         return host, default_port
     try:

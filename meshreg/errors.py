@@ -28,8 +28,8 @@ class MeshregError(Exception):
     """Base class of every meshreg error."""
 
 
-class ConfigError(MeshregError):
-    """A configuration file or option is invalid."""
+class ConfigError(MeshregError, ValueError):
+    """A configuration file, option or argument is invalid (also a ValueError)."""
 
 
 class ProtocolError(MeshregError):

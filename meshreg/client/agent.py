@@ -31,6 +31,7 @@ from meshreg.config import PUB_PORT_OFFSET, parse_address
 from meshreg.core.mapping import responsible_node
 from meshreg.errors import (
     ClientClosedError,
+    ConfigError,
     ErrorCode,
     RemoteProtocolError,
     ServerUnreachableError,
@@ -46,6 +47,8 @@ log = logging.getLogger("meshreg.client")
 
 WRITE_OPS = frozenset(("register", "deregister", "beat"))
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
+READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
+PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
 
 Listener = Callable[[list[Instance]], None]
 Notify = Callable[[Listener, InstanceList], None]
@@ -83,6 +86,7 @@ class Watch:
     listeners: list[Listener] = field(default_factory=list)
     pulling: bool = False
     repull: bool = False  # a gap was seen while a pull was in flight
+    fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
     waiting: list[tuple[Future[Any], Listener | None]] = field(default_factory=list)
 
 
@@ -126,6 +130,8 @@ class ClientAgent:
         self._member_address: dict[str, str] = {}
         self._direct: dict[str, zmq.Socket[bytes]] = {}
         self._next_view = 0.0
+        self._next_probe = 0.0
+        self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
         self._thread = threading.Thread(target=self._run, name="meshreg-client-io", daemon=True)
 
     # -- caller side (any thread) ---------------------------------------------
@@ -192,6 +198,11 @@ class ClientAgent:
                     self._pull(key)
             if now >= self._next_view and self.registrations:
                 self._refresh_view(now)
+            if self.watches and now >= self._next_probe:
+                # A watcher sends nothing on its own: ping so a dead server is noticed.
+                self._next_probe = now + PROBE_INTERVAL
+                if not self._pending:
+                    self.request("ping", {}, self.attempt_timeout)
             self._check_deadlines(time.monotonic())
 
     def _next_deadline(self, default: float) -> float:
@@ -208,8 +219,6 @@ class ClientAgent:
         dealer.setsockopt(zmq.LINGER, 0)
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
-        dealer.connect(tcp_endpoint(host, port))
-        self._dealer = dealer
         if self._sub is None:
             self._sub = self.ctx.socket(zmq.SUB)
             self._sub.setsockopt(zmq.LINGER, 0)
@@ -217,15 +226,24 @@ class ClientAgent:
                 self._sub.setsockopt(zmq.IPV6, 1)
             for key in self.watches:
                 self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
-        endpoint = tcp_endpoint(host, port + PUB_PORT_OFFSET)
-        if endpoint != self._sub_endpoint:
+        self._dealer = dealer
+        try:
+            endpoint = tcp_endpoint(host, port)
+            dealer.connect(endpoint)
+            pub_endpoint = tcp_endpoint(host, port + PUB_PORT_OFFSET)
+        except (ConfigError, zmq.ZMQError) as exc:
+            # An unconnected DEALER: requests time out and the next server is tried.
+            self.connect_errors[self.server] = str(exc)
+            return
+        self.connect_errors.pop(self.server, None)
+        if pub_endpoint != self._sub_endpoint:
             if self._sub_endpoint:
                 try:
                     self._sub.disconnect(self._sub_endpoint)
                 except zmq.ZMQError:
                     pass
-            self._sub.connect(endpoint)
-            self._sub_endpoint = endpoint
+            self._sub.connect(pub_endpoint)
+            self._sub_endpoint = pub_endpoint
 
     def _failover(self, now: float) -> None:
         """The current server did not answer in time: reconnect (to the next one)."""
@@ -234,14 +252,15 @@ class ClientAgent:
             self._poller.unregister(self._dealer)
             self._dealer.close(linger=0)
         self._server_index = (self._server_index + 1) % len(self.servers)
-        self._limiter.warning(
-            "failover",
-            now,
-            "meshreg server %s did not answer within %gs; trying %s",
-            old,
-            self.attempt_timeout,
-            self.server,
-        )
+        if self.server != old:
+            self._limiter.warning(
+                "failover",
+                now,
+                "meshreg server %s did not answer within %gs; trying %s",
+                old,
+                self.attempt_timeout,
+                self.server,
+            )
         self._connect()
         assert self._dealer is not None
         self._poller.register(self._dealer, zmq.POLLIN)
@@ -379,9 +398,13 @@ class ClientAgent:
             if now >= p.deadline:
                 del self._pending[req_id]
                 suspect = True  # it never answered: try the next server for the rest
+                tried = list(dict.fromkeys(p.tried))
+                why = "".join(
+                    f" ({s}: {self.connect_errors[s]})" for s in tried if s in self.connect_errors
+                )
                 exc = ServerUnreachableError(
-                    f"{p.op}: no reply from meshreg server(s) {', '.join(dict.fromkeys(p.tried))} "
-                    f"within {p.timeout:g}s; "
+                    f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
+                    f"within {p.timeout:g}s{why}; "
                     "is `meshreg node` running there? check --server / MESHREG_SERVERS"
                 )
                 self._resolve(p, None, exc)
@@ -443,6 +466,7 @@ class ClientAgent:
     def _cmd_register(self, reg: Registration, timeout: float, future: Future[Any]) -> None:
         def registered(_: dict[str, Any]) -> None:
             self.registrations[(reg.key, reg.iid)] = reg
+            self._wrote(reg.key)
 
         self.request("register", reg.fields, timeout, future, on_reply=registered)
 
@@ -455,7 +479,13 @@ class ClientAgent:
         future: Future[Any],
     ) -> None:
         self.registrations.pop((key, iid), None)
-        self.request("deregister", fields, timeout, future)
+        self.request("deregister", fields, timeout, future, on_reply=lambda _: self._wrote(key))
+
+    def _wrote(self, key: ServiceKey) -> None:
+        """Our own write may not be in the pushed view yet: read our writes from the server."""
+        watch = self.watches.get(key)
+        if watch is not None:
+            watch.fresh_reads_until = time.monotonic() + READ_YOUR_WRITES_WINDOW
 
     def _cmd_close(self, future: Future[Any]) -> None:
         self._closed = True
@@ -495,7 +525,8 @@ class ClientAgent:
 
     def _cmd_cached(self, key: ServiceKey, healthy_only: bool, future: Future[Any]) -> None:
         watch = self.watches.get(key)
-        if watch is not None and watch.view.loaded:
+        fresh = watch is not None and time.monotonic() >= watch.fresh_reads_until
+        if watch is not None and watch.view.loaded and fresh:
             future.set_result(watch.view.listing(healthy_only))
         else:
             future.set_result(None)

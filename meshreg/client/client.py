@@ -9,6 +9,7 @@ so a slow listener never delays beats.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Iterable
@@ -18,7 +19,12 @@ from typing import Any
 
 from meshreg.client.agent import ClientAgent, Listener, Registration
 from meshreg.config import parse_address
-from meshreg.errors import InvalidArgumentError, MeshregError, ServerUnreachableError
+from meshreg.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    MeshregError,
+    ServerUnreachableError,
+)
 from meshreg.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -44,7 +50,7 @@ def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
     items = servers.split(",") if isinstance(servers, str) else list(servers)
     parsed = [parse_address(s) for s in items if s.strip()]
     if not parsed:
-        raise InvalidArgumentError(4, "no server address given; expected host:port[,host:port]")
+        raise ConfigError("no server address given; expected host:port[,host:port]")
     return parsed
 
 
@@ -65,10 +71,14 @@ class Client:
         attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
         resync_interval: float = DEFAULT_RESYNC_INTERVAL,
     ) -> None:
-        if not beat_interval > 0:
-            raise ValueError(f"beat_interval must be > 0 s, got {beat_interval}")
-        if not timeout > 0 or not attempt_timeout > 0:
-            raise ValueError("timeout and attempt_timeout must be > 0 s")
+        for name, value in (
+            ("beat_interval", beat_interval),
+            ("timeout", timeout),
+            ("attempt_timeout", attempt_timeout),
+            ("resync_interval", resync_interval),
+        ):
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ConfigError(f"Client: {name} must be > 0 seconds, got {value!r}")
         self.servers = _parse_servers(servers)
         self.namespace = namespace
         self.group = group

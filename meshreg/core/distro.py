@@ -28,8 +28,16 @@ Theory of operation
   period (last beat = now): nothing turns unhealthy because its beats went to
   a node that died.
 * **Catch-up.**  A node started with peers is *catching up* until it has
-  finished one anti-entropy round with an up peer (or none came up within
-  ``peer_timeout``); then it is ready and starts owning services.
+  finished an anti-entropy round with every peer that is up (or none came up
+  within ``peer_timeout``); then it is ready and starts owning services.  One
+  round is not enough: a peer lists only the services it is responsible for,
+  so after one round the node would own services whose data it lacks (their
+  beats would get NOT_FOUND).  A peer that beacons but never answers does
+  not keep it catching up forever: after ``CATCH_UP_PATIENCE`` peer timeouts
+  it is ready with what it has.  A beat it must answer itself while catching
+  up (before it has heard any peer, or forwarded to it) for an instance it
+  does not hold yet gets UNAVAILABLE, not NOT_FOUND: the provider is alive
+  and must not be told to register again.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from meshreg.core.node import RegistryNode
 from meshreg.core.versions import HybridClock
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import ServiceKey
-from meshreg.wire.messages import Beat, DeregisterInstance, RegisterInstance
+from meshreg.wire.messages import Beat, DeregisterInstance, RegisterInstance, RequestRejected
 from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
     MAX_RECONCILE_SERVICES,
@@ -64,6 +72,7 @@ from meshreg.wire.peer import (
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
+CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,7 @@ class DistroNode(RegistryNode):
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
         self._sync_wanted: set[str] = set()
+        self._caught_up: set[str] = set()  # peers synced with while catching up
         self._next_beacon = now
         self._next_digest = now + cluster.anti_entropy_interval
         self._recompute_members(now)
@@ -211,7 +221,22 @@ class DistroNode(RegistryNode):
                         fwd = self._forwards[owner] = Forward(owner, peer.address)
                     self.counters["forwarded"] += 1
                     return fwd
-            return super().handle(req, now)
+            if self.ready:
+                return super().handle(req, now)
+            try:
+                return super().handle(req, now)
+            except RequestRejected as exc:
+                # Catching up, we may simply not hold it yet: NOT_FOUND would make a live
+                # provider register again; UNAVAILABLE says "ask again (elsewhere)".
+                if exc.code is not ErrorCode.NOT_FOUND:
+                    raise
+                raise RequestRejected(
+                    ErrorCode.UNAVAILABLE,
+                    f"beat: node {self.node_id} is still catching up and does not hold "
+                    f"{req.instance} of {req.key} yet; retry",
+                    req.req_id,
+                    req.op,
+                ) from None
         if t is ListDigests:
             self._count(req.op)
             return self._list_digests(req)
@@ -452,8 +477,21 @@ class DistroNode(RegistryNode):
             if upto is not None and applied is not None and applied[0] == upto[0]:
                 self.applied_seq[node_id] = (upto[0], max(applied[1], upto[1]))
             if not self.ready:
-                self.ready = True
-                self._recompute_members(now)
+                self._caught_up.add(node_id)
+                self._check_caught_up(now)
+
+    def _check_caught_up(self, now: float) -> None:
+        """Ready once synced with every peer that is up (each lists only what it owns)."""
+        if self.ready:
+            return
+        waited = now - self.started_at >= CATCH_UP_PATIENCE * self.cluster.peer_timeout
+        synced = bool(self._caught_up) and all(
+            p.node_id in self._caught_up for p in self.membership.up_peers()
+        )
+        if synced or waited:
+            self.ready = True
+            self._caught_up.clear()
+            self._recompute_members(now)
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
@@ -461,6 +499,7 @@ class DistroNode(RegistryNode):
         if changes:
             self._member_changes(changes, now)
             self._recompute_members(now)
+        self._check_caught_up(now)  # peers left to sync with may be down, or never answer
         waited = now - self.started_at >= self.cluster.peer_timeout
         if not self.ready and waited and not self.membership.up_peers():
             self.ready = True  # nobody to catch up from: start alone

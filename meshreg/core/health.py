@@ -17,6 +17,7 @@ traffic it judges.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,10 @@ class HealthPolicy:
     evict_after: float = 30.0  # s without a beat -> removed (seed: 30 s)
 
     def __post_init__(self) -> None:
+        for name in ("check_interval", "unhealthy_after", "evict_after"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number of seconds, got {value!r}")
         if not self.check_interval > 0:
             raise ConfigError(f"check_interval must be > 0 s, got {self.check_interval}")
         if not self.unhealthy_after > 0:

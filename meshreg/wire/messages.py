@@ -189,12 +189,13 @@ def parse_request(body: bytes) -> Request:
         from meshreg.wire.peer import parse_peer_request  # peer ops: rare, kept apart
 
         return parse_peer_request(op, msg, req_id)  # type: ignore[no-any-return]
-    shown = op if isinstance(op, str) and len(op) <= 32 else type(op).__name__
-    raise RequestRejected(
-        ErrorCode.UNKNOWN_OP,
-        f"unknown op {shown!r}; known ops: {', '.join(OPS)}",
-        req_id,
-    )
+    if op is None:
+        what = "field 'op' is missing"
+    elif not isinstance(op, str):
+        what = f"field 'op' must be a string, got {type(op).__name__}"
+    else:
+        what = f"unknown op {op[:32]!r}"
+    raise RequestRejected(ErrorCode.UNKNOWN_OP, f"{what}; known ops: {', '.join(OPS)}", req_id)
 
 
 def _reject(

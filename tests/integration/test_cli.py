@@ -197,3 +197,30 @@ def test_node_rejects_bad_config(tmp_path: Path) -> None:
     cfg.write_text("[nodes]\n")
     out = run("node", "--config", str(cfg))
     assert out.returncode != 0 and "unknown table" in out.stderr
+
+
+def test_bad_config_values_are_one_line_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    for text, needle in [
+        ("[node]\nport = 1.5\n", "port"),
+        ('[node]\nport = "abc"\n', "port"),
+        ('[node]\nlog_level = "LOUD"\n', "log_level"),
+        ("node = 5\n", "[node]"),
+        ('[health]\ncheck_interval = "x"\n', "check_interval"),
+    ]:
+        cfg.write_text(text)
+        out = run("node", "--config", str(cfg))
+        assert out.returncode != 0
+        assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+    cfg.write_bytes(b"\xff\xfe[node]\n")
+    out = run("node", "--config", str(cfg))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    out = run("node", "--check-interval", "inf")
+    assert out.returncode != 0 and "finite" in out.stderr
+
+
+def test_unresolvable_server_is_one_line_error() -> None:
+    out = run("services", "-s", "nosuchhost.invalid:7800", "--timeout", "1")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nosuchhost.invalid" in lines[0], out.stderr

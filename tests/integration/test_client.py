@@ -199,3 +199,50 @@ def test_node_stops_gracefully_on_sigterm_and_sigint(start_node) -> None:  # typ
         log = node.log()
         assert f"serving requests on {HOST}:{node.port}" in log
         assert "shutting down" in log
+
+
+def test_unresolvable_server_is_a_named_error_and_the_next_server_is_used(
+    node: NodeProcess,
+) -> None:
+    with Client(["nosuchhost.invalid:7800", node.address], timeout=4.0, attempt_timeout=0.5) as c:
+        c.register("x", "10.0.0.1", 1)
+        assert c.server == node.address
+    with (
+        Client(["nosuchhost.invalid:7800"], timeout=1.0, attempt_timeout=0.3) as c,
+        pytest.raises(ServerUnreachableError, match="nosuchhost.invalid"),
+    ):
+        c.services()
+
+
+def test_bad_client_settings_raise_meshreg_errors() -> None:
+    from meshreg.errors import ConfigError
+
+    for kwargs in ({"beat_interval": 0}, {"timeout": 0}, {"attempt_timeout": float("inf")}):
+        with pytest.raises(ConfigError):
+            Client(["127.0.0.1:7800"], **kwargs)
+    with pytest.raises(ConfigError, match="commas"):
+        Client("127.0.0.1:7800 127.0.0.1:7801")
+
+
+def test_watch_only_client_fails_over_when_its_server_dies(start_node) -> None:  # type: ignore[no-untyped-def]
+    first = start_node(*FAST_TIMINGS)
+    second = start_node(*FAST_TIMINGS)
+    with Client([second.address]) as provider:
+        provider.register("w", "10.0.0.4", 4)
+        seen: list[set[str]] = []
+        with Client([first.address, second.address], attempt_timeout=0.5) as watcher:
+            watcher.subscribe("w", lambda xs: seen.append(addresses(xs)))
+            first.kill()
+            # nothing pending, yet the watcher notices (its ping) and moves to the second
+            wait_until(lambda: watcher.server == second.address, timeout=15)
+            wait_until(lambda: seen and seen[-1] == {"10.0.0.4:4"}, timeout=10)
+
+
+def test_reads_after_own_write_see_it_even_when_subscribed(node: NodeProcess) -> None:
+    with Client([node.address], **FAST_CLIENT) as c:
+        c.subscribe("ryw", lambda xs: None)
+        for n in range(30):
+            c.register("ryw", "10.0.1.1", 1000 + n)
+            assert any(i.port == 1000 + n for i in c.instances("ryw"))
+            c.deregister("ryw", "10.0.1.1", 1000 + n)
+            assert all(i.port != 1000 + n for i in c.instances("ryw"))
