@@ -161,11 +161,19 @@ class NodeRuntime:
 
             peers.poller_add = add
         core, clock = self.core, self.clock
+        was_ready = core.ready
         try:
             while not self._stop.is_set():
                 now = clock()
                 wake = core.tick(now)
                 self._carry_out(core.take_effects(), now)
+                if core.ready and not was_ready:
+                    was_ready = True
+                    log.info(
+                        "caught up: ready, %d services known; members %s",
+                        len(core.store.services),
+                        ", ".join(core.members()),
+                    )
                 if peers is not None:
                     self._expire(peers, now)
                     deadline = peers.next_deadline()
