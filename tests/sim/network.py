@@ -1,0 +1,499 @@
+"""A seeded simulated network and clock for Distro node cores (sans-IO).
+
+Theory of operation
+-------------------
+* **Clock.**  One float (``net.now``) and a priority queue of timed events
+  ``(time, sequence, callback)``; ``run_until(t)`` pops them in order.  The
+  sequence number breaks ties, so a run is a pure function of its seed: every
+  random choice comes from ``net.rng`` (``random.Random(seed)``) and nothing
+  iterates a set of strings (whose order depends on ``PYTHONHASHSEED``).
+* **Nodes.**  A :class:`SimNode` holds one ``DistroNode`` incarnation.  A
+  crash drops the core (and with it everything in flight to or from it); a
+  restart creates a *new* core at the same id and address with a new epoch
+  and an empty store.  ``gen`` counts incarnations: a message from or to an
+  older incarnation is dropped on arrival (its TCP connection is gone).
+* **Links.**  Every message between two nodes (replication PUB/SUB, peer
+  requests, forwarded writes and their replies) and between a client and a
+  node is sent with :meth:`Network.transmit`: it is lost with probability
+  ``loss``, else delivered after a random delay (so messages overtake each
+  other: reordering).  ``groups`` partitions the nodes: two nodes in
+  different groups cannot talk (checked on arrival, so a partition also eats
+  what was in flight).  Clients reach every live node.
+* **Wire.**  Everything goes through the real encoding: replication messages
+  through ``encode_beacon/encode_delta/encode_digest`` and
+  ``decode_replication``, requests through ``encode_request`` and
+  ``parse_request``, results through a msgpack round trip.
+* **Runtime.**  :meth:`Network.client_request` plays the node runtime for a
+  client's request: the entry node handles it; a ``Forward`` is relayed to
+  the responsible node (``forwarded=True``) and its reply relayed back; if
+  that node's process is gone (connection refused) or no reply comes within
+  ``peer_request_timeout``, the entry node applies it itself.  ``PeerCall``
+  effects are sent as requests and answered with ``peer_reply`` or
+  ``peer_failed``.  Each node is ticked at the time its last ``tick`` asked
+  for.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, Forward, PeerCall
+from meshreg.core.events import ServiceChanged, SyncAnnounced
+from meshreg.core.health import HealthPolicy
+from meshreg.core.membership import MemberChanged
+from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.peer import (
+    Beacon,
+    DigestSummary,
+    ReplicatedDelta,
+    decode_replication,
+    encode_beacon,
+    encode_delta,
+    encode_digest,
+)
+from meshreg.wire.replies import encode_request
+
+CLIENT_TIMEOUT = 4.0  # s a simulated client waits for a reply (below the 5 s beat interval)
+
+# What a request came to: ("ok", result), ("error", ErrorCode) or ("timeout", None).
+Outcome = tuple[str, Any]
+
+
+def roundtrip(result: Any) -> Any:
+    """A result as the other side of the socket sees it."""
+    return msgpack.unpackb(msgpack.packb(result), raw=False, strict_map_key=False)
+
+
+def encode_replication(msg: Beacon | ReplicatedDelta | DigestSummary) -> list[bytes]:
+    if type(msg) is Beacon:
+        return encode_beacon(msg)
+    if type(msg) is ReplicatedDelta:
+        return encode_delta(msg)
+    return encode_digest(msg)  # type: ignore[arg-type]
+
+
+class SimNode:
+    """One member: its id and address, and its current incarnation (if up)."""
+
+    def __init__(self, node_id: str, address: str, wall_offset: float) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.wall_offset = wall_offset  # this host's clock skew (s)
+        self.core: DistroNode | None = None
+        self.gen = 0  # incarnations so far
+        self.changes: list[tuple[float, ServiceChanged]] = []  # this incarnation's changes
+        self.member_events: list[tuple[float, MemberChanged]] = []  # this incarnation's
+        # (service, instance) -> the newest version stamp this incarnation applied
+        self.versions: dict[tuple[Any, Any], int] = {}
+
+
+@dataclass
+class _Pending:
+    """A request waiting for its reply or its timeout, whichever comes first."""
+
+    done: bool = False
+
+
+class Network:
+    """Simulated clock, links and runtime for a set of DistroNode cores."""
+
+    def __init__(
+        self,
+        seed: int,
+        node_ids: list[str],
+        health: HealthPolicy | None = None,
+        cluster: ClusterPolicy | None = None,
+        max_skew: float = 0.0,
+        trace: bool = False,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(f"net-{seed}")
+        self.req_ids = itertools.count(1)  # client request ids
+        self.instance_ids = itertools.count(0)  # simulated providers' instance numbers
+        self.health = health or HealthPolicy()
+        self.cluster = cluster or ClusterPolicy()
+        self.now = 0.0
+        self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = 0
+        # faults
+        self.loss = 0.0  # probability that one message is lost
+        self.min_delay = 0.0005  # s
+        self.max_delay = 0.02  # s
+        self.slow_prob = 0.0  # probability of a slow message (up to slow_max s)
+        self.slow_max = 0.0
+        self.groups: list[frozenset[str]] | None = None  # a partition; None: all connected
+        self.blocked_calls: set[tuple[str, str]] = set()  # (caller, callee): requests lost
+        self.trace: list[str] | None = [] if trace else None
+        self.counts: dict[str, int] = {}
+        self.violations: list[str] = []  # broken invariants seen while running
+        addresses = [f"10.9.0.{i + 1}:7400" for i in range(len(node_ids))]
+        self.nodes: dict[str, SimNode] = {}
+        for node_id, address in zip(node_ids, addresses, strict=True):
+            skew = self.rng.uniform(-max_skew, max_skew)
+            self.nodes[node_id] = SimNode(node_id, address, skew)
+        self.by_address = {n.address: n for n in self.nodes.values()}
+        self.peer_list = list(addresses)  # every node's configured peers (itself included)
+
+    # -- clock ------------------------------------------------------------------------
+    def at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (max(t, self.now), self._seq, fn, args))
+
+    def after(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        self.at(self.now + delay, fn, *args)
+
+    def every(self, interval: float, fn: Callable[[], None], start: float | None = None) -> None:
+        """Call ``fn()`` every ``interval`` s (probes and periodic checks)."""
+
+        def step() -> None:
+            fn()
+            self.after(interval, step)
+
+        self.at(self.now if start is None else start, step)
+
+    def run_until(self, t_end: float) -> None:
+        queue = self._queue
+        while queue and queue[0][0] <= t_end:
+            t, _, fn, args = heapq.heappop(queue)
+            self.now = t
+            fn(*args)
+        self.now = t_end
+
+    def log(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace.append(f"{self.now:9.4f} {text}")
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    # -- nodes ------------------------------------------------------------------------
+    def live(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.core is not None]
+
+    def start(self, node_id: str) -> None:
+        """Start (or restart) a node: a new incarnation with an empty store."""
+        node = self.nodes[node_id]
+        assert node.core is None, f"{node_id} is already running"
+        node.gen += 1
+        epoch = self.rng.getrandbits(63)
+        node.core = DistroNode(
+            self.health,
+            self.cluster,
+            node_id,
+            node.address,
+            list(self.peer_list),
+            epoch,
+            self.now,
+            node.wall_offset,
+        )
+        node.changes = []
+        node.member_events = []
+        node.versions = {}
+        self.log(f"START {node_id} gen={node.gen} epoch={epoch}")
+        self.count("starts")
+        self._tick(node, node.gen)
+
+    def crash(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.core is not None:
+            node.core = None
+            self.log(f"CRASH {node_id}")
+            self.count("crashes")
+
+    def _tick(self, node: SimNode, gen: int) -> None:
+        core = node.core
+        if core is None or node.gen != gen:
+            return
+        wake = core.tick(self.now)
+        self._drain(node)
+        self.at(max(wake, self.now + 0.001), self._tick, node, gen)
+
+    # -- links ------------------------------------------------------------------------
+    def reachable(self, a: str, b: str) -> bool:
+        groups = self.groups
+        if groups is None:
+            return True
+        return any(a in g and b in g for g in groups)
+
+    def _delay(self) -> float:
+        rng = self.rng
+        if self.slow_prob and rng.random() < self.slow_prob:
+            return rng.uniform(self.max_delay, self.slow_max)
+        return rng.uniform(self.min_delay, self.max_delay)
+
+    def transmit(
+        self, src: SimNode | None, dst: SimNode, deliver: Callable[..., None], *args: Any
+    ) -> None:
+        """Send a message from ``src`` (None: a client) to ``dst``; maybe lose it."""
+        if self.loss and self.rng.random() < self.loss:
+            self.count("lost")
+            return
+        src_gen = src.gen if src is not None else 0
+        self.after(self._delay(), self._arrive, src, src_gen, dst, dst.gen, deliver, args)
+
+    def _arrive(
+        self,
+        src: SimNode | None,
+        src_gen: int,
+        dst: SimNode,
+        dst_gen: int,
+        deliver: Callable[..., None],
+        args: tuple[Any, ...],
+    ) -> None:
+        if dst.core is None or dst.gen != dst_gen:
+            self.count("dropped_dst_down")
+            return
+        if src is not None:
+            if src.gen != src_gen:  # the sender restarted: its old connection is gone
+                self.count("dropped_src_restarted")
+                return
+            if not self.reachable(src.node_id, dst.node_id):
+                self.count("dropped_partition")
+                return
+        deliver(*args)
+
+    # -- effects ----------------------------------------------------------------------
+    def _drain(self, node: SimNode) -> None:
+        core = node.core
+        if core is None:
+            return
+        for eff in core.take_effects():
+            t = type(eff)
+            if t is Broadcast:
+                frames = encode_replication(eff.message)
+                self.count(f"pub_{frames[0].decode()}")
+                for other in self.nodes.values():
+                    if other is not node and other.core is not None:
+                        self.transmit(node, other, self._on_pub, other, frames)
+            elif t is PeerCall:
+                self._peer_call(node, eff)
+            elif t is ServiceChanged:
+                node.changes.append((self.now, eff))
+                self._check_versions(node, eff)
+                if self.trace is not None:
+                    self.log(
+                        f"{node.node_id} {eff.reason} {eff.key.service} "
+                        f"+{[f'{v.ip}:{v.port}/{int(v.healthy)}' for v in eff.upserted]} "
+                        f"-{[f'{i.ip}:{i.port}' for i in eff.removed]}"
+                    )
+            elif t is MemberChanged:
+                node.member_events.append((self.now, eff))
+                self.log(
+                    f"{node.node_id} sees {eff.node_id} {eff.state.value}"
+                    + (" (restarted)" if eff.restarted else "")
+                    + f" members={core.members()} ready={core.ready}"
+                )
+            elif t is not SyncAnnounced:
+                raise AssertionError(f"unknown effect {eff!r}")
+
+    def _check_versions(self, node: SimNode, change: ServiceChanged) -> None:
+        """Last writer wins: per instance, a node only ever moves to a higher stamp.
+
+        A change applied with a stamp at or below one the node already applied
+        (record or tombstone) means a stale copy won: a resurrection.
+        """
+        key = change.key
+        versions = node.versions
+        stamped = [((v.ip, v.port, v.cluster), v.version) for v in change.upserted]
+        stamped += list(zip(change.removed, change.removed_versions, strict=True))
+        for iid, version in stamped:
+            ident = (key, tuple(iid))
+            before = versions.get(ident, -1)
+            if version <= before:
+                self.violations.append(
+                    f"t={self.now:.3f} {node.node_id} went back on {key.service} "
+                    f"{iid[0]}:{iid[1]}: version {version} after {before} ({change.reason})"
+                )
+            versions[ident] = version
+
+    def _on_pub(self, node: SimNode, frames: list[bytes]) -> None:
+        core = node.core
+        assert core is not None
+        msg = decode_replication(frames)
+        self.count("repl_in")
+        core.on_replication(msg, self.now)
+        self._drain(node)
+
+    # -- peer requests ---------------------------------------------------------------
+    def _peer_call(self, node: SimNode, call: PeerCall) -> None:
+        body = encode_request(call.op, call.tag, **call.fields)
+        target = self.by_address[call.address]
+        pending = _Pending()
+        self.count(f"call_{call.op}")
+        self.log(f"{node.node_id} -> {call.node_id} {call.op} #{call.tag}")
+        self.after(
+            self.cluster.peer_request_timeout, self._call_timeout, node, node.gen, call, pending
+        )
+        if target is node:  # cannot happen; the core never calls itself
+            raise AssertionError(f"{node.node_id} called itself: {call}")
+        if (node.node_id, target.node_id) in self.blocked_calls:
+            return
+        self.transmit(node, target, self._serve_call, target, node, body, call, pending)
+
+    def _serve_call(
+        self, target: SimNode, caller: SimNode, body: bytes, call: PeerCall, pending: _Pending
+    ) -> None:
+        core = target.core
+        assert core is not None
+        outcome: Outcome
+        try:
+            req = parse_request(body)
+            outcome = ("ok", roundtrip(core.handle(req, self.now)))
+        except RequestRejected as exc:
+            core.rejected(exc)
+            outcome = ("error", exc.code)
+        self._drain(target)
+        self.transmit(target, caller, self._call_replied, caller, call, pending, outcome)
+
+    def _call_replied(
+        self, caller: SimNode, call: PeerCall, pending: _Pending, outcome: Outcome
+    ) -> None:
+        if pending.done:
+            return  # the caller gave up already
+        pending.done = True
+        core = caller.core
+        assert core is not None
+        if outcome[0] == "ok":
+            core.peer_reply(call.tag, outcome[1], self.now)
+        else:
+            self.log(f"{caller.node_id} call #{call.tag} {call.op} failed: {outcome[1]!r}")
+            core.peer_failed(call.tag, self.now)
+        self._drain(caller)
+
+    def _call_timeout(self, caller: SimNode, gen: int, call: PeerCall, pending: _Pending) -> None:
+        if pending.done:
+            return
+        pending.done = True
+        core = caller.core
+        if core is None or caller.gen != gen:
+            return
+        self.log(f"{caller.node_id} call #{call.tag} {call.op} to {call.node_id} timed out")
+        core.peer_failed(call.tag, self.now)
+        self._drain(caller)
+
+    # -- client requests --------------------------------------------------------------
+    def client_request(
+        self,
+        entry: SimNode,
+        op: str,
+        req_id: int,
+        fields: dict[str, Any],
+        on_done: Callable[[Outcome], None],
+    ) -> None:
+        """A client sends a request to ``entry``; ``on_done`` gets exactly one outcome."""
+        body = encode_request(op, req_id, **fields)
+        call = _Pending()
+        self.count(f"client_{op}")
+
+        def finish(outcome: Outcome) -> None:
+            if not call.done:
+                call.done = True
+                on_done(outcome)
+
+        self.after(CLIENT_TIMEOUT, finish, ("timeout", None))
+        self.transmit(None, entry, self._serve_client, entry, body, finish)
+
+    def _reply_client(
+        self, node: SimNode, finish: Callable[[Outcome], None], outcome: Outcome
+    ) -> None:
+        if self.loss and self.rng.random() < self.loss:
+            self.count("lost")
+            return
+        self.after(self._delay(), finish, outcome)
+
+    def _serve_client(self, entry: SimNode, body: bytes, finish: Callable[[Outcome], None]) -> None:
+        core = entry.core
+        assert core is not None
+        try:
+            req = parse_request(body)
+            result = core.handle(req, self.now)
+        except RequestRejected as exc:
+            core.rejected(exc)
+            self._drain(entry)
+            self._reply_client(entry, finish, ("error", exc.code))
+            return
+        self._drain(entry)
+        if type(result) is not Forward:
+            self._reply_client(entry, finish, ("ok", roundtrip(result)))
+            return
+        target = self.by_address[result.address]
+        if target.core is None:  # its process is gone: the connection fails at once
+            self.count("forward_fallback")
+            self.log(f"{entry.node_id} applies a forward locally ({target.node_id} is down)")
+            self._reply_client(entry, finish, self._apply_forwarded(entry, body))
+            return
+        self.log(f"{entry.node_id} forwards {req.op} to {target.node_id}")
+        pending = _Pending()
+        self.after(
+            self.cluster.peer_request_timeout,
+            self._forward_timeout,
+            entry,
+            entry.gen,
+            body,
+            pending,
+            finish,
+        )
+        self.transmit(entry, target, self._serve_forwarded, target, entry, body, pending, finish)
+
+    def _serve_forwarded(
+        self,
+        target: SimNode,
+        entry: SimNode,
+        body: bytes,
+        pending: _Pending,
+        finish: Callable[[Outcome], None],
+    ) -> None:
+        self.count("forwarded")
+        outcome = self._apply_forwarded(target, body)
+        self.transmit(target, entry, self._forward_replied, entry, pending, finish, outcome)
+
+    def _apply_forwarded(self, node: SimNode, body: bytes) -> Outcome:
+        core = node.core
+        assert core is not None
+        try:
+            result = core.handle(parse_request(body), self.now, forwarded=True)
+            outcome: Outcome = ("ok", roundtrip(result))
+        except RequestRejected as exc:
+            core.rejected(exc)
+            outcome = ("error", exc.code)
+        self._drain(node)
+        return outcome
+
+    def _forward_replied(
+        self,
+        entry: SimNode,
+        pending: _Pending,
+        finish: Callable[[Outcome], None],
+        outcome: Outcome,
+    ) -> None:
+        if pending.done:
+            return
+        pending.done = True
+        self._reply_client(entry, finish, outcome)
+
+    def _forward_timeout(
+        self,
+        entry: SimNode,
+        gen: int,
+        body: bytes,
+        pending: _Pending,
+        finish: Callable[[Outcome], None],
+    ) -> None:
+        if pending.done:
+            return
+        pending.done = True
+        if entry.core is None or entry.gen != gen:
+            return
+        self.count("forward_fallback")
+        self.log(f"{entry.node_id} applies a forward locally (responsible node unreachable)")
+        self._reply_client(entry, finish, self._apply_forwarded(entry, body))
+
+
+__all__ = ["CLIENT_TIMEOUT", "Network", "Outcome", "SimNode", "roundtrip"]
