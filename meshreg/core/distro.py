@@ -43,7 +43,7 @@ Theory of operation
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshreg.core.digests import service_digest, summary_digest
@@ -128,6 +128,7 @@ class _SyncRound:
     reconciling: int = 0  # reconcile calls in flight
     paging_done: bool = False
     upto: tuple[int, int] | None = None  # (epoch, seq) the peer had announced at the start
+    their_sizes: dict[ServiceKey, int] = field(default_factory=dict)  # instances, per page
 
 
 class DistroNode(RegistryNode):
@@ -300,7 +301,13 @@ class DistroNode(RegistryNode):
         return {
             "node": self.node_id,
             "digests": [
-                [k.namespace, k.group, k.service, service_digest(self.store.services[k])]
+                [
+                    k.namespace,
+                    k.group,
+                    k.service,
+                    service_digest(self.store.services[k]),
+                    len(self.store.services[k].instances),
+                ]
                 for k in page
             ],
             "more": len(keys) > len(page),
@@ -424,11 +431,14 @@ class DistroNode(RegistryNode):
         if not isinstance(digests, list) or type(more) is not bool:
             raise TypeError("bad digests page")
         last = None
-        for ns, group, service, digest in digests:
+        for ns, group, service, digest, size in digests:
             key = ServiceKey(ns, group, service)
-            if type(digest) is not int or not all(type(x) is str for x in key):
+            if type(digest) is not int or type(size) is not int or size < 0:
+                raise TypeError("bad digest entry")
+            if not all(type(x) is str for x in key):
                 raise TypeError("bad digest entry")
             rnd.seen.add(key)
+            rnd.their_sizes[key] = size
             svc = self.store.get(key)
             if svc is None or service_digest(svc) != digest:
                 rnd.differing.append(key)
@@ -459,7 +469,9 @@ class DistroNode(RegistryNode):
             entries = 0
             while rnd.differing and len(batch) < MAX_RECONCILE_SERVICES:
                 payload = self.payload_of(rnd.differing[0])
-                size = len(payload.upserts) + len(payload.removals)
+                # the reply carries their copy: bound the chunk by the larger side
+                theirs = rnd.their_sizes.get(rnd.differing[0], 0)
+                size = max(len(payload.upserts) + len(payload.removals), theirs)
                 if batch and entries + size > RECONCILE_CHUNK_ENTRIES:
                     break
                 batch.append(rnd.differing.pop(0))
