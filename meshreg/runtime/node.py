@@ -164,6 +164,10 @@ class NodeRuntime:
         was_ready = core.ready
         try:
             while not self._stop.is_set():
+                if sub is not None:
+                    # Beacons queued while we were busy come first: after a long step
+                    # of our own, a peer must not look silent only because we were.
+                    self._drain_replication(sub)
                 now = clock()
                 wake = core.tick(now)
                 self._carry_out(core.take_effects(), now)
