@@ -211,7 +211,7 @@ class DistroNode(RegistryNode):
     def handle(self, req: Any, now: float, forwarded: bool = False) -> Any:
         t = type(req)
         if t is Beat or t is RegisterInstance or t is DeregisterInstance:
-            if not forwarded:
+            if not forwarded and len(self._members) > 1:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
                     fwd = self._forwards.get(owner)

@@ -131,7 +131,10 @@ def decode_body(body: bytes) -> Any:
     size = len(body)
     # Node-to-node reconciles carry whole services; they put "op" first (our encoder
     # does), so a glance at the head tells them apart before any decoding.
-    limit = limits.MAX_PEER_BODY_BYTES if _PEER_HEAD in body[:48] else limits.MAX_BODY_BYTES
+    if size > limits.MAX_BODY_BYTES:
+        limit = limits.MAX_PEER_BODY_BYTES if _PEER_HEAD in body[:48] else limits.MAX_BODY_BYTES
+    else:
+        limit = limits.MAX_BODY_BYTES
     if size > limit:
         raise RequestRejected(
             ErrorCode.TOO_LARGE, f"request body is {size} bytes; the limit is {limit}"
