@@ -4,7 +4,9 @@ __version__ = "0.1.0"
 
 from meshreg.client.client import Client  # noqa: E402
 from meshreg.errors import (  # noqa: E402
+    CallFailedError,
     MeshregError,
+    NoInstanceAvailableError,
     NotFoundError,
     ServerError,
     ServerUnreachableError,
@@ -12,9 +14,11 @@ from meshreg.errors import (  # noqa: E402
 from meshreg.model import Instance, ServiceKey  # noqa: E402
 
 __all__ = [
+    "CallFailedError",
     "Client",
     "Instance",
     "MeshregError",
+    "NoInstanceAvailableError",
     "NotFoundError",
     "ServerError",
     "ServerUnreachableError",

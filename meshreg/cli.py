@@ -303,6 +303,33 @@ def instances(
 
 
 @main.command()
+@click.argument("service")
+@click.option("--cluster", default=None, help="Only instances of this cluster.")
+@click.option(
+    "--cache-dir",
+    default=None,
+    envvar="MESHREG_CACHE_DIR",
+    help="Disk cache directory: serves the last known list when no node answers.",
+)
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def select(
+    service: str,
+    cluster: str | None,
+    cache_dir: str | None,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Print one healthy instance of SERVICE (host:port), chosen at random by weight."""
+    with _client(servers, namespace, group, timeout, cache_dir=cache_dir) as c:
+        click.echo(c.select(service, cluster=cluster).address)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True)
 @server_option
 @namespace_option

@@ -86,6 +86,18 @@ class ClientClosedError(MeshregError):
     """The client was closed; create a new one."""
 
 
+class NoInstanceAvailableError(MeshregError):
+    """select()/call() found no healthy, enabled instance with weight above 0."""
+
+
+class CallFailedError(MeshregError):
+    """call() tried instances and every attempt failed; ``attempts`` lists them."""
+
+    def __init__(self, message: str, attempts: list[tuple[str, BaseException]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
 def server_error(code: int, message: str, server: str = "") -> ServerError:
     """Build the most specific :class:`ServerError` subclass for a wire code."""
     if code == ErrorCode.NOT_FOUND:

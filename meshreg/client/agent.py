@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from meshreg.client.cache import Outcome, ServiceView
+from meshreg.client.disk_cache import DiskCache
 from meshreg.config import PUB_PORT_OFFSET, parse_address
 from meshreg.core.mapping import responsible_node
 from meshreg.errors import (
@@ -87,6 +88,8 @@ class Watch:
     pulling: bool = False
     repull: bool = False  # a gap was seen while a pull was in flight
     fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
+    pinned: bool = False  # kept without listeners: a service the client asked for (local cache)
+    said_stale: bool = False  # logged that we serve a copy no node has confirmed
     waiting: list[tuple[Future[Any], Listener | None]] = field(default_factory=list)
 
 
@@ -100,7 +103,9 @@ class ClientAgent:
         attempt_timeout: float,
         resync_interval: float,
         notify: Notify,
+        cache: DiskCache | None = None,
     ) -> None:
+        self.cache = cache
         self.servers = servers
         self.beat_interval = beat_interval
         self.attempt_timeout = attempt_timeout
@@ -492,16 +497,26 @@ class ClientAgent:
         future.set_result(None)
 
     def _cmd_subscribe(
-        self, key: ServiceKey, listener: Listener | None, timeout: float, future: Future[Any]
+        self,
+        key: ServiceKey,
+        listener: Listener | None,
+        timeout: float,
+        future: Future[Any],
+        pinned: bool = False,
     ) -> None:
         watch = self.watches.get(key)
         if watch is None:
             watch = self.watches[key] = Watch(ServiceView(key))
             assert self._sub is not None
             self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
+            if self.cache is not None:
+                saved = self.cache.load(key)
+                if saved is not None:
+                    watch.view.preload(saved[0])
+        watch.pinned = watch.pinned or pinned
         if listener is not None:
             watch.listeners.append(listener)
-        if watch.view.loaded:
+        if watch.view.loaded and not (watch.view.from_disk and not watch.said_stale):
             if listener is not None:
                 self.notify(listener, watch.view.listing())
             future.set_result(watch.view.listing())
@@ -517,19 +532,28 @@ class ClientAgent:
             watch.listeners = [
                 cb for cb in watch.listeners if listener is not None and cb != listener
             ]
-            if not watch.listeners:
+            if not watch.listeners and not watch.pinned:
                 del self.watches[key]
                 assert self._sub is not None
                 self._sub.setsockopt(zmq.UNSUBSCRIBE, topic_for(key))
         future.set_result(None)
 
     def _cmd_cached(self, key: ServiceKey, healthy_only: bool, future: Future[Any]) -> None:
+        """("view", list) from the local view; ("bypass", list or None) just after our own
+        write; ("none", None) when the service is not cached yet."""
         watch = self.watches.get(key)
-        fresh = watch is not None and time.monotonic() >= watch.fresh_reads_until
-        if watch is not None and watch.view.loaded and fresh:
-            future.set_result(watch.view.listing(healthy_only))
+        if watch is None or not watch.view.loaded:
+            future.set_result(("none", None))
+        elif time.monotonic() < watch.fresh_reads_until:
+            future.set_result(("bypass", watch.view.listing(healthy_only)))
         else:
-            future.set_result(None)
+            future.set_result(("view", watch.view.listing(healthy_only)))
+
+    def _persist(self, key: ServiceKey, listing: InstanceList) -> None:
+        """Save a changed list to the disk cache, on the notifier thread (no I/O here)."""
+        cache = self.cache
+        if cache is not None:
+            self.notify(lambda xs, key=key: cache.save(key, xs), listing)
 
     # -- beats and redo ----------------------------------------------------------------
     def _send_beats(self, now: float) -> None:
@@ -572,7 +596,11 @@ class ClientAgent:
                 failed(RemoteProtocolError(f"malformed instances reply from {self.server}: {exc}"))
                 return
             listing = watch.view.listing()
+            if watch.said_stale:
+                watch.said_stale = False
+                log.info("%s: live data again from %s", key, self.server)
             if outcome is not Outcome.UNCHANGED:
+                self._persist(key, listing)
                 for cb in watch.listeners:
                     if all(cb is not waiter for _, waiter in watch.waiting):
                         self.notify(cb, listing)
@@ -587,13 +615,28 @@ class ClientAgent:
 
         def failed(exc: BaseException) -> None:
             watch.pulling = False
+            if watch.view.loaded:  # no node answers: serve what we have (memory or disk)
+                if not watch.said_stale:
+                    watch.said_stale = True
+                    source = "disk cache" if watch.view.from_disk else "last known list"
+                    log.warning(
+                        "%s: no meshreg server answers (%s); serving the %s", key, exc, source
+                    )
+                listing = watch.view.listing()
+                for fut, cb in watch.waiting:
+                    if cb is not None:
+                        self.notify(cb, listing)
+                    if not fut.done():
+                        fut.set_result(listing)
+                watch.waiting.clear()
+                return
             for fut, cb in watch.waiting:
                 if not fut.done():
                     fut.set_exception(exc)
                 if cb is not None and cb in watch.listeners:
                     watch.listeners.remove(cb)
             watch.waiting.clear()
-            if not watch.listeners and self.watches.get(key) is watch:
+            if not watch.listeners and not watch.pinned and self.watches.get(key) is watch:
                 del self.watches[key]
                 assert self._sub is not None
                 self._sub.setsockopt(zmq.UNSUBSCRIBE, topic_for(key))
@@ -621,6 +664,7 @@ class ClientAgent:
                 continue
             if outcome is Outcome.APPLIED:
                 listing = watch.view.listing()
+                self._persist(key, listing)
                 for cb in watch.listeners:
                     self.notify(cb, listing)
             elif outcome is Outcome.GAP:

@@ -34,7 +34,8 @@ class ServiceView:
         self.epoch: int | None = None
         self.revision = 0
         self.instances: dict[InstanceId, Instance] = {}
-        self.loaded = False  # True once a snapshot was applied
+        self.loaded = False  # True once a snapshot was applied (or a disk copy preloaded)
+        self.from_disk = False  # the view is a disk copy, not yet confirmed by a node
         self._hint: tuple[int, int] | None = None  # newest (epoch, revision) heard before loading
 
     def apply_snapshot(self, result: dict[str, Any]) -> Outcome:
@@ -45,12 +46,18 @@ class ServiceView:
         for d in result["instances"]:
             inst = Instance.from_wire(d)
             new[inst.id] = inst
-        changed = not self.loaded or new != self.instances
+        changed = not self.loaded or self.from_disk or new != self.instances
         self.epoch, self.revision, self.instances, self.loaded = epoch, revision, new, True
+        self.from_disk = False
         hint, self._hint = self._hint, None
         if hint is not None and hint[0] == epoch and hint[1] > revision:
             return Outcome.GAP  # a change we heard of is missing from this snapshot
         return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+    def preload(self, instances: list[Instance]) -> None:
+        """Start from a disk copy; the first snapshot from a node replaces it."""
+        self.instances = {i.id: i for i in instances}
+        self.epoch, self.revision, self.loaded, self.from_disk = None, 0, True, True
 
     def apply_notification(self, msg: dict[str, Any]) -> Outcome:
         epoch, revision = msg["epoch"], msg["revision"]

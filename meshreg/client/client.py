@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
+import random
+import socket
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from meshreg.client.agent import ClientAgent, Listener, Registration
+from meshreg.client.disk_cache import DiskCache
+from meshreg.client.selection import choose, eligible
 from meshreg.config import parse_address
 from meshreg.errors import (
+    CallFailedError,
     ConfigError,
     InvalidArgumentError,
     MeshregError,
+    NoInstanceAvailableError,
     ServerUnreachableError,
 )
 from meshreg.model import (
@@ -42,7 +50,13 @@ log = logging.getLogger("meshreg.client")
 DEFAULT_BEAT_INTERVAL = 5.0  # s; the seed's provider beat period
 DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
 DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
-DEFAULT_RESYNC_INTERVAL = 30.0  # s; watched services are re-pulled this often (backstop)
+DEFAULT_RESYNC_INTERVAL = 10.0  # s; cached services are re-pulled this often (backstop)
+DEFAULT_AVOID_FAILED_FOR = 10.0  # s; call() steers clear of an instance that just failed
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
 _ID_FIELDS = ("namespace", "group", "service", "ip", "port", "cluster")
 
 
@@ -70,6 +84,9 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
         resync_interval: float = DEFAULT_RESYNC_INTERVAL,
+        cache_dir: str | os.PathLike[str] | None = None,
+        avoid_failed_for: float = DEFAULT_AVOID_FAILED_FOR,
+        rng: random.Random | None = None,
     ) -> None:
         for name, value in (
             ("beat_interval", beat_interval),
@@ -83,6 +100,11 @@ class Client:
         self.namespace = namespace
         self.group = group
         self.timeout = timeout
+        self.avoid_failed_for = avoid_failed_for
+        self._rng = rng or random.Random()
+        self._failed_at: dict[str, float] = {}  # address -> monotonic time of its last failure
+        self._failed_lock = threading.Lock()
+        cache = DiskCache(cache_dir) if cache_dir is not None else None
         self._notifications: queue.SimpleQueue[tuple[Listener, InstanceList] | None] = (
             queue.SimpleQueue()
         )
@@ -96,6 +118,7 @@ class Client:
             attempt_timeout,
             resync_interval,
             notify=lambda cb, instances: self._notifications.put((cb, instances)),
+            cache=cache,
         )
         self._agent.start()
         self._close_lock = threading.Lock()
@@ -133,24 +156,105 @@ class Client:
     def instances(self, service: str, healthy_only: bool = True) -> list[Instance]:
         """Instances of a service (healthy and enabled ones only by default).
 
-        Answered from the pushed local view when the service is subscribed,
-        otherwise asked of the server.
+        The first call for a service caches it (a pushed, locally kept view, saved
+        to ``cache_dir`` when given); later calls are answered from memory without
+        a round trip. Right after this client's own write to the service, reads go
+        to the server so that they see it. While no node answers, the cached list
+        is served.
         """
         key = self._key(service)
-        cached = self._wait(
+        self._validate(
+            "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
+        )
+        state, listing = self._wait(
             "instances", lambda fut: self._agent.submit("cached", key, healthy_only, fut)
         )
-        if cached is not None:
-            return list(cached)
+        if state == "view":
+            return list(listing)
+        if state == "none":
+            listing = self._wait(
+                "instances",
+                lambda fut: self._agent.submit("subscribe", key, None, self.timeout, fut, True),
+            )
+            if healthy_only:
+                return [i for i in listing if i.healthy and i.enabled]
+            return list(listing)
         fields = {
             "namespace": key.namespace,
             "group": key.group,
             "service": key.service,
             "healthy_only": healthy_only,
         }
-        self._validate("instances", fields)
-        result = self._call("instances", fields)
+        try:
+            result = self._call("instances", fields)
+        except ServerUnreachableError:
+            return list(listing)  # our own write just failed to reach anyone: the view it is
         return [Instance.from_wire(d) for d in result["instances"]]
+
+    def select(self, service: str, cluster: str | None = None) -> Instance:
+        """One healthy, enabled instance, at random in proportion to weight.
+
+        Instances that recently failed a ``call()`` are chosen only when nothing
+        else is left. Raises NoInstanceAvailableError when there is none.
+        """
+        candidates = eligible(self.instances(service, healthy_only=True), cluster)
+        chosen = choose(candidates, self._rng, self._avoided())
+        if chosen is None:
+            where = f" in cluster {cluster!r}" if cluster else ""
+            raise NoInstanceAvailableError(
+                f"no healthy, enabled instance with weight > 0 of service {service!r}{where} "
+                f"(namespace {self.namespace!r}, group {self.group!r}); check `meshreg instances "
+                f"{service} --all`"
+            )
+        return chosen
+
+    def call(
+        self,
+        service: str,
+        fn: Callable[[Instance], Any],
+        retries: int | None = None,
+        cluster: str | None = None,
+        retry_on: tuple[type[BaseException], ...] = CONNECTION_ERRORS,
+    ) -> Any:
+        """``fn(instance)`` on a selected instance; on a connection-type error, the next one.
+
+        Each attempt goes to an instance not tried yet in this call (weighted, and
+        avoiding those that failed recently); ``retries`` caps the extra attempts
+        (None: until every instance was tried). Other exceptions from ``fn`` pass
+        through at once. When every attempt fails, CallFailedError lists them.
+        """
+        candidates = eligible(self.instances(service, healthy_only=True), cluster)
+        if not candidates:
+            self.select(service, cluster)  # raises the clear "none available" error
+        limit = len(candidates) if retries is None else min(len(candidates), retries + 1)
+        attempts: list[tuple[str, BaseException]] = []
+        tried: set[str] = set()
+        while len(attempts) < limit:
+            pool = [c for c in candidates if c.address not in tried]
+            chosen = choose(pool, self._rng, self._avoided())
+            if chosen is None:
+                break
+            try:
+                return fn(chosen)
+            except retry_on as exc:
+                attempts.append((chosen.address, exc))
+                tried.add(chosen.address)
+                with self._failed_lock:
+                    self._failed_at[chosen.address] = time.monotonic()
+                log.info("call to %s %s failed (%s); trying another", service, chosen.address, exc)
+        detail = "; ".join(f"{addr}: {type(exc).__name__}: {exc}" for addr, exc in attempts)
+        raise CallFailedError(
+            f"call to service {service!r} failed on all {len(attempts)} instance(s) tried: "
+            f"{detail}",
+            attempts,
+        )
+
+    def _avoided(self) -> set[str]:
+        cutoff = time.monotonic() - self.avoid_failed_for
+        with self._failed_lock:
+            for addr in [a for a, t in self._failed_at.items() if t < cutoff]:
+                del self._failed_at[addr]
+            return set(self._failed_at)
 
     def services(self, group: str | None = None) -> list[str]:
         """Names of the services with instances in this namespace and group."""

@@ -1,0 +1,83 @@
+"""The consumer's disk cache: each service's last known list, one JSON file each.
+
+Files are written atomically (a temporary file in the same directory,
+fsync, then ``os.replace``), so a crash mid-write leaves the old file or the
+new one, never a torn one.  A file that cannot be read is ignored (and
+logged), never trusted.  Layout: ``<dir>/<namespace>/<group>/<service>.json``;
+names are restricted to ``[0-9A-Za-z@.:_-]`` by the protocol, so they are
+safe path components.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from meshreg.model import Instance, ServiceKey
+
+log = logging.getLogger("meshreg.client")
+
+FORMAT = 1
+
+
+class DiskCache:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def path(self, key: ServiceKey) -> Path:
+        for part in key:
+            if part in (".", "..") or "/" in part:
+                raise ValueError(f"unsafe name in {key}")
+        return self.directory / key.namespace / key.group / f"{key.service}.json"
+
+    def save(self, key: ServiceKey, instances: list[Instance]) -> None:
+        """Write the list atomically; errors are logged, never raised (a cache is optional)."""
+        try:
+            target = self.path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            body = {
+                "format": FORMAT,
+                "namespace": key.namespace,
+                "group": key.group,
+                "service": key.service,
+                "saved_at": time.time(),
+                "instances": [i.to_wire() for i in instances],
+            }
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(body, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except (OSError, ValueError) as exc:
+            log.warning("could not write the disk cache for %s in %s: %s", key, self.directory, exc)
+
+    def load(self, key: ServiceKey) -> tuple[list[Instance], float] | None:
+        """(instances, saved_at) from disk, or None when there is no usable file."""
+        try:
+            path = self.path(key)
+            with open(path, encoding="utf-8") as fh:
+                body: Any = json.load(fh)
+            if body.get("format") != FORMAT or tuple(
+                body.get(k) for k in ("namespace", "group", "service")
+            ) != tuple(key):
+                raise ValueError("not a cache file for this service")
+            instances = [Instance.from_wire(d) for d in body["instances"]]
+            return instances, float(body["saved_at"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring the unreadable disk cache file for %s: %s", key, exc)
+            return None

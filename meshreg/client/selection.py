@@ -1,0 +1,39 @@
+"""Choosing an instance: healthy, enabled, weighted at random (pure).
+
+``choose`` takes the candidates, an injected ``random.Random`` and the set of
+addresses to avoid (instances that just failed a call).  Weight 0 is never
+chosen; avoided instances are used only when nothing else is left, so a call
+still has somewhere to go when every instance has failed once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Iterable
+
+from meshreg.model import Instance
+
+
+def eligible(instances: Iterable[Instance], cluster: str | None = None) -> list[Instance]:
+    """Instances a call may go to: healthy, enabled, weight above 0 (optionally one cluster)."""
+    return [
+        i
+        for i in instances
+        if i.healthy and i.enabled and i.weight > 0 and (cluster is None or i.cluster == cluster)
+    ]
+
+
+def choose(
+    candidates: list[Instance], rng: random.Random, avoid: Collection[str] = ()
+) -> Instance | None:
+    """One candidate at random in proportion to weight; None when there is none."""
+    pool = [i for i in candidates if i.address not in avoid] or candidates
+    total = sum(i.weight for i in pool)
+    if total <= 0:
+        return None
+    point = rng.random() * total
+    for inst in pool:
+        point -= inst.weight
+        if point < 0:
+            return inst
+    return pool[-1]  # float rounding: the last one owns the remainder

@@ -1,0 +1,55 @@
+"""Selection: healthy, enabled, weighted at random; statistical checks with fixed seeds."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from meshreg.client.selection import choose, eligible
+from meshreg.model import Instance
+
+
+def inst(port: int, weight: float = 1.0, **kw: object) -> Instance:
+    return Instance("10.0.0.1", port, weight=weight, **kw)  # type: ignore[arg-type]
+
+
+def test_eligible_drops_unhealthy_disabled_zero_weight_and_other_clusters() -> None:
+    xs = [
+        inst(1),
+        inst(2, healthy=False),
+        inst(3, enabled=False),
+        inst(4, weight=0.0),
+        Instance("10.0.0.1", 5, cluster="B"),
+    ]
+    assert [i.port for i in eligible(xs)] == [1, 5]
+    assert [i.port for i in eligible(xs, cluster="B")] == [5]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_choice_is_proportional_to_weight(seed: int) -> None:
+    rng = random.Random(seed)
+    xs = [inst(1, 1.0), inst(2, 3.0), inst(3, 6.0)]
+    n = 20_000
+    counts = Counter(choose(xs, rng).port for _ in range(n))  # type: ignore[union-attr]
+    for port, share in ((1, 0.1), (2, 0.3), (3, 0.6)):
+        # 5 standard deviations of a binomial: fails only if the choice is biased
+        sd = (n * share * (1 - share)) ** 0.5
+        assert abs(counts[port] - n * share) < 5 * sd, counts
+
+
+def test_zero_weight_is_never_chosen_and_nothing_gives_none() -> None:
+    rng = random.Random(7)
+    xs = [inst(1, 0.0), inst(2, 1.0)]
+    assert {choose(xs, rng).port for _ in range(2000)} == {2}  # type: ignore[union-attr]
+    assert choose([inst(1, 0.0)], rng) is None
+    assert choose([], rng) is None
+
+
+def test_avoided_instances_are_used_only_when_nothing_else_is_left() -> None:
+    rng = random.Random(3)
+    xs = [inst(1), inst(2)]
+    avoid = {"10.0.0.1:1"}
+    assert {choose(xs, rng, avoid).port for _ in range(500)} == {2}  # type: ignore[union-attr]
+    assert choose([inst(1)], rng, avoid).port == 1  # type: ignore[union-attr]

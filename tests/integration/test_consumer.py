@@ -1,0 +1,119 @@
+"""Consumers that never go blind: cache, disk cache, selection, failover calls."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import FAST_TIMINGS
+from helpers import NodeProcess, free_port_pair, meshreg_cmd, wait_until
+
+from meshreg import Client, Instance
+from meshreg.errors import CallFailedError, NoInstanceAvailableError
+
+FAST = {"beat_interval": 0.2, "timeout": 2.0, "attempt_timeout": 0.5}
+
+
+def test_select_weights_and_none_available(node: NodeProcess) -> None:
+    with Client([node.address], **FAST) as c:
+        c.register("sel", "10.1.0.1", 1, weight=0.0)
+        with pytest.raises(NoInstanceAvailableError, match="sel"):
+            c.select("sel")
+        c.register("sel", "10.1.0.2", 2, weight=1.0)
+        assert {c.select("sel").address for _ in range(50)} == {"10.1.0.2:2"}
+        out = subprocess.run(
+            meshreg_cmd("select", "sel", "-s", node.address), capture_output=True, text=True
+        )
+        assert out.returncode == 0 and out.stdout.strip() == "10.1.0.2:2", out.stderr
+
+
+def test_call_fails_over_to_the_next_instance(node: NodeProcess) -> None:
+    # one instance whose port refuses connections, one that accepts
+    refused = free_port_pair(1)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    good = listener.getsockname()[1]
+    try:
+        with Client([node.address], **FAST) as c:
+            c.register("svc", "127.0.0.1", refused, weight=1000.0)  # almost always picked first
+            c.register("svc", "127.0.0.1", good, weight=0.001)
+
+            def connect(i: Instance) -> int:
+                with socket.create_connection((i.ip, i.port), timeout=2):
+                    return i.port
+
+            assert c.call("svc", connect) == good
+            # the refusing one is avoided for a while: the next call goes straight to good
+            assert c.call("svc", connect, retries=0) == good
+            c.deregister("svc", "127.0.0.1", good)
+            with pytest.raises(CallFailedError) as info:
+                c.call("svc", connect)
+            assert f"127.0.0.1:{refused}" in str(info.value)
+    finally:
+        listener.close()
+
+
+def test_outage_serves_cache_then_redo_and_resubscribe(
+    start_node: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    node = start_node(*FAST_TIMINGS)
+    cache_dir = tmp_path / "cache"
+    seen: list[set[str]] = []
+    with (
+        Client([node.address], **FAST) as provider,
+        Client([node.address], cache_dir=cache_dir, **FAST) as consumer,
+    ):
+        provider.register("pay", "10.2.0.1", 80)
+        consumer.subscribe("pay", lambda xs: seen.append({i.address for i in xs}))
+        wait_until(lambda: seen and seen[-1] == {"10.2.0.1:80"})
+        assert consumer.select("pay").address == "10.2.0.1:80"
+        wait_until(lambda: (cache_dir / "public" / "DEFAULT_GROUP" / "pay.json").exists())
+        node.kill()  # every node is gone
+        for _ in range(5):
+            assert consumer.select("pay").address == "10.2.0.1:80"
+            assert [i.address for i in consumer.instances("pay")] == ["10.2.0.1:80"]
+
+        # a new process with no node reachable serves the disk copy
+        code = (
+            "import sys; from meshreg import Client\n"
+            f"c = Client([{node.address!r}], cache_dir={str(cache_dir)!r}, timeout=1.0,"
+            " attempt_timeout=0.3)\n"
+            "print(c.select('pay').address); c.close(timeout=0.5)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "10.2.0.1:80"
+        assert "disk cache" in out.stderr  # it says so in a log line
+
+        # the node comes back empty: the provider registers again, the watcher resumes
+        restarted = start_node(*FAST_TIMINGS, port=node.port)
+        with Client([restarted.address]) as fresh:
+            wait_until(
+                lambda: [i.address for i in fresh.instances("pay")] == ["10.2.0.1:80"],
+                timeout=20,
+                what="redo of the registration",
+            )
+            provider.register("pay", "10.2.0.2", 80)
+        wait_until(lambda: seen[-1] == {"10.2.0.1:80", "10.2.0.2:80"}, timeout=20)
+
+
+def test_disk_cache_file_is_written_atomically(tmp_path: Path) -> None:
+    from meshreg.client.disk_cache import DiskCache
+    from meshreg.model import ServiceKey
+
+    cache = DiskCache(tmp_path)
+    key = ServiceKey("public", "DEFAULT_GROUP", "a")
+    cache.save(key, [Instance("10.0.0.1", 1)])
+    path = cache.path(key)
+    assert cache.load(key) is not None
+    leftovers = [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    path.write_text('{"format": 1, "instances": [')  # a torn file is ignored, not trusted
+    assert cache.load(key) is None
