@@ -135,6 +135,24 @@ def main() -> None:
 @click.option(
     "--evict-after", type=float, default=None, help="Seconds without a beat before removal (30)."
 )
+@click.option(
+    "--self-preservation/--no-self-preservation",
+    "self_preservation",
+    default=None,
+    help="Evict nothing while most instances miss their beats at once (on).",
+)
+@click.option(
+    "--self-preservation-threshold",
+    type=float,
+    default=None,
+    help="Share of instances silent at once that turns self-preservation on (0.85).",
+)
+@click.option(
+    "--self-preservation-min",
+    type=int,
+    default=None,
+    help="Fewest silent instances that turn self-preservation on (10).",
+)
 @click.option("--node-id", default=None, help="This node's id in the cluster (default host:port).")
 @click.option(
     "--peer",
@@ -157,6 +175,9 @@ def node(
     check_interval: float | None,
     unhealthy_after: float | None,
     evict_after: float | None,
+    self_preservation: bool | None,
+    self_preservation_threshold: float | None,
+    self_preservation_min: int | None,
     node_id: str | None,
     peers: tuple[str, ...],
     peer_timeout: float | None,
@@ -172,6 +193,9 @@ def node(
             check_interval=check_interval,
             unhealthy_after=unhealthy_after,
             evict_after=evict_after,
+            self_preservation=self_preservation,
+            self_preservation_threshold=self_preservation_threshold,
+            self_preservation_min=self_preservation_min,
             node_id=node_id,
             peers=peers,
             peer_timeout=peer_timeout,
@@ -300,6 +324,38 @@ def instances(
     else:
         for i in found:
             click.echo(_instance_line(i))
+
+
+@main.command("instance-set")
+@click.argument("service")
+@click.argument("address")
+@click.option("--enabled", type=click.BOOL, default=None, help="false drains the instance.")
+@click.option("--weight", type=float, default=None)
+@click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def instance_set(
+    service: str,
+    address: str,
+    enabled: bool | None,
+    weight: float | None,
+    cluster: str,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Change an instance's weight or enabled flag (operators draining an instance)."""
+    host, port = _host_port(address)
+    if not port:
+        raise click.BadParameter("ADDRESS must be host:port")
+    if enabled is None and weight is None:
+        raise click.UsageError("give --enabled and/or --weight")
+    with _client(servers, namespace, group, timeout) as c:
+        c.set_instance(service, host, port, cluster=cluster, weight=weight, enabled=enabled)
+        click.echo(f"updated {service} {address}", err=True)
 
 
 @main.command()

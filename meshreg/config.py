@@ -116,6 +116,9 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         check_interval = 5.0
         unhealthy_after = 15.0
         evict_after = 30.0
+        self_preservation = true
+        self_preservation_threshold = 0.85
+        self_preservation_min = 10
 
         [cluster]
         node_id = "node-a"
@@ -156,12 +159,21 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     peers = cluster.pop("peers", [])
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise ConfigError(f'config file {path}: [cluster] peers must be a list of "host:port"')
+    kinds = {f.name: type(f.default) for f in fields(HealthPolicy)}  # bool, int or float
     for table, values in (("health", health), ("cluster", cluster)):
         for k, v in values.items():
-            if type(v) not in (int, float):
-                raise ConfigError(f"config file {path}: [{table}] {k} must be a number of seconds")
+            kind = kinds[k] if table == "health" else float
+            if kind is bool and type(v) is not bool:
+                raise ConfigError(f"config file {path}: [{table}] {k} must be true or false")
+            if kind is int and type(v) is not int:
+                raise ConfigError(f"config file {path}: [{table}] {k} must be a whole number")
+            if kind is float and type(v) not in (int, float):
+                unit = "" if k == "self_preservation_threshold" else " of seconds"
+                raise ConfigError(f"config file {path}: [{table}] {k} must be a number{unit}")
     try:
-        policy = HealthPolicy(**{k: float(v) for k, v in health.items()})
+        policy = HealthPolicy(
+            **{k: float(v) if kinds[k] is float else v for k, v in health.items()}
+        )
         cluster_policy = ClusterPolicy(**{k: float(v) for k, v in cluster.items()})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None

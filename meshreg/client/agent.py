@@ -46,7 +46,7 @@ from meshreg.wire.replies import decode_reply, encode_request
 
 log = logging.getLogger("meshreg.client")
 
-WRITE_OPS = frozenset(("register", "deregister", "beat"))
+WRITE_OPS = frozenset(("register", "deregister", "beat", "update"))
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
 PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
@@ -67,6 +67,7 @@ class Pending:
     on_error: Callable[[BaseException], None] | None = None
     tried: list[str] = field(default_factory=list)
     via: str | None = None  # the responsible node it went straight to (None: the server)
+    insist: int = 0  # retries left to reach ``via`` while its connection is being set up
 
 
 @dataclass
@@ -104,8 +105,10 @@ class ClientAgent:
         resync_interval: float,
         notify: Notify,
         cache: DiskCache | None = None,
+        empty_protection: bool = True,
     ) -> None:
         self.cache = cache
+        self.empty_protection = empty_protection
         self.servers = servers
         self.beat_interval = beat_interval
         self.attempt_timeout = attempt_timeout
@@ -318,6 +321,7 @@ class ClientAgent:
         future: Future[Any] | None = None,
         on_reply: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        via: str | None = None,
     ) -> None:
         req_id = next(self._ids)
         body = encode_request(op, req_id, **fields)
@@ -333,6 +337,9 @@ class ClientAgent:
             on_error,
             [self.server],
         )
+        pending.via = via
+        if via is not None:
+            pending.insist = 20  # about 1 s of 50 ms tries while the connection comes up
         if op in WRITE_OPS and len(self._members) > 1:
             key = ServiceKey(fields["namespace"], fields["group"], fields["service"])
             owner = self._member_address.get(responsible_node(key, self._members))
@@ -344,8 +351,13 @@ class ClientAgent:
         if pending.via is not None:
             try:
                 self._direct_socket(pending.via).send_multipart([b"", pending.body], zmq.NOBLOCK)
+                pending.insist = 0  # sent: from now on an ordinary attempt
                 return
             except zmq.Again:
+                if pending.insist > 0:  # a second opinion must come from that node: wait
+                    pending.insist -= 1
+                    pending.attempt_deadline = min(pending.deadline, time.monotonic() + 0.05)
+                    return
                 pending.via = None  # not connected (yet): the server forwards it
         assert self._dealer is not None
         try:
@@ -414,7 +426,9 @@ class ClientAgent:
                 )
                 self._resolve(p, None, exc)
             elif now >= p.attempt_deadline:
-                if p.via is not None:  # the responsible node is silent: go through the server
+                if p.via is not None and p.insist > 0:
+                    self._send(p)  # still connecting to the node we must ask
+                elif p.via is not None:  # the responsible node is silent: go through the server
                     p.via = None
                     p.attempt_deadline = min(p.deadline, now + self.attempt_timeout)
                     self._forget_view(now)
@@ -485,6 +499,9 @@ class ClientAgent:
     ) -> None:
         self.registrations.pop((key, iid), None)
         self.request("deregister", fields, timeout, future, on_reply=lambda _: self._wrote(key))
+
+    def _cmd_wrote(self, key: ServiceKey) -> None:
+        self._wrote(key)
 
     def _wrote(self, key: ServiceKey) -> None:
         """Our own write may not be in the pushed view yet: read our writes from the server."""
@@ -577,7 +594,9 @@ class ClientAgent:
             self.request("register", reg.fields, max(self.beat_interval, self.attempt_timeout))
 
     # -- watches ---------------------------------------------------------------------
-    def _pull(self, key: ServiceKey, timeout: float | None = None) -> None:
+    def _pull(self, key: ServiceKey, timeout: float | None = None, confirm: bool = False) -> None:
+        """Re-pull a service's list; ``confirm``: ask another server, and trust its answer
+        even if it empties the list (push-empty protection asks for that second opinion)."""
         watch = self.watches.get(key)
         if watch is None:
             return
@@ -590,6 +609,9 @@ class ClientAgent:
 
         def pulled(result: dict[str, Any]) -> None:
             watch.pulling = False
+            if not confirm and self._would_empty(watch, result):
+                self._confirm_empty(key, f"{self.server} answered an empty list")
+                return
             try:
                 outcome = watch.view.apply_snapshot(result)
             except (KeyError, TypeError, ValueError) as exc:
@@ -641,9 +663,49 @@ class ClientAgent:
                 assert self._sub is not None
                 self._sub.setsockopt(zmq.UNSUBSCRIBE, topic_for(key))
 
+        via = None
+        if confirm and len(self.servers) > 1:
+            host, port = self.servers[(self._server_index + 1) % len(self.servers)]
+            via = f"{host}:{port}"
         self.request(
-            "instances", fields, timeout or self.resync_interval, on_reply=pulled, on_error=failed
+            "instances",
+            fields,
+            timeout or self.resync_interval,
+            on_reply=pulled,
+            on_error=failed,
+            via=via,
         )
+
+    def _delta_would_empty(self, watch: Watch, msg: dict[str, Any]) -> bool:
+        view = watch.view
+        if not (self.empty_protection and view.loaded and view.instances):
+            return False
+        if msg["kind"] != "delta" or msg.get("upsert") or msg["epoch"] != view.epoch:
+            return False
+        if msg.get("base") != view.revision:
+            return False
+        removed = {InstanceId(ip, port, cluster) for ip, port, cluster in msg.get("remove") or ()}
+        return set(view.instances) <= removed
+
+    def _would_empty(self, watch: Watch, result: Any) -> bool:
+        """A snapshot that would blank out a non-empty list (needs a second opinion)."""
+        return (
+            self.empty_protection
+            and watch.view.loaded
+            and bool(watch.view.instances)
+            and isinstance(result, dict)
+            and result.get("instances") == []
+        )
+
+    def _confirm_empty(self, key: ServiceKey, why: str) -> None:
+        self._limiter.warning(
+            ("empty", key),
+            time.monotonic(),
+            "%s: %s; keeping the last list until a fresh query to another node confirms it",
+            key,
+            why,
+        )
+        self._pull(key, confirm=True)
 
     def _drain_notifications(self) -> None:
         assert self._sub is not None
@@ -657,6 +719,9 @@ class ClientAgent:
                 key = ServiceKey(msg["namespace"], msg["group"], msg["service"])
                 watch = self.watches.get(key)
                 if watch is None:
+                    continue
+                if self._delta_would_empty(watch, msg):
+                    self._confirm_empty(key, f"a push from {self.server} would empty it")
                     continue
                 outcome = watch.view.apply_notification(msg)
             except (RemoteProtocolError, KeyError, TypeError, ValueError) as exc:

@@ -87,6 +87,7 @@ class Client:
         cache_dir: str | os.PathLike[str] | None = None,
         avoid_failed_for: float = DEFAULT_AVOID_FAILED_FOR,
         rng: random.Random | None = None,
+        empty_protection: bool = True,
     ) -> None:
         for name, value in (
             ("beat_interval", beat_interval),
@@ -119,6 +120,7 @@ class Client:
             resync_interval,
             notify=lambda cb, instances: self._notifications.put((cb, instances)),
             cache=cache,
+            empty_protection=empty_protection,
         )
         self._agent.start()
         self._close_lock = threading.Lock()
@@ -151,6 +153,31 @@ class Client:
             "deregister",
             lambda fut: self._agent.submit("deregister", key, iid, fields, self.timeout, fut),
         )
+
+    def set_instance(
+        self,
+        service: str,
+        ip: str,
+        port: int,
+        cluster: str = DEFAULT_CLUSTER,
+        weight: float | None = None,
+        enabled: bool | None = None,
+    ) -> None:
+        """Operators: change an instance's weight or enabled flag (enabled=False drains it).
+
+        Replicated and pushed like any change; select() and call() respect it. The
+        provider's own registration is not changed: if it registers again (after an
+        eviction or a node restart) its own values apply.
+        """
+        fields = self._instance_fields(service, ip, port, cluster)
+        if weight is not None:
+            fields["weight"] = float(weight)
+        if enabled is not None:
+            fields["enabled"] = enabled
+        self._validate("update", fields)
+        key = self._key(service)
+        self._call("update", fields)
+        self._agent.submit("wrote", key)
 
     # -- consumers -------------------------------------------------------------
     def instances(self, service: str, healthy_only: bool = True) -> list[Instance]:

@@ -55,7 +55,13 @@ from meshreg.core.node import RegistryNode
 from meshreg.core.versions import HybridClock
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import ServiceKey
-from meshreg.wire.messages import Beat, DeregisterInstance, RegisterInstance, RequestRejected
+from meshreg.wire.messages import (
+    Beat,
+    DeregisterInstance,
+    RegisterInstance,
+    RequestRejected,
+    UpdateInstance,
+)
 from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
     MAX_RECONCILE_SERVICES,
@@ -210,7 +216,7 @@ class DistroNode(RegistryNode):
     # -- requests -----------------------------------------------------------------
     def handle(self, req: Any, now: float, forwarded: bool = False) -> Any:
         t = type(req)
-        if t is Beat or t is RegisterInstance or t is DeregisterInstance:
+        if t is Beat or t is RegisterInstance or t is DeregisterInstance or t is UpdateInstance:
             if not forwarded and len(self._members) > 1:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:

@@ -13,6 +13,12 @@ beat, not here).  In one sweep, the instances of a service newly marked
 unhealthy become one change and those evicted another (one revision each).
 The sweep is O(instances); at 5 s per sweep that stays far below the beat
 traffic it judges.
+
+Self-preservation (``core/preservation``): the sweep first counts the silent
+instances among those it judges and lets the node's
+:class:`~meshreg.core.preservation.SelfPreservation` decide whether this
+sweep may evict.  When most of them went silent at once it may not: overdue
+instances are then only marked unhealthy (if they were not yet) and kept.
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshreg.core.events import ServiceChanged
-from meshreg.core.store import RegistryStore
+from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.errors import ConfigError
-from meshreg.model import ServiceKey
+from meshreg.model import InstanceId, ServiceKey
+
+if TYPE_CHECKING:
+    from meshreg.core.preservation import SelfPreservation
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,12 @@ class HealthPolicy:
     check_interval: float = 5.0  # s; how often the node sweeps (seed: 5 s)
     unhealthy_after: float = 15.0  # s without a beat -> unhealthy (seed: 15 s)
     evict_after: float = 30.0  # s without a beat -> removed (seed: 30 s)
+    # Self-preservation (core/preservation): when more than this share of the instances
+    # this node judges, and at least this many, go silent at once, the node blames its own
+    # network and evicts nothing until beats come back (Eureka's rule and default share).
+    self_preservation: bool = True  # on: a registry that empties itself helps nobody
+    self_preservation_threshold: float = 0.85  # share of silent instances, in (0, 1) (Eureka)
+    self_preservation_min: int = 10  # instances; fewer dying together is normal: evicted
 
     def __post_init__(self) -> None:
         for name in ("check_interval", "unhealthy_after", "evict_after"):
@@ -49,6 +65,22 @@ class HealthPolicy:
                 f"evict_after ({self.evict_after} s) must be >= unhealthy_after "
                 f"({self.unhealthy_after} s)"
             )
+        if type(self.self_preservation) is not bool:
+            raise ConfigError(
+                f"self_preservation must be true or false, got {self.self_preservation!r}"
+            )
+        share = self.self_preservation_threshold
+        if type(share) not in (int, float) or not 0 < share < 1:
+            raise ConfigError(
+                f"self_preservation_threshold must be a share between 0 and 1 (exclusive), "
+                f"e.g. 0.85, got {share!r}; to turn self-preservation off, set "
+                "self_preservation = false (--no-self-preservation)"
+            )
+        least = self.self_preservation_min
+        if type(least) is not int or least < 1:
+            raise ConfigError(
+                f"self_preservation_min must be a whole number of instances >= 1, got {least!r}"
+            )
 
 
 def sweep(
@@ -57,31 +89,46 @@ def sweep(
     policy: HealthPolicy,
     version: int = 0,
     owns: Callable[[ServiceKey], bool] | None = None,
+    preservation: SelfPreservation | None = None,
 ) -> list[ServiceChanged]:
     """Mark silent instances unhealthy and evict dead ones; return the changes.
 
     ``version`` stamps every change of this sweep; ``owns`` limits the sweep
-    to the services this node is responsible for (None: all of them).
+    to the services this node is responsible for (None: all of them);
+    ``preservation`` decides whether this sweep may evict (None: always).
     """
     unhealthy_before = now - policy.unhealthy_after
     evict_before = now - policy.evict_after
-    changes: list[ServiceChanged] = []
+    total = silent = overdue = 0
+    found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
     for svc in store.records():
         if owns is not None and not owns(svc.key):
             continue
-        to_evict = []
-        to_mark = []
+        total += len(svc.instances)
+        to_evict: list[InstanceRecord] = []
+        to_mark: list[InstanceId] = []
         for rec in svc.instances.values():
-            if rec.last_beat <= evict_before:
-                to_evict.append(rec.id)
-            elif rec.healthy and rec.last_beat <= unhealthy_before:
-                to_mark.append(rec.id)
+            if rec.last_beat <= unhealthy_before:
+                silent += 1
+                if rec.last_beat <= evict_before:
+                    to_evict.append(rec)
+                elif rec.healthy:
+                    to_mark.append(rec.id)
+        if to_mark or to_evict:
+            found.append((svc.key, to_mark, to_evict))
+            overdue += len(to_evict)
+    evicting = preservation is None or preservation.assess(now, silent, total, overdue)
+    changes: list[ServiceChanged] = []
+    for key, to_mark, to_evict in found:
+        if not evicting:  # held: overdue instances are only marked unhealthy
+            to_mark += [rec.id for rec in to_evict if rec.healthy]
+            to_evict = []
         if to_mark:
-            change = store.set_health(svc.key, to_mark, False, version)
+            change = store.set_health(key, to_mark, False, version)
             if change is not None:
                 changes.append(change)
         if to_evict:
-            change = store.remove(svc.key, to_evict, "evicted", version, now)
+            change = store.remove(key, [rec.id for rec in to_evict], "evicted", version, now)
             if change is not None:
                 changes.append(change)
     return changes

@@ -7,7 +7,9 @@ Theory of operation
 A rejected request never changes state.  Visible changes, and revision syncs
 for new subscribers, queue up as effects; the caller drains them with
 ``take_effects()`` after each batch and publishes them (raft's ``Ready``).
-``tick(now)`` runs the health sweep when due and returns when to wake next.
+``tick(now)`` runs the health sweep when due and returns when to wake next;
+the sweep consults the node's self-preservation state (``core/preservation``),
+whose transitions are queued as effects too, ahead of the sweep's changes.
 
 The heartbeat is the hot path: one dict lookup to the service, one to the
 instance, one float store; no allocation unless it heals an instance.
@@ -22,6 +24,7 @@ from meshreg import __version__
 from meshreg.core import health
 from meshreg.core.events import ServiceChanged, SyncAnnounced
 from meshreg.core.health import HealthPolicy
+from meshreg.core.preservation import SelfPreservation
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import RegistryStore
 from meshreg.core.subscriptions import Subscriptions
@@ -37,6 +40,7 @@ from meshreg.wire.messages import (
     RegisterInstance,
     Request,
     RequestRejected,
+    UpdateInstance,
 )
 
 TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
@@ -52,6 +56,7 @@ class RegistryNode:
         self.store = RegistryStore()
         self.stats = NodeStats(now)
         self.subscriptions = Subscriptions()
+        self.preservation = SelfPreservation(policy)
         self.next_check_at = now + policy.check_interval
         self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
 
@@ -71,6 +76,20 @@ class RegistryNode:
             return None
         if type(req) is DeregisterInstance:
             self._emit(self.store.deregister(req.key, req.instance, self._stamp(now), now))
+            return None
+        if type(req) is UpdateInstance:
+            try:
+                change = self.store.update(
+                    req.key, req.instance, req.weight, req.enabled, self._stamp(now)
+                )
+            except KeyError:
+                raise RequestRejected(
+                    ErrorCode.NOT_FOUND,
+                    f"update: instance {req.instance} of service {req.key} is not registered",
+                    req.req_id,
+                    "update",
+                ) from None
+            self._emit(change)
             return None
         if type(req) is QueryInstances:
             return self.instances_result(req.key, req.healthy_only)
@@ -160,14 +179,19 @@ class RegistryNode:
                 "unhealthy_after": self.policy.unhealthy_after,
                 "evict_after": self.policy.evict_after,
             },
+            "self_preservation": self.preservation.result(now),
         }
 
     # -- time ----------------------------------------------------------------
     def tick(self, now: float) -> float:
         """Run the health sweep if due; return the next time to call tick."""
         if now >= self.next_check_at:
-            owns = self._owns
-            for change in health.sweep(self.store, now, self.policy, self._stamp(now), owns):
+            owns, preservation = self._owns, self.preservation
+            changes = health.sweep(
+                self.store, now, self.policy, self._stamp(now), owns, preservation
+            )
+            self._effects.extend(preservation.take_events())  # local news, not replicated
+            for change in changes:
                 self._emit(change)
             self.store.purge_tombstones(now, TOMBSTONE_TTL)
             self.stats.sample(now)

@@ -161,6 +161,26 @@ class RegistryStore:
         rec.version = version
         return self._changed(svc, (rec,), (), "updated")
 
+    def update(
+        self,
+        key: ServiceKey,
+        iid: InstanceId,
+        weight: float | None,
+        enabled: bool | None,
+        version: int = 0,
+    ) -> ServiceChanged | None:
+        """Change weight and/or enabled of a registered instance (KeyError: not there)."""
+        svc = self.services.get(key)
+        rec = svc.instances.get(iid) if svc is not None else None
+        if svc is None or rec is None:
+            raise KeyError(iid)
+        new_weight = rec.weight if weight is None else weight
+        new_enabled = rec.enabled if enabled is None else enabled
+        if (new_weight, new_enabled) == (rec.weight, rec.enabled):
+            return None
+        rec.weight, rec.enabled, rec.version = new_weight, new_enabled, version
+        return self._changed(svc, (rec,), (), "updated")
+
     def deregister(
         self, key: ServiceKey, iid: InstanceId, version: int = 0, now: float = 0.0
     ) -> ServiceChanged | None:

@@ -24,6 +24,7 @@ from meshreg.config import NodeConfig
 from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
 from meshreg.core.events import ServiceChanged, SyncAnnounced
 from meshreg.core.membership import MemberChanged, MemberState
+from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
@@ -106,7 +107,8 @@ class NodeRuntime:
         h = cfg.health
         log.info(
             "meshreg node %s (id %s) serving requests on %s:%d, notifications on %s:%d "
-            "(check every %gs, unhealthy after %gs, evict after %gs, epoch %d)",
+            "(check every %gs, unhealthy after %gs, evict after %gs, self-preservation %s, "
+            "epoch %d)",
             __version__,
             cfg.member_id,
             cfg.host,
@@ -116,6 +118,9 @@ class NodeRuntime:
             h.check_interval,
             h.unhealthy_after,
             h.evict_after,
+            f"above {h.self_preservation_threshold:g} of >= {h.self_preservation_min} silent"
+            if h.self_preservation
+            else "off",
             self.epoch,
         )
         if self.peer_addresses:
@@ -351,6 +356,26 @@ class NodeRuntime:
                 peers = self._peers
                 if peers is None or not peers.call(effect, now):
                     self.core.peer_failed(effect.tag, now)
+            elif t is SelfPreservationStarted:
+                log.warning(
+                    "SELF-PRESERVATION ON: %d of the %d instances this node is responsible for "
+                    "missed their beats at once (more than %g%%, at least %d): suspecting this "
+                    "node's own network, not the providers; marking them unhealthy but evicting "
+                    "nothing until beats recover",
+                    effect.silent,
+                    effect.total,
+                    effect.threshold * 100,
+                    effect.min_instances,
+                )
+            elif t is SelfPreservationEnded:
+                log.info(
+                    "self-preservation off after %.1fs: %d of %d instances silent; instances "
+                    "still silent are evicted in %gs",
+                    effect.lasted,
+                    effect.silent,
+                    effect.total,
+                    effect.evictions_resume_in,
+                )
             elif t is MemberChanged:
                 if effect.state is MemberState.UP:
                     how = "restarted" if effect.restarted else "up"

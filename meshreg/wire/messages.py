@@ -81,6 +81,18 @@ class Beat:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateInstance:
+    """An operator's change to a registered instance (drain: enabled=False; weight)."""
+
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    weight: float | None
+    enabled: bool | None
+    op = "update"
+
+
+@dataclass(frozen=True, slots=True)
 class QueryInstances:
     req_id: int
     key: ServiceKey
@@ -109,13 +121,21 @@ class Ping:
 
 
 Request = (
-    RegisterInstance | DeregisterInstance | Beat | QueryInstances | ListServices | GetStats | Ping
+    RegisterInstance
+    | DeregisterInstance
+    | Beat
+    | UpdateInstance
+    | QueryInstances
+    | ListServices
+    | GetStats
+    | Ping
 )
 
 OPS = (
     "register",
     "deregister",
     "beat",
+    "update",
     "instances",
     "services",
     "stats",
@@ -174,6 +194,8 @@ def parse_request(body: bytes) -> Request:
         return DeregisterInstance(
             req_id, _service_key(msg, req_id, op), _instance_id(msg, req_id, op, True)
         )
+    if op == "update":
+        return _update(msg, req_id)
     if op == "instances":
         return QueryInstances(
             req_id, _service_key(msg, req_id, op), _bool(msg, "healthy_only", False, req_id, op)
@@ -326,6 +348,25 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
     else:
         validate_metadata(metadata, req_id, op)
     return RegisterInstance(req_id, key, iid, float(weight), enabled, metadata)
+
+
+def _update(msg: dict[str, Any], req_id: int) -> UpdateInstance:
+    op = "update"
+    key = _service_key(msg, req_id, op)
+    iid = _instance_id(msg, req_id, op, True)
+    weight = msg.get("weight")
+    if weight is not None and (
+        type(weight) not in (int, float)
+        or not math.isfinite(weight)
+        or not 0.0 <= weight <= limits.MAX_WEIGHT
+    ):
+        raise _reject(req_id, op, f"field 'weight' must be a number in 0..{limits.MAX_WEIGHT:g}")
+    enabled = msg.get("enabled")
+    if enabled is not None and type(enabled) is not bool:
+        raise _reject(req_id, op, "field 'enabled' must be true or false")
+    if weight is None and enabled is None:
+        raise _reject(req_id, op, "give 'weight' or 'enabled' (or both)")
+    return UpdateInstance(req_id, key, iid, None if weight is None else float(weight), enabled)
 
 
 def validate_metadata(metadata: dict[Any, Any], req_id: int = 0, op: str = "register") -> None:

@@ -273,8 +273,10 @@ def test_valid_requests_of_every_op_pass_the_same_checks() -> None:
             }
             if op == "reconcile":
                 msg.update(node="n2", services=[])
+            if op == "update":
+                msg.update(enabled=False)
             exc = check(node, msgpack.packb(msg))
-            if op == "beat" and ip == "10.0.0.2":
+            if op in ("beat", "update") and ip == "10.0.0.2":
                 assert exc is not None and exc.code is ErrorCode.NOT_FOUND
             else:
                 assert exc is None, exc

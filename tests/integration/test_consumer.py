@@ -117,3 +117,61 @@ def test_disk_cache_file_is_written_atomically(tmp_path: Path) -> None:
     assert leftovers == []
     path.write_text('{"format": 1, "instances": [')  # a torn file is ignored, not trusted
     assert cache.load(key) is None
+
+
+def test_operator_drains_an_instance_and_select_respects_it(node: NodeProcess) -> None:
+    seen: list[dict[str, bool]] = []
+    with Client([node.address], **FAST) as provider, Client([node.address]) as consumer:
+        provider.register("drain", "10.3.0.1", 1)
+        provider.register("drain", "10.3.0.2", 2)
+        consumer.subscribe("drain", lambda xs: seen.append({i.address: i.enabled for i in xs}))
+        out = subprocess.run(
+            meshreg_cmd(
+                "instance-set", "drain", "10.3.0.1:1", "--enabled", "false", "-s", node.address
+            ),
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: seen and seen[-1] == {"10.3.0.1:1": False, "10.3.0.2:2": True})
+        assert {consumer.select("drain").address for _ in range(50)} == {"10.3.0.2:2"}
+        consumer.set_instance("drain", "10.3.0.2", 2, weight=5.0)
+        assert [i.weight for i in consumer.instances("drain", healthy_only=False)] == [1.0, 5.0]
+        # beats keep it drained (only a new registration resets it)
+        stats = consumer.stats()
+        wait_until(lambda: consumer.stats()["beats_total"] > stats["beats_total"] + 10)
+        assert not next(i for i in consumer.instances("drain", False) if i.port == 1).enabled
+        out = subprocess.run(
+            meshreg_cmd("instance-set", "drain", "10.9.9.9:1", "--weight", "2", "-s", node.address),
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 1 and "not registered" in out.stderr
+
+
+def test_push_empty_protection_needs_a_second_opinion(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    # two independent nodes that disagree: A (the consumer's server) says "empty", B does not
+    a = start_node(*FAST_TIMINGS)
+    b = start_node(*FAST_TIMINGS)
+    seen: list[set[str]] = []
+    with (
+        Client([a.address], **FAST) as on_a,
+        Client([b.address], **FAST) as on_b,
+        Client([a.address, b.address], **FAST) as consumer,
+    ):
+        on_a.register("guard", "10.4.0.1", 1)
+        on_b.register("guard", "10.4.0.1", 1)
+        consumer.subscribe("guard", lambda xs: seen.append({i.address for i in xs}))
+        wait_until(lambda: seen and seen[-1] == {"10.4.0.1:1"})
+        on_a.deregister("guard", "10.4.0.1", 1)  # A now pushes an empty list
+        wait_until(lambda: "guard" not in on_a.services())
+        # the consumer asked B, which still lists it: the list is kept
+        wait_until(lambda: consumer.stats()["requests"].get("instances", 0) >= 1)
+        with Client([a.address]) as check:
+            assert check.instances("guard") == []
+        assert [i.address for i in consumer.instances("guard")] == ["10.4.0.1:1"]
+        assert seen[-1] == {"10.4.0.1:1"}
+        on_b.deregister("guard", "10.4.0.1", 1)  # now both agree
+        wait_until(lambda: seen[-1] == set(), timeout=30, what="confirmed empty list")

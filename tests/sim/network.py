@@ -48,6 +48,7 @@ from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, Forward, P
 from meshreg.core.events import ServiceChanged, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged
+from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.wire.messages import RequestRejected, parse_request
 from meshreg.wire.peer import (
     Beacon,
@@ -290,6 +291,9 @@ class Network:
                     + (" (restarted)" if eff.restarted else "")
                     + f" members={core.members()} ready={core.ready}"
                 )
+            elif t is SelfPreservationStarted or t is SelfPreservationEnded:
+                self.count(f"self_preservation_{'on' if t is SelfPreservationStarted else 'off'}")
+                self.log(f"{node.node_id} {eff!r}")
             elif t is not SyncAnnounced:
                 raise AssertionError(f"unknown effect {eff!r}")
 
