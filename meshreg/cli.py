@@ -326,6 +326,32 @@ def instances(
             click.echo(_instance_line(i))
 
 
+@main.command("service-set")
+@click.argument("service")
+@click.option(
+    "--protect-threshold",
+    type=click.FloatRange(0.0, 1.0),
+    required=True,
+    help="Below this healthy share, queries return every instance (0 turns it off).",
+)
+@server_option
+@namespace_option
+@group_option
+@timeout_option
+def service_set(
+    service: str,
+    protect_threshold: float,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Change a service's settings (the protection threshold)."""
+    with _client(servers, namespace, group, timeout) as c:
+        c.set_service(service, protect_threshold=protect_threshold)
+        click.echo(f"updated {service}: protect threshold {protect_threshold:g}", err=True)
+
+
 @main.command("instance-set")
 @click.argument("service")
 @click.argument("address")

@@ -86,10 +86,26 @@ class Instance:
 class InstanceList(list[Instance]):
     """A list of instances that also says which revision of the service it shows."""
 
-    def __init__(self, items: Any = (), revision: int = 0, epoch: int | None = None) -> None:
+    def __init__(
+        self,
+        items: Any = (),
+        revision: int = 0,
+        epoch: int | None = None,
+        protected: bool = False,
+    ) -> None:
         super().__init__(items)
         self.revision = revision
         self.epoch = epoch
+        self.protected = protected  # the protection threshold is in force: all are listed
 
     def copy(self) -> InstanceList:
-        return InstanceList(self, self.revision, self.epoch)
+        return InstanceList(self, self.revision, self.epoch, self.protected)
+
+
+def protection_active(healthy: int, total: int, threshold: float) -> bool:
+    """Nacos's protection threshold: below this healthy share, serve every instance.
+
+    When too few instances are healthy, sending all traffic to the survivors would
+    overload them too; returning all instances (flagged healthy or not) spreads it.
+    """
+    return threshold > 0 and total > 0 and healthy / total < threshold

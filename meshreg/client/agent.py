@@ -46,7 +46,7 @@ from meshreg.wire.replies import decode_reply, encode_request
 
 log = logging.getLogger("meshreg.client")
 
-WRITE_OPS = frozenset(("register", "deregister", "beat", "update"))
+WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"))
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
 PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
+from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey, protection_active
 
 
 class Outcome(enum.Enum):
@@ -36,6 +36,7 @@ class ServiceView:
         self.instances: dict[InstanceId, Instance] = {}
         self.loaded = False  # True once a snapshot was applied (or a disk copy preloaded)
         self.from_disk = False  # the view is a disk copy, not yet confirmed by a node
+        self.protect_threshold = 0.0  # the service's protection threshold, as last heard
         self._hint: tuple[int, int] | None = None  # newest (epoch, revision) heard before loading
 
     def apply_snapshot(self, result: dict[str, Any]) -> Outcome:
@@ -46,6 +47,9 @@ class ServiceView:
         for d in result["instances"]:
             inst = Instance.from_wire(d)
             new[inst.id] = inst
+        threshold = result.get("protect_threshold", 0.0)
+        if type(threshold) in (int, float):
+            self.protect_threshold = float(threshold)
         changed = not self.loaded or self.from_disk or new != self.instances
         self.epoch, self.revision, self.instances, self.loaded = epoch, revision, new, True
         self.from_disk = False
@@ -80,12 +84,17 @@ class ServiceView:
             self.instances[inst.id] = inst
         for ip, port, cluster in msg.get("remove") or ():
             self.instances.pop(InstanceId(ip, port, cluster), None)
+        threshold = msg.get("protect_threshold", self.protect_threshold)
+        if type(threshold) in (int, float):
+            self.protect_threshold = float(threshold)
         self.revision = revision
         return Outcome.APPLIED
 
     def listing(self, healthy_only: bool = False) -> InstanceList:
         """Instances sorted by (ip, port, cluster); healthy_only keeps healthy+enabled."""
         items = sorted(self.instances.values(), key=lambda i: (i.ip, i.port, i.cluster))
-        if healthy_only:
+        healthy = sum(1 for i in items if i.healthy)
+        protected = protection_active(healthy, len(items), self.protect_threshold)
+        if healthy_only and not protected:
             items = [i for i in items if i.healthy and i.enabled]
-        return InstanceList(items, self.revision, self.epoch)
+        return InstanceList(items, self.revision, self.epoch, protected)

@@ -179,8 +179,24 @@ class Client:
         self._call("update", fields)
         self._agent.submit("wrote", key)
 
+    def set_service(self, service: str, protect_threshold: float) -> None:
+        """Set a service's protection threshold in [0, 1] (0: off), for every node.
+
+        While the healthy share of its instances is below it, queries and select()
+        use every instance, healthy or not, so the survivors are not crushed.
+        """
+        fields: dict[str, Any] = {
+            "namespace": self.namespace,
+            "group": self.group,
+            "service": service,
+            "protect_threshold": float(protect_threshold),
+        }
+        self._validate("service_set", fields)
+        self._call("service_set", fields)
+        self._agent.submit("wrote", self._key(service))
+
     # -- consumers -------------------------------------------------------------
-    def instances(self, service: str, healthy_only: bool = True) -> list[Instance]:
+    def instances(self, service: str, healthy_only: bool = True) -> InstanceList:
         """Instances of a service (healthy and enabled ones only by default).
 
         The first call for a service caches it (a pushed, locally kept view, saved
@@ -197,15 +213,17 @@ class Client:
             "instances", lambda fut: self._agent.submit("cached", key, healthy_only, fut)
         )
         if state == "view":
-            return list(listing)
+            return listing.copy()  # type: ignore[no-any-return]
         if state == "none":
-            listing = self._wait(
+            self._wait(
                 "instances",
                 lambda fut: self._agent.submit("subscribe", key, None, self.timeout, fut, True),
             )
-            if healthy_only:
-                return [i for i in listing if i.healthy and i.enabled]
-            return list(listing)
+            state, listing = self._wait(
+                "instances", lambda fut: self._agent.submit("cached", key, healthy_only, fut)
+            )
+            if listing is not None:
+                return listing.copy()  # type: ignore[no-any-return]
         fields = {
             "namespace": key.namespace,
             "group": key.group,
@@ -215,8 +233,15 @@ class Client:
         try:
             result = self._call("instances", fields)
         except ServerUnreachableError:
-            return list(listing)  # our own write just failed to reach anyone: the view it is
-        return [Instance.from_wire(d) for d in result["instances"]]
+            if listing is None:
+                raise
+            return listing.copy()  # type: ignore[no-any-return]  # the view it is, then
+        return InstanceList(
+            [Instance.from_wire(d) for d in result["instances"]],
+            result.get("revision", 0),
+            result.get("epoch"),
+            bool(result.get("protected", False)),
+        )
 
     def select(self, service: str, cluster: str | None = None) -> Instance:
         """One healthy, enabled instance, at random in proportion to weight.
@@ -224,7 +249,8 @@ class Client:
         Instances that recently failed a ``call()`` are chosen only when nothing
         else is left. Raises NoInstanceAvailableError when there is none.
         """
-        candidates = eligible(self.instances(service, healthy_only=True), cluster)
+        listing = self.instances(service, healthy_only=True)
+        candidates = eligible(listing, cluster, getattr(listing, "protected", False))
         chosen = choose(candidates, self._rng, self._avoided())
         if chosen is None:
             where = f" in cluster {cluster!r}" if cluster else ""
@@ -250,7 +276,8 @@ class Client:
         (None: until every instance was tried). Other exceptions from ``fn`` pass
         through at once. When every attempt fails, CallFailedError lists them.
         """
-        candidates = eligible(self.instances(service, healthy_only=True), cluster)
+        listing = self.instances(service, healthy_only=True)
+        candidates = eligible(listing, cluster, getattr(listing, "protected", False))
         if not candidates:
             self.select(service, cluster)  # raises the clear "none available" error
         limit = len(candidates) if retries is None else min(len(candidates), retries + 1)

@@ -14,12 +14,21 @@ from collections.abc import Collection, Iterable
 from meshreg.model import Instance
 
 
-def eligible(instances: Iterable[Instance], cluster: str | None = None) -> list[Instance]:
-    """Instances a call may go to: healthy, enabled, weight above 0 (optionally one cluster)."""
+def eligible(
+    instances: Iterable[Instance], cluster: str | None = None, protected: bool = False
+) -> list[Instance]:
+    """Instances a call may go to: healthy, enabled, weight above 0 (optionally one cluster).
+
+    ``protected``: the service's protection threshold is in force, so unhealthy
+    instances take their share too (a mass failure must not crush the survivors).
+    """
     return [
         i
         for i in instances
-        if i.healthy and i.enabled and i.weight > 0 and (cluster is None or i.cluster == cluster)
+        if (i.healthy or protected)
+        and i.enabled
+        and i.weight > 0
+        and (cluster is None or i.cluster == cluster)
     ]
 
 

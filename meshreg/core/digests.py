@@ -9,22 +9,25 @@ it does not depend on iteration order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import xxhash
 
 from meshreg.core.mapping import service_key_bytes
 from meshreg.core.store import ServiceRecord
+from meshreg.model import ServiceKey
 
 MASK = 2**64 - 1
 
 
-def service_digest(svc: ServiceRecord) -> int:
-    """Digest of one service (cached on the record until its next change)."""
+def service_digest(svc: ServiceRecord, settings_version: int = 0) -> int:
+    """Digest of one service and its settings' stamp (cached until its next change)."""
     cached = svc.digest_cache
     if cached is not None:
         return cached
     h = xxhash.xxh64(service_key_bytes(svc.key))
+    if settings_version:
+        h.update(f"\x01{settings_version}".encode())
     for iid in sorted(svc.instances):
         rec = svc.instances[iid]
         h.update(f"\x00{iid.ip}\x00{iid.port}\x00{iid.cluster}\x00{rec.version}".encode())
@@ -33,10 +36,13 @@ def service_digest(svc: ServiceRecord) -> int:
     return value
 
 
-def summary_digest(services: Iterable[ServiceRecord]) -> tuple[int, int]:
-    """(count, digest) over a set of services."""
+def summary_digest(
+    services: Iterable[ServiceRecord], settings: Mapping[ServiceKey, tuple[float, int]]
+) -> tuple[int, int]:
+    """(count, digest) over a set of services (``settings``: the store's, by service)."""
     count = total = 0
     for svc in services:
         count += 1
-        total = (total + service_digest(svc)) & MASK
+        version = settings[svc.key][1] if svc.key in settings else 0
+        total = (total + service_digest(svc, version)) & MASK
     return count, total

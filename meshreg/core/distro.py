@@ -60,6 +60,7 @@ from meshreg.wire.messages import (
     DeregisterInstance,
     RegisterInstance,
     RequestRejected,
+    SetService,
     UpdateInstance,
 )
 from meshreg.wire.peer import (
@@ -216,7 +217,13 @@ class DistroNode(RegistryNode):
     # -- requests -----------------------------------------------------------------
     def handle(self, req: Any, now: float, forwarded: bool = False) -> Any:
         t = type(req)
-        if t is Beat or t is RegisterInstance or t is DeregisterInstance or t is UpdateInstance:
+        if (
+            t is Beat
+            or t is RegisterInstance
+            or t is DeregisterInstance
+            or t is UpdateInstance
+            or t is SetService
+        ):
             if not forwarded and len(self._members) > 1:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
@@ -277,6 +284,9 @@ class DistroNode(RegistryNode):
             change.key,
             change.upserted,
             tuple(zip(change.removed, change.removed_versions, strict=True)),
+            (change.protect_threshold, change.settings_version)
+            if change.settings_version
+            else None,
         )
         self._effects.append(
             Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload))
@@ -287,17 +297,27 @@ class DistroNode(RegistryNode):
             self.hlc.observe(v.version)
         for _, version in payload.removals:
             self.hlc.observe(version)
-        change = self.store.merge(payload.key, payload.upserts, payload.removals, now)
+        if payload.settings is not None:
+            self.hlc.observe(payload.settings[1])
+        change = self.store.merge(
+            payload.key, payload.upserts, payload.removals, now, payload.settings
+        )
         if change is None:
             return
         self._effects.append(change)  # local watchers see it
         if self._owns(payload.key):
             self._replicate(change)  # the owner passes on what it learned
 
+    def _settings_version(self, key: ServiceKey) -> int:
+        settings = self.store.settings.get(key)
+        return settings[1] if settings is not None else 0
+
     def payload_of(self, key: ServiceKey) -> ServicePayload:
         svc = self.store.get(key)
         views = tuple(r.view() for r in svc.instances.values()) if svc is not None else ()
-        return ServicePayload(key, views, tuple(self.store.tombstones_of(key)))
+        return ServicePayload(
+            key, views, tuple(self.store.tombstones_of(key)), self.store.settings.get(key)
+        )
 
     def _list_digests(self, req: ListDigests) -> dict[str, Any]:
         keys = sorted(k for k in self.store.services if self._owns(k))
@@ -311,7 +331,7 @@ class DistroNode(RegistryNode):
                     k.namespace,
                     k.group,
                     k.service,
-                    service_digest(self.store.services[k]),
+                    service_digest(self.store.services[k], self._settings_version(k)),
                     len(self.store.services[k].instances),
                 ]
                 for k in page
@@ -362,7 +382,8 @@ class DistroNode(RegistryNode):
         if peer is None or peer.state is not MemberState.UP:
             return
         mine = summary_digest(
-            svc for svc in self.store.records() if self.owner_of(svc.key) == d.node
+            (svc for svc in self.store.records() if self.owner_of(svc.key) == d.node),
+            self.store.settings,
         )
         if mine != (d.services, d.digest):
             self.counters["digest_mismatches"] += 1
@@ -446,7 +467,7 @@ class DistroNode(RegistryNode):
             rnd.seen.add(key)
             rnd.their_sizes[key] = size
             svc = self.store.get(key)
-            if svc is None or service_digest(svc) != digest:
+            if svc is None or service_digest(svc, self._settings_version(key)) != digest:
                 rnd.differing.append(key)
             last = key
         if more and last is not None:
@@ -530,7 +551,8 @@ class DistroNode(RegistryNode):
             if now >= self._next_digest:
                 self._next_digest = now + self.cluster.anti_entropy_interval
                 count, digest = summary_digest(
-                    svc for svc in self.store.records() if self._owns(svc.key)
+                    (svc for svc in self.store.records() if self._owns(svc.key)),
+                    self.store.settings,
                 )
                 summary = DigestSummary(self.node_id, self.epoch, count, digest)
                 self._effects.append(Broadcast(summary))

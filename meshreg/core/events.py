@@ -37,6 +37,8 @@ class ServiceChanged:
     removed: tuple[InstanceId, ...]
     reason: str  # registered, deregistered, unhealthy, recovered, evicted, updated, replicated
     removed_versions: tuple[int, ...] = field(default=(), compare=False)  # parallel to removed
+    protect_threshold: float = field(default=0.0, compare=False)  # the service's, after it
+    settings_version: int = field(default=0, compare=False)  # stamp of that setting
 
 
 @dataclass(frozen=True, slots=True)

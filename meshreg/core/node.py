@@ -29,7 +29,7 @@ from meshreg.core.stats import NodeStats
 from meshreg.core.store import RegistryStore
 from meshreg.core.subscriptions import Subscriptions
 from meshreg.errors import ErrorCode
-from meshreg.model import ServiceKey
+from meshreg.model import ServiceKey, protection_active
 from meshreg.wire.messages import (
     Beat,
     DeregisterInstance,
@@ -40,6 +40,7 @@ from meshreg.wire.messages import (
     RegisterInstance,
     Request,
     RequestRejected,
+    SetService,
     UpdateInstance,
 )
 
@@ -76,6 +77,12 @@ class RegistryNode:
             return None
         if type(req) is DeregisterInstance:
             self._emit(self.store.deregister(req.key, req.instance, self._stamp(now), now))
+            return None
+        if type(req) is SetService:
+            change = self.store.set_protect_threshold(
+                req.key, req.protect_threshold, self._stamp(now)
+            )
+            self._emit(change)
             return None
         if type(req) is UpdateInstance:
             try:
@@ -129,9 +136,14 @@ class RegistryNode:
         svc = self.store.get(key)
         instances: list[dict[str, Any]] = []
         revision = self.store.revision_of(key)
+        threshold = self.store.protect_threshold(key)
+        protected = False
         if svc is not None:
+            if threshold > 0:
+                healthy = sum(1 for r in svc.instances.values() if r.healthy)
+                protected = protection_active(healthy, len(svc.instances), threshold)
             for rec in svc.instances.values():
-                if healthy_only and not (rec.healthy and rec.enabled):
+                if healthy_only and not protected and not (rec.healthy and rec.enabled):
                     continue
                 iid = rec.id
                 instances.append(
@@ -152,6 +164,8 @@ class RegistryNode:
             "service": key.service,
             "epoch": self.epoch,
             "revision": revision,
+            "protect_threshold": threshold,
+            "protected": protected,
             "instances": instances,
         }
 

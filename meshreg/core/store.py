@@ -95,6 +95,8 @@ class RegistryStore:
     def __init__(self) -> None:
         self.services: dict[ServiceKey, ServiceRecord] = {}
         self.revision = 0
+        # service settings: protection threshold and its version stamp (kept when emptied)
+        self.settings: dict[ServiceKey, tuple[float, int]] = {}
         # (version, removed_at) of removed instances, so stale copies stay dead
         self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, float]]] = {}
 
@@ -254,8 +256,9 @@ class RegistryStore:
         upserts: Iterable[InstanceView],
         removals: Iterable[tuple[InstanceId, int]],
         now: float,
+        settings: tuple[float, int] | None = None,
     ) -> ServiceChanged | None:
-        """Apply a peer's records and tombstones where their stamps are higher.
+        """Apply a peer's records, tombstones and settings where their stamps are higher.
 
         New records get ``now`` as their last beat (a fresh grace period).
         """
@@ -290,8 +293,11 @@ class RegistryStore:
             if svc is not None and svc.instances.pop(iid, None) is not None:
                 removed.append(iid)
                 removed_versions.append(version)
-        if svc is None or not (changed or removed):
+        settings_changed = settings is not None and self._take_settings(key, settings)
+        if not (changed or removed or settings_changed):
             return None
+        if svc is None:
+            svc = self.services[key] = ServiceRecord(key)
         change = self._changed(
             svc, tuple(changed), tuple(removed), "replicated", tuple(removed_versions)
         )
@@ -319,6 +325,35 @@ class RegistryStore:
         if tombs is not None and tombs.pop(iid, None) is not None and not tombs:
             del self.tombstones[key]
 
+    def _take_settings(self, key: ServiceKey, settings: tuple[float, int]) -> bool:
+        """Keep ``settings`` if newer; True when the visible threshold changed."""
+        current = self.settings.get(key, (0.0, -1))
+        if settings[1] <= current[1]:
+            return False
+        self.settings[key] = settings
+        svc = self.services.get(key)
+        if svc is not None:
+            svc.digest_cache = None
+        return settings[0] != current[0] and not (current[1] < 0 and settings[0] == 0.0)
+
+    def protect_threshold(self, key: ServiceKey) -> float:
+        return self.settings.get(key, (0.0, 0))[0]
+
+    def set_protect_threshold(
+        self, key: ServiceKey, threshold: float, version: int
+    ) -> ServiceChanged | None:
+        """Set a service's protection threshold (applied if ``version`` is newer)."""
+        if not self._take_settings(key, (threshold, version)):
+            return None
+        svc = self.services.get(key)
+        temporary = svc is None
+        if svc is None:
+            svc = self.services[key] = ServiceRecord(key)
+        change = self._changed(svc, (), (), "settings")
+        if temporary:
+            del self.services[key]
+        return change
+
     def _changed(
         self,
         svc: ServiceRecord,
@@ -331,6 +366,7 @@ class RegistryStore:
         svc.digest_cache = None
         self.revision += 1
         svc.revision = self.revision
+        threshold, settings_version = self.settings.get(svc.key, (0.0, 0))
         return ServiceChanged(
             svc.key,
             base,
@@ -339,4 +375,6 @@ class RegistryStore:
             removed,
             reason,
             removed_versions,
+            threshold,
+            settings_version,
         )

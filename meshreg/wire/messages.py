@@ -93,6 +93,16 @@ class UpdateInstance:
 
 
 @dataclass(frozen=True, slots=True)
+class SetService:
+    """Service settings: the protection threshold (Nacos's), 0 turns it off."""
+
+    req_id: int
+    key: ServiceKey
+    protect_threshold: float
+    op = "service_set"
+
+
+@dataclass(frozen=True, slots=True)
 class QueryInstances:
     req_id: int
     key: ServiceKey
@@ -125,6 +135,7 @@ Request = (
     | DeregisterInstance
     | Beat
     | UpdateInstance
+    | SetService
     | QueryInstances
     | ListServices
     | GetStats
@@ -136,6 +147,7 @@ OPS = (
     "deregister",
     "beat",
     "update",
+    "service_set",
     "instances",
     "services",
     "stats",
@@ -196,6 +208,11 @@ def parse_request(body: bytes) -> Request:
         )
     if op == "update":
         return _update(msg, req_id)
+    if op == "service_set":
+        threshold: Any = msg.get("protect_threshold")
+        if type(threshold) not in (int, float) or not 0.0 <= threshold <= 1.0:
+            raise _reject(req_id, op, "field 'protect_threshold' must be a number in 0..1")
+        return SetService(req_id, _service_key(msg, req_id, op), float(threshold))
     if op == "instances":
         return QueryInstances(
             req_id, _service_key(msg, req_id, op), _bool(msg, "healthy_only", False, req_id, op)

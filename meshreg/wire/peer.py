@@ -56,6 +56,7 @@ class ServicePayload:
     key: ServiceKey
     upserts: tuple[InstanceView, ...]
     removals: tuple[tuple[InstanceId, int], ...]
+    settings: tuple[float, int] | None = None  # (protect_threshold, version stamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
         "service": p.key.service,
         "upsert": [instance_to_peer(v) for v in p.upserts],
         "remove": [[i.ip, i.port, i.cluster, ver] for i, ver in p.removals],
+        "settings": None if p.settings is None else list(p.settings),
     }
 
 
@@ -192,10 +194,21 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
         raise _bad("upsert and remove must be lists")
     if len(upsert) + len(remove) > max_entries:
         raise RemoteProtocolError("too many entries in one service payload", ErrorCode.TOO_LARGE)
+    settings = d.get("settings")
+    if settings is not None:
+        if (
+            not isinstance(settings, list)
+            or len(settings) != 2
+            or type(settings[0]) not in (int, float)
+            or not 0.0 <= settings[0] <= 1.0
+        ):
+            raise _bad("settings must be [protect_threshold in 0..1, version]")
+        settings = (float(settings[0]), _uint(settings[1], "settings version", 2**63 - 1))
     return ServicePayload(
         _key(d.get("namespace"), d.get("group"), d.get("service")),
         tuple(_instance(x) for x in upsert),
         tuple(_removal(x) for x in remove),
+        settings,
     )
 
 

@@ -275,6 +275,8 @@ def test_valid_requests_of_every_op_pass_the_same_checks() -> None:
                 msg.update(node="n2", services=[])
             if op == "update":
                 msg.update(enabled=False)
+            if op == "service_set":
+                msg.update(protect_threshold=0.5)
             exc = check(node, msgpack.packb(msg))
             if op in ("beat", "update") and ip == "10.0.0.2":
                 assert exc is not None and exc.code is ErrorCode.NOT_FOUND

@@ -84,6 +84,8 @@ def test_register_returns_none_and_emits_registered() -> None:
         "service": "orders",
         "epoch": EPOCH,
         "revision": 1,
+        "protect_threshold": 0.0,
+        "protected": False,
         "instances": [
             {
                 "ip": "10.0.0.1",

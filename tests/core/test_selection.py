@@ -53,3 +53,18 @@ def test_avoided_instances_are_used_only_when_nothing_else_is_left() -> None:
     avoid = {"10.0.0.1:1"}
     assert {choose(xs, rng, avoid).port for _ in range(500)} == {2}  # type: ignore[union-attr]
     assert choose([inst(1)], rng, avoid).port == 1  # type: ignore[union-attr]
+
+
+def test_protection_lets_unhealthy_instances_take_their_share() -> None:
+    from meshreg.model import protection_active
+
+    assert protection_active(1, 3, 0.5) and not protection_active(2, 3, 0.5)
+    assert not protection_active(0, 3, 0.0)  # 0 is off
+    xs = [inst(1), inst(2, healthy=False), inst(3, healthy=False)]
+    assert [i.port for i in eligible(xs)] == [1]
+    assert [i.port for i in eligible(xs, protected=True)] == [1, 2, 3]
+    rng = random.Random(11)
+    n = 9000
+    counts = Counter(choose(eligible(xs, protected=True), rng).port for _ in range(n))  # type: ignore[union-attr]
+    for port in (1, 2, 3):
+        assert abs(counts[port] - n / 3) < 5 * (n * (1 / 3) * (2 / 3)) ** 0.5, counts

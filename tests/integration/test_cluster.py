@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from helpers import NodeProcess, wait_until
+from helpers import NodeProcess, raw_request, wait_until
 
 from meshreg import Client, Instance, ServiceKey
 from meshreg.core.mapping import responsible_node
@@ -63,6 +63,16 @@ def test_three_nodes_write_through_non_responsible_node_and_watch_elsewhere(
         assert provider.stats()["forwarded"] >= 1  # A relayed it to B
         wait_until(lambda: listed_everywhere(nodes, service, {"10.9.0.1:8080"}), timeout=10)
         wait_until(lambda: seen and seen[-1] == {"10.9.0.1:8080"}, what="push on node C")
+        # service settings replicate like instances
+        provider.set_service(service, protect_threshold=0.5)
+
+        def threshold_everywhere() -> bool:
+            body = {"v": 1, "id": 1, "op": "instances", "service": service}
+            return all(
+                raw_request(n.port, body)["result"]["protect_threshold"] == 0.5 for n in nodes
+            )
+
+        wait_until(threshold_everywhere, timeout=10, what="threshold on every node")
         provider.deregister(service, "10.9.0.1", 8080)
         wait_until(lambda: listed_everywhere(nodes, service, set()), timeout=10)
         wait_until(lambda: seen[-1] == set(), what="deregistration pushed on C")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -175,3 +176,40 @@ def test_push_empty_protection_needs_a_second_opinion(
         assert seen[-1] == {"10.4.0.1:1"}
         on_b.deregister("guard", "10.4.0.1", 1)  # now both agree
         wait_until(lambda: seen[-1] == set(), timeout=30, what="confirmed empty list")
+
+
+def test_protection_threshold_returns_every_instance_in_a_mass_failure(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    node = start_node("--check-interval", "0.05", "--unhealthy-after", "0.4", "--evict-after", "60")
+    with Client([node.address], **FAST) as alive, Client([node.address]) as consumer:
+        alive.register("prot", "10.5.0.1", 1)
+        with Client([node.address], **FAST) as dying:
+            dying.register("prot", "10.5.0.2", 2)
+            dying.register("prot", "10.5.0.3", 3)
+            dying._agent.registrations.clear()  # stop beating without deregistering
+        wait_until(lambda: len(consumer.instances("prot")) == 1, what="two unhealthy")
+        out = subprocess.run(
+            meshreg_cmd("service-set", "prot", "--protect-threshold", "0.5", "-s", node.address),
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+
+        # 1 healthy of 3 is below 0.5: every instance is served, flagged as it is
+        def all_three() -> list[Instance] | None:
+            xs = consumer.instances("prot")
+            return xs if len(xs) == 3 else None
+
+        listing = wait_until(all_three, what="protection in force")
+        assert listing.protected
+        assert sorted((i.port, i.healthy) for i in listing) == [(1, True), (2, False), (3, False)]
+        assert {consumer.select("prot").port for _ in range(200)} == {1, 2, 3}
+        fresh = subprocess.run(
+            meshreg_cmd("instances", "prot", "--json", "-s", node.address),
+            capture_output=True,
+            text=True,
+        )
+        assert len(json.loads(fresh.stdout)) == 3
+        consumer.set_service("prot", protect_threshold=0.0)
+        wait_until(lambda: len(consumer.instances("prot")) == 1, what="protection off")
