@@ -494,6 +494,21 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         f"errors          {result['errors_total']} {json.dumps(result['errors'])}",
         f"requests        {json.dumps(result['requests'], sort_keys=True)}",
     ]
+    if len(result.get("members", [])) > 1:
+        lines.append(
+            f"cluster         {len(result['members'])} members, "
+            f"{'ready' if result.get('ready') else 'catching up'}; forwarded "
+            f"{result.get('forwarded', 0)}, replication in/out {result.get('replication_in', 0)}"
+            f"/{result.get('replication_out', 0)}, snapshot pulls "
+            f"{result.get('snapshot_pulls', 0)}, digest mismatches "
+            f"{result.get('digest_mismatches', 0)}"
+        )
+    preservation = result.get("self_preservation")
+    if isinstance(preservation, dict) and preservation.get("active"):
+        lines.append(
+            f"SELF-PRESERVATION active: {preservation.get('silent')} of "
+            f"{preservation.get('of')} instances silent; evictions paused"
+        )
     click.echo("\n".join(lines))
 
 

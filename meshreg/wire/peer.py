@@ -31,6 +31,7 @@ from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
 from meshreg.wire.messages import RequestRejected, is_valid_host, validate_metadata
+from meshreg.wire.notifications import instance_to_wire
 
 MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
 MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
@@ -125,16 +126,10 @@ def _key(ns: Any, group: Any, service: Any) -> ServiceKey:
 
 
 def instance_to_peer(v: InstanceView) -> dict[str, Any]:
-    return {
-        "ip": v.ip,
-        "port": v.port,
-        "cluster": v.cluster,
-        "weight": v.weight,
-        "enabled": v.enabled,
-        "healthy": v.healthy,
-        "metadata": v.metadata,
-        "version": v.version,
-    }
+    """The client-facing fields plus the version stamp peers merge by."""
+    d = instance_to_wire(v)
+    d["version"] = v.version
+    return d
 
 
 def _instance(d: Any) -> InstanceView:
