@@ -407,6 +407,11 @@ def select(
     timeout: float,
 ) -> None:
     """Print one healthy instance of SERVICE (host:port), chosen at random by weight."""
+    if cache_dir:  # say on stderr when the answer comes from the disk copy
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("meshreg: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        logging.getLogger("meshreg.client").addHandler(handler)
     with _client(servers, namespace, group, timeout, cache_dir=cache_dir) as c:
         click.echo(c.select(service, cluster=cluster).address)
 

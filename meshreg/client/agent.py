@@ -48,7 +48,10 @@ log = logging.getLogger("meshreg.client")
 
 WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"))
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
+YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
+# have not registered again yet (three default beat intervals): its empty lists wait
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
+MAX_SERVERS = 64  # servers given plus cluster members learned from the view
 PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
 
 Listener = Callable[[list[Instance]], None]
@@ -290,6 +293,13 @@ class ClientAgent:
             members = [m for m in result["members"] if m["state"] == "up"]
             self._members = tuple(sorted(m["id"] for m in members))
             self._member_address = {m["id"]: m["address"] for m in members}
+            for m in result["members"]:  # every member is a server to fall back on
+                try:
+                    address = parse_address(m["address"])
+                except (ConfigError, TypeError, AttributeError):
+                    continue
+                if address not in self.servers and len(self.servers) < MAX_SERVERS:
+                    self.servers.append(address)
 
         self.request("cluster", {}, self.attempt_timeout, on_reply=got)
 
@@ -584,6 +594,15 @@ class ClientAgent:
 
     def _beat_failed(self, reg: Registration, exc: BaseException) -> None:
         code = getattr(exc, "code", None)
+        if isinstance(exc, ServerUnreachableError):
+            self._limiter.warning(
+                ("beat", reg.key),
+                time.monotonic(),
+                "beats for %s %s are not answered: %s",
+                reg.key,
+                reg.iid,
+                exc,
+            )
         if code == ErrorCode.NOT_FOUND and (reg.key, reg.iid) in self.registrations:
             log.info(
                 "%s %s unknown to %s (evicted or restarted); registering it again",
@@ -609,9 +628,25 @@ class ClientAgent:
 
         def pulled(result: dict[str, Any]) -> None:
             watch.pulling = False
-            if not confirm and self._would_empty(watch, result):
-                self._confirm_empty(key, f"{self.server} answered an empty list")
-                return
+            source = via or self.server
+            if self._would_empty(watch, result):
+                uptime = result.get("uptime")
+                restarted = result.get("epoch") != watch.view.epoch  # not the node we knew
+                if restarted and isinstance(uptime, (int, float)) and uptime < YOUNG_NODE_GRACE:
+                    self._limiter.warning(
+                        ("young", key),
+                        time.monotonic(),
+                        "%s: %s started %.1fs ago and lists nothing yet; keeping the last "
+                        "list until its providers have had time to register again",
+                        key,
+                        source,
+                        uptime,
+                    )
+                    self._resolve_waiting(watch)
+                    return
+                if not confirm:
+                    self._confirm_empty(key, f"{source} answered an empty list")
+                    return
             try:
                 outcome = watch.view.apply_snapshot(result)
             except (KeyError, TypeError, ValueError) as exc:
@@ -620,7 +655,7 @@ class ClientAgent:
             listing = watch.view.listing()
             if watch.said_stale:
                 watch.said_stale = False
-                log.info("%s: live data again from %s", key, self.server)
+                log.info("%s: live data again from %s", key, source)
             if outcome is not Outcome.UNCHANGED:
                 self._persist(key, listing)
                 for cb in watch.listeners:
@@ -670,7 +705,7 @@ class ClientAgent:
         self.request(
             "instances",
             fields,
-            timeout or self.resync_interval,
+            timeout or max(3.0, self.attempt_timeout),
             on_reply=pulled,
             on_error=failed,
             via=via,
@@ -687,6 +722,16 @@ class ClientAgent:
         removed = {InstanceId(ip, port, cluster) for ip, port, cluster in msg.get("remove") or ()}
         return set(view.instances) <= removed
 
+    def _resolve_waiting(self, watch: Watch) -> None:
+        """Answer callers waiting on a pull with the list we keep."""
+        listing = watch.view.listing()
+        for fut, cb in watch.waiting:
+            if cb is not None:
+                self.notify(cb, listing)
+            if not fut.done():
+                fut.set_result(listing)
+        watch.waiting.clear()
+
     def _would_empty(self, watch: Watch, result: Any) -> bool:
         """A snapshot that would blank out a non-empty list (needs a second opinion)."""
         return (
@@ -701,7 +746,7 @@ class ClientAgent:
         self._limiter.warning(
             ("empty", key),
             time.monotonic(),
-            "%s: %s; keeping the last list until a fresh query to another node confirms it",
+            "%s: %s; keeping the last list until a fresh query confirms it",
             key,
             why,
         )

@@ -99,7 +99,7 @@ class RegistryNode:
             self._emit(change)
             return None
         if type(req) is QueryInstances:
-            return self.instances_result(req.key, req.healthy_only)
+            return self.instances_result(req.key, req.healthy_only, now)
         if type(req) is ListServices:
             return {
                 "namespace": req.namespace,
@@ -132,7 +132,9 @@ class RegistryNode:
         """Count a rejected request (validation failure or refusal)."""
         self.stats.count_error(error.code)
 
-    def instances_result(self, key: ServiceKey, healthy_only: bool) -> dict[str, Any]:
+    def instances_result(
+        self, key: ServiceKey, healthy_only: bool, now: float | None = None
+    ) -> dict[str, Any]:
         svc = self.store.get(key)
         instances: list[dict[str, Any]] = []
         revision = self.store.revision_of(key)
@@ -167,6 +169,9 @@ class RegistryNode:
             "protect_threshold": threshold,
             "protected": protected,
             "instances": instances,
+            # how long this node has been up: an empty list from a node that has just
+            # (re)started may only mean its providers have not registered again yet
+            **({"uptime": round(self.stats.uptime(now), 3)} if now is not None else {}),
         }
 
     def stats_result(self, now: float) -> dict[str, Any]:

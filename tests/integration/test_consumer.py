@@ -213,3 +213,27 @@ def test_protection_threshold_returns_every_instance_in_a_mass_failure(
         assert len(json.loads(fresh.stdout)) == 3
         consumer.set_service("prot", protect_threshold=0.0)
         wait_until(lambda: len(consumer.instances("prot")) == 1, what="protection off")
+
+
+def test_a_restarted_empty_node_does_not_blank_out_consumers(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    node = start_node(*FAST_TIMINGS)
+    with Client([node.address], **FAST) as consumer:
+        with Client([node.address], **FAST) as provider:
+            provider.register("keep", "10.6.0.1", 1)
+            wait_until(lambda: len(consumer.instances("keep")) == 1)
+            provider._agent.registrations.clear()  # the provider goes away silently
+        node.kill()
+        restarted = start_node(*FAST_TIMINGS, port=node.port)  # empty, just started
+
+        def repulled() -> bool:
+            with Client([restarted.address]) as probe:
+                return probe.stats()["requests"].get("instances", 0) >= 1
+
+        # the consumer has asked the new incarnation...
+        wait_until(repulled, timeout=20, what="the consumer to re-pull from the new node")
+        # ...and still serves the last list: an empty answer from a node up for seconds
+        # may only mean its providers have not registered again yet
+        assert [i.address for i in consumer.instances("keep")] == ["10.6.0.1:1"]
+        assert consumer.select("keep").address == "10.6.0.1:1"
