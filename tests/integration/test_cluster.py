@@ -192,3 +192,23 @@ def test_client_sends_writes_straight_to_the_responsible_node(
             seen = on_b.stats()["requests"].get("beat", 0)
             wait_until(lambda: on_b.stats()["requests"].get("beat", 0) >= seen + 10, timeout=15)
             assert provider.stats()["forwarded"] == forwarded  # A relayed none of them
+
+
+def test_client_given_one_server_falls_back_on_members_it_learned(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    nodes = start_cluster(3)
+    a, b, c = nodes
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
+    service = service_owned_by(b, nodes, "lone")
+    with Client([a.address], **FAST) as provider:
+        provider.register(service, "10.4.4.4", 44)
+        wait_until(lambda: len(provider._agent.servers) == 3, timeout=20, what="members learned")
+        a.kill()
+        wait_until(lambda: provider.server != a.address, timeout=15, what="fallback")
+        # beats keep reaching the cluster: still healthy on the survivors well past 3 s
+        with Client([c.address]) as on_c:
+            start = on_c.stats()["uptime"]
+            wait_until(lambda: on_c.stats()["uptime"] > start + 5, timeout=20)
+            listed = on_c.instances(service, healthy_only=False)
+            assert [(i.address, i.healthy) for i in listed] == [("10.4.4.4:44", True)]
