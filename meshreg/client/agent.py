@@ -51,6 +51,8 @@ VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the c
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals): its empty lists wait
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
+BACKOFF_BASE = 0.5  # s; first pause after every server failed once
+BACKOFF_MAX = 30.0  # s; longest pause between switches while no server answers
 MAX_SERVERS = 64  # servers given plus cluster members learned from the view
 PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
 
@@ -142,6 +144,8 @@ class ClientAgent:
         self._direct: dict[str, zmq.Socket[bytes]] = {}
         self._next_view = 0.0
         self._next_probe = 0.0
+        self._failed_switches = 0  # server switches since the last reply from anyone
+        self._next_switch = 0.0  # monotonic time before which we do not switch again
         self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
         self._thread = threading.Thread(target=self._run, name="meshreg-client-io", daemon=True)
 
@@ -257,7 +261,19 @@ class ClientAgent:
             self._sub_endpoint = pub_endpoint
 
     def _failover(self, now: float) -> None:
-        """The current server did not answer in time: reconnect (to the next one)."""
+        """The current server did not answer in time: reconnect (to the next one).
+
+        After a whole round of servers failed, further switches back off
+        exponentially (0.5 s doubling to 30 s) until some server answers again.
+        """
+        self._failed_switches += 1
+        if self._failed_switches > len(self.servers):
+            if now < self._next_switch:
+                for p in self._pending.values():  # wait on the current connection meanwhile
+                    p.attempt_deadline = min(p.deadline, self._next_switch)
+                return
+            rounds = self._failed_switches - len(self.servers)
+            self._next_switch = now + min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(rounds, 16))
         old = self.server
         if self._dealer is not None:
             self._poller.unregister(self._dealer)
@@ -391,6 +407,7 @@ class ClientAgent:
             except RemoteProtocolError as exc:
                 log.warning("ignoring a malformed reply from %s: %s", self.server, exc)
                 continue
+            self._failed_switches = 0  # somebody answers: no more backoff
             pending = self._pending.pop(reply["id"], None)
             if pending is None:
                 continue  # a late answer to an attempt we already re-sent
