@@ -80,6 +80,16 @@ def _host_port(text: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from None
 
 
+def _parse_meta(items: tuple[str, ...]) -> dict[str, str]:
+    metadata = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"--meta {item!r}: expected key=value")
+        metadata[k] = v
+    return metadata
+
+
 def _instance_json(i: Instance) -> dict[str, Any]:
     return i.to_wire()
 
@@ -252,12 +262,7 @@ def register(
     host, port = _host_port(address)
     if not port:
         raise click.BadParameter("ADDRESS must be host:port")
-    metadata = {}
-    for item in meta:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise click.BadParameter(f"--meta {item!r}: expected key=value")
-        metadata[k] = v
+    metadata = _parse_meta(meta)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -331,25 +336,32 @@ def instances(
 @click.option(
     "--protect-threshold",
     type=click.FloatRange(0.0, 1.0),
-    required=True,
+    default=None,
     help="Below this healthy share, queries return every instance (0 turns it off).",
 )
+@click.option("--meta", multiple=True, help="k=v service metadata (replaces it); repeatable.")
+@click.option("--clear-meta", is_flag=True, help="Remove the service's metadata.")
 @server_option
 @namespace_option
 @group_option
 @timeout_option
 def service_set(
     service: str,
-    protect_threshold: float,
+    protect_threshold: float | None,
+    meta: tuple[str, ...],
+    clear_meta: bool,
     servers: str,
     namespace: str,
     group: str,
     timeout: float,
 ) -> None:
-    """Change a service's settings (the protection threshold)."""
+    """Change a service's settings: protection threshold and metadata."""
+    metadata = _parse_meta(meta) if meta else ({} if clear_meta else None)
+    if protect_threshold is None and metadata is None:
+        raise click.UsageError("give --protect-threshold, --meta k=v or --clear-meta")
     with _client(servers, namespace, group, timeout) as c:
-        c.set_service(service, protect_threshold=protect_threshold)
-        click.echo(f"updated {service}: protect threshold {protect_threshold:g}", err=True)
+        c.set_service(service, protect_threshold=protect_threshold, metadata=metadata)
+        click.echo(f"updated service {service}", err=True)
 
 
 @main.command("instance-set")
@@ -453,6 +465,7 @@ def watch(
                     "service": service,
                     "revision": getattr(found, "revision", 0),
                     "epoch": getattr(found, "epoch", None),
+                    "service_metadata": getattr(found, "service_metadata", {}),
                     "instances": [_instance_json(i) for i in found],
                 }
                 click.echo(json.dumps(line))

@@ -92,14 +92,18 @@ class InstanceList(list[Instance]):
         revision: int = 0,
         epoch: int | None = None,
         protected: bool = False,
+        service_metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(items)
         self.revision = revision
         self.epoch = epoch
         self.protected = protected  # the protection threshold is in force: all are listed
+        self.service_metadata = service_metadata or {}  # the service's own metadata
 
     def copy(self) -> InstanceList:
-        return InstanceList(self, self.revision, self.epoch, self.protected)
+        return InstanceList(
+            self, self.revision, self.epoch, self.protected, dict(self.service_metadata)
+        )
 
 
 def protection_active(healthy: int, total: int, threshold: float) -> bool:

@@ -37,6 +37,7 @@ class ServiceView:
         self.loaded = False  # True once a snapshot was applied (or a disk copy preloaded)
         self.from_disk = False  # the view is a disk copy, not yet confirmed by a node
         self.protect_threshold = 0.0  # the service's protection threshold, as last heard
+        self.service_metadata: dict[str, str] = {}  # the service's metadata, as last heard
         self._hint: tuple[int, int] | None = None  # newest (epoch, revision) heard before loading
 
     def apply_snapshot(self, result: dict[str, Any]) -> Outcome:
@@ -47,9 +48,7 @@ class ServiceView:
         for d in result["instances"]:
             inst = Instance.from_wire(d)
             new[inst.id] = inst
-        threshold = result.get("protect_threshold", 0.0)
-        if type(threshold) in (int, float):
-            self.protect_threshold = float(threshold)
+        self._take_settings(result)
         changed = not self.loaded or self.from_disk or new != self.instances
         self.epoch, self.revision, self.instances, self.loaded = epoch, revision, new, True
         self.from_disk = False
@@ -57,6 +56,14 @@ class ServiceView:
         if hint is not None and hint[0] == epoch and hint[1] > revision:
             return Outcome.GAP  # a change we heard of is missing from this snapshot
         return Outcome.APPLIED if changed else Outcome.UNCHANGED
+
+    def _take_settings(self, msg: dict[str, Any]) -> None:
+        threshold = msg.get("protect_threshold", self.protect_threshold)
+        if type(threshold) in (int, float):
+            self.protect_threshold = float(threshold)
+        metadata = msg.get("service_metadata", self.service_metadata)
+        if isinstance(metadata, dict):
+            self.service_metadata = {str(k): str(v) for k, v in metadata.items()}
 
     def preload(self, instances: list[Instance]) -> None:
         """Start from a disk copy; the first snapshot from a node replaces it."""
@@ -84,9 +91,7 @@ class ServiceView:
             self.instances[inst.id] = inst
         for ip, port, cluster in msg.get("remove") or ():
             self.instances.pop(InstanceId(ip, port, cluster), None)
-        threshold = msg.get("protect_threshold", self.protect_threshold)
-        if type(threshold) in (int, float):
-            self.protect_threshold = float(threshold)
+        self._take_settings(msg)
         self.revision = revision
         return Outcome.APPLIED
 
@@ -97,4 +102,4 @@ class ServiceView:
         protected = protection_active(healthy, len(items), self.protect_threshold)
         if healthy_only and not protected:
             items = [i for i in items if i.healthy and i.enabled]
-        return InstanceList(items, self.revision, self.epoch, protected)
+        return InstanceList(items, self.revision, self.epoch, protected, self.service_metadata)

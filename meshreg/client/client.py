@@ -179,18 +179,28 @@ class Client:
         self._call("update", fields)
         self._agent.submit("wrote", key)
 
-    def set_service(self, service: str, protect_threshold: float) -> None:
-        """Set a service's protection threshold in [0, 1] (0: off), for every node.
+    def set_service(
+        self,
+        service: str,
+        protect_threshold: float | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Set a service's protection threshold in [0, 1] (0: off) and/or its metadata.
 
-        While the healthy share of its instances is below it, queries and select()
-        use every instance, healthy or not, so the survivors are not crushed.
+        While the healthy share of its instances is below the threshold, queries and
+        select() use every instance, healthy or not, so the survivors are not crushed.
+        ``metadata`` replaces the service's metadata (``instances(...).service_metadata``).
+        A value left None is kept. Replicated to every node.
         """
         fields: dict[str, Any] = {
             "namespace": self.namespace,
             "group": self.group,
             "service": service,
-            "protect_threshold": float(protect_threshold),
         }
+        if protect_threshold is not None:
+            fields["protect_threshold"] = float(protect_threshold)
+        if metadata is not None:
+            fields["metadata"] = dict(metadata)
         self._validate("service_set", fields)
         self._call("service_set", fields)
         self._agent.submit("wrote", self._key(service))
@@ -241,6 +251,7 @@ class Client:
             result.get("revision", 0),
             result.get("epoch"),
             bool(result.get("protected", False)),
+            result.get("service_metadata") or {},
         )
 
     def select(self, service: str, cluster: str | None = None) -> Instance:

@@ -10,6 +10,7 @@ it does not depend on iteration order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import xxhash
 
@@ -37,7 +38,7 @@ def service_digest(svc: ServiceRecord, settings_version: int = 0) -> int:
 
 
 def summary_digest(
-    services: Iterable[ServiceRecord], settings: Mapping[ServiceKey, tuple[float, int]]
+    services: Iterable[ServiceRecord], settings: Mapping[ServiceKey, tuple[float, int, Any]]
 ) -> tuple[int, int]:
     """(count, digest) over a set of services (``settings``: the store's, by service)."""
     count = total = 0

@@ -284,7 +284,7 @@ class DistroNode(RegistryNode):
             change.key,
             change.upserted,
             tuple(zip(change.removed, change.removed_versions, strict=True)),
-            (change.protect_threshold, change.settings_version)
+            (change.protect_threshold, change.settings_version, change.service_metadata)
             if change.settings_version
             else None,
         )

@@ -39,6 +39,7 @@ class ServiceChanged:
     removed_versions: tuple[int, ...] = field(default=(), compare=False)  # parallel to removed
     protect_threshold: float = field(default=0.0, compare=False)  # the service's, after it
     settings_version: int = field(default=0, compare=False)  # stamp of that setting
+    service_metadata: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

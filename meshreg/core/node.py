@@ -79,8 +79,8 @@ class RegistryNode:
             self._emit(self.store.deregister(req.key, req.instance, self._stamp(now), now))
             return None
         if type(req) is SetService:
-            change = self.store.set_protect_threshold(
-                req.key, req.protect_threshold, self._stamp(now)
+            change = self.store.set_service(
+                req.key, req.protect_threshold, req.metadata, self._stamp(now)
             )
             self._emit(change)
             return None
@@ -138,7 +138,7 @@ class RegistryNode:
         svc = self.store.get(key)
         instances: list[dict[str, Any]] = []
         revision = self.store.revision_of(key)
-        threshold = self.store.protect_threshold(key)
+        threshold, _, service_metadata = self.store.service_settings(key)
         protected = False
         if svc is not None:
             if threshold > 0:
@@ -168,6 +168,7 @@ class RegistryNode:
             "revision": revision,
             "protect_threshold": threshold,
             "protected": protected,
+            "service_metadata": service_metadata,
             "instances": instances,
             # how long this node has been up: an empty list from a node that has just
             # (re)started may only mean its providers have not registered again yet

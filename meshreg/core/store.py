@@ -30,6 +30,9 @@ from collections.abc import Iterable, Iterator
 from meshreg.core.events import InstanceView, ServiceChanged
 from meshreg.model import InstanceId, ServiceKey
 
+Settings = tuple[float, int, dict[str, str]]  # (protect_threshold, version, service metadata)
+NO_SETTINGS: Settings = (0.0, 0, {})
+
 
 class InstanceRecord:
     """One registered instance; mutable, owned by the store."""
@@ -95,8 +98,8 @@ class RegistryStore:
     def __init__(self) -> None:
         self.services: dict[ServiceKey, ServiceRecord] = {}
         self.revision = 0
-        # service settings: protection threshold and its version stamp (kept when emptied)
-        self.settings: dict[ServiceKey, tuple[float, int]] = {}
+        # service settings: (protect threshold, version stamp, metadata); kept when emptied
+        self.settings: dict[ServiceKey, Settings] = {}
         # (version, removed_at) of removed instances, so stale copies stay dead
         self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, float]]] = {}
 
@@ -256,7 +259,7 @@ class RegistryStore:
         upserts: Iterable[InstanceView],
         removals: Iterable[tuple[InstanceId, int]],
         now: float,
-        settings: tuple[float, int] | None = None,
+        settings: Settings | None = None,
     ) -> ServiceChanged | None:
         """Apply a peer's records, tombstones and settings where their stamps are higher.
 
@@ -325,25 +328,39 @@ class RegistryStore:
         if tombs is not None and tombs.pop(iid, None) is not None and not tombs:
             del self.tombstones[key]
 
-    def _take_settings(self, key: ServiceKey, settings: tuple[float, int]) -> bool:
-        """Keep ``settings`` if newer; True when the visible threshold changed."""
-        current = self.settings.get(key, (0.0, -1))
-        if settings[1] <= current[1]:
+    def _take_settings(self, key: ServiceKey, settings: Settings) -> bool:
+        """Keep ``settings`` if newer; True when what watchers see changed."""
+        current = self.settings.get(key)
+        if current is not None and settings[1] <= current[1]:
             return False
         self.settings[key] = settings
         svc = self.services.get(key)
         if svc is not None:
             svc.digest_cache = None
-        return settings[0] != current[0] and not (current[1] < 0 and settings[0] == 0.0)
+        before = current or NO_SETTINGS
+        return (settings[0], settings[2]) != (before[0], before[2])
 
     def protect_threshold(self, key: ServiceKey) -> float:
-        return self.settings.get(key, (0.0, 0))[0]
+        return self.settings.get(key, NO_SETTINGS)[0]
 
-    def set_protect_threshold(
-        self, key: ServiceKey, threshold: float, version: int
+    def service_settings(self, key: ServiceKey) -> Settings:
+        return self.settings.get(key, NO_SETTINGS)
+
+    def set_service(
+        self,
+        key: ServiceKey,
+        threshold: float | None,
+        metadata: dict[str, str] | None,
+        version: int,
     ) -> ServiceChanged | None:
-        """Set a service's protection threshold (applied if ``version`` is newer)."""
-        if not self._take_settings(key, (threshold, version)):
+        """Set a service's threshold and/or metadata (None: keep); applied if newer."""
+        current = self.settings.get(key, NO_SETTINGS)
+        new: Settings = (
+            current[0] if threshold is None else threshold,
+            version,
+            current[2] if metadata is None else dict(metadata),
+        )
+        if not self._take_settings(key, new):
             return None
         svc = self.services.get(key)
         temporary = svc is None
@@ -366,7 +383,7 @@ class RegistryStore:
         svc.digest_cache = None
         self.revision += 1
         svc.revision = self.revision
-        threshold, settings_version = self.settings.get(svc.key, (0.0, 0))
+        threshold, settings_version, service_metadata = self.settings.get(svc.key, NO_SETTINGS)
         return ServiceChanged(
             svc.key,
             base,
@@ -377,4 +394,5 @@ class RegistryStore:
             removed_versions,
             threshold,
             settings_version,
+            service_metadata,
         )

@@ -94,11 +94,15 @@ class UpdateInstance:
 
 @dataclass(frozen=True, slots=True)
 class SetService:
-    """Service settings: the protection threshold (Nacos's), 0 turns it off."""
+    """Service settings: the protection threshold (Nacos's; 0 turns it off) and metadata.
+
+    A field that is None is left as it is.
+    """
 
     req_id: int
     key: ServiceKey
-    protect_threshold: float
+    protect_threshold: float | None
+    metadata: dict[str, str] | None
     op = "service_set"
 
 
@@ -210,9 +214,23 @@ def parse_request(body: bytes) -> Request:
         return _update(msg, req_id)
     if op == "service_set":
         threshold: Any = msg.get("protect_threshold")
-        if type(threshold) not in (int, float) or not 0.0 <= threshold <= 1.0:
+        if threshold is not None and (
+            type(threshold) not in (int, float) or not 0.0 <= threshold <= 1.0
+        ):
             raise _reject(req_id, op, "field 'protect_threshold' must be a number in 0..1")
-        return SetService(req_id, _service_key(msg, req_id, op), float(threshold))
+        service_metadata = msg.get("metadata")
+        if service_metadata is not None:
+            if not isinstance(service_metadata, dict):
+                raise _reject(req_id, op, "field 'metadata' must be a map of string to string")
+            validate_metadata(service_metadata, req_id, op)
+        if threshold is None and service_metadata is None:
+            raise _reject(req_id, op, "give 'protect_threshold' or 'metadata' (or both)")
+        return SetService(
+            req_id,
+            _service_key(msg, req_id, op),
+            None if threshold is None else float(threshold),
+            service_metadata,
+        )
     if op == "instances":
         return QueryInstances(
             req_id, _service_key(msg, req_id, op), _bool(msg, "healthy_only", False, req_id, op)

@@ -73,6 +73,7 @@ def encode_change(change: ServiceChanged, epoch: int) -> list[bytes]:
         "upsert": [instance_to_wire(v) for v in change.upserted],
         "remove": [[i.ip, i.port, i.cluster] for i in change.removed],
         "protect_threshold": change.protect_threshold,
+        "service_metadata": change.service_metadata,
     }
     return [topic_for(key), msgpack.packb(body)]
 

@@ -57,7 +57,7 @@ class ServicePayload:
     key: ServiceKey
     upserts: tuple[InstanceView, ...]
     removals: tuple[tuple[InstanceId, int], ...]
-    settings: tuple[float, int] | None = None  # (protect_threshold, version stamp)
+    settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +193,21 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
     if settings is not None:
         if (
             not isinstance(settings, list)
-            or len(settings) != 2
+            or len(settings) != 3
             or type(settings[0]) not in (int, float)
             or not 0.0 <= settings[0] <= 1.0
+            or not isinstance(settings[2], dict)
         ):
-            raise _bad("settings must be [protect_threshold in 0..1, version]")
-        settings = (float(settings[0]), _uint(settings[1], "settings version", 2**63 - 1))
+            raise _bad("settings must be [protect_threshold in 0..1, version, metadata]")
+        try:
+            validate_metadata(settings[2])
+        except RequestRejected as exc:
+            raise _bad(exc.message) from None
+        settings = (
+            float(settings[0]),
+            _uint(settings[1], "settings version", 2**63 - 1),
+            settings[2],
+        )
     return ServicePayload(
         _key(d.get("namespace"), d.get("group"), d.get("service")),
         tuple(_instance(x) for x in upsert),

@@ -86,6 +86,7 @@ def test_register_returns_none_and_emits_registered() -> None:
         "revision": 1,
         "protect_threshold": 0.0,
         "protected": False,
+        "service_metadata": {},
         "uptime": 0.0,
         "instances": [
             {

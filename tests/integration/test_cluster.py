@@ -64,15 +64,18 @@ def test_three_nodes_write_through_non_responsible_node_and_watch_elsewhere(
         wait_until(lambda: listed_everywhere(nodes, service, {"10.9.0.1:8080"}), timeout=10)
         wait_until(lambda: seen and seen[-1] == {"10.9.0.1:8080"}, what="push on node C")
         # service settings replicate like instances
-        provider.set_service(service, protect_threshold=0.5)
+        provider.set_service(service, protect_threshold=0.5, metadata={"owner": "team-a"})
 
         def threshold_everywhere() -> bool:
             body = {"v": 1, "id": 1, "op": "instances", "service": service}
+            results = [raw_request(n.port, body)["result"] for n in nodes]
             return all(
-                raw_request(n.port, body)["result"]["protect_threshold"] == 0.5 for n in nodes
+                r["protect_threshold"] == 0.5 and r["service_metadata"] == {"owner": "team-a"}
+                for r in results
             )
 
-        wait_until(threshold_everywhere, timeout=10, what="threshold on every node")
+        wait_until(threshold_everywhere, timeout=10, what="settings on every node")
+        wait_until(lambda: watcher.instances(service).service_metadata == {"owner": "team-a"})
         provider.deregister(service, "10.9.0.1", 8080)
         wait_until(lambda: listed_everywhere(nodes, service, set()), timeout=10)
         wait_until(lambda: seen[-1] == set(), what="deregistration pushed on C")

@@ -237,3 +237,22 @@ def test_a_restarted_empty_node_does_not_blank_out_consumers(
         # may only mean its providers have not registered again yet
         assert [i.address for i in consumer.instances("keep")] == ["10.6.0.1:1"]
         assert consumer.select("keep").address == "10.6.0.1:1"
+
+
+def test_service_metadata_is_set_pushed_and_kept_by_threshold_changes(node: NodeProcess) -> None:
+    with Client([node.address], **FAST) as c, Client([node.address]) as watcher:
+        c.register("meta", "10.7.0.1", 1)
+        watcher.instances("meta")  # cached: later changes arrive as pushes
+        out = subprocess.run(
+            meshreg_cmd("service-set", "meta", "--meta", "owner=team-a", "-s", node.address),
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: watcher.instances("meta").service_metadata == {"owner": "team-a"})
+        c.set_service("meta", protect_threshold=0.3)  # metadata left as it is
+        assert c.instances("meta").service_metadata == {"owner": "team-a"}
+        bad = subprocess.run(
+            meshreg_cmd("service-set", "meta", "-s", node.address), capture_output=True, text=True
+        )
+        assert bad.returncode != 0 and "--meta" in bad.stderr
