@@ -37,6 +37,13 @@ def service_digest(svc: ServiceRecord, settings_version: int = 0) -> int:
     return value
 
 
+def settings_digest(key: ServiceKey, settings_version: int) -> int:
+    """Digest of a service that has settings but no instance."""
+    h = xxhash.xxh64(service_key_bytes(key))
+    h.update(f"\x01{settings_version}".encode())
+    return int(h.intdigest())
+
+
 def summary_digest(
     services: Iterable[ServiceRecord], settings: Mapping[ServiceKey, tuple[float, int, Any]]
 ) -> tuple[int, int]:

@@ -46,7 +46,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshreg.core.digests import service_digest, summary_digest
+from meshreg.core.digests import MASK, service_digest, settings_digest
 from meshreg.core.events import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -319,8 +319,31 @@ class DistroNode(RegistryNode):
             key, views, tuple(self.store.tombstones_of(key)), self.store.settings.get(key)
         )
 
+    def _known_keys(self) -> set[ServiceKey]:
+        """Services with instances, and services with settings only (both are repaired)."""
+        return set(self.store.services).union(self.store.settings)
+
+    def _digest_of(self, key: ServiceKey) -> int | None:
+        """What anti-entropy compares for a service; None when we know nothing of it."""
+        svc = self.store.services.get(key)
+        version = self._settings_version(key)
+        if svc is not None:
+            return service_digest(svc, version)
+        if key in self.store.settings:
+            return settings_digest(key, version)
+        return None
+
+    def _summary(self, owner: str) -> tuple[int, int]:
+        """(count, sum of digests) over the services ``owner`` is responsible for."""
+        count = total = 0
+        for key in self._known_keys():
+            if self.owner_of(key) == owner:
+                count += 1
+                total = (total + (self._digest_of(key) or 0)) & MASK
+        return count, total
+
     def _list_digests(self, req: ListDigests) -> dict[str, Any]:
-        keys = sorted(k for k in self.store.services if self._owns(k))
+        keys = sorted(k for k in self._known_keys() if self._owns(k))
         if req.cursor is not None:
             keys = [k for k in keys if k > req.cursor]
         page = keys[: req.limit]
@@ -331,8 +354,8 @@ class DistroNode(RegistryNode):
                     k.namespace,
                     k.group,
                     k.service,
-                    service_digest(self.store.services[k], self._settings_version(k)),
-                    len(self.store.services[k].instances),
+                    self._digest_of(k),
+                    len(self.store.services[k].instances) if k in self.store.services else 0,
                 ]
                 for k in page
             ],
@@ -381,10 +404,7 @@ class DistroNode(RegistryNode):
         peer = self.membership.peer_by_id(d.node)
         if peer is None or peer.state is not MemberState.UP:
             return
-        mine = summary_digest(
-            (svc for svc in self.store.records() if self.owner_of(svc.key) == d.node),
-            self.store.settings,
-        )
+        mine = self._summary(d.node)
         if mine != (d.services, d.digest):
             self.counters["digest_mismatches"] += 1
             self._sync_wanted.add(d.node)
@@ -466,8 +486,8 @@ class DistroNode(RegistryNode):
                 raise TypeError("bad digest entry")
             rnd.seen.add(key)
             rnd.their_sizes[key] = size
-            svc = self.store.get(key)
-            if svc is None or service_digest(svc, self._settings_version(key)) != digest:
+            mine = self._digest_of(key)
+            if mine is None or mine != digest:
                 rnd.differing.append(key)
             last = key
         if more and last is not None:
@@ -477,9 +497,9 @@ class DistroNode(RegistryNode):
             )
             return
         # Ours that it should own but did not list: it lacks them (or holds tombstones).
-        for svc in self.store.records():
-            if svc.key not in rnd.seen and self.owner_of(svc.key) == node_id:
-                rnd.differing.append(svc.key)
+        for key in sorted(self._known_keys()):
+            if key not in rnd.seen and self.owner_of(key) == node_id:
+                rnd.differing.append(key)
         rnd.paging_done = True
         self._round_progress(node_id, now, reconciled=False)
 
@@ -550,10 +570,7 @@ class DistroNode(RegistryNode):
                 self._effects.append(Broadcast(beacon))
             if now >= self._next_digest:
                 self._next_digest = now + self.cluster.anti_entropy_interval
-                count, digest = summary_digest(
-                    (svc for svc in self.store.records() if self._owns(svc.key)),
-                    self.store.settings,
-                )
+                count, digest = self._summary(self.node_id)
                 summary = DigestSummary(self.node_id, self.epoch, count, digest)
                 self._effects.append(Broadcast(summary))
             for node_id in sorted(self._sync_wanted):  # sorted: runs replay exactly
