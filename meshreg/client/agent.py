@@ -678,12 +678,7 @@ class ClientAgent:
                 for cb in watch.listeners:
                     if all(cb is not waiter for _, waiter in watch.waiting):
                         self.notify(cb, listing)
-            for fut, cb in watch.waiting:
-                if cb is not None:
-                    self.notify(cb, listing)
-                if not fut.done():
-                    fut.set_result(listing)
-            watch.waiting.clear()
+            self._resolve_waiting(watch)
             if outcome is Outcome.GAP or watch.repull:  # already stale: pull again
                 self._pull(key)
 
@@ -696,13 +691,7 @@ class ClientAgent:
                     log.warning(
                         "%s: no meshreg server answers (%s); serving the %s", key, exc, source
                     )
-                listing = watch.view.listing()
-                for fut, cb in watch.waiting:
-                    if cb is not None:
-                        self.notify(cb, listing)
-                    if not fut.done():
-                        fut.set_result(listing)
-                watch.waiting.clear()
+                self._resolve_waiting(watch)
                 return
             for fut, cb in watch.waiting:
                 if not fut.done():
