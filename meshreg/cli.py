@@ -41,6 +41,11 @@ timeout_option = click.option(
 )
 
 
+def client_options(command: Any) -> Any:
+    """--server, --namespace, --group and --timeout, shared by the client commands."""
+    return server_option(namespace_option(group_option(timeout_option(command))))
+
+
 def _fail(message: str) -> None:
     click.echo(f"meshreg: error: {message}", err=True)
     sys.exit(1)
@@ -242,10 +247,7 @@ def node(
 @click.option("--meta", multiple=True, help="k=v metadata; repeatable.")
 @click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
 @click.option("--beat-interval", type=float, default=DEFAULT_BEAT_INTERVAL, show_default=True)
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def register(
     service: str,
     address: str,
@@ -282,10 +284,7 @@ def register(
 @click.argument("service")
 @click.argument("address")
 @click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def deregister(
     service: str,
     address: str,
@@ -308,10 +307,7 @@ def deregister(
 @click.argument("service")
 @click.option("--all", "show_all", is_flag=True, help="Include unhealthy and disabled instances.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def instances(
     service: str,
     show_all: bool,
@@ -341,10 +337,7 @@ def instances(
 )
 @click.option("--meta", multiple=True, help="k=v service metadata (replaces it); repeatable.")
 @click.option("--clear-meta", is_flag=True, help="Remove the service's metadata.")
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def service_set(
     service: str,
     protect_threshold: float | None,
@@ -370,10 +363,7 @@ def service_set(
 @click.option("--enabled", type=click.BOOL, default=None, help="false drains the instance.")
 @click.option("--weight", type=float, default=None)
 @click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def instance_set(
     service: str,
     address: str,
@@ -405,10 +395,7 @@ def instance_set(
     envvar="MESHREG_CACHE_DIR",
     help="Disk cache directory: serves the last known list when no node answers.",
 )
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def select(
     service: str,
     cluster: str | None,
@@ -430,10 +417,7 @@ def select(
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def services(as_json: bool, servers: str, namespace: str, group: str, timeout: float) -> None:
     """List the services of a namespace and group."""
     with _client(servers, namespace, group, timeout) as c:
@@ -448,10 +432,7 @@ def services(as_json: bool, servers: str, namespace: str, group: str, timeout: f
 @main.command()
 @click.argument("service")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per change.")
-@server_option
-@namespace_option
-@group_option
-@timeout_option
+@client_options
 def watch(
     service: str, as_json: bool, servers: str, namespace: str, group: str, timeout: float
 ) -> None:

@@ -3,14 +3,11 @@
 A service's digest covers each live instance's identity and version stamp
 (the stamp changes with every visible change, so fields need not be hashed).
 Tombstones are left out: they expire at different times on different nodes.
-The summary over many services is the sum of their digests modulo 2**64, so
-it does not depend on iteration order.
+A summary over many services is the sum of their digests modulo 2**64 (``MASK``),
+so it does not depend on iteration order (see ``DistroNode._summary``).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable, Mapping
-from typing import Any
 
 import xxhash
 
@@ -42,15 +39,3 @@ def settings_digest(key: ServiceKey, settings_version: int) -> int:
     h = xxhash.xxh64(service_key_bytes(key))
     h.update(f"\x01{settings_version}".encode())
     return int(h.intdigest())
-
-
-def summary_digest(
-    services: Iterable[ServiceRecord], settings: Mapping[ServiceKey, tuple[float, int, Any]]
-) -> tuple[int, int]:
-    """(count, digest) over a set of services (``settings``: the store's, by service)."""
-    count = total = 0
-    for svc in services:
-        count += 1
-        version = settings[svc.key][1] if svc.key in settings else 0
-        total = (total + service_digest(svc, version)) & MASK
-    return count, total
