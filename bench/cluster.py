@@ -39,11 +39,8 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,17 +49,24 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-import zmq
+if __package__ in (None, ""):  # run as a file: python bench/cluster.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from meshreg import Client, Instance, MeshregError, ServiceKey
-from meshreg import __version__ as MESHREG_VERSION
-from meshreg.core.mapping import responsible_node
-from meshreg.wire.replies import encode_request
+from bench.common import (  # noqa: E402
+    GROUP,
+    HOST,
+    NS,
+    NodeProc,
+    Procs,
+    dist_ms,
+    free_port_block,
+    machine_info,
+    percentile,
+    wait_until,
+)
+from meshreg import Client, Instance, MeshregError, ServiceKey  # noqa: E402
+from meshreg.core.mapping import responsible_node  # noqa: E402
 
-HOST = "127.0.0.1"
-NS, GROUP = "public", "DEFAULT_GROUP"
-NODE_START_SECONDS = 20.0  # bound on a node answering its first ping
 FORM_SECONDS = 30.0  # bound on the cluster agreeing that every member is up and ready
 LISTED_SECONDS = 30.0  # bound on every node listing every registered instance
 RESTART_SECONDS = 60.0  # bound on the restarted node being ready and listing everything
@@ -72,85 +76,6 @@ pc = time.perf_counter
 
 
 # -- small helpers ------------------------------------------------------------------
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (nan for no samples)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, -(-len(sorted_values) * pct // 100))
-    return sorted_values[int(rank) - 1]
-
-
-def dist_ms(values: list[float]) -> dict[str, float]:
-    """p50/p90/p99/max of seconds, in ms."""
-    v = sorted(values)
-    return {
-        "p50": round(percentile(v, 50) * 1000, 3),
-        "p90": round(percentile(v, 90) * 1000, 3),
-        "p99": round(percentile(v, 99) * 1000, 3),
-        "max": round((v[-1] if v else float("nan")) * 1000, 3),
-    }
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, interval: float = 0.05
-) -> float | None:
-    """Poll ``predicate`` until truthy; the perf_counter time it held, or None on time-out."""
-    deadline = pc() + timeout
-    while True:  # bounded by the deadline
-        try:
-            ok = predicate()
-        except MeshregError:
-            ok = False
-        if ok:
-            return pc()
-        if pc() >= deadline:
-            return None
-        time.sleep(interval)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-_handed_out: set[int] = set()
-
-
-def free_port_block(span: int = 3) -> int:
-    """A port P with P .. P+span-1 free on 127.0.0.1 and not handed out before here."""
-    for _ in range(500):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
-        block = range(port, port + span)
-        if port + span > 65535 or _handed_out.intersection(block):
-            continue
-        if all(port_free(p) for p in block[1:]):
-            _handed_out.update(block)
-            return port
-    raise RuntimeError("no block of 3 free ports found on 127.0.0.1")
-
-
-def ping(port: int, timeout: float = 0.5) -> bool:
-    """One ping over a fresh REQ socket (independent of the Client's retries)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(f"tcp://{HOST}:{port}")
-        sock.send(encode_request("ping", 1))
-        if not sock.poll(int(timeout * 1000)):
-            return False
-        return bool(msgpack.unpackb(sock.recv()).get("ok"))
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-
-
 def wall(t_wall: float) -> str:
     """A wall-clock time formatted like the nodes' log lines (asctime)."""
     lt = time.localtime(t_wall)
@@ -188,109 +113,6 @@ class ClientLog(logging.Handler):
     def between(self, t0: float, t1: float) -> list[tuple[float, str, str]]:
         with self._lock2:
             return [r for r in self.records if t0 <= r[0] < t1]
-
-
-# -- node processes --------------------------------------------------------------------
-class NodeProc:
-    """A real ``meshreg node`` process on 127.0.0.1:port (restartable on the same port)."""
-
-    def __init__(self, port: int, args: list[str], log_dir: str) -> None:
-        self.port = port
-        self.address = f"{HOST}:{port}"
-        self.args = args
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_paths: list[str] = []
-        self.started_at = 0.0
-
-    def start(self) -> NodeProc:
-        path = os.path.join(self.log_dir, f"node-{self.port}-{len(self.log_paths) + 1}.log")
-        self.log_paths.append(path)
-        cmd = [sys.executable, "-m", "meshreg", "node", "--host", HOST, "--port", str(self.port)]
-        with open(path, "wb") as fh:
-            self.started_at = pc()
-            self.proc = subprocess.Popen(
-                cmd + self.args,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        return self
-
-    def wait_ping(self, timeout: float = NODE_START_SECONDS) -> float:
-        """Block until the node answers ping; the perf_counter time it did."""
-        deadline = pc() + timeout
-        while True:  # bounded by the deadline
-            if self.proc is None or self.proc.poll() is not None:
-                code = None if self.proc is None else self.proc.returncode
-                raise RuntimeError(f"node {self.address} exited early ({code}):\n{self.log()}")
-            if ping(self.port, 0.3):
-                return pc()
-            if pc() >= deadline:
-                raise RuntimeError(f"node {self.address} did not answer ping within {timeout}s")
-            time.sleep(0.02)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL (no goodbye to peers or clients) and reap."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it has not gone within ``timeout``."""
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def log(self, limit: int = 4000) -> str:
-        out = []
-        for path in self.log_paths:
-            try:
-                with open(path, encoding="utf-8", errors="replace") as fh:
-                    out.append(fh.read())
-            except OSError:
-                pass
-        return "".join(out)[-limit:]
-
-    def log_lines(self) -> list[str]:
-        return self.log(limit=10_000_000).splitlines()
-
-
-class Procs:
-    """Every node started here, so that ``stop_all`` ends them all."""
-
-    def __init__(self) -> None:
-        self.nodes: list[NodeProc] = []
-
-    def add(self, node: NodeProc) -> NodeProc:
-        self.nodes.append(node)
-        return node
-
-    def stop_all(self) -> None:
-        for n in self.nodes:
-            if n.alive():
-                assert n.proc is not None
-                n.proc.send_signal(signal.SIGTERM)
-        deadline = pc() + 5.0
-        for n in self.nodes:
-            if n.proc is None:
-                continue
-            try:
-                n.proc.wait(max(0.1, deadline - pc()))
-            except subprocess.TimeoutExpired:
-                n.proc.kill()
-                n.proc.wait(5)
 
 
 def node_args(opts: argparse.Namespace, peers: list[str]) -> list[str]:
@@ -404,6 +226,11 @@ def run_propagation(
     to_first: list[float] = []
     from_start: list[float] = []  # from the call's start instead of its return
     per_node: list[list[float]] = [[] for _ in nodes]
+    remote: list[float] = []  # the slowest subscriber on a node other than the owner
+    addresses = [n.address for n in nodes]
+    owner_idx = {
+        s: addresses.index(responsible_node(ServiceKey(NS, GROUP, s), addresses)) for s in services
+    }
     timeouts: list[dict[str, Any]] = []
     errors: list[str] = []
     stopped_early = False
@@ -414,6 +241,10 @@ def run_propagation(
             for s in services:
                 c.subscribe(s, tracker.listener(idx, s))
         provider = new_client(nodes[0].address, timeout=5.0)
+        # One permanent instance per service: a change never empties a service, so no
+        # change waits for the subscribers' push-empty confirmation (a separate query).
+        for s in services:
+            provider.register(s, f"10.{octet}.255.254", 9999)
         forwarded0 = provider.stats().get("forwarded", 0)
         total = opts.warmup_changes + opts.changes
         t_start = pc()
@@ -452,6 +283,9 @@ def run_propagation(
             to_first.append(min(times))
             for k, d in enumerate(times):
                 per_node[k].append(d)
+            others = [d for k, d in enumerate(times) if k != owner_idx[service]]
+            if others:
+                remote.append(max(others))
         elapsed = pc() - t_start
         forwarded = provider.stats().get("forwarded", 0) - forwarded0
     finally:
@@ -470,6 +304,7 @@ def run_propagation(
         "elapsed_s": round(elapsed, 3),
         "all_nodes_ms": dist_ms(to_all),
         "first_node_ms": dist_ms(to_first),
+        "remote_subscriber_ms": dist_ms(remote),
         "call_ms": dist_ms(calls),
         "all_nodes_from_call_start_ms": dist_ms(from_start),
         "per_node_p50_ms": {
@@ -926,32 +761,6 @@ def _relative_examples(examples: Any, origin: float) -> Any:
 
 
 # -- machine and report -------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        nproc = os.cpu_count() or 0
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "nproc": nproc,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "pyzmq": zmq.pyzmq_version(),
-        "libzmq": zmq.zmq_version(),
-        "meshreg": MESHREG_VERSION,
-        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
-
-
 def fmt(v: Any, unit: str = "s") -> str:
     if v is None:
         return "never"

@@ -21,10 +21,17 @@ Theory of operation
   commute and every node that has seen the same records holds the same table.
   A tombstone is what stops a stale copy from resurrecting an evicted
   instance.
+* Memory (a node holds up to millions of records; see bench/scale.py): a
+  record keeps no more than its fields.  The instances of a service mostly
+  carry equal metadata, so a service shares one dict among the instances
+  whose metadata is equal to one of its last few distinct ones (record
+  metadata is never changed in place: a change replaces the dict).  Cluster
+  names are interned and the default weight is one float object.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 
 from meshreg.core.events import InstanceView, ServiceChanged
@@ -32,6 +39,8 @@ from meshreg.model import InstanceId, ServiceKey
 
 Settings = tuple[float, int, dict[str, str]]  # (protect_threshold, version, service metadata)
 NO_SETTINGS: Settings = (0.0, 0, {})
+SHARED_METADATA = 4  # distinct metadata dicts a service offers for sharing (most recent)
+_ONE = 1.0  # the default weight: one float object for every record that has it
 
 
 class InstanceRecord:
@@ -83,13 +92,43 @@ class InstanceRecord:
 class ServiceRecord:
     """One service: its instances by id and its revision."""
 
-    __slots__ = ("key", "revision", "instances", "digest_cache")
+    __slots__ = ("key", "revision", "instances", "digest_cache", "metadata_seen")
 
     def __init__(self, key: ServiceKey) -> None:
         self.key = key
         self.revision = 0
         self.instances: dict[InstanceId, InstanceRecord] = {}
         self.digest_cache: int | None = None  # see core/digests; reset on every change
+        # the last few distinct metadata dicts stored here, shared by equal ones
+        self.metadata_seen: tuple[dict[str, str], ...] = ()
+
+    def shared_metadata(self, metadata: dict[str, str], copy: bool = False) -> dict[str, str]:
+        """An equal metadata dict already held by this service, else ``metadata``
+        (a copy of it with ``copy``), which is then offered for sharing.
+
+        Bounded: at most SHARED_METADATA comparisons and dicts kept per service.
+        """
+        seen = self.metadata_seen
+        for held in seen:
+            if held == metadata:
+                return held
+        if copy:
+            metadata = dict(metadata)
+        self.metadata_seen = (*seen[-(SHARED_METADATA - 1) :], metadata)
+        return metadata
+
+
+def _stored_id(iid: InstanceId) -> InstanceId:
+    """``iid`` with its cluster name interned (a handful of names, held by every record)."""
+    cluster = iid.cluster
+    if type(cluster) is not str or sys.intern(cluster) is cluster:
+        return iid
+    return InstanceId(iid.ip, iid.port, sys.intern(cluster))
+
+
+def _stored_weight(weight: float) -> float:
+    """The weight to keep: the shared object for the default 1.0 (each decoded one is new)."""
+    return _ONE if type(weight) is float and weight == _ONE else weight
 
 
 class RegistryStore:
@@ -151,7 +190,10 @@ class RegistryStore:
             svc = self.services[key] = ServiceRecord(key)
         rec = svc.instances.get(iid)
         if rec is None:
-            rec = svc.instances[iid] = InstanceRecord(iid, weight, enabled, metadata, now, version)
+            iid = _stored_id(iid)
+            rec = svc.instances[iid] = InstanceRecord(
+                iid, _stored_weight(weight), enabled, svc.shared_metadata(metadata), now, version
+            )
             self._forget_tombstone(key, iid)
             return self._changed(svc, (rec,), (), "registered")
         rec.last_beat = now
@@ -162,7 +204,8 @@ class RegistryStore:
             and rec.metadata == metadata
         ):
             return None
-        rec.weight, rec.enabled, rec.metadata, rec.healthy = weight, enabled, metadata, True
+        rec.weight, rec.enabled, rec.healthy = _stored_weight(weight), enabled, True
+        rec.metadata = svc.shared_metadata(metadata)
         rec.version = version
         return self._changed(svc, (rec,), (), "updated")
 
@@ -183,7 +226,7 @@ class RegistryStore:
         new_enabled = rec.enabled if enabled is None else enabled
         if (new_weight, new_enabled) == (rec.weight, rec.enabled):
             return None
-        rec.weight, rec.enabled, rec.version = new_weight, new_enabled, version
+        rec.weight, rec.enabled, rec.version = _stored_weight(new_weight), new_enabled, version
         return self._changed(svc, (rec,), (), "updated")
 
     def deregister(
@@ -232,7 +275,8 @@ class RegistryStore:
         svc = self.services.get(key)
         if svc is None:
             return None
-        removed = tuple(iid for iid in iids if svc.instances.pop(iid, None) is not None)
+        pop = svc.instances.pop
+        removed = tuple(rec.id for iid in iids if (rec := pop(iid, None)) is not None)
         if not removed:
             return None
         tombs = self.tombstones.setdefault(key, {})
@@ -276,15 +320,17 @@ class RegistryStore:
             if svc is None:
                 svc = self.services[key] = ServiceRecord(key)
             rec = svc.instances.get(iid)
+            metadata = svc.shared_metadata(v.metadata, copy=True)  # never the view's own
             if rec is None:
+                iid = _stored_id(iid)
                 rec = svc.instances[iid] = InstanceRecord(
-                    iid, v.weight, v.enabled, dict(v.metadata), now, v.version
+                    iid, _stored_weight(v.weight), v.enabled, metadata, now, v.version
                 )
                 rec.healthy = v.healthy
                 self._forget_tombstone(key, iid)
             else:
-                rec.weight, rec.enabled, rec.healthy = v.weight, v.enabled, v.healthy
-                rec.metadata, rec.version = dict(v.metadata), v.version
+                rec.weight, rec.enabled = _stored_weight(v.weight), v.enabled
+                rec.healthy, rec.metadata, rec.version = v.healthy, metadata, v.version
             changed.append(rec)
         tombs = None
         for iid, version in removals:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from meshreg.core.events import InstanceView, ServiceChanged
-from meshreg.core.store import RegistryStore, ServiceRecord
+from meshreg.core.store import SHARED_METADATA, RegistryStore, ServiceRecord
 from meshreg.model import InstanceId, ServiceKey
 
 SVC = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -287,3 +289,82 @@ def test_records_iterates_a_snapshot() -> None:
         store.remove(svc.key, [A], "evicted")
     assert sorted(seen) == sorted([SVC, OTHER])
     assert store.services == {}
+
+
+# -- memory: what records share (see the store's theory of operation) ------------------
+def test_equal_metadata_is_one_dict_per_service() -> None:
+    store = RegistryStore()
+    reg(store, A, metadata={"zone": "a"})
+    reg(store, B, metadata={"zone": "a"})
+    reg(store, C, metadata={"zone": "b"})
+    reg(store, A, OTHER, metadata={"zone": "a"})
+    recs = svc_of(store).instances
+    assert recs[A].metadata is recs[B].metadata == {"zone": "a"}
+    assert recs[C].metadata == {"zone": "b"} and recs[C].metadata is not recs[A].metadata
+    assert svc_of(store, OTHER).instances[A].metadata is not recs[A].metadata  # per service
+
+
+def test_metadata_change_replaces_the_dict_and_leaves_the_others() -> None:
+    store = RegistryStore()
+    reg(store, A, metadata={"zone": "a"})
+    reg(store, B, metadata={"zone": "a"})
+    change = reg(store, A, metadata={"zone": "b"})
+    assert change is not None and change.reason == "updated"
+    recs = svc_of(store).instances
+    assert (recs[A].metadata, recs[B].metadata) == ({"zone": "b"}, {"zone": "a"})
+    change = reg(store, A, metadata={"zone": "a"})  # back: shares again
+    assert change is not None and recs[A].metadata is recs[B].metadata
+
+
+def test_metadata_sharing_is_bounded_per_service() -> None:
+    store = RegistryStore()
+    for k in range(3 * SHARED_METADATA):
+        reg(store, InstanceId(f"10.0.1.{k}", 80, "DEFAULT"), metadata={"host": f"h{k}"})
+    svc = svc_of(store)
+    assert len(svc.metadata_seen) == SHARED_METADATA
+    assert [m["host"] for m in svc.metadata_seen] == [
+        f"h{k}" for k in range(2 * SHARED_METADATA, 3 * SHARED_METADATA)
+    ]
+    assert {r.metadata["host"] for r in svc.instances.values()} == {
+        f"h{k}" for k in range(3 * SHARED_METADATA)
+    }
+
+
+def test_merged_metadata_is_shared_but_never_the_views_own() -> None:
+    store = RegistryStore()
+    reg(store, A, metadata={"zone": "a"})
+    views = [
+        InstanceView("10.0.0.2", 8080, "DEFAULT", 1.0, True, True, {"zone": "a"}, 5),
+        InstanceView("10.0.0.3", 9090, "east", 1.0, True, True, {"zone": "c"}, 5),
+    ]
+    change = store.merge(SVC, views, (), now=1.0)
+    assert change is not None
+    recs = svc_of(store).instances
+    assert recs[B].metadata is recs[A].metadata
+    assert recs[C].metadata == {"zone": "c"} and recs[C].metadata is not views[1].metadata
+    views[1].metadata["zone"] = "mutated"
+    assert recs[C].metadata == {"zone": "c"}
+
+
+def test_records_keep_interned_cluster_names_and_one_default_weight() -> None:
+    store = RegistryStore()
+    cluster = "".join(["ea", "st"])  # a str built at run time, as a decoder makes it
+    weight = float("1.0")
+    store.register(SVC, InstanceId("10.0.0.9", 80, cluster), weight, True, {}, 0.0)
+    store.register(SVC, InstanceId("10.0.0.8", 80, "".join(["ea", "st"])), 1.0, True, {}, 0.0)
+    (first, second) = svc_of(store).instances.values()
+    assert first.id.cluster is second.id.cluster == "east"
+    assert first.weight is second.weight == 1.0
+    assert type(first.weight) is float
+    # an int weight stays what it was given (no type change on the wire)
+    reg(store, C, weight=1)
+    assert type(svc_of(store).instances[C].weight) is int
+
+
+def test_removed_ids_are_the_stored_ones() -> None:
+    store = RegistryStore()
+    reg(store, A)
+    change = store.remove(SVC, [InstanceId("10.0.0.1", 8080, "".join(["DEF", "AULT"]))], "evicted")
+    assert change is not None and change.removed == (A,)
+    assert change.removed[0].cluster is sys.intern("DEFAULT")
+    assert list(store.tombstones[SVC]) == [A]
