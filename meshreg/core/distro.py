@@ -215,6 +215,15 @@ class DistroNode(RegistryNode):
                     rec.last_beat = now
 
     # -- requests -----------------------------------------------------------------
+    def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
+        """The heartbeat fast path, only where the full path would apply the beat here
+        with no other effect: ready, and responsible for the service (or alone)."""
+        if not self.ready:
+            return False
+        if len(self._members) > 1 and self._owner_cache.get(key) != self.node_id:  # type: ignore[call-overload]
+            return False  # not ours, or not looked up yet: the full path decides
+        return super().fast_beat(key, iid, now)
+
     def handle(self, req: Any, now: float, forwarded: bool = False) -> Any:
         t = type(req)
         if (

@@ -185,7 +185,64 @@ def decode_body(body: bytes) -> Any:
 
 def parse_request(body: bytes) -> Request:
     """Validate untrusted ``body`` bytes and return a typed request."""
-    msg = decode_body(body)
+    return parse_message(decode_body(body))
+
+
+BeatFields = tuple[int, tuple[str, str, str], tuple[str, int, str]]
+
+
+def beat_fields(msg: Any) -> BeatFields | None:
+    """A well-formed beat's ``(id, (namespace, group, service), (ip, port, cluster))``.
+
+    The heartbeat fast path: the same type and length checks ``parse_message``
+    makes for a beat, but plain tuples instead of a request object and two
+    NamedTuples (a NamedTuple key hashes and compares equal to the tuple).
+    None for anything else, which then takes ``parse_message`` and gets its
+    precise error.
+    """
+    if type(msg) is not dict or msg.get("op") != "beat":
+        return None
+    req_id = msg.get("id")
+    version = msg.get("v")
+    if (
+        type(req_id) is not int
+        or not 0 <= req_id <= limits.MAX_REQUEST_ID
+        or type(version) is not int
+        or version != limits.PROTOCOL_VERSION
+    ):
+        return None
+    ns = msg.get("namespace")
+    if ns is None:
+        ns = DEFAULT_NAMESPACE
+    group = msg.get("group")
+    if group is None:
+        group = DEFAULT_GROUP
+    service = msg.get("service")
+    ip = msg.get("ip")
+    port = msg.get("port")
+    cluster = msg.get("cluster")
+    if cluster is None:
+        cluster = DEFAULT_CLUSTER
+    if (
+        type(ns) is not str
+        or type(group) is not str
+        or type(service) is not str
+        or type(ip) is not str
+        or type(port) is not int
+        or type(cluster) is not str
+        or not 0 < len(ns) <= limits.MAX_NAMESPACE_LEN
+        or not 0 < len(group) <= limits.MAX_GROUP_LEN
+        or not 0 < len(service) <= limits.MAX_SERVICE_LEN
+        or not 0 < len(ip) <= limits.MAX_HOST_LEN
+        or not 0 < port < 65536
+        or not 0 < len(cluster) <= limits.MAX_CLUSTER_LEN
+    ):
+        return None
+    return req_id, (ns, group, service), (ip, port, cluster)
+
+
+def parse_message(msg: Any) -> Request:
+    """Validate an untrusted decoded body and return a typed request."""
     if not isinstance(msg, dict):
         raise RequestRejected(ErrorCode.MALFORMED, "body must be a msgpack map")
     req_id = msg.get("id")
