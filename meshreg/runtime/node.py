@@ -34,7 +34,7 @@ from meshreg.transport.sockets import (
     bind_request_socket,
 )
 from meshreg.wire.envelope import routable_envelope, split_envelope
-from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.messages import RequestRejected, beat_fields, decode_body, parse_message
 from meshreg.wire.notifications import encode_change, encode_sync, parse_topic
 from meshreg.wire.peer import (
     Beacon,
@@ -232,7 +232,11 @@ class NodeRuntime:
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
         req = None
         try:
-            req = parse_request(body)
+            msg = decode_body(body)
+            beat = beat_fields(msg)
+            if beat is not None and self.core.fast_beat(beat[1], beat[2], now):
+                return envelope + [encode_ok(beat[0], None)]
+            req = parse_message(msg)
             forwarded = len(envelope) > 2  # a peer relayed it: never forward again
             result = self.core.handle(req, now, forwarded)
             if type(result) is Forward:
@@ -339,13 +343,11 @@ class NodeRuntime:
             if t is ServiceChanged:
                 self._notify(xpub, encode_change(effect, epoch))
                 if effect.reason in ("unhealthy", "evicted"):
-                    names = [str(i) for i in effect.removed]
-                    names += [f"{v.ip}:{v.port}" for v in effect.upserted]
                     log.info(
                         "%s: %s %s (revision %d)",
                         effect.key,
                         effect.reason,
-                        ", ".join(names),
+                        _some_names(effect),
                         effect.revision,
                     )
             elif t is SyncAnnounced:
@@ -403,3 +405,16 @@ class NodeRuntime:
             pub.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             pass  # over HWM: peers see the seq gap and repair by anti-entropy
+
+
+LOGGED_NAMES = 10  # instances named in one "unhealthy"/"evicted" log line; the rest counted
+
+
+def _some_names(change: ServiceChanged) -> str:
+    """The first instances of a health change, and how many more: one bounded log line
+    even when a mass expiry marks thousands at once."""
+    count = len(change.removed) + len(change.upserted)
+    names = [str(i) for i in change.removed[:LOGGED_NAMES]]
+    names += [f"{v.ip}:{v.port}" for v in change.upserted[: LOGGED_NAMES - len(names)]]
+    more = count - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
