@@ -240,6 +240,17 @@ class RegistryNode:
         return self.next_check_at
 
     # -- subscriptions -------------------------------------------------------
+    def watched(self, key: ServiceKey) -> bool:
+        """Whether any watcher may want ``key``'s changes (its topic or a prefix of it).
+
+        The runtime encodes and publishes a change only then: most writes are to
+        services nobody watches on this node.  A watcher whose subscription the
+        node has not read yet misses nothing: reading it announces the current
+        revision, and the watcher re-pulls if it is behind.
+        """
+        subs = self.subscriptions.by_service
+        return key in subs or None in subs
+
     def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
         """A watcher (un)subscribed; a new one is told the current revision."""
         if subscribed:

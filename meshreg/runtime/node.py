@@ -336,12 +336,13 @@ class NodeRuntime:
     def _carry_out(self, effects: list[Any], now: float) -> None:
         if not effects:
             return
-        xpub, epoch = self._xpub, self.epoch
+        xpub, epoch, watched = self._xpub, self.epoch, self.core.watched
         assert xpub is not None
         for effect in effects:
             t = type(effect)
             if t is ServiceChanged:
-                self._notify(xpub, encode_change(effect, epoch))
+                if watched(effect.key):
+                    self._notify(xpub, encode_change(effect, epoch))
                 if effect.reason in ("unhealthy", "evicted"):
                     log.info(
                         "%s: %s %s (revision %d)",

@@ -407,6 +407,19 @@ def test_subscriber_counts() -> None:
     assert (stats["subscribers"], stats["watched_services"]) == (2, 1)
 
 
+def test_watched_follows_subscriptions_and_prefixes() -> None:
+    node = new_node()
+    other = ServiceKey("public", "DEFAULT_GROUP", "pay")
+    assert not node.watched(SVC)
+    node.subscription_changed(SVC, True)
+    assert node.watched(SVC) and not node.watched(other)
+    node.subscription_changed(None, True)  # a prefix: every change may be wanted
+    assert node.watched(other)
+    node.subscription_changed(None, False)
+    node.subscription_changed(SVC, False)
+    assert not node.watched(SVC) and not node.watched(other)
+
+
 # -- stats and ping --------------------------------------------------------------------------------
 def test_stats_counters() -> None:
     node = new_node(now=100.0)
