@@ -83,6 +83,113 @@ class HealthPolicy:
             )
 
 
+SWEEP_STEP = 20_000  # instances judged per step of a pass: a bounded pause per loop turn
+
+
+class SweepPass:
+    """One health pass over the table, judged in steps of at most ``step`` instances.
+
+    At a million instances a whole pass costs hundreds of milliseconds (the
+    records are all over memory); done at once it would stall every request
+    for that long every ``check_interval``.  The node runs one step per loop
+    turn instead and serves requests in between.  Everything is judged
+    against the pass's start time; ``finish`` re-checks each instance found
+    silent, since it may have beaten, been deregistered or registered again
+    while the pass ran.  A table of at most ``step`` instances is judged in
+    one step, exactly as a single sweep would.
+    """
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        now: float,
+        policy: HealthPolicy,
+        owns: Callable[[ServiceKey], bool] | None = None,
+        step: int | None = None,
+    ) -> None:
+        self.store = store
+        self.started = now
+        self.unhealthy_before = now - policy.unhealthy_after
+        self.evict_before = now - policy.evict_after
+        self.owns = owns
+        self.step = SWEEP_STEP if step is None else step
+        self.total = self.silent = self.overdue = 0
+        self.found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
+        self._todo = list(store.records())  # the services as they stand at the start
+        self._next = 0
+
+    @property
+    def done(self) -> bool:
+        return self._next >= len(self._todo)
+
+    def advance(self) -> bool:
+        """Judge the next services, at least one and about ``step`` instances; True when done."""
+        todo, owns = self._todo, self.owns
+        unhealthy_before, evict_before = self.unhealthy_before, self.evict_before
+        budget = self.step
+        while self._next < len(todo) and budget > 0:  # bounded: each turn consumes a service
+            svc = todo[self._next]
+            self._next += 1
+            if owns is not None and not owns(svc.key):
+                continue
+            count = len(svc.instances)
+            budget -= count
+            self.total += count
+            to_evict: list[InstanceRecord] = []
+            to_mark: list[InstanceId] = []
+            for rec in svc.instances.values():
+                if rec.last_beat <= unhealthy_before:
+                    self.silent += 1
+                    if rec.last_beat <= evict_before:
+                        to_evict.append(rec)
+                    elif rec.healthy:
+                        to_mark.append(rec.id)
+            if to_mark or to_evict:
+                self.found.append((svc.key, to_mark, to_evict))
+                self.overdue += len(to_evict)
+        return self.done
+
+    def finish(
+        self, now: float, version: int = 0, preservation: SelfPreservation | None = None
+    ) -> list[ServiceChanged]:
+        """Apply the pass (after ``advance`` returned True): the changes, one or two per service."""
+        store = self.store
+        evicting = preservation is None or preservation.assess(
+            now, self.silent, self.total, self.overdue
+        )
+        changes: list[ServiceChanged] = []
+        for key, marked, overdue in self.found:
+            svc = store.services.get(key)
+            if svc is None:
+                continue
+            current = svc.instances
+            # Still silent, and still the record that was judged (not re-registered since).
+            to_mark = [
+                i
+                for i in marked
+                if (r := current.get(i)) is not None
+                and r.healthy
+                and r.last_beat <= self.unhealthy_before
+            ]
+            to_evict = [
+                rec
+                for rec in overdue
+                if current.get(rec.id) is rec and rec.last_beat <= self.evict_before
+            ]
+            if not evicting:  # held: overdue instances are only marked unhealthy
+                to_mark += [rec.id for rec in to_evict if rec.healthy]
+                to_evict = []
+            if to_mark:
+                change = store.set_health(key, to_mark, False, version)
+                if change is not None:
+                    changes.append(change)
+            if to_evict:
+                change = store.remove(key, [rec.id for rec in to_evict], "evicted", version, now)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+
 def sweep(
     store: RegistryStore,
     now: float,
@@ -93,42 +200,11 @@ def sweep(
 ) -> list[ServiceChanged]:
     """Mark silent instances unhealthy and evict dead ones; return the changes.
 
-    ``version`` stamps every change of this sweep; ``owns`` limits the sweep
-    to the services this node is responsible for (None: all of them);
-    ``preservation`` decides whether this sweep may evict (None: always).
+    A whole pass at once.  ``version`` stamps every change of this sweep;
+    ``owns`` limits the sweep to the services this node is responsible for
+    (None: all of them); ``preservation`` decides whether this sweep may
+    evict (None: always).
     """
-    unhealthy_before = now - policy.unhealthy_after
-    evict_before = now - policy.evict_after
-    total = silent = overdue = 0
-    found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
-    for svc in store.records():
-        if owns is not None and not owns(svc.key):
-            continue
-        total += len(svc.instances)
-        to_evict: list[InstanceRecord] = []
-        to_mark: list[InstanceId] = []
-        for rec in svc.instances.values():
-            if rec.last_beat <= unhealthy_before:
-                silent += 1
-                if rec.last_beat <= evict_before:
-                    to_evict.append(rec)
-                elif rec.healthy:
-                    to_mark.append(rec.id)
-        if to_mark or to_evict:
-            found.append((svc.key, to_mark, to_evict))
-            overdue += len(to_evict)
-    evicting = preservation is None or preservation.assess(now, silent, total, overdue)
-    changes: list[ServiceChanged] = []
-    for key, to_mark, to_evict in found:
-        if not evicting:  # held: overdue instances are only marked unhealthy
-            to_mark += [rec.id for rec in to_evict if rec.healthy]
-            to_evict = []
-        if to_mark:
-            change = store.set_health(key, to_mark, False, version)
-            if change is not None:
-                changes.append(change)
-        if to_evict:
-            change = store.remove(key, [rec.id for rec in to_evict], "evicted", version, now)
-            if change is not None:
-                changes.append(change)
-    return changes
+    run = SweepPass(store, now, policy, owns, step=2**62)
+    run.advance()
+    return run.finish(now, version, preservation)

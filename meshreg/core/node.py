@@ -59,6 +59,7 @@ class RegistryNode:
         self.subscriptions = Subscriptions()
         self.preservation = SelfPreservation(policy)
         self.next_check_at = now + policy.check_interval
+        self._sweep: health.SweepPass | None = None  # a health check under way
         self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
 
     # -- requests -------------------------------------------------------------
@@ -224,19 +225,28 @@ class RegistryNode:
 
     # -- time ----------------------------------------------------------------
     def tick(self, now: float) -> float:
-        """Run the health sweep if due; return the next time to call tick."""
-        if now >= self.next_check_at:
-            owns, preservation = self._owns, self.preservation
-            changes = health.sweep(
-                self.store, now, self.policy, self._stamp(now), owns, preservation
-            )
+        """Run the health check if due; return the next time to call tick.
+
+        A check is a :class:`~meshreg.core.health.SweepPass` judged in bounded
+        steps, one per call: while one is under way the answer is ``now``
+        (call again at once, after serving what is waiting).
+        """
+        run = self._sweep
+        if run is None and now >= self.next_check_at:
+            run = self._sweep = health.SweepPass(self.store, now, self.policy, self._owns)
+            # Anchored on the start: after a stall we check once, not a burst of catch-ups.
+            self.next_check_at = now + self.policy.check_interval
+        if run is not None:
+            if not run.advance():
+                return now
+            self._sweep = None
+            preservation = self.preservation
+            changes = run.finish(now, self._stamp(now), preservation)
             self._effects.extend(preservation.take_events())  # local news, not replicated
             for change in changes:
                 self._emit(change)
             self.store.purge_tombstones(now, TOMBSTONE_TTL)
             self.stats.sample(now)
-            # Re-anchor on now: after a stall we check once, not a burst of catch-ups.
-            self.next_check_at = now + self.policy.check_interval
         return self.next_check_at
 
     # -- subscriptions -------------------------------------------------------
