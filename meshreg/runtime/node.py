@@ -27,6 +27,7 @@ from meshreg.core.membership import MemberChanged, MemberState
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
 from meshreg.transport.sockets import (
     bind_notify_socket,
@@ -61,7 +62,10 @@ class NodeRuntime:
         config: NodeConfig,
         clock: Callable[[], float] = time.monotonic,
         epoch: int | None = None,
+        freeze_gc: bool = False,
     ) -> None:
+        """``freeze_gc``: no automatic full GC collections (runtime/gc_policy):
+        process-wide, so only for a process that is a node."""
         self.config = config
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
@@ -85,6 +89,8 @@ class NodeRuntime:
         self._repl_sub: zmq.Socket[bytes] | None = None
         self._peers: PeerLinks | None = None
         self._limiter = LogLimiter(log)
+        if freeze_gc:
+            avoid_full_collections()
 
     def bind(self) -> None:
         """Bind the sockets (raises ConfigError naming the address on failure)."""
