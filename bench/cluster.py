@@ -289,9 +289,9 @@ def run_propagation(
         elapsed = pc() - t_start
         forwarded = provider.stats().get("forwarded", 0) - forwarded0
     finally:
-        close_quietly(provider)
-        for c in subs:
+        for c in subs:  # first: the provider's goodbye empties the services they watch
             close_quietly(c)
+        close_quietly(provider)
     result = {
         "label": label,
         "nodes": len(nodes),

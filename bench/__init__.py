@@ -1,0 +1,1 @@
+"""meshreg benchmark suite: ``python -m bench`` (or ``bin/meshreg-bench``) runs it all."""

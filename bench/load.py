@@ -1,0 +1,562 @@
+"""The load generator shared by the throughput benchmarks, and the raw ZeroMQ echo baseline.
+
+C processes, one DEALER each, W requests outstanding per DEALER, ``[b"", body]``
+frames as a REQ socket would send them.  Request bodies are the bytes
+``encode_request`` produces, pre-built as templates so that the loader only
+packs the request id.  One request in ``SAMPLE_EVERY`` is timed.  Every loop
+is bounded in count and time; everything connects to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+import msgpack
+import zmq
+from zmq.backend import Socket as _Base
+
+from bench.common import (
+    HOST,
+    READY_SECONDS,
+    Procs,
+    collect,
+    cpu_seconds,
+    free_port_block,
+    percentile,
+    process_cpu_table,
+    system_busy_seconds,
+    top_other,
+)
+from meshreg.wire.replies import encode_request
+
+SAMPLE_EVERY = 16  # one request in this many is timed for the latency percentiles
+STALL_SECONDS = 5.0  # no reply at all for this long: the run is declared stalled
+DRAIN_SECONDS = 3.0  # after the window closes, how long to wait for outstanding replies
+MAX_OPS_PER_SECOND = 2_000_000  # count bound per loader: seconds * this
+SERVICES = 4  # by default the instances are spread over this many services
+_NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+BACKGROUND_FIRST = 5_000_000  # instance numbers of background load (apart from the rest)
+_SENTINEL_ID = 0xFEEDFACECAFEBEEF  # packs as 9 bytes that cannot occur elsewhere
+
+
+# -- request templates ----------------------------------------------------------
+def make_template(op: str, check: bool = True, **fields: Any) -> tuple[bytes, bytes]:
+    """(head, tail) with ``head + packb(id) + tail == encode_request(op, id, **fields)``.
+
+    The loader then builds a request with one int pack and two concatenations
+    instead of packing a whole map, so the load generator stays cheap.
+    """
+    body = encode_request(op, _SENTINEL_ID, **fields)
+    mark = msgpack.packb(_SENTINEL_ID)
+    if body.count(mark) != 1:
+        raise RuntimeError(f"cannot template {op!r}: id marker not unique")
+    head, _, tail = body.partition(mark)
+    if check:
+        for rid in (0, 1, 200, 70_000, 2**40):
+            if head + msgpack.packb(rid) + tail != encode_request(op, rid, **fields):
+                raise RuntimeError(f"template for {op!r} does not reproduce encode_request")
+    return head, tail
+
+
+def default_services(count: int = SERVICES) -> tuple[str, ...]:
+    return tuple(f"bench-svc-{k}" for k in range(count))
+
+
+def instance_fields(i: int, services: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Fields naming instance ``i`` (what the real client puts in a beat).
+
+    Instance ``i`` belongs to ``services[i % len(services)]``; its address is
+    unique for i < 2**24.
+    """
+    services = services or default_services()
+    return {
+        "namespace": "public",
+        "group": "DEFAULT_GROUP",
+        "service": services[i % len(services)],
+        "ip": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+        "port": 20000 + i % 40000,
+        "cluster": "DEFAULT",
+    }
+
+
+Spec = tuple[Any, ...]  # (kind, n[, services[, first]]): what templates_for takes
+
+
+def templates_for(
+    kind: str, n: int, services: tuple[str, ...] | None = None, first: int = 0
+) -> list[tuple[bytes, bytes]]:
+    """Request templates of one workload: ``ping``, or ``beat``/``register``/``deregister``
+    of instances ``first .. first+n-1`` spread over ``services``.
+
+    Built where they are used: a spawned process gets only the spec, since a
+    large pickled argument can block ``Process.start`` if the child dies early.
+    """
+    if kind == "ping":
+        return [make_template("ping")]
+    extra: dict[str, Any] = {}
+    if kind == "register":
+        extra = {"weight": 1.0, "metadata": {"zone": "bench"}}
+    elif kind not in ("beat", "deregister"):
+        raise ValueError(f"unknown workload {kind!r}")
+    return [
+        make_template(kind, i < first + 4, **extra, **instance_fields(i, services))
+        for i in range(first, first + n)
+    ]
+
+
+# -- the load generator ---------------------------------------------------------
+def drive(
+    endpoint: str,
+    templates: list[tuple[bytes, bytes]],
+    window: int,
+    seconds: float,
+    warmup: float = 0.0,
+    max_ops: int | None = None,
+    echo: bool = False,
+    drain_seconds: float = DRAIN_SECONDS,
+    go: Any = None,
+    ready: Any = None,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds``.
+
+    Replies received inside the measuring window (after the warm-up) count
+    towards ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.
+    Bounded: at most ``max_ops`` requests, at most ``warmup + seconds`` of
+    sending, then at most ``drain_seconds`` waiting for the stragglers.
+    """
+    if max_ops is None:
+        max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, max(1000, 2 * window))
+    sock.setsockopt(zmq.RCVHWM, max(1000, 2 * window))
+    sock.connect(endpoint)
+    try:
+        if ready is not None:
+            ready.put(os.getpid())
+        if go is not None and not go.wait(READY_SECONDS):
+            return {"aborted": "no start signal"}
+        return _drive_loop(
+            sock, templates, window, seconds, warmup, max_ops, echo, drain_seconds, rate
+        )
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def _drive_loop(
+    sock: zmq.Socket,
+    templates: list[tuple[bytes, bytes]],
+    window: int,
+    seconds: float,
+    warmup: float,
+    max_ops: int,
+    echo: bool,
+    drain_seconds: float,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    perf = time.perf_counter
+    packb, unpackb = msgpack.packb, msgpack.unpackb
+    # pyzmq's send_multipart/recv_multipart cost several Python calls and zmq.Flag
+    # arithmetic per message; the loader calls the Cython methods with int flags.
+    bsend, brecv, bget, poll = _Base.send, _Base.recv, _Base.get, sock.poll
+    noblock, sndmore, rcvmore, again = _NOBLOCK, _SNDMORE, _RCVMORE, zmq.Again
+
+    def recv() -> list[bytes]:
+        """One whole message without blocking (raises zmq.Again if none)."""
+        frames = [brecv(sock, noblock)]
+        while bget(sock, rcvmore):
+            frames.append(brecv(sock, noblock))
+        return frames
+
+    empty = b""
+    mask = SAMPLE_EVERY - 1
+    n_templates = len(templates)
+    stamps: dict[int, float] = {}
+    latencies: list[float] = []
+    error_names: Counter[str] = Counter()
+    sent = outstanding = ok = errors = ok_total = errors_total = 0
+    next_id = 1
+    idx = 0
+    stalled = False
+
+    cpu_start = time.process_time()
+    t_start = perf()
+    t_measure = t_start + warmup
+    t_end = t_measure + seconds
+    now = t_start
+
+    def take(frames: list[bytes], counting: bool) -> None:
+        nonlocal ok, errors, ok_total, errors_total
+        try:
+            msg = unpackb(frames[-1])
+            rid = msg["id"]
+            good = echo or msg.get("ok") is True
+        except Exception:
+            msg, rid, good = None, 0, False
+        if good:
+            ok_total += 1
+            ok += counting
+        else:
+            errors_total += 1
+            errors += counting
+            err = msg.get("error") if isinstance(msg, dict) else None
+            error_names[err.get("name", "?") if isinstance(err, dict) else "BAD_REPLY"] += 1
+        if not rid & mask:
+            t0 = stamps.pop(rid, None)
+            if t0 is not None and counting:
+                latencies.append(perf() - t0)
+
+    # Main phase: fill the window, wait for at least one reply, drain what arrived.
+    # Paced (``rate``): send on a fixed schedule, at most ``window`` in flight.
+    last_reply = t_start
+    while rate and now < t_end and sent < max_ops:  # bounded by t_end and max_ops
+        due = min(max_ops, int((now - t_start) * rate) + 1)
+        while outstanding < window and sent < due:
+            head, tail = templates[idx]
+            idx += 1
+            if idx == n_templates:
+                idx = 0
+            rid = next_id
+            next_id += 1
+            if not rid & mask:
+                stamps[rid] = perf()
+            bsend(sock, empty, sndmore)
+            bsend(sock, head + packb(rid) + tail, 0)
+            outstanding += 1
+            sent += 1
+        # zmq's poll counts whole milliseconds: sleep at least 1 ms when nothing is
+        # due (the next sends then go out as a small burst), never spin.
+        wait = (sent / rate) - (perf() - t_start)
+        if poll(0 if wait <= 0 else max(1, int(min(wait, 0.1) * 1000.0))):
+            last_reply = perf()
+            counting = t_measure <= last_reply < t_end
+            for _ in range(outstanding):  # bounded: at most what is in flight
+                try:
+                    frames = recv()
+                except again:
+                    break
+                outstanding -= 1
+                take(frames, counting)
+        now = perf()
+        if outstanding and now - last_reply > STALL_SECONDS:
+            stalled = True
+            break
+    while not rate and now < t_end and sent < max_ops:
+        while outstanding < window and sent < max_ops:
+            head, tail = templates[idx]
+            idx += 1
+            if idx == n_templates:
+                idx = 0
+            rid = next_id
+            next_id += 1
+            if not rid & mask:
+                stamps[rid] = perf()
+            bsend(sock, empty, sndmore)
+            bsend(sock, head + packb(rid) + tail, 0)
+            outstanding += 1
+            sent += 1
+        if not poll(STALL_SECONDS * 1000.0):
+            stalled = True
+            break
+        now = perf()
+        counting = t_measure <= now < t_end
+        for _ in range(outstanding):  # bounded: at most what is in flight
+            try:
+                frames = recv()
+            except again:
+                break
+            outstanding -= 1
+            take(frames, counting)
+    t_stop = min(perf(), t_end)
+    cpu_used = time.process_time() - cpu_start
+    cpu_busy = cpu_used / max(perf() - t_start, 1e-9)
+
+    # Drain phase: collect the replies still in flight (not counted in the window).
+    drain_deadline = perf() + drain_seconds
+    while outstanding and not stalled:
+        left = drain_deadline - perf()
+        if left <= 0 or not poll(left * 1000.0):
+            break
+        for _ in range(outstanding):
+            try:
+                frames = recv()
+            except again:
+                break
+            outstanding -= 1
+            take(frames, False)
+
+    return {
+        "sent": sent,
+        "ok": ok,
+        "errors": errors,
+        "ok_total": ok_total,
+        "errors_total": errors_total,
+        "lost": outstanding,
+        "stalled": stalled,
+        "window_seconds": max(t_stop - t_measure, 0.0),
+        "cpu_busy": cpu_busy,
+        "cpu_seconds": cpu_used,
+        "latencies": latencies,
+        "error_names": dict(error_names),
+    }
+
+
+def _loader_main(spec: Spec, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
+    """Entry point of one load-generator process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    try:
+        endpoint, kwargs = args
+        result = drive(endpoint, templates_for(*spec), **kwargs, go=go, ready=ready)
+    except Exception as exc:  # report, do not hang the parent
+        result = {"aborted": f"{type(exc).__name__}: {exc}"}
+    out.put(result)
+
+
+def _echo_main(port: int, lifetime: float, ready: Any) -> None:
+    """The ceiling: a bare ROUTER that returns every message as received.
+
+    It uses the same lean calls as the node's request loop (the Cython
+    ``recv``/``get(RCVMORE)``/``send`` with int flags, not pyzmq's multipart
+    helpers), so that it is the fastest a pyzmq server can answer these bytes.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 100_000)  # the node's ROUTER settings
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.bind(f"tcp://{HOST}:{port}")
+    ready.put(os.getpid())
+    brecv, bsend, bget = _Base.recv, _Base.send, _Base.get
+    noblock, sndmore, rcvmore, again = _NOBLOCK, _SNDMORE, _RCVMORE, zmq.Again
+    deadline = time.monotonic() + lifetime
+    parent = os.getppid()
+    try:
+        while time.monotonic() < deadline and os.getppid() == parent:  # bounded
+            if not sock.poll(100):  # ms; lets the loop notice its deadline
+                continue
+            for _ in range(512):  # what has arrived, at most a batch (as the node does)
+                try:
+                    frames = [brecv(sock, noblock)]
+                except again:
+                    break
+                while bget(sock, rcvmore):
+                    frames.append(brecv(sock, 0))
+                last = len(frames) - 1
+                for i, frame in enumerate(frames):
+                    bsend(sock, frame, 0 if i == last else sndmore)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def run_load(
+    procs: Procs,
+    ctx: Any,
+    targets: list[tuple[int, Spec]],
+    server_pids: list[int],
+    window: int,
+    seconds: float,
+    warmup: float,
+    echo: bool = False,
+    max_ops: int | None = None,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """One load-generator process per ``(port, spec)`` target, all started together.
+
+    ``rate`` (requests per second, all loaders together) paces the loaders
+    instead of keeping their windows full.
+
+    Also measures the servers' CPU use over the run (``/proc``): utilisation of
+    one core and CPU microseconds per reply, the cost that does not depend on
+    how the loaders and the servers share the cores.
+    """
+    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    kwargs = {
+        "window": window,
+        "seconds": seconds,
+        "warmup": warmup,
+        "max_ops": max_ops,
+        "echo": echo,
+        "rate": rate / len(targets) if rate else None,
+    }
+    loaders = [
+        ctx.Process(
+            target=_loader_main,
+            args=(spec, (f"tcp://{HOST}:{port}", kwargs), ready, go, out),
+            daemon=True,
+        )
+        for port, spec in targets
+    ]
+    procs.children.extend(loaders)
+    for p in loaders:
+        p.start()
+    collect(ready, len(loaders), loaders, READY_SECONDS, "the load generators to start")
+    table0 = process_cpu_table()
+
+    def server_cpu() -> float:
+        return sum(cpu_seconds(pid) for pid in server_pids)
+
+    cpu0, sys0, t0 = server_cpu(), system_busy_seconds(), time.perf_counter()
+    go.set()
+    budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
+    results = collect(out, len(loaders), loaders, budget, "the load generators' results")
+    cpu1, sys1, t1 = server_cpu(), system_busy_seconds(), time.perf_counter()
+    mine = {os.getpid(), *server_pids, *(p.pid for p in loaders if p.pid is not None)}
+    others = top_other(table0, process_cpu_table(), mine)
+    for p in loaders:
+        p.join(5)
+    for r in results:
+        if "aborted" in r:
+            raise RuntimeError(f"a load generator failed: {r['aborted']}")
+    merged = merge(results)
+    replies = sum(r["ok_total"] + r["errors_total"] for r in results)
+    merged["server_cpu_busy"] = (cpu1 - cpu0) / (t1 - t0)
+    merged["server_cpu_us_per_op"] = (cpu1 - cpu0) / replies * 1e6 if replies else float("nan")
+    # Whatever else ran meanwhile (other programs; the parent, which only
+    # waits): system busy time minus the servers' and the loaders' own.
+    loaders_cpu = sum(r["cpu_seconds"] for r in results)
+    merged["other_cpu_busy"] = max(sys1 - sys0 - (cpu1 - cpu0) - loaders_cpu, 0.0) / (t1 - t0)
+    merged["other_top"] = [
+        f"{cmd} ({cpu / (t1 - t0):.0%})" for cmd, cpu in others if cpu / (t1 - t0) >= 0.005
+    ]
+    merged["clients"] = len(loaders)
+    merged["window"] = window
+    return merged
+
+
+class BackgroundLoad:
+    """Loaders sending at a fixed total ``rate`` until stopped (or ``limit`` seconds)."""
+
+    def __init__(
+        self, procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], rate: float, limit: float
+    ) -> None:
+        self.procs = procs
+        ready, self.go, self.out = ctx.Queue(), ctx.Event(), ctx.Queue()
+        kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets)}
+        self.loaders = [
+            ctx.Process(
+                target=_loader_main,
+                args=(spec, (f"tcp://{HOST}:{port}", kwargs), ready, self.go, self.out),
+                daemon=True,
+            )
+            for port, spec in targets
+        ]
+        procs.children.extend(self.loaders)
+        for p in self.loaders:
+            p.start()
+        collect(ready, len(self.loaders), self.loaders, READY_SECONDS, "background loaders")
+        self.go.set()
+
+    def stop(self) -> None:
+        for p in self.loaders:
+            if p.is_alive():
+                p.terminate()
+        for p in self.loaders:
+            p.join(3)
+            if p.is_alive():
+                p.kill()
+                p.join(3)
+
+
+def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:
+    """``repeat`` calls of ``run()``; the median run stands for them: by ops/s, or for a
+    paced load (every run at the same rate) by p99 latency."""
+    runs = [run() for _ in range(repeat)]
+    key = "p99_ms" if paced else "ops_per_second"
+    median = sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
+    return {
+        **median,
+        "runs_ops_per_second": [round(r["ops_per_second"]) for r in runs],
+        "runs_p99_ms": [round(r["p99_ms"], 3) for r in runs],
+    }
+
+
+def start_echo(procs: Procs, ctx: Any, lifetime: float) -> tuple[int, int]:
+    """The raw ceiling's server in its own process: (port, pid)."""
+    port = free_port_block(1)
+    ready = ctx.Queue()
+    p = ctx.Process(target=_echo_main, args=(port, lifetime, ready), daemon=True)
+    procs.children.append(p)
+    p.start()
+    collect(ready, 1, [p], READY_SECONDS, "the echo server to start")
+    assert p.pid is not None
+    return port, p.pid
+
+
+def preload(
+    port: int,
+    kind: str,
+    n: int,
+    services: tuple[str, ...] | None = None,
+    first: int = 0,
+    window: int = 256,
+    timeout: float = 120.0,
+) -> float:
+    """Send ``n`` register (or other) requests from this process; seconds taken.
+
+    Raises if any is not answered ok.
+    """
+    t0 = time.perf_counter()
+    r = drive(
+        f"tcp://{HOST}:{port}",
+        templates_for(kind, n, services, first),
+        window=window,
+        seconds=timeout,
+        max_ops=n,
+        drain_seconds=30.0,
+    )
+    if r["ok_total"] != n:
+        raise RuntimeError(
+            f"{kind} of {n} instances on {HOST}:{port}: {r['ok_total']} ok, "
+            f"errors {r['error_names']}, {r['lost']} unanswered"
+        )
+    return time.perf_counter() - t0
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(x for r in results for x in r["latencies"])
+    names: Counter[str] = Counter()
+    for r in results:
+        names.update(r["error_names"])
+    ops = sum(r["ok"] / r["window_seconds"] for r in results if r["window_seconds"] > 0)
+    return {
+        "ops_per_second": ops,
+        "ok": sum(r["ok"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "errors_total": sum(r["errors_total"] for r in results),
+        "lost": sum(r["lost"] for r in results),
+        "stalled": any(r["stalled"] for r in results),
+        "sent": sum(r["sent"] for r in results),
+        "window_seconds": max(r["window_seconds"] for r in results),
+        "p50_ms": percentile(lat, 50) * 1000.0,
+        "p99_ms": percentile(lat, 99) * 1000.0,
+        "latency_samples": len(lat),
+        "error_names": dict(names),
+        "loader_cpu_busy": sum(r["cpu_busy"] for r in results),
+    }
+
+
+def start_background(
+    procs: Procs,
+    ctx: Any,
+    ports_and_services: list[tuple[int, tuple[str, ...]]],
+    rate: float,
+    per_node: int,
+    limit: float = 900.0,
+) -> BackgroundLoad:
+    """Register ``per_node`` instances on each node (of services it owns) and beat them
+    all at ``rate`` beats/s in total, one paced loader per node, until stopped."""
+    targets: list[tuple[int, Spec]] = []
+    for k, (port, services) in enumerate(ports_and_services):
+        first = BACKGROUND_FIRST + k * per_node
+        preload(port, "register", per_node, services, first)
+        targets.append((port, ("beat", per_node, services, first)))
+    return BackgroundLoad(procs, ctx, targets, rate, limit)
