@@ -31,6 +31,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable, Iterator
 
@@ -92,12 +93,16 @@ class InstanceRecord:
 class ServiceRecord:
     """One service: its instances by id and its revision."""
 
-    __slots__ = ("key", "revision", "instances", "digest_cache", "metadata_seen")
+    __slots__ = ("key", "revision", "instances", "digest_cache", "metadata_seen", "oldest_beat")
 
     def __init__(self, key: ServiceKey) -> None:
         self.key = key
         self.revision = 0
         self.instances: dict[InstanceId, InstanceRecord] = {}
+        # A lower bound of the instances' last beats (time only moves forward and a beat
+        # only raises one): the health check skips the service, records untouched,
+        # while it is newer than the silence threshold. Lowered when a record is stored.
+        self.oldest_beat = math.inf
         self.digest_cache: int | None = None  # see core/digests; reset on every change
         # the last few distinct metadata dicts stored here, shared by equal ones
         self.metadata_seen: tuple[dict[str, str], ...] = ()
@@ -194,9 +199,13 @@ class RegistryStore:
             rec = svc.instances[iid] = InstanceRecord(
                 iid, _stored_weight(weight), enabled, svc.shared_metadata(metadata), now, version
             )
+            if now < svc.oldest_beat:
+                svc.oldest_beat = now
             self._forget_tombstone(key, iid)
             return self._changed(svc, (rec,), (), "registered")
         rec.last_beat = now
+        if now < svc.oldest_beat:
+            svc.oldest_beat = now
         if (
             rec.healthy
             and rec.weight == weight
@@ -326,6 +335,8 @@ class RegistryStore:
                 rec = svc.instances[iid] = InstanceRecord(
                     iid, _stored_weight(v.weight), v.enabled, metadata, now, v.version
                 )
+                if now < svc.oldest_beat:
+                    svc.oldest_beat = now
                 rec.healthy = v.healthy
                 self._forget_tombstone(key, iid)
             else:

@@ -89,3 +89,56 @@ def test_the_node_runs_a_big_pass_over_several_ticks_and_serves_in_between(
     healthy = {(s.key, r.id): r.healthy for s in node.store.records() for r in s.instances.values()}
     assert healthy.pop((key(9), iid(1))) is True  # judged before its beat, spared
     assert not any(healthy.values())
+
+
+# -- the per-service oldest-beat bound ---------------------------------------------------------
+def test_a_service_skipped_while_fresh_is_judged_once_an_instance_falls_silent() -> None:
+    store = RegistryStore()
+    store.register(key(0), iid(1), 1.0, True, {}, 0.0)
+    store.register(key(0), iid(2), 1.0, True, {}, 0.0)
+    store.beat(key(0), iid(1), 10.0)
+    store.beat(key(0), iid(2), 12.0)
+    assert sweep(store, 20.0, POLICY) == []  # silent before 5: nobody; the bound is now 10
+    assert store.services[key(0)].oldest_beat == 10.0
+    store.beat(key(0), iid(2), 24.0)
+    (change,) = sweep(store, 26.0, POLICY)  # silent before 11: iid(1), beat at 10
+    assert change.reason == "unhealthy" and [v.port for v in change.upserted] == [80]
+    assert not store.services[key(0)].instances[iid(1)].healthy
+
+
+def test_storing_an_older_beat_lowers_the_bound() -> None:
+    store = RegistryStore()
+    store.register(key(0), iid(1), 1.0, True, {}, 100.0)
+    assert sweep(store, 100.0, POLICY) == []
+    store.register(key(0), iid(2), 1.0, True, {}, 80.0)  # e.g. an injected clock in a test
+    (change,) = sweep(store, 100.0, POLICY)
+    assert [v.ip for v in change.upserted] == ["10.0.0.2"]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_skipping_fresh_services_never_changes_the_outcome(seed: int) -> None:
+    """Random registrations, beats and checks at increasing times, on two tables: one
+    checked with the bound, one with the bound disabled (every record read)."""
+    import random
+
+    rng = random.Random(seed)
+    fast, full = RegistryStore(), RegistryStore()
+    now = 0.0
+    for _ in range(300):  # bounded
+        now += rng.choice((0.5, 1.0, 3.0, 7.0))
+        k, i = key(rng.randrange(4)), iid(rng.randrange(6))
+        op = rng.random()
+        for store in (fast, full):
+            if op < 0.25:
+                store.register(k, i, 1.0, True, {}, now)
+            elif op < 0.8:
+                store.beat(k, i, now)
+        if op >= 0.8:
+            for svc in full.records():
+                svc.oldest_beat = -1.0  # below any threshold: read every record
+            got = sweep(fast, now, POLICY)
+            want = sweep(full, now, POLICY)
+            assert [(c.key, c.reason, c.removed) for c in got] == [
+                (c.key, c.reason, c.removed) for c in want
+            ]
+            assert outcome(fast) == outcome(full)
