@@ -807,8 +807,12 @@ def _zk_loader(
     go: Any,
     cleanups: list[Callable[[], None]],
 ) -> dict[str, Any]:
+    import logging
+
     from kazoo.client import KazooClient
 
+    # kazoo logs "Connection dropped" when the run ends and its session closes: noise
+    logging.getLogger("kazoo").setLevel(logging.ERROR)
     zk = KazooClient(hosts=f"{HOST}:{port}", timeout=10.0)
     zk.start(timeout=CONNECT_SECONDS)  # on a time-out it stops and closes itself
 
