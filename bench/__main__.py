@@ -27,6 +27,7 @@ from bench.common import (
     fmt_table,
     install_sigterm,
     machine_info,
+    ranged,
     save_result,
     say_machine,
 )
@@ -155,29 +156,56 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of instance counts, e.g. 100000,1000000"
+        ) from None
+    if not sizes or not all(1_000 <= n <= 2_000_000 for n in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: each size must be in 1000..2000000")
+    return sizes
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    ap.add_argument("names", nargs="*", choices=[*NAMES, []], help=f"any of {', '.join(NAMES)}")
+    ap.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default all): {', '.join(NAMES)}",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: short rows, small scale")
-    ap.add_argument("--seconds", type=float, default=None, help="measured seconds per row (3)")
-    ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds per row (0.5)")
-    ap.add_argument("--clients", type=int, default=2, help="load-generator processes (2)")
-    ap.add_argument("--window", type=int, default=128, help="requests in flight per loader (128)")
-    ap.add_argument("--instances", type=int, default=1000, help="instances beaten (1000)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per row, median shown (1)")
-    ap.add_argument("--changes", type=int, default=None, help="propagation changes (200)")
-    ap.add_argument("--load", type=float, default=20_000, help="background beats/s (20000)")
-    ap.add_argument("--sizes", default=None, help="scale sizes (100000,1000000)")
+    ap.add_argument("--seconds", type=ranged(float, 0.1, 600), default=None,
+                    help="measured seconds per row (3; --quick 1)")  # fmt: skip
+    ap.add_argument("--warmup", type=ranged(float, 0, 60), default=0.5,
+                    help="unmeasured seconds per row (0.5)")  # fmt: skip
+    ap.add_argument("--clients", type=ranged(int, 1, 64), default=2,
+                    help="load-generator processes (2)")  # fmt: skip
+    ap.add_argument("--window", type=ranged(int, 1, 10_000), default=128,
+                    help="requests in flight per loader (128)")  # fmt: skip
+    ap.add_argument("--instances", type=ranged(int, 1, 1_000_000), default=1000,
+                    help="instances beaten (1000)")  # fmt: skip
+    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=1,
+                    help="runs per row, the median run shown (1)")  # fmt: skip
+    ap.add_argument("--changes", type=ranged(int, 2, 100_000), default=None,
+                    help="propagation changes (200; --quick 40)")  # fmt: skip
+    ap.add_argument("--load", type=ranged(float, 100, 1_000_000), default=20_000,
+                    help="background beats/s in propagation and failover (20000)")  # fmt: skip
+    ap.add_argument("--sizes", type=_sizes, default=None,
+                    help="scale: instance counts (100000,1000000; --quick 20000)")  # fmt: skip
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd/ZooKeeper")
     opts = ap.parse_args(argv)
+    unknown = [n for n in opts.names if n not in NAMES]
+    if unknown:
+        ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     opts.names = [n for n in NAMES if not opts.names or n in opts.names]
     if opts.seconds is None:
         opts.seconds = 1.0 if opts.quick else 3.0
     if opts.changes is None:
         opts.changes = 40 if opts.quick else 200
-    if opts.sizes is None:
-        opts.sizes = "20000" if opts.quick else "100000,1000000"
-    opts.size_list = tuple(int(x) for x in opts.sizes.split(",") if x.strip())
+    opts.size_list = opts.sizes or ((20_000,) if opts.quick else (100_000, 1_000_000))
     if opts.quick:
         opts.warmup = min(opts.warmup, 0.3)
     # what the individual benchmarks expect
@@ -208,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "baselines":
                 if not opts.peers:
-                    results[name] = {"rows": [], "skipped": ["etcd, zookeeper: --no-peers"]}
+                    results[name] = {
+                        "rows": [],
+                        "skipped": ["etcd, zookeeper: not run (--no-peers)"],
+                    }
                 else:
                     results[name] = run_baselines(procs, ctx, opts, say)
                 say(baselines_table(results[name]))
@@ -246,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     say("\n== targets " + "=" * 53)
     rows = targets(results)
     if rows:
-        say(fmt_table(["target", "measured", ""], rows, right=set()))
+        say(fmt_table(["target", "measured", "result"], rows, right=set()))
     for line in failed:
         say(f"  failed: {line}")
     total = time.monotonic() - t0

@@ -7,14 +7,17 @@ starts is registered in a :class:`Procs`, whose ``stop_all`` ends them all
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -231,6 +234,13 @@ def read_log(path: str, limit: int = 4000) -> str:
         return ""
 
 
+def die_with_parent() -> list[str]:
+    """A command prefix that SIGKILLs the child if this process dies, even by SIGKILL
+    (util-linux ``setpriv --pdeathsig``); empty where setpriv is missing."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 class NodeProc:
     """A real ``meshreg node`` process on 127.0.0.1:port (restartable on the same port)."""
 
@@ -254,7 +264,7 @@ class NodeProc:
     def start(self) -> NodeProc:
         path = os.path.join(self.log_dir, f"node-{self.port}-{len(self.log_paths) + 1}.log")
         self.log_paths.append(path)
-        cmd = [sys.executable, *self.prefix, "-m", "meshreg", "node"]
+        cmd = [*die_with_parent(), sys.executable, *self.prefix, "-m", "meshreg", "node"]
         cmd += ["--host", HOST, "--port", str(self.port)]
         with open(path, "wb") as fh:
             self.started_at = pc()
@@ -476,6 +486,10 @@ def save_result(name: str, result: dict[str, Any], machine: dict[str, Any] | Non
     os.makedirs(RESULTS_DIR, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = os.path.join(RESULTS_DIR, f"{name}-{stamp}.json")
+    for n in range(2, 100):  # bounded: two runs in one second do not overwrite each other
+        if not os.path.exists(path):
+            break
+        path = os.path.join(RESULTS_DIR, f"{name}-{stamp}-{n}.json")
     doc = {
         "benchmark": name,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -511,3 +525,31 @@ def fmt_table(head: list[str], rows: list[list[Any]], right: set[int] | None = N
     out = [line(cells[0]), "-+-".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
     return "\n".join(out)
+
+
+def with_log_dir(prefix: str, say: Callable[[str], None], body: Callable[[str], Any]) -> Any:
+    """``body(log_dir)`` with a fresh directory for node logs: removed afterwards, kept
+    (and named) when the body fails, so that the logs explain the failure."""
+    log_dir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        result = body(log_dir)
+    except BaseException:
+        say(f"node logs kept in {log_dir}")
+        raise
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return result
+
+
+def ranged(kind: Any, low: float, high: float) -> Any:
+    """An argparse type: ``kind`` within [low, high], else an error naming the range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+
+    return parse

@@ -41,6 +41,7 @@ from bench.common import (
     fmt_table,
     install_sigterm,
     machine_info,
+    ranged,
     save_result,
     say_machine,
 )
@@ -120,14 +121,28 @@ def report(result: dict[str, Any], say: Any) -> None:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--instances", type=int, default=200, help="watched instances (200)")
-    ap.add_argument("--services", type=int, default=20, help="their services (20)")
-    ap.add_argument("--load", type=float, default=20_000, help="background beats/s (20000)")
     ap.add_argument(
-        "--load-instances", type=int, default=2000, help="background instances per node (2000)"
+        "--instances", type=ranged(int, 1, 10_000), default=200, help="watched instances (200)"
     )
-    ap.add_argument("--peer-timeout", type=float, default=1.0, help="node --peer-timeout (1)")
-    ap.add_argument("--unhealthy-after", type=float, default=6.0, help="node setting (6)")
+    ap.add_argument("--services", type=ranged(int, 1, 1000), default=20, help="their services (20)")
+    ap.add_argument(
+        "--load",
+        type=ranged(float, 100, 1_000_000),
+        default=20_000,
+        help="background beats/s (20000)",
+    )
+    ap.add_argument(
+        "--load-instances",
+        type=ranged(int, 1, 100_000),
+        default=2000,
+        help="background instances per node (2000)",
+    )
+    ap.add_argument(
+        "--peer-timeout", type=ranged(float, 0.2, 60), default=1.0, help="node --peer-timeout (1)"
+    )
+    ap.add_argument(
+        "--unhealthy-after", type=ranged(float, 1, 600), default=6.0, help="node setting (6)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import sys
-import tempfile
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: python bench/heartbeat.py
@@ -52,6 +51,7 @@ from bench.common import (
     save_result,
     say_machine,
     wait_until,
+    with_log_dir,
 )
 from bench.load import SAMPLE_EVERY, preload, run_load, run_rows, start_echo, templates_for
 from meshreg.core.mapping import responsible_node
@@ -96,7 +96,8 @@ def start_cluster(procs: Procs, n: int, log_dir: str, extra: list[str]) -> list[
     return nodes
 
 
-def run(
+def _run(
+    log_dir: str,
     procs: Procs,
     ctx: Any,
     opts: argparse.Namespace,
@@ -108,7 +109,6 @@ def run(
     n, clients, window = opts.instances, opts.clients, opts.window
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    log_dir = tempfile.mkdtemp(prefix="meshreg-bench-hb-")
     per_loader = max(1, n // clients)
 
     def measure(targets: list[tuple[int, Any]], pids: list[int], echo: bool = False) -> Any:
@@ -178,7 +178,7 @@ def run(
 
         missing = peers.etcd_missing()
     else:
-        missing = "skipped (--no-peers)"
+        missing = "not run (--no-peers)"
     if baselines is not None:
         rows.extend(r for r in baselines if "keep-alive" in r["workload"])
     elif missing:
@@ -200,6 +200,20 @@ def run(
             for k in ("instances", "seconds", "warmup", "clients", "window", "repeat")
         },
     }
+
+
+def run(
+    procs: Procs,
+    ctx: Any,
+    opts: argparse.Namespace,
+    say: Any = print,
+    profile: str | None = None,
+    baselines: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """All rows; returns {"rows": [...], "settings": ..., "node_stats": ..., "skipped": [...]}."""
+    return with_log_dir(
+        "meshreg-bench-hb-", say, lambda d: _run(d, procs, ctx, opts, say, profile, baselines)
+    )
 
 
 def table(rows: list[dict[str, Any]]) -> str:

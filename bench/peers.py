@@ -83,6 +83,7 @@ from bench.common import (
     Procs,
     collect,
     cpu_seconds,
+    die_with_parent,
     fmt_table,
     free_port_block,
     install_sigterm,
@@ -428,8 +429,7 @@ def _windowed(
 # -- etcd: server ------------------------------------------------------------------------
 def _pdeathsig() -> list[str]:
     """A prefix that SIGKILLs the server if this process dies (util-linux setpriv)."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+    return die_with_parent()
 
 
 def _stop_server(proc: subprocess.Popen[bytes]) -> None:

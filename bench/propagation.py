@@ -40,6 +40,7 @@ from bench.common import (
     free_port_block,
     install_sigterm,
     machine_info,
+    ranged,
     save_result,
     say_machine,
 )
@@ -125,10 +126,20 @@ def report(result: dict[str, Any], say: Any) -> None:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--changes", type=int, default=200, help="measured changes (200)")
-    ap.add_argument("--load", type=float, default=20_000, help="background beats/s (20000)")
     ap.add_argument(
-        "--load-instances", type=int, default=2000, help="background instances per node (2000)"
+        "--changes", type=ranged(int, 2, 100_000), default=200, help="measured changes (200)"
+    )
+    ap.add_argument(
+        "--load",
+        type=ranged(float, 100, 1_000_000),
+        default=20_000,
+        help="background beats/s (20000)",
+    )
+    ap.add_argument(
+        "--load-instances",
+        type=ranged(int, 1, 100_000),
+        default=2000,
+        help="background instances per node (2000)",
     )
 
 

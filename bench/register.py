@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import sys
-import tempfile
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: python bench/register.py
@@ -48,8 +47,10 @@ from bench.common import (
     free_port_block,
     install_sigterm,
     machine_info,
+    ranged,
     save_result,
     say_machine,
+    with_log_dir,
 )
 from bench.heartbeat import CLUSTER_SIZE, QUIET, owned_services, start_cluster
 from bench.load import run_load, run_rows
@@ -57,7 +58,8 @@ from bench.load import run_load, run_rows
 PER_LOADER = 50_000  # distinct instances a loader registers before it cycles (re-registers)
 
 
-def run(
+def _run(
+    log_dir: str,
     procs: Procs,
     ctx: Any,
     opts: argparse.Namespace,
@@ -65,7 +67,6 @@ def run(
     baselines: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     clients, window = opts.clients, opts.window
-    log_dir = tempfile.mkdtemp(prefix="meshreg-bench-reg-")
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
 
@@ -176,6 +177,18 @@ def run(
     }
 
 
+def run(
+    procs: Procs,
+    ctx: Any,
+    opts: argparse.Namespace,
+    say: Any = print,
+    baselines: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return with_log_dir(
+        "meshreg-bench-reg-", say, lambda d: _run(d, procs, ctx, opts, say, baselines)
+    )
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["workload", "registers/s", "p50 ms", "p99 ms", "server CPU", "server us/op",
             "loader CPU", "errors"]  # fmt: skip
@@ -205,11 +218,24 @@ def report(result: dict[str, Any], say: Any) -> None:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per row (3)")
-    ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first (0.5)")
-    ap.add_argument("--clients", type=int, default=2, help="load-generator processes (2)")
-    ap.add_argument("--window", type=int, default=128, help="requests in flight per loader (128)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per row, median shown (1)")
+    ap.add_argument(
+        "--seconds", type=ranged(float, 0.1, 600), default=3.0, help="measured seconds per row (3)"
+    )
+    ap.add_argument(
+        "--warmup", type=ranged(float, 0, 60), default=0.5, help="unmeasured seconds first (0.5)"
+    )
+    ap.add_argument(
+        "--clients", type=ranged(int, 1, 64), default=2, help="load-generator processes (2)"
+    )
+    ap.add_argument(
+        "--window",
+        type=ranged(int, 1, 10_000),
+        default=128,
+        help="requests in flight per loader (128)",
+    )
+    ap.add_argument(
+        "--repeat", type=ranged(int, 1, 20), default=1, help="runs per row, median shown (1)"
+    )
     ap.add_argument("--no-cluster", dest="cluster", action="store_false", help="skip 3-node rows")
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd, ZooKeeper")
 
