@@ -215,6 +215,8 @@ def _drive_loop(
 
     # Main phase: fill the window, wait for at least one reply, drain what arrived.
     # Paced (``rate``): send on a fixed schedule, at most ``window`` in flight.
+    # The send block is written out in both loops on purpose: a function call per
+    # request would cost the loader more than the sends themselves.
     last_reply = t_start
     while rate and now < t_end and sent < max_ops:  # bounded by t_end and max_ops
         due = min(max_ops, int((now - t_start) * rate) + 1)
