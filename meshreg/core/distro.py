@@ -43,6 +43,7 @@ Theory of operation
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -553,8 +554,15 @@ class DistroNode(RegistryNode):
         if self.ready:
             return
         waited = now - self.started_at >= CATCH_UP_PATIENCE * self.cluster.peer_timeout
-        synced = bool(self._caught_up) and all(
-            p.node_id in self._caught_up for p in self.membership.up_peers()
+        # Every configured peer heard from, or silent for a whole peer timeout (down):
+        # else the first peer to answer would make us ready without the others' services.
+        settled = now - self.started_at >= self.cluster.peer_timeout or all(
+            p.last_heard != -math.inf for p in self.membership.peers.values()
+        )
+        synced = (
+            settled
+            and bool(self._caught_up)
+            and all(p.node_id in self._caught_up for p in self.membership.up_peers())
         )
         if synced or waited:
             self.ready = True

@@ -1,0 +1,47 @@
+"""A starting node is ready only after syncing with every peer it can hear, not with the
+first one to answer: otherwise it reads, and owns, without the others' services."""
+
+from __future__ import annotations
+
+from meshreg.config import ClusterPolicy
+from meshreg.core.distro import DistroNode, PeerCall
+from meshreg.core.health import HealthPolicy
+from meshreg.wire.peer import Beacon
+
+A, B = "10.0.0.2:7800", "10.0.0.3:7800"
+
+
+def starting_node() -> DistroNode:
+    return DistroNode(HealthPolicy(), ClusterPolicy(), "n1", "10.0.0.1:7800", [A, B], 7, 0.0)
+
+
+def sync_with(node: DistroNode, peer_id: str, address: str, now: float) -> None:
+    """The peer's beacon arrives and the round it starts finds nothing to fetch."""
+    node.on_replication(Beacon(peer_id, address, 99, True, 0), now)
+    node.tick(now)
+    calls = [e for e in node.take_effects() if isinstance(e, PeerCall)]
+    assert calls, "a round with the peer should start"
+    for call in calls:
+        node.peer_reply(call.tag, {"node": peer_id, "digests": [], "more": False}, now)
+    node.tick(now)
+
+
+def test_not_ready_after_the_first_peer_while_another_has_not_been_heard() -> None:
+    node = starting_node()
+    sync_with(node, "n2", A, 0.2)
+    assert not node.ready  # n3 is configured and not heard from yet
+    sync_with(node, "n3", B, 0.4)
+    assert node.ready
+
+
+def test_a_peer_silent_for_a_whole_peer_timeout_counts_as_down() -> None:
+    node = starting_node()
+    sync_with(node, "n2", A, 0.2)
+    assert not node.ready
+    timeout = ClusterPolicy().peer_timeout
+    node.on_replication(Beacon("n2", A, 99, True, 0), timeout - 0.1)  # n2 stays up
+    node.tick(timeout - 0.1)
+    assert not node.ready
+    node.on_replication(Beacon("n2", A, 99, True, 0), timeout)
+    node.tick(timeout)
+    assert node.ready  # n3 never spoke: down, nothing to wait for
