@@ -156,18 +156,6 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of instance counts, e.g. 100000,1000000"
-        ) from None
-    if not sizes or not all(1_000 <= n <= 2_000_000 for n in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r}: each size must be in 1000..2000000")
-    return sizes
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -193,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="propagation changes (200; --quick 40)")  # fmt: skip
     ap.add_argument("--load", type=ranged(float, 100, 1_000_000), default=20_000,
                     help="background beats/s in propagation and failover (20000)")  # fmt: skip
-    ap.add_argument("--sizes", type=_sizes, default=None,
+    ap.add_argument("--sizes", type=scale.parse_sizes, default=None,
                     help="scale: instance counts (100000,1000000; --quick 20000)")  # fmt: skip
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd/ZooKeeper")
     opts = ap.parse_args(argv)

@@ -48,6 +48,7 @@ from bench.common import (
     free_port_block,
     install_sigterm,
     machine_info,
+    ranged,
     save_result,
     say_machine,
     wait_until,
@@ -272,29 +273,29 @@ def report(result: dict[str, Any], say: Any) -> None:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--instances", type=int, default=1000, help="instances beaten (1000)")
-    ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per row (3)")
-    ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first (0.5)")
-    ap.add_argument("--clients", type=int, default=2, help="load-generator processes (2)")
-    ap.add_argument("--window", type=int, default=128, help="requests in flight per loader (128)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per row, median shown (1)")
+    ap.add_argument(
+        "--instances", type=ranged(int, 1, 1_000_000), default=1000, help="instances beaten (1000)"
+    )
+    ap.add_argument(
+        "--seconds", type=ranged(float, 0.1, 600), default=3.0, help="measured seconds per row (3)"
+    )
+    ap.add_argument(
+        "--warmup", type=ranged(float, 0, 60), default=0.5, help="unmeasured seconds first (0.5)"
+    )
+    ap.add_argument(
+        "--clients", type=ranged(int, 1, 64), default=2, help="load-generator processes (2)"
+    )
+    ap.add_argument(
+        "--window",
+        type=ranged(int, 1, 10_000),
+        default=128,
+        help="requests in flight per loader (128)",
+    )
+    ap.add_argument(
+        "--repeat", type=ranged(int, 1, 20), default=1, help="runs per row, median shown (1)"
+    )
     ap.add_argument("--no-cluster", dest="cluster", action="store_false", help="skip 3-node row")
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd")
-
-
-def check(ap: argparse.ArgumentParser, opts: argparse.Namespace) -> None:
-    if not 1 <= opts.instances <= 1_000_000:
-        ap.error("--instances must be in 1..1000000")
-    if not 0 < opts.seconds <= 600:
-        ap.error("--seconds must be in (0, 600]")
-    if not 0 <= opts.warmup <= 60:
-        ap.error("--warmup must be in [0, 60]")
-    if not 1 <= opts.clients <= 64:
-        ap.error("--clients must be in 1..64")
-    if not 1 <= opts.repeat <= 20:
-        ap.error("--repeat must be in 1..20")
-    if not 1 <= opts.window <= 10_000:
-        ap.error("--window must be in 1..10000")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(ap)
     ap.add_argument("--profile-node", metavar="PATH", help="run the 1-node row under cProfile")
     opts = ap.parse_args(argv)
-    check(ap, opts)
     install_sigterm()
     ctx = mp.get_context("spawn")
     procs = Procs()

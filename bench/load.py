@@ -418,20 +418,33 @@ def run_load(
     for r in results:
         if "aborted" in r:
             raise RuntimeError(f"a load generator failed: {r['aborted']}")
-    merged = merge(results)
+    return row_of(results, cpu1 - cpu0, sys1 - sys0, t1 - t0, others, window)
+
+
+def row_of(
+    results: list[dict[str, Any]],
+    server_cpu: float,
+    system_busy: float,
+    elapsed: float,
+    others: list[tuple[str, float]],
+    window: int,
+) -> dict[str, Any]:
+    """One table row from the loaders' results and the CPU read over the run: the
+    servers' share of a core and CPU per reply, and what everything else used."""
+    row = merge(results)
     replies = sum(r["ok_total"] + r["errors_total"] for r in results)
-    merged["server_cpu_busy"] = (cpu1 - cpu0) / (t1 - t0)
-    merged["server_cpu_us_per_op"] = (cpu1 - cpu0) / replies * 1e6 if replies else float("nan")
+    row["server_cpu_busy"] = server_cpu / elapsed
+    row["server_cpu_us_per_op"] = server_cpu / replies * 1e6 if replies else float("nan")
     # Whatever else ran meanwhile (other programs; the parent, which only
     # waits): system busy time minus the servers' and the loaders' own.
     loaders_cpu = sum(r["cpu_seconds"] for r in results)
-    merged["other_cpu_busy"] = max(sys1 - sys0 - (cpu1 - cpu0) - loaders_cpu, 0.0) / (t1 - t0)
-    merged["other_top"] = [
-        f"{cmd} ({cpu / (t1 - t0):.0%})" for cmd, cpu in others if cpu / (t1 - t0) >= 0.005
+    row["other_cpu_busy"] = max(system_busy - server_cpu - loaders_cpu, 0.0) / elapsed
+    row["other_top"] = [
+        f"{cmd} ({cpu / elapsed:.0%})" for cmd, cpu in others if cpu / elapsed >= 0.005
     ]
-    merged["clients"] = len(loaders)
-    merged["window"] = window
-    return merged
+    row["clients"] = len(results)
+    row["window"] = window
+    return row
 
 
 class BackgroundLoad:

@@ -99,7 +99,7 @@ from bench.load import (
     SAMPLE_EVERY,
     STALL_SECONDS,
     default_services,
-    merge,
+    row_of,
 )
 
 ETCD_BIN = "etcd"
@@ -427,11 +427,6 @@ def _windowed(
 
 
 # -- etcd: server ------------------------------------------------------------------------
-def _pdeathsig() -> list[str]:
-    """A prefix that SIGKILLs the server if this process dies (util-linux setpriv)."""
-    return die_with_parent()
-
-
 def _stop_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -476,7 +471,7 @@ def start_etcd(procs: Procs, work_dir: str) -> tuple[subprocess.Popen[bytes], in
     log_path = os.path.join(work_dir, "etcd.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            _pdeathsig() + cmd,
+            die_with_parent() + cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -771,7 +766,7 @@ def start_zookeeper(
     log_path = os.path.join(work_dir, "zookeeper.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            _pdeathsig() + cmd,
+            die_with_parent() + cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -918,17 +913,7 @@ def _run_loaders(
     for r in results:
         if "aborted" in r:
             raise RuntimeError(f"a {kind} loader failed: {r['aborted']}")
-    row = merge(results)
-    replies = sum(r["ok_total"] + r["errors_total"] for r in results)
-    row["server_cpu_busy"] = (cpu1 - cpu0) / (t1 - t0)
-    row["server_cpu_us_per_op"] = (cpu1 - cpu0) / replies * 1e6 if replies else float("nan")
-    loaders_cpu = sum(r["cpu_seconds"] for r in results)
-    row["other_cpu_busy"] = max(sys1 - sys0 - (cpu1 - cpu0) - loaders_cpu, 0.0) / (t1 - t0)
-    row["other_top"] = [
-        f"{cmd} ({cpu / (t1 - t0):.0%})" for cmd, cpu in others if cpu / (t1 - t0) >= 0.005
-    ]
-    row["clients"] = len(loaders)
-    row["window"] = window
+    row = row_of(results, cpu1 - cpu0, sys1 - sys0, t1 - t0, others, window)
     row["warmup_seconds"] = warmup
     return row
 

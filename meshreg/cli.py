@@ -223,7 +223,7 @@ def node(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = NodeRuntime(cfg, freeze_gc=True)  # this process is the node
+    runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
     try:
         runtime.bind()
     except ConfigError as exc:

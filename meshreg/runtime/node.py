@@ -62,9 +62,9 @@ class NodeRuntime:
         config: NodeConfig,
         clock: Callable[[], float] = time.monotonic,
         epoch: int | None = None,
-        freeze_gc: bool = False,
+        avoid_full_gc: bool = False,
     ) -> None:
-        """``freeze_gc``: no automatic full GC collections (runtime/gc_policy):
+        """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy):
         process-wide, so only for a process that is a node."""
         self.config = config
         self.clock = clock
@@ -89,7 +89,7 @@ class NodeRuntime:
         self._repl_sub: zmq.Socket[bytes] | None = None
         self._peers: PeerLinks | None = None
         self._limiter = LogLimiter(log)
-        if freeze_gc:
+        if avoid_full_gc:
             avoid_full_collections()
 
     def bind(self) -> None:
