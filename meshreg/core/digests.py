@@ -1,7 +1,8 @@
 """Checksums for anti-entropy: per service, and summed over a set of services.
 
-A service's digest covers each live instance's identity and version stamp
-(the stamp changes with every visible change, so fields need not be hashed).
+A service's digest covers each live instance's identity and its three stamps
+(write, liveness evidence, judged evidence: see core/store; every change of a
+field changes one of them, so fields need not be hashed).
 Tombstones are left out: they expire at different times on different nodes.
 A summary over many services is the sum of their digests modulo 2**64 (``MASK``),
 so it does not depend on iteration order (see ``DistroNode._summary``).
@@ -28,7 +29,10 @@ def service_digest(svc: ServiceRecord, settings_version: int = 0) -> int:
         h.update(f"\x01{settings_version}".encode())
     for iid in sorted(svc.instances):
         rec = svc.instances[iid]
-        h.update(f"\x00{iid.ip}\x00{iid.port}\x00{iid.cluster}\x00{rec.version}".encode())
+        h.update(
+            f"\x00{iid.ip}\x00{iid.port}\x00{iid.cluster}"
+            f"\x00{rec.version}\x00{rec.alive}\x00{rec.down}".encode()
+        )
     value = int(h.intdigest())
     svc.digest_cache = value
     return value

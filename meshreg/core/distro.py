@@ -11,7 +11,9 @@ Theory of operation
   and the reply.  A forwarded request is never forwarded again (views may
   briefly disagree; the receiver applies it).  If the responsible node does
   not answer, the runtime applies the write locally (``forwarded=True``):
-  every record is version-stamped, so any node's write merges safely.
+  every record is version-stamped, so any node's write merges safely, and a
+  beat applied away from the responsible node refreshes the record's
+  liveness evidence (below), which is replicated to whoever sweeps it.
 * **Replication.**  Every visible change made here is published to peers as
   a delta tagged (node, epoch, seq).  Plain beats are not replicated (they are
   invisible); state transitions are.  Peers merge deltas per instance, the
@@ -27,6 +29,27 @@ Theory of operation
   responsibility moves here, the service's instances get a fresh grace
   period (last beat = now): nothing turns unhealthy because its beats went to
   a node that died.
+* **Liveness evidence.**  Beats are not replicated, but a judgment
+  (unhealthy, evicted) records the evidence it judged (``alive``), and the
+  merge lets it stand only against copies with no newer evidence
+  (core/store).  So every node that may hold evidence a judge elsewhere lacks
+  refreshes it on the next beat: after any change of the member view (a
+  partition, a pause, a crash: a judge may now be cut off) every record's
+  first beat stamps new evidence; while the view is *degraded* (a configured
+  peer down) and whenever a beat is applied by a node that is not the
+  responsible one, at most once per ``unhealthy_after / 2`` per instance.
+  Refreshes are invisible to watchers; they travel as deltas, batched per
+  service.  A judgment made on the minority side of a partition thus loses,
+  at the heal, to the majority's live instances, and a deregistration (a
+  write) always wins over a judgment that did not see it.
+* **Suspect yourself first.**  A tick far later than asked (the node was
+  stopped) or every peer going down at once starts a fresh grace period
+  (``watching_since``): beacons waiting unread do not make peers down (their
+  silence is counted from now), nobody is judged before ``unhealthy_after``
+  has passed, and no sweep starts before a fresh anti-entropy round with
+  every peer that is up.  A node with peers of which none is up marks
+  instances unhealthy but evicts nobody: it cannot tell its own isolation
+  from everyone's death.
 * **Catch-up.**  A node started with peers is *catching up* until it has
   finished an anti-entropy round with every peer that is up (or none came up
   within ``peer_timeout``); then it is ready and starts owning services.  One
@@ -44,6 +67,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +77,8 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.membership import MemberChanged, Membership, MemberState
 from meshreg.core.node import RegistryNode
-from meshreg.core.versions import HybridClock
+from meshreg.core.store import InstanceRecord
+from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import ServiceKey
 from meshreg.wire.messages import (
@@ -152,14 +177,19 @@ class DistroNode(RegistryNode):
         epoch: int,
         now: float,
         wall_offset: float = 0.0,
+        detect_stalls: bool = True,
     ) -> None:
-        super().__init__(policy, epoch, now, address)
+        super().__init__(policy, epoch, now, address, node_id, wall_offset, detect_stalls)
         self.cluster = cluster
         self.node_id = node_id
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
-        self.hlc = HybridClock(node_id)
-        self.wall_offset = wall_offset  # wall clock = now + offset (skew in simulations)
         self.started_at = now
+        self.view_stamp = 0  # stamp of our latest member view change (see alive_floor)
+        self.refresh_every = policy.unhealthy_after / 2  # s between refreshes of one record
+        self._refresh_queue: dict[ServiceKey, dict[Any, InstanceRecord]] = {}
+        self._resync: set[str] = set()  # peers to finish a round with before sweeping again
+        self._resync_until = -math.inf  # ... or until then at the latest
+        self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
         self.ready = not self.membership.peers  # a lone node has nothing to catch up on
         self.seq = 0
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
@@ -209,11 +239,65 @@ class DistroNode(RegistryNode):
         old, self._members = self._members, members
         self._owner_cache.clear()
         self._forwards.clear()
+        # A judge may now be cut off from us: the next beat of every record stamps new
+        # liveness evidence, so no judgment made on what it knew can win (theory above).
+        self.view_stamp = self._stamp(now)
+        self._update_alive_floor(now)
         # Adopt what moved here with a fresh grace period.
         for svc in self.store.records():
             if responsible_node(svc.key, old) != self.node_id and self._owns(svc.key):
                 for rec in svc.instances.values():
                     rec.last_beat = now
+
+    def _update_alive_floor(self, now: float) -> None:
+        self.alive_floor = self.view_stamp
+
+    def other_views(self) -> list[tuple[str, ...]]:
+        """The member views of peers that are up and see the cluster differently from us."""
+        mine = self._members
+        views: list[tuple[str, ...]] = []
+        for peer in self.membership.up_peers():
+            view = peer.view
+            if view is not None and view != mine and view not in views:
+                views.append(view)
+        return views
+
+    def _judged(self) -> Callable[[ServiceKey], bool] | None:
+        return self._judges if self._disputed else self._owns
+
+    def _judges(self, key: ServiceKey) -> bool:
+        """Whether our sweep judges ``key``: ours, and ours in every view a peer announces.
+
+        Where views disagree (a peer hears someone we do not, or the other way round),
+        beats for the service may be going to a node we cannot hear: its instances are
+        left unjudged until the views agree again (``stats``: ``disputed_views``).
+        """
+        me = self.node_id
+        return self._owns(key) and all(responsible_node(key, v) == me for v in self._disputed)
+
+    def _evidence_floor(self, key: ServiceKey, now: float) -> int:
+        if len(self._members) > 1 and not self._owns(key):
+            # applied away from its sweeper (forwarded to us, or the owner unreachable):
+            # the evidence must reach the sweeper, at most once per refresh_every
+            return max(self.alive_floor, self.wall_stamp(now - self.refresh_every))
+        return self.alive_floor
+
+    def _refreshed(self, key: ServiceKey, rec: Any) -> None:
+        if self.membership.peers:
+            self._refresh_queue.setdefault(key, {})[rec.id] = rec
+
+    def take_effects(self) -> list[Any]:
+        """The queued effects, with the pending refreshes as one delta per service."""
+        if self._refresh_queue:
+            queued, self._refresh_queue = self._refresh_queue, {}
+            for key, recs in queued.items():
+                svc = self.store.get(key)
+                live = [
+                    r for r in recs.values() if svc is not None and svc.instances.get(r.id) is r
+                ]
+                if live:
+                    self._publish(ServicePayload(key, tuple(r.view() for r in live), (), None))
+        return super().take_effects()
 
     # -- requests -----------------------------------------------------------------
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
@@ -288,35 +372,54 @@ class DistroNode(RegistryNode):
     def _replicate(self, change: ServiceChanged) -> None:
         if not self.membership.peers:
             return
-        self.seq += 1
-        self.counters["replication_out"] += 1
         payload = ServicePayload(
             change.key,
             change.upserted,
-            tuple(zip(change.removed, change.removed_versions, strict=True)),
+            tuple(
+                (iid, t_version, t_alive)
+                for iid, (t_version, t_alive) in zip(
+                    change.removed, change.removed_versions, strict=True
+                )
+            ),
             (change.protect_threshold, change.settings_version, change.service_metadata)
             if change.settings_version
             else None,
         )
+        self._publish(payload)
+
+    def _publish(self, payload: ServicePayload) -> None:
+        self.seq += 1
+        self.counters["replication_out"] += 1
         self._effects.append(
             Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload))
         )
 
     def _merge(self, payload: ServicePayload, now: float) -> None:
+        observe = self.hlc.observe
         for v in payload.upserts:
-            self.hlc.observe(v.version)
-        for _, version in payload.removals:
-            self.hlc.observe(version)
+            observe(v.version)
+            observe(v.alive)
+            observe(v.down)
+        for _, t_version, t_alive in payload.removals:
+            observe(t_version)
+            observe(t_alive)
         if payload.settings is not None:
-            self.hlc.observe(payload.settings[1])
-        change = self.store.merge(
-            payload.key, payload.upserts, payload.removals, now, payload.settings
+            observe(payload.settings[1])
+        change, quiet = self.store.merge(
+            payload.key,
+            payload.upserts,
+            payload.removals,
+            now,
+            payload.settings,
+            self.wall_stamp(now) >> TAG_BITS,
         )
-        if change is None:
-            return
-        self._effects.append(change)  # local watchers see it
-        if self._owns(payload.key):
-            self._replicate(change)  # the owner passes on what it learned
+        if change is not None:
+            self._effects.append(change)  # local watchers see it
+        if self._owns(payload.key):  # the owner passes on what it learned
+            if change is not None:
+                self._replicate(change)
+            for rec in quiet:
+                self._refreshed(payload.key, rec)
 
     def _settings_version(self, key: ServiceKey) -> int:
         settings = self.store.settings.get(key)
@@ -391,7 +494,7 @@ class DistroNode(RegistryNode):
             self._on_digest(msg, now)  # type: ignore[arg-type]
 
     def _on_beacon(self, b: Beacon, now: float) -> None:
-        changes = self.membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now)
+        changes = self.membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now, b.members)
         self._member_changes(changes, now)
         applied = self.applied_seq.get(b.node)
         if applied is None or applied[0] != b.epoch:
@@ -427,6 +530,7 @@ class DistroNode(RegistryNode):
             else:
                 self._rounds.pop(change.node_id, None)
                 self._sync_wanted.discard(change.node_id)
+                self._resync.discard(change.node_id)
 
     # -- anti-entropy rounds ---------------------------------------------------------------
     def _call(self, node_id: str, op: str, fields: dict[str, Any], kind: str, ctx: Any) -> None:
@@ -545,6 +649,7 @@ class DistroNode(RegistryNode):
             upto = rnd.upto
             if upto is not None and applied is not None and applied[0] == upto[0]:
                 self.applied_seq[node_id] = (upto[0], max(applied[1], upto[1]))
+            self._resync.discard(node_id)
             if not self.ready:
                 self._caught_up.add(node_id)
                 self._check_caught_up(now)
@@ -571,19 +676,26 @@ class DistroNode(RegistryNode):
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
+        self.check_stall(now)  # first: a stalled node must not find its peers silent
         changes = self.membership.tick(now)
         if changes:
             self._member_changes(changes, now)
+            if self.membership.peers and not self.membership.up_peers():
+                # Every peer down at once: more likely our own link than all of them.
+                self.watching_since = now
             self._recompute_members(now)
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
         waited = now - self.started_at >= self.cluster.peer_timeout
         if not self.ready and waited and not self.membership.up_peers():
             self.ready = True  # nobody to catch up from: start alone
             self._recompute_members(now)
+        self._update_alive_floor(now)
         if self.membership.peers:
             if now >= self._next_beacon:
                 self._next_beacon = now + self.cluster.beacon_interval
-                beacon = Beacon(self.node_id, self.address, self.epoch, self.ready, self.seq)
+                beacon = Beacon(
+                    self.node_id, self.address, self.epoch, self.ready, self.seq, self._members
+                )
                 self._effects.append(Broadcast(beacon))
             if now >= self._next_digest:
                 self._next_digest = now + self.cluster.anti_entropy_interval
@@ -596,10 +708,44 @@ class DistroNode(RegistryNode):
                     self._sync_wanted.discard(node_id)
                     if peer is not None and peer.state is MemberState.UP:
                         self._start_round(node_id)
-        next_check = super().tick(now)
-        if not self.membership.peers:
-            return next_check
-        return min(next_check, self._next_beacon, self._next_digest)
+        self._disputed = self.other_views() if self.membership.peers else []
+        next_check = self._tick_health(now)
+        if self.membership.peers:
+            next_check = min(next_check, self._next_beacon, self._next_digest)
+        self._wake_at = next_check
+        return next_check
+
+    def stall_after(self) -> float:
+        return min(self.cluster.peer_timeout, self.policy.unhealthy_after) / 3
+
+    def _stalled(self, now: float) -> None:
+        """After a stall: beacons may be waiting unread, so peers' silence counts from
+        now; and a fresh round with each of them before the next sweep."""
+        for peer in self.membership.up_peers():
+            peer.last_heard = max(peer.last_heard, now)
+            if peer.node_id:
+                self._resync.add(peer.node_id)
+                self._sync_wanted.add(peer.node_id)
+        self._resync_until = now + CATCH_UP_PATIENCE * self.cluster.peer_timeout
+
+    def may_judge(self, now: float) -> tuple[bool, bool]:
+        """Sweep only when ready and resynced after a stall; evict only if not isolated."""
+        if not self.ready:
+            return False, False
+        if self._resync and now < self._resync_until:
+            return False, False
+        isolated = bool(self.membership.peers) and not self.membership.up_peers()
+        return True, not isolated
+
+    def judging(self, now: float) -> str:
+        """What the health sweep may do now, for ``stats``."""
+        if not self.ready:
+            return "catching up"
+        if self._resync and now < self._resync_until:
+            return "resyncing after a stall"
+        if now < self.watching_since + self.policy.unhealthy_after:
+            return "grace after a stall or isolation"
+        return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
 
     # -- monitoring ---------------------------------------------------------------------------
     def cluster_result(self, now: float) -> dict[str, Any]:
@@ -649,5 +795,8 @@ class DistroNode(RegistryNode):
         result.update(self.counters)
         result["node_id"] = self.node_id
         result["ready"] = self.ready
+        result["health_judgment"] = self.judging(now)
+        result["disputed_views"] = len(self.other_views())
+        result["stalls"] = self.stalls
         result["members"] = list(self._members)
         return result

@@ -18,7 +18,9 @@ class InstanceView:
     enabled: bool
     healthy: bool
     metadata: dict[str, str]
-    version: int = field(default=0, compare=False)  # replication stamp (see core/versions)
+    version: int = field(default=0, compare=False)  # stamp of the last write (core/versions)
+    alive: int = field(default=0, compare=False)  # stamp of the latest liveness evidence
+    down: int = field(default=0, compare=False)  # the ``alive`` an unhealthy mark judged stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,8 @@ class ServiceChanged:
     upserted: tuple[InstanceView, ...]
     removed: tuple[InstanceId, ...]
     reason: str  # registered, deregistered, unhealthy, recovered, evicted, updated, replicated
-    removed_versions: tuple[int, ...] = field(default=(), compare=False)  # parallel to removed
+    # parallel to removed: each removal's tombstone, (write stamp, alive stamp) (core/store)
+    removed_versions: tuple[tuple[int, int], ...] = field(default=(), compare=False)
     protect_threshold: float = field(default=0.0, compare=False)  # the service's, after it
     settings_version: int = field(default=0, compare=False)  # stamp of that setting
     service_metadata: dict[str, str] = field(default_factory=dict, compare=False)
@@ -54,4 +57,12 @@ class SyncAnnounced:
     revision: int
 
 
-Effect = ServiceChanged | SyncAnnounced
+@dataclass(frozen=True, slots=True)
+class StallDetected:
+    """The node's own loop was stopped for ``late`` s (it judges nobody for ``grace`` s)."""
+
+    late: float
+    grace: float
+
+
+Effect = ServiceChanged | SyncAnnounced | StallDetected

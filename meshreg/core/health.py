@@ -88,6 +88,11 @@ class HealthPolicy:
             )
 
 
+def _threshold(before: float, watching_since: float) -> float:
+    """A silence threshold, or -inf (nobody counts as silent) when we were not watching."""
+    return before if watching_since <= before else -math.inf
+
+
 SWEEP_STEP = 5_000  # instances judged per step of a pass: about 1 ms of pause per loop turn
 
 
@@ -111,11 +116,19 @@ class SweepPass:
         policy: HealthPolicy,
         owns: Callable[[ServiceKey], bool] | None = None,
         step: int | None = None,
+        watching_since: float = -math.inf,
+        may_evict: bool = True,
     ) -> None:
+        """``watching_since``: the node counts every instance as beating at that time at
+        the latest (it was stalled, or cut off, before: it cannot tell who was silent);
+        ``may_evict`` False: overdue instances are only marked unhealthy."""
         self.store = store
         self.started = now
-        self.unhealthy_before = now - policy.unhealthy_after
-        self.evict_before = now - policy.evict_after
+        # Silent means: no beat since the threshold, and we were watching since before it.
+        self.unhealthy_before = _threshold(now - policy.unhealthy_after, watching_since)
+        self.evict_before = _threshold(now - policy.evict_after, watching_since)
+        if not may_evict:
+            self.evict_before = -math.inf
         self.owns = owns
         self.step = SWEEP_STEP if step is None else step
         self.total = self.silent = self.overdue = 0

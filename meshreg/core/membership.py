@@ -35,6 +35,7 @@ class Peer:
     ready: bool = False  # False while the peer says it is catching up
     last_heard: float = float("-inf")
     last_seq: int = 0  # the peer's newest delta sequence, from its beacons
+    view: tuple[str, ...] | None = None  # the members it hashes over, from its beacons
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,14 @@ class Membership:
         return None
 
     def heard(
-        self, node_id: str, address: str, epoch: int, ready: bool, seq: int, now: float
+        self,
+        node_id: str,
+        address: str,
+        epoch: int,
+        ready: bool,
+        seq: int,
+        now: float,
+        view: tuple[str, ...] | None = None,
     ) -> list[MemberChanged]:
         """A beacon arrived; returns what changed (up, restart)."""
         if node_id == self.self_id:
@@ -92,6 +100,7 @@ class Membership:
         if peer.node_id not in (None, node_id):  # another node took this address
             restarted = True
         peer.node_id, peer.ready, peer.last_heard, peer.last_seq = node_id, ready, now, seq
+        peer.view = view
         if peer.state is MemberState.DOWN or restarted:
             peer.state = MemberState.UP
             changes.append(MemberChanged(node_id, address, MemberState.UP, restarted))

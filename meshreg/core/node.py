@@ -12,22 +12,34 @@ the sweep consults the node's self-preservation state (``core/preservation``),
 whose transitions are queued as effects too, ahead of the sweep's changes.
 
 The heartbeat is the hot path: one dict lookup to the service, one to the
-instance, one float store; no allocation unless it heals an instance.
+instance, one float store; no allocation unless it heals an instance or
+refreshes its liveness evidence (a record whose ``alive`` stamp is below
+``alive_floor``: see core/distro, "Liveness evidence").
+
+A node suspects itself first.  ``tick`` knows when it asked to be called
+again; a call much later than that means the node itself was stopped (a
+SIGSTOP, a VM freeze, a swap storm): beats and beacons may be waiting unread
+in its sockets, so it judges nobody on what it saw before.  It sets
+``watching_since`` to now: nobody counts as silent until ``unhealthy_after``
+has passed since then (a fresh grace period; ``StallDetected`` is queued for
+the log).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from meshreg import __version__
 from meshreg.core import health
-from meshreg.core.events import ServiceChanged, SyncAnnounced
+from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import RegistryStore
 from meshreg.core.subscriptions import Subscriptions
+from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode
 from meshreg.model import ServiceKey, protection_active
 from meshreg.wire.messages import (
@@ -50,8 +62,30 @@ TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale co
 class RegistryNode:
     """Registry state, health timers and request handling of one node."""
 
-    def __init__(self, policy: HealthPolicy, epoch: int, now: float, address: str = "") -> None:
+    def __init__(
+        self,
+        policy: HealthPolicy,
+        epoch: int,
+        now: float,
+        address: str = "",
+        node_id: str = "",
+        wall_offset: float = 0.0,
+        detect_stalls: bool = True,
+    ) -> None:
+        """``detect_stalls`` False: a tick far later than asked is taken as it comes (for
+        tests that move a fake clock in leaps, as if the node had slept meanwhile)."""
         self.policy = policy
+        self.detect_stalls = detect_stalls
+        self.hlc = HybridClock(node_id)
+        self.wall_offset = wall_offset  # wall clock = now + offset (skew in simulations)
+        # A beat for a record whose liveness evidence is older than this stamp refreshes it
+        # (and the refresh is replicated); 0: never (a lone node has nobody to tell).
+        self.alive_floor = 0
+        # Every instance counts as beating at this time at the latest: after a stall of our
+        # own we cannot tell who was silent (see the module docstring).
+        self.watching_since = -math.inf
+        self._wake_at = math.inf  # when the last tick asked to be called again (none yet)
+        self.stalls = 0
         self.epoch = epoch  # this incarnation; watchers re-pull when it changes
         self.address = address
         self.store = RegistryStore()
@@ -126,7 +160,7 @@ class RegistryNode:
         if svc is None:
             return False
         rec = svc.instances.get(iid)
-        if rec is None or not rec.healthy:
+        if rec is None or not rec.healthy or rec.alive < self.alive_floor:
             return False
         rec.last_beat = now
         stats = self.stats
@@ -148,6 +182,21 @@ class RegistryNode:
             )
         if not rec.healthy:
             self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
+        elif rec.alive < self._evidence_floor(req.key, now) and self.store.refresh(
+            req.key, rec, self._stamp(now)
+        ):
+            self._refreshed(req.key, rec)
+
+    def _evidence_floor(self, key: ServiceKey, now: float) -> int:
+        """Liveness evidence older than this is refreshed by a beat (see ``alive_floor``)."""
+        return self.alive_floor
+
+    def _refreshed(self, key: ServiceKey, rec: Any) -> None:
+        """A record's liveness evidence was refreshed (replicated in a cluster)."""
+
+    def wall_stamp(self, now: float) -> int:
+        """The version stamp our wall clock gives ``now`` (no node tag, not issued)."""
+        return int((now + self.wall_offset) * 1_000_000) << TAG_BITS
 
     def rejected(self, error: RequestRejected) -> None:
         """Count a rejected request (validation failure or refusal)."""
@@ -231,9 +280,50 @@ class RegistryNode:
         steps, one per call: while one is under way the answer is ``now``
         (call again at once, after serving what is waiting).
         """
+        self.check_stall(now)
+        wake = self._tick_health(now)
+        self._wake_at = wake
+        return wake
+
+    def stall_after(self) -> float:
+        """s a tick may come later than asked before the node suspects it was stopped."""
+        return self.policy.unhealthy_after / 3
+
+    def check_stall(self, now: float) -> bool:
+        """Suspect ourselves first: True (and a fresh grace period) when this tick comes
+        ``stall_after`` or more later than the last one asked for."""
+        late = now - self._wake_at
+        if late < self.stall_after() or not self.detect_stalls:
+            return False
+        self._wake_at = now
+        self.stalls += 1
+        self.watching_since = now
+        self._effects.append(StallDetected(round(late, 3), self.policy.unhealthy_after))
+        self._stalled(now)
+        return True
+
+    def _stalled(self, now: float) -> None:
+        """What a cluster member also does after a stall (see core/distro)."""
+
+    def may_judge(self, now: float) -> tuple[bool, bool]:
+        """(may mark unhealthy, may evict) in a sweep starting ``now``."""
+        return True, True
+
+    def _tick_health(self, now: float) -> float:
         run = self._sweep
         if run is None and now >= self.next_check_at:
-            run = self._sweep = health.SweepPass(self.store, now, self.policy, self._owns)
+            may_mark, may_evict = self.may_judge(now)
+            if not may_mark:
+                self.next_check_at = now + self.policy.check_interval
+                return self.next_check_at
+            run = self._sweep = health.SweepPass(
+                self.store,
+                now,
+                self.policy,
+                self._judged(),
+                watching_since=self.watching_since,
+                may_evict=may_evict,
+            )
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
         if run is not None:
@@ -272,10 +362,14 @@ class RegistryNode:
 
     # -- effects -------------------------------------------------------------
     def _stamp(self, now: float) -> int:
-        """Version stamp for a write (replication needs them; a lone node does not)."""
-        return 0
+        """Version stamp for a write: a health mark compares them (see core/store)."""
+        return self.hlc.stamp(now + self.wall_offset)
 
-    _owns: Callable[[ServiceKey], bool] | None = None  # services to sweep (None: all)
+    _owns: Callable[[ServiceKey], bool] | None = None  # services we are responsible for
+
+    def _judged(self) -> Callable[[ServiceKey], bool] | None:
+        """The services a sweep judges (None: all)."""
+        return self._owns
 
     def _emit(self, change: ServiceChanged | None) -> None:
         if change is not None:

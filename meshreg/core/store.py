@@ -14,13 +14,21 @@ Theory of operation
   revision it had, so a watcher that missed its last delta still accepts the
   empty list (and one created again later shows up as a gap, then a pull).
 * Time is an argument (``now``, monotonic seconds); the store keeps no clock.
-* Replication (see ``core/versions``): every record carries the stamp of
-  its last state change; a removal leaves a tombstone with its stamp for
-  ``tombstone_ttl`` seconds.  ``merge`` applies a peer's records and
-  tombstones per instance, keeping whichever stamp is higher, so merges
-  commute and every node that has seen the same records holds the same table.
-  A tombstone is what stops a stale copy from resurrecting an evicted
-  instance.
+* Replication (see ``core/versions`` and docs/DISTRO.md, "The merge rule"):
+  a record carries three stamps.  ``version``: its last *write* (register,
+  update), which orders its fields.  ``alive``: its latest *liveness
+  evidence* (a registration, a heal, or a node that saw it beat refreshing
+  it).  ``down``: when it is unhealthy, the ``alive`` that the judge found
+  stale.  A removal leaves a tombstone ``(version, alive)``: a deregistration
+  is ``(its stamp, 0)``, an eviction ``(0, the alive it judged)``.  ``merge``
+  joins a peer's copy into ours component by component (the highest write
+  wins the fields; ``alive`` and ``down`` take the maximum; healthy means
+  ``down < alive``) and a record survives a tombstone only if it is newer on
+  both counts.  So a judgment (unhealthy, evicted) never wins over evidence
+  the judge had not seen, a deregistration never loses to a later judgment,
+  merges commute and every node that has seen the same records holds the
+  same table.  The tombstone is what stops a stale copy from resurrecting a
+  removed instance.
 * Memory (a node holds up to millions of records; see bench/scale.py): a
   record keeps no more than its fields.  The instances of a service mostly
   carry equal metadata, so a service shares one dict among the instances
@@ -36,6 +44,7 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.core.versions import TAG_BITS
 from meshreg.model import InstanceId, ServiceKey
 
 Settings = tuple[float, int, dict[str, str]]  # (protect_threshold, version, service metadata)
@@ -56,6 +65,8 @@ class InstanceRecord:
         "registered_at",
         "last_beat",
         "version",
+        "alive",
+        "down",
     )
 
     def __init__(
@@ -69,6 +80,8 @@ class InstanceRecord:
     ) -> None:
         self.id = iid
         self.version = version
+        self.alive = version  # a registration is evidence of life
+        self.down = 0
         self.weight = weight
         self.enabled = enabled
         self.healthy = True
@@ -87,6 +100,8 @@ class InstanceRecord:
             self.healthy,
             dict(self.metadata),
             self.version,
+            self.alive,
+            self.down,
         )
 
 
@@ -131,6 +146,19 @@ def _stored_id(iid: InstanceId) -> InstanceId:
     return InstanceId(iid.ip, iid.port, sys.intern(cluster))
 
 
+def _evidence_time(alive: int, now: float, wall_us: int | None) -> float:
+    """The local time of the liveness evidence stamped ``alive``: ``now`` less its age.
+
+    The age is read on the wall clock (the stamp's microseconds, see
+    core/versions); clock skew between nodes makes it approximate, so it is
+    clamped: never in the future, never older than an hour.
+    """
+    if wall_us is None:
+        return now
+    age = (wall_us - (alive >> TAG_BITS)) / 1_000_000
+    return now - min(max(age, 0.0), 3600.0)
+
+
 def _stored_weight(weight: float) -> float:
     """The weight to keep: the shared object for the default 1.0 (each decoded one is new)."""
     return _ONE if type(weight) is float and weight == _ONE else weight
@@ -145,7 +173,8 @@ class RegistryStore:
         # service settings: (protect threshold, version stamp, metadata); kept when emptied
         self.settings: dict[ServiceKey, Settings] = {}
         # (version, removed_at) of removed instances, so stale copies stay dead
-        self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, float]]] = {}
+        # (write stamp, alive stamp, removed_at) of removed instances: stale copies stay dead
+        self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, int, float]]] = {}
 
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
@@ -189,7 +218,11 @@ class RegistryStore:
         now: float,
         version: int = 0,
     ) -> ServiceChanged | None:
-        """Add or update an instance; a repeat with equal fields only refreshes its beat."""
+        """Add or update an instance; a repeat with equal fields only refreshes its beat.
+
+        ``version`` stamps the write; an unhealthy instance registered again is
+        healed with it as its new liveness evidence.
+        """
         svc = self.services.get(key)
         if svc is None:
             svc = self.services[key] = ServiceRecord(key)
@@ -206,16 +239,16 @@ class RegistryStore:
         rec.last_beat = now
         if now < svc.oldest_beat:
             svc.oldest_beat = now
-        if (
-            rec.healthy
-            and rec.weight == weight
-            and rec.enabled == enabled
-            and rec.metadata == metadata
-        ):
+        same = rec.weight == weight and rec.enabled == enabled and rec.metadata == metadata
+        if rec.healthy and same:
             return None
-        rec.weight, rec.enabled, rec.healthy = _stored_weight(weight), enabled, True
-        rec.metadata = svc.shared_metadata(metadata)
-        rec.version = version
+        if not same:
+            rec.weight, rec.enabled = _stored_weight(weight), enabled
+            rec.metadata = svc.shared_metadata(metadata)
+            rec.version = version
+        if not rec.healthy:
+            rec.healthy = True
+            rec.alive = max(version, rec.down + 1)
         return self._changed(svc, (rec,), (), "updated")
 
     def update(
@@ -241,8 +274,12 @@ class RegistryStore:
     def deregister(
         self, key: ServiceKey, iid: InstanceId, version: int = 0, now: float = 0.0
     ) -> ServiceChanged | None:
-        """Remove an instance; None when it was not there (deregister is idempotent)."""
-        return self.remove(key, (iid,), "deregistered", version, now)
+        """Remove an instance; None when it was not there (deregister is idempotent).
+
+        Its tombstone ``(version, 0)`` outranks every copy written before it,
+        whatever liveness evidence or health mark that copy carries.
+        """
+        return self._remove(key, (iid,), "deregistered", now, version)
 
     def beat(self, key: ServiceKey, iid: InstanceId, now: float) -> InstanceRecord | None:
         """Record a beat. Returns the record (None: unknown, the client must register)."""
@@ -257,7 +294,12 @@ class RegistryStore:
     def set_health(
         self, key: ServiceKey, iids: Iterable[InstanceId], healthy: bool, version: int = 0
     ) -> ServiceChanged | None:
-        """Set ``healthy`` on instances; one change (one revision) for all of them."""
+        """Set ``healthy`` on instances; one change (one revision) for all of them.
+
+        Unhealthy is a judgment: it records the liveness evidence it found
+        stale (``down = alive``) and stands only while no newer evidence
+        arrives.  Healthy (a beat healed it) is new evidence: ``alive = version``.
+        """
         svc = self.services.get(key)
         if svc is None:
             return None
@@ -266,11 +308,27 @@ class RegistryStore:
             rec = svc.instances.get(iid)
             if rec is not None and rec.healthy != healthy:
                 rec.healthy = healthy
-                rec.version = version
+                if healthy:
+                    rec.alive = max(version, rec.down + 1)
+                else:
+                    rec.down = rec.alive
                 changed.append(rec)
         if not changed:
             return None
         return self._changed(svc, tuple(changed), (), "recovered" if healthy else "unhealthy")
+
+    def refresh(self, key: ServiceKey, rec: InstanceRecord, alive: int) -> bool:
+        """New liveness evidence for a healthy record (nothing a watcher sees changes).
+
+        Replicated so that a judgment made elsewhere on older evidence loses.
+        """
+        if alive <= rec.alive:
+            return False
+        rec.alive = alive
+        svc = self.services.get(key)
+        if svc is not None:
+            svc.digest_cache = None
+        return True
 
     def remove(
         self,
@@ -280,100 +338,161 @@ class RegistryStore:
         version: int = 0,
         now: float = 0.0,
     ) -> ServiceChanged | None:
-        """Remove instances; one change for all of them; drops an emptied service."""
+        """Evict instances; one change for all of them; drops an emptied service.
+
+        An eviction is a judgment: each tombstone records the liveness evidence
+        it found stale, ``(0, alive)``, so a copy with newer evidence survives it.
+        """
+        return self._remove(key, iids, reason, now, None)
+
+    def _remove(
+        self,
+        key: ServiceKey,
+        iids: Iterable[InstanceId],
+        reason: str,
+        now: float,
+        version: int | None,
+    ) -> ServiceChanged | None:
+        """Remove instances: ``version`` None is an eviction, else a deregistration."""
         svc = self.services.get(key)
         if svc is None:
             return None
         pop = svc.instances.pop
-        removed = tuple(rec.id for iid in iids if (rec := pop(iid, None)) is not None)
+        removed = [rec for iid in iids if (rec := pop(iid, None)) is not None]
         if not removed:
             return None
         tombs = self.tombstones.setdefault(key, {})
-        for iid in removed:
-            tombs[iid] = (version, now)
-        change = self._changed(svc, (), removed, reason, (version,) * len(removed))
+        stamps = []
+        for rec in removed:
+            stamp = (0, rec.alive) if version is None else (version, 0)
+            held = tombs.get(rec.id)
+            if held is not None:
+                stamp = (max(held[0], stamp[0]), max(held[1], stamp[1]))
+            tombs[rec.id] = (stamp[0], stamp[1], now)
+            stamps.append(stamp)
+        change = self._changed(svc, (), tuple(rec.id for rec in removed), reason, tuple(stamps))
         if not svc.instances:
             del self.services[key]
         return change
 
     # -- replication -----------------------------------------------------------
-    def version_of(self, key: ServiceKey, iid: InstanceId) -> int:
-        """The stamp of what we hold for an instance (record or tombstone); -1: nothing."""
-        svc = self.services.get(key)
-        rec = svc.instances.get(iid) if svc is not None else None
-        if rec is not None:
-            return rec.version
-        tomb = self.tombstones.get(key, {}).get(iid)
-        return tomb[0] if tomb is not None else -1
-
     def merge(
         self,
         key: ServiceKey,
         upserts: Iterable[InstanceView],
-        removals: Iterable[tuple[InstanceId, int]],
+        removals: Iterable[tuple[InstanceId, int, int]],
         now: float,
         settings: Settings | None = None,
-    ) -> ServiceChanged | None:
-        """Apply a peer's records, tombstones and settings where their stamps are higher.
+        wall_us: int | None = None,
+    ) -> tuple[ServiceChanged | None, tuple[InstanceRecord, ...]]:
+        """Join a peer's records, tombstones and settings into ours (the merge rule above).
 
-        New records get ``now`` as their last beat (a fresh grace period).
+        Returns the visible change (None: nothing a watcher sees) and the
+        records whose stamps rose without a visible change (new liveness
+        evidence, or a judgment that newer evidence overrules), which the
+        responsible node passes on.  A record new here, and one whose
+        ``alive`` rose, takes the time of that evidence as its last beat
+        (``now`` less its age on ``wall_us``, our wall clock in microseconds;
+        ``now`` when not given): the sweeper then judges it by the latest beat
+        any node saw.
         """
         changed: list[InstanceRecord] = []
+        quiet: list[InstanceRecord] = []
         removed: list[InstanceId] = []
-        removed_versions: list[int] = []
+        removed_stamps: list[tuple[int, int]] = []
         svc = self.services.get(key)
+        tombs = self.tombstones.get(key)
         for v in upserts:
             iid = InstanceId(v.ip, v.port, v.cluster)
-            if v.version <= self.version_of(key, iid):
-                continue
-            if svc is None:
-                svc = self.services[key] = ServiceRecord(key)
-            rec = svc.instances.get(iid)
-            metadata = svc.shared_metadata(v.metadata, copy=True)  # never the view's own
+            alive = v.alive if v.alive > v.version else v.version
+            down = v.down
+            healthy = v.healthy if alive == 0 else down < alive  # unstamped: a test's view
+            rec = svc.instances.get(iid) if svc is not None else None
             if rec is None:
+                tomb = tombs.get(iid) if tombs is not None else None
+                if tomb is not None and not (v.version > tomb[0] and alive > tomb[1]):
+                    continue  # removed on evidence at least as new: stays removed
+                if svc is None:
+                    svc = self.services[key] = ServiceRecord(key)
                 iid = _stored_id(iid)
+                metadata = svc.shared_metadata(v.metadata, copy=True)  # never the view's own
                 rec = svc.instances[iid] = InstanceRecord(
                     iid, _stored_weight(v.weight), v.enabled, metadata, now, v.version
                 )
-                if now < svc.oldest_beat:
-                    svc.oldest_beat = now
-                rec.healthy = v.healthy
-                self._forget_tombstone(key, iid)
-            else:
-                rec.weight, rec.enabled = _stored_weight(v.weight), v.enabled
-                rec.healthy, rec.metadata, rec.version = v.healthy, metadata, v.version
-            changed.append(rec)
-        tombs = None
-        for iid, version in removals:
-            if version <= self.version_of(key, iid):
+                rec.alive, rec.down, rec.healthy = alive, down, healthy
+                rec.last_beat = _evidence_time(alive, now, wall_us)
+                if rec.last_beat < svc.oldest_beat:
+                    svc.oldest_beat = rec.last_beat
+                if tomb is not None:
+                    self._forget_tombstone(key, iid)
+                    tombs = self.tombstones.get(key)
+                changed.append(rec)
                 continue
+            visible = raised = False
+            if v.version > rec.version:
+                if rec.weight != v.weight or rec.enabled != v.enabled or rec.metadata != v.metadata:
+                    rec.weight, rec.enabled = _stored_weight(v.weight), v.enabled
+                    rec.metadata = svc.shared_metadata(v.metadata, copy=True)  # type: ignore[union-attr]
+                    visible = True
+                rec.version = v.version
+                raised = True
+            if alive > rec.alive:
+                rec.alive = alive
+                rec.last_beat = max(rec.last_beat, _evidence_time(alive, now, wall_us))
+                raised = True
+            if down > rec.down:
+                rec.down = down
+                raised = True
+            if alive != 0 or rec.alive != 0:
+                now_healthy = rec.down < rec.alive
+            else:
+                now_healthy = healthy if v.version >= rec.version else rec.healthy
+            if now_healthy != rec.healthy:
+                rec.healthy = now_healthy
+                visible = True
+            if visible:
+                changed.append(rec)
+            elif raised:
+                quiet.append(rec)
+        for iid, t_version, t_alive in removals:
+            rec = svc.instances.get(iid) if svc is not None else None
+            if rec is not None:
+                if rec.version > t_version and rec.alive > t_alive:
+                    continue  # newer on both counts than what removed it elsewhere: stays
+                del svc.instances[iid]  # type: ignore[union-attr]
+                removed.append(rec.id)
+                removed_stamps.append((t_version, t_alive))
+                iid = rec.id
             if tombs is None:
                 tombs = self.tombstones.setdefault(key, {})
-            tombs[iid] = (version, now)
-            if svc is not None and svc.instances.pop(iid, None) is not None:
-                removed.append(iid)
-                removed_versions.append(version)
+            held = tombs.get(iid)
+            if held is None:
+                tombs[iid] = (t_version, t_alive, now)
+            elif t_version > held[0] or t_alive > held[1]:
+                tombs[iid] = (max(held[0], t_version), max(held[1], t_alive), now)
         settings_changed = settings is not None and self._take_settings(key, settings)
+        if quiet and svc is not None:
+            svc.digest_cache = None
         if not (changed or removed or settings_changed):
-            return None
+            return None, tuple(quiet)
         if svc is None:
             svc = self.services[key] = ServiceRecord(key)
         change = self._changed(
-            svc, tuple(changed), tuple(removed), "replicated", tuple(removed_versions)
+            svc, tuple(changed), tuple(removed), "replicated", tuple(removed_stamps)
         )
         if not svc.instances:
             del self.services[key]
-        return change
+        return change, tuple(quiet)
 
-    def tombstones_of(self, key: ServiceKey) -> list[tuple[InstanceId, int]]:
-        return [(iid, v) for iid, (v, _) in self.tombstones.get(key, {}).items()]
+    def tombstones_of(self, key: ServiceKey) -> list[tuple[InstanceId, int, int]]:
+        return [(iid, v, a) for iid, (v, a, _) in self.tombstones.get(key, {}).items()]
 
     def purge_tombstones(self, now: float, ttl: float) -> int:
         """Forget tombstones older than ``ttl`` seconds; returns how many."""
         purged = 0
         for key in list(self.tombstones):
             tombs = self.tombstones[key]
-            for iid in [i for i, (_, at) in tombs.items() if at <= now - ttl]:
+            for iid in [i for i, (_, _, at) in tombs.items() if at <= now - ttl]:
                 del tombs[iid]
                 purged += 1
             if not tombs:
@@ -434,7 +553,7 @@ class RegistryStore:
         upserted: tuple[InstanceRecord, ...],
         removed: tuple[InstanceId, ...],
         reason: str,
-        removed_versions: tuple[int, ...] = (),
+        removed_versions: tuple[tuple[int, int], ...] = (),
     ) -> ServiceChanged:
         base = svc.revision
         svc.digest_cache = None

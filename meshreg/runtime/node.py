@@ -22,7 +22,7 @@ import zmq
 from meshreg import __version__
 from meshreg.config import NodeConfig
 from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
-from meshreg.core.events import ServiceChanged, SyncAnnounced
+from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.membership import MemberChanged, MemberState
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.errors import ErrorCode, RemoteProtocolError
@@ -384,6 +384,13 @@ class NodeRuntime:
                     effect.silent,
                     effect.total,
                     effect.evictions_resume_in,
+                )
+            elif t is StallDetected:
+                log.warning(
+                    "this node was stalled for %.1fs (stopped, frozen or starved): judging "
+                    "nobody's health for %gs and resyncing with its peers first",
+                    effect.late,
+                    effect.grace,
                 )
             elif t is MemberChanged:
                 if effect.state is MemberState.UP:

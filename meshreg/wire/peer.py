@@ -3,10 +3,15 @@
 Replication channel (each node's XPUB... PUB on ``port + 2``), frames
 ``[kind, body]`` with kind one of ``b"beacon"``, ``b"delta"``, ``b"digest"``:
 
-* beacon: ``{"v","node","address","epoch","ready","seq"}`` every beacon interval;
-  ``seq`` is the sender's last delta sequence (gap detection in quiet times).
+* beacon: ``{"v","node","address","epoch","ready","seq","members"}`` every beacon
+  interval; ``seq`` is the sender's last delta sequence (gap detection in quiet
+  times), ``members`` the ids it hashes responsibility over (its view; a node
+  does not judge the health of a service whose owner another view names).
 * delta:  ``{"v","node","epoch","seq","namespace","group","service",
-  "upsert":[instance + "version"], "remove":[[ip, port, cluster, version]]}``.
+  "upsert":[instance + "version", "alive", "down"],
+  "remove":[[ip, port, cluster, version, alive]]}`` (the stamps of core/store's
+  merge rule; a 4-element removal and an upsert without alive/down, from an
+  older node, read as alive = version and down = 0, or = alive if unhealthy).
 * digest: ``{"v","node","epoch","services","digest"}``: how many services the
   sender is responsible for and one checksum over them (see core/digests).
 
@@ -39,6 +44,7 @@ MAX_RECONCILE_INSTANCES = (
     100_000  # instances + tombstones per ``reconcile`` request (one big service)
 )
 MAX_DELTA_ENTRIES = 100_000  # upserts + removals in one replicated delta
+MAX_MEMBERS = 256  # node ids in a beacon's member view
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,7 @@ class Beacon:
     epoch: int
     ready: bool
     seq: int
+    members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,7 @@ class ServicePayload:
 
     key: ServiceKey
     upserts: tuple[InstanceView, ...]
-    removals: tuple[tuple[InstanceId, int], ...]
+    removals: tuple[tuple[InstanceId, int, int], ...]  # (id, tombstone version, alive)
     settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
 
 
@@ -126,9 +133,11 @@ def _key(ns: Any, group: Any, service: Any) -> ServiceKey:
 
 
 def instance_to_peer(v: InstanceView) -> dict[str, Any]:
-    """The client-facing fields plus the version stamp peers merge by."""
+    """The client-facing fields plus the stamps peers merge by."""
     d = instance_to_wire(v)
     d["version"] = v.version
+    d["alive"] = v.alive
+    d["down"] = v.down
     return d
 
 
@@ -156,18 +165,27 @@ def _instance(d: Any) -> InstanceView:
     except RequestRejected as exc:
         raise _bad(exc.message) from None
     version = _uint(d.get("version"), "version", 2**63 - 1)
-    return InstanceView(ip, port, cluster, float(weight), enabled, healthy, metadata, version)
+    alive = _uint(d.get("alive", version), "alive", 2**63 - 1)
+    down = _uint(d.get("down", 0 if healthy else alive), "down", 2**63 - 1)
+    if alive < version:
+        raise _bad("alive must be >= version (a write is evidence of life)")
+    if alive and (down < alive) != healthy:
+        raise _bad("healthy must equal down < alive")
+    return InstanceView(
+        ip, port, cluster, float(weight), enabled, healthy, metadata, version, alive, down
+    )
 
 
-def _removal(r: Any) -> tuple[InstanceId, int]:
-    if not isinstance(r, list) or len(r) != 4:
-        raise _bad("removal must be [ip, port, cluster, version]")
+def _removal(r: Any) -> tuple[InstanceId, int, int]:
+    if not isinstance(r, list) or len(r) not in (4, 5):
+        raise _bad("removal must be [ip, port, cluster, version, alive]")
     ip = _str(r[0], "ip", limits.MAX_HOST_LEN)
     port = r[1]
     if type(port) is not int or not 0 < port < 65536:
         raise _bad("port must be in 1..65535")
     cluster = _str(r[2], "cluster", limits.MAX_CLUSTER_LEN)
-    return InstanceId(ip, port, cluster), _uint(r[3], "version", 2**63 - 1)
+    alive = _uint(r[4], "alive", 2**63 - 1) if len(r) == 5 else 0
+    return InstanceId(ip, port, cluster), _uint(r[3], "version", 2**63 - 1), alive
 
 
 def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
@@ -176,7 +194,7 @@ def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
         "group": p.key.group,
         "service": p.key.service,
         "upsert": [instance_to_peer(v) for v in p.upserts],
-        "remove": [[i.ip, i.port, i.cluster, ver] for i, ver in p.removals],
+        "remove": [[i.ip, i.port, i.cluster, ver, alive] for i, ver, alive in p.removals],
         "settings": None if p.settings is None else list(p.settings),
     }
 
@@ -226,6 +244,8 @@ def encode_beacon(b: Beacon) -> list[bytes]:
         "ready": b.ready,
         "seq": b.seq,
     }
+    if b.members is not None:
+        body["members"] = list(b.members)
     return [b"beacon", msgpack.packb(body)]
 
 
@@ -266,7 +286,12 @@ def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | Digest
         if type(ready) is not bool:
             raise _bad("ready must be a boolean")
         address = _str(m.get("address"), "address", 300)
-        return Beacon(node, address, epoch, ready, _uint(m.get("seq"), "seq"))
+        members = m.get("members")
+        if members is not None:
+            if not isinstance(members, list) or len(members) > MAX_MEMBERS:
+                raise _bad(f"members must be a list of at most {MAX_MEMBERS} node ids")
+            members = tuple(sorted(_str(x, "member id", 256) for x in members))
+        return Beacon(node, address, epoch, ready, _uint(m.get("seq"), "seq"), members)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
     if kind == b"digest":

@@ -94,7 +94,7 @@ def as_wire(view: ServiceView) -> list[dict[str, Any]]:
 
 # -- deltas ---------------------------------------------------------------------------------------
 def test_snapshot_then_contiguous_deltas_from_a_real_node() -> None:
-    node = RegistryNode(HealthPolicy(), EPOCH, 0.0)
+    node = RegistryNode(HealthPolicy(), EPOCH, 0.0, detect_stalls=False)
     node.handle(RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
     node.take_effects()
     view = ServiceView(SVC)
@@ -234,7 +234,7 @@ def test_repull_after_missed_drop_of_a_service_forgets_its_instances() -> None:
     The node used to answer ``revision 0`` for a service it dropped, lower than
     the revision the watcher held, so the view kept the removed instance.
     """
-    node = RegistryNode(HealthPolicy(), EPOCH, 0.0)
+    node = RegistryNode(HealthPolicy(), EPOCH, 0.0, detect_stalls=False)
     node.handle(RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
     node.take_effects()
     view = ServiceView(SVC)
@@ -287,7 +287,7 @@ def run_watchers(ops: list[tuple[Any, ...]], data: Any, lossy: bool) -> Any:
     """Play ``ops`` on a node; watchers follow its notifications; return (node, watchers)."""
     epoch = 1
     now = 0.0
-    node = RegistryNode(HealthPolicy(), epoch, now)
+    node = RegistryNode(HealthPolicy(), epoch, now, detect_stalls=False)
     watchers = {key: Watcher(key) for key in SERVICES}
 
     def pull(w: Watcher, step: int) -> None:
@@ -342,7 +342,7 @@ def run_watchers(ops: list[tuple[Any, ...]], data: Any, lossy: bool) -> Any:
             node.subscription_changed(SERVICES[op[1]], True)
         else:  # a node restart: new epoch, empty table
             epoch += 1
-            node = RegistryNode(HealthPolicy(), epoch, now)
+            node = RegistryNode(HealthPolicy(), epoch, now, detect_stalls=False)
         replies_first = data.draw(st.booleans(), label="replies before notifications")
         if replies_first:
             replies(step)

@@ -45,7 +45,9 @@ NOW = 100.0
 
 def populated_node() -> DistroNode:
     """A node (a lone cluster member, as the runtime runs it) with three services."""
-    node = DistroNode(HealthPolicy(), ClusterPolicy(), "n1", "127.0.0.1:7800", [], 99, 0.0)
+    node = DistroNode(
+        HealthPolicy(), ClusterPolicy(), "n1", "127.0.0.1:7800", [], 99, 0.0, detect_stalls=False
+    )
     for i, key in enumerate(KNOWN):
         fields = {"namespace": key.namespace, "group": key.group, "service": key.service}
         for port in (8080, 8081):

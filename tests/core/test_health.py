@@ -160,7 +160,7 @@ def _beat(node: RegistryNode, now: float, iid: InstanceId = A) -> None:
 
 def _timeline(beats: list[float], until: float) -> dict[float, str]:
     """Register at 0, beat at ``beats``, tick every 5 s; state after each tick."""
-    node = RegistryNode(HealthPolicy(), epoch=1, now=0.0)
+    node = RegistryNode(HealthPolicy(), epoch=1, now=0.0, detect_stalls=False)
     _register(node, 0.0)
     pending = sorted(beats)
     states: dict[float, str] = {}
@@ -216,7 +216,7 @@ def test_timeline_with_default_policy(beats: list[float], expected: dict[int, st
 
 
 def test_tick_before_due_does_nothing_and_returns_next_check() -> None:
-    node = RegistryNode(HealthPolicy(), epoch=1, now=100.0)
+    node = RegistryNode(HealthPolicy(), epoch=1, now=100.0, detect_stalls=False)
     _register(node, 100.0)
     node.take_effects()
     assert node.tick(104.99) == 105.0
@@ -228,7 +228,7 @@ def test_tick_before_due_does_nothing_and_returns_next_check() -> None:
 
 
 def test_late_tick_marks_unhealthy_without_catching_up() -> None:
-    node = RegistryNode(HealthPolicy(), epoch=1, now=0.0)
+    node = RegistryNode(HealthPolicy(), epoch=1, now=0.0, detect_stalls=False)
     _register(node, 0.0)
     assert node.tick(17.0) == 22.0
     assert _state(node.store) == "unhealthy"

@@ -29,7 +29,7 @@ def inst(ip: str = "10.0.0.1", port: int = 8080, service: str = "orders", **extr
 
 
 def new_node(now: float = 0.0, policy: HealthPolicy | None = None) -> RegistryNode:
-    return RegistryNode(policy or HealthPolicy(), EPOCH, now, "127.0.0.1:7800")
+    return RegistryNode(policy or HealthPolicy(), EPOCH, now, "127.0.0.1:7800", detect_stalls=False)
 
 
 def changes(node: RegistryNode) -> list[ServiceChanged]:

@@ -121,7 +121,7 @@ class Fleet:
 
 
 def fleet(n: int, **policy: Any) -> Fleet:
-    f = Fleet(RegistryNode(HealthPolicy(**policy), EPOCH, 0.0))
+    f = Fleet(RegistryNode(HealthPolicy(**policy), EPOCH, 0.0, detect_stalls=False))
     f.add(n)
     return f
 

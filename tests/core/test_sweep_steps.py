@@ -75,7 +75,7 @@ def test_the_node_runs_a_big_pass_over_several_ticks_and_serves_in_between(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(health, "SWEEP_STEP", 5)
-    node = RegistryNode(POLICY, 1, 0.0, "127.0.0.1:7800")
+    node = RegistryNode(POLICY, 1, 0.0, "127.0.0.1:7800", detect_stalls=False)
     for k in range(4):
         for i in range(5):
             node.store.register(key(k), iid(i), 1.0, True, {}, 0.0)

@@ -31,6 +31,21 @@ Theory of operation
   effects are sent as requests and answered with ``peer_reply`` or
   ``peer_failed``.  Each node is ticked at the time its last ``tick`` asked
   for.
+* **Process pause** (SIGSTOP/SIGCONT, a VM freeze): :meth:`Network.pause`
+  stops a node without killing it.  Its core is neither ticked nor given
+  anything: every message that arrives for it (replication, peer calls and
+  their replies, forwarded writes and their replies, client requests) is
+  held in arrival order, and its own timers (the tick, call and forward
+  timeouts) are held until :meth:`Network.resume`.  Its peers' requests time
+  out on their side as usual.  On resume the held messages and timers run
+  in order, before or after the first tick (a seeded choice unless given:
+  the runtime drains its sockets first, but the kernel may not have handed
+  everything over yet, so "tick first" must be covered too).
+* **One-way loss**: ``oneway_loss[(a, b)] = p`` loses each message from node
+  ``a`` to node ``b`` with probability ``p`` (on top of ``loss``), the other
+  direction untouched: asymmetric links, flapping peers.
+* Both knobs draw from ``net.rng`` only when used, so runs that do not use
+  them replay exactly as before.
 """
 
 from __future__ import annotations
@@ -45,7 +60,7 @@ from typing import Any
 import msgpack
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, Forward, PeerCall
-from meshreg.core.events import ServiceChanged, SyncAnnounced
+from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
@@ -91,8 +106,8 @@ class SimNode:
         self.gen = 0  # incarnations so far
         self.changes: list[tuple[float, ServiceChanged]] = []  # this incarnation's changes
         self.member_events: list[tuple[float, MemberChanged]] = []  # this incarnation's
-        # (service, instance) -> the newest version stamp this incarnation applied
-        self.versions: dict[tuple[Any, Any], int] = {}
+        # (service, instance) -> (record stamps, tombstone stamps) this incarnation holds
+        self.versions: dict[tuple[Any, Any], tuple[Any, Any]] = {}
 
 
 @dataclass
@@ -131,6 +146,10 @@ class Network:
         self.slow_max = 0.0
         self.groups: list[frozenset[str]] | None = None  # a partition; None: all connected
         self.blocked_calls: set[tuple[str, str]] = set()  # (caller, callee): requests lost
+        self.oneway_loss: dict[tuple[str, str], float] = {}  # (src, dst) -> loss probability
+        # paused node -> what arrived or fell due for it meanwhile, in order
+        self.paused: dict[str, list[tuple[Callable[..., None], tuple[Any, ...]]]] = {}
+        self._held_ticks: dict[str, int] = {}  # paused node -> gen of its held tick
         self.trace: list[str] | None = [] if trace else None
         self.counts: dict[str, int] = {}
         self.violations: list[str] = []  # broken invariants seen while running
@@ -205,12 +224,62 @@ class Network:
         node = self.nodes[node_id]
         if node.core is not None:
             node.core = None
+            self.paused.pop(node_id, None)  # a paused process can be killed too
+            self._held_ticks.pop(node_id, None)
             self.log(f"CRASH {node_id}")
             self.count("crashes")
+
+    def pause(self, node_id: str) -> None:
+        """Stop a node's process (SIGSTOP): nothing reaches its core until ``resume``."""
+        node = self.nodes[node_id]
+        assert node.core is not None, f"{node_id} is down"
+        assert node_id not in self.paused, f"{node_id} is paused already"
+        self.paused[node_id] = []
+        self.log(f"PAUSE {node_id}")
+        self.count("pauses")
+
+    def is_paused(self, node_id: str) -> bool:
+        return node_id in self.paused
+
+    def resume(self, node_id: str, tick_first: bool | None = None) -> None:
+        """Continue a paused node (SIGCONT): what it missed runs now, in order.
+
+        ``tick_first``: whether its first tick comes before the held messages
+        and timers (None: a seeded coin).
+        """
+        held = self.paused.pop(node_id, None)
+        if held is None:
+            return
+        node = self.nodes[node_id]
+        gen = self._held_ticks.pop(node_id, None)
+        if tick_first is None:
+            tick_first = self.rng.random() < 0.5
+        self.log(f"RESUME {node_id}: {len(held)} held, tick {'first' if tick_first else 'last'}")
+        self.count("resumes")
+        if tick_first and gen is not None:
+            self._tick(node, gen)
+        for fn, args in held:
+            if node.core is None or node_id in self.paused:
+                break  # crashed or paused again by what it ran: the rest is moot
+            fn(*args)
+        if not tick_first and gen is not None:
+            self._tick(node, gen)
+
+    def _hold(self, node: SimNode, fn: Callable[..., None], *args: Any) -> bool:
+        """If ``node`` is paused, keep ``fn(*args)`` for its resume and say so."""
+        held = self.paused.get(node.node_id)
+        if held is None:
+            return False
+        held.append((fn, args))
+        self.count("held")
+        return True
 
     def _tick(self, node: SimNode, gen: int) -> None:
         core = node.core
         if core is None or node.gen != gen:
+            return
+        if node.node_id in self.paused:
+            self._held_ticks[node.node_id] = gen
             return
         wake = core.tick(self.now)
         self._drain(node)
@@ -236,6 +305,11 @@ class Network:
         if self.loss and self.rng.random() < self.loss:
             self.count("lost")
             return
+        if self.oneway_loss and src is not None:
+            p = self.oneway_loss.get((src.node_id, dst.node_id), 0.0)
+            if p and self.rng.random() < p:
+                self.count("lost_oneway")
+                return
         src_gen = src.gen if src is not None else 0
         self.after(self._delay(), self._arrive, src, src_gen, dst, dst.gen, deliver, args)
 
@@ -258,6 +332,8 @@ class Network:
             if not self.reachable(src.node_id, dst.node_id):
                 self.count("dropped_partition")
                 return
+        if self.paused and self._hold(dst, deliver, *args):
+            return
         deliver(*args)
 
     # -- effects ----------------------------------------------------------------------
@@ -294,28 +370,48 @@ class Network:
             elif t is SelfPreservationStarted or t is SelfPreservationEnded:
                 self.count(f"self_preservation_{'on' if t is SelfPreservationStarted else 'off'}")
                 self.log(f"{node.node_id} {eff!r}")
+            elif t is StallDetected:
+                self.count("stalls")
+                self.log(f"{node.node_id} {eff!r}")
             elif t is not SyncAnnounced:
                 raise AssertionError(f"unknown effect {eff!r}")
 
     def _check_versions(self, node: SimNode, change: ServiceChanged) -> None:
-        """Last writer wins: per instance, a node only ever moves to a higher stamp.
+        """The merge rule is a join (core/store): per instance, a node only moves up.
 
-        A change applied with a stamp at or below one the node already applied
-        (record or tombstone) means a stale copy won: a resurrection.
+        An instance's state on a node is its record's stamps (write, alive,
+        down) or, once removed, its tombstone's (write, alive).  A record may
+        only move to stamps at least as high, one of them higher; a removal
+        must leave a tombstone the record does not survive; a record coming
+        back must be newer on both counts than the tombstone.  Anything else
+        is a stale copy winning: a resurrection or a lost write.
         """
         key = change.key
-        versions = node.versions
-        stamped = [((v.ip, v.port, v.cluster), v.version) for v in change.upserted]
-        stamped += list(zip(change.removed, change.removed_versions, strict=True))
-        for iid, version in stamped:
-            ident = (key, tuple(iid))
-            before = versions.get(ident, -1)
-            if version <= before:
-                self.violations.append(
-                    f"t={self.now:.3f} {node.node_id} went back on {key.service} "
-                    f"{iid[0]}:{iid[1]}: version {version} after {before} ({change.reason})"
-                )
-            versions[ident] = version
+        for v in change.upserted:
+            iid = (v.ip, v.port, v.cluster)
+            rec, tomb = node.versions.get((key, iid), (None, None))
+            new = (v.version, v.alive, v.down)
+            if rec is not None:
+                bad = any(a < b for a, b in zip(new, rec, strict=True)) or new == rec
+            else:
+                bad = tomb is not None and not (v.version > tomb[0] and v.alive > tomb[1])
+            if bad:
+                self._went_back(node, key, iid, f"record {new} after {rec} / {tomb}", change)
+            node.versions[(key, iid)] = (new, tomb)
+        for iid, stamps in zip(change.removed, change.removed_versions, strict=True):
+            rec, tomb = node.versions.get((key, tuple(iid)), (None, None))
+            joined = stamps if tomb is None else (max(stamps[0], tomb[0]), max(stamps[1], tomb[1]))
+            if rec is not None and rec[0] > joined[0] and rec[1] > joined[1]:
+                self._went_back(node, key, tuple(iid), f"removal {stamps} of {rec}", change)
+            node.versions[(key, tuple(iid))] = (None, joined)
+
+    def _went_back(
+        self, node: SimNode, key: Any, iid: Any, what: str, change: ServiceChanged
+    ) -> None:
+        self.violations.append(
+            f"t={self.now:.3f} {node.node_id} went back on {key.service} "
+            f"{iid[0]}:{iid[1]}: {what} ({change.reason})"
+        )
 
     def _on_pub(self, node: SimNode, frames: list[bytes]) -> None:
         core = node.core
@@ -373,6 +469,9 @@ class Network:
 
     def _call_timeout(self, caller: SimNode, gen: int, call: PeerCall, pending: _Pending) -> None:
         if pending.done:
+            return
+        held = (caller, gen, call, pending)
+        if self.paused and caller.gen == gen and self._hold(caller, self._call_timeout, *held):
             return
         pending.done = True
         core = caller.core
@@ -492,6 +591,10 @@ class Network:
     ) -> None:
         if pending.done:
             return
+        if self.paused and entry.gen == gen:
+            args = (entry, gen, body, pending, finish)
+            if self._hold(entry, self._forward_timeout, *args):
+                return
         pending.done = True
         if entry.core is None or entry.gen != gen:
             return

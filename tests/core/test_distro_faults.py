@@ -1,0 +1,191 @@
+"""A cluster member under its own faults (issue 9): stalls, isolation, disputed views,
+and liveness evidence that reaches whoever judges the instance."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgpack
+
+from meshreg.config import ClusterPolicy
+from meshreg.core.distro import Broadcast, DistroNode, PeerCall
+from meshreg.core.events import ServiceChanged, StallDetected
+from meshreg.core.health import HealthPolicy
+from meshreg.core.mapping import responsible_node
+from meshreg.core.node import RegistryNode
+from meshreg.model import InstanceId, ServiceKey
+from meshreg.wire.messages import parse_request
+from meshreg.wire.peer import Beacon, ReplicatedDelta
+
+A, B = "10.0.0.2:7800", "10.0.0.3:7800"
+POLICY = HealthPolicy(check_interval=0.5, unhealthy_after=3.0, evict_after=6.0)
+CLUSTER = ClusterPolicy(peer_timeout=1.5, beacon_interval=0.25)
+IID = InstanceId("10.1.1.1", 80, "DEFAULT")
+
+
+def keys_owned_by(owner: str, members: tuple[str, ...], n: int = 3) -> list[ServiceKey]:
+    found = []
+    for i in itertools.count():
+        key = ServiceKey("public", "DEFAULT_GROUP", f"svc{i}")
+        if responsible_node(key, members) == owner:
+            found.append(key)
+            if len(found) == n:
+                return found
+    raise AssertionError("unreachable")
+
+
+class Member:
+    """n1 with peers n2 and n3, driven tick by tick on a fake clock (as the runtime does)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.node = DistroNode(POLICY, CLUSTER, "n1", "10.0.0.1:7800", [A, B], 7, 0.0)
+        self.effects: list[object] = []
+        self.beacons(("n1", "n2", "n3"))
+        self.step()
+        for call in [e for e in self.effects if isinstance(e, PeerCall)]:
+            self.node.peer_reply(call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+        self.step()
+        assert self.node.ready and self.node.members() == ("n1", "n2", "n3")
+
+    def beacons(self, view: tuple[str, ...] | None, who: tuple[str, ...] = ("n2", "n3")) -> None:
+        for peer, address in (("n2", A), ("n3", B)):
+            if peer in who:
+                self.node.on_replication(Beacon(peer, address, 9, True, 0, view), self.now)
+
+    def step(self, dt: float = 0.0) -> None:
+        self.now += dt
+        self.node.tick(self.now)
+        self.effects += self.node.take_effects()
+
+    def run(self, seconds: float, view: tuple[str, ...] | None = ("n1", "n2", "n3")) -> None:
+        """Tick every 0.1 s for ``seconds``, peers beaconing ``view`` (None: silent)."""
+        for _ in range(round(seconds / 0.1)):
+            if view is not None:
+                self.beacons(view)
+            self.step(0.1)
+
+    def request(self, op: str, key: ServiceKey, forwarded: bool = False) -> object:
+        names = {"namespace": key.namespace, "group": key.group, "service": key.service}
+        body = {"v": 1, "id": 1, "op": op, **names, "ip": IID.ip, "port": IID.port}
+        result = self.node.handle(parse_request(msgpack.packb(body)), self.now, forwarded)
+        self.effects += self.node.take_effects()
+        return result
+
+    def changes(self) -> list[ServiceChanged]:
+        return [e for e in self.effects if isinstance(e, ServiceChanged)]
+
+    def deltas(self) -> list[ReplicatedDelta]:
+        return [
+            e.message
+            for e in self.effects
+            if isinstance(e, Broadcast) and isinstance(e.message, ReplicatedDelta)
+        ]
+
+
+def test_a_stalled_node_finds_its_peers_up_and_judges_nobody_for_a_grace_period() -> None:
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    m.request("register", key)
+    m.run(1.0)
+    m.effects.clear()
+    m.now += 8.0  # SIGSTOP for 8 s: longer than evict_after; nothing was read meanwhile
+    m.step()
+    assert any(isinstance(e, StallDetected) for e in m.effects)
+    assert m.node.members() == ("n1", "n2", "n3")  # peers' silence counts from now
+    m.run(2.0)  # beacons come in again; the instance's beats are still queued
+    assert not [c for c in m.changes() if c.removed or any(not v.healthy for v in c.upserted)]
+    assert "stall" in m.node.judging(m.now) or m.node.judging(m.now) == "judging"
+    assert m.node.stats_result(m.now)["stalls"] == 1
+
+
+def test_a_stall_is_detected_by_a_lone_node_too() -> None:
+    node = RegistryNode(POLICY, 1, 0.0)
+    node.handle(
+        parse_request(
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "id": 1,
+                    "op": "register",
+                    "service": "s",
+                    "ip": "10.0.0.1",
+                    "port": 1,
+                }
+            )
+        ),
+        0.0,
+    )
+    node.take_effects()
+    wake = node.tick(0.0)
+    node.tick(wake + 20.0)  # stopped for 20 s: every beat it would have had is unread
+    effects = node.take_effects()
+    assert any(isinstance(e, StallDetected) for e in effects)
+    assert not [e for e in effects if isinstance(e, ServiceChanged)]
+
+
+def test_every_peer_down_at_once_suspects_itself_and_isolated_it_evicts_nobody() -> None:
+    m = Member()
+    mine = keys_owned_by("n1", ("n1", "n2", "n3"), 2)
+    for key in mine:
+        m.request("register", key)
+    m.effects.clear()
+    m.run(20.0, view=None)  # both peers silent: a partition around n1
+    assert m.node.members() == ("n1",)
+    changes = m.changes()
+    assert any(not v.healthy for c in changes for v in c.upserted)  # marked unhealthy
+    assert not [c for c in changes if c.removed]  # ... but never evicted while isolated
+    assert m.node.judging(m.now).startswith("isolated")
+
+
+def test_a_service_whose_owner_another_view_names_is_not_judged() -> None:
+    m = Member()
+    # n2 announces a view without n1 (it cannot hear n1): it owns some of our services
+    view = ("n2", "n3")
+    disputed = [k for k in keys_owned_by("n1", ("n1", "n2", "n3"), 8)]
+    disputed = [k for k in disputed if responsible_node(k, view) != "n1"]
+    for key in disputed:
+        m.request("register", key)
+    m.effects.clear()
+    m.run(10.0, view=view)
+    assert m.node.members() == ("n1", "n2", "n3")
+    assert m.node.stats_result(m.now)["disputed_views"] == 1
+    assert not [c for c in m.changes() if c.removed or any(not v.healthy for v in c.upserted)]
+    m.run(10.0)  # views agree again: silent instances are judged
+    assert any(c.removed for c in m.changes())
+
+
+def test_the_first_beat_after_a_view_change_refreshes_and_replicates_the_evidence() -> None:
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    m.request("register", key)
+    rec = m.node.store.services[key].instances[IID]
+    before = rec.alive
+    m.run(0.5)
+    assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.run(2.0, view=None)  # n2 and n3 go down: a new view
+    m.beacons(("n1", "n2", "n3"))
+    m.step()
+    m.effects.clear()
+    assert not m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.request("beat", key)
+    assert rec.alive > before
+    (delta,) = [d for d in m.deltas() if d.payload.key == key]
+    assert delta.payload.upserts[0].alive == rec.alive
+    assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+
+
+def test_a_beat_applied_away_from_the_owner_is_replicated_at_most_every_half_unhealthy() -> None:
+    m = Member()
+    (key,) = keys_owned_by("n2", ("n1", "n2", "n3"), 1)
+    m.request("register", key, forwarded=True)
+    m.effects.clear()
+    stamps = []
+    for _ in range(40):  # 4 s of beats every 0.1 s, the owner unreachable: applied here
+        m.request("beat", key, forwarded=True)
+        m.beacons(("n1", "n2", "n3"))
+        m.step(0.1)
+        stamps += [d.payload.upserts[0].alive for d in m.deltas() if d.payload.key == key]
+        m.effects.clear()
+    assert 2 <= len(stamps) <= 3  # every unhealthy_after / 2 = 1.5 s
+    assert stamps == sorted(stamps)
