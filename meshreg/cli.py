@@ -502,6 +502,12 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{result.get('snapshot_pulls', 0)}, digest mismatches "
             f"{result.get('digest_mismatches', 0)}"
         )
+    judgment = result.get("health_judgment")
+    if judgment is not None:
+        lines.append(
+            f"health checks   {judgment}; stalls {result.get('stalls', 0)}, "
+            f"disputed views {result.get('disputed_views', 0)}"
+        )
     preservation = result.get("self_preservation")
     if isinstance(preservation, dict) and preservation.get("active"):
         lines.append(

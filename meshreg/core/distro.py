@@ -797,6 +797,5 @@ class DistroNode(RegistryNode):
         result["ready"] = self.ready
         result["health_judgment"] = self.judging(now)
         result["disputed_views"] = len(self.other_views())
-        result["stalls"] = self.stalls
         result["members"] = list(self._members)
         return result

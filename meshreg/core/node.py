@@ -270,6 +270,7 @@ class RegistryNode:
                 "evict_after": self.policy.evict_after,
             },
             "self_preservation": self.preservation.result(now),
+            "stalls": self.stalls,
         }
 
     # -- time ----------------------------------------------------------------

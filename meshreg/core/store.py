@@ -24,7 +24,8 @@ Theory of operation
   joins a peer's copy into ours component by component (the highest write
   wins the fields; ``alive`` and ``down`` take the maximum; healthy means
   ``down < alive``) and a record survives a tombstone only if it is newer on
-  both counts.  So a judgment (unhealthy, evicted) never wins over evidence
+  both counts (and, against an eviction, not itself unhealthy: then the
+  eviction absorbs it).  So a judgment (unhealthy, evicted) never wins over evidence
   the judge had not seen, a deregistration never loses to a later judgment,
   merges commute and every node that has seen the same records holds the
   same table.  The tombstone is what stops a stale copy from resurrecting a
@@ -144,6 +145,21 @@ def _stored_id(iid: InstanceId) -> InstanceId:
     if type(cluster) is not str or sys.intern(cluster) is cluster:
         return iid
     return InstanceId(iid.ip, iid.port, sys.intern(cluster))
+
+
+def _absorbed(version: int, alive: int, tomb: tuple[float, ...]) -> bool:
+    """An unhealthy record newer than an eviction: the eviction takes its evidence."""
+    return bool(tomb[1]) and version > tomb[0] and alive > tomb[1]
+
+
+def _survives(version: int, alive: int, down: int, tomb: tuple[float, ...]) -> bool:
+    """Whether a record outlives a tombstone ``(version, alive, ...)``: newer on both
+    counts, and, against an eviction, not itself judged stale since (``down < alive``):
+    an instance evicted on old evidence and marked unhealthy on its newer evidence
+    has no evidence of life after either judgment, so it stays removed."""
+    if version <= tomb[0] or alive <= tomb[1]:
+        return False
+    return not tomb[1] or down < alive
 
 
 def _evidence_time(alive: int, now: float, wall_us: int | None) -> float:
@@ -410,7 +426,9 @@ class RegistryStore:
             rec = svc.instances.get(iid) if svc is not None else None
             if rec is None:
                 tomb = tombs.get(iid) if tombs is not None else None
-                if tomb is not None and not (v.version > tomb[0] and alive > tomb[1]):
+                if tomb is not None and not _survives(v.version, alive, down, tomb):
+                    if _absorbed(v.version, alive, tomb):  # evicted, judged stale since
+                        tombs[iid] = (tomb[0], alive, tomb[2])  # type: ignore[index]
                     continue  # removed on evidence at least as new: stays removed
                 if svc is None:
                     svc = self.services[key] = ServiceRecord(key)
@@ -457,15 +475,21 @@ class RegistryStore:
         for iid, t_version, t_alive in removals:
             rec = svc.instances.get(iid) if svc is not None else None
             if rec is not None:
-                if rec.version > t_version and rec.alive > t_alive:
+                if _survives(rec.version, rec.alive, rec.down, (t_version, t_alive)):
                     continue  # newer on both counts than what removed it elsewhere: stays
+                if _absorbed(rec.version, rec.alive, (t_version, t_alive)):
+                    t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
                 removed.append(rec.id)
-                removed_stamps.append((t_version, t_alive))
                 iid = rec.id
             if tombs is None:
                 tombs = self.tombstones.setdefault(key, {})
             held = tombs.get(iid)
+            if rec is not None:
+                if held is None:
+                    removed_stamps.append((t_version, t_alive))
+                else:
+                    removed_stamps.append((max(held[0], t_version), max(held[1], t_alive)))
             if held is None:
                 tombs[iid] = (t_version, t_alive, now)
             elif t_version > held[0] or t_alive > held[1]:

@@ -106,6 +106,24 @@ def test_tombstones_join_a_deregistration_and_an_eviction() -> None:
     assert record(store) is not None
 
 
+def test_an_eviction_absorbs_a_copy_judged_stale_on_newer_evidence() -> None:
+    """A provider beat through the minority, then died there: the majority evicted it on
+    old evidence, the minority marked it unhealthy on newer evidence. At the heal it stays
+    removed on the majority (no evidence of life after either judgment) and the minority
+    drops it; only evidence newer than both brings it back."""
+    majority = store_with(10)
+    majority.merge(SVC, (), [(A, 0, 10)], 1.0)
+    minority = store_with(10, alive=40, down=40)
+    majority.merge(SVC, [view(10, 40, down=40)], (), 2.0)
+    assert record(majority) is None and majority.tombstones_of(SVC) == [(A, 0, 40)]
+    change, _ = minority.merge(SVC, (), [(A, 0, 10)], 2.0)
+    assert record(minority) is None
+    assert change is not None and change.removed_versions == ((0, 40),)
+    majority.merge(SVC, [view(10, 50)], (), 3.0)  # it beat again somewhere: alive 50
+    rec = record(majority)
+    assert rec is not None and rec.healthy
+
+
 def test_new_evidence_moves_the_last_beat_to_when_it_was_seen() -> None:
     store = store_with(10 << 10)
     rec = record(store)
