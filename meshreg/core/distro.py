@@ -27,7 +27,7 @@ Theory of operation
   rounds can overlap, repeat or be lost without harm.
 * **Health.**  Only the responsible node sweeps a service.  When
   responsibility moves here, the service's instances get a fresh grace
-  period (last beat = now): nothing turns unhealthy because its beats went to
+  period (``ServiceRecord.watched_since``): nothing turns unhealthy because its beats went to
   a node that died.
 * **Liveness evidence.**  Beats are not replicated, but a judgment
   (unhealthy, evicted) records the evidence it judged (``alive``), and the
@@ -39,11 +39,15 @@ Theory of operation
   peer down) and whenever a beat is applied by a node that is not the
   responsible one, at most once per ``unhealthy_after / 2`` per instance.
   Refreshes are invisible to watchers; they travel as deltas, batched per
-  service.  A judgment made on the minority side of a partition thus loses,
-  at the heal, to the majority's live instances, and a deregistration (a
-  write) always wins over a judgment that did not see it.
+  service.  A judgment records the judge's own latest beat as its basis; a
+  node that saw a beat after a judgment's basis refutes it (stamps that beat
+  and replicates it), and a node whose view gains a member stamps the beats
+  it saw of what it owns.  A judgment made on the minority side of a
+  partition thus loses, at the heal, to the majority's live instances, and a
+  deregistration (a write) always wins over a judgment that did not see it.
 * **Suspect yourself first.**  A tick far later than asked (the node was
-  stopped) or every peer going down at once starts a fresh grace period
+  stopped), every peer going down at once, or a member coming (back) into
+  the view starts a fresh grace period
   (``watching_since``): beacons waiting unread do not make peers down (their
   silence is counted from now), nobody is judged before ``unhealthy_after``
   has passed, and no sweep starts before a fresh anti-entropy round with
@@ -211,6 +215,7 @@ class DistroNode(RegistryNode):
             "snapshot_pulls": 0,
             "digest_mismatches": 0,
             "replication_errors": 0,
+            "refuted": 0,
         }
 
     # -- responsibility -----------------------------------------------------------
@@ -242,15 +247,34 @@ class DistroNode(RegistryNode):
         # A judge may now be cut off from us: the next beat of every record stamps new
         # liveness evidence, so no judgment made on what it knew can win (theory above).
         self.view_stamp = self._stamp(now)
-        self._update_alive_floor(now)
-        # Adopt what moved here with a fresh grace period.
+        if now >= self._stale_until:
+            self._update_alive_floor(now)
+        joined = not set(members) <= set(old)
+        if joined:
+            # A member came (back): during the split, beats of services we own now may
+            # have gone to it. Judge nobody for a grace period; stamp what we saw.
+            self.watching_since = max(self.watching_since, now)
+        # Adopt what moved here with a fresh grace period (their beats went elsewhere).
         for svc in self.store.records():
-            if responsible_node(svc.key, old) != self.node_id and self._owns(svc.key):
+            if not self._owns(svc.key):
+                continue
+            if responsible_node(svc.key, old) != self.node_id:
+                svc.watched_since = now
+            elif joined:
                 for rec in svc.instances.values():
-                    rec.last_beat = now
+                    seen = self._local_evidence(rec)
+                    if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
+                        self._refreshed(svc.key, rec)
 
     def _update_alive_floor(self, now: float) -> None:
         self.alive_floor = self.view_stamp
+
+    def _refuting_evidence(self, now: float) -> Callable[[InstanceRecord], int]:
+        """Our own evidence that may refute a judgment: a beat we saw less than
+        ``unhealthy_after`` ago (an older one would not have saved it here either)."""
+        recent = now - self.policy.unhealthy_after
+        evidence = self._local_evidence
+        return lambda rec: evidence(rec) if rec.last_beat > recent else 0
 
     def other_views(self) -> list[tuple[str, ...]]:
         """The member views of peers that are up and see the cluster differently from us."""
@@ -405,16 +429,20 @@ class DistroNode(RegistryNode):
             observe(t_alive)
         if payload.settings is not None:
             observe(payload.settings[1])
-        change, quiet = self.store.merge(
+        change, quiet, refuted = self.store.merge(
             payload.key,
             payload.upserts,
             payload.removals,
             now,
             payload.settings,
             self.wall_stamp(now) >> TAG_BITS,
+            self._refuting_evidence(now),
         )
         if change is not None:
             self._effects.append(change)  # local watchers see it
+        for rec in refuted:  # a judgment our own evidence outranks: tell everyone
+            self.counters["refuted"] += 1
+            self._refreshed(payload.key, rec)
         if self._owns(payload.key):  # the owner passes on what it learned
             if change is not None:
                 self._replicate(change)
@@ -689,7 +717,7 @@ class DistroNode(RegistryNode):
         if not self.ready and waited and not self.membership.up_peers():
             self.ready = True  # nobody to catch up from: start alone
             self._recompute_members(now)
-        self._update_alive_floor(now)
+        self._end_stale_window(now)
         if self.membership.peers:
             if now >= self._next_beacon:
                 self._next_beacon = now + self.cluster.beacon_interval

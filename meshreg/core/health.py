@@ -152,10 +152,12 @@ class SweepPass:
                 continue
             count = len(svc.instances)
             self.total += count
-            if svc.oldest_beat > unhealthy_before:
-                budget -= 4  # every instance beat recently: nothing to read (~1 us)
+            watched = svc.watched_since
+            if svc.oldest_beat > unhealthy_before or watched > unhealthy_before:
+                budget -= 4  # every instance beat recently (or adopted): nothing to read
                 continue
             budget -= count
+            evict_svc = evict_before if watched <= evict_before else -math.inf
             to_evict: list[InstanceRecord] = []
             to_mark: list[InstanceId] = []
             oldest = math.inf
@@ -165,7 +167,7 @@ class SweepPass:
                     oldest = beat
                 if beat <= unhealthy_before:
                     self.silent += 1
-                    if beat <= evict_before:
+                    if beat <= evict_svc:
                         to_evict.append(rec)
                     elif rec.healthy:
                         to_mark.append(rec.id)
@@ -176,9 +178,16 @@ class SweepPass:
         return self.done
 
     def finish(
-        self, now: float, version: int = 0, preservation: SelfPreservation | None = None
+        self,
+        now: float,
+        version: int = 0,
+        preservation: SelfPreservation | None = None,
+        evidence: Callable[[InstanceRecord], int] | None = None,
     ) -> list[ServiceChanged]:
-        """Apply the pass (after ``advance`` returned True): the changes, one or two per service."""
+        """Apply the pass (after ``advance`` returned True): the changes, one or two per service.
+
+        ``evidence(record)``: the stamp of the latest beat this node saw of it, which
+        each mark and eviction records as the evidence it judged (core/store)."""
         store = self.store
         evicting = preservation is None or preservation.assess(
             now, self.silent, self.total, self.overdue
@@ -189,28 +198,36 @@ class SweepPass:
             if svc is None:
                 continue
             current = svc.instances
-            # Still silent, and still the record that was judged (not re-registered since).
+            # Still silent, and still the record that was judged (not re-registered since,
+            # nor the service adopted meanwhile).
+            unhealthy_before = self.unhealthy_before
+            evict_before = self.evict_before
+            if svc.watched_since > unhealthy_before:
+                continue
             to_mark = [
                 i
                 for i in marked
                 if (r := current.get(i)) is not None
                 and r.healthy
-                and r.last_beat <= self.unhealthy_before
+                and r.last_beat <= unhealthy_before
             ]
             to_evict = [
                 rec
                 for rec in overdue
-                if current.get(rec.id) is rec and rec.last_beat <= self.evict_before
+                if current.get(rec.id) is rec
+                and rec.last_beat <= evict_before
+                and svc.watched_since <= evict_before
             ]
             if not evicting:  # held: overdue instances are only marked unhealthy
                 to_mark += [rec.id for rec in to_evict if rec.healthy]
                 to_evict = []
             if to_mark:
-                change = store.set_health(key, to_mark, False, version)
+                change = store.set_health(key, to_mark, False, version, evidence)
                 if change is not None:
                     changes.append(change)
             if to_evict:
-                change = store.remove(key, [rec.id for rec in to_evict], "evicted", version, now)
+                ids = [rec.id for rec in to_evict]
+                change = store.remove(key, ids, "evicted", version, now, evidence)
                 if change is not None:
                     changes.append(change)
         return changes

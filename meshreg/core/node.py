@@ -22,7 +22,8 @@ SIGSTOP, a VM freeze, a swap storm): beats and beacons may be waiting unread
 in its sockets, so it judges nobody on what it saw before.  It sets
 ``watching_since`` to now: nobody counts as silent until ``unhealthy_after``
 has passed since then (a fresh grace period; ``StallDetected`` is queued for
-the log).
+the log); for a short window after it, a beat counts as evidence of life
+when the stall began, since it may have waited the stall out in the socket.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.stats import NodeStats
-from meshreg.core.store import RegistryStore
+from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.core.subscriptions import Subscriptions
 from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode
@@ -56,6 +57,9 @@ from meshreg.wire.messages import (
     UpdateInstance,
 )
 
+STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
+STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path
+EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment's basis
 TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
 
 
@@ -85,6 +89,10 @@ class RegistryNode:
         # own we cannot tell who was silent (see the module docstring).
         self.watching_since = -math.inf
         self._wake_at = math.inf  # when the last tick asked to be called again (none yet)
+        # Right after a stall, requests that waited in the socket are served: a beat then
+        # proves life when the stall began, not now (no heal, no refresh, that last beat).
+        self._stall_began = -math.inf
+        self._stale_until = -math.inf
         self.stalls = 0
         self.epoch = epoch  # this incarnation; watchers re-pull when it changes
         self.address = address
@@ -171,7 +179,8 @@ class RegistryNode:
 
     def _beat(self, req: Beat, now: float) -> None:
         self.stats.beats += 1
-        rec = self.store.beat(req.key, req.instance, now)
+        stale = now < self._stale_until  # just resumed: it may have waited out the stall
+        rec = self.store.beat(req.key, req.instance, self._stall_began if stale else now)
         if rec is None:
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
@@ -180,6 +189,8 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
+        if stale:
+            return  # evidence of life when the stall began, at best: heals nothing
         if not rec.healthy:
             self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
         elif rec.alive < self._evidence_floor(req.key, now) and self.store.refresh(
@@ -193,6 +204,13 @@ class RegistryNode:
 
     def _refreshed(self, key: ServiceKey, rec: Any) -> None:
         """A record's liveness evidence was refreshed (replicated in a cluster)."""
+
+    def _local_evidence(self, rec: InstanceRecord) -> int:
+        """A stamp for the latest beat this node saw of ``rec``: its last beat on our wall
+        clock, less ``EVIDENCE_MARGIN_US`` (evidence merged from a stamp, whose last beat
+        is that stamp's time, never outranks the stamp itself)."""
+        us = int((rec.last_beat + self.wall_offset) * 1_000_000) - EVIDENCE_MARGIN_US
+        return (max(us, 0) << TAG_BITS) | self.hlc.tag
 
     def wall_stamp(self, now: float) -> int:
         """The version stamp our wall clock gives ``now`` (no node tag, not issued)."""
@@ -282,9 +300,18 @@ class RegistryNode:
         (call again at once, after serving what is waiting).
         """
         self.check_stall(now)
+        self._end_stale_window(now)
         wake = self._tick_health(now)
         self._wake_at = wake
         return wake
+
+    def _end_stale_window(self, now: float) -> None:
+        if self.alive_floor == STALE_FLOOR and now >= self._stale_until:
+            self._update_alive_floor(now)
+
+    def _update_alive_floor(self, now: float) -> None:
+        """Set ``alive_floor`` (a lone node never refreshes: nobody to tell)."""
+        self.alive_floor = 0
 
     def stall_after(self) -> float:
         """s a tick may come later than asked before the node suspects it was stopped."""
@@ -296,6 +323,9 @@ class RegistryNode:
         late = now - self._wake_at
         if late < self.stall_after() or not self.detect_stalls:
             return False
+        self._stall_began = self._wake_at
+        self._stale_until = now + min(STALE_WINDOW, self.stall_after())
+        self.alive_floor = STALE_FLOOR  # every beat takes the full path meanwhile
         self._wake_at = now
         self.stalls += 1
         self.watching_since = now
@@ -332,7 +362,7 @@ class RegistryNode:
                 return now
             self._sweep = None
             preservation = self.preservation
-            changes = run.finish(now, self._stamp(now), preservation)
+            changes = run.finish(now, self._stamp(now), preservation, self._local_evidence)
             self._effects.extend(preservation.take_events())  # local news, not replicated
             for change in changes:
                 self._emit(change)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from meshreg.core.events import InstanceView, ServiceChanged
 from meshreg.core.versions import TAG_BITS
@@ -109,7 +109,15 @@ class InstanceRecord:
 class ServiceRecord:
     """One service: its instances by id and its revision."""
 
-    __slots__ = ("key", "revision", "instances", "digest_cache", "metadata_seen", "oldest_beat")
+    __slots__ = (
+        "key",
+        "revision",
+        "instances",
+        "digest_cache",
+        "metadata_seen",
+        "oldest_beat",
+        "watched_since",
+    )
 
     def __init__(self, key: ServiceKey) -> None:
         self.key = key
@@ -119,6 +127,9 @@ class ServiceRecord:
         # only raises one): the health check skips the service, records untouched,
         # while it is newer than the silence threshold. Lowered when a record is stored.
         self.oldest_beat = math.inf
+        # Its instances count as beating at this time at the latest: the node became
+        # responsible for it then (adoption: their beats were going elsewhere before).
+        self.watched_since = -math.inf
         self.digest_cache: int | None = None  # see core/digests; reset on every change
         # the last few distinct metadata dicts stored here, shared by equal ones
         self.metadata_seen: tuple[dict[str, str], ...] = ()
@@ -303,18 +314,25 @@ class RegistryStore:
         if svc is None:
             return None
         rec = svc.instances.get(iid)
-        if rec is not None:
+        if rec is not None and now > rec.last_beat:
             rec.last_beat = now
         return rec
 
     def set_health(
-        self, key: ServiceKey, iids: Iterable[InstanceId], healthy: bool, version: int = 0
+        self,
+        key: ServiceKey,
+        iids: Iterable[InstanceId],
+        healthy: bool,
+        version: int = 0,
+        evidence: Callable[[InstanceRecord], int] | None = None,
     ) -> ServiceChanged | None:
         """Set ``healthy`` on instances; one change (one revision) for all of them.
 
         Unhealthy is a judgment: it records the liveness evidence it found
         stale (``down = alive``) and stands only while no newer evidence
         arrives.  Healthy (a beat healed it) is new evidence: ``alive = version``.
+        ``evidence(record)``: the stamp of the latest beat the judge itself saw,
+        taken into ``alive`` first, so the mark states everything it knew.
         """
         svc = self.services.get(key)
         if svc is None:
@@ -327,6 +345,8 @@ class RegistryStore:
                 if healthy:
                     rec.alive = max(version, rec.down + 1)
                 else:
+                    if evidence is not None:
+                        rec.alive = max(rec.alive, evidence(rec))
                     rec.down = rec.alive
                 changed.append(rec)
         if not changed:
@@ -338,7 +358,7 @@ class RegistryStore:
 
         Replicated so that a judgment made elsewhere on older evidence loses.
         """
-        if alive <= rec.alive:
+        if alive <= rec.alive or not rec.healthy:
             return False
         rec.alive = alive
         svc = self.services.get(key)
@@ -353,13 +373,15 @@ class RegistryStore:
         reason: str,
         version: int = 0,
         now: float = 0.0,
+        evidence: Callable[[InstanceRecord], int] | None = None,
     ) -> ServiceChanged | None:
         """Evict instances; one change for all of them; drops an emptied service.
 
         An eviction is a judgment: each tombstone records the liveness evidence
-        it found stale, ``(0, alive)``, so a copy with newer evidence survives it.
+        it found stale, ``(0, alive)``, so a copy with newer evidence survives it
+        (``evidence``: as for ``set_health``).
         """
-        return self._remove(key, iids, reason, now, None)
+        return self._remove(key, iids, reason, now, None, evidence)
 
     def _remove(
         self,
@@ -368,6 +390,7 @@ class RegistryStore:
         reason: str,
         now: float,
         version: int | None,
+        evidence: Callable[[InstanceRecord], int] | None = None,
     ) -> ServiceChanged | None:
         """Remove instances: ``version`` None is an eviction, else a deregistration."""
         svc = self.services.get(key)
@@ -380,7 +403,11 @@ class RegistryStore:
         tombs = self.tombstones.setdefault(key, {})
         stamps = []
         for rec in removed:
-            stamp = (0, rec.alive) if version is None else (version, 0)
+            if version is None:
+                seen = evidence(rec) if evidence is not None else 0
+                stamp = (0, max(rec.alive, seen))
+            else:
+                stamp = (version, 0)
             held = tombs.get(rec.id)
             if held is not None:
                 stamp = (max(held[0], stamp[0]), max(held[1], stamp[1]))
@@ -400,7 +427,8 @@ class RegistryStore:
         now: float,
         settings: Settings | None = None,
         wall_us: int | None = None,
-    ) -> tuple[ServiceChanged | None, tuple[InstanceRecord, ...]]:
+        local_evidence: Callable[[InstanceRecord], int] | None = None,
+    ) -> tuple[ServiceChanged | None, tuple[InstanceRecord, ...], tuple[InstanceRecord, ...]]:
         """Join a peer's records, tombstones and settings into ours (the merge rule above).
 
         Returns the visible change (None: nothing a watcher sees) and the
@@ -411,9 +439,16 @@ class RegistryStore:
         (``now`` less its age on ``wall_us``, our wall clock in microseconds;
         ``now`` when not given): the sweeper then judges it by the latest beat
         any node saw.
+
+        ``local_evidence(record)``: the stamp of the latest beat *this* node saw
+        of it.  A judgment (a mark, an eviction) that this evidence postdates is
+        refuted: the record takes that stamp as its ``alive`` and stays healthy
+        (a deregistration is never refuted).  The refuted records are returned
+        third; the caller replicates them.
         """
         changed: list[InstanceRecord] = []
         quiet: list[InstanceRecord] = []
+        refuted: list[InstanceRecord] = []
         removed: list[InstanceId] = []
         removed_stamps: list[tuple[int, int]] = []
         svc = self.services.get(key)
@@ -461,6 +496,11 @@ class RegistryStore:
             if down > rec.down:
                 rec.down = down
                 raised = True
+                if local_evidence is not None and rec.down >= rec.alive:
+                    seen = local_evidence(rec)
+                    if seen > rec.down:  # we saw it beat after what the judge saw
+                        rec.alive = seen
+                        refuted.append(rec)
             if alive != 0 or rec.alive != 0:
                 now_healthy = rec.down < rec.alive
             else:
@@ -477,6 +517,15 @@ class RegistryStore:
             if rec is not None:
                 if _survives(rec.version, rec.alive, rec.down, (t_version, t_alive)):
                     continue  # newer on both counts than what removed it elsewhere: stays
+                if local_evidence is not None and rec.version > t_version:
+                    seen = local_evidence(rec)  # an eviction: did we see it beat since?
+                    if seen > t_alive and seen > rec.down:
+                        rec.alive = seen
+                        if not rec.healthy:
+                            rec.healthy = True
+                            changed.append(rec)
+                        refuted.append(rec)
+                        continue
                 if _absorbed(rec.version, rec.alive, (t_version, t_alive)):
                     t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
@@ -495,10 +544,10 @@ class RegistryStore:
             elif t_version > held[0] or t_alive > held[1]:
                 tombs[iid] = (max(held[0], t_version), max(held[1], t_alive), now)
         settings_changed = settings is not None and self._take_settings(key, settings)
-        if quiet and svc is not None:
+        if (quiet or refuted) and svc is not None:
             svc.digest_cache = None
         if not (changed or removed or settings_changed):
-            return None, tuple(quiet)
+            return None, tuple(quiet), tuple(refuted)
         if svc is None:
             svc = self.services[key] = ServiceRecord(key)
         change = self._changed(
@@ -506,7 +555,7 @@ class RegistryStore:
         )
         if not svc.instances:
             del self.services[key]
-        return change, tuple(quiet)
+        return change, tuple(quiet), tuple(refuted)
 
     def tombstones_of(self, key: ServiceKey) -> list[tuple[InstanceId, int, int]]:
         return [(iid, v, a) for iid, (v, a, _) in self.tombstones.get(key, {}).items()]

@@ -9,13 +9,13 @@ import msgpack
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
-from meshreg.core.events import ServiceChanged, StallDetected
+from meshreg.core.events import InstanceView, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.node import RegistryNode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import parse_request
-from meshreg.wire.peer import Beacon, ReplicatedDelta
+from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload
 
 A, B = "10.0.0.2:7800", "10.0.0.3:7800"
 POLICY = HealthPolicy(check_interval=0.5, unhealthy_after=3.0, evict_after=6.0)
@@ -189,3 +189,78 @@ def test_a_beat_applied_away_from_the_owner_is_replicated_at_most_every_half_unh
         m.effects.clear()
     assert 2 <= len(stamps) <= 3  # every unhealthy_after / 2 = 1.5 s
     assert stamps == sorted(stamps)
+
+
+def test_beats_served_right_after_a_stall_count_from_when_the_stall_began() -> None:
+    """Beats that waited out a stall in the socket prove life then, not now: they neither
+    heal nor refresh, and the instance keeps the stall's start as its last beat."""
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    m.request("register", key)
+    m.run(1.0)
+    rec = m.node.store.services[key].instances[IID]
+    before_alive = rec.alive
+    m.now += 8.0
+    m.step()  # the stall is noticed
+    assert not m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.request("beat", key)  # one that waited in the socket
+    assert rec.last_beat < m.now - 7.0 and rec.alive == before_alive
+    m.run(1.5)  # the window is over: beats are fresh again
+    m.request("beat", key)
+    assert rec.last_beat == m.now
+
+
+def test_a_mark_the_node_saw_a_beat_after_is_refuted_and_replicated() -> None:
+    m = Member()
+    (key,) = keys_owned_by("n2", ("n1", "n2", "n3"), 1)
+    m.request("register", key, forwarded=True)
+    rec = m.node.store.services[key].instances[IID]
+    m.run(1.0)
+    m.request("beat", key, forwarded=True)  # applied here (the owner unreachable)
+    m.effects.clear()
+    # n2's mark, judged on the registration alone
+    stale = rec.view()
+    marked = InstanceView(
+        stale.ip,
+        stale.port,
+        stale.cluster,
+        1.0,
+        True,
+        False,
+        {},
+        rec.version,
+        rec.version,
+        rec.version,
+    )
+    m.node.on_replication(
+        ReplicatedDelta("n2", 9, 1, ServicePayload(key, (marked,), (), None)), m.now
+    )
+    m.effects += m.node.take_effects()
+    assert rec.healthy and rec.alive > rec.down
+    assert not [c for c in m.changes() if any(not v.healthy for v in c.upserted)]
+    assert [d for d in m.deltas() if d.payload.key == key]  # the refutation, for everyone
+    assert m.node.counters["refuted"] == 1
+    # an eviction judged on the same old evidence is refuted too
+    m.node.on_replication(
+        ReplicatedDelta("n2", 9, 2, ServicePayload(key, (), ((IID, 0, rec.version),), None)),
+        m.now,
+    )
+    assert key in m.node.store.services and IID in m.node.store.services[key].instances
+
+
+def test_a_member_coming_back_starts_a_grace_period() -> None:
+    """While n2 and n3 were away, n1 heard its instances' beats; once they are back the
+    beats may go to them first (views still settling): n1 judges nobody for a while."""
+    m = Member()
+    mine = keys_owned_by("n1", ("n1", "n2", "n3"), 2)
+    for key in mine:
+        m.request("register", key)
+    for _ in range(35):  # 3.5 s alone, the instances beating through n1
+        for key in mine:
+            m.request("beat", key)
+        m.step(0.1)
+    m.run(2.9, view=None)  # no beats, still alone: silent 2.9 s < unhealthy_after
+    m.effects.clear()
+    m.run(2.5)  # n2 and n3 are back; the beats went to them
+    assert m.node.members() == ("n1", "n2", "n3")
+    assert not [c for c in m.changes() if any(not v.healthy for v in c.upserted)]

@@ -47,7 +47,7 @@ def test_an_eviction_on_stale_evidence_loses_to_a_refreshed_record() -> None:
 
 def test_an_unhealthy_mark_on_stale_evidence_loses_to_a_refreshed_record() -> None:
     majority = store_with(10, alive=50)
-    change, _ = majority.merge(SVC, [view(10, 10, down=10)], (), 1.0)
+    change, *_ = majority.merge(SVC, [view(10, 10, down=10)], (), 1.0)
     rec = record(majority)
     assert change is None  # nothing a watcher sees: still healthy
     assert rec is not None and rec.healthy and rec.down == 10
@@ -57,7 +57,7 @@ def test_a_deregistration_outranks_a_later_mark_made_without_knowing_of_it() -> 
     store = store_with(10)
     store.deregister(SVC, A, version=20, now=1.0)
     # the minority marked A unhealthy at stamp 30, judging the registration (alive 10)
-    change, _ = store.merge(SVC, [view(10, 10, down=10)], (), 2.0)
+    change, *_ = store.merge(SVC, [view(10, 10, down=10)], (), 2.0)
     assert change is None and record(store) is None
 
 
@@ -116,7 +116,7 @@ def test_an_eviction_absorbs_a_copy_judged_stale_on_newer_evidence() -> None:
     minority = store_with(10, alive=40, down=40)
     majority.merge(SVC, [view(10, 40, down=40)], (), 2.0)
     assert record(majority) is None and majority.tombstones_of(SVC) == [(A, 0, 40)]
-    change, _ = minority.merge(SVC, (), [(A, 0, 10)], 2.0)
+    change, *_ = minority.merge(SVC, (), [(A, 0, 10)], 2.0)
     assert record(minority) is None
     assert change is not None and change.removed_versions == ((0, 40),)
     majority.merge(SVC, [view(10, 50)], (), 3.0)  # it beat again somewhere: alive 50

@@ -337,7 +337,7 @@ def test_merged_metadata_is_shared_but_never_the_views_own() -> None:
         InstanceView("10.0.0.2", 8080, "DEFAULT", 1.0, True, True, {"zone": "a"}, 5),
         InstanceView("10.0.0.3", 9090, "east", 1.0, True, True, {"zone": "c"}, 5),
     ]
-    change = store.merge(SVC, views, (), now=1.0)
+    change, *_ = store.merge(SVC, views, (), now=1.0)
     assert change is not None
     recs = svc_of(store).instances
     assert recs[B].metadata is recs[A].metadata

@@ -38,9 +38,11 @@ Theory of operation
   held in arrival order, and its own timers (the tick, call and forward
   timeouts) are held until :meth:`Network.resume`.  Its peers' requests time
   out on their side as usual.  On resume the held messages and timers run
-  in order, before or after the first tick (a seeded choice unless given:
-  the runtime drains its sockets first, but the kernel may not have handed
-  everything over yet, so "tick first" must be covered too).
+  in arrival order, placed around the first tick by ``order`` (a seeded
+  choice unless given): ``"runtime"`` as ``runtime/node.py`` does it (the
+  replication messages, then the tick, then requests, replies and timers),
+  ``"held"`` (everything, then the tick) or ``"tick"`` (the tick first: the
+  kernel had not handed anything over yet).
 * **One-way loss**: ``oneway_loss[(a, b)] = p`` loses each message from node
   ``a`` to node ``b`` with probability ``p`` (on top of ``loss``), the other
   direction untouched: asymmetric links, flapping peers.
@@ -241,28 +243,39 @@ class Network:
     def is_paused(self, node_id: str) -> bool:
         return node_id in self.paused
 
-    def resume(self, node_id: str, tick_first: bool | None = None) -> None:
+    RESUME_ORDERS = ("runtime", "held", "tick")
+
+    def resume(self, node_id: str, order: str | None = None) -> None:
         """Continue a paused node (SIGCONT): what it missed runs now, in order.
 
-        ``tick_first``: whether its first tick comes before the held messages
-        and timers (None: a seeded coin).
+        ``order`` places its first tick: ``"runtime"`` after the held
+        replication messages and before the rest, ``"held"`` after everything
+        held, ``"tick"`` before it (None: a seeded choice of the three).
         """
         held = self.paused.pop(node_id, None)
         if held is None:
             return
         node = self.nodes[node_id]
         gen = self._held_ticks.pop(node_id, None)
-        if tick_first is None:
-            tick_first = self.rng.random() < 0.5
-        self.log(f"RESUME {node_id}: {len(held)} held, tick {'first' if tick_first else 'last'}")
+        if order is None:
+            order = self.rng.choice(self.RESUME_ORDERS)
+        assert order in self.RESUME_ORDERS, order
+        self.log(f"RESUME {node_id}: {len(held)} held, order {order}")
         self.count("resumes")
-        if tick_first and gen is not None:
-            self._tick(node, gen)
-        for fn, args in held:
+        if order == "runtime":
+            first = [h for h in held if h[0] == self._on_pub]
+            held = first + [h for h in held if h[0] != self._on_pub]
+            before_tick = len(first)
+        else:
+            before_tick = len(held) if order == "held" else 0
+        for i, (fn, args) in enumerate(held):
+            if i == before_tick and gen is not None:
+                self._tick(node, gen)
+                gen = None
             if node.core is None or node_id in self.paused:
-                break  # crashed or paused again by what it ran: the rest is moot
+                return  # crashed or paused again by what it ran: the rest is moot
             fn(*args)
-        if not tick_first and gen is not None:
+        if gen is not None:
             self._tick(node, gen)
 
     def _hold(self, node: SimNode, fn: Callable[..., None], *args: Any) -> bool:

@@ -1,0 +1,748 @@
+"""Distro under real faults: pauses, long partitions, one-way loss (issue 9).
+
+The faults that broke a three-node cluster of real processes, replayed on the
+simulated network (``network.py``: ``pause``/``resume``, ``oneway_loss``,
+``groups``) with providers that beat through their *local* node, so that
+"live" is well defined:
+
+* a provider is **live for node N** while it is active, registered (at
+  least one beat interval ago) and a beat of the last ``unhealthy_after / 2``
+  seconds went to an entry node that was neither paused nor cut off from N;
+  it is **checked** on N once it has been live for N without a break for a
+  grace of two beat intervals plus a peer request timeout (a provider whose
+  node was just resumed or reconnected is still being re-registered);
+* a node is **faulted** while it is paused, down, not ready, or outside the
+  scenario's majority during a partition, and for a recovery budget after
+  that (``Faults.budget``); one-way loss faults no node.
+
+Per sample (every ``SAMPLE`` s of simulated time):
+
+1. on every unfaulted node, every checked provider is listed and healthy;
+2. on every node, a stopped provider's instance (deregistered or evicted),
+   once gone from that node (this incarnation), never comes back;
+3. after a fault ends, every active provider is listed and healthy on every
+   node within ``budget`` seconds (the time it took is reported).
+
+Faulted nodes are exempt from (1), but what they showed of the providers
+checked elsewhere (healthy, unhealthy, missing) is recorded and reported.
+At the end the invariants of ``test_distro_sim`` must hold as well (same
+tables, no live instance lost, no dead one kept, quiet).
+
+The scenarios (each over a few seeds, at the issue's short timings and, for
+pause and partition, at the defaults):
+
+* **pause** one node longer than ``evict_after`` (issue 9, bug 1), with its
+  first tick before or after the messages held for it;
+* **partition** one node longer than ``evict_after``, then heal (bug 2);
+* **deregistration** on the majority side during a partition shorter than
+  the minority's eviction time (bug 3);
+* **one-way loss** with flapping peers and a short peer timeout (bug 4);
+* providers whose beats go to different nodes over time, in all of them;
+* a **random** mix of all of the above (``MESHREG_SIM_FAULT_SEEDS``, 24 by
+  default).
+
+Every run prints a one-line report (``pytest -s``).  A failure prints the
+seed, the scenario, what went wrong (counts and times) and how to replay;
+with ``MESHREG_SIM_TRACE=/tmp/trace.txt`` the trace goes to that file::
+
+    MESHREG_SIM_TRACE=/tmp/t.txt pytest tests/sim/test_faults_sim.py -k 'pause and short-runtime'
+    MESHREG_SIM_FAULT_SEED=7 pytest tests/sim/test_faults_sim.py -k replay -s
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from meshreg.core.distro import ClusterPolicy
+from meshreg.core.health import HealthPolicy
+from meshreg.errors import ErrorCode
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from network import Network, Outcome  # noqa: E402
+from test_distro_sim import (  # noqa: E402
+    TRACE_FILE,
+    Provider,
+    check_invariants,
+    lookup,
+    run_settled,
+    scenario_message,
+    set_groups,
+)
+
+FAULT_SEEDS = int(os.environ.get("MESHREG_SIM_FAULT_SEEDS", "24"))
+SAMPLE = 0.1  # s between two samples of the per-sample probe
+REPLAY_RANDOM = "MESHREG_SIM_FAULT_SEED={seed} pytest tests/sim/test_faults_sim.py -k replay -s"
+
+
+@dataclass(frozen=True)
+class Timings:
+    name: str
+    health: HealthPolicy
+    cluster: ClusterPolicy
+    beat: float  # s between a provider's beats
+
+    @property
+    def window(self) -> float:
+        """A provider is live for N while one of its beats of this window reached N's side."""
+        return self.health.unhealthy_after / 2
+
+    @property
+    def grace(self) -> float:
+        """How long a provider must be live for N before N is held to it."""
+        return 2 * self.beat + self.cluster.peer_request_timeout
+
+    @property
+    def budget(self) -> float:
+        """After a fault: every live instance back everywhere within this (a few beats)."""
+        return 4 * self.beat + self.cluster.peer_timeout + self.cluster.anti_entropy_interval
+
+
+# The issue's configuration: check 0.5 s, unhealthy 3 s, evict 6 s, peer timeout 1.5 s.
+SHORT = Timings(
+    "short",
+    HealthPolicy(check_interval=0.5, unhealthy_after=3, evict_after=6),
+    ClusterPolicy(peer_timeout=1.5, beacon_interval=0.25),
+    0.5,
+)
+DEFAULT = Timings("default", HealthPolicy(), ClusterPolicy(), 5.0)  # 5/15/30 s, 3 s
+TIMINGS = {"short": SHORT, "default": DEFAULT}
+
+
+# -- providers that beat through a node of their choosing ---------------------------------
+class Beater(Provider):
+    """A provider that beats every ``timings.beat`` s through its entry node.
+
+    ``entry`` is a node id (pinned: its local node), ``"round_robin"`` (the
+    next node at every request) or ``"random"``.  Every beat records when it
+    was sent and which nodes could hear it then (none when the entry node is
+    paused or down; those on the entry node's side of a partition otherwise).
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        timings: Timings,
+        index: int,
+        service: str,
+        entry: str,
+        start: float,
+        stop_at: float | None = None,
+        deregister: bool = False,
+    ) -> None:
+        self.timings = timings
+        self.entry = entry
+        self.turn = index
+        self.registered_at: float | None = None
+        self.stopped_at: float | None = None
+        self.sends: deque[tuple[float, frozenset[str]]] = deque(maxlen=64)
+        super().__init__(net, index, service, start, stop_at, deregister, smart=False)
+
+    def entry_node(self) -> str:
+        ids = list(self.net.nodes)
+        if self.entry == "round_robin":
+            self.turn += 1
+            return ids[self.turn % len(ids)]
+        if self.entry == "random":
+            return self.net.rng.choice(ids)
+        return self.entry
+
+    def send(self, op: str, fields: dict[str, Any], on_done: Any) -> None:
+        net = self.net
+        node = net.nodes[self.entry_node()]
+        if op == "beat":
+            heard: frozenset[str] = frozenset()
+            if node.core is not None and not net.is_paused(node.node_id):
+                heard = frozenset(n for n in net.nodes if net.reachable(node.node_id, n))
+            self.sends.append((net.now, heard))
+        if node.core is None:  # connection refused: the client retries later
+            net.after(1.0, on_done, ("timeout", None))
+            return
+        if op == "register":
+            inner = on_done
+
+            def on_done(outcome: Outcome) -> None:
+                if outcome[0] == "ok" and self.registered_at is None:
+                    self.registered_at = net.now
+                inner(outcome)
+
+        net.client_request(node, op, next(net.req_ids), fields, on_done)
+
+    def _start(self) -> None:
+        self.active = True
+        self.net.log(f"provider {self.name} starts (entry {self.entry})")
+        self._register(retry=True)
+        self.net.after(self.timings.beat, self._beat)
+
+    def _beat(self) -> None:
+        if not self.active:
+            return
+
+        def done(outcome: Outcome) -> None:
+            kind, value = outcome
+            if kind != "error":
+                return
+            if value == ErrorCode.NOT_FOUND:
+                self.not_found += 1
+                self.net.count("beat_not_found")
+                self.net.log(f"provider {self.name} beat: NOT_FOUND")
+                self._register(retry=False)
+            elif value == ErrorCode.UNAVAILABLE:
+                self.net.count("beat_unavailable")
+            else:
+                self.unexpected.append(f"beat: {value!r} at {self.net.now:.3f}")
+
+        self.send("beat", self.beat_fields, done)
+        self.net.after(self.timings.beat, self._beat)
+
+    def _stop(self) -> None:
+        self.stopped_at = self.net.now
+        super()._stop()
+
+    def live_for(self, node_id: str, now: float) -> bool:
+        if not self.active or self.registered_at is None:
+            return False
+        if self.registered_at > now - self.timings.beat:
+            return False
+        since = now - self.timings.window
+        for t, heard in reversed(self.sends):
+            if t <= since:
+                return False
+            if node_id in heard:
+                return True
+        return False
+
+
+# -- the scenario: faults, probe, report ---------------------------------------------------
+@dataclass
+class Bad:
+    """Samples in which some rule was broken: how many, when, worst, first examples."""
+
+    what: str
+    samples: int = 0
+    pairs: int = 0
+    worst: int = 0
+    first: float = -1.0
+    last: float = -1.0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, now: float, found: list[str]) -> None:
+        if not found:
+            return
+        self.samples += 1
+        self.pairs += len(found)
+        self.worst = max(self.worst, len(found))
+        if self.first < 0:
+            self.first = now
+        self.last = now
+        for text in found:
+            if len(self.examples) < 4:
+                self.examples.append(f"t={now:.2f} {text}")
+
+    def line(self) -> str:
+        return (
+            f"{self.samples} samples ({self.pairs} instance-samples, up to {self.worst} at once, "
+            f"t={self.first:.2f}..{self.last:.2f}) with {self.what}; e.g. {self.examples}"
+        )
+
+
+@dataclass
+class Shown:
+    """What an exempt (faulted) node listed of the instances live elsewhere."""
+
+    samples: int = 0
+    healthy: int = 0
+    unhealthy: int = 0
+    missing: int = 0
+    max_unhealthy: int = 0
+    max_missing: int = 0
+    of: int = 0
+
+    def text(self) -> str:
+        return (
+            f"{self.samples} samples: at worst {self.max_unhealthy} unhealthy, "
+            f"{self.max_missing} missing of {self.of}"
+        )
+
+
+class Faults:
+    """A cluster at some timings, its providers, its fault schedule and its probe."""
+
+    def __init__(
+        self, name: str, seed: int, timings: Timings, n_nodes: int = 3, trace: bool = False
+    ) -> None:
+        self.name = name
+        self.timings = timings
+        ids = [f"n{i}" for i in range(n_nodes)]
+        self.net = net = Network(
+            seed,
+            ids,
+            health=timings.health,
+            cluster=timings.cluster,
+            trace=trace or bool(TRACE_FILE),
+        )
+        self.rng = random.Random(f"faults-{name}-{seed}")  # plans; the network has its own
+        for i, node_id in enumerate(ids):
+            net.at(0.1 * i, net.start, node_id)
+        self.beaters: list[Beater] = []
+        self.minority: frozenset[str] = frozenset()  # cut off from the majority now
+        self.active: dict[str, float] = {}  # fault label -> start
+        self.exempt_until: dict[str, float] = {}  # node -> end of its recovery
+        self.open_ends: list[tuple[str, float]] = []  # faults over, cluster not converged yet
+        self.converged: list[str] = []  # "label: 1.23s"
+        self.slow: list[str] = []
+        self.since: dict[tuple[int, str], float] = {}  # (provider, node) -> live since
+        self.gone: dict[tuple[int, str, int], float] = {}  # (provider, node, gen) -> gone at
+        self.bad_live = Bad("live instances missing or unhealthy on unfaulted nodes")
+        self.bad_back = Bad("removed instances back")
+        self.shown: dict[str, Shown] = {}
+        self.problems: list[str] = []
+        self.plan: list[str] = []
+        self.end = 0.0  # when a planned run ends
+        net.every(SAMPLE, self.sample, start=SAMPLE)
+
+    # -- providers -------------------------------------------------------------------
+    def add(
+        self,
+        services: int,
+        per_service: int,
+        entry: str | Callable[[int], str] = "pinned",
+        start: tuple[float, float] = (1.0, 3.0),
+        stop: tuple[float, float] | None = None,
+        deregister: bool = False,
+        service_base: int = 0,
+    ) -> list[Beater]:
+        """``per_service`` providers on each of ``services`` services.
+
+        ``entry``: "pinned" (spread over the nodes in turn), a node id, a function
+        of the provider's number, "round_robin" or "random".
+        """
+        net, rng, out = self.net, self.rng, []
+        ids = list(net.nodes)
+        for s in range(services):
+            for _ in range(per_service):
+                index = next(net.instance_ids)
+                if callable(entry):
+                    where = entry(index)
+                elif entry == "pinned":
+                    where = ids[index % len(ids)]
+                else:
+                    where = entry
+                t0 = rng.uniform(*start)
+                t1 = rng.uniform(*stop) if stop is not None else None
+                svc = f"svc{service_base + s}"
+                out.append(Beater(net, self.timings, index, svc, where, t0, t1, deregister))
+        self.beaters += out
+        return out
+
+    # -- faults ------------------------------------------------------------------------
+    def pause(self, node_id: str, at: float, length: float, order: str | None) -> None:
+        label = f"pause {node_id} {at:.1f}+{length:.1f}"
+        self.plan.append(label + (f" ({order})" if order else ""))
+
+        def begin() -> None:
+            if self.net.nodes[node_id].core is None or self.net.is_paused(node_id):
+                return
+            self.net.pause(node_id)
+            self.active[label] = self.net.now
+
+        def end() -> None:
+            if label in self.active:
+                self.net.resume(node_id, order)
+                self._ended(label, [node_id])
+
+        self.net.at(at, begin)
+        self.net.at(at + length, end)
+
+    def partition(self, minority: list[str], at: float, length: float) -> None:
+        label = f"partition {sorted(minority)} {at:.1f}+{length:.1f}"
+        self.plan.append(label)
+        cut = frozenset(minority)
+
+        def begin() -> None:
+            if self.minority:
+                return  # one partition at a time
+            rest = frozenset(self.net.nodes) - cut
+            set_groups(self.net, [cut, rest])
+            self.minority = cut
+            self.active[label] = self.net.now
+
+        def end() -> None:
+            if label in self.active:
+                set_groups(self.net, None)
+                self.minority = frozenset()
+                self._ended(label, sorted(cut))
+
+        self.net.at(at, begin)
+        self.net.at(at + length, end)
+
+    def oneway(self, src: str, dst: str, p: float, at: float, length: float) -> None:
+        label = f"loss {src}->{dst} {p:.2f} {at:.1f}+{length:.1f}"
+        self.plan.append(label)
+
+        def begin() -> None:
+            self.net.oneway_loss[(src, dst)] = p
+            self.net.log(f"LOSS {src}->{dst} {p:.2f}")
+            self.active[label] = self.net.now
+
+        def end() -> None:
+            self.net.oneway_loss.pop((src, dst), None)
+            self.net.log(f"LOSS {src}->{dst} over")
+            self._ended(label, [])
+
+        self.net.at(at, begin)
+        self.net.at(at + length, end)
+
+    def _ended(self, label: str, nodes: list[str]) -> None:
+        self.active.pop(label, None)
+        now = self.net.now
+        for node_id in nodes:
+            self.exempt_until[node_id] = max(
+                self.exempt_until.get(node_id, 0.0), now + self.timings.budget
+            )
+        self.open_ends.append((label, now))
+
+    # -- the probe ---------------------------------------------------------------------
+    def faulted(self, node_id: str) -> bool:
+        node = self.net.nodes[node_id]
+        return (
+            node.core is None
+            or not node.core.ready
+            or self.net.is_paused(node_id)
+            or node_id in self.minority
+            or self.exempt_until.get(node_id, 0.0) > self.net.now
+        )
+
+    def sample(self) -> None:
+        net, now, grace = self.net, self.net.now, self.timings.grace
+        live_nodes = [n for n in net.nodes.values() if n.core is not None]
+        missing: list[str] = []
+        checked_anywhere: set[int] = set()
+        exempt: list[str] = []
+        for node in live_nodes:
+            core = node.core
+            assert core is not None
+            paused = net.is_paused(node.node_id)
+            faulted = self.faulted(node.node_id)
+            if faulted:
+                exempt.append(node.node_id)
+            for i, p in enumerate(self.beaters):
+                pair = (i, node.node_id)
+                if p.live_for(node.node_id, now):
+                    since = self.since.setdefault(pair, now)
+                else:
+                    self.since.pop(pair, None)
+                    since = now
+                if not paused:
+                    self._watch_removal(i, p, node, core)
+                if now - since < grace:
+                    continue
+                if faulted:
+                    continue
+                checked_anywhere.add(i)
+                rec = lookup(core, p)
+                if rec is None or not rec.healthy:
+                    state = "missing" if rec is None else "unhealthy"
+                    missing.append(f"{p.name} ({p.entry}) {state} on {node.node_id}")
+        self.bad_live.add(now, missing)
+        for node_id in exempt:
+            core = net.nodes[node_id].core
+            if core is None or not checked_anywhere:
+                continue
+            shown = self.shown.setdefault(node_id, Shown())
+            shown.samples += 1
+            shown.of = max(shown.of, len(checked_anywhere))
+            unhealthy = gone = 0
+            for i in checked_anywhere:
+                rec = lookup(core, self.beaters[i])
+                if rec is None:
+                    gone += 1
+                elif not rec.healthy:
+                    unhealthy += 1
+            shown.max_unhealthy = max(shown.max_unhealthy, unhealthy)
+            shown.max_missing = max(shown.max_missing, gone)
+        self._converge(live_nodes)
+
+    def _watch_removal(self, i: int, p: Beater, node: Any, core: Any) -> None:
+        if p.stopped_at is None:
+            return
+        key = (i, node.node_id, node.gen)
+        rec = lookup(core, p)
+        if rec is None:
+            self.gone.setdefault(key, self.net.now)
+        elif key in self.gone:
+            gone_at = self.gone.pop(key)
+            self.bad_back.add(
+                self.net.now,
+                [
+                    f"{p.name} ({'deregistered' if p.deregister else 'stopped'} at "
+                    f"{p.stopped_at:.2f}, gone at {gone_at:.2f}) back on {node.node_id} "
+                    f"{'healthy' if rec.healthy else 'unhealthy'}"
+                ],
+            )
+
+    def _converge(self, live_nodes: list[Any]) -> None:
+        if not self.open_ends:
+            return
+        now = self.net.now
+        label, t_end = self.open_ends[-1]
+        if not self.active and self._all_present(live_nodes):
+            for label, t in self.open_ends:
+                self.converged.append(f"{label}: {now - t:.2f}s")
+            self.open_ends.clear()
+        elif not self.active and now - t_end > self.timings.budget and not self.slow:
+            self.slow.append(
+                f"t={now:.2f} not converged {now - t_end:.2f}s after {label} "
+                f"(budget {self.timings.budget:g}s): {self._absent(live_nodes)[:4]}"
+            )
+
+    def _all_present(self, live_nodes: list[Any]) -> bool:
+        return not self._absent(live_nodes, limit=1)
+
+    def _absent(self, live_nodes: list[Any], limit: int = 10) -> list[str]:
+        out: list[str] = []
+        for node in live_nodes:
+            if not node.core.ready or self.net.is_paused(node.node_id):
+                out.append(f"{node.node_id} not ready")
+                continue
+            for p in self.beaters:
+                if p.active and p.registered_at is not None:
+                    rec = lookup(node.core, p)
+                    if rec is None or not rec.healthy:
+                        state = "unhealthy" if rec else "missing"
+                        out.append(f"{p.name} {state} on {node.node_id}")
+                        if len(out) >= limit:
+                            return out
+        return out
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, end: float) -> list[str]:
+        """Run to ``end`` (the last ``QUIET`` s quiet); return every problem."""
+        problems = run_settled(self.net, end)
+        if self.bad_live.samples:
+            problems.insert(0, self.bad_live.line())
+        if self.bad_back.samples:
+            problems.insert(0, self.bad_back.line())
+        problems += self.slow
+        if self.open_ends:
+            problems.append(f"never converged after {[label for label, _ in self.open_ends]}")
+        problems += check_invariants(self.net, self.beaters)
+        self.problems = problems
+        return problems
+
+    def report(self) -> str:
+        shown = "; ".join(f"{n} showed {s.text()}" for n, s in sorted(self.shown.items()))
+        return (
+            f"[{self.name} seed {self.net.seed}] {'; '.join(self.plan)} | "
+            f"bad samples: live {self.bad_live.samples} (up to {self.bad_live.worst}), "
+            f"back {self.bad_back.samples} | converged: {self.converged} | "
+            f"exempt: {shown or '-'} | NOT_FOUND {self.net.counts.get('beat_not_found', 0)}, "
+            f"fallbacks {self.net.counts.get('forward_fallback', 0)}"
+        )
+
+    def check(self, end: float, replay: str) -> None:
+        problems = self.run(end)
+        print(self.report())
+        if problems:
+            message = scenario_message(self.net, f"{self.name}: {'; '.join(self.plan)}", problems)
+            pytest.fail(f"{message}\nreplay: {replay}\n{self.report()}", pytrace=False)
+
+
+def nodeid(test: str, params: str) -> str:
+    return f"pytest 'tests/sim/test_faults_sim.py::{test}[{params}]'"
+
+
+# -- targeted scenarios ------------------------------------------------------------------------
+# (timings, resume order, pause length (s), seed).  The order places the resumed node's
+# first tick (network.Network.resume): "runtime" after the held replication messages and
+# before the held requests, as runtime/node.py does; "tick" before everything held;
+# "held" after everything held.  The beats its peers forwarded to it before they saw it
+# down (held meanwhile) refresh its instances unless its first sweep comes first.
+PAUSE_CASES = [
+    ("short", "runtime", 8.0, 1),
+    ("short", "runtime", 8.0, 2),
+    ("short", "tick", 8.0, 3),
+    ("short", "held", 8.0, 4),
+    ("default", "runtime", 40.0, 5),
+    ("default", "tick", 40.0, 6),
+    ("default", "held", 40.0, 7),
+]
+
+
+@pytest.mark.parametrize(
+    ("timing", "order", "length", "seed"),
+    PAUSE_CASES,
+    ids=[f"{t}-{o}-{n:g}s-{s}" for t, o, n, s in PAUSE_CASES],
+)
+def test_pause_longer_than_evict_after(timing: str, order: str, length: float, seed: int) -> None:
+    """Bug 1: a node paused past evict_after must not evict live instances on resume."""
+    timings = TIMINGS[timing]
+    sc = Faults("pause", seed, timings)
+    t0 = 10 * timings.beat + 5.0
+    sc.add(services=12, per_service=3, start=(1.0, 1.0 + 2 * timings.beat))
+    sc.add(services=4, per_service=1, entry="round_robin", service_base=12)
+    sc.add(services=4, per_service=1, entry="random", service_base=16)
+    # and providers that join on the other nodes while n0 is paused (autoscaling): n0 merges
+    # them as new when it resumes, so not all of its services' instances look silent to it
+    # and self-preservation does not hide what its first sweep does
+    others = ["n1", "n2"]
+    sc.add(12, 2, entry=lambda i: others[i % 2], start=(t0 + 1.0, t0 + length - 1.0))
+    sc.pause("n0", t0, length, order)
+    end = t0 + length + timings.health.evict_after + 40.0
+    params = f"{timing}-{order}-{length:g}s-{seed}"
+    sc.check(end, nodeid("test_pause_longer_than_evict_after", params))
+
+
+PARTITION_CASES = [("short", 11), ("short", 12), ("short", 13), ("default", 14), ("default", 15)]
+
+
+@pytest.mark.parametrize(
+    ("timing", "seed"), PARTITION_CASES, ids=[f"{t}-{s}" for t, s in PARTITION_CASES]
+)
+def test_partition_longer_than_evict_after(timing: str, seed: int) -> None:
+    """Bug 2: after the heal the majority keeps every instance that kept beating there."""
+    timings = TIMINGS[timing]
+    sc = Faults("partition", seed, timings)
+    t0 = 10 * timings.beat + 5.0
+    sc.add(services=12, per_service=3, start=(1.0, 1.0 + 2 * timings.beat))
+    sc.add(services=4, per_service=1, entry="round_robin", service_base=12)
+    sc.add(services=4, per_service=1, entry="random", service_base=16)
+    length = 10.0 if timing == "short" else 40.0
+    sc.partition(["n0"], t0, length)
+    end = t0 + length + timings.health.evict_after + 40.0
+    sc.check(end, nodeid("test_partition_longer_than_evict_after", f"{timing}-{seed}"))
+
+
+DEREGISTER_CASES = [("short", 21), ("short", 22), ("short", 23), ("default", 24)]
+
+
+@pytest.mark.parametrize(
+    ("timing", "seed"), DEREGISTER_CASES, ids=[f"{t}-{s}" for t, s in DEREGISTER_CASES]
+)
+def test_deregistration_during_a_partition_stays(timing: str, seed: int) -> None:
+    """Bug 3: the minority's later unhealthy mark must not bring a deregistered one back.
+
+    The partition outlasts the minority's unhealthy mark (peer timeout, then
+    unhealthy_after) but not its eviction.
+    """
+    timings = TIMINGS[timing]
+    h, c = timings.health, timings.cluster
+    sc = Faults("deregister", seed, timings)
+    t0 = 10 * timings.beat + 5.0
+    majority = ["n1", "n2"]
+    sc.add(services=10, per_service=3, start=(1.0, 1.0 + 2 * timings.beat))
+    sc.add(services=4, per_service=1, entry="round_robin", service_base=10)
+    # on the majority side, deregistering early in the partition
+    early = (t0 + 0.2, t0 + c.peer_timeout)
+    sc.add(10, 1, entry=lambda i: majority[i % 2], stop=early, deregister=True)
+    # and a few that just stop (evicted by the majority, marked by the minority)
+    sc.add(4, 1, entry=lambda i: majority[i % 2], stop=early, service_base=4)
+    low = c.peer_timeout + h.unhealthy_after + 2 * h.check_interval
+    high = c.peer_timeout + h.evict_after - h.check_interval
+    length = sc.rng.uniform(low, high)
+    sc.partition(["n0"], t0, length)
+    end = t0 + length + h.evict_after + 40.0
+    sc.check(end, nodeid("test_deregistration_during_a_partition_stays", f"{timing}-{seed}"))
+
+
+LOSS_CASES = [(31, 0.3), (32, 0.5), (33, 0.4)]
+
+
+@pytest.mark.parametrize(("seed", "loss"), LOSS_CASES, ids=[f"{s}-{p}" for s, p in LOSS_CASES])
+def test_one_way_loss_with_flapping_peers(seed: int, loss: float) -> None:
+    """Bug 4: beats applied by a node that thinks the owner is down must reach the sweeper.
+
+    n0 -> n1 loses ``loss`` of its messages (n1 hears n0 badly: beacons, forward
+    replies, reconcile answers), n2 -> n0 a little; every message takes 10-30 ms;
+    peer timeout 1.5 s.  No node is faulted: every live instance must stay healthy
+    on every node at every sample.
+    """
+    timings = SHORT
+    sc = Faults("one-way loss", seed, timings)
+    sc.net.min_delay, sc.net.max_delay = 0.01, 0.03
+    sc.add(services=12, per_service=3, start=(1.0, 2.0))
+    sc.add(services=4, per_service=1, entry="round_robin", service_base=12)
+    sc.add(services=4, per_service=1, entry="random", service_base=16)
+    sc.oneway("n0", "n1", loss, 10.0, 60.0)
+    sc.oneway("n1", "n0", loss / 2, 10.0, 60.0)
+    sc.oneway("n2", "n0", 0.2, 30.0, 30.0)
+    sc.check(110.0, nodeid("test_one_way_loss_with_flapping_peers", f"{seed}-{loss}"))
+
+
+# -- random mixes ------------------------------------------------------------------------------
+def plan_random(seed: int, trace: bool = False) -> Faults:
+    """Pauses, long partitions, one-way loss and deregistrations, from one seed."""
+    rng = random.Random(f"fault-plan-{seed}")
+    timings = SHORT
+    h, c = timings.health, timings.cluster
+    n_nodes = rng.choice((3, 3, 4, 5))
+    sc = Faults("random", seed, timings, n_nodes, trace)
+    ids = list(sc.net.nodes)
+    sc.net.max_delay = rng.choice((0.002, 0.02, 0.03))
+    sc.plan.append(f"{n_nodes} nodes, delay <= {sc.net.max_delay}")
+    sc.add(services=rng.randint(6, 10), per_service=3, start=(1.0, 3.0))
+    sc.add(services=4, per_service=1, entry=rng.choice(("round_robin", "random")), service_base=10)
+    # stops and deregistrations all along
+    sc.add(8, 1, start=(1.0, 3.0), stop=(10.0, 60.0), deregister=True, service_base=2)
+    sc.add(4, 1, start=(1.0, 3.0), stop=(10.0, 60.0), service_base=5)
+    # faults one after another, sometimes before the cluster has recovered from the last
+    t = rng.uniform(8.0, 12.0)
+    while t < 60.0:
+        kind = rng.choice(("pause", "partition", "loss"))
+        if kind == "pause":
+            length = rng.choice((rng.uniform(1.0, h.unhealthy_after), rng.uniform(4.0, 12.0)))
+            sc.pause(rng.choice(ids), t, length, None)
+        elif kind == "partition":
+            cut = rng.randint(1, (n_nodes - 1) // 2)
+            length = rng.choice((rng.uniform(2.0, 6.0), rng.uniform(6.0, 15.0)))
+            sc.partition(rng.sample(ids, cut), t, length)
+        else:
+            length = rng.uniform(5.0, 20.0)
+            a, b = rng.sample(ids, 2)
+            sc.oneway(a, b, rng.uniform(0.2, 0.5), t, length)
+            if rng.random() < 0.5:
+                sc.oneway(b, a, rng.uniform(0.0, 0.3), t, length)
+        t += length + rng.choice((rng.uniform(0.5, 3.0), rng.uniform(c.peer_timeout, 12.0)))
+    sc.end = t + h.evict_after + 35.0
+    return sc
+
+
+@pytest.mark.parametrize("seed", range(FAULT_SEEDS))
+def test_random_faults_never_lose_a_live_instance(seed: int) -> None:
+    sc = plan_random(seed)
+    sc.check(sc.end, REPLAY_RANDOM.format(seed=seed))
+
+
+def test_replay_random_seed() -> None:
+    """Replays MESHREG_SIM_FAULT_SEED with a full trace (skipped when unset)."""
+    if "MESHREG_SIM_FAULT_SEED" not in os.environ:
+        pytest.skip("set MESHREG_SIM_FAULT_SEED to replay a random run")
+    seed = int(os.environ["MESHREG_SIM_FAULT_SEED"])
+    sc = plan_random(seed, trace=True)
+    problems = sc.run(sc.end)
+    assert sc.net.trace is not None
+    out = open(TRACE_FILE, "w", encoding="utf-8") if TRACE_FILE else sys.stdout  # noqa: SIM115
+    try:
+        for line in sc.net.trace:
+            print(line, file=out)
+        for p in problems:
+            print(f"PROBLEM {p}", file=out)
+        print(sc.report(), file=out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    assert not problems, f"seed {seed}: {problems[:10]}"
+
+
+if __name__ == "__main__":
+    sc = plan_random(int(sys.argv[1]), trace=True)
+    print("\n".join(sc.run(sc.end)))
+    print(sc.report())
