@@ -60,3 +60,9 @@ def start_cluster(
 def node(start_node: Callable[..., NodeProcess]) -> NodeProcess:
     """One node with sub-second health timings (0.1 s sweep, 0.6 s / 1.2 s)."""
     return start_node(*FAST_TIMINGS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "chaos: multi-host fault suite in network namespaces (needs root, iproute2)"
+    )

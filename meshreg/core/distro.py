@@ -333,7 +333,9 @@ class DistroNode(RegistryNode):
             return False  # not ours, or not looked up yet: the full path decides
         return super().fast_beat(key, iid, now)
 
-    def handle(self, req: Any, now: float, forwarded: bool = False) -> Any:
+    def handle(
+        self, req: Any, now: float, forwarded: bool = False, *, received_at: float | None = None
+    ) -> Any:
         t = type(req)
         if (
             t is Beat
@@ -349,14 +351,16 @@ class DistroNode(RegistryNode):
                     if fwd is None:
                         peer = self.membership.peer_by_id(owner)
                         if peer is None:  # cannot happen: members are known peers
-                            return super().handle(req, now)
+                            return super().handle(req, now, received_at=received_at)
                         fwd = self._forwards[owner] = Forward(owner, peer.address)
                     self.counters["forwarded"] += 1
+                    if t is Beat:  # our own evidence, should the owner not answer (or judge)
+                        self.store.beat(req.key, req.instance, self._beat_time(now, now))
                     return fwd
             if self.ready:
-                return super().handle(req, now)
+                return super().handle(req, now, received_at=received_at)
             try:
-                return super().handle(req, now)
+                return super().handle(req, now, received_at=received_at)
             except RequestRejected as exc:
                 # Catching up, we may simply not hold it yet: NOT_FOUND would make a live
                 # provider register again; UNAVAILABLE says "ask again (elsewhere)".
@@ -484,7 +488,15 @@ class DistroNode(RegistryNode):
         return count, total
 
     def _list_digests(self, req: ListDigests) -> dict[str, Any]:
-        keys = sorted(k for k in self._known_keys() if self._owns(k))
+        if req.caller is not None and req.caller in self._members:
+            # A node catching up asks (it restarted faster than peer_timeout: we still
+            # count its old incarnation as an owner): list what we own without it, or
+            # it would be ready without the services it owned before.
+            members = tuple(m for m in self._members if m != req.caller)
+            me = self.node_id
+            keys = sorted(k for k in self._known_keys() if responsible_node(k, members) == me)
+        else:
+            keys = sorted(k for k in self._known_keys() if self._owns(k))
         if req.cursor is not None:
             keys = [k for k in keys if k > req.cursor]
         page = keys[: req.limit]
@@ -574,9 +586,15 @@ class DistroNode(RegistryNode):
         upto = (peer.epoch, peer.last_seq) if peer is not None and peer.epoch is not None else None
         self._rounds[node_id] = _SyncRound(node_id, set(), [], upto=upto)
         self.counters["snapshot_pulls"] += 1
-        self._call(
-            node_id, "digests", {"cursor": None, "limit": MAX_DIGEST_PAGE}, "digests", node_id
-        )
+        self._call(node_id, "digests", self._digest_fields(None), "digests", node_id)
+
+    def _digest_fields(self, cursor: list[str] | None) -> dict[str, Any]:
+        return {
+            "cursor": cursor,
+            "limit": MAX_DIGEST_PAGE,
+            "node": self.node_id,
+            "ready": self.ready,
+        }
 
     def peer_reply(self, tag: int, result: Any, now: float) -> None:
         """The reply to a PeerCall (its ``result`` map, not yet trusted)."""
@@ -634,9 +652,7 @@ class DistroNode(RegistryNode):
             last = key
         if more and last is not None:
             cursor = [last.namespace, last.group, last.service]
-            self._call(
-                node_id, "digests", {"cursor": cursor, "limit": MAX_DIGEST_PAGE}, "digests", node_id
-            )
+            self._call(node_id, "digests", self._digest_fields(cursor), "digests", node_id)
             return
         # Ours that it should own but did not list: it lacks them (or holds tombstones).
         for key in sorted(self._known_keys()):

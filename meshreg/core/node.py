@@ -23,7 +23,8 @@ in its sockets, so it judges nobody on what it saw before.  It sets
 ``watching_since`` to now: nobody counts as silent until ``unhealthy_after``
 has passed since then (a fresh grace period; ``StallDetected`` is queued for
 the log); for a short window after it, a beat counts as evidence of life
-when the stall began, since it may have waited the stall out in the socket.
+when the stall began, since it may have waited the stall out in the socket
+(and so does a beat applied late, ``received_at``: it counts for its time).
 """
 
 from __future__ import annotations
@@ -105,13 +106,17 @@ class RegistryNode:
         self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
 
     # -- requests -------------------------------------------------------------
-    def handle(self, req: Request, now: float) -> Any:
-        """Apply one request; return its result or raise RequestRejected."""
+    def handle(self, req: Request, now: float, *, received_at: float | None = None) -> Any:
+        """Apply one request; return its result or raise RequestRejected.
+
+        ``received_at``: when the request reached this node, if that was earlier than
+        ``now`` (a forward that timed out and is applied here after all): a beat is
+        evidence of life then, not now."""
         requests = self.stats.requests
         op = req.op
         requests[op] = requests.get(op, 0) + 1
         if type(req) is Beat:
-            return self._beat(req, now)
+            return self._beat(req, now, now if received_at is None else received_at)
         if type(req) is RegisterInstance:
             change = self.store.register(
                 req.key, req.instance, req.weight, req.enabled, req.metadata, now, self._stamp(now)
@@ -177,10 +182,10 @@ class RegistryNode:
         requests["beat"] = requests.get("beat", 0) + 1
         return True
 
-    def _beat(self, req: Beat, now: float) -> None:
+    def _beat(self, req: Beat, now: float, beat_time: float) -> None:
         self.stats.beats += 1
-        stale = now < self._stale_until  # just resumed: it may have waited out the stall
-        rec = self.store.beat(req.key, req.instance, self._stall_began if stale else now)
+        beat_time = self._beat_time(now, beat_time)
+        rec = self.store.beat(req.key, req.instance, beat_time)
         if rec is None:
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
@@ -189,14 +194,26 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
-        if stale:
-            return  # evidence of life when the stall began, at best: heals nothing
+        if beat_time < now:  # evidence of life a while ago: it counts for what it is
+            seen = self._local_evidence(rec)  # its latest beat here, maybe a later one
+            if not rec.healthy:
+                if seen > rec.down:
+                    self._emit(self.store.set_health(req.key, (req.instance,), True, seen))
+            elif seen > rec.alive and self.store.refresh(req.key, rec, seen):
+                self._refreshed(req.key, rec)
+            return
         if not rec.healthy:
             self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
         elif rec.alive < self._evidence_floor(req.key, now) and self.store.refresh(
             req.key, rec, self._stamp(now)
         ):
             self._refreshed(req.key, rec)
+
+    def _beat_time(self, now: float, received_at: float) -> float:
+        """When a beat served ``now`` (received at ``received_at``) proves life."""
+        if now < self._stale_until:  # just resumed: it may have waited out the stall
+            return min(received_at, self._stall_began)
+        return received_at
 
     def _evidence_floor(self, key: ServiceKey, now: float) -> int:
         """Liveness evidence older than this is refreshed by a beat (see ``alive_floor``)."""
@@ -206,10 +223,14 @@ class RegistryNode:
         """A record's liveness evidence was refreshed (replicated in a cluster)."""
 
     def _local_evidence(self, rec: InstanceRecord) -> int:
-        """A stamp for the latest beat this node saw of ``rec``: its last beat on our wall
-        clock, less ``EVIDENCE_MARGIN_US`` (evidence merged from a stamp, whose last beat
-        is that stamp's time, never outranks the stamp itself)."""
-        us = int((rec.last_beat + self.wall_offset) * 1_000_000) - EVIDENCE_MARGIN_US
+        """A stamp for the latest beat this node saw of ``rec`` (``_evidence_stamp``)."""
+        return self._evidence_stamp(rec.last_beat)
+
+    def _evidence_stamp(self, beat_time: float) -> int:
+        """A stamp for a beat seen at ``beat_time``: that time on our wall clock, less
+        ``EVIDENCE_MARGIN_US`` (evidence merged from a stamp, whose last beat is that
+        stamp's time, never outranks the stamp itself)."""
+        us = int((beat_time + self.wall_offset) * 1_000_000) - EVIDENCE_MARGIN_US
         return (max(us, 0) << TAG_BITS) | self.hlc.tag
 
     def wall_stamp(self, now: float) -> int:

@@ -196,7 +196,12 @@ class NodeRuntime:
                     if deadline is not None:
                         wake = min(wake, deadline)
                 timeout = min(max(wake - now, 0.0), MAX_POLL)
-                for sock, _ in poller.poll(timeout * 1000.0):
+                events = poller.poll(timeout * 1000.0)
+                if events and core.check_stall(clock()):
+                    # stopped while waiting (SIGSTOP, a VM freeze): what is waiting in the
+                    # sockets may be old; the core knows it before it reads any of it
+                    self._carry_out(core.take_effects(), clock())
+                for sock, _ in events:
                     if sock is router:
                         self._drain_requests(router)
                     elif sock is xpub:
@@ -303,7 +308,7 @@ class NodeRuntime:
         for pending in forwards:  # the owner did not answer: apply the write here
             req = pending.request
             try:
-                result = self.core.handle(req, now, True)
+                result = self.core.handle(req, now, True, received_at=pending.received_at)
                 body = encode_ok(req.req_id, result)
             except RequestRejected as exc:
                 body = encode_error(exc.req_id, exc.code, exc.message)

@@ -33,6 +33,7 @@ class PendingForward:
     envelope: list[bytes]  # the client's envelope, to route the reply back
     request: Any  # the parsed request, for the local fallback
     deadline: float
+    received_at: float  # when the client's request arrived (a late beat counts from then)
 
 
 class PeerLinks:
@@ -72,7 +73,7 @@ class PeerLinks:
             self.dealer(address).send_multipart([fid, b"", body], zmq.NOBLOCK)
         except zmq.Again:
             return False
-        self.forwards[fid] = PendingForward(envelope, request, now + self.timeout)
+        self.forwards[fid] = PendingForward(envelope, request, now + self.timeout, now)
         return True
 
     def call(self, effect: PeerCall, now: float) -> bool:

@@ -88,6 +88,7 @@ class ListDigests:
     req_id: int
     cursor: ServiceKey | None
     limit: int
+    caller: str | None = None  # the asking node's id, when it says it is catching up
     op = "digests"
 
 
@@ -317,7 +318,13 @@ def parse_peer_request(op: str, msg: dict[str, Any], req_id: int) -> Any:
             limit = msg.get("limit", MAX_DIGEST_PAGE)
             if type(limit) is not int or not 0 < limit <= MAX_DIGEST_PAGE:
                 raise _bad(f"limit must be in 1..{MAX_DIGEST_PAGE}")
-            return ListDigests(req_id, key, limit)
+            caller = msg.get("node")
+            if caller is not None:
+                caller = _str(caller, "node", 256)
+            ready = msg.get("ready", True)
+            if type(ready) is not bool:
+                raise _bad("ready must be a boolean")
+            return ListDigests(req_id, key, limit, None if ready else caller)
         if op == "reconcile":
             services = msg.get("services")
             if not isinstance(services, list) or len(services) > MAX_RECONCILE_SERVICES:

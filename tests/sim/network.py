@@ -274,6 +274,7 @@ class Network:
                 gen = None
             if node.core is None or node_id in self.paused:
                 return  # crashed or paused again by what it ran: the rest is moot
+            self._wake(node)
             fn(*args)
         if gen is not None:
             self._tick(node, gen)
@@ -347,7 +348,14 @@ class Network:
                 return
         if self.paused and self._hold(dst, deliver, *args):
             return
+        self._wake(dst)
         deliver(*args)
+
+    def _wake(self, node: SimNode) -> None:
+        """The runtime wakes up for input: it first checks whether it was stopped."""
+        core = node.core
+        if core is not None and core.check_stall(self.now):
+            self._drain(node)
 
     # -- effects ----------------------------------------------------------------------
     def _drain(self, node: SimNode) -> None:
@@ -555,6 +563,7 @@ class Network:
             body,
             pending,
             finish,
+            self.now,
         )
         self.transmit(entry, target, self._serve_forwarded, target, entry, body, pending, finish)
 
@@ -570,11 +579,14 @@ class Network:
         outcome = self._apply_forwarded(target, body)
         self.transmit(target, entry, self._forward_replied, entry, pending, finish, outcome)
 
-    def _apply_forwarded(self, node: SimNode, body: bytes) -> Outcome:
+    def _apply_forwarded(
+        self, node: SimNode, body: bytes, received_at: float | None = None
+    ) -> Outcome:
         core = node.core
         assert core is not None
         try:
-            result = core.handle(parse_request(body), self.now, forwarded=True)
+            req = parse_request(body)
+            result = core.handle(req, self.now, forwarded=True, received_at=received_at)
             outcome: Outcome = ("ok", roundtrip(result))
         except RequestRejected as exc:
             core.rejected(exc)
@@ -601,11 +613,14 @@ class Network:
         body: bytes,
         pending: _Pending,
         finish: Callable[[Outcome], None],
+        received_at: float,
     ) -> None:
+        """The responsible node did not answer: the entry applies it (as the runtime does,
+        a beat counting from when the entry received it)."""
         if pending.done:
             return
         if self.paused and entry.gen == gen:
-            args = (entry, gen, body, pending, finish)
+            args = (entry, gen, body, pending, finish, received_at)
             if self._hold(entry, self._forward_timeout, *args):
                 return
         pending.done = True
@@ -613,7 +628,7 @@ class Network:
             return
         self.count("forward_fallback")
         self.log(f"{entry.node_id} applies a forward locally (responsible node unreachable)")
-        self._reply_client(entry, finish, self._apply_forwarded(entry, body))
+        self._reply_client(entry, finish, self._apply_forwarded(entry, body, received_at))
 
 
 __all__ = ["CLIENT_TIMEOUT", "Network", "Outcome", "SimNode", "roundtrip"]

@@ -207,6 +207,14 @@ class Beater(Provider):
         self.stopped_at = self.net.now
         super()._stop()
 
+    def heard_at_stop(self, node_id: str) -> bool:
+        """Whether the last beat before it stopped reached ``node_id``'s side."""
+        assert self.stopped_at is not None
+        for t, heard in reversed(self.sends):
+            if t <= self.stopped_at:
+                return node_id in heard
+        return True
+
     def live_for(self, node_id: str, now: float) -> bool:
         if not self.active or self.registered_at is None:
             return False
@@ -473,6 +481,12 @@ class Faults:
 
     def _watch_removal(self, i: int, p: Beater, node: Any, core: Any) -> None:
         if p.stopped_at is None:
+            return
+        if not p.deregister and not p.heard_at_stop(node.node_id):
+            # It died while beating only on the other side of a fault: this node removed
+            # it for want of evidence, and may take it back with the other side's newer
+            # evidence at the heal (it was alive after this node's judgment), until its
+            # owner judges that evidence stale. Only the final invariants apply.
             return
         key = (i, node.node_id, node.gen)
         rec = lookup(core, p)

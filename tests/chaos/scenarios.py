@@ -1,0 +1,768 @@
+"""Fault scenarios on a three-node meshreg cluster in network namespaces, and their judge.
+
+Each scenario builds a fresh lab (netlab.Lab), starts one node, one provider and one
+checker per namespace, waits for a converged baseline, applies its fault, waits for the
+cluster to converge after the fault ends, tears everything down and judges the samples.
+
+The judge (``Run.analyze``), per node and per sample:
+
+* **live**: on a node that is not itself faulted, every instance whose provider is alive
+  (not deregistered, not killed) and not cut off from that node must be present and
+  healthy. A node is faulted from the fault's start until it has converged after the fault
+  ended (paused, partitioned away, killed/restarting). The instances of a provider that is
+  itself cut off (the partitioned namespace's provider) are exempt on every node from the
+  fault's start until the whole cluster has converged after the heal.
+* **removed**: once a node has shown a deregistered or dead provider's instance absent
+  (after its removal began), it must never show it again (a restart of that node resets this).
+* **converged**: after the fault ends, every node must show every live instance present
+  and healthy and every removed one absent, and stay so, within ``bound`` seconds; the
+  time it took is measured.
+* **provider death**: every node shows each dead instance unhealthy before it disappears.
+
+Random choices (which node, which instances, the impairer's randomness) come from the
+seed, which is printed with every result; timelines use seconds since the run started.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netlab import HERE, Lab, LabError, Proc, read_line
+
+Key = tuple[str, str]  # (service, "ip:port")
+
+
+@dataclass
+class Settings:
+    nodes: int = 3
+    services: int = 10
+    per_service: int = 3  # instances per service per provider (namespace)
+    port: int = 7800
+    check_interval: float = 0.5
+    unhealthy_after: float = 3.0
+    evict_after: float = 6.0
+    peer_timeout: float = 1.5
+    beat_interval: float = 0.5
+    sample_interval: float = 0.15
+    sample_timeout: float = 1.0
+    converge_bound: float = 5.0  # s after the fault ends
+    settle: float = 3.0  # s a converged cluster is watched before the run ends
+    max_run_seconds: float = 110.0  # hard bound on one scenario (setup to teardown)
+
+    def service_names(self) -> list[str]:
+        return [f"chaos-s{i}" for i in range(self.services)]
+
+
+@dataclass
+class Inst:
+    key: Key
+    provider: int
+    removing_at: float | None = None  # monotonic time its removal began
+    removal: str = ""  # "dereg" | "dead"
+
+
+@dataclass
+class Window:
+    """One fault: [start, end], the nodes it faults and the providers it cuts off."""
+
+    name: str
+    start: float
+    end: float | None = None
+    faulted: set[int] = field(default_factory=set)
+    exempt: set[int] = field(default_factory=set)
+    bound: float = 5.0
+    strict_after_end: bool = False  # faulted node judged from the fault's end (restart: ready)
+    obs_end: float = 0.0  # filled in by analyze: next window's start or the run's end
+    converged_at: dict[int, float | None] = field(default_factory=dict)
+
+    def recovered(self, j: int) -> float:
+        if self.strict_after_end and self.end is not None:
+            return self.end
+        at = self.converged_at.get(j)
+        return at if at is not None else self.obs_end
+
+    def cluster_converged(self) -> float | None:
+        if any(v is None for v in self.converged_at.values()) or not self.converged_at:
+            return None
+        return max(v for v in self.converged_at.values() if v is not None)
+
+
+@dataclass
+class Violation:
+    t: float
+    node: int
+    kind: str  # missing | unhealthy | reappeared | no-converge | slow-converge | ...
+    detail: str
+
+
+@dataclass
+class Result:
+    scenario: str
+    seed: int
+    duration: float = 0.0
+    converge: list[tuple[str, float | None, float]] = field(default_factory=list)
+    bad_samples: int = 0  # (node, sample) pairs with a live instance missing/unhealthy
+    worst_sample: int = 0  # most live instances missing or unhealthy in one such sample
+    reappeared: int = 0  # (node, sample) pairs showing a removed instance again
+    minority: str = ""
+    notes: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    report: str = ""  # timeline and log tails (filled when there are violations)
+    workdir: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def converge_text(self) -> str:
+        parts = []
+        for name, secs, bound in self.converge:
+            parts.append(f"{name}: {'never' if secs is None else f'{secs:.1f}s'} (<= {bound:g}s)")
+        return "; ".join(parts) or "-"
+
+
+class Abort(Exception):
+    pass
+
+
+class Run:
+    def __init__(self, scenario: str, seed: int, settings: Settings | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.s = settings or Settings()
+        self.rng = random.Random(seed)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"meshreg-chaos-{scenario}-"))
+        self.lab = Lab(self.s.nodes, self.workdir)
+        self.origin = time.monotonic()
+        self.hard_deadline = self.origin + self.s.max_run_seconds
+        self.events: list[tuple[float, str]] = []
+        self.samples: list[list[dict]] = [[] for _ in range(self.s.nodes)]
+        self._pos = [0] * self.s.nodes
+        self._partial = [""] * self.s.nodes
+        self.nodes: list[Proc | None] = [None] * self.s.nodes
+        self.providers: list[Proc | None] = [None] * self.s.nodes
+        self.instances: dict[Key, Inst] = {}
+        self.windows: list[Window] = []
+        self.restarts: list[tuple[float, int]] = []
+        self.judge_from = float("inf")
+        self.notes: list[str] = []
+        self.dereg_replies: list[str] = []
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def rel(self, t: float) -> float:
+        return t - self.origin
+
+    def event(self, text: str, t: float | None = None) -> float:
+        t = time.monotonic() if t is None else t
+        self.events.append((t, text))
+        return t
+
+    def name(self, j: int) -> str:
+        return f"n{j + 1}" if j >= 0 else "-"
+
+    def addr(self, j: int) -> str:
+        return f"{self.lab.addresses[j]}:{self.s.port}"
+
+    # -- processes ---------------------------------------------------------------------
+    def start_node(self, j: int) -> None:
+        s = self.s
+        peers: list[str] = []
+        for i in range(s.nodes):
+            peers += ["--peer", self.addr(i)]
+        argv = [
+            sys.executable,
+            "-m",
+            "meshreg",
+            "node",
+            "--host",
+            self.lab.addresses[j],
+            "--port",
+            str(s.port),
+            "--node-id",
+            self.name(j),
+            *peers,
+            "--check-interval",
+            str(s.check_interval),
+            "--unhealthy-after",
+            str(s.unhealthy_after),
+            "--evict-after",
+            str(s.evict_after),
+            "--peer-timeout",
+            str(s.peer_timeout),
+        ]
+        self.nodes[j] = self.lab.spawn(j, f"node-{self.name(j)}", argv)
+        self.event(f"{self.name(j)} started (pid {self.nodes[j].pid})")  # type: ignore[union-attr]
+
+    def start_checker(self, j: int) -> None:
+        out = self.workdir / f"samples-{self.name(j)}.jsonl"
+        out.touch()
+        argv = [
+            sys.executable,
+            str(HERE / "checker.py"),
+            "--node",
+            self.addr(j),
+            "--services",
+            ",".join(self.s.service_names()),
+            "--interval",
+            str(self.s.sample_interval),
+            "--timeout",
+            str(self.s.sample_timeout),
+            "--max-seconds",
+            str(self.s.max_run_seconds + 30),
+            "--out",
+            str(out),
+        ]
+        self.lab.spawn(j, f"checker-{self.name(j)}", argv)
+
+    def start_provider(self, j: int) -> Proc:
+        argv = [
+            sys.executable,
+            str(HERE / "provider.py"),
+            "--server",
+            self.addr(j),
+            "--ip",
+            self.lab.addresses[j],
+            "--services",
+            ",".join(self.s.service_names()),
+            "--per-service",
+            str(self.s.per_service),
+            "--beat-interval",
+            str(self.s.beat_interval),
+            "--max-seconds",
+            str(self.s.max_run_seconds + 30),
+        ]
+        proc = self.lab.spawn(j, f"provider-{self.name(j)}", argv, pipe=True)
+        self.providers[j] = proc
+        for si, svc in enumerate(self.s.service_names()):
+            for k in range(self.s.per_service):
+                key = (svc, f"{self.lab.addresses[j]}:{20000 + 100 * si + k}")
+                self.instances[key] = Inst(key, j)
+        return proc
+
+    # -- samples -------------------------------------------------------------------------
+    def poll(self) -> None:
+        for j in range(self.s.nodes):
+            path = self.workdir / f"samples-{self.name(j)}.jsonl"
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    fh.seek(self._pos[j])
+                    data = fh.read()
+                    self._pos[j] = fh.tell()
+            except OSError:
+                continue
+            lines = (self._partial[j] + data).split("\n")
+            self._partial[j] = lines.pop()
+            for line in lines:
+                if line.strip():
+                    self.samples[j].append(json.loads(line))
+
+    def latest(self, j: int, since: float) -> dict | None:
+        for sample in reversed(self.samples[j]):
+            if sample["t0"] >= since:
+                return sample
+            break
+        return None
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float, what: str) -> float:
+        """Poll samples until ``predicate`` holds; returns the time it held."""
+        deadline = min(time.monotonic() + timeout, self.hard_deadline)
+        while True:
+            self.poll()
+            if predicate():
+                return time.monotonic()
+            if time.monotonic() >= deadline:
+                raise Abort(f"timed out after {timeout:g}s waiting for {what}")
+            time.sleep(self.s.sample_interval / 2)  # polling interval
+
+    def observe(self, seconds: float) -> None:
+        """Let the fault (or the steady state) last ``seconds``, collecting samples."""
+        end = min(time.monotonic() + seconds, self.hard_deadline)
+        while time.monotonic() < end:
+            self.poll()
+            time.sleep(min(self.s.sample_interval, max(0.0, end - time.monotonic())))
+        self.poll()
+
+    # -- expectations ------------------------------------------------------------------
+    def live_at(self, inst: Inst, t1: float) -> bool:
+        return inst.removing_at is None or inst.removing_at > t1
+
+    def converged(self, sample: dict) -> bool:
+        if not sample.get("ok"):
+            return False
+        inst = sample["inst"]
+        for key, meta in self.instances.items():
+            shown = inst.get(key[0], {}).get(key[1])
+            if self.live_at(meta, sample["t1"]):
+                if shown is not True:
+                    return False
+            elif shown is not None and meta.removing_at is not None:
+                return False
+        return True
+
+    def all_converged(self, since: float) -> bool:
+        for j in range(self.s.nodes):
+            sample = self.latest(j, since)
+            if sample is None or not self.converged(sample):
+                return False
+        return True
+
+    def all_ready(self, since: float) -> bool:
+        for j in range(self.s.nodes):
+            sample = self.latest(j, since)
+            if sample is None or not sample.get("ok") or not sample.get("ready"):
+                return False
+            members = sample.get("members", {})
+            if len(members) != self.s.nodes - 1 or any(v != "up" for v in members.values()):
+                return False
+        return True
+
+    def sees_down(self, j: int, k: int, since: float) -> bool:
+        sample = self.latest(j, since)
+        return bool(sample and sample.get("ok") and sample["members"].get(self.name(k)) == "down")
+
+    def node_ready(self, j: int, since: float) -> bool:
+        sample = self.latest(j, since)
+        return bool(sample and sample.get("ok") and sample.get("ready"))
+
+    def first_ready(self, j: int, since: float) -> float:
+        """When node j first said it was ready after ``since`` (the sample's start)."""
+        for x in self.samples[j]:
+            if x["t0"] >= since and x.get("ok") and x.get("ready"):
+                return float(x["t0"])
+        return time.monotonic()
+
+    # -- the common parts of a scenario --------------------------------------------------
+    def setup(self) -> None:
+        self.lab.up()
+        self.event(
+            "lab up: "
+            + ", ".join(
+                f"{n}={a}" for n, a in zip(self.lab.namespaces, self.lab.addresses, strict=True)
+            )
+        )
+        for j in range(self.s.nodes):
+            self.start_node(j)
+            self.start_checker(j)
+        t = time.monotonic()
+        self.wait_for(lambda: self.all_ready(t), 40, "every node ready with every peer up")
+        self.event("cluster ready")
+        procs = [self.start_provider(j) for j in range(self.s.nodes)]
+        for j, proc in enumerate(procs):
+            line = read_line(proc, 40)
+            if not line or not line.startswith("ready"):
+                raise Abort(f"provider {self.name(j)} did not register: {line!r}")
+        t = self.event(f"providers registered {len(self.instances)} instances")
+        self.wait_for(lambda: self.all_converged(t), 20, "every instance healthy on every node")
+        self.judge_from = self.event("baseline converged; judging from here")
+        self.observe(2.0)
+
+    def open_window(self, name: str, faulted: set[int], exempt: set[int], bound: float) -> Window:
+        w = Window(name, self.event(f"FAULT {name}"), None, faulted, exempt, bound)
+        self.windows.append(w)
+        return w
+
+    def close_window(self, w: Window, t: float | None = None) -> None:
+        w.end = self.event(f"FAULT END {w.name}", t)
+
+    def settle(self, w: Window, extra: float = 0.0) -> None:
+        """Wait until the cluster converged after ``w`` and stayed so ``settle`` seconds."""
+        assert w.end is not None
+        deadline = w.end + w.bound + self.s.settle + extra + 2.0
+        stable_since: float | None = None
+        while time.monotonic() < min(deadline, self.hard_deadline):
+            self.poll()
+            if self.all_converged(w.end):
+                stable_since = stable_since or time.monotonic()
+                if time.monotonic() - stable_since >= self.s.settle + extra:
+                    return
+            else:
+                stable_since = None
+            time.sleep(self.s.sample_interval)
+        self.poll()
+
+    def kill_node(self, j: int) -> None:
+        node = self.nodes[j]
+        assert node is not None
+        node.kill()
+        self.restarts.append((self.event(f"{self.name(j)} SIGKILL"), j))
+
+    def deregister(self, keys: list[Key]) -> None:
+        """Deregister instances through their providers, all at once; wait for the replies."""
+        for key in keys:
+            inst = self.instances[key]
+            proc = self.providers[inst.provider]
+            assert proc is not None and proc.popen.stdin is not None
+            ip, port = key[1].split(":")
+            inst.removing_at = time.monotonic()
+            inst.removal = "dereg"
+            proc.popen.stdin.write(f"dereg {key[0]} {ip} {port}\n".encode())
+            proc.popen.stdin.flush()
+        self.event(f"deregister {len(keys)}: " + " ".join(f"{s}/{a}" for s, a in keys))
+        for key in keys:
+            proc = self.providers[self.instances[key].provider]
+            assert proc is not None
+            line = read_line(proc, 12.0)
+            self.dereg_replies.append(line or "")
+            if not line or not line.startswith("ok"):
+                raise Abort(f"deregistration failed: {line!r}")
+        self.event("deregistrations answered")
+
+    def teardown(self) -> None:
+        self.poll()
+        self.lab.close()
+        self.event("lab down")
+
+    # -- judging ---------------------------------------------------------------------------
+    def analyze(self) -> Result:
+        res = Result(self.scenario, self.seed, duration=time.monotonic() - self.origin)
+        res.workdir = str(self.workdir)
+        res.notes = list(self.notes)
+        run_end = max([s["t1"] for per in self.samples for s in per] or [time.monotonic()])
+        for i, w in enumerate(self.windows):
+            w.obs_end = self.windows[i + 1].start if i + 1 < len(self.windows) else run_end
+            end = w.end if w.end is not None else w.obs_end
+            for j in range(self.s.nodes):
+                later = [x for x in self.samples[j] if end <= x["t0"] <= w.obs_end]
+                at = None
+                for x in reversed(later):
+                    if not self.converged(x):
+                        break
+                    at = x["t0"]
+                w.converged_at[j] = at
+                if at is None:
+                    res.violations.append(
+                        Violation(
+                            w.obs_end,
+                            j,
+                            "no-converge",
+                            f"after {w.name}: not converged by the end "
+                            f"({w.obs_end - end:.1f}s after it)",
+                        )
+                    )
+                elif at - end > w.bound:
+                    res.violations.append(
+                        Violation(
+                            at,
+                            j,
+                            "slow-converge",
+                            f"after {w.name}: {at - end:.1f}s > {w.bound:g}s",
+                        )
+                    )
+            done = w.cluster_converged()
+            res.converge.append((w.name, None if done is None else max(0.0, done - end), w.bound))
+        self._judge_samples(res)
+        res.minority = self._minority()
+        res.report = self.format_report(res) if res.violations else ""
+        return res
+
+    def _faulted(self, j: int, t0: float, t1: float) -> bool:
+        return any(j in w.faulted and w.start <= t1 and t0 <= w.recovered(j) for w in self.windows)
+
+    def _exempt(self, p: int, t0: float, t1: float) -> bool:
+        for w in self.windows:
+            if p in w.exempt and w.start <= t1:
+                until = w.cluster_converged() or w.obs_end
+                if t0 <= until:
+                    return True
+        return False
+
+    def _judge_samples(self, res: Result) -> None:
+        for j in range(self.s.nodes):
+            reached: dict[Key, bool] = {}
+            restarts = sorted(t for t, k in self.restarts if k == j)
+            seen_unhealthy: set[Key] = set()
+            for x in self.samples[j]:
+                while restarts and restarts[0] <= x["t0"]:
+                    restarts.pop(0)
+                    reached.clear()
+                if x["t0"] < self.judge_from:
+                    continue
+                if not x.get("ok"):
+                    if not self._faulted(j, x["t0"], x["t1"]):
+                        res.notes.append(
+                            f"{self.name(j)} did not answer a sample at "
+                            f"{self.rel(x['t0']):.1f}s ({x.get('err')})"
+                        )
+                    continue
+                inst = x["inst"]
+                bad = 0
+                if not self._faulted(j, x["t0"], x["t1"]):
+                    for key, meta in self.instances.items():
+                        if not self.live_at(meta, x["t1"]):
+                            continue
+                        if self._exempt(meta.provider, x["t0"], x["t1"]):
+                            continue
+                        shown = inst.get(key[0], {}).get(key[1])
+                        if shown is True:
+                            continue
+                        bad += 1
+                        kind = "missing" if shown is None else "unhealthy"
+                        res.violations.append(Violation(x["t0"], j, kind, f"{key[0]}/{key[1]}"))
+                    if bad:
+                        res.bad_samples += 1
+                        res.worst_sample = max(res.worst_sample, bad)
+                again = 0
+                for key, meta in self.instances.items():
+                    if meta.removing_at is None or x["t0"] <= meta.removing_at:
+                        continue
+                    shown = inst.get(key[0], {}).get(key[1])
+                    if shown is None:
+                        reached[key] = True
+                        continue
+                    if shown is False:
+                        seen_unhealthy.add(key)
+                    if reached.get(key):
+                        again += 1
+                        res.violations.append(
+                            Violation(
+                                x["t0"],
+                                j,
+                                "reappeared",
+                                f"{key[0]}/{key[1]} (healthy={shown}, {meta.removal})",
+                            )
+                        )
+                if again:
+                    res.reappeared += 1
+            dead = [k for k, m in self.instances.items() if m.removal == "dead"]
+            skipped = [k for k in dead if reached.get(k) and k not in seen_unhealthy]
+            if skipped:
+                res.violations.append(
+                    Violation(
+                        self.samples[j][-1]["t0"],
+                        j,
+                        "no-unhealthy-phase",
+                        f"{len(skipped)} dead instances vanished without "
+                        f"being shown unhealthy first",
+                    )
+                )
+
+    def _minority(self) -> str:
+        parts = []
+        for w in self.windows:
+            if not w.faulted or w.end is None:
+                continue
+            for j in sorted(w.faulted):
+                xs = [x for x in self.samples[j] if w.start <= x["t0"] <= w.end]
+                ok = [x for x in xs if x.get("ok")]
+                if not ok:
+                    parts.append(f"{w.name}: {self.name(j)} answered 0/{len(xs)} samples")
+                    continue
+                stats = {"own": [0, 0, 0, 99999], "others": [0, 0, 0, 99999]}
+                for x in ok:
+                    counts = {"own": [0, 0, 0], "others": [0, 0, 0]}
+                    for key, meta in self.instances.items():
+                        if not self.live_at(meta, x["t1"]):
+                            continue
+                        side = "own" if meta.provider == j else "others"
+                        shown = x["inst"].get(key[0], {}).get(key[1])
+                        counts[side][0 if shown is True else 1 if shown is False else 2] += 1
+                    for side, c in counts.items():
+                        st = stats[side]
+                        st[1] = max(st[1], c[1])
+                        st[2] = max(st[2], c[2])
+                        st[3] = min(st[3], c[0])
+                        st[0] = c[0] + c[1] + c[2]
+                view = ", ".join(f"{k} {v}" for k, v in sorted(ok[-1].get("members", {}).items()))
+                parts.append(
+                    f"{w.name}: {self.name(j)} answered {len(ok)}/{len(xs)}; peers [{view}]; "
+                    f"others' live {stats['others'][0]}: healthy>={stats['others'][3]}, "
+                    f"unhealthy<={stats['others'][1]}, missing<={stats['others'][2]}; "
+                    f"own {stats['own'][0]}: healthy>={stats['own'][3]}, "
+                    f"missing<={stats['own'][2]}"
+                )
+        return " | ".join(parts) or "-"
+
+    def format_report(self, res: Result, log_lines: int = 30) -> str:
+        out = [
+            f"scenario {self.scenario}  seed {self.seed}  (replay: bin/meshreg-chaos "
+            f"--scenario {self.scenario} --seed {self.seed})",
+            f"converge: {res.converge_text()}",
+            f"live instance missing/unhealthy on an unfaulted node: {res.bad_samples} "
+            f"samples (worst {res.worst_sample} at once); removed shown again: "
+            f"{res.reappeared} samples",
+            f"minority: {res.minority}",
+            "timeline (s since start):",
+        ]
+        items = [(t, f"    {'':6} {text}") for t, text in self.events]
+        groups: dict[tuple[int, str], list[Violation]] = {}
+        for v in res.violations:
+            groups.setdefault((v.node, v.kind), []).append(v)
+        for (j, kind), vs in groups.items():
+            ts = sorted({v.t for v in vs})
+            keys = sorted({v.detail for v in vs})
+            shown = ", ".join(keys[:6]) + (f" ... (+{len(keys) - 6})" if len(keys) > 6 else "")
+            items.append(
+                (
+                    ts[0],
+                    f"    {self.name(j):6} VIOLATION {kind}: {len(vs)} in "
+                    f"{len(ts)} samples {self.rel(ts[0]):.2f}..{self.rel(ts[-1]):.2f}s"
+                    f": {shown}",
+                )
+            )
+        for t, line in sorted(items, key=lambda it: it[0]):
+            out.append(f"  {self.rel(t):7.2f} {line.strip()}")
+        if res.notes:
+            out.append("notes: " + "; ".join(res.notes[:10]))
+        for proc in self.lab.procs:
+            if proc.name.startswith("node-"):
+                out.append(f"--- tail of {proc.name} log ({proc.log_path}) ---")
+                out.append(proc.log_tail(log_lines))
+        return "\n".join(out)
+
+    def cleanup_workdir(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# -- the scenarios ---------------------------------------------------------------------------
+def sc_kill(r: Run) -> None:
+    k = r.rng.randrange(r.s.nodes)
+    w = r.open_window(f"kill {r.name(k)}", {k}, set(), r.s.converge_bound)
+    w.strict_after_end = True  # judged again from the moment it reports ready
+    r.kill_node(k)
+    t = time.monotonic()
+    others = [j for j in range(r.s.nodes) if j != k]
+    r.wait_for(lambda: all(r.sees_down(j, k, t) for j in others), 15, "peers to see it down")
+    r.event(f"peers see {r.name(k)} down")
+    r.observe(1.0)
+    r.start_node(k)
+    t = time.monotonic()
+    r.wait_for(lambda: r.node_ready(k, t), 40, f"{r.name(k)} ready after restart")
+    r.close_window(w, r.first_ready(k, t))
+    r.settle(w)
+
+
+def sc_rolling(r: Run) -> None:
+    for k in range(r.s.nodes):
+        w = r.open_window(f"restart {r.name(k)}", {k}, set(), r.s.converge_bound)
+        w.strict_after_end = True
+        node = r.nodes[k]
+        assert node is not None
+        code = node.stop(10.0)
+        r.restarts.append((r.event(f"{r.name(k)} stopped (SIGTERM, exit {code})"), k))
+        r.start_node(k)
+        t = time.monotonic()
+        r.wait_for(lambda k=k, t=t: r.node_ready(k, t), 40, f"{r.name(k)} ready")
+        r.close_window(w, r.first_ready(k, t))
+        r.settle(w)
+
+
+def sc_provider_death(r: Run) -> None:
+    p = r.rng.randrange(r.s.nodes)
+    bound = r.s.evict_after + 2 * r.s.check_interval + 1.5
+    w = r.open_window(f"provider {r.name(p)} killed", set(), set(), bound)
+    proc = r.providers[p]
+    assert proc is not None
+    t = time.monotonic()
+    proc.kill()
+    for meta in r.instances.values():
+        if meta.provider == p:
+            meta.removing_at, meta.removal = t, "dead"
+    r.event(f"provider-{r.name(p)} SIGKILL ({r.s.services * r.s.per_service} instances)")
+    r.close_window(w, t)
+    r.settle(w)
+
+
+def sc_pause(r: Run, seconds: float = 8.0) -> None:
+    k = r.rng.randrange(r.s.nodes)
+    w = r.open_window(f"pause {r.name(k)} {seconds:g}s", {k}, set(), r.s.converge_bound)
+    node = r.nodes[k]
+    assert node is not None
+    node.pause()
+    r.event(f"{r.name(k)} SIGSTOP")
+    r.observe(seconds - (time.monotonic() - w.start))
+    node.resume()
+    r.close_window(w, r.event(f"{r.name(k)} SIGCONT"))
+    r.settle(w)
+
+
+def sc_partition(r: Run, seconds: float = 10.0) -> None:
+    k = r.rng.randrange(r.s.nodes)
+    w = r.open_window(f"partition {r.name(k)} {seconds:g}s", {k}, {k}, r.s.converge_bound)
+    r.lab.link(k, False)
+    r.event(f"switch port of {r.name(k)} down")
+    r.observe(seconds - (time.monotonic() - w.start))
+    r.lab.link(k, True)
+    r.close_window(w, r.event(f"switch port of {r.name(k)} up"))
+    r.settle(w)
+
+
+def sc_dereg_partition(r: Run, seconds: float = 6.0, count: int = 10) -> None:
+    """Partition one node for ~2 s less than its eviction time (takeover after peer_timeout,
+    eviction evict_after later); majority providers deregister meanwhile."""
+    k = r.rng.randrange(r.s.nodes)
+    w = r.open_window(
+        f"partition {r.name(k)} {seconds:g}s + deregister", {k}, {k}, r.s.converge_bound
+    )
+    r.lab.link(k, False)
+    r.event(f"switch port of {r.name(k)} down")
+    r.observe(1.0)
+    majority = sorted(key for key, m in r.instances.items() if m.provider != k)
+    r.deregister(r.rng.sample(majority, count))
+    r.observe(seconds - (time.monotonic() - w.start))
+    r.lab.link(k, True)
+    r.close_window(w, r.event(f"switch port of {r.name(k)} up"))
+    r.settle(w, extra=3.0)  # the issue saw deregistered instances back for ~6 s
+
+
+def sc_loss(r: Run, seconds: float = 20.0) -> None:
+    w = r.open_window(f"20% loss + 10-30ms delay {seconds:g}s", set(), set(), r.s.converge_bound)
+    r.lab.impair(range(r.s.nodes), 0.2, (0.010, 0.030), r.seed)
+    r.event("impairment on: every node's eth0 egress (NFQUEUE handler per namespace)")
+    r.observe(seconds - (time.monotonic() - w.start))
+    r.lab.clear_impairment()
+    r.close_window(w, r.event("impairment off"))
+    r.settle(w)
+    flaps = 0
+    for j in range(r.s.nodes):
+        prev: dict[str, str] = {}
+        for x in r.samples[j]:
+            if x.get("ok") and w.start <= x["t0"] <= (w.end or 0):
+                for m, st in x["members"].items():
+                    if prev.get(m) == "up" and st == "down":
+                        flaps += 1
+                prev = x["members"]
+    r.notes.append(f"peer up->down transitions seen during the loss: {flaps}")
+
+
+SCENARIOS: dict[str, Callable[[Run], None]] = {
+    "kill": sc_kill,
+    "rolling-restart": sc_rolling,
+    "provider-death": sc_provider_death,
+    "pause": sc_pause,
+    "partition": sc_partition,
+    "dereg-partition": sc_dereg_partition,
+    "loss-delay": sc_loss,
+}
+
+
+def run_scenario(name: str, seed: int | None = None, settings: Settings | None = None) -> Result:
+    """Run one scenario end to end; always tears the lab down. The workdir (node logs,
+    samples) is deleted when the run passed and kept (named in the report) otherwise."""
+    seed = random.randrange(1, 2**31) if seed is None else seed
+    r = Run(name, seed, settings)
+    aborted = ""
+    try:
+        r.setup()
+        SCENARIOS[name](r)
+    except (Abort, LabError) as exc:
+        aborted = str(exc)
+        r.event(f"ABORTED: {exc}")
+    finally:
+        r.teardown()
+    res = r.analyze()
+    if aborted:
+        res.violations.append(Violation(time.monotonic(), -1, "aborted", aborted))
+        res.report = r.format_report(res)
+    if res.ok:
+        r.cleanup_workdir()
+    else:
+        res.report += f"\nnode logs and samples kept in {r.workdir}"
+    return res
