@@ -310,6 +310,10 @@ class DistroNode(RegistryNode):
         if self.membership.peers:
             self._refresh_queue.setdefault(key, {})[rec.id] = rec
 
+    def _removed_absent(self, key: ServiceKey, iid: Any, version: int) -> None:
+        if self.membership.peers:
+            self._publish(ServicePayload(key, (), ((iid, version, 0),), None))
+
     def take_effects(self) -> list[Any]:
         """The queued effects, with the pending refreshes as one delta per service."""
         if self._refresh_queue:

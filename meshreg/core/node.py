@@ -43,7 +43,7 @@ from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.core.subscriptions import Subscriptions
 from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode
-from meshreg.model import ServiceKey, protection_active
+from meshreg.model import InstanceId, ServiceKey, protection_active
 from meshreg.wire.messages import (
     Beat,
     DeregisterInstance,
@@ -124,7 +124,12 @@ class RegistryNode:
             self._emit(change)
             return None
         if type(req) is DeregisterInstance:
-            self._emit(self.store.deregister(req.key, req.instance, self._stamp(now), now))
+            version = self._stamp(now)
+            change = self.store.deregister(req.key, req.instance, version, now)
+            if change is None and self.store.remember_removal(req.key, req.instance, version, now):
+                # Not here (evicted, or not merged yet): copies elsewhere must still die.
+                self._removed_absent(req.key, req.instance, version)
+            self._emit(change)
             return None
         if type(req) is SetService:
             change = self.store.set_service(
@@ -194,6 +199,8 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
+        if now < self._stale_until:
+            return  # it may have waited out our stall: evidence for our own judging only
         if beat_time < now:  # evidence of life a while ago: it counts for what it is
             seen = self._local_evidence(rec)  # its latest beat here, maybe a later one
             if not rec.healthy:
@@ -221,6 +228,9 @@ class RegistryNode:
 
     def _refreshed(self, key: ServiceKey, rec: Any) -> None:
         """A record's liveness evidence was refreshed (replicated in a cluster)."""
+
+    def _removed_absent(self, key: ServiceKey, iid: InstanceId, version: int) -> None:
+        """A deregistration of an instance not held here (replicated in a cluster)."""
 
     def _local_evidence(self, rec: InstanceRecord) -> int:
         """A stamp for the latest beat this node saw of ``rec`` (``_evidence_stamp``)."""

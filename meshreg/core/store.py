@@ -308,6 +308,17 @@ class RegistryStore:
         """
         return self._remove(key, (iid,), "deregistered", now, version)
 
+    def remember_removal(self, key: ServiceKey, iid: InstanceId, version: int, now: float) -> bool:
+        """A deregistration of an instance not in the table: keep its tombstone anyway, so
+        a copy held elsewhere (a partition's other side) dies when it arrives.  True when
+        the tombstone is new or newer."""
+        tombs = self.tombstones.setdefault(key, {})
+        held = tombs.get(iid)
+        if held is not None and held[0] >= version:
+            return False
+        tombs[_stored_id(iid)] = (version, held[1] if held is not None else 0, now)
+        return True
+
     def beat(self, key: ServiceKey, iid: InstanceId, now: float) -> InstanceRecord | None:
         """Record a beat. Returns the record (None: unknown, the client must register)."""
         svc = self.services.get(key)

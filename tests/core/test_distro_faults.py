@@ -282,3 +282,20 @@ def test_a_peer_restarted_faster_than_peer_timeout_is_listed_its_former_services
     ask.update(node="n2", ready=False)  # the new incarnation, catching up
     listed = m.node.handle(parse_request(msgpack.packb(ask)), m.now)
     assert theirs <= {ServiceKey(*d[:3]) for d in listed["digests"]}
+
+
+def test_a_deregistration_of_an_instance_not_held_here_still_kills_copies_elsewhere() -> None:
+    """The majority evicted it (its provider beat through the minority); the provider
+    deregisters right after the heal, through a majority node: the tombstone must travel,
+    or the minority's copy comes back at the next reconcile."""
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    m.request("deregister", key)  # n1 never held it
+    (delta,) = [d for d in m.deltas() if d.payload.key == key]
+    assert [(i, v > 0, a) for i, v, a in delta.payload.removals] == [(IID, True, 0)]
+    version = delta.payload.removals[0][1]
+    copy = InstanceView(IID.ip, IID.port, IID.cluster, 1.0, True, True, {}, 5, version + 99, 0)
+    m.node.on_replication(
+        ReplicatedDelta("n2", 9, 1, ServicePayload(key, (copy,), (), None)), m.now
+    )
+    assert m.node.store.get(key) is None
