@@ -41,10 +41,12 @@ Theory of operation
   Refreshes are invisible to watchers; they travel as deltas, batched per
   service.  A judgment records the judge's own latest beat as its basis; a
   node that saw a beat after a judgment's basis refutes it (stamps that beat
-  and replicates it), and a node whose view gains a member stamps the beats
-  it saw of what it owns.  A judgment made on the minority side of a
-  partition thus loses, at the heal, to the majority's live instances, and a
-  deregistration (a write) always wins over a judgment that did not see it.
+  and replicates it), a node whose copy overrules an incoming judgment
+  publishes it, evidence from a non-owner is relayed once, and a node whose
+  view gains a member stamps the beats it saw of what it owns.  A judgment
+  made on the minority side of a partition thus loses, at the heal, to the
+  majority's live instances, and a deregistration (a write) always wins over
+  a judgment that did not see it.
 * **Suspect yourself first.**  A tick far later than asked (the node was
   stopped), every peer going down at once, or a member coming (back) into
   the view starts a fresh grace period
@@ -426,7 +428,8 @@ class DistroNode(RegistryNode):
             Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload))
         )
 
-    def _merge(self, payload: ServicePayload, now: float) -> None:
+    def _merge(self, payload: ServicePayload, now: float, sender: str | None = None) -> None:
+        """Join a peer's payload (``sender``: the node whose delta it is, if one)."""
         observe = self.hlc.observe
         for v in payload.upserts:
             observe(v.version)
@@ -454,6 +457,12 @@ class DistroNode(RegistryNode):
         if self._owns(payload.key):  # the owner passes on what it learned
             if change is not None:
                 self._replicate(change)
+            for rec in quiet:
+                self._refreshed(payload.key, rec)
+        elif quiet and sender is not None and self.owner_of(payload.key) != sender:
+            # Evidence published by a node that is not the owner (it applied beats the
+            # owner did not get, over a link that may be losing them): relay it once, so
+            # it reaches the owner by another path. Only a rise is relayed: no loops.
             for rec in quiet:
                 self._refreshed(payload.key, rec)
 
@@ -555,7 +564,7 @@ class DistroNode(RegistryNode):
             self._sync_wanted.add(d.node)  # a gap, or a stream we just joined
         if applied is None or applied[0] != d.epoch or d.seq > applied[1]:
             self.applied_seq[d.node] = (d.epoch, d.seq)
-        self._merge(d.payload, now)
+        self._merge(d.payload, now, d.node)
 
     def _on_digest(self, d: DigestSummary, now: float) -> None:
         peer = self.membership.peer_by_id(d.node)
@@ -792,7 +801,7 @@ class DistroNode(RegistryNode):
         if self._resync and now < self._resync_until:
             return "resyncing after a stall"
         if now < self.watching_since + self.policy.unhealthy_after:
-            return "grace after a stall or isolation"
+            return "grace period (after a stall, an isolation or a member coming back)"
         return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
 
     # -- monitoring ---------------------------------------------------------------------------

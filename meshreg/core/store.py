@@ -454,8 +454,9 @@ class RegistryStore:
         ``local_evidence(record)``: the stamp of the latest beat *this* node saw
         of it.  A judgment (a mark, an eviction) that this evidence postdates is
         refuted: the record takes that stamp as its ``alive`` and stays healthy
-        (a deregistration is never refuted).  The refuted records are returned
-        third; the caller replicates them.
+        (a deregistration is never refuted).  The refuted records, and those whose
+        copy overrules an incoming mark or eviction (the judge lacked evidence we
+        hold), are returned third; the caller replicates them, so the judge learns.
         """
         changed: list[InstanceRecord] = []
         quiet: list[InstanceRecord] = []
@@ -523,10 +524,14 @@ class RegistryStore:
                 changed.append(rec)
             elif raised:
                 quiet.append(rec)
+            if not healthy and rec.healthy and alive and rec not in refuted:
+                refuted.append(rec)  # a mark we overrule: the judge must hear why
         for iid, t_version, t_alive in removals:
             rec = svc.instances.get(iid) if svc is not None else None
             if rec is not None:
                 if _survives(rec.version, rec.alive, rec.down, (t_version, t_alive)):
+                    if t_alive and rec not in refuted:
+                        refuted.append(rec)  # an eviction we overrule: the judge must hear why
                     continue  # newer on both counts than what removed it elsewhere: stays
                 if local_evidence is not None and rec.version > t_version:
                     seen = local_evidence(rec)  # an eviction: did we see it beat since?

@@ -299,3 +299,34 @@ def test_a_deregistration_of_an_instance_not_held_here_still_kills_copies_elsewh
         ReplicatedDelta("n2", 9, 1, ServicePayload(key, (copy,), (), None)), m.now
     )
     assert m.node.store.get(key) is None
+
+
+def test_a_node_that_overrules_a_mark_tells_everyone_and_relays_evidence_the_owner_lacks() -> None:
+    """n2 owns the service; n3 applied beats n2 never got and published the evidence, which
+    n1 relays (the n3->n2 link may be what loses it). When n2's mark, judged without that
+    evidence, reaches n1, n1 answers with its copy so that n2 heals at once."""
+    m = Member()
+    (key,) = keys_owned_by("n2", ("n1", "n2", "n3"), 1)
+    m.request("register", key, forwarded=True)
+    rec = m.node.store.services[key].instances[IID]
+    old = rec.view()
+    fresh = InstanceView(
+        IID.ip, IID.port, IID.cluster, 1.0, True, True, {}, old.version, old.alive + 5000, 0
+    )
+    m.effects.clear()
+    m.node.on_replication(
+        ReplicatedDelta("n3", 9, 1, ServicePayload(key, (fresh,), (), None)), m.now
+    )
+    m.effects += m.node.take_effects()
+    assert [d for d in m.deltas() if d.payload.key == key], "n3's evidence is relayed"
+    m.effects.clear()
+    marked = InstanceView(
+        IID.ip, IID.port, IID.cluster, 1.0, True, False, {}, old.version, old.alive, old.alive
+    )
+    m.node.on_replication(
+        ReplicatedDelta("n2", 9, 1, ServicePayload(key, (marked,), (), None)), m.now
+    )
+    m.effects += m.node.take_effects()
+    assert rec.healthy
+    (delta,) = [d for d in m.deltas() if d.payload.key == key]
+    assert delta.payload.upserts[0].alive == fresh.alive  # n2 learns why it was wrong
