@@ -22,6 +22,8 @@ class ErrorCode(enum.IntEnum):
     NOT_FOUND = 6  # instance/service unknown (a beat for it means: register again)
     INTERNAL = 7  # a bug on the node; the request may be retried
     UNAVAILABLE = 8  # the node is shutting down or overloaded; retry elsewhere
+    PERMISSION_DENIED = 9  # the client's key may not do this operation on this name (ACL)
+    RESOURCE_EXHAUSTED = 10  # a quota or rate limit was reached; the reply names which
 
 
 class MeshregError(Exception):
