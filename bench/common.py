@@ -92,7 +92,7 @@ def port_free(port: int) -> bool:
 _handed_out: set[int] = set()
 
 
-def free_port_block(span: int = 3) -> int:
+def free_port_block(span: int = 4) -> int:
     """A port P with P .. P+span-1 free on 127.0.0.1 and not handed out before here."""
     for _ in range(500):
         with socket.socket() as s:

@@ -8,6 +8,8 @@ from meshreg.errors import (  # noqa: E402
     MeshregError,
     NoInstanceAvailableError,
     NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
     ServerError,
     ServerUnreachableError,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "MeshregError",
     "NoInstanceAvailableError",
     "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
     "ServerError",
     "ServerUnreachableError",
     "ServiceKey",

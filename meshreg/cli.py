@@ -41,9 +41,43 @@ timeout_option = click.option(
 )
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Key options are read by ``_client`` from the context, not passed to every command."""
+    ctx.meta[f"meshreg.{param.name}"] = value
+
+
+key_option = click.option(
+    "--key",
+    "key",
+    envvar="MESHREG_KEY",
+    default=None,
+    expose_value=False,
+    callback=_remember,
+    type=click.Path(dir_okay=False),
+    help="This client's key file (meshreg keygen) for nodes that run with a key (env MESHREG_KEY).",
+)
+server_key_option = click.option(
+    "--server-key",
+    "server_key",
+    envvar="MESHREG_SERVER_KEY",
+    default=None,
+    expose_value=False,
+    callback=_remember,
+    type=click.Path(dir_okay=False),
+    help="The cluster's public key file (cluster.pub) (env MESHREG_SERVER_KEY).",
+)
+
+
 def client_options(command: Any) -> Any:
-    """--server, --namespace, --group and --timeout, shared by the client commands."""
-    return server_option(namespace_option(group_option(timeout_option(command))))
+    """--server, --namespace, --group, --timeout, --key and --server-key (client commands)."""
+    return key_option(
+        server_key_option(server_option(namespace_option(group_option(timeout_option(command)))))
+    )
+
+
+def security_options(command: Any) -> Any:
+    """--key and --server-key alone, for commands without a namespace."""
+    return key_option(server_key_option(command))
 
 
 def _fail(message: str) -> None:
@@ -65,6 +99,7 @@ def _client(
             group=group,
             timeout=timeout,
             attempt_timeout=min(1.0, timeout),
+            **_keys(),
             **kw,
         )
     except (MeshregError, ValueError) as exc:
@@ -76,6 +111,12 @@ def _client(
         _fail(str(exc))
     else:
         client.close()
+
+
+def _keys() -> dict[str, str | None]:
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    return {"key": meta.get("meshreg.key"), "server_key": meta.get("meshreg.server_key")}
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -183,6 +224,24 @@ def main() -> None:
     default=None,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
+@click.option(
+    "--key",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The cluster's key file (meshreg keygen): CURVE on every socket (docs/SECURITY.md).",
+)
+@click.option(
+    "--acl",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Access control file (TOML): client keys and what they may do; reread on SIGHUP.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Serve on a non-loopback address without a key (trusted networks only).",
+)
 def node(
     host: str | None,
     port: int | None,
@@ -197,6 +256,9 @@ def node(
     peers: tuple[str, ...],
     peer_timeout: float | None,
     log_level: str | None,
+    key: str | None,
+    acl: str | None,
+    insecure: bool | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
     from meshreg.runtime.node import NodeRuntime
@@ -215,6 +277,9 @@ def node(
             peers=peers,
             peer_timeout=peer_timeout,
             log_level=log_level.upper() if log_level else None,
+            key=key,
+            acl=acl,
+            insecure=insecure,
         )
     except ConfigError as exc:
         _fail(str(exc))
@@ -223,8 +288,8 @@ def node(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
     try:
+        runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
         runtime.bind()
     except ConfigError as exc:
         _fail(str(exc))
@@ -235,8 +300,12 @@ def node(
         )
         runtime.stop()
 
+    def reload(signum: int, frame: object) -> None:
+        runtime.reload()
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, reload)
     runtime.run()
 
 
@@ -473,6 +542,7 @@ def watch(
 @click.option("--json", "as_json", is_flag=True)
 @server_option
 @timeout_option
+@security_options
 def stats(as_json: bool, servers: str, timeout: float) -> None:
     """Show a node's counters."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
@@ -521,6 +591,7 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @server_option
 @timeout_option
+@security_options
 def cluster(as_json: bool, servers: str, timeout: float) -> None:
     """Show the cluster as one node sees it: members, state, responsibility, lag."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
@@ -543,6 +614,7 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
 @main.command()
 @server_option
 @timeout_option
+@security_options
 def ping(servers: str, timeout: float) -> None:
     """Check that a node answers."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:

@@ -5,7 +5,11 @@ peers send requests to).  Every other port derives from it by a fixed offset:
 
 * ``port + 1`` (``PUB_PORT_OFFSET``): change notifications to clients (XPUB -> SUB);
 * ``port + 2`` (``REPLICATION_PORT_OFFSET``): replication between nodes (PUB -> SUB),
-  bound only when the node has peers.
+  bound only when the node has peers;
+* ``port + 3`` (``PEER_PORT_OFFSET``): requests between nodes (forwarded writes, digest
+  pages, reconciles; ROUTER <- DEALER), bound only when the node has peers.  Peer
+  operations are never accepted on ``port``: the plane a request arrives on, not its
+  shape, says whether a peer sent it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ DEFAULT_HOST = "127.0.0.1"  # loopback: a node is not exposed until asked to be
 DEFAULT_PORT = 7800  # the request (ROUTER) port; clients use host:port
 PUB_PORT_OFFSET = 1  # notifications are published on port + 1
 REPLICATION_PORT_OFFSET = 2  # peers replicate over port + 2
+PEER_PORT_OFFSET = 3  # peers send each other requests on port + 3
+PORT_SPAN = 4  # ports a node uses: port .. port + 3
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """CURVE keys and access control (docs/SECURITY.md).
+
+    ``key``: the node's key file (``meshreg keygen``); every socket then uses CURVE and
+    only holders of this key are peers.  ``acl``: the clients' keys and what they may
+    do (default deny when a key is set).  ``insecure``: allow a non-loopback address
+    without a key (a trusted network only; warned about at start and in ``stats``).
+    """
+
+    key: str | None = None
+    acl: str | None = None
+    insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,7 @@ class NodeConfig:
     node_id: str = ""  # empty: the node's address host:port
     peers: tuple[str, ...] = ()  # host:port of the other nodes (may include this one)
     log_level: str = "INFO"
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     @property
     def address(self) -> str:
@@ -51,6 +73,10 @@ class NodeConfig:
     @property
     def replication_port(self) -> int:
         return self.port + REPLICATION_PORT_OFFSET
+
+    @property
+    def peer_port(self) -> int:
+        return self.port + PEER_PORT_OFFSET
 
     @property
     def member_id(self) -> str:
@@ -71,6 +97,9 @@ class NodeConfig:
         health_keys = {f.name for f in fields(HealthPolicy)}
         cluster_keys = {f.name for f in fields(ClusterPolicy)}
         given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+        security = {k: given.pop(k) for k in ("key", "acl", "insecure") if k in given}
+        if security:
+            given["security"] = replace(self.security, **security)
         health = {k: v for k, v in given.items() if k in health_keys}
         cluster = {k: v for k, v in given.items() if k in cluster_keys}
         if "peer_timeout" in cluster and "beacon_interval" not in cluster:
@@ -91,9 +120,10 @@ class NodeConfig:
         return cfg
 
     def validate(self) -> None:
-        if not 0 < self.port < 65534:
+        if not 0 < self.port <= 65536 - PORT_SPAN:
             raise ConfigError(
-                f"port must be in 1..65533 (port+1 and port+2 are derived), got {self.port}"
+                f"port must be in 1..{65536 - PORT_SPAN} (a node also uses port+1..port+3), "
+                f"got {self.port}"
             )
         self.peer_addresses()  # raises ConfigError on a malformed peer
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -134,10 +164,10 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    for table in ("node", "health", "cluster"):
+    for table in ("node", "health", "cluster", "security"):
         if not isinstance(data.get(table, {}), dict):
             raise ConfigError(f"config file {path}: [{table}] must be a table")
-    unknown = set(data) - {"node", "health", "cluster"}
+    unknown = set(data) - {"node", "health", "cluster", "security"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}")
     node = data.get("node", {})
@@ -183,8 +213,10 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     host = node.get("host", DEFAULT_HOST)
     if type(host) is not str:
         raise ConfigError(f"config file {path}: [node] host must be a string")
+    security = _security_table(data.get("security", {}), Path(path))
     cfg = NodeConfig(
         host=host,
+        security=security,
         port=port,
         health=policy,
         cluster=cluster_policy,
@@ -194,6 +226,26 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     )
     cfg.validate()
     return cfg
+
+
+def _security_table(table: dict[str, Any], path: Path) -> SecurityConfig:
+    """``[security]``: key and acl paths (relative to the config file), insecure."""
+    bad = set(table) - {"key", "acl", "insecure"}
+    if bad:
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {sorted(bad)} in [security]; "
+            "allowed: ['acl', 'insecure', 'key']"
+        )
+    paths: dict[str, str | None] = {}
+    for name in ("key", "acl"):
+        value = table.get(name)
+        if value is not None and (type(value) is not str or not value):
+            raise ConfigError(f"config file {path}: [security] {name} must be a file path")
+        paths[name] = str(path.parent / value) if value else None
+    insecure = table.get("insecure", False)
+    if type(insecure) is not bool:
+        raise ConfigError(f"config file {path}: [security] insecure must be true or false")
+    return SecurityConfig(key=paths["key"], acl=paths["acl"], insecure=insecure)
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:

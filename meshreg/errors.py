@@ -80,6 +80,14 @@ class InvalidArgumentError(ServerError):
     """The node rejected an argument (see the message for which one)."""
 
 
+class PermissionDeniedError(ServerError):
+    """The node's ACL does not let this client's key do that (docs/SECURITY.md)."""
+
+
+class ResourceExhaustedError(ServerError):
+    """A quota or rate limit of the node was reached; the message names which."""
+
+
 class ServerUnreachableError(MeshregError):
     """No node in the server list answered in time."""
 
@@ -106,4 +114,8 @@ def server_error(code: int, message: str, server: str = "") -> ServerError:
         return NotFoundError(code, message, server)
     if code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE):
         return InvalidArgumentError(code, message, server)
+    if code == ErrorCode.PERMISSION_DENIED:
+        return PermissionDeniedError(code, message, server)
+    if code == ErrorCode.RESOURCE_EXHAUSTED:
+        return ResourceExhaustedError(code, message, server)
     return ServerError(code, message, server)

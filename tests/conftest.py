@@ -18,8 +18,10 @@ def start_node() -> Iterator[Callable[..., NodeProcess]]:
     """Start real node processes; every one is killed at teardown."""
     started: list[NodeProcess] = []
 
-    def start(*extra: str, port: int | None = None) -> NodeProcess:
-        node = NodeProcess(*extra, port=port)
+    def start(
+        *extra: str, port: int | None = None, curve: tuple[bytes, bytes, bytes] | None = None
+    ) -> NodeProcess:
+        node = NodeProcess(*extra, port=port, curve=curve)
         started.append(node)
         return node.start()
 
@@ -46,12 +48,16 @@ def start_cluster(
 ) -> Callable[..., list[NodeProcess]]:
     """Start n real nodes that name each other as peers (all killed at teardown)."""
 
-    def start(n: int, *extra: str) -> list[NodeProcess]:
+    def start(
+        n: int, *extra: str, curve: tuple[bytes, bytes, bytes] | None = None
+    ) -> list[NodeProcess]:
         ports = [free_port_pair() for _ in range(n)]
         peers: list[str] = []
         for p in ports:
             peers += ["--peer", f"127.0.0.1:{p}"]
-        return [start_node(*CLUSTER_TIMINGS, *peers, *extra, port=p) for p in ports]
+        return [
+            start_node(*CLUSTER_TIMINGS, *peers, *extra, port=p, curve=curve) for p in ports
+        ]
 
     return start
 

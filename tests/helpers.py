@@ -36,7 +36,7 @@ def wait_until(
 _handed_out: set[int] = set()
 
 
-def free_port_pair(span: int = 3) -> int:
+def free_port_pair(span: int = 4) -> int:
     """A port p such that p .. p+span-1 are free on 127.0.0.1 right now.
 
     A node uses p (requests), p+1 (notifications) and, in a cluster, p+2.
@@ -65,12 +65,22 @@ def meshreg_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "meshreg", *args]
 
 
-def raw_request(port: int, body: dict[str, Any] | bytes, timeout: float = 5.0) -> dict[str, Any]:
-    """One request over a fresh REQ socket; returns the decoded reply."""
+def raw_request(
+    port: int,
+    body: dict[str, Any] | bytes,
+    timeout: float = 5.0,
+    curve: tuple[bytes, bytes, bytes] | None = None,
+) -> dict[str, Any]:
+    """One request over a fresh REQ socket; returns the decoded reply.
+
+    ``curve``: (client public, client secret, server public), z85.
+    """
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    if curve is not None:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve
     try:
         sock.connect(f"tcp://{HOST}:{port}")
         sock.send(body if isinstance(body, bytes) else msgpack.packb(body))
@@ -82,7 +92,11 @@ def raw_request(port: int, body: dict[str, Any] | bytes, timeout: float = 5.0) -
 class NodeProcess:
     """A real ``meshreg node`` process on free loopback ports."""
 
-    def __init__(self, *extra: str, port: int | None = None) -> None:
+    def __init__(
+        self, *extra: str, port: int | None = None, curve: tuple[bytes, bytes, bytes] | None = None
+    ) -> None:
+        """``curve``: the keys a readiness ping uses on a node started with ``--key``."""
+        self.curve = curve
         self.port = port or free_port_pair()
         self.address = f"{HOST}:{self.port}"
         self.extra = extra  # the node's arguments besides --host/--port (to restart it)
@@ -106,7 +120,8 @@ class NodeProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"node exited early ({self.proc.returncode}):\n{self.log()}")
             try:
-                return raw_request(self.port, {"v": 1, "id": 1, "op": "ping"}, 0.5)["ok"]
+                ping = {"v": 1, "id": 1, "op": "ping"}
+                return raw_request(self.port, ping, 0.5, self.curve)["ok"]
             except zmq.Again:
                 return False
 

@@ -40,7 +40,7 @@ from meshreg.errors import (
 )
 from meshreg.log_limiter import LogLimiter
 from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
-from meshreg.transport.sockets import tcp_endpoint
+from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire.notifications import decode_notification, topic_for
 from meshreg.wire.replies import decode_reply, encode_request
 
@@ -111,7 +111,10 @@ class ClientAgent:
         notify: Notify,
         cache: DiskCache | None = None,
         empty_protection: bool = True,
+        curve: tuple[CurveKeys, bytes] | None = None,
     ) -> None:
+        """``curve``: this client's key pair and the cluster's public key (z85)."""
+        self.curve = curve
         self.cache = cache
         self.empty_protection = empty_protection
         self.servers = servers
@@ -228,15 +231,21 @@ class ClientAgent:
         return earliest
 
     # -- connections -------------------------------------------------------------
+    def _socket(self, kind: int) -> zmq.Socket[bytes]:
+        """A socket to a node: no linger, CURVE when the client has a key."""
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            curve_client(sock, self.curve[0], self.curve[1])
+        return sock
+
     def _connect(self) -> None:
         host, port = self.servers[self._server_index]
-        dealer = self.ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
+        dealer = self._socket(zmq.DEALER)
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
         if self._sub is None:
-            self._sub = self.ctx.socket(zmq.SUB)
-            self._sub.setsockopt(zmq.LINGER, 0)
+            self._sub = self._socket(zmq.SUB)
             if ":" in host:
                 self._sub.setsockopt(zmq.IPV6, 1)
             for key in self.watches:
@@ -328,8 +337,7 @@ class ClientAgent:
         sock = self._direct.get(address)
         if sock is None:
             host, port = parse_address(address)
-            sock = self.ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
+            sock = self._socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection: fail now, use the server
             if ":" in host:
                 sock.setsockopt(zmq.IPV6, 1)
@@ -450,6 +458,13 @@ class ClientAgent:
                     f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
                     f"within {p.timeout:g}s{why}; "
                     "is `meshreg node` running there? check --server / MESHREG_SERVERS"
+                    + (
+                        "; or the node refused this client's key: is server_key the cluster's "
+                        "public key, and this client's key in the node's ACL?"
+                        if self.curve is not None
+                        else "; if the node runs with --key, give this client key= and "
+                        "server_key= (CLI: --key, --server-key)"
+                    )
                 )
                 self._resolve(p, None, exc)
             elif now >= p.attempt_deadline:

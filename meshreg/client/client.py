@@ -42,6 +42,8 @@ from meshreg.model import (
     InstanceList,
     ServiceKey,
 )
+from meshreg.security.keys import load_public_key, load_secret_key
+from meshreg.transport.sockets import CurveKeys
 from meshreg.wire.messages import RequestRejected, parse_request
 from meshreg.wire.replies import encode_request
 
@@ -88,7 +90,12 @@ class Client:
         avoid_failed_for: float = DEFAULT_AVOID_FAILED_FOR,
         rng: random.Random | None = None,
         empty_protection: bool = True,
+        key: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
+        cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md)."""
+        curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
             ("timeout", timeout),
@@ -121,6 +128,7 @@ class Client:
             notify=lambda cb, instances: self._notifications.put((cb, instances)),
             cache=cache,
             empty_protection=empty_protection,
+            curve=curve,
         )
         self._agent.start()
         self._close_lock = threading.Lock()
@@ -453,3 +461,24 @@ class Client:
                 callback(instances.copy())
             except Exception:
                 log.exception("meshreg subscriber callback %r raised", callback)
+
+
+def _curve(
+    key: str | os.PathLike[str] | None, server_key: str | os.PathLike[str] | None
+) -> tuple[CurveKeys, bytes] | None:
+    """The CURVE settings of a client: both files or neither."""
+    if key is None and server_key is None:
+        return None
+    if key is None or server_key is None:
+        given, missing = ("key", "server_key") if server_key is None else ("server_key", "key")
+        raise ConfigError(
+            f"Client: {given} given without {missing}: a client of a node with a key needs "
+            "its own key file (meshreg keygen NAME) and the cluster's public key (cluster.pub)"
+        )
+    pair = load_secret_key(key)
+    if pair.secret is None:
+        raise ConfigError(
+            f"Client: key {os.fspath(key)} holds only a public key; give the .key file "
+            "(public and secret), and the cluster's .pub as server_key"
+        )
+    return CurveKeys(pair.public, pair.secret), load_public_key(server_key)

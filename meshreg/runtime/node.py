@@ -1,23 +1,29 @@
 """The node's event loop around :class:`meshreg.core.distro.DistroNode`.
 
 One thread owns every socket (ZeroMQ sockets are not thread-safe).  The loop
-polls the ROUTER (clients and peers), the XPUB (client subscriptions), and,
-in a cluster, the replication SUB and one DEALER per peer; it hands each
-input to the core with the real clock and carries out the effects: replies,
-client notifications, replication broadcasts, forwards and peer calls.
-``stop()`` may be called from any thread or a signal handler.
+polls the client ROUTER, the XPUB (client subscriptions), and, in a cluster,
+the peer ROUTER, the replication SUB and one DEALER per peer; with a key, also
+the ZAP handler.  It hands each input to the core with the real clock and
+carries out the effects: replies, client notifications, replication
+broadcasts, forwards and peer calls.  The socket a request arrives on says
+who sent it: the client port never serves peer operations, the peer port only
+peers (and, with a key, only holders of the cluster key).  ``stop()`` and
+``reload()`` may be called from any thread or a signal handler.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import zmq
+import zmq.utils.z85
 
 from meshreg import __version__
 from meshreg.config import NodeConfig
@@ -25,18 +31,33 @@ from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
 from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.membership import MemberChanged, MemberState
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
-from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
+from meshreg.runtime.subscription_gate import SubscriptionGate, topic_key
+from meshreg.runtime.zap import NODE_USER, ZapHandler
+from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
+from meshreg.security.authz import authorize, authorize_topic, visible_services
+from meshreg.security.keys import load_secret_key
 from meshreg.transport.sockets import (
+    CurveKeys,
     bind_notify_socket,
+    bind_peer_socket,
     bind_replication_socket,
     bind_request_socket,
+    curve_client,
 )
 from meshreg.wire.envelope import routable_envelope, split_envelope
-from meshreg.wire.messages import RequestRejected, beat_fields, decode_body, parse_message
-from meshreg.wire.notifications import encode_change, encode_sync, parse_topic
+from meshreg.wire.messages import (
+    GetStats,
+    ListServices,
+    RequestRejected,
+    beat_fields,
+    decode_body,
+    parse_message,
+)
+from meshreg.wire.notifications import encode_change, encode_sync
 from meshreg.wire.peer import (
     Beacon,
     DigestSummary,
@@ -52,6 +73,7 @@ log = logging.getLogger("meshreg.node")
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
+MAX_DECISIONS = 100_000  # cached (key, service) -> may-beat answers; cleared when full
 
 
 class NodeRuntime:
@@ -88,25 +110,136 @@ class NodeRuntime:
         self._repl_pub: zmq.Socket[bytes] | None = None
         self._repl_sub: zmq.Socket[bytes] | None = None
         self._peers: PeerLinks | None = None
+        self._peer_router: zmq.Socket[bytes] | None = None
+        self._zap: ZapHandler | None = None
         self._limiter = LogLimiter(log)
+        self._reload = threading.Event()
+        self.keys: CurveKeys | None = None
+        self.acl = Acl.empty()
+        if config.security.key:
+            pair = load_secret_key(config.security.key)
+            assert pair.secret is not None
+            self.keys = CurveKeys(pair.public, pair.secret)
+            if config.security.acl:
+                self.acl = Acl.load(config.security.acl)
+        elif config.security.acl:
+            raise ConfigError(
+                f"--acl {config.security.acl} needs --key: access control identifies clients "
+                "by their CURVE keys (meshreg keygen NAME makes one; see docs/SECURITY.md)"
+            )
+        self._principals: dict[bytes, Principal] = {}  # User-Id -> principal (reset on reload)
+        self._may_beat: dict[tuple[bytes, tuple[str, str, str]], bool] = {}
+        self.gate = SubscriptionGate()
+        self.denied = 0
         if avoid_full_gc:
             avoid_full_collections()
+
+    @property
+    def secure(self) -> bool:
+        return self.keys is not None
+
+    def _check_exposure(self) -> None:
+        """Secure by default: a node reachable from other hosts needs a key or --insecure."""
+        cfg = self.config
+        if self.secure:
+            return
+        try:
+            loopback = ipaddress.ip_address(socket.gethostbyname(cfg.host)).is_loopback
+        except (OSError, ValueError):
+            loopback = False
+        if loopback:
+            return
+        if not cfg.security.insecure:
+            raise ConfigError(
+                f"refusing to serve on {cfg.host}:{cfg.port} without a key: anyone who can "
+                "reach it could read and change the registry. Make a key (meshreg keygen "
+                "cluster) and start with --key cluster.key [--acl acl.toml] (docs/SECURITY.md); "
+                "or, on a network you trust, pass --insecure"
+            )
+        log.warning(
+            "INSECURE: serving on %s:%d without encryption or authentication (--insecure); "
+            "anyone who can reach these ports can read and change the registry",
+            cfg.host,
+            cfg.port,
+        )
+
+    def _security_stats(self) -> dict[str, Any]:
+        zap = self._zap
+        return {
+            "security": "curve" if self.secure else
+            ("insecure" if self.config.security.insecure else "loopback"),
+            "acl_clients": len(self.acl.clients),
+            "handshakes_refused": zap.refused if zap is not None else 0,
+            "permission_denied": self.denied,
+            "subscriptions_admitted": self.gate.total,
+            "subscriptions_refused": {
+                "invalid": self.gate.refused_invalid,
+                "denied": self.gate.refused_acl,
+                "full": self.gate.refused_full,
+            },
+        }
+
+    def reload(self) -> None:
+        """Re-read the ACL file at the next loop turn (SIGHUP)."""
+        self._reload.set()
+
+    def _reload_acl(self) -> None:
+        path = self.config.security.acl
+        if not path:
+            log.info("reload: no ACL file configured; nothing to reload")
+            return
+        try:
+            acl = Acl.load(path)
+        except ConfigError as exc:
+            log.error("reload: kept the previous ACL: %s", exc)
+            return
+        self.acl = acl
+        self._principals.clear()
+        self._may_beat.clear()
+        log.info("reload: ACL %s: %d clients", path, len(acl.clients))
+
+    def _principal(self, user: bytes) -> Principal | None:
+        """The principal of an authenticated connection (None: its key left the ACL)."""
+        p = self._principals.get(user)
+        if p is None:
+            if user == NODE_USER:
+                p = NODE
+            else:
+                try:
+                    p = self.acl.by_key(zmq.utils.z85.decode(user))
+                except (ValueError, TypeError):
+                    p = None
+                if p is None:
+                    return None
+            if len(self._principals) > 10_000:
+                self._principals.clear()
+            self._principals[user] = p
+        return p
 
     def bind(self) -> None:
         """Bind the sockets (raises ConfigError naming the address on failure)."""
         cfg = self.config
+        self._check_exposure()
         self._ctx = zmq.Context()
+        keys = self.keys
         try:
-            self._router = bind_request_socket(self._ctx, cfg.host, cfg.port)
-            self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port)
+            if keys is not None:  # before the sockets: no handshake may go unanswered
+                acl = lambda key: self.acl.by_key(key) is not None  # noqa: E731
+                self._zap = ZapHandler(self._ctx, zmq.utils.z85.decode(keys.public), acl, self.clock)
+            self._router = bind_request_socket(self._ctx, cfg.host, cfg.port, keys)
+            self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port, keys)
             if self.peer_addresses:
-                self._repl_pub = bind_replication_socket(self._ctx, cfg.host, cfg.replication_port)
+                self._repl_pub = bind_replication_socket(
+                    self._ctx, cfg.host, cfg.replication_port, keys
+                )
+                self._peer_router = bind_peer_socket(self._ctx, cfg.host, cfg.peer_port, keys)
                 sub = self._repl_sub = self._ctx.socket(zmq.SUB)
                 sub.setsockopt(zmq.LINGER, 0)
+                curve_client(sub, keys, keys.public if keys else None)
                 sub.setsockopt(zmq.SUBSCRIBE, b"")
                 for address in self.peer_addresses:
                     sub.connect(replication_endpoint(address))
-                self._peers = PeerLinks(self._ctx, cfg.cluster.peer_request_timeout)
+                self._peers = PeerLinks(self._ctx, cfg.cluster.peer_request_timeout, keys)
         except Exception:
             self.close()
             raise
@@ -131,11 +264,21 @@ class NodeRuntime:
         )
         if self.peer_addresses:
             log.info(
-                "cluster: replication on %s:%d, peers %s (peer timeout %gs); catching up",
+                "cluster: replication on %s:%d, peer requests on %s:%d, peers %s "
+                "(peer timeout %gs); catching up",
                 cfg.host,
                 cfg.replication_port,
+                cfg.host,
+                cfg.peer_port,
                 ", ".join(self.peer_addresses),
                 cfg.cluster.peer_timeout,
+            )
+        if keys is not None:
+            log.info(
+                "security: CURVE on every socket, cluster key %s, ACL %s (%d clients)",
+                keys.public.decode(),
+                cfg.security.acl or "none (only the cluster key may connect)",
+                len(self.acl.clients),
             )
 
     def stop(self) -> None:
@@ -145,10 +288,13 @@ class NodeRuntime:
         if self._peers is not None:
             self._peers.close()
             self._peers = None
-        for sock in (self._router, self._xpub, self._repl_pub, self._repl_sub):
+        for sock in (self._router, self._xpub, self._repl_pub, self._repl_sub, self._peer_router):
             if sock is not None:
                 sock.close()
-        self._router = self._xpub = self._repl_pub = self._repl_sub = None
+        self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
+        if self._zap is not None:
+            self._zap.close()
+            self._zap = None
         if self._ctx is not None:
             self._ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
             self._ctx = None
@@ -158,12 +304,15 @@ class NodeRuntime:
         if self._router is None:
             self.bind()
         router, xpub, sub, peers = self._router, self._xpub, self._repl_sub, self._peers
+        peer_router = self._peer_router
+        zap = self._zap.socket if self._zap is not None else None
         assert router is not None and xpub is not None
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(xpub, zmq.POLLIN)
-        if sub is not None:
-            poller.register(sub, zmq.POLLIN)
+        for extra in (sub, peer_router, zap):
+            if extra is not None:
+                poller.register(extra, zmq.POLLIN)
         dealers: set[zmq.Socket[bytes]] = set()
         if peers is not None:
 
@@ -176,6 +325,9 @@ class NodeRuntime:
         was_ready = core.ready
         try:
             while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reload_acl()
                 if sub is not None:
                     # Beacons queued while we were busy come first: after a long step
                     # of our own, a peer must not look silent only because we were.
@@ -203,7 +355,15 @@ class NodeRuntime:
                     self._carry_out(core.take_effects(), clock())
                 for sock, _ in events:
                     if sock is router:
-                        self._drain_requests(router)
+                        if self.secure:
+                            self._drain_requests_secure(router)
+                        else:
+                            self._drain_requests(router)
+                    elif sock is peer_router:
+                        self._drain_peer_requests(sock)
+                    elif sock is zap:
+                        assert self._zap is not None
+                        self._zap.drain()
                     elif sock is xpub:
                         self._drain_subscriptions(xpub)
                     elif sock is sub:
@@ -234,8 +394,50 @@ class NodeRuntime:
                 for i, frame in enumerate(reply):
                     send(frame, 0 if i == last else _SNDMORE)
 
-    def _serve(self, frames: list[bytes], now: float) -> list[bytes] | None:
-        """One request's frames in, the reply's frames out (None: forwarded). Never raises."""
+    def _drain_requests_secure(self, router: zmq.Socket[bytes]) -> None:
+        """The client port with CURVE: each request's principal from its ``User-Id``."""
+        now = self.clock()
+        for _ in range(BATCH):
+            try:
+                parts = router.recv_multipart(_NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            frames = [p.bytes for p in parts]
+            try:
+                user = parts[-1].get("User-Id").encode()
+            except zmq.ZMQError:
+                user = b""
+            principal = self._principal(user)
+            if principal is None:  # its key left the ACL since it connected
+                principal = Principal("revoked key", ())
+            reply = self._serve(frames, now, principal)
+            if reply is not None:
+                router.send_multipart(reply)
+
+    def _drain_peer_requests(self, router: zmq.Socket[bytes]) -> None:
+        """The peer port: forwarded writes and peer calls, from peers only."""
+        now = self.clock()
+        for _ in range(BATCH):
+            try:
+                frames = router.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            reply = self._serve(frames, now, NODE, peer=True)
+            if reply is not None:
+                router.send_multipart(reply)
+
+    def _serve(
+        self,
+        frames: list[bytes],
+        now: float,
+        principal: Principal = OPEN,
+        peer: bool = False,
+    ) -> list[bytes] | None:
+        """One request's frames in, the reply's frames out (None: forwarded). Never raises.
+
+        ``peer``: it came on the peer port (a forwarded write is applied here, never
+        forwarded again); ``principal``: who sent it (OPEN on a node without a key).
+        """
         try:
             envelope, body = split_envelope(frames)
         except RequestRejected as exc:
@@ -245,12 +447,26 @@ class NodeRuntime:
         try:
             msg = decode_body(body)
             beat = beat_fields(msg)
-            if beat is not None and self.core.fast_beat(beat[1], beat[2], now):
+            if (
+                beat is not None
+                and (principal is OPEN or principal is NODE or self._beat_allowed(principal, beat[1]))
+                and self.core.fast_beat(beat[1], beat[2], now)
+            ):
                 return envelope + [encode_ok(beat[0], None)]
             req = parse_message(msg)
-            forwarded = len(envelope) > 2  # a peer relayed it: never forward again
-            result = self.core.handle(req, now, forwarded)
+            if principal is not OPEN and principal is not NODE:
+                try:
+                    authorize(principal, req)
+                except RequestRejected:
+                    self.denied += 1
+                    raise
+            result = self.core.handle(req, now, peer)
+            if type(req) is ListServices and principal is not OPEN and principal is not NODE:
+                result = self._visible(principal, req, result)
+            elif type(req) is GetStats:
+                result = {**result, **self._security_stats()}
             if type(result) is Forward:
+                assert not peer
                 peers = self._peers
                 if peers is not None and peers.forward(result.address, envelope, req, body, now):
                     return None
@@ -266,6 +482,25 @@ class NodeRuntime:
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
+
+    def _beat_allowed(self, principal: Principal, key: tuple[str, str, str]) -> bool:
+        """May ``principal`` beat in ``key``'s service (cached: the beat is the hot path)."""
+        memo = (principal.name.encode(), key)
+        ok = self._may_beat.get(memo)
+        if ok is None:
+            if len(self._may_beat) >= MAX_DECISIONS:
+                self._may_beat.clear()
+            ok = self._may_beat[memo] = principal.may(Access.WRITE, *key)
+        return ok
+
+    def _visible(self, principal: Principal, req: ListServices, result: Any) -> Any:
+        """A ``services`` listing cut down to what the principal may read."""
+        ns = result["namespace"]
+        keep = []
+        for entry in result["services"]:
+            if visible_services(principal, ns, entry["group"], [entry["service"]]):
+                keep.append(entry)
+        return {**result, "services": keep}
 
     def _rejected(self, exc: RequestRejected, now: float) -> None:
         self.core.rejected(exc)
@@ -334,15 +569,50 @@ class NodeRuntime:
 
     # -- subscriptions and notifications ---------------------------------------
     def _drain_subscriptions(self, xpub: zmq.Socket[bytes]) -> None:
-        core = self.core
+        """Admit or refuse each subscription (manual XPUB) and tell the core what counts."""
+        core, gate, secure = self.core, self.gate, self.secure
+        now = self.clock()
         for _ in range(BATCH):
             try:
-                msg = xpub.recv(zmq.NOBLOCK)
+                frame = xpub.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            msg = frame.bytes
             if not msg or msg[0] not in (0, 1):
                 continue  # XPUB upstream data we do not use
-            core.subscription_changed(parse_topic(msg[1:]), msg[0] == 1)
+            topic = msg[1:]
+            if msg[0] == 0:
+                xpub.setsockopt(zmq.UNSUBSCRIBE, topic)  # no-op if a closed connection's
+                if gate.unsubscribe(topic):
+                    core.subscription_changed(topic_key(topic), False)
+                continue
+            principal: Principal | None = OPEN
+            if secure:
+                try:
+                    principal = self._principal(frame.get("User-Id").encode())
+                except zmq.ZMQError:
+                    principal = None
+            who = principal
+            why = gate.subscribe(
+                topic, lambda t: who is not None and authorize_topic(who, t)
+            )
+            if why is None:
+                xpub.setsockopt(zmq.SUBSCRIBE, topic)
+                core.subscription_changed(topic_key(topic), True)
+            else:
+                self._limiter.warning(
+                    ("subscription", why),
+                    now,
+                    "refused a subscription (%s) to %r from %s: %s",
+                    why,
+                    topic[:80],
+                    principal.name if principal is not None else "a revoked key",
+                    {
+                        "invalid": "not a service topic or namespace prefix",
+                        "denied": "its key may not read it (ACL)",
+                        "full": f"the node holds {gate.max_subscriptions} subscriptions",
+                    }[why],
+                )
 
     def _carry_out(self, effects: list[Any], now: float) -> None:
         if not effects:

@@ -1,6 +1,7 @@
 """The node's links to its peers: one DEALER per peer, the replication SUB.
 
-Forwarded writes travel as ``[forward id, b"", body]`` so the peer's reply
+Peer DEALERs connect to each peer's peer port (``port + 3``), never to its client
+port.  Forwarded writes travel as ``[forward id, b"", body]`` so the peer's reply
 ``[forward id, b"", reply]`` finds the client that asked; peer calls (digest
 pages, reconciles) travel as ``[b"", body]`` with the core's tag as request
 id.  Peer DEALERs use ZMQ_IMMEDIATE: a send to a peer with no live connection
@@ -17,9 +18,9 @@ from typing import Any
 
 import zmq
 
-from meshreg.config import REPLICATION_PORT_OFFSET, parse_address
+from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.core.distro import PeerCall
-from meshreg.transport.sockets import tcp_endpoint
+from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire import limits
 from meshreg.wire.replies import decode_reply, encode_request
 
@@ -39,9 +40,13 @@ class PendingForward:
 class PeerLinks:
     """DEALERs to peers (created on first use) and the pending forwards/calls."""
 
-    def __init__(self, ctx: zmq.Context[Any], timeout: float) -> None:
+    def __init__(
+        self, ctx: zmq.Context[Any], timeout: float, keys: CurveKeys | None = None
+    ) -> None:
+        """``keys``: the cluster key pair; peers' servers use the same public key."""
         self.ctx = ctx
         self.timeout = timeout
+        self.keys = keys
         self.dealers: dict[str, zmq.Socket[bytes]] = {}
         self.forwards: OrderedDict[bytes, PendingForward] = OrderedDict()
         self.calls: OrderedDict[int, float] = OrderedDict()  # tag -> deadline
@@ -57,8 +62,9 @@ class PeerLinks:
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, PEER_HWM)
             sock.setsockopt(zmq.RCVHWM, PEER_HWM)
-            sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES * 64)
-            sock.connect(tcp_endpoint(host, port))
+            sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_REPLY_BYTES)
+            curve_client(sock, self.keys, self.keys.public if self.keys else None)
+            sock.connect(tcp_endpoint(host, port + PEER_PORT_OFFSET))
             self.dealers[address] = sock
             self.poller_add(sock)
         return sock

@@ -1,16 +1,63 @@
-"""Creating and binding the node's ZeroMQ sockets, with the options we rely on."""
+"""Creating and binding the node's ZeroMQ sockets, with the options we rely on.
+
+Every limit here bounds memory a remote party can make the node hold: frame sizes are
+capped per socket before anything is decoded (the client port takes client-sized
+frames only, the peer port peer-sized ones), and queues are bounded in messages, so in
+bytes by messages x frame cap.  With a :class:`CurveKeys`, every socket is a CURVE
+server whose handshakes go to the node's ZAP handler (``runtime/zap.py``) under a
+domain naming the plane; ``ZAP_ENFORCE_DOMAIN`` makes a missing handler refuse
+everyone instead of letting unknown keys in.
+"""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 import zmq
 
 from meshreg.errors import ConfigError
 from meshreg.wire import limits
 
-NOTIFY_SNDHWM = 100_000  # messages; a burst of changes should not drop at the PUB
-ROUTER_HWM = 100_000  # messages; in-flight requests/replies per peer before dropping
+NOTIFY_SNDHWM = 10_000  # messages per subscriber; a subscriber that far behind loses
+# notifications (it sees the revision gap and re-pulls) rather than growing the node
+REPLICATION_SNDHWM = 100_000  # messages per peer; a burst of changes should not drop
+ROUTER_SNDHWM = 100_000  # replies queued per client connection before dropping
+ROUTER_RCVHWM = 1_000  # requests queued per connection; then TCP backpressure, not memory
+PEER_RCVHWM = 100_000  # requests queued per peer (peers are authenticated nodes)
+SUBSCRIPTION_FRAME_BYTES = 2048  # a subscription is one topic (<= ~460 bytes) + 1
+REPLICATION_INBOUND_BYTES = 256  # a peer's SUB only ever sends the empty subscription
+
+CLIENT_DOMAIN = b"meshreg-client"  # ZAP domain: requests and notifications
+PEER_DOMAIN = b"meshreg-peer"  # ZAP domain: replication and peer requests
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """A node's (or client's) CURVE key pair, z85-encoded (40 bytes each)."""
+
+    public: bytes
+    secret: bytes
+
+
+def curve_server(sock: zmq.Socket, keys: CurveKeys | None, domain: bytes) -> None:
+    """Make ``sock`` a CURVE server authenticated by ZAP under ``domain`` (no-op without keys)."""
+    if keys is None:
+        return
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+    sock.setsockopt(zmq.ZAP_DOMAIN, domain)
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+
+def curve_client(sock: zmq.Socket, keys: CurveKeys | None, server_public: bytes | None) -> None:
+    """Make ``sock`` a CURVE client of a server whose public key is ``server_public``."""
+    if keys is None or server_public is None:
+        return
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
 
 
 def tcp_endpoint(host: str, port: int) -> str:
@@ -40,37 +87,68 @@ def _bind(sock: zmq.Socket, host: str, port: int, what: str) -> None:
         ) from None
 
 
-def bind_request_socket(ctx: zmq.Context, host: str, port: int) -> zmq.Socket:
-    """ROUTER for client requests; oversized frames drop the sender's connection."""
+def bind_request_socket(
+    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket:
+    """ROUTER for client requests; oversized frames drop the sender's connection.
+
+    Bodies above ``MAX_BODY_BYTES`` but under the frame cap still get a TOO_LARGE reply.
+    """
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
-    sock.setsockopt(zmq.SNDHWM, ROUTER_HWM)
-    sock.setsockopt(zmq.RCVHWM, ROUTER_HWM)
+    sock.setsockopt(zmq.SNDHWM, ROUTER_SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, ROUTER_RCVHWM)
+    curve_server(sock, keys, CLIENT_DOMAIN)
     if ":" in host:
         sock.setsockopt(zmq.IPV6, 1)
     _bind(sock, host, port, "request")
     return sock
 
 
-def bind_notify_socket(ctx: zmq.Context, host: str, port: int) -> zmq.Socket:
-    """XPUB for notifications; verbose so every (un)subscription reaches us."""
+def bind_peer_socket(
+    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket:
+    """ROUTER for requests from peers: forwarded writes, digest pages, reconciles."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_BODY_BYTES + 1024)
+    sock.setsockopt(zmq.SNDHWM, ROUTER_SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, PEER_RCVHWM)
+    curve_server(sock, keys, PEER_DOMAIN)
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
+    _bind(sock, host, port, "peer request")
+    return sock
+
+
+def bind_notify_socket(
+    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket:
+    """XPUB for notifications, in manual mode: the runtime admits each subscription
+    (valid topic, allowed by the ACL, under the cap) before it takes effect."""
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, 200)
     sock.setsockopt(zmq.SNDHWM, NOTIFY_SNDHWM)
-    sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)  # subscriptions are short topics
+    sock.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_FRAME_BYTES)
     sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+    sock.setsockopt(zmq.XPUB_MANUAL, 1)
+    curve_server(sock, keys, CLIENT_DOMAIN)
     if ":" in host:
         sock.setsockopt(zmq.IPV6, 1)
     _bind(sock, host, port, "notification")
     return sock
 
 
-def bind_replication_socket(ctx: zmq.Context, host: str, port: int) -> zmq.Socket:
+def bind_replication_socket(
+    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket:
     """PUB for replication to peers (deltas, beacons, digests)."""
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, NOTIFY_SNDHWM)
+    sock.setsockopt(zmq.SNDHWM, REPLICATION_SNDHWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, REPLICATION_INBOUND_BYTES)
+    curve_server(sock, keys, PEER_DOMAIN)
     if ":" in host:
         sock.setsockopt(zmq.IPV6, 1)
     _bind(sock, host, port, "replication")

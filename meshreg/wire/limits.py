@@ -10,9 +10,10 @@ from __future__ import annotations
 
 PROTOCOL_VERSION = 1
 
-MAX_FRAME_BYTES = 16 * 1024 * 1024  # bytes; hard cap per frame, enforced by libzmq
 MAX_BODY_BYTES = 64 * 1024  # bytes; larger client request bodies get TOO_LARGE
-MAX_PEER_BODY_BYTES = 8 * 1024 * 1024  # bytes; node-to-node reconcile requests
+MAX_FRAME_BYTES = 4 * MAX_BODY_BYTES  # bytes; per frame on the client port, by libzmq
+MAX_PEER_BODY_BYTES = 8 * 1024 * 1024  # bytes; node-to-node requests (peer port only)
+MAX_PEER_REPLY_BYTES = 1024 * 1024 * 1024  # bytes; a peer's reply (digest page, reconcile)
 MAX_ENVELOPE_FRAMES = 16  # routing frames before the empty delimiter
 
 MAX_NAMESPACE_LEN = 64  # chars

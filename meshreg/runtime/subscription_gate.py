@@ -1,0 +1,95 @@
+"""Admission of notification subscriptions (the XPUB runs in manual mode).
+
+A subscription takes effect only once the runtime has admitted it: its topic is a
+service topic or a prefix of whole names (see wire/notifications), the subscriber
+may read it (the ACL), and the node holds fewer than ``max_subscriptions``.  This is
+what keeps a client from making the node hold arbitrary topics (memory) or read
+another namespace's changes.
+
+Unsubscriptions carry no sender (libzmq makes them up when a connection closes, and
+it also does so for topics we never admitted), so counts cannot be kept per
+connection.  The gate keeps two counts per topic, admitted and refused, and matches
+an unsubscription to a refused one first: a wrong match can only leave a topic
+counted as watched a little longer (a notification encoded for nobody), never make
+a watched topic look unwatched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from meshreg.model import ServiceKey
+from meshreg.wire.notifications import SEP, parse_topic
+
+DEFAULT_MAX_SUBSCRIPTIONS = 200_000  # per node; ~0.5 KB each in libzmq's trie
+MAX_REFUSED_TOPICS = 100_000  # distinct refused topics remembered (see above)
+
+
+def is_topic(topic: bytes) -> bool:
+    """A topic the node publishes under, or a prefix of whole names: a service
+    ``ns NUL group NUL service NUL``, a group ``ns NUL group NUL``, a namespace
+    ``ns NUL``, or everything ``""`` (PROTOCOL.md 4.1)."""
+    if not topic:
+        return True
+    if not topic.endswith(SEP):
+        return False
+    parts = topic[:-1].split(SEP)
+    if len(parts) > 3 or not all(parts):
+        return False
+    try:
+        for part in parts:
+            part.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class SubscriptionGate:
+    """Decides subscriptions; counts what it admitted and refused."""
+
+    def __init__(self, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS) -> None:
+        self.max_subscriptions = max_subscriptions
+        self.admitted: Counter[bytes] = Counter()
+        self.refused: Counter[bytes] = Counter()
+        self.total = 0
+        self.refused_acl = 0
+        self.refused_invalid = 0
+        self.refused_full = 0
+
+    def subscribe(self, topic: bytes, may_read: Callable[[bytes], bool]) -> str | None:
+        """None if admitted, else why not (``invalid``, ``denied``, ``full``)."""
+        why = None
+        if not is_topic(topic):
+            why, self.refused_invalid = "invalid", self.refused_invalid + 1
+        elif not may_read(topic):
+            why, self.refused_acl = "denied", self.refused_acl + 1
+        elif self.total >= self.max_subscriptions:
+            why, self.refused_full = "full", self.refused_full + 1
+        if why is None:
+            self.admitted[topic] += 1
+            self.total += 1
+        elif topic in self.refused or len(self.refused) < MAX_REFUSED_TOPICS:
+            self.refused[topic] += 1
+        return why
+
+    def unsubscribe(self, topic: bytes) -> bool:
+        """True if this ends an admitted subscription (the core should count it)."""
+        if self.refused[topic] > 0:
+            self.refused[topic] -= 1
+            if not self.refused[topic]:
+                del self.refused[topic]
+            return False
+        self.refused.pop(topic, None)
+        if self.admitted[topic] > 0:
+            self.admitted[topic] -= 1
+            self.total -= 1
+            if not self.admitted[topic]:
+                del self.admitted[topic]
+            return True
+        self.admitted.pop(topic, None)
+        return False
+
+
+def topic_key(topic: bytes) -> ServiceKey | None:
+    return parse_topic(topic)

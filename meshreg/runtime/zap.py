@@ -1,0 +1,100 @@
+"""The node's ZAP handler: who may complete a CURVE handshake, and as whom.
+
+libzmq asks it (RFC 27, ZAP over ``inproc://zeromq.zap.01``) for every CURVE handshake
+on a socket with a ZAP domain; the answer's user id travels on every message of that
+connection as the ``User-Id`` property, which is how the runtime knows who sent a
+request or a subscription.  The handler is polled by the node's own loop (one thread
+owns every socket), so a handshake waits at most one loop turn.
+
+Rules: the peer domain admits only the cluster key (user id ``node``); the client
+domain admits the cluster key too (an operator holding it is an administrator) and
+every key of the ACL (user id: the key itself in z85, so a key removed from the ACL
+loses its access on the next request, not the next connection).  Anything else is
+refused with status 400, counted and logged (rate-limited).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.utils.z85
+
+from meshreg.log_limiter import LogLimiter
+from meshreg.transport.sockets import CLIENT_DOMAIN, PEER_DOMAIN
+
+log = logging.getLogger("meshreg.node")
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+NODE_USER = b"node"
+MAX_ZAP_BATCH = 256  # handshakes answered per loop turn
+
+
+class ZapHandler:
+    """Answers ZAP requests for one node's context."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context[Any],
+        node_public: bytes,
+        client_known: Callable[[bytes], bool],
+        clock: Callable[[], float],
+    ) -> None:
+        """``node_public``: the cluster's public key (32 raw bytes); ``client_known``: is
+        this raw key in the ACL (looked up on every handshake, so a reload applies)."""
+        self.node_public = node_public
+        self.client_known = client_known
+        self.clock = clock
+        self.refused = 0
+        self._limiter = LogLimiter(log)
+        self.socket: zmq.Socket[bytes] = ctx.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(ZAP_ENDPOINT)
+
+    def decide(self, domain: bytes, mechanism: bytes, key: bytes) -> bytes | None:
+        """The user id for a handshake, or None to refuse it."""
+        if mechanism != b"CURVE" or len(key) != 32:
+            return None
+        if key == self.node_public:
+            return NODE_USER
+        if domain == CLIENT_DOMAIN and self.client_known(key):
+            return zmq.utils.z85.encode(key)
+        return None
+
+    def drain(self) -> None:
+        sock = self.socket
+        for _ in range(MAX_ZAP_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # [routing id, b"", version, request id, domain, address, identity, mechanism, creds...]
+            if len(frames) < 8 or frames[1] != b"" or frames[2] != b"1.0":
+                continue
+            domain, address, mechanism = frames[4], frames[5], frames[7]
+            key = frames[8] if len(frames) > 8 else b""
+            user = self.decide(domain, mechanism, key)
+            if user is None:
+                self.refused += 1
+                plane = "peer" if domain == PEER_DOMAIN else "client"
+                self._limiter.warning(
+                    ("zap", plane),
+                    self.clock(),
+                    "refused a %s connection from %s: key %s is %s",
+                    plane,
+                    address.decode(errors="replace"),
+                    zmq.utils.z85.encode(key).decode() if len(key) == 32 else "missing",
+                    "not the cluster key"
+                    if plane == "peer"
+                    else "in neither the ACL nor the cluster key (add it to the ACL file "
+                    "and send the node SIGHUP)",
+                )
+                reply = [frames[0], b"", b"1.0", frames[3], b"400", b"unknown key", b"", b""]
+            else:
+                reply = [frames[0], b"", b"1.0", frames[3], b"200", b"OK", user, b""]
+            sock.send_multipart(reply)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
