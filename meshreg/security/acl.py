@@ -69,6 +69,9 @@ MAX_SERVICE_LEN = 256  # chars, as limits.MAX_SERVICE_LEN
 MAX_CLIENT_NAME_LEN = 128  # chars; client names appear in logs and error messages
 
 ALL = "*"  # as a name given to may_all: every namespace / every group
+# Answers of Principal.may remembered per principal: a client's working set of services is
+# small; the bound keeps a client that cycles through names from growing it (~0.5 MB at most).
+MAX_REMEMBERED = 1024
 
 
 class Access(enum.IntEnum):
@@ -163,14 +166,31 @@ class Principal:
     is_node: bool = False  # a cluster node: may do everything, including peer operations
     unrestricted: bool = False  # may do everything (OPEN: a node without a key), not a node
 
+    _answers: dict[tuple[Access, str, str, str], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
     def may(self, access: Access, namespace: str, group: str, service: str) -> bool:
-        """May this principal do ``access`` on this one service?"""
+        """May this principal do ``access`` on this one service?
+
+        The per-request check (a beat's too): answers are remembered, up to
+        MAX_REMEMBERED per principal (then forgotten all at once), since a
+        client mostly repeats the same few services.
+        """
         if self.is_node or self.unrestricted or access <= Access.NONE:
             return True
-        for rule in self.rules:
-            if rule.access >= access and rule.matches(namespace, group, service):
-                return True
-        return False
+        key = (access, namespace, group, service)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = False
+            for rule in self.rules:
+                if rule.access >= access and rule.matches(namespace, group, service):
+                    answer = True
+                    break
+            if len(self._answers) >= MAX_REMEMBERED:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
 
     def may_all(self, access: Access, namespace: str, group: str | None = None) -> bool:
         """True if some rule grants ``access`` to every service of the namespace (group None:

@@ -381,3 +381,16 @@ def test_name_limits_match_the_wire() -> None:
     assert acl.MAX_NAMESPACE_LEN == limits.MAX_NAMESPACE_LEN
     assert acl.MAX_GROUP_LEN == limits.MAX_GROUP_LEN
     assert acl.MAX_SERVICE_LEN == limits.MAX_SERVICE_LEN
+
+
+def test_remembered_answers_are_bounded_and_right() -> None:
+    from meshreg.security.acl import MAX_REMEMBERED
+
+    p = Principal("p", (Rule("public", "*", "even*", Access.WRITE),))
+    for round_ in range(2):  # the second round answers from memory (until it is forgotten)
+        for i in range(MAX_REMEMBERED + 10):
+            service = f"{'even' if i % 2 == 0 else 'odd'}{i}"
+            assert p.may(Access.WRITE, "public", "g", service) == (i % 2 == 0), (round_, i)
+            assert not p.may(Access.ADMIN, "public", "g", service)
+            assert len(p._answers) <= MAX_REMEMBERED
+    assert p == Principal("p", p.rules)  # what it remembers is not part of its identity
