@@ -277,6 +277,16 @@ class Acl:
         """The keys (raw) of one client, in no particular order."""
         return [k for k, p in self._by_key.items() if p.name == name]
 
+    def refuse_key(self, public_key: bytes, what: str = "the cluster key") -> None:
+        """ConfigError if a client holds ``public_key`` (32 raw bytes), e.g. the cluster key:
+        that client would be taken for a node, and its entry would mean nothing."""
+        principal = self.by_key(public_key)
+        if principal is not None:
+            raise ConfigError(
+                f"{self.source}: client {principal.name!r} has {what} as its key; a client "
+                f"needs a key of its own (meshreg keygen {principal.name})"
+            )
+
     @classmethod
     def load(cls, path: str | Path) -> Acl:
         """Read an ACL file (TOML); ConfigError naming file, entry and field."""

@@ -394,3 +394,10 @@ def test_remembered_answers_are_bounded_and_right() -> None:
             assert not p.may(Access.ADMIN, "public", "g", service)
             assert len(p._answers) <= MAX_REMEMBERED
     assert p == Principal("p", p.rules)  # what it remembers is not part of its identity
+
+
+def test_refuse_key(acl_dir: Path) -> None:
+    acl = Acl.load(acl_dir / "acl.toml")
+    acl.refuse_key(raw(new_key()))  # a key no client holds: fine
+    with pytest.raises(ConfigError, match=r"acl\.toml: client 'monitor' has the cluster key"):
+        acl.refuse_key(raw(MONITOR_KEY))
