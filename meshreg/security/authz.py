@@ -48,11 +48,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshreg.errors import ErrorCode
-from meshreg.security.acl import ALL, MAX_GROUP_LEN, MAX_NAMESPACE_LEN, NAME_RE, Access, Principal
+from meshreg.security.acl import (
+    ALL,
+    MAX_GROUP_LEN,
+    MAX_NAMESPACE_LEN,
+    MAX_SERVICE_LEN,
+    NAME_RE,
+    Access,
+    Principal,
+)
 from meshreg.wire.messages import RequestRejected
 from meshreg.wire.notifications import SEP
-
-MAX_SERVICE_TOPIC_LEN = 256  # chars, as limits.MAX_SERVICE_LEN
 
 # op -> (access, scope).  Scopes: "service" (req.key), "listing" (req.namespace, req.group),
 # "everything" (node-wide), "none" (not about names).  Ops missing here need Access.PEER.
@@ -148,7 +154,7 @@ def _show(name: str | None) -> str:
     """A name as it may appear in a message: as is if it is a valid name, else quoted."""
     if name is None:
         return "?"
-    if NAME_RE.match(name) and len(name) <= MAX_SERVICE_TOPIC_LEN:
+    if NAME_RE.match(name) and len(name) <= MAX_SERVICE_LEN:
         return name
     return repr(name[:64])  # a beat's names are checked by length only: no raw escapes
 
@@ -201,7 +207,7 @@ def _topic_names(topic: bytes) -> list[str] | None:
         return None
     names = []
     for raw, max_len in zip(
-        parts[:-1], (MAX_NAMESPACE_LEN, MAX_GROUP_LEN, MAX_SERVICE_TOPIC_LEN), strict=False
+        parts[:-1], (MAX_NAMESPACE_LEN, MAX_GROUP_LEN, MAX_SERVICE_LEN), strict=False
     ):
         try:
             name = raw.decode("ascii")

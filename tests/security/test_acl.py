@@ -113,28 +113,19 @@ def test_empty() -> None:
     assert Acl.from_dict({}).clients == ()  # a file with no clients: default deny
 
 
+def changed(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``fields`` set (a None value removes the field)."""
+    result = {**base, **fields}
+    return {k: v for k, v in result.items() if v is not None}
+
+
 def entry(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "name": "app",
-        "key": ORDERS_KEY,
-        "allow": [{"namespace": "public", "access": "read"}],
-    }
-    for k, v in fields.items():
-        if v is None:
-            base.pop(k, None)
-        else:
-            base[k] = v
-    return base
+    base = {"name": "app", "key": ORDERS_KEY, "allow": [{"namespace": "public", "access": "read"}]}
+    return changed(base, fields)
 
 
 def rule(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"namespace": "public", "group": "*", "service": "*", "access": "read"}
-    for k, v in fields.items():
-        if v is None:
-            base.pop(k, None)
-        else:
-            base[k] = v
-    return base
+    return changed({"namespace": "public", "group": "*", "service": "*", "access": "read"}, fields)
 
 
 BAD: list[tuple[str, Any, list[str]]] = [
