@@ -622,5 +622,27 @@ def ping(servers: str, timeout: float) -> None:
         click.echo(f"pong from {c.server} (meshreg {result['version']}, epoch {result['epoch']})")
 
 
+@main.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace NAME.key and NAME.pub if they exist.")
+def keygen(name: str, force: bool) -> None:
+    """Write a CURVE key pair: NAME.key (secret, mode 0600) and NAME.pub (public)."""
+    from meshreg.security.keys import generate_key_files, load_public_key
+
+    try:
+        key_path, pub_path = generate_key_files(name, force=force)
+        public = load_public_key(pub_path).decode("ascii")
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"secret key: {key_path} (mode 0600)")
+    click.echo(f"public key: {pub_path}")
+    click.echo(f"public key (z85): {public}")
+    click.echo(
+        f"Keep {key_path} secret: whoever has it acts as this key. Give {pub_path} (or the "
+        "public key above) to whoever must trust it: a node's ACL for a client key, "
+        "every client's --server-key for the cluster key."
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,271 @@
+"""Authorization: may this principal make this request, or read this topic?
+
+Theory of operation
+-------------------
+Every client operation has one row in :data:`OP_ACCESS`: the access level it
+needs and what it is scoped by.  An operation without a row (a peer operation
+or one added later without its row) needs :attr:`Access.PEER`, which only
+cluster nodes hold: a new operation is closed until someone decides who may
+use it (``tests/security`` fails while an op in ``wire.messages.OPS`` has no
+row).
+
+===========  ======  =========================================================
+op           access  scope
+===========  ======  =========================================================
+instances    read    the service
+services     read    the namespace (and group): allowed if the client may read
+                     some service there; the listing is then filtered to what
+                     it may read (:func:`visible_services`)
+register     write   the service
+beat         write   the service
+deregister   write   the service
+update       admin   the service (instance-set: drain, weight)
+service_set  admin   the service (protection threshold, service metadata)
+stats        read    every namespace: node-wide figures, so only a client that
+                     may read everything (namespace, group and service "*")
+ping         none    any authenticated principal
+cluster      none    any authenticated principal (clients need the member list)
+digests      peer    cluster nodes only
+reconcile    peer    cluster nodes only
+(other)      peer    cluster nodes only, until the op gets a row here; the
+                     configuration center's will be: publish = write, get and
+                     listen = read, delete, rollback and gray = admin
+===========  ======  =========================================================
+
+What a check looks at is the principal and the request, never the registry:
+so a denial reveals nothing about what exists, and authorization must run
+before the core sees the request (a NOT_FOUND for a service in a namespace
+the client may not touch would tell it the service is not there).  Denial
+messages name the client, the operation, the request's own names and the
+access it lacks, nothing else.
+
+Pure: no zmq, no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from meshreg.errors import ErrorCode
+from meshreg.security.acl import (
+    ALL,
+    MAX_GROUP_LEN,
+    MAX_NAMESPACE_LEN,
+    MAX_SERVICE_LEN,
+    NAME_RE,
+    Access,
+    Principal,
+)
+from meshreg.wire.messages import RequestRejected
+from meshreg.wire.notifications import SEP
+
+# op -> (access, scope).  Scopes: "service" (req.key), "listing" (req.namespace, req.group),
+# "everything" (node-wide), "none" (not about names).  Ops missing here need Access.PEER.
+OP_ACCESS: Mapping[str, tuple[Access, str]] = {
+    "instances": (Access.READ, "service"),
+    "services": (Access.READ, "listing"),
+    "register": (Access.WRITE, "service"),
+    "beat": (Access.WRITE, "service"),
+    "deregister": (Access.WRITE, "service"),
+    "update": (Access.ADMIN, "service"),
+    "service_set": (Access.ADMIN, "service"),
+    "stats": (Access.READ, "everything"),
+    "ping": (Access.NONE, "none"),
+    "cluster": (Access.NONE, "none"),
+    "digests": (Access.PEER, "none"),
+    "reconcile": (Access.PEER, "none"),
+}
+
+# What the denial says the client tried ("may not <verb> <ns/group/service>").
+_VERBS = {
+    "instances": "query instances of",
+    "register": "register in",
+    "beat": "beat in",
+    "deregister": "deregister from",
+    "update": "change instances (instance-set) of",
+    "service_set": "change the settings (service-set) of",
+}
+
+
+def required_access(req: Any) -> tuple[Access, str | None, str | None, str | None]:
+    """(access, namespace, group, service) a parsed client request needs; None parts = not
+    scoped by that name.
+
+    * ``(NONE, None, None, None)``: any authenticated principal (ping, cluster).
+    * ``(PEER, None, None, None)``: cluster nodes only (peer ops, ops without a row).
+    * ``(a, ns, g, s)``: ``a`` on that one service.
+    * ``(READ, ns, g or None, None)``: a listing: read on some service of ns (of group g).
+    * ``(READ, "*", "*", "*")``: read on every service of every namespace (stats).
+    """
+    op = getattr(req, "op", None)
+    entry = OP_ACCESS.get(op) if isinstance(op, str) else None
+    if entry is None:
+        return Access.PEER, None, None, None
+    access, scope = entry
+    if scope == "service":
+        key = req.key
+        return access, key.namespace, key.group, key.service
+    if scope == "listing":
+        return access, req.namespace, req.group, None
+    if scope == "everything":
+        return access, ALL, ALL, ALL
+    return access, None, None, None
+
+
+def permits(
+    principal: Principal,
+    access: Access,
+    namespace: str | None,
+    group: str | None,
+    service: str | None,
+) -> bool:
+    """Whether ``principal`` holds what :func:`required_access` returned."""
+    if principal.is_node or principal.unrestricted or access <= Access.NONE:
+        return True
+    if access >= Access.PEER or namespace is None:
+        return False
+    if namespace == ALL:
+        return principal.may_all(access, ALL)
+    if service is None:
+        return principal.may_some(access, namespace, group)
+    if group is None:  # pragma: no cover - no request has a service without a group
+        return False
+    return principal.may(access, namespace, group, service)
+
+
+def authorize(principal: Principal, req: Any) -> None:
+    """Raises RequestRejected(ErrorCode.PERMISSION_DENIED, msg, req.req_id) unless the
+    principal may make this request; msg names the client, the operation, the names and
+    the access it needs."""
+    access, namespace, group, service = required_access(req)
+    if permits(principal, access, namespace, group, service):
+        return
+    op = getattr(req, "op", None)
+    raise RequestRejected(
+        ErrorCode.PERMISSION_DENIED,
+        denial_message(principal, op, access, namespace, group, service),
+        getattr(req, "req_id", 0),
+        op if isinstance(op, str) else None,
+    )
+
+
+def _show(name: str | None) -> str:
+    """A name as it may appear in a message: as is if it is a valid name, else quoted."""
+    if name is None:
+        return "?"
+    if NAME_RE.match(name) and len(name) <= MAX_SERVICE_LEN:
+        return name
+    return repr(name[:64])  # a beat's names are checked by length only: no raw escapes
+
+
+def denial_message(
+    principal: Principal,
+    op: Any,
+    access: Access,
+    namespace: str | None,
+    group: str | None,
+    service: str | None,
+) -> str:
+    """The PERMISSION_DENIED message (names only what the request itself named)."""
+    who = f"client {principal.name!r}"
+    fix = "ask the operator to extend its ACL entry"
+    op_text = repr(op[:32]) if isinstance(op, str) else "this operation"
+    if access >= Access.PEER:
+        if isinstance(op, str) and op in OP_ACCESS:
+            return (
+                f"{who} may not use {op_text}: it is a peer operation, accepted only from "
+                "cluster nodes (the cluster key)"
+            )
+        return (
+            f"{who} may not use {op_text}: this node has no access rule for it, so only "
+            "cluster nodes may use it"
+        )
+    level = access.name.lower()
+    if namespace == ALL:
+        return (
+            f"{who} may not read node stats: they cover every namespace, so it needs read "
+            'access to all of them (namespace = "*", group = "*", service = "*"); ' + fix
+        )
+    if service is None:
+        where = _show(namespace) + ("" if group is None else f"/{_show(group)}")
+        return (
+            f"{who} may not list services in {where}: needs {level} access to some service "
+            f"there; {fix}"
+        )
+    verb = _VERBS.get(op, f"use {op_text} on") if isinstance(op, str) else "act on"
+    return (
+        f"{who} may not {verb} {_show(namespace)}/{_show(group)}/{_show(service)}: "
+        f"needs {level} access; {fix}"
+    )
+
+
+def _topic_names(topic: bytes) -> list[str] | None:
+    """The 1..3 names of a well-formed subscription topic (each NUL-terminated), or None."""
+    parts = topic.split(SEP)
+    if not 2 <= len(parts) <= 4 or parts[-1] != b"":
+        return None
+    names = []
+    for raw, max_len in zip(
+        parts[:-1], (MAX_NAMESPACE_LEN, MAX_GROUP_LEN, MAX_SERVICE_LEN), strict=False
+    ):
+        try:
+            name = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not 0 < len(name) <= max_len or NAME_RE.match(name) is None:
+            return None
+        names.append(name)
+    return names
+
+
+def authorize_topic(principal: Principal, topic: bytes) -> bool:
+    """A notification subscription topic: may the principal read everything it delivers?
+
+    PUB/SUB matches by prefix, so a topic is judged by everything it would
+    deliver: a full service topic ``ns\\0group\\0service\\0`` needs read on
+    that service; ``ns\\0`` (a namespace) and ``ns\\0group\\0`` (a group) need
+    read on every service under them.  Anything else (the empty topic =
+    everything, a prefix that is not NUL-terminated such as ``pub``, names
+    outside the registry's alphabet) is denied unless the principal may read
+    everything (NODE/OPEN).
+    """
+    if principal.is_node or principal.unrestricted:
+        return True
+    names = _topic_names(topic)
+    if names is None:
+        return False
+    if len(names) == 3:
+        return principal.may(Access.READ, names[0], names[1], names[2])
+    return principal.may_all(Access.READ, names[0], names[1] if len(names) == 2 else None)
+
+
+def visible_services(
+    principal: Principal, namespace: str, group: str | None, names: Iterable[Any]
+) -> list[Any]:
+    """Filter a ``services`` listing to names the principal may read.
+
+    Items may be ``(group, service)`` pairs (as the store lists them), maps
+    with ``"group"`` and ``"service"`` (as the reply carries them), or plain
+    service names (of ``group``, which must then be given).  They come back
+    unchanged, in order.
+    """
+    if principal.may_all(Access.READ, namespace, group):
+        return list(names)
+    visible = []
+    for item in names:
+        item_group: Any
+        service: Any
+        if isinstance(item, str):
+            item_group, service = group, item
+        elif isinstance(item, Mapping):
+            item_group, service = item.get("group"), item.get("service")
+        else:
+            item_group, service = item
+        if (
+            isinstance(item_group, str)
+            and isinstance(service, str)
+            and principal.may(Access.READ, namespace, item_group, service)
+        ):
+            visible.append(item)
+    return visible

@@ -1,0 +1,283 @@
+"""Authorization of every client op, of subscription topics, and of listings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshreg.errors import ErrorCode
+from meshreg.model import ServiceKey
+from meshreg.security.acl import NODE, OPEN, Access, Principal, Rule
+from meshreg.security.authz import (
+    OP_ACCESS,
+    authorize,
+    authorize_topic,
+    permits,
+    required_access,
+    visible_services,
+)
+from meshreg.wire.messages import OPS, RequestRejected, parse_request
+from meshreg.wire.notifications import namespace_topic, topic_for
+
+INSTANCE = {"ip": "10.0.0.1", "port": 8080}
+SERVICE = {"namespace": "public", "group": "DEFAULT_GROUP", "service": "payments"}
+
+# One well-formed request body per op of wire.messages.OPS.
+BODIES: dict[str, dict[str, Any]] = {
+    "register": {**SERVICE, **INSTANCE},
+    "deregister": {**SERVICE, **INSTANCE},
+    "beat": {**SERVICE, **INSTANCE},
+    "update": {**SERVICE, **INSTANCE, "enabled": False},
+    "service_set": {**SERVICE, "protect_threshold": 0.5},
+    "instances": dict(SERVICE),
+    "services": {"namespace": "public"},
+    "stats": {},
+    "ping": {},
+    "cluster": {},
+    "digests": {},
+    "reconcile": {"node": "n1", "services": []},
+}
+
+
+def request(op: str, **fields: Any) -> Any:
+    return parse_request(msgpack.packb({"v": 1, "id": 42, "op": op, **BODIES[op], **fields}))
+
+
+def test_every_wire_op_has_a_row() -> None:
+    """A new op added to the wire without deciding who may use it fails here (it would
+    otherwise be open to cluster nodes only, silently)."""
+    assert set(OPS) == set(BODIES) == set(OP_ACCESS)
+
+
+# (op, access needed, (namespace, group, service) it is scoped by)
+EXPECTED = {
+    "instances": (Access.READ, ("public", "DEFAULT_GROUP", "payments")),
+    "register": (Access.WRITE, ("public", "DEFAULT_GROUP", "payments")),
+    "beat": (Access.WRITE, ("public", "DEFAULT_GROUP", "payments")),
+    "deregister": (Access.WRITE, ("public", "DEFAULT_GROUP", "payments")),
+    "update": (Access.ADMIN, ("public", "DEFAULT_GROUP", "payments")),
+    "service_set": (Access.ADMIN, ("public", "DEFAULT_GROUP", "payments")),
+    "services": (Access.READ, ("public", None, None)),
+    "stats": (Access.READ, ("*", "*", "*")),
+    "ping": (Access.NONE, (None, None, None)),
+    "cluster": (Access.NONE, (None, None, None)),
+    "digests": (Access.PEER, (None, None, None)),
+    "reconcile": (Access.PEER, (None, None, None)),
+}
+
+
+@pytest.mark.parametrize("op", sorted(BODIES))
+def test_required_access(op: str) -> None:
+    access, names = EXPECTED[op]
+    assert required_access(request(op)) == (access, *names)
+
+
+def test_services_listing_of_one_group() -> None:
+    req = request("services", group="g1")
+    assert required_access(req) == (Access.READ, "public", "g1", None)
+
+
+READER = Principal("reader", (Rule("public", "*", "*", Access.READ),))
+WRITER = Principal("writer", (Rule("public", "*", "pay*", Access.WRITE),))
+ADMIN = Principal("admin", (Rule("public", "DEFAULT_GROUP", "payments", Access.ADMIN),))
+OTHER_NS = Principal("other", (Rule("private", "*", "*", Access.ADMIN),))
+MONITOR = Principal("monitor", (Rule("*", "*", "*", Access.READ),))
+PINGER = Principal("pinger", ())
+
+# op -> the principals allowed (everyone else in PRINCIPALS is denied)
+ALLOWED = {
+    "instances": {"reader", "writer", "admin", "monitor"},
+    "services": {"reader", "writer", "admin", "monitor"},
+    "register": {"writer", "admin"},
+    "beat": {"writer", "admin"},
+    "deregister": {"writer", "admin"},
+    "update": {"admin"},
+    "service_set": {"admin"},
+    "stats": {"monitor"},
+    "ping": {"reader", "writer", "admin", "other", "monitor", "pinger"},
+    "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger"},
+    "digests": set(),
+    "reconcile": set(),
+}
+PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER)
+
+
+@pytest.mark.parametrize("op", sorted(BODIES))
+@pytest.mark.parametrize("principal", PRINCIPALS, ids=lambda p: p.name)
+def test_authorize_every_op(op: str, principal: Principal) -> None:
+    req = request(op)
+    if principal.name in ALLOWED[op]:
+        authorize(principal, req)
+        return
+    with pytest.raises(RequestRejected) as info:
+        authorize(principal, req)
+    exc = info.value
+    assert exc.code == ErrorCode.PERMISSION_DENIED
+    assert exc.req_id == 42 and exc.op == op
+    assert f"client {principal.name!r}" in exc.message
+    assert "private" not in exc.message  # nothing of other namespaces, nor of rules
+
+
+@pytest.mark.parametrize("op", sorted(BODIES))
+def test_node_and_open_may_do_everything(op: str) -> None:
+    authorize(NODE, request(op))
+    authorize(OPEN, request(op))
+
+
+def test_denial_messages() -> None:
+    def denial(principal: Principal, op: str, **fields: Any) -> str:
+        with pytest.raises(RequestRejected) as info:
+            authorize(principal, request(op, **fields))
+        return info.value.message
+
+    assert denial(READER, "register") == (
+        "client 'reader' may not register in public/DEFAULT_GROUP/payments: needs write "
+        "access; ask the operator to extend its ACL entry"
+    )
+    assert "may not beat in public/DEFAULT_GROUP/payments: needs write" in denial(READER, "beat")
+    assert "deregister from public/" in denial(READER, "deregister")
+    assert "change instances (instance-set) of public/DEFAULT_GROUP/payments: needs admin" in (
+        denial(WRITER, "update")
+    )
+    assert "change the settings (service-set) of" in denial(WRITER, "service_set")
+    assert "may not query instances of public/DEFAULT_GROUP/payments: needs read" in (
+        denial(OTHER_NS, "instances")
+    )
+    assert "may not list services in public: needs read access to some service" in (
+        denial(OTHER_NS, "services")
+    )
+    assert "list services in public/g1:" in denial(OTHER_NS, "services", group="g1")
+    assert "may not read node stats" in denial(READER, "stats")
+    assert 'namespace = "*", group = "*", service = "*"' in denial(READER, "stats")
+    message = denial(MONITOR, "reconcile")
+    assert "'reconcile'" in message and "peer operation" in message and "cluster nodes" in message
+
+
+def test_beat_names_outside_the_alphabet_are_not_echoed_raw() -> None:
+    """A beat's names are checked by length only; a denial must not print escapes raw."""
+    req = request("beat", service="\x1b[31mred\x00")
+    with pytest.raises(RequestRejected) as info:
+        authorize(READER, req)
+    assert "\x1b" not in info.value.message and "\x00" not in info.value.message
+    assert "'\\x1b[31mred\\x00'" in info.value.message
+
+
+@dataclass(frozen=True)
+class ConfigPublish:  # an op from the future: no row yet
+    req_id: int
+    op = "config_publish"
+
+
+@dataclass(frozen=True)
+class Opless:
+    req_id: int
+
+
+def test_unknown_ops_are_for_nodes_only() -> None:
+    for req in (ConfigPublish(5), Opless(6)):
+        assert required_access(req) == (Access.PEER, None, None, None)
+        authorize(NODE, req)
+        authorize(OPEN, req)
+        with pytest.raises(RequestRejected) as info:
+            authorize(MONITOR, req)
+        assert info.value.code == ErrorCode.PERMISSION_DENIED
+        assert info.value.req_id == req.req_id
+        assert "only cluster nodes" in info.value.message
+    with pytest.raises(RequestRejected, match="'config_publish'.*no access rule"):
+        authorize(MONITOR, ConfigPublish(5))
+
+
+def test_permits_fails_closed() -> None:
+    assert not permits(MONITOR, Access.READ, None, None, None)  # names missing: no
+    assert permits(PINGER, Access.NONE, None, None, None)
+    assert not permits(MONITOR, Access.PEER, "public", "g", "s")
+
+
+# -- topics ------------------------------------------------------------------------------------
+def test_topics() -> None:
+    pay = topic_for(ServiceKey("public", "DEFAULT_GROUP", "payments"))
+    assert authorize_topic(READER, pay)
+    assert authorize_topic(WRITER, pay)
+    assert not authorize_topic(OTHER_NS, pay)
+    assert not authorize_topic(PINGER, pay)
+    # a namespace: every service of it
+    assert authorize_topic(READER, namespace_topic("public"))
+    assert not authorize_topic(WRITER, namespace_topic("public"))  # only pay*
+    assert not authorize_topic(READER, namespace_topic("private"))
+    assert authorize_topic(MONITOR, namespace_topic("anything"))
+    # a group: every service of the group
+    assert authorize_topic(READER, b"public\0DEFAULT_GROUP\0")
+    assert not authorize_topic(ADMIN, b"public\0DEFAULT_GROUP\0")
+    # everything else: NODE and OPEN only
+    for topic in (
+        b"",  # everything
+        b"pub",  # every namespace starting with "pub"
+        b"public",  # public and public2 and ...
+        b"public\0DEFAULT_GROUP",  # group prefix without its NUL
+        b"public\0DEFAULT_GROUP\0pay",  # service prefix: payments and pay-anything
+        b"public\0DEFAULT_GROUP\0payments\0extra\0",
+        b"\0",
+        b"public\0\0payments\0",
+        b"pub*\0",  # not a name: a wildcard is no wildcard on the wire
+        b"p\xc3\xa9\0",
+        b"\xff\0",
+        b"public\0g\0" + b"s" * 257 + b"\0",
+    ):
+        assert not authorize_topic(MONITOR, topic), topic
+        assert not authorize_topic(READER, topic), topic
+        assert authorize_topic(NODE, topic) and authorize_topic(OPEN, topic)
+
+
+topic_bytes = st.binary(max_size=24) | st.lists(
+    st.sampled_from([b"public", b"private", b"DEFAULT_GROUP", b"payments", b"pay", b"\0", b"*"]),
+    max_size=7,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(topic_bytes, st.lists(st.text("publicaymentsDEFAULT_GROUP", max_size=10), max_size=6))
+def test_a_granted_topic_delivers_only_readable_services(topic: bytes, probes: list[str]) -> None:
+    """Whatever a granted subscription would deliver (every topic it is a prefix of), the
+    principal may read."""
+    for principal in PRINCIPALS:
+        if not authorize_topic(principal, topic):
+            continue
+        candidates = [
+            ServiceKey("public", "DEFAULT_GROUP", "payments"),
+            ServiceKey("private", "DEFAULT_GROUP", "payments"),
+            ServiceKey("public", "other", "payments2"),
+        ] + [ServiceKey("public", "DEFAULT_GROUP", p) for p in probes if p]
+        for key in candidates:
+            if topic_for(key).startswith(topic):
+                assert principal.may(Access.READ, *key), (principal.name, topic, key)
+
+
+# -- listings ----------------------------------------------------------------------------------
+def test_visible_services() -> None:
+    pairs = [("DEFAULT_GROUP", "orders"), ("DEFAULT_GROUP", "payments"), ("g2", "pay-2")]
+    assert visible_services(READER, "public", None, pairs) == pairs
+    assert visible_services(WRITER, "public", None, pairs) == pairs[1:]
+    assert visible_services(ADMIN, "public", None, pairs) == [pairs[1]]
+    assert visible_services(OTHER_NS, "public", None, pairs) == []
+    dicts = [{"group": g, "service": s} for g, s in pairs]
+    assert visible_services(WRITER, "public", None, dicts) == dicts[1:]
+    assert visible_services(WRITER, "public", "g2", ["pay-2", "orders"]) == ["pay-2"]
+    assert visible_services(NODE, "public", None, pairs) == pairs
+    assert visible_services(WRITER, "public", None, iter(pairs)) == pairs[1:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["g", "DEFAULT_GROUP"]), st.text("pays", min_size=1))),
+    st.sampled_from(PRINCIPALS),
+)
+def test_visible_services_is_exactly_what_may_be_read(
+    pairs: list[tuple[str, str]], principal: Principal
+) -> None:
+    shown = visible_services(principal, "public", None, pairs)
+    assert shown == [p for p in pairs if principal.may(Access.READ, "public", *p)]
