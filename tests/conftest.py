@@ -55,9 +55,7 @@ def start_cluster(
         peers: list[str] = []
         for p in ports:
             peers += ["--peer", f"127.0.0.1:{p}"]
-        return [
-            start_node(*CLUSTER_TIMINGS, *peers, *extra, port=p, curve=curve) for p in ports
-        ]
+        return [start_node(*CLUSTER_TIMINGS, *peers, *extra, port=p, curve=curve) for p in ports]
 
     return start
 

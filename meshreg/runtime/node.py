@@ -73,7 +73,6 @@ log = logging.getLogger("meshreg.node")
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
-MAX_DECISIONS = 100_000  # cached (key, service) -> may-beat answers; cleared when full
 
 
 class NodeRuntime:
@@ -121,14 +120,13 @@ class NodeRuntime:
             assert pair.secret is not None
             self.keys = CurveKeys(pair.public, pair.secret)
             if config.security.acl:
-                self.acl = Acl.load(config.security.acl)
+                self.acl = self._load_acl(config.security.acl)
         elif config.security.acl:
             raise ConfigError(
                 f"--acl {config.security.acl} needs --key: access control identifies clients "
                 "by their CURVE keys (meshreg keygen NAME makes one; see docs/SECURITY.md)"
             )
         self._principals: dict[bytes, Principal] = {}  # User-Id -> principal (reset on reload)
-        self._may_beat: dict[tuple[bytes, tuple[str, str, str]], bool] = {}
         self.gate = SubscriptionGate()
         self.denied = 0
         if avoid_full_gc:
@@ -166,8 +164,9 @@ class NodeRuntime:
     def _security_stats(self) -> dict[str, Any]:
         zap = self._zap
         return {
-            "security": "curve" if self.secure else
-            ("insecure" if self.config.security.insecure else "loopback"),
+            "security": "curve"
+            if self.secure
+            else ("insecure" if self.config.security.insecure else "loopback"),
             "acl_clients": len(self.acl.clients),
             "handshakes_refused": zap.refused if zap is not None else 0,
             "permission_denied": self.denied,
@@ -189,14 +188,19 @@ class NodeRuntime:
             log.info("reload: no ACL file configured; nothing to reload")
             return
         try:
-            acl = Acl.load(path)
+            acl = self._load_acl(path)
         except ConfigError as exc:
             log.error("reload: kept the previous ACL: %s", exc)
             return
         self.acl = acl
         self._principals.clear()
-        self._may_beat.clear()
         log.info("reload: ACL %s: %d clients", path, len(acl.clients))
+
+    def _load_acl(self, path: str) -> Acl:
+        acl = Acl.load(path)
+        assert self.keys is not None
+        acl.refuse_key(zmq.utils.z85.decode(self.keys.public))
+        return acl
 
     def _principal(self, user: bytes) -> Principal | None:
         """The principal of an authenticated connection (None: its key left the ACL)."""
@@ -225,7 +229,9 @@ class NodeRuntime:
         try:
             if keys is not None:  # before the sockets: no handshake may go unanswered
                 acl = lambda key: self.acl.by_key(key) is not None  # noqa: E731
-                self._zap = ZapHandler(self._ctx, zmq.utils.z85.decode(keys.public), acl, self.clock)
+                self._zap = ZapHandler(
+                    self._ctx, zmq.utils.z85.decode(keys.public), acl, self.clock
+                )
             self._router = bind_request_socket(self._ctx, cfg.host, cfg.port, keys)
             self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port, keys)
             if self.peer_addresses:
@@ -449,7 +455,7 @@ class NodeRuntime:
             beat = beat_fields(msg)
             if (
                 beat is not None
-                and (principal is OPEN or principal is NODE or self._beat_allowed(principal, beat[1]))
+                and (principal is OPEN or principal.may(Access.WRITE, *beat[1]))
                 and self.core.fast_beat(beat[1], beat[2], now)
             ):
                 return envelope + [encode_ok(beat[0], None)]
@@ -482,16 +488,6 @@ class NodeRuntime:
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
-
-    def _beat_allowed(self, principal: Principal, key: tuple[str, str, str]) -> bool:
-        """May ``principal`` beat in ``key``'s service (cached: the beat is the hot path)."""
-        memo = (principal.name.encode(), key)
-        ok = self._may_beat.get(memo)
-        if ok is None:
-            if len(self._may_beat) >= MAX_DECISIONS:
-                self._may_beat.clear()
-            ok = self._may_beat[memo] = principal.may(Access.WRITE, *key)
-        return ok
 
     def _visible(self, principal: Principal, req: ListServices, result: Any) -> Any:
         """A ``services`` listing cut down to what the principal may read."""
@@ -592,10 +588,7 @@ class NodeRuntime:
                     principal = self._principal(frame.get("User-Id").encode())
                 except zmq.ZMQError:
                     principal = None
-            who = principal
-            why = gate.subscribe(
-                topic, lambda t: who is not None and authorize_topic(who, t)
-            )
+            why = gate.subscribe(topic, principal is not None and authorize_topic(principal, topic))
             if why is None:
                 xpub.setsockopt(zmq.SUBSCRIBE, topic)
                 core.subscription_changed(topic_key(topic), True)

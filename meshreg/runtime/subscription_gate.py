@@ -17,7 +17,6 @@ a watched topic look unwatched.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 
 from meshreg.model import ServiceKey
 from meshreg.wire.notifications import SEP, parse_topic
@@ -57,12 +56,14 @@ class SubscriptionGate:
         self.refused_invalid = 0
         self.refused_full = 0
 
-    def subscribe(self, topic: bytes, may_read: Callable[[bytes], bool]) -> str | None:
-        """None if admitted, else why not (``invalid``, ``denied``, ``full``)."""
+    def subscribe(self, topic: bytes, readable: bool) -> str | None:
+        """None if admitted, else why not (``invalid``, ``denied``, ``full``).
+
+        ``readable``: the subscriber may read ``topic`` (the ACL's answer)."""
         why = None
         if not is_topic(topic):
             why, self.refused_invalid = "invalid", self.refused_invalid + 1
-        elif not may_read(topic):
+        elif not readable:
             why, self.refused_acl = "denied", self.refused_acl + 1
         elif self.total >= self.max_subscriptions:
             why, self.refused_full = "full", self.refused_full + 1

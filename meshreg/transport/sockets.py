@@ -26,7 +26,7 @@ ROUTER_SNDHWM = 100_000  # replies queued per client connection before dropping
 ROUTER_RCVHWM = 1_000  # requests queued per connection; then TCP backpressure, not memory
 PEER_RCVHWM = 100_000  # requests queued per peer (peers are authenticated nodes)
 SUBSCRIPTION_FRAME_BYTES = 2048  # a subscription is one topic (<= ~460 bytes) + 1
-REPLICATION_INBOUND_BYTES = 256  # a peer's SUB only ever sends the empty subscription
+REPLICATION_INBOUND_BYTES = 4096  # a peer SUB sends the empty subscription (and CURVE handshakes)
 
 CLIENT_DOMAIN = b"meshreg-client"  # ZAP domain: requests and notifications
 PEER_DOMAIN = b"meshreg-peer"  # ZAP domain: replication and peer requests

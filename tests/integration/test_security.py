@@ -55,9 +55,7 @@ class Keys:
         return mine.public, mine.secret, cluster.public
 
     def client(self, name: str, address: str, **kw: Any) -> Client:
-        return Client(
-            address, key=self.key(name), server_key=self.server_key, timeout=2.0, **kw
-        )
+        return Client(address, key=self.key(name), server_key=self.server_key, timeout=2.0, **kw)
 
 
 @pytest.fixture
@@ -66,9 +64,7 @@ def keys(tmp_path: Path) -> Keys:
 
 
 @pytest.fixture
-def secure_node(
-    keys: Keys, start_node: Callable[..., NodeProcess]
-) -> NodeProcess:
+def secure_node(keys: Keys, start_node: Callable[..., NodeProcess]) -> NodeProcess:
     return start_node(
         "--key", keys.key("cluster"), "--acl", str(keys.acl), curve=keys.curve("cluster")
     )
@@ -87,7 +83,9 @@ def test_write_key_registers_read_key_reads_but_cannot_write(
             assert "reader" in text and "register" in text and "orders" in text
             with pytest.raises(PermissionDeniedError):
                 app.register("payments", "10.0.0.3", 8080)  # write on orders* only
-    stats = raw_request(secure_node.port, {"v": 1, "id": 1, "op": "stats"}, 2.0, keys.curve("cluster"))
+    stats = raw_request(
+        secure_node.port, {"v": 1, "id": 1, "op": "stats"}, 2.0, keys.curve("cluster")
+    )
     assert stats["result"]["permission_denied"] >= 2
     assert stats["result"]["security"] == "curve"
 
@@ -99,7 +97,9 @@ def test_unknown_key_and_plain_client_get_nothing(keys: Keys, secure_node: NodeP
         assert "refused this client's key" in str(info.value)
     with pytest.raises(zmq.Again):
         raw_request(secure_node.port, {"v": 1, "id": 1, "op": "ping"}, 0.5)  # no CURVE at all
-    stats = raw_request(secure_node.port, {"v": 1, "id": 2, "op": "stats"}, 2.0, keys.curve("cluster"))
+    stats = raw_request(
+        secure_node.port, {"v": 1, "id": 2, "op": "stats"}, 2.0, keys.curve("cluster")
+    )
     assert stats["result"]["handshakes_refused"] >= 1
     assert "refused a client connection" in secure_node.log()
 
@@ -143,10 +143,12 @@ def test_subscriptions_only_deliver_what_the_key_may_read(
     sub.setsockopt(zmq.SUBSCRIBE, b"secret\x00")
     try:
         wait_until(
-            lambda: raw_request(
-                secure_node.port, {"v": 1, "id": 3, "op": "stats"}, 2.0, keys.curve("cluster")
-            )["result"]["subscriptions_refused"]["denied"]
-            >= 2,
+            lambda: (
+                raw_request(
+                    secure_node.port, {"v": 1, "id": 3, "op": "stats"}, 2.0, keys.curve("cluster")
+                )["result"]["subscriptions_refused"]["denied"]
+                >= 2
+            ),
             5.0,
             what="both subscriptions refused",
         )
@@ -158,9 +160,11 @@ def test_subscriptions_only_deliver_what_the_key_may_read(
 
 
 def test_acl_reload_on_sighup(keys: Keys, secure_node: NodeProcess) -> None:
-    with keys.client("stranger", secure_node.address) as stranger:
-        with pytest.raises(ServerUnreachableError):
-            stranger.ping()
+    with (
+        keys.client("stranger", secure_node.address) as stranger,
+        pytest.raises(ServerUnreachableError),
+    ):
+        stranger.ping()
     keys.acl.write_text(
         WRITE_ORDERS
         + '\n[[client]]\nname = "late"\nkey_file = "stranger.pub"\n'
@@ -208,13 +212,13 @@ def test_three_node_cluster_with_keys_replicates_and_forwards(
     with keys.client("app", nodes[0].address) as app:
         for i in range(12):
             app.register(f"orders-{i}", "10.0.0.1", 8000 + i)
-    with keys.client("reader", nodes[2].address) as reader:
-        for i in range(12):
-            wait_until(
-                lambda i=i: len(reader.instances(f"orders-{i}")) == 1,
-                10.0,
-                what=f"orders-{i} replicated to node 2",
-            )
+        with keys.client("reader", nodes[2].address) as reader:
+            for i in range(12):
+                wait_until(
+                    lambda i=i: len(reader.instances(f"orders-{i}")) == 1,
+                    10.0,
+                    what=f"orders-{i} replicated to node 2",
+                )
 
 
 def test_non_loopback_without_key_refuses_to_start() -> None:
@@ -240,7 +244,11 @@ def test_non_loopback_without_key_refuses_to_start() -> None:
 def test_cli_with_keys_from_flags_and_environment(keys: Keys, secure_node: NodeProcess) -> None:
     with keys.client("app", secure_node.address) as app:
         app.register("orders", "10.0.0.5", 80)
-        env = {**os.environ, "MESHREG_KEY": keys.key("reader"), "MESHREG_SERVER_KEY": keys.server_key}
+        env = {
+            **os.environ,
+            "MESHREG_KEY": keys.key("reader"),
+            "MESHREG_SERVER_KEY": keys.server_key,
+        }
         listed = subprocess.run(
             meshreg_cmd("instances", "orders", "--json", "--server", secure_node.address),
             capture_output=True,

@@ -31,8 +31,8 @@ def test_topic_forms(topic: bytes, ok: bool) -> None:
 
 def test_refused_subscriptions_are_not_counted_and_their_unsubscribe_is_absorbed() -> None:
     gate = SubscriptionGate(max_subscriptions=10)
-    assert gate.subscribe(SERVICE, lambda t: True) is None
-    assert gate.subscribe(SERVICE, lambda t: False) == "denied"
+    assert gate.subscribe(SERVICE, True) is None
+    assert gate.subscribe(SERVICE, False) == "denied"
     # libzmq reports both connections' unsubscriptions alike; the refused one goes first,
     # so the topic stays watched until the admitted one is gone too
     assert gate.unsubscribe(SERVICE) is False
@@ -44,12 +44,12 @@ def test_refused_subscriptions_are_not_counted_and_their_unsubscribe_is_absorbed
 
 def test_cap_and_invalid_topics() -> None:
     gate = SubscriptionGate(max_subscriptions=2)
-    assert gate.subscribe(b"a\x00", lambda t: True) is None
-    assert gate.subscribe(b"b\x00", lambda t: True) is None
-    assert gate.subscribe(b"c\x00", lambda t: True) == "full"
-    assert gate.subscribe(b"junk", lambda t: True) == "invalid"
+    assert gate.subscribe(b"a\x00", True) is None
+    assert gate.subscribe(b"b\x00", True) is None
+    assert gate.subscribe(b"c\x00", True) == "full"
+    assert gate.subscribe(b"junk", True) == "invalid"
     assert (gate.refused_full, gate.refused_invalid, gate.total) == (1, 1, 2)
     assert gate.unsubscribe(b"c\x00") is False  # the refused one's: nothing to count
     assert gate.unsubscribe(b"a\x00") is True
-    assert gate.subscribe(b"c\x00", lambda t: True) is None
+    assert gate.subscribe(b"c\x00", True) is None
     assert gate.total == 2
