@@ -80,6 +80,7 @@ class NodeRuntime:
             self.epoch,
             now,
             wall_offset=time.time() - now,
+            limits=config.limits,
         )
         self._stop = threading.Event()
         self._ctx: zmq.Context[Any] | None = None
