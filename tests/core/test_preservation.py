@@ -460,6 +460,9 @@ def test_defaults() -> None:
         "threshold": 0.85,
         "min_instances": 10,
         "times_entered": 0,
+        "state": "normal",
+        "max_duration": 900.0,
+        "times_expired": 0,
     }
 
 
