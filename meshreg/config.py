@@ -131,7 +131,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_namespaces = 10000
         max_services_per_namespace = 100000
         max_services = 1000000
-        max_instances_per_service = 10000
+        max_instances_per_service = 50000
         max_instances = 2000000
         max_metadata_bytes = 536870912   # 512 MiB
         max_tombstones = 1000000

@@ -37,8 +37,12 @@ from typing import Any
 from meshreg.core.store import DEFAULT_MAX_TOMBSTONES, RegistryStore, metadata_size
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey
+from meshreg.wire.limits import MAX_METADATA_CHARS
 
 MIB = 1024 * 1024
+# bytes one metadata map can hold at most (a character is at most 4 bytes in UTF-8):
+# while the node is further than this from its limit, no write needs its size computed
+METADATA_BYTES_BOUND = 4 * MAX_METADATA_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +64,10 @@ class LimitsPolicy:
     # services on the node, all namespaces (else namespaces x services per namespace
     # would allow 10^9); about 1 KB each with an instance: 1M is ~1 GB
     max_services: int = 1_000_000
-    # instances of one service; a service this large is one nobody can list in one reply
-    max_instances_per_service: int = 10_000
+    # instances of one service: half of what one node-to-node reconcile may carry with
+    # its tombstones (wire/peer MAX_RECONCILE_INSTANCES, 100k), so anti-entropy can
+    # always repair it; bench/register.py puts 25k-50k instances in one service
+    max_instances_per_service: int = 50_000
     # instances on the node; ~400 bytes each (bench/scale.py), 2M is ~1 GB: twice issue
     # 13's target of a million live instances
     max_instances: int = 2_000_000
@@ -141,6 +147,10 @@ class Quotas:
             )
         return None
 
+    def _room_for_any_metadata(self, store: RegistryStore) -> bool:
+        """True while no single write can reach the metadata limit (the usual case)."""
+        return store.metadata_bytes + METADATA_BYTES_BOUND <= self.policy.max_metadata_bytes
+
     def _metadata(
         self, store: RegistryStore, key: ServiceKey, op: str, grows: int, what: str
     ) -> QuotaExceeded | None:
@@ -163,7 +173,7 @@ class Quotas:
         svc = store.services.get(key)
         rec = svc.instances.get(iid) if svc is not None else None
         if rec is not None:  # already in: only its metadata can grow
-            if metadata == rec.metadata:
+            if metadata == rec.metadata or self._room_for_any_metadata(store):
                 return None
             grows = metadata_size(metadata) - metadata_size(rec.metadata)
             return self._metadata(store, key, "register", grows, f"instance {iid}'s metadata")
@@ -188,7 +198,7 @@ class Quotas:
                 f"{key.namespace}/{key.group}/{key.service} would be a new one; "
                 + _advice("max_instances", "deregister instances"),
             )
-        if metadata:
+        if metadata and not self._room_for_any_metadata(store):
             grows = metadata_size(metadata)
             return self._metadata(store, key, "register", grows, f"instance {iid}'s metadata")
         return None
@@ -202,7 +212,7 @@ class Quotas:
             exceeded = self._new_service(store, key, "service_set")
             if exceeded is not None:
                 return exceeded
-        if metadata:
+        if metadata and not self._room_for_any_metadata(store):
             grows = metadata_size(metadata) - (metadata_size(current[2]) if current else 0)
             return self._metadata(store, key, "service_set", grows, "the service metadata")
         return None
