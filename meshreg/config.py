@@ -134,7 +134,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_instances_per_service = 50000
         max_instances = 2000000
         max_metadata_bytes = 536870912   # 512 MiB
-        max_tombstones = 1000000
+        max_tombstones = 500000
     """
     if path is None:
         return NodeConfig()
