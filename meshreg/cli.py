@@ -177,7 +177,7 @@ def main() -> None:
     "config_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="TOML config file ([node], [health]).",
+    help="TOML config file ([node], [health], [cluster], [limits]).",
 )
 @click.option(
     "--check-interval", type=float, default=None, help="Seconds between health sweeps (5)."
@@ -563,6 +563,14 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         f"errors          {result['errors_total']} {json.dumps(result['errors'])}",
         f"requests        {json.dumps(result['requests'], sort_keys=True)}",
     ]
+    usage = result.get("usage")
+    if isinstance(usage, dict):
+        lines.append(
+            f"usage           {usage.get('namespaces')} namespaces, {usage.get('services')} "
+            f"services ({usage.get('empty_services')} with settings only), "
+            f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones; "
+            f"quota refusals {json.dumps(result.get('rejected_quota', {}), sort_keys=True)}"
+        )
     if len(result.get("members", [])) > 1:
         lines.append(
             f"cluster         {len(result['members'])} members, "

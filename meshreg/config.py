@@ -21,6 +21,7 @@ from typing import Any
 
 from meshreg.core.distro import ClusterPolicy
 from meshreg.core.health import HealthPolicy
+from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -57,6 +58,7 @@ class NodeConfig:
     port: int = DEFAULT_PORT
     health: HealthPolicy = field(default_factory=HealthPolicy)
     cluster: ClusterPolicy = field(default_factory=ClusterPolicy)
+    limits: LimitsPolicy = field(default_factory=LimitsPolicy)  # quotas: core/quotas
     node_id: str = ""  # empty: the node's address host:port
     peers: tuple[str, ...] = ()  # host:port of the other nodes (may include this one)
     log_level: str = "INFO"
@@ -133,7 +135,7 @@ class NodeConfig:
 
 
 def load_node_config(path: str | Path | None) -> NodeConfig:
-    """Read ``[node]``, ``[health]`` and ``[cluster]`` tables from a TOML file.
+    """Read ``[node]``, ``[health]``, ``[cluster]`` and ``[limits]`` tables from a TOML file.
 
     Example::
 
@@ -154,6 +156,15 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         node_id = "node-a"
         peers = ["10.0.0.1:7800", "10.0.0.2:7800", "10.0.0.3:7800"]
         peer_timeout = 3.0
+
+        [limits]                          # quotas on client writes (core/quotas.LimitsPolicy)
+        max_namespaces = 10000
+        max_services_per_namespace = 100000
+        max_services = 1000000
+        max_instances_per_service = 50000
+        max_instances = 2000000
+        max_metadata_bytes = 536870912   # 512 MiB
+        max_tombstones = 500000
     """
     if path is None:
         return NodeConfig()
@@ -164,21 +175,24 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    for table in ("node", "health", "cluster", "security"):
+    for table in ("node", "health", "cluster", "security", "limits"):
         if not isinstance(data.get(table, {}), dict):
             raise ConfigError(f"config file {path}: [{table}] must be a table")
-    unknown = set(data) - {"node", "health", "cluster", "security"}
+    unknown = set(data) - {"node", "health", "cluster", "security", "limits"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}")
     node = data.get("node", {})
     health = data.get("health", {})
     cluster = dict(data.get("cluster", {}))
+    limits = data.get("limits", {})
     allowed = {
         "node": {"host", "port", "log_level"},
         "health": {f.name for f in fields(HealthPolicy)},
         "cluster": {f.name for f in fields(ClusterPolicy)} | {"node_id", "peers"},
+        "limits": {f.name for f in fields(LimitsPolicy)},
     }
-    for table, values in (("node", node), ("health", health), ("cluster", cluster)):
+    tables = (("node", node), ("health", health), ("cluster", cluster), ("limits", limits))
+    for table, values in tables:
         bad = set(values) - allowed[table]
         if bad:
             raise ConfigError(
@@ -200,7 +214,11 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             if kind is float and type(v) not in (int, float):
                 unit = "" if k == "self_preservation_threshold" else " of seconds"
                 raise ConfigError(f"config file {path}: [{table}] {k} must be a number{unit}")
+    for k, v in limits.items():
+        if type(v) is not int:
+            raise ConfigError(f"config file {path}: [limits] {k} must be a whole number, got {v!r}")
     try:
+        limits_policy = LimitsPolicy(**limits)  # validates ranges (ConfigError)
         policy = HealthPolicy(
             **{k: float(v) if kinds[k] is float else v for k, v in health.items()}
         )
@@ -220,6 +238,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         port=port,
         health=policy,
         cluster=cluster_policy,
+        limits=limits_policy,
         node_id=node_id,
         peers=tuple(peers),
         log_level=str(node.get("log_level", "INFO")).upper(),

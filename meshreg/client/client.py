@@ -28,9 +28,11 @@ from meshreg.config import parse_address
 from meshreg.errors import (
     CallFailedError,
     ConfigError,
+    ErrorCode,
     InvalidArgumentError,
     MeshregError,
     NoInstanceAvailableError,
+    ServerError,
     ServerUnreachableError,
 )
 from meshreg.model import (
@@ -44,6 +46,7 @@ from meshreg.model import (
 )
 from meshreg.security.keys import load_public_key, load_secret_key
 from meshreg.transport.sockets import CurveKeys
+from meshreg.wire.limits import DEFAULT_SERVICES_PAGE
 from meshreg.wire.messages import RequestRejected, parse_request
 from meshreg.wire.replies import encode_request
 
@@ -329,11 +332,34 @@ class Client:
                 del self._failed_at[addr]
             return set(self._failed_at)
 
-    def services(self, group: str | None = None) -> list[str]:
-        """Names of the services with instances in this namespace and group."""
-        fields = {"namespace": self.namespace, "group": group or self.group}
-        result = self._call("services", fields)
-        return [s["service"] for s in result["services"]]
+    def services(
+        self, group: str | None = None, page_size: int = DEFAULT_SERVICES_PAGE
+    ) -> list[str]:
+        """Names of the services with instances in this namespace and group, sorted.
+
+        The node answers in pages of ``page_size`` (at most 10000); this follows
+        each page's ``next_cursor`` to the end. A cursor names the last service of
+        its page, so the next page may come from another node after a failover;
+        services registered or removed meanwhile may or may not be listed.
+        """
+        fields: dict[str, Any] = {
+            "namespace": self.namespace,
+            "group": group or self.group,
+            "page_size": page_size,
+        }
+        self._validate("services", fields)
+        names: list[str] = []
+        while True:
+            result = self._call("services", fields)
+            names.extend(s["service"] for s in result["services"])
+            cursor = result.get("next_cursor")
+            if cursor is None:
+                return names
+            if cursor == fields.get("cursor"):  # a node that does not move on: stop
+                raise ServerError(
+                    int(ErrorCode.INTERNAL), f"services: the node returned cursor {cursor!r} twice"
+                )
+            fields["cursor"] = cursor
 
     def subscribe(self, service: str, callback: Listener) -> None:
         """Call ``callback(instances)`` now with the current list and on every change.

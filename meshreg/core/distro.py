@@ -83,6 +83,7 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.membership import MemberChanged, Membership, MemberState
 from meshreg.core.node import RegistryNode
+from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.store import InstanceRecord
 from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ErrorCode, RemoteProtocolError
@@ -184,8 +185,9 @@ class DistroNode(RegistryNode):
         now: float,
         wall_offset: float = 0.0,
         detect_stalls: bool = True,
+        limits: LimitsPolicy | None = None,
     ) -> None:
-        super().__init__(policy, epoch, now, address, node_id, wall_offset, detect_stalls)
+        super().__init__(policy, epoch, now, address, node_id, wall_offset, detect_stalls, limits)
         self.cluster = cluster
         self.node_id = node_id
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout)

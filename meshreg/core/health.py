@@ -24,6 +24,8 @@ instances among those it judges and lets the node's
 :class:`~meshreg.core.preservation.SelfPreservation` decide whether this
 sweep may evict.  When most of them went silent at once it may not: overdue
 instances are then only marked unhealthy (if they were not yet) and kept.
+Instances that never beat after registering here (``unproven``) are left out
+of that count and are evicted when overdue even then.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class HealthPolicy:
     self_preservation: bool = True  # on: a registry that empties itself helps nobody
     self_preservation_threshold: float = 0.85  # share of silent instances, in (0, 1) (Eureka)
     self_preservation_min: int = 10  # instances; fewer dying together is normal: evicted
+    # s; an episode lasts at most this long, then evictions resume (core/preservation):
+    # a fault of a quarter of an hour is no blip, and junk that trips the mode cannot
+    # hold dead instances for good (issue 10, M3). Eureka's renewal-threshold period.
+    self_preservation_max: float = 900.0
 
     def __post_init__(self) -> None:
         for name in ("check_interval", "unhealthy_after", "evict_after"):
@@ -85,6 +91,12 @@ class HealthPolicy:
         if type(least) is not int or least < 1:
             raise ConfigError(
                 f"self_preservation_min must be a whole number of instances >= 1, got {least!r}"
+            )
+        longest = self.self_preservation_max
+        if type(longest) not in (int, float) or not 0 < longest < math.inf:
+            raise ConfigError(
+                f"self_preservation_max must be a finite number of seconds > 0, e.g. 900, "
+                f"got {longest!r}"
             )
 
 
@@ -132,6 +144,7 @@ class SweepPass:
         self.owns = owns
         self.step = SWEEP_STEP if step is None else step
         self.total = self.silent = self.overdue = 0
+        self.unproven = 0  # silent instances that never beat after registering here
         self.found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
         self._todo = list(store.records())  # the services as they stand at the start
         self._next = 0
@@ -161,20 +174,26 @@ class SweepPass:
             to_evict: list[InstanceRecord] = []
             to_mark: list[InstanceId] = []
             oldest = math.inf
+            silent = unproven = 0
             for rec in svc.instances.values():
                 beat = rec.last_beat
                 if beat < oldest:
                     oldest = beat
                 if beat <= unhealthy_before:
-                    self.silent += 1
+                    silent += 1
+                    if beat <= rec.registered_at:
+                        unproven += 1  # never beat: no beat stream stopped (preservation)
                     if beat <= evict_svc:
                         to_evict.append(rec)
                     elif rec.healthy:
                         to_mark.append(rec.id)
             svc.oldest_beat = oldest  # exact now; beats only raise it
+            self.silent += silent - unproven
+            self.total -= unproven
+            self.unproven += unproven
             if to_mark or to_evict:
                 self.found.append((svc.key, to_mark, to_evict))
-                self.overdue += len(to_evict)
+                self.overdue += sum(1 for rec in to_evict if rec.last_beat > rec.registered_at)
         return self.done
 
     def finish(
@@ -218,9 +237,11 @@ class SweepPass:
                 and rec.last_beat <= evict_before
                 and svc.watched_since <= evict_before
             ]
-            if not evicting:  # held: overdue instances are only marked unhealthy
-                to_mark += [rec.id for rec in to_evict if rec.healthy]
-                to_evict = []
+            if not evicting:  # held: overdue instances are only marked unhealthy ...
+                held = [rec for rec in to_evict if rec.last_beat > rec.registered_at]
+                to_mark += [rec.id for rec in held if rec.healthy]
+                # ... but one that never beat after registering is evicted as usual
+                to_evict = [rec for rec in to_evict if rec.last_beat <= rec.registered_at]
             if to_mark:
                 change = store.set_health(key, to_mark, False, version, evidence)
                 if change is not None:

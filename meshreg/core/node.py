@@ -38,6 +38,7 @@ from meshreg.core import health
 from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.preservation import SelfPreservation
+from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.core.subscriptions import Subscriptions
@@ -56,6 +57,7 @@ from meshreg.wire.messages import (
     RequestRejected,
     SetService,
     UpdateInstance,
+    services_cursor,
 )
 
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
@@ -76,10 +78,14 @@ class RegistryNode:
         node_id: str = "",
         wall_offset: float = 0.0,
         detect_stalls: bool = True,
+        limits: LimitsPolicy | None = None,
     ) -> None:
         """``detect_stalls`` False: a tick far later than asked is taken as it comes (for
-        tests that move a fake clock in leaps, as if the node had slept meanwhile)."""
+        tests that move a fake clock in leaps, as if the node had slept meanwhile).
+        ``limits``: the quotas on client writes (core/quotas; None: the defaults)."""
         self.policy = policy
+        self.limits = limits if limits is not None else LimitsPolicy()
+        self.quotas = Quotas(self.limits)
         self.detect_stalls = detect_stalls
         self.hlc = HybridClock(node_id)
         self.wall_offset = wall_offset  # wall clock = now + offset (skew in simulations)
@@ -97,7 +103,7 @@ class RegistryNode:
         self.stalls = 0
         self.epoch = epoch  # this incarnation; watchers re-pull when it changes
         self.address = address
-        self.store = RegistryStore()
+        self.store = RegistryStore(self.limits.max_tombstones)
         self.stats = NodeStats(now)
         self.subscriptions = Subscriptions()
         self.preservation = SelfPreservation(policy)
@@ -118,6 +124,9 @@ class RegistryNode:
         if type(req) is Beat:
             return self._beat(req, now, now if received_at is None else received_at)
         if type(req) is RegisterInstance:
+            exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
+            if exceeded is not None:
+                raise _over_quota(exceeded, req)
             change = self.store.register(
                 req.key, req.instance, req.weight, req.enabled, req.metadata, now, self._stamp(now)
             )
@@ -132,6 +141,9 @@ class RegistryNode:
             self._emit(change)
             return None
         if type(req) is SetService:
+            exceeded = self.quotas.check_service_set(self.store, req.key, req.metadata)
+            if exceeded is not None:
+                raise _over_quota(exceeded, req)
             change = self.store.set_service(
                 req.key, req.protect_threshold, req.metadata, self._stamp(now)
             )
@@ -154,13 +166,7 @@ class RegistryNode:
         if type(req) is QueryInstances:
             return self.instances_result(req.key, req.healthy_only, now)
         if type(req) is ListServices:
-            return {
-                "namespace": req.namespace,
-                "services": [
-                    {"group": g, "service": s}
-                    for g, s in self.store.service_names(req.namespace, req.group)
-                ],
-            }
+            return self.services_result(req)
         if type(req) is GetStats:
             return self.stats_result(now)
         if type(req) is Ping:
@@ -294,8 +300,20 @@ class RegistryNode:
             **({"uptime": round(self.stats.uptime(now), 3)} if now is not None else {}),
         }
 
+    def services_result(self, req: ListServices) -> dict[str, Any]:
+        """One page of a namespace's services: O(log N + page), never O(N)."""
+        store = self.store
+        page, more = store.service_page(req.namespace, req.group, req.after, req.page_size)
+        return {
+            "namespace": req.namespace,
+            "services": [{"group": g, "service": s} for g, s in page],
+            "count": store.service_count(req.namespace, req.group),  # all pages together
+            "next_cursor": services_cursor(*page[-1]) if more else None,
+        }
+
     def stats_result(self, now: float) -> dict[str, Any]:
-        healthy, unhealthy = self.store.instance_count()
+        store = self.store
+        healthy, unhealthy = store.instance_count()
         stats = self.stats
         return {
             "address": self.address,
@@ -320,6 +338,18 @@ class RegistryNode:
             },
             "self_preservation": self.preservation.result(now),
             "stalls": self.stalls,
+            # what clients grew, against [limits] (core/quotas); running counts: O(1)
+            "usage": {
+                "namespaces": len(store.namespaces),
+                "services": store.known_services,
+                "empty_services": store.known_services - len(store.services),
+                "instances": store.instance_total,
+                "metadata_bytes": store.metadata_bytes,
+                "tombstones": store.tombstone_count,
+                "tombstones_dropped": store.tombstones_dropped,
+            },
+            "limits": self.limits.as_dict(),
+            "rejected_quota": self.quotas.result(),
         }
 
     # -- time ----------------------------------------------------------------
@@ -444,3 +474,7 @@ class RegistryNode:
             self._effects = []
             self.stats.notifications += len(effects)
         return effects
+
+
+def _over_quota(exceeded: QuotaExceeded, req: Request) -> RequestRejected:
+    return RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, exceeded.message, req.req_id, req.op)

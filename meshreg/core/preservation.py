@@ -19,6 +19,20 @@ to their own responsible node):
 * ``overdue``: those with no beat for ``evict_after`` or more (due for
   eviction).
 
+*Junk does not count* (issue 10, M3).  An instance that never beat after it
+was registered here (a one-shot registration: ``last_beat <= registered_at``,
+core/store) is left out of ``total`` and ``silent`` alike, and is evicted when
+overdue even while the mode holds the others.  The mode exists for beat
+streams that stop at once; a registration that was never followed by a beat
+is no stream that stopped, only a claim nobody kept up.  Without this rule,
+140 one-shot registrations beside 20 live instances (87% silent at once)
+turned the mode on for good: the junk was held, so it stayed silent, so the
+mode stayed on, and a live provider that then really died stayed listed.
+What it costs: providers that register and lose their network before their
+first beat (within one beat interval, 5 s) are evicted as if dead; they
+register again when their beats get through (a copy merged from a peer has
+no local registration time and always counts).
+
 *Tripping.*  The node is *tripped* when ``silent >= self_preservation_min``
 and ``silent > self_preservation_threshold * total`` (defaults: at least 10,
 and more than 85%).  Outside the mode a silent instance is evicted
@@ -28,16 +42,32 @@ of it is "missed their beats at once".  Instances dying one after another are
 evicted on time and never add up; a handful dying together (fewer than the
 minimum) is normal and evicted on time too.
 
-*Transitions* (evaluated once per sweep, before anything is evicted):
+*Transitions* (evaluated once per sweep, before anything is evicted;
+"long" is an episode that has lasted ``self_preservation_max``, 900 s):
 
-=========== =============== =========== ==================================
-state       at a sweep      next state  effect
-=========== =============== =========== ==================================
-NORMAL      tripped         PRESERVING  :class:`SelfPreservationStarted`
-NORMAL      not tripped     NORMAL      (evicts, unless in the grace span)
-PRESERVING  tripped         PRESERVING  (evicts nothing)
-PRESERVING  not tripped     NORMAL      :class:`SelfPreservationEnded`
-=========== =============== =========== ==================================
+=========== ==================== =========== ==================================
+state       at a sweep           next state  effect
+=========== ==================== =========== ==================================
+NORMAL      tripped              PRESERVING  :class:`SelfPreservationStarted`
+NORMAL      not tripped          NORMAL      (evicts, unless in the grace span)
+PRESERVING  tripped, not long    PRESERVING  (evicts nothing but junk)
+PRESERVING  tripped, long        EXPIRED     :class:`SelfPreservationExpired`
+PRESERVING  not tripped          NORMAL      :class:`SelfPreservationEnded`
+EXPIRED     tripped              EXPIRED     (evicts as usual)
+EXPIRED     not tripped          NORMAL      (armed again)
+=========== ==================== =========== ==================================
+
+*An episode cannot last forever.*  After ``self_preservation_max`` in the
+mode the node evicts again, with a warning in its log, and stays EXPIRED
+(evicting) until a sweep finds the node no longer tripped; only then can a
+new episode start.  A fault of a quarter of an hour is no blip the mode
+should ride out: an instance silent that long is gone either way, and the
+registry had better say so than keep listing it.  So whatever trips the mode
+- junk that beat once, a fleet killed at once - a provider that really died
+is evicted within ``self_preservation_max`` plus ``evict_after``.  Eureka
+holds for as long as renewals stay low (and users turn it off for that);
+this is the bounded version of the same rule.  A cluster member cut off from
+every peer evicts nothing anyway (core/distro, "isolated"), however long.
 
 *While PRESERVING* nothing is evicted; unhealthy marking goes on as usual
 (consumers asking for healthy instances stop seeing the silent ones), and a
@@ -66,9 +96,9 @@ deregistration it can stay in self-preservation for good: Netflix/eureka
 *What it cannot tell apart:* most providers really dying at the same moment
 without deregistering (``kill -9`` of nearly a whole fleet) looks exactly
 like a network fault.  They are held, unhealthy, until they are deregistered,
-replaced by new registrations (which grow ``total``), or self-preservation is
-turned off (``self_preservation = false``).  The node says so in its log and
-in ``stats``.
+replaced by new registrations (which grow ``total``), the episode expires
+(``self_preservation_max``), or self-preservation is turned off
+(``self_preservation = false``).  The node says so in its log and in ``stats``.
 """
 
 from __future__ import annotations
@@ -82,7 +112,8 @@ from meshreg.core.health import HealthPolicy
 
 class PreservationState(enum.Enum):
     NORMAL = "normal"  # evicting as usual
-    PRESERVING = "preserving"  # evicting nothing
+    PRESERVING = "preserving"  # evicting nothing (but junk)
+    EXPIRED = "expired"  # an episode lasted too long: evicting until no longer tripped
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +136,19 @@ class SelfPreservationEnded:
     evictions_resume_in: float  # s until held instances may be evicted
 
 
+@dataclass(frozen=True, slots=True)
+class SelfPreservationExpired:
+    """The episode lasted ``self_preservation_max``: evictions resume now (log loudly)."""
+
+    silent: int
+    total: int
+    lasted: float  # s in the mode
+    held: int  # overdue instances that this sweep evicts
+
+
+Event = SelfPreservationStarted | SelfPreservationEnded | SelfPreservationExpired
+
+
 class SelfPreservation:
     """The self-preservation state of one node (time is an argument)."""
 
@@ -117,7 +161,8 @@ class SelfPreservation:
         self.total = 0
         self.held = 0  # overdue instances the last sweep did not evict
         self.times_entered = 0
-        self._events: list[SelfPreservationStarted | SelfPreservationEnded] = []
+        self.times_expired = 0
+        self._events: list[Event] = []
 
     @property
     def active(self) -> bool:
@@ -133,10 +178,21 @@ class SelfPreservation:
         )
 
     def assess(self, now: float, silent: int, total: int, overdue: int) -> bool:
-        """One sweep's counts in; whether this sweep may evict out."""
+        """One sweep's counts in; whether this sweep may evict out (the table above)."""
         self.silent, self.total = silent, total
         tripped = self.tripped(silent, total)
-        if tripped and not self.active:
+        if self.state is PreservationState.EXPIRED:
+            if not tripped:
+                self.state = PreservationState.NORMAL  # armed again
+        elif tripped and self.active:
+            assert self.entered_at is not None
+            lasted = now - self.entered_at
+            if lasted >= self.policy.self_preservation_max:
+                self.state = PreservationState.EXPIRED
+                self.entered_at = None
+                self.times_expired += 1
+                self._events.append(SelfPreservationExpired(silent, total, lasted, overdue))
+        elif tripped:
             self.state = PreservationState.PRESERVING
             self.entered_at = now
             self.times_entered += 1
@@ -157,7 +213,7 @@ class SelfPreservation:
         self.held = 0 if evicting else overdue
         return evicting
 
-    def take_events(self) -> list[SelfPreservationStarted | SelfPreservationEnded]:
+    def take_events(self) -> list[Event]:
         events, self._events = self._events, []
         return events
 
@@ -166,6 +222,7 @@ class SelfPreservation:
         p = self.policy
         return {
             "enabled": p.self_preservation,
+            "state": self.state.value,
             "active": self.active,
             "active_for": round(now - self.entered_at, 3) if self.entered_at is not None else None,
             "evicting": not self.active and now >= self.evict_from,
@@ -175,4 +232,6 @@ class SelfPreservation:
             "threshold": p.self_preservation_threshold,
             "min_instances": p.self_preservation_min,
             "times_entered": self.times_entered,
+            "max_duration": p.self_preservation_max,
+            "times_expired": self.times_expired,
         }

@@ -36,15 +36,26 @@ Theory of operation
   whose metadata is equal to one of its last few distinct ones (record
   metadata is never changed in place: a change replaces the dict).  Cluster
   names are interned and the default weight is one float object.
+* Bounds (core/quotas, issue 10): the store keeps running counts of what a
+  client can grow - instances (and how many are unhealthy), metadata bytes,
+  services and namespaces, tombstones - updated on every change, so that
+  ``stats`` and the quota checks cost O(1), never a walk over the table.  A
+  sorted index of each namespace's services (``core/sorted_keys``) serves the
+  paged ``services`` read in O(log N + page).  Tombstones are capped at
+  ``max_tombstones``: the oldest are dropped first (see ``_enforce_tombstone_cap``
+  for why that is safe).  Replicated state is never refused: bounds are
+  enforced on client writes, by the node that applies them (core/node).
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.core.sorted_keys import SortedKeys
 from meshreg.core.versions import TAG_BITS
 from meshreg.model import InstanceId, ServiceKey
 
@@ -52,6 +63,19 @@ Settings = tuple[float, int, dict[str, str]]  # (protect_threshold, version, ser
 NO_SETTINGS: Settings = (0.0, 0, {})
 SHARED_METADATA = 4  # distinct metadata dicts a service offers for sharing (most recent)
 _ONE = 1.0  # the default weight: one float object for every record that has it
+# Tombstones held at most (core/quotas.LimitsPolicy.max_tombstones; this is its default):
+# ~350 bytes each with their instance id (measured), so ~175 MB; room for 830 removals/s
+# sustained over the 600 s they are kept (core/node TOMBSTONE_TTL).
+DEFAULT_MAX_TOMBSTONES = 500_000
+
+
+def metadata_size(metadata: dict[str, str]) -> int:
+    """The UTF-8 bytes of a metadata map's keys and values (what quotas count)."""
+    size = 0
+    for k, v in metadata.items():
+        size += len(k) if k.isascii() else len(k.encode())
+        size += len(v) if v.isascii() else len(v.encode())
+    return size
 
 
 class InstanceRecord:
@@ -87,6 +111,9 @@ class InstanceRecord:
         self.enabled = enabled
         self.healthy = True
         self.metadata = metadata
+        # When it was registered on this node: a record whose last beat is no later
+        # has never beaten here (core/preservation leaves such records out of its
+        # count); -inf for a copy merged from a peer (unknown: taken as beating).
         self.registered_at = now
         self.last_beat = now
 
@@ -194,14 +221,29 @@ def _stored_weight(weight: float) -> float:
 class RegistryStore:
     """All services of a node."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_tombstones: int = DEFAULT_MAX_TOMBSTONES) -> None:
         self.services: dict[ServiceKey, ServiceRecord] = {}
         self.revision = 0
         # service settings: (protect threshold, version stamp, metadata); kept when emptied
         self.settings: dict[ServiceKey, Settings] = {}
-        # (version, removed_at) of removed instances, so stale copies stay dead
         # (write stamp, alive stamp, removed_at) of removed instances: stale copies stay dead
         self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, int, float]]] = {}
+        # -- running counts (module docstring, "Bounds"); ``recount`` checks them
+        self.instance_total = 0
+        self.unhealthy_total = 0
+        self.metadata_bytes = 0  # instance metadata (each record counted) + service metadata
+        self.tombstone_count = 0
+        self.tombstones_dropped = 0  # dropped by the cap before their time-to-live
+        self.max_tombstones = max_tombstones
+        # (removed_at, key, id) in the order tombstones were written: oldest first.
+        # Entries of tombstones since rewritten or forgotten are stale and skipped.
+        self._tombstone_order: deque[tuple[float, ServiceKey, InstanceId]] = deque()
+        # services known per namespace: with instances or with settings (or both)
+        self.namespaces: dict[str, int] = {}
+        self.known_services = 0
+        # services with instances, per namespace (sorted) and counted per (namespace, group)
+        self._index: dict[str, SortedKeys] = {}
+        self._group_sizes: dict[tuple[str, str], int] = {}
 
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
@@ -213,23 +255,46 @@ class RegistryStore:
         return svc.revision if svc is not None else self.revision
 
     def instance_count(self) -> tuple[int, int]:
-        """(healthy, unhealthy) instance counts."""
-        healthy = unhealthy = 0
-        for svc in self.services.values():
-            for rec in svc.instances.values():
-                if rec.healthy:
-                    healthy += 1
-                else:
-                    unhealthy += 1
-        return healthy, unhealthy
+        """(healthy, unhealthy) instance counts (O(1): running counts)."""
+        return self.instance_total - self.unhealthy_total, self.unhealthy_total
 
     def service_names(self, namespace: str, group: str | None) -> list[tuple[str, str]]:
         """Sorted (group, service) pairs of a namespace, optionally one group."""
-        return sorted(
-            (k.group, k.service)
-            for k in self.services
-            if k.namespace == namespace and (group is None or k.group == group)
-        )
+        names, _ = self.service_page(namespace, group, None, 2**62)
+        return names
+
+    def service_count(self, namespace: str, group: str | None) -> int:
+        """Services with instances in a namespace, or in one of its groups (O(1))."""
+        if group is None:
+            index = self._index.get(namespace)
+            return len(index) if index is not None else 0
+        return self._group_sizes.get((namespace, group), 0)
+
+    def service_page(
+        self, namespace: str, group: str | None, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """Up to ``limit`` sorted (group, service) pairs of services with instances in
+        ``namespace`` (one ``group``, if given) that come after ``after``; and whether
+        more follow.  O(log N + limit)."""
+        index = self._index.get(namespace)
+        if index is None:
+            return [], False
+        if group is not None and after is not None and after[0] != group:
+            if after[0] > group:  # a cursor past this group (from another listing)
+                return [], False
+            after = None  # a cursor before this group: start at its beginning
+        if after is not None:
+            keys = index.after(ServiceKey(namespace, *after))
+        else:
+            keys = index.after(ServiceKey(namespace, group or "", ""), inclusive=True)
+        page: list[tuple[str, str]] = []
+        for key in keys:
+            if group is not None and key.group != group:
+                break  # past the group (the index is sorted by group, then service)
+            if len(page) == limit:
+                return page, True
+            page.append((key.group, key.service))
+        return page, False
 
     def records(self) -> Iterator[ServiceRecord]:
         return iter(list(self.services.values()))
@@ -252,13 +317,14 @@ class RegistryStore:
         """
         svc = self.services.get(key)
         if svc is None:
-            svc = self.services[key] = ServiceRecord(key)
+            svc = self._add_service(key)
         rec = svc.instances.get(iid)
         if rec is None:
             iid = _stored_id(iid)
             rec = svc.instances[iid] = InstanceRecord(
                 iid, _stored_weight(weight), enabled, svc.shared_metadata(metadata), now, version
             )
+            self._count_in(rec)
             if now < svc.oldest_beat:
                 svc.oldest_beat = now
             self._forget_tombstone(key, iid)
@@ -271,10 +337,11 @@ class RegistryStore:
             return None
         if not same:
             rec.weight, rec.enabled = _stored_weight(weight), enabled
-            rec.metadata = svc.shared_metadata(metadata)
+            self._set_metadata(rec, svc.shared_metadata(metadata))
             rec.version = version
         if not rec.healthy:
             rec.healthy = True
+            self.unhealthy_total -= 1
             rec.alive = max(version, rec.down + 1)
         return self._changed(svc, (rec,), (), "updated")
 
@@ -316,7 +383,8 @@ class RegistryStore:
         held = tombs.get(iid)
         if held is not None and held[0] >= version:
             return False
-        tombs[_stored_id(iid)] = (version, held[1] if held is not None else 0, now)
+        self._set_tombstone(tombs, key, _stored_id(iid), version, held[1] if held else 0, now)
+        self._enforce_tombstone_cap()
         return True
 
     def beat(self, key: ServiceKey, iid: InstanceId, now: float) -> InstanceRecord | None:
@@ -353,6 +421,7 @@ class RegistryStore:
             rec = svc.instances.get(iid)
             if rec is not None and rec.healthy != healthy:
                 rec.healthy = healthy
+                self.unhealthy_total += -1 if healthy else 1
                 if healthy:
                     rec.alive = max(version, rec.down + 1)
                 else:
@@ -414,6 +483,7 @@ class RegistryStore:
         tombs = self.tombstones.setdefault(key, {})
         stamps = []
         for rec in removed:
+            self._count_out(rec)
             if version is None:
                 seen = evidence(rec) if evidence is not None else 0
                 stamp = (0, max(rec.alive, seen))
@@ -422,11 +492,12 @@ class RegistryStore:
             held = tombs.get(rec.id)
             if held is not None:
                 stamp = (max(held[0], stamp[0]), max(held[1], stamp[1]))
-            tombs[rec.id] = (stamp[0], stamp[1], now)
+            self._set_tombstone(tombs, key, rec.id, stamp[0], stamp[1], now)
             stamps.append(stamp)
         change = self._changed(svc, (), tuple(rec.id for rec in removed), reason, tuple(stamps))
         if not svc.instances:
-            del self.services[key]
+            self._drop_service(key)
+        self._enforce_tombstone_cap()
         return change
 
     # -- replication -----------------------------------------------------------
@@ -478,14 +549,16 @@ class RegistryStore:
                         tombs[iid] = (tomb[0], alive, tomb[2])  # type: ignore[index]
                     continue  # removed on evidence at least as new: stays removed
                 if svc is None:
-                    svc = self.services[key] = ServiceRecord(key)
+                    svc = self._add_service(key)
                 iid = _stored_id(iid)
                 metadata = svc.shared_metadata(v.metadata, copy=True)  # never the view's own
                 rec = svc.instances[iid] = InstanceRecord(
                     iid, _stored_weight(v.weight), v.enabled, metadata, now, v.version
                 )
                 rec.alive, rec.down, rec.healthy = alive, down, healthy
+                rec.registered_at = -math.inf  # not registered here: counts as beating
                 rec.last_beat = _evidence_time(alive, now, wall_us)
+                self._count_in(rec)
                 if rec.last_beat < svc.oldest_beat:
                     svc.oldest_beat = rec.last_beat
                 if tomb is not None:
@@ -497,7 +570,7 @@ class RegistryStore:
             if v.version > rec.version:
                 if rec.weight != v.weight or rec.enabled != v.enabled or rec.metadata != v.metadata:
                     rec.weight, rec.enabled = _stored_weight(v.weight), v.enabled
-                    rec.metadata = svc.shared_metadata(v.metadata, copy=True)  # type: ignore[union-attr]
+                    self._set_metadata(rec, svc.shared_metadata(v.metadata, copy=True))  # type: ignore[union-attr]
                     visible = True
                 rec.version = v.version
                 raised = True
@@ -519,6 +592,7 @@ class RegistryStore:
                 now_healthy = healthy if v.version >= rec.version else rec.healthy
             if now_healthy != rec.healthy:
                 rec.healthy = now_healthy
+                self.unhealthy_total += -1 if now_healthy else 1
                 visible = True
             if visible:
                 changed.append(rec)
@@ -539,12 +613,14 @@ class RegistryStore:
                         rec.alive = seen
                         if not rec.healthy:
                             rec.healthy = True
+                            self.unhealthy_total -= 1
                             changed.append(rec)
                         refuted.append(rec)
                         continue
                 if _absorbed(rec.version, rec.alive, (t_version, t_alive)):
                     t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
+                self._count_out(rec)
                 removed.append(rec.id)
                 iid = rec.id
             if tombs is None:
@@ -556,48 +632,220 @@ class RegistryStore:
                 else:
                     removed_stamps.append((max(held[0], t_version), max(held[1], t_alive)))
             if held is None:
-                tombs[iid] = (t_version, t_alive, now)
+                self._set_tombstone(tombs, key, iid, t_version, t_alive, now)
             elif t_version > held[0] or t_alive > held[1]:
-                tombs[iid] = (max(held[0], t_version), max(held[1], t_alive), now)
+                self._set_tombstone(
+                    tombs, key, iid, max(held[0], t_version), max(held[1], t_alive), now
+                )
+        self._enforce_tombstone_cap()
         settings_changed = settings is not None and self._take_settings(key, settings)
         if (quiet or refuted) and svc is not None:
             svc.digest_cache = None
         if not (changed or removed or settings_changed):
             return None, tuple(quiet), tuple(refuted)
-        if svc is None:
-            svc = self.services[key] = ServiceRecord(key)
+        held_here = svc is not None
+        if svc is None:  # settings only: a record for the change, not kept
+            svc = ServiceRecord(key)
         change = self._changed(
             svc, tuple(changed), tuple(removed), "replicated", tuple(removed_stamps)
         )
-        if not svc.instances:
-            del self.services[key]
+        if held_here and not svc.instances:
+            self._drop_service(key)
         return change, tuple(quiet), tuple(refuted)
 
     def tombstones_of(self, key: ServiceKey) -> list[tuple[InstanceId, int, int]]:
         return [(iid, v, a) for iid, (v, a, _) in self.tombstones.get(key, {}).items()]
 
     def purge_tombstones(self, now: float, ttl: float) -> int:
-        """Forget tombstones older than ``ttl`` seconds; returns how many."""
+        """Forget tombstones older than ``ttl`` seconds; returns how many.
+
+        Oldest first, from the write order: O(purged), not O(tombstones held).
+        (The order is the order of ``now`` at each write: the node's clock only
+        moves forward; a tombstone written with an earlier time than one before
+        it waits for that one, so a skewed order delays a purge, never hastens it.)
+        """
+        cutoff = now - ttl
+        order = self._tombstone_order
         purged = 0
-        for key in list(self.tombstones):
-            tombs = self.tombstones[key]
-            for iid in [i for i, (_, _, at) in tombs.items() if at <= now - ttl]:
-                del tombs[iid]
+        while order and order[0][0] <= cutoff:
+            if self._drop_oldest_tombstone():
                 purged += 1
-            if not tombs:
-                del self.tombstones[key]
         return purged
+
+    def _set_tombstone(
+        self,
+        tombs: dict[InstanceId, tuple[int, int, float]],
+        key: ServiceKey,
+        iid: InstanceId,
+        version: int,
+        alive: int,
+        now: float,
+    ) -> None:
+        """Write a tombstone of ``key`` (``tombs``: its dict in ``self.tombstones``)."""
+        if iid not in tombs:
+            self.tombstone_count += 1
+        tombs[iid] = (version, alive, now)
+        order = self._tombstone_order
+        order.append((now, key, iid))
+        if len(order) > 2 * self.tombstone_count + 1024:
+            self._compact_tombstone_order()
+
+    def _compact_tombstone_order(self) -> None:
+        """Rebuild the write order without stale entries (amortised: it at least halves)."""
+        live = [
+            (at, key, iid)
+            for key, tombs in self.tombstones.items()
+            for iid, (_, _, at) in tombs.items()
+        ]
+        live.sort(key=lambda entry: entry[0])
+        self._tombstone_order = deque(live)
+
+    def _drop_oldest_tombstone(self) -> bool:
+        """Pop the oldest entry of the write order; True when it was a live tombstone."""
+        at, key, iid = self._tombstone_order.popleft()
+        tombs = self.tombstones.get(key)
+        held = tombs.get(iid) if tombs is not None else None
+        if held is None or held[2] != at:
+            return False  # stale: rewritten since (a later entry) or forgotten
+        del tombs[iid]  # type: ignore[union-attr]
+        if not tombs:
+            del self.tombstones[key]
+        self.tombstone_count -= 1
+        return True
+
+    def _enforce_tombstone_cap(self) -> None:
+        """Drop the oldest tombstones above ``max_tombstones``.
+
+        Why dropping the oldest is safe: a tombstone only stops a *stale copy*
+        of a removed instance (one that missed the removal: a lost delta, a
+        partitioned peer) from bringing it back in a merge; it is already
+        forgotten after ``TOMBSTONE_TTL`` (core/node) and is not part of the
+        anti-entropy digests (core/digests), so nodes holding different
+        tombstones never disagree about the table.  The cap only shortens that
+        memory for the oldest ones, under churn above ``max_tombstones`` per
+        TTL.  What it risks is what the TTL risks, sooner: a stale copy that
+        arrives after its tombstone was dropped comes back - with its old
+        liveness evidence, so its last beat is placed in the past (core/store,
+        ``_evidence_time``) and the owner's sweep marks it unhealthy and evicts
+        it again within ``evict_after``; consumers asking for healthy instances
+        never see it.  A deregistration's tombstone is the one that matters
+        most (a live provider's stale copy could outlive it), and the provider
+        stopped beating when it deregistered, so the same sweep removes it.
+        """
+        while self.tombstone_count > self.max_tombstones and self._tombstone_order:
+            if self._drop_oldest_tombstone():
+                self.tombstones_dropped += 1
 
     def _forget_tombstone(self, key: ServiceKey, iid: InstanceId) -> None:
         tombs = self.tombstones.get(key)
-        if tombs is not None and tombs.pop(iid, None) is not None and not tombs:
-            del self.tombstones[key]
+        if tombs is not None and tombs.pop(iid, None) is not None:
+            self.tombstone_count -= 1  # its entry in the write order is now stale
+            if not tombs:
+                del self.tombstones[key]
+
+    # -- running counts ----------------------------------------------------------
+    def _add_service(self, key: ServiceKey) -> ServiceRecord:
+        """Put a new (empty) service into the table and the index."""
+        svc = self.services[key] = ServiceRecord(key)
+        ns = key.namespace
+        index = self._index.get(ns)
+        if index is None:
+            index = self._index[ns] = SortedKeys()
+        index.add(key)
+        group = (ns, key.group)
+        self._group_sizes[group] = self._group_sizes.get(group, 0) + 1
+        if key not in self.settings:
+            self._known(ns, 1)
+        return svc
+
+    def _drop_service(self, key: ServiceKey) -> None:
+        """Take an emptied service out of the table and the index."""
+        del self.services[key]
+        ns = key.namespace
+        index = self._index[ns]
+        index.discard(key)
+        if not index:
+            del self._index[ns]
+        group = (ns, key.group)
+        left = self._group_sizes[group] - 1
+        if left:
+            self._group_sizes[group] = left
+        else:
+            del self._group_sizes[group]
+        if key not in self.settings:
+            self._known(ns, -1)
+
+    def _known(self, namespace: str, delta: int) -> None:
+        """A service became known (with instances or settings: +1) or unknown (-1)."""
+        count = self.namespaces.get(namespace, 0) + delta
+        if count:
+            self.namespaces[namespace] = count
+        else:
+            del self.namespaces[namespace]
+        self.known_services += delta
+
+    def _count_in(self, rec: InstanceRecord) -> None:
+        self.instance_total += 1
+        if not rec.healthy:
+            self.unhealthy_total += 1
+        if rec.metadata:
+            self.metadata_bytes += metadata_size(rec.metadata)
+
+    def _count_out(self, rec: InstanceRecord) -> None:
+        self.instance_total -= 1
+        if not rec.healthy:
+            self.unhealthy_total -= 1
+        if rec.metadata:
+            self.metadata_bytes -= metadata_size(rec.metadata)
+
+    def _set_metadata(self, rec: InstanceRecord, metadata: dict[str, str]) -> None:
+        old = rec.metadata
+        if metadata is not old:
+            self.metadata_bytes += metadata_size(metadata) - metadata_size(old)
+            rec.metadata = metadata
+
+    def recount(self) -> dict[str, int]:
+        """The running counts, recounted from the table (O(N): for tests and checks)."""
+        known = set(self.services).union(self.settings)
+        namespaces: dict[str, int] = {}
+        for key in known:
+            namespaces[key.namespace] = namespaces.get(key.namespace, 0) + 1
+        records = [rec for svc in self.services.values() for rec in svc.instances.values()]
+        return {
+            "instances": len(records),
+            "unhealthy": sum(1 for rec in records if not rec.healthy),
+            "metadata_bytes": sum(metadata_size(rec.metadata) for rec in records)
+            + sum(metadata_size(s[2]) for s in self.settings.values()),
+            "tombstones": sum(len(t) for t in self.tombstones.values()),
+            "known_services": len(known),
+            "namespaces": len(namespaces),
+            "indexed": sum(len(i) for i in self._index.values()),
+            "grouped": sum(self._group_sizes.values()),
+        }
+
+    def counts(self) -> dict[str, int]:
+        """The running counts, in the shape of ``recount`` (O(namespaces))."""
+        return {
+            "instances": self.instance_total,
+            "unhealthy": self.unhealthy_total,
+            "metadata_bytes": self.metadata_bytes,
+            "tombstones": self.tombstone_count,
+            "known_services": self.known_services,
+            "namespaces": len(self.namespaces),
+            "indexed": len(self.services),
+            "grouped": len(self.services),
+        }
 
     def _take_settings(self, key: ServiceKey, settings: Settings) -> bool:
         """Keep ``settings`` if newer; True when what watchers see changed."""
         current = self.settings.get(key)
         if current is not None and settings[1] <= current[1]:
             return False
+        if current is None and key not in self.services:
+            self._known(key.namespace, 1)
+        self.metadata_bytes += metadata_size(settings[2]) - (
+            metadata_size(current[2]) if current is not None else 0
+        )
         self.settings[key] = settings
         svc = self.services.get(key)
         if svc is not None:
@@ -628,13 +876,9 @@ class RegistryStore:
         if not self._take_settings(key, new):
             return None
         svc = self.services.get(key)
-        temporary = svc is None
-        if svc is None:
-            svc = self.services[key] = ServiceRecord(key)
-        change = self._changed(svc, (), (), "settings")
-        if temporary:
-            del self.services[key]
-        return change
+        if svc is None:  # no instances: a record for the change, not kept
+            svc = ServiceRecord(key)
+        return self._changed(svc, (), (), "settings")
 
     def _changed(
         self,

@@ -15,19 +15,23 @@ class Subscriptions:
 
     def __init__(self) -> None:
         self.by_service: dict[ServiceKey | None, int] = {}
+        self._total = 0  # running sum of by_service's counts: ``stats`` costs O(1)
 
     def subscribed(self, key: ServiceKey | None) -> None:
         self.by_service[key] = self.by_service.get(key, 0) + 1
+        self._total += 1
 
     def unsubscribed(self, key: ServiceKey | None) -> None:
         count = self.by_service.get(key, 0) - 1
+        if count >= 0:
+            self._total -= 1
         if count > 0:
             self.by_service[key] = count
         else:
             self.by_service.pop(key, None)
 
     def total(self) -> int:
-        return sum(self.by_service.values())
+        return self._total
 
     def watched_services(self) -> int:
-        return sum(1 for k in self.by_service if k is not None)
+        return len(self.by_service) - (None in self.by_service)

@@ -30,10 +30,15 @@ from meshreg.config import NodeConfig
 from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
 from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.membership import MemberChanged, MemberState
-from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
+from meshreg.core.preservation import (
+    SelfPreservationEnded,
+    SelfPreservationExpired,
+    SelfPreservationStarted,
+)
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.gc_policy import avoid_full_collections
+from meshreg.runtime.health_log import HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
 from meshreg.runtime.subscription_gate import SubscriptionGate, topic_key
 from meshreg.runtime.zap import NODE_USER, ZapHandler
@@ -101,6 +106,7 @@ class NodeRuntime:
             self.epoch,
             now,
             wall_offset=time.time() - now,
+            limits=config.limits,
         )
         self._stop = threading.Event()
         self._ctx: zmq.Context[Any] | None = None
@@ -490,13 +496,17 @@ class NodeRuntime:
             ]
 
     def _visible(self, principal: Principal, req: ListServices, result: Any) -> Any:
-        """A ``services`` listing cut down to what the principal may read."""
+        """A ``services`` page cut down to what the principal may read; ``count`` then
+        counts only this page's visible services (the total would say what exists)."""
         ns = result["namespace"]
-        keep = []
-        for entry in result["services"]:
-            if visible_services(principal, ns, entry["group"], [entry["service"]]):
-                keep.append(entry)
-        return {**result, "services": keep}
+        keep = [
+            e
+            for e in result["services"]
+            if visible_services(principal, ns, e["group"], [e["service"]])
+        ]
+        if len(keep) == len(result["services"]) and principal.may_all(Access.READ, ns):
+            return result
+        return {**result, "services": keep, "count": len(keep)}
 
     def _rejected(self, exc: RequestRejected, now: float) -> None:
         self.core.rejected(exc)
@@ -612,19 +622,13 @@ class NodeRuntime:
             return
         xpub, epoch, watched = self._xpub, self.epoch, self.core.watched
         assert xpub is not None
+        health_log = HealthLog()  # bounded: a few lines per turn, then a count
         for effect in effects:
             t = type(effect)
             if t is ServiceChanged:
                 if watched(effect.key):
                     self._notify(xpub, encode_change(effect, epoch))
-                if effect.reason in ("unhealthy", "evicted"):
-                    log.info(
-                        "%s: %s %s (revision %d)",
-                        effect.key,
-                        effect.reason,
-                        _some_names(effect),
-                        effect.revision,
-                    )
+                health_log.add(effect)
             elif t is SyncAnnounced:
                 self._notify(xpub, encode_sync(effect, epoch))
             elif t is Broadcast:
@@ -653,6 +657,15 @@ class NodeRuntime:
                     effect.total,
                     effect.evictions_resume_in,
                 )
+            elif t is SelfPreservationExpired:
+                log.warning(
+                    "self-preservation EXPIRED after %.0fs (self_preservation_max): %d of %d "
+                    "instances still silent; evicting again (%d overdue now)",
+                    effect.lasted,
+                    effect.silent,
+                    effect.total,
+                    effect.held,
+                )
             elif t is StallDetected:
                 log.warning(
                     "this node was stalled for %.1fs (stopped, frozen or starved): judging "
@@ -666,6 +679,8 @@ class NodeRuntime:
                     log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
                 else:
                     log.warning("peer %s (%s) is down", effect.node_id, effect.address)
+        for line in health_log.lines():
+            log.info("%s", line)
 
     def _notify(self, xpub: zmq.Socket[bytes], frames: list[bytes]) -> None:
         try:
@@ -687,16 +702,3 @@ class NodeRuntime:
             pub.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             pass  # over HWM: peers see the seq gap and repair by anti-entropy
-
-
-LOGGED_NAMES = 10  # instances named in one "unhealthy"/"evicted" log line; the rest counted
-
-
-def _some_names(change: ServiceChanged) -> str:
-    """The first instances of a health change, and how many more: one bounded log line
-    even when a mass expiry marks thousands at once."""
-    count = len(change.removed) + len(change.upserted)
-    names = [str(i) for i in change.removed[:LOGGED_NAMES]]
-    names += [f"{v.ip}:{v.port}" for v in change.upserted[: LOGGED_NAMES - len(names)]]
-    more = count - len(names)
-    return ", ".join(names) + (f" and {more} more" if more > 0 else "")

@@ -27,3 +27,5 @@ MAX_METADATA_KEY_LEN = 128  # chars
 MAX_METADATA_VALUE_LEN = 1024  # chars
 MAX_METADATA_CHARS = 16 * 1024  # sum of key and value lengths, chars
 MAX_REQUEST_ID = 2**64 - 1
+DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
+MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)

@@ -116,9 +116,13 @@ class QueryInstances:
 
 @dataclass(frozen=True, slots=True)
 class ListServices:
+    """One page of a namespace's services (docs/PROTOCOL.md, ``services``)."""
+
     req_id: int
     namespace: str
     group: str | None  # None: every group of the namespace
+    page_size: int = limits.DEFAULT_SERVICES_PAGE
+    after: tuple[str, str] | None = None  # (group, service) from the cursor; None: first page
     op = "services"
 
 
@@ -297,7 +301,14 @@ def parse_message(msg: Any) -> Request:
         group = None
         if msg.get("group") is not None:
             group = _name(msg, "group", DEFAULT_GROUP, limits.MAX_GROUP_LEN, req_id, op)
-        return ListServices(req_id, ns, group)
+        page_size = msg.get("page_size")
+        if page_size is None:
+            page_size = limits.DEFAULT_SERVICES_PAGE
+        elif type(page_size) is not int or not 1 <= page_size <= limits.MAX_SERVICES_PAGE:
+            raise _reject(
+                req_id, op, f"field 'page_size' must be an integer in 1..{limits.MAX_SERVICES_PAGE}"
+            )
+        return ListServices(req_id, ns, group, page_size, parse_cursor(msg.get("cursor"), req_id))
     if op == "stats":
         return GetStats(req_id)
     if op == "ping":
@@ -313,6 +324,37 @@ def parse_message(msg: Any) -> Request:
     else:
         what = f"unknown op {op[:32]!r}"
     raise RequestRejected(ErrorCode.UNKNOWN_OP, f"{what}; known ops: {', '.join(OPS)}", req_id)
+
+
+def services_cursor(group: str, service: str) -> str:
+    """The ``next_cursor`` of a ``services`` page that ended at (group, service).
+
+    Opaque to clients; it names the last service listed (``/`` is outside the
+    name alphabet, so it splits unambiguously), and the next page resumes after
+    it even if that service is gone by then.
+    """
+    return f"{group}/{service}"
+
+
+def parse_cursor(cursor: Any, req_id: int) -> tuple[str, str] | None:
+    """A ``services`` cursor (None: the first page) -> (group, service) to resume after."""
+    if cursor is None:
+        return None
+    group, sep, service = cursor.partition("/") if type(cursor) is str else ("", "", "")
+    if (
+        not sep
+        or not 0 < len(group) <= limits.MAX_GROUP_LEN
+        or not 0 < len(service) <= limits.MAX_SERVICE_LEN
+        or _NAME_RE.match(group) is None
+        or _NAME_RE.match(service) is None
+    ):
+        raise _reject(
+            req_id,
+            "services",
+            "field 'cursor' is not a cursor from a services reply: pass the 'next_cursor' of "
+            "the previous page unchanged, or leave it out for the first page",
+        )
+    return group, service
 
 
 def _reject(

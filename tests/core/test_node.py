@@ -160,6 +160,8 @@ def test_emptied_service_disappears_from_services_list() -> None:
             {"group": "DEFAULT_GROUP", "service": "orders"},
             {"group": "DEFAULT_GROUP", "service": "pay"},
         ],
+        "count": 2,
+        "next_cursor": None,
     }
     node.handle(req("deregister", **inst(service="orders")), 1.0)
     assert len(node.handle(req("services"), 1.0)["services"]) == 2  # one instance left

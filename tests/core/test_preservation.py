@@ -23,6 +23,7 @@ from meshreg.core.node import RegistryNode
 from meshreg.core.preservation import (
     SelfPreservation,
     SelfPreservationEnded,
+    SelfPreservationExpired,
     SelfPreservationStarted,
 )
 from meshreg.errors import ConfigError
@@ -460,6 +461,9 @@ def test_defaults() -> None:
         "threshold": 0.85,
         "min_instances": 10,
         "times_entered": 0,
+        "state": "normal",
+        "max_duration": 900.0,
+        "times_expired": 0,
     }
 
 
@@ -507,3 +511,133 @@ def test_toml_and_overrides(tmp_path: Path) -> None:
         cfg.write_text("[health]\n" + text)
         with pytest.raises(ConfigError, match=needle):
             load_node_config(cfg)
+
+
+# -- junk cannot lock the mode (issue 10, M3) ---------------------------------------------------
+def junk(f: Fleet, n: int, beats: int = 0) -> list[Provider]:
+    """n one-shot registrations: registered now, they beat ``beats`` times, then never."""
+    added = f.add(n, services=[ServiceKey("public", "DEFAULT_GROUP", "junk")])
+    if beats == 0:
+        silence(f, added)
+    else:
+        f.run_until(f.now + beats * BEAT_INTERVAL)
+        silence(f, added)
+    return added
+
+
+def expirations(f: Fleet) -> list[SelfPreservationExpired]:
+    return [e for e in f.effects if isinstance(e, SelfPreservationExpired)]
+
+
+def test_one_shot_junk_beside_live_instances_never_trips_and_is_evicted() -> None:
+    """M3: 140 registrations that never beat beside 20 live ones (87% silent at once)."""
+    f = fleet(20)
+    spam = junk(f, 140)
+    f.run_until(45.0)
+    assert f.states(spam) == {"gone"}, "never beaten: evicted as usual (30 s + one sweep)"
+    assert f.events() == [] and f.sp()["times_entered"] == 0
+    live = f.providers[:20]
+    assert f.states(live) == {"healthy"}
+    dead = live[0]
+    silence(f, [dead])  # a provider really dies: it is evicted within a bounded time
+    f.run_until(45.0 + 30.0 + 5.0 + 5.0)
+    assert f.state(dead) == "gone" and f.states(live[1:]) == {"healthy"}
+    assert f.events() == []
+
+
+def test_junk_is_not_counted_so_a_real_fault_among_it_still_trips() -> None:
+    """Junk beside a live fleet that then goes silent at once: 20 of 20 that had a beat
+    stream stopped; the live ones are held, the junk is evicted even during the mode."""
+    f = fleet(20)
+    f.run_until(10.0)
+    spam = junk(f, 140)
+    live = f.providers[:20]
+    silence(f, live)
+    f.run_until(100.0)
+    assert f.sp()["active"] is True and (f.sp()["silent"], f.sp()["of"]) == (20, 20)
+    assert f.states(live) == {"unhealthy"} and f.states(spam) == {"gone"}
+
+
+def test_junk_that_beat_once_trips_the_mode_but_it_expires_and_the_dead_are_evicted() -> None:
+    """Junk that beats once counts (it had a stream); the episode cannot last forever."""
+    f = fleet(20, self_preservation_max=120.0)
+    f.run_until(10.0)
+    spam = junk(f, 140, beats=1)
+    start = f.now
+    f.run_until(start + 30.0)
+    assert f.sp()["active"] is True  # 140 of 160 silent at once
+    entered = f.now - f.sp()["active_for"]
+    live = f.providers[:20]
+    dead = live[0]
+    silence(f, [dead])
+    f.run_until(entered + 119.0)
+    assert f.state(dead) == "unhealthy" and f.states(spam) == {"unhealthy"}  # held
+    f.run_until(entered + 120.0 + 5.0)  # the first sweep at or after the maximum
+    (expired,) = expirations(f)
+    assert expired.silent == 141 and expired.total == 160 and expired.held == 141
+    assert expired.lasted >= 120.0
+    assert f.state(dead) == "gone" and f.states(spam) == {"gone"}
+    assert f.states(live[1:]) == {"healthy"}
+    sp = f.sp()
+    assert sp["state"] == "normal" and sp["times_expired"] == 1 and sp["evicting"] is True
+    # armed again: a later real mass silence still triggers protection
+    f.run_until(f.now + 10.0)
+    silence(f, live[1:])
+    f.run_until(f.now + 40.0)
+    assert f.sp()["active"] is True and f.sp()["times_entered"] == 2
+    assert f.states(live[1:]) == {"unhealthy"}
+
+
+def test_a_real_mass_silence_is_held_until_the_maximum() -> None:
+    f = fleet(160)
+    f.run_until(10.0)
+    quiet = f.providers[:150]
+    silence(f, quiet)
+    f.run_until(10.0 + 800.0)
+    assert f.sp()["active"] is True and f.states(quiet) == {"unhealthy"}
+    assert f.evictions() == 0 and expirations(f) == []
+    f.run_until(10.0 + 15.0 + 900.0 + 10.0)
+    assert len(expirations(f)) == 1 and f.states(quiet) == {"gone"}
+
+
+@pytest.mark.parametrize(
+    ("sweeps", "expected"),
+    [
+        # (now, silent, total, overdue) -> (evicting, state) with self_preservation_max = 20
+        (
+            [
+                (0, 90, 100, 0),
+                (10, 90, 100, 90),
+                (20, 90, 100, 90),
+                (25, 90, 100, 0),
+                (30, 0, 100, 0),
+                (35, 90, 100, 0),
+            ],
+            [
+                (False, "preserving"),
+                (False, "preserving"),
+                (True, "expired"),
+                (True, "expired"),
+                (True, "normal"),
+                (False, "preserving"),
+            ],
+        ),
+        (  # ends normally before the maximum: the usual grace, no expiry
+            [(0, 90, 100, 0), (19, 0, 100, 0), (40, 90, 100, 0)],
+            [(False, "preserving"), (False, "normal"), (False, "preserving")],
+        ),
+    ],
+)
+def test_expiry_transitions(
+    sweeps: list[tuple[float, int, int, int]], expected: list[tuple[bool, str]]
+) -> None:
+    sp = SelfPreservation(HealthPolicy(self_preservation_max=20.0))
+    seen = [(sp.assess(now, s, t, o), sp.state.value) for now, s, t, o in sweeps]
+    assert seen == expected
+    assert sp.times_expired == (1 if expected[2][1] == "expired" else 0)
+
+
+def test_self_preservation_max_is_validated() -> None:
+    for bad in (0, -1.0, float("inf"), "900"):
+        with pytest.raises(ConfigError, match="self_preservation_max must be a finite number"):
+            HealthPolicy(self_preservation_max=bad)  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 """Self-preservation on a real node: a mass expiry evicts nothing, and the mode ends by itself.
 
-Providers are played with raw requests: ten instances register, then every beat
+Providers are played with raw requests: ten instances register and beat, then every beat
 stops at once (as if the node's network had failed), without a deregister.
 Time is measured by the node's own uptime (``stats``), never by sleeping.
 """
@@ -33,8 +33,11 @@ def listed(node: NodeProcess) -> dict[str, bool]:
 
 
 def register_all(node: NodeProcess) -> None:
+    """Register every provider, and beat each once: providers that had a beat stream
+    (a registration never followed by a beat is junk to self-preservation, M3)."""
     for ip in PROVIDERS:
         assert call(node, "register", service="orders", ip=ip, port=8080)["ok"]
+    beat_all(node)
 
 
 def beat_all(node: NodeProcess) -> None:

@@ -2,7 +2,7 @@
 
 from meshreg.core.events import ServiceChanged
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.runtime.node import LOGGED_NAMES, _some_names
+from meshreg.runtime.health_log import LOGGED_NAMES, some_names
 
 
 def change(n_removed: int) -> ServiceChanged:
@@ -15,11 +15,11 @@ def change(n_removed: int) -> ServiceChanged:
 
 
 def test_few_names_are_all_listed():
-    line = _some_names(change(3))
+    line = some_names(change(3))
     assert line.count(",") == 2 and "more" not in line
 
 
 def test_a_mass_expiry_names_the_first_and_counts_the_rest():
-    line = _some_names(change(2000))
+    line = some_names(change(2000))
     assert line.count(":80") == LOGGED_NAMES
     assert line.endswith(f"and {2000 - LOGGED_NAMES} more")
