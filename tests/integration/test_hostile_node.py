@@ -1,0 +1,363 @@
+"""A client facing a node that answers with garbage (issue 10: M8, L4).
+
+The "node" here is a ROUTER socket in the test, on a free loopback port: it answers
+writes and pings properly and the op under test with whatever the test gives it.
+The client must keep beating and serving, and report garbage as garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+from helpers import HOST, free_port_pair, wait_until
+
+from meshreg import Client
+from meshreg.client.disk_cache import DiskCache
+from meshreg.errors import ClientClosedError, MeshregError, RemoteProtocolError
+from meshreg.model import Instance, ServiceKey
+
+Answer = Callable[[dict[str, Any]], "list[bytes] | Any"]
+FAST = {"beat_interval": 0.1, "timeout": 1.5, "attempt_timeout": 0.5}
+
+
+class FakeNode:
+    """Answers requests on 127.0.0.1:port from a thread; ``answers[op]`` overrides an op:
+    it returns a result (sent in an ok reply) or ``RawFrames`` (sent as they are)."""
+
+    def __init__(self) -> None:
+        self.port = free_port_pair(2)
+        self.address = f"{HOST}:{self.port}"
+        self.answers: dict[str, Answer] = {}
+        self.seen: Counter[str] = Counter()
+        self.beats: Counter[str] = Counter()  # service -> beats received
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.bind(f"tcp://{HOST}:{self.port}")
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def count(self, op: str) -> int:
+        with self._lock:
+            return self.seen[op]
+
+    def beats_for(self, service: str) -> int:
+        with self._lock:
+            return self.beats[service]
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(20):
+                continue
+            frames = self._router.recv_multipart()
+            envelope, body = frames[:-1], frames[-1]
+            req = msgpack.unpackb(body, raw=False)
+            op = req["op"]
+            with self._lock:
+                self.seen[op] += 1
+                if op == "beat":
+                    self.beats[req["service"]] += 1
+            answer = self.answers.get(op)
+            result = answer(req) if answer is not None else self._normal(op)
+            if isinstance(result, RawFrames):
+                self._router.send_multipart(envelope[:1] + result.frames)
+                continue
+            reply = {"v": 1, "id": req["id"], "ok": True, "result": result}
+            self._router.send_multipart(envelope + [msgpack.packb(reply)])
+        self._router.close(linger=0)
+        self._ctx.term()
+
+    def _normal(self, op: str) -> Any:
+        if op == "ping":
+            return {"epoch": 7, "version": "0.1.0", "address": self.address}
+        if op == "cluster":
+            return {"node": "fake", "ready": True, "members": [self.member("fake")]}
+        return None  # register, beat, deregister
+
+    def member(self, ident: Any, address: Any = None, state: str = "up") -> dict[str, Any]:
+        return {
+            "id": ident,
+            "address": self.address if address is None else address,
+            "state": state,
+            "self": ident == "fake",
+            "services": 0,
+            "instances": 0,
+            "lag": 0,
+            "last_heard": 0.0,
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class RawFrames:
+    def __init__(self, *frames: bytes) -> None:
+        self.frames = list(frames)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeNode]:
+    node = FakeNode()
+    yield node
+    node.close()
+
+
+def cluster_views(fake: FakeNode) -> dict[str, Answer]:
+    """Cluster replies that broke the client's I/O thread, or could have."""
+    good = fake.member("fake")
+    return {
+        "non-string id": lambda r: {"node": "x", "ready": True, "members": [good, fake.member(5)]},
+        "integer ids": lambda r: {
+            "node": "x",
+            "ready": True,
+            "members": [fake.member(1), fake.member(2)],
+        },
+        "list id": lambda r: {"node": "x", "ready": True, "members": [good, fake.member([1])]},
+        "unresolvable address": lambda r: {
+            "node": "x",
+            "ready": True,
+            "members": [good]
+            + [fake.member(f"m{i}", f"no-such-host-{i}.invalid:7800") for i in range(4)],
+        },
+        "address not a string": lambda r: {
+            "node": "x",
+            "ready": True,
+            "members": [good, fake.member("b", 12345)],
+        },
+        "address with a space": lambda r: {
+            "node": "x",
+            "ready": True,
+            "members": [good, fake.member("b", "a b:7800")],
+        },
+        "members not a list": lambda r: {"node": "x", "ready": True, "members": "lots"},
+        "member not a map": lambda r: {"node": "x", "ready": True, "members": [good, 5]},
+        "result a string": lambda r: "cluster",
+        "result nil": lambda r: None,
+        "not msgpack": lambda r: RawFrames(b"", b"\xc1\xc1garbage"),
+        "three frames": lambda r: RawFrames(b"", b"x", b"y"),
+    }
+
+
+CLUSTER_CASES = [
+    "non-string id",
+    "integer ids",
+    "list id",
+    "unresolvable address",
+    "address not a string",
+    "address with a space",
+    "members not a list",
+    "member not a map",
+    "result a string",
+    "result nil",
+    "not msgpack",
+    "three frames",
+]
+
+
+@pytest.mark.parametrize("case", CLUSTER_CASES)
+def test_client_keeps_beating_and_serving_after_a_garbage_cluster_view(
+    fake: FakeNode, case: str
+) -> None:
+    fake.answers["cluster"] = cluster_views(fake)[case]
+    services = [f"svc{i}" for i in range(8)]  # some hash to the bad members, if any
+    with Client([fake.address], **FAST) as c:
+        for s in services:
+            c.register(s, "10.0.0.1", 80)
+        wait_until(lambda: fake.count("cluster") >= 1, timeout=10, what="a cluster request")
+        before = {s: fake.beats_for(s) for s in services}
+        wait_until(
+            lambda: all(fake.beats_for(s) >= before[s] + 3 for s in services),
+            timeout=10,
+            what="three more beats for every service after the bad view",
+        )
+        assert c.ping()["epoch"] == 7
+        c.register("late", "10.0.0.2", 80)  # writes still go somewhere that answers
+        wait_until(lambda: fake.beats_for("late") >= 2, timeout=10, what="beats for a new one")
+
+
+def test_a_good_view_with_an_unreachable_member_still_routes_writes(fake: FakeNode) -> None:
+    """Writes owned by a member whose address does not resolve go through the server."""
+    fake.answers["cluster"] = lambda r: {
+        "node": "fake",
+        "ready": True,
+        "members": [fake.member("fake"), fake.member("zz", "no-such-host.invalid:7800")],
+    }
+    with Client([fake.address], **FAST) as c:
+        c.register("first", "10.0.0.1", 80)
+        wait_until(lambda: fake.count("cluster") >= 1, timeout=10, what="a cluster request")
+        for i in range(8):
+            c.register(f"after{i}", "10.0.0.1", 80)  # each answered within the timeout
+        wait_until(lambda: all(fake.beats_for(f"after{i}") >= 2 for i in range(8)), timeout=10)
+
+
+@pytest.mark.parametrize(
+    "op,answer",
+    [
+        ("ping", lambda r: [1, 2, 3]),
+        ("ping", lambda r: "pong"),
+        ("ping", lambda r: {"epoch": "seven", "version": "0.1.0", "address": "x:1"}),
+        ("stats", lambda r: ["not", "a", "map"]),
+        ("stats", lambda r: {"address": "x:1"}),
+        ("services", lambda r: {"services": [{"service": 5, "group": "g"}]}),
+        ("instances", lambda r: {"revision": 1, "epoch": 1, "instances": [{"ip": 5}]}),
+        ("instances", lambda r: {"revision": 1, "epoch": 1, "instances": "all"}),
+    ],
+)
+def test_a_result_of_the_wrong_shape_is_a_clear_error_at_once(
+    fake: FakeNode, op: str, answer: Answer
+) -> None:
+    fake.answers[op] = answer
+    with Client([fake.address], **FAST) as c:
+        call = {
+            "ping": c.ping,
+            "stats": c.stats,
+            "services": c.services,
+            "instances": lambda: c.instances("svc"),
+        }[op]
+        with pytest.raises(RemoteProtocolError) as err:
+            call()
+        message = str(err.value)
+        assert f"node at {fake.address} sent a malformed reply" in message, message
+        assert "compatible version" in message
+        if op != "ping":
+            assert c.ping()["epoch"] == 7  # the client goes on serving
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        RawFrames(b"", b"\xc1 not msgpack"),
+        RawFrames(b"", msgpack.packb([1, 2])),
+        RawFrames(b"", msgpack.packb({"id": "x", "ok": True})),
+        RawFrames(b"not empty", b"body"),
+    ],
+)
+def test_an_unreadable_reply_is_reported_as_malformed_not_as_no_reply(
+    fake: FakeNode, raw: RawFrames
+) -> None:
+    fake.answers["ping"] = lambda r: raw
+    with (
+        Client([fake.address], timeout=1.0, attempt_timeout=0.3) as c,
+        pytest.raises(RemoteProtocolError) as err,
+    ):
+        c.ping()
+    message = str(err.value)
+    assert f"ping: the node at {fake.address} sent a malformed reply" in message, message
+    assert "is it a meshreg node of a compatible version?" in message
+    assert "no reply" not in message
+
+
+def test_a_failing_loop_turn_is_logged_and_the_loop_goes_on(
+    fake: FakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Client([fake.address], **FAST) as c:
+        c.register("svc", "10.0.0.1", 80)
+        agent = c._agent
+        real = agent._send_beats
+        failures = []
+
+        def flaky(now: float) -> None:
+            if len(failures) < 3:
+                failures.append(now)
+                raise RuntimeError("boom")
+            real(now)
+
+        monkeypatch.setattr(agent, "_send_beats", flaky)
+        wait_until(lambda: len(failures) == 3, timeout=10, what="three failed turns")
+        before = fake.beats_for("svc")
+        wait_until(lambda: fake.beats_for("svc") >= before + 3, timeout=10, what="beats again")
+        assert c.ping()["epoch"] == 7
+
+
+def test_a_dead_io_thread_makes_later_calls_name_the_cause(
+    fake: FakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = Client([fake.address], **FAST)
+    try:
+        assert c.ping()["epoch"] == 7
+
+        def broken() -> None:
+            raise zmq.ZMQError(zmq.ETERM)
+
+        monkeypatch.setattr(c._agent, "_turn", broken)
+        c._agent.submit("wrote", ServiceKey("public", "DEFAULT_GROUP", "x"))  # wakes the loop
+        wait_until(lambda: not c._agent._thread.is_alive(), timeout=10, what="the thread ends")
+        with pytest.raises(ClientClosedError, match=r"I/O thread stopped \(ZMQError.*create a new"):
+            c.ping()
+        with pytest.raises(MeshregError, match="I/O thread stopped"):
+            c.register("svc", "10.0.0.1", 80)
+    finally:
+        c.close(timeout=0.5)
+
+
+# -- the disk cache: a bad file is absent, never an exception --------------------------
+KEY = ServiceKey("public", "DEFAULT_GROUP", "svc")
+
+
+def cache_file(tmp_path: Path, body: Any) -> DiskCache:
+    cache = DiskCache(tmp_path)
+    path = cache.path(KEY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body if isinstance(body, str) else json.dumps(body))
+    return cache
+
+
+def valid(**changes: Any) -> dict[str, Any]:
+    body = {
+        "format": 1,
+        "namespace": KEY.namespace,
+        "group": KEY.group,
+        "service": KEY.service,
+        "saved_at": 1.0,
+        "instances": [Instance("10.0.0.1", 80).to_wire()],
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2, 3],
+        "5",
+        valid(instances={"a": 1}),
+        valid(instances=[[1]]),
+        valid(instances=[{"ip": [1], "port": 80}]),
+        valid(instances=[{"ip": "10.0.0.1", "port": "80"}]),
+        valid(instances=[{"ip": "10.0.0.1", "port": 80, "metadata": {"a": [1]}}]),
+        valid(saved_at={"t": 1}),
+        "[" * 100_000 + "]" * 100_000,  # deep enough to exhaust the parser's recursion
+        '{"format": 1, "instances": ' + "[" * 100_000,
+    ],
+    ids=lambda b: str(b)[:40],
+)
+def test_a_bad_disk_cache_file_is_ignored_not_raised(tmp_path: Path, body: Any) -> None:
+    assert cache_file(tmp_path, body).load(KEY) is None
+    assert cache_file(tmp_path, valid()).load(KEY) is not None  # and a good one still loads
+
+
+def test_a_client_with_a_bad_cache_file_asks_the_node(fake: FakeNode, tmp_path: Path) -> None:
+    cache_file(tmp_path, valid(instances=[{"ip": [1], "port": 80}]))
+    fake.answers["instances"] = lambda r: {
+        "namespace": "public",
+        "group": "DEFAULT_GROUP",
+        "service": "svc",
+        "epoch": 1,
+        "revision": 3,
+        "instances": [Instance("10.0.0.9", 80).to_wire()],
+    }
+    with Client([fake.address], cache_dir=tmp_path, **FAST) as c:
+        assert [i.address for i in c.instances("svc")] == ["10.0.0.9:80"]
