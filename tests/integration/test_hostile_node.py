@@ -8,6 +8,7 @@ The client must keep beating and serving, and report garbage as garbage.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-from helpers import HOST, free_port_pair, wait_until
+from helpers import HOST, free_port_pair, meshreg_cmd, wait_until
 
 from meshreg import Client
 from meshreg.client.disk_cache import DiskCache
@@ -361,3 +362,120 @@ def test_a_client_with_a_bad_cache_file_asks_the_node(fake: FakeNode, tmp_path: 
     }
     with Client([fake.address], cache_dir=tmp_path, **FAST) as c:
         assert [i.address for i in c.instances("svc")] == ["10.0.0.9:80"]
+
+
+# -- the CLI: names and metadata from a node never reach the terminal raw (L1) ---------
+EVIL = "\x1b]0;pwned\x07\x1b[2J\u202eevil\x00"
+SHOWN = "\\x1b]0;pwned\\x07\\x1b[2J\\u202eevil\\x00"
+
+
+def evil_answers(fake: FakeNode) -> None:
+    evil_instance = {**Instance("10.0.0.1", 80).to_wire(), "metadata": {"zone" + EVIL: EVIL}}
+    evil_instance["cluster"] = "c" + EVIL
+    fake.answers["instances"] = lambda r: {
+        "namespace": "public",
+        "group": "DEFAULT_GROUP",
+        "service": r["service"],
+        "epoch": 1,
+        "revision": 1,
+        "instances": [evil_instance, {**Instance("10.0.0.2" + EVIL, 81).to_wire()}],
+    }
+    fake.answers["services"] = lambda r: {
+        "namespace": "public",
+        "services": [{"group": "DEFAULT_GROUP", "service": "svc" + EVIL}],
+    }
+    fake.answers["cluster"] = lambda r: {
+        "node": "n" + EVIL,
+        "ready": True,
+        "members": [fake.member("fake" + EVIL), fake.member("b", state="up" + EVIL)],
+    }
+    fake.answers["stats"] = lambda r: {
+        "address": "a" + EVIL + ":1",
+        "version": "v" + EVIL,
+        "epoch": 1,
+        "uptime": 1.0,
+        "services": 1,
+        "instances": {"total": 1, "healthy": 1, "unhealthy": 0},
+        "beats_per_second": 0.0,
+        "subscribers": 0,
+        "errors_total": 0,
+        "errors": {},
+        "requests": {},
+        "health_judgment": "j" + EVIL,
+    }
+
+
+def cli(fake: FakeNode, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        meshreg_cmd(*args, "-s", fake.address, "--timeout", "3"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("instances", "svc"), "zone" + SHOWN + "=" + SHOWN),
+        (("instances", "svc"), "c" + SHOWN),
+        (("services",), "svc" + SHOWN),
+        (("select", "svc"), "10.0.0."),
+        (("cluster",), "fake" + SHOWN),
+        (("cluster",), "up" + SHOWN),
+        (("stats",), "v" + SHOWN),
+        (("stats",), "j" + SHOWN),
+    ],
+)
+def test_cli_human_output_escapes_control_characters(
+    fake: FakeNode, args: tuple[str, ...], needle: str
+) -> None:
+    evil_answers(fake)
+    out = cli(fake, *args)
+    assert out.returncode == 0, out.stderr
+    assert needle in out.stdout, out.stdout
+    for raw in ("\x1b", "\x07", "\x00", "\u202e"):
+        assert raw not in out.stdout and raw not in out.stderr
+
+
+def test_cli_json_output_stays_exact(fake: FakeNode) -> None:
+    evil_answers(fake)
+    out = cli(fake, "instances", "svc", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout
+    listed = json.loads(out.stdout)
+    assert listed[0]["metadata"] == {"zone" + EVIL: EVIL}
+    assert json.loads(cli(fake, "services", "--json").stdout) == ["svc" + EVIL]
+
+
+def test_cli_watch_escapes_control_characters(fake: FakeNode) -> None:
+    evil_answers(fake)
+    proc = subprocess.Popen(
+        meshreg_cmd("watch", "svc", "-s", fake.address),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        stream = proc.stdout
+        threading.Thread(target=lambda: lines.extend(stream), daemon=True).start()
+        wait_until(lambda: lines, timeout=15, what="the first watch line")
+        assert "10.0.0.2" + SHOWN + ":81" in lines[0], lines[0]
+        assert "\x1b" not in lines[0]
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_cli_error_messages_from_a_node_are_escaped(fake: FakeNode) -> None:
+    fake.answers["services"] = lambda r: RawFrames(
+        b"",
+        msgpack.packb(
+            {"v": 1, "id": r["id"], "ok": False, "error": {"code": 4, "message": "bad" + EVIL}}
+        ),
+    )
+    out = cli(fake, "services")
+    assert out.returncode == 1
+    assert "bad" + SHOWN in out.stderr and "\x1b" not in out.stderr
