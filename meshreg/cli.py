@@ -230,6 +230,7 @@ def node(
     log_level: str | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
+    from meshreg.runtime.descriptors import raise_descriptor_limit
     from meshreg.runtime.node import NodeRuntime
 
     try:
@@ -254,6 +255,7 @@ def node(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    raise_descriptor_limit()  # this process is the node: one descriptor per connection
     runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
     try:
         runtime.bind()

@@ -27,6 +27,7 @@ from meshreg.core.membership import MemberChanged, MemberState
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.descriptors import AcceptMonitor
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
 from meshreg.transport.sockets import (
@@ -89,6 +90,7 @@ class NodeRuntime:
         self._repl_sub: zmq.Socket[bytes] | None = None
         self._peers: PeerLinks | None = None
         self._limiter = LogLimiter(log)
+        self._accepts: AcceptMonitor | None = None  # says when clients cannot connect
         if avoid_full_gc:
             avoid_full_collections()
 
@@ -98,6 +100,7 @@ class NodeRuntime:
         self._ctx = zmq.Context()
         try:
             self._router = bind_request_socket(self._ctx, cfg.host, cfg.port)
+            self._accepts = AcceptMonitor(self._router, cfg.address, self._limiter)
             self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port)
             if self.peer_addresses:
                 self._repl_pub = bind_replication_socket(self._ctx, cfg.host, cfg.replication_port)
@@ -142,6 +145,9 @@ class NodeRuntime:
         self._stop.set()
 
     def close(self) -> None:
+        if self._accepts is not None:
+            self._accepts.close()
+            self._accepts = None
         if self._peers is not None:
             self._peers.close()
             self._peers = None
@@ -164,6 +170,9 @@ class NodeRuntime:
         poller.register(xpub, zmq.POLLIN)
         if sub is not None:
             poller.register(sub, zmq.POLLIN)
+        accepts = self._accepts
+        if accepts is not None:
+            accepts.attach(poller)
         dealers: set[zmq.Socket[bytes]] = set()
         if peers is not None:
 
@@ -181,6 +190,8 @@ class NodeRuntime:
                     # of our own, a peer must not look silent only because we were.
                     self._drain_replication(sub)
                 now = clock()
+                if accepts is not None:
+                    accepts.tick(now)
                 wake = core.tick(now)
                 self._carry_out(core.take_effects(), now)
                 if core.ready and not was_ready:
@@ -210,6 +221,9 @@ class NodeRuntime:
                         self._drain_replication(sub)
                     elif sock in dealers:
                         self._drain_peer_replies(sock)
+                    elif accepts is not None and sock is accepts.socket:
+                        accepts.drain(clock())
+                        core.counters["accept_failures"] = accepts.failures
                     self._carry_out(core.take_effects(), clock())
         finally:
             log.info("meshreg node on %s stopping", self.config.address)
