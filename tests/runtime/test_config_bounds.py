@@ -4,10 +4,13 @@ itself, and the port range (issue 10: M10, L5)."""
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import free_port_pair, meshreg_cmd, raw_request
 
+from meshreg import Client
 from meshreg.config import TIME_BOUNDS, NodeConfig, load_node_config
 from meshreg.errors import ConfigError
 
@@ -112,3 +115,40 @@ def test_port_range_leaves_room_for_the_four_ports() -> None:
     for port in (0, 65533, 65535):
         with pytest.raises(ConfigError, match=r"1\.\.65532 .*port\+3"):
             NodeConfig(port=port).validate()
+
+
+def test_node_command_rejects_an_empty_host_in_one_line() -> None:
+    out = subprocess.run(
+        meshreg_cmd("node", "--host", "", "--port", str(free_port_pair())),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--host" in lines[0] and "127.0.0.1" in lines[0], out.stderr
+
+
+def test_a_node_given_itself_as_peer_lists_no_down_peer(start_node) -> None:  # type: ignore[no-untyped-def]
+    port = free_port_pair()
+    node = start_node("--peer", f"localhost:{port}", port=port)
+    members = raw_request(port, {"v": 1, "id": 1, "op": "cluster"})["result"]["members"]
+    assert [m["address"] for m in members] == [node.address]
+    assert f"peer localhost:{port} is this node" in node.log()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"beat_interval": 1e-9},
+        {"beat_interval": 1e9},
+        {"attempt_timeout": 1e-9},
+        {"resync_interval": 0.001},
+        {"avoid_failed_for": -1},
+        {"timeout": True},
+    ],
+)
+def test_client_time_settings_are_bounded(kwargs: dict[str, float]) -> None:
+    name = next(iter(kwargs))
+    with pytest.raises(ConfigError, match=f"{name} must be in"):
+        Client(["127.0.0.1:1"], **kwargs)
