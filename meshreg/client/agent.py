@@ -896,7 +896,13 @@ class ClientAgent:
                     continue
                 outcome = watch.view.apply_notification(msg)
             except (RemoteProtocolError, KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring a malformed notification from %s: %s", self.server, exc)
+                self._limiter.warning(
+                    "notification",
+                    time.monotonic(),
+                    "ignoring a malformed notification from %s: %s",
+                    self.server,
+                    exc,
+                )
                 continue
             if outcome is Outcome.APPLIED:
                 listing = watch.view.listing()

@@ -479,3 +479,48 @@ def test_cli_error_messages_from_a_node_are_escaped(fake: FakeNode) -> None:
     out = cli(fake, "services")
     assert out.returncode == 1
     assert "bad" + SHOWN in out.stderr and "\x1b" not in out.stderr
+
+
+def test_a_garbage_notification_is_ignored_and_the_next_good_one_applied(
+    fake: FakeNode,
+) -> None:
+    from meshreg.wire.notifications import topic_for
+
+    key = ServiceKey("public", "DEFAULT_GROUP", "svc")
+    fake.answers["instances"] = lambda r: {
+        "namespace": "public",
+        "group": "DEFAULT_GROUP",
+        "service": "svc",
+        "epoch": 1,
+        "revision": 1,
+        "instances": [Instance("10.0.0.1", 80).to_wire()],
+    }
+    head = {"v": 1, "kind": "delta", "epoch": 1, "base": 1, "revision": 2, **key._asdict()}
+    garbage = [
+        {**head, "upsert": [{"ip": 5, "port": 80}], "remove": []},  # sorts against str ips
+        {**head, "upsert": [{"ip": ["x"], "port": 80}], "remove": []},
+        {**head, "upsert": "all", "remove": []},
+        {**head, "upsert": [], "remove": [["10.0.0.1", 80]]},
+        {**head, "namespace": ["public"]},
+    ]
+    good = {**head, "upsert": [Instance("10.0.0.2", 80).to_wire()], "remove": []}
+    pub = fake._ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(f"tcp://{HOST}:{fake.port + 1}")
+    seen: list[set[str]] = []
+    try:
+        with Client([fake.address], **FAST) as c:
+            c.subscribe("svc", lambda xs: seen.append({i.address for i in xs}))
+            c.register("svc", "10.0.0.9", 80)
+
+            def applied() -> bool:
+                for body in [*garbage, good]:  # until the SUB is connected: slow joiner
+                    pub.send_multipart([topic_for(key), msgpack.packb(body)])
+                return bool(seen) and seen[-1] == {"10.0.0.1:80", "10.0.0.2:80"}
+
+            wait_until(applied, timeout=10, interval=0.05, what="the good delta applied")
+            before = fake.beats_for("svc")
+            wait_until(lambda: fake.beats_for("svc") >= before + 2, timeout=10)
+            assert c.ping()["epoch"] == 7
+    finally:
+        pub.close(linger=0)
