@@ -71,6 +71,12 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
     return m
 
 
+def _optional(m: dict[str, Any], key: str, check: Callable[[Any, str], Any], what: str) -> None:
+    """Check ``m[key]`` unless it is absent or nil."""
+    if m.get(key) is not None:
+        check(m[key], what)
+
+
 def _kind(value: Any) -> str:
     return "nil" if value is None else f"a {type(value).__name__}"
 
@@ -104,27 +110,27 @@ def check_instance(d: Any, what: str = "instance") -> dict[str, Any]:
     for flag in ("enabled", "healthy"):
         if flag in m:
             _bool(m[flag], f"{what} {flag}")
-    if m.get("metadata") is not None:
-        _str_map(m["metadata"], f"{what} metadata")
+    _optional(m, "metadata", _str_map, f"{what} metadata")
     return m
 
 
 def check_instances(result: Any) -> dict[str, Any]:
     r = _map(result, "the result")
     _int(r.get("revision"), "revision")
-    if r.get("epoch") is not None:
-        _int(r["epoch"], "epoch")
+    _optional(r, "epoch", _int, "epoch")
     for i, d in enumerate(_list(r.get("instances"), "instances")):
         check_instance(d, f"instances[{i}]")
     if "protected" in r:
         _bool(r["protected"], "protected")
-    if r.get("service_metadata") is not None:
-        _str_map(r["service_metadata"], "service_metadata")
-    if r.get("protect_threshold") is not None:
-        _number(r["protect_threshold"], "protect_threshold")
-    if r.get("uptime") is not None:
-        _number(r["uptime"], "uptime")
-    return r
+    _optional(r, "uptime", _number, "uptime")
+    return _check_settings(r)
+
+
+def _check_settings(m: dict[str, Any]) -> dict[str, Any]:
+    """A service's settings, in a snapshot or a delta."""
+    _optional(m, "service_metadata", _str_map, "service_metadata")
+    _optional(m, "protect_threshold", _number, "protect_threshold")
+    return m
 
 
 def check_services(result: Any) -> dict[str, Any]:
@@ -154,8 +160,7 @@ def check_cluster(result: Any) -> dict[str, Any]:
         _bool(m.get("self"), f"members[{i}] self")
         for key in ("services", "instances", "lag"):
             _int(m.get(key), f"members[{i}] {key}")
-        if m.get("last_heard") is not None:
-            _number(m["last_heard"], f"members[{i}] last_heard")
+        _optional(m, "last_heard", _number, f"members[{i}] last_heard")
     return r
 
 
@@ -210,16 +215,11 @@ def check_notification(msg: dict[str, Any]) -> dict[str, Any]:
     _str(msg.get("service"), "service")
     if msg.get("kind") != "delta":
         return msg
-    if msg.get("base") is not None:
-        _int(msg["base"], "base")
+    _optional(msg, "base", _int, "base")
     for i, d in enumerate(_list(msg.get("upsert", []), "upsert")):
         check_instance(d, f"upsert[{i}]")
     for i, r in enumerate(_list(msg.get("remove", []), "remove")):
         if not isinstance(r, list) or len(r) != 3:
             raise _bad(f"remove[{i}] must be [ip, port, cluster]")
         check_instance({"ip": r[0], "port": r[1], "cluster": r[2]}, f"remove[{i}]")
-    if msg.get("service_metadata") is not None:
-        _str_map(msg["service_metadata"], "service_metadata")
-    if msg.get("protect_threshold") is not None:
-        _number(msg["protect_threshold"], "protect_threshold")
-    return msg
+    return _check_settings(msg)
