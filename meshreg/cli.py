@@ -81,8 +81,37 @@ def security_options(command: Any) -> Any:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"meshreg: error: {message}", err=True)
+    click.echo(f"meshreg: error: {_safe(message)}", err=True)
     sys.exit(1)
+
+
+def _safe(value: object) -> str:
+    """Text for a terminal: control and other non-printable characters (an escape
+    sequence in someone's metadata, a bidi override, a NUL) shown as ``\\x1b``,
+    ``\\u202e``, ``\\x00``, never sent to the terminal as they are. --json output
+    needs none of this: JSON escapes control characters itself."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _safe_tree(value: Any) -> Any:
+    """Every string in a reply (keys too) made safe for a terminal, for human output."""
+    if isinstance(value, str):
+        return _safe(value)
+    if isinstance(value, dict):
+        return {_safe_tree(k): _safe_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe_tree(v) for v in value]
+    return value
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @contextmanager
@@ -144,8 +173,10 @@ def _instance_line(i: Instance) -> str:
     state = "healthy" if i.healthy else "UNHEALTHY"
     if not i.enabled:
         state += ",disabled"
-    meta = " ".join(f"{k}={v}" for k, v in sorted(i.metadata.items()))
-    return f"{i.address:<24} {i.cluster:<10} {i.weight:<7g} {state:<18} {meta}".rstrip()
+    meta = " ".join(f"{_safe(k)}={_safe(v)}" for k, v in sorted(i.metadata.items()))
+    return (
+        f"{_safe(i.address):<24} {_safe(i.cluster):<10} {i.weight:<7g} {state:<18} {meta}"
+    ).rstrip()
 
 
 def _wait_for_signal() -> None:
@@ -261,6 +292,7 @@ def node(
     insecure: bool | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
+    from meshreg.runtime.descriptors import raise_descriptor_limit
     from meshreg.runtime.node import NodeRuntime
 
     try:
@@ -288,6 +320,7 @@ def node(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    raise_descriptor_limit()  # this process is the node: one descriptor per connection
     try:
         runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
         runtime.bind()
@@ -481,7 +514,7 @@ def select(
         handler.setLevel(logging.WARNING)
         logging.getLogger("meshreg.client").addHandler(handler)
     with _client(servers, namespace, group, timeout, cache_dir=cache_dir) as c:
-        click.echo(c.select(service, cluster=cluster).address)
+        click.echo(_safe(c.select(service, cluster=cluster).address))
 
 
 @main.command()
@@ -495,7 +528,7 @@ def services(as_json: bool, servers: str, namespace: str, group: str, timeout: f
         click.echo(json.dumps(names))
     else:
         for name in names:
-            click.echo(name)
+            click.echo(_safe(name))
 
 
 @main.command()
@@ -522,13 +555,14 @@ def watch(
             else:  # one line per change
                 healthy = sum(1 for i in found if i.healthy)
                 listed = ", ".join(
-                    i.address
+                    _safe(i.address)
                     + ("" if i.healthy else " (unhealthy)")
                     + ("" if i.enabled else " (disabled)")
                     for i in found
                 )
                 click.echo(
-                    f"{service} rev {getattr(found, 'revision', 0)}: {len(found)} instance(s), "
+                    f"{_safe(service)} rev {getattr(found, 'revision', 0)}: {len(found)} "
+                    "instance(s), "
                     f"{healthy} healthy" + (f": {listed}" if listed else "")
                 )
             sys.stdout.flush()
@@ -550,6 +584,7 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
+    result = _safe_tree(result)
     inst = result["instances"]
     lines = [
         f"node            {result['address']} (meshreg {result['version']}, "
@@ -571,9 +606,10 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones; "
             f"quota refusals {json.dumps(result.get('rejected_quota', {}), sort_keys=True)}"
         )
-    if len(result.get("members", [])) > 1:
+    members = result.get("members")
+    if isinstance(members, list) and len(members) > 1:
         lines.append(
-            f"cluster         {len(result['members'])} members, "
+            f"cluster         {len(members)} members, "
             f"{'ready' if result.get('ready') else 'catching up'}; forwarded "
             f"{result.get('forwarded', 0)}, replication in/out {result.get('replication_in', 0)}"
             f"/{result.get('replication_out', 0)}, snapshot pulls "
@@ -607,7 +643,9 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
-    click.echo(f"as seen from {result['node']} ({'ready' if result['ready'] else 'catching up'})")
+    result = _safe_tree(result)
+    ready = "ready" if result["ready"] else "catching up"
+    click.echo(f"as seen from {result['node']} ({ready})")
     click.echo(
         f"{'id':<22} {'address':<22} {'state':<12} {'services':>8} {'instances':>9} {'lag':>5}"
     )
@@ -627,7 +665,9 @@ def ping(servers: str, timeout: float) -> None:
     """Check that a node answers."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
         result = c.ping()
-        click.echo(f"pong from {c.server} (meshreg {result['version']}, epoch {result['epoch']})")
+        click.echo(
+            f"pong from {c.server} (meshreg {_safe(result['version'])}, epoch {result['epoch']})"
+        )
 
 
 @main.command()

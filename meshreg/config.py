@@ -14,6 +14,8 @@ peers send requests to).  Every other port derives from it by a fixed offset:
 
 from __future__ import annotations
 
+import logging
+import socket
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -52,6 +54,24 @@ class SecurityConfig:
     insecure: bool = False
 
 
+# Bounds on every time setting, in seconds (lowest, highest).  The core accepts any
+# positive timing (the simulation runs on a fake clock); an operator's configuration
+# is held to these, so a typo cannot spin an idle node (``check_interval = 1e-9``)
+# or leave a rule that never fires in practice.
+TIME_BOUNDS: dict[str, tuple[float, float]] = {
+    "check_interval": (0.05, 3600.0),  # s; below 50 ms a sweep loop burns CPU for nothing
+    "unhealthy_after": (0.1, 30 * 86400.0),  # s; also above check_interval (see validate)
+    "evict_after": (0.1, 30 * 86400.0),  # s; also >= unhealthy_after
+    "peer_timeout": (0.2, 600.0),  # s; below 200 ms a busy peer flaps down and up
+    "beacon_interval": (0.01, 60.0),  # s; also below peer_timeout
+    "anti_entropy_interval": (0.05, 3600.0),  # s; digests are O(services): not in a loop
+    "peer_request_timeout": (0.05, 600.0),  # s; a peer call waiting longer holds a write
+}
+MAX_NODE_ID_LEN = 256  # chars; what peers accept as a member id (wire/peer.py)
+
+log = logging.getLogger("meshreg.node")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     host: str = DEFAULT_HOST
@@ -85,14 +105,27 @@ class NodeConfig:
         return self.node_id or self.address
 
     def peer_addresses(self) -> list[str]:
-        """Normalised peer addresses, without this node's own."""
-        out = []
+        """Normalised peer addresses, without this node's own (an entry naming this node,
+        e.g. ``localhost:P`` for a node on ``127.0.0.1:P``, is dropped and logged)."""
+        peers, itself = self._split_peers()
+        for addr in itself:
+            log.info("peer %s is this node (%s); not treating it as a peer", addr, self.address)
+        return peers
+
+    def _split_peers(self) -> tuple[list[str], list[str]]:
+        """(the other nodes' addresses, the entries that name this node)."""
+        out: list[str] = []
+        itself: list[str] = []
         for text in self.peers:
             host, port = parse_address(text)
             addr = f"{host}:{port}"
-            if addr != self.address and addr not in out:
+            if addr in out or addr in itself:
+                continue
+            if addr == self.address or (port == self.port and _same_host(host, self.host)):
+                itself.append(addr)
+            else:
                 out.append(addr)
-        return out
+        return out, itself
 
     def with_overrides(self, **overrides: Any) -> NodeConfig:
         """Apply non-None overrides (CLI flags win over the file)."""
@@ -122,15 +155,48 @@ class NodeConfig:
         return cfg
 
     def validate(self) -> None:
-        if not 0 < self.port <= 65536 - PORT_SPAN:
+        if type(self.host) is not str or not self.host.strip():
             raise ConfigError(
-                f"port must be in 1..{65536 - PORT_SPAN} (a node also uses port+1..port+3), "
-                f"got {self.port}"
+                f"host (--host, or host in [node]) must not be empty, got {self.host!r}: use "
+                "127.0.0.1 (this machine only), "
+                "0.0.0.0 (every interface) or the address of one interface"
             )
-        self.peer_addresses()  # raises ConfigError on a malformed peer
+        highest = 65536 - PORT_SPAN  # the node uses P..P+3
+        if type(self.port) is not int or not 0 < self.port <= highest:
+            raise ConfigError(
+                f"port must be in 1..{highest} (the node also uses port+1 for notifications, "
+                f"port+2 for replication and port+3 for peer requests), got {self.port!r}"
+            )
+        if type(self.node_id) is not str:
+            raise ConfigError(f'node_id must be a string (e.g. "node-a"), got {self.node_id!r}')
+        if len(self.node_id) > MAX_NODE_ID_LEN or not self.node_id.isprintable():
+            raise ConfigError(
+                f"node_id must be at most {MAX_NODE_ID_LEN} printable characters, "
+                f"got {self.node_id!r}"
+            )
+        self._validate_timings()
+        self._split_peers()  # raises ConfigError on a malformed peer
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
+            )
+
+    def _validate_timings(self) -> None:
+        """Hold every time setting to ``TIME_BOUNDS`` and the rules between them."""
+        h, c = self.health, self.cluster
+        for name, (low, high) in TIME_BOUNDS.items():
+            value = getattr(h if hasattr(h, name) else c, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must be in {low:g}..{high:g} seconds, got {value!r}")
+        if not h.unhealthy_after > h.check_interval:
+            raise ConfigError(
+                f"unhealthy_after ({h.unhealthy_after:g} s) must be above check_interval "
+                f"({h.check_interval:g} s): the sweep could not notice it in time"
+            )
+        if not c.beacon_interval < c.peer_timeout:
+            raise ConfigError(
+                f"beacon_interval ({c.beacon_interval:g} s) must be below peer_timeout "
+                f"({c.peer_timeout:g} s)"
             )
 
 
@@ -199,7 +265,12 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
                 f"config file {path}: unknown key(s) {sorted(bad)} in [{table}]; "
                 f"allowed: {sorted(allowed[table])}"
             )
-    node_id = str(cluster.pop("node_id", ""))
+    node_id = cluster.pop("node_id", "")
+    if type(node_id) is not str:
+        raise ConfigError(
+            f'config file {path}: [cluster] node_id must be a string (e.g. "node-a"), '
+            f"got {node_id!r}"
+        )
     peers = cluster.pop("peers", [])
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise ConfigError(f'config file {path}: [cluster] peers must be a list of "host:port"')
@@ -231,6 +302,11 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     host = node.get("host", DEFAULT_HOST)
     if type(host) is not str:
         raise ConfigError(f"config file {path}: [node] host must be a string")
+    if not host.strip():
+        raise ConfigError(
+            f'config file {path}: [node] host must not be empty: use "127.0.0.1" (this '
+            'machine only), "0.0.0.0" (every interface) or the address of one interface'
+        )
     security = _security_table(data.get("security", {}), Path(path))
     cfg = NodeConfig(
         host=host,
@@ -243,7 +319,10 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         peers=tuple(peers),
         log_level=str(node.get("log_level", "INFO")).upper(),
     )
-    cfg.validate()
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     return cfg
 
 
@@ -265,6 +344,24 @@ def _security_table(table: dict[str, Any], path: Path) -> SecurityConfig:
     if type(insecure) is not bool:
         raise ConfigError(f"config file {path}: [security] insecure must be true or false")
     return SecurityConfig(key=paths["key"], acl=paths["acl"], insecure=insecure)
+
+
+def _same_host(a: str, b: str) -> bool:
+    """Whether two host names reach the same address here (``localhost`` and
+    ``127.0.0.1``); a node bound to every interface also answers on loopback.
+    A name that does not resolve (yet) is taken as another host."""
+    try:
+        ips_a = {i[4][0] for i in socket.getaddrinfo(a, None, proto=socket.IPPROTO_TCP)}
+        ips_b = {i[4][0] for i in socket.getaddrinfo(b, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return False
+    if ips_a & ips_b:
+        return True
+    wildcard, loopback = {"0.0.0.0", "::"}, ("127.", "::1")
+    return bool(
+        (ips_b & wildcard and any(ip.startswith(loopback) for ip in ips_a))
+        or (ips_a & wildcard and any(ip.startswith(loopback) for ip in ips_b))
+    )
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:

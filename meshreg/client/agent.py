@@ -10,15 +10,23 @@ one stops answering.
 Every request is idempotent (register, deregister, beat, queries), so on an
 attempt time-out the agent reconnects - to the next server when there are
 several - and sends everything still pending again.
+
+Everything a node sends is untrusted input (``wire/results``): a malformed reply
+fails only the call it answers (with an error naming the node), a malformed view
+is ignored (the previous one is kept), and the loop survives any exception a
+turn raises.  Only a broken ZeroMQ context ends the thread; calls made after
+that raise :class:`ClientClosedError` naming the cause.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,12 +36,13 @@ import zmq
 
 from meshreg.client.cache import Outcome, ServiceView
 from meshreg.client.disk_cache import DiskCache
-from meshreg.config import PUB_PORT_OFFSET, parse_address
+from meshreg.config import PUB_PORT_OFFSET
 from meshreg.core.mapping import responsible_node
 from meshreg.errors import (
     ClientClosedError,
     ConfigError,
     ErrorCode,
+    MeshregError,
     RemoteProtocolError,
     ServerUnreachableError,
     server_error,
@@ -43,6 +52,7 @@ from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
 from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire.notifications import decode_notification, topic_for
 from meshreg.wire.replies import decode_reply, encode_request
+from meshreg.wire.results import check_result, split_address
 
 log = logging.getLogger("meshreg.client")
 
@@ -55,6 +65,10 @@ BACKOFF_BASE = 0.5  # s; first pause after every server failed once
 BACKOFF_MAX = 30.0  # s; longest pause between switches while no server answers
 MAX_SERVERS = 64  # servers given plus cluster members learned from the view
 PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
+UNUSABLE_FOR = 10.0  # s; a member address that could not be connected is not retried sooner
+ERROR_PAUSE_MAX = 1.0  # s; longest pause after a loop turn failed (doubling from 1 ms)
+# ZeroMQ errors after which no socket of the context works again: the thread ends.
+FATAL_ERRNOS = frozenset((zmq.ETERM, errno.ENOTSOCK))
 
 Listener = Callable[[list[Instance]], None]
 Notify = Callable[[Listener, InstanceList], None]
@@ -97,6 +111,14 @@ class Watch:
     pinned: bool = False  # kept without listeners: a service the client asked for (local cache)
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
     waiting: list[tuple[Future[Any], Listener | None]] = field(default_factory=list)
+
+
+def malformed_reply_error(op: str, source: str, why: object) -> RemoteProtocolError:
+    """The error a caller sees when a node answered with something we cannot read."""
+    return RemoteProtocolError(
+        f"{op}: the node at {source} sent a malformed reply: {why}; "
+        "is it a meshreg node of a compatible version? check --server / MESHREG_SERVERS"
+    )
 
 
 class ClientAgent:
@@ -150,6 +172,12 @@ class ClientAgent:
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # monotonic time before which we do not switch again
         self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
+        self.malformed: dict[str, tuple[str, float]] = {}  # server -> (its last unreadable
+        # reply, when); forgotten when it answers properly
+        self._unusable: dict[str, float] = {}  # member address -> when to try it again
+        self._dead = False  # the I/O thread ended; ``_death`` says why
+        self._death = "the meshreg client was closed"
+        self._next_beat = self._next_resync = 0.0
         self._thread = threading.Thread(target=self._run, name="meshreg-client-io", daemon=True)
 
     # -- caller side (any thread) ---------------------------------------------
@@ -157,11 +185,16 @@ class ClientAgent:
         self._thread.start()
 
     def submit(self, command: str, *args: Any) -> None:
-        if self._closed:
-            raise ClientClosedError("this meshreg Client is closed; create a new one")
-        self._commands.put((command, args))
         with self._wake_lock:
-            self._wake_push.send(b"", zmq.NOBLOCK)
+            if self._dead:
+                raise ClientClosedError(self._death)
+            if self._closed:
+                raise ClientClosedError("this meshreg Client is closed; create a new one")
+            self._commands.put((command, args))
+            try:
+                self._wake_push.send(b"", zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # wake-ups already queued: the thread drains every command anyway
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -173,14 +206,23 @@ class ClientAgent:
 
     # -- the I/O thread ---------------------------------------------------------
     def _run(self) -> None:
+        death = "this meshreg Client is closed; create a new one"
         try:
             self._connect()
             self._loop()
-        except Exception:  # pragma: no cover - a bug; never leave callers hanging
+        except Exception as exc:  # never leave callers hanging, nor guessing why
             log.exception("meshreg client I/O thread failed")
+            death = (
+                f"the meshreg client's I/O thread stopped ({type(exc).__name__}: {exc}; "
+                f"servers {', '.join(f'{h}:{p}' for h, p in self.servers)}); "
+                "create a new Client, and report this if it happens again"
+            )
         finally:
-            self._fail_all(ClientClosedError("the meshreg client was closed"))
-            for sock in (self._dealer, self._sub, self._wake_pull, self._wake_push):
+            with self._wake_lock:
+                self._dead, self._death = True, death
+                self._wake_push.close(linger=0)
+            self._fail_all(ClientClosedError(death))
+            for sock in (self._dealer, self._sub, self._wake_pull):
                 if sock is not None:
                     sock.close(linger=0)
             for sock in self._direct.values():
@@ -194,34 +236,55 @@ class ClientAgent:
         poller.register(self._sub, zmq.POLLIN)
         poller.register(self._dealer, zmq.POLLIN)
         now = time.monotonic()
-        next_beat = now + self.beat_interval
-        next_resync = now + self.resync_interval
+        self._next_beat = now + self.beat_interval
+        self._next_resync = now + self.resync_interval
+        failures = 0  # turns failed in a row
         while not self._closed:
-            now = time.monotonic()
-            wake = min(next_beat, next_resync, self._next_deadline(now + 1.0))
-            for sock, _ in poller.poll(int(max(0.0, wake - now) * 1000.0) + 1):
-                if sock is self._wake_pull:
-                    self._drain_commands()
-                elif sock is self._sub:
-                    self._drain_notifications()
-                else:
-                    self._drain_replies(sock)
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + self.beat_interval
-                self._send_beats(now)
-            if now >= next_resync:
-                next_resync = now + self.resync_interval
-                for key in list(self.watches):
-                    self._pull(key)
-            if now >= self._next_view and self.registrations:
-                self._refresh_view(now)
-            if self.watches and now >= self._next_probe:
-                # A watcher sends nothing on its own: ping so a dead server is noticed.
-                self._next_probe = now + PROBE_INTERVAL
-                if not self._pending:
-                    self.request("ping", {}, self.attempt_timeout)
-            self._check_deadlines(time.monotonic())
+            try:
+                self._turn()
+                failures = 0
+            except Exception as exc:
+                if isinstance(exc, zmq.ZMQError) and exc.errno in FATAL_ERRNOS:
+                    raise
+                # Whatever a node sent (or a bug) must not stop beats for good: log it,
+                # pause briefly so a turn that fails every time cannot spin, go on.
+                failures += 1
+                self._limiter.warning(
+                    ("turn", type(exc).__name__),
+                    time.monotonic(),
+                    "meshreg client I/O loop: unexpected error (server %s); continuing:\n%s",
+                    self.server,
+                    traceback.format_exc().rstrip(),
+                )
+                time.sleep(min(ERROR_PAUSE_MAX, 0.001 * 2 ** min(failures, 10)))
+
+    def _turn(self) -> None:
+        """One loop turn: wait for input or the next timer, then handle both."""
+        now = time.monotonic()
+        wake = min(self._next_beat, self._next_resync, self._next_deadline(now + 1.0))
+        for sock, _ in self._poller.poll(int(max(0.0, wake - now) * 1000.0) + 1):
+            if sock is self._wake_pull:
+                self._drain_commands()
+            elif sock is self._sub:
+                self._drain_notifications()
+            else:
+                self._drain_replies(sock)
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self._next_beat = now + self.beat_interval
+            self._send_beats(now)
+        if now >= self._next_resync:
+            self._next_resync = now + self.resync_interval
+            for key in list(self.watches):
+                self._pull(key)
+        if now >= self._next_view and self.registrations:
+            self._refresh_view(now)
+        if self.watches and now >= self._next_probe:
+            # A watcher sends nothing on its own: ping so a dead server is noticed.
+            self._next_probe = now + PROBE_INTERVAL
+            if not self._pending:
+                self.request("ping", {}, self.attempt_timeout)
+        self._check_deadlines(time.monotonic())
 
     def _next_deadline(self, default: float) -> float:
         earliest = default
@@ -314,37 +377,66 @@ class ClientAgent:
     def _refresh_view(self, now: float) -> None:
         self._next_view = now + VIEW_INTERVAL
 
-        def got(result: Any) -> None:
+        def got(result: Any) -> None:  # checked by wire/results: ids and addresses are sane
             members = [m for m in result["members"] if m["state"] == "up"]
-            self._members = tuple(sorted(m["id"] for m in members))
+            self._members = tuple(sorted({m["id"] for m in members}))
             self._member_address = {m["id"]: m["address"] for m in members}
             for m in result["members"]:  # every member is a server to fall back on
-                try:
-                    address = parse_address(m["address"])
-                except (ConfigError, TypeError, AttributeError):
-                    continue
+                address = split_address(m["address"])
                 if address not in self.servers and len(self.servers) < MAX_SERVERS:
                     self.servers.append(address)
 
-        self.request("cluster", {}, self.attempt_timeout, on_reply=got)
+        def failed(exc: BaseException) -> None:  # keep the view we have; the server serves
+            if isinstance(exc, RemoteProtocolError):
+                self._limiter.warning("view", time.monotonic(), "ignoring a cluster view: %s", exc)
+
+        self.request("cluster", {}, self.attempt_timeout, on_reply=got, on_error=failed)
 
     def _forget_view(self, now: float) -> None:
         """The view led us astray (or the server changed): use the server until refreshed."""
         self._members = ()
         self._next_view = now + self.attempt_timeout
 
-    def _direct_socket(self, address: str) -> zmq.Socket[bytes]:
+    def _direct_socket(self, address: str) -> zmq.Socket[bytes] | None:
+        """The DEALER to a member; None when its address cannot be used (unresolvable,
+        refused by libzmq): the server forwards instead, and we retry it later."""
         sock = self._direct.get(address)
         if sock is None:
-            host, port = parse_address(address)
+            now = time.monotonic()
+            if now < self._unusable.get(address, 0.0):
+                return None
+            try:
+                host, port = split_address(address)
+                endpoint = tcp_endpoint(host, port)
+            except (ConfigError, RemoteProtocolError) as exc:
+                self._not_usable(address, now, exc)
+                return None
             sock = self._socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection: fail now, use the server
             if ":" in host:
                 sock.setsockopt(zmq.IPV6, 1)
-            sock.connect(tcp_endpoint(host, port))
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(linger=0)
+                self._not_usable(address, now, exc)
+                return None
             self._direct[address] = sock
             self._poller.register(sock, zmq.POLLIN)
         return sock
+
+    def _not_usable(self, address: str, now: float, exc: BaseException) -> None:
+        if len(self._unusable) >= MAX_SERVERS:  # addresses come from the network: bounded
+            self._unusable.clear()
+        self._unusable[address] = now + UNUSABLE_FOR
+        self._limiter.warning(
+            ("member", address),
+            now,
+            "cannot connect to cluster member %s (%s); sending its writes through %s",
+            address,
+            exc,
+            self.server,
+        )
 
     # -- requests ----------------------------------------------------------------
     def request(
@@ -382,9 +474,12 @@ class ClientAgent:
         self._send(pending)
 
     def _send(self, pending: Pending) -> None:
-        if pending.via is not None:
+        direct = self._direct_socket(pending.via) if pending.via is not None else None
+        if direct is None:
+            pending.via = None
+        else:
             try:
-                self._direct_socket(pending.via).send_multipart([b"", pending.body], zmq.NOBLOCK)
+                direct.send_multipart([b"", pending.body], zmq.NOBLOCK)
                 pending.insist = 0  # sent: from now on an ordinary attempt
                 return
             except zmq.Again:
@@ -400,31 +495,52 @@ class ClientAgent:
             pass  # queue full: the attempt deadline will retry it
 
     def _drain_replies(self, dealer: zmq.Socket[bytes]) -> None:
+        source = self.server
+        if dealer is not self._dealer:  # a member's DEALER (writes sent straight to it)
+            source = next((a for a, s in self._direct.items() if s is dealer), source)
         for _ in range(1024):
             try:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 2 or frames[0] != b"":
-                log.warning(
-                    "ignoring a malformed reply from %s (%d frames)", self.server, len(frames)
-                )
-                continue
             try:
+                if len(frames) != 2 or frames[0] != b"":
+                    raise RemoteProtocolError(f"{len(frames)} frames instead of ['', body]")
                 reply = decode_reply(frames[1])
             except RemoteProtocolError as exc:
-                log.warning("ignoring a malformed reply from %s: %s", self.server, exc)
+                # No id to tell whose it was: remembered, so that the calls this node then
+                # fails to answer say why instead of "no reply".
+                self._malformed_from(source, str(exc))
                 continue
             self._failed_switches = 0  # somebody answers: no more backoff
             pending = self._pending.pop(reply["id"], None)
             if pending is None:
                 continue  # a late answer to an attempt we already re-sent
             if reply["ok"]:
-                self._resolve(pending, reply.get("result"), None)
+                try:
+                    result = check_result(pending.op, reply.get("result"))
+                except RemoteProtocolError as exc:
+                    self._malformed_from(source, f"{pending.op}: {exc}")
+                    self._resolve(pending, None, malformed_reply_error(pending.op, source, exc))
+                    continue
+                self.malformed.pop(source, None)
+                self._resolve(pending, result, None)
             else:
+                self.malformed.pop(source, None)
                 err = reply["error"]
-                error = server_error(err["code"], str(err.get("message", "")), self.server)
+                error = server_error(err["code"], str(err.get("message", ""))[:4096], source)
                 self._resolve(pending, None, error)
+
+    def _malformed_from(self, source: str, why: str) -> None:
+        if source in self.malformed or len(self.malformed) < MAX_SERVERS:
+            self.malformed[source] = (why[:500], time.monotonic())
+        self._limiter.warning(
+            ("malformed", source),
+            time.monotonic(),
+            "ignoring a malformed reply from %s: %s",
+            source,
+            why,
+        )
 
     def _resolve(self, pending: Pending, result: Any, error: BaseException | None) -> None:
         """Run a request's completion hooks; a failing hook must not kill the thread."""
@@ -454,7 +570,9 @@ class ClientAgent:
                 why = "".join(
                     f" ({s}: {self.connect_errors[s]})" for s in tried if s in self.connect_errors
                 )
-                exc = ServerUnreachableError(
+                since = p.deadline - p.timeout  # the call's start
+                garbled = [s for s in tried if self.malformed.get(s, ("", -1.0))[1] >= since]
+                exc: MeshregError = ServerUnreachableError(
                     f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
                     f"within {p.timeout:g}s{why}; "
                     "is `meshreg node` running there? check --server / MESHREG_SERVERS"
@@ -466,6 +584,8 @@ class ClientAgent:
                         "server_key= (CLI: --key, --server-key)"
                     )
                 )
+                if garbled:  # it did answer, with something we cannot read
+                    exc = malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
                 self._resolve(p, None, exc)
             elif now >= p.attempt_deadline:
                 if p.via is not None and p.insist > 0:
@@ -791,7 +911,13 @@ class ClientAgent:
                     continue
                 outcome = watch.view.apply_notification(msg)
             except (RemoteProtocolError, KeyError, TypeError, ValueError) as exc:
-                log.warning("ignoring a malformed notification from %s: %s", self.server, exc)
+                self._limiter.warning(
+                    "notification",
+                    time.monotonic(),
+                    "ignoring a malformed notification from %s: %s",
+                    self.server,
+                    exc,
+                )
                 continue
             if outcome is Outcome.APPLIED:
                 listing = watch.view.listing()

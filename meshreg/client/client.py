@@ -9,7 +9,6 @@ so a slow listener never delays beats.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import random
@@ -57,6 +56,15 @@ DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
 DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
 DEFAULT_RESYNC_INTERVAL = 10.0  # s; cached services are re-pulled this often (backstop)
 DEFAULT_AVOID_FAILED_FOR = 10.0  # s; call() steers clear of an instance that just failed
+# Bounds on the client's time settings, in seconds (lowest, highest): a typo must not
+# make a provider beat in a loop (beat_interval=1e-9) or never (1e9).
+CLIENT_TIME_BOUNDS: dict[str, tuple[float, float]] = {
+    "beat_interval": (0.05, 3600.0),  # s; also keep it well below the node's unhealthy_after
+    "timeout": (0.01, 86400.0),  # s; one call's whole budget
+    "attempt_timeout": (0.01, 3600.0),  # s; one server's time to answer
+    "resync_interval": (0.05, 86400.0),  # s; backstop re-pull of cached services
+    "avoid_failed_for": (0.0, 86400.0),  # s; 0 turns the avoidance off
+}
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
@@ -104,9 +112,13 @@ class Client:
             ("timeout", timeout),
             ("attempt_timeout", attempt_timeout),
             ("resync_interval", resync_interval),
+            ("avoid_failed_for", avoid_failed_for),
         ):
-            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
-                raise ConfigError(f"Client: {name} must be > 0 seconds, got {value!r}")
+            low, high = CLIENT_TIME_BOUNDS[name]
+            if type(value) not in (int, float) or not low <= value <= high:
+                raise ConfigError(
+                    f"Client: {name} must be in {low:g}..{high:g} seconds, got {value!r}"
+                )
         self.servers = _parse_servers(servers)
         self.namespace = namespace
         self.group = group

@@ -3,7 +3,9 @@
 Files are written atomically (a temporary file in the same directory,
 fsync, then ``os.replace``), so a crash mid-write leaves the old file or the
 new one, never a torn one.  A file that cannot be read is ignored (and
-logged), never trusted.  Layout: ``<dir>/<namespace>/<group>/<service>.json``;
+logged), never trusted: whatever a file holds (the wrong types, nesting deep
+enough to exhaust the parser, megabytes of it) is treated as no file at all.
+Layout: ``<dir>/<namespace>/<group>/<service>.json``;
 names are restricted to ``[0-9A-Za-z@.:_-]`` by the protocol, so they are
 safe path components.
 """
@@ -19,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from meshreg.model import Instance, ServiceKey
+from meshreg.wire.results import check_instance
 
 log = logging.getLogger("meshreg.client")
 
 FORMAT = 1
+MAX_FILE_BYTES = 64 * 1024 * 1024  # bytes; a larger file is not a cache file we wrote
 
 
 class DiskCache:
@@ -66,18 +70,37 @@ class DiskCache:
 
     def load(self, key: ServiceKey) -> tuple[list[Instance], float] | None:
         """(instances, saved_at) from disk, or None when there is no usable file."""
+        path: Path | str = self.directory
         try:
             path = self.path(key)
             with open(path, encoding="utf-8") as fh:
-                body: Any = json.load(fh)
+                text = fh.read(MAX_FILE_BYTES + 1)
+            if len(text) > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+            body: Any = json.loads(text)
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
             if body.get("format") != FORMAT or tuple(
                 body.get(k) for k in ("namespace", "group", "service")
             ) != tuple(key):
                 raise ValueError("not a cache file for this service")
-            instances = [Instance.from_wire(d) for d in body["instances"]]
-            return instances, float(body["saved_at"])
+            saved = body.get("instances")
+            if not isinstance(saved, list):
+                raise ValueError("'instances' is not a list")
+            instances = [Instance.from_wire(check_instance(d)) for d in saved]
+            saved_at = body.get("saved_at")
+            if type(saved_at) not in (int, float):
+                raise ValueError("'saved_at' is not a number")
+            return instances, float(saved_at)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("ignoring the unreadable disk cache file for %s: %s", key, exc)
+        except Exception as exc:  # OSError, ValueError, RecursionError, RemoteProtocolError...
+            # a cache is optional: nothing a file holds may reach the caller
+            log.warning(
+                "ignoring the disk cache file %s for %s (treated as absent): %s: %s",
+                path,
+                key,
+                type(exc).__name__,
+                exc,
+            )
             return None

@@ -37,6 +37,7 @@ from meshreg.core.preservation import (
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.descriptors import AcceptMonitor
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
@@ -135,6 +136,7 @@ class NodeRuntime:
         self._principals: dict[bytes, Principal] = {}  # User-Id -> principal (reset on reload)
         self.gate = SubscriptionGate()
         self.denied = 0
+        self._accepts: AcceptMonitor | None = None  # says when clients cannot connect
         if avoid_full_gc:
             avoid_full_collections()
 
@@ -167,7 +169,8 @@ class NodeRuntime:
             cfg.port,
         )
 
-    def _security_stats(self) -> dict[str, Any]:
+    def _runtime_stats(self) -> dict[str, Any]:
+        """What the runtime, not the core, knows: security, subscriptions, descriptors."""
         zap = self._zap
         return {
             "security": "curve"
@@ -176,6 +179,7 @@ class NodeRuntime:
             "acl_clients": len(self.acl.clients),
             "handshakes_refused": zap.refused if zap is not None else 0,
             "permission_denied": self.denied,
+            "accept_failures": self._accepts.failures if self._accepts is not None else 0,
             "subscriptions_admitted": self.gate.total,
             "subscriptions_refused": {
                 "invalid": self.gate.refused_invalid,
@@ -239,6 +243,7 @@ class NodeRuntime:
                     self._ctx, zmq.utils.z85.decode(keys.public), acl, self.clock
                 )
             self._router = bind_request_socket(self._ctx, cfg.host, cfg.port, keys)
+            self._accepts = AcceptMonitor(self._router, cfg.address, self._limiter)
             self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port, keys)
             if self.peer_addresses:
                 self._repl_pub = bind_replication_socket(
@@ -297,6 +302,9 @@ class NodeRuntime:
         self._stop.set()
 
     def close(self) -> None:
+        if self._accepts is not None:
+            self._accepts.close()
+            self._accepts = None
         if self._peers is not None:
             self._peers.close()
             self._peers = None
@@ -325,6 +333,9 @@ class NodeRuntime:
         for extra in (sub, peer_router, zap):
             if extra is not None:
                 poller.register(extra, zmq.POLLIN)
+        accepts = self._accepts
+        if accepts is not None:
+            accepts.attach(poller)
         dealers: set[zmq.Socket[bytes]] = set()
         if peers is not None:
 
@@ -345,6 +356,8 @@ class NodeRuntime:
                     # of our own, a peer must not look silent only because we were.
                     self._drain_replication(sub)
                 now = clock()
+                if accepts is not None:
+                    accepts.tick(now)
                 wake = core.tick(now)
                 self._carry_out(core.take_effects(), now)
                 if core.ready and not was_ready:
@@ -382,6 +395,8 @@ class NodeRuntime:
                         self._drain_replication(sub)
                     elif sock in dealers:
                         self._drain_peer_replies(sock)
+                    elif accepts is not None and sock is accepts.socket:
+                        accepts.drain(clock())
                     self._carry_out(core.take_effects(), clock())
         finally:
             log.info("meshreg node on %s stopping", self.config.address)
@@ -476,7 +491,7 @@ class NodeRuntime:
             if type(req) is ListServices and principal is not OPEN and principal is not NODE:
                 result = self._visible(principal, req, result)
             elif type(req) is GetStats:
-                result = {**result, **self._security_stats()}
+                result = {**result, **self._runtime_stats()}
             if type(result) is Forward:
                 assert not peer
                 peers = self._peers

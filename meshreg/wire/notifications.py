@@ -21,6 +21,7 @@ from meshreg.core.events import InstanceView, ServiceChanged, SyncAnnounced
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import ServiceKey
 from meshreg.wire import limits
+from meshreg.wire.results import check_notification
 
 SEP = b"\x00"
 
@@ -107,4 +108,4 @@ def decode_notification(frames: list[bytes]) -> dict[str, Any]:
     for field in ("epoch", "revision"):
         if type(msg.get(field)) is not int:
             raise RemoteProtocolError(f"notification field {field!r} must be an integer")
-    return msg
+    return check_notification(msg)

@@ -1,0 +1,154 @@
+"""Node configuration: empty host, time bounds, node_id type, a peer entry naming the node
+itself, and the port range (issue 10: M10, L5)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import free_port_pair, meshreg_cmd, raw_request
+
+from meshreg import Client
+from meshreg.config import TIME_BOUNDS, NodeConfig, load_node_config
+from meshreg.errors import ConfigError
+
+
+def load(tmp_path: Path, text: str) -> NodeConfig:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return load_node_config(path)
+
+
+@pytest.mark.parametrize("host", ["", "   "])
+def test_empty_host_is_rejected_in_toml(tmp_path: Path, host: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[node\] host must not be empty.*127\.0\.0\.1"):
+        load(tmp_path, f'[node]\nhost = "{host}"\n')
+
+
+def test_empty_host_flag_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"--host.*must not be empty.*0\.0\.0\.0"):
+        NodeConfig().with_overrides(host="")
+
+
+@pytest.mark.parametrize(
+    "table,key,value",
+    [
+        ("health", "check_interval", "1e-9"),
+        ("health", "check_interval", "0.01"),
+        ("health", "check_interval", "1e9"),
+        ("health", "unhealthy_after", "1e12"),
+        ("health", "evict_after", "1e12"),
+        ("cluster", "peer_timeout", "0.001"),
+        ("cluster", "peer_timeout", "1e6"),
+        ("cluster", "beacon_interval", "1e-6"),
+        ("cluster", "anti_entropy_interval", "1e-6"),
+        ("cluster", "peer_request_timeout", "1e-6"),
+        ("cluster", "peer_request_timeout", "1e6"),
+    ],
+)
+def test_time_settings_out_of_bounds_are_rejected(
+    tmp_path: Path, table: str, key: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load(tmp_path, f"[{table}]\n{key} = {value}\n")
+
+
+def test_flags_are_held_to_the_same_bounds() -> None:
+    with pytest.raises(ConfigError, match=r"check_interval must be in 0\.05"):
+        NodeConfig().with_overrides(check_interval=1e-9)
+    with pytest.raises(ConfigError, match="peer_timeout"):
+        NodeConfig().with_overrides(peer_timeout=0.01)
+
+
+def test_unhealthy_after_must_exceed_check_interval() -> None:
+    with pytest.raises(ConfigError, match="unhealthy_after .* must be above check_interval"):
+        NodeConfig().with_overrides(check_interval=10.0, unhealthy_after=5.0, evict_after=20.0)
+
+
+def test_the_defaults_and_the_bounds_themselves_are_accepted() -> None:
+    NodeConfig().validate()
+    for low, high in TIME_BOUNDS.values():
+        assert 0 < low < high
+    NodeConfig().with_overrides(check_interval=0.05, unhealthy_after=0.3, evict_after=0.3)
+    NodeConfig().with_overrides(peer_timeout=0.2)  # beacon interval derived: 1/6 of it
+
+
+@pytest.mark.parametrize("value", ["5", "true", "1.5", "[1]"])
+def test_non_string_node_id_is_rejected(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="node_id must be a string"):
+        load(tmp_path, f"[cluster]\nnode_id = {value}\n")
+
+
+def test_node_id_with_control_characters_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="node_id"):
+        NodeConfig().with_overrides(node_id="a\x1b[31m")
+    assert load_node_config(None).with_overrides(node_id="node-a").member_id == "node-a"
+
+
+def test_a_peer_entry_naming_this_node_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = NodeConfig(
+        host="127.0.0.1",
+        port=7800,
+        peers=("localhost:7800", "127.0.0.1:7800", "127.0.0.1:7900", "localhost:7901"),
+    )
+    with caplog.at_level(logging.INFO, logger="meshreg.node"):
+        assert cfg.peer_addresses() == ["127.0.0.1:7900", "localhost:7901"]
+    assert "peer localhost:7800 is this node" in caplog.text
+
+
+def test_a_node_on_every_interface_knows_its_loopback_name() -> None:
+    cfg = NodeConfig(host="0.0.0.0", port=7800, peers=("localhost:7800", "127.0.0.1:7801"))
+    assert cfg.peer_addresses() == ["127.0.0.1:7801"]
+
+
+def test_an_unresolvable_peer_is_kept_as_another_node() -> None:
+    cfg = NodeConfig(port=7800, peers=("no-such-host.invalid:7800",))
+    assert cfg.peer_addresses() == ["no-such-host.invalid:7800"]
+
+
+def test_port_range_leaves_room_for_the_four_ports() -> None:
+    NodeConfig(port=65532).validate()
+    for port in (0, 65533, 65535):
+        with pytest.raises(ConfigError, match=r"1\.\.65532 .*port\+3"):
+            NodeConfig(port=port).validate()
+
+
+def test_node_command_rejects_an_empty_host_in_one_line() -> None:
+    out = subprocess.run(
+        meshreg_cmd("node", "--host", "", "--port", str(free_port_pair())),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--host" in lines[0] and "127.0.0.1" in lines[0], out.stderr
+
+
+def test_a_node_given_itself_as_peer_lists_no_down_peer(start_node) -> None:  # type: ignore[no-untyped-def]
+    port = free_port_pair()
+    node = start_node("--peer", f"localhost:{port}", port=port)
+    members = raw_request(port, {"v": 1, "id": 1, "op": "cluster"})["result"]["members"]
+    assert [m["address"] for m in members] == [node.address]
+    assert f"peer localhost:{port} is this node" in node.log()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"beat_interval": 1e-9},
+        {"beat_interval": 1e9},
+        {"attempt_timeout": 1e-9},
+        {"resync_interval": 0.001},
+        {"avoid_failed_for": -1},
+        {"timeout": True},
+    ],
+)
+def test_client_time_settings_are_bounded(kwargs: dict[str, float]) -> None:
+    name = next(iter(kwargs))
+    with pytest.raises(ConfigError, match=f"{name} must be in"):
+        Client(["127.0.0.1:1"], **kwargs)
