@@ -65,4 +65,20 @@ class StallDetected:
     grace: float
 
 
-Effect = ServiceChanged | SyncAnnounced | StallDetected
+@dataclass(frozen=True, slots=True)
+class PeerDataRejected:
+    """Data from a peer was rejected whole (nothing of it applied): log it.
+
+    ``what``: ``delta``, ``reconcile``, ``reconcile reply`` or ``digests reply``;
+    ``reason`` says why and what to check.  The core reports at most one per
+    kind per ``REPORT_INTERVAL`` (core/distro); ``suppressed`` counts the others
+    since the last report (every one is counted in ``stats``).
+    """
+
+    peer: str
+    what: str
+    reason: str
+    suppressed: int = 0
+
+
+Effect = ServiceChanged | SyncAnnounced | StallDetected | PeerDataRejected
