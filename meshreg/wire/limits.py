@@ -42,6 +42,9 @@ MAX_MAP_ENTRIES = 1024  # entries per map: metadata has at most 64, a request ~1
 MAX_ARRAY_LEN = 1024  # entries per array in a client body (no client op sends one today)
 MAX_PEER_ENTRIES = 100_000  # instances + tombstones in one delta or reconcile; entries
 # per array on the peer plane
+MAX_PEER_CONTAINERS = 4 * MAX_PEER_ENTRIES  # maps + arrays in one peer body (an instance
+# is two, itself and its metadata; a removal one): decoding stops past it, so a peer
+# body of empty maps holds at most ~30 MB instead of 72 bytes per body byte
 MAX_NESTING = 1024  # levels; msgpack's own decoder stack (deeper: MALFORMED). Validation
 # never recurses into values, so depth costs no Python stack.
 

@@ -184,29 +184,52 @@ def decode_body(body: bytes, max_bytes: int = limits.MAX_BODY_BYTES) -> Any:
     The caller says which plane the body came from: ``limits.MAX_BODY_BYTES``
     (clients, the default) or ``limits.MAX_PEER_BODY_BYTES`` (peers).  The size
     is checked before any decoding, and the decoder itself bounds every string,
-    array and map (``limits.MAX_STR_BYTES`` ...) and the nesting depth, so no body
-    expands beyond its limits before validation.  A decoder failure is MALFORMED,
-    a value beyond a structural limit TOO_LARGE.
+    array and map and the nesting depth (``unpack_bounded``), so no body expands
+    beyond its limits before validation.  A decoder failure is MALFORMED, a value
+    beyond a structural limit TOO_LARGE.
     """
     size = len(body)
     if size > max_bytes:
         raise RequestRejected(
             ErrorCode.TOO_LARGE, f"request body is {size} bytes; the limit is {max_bytes}"
         )
-    peer = max_bytes > limits.MAX_BODY_BYTES
     try:
-        return unpack_bounded(body, peer)
-    except RemoteProtocolError as exc:
-        raise RequestRejected(exc.code, exc.message) from None
+        if max_bytes <= limits.MAX_BODY_BYTES:  # the client plane (every beat): inline
+            # strings, bins and exts: msgpack bounds them by len(body) (its default)
+            return _unpackb(
+                body,
+                raw=False,
+                strict_map_key=True,
+                max_map_len=limits.MAX_MAP_ENTRIES,
+                max_array_len=limits.MAX_ARRAY_LEN,
+            )
+        return unpack_peer(body)
+    except Exception as exc:
+        raise _decode_error(exc) from None
 
 
-def unpack_bounded(body: bytes, peer: bool = False) -> Any:
-    """``msgpack.unpackb`` with the structural limits of a plane (``decode_body``).
+def unpack_peer(body: bytes) -> Any:
+    """``msgpack.unpackb`` with the peer plane's structural limits (``decode_body``):
+    strings ``MAX_STR_BYTES``, maps ``MAX_MAP_ENTRIES``, arrays ``MAX_PEER_ENTRIES``,
+    at most ``MAX_PEER_CONTAINERS`` maps and arrays in all (counted as they are built,
+    so decoding stops there), nesting ``MAX_NESTING``.
 
-    Raises RemoteProtocolError: TOO_LARGE beyond a limit, MALFORMED otherwise.
+    Raises RequestRejected: TOO_LARGE beyond a limit, MALFORMED otherwise.
     """
+    left = limits.MAX_PEER_CONTAINERS
+
+    def count(value: Any) -> Any:  # up to 8 MiB: count maps and arrays as they are built
+        nonlocal left
+        left -= 1
+        if left < 0:
+            raise RemoteProtocolError(
+                f"body holds more than {limits.MAX_PEER_CONTAINERS} maps and arrays",
+                ErrorCode.TOO_LARGE,
+            )
+        return value
+
     try:
-        return msgpack.unpackb(
+        return _unpackb(
             body,
             raw=False,
             strict_map_key=True,
@@ -214,23 +237,42 @@ def unpack_bounded(body: bytes, peer: bool = False) -> Any:
             max_bin_len=limits.MAX_STR_BYTES,
             max_ext_len=limits.MAX_STR_BYTES,
             max_map_len=limits.MAX_MAP_ENTRIES,
-            max_array_len=limits.MAX_PEER_ENTRIES if peer else limits.MAX_ARRAY_LEN,
+            max_array_len=limits.MAX_PEER_ENTRIES,
+            object_hook=count,
+            list_hook=count,
         )
-    except msgpack.StackError:
-        raise RemoteProtocolError(
-            f"body is nested deeper than {limits.MAX_NESTING} levels", ErrorCode.MALFORMED
-        ) from None
-    except ValueError as exc:
-        if "exceeds max_" in str(exc):  # msgpack: "N exceeds max_str_len(M)"
-            raise RemoteProtocolError(
-                f"body holds a value beyond the decoder's limits ({exc}): strings "
-                f"{limits.MAX_STR_BYTES} bytes, maps {limits.MAX_MAP_ENTRIES} entries, "
-                f"arrays {limits.MAX_PEER_ENTRIES if peer else limits.MAX_ARRAY_LEN}",
-                ErrorCode.TOO_LARGE,
-            ) from None
-        raise _malformed(exc) from None
-    except Exception as exc:  # msgpack raises many types; all mean the same here
-        raise _malformed(exc) from None
+    except Exception as exc:
+        raise _decode_error(exc) from None
+
+
+def _decode_error(exc: Exception) -> RequestRejected:
+    """What a decoder failure means on the wire (a RequestRejected for decode_body)."""
+    if isinstance(exc, RequestRejected):
+        return exc
+    if isinstance(exc, RemoteProtocolError):  # the container budget
+        return RequestRejected(exc.code, exc.message)
+    if isinstance(exc, msgpack.StackError):
+        return RequestRejected(
+            ErrorCode.MALFORMED, f"body is nested deeper than {limits.MAX_NESTING} levels"
+        )
+    if isinstance(exc, ValueError) and "exceeds max_" in str(exc):
+        # msgpack: "N exceeds max_str_len(M)"
+        return RequestRejected(
+            ErrorCode.TOO_LARGE,
+            f"body holds a value beyond the decoder's limits ({exc}): strings "
+            f"{limits.MAX_STR_BYTES} bytes, maps {limits.MAX_MAP_ENTRIES} entries, arrays "
+            f"{limits.MAX_ARRAY_LEN} (client) or {limits.MAX_PEER_ENTRIES} (peer)",
+        )
+    # msgpack raises many types (ExtraData, FormatError, ...); all mean the same here
+    return RequestRejected(
+        ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"
+    )
+
+
+_unpackb = msgpack.unpackb
+
+
+_unpackb = msgpack.unpackb
 
 
 def _malformed(exc: Exception) -> RemoteProtocolError:

@@ -52,7 +52,7 @@ from meshreg.wire.messages import (
     check_node_id,
     check_threshold,
     check_weight,
-    unpack_bounded,
+    unpack_peer,
 )
 from meshreg.wire.notifications import instance_to_wire
 
@@ -275,7 +275,7 @@ def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | Digest
             ErrorCode.TOO_LARGE,
         )
     try:
-        m = unpack_bounded(body, peer=True)
+        m = unpack_peer(body)
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(f"replication {exc.message}", exc.code) from None
     if not isinstance(m, dict) or m.get("v") != limits.PROTOCOL_VERSION:
