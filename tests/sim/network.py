@@ -22,7 +22,8 @@ Theory of operation
 * **Wire.**  Everything goes through the real encoding: replication messages
   through ``encode_beacon/encode_delta/encode_digest`` and
   ``decode_replication``, requests through ``encode_request`` and
-  ``parse_request`` (clients) or ``parse_peer_request`` (peers), results through a msgpack round trip.
+  ``parse_request`` (clients) or ``parse_peer_request`` (peers), results
+  through a msgpack round trip.
 * **Runtime.**  :meth:`Network.client_request` plays the node runtime for a
   client's request: the entry node handles it; a ``Forward`` is relayed to
   the responsible node (``forwarded=True``) and its reply relayed back; if
