@@ -262,3 +262,36 @@ def test_a_rejected_reconcile_request_with_a_bad_name_never_reaches_the_core() -
     bad["service"] = "orders\0evil"
     with pytest.raises(RequestRejected):
         parse_peer_message({"v": 1, "id": 1, "op": "reconcile", "node": "n2", "services": [bad]})
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
+    """Found by the request fuzzer: an update (or a registration with new fields) stamped
+    ``version`` above ``alive``, and every peer's wire refused the delta ("alive must be
+    >= version"). A write now counts as evidence (as the merge has it) and leaves an
+    unhealthy record unhealthy, so the delta passes and both nodes hold the same stamps."""
+    from meshreg.wire.messages import UpdateInstance
+
+    n1, n2 = node("n1"), node("n2")
+
+    def replicate() -> tuple[Any, ...]:
+        for effect in n1.take_effects():
+            if type(effect) is Broadcast:
+                msg = decode_replication(encode_delta(effect.message))  # type: ignore[arg-type]
+                n2.on_replication(msg, 4.0)
+        mine, theirs = (n.store.get(KEY).instances[IID] for n in (n1, n2))  # type: ignore[union-attr]
+        stamps = [
+            (r.version, r.alive, r.down, r.healthy, r.enabled, r.weight) for r in (mine, theirs)
+        ]
+        assert stamps[0] == stamps[1]
+        assert mine.alive >= mine.version
+        return stamps[0]
+
+    n1.handle(RegisterInstance(1, KEY, IID, 1.0, True, {}), 1.0, forwarded=True)
+    if not healthy:
+        n1._emit(n1.store.set_health(KEY, (IID,), False, n1._stamp(2.0)))
+    replicate()
+    n1.handle(UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
+    assert replicate()[3:5] == (healthy, False)  # drained; a drain heals nobody
+    n1.handle(RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
+    assert replicate()[3:] == (True, True, 2.0)  # the provider itself: healed
