@@ -346,7 +346,24 @@ def _payloads(services: Any) -> tuple[ServicePayload, ...]:
     return payloads
 
 
-# -- replies to our peer calls (decoded by the runtime, untrusted until here) ------------
+# -- replies to our peer calls (untrusted until here) ------------------------------------
+def decode_peer_reply(body: bytes) -> tuple[int, bool, Any]:
+    """(id, ok, result) of a reply to a peer call, decoded within the peer plane's
+    limits (``messages.unpack_peer``); the result is checked by ``parse_*_reply``."""
+    if len(body) > limits.MAX_PEER_BODY_BYTES:
+        raise RemoteProtocolError(
+            f"peer reply is {len(body)} bytes; the limit is {limits.MAX_PEER_BODY_BYTES}",
+            ErrorCode.TOO_LARGE,
+        )
+    try:
+        reply = unpack_peer(body)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"peer reply: {exc.message}", exc.code) from None
+    if not isinstance(reply, dict) or type(reply.get("id")) is not int or "ok" not in reply:
+        raise RemoteProtocolError("peer reply is not a map with 'id' and 'ok'")
+    return reply["id"], reply["ok"] is True, reply.get("result")
+
+
 def parse_reconcile_reply(result: Any) -> tuple[ServicePayload, ...]:
     """A peer's ``reconcile`` result: its merged payload of each service we sent."""
     if not isinstance(result, dict):

@@ -4,7 +4,7 @@ mutations of valid messages, on both planes and the replication channel.
 Properties, for every input:
 
 * only :class:`RequestRejected` (requests) or :class:`RemoteProtocolError` (peer
-  messages, replies) escapes; never a TypeError, KeyError, RecursionError ...;
+  messages, replies to peer calls) escapes; never a TypeError, KeyError, RecursionError ...;
 * a rejection carries a wire error code and a non-empty message;
 * whatever is accepted is within the limits a client request is held to: every
   name passes ``check_name``, every host and cluster ``check_instance_id``, every
@@ -43,6 +43,7 @@ from meshreg.wire.peer import (
     Reconcile,
     ReplicatedDelta,
     ServicePayload,
+    decode_peer_reply,
     decode_replication,
     encode_beacon,
     encode_delta,
@@ -179,6 +180,13 @@ def replication(kind: bytes, body: bytes) -> None:
         within_limits(msg.payload)
 
 
+def peer_reply_bytes(body: bytes) -> None:
+    try:
+        decode_peer_reply(body)
+    except RemoteProtocolError as exc:
+        assert exc.message
+
+
 def replies(value: Any) -> None:
     for parse in (parse_reconcile_reply, parse_digest_page):
         try:
@@ -198,6 +206,7 @@ def test_random_bytes(body: bytes) -> None:
     parse_both_planes(body)
     for kind in (b"delta", b"beacon", b"digest", b"x"):
         replication(kind, body)
+    peer_reply_bytes(body)
 
 
 @FUZZ
@@ -207,6 +216,7 @@ def test_random_msgpack_structures(value: Any) -> None:
     parse_both_planes(body)
     replication(b"delta", body)
     replies(value)
+    peer_reply_bytes(body)
 
 
 @FUZZ

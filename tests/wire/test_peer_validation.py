@@ -256,3 +256,20 @@ def test_replication_bodies_are_bounded_like_peer_requests() -> None:
     with pytest.raises(RemoteProtocolError) as info:
         decode_replication([b"beacon", b"\x91" * 5000 + b"\xc0"])
     assert "nested" in info.value.message
+
+
+def test_peer_replies_are_decoded_within_the_peer_limits() -> None:
+    from meshreg.wire.peer import decode_peer_reply
+    from meshreg.wire.replies import encode_error, encode_ok
+
+    assert decode_peer_reply(encode_ok(7, {"services": []})) == (7, True, {"services": []})
+    assert decode_peer_reply(encode_error(7, ErrorCode.INTERNAL, "x"))[:2] == (7, False)
+    for body, code in (
+        (b"\xc0" * (limits.MAX_PEER_BODY_BYTES + 1), ErrorCode.TOO_LARGE),
+        (b"\x91" * 2000 + b"\xc0", ErrorCode.MALFORMED),
+        (msgpack.packb([1]), ErrorCode.MALFORMED),
+        (msgpack.packb({"id": "1", "ok": True}), ErrorCode.MALFORMED),
+    ):
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_peer_reply(body)
+        assert info.value.code is code
