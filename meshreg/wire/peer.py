@@ -232,6 +232,19 @@ def payload_stamps(p: ServicePayload) -> int:
     return top
 
 
+def _unpack(body: bytes, what: str) -> Any:
+    """One peer body, within the peer plane's size and structure limits."""
+    if len(body) > limits.MAX_PEER_BODY_BYTES:
+        raise RemoteProtocolError(
+            f"{what} is {len(body)} bytes; the limit is {limits.MAX_PEER_BODY_BYTES}",
+            ErrorCode.TOO_LARGE,
+        )
+    try:
+        return unpack_peer(body)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"{what}: {exc.message}", exc.code) from None
+
+
 # -- replication channel ---------------------------------------------------------
 def encode_beacon(b: Beacon) -> list[bytes]:
     body = {
@@ -269,15 +282,7 @@ def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | Digest
     if len(frames) != 2:
         raise RemoteProtocolError(f"replication message must have 2 frames, got {len(frames)}")
     kind, body = frames
-    if len(body) > limits.MAX_PEER_BODY_BYTES:
-        raise RemoteProtocolError(
-            f"replication body is {len(body)} bytes; the limit is {limits.MAX_PEER_BODY_BYTES}",
-            ErrorCode.TOO_LARGE,
-        )
-    try:
-        m = unpack_peer(body)
-    except RemoteProtocolError as exc:
-        raise RemoteProtocolError(f"replication {exc.message}", exc.code) from None
+    m = _unpack(body, "replication body")
     if not isinstance(m, dict) or m.get("v") != limits.PROTOCOL_VERSION:
         raise RemoteProtocolError("replication body must be a v1 map")
     node = check_node_id(m.get("node"))
@@ -350,15 +355,7 @@ def _payloads(services: Any) -> tuple[ServicePayload, ...]:
 def decode_peer_reply(body: bytes) -> tuple[int, bool, Any]:
     """(id, ok, result) of a reply to a peer call, decoded within the peer plane's
     limits (``messages.unpack_peer``); the result is checked by ``parse_*_reply``."""
-    if len(body) > limits.MAX_PEER_BODY_BYTES:
-        raise RemoteProtocolError(
-            f"peer reply is {len(body)} bytes; the limit is {limits.MAX_PEER_BODY_BYTES}",
-            ErrorCode.TOO_LARGE,
-        )
-    try:
-        reply = unpack_peer(body)
-    except RemoteProtocolError as exc:
-        raise RemoteProtocolError(f"peer reply: {exc.message}", exc.code) from None
+    reply = _unpack(body, "peer reply")
     if not isinstance(reply, dict) or type(reply.get("id")) is not int or "ok" not in reply:
         raise RemoteProtocolError("peer reply is not a map with 'id' and 'ok'")
     return reply["id"], reply["ok"] is True, reply.get("result")

@@ -14,7 +14,8 @@ import math
 from typing import Any
 
 import msgpack
-from hypothesis import HealthCheck, event, given, settings
+from helpers import fuzz_settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
@@ -28,13 +29,7 @@ from meshreg.wire import limits
 from meshreg.wire.messages import OPS, RegisterInstance, RequestRejected, parse_request
 from meshreg.wire.replies import decode_reply, encode_error, encode_ok
 
-FUZZ = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,  # the same examples every run: deterministic CI
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(250)  # deterministic: the same examples every run
 
 KNOWN = [
     ServiceKey("public", "DEFAULT_GROUP", "orders"),

@@ -18,7 +18,8 @@ import copy
 from typing import Any
 
 import msgpack
-from hypothesis import HealthCheck, given, settings
+from helpers import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from meshreg.config import ClusterPolicy
@@ -42,13 +43,7 @@ from meshreg.wire.peer import (
     payload_to_wire,
 )
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,  # the same examples every run: deterministic CI
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(300)  # deterministic: the same examples every run
 WALL = 1_790_000_000.0
 A, B = "10.0.0.1:7800", "10.0.0.2:7800"
 KEYS = [ServiceKey("public", "DEFAULT_GROUP", s) for s in ("orders", "pay", "ship")]

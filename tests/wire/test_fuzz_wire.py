@@ -20,12 +20,12 @@ import copy
 from typing import Any
 
 import msgpack
-from hypothesis import HealthCheck, given, settings
+from helpers import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
+from test_peer_validation import payload
 
-from meshreg.core.events import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
-from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
 from meshreg.wire.messages import (
     CLIENT_OPS,
@@ -49,16 +49,9 @@ from meshreg.wire.peer import (
     encode_delta,
     parse_digest_page,
     parse_reconcile_reply,
-    payload_to_wire,
 )
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,  # the same examples every run: deterministic CI
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(300)  # deterministic: the same examples every run
 
 # -- values ---------------------------------------------------------------------------------
 ints = st.one_of(
@@ -87,16 +80,7 @@ values = st.recursive(  # maps with keys our parsers read, so they get past the 
     max_leaves=16,
 )
 
-STAMP = 1_790_000_000_000_000 << 10
-VIEW = InstanceView("10.0.0.1", 8080, "DEFAULT", 1.0, True, True, {"a": "b"}, STAMP, STAMP, 0)
-PAYLOAD = payload_to_wire(
-    ServicePayload(
-        ServiceKey("public", "DEFAULT_GROUP", "orders"),
-        (VIEW,),
-        ((InstanceId("10.0.0.2", 1, "DEFAULT"), STAMP, 0),),
-        (0.5, STAMP, {"k": "v"}),
-    )
-)
+PAYLOAD = payload()
 VALID_MESSAGES: list[dict[str, Any]] = [
     {"v": 1, "id": 1, "op": "reconcile", "node": "n2", "services": [PAYLOAD]},
     {"v": 1, "id": 2, "op": "digests", "cursor": ["public", "G", "s"], "limit": 5},
