@@ -67,10 +67,11 @@ class StallDetected:
 
 @dataclass(frozen=True, slots=True)
 class PeerDataRejected:
-    """Data from a peer was rejected whole (nothing of it applied): log it.
+    """Data from a peer was rejected (nothing of what was rejected applied): log it.
 
-    ``what``: ``delta``, ``reconcile``, ``reconcile reply`` or ``digests reply``;
-    ``reason`` says why and what to check.  The core reports at most one per
+    ``what``: ``delta``, ``reconcile``, ``reconcile reply`` or ``digests reply``
+    (of a reconcile, only the services with a stamp too far ahead are rejected);
+    ``reason`` names the service or field and what to check.  The core reports at most one per
     kind per ``REPORT_INTERVAL`` (core/distro); ``suppressed`` counts the others
     since the last report (every one is counted in ``stats``).
     """
