@@ -182,6 +182,7 @@ class _SyncRound:
     paging_done: bool = False
     upto: tuple[int, int] | None = None  # (epoch, seq) the peer had announced at the start
     their_sizes: dict[ServiceKey, int] = field(default_factory=dict)  # instances, per page
+    last_listed: ServiceKey | None = None  # pages list keys in ascending order, past it
 
 
 class DistroNode(RegistryNode):
@@ -700,6 +701,11 @@ class DistroNode(RegistryNode):
             return
         last = None
         for key, digest, size in page.entries:
+            # ascending, each page past the last (what _list_digests sends): a peer cannot
+            # keep a round paging through the same services forever
+            if rnd.last_listed is not None and key <= rnd.last_listed:
+                raise RemoteProtocolError(f"digests reply: {key} is not after {rnd.last_listed}")
+            rnd.last_listed = key
             rnd.seen.add(key)
             rnd.their_sizes[key] = size
             mine = self._digest_of(key)

@@ -295,3 +295,22 @@ def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
     assert replicate()[3:5] == (healthy, False)  # drained; a drain heals nobody
     n1.handle(RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
     assert replicate()[3:] == (True, True, 2.0)  # the provider itself: healed
+
+
+def test_digest_pages_must_move_forward() -> None:
+    """A page that lists a service again (or out of order) aborts the round: a peer cannot
+    keep one paging through the same services forever."""
+    from meshreg.wire.peer import Beacon
+
+    n1 = node()
+    n1.on_replication(Beacon("n2", B, 9, True, 0, ("n1", "n2")), NOW)
+    n1.tick(NOW)
+    [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
+    first = {"digests": [["public", "G", "a", 1, 1], ["public", "G", "b", 1, 1]], "more": True}
+    n1.peer_reply(ask.tag, first, NOW)
+    [more] = [e for e in n1.take_effects() if type(e) is PeerCall]
+    assert more.fields["cursor"] == ["public", "G", "b"]
+    n1.peer_reply(more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
+    assert n1.counters["replication_errors"] == 1 and "n2" not in n1._rounds
+    [report] = rejections(n1)
+    assert "is not after" in report.reason
