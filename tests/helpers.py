@@ -163,3 +163,17 @@ class NodeProcess:
                 os.unlink(self.log_path)
             except OSError:
                 pass
+
+
+def fuzz_settings(max_examples: int) -> Any:
+    """Hypothesis settings for the fuzz tests: bounded, and the same examples on every run
+    (derandomize), so CI is deterministic and a failure replays."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )

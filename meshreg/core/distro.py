@@ -56,6 +56,15 @@ Theory of operation
   every peer that is up.  A node with peers of which none is up marks
   instances unhealthy but evicts nobody: it cannot tell its own isolation
   from everyone's death.
+* **Bounded stamps.**  A peer's payload (a delta, a service of a reconcile
+  request or reply) carrying a stamp more than ``MAX_CLOCK_AHEAD`` ahead of
+  our wall clock is rejected before anything of it is merged or observed:
+  nothing changes, the hybrid clock does not move, ``future_stamps`` and
+  ``replication_errors`` count it and a ``PeerDataRejected`` effect (at most
+  one per kind per ``REPORT_INTERVAL``) tells the log.  A rejected delta does
+  not advance the sender's applied seq, so the gap brings a repair round,
+  which rejects the same service again until the clocks agree: a node never
+  adopts a stamp it could not pass on (docs/DISTRO.md, "Bounded stamps").
 * **Catch-up.**  A node started with peers is *catching up* until it has
   finished an anti-entropy round with every peer that is up (or none came up
   within ``peer_timeout``); then it is ready and starts owning services.  One
@@ -78,16 +87,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshreg.core.digests import MASK, service_digest, settings_digest
-from meshreg.core.events import ServiceChanged
+from meshreg.core.events import PeerDataRejected, ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.membership import MemberChanged, Membership, MemberState
 from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.store import InstanceRecord
-from meshreg.core.versions import TAG_BITS
+from meshreg.core.versions import TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import ServiceKey
+from meshreg.wire.limits import MAX_CLOCK_AHEAD
 from meshreg.wire.messages import (
     Beat,
     DeregisterInstance,
@@ -100,19 +110,23 @@ from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
     MAX_RECONCILE_SERVICES,
     Beacon,
+    DigestPage,
     DigestSummary,
     GetCluster,
     ListDigests,
     Reconcile,
     ReplicatedDelta,
     ServicePayload,
-    payload_from_wire,
+    parse_digest_page,
+    parse_reconcile_reply,
+    payload_stamps,
     payload_to_wire,
 )
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
+REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,7 @@ class _SyncRound:
     paging_done: bool = False
     upto: tuple[int, int] | None = None  # (epoch, seq) the peer had announced at the start
     their_sizes: dict[ServiceKey, int] = field(default_factory=dict)  # instances, per page
+    last_listed: ServiceKey | None = None  # pages list keys in ascending order, past it
 
 
 class DistroNode(RegistryNode):
@@ -218,9 +233,11 @@ class DistroNode(RegistryNode):
             "replication_in": 0,
             "snapshot_pulls": 0,
             "digest_mismatches": 0,
-            "replication_errors": 0,
+            "replication_errors": 0,  # peer messages rejected (invalid, or stamps ahead)
+            "future_stamps": 0,  # ... of which: a stamp too far ahead of our clock
             "refuted": 0,
         }
+        self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
 
     # -- responsibility -----------------------------------------------------------
     def members(self) -> tuple[str, ...]:
@@ -532,7 +549,8 @@ class DistroNode(RegistryNode):
 
     def _reconcile(self, req: Reconcile, now: float) -> dict[str, Any]:
         for payload in req.services:
-            self._merge(payload, now)
+            if not self._too_far_ahead(payload, now, req.node, "reconcile"):
+                self._merge(payload, now)
         return {"services": [payload_to_wire(self.payload_of(p.key)) for p in req.services]}
 
     # -- replication channel -----------------------------------------------------------
@@ -561,6 +579,8 @@ class DistroNode(RegistryNode):
 
     def _on_delta(self, d: ReplicatedDelta, now: float) -> None:
         self.counters["replication_in"] += 1
+        if self._too_far_ahead(d.payload, now, d.node, "delta"):
+            return  # changes nothing, not even the applied seq: the gap brings a repair
         applied = self.applied_seq.get(d.node)
         if applied is None or applied[0] != d.epoch or d.seq > applied[1] + 1:
             self._sync_wanted.add(d.node)  # a gap, or a stream we just joined
@@ -617,21 +637,53 @@ class DistroNode(RegistryNode):
         if call is None:
             return
         kind, ctx = call
+        node_id = ctx if kind == "digests" else ctx[0]
         try:
             if kind == "digests":
-                self._on_digest_page(ctx, result, now)
+                self._on_digest_page(node_id, parse_digest_page(result), now)
             elif kind == "reconcile":
-                node_id, _keys = ctx
-                services = result["services"]
-                if not isinstance(services, list):
-                    raise TypeError("services must be a list")
-                for s in services:
-                    self._merge(payload_from_wire(s), now)
+                payloads = parse_reconcile_reply(result)  # all of it checked before any merge
+                asked = set(ctx[1])
+                for p in payloads:
+                    if p.key not in asked:
+                        raise RemoteProtocolError(f"reconcile reply: {p.key} was not asked for")
+                for p in payloads:
+                    if not self._too_far_ahead(p, now, node_id, "reconcile reply"):
+                        self._merge(p, now)
                 self._round_progress(node_id, now, reconciled=True)
-        except (RemoteProtocolError, KeyError, TypeError, ValueError, IndexError):
+        except RemoteProtocolError as exc:
             self.counters["replication_errors"] += 1
             self.stats.count_error(ErrorCode.MALFORMED)
-            self._abort_round(ctx if kind == "digests" else ctx[0])
+            self._report(now, f"{kind} reply", node_id, exc.message)
+            self._abort_round(node_id)
+
+    def _too_far_ahead(self, payload: ServicePayload, now: float, peer: str, what: str) -> bool:
+        """Whether ``payload`` carries a stamp beyond ``stamp_limit``: then it is rejected
+        whole (the caller merges nothing of it), counted and reported."""
+        wall = now + self.wall_offset
+        top = payload_stamps(payload)
+        if top <= stamp_limit(wall):
+            return False
+        self.counters["future_stamps"] += 1
+        self.counters["replication_errors"] += 1
+        self._report(
+            now,
+            what,
+            peer,
+            f"{payload.key} carries a version stamp {stamp_seconds(top) - wall:.1f} s ahead of "
+            f"this node's clock (the limit is {MAX_CLOCK_AHEAD:g} s); nothing of it was "
+            "applied: check both nodes' clocks (NTP)",
+        )
+        return True
+
+    def _report(self, now: float, what: str, peer: str, reason: str) -> None:
+        """Queue a PeerDataRejected, at most one per ``what`` per REPORT_INTERVAL."""
+        last, suppressed = self._reports.get(what, (-math.inf, 0))
+        if now - last < REPORT_INTERVAL:
+            self._reports[what] = (last, suppressed + 1)
+            return
+        self._reports[what] = (now, 0)
+        self._effects.append(PeerDataRejected(peer, what, reason[:500], suppressed))
 
     def peer_failed(self, tag: int, now: float) -> None:
         """A PeerCall got no (or an error) reply; the round is retried later."""
@@ -645,26 +697,24 @@ class DistroNode(RegistryNode):
         if self._rounds.pop(node_id, None) is not None:
             self._sync_wanted.add(node_id)  # try again on the next tick
 
-    def _on_digest_page(self, node_id: str, result: Any, now: float) -> None:
+    def _on_digest_page(self, node_id: str, page: DigestPage, now: float) -> None:
         rnd = self._rounds.get(node_id)
         if rnd is None:
             return
-        digests, more = result["digests"], result["more"]
-        if not isinstance(digests, list) or type(more) is not bool:
-            raise TypeError("bad digests page")
         last = None
-        for ns, group, service, digest, size in digests:
-            key = ServiceKey(ns, group, service)
-            if type(digest) is not int or type(size) is not int or size < 0:
-                raise TypeError("bad digest entry")
-            if not all(type(x) is str for x in key):
-                raise TypeError("bad digest entry")
+        for key, digest, size in page.entries:
+            # ascending, each page past the last (what _list_digests sends): a peer cannot
+            # keep a round paging through the same services forever
+            if rnd.last_listed is not None and key <= rnd.last_listed:
+                raise RemoteProtocolError(f"digests reply: {key} is not after {rnd.last_listed}")
+            rnd.last_listed = key
             rnd.seen.add(key)
             rnd.their_sizes[key] = size
             mine = self._digest_of(key)
             if mine is None or mine != digest:
                 rnd.differing.append(key)
             last = key
+        more = page.more
         if more and last is not None:
             cursor = [last.namespace, last.group, last.service]
             self._call(node_id, "digests", self._digest_fields(cursor), "digests", node_id)

@@ -65,4 +65,21 @@ class StallDetected:
     grace: float
 
 
-Effect = ServiceChanged | SyncAnnounced | StallDetected
+@dataclass(frozen=True, slots=True)
+class PeerDataRejected:
+    """Data from a peer was rejected (nothing of what was rejected applied): log it.
+
+    ``what``: ``delta``, ``reconcile``, ``reconcile reply`` or ``digests reply``
+    (of a reconcile, only the services with a stamp too far ahead are rejected);
+    ``reason`` names the service or field and what to check.  The core reports at most one per
+    kind per ``REPORT_INTERVAL`` (core/distro); ``suppressed`` counts the others
+    since the last report (every one is counted in ``stats``).
+    """
+
+    peer: str
+    what: str
+    reason: str
+    suppressed: int = 0
+
+
+Effect = ServiceChanged | SyncAnnounced | StallDetected | PeerDataRejected

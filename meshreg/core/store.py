@@ -213,6 +213,17 @@ def _evidence_time(alive: int, now: float, wall_us: int | None) -> float:
     return now - min(max(age, 0.0), 3600.0)
 
 
+def _written(rec: InstanceRecord, version: int) -> None:
+    """Stamp a write on ``rec``: a write is evidence of life (``alive >= version``, as
+    the merge rule and the wire have it), and a write to an unhealthy record leaves it
+    unhealthy (``down`` follows), so every node that merges it holds the same stamps."""
+    rec.version = version
+    if version > rec.alive:
+        rec.alive = version
+        if not rec.healthy:
+            rec.down = version
+
+
 def _stored_weight(weight: float) -> float:
     """The weight to keep: the shared object for the default 1.0 (each decoded one is new)."""
     return _ONE if type(weight) is float and weight == _ONE else weight
@@ -338,7 +349,7 @@ class RegistryStore:
         if not same:
             rec.weight, rec.enabled = _stored_weight(weight), enabled
             self._set_metadata(rec, svc.shared_metadata(metadata))
-            rec.version = version
+            _written(rec, version)
         if not rec.healthy:
             rec.healthy = True
             self.unhealthy_total -= 1
@@ -362,7 +373,8 @@ class RegistryStore:
         new_enabled = rec.enabled if enabled is None else enabled
         if (new_weight, new_enabled) == (rec.weight, rec.enabled):
             return None
-        rec.weight, rec.enabled, rec.version = _stored_weight(new_weight), new_enabled, version
+        rec.weight, rec.enabled = _stored_weight(new_weight), new_enabled
+        _written(rec, version)
         return self._changed(svc, (rec,), (), "updated")
 
     def deregister(

@@ -6,18 +6,39 @@ above every stamp it has issued *or seen* (a hybrid logical clock, so a skewed
 clock cannot make a newer write lose).  ``node_tag`` (10 bits of the node id's
 hash) breaks ties between nodes deterministically.  Merging keeps the record
 with the highest stamp: last writer wins, per instance.
+
+Bounded stamps (docs/DISTRO.md): a stamp from a peer further than
+``MAX_CLOCK_AHEAD`` ahead of the receiver's wall clock is rejected before it
+is observed (``too_far_ahead``), so no message can push a clock far into the
+future; and the clock never issues a stamp above ``MAX_STAMP``, the wire's
+bound, so whatever it has observed, its stamps are always accepted on the wire.
 """
 
 from __future__ import annotations
 
 import xxhash
 
+from meshreg.wire.limits import MAX_CLOCK_AHEAD, MAX_STAMP
+
 TAG_BITS = 10
 TAG_MASK = (1 << TAG_BITS) - 1
+MAX_US = MAX_STAMP >> TAG_BITS  # the clock saturates here (year 2255; never in practice)
+MAX_AHEAD_US = int(MAX_CLOCK_AHEAD * 1_000_000)
 
 
 def node_tag(node_id: str) -> int:
     return int(xxhash.xxh32_intdigest(node_id.encode())) & TAG_MASK
+
+
+def stamp_limit(wall: float) -> int:
+    """The highest stamp a node whose wall clock reads ``wall`` (s) accepts from a peer."""
+    us = min(int(wall * 1_000_000) + MAX_AHEAD_US, MAX_US)
+    return (max(us, 0) << TAG_BITS) | TAG_MASK
+
+
+def stamp_seconds(stamp: int) -> float:
+    """The wall-clock time (s) a stamp was issued at, as its issuer's clock read it."""
+    return (stamp >> TAG_BITS) / 1_000_000
 
 
 class HybridClock:
@@ -30,11 +51,13 @@ class HybridClock:
     def stamp(self, wall: float) -> int:
         """A new stamp for a write at wall-clock time ``wall`` (seconds)."""
         us = int(wall * 1_000_000)
-        self.last_us = us if us > self.last_us else self.last_us + 1
+        last = self.last_us
+        # saturating at MAX_US: a stamp is never above what the wire accepts
+        self.last_us = min(us if us > last else last + 1, MAX_US)
         return (self.last_us << TAG_BITS) | self.tag
 
     def observe(self, stamp: int) -> None:
-        """Remember a stamp seen from a peer."""
+        """Remember a stamp seen from a peer (checked against ``stamp_limit`` first)."""
         us = stamp >> TAG_BITS
         if us > self.last_us:
-            self.last_us = us
+            self.last_us = min(us, MAX_US)

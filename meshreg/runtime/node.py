@@ -28,7 +28,7 @@ import zmq.utils.z85
 from meshreg import __version__
 from meshreg.config import NodeConfig
 from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
-from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
+from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.membership import MemberChanged, MemberState
 from meshreg.core.preservation import (
     SelfPreservationEnded,
@@ -54,6 +54,7 @@ from meshreg.transport.sockets import (
     bind_request_socket,
     curve_client,
 )
+from meshreg.wire import limits
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
     GetStats,
@@ -62,6 +63,7 @@ from meshreg.wire.messages import (
     beat_fields,
     decode_body,
     parse_message,
+    parse_peer_message,
 )
 from meshreg.wire.notifications import encode_change, encode_sync
 from meshreg.wire.peer import (
@@ -472,7 +474,7 @@ class NodeRuntime:
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
         req = None
         try:
-            msg = decode_body(body)
+            msg = decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
             beat = beat_fields(msg)
             if (
                 beat is not None
@@ -480,7 +482,7 @@ class NodeRuntime:
                 and self.core.fast_beat(beat[1], beat[2], now)
             ):
                 return envelope + [encode_ok(beat[0], None)]
-            req = parse_message(msg)
+            req = parse_peer_message(msg) if peer else parse_message(msg)
             if principal is not OPEN and principal is not NODE:
                 try:
                     authorize(principal, req)
@@ -680,6 +682,15 @@ class NodeRuntime:
                     effect.silent,
                     effect.total,
                     effect.held,
+                )
+            elif t is PeerDataRejected:
+                more = (
+                    f" ({effect.suppressed} more since the last report)"
+                    if effect.suppressed
+                    else ""
+                )
+                log.warning(
+                    "rejected %s from peer %s: %s%s", effect.what, effect.peer, effect.reason, more
                 )
             elif t is StallDetected:
                 log.warning(

@@ -22,7 +22,8 @@ from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_addr
 from meshreg.core.distro import PeerCall
 from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire import limits
-from meshreg.wire.replies import decode_reply, encode_request
+from meshreg.wire.peer import decode_peer_reply
+from meshreg.wire.replies import encode_request
 
 log = logging.getLogger("meshreg.node")
 
@@ -130,5 +131,4 @@ def replication_endpoint(address: str) -> str:
 
 def decode_call_reply(body: bytes) -> tuple[int, bool, Any]:
     """(tag, ok, result) of a peer call's reply; raises RemoteProtocolError."""
-    reply = decode_reply(body)
-    return reply["id"], bool(reply["ok"]), reply.get("result")
+    return decode_peer_reply(body)

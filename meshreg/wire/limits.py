@@ -14,6 +14,8 @@ MAX_BODY_BYTES = 64 * 1024  # bytes; larger client request bodies get TOO_LARGE
 MAX_FRAME_BYTES = 4 * MAX_BODY_BYTES  # bytes; per frame on the client port, by libzmq
 MAX_PEER_BODY_BYTES = 8 * 1024 * 1024  # bytes; node-to-node requests (peer port only)
 MAX_PEER_REPLY_BYTES = 1024 * 1024 * 1024  # bytes; a peer's reply (digest page, reconcile)
+# The caller says which plane a body came from (decode_body's max_bytes); nothing in a
+# body does.
 MAX_ENVELOPE_FRAMES = 16  # routing frames before the empty delimiter
 
 MAX_NAMESPACE_LEN = 64  # chars
@@ -29,3 +31,31 @@ MAX_METADATA_CHARS = 16 * 1024  # sum of key and value lengths, chars
 MAX_REQUEST_ID = 2**64 - 1
 DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
 MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)
+MAX_NODE_ID_LEN = 256  # chars; a node id in peer messages (printable, no control chars)
+MAX_ADDRESS_LEN = 300  # chars; a node's host:port in its beacons
+
+# Structure of a decoded body, bounded by the decoder itself before any validation
+# (msgpack.unpackb's max_*_len), so no body decodes into more than its limits allow:
+# every value takes at least one byte, so a body decodes to at most its byte size in
+# objects (measured worst case: 72 bytes of memory per byte of a body of empty maps).
+MAX_STR_BYTES = MAX_BODY_BYTES  # bytes per string (or bin/ext), on either plane: no value
+# a client may send is longer (strings decode 1:1 into memory: this bounds single values
+# of peer bodies, and keeps unknown fields of newer clients working)
+MAX_MAP_ENTRIES = 1024  # entries per map: metadata has at most 64, a request ~15 keys
+MAX_ARRAY_LEN = 1024  # entries per array in a client body (no client op sends one today)
+MAX_PEER_ENTRIES = 100_000  # instances + tombstones in one delta or reconcile; entries
+# per array on the peer plane
+MAX_PEER_CONTAINERS = 4 * MAX_PEER_ENTRIES  # maps + arrays in one peer body (an instance
+# is two, itself and its metadata; a removal one): decoding stops past it, so a peer
+# body of empty maps holds at most ~30 MB instead of 72 bytes per body byte
+MAX_NESTING = 1024  # levels; msgpack's own decoder stack (deeper: MALFORMED). Validation
+# never recurses into values, so depth costs no Python stack.
+
+# Version stamps (core/versions): microseconds << 10 | a node tag.
+MAX_STAMP = 2**63 - 1  # the largest stamp on the wire (a signed 64-bit int everywhere)
+# s; a stamp further ahead of the receiver's wall clock is rejected and does not move
+# its clock (docs/DISTRO.md, "Bounded stamps"): NTP keeps clocks within milliseconds and
+# a resumed VM within seconds; 60 s tolerates a badly kept clock, while a stamp from a
+# broken or hostile peer can push the cluster's clocks at most 60 s ahead of real time
+# (never towards MAX_STAMP: at today's time the microseconds use 51 of the 53 bits).
+MAX_CLOCK_AHEAD = 60.0

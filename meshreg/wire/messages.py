@@ -6,6 +6,14 @@ into one of the frozen request dataclasses below or raises
 the offending field, and the request id / op when they could be read (so the
 error reply can be matched by the caller).  Unknown extra keys are ignored
 (forward compatibility); missing optional keys take the documented defaults.
+
+Two planes, chosen by the caller, never by the body (the port a body came in
+on says which): the client plane (``decode_body(body)`` + ``parse_message``:
+``CLIENT_OPS``; a peer operation gets PERMISSION_DENIED) and the peer plane
+(``decode_body(body, limits.MAX_PEER_BODY_BYTES)`` + ``parse_peer_message``:
+``PEER_OPS`` plus the writes a node forwards, ``FORWARDED_OPS``).  The name,
+host and metadata checks below are shared by both planes and by the peer
+messages of ``wire/peer``: a name a client may not send, a peer may not either.
 """
 
 from __future__ import annotations
@@ -37,9 +45,6 @@ _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?\Z"
 )
-
-
-_PEER_HEAD = b"\xa2op\xa9reconcile"  # msgpack of "op": "reconcile"
 
 
 class RequestRejected(RemoteProtocolError):
@@ -138,6 +143,14 @@ class Ping:
     op = "ping"
 
 
+@dataclass(frozen=True, slots=True)
+class GetCluster:
+    """The member view (``meshreg cluster``; clients use it to find owners)."""
+
+    req_id: int
+    op = "cluster"
+
+
 Request = (
     RegisterInstance
     | DeregisterInstance
@@ -148,9 +161,10 @@ Request = (
     | ListServices
     | GetStats
     | Ping
+    | GetCluster
 )
 
-OPS = (
+CLIENT_OPS = (
     "register",
     "deregister",
     "beat",
@@ -161,35 +175,124 @@ OPS = (
     "stats",
     "ping",
     "cluster",
-    "digests",
-    "reconcile",
 )
+PEER_OPS = ("digests", "reconcile")  # node to node only (wire/peer)
+FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set")  # relayed writes
+OPS = CLIENT_OPS  # the ops a client may send
+PEER_PLANE_OPS = PEER_OPS + FORWARDED_OPS  # what a node accepts from a peer
 
 
-def decode_body(body: bytes) -> Any:
-    """msgpack-decode one body, mapping every decoder failure to MALFORMED."""
+def decode_body(body: bytes, max_bytes: int = limits.MAX_BODY_BYTES) -> Any:
+    """msgpack-decode one body of at most ``max_bytes``, bounded in structure.
+
+    The caller says which plane the body came from: ``limits.MAX_BODY_BYTES``
+    (clients, the default) or ``limits.MAX_PEER_BODY_BYTES`` (peers).  The size
+    is checked before any decoding, and the decoder itself bounds every string,
+    array and map and the nesting depth (``unpack_bounded``), so no body expands
+    beyond its limits before validation.  A decoder failure is MALFORMED, a value
+    beyond a structural limit TOO_LARGE.
+    """
     size = len(body)
-    # Node-to-node reconciles carry whole services; they put "op" first (our encoder
-    # does), so a glance at the head tells them apart before any decoding.
-    if size > limits.MAX_BODY_BYTES:
-        limit = limits.MAX_PEER_BODY_BYTES if _PEER_HEAD in body[:48] else limits.MAX_BODY_BYTES
-    else:
-        limit = limits.MAX_BODY_BYTES
-    if size > limit:
+    if size > max_bytes:
         raise RequestRejected(
-            ErrorCode.TOO_LARGE, f"request body is {size} bytes; the limit is {limit}"
+            ErrorCode.TOO_LARGE, f"request body is {size} bytes; the limit is {max_bytes}"
         )
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises many types; all mean the same here
-        raise RequestRejected(
-            ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"
-        ) from None
+        if max_bytes <= limits.MAX_BODY_BYTES:  # the client plane (every beat): inline
+            # strings, bins and exts: msgpack bounds them by len(body) (its default)
+            return _unpackb(
+                body,
+                raw=False,
+                strict_map_key=True,
+                max_map_len=limits.MAX_MAP_ENTRIES,
+                max_array_len=limits.MAX_ARRAY_LEN,
+            )
+        return unpack_peer(body)
+    except Exception as exc:
+        raise _decode_error(exc) from None
+
+
+def unpack_peer(body: bytes) -> Any:
+    """``msgpack.unpackb`` with the peer plane's structural limits (``decode_body``):
+    strings ``MAX_STR_BYTES``, maps ``MAX_MAP_ENTRIES``, arrays ``MAX_PEER_ENTRIES``,
+    at most ``MAX_PEER_CONTAINERS`` maps and arrays in all (counted as they are built,
+    so decoding stops there), nesting ``MAX_NESTING``.
+
+    Raises RequestRejected: TOO_LARGE beyond a limit, MALFORMED otherwise.
+    """
+    left = limits.MAX_PEER_CONTAINERS
+
+    def count(value: Any) -> Any:  # up to 8 MiB: count maps and arrays as they are built
+        nonlocal left
+        left -= 1
+        if left < 0:
+            raise RemoteProtocolError(
+                f"body holds more than {limits.MAX_PEER_CONTAINERS} maps and arrays",
+                ErrorCode.TOO_LARGE,
+            )
+        return value
+
+    try:
+        return _unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=limits.MAX_STR_BYTES,
+            max_bin_len=limits.MAX_STR_BYTES,
+            max_ext_len=limits.MAX_STR_BYTES,
+            max_map_len=limits.MAX_MAP_ENTRIES,
+            max_array_len=limits.MAX_PEER_ENTRIES,
+            object_hook=count,
+            list_hook=count,
+        )
+    except Exception as exc:
+        raise _decode_error(exc) from None
+
+
+def _decode_error(exc: Exception) -> RequestRejected:
+    """What a decoder failure means on the wire (a RequestRejected for decode_body)."""
+    if isinstance(exc, RequestRejected):
+        return exc
+    if isinstance(exc, RemoteProtocolError):  # the container budget
+        return RequestRejected(exc.code, exc.message)
+    if isinstance(exc, msgpack.StackError):
+        return RequestRejected(
+            ErrorCode.MALFORMED, f"body is nested deeper than {limits.MAX_NESTING} levels"
+        )
+    if isinstance(exc, ValueError) and "exceeds max_" in str(exc):
+        # msgpack: "N exceeds max_str_len(M)"
+        return RequestRejected(
+            ErrorCode.TOO_LARGE,
+            f"body holds a value beyond the decoder's limits ({exc}): strings "
+            f"{limits.MAX_STR_BYTES} bytes, maps {limits.MAX_MAP_ENTRIES} entries, arrays "
+            f"{limits.MAX_ARRAY_LEN} (client) or {limits.MAX_PEER_ENTRIES} (peer)",
+        )
+    # msgpack raises many types (ExtraData, FormatError, ...); all mean the same here
+    return RequestRejected(
+        ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"
+    )
+
+
+_unpackb = msgpack.unpackb
+
+
+_unpackb = msgpack.unpackb
+
+
+def _malformed(exc: Exception) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"body is not one valid msgpack value ({type(exc).__name__})", ErrorCode.MALFORMED
+    )
 
 
 def parse_request(body: bytes) -> Request:
-    """Validate untrusted ``body`` bytes and return a typed request."""
+    """Validate untrusted ``body`` bytes from a client and return a typed request."""
     return parse_message(decode_body(body))
+
+
+def parse_peer_request(body: bytes) -> Any:
+    """Validate untrusted ``body`` bytes from a peer (``parse_peer_message``)."""
+    return parse_peer_message(decode_body(body, limits.MAX_PEER_BODY_BYTES))
 
 
 BeatFields = tuple[int, tuple[str, str, str], tuple[str, int, str]]
@@ -245,8 +348,8 @@ def beat_fields(msg: Any) -> BeatFields | None:
     return req_id, (ns, group, service), (ip, port, cluster)
 
 
-def parse_message(msg: Any) -> Request:
-    """Validate an untrusted decoded body and return a typed request."""
+def _header(msg: Any) -> int:
+    """The request id of a body map, after the checks every request passes."""
     if not isinstance(msg, dict):
         raise RequestRejected(ErrorCode.MALFORMED, "body must be a msgpack map")
     req_id = msg.get("id")
@@ -262,7 +365,44 @@ def parse_message(msg: Any) -> Request:
             f"v={limits.PROTOCOL_VERSION}",
             req_id,
         )
+    return req_id
+
+
+def parse_message(msg: Any) -> Request:
+    """Validate an untrusted decoded body from a client and return a typed request.
+
+    Only ``CLIENT_OPS``: a peer operation gets PERMISSION_DENIED (peers use
+    their own port and ``parse_peer_message``).
+    """
+    req_id = _header(msg)
+    return _client_op(msg, req_id, msg.get("op"))
+
+
+def parse_peer_message(msg: Any) -> Any:
+    """Validate an untrusted decoded body from a peer: ``PEER_OPS`` (wire/peer's
+    ListDigests, Reconcile) or a forwarded write (``FORWARDED_OPS``)."""
+    req_id = _header(msg)
     op = msg.get("op")
+    if op in FORWARDED_OPS:
+        return _client_op(msg, req_id, op)
+    if op in PEER_OPS:
+        from meshreg.wire.peer import parse_peer_op  # peer ops: rare, kept apart
+
+        return parse_peer_op(op, msg, req_id)
+    raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
+
+
+def _unknown_op(op: Any, req_id: int, known: tuple[str, ...], where: str = "") -> RequestRejected:
+    if op is None:
+        what = "field 'op' is missing"
+    elif not isinstance(op, str):
+        what = f"field 'op' must be a string, got {type(op).__name__}"
+    else:
+        what = f"unknown op {op[:32]!r}{where}"
+    return RequestRejected(ErrorCode.UNKNOWN_OP, f"{what}; known ops: {', '.join(known)}", req_id)
+
+
+def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
     if op == "beat":  # the hot path: checked first, validated by type and length only
         return Beat(req_id, _beat_key(msg, req_id), _instance_id(msg, req_id, op, False))
     if op == "register":
@@ -275,10 +415,11 @@ def parse_message(msg: Any) -> Request:
         return _update(msg, req_id)
     if op == "service_set":
         threshold: Any = msg.get("protect_threshold")
-        if threshold is not None and (
-            type(threshold) not in (int, float) or not 0.0 <= threshold <= 1.0
-        ):
-            raise _reject(req_id, op, "field 'protect_threshold' must be a number in 0..1")
+        if threshold is not None:
+            try:
+                threshold = check_threshold(threshold)
+            except RemoteProtocolError as exc:
+                raise _reject(req_id, op, exc.message) from None
         service_metadata = msg.get("metadata")
         if service_metadata is not None:
             if not isinstance(service_metadata, dict):
@@ -289,7 +430,7 @@ def parse_message(msg: Any) -> Request:
         return SetService(
             req_id,
             _service_key(msg, req_id, op),
-            None if threshold is None else float(threshold),
+            threshold,
             service_metadata,
         )
     if op == "instances":
@@ -313,17 +454,16 @@ def parse_message(msg: Any) -> Request:
         return GetStats(req_id)
     if op == "ping":
         return Ping(req_id)
-    if op in ("digests", "reconcile", "cluster"):
-        from meshreg.wire.peer import parse_peer_request  # peer ops: rare, kept apart
-
-        return parse_peer_request(op, msg, req_id)  # type: ignore[no-any-return]
-    if op is None:
-        what = "field 'op' is missing"
-    elif not isinstance(op, str):
-        what = f"field 'op' must be a string, got {type(op).__name__}"
-    else:
-        what = f"unknown op {op[:32]!r}"
-    raise RequestRejected(ErrorCode.UNKNOWN_OP, f"{what}; known ops: {', '.join(OPS)}", req_id)
+    if op == "cluster":
+        return GetCluster(req_id)
+    if op in PEER_OPS:
+        raise RequestRejected(
+            ErrorCode.PERMISSION_DENIED,
+            f"peer operation {op!r} is not accepted on the client port",
+            req_id,
+            op,
+        )
+    raise _unknown_op(op, req_id, CLIENT_OPS)
 
 
 def services_cursor(group: str, service: str) -> str:
@@ -371,12 +511,90 @@ def _name(
         value = default
     if value is None:
         raise _reject(req_id, op, f"field '{field}' is required")
+    try:
+        return check_name(value, field, max_len)
+    except RemoteProtocolError as exc:
+        raise _reject(req_id, op, exc.message, exc.code) from None
+
+
+def _invalid(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, ErrorCode.INVALID_ARGUMENT)
+
+
+# -- checks shared by every plane (client requests, forwarded writes, peer messages) --------
+def check_name(value: Any, field: str, max_len: int) -> str:
+    """A namespace, group or service name; raises RemoteProtocolError naming ``field``."""
     if type(value) is not str:
-        raise _reject(req_id, op, f"field '{field}' must be a string")
+        raise _invalid(f"field '{field}' must be a string")
     if not 0 < len(value) <= max_len:
-        raise _reject(req_id, op, f"field '{field}' must be 1..{max_len} characters")
+        raise _invalid(f"field '{field}' must be 1..{max_len} characters")
     if _NAME_RE.match(value) is None:
-        raise _reject(req_id, op, f"field '{field}' may only contain letters, digits and @.:_-")
+        raise _invalid(f"field '{field}' may only contain letters, digits and @.:_-")
+    return value
+
+
+def check_key(namespace: Any, group: Any, service: Any) -> ServiceKey:
+    """A service key whose three names pass ``check_name`` (no defaults)."""
+    return ServiceKey(
+        check_name(namespace, "namespace", limits.MAX_NAMESPACE_LEN),
+        check_name(group, "group", limits.MAX_GROUP_LEN),
+        check_name(service, "service", limits.MAX_SERVICE_LEN),
+    )
+
+
+def check_instance_id(ip: Any, port: Any, cluster: Any, strict: bool = True) -> InstanceId:
+    """An instance id; ``strict`` False checks types and lengths only (a beat: it
+    only looks a record up, and no record has a name outside the alphabets)."""
+    if type(ip) is not str or not 0 < len(ip) <= limits.MAX_HOST_LEN:
+        raise _invalid(f"field 'ip' must be a string of 1..{limits.MAX_HOST_LEN} characters")
+    if strict and not is_valid_host(ip):
+        raise _invalid(f"field 'ip' {ip!r} is not an IP address or host name")
+    if type(port) is not int or not 0 < port < 65536:
+        raise _invalid("field 'port' must be an integer in 1..65535")
+    if type(cluster) is not str or not 0 < len(cluster) <= limits.MAX_CLUSTER_LEN:
+        raise _invalid(
+            f"field 'cluster' must be a string of 1..{limits.MAX_CLUSTER_LEN} characters"
+        )
+    if strict and _CLUSTER_RE.match(cluster) is None:
+        raise _invalid("field 'cluster' may only contain letters, digits and _.-")
+    return InstanceId(ip, port, cluster)
+
+
+def check_weight(weight: Any) -> float:
+    if (
+        type(weight) not in (int, float)
+        or not math.isfinite(weight)
+        or not 0.0 <= weight <= limits.MAX_WEIGHT
+    ):
+        raise _invalid(f"field 'weight' must be a number in 0..{limits.MAX_WEIGHT:g}")
+    return float(weight)
+
+
+def check_threshold(value: Any) -> float:
+    """A service's protection threshold: a number in 0..1 (0 turns protection off)."""
+    if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
+        raise _invalid("field 'protect_threshold' must be a number in 0..1")
+    return float(value)
+
+
+def check_node_id(value: Any, field: str = "node") -> str:
+    """A node id (``--node-id``, default host:port): printable, no control characters."""
+    if type(value) is not str or not 0 < len(value) <= limits.MAX_NODE_ID_LEN:
+        raise _invalid(f"{field} must be a string of 1..{limits.MAX_NODE_ID_LEN} characters")
+    if not value.isprintable():
+        raise _invalid(f"{field} {value[:64]!r} contains control characters")
+    return value
+
+
+def check_address(value: Any, field: str = "address") -> str:
+    """A node address ``host:port`` (an IPv6 host with or without brackets)."""
+    if type(value) is not str or not 0 < len(value) <= limits.MAX_ADDRESS_LEN:
+        raise _invalid(f"{field} must be a string of 1..{limits.MAX_ADDRESS_LEN} characters")
+    host, _, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (port.isdigit() and port.isascii() and 0 < int(port) < 65536 and is_valid_host(host)):
+        raise _invalid(f"{field} {value[:64]!r} is not host:port")
     return value
 
 
@@ -414,28 +632,13 @@ def _beat_key(msg: dict[str, Any], req_id: int) -> ServiceKey:
 
 
 def _instance_id(msg: dict[str, Any], req_id: int, op: str, strict_host: bool) -> InstanceId:
-    ip = msg.get("ip")
-    if type(ip) is not str or not 0 < len(ip) <= limits.MAX_HOST_LEN:
-        raise _reject(
-            req_id, op, f"field 'ip' must be a string of 1..{limits.MAX_HOST_LEN} characters"
-        )
-    if strict_host and not is_valid_host(ip):
-        raise _reject(req_id, op, f"field 'ip' {ip!r} is not an IP address or host name")
-    port = msg.get("port")
-    if type(port) is not int or not 0 < port < 65536:
-        raise _reject(req_id, op, "field 'port' must be an integer in 1..65535")
     cluster = msg.get("cluster")
     if cluster is None:
         cluster = DEFAULT_CLUSTER
-    if type(cluster) is not str or not 0 < len(cluster) <= limits.MAX_CLUSTER_LEN:
-        raise _reject(
-            req_id,
-            op,
-            f"field 'cluster' must be a string of 1..{limits.MAX_CLUSTER_LEN} characters",
-        )
-    if strict_host and _CLUSTER_RE.match(cluster) is None:
-        raise _reject(req_id, op, "field 'cluster' may only contain letters, digits and _.-")
-    return InstanceId(ip, port, cluster)
+    try:
+        return check_instance_id(msg.get("ip"), msg.get("port"), cluster, strict_host)
+    except RemoteProtocolError as exc:
+        raise _reject(req_id, op, exc.message, exc.code) from None
 
 
 def is_valid_host(host: str) -> bool:
@@ -460,19 +663,22 @@ def _bool(msg: dict[str, Any], field: str, default: bool, req_id: int, op: str) 
     return value
 
 
+def _weight(msg: dict[str, Any], req_id: int, op: str) -> float | None:
+    """The 'weight' field, checked; None when absent."""
+    weight = msg.get("weight")
+    if weight is None:
+        return None
+    try:
+        return check_weight(weight)
+    except RemoteProtocolError as exc:
+        raise _reject(req_id, op, exc.message, exc.code) from None
+
+
 def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
     op = "register"
     key = _service_key(msg, req_id, op)
     iid = _instance_id(msg, req_id, op, True)
-    weight = msg.get("weight")
-    if weight is None:
-        weight = 1.0
-    if (
-        type(weight) not in (int, float)
-        or not math.isfinite(weight)
-        or not 0.0 <= weight <= limits.MAX_WEIGHT
-    ):
-        raise _reject(req_id, op, f"field 'weight' must be a number in 0..{limits.MAX_WEIGHT:g}")
+    weight = _weight(msg, req_id, op)
     enabled = _bool(msg, "enabled", True, req_id, op)
     metadata = msg.get("metadata")
     if metadata is None:
@@ -481,61 +687,58 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
         raise _reject(req_id, op, "field 'metadata' must be a map of string to string")
     else:
         validate_metadata(metadata, req_id, op)
-    return RegisterInstance(req_id, key, iid, float(weight), enabled, metadata)
+    return RegisterInstance(req_id, key, iid, 1.0 if weight is None else weight, enabled, metadata)
 
 
 def _update(msg: dict[str, Any], req_id: int) -> UpdateInstance:
     op = "update"
     key = _service_key(msg, req_id, op)
     iid = _instance_id(msg, req_id, op, True)
-    weight = msg.get("weight")
-    if weight is not None and (
-        type(weight) not in (int, float)
-        or not math.isfinite(weight)
-        or not 0.0 <= weight <= limits.MAX_WEIGHT
-    ):
-        raise _reject(req_id, op, f"field 'weight' must be a number in 0..{limits.MAX_WEIGHT:g}")
+    weight = _weight(msg, req_id, op)
     enabled = msg.get("enabled")
     if enabled is not None and type(enabled) is not bool:
         raise _reject(req_id, op, "field 'enabled' must be true or false")
     if weight is None and enabled is None:
         raise _reject(req_id, op, "give 'weight' or 'enabled' (or both)")
-    return UpdateInstance(req_id, key, iid, None if weight is None else float(weight), enabled)
+    return UpdateInstance(req_id, key, iid, weight, enabled)
 
 
 def validate_metadata(metadata: dict[Any, Any], req_id: int = 0, op: str = "register") -> None:
-    """Check a metadata map against the documented limits."""
+    """Check a client's metadata map against the documented limits (``check_metadata``)."""
+    try:
+        check_metadata(metadata)
+    except RemoteProtocolError as exc:
+        raise _reject(req_id, op, exc.message, exc.code) from None
+
+
+def check_metadata(metadata: Any) -> dict[str, str]:
+    """A metadata map within the documented limits; raises RemoteProtocolError."""
+    if not isinstance(metadata, dict):
+        raise _invalid("field 'metadata' must be a map of string to string")
     if len(metadata) > limits.MAX_METADATA_ENTRIES:
-        raise _reject(
-            req_id,
-            op,
+        raise RemoteProtocolError(
             f"metadata has {len(metadata)} entries; the limit is {limits.MAX_METADATA_ENTRIES}",
             ErrorCode.TOO_LARGE,
         )
     total = 0
     for k, v in metadata.items():
         if type(k) is not str or type(v) is not str:
-            raise _reject(req_id, op, "field 'metadata' must be a map of string to string")
+            raise _invalid("field 'metadata' must be a map of string to string")
         if not 0 < len(k) <= limits.MAX_METADATA_KEY_LEN:
-            raise _reject(
-                req_id,
-                op,
+            raise RemoteProtocolError(
                 f"metadata key must be 1..{limits.MAX_METADATA_KEY_LEN} characters",
                 ErrorCode.TOO_LARGE if k else ErrorCode.INVALID_ARGUMENT,
             )
         if len(v) > limits.MAX_METADATA_VALUE_LEN:
-            raise _reject(
-                req_id,
-                op,
-                f"metadata value for {k!r} is {len(v)} characters; the limit is "
+            raise RemoteProtocolError(
+                f"metadata value for {k[:32]!r} is {len(v)} characters; the limit is "
                 f"{limits.MAX_METADATA_VALUE_LEN}",
                 ErrorCode.TOO_LARGE,
             )
         total += len(k) + len(v)
     if total > limits.MAX_METADATA_CHARS:
-        raise _reject(
-            req_id,
-            op,
+        raise RemoteProtocolError(
             f"metadata totals {total} characters; the limit is {limits.MAX_METADATA_CHARS}",
             ErrorCode.TOO_LARGE,
         )
+    return metadata

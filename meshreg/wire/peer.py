@@ -15,17 +15,23 @@ Replication channel (each node's XPUB... PUB on ``port + 2``), frames
 * digest: ``{"v","node","epoch","services","digest"}``: how many services the
   sender is responsible for and one checksum over them (see core/digests).
 
-Peer requests ride the ordinary request socket (same envelope and reply
-shape as client requests): ``digests`` (page through the per-service
-checksums of the services the node is responsible for), ``reconcile`` (send
-our records of some services, get the node's merged records back) and
-``cluster`` (the member view; also for clients and ``meshreg cluster``).
-Everything is validated here; the core sees only these dataclasses.
+Peer requests (the peer plane: ``messages.parse_peer_message``) have the
+request envelope and reply shape of client requests: ``digests`` (page
+through the per-service checksums of the services the node is responsible
+for) and ``reconcile`` (send our records of some services, get the node's
+merged records back); the replies are checked here too (``parse_digest_page``,
+``parse_reconcile_reply``).  ``cluster`` (the member view) is a client op.
+
+Everything is validated here, with the checks client requests pass (names,
+hosts, clusters, weights, metadata: the ``check_*`` of wire/messages), node
+ids and addresses printable, every stamp an integer in 0..``MAX_STAMP`` and
+every count bounded; the core sees only these dataclasses.  Whether a stamp
+is too far ahead of the receiver's clock is the core's to judge (it has the
+clock): core/distro, "Bounded stamps".
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +41,28 @@ from meshreg.core.events import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import RequestRejected, is_valid_host, validate_metadata
+from meshreg.wire.messages import (
+    PEER_OPS,
+    GetCluster,
+    RequestRejected,
+    check_address,
+    check_instance_id,
+    check_key,
+    check_metadata,
+    check_node_id,
+    check_threshold,
+    check_weight,
+    unpack_peer,
+)
 from meshreg.wire.notifications import instance_to_wire
+
+__all__ = ["PEER_OPS", "GetCluster"]  # re-exported: they lived here before
 
 MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
 MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
-MAX_RECONCILE_INSTANCES = (
-    100_000  # instances + tombstones per ``reconcile`` request (one big service)
-)
-MAX_DELTA_ENTRIES = 100_000  # upserts + removals in one replicated delta
+# instances + tombstones per ``reconcile`` request or reply (one big service)
+MAX_RECONCILE_INSTANCES = limits.MAX_PEER_ENTRIES
+MAX_DELTA_ENTRIES = limits.MAX_PEER_ENTRIES  # upserts + removals in one replicated delta
 MAX_MEMBERS = 256  # node ids in a beacon's member view
 
 
@@ -101,12 +120,11 @@ class Reconcile:
 
 
 @dataclass(frozen=True, slots=True)
-class GetCluster:
-    req_id: int
-    op = "cluster"
+class DigestPage:
+    """One page of a peer's ``digests`` reply: (key, digest, instances) per service."""
 
-
-PEER_OPS = ("digests", "reconcile", "cluster")
+    entries: tuple[tuple[ServiceKey, int, int], ...]
+    more: bool
 
 
 def _bad(message: str) -> RemoteProtocolError:
@@ -119,18 +137,11 @@ def _uint(value: Any, what: str, upper: int = 2**64 - 1) -> int:
     return value
 
 
-def _str(value: Any, what: str, max_len: int) -> str:
-    if type(value) is not str or not 0 < len(value) <= max_len:
-        raise _bad(f"{what} must be a string of 1..{max_len} characters")
+def _stamp(value: Any, what: str) -> int:
+    """A version stamp (core/versions): an integer in 0..MAX_STAMP."""
+    if type(value) is not int or not 0 <= value <= limits.MAX_STAMP:
+        raise _bad(f"{what} must be a version stamp, an integer in 0..{limits.MAX_STAMP}")
     return value
-
-
-def _key(ns: Any, group: Any, service: Any) -> ServiceKey:
-    return ServiceKey(
-        _str(ns, "namespace", limits.MAX_NAMESPACE_LEN),
-        _str(group, "group", limits.MAX_GROUP_LEN),
-        _str(service, "service", limits.MAX_SERVICE_LEN),
-    )
 
 
 def instance_to_peer(v: InstanceView) -> dict[str, Any]:
@@ -145,48 +156,30 @@ def instance_to_peer(v: InstanceView) -> dict[str, Any]:
 def _instance(d: Any) -> InstanceView:
     if not isinstance(d, dict):
         raise _bad("instance must be a map")
-    ip = _str(d.get("ip"), "ip", limits.MAX_HOST_LEN)
-    if not is_valid_host(ip):
-        raise _bad(f"ip {ip!r} is not an IP address or host name")
-    port = d.get("port")
-    if type(port) is not int or not 0 < port < 65536:
-        raise _bad("port must be in 1..65535")
-    cluster = _str(d.get("cluster"), "cluster", limits.MAX_CLUSTER_LEN)
-    weight: Any = d.get("weight")
-    if type(weight) not in (int, float) or not math.isfinite(weight) or not 0 <= weight <= 1e4:
-        raise _bad("weight out of range")
+    iid = check_instance_id(d.get("ip"), d.get("port"), d.get("cluster"))
+    weight = check_weight(d.get("weight"))
     enabled, healthy = d.get("enabled"), d.get("healthy")
     if type(enabled) is not bool or type(healthy) is not bool:
         raise _bad("enabled and healthy must be booleans")
-    metadata = d.get("metadata")
-    if not isinstance(metadata, dict):
-        raise _bad("metadata must be a map")
-    try:
-        validate_metadata(metadata)
-    except RequestRejected as exc:
-        raise _bad(exc.message) from None
-    version = _uint(d.get("version"), "version", 2**63 - 1)
-    alive = _uint(d.get("alive", version), "alive", 2**63 - 1)
-    down = _uint(d.get("down", 0 if healthy else alive), "down", 2**63 - 1)
+    metadata = check_metadata(d.get("metadata"))
+    version = _stamp(d.get("version"), "version")
+    alive = _stamp(d.get("alive", version), "alive")
+    down = _stamp(d.get("down", 0 if healthy else alive), "down")
     if alive < version:
         raise _bad("alive must be >= version (a write is evidence of life)")
     if alive and (down < alive) != healthy:
         raise _bad("healthy must equal down < alive")
     return InstanceView(
-        ip, port, cluster, float(weight), enabled, healthy, metadata, version, alive, down
+        iid.ip, iid.port, iid.cluster, weight, enabled, healthy, metadata, version, alive, down
     )
 
 
 def _removal(r: Any) -> tuple[InstanceId, int, int]:
     if not isinstance(r, list) or len(r) not in (4, 5):
         raise _bad("removal must be [ip, port, cluster, version, alive]")
-    ip = _str(r[0], "ip", limits.MAX_HOST_LEN)
-    port = r[1]
-    if type(port) is not int or not 0 < port < 65536:
-        raise _bad("port must be in 1..65535")
-    cluster = _str(r[2], "cluster", limits.MAX_CLUSTER_LEN)
-    alive = _uint(r[4], "alive", 2**63 - 1) if len(r) == 5 else 0
-    return InstanceId(ip, port, cluster), _uint(r[3], "version", 2**63 - 1), alive
+    iid = check_instance_id(r[0], r[1], r[2])
+    alive = _stamp(r[4], "alive") if len(r) == 5 else 0
+    return iid, _stamp(r[3], "version"), alive
 
 
 def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
@@ -207,32 +200,49 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
     if not isinstance(upsert, list) or not isinstance(remove, list):
         raise _bad("upsert and remove must be lists")
     if len(upsert) + len(remove) > max_entries:
-        raise RemoteProtocolError("too many entries in one service payload", ErrorCode.TOO_LARGE)
+        raise RemoteProtocolError(
+            f"{len(upsert) + len(remove)} entries in one service payload; the limit is "
+            f"{max_entries}",
+            ErrorCode.TOO_LARGE,
+        )
     settings = d.get("settings")
     if settings is not None:
-        if (
-            not isinstance(settings, list)
-            or len(settings) != 3
-            or type(settings[0]) not in (int, float)
-            or not 0.0 <= settings[0] <= 1.0
-            or not isinstance(settings[2], dict)
-        ):
+        if not isinstance(settings, list) or len(settings) != 3:
             raise _bad("settings must be [protect_threshold in 0..1, version, metadata]")
-        try:
-            validate_metadata(settings[2])
-        except RequestRejected as exc:
-            raise _bad(exc.message) from None
         settings = (
-            float(settings[0]),
-            _uint(settings[1], "settings version", 2**63 - 1),
-            settings[2],
+            check_threshold(settings[0]),
+            _stamp(settings[1], "settings version"),
+            check_metadata(settings[2]),
         )
     return ServicePayload(
-        _key(d.get("namespace"), d.get("group"), d.get("service")),
+        check_key(d.get("namespace"), d.get("group"), d.get("service")),
         tuple(_instance(x) for x in upsert),
         tuple(_removal(x) for x in remove),
         settings,
     )
+
+
+def payload_stamps(p: ServicePayload) -> int:
+    """The highest version stamp a payload carries (what the receiver's clock bounds)."""
+    top = p.settings[1] if p.settings is not None else 0
+    for v in p.upserts:
+        top = max(top, v.version, v.alive, v.down)
+    for _, t_version, t_alive in p.removals:
+        top = max(top, t_version, t_alive)
+    return top
+
+
+def _unpack(body: bytes, what: str) -> Any:
+    """One peer body, within the peer plane's size and structure limits."""
+    if len(body) > limits.MAX_PEER_BODY_BYTES:
+        raise RemoteProtocolError(
+            f"{what} is {len(body)} bytes; the limit is {limits.MAX_PEER_BODY_BYTES}",
+            ErrorCode.TOO_LARGE,
+        )
+    try:
+        return unpack_peer(body)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"{what}: {exc.message}", exc.code) from None
 
 
 # -- replication channel ---------------------------------------------------------
@@ -272,26 +282,21 @@ def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | Digest
     if len(frames) != 2:
         raise RemoteProtocolError(f"replication message must have 2 frames, got {len(frames)}")
     kind, body = frames
-    try:
-        m = msgpack.unpackb(body, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise RemoteProtocolError(
-            f"replication body is not msgpack ({type(exc).__name__})"
-        ) from None
+    m = _unpack(body, "replication body")
     if not isinstance(m, dict) or m.get("v") != limits.PROTOCOL_VERSION:
         raise RemoteProtocolError("replication body must be a v1 map")
-    node = _str(m.get("node"), "node", 256)
+    node = check_node_id(m.get("node"))
     epoch = _uint(m.get("epoch"), "epoch")
     if kind == b"beacon":
         ready = m.get("ready")
         if type(ready) is not bool:
             raise _bad("ready must be a boolean")
-        address = _str(m.get("address"), "address", 300)
+        address = check_address(m.get("address"))
         members = m.get("members")
         if members is not None:
             if not isinstance(members, list) or len(members) > MAX_MEMBERS:
                 raise _bad(f"members must be a list of at most {MAX_MEMBERS} node ids")
-            members = tuple(sorted(_str(x, "member id", 256) for x in members))
+            members = tuple(sorted(check_node_id(x, "member id") for x in members))
         return Beacon(node, address, epoch, ready, _uint(m.get("seq"), "seq"), members)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
@@ -303,39 +308,90 @@ def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | Digest
 
 
 # -- peer requests ------------------------------------------------------------------
-def parse_peer_request(op: str, msg: dict[str, Any], req_id: int) -> Any:
-    """Validate a peer op's fields (called by parse_request for PEER_OPS)."""
+def parse_peer_op(op: str, msg: dict[str, Any], req_id: int) -> ListDigests | Reconcile:
+    """Validate a peer op's fields (``messages.parse_peer_message``, for PEER_OPS)."""
     try:
-        if op == "cluster":
-            return GetCluster(req_id)
         if op == "digests":
             cursor = msg.get("cursor")
             key = None
             if cursor is not None:
                 if not isinstance(cursor, list) or len(cursor) != 3:
                     raise _bad("cursor must be [namespace, group, service] or nil")
-                key = _key(*cursor)
+                key = check_key(*cursor)
             limit = msg.get("limit", MAX_DIGEST_PAGE)
             if type(limit) is not int or not 0 < limit <= MAX_DIGEST_PAGE:
                 raise _bad(f"limit must be in 1..{MAX_DIGEST_PAGE}")
             caller = msg.get("node")
             if caller is not None:
-                caller = _str(caller, "node", 256)
+                caller = check_node_id(caller)
             ready = msg.get("ready", True)
             if type(ready) is not bool:
                 raise _bad("ready must be a boolean")
             return ListDigests(req_id, key, limit, None if ready else caller)
         if op == "reconcile":
-            services = msg.get("services")
-            if not isinstance(services, list) or len(services) > MAX_RECONCILE_SERVICES:
-                raise _bad(f"services must be a list of at most {MAX_RECONCILE_SERVICES}")
-            payloads = tuple(payload_from_wire(s, MAX_RECONCILE_INSTANCES) for s in services)
-            total = sum(len(p.upserts) + len(p.removals) for p in payloads)
-            if total > MAX_RECONCILE_INSTANCES:
-                raise RemoteProtocolError(
-                    "reconcile carries too many instances", ErrorCode.TOO_LARGE
-                )
-            return Reconcile(req_id, _str(msg.get("node"), "node", 256), payloads)
+            node = check_node_id(msg.get("node"))
+            return Reconcile(req_id, node, _payloads(msg.get("services")))
     except RemoteProtocolError as exc:
         raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
-    raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}", req_id)
+    raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unknown peer op {op!r}", req_id)
+
+
+def _payloads(services: Any) -> tuple[ServicePayload, ...]:
+    """The service payloads of a reconcile request or reply, within the bounds."""
+    if not isinstance(services, list) or len(services) > MAX_RECONCILE_SERVICES:
+        raise _bad(f"services must be a list of at most {MAX_RECONCILE_SERVICES}")
+    payloads = tuple(payload_from_wire(s, MAX_RECONCILE_INSTANCES) for s in services)
+    total = sum(len(p.upserts) + len(p.removals) for p in payloads)
+    if total > MAX_RECONCILE_INSTANCES:
+        raise RemoteProtocolError(
+            f"reconcile carries {total} instances and tombstones; the limit is "
+            f"{MAX_RECONCILE_INSTANCES}",
+            ErrorCode.TOO_LARGE,
+        )
+    return payloads
+
+
+# -- replies to our peer calls (untrusted until here) ------------------------------------
+def decode_peer_reply(body: bytes) -> tuple[int, bool, Any]:
+    """(id, ok, result) of a reply to a peer call, decoded within the peer plane's
+    limits (``messages.unpack_peer``); the result is checked by ``parse_*_reply``."""
+    reply = _unpack(body, "peer reply")
+    if not isinstance(reply, dict) or type(reply.get("id")) is not int or "ok" not in reply:
+        raise RemoteProtocolError("peer reply is not a map with 'id' and 'ok'")
+    return reply["id"], reply["ok"] is True, reply.get("result")
+
+
+def parse_reconcile_reply(result: Any) -> tuple[ServicePayload, ...]:
+    """A peer's ``reconcile`` result: its merged payload of each service we sent."""
+    if not isinstance(result, dict):
+        raise _bad("reconcile reply must be a map")
+    try:
+        return _payloads(result.get("services"))
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"reconcile reply: {exc.message}", exc.code) from None
+
+
+def parse_digest_page(result: Any) -> DigestPage:
+    """A peer's ``digests`` result: ``[[ns, group, service, digest, instances]]``, more."""
+    try:
+        if not isinstance(result, dict):
+            raise _bad("must be a map")
+        digests, more = result.get("digests"), result.get("more")
+        if not isinstance(digests, list) or len(digests) > MAX_DIGEST_PAGE:
+            raise _bad(f"digests must be a list of at most {MAX_DIGEST_PAGE} entries")
+        if type(more) is not bool:
+            raise _bad("more must be a boolean")
+        entries = []
+        for e in digests:
+            if not isinstance(e, list) or len(e) != 5:
+                raise _bad("an entry must be [namespace, group, service, digest, instances]")
+            entries.append(
+                (
+                    check_key(e[0], e[1], e[2]),
+                    _uint(e[3], "digest"),
+                    _uint(e[4], "instances"),
+                )
+            )
+        return DigestPage(tuple(entries), more)
+    except RemoteProtocolError as exc:
+        raise RemoteProtocolError(f"digests reply: {exc.message}", exc.code) from None

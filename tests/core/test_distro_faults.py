@@ -14,7 +14,7 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.node import RegistryNode
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.messages import parse_request
+from meshreg.wire.messages import parse_peer_request, parse_request
 from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload
 
 A, B = "10.0.0.2:7800", "10.0.0.3:7800"
@@ -277,10 +277,10 @@ def test_a_peer_restarted_faster_than_peer_timeout_is_listed_its_former_services
     theirs = {k for k in keys_owned_by("n2", full, 6) if responsible_node(k, ("n1", "n3")) == "n1"}
     assert theirs
     ask = {"v": 1, "id": 9, "op": "digests", "cursor": None, "limit": 2000}
-    listed = m.node.handle(parse_request(msgpack.packb(ask)), m.now)
+    listed = m.node.handle(parse_peer_request(msgpack.packb(ask)), m.now)
     assert not theirs & {ServiceKey(*d[:3]) for d in listed["digests"]}  # n2 is ready: its own
     ask.update(node="n2", ready=False)  # the new incarnation, catching up
-    listed = m.node.handle(parse_request(msgpack.packb(ask)), m.now)
+    listed = m.node.handle(parse_peer_request(msgpack.packb(ask)), m.now)
     assert theirs <= {ServiceKey(*d[:3]) for d in listed["digests"]}
 
 

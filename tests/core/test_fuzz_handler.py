@@ -1,4 +1,4 @@
-"""Fuzzing parse_request + RegistryNode.handle with hostile bodies.
+"""Fuzzing parse_request + RegistryNode.handle with hostile bodies (and clock steps).
 
 Properties, for every body:
 
@@ -14,26 +14,22 @@ import math
 from typing import Any
 
 import msgpack
-from hypothesis import HealthCheck, event, given, settings
+from helpers import fuzz_settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from meshreg.core.distro import ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.node import RegistryNode
+from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
 from meshreg.wire.messages import OPS, RegisterInstance, RequestRejected, parse_request
 from meshreg.wire.replies import decode_reply, encode_error, encode_ok
 
-FUZZ = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,  # the same examples every run: deterministic CI
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(250)  # deterministic: the same examples every run
 
 KNOWN = [
     ServiceKey("public", "DEFAULT_GROUP", "orders"),
@@ -308,4 +304,56 @@ def test_one_node_survives_a_long_hostile_session() -> None:
     assert rejected == len(bodies)
     assert sum(node.stats.errors.values()) == len(bodies)
     assert node.stats.errors["NOT_FOUND"] == 20
+    still_works(node)
+
+
+# -- sequences with clock steps ------------------------------------------------------------------
+def store_invariants(node: RegistryNode, revision_before: int) -> None:
+    """What the table must always satisfy, whatever came in."""
+    store = node.store
+    assert store.revision >= revision_before
+    for key, svc in store.services.items():
+        assert svc.instances, f"{key}: an empty service is kept"
+        assert svc.revision <= store.revision
+        for rec in svc.instances.values():
+            assert rec.alive >= rec.version
+            if rec.alive:
+                assert rec.healthy == (rec.down < rec.alive), rec.id
+            assert 0 <= rec.version <= limits.MAX_STAMP and rec.alive <= limits.MAX_STAMP
+    healthy, unhealthy = store.instance_count()
+    assert healthy + unhealthy == sum(len(s.instances) for s in store.services.values())
+    assert node.hlc.last_us <= int(node.wall_stamp(NOW + 10**6) >> TAG_BITS)
+
+
+@FUZZ
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.one_of(valid_maps(), almost_valid_maps()),
+            st.sampled_from([0.0, 0.001, 0.5, 3.0, 16.0, 40.0, 400.0]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_request_sequences_with_random_clock_steps(
+    steps: list[tuple[dict[str, Any], float]],
+) -> None:
+    """Requests interleaved with ticks at random clock steps (sweeps, evictions, stalls):
+    only RequestRejected escapes, a rejected request changes nothing, the table holds."""
+    node = populated_node()
+    now = NOW
+    for msg, dt in steps:
+        now += dt
+        node.tick(now)
+        node.take_effects()
+        revision = node.store.revision
+        before = state(node)
+        try:
+            node.handle(parse_request(msgpack.packb(msg)), now)
+        except RequestRejected:
+            assert state(node) == before, "a rejected request changed the store"
+            assert node.take_effects() == []
+        node.take_effects()
+        store_invariants(node, revision)
     still_works(node)

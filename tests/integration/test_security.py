@@ -16,7 +16,7 @@ import zmq
 
 from meshreg import Client, PermissionDeniedError, ServerUnreachableError
 from meshreg.security.keys import generate_key_files, load_secret_key
-from tests.helpers import HOST, NodeProcess, meshreg_cmd, raw_request, wait_until
+from helpers import HOST, NodeProcess, meshreg_cmd, raw_request, wait_until
 
 WRITE_ORDERS = """
 [[client]]

@@ -22,7 +22,8 @@ Theory of operation
 * **Wire.**  Everything goes through the real encoding: replication messages
   through ``encode_beacon/encode_delta/encode_digest`` and
   ``decode_replication``, requests through ``encode_request`` and
-  ``parse_request``, results through a msgpack round trip.
+  ``parse_request`` (clients) or ``parse_peer_request`` (peers), results
+  through a msgpack round trip.
 * **Runtime.**  :meth:`Network.client_request` plays the node runtime for a
   client's request: the entry node handles it; a ``Forward`` is relayed to
   the responsible node (``forwarded=True``) and its reply relayed back; if
@@ -62,11 +63,11 @@ from typing import Any
 import msgpack
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, Forward, PeerCall
-from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
+from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
-from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.messages import RequestRejected, parse_peer_request, parse_request
 from meshreg.wire.peer import (
     Beacon,
     DigestSummary,
@@ -394,6 +395,9 @@ class Network:
             elif t is StallDetected:
                 self.count("stalls")
                 self.log(f"{node.node_id} {eff!r}")
+            elif t is PeerDataRejected:
+                self.count("peer_data_rejected")
+                self.log(f"{node.node_id} {eff!r}")
             elif t is not SyncAnnounced:
                 raise AssertionError(f"unknown effect {eff!r}")
 
@@ -465,7 +469,7 @@ class Network:
         assert core is not None
         outcome: Outcome
         try:
-            req = parse_request(body)
+            req = parse_peer_request(body)  # the peer plane
             outcome = ("ok", roundtrip(core.handle(req, self.now)))
         except RequestRejected as exc:
             core.rejected(exc)
@@ -585,7 +589,7 @@ class Network:
         core = node.core
         assert core is not None
         try:
-            req = parse_request(body)
+            req = parse_peer_request(body)  # a forwarded write comes on the peer plane
             result = core.handle(req, self.now, forwarded=True, received_at=received_at)
             outcome: Outcome = ("ok", roundtrip(result))
         except RequestRejected as exc:

@@ -1,0 +1,275 @@
+"""Peer messages pass the checks client requests pass (issue 10, H1): names, hosts,
+clusters, weights and metadata in deltas, reconcile requests and replies, digest
+pages and cursors; node ids and addresses in beacons; stamps within the wire's bound."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgpack
+import pytest
+
+from meshreg.core.events import InstanceView
+from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.model import InstanceId, ServiceKey
+from meshreg.wire import limits
+from meshreg.wire.messages import RequestRejected, parse_message, parse_peer_message
+from meshreg.wire.peer import (
+    MAX_DIGEST_PAGE,
+    MAX_MEMBERS,
+    MAX_RECONCILE_SERVICES,
+    Beacon,
+    ReplicatedDelta,
+    ServicePayload,
+    decode_replication,
+    encode_beacon,
+    encode_delta,
+    parse_digest_page,
+    parse_reconcile_reply,
+    payload_to_wire,
+)
+
+KEY = ServiceKey("public", "DEFAULT_GROUP", "orders")
+STAMP = 1_700_000_000_000_000 << 10
+VIEW = InstanceView("10.0.0.1", 8080, "DEFAULT", 1.0, True, True, {"a": "b"}, STAMP, STAMP, 0)
+GONE = InstanceId("10.0.0.2", 8080, "DEFAULT")
+
+
+def payload() -> dict[str, Any]:
+    """A valid service payload as the wire carries it (one instance, a tombstone, settings)."""
+    return payload_to_wire(
+        ServicePayload(KEY, (VIEW,), ((GONE, STAMP, 0),), (0.5, STAMP, {"x": "y"}))
+    )
+
+
+# (path into a service payload, bad value, what the message names)
+BAD_PAYLOAD_FIELDS: list[tuple[tuple[Any, ...], Any, str]] = [
+    (("service",), "orders\0evil", "'service'"),  # the probe's: NUL matched orders' topic
+    (("service",), "orders evil", "'service'"),
+    (("service",), "", "'service'"),
+    (("service",), "s" * (limits.MAX_SERVICE_LEN + 1), "'service'"),
+    (("namespace",), "public\x1b[31m", "'namespace'"),
+    (("group",), 7, "'group'"),
+    (("group",), None, "'group'"),
+    (("upsert", 0, "ip"), "10.0.0.1\0", "'ip'"),
+    (("upsert", 0, "ip"), "not a host", "'ip'"),
+    (("upsert", 0, "port"), 0, "'port'"),
+    (("upsert", 0, "cluster"), "DEF AULT", "'cluster'"),
+    (("upsert", 0, "cluster"), "a\0b", "'cluster'"),
+    (("upsert", 0, "weight"), float("nan"), "'weight'"),
+    (("upsert", 0, "weight"), limits.MAX_WEIGHT * 2, "'weight'"),
+    (("upsert", 0, "metadata"), {"k": "v" * (limits.MAX_METADATA_VALUE_LEN + 1)}, "metadata"),
+    (("upsert", 0, "metadata"), {"": "v"}, "metadata key"),
+    (("upsert", 0, "metadata"), {"k": 1}, "metadata"),
+    (("upsert", 0, "metadata"), [], "metadata"),
+    (("upsert", 0, "version"), 2**63, "version"),
+    (("upsert", 0, "version"), -1, "version"),
+    (("upsert", 0, "alive"), 2**64 - 1, "alive"),
+    (("upsert", 0, "down"), True, "down"),
+    (("remove", 0, 0), "x\0", "'ip'"),
+    (("remove", 0, 2), "bad cluster", "'cluster'"),
+    (("remove", 0, 3), 2**63, "version"),
+    (("remove", 0, 4), -5, "alive"),
+    (("settings", 0), 2.0, "protect_threshold"),
+    (("settings", 1), 2**63, "settings version"),
+    (("settings", 2), {"k": "v" * 2000}, "metadata"),
+]
+
+
+def with_value(d: Any, path: tuple[Any, ...], value: Any) -> Any:
+    d = copy.deepcopy(d)
+    target = d
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return d
+
+
+def delta_frames(p: dict[str, Any], **extra: Any) -> list[bytes]:
+    body = {"v": 1, "node": "n2", "epoch": 1, "seq": 1, **p, **extra}
+    return [b"delta", msgpack.packb(body)]
+
+
+def reconcile_msg(*services: dict[str, Any], node: Any = "n2") -> dict[str, Any]:
+    return {"v": 1, "id": 4, "op": "reconcile", "node": node, "services": list(services)}
+
+
+def test_valid_payloads_pass_everywhere() -> None:
+    p = payload()
+    assert type(decode_replication(delta_frames(p))) is ReplicatedDelta
+    assert parse_peer_message(reconcile_msg(p)).services[0].key == KEY
+    assert parse_reconcile_reply({"services": [p]})[0].upserts == (VIEW,)
+    frames = encode_delta(ReplicatedDelta("n2", 1, 1, parse_reconcile_reply({"services": [p]})[0]))
+    assert decode_replication(frames).payload.settings == (0.5, STAMP, {"x": "y"})
+
+
+@pytest.mark.parametrize(("path", "value", "names"), BAD_PAYLOAD_FIELDS)
+def test_a_bad_field_is_rejected_in_every_peer_message(
+    path: tuple[Any, ...], value: Any, names: str
+) -> None:
+    bad = with_value(payload(), path, value)
+    with pytest.raises(RemoteProtocolError) as in_delta:
+        decode_replication(delta_frames(bad))
+    assert names in in_delta.value.message
+    with pytest.raises(RequestRejected) as in_reconcile:
+        parse_peer_message(reconcile_msg(payload(), bad))
+    exc = in_reconcile.value
+    assert exc.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE)
+    assert exc.message.startswith("reconcile: ") and names in exc.message
+    assert (exc.req_id, exc.op) == (4, "reconcile")
+    with pytest.raises(RemoteProtocolError) as in_reply:
+        parse_reconcile_reply({"services": [payload(), bad]})
+    assert in_reply.value.message.startswith("reconcile reply: ")
+
+
+def test_the_probes_orders_nul_evil_reconcile_is_refused_on_both_planes() -> None:
+    evil = with_value(payload(), ("service",), "orders\0evil")
+    evil["upsert"][0]["ip"] = "6.6.6.6"
+    exc = pytest.raises(RequestRejected, parse_message, reconcile_msg(evil)).value
+    assert exc.code is ErrorCode.PERMISSION_DENIED  # from a client: not even looked at
+    exc = pytest.raises(RequestRejected, parse_peer_message, reconcile_msg(evil)).value
+    assert exc.code is ErrorCode.INVALID_ARGUMENT and "'service'" in exc.message
+
+
+def test_a_client_write_and_a_peer_payload_share_the_name_rules() -> None:
+    """Whatever a client may not register, a peer may not replicate (one set of checks)."""
+    for name in ("orders\0evil", "a b", "x" * 300, "ok-name_1.2:@"):
+        client_ok = peer_ok = True
+        try:
+            parse_message(
+                {"v": 1, "id": 1, "op": "register", "service": name, "ip": "1.2.3.4", "port": 1}
+            )
+        except RequestRejected:
+            client_ok = False
+        try:
+            decode_replication(delta_frames(with_value(payload(), ("service",), name)))
+        except RemoteProtocolError:
+            peer_ok = False
+        assert client_ok == peer_ok, name
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        None,
+        [],
+        {"services": "x"},
+        {"services": [payload()] * (MAX_RECONCILE_SERVICES + 1)},
+        {"services": [{"namespace": "public"}]},
+    ],
+)
+def test_malformed_reconcile_replies_are_rejected(reply: Any) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_reconcile_reply(reply)
+
+
+def test_reconcile_counts_are_bounded() -> None:
+    many = payload()
+    many["remove"] = [["10.0.0.9", 1, "DEFAULT", 1, 0]] * 60_000
+    with pytest.raises(RequestRejected) as info:
+        parse_peer_message(reconcile_msg(many, many))
+    assert info.value.code is ErrorCode.TOO_LARGE
+    with pytest.raises(RequestRejected):
+        parse_peer_message(reconcile_msg(*[payload()] * (MAX_RECONCILE_SERVICES + 1)))
+
+
+@pytest.mark.parametrize("node", ["", "n\0", "n\x1b[2J", "x" * (limits.MAX_NODE_ID_LEN + 1), 5])
+def test_node_ids_must_be_printable(node: Any) -> None:
+    with pytest.raises(RequestRejected):
+        parse_peer_message(reconcile_msg(payload(), node=node))
+    with pytest.raises(RemoteProtocolError):
+        decode_replication(delta_frames(payload(), node=node))
+
+
+def page(*entries: Any, more: Any = False) -> dict[str, Any]:
+    return {"node": "n2", "digests": list(entries), "more": more}
+
+
+def test_digest_pages_are_checked() -> None:
+    ok = parse_digest_page(page(["public", "G", "orders", 2**64 - 1, 3]))
+    assert ok.entries == ((ServiceKey("public", "G", "orders"), 2**64 - 1, 3),) and not ok.more
+    for bad in (
+        page(["public", "G", "orders\0evil", 1, 3]),
+        page(["public", "G", "orders", -1, 3]),
+        page(["public", "G", "orders", 1, -3]),
+        page(["public", "G", "orders", 1]),
+        page(["public", "G", "orders", 1, 3], more=1),
+        page(*[["public", "G", "s", 1, 1]] * (MAX_DIGEST_PAGE + 1)),
+        {"digests": "x", "more": False},
+        "page",
+    ):
+        with pytest.raises(RemoteProtocolError) as info:
+            parse_digest_page(bad)
+        assert info.value.message.startswith("digests reply: ")
+
+
+def test_digest_cursors_are_checked() -> None:
+    ask = {"v": 1, "id": 1, "op": "digests", "limit": 5}
+    assert parse_peer_message({**ask, "cursor": ["public", "G", "s"]}).cursor == ServiceKey(
+        "public", "G", "s"
+    )
+    for cursor in (["public", "G", "s\0"], ["public", "G"], "public/G/s"):
+        with pytest.raises(RequestRejected):
+            parse_peer_message({**ask, "cursor": cursor})
+
+
+def beacon(**changes: Any) -> list[bytes]:
+    kind, body = encode_beacon(Beacon("n2", "10.0.0.2:7400", 1, True, 3, ("n1", "n2")))
+    msg = msgpack.unpackb(body)
+    msg.update(changes)
+    return [kind, msgpack.packb(msg)]
+
+
+@pytest.mark.parametrize(
+    "address", ["[::1]:7400", "::1:7400", "node-a.example:1", "10.0.0.2:65535"]
+)
+def test_beacon_addresses_that_nodes_use_pass(address: str) -> None:
+    assert decode_replication(beacon(address=address)).address == address
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"address": "10.0.0.2"},
+        {"address": ":7400"},
+        {"address": "10.0.0.2:0"},
+        {"address": "10.0.0.2:99999"},
+        {"address": "evil host:7400"},
+        {"address": "10.0.0.2\0:7400"},
+        {"address": "10.0.0.2:７４００"},  # fullwidth digits: isdigit() but not a port
+        {"members": ["n1", "n\0"]},
+        {"members": ["n1"] * (MAX_MEMBERS + 1)},
+        {"members": [1]},
+        {"node": "\x1b]0;pwned\x07"},
+    ],
+)
+def test_bad_beacons_are_rejected(changes: dict[str, Any]) -> None:
+    with pytest.raises(RemoteProtocolError):
+        decode_replication(beacon(**changes))
+
+
+def test_replication_bodies_are_bounded_like_peer_requests() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_replication([b"delta", b"\xc0" * (limits.MAX_PEER_BODY_BYTES + 1)])
+    assert info.value.code is ErrorCode.TOO_LARGE
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_replication([b"beacon", b"\x91" * 5000 + b"\xc0"])
+    assert "nested" in info.value.message
+
+
+def test_peer_replies_are_decoded_within_the_peer_limits() -> None:
+    from meshreg.wire.peer import decode_peer_reply
+    from meshreg.wire.replies import encode_error, encode_ok
+
+    assert decode_peer_reply(encode_ok(7, {"services": []})) == (7, True, {"services": []})
+    assert decode_peer_reply(encode_error(7, ErrorCode.INTERNAL, "x"))[:2] == (7, False)
+    for body, code in (
+        (b"\xc0" * (limits.MAX_PEER_BODY_BYTES + 1), ErrorCode.TOO_LARGE),
+        (b"\x91" * 2000 + b"\xc0", ErrorCode.MALFORMED),
+        (msgpack.packb([1]), ErrorCode.MALFORMED),
+        (msgpack.packb({"id": "1", "ok": True}), ErrorCode.MALFORMED),
+    ):
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_peer_reply(body)
+        assert info.value.code is code
