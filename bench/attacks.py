@@ -237,14 +237,21 @@ class Attacker:
         self.events: Counter[str] = Counter()
         self.replies: Counter[str] = Counter()
 
-    def open(self, kind: int, port: int, options: dict[int, Any] | None = None) -> zmq.Socket:
+    def open(
+        self,
+        kind: int,
+        port: int,
+        options: dict[int, Any] | None = None,
+        monitor: bool = False,
+    ) -> zmq.Socket:
+        """A connected socket; monitored if ``monitor`` or among the first ``monitored``."""
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         for opt, value in (options or {}).items():
             sock.setsockopt(opt, value)
         if self.curve is not None:
             self.curve.apply(sock)
-        if len(self.monitors) < self.monitored:
+        if monitor or len(self.monitors) < self.monitored:
             self.monitors.append(sock.get_monitor_socket())
         sock.connect(f"tcp://{HOST}:{port}")
         self.socks.append(sock)
@@ -449,6 +456,7 @@ def run_attack(
         if alive:
             time.sleep(SETTLE)  # benchmark pacing: let freed memory show
         after = rss_bytes(node.pid) if node.alive() else 0
+        rss.peak = max(rss.peak, after)  # still growing when the attack ended
         stats: dict[str, Any] = {}
         if alive:
             try:
@@ -644,7 +652,10 @@ def big_frames(env: Env, atk: Attacker, body: bytes, n: int, batch: int) -> int:
             v for e, v in atk.events.items() if e.startswith("HANDSHAKE_FAILED")
         )
         # no reconnection: each frame goes out once, on its own connection
-        socks = [atk.open(zmq.DEALER, env.node.port, {zmq.RECONNECT_IVL: -1}) for _ in range(k)]
+        socks = [
+            atk.open(zmq.DEALER, env.node.port, {zmq.RECONNECT_IVL: -1}, monitor=True)
+            for _ in range(k)
+        ]
         for s in socks:
             s.send_multipart([b"", frame], copy=False)
         sent += k
