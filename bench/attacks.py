@@ -408,7 +408,7 @@ class Env:
 class Attack:
     id: str
     name: str
-    scale: str  # how it compares with the probe
+    scale: str  # the probe's volume -> this run's
     run: Callable[[Env, Attacker], dict[str, Any]]
     nodes: int = 1
     setup: Callable[[Env], None] | None = None
@@ -748,25 +748,27 @@ def m6(env: Env, atk: Attacker) -> dict[str, Any]:
 def attacks(opts: argparse.Namespace) -> list[Attack]:
     o = opts
     return [
-        Attack("H1", "reconcile on the client port", "probe: 1", h1, setup=_register_orders),
+        Attack("H1", "reconcile on the client port", f"1 -> {o.h1_count}", h1,
+               setup=_register_orders),
         Attack("H3", f"{o.h3_subs} x {o.h3_bytes // 1024} KB subscriptions on port+1",
-               "probe: 600 x 60 KB, 8 s", h3_notify),
+               f"600 x 60 KB, 8 s -> {o.h3_subs} x 60 KB, {o.sub_seconds:g} s", h3_notify),
         Attack("H3", f"{o.h3_repl_subs} x 1 MiB subscriptions on port+2 (2 nodes)",
-               "probe: 8 x 1 MiB", h3_replication, nodes=2),
+               f"8 x 1 MiB -> {o.h3_repl_subs} x 1 MiB, {o.sub_seconds:g} s", h3_replication,
+               nodes=2),
         Attack("H4", f"'op':'reconcile' bodies of {o.h4_bytes / MB:g} MiB on the client port",
-               "probe: 3 in a row", h4),
+               f"3 -> {o.h4_count}", h4),
         Attack("M1", f"{o.m1_count} x {o.m1_bytes / MB:g} MiB frames, node busy",
-               "probe: 100 x 16 MiB", m1, setup=_busy),
+               f"100 -> {o.m1_count}", m1, setup=_busy),
         Attack("M4", "3 SUBs that never read, writer churning",
-               f"probe: 40 s; here {o.slow_seconds:g} s", m4),
+               f"40 s -> {o.slow_seconds:g} s", m4),
         Attack("M2", "one-shot registrations of distinct services",
-               f"probe: 60 s; here {o.junk_seconds:g} s", _junk("services")),
+               f"60 s -> {o.junk_seconds:g} s", _junk("services")),
         Attack("M2", "service_set on distinct empty services",
-               f"probe: 1M; here {o.junk_seconds:g} s", _junk("service_set")),
+               f"1M -> {o.junk_seconds:g} s", _junk("service_set")),
         Attack("M2", "registrations in distinct namespaces",
-               f"probe: 500k; here {o.junk_seconds:g} s", _junk("namespaces")),
+               f"500k -> {o.junk_seconds:g} s", _junk("namespaces")),
         Attack("M6", "services + stats flood",
-               f"probe: 200k services; here {o.m6_services:,}", m6, setup=_many_services),
+               f"200k services -> {o.m6_services:,}", m6, setup=_many_services),
     ]  # fmt: skip
 
 
@@ -804,7 +806,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> d
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["attack", "node / attacker", "sent", "RSS MB before/peak/after",
+    head = ["attack", "probe -> here", "node / attacker", "sent", "RSS MB before/peak/after",
             "ping p50/p99 ms (unanswered)", "alive", "answers"]  # fmt: skip
     out = []
     for r in rows:
@@ -814,6 +816,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append(
             [
                 r["attack"],
+                r["scale"],
                 target,
                 r.get("sent", ""),
                 f"{m['before']:.0f} / {m['peak']:.0f} / {m['after']:.0f}",
@@ -822,7 +825,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 answers,
             ]
         )
-    return fmt_table(head, out, right={3, 4})
+    return fmt_table(head, out, right={4, 5})
 
 
 def report(result: dict[str, Any], say: Any) -> None:
@@ -833,8 +836,6 @@ def report(result: dict[str, Any], say: Any) -> None:
         h = r["node_held"]
         n = (h["instances"] or {}).get("total")
         say(f"  {r['attack']}: the node held {h['services']} services, {n} instances (stats)")
-    scales = sorted({f"{r['id']} {r['scale']}" for r in rows})
-    say("  scale vs the probe: " + "; ".join(scales))
     for line in result.get("failed", []):
         say(f"  failed: {line}")
 
