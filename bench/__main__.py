@@ -255,15 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 failover.report(results[name], say)
             elif name == "curve":
                 cv = curve.parse_args(["--quick"] if opts.quick else [])
-                for k in (
-                    "seconds",
-                    "warmup",
-                    "clients",
-                    "window",
-                    "instances",
-                    "repeat",
-                    "changes",
-                ):
+                for k in curve.SUITE_OPTIONS:  # the suite's settings, not curve's own
                     setattr(cv, k, getattr(opts, k))
                 results[name] = curve.run(procs, ctx, cv, say)
                 curve.report(results[name], say)

@@ -58,6 +58,7 @@ from bench.register import PER_LOADER
 
 MODES = ("plain", "CURVE")
 GOAL_LOST = 0.10  # the goal: CURVE costs less than 10% of the beats/s
+SUITE_OPTIONS = ("seconds", "warmup", "clients", "window", "instances", "repeat", "changes")
 
 
 def _measure_pair(repeat: int, run: Any, paced: bool = False) -> dict[str, dict[str, Any]]:
@@ -141,19 +142,7 @@ def _run(
     return {
         "rows": rows,
         "propagation": prop,
-        "settings": {
-            k: getattr(opts, k)
-            for k in (
-                "instances",
-                "seconds",
-                "warmup",
-                "clients",
-                "window",
-                "repeat",
-                "changes",
-                "load",
-            )
-        },  # fmt: skip
+        "settings": {k: getattr(opts, k) for k in (*SUITE_OPTIONS, "load")},
     }
 
 
