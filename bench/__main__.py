@@ -4,6 +4,7 @@
     python -m bench heartbeat register   # some of them
     python -m bench --quick              # a smoke run: 1 s rows, 100k-instance scale only
     python -m bench scale --sizes 100000,1000000
+    python -m bench curve attacks        # not in the default set: CURVE vs plain, attack replay
 
 Order: ``baselines`` (etcd and ZooKeeper, when installed), ``heartbeat`` (with
 the raw ZeroMQ ceiling), ``register``, ``propagation``, ``failover``,
@@ -21,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from bench import failover, heartbeat, propagation, register, scale
+from bench import attacks, curve, failover, heartbeat, propagation, register, scale
 from bench.common import (
     Procs,
     fmt_table,
@@ -33,6 +34,7 @@ from bench.common import (
 )
 
 NAMES = ("baselines", "heartbeat", "register", "propagation", "failover", "scale")
+EXTRA = ("curve", "attacks")  # run only when named (issue 10's figures)
 
 
 def run_baselines(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> dict[str, Any]:
@@ -139,6 +141,10 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         out.append(
             ["failover < 5 s, nothing lost", fig, _met(own is not None and own < 5 and not lost)]
         )
+    share = curve.lost(results["curve"]) if results.get("curve") else None
+    if share is not None:
+        fig = f"{share:.1%} lost"
+        out.append(["CURVE costs < 10% of beats/s", fig, _met(share < curve.GOAL_LOST)])
     sc = results.get("scale")
     if sc:
         big = next((r for r in sc["rows"] if r["size"] == 1_000_000), None)
@@ -162,7 +168,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"benchmarks to run (default all): {', '.join(NAMES)}",
+        help=f"benchmarks to run (default all): {', '.join(NAMES)}; "
+        f"only when named: {', '.join(EXTRA)}",
     )
     ap.add_argument("--quick", action="store_true", help="smoke run: short rows, small scale")
     ap.add_argument("--seconds", type=ranged(float, 0.1, 600), default=None,
@@ -185,10 +192,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="scale: instance counts (100000,1000000; --quick 20000)")  # fmt: skip
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd/ZooKeeper")
     opts = ap.parse_args(argv)
-    unknown = [n for n in opts.names if n not in NAMES]
+    unknown = [n for n in opts.names if n not in NAMES + EXTRA]
     if unknown:
-        ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
-    opts.names = [n for n in NAMES if not opts.names or n in opts.names]
+        ap.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES + EXTRA)}")
+    opts.names = [n for n in NAMES + EXTRA if n in opts.names or (not opts.names and n in NAMES)]
     if opts.seconds is None:
         opts.seconds = 1.0 if opts.quick else 3.0
     if opts.changes is None:
@@ -246,6 +253,18 @@ def main(argv: list[str] | None = None) -> int:
                 fo = argparse.Namespace(**{**vars(opts), "instances": opts.fo_instances})
                 results[name] = failover.run(procs, ctx, fo, say)
                 failover.report(results[name], say)
+            elif name == "curve":
+                cv = curve.parse_args(["--quick"] if opts.quick else [])
+                for k in curve.SUITE_OPTIONS:  # the suite's settings, not curve's own
+                    setattr(cv, k, getattr(opts, k))
+                results[name] = curve.run(procs, ctx, cv, say)
+                curve.report(results[name], say)
+            elif name == "attacks":
+                results[name] = attacks.run(
+                    procs, ctx, attacks.parse_args(["--quick"] if opts.quick else []), say
+                )
+                attacks.report(results[name], say)
+                failed += [f"attacks: {line}" for line in results[name]["failed"]]
             elif name == "scale":
                 results[name] = scale.run(
                     procs, ctx, sizes=opts.size_list, seconds=opts.seconds, warmup=opts.warmup,

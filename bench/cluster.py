@@ -215,8 +215,12 @@ def run_propagation(
     opts: argparse.Namespace,
     octet: int,
     say: Callable[[str], None],
+    client_kw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """K alternating register/deregister changes through nodes[0]; every node subscribed."""
+    """K alternating register/deregister changes through nodes[0]; every node subscribed.
+
+    ``client_kw``: more ``Client`` arguments (keys, for nodes started with ``--key``)."""
+    client_kw = client_kw or {}
     services = [f"prop-{i:02d}" for i in range(opts.prop_services)]
     tracker = Tracker(len(nodes))
     subs: list[Client] = []
@@ -236,11 +240,11 @@ def run_propagation(
     stopped_early = False
     try:
         for idx, node in enumerate(nodes):
-            c = new_client(node.address, timeout=5.0)
+            c = new_client(node.address, timeout=5.0, **client_kw)
             subs.append(c)
             for s in services:
                 c.subscribe(s, tracker.listener(idx, s))
-        provider = new_client(nodes[0].address, timeout=5.0)
+        provider = new_client(nodes[0].address, timeout=5.0, **client_kw)
         # One permanent instance per service: a change never empties a service, so no
         # change waits for the subscribers' push-empty confirmation (a separate query).
         for s in services:

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -107,12 +108,88 @@ def free_port_block(span: int = 4) -> int:
     raise RuntimeError(f"no block of {span} free ports found on 127.0.0.1")
 
 
+# -- CURVE keys ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Curve:
+    """What a benchmark socket needs to speak CURVE to a node: its own key pair and the
+    node's public key (z85).  Picklable, so it goes to spawned load generators."""
+
+    public: bytes
+    secret: bytes
+    server: bytes
+
+    def apply(self, sock: zmq.Socket) -> None:
+        sock.curve_serverkey = self.server
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+
+
+@dataclass(frozen=True)
+class BenchKeys:
+    """Key files for a benchmark run (made by :func:`make_keys`): the cluster key every node
+    shares, ``app`` (in the ACL, admin on everything) and ``stranger`` (in no ACL)."""
+
+    directory: str
+    cluster: str  # path of cluster.key
+    cluster_public: bytes
+    app: Curve
+    stranger: Curve
+    acl: str  # path of acl.toml
+
+    def node_args(self) -> list[str]:
+        return ["--key", self.cluster, "--acl", self.acl]
+
+    def client_kwargs(self) -> dict[str, str]:
+        """``Client(servers, **kw)`` arguments for the ``app`` key."""
+        return {
+            "key": os.path.join(self.directory, "app.key"),
+            "server_key": os.path.join(self.directory, "cluster.pub"),
+        }
+
+    def server_pair(self) -> tuple[bytes, bytes]:
+        """(public, secret) of the cluster key: a raw CURVE server (the echo baseline)."""
+        from meshreg.security.keys import load_secret_key
+
+        pair = load_secret_key(self.cluster)
+        assert pair.secret is not None
+        return pair.public, pair.secret
+
+
+def make_keys(directory: str) -> BenchKeys:
+    """``meshreg keygen`` cluster, app and stranger in ``directory``, and an ACL granting
+    ``app`` admin on every namespace (so it may beat, register and read ``stats``)."""
+    from meshreg.security.keys import generate_key_files, load_secret_key
+
+    pairs = {}
+    for name in ("cluster", "app", "stranger"):
+        key_path, _ = generate_key_files(os.path.join(directory, name))
+        pairs[name] = load_secret_key(key_path)
+    acl = os.path.join(directory, "acl.toml")
+    with open(acl, "w", encoding="utf-8") as fh:
+        fh.write('[[client]]\nname = "bench-app"\nkey_file = "app.pub"\n')
+        fh.write('allow = [{ namespace = "*", access = "admin" }]\n')
+    server = pairs["cluster"].public
+
+    def curve(name: str) -> Curve:
+        secret = pairs[name].secret
+        assert secret is not None
+        return Curve(pairs[name].public, secret, server)
+
+    cluster = os.path.join(directory, "cluster.key")
+    return BenchKeys(directory, cluster, server, curve("app"), curve("stranger"), acl)
+
+
 # -- one request --------------------------------------------------------------------
-def call(port: int, op: str, timeout: float = 2.0, **fields: Any) -> dict[str, Any]:
-    """One request over a fresh REQ socket; raises TimeoutError if no answer."""
+def call(
+    port: int, op: str, timeout: float = 2.0, curve: Curve | None = None, **fields: Any
+) -> dict[str, Any]:
+    """One request over a fresh REQ socket (CURVE with ``curve``); raises TimeoutError
+    if no answer."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
     try:
         sock.connect(f"tcp://{HOST}:{port}")
         sock.send(encode_request(op, 1, **fields))
@@ -125,9 +202,9 @@ def call(port: int, op: str, timeout: float = 2.0, **fields: Any) -> dict[str, A
         ctx.term()
 
 
-def ping(port: int, timeout: float = 0.5) -> bool:
+def ping(port: int, timeout: float = 0.5, curve: Curve | None = None) -> bool:
     try:
-        return bool(call(port, "ping", timeout).get("ok"))
+        return bool(call(port, "ping", timeout, curve).get("ok"))
     except TimeoutError:
         return False
 
@@ -245,9 +322,16 @@ class NodeProc:
     """A real ``meshreg node`` process on 127.0.0.1:port (restartable on the same port)."""
 
     def __init__(
-        self, port: int, args: list[str], log_dir: str, prefix: list[str] | None = None
+        self,
+        port: int,
+        args: list[str],
+        log_dir: str,
+        prefix: list[str] | None = None,
+        curve: Curve | None = None,
     ) -> None:
+        """``curve``: the keys ``wait_ping`` uses (a node started with ``--key``)."""
         self.port = port
+        self.curve = curve
         self.address = f"{HOST}:{port}"
         self.args = args
         self.log_dir = log_dir
@@ -284,7 +368,7 @@ class NodeProc:
             if self.proc is None or self.proc.poll() is not None:
                 code = None if self.proc is None else self.proc.returncode
                 raise RuntimeError(f"node {self.address} exited early ({code}):\n{self.log()}")
-            if ping(self.port, 0.3):
+            if ping(self.port, 0.3, self.curve):
                 return pc()
             if pc() >= deadline:
                 raise RuntimeError(f"node {self.address} did not answer ping within {timeout}s")

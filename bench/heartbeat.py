@@ -41,6 +41,7 @@ from bench.common import (
     HOST,
     NS,
     OTHER_CPU_WARN,
+    Curve,
     NodeProc,
     Procs,
     call,
@@ -76,18 +77,21 @@ def owned_services(addresses: list[str], per_node: int) -> dict[str, tuple[str, 
     raise RuntimeError("could not find services owned by every node")
 
 
-def start_cluster(procs: Procs, n: int, log_dir: str, extra: list[str]) -> list[NodeProc]:
-    """``n`` peers on fresh ports, returned once each reports every member up and ready."""
+def start_cluster(
+    procs: Procs, n: int, log_dir: str, extra: list[str], curve: Curve | None = None
+) -> list[NodeProc]:
+    """``n`` peers on fresh ports, returned once each reports every member up and ready
+    (``curve``: the client keys to ask them with, for nodes started with ``--key``)."""
     ports = [free_port_block() for _ in range(n)]
     addresses = [f"{HOST}:{p}" for p in ports]
     peer_args = [x for a in addresses for x in ("--peer", a)]
-    nodes = [procs.add(NodeProc(p, extra + peer_args, log_dir).start()) for p in ports]
+    nodes = [procs.add(NodeProc(p, extra + peer_args, log_dir, curve=curve).start()) for p in ports]
     for node in nodes:
         node.wait_ping()
 
     def formed() -> bool:
         for node in nodes:
-            view = call(node.port, "cluster", timeout=1.0)["result"]
+            view = call(node.port, "cluster", timeout=1.0, curve=curve)["result"]
             if not view["ready"] or sum(m["state"] == "up" for m in view["members"]) != n:
                 return False
         return True

@@ -22,6 +22,7 @@ from zmq.backend import Socket as _Base
 from bench.common import (
     HOST,
     READY_SECONDS,
+    Curve,
     Procs,
     collect,
     cpu_seconds,
@@ -89,14 +90,21 @@ Spec = tuple[Any, ...]  # (kind, n[, services[, first]]): what templates_for tak
 def templates_for(
     kind: str, n: int, services: tuple[str, ...] | None = None, first: int = 0
 ) -> list[tuple[bytes, bytes]]:
-    """Request templates of one workload: ``ping``, or ``beat``/``register``/``deregister``
-    of instances ``first .. first+n-1`` spread over ``services``.
+    """Request templates of one workload: ``ping``, ``stats`` or ``services`` (of the
+    default namespace), or ``beat``/``register``/``deregister`` of instances
+    ``first .. first+n-1`` spread over ``services``, or ``churn``: each of them
+    registered then deregistered (two changes per instance).
 
     Built where they are used: a spawned process gets only the spec, since a
     large pickled argument can block ``Process.start`` if the child dies early.
     """
-    if kind == "ping":
-        return [make_template("ping")]
+    if kind in ("ping", "stats"):
+        return [make_template(kind)]
+    if kind == "services":
+        return [make_template(kind, namespace="public")]
+    if kind == "churn":
+        reg, dereg = (templates_for(k, n, services, first) for k in ("register", "deregister"))
+        return [t for pair in zip(reg, dereg, strict=True) for t in pair]
     extra: dict[str, Any] = {}
     if kind == "register":
         extra = {"weight": 1.0, "metadata": {"zone": "bench"}}
@@ -121,8 +129,10 @@ def drive(
     go: Any = None,
     ready: Any = None,
     rate: float | None = None,
+    curve: Curve | None = None,
 ) -> dict[str, Any]:
-    """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds``.
+    """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds``
+    (CURVE with ``curve``).
 
     Replies received inside the measuring window (after the warm-up) count
     towards ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.
@@ -136,6 +146,8 @@ def drive(
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, max(1000, 2 * window))
     sock.setsockopt(zmq.RCVHWM, max(1000, 2 * window))
+    if curve is not None:
+        curve.apply(sock)
     sock.connect(endpoint)
     try:
         if ready is not None:
@@ -321,8 +333,11 @@ def _loader_main(spec: Spec, args: tuple[Any, ...], ready: Any, go: Any, out: An
     out.put(result)
 
 
-def _echo_main(port: int, lifetime: float, ready: Any) -> None:
-    """The ceiling: a bare ROUTER that returns every message as received.
+def _echo_main(
+    port: int, lifetime: float, ready: Any, server: tuple[bytes, bytes] | None = None
+) -> None:
+    """The ceiling: a bare ROUTER that returns every message as received; with
+    ``server`` (public, secret) a CURVE server that lets any client key in.
 
     It uses the same lean calls as the node's request loop (the Cython
     ``recv``/``get(RCVMORE)``/``send`` with int flags, not pyzmq's multipart
@@ -334,6 +349,9 @@ def _echo_main(port: int, lifetime: float, ready: Any) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, 100_000)  # the node's ROUTER settings
     sock.setsockopt(zmq.RCVHWM, 100_000)
+    if server is not None:
+        sock.curve_server = True
+        sock.curve_publickey, sock.curve_secretkey = server
     sock.bind(f"tcp://{HOST}:{port}")
     ready.put(os.getpid())
     brecv, bsend, bget = _Base.recv, _Base.send, _Base.get
@@ -370,11 +388,12 @@ def run_load(
     echo: bool = False,
     max_ops: int | None = None,
     rate: float | None = None,
+    curve: Curve | None = None,
 ) -> dict[str, Any]:
     """One load-generator process per ``(port, spec)`` target, all started together.
 
     ``rate`` (requests per second, all loaders together) paces the loaders
-    instead of keeping their windows full.
+    instead of keeping their windows full; ``curve``: the loaders' CURVE keys.
 
     Also measures the servers' CPU use over the run (``/proc``): utilisation of
     one core and CPU microseconds per reply, the cost that does not depend on
@@ -388,6 +407,7 @@ def run_load(
         "max_ops": max_ops,
         "echo": echo,
         "rate": rate / len(targets) if rate else None,
+        "curve": curve,
     }
     loaders = [
         ctx.Process(
@@ -451,11 +471,17 @@ class BackgroundLoad:
     """Loaders sending at a fixed total ``rate`` until stopped (or ``limit`` seconds)."""
 
     def __init__(
-        self, procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], rate: float, limit: float
+        self,
+        procs: Procs,
+        ctx: Any,
+        targets: list[tuple[int, Spec]],
+        rate: float,
+        limit: float,
+        curve: Curve | None = None,
     ) -> None:
         self.procs = procs
         ready, self.go, self.out = ctx.Queue(), ctx.Event(), ctx.Queue()
-        kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets)}
+        kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets), "curve": curve}
         self.loaders = [
             ctx.Process(
                 target=_loader_main,
@@ -494,11 +520,14 @@ def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:
     }
 
 
-def start_echo(procs: Procs, ctx: Any, lifetime: float) -> tuple[int, int]:
-    """The raw ceiling's server in its own process: (port, pid)."""
+def start_echo(
+    procs: Procs, ctx: Any, lifetime: float, server: tuple[bytes, bytes] | None = None
+) -> tuple[int, int]:
+    """The raw ceiling's server in its own process: (port, pid); a CURVE server with
+    ``server`` (its public and secret key)."""
     port = free_port_block(1)
     ready = ctx.Queue()
-    p = ctx.Process(target=_echo_main, args=(port, lifetime, ready), daemon=True)
+    p = ctx.Process(target=_echo_main, args=(port, lifetime, ready, server), daemon=True)
     procs.children.append(p)
     p.start()
     collect(ready, 1, [p], READY_SECONDS, "the echo server to start")
@@ -514,6 +543,7 @@ def preload(
     first: int = 0,
     window: int = 256,
     timeout: float = 120.0,
+    curve: Curve | None = None,
 ) -> float:
     """Send ``n`` register (or other) requests from this process; seconds taken.
 
@@ -527,6 +557,7 @@ def preload(
         seconds=timeout,
         max_ops=n,
         drain_seconds=30.0,
+        curve=curve,
     )
     if r["ok_total"] != n:
         raise RuntimeError(
@@ -566,12 +597,13 @@ def start_background(
     rate: float,
     per_node: int,
     limit: float = 900.0,
+    curve: Curve | None = None,
 ) -> BackgroundLoad:
     """Register ``per_node`` instances on each node (of services it owns) and beat them
     all at ``rate`` beats/s in total, one paced loader per node, until stopped."""
     targets: list[tuple[int, Spec]] = []
     for k, (port, services) in enumerate(ports_and_services):
         first = BACKGROUND_FIRST + k * per_node
-        preload(port, "register", per_node, services, first)
+        preload(port, "register", per_node, services, first, curve=curve)
         targets.append((port, ("beat", per_node, services, first)))
-    return BackgroundLoad(procs, ctx, targets, rate, limit)
+    return BackgroundLoad(procs, ctx, targets, rate, limit, curve)

@@ -1,0 +1,909 @@
+"""Attack replay: issue 10's probe against nodes started here, with memory and a bystander.
+
+Run from the repository root::
+
+    python -m bench attacks [--quick] [--only H1,M4] [--no-secure]
+    python -m bench.attacks --junk-seconds 20
+
+Each attack runs against a fresh node (a 2-node cluster for the replication
+port) on 127.0.0.1, bounded in count, bytes and time.  During it:
+
+* the node's resident memory (VmRSS from /proc) is sampled every 20 ms: before,
+  the peak during the attack, and after (the attack's sockets closed, the node
+  answering ping again, one more second);
+* a bystander client, in its own process, sends ``ping`` at a steady rate
+  (``--ping-rate``, 50/s) and times every answer: p50/p99 during the attack,
+  and how many were never answered;
+* afterwards: whether the node process is alive and answers ping, and what
+  the attacker got back: replies by error name, and what libzmq saw of its
+  connections (dropped by the node, refused at the CURVE handshake).
+
+The attacks (the probe's numbers where they are quick, smaller where the
+probe's would take minutes; the table says which):
+
+* H1   ``reconcile`` (a peer operation: one fake instance with version 2^63-1
+  in ``orders\\0evil``, and a removal of the real ``orders`` instance) sent to
+  the client port, 20 times; the effect on ``orders`` afterwards;
+* H3   600 subscriptions of 60 KB on the notification port (port+1) for 5 s,
+  and 8 of 1 MiB on the replication port (port+2) of a 2-node cluster;
+* H4   bodies whose first bytes say ``"op":"reconcile"``, 8 MiB, 5 times,
+  each on its own connection, on the client port;
+* M1   100 frames of 16 MiB on the client port while the node is busy (20,000
+  beats/s), 10 connections at a time;
+* M4   three SUBs on the whole namespace that never read, while a writer
+  registers and deregisters as fast as the node takes it, for 20 s;
+* M2   junk growth: one-shot registrations of distinct services, ``service_set``
+  on distinct empty services, registrations in distinct namespaces: as many as
+  one sender gets answered in 10 s each (quotas may cap these later: the
+  table shows what the node held: services and RSS);
+* M6   a flood of ``services`` and ``stats`` (two loaders, 8 in flight each)
+  for 10 s on a node holding 20,000 services.
+
+With a key (unless ``--no-secure``): H1 and H3 again against nodes started
+with ``--key`` and an ACL, from a stranger key (not in the ACL) and with no
+key at all, and H1 from a client key the ACL lets do everything a client may
+(a peer operation is still refused).
+
+Everything binds and connects to 127.0.0.1 only; every process started is
+stopped on the way out; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from bench.common import (
+    GROUP,
+    HOST,
+    NS,
+    READY_SECONDS,
+    BenchKeys,
+    Curve,
+    NodeProc,
+    Procs,
+    collect,
+    dist_ms,
+    fmt_table,
+    free_port_block,
+    install_sigterm,
+    machine_info,
+    make_keys,
+    ping,
+    ranged,
+    rss_bytes,
+    save_result,
+    say_machine,
+    with_log_dir,
+)
+from bench.heartbeat import QUIET, start_cluster
+from bench.load import preload, run_load, start_background
+from meshreg.wire.replies import encode_request
+
+MB = 1024 * 1024
+PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
+SETTLE = 1.0  # s after the attack before the "after" RSS (the node answering ping first)
+ALIVE_WAIT = 5.0  # s a node may take to answer ping after an attack
+RSS_EVERY = 0.02  # s between RSS samples
+ATTACKS = ("H1", "H3", "H4", "M1", "M4", "M2", "M6")
+FAKE_VERSION = 2**63 - 1  # the probe's poisoned stamp
+
+
+# -- what runs beside every attack ----------------------------------------------------
+def _bystander_main(
+    port: int, rate: float, limit: float, curve: Curve | None, ready: Any, stop: Any, out: Any
+) -> None:
+    """Ping at ``rate``/s until ``stop`` (or ``limit`` s); report every answer's time."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    pc = time.perf_counter
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
+    sock.connect(f"tcp://{HOST}:{port}")
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    rid = 0
+
+    def take(timeout_ms: float) -> None:
+        if not sock.poll(timeout_ms):
+            return
+        for _ in range(10_000):  # bounded: what has arrived
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            t = pc()
+            try:
+                reply = msgpack.unpackb(frames[-1])
+                t0 = sent.pop(reply["id"], None)
+                if not reply.get("ok"):
+                    errors[str(reply.get("error", {}).get("name"))] += 1
+            except Exception:
+                errors["BAD_REPLY"] += 1
+                continue
+            if t0 is not None:
+                latencies.append(t - t0)
+
+    try:
+        # one answered ping first: the connection (and CURVE handshake) is not measured
+        sock.send_multipart([b"", encode_request("ping", 0)])
+        sent[0] = pc()
+        take(READY_SECONDS * 1000)
+        latencies.clear()
+        ready.put(os.getpid())
+        interval = 1.0 / rate
+        t_next = pc()
+        deadline = t_next + limit
+        while not stop.is_set() and pc() < deadline:  # bounded by the deadline
+            now = pc()
+            if now >= t_next:
+                rid += 1
+                try:
+                    sock.send_multipart([b"", encode_request("ping", rid)], zmq.NOBLOCK)
+                    sent[rid] = now
+                except zmq.Again:
+                    errors["send queue full"] += 1
+                t_next = max(t_next + interval, now)
+            take(max(0.0, t_next - pc()) * 1000)
+        t_end = pc() + PING_WAIT
+        while sent and pc() < t_end:  # bounded: the last pings' answers
+            take(100)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    out.put({"sent": rid, "latencies": latencies, "unanswered": len(sent), "errors": dict(errors)})
+
+
+class Bystander:
+    """A client in its own process pinging the node at a steady rate."""
+
+    def __init__(
+        self, procs: Procs, ctx: Any, port: int, rate: float, limit: float, curve: Curve | None
+    ) -> None:
+        ready, self.stop_event, self.out = ctx.Queue(), ctx.Event(), ctx.Queue()
+        self.proc = ctx.Process(
+            target=_bystander_main,
+            args=(port, rate, limit, curve, ready, self.stop_event, self.out),
+            daemon=True,
+        )
+        procs.children.append(self.proc)
+        self.proc.start()
+        collect(ready, 1, [self.proc], READY_SECONDS, "the bystander's first ping")
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_event.set()
+        got = collect(self.out, 1, [self.proc], PING_WAIT + 10, "the bystander's pings")[0]
+        self.proc.join(5)
+        lat = dist_ms(got["latencies"])
+        return {
+            "pings_sent": got["sent"],
+            "ping_ms": lat,
+            "pings_unanswered": got["unanswered"],
+            "ping_errors": got["errors"],
+        }
+
+
+class RssSampler:
+    """VmRSS of one process every RSS_EVERY s in a thread: before and the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.before = self.peak = rss_bytes(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_EVERY):  # until stopped (the attack is bounded)
+            self.peak = max(self.peak, rss_bytes(self.pid))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+
+# -- the attacker's sockets -------------------------------------------------------------
+class Attacker:
+    """Attacker sockets in one context, and what libzmq saw of their connections
+    (monitors on the first ``monitored`` sockets): connected, dropped by the node,
+    handshakes refused."""
+
+    def __init__(self, curve: Curve | None, monitored: int = 32) -> None:
+        self.ctx = zmq.Context()
+        self.ctx.set(zmq.MAX_SOCKETS, 4096)
+        self.curve = curve
+        self.monitored = monitored
+        self.socks: list[zmq.Socket] = []
+        self.monitors: list[zmq.Socket] = []
+        self.events: Counter[str] = Counter()
+        self.replies: Counter[str] = Counter()
+
+    def open(
+        self,
+        kind: int,
+        port: int,
+        options: dict[int, Any] | None = None,
+        monitor: bool = False,
+    ) -> zmq.Socket:
+        """A connected socket; monitored if ``monitor`` or among the first ``monitored``."""
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        for opt, value in (options or {}).items():
+            sock.setsockopt(opt, value)
+        if self.curve is not None:
+            self.curve.apply(sock)
+        if monitor or len(self.monitors) < self.monitored:
+            self.monitors.append(sock.get_monitor_socket())
+        sock.connect(f"tcp://{HOST}:{port}")
+        self.socks.append(sock)
+        return sock
+
+    def read_events(self) -> None:
+        for mon in self.monitors:
+            for _ in range(100_000):  # bounded: what has arrived
+                try:
+                    msg = recv_monitor_message(mon, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.events[zmq.Event(msg["event"]).name] += 1
+
+    def wait_events(self, name: str, count: int, timeout: float) -> bool:
+        deadline = time.perf_counter() + timeout
+        while True:  # bounded by the deadline
+            self.read_events()
+            if self.events[name] >= count:
+                return True
+            if time.perf_counter() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def exchange(
+        self, sock: zmq.Socket, bodies: Iterator[bytes], seconds: float, window: int = 64
+    ) -> int:
+        """Send ``bodies`` on a DEALER, ``window`` in flight, for at most ``seconds``;
+        count the replies by outcome (then wait at most 2 s for the last); how many sent."""
+        pc = time.perf_counter
+        deadline = pc() + seconds
+        sent = outstanding = 0
+        done = False
+
+        def take(outstanding: int) -> int:
+            for _ in range(outstanding):
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                outstanding -= 1
+                self.replies[outcome(frames[-1])] += 1
+            return outstanding
+
+        while not done and pc() < deadline:  # bounded by the deadline
+            while outstanding < window:
+                body = next(bodies, None)
+                if body is None:
+                    done = True
+                    break
+                try:
+                    sock.send_multipart([b"", body], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                sent += 1
+                outstanding += 1
+            if sock.poll(min(100, max(1, (deadline - pc()) * 1000))):
+                outstanding = take(outstanding)
+        t_end = pc() + 2.0
+        while outstanding and pc() < t_end:  # bounded: the last replies
+            if sock.poll(100):
+                outstanding = take(outstanding)
+        if outstanding:
+            self.replies["no answer"] += outstanding
+        return sent
+
+    def close(self) -> None:
+        self.read_events()
+        for s in self.monitors + self.socks:
+            s.close(linger=0)
+        self.ctx.term()
+
+    def answers(self) -> str:
+        """What came back, in a few words."""
+        parts = [f"{k} x{v:,}" for k, v in self.replies.most_common() if v]
+        ev = self.events
+        refused = sum(v for k, v in ev.items() if k.startswith("HANDSHAKE_FAILED"))
+        if ev["DISCONNECTED"]:
+            parts.append(f"dropped x{ev['DISCONNECTED']:,}")
+        if refused:
+            parts.append(f"handshake refused x{refused:,}")
+        if len(self.socks) > len(self.monitors) and (ev["DISCONNECTED"] or refused):
+            parts.append(f"(seen on {len(self.monitors)} of {len(self.socks)} sockets)")
+        return ", ".join(parts) or "nothing"
+
+
+def outcome(body: bytes) -> str:
+    try:
+        reply = msgpack.unpackb(body)
+    except Exception:
+        return "garbage"
+    if not isinstance(reply, dict):
+        return "garbage"
+    if reply.get("ok"):
+        return "ok"
+    err = reply.get("error")
+    return str(err.get("name")) if isinstance(err, dict) else "garbage"
+
+
+def request(port: int, body: bytes, curve: Curve | None = None, timeout: float = 5.0) -> Any:
+    """One raw request and its decoded reply (None if unanswered)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
+    try:
+        sock.connect(f"tcp://{HOST}:{port}")
+        sock.send(body)
+        if not sock.poll(timeout * 1000):
+            return None
+        return msgpack.unpackb(sock.recv())
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def instance(service: str, ip: str, port: int, namespace: str = NS) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "group": GROUP,
+        "service": service,
+        "ip": ip,
+        "port": port,
+        "cluster": "DEFAULT",
+    }
+
+
+# -- one attack ----------------------------------------------------------------------------
+@dataclass
+class Env:
+    """What an attack gets: the target node (and its cluster), the keys, the settings."""
+
+    procs: Procs
+    ctx: Any
+    opts: argparse.Namespace
+    nodes: list[NodeProc]
+    keys: BenchKeys
+    secure: bool  # the nodes have a key
+    attacker: Curve | None  # the attacker's keys (None: no CURVE)
+    busy: Any = None  # a BackgroundLoad keeping the node busy (M1)
+
+    @property
+    def node(self) -> NodeProc:
+        return self.nodes[0]
+
+    @property
+    def client(self) -> Curve | None:
+        """The keys of a legitimate client (the bystander's, the set-up's)."""
+        return self.keys.app if self.secure else None
+
+
+@dataclass
+class Attack:
+    id: str
+    name: str
+    scale: str  # the probe's volume -> this run's
+    run: Callable[[Env, Attacker], dict[str, Any]]
+    nodes: int = 1
+    setup: Callable[[Env], None] | None = None
+
+
+def run_attack(
+    attack: Attack,
+    who: str,
+    procs: Procs,
+    ctx: Any,
+    opts: argparse.Namespace,
+    keys: BenchKeys,
+    log_dir: str,
+    say: Any,
+) -> dict[str, Any]:
+    """Start the node(s), set up, attack with the bystander and the RSS sampler running."""
+    secure = who != "plain node"
+    attacker = {"stranger key": keys.stranger, "client key": keys.app}.get(who)
+    args = QUIET + (keys.node_args() if secure else [])
+    curve = keys.app if secure else None
+    if attack.nodes > 1:
+        nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
+    else:
+        nodes = [procs.add(NodeProc(free_port_block(), args, log_dir, curve=curve).start())]
+        nodes[0].wait_ping()
+    env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
+    try:
+        if attack.setup is not None:
+            attack.setup(env)
+        node = env.node
+        rss = RssSampler(node.pid)
+        limit = 900.0  # a bound only: stop() ends it
+        bystander = Bystander(procs, ctx, node.port, opts.ping_rate, limit, env.client)
+        atk = Attacker(attacker)
+        t0 = time.perf_counter()
+        try:
+            got = attack.run(env, atk)
+        finally:
+            took = time.perf_counter() - t0
+            atk.close()
+            pings = bystander.stop()
+            rss.stop()
+        answered = ping(node.port, ALIVE_WAIT, env.client)
+        alive = node.alive() and answered
+        if alive:
+            time.sleep(SETTLE)  # benchmark pacing: let freed memory show
+        after = rss_bytes(node.pid) if node.alive() else 0
+        rss.peak = max(rss.peak, after)  # still growing when the attack ended
+        stats: dict[str, Any] = {}
+        if alive:
+            try:
+                reply = request(node.port, encode_request("stats", 1), env.client)
+                stats = (reply or {}).get("result") or {}
+            except zmq.ZMQError:
+                pass
+        row = {
+            "attack": f"{attack.id} {attack.name}",
+            "id": attack.id,
+            "target": who,
+            "scale": attack.scale,
+            "seconds": round(took, 2),
+            "rss_mb": {
+                "before": round(rss.before / MB, 1),
+                "peak": round(rss.peak / MB, 1),
+                "after": round(after / MB, 1),
+            },
+            "alive": alive,
+            "answers": atk.answers(),
+            "replies": dict(atk.replies),
+            "connection_events": dict(atk.events),
+            **pings,
+            **got,
+            "node_held": {
+                k: stats.get(k) for k in ("services", "instances", "subscribers", "errors_total")
+            },
+            "node_security": {
+                k: stats.get(k)
+                for k in (
+                    "security",
+                    "handshakes_refused",
+                    "permission_denied",
+                    "subscriptions_refused",
+                )
+            },  # fmt: skip
+        }
+        say(
+            f"  {row['attack']} ({who}): {got.get('sent', '')}; RSS {row['rss_mb']}; "
+            f"ping p99 {pings['ping_ms']['p99']} ms; alive {alive}; {row['answers']}"
+        )
+        return row
+    finally:
+        procs.stop_all()
+
+
+# -- the attacks -----------------------------------------------------------------------
+def _register_orders(env: Env) -> None:
+    body = encode_request("register", 1, **instance("orders", "10.0.0.1", 8080))
+    reply = request(env.node.port, body, env.client)
+    if not (reply or {}).get("ok"):
+        raise RuntimeError(f"setting up H1: register orders answered {reply}")
+
+
+def reconcile_body(rid: int) -> bytes:
+    """The probe's H1: a fake healthy instance in ``orders\\0evil`` stamped 2^63-1, and a
+    tombstone for the real ``orders`` instance."""
+    fake = {
+        "ip": "10.66.6.6",
+        "port": 6666,
+        "cluster": "DEFAULT",
+        "weight": 1.0,
+        "enabled": True,
+        "healthy": True,
+        "metadata": {},
+        "version": FAKE_VERSION,
+        "alive": FAKE_VERSION,
+        "down": 0,
+    }
+
+    def payload(service: str, upsert: list[Any], remove: list[Any]) -> dict[str, Any]:
+        return {"namespace": NS, "group": GROUP, "service": service, "upsert": upsert,
+                "remove": remove, "settings": None}  # fmt: skip
+
+    services = [
+        payload("orders\0evil", [fake], []),
+        payload("orders", [], [["10.0.0.1", 8080, "DEFAULT", FAKE_VERSION, FAKE_VERSION]]),
+    ]
+    return encode_request("reconcile", rid, node="evil", services=services)
+
+
+def h1(env: Env, atk: Attacker) -> dict[str, Any]:
+    n = env.opts.h1_count
+    sock = atk.open(zmq.DEALER, env.node.port)
+    sent = atk.exchange(sock, (reconcile_body(i + 1) for i in range(n)), seconds=10.0)
+    atk.read_events()
+    reply = request(env.node.port, encode_request("instances", 1, **_instances_query()),
+                    env.client)  # fmt: skip
+    found = ((reply or {}).get("result") or {}).get("instances") or []
+    listed = sorted(f"{i['ip']}:{i['port']}" for i in found)
+    after = encode_request("register", 2, **instance("after", "10.9.9.9", 1))
+    probe = request(env.node.port, after, env.client)
+    effect = f"orders lists {', '.join(listed) or 'nothing'}; a new register: " + (
+        outcome(msgpack.packb(probe)) if probe else "no answer"
+    )
+    return {"sent": f"{sent} reconcile requests", "effect": effect}
+
+
+def _instances_query() -> dict[str, Any]:
+    return {"namespace": NS, "group": GROUP, "service": "orders"}
+
+
+def h3_notify(env: Env, atk: Attacker) -> dict[str, Any]:
+    n, size, seconds = env.opts.h3_subs, env.opts.h3_bytes, env.opts.sub_seconds
+    topic = b"\x01" * size  # any 60 KB topic: it is the frame size that counts
+    for _ in range(n):
+        atk.open(zmq.SUB, env.node.port + 1, {zmq.SUBSCRIBE: topic})
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:  # bounded: the attack lasts `seconds`
+        atk.read_events()
+        time.sleep(0.1)
+    connects = atk.events["CONNECTED"] + atk.events["HANDSHAKE_SUCCEEDED"]
+    return {
+        "sent": f"{n} SUBs x {size // 1024} KB, {seconds:g} s",
+        "bytes_offered_mb": round(connects * size * n / max(1, len(atk.monitors)) / MB, 1),
+    }
+
+
+def zmtp_null_subscribe(port: int, topic: bytes, timeout: float = 3.0) -> tuple[str, int]:
+    """A SUB speaking ZMTP 3.0 (NULL mechanism) by hand: greeting, READY, one subscription
+    message; then wait for the node to close the connection.  (outcome, bytes sent).
+
+    By hand because libzmq's own SUB keeps a topic in a trie it frees recursively: closing
+    a SUB holding a 1 MiB subscription overflows the stack and kills the attacker.
+    """
+
+    def frame(body: bytes, command: bool = False) -> bytes:
+        flags = 0x04 if command else 0x00
+        if len(body) > 255:
+            return bytes([flags | 0x02]) + len(body).to_bytes(8, "big") + body
+        return bytes([flags, len(body)]) + body
+
+    greeting = b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0") + b"\0" * 32
+    ready = frame(b"\x05READY\x0bSocket-Type" + (3).to_bytes(4, "big") + b"SUB", command=True)
+    data = greeting + ready + frame(b"\x01" + topic)
+    sent = 0
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            sent = len(data)
+            deadline = time.perf_counter() + timeout
+            while time.perf_counter() < deadline:  # bounded: until closed or the deadline
+                if not s.recv(65536):
+                    return "dropped", sent
+        except TimeoutError:
+            return "kept open", sent
+        except OSError:  # reset or broken pipe: the node closed it
+            return "dropped", sent
+    return "kept open", sent
+
+
+def h3_replication(env: Env, atk: Attacker) -> dict[str, Any]:
+    """8 x 1 MiB subscriptions on port+2, each re-sent as soon as it is dropped (as a SUB
+    reconnects) for ``--sub-seconds``.  With a key, the attacker's libzmq SUB (stranger
+    key) subscribes 60 KB instead (see zmtp_null_subscribe; the handshake comes first)."""
+    n, seconds = env.opts.h3_repl_subs, env.opts.sub_seconds
+    port = env.node.port + 2
+    if env.attacker is not None:
+        for _ in range(n):
+            atk.open(zmq.SUB, port, {zmq.SUBSCRIBE: b"\x01" * env.opts.h3_bytes})
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:  # bounded: the attack lasts `seconds`
+            atk.read_events()
+            time.sleep(0.1)
+        return {"sent": f"{n} SUBs x {env.opts.h3_bytes // 1024} KB on port+2, {seconds:g} s"}
+    total = rounds = 0
+    deadline = time.perf_counter() + seconds
+    pool = ThreadPoolExecutor(n)
+    try:
+        while time.perf_counter() < deadline:  # bounded by the deadline
+            jobs = [pool.submit(zmtp_null_subscribe, port, b"\x01" * MB) for _ in range(n)]
+            for job in jobs:
+                how, sent = job.result()
+                atk.replies[how] += 1
+                total += sent
+            rounds += 1
+            time.sleep(0.1)  # a SUB's reconnect interval: the probe's pace
+    finally:
+        pool.shutdown()
+    return {"sent": f"{n} x 1 MiB subscriptions on port+2, {rounds} rounds in {seconds:g} s "
+                    f"({total / MB:,.0f} MiB)"}  # fmt: skip
+
+
+def big_frames(env: Env, atk: Attacker, body: bytes, n: int, batch: int) -> int:
+    """``n`` copies of ``body`` on the client port, each on its own connection,
+    ``batch`` connections at a time, each batch waiting (3 s at most) to be dropped."""
+    sent = 0
+    deadline = time.perf_counter() + env.opts.max_attack_seconds
+    frame = zmq.Frame(body)  # one buffer for every send
+    while sent < n and time.perf_counter() < deadline:  # bounded in count and time
+        k = min(batch, n - sent)
+        before = atk.events["DISCONNECTED"] + sum(
+            v for e, v in atk.events.items() if e.startswith("HANDSHAKE_FAILED")
+        )
+        # no reconnection: each frame goes out once, on its own connection
+        socks = [
+            atk.open(zmq.DEALER, env.node.port, {zmq.RECONNECT_IVL: -1}, monitor=True)
+            for _ in range(k)
+        ]
+        for s in socks:
+            s.send_multipart([b"", frame], copy=False)
+        sent += k
+        atk.wait_events("DISCONNECTED", before + k, 3.0)
+        for s in socks:  # an answer, if any (a reply means the node decoded it)
+            if s.poll(0):
+                atk.replies[outcome(s.recv_multipart()[-1])] += 1
+    return sent
+
+
+def h4(env: Env, atk: Attacker) -> dict[str, Any]:
+    n, size = env.opts.h4_count, env.opts.h4_bytes
+    body = msgpack.packb({"op": "reconcile", "v": 1, "id": 1, "pad": b"\0" * size})
+    assert b"\xa2op\xa9reconcile" in body[:48]
+    sent = big_frames(env, atk, body, n, 1)
+    return {"sent": f"{sent} x {size / MB:g} MiB"}
+
+
+def _busy(env: Env) -> None:
+    env.busy = start_background(
+        env.procs, env.ctx, [(env.node.port, ("busy-0", "busy-1"))], env.opts.busy_rate, 1000,
+        limit=env.opts.max_attack_seconds + 60, curve=env.client,
+    )  # fmt: skip
+
+
+def m1(env: Env, atk: Attacker) -> dict[str, Any]:
+    n, size = env.opts.m1_count, env.opts.m1_bytes
+    try:
+        sent = big_frames(env, atk, b"\0" * size, n, 10)
+    finally:
+        env.busy.stop()
+    return {"sent": f"{sent} x {size / MB:g} MiB, node at {env.opts.busy_rate:,.0f} beats/s"}
+
+
+def m4(env: Env, atk: Attacker) -> dict[str, Any]:
+    seconds = env.opts.slow_seconds
+    for _ in range(3):  # subscribed to the whole namespace, never read
+        atk.open(zmq.SUB, env.node.port + 1, {zmq.SUBSCRIBE: NS.encode() + b"\0"})
+    atk.wait_events("HANDSHAKE_SUCCEEDED", 3, 5.0)
+    row = run_load(
+        env.procs, env.ctx, [(env.node.port, ("churn", 2000, None))], [env.node.pid],
+        window=64, seconds=seconds, warmup=0.0, curve=env.client,
+    )  # fmt: skip
+    changes = row["ok"]
+    return {"sent": f"3 SUBs never reading, {changes:,} changes in {seconds:g} s",
+            "changes": changes}  # fmt: skip
+
+
+def _junk(kind: str) -> Callable[[Env, Attacker], dict[str, Any]]:
+    def body(i: int) -> bytes:
+        if kind == "services":
+            return encode_request("register", i, **instance(f"junk-{i}", "10.1.1.1", 1))
+        if kind == "service_set":
+            return encode_request(
+                "service_set", i, namespace=NS, group=GROUP, service=f"empty-{i}",
+                protect_threshold=0.5,
+            )  # fmt: skip
+        return encode_request("register", i, **instance("x", "10.1.1.1", 1, f"ns-{i}"))
+
+    def attack(env: Env, atk: Attacker) -> dict[str, Any]:
+        seconds = env.opts.junk_seconds
+        sock = atk.open(zmq.DEALER, env.node.port)
+        bodies = (body(i) for i in range(1, 10_000_000))
+        sent = atk.exchange(sock, bodies, seconds, window=128)
+        return {"sent": f"{sent:,} {'registrations' if kind != 'service_set' else kind} "
+                        f"in {seconds:g} s"}  # fmt: skip
+
+    return attack
+
+
+def _many_services(env: Env) -> None:
+    n = env.opts.m6_services
+    services = tuple(f"svc-{k}" for k in range(n))
+    preload(env.node.port, "register", n, services, curve=env.client)
+
+
+def m6(env: Env, atk: Attacker) -> dict[str, Any]:
+    seconds = env.opts.flood_seconds
+    row = run_load(
+        env.procs, env.ctx, [(env.node.port, ("services", 1)), (env.node.port, ("stats", 1))],
+        [env.node.pid], window=8, seconds=seconds, warmup=0.0, curve=env.client,
+    )  # fmt: skip
+    atk.replies.update({"ok": row["ok"], **row["error_names"]})
+    return {
+        "sent": f"{row['sent']:,} services+stats in {seconds:g} s on "
+        f"{env.opts.m6_services:,} services ({row['ops_per_second']:,.0f}/s answered)"
+    }
+
+
+def attacks(opts: argparse.Namespace) -> list[Attack]:
+    o = opts
+    return [
+        Attack("H1", "reconcile on the client port", f"1 -> {o.h1_count}", h1,
+               setup=_register_orders),
+        Attack("H3", f"{o.h3_subs} x {o.h3_bytes // 1024} KB subscriptions on port+1",
+               f"600 x 60 KB, 8 s -> {o.h3_subs} x 60 KB, {o.sub_seconds:g} s", h3_notify),
+        Attack("H3", f"{o.h3_repl_subs} x 1 MiB subscriptions on port+2 (2 nodes)",
+               f"8 x 1 MiB -> {o.h3_repl_subs} x 1 MiB, {o.sub_seconds:g} s", h3_replication,
+               nodes=2),
+        Attack("H4", f"'op':'reconcile' bodies of {o.h4_bytes / MB:g} MiB on the client port",
+               f"3 -> {o.h4_count}", h4),
+        Attack("M1", f"{o.m1_count} x {o.m1_bytes / MB:g} MiB frames, node busy",
+               f"100 -> {o.m1_count}", m1, setup=_busy),
+        Attack("M4", "3 SUBs that never read, writer churning",
+               f"40 s -> {o.slow_seconds:g} s", m4),
+        Attack("M2", "one-shot registrations of distinct services",
+               f"60 s -> {o.junk_seconds:g} s", _junk("services")),
+        Attack("M2", "service_set on distinct empty services",
+               f"1M -> {o.junk_seconds:g} s", _junk("service_set")),
+        Attack("M2", "registrations in distinct namespaces",
+               f"500k -> {o.junk_seconds:g} s", _junk("namespaces")),
+        Attack("M6", "services + stats flood",
+               f"200k services -> {o.m6_services:,}", m6, setup=_many_services),
+    ]  # fmt: skip
+
+
+SECURE_RUNS = {  # which attacks also run against a node with a key, and as whom
+    "H1": ("stranger key", "no key", "client key"),
+    "H3": ("stranger key", "no key"),
+}
+
+
+def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> Any:
+    keys = make_keys(log_dir)
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for attack in attacks(opts):
+        if attack.id not in opts.only:
+            continue
+        whos = ["plain node"]
+        if opts.secure:
+            whos += [w for w in SECURE_RUNS.get(attack.id, ())]
+        for who in whos:
+            try:
+                rows.append(run_attack(attack, who, procs, ctx, opts, keys, log_dir, say))
+            except Exception as exc:  # report and go on with the next attack
+                failed.append(f"{attack.id} {attack.name} ({who}): {type(exc).__name__}: {exc}")
+                say(f"  FAILED {failed[-1]}")
+    return {"rows": rows, "failed": failed, "settings": vars(opts)}
+
+
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
+    """Every attack: {"rows", "failed", "settings"}."""
+    result: dict[str, Any] = with_log_dir(
+        "meshreg-bench-attacks-", say, lambda d: _run(d, procs, ctx, opts, say)
+    )
+    return result
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["attack", "probe -> here", "node / attacker", "sent", "RSS MB before/peak/after",
+            "ping p50/p99 ms (unanswered)", "alive", "answers"]  # fmt: skip
+    out = []
+    for r in rows:
+        m, p = r["rss_mb"], r["ping_ms"]
+        target = r["target"] if r["target"] == "plain node" else f"key; {r['target']}"
+        answers = r["answers"] + (f"; {r['effect']}" if r.get("effect") else "")
+        out.append(
+            [
+                r["attack"],
+                r["scale"],
+                target,
+                r.get("sent", ""),
+                f"{m['before']:.0f} / {m['peak']:.0f} / {m['after']:.0f}",
+                f"{p['p50']:.1f} / {p['p99']:.1f} ({r['pings_unanswered']})",
+                "yes" if r["alive"] else "NO",
+                answers,
+            ]
+        )
+    return fmt_table(head, out, right={4, 5})
+
+
+def report(result: dict[str, Any], say: Any) -> None:
+    rows = result["rows"]
+    say(table(rows))
+    held = [r for r in rows if r["id"] in ("M2", "M6")]
+    for r in held:
+        h = r["node_held"]
+        n = (h["instances"] or {}).get("total")
+        say(f"  {r['attack']}: the node held {h['services']} services, {n} instances (stats)")
+    for line in result.get("failed", []):
+        say(f"  failed: {line}")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 s attacks")
+    ap.add_argument("--only", type=lambda s: [x.strip().upper() for x in s.split(",")],
+                    default=list(ATTACKS), help=f"attacks ({','.join(ATTACKS)})")  # fmt: skip
+    ap.add_argument("--no-secure", dest="secure", action="store_false",
+                    help="skip the runs against a node with a key")  # fmt: skip
+    ap.add_argument("--ping-rate", type=ranged(float, 1, 2000), default=50,
+                    help="bystander pings per second (50)")  # fmt: skip
+    ap.add_argument("--sub-seconds", type=ranged(float, 0.1, 120), default=None,
+                    help="H3 duration (5; --quick 1)")  # fmt: skip
+    ap.add_argument("--slow-seconds", type=ranged(float, 0.1, 300), default=None,
+                    help="M4 duration (20; --quick 1)")  # fmt: skip
+    ap.add_argument("--junk-seconds", type=ranged(float, 0.1, 300), default=None,
+                    help="M2 duration per kind (10; --quick 1)")  # fmt: skip
+    ap.add_argument("--flood-seconds", type=ranged(float, 0.1, 300), default=None,
+                    help="M6 duration (10; --quick 1)")  # fmt: skip
+    ap.add_argument("--m6-services", type=ranged(int, 1, 1_000_000), default=None,
+                    help="services registered before M6 (20000; --quick 200)")  # fmt: skip
+    ap.add_argument("--busy-rate", type=ranged(float, 100, 1_000_000), default=20_000,
+                    help="beats/s keeping the node busy during M1 (20000)")  # fmt: skip
+    ap.add_argument("--max-attack-seconds", type=ranged(float, 1, 600), default=60,
+                    help="bound on any one attack's sending (60)")  # fmt: skip
+
+
+QUICK = {"h1_count": 2, "h3_subs": 20, "h3_repl_subs": 2, "h4_count": 1, "m1_count": 4,
+         "sub_seconds": 1.0, "slow_seconds": 1.0, "junk_seconds": 1.0, "flood_seconds": 1.0,
+         "m6_services": 200}  # fmt: skip
+FULL = {"h1_count": 20, "h3_subs": 600, "h3_repl_subs": 8, "h4_count": 5, "m1_count": 100,
+        "sub_seconds": 5.0, "slow_seconds": 20.0, "junk_seconds": 10.0, "flood_seconds": 10.0,
+        "m6_services": 20_000}  # fmt: skip
+
+
+def finish_args(opts: argparse.Namespace) -> argparse.Namespace:
+    """Counts and durations: the options given, else the --quick or full defaults."""
+    for k, v in (QUICK if opts.quick else FULL).items():
+        if getattr(opts, k, None) is None:
+            setattr(opts, k, v)
+    opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
+    unknown = [a for a in opts.only if a not in ATTACKS]
+    if unknown:
+        raise SystemExit(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+    return opts
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    return finish_args(ap.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    install_sigterm()
+    procs = Procs()
+    machine = machine_info()
+    say_machine(print, machine)
+    try:
+        result = run(procs, mp.get_context("spawn"), opts, print)
+    finally:
+        procs.stop_all()
+    report(result, print)
+    print(f"result: {save_result('attacks', result, machine)}")
+    return 1 if result["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
