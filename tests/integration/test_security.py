@@ -13,10 +13,10 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
+from helpers import HOST, NodeProcess, meshreg_cmd, raw_request, wait_until
 
 from meshreg import Client, PermissionDeniedError, ServerUnreachableError
 from meshreg.security.keys import generate_key_files, load_secret_key
-from helpers import HOST, NodeProcess, meshreg_cmd, raw_request, wait_until
 
 WRITE_ORDERS = """
 [[client]]
