@@ -21,7 +21,15 @@ from meshreg.security.authz import (
     required_access,
     visible_services,
 )
-from meshreg.wire.messages import OPS, RequestRejected, parse_request
+from meshreg.wire import limits
+from meshreg.wire.messages import (
+    OPS,
+    PEER_OPS,
+    RequestRejected,
+    decode_body,
+    parse_peer_message,
+    parse_request,
+)
 from meshreg.wire.notifications import namespace_topic, topic_for
 
 INSTANCE = {"ip": "10.0.0.1", "port": 8080}
@@ -45,13 +53,16 @@ BODIES: dict[str, dict[str, Any]] = {
 
 
 def request(op: str, **fields: Any) -> Any:
-    return parse_request(msgpack.packb({"v": 1, "id": 42, "op": op, **BODIES[op], **fields}))
+    body = msgpack.packb({"v": 1, "id": 42, "op": op, **BODIES[op], **fields})
+    if op in PEER_OPS:  # parsed on the peer plane (the client plane refuses them)
+        return parse_peer_message(decode_body(body, limits.MAX_PEER_BODY_BYTES))
+    return parse_request(body)
 
 
 def test_every_wire_op_has_a_row() -> None:
     """A new op added to the wire without deciding who may use it fails here (it would
     otherwise be open to cluster nodes only, silently)."""
-    assert set(OPS) == set(BODIES) == set(OP_ACCESS)
+    assert set(OPS) | set(PEER_OPS) == set(BODIES) == set(OP_ACCESS)
 
 
 # (op, access needed, (namespace, group, service) it is scoped by)
