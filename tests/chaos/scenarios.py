@@ -197,6 +197,7 @@ class Run:
             str(s.evict_after),
             "--peer-timeout",
             str(s.peer_timeout),
+            "--insecure",  # namespace-private addresses: keys are tested in test_security
         ]
         self.nodes[j] = self.lab.spawn(j, f"node-{self.name(j)}", argv)
         self.event(f"{self.name(j)} started (pid {self.nodes[j].pid})")  # type: ignore[union-attr]
