@@ -80,6 +80,7 @@ log = logging.getLogger("meshreg.node")
 
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+_NODE_USER = NODE_USER.decode()  # the cluster key's User-Id, as a Frame reports it
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
 
 
@@ -135,7 +136,7 @@ class NodeRuntime:
                 f"--acl {config.security.acl} needs --key: access control identifies clients "
                 "by their CURVE keys (meshreg keygen NAME makes one; see docs/SECURITY.md)"
             )
-        self._principals: dict[bytes, Principal] = {}  # User-Id -> principal (reset on reload)
+        self._principals: dict[str, Principal] = {}  # User-Id -> principal (reset on reload)
         self.gate = SubscriptionGate()
         self.denied = 0
         self._accepts: AcceptMonitor | None = None  # says when clients cannot connect
@@ -214,11 +215,11 @@ class NodeRuntime:
         acl.refuse_key(zmq.utils.z85.decode(self.keys.public))
         return acl
 
-    def _principal(self, user: bytes) -> Principal | None:
+    def _principal(self, user: str) -> Principal | None:
         """The principal of an authenticated connection (None: its key left the ACL)."""
         p = self._principals.get(user)
         if p is None:
-            if user == NODE_USER:
+            if user == _NODE_USER:
                 p = NODE
             else:
                 try:
@@ -424,24 +425,37 @@ class NodeRuntime:
                     send(frame, 0 if i == last else _SNDMORE)
 
     def _drain_requests_secure(self, router: zmq.Socket[bytes]) -> None:
-        """The client port with CURVE: each request's principal from its ``User-Id``."""
+        """The client port with CURVE: each request's principal from its ``User-Id``.
+
+        The hot path as in :meth:`_drain_requests`: only the first frame (the routing id,
+        a few bytes) is received as a ``Frame`` to read the authenticated key, which every
+        frame of a message carries; the rest are plain bytes. The key is read per message,
+        never cached per routing id: a client may choose its routing id, so a later
+        connection could take over an earlier one's.
+        """
+        recv, send, get, serve = router.recv, router.send, router.get, self._serve
+        principals = self._principals
         now = self.clock()
         for _ in range(BATCH):
             try:
-                parts = router.recv_multipart(_NOBLOCK, copy=False)
+                first = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            frames = [p.bytes for p in parts]
+            frames = [first.bytes]
+            while get(_RCVMORE):
+                frames.append(recv(0))
             try:
-                user = parts[-1].get("User-Id").encode()
+                user = first.get("User-Id")
             except zmq.ZMQError:
-                user = b""
-            principal = self._principal(user)
+                user = ""
+            principal = principals.get(user) or self._principal(user)
             if principal is None:  # its key left the ACL since it connected
                 principal = Principal("revoked key", ())
-            reply = self._serve(frames, now, principal)
+            reply = serve(frames, now, principal)
             if reply is not None:
-                router.send_multipart(reply)
+                last = len(reply) - 1
+                for i, frame in enumerate(reply):
+                    send(frame, 0 if i == last else _SNDMORE)
 
     def _drain_peer_requests(self, router: zmq.Socket[bytes]) -> None:
         """The peer port: forwarded writes and peer calls, from peers only."""
@@ -612,7 +626,7 @@ class NodeRuntime:
             principal: Principal | None = OPEN
             if secure:
                 try:
-                    principal = self._principal(frame.get("User-Id").encode())
+                    principal = self._principal(frame.get("User-Id"))
                 except zmq.ZMQError:
                     principal = None
             why = gate.subscribe(topic, principal is not None and authorize_topic(principal, topic))
