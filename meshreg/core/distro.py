@@ -92,6 +92,7 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.membership import MemberChanged, Membership, MemberState
 from meshreg.core.node import RegistryNode
+from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.store import InstanceRecord
 from meshreg.core.versions import TAG_BITS, stamp_limit, stamp_seconds
@@ -218,6 +219,7 @@ class DistroNode(RegistryNode):
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
         self._members: tuple[str, ...] = (node_id,)
         self._owner_cache: dict[ServiceKey, str] = {}
+        self._tally = OwnershipTally()  # services/instances per member, for ``cluster``
         self._forwards: dict[str, Forward] = {}
         self._tags = itertools.count(1)
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
@@ -818,6 +820,7 @@ class DistroNode(RegistryNode):
                     if peer is not None and peer.state is MemberState.UP:
                         self._start_round(node_id)
         self._disputed = self.other_views() if self.membership.peers else []
+        self._tally.step(self.store, self.owner_of, self._members, now)
         next_check = self._tick_health(now)
         if self.membership.peers:
             next_check = min(next_check, self._next_beacon, self._next_digest)
@@ -858,11 +861,7 @@ class DistroNode(RegistryNode):
 
     # -- monitoring ---------------------------------------------------------------------------
     def cluster_result(self, now: float) -> dict[str, Any]:
-        owned: dict[str, list[int]] = {}
-        for svc in self.store.records():
-            counts = owned.setdefault(self.owner_of(svc.key), [0, 0])
-            counts[0] += 1
-            counts[1] += len(svc.instances)
+        owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
         members: list[dict[str, Any]] = [
             {

@@ -23,10 +23,9 @@ Theory of operation
   keys and values, instance metadata once per instance (as if not shared)
   plus service metadata.  The counts are the store's running counts
   (core/store, "Bounds"): a check costs O(1), whatever the table holds.
-* **Later, per client.**  Every check goes through :meth:`Quotas.check_register`
-  / :meth:`Quotas.check_service_set`; a per-principal quota (issue 10: per
-  client key) adds a principal argument, a counter per principal updated
-  where the store's counts are, and one more comparison there.
+* **Per client.**  ``max_instances_per_client`` and the read rates are checked
+  by the node a client's request arrives at, before it forwards anything
+  (core/client_limits, where the why is).
 """
 
 from __future__ import annotations
@@ -78,6 +77,13 @@ class LimitsPolicy:
     # each: 175 MB); above it the oldest are dropped first (core/store,
     # _enforce_tombstone_cap); churn of 830 removals/s for the 600 s they are kept
     max_tombstones: int = DEFAULT_MAX_TOMBSTONES
+    # instances one client key may hold through one node (core/client_limits); needs
+    # --key (a node without one has no client identities)
+    max_instances_per_client: int = 200_000
+    # ``services``/``cluster``/``stats`` per second, per client key (or connection, on a
+    # node without a key) and per node; a burst of twice the rate is allowed
+    read_rate_per_client: int = 200
+    read_rate_per_node: int = 2_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

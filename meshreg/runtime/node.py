@@ -27,6 +27,7 @@ import zmq.utils.z85
 
 from meshreg import __version__
 from meshreg.config import NodeConfig
+from meshreg.core.client_limits import ClientHoldings, ReadRate
 from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
 from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.membership import MemberChanged, MemberState
@@ -57,8 +58,11 @@ from meshreg.transport.sockets import (
 from meshreg.wire import limits
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
+    DeregisterInstance,
+    GetCluster,
     GetStats,
     ListServices,
+    RegisterInstance,
     RequestRejected,
     beat_fields,
     decode_body,
@@ -80,6 +84,12 @@ log = logging.getLogger("meshreg.node")
 
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+# reads whose cost grows with the registry or the cluster, rate-limited per client
+_EXPENSIVE_READS: dict[type, str] = {
+    ListServices: "services",
+    GetCluster: "cluster",
+    GetStats: "stats",
+}
 _NODE_USER = NODE_USER.decode()  # the cluster key's User-Id, as a Frame reports it
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
 
@@ -137,6 +147,11 @@ class NodeRuntime:
                 "by their CURVE keys (meshreg keygen NAME makes one; see docs/SECURITY.md)"
             )
         self._principals: dict[str, Principal] = {}  # User-Id -> principal (reset on reload)
+        limits_policy = config.limits
+        self.holdings = ClientHoldings(limits_policy.max_instances_per_client)
+        self.read_rate = ReadRate(
+            limits_policy.read_rate_per_client, limits_policy.read_rate_per_node
+        )
         self.gate = SubscriptionGate()
         self.denied = 0
         self._accepts: AcceptMonitor | None = None  # says when clients cannot connect
@@ -182,6 +197,9 @@ class NodeRuntime:
             "acl_clients": len(self.acl.clients),
             "handshakes_refused": zap.refused if zap is not None else 0,
             "permission_denied": self.denied,
+            "client_instances_held": self.holdings.count(),
+            "client_quota_refused": self.holdings.refused,
+            "reads_throttled": self.read_rate.throttled,
             "accept_failures": self._accepts.failures if self._accepts is not None else 0,
             "subscriptions_admitted": self.gate.total,
             "subscriptions_refused": {
@@ -363,6 +381,7 @@ class NodeRuntime:
                     accepts.tick(now)
                 wake = core.tick(now)
                 self._carry_out(core.take_effects(), now)
+                self.holdings.prune(core.store, now)
                 if core.ready and not was_ready:
                     was_ready = True
                     log.info(
@@ -503,6 +522,9 @@ class NodeRuntime:
                 except RequestRejected:
                     self.denied += 1
                     raise
+                self._client_limits(principal.name, req, now)
+            elif principal is OPEN and type(req) in _EXPENSIVE_READS:
+                self._read_allowed(envelope[0] if envelope else b"", req, now)
             result = self.core.handle(req, now, peer)
             if type(req) is ListServices and principal is not OPEN and principal is not NODE:
                 result = self._visible(principal, req, result)
@@ -525,6 +547,37 @@ class NodeRuntime:
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
+
+    def _client_limits(self, client: str, req: Any, now: float) -> None:
+        """A client key's own limits (core/client_limits); raises RequestRejected."""
+        kind = type(req)
+        if kind is RegisterInstance:
+            why = self.holdings.admit(client, req.key, req.instance, now)
+            if why is not None:
+                raise RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, why, req.req_id, "register")
+        elif kind is DeregisterInstance:
+            self.holdings.release(client, req.key, req.instance)
+        elif kind in _EXPENSIVE_READS:
+            self._read_allowed(client, req, now)
+
+    def _read_allowed(self, client: Any, req: Any, now: float) -> None:
+        """Raise RESOURCE_EXHAUSTED when ``client`` is over its rate of expensive reads."""
+        cost = (
+            max(1.0, req.page_size / limits.DEFAULT_SERVICES_PAGE)
+            if type(req) is ListServices
+            else 1.0
+        )
+        wait = self.read_rate.take(client, now, cost)
+        if wait:
+            rate = self.config.limits
+            raise RequestRejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{_EXPENSIVE_READS[type(req)]}: rate limit: at most "
+                f"{rate.read_rate_per_client}/s per client and {rate.read_rate_per_node}/s "
+                f"per node of services, cluster and stats ([limits] read_rate_per_client, "
+                f"read_rate_per_node); retry in {wait * 1000:.0f} ms",
+                req.req_id,
+            )
 
     def _visible(self, principal: Principal, req: ListServices, result: Any) -> Any:
         """A ``services`` page cut down to what the principal may read; ``count`` then

@@ -1,0 +1,153 @@
+"""Limits per client: instances held, and the rate of expensive reads (issue 10, M2/M6).
+
+Node-wide quotas (core/quotas) stop a node from being grown until it falls over;
+these stop one client from taking all of it from the others.
+
+* **Instances per client.**  A client is a key of the ACL (a node without a key has
+  no client identities, so this limit needs ``--key``).  The node a client's
+  register arrives at (its entry node, which forwards it to the service's owner)
+  counts the instances the client registered through it and refuses a new one over
+  ``max_instances_per_client`` with RESOURCE_EXHAUSTED.  The count is per entry
+  node: a client that fails over to another node starts a count there, so a client
+  holds at most the limit times the nodes it talks to (one at a time, normally).
+  Instances deregistered through the node leave the count at once; instances
+  removed otherwise (evicted, deregistered elsewhere) leave it when :meth:`prune`
+  finds them gone from the store, which it checks in bounded steps.
+* **Expensive reads.**  ``services``, ``cluster`` and ``stats`` cost the node
+  O(page) or O(members) work; each client has a token bucket of
+  ``read_rate_per_client`` per second (burst: twice that), and the node one of
+  ``read_rate_per_node`` across all clients, so a flood of them from one client,
+  or from many connections, cannot take the node from the hot path (beats,
+  ``instances``).  A refused read gets RESOURCE_EXHAUSTED and says when to retry;
+  it changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+
+from meshreg.core.store import RegistryStore
+from meshreg.model import InstanceId, ServiceKey
+
+PRUNE_STEP = 2_000  # held entries checked per prune call
+PRUNE_AFTER = 10.0  # s: an entry newer than this may not be replicated back yet
+PRUNE_EVERY = 10.0  # s between the starts of two prune passes
+MAX_BUCKETS = 10_000  # clients with a read bucket; above it, full buckets are dropped
+
+Held = tuple[ServiceKey, InstanceId]
+
+
+class ClientHoldings:
+    """Instances registered through this node, per client name."""
+
+    __slots__ = ("limit", "held", "refused", "_walk", "_next_pass")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held: dict[str, dict[Held, float]] = {}  # client -> {(service, id): since}
+        self.refused = 0
+        self._walk: Iterator[tuple[str, Held]] | None = None
+        self._next_pass = float("-inf")
+
+    def admit(self, client: str, key: ServiceKey, iid: InstanceId, now: float) -> str | None:
+        """Count a register; a message saying why when it is over the client's limit."""
+        mine = self.held.get(client)
+        if mine is None:
+            mine = self.held[client] = {}
+        entry = (key, iid)
+        if entry in mine:
+            return None
+        if len(mine) >= self.limit:
+            self.refused += 1
+            return (
+                f"register: quota reached: client {client!r} holds {len(mine)} instances "
+                f"registered through this node ([limits] max_instances_per_client = "
+                f"{self.limit}); instance {iid} of {key.namespace}/{key.group}/{key.service} "
+                "would be a new one; deregister instances it no longer runs, or raise "
+                "[limits] max_instances_per_client in the node config"
+            )
+        mine[entry] = now
+        return None
+
+    def release(self, client: str, key: ServiceKey, iid: InstanceId) -> None:
+        mine = self.held.get(client)
+        if mine is not None:
+            mine.pop((key, iid), None)
+            if not mine:
+                del self.held[client]
+
+    def prune(self, store: RegistryStore, now: float, budget: int = PRUNE_STEP) -> None:
+        """Forget up to ``budget`` entries' worth of instances the store no longer has."""
+        if not self.held:
+            return
+        if self._walk is None:
+            if now < self._next_pass:
+                return
+            self._next_pass = now + PRUNE_EVERY
+            self._walk = iter([(c, e) for c, mine in self.held.items() for e in mine])
+        services = store.services
+        for _ in range(budget):
+            step = next(self._walk, None)
+            if step is None:
+                self._walk = None
+                return
+            client, (key, iid) = step
+            mine = self.held.get(client)
+            since = mine.get((key, iid)) if mine is not None else None
+            if since is None or now - since < PRUNE_AFTER:
+                continue
+            svc = services.get(key)
+            if svc is None or iid not in svc.instances:
+                self.release(client, key, iid)
+
+    def count(self) -> int:
+        return sum(len(mine) for mine in self.held.values())
+
+
+class ReadRate:
+    """Token buckets: one per client and one for the node; time is an argument."""
+
+    __slots__ = ("per_client", "per_node", "throttled", "_buckets", "_node")
+
+    def __init__(self, per_client: int, per_node: int) -> None:
+        self.per_client = float(per_client)
+        self.per_node = float(per_node)
+        self.throttled = 0
+        self._buckets: dict[Hashable, list[float]] = {}  # client -> [tokens, at]
+        self._node: list[float] = [2 * self.per_node, float("-inf")]
+
+    @staticmethod
+    def _refill(bucket: list[float], rate: float, now: float) -> float:
+        tokens = (
+            min(2 * rate, bucket[0] + (now - bucket[1]) * rate) if now > bucket[1] else bucket[0]
+        )
+        bucket[1] = now
+        bucket[0] = tokens
+        return tokens
+
+    def take(self, client: Hashable, now: float, cost: float = 1.0) -> float:
+        """0.0 when the read may go ahead (tokens taken); else seconds until it may."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._drop_full(now)
+            bucket = self._buckets[client] = [2 * self.per_client, now]
+        mine = self._refill(bucket, self.per_client, now)
+        node = self._refill(self._node, self.per_node, now)
+        if mine < cost or node < cost:
+            self.throttled += 1
+            need = max((cost - mine) / self.per_client, (cost - node) / self.per_node)
+            return max(need, 0.001)
+        bucket[0] = mine - cost
+        self._node[0] = node - cost
+        return 0.0
+
+    def _drop_full(self, now: float) -> None:
+        """Forget clients whose buckets have refilled (they lose nothing); else all."""
+        full = 2 * self.per_client
+        for client in [
+            c for c, b in self._buckets.items() if self._refill(b, self.per_client, now) >= full
+        ]:
+            del self._buckets[client]
+        if len(self._buckets) >= MAX_BUCKETS:
+            self._buckets.clear()

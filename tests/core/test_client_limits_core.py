@@ -1,0 +1,85 @@
+"""Per-client limits: instances held through a node, and the rate of expensive reads."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshreg.core.client_limits import PRUNE_AFTER, PRUNE_EVERY, ClientHoldings, ReadRate
+from meshreg.core.store import RegistryStore
+from meshreg.model import InstanceId, ServiceKey
+
+SVC = ServiceKey("public", "DEFAULT_GROUP", "orders")
+
+
+def iid(n: int) -> InstanceId:
+    return InstanceId(f"10.0.0.{n}", 80, "c")
+
+
+def test_a_client_over_its_limit_is_refused_and_others_are_not() -> None:
+    held = ClientHoldings(limit=2)
+    assert held.admit("app", SVC, iid(1), 0.0) is None
+    assert held.admit("app", SVC, iid(2), 0.0) is None
+    assert held.admit("app", SVC, iid(1), 0.0) is None  # re-registration: already held
+    why = held.admit("app", SVC, iid(3), 0.0)
+    assert why is not None
+    assert "'app'" in why and "max_instances_per_client = 2" in why and "10.0.0.3" in why
+    assert held.refused == 1
+    assert held.admit("other", SVC, iid(3), 0.0) is None  # another key's count is its own
+    held.release("app", SVC, iid(2))
+    assert held.admit("app", SVC, iid(3), 0.0) is None  # room again
+    assert held.count() == 3
+
+
+def test_prune_forgets_removed_instances_but_not_fresh_ones() -> None:
+    store = RegistryStore()
+    store.register(SVC, iid(1), 1.0, True, {}, 0.0)
+    held = ClientHoldings(limit=10)
+    held.admit("app", SVC, iid(1), 0.0)
+    held.admit("app", SVC, iid(2), 0.0)  # never reached the store (e.g. refused at the owner)
+    held.prune(store, PRUNE_AFTER - 1)  # too fresh: may not be replicated back yet
+    assert held.count() == 2
+    held.prune(store, PRUNE_EVERY + PRUNE_AFTER)
+    assert held.count() == 1
+    assert held.held["app"] == {(SVC, iid(1)): 0.0}
+
+
+def test_prune_is_bounded_per_call() -> None:
+    store = RegistryStore()
+    held = ClientHoldings(limit=1000)
+    for n in range(100):
+        held.admit("app", SVC, InstanceId("10.0.1.1", 1000 + n, "c"), 0.0)
+    held.prune(store, 100.0, budget=30)
+    assert held.count() == 70
+    held.prune(store, 100.0, budget=1000)  # the pass goes on where it was
+    assert held.count() == 0
+
+
+def test_read_rate_per_client_and_per_node() -> None:
+    rate = ReadRate(per_client=10, per_node=25)
+    assert all(rate.take("a", 0.0) == 0.0 for _ in range(20))  # burst: twice the rate
+    wait = rate.take("a", 0.0)
+    assert 0.09 <= wait <= 0.11 and rate.throttled == 1
+    assert rate.take("b", 0.0) == 0.0  # another client has its own bucket...
+    assert rate.take("a", 0.1) == 0.0  # ...and a refills at its rate
+
+
+def test_many_clients_share_the_node_budget() -> None:
+    rate = ReadRate(per_client=10, per_node=25)
+    for conn in range(10):
+        assert all(rate.take(("conn", conn), 0.0) == 0.0 for _ in range(5))
+    wait = rate.take("fresh", 0.0)  # the node's burst (50) is spent, whoever asks
+    assert 0.03 <= wait <= 0.05
+    assert rate.take("fresh", 0.05) == 0.0
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 5), st.floats(0, 0.5)), max_size=200))
+def test_read_rate_never_admits_more_than_burst_plus_rate(steps: list[tuple[int, float]]) -> None:
+    rate = ReadRate(per_client=10, per_node=1000)
+    now = 0.0
+    admitted: dict[int, int] = {}
+    for client, dt in steps:
+        now += dt
+        if rate.take(client, now) == 0.0:
+            admitted[client] = admitted.get(client, 0) + 1
+    for n in admitted.values():
+        assert n <= 20 + 10 * now + 1e-6
