@@ -606,6 +606,13 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones; "
             f"quota refusals {json.dumps(result.get('rejected_quota', {}), sort_keys=True)}"
         )
+    if "security" in result:
+        lines.append(
+            f"security        {result['security']}; denied {result.get('permission_denied', 0)}, "
+            f"handshakes refused {result.get('handshakes_refused', 0)}, reads throttled "
+            f"{result.get('reads_throttled', 0)}, client quota refusals "
+            f"{result.get('client_quota_refused', 0)}"
+        )
     members = result.get("members")
     if isinstance(members, list) and len(members) > 1:
         lines.append(

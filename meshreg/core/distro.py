@@ -125,6 +125,8 @@ from meshreg.wire.peer import (
 )
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
+ROUND_BACKOFF_FIRST = 0.5  # s before a new round with a peer whose round failed...
+ROUND_BACKOFF_MAX = 8.0  # ...doubling per failure up to this
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
@@ -225,6 +227,8 @@ class DistroNode(RegistryNode):
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
         self._sync_wanted: set[str] = set()
+        # peer -> (no new round before, the last wait): failed rounds back off
+        self._round_backoff: dict[str, tuple[float, float]] = {}
         self._caught_up: set[str] = set()  # peers synced with while catching up
         self._next_beacon = now
         self._next_digest = now + cluster.anti_entropy_interval
@@ -604,6 +608,7 @@ class DistroNode(RegistryNode):
             self._effects.append(change)
             if change.state is MemberState.UP:
                 self._sync_wanted.add(change.node_id)
+                self._round_backoff.pop(change.node_id, None)  # back: repair at once
             else:
                 self._rounds.pop(change.node_id, None)
                 self._sync_wanted.discard(change.node_id)
@@ -657,7 +662,7 @@ class DistroNode(RegistryNode):
             self.counters["replication_errors"] += 1
             self.stats.count_error(ErrorCode.MALFORMED)
             self._report(now, f"{kind} reply", node_id, exc.message)
-            self._abort_round(node_id)
+            self._abort_round(node_id, now)
 
     def _too_far_ahead(self, payload: ServicePayload, now: float, peer: str, what: str) -> bool:
         """Whether ``payload`` carries a stamp beyond ``stamp_limit``: then it is rejected
@@ -693,11 +698,17 @@ class DistroNode(RegistryNode):
         if call is None:
             return
         kind, ctx = call
-        self._abort_round(ctx if kind == "digests" else ctx[0])
+        self._abort_round(ctx if kind == "digests" else ctx[0], now)
 
-    def _abort_round(self, node_id: str) -> None:
+    def _abort_round(self, node_id: str, now: float) -> None:
+        """Drop a round that failed; the next waits ROUND_BACKOFF_FIRST, doubling per
+        failure up to ROUND_BACKOFF_MAX (a peer that keeps failing rounds must not cost
+        a round per tick), and starts at once again after a round that succeeds."""
         if self._rounds.pop(node_id, None) is not None:
-            self._sync_wanted.add(node_id)  # try again on the next tick
+            self._sync_wanted.add(node_id)
+            _, last = self._round_backoff.get(node_id, (now, 0.0))
+            wait = min(max(2 * last, ROUND_BACKOFF_FIRST), ROUND_BACKOFF_MAX)
+            self._round_backoff[node_id] = (now + wait, wait)
 
     def _on_digest_page(self, node_id: str, page: DigestPage, now: float) -> None:
         rnd = self._rounds.get(node_id)
@@ -754,6 +765,7 @@ class DistroNode(RegistryNode):
             self._call(node_id, "reconcile", fields, "reconcile", (node_id, batch))
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]
+            self._round_backoff.pop(node_id, None)
             # Everything the peer had published when the round started is now here:
             # its stream is caught up to that seq (else every beacon asks for a new round).
             applied = self.applied_seq.get(node_id)
@@ -801,6 +813,7 @@ class DistroNode(RegistryNode):
             self.ready = True  # nobody to catch up from: start alone
             self._recompute_members(now)
         self._end_stale_window(now)
+        next_round = math.inf
         if self.membership.peers:
             if now >= self._next_beacon:
                 self._next_beacon = now + self.cluster.beacon_interval
@@ -813,7 +826,11 @@ class DistroNode(RegistryNode):
                 count, digest = self._summary(self.node_id)
                 summary = DigestSummary(self.node_id, self.epoch, count, digest)
                 self._effects.append(Broadcast(summary))
+            backoff = self._round_backoff
             for node_id in sorted(self._sync_wanted):  # sorted: runs replay exactly
+                if node_id in backoff and now < backoff[node_id][0]:
+                    next_round = min(next_round, backoff[node_id][0])
+                    continue
                 if node_id not in self._rounds:
                     peer = self.membership.peer_by_id(node_id)
                     self._sync_wanted.discard(node_id)
@@ -823,7 +840,7 @@ class DistroNode(RegistryNode):
         self._tally.step(self.store, self.owner_of, self._members, now)
         next_check = self._tick_health(now)
         if self.membership.peers:
-            next_check = min(next_check, self._next_beacon, self._next_digest)
+            next_check = min(next_check, self._next_beacon, self._next_digest, next_round)
         self._wake_at = next_check
         return next_check
 

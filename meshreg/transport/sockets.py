@@ -71,7 +71,25 @@ def tcp_endpoint(host: str, port: int) -> str:
     return f"tcp://{ip}:{port}"
 
 
-def _bind(sock: zmq.Socket, host: str, port: int, what: str) -> None:
+def _bind_server(
+    ctx: zmq.Context,
+    kind: int,
+    host: str,
+    port: int,
+    what: str,
+    options: dict[int, int],
+    keys: CurveKeys | None,
+    domain: str,
+) -> zmq.Socket:
+    """A socket of ``kind`` with ``options`` (LINGER 0 unless given), CURVE when
+    ``keys``, bound on host:port; a bind failure says which socket and what to try."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    for option, value in options.items():
+        sock.setsockopt(option, value)
+    curve_server(sock, keys, domain)
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
     endpoint = tcp_endpoint(host, port)
     try:
         sock.bind(endpoint)
@@ -85,6 +103,7 @@ def _bind(sock: zmq.Socket, host: str, port: int, what: str) -> None:
         raise ConfigError(
             f"cannot bind the {what} socket on {host}:{port}: {exc.strerror}; {hint}"
         ) from None
+    return sock
 
 
 def bind_request_socket(
@@ -94,32 +113,24 @@ def bind_request_socket(
 
     Bodies above ``MAX_BODY_BYTES`` but under the frame cap still get a TOO_LARGE reply.
     """
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_FRAME_BYTES)
-    sock.setsockopt(zmq.SNDHWM, ROUTER_SNDHWM)
-    sock.setsockopt(zmq.RCVHWM, ROUTER_RCVHWM)
-    curve_server(sock, keys, CLIENT_DOMAIN)
-    if ":" in host:
-        sock.setsockopt(zmq.IPV6, 1)
-    _bind(sock, host, port, "request")
-    return sock
+    options = {
+        zmq.MAXMSGSIZE: limits.MAX_FRAME_BYTES,
+        zmq.SNDHWM: ROUTER_SNDHWM,
+        zmq.RCVHWM: ROUTER_RCVHWM,
+    }
+    return _bind_server(ctx, zmq.ROUTER, host, port, "request", options, keys, CLIENT_DOMAIN)
 
 
 def bind_peer_socket(
     ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
 ) -> zmq.Socket:
     """ROUTER for requests from peers: forwarded writes, digest pages, reconciles."""
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_BODY_BYTES + 1024)
-    sock.setsockopt(zmq.SNDHWM, ROUTER_SNDHWM)
-    sock.setsockopt(zmq.RCVHWM, PEER_RCVHWM)
-    curve_server(sock, keys, PEER_DOMAIN)
-    if ":" in host:
-        sock.setsockopt(zmq.IPV6, 1)
-    _bind(sock, host, port, "peer request")
-    return sock
+    options = {
+        zmq.MAXMSGSIZE: limits.MAX_PEER_BODY_BYTES + 1024,
+        zmq.SNDHWM: ROUTER_SNDHWM,
+        zmq.RCVHWM: PEER_RCVHWM,
+    }
+    return _bind_server(ctx, zmq.ROUTER, host, port, "peer request", options, keys, PEER_DOMAIN)
 
 
 def bind_notify_socket(
@@ -127,29 +138,19 @@ def bind_notify_socket(
 ) -> zmq.Socket:
     """XPUB for notifications, in manual mode: the runtime admits each subscription
     (valid topic, allowed by the ACL, under the cap) before it takes effect."""
-    sock = ctx.socket(zmq.XPUB)
-    sock.setsockopt(zmq.LINGER, 200)
-    sock.setsockopt(zmq.SNDHWM, NOTIFY_SNDHWM)
-    sock.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_FRAME_BYTES)
-    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
-    sock.setsockopt(zmq.XPUB_MANUAL, 1)
-    curve_server(sock, keys, CLIENT_DOMAIN)
-    if ":" in host:
-        sock.setsockopt(zmq.IPV6, 1)
-    _bind(sock, host, port, "notification")
-    return sock
+    options = {
+        zmq.LINGER: 200,
+        zmq.SNDHWM: NOTIFY_SNDHWM,
+        zmq.MAXMSGSIZE: SUBSCRIPTION_FRAME_BYTES,
+        zmq.XPUB_VERBOSER: 1,
+        zmq.XPUB_MANUAL: 1,
+    }
+    return _bind_server(ctx, zmq.XPUB, host, port, "notification", options, keys, CLIENT_DOMAIN)
 
 
 def bind_replication_socket(
     ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
 ) -> zmq.Socket:
     """PUB for replication to peers (deltas, beacons, digests)."""
-    sock = ctx.socket(zmq.PUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, REPLICATION_SNDHWM)
-    sock.setsockopt(zmq.MAXMSGSIZE, REPLICATION_INBOUND_BYTES)
-    curve_server(sock, keys, PEER_DOMAIN)
-    if ":" in host:
-        sock.setsockopt(zmq.IPV6, 1)
-    _bind(sock, host, port, "replication")
-    return sock
+    options = {zmq.SNDHWM: REPLICATION_SNDHWM, zmq.MAXMSGSIZE: REPLICATION_INBOUND_BYTES}
+    return _bind_server(ctx, zmq.PUB, host, port, "replication", options, keys, PEER_DOMAIN)
