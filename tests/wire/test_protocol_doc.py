@@ -618,13 +618,15 @@ def test_the_minimal_client_works(start_node: Callable[..., Any]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_a_notification_is_a_service_changed() -> None:
-    """The recorded deltas come from the core's own effect (not built by this test)."""
+def test_the_example_node_publishes_what_the_runtime_publishes() -> None:
+    """The notification examples are the runtime's own output: each change the core
+    emits reaches the (recording) XPUB through ``_carry_out``, encoded there."""
     node = registered()
     node.call("register", **{**REGISTER, "weight": 2.0})
-    changes = [e for e in node.rt.core.take_effects() if type(e) is ServiceChanged]
-    assert changes == []  # carried out already: the XPUB got it
-    assert len(node.xpub.sent) == 3
+    assert [e for e in node.rt.core.take_effects() if type(e) is ServiceChanged] == []
+    kinds = [msgpack.unpackb(f[1], raw=False)["kind"] for f in node.xpub.sent]
+    assert kinds == ["sync", "delta", "delta"]
+    assert msgpack.unpackb(node.xpub.sent[-1][1], raw=False)["upsert"][0]["weight"] == 2.0
 
 
 if __name__ == "__main__":
