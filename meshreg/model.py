@@ -11,6 +11,10 @@ from typing import Any, NamedTuple
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
 DEFAULT_CLUSTER = "DEFAULT"
+# chars; the sum of an instance's (or a service's) metadata key and value lengths.
+# Defined here, with the model, so the core can bound metadata without importing
+# wire; wire/limits re-exports it with the other request limits.
+MAX_METADATA_CHARS = 16 * 1024
 
 
 class ServiceKey(NamedTuple):

@@ -95,10 +95,9 @@ from meshreg.core.node import RegistryNode
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.store import InstanceRecord
-from meshreg.core.versions import TAG_BITS, stamp_limit, stamp_seconds
+from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import ServiceKey
-from meshreg.wire.limits import MAX_CLOCK_AHEAD
 from meshreg.wire.messages import (
     Beat,
     DeregisterInstance,

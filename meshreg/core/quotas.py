@@ -35,8 +35,7 @@ from typing import Any
 
 from meshreg.core.store import DEFAULT_MAX_TOMBSTONES, RegistryStore, metadata_size
 from meshreg.errors import ConfigError
-from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.limits import MAX_METADATA_CHARS
+from meshreg.model import MAX_METADATA_CHARS, InstanceId, ServiceKey
 
 MIB = 1024 * 1024
 # bytes one metadata map can hold at most (a character is at most 4 bytes in UTF-8):

@@ -18,9 +18,15 @@ from __future__ import annotations
 
 import xxhash
 
-from meshreg.wire.limits import MAX_CLOCK_AHEAD, MAX_STAMP
-
 TAG_BITS = 10
+# The stamp bounds, defined here with the stamp format (wire/limits re-exports them):
+MAX_STAMP = 2**63 - 1  # the largest stamp on the wire (a signed 64-bit int everywhere)
+# s; a stamp further ahead of the receiver's wall clock is rejected and does not move
+# its clock (docs/DISTRO.md, "Bounded stamps"): NTP keeps clocks within milliseconds and
+# a resumed VM within seconds; 60 s tolerates a badly kept clock, while a stamp from a
+# broken or hostile peer can push the cluster's clocks at most 60 s ahead of real time
+# (never towards MAX_STAMP: at today's time the microseconds use 51 of the 53 bits).
+MAX_CLOCK_AHEAD = 60.0
 TAG_MASK = (1 << TAG_BITS) - 1
 MAX_US = MAX_STAMP >> TAG_BITS  # the clock saturates here (year 2255; never in practice)
 MAX_AHEAD_US = int(MAX_CLOCK_AHEAD * 1_000_000)

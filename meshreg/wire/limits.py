@@ -8,6 +8,12 @@ with an error reply that names the limit.
 
 from __future__ import annotations
 
+# Defined below the wire (core/versions: the stamp format; model: metadata), re-exported
+# here so every limit is read from one place; wire depends on core, never the reverse.
+from meshreg.core.versions import MAX_CLOCK_AHEAD as MAX_CLOCK_AHEAD
+from meshreg.core.versions import MAX_STAMP as MAX_STAMP
+from meshreg.model import MAX_METADATA_CHARS as MAX_METADATA_CHARS
+
 PROTOCOL_VERSION = 1
 
 MAX_BODY_BYTES = 64 * 1024  # bytes; larger client request bodies get TOO_LARGE
@@ -27,7 +33,7 @@ MAX_WEIGHT = 10000.0  # Nacos's upper bound, so weights carry over unchanged
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY_LEN = 128  # chars
 MAX_METADATA_VALUE_LEN = 1024  # chars
-MAX_METADATA_CHARS = 16 * 1024  # sum of key and value lengths, chars
+# MAX_METADATA_CHARS (model): 16384 chars, the sum of key and value lengths
 MAX_REQUEST_ID = 2**64 - 1
 DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
 MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)
@@ -51,11 +57,5 @@ MAX_PEER_CONTAINERS = 4 * MAX_PEER_ENTRIES  # maps + arrays in one peer body (an
 MAX_NESTING = 1024  # levels; msgpack's own decoder stack (deeper: MALFORMED). Validation
 # never recurses into values, so depth costs no Python stack.
 
-# Version stamps (core/versions): microseconds << 10 | a node tag.
-MAX_STAMP = 2**63 - 1  # the largest stamp on the wire (a signed 64-bit int everywhere)
-# s; a stamp further ahead of the receiver's wall clock is rejected and does not move
-# its clock (docs/DISTRO.md, "Bounded stamps"): NTP keeps clocks within milliseconds and
-# a resumed VM within seconds; 60 s tolerates a badly kept clock, while a stamp from a
-# broken or hostile peer can push the cluster's clocks at most 60 s ahead of real time
-# (never towards MAX_STAMP: at today's time the microseconds use 51 of the 53 bits).
-MAX_CLOCK_AHEAD = 60.0
+# Version stamps (core/versions): MAX_STAMP = 2**63 - 1, the largest stamp on the wire;
+# MAX_CLOCK_AHEAD = 60.0 s, how far a stamp may be ahead of the receiver's wall clock.

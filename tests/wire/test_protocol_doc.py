@@ -1,0 +1,635 @@
+"""docs/PROTOCOL.md cannot drift: every example in it is produced by the real code.
+
+A fenced block right after an HTML comment ``<!-- check: NAME -->`` must be exactly
+what ``EXAMPLES[NAME]()`` produces now: request bodies from ``wire/replies.encode_request``
+(and accepted by the node's own validator), replies and notifications from a real
+``NodeRuntime`` serving the frames (its ``_serve``, its ``_carry_out`` to a recording
+XPUB) on a fake clock, and the rendezvous test vectors from ``core/mapping``.  So a
+change of a field, a default, a message or a byte fails this test, which prints the
+block as it must now read.  Regenerate every block after a deliberate change with::
+
+    python tests/wire/test_protocol_doc.py --write
+
+Besides the blocks: every op of ``CLIENT_OPS`` and ``PEER_OPS`` has its section, every
+``ErrorCode`` its row, and every key the node puts in a reply (``stats`` included, with
+the runtime's keys) or a notification is named in the section that documents it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import xxhash
+
+from meshreg.client import agent, client
+from meshreg.config import NodeConfig
+from meshreg.core.distro import CATCH_UP_PATIENCE, ClusterPolicy, PeerCall
+from meshreg.core.events import ServiceChanged
+from meshreg.core.health import HealthPolicy
+from meshreg.core.mapping import member_score, responsible_node, service_key_bytes
+from meshreg.core.quotas import LimitsPolicy
+from meshreg.errors import ErrorCode
+from meshreg.model import ServiceKey
+from meshreg.runtime.node import NodeRuntime
+from meshreg.security.acl import NODE
+from meshreg.security.authz import OP_ACCESS
+from meshreg.transport import sockets
+from meshreg.wire import limits
+from meshreg.wire import peer as wire_peer
+from meshreg.wire.messages import (
+    CLIENT_OPS,
+    FORWARDED_OPS,
+    PEER_OPS,
+    parse_message,
+    parse_peer_message,
+)
+from meshreg.wire.peer import Beacon
+from meshreg.wire.replies import encode_request
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
+MARK = re.compile(r"<!-- check: ([a-z0-9:_-]+) -->\n```[a-z]*\n(.*?)```", re.S)
+
+EPOCH = 1234567890123  # every example node's epoch (cf 00 00 01 1f 71 fb 04 cb)
+START = 1764547200.0  # s; the fake clock at start (2025-12-01T00:00:00Z, wall clock too)
+KEY = ServiceKey("public", "DEFAULT_GROUP", "orders")
+ME = {"ip": "10.0.0.5", "port": 8080}
+FULL = {"namespace": "public", "group": "DEFAULT_GROUP", "service": "orders", **ME}
+FULL["cluster"] = "DEFAULT"
+REGISTER = {**FULL, "weight": 1.0, "enabled": True, "metadata": {"zone": "eu-1"}}
+
+
+# -- rendering ----------------------------------------------------------------------------
+def render(value: Any, indent: int = 0, width: int = 92) -> str:
+    """A msgpack value as the doc writes it: JSON with nil, floats with a point."""
+    flat = _flat(value)
+    if len(flat) + indent <= width or not isinstance(value, (dict, list)) or not value:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(value, dict):
+        items = [f"{pad}{json.dumps(k)}: {render(v, indent + 2, width)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [pad + render(v, indent + 2, width) for v in value]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def _flat(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (int, str)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_flat(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(_flat(v) for v in value) + "]"
+
+
+def hexdump(data: bytes) -> str:
+    rows = [data[i : i + 16] for i in range(0, len(data), 16)]
+    return "\n".join(" ".join(f"{b:02x}" for b in row) for row in rows)
+
+
+def body_block(body: bytes, show: Any = None) -> str:
+    """The decoded body, its size and its bytes."""
+    value = msgpack.unpackb(body, raw=False) if show is None else show
+    return f"{render(value)}\n\n{len(body)} bytes:\n{hexdump(body)}\n"
+
+
+def frames_block(frames: list[bytes]) -> str:
+    """A multipart message: every frame but the last as a Python bytes literal."""
+    head = ", ".join(repr(f) for f in frames[:-1])
+    return f"frames: [{head}, <body>]\n" + body_block(frames[-1])
+
+
+# -- an annotated msgpack walk (the tables of 6.1 and 6.2) ---------------------------------
+def annotate(data: bytes) -> str:
+    rows: list[tuple[int, bytes, str]] = []
+
+    def item(pos: int, role: str) -> int:
+        b = data[pos]
+        if b <= 0x7F:
+            rows.append((pos, data[pos : pos + 1], f"{role}positive fixint {b}"))
+            return pos + 1
+        if 0x80 <= b <= 0x8F:
+            rows.append((pos, data[pos : pos + 1], f"{role}fixmap (0x80 + n), {b & 0x0F} entries"))
+            pos += 1
+            for _ in range(b & 0x0F):
+                pos = item(pos, "key: ")
+                pos = item(pos, "value: ")
+            return pos
+        if 0xA0 <= b <= 0xBF:
+            n = b & 0x1F
+            text = data[pos + 1 : pos + 1 + n].decode()
+            rows.append(
+                (pos, data[pos : pos + 1 + n], f"{role}fixstr (0xa0 + n), {n} bytes: {text}")
+            )
+            return pos + 1 + n
+        simple = {0xC0: "nil", 0xC2: "false", 0xC3: "true"}
+        if b in simple:
+            rows.append((pos, data[pos : pos + 1], role + simple[b]))
+            return pos + 1
+        if b == 0xCD:
+            (v,) = struct.unpack(">H", data[pos + 1 : pos + 3])
+            rows.append((pos, data[pos : pos + 3], f"{role}uint16 (cd), big-endian: {v}"))
+            return pos + 3
+        if b == 0xCB:
+            (f,) = struct.unpack(">d", data[pos + 1 : pos + 9])
+            rows.append((pos, data[pos : pos + 9], f"{role}float64 (cb), big-endian: {f!r}"))
+            return pos + 9
+        raise AssertionError(f"annotate: add msgpack type {b:#04x}")
+
+    end = item(0, "")
+    assert end == len(data)
+    width = max(len(hexdump(bs).replace("\n", " ")) for _, bs, _ in rows)
+    lines = [f"{'offset':>6}  {'bytes':<{width}}  meaning"]
+    for pos, bs, what in rows:
+        lines.append(f"{pos:>6}  {hexdump(bs).replace(chr(10), ' '):<{width}}  {what}")
+    return "\n".join(lines) + "\n"
+
+
+# -- a real node on a fake clock -----------------------------------------------------------
+class RecordingSocket:
+    def __init__(self) -> None:
+        self.sent: list[list[bytes]] = []
+
+    def send_multipart(self, frames: list[bytes], flags: int = 0) -> None:
+        self.sent.append(list(frames))
+
+
+class Node:
+    """A ``NodeRuntime`` with no sockets: frames in, frames out, notifications recorded."""
+
+    def __init__(self, peers: tuple[str, ...] = (), limits: LimitsPolicy | None = None) -> None:
+        self.now = START
+        config = NodeConfig(host="127.0.0.1", port=7800, peers=peers)
+        if limits is not None:
+            config = NodeConfig(host="127.0.0.1", port=7800, peers=peers, limits=limits)
+        self.rt = NodeRuntime(config, clock=lambda: self.now, epoch=EPOCH)
+        self.rt.core.wall_offset = 0.0  # stamps from the fake clock: the examples repeat
+        self.xpub = RecordingSocket()
+        self.rt._xpub = self.xpub  # type: ignore[assignment]
+
+    def serve(self, frames: list[bytes], advance: float = 1.0, peer: bool = False) -> list[bytes]:
+        """The reply to ``frames`` on the client port (``peer``: on the peer port)."""
+        self.now += advance
+        if peer:
+            reply = self.rt._serve(frames, self.now, NODE, peer=True)
+        else:
+            reply = self.rt._serve(frames, self.now)
+        assert reply is not None
+        self.flush()
+        return reply
+
+    def call(self, op: str, req_id: int = 7, **fields: Any) -> bytes:
+        return self.serve([b"client-1", b"", encode_request(op, req_id, **fields)])[-1]
+
+    def subscribe(self, key: ServiceKey) -> None:
+        topic = b"\x00".join((key.namespace.encode(), key.group.encode(), key.service.encode()))
+        assert self.rt.gate.subscribe(topic + b"\x00", True) is None
+        self.rt.core.subscription_changed(key, True)
+        self.flush()
+
+    def flush(self) -> None:
+        self.rt._carry_out(self.rt.core.take_effects(), self.now)
+
+    def join(self, peers: tuple[str, ...]) -> None:
+        """Ready peers beacon; their anti-entropy calls are answered (they hold nothing)."""
+        core = self.rt.core
+        for _ in range(20):
+            if core.ready:
+                return
+            for peer in peers:
+                core.on_replication(Beacon(peer, peer, EPOCH + 1, True, 0), self.now)
+            for effect in core.take_effects():
+                if type(effect) is PeerCall and effect.op == "digests":
+                    empty = {"node": effect.node_id, "digests": [], "more": False}
+                    core.peer_reply(effect.tag, empty, self.now)
+            core.take_effects()
+            self.now += 0.25
+            core.tick(self.now)
+        raise AssertionError("the example cluster did not become ready")
+
+    def result(self, op: str, **fields: Any) -> Any:
+        reply = msgpack.unpackb(self.call(op, **fields), raw=False)
+        assert reply["ok"], reply
+        return reply["result"]
+
+
+def registered(**extra: Any) -> Node:
+    node = Node(**extra)
+    node.subscribe(KEY)
+    node.call("register", **REGISTER)
+    return node
+
+
+# -- the examples --------------------------------------------------------------------------
+def request(op: str, **fields: Any) -> str:
+    body = encode_request(op, 7, **fields)
+    msg = msgpack.unpackb(body, raw=False)
+    parse = parse_peer_message if op in PEER_OPS else parse_message
+    assert parse(msg).op == op  # the node's own validator accepts it
+    return body_block(body)
+
+
+def reply(op: str, node: Node | None = None, **fields: Any) -> str:
+    return body_block((node or registered()).call(op, **fields))
+
+
+def error(frames: list[bytes], node: Node | None = None) -> str:
+    body = (node or Node()).serve(frames)[-1]
+    assert msgpack.unpackb(body, raw=False)["ok"] is False
+    return body_block(body)
+
+
+def error_for(op: str, node: Node | None = None, **fields: Any) -> str:
+    return error([b"client-1", b"", encode_request(op, 7, **fields)], node)
+
+
+def notifications() -> list[list[bytes]]:
+    """What a watcher of ``orders`` receives: sync, register's delta, deregister's delta."""
+    node = registered()
+    node.call("deregister", **FULL)
+    return node.xpub.sent
+
+
+def services_page() -> str:
+    node = registered()
+    node.call("register", **{**REGISTER, "service": "payments"})
+    return body_block(node.call("services", namespace="public", page_size=1))
+
+
+def stats_reply() -> str:
+    node = registered()
+    node.call("beat", **FULL)
+    node.call("instances", **{k: FULL[k] for k in ("namespace", "group", "service")})
+    node.call("beat", ip="10.0.0.9", port=1, service="orders")  # NOT_FOUND
+    return render(msgpack.unpackb(node.call("stats"), raw=False)) + "\n"
+
+
+def cluster_node() -> Node:
+    """A member of three whose peers have beaconed (ready)."""
+    node = Node(peers=("127.0.0.1:7804", "127.0.0.1:7808"))
+    node.join(("127.0.0.1:7804", "127.0.0.1:7808"))
+    return node
+
+
+def one_per_service() -> Node:
+    """A node whose quota lets a service have one instance, holding ``orders``'s."""
+    node = Node(limits=LimitsPolicy(max_instances_per_service=1))
+    node.call("register", **REGISTER)
+    return node
+
+
+def catching_up() -> Node:
+    """A member that has not finished its first anti-entropy round."""
+    node = Node(peers=("127.0.0.1:7804",))
+    node.rt.core.on_replication(Beacon("127.0.0.1:7804", "127.0.0.1:7804", 1, True, 0), node.now)
+    node.rt.core.take_effects()  # its digests call stays unanswered
+    assert not node.rt.core.ready
+    return node
+
+
+def rendezvous(members: list[str], key: ServiceKey) -> str:
+    """A test vector, computed twice: by core/mapping and from the documented rule."""
+    kb = service_key_bytes(key)
+    documented = b"\x00".join(p.encode("utf-8") for p in key)
+    assert kb == documented
+    lines = [f"service key: {key.namespace} / {key.group} / {key.service}"]
+    lines.append(f"key bytes ({len(kb)}): {hexdump(kb).replace(chr(10), ' ')}")
+    best: tuple[int, str] | None = None
+    for member in sorted(members):
+        data = member.encode("utf-8") + b"\x01" + kb
+        score = xxhash.xxh64(data, seed=0).intdigest()
+        assert score == member_score(member, kb)
+        lines.append(f"member {json.dumps(member)}")
+        lines.append(f"  hashed bytes ({len(data)}): {hexdump(data).replace(chr(10), ' ')}")
+        lines.append(f"  xxh64(seed=0) = 0x{score:016x} = {score}")
+        if best is None or (score, member) > best:
+            best = (score, member)
+    assert best is not None
+    owner = responsible_node(key, members)
+    assert owner == best[1]
+    lines.append(f"owner: {json.dumps(owner)} (the highest xxh64)")
+    return "\n".join(lines) + "\n"
+
+
+def ops_table() -> str:
+    """Every operation: where it is accepted, whether it is forwarded, its ACL access."""
+    rows = [("op", "port", "kind", "ACL access (scope)")]
+    for op in CLIENT_OPS + PEER_OPS:
+        if op in PEER_OPS:
+            port, kind = "P+3 only", "peer: node to node"
+        elif op in FORWARDED_OPS:
+            port, kind = "P (P+3 when forwarded)", "write: runs on the responsible node"
+        else:
+            port, kind = "P", "read: answered by the node asked"
+        access, scope = OP_ACCESS[op]
+        rows.append((op, port, kind, f"{access.name.lower()} ({scope})"))
+    return _table(rows)
+
+
+def timings_table() -> str:
+    health, cluster = HealthPolicy(), ClusterPolicy()
+    rows = [
+        ("name", "value", "what"),
+        ("beat_interval", client.DEFAULT_BEAT_INTERVAL, "s; client: beat period"),
+        ("attempt_timeout", client.DEFAULT_ATTEMPT_TIMEOUT, "s; client: one server's time"),
+        ("timeout", client.DEFAULT_TIMEOUT, "s; client: a call's whole budget"),
+        ("resync_interval", client.DEFAULT_RESYNC_INTERVAL, "s; client: re-pull watched"),
+        ("VIEW_INTERVAL", agent.VIEW_INTERVAL, "s; client: re-fetch cluster"),
+        ("READ_YOUR_WRITES_WINDOW", agent.READ_YOUR_WRITES_WINDOW, "s; client: read the node"),
+        ("YOUNG_NODE_GRACE", agent.YOUNG_NODE_GRACE, "s; client: distrust empty lists"),
+        ("BACKOFF_BASE", agent.BACKOFF_BASE, "s; client: first failover pause"),
+        ("BACKOFF_MAX", agent.BACKOFF_MAX, "s; client: longest failover pause"),
+        ("PROBE_INTERVAL", agent.PROBE_INTERVAL, "s; client: ping when only watching"),
+        ("check_interval", health.check_interval, "s; node: health sweep period"),
+        ("unhealthy_after", health.unhealthy_after, "s; node: silence -> unhealthy"),
+        ("evict_after", health.evict_after, "s; node: silence -> removed"),
+        ("peer_timeout", cluster.peer_timeout, "s; node: silence -> peer down"),
+        ("beacon_interval", cluster.beacon_interval, "s; node: beacon period"),
+        ("anti_entropy_interval", cluster.anti_entropy_interval, "s; node: digest period"),
+        ("peer_request_timeout", cluster.peer_request_timeout, "s; node: wait for the owner"),
+        ("CATCH_UP_PATIENCE", CATCH_UP_PATIENCE, "peer timeouts; node: longest catch-up"),
+    ]
+    return _table([(str(a), str(b), str(c)) for a, b, c in rows])
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+THREE = ["127.0.0.1:7800", "127.0.0.1:7804", "127.0.0.1:7808"]
+
+EXAMPLES: dict[str, Callable[[], str]] = {
+    "table:ops": ops_table,
+    "table:timings": timings_table,
+    # requests
+    "request:beat": lambda: request("beat", **FULL),
+    "annotate:beat": lambda: annotate(encode_request("beat", 7, **FULL)),
+    "request:beat-short": lambda: request("beat", service="orders", **ME),
+    "request:register": lambda: request("register", **REGISTER),
+    "request:deregister": lambda: request("deregister", **FULL),
+    "request:update": lambda: request("update", **FULL, weight=0.0),
+    "request:service_set": lambda: request(
+        "service_set",
+        namespace="public",
+        group="DEFAULT_GROUP",
+        service="orders",
+        protect_threshold=0.5,
+        metadata={"owner": "team-a"},
+    ),
+    "request:instances": lambda: request(
+        "instances", namespace="public", group="DEFAULT_GROUP", service="orders", healthy_only=True
+    ),
+    "request:services": lambda: request("services", namespace="public", group="DEFAULT_GROUP"),
+    "request:services-page": lambda: request(
+        "services", namespace="public", page_size=1, cursor="DEFAULT_GROUP/orders"
+    ),
+    "request:stats": lambda: request("stats"),
+    "request:ping": lambda: request("ping"),
+    "request:cluster": lambda: request("cluster"),
+    "request:digests": lambda: request("digests", node="127.0.0.1:7804", limit=100),
+    # replies
+    "reply:ok": lambda: reply("beat", **FULL),
+    "annotate:ok": lambda: annotate(registered().call("beat", **FULL)),
+    "reply:instances": lambda: reply(
+        "instances", namespace="public", group="DEFAULT_GROUP", service="orders", healthy_only=True
+    ),
+    "reply:services": lambda: reply("services", namespace="public"),
+    "reply:services-page": services_page,
+    "reply:stats": stats_reply,
+    "reply:ping": lambda: reply("ping"),
+    "reply:cluster": lambda: reply("cluster", cluster_node()),
+    "reply:digests": lambda: body_block(
+        registered().serve([b"peer", b"", encode_request("digests", 7, limit=100)], peer=True)[-1]
+    ),
+    # errors
+    "error:not-found": lambda: error_for("beat", Node(), **FULL),
+    "error:invalid-argument": lambda: error_for(
+        "register", service="orders", ip="10.0.0.5", port=0
+    ),
+    "error:too-large": lambda: error_for(
+        "register", service="orders", **ME, metadata={f"k{i}": "" for i in range(65)}
+    ),
+    "error:unsupported-version": lambda: error(
+        [b"client-1", b"", msgpack.packb({"v": 2, "id": 7, "op": "ping"})]
+    ),
+    "error:unknown-op": lambda: error_for("watch"),
+    "error:malformed": lambda: error([b"client-1", b"", b"\xc1"]),
+    "error:no-delimiter": lambda: error([b"client-1", encode_request("ping", 7)]),
+    "error:permission-denied": lambda: error_for("digests"),
+    "error:unavailable": lambda: error_for("beat", catching_up(), **FULL),
+    "error:resource-exhausted": lambda: error_for(
+        "register", one_per_service(), **{**REGISTER, "port": 8081}
+    ),
+    # notifications
+    "notify:sync": lambda: frames_block(notifications()[0]),
+    "notify:delta-register": lambda: frames_block(notifications()[1]),
+    "notify:delta-deregister": lambda: frames_block(notifications()[2]),
+    # the rendezvous hash
+    "rendezvous:orders-3": lambda: rendezvous(THREE, KEY),
+    "rendezvous:orders-2": lambda: rendezvous(
+        [m for m in THREE if m != responsible_node(KEY, THREE)], KEY
+    ),
+    "rendezvous:other-key": lambda: rendezvous(
+        ["node-a", "node-b", "node-c"], ServiceKey("prod", "billing", "invoices")
+    ),
+}
+
+
+# -- the checks ------------------------------------------------------------------------------
+def doc_blocks(text: str) -> dict[str, str]:
+    blocks: dict[str, str] = {}
+    for m in MARK.finditer(text):
+        assert m.group(1) not in blocks, f"two blocks are marked {m.group(1)!r}"
+        blocks[m.group(1)] = m.group(2)
+    return blocks
+
+
+def write() -> int:
+    text = DOC.read_text()
+    names = set(doc_blocks(text))
+
+    def fill(m: re.Match[str]) -> str:
+        head = m.group(0)[: m.start(2) - m.start(0)]
+        return head + EXAMPLES[m.group(1)]() + "```"
+
+    DOC.write_text(MARK.sub(fill, text))
+    missing = sorted(set(EXAMPLES) - names)
+    for name in missing:
+        print(f"not in the doc yet: <!-- check: {name} -->")
+    return 1 if missing else 0
+
+
+@pytest.fixture(scope="module")
+def doc() -> str:
+    return DOC.read_text()
+
+
+def test_every_example_is_in_the_doc(doc: str) -> None:
+    blocks = doc_blocks(doc)
+    assert sorted(set(EXAMPLES) - set(blocks)) == []
+    assert sorted(set(blocks) - set(EXAMPLES)) == [], "a block is marked with no generator"
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_block_is_what_the_code_produces(doc: str, name: str) -> None:
+    blocks = doc_blocks(doc)
+    if name not in blocks:
+        pytest.fail(f"docs/PROTOCOL.md has no block <!-- check: {name} -->")
+    expected = EXAMPLES[name]()
+    assert blocks[name] == expected, (
+        f"docs/PROTOCOL.md block {name!r} is stale; it must read:\n{expected}\n"
+        "(regenerate: python tests/wire/test_protocol_doc.py --write)"
+    )
+
+
+def test_the_check_can_fail(doc: str) -> None:
+    """A block that differs by one byte is caught (the comparison is exact)."""
+    name = "request:beat"
+    block = doc_blocks(doc)[name]
+    assert block.replace("cd 1f 90", "cd 1f 91") != EXAMPLES[name]()
+
+
+def section(doc: str, heading: str) -> str:
+    """The text of a section from its heading to the next heading of its level or above."""
+    m = re.search(rf"^(#+) {re.escape(heading)}.*$", doc, re.M)
+    assert m is not None, f"docs/PROTOCOL.md has no section {heading!r}"
+    level = len(m.group(1))
+    end = re.compile(rf"^#{{1,{level}}} ", re.M).search(doc, m.end())
+    return doc[m.end() : end.start() if end else len(doc)]
+
+
+@pytest.mark.parametrize("op", CLIENT_OPS + PEER_OPS)
+def test_every_op_has_its_section(doc: str, op: str) -> None:
+    assert re.search(rf"^### [0-9.a-z]+ `{op}`", doc, re.M), f"no section for op {op!r}"
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_every_error_code_has_its_row(doc: str, code: ErrorCode) -> None:
+    assert f"| {int(code)} | `{code.name}` |" in section(doc, "3 Errors")
+
+
+# Maps whose keys are data (names, ops, codes), not fields.
+DATA_MAPS = {"metadata", "service_metadata", "requests", "errors", "rejected_quota"}
+
+
+def keys_of(value: Any, out: set[str] | None = None) -> set[str]:
+    out = set() if out is None else out
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.add(k)
+            if k not in DATA_MAPS:
+                keys_of(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            keys_of(v, out)
+    return out
+
+
+def _undocumented(text: str, keys: set[str]) -> list[str]:
+    """The keys ``text`` names neither as `key` nor as "key" (inside a map's shape)."""
+    return sorted(k for k in keys if f"`{k}`" not in text and f'"{k}"' not in text)
+
+
+def test_every_stats_key_is_documented(doc: str) -> None:
+    stats = registered().result("stats")
+    stats_cluster = cluster_node().result("stats")
+    keys = keys_of(stats) | keys_of(stats_cluster)
+    assert "security" in keys and "health_judgment" in keys  # runtime's and core's keys
+    assert _undocumented(section(doc, "2.8 `stats`"), keys) == []
+
+
+@pytest.mark.parametrize(
+    ("heading", "op", "fields"),
+    [
+        ("2.6 `instances`", "instances", {"service": "orders"}),
+        ("2.7 `services`", "services", {"namespace": "public"}),
+        ("2.9 `ping`", "ping", {}),
+    ],
+)
+def test_every_reply_key_is_documented(
+    doc: str, heading: str, op: str, fields: dict[str, Any]
+) -> None:
+    assert _undocumented(section(doc, heading), keys_of(registered().result(op, **fields))) == []
+
+
+def test_every_cluster_key_is_documented(doc: str) -> None:
+    keys = keys_of(cluster_node().result("cluster"))
+    assert _undocumented(section(doc, "2.10 `cluster`"), keys) == []
+
+
+def test_every_notification_key_is_documented(doc: str) -> None:
+    keys: set[str] = set()
+    for frames in notifications():
+        keys |= keys_of(msgpack.unpackb(frames[1], raw=False))
+    text = section(doc, "4.2 Bodies") + section(doc, "2.6 `instances`")  # instance maps: 2.6
+    assert _undocumented(text, keys) == []
+
+
+LIMIT_ROW = re.compile(r"^\| `([A-Z_]+)` \| ([0-9]+) \|", re.M)
+
+
+def test_every_limit_in_a_table_is_the_codes(doc: str) -> None:
+    rows = LIMIT_ROW.findall(doc)
+    assert len(rows) >= 30
+    for name, value in rows:
+        owners = [m for m in (limits, wire_peer, sockets) if hasattr(m, name)]
+        assert owners, f"docs/PROTOCOL.md lists a limit {name} that the code does not have"
+        assert getattr(owners[0], name) == int(value), f"{name} is {getattr(owners[0], name)}"
+
+
+RUN = re.compile(r"<!-- run: minimal-client -->\n```python\n(.*?)```", re.S)
+
+
+def test_the_minimal_client_works(start_node: Callable[..., Any]) -> None:
+    """Section 8's code, run as written against a real node (shorter beats)."""
+    m = RUN.search(DOC.read_text())
+    assert m is not None, "docs/PROTOCOL.md has no <!-- run: minimal-client --> block"
+    node = start_node()
+    code = m.group(1)
+    for old, new in (
+        ('ADDRESS = "tcp://127.0.0.1:7800"', f'ADDRESS = "tcp://{node.address}"'),
+        ("BEAT_INTERVAL = 5.0", "BEAT_INTERVAL = 0.05"),
+    ):
+        assert old in code
+        code = code.replace(old, new)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_example_node_publishes_what_the_runtime_publishes() -> None:
+    """The notification examples are the runtime's own output: each change the core
+    emits reaches the (recording) XPUB through ``_carry_out``, encoded there."""
+    node = registered()
+    node.call("register", **{**REGISTER, "weight": 2.0})
+    assert [e for e in node.rt.core.take_effects() if type(e) is ServiceChanged] == []
+    kinds = [msgpack.unpackb(f[1], raw=False)["kind"] for f in node.xpub.sent]
+    assert kinds == ["sync", "delta", "delta"]
+    assert msgpack.unpackb(node.xpub.sent[-1][1], raw=False)["upsert"][0]["weight"] == 2.0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/wire/test_protocol_doc.py --write")
+    sys.exit(write())
