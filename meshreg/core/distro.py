@@ -220,6 +220,7 @@ class DistroNode(RegistryNode):
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
         self._members: tuple[str, ...] = (node_id,)
         self._owner_cache: dict[ServiceKey, str] = {}
+        self._alone = (node_id,)  # the members when there is nobody else
         self._tally = OwnershipTally()  # services/instances per member, for ``cluster``
         self._forwards: dict[str, Forward] = {}
         self._tags = itertools.count(1)
@@ -326,7 +327,7 @@ class DistroNode(RegistryNode):
         return self._owns(key) and all(responsible_node(key, v) == me for v in self._disputed)
 
     def _evidence_floor(self, key: ServiceKey, now: float) -> int:
-        if len(self._members) > 1 and not self._owns(key):
+        if self._members != self._alone and not self._owns(key):
             # applied away from its sweeper (forwarded to us, or the owner unreachable):
             # the evidence must reach the sweeper, at most once per refresh_every
             return max(self.alive_floor, self.wall_stamp(now - self.refresh_every))
@@ -374,7 +375,9 @@ class DistroNode(RegistryNode):
             or t is UpdateInstance
             or t is SetService
         ):
-            if not forwarded and len(self._members) > 1:
+            # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
+            # are just the peer, which owns everything: forward to it.
+            if not forwarded and self._members != self._alone:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
                     fwd = self._forwards.get(owner)

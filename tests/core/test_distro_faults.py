@@ -330,3 +330,21 @@ def test_a_node_that_overrules_a_mark_tells_everyone_and_relays_evidence_the_own
     assert rec.healthy
     (delta,) = [d for d in m.deltas() if d.payload.key == key]
     assert delta.payload.upserts[0].alive == fresh.alive  # n2 learns why it was wrong
+
+
+def test_a_node_catching_up_in_a_two_node_cluster_forwards_writes_to_its_peer() -> None:
+    """Restarted beside one ready peer, the node's members are just that peer: it owns
+    every service, so beats and registrations go to it (they used to be applied here,
+    where a beat got UNAVAILABLE and never reached the owner)."""
+    node = DistroNode(POLICY, CLUSTER, "n1", "10.0.0.1:7800", [A], 7, 0.0)
+    node.on_replication(Beacon("n2", A, 9, True, 0, ("n2",)), 0.0)
+    node.tick(0.0)
+    node.take_effects()
+    assert not node.ready and node.members() == ("n2",)
+    key = ServiceKey("public", "DEFAULT_GROUP", "orders")
+    for op in ("beat", "register"):
+        names = {"namespace": key.namespace, "group": key.group, "service": key.service}
+        body = {"v": 1, "id": 1, "op": op, **names, "ip": IID.ip, "port": IID.port}
+        result = node.handle(parse_request(msgpack.packb(body)), 0.1)
+        assert getattr(result, "node_id", None) == "n2", (op, result)
+    assert node.store.get(key) is None  # nothing applied here
