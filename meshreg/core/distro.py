@@ -124,8 +124,9 @@ from meshreg.wire.peer import (
 )
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
-ROUND_BACKOFF_FIRST = 0.5  # s before a new round with a peer whose round failed...
-ROUND_BACKOFF_MAX = 8.0  # ...doubling per failure up to this
+ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round failed...
+ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_after / 4:
+# repair carries liveness evidence, so it must never wait long against the health rules)
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
@@ -704,12 +705,14 @@ class DistroNode(RegistryNode):
 
     def _abort_round(self, node_id: str, now: float) -> None:
         """Drop a round that failed; the next waits ROUND_BACKOFF_FIRST, doubling per
-        failure up to ROUND_BACKOFF_MAX (a peer that keeps failing rounds must not cost
-        a round per tick), and starts at once again after a round that succeeds."""
+        failure up to ROUND_BACKOFF_MAX or a quarter of unhealthy_after (a peer that
+        keeps failing rounds must not cost a round per tick), and starts at once again
+        after a round that succeeds."""
         if self._rounds.pop(node_id, None) is not None:
             self._sync_wanted.add(node_id)
             _, last = self._round_backoff.get(node_id, (now, 0.0))
-            wait = min(max(2 * last, ROUND_BACKOFF_FIRST), ROUND_BACKOFF_MAX)
+            cap = min(ROUND_BACKOFF_MAX, self.policy.unhealthy_after / 4)
+            wait = min(max(2 * last, ROUND_BACKOFF_FIRST), cap)
             self._round_backoff[node_id] = (now + wait, wait)
 
     def _on_digest_page(self, node_id: str, page: DigestPage, now: float) -> None:
