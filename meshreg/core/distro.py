@@ -498,6 +498,31 @@ class DistroNode(RegistryNode):
         settings = self.store.settings.get(key)
         return settings[1] if settings is not None else 0
 
+    def written(self, req: Any) -> ServicePayload | None:
+        """What a write left here, the instance (or the service settings) it touched:
+        the owner sends it back with its reply to a forwarded write, so that the node
+        that relayed it holds the write before the client hears back."""
+        key = req.key
+        if type(req) is SetService:
+            settings = self.store.settings.get(key)
+            return None if settings is None else ServicePayload(key, (), (), settings)
+        iid = req.instance
+        svc = self.store.get(key)
+        rec = svc.instances.get(iid) if svc is not None else None
+        if rec is not None:
+            return ServicePayload(key, (rec.view(),), (), None)
+        tomb = self.store.tombstones.get(key, {}).get(iid)
+        if tomb is not None:
+            return ServicePayload(key, (), ((iid, tomb[0], tomb[1]),), None)
+        return None
+
+    def adopt_written(self, payload: ServicePayload, owner: str, now: float) -> None:
+        """The owner's result of a write this node forwarded (read-your-writes): merged
+        like a reconcile reply, so an immediate read here sees the write; the owner's
+        delta that comes later over replication merges as a no-op."""
+        if not self._too_far_ahead(payload, now, owner, "forwarded write's result"):
+            self._merge(payload, now)
+
     def payload_of(self, key: ServiceKey) -> ServicePayload:
         svc = self.store.get(key)
         views = tuple(r.view() for r in svc.instances.values()) if svc is not None else ()

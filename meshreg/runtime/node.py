@@ -64,6 +64,8 @@ from meshreg.wire.messages import (
     ListServices,
     RegisterInstance,
     RequestRejected,
+    SetService,
+    UpdateInstance,
     beat_fields,
     decode_body,
     parse_message,
@@ -74,9 +76,11 @@ from meshreg.wire.peer import (
     Beacon,
     DigestSummary,
     decode_replication,
+    decode_written,
     encode_beacon,
     encode_delta,
     encode_digest,
+    encode_written,
 )
 from meshreg.wire.replies import encode_error, encode_ok
 
@@ -91,6 +95,14 @@ _EXPENSIVE_READS: dict[type, str] = {
     GetStats: "stats",
 }
 _NODE_USER = NODE_USER.decode()  # the cluster key's User-Id, as a Frame reports it
+# forwarded writes whose result the owner sends back with its reply (read-your-writes;
+# a beat changes nothing a read shows, and is the hot path)
+_RELAYED_WRITES = (
+    RegisterInstance,
+    DeregisterInstance,
+    UpdateInstance,
+    SetService,
+)
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
 
 
@@ -526,6 +538,10 @@ class NodeRuntime:
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 self._read_allowed(envelope[0] if envelope else b"", req, now)
             result = self.core.handle(req, now, peer)
+            if peer and type(req) in _RELAYED_WRITES:  # read-your-writes on the relay
+                written = self.core.written(req)
+                if written is not None:
+                    return envelope + [encode_ok(req.req_id, result), encode_written(written)]
             if type(req) is ListServices and principal is not OPEN and principal is not NODE:
                 result = self._visible(principal, req, result)
             elif type(req) is GetStats:
@@ -609,10 +625,18 @@ class NodeRuntime:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) == 3 and frames[1] == b"":  # a forwarded write's reply
+            if len(frames) in (3, 4) and frames[1] == b"":  # a forwarded write's reply
                 pending = peers.forwards.pop(frames[0], None)
-                if pending is not None:
-                    router.send_multipart(pending.envelope + [frames[2]])
+                if pending is None:
+                    continue
+                if len(frames) == 4:  # what the write left on the owner: hold it first
+                    try:
+                        core.adopt_written(decode_written(frames[3]), pending.address, now)
+                    except RemoteProtocolError as exc:
+                        self._limiter.warning(
+                            "written", now, "bad write result from %s: %s", pending.address, exc
+                        )
+                router.send_multipart(pending.envelope + [frames[2]])
             elif len(frames) == 2 and frames[0] == b"":  # a peer call's reply
                 try:
                     tag, ok, result = decode_call_reply(frames[1])

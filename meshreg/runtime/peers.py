@@ -36,6 +36,7 @@ class PendingForward:
     request: Any  # the parsed request, for the local fallback
     deadline: float
     received_at: float  # when the client's request arrived (a late beat counts from then)
+    address: str = ""  # the owner it went to
 
 
 class PeerLinks:
@@ -80,7 +81,7 @@ class PeerLinks:
             self.dealer(address).send_multipart([fid, b"", body], zmq.NOBLOCK)
         except zmq.Again:
             return False
-        self.forwards[fid] = PendingForward(envelope, request, now + self.timeout, now)
+        self.forwards[fid] = PendingForward(envelope, request, now + self.timeout, now, address)
         return True
 
     def call(self, effect: PeerCall, now: float) -> bool:

@@ -245,6 +245,19 @@ def _unpack(body: bytes, what: str) -> Any:
         raise RemoteProtocolError(f"{what}: {exc.message}", exc.code) from None
 
 
+# -- a forwarded write's result -----------------------------------------------------
+def encode_written(p: ServicePayload) -> bytes:
+    """What a forwarded write left on its owner: the extra frame of the owner's reply,
+    merged by the node that relayed the write (read-your-writes, PROTOCOL.md 1.8)."""
+    body: bytes = msgpack.packb(payload_to_wire(p))
+    return body
+
+
+def decode_written(body: bytes) -> ServicePayload:
+    """The owner's result frame, checked like a delta (one instance or settings)."""
+    return payload_from_wire(_unpack(body, "a forwarded write's result"), max_entries=1)
+
+
 # -- replication channel ---------------------------------------------------------
 def encode_beacon(b: Beacon) -> list[bytes]:
     body = {
