@@ -52,9 +52,10 @@ from meshreg.transport.sockets import (
     bind_peer_socket,
     bind_replication_socket,
     bind_request_socket,
-    curve_client,
+    connect_replication_socket,
 )
 from meshreg.wire import limits
+from meshreg.wire.batching import DeltaBatcher
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
     GetStats,
@@ -68,10 +69,10 @@ from meshreg.wire.messages import (
 from meshreg.wire.notifications import encode_change, encode_sync
 from meshreg.wire.peer import (
     Beacon,
-    DigestSummary,
+    DeltaBatch,
+    ReplicatedDelta,
     decode_replication,
     encode_beacon,
-    encode_delta,
     encode_digest,
 )
 from meshreg.wire.replies import encode_error, encode_ok
@@ -139,6 +140,7 @@ class NodeRuntime:
         self.gate = SubscriptionGate()
         self.denied = 0
         self._accepts: AcceptMonitor | None = None  # says when clients cannot connect
+        self.batcher = DeltaBatcher()  # deltas -> PUB messages (wire/batching)
         if avoid_full_gc:
             avoid_full_collections()
 
@@ -183,6 +185,7 @@ class NodeRuntime:
             "permission_denied": self.denied,
             "accept_failures": self._accepts.failures if self._accepts is not None else 0,
             "subscriptions_admitted": self.gate.total,
+            "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             "subscriptions_refused": {
                 "invalid": self.gate.refused_invalid,
                 "denied": self.gate.refused_acl,
@@ -252,10 +255,7 @@ class NodeRuntime:
                     self._ctx, cfg.host, cfg.replication_port, keys
                 )
                 self._peer_router = bind_peer_socket(self._ctx, cfg.host, cfg.peer_port, keys)
-                sub = self._repl_sub = self._ctx.socket(zmq.SUB)
-                sub.setsockopt(zmq.LINGER, 0)
-                curve_client(sub, keys, keys.public if keys else None)
-                sub.setsockopt(zmq.SUBSCRIBE, b"")
+                sub = self._repl_sub = connect_replication_socket(self._ctx, keys)
                 for address in self.peer_addresses:
                     sub.connect(replication_endpoint(address))
                 self._peers = PeerLinks(self._ctx, cfg.cluster.peer_request_timeout, keys)
@@ -374,6 +374,7 @@ class NodeRuntime:
                     deadline = peers.next_deadline()
                     if deadline is not None:
                         wake = min(wake, deadline)
+                self._flush_replication()  # nothing more to read this turn: send the batch
                 timeout = min(max(wake - now, 0.0), MAX_POLL)
                 events = poller.poll(timeout * 1000.0)
                 if events and core.check_stall(clock()):
@@ -577,18 +578,30 @@ class NodeRuntime:
     def _drain_replication(self, sub: zmq.Socket[bytes]) -> None:
         core = self.core
         now = self.clock()
-        for _ in range(BATCH):
+        left = BATCH  # deltas (a batch counts each), beacons and digests this turn
+        while left > 0:
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            left -= 1
             try:
                 msg = decode_replication(frames)
             except RemoteProtocolError as exc:
                 core.counters["replication_errors"] += 1
                 self._limiter.warning("replication", now, "bad replication message: %s", exc)
                 continue
-            core.on_replication(msg, now)
+            if type(msg) is DeltaBatch:
+                left -= len(msg.deltas)
+                for seq, why in msg.rejected:  # the others still apply; the gap repairs
+                    core.counters["replication_errors"] += 1
+                    self._limiter.warning(
+                        "replication", now, "bad delta %d from %s: %s", seq, msg.node, why
+                    )
+                for delta in msg.deltas:
+                    core.on_replication(delta, now)
+            else:
+                core.on_replication(msg, now)
 
     # -- subscriptions and notifications ---------------------------------------
     def _drain_subscriptions(self, xpub: zmq.Socket[bytes]) -> None:
@@ -649,7 +662,7 @@ class NodeRuntime:
             elif t is SyncAnnounced:
                 self._notify(xpub, encode_sync(effect, epoch))
             elif t is Broadcast:
-                self._broadcast(effect.message)
+                self._broadcast(effect.message, now)
             elif t is PeerCall:
                 peers = self._peers
                 if peers is None or not peers.call(effect, now):
@@ -714,16 +727,31 @@ class NodeRuntime:
         except zmq.Again:
             pass  # over HWM: watchers detect the gap by revision and re-pull
 
-    def _broadcast(self, message: Any) -> None:
+    def _broadcast(self, message: Any, now: float) -> None:
+        """Deltas go to the batcher; anything else after the deltas held (the order the
+        core made them in: a beacon announces our seq, a digest what they built)."""
+        if self._repl_pub is None:
+            return
+        if type(message) is ReplicatedDelta:
+            for frames in self.batcher.add(message, now):
+                self._publish(frames)
+            return
+        self._flush_replication()
+        if type(message) is Beacon:
+            self._publish(encode_beacon(message))
+        else:
+            self._publish(encode_digest(message))
+
+    def _flush_replication(self) -> None:
+        if len(self.batcher):
+            frames = self.batcher.flush()
+            assert frames is not None
+            self._publish(frames)
+
+    def _publish(self, frames: list[bytes]) -> None:
         pub = self._repl_pub
         if pub is None:
             return
-        if type(message) is Beacon:
-            frames = encode_beacon(message)
-        elif type(message) is DigestSummary:
-            frames = encode_digest(message)
-        else:
-            frames = encode_delta(message)
         try:
             pub.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
