@@ -598,12 +598,16 @@ def start_background(
     per_node: int,
     limit: float = 900.0,
     curve: Curve | None = None,
+    kind: str = "beat",
 ) -> BackgroundLoad:
     """Register ``per_node`` instances on each node (of services it owns) and beat them
-    all at ``rate`` beats/s in total, one paced loader per node, until stopped."""
+    all at ``rate`` beats/s in total, one paced loader per node, until stopped.
+    ``kind="churn"``: register and deregister them in turn instead (``rate`` changes/s,
+    every one replicated), nothing registered first."""
     targets: list[tuple[int, Spec]] = []
     for k, (port, services) in enumerate(ports_and_services):
         first = BACKGROUND_FIRST + k * per_node
-        preload(port, "register", per_node, services, first, curve=curve)
-        targets.append((port, ("beat", per_node, services, first)))
+        if kind == "beat":
+            preload(port, "register", per_node, services, first, curve=curve)
+        targets.append((port, (kind, per_node, services, first)))
     return BackgroundLoad(procs, ctx, targets, rate, limit, curve)

@@ -61,6 +61,20 @@ def beats_total(nodes: list[NodeProc]) -> int:
     return total
 
 
+def replication_out(nodes: list[NodeProc]) -> tuple[int, int]:
+    """(deltas, replication messages carrying them) the nodes have published so far."""
+    deltas = messages = 0
+    for nd in nodes:
+        if nd.alive():
+            try:
+                stats = call(nd.port, "stats", timeout=2.0)["result"]
+            except TimeoutError:
+                continue
+            deltas += stats.get("replication_out", 0)
+            messages += stats.get("replication_messages_out", stats.get("replication_out", 0))
+    return deltas, messages
+
+
 def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
     copts = cluster.parse_args(
         ["--nodes", str(NODES), "--changes", str(opts.changes), "--warmup-changes", "10"]
@@ -89,6 +103,29 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> d
             bg.stop()
         row["background_beats_per_second"] = round((b1 - b0) / (t1 - t0))
         rows.append(row)
+        if opts.write_load:  # changes, every one replicated: what batching is for
+            say(f"background load {opts.write_load:,.0f} changes/s (register/deregister) ...")
+            c0 = replication_out(nodes)
+            bg = start_background(
+                procs,
+                ctx,
+                [(n.port, owned[n.address]) for n in nodes],
+                opts.write_load,
+                opts.load_instances,
+                kind="churn",
+            )
+            r0, t0 = replication_out(nodes), time.perf_counter()
+            try:
+                label = f"{NODES} nodes, {opts.write_load:,.0f} changes/s background"
+                row = cluster.run_propagation(label, nodes, copts, 73, say)
+            finally:
+                r1, t1 = replication_out(nodes), time.perf_counter()
+                bg.stop()
+            row["background_changes_per_second"] = round((r1[0] - r0[0]) / (t1 - t0))
+            row["deltas_per_message"] = round(
+                (r1[0] - c0[0]) / max(1, r1[1] - c0[1]), 2
+            )  # fmt: skip
+            rows.append(row)
     finally:
         procs.stop_all()
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -97,7 +134,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> d
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["run", "changes", "every node p50", "p99", "max", "remote sub p50", "p99", "max",
-            "background beats/s", "timeouts"]  # fmt: skip
+            "background beats/s", "changes/s", "deltas/msg", "timeouts"]  # fmt: skip
     out = []
     for r in rows:
         a, m = r["all_nodes_ms"], r["remote_subscriber_ms"]
@@ -112,6 +149,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 "-" if not m["n"] else f"{m['p99']:.2f}",
                 "-" if not m["n"] else f"{m['max']:.2f}",
                 f"{r.get('background_beats_per_second', 0):,}",
+                f"{r.get('background_changes_per_second', 0):,}",
+                f"{r.get('deltas_per_message', 0):g}" if "deltas_per_message" in r else "-",
                 len(r["timeouts"]) + len(r["errors"]),
             ]
         )
@@ -134,6 +173,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         type=ranged(float, 100, 1_000_000),
         default=20_000,
         help="background beats/s (20000)",
+    )
+    ap.add_argument(
+        "--write-load",
+        type=ranged(float, 0, 1_000_000),
+        default=5000,
+        help="background changes/s (register/deregister, replicated) in a third run; 0: none"
+        " (5000)",
     )
     ap.add_argument(
         "--load-instances",
