@@ -84,6 +84,7 @@ BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE)
 _recv, _send = zmq.backend.Socket.recv, zmq.backend.Socket.send  # past the sugar's wrappers
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
+_UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 
 
 class NodeRuntime:
@@ -414,9 +415,10 @@ class NodeRuntime:
         # frames received as Frames: ``Frame.more`` says whether another follows where
         # ``get(RCVMORE)`` is a getsockopt call through pyzmq's option dispatch (about
         # 1 us a frame, 3 a request); the routing id goes back as the Frame it came in
-        # and msgpack reads the body in place.  Any other shape than [id, b"", body]
-        # is turned into bytes and takes the general path.
-        recv, send, serve = _recv, _send, self._serve
+        # and msgpack reads the body in place.  A beat the core renews (most requests)
+        # is answered right here; anything else goes to ``_serve`` (decoded once), and
+        # any other shape than [id, b"", body] goes there as bytes.
+        recv, send, serve, fast_beat = _recv, _send, self._serve, self.core.fast_beat
         now = self.clock()
         for _ in range(BATCH):
             try:
@@ -427,9 +429,22 @@ class NodeRuntime:
             while frame.more:
                 frame = recv(router, 0, False)
                 frames.append(frame)
-            if len(frames) != 3 or frames[1]:
+            msg = _UNDECODED
+            if len(frames) == 3 and not frames[1]:
+                try:
+                    msg = decode_body(frame)
+                except RequestRejected:
+                    pass  # _serve decodes it again, to answer the error
+                else:
+                    beat = beat_fields(msg)
+                    if beat is not None and fast_beat(beat[1], beat[2], now):
+                        send(router, frames[0], _SNDMORE)
+                        send(router, b"", _SNDMORE)
+                        send(router, encode_ok(beat[0], None), 0)
+                        continue
+            else:
                 frames = [f.bytes for f in frames]
-            reply = serve(frames, now)
+            reply = serve(frames, now, OPEN, False, msg)
             if reply is not None:
                 if len(reply) == 3:
                     send(router, reply[0], _SNDMORE)
@@ -478,11 +493,13 @@ class NodeRuntime:
         now: float,
         principal: Principal = OPEN,
         peer: bool = False,
+        msg: Any = _UNDECODED,
     ) -> list[bytes] | None:
         """One request's frames in, the reply's frames out (None: forwarded). Never raises.
 
         ``peer``: it came on the peer port (a forwarded write is applied here, never
-        forwarded again); ``principal``: who sent it (OPEN on a node without a key).
+        forwarded again); ``principal``: who sent it (OPEN on a node without a key);
+        ``msg``: its body decoded already (``_UNDECODED``: not yet).
         """
         try:
             envelope, body = split_envelope(frames)
@@ -491,7 +508,8 @@ class NodeRuntime:
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
         req = None
         try:
-            msg = decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
+            if msg is _UNDECODED:
+                msg = decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
             beat = beat_fields(msg)
             if (
                 beat is not None
