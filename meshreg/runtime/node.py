@@ -406,6 +406,10 @@ class NodeRuntime:
                     self._carry_out(core.take_effects(), clock())
         finally:
             log.info("meshreg node on %s stopping", self.config.address)
+            try:
+                self._flush_replication()  # what this turn changed still goes out
+            except zmq.ZMQError:
+                pass
             self.close()
 
     # -- requests -------------------------------------------------------------
