@@ -5,6 +5,7 @@
     python -m bench --quick              # a smoke run: 1 s rows, 100k-instance scale only
     python -m bench scale --sizes 100000,1000000
     python -m bench curve attacks        # not in the default set: CURVE vs plain, attack replay
+    python -m bench replication          # replication CPU per delta, one per message vs batched
 
 Order: ``baselines`` (etcd and ZooKeeper, when installed), ``heartbeat`` (with
 the raw ZeroMQ ceiling), ``register``, ``propagation``, ``failover``,
@@ -22,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from bench import attacks, curve, failover, heartbeat, propagation, register, scale
+from bench import attacks, curve, failover, heartbeat, propagation, register, replication, scale
 from bench.common import (
     Procs,
     fmt_table,
@@ -34,7 +35,7 @@ from bench.common import (
 )
 
 NAMES = ("baselines", "heartbeat", "register", "propagation", "failover", "scale")
-EXTRA = ("curve", "attacks")  # run only when named (issue 10's figures)
+EXTRA = ("curve", "attacks", "replication")  # run only when named (issues 10, 13)
 
 
 def run_baselines(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> dict[str, Any]:
@@ -267,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 attacks.report(results[name], say)
                 failed += [f"attacks: {line}" for line in results[name]["failed"]]
+            elif name == "replication":
+                rp = argparse.Namespace(deltas=5000 if opts.quick else 20_000, repeat=opts.repeat)
+                results[name] = replication.run(rp, say)
+                say(replication.table(results[name]["rows"]))
             elif name == "scale":
                 results[name] = scale.run(
                     procs, ctx, sizes=opts.size_list, seconds=opts.seconds, warmup=opts.warmup,
