@@ -4,7 +4,8 @@ Run from the repository root::
 
     python -m bench.replication [--deltas K] [--repeat R]
 
-One process, two node cores (core/distro) and a real PUB/SUB pair over loopback TCP, the
+One process, two node cores (core/distro: A makes the changes of services it owns, B
+has heard A's beacon) and a real PUB/SUB pair over loopback TCP, the
 runtime's calls on each side: the sender hands K deltas (registrations of distinct
 instances, as the register benchmark makes them) to a ``DeltaBatcher`` and publishes what
 it returns; the receiver reads every message, decodes it (``decode_replication``: every
@@ -31,23 +32,36 @@ import zmq
 from bench.common import fmt_table, free_port_block, machine_info, save_result
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
+from meshreg.core.mapping import responsible_node
+from meshreg.model import ServiceKey
 from meshreg.wire.batching import DeltaBatcher
 from meshreg.wire.messages import decode_body, parse_message
-from meshreg.wire.peer import DeltaBatch, ReplicatedDelta, decode_replication
+from meshreg.wire.peer import Beacon, DeltaBatch, ReplicatedDelta, decode_replication
 from meshreg.wire.replies import encode_request
 
 A, B = "127.0.0.1:7000", "127.0.0.1:7100"
 RECEIVE_SECONDS = 60.0  # s; the receiver gives up after this (a lost message: reported)
 
 
+def services_of_a(count: int) -> list[str]:
+    """Service names whose responsible node is A (so the receiver only applies them)."""
+    names = (f"svc{i}" for i in range(10_000))
+    owned = (
+        n for n in names if responsible_node(ServiceKey("public", "DEFAULT_GROUP", n), (A, B)) == A
+    )
+    return [next(owned) for _ in range(count)]
+
+
 def make_deltas(n: int) -> list[ReplicatedDelta]:
     now = time.monotonic()
     core = DistroNode(HealthPolicy(), ClusterPolicy(), A, A, [A, B], 1, now)
     core.ready = True
+    services = services_of_a(4)
     out: list[ReplicatedDelta] = []
     for i in range(n):
-        fields = {"service": f"svc{i % 4}", "ip": f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
-                  "port": 8080, "weight": 1.0, "metadata": {"zone": "bench"}}  # fmt: skip
+        ip = f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}"
+        fields = {"service": services[i % 4], "ip": ip, "port": 8080, "weight": 1.0,
+                  "metadata": {"zone": "bench"}}  # fmt: skip
         core.handle(parse_message(decode_body(encode_request("register", i + 1, **fields))), now)
         for e in core.take_effects():
             if type(e) is Broadcast and type(e.message) is ReplicatedDelta:
@@ -77,6 +91,8 @@ def run_once(deltas: list[ReplicatedDelta], batcher: DeltaBatcher) -> dict[str, 
         now = time.monotonic()
         receiver = DistroNode(HealthPolicy(), ClusterPolicy(), B, B, [A, B], 2, now)
         receiver.ready = True
+        receiver.on_replication(Beacon(A, A, 1, True, 0, (A, B)), now)  # A is up, owns them
+        assert receiver.members() == (A, B)
         # sender: what the runtime does per delta (batcher, send), then the turn's flush
         t0 = time.thread_time()
         messages = size = 0
