@@ -90,41 +90,32 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> d
 
         nodes, _ = cluster.start_cluster(procs, copts, NODES, log_dir)
         owned = owned_services([n.address for n in nodes], 2)
+        targets = [(n.port, owned[n.address]) for n in nodes]
+
+        def under(kind: str, rate: float, label: str, seed: int) -> tuple[dict[str, Any], Any]:
+            """One propagation run under background ``kind`` load: the row, and the
+            beats (or (deltas, messages)) counted before and after, and the seconds."""
+            count: Any = replication_out if kind == "churn" else beats_total
+            bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
+            c0, t0 = count(nodes), time.perf_counter()
+            try:
+                row = cluster.run_propagation(label, nodes, copts, seed, say)
+            finally:
+                c1, t1 = count(nodes), time.perf_counter()
+                bg.stop()
+            return row, (c0, c1, t1 - t0)
+
         say(f"{NODES}-node cluster; background load {opts.load:,.0f} beats/s ...")
-        bg = start_background(
-            procs, ctx, [(n.port, owned[n.address]) for n in nodes], opts.load, opts.load_instances
-        )
-        b0, t0 = beats_total(nodes), time.perf_counter()
-        try:
-            label = f"{NODES} nodes, {opts.load:,.0f} beats/s background"
-            row = cluster.run_propagation(label, nodes, copts, 72, say)
-        finally:
-            b1, t1 = beats_total(nodes), time.perf_counter()
-            bg.stop()
-        row["background_beats_per_second"] = round((b1 - b0) / (t1 - t0))
+        label = f"{NODES} nodes, {opts.load:,.0f} beats/s background"
+        row, (b0, b1, took) = under("beat", opts.load, label, 72)
+        row["background_beats_per_second"] = round((b1 - b0) / took)
         rows.append(row)
         if opts.write_load:  # changes, every one replicated: what batching is for
             say(f"background load {opts.write_load:,.0f} changes/s (register/deregister) ...")
-            c0 = replication_out(nodes)
-            bg = start_background(
-                procs,
-                ctx,
-                [(n.port, owned[n.address]) for n in nodes],
-                opts.write_load,
-                opts.load_instances,
-                kind="churn",
-            )
-            r0, t0 = replication_out(nodes), time.perf_counter()
-            try:
-                label = f"{NODES} nodes, {opts.write_load:,.0f} changes/s background"
-                row = cluster.run_propagation(label, nodes, copts, 73, say)
-            finally:
-                r1, t1 = replication_out(nodes), time.perf_counter()
-                bg.stop()
-            row["background_changes_per_second"] = round((r1[0] - r0[0]) / (t1 - t0))
-            row["deltas_per_message"] = round(
-                (r1[0] - c0[0]) / max(1, r1[1] - c0[1]), 2
-            )  # fmt: skip
+            label = f"{NODES} nodes, {opts.write_load:,.0f} changes/s background"
+            row, (r0, r1, took) = under("churn", opts.write_load, label, 73)
+            row["background_changes_per_second"] = round((r1[0] - r0[0]) / took)
+            row["deltas_per_message"] = round((r1[0] - r0[0]) / max(1, r1[1] - r0[1]), 2)
             rows.append(row)
     finally:
         procs.stop_all()
