@@ -78,6 +78,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         bodies = [encode_request("beat", i + 1, **_fields(i)) for i in range(n)]
         for s in (router, echo):
             s.setsockopt(zmq.RCVHWM, 0)  # bounded by n
+            s.setsockopt(zmq.SNDHWM, 0)  # no reply dropped while the dealer is not reading
         echo.setsockopt(zmq.LINGER, 0)
         echo_port = echo.bind_to_random_port(f"tcp://{HOST}")
 
@@ -98,6 +99,8 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
                 if not done():
                     raise RuntimeError(f"not all {n} beats answered within {DRAIN_SECONDS}s")
                 for _ in range(n):  # the replies, so the next run starts empty
+                    if not dealer.poll(DRAIN_SECONDS * 1000):
+                        raise RuntimeError("a reply did not come back")
                     dealer.recv_multipart()
                 return float(cpu / n * 1e6)
             finally:
