@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from bench import attacks, curve, failover, heartbeat, propagation, register, replication, scale
+from bench import attacks, curve, failover, heartbeat, propagation, register, scale
 from bench.common import (
     Procs,
     fmt_table,
@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                 attacks.report(results[name], say)
                 failed += [f"attacks: {line}" for line in results[name]["failed"]]
             elif name == "replication":
+                from bench import replication  # here: it needs this version's meshreg
+
                 rp = argparse.Namespace(deltas=5000 if opts.quick else 20_000, repeat=opts.repeat)
                 results[name] = replication.run(rp, say)
                 say(replication.table(results[name]["rows"]))
