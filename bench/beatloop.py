@@ -26,34 +26,15 @@ if __package__ in (None, ""):  # run as a file
     sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
 
 import zmq
-from zmq.backend import Socket as _Base
 
-from bench.common import HOST, free_port_block, machine_info, save_result
+from bench.common import HOST, free_port_block, machine_info, ranged, save_result
+from bench.load import echo_batch
 from meshreg.config import NodeConfig
 from meshreg.runtime.node import NodeRuntime
 from meshreg.wire.messages import decode_body, parse_message
 from meshreg.wire.replies import encode_request
 
-_NB, _SM, _RM = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
 DRAIN_SECONDS = 30.0  # s; a run gives up after this (reported as an error)
-
-
-def _echo(sock: Any) -> int:
-    """bench/load.py's echo loop: what a bare pyzmq ROUTER does per message."""
-    recv, send, get = _Base.recv, _Base.send, _Base.get
-    n = 0
-    for _ in range(512):
-        try:
-            frames = [recv(sock, _NB)]
-        except zmq.Again:
-            break
-        while get(sock, _RM):
-            frames.append(recv(sock, 0))
-        last = len(frames) - 1
-        for i, frame in enumerate(frames):
-            send(sock, frame, 0 if i == last else _SM)
-        n += 1
-    return n
 
 
 def _fields(i: int) -> dict[str, Any]:
@@ -99,7 +80,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
                 if not done():
                     raise RuntimeError(f"not all {n} beats answered within {DRAIN_SECONDS}s")
                 for _ in range(n):  # the replies, so the next run starts empty
-                    if not dealer.poll(DRAIN_SECONDS * 1000):
+                    if not dealer.poll(int(DRAIN_SECONDS * 1000)):
                         raise RuntimeError("a reply did not come back")
                     dealer.recv_multipart()
                 return float(cpu / n * 1e6)
@@ -109,7 +90,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         echoed = [0]
 
         def echo_drain() -> None:
-            echoed[0] += _echo(echo)
+            echoed[0] += echo_batch(echo)
 
         node_us, echo_us = [], []
         for _ in range(opts.repeat):
@@ -141,9 +122,9 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--beats", type=int, default=20_000, choices=range(1, 200_001),
-                    metavar="N", help="beats per run (20000)")  # fmt: skip
-    ap.add_argument("--repeat", type=int, default=6, choices=range(1, 21), metavar="R",
+    ap.add_argument("--beats", type=ranged(int, 1, 200_000), default=20_000,
+                    help="beats per run (20000)")  # fmt: skip
+    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=6,
                     help="runs, the best shown (6)")  # fmt: skip
     opts = ap.parse_args(argv)
     machine = machine_info()

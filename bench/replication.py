@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a file
 
 import zmq
 
-from bench.common import fmt_table, free_port_block, machine_info, save_result
+from bench.common import fmt_table, free_port_block, machine_info, ranged, save_result
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -168,9 +168,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--deltas", type=int, default=20_000, choices=range(1, 200_001),
-                    metavar="K", help="deltas per run (20000)")  # fmt: skip
-    ap.add_argument("--repeat", type=int, default=3, choices=range(1, 21), metavar="R",
+    ap.add_argument("--deltas", type=ranged(int, 1, 200_000), default=20_000,
+                    help="deltas per run (20000)")  # fmt: skip
+    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=3,
                     help="runs per mode, the best shown (3)")  # fmt: skip
     opts = ap.parse_args(argv)
     machine = machine_info()
