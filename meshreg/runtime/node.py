@@ -505,7 +505,9 @@ class NodeRuntime:
 
         ``peer``: it came on the peer port (a forwarded write is applied here, never
         forwarded again); ``principal``: who sent it (OPEN on a node without a key);
-        ``msg``: its body decoded already (``_UNDECODED``: not yet).
+        ``msg``: its body decoded already (``_UNDECODED``: not yet).  The insecure drain
+        passes ``[id, b"", body]`` as the zmq Frames it received (msgpack, the sockets
+        and a forward's relay read them as they are); every other caller, bytes.
         """
         try:
             envelope, body = split_envelope(frames)
