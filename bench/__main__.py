@@ -5,6 +5,7 @@
     python -m bench --quick              # a smoke run: 1 s rows, 100k-instance scale only
     python -m bench scale --sizes 100000,1000000
     python -m bench curve attacks        # not in the default set: CURVE vs plain, attack replay
+    python -m bench replication          # replication CPU per delta, one per message vs batched
 
 Order: ``baselines`` (etcd and ZooKeeper, when installed), ``heartbeat`` (with
 the raw ZeroMQ ceiling), ``register``, ``propagation``, ``failover``,
@@ -34,7 +35,7 @@ from bench.common import (
 )
 
 NAMES = ("baselines", "heartbeat", "register", "propagation", "failover", "scale")
-EXTRA = ("curve", "attacks")  # run only when named (issue 10's figures)
+EXTRA = ("curve", "attacks", "replication")  # run only when named (issues 10, 13)
 
 
 def run_baselines(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> dict[str, Any]:
@@ -123,8 +124,8 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
         out.append(["register p99 < 1 ms at 50% of max rate", f"{p99:.2f} ms", _met(p99 < 1.0)])
     prop = results.get("propagation")
     if prop and prop["rows"]:
-        r = prop["rows"][-1]
-        worst = max(r["all_nodes_ms"]["p99"], r["remote_subscriber_ms"]["p99"])
+        loaded = prop["rows"][1:] or prop["rows"]  # under beats, and under changes
+        worst = max(max(r["all_nodes_ms"]["p99"], r["remote_subscriber_ms"]["p99"]) for r in loaded)
         out.append(
             [
                 "propagation p99 < 5 ms (every node, remote subscriber)",
@@ -188,6 +189,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="propagation changes (200; --quick 40)")  # fmt: skip
     ap.add_argument("--load", type=ranged(float, 100, 1_000_000), default=20_000,
                     help="background beats/s in propagation and failover (20000)")  # fmt: skip
+    ap.add_argument("--write-load", type=ranged(float, 0, 1_000_000), default=5000,
+                    help="propagation: background changes/s, third run (5000)")  # fmt: skip
     ap.add_argument("--sizes", type=scale.parse_sizes, default=None,
                     help="scale: instance counts (100000,1000000; --quick 20000)")  # fmt: skip
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd/ZooKeeper")
@@ -265,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 attacks.report(results[name], say)
                 failed += [f"attacks: {line}" for line in results[name]["failed"]]
+            elif name == "replication":
+                from bench import replication  # here: it needs this version's meshreg
+
+                rp = argparse.Namespace(deltas=5000 if opts.quick else 20_000, repeat=opts.repeat)
+                results[name] = replication.run(rp, say)
+                say(replication.table(results[name]["rows"]))
             elif name == "scale":
                 results[name] = scale.run(
                     procs, ctx, sizes=opts.size_list, seconds=opts.seconds, warmup=opts.warmup,

@@ -333,6 +333,26 @@ def _loader_main(spec: Spec, args: tuple[Any, ...], ready: Any, go: Any, out: An
     out.put(result)
 
 
+def echo_batch(sock: Any, limit: int = 512) -> int:
+    """Send back up to ``limit`` waiting messages as received (at most a batch, as the
+    node does); how many.  The echo server's loop turn (also bench/beatloop's)."""
+    brecv, bsend, bget = _Base.recv, _Base.send, _Base.get
+    noblock, sndmore, rcvmore, again = _NOBLOCK, _SNDMORE, _RCVMORE, zmq.Again
+    n = 0
+    for _ in range(limit):
+        try:
+            frames = [brecv(sock, noblock)]
+        except again:
+            break
+        while bget(sock, rcvmore):
+            frames.append(brecv(sock, 0))
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            bsend(sock, frame, 0 if i == last else sndmore)
+        n += 1
+    return n
+
+
 def _echo_main(
     port: int, lifetime: float, ready: Any, server: tuple[bytes, bytes] | None = None
 ) -> None:
@@ -354,24 +374,13 @@ def _echo_main(
         sock.curve_publickey, sock.curve_secretkey = server
     sock.bind(f"tcp://{HOST}:{port}")
     ready.put(os.getpid())
-    brecv, bsend, bget = _Base.recv, _Base.send, _Base.get
-    noblock, sndmore, rcvmore, again = _NOBLOCK, _SNDMORE, _RCVMORE, zmq.Again
     deadline = time.monotonic() + lifetime
     parent = os.getppid()
     try:
         while time.monotonic() < deadline and os.getppid() == parent:  # bounded
             if not sock.poll(100):  # ms; lets the loop notice its deadline
                 continue
-            for _ in range(512):  # what has arrived, at most a batch (as the node does)
-                try:
-                    frames = [brecv(sock, noblock)]
-                except again:
-                    break
-                while bget(sock, rcvmore):
-                    frames.append(brecv(sock, 0))
-                last = len(frames) - 1
-                for i, frame in enumerate(frames):
-                    bsend(sock, frame, 0 if i == last else sndmore)
+            echo_batch(sock)
     finally:
         sock.close(linger=0)
         ctx.term()
@@ -598,12 +607,16 @@ def start_background(
     per_node: int,
     limit: float = 900.0,
     curve: Curve | None = None,
+    kind: str = "beat",
 ) -> BackgroundLoad:
     """Register ``per_node`` instances on each node (of services it owns) and beat them
-    all at ``rate`` beats/s in total, one paced loader per node, until stopped."""
+    all at ``rate`` beats/s in total, one paced loader per node, until stopped.
+    ``kind="churn"``: register and deregister them in turn instead (``rate`` changes/s,
+    every one replicated), nothing registered first."""
     targets: list[tuple[int, Spec]] = []
     for k, (port, services) in enumerate(ports_and_services):
         first = BACKGROUND_FIRST + k * per_node
-        preload(port, "register", per_node, services, first, curve=curve)
-        targets.append((port, ("beat", per_node, services, first)))
+        if kind == "beat":
+            preload(port, "register", per_node, services, first, curve=curve)
+        targets.append((port, (kind, per_node, services, first)))
     return BackgroundLoad(procs, ctx, targets, rate, limit, curve)

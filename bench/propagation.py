@@ -61,6 +61,20 @@ def beats_total(nodes: list[NodeProc]) -> int:
     return total
 
 
+def replication_out(nodes: list[NodeProc]) -> tuple[int, int]:
+    """(deltas, replication messages carrying them) the nodes have published so far."""
+    deltas = messages = 0
+    for nd in nodes:
+        if nd.alive():
+            try:
+                stats = call(nd.port, "stats", timeout=2.0)["result"]
+            except TimeoutError:
+                continue
+            deltas += stats.get("replication_out", 0)
+            messages += stats.get("replication_messages_out", stats.get("replication_out", 0))
+    return deltas, messages
+
+
 def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
     copts = cluster.parse_args(
         ["--nodes", str(NODES), "--changes", str(opts.changes), "--warmup-changes", "10"]
@@ -76,19 +90,33 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> d
 
         nodes, _ = cluster.start_cluster(procs, copts, NODES, log_dir)
         owned = owned_services([n.address for n in nodes], 2)
+        targets = [(n.port, owned[n.address]) for n in nodes]
+
+        def under(kind: str, rate: float, label: str, seed: int) -> tuple[dict[str, Any], Any]:
+            """One propagation run under background ``kind`` load: the row, and the
+            beats (or (deltas, messages)) counted before and after, and the seconds."""
+            count: Any = replication_out if kind == "churn" else beats_total
+            bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
+            c0, t0 = count(nodes), time.perf_counter()
+            try:
+                row = cluster.run_propagation(label, nodes, copts, seed, say)
+            finally:
+                c1, t1 = count(nodes), time.perf_counter()
+                bg.stop()
+            return row, (c0, c1, t1 - t0)
+
         say(f"{NODES}-node cluster; background load {opts.load:,.0f} beats/s ...")
-        bg = start_background(
-            procs, ctx, [(n.port, owned[n.address]) for n in nodes], opts.load, opts.load_instances
-        )
-        b0, t0 = beats_total(nodes), time.perf_counter()
-        try:
-            label = f"{NODES} nodes, {opts.load:,.0f} beats/s background"
-            row = cluster.run_propagation(label, nodes, copts, 72, say)
-        finally:
-            b1, t1 = beats_total(nodes), time.perf_counter()
-            bg.stop()
-        row["background_beats_per_second"] = round((b1 - b0) / (t1 - t0))
+        label = f"{NODES} nodes, {opts.load:,.0f} beats/s background"
+        row, (b0, b1, took) = under("beat", opts.load, label, 72)
+        row["background_beats_per_second"] = round((b1 - b0) / took)
         rows.append(row)
+        if opts.write_load:  # changes, every one replicated: what batching is for
+            say(f"background load {opts.write_load:,.0f} changes/s (register/deregister) ...")
+            label = f"{NODES} nodes, {opts.write_load:,.0f} changes/s background"
+            row, (r0, r1, took) = under("churn", opts.write_load, label, 73)
+            row["background_changes_per_second"] = round((r1[0] - r0[0]) / took)
+            row["deltas_per_message"] = round((r1[0] - r0[0]) / max(1, r1[1] - r0[1]), 2)
+            rows.append(row)
     finally:
         procs.stop_all()
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -97,7 +125,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> d
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["run", "changes", "every node p50", "p99", "max", "remote sub p50", "p99", "max",
-            "background beats/s", "timeouts"]  # fmt: skip
+            "background beats/s", "changes/s", "deltas/msg", "timeouts"]  # fmt: skip
     out = []
     for r in rows:
         a, m = r["all_nodes_ms"], r["remote_subscriber_ms"]
@@ -112,6 +140,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 "-" if not m["n"] else f"{m['p99']:.2f}",
                 "-" if not m["n"] else f"{m['max']:.2f}",
                 f"{r.get('background_beats_per_second', 0):,}",
+                f"{r.get('background_changes_per_second', 0):,}",
+                f"{r.get('deltas_per_message', 0):g}" if "deltas_per_message" in r else "-",
                 len(r["timeouts"]) + len(r["errors"]),
             ]
         )
@@ -134,6 +164,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         type=ranged(float, 100, 1_000_000),
         default=20_000,
         help="background beats/s (20000)",
+    )
+    ap.add_argument(
+        "--write-load",
+        type=ranged(float, 0, 1_000_000),
+        default=5000,
+        help="background changes/s (register/deregister, replicated) in a third run; 0: none"
+        " (5000)",
     )
     ap.add_argument(
         "--load-instances",

@@ -363,7 +363,7 @@ class DistroNode(RegistryNode):
             return False
         if len(self._members) > 1 and self._owner_cache.get(key) != self.node_id:  # type: ignore[call-overload]
             return False  # not ours, or not looked up yet: the full path decides
-        return super().fast_beat(key, iid, now)
+        return RegistryNode.fast_beat(self, key, iid, now)  # (no super(): a beat's path)
 
     def handle(
         self, req: Any, now: float, forwarded: bool = False, *, received_at: float | None = None

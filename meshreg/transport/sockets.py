@@ -27,6 +27,10 @@ ROUTER_RCVHWM = 1_000  # requests queued per connection; then TCP backpressure, 
 PEER_RCVHWM = 100_000  # requests queued per peer (peers are authenticated nodes)
 SUBSCRIPTION_FRAME_BYTES = 2048  # a subscription is one topic (<= ~460 bytes) + 1
 REPLICATION_INBOUND_BYTES = 4096  # a peer SUB sends the empty subscription (and CURVE handshakes)
+# bytes per frame a replication SUB takes from a peer's PUB: a body the decoder accepts
+# (MAX_PEER_BODY_BYTES) and its kind, with room to spare; a batch of deltas is at most
+# wire/batching's BATCH_BYTES (256 KiB), so it always fits, CURVE's framing included
+REPLICATION_FRAME_BYTES = limits.MAX_PEER_BODY_BYTES + 1024
 
 CLIENT_DOMAIN = b"meshreg-client"  # ZAP domain: requests and notifications
 PEER_DOMAIN = b"meshreg-peer"  # ZAP domain: replication and peer requests
@@ -154,3 +158,17 @@ def bind_replication_socket(
     """PUB for replication to peers (deltas, beacons, digests)."""
     options = {zmq.SNDHWM: REPLICATION_SNDHWM, zmq.MAXMSGSIZE: REPLICATION_INBOUND_BYTES}
     return _bind_server(ctx, zmq.PUB, host, port, "replication", options, keys, PEER_DOMAIN)
+
+
+def connect_replication_socket(ctx: zmq.Context, keys: CurveKeys | None = None) -> zmq.Socket:
+    """SUB for the peers' replication PUBs (the caller connects it to each peer).
+
+    Its frame cap drops a peer connection that sends a frame larger than any body the
+    decoder would accept, before buffering it (``REPLICATION_FRAME_BYTES``).
+    """
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, REPLICATION_FRAME_BYTES)
+    curve_client(sock, keys, keys.public if keys else None)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    return sock

@@ -14,6 +14,13 @@ Replication channel (each node's XPUB... PUB on ``port + 2``), frames
   older node, read as alive = version and down = 0, or = alive if unhealthy).
 * digest: ``{"v","node","epoch","services","digest"}``: how many services the
   sender is responsible for and one checksum over them (see core/digests).
+* deltas: ``{"v","node","epoch","seq","deltas":[payload, ...]}``: consecutive deltas
+  in one message (``wire/batching`` builds them under load); the i-th payload (a
+  delta's service fields, as above) is delta ``seq + i``.  Each payload is validated
+  exactly as a single delta's; a bad one is rejected (``DeltaBatch.rejected``)
+  without dropping the others, and its missing seq brings a repair like a lost
+  delta.  At most ``MAX_BATCH_DELTAS`` payloads (more: the whole message is
+  rejected).
 
 Peer requests (the peer plane: ``messages.parse_peer_message``) have the
 request envelope and reply shape of client requests: ``digests`` (page
@@ -64,6 +71,7 @@ MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
 MAX_RECONCILE_INSTANCES = limits.MAX_PEER_ENTRIES
 MAX_DELTA_ENTRIES = limits.MAX_PEER_ENTRIES  # upserts + removals in one replicated delta
 MAX_MEMBERS = 256  # node ids in a beacon's member view
+MAX_BATCH_DELTAS = 1024  # deltas in one ``deltas`` message (a sender makes at most 256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,16 @@ class ReplicatedDelta:
     epoch: int
     seq: int
     payload: ServicePayload
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaBatch:
+    """A ``deltas`` message: its valid deltas in seq order, and the seqs it rejected."""
+
+    node: str
+    epoch: int
+    deltas: tuple[ReplicatedDelta, ...]
+    rejected: tuple[tuple[int, str], ...] = ()  # (seq, why) of each invalid payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +297,54 @@ def encode_delta(d: ReplicatedDelta) -> list[bytes]:
     return [b"delta", msgpack.packb(body)]
 
 
+def pack_payload(p: ServicePayload) -> bytes:
+    """A payload's msgpack map, as one element of a ``deltas`` message."""
+    packed: bytes = msgpack.packb(payload_to_wire(p))
+    return packed
+
+
+_BATCH_HEAD: bytes = msgpack.packb("v") + msgpack.packb(limits.PROTOCOL_VERSION)
+_DELTAS_KEY: bytes = msgpack.packb("deltas")
+
+
+def batch_overhead(node: str, epoch: int, seq: int) -> bytes:
+    """The bytes of a ``deltas`` body before its payloads' array (sizes are exact)."""
+    head: bytes = (
+        b"\x85"  # a map of 5 entries
+        + _BATCH_HEAD
+        + msgpack.packb("node")
+        + msgpack.packb(node)
+        + msgpack.packb("epoch")
+        + msgpack.packb(epoch)
+        + msgpack.packb("seq")
+        + msgpack.packb(seq)
+        + _DELTAS_KEY
+    )
+    return head
+
+
+def array_header(n: int) -> bytes:
+    """msgpack's header of an array of ``n`` elements (1, 3 or 5 bytes)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def encode_packed_delta(node: str, epoch: int, seq: int, packed: bytes) -> list[bytes]:
+    """The ``delta`` message ``encode_delta`` makes, from a payload ``pack_payload`` made."""
+    assert packed[0] == 0x86  # payload_to_wire's map of 6 entries, spliced into one of 10
+    head = batch_overhead(node, epoch, seq)
+    return [b"delta", b"\x8a" + head[1 : -len(_DELTAS_KEY)] + packed[1:]]
+
+
+def encode_delta_batch(node: str, epoch: int, seq: int, packed: list[bytes]) -> list[bytes]:
+    """A ``deltas`` message: payloads packed by ``pack_payload``, the first one ``seq``."""
+    body = b"".join((batch_overhead(node, epoch, seq), array_header(len(packed)), *packed))
+    return [b"deltas", body]
+
+
 def encode_digest(d: DigestSummary) -> list[bytes]:
     body = {
         "v": limits.PROTOCOL_VERSION,
@@ -290,7 +356,9 @@ def encode_digest(d: DigestSummary) -> list[bytes]:
     return [b"digest", msgpack.packb(body)]
 
 
-def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | DigestSummary:
+def decode_replication(
+    frames: list[bytes],
+) -> Beacon | ReplicatedDelta | DeltaBatch | DigestSummary:
     """Validate one message from a peer's replication PUB socket."""
     if len(frames) != 2:
         raise RemoteProtocolError(f"replication message must have 2 frames, got {len(frames)}")
@@ -313,11 +381,34 @@ def decode_replication(frames: list[bytes]) -> Beacon | ReplicatedDelta | Digest
         return Beacon(node, address, epoch, ready, _uint(m.get("seq"), "seq"), members)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
+    if kind == b"deltas":
+        return _delta_batch(node, epoch, m)
     if kind == b"digest":
         return DigestSummary(
             node, epoch, _uint(m.get("services"), "services"), _uint(m.get("digest"), "digest")
         )
     raise RemoteProtocolError(f"unknown replication kind {kind[:16]!r}")
+
+
+def _delta_batch(node: str, epoch: int, m: dict[str, Any]) -> DeltaBatch:
+    """The deltas of a ``deltas`` body, each checked as a single delta is."""
+    payloads = m.get("deltas")
+    if not isinstance(payloads, list) or not payloads:
+        raise _bad("deltas must be a non-empty list of delta payloads")
+    if len(payloads) > MAX_BATCH_DELTAS:
+        raise RemoteProtocolError(
+            f"{len(payloads)} deltas in one message; the limit is {MAX_BATCH_DELTAS}",
+            ErrorCode.TOO_LARGE,
+        )
+    first = _uint(m.get("seq"), "seq", 2**64 - len(payloads))
+    deltas: list[ReplicatedDelta] = []
+    rejected: list[tuple[int, str]] = []
+    for i, d in enumerate(payloads):
+        try:
+            deltas.append(ReplicatedDelta(node, epoch, first + i, payload_from_wire(d)))
+        except RemoteProtocolError as exc:  # only this one: the others are good
+            rejected.append((first + i, exc.message))
+    return DeltaBatch(node, epoch, tuple(deltas), tuple(rejected))
 
 
 # -- peer requests ------------------------------------------------------------------

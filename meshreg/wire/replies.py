@@ -19,9 +19,29 @@ _OK_NONE_SUFFIX = b"\xa2ok\xc3\xa6result\xc0"
 _packb: Callable[[Any], bytes] = msgpack.packb
 
 
+def _packed_id(req_id: int) -> bytes:
+    """``msgpack.packb(req_id)`` for an id in 0..2^64-1, without making a Packer."""
+    if req_id < 0x80:
+        return _FIXINTS[req_id]
+    if req_id < 0x10000:
+        return (
+            b"\xcc" + req_id.to_bytes(1, "big")
+            if req_id < 0x100
+            else b"\xcd" + req_id.to_bytes(2, "big")
+        )
+    if req_id < 0x100000000:
+        return b"\xce" + req_id.to_bytes(4, "big")
+    return b"\xcf" + req_id.to_bytes(8, "big")
+
+
+_FIXINTS = [bytes((i,)) for i in range(0x80)]
+
+
 def encode_ok(req_id: int, result: Any = None) -> bytes:
     """Encode a success reply."""
     if result is None:
+        if type(req_id) is int and 0 <= req_id < 2**64:  # every request's id (wire/messages)
+            return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
         return _OK_PREFIX + _packb(req_id) + _OK_NONE_SUFFIX
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result})
 

@@ -20,8 +20,12 @@ Theory of operation
   different groups cannot talk (checked on arrival, so a partition also eats
   what was in flight).  Clients reach every live node.
 * **Wire.**  Everything goes through the real encoding: replication messages
-  through ``encode_beacon/encode_delta/encode_digest`` and
-  ``decode_replication``, requests through ``encode_request`` and
+  through ``encode_beacon/encode_digest``, deltas through each node's
+  ``DeltaBatcher`` (as the runtime: the deltas of one drain of effects share
+  messages, flushed before a beacon or digest and at the end of the drain;
+  each message is one transmission, lost or delayed whole; ``batch_hold`` > 0
+  holds a batch that long instead, as a busy runtime's turn would, so many
+  inputs' deltas share it), and ``decode_replication``, requests through ``encode_request`` and
   ``parse_request`` (clients) or ``parse_peer_request`` (peers), results
   through a msgpack round trip.
 * **Runtime.**  :meth:`Network.client_request` plays the node runtime for a
@@ -67,9 +71,11 @@ from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected,
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
+from meshreg.wire.batching import DeltaBatcher
 from meshreg.wire.messages import RequestRejected, parse_peer_request, parse_request
 from meshreg.wire.peer import (
     Beacon,
+    DeltaBatch,
     DigestSummary,
     ReplicatedDelta,
     decode_replication,
@@ -106,6 +112,8 @@ class SimNode:
         self.address = address
         self.wall_offset = wall_offset  # this host's clock skew (s)
         self.core: DistroNode | None = None
+        self.batcher = DeltaBatcher()  # this incarnation's deltas -> PUB messages
+        self.flush_due = False  # a _flush_batch is scheduled (Network.batch_hold)
         self.gen = 0  # incarnations so far
         self.changes: list[tuple[float, ServiceChanged]] = []  # this incarnation's changes
         self.member_events: list[tuple[float, MemberChanged]] = []  # this incarnation's
@@ -147,6 +155,7 @@ class Network:
         self.max_delay = 0.02  # s
         self.slow_prob = 0.0  # probability of a slow message (up to slow_max s)
         self.slow_max = 0.0
+        self.batch_hold = 0.0  # s a node holds its batch of deltas (0: to the drain's end)
         self.groups: list[frozenset[str]] | None = None  # a partition; None: all connected
         self.blocked_calls: set[tuple[str, str]] = set()  # (caller, callee): requests lost
         self.oneway_loss: dict[tuple[str, str], float] = {}  # (src, dst) -> loss probability
@@ -216,6 +225,8 @@ class Network:
             self.now,
             node.wall_offset,
         )
+        node.batcher = DeltaBatcher()
+        node.flush_due = False
         node.changes = []
         node.member_events = []
         node.versions = {}
@@ -363,14 +374,18 @@ class Network:
         core = node.core
         if core is None:
             return
+        batcher = node.batcher
         for eff in core.take_effects():
             t = type(eff)
             if t is Broadcast:
-                frames = encode_replication(eff.message)
-                self.count(f"pub_{frames[0].decode()}")
-                for other in self.nodes.values():
-                    if other is not node and other.core is not None:
-                        self.transmit(node, other, self._on_pub, other, frames)
+                msg = eff.message
+                if type(msg) is ReplicatedDelta:
+                    for frames in batcher.add(msg, self.now):
+                        self._publish(node, frames)
+                    continue
+                if len(batcher):  # the deltas before it go first, as the runtime does
+                    self._publish(node, batcher.flush() or [])
+                self._publish(node, encode_replication(msg))
             elif t is PeerCall:
                 self._peer_call(node, eff)
             elif t is ServiceChanged:
@@ -400,6 +415,29 @@ class Network:
                 self.log(f"{node.node_id} {eff!r}")
             elif t is not SyncAnnounced:
                 raise AssertionError(f"unknown effect {eff!r}")
+        if len(batcher):
+            if not self.batch_hold:  # the runtime's turn ends: the batch goes
+                self._publish(node, batcher.flush() or [])
+            elif not node.flush_due:
+                node.flush_due = True
+                self.after(self.batch_hold, self._flush_batch, node, node.gen)
+
+    def _flush_batch(self, node: SimNode, gen: int) -> None:
+        """The end of a busy turn (``batch_hold``): the deltas held go out."""
+        if node.core is None or node.gen != gen:
+            return
+        if self.paused and self._hold(node, self._flush_batch, node, gen):
+            return
+        node.flush_due = False
+        if len(node.batcher):
+            self._publish(node, node.batcher.flush() or [])
+
+    def _publish(self, node: SimNode, frames: list[bytes]) -> None:
+        """One replication message from ``node`` to every other live node."""
+        self.count(f"pub_{frames[0].decode()}")
+        for other in self.nodes.values():
+            if other is not node and other.core is not None:
+                self.transmit(node, other, self._on_pub, other, frames)
 
     def _check_versions(self, node: SimNode, change: ServiceChanged) -> None:
         """The merge rule is a join (core/store): per instance, a node only moves up.
@@ -443,7 +481,12 @@ class Network:
         assert core is not None
         msg = decode_replication(frames)
         self.count("repl_in")
-        core.on_replication(msg, self.now)
+        if type(msg) is DeltaBatch:
+            assert not msg.rejected, msg.rejected  # the sim's nodes send valid deltas
+            for delta in msg.deltas:
+                core.on_replication(delta, self.now)
+        else:
+            core.on_replication(msg, self.now)
         self._drain(node)
 
     # -- peer requests ---------------------------------------------------------------

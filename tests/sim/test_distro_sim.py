@@ -445,6 +445,10 @@ def plan_random_run(seed: int, trace: bool = False) -> Run:
                 net.start(node_id)
 
     net.at(FAULT_END, faults_end)
+    # deltas held for a busy runtime's turn (last: the draws above replay as before)
+    net.batch_hold = rng.choice((0.0, 0.0, 0.001, 0.005))
+    if net.batch_hold:
+        run.plan.append(f"deltas batched for {net.batch_hold * 1000:g} ms")
     return run
 
 
@@ -464,6 +468,7 @@ def run_settled(net: Network, end: float) -> list[str]:
             "call_digests",
             "call_reconcile",
             "pub_delta",
+            "pub_deltas",
             "forward_fallback",
             "beat_not_found",
             "beat_unavailable",
@@ -735,6 +740,31 @@ def test_no_faults_no_repairs_and_nothing_unhealthy(seed: int) -> None:
         if net.counts.get(what):
             problems.append(f"{what} happened {net.counts[what]} times without any fault")
     assert not problems, scenario_message(net, "no faults", problems)
+
+
+@pytest.mark.parametrize("seed", [43, 44])
+def test_batched_deltas_bring_no_repairs(seed: int) -> None:
+    """Deltas held and sent many to a message, no faults: no delta is missed, so no
+    gap and no digest difference ever starts a round after the catch-up."""
+    net = start_cluster(seed, 3)
+    net.batch_hold = 0.005
+    net.min_delay = net.max_delay = 0.002  # in order, as on one TCP connection
+    net.run_until(3.0)
+    pulls = {n: core_of(net, n).counters["snapshot_pulls"] for n in net.nodes}
+    providers = add_providers(
+        net, services=6, per_service=8, start=(3.0, 4.0), stop=(20.0, 30.0), deregister=True
+    )
+    problems = run_settled(net, 60.0)
+    problems += check_invariants(net, providers)
+    for n in net.nodes:
+        core = core_of(net, n)
+        if core.counters["snapshot_pulls"] != pulls[n]:
+            problems.append(f"{n}: {core.counters['snapshot_pulls'] - pulls[n]} repair rounds")
+        if core.counters["replication_errors"]:
+            problems.append(f"{n}: {core.counters['replication_errors']} replication errors")
+    if not net.counts.get("pub_deltas"):
+        problems.append("no message carried more than one delta: batching not exercised")
+    assert not problems, scenario_message(net, "batched deltas", problems)
 
 
 def trace_digest(seed: int) -> str:

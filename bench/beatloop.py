@@ -1,0 +1,140 @@
+"""The node's request loop against the raw echo loop, per beat, in CPU time of the loop.
+
+Run from the repository root::
+
+    python -m bench.beatloop [--beats N] [--repeat R]
+
+The heartbeat benchmark's "vs raw echo" compares throughputs of separate processes, which
+on a small shared machine says as much about the scheduler as about the node.  This one
+runs both loops in one process on the same queued requests: N beat requests (of N
+registered instances) are sent over loopback TCP by a DEALER and queued at the ROUTER,
+then drained by the node's own ``NodeRuntime._drain_requests`` (a real runtime, bound,
+its core holding the instances) or by the echo loop of bench/load.py; the CPU time of the
+draining thread (``time.thread_time``) per message is the figure, the best of
+``--repeat`` runs.  The ratio echo/node is what the node's loop reaches of the echo's
+speed.  Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file
+    sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
+
+import zmq
+
+from bench.common import HOST, free_port_block, machine_info, ranged, save_result
+from bench.load import echo_batch
+from meshreg.config import NodeConfig
+from meshreg.runtime.node import NodeRuntime
+from meshreg.wire.messages import decode_body, parse_message
+from meshreg.wire.replies import encode_request
+
+DRAIN_SECONDS = 30.0  # s; a run gives up after this (reported as an error)
+
+
+def _fields(i: int) -> dict[str, Any]:
+    return {"service": f"svc{i % 10}", "ip": f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
+            "port": 8080}  # fmt: skip
+
+
+def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
+    n = opts.beats
+    rt = NodeRuntime(NodeConfig(host=HOST, port=free_port_block(4)))
+    rt.bind()
+    ctx = zmq.Context()
+    echo = ctx.socket(zmq.ROUTER)
+    try:
+        router = rt._router
+        assert router is not None
+        now = time.monotonic()
+        for i in range(n):
+            req = parse_message(decode_body(encode_request("register", i + 1, **_fields(i))))
+            rt.core.handle(req, now)
+        rt.core.take_effects()
+        bodies = [encode_request("beat", i + 1, **_fields(i)) for i in range(n)]
+        for s in (router, echo):
+            s.setsockopt(zmq.RCVHWM, 0)  # bounded by n
+            s.setsockopt(zmq.SNDHWM, 0)  # no reply dropped while the dealer is not reading
+        echo.setsockopt(zmq.LINGER, 0)
+        echo_port = echo.bind_to_random_port(f"tcp://{HOST}")
+
+        def once(port: int, drain: Any, done: Any) -> float:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.SNDHWM, 0)
+            dealer.setsockopt(zmq.RCVHWM, 0)
+            try:
+                dealer.connect(f"tcp://{HOST}:{port}")
+                for body in bodies:
+                    dealer.send_multipart([b"", body])
+                cpu, deadline = 0.0, time.monotonic() + DRAIN_SECONDS
+                while not done() and time.monotonic() < deadline:
+                    t0 = time.thread_time()
+                    drain()
+                    cpu += time.thread_time() - t0
+                if not done():
+                    raise RuntimeError(f"not all {n} beats answered within {DRAIN_SECONDS}s")
+                for _ in range(n):  # the replies, so the next run starts empty
+                    if not dealer.poll(int(DRAIN_SECONDS * 1000)):
+                        raise RuntimeError("a reply did not come back")
+                    dealer.recv_multipart()
+                return float(cpu / n * 1e6)
+            finally:
+                dealer.close()
+
+        echoed = [0]
+
+        def echo_drain() -> None:
+            echoed[0] += echo_batch(echo)
+
+        node_us, echo_us = [], []
+        for _ in range(opts.repeat):
+            echoed[0] = 0
+            echo_us.append(once(echo_port, echo_drain, lambda: echoed[0] >= n))
+            target = rt.core.stats.beats + n
+            node_us.append(
+                once(
+                    rt.config.port,
+                    lambda: rt._drain_requests(router),
+                    lambda target=target: rt.core.stats.beats >= target,
+                )  # fmt: skip
+            )
+        row = {
+            "beats": n,
+            "echo_us_per_message": round(min(echo_us), 2),
+            "node_us_per_beat": round(min(node_us), 2),
+            "ratio": round(min(echo_us) / min(node_us), 2),
+            "runs_echo_us": [round(x, 2) for x in echo_us],
+            "runs_node_us": [round(x, 2) for x in node_us],
+        }
+        say(f"  {row}")
+        return {"rows": [row], "settings": vars(opts)}
+    finally:
+        echo.close()
+        ctx.term()
+        rt.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--beats", type=ranged(int, 1, 200_000), default=20_000,
+                    help="beats per run (20000)")  # fmt: skip
+    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=6,
+                    help="runs, the best shown (6)")  # fmt: skip
+    opts = ap.parse_args(argv)
+    machine = machine_info()
+    result = run(opts)
+    r = result["rows"][0]
+    print(f"CPU per message, best of {opts.repeat}: echo loop {r['echo_us_per_message']} us, "
+          f"node loop {r['node_us_per_beat']} us per beat: {r['ratio']}x")  # fmt: skip
+    print(f"result: {save_result('beatloop', result, machine)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
