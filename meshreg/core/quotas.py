@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from meshreg.core.sessions import DEFAULT_MAX_SESSIONS
 from meshreg.core.store import DEFAULT_MAX_TOMBSTONES, RegistryStore, metadata_size
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey
@@ -78,6 +79,9 @@ class LimitsPolicy:
     # each: 175 MB); above it the oldest are dropped first (core/store,
     # _enforce_tombstone_cap); churn of 830 removals/s for the 600 s they are kept
     max_tombstones: int = DEFAULT_MAX_TOMBSTONES
+    # client sessions (core/sessions: a few hundred bytes each plus their index); one per
+    # client process is the usual, so 100k is a hundred thousand clients per cluster
+    max_sessions: int = DEFAULT_MAX_SESSIONS
 
     def __post_init__(self) -> None:
         for f in fields(self):

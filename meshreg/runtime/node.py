@@ -69,10 +69,12 @@ from meshreg.wire.notifications import encode_change, encode_sync
 from meshreg.wire.peer import (
     Beacon,
     DigestSummary,
+    SessionBeats,
     decode_replication,
     encode_beacon,
     encode_delta,
     encode_digest,
+    encode_sessions,
 )
 from meshreg.wire.replies import encode_error, encode_ok
 
@@ -722,6 +724,8 @@ class NodeRuntime:
             frames = encode_beacon(message)
         elif type(message) is DigestSummary:
             frames = encode_digest(message)
+        elif type(message) is SessionBeats:
+            frames = encode_sessions(message)
         else:
             frames = encode_delta(message)
         try:
