@@ -159,6 +159,7 @@ def run_row(
                 k * share,
                 share if k < clients - 1 else n - k * share,
                 sessions,
+                ready,
                 go,
                 out,
             ),

@@ -387,7 +387,7 @@ def test_a_mark_on_older_session_evidence_is_refuted() -> None:
     m.handle("register", forwarded=True, service=key.service, ip="10.0.0.1", port=80, session=SID)
     iid = InstanceId("10.0.0.1", 80, "DEFAULT")
     rec = m.node.store.services[key].instances[iid]
-    m.run(1.0)
+    m.run(5.0, peer_renews=SID)  # longer ago than unhealthy_after: only the session counts
     m.handle("session_renew", session=SID)  # the client renews here
     m.effects.clear()
     stale = rec.view()
