@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                     setattr(cv, k, getattr(opts, k))
                 results[name] = curve.run(procs, ctx, cv, say)
                 curve.report(results[name], say)
-            elif name == "liveness":
+            elif name == "liveness":  # its own --clients etc.: python -m bench.liveness
                 lv = liveness.parse_args(["--quick"] if opts.quick else [])
                 if opts.sizes:
                     lv.sizes = opts.sizes

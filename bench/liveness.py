@@ -211,7 +211,7 @@ def run_row(
             f"    node CPU {row['node_cpu']:.1%}, RSS {row['rss_mb']:,.0f} MB, clients CPU "
             f"{row['clients_cpu']:.1%}, all healthy: {row['all_healthy']}"
         )
-        if sessions and opts.expiry:
+        if sessions and opts.expiry and not (opts.quick and clients > 1):  # quick: once
             victim, held = next(iter(pids.items()))
             os.kill(victim, signal.SIGKILL)
             killed = time.perf_counter()

@@ -121,7 +121,7 @@ class Registration:
 
     @property
     def session(self) -> str | None:
-        return self.fields.get("session")
+        return self.fields.get("session")  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -781,6 +781,19 @@ class ClientAgent:
                 self.request("register", reg.fields, timeout)
 
     def _renewal_failed(self, exc: BaseException) -> None:
+        if getattr(exc, "code", None) == ErrorCode.UNKNOWN_OP and self.session is not None:
+            # a node older than sessions: fall back on per-instance beats, for good
+            log.warning(
+                "meshreg server %s does not know sessions (%s); keeping registrations "
+                "alive with per-instance beats",
+                self.server,
+                exc,
+            )
+            self.session = None
+            self._session_acked = 0
+            for reg in self.registrations.values():
+                reg.fields.pop("session", None)
+            return
         self._limiter.warning(
             ("session", self.server, type(exc).__name__),
             time.monotonic(),

@@ -237,8 +237,8 @@ class Client:
     ) -> Registration:
         fields = self._instance_fields(service, ip, port, cluster)
         fields.update(weight=float(weight), enabled=enabled, metadata=dict(metadata or {}))
-        if self.session is not None:
-            fields["session"] = self.session
+        if self._agent.session is not None:  # None also after a fallback (an old node)
+            fields["session"] = self._agent.session[1]
         self._validate("register", fields)
         return Registration(self._key(service), InstanceId(ip, port, cluster), fields)
 
