@@ -75,6 +75,8 @@ log = logging.getLogger("meshreg.client")
 
 WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"))
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
+BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
+COMMAND_SLICE = 0.01  # s; longest run of queued commands in one loop turn
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
@@ -185,6 +187,7 @@ class ClientAgent:
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
+        self._commands_left = False  # commands queued that a turn left for the next
         self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self.watches: dict[ServiceKey, Watch] = {}
         self._server_index = 0
@@ -293,6 +296,9 @@ class ClientAgent:
         """One loop turn: wait for input or the next timer, then handle both."""
         now = time.monotonic()
         wake = min(self._next_beat, self._next_resync, self._next_deadline(now + 1.0))
+        if self._commands_left and len(self._backlog) < BACKLOG_HIGH:
+            wake = now  # commands wait: look at the sockets, then run more of them
+            self._drain_commands()
         for sock, _ in self._poller.poll(int(max(0.0, wake - now) * 1000.0) + 1):
             if sock is self._wake_pull:
                 self._drain_commands()
@@ -682,15 +688,24 @@ class ClientAgent:
 
     # -- commands from callers -------------------------------------------------------
     def _drain_commands(self) -> None:
+        """Run queued commands for at most COMMAND_SLICE s, and none while the backlog is
+        over BACKLOG_HIGH: replies keep being read between them (a caller queueing 250,000
+        registrations must not stall the loop), and a caller outrunning the node waits in
+        the command queue instead of growing the backlog."""
         while True:
             try:
                 self._wake_pull.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+        until = time.monotonic() + COMMAND_SLICE
         while True:
+            if len(self._backlog) >= BACKLOG_HIGH or time.monotonic() >= until:
+                self._commands_left = True
+                return
             try:
                 command, args = self._commands.get_nowait()
             except queue.Empty:
+                self._commands_left = False
                 return
             try:
                 getattr(self, "_cmd_" + command)(*args)
