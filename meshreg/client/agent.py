@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -188,6 +189,7 @@ class ClientAgent:
         self._pending: dict[int, Pending] = {}
         self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
         self._commands_left = False  # commands queued that a turn left for the next
+        self._earliest = math.inf  # <= every attempt deadline in flight (_check_deadlines)
         self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self.watches: dict[ServiceKey, Watch] = {}
         self._server_index = 0
@@ -324,11 +326,10 @@ class ClientAgent:
         self._check_deadlines(time.monotonic())
 
     def _next_deadline(self, default: float) -> float:
-        earliest = default
-        for p in self._pending.values():
-            if p.attempt_deadline < earliest:
-                earliest = p.attempt_deadline
-        return earliest
+        return min(default, self._earliest)
+
+    def _recompute_earliest(self) -> None:
+        self._earliest = min((p.attempt_deadline for p in self._pending.values()), default=math.inf)
 
     # -- connections -------------------------------------------------------------
     def _socket(self, kind: int) -> zmq.Socket[bytes]:
@@ -380,6 +381,7 @@ class ClientAgent:
             if now < self._next_switch:
                 for p in self._pending.values():  # wait on the current connection meanwhile
                     p.attempt_deadline = min(p.deadline, self._next_switch)
+                self._recompute_earliest()
                 return
             rounds = self._failed_switches - len(self.servers)
             self._next_switch = now + min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(rounds, 16))
@@ -535,6 +537,8 @@ class ClientAgent:
             self._dispatch(p)
 
     def _send(self, pending: Pending) -> None:
+        if pending.attempt_deadline < self._earliest:
+            self._earliest = pending.attempt_deadline
         direct = self._direct_socket(pending.via) if pending.via is not None else None
         if direct is None:
             pending.via = None
@@ -645,8 +649,14 @@ class ClientAgent:
         )
 
     def _check_deadlines(self, now: float) -> bool:
-        """Fail calls past their deadline; True when the server must be replaced."""
+        """Fail calls past their deadline; True when the server must be replaced.
+
+        O(1) until the earliest attempt deadline (``_earliest``, a lower bound kept by
+        ``_send``) has passed: then one pass over what is in flight recomputes it."""
         self._pump(now)
+        if now < self._earliest:
+            return False
+        self._earliest = math.inf  # lowered again by every _send below
         suspect = False
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
@@ -663,6 +673,8 @@ class ClientAgent:
                     self._send(p)
                 else:
                     suspect = True
+            if req_id in self._pending and p.attempt_deadline < self._earliest:
+                self._earliest = p.attempt_deadline
         if suspect:
             self._failover(now)
         return suspect

@@ -181,35 +181,40 @@ class Client:
         round trip each); each keeps alive as with ``register``.
 
         ``instances``: maps with ``service``, ``ip``, ``port`` and optionally
-        ``weight``, ``metadata``, ``cluster``, ``enabled``.  Each is validated first (a
-        bad one raises InvalidArgumentError before anything is sent).  Returns the
-        ones that failed, with their errors (empty: all registered).  ``timeout``: the
-        whole batch's budget (default: ``timeout`` plus 1 s per 5,000 instances).
+        ``weight``, ``metadata``, ``cluster``, ``enabled``.  Each is checked as it is
+        queued (in chunks: the first are on the wire while the rest are checked); one
+        that fails the check is not sent.  Returns the ones that failed (invalid or
+        refused by the node), with their errors; empty: all registered.  ``timeout``:
+        the whole batch's budget (default: ``timeout`` plus 1 s per 5,000 instances).
         """
         items = list(instances)
-        regs = [
-            self._registration(
-                d["service"],
-                d["ip"],
-                d["port"],
-                d.get("weight", 1.0),
-                d.get("metadata"),
-                d.get("cluster", DEFAULT_CLUSTER),
-                d.get("enabled", True),
-            )
-            for d in items
-        ]
         budget = timeout if timeout is not None else self.timeout + len(items) / 5000
-        futures: list[Future[Any]] = [Future() for _ in regs]
-        chunk = 1000  # one command per chunk: the I/O thread pipelines them
-        for start in range(0, len(regs), chunk):
-            batch = list(
-                zip(regs[start : start + chunk], futures[start : start + chunk], strict=True)
-            )
-            self._agent.submit("register_batch", batch, budget)
+        waiting: list[tuple[dict[str, Any], Future[Any]]] = []
         failed: list[tuple[dict[str, Any], BaseException]] = []
+        chunk = 1000  # one command per chunk: the I/O thread pipelines them
+        for start in range(0, len(items), chunk):
+            batch = []
+            for d in items[start : start + chunk]:
+                try:
+                    reg = self._registration(
+                        d["service"],
+                        d["ip"],
+                        d["port"],
+                        d.get("weight", 1.0),
+                        d.get("metadata"),
+                        d.get("cluster", DEFAULT_CLUSTER),
+                        d.get("enabled", True),
+                    )
+                except (InvalidArgumentError, KeyError, TypeError) as exc:
+                    failed.append((d, exc))
+                    continue
+                fut: Future[Any] = Future()
+                batch.append((reg, fut))
+                waiting.append((d, fut))
+            if batch:
+                self._agent.submit("register_batch", batch, budget)
         deadline = time.monotonic() + budget + 2.0
-        for item, fut in zip(items, futures, strict=True):
+        for item, fut in waiting:
             try:
                 fut.result(max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
