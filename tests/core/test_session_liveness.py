@@ -5,16 +5,15 @@ A lone node and a cluster member, on a fake clock, through the real wire parser.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import msgpack
 import pytest
+from test_distro_faults import keys_owned_by as owned_keys
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, PeerCall
 from meshreg.core.events import ServiceChanged
 from meshreg.core.health import HealthPolicy, SweepPass
-from meshreg.core.mapping import responsible_node
 from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ErrorCode
@@ -275,14 +274,7 @@ def test_a_session_never_renewed_is_evicted_even_while_preserving() -> None:
 
 # -- a cluster member ----------------------------------------------------------------------
 def keys_owned_by(owner: str, n: int = 1) -> list[ServiceKey]:
-    found = []
-    for i in itertools.count():
-        key = ServiceKey("public", "DEFAULT_GROUP", f"svc{i}")
-        if responsible_node(key, ("n1", "n2", "n3")) == owner:
-            found.append(key)
-            if len(found) == n:
-                return found
-    raise AssertionError("unreachable")
+    return owned_keys(owner, ("n1", "n2", "n3"), n)
 
 
 class Member:
