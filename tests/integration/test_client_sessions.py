@@ -89,9 +89,9 @@ def test_a_killed_clients_instances_turn_unhealthy_then_are_evicted(
             killed = time.monotonic()
             wait_until(lambda: counts(c) == (0, 500), timeout=5, what="all unhealthy")
             took = time.monotonic() - killed
-            # unhealthy_after 0.6 + check_interval 0.1, plus up to a beat interval (0.2)
-            # the child had renewed before, and the time to ask
-            assert took < 0.6 + 0.1 + 0.2 + 0.5, took
+            # unhealthy_after 0.6 + check_interval 0.1 after the last renewal (before the
+            # kill), plus 1 s for asking on a loaded 2-core machine
+            assert took < 0.6 + 0.1 + 1.0, took
             if preserve:  # all of this node's instances silent at once: held, unhealthy
                 wait_until(lambda: c.stats()["self_preservation"]["active"], timeout=5)
                 assert counts(c) == (0, 500)
