@@ -336,6 +336,8 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
+        if rec.session is not None:
+            return  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
         if now < self._stale_until:
             return  # it may have waited out our stall: evidence for our own judging only
         if beat_time < now:  # evidence of life a while ago: it counts for what it is

@@ -138,6 +138,15 @@ def test_per_instance_beats_still_rule_instances_outside_sessions() -> None:
     assert n.healthy("orders") == {"10.0.0.1": True, "10.0.0.9": True}
 
 
+def test_a_beat_does_not_heal_an_instance_its_silent_session_holds() -> None:
+    n = Lone()
+    n.register("orders", "10.0.0.1")
+    n.run(4.5)
+    assert n.healthy("orders") == {"10.0.0.1": False}
+    n.handle("beat", service="orders", ip="10.0.0.1", port=80)  # accepted, changes nothing
+    assert n.healthy("orders") == {"10.0.0.1": False}
+
+
 def test_close_deregisters_every_instance_of_the_session() -> None:
     n = Lone()
     n.handle("session_open", session=SID)
