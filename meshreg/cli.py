@@ -606,6 +606,13 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones; "
             f"quota refusals {json.dumps(result.get('rejected_quota', {}), sort_keys=True)}"
         )
+    sessions = result.get("sessions")
+    if isinstance(sessions, dict):
+        lines.append(
+            f"sessions        {sessions.get('count')} holding {sessions.get('instances')} "
+            f"instances; {sessions.get('renewals')} renewals, {sessions.get('silent')} silent "
+            "at the last check"
+        )
     members = result.get("members")
     if isinstance(members, list) and len(members) > 1:
         lines.append(
