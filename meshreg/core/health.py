@@ -161,6 +161,16 @@ class SweepPass:
         self._next = 0
         self._sessions = list(store.sessions.by_id.values())  # ... and the sessions
         self._next_session = 0
+        self.finishing = False  # begin_finish called: applying in steps (the node sets it)
+        self._evicting = True
+        self._finish_args: tuple[float, int, Callable[[InstanceRecord], int] | None] = (
+            now,
+            0,
+            None,
+        )
+        self._to_apply: list[tuple[ServiceKey, tuple[list[InstanceId], list[InstanceRecord]]]]
+        self._to_apply = []
+        self._applied = 0
         self.silent_sessions = 0  # sessions found silent (their instances judged)
 
     @property
@@ -273,12 +283,50 @@ class SweepPass:
         """Apply the pass (after ``advance`` returned True): the changes, one or two per service.
 
         ``evidence(record)``: the stamp of the latest beat this node saw of it, which
-        each mark and eviction records as the evidence it judged (core/store)."""
-        store = self.store
-        evicting = preservation is None or preservation.assess(
+        each mark and eviction records as the evidence it judged (core/store).  All at
+        once: ``begin_finish`` and ``finish_step`` do the same in bounded steps."""
+        self.begin_finish(now, version, preservation, evidence)
+        changes: list[ServiceChanged] = []
+        while True:  # bounded: each step consumes at least one service
+            more, done = self.finish_step(2**62)
+            changes += more
+            if done:
+                return changes
+
+    def begin_finish(
+        self,
+        now: float,
+        version: int = 0,
+        preservation: SelfPreservation | None = None,
+        evidence: Callable[[InstanceRecord], int] | None = None,
+    ) -> None:
+        """Decide whether this pass may evict (self-preservation, once) and line up what
+        it found, one entry per service (its own silent instances and its sessions')."""
+        self._evicting = preservation is None or preservation.assess(
             now, self.silent, self.total, self.overdue
         )
-        sessions = store.sessions
+        self._finish_args = (now, version, evidence)
+        grouped: dict[ServiceKey, tuple[list[InstanceId], list[InstanceRecord]]] = {}
+        for key, marked, overdue in self.found:
+            entry = grouped.get(key)
+            if entry is None:
+                grouped[key] = (list(marked), list(overdue))
+            else:
+                entry[0].extend(marked)
+                entry[1].extend(overdue)
+        self._to_apply = list(grouped.items())
+        self._applied = 0
+
+    def finish_step(self, budget: int | None = None) -> tuple[list[ServiceChanged], bool]:
+        """Apply the next services' marks and evictions, about ``budget`` instances (at
+        least one service); (changes, done).  Each is re-checked against the table as it
+        is now: a session renewed or an instance beaten since the pass began is spared,
+        so a mass expiry (a client holding 250,000 instances killed) is applied over
+        several loop turns without stalling the node."""
+        store, sessions = self.store, self.store.sessions
+        now, version, evidence = self._finish_args
+        evicting = self._evicting
+        left = self.step if budget is None else budget
 
         def seen(rec: InstanceRecord) -> float:  # its last beat, or its session's renewal
             sid = rec.session
@@ -291,17 +339,12 @@ class SweepPass:
             sess = sessions.get(sid)
             return sess is not None and sess.renewed
 
-        # one entry per service: its own silent instances and its sessions' together
-        grouped: dict[ServiceKey, tuple[list[InstanceId], list[InstanceRecord]]] = {}
-        for key, marked, overdue in self.found:
-            entry = grouped.get(key)
-            if entry is None:
-                grouped[key] = (list(marked), list(overdue))
-            else:
-                entry[0].extend(marked)
-                entry[1].extend(overdue)
         changes: list[ServiceChanged] = []
-        for key, (marked, overdue) in grouped.items():
+        todo = self._to_apply
+        while self._applied < len(todo) and left > 0:
+            key, (marked, overdue) = todo[self._applied]
+            self._applied += 1
+            left -= len(marked) + len(overdue) + 1
             svc = store.services.get(key)
             if svc is None:
                 continue
@@ -338,7 +381,7 @@ class SweepPass:
                 change = store.remove(key, ids, "evicted", version, now, evidence)
                 if change is not None:
                     changes.append(change)
-        return changes
+        return changes, self._applied >= len(todo)
 
 
 def sweep(

@@ -559,15 +559,20 @@ class RegistryNode:
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
         if run is not None:
-            if not run.advance():
-                return now
-            self._sweep = None
-            preservation = self.preservation
-            self.silent_sessions = run.silent_sessions
-            changes = run.finish(now, self._stamp(now), preservation, self._local_evidence)
-            self._effects.extend(preservation.take_events())  # local news, not replicated
+            if not run.finishing:
+                if not run.advance():
+                    return now
+                run.finishing = True
+                preservation = self.preservation
+                self.silent_sessions = run.silent_sessions
+                run.begin_finish(now, self._stamp(now), preservation, self._local_evidence)
+                self._effects.extend(preservation.take_events())  # local news, not replicated
+            changes, done = run.finish_step()  # bounded too: a mass expiry takes turns
             for change in changes:
                 self._emit(change)
+            if not done:
+                return now
+            self._sweep = None
             self.store.purge_tombstones(now, TOMBSTONE_TTL)
             self.store.sessions.collect(now, self.policy.evict_after)
             self.stats.sample(now)

@@ -421,3 +421,25 @@ def test_a_peer_renewal_with_a_stamp_far_ahead_is_ignored() -> None:
     m.node.on_replication(SessionBeats("n2", 9, ((SID, "public", ahead),)), m.now + 1)
     assert m.node.store.sessions.get(SID).last_renewed == before  # type: ignore[union-attr]
     assert m.node.counters["future_stamps"] == 1
+
+
+def test_a_mass_expiry_is_applied_in_bounded_steps() -> None:
+    """A client holding 12,000 instances dies: marking them takes several loop turns of
+    at most about SWEEP_STEP instances each, never one long stall."""
+    n = Lone()
+    n.handle("session_open", session=SID)
+    for i in range(12_000):
+        n.register(f"svc{i % 120}", f"10.{i // 250}.{i % 250}.1")
+    n.run(2.0, renew=SID)
+    n.run(2.9)
+    assert n.node.store.counts()["unhealthy"] == 0
+    n.now = round(n.now + 1.0, 6)  # past unhealthy_after, at a sweep
+    marked_per_turn = []
+    for _ in range(50):  # bounded: a handful of turns is expected
+        wake = n.node.tick(n.now)
+        changes = [e for e in n.node.take_effects() if isinstance(e, ServiceChanged)]
+        marked_per_turn.append(sum(len(c.upserted) for c in changes))
+        if wake > n.now:
+            break
+    assert sum(marked_per_turn) == 12_000 == n.node.store.counts()["unhealthy"]
+    assert max(marked_per_turn) <= 6_000 and len([m for m in marked_per_turn if m]) >= 2
