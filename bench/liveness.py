@@ -91,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="measured seconds per row (10; --quick 2)")  # fmt: skip
     ap.add_argument("--no-beats", dest="beats", action="store_false",
                     help="skip the per-instance beat row")  # fmt: skip
+    ap.add_argument("--no-single", dest="single", action="store_false",
+                    help="skip the single-client row at the smallest size")  # fmt: skip
     ap.add_argument("--no-expiry", dest="expiry", action="store_false",
                     help="skip the SIGKILL expiry measurement")  # fmt: skip
     opts = ap.parse_args(argv)
@@ -239,7 +241,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> dict[str,
         smallest = min(opts.sizes)
         plan = []
         for n in sorted(opts.sizes):
-            if n == smallest:
+            if n == smallest and opts.single:
                 plan.append((n, 1, True))  # one process keeps them all alive
             plan.append((n, max(opts.clients, n // 250_000), True))
         if opts.beats:
