@@ -129,8 +129,9 @@ class SweepPass:
     against the pass's start time; ``finish`` re-checks each instance found
     silent, since it may have beaten, been deregistered or registered again
     while the pass ran, and is applied in steps as well (``begin_finish``,
-    ``finish_step``): a mass expiry marks or evicts a step's worth per turn.  A table of at most ``step`` instances is judged in
-    one step, exactly as a single sweep would.
+    ``finish_step``): a mass expiry marks or evicts a step's worth per turn.
+    A table of at most ``step`` instances is judged in one step, exactly as a
+    single sweep would.
     """
 
     def __init__(
