@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from bench import attacks, curve, failover, heartbeat, propagation, register, scale
+from bench import attacks, curve, failover, heartbeat, liveness, propagation, register, scale
 from bench.common import (
     Procs,
     fmt_table,
@@ -35,7 +35,7 @@ from bench.common import (
 )
 
 NAMES = ("baselines", "heartbeat", "register", "propagation", "failover", "scale")
-EXTRA = ("curve", "attacks", "replication")  # run only when named (issues 10, 13)
+EXTRA = ("curve", "attacks", "replication", "liveness")  # run only when named (issues 10, 13)
 
 
 def run_baselines(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> dict[str, Any]:
@@ -262,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                     setattr(cv, k, getattr(opts, k))
                 results[name] = curve.run(procs, ctx, cv, say)
                 curve.report(results[name], say)
+            elif name == "liveness":  # its own --clients etc.: python -m bench.liveness
+                lv = liveness.parse_args(["--quick"] if opts.quick else [])
+                if opts.sizes:
+                    lv.sizes = opts.sizes
+                results[name] = liveness.run(procs, ctx, lv, say)
+                liveness.report(results[name], say)
             elif name == "attacks":
                 results[name] = attacks.run(
                     procs, ctx, attacks.parse_args(["--quick"] if opts.quick else []), say

@@ -613,6 +613,13 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{result.get('reads_throttled', 0)}, client quota refusals "
             f"{result.get('client_quota_refused', 0)}"
         )
+    sessions = result.get("sessions")
+    if isinstance(sessions, dict):
+        lines.append(
+            f"sessions        {sessions.get('count')} holding {sessions.get('instances')} "
+            f"instances; {sessions.get('renewals')} renewals, {sessions.get('silent')} silent "
+            "at the last check"
+        )
     members = result.get("members")
     if isinstance(members, list) and len(members) > 1:
         lines.append(

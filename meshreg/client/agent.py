@@ -7,6 +7,21 @@ beats, re-registers what a node forgot, keeps watched services' views fresh
 (deltas, gap -> pull, periodic resync) and fails over to the next server when
 one stops answering.
 
+Liveness: by default a client keeps its registrations alive with one *session*
+(core/sessions, docs/PROTOCOL.md "Sessions"): every registration names the
+session, and one ``session_renew`` per beat interval keeps them all alive
+however many there are.  A renewal's reply says how many instances the node
+holds in the session; when it holds fewer than were acknowledged (a node that
+restarted, instances evicted while this process was stopped) on two renewals
+in a row, or does not know the session, everything is registered again.
+Without a session (``sessions=False``) each registration beats on its own.
+
+At most ``MAX_IN_FLIGHT`` requests are in flight at once; more wait in a queue
+and go out as replies come back, so registering 100,000 instances is a
+pipeline of requests, not 100,000 round trips, and never overflows the
+socket.  Problems are logged once per kind and server per ``LOG_INTERVAL``
+(meshreg/log_limiter), never once per instance.
+
 Every request is idempotent (register, deregister, beat, queries), so on an
 attempt time-out the agent reconnects - to the next server when there are
 several - and sends everything still pending again.
@@ -23,15 +38,18 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import zmq
 
 from meshreg.client.cache import Outcome, ServiceView
@@ -57,6 +75,10 @@ from meshreg.wire.results import check_result, split_address
 log = logging.getLogger("meshreg.client")
 
 WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"))
+MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
+BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
+COMMAND_SLICE = 0.01  # s; longest run of queued commands in one loop turn
+SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals): its empty lists wait
@@ -100,6 +122,10 @@ class Registration:
         names = ("namespace", "group", "service", "ip", "port", "cluster")
         self.beat_fields = {k: self.fields[k] for k in names}
 
+    @property
+    def session(self) -> str | None:
+        return self.fields.get("session")  # type: ignore[no-any-return]
+
 
 @dataclass
 class Watch:
@@ -134,9 +160,16 @@ class ClientAgent:
         cache: DiskCache | None = None,
         empty_protection: bool = True,
         curve: tuple[CurveKeys, bytes] | None = None,
+        session: tuple[str, str] | None = None,
     ) -> None:
-        """``curve``: this client's key pair and the cluster's public key (z85)."""
+        """``curve``: this client's key pair and the cluster's public key (z85);
+        ``session``: (namespace, session id) registrations are kept alive by (None:
+        per-instance beats)."""
         self.curve = curve
+        self.session = session
+        self._session_acked = 0  # registrations in the session the node acknowledged
+        self._short_renewals = 0  # renewals in a row that held fewer than that
+        self._session_opened = False
         self.cache = cache
         self.empty_protection = empty_protection
         self.servers = servers
@@ -154,6 +187,9 @@ class ClientAgent:
         self._wake_push.connect(self._wake_endpoint)
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
+        self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
+        self._commands_left = False  # commands queued that a turn left for the next
+        self._earliest = math.inf  # <= every attempt deadline in flight (_check_deadlines)
         self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self.watches: dict[ServiceKey, Watch] = {}
         self._server_index = 0
@@ -262,6 +298,9 @@ class ClientAgent:
         """One loop turn: wait for input or the next timer, then handle both."""
         now = time.monotonic()
         wake = min(self._next_beat, self._next_resync, self._next_deadline(now + 1.0))
+        if self._commands_left and len(self._backlog) < BACKLOG_HIGH:
+            wake = now  # commands wait: look at the sockets, then run more of them
+            self._drain_commands()
         for sock, _ in self._poller.poll(int(max(0.0, wake - now) * 1000.0) + 1):
             if sock is self._wake_pull:
                 self._drain_commands()
@@ -287,11 +326,10 @@ class ClientAgent:
         self._check_deadlines(time.monotonic())
 
     def _next_deadline(self, default: float) -> float:
-        earliest = default
-        for p in self._pending.values():
-            if p.attempt_deadline < earliest:
-                earliest = p.attempt_deadline
-        return earliest
+        return min(default, self._earliest)
+
+    def _recompute_earliest(self) -> None:
+        self._earliest = min((p.attempt_deadline for p in self._pending.values()), default=math.inf)
 
     # -- connections -------------------------------------------------------------
     def _socket(self, kind: int) -> zmq.Socket[bytes]:
@@ -343,6 +381,7 @@ class ClientAgent:
             if now < self._next_switch:
                 for p in self._pending.values():  # wait on the current connection meanwhile
                     p.attempt_deadline = min(p.deadline, self._next_switch)
+                self._recompute_earliest()
                 return
             rounds = self._failed_switches - len(self.servers)
             self._next_switch = now + min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(rounds, 16))
@@ -452,7 +491,7 @@ class ClientAgent:
         req_id = next(self._ids)
         body = encode_request(op, req_id, **fields)
         now = time.monotonic()
-        pending = self._pending[req_id] = Pending(
+        pending = Pending(
             op,
             body,
             timeout,
@@ -466,14 +505,40 @@ class ClientAgent:
         pending.via = via
         if via is not None:
             pending.insist = 20  # about 1 s of 50 ms tries while the connection comes up
-        if op in WRITE_OPS and len(self._members) > 1:
+        if self._backlog or len(self._pending) >= MAX_IN_FLIGHT:
+            self._backlog.append((req_id, pending))  # waits its turn (FIFO): ``_pump``
+            return
+        self._pending[req_id] = pending
+        self._dispatch(pending, fields)
+
+    def _dispatch(self, pending: Pending, fields: dict[str, Any] | None = None) -> None:
+        """Send a request now: a write straight to its service's responsible node."""
+        if pending.op in WRITE_OPS and len(self._members) > 1 and pending.via is None:
+            if fields is None:
+                fields = msgpack.unpackb(pending.body)
             key = ServiceKey(fields["namespace"], fields["group"], fields["service"])
             owner = self._member_address.get(responsible_node(key, self._members))
             if owner is not None and owner != self.server:
                 pending.via = owner
         self._send(pending)
 
+    def _pump(self, now: float) -> None:
+        """Send from the backlog while fewer than MAX_IN_FLIGHT are in flight; fail what
+        waited past its whole deadline."""
+        backlog, pending = self._backlog, self._pending
+        while backlog and len(pending) < MAX_IN_FLIGHT:
+            req_id, p = backlog.popleft()
+            if now >= p.deadline:
+                self._resolve(p, None, self._unanswered(p))
+                continue
+            p.attempt_deadline = min(p.deadline, now + self.attempt_timeout)
+            p.tried = [self.server]
+            pending[req_id] = p
+            self._dispatch(p)
+
     def _send(self, pending: Pending) -> None:
+        if pending.attempt_deadline < self._earliest:
+            self._earliest = pending.attempt_deadline
         direct = self._direct_socket(pending.via) if pending.via is not None else None
         if direct is None:
             pending.via = None
@@ -514,6 +579,8 @@ class ClientAgent:
                 continue
             self._failed_switches = 0  # somebody answers: no more backoff
             pending = self._pending.pop(reply["id"], None)
+            if self._backlog:
+                self._pump(time.monotonic())
             if pending is None:
                 continue  # a late answer to an attempt we already re-sent
             if reply["ok"]:
@@ -559,34 +626,43 @@ class ClientAgent:
             else:
                 fut.set_exception(error)
 
+    def _unanswered(self, p: Pending) -> MeshregError:
+        """The error of a call no server answered within its deadline."""
+        tried = list(dict.fromkeys(p.tried))
+        errors = self.connect_errors
+        why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
+        since = p.deadline - p.timeout  # the call's start
+        garbled = [s for s in tried if self.malformed.get(s, ("", -1.0))[1] >= since]
+        if garbled:  # it did answer, with something we cannot read
+            return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
+        return ServerUnreachableError(
+            f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
+            f"within {p.timeout:g}s{why}; "
+            "is `meshreg node` running there? check --server / MESHREG_SERVERS"
+            + (
+                "; or the node refused this client's key: is server_key the cluster's "
+                "public key, and this client's key in the node's ACL?"
+                if self.curve is not None
+                else "; if the node runs with --key, give this client key= and "
+                "server_key= (CLI: --key, --server-key)"
+            )
+        )
+
     def _check_deadlines(self, now: float) -> bool:
-        """Fail calls past their deadline; True when the server must be replaced."""
+        """Fail calls past their deadline; True when the server must be replaced.
+
+        O(1) until the earliest attempt deadline (``_earliest``, a lower bound kept by
+        ``_send``) has passed: then one pass over what is in flight recomputes it."""
+        self._pump(now)
+        if now < self._earliest:
+            return False
+        self._earliest = math.inf  # lowered again by every _send below
         suspect = False
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
                 del self._pending[req_id]
                 suspect = True  # it never answered: try the next server for the rest
-                tried = list(dict.fromkeys(p.tried))
-                why = "".join(
-                    f" ({s}: {self.connect_errors[s]})" for s in tried if s in self.connect_errors
-                )
-                since = p.deadline - p.timeout  # the call's start
-                garbled = [s for s in tried if self.malformed.get(s, ("", -1.0))[1] >= since]
-                exc: MeshregError = ServerUnreachableError(
-                    f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
-                    f"within {p.timeout:g}s{why}; "
-                    "is `meshreg node` running there? check --server / MESHREG_SERVERS"
-                    + (
-                        "; or the node refused this client's key: is server_key the cluster's "
-                        "public key, and this client's key in the node's ACL?"
-                        if self.curve is not None
-                        else "; if the node runs with --key, give this client key= and "
-                        "server_key= (CLI: --key, --server-key)"
-                    )
-                )
-                if garbled:  # it did answer, with something we cannot read
-                    exc = malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
-                self._resolve(p, None, exc)
+                self._resolve(p, None, self._unanswered(p))
             elif now >= p.attempt_deadline:
                 if p.via is not None and p.insist > 0:
                     self._send(p)  # still connecting to the node we must ask
@@ -597,15 +673,18 @@ class ClientAgent:
                     self._send(p)
                 else:
                     suspect = True
+            if req_id in self._pending and p.attempt_deadline < self._earliest:
+                self._earliest = p.attempt_deadline
         if suspect:
             self._failover(now)
         return suspect
 
     def _fail_all(self, exc: BaseException) -> None:
-        for p in self._pending.values():
+        for p in [*self._pending.values(), *(p for _, p in self._backlog)]:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(exc)
         self._pending.clear()
+        self._backlog.clear()
         for w in self.watches.values():
             for fut, _ in w.waiting:
                 if not fut.done():
@@ -621,15 +700,24 @@ class ClientAgent:
 
     # -- commands from callers -------------------------------------------------------
     def _drain_commands(self) -> None:
+        """Run queued commands for at most COMMAND_SLICE s, and none while the backlog is
+        over BACKLOG_HIGH: replies keep being read between them (a caller queueing 250,000
+        registrations must not stall the loop), and a caller outrunning the node waits in
+        the command queue instead of growing the backlog."""
         while True:
             try:
                 self._wake_pull.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+        until = time.monotonic() + COMMAND_SLICE
         while True:
+            if len(self._backlog) >= BACKLOG_HIGH or time.monotonic() >= until:
+                self._commands_left = True
+                return
             try:
                 command, args = self._commands.get_nowait()
             except queue.Empty:
+                self._commands_left = False
                 return
             try:
                 getattr(self, "_cmd_" + command)(*args)
@@ -645,11 +733,102 @@ class ClientAgent:
         self.request(op, fields, timeout, future)
 
     def _cmd_register(self, reg: Registration, timeout: float, future: Future[Any]) -> None:
+        self._open_session()
+
         def registered(_: dict[str, Any]) -> None:
-            self.registrations[(reg.key, reg.iid)] = reg
+            ident = (reg.key, reg.iid)
+            if reg.session is not None and ident not in self.registrations:
+                self._session_acked += 1
+            self.registrations[ident] = reg
             self._wrote(reg.key)
 
         self.request("register", reg.fields, timeout, future, on_reply=registered)
+
+    def _cmd_register_batch(
+        self, batch: list[tuple[Registration, Future[Any]]], timeout: float
+    ) -> None:
+        """Many registrations at once: pipelined through the send window."""
+        for reg, future in batch:
+            self._cmd_register(reg, timeout, future)
+
+    def _open_session(self) -> None:
+        """Open the session before the first registration names it (a node that has not
+        heard of it opens it on the registration or renewal anyway: this only says hello
+        early and learns the node's timings)."""
+        if self.session is None or self._session_opened:
+            return
+        self._session_opened = True
+        namespace, sid = self.session
+        self.request(
+            "session_open",
+            {"namespace": namespace, "session": sid},
+            max(self.beat_interval, self.attempt_timeout),
+            on_error=self._renewal_failed,
+        )
+
+    def _renew_session(self) -> None:
+        """One renewal for every registration in the session (the whole liveness cost)."""
+        assert self.session is not None
+        namespace, sid = self.session
+
+        def renewed(result: dict[str, Any]) -> None:
+            held, acked = result["instances"], self._session_acked
+            if result.get("known") is False and acked:
+                self._short_renewals = SHORT_RENEWALS  # the node never heard of it
+            elif held < acked:
+                self._short_renewals += 1
+            else:
+                self._short_renewals = 0
+            if self._short_renewals >= SHORT_RENEWALS:
+                self._short_renewals = 0
+                self._limiter.warning(
+                    ("session-redo", self.server),
+                    time.monotonic(),
+                    "meshreg server %s holds %d of the %d instances of this client's session "
+                    "(a node restarted, or they were evicted while this process was stopped); "
+                    "registering them again",
+                    self.server,
+                    held,
+                    acked,
+                )
+                self._reregister_session()
+
+        self.request(
+            "session_renew",
+            {"namespace": namespace, "session": sid},
+            max(self.beat_interval, self.attempt_timeout),
+            on_reply=renewed,
+            on_error=self._renewal_failed,
+        )
+
+    def _reregister_session(self) -> None:
+        timeout = max(self.beat_interval, self.attempt_timeout) + len(self.registrations) / 5000
+        for reg in list(self.registrations.values()):
+            if reg.session is not None:
+                self.request("register", reg.fields, timeout)
+
+    def _renewal_failed(self, exc: BaseException) -> None:
+        if getattr(exc, "code", None) == ErrorCode.UNKNOWN_OP and self.session is not None:
+            # a node older than sessions: fall back on per-instance beats, for good
+            log.warning(
+                "meshreg server %s does not know sessions (%s); keeping registrations "
+                "alive with per-instance beats",
+                self.server,
+                exc,
+            )
+            self.session = None
+            self._session_acked = 0
+            for reg in self.registrations.values():
+                reg.fields.pop("session", None)
+            return
+        self._limiter.warning(
+            ("session", self.server, type(exc).__name__),
+            time.monotonic(),
+            "session renewal failed (server %s); %d registrations depend on it: %s",
+            self.server,
+            len(self.registrations),
+            exc,
+        )
 
     def _cmd_deregister(
         self,
@@ -659,7 +838,9 @@ class ClientAgent:
         timeout: float,
         future: Future[Any],
     ) -> None:
-        self.registrations.pop((key, iid), None)
+        reg = self.registrations.pop((key, iid), None)
+        if reg is not None and reg.session is not None:
+            self._session_acked -= 1
         self.request("deregister", fields, timeout, future, on_reply=lambda _: self._wrote(key))
 
     def _cmd_wrote(self, key: ServiceKey) -> None:
@@ -670,6 +851,18 @@ class ClientAgent:
         watch = self.watches.get(key)
         if watch is not None:
             watch.fresh_reads_until = time.monotonic() + READ_YOUR_WRITES_WINDOW
+
+    def _cmd_session_close(self, timeout: float, future: Future[Any]) -> None:
+        """Close the session: the node deregisters every instance registered in it."""
+        if self.session is None:
+            future.set_result({"deregistered": 0})
+            return
+        namespace, sid = self.session
+        for ident, reg in list(self.registrations.items()):
+            if reg.session is not None:
+                del self.registrations[ident]
+        self._session_acked = 0
+        self.request("session_close", {"namespace": namespace, "session": sid}, timeout, future)
 
     def _cmd_close(self, future: Future[Any]) -> None:
         self._closed = True
@@ -736,7 +929,11 @@ class ClientAgent:
 
     # -- beats and redo ----------------------------------------------------------------
     def _send_beats(self, now: float) -> None:
+        if self.session is not None and self._session_acked:
+            self._renew_session()
         for reg in list(self.registrations.values()):
+            if reg.session is not None:
+                continue  # kept alive by the session's renewal
             self.request(
                 "beat",
                 reg.beat_fields,
@@ -747,20 +944,23 @@ class ClientAgent:
     def _beat_failed(self, reg: Registration, exc: BaseException) -> None:
         code = getattr(exc, "code", None)
         if isinstance(exc, ServerUnreachableError):
-            self._limiter.warning(
-                ("beat", reg.key),
+            self._limiter.warning(  # one line per server and interval, not per instance
+                ("beat", self.server),
                 time.monotonic(),
-                "beats for %s %s are not answered: %s",
+                "beats are not answered (e.g. %s %s): %s",
                 reg.key,
                 reg.iid,
                 exc,
             )
         if code == ErrorCode.NOT_FOUND and (reg.key, reg.iid) in self.registrations:
-            log.info(
-                "%s %s unknown to %s (evicted or restarted); registering it again",
+            self._limiter.warning(
+                ("reregister", self.server),
+                time.monotonic(),
+                "instances unknown to %s (evicted or the node restarted), e.g. %s %s; "
+                "registering them again",
+                self.server,
                 reg.key,
                 reg.iid,
-                self.server,
             )
             self.request("register", reg.fields, max(self.beat_interval, self.attempt_timeout))
 

@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import random
+import secrets
 import socket
 import threading
 import time
@@ -103,9 +104,14 @@ class Client:
         empty_protection: bool = True,
         key: str | os.PathLike[str] | None = None,
         server_key: str | os.PathLike[str] | None = None,
+        sessions: bool = True,
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
-        cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md)."""
+        cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
+
+        ``sessions``: keep registrations alive with one client session (one renewal per
+        ``beat_interval`` for all of them; docs/PROTOCOL.md, "Sessions"); False: each
+        registration beats on its own (the v1 ``beat``, for nodes older than sessions)."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
@@ -122,6 +128,8 @@ class Client:
         self.servers = _parse_servers(servers)
         self.namespace = namespace
         self.group = group
+        # 128 random bits: the session id is the capability to renew and close it
+        self.session = secrets.token_hex(16) if sessions else None
         self.timeout = timeout
         self.avoid_failed_for = avoid_failed_for
         self._rng = rng or random.Random()
@@ -144,6 +152,7 @@ class Client:
             cache=cache,
             empty_protection=empty_protection,
             curve=curve,
+            session=(namespace, self.session) if self.session is not None else None,
         )
         self._agent.start()
         self._close_lock = threading.Lock()
@@ -160,12 +169,83 @@ class Client:
         cluster: str = DEFAULT_CLUSTER,
         enabled: bool = True,
     ) -> None:
-        """Register an instance and keep it alive with beats until deregistered."""
+        """Register an instance and keep it alive (its session's renewals, or its own
+        beats) until deregistered."""
+        reg = self._registration(service, ip, port, weight, metadata, cluster, enabled)
+        self._wait("register", lambda fut: self._agent.submit("register", reg, self.timeout, fut))
+
+    def register_many(
+        self, instances: Iterable[dict[str, Any]], timeout: float | None = None
+    ) -> list[tuple[dict[str, Any], BaseException]]:
+        """Register many instances at once, pipelined (many requests in flight, not one
+        round trip each); each keeps alive as with ``register``.
+
+        ``instances``: maps with ``service``, ``ip``, ``port`` and optionally
+        ``weight``, ``metadata``, ``cluster``, ``enabled``.  Each is checked as it is
+        queued (in chunks: the first are on the wire while the rest are checked); one
+        that fails the check is not sent.  Returns the ones that failed (invalid or
+        refused by the node), with their errors; empty: all registered.  ``timeout``:
+        the whole batch's budget (default: ``timeout`` plus 1 s per 5,000 instances).
+        """
+        items = list(instances)
+        budget = timeout if timeout is not None else self.timeout + len(items) / 5000
+        waiting: list[tuple[dict[str, Any], Future[Any]]] = []
+        failed: list[tuple[dict[str, Any], BaseException]] = []
+        chunk = 1000  # one command per chunk: the I/O thread pipelines them
+        for start in range(0, len(items), chunk):
+            batch = []
+            for d in items[start : start + chunk]:
+                try:
+                    reg = self._registration(
+                        d["service"],
+                        d["ip"],
+                        d["port"],
+                        d.get("weight", 1.0),
+                        d.get("metadata"),
+                        d.get("cluster", DEFAULT_CLUSTER),
+                        d.get("enabled", True),
+                    )
+                except (InvalidArgumentError, KeyError, TypeError) as exc:
+                    failed.append((d, exc))
+                    continue
+                fut: Future[Any] = Future()
+                batch.append((reg, fut))
+                waiting.append((d, fut))
+            if batch:
+                self._agent.submit("register_batch", batch, budget)
+        deadline = time.monotonic() + budget + 2.0
+        for item, fut in waiting:
+            try:
+                fut.result(max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                failed.append((item, ServerUnreachableError("register: no answer in time")))
+            except MeshregError as exc:
+                failed.append((item, exc))
+        if failed:
+            log.warning(
+                "register_many: %d of %d registrations failed (first: %s)",
+                len(failed),
+                len(items),
+                failed[0][1],
+            )
+        return failed
+
+    def _registration(
+        self,
+        service: str,
+        ip: str,
+        port: int,
+        weight: float,
+        metadata: dict[str, str] | None,
+        cluster: str,
+        enabled: bool,
+    ) -> Registration:
         fields = self._instance_fields(service, ip, port, cluster)
         fields.update(weight=float(weight), enabled=enabled, metadata=dict(metadata or {}))
+        if self._agent.session is not None:  # None also after a fallback (an old node)
+            fields["session"] = self._agent.session[1]
         self._validate("register", fields)
-        reg = Registration(self._key(service), InstanceId(ip, port, cluster), fields)
-        self._wait("register", lambda fut: self._agent.submit("register", reg, self.timeout, fut))
+        return Registration(self._key(service), InstanceId(ip, port, cluster), fields)
 
     def deregister(self, service: str, ip: str, port: int, cluster: str = DEFAULT_CLUSTER) -> None:
         """Stop beating for an instance and remove it from the registry."""
@@ -419,7 +499,19 @@ class Client:
             self._closed = True
         budget = self.timeout if timeout is None else timeout
         try:
-            # Deregister everything at once, then wait for all within one budget.
+            if self.session is not None:  # one message deregisters the session's instances
+                fut = Future()
+                self._agent.submit("session_close", budget, fut)
+                try:
+                    fut.result(budget + 1.0)
+                except (MeshregError, FutureTimeout) as exc:
+                    log.warning(
+                        "could not close session %s on close (its instances are evicted "
+                        "when it expires): %s",
+                        self.session,
+                        exc,
+                    )
+            # Deregister the rest at once, then wait for all within one budget.
             pending = []
             for reg in list(self._agent.registrations.values()):
                 fields = {k: reg.fields[k] for k in _ID_FIELDS}

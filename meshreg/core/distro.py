@@ -94,7 +94,8 @@ from meshreg.core.membership import MemberChanged, Membership, MemberState
 from meshreg.core.node import RegistryNode
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
-from meshreg.core.store import InstanceRecord
+from meshreg.core.sessions import SessionRecord
+from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import ServiceKey
@@ -109,6 +110,7 @@ from meshreg.wire.messages import (
 from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
     MAX_RECONCILE_SERVICES,
+    MAX_SESSION_ENTRIES,
     Beacon,
     DigestPage,
     DigestSummary,
@@ -117,6 +119,7 @@ from meshreg.wire.peer import (
     Reconcile,
     ReplicatedDelta,
     ServicePayload,
+    SessionBeats,
     parse_digest_page,
     parse_reconcile_reply,
     payload_stamps,
@@ -161,7 +164,7 @@ class Forward:
 class Broadcast:
     """Publish a message on the replication channel."""
 
-    message: Beacon | ReplicatedDelta | DigestSummary
+    message: Beacon | ReplicatedDelta | DigestSummary | SessionBeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +216,7 @@ class DistroNode(RegistryNode):
         self.view_stamp = 0  # stamp of our latest member view change (see alive_floor)
         self.refresh_every = policy.unhealthy_after / 2  # s between refreshes of one record
         self._refresh_queue: dict[ServiceKey, dict[Any, InstanceRecord]] = {}
+        self._session_queue: dict[str, tuple[str, int]] = {}  # renewals to replicate
         self._resync: set[str] = set()  # peers to finish a round with before sweeping again
         self._resync_until = -math.inf  # ... or until then at the latest
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
@@ -243,6 +247,7 @@ class DistroNode(RegistryNode):
             "replication_errors": 0,  # peer messages rejected (invalid, or stamps ahead)
             "future_stamps": 0,  # ... of which: a stamp too far ahead of our clock
             "refuted": 0,
+            "session_beats_in": 0,  # sessions messages from peers (renewals they received)
         }
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
 
@@ -301,8 +306,8 @@ class DistroNode(RegistryNode):
         """Our own evidence that may refute a judgment: a beat we saw less than
         ``unhealthy_after`` ago (an older one would not have saved it here either)."""
         recent = now - self.policy.unhealthy_after
-        evidence = self._local_evidence
-        return lambda rec: evidence(rec) if rec.last_beat > recent else 0
+        evidence, seen = self._local_evidence, self._seen
+        return lambda rec: evidence(rec) if seen(rec) > recent else 0
 
     def other_views(self) -> list[tuple[str, ...]]:
         """The member views of peers that are up and see the cluster differently from us."""
@@ -342,8 +347,19 @@ class DistroNode(RegistryNode):
         if self.membership.peers:
             self._publish(ServicePayload(key, (), ((iid, version, 0),), None))
 
+    def _session_beat(self, sess: SessionRecord) -> None:
+        if self.membership.peers:
+            self._session_queue[sess.id] = (sess.namespace, sess.alive)
+
     def take_effects(self) -> list[Any]:
-        """The queued effects, with the pending refreshes as one delta per service."""
+        """The queued effects, with the pending refreshes as one delta per service and
+        the session renewals received since the last call in one message (or a few)."""
+        if self._session_queue:
+            beats = [(sid, ns, alive) for sid, (ns, alive) in self._session_queue.items()]
+            self._session_queue = {}
+            for start in range(0, len(beats), MAX_SESSION_ENTRIES):
+                chunk = tuple(beats[start : start + MAX_SESSION_ENTRIES])
+                self._effects.append(Broadcast(SessionBeats(self.node_id, self.epoch, chunk)))
         if self._refresh_queue:
             queued, self._refresh_queue = self._refresh_queue, {}
             for key, recs in queued.items():
@@ -588,12 +604,16 @@ class DistroNode(RegistryNode):
         return {"services": [payload_to_wire(self.payload_of(p.key)) for p in req.services]}
 
     # -- replication channel -----------------------------------------------------------
-    def on_replication(self, msg: Beacon | ReplicatedDelta | DigestSummary, now: float) -> None:
+    def on_replication(
+        self, msg: Beacon | ReplicatedDelta | DigestSummary | SessionBeats, now: float
+    ) -> None:
         """A message from a peer's replication socket (already validated)."""
         if msg.node == self.node_id:
             return
         t = type(msg)
-        if t is Beacon:
+        if t is SessionBeats:
+            self._on_sessions(msg, now)  # type: ignore[arg-type]
+        elif t is Beacon:
             self._on_beacon(msg, now)  # type: ignore[arg-type]
         elif t is ReplicatedDelta:
             self._on_delta(msg, now)  # type: ignore[arg-type]
@@ -621,6 +641,39 @@ class DistroNode(RegistryNode):
         if applied is None or applied[0] != d.epoch or d.seq > applied[1]:
             self.applied_seq[d.node] = (d.epoch, d.seq)
         self._merge(d.payload, now, d.node)
+
+    def _on_sessions(self, b: SessionBeats, now: float) -> None:
+        """Renewals a peer received: its evidence is ours (core/sessions).  An entry with
+        a stamp beyond ``stamp_limit`` is rejected (Bounded stamps); one naming a session
+        of another namespace is ignored (the id is taken there)."""
+        self.counters["session_beats_in"] += 1
+        wall = now + self.wall_offset
+        limit = stamp_limit(wall)
+        wall_us = self.wall_stamp(now) >> TAG_BITS
+        sessions = self.store.sessions
+        for sid, namespace, alive in b.entries:
+            if alive > limit:
+                self.counters["future_stamps"] += 1
+                self.counters["replication_errors"] += 1
+                self._report(
+                    now,
+                    "sessions",
+                    b.node,
+                    f"a renewal of session {sid} carries a stamp "
+                    f"{stamp_seconds(alive) - wall:.1f} s ahead of this node's clock (the limit "
+                    f"is {MAX_CLOCK_AHEAD:g} s); ignored: check both nodes' clocks (NTP)",
+                )
+                continue
+            held = sessions.get(sid)
+            if held is not None and held.namespace != namespace:
+                continue
+            self.hlc.observe(alive)
+            seen_at = evidence_time(alive, now, wall_us)
+            if now < self._stale_until:  # it may have waited out our stall
+                seen_at = min(seen_at, self._stall_began)
+            sess = sessions.renew(sid, namespace, seen_at, alive, now)
+            if now >= self._stale_until:
+                self._heal_session(sess, now)
 
     def _on_digest(self, d: DigestSummary, now: float) -> None:
         peer = self.membership.peer_by_id(d.node)

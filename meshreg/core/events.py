@@ -21,6 +21,9 @@ class InstanceView:
     version: int = field(default=0, compare=False)  # stamp of the last write (core/versions)
     alive: int = field(default=0, compare=False)  # stamp of the latest liveness evidence
     down: int = field(default=0, compare=False)  # the ``alive`` an unhealthy mark judged stale
+    # the client session that keeps it alive (core/sessions); None: its own beats. Peers
+    # only: never shown to watchers (a session id is its holder's capability)
+    session: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,17 @@ reading a record.  Only services with a silent instance are read.  A pass runs
 in bounded steps (``SweepPass``) between requests, so even a table of a million
 instances never stalls the node for more than about a millisecond at a time.
 
+Sessions (``core/sessions``): an instance registered in a client session is
+judged by its session's last renewal, not its own beats, and the per-instance
+pass skips it.  After the services, a pass visits the *sessions* (one step of
+the budget each): a session renewed within ``unhealthy_after`` costs one
+comparison, whatever it holds; only the instances of a silent session are
+read, and they are marked unhealthy, then evicted, exactly as silent
+instances are (same changes, same notifications, the same grace after an
+adoption or a stall, counted by self-preservation alike).  So a pass over a
+million live instances held by a few sessions reads a few records per
+service and one per session.
+
 Self-preservation (``core/preservation``): the sweep first counts the silent
 instances among those it judges and lets the node's
 :class:`~meshreg.core.preservation.SelfPreservation` decide whether this
@@ -117,8 +128,10 @@ class SweepPass:
     turn instead and serves requests in between.  Everything is judged
     against the pass's start time; ``finish`` re-checks each instance found
     silent, since it may have beaten, been deregistered or registered again
-    while the pass ran.  A table of at most ``step`` instances is judged in
-    one step, exactly as a single sweep would.
+    while the pass ran, and is applied in steps as well (``begin_finish``,
+    ``finish_step``): a mass expiry marks or evicts a step's worth per turn.
+    A table of at most ``step`` instances is judged in one step, exactly as a
+    single sweep would.
     """
 
     def __init__(
@@ -148,10 +161,23 @@ class SweepPass:
         self.found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
         self._todo = list(store.records())  # the services as they stand at the start
         self._next = 0
+        self._sessions = list(store.sessions.by_id.values())  # ... and the sessions
+        self._next_session = 0
+        self.finishing = False  # begin_finish called: applying in steps (the node sets it)
+        self._evicting = True
+        self._finish_args: tuple[float, int, Callable[[InstanceRecord], int] | None] = (
+            now,
+            0,
+            None,
+        )
+        self._to_apply: list[tuple[ServiceKey, tuple[list[InstanceId], list[InstanceRecord]]]]
+        self._to_apply = []
+        self._applied = 0
+        self.silent_sessions = 0  # sessions found silent (their instances judged)
 
     @property
     def done(self) -> bool:
-        return self._next >= len(self._todo)
+        return self._next >= len(self._todo) and self._next_session >= len(self._sessions)
 
     def advance(self) -> bool:
         """Judge the next services, at least one and about ``step`` instances; True when done."""
@@ -176,6 +202,8 @@ class SweepPass:
             oldest = math.inf
             silent = unproven = 0
             for rec in svc.instances.values():
+                if rec.session is not None:
+                    continue  # judged by its session (below), not by its own beats
                 beat = rec.last_beat
                 if beat < oldest:
                     oldest = beat
@@ -194,7 +222,58 @@ class SweepPass:
             if to_mark or to_evict:
                 self.found.append((svc.key, to_mark, to_evict))
                 self.overdue += sum(1 for rec in to_evict if rec.last_beat > rec.registered_at)
+        if self._next >= len(todo):
+            budget = self._advance_sessions(budget)
         return self.done
+
+    def _advance_sessions(self, budget: int) -> int:
+        """Judge the next sessions: one step each, plus the instances of a silent one."""
+        sessions, owns, store = self._sessions, self.owns, self.store
+        held = store.sessions.by_id
+        unhealthy_before, evict_before = self.unhealthy_before, self.evict_before
+        while self._next_session < len(sessions) and budget > 0:
+            sess = sessions[self._next_session]
+            self._next_session += 1
+            budget -= 1
+            last = sess.last_renewed
+            if last > unhealthy_before or held.get(sess.id) is not sess:
+                continue  # renewed recently (the usual case), or gone meanwhile
+            judged = False
+            for key, ids in list(sess.instances.items()):
+                if owns is not None and not owns(key):
+                    continue
+                svc = store.services.get(key)
+                if svc is None:
+                    continue
+                watched = svc.watched_since
+                if watched > unhealthy_before:
+                    continue  # adopted recently: its renewals may have gone elsewhere
+                budget -= len(ids)
+                evict_svc = evict_before if watched <= evict_before else -math.inf
+                to_evict: list[InstanceRecord] = []
+                to_mark: list[InstanceId] = []
+                silent = 0
+                for iid in ids:
+                    rec = svc.instances.get(iid)
+                    if rec is None or rec.session != sess.id:
+                        continue
+                    silent += 1
+                    if last <= evict_svc:
+                        to_evict.append(rec)
+                    elif rec.healthy:
+                        to_mark.append(rec.id)
+                judged = judged or silent > 0
+                if sess.renewed:
+                    self.silent += silent
+                    self.overdue += len(to_evict)
+                else:  # never renewed since first seen here: no stream stopped
+                    self.total -= silent
+                    self.unproven += silent
+                if to_mark or to_evict:
+                    self.found.append((key, to_mark, to_evict))
+            if judged:
+                self.silent_sessions += 1
+        return budget
 
     def finish(
         self,
@@ -206,13 +285,68 @@ class SweepPass:
         """Apply the pass (after ``advance`` returned True): the changes, one or two per service.
 
         ``evidence(record)``: the stamp of the latest beat this node saw of it, which
-        each mark and eviction records as the evidence it judged (core/store)."""
-        store = self.store
-        evicting = preservation is None or preservation.assess(
+        each mark and eviction records as the evidence it judged (core/store).  All at
+        once: ``begin_finish`` and ``finish_step`` do the same in bounded steps."""
+        self.begin_finish(now, version, preservation, evidence)
+        changes: list[ServiceChanged] = []
+        while True:  # bounded: each step consumes at least one service
+            more, done = self.finish_step(2**62)
+            changes += more
+            if done:
+                return changes
+
+    def begin_finish(
+        self,
+        now: float,
+        version: int = 0,
+        preservation: SelfPreservation | None = None,
+        evidence: Callable[[InstanceRecord], int] | None = None,
+    ) -> None:
+        """Decide whether this pass may evict (self-preservation, once) and line up what
+        it found, one entry per service (its own silent instances and its sessions')."""
+        self._evicting = preservation is None or preservation.assess(
             now, self.silent, self.total, self.overdue
         )
-        changes: list[ServiceChanged] = []
+        self._finish_args = (now, version, evidence)
+        grouped: dict[ServiceKey, tuple[list[InstanceId], list[InstanceRecord]]] = {}
         for key, marked, overdue in self.found:
+            entry = grouped.get(key)
+            if entry is None:
+                grouped[key] = (list(marked), list(overdue))
+            else:
+                entry[0].extend(marked)
+                entry[1].extend(overdue)
+        self._to_apply = list(grouped.items())
+        self._applied = 0
+
+    def finish_step(self, budget: int | None = None) -> tuple[list[ServiceChanged], bool]:
+        """Apply the next services' marks and evictions, about ``budget`` instances (at
+        least one service); (changes, done).  Each is re-checked against the table as it
+        is now: a session renewed or an instance beaten since the pass began is spared,
+        so a mass expiry (a client holding 250,000 instances killed) is applied over
+        several loop turns without stalling the node."""
+        store, sessions = self.store, self.store.sessions
+        now, version, evidence = self._finish_args
+        evicting = self._evicting
+        left = self.step if budget is None else budget
+
+        def seen(rec: InstanceRecord) -> float:  # its last beat, or its session's renewal
+            sid = rec.session
+            return rec.last_beat if sid is None else sessions.last_renewed(sid)
+
+        def proven(rec: InstanceRecord) -> bool:  # beat (renewed) since registered here
+            sid = rec.session
+            if sid is None:
+                return rec.last_beat > rec.registered_at
+            sess = sessions.get(sid)
+            return sess is not None and sess.renewed
+
+        changes: list[ServiceChanged] = []
+        todo = self._to_apply
+        while self._applied < len(todo) and left > 0:
+            key, (marked, overdue) = todo[self._applied]
+            self._applied += 1
+            left -= len(marked) + len(overdue) + 1
             svc = store.services.get(key)
             if svc is None:
                 continue
@@ -226,22 +360,20 @@ class SweepPass:
             to_mark = [
                 i
                 for i in marked
-                if (r := current.get(i)) is not None
-                and r.healthy
-                and r.last_beat <= unhealthy_before
+                if (r := current.get(i)) is not None and r.healthy and seen(r) <= unhealthy_before
             ]
             to_evict = [
                 rec
                 for rec in overdue
                 if current.get(rec.id) is rec
-                and rec.last_beat <= evict_before
+                and seen(rec) <= evict_before
                 and svc.watched_since <= evict_before
             ]
             if not evicting:  # held: overdue instances are only marked unhealthy ...
-                held = [rec for rec in to_evict if rec.last_beat > rec.registered_at]
+                held = [rec for rec in to_evict if proven(rec)]
                 to_mark += [rec.id for rec in held if rec.healthy]
                 # ... but one that never beat after registering is evicted as usual
-                to_evict = [rec for rec in to_evict if rec.last_beat <= rec.registered_at]
+                to_evict = [rec for rec in to_evict if not proven(rec)]
             if to_mark:
                 change = store.set_health(key, to_mark, False, version, evidence)
                 if change is not None:
@@ -251,7 +383,7 @@ class SweepPass:
                 change = store.remove(key, ids, "evicted", version, now, evidence)
                 if change is not None:
                     changes.append(change)
-        return changes
+        return changes, self._applied >= len(todo)
 
 
 def sweep(

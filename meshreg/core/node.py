@@ -33,12 +33,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import xxhash
+
 from meshreg import __version__
 from meshreg.core import health
 from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
+from meshreg.core.sessions import SessionRecord
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.core.subscriptions import Subscriptions
@@ -55,6 +58,9 @@ from meshreg.wire.messages import (
     RegisterInstance,
     Request,
     RequestRejected,
+    SessionClose,
+    SessionOpen,
+    SessionRenew,
     SetService,
     UpdateInstance,
     services_cursor,
@@ -109,6 +115,9 @@ class RegistryNode:
         self.preservation = SelfPreservation(policy)
         self.next_check_at = now + policy.check_interval
         self._sweep: health.SweepPass | None = None  # a health check under way
+        self._sessions_opened = 0  # ids chosen by this node (with node id and epoch: unique)
+        self.session_renewals = 0  # renewals received from clients (stats)
+        self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
         self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
 
     # -- requests -------------------------------------------------------------
@@ -127,11 +136,42 @@ class RegistryNode:
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
                 raise _over_quota(exceeded, req)
+            if req.session is not None:
+                self._session_for(req, req.session, req.key.namespace, now)
             change = self.store.register(
-                req.key, req.instance, req.weight, req.enabled, req.metadata, now, self._stamp(now)
+                req.key,
+                req.instance,
+                req.weight,
+                req.enabled,
+                req.metadata,
+                now,
+                self._stamp(now),
+                req.session,
             )
             self._emit(change)
             return None
+        if type(req) is SessionRenew:
+            sess = self._session_for(req, req.session, req.namespace, now, create=False)
+            known = sess is not None
+            if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
+                sess = self._session_for(req, req.session, req.namespace, now)
+            self._renew_session(req.session, req.namespace, now)
+            return {"instances": sess.count, "known": known}
+        if type(req) is SessionOpen:
+            sid = req.session if req.session is not None else self._new_session_id()
+            sess = self._session_for(req, sid, req.namespace, now)
+            self._renew_session(sid, req.namespace, now)
+            return {
+                "session": sid,
+                "instances": sess.count,
+                "unhealthy_after": self.policy.unhealthy_after,
+                "evict_after": self.policy.evict_after,
+            }
+        if type(req) is SessionClose:
+            sess = self._session_for(req, req.session, req.namespace, now, create=False)
+            if sess is None:
+                return {"deregistered": 0}
+            return {"deregistered": self._close_session(sess, now)}
         if type(req) is DeregisterInstance:
             version = self._stamp(now)
             change = self.store.deregister(req.key, req.instance, version, now)
@@ -193,6 +233,97 @@ class RegistryNode:
         requests["beat"] = requests.get("beat", 0) + 1
         return True
 
+    # -- sessions (core/sessions) ------------------------------------------------------
+    def _session_for(
+        self, req: Any, sid: str, namespace: str, now: float, create: bool = True
+    ) -> SessionRecord:
+        """The session a request names, checked against its namespace and, when it is new
+        here and ``create``, against ``max_sessions`` (None only when not ``create``)."""
+        sessions = self.store.sessions
+        sess = sessions.get(sid)
+        if sess is not None and sess.namespace != namespace:
+            raise RequestRejected(
+                ErrorCode.NOT_FOUND if req.op != "register" else ErrorCode.INVALID_ARGUMENT,
+                f"{req.op}: session {sid} belongs to another namespace than {namespace!r}; "
+                "a session holds instances of one namespace: open one per namespace",
+                req.req_id,
+                req.op,
+            )
+        if sess is None and create:
+            if len(sessions) >= self.limits.max_sessions:
+                self.quotas.rejected["max_sessions"] = (
+                    self.quotas.rejected.get("max_sessions", 0) + 1
+                )
+                raise RequestRejected(
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    f"{req.op}: this node holds {len(sessions)} sessions, its limit "
+                    f"([limits] max_sessions = {self.limits.max_sessions}); close sessions "
+                    "no longer used, use one session per client process, or raise the limit",
+                    req.req_id,
+                    req.op,
+                )
+            sess = sessions.ensure(sid, namespace, now)
+        return sess  # type: ignore[return-value]
+
+    def _new_session_id(self) -> str:
+        """A session id unique to this incarnation (node id, random epoch, a counter)."""
+        self._sessions_opened += 1
+        seed = f"{self.address}|{self.hlc.tag}|{self.epoch}|{self._sessions_opened}"
+        return xxhash.xxh3_128_hexdigest(seed.encode())
+
+    def _renew_session(self, sid: str, namespace: str, now: float) -> None:
+        """A client renewed ``sid`` here: record it, heal, replicate (``_session_beat``)."""
+        self.session_renewals += 1
+        seen_at = self._beat_time(now, now)
+        alive = self._stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
+        sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
+        self._session_beat(sess)
+        if now >= self._stale_until:  # else it may have waited out our stall: no heal
+            self._heal_session(sess, now)
+
+    def _heal_session(self, sess: SessionRecord, now: float) -> None:
+        """A renewal came: heal the session's unhealthy instances this node judges (their
+        judges elsewhere heal theirs when the renewal reaches them)."""
+        if not sess.suspect:
+            return
+        judged = self._judged()
+        left = False
+        for key, ids in list(sess.instances.items()):
+            svc = self.store.services.get(key)
+            if svc is None:
+                continue
+            sick = [i for i in ids if (r := svc.instances.get(i)) is not None and not r.healthy]
+            if not sick:
+                continue
+            if judged is not None and not judged(key):
+                left = True
+                continue
+            self._emit(self.store.set_health(key, sick, True, self._stamp(now)))
+        sess.suspect = left
+
+    def _close_session(self, sess: SessionRecord, now: float) -> int:
+        """Deregister every instance of a session (a provider's shutdown) and forget it."""
+        removed = 0
+        for key, ids in list(sess.instances.items()):
+            version = self._stamp(now)
+            change = self.store.deregister_all(key, list(ids), version, now)
+            if change is not None:
+                removed += len(change.removed)
+            self._emit(change)
+        self.store.sessions.drop(sess.id)
+        return removed
+
+    def _session_beat(self, sess: SessionRecord) -> None:
+        """A renewal received here (replicated to every peer in a cluster)."""
+
+    def _seen(self, rec: InstanceRecord) -> float:
+        """When this node last saw ``rec`` alive: its last beat, or its session's renewal."""
+        sid = rec.session
+        if sid is None:
+            return rec.last_beat
+        renewed = self.store.sessions.last_renewed(sid)
+        return renewed if renewed > -math.inf else rec.last_beat
+
     def _beat(self, req: Beat, now: float, beat_time: float) -> None:
         self.stats.beats += 1
         beat_time = self._beat_time(now, beat_time)
@@ -205,6 +336,8 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
+        if rec.session is not None:
+            return  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
         if now < self._stale_until:
             return  # it may have waited out our stall: evidence for our own judging only
         if beat_time < now:  # evidence of life a while ago: it counts for what it is
@@ -240,7 +373,7 @@ class RegistryNode:
 
     def _local_evidence(self, rec: InstanceRecord) -> int:
         """A stamp for the latest beat this node saw of ``rec`` (``_evidence_stamp``)."""
-        return self._evidence_stamp(rec.last_beat)
+        return self._evidence_stamp(self._seen(rec))
 
     def _evidence_stamp(self, beat_time: float) -> int:
         """A stamp for a beat seen at ``beat_time``: that time on our wall clock, less
@@ -350,6 +483,13 @@ class RegistryNode:
             },
             "limits": self.limits.as_dict(),
             "rejected_quota": self.quotas.result(),
+            # client sessions (core/sessions): bounded by [limits] max_sessions
+            "sessions": {
+                "count": len(store.sessions),
+                "instances": store.sessions.instance_count,
+                "renewals": self.session_renewals,
+                "silent": self.silent_sessions,
+            },
         }
 
     # -- time ----------------------------------------------------------------
@@ -419,15 +559,22 @@ class RegistryNode:
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
         if run is not None:
-            if not run.advance():
-                return now
-            self._sweep = None
-            preservation = self.preservation
-            changes = run.finish(now, self._stamp(now), preservation, self._local_evidence)
-            self._effects.extend(preservation.take_events())  # local news, not replicated
+            if not run.finishing:
+                if not run.advance():
+                    return now
+                run.finishing = True
+                preservation = self.preservation
+                self.silent_sessions = run.silent_sessions
+                run.begin_finish(now, self._stamp(now), preservation, self._local_evidence)
+                self._effects.extend(preservation.take_events())  # local news, not replicated
+            changes, done = run.finish_step()  # bounded too: a mass expiry takes turns
             for change in changes:
                 self._emit(change)
+            if not done:
+                return now
+            self._sweep = None
             self.store.purge_tombstones(now, TOMBSTONE_TTL)
+            self.store.sessions.collect(now, self.policy.evict_after)
             self.stats.sample(now)
         return self.next_check_at
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from meshreg.core.sessions import DEFAULT_MAX_SESSIONS
 from meshreg.core.store import DEFAULT_MAX_TOMBSTONES, RegistryStore, metadata_size
 from meshreg.errors import ConfigError
 from meshreg.model import MAX_METADATA_CHARS, InstanceId, ServiceKey
@@ -83,6 +84,9 @@ class LimitsPolicy:
     # node without a key) and per node; a burst of twice the rate is allowed
     read_rate_per_client: int = 200
     read_rate_per_node: int = 2_000
+    # client sessions (core/sessions: a few hundred bytes each plus their index); one per
+    # client process is the usual, so 100k is a hundred thousand clients per cluster
+    max_sessions: int = DEFAULT_MAX_SESSIONS
 
     def __post_init__(self) -> None:
         for f in fields(self):

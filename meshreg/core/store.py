@@ -55,6 +55,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.core.sessions import Sessions
 from meshreg.core.sorted_keys import SortedKeys
 from meshreg.core.versions import TAG_BITS
 from meshreg.model import InstanceId, ServiceKey
@@ -92,6 +93,7 @@ class InstanceRecord:
         "version",
         "alive",
         "down",
+        "session",
     )
 
     def __init__(
@@ -116,6 +118,7 @@ class InstanceRecord:
         # count); -inf for a copy merged from a peer (unknown: taken as beating).
         self.registered_at = now
         self.last_beat = now
+        self.session: str | None = None  # its client session (core/sessions); None: beats
 
     def view(self) -> InstanceView:
         iid = self.id
@@ -130,6 +133,7 @@ class InstanceRecord:
             self.version,
             self.alive,
             self.down,
+            self.session,
         )
 
 
@@ -200,7 +204,7 @@ def _survives(version: int, alive: int, down: int, tomb: tuple[float, ...]) -> b
     return not tomb[1] or down < alive
 
 
-def _evidence_time(alive: int, now: float, wall_us: int | None) -> float:
+def evidence_time(alive: int, now: float, wall_us: int | None) -> float:
     """The local time of the liveness evidence stamped ``alive``: ``now`` less its age.
 
     The age is read on the wall clock (the stamp's microseconds, see
@@ -255,6 +259,8 @@ class RegistryStore:
         # services with instances, per namespace (sorted) and counted per (namespace, group)
         self._index: dict[str, SortedKeys] = {}
         self._group_sizes: dict[tuple[str, str], int] = {}
+        # client sessions and the instances each holds (core/sessions), kept in step here
+        self.sessions = Sessions()
 
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
@@ -320,11 +326,14 @@ class RegistryStore:
         metadata: dict[str, str],
         now: float,
         version: int = 0,
+        session: str | None = None,
     ) -> ServiceChanged | None:
         """Add or update an instance; a repeat with equal fields only refreshes its beat.
 
         ``version`` stamps the write; an unhealthy instance registered again is
-        healed with it as its new liveness evidence.
+        healed with it as its new liveness evidence.  ``session``: the client
+        session that keeps it alive (None: its own beats); a change of session is
+        a write like a change of weight.
         """
         svc = self.services.get(key)
         if svc is None:
@@ -336,6 +345,9 @@ class RegistryStore:
                 iid, _stored_weight(weight), enabled, svc.shared_metadata(metadata), now, version
             )
             self._count_in(rec)
+            if session is not None:
+                rec.session = session
+                self.sessions.attach(session, key, iid, now, True)
             if now < svc.oldest_beat:
                 svc.oldest_beat = now
             self._forget_tombstone(key, iid)
@@ -343,12 +355,18 @@ class RegistryStore:
         rec.last_beat = now
         if now < svc.oldest_beat:
             svc.oldest_beat = now
-        same = rec.weight == weight and rec.enabled == enabled and rec.metadata == metadata
+        same = (
+            rec.weight == weight
+            and rec.enabled == enabled
+            and rec.metadata == metadata
+            and rec.session == session
+        )
         if rec.healthy and same:
             return None
         if not same:
             rec.weight, rec.enabled = _stored_weight(weight), enabled
             self._set_metadata(rec, svc.shared_metadata(metadata))
+            self._move_session(key, rec, session, now)
             _written(rec, version)
         if not rec.healthy:
             rec.healthy = True
@@ -386,6 +404,12 @@ class RegistryStore:
         whatever liveness evidence or health mark that copy carries.
         """
         return self._remove(key, (iid,), "deregistered", now, version)
+
+    def deregister_all(
+        self, key: ServiceKey, iids: Iterable[InstanceId], version: int, now: float
+    ) -> ServiceChanged | None:
+        """Deregister several instances of one service: one change (a session's close)."""
+        return self._remove(key, iids, "deregistered", now, version)
 
     def remember_removal(self, key: ServiceKey, iid: InstanceId, version: int, now: float) -> bool:
         """A deregistration of an instance not in the table: keep its tombstone anyway, so
@@ -440,6 +464,8 @@ class RegistryStore:
                     if evidence is not None:
                         rec.alive = max(rec.alive, evidence(rec))
                     rec.down = rec.alive
+                    if rec.session is not None:
+                        self.sessions.mark_suspect(rec.session)
                 changed.append(rec)
         if not changed:
             return None
@@ -496,6 +522,8 @@ class RegistryStore:
         stamps = []
         for rec in removed:
             self._count_out(rec)
+            if rec.session is not None:
+                self.sessions.detach(rec.session, key, rec.id)
             if version is None:
                 seen = evidence(rec) if evidence is not None else 0
                 stamp = (0, max(rec.alive, seen))
@@ -569,8 +597,11 @@ class RegistryStore:
                 )
                 rec.alive, rec.down, rec.healthy = alive, down, healthy
                 rec.registered_at = -math.inf  # not registered here: counts as beating
-                rec.last_beat = _evidence_time(alive, now, wall_us)
+                rec.last_beat = evidence_time(alive, now, wall_us)
                 self._count_in(rec)
+                if v.session is not None:
+                    rec.session = v.session
+                    self.sessions.attach(v.session, key, iid, now, healthy)
                 if rec.last_beat < svc.oldest_beat:
                     svc.oldest_beat = rec.last_beat
                 if tomb is not None:
@@ -584,11 +615,13 @@ class RegistryStore:
                     rec.weight, rec.enabled = _stored_weight(v.weight), v.enabled
                     self._set_metadata(rec, svc.shared_metadata(v.metadata, copy=True))  # type: ignore[union-attr]
                     visible = True
+                if rec.session != v.session:
+                    self._move_session(key, rec, v.session, now)
                 rec.version = v.version
                 raised = True
             if alive > rec.alive:
                 rec.alive = alive
-                rec.last_beat = max(rec.last_beat, _evidence_time(alive, now, wall_us))
+                rec.last_beat = max(rec.last_beat, evidence_time(alive, now, wall_us))
                 raised = True
             if down > rec.down:
                 rec.down = down
@@ -606,6 +639,8 @@ class RegistryStore:
                 rec.healthy = now_healthy
                 self.unhealthy_total += -1 if now_healthy else 1
                 visible = True
+                if not now_healthy and rec.session is not None:
+                    self.sessions.mark_suspect(rec.session)
             if visible:
                 changed.append(rec)
             elif raised:
@@ -633,6 +668,8 @@ class RegistryStore:
                     t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
                 self._count_out(rec)
+                if rec.session is not None:
+                    self.sessions.detach(rec.session, key, rec.id)
                 removed.append(rec.id)
                 iid = rec.id
             if tombs is None:
@@ -738,7 +775,7 @@ class RegistryStore:
         TTL.  What it risks is what the TTL risks, sooner: a stale copy that
         arrives after its tombstone was dropped comes back - with its old
         liveness evidence, so its last beat is placed in the past (core/store,
-        ``_evidence_time``) and the owner's sweep marks it unhealthy and evicts
+        ``evidence_time``) and the owner's sweep marks it unhealthy and evicts
         it again within ``evict_after``; consumers asking for healthy instances
         never see it.  A deregistration's tombstone is the one that matters
         most (a live provider's stale copy could outlive it), and the provider
@@ -810,6 +847,18 @@ class RegistryStore:
         if rec.metadata:
             self.metadata_bytes -= metadata_size(rec.metadata)
 
+    def _move_session(
+        self, key: ServiceKey, rec: InstanceRecord, session: str | None, now: float
+    ) -> None:
+        """Put ``rec`` into ``session`` (None: its own beats), keeping the index in step."""
+        if rec.session == session:
+            return
+        if rec.session is not None:
+            self.sessions.detach(rec.session, key, rec.id)
+        rec.session = session
+        if session is not None:
+            self.sessions.attach(session, key, rec.id, now, rec.healthy)
+
     def _set_metadata(self, rec: InstanceRecord, metadata: dict[str, str]) -> None:
         old = rec.metadata
         if metadata is not old:
@@ -833,6 +882,7 @@ class RegistryStore:
             "namespaces": len(namespaces),
             "indexed": sum(len(i) for i in self._index.values()),
             "grouped": sum(self._group_sizes.values()),
+            "in_sessions": sum(1 for rec in records if rec.session is not None),
         }
 
     def counts(self) -> dict[str, int]:
@@ -846,6 +896,7 @@ class RegistryStore:
             "namespaces": len(self.namespaces),
             "indexed": len(self.services),
             "grouped": len(self.services),
+            "in_sessions": self.sessions.instance_count,
         }
 
     def _take_settings(self, key: ServiceKey, settings: Settings) -> bool:

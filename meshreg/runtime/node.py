@@ -78,10 +78,12 @@ from meshreg.wire.peer import (
     Beacon,
     DeltaBatch,
     ReplicatedDelta,
+    SessionBeats,
     decode_replication,
     decode_written,
     encode_beacon,
     encode_digest,
+    encode_sessions,
     encode_written,
 )
 from meshreg.wire.replies import encode_error, encode_ok
@@ -873,6 +875,8 @@ class NodeRuntime:
         self._flush_replication()
         if type(message) is Beacon:
             self._publish(encode_beacon(message))
+        elif type(message) is SessionBeats:
+            self._publish(encode_sessions(message))
         else:
             self._publish(encode_digest(message))
 

@@ -25,6 +25,13 @@ stats        read    every namespace: node-wide figures, so only a client that
                      may read everything (namespace, group and service "*")
 ping         none    any authenticated principal
 cluster      none    any authenticated principal (clients need the member list)
+session_*    write   the namespace: write on some service of the request's namespace
+                     (session_open, session_renew, session_close).  The session
+                     id is the capability: 128 random bits only its client knows,
+                     and a session holds instances of its own namespace only,
+                     registered by a client with write on each service; so close
+                     (which deregisters them all) reaches only what someone with
+                     the id and write access in that namespace registered
 digests      peer    cluster nodes only
 reconcile    peer    cluster nodes only
 (other)      peer    cluster nodes only, until the op gets a row here; the
@@ -73,6 +80,9 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "stats": (Access.READ, "everything"),
     "ping": (Access.NONE, "none"),
     "cluster": (Access.NONE, "none"),
+    "session_open": (Access.WRITE, "namespace"),
+    "session_renew": (Access.WRITE, "namespace"),
+    "session_close": (Access.WRITE, "namespace"),
     "digests": (Access.PEER, "none"),
     "reconcile": (Access.PEER, "none"),
 }
@@ -108,6 +118,8 @@ def required_access(req: Any) -> tuple[Access, str | None, str | None, str | Non
         return access, key.namespace, key.group, key.service
     if scope == "listing":
         return access, req.namespace, req.group, None
+    if scope == "namespace":
+        return access, req.namespace, None, None
     if scope == "everything":
         return access, ALL, ALL, ALL
     return access, None, None, None
@@ -186,6 +198,11 @@ def denial_message(
         return (
             f"{who} may not read node stats: they cover every namespace, so it needs read "
             'access to all of them (namespace = "*", group = "*", service = "*"); ' + fix
+        )
+    if service is None and isinstance(op, str) and op.startswith("session_"):
+        return (
+            f"{who} may not use sessions ({op_text}) in namespace {_show(namespace)}: needs "
+            f"write access to some service there; {fix}"
         )
     if service is None:
         where = _show(namespace) + ("" if group is None else f"/{_show(group)}")

@@ -41,6 +41,7 @@ from meshreg.wire import limits
 _NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
 _CLUSTER_RE = re.compile(r"[0-9A-Za-z_.\-]+\Z")
 _ZONE_RE = re.compile(r"[0-9A-Za-z_.\-]{1,64}\Z")
+_SESSION_RE = re.compile(r"[0-9a-f]{32}\Z")
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?\Z"
@@ -66,7 +67,40 @@ class RegisterInstance:
     weight: float
     enabled: bool
     metadata: dict[str, str]
+    session: str | None = None  # the client session keeping it alive (None: its own beats)
     op = "register"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpen:
+    """Open (or renew) a client session in a namespace (core/sessions).
+
+    ``session`` None: the node chooses the id."""
+
+    req_id: int
+    namespace: str
+    session: str | None
+    op = "session_open"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRenew:
+    """Renew a session: every instance registered in it counts as beating."""
+
+    req_id: int
+    namespace: str
+    session: str
+    op = "session_renew"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClose:
+    """Close a session: deregister every instance registered in it."""
+
+    req_id: int
+    namespace: str
+    session: str
+    op = "session_close"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +196,9 @@ Request = (
     | GetStats
     | Ping
     | GetCluster
+    | SessionOpen
+    | SessionRenew
+    | SessionClose
 )
 
 CLIENT_OPS = (
@@ -175,6 +212,9 @@ CLIENT_OPS = (
     "stats",
     "ping",
     "cluster",
+    "session_open",
+    "session_renew",
+    "session_close",
 )
 PEER_OPS = ("digests", "reconcile")  # node to node only (wire/peer)
 FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set")  # relayed writes
@@ -456,6 +496,8 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         return Ping(req_id)
     if op == "cluster":
         return GetCluster(req_id)
+    if op == "session_open" or op == "session_renew" or op == "session_close":
+        return _session_op(msg, req_id, op)
     if op in PEER_OPS:
         raise RequestRejected(
             ErrorCode.PERMISSION_DENIED,
@@ -687,7 +729,45 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
         raise _reject(req_id, op, "field 'metadata' must be a map of string to string")
     else:
         validate_metadata(metadata, req_id, op)
-    return RegisterInstance(req_id, key, iid, 1.0 if weight is None else weight, enabled, metadata)
+    session = msg.get("session")
+    if session is not None:
+        session = _session_id(session, req_id, op)
+    return RegisterInstance(
+        req_id, key, iid, 1.0 if weight is None else weight, enabled, metadata, session
+    )
+
+
+def check_session_id(value: Any) -> str:
+    """A session id: 32 lowercase hex digits (128 bits, e.g. ``secrets.token_hex(16)``)."""
+    if type(value) is not str or _SESSION_RE.match(value) is None:
+        raise _invalid(
+            "field 'session' must be a session id: 32 lowercase hex digits (128 random "
+            "bits, e.g. secrets.token_hex(16)), or leave it out of session_open to have "
+            "the node choose one"
+        )
+    return value
+
+
+def _session_id(value: Any, req_id: int, op: str) -> str:
+    try:
+        return check_session_id(value)
+    except RemoteProtocolError as exc:
+        raise _reject(req_id, op, exc.message, exc.code) from None
+
+
+def _session_op(
+    msg: dict[str, Any], req_id: int, op: str
+) -> SessionOpen | SessionRenew | SessionClose:
+    ns = _name(msg, "namespace", DEFAULT_NAMESPACE, limits.MAX_NAMESPACE_LEN, req_id, op)
+    session = msg.get("session")
+    if op == "session_open":
+        return SessionOpen(
+            req_id, ns, None if session is None else _session_id(session, req_id, op)
+        )
+    if session is None:
+        raise _reject(req_id, op, "field 'session' is required (the id session_open returned)")
+    sid = _session_id(session, req_id, op)
+    return SessionRenew(req_id, ns, sid) if op == "session_renew" else SessionClose(req_id, ns, sid)
 
 
 def _update(msg: dict[str, Any], req_id: int) -> UpdateInstance:

@@ -21,6 +21,11 @@ Replication channel (each node's XPUB... PUB on ``port + 2``), frames
   without dropping the others, and its missing seq brings a repair like a lost
   delta.  At most ``MAX_BATCH_DELTAS`` payloads (more: the whole message is
   rejected).
+* sessions: ``{"v","node","epoch","sessions":[[session, namespace, alive]]}``:
+  client session renewals the sender received (core/sessions), at most
+  ``MAX_SESSION_ENTRIES`` per message; no seq (a lost one is made good by the
+  next renewal, a beat interval later).  An upsert's instance may carry
+  ``"session"`` (the session keeping it alive; absent: its own beats).
 
 Peer requests (the peer plane: ``messages.parse_peer_message``) have the
 request envelope and reply shape of client requests: ``digests`` (page
@@ -56,7 +61,9 @@ from meshreg.wire.messages import (
     check_instance_id,
     check_key,
     check_metadata,
+    check_name,
     check_node_id,
+    check_session_id,
     check_threshold,
     check_weight,
     unpack_peer,
@@ -72,6 +79,7 @@ MAX_RECONCILE_INSTANCES = limits.MAX_PEER_ENTRIES
 MAX_DELTA_ENTRIES = limits.MAX_PEER_ENTRIES  # upserts + removals in one replicated delta
 MAX_MEMBERS = 256  # node ids in a beacon's member view
 MAX_BATCH_DELTAS = 1024  # deltas in one ``deltas`` message (a sender makes at most 256)
+MAX_SESSION_ENTRIES = 4096  # session renewals in one ``sessions`` message (~250 KB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,15 @@ class DeltaBatch:
     epoch: int
     deltas: tuple[ReplicatedDelta, ...]
     rejected: tuple[tuple[int, str], ...] = ()  # (seq, why) of each invalid payload
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBeats:
+    """Client session renewals a node received: (session, namespace, alive stamp) each."""
+
+    node: str
+    epoch: int
+    entries: tuple[tuple[str, str, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +185,8 @@ def instance_to_peer(v: InstanceView) -> dict[str, Any]:
     d["version"] = v.version
     d["alive"] = v.alive
     d["down"] = v.down
+    if v.session is not None:
+        d["session"] = v.session
     return d
 
 
@@ -187,8 +206,21 @@ def _instance(d: Any) -> InstanceView:
         raise _bad("alive must be >= version (a write is evidence of life)")
     if alive and (down < alive) != healthy:
         raise _bad("healthy must equal down < alive")
+    session = d.get("session")
+    if session is not None:
+        session = check_session_id(session)
     return InstanceView(
-        iid.ip, iid.port, iid.cluster, weight, enabled, healthy, metadata, version, alive, down
+        iid.ip,
+        iid.port,
+        iid.cluster,
+        weight,
+        enabled,
+        healthy,
+        metadata,
+        version,
+        alive,
+        down,
+        session,
     )
 
 
@@ -356,9 +388,36 @@ def encode_digest(d: DigestSummary) -> list[bytes]:
     return [b"digest", msgpack.packb(body)]
 
 
+def encode_sessions(b: SessionBeats) -> list[bytes]:
+    body = {
+        "v": limits.PROTOCOL_VERSION,
+        "node": b.node,
+        "epoch": b.epoch,
+        "sessions": [list(e) for e in b.entries],
+    }
+    return [b"sessions", msgpack.packb(body)]
+
+
+def _session_entries(value: Any) -> tuple[tuple[str, str, int], ...]:
+    if not isinstance(value, list) or len(value) > MAX_SESSION_ENTRIES:
+        raise _bad(f"sessions must be a list of at most {MAX_SESSION_ENTRIES} entries")
+    entries = []
+    for e in value:
+        if not isinstance(e, list) or len(e) != 3:
+            raise _bad("a sessions entry must be [session, namespace, alive]")
+        entries.append(
+            (
+                check_session_id(e[0]),
+                check_name(e[1], "namespace", limits.MAX_NAMESPACE_LEN),
+                _stamp(e[2], "alive"),
+            )
+        )
+    return tuple(entries)
+
+
 def decode_replication(
     frames: list[bytes],
-) -> Beacon | ReplicatedDelta | DeltaBatch | DigestSummary:
+) -> Beacon | ReplicatedDelta | DeltaBatch | DigestSummary | SessionBeats:
     """Validate one message from a peer's replication PUB socket."""
     if len(frames) != 2:
         raise RemoteProtocolError(f"replication message must have 2 frames, got {len(frames)}")
@@ -383,6 +442,8 @@ def decode_replication(
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
     if kind == b"deltas":
         return _delta_batch(node, epoch, m)
+    if kind == b"sessions":
+        return SessionBeats(node, epoch, _session_entries(m.get("sessions")))
     if kind == b"digest":
         return DigestSummary(
             node, epoch, _uint(m.get("services"), "services"), _uint(m.get("digest"), "digest")

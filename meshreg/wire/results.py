@@ -191,7 +191,34 @@ def check_stats(result: Any) -> dict[str, Any]:
     return r
 
 
+def check_session_open(result: Any) -> dict[str, Any]:
+    r = _map(result, "the result")
+    session = _str(r.get("session"), "session", 64)
+    if len(session) != 32 or any(c not in "0123456789abcdef" for c in session):
+        raise _bad("session must be 32 lowercase hex digits")
+    _optional(r, "instances", _int, "instances")
+    for key in ("unhealthy_after", "evict_after"):
+        _optional(r, key, _number, key)
+    return r
+
+
+def check_session_renew(result: Any) -> dict[str, Any]:
+    r = _map(result, "the result")
+    _int(r.get("instances"), "instances")
+    _optional(r, "known", _bool, "known")
+    return r
+
+
+def check_session_close(result: Any) -> dict[str, Any]:
+    r = _map(result, "the result")
+    _int(r.get("deregistered"), "deregistered")
+    return r
+
+
 CHECKS: dict[str, Callable[[Any], Any]] = {
+    "session_open": check_session_open,
+    "session_renew": check_session_renew,
+    "session_close": check_session_close,
     "instances": check_instances,
     "services": check_services,
     "cluster": check_cluster,

@@ -275,6 +275,8 @@ def test_valid_requests_of_every_op_pass_the_same_checks() -> None:
                 msg.update(enabled=False)
             if op == "service_set":
                 msg.update(protect_threshold=0.5)
+            if op.startswith("session_"):
+                msg.update(session="0123456789abcdef0123456789abcdef")
             exc = check(node, msgpack.packb(msg))
             if op in ("beat", "update") and ip == "10.0.0.2":
                 assert exc is not None and exc.code is ErrorCode.NOT_FOUND

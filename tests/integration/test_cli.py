@@ -143,6 +143,7 @@ def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
     assert stats["address"] == node.address
     human = run("stats", "-s", node.address).stdout
     assert "beats/s" in human and "instances" in human
+    assert "sessions        0 holding 0 instances" in human
 
 
 def test_unreachable_node_is_one_line_error_and_nonzero_exit() -> None:

@@ -189,7 +189,7 @@ def test_client_sends_writes_straight_to_the_responsible_node(
     a, b, _ = nodes
     wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
     service = service_owned_by(b, nodes, "direct")
-    with Client([a.address], **FAST) as provider:
+    with Client([a.address], sessions=False, **FAST) as provider:  # per-instance beats
         provider.register(service, "10.5.0.1", 80)  # no view yet: A forwards it
         with Client([b.address]) as on_b:
             beats_on_b = on_b.stats()["requests"].get("beat", 0)

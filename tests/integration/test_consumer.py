@@ -122,7 +122,10 @@ def test_disk_cache_file_is_written_atomically(tmp_path: Path) -> None:
 
 def test_operator_drains_an_instance_and_select_respects_it(node: NodeProcess) -> None:
     seen: list[dict[str, bool]] = []
-    with Client([node.address], **FAST) as provider, Client([node.address]) as consumer:
+    with (
+        Client([node.address], sessions=False, **FAST) as provider,  # per-instance beats
+        Client([node.address]) as consumer,
+    ):
         provider.register("drain", "10.3.0.1", 1)
         provider.register("drain", "10.3.0.2", 2)
         consumer.subscribe("drain", lambda xs: seen.append({i.address: i.enabled for i in xs}))
@@ -184,7 +187,7 @@ def test_protection_threshold_returns_every_instance_in_a_mass_failure(
     node = start_node("--check-interval", "0.05", "--unhealthy-after", "0.4", "--evict-after", "60")
     with Client([node.address], **FAST) as alive, Client([node.address]) as consumer:
         alive.register("prot", "10.5.0.1", 1)
-        with Client([node.address], **FAST) as dying:
+        with Client([node.address], sessions=False, **FAST) as dying:
             dying.register("prot", "10.5.0.2", 2)
             dying.register("prot", "10.5.0.3", 3)
             dying._agent.registrations.clear()  # stop beating without deregistering
@@ -220,7 +223,7 @@ def test_a_restarted_empty_node_does_not_blank_out_consumers(
 ) -> None:
     node = start_node(*FAST_TIMINGS)
     with Client([node.address], **FAST) as consumer:
-        with Client([node.address], **FAST) as provider:
+        with Client([node.address], sessions=False, **FAST) as provider:
             provider.register("keep", "10.6.0.1", 1)
             wait_until(lambda: len(consumer.instances("keep")) == 1)
             provider._agent.registrations.clear()  # the provider goes away silently

@@ -26,7 +26,8 @@ from meshreg.errors import ClientClosedError, MeshregError, RemoteProtocolError
 from meshreg.model import Instance, ServiceKey
 
 Answer = Callable[[dict[str, Any]], "list[bytes] | Any"]
-FAST = {"beat_interval": 0.1, "timeout": 1.5, "attempt_timeout": 0.5}
+# per-instance beats: these tests count the beats a hostile node receives (sessions: below)
+FAST = {"beat_interval": 0.1, "timeout": 1.5, "attempt_timeout": 0.5, "sessions": False}
 
 
 class FakeNode:
@@ -187,6 +188,30 @@ def test_client_keeps_beating_and_serving_after_a_garbage_cluster_view(
         assert c.ping()["epoch"] == 7
         c.register("late", "10.0.0.2", 80)  # writes still go somewhere that answers
         wait_until(lambda: fake.beats_for("late") >= 2, timeout=10, what="beats for a new one")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda r: "garbage",
+        lambda r: {"instances": -1},
+        lambda r: {"instances": "all"},
+        lambda r: [],
+    ],
+    ids=["string", "negative", "not a count", "list"],
+)
+def test_garbage_session_replies_cost_a_log_line_not_the_client(
+    fake: FakeNode, answer: Answer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answers["session_open"] = answer
+    fake.answers["session_renew"] = answer
+    with Client([fake.address], **{**FAST, "sessions": True}) as c:
+        c.register("svc", "10.0.0.1", 80)
+        wait_until(lambda: fake.count("session_renew") >= 5, timeout=10, what="renewals go on")
+        assert c.ping()["epoch"] == 7  # the I/O thread is alive and serving
+        c.register("late", "10.0.0.2", 80)
+    renewal_lines = [r for r in caplog.records if "session renewal failed" in r.getMessage()]
+    assert 1 <= len(renewal_lines) <= 3  # rate-limited, not one per renewal
 
 
 def test_a_good_view_with_an_unreachable_member_still_routes_writes(fake: FakeNode) -> None:

@@ -1,4 +1,4 @@
-"""A real node reading a peer's ``deltas`` message (PROTOCOL.md 2.9a) with a bad delta
+"""A real node reading a peer's ``deltas`` message (PROTOCOL.md 2.14) with a bad delta
 in the middle: the good ones apply, the bad one is counted and logged, nothing else."""
 
 from __future__ import annotations

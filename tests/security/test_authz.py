@@ -49,6 +49,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "cluster": {},
     "digests": {},
     "reconcile": {"node": "n1", "services": []},
+    "session_open": {"namespace": "public"},
+    "session_renew": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
+    "session_close": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
 }
 
 
@@ -79,6 +82,9 @@ EXPECTED = {
     "cluster": (Access.NONE, (None, None, None)),
     "digests": (Access.PEER, (None, None, None)),
     "reconcile": (Access.PEER, (None, None, None)),
+    "session_open": (Access.WRITE, ("public", None, None)),
+    "session_renew": (Access.WRITE, ("public", None, None)),
+    "session_close": (Access.WRITE, ("public", None, None)),
 }
 
 
@@ -114,6 +120,10 @@ ALLOWED = {
     "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger"},
     "digests": set(),
     "reconcile": set(),
+    # write on some service of the namespace (the session id is the capability)
+    "session_open": {"writer", "admin"},
+    "session_renew": {"writer", "admin"},
+    "session_close": {"writer", "admin"},
 }
 PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER)
 

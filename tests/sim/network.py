@@ -78,10 +78,12 @@ from meshreg.wire.peer import (
     DeltaBatch,
     DigestSummary,
     ReplicatedDelta,
+    SessionBeats,
     decode_replication,
     encode_beacon,
     encode_delta,
     encode_digest,
+    encode_sessions,
 )
 from meshreg.wire.replies import encode_request
 
@@ -96,9 +98,13 @@ def roundtrip(result: Any) -> Any:
     return msgpack.unpackb(msgpack.packb(result), raw=False, strict_map_key=False)
 
 
-def encode_replication(msg: Beacon | ReplicatedDelta | DigestSummary) -> list[bytes]:
+def encode_replication(
+    msg: Beacon | ReplicatedDelta | DigestSummary | SessionBeats,
+) -> list[bytes]:
     if type(msg) is Beacon:
         return encode_beacon(msg)
+    if type(msg) is SessionBeats:
+        return encode_sessions(msg)
     if type(msg) is ReplicatedDelta:
         return encode_delta(msg)
     return encode_digest(msg)  # type: ignore[arg-type]

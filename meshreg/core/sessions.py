@@ -1,0 +1,160 @@
+"""Client sessions: one renewal keeps every instance registered in the session alive.
+
+Theory of operation
+-------------------
+* **What a session is.**  A client opens a session (``session_open``), renews
+  it every beat interval (``session_renew``, one small message however many
+  instances it holds) and registers instances *in* it (``register`` with a
+  ``session`` field).  The session, not each instance, then carries the
+  liveness evidence: an instance in a session is judged by its session's last
+  renewal, with the usual rules (``unhealthy_after``, ``evict_after``).
+  Instances registered without a session keep their per-instance beats.
+* **Where the evidence lives.**  Every node holds every session (a table of
+  a few hundred bytes per session, bounded by ``[limits] max_sessions``):
+  the node a renewal reaches records it and replicates it to every peer (one
+  entry of a ``sessions`` replication message; core/distro), so whichever
+  node judges an instance's service knows how recently its session renewed.
+  There is no session owner to lose: a renewal counts wherever it lands.
+* **The index.**  ``SessionRecord.instances`` maps each service to the ids of
+  the session's instances in it; the store keeps it in step with its table
+  (``attach``/``detach`` wherever a record enters, leaves or changes session).
+  An instance names its session in its record (``InstanceRecord.session``),
+  which is replicated with the instance like its other fields.
+* **First sight is a renewal.**  A session a node learns of through an
+  instance (a registration, a merged copy) before any renewal counts as
+  renewed then: a node that restarted, caught up or adopted services judges
+  nobody before ``unhealthy_after`` has passed since it learned of them, and
+  the next renewal (within a beat interval) reaches it through replication.
+  Nothing turns unhealthy because a node died.
+* **Proven.**  Like an instance that never beat (core/preservation), a
+  session never renewed since it was first seen here is *unproven*: its
+  instances are left out of self-preservation's count.
+* **Forgetting.**  A session with no instance left and no renewal for
+  ``evict_after`` is dropped by the sweep (``collect``).
+
+Pure: no clock (times are arguments), no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from meshreg.model import InstanceId, ServiceKey
+
+DEFAULT_MAX_SESSIONS = 100_000  # sessions per node (core/quotas.LimitsPolicy.max_sessions)
+
+
+class SessionRecord:
+    """One session: its namespace, liveness and the instances it holds."""
+
+    __slots__ = (
+        "id",
+        "namespace",
+        "last_renewed",
+        "alive",
+        "first_seen",
+        "renewed",
+        "suspect",
+        "instances",
+        "count",
+    )
+
+    def __init__(self, sid: str, namespace: str, now: float) -> None:
+        self.id = sid
+        self.namespace = namespace
+        self.last_renewed = now  # local monotonic time of the latest renewal (or first sight)
+        self.alive = 0  # version stamp of the latest renewal known here (replicated)
+        self.first_seen = now
+        self.renewed = False  # a renewal seen after first sight (core/preservation: proven)
+        self.suspect = False  # some instance may be unhealthy: a renewal heals them
+        self.instances: dict[ServiceKey, set[InstanceId]] = {}
+        self.count = 0  # instances held (the sum of the sets)
+
+
+class Sessions:
+    """Every session this node knows, and the instances each holds."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, SessionRecord] = {}
+        self.instance_count = 0  # instances held in sessions, all sessions
+        self.expired = 0  # sessions whose instances a sweep here found silent (stats)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __iter__(self) -> Iterator[SessionRecord]:
+        return iter(list(self.by_id.values()))
+
+    def get(self, sid: str) -> SessionRecord | None:
+        return self.by_id.get(sid)
+
+    def ensure(self, sid: str, namespace: str, now: float) -> SessionRecord:
+        """The session ``sid``, created (renewed at first sight) if unknown."""
+        sess = self.by_id.get(sid)
+        if sess is None:
+            sess = self.by_id[sid] = SessionRecord(sid, namespace, now)
+        return sess
+
+    def renew(
+        self, sid: str, namespace: str, seen_at: float, alive: int, now: float
+    ) -> SessionRecord:
+        """A renewal seen at local time ``seen_at`` with stamp ``alive``; only newer counts."""
+        sess = self.by_id.get(sid)
+        if sess is None:
+            sess = self.by_id[sid] = SessionRecord(sid, namespace, now)
+        if seen_at > sess.last_renewed:
+            sess.last_renewed = seen_at
+            if seen_at > sess.first_seen:
+                sess.renewed = True
+        if alive > sess.alive:
+            sess.alive = alive
+        return sess
+
+    def last_renewed(self, sid: str) -> float:
+        sess = self.by_id.get(sid)
+        return sess.last_renewed if sess is not None else -math.inf
+
+    # -- the index (called by the store) ------------------------------------------------
+    def attach(self, sid: str, key: ServiceKey, iid: InstanceId, now: float, healthy: bool) -> None:
+        sess = self.ensure(sid, key.namespace, now)
+        ids = sess.instances.get(key)
+        if ids is None:
+            ids = sess.instances[key] = set()
+        if iid not in ids:
+            ids.add(iid)
+            sess.count += 1
+            self.instance_count += 1
+        if not healthy:
+            sess.suspect = True
+
+    def detach(self, sid: str, key: ServiceKey, iid: InstanceId) -> None:
+        sess = self.by_id.get(sid)
+        if sess is None:
+            return
+        ids = sess.instances.get(key)
+        if ids is not None and iid in ids:
+            ids.discard(iid)
+            sess.count -= 1
+            self.instance_count -= 1
+            if not ids:
+                del sess.instances[key]
+
+    def mark_suspect(self, sid: str) -> None:
+        sess = self.by_id.get(sid)
+        if sess is not None:
+            sess.suspect = True
+
+    def drop(self, sid: str) -> SessionRecord | None:
+        sess = self.by_id.pop(sid, None)
+        if sess is not None:
+            self.instance_count -= sess.count
+        return sess
+
+    def collect(self, now: float, evict_after: float) -> int:
+        """Forget empty sessions not renewed for ``evict_after``; returns how many."""
+        cutoff = now - evict_after
+        stale = [s.id for s in self.by_id.values() if not s.count and s.last_renewed <= cutoff]
+        for sid in stale:
+            del self.by_id[sid]
+        return len(stale)
