@@ -49,6 +49,8 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
+import xxhash
+
 from meshreg.configcenter.model import (
     DEFAULT_HISTORY_PAGE,
     DEFAULT_LIST_PAGE,
@@ -148,6 +150,7 @@ class ConfigStore:
         self._history: dict[ConfigKey, dict[int, list[ConfigEntry]]] = {}
         self._keys = SortedKeys()  # every ConfigKey held, for paged lists
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
+        self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
         self.rejected: dict[str, int] = {}
         self.conflicts = 0  # versions stored that lost the merge at their revision
         self.history_entries = 0
@@ -273,9 +276,40 @@ class ConfigStore:
         return iter(self._keys)
 
     def digests(self, keys: Iterable[ConfigKey] | None = None) -> list[ConfigDigest]:
-        """Anti-entropy digests (key, revision, md5, origin, committed) of current entries."""
+        """Anti-entropy digests of current entries, with their history hash."""
         wanted = self._keys if keys is None else keys
-        return [ConfigDigest.of(self._current[k]) for k in wanted if k in self._current]
+        return [self.digest(k) for k in wanted if k in self._current]
+
+    def digest(self, key: ConfigKey) -> ConfigDigest:
+        return ConfigDigest.of(self._current[key], self.history_hash(key))
+
+    def kept_versions(self, key: ConfigKey) -> list[ConfigEntry]:
+        """The versions a peer should hold too: those within the revision window of the
+        retention (``keep_revisions`` below the current one) and not older than this
+        store's last age cutoff (``prune``)."""
+        current = self._current.get(key)
+        if current is None:
+            return []
+        low = (
+            0
+            if self.limits.keep_revisions is None
+            else (current.revision - self.limits.keep_revisions)
+        )
+        cutoff = self._age_cutoff
+        return [
+            e
+            for e in self.entries(key)
+            if e.revision > low and (cutoff is None or e.modified >= cutoff or e is current)
+        ]
+
+    def history_hash(self, key: ConfigKey) -> int:
+        """A 64-bit hash of the kept versions' identities (and committed flags): equal on
+        two nodes that keep the same versions, whatever order they arrived in."""
+        items = sorted(
+            (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
+            for e in self.kept_versions(key)
+        )
+        return int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
 
     def stats(self) -> dict[str, Any]:
         live = sum(1 for e in self._current.values() if not e.deleted)
@@ -452,6 +486,15 @@ class ConfigStore:
         ):
             self.rejected["replica_refused"] = self.rejected.get("replica_refused", 0) + 1
             return Applied(Outcome.REFUSED, False, None, self._current.get(key))
+        cur = self._current.get(key)
+        cutoff = self._age_cutoff
+        if (
+            cutoff is not None
+            and entry.modified < cutoff
+            and cur is not None
+            and merge_order(entry) < merge_order(cur)
+        ):  # pruned by age here already: a peer that has not pruned yet sent it
+            return Applied(Outcome.REFUSED, False, None, cur)
         self._store(entry)
         current = self._current[key]
         if held:  # two versions at one revision: the loser stays in the history
@@ -477,6 +520,7 @@ class ConfigStore:
         step = self.limits.prune_step
         keep_n = self.limits.keep_revisions
         cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
+        self._age_cutoff = cutoff
         removed: list[ConfigEntry] = []
         start = self._prune_after
         keys = list(islice(self._keys.after(start) if start else iter(self._keys), step))

@@ -245,17 +245,19 @@ def content_md5(content: str) -> str:
 @dataclass(frozen=True, slots=True)
 class ConfigDigest:
     """What anti-entropy compares per data id: (key, revision, md5), plus the origin and
-    the committed flag that the merge rule also reads."""
+    the committed flag that the merge rule also reads, and a hash of the history kept, so
+    histories converge too (not only the current versions)."""
 
     key: ConfigKey
     revision: int
     md5: str
     origin: str
     committed: bool
+    history: int = 0  # a hash of the versions kept (ConfigStore.history_hash); 0: unknown
 
     @classmethod
-    def of(cls, entry: ConfigEntry) -> ConfigDigest:
-        return cls(entry.key, entry.revision, entry.md5, entry.origin, entry.committed)
+    def of(cls, entry: ConfigEntry, history: int = 0) -> ConfigDigest:
+        return cls(entry.key, entry.revision, entry.md5, entry.origin, entry.committed, history)
 
 
 @dataclass(frozen=True, slots=True)
