@@ -358,7 +358,11 @@ class ConfigReplicator:
         return effects
 
     def on_fetch(self, sender: str, key: ConfigKey) -> list[Effect]:
-        return [SendKeyVersions(sender, key, tuple(self.store.entries(key)))]
+        """A catching-up owner's question: the versions of the data id's highest revision
+        (all a new owner needs to continue the sequence; history comes by repair)."""
+        current = self.store.current(key)
+        top = [e for e in self.store.entries(key) if current and e.revision == current.revision]
+        return [SendKeyVersions(sender, key, tuple(top))]
 
     def on_key_versions(
         self, now: float, sender: str, key: ConfigKey, entries: Iterable[ConfigEntry]
