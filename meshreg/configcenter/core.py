@@ -346,7 +346,6 @@ class ConfigStore:
         except ConfigRejected as exc:
             raise self._count(exc) from None
         prev = self._check_write(key, if_revision)
-        gray = prev.gray if prev is not None and not prev.deleted else None
         return self._commit_local(
             key,
             prev,
@@ -356,7 +355,6 @@ class ConfigStore:
             type=kind,
             description=desc,
             tags=tag_pairs,
-            gray=gray,
             change=Change.PUBLISH,
         )
 
@@ -405,7 +403,6 @@ class ConfigStore:
             raise self._count(exc) from None
         prev = self._check_write(key, if_revision)
         target = self.get(key, revision)  # NOT_FOUND if pruned or a delete (counted)
-        gray = prev.gray if prev is not None and not prev.deleted else None
         return self._commit_local(
             key,
             prev,
@@ -415,7 +412,6 @@ class ConfigStore:
             type=target.type,
             description=target.description,
             tags=target.tags,
-            gray=gray,
             change=Change.ROLLBACK,
         )
 
@@ -447,13 +443,7 @@ class ConfigStore:
         self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
     ) -> ConfigEntry:
         """The gray version becomes the main one (for everyone)."""
-        by = self._checked_by(by)
-        prev = self._existing(key, if_revision, "promote")
-        if prev.gray is None:
-            raise self._reject(
-                ErrorCode.NOT_FOUND, f"{key} has no gray version to promote", "no_gray"
-            )
-        g = prev.gray
+        prev, g = self._with_gray(key, by, if_revision, "promote the gray version of")
         return self._derive(
             prev, now, by, content=g.content, type=g.type, md5=g.md5, gray=None,
             change=Change.PROMOTE,
@@ -463,11 +453,20 @@ class ConfigStore:
         self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
     ) -> ConfigEntry:
         """Remove the gray version; every client gets the main one again."""
-        by = self._checked_by(by)
-        prev = self._existing(key, if_revision, "drop the gray version of")
-        if prev.gray is None:
-            raise self._reject(ErrorCode.NOT_FOUND, f"{key} has no gray version", "no_gray")
+        prev, _ = self._with_gray(key, by, if_revision, "drop the gray version of")
         return self._derive(prev, now, by, gray=None, change=Change.GRAY_DROP)
+
+    def _with_gray(
+        self, key: ConfigKey, by: str, if_revision: int | None, what: str
+    ) -> tuple[ConfigEntry, GrayRelease]:
+        """The current version and its gray one, after the checks (refused: counted)."""
+        self._checked_by(by)
+        prev = self._existing(key, if_revision, what)
+        if prev.gray is None:
+            raise self._reject(
+                ErrorCode.NOT_FOUND, f"cannot {what} {key}: it has no gray version", "no_gray"
+            )
+        return prev, prev.gray
 
     # -- replication ---------------------------------------------------------------------
     def apply(self, entry: ConfigEntry) -> Applied:
@@ -621,6 +620,9 @@ class ConfigStore:
     def _commit_local(
         self, key: ConfigKey, prev: ConfigEntry | None, *, now: float, by: str, **fields: Any
     ) -> ConfigEntry:
+        """A new revision after ``prev``; the gray version stays unless ``gray`` is given."""
+        if "gray" not in fields:
+            fields["gray"] = prev.gray if prev is not None and not prev.deleted else None
         entry = ConfigEntry(
             key=key,
             revision=(prev.revision if prev is not None else 0) + 1,

@@ -63,7 +63,7 @@ from meshreg.configcenter.model import (
     ConfigRejected,
     config_key_bytes,
 )
-from meshreg.core.mapping import member_score
+from meshreg.core.mapping import responsible_for_bytes
 from meshreg.errors import ErrorCode
 
 DEFAULT_ACK_TIMEOUT = 2.0  # s; a write not acknowledged by a majority by then: UNAVAILABLE
@@ -74,15 +74,7 @@ DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy
 
 def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
     """The member responsible for a data id: rendezvous hashing, ties to the larger id."""
-    kb = config_key_bytes(key)
-    best, best_score = "", -1
-    for member in members:
-        score = member_score(member, kb)
-        if score > best_score or (score == best_score and member > best):
-            best, best_score = member, score
-    if best_score < 0:
-        raise ValueError("responsible_config_node needs at least one member")
-    return best
+    return responsible_for_bytes(config_key_bytes(key), members)
 
 
 # -- commands and effects ------------------------------------------------------------------
