@@ -325,7 +325,7 @@ def check_content(content: Any, max_bytes: int, field_name: str = "content") -> 
     if type(content) is not str:
         raise invalid(f"field '{field_name}' must be a string (UTF-8 text)", "bad_content")
     if len(content) > max_bytes:  # at least one byte per character: too large already
-        raise _too_large(field_name, len(content), max_bytes)
+        raise _too_large(field_name, len(content), max_bytes, "at least ")
     try:
         size = len(content.encode("utf-8"))
     except UnicodeEncodeError:
@@ -338,10 +338,10 @@ def check_content(content: Any, max_bytes: int, field_name: str = "content") -> 
     return content
 
 
-def _too_large(field_name: str, size: int, max_bytes: int) -> ConfigRejected:
+def _too_large(field_name: str, size: int, max_bytes: int, qualifier: str = "") -> ConfigRejected:
     return ConfigRejected(
         ErrorCode.TOO_LARGE,
-        f"field '{field_name}' is {size} bytes; this node's limit is {max_bytes} bytes "
+        f"field '{field_name}' is {qualifier}{size} bytes; this node's limit is {max_bytes} bytes "
         f"(config_max_content_bytes; hard cap {HARD_MAX_CONTENT_BYTES})",
         "too_large",
     )
