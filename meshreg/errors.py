@@ -24,6 +24,7 @@ class ErrorCode(enum.IntEnum):
     UNAVAILABLE = 8  # the node is shutting down or overloaded; retry elsewhere
     PERMISSION_DENIED = 9  # the client's key may not do this operation on this name (ACL)
     RESOURCE_EXHAUSTED = 10  # a quota or rate limit was reached; the reply names which
+    CONFLICT = 11  # a compare-and-set saw another revision; the reply names the current one
 
 
 class MeshregError(Exception):
@@ -88,6 +89,10 @@ class ResourceExhaustedError(ServerError):
     """A quota or rate limit of the node was reached; the message names which."""
 
 
+class ConflictError(ServerError):
+    """A compare-and-set (``if_revision``) failed; the message names the current revision."""
+
+
 class ServerUnreachableError(MeshregError):
     """No node in the server list answered in time."""
 
@@ -118,4 +123,6 @@ def server_error(code: int, message: str, server: str = "") -> ServerError:
         return PermissionDeniedError(code, message, server)
     if code == ErrorCode.RESOURCE_EXHAUSTED:
         return ResourceExhaustedError(code, message, server)
+    if code == ErrorCode.CONFLICT:
+        return ConflictError(code, message, server)
     return ServerError(code, message, server)

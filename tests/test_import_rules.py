@@ -212,3 +212,14 @@ def test_the_walker_sees_every_import() -> None:
     assert (11, "meshreg.core.store") in found
     assert _matches("os.path", SANS_IO_FORBIDDEN)
     assert not _matches("osmosis", SANS_IO_FORBIDDEN)
+
+
+# The configuration center's sans-IO modules (issue 12): core's rules, and no sqlite either
+# (configcenter/sqlite_store.py is the one module there that does I/O).
+CONFIGCENTER_PURE = ("model.py", "core.py", "replication.py")
+
+
+@pytest.mark.parametrize("name", CONFIGCENTER_PURE)
+def test_configcenter_core_is_sans_io(name: str) -> None:
+    path = ROOT / "configcenter" / name
+    assert _violations(path, SANS_IO_FORBIDDEN + ("sqlite3",) + CORE_MAY_NOT_USE) == []

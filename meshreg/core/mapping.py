@@ -28,7 +28,12 @@ def member_score(member: str, key_bytes: bytes) -> int:
 
 def responsible_node(key: ServiceKey, members: Iterable[str]) -> str:
     """The member (by id) responsible for ``key``; ties broken by the larger id."""
-    kb = service_key_bytes(key)
+    return responsible_for_bytes(service_key_bytes(key), members)
+
+
+def responsible_for_bytes(kb: bytes, members: Iterable[str]) -> str:
+    """The member scoring highest on key bytes ``kb`` (a key space of its own: services
+    use ``service_key_bytes``, configs ``configcenter.model.config_key_bytes``)."""
     best = ""
     best_score = -1
     for member in members:

@@ -1,0 +1,686 @@
+"""The configuration store: versioned configs, CAS, history, gray release, merge (sans-IO).
+
+Theory of operation
+-------------------
+The store holds, per data id (:class:`~meshreg.configcenter.model.ConfigKey`), every
+version it keeps (its history, in arrival order per revision) and the **current** one: the
+highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an argument
+(``now``, wall-clock seconds); nothing here reads a clock, a file or a socket.  The caller
+(the replication layer, then the runtime) persists what a method returns.
+
+* **Local writes** (``publish``, ``delete``, ``rollback``, ``publish_gray``, ``promote``,
+  ``drop_gray``) run on the data id's responsible node.  Each validates its input, checks
+  the optional compare-and-set (``if_revision``: 0 = the data id must not exist; any other
+  number = it must be at exactly that revision; a mismatch is CONFLICT naming the current
+  revision), then makes the next revision: ``current.revision + 1`` (1 for a new data id),
+  and stores it as current.  A refused write changes nothing (the check runs before any
+  mutation) and is counted in ``stats()["rejected"]`` by reason.
+* **A delete is a tombstone revision**: it replicates like any write and, since any older
+  copy has a lower revision, a late copy never resurrects the data id.  Publishing again
+  continues the revision sequence.
+* **Replicated versions** (``apply``) are merged: stored in the history if not held yet,
+  and current if they win the merge order.  The answer says whether this node
+  *acknowledges* the version: it acknowledges the first version it stored at a revision
+  and no other one at that revision, so two owners that both assigned revision r cannot
+  both be acknowledged by a majority (two majorities share a node).  ``commit`` marks the
+  version a majority acknowledged; the merge rule prefers it at its revision.
+* **Reads** (``get``, ``resolve``, ``list``, ``history``) answer from memory.  A reader
+  that carries the highest revision it has seen (``min_revision``) is refused with
+  UNAVAILABLE rather than served an older one, so it never steps backwards.
+* **Gray release**: an entry may carry a gray version with a rule (labels and/or client
+  addresses).  ``resolve`` gives matching clients the gray content, everyone else the main
+  one; ``promote`` makes the gray content main, ``drop_gray`` removes it.  Each of those
+  is a revision of its own, so listeners and replication see it like any change.
+* **Retention**: past revisions are kept while among the last ``keep_revisions`` and
+  younger than ``keep_seconds``; the current entry always stays; a tombstone older than
+  ``keep_seconds`` is purged with its data id.  ``prune(now)`` removes at most
+  ``prune_step`` versions and scans at most ``prune_step`` data ids per call, resuming
+  where it stopped (bounded work per tick).
+
+Invariants: a data id's current entry has the largest revision it holds; at most
+``MAX_VERSIONS_PER_REVISION`` versions per revision; at most ``max_configs`` data ids.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from itertools import islice
+from typing import Any
+
+import xxhash
+
+from meshreg.configcenter.model import (
+    DEFAULT_HISTORY_PAGE,
+    DEFAULT_LIST_PAGE,
+    MAX_GROUP_LEN,
+    MAX_HISTORY_PAGE,
+    MAX_LIST_PAGE,
+    MAX_NAMESPACE_LEN,
+    Change,
+    ConfigDigest,
+    ConfigEntry,
+    ConfigKey,
+    ConfigLimits,
+    ConfigRejected,
+    GrayRelease,
+    check_config_key,
+    check_config_name,
+    check_content,
+    check_description,
+    check_gray_rule,
+    check_modified_by,
+    check_tags,
+    check_type,
+    content_md5,
+    invalid,
+    merge_order,
+    pattern_regex,
+)
+from meshreg.core.sorted_keys import SortedKeys
+from meshreg.errors import ErrorCode
+
+MAX_VERSIONS_PER_REVISION = 8  # versions of one data id at one revision (owners racing)
+
+
+class Outcome(str, enum.Enum):
+    """What ``apply`` did with a replicated version."""
+
+    CURRENT = "current"  # stored and now the current version
+    HISTORY = "history"  # stored, but another version is current
+    DUPLICATE = "duplicate"  # already held (its committed flag may have been raised)
+    REFUSED = "refused"  # not stored (too many versions at its revision, or no room)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcome: Outcome
+    ack: bool  # this node acknowledges having persisted this version
+    stored: ConfigEntry | None  # what the caller must persist (None: nothing changed)
+    current: ConfigEntry | None  # the data id's current version after the merge
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigView:
+    """What one client gets for a data id: the main version or the gray one."""
+
+    entry: ConfigEntry
+    gray: bool
+
+    @property
+    def content(self) -> str:
+        return self.entry.gray.content if self.gray and self.entry.gray else self.entry.content
+
+    @property
+    def md5(self) -> str:
+        return self.entry.gray.md5 if self.gray and self.entry.gray else self.entry.md5
+
+    @property
+    def type(self) -> str:
+        return self.entry.gray.type if self.gray and self.entry.gray else self.entry.type
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[ConfigEntry]
+    next_cursor: str | None  # pass it back for the next page; None: no more
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: list[ConfigEntry]  # newest first; several versions of one revision: winner first
+    next_cursor: int | None  # the revision to continue below; None: no more
+
+
+def list_cursor(key: ConfigKey) -> str:
+    """Opaque to clients: ``group/data_id`` of the last data id examined (``/`` is outside
+    the name alphabet, so it splits unambiguously)."""
+    return f"{key.group}/{key.data_id}"
+
+
+class ConfigStore:
+    """Every config this node holds, with history; sans-IO (see the module docstring)."""
+
+    def __init__(self, node_id: str, limits: ConfigLimits | None = None) -> None:
+        self.node_id = node_id
+        self.limits = limits or ConfigLimits()
+        self._current: dict[ConfigKey, ConfigEntry] = {}
+        # per data id: revision -> versions in arrival order (the first is the one acked)
+        self._history: dict[ConfigKey, dict[int, list[ConfigEntry]]] = {}
+        self._keys = SortedKeys()  # every ConfigKey held, for paged lists
+        self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
+        self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
+        self.rejected: dict[str, int] = {}
+        self.conflicts = 0  # versions stored that lost the merge at their revision
+        self.history_entries = 0
+        self.content_bytes = 0  # characters of content over every version held
+
+    # -- reads -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def current(self, key: ConfigKey) -> ConfigEntry | None:
+        """The current version (a tombstone included), or None."""
+        return self._current.get(key)
+
+    def get(
+        self, key: ConfigKey, revision: int | None = None, min_revision: int = 0
+    ) -> ConfigEntry:
+        """The live current version (or the version at ``revision``); NOT_FOUND if none."""
+        entry = self._current.get(key)
+        self._check_caught_up(key, entry, min_revision)
+        if revision is not None:
+            versions = self._history.get(key, {}).get(revision)
+            if not versions:
+                raise self._reject(
+                    ErrorCode.NOT_FOUND,
+                    f"{key}: no revision {revision} here (current "
+                    f"{entry.revision if entry else 'none'}; history keeps the last "
+                    f"{self.limits.keep_revisions} revisions)",
+                    "not_found",
+                )
+            found = max(versions, key=merge_order)
+            if found.deleted:
+                raise self._reject(
+                    ErrorCode.NOT_FOUND, f"{key}: revision {revision} is a delete", "not_found"
+                )
+            return found
+        if entry is None or entry.deleted:
+            where = f" (deleted at revision {entry.revision})" if entry else ""
+            raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist{where}", "not_found")
+        return entry
+
+    def resolve(
+        self,
+        key: ConfigKey,
+        client_labels: Mapping[str, str],
+        client_address: str | None,
+        min_revision: int = 0,
+    ) -> ConfigView:
+        """The version this client gets: gray if the entry's gray rule selects it."""
+        entry = self.get(key, min_revision=min_revision)
+        gray = entry.gray is not None and entry.gray.rule.matches(client_labels, client_address)
+        return ConfigView(entry, gray)
+
+    def list_page(
+        self,
+        namespace: str,
+        group: str | None = None,
+        pattern: str | None = None,
+        page_size: int = DEFAULT_LIST_PAGE,
+        cursor: str | None = None,
+    ) -> ListPage:
+        """One page of the live data ids of a namespace (or one group), sorted by (group,
+        data id), filtered by a ``*``/``?`` pattern on the data id.  At most 10 pages'
+        worth of data ids are examined per call, so a sparse pattern returns a short page
+        with a cursor instead of scanning everything."""
+        check_config_name(namespace, "namespace", MAX_NAMESPACE_LEN)
+        if group is not None:
+            check_config_name(group, "group", MAX_GROUP_LEN)
+        regex = pattern_regex(pattern)
+        if type(page_size) is not int or not 1 <= page_size <= MAX_LIST_PAGE:
+            raise invalid(f"field 'page_size' must be an integer in 1..{MAX_LIST_PAGE}", "bad_page")
+        start = ConfigKey(namespace, group or "", "")
+        inclusive = True
+        if cursor is not None:
+            g, sep, d = cursor.partition("/") if type(cursor) is str else ("", "", "")
+            if not sep or not g or not d:
+                raise invalid(
+                    "field 'cursor' is not a cursor from a list reply: pass 'next_cursor' "
+                    "back unchanged, or leave it out for the first page",
+                    "bad_cursor",
+                )
+            start, inclusive = ConfigKey(namespace, g, d), False
+        items: list[ConfigEntry] = []
+        budget = page_size * 10
+        last: ConfigKey | None = None
+        for key in self._keys.after(start, inclusive):
+            if key.namespace != namespace or (group is not None and key.group != group):
+                return ListPage(items, None)
+            if budget == 0 or len(items) == page_size:
+                return ListPage(items, list_cursor(last) if last else None)
+            budget -= 1
+            last = key
+            entry = self._current[key]
+            if not entry.deleted and regex.match(key.data_id):
+                items.append(entry)
+        return ListPage(items, None)
+
+    def history(
+        self, key: ConfigKey, page_size: int = DEFAULT_HISTORY_PAGE, before: int | None = None
+    ) -> HistoryPage:
+        """The versions of a data id, newest revision first (at one revision: the merge
+        winner first), below revision ``before`` if given."""
+        if type(page_size) is not int or not 1 <= page_size <= MAX_HISTORY_PAGE:
+            raise invalid(
+                f"field 'page_size' must be an integer in 1..{MAX_HISTORY_PAGE}", "bad_page"
+            )
+        revisions = sorted(self._history.get(key, {}), reverse=True)
+        if before is not None:
+            revisions = [r for r in revisions if r < before]
+        items: list[ConfigEntry] = []
+        by_rev = self._history.get(key, {})
+        for i, rev in enumerate(revisions):
+            if len(items) >= page_size:
+                return HistoryPage(items, revisions[i - 1])
+            items.extend(sorted(by_rev[rev], key=merge_order, reverse=True))
+        return HistoryPage(items, None)
+
+    def entries(self, key: ConfigKey) -> list[ConfigEntry]:
+        """Every version held of a data id, oldest revision first, arrival order within."""
+        by_rev = self._history.get(key, {})
+        return [e for rev in sorted(by_rev) for e in by_rev[rev]]
+
+    def keys(self) -> Iterator[ConfigKey]:
+        return iter(self._keys)
+
+    def digests(self, keys: Iterable[ConfigKey] | None = None) -> list[ConfigDigest]:
+        """Anti-entropy digests of current entries, with their history hash."""
+        wanted = self._keys if keys is None else keys
+        return [self.digest(k) for k in wanted if k in self._current]
+
+    def digest(self, key: ConfigKey) -> ConfigDigest:
+        return ConfigDigest.of(self._current[key], self.history_hash(key))
+
+    def kept_versions(self, key: ConfigKey) -> list[ConfigEntry]:
+        """The versions a peer should hold too: those within the revision window of the
+        retention (``keep_revisions`` below the current one) and not older than this
+        store's last age cutoff (``prune``)."""
+        current = self._current.get(key)
+        if current is None:
+            return []
+        low = (
+            0
+            if self.limits.keep_revisions is None
+            else (current.revision - self.limits.keep_revisions)
+        )
+        cutoff = self._age_cutoff
+        return [
+            e
+            for e in self.entries(key)
+            if e.revision > low and (cutoff is None or e.modified >= cutoff or e is current)
+        ]
+
+    def history_hash(self, key: ConfigKey) -> int:
+        """A 64-bit hash of the kept versions' identities (and committed flags): equal on
+        two nodes that keep the same versions, whatever order they arrived in."""
+        items = sorted(
+            (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
+            for e in self.kept_versions(key)
+        )
+        return int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+
+    def stats(self) -> dict[str, Any]:
+        live = sum(1 for e in self._current.values() if not e.deleted)
+        return {
+            "configs": live,
+            "tombstones": len(self._current) - live,
+            "history_entries": self.history_entries,
+            "content_chars": self.content_bytes,
+            "conflicts": self.conflicts,
+            "rejected": dict(self.rejected),
+        }
+
+    # -- local writes (the responsible node) ---------------------------------------------
+    def publish(
+        self,
+        key: ConfigKey,
+        content: Any,
+        type: Any = None,
+        *,
+        now: float,
+        by: str = "",
+        description: Any = None,
+        tags: Any = None,
+        if_revision: int | None = None,
+    ) -> ConfigEntry:
+        """Create or replace a data id's main content (its gray version, if any, stays)."""
+        try:
+            key = check_config_key(*key)
+            text = check_content(content, self.limits.max_content_bytes)
+            kind = check_type(type)
+            desc = check_description(description)
+            tag_pairs = check_tags(tags)
+            by = check_modified_by(by)
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
+        prev = self._check_write(key, if_revision)
+        return self._commit_local(
+            key,
+            prev,
+            now=now,
+            by=by,
+            content=text,
+            type=kind,
+            description=desc,
+            tags=tag_pairs,
+            change=Change.PUBLISH,
+        )
+
+    def delete(
+        self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
+    ) -> ConfigEntry:
+        """A tombstone revision.  Deleting what does not exist is NOT_FOUND (with
+        ``if_revision`` 0 it is a no-op match, still NOT_FOUND: there is nothing to delete)."""
+        try:
+            by = check_modified_by(by)
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
+        prev = self._check_write(key, if_revision)
+        if prev is None or prev.deleted:
+            raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist", "not_found")
+        return self._commit_local(
+            key,
+            prev,
+            now=now,
+            by=by,
+            content="",
+            type=prev.type,
+            description="",
+            tags=(),
+            gray=None,
+            change=Change.DELETE,
+            deleted=True,
+        )
+
+    def rollback(
+        self,
+        key: ConfigKey,
+        revision: int,
+        *,
+        now: float,
+        by: str = "",
+        if_revision: int | None = None,
+    ) -> ConfigEntry:
+        """A new revision with the main content of ``revision`` (which must be in the
+        history and not a delete); the gray version, if any, stays."""
+        try:
+            by = check_modified_by(by)
+            if type(revision) is not int or revision < 1:
+                raise invalid("field 'revision' must be a positive integer", "bad_revision")
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
+        prev = self._check_write(key, if_revision)
+        target = self.get(key, revision)  # NOT_FOUND if pruned or a delete (counted)
+        return self._commit_local(
+            key,
+            prev,
+            now=now,
+            by=by,
+            content=target.content,
+            type=target.type,
+            description=target.description,
+            tags=target.tags,
+            change=Change.ROLLBACK,
+        )
+
+    def publish_gray(
+        self,
+        key: ConfigKey,
+        content: Any,
+        *,
+        labels: Any = None,
+        clients: Any = None,
+        type: Any = None,
+        now: float,
+        by: str = "",
+        if_revision: int | None = None,
+    ) -> ConfigEntry:
+        """Set (or replace) the gray version of an existing data id."""
+        try:
+            text = check_content(content, self.limits.max_content_bytes)
+            rule = check_gray_rule(labels, clients)
+            by = check_modified_by(by)
+            kind = None if type is None else check_type(type)
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
+        prev = self._existing(key, if_revision, "publish a gray version of")
+        gray = GrayRelease(text, kind or prev.type, content_md5(text), rule)
+        return self._derive(prev, now, by, gray=gray, change=Change.GRAY)
+
+    def promote(
+        self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
+    ) -> ConfigEntry:
+        """The gray version becomes the main one (for everyone)."""
+        prev, g = self._with_gray(key, by, if_revision, "promote the gray version of")
+        return self._derive(
+            prev, now, by, content=g.content, type=g.type, md5=g.md5, gray=None,
+            change=Change.PROMOTE,
+        )  # fmt: skip
+
+    def drop_gray(
+        self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
+    ) -> ConfigEntry:
+        """Remove the gray version; every client gets the main one again."""
+        prev, _ = self._with_gray(key, by, if_revision, "drop the gray version of")
+        return self._derive(prev, now, by, gray=None, change=Change.GRAY_DROP)
+
+    def _with_gray(
+        self, key: ConfigKey, by: str, if_revision: int | None, what: str
+    ) -> tuple[ConfigEntry, GrayRelease]:
+        """The current version and its gray one, after the checks (refused: counted)."""
+        self._checked_by(by)
+        prev = self._existing(key, if_revision, what)
+        if prev.gray is None:
+            raise self._reject(
+                ErrorCode.NOT_FOUND, f"cannot {what} {key}: it has no gray version", "no_gray"
+            )
+        return prev, prev.gray
+
+    # -- replication ---------------------------------------------------------------------
+    def apply(self, entry: ConfigEntry) -> Applied:
+        """Merge a version a peer sent (or the persistence layer loaded)."""
+        key = entry.key
+        by_rev = self._history.get(key)
+        held = by_rev.get(entry.revision, []) if by_rev else []
+        for i, version in enumerate(held):
+            if version.same_version(entry):
+                stored = None
+                if entry.committed and not version.committed:
+                    stored = self._replace_version(key, i, replace(version, committed=True))
+                return Applied(Outcome.DUPLICATE, i == 0, stored, self._current.get(key))
+        if len(held) >= MAX_VERSIONS_PER_REVISION or (
+            by_rev is None and len(self._history) >= self.limits.max_configs
+        ):
+            self.rejected["replica_refused"] = self.rejected.get("replica_refused", 0) + 1
+            return Applied(Outcome.REFUSED, False, None, self._current.get(key))
+        cur = self._current.get(key)
+        cutoff = self._age_cutoff
+        if (
+            cutoff is not None
+            and entry.modified < cutoff
+            and cur is not None
+            and merge_order(entry) < merge_order(cur)
+        ):  # pruned by age here already: a peer that has not pruned yet sent it
+            return Applied(Outcome.REFUSED, False, None, cur)
+        self._store(entry)
+        current = self._current[key]
+        if held:  # two versions at one revision: the loser stays in the history
+            self.conflicts += 1
+        outcome = Outcome.CURRENT if current is entry else Outcome.HISTORY
+        return Applied(outcome, not held, entry, current)
+
+    def commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> ConfigEntry | None:
+        """Mark a held version as acknowledged by a majority; the updated version (for the
+        caller to persist) or None if it is not held or already marked."""
+        for i, version in enumerate(self._history.get(key, {}).get(revision, [])):
+            if version.identity == (origin, md5):
+                if version.committed:
+                    return None
+                return self._replace_version(key, i, replace(version, committed=True))
+        return None
+
+    # -- retention -----------------------------------------------------------------------
+    def prune(self, now: float) -> list[ConfigEntry]:
+        """Remove at most ``prune_step`` past versions (scanning at most ``prune_step`` data
+        ids), resuming after the last data id scanned; the removed versions, for the
+        persistence layer to delete."""
+        step = self.limits.prune_step
+        keep_n = self.limits.keep_revisions
+        cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
+        self._age_cutoff = cutoff
+        removed: list[ConfigEntry] = []
+        start = self._prune_after
+        keys = list(islice(self._keys.after(start) if start else iter(self._keys), step))
+        for key in keys:
+            by_rev = self._history[key]
+            current = self._current[key]
+            if current.deleted and cutoff is not None and current.modified < cutoff:
+                if removed and len(removed) + sum(map(len, by_rev.values())) > step:
+                    return removed  # the whole data id goes next time
+                removed.extend(self._drop_key(key))
+                self._prune_after = key
+                continue
+            for rank, rev in enumerate(sorted(by_rev, reverse=True)):
+                if len(removed) >= step:
+                    return removed  # this data id is not done: resume at it
+                if rev == current.revision:
+                    continue
+                versions = by_rev[rev]
+                too_many = keep_n is not None and rank >= keep_n
+                too_old = cutoff is not None and max(v.modified for v in versions) < cutoff
+                if too_many or too_old:
+                    removed.extend(versions)
+                    self._forget(by_rev.pop(rev))
+            self._prune_after = key
+        if len(keys) == step:
+            return removed  # more data ids after these: resume there next time
+        self._prune_after = None  # a full pass ended: start over next time
+        return removed
+
+    # -- internals -----------------------------------------------------------------------
+    def _reject(self, code: ErrorCode, message: str, reason: str) -> ConfigRejected:
+        return self._count(ConfigRejected(code, message, reason))
+
+    def _count(self, exc: ConfigRejected) -> ConfigRejected:
+        self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
+        return exc
+
+    def _checked_by(self, by: str) -> str:
+        try:
+            return check_modified_by(by)
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
+
+    def _check_caught_up(self, key: ConfigKey, entry: ConfigEntry | None, min_rev: int) -> None:
+        have = entry.revision if entry is not None else 0
+        if min_rev > have:
+            raise self._reject(
+                ErrorCode.UNAVAILABLE,
+                f"{key}: this node holds revision {have} and you have seen {min_rev}; it is "
+                "catching up: retry shortly or on another node",
+                "behind",
+            )
+
+    def _check_write(self, key: ConfigKey, if_revision: int | None) -> ConfigEntry | None:
+        """The current version, after the CAS check; raises (counted) on a mismatch."""
+        try:
+            key = check_config_key(*key)
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
+        prev = self._current.get(key)
+        if if_revision is not None:
+            if type(if_revision) is not int or if_revision < 0:
+                raise self._count(
+                    invalid("field 'if_revision' must be an integer >= 0", "bad_revision")
+                )
+            live = prev is not None and not prev.deleted
+            have = prev.revision if prev is not None and live else 0
+            if have != if_revision:
+                if not live:
+                    state = "does not exist" + (
+                        f" (deleted at revision {prev.revision})" if prev is not None else ""
+                    )
+                else:
+                    state = f"is at revision {have}"
+                raise self._reject(
+                    ErrorCode.CONFLICT,
+                    f"{key} {state}, not {if_revision}: read it, reconcile, and publish again "
+                    f"with --if-revision {have}",
+                    "cas_conflict",
+                )
+        if prev is None and len(self._history) >= self.limits.max_configs:
+            raise self._reject(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"this node holds {len(self._history)} data ids, its limit "
+                f"(config_max_configs {self.limits.max_configs}); delete some first",
+                "max_configs",
+            )
+        return prev
+
+    def _existing(self, key: ConfigKey, if_revision: int | None, what: str) -> ConfigEntry:
+        prev = self._check_write(key, if_revision)
+        if prev is None or prev.deleted:
+            raise self._reject(
+                ErrorCode.NOT_FOUND, f"cannot {what} {key}: it does not exist", "not_found"
+            )
+        return prev
+
+    def _commit_local(
+        self, key: ConfigKey, prev: ConfigEntry | None, *, now: float, by: str, **fields: Any
+    ) -> ConfigEntry:
+        """A new revision after ``prev``; the gray version stays unless ``gray`` is given."""
+        if "gray" not in fields:
+            fields["gray"] = prev.gray if prev is not None and not prev.deleted else None
+        entry = ConfigEntry(
+            key=key,
+            revision=(prev.revision if prev is not None else 0) + 1,
+            origin=self.node_id,
+            md5=content_md5(fields["content"]),
+            modified=now,
+            modified_by=by,
+            **fields,
+        )
+        self._store(entry)
+        return entry
+
+    def _derive(self, prev: ConfigEntry, now: float, by: str, **changes: Any) -> ConfigEntry:
+        entry = replace(
+            prev,
+            revision=prev.revision + 1,
+            origin=self.node_id,
+            modified=now,
+            modified_by=by,
+            committed=False,
+            **changes,
+        )
+        self._store(entry)
+        return entry
+
+    def _store(self, entry: ConfigEntry) -> None:
+        key = entry.key
+        by_rev = self._history.get(key)
+        if by_rev is None:
+            by_rev = self._history[key] = {}
+            self._keys.add(key)
+        by_rev.setdefault(entry.revision, []).append(entry)
+        self.history_entries += 1
+        self.content_bytes += _size(entry)
+        current = self._current.get(key)
+        if current is None or merge_order(entry) > merge_order(current):
+            self._current[key] = entry
+
+    def _replace_version(self, key: ConfigKey, index: int, new: ConfigEntry) -> ConfigEntry:
+        versions = self._history[key][new.revision]
+        old = versions[index]
+        versions[index] = new
+        current = self._current[key]
+        if current is old or merge_order(new) > merge_order(current):
+            self._current[key] = new
+        return new
+
+    def _forget(self, versions: list[ConfigEntry]) -> None:
+        self.history_entries -= len(versions)
+        self.content_bytes -= sum(map(_size, versions))
+
+    def _drop_key(self, key: ConfigKey) -> list[ConfigEntry]:
+        versions = [v for vs in self._history.pop(key).values() for v in vs]
+        self._forget(versions)
+        del self._current[key]
+        self._keys.discard(key)
+        return versions
+
+
+def _size(entry: ConfigEntry) -> int:
+    return len(entry.content) + (len(entry.gray.content) if entry.gray else 0)

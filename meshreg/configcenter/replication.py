@@ -1,0 +1,546 @@
+"""The configuration center's write protocol: acknowledged by a majority (sans-IO).
+
+Theory of operation
+-------------------
+Every node holds every config (``ConfigStore``).  The cluster has a fixed list of
+**configured members** (``--peer``, the same on every node); ``majority`` is more than half
+of it, the node itself included, whether or not the others are up.
+
+* **Who writes.** A data id's responsible node is the rendezvous winner
+  (``responsible_config_node``: core/mapping's score over the key's own bytes,
+  ``config_key_bytes``, so configs and services map independently) among the configured
+  members this node sees up.  A node that is not responsible forwards the write
+  (``ForwardWrite``); a forwarded write is applied where it lands, never forwarded again.
+* **Refuse early.** A node that sees fewer than ``majority`` configured members up refuses
+  the write at once with UNAVAILABLE: nothing was written (a minority never accepts a
+  config write; registry writes stay AP).
+* **Catch up first.** Before its first write of a data id after a change of its member
+  view (or a restart), the responsible node fetches the data id's versions from a majority
+  (``FetchVersions`` / ``SendKeyVersions``) and merges them: any acknowledged version is on
+  a majority, and two majorities share a node, so a new owner never reassigns the revision
+  of a version its predecessor had acknowledged (say, killed right after its reply).
+  Writes to the data id wait for that round (``ack_timeout`` at most, else UNAVAILABLE:
+  nothing was written).
+* **Write.** The responsible node assigns the next revision (the core checks the input
+  and the compare-and-set), persists it (``Persist``, carried out before the effects
+  after it), and sends the version to every other configured member
+  (``SendRecord``), again every ``resend_interval`` to those that have not answered.
+* **Acknowledge.** A peer merges the version (``ConfigStore.apply``), persists it, and
+  answers (``SendAck``): ok if it is the first version it stored at that revision, not ok
+  (with its current version, which the writer merges) otherwise.  Each node acknowledges
+  at most one version per (data id, revision), so two owners racing during a membership
+  change cannot both gather a majority.
+* **Commit and answer.** When a majority (the writer included) acknowledged, the writer
+  marks the version committed (persisted), answers the client with it, and tells the
+  peers (``SendCommit``); the merge rule prefers the committed version at its revision.
+  If ``ack_timeout`` passes first, or so many peers refused that a majority is out of
+  reach, the client gets UNAVAILABLE saying the outcome is unknown (the version may
+  still spread and win): read, then retry.
+* **Repair.** Every ``sync_interval`` the node sends its digests (key, revision, md5,
+  origin, committed, history hash) to one peer in turn (``SendDigests``); the receiver
+  pushes the kept versions of every data id where it is ahead (``SendVersions``) and
+  answers with its own digests of those where the sender is ahead or the histories differ,
+  so both converge, history included, in a round trip.
+* **Reads** are answered from the local store; a reader that carries the highest
+  revision it has seen is refused (UNAVAILABLE) rather than given an older one.
+
+Inputs: ``write``, ``read``, ``on_record``, ``on_ack``, ``on_commit``, ``on_digests``,
+``on_versions``, ``set_members_up``, ``tick(now)``.  Outputs: lists of effects (below),
+carried out in order.  No clock, socket or file here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshreg.configcenter.core import ConfigStore, ConfigView
+from meshreg.configcenter.model import (
+    ConfigDigest,
+    ConfigEntry,
+    ConfigKey,
+    ConfigRejected,
+    config_key_bytes,
+)
+from meshreg.core.mapping import responsible_for_bytes
+from meshreg.errors import ErrorCode
+
+DEFAULT_ACK_TIMEOUT = 2.0  # s; a write not acknowledged by a majority by then: UNAVAILABLE
+# (the registry's peer_request_timeout; an fsync and a LAN round trip take ~10 ms)
+DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
+DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
+
+
+def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
+    """The member responsible for a data id: rendezvous hashing, ties to the larger id."""
+    return responsible_for_bytes(config_key_bytes(key), members)
+
+
+# -- commands and effects ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ConfigWrite:
+    """A client's write: ``op`` is publish, delete, rollback, gray, promote or gray_drop;
+    ``args`` the operation's fields (content, type, desc, tags, revision, labels, clients,
+    by).  ``request`` is opaque to this module (the runtime's reply address)."""
+
+    request: Any
+    op: str
+    key: ConfigKey
+    args: Mapping[str, Any] = field(default_factory=dict)
+    if_revision: int | None = None
+    forwarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Write these versions durably (one transaction) before carrying out what follows."""
+
+    entries: tuple[ConfigEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendRecord:
+    peer: str
+    entry: ConfigEntry
+
+
+@dataclass(frozen=True, slots=True)
+class SendAck:
+    peer: str
+    key: ConfigKey
+    revision: int
+    origin: str
+    md5: str
+    ok: bool
+    current: ConfigEntry | None  # not ok: the version this node holds instead
+
+
+@dataclass(frozen=True, slots=True)
+class SendCommit:
+    peer: str
+    key: ConfigKey
+    revision: int
+    origin: str
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendDigests:
+    peer: str
+    digests: tuple[ConfigDigest, ...]
+    reply: bool  # True: an answer to the peer's digests (do not answer again)
+
+
+@dataclass(frozen=True, slots=True)
+class SendVersions:
+    peer: str
+    entries: tuple[ConfigEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchVersions:
+    """Ask a peer for every version it holds of a data id (answer: ``SendKeyVersions``)."""
+
+    peer: str
+    key: ConfigKey
+
+
+@dataclass(frozen=True, slots=True)
+class SendKeyVersions:
+    peer: str
+    key: ConfigKey
+    entries: tuple[ConfigEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardWrite:
+    peer: str
+    write: ConfigWrite
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEntry:
+    request: Any
+    entry: ConfigEntry  # a write's committed version, or what a read returns
+    gray: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyError:
+    request: Any
+    code: ErrorCode
+    message: str
+
+
+Effect = (
+    Persist
+    | SendRecord
+    | SendAck
+    | SendCommit
+    | SendDigests
+    | SendVersions
+    | FetchVersions
+    | SendKeyVersions
+    | ForwardWrite
+    | ReplyEntry
+    | ReplyError
+)
+
+
+@dataclass(slots=True)
+class _Pending:
+    write: ConfigWrite
+    entry: ConfigEntry
+    deadline: float
+    resend_at: float
+    acked: set[str]
+    refused: set[str]
+
+
+@dataclass(slots=True)
+class _CatchUp:
+    writes: list[ConfigWrite]
+    deadline: float
+    resend_at: float
+    answered: set[str]
+
+
+class ConfigReplicator:
+    """One node's side of the write protocol (module docstring)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        members: Iterable[str],
+        store: ConfigStore,
+        now: float,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        resend_interval: float = DEFAULT_RESEND_INTERVAL,
+        sync_interval: float = DEFAULT_SYNC_INTERVAL,
+    ) -> None:
+        self.node_id = node_id
+        self.members = tuple(sorted(set(members) | {node_id}))
+        self.majority = len(self.members) // 2 + 1
+        self.store = store
+        self.ack_timeout = ack_timeout
+        self.resend_interval = resend_interval
+        self.sync_interval = sync_interval
+        self.up: frozenset[str] = frozenset({node_id})
+        self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
+        self._catching_up: dict[ConfigKey, _CatchUp] = {}
+        self._view = 0  # bumped on every change of ``up``
+        self._fresh: dict[ConfigKey, int] = {}  # data id -> the view it was last caught up in
+        self._next_sync = now + sync_interval
+        self._sync_turn = 0
+        self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0}
+
+    # -- membership ----------------------------------------------------------------------
+    def set_members_up(self, up: Iterable[str]) -> None:
+        """The configured members this node currently sees up (itself always is)."""
+        new = frozenset(m for m in up if m in self.members) | {self.node_id}
+        if new != self.up:
+            self.up = new
+            self._view += 1
+            self._fresh.clear()
+
+    def responsible(self, key: ConfigKey) -> str:
+        return responsible_config_node(key, sorted(self.up))
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(m for m in self.members if m != self.node_id)
+
+    # -- client requests -----------------------------------------------------------------
+    def write(self, now: float, write: ConfigWrite) -> list[Effect]:
+        owner = self.responsible(write.key)
+        if owner != self.node_id and not write.forwarded:
+            self.counters["forwarded"] += 1
+            forwarded = ConfigWrite(
+                write.request, write.op, write.key, write.args, write.if_revision, True
+            )
+            return [ForwardWrite(owner, forwarded)]
+        if len(self.up) < self.majority:
+            self.counters["refused_minority"] += 1
+            return [
+                ReplyError(
+                    write.request,
+                    ErrorCode.UNAVAILABLE,
+                    f"config writes need a majority of the {len(self.members)} configured "
+                    f"members ({self.majority}); this node sees {len(self.up)} up: nothing was "
+                    "written; retry on a node of the majority side",
+                )
+            ]
+        if self._fresh.get(write.key) != self._view and self.majority > 1:
+            catch_up = self._catching_up.get(write.key)
+            if catch_up is not None:
+                catch_up.writes.append(write)
+                return []
+            self._catching_up[write.key] = _CatchUp(
+                [write], now + self.ack_timeout, now + self.resend_interval, {self.node_id}
+            )
+            return [FetchVersions(p, write.key) for p in self.peers]
+        try:
+            entry = self._apply_local(now, write)
+        except ConfigRejected as exc:
+            return [ReplyError(write.request, exc.code, exc.message)]
+        pending = _Pending(write, entry, now + self.ack_timeout, now + self.resend_interval,
+                           {self.node_id}, set())  # fmt: skip
+        effects: list[Effect] = [Persist((entry,))]
+        if self.majority == 1:
+            return effects + self._commit(pending)
+        self._pending[_pending_key(entry)] = pending
+        effects.extend(SendRecord(p, entry) for p in self.peers)
+        return effects
+
+    def read(
+        self,
+        request: Any,
+        key: ConfigKey,
+        min_revision: int = 0,
+        labels: Mapping[str, str] | None = None,
+        address: str | None = None,
+        revision: int | None = None,
+    ) -> list[Effect]:
+        try:
+            if revision is not None:
+                return [ReplyEntry(request, self.store.get(key, revision, min_revision))]
+            view: ConfigView = self.store.resolve(key, labels or {}, address, min_revision)
+        except ConfigRejected as exc:
+            return [ReplyError(request, exc.code, exc.message)]
+        return [ReplyEntry(request, view.entry, view.gray)]
+
+    # -- peer messages -------------------------------------------------------------------
+    def on_record(self, now: float, sender: str, entry: ConfigEntry) -> list[Effect]:
+        applied = self.store.apply(entry)
+        effects: list[Effect] = []
+        if applied.stored is not None:
+            effects.append(Persist((applied.stored,)))
+        current = None if applied.ack else applied.current
+        effects.append(
+            SendAck(sender, entry.key, entry.revision, entry.origin, entry.md5, applied.ack,
+                    current)
+        )  # fmt: skip
+        return effects
+
+    def on_ack(
+        self,
+        now: float,
+        sender: str,
+        key: ConfigKey,
+        revision: int,
+        origin: str,
+        md5: str,
+        ok: bool,
+        current: ConfigEntry | None = None,
+    ) -> list[Effect]:
+        effects: list[Effect] = []
+        if current is not None:
+            effects += self._merge([current])
+        pending = self._pending.get((key, revision, origin, md5))
+        if pending is None or sender not in self.members:
+            return effects
+        (pending.acked if ok else pending.refused).add(sender)
+        if len(pending.acked) >= self.majority:
+            del self._pending[(key, revision, origin, md5)]
+            return effects + self._commit(pending)
+        if len(self.members) - len(pending.refused) < self.majority:
+            del self._pending[(key, revision, origin, md5)]
+            return effects + [self._unknown(pending, "other versions were written concurrently")]
+        return effects
+
+    def on_fetch(self, sender: str, key: ConfigKey) -> list[Effect]:
+        """A catching-up owner's question: the versions of the data id's highest revision
+        (all a new owner needs to continue the sequence; history comes by repair)."""
+        current = self.store.current(key)
+        top = [e for e in self.store.entries(key) if current and e.revision == current.revision]
+        return [SendKeyVersions(sender, key, tuple(top))]
+
+    def on_key_versions(
+        self, now: float, sender: str, key: ConfigKey, entries: Iterable[ConfigEntry]
+    ) -> list[Effect]:
+        effects = self._merge(entries)
+        catch_up = self._catching_up.get(key)
+        if catch_up is None or sender not in self.members:
+            return effects
+        catch_up.answered.add(sender)
+        if len(catch_up.answered) < self.majority:
+            return effects
+        del self._catching_up[key]
+        self._fresh[key] = self._view
+        for write in catch_up.writes:
+            effects += self.write(now, write)
+        return effects
+
+    def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
+        marked = self.store.commit(key, revision, origin, md5)
+        return [Persist((marked,))] if marked is not None else []
+
+    def on_digests(self, sender: str, digests: Iterable[ConfigDigest], reply: bool) -> list[Effect]:
+        """A peer's digests: push the versions of every data id where this node is ahead.
+
+        ``reply`` False: the sender's full list; also answer with digests of the data ids
+        where the sender is ahead (revision 0 for those this node lacks), so it pushes
+        them.  ``reply`` True: only those data ids are considered, and nothing is asked.
+        """
+        theirs = {d.key: d for d in digests}
+        push: list[ConfigEntry] = []
+        want: list[ConfigDigest] = []
+        keys = list(theirs) if reply else list(self.store.keys())
+        for key in keys:
+            if self.store.current(key) is None:
+                continue
+            mine, other = self.store.digest(key), theirs.pop(key, None)
+            if other is None or _digest_order(mine) > _digest_order(other):
+                push.extend(self.store.kept_versions(key))
+            elif _digest_order(other) > _digest_order(mine):
+                want.append(mine)
+            elif other.history != mine.history:  # same current, histories differ: swap
+                push.extend(self.store.kept_versions(key))
+                want.append(mine)
+        effects: list[Effect] = []
+        if push:
+            effects.append(SendVersions(sender, tuple(push)))
+        if not reply:
+            want.extend(ConfigDigest(k, 0, "", "", False) for k in theirs)  # keys we lack
+            if want:
+                effects.append(SendDigests(sender, tuple(want), True))
+        return effects
+
+    def on_versions(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
+        return self._merge(entries)
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for key, catch_up in list(self._catching_up.items()):
+            if now >= catch_up.deadline:
+                del self._catching_up[key]
+                self.counters["timed_out"] += 1
+                effects.extend(
+                    ReplyError(
+                        w.request,
+                        ErrorCode.UNAVAILABLE,
+                        f"{key}: could not read it from a majority ({self.majority}) of the "
+                        f"{len(self.members)} configured members within {self.ack_timeout:g} "
+                        "s; nothing was written: retry",
+                    )
+                    for w in catch_up.writes
+                )
+            elif now >= catch_up.resend_at:
+                catch_up.resend_at = now + self.resend_interval
+                effects.extend(
+                    FetchVersions(p, key) for p in self.peers if p not in catch_up.answered
+                )
+        for pkey, pending in list(self._pending.items()):
+            if now >= pending.deadline:
+                del self._pending[pkey]
+                self.counters["timed_out"] += 1
+                effects.append(
+                    self._unknown(
+                        pending,
+                        f"{len(pending.acked)} of the {len(self.members)} configured members "
+                        f"acknowledged within {self.ack_timeout:g} s (a majority is "
+                        f"{self.majority})",
+                    )
+                )
+            elif now >= pending.resend_at:
+                pending.resend_at = now + self.resend_interval
+                answered = pending.acked | pending.refused
+                effects.extend(
+                    SendRecord(p, pending.entry) for p in self.peers if p not in answered
+                )
+        if now >= self._next_sync and self.peers:
+            self._next_sync = now + self.sync_interval
+            others = [p for p in self.peers if p in self.up] or list(self.peers)
+            peer = others[self._sync_turn % len(others)]
+            self._sync_turn += 1
+            effects.append(SendDigests(peer, tuple(self.store.digests()), False))
+        return effects
+
+    def next_wake(self) -> float:
+        """The latest time ``tick`` must be called next."""
+        times = [self._next_sync]
+        for p in self._pending.values():
+            times.append(min(p.deadline, p.resend_at))
+        for c in self._catching_up.values():
+            times.append(min(c.deadline, c.resend_at))
+        return min(times)
+
+    # -- internals -----------------------------------------------------------------------
+    def _apply_local(self, now: float, write: ConfigWrite) -> ConfigEntry:
+        s, a, key, cas = self.store, write.args, write.key, write.if_revision
+        by = a.get("by", "")
+        if write.op == "publish":
+            return s.publish(
+                key,
+                a.get("content"),
+                a.get("type"),
+                now=now,
+                by=by,
+                description=a.get("desc"),
+                tags=a.get("tags"),
+                if_revision=cas,
+            )
+        if write.op == "delete":
+            return s.delete(key, now=now, by=by, if_revision=cas)
+        if write.op == "rollback":
+            return s.rollback(key, a.get("revision"), now=now, by=by, if_revision=cas)  # type: ignore[arg-type]
+        if write.op == "gray":
+            return s.publish_gray(
+                key,
+                a.get("content"),
+                labels=a.get("labels"),
+                clients=a.get("clients"),
+                type=a.get("type"),
+                now=now,
+                by=by,
+                if_revision=cas,
+            )
+        if write.op == "promote":
+            return s.promote(key, now=now, by=by, if_revision=cas)
+        if write.op == "gray_drop":
+            return s.drop_gray(key, now=now, by=by, if_revision=cas)
+        raise ConfigRejected(ErrorCode.UNKNOWN_OP, f"unknown config write {write.op!r}")
+
+    def _commit(self, pending: _Pending) -> list[Effect]:
+        entry = pending.entry
+        marked = self.store.commit(entry.key, entry.revision, entry.origin, entry.md5)
+        committed = marked or entry
+        self.counters["committed"] += 1
+        effects: list[Effect] = []
+        if marked is not None:
+            effects.append(Persist((marked,)))
+        effects.append(ReplyEntry(pending.write.request, committed))
+        effects.extend(
+            SendCommit(p, entry.key, entry.revision, entry.origin, entry.md5) for p in self.peers
+        )
+        return effects
+
+    def _unknown(self, pending: _Pending, why: str) -> ReplyError:
+        return ReplyError(
+            pending.write.request,
+            ErrorCode.UNAVAILABLE,
+            f"{pending.entry.key} revision {pending.entry.revision}: {why}; the outcome is "
+            "unknown (the write may still appear): read the data id, then retry",
+        )
+
+    def _merge(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
+        stored = [a.stored for a in map(self.store.apply, entries) if a.stored is not None]
+        return [Persist(tuple(stored))] if stored else []
+
+
+def _pending_key(entry: ConfigEntry) -> tuple[ConfigKey, int, str, str]:
+    return (entry.key, entry.revision, entry.origin, entry.md5)
+
+
+def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:
+    return (d.revision, d.committed, d.origin, d.md5)
+
+
+__all__ = [
+    "ConfigReplicator",
+    "ConfigWrite",
+    "Effect",
+    "responsible_config_node",
+]

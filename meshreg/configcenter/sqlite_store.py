@@ -1,0 +1,218 @@
+"""Durable storage of the config store: one SQLite database in the node's data directory.
+
+Theory of operation
+-------------------
+Every version the core holds is one row of ``config_versions``; the current version of a
+data id is not stored apart, it is recomputed by the core's merge rule when the rows are
+loaded (``load_into``), in the order they were written (``seq``), which is the order that
+decides which version of a revision this node acknowledged.  So the database never needs
+more than inserts, a committed-flag upgrade and deletes (pruning):
+
+* ``save(entries)`` writes versions in **one transaction** (``BEGIN IMMEDIATE`` ..
+  ``COMMIT``); a version already held only has its ``committed`` flag raised.  It returns
+  after the commit, so the caller may acknowledge (a reply, a peer ack) only then.
+* ``remove(entries)`` deletes pruned versions, one transaction per call (the core bounds
+  a prune step, so this is bounded too).
+* The journal is WAL and ``synchronous=FULL``: a committed transaction is on disk (fsync of
+  the WAL) before ``save`` returns, so SIGKILL or power loss right after an acknowledgement
+  loses nothing.  ``schema_version`` holds the format's number; a database of another
+  version is refused with a clear error rather than misread.
+
+This is the one configcenter module that does I/O (sqlite3, os); the core stays pure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import Change, ConfigEntry, ConfigKey, GrayRelease, GrayRule
+from meshreg.errors import ConfigError
+
+SCHEMA_VERSION = 1
+DB_FILE_NAME = "configs.sqlite3"  # inside the node's data directory
+BUSY_TIMEOUT = 5.0  # s; another connection holding the write lock (only tools do) waits this
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS config_versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- arrival order (which version was acked first)
+    namespace TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    data_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    gray_md5 TEXT NOT NULL,                  -- '' without a gray version
+    deleted INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    type TEXT NOT NULL,
+    modified REAL NOT NULL,
+    modified_by TEXT NOT NULL,
+    description TEXT NOT NULL,
+    tags TEXT NOT NULL,                      -- JSON [[k, v], ...]
+    change TEXT NOT NULL,
+    gray TEXT,                               -- JSON or NULL
+    committed INTEGER NOT NULL,
+    UNIQUE (namespace, grp, data_id, revision, origin, md5, gray_md5, deleted)
+);
+"""
+
+_COLUMNS = (
+    "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted, content, type, "
+    "modified, modified_by, description, tags, change, gray, committed"
+)
+_UNIQUE = "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted"
+
+
+class SqliteConfigStore:
+    """The config versions of one node, on disk (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the config database {self.path}: {exc}") from None
+        self._conn = conn
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ConfigError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path} holds config schema version {row[0]}; this meshreg reads "
+                    f"version {SCHEMA_VERSION}: use the matching meshreg, or move the file away"
+                )
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ConfigError(f"{self.path} is not a usable config database: {exc}") from None
+        except ConfigError:
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SqliteConfigStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def save(self, entries: Iterable[ConfigEntry]) -> None:
+        """Insert versions (or raise their committed flag), in one transaction, durably."""
+        rows = [_row(e) for e in entries]
+        if not rows:
+            return
+        placeholders = ", ".join("?" * len(rows[0]))
+        sql = (
+            f"INSERT INTO config_versions ({_COLUMNS}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({_UNIQUE}) DO UPDATE SET committed = MAX(committed, "
+            "excluded.committed)"
+        )
+        self._transaction(lambda c: c.executemany(sql, rows))
+
+    def remove(self, entries: Iterable[ConfigEntry]) -> None:
+        """Delete versions (pruned by the core), in one transaction."""
+        keys = [_row(e)[:8] for e in entries]
+        if keys:
+            where = " AND ".join(f"{c.strip()} = ?" for c in _UNIQUE.split(","))
+            sql = f"DELETE FROM config_versions WHERE {where}"
+            self._transaction(lambda c: c.executemany(sql, keys))
+
+    def load_into(self, store: ConfigStore) -> int:
+        """Apply every stored version to ``store`` in write order; how many were read."""
+        count = 0
+        for row in self._conn.execute(f"SELECT {_COLUMNS} FROM config_versions ORDER BY seq"):
+            store.apply(_entry(row))
+            count += 1
+        return count
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM config_versions").fetchone()[0])
+
+    def _transaction(self, work: Any) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def database_path(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / DB_FILE_NAME
+
+
+def _row(e: ConfigEntry) -> tuple[Any, ...]:
+    gray = None
+    if e.gray is not None:
+        g = e.gray
+        gray = json.dumps(
+            {
+                "content": g.content,
+                "type": g.type,
+                "md5": g.md5,
+                "labels": [list(p) for p in g.rule.labels],
+                "clients": sorted(g.rule.addresses),
+            }
+        )
+    return (
+        e.key.namespace,
+        e.key.group,
+        e.key.data_id,
+        e.revision,
+        e.origin,
+        e.md5,
+        e.gray.md5 if e.gray is not None else "",
+        int(e.deleted),
+        e.content,
+        e.type,
+        e.modified,
+        e.modified_by,
+        e.description,
+        json.dumps([list(p) for p in e.tags]),
+        e.change.value,
+        gray,
+        int(e.committed),
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> ConfigEntry:
+    (ns, grp, data_id, revision, origin, md5, _gm, deleted, content, kind, modified, by, desc,
+     tags, change, gray_json, committed) = row  # fmt: skip
+    gray = None
+    if gray_json is not None:
+        g = json.loads(gray_json)
+        rule = GrayRule(tuple((k, v) for k, v in g["labels"]), frozenset(g["clients"]))
+        gray = GrayRelease(g["content"], g["type"], g["md5"], rule)
+    return ConfigEntry(
+        key=ConfigKey(ns, grp, data_id),
+        revision=revision,
+        origin=origin,
+        content=content,
+        type=kind,
+        md5=md5,
+        modified=modified,
+        modified_by=by,
+        description=desc,
+        tags=tuple((k, v) for k, v in json.loads(tags)),
+        deleted=bool(deleted),
+        change=Change(change),
+        gray=gray,
+        committed=bool(committed),
+    )

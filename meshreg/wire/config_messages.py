@@ -1,0 +1,380 @@
+"""The configuration center's client requests: decoding and validation (not served yet).
+
+The planned ``config_*`` operations (docs/CONFIG.md, "Wire operations"): one msgpack map
+per request, with the common fields ``v``, ``id`` and ``op`` (docs/PROTOCOL.md 1.5) and the
+fields below, named as in the CLI and the Python client.  ``parse_config_message`` turns
+an untrusted decoded body into one of the frozen requests below or raises
+:class:`~meshreg.wire.messages.RequestRejected` naming the field; unknown extra keys are
+ignored, a nil field is absent.
+
+These ops are not in ``CLIENT_OPS`` yet: no node serves them (the lead wires them into the
+runtime, client and CLI).  A config body may be far above the client plane's 64 KiB
+(``MAX_BODY_BYTES``): ``decode_config_body`` bounds it by the node's content cap plus
+``CONFIG_BODY_OVERHEAD`` instead, and the runtime will need the client socket's frame
+limit raised to match for these ops (docs/CONFIG.md, "Not wired yet").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from meshreg.configcenter.model import (
+    DEFAULT_HISTORY_PAGE,
+    DEFAULT_LIST_PAGE,
+    HARD_MAX_CONTENT_BYTES,
+    MAX_GROUP_LEN,
+    MAX_HISTORY_PAGE,
+    MAX_LIST_PAGE,
+    MAX_NAMESPACE_LEN,
+    ConfigKey,
+    ConfigRejected,
+    GrayRule,
+    check_config_key,
+    check_config_name,
+    check_content,
+    check_description,
+    check_gray_rule,
+    check_tags,
+    check_type,
+    pattern_regex,
+)
+from meshreg.configcenter.replication import ConfigWrite
+from meshreg.errors import ErrorCode
+from meshreg.model import DEFAULT_NAMESPACE
+from meshreg.wire import limits
+from meshreg.wire.messages import RequestRejected, _decode_error, _header
+
+CONFIG_BODY_OVERHEAD = 64 * 1024  # bytes; a config body's fields other than the content
+MAX_LABELS = 32  # a client's labels (gray selection) per request
+MAX_LABEL_LEN = 256  # chars per label key or value
+MAX_REVISION = 2**63 - 1  # revisions are signed 64-bit on disk and on the wire
+
+
+@dataclass(frozen=True, slots=True)
+class PublishConfig:
+    req_id: int
+    key: ConfigKey
+    content: str
+    type: str
+    if_revision: int | None
+    desc: str
+    tags: tuple[tuple[str, str], ...]
+    op = "config_publish"
+
+
+@dataclass(frozen=True, slots=True)
+class GetConfig:
+    """``revision``: that revision (None: the current one); ``min_revision``: the highest
+    revision the client has seen (an older node answers UNAVAILABLE); ``labels``: the
+    client's labels, for gray selection (its address comes from the connection)."""
+
+    req_id: int
+    key: ConfigKey
+    revision: int | None
+    min_revision: int
+    labels: tuple[tuple[str, str], ...]
+    op = "config_get"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteConfig:
+    req_id: int
+    key: ConfigKey
+    if_revision: int | None
+    op = "config_delete"
+
+
+@dataclass(frozen=True, slots=True)
+class ListConfigs:
+    req_id: int
+    namespace: str
+    group: str | None  # None: every group of the namespace
+    pattern: str  # * and ? on the data id
+    page_size: int
+    cursor: str | None
+    op = "config_list"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigHistory:
+    req_id: int
+    key: ConfigKey
+    page_size: int
+    cursor: int | None  # the 'next_cursor' of the previous page: list below that revision
+    op = "config_history"
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackConfig:
+    req_id: int
+    key: ConfigKey
+    revision: int
+    if_revision: int | None
+    op = "config_rollback"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """Watch a data id: the node answers with the current version if ``revision`` (what the
+    client holds; 0: nothing) is older, then pushes every change."""
+
+    req_id: int
+    key: ConfigKey
+    revision: int
+    labels: tuple[tuple[str, str], ...]
+    op = "config_listen"
+
+
+@dataclass(frozen=True, slots=True)
+class UnlistenConfig:
+    req_id: int
+    key: ConfigKey
+    op = "config_unlisten"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishGray:
+    req_id: int
+    key: ConfigKey
+    content: str
+    type: str | None  # None: the main version's type
+    rule: GrayRule
+    if_revision: int | None
+    op = "config_gray"
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteGray:
+    req_id: int
+    key: ConfigKey
+    if_revision: int | None
+    op = "config_promote"
+
+
+@dataclass(frozen=True, slots=True)
+class DropGray:
+    req_id: int
+    key: ConfigKey
+    if_revision: int | None
+    op = "config_gray_drop"
+
+
+ConfigRequest = (
+    PublishConfig
+    | GetConfig
+    | DeleteConfig
+    | ListConfigs
+    | ConfigHistory
+    | RollbackConfig
+    | ListenConfig
+    | UnlistenConfig
+    | PublishGray
+    | PromoteGray
+    | DropGray
+)
+
+CONFIG_OPS = (
+    "config_publish",
+    "config_get",
+    "config_delete",
+    "config_list",
+    "config_history",
+    "config_rollback",
+    "config_listen",
+    "config_unlisten",
+    "config_gray",
+    "config_promote",
+    "config_gray_drop",
+)
+CONFIG_WRITE_OPS = (
+    "config_publish",
+    "config_delete",
+    "config_rollback",
+    "config_gray",
+    "config_promote",
+    "config_gray_drop",
+)
+
+
+def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BYTES) -> Any:
+    """msgpack-decode a config request body of at most the content cap plus overhead.
+
+    Strings and bins are bounded by the content cap (the content is the one large field);
+    maps and arrays by the client plane's limits.  TOO_LARGE beyond a limit, MALFORMED for
+    bytes that are not one msgpack value.
+    """
+    max_bytes = max_content_bytes + CONFIG_BODY_OVERHEAD
+    if len(body) > max_bytes:
+        raise RequestRejected(
+            ErrorCode.TOO_LARGE,
+            f"config request body is {len(body)} bytes; the limit is {max_bytes} (the "
+            f"content cap {max_content_bytes} + {CONFIG_BODY_OVERHEAD})",
+        )
+    try:
+        return msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=max_content_bytes,
+            max_bin_len=max_content_bytes,
+            max_ext_len=0,
+            max_map_len=limits.MAX_MAP_ENTRIES,
+            max_array_len=limits.MAX_ARRAY_LEN,
+        )
+    except Exception as exc:
+        raise _decode_error(exc) from None
+
+
+def parse_config_request(
+    body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BYTES
+) -> ConfigRequest:
+    return parse_config_message(decode_config_body(body, max_content_bytes), max_content_bytes)
+
+
+def parse_config_message(
+    msg: Any, max_content_bytes: int = HARD_MAX_CONTENT_BYTES
+) -> ConfigRequest:
+    """Validate an untrusted decoded config request (``CONFIG_OPS``)."""
+    req_id = _header(msg)
+    op = msg.get("op")
+    if op not in CONFIG_OPS:
+        shown = f"{op[:32]!r}" if isinstance(op, str) else type(op).__name__
+        raise RequestRejected(
+            ErrorCode.UNKNOWN_OP,
+            f"unknown config op {shown}; known: {', '.join(CONFIG_OPS)}",
+            req_id,
+        )
+    try:
+        return _parse(msg, req_id, op, max_content_bytes)
+    except ConfigRejected as exc:
+        raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
+
+
+def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest:
+    if op == "config_list":
+        ns = msg.get("namespace")
+        ns = check_config_name(DEFAULT_NAMESPACE if ns is None else ns, "namespace",
+                               MAX_NAMESPACE_LEN)  # fmt: skip
+        group = msg.get("group")
+        if group is not None:
+            check_config_name(group, "group", MAX_GROUP_LEN)
+        pattern = msg.get("pattern")
+        pattern = "*" if pattern is None else pattern
+        pattern_regex(pattern)
+        cursor = msg.get("cursor")
+        if cursor is not None and (type(cursor) is not str or not 0 < len(cursor) <= 400):
+            raise _invalid("field 'cursor' must be the 'next_cursor' of a config_list reply")
+        page = _int(msg, "page_size", DEFAULT_LIST_PAGE, 1, MAX_LIST_PAGE)
+        return ListConfigs(req_id, ns, group, pattern, page, cursor)
+    key = check_config_key(msg.get("namespace"), msg.get("group"), msg.get("data_id"))
+    if op == "config_publish":
+        return PublishConfig(
+            req_id,
+            key,
+            check_content(_required(msg, "content"), cap),
+            check_type(msg.get("type")),
+            _if_revision(msg),
+            check_description(msg.get("desc")),
+            check_tags(msg.get("tags")),
+        )
+    if op == "config_get":
+        revision = _optional_revision(msg, "revision")
+        return GetConfig(req_id, key, revision, _int(msg, "min_revision", 0, 0, MAX_REVISION),
+                         _labels(msg))  # fmt: skip
+    if op == "config_delete":
+        return DeleteConfig(req_id, key, _if_revision(msg))
+    if op == "config_history":
+        page = _int(msg, "page_size", DEFAULT_HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
+        return ConfigHistory(req_id, key, page, _optional_revision(msg, "cursor"))
+    if op == "config_rollback":
+        revision = _optional_revision(msg, "revision")
+        if revision is None:
+            raise _invalid("field 'revision' is required: the revision to roll back to")
+        return RollbackConfig(req_id, key, revision, _if_revision(msg))
+    if op == "config_listen":
+        return ListenConfig(req_id, key, _int(msg, "revision", 0, 0, MAX_REVISION), _labels(msg))
+    if op == "config_unlisten":
+        return UnlistenConfig(req_id, key)
+    if op == "config_gray":
+        content = check_content(_required(msg, "content"), cap)
+        kind = None if msg.get("type") is None else check_type(msg.get("type"))
+        rule = check_gray_rule(msg.get("labels"), msg.get("clients"))
+        return PublishGray(req_id, key, content, kind, rule, _if_revision(msg))
+    if op == "config_promote":
+        return PromoteGray(req_id, key, _if_revision(msg))
+    return DropGray(req_id, key, _if_revision(msg))
+
+
+def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> ConfigWrite:
+    """The replication layer's command for a write request (``CONFIG_WRITE_OPS``)."""
+    args: dict[str, Any] = {"by": by}
+    if isinstance(request, PublishConfig):
+        op = "publish"
+        args.update(content=request.content, type=request.type, desc=request.desc,
+                    tags=dict(request.tags))  # fmt: skip
+    elif isinstance(request, DeleteConfig):
+        op = "delete"
+    elif isinstance(request, RollbackConfig):
+        op, args["revision"] = "rollback", request.revision
+    elif isinstance(request, PublishGray):
+        op = "gray"
+        rule = request.rule
+        args.update(content=request.content, type=request.type, labels=dict(rule.labels),
+                    clients=sorted(rule.addresses))  # fmt: skip
+    elif isinstance(request, PromoteGray):
+        op = "promote"
+    elif isinstance(request, DropGray):
+        op = "gray_drop"
+    else:
+        raise TypeError(f"{request.op} is not a write")
+    return ConfigWrite(reply_to, op, request.key, args, request.if_revision)
+
+
+def _invalid(message: str) -> ConfigRejected:
+    return ConfigRejected(ErrorCode.INVALID_ARGUMENT, message)
+
+
+def _required(msg: dict[str, Any], name: str) -> Any:
+    value = msg.get(name)
+    if value is None:
+        raise _invalid(f"field '{name}' is required")
+    return value
+
+
+def _int(msg: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = msg.get(name)
+    if value is None:
+        return default
+    if type(value) is not int or not low <= value <= high:
+        raise _invalid(f"field '{name}' must be an integer in {low}..{high}")
+    return value
+
+
+def _optional_revision(msg: dict[str, Any], name: str) -> int | None:
+    if msg.get(name) is None:
+        return None
+    return _int(msg, name, 0, 1, MAX_REVISION)
+
+
+def _if_revision(msg: dict[str, Any]) -> int | None:
+    """The compare-and-set: 0 = must not exist; N = must be at revision N; nil = none."""
+    if msg.get("if_revision") is None:
+        return None
+    return _int(msg, "if_revision", 0, 0, MAX_REVISION)
+
+
+def _labels(msg: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    labels = msg.get("labels")
+    if labels is None:
+        return ()
+    if not isinstance(labels, dict) or len(labels) > MAX_LABELS:
+        raise _invalid(f"field 'labels' must be a map of at most {MAX_LABELS} string pairs")
+    for k, v in labels.items():
+        if type(k) is not str or type(v) is not str or not k:
+            raise _invalid("field 'labels' must be a map of string to string")
+        if len(k) > MAX_LABEL_LEN or len(v) > MAX_LABEL_LEN:
+            raise _invalid(f"a label key or value is longer than {MAX_LABEL_LEN} characters")
+    return tuple(sorted(labels.items()))

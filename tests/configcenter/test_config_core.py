@@ -1,0 +1,398 @@
+"""The config store (meshreg/configcenter/core.py): versioning, CAS, tombstones, lists,
+history and its retention, rollback, gray release, the merge rule, bad input.  Fake
+clock: ``now`` is a number."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+
+import pytest
+
+from meshreg.configcenter.core import MAX_VERSIONS_PER_REVISION, ConfigStore, Outcome
+from meshreg.configcenter.model import (
+    HARD_MAX_CONTENT_BYTES,
+    NAME_PATTERN,
+    Change,
+    ConfigEntry,
+    ConfigKey,
+    ConfigLimits,
+    ConfigRejected,
+    content_md5,
+    merge_order,
+)
+from meshreg.errors import ErrorCode
+
+INVALID = ErrorCode.INVALID_ARGUMENT
+
+K = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+DAY = 86400.0
+
+
+def store(**limits: object) -> ConfigStore:
+    return ConfigStore("n1", ConfigLimits(**limits))  # type: ignore[arg-type]
+
+
+def rejected(fn: object, *args: object, **kw: object) -> ConfigRejected:
+    with pytest.raises(ConfigRejected) as info:
+        fn(*args, **kw)  # type: ignore[operator]
+    return info.value
+
+
+def test_revisions_grow_even_when_content_goes_back() -> None:
+    s = store()
+    e1 = s.publish(K, "a: 1", "yaml", now=1.0, by="ops")
+    e2 = s.publish(K, "a: 2", "yaml", now=2.0)
+    e3 = s.publish(K, "a: 1", "yaml", now=3.0)
+    assert [e.revision for e in (e1, e2, e3)] == [1, 2, 3]
+    assert e3.md5 == e1.md5 == content_md5("a: 1")
+    got = s.get(K)
+    assert (got.revision, got.content, got.type, got.modified) == (3, "a: 1", "yaml", 3.0)
+    assert s.get(K, revision=1).modified_by == "ops"
+    assert s.get(K, revision=2).content == "a: 2"
+
+
+def test_cas_zero_means_must_not_exist_and_mismatch_names_current() -> None:
+    s = store()
+    s.publish(K, "x", now=1.0, if_revision=0)
+    exc = rejected(s.publish, K, "y", now=2.0, if_revision=0)
+    assert exc.code is ErrorCode.CONFLICT and "revision 1" in exc.message
+    exc = rejected(s.publish, K, "y", now=2.0, if_revision=5)
+    assert exc.code is ErrorCode.CONFLICT and "is at revision 1, not 5" in exc.message
+    assert s.get(K).content == "x" and s.get(K).revision == 1  # nothing changed
+    s.publish(K, "y", now=2.0, if_revision=1)
+    assert s.get(K).revision == 2
+    assert s.stats()["rejected"] == {"cas_conflict": 2}
+
+
+def test_delete_is_a_tombstone_revision_that_never_resurrects() -> None:
+    s = store()
+    s.publish(K, "x", now=1.0)
+    exc = rejected(s.delete, K, now=2.0, if_revision=7)
+    assert exc.code is ErrorCode.CONFLICT
+    tomb = s.delete(K, now=2.0, if_revision=1)
+    assert tomb.deleted and tomb.revision == 2 and tomb.change is Change.DELETE
+    exc = rejected(s.get, K)
+    assert exc.code is ErrorCode.NOT_FOUND and "deleted at revision 2" in exc.message
+    # a late copy of revision 1 from a peer is stored in history, never current again
+    old = ConfigEntry(K, 1, "n2", "old", "text", content_md5("old"), 0.5)
+    applied = s.apply(old)
+    assert applied.outcome is Outcome.HISTORY and s.current(K) == tomb
+    # publishing again continues the sequence; 0 means "must not exist": true after a delete
+    again = s.publish(K, "new", now=3.0, if_revision=0)
+    assert again.revision == 3
+    assert rejected(s.delete, ConfigKey("public", "g", "none"), now=4.0).code is (
+        ErrorCode.NOT_FOUND
+    )
+
+
+def test_list_pages_with_cursor_and_pattern() -> None:
+    s = store()
+    for g, d in itertools.product(("g1", "g2"), ("a.yaml", "b.yaml", "ab.json", "c")):
+        s.publish(ConfigKey("public", g, d), d, now=1.0)
+    s.publish(ConfigKey("other", "g1", "a.yaml"), "x", now=1.0)
+    s.delete(ConfigKey("public", "g1", "c"), now=2.0)
+    seen = []
+    cursor = None
+    while True:
+        page = s.list_page("public", page_size=3, cursor=cursor)
+        seen += [(e.key.group, e.key.data_id) for e in page.items]
+        assert len(page.items) <= 3
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(seen) and len(seen) == 7  # the deleted one is not listed
+    page = s.list_page("public", group="g2", pattern="a*")
+    assert [e.key.data_id for e in page.items] == ["a.yaml", "ab.json"]
+    page = s.list_page("public", pattern="?.yaml")
+    assert [str(e.key) for e in page.items] == [
+        "public/g1/a.yaml",
+        "public/g1/b.yaml",
+        "public/g2/a.yaml",
+        "public/g2/b.yaml",
+    ]
+    assert rejected(s.list_page, "public", pattern="a/b").reason == "bad_pattern"
+    assert rejected(s.list_page, "public", cursor="nonsense").reason == "bad_cursor"
+
+
+def test_a_sparse_pattern_scans_a_bounded_number_of_keys() -> None:
+    s = store()
+    for i in range(100):
+        s.publish(ConfigKey("public", "g", f"k{i:03d}"), "x", now=1.0)
+    page = s.list_page("public", pattern="nomatch*", page_size=2)
+    assert page.items == [] and page.next_cursor == "g/k019"  # 10 pages' worth examined
+    found = []
+    cursor = None
+    for _ in range(20):
+        page = s.list_page("public", pattern="k09?", page_size=2, cursor=cursor)
+        found += [e.key.data_id for e in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert found == [f"k09{i}" for i in range(10)]
+
+
+def test_history_newest_first_paged() -> None:
+    s = store()
+    for i in range(1, 8):
+        s.publish(K, f"v{i}", now=float(i))
+    page = s.history(K, page_size=3)
+    assert [e.revision for e in page.items] == [7, 6, 5] and page.next_cursor == 5
+    page = s.history(K, page_size=3, before=page.next_cursor)
+    assert [e.revision for e in page.items] == [4, 3, 2]
+    page = s.history(K, page_size=3, before=page.next_cursor)
+    assert [e.revision for e in page.items] == [1] and page.next_cursor is None
+
+
+def test_rollback_makes_a_new_revision_with_the_old_content() -> None:
+    s = store()
+    s.publish(K, "good", "json", now=1.0, description="d1", tags={"team": "a"})
+    s.publish(K, "bad", "text", now=2.0)
+    e = s.rollback(K, 1, now=3.0, by="alice")
+    assert (e.revision, e.content, e.type, e.description, e.tags) == (
+        3,
+        "good",
+        "json",
+        "d1",
+        (("team", "a"),),
+    )
+    assert e.change is Change.ROLLBACK and e.modified_by == "alice"
+    assert rejected(s.rollback, K, 99, now=4.0).code is ErrorCode.NOT_FOUND
+    s.delete(K, now=5.0)
+    assert rejected(s.rollback, K, 4, now=6.0).code is ErrorCode.NOT_FOUND  # a delete
+    assert s.rollback(K, 2, now=6.0).content == "bad"  # undoes the delete
+
+
+def test_gray_release_resolve_promote_drop() -> None:
+    s = store()
+    s.publish(K, "main", now=1.0)
+    assert rejected(s.publish_gray, K, "g", now=2.0).reason == "gray_without_selector"
+    assert rejected(s.publish_gray, K, "g", labels={}, clients=[], now=2.0).reason == (
+        "gray_without_selector"
+    )
+    g = s.publish_gray(K, "gray", labels={"env": "canary"}, clients=["10.0.0.5"], now=2.0)
+    assert g.revision == 2 and g.content == "main" and g.gray is not None
+    assert s.resolve(K, {"env": "canary", "x": "y"}, None).content == "gray"
+    assert s.resolve(K, {"env": "prod"}, None).content == "main"
+    assert s.resolve(K, {}, "10.0.0.5:4000").content == "gray"
+    assert s.resolve(K, {}, "10.0.0.5").gray
+    assert s.resolve(K, {}, "10.0.0.6:4000").content == "main"
+    # publishing main keeps the gray version
+    s.publish(K, "main2", now=3.0)
+    assert s.resolve(K, {"env": "canary"}, None).content == "gray"
+    p = s.promote(K, now=4.0)
+    assert (p.revision, p.content, p.gray, p.md5) == (4, "gray", None, content_md5("gray"))
+    assert rejected(s.promote, K, now=5.0).reason == "no_gray"
+    s.publish_gray(K, "g2", clients=["h"], now=5.0)
+    d = s.drop_gray(K, now=6.0)
+    assert d.gray is None and d.content == "gray" and d.revision == 6
+    assert rejected(s.drop_gray, K, now=7.0).reason == "no_gray"
+    assert rejected(s.publish_gray, ConfigKey("public", "g", "nope"), "x", clients=["h"],
+                    now=8.0).code is ErrorCode.NOT_FOUND  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "reason", "code"),
+    [
+        (lambda s: s.publish(K, "x" * 1025, now=1.0), "too_large", ErrorCode.TOO_LARGE),
+        (lambda s: s.publish(K, "é" * 513, now=1.0), "too_large", ErrorCode.TOO_LARGE),
+        (lambda s: s.publish(K, b"\xff\xfe", now=1.0), "invalid_utf8", INVALID),
+        (lambda s: s.publish(K, "\ud800", now=1.0), "invalid_utf8", INVALID),
+        (lambda s: s.publish(K, 5, now=1.0), "bad_content", INVALID),
+        (lambda s: s.publish(K, "x", "ini", now=1.0), "unknown_type", INVALID),
+        (
+            lambda s: s.publish(ConfigKey("public", "g", "a b"), "x", now=1.0),
+            "bad_name",
+            INVALID,
+        ),
+        (
+            lambda s: s.publish(ConfigKey("", "g", "a"), "x", now=1.0),
+            "bad_name",
+            INVALID,
+        ),
+        (
+            lambda s: s.publish(ConfigKey("public", "g", "a" * 257), "x", now=1.0),
+            "bad_name",
+            INVALID,
+        ),
+        (lambda s: s.publish(K, "x", tags={"a b": "c"}, now=1.0), "bad_name", INVALID),
+        (lambda s: s.publish(K, "x", description=7, now=1.0), "bad_description", INVALID),
+        (lambda s: s.publish(K, "x", now=1.0, if_revision=-1), "bad_revision", INVALID),
+        (lambda s: s.publish_gray(K, "x", labels={"a": 1}, now=1.0), "bad_gray_rule", INVALID),
+    ],
+)
+def test_bad_input_is_refused_named_counted_and_changes_nothing(
+    call: object, reason: str, code: ErrorCode
+) -> None:
+    s = store(max_content_bytes=1024)
+    s.publish(K, "before", now=0.5)
+    exc = rejected(call, s)
+    assert exc.code is code and exc.reason == reason and exc.message
+    assert s.get(K).content == "before" and s.get(K).revision == 1
+    assert s.stats()["rejected"] == {reason: 1}
+    assert s.stats()["history_entries"] == 1
+
+
+def test_content_cap_is_configurable_up_to_the_hard_cap() -> None:
+    ConfigLimits(max_content_bytes=HARD_MAX_CONTENT_BYTES)
+    with pytest.raises(ValueError, match="10 MiB"):
+        ConfigLimits(max_content_bytes=HARD_MAX_CONTENT_BYTES + 1)
+    s = store(max_content_bytes=4)
+    assert s.publish(K, "éé", now=1.0).revision == 1  # 4 bytes of UTF-8
+    assert "4 bytes" in rejected(s.publish, K, "ééé", now=1.0).message
+
+
+def test_max_configs_bounds_the_data_ids() -> None:
+    s = store(max_configs=2)
+    s.publish(ConfigKey("public", "g", "a"), "x", now=1.0)
+    s.publish(ConfigKey("public", "g", "b"), "x", now=1.0)
+    s.publish(ConfigKey("public", "g", "b"), "y", now=1.0)  # an existing one: fine
+    exc = rejected(s.publish, ConfigKey("public", "g", "c"), "x", now=1.0)
+    assert exc.code is ErrorCode.RESOURCE_EXHAUSTED and "2" in exc.message
+
+
+def test_names_follow_the_registry_rules() -> None:
+    from meshreg.wire import limits, messages
+
+    assert messages._NAME_RE.pattern == NAME_PATTERN
+    from meshreg.configcenter import model
+
+    assert (model.MAX_NAMESPACE_LEN, model.MAX_GROUP_LEN, model.MAX_DATA_ID_LEN) == (
+        limits.MAX_NAMESPACE_LEN,
+        limits.MAX_GROUP_LEN,
+        limits.MAX_SERVICE_LEN,
+    )
+
+
+# -- retention -------------------------------------------------------------------------------
+def test_prune_keeps_the_last_n_revisions_in_bounded_steps() -> None:
+    s = store(keep_revisions=3, keep_seconds=None, prune_step=4)
+    for i in range(10):
+        s.publish(K, f"v{i}", now=float(i))
+    first = s.prune(100.0)
+    assert len(first) == 4  # bounded
+    second = s.prune(100.0)
+    assert len(second) == 3
+    assert s.prune(100.0) == []
+    assert [e.revision for e in s.history(K).items] == [10, 9, 8]
+    assert s.stats()["history_entries"] == 3
+    assert sorted(e.revision for e in first + second) == list(range(1, 8))
+
+
+def test_prune_by_age_never_removes_the_current_entry() -> None:
+    s = store(keep_revisions=None, keep_seconds=30 * DAY)
+    s.publish(K, "old", now=0.0)
+    s.publish(K, "older-but-current", now=1.0)
+    other = ConfigKey("public", "g", "young")
+    s.publish(other, "a", now=0.0)
+    s.publish(other, "b", now=29 * DAY)
+    removed = s.prune(31 * DAY)
+    assert [(e.key, e.revision) for e in removed] == [(K, 1), (other, 1)]
+    assert s.get(K).content == "older-but-current"
+    assert [e.revision for e in s.history(other).items] == [2]
+
+
+def test_an_old_tombstone_is_purged_with_its_data_id() -> None:
+    s = store(keep_seconds=30 * DAY)
+    s.publish(K, "x", now=0.0)
+    s.delete(K, now=1.0)
+    assert s.prune(10 * DAY) == []
+    removed = s.prune(31 * DAY + 2)
+    assert len(removed) == 2 and s.current(K) is None and list(s.keys()) == []
+    assert s.stats()["tombstones"] == 0 and s.stats()["history_entries"] == 0
+
+
+def test_prune_resumes_over_many_keys() -> None:
+    s = store(keep_revisions=1, keep_seconds=None, prune_step=5)
+    keys = [ConfigKey("public", "g", f"k{i}") for i in range(12)]
+    for key in keys:
+        s.publish(key, "a", now=0.0)
+        s.publish(key, "b", now=1.0)
+    total = 0
+    for _ in range(10):
+        got = s.prune(2.0)
+        assert len(got) <= 5
+        total += len(got)
+    assert total == 12 and s.stats()["history_entries"] == 12
+
+
+# -- the merge rule --------------------------------------------------------------------------
+def version(rev: int, origin: str, content: str, committed: bool = False) -> ConfigEntry:
+    return ConfigEntry(K, rev, origin, content, "text", content_md5(content), 1.0,
+                       committed=committed)  # fmt: skip
+
+
+def test_two_owners_at_one_revision_converge_and_the_loser_stays_in_history() -> None:
+    a = version(3, "node-a", "from a")
+    b = version(3, "node-b", "from b")
+    winners = set()
+    for order in ((a, b), (b, a)):
+        s = ConfigStore("x")
+        results = [s.apply(v) for v in order]
+        assert results[0].ack and not results[1].ack  # one version acked per revision
+        winners.add(s.current(K))
+        assert {e.origin for e in s.history(K).items} == {"node-a", "node-b"}
+        assert s.stats()["conflicts"] == 1
+    assert winners == {b}  # the larger origin id, whatever the order
+
+
+def test_the_committed_version_wins_its_revision() -> None:
+    a = version(3, "node-a", "from a")
+    b = version(3, "node-b", "from b")
+    s = ConfigStore("x")
+    s.apply(a)
+    s.apply(b)
+    assert s.current(K) == b
+    marked = s.commit(K, 3, "node-a", a.md5)
+    assert marked is not None and marked.committed and s.current(K) == marked
+    assert s.commit(K, 3, "node-a", a.md5) is None  # already
+    # a committed copy arriving by replication has the same effect on another node
+    t = ConfigStore("y")
+    t.apply(b)
+    dup = t.apply(version(3, "node-a", "from a", committed=True))
+    assert dup.outcome is Outcome.CURRENT and t.current(K).origin == "node-a" and not dup.ack
+    assert t.apply(b).outcome is Outcome.DUPLICATE and t.apply(b).ack  # b was first here
+
+
+def test_merge_is_order_independent_randomized() -> None:
+    rng = random.Random(7)
+    pool = [
+        version(rev, origin, f"{rev}{origin}{c}", committed=(rev + len(origin) + c) % 4 == 0)
+        for rev in (1, 2, 3)
+        for origin in ("a", "bb")
+        for c in range(2)
+    ]
+    expected = max(pool, key=merge_order)
+    for _ in range(50):
+        sample = rng.sample(pool, k=len(pool))
+        s = ConfigStore("z")
+        for v in sample:
+            s.apply(v)
+        assert s.current(K) == expected
+
+
+def test_versions_per_revision_are_bounded() -> None:
+    s = ConfigStore("x")
+    for i in range(MAX_VERSIONS_PER_REVISION):
+        assert s.apply(version(1, f"o{i}", "c")).outcome is not Outcome.REFUSED
+    refused = s.apply(version(1, "late", "c"))
+    assert refused.outcome is Outcome.REFUSED and not refused.ack and refused.stored is None
+
+
+def test_reader_with_a_higher_seen_revision_is_refused_not_served_older() -> None:
+    s = store()
+    s.publish(K, "x", now=1.0)
+    exc = rejected(s.get, K, min_revision=2)
+    assert exc.code is ErrorCode.UNAVAILABLE and "revision 1" in exc.message
+    assert s.get(K, min_revision=1).revision == 1
+    assert rejected(s.resolve, K, {}, None, min_revision=5).code is ErrorCode.UNAVAILABLE
+
+
+def test_digests_name_revision_and_md5() -> None:
+    s = store()
+    s.publish(K, "x", now=1.0)
+    (d,) = s.digests()
+    assert (d.key, d.revision, d.md5, d.origin, d.committed) == (K, 1, content_md5("x"), "n1",
+                                                                  False)  # fmt: skip
+    assert re.fullmatch("[0-9a-f]{32}", d.md5)

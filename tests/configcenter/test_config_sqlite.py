@@ -1,0 +1,171 @@
+"""Persistence of the config store (meshreg/configcenter/sqlite_store.py): round trips, the
+committed flag, pruning, the schema version, and a real process SIGKILLed right after it
+reported a write as acknowledged."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import ConfigKey, ConfigLimits
+from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.errors import ConfigError
+
+K = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+
+
+def reopen(path: Path) -> ConfigStore:
+    core = ConfigStore("n1")
+    with SqliteConfigStore(path) as db:
+        db.load_into(core)
+    return core
+
+
+def test_round_trip_keeps_every_field_and_the_history(tmp_path: Path) -> None:
+    path = database_path(tmp_path / "data")
+    core = ConfigStore("n1")
+    with SqliteConfigStore(path) as db:
+        written = [
+            core.publish(K, "a: 1", "yaml", now=1.0, by="ops", description="d",
+                         tags={"team": "x"}),
+            core.publish(K, "a: 2 é", "yaml", now=2.0),
+            core.publish_gray(K, "a: 3", labels={"env": "canary"}, clients=["10.0.0.1"],
+                              now=3.0),
+            core.delete(K, now=4.0),
+        ]  # fmt: skip
+        for entry in written:
+            db.save([entry])
+        assert db.count() == 4
+    again = reopen(path)
+    assert again.entries(K) == written
+    assert again.current(K) == written[-1]
+    assert again.get(K, revision=3).gray == written[2].gray
+
+
+def test_committed_flag_is_upgraded_not_duplicated(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    core = ConfigStore("n1")
+    entry = core.publish(K, "x", now=1.0)
+    with SqliteConfigStore(path) as db:
+        db.save([entry])
+        marked = core.commit(K, 1, "n1", entry.md5)
+        assert marked is not None
+        db.save([marked])
+        db.save([entry])  # a late uncommitted copy does not lower the flag
+        assert db.count() == 1
+    assert reopen(path).current(K) == marked
+
+
+def test_arrival_order_decides_the_acked_version_after_restart(tmp_path: Path) -> None:
+    from test_config_core import version
+
+    path = tmp_path / "o.db"
+    core = ConfigStore("x")
+    with SqliteConfigStore(path) as db:
+        for v in (version(3, "node-b", "b"), version(3, "node-a", "a")):
+            db.save([core.apply(v).stored])  # type: ignore[list-item]
+    again = reopen(path)
+    assert again.apply(version(3, "node-b", "b")).ack  # b came first
+    assert not again.apply(version(3, "node-a", "a")).ack
+
+
+def test_pruned_versions_are_removed(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    core = ConfigStore("n1", ConfigLimits(keep_revisions=2, keep_seconds=None))
+    with SqliteConfigStore(path) as db:
+        for i in range(5):
+            db.save([core.publish(K, f"v{i}", now=float(i))])
+        db.remove(core.prune(10.0))
+        assert db.count() == 2
+    assert [e.revision for e in reopen(path).history(K).items] == [5, 4]
+
+
+def test_wal_full_sync_and_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteConfigStore(path) as db:
+        assert db._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match="schema version 99"):
+        SqliteConfigStore(path)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ConfigError, match="not a usable config database"):
+        SqliteConfigStore(junk)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from meshreg.configcenter.core import ConfigStore
+    from meshreg.configcenter.model import ConfigKey
+    from meshreg.configcenter.sqlite_store import SqliteConfigStore
+
+    db = SqliteConfigStore(sys.argv[1])
+    core = ConfigStore("child")
+    db.load_into(core)
+    key = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+    for i in range(int(sys.argv[2])):
+        entry = core.publish(key, "value %d " % i + "x" * 4000, now=float(i))
+        db.save([entry])  # returns after COMMIT (WAL fsynced): only then acknowledge
+        print("acked", entry.revision, flush=True)
+    sys.stdin.read()  # wait to be killed
+    """
+)
+
+
+def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            return proc.stdout.readline()
+    raise AssertionError("the child printed nothing before the deadline")
+
+
+@pytest.mark.parametrize("writes", [1, 30])
+def test_acknowledged_write_survives_sigkill_right_after(tmp_path: Path, writes: int) -> None:
+    path = tmp_path / "kill.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), str(writes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        last = ""
+        for _ in range(writes):
+            last = _read_line(proc, deadline)
+            if writes > 1 and last.startswith("acked 15"):
+                os.kill(proc.pid, signal.SIGKILL)  # mid-stream: right after an ack
+                break
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    acked = int(last.split()[1])
+    core = reopen(path)
+    current = core.get(K)
+    assert current.revision >= acked  # everything acknowledged is there (maybe one more)
+    revisions = [e.revision for e in core.entries(K)]
+    assert revisions == list(range(1, current.revision + 1))  # history intact
+    assert core.get(K, revision=acked).content.startswith(f"value {acked - 1} ")

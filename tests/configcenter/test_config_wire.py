@@ -1,0 +1,238 @@
+"""The planned config ops' request parsing (meshreg/wire/config_messages.py): examples,
+and fuzzing (bounded, derandomized): only RequestRejected escapes, with a code and a
+message, and whatever is accepted is within the core's rules."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgpack
+import pytest
+from helpers import fuzz_settings
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import CONFIG_TYPES, ConfigKey, check_config_key
+from meshreg.errors import ErrorCode
+from meshreg.wire.config_messages import (
+    CONFIG_OPS,
+    CONFIG_WRITE_OPS,
+    ConfigHistory,
+    GetConfig,
+    ListConfigs,
+    PublishConfig,
+    PublishGray,
+    RollbackConfig,
+    as_config_write,
+    parse_config_message,
+    parse_config_request,
+)
+from meshreg.wire.messages import CLIENT_OPS, RequestRejected
+
+FUZZ = fuzz_settings(300)
+
+
+def body(op: str, **fields: Any) -> dict[str, Any]:
+    return {"v": 1, "id": 7, "op": op, **fields}
+
+
+VALID = [
+    body("config_publish", data_id="app.yaml", content="a: 1", type="yaml", if_revision=0,
+         desc="d", tags={"team": "x"}),
+    body("config_get", data_id="app.yaml", revision=3, min_revision=2, labels={"env": "c"}),
+    body("config_delete", data_id="app.yaml", if_revision=4),
+    body("config_list", namespace="public", group="g", pattern="app*", page_size=10),
+    body("config_history", data_id="app.yaml", page_size=5, cursor=9),
+    body("config_rollback", data_id="app.yaml", revision=2),
+    body("config_listen", data_id="app.yaml", revision=3),
+    body("config_unlisten", data_id="app.yaml"),
+    body("config_gray", data_id="app.yaml", content="b", labels={"env": "canary"},
+         clients=["10.0.0.1"]),
+    body("config_promote", data_id="app.yaml"),
+    body("config_gray_drop", data_id="app.yaml", if_revision=5),
+]  # fmt: skip
+
+
+def test_every_op_has_a_valid_example_and_none_is_served_yet() -> None:
+    assert sorted(m["op"] for m in VALID) == sorted(CONFIG_OPS)
+    assert not set(CONFIG_OPS) & set(CLIENT_OPS)  # wired in a later session
+    for m in VALID:
+        req = parse_config_message(m)
+        assert req.op == m["op"] and req.req_id == 7
+
+
+def test_fields_are_typed_and_defaulted() -> None:
+    p = parse_config_message(VALID[0])
+    assert isinstance(p, PublishConfig)
+    assert (p.key, p.content, p.type, p.if_revision, p.desc, p.tags) == (
+        ConfigKey("public", "DEFAULT_GROUP", "app.yaml"), "a: 1", "yaml", 0, "d",
+        (("team", "x"),),
+    )  # fmt: skip
+    g = parse_config_message(body("config_get", data_id="x", namespace="ns", group="g"))
+    assert isinstance(g, GetConfig)
+    assert (g.key, g.revision, g.min_revision, g.labels) == (ConfigKey("ns", "g", "x"), None, 0,
+                                                             ())  # fmt: skip
+    lst = parse_config_message(body("config_list"))
+    assert isinstance(lst, ListConfigs)
+    assert (lst.namespace, lst.group, lst.pattern, lst.cursor) == ("public", None, "*", None)
+    h = parse_config_message(body("config_history", data_id="x"))
+    assert isinstance(h, ConfigHistory) and h.cursor is None
+    # content may come as UTF-8 bytes too
+    b = parse_config_message(body("config_publish", data_id="x", content="é".encode()))
+    assert isinstance(b, PublishConfig) and b.content == "é" and b.type == "text"
+
+
+@pytest.mark.parametrize(
+    ("msg", "code", "words"),
+    [
+        (body("config_publish", data_id="x"), ErrorCode.INVALID_ARGUMENT, "'content' is required"),
+        (body("config_publish", data_id="x", content=b"\xff"), ErrorCode.INVALID_ARGUMENT,
+         "UTF-8"),
+        (body("config_publish", data_id="x", content="x", type="ini"),
+         ErrorCode.INVALID_ARGUMENT, "'type'"),
+        (body("config_publish", data_id="a b", content="x"), ErrorCode.INVALID_ARGUMENT,
+         "'data_id'"),
+        (body("config_publish", content="x"), ErrorCode.INVALID_ARGUMENT, "'data_id'"),
+        (body("config_publish", data_id="x", content="x", if_revision=-1),
+         ErrorCode.INVALID_ARGUMENT, "'if_revision'"),
+        (body("config_publish", data_id="x", content="x" * 2000), ErrorCode.TOO_LARGE, "1024"),
+        (body("config_gray", data_id="x", content="x"), ErrorCode.INVALID_ARGUMENT, "selector"),
+        (body("config_rollback", data_id="x"), ErrorCode.INVALID_ARGUMENT, "'revision'"),
+        (body("config_get", data_id="x", revision=0), ErrorCode.INVALID_ARGUMENT, "'revision'"),
+        (body("config_list", pattern="a/b"), ErrorCode.INVALID_ARGUMENT, "'pattern'"),
+        (body("config_list", page_size=10**6), ErrorCode.INVALID_ARGUMENT, "'page_size'"),
+        (body("config_get", data_id="x", labels={"a": 1}), ErrorCode.INVALID_ARGUMENT, "labels"),
+        (body("config_nope"), ErrorCode.UNKNOWN_OP, "config_publish"),
+        (body("register"), ErrorCode.UNKNOWN_OP, "unknown config op"),
+        ({"v": 2, "id": 1, "op": "config_get"}, ErrorCode.UNSUPPORTED_VERSION, "v=1"),
+    ],
+)  # fmt: skip
+def test_bad_requests_name_the_field(msg: dict[str, Any], code: ErrorCode, words: str) -> None:
+    with pytest.raises(RequestRejected) as info:
+        parse_config_message(msg, max_content_bytes=1024)
+    assert info.value.code is code and words in info.value.message, info.value.message
+
+
+def test_body_size_and_decoder_limits() -> None:
+    big = msgpack.packb(body("config_publish", data_id="x", content="x" * 5000))
+    with pytest.raises(RequestRejected) as info:
+        parse_config_request(big, max_content_bytes=1024)
+    assert info.value.code is ErrorCode.TOO_LARGE
+    ok = parse_config_request(big, max_content_bytes=8192)
+    assert isinstance(ok, PublishConfig) and len(ok.content) == 5000
+    with pytest.raises(RequestRejected) as info:
+        parse_config_request(b"\xc1", max_content_bytes=1024)
+    assert info.value.code is ErrorCode.MALFORMED
+
+
+def test_writes_map_onto_the_replication_commands() -> None:
+    store = ConfigStore("n1")
+    for m in VALID:
+        req = parse_config_message(m)
+        if req.op in CONFIG_WRITE_OPS:
+            w = as_config_write(req, "reply-to", by="alice")
+            assert w.request == "reply-to" and w.args["by"] == "alice"
+    pub = as_config_write(parse_config_message(VALID[0]), None)
+    assert (pub.op, pub.if_revision, pub.args["content"]) == ("publish", 0, "a: 1")
+    gray = parse_config_message(VALID[8])
+    assert isinstance(gray, PublishGray)
+    w = as_config_write(gray, None)
+    store.publish(w.key, "main", now=1.0)
+    store.publish_gray(w.key, w.args["content"], labels=w.args["labels"],
+                       clients=w.args["clients"], now=2.0)  # fmt: skip
+    assert store.resolve(w.key, {"env": "canary"}, None).content == "b"
+    rb = parse_config_message(VALID[5])
+    assert isinstance(rb, RollbackConfig) and as_config_write(rb, None).args["revision"] == 2
+    with pytest.raises(TypeError):
+        as_config_write(parse_config_message(VALID[1]), None)
+
+
+# -- fuzzing ---------------------------------------------------------------------------------
+names = st.one_of(
+    st.sampled_from(["app.yaml", "a", "DEFAULT_GROUP", "public", "x@y:z", "", "a b", "é"]),
+    st.text(max_size=300),
+)
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.text(max_size=50),
+    st.binary(max_size=50),
+    st.lists(st.text(max_size=10), max_size=5),
+    st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+FIELDS = [
+    "namespace",
+    "group",
+    "data_id",
+    "content",
+    "type",
+    "if_revision",
+    "desc",
+    "tags",
+    "revision",
+    "min_revision",
+]
+FIELDS += ["labels", "clients", "pattern", "page_size", "cursor"]
+
+
+def check_accepted(req: Any) -> None:
+    """What the parser accepts is within the core's rules."""
+    if hasattr(req, "key"):
+        assert check_config_key(*req.key) == req.key
+    if isinstance(req, PublishConfig | PublishGray):
+        assert len(req.content.encode()) <= 1024
+    if isinstance(req, PublishConfig):
+        assert req.type in CONFIG_TYPES
+    if isinstance(req, PublishGray):
+        assert req.rule.labels or req.rule.addresses
+    for name in ("if_revision", "revision", "min_revision"):
+        value = getattr(req, name, None)
+        assert value is None or (type(value) is int and 0 <= value < 2**63)
+
+
+def parse_or_reject(msg: Any) -> None:
+    """Bytes go through the decoder first, anything else straight to the parser."""
+    try:
+        if isinstance(msg, bytes):
+            req = parse_config_request(msg, max_content_bytes=1024)
+        else:
+            req = parse_config_message(msg, max_content_bytes=1024)
+    except RequestRejected as exc:
+        assert isinstance(exc.code, ErrorCode) and exc.message
+        return
+    check_accepted(req)
+
+
+@FUZZ
+@given(
+    op=st.one_of(st.sampled_from(CONFIG_OPS), values),
+    fields=st.dictionaries(st.sampled_from(FIELDS), st.one_of(values, names), max_size=8),
+)
+def test_fuzz_random_fields(op: Any, fields: dict[str, Any]) -> None:
+    parse_or_reject({"v": 1, "id": 1, "op": op, **fields})
+
+
+@FUZZ
+@given(
+    index=st.integers(0, len(VALID) - 1),
+    field=st.sampled_from(FIELDS + ["v", "id", "op"]),
+    value=st.one_of(values, names),
+    drop=st.booleans(),
+)
+def test_fuzz_mutated_valid_requests(index: int, field: str, value: Any, drop: bool) -> None:
+    msg = copy.deepcopy(VALID[index])
+    if drop:
+        msg.pop(field, None)
+    else:
+        msg[field] = value
+    parse_or_reject(msg)
+
+
+@FUZZ
+@given(data=st.binary(max_size=200))
+def test_fuzz_raw_bytes(data: bytes) -> None:
+    parse_or_reject(data)
