@@ -76,6 +76,21 @@ class ClientHoldings:
             if not mine:
                 del self.held[client]
 
+    def forget_gone(self, client: str, store: RegistryStore) -> None:
+        """Forget at once what ``client`` holds that the store no longer has (after a
+        ``session_close``, which deregisters many instances in one request)."""
+        mine = self.held.get(client)
+        if not mine:
+            return
+        services = store.services
+        gone = []
+        for key, iid in mine:
+            svc = services.get(key)
+            if svc is None or iid not in svc.instances:
+                gone.append((key, iid))
+        for key, iid in gone:
+            self.release(client, key, iid)
+
     def prune(self, store: RegistryStore, now: float, budget: int = PRUNE_STEP) -> None:
         """Forget up to ``budget`` entries' worth of instances the store no longer has."""
         if not self.held:

@@ -66,6 +66,7 @@ from meshreg.wire.messages import (
     ListServices,
     RegisterInstance,
     RequestRejected,
+    SessionClose,
     SetService,
     UpdateInstance,
     beat_fields,
@@ -584,6 +585,8 @@ class NodeRuntime:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
             result = self.core.handle(req, now, peer)
+            if type(req) is SessionClose and principal.name in self.holdings.held:
+                self.holdings.forget_gone(principal.name, self.core.store)
             if peer and type(req) in _RELAYED_WRITES:  # read-your-writes on the relay
                 written = self.core.written(req)
                 if written is not None:

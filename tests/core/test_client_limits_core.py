@@ -83,3 +83,14 @@ def test_read_rate_never_admits_more_than_burst_plus_rate(steps: list[tuple[int,
             admitted[client] = admitted.get(client, 0) + 1
     for n in admitted.values():
         assert n <= 20 + 10 * now + 1e-6
+
+
+def test_forget_gone_drops_at_once_what_the_store_no_longer_has() -> None:
+    store = RegistryStore()
+    store.register(SVC, iid(1), 1.0, True, {}, 0.0)
+    held = ClientHoldings(limit=10)
+    for n in (1, 2, 3):
+        held.admit("app", SVC, iid(n), 0.0)
+    held.forget_gone("app", store)  # fresh or not: a session_close just removed them
+    assert held.held["app"] == {(SVC, iid(1)): 0.0}
+    held.forget_gone("nobody", store)
