@@ -14,7 +14,7 @@ from helpers import NodeProcess, wait_until
 
 from meshreg import Client
 
-FAST_CLIENT = {"beat_interval": 0.2, "timeout": 3.0, "attempt_timeout": 0.5}
+FAST_CLIENT = {"beat_interval": 0.2, "timeout": 3.0, "attempt_timeout": 0.5, "sessions": True}
 
 # A provider process: registers N instances through the public Client, says so, waits.
 CHILD = """
