@@ -7,35 +7,13 @@ and writes well-formed JSON results.
 
 from __future__ import annotations
 
-import glob
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench_runner import run_bench
 
 
 @pytest.mark.timeout(300)
 def test_quick_liveness_runs(tmp_path):
-    env = {**os.environ, "MESHREG_BENCH_RESULTS": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "liveness", "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    suites = glob.glob(str(tmp_path / "suite-*.json"))
-    assert len(suites) == 1, out[-3000:]
-    with open(suites[0], encoding="utf-8") as fh:
-        doc = json.load(fh)
-    assert doc["failed"] == []
+    doc, out = run_bench(tmp_path, ["liveness", "--quick"], 280)
     rows = doc["results"]["liveness"]["rows"]
     assert [(r["mode"], r["clients"]) for r in rows] == [
         ("session", 1),

@@ -8,35 +8,15 @@ and write well-formed JSON results.
 from __future__ import annotations
 
 import glob
-import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench_runner import run_bench
 
 
 @pytest.mark.timeout(300)
 def test_quick_curve_and_attacks_run(tmp_path):
-    env = {**os.environ, "MESHREG_BENCH_RESULTS": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "curve", "attacks", "--quick", "--clients", "1",
-         "--changes", "6"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )  # fmt: skip
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    suites = glob.glob(str(tmp_path / "suite-*.json"))
-    assert len(suites) == 1, out[-3000:]
-    with open(suites[0], encoding="utf-8") as fh:
-        doc = json.load(fh)
-    assert doc["failed"] == []
+    args = ["curve", "attacks", "--quick", "--clients", "1", "--changes", "6"]
+    doc, out = run_bench(tmp_path, args, 280)
     results = doc["results"]
     assert set(results) == {"curve", "attacks"}
 
