@@ -169,6 +169,7 @@ class ClientAgent:
         self.session = session
         self._session_acked = 0  # registrations in the session the node acknowledged
         self._short_renewals = 0  # renewals in a row that held fewer than that
+        self.renewals_failed = 0  # session renewals that got an error or no answer
         self._session_opened = False
         self.cache = cache
         self.empty_protection = empty_protection
@@ -808,6 +809,7 @@ class ClientAgent:
                 self.request("register", reg.fields, timeout)
 
     def _renewal_failed(self, exc: BaseException) -> None:
+        self.renewals_failed += 1
         if getattr(exc, "code", None) == ErrorCode.UNKNOWN_OP and self.session is not None:
             # a node older than sessions: fall back on per-instance beats, for good
             log.warning(

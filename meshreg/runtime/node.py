@@ -564,15 +564,15 @@ class NodeRuntime:
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
         req = None
         try:
-            if msg is _UNDECODED:
+            if msg is _UNDECODED:  # else the insecure drain decoded it and tried the fast beat
                 msg = decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
-            beat = beat_fields(msg)
-            if (
-                beat is not None
-                and (principal is OPEN or principal.may(Access.WRITE, *beat[1]))
-                and self.core.fast_beat(beat[1], beat[2], now)
-            ):
-                return envelope + [encode_ok(beat[0], None)]
+                beat = beat_fields(msg)
+                if (
+                    beat is not None
+                    and (principal is OPEN or principal.may(Access.WRITE, *beat[1]))
+                    and self.core.fast_beat(beat[1], beat[2], now)
+                ):
+                    return envelope + [encode_ok(beat[0], None)]
             req = parse_peer_message(msg) if peer else parse_message(msg)
             if principal is not OPEN and principal is not NODE:
                 try:
