@@ -104,16 +104,15 @@ class Client:
         empty_protection: bool = True,
         key: str | os.PathLike[str] | None = None,
         server_key: str | os.PathLike[str] | None = None,
-        sessions: bool = False,
+        sessions: bool = True,
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
 
         ``sessions``: keep registrations alive with one client session (one renewal per
         ``beat_interval`` for all of them; docs/PROTOCOL.md, "Sessions"); False: each
-        registration beats on its own (the v1 ``beat``). Off by default for now: with
-        sessions, live instances on the majority side showed unhealthy for a moment after
-        a partition healed (the chaos scenario dereg-partition; see CHANGELOG)."""
+        registration beats on its own (the v1 ``beat``, what a node older than sessions
+        gets anyway: the client falls back by itself)."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),

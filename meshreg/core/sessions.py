@@ -111,6 +111,17 @@ class Sessions:
             sess.alive = alive
         return sess
 
+    def saw(self, sid: str, seen_at: float) -> None:
+        """Evidence from a replicated record that the session lived at ``seen_at`` (a
+        registration in it, or a renewal another node saw and stamped into the record):
+        it counts as a renewal here, so the sweep does not judge on older news than the
+        record carries (a healed partition: chaos ``dereg-partition``)."""
+        sess = self.by_id.get(sid)
+        if sess is not None and seen_at > sess.last_renewed:
+            sess.last_renewed = seen_at
+            if seen_at > sess.first_seen:
+                sess.renewed = True
+
     def last_renewed(self, sid: str) -> float:
         sess = self.by_id.get(sid)
         return sess.last_renewed if sess is not None else -math.inf

@@ -602,6 +602,8 @@ class RegistryStore:
                 if v.session is not None:
                     rec.session = v.session
                     self.sessions.attach(v.session, key, iid, now, healthy)
+                    if alive:
+                        self.sessions.saw(v.session, rec.last_beat)
                 if rec.last_beat < svc.oldest_beat:
                     svc.oldest_beat = rec.last_beat
                 if tomb is not None:
@@ -622,6 +624,8 @@ class RegistryStore:
             if alive > rec.alive:
                 rec.alive = alive
                 rec.last_beat = max(rec.last_beat, evidence_time(alive, now, wall_us))
+                if rec.session is not None:  # the session's evidence too (Sessions.saw)
+                    self.sessions.saw(rec.session, rec.last_beat)
                 raised = True
             if down > rec.down:
                 rec.down = down

@@ -413,6 +413,45 @@ def test_a_mark_on_older_session_evidence_is_refuted() -> None:
     assert [d for d in m.broadcasts(ReplicatedDelta) if d.payload.key == key]
 
 
+def test_evidence_in_a_replicated_record_renews_the_session_for_the_sweep() -> None:
+    """The judge lost the renewals (a partition) and marked; a peer that kept hearing
+    them refutes and replicates the record with its newer evidence.  That evidence must
+    count for the session here, or the judge's next sweep marks the record again on its
+    own older news, with a stamp the peer can no longer refute (chaos dereg-partition,
+    seed 1173934470: 0.7 s unhealthy after the heal)."""
+    m = Member()
+    (key,) = keys_owned_by("n1")
+    m.handle("register", service=key.service, ip="10.0.0.1", port=80, session=SID)
+    iid = InstanceId("10.0.0.1", 80, "DEFAULT")
+    rec = m.node.store.services[key].instances[iid]
+    m.run(4.5)  # no renewal reaches n1: it marks
+    assert not rec.healthy
+    # n2 heard the renewals all along: its record carries one from 0.2 s ago
+    evidence = m.node.wall_stamp(m.now - 0.2) | 5
+    view = rec.view()
+    refuted = type(view)(
+        view.ip,
+        view.port,
+        view.cluster,
+        1.0,
+        True,
+        True,
+        {},
+        rec.version,
+        evidence,
+        rec.down,
+        SID,
+    )
+    m.node.on_replication(
+        ReplicatedDelta("n2", 9, 1, ServicePayload(key, (refuted,), (), None)), m.now
+    )
+    assert rec.healthy
+    m.run(2.0)  # sweeps at n1 before any renewal reaches it: less than 3 s since 0.2 s ago
+    assert rec.healthy
+    m.run(1.5)  # then silence again: judged by that evidence, not forever
+    assert not rec.healthy
+
+
 def test_a_peer_renewal_with_a_stamp_far_ahead_is_ignored() -> None:
     m = Member()
     m.handle("register", forwarded=True, service="s", ip="10.0.0.1", port=80, session=SID)

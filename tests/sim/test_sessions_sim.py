@@ -322,3 +322,25 @@ def test_a_renewal_costs_one_message_per_peer_whatever_the_session_holds() -> No
     assert len(core.store.sessions) == 4
     assert core.store.sessions.instance_count == sum(len(c.instances) for c in clients)
     _ = ErrorCode  # (imported for replays that print codes)
+
+
+@pytest.mark.parametrize(("seed", "cut"), [(151, 20.0), (152, 20.0), (153, 40.0), (154, 40.0)])
+def test_a_node_cut_off_from_the_session_clients_heals_without_marking_them(
+    seed: int, cut: float
+) -> None:
+    """A node no client renews through alone for ``cut`` s (past unhealthy_after): it
+    judges every session silent.  At the heal its marks reach nodes that kept hearing
+    the renewals; their evidence must refute them at once: no live instance is ever
+    unhealthy or missing on a node of the majority (chaos ``dereg-partition``)."""
+    net, clients = setup(seed, 3)
+    net.run_until(30.0)
+    entries = {c.entry for c in clients[:2]}
+    victim = next(n for n in sorted(net.nodes) if n not in entries)
+    rest = [n for n in net.nodes if n != victim]
+    net.at(30.0, set_groups, net, [frozenset({victim}), frozenset(rest)])
+    net.at(30.0 + cut, set_groups, net, None)
+    probe = Probe(net)
+    watch_live(net, clients[:2], probe, 30.0, {victim})
+    probe.problems += run_settled(net, 30.0 + cut + SETTLE)
+    probe.problems += check_invariants(net, all_instances(clients))  # type: ignore[arg-type]
+    assert not probe.problems, scenario_message(net, f"partition {victim}", probe.problems)
