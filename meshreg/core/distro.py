@@ -116,6 +116,7 @@ from meshreg.wire.peer import (
     DigestSummary,
     GetCluster,
     ListDigests,
+    PushSessions,
     Reconcile,
     ReplicatedDelta,
     ServicePayload,
@@ -332,6 +333,14 @@ class DistroNode(RegistryNode):
         me = self.node_id
         return self._owns(key) and all(responsible_node(key, v) == me for v in self._disputed)
 
+    def _judges_sessions(self) -> bool:
+        """Only if we hear every member a peer hears.  A session's renewals land on
+        whichever node its client talks to, not on an owner: a node a peer hears and we
+        do not may be receiving them (a link lost one way).  Those sessions are judged by
+        the nodes that hear everyone, or once the views agree again."""
+        mine = set(self._members)
+        return all(mine.issuperset(view) for view in self._disputed)
+
     def _evidence_floor(self, key: ServiceKey, now: float) -> int:
         if self._members != self._alone and not self._owns(key):
             # applied away from its sweeper (forwarded to us, or the owner unreachable):
@@ -357,9 +366,16 @@ class DistroNode(RegistryNode):
         if self._session_queue:
             beats = [(sid, ns, alive) for sid, (ns, alive) in self._session_queue.items()]
             self._session_queue = {}
+            up = [p.node_id for p in self.membership.up_peers() if p.node_id]
             for start in range(0, len(beats), MAX_SESSION_ENTRIES):
                 chunk = tuple(beats[start : start + MAX_SESSION_ENTRIES])
                 self._effects.append(Broadcast(SessionBeats(self.node_id, self.epoch, chunk)))
+                # ... and over the request path too: a replication stream stalled by loss
+                # (TCP backing off) must not silence every session renewed here; the
+                # forwarded per-instance beats had that second path (chaos loss-delay)
+                fields = {"node": self.node_id, "epoch": self.epoch, "sessions": chunk}
+                for node_id in up:
+                    self._call(node_id, "sessions", fields, "sessions", (node_id,))
         if self._refresh_queue:
             queued, self._refresh_queue = self._refresh_queue, {}
             for key, recs in queued.items():
@@ -429,6 +445,10 @@ class DistroNode(RegistryNode):
         if t is Reconcile:
             self._count(req.op)
             return self._reconcile(req, now)
+        if t is PushSessions:
+            self._count(req.op)
+            self._on_sessions(req.beats, now)
+            return None
         if t is GetCluster:
             self._count(req.op)
             return self.cluster_result(now)
@@ -779,7 +799,8 @@ class DistroNode(RegistryNode):
         if call is None:
             return
         kind, ctx = call
-        self._abort_round(ctx if kind == "digests" else ctx[0], now)
+        if kind != "sessions":  # a lost push: the published copy, or the next, carries it
+            self._abort_round(ctx if kind == "digests" else ctx[0], now)
 
     def _abort_round(self, node_id: str, now: float) -> None:
         """Drop a round that failed; the next waits ROUND_BACKOFF_FIRST, doubling per

@@ -143,10 +143,13 @@ class SweepPass:
         step: int | None = None,
         watching_since: float = -math.inf,
         may_evict: bool = True,
+        judge_sessions: bool = True,
     ) -> None:
         """``watching_since``: the node counts every instance as beating at that time at
         the latest (it was stalled, or cut off, before: it cannot tell who was silent);
-        ``may_evict`` False: overdue instances are only marked unhealthy."""
+        ``may_evict`` False: overdue instances are only marked unhealthy;
+        ``judge_sessions`` False: sessions are left unjudged this pass (their renewals
+        may be landing on a node this one cannot hear)."""
         self.store = store
         self.started = now
         # Silent means: no beat since the threshold, and we were watching since before it.
@@ -161,7 +164,8 @@ class SweepPass:
         self.found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
         self._todo = list(store.records())  # the services as they stand at the start
         self._next = 0
-        self._sessions = list(store.sessions.by_id.values())  # ... and the sessions
+        # ... and the sessions
+        self._sessions = list(store.sessions.by_id.values()) if judge_sessions else []
         self._next_session = 0
         self.finishing = False  # begin_finish called: applying in steps (the node sets it)
         self._evicting = True

@@ -537,6 +537,10 @@ class RegistryNode:
     def _stalled(self, now: float) -> None:
         """What a cluster member also does after a stall (see core/distro)."""
 
+    def _judges_sessions(self) -> bool:
+        """Whether a sweep starting now judges sessions (a lone node always does)."""
+        return True
+
     def may_judge(self, now: float) -> tuple[bool, bool]:
         """(may mark unhealthy, may evict) in a sweep starting ``now``."""
         return True, True
@@ -555,6 +559,7 @@ class RegistryNode:
                 self._judged(),
                 watching_since=self.watching_since,
                 may_evict=may_evict,
+                judge_sessions=self._judges_sessions(),
             )
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval

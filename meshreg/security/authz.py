@@ -85,6 +85,7 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "session_close": (Access.WRITE, "namespace"),
     "digests": (Access.PEER, "none"),
     "reconcile": (Access.PEER, "none"),
+    "sessions": (Access.PEER, "none"),
 }
 
 # What the denial says the client tried ("may not <verb> <ns/group/service>").

@@ -216,7 +216,7 @@ CLIENT_OPS = (
     "session_renew",
     "session_close",
 )
-PEER_OPS = ("digests", "reconcile")  # node to node only (wire/peer)
+PEER_OPS = ("digests", "reconcile", "sessions")  # node to node only (wire/peer)
 FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set")  # relayed writes
 OPS = CLIENT_OPS  # the ops a client may send
 PEER_PLANE_OPS = PEER_OPS + FORWARDED_OPS  # what a node accepts from a peer

@@ -155,6 +155,17 @@ class Reconcile:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSessions:
+    """The ``sessions`` peer op: the renewals a node received, sent over the request
+    path as well as published (a second path: a replication stream stalled by loss
+    does not silence every session renewed through its node)."""
+
+    req_id: int
+    beats: SessionBeats
+    op = "sessions"
+
+
+@dataclass(frozen=True, slots=True)
 class DigestPage:
     """One page of a peer's ``digests`` reply: (key, digest, instances) per service."""
 
@@ -473,7 +484,9 @@ def _delta_batch(node: str, epoch: int, m: dict[str, Any]) -> DeltaBatch:
 
 
 # -- peer requests ------------------------------------------------------------------
-def parse_peer_op(op: str, msg: dict[str, Any], req_id: int) -> ListDigests | Reconcile:
+def parse_peer_op(
+    op: str, msg: dict[str, Any], req_id: int
+) -> ListDigests | Reconcile | PushSessions:
     """Validate a peer op's fields (``messages.parse_peer_message``, for PEER_OPS)."""
     try:
         if op == "digests":
@@ -496,6 +509,12 @@ def parse_peer_op(op: str, msg: dict[str, Any], req_id: int) -> ListDigests | Re
         if op == "reconcile":
             node = check_node_id(msg.get("node"))
             return Reconcile(req_id, node, _payloads(msg.get("services")))
+        if op == "sessions":
+            node = check_node_id(msg.get("node"))
+            epoch = _uint(msg.get("epoch"), "epoch")
+            return PushSessions(
+                req_id, SessionBeats(node, epoch, _session_entries(msg.get("sessions")))
+            )
     except RemoteProtocolError as exc:
         raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
     raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unknown peer op {op!r}", req_id)

@@ -26,6 +26,7 @@ seed, which is printed with every result; timelines use seconds since the run st
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import sys
@@ -619,7 +620,8 @@ class Run:
         return "\n".join(out)
 
     def cleanup_workdir(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not os.environ.get("MESHREG_CHAOS_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # -- the scenarios ---------------------------------------------------------------------------

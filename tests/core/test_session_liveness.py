@@ -18,7 +18,7 @@ from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.messages import RequestRejected, decode_body, parse_peer_message, parse_request
 from meshreg.wire.peer import (
     Beacon,
     ReplicatedDelta,
@@ -482,3 +482,41 @@ def test_a_mass_expiry_is_applied_in_bounded_steps() -> None:
             break
     assert sum(marked_per_turn) == 12_000 == n.node.store.counts()["unhealthy"]
     assert max(marked_per_turn) <= 6_000 and len([m for m in marked_per_turn if m]) >= 2
+
+
+def test_renewals_go_to_each_peer_over_the_request_path_too() -> None:
+    """A second path (DISTRO.md "Two paths"): a stalled replication stream must not
+    silence the sessions renewed through its node; a lost push aborts no sync round."""
+    m = Member()
+    m.handle("session_open", session=SID)
+    m.effects.clear()
+    m.handle("session_renew", session=SID)
+    calls = [e for e in m.effects if isinstance(e, PeerCall) and e.op == "sessions"]
+    assert sorted(c.node_id for c in calls) == ["n2", "n3"]
+    assert [tuple(e[:2]) for e in calls[0].fields["sessions"]] == [(SID, "public")]
+    rounds = dict(m.node._rounds)
+    for c in calls:
+        m.node.peer_failed(c.tag, m.now)
+    assert m.node._rounds == rounds and not m.node._round_backoff
+
+
+def test_a_pushed_renewal_counts_like_a_published_one() -> None:
+    m = Member()
+    (key,) = keys_owned_by("n1")
+    m.handle("register", service=key.service, ip="10.0.0.1", port=80, session=SID)
+    rec = m.node.store.services[key].instances[InstanceId("10.0.0.1", 80, "DEFAULT")]
+    for _ in range(12):  # the client renews at n2, whose stream is stalled: only pushes
+        stamp = m.node.wall_stamp(m.now)
+        push = msgpack.packb(
+            {
+                "v": 1,
+                "id": 3,
+                "op": "sessions",
+                "node": "n2",
+                "epoch": 9,
+                "sessions": [[SID, "public", stamp]],
+            }
+        )
+        assert m.node.handle(parse_peer_message(decode_body(push)), m.now, True) is None
+        m.run(1.0)
+    assert rec.healthy and m.node.counters["session_beats_in"] == 12

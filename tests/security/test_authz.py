@@ -49,6 +49,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "cluster": {},
     "digests": {},
     "reconcile": {"node": "n1", "services": []},
+    "sessions": {"node": "n1", "epoch": 1, "sessions": []},
     "session_open": {"namespace": "public"},
     "session_renew": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
     "session_close": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
@@ -82,6 +83,7 @@ EXPECTED = {
     "cluster": (Access.NONE, (None, None, None)),
     "digests": (Access.PEER, (None, None, None)),
     "reconcile": (Access.PEER, (None, None, None)),
+    "sessions": (Access.PEER, (None, None, None)),
     "session_open": (Access.WRITE, ("public", None, None)),
     "session_renew": (Access.WRITE, ("public", None, None)),
     "session_close": (Access.WRITE, ("public", None, None)),
@@ -120,6 +122,7 @@ ALLOWED = {
     "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger"},
     "digests": set(),
     "reconcile": set(),
+    "sessions": set(),
     # write on some service of the namespace (the session id is the capability)
     "session_open": {"writer", "admin"},
     "session_renew": {"writer", "admin"},

@@ -314,10 +314,13 @@ def test_a_renewal_costs_one_message_per_peer_whatever_the_session_holds() -> No
     net.run_until(30.0)
     before = dict(net.counts)
     net.run_until(40.0)
-    sent = {k: net.counts.get(k, 0) - before.get(k, 0) for k in ("pub_sessions", "pub_delta")}
+    kinds = ("pub_sessions", "call_sessions", "pub_delta")
+    sent = {k: net.counts.get(k, 0) - before.get(k, 0) for k in kinds}
     renewals = net.counts.get("client_session_renew", 0) - before.get("client_session_renew", 0)
     assert renewals == 8  # four clients, two intervals
-    assert sent["pub_sessions"] <= 2 * renewals and sent["pub_delta"] == 0, sent
+    # published once, and sent as a request to each of the two peers (the second path)
+    assert sent["pub_sessions"] <= renewals and sent["pub_delta"] == 0, sent
+    assert 0 < sent["call_sessions"] <= 2 * renewals, sent
     core: DistroNode = core_of(net, "n0")
     assert len(core.store.sessions) == 4
     assert core.store.sessions.instance_count == sum(len(c.instances) for c in clients)
@@ -344,3 +347,22 @@ def test_a_node_cut_off_from_the_session_clients_heals_without_marking_them(
     probe.problems += run_settled(net, 30.0 + cut + SETTLE)
     probe.problems += check_invariants(net, all_instances(clients))  # type: ignore[arg-type]
     assert not probe.problems, scenario_message(net, f"partition {victim}", probe.problems)
+
+
+@pytest.mark.parametrize("seed", [161, 162, 163, 164])
+def test_a_node_deaf_to_the_clients_server_does_not_judge_its_sessions(seed: int) -> None:
+    """One link lost one way for 40 s: a node hears nothing from the node a client renews
+    through, while the third node still hears both (their views disagree).  The renewals
+    the deaf node misses may be reaching the cluster through the node it cannot hear:
+    it must not judge the session (chaos ``loss-delay``, seed 1309842223)."""
+    net, clients = setup(seed, 3)
+    net.run_until(30.0)
+    server = entry_of(net, clients[0])
+    deaf = next(n for n in sorted(net.nodes) if n != server)
+    net.oneway_loss[(server, deaf)] = 1.0
+    net.at(70.0, net.oneway_loss.pop, (server, deaf))
+    probe = Probe(net)
+    watch_live(net, clients[:1], probe, 30.0, set())
+    probe.problems += run_settled(net, 70.0 + SETTLE)
+    probe.problems += check_invariants(net, all_instances(clients))  # type: ignore[arg-type]
+    assert not probe.problems, scenario_message(net, f"{server} -> {deaf} lost", probe.problems)

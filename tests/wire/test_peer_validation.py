@@ -273,3 +273,50 @@ def test_peer_replies_are_decoded_within_the_peer_limits() -> None:
         with pytest.raises(RemoteProtocolError) as info:
             decode_peer_reply(body)
         assert info.value.code is code
+
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+def sessions_msg(entries: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": 5,
+        "op": "sessions",
+        "node": "n2",
+        "epoch": 9,
+        "sessions": entries,
+        **extra,
+    }
+
+
+def test_a_sessions_push_parses_into_the_renewals_it_carries() -> None:
+    req = parse_peer_message(sessions_msg([[SID, "public", STAMP]]))
+    assert req.op == "sessions" and req.req_id == 5
+    assert req.beats.node == "n2" and req.beats.epoch == 9
+    assert req.beats.entries == ((SID, "public", STAMP),)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        None,
+        "x",
+        [[SID, "public"]],
+        [["not-a-session", "public", STAMP]],
+        [[SID, "bad ns", STAMP]],
+        [[SID, "public", -1]],
+        [[SID, "public", 2**64]],
+        [[SID, "public", STAMP]] * 4097,
+    ],
+)
+def test_a_malformed_sessions_push_is_rejected(entries: Any) -> None:
+    with pytest.raises(RequestRejected) as info:
+        parse_peer_message(sessions_msg(entries))
+    assert info.value.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE)
+    assert info.value.message.startswith("sessions: ")
+
+
+def test_a_sessions_push_from_a_client_is_refused_unread() -> None:
+    exc = pytest.raises(RequestRejected, parse_message, sessions_msg([[SID, "public", STAMP]]))
+    assert exc.value.code is ErrorCode.PERMISSION_DENIED
