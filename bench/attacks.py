@@ -1,61 +1,15 @@
-"""Attack replay: issue 10's probe against nodes started here, with memory and a bystander.
-
-Run from the repository root::
-
-    python -m bench attacks [--quick] [--only H1,M4] [--no-secure]
-    python -m bench.attacks --junk-seconds 20
-
-Each attack runs against a fresh node (a 2-node cluster for the replication
-port) on 127.0.0.1, bounded in count, bytes and time.  During it:
-
-* the node's resident memory (VmRSS from /proc) is sampled every 20 ms: before,
-  the peak during the attack, and after (the attack's sockets closed, the node
-  answering ping again, one more second);
-* a bystander client, in its own process, sends ``ping`` at a steady rate
-  (``--ping-rate``, 50/s) and times every answer: p50/p99 during the attack,
-  and how many were never answered;
-* afterwards: whether the node process is alive and answers ping, and what
-  the attacker got back: replies by error name, and what libzmq saw of its
-  connections (dropped by the node, refused at the CURVE handshake).
-
-The attacks (the probe's numbers where they are quick, smaller where the
-probe's would take minutes; the table says which):
-
-* H1   ``reconcile`` (a peer operation: one fake instance with version 2^63-1
-  in ``orders\\0evil``, and a removal of the real ``orders`` instance) sent to
-  the client port, 20 times; the effect on ``orders`` afterwards;
-* H3   600 subscriptions of 60 KB on the notification port (port+1) for 5 s,
-  and 8 of 1 MiB on the replication port (port+2) of a 2-node cluster;
-* H4   bodies whose first bytes say ``"op":"reconcile"``, 8 MiB, 5 times,
-  each on its own connection, on the client port;
-* M1   100 frames of 16 MiB on the client port while the node is busy (20,000
-  beats/s), 10 connections at a time;
-* M4   three SUBs on the whole namespace that never read, while a writer
-  registers and deregisters as fast as the node takes it, for 20 s;
-* M2   junk growth: one-shot registrations of distinct services, ``service_set``
-  on distinct empty services, registrations in distinct namespaces: as many as
-  one sender gets answered in 10 s each (quotas may cap these later: the
-  table shows what the node held: services and RSS);
-* M6   a flood of ``services`` and ``stats`` (two loaders, 8 in flight each)
-  for 10 s on a node holding 20,000 services.
-
-With a key (unless ``--no-secure``): H1 and H3 again against nodes started
-with ``--key`` and an ACL, from a stranger key (not in the ACL) and with no
-key at all, and H1 from a client key the ACL lets do everything a client may
-(a peer operation is still refused).
-
-Everything binds and connects to 127.0.0.1 only; every process started is
-stopped on the way out; every loop is bounded in count and time.
+"""``attacks``: issue 10's probe replayed against nodes started here (bench/README.md,
+"Security"), each attack against a fresh node (a 2-node cluster for the replication port),
+bounded in count, bytes and time, with the node's RSS sampled every 20 ms and a bystander
+client pinging it; with a key, H1 and H3 again against nodes started with ``--key --acl``.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import Counter
@@ -71,31 +25,29 @@ from zmq.utils.monitor import recv_monitor_message
 from bench.common import (
     GROUP,
     HOST,
+    MB,
     NS,
+    QUIET,
     READY_SECONDS,
     BenchKeys,
     Curve,
     NodeProc,
     Procs,
+    Say,
+    Scenario,
     collect,
     dist_ms,
     fmt_table,
-    free_port_block,
-    install_sigterm,
-    machine_info,
     make_keys,
     ping,
-    ranged,
+    request,
     rss_bytes,
-    save_result,
-    say_machine,
+    start_cluster,
     with_log_dir,
 )
-from bench.heartbeat import QUIET, start_cluster
 from bench.load import preload, run_load, start_background
 from meshreg.wire.replies import encode_request
 
-MB = 1024 * 1024
 PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
 SETTLE = 1.0  # s after the attack before the "after" RSS (the node answering ping first)
 ALIVE_WAIT = 5.0  # s a node may take to answer ping after an attack
@@ -351,24 +303,6 @@ def outcome(body: bytes) -> str:
     return str(err.get("name")) if isinstance(err, dict) else "garbage"
 
 
-def request(port: int, body: bytes, curve: Curve | None = None, timeout: float = 5.0) -> Any:
-    """One raw request and its decoded reply (None if unanswered)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(sock)
-    try:
-        sock.connect(f"tcp://{HOST}:{port}")
-        sock.send(body)
-        if not sock.poll(timeout * 1000):
-            return None
-        return msgpack.unpackb(sock.recv())
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-
-
 def instance(service: str, ip: str, port: int, namespace: str = NS) -> dict[str, Any]:
     return {
         "namespace": namespace,
@@ -422,7 +356,7 @@ def run_attack(
     opts: argparse.Namespace,
     keys: BenchKeys,
     log_dir: str,
-    say: Any,
+    say: Say,
 ) -> dict[str, Any]:
     """Start the node(s), set up, attack with the bystander and the RSS sampler running."""
     secure = who != "plain node"
@@ -432,8 +366,7 @@ def run_attack(
     if attack.nodes > 1:
         nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
     else:
-        nodes = [procs.add(NodeProc(free_port_block(), args, log_dir, curve=curve).start())]
-        nodes[0].wait_ping()
+        nodes = [procs.node(log_dir, args, curve=curve)]
     env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
     try:
         if attack.setup is not None:
@@ -778,12 +711,17 @@ SECURE_RUNS = {  # which attacks also run against a node with a key, and as whom
 }
 
 
-def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> Any:
+def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> Any:
+    opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
+    only = [x.upper() for x in opts.only or ATTACKS]
+    unknown = [a for a in only if a not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
     keys = make_keys(log_dir)
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for attack in attacks(opts):
-        if attack.id not in opts.only:
+        if attack.id not in only:
             continue
         whos = ["plain node"]
         if opts.secure:
@@ -794,10 +732,11 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: An
             except Exception as exc:  # report and go on with the next attack
                 failed.append(f"{attack.id} {attack.name} ({who}): {type(exc).__name__}: {exc}")
                 say(f"  FAILED {failed[-1]}")
-    return {"rows": rows, "failed": failed, "settings": vars(opts)}
+    settings = {k: v for k, v in vars(opts).items() if k not in ("names", "baseline_rows")}
+    return {"rows": rows, "failed": failed, "settings": settings}
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
     """Every attack: {"rows", "failed", "settings"}."""
     result: dict[str, Any] = with_log_dir(
         "meshreg-bench-attacks-", say, lambda d: _run(d, procs, ctx, opts, say)
@@ -828,7 +767,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return fmt_table(head, out, right={4, 5})
 
 
-def report(result: dict[str, Any], say: Any) -> None:
+def report(result: dict[str, Any], say: Say) -> None:
     rows = result["rows"]
     say(table(rows))
     held = [r for r in rows if r["id"] in ("M2", "M6")]
@@ -840,30 +779,6 @@ def report(result: dict[str, Any], say: Any) -> None:
         say(f"  failed: {line}")
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 s attacks")
-    ap.add_argument("--only", type=lambda s: [x.strip().upper() for x in s.split(",")],
-                    default=list(ATTACKS), help=f"attacks ({','.join(ATTACKS)})")  # fmt: skip
-    ap.add_argument("--no-secure", dest="secure", action="store_false",
-                    help="skip the runs against a node with a key")  # fmt: skip
-    ap.add_argument("--ping-rate", type=ranged(float, 1, 2000), default=50,
-                    help="bystander pings per second (50)")  # fmt: skip
-    ap.add_argument("--sub-seconds", type=ranged(float, 0.1, 120), default=None,
-                    help="H3 duration (5; --quick 1)")  # fmt: skip
-    ap.add_argument("--slow-seconds", type=ranged(float, 0.1, 300), default=None,
-                    help="M4 duration (20; --quick 1)")  # fmt: skip
-    ap.add_argument("--junk-seconds", type=ranged(float, 0.1, 300), default=None,
-                    help="M2 duration per kind (10; --quick 1)")  # fmt: skip
-    ap.add_argument("--flood-seconds", type=ranged(float, 0.1, 300), default=None,
-                    help="M6 duration (10; --quick 1)")  # fmt: skip
-    ap.add_argument("--m6-services", type=ranged(int, 1, 1_000_000), default=None,
-                    help="services registered before M6 (20000; --quick 200)")  # fmt: skip
-    ap.add_argument("--busy-rate", type=ranged(float, 100, 1_000_000), default=20_000,
-                    help="beats/s keeping the node busy during M1 (20000)")  # fmt: skip
-    ap.add_argument("--max-attack-seconds", type=ranged(float, 1, 600), default=60,
-                    help="bound on any one attack's sending (60)")  # fmt: skip
-
-
 QUICK = {"h1_count": 2, "h3_subs": 20, "h3_repl_subs": 2, "h4_count": 1, "m1_count": 4,
          "sub_seconds": 1.0, "slow_seconds": 1.0, "junk_seconds": 1.0, "flood_seconds": 1.0,
          "m6_services": 200}  # fmt: skip
@@ -872,38 +787,9 @@ FULL = {"h1_count": 20, "h3_subs": 600, "h3_repl_subs": 8, "h4_count": 5, "m1_co
         "m6_services": 20_000}  # fmt: skip
 
 
-def finish_args(opts: argparse.Namespace) -> argparse.Namespace:
-    """Counts and durations: the options given, else the --quick or full defaults."""
-    for k, v in (QUICK if opts.quick else FULL).items():
-        if getattr(opts, k, None) is None:
-            setattr(opts, k, v)
-    opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
-    unknown = [a for a in opts.only if a not in ATTACKS]
-    if unknown:
-        raise SystemExit(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
-    return opts
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__.split("\n")[0])
-    add_arguments(ap)
-    return finish_args(ap.parse_args(argv))
-
-
-def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    install_sigterm()
-    procs = Procs()
-    machine = machine_info()
-    say_machine(print, machine)
-    try:
-        result = run(procs, mp.get_context("spawn"), opts, print)
-    finally:
-        procs.stop_all()
-    report(result, print)
-    print(f"result: {save_result('attacks', result, machine)}")
-    return 1 if result["failed"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIOS = (
+    Scenario("attacks", run, report, "issue 10's attacks replayed: RSS, a bystander's pings, "
+             "what the attacker got (with and without a key)",
+             {**{k: (FULL[k], QUICK[k]) for k in FULL}, "ping_rate": (50.0, 50.0),
+              "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
+)  # fmt: skip

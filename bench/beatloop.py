@@ -1,18 +1,7 @@
-"""The node's request loop against the raw echo loop, per beat, in CPU time of the loop.
-
-Run from the repository root::
-
-    python -m bench.beatloop [--beats N] [--repeat R]
-
-The heartbeat benchmark's "vs raw echo" compares throughputs of separate processes, which
-on a small shared machine says as much about the scheduler as about the node.  This one
-runs both loops in one process on the same queued requests: N beat requests (of N
-registered instances) are sent over loopback TCP by a DEALER and queued at the ROUTER,
-then drained by the node's own ``NodeRuntime._drain_requests`` (a real runtime, bound,
-its core holding the instances) or by the echo loop of bench/load.py; the CPU time of the
-draining thread (``time.thread_time``) per message is the figure, the best of
-``--repeat`` runs.  The ratio echo/node is what the node's loop reaches of the echo's
-speed.  Every loop is bounded in count and time.
+"""``beatloop``: the node's request loop against the raw echo loop, per beat, in CPU time of
+the loop, both in one process on the same N queued beat requests (a real ``NodeRuntime``
+draining them, or bench/load.py's echo loop); the best of ``--repeat`` runs.  The ratio
+echo/node is what the node's loop reaches of the echo's speed (bench/README.md).
 """
 
 from __future__ import annotations
@@ -22,12 +11,9 @@ import sys
 import time
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file
-    sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
-
 import zmq
 
-from bench.common import HOST, free_port_block, machine_info, ranged, save_result
+from bench.common import HOST, Say, Scenario, free_port_block
 from bench.load import echo_batch
 from meshreg.config import NodeConfig
 from meshreg.runtime.node import NodeRuntime
@@ -120,21 +106,20 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         rt.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--beats", type=ranged(int, 1, 200_000), default=20_000,
-                    help="beats per run (20000)")  # fmt: skip
-    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=6,
-                    help="runs, the best shown (6)")  # fmt: skip
-    opts = ap.parse_args(argv)
-    machine = machine_info()
-    result = run(opts)
+def report(result: dict[str, Any], say: Say) -> None:
     r = result["rows"][0]
-    print(f"CPU per message, best of {opts.repeat}: echo loop {r['echo_us_per_message']} us, "
-          f"node loop {r['node_us_per_beat']} us per beat: {r['ratio']}x")  # fmt: skip
-    print(f"result: {save_result('beatloop', result, machine)}")
-    return 0
+    say(f"CPU per message, best of {len(r['runs_node_us'])}: echo loop "
+        f"{r['echo_us_per_message']} us, node loop {r['node_us_per_beat']} us per beat: "
+        f"{r['ratio']}x")  # fmt: skip
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIOS = (
+    Scenario("beatloop", lambda procs, ctx, opts, say: run(opts, say), report,
+             "CPU per beat of the node's request loop vs the raw echo loop, in one process",
+             {"beats": (20_000, 5000), "repeat": (6, 2)}),
+)  # fmt: skip
+
+if __name__ == "__main__":  # python -m bench.beatloop: python -m bench beatloop
+    from bench.runner import main
+
+    sys.exit(main(["beatloop", *sys.argv[1:]]))

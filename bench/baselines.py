@@ -1,57 +1,8 @@
-"""Baselines: etcd and ZooKeeper driven like meshreg, with the same client processes.
-
-Run from the repository root with the project's interpreter::
-
-    python -m bench.peers [--clients 1] [--window 256] [--seconds 3] [--instances 1000]
-
-The peers are Debian's packages (``etcd-server`` 3.4, ``zookeeper`` 3.8 on
-Java 17) and two Python clients from PyPI (``grpcio``, ``kazoo``):
-``bin/meshreg-bench-peers`` installs all of them.  Each run starts its own
-server on free 127.0.0.1 ports with a fresh temporary data directory (removed
-afterwards), and the same shape of load as bench/load.py: C loader processes
-(``multiprocessing`` spawn), each keeping W requests in flight, one request in
-16 timed, only replies inside the measured window (after the warm-up) counted.
-
-Rows:
-
-* ``etcd lease keep-alive``: the heartbeat.  ``instances`` leases are granted
-  first (spread over the loaders); then each loader keeps W LeaseKeepAlive
-  requests in flight on one bidirectional stream (one stream per client
-  process is what etcd's own clients do), cycling over its leases.
-* ``etcd register (lease grant + put)``: a registration as etcd-based
-  registries do it: LeaseGrant, then Put(``/services/<svc>/<ip:port>``, a small
-  JSON value, lease=ID).  One register is both round trips, timed from the
-  grant being sent to the put being answered; W registers in flight per loader
-  (gRPC futures).  The keys cycle over ``instances`` addresses (Put upserts).
-* ``zookeeper register (ephemeral create)``: each loader's kazoo session
-  creates ephemeral znodes ``/services/<svc>/<ip:port>`` with W ``create_async``
-  in flight.  A create of an existing path fails, so every create names a new
-  instance (unique for fewer than 2**24 per run); the parents are made first.
-
-ZooKeeper has no per-instance heartbeat: liveness is the client session's
-ping (a few per session timeout, whatever the number of ephemeral nodes the
-session owns), so there is no ZooKeeper heartbeat row.
-
-ZooKeeper's warm-up is at least 3 s (``JVM_WARMUP_SECONDS``), whatever the
-caller asks: with a cold JIT compiler a create costs about a quarter more
-server CPU than in a ZooKeeper that has run for a while.
-
-Both servers are run with their defaults for durability: etcd and ZooKeeper
-fsync their logs (group commit) before they answer a write, on the disk the
-temporary directory is on.  etcd's lease keep-alive is not a write (the leader
-renews the lease in memory); its lease grant and put are.  etcd is talked to
-with hand-written protobuf encoding of the handful of messages needed
-(grpcio's generic method handlers, no generated stubs, no ``protobuf``
-package), pre-built per instance so that the Python client stays cheap.
-Even so, grpcio's streaming costs the client about as much CPU per
-keep-alive as etcd spends answering it (~50 us), and kazoo spends about as
-much per create as ZooKeeper: on a 2-core machine those rows are limited by
-how the cores are shared, and ``server_cpu_us_per_op`` is the figure to compare.
-
-Every process started here is registered in :class:`bench.common.Procs` and
-stopped on the way out; the servers also get SIGKILL if this process dies
-(``setpriv --pdeathsig``).  Everything binds and connects to 127.0.0.1 only;
-every loop is bounded in iterations and in time.
+"""``baselines``: etcd and ZooKeeper driven like meshreg, with the same loader processes and
+window (bench/README.md, "Baselines").  Each run starts its own server on free 127.0.0.1
+ports with a fresh temporary data directory; etcd is spoken to with hand-written protobuf
+over grpcio, ZooKeeper with kazoo.  Every process started is stopped (the servers also get
+SIGKILL if this process dies); every loop is bounded in iterations and time.
 """
 
 from __future__ import annotations
@@ -59,13 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import multiprocessing as mp
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -74,23 +23,18 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file: python bench/peers.py
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from bench.common import (
     HOST,
+    LOAD_COLUMNS,
     READY_SECONDS,
     Procs,
+    Say,
+    Scenario,
     collect,
-    cpu_seconds,
     die_with_parent,
-    fmt_table,
     free_port_block,
-    install_sigterm,
-    process_cpu_table,
     read_log,
-    system_busy_seconds,
-    top_other,
+    table,
     wait_until,
 )
 from bench.load import (
@@ -99,7 +43,7 @@ from bench.load import (
     SAMPLE_EVERY,
     STALL_SECONDS,
     default_services,
-    row_of,
+    measure_cpu,
 )
 
 ETCD_BIN = "etcd"
@@ -426,7 +370,7 @@ def _windowed(
     return tally.result(sent, lost, stalled, t_stop, cpu_used, elapsed)
 
 
-# -- etcd: server ------------------------------------------------------------------------
+# -- servers -----------------------------------------------------------------------------
 def _stop_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -440,11 +384,23 @@ def _stop_server(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _http_get(url: str, timeout: float) -> bytes:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-    with opener.open(url, timeout=timeout) as resp:
-        body: bytes = resp.read(4096)
-        return body
+def _start_server(
+    procs: Procs, cmd: list[str], work_dir: str, what: str, ready: Callable[[], bool],
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
+    """``cmd`` in ``work_dir``, its output in ``<what>.log``, once ``ready()``: (process, log)."""
+    log_path = os.path.join(work_dir, f"{what}.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(die_with_parent() + cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=work_dir)  # fmt: skip
+    procs.popens.append(proc)
+    ok = wait_until(lambda: proc.poll() is not None or ready(), SERVER_START_SECONDS)
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited with {proc.returncode}:\n{read_log(log_path)}")
+    if ok is None:
+        raise RuntimeError(f"{what} not ready within {SERVER_START_SECONDS:g}s:\n"
+                           + read_log(log_path))  # fmt: skip
+    return proc, log_path
 
 
 def start_etcd(procs: Procs, work_dir: str) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -468,38 +424,13 @@ def start_etcd(procs: Procs, work_dir: str) -> tuple[subprocess.Popen[bytes], in
         "--log-level", "warn",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-    log_path = os.path.join(work_dir, "etcd.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            die_with_parent() + cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=work_dir,
-        )
-    procs.popens.append(proc)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
 
     def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"etcd exited with {proc.returncode}:\n{read_log(log_path)}")
-        return bool(json.loads(_http_get(f"{client}/health", 1.0)).get("health") == "true")
+        with opener.open(f"{client}/health", timeout=1.0) as resp:
+            return bool(json.loads(resp.read(4096)).get("health") == "true")
 
-    deadline = time.perf_counter() + SERVER_START_SECONDS
-    while True:  # bounded by the deadline; exits early if etcd dies
-        try:
-            if healthy():
-                break
-        except RuntimeError:
-            raise
-        except Exception:
-            pass
-        if time.perf_counter() >= deadline:
-            raise RuntimeError(
-                f"etcd on {client} not healthy within {SERVER_START_SECONDS:g}s:\n"
-                + read_log(log_path)
-            )
-        time.sleep(0.05)
+    proc, log_path = _start_server(procs, cmd, work_dir, "etcd", healthy, env)
     return proc, port, log_path
 
 
@@ -720,36 +651,19 @@ def _etcd_loader(
 
 
 # -- ZooKeeper ---------------------------------------------------------------------------
-def _ruok(port: int) -> bool:
-    with socket.create_connection((HOST, port), timeout=1.0) as s:
-        s.sendall(b"ruok")
-        s.settimeout(1.0)
-        return s.recv(16) == b"imok"
-
-
 def start_zookeeper(
     procs: Procs, work_dir: str, outstanding: int = 1000
 ) -> tuple[subprocess.Popen[bytes], int, str]:
     """ZooKeeper standalone on 127.0.0.1, data in ``work_dir``: (JVM, client port, log path).
-
-    ``outstanding`` raises ZooKeeper's global limit of requests in flight (1000
-    by default, beyond which it stops reading from clients) to cover every
-    loader's window.
-    """
+    ``outstanding`` raises ZooKeeper's global limit of requests in flight (1000 by default,
+    beyond which it stops reading from clients) to cover every loader's window."""
     port = free_port_block(1)
     data = os.path.join(work_dir, "data")
     os.makedirs(data, exist_ok=True)
     cfg = os.path.join(work_dir, "zoo.cfg")
     with open(cfg, "w", encoding="utf-8") as fh:
-        fh.write(
-            "tickTime=2000\n"
-            f"dataDir={data}\n"
-            f"clientPort={port}\n"
-            f"clientPortAddress={HOST}\n"
-            "maxClientCnxns=0\n"
-            "admin.enableServer=false\n"
-            "4lw.commands.whitelist=ruok\n"
-        )
+        fh.write(f"tickTime=2000\ndataDir={data}\nclientPort={port}\nclientPortAddress={HOST}\n"
+                 "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")  # fmt: skip
     classpath = _zk_classpath()
     if classpath is None:
         raise RuntimeError(f"ZooKeeper is not installed; {INSTALL_HINT}")
@@ -759,34 +673,16 @@ def start_zookeeper(
         "-Dzookeeper.admin.enableServer=false",
         f"-Dzookeeper.globalOutstandingLimit={max(1000, outstanding)}",
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", classpath,
-        ZK_MAIN,
-        cfg,
+        "-cp", classpath, ZK_MAIN, cfg,
     ]  # fmt: skip
-    log_path = os.path.join(work_dir, "zookeeper.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            die_with_parent() + cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=work_dir,
-        )
-    procs.popens.append(proc)
 
-    def ready() -> bool:
-        if proc.poll() is not None:
-            return True  # reported just below
-        return _ruok(port)
+    def ruok() -> bool:
+        with socket.create_connection((HOST, port), timeout=1.0) as s:
+            s.sendall(b"ruok")
+            s.settimeout(1.0)
+            return s.recv(16) == b"imok"
 
-    ok = wait_until(ready, SERVER_START_SECONDS)
-    if proc.poll() is not None:
-        raise RuntimeError(f"ZooKeeper exited with {proc.returncode}:\n{read_log(log_path)}")
-    if ok is None:
-        raise RuntimeError(
-            f"ZooKeeper on {HOST}:{port} not ready within {SERVER_START_SECONDS:g}s:\n"
-            + read_log(log_path)
-        )
+    proc, log_path = _start_server(procs, cmd, work_dir, "zookeeper", ruok)
     return proc, port, log_path
 
 
@@ -865,105 +761,42 @@ def _loader_main(kind: str, args: tuple[Any, ...], ready: Any, go: Any, out: Any
 
 
 def _run_loaders(
-    procs: Procs,
-    ctx: Any,
-    kind: str,
-    jobs: list[tuple[Any, ...]],
-    server_pid: int,
-    window: int,
-    seconds: float,
-    warmup: float,
-    setup_seconds: float,
-) -> dict[str, Any]:
+    procs: Procs, ctx: Any, kind: str, jobs: list[tuple[Any, ...]], server_pid: int,
+    window: int, seconds: float, warmup: float, setup_seconds: float,
+) -> dict[str, Any]:  # fmt: skip
     """One loader process per job, all started together; a row like bench/load.py's."""
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    loaders = [
+    loaders = procs.start_children([
         ctx.Process(target=_loader_main, args=(kind, job, ready, go, out), daemon=True)
         for job in jobs
-    ]
-    procs.children.extend(loaders)
-    try:
-        for p in loaders:
-            p.start()
-        # A loader that fails in its set-up sends {"aborted": why} instead of its pid.
-        started = collect(
-            ready, len(loaders), loaders, READY_SECONDS + setup_seconds, f"the {kind} loaders"
-        )
-        for r in started:
-            if isinstance(r, dict):
-                raise RuntimeError(f"a {kind} loader failed to start: {r.get('aborted')}")
-        table0 = process_cpu_table()
-        cpu0, sys0, t0 = cpu_seconds(server_pid), system_busy_seconds(), time.perf_counter()
-        go.set()
-        budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-        results = collect(out, len(loaders), loaders, budget, f"the {kind} loaders' results")
-        cpu1, sys1, t1 = cpu_seconds(server_pid), system_busy_seconds(), time.perf_counter()
-        mine = {os.getpid(), server_pid, *(p.pid for p in loaders if p.pid is not None)}
-        others = top_other(table0, process_cpu_table(), mine)
-        for p in loaders:
-            p.join(READY_SECONDS)
-    finally:
-        for p in loaders:
-            if p.pid is not None and p.is_alive():
-                p.terminate()
-                p.join(3)
-                if p.is_alive():
-                    p.kill()
-                    p.join(3)
-    for r in results:
-        if "aborted" in r:
-            raise RuntimeError(f"a {kind} loader failed: {r['aborted']}")
-    row = row_of(results, cpu1 - cpu0, sys1 - sys0, t1 - t0, others, window)
-    row["warmup_seconds"] = warmup
-    return row
+    ])  # fmt: skip
+    # A loader that fails in its set-up sends {"aborted": why} instead of its pid.
+    started = collect(ready, len(loaders), loaders, READY_SECONDS + setup_seconds,
+                      f"the {kind} loaders")  # fmt: skip
+    for r in started:
+        if isinstance(r, dict):
+            raise RuntimeError(f"a {kind} loader failed to start: {r.get('aborted')}")
+    budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
+    row = measure_cpu(loaders, go, out, [server_pid], budget, window, f"the {kind} loaders")
+    procs.stop_children()
+    return {**row, "warmup_seconds": warmup}
 
 
 # -- the rows ----------------------------------------------------------------------------
-def _check_alive(proc: subprocess.Popen[bytes], what: str, log_path: str) -> None:
-    if proc.poll() is not None:
-        raise RuntimeError(f"{what} exited with {proc.returncode} during the run:\n"
-                           + read_log(log_path))  # fmt: skip
-
-
-def run_etcd(
-    procs: Procs,
-    ctx: Any,
-    clients: int,
-    window: int,
-    seconds: float,
-    warmup: float,
-    instances: int,
-    *,
-    kinds: tuple[str, ...] = ("keepalive", "register"),
-) -> list[dict[str, Any]]:
-    """etcd's lease keep-alive and register rows, with ``clients`` loaders of ``window``.
-
-    Starts etcd on free 127.0.0.1 ports with a temporary data directory, checks
-    the hand-made protobuf encoding against it, measures, then stops etcd and
-    removes the directory.  ``instances`` is the total number of leases kept
-    alive, and of keys the registers cycle over.  ``kinds`` chooses the rows
-    (``"keepalive"``, ``"register"``): granting the keep-alive's leases first
-    takes about ``instances / 10_000`` seconds, which a caller that only wants
-    the register row can skip.
-    """
-    unknown = set(kinds) - {"keepalive", "register"}
-    if unknown:
-        raise ValueError(f"unknown etcd rows {sorted(unknown)}")
-    instances = max(instances, clients)
-    work = tempfile.mkdtemp(prefix="meshreg-bench-etcd-")
+def _measured(
+    procs: Procs, what: str, start: Callable[[str], tuple[Any, int, str]],
+    body: Callable[[int, int], list[dict[str, Any]]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """``body(port, server pid)`` against a server ``start(work_dir)`` made in a temporary
+    directory; the server must still run afterwards; stopped and removed on the way out."""
+    work = tempfile.mkdtemp(prefix=f"meshreg-bench-{what.lower()}-")
     proc = None
     try:
-        proc, port, log_path = start_etcd(procs, work)
-        etcd_selfcheck(port)
-        jobs = [(port, c, clients, instances, window, seconds, warmup) for c in range(clients)]
-        setup = instances / SETUP_OPS_PER_SECOND
-        rows = []
-        for kind, workload in (("keepalive", W_ETCD_KEEPALIVE), ("register", W_ETCD_REGISTER)):
-            if kind not in kinds:
-                continue
-            row = _run_loaders(procs, ctx, kind, jobs, proc.pid, window, seconds, warmup, setup)
-            _check_alive(proc, "etcd", log_path)
-            rows.append({"workload": workload, **row})
+        proc, port, log_path = start(work)
+        rows = body(port, proc.pid)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} during the run:\n"
+                               + read_log(log_path))  # fmt: skip
         return rows
     finally:
         if proc is not None:
@@ -971,115 +804,95 @@ def run_etcd(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_etcd(
+    procs: Procs, ctx: Any, clients: int, window: int, seconds: float, warmup: float,
+    instances: int, kinds: tuple[str, ...] = ("keepalive", "register"),
+) -> list[dict[str, Any]]:  # fmt: skip
+    """etcd's lease keep-alive and register rows (``kinds``), with ``clients`` loaders of
+    ``window``, after checking the hand-made protobuf against the server.  ``instances``:
+    the leases kept alive, and the keys the registers cycle over (granting the leases
+    takes about ``instances / 10_000`` s, which the register row alone skips)."""
+    instances = max(instances, clients)
+
+    def body(port: int, pid: int) -> list[dict[str, Any]]:
+        etcd_selfcheck(port)
+        jobs = [(port, c, clients, instances, window, seconds, warmup) for c in range(clients)]
+        setup = instances / SETUP_OPS_PER_SECOND
+        return [{"workload": workload,
+                 **_run_loaders(procs, ctx, kind, jobs, pid, window, seconds, warmup, setup)}
+                for kind, workload in (("keepalive", W_ETCD_KEEPALIVE),
+                                       ("register", W_ETCD_REGISTER)) if kind in kinds]  # fmt: skip
+
+    return _measured(procs, "etcd", lambda work: start_etcd(procs, work), body)
+
+
 def run_zookeeper(
-    procs: Procs,
-    ctx: Any,
-    clients: int,
-    window: int,
-    seconds: float,
-    warmup: float,
-    instances: int,
-) -> list[dict[str, Any]]:
-    """ZooKeeper's register row (ephemeral creates), with ``clients`` loaders of ``window``.
-
-    Starts ZooKeeper standalone on a free 127.0.0.1 port with a temporary data
-    directory, measures, then stops the JVM and removes the directory.  Every
-    create names a new instance (a create of an existing znode fails), so
-    ``instances`` is not used: it is there for the same signature as :func:`run_etcd`.
-    The warm-up is at least JVM_WARMUP_SECONDS: a cold JIT costs about a quarter
-    more CPU per create, which a long-running ZooKeeper does not pay.
-    """
-    del instances
+    procs: Procs, ctx: Any, clients: int, window: int, seconds: float, warmup: float,
+    instances: int = 0, kinds: tuple[str, ...] = ("register",),
+) -> list[dict[str, Any]]:  # fmt: skip
+    """ZooKeeper's register row (ephemeral creates, each a new instance: ``instances`` is not
+    used), with ``clients`` loaders of ``window``.  The warm-up is at least
+    JVM_WARMUP_SECONDS: a cold JIT costs about a quarter more CPU per create."""
     warmup = max(warmup, JVM_WARMUP_SECONDS)
-    work = tempfile.mkdtemp(prefix="meshreg-bench-zookeeper-")
-    proc = None
-    try:
-        proc, port, log_path = start_zookeeper(procs, work, outstanding=2 * clients * window)
+
+    def body(port: int, pid: int) -> list[dict[str, Any]]:
         jobs = [(port, c, clients, window, seconds, warmup) for c in range(clients)]
-        row = _run_loaders(procs, ctx, "zookeeper", jobs, proc.pid, window, seconds, warmup, 0.0)
-        _check_alive(proc, "ZooKeeper", log_path)
+        row = _run_loaders(procs, ctx, "zookeeper", jobs, pid, window, seconds, warmup, 0.0)
         return [{"workload": W_ZK_REGISTER, **row}]
-    finally:
-        if proc is not None:
-            _stop_server(proc)
-        shutil.rmtree(work, ignore_errors=True)
+
+    start = lambda work: start_zookeeper(procs, work, 2 * clients * window)  # noqa: E731
+    return _measured(procs, "ZooKeeper", start, body)
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = ["workload", "ops/s", "p50 ms", "p99 ms", "server CPU", "server us/op",
-            "loader CPU", "other CPU", "errors", "lost"]  # fmt: skip
-    return fmt_table(
-        head,
-        [
-            [
-                r["workload"],
-                f"{r['ops_per_second']:,.0f}",
-                f"{r['p50_ms']:.2f}",
-                f"{r['p99_ms']:.2f}",
-                f"{r['server_cpu_busy']:.0%}",
-                f"{r['server_cpu_us_per_op']:.1f}",
-                f"{r['loader_cpu_busy']:.0%}",
-                f"{r['other_cpu_busy']:.0%}",
-                r["errors"],
-                r["lost"],
-            ]
-            for r in rows
-        ],
-    )
+RUNNERS: tuple[tuple[str, Callable[[], str | None], Any], ...] = (
+    ("etcd", etcd_missing, run_etcd),
+    ("zookeeper", zookeeper_missing, run_zookeeper),
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n")[0])
-    ap.add_argument("--clients", type=int, default=1, help="loader processes (1)")
-    ap.add_argument("--window", type=int, default=256, help="requests in flight per loader (256)")
-    ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per row (3)")
-    ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first (0.5)")
-    ap.add_argument("--instances", type=int, default=1000, help="etcd leases / keys (1000)")
-    ap.add_argument("--only", choices=("etcd", "zookeeper"), help="run one peer only")
-    opts = ap.parse_args(argv)
-    if opts.clients < 1 or opts.window < 1 or opts.seconds <= 0 or opts.warmup < 0:
-        ap.error("--clients and --window must be >= 1, --seconds > 0, --warmup >= 0")
-    if opts.instances < 1 or opts.seconds + opts.warmup > 600:
-        ap.error("--instances must be >= 1 and --seconds + --warmup at most 600")
-    install_sigterm()
-    ctx = mp.get_context("spawn")
-    procs = Procs()
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+    """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    try:
-        for name, missing, runner in (
-            ("etcd", etcd_missing(), run_etcd),
-            ("zookeeper", zookeeper_missing(), run_zookeeper),
-        ):
-            if opts.only not in (None, name):
-                continue
-            if missing:
-                skipped.append(f"{name}: {missing}")
-                continue
-            print(f"{name} on loopback ...", file=sys.stderr, flush=True)
-            got = runner(procs, ctx, opts.clients, opts.window, opts.seconds, opts.warmup,
-                         opts.instances)  # fmt: skip
-            rows.extend(got)
+    only = [x.lower() for x in opts.only or ()]
+    for name, missing, runner in RUNNERS:
+        if only and name not in only:
+            continue
+        why = missing() if opts.peers else "not run (--no-peers)"
+        if why:
+            skipped.append(f"{name}: {why}")
+            continue
+        say(f"{name} on loopback ...")
+        try:
+            rows += runner(procs, ctx, opts.clients, opts.window, opts.seconds, opts.warmup,
+                           opts.instances)  # fmt: skip
+        except Exception as exc:  # a baseline failing must not cost meshreg's own figures
+            skipped.append(f"{name}: failed: {type(exc).__name__}: {exc}")
+        finally:
             procs.stop_all()
-    finally:
-        procs.stop_all()
-    zk_warmup = max(opts.warmup, JVM_WARMUP_SECONDS)
-    print(
-        f"clients {opts.clients}, window {opts.window}, {opts.seconds:g} s measured "
-        f"after {opts.warmup:g} s warm-up ({zk_warmup:g} s for ZooKeeper)"
-    )
+    zk = max(opts.warmup, JVM_WARMUP_SECONDS)
+    settings = {"clients": opts.clients, "window": opts.window, "seconds": opts.seconds,
+                "warmup": opts.warmup, "zookeeper_warmup": zk}  # fmt: skip
+    return {"rows": rows, "skipped": skipped, "settings": settings}
+
+
+def report(result: dict[str, Any], say: Say) -> None:
+    rows = result["rows"]
     if rows:
-        print(table(rows))
+        say(table(rows, [("workload", "workload", "{}"), ("ops/s", "ops_per_second", "{:,.0f}"),
+                         *LOAD_COLUMNS, ("other CPU", "other_cpu_busy", "{:.0%}"),
+                         ("errors", "errors", "{}"), ("lost", "lost", "{}")]))  # fmt: skip
     for r in rows:
         if r["errors"] or r["errors_total"] or r["lost"] or r["stalled"]:
-            print(f"  {r['workload']}: {r['errors']} errors ({r['errors_total']} in all) "
-                  f"{r['error_names']}, {r['lost']} lost, stalled {r['stalled']}")  # fmt: skip
+            say(f"  {r['workload']}: {r['errors']} errors ({r['errors_total']} in all) "
+                f"{r['error_names']}, {r['lost']} lost, stalled {r['stalled']}")  # fmt: skip
         if r["other_top"]:
-            print(f"  {r['workload']}: other CPU {', '.join(r['other_top'])}")
-    for s in skipped:
-        print(f"skipped {s}")
-    return 0
+            say(f"  {r['workload']}: other CPU {', '.join(r['other_top'])}")
+    for line in result["skipped"]:
+        say(f"  skipped {line}")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIOS = (
+    Scenario("baselines", run, report, "etcd lease keep-alive and register, ZooKeeper "
+             "ephemeral create (when installed: bin/meshreg-bench-peers)", suite=True),
+)  # fmt: skip
