@@ -46,26 +46,20 @@ from bench.load import (
     measure_cpu,
 )
 
-ETCD_BIN = "etcd"
 ZK_JARS = "/usr/share/java"
 ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 INSTALL_HINT = (
     "install with bin/meshreg-bench-peers "
     "(or: sudo apt-get install etcd-server zookeeper && pip install -e '.[bench]')"
 )
-SERVER_START_SECONDS = 60.0  # bound on a peer server becoming ready (a JVM, a raft election)
+SERVER_START_SECONDS = 60.0  # bound on a server becoming ready (a JVM, a raft election)
 SERVER_STOP_SECONDS = 10.0  # SIGTERM, then SIGKILL after this
 JVM_WARMUP_SECONDS = 3.0  # least warm-up for ZooKeeper: its JIT compiler needs a few seconds
 CONNECT_SECONDS = 10.0  # bound on a loader connecting to the (already running) server
 LEASE_TTL = 60  # seconds; longer than any setup, so the keep-alive leases do not expire first
 SETUP_OPS_PER_SECOND = 500.0  # lower bound on lease grants per second in the set-up phase
 RPC_SECONDS = STALL_SECONDS + DRAIN_SECONDS + 5.0  # deadline of one request
-
-ETCD_GRANT = "/etcdserverpb.Lease/LeaseGrant"
-ETCD_KEEPALIVE = "/etcdserverpb.Lease/LeaseKeepAlive"
-ETCD_PUT = "/etcdserverpb.KV/Put"
-ETCD_RANGE = "/etcdserverpb.KV/Range"
-
+ETCD = "/etcdserverpb."
 W_ETCD_KEEPALIVE = "etcd lease keep-alive"
 W_ETCD_REGISTER = "etcd register (lease grant + put)"
 W_ZK_REGISTER = "zookeeper register (ephemeral create)"
@@ -79,62 +73,61 @@ def _have_module(name: str) -> bool:
         return False
 
 
-def etcd_missing() -> str | None:
-    """None if etcd can be benchmarked here, else why not (one line, with the fix)."""
-    if shutil.which(ETCD_BIN) is None:
-        return f"no etcd binary on PATH (Debian package etcd-server); {INSTALL_HINT}"
-    if not _have_module("grpc"):
-        return f"Python package grpcio is not installed; {INSTALL_HINT}"
-    return None
-
-
 def _zk_classpath() -> str | None:
     jar = os.path.join(ZK_JARS, "zookeeper.jar")  # its manifest names its dependencies
+    logger = os.path.join(ZK_JARS, "slf4j-simple.jar")  # else slf4j falls back to no logging
     if not os.path.exists(jar):
         return None
-    logger = os.path.join(ZK_JARS, "slf4j-simple.jar")  # else slf4j falls back to no logging
     return jar + (os.pathsep + logger if os.path.exists(logger) else "")
+
+
+def _first_missing(checks: list[tuple[bool, str]]) -> str | None:
+    return next((f"{why}; {INSTALL_HINT}" for bad, why in checks if bad), None)
+
+
+def etcd_missing() -> str | None:
+    """None if etcd can be benchmarked here, else why not (one line, with the fix)."""
+    return _first_missing([
+        (shutil.which("etcd") is None, "no etcd binary on PATH (Debian package etcd-server)"),
+        (not _have_module("grpc"), "Python package grpcio is not installed"),
+    ])  # fmt: skip
 
 
 def zookeeper_missing() -> str | None:
     """None if ZooKeeper can be benchmarked here, else why not (one line, with the fix)."""
-    if _zk_classpath() is None:
-        return f"no {ZK_JARS}/zookeeper.jar (Debian package zookeeper); {INSTALL_HINT}"
-    if shutil.which("java") is None:
-        return f"no java on PATH (ZooKeeper needs a JRE); {INSTALL_HINT}"
-    if not _have_module("kazoo"):
-        return f"Python package kazoo is not installed; {INSTALL_HINT}"
-    return None
+    return _first_missing([
+        (_zk_classpath() is None, f"no {ZK_JARS}/zookeeper.jar (Debian package zookeeper)"),
+        (shutil.which("java") is None, "no java on PATH (ZooKeeper needs a JRE)"),
+        (not _have_module("kazoo"), "Python package kazoo is not installed"),
+    ])  # fmt: skip
 
 
 # -- protobuf, by hand (only the few etcd messages used here) ----------------------------
 def _varint(n: int) -> bytes:
     """Base-128 varint; negative int64 as its two's complement (10 bytes), as protobuf does."""
-    if n < 0:
-        n += 1 << 64
+    n += 1 << 64 if n < 0 else 0
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
-    out.append(n)
-    return bytes(out)
+    return bytes(out + bytes([n]))
 
 
 def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
     """(value, next index) of the varint at ``buf[i]``; bounded by the 10 bytes of a varint."""
-    value = shift = 0
-    for _ in range(10):
+    value = 0
+    for shift in range(0, 70, 7):
         b = buf[i]
         i += 1
         value |= (b & 0x7F) << shift
         if b < 0x80:
             return value, i
-        shift += 7
     raise ValueError("varint longer than 10 bytes")
 
 
 def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
-    """Every (field number, value) of a message: varints as int, length-delimited as bytes."""
+    """Every (field number, value) of a message: varints as signed int64, length-delimited
+    as bytes."""
     out: list[tuple[int, int | bytes]] = []
     i, end = 0, len(buf)
     while i < end:  # bounded: every step consumes at least one byte
@@ -142,127 +135,68 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
         number, kind = key >> 3, key & 7
         if kind == 0:
             value, i = _read_varint(buf, i)
-            out.append((number, value))
+            out.append((number, value - (1 << 64) if value >= 1 << 63 else value))
         elif kind == 2:
             size, i = _read_varint(buf, i)
             if i + size > end:
                 raise ValueError("truncated length-delimited field")
             out.append((number, buf[i : i + size]))
             i += size
-        elif kind == 1:
-            i += 8
-        elif kind == 5:
-            i += 4
+        elif kind in (1, 5):
+            i += 8 if kind == 1 else 4
         else:
             raise ValueError(f"unsupported wire type {kind}")
     return out
 
 
-def _int64(value: int | bytes) -> int:
-    if not isinstance(value, int):
-        raise ValueError("expected a varint")
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _bytes_field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-def _int_field(number: int, value: int) -> bytes:
+def _field(number: int, value: int | bytes) -> bytes:
+    """One field: bytes length-delimited, an int as a varint (omitted if 0, as protobuf does)."""
+    if isinstance(value, bytes):
+        return _varint(number << 3 | 2) + _varint(len(value)) + value
     return _varint(number << 3) + _varint(value) if value else b""
 
 
-def lease_grant_request(ttl: int, lease_id: int = 0) -> bytes:
-    """LeaseGrantRequest{int64 TTL = 1; int64 ID = 2}."""
-    return _int_field(1, ttl) + _int_field(2, lease_id)
+def _ints(buf: bytes) -> dict[int, Any]:
+    """The message's fields by number (the last of a repeated one)."""
+    return dict(_fields(buf))
 
 
 def lease_grant_response(buf: bytes) -> tuple[int, int, str]:
-    """LeaseGrantResponse{header = 1; int64 ID = 2; int64 TTL = 3; string error = 4}."""
-    lease_id = ttl = 0
-    error = ""
-    for number, value in _fields(buf):
-        if number == 2:
-            lease_id = _int64(value)
-        elif number == 3:
-            ttl = _int64(value)
-        elif number == 4 and isinstance(value, bytes):
-            error = value.decode(errors="replace")
-    return lease_id, ttl, error
-
-
-def lease_keepalive_request(lease_id: int) -> bytes:
-    """LeaseKeepAliveRequest{int64 ID = 1}."""
-    return _int_field(1, lease_id)
+    """(ID, TTL, error) of LeaseGrantResponse{header = 1; ID = 2; TTL = 3; error = 4}."""
+    f = _ints(buf)
+    return f.get(2, 0), f.get(3, 0), bytes(f.get(4, b"")).decode(errors="replace")
 
 
 def lease_keepalive_response(buf: bytes) -> tuple[int, int]:
-    """(ID, TTL) of a LeaseKeepAliveResponse{header = 1; int64 ID = 2; int64 TTL = 3}.
-
-    etcd answers a keep-alive of an unknown lease with TTL 0 (the field absent).
-    """
-    lease_id = ttl = 0
-    for number, value in _fields(buf):
-        if number == 2:
-            lease_id = _int64(value)
-        elif number == 3:
-            ttl = _int64(value)
-    return lease_id, ttl
+    """(ID, TTL) of a LeaseKeepAliveResponse{header = 1; ID = 2; TTL = 3}; etcd answers a
+    keep-alive of an unknown lease with TTL 0 (the field absent)."""
+    f = _ints(buf)
+    return f.get(2, 0), f.get(3, 0)
 
 
-def put_request(key: bytes, value: bytes, lease_id: int = 0) -> bytes:
-    """PutRequest{bytes key = 1; bytes value = 2; int64 lease = 3}."""
-    return _bytes_field(1, key) + _bytes_field(2, value) + _int_field(3, lease_id)
+def range_response(buf: bytes) -> list[dict[int, Any]]:
+    """The kvs of a RangeResponse{repeated KeyValue kvs = 2}, each {field number: value}
+    (KeyValue{key = 1; ...; value = 5; lease = 6})."""
+    return [_ints(v) for n, v in _fields(buf) if n == 2 and isinstance(v, bytes)]
 
 
-def range_request(key: bytes) -> bytes:
-    """RangeRequest{bytes key = 1} (one key)."""
-    return _bytes_field(1, key)
-
-
-def range_response(buf: bytes) -> list[dict[str, Any]]:
-    """The kvs of a RangeResponse{header = 1; repeated KeyValue kvs = 2; ...}.
-
-    KeyValue{key = 1; create_revision = 2; mod_revision = 3; version = 4; value = 5; lease = 6}.
-    """
-    names = {1: "key", 2: "create_revision", 3: "mod_revision", 4: "version", 5: "value"}
-    kvs = []
-    for number, value in _fields(buf):
-        if number == 2 and isinstance(value, bytes):
-            kv: dict[str, Any] = {"lease": 0}
-            for n, v in _fields(value):
-                if n == 6:
-                    kv["lease"] = _int64(v)
-                elif n in names:
-                    kv[names[n]] = v
-            kvs.append(kv)
-    return kvs
-
-
-# -- instances ---------------------------------------------------------------------------
-def instance_key(i: int, services: tuple[str, ...]) -> tuple[str, bytes]:
+def instance_key(i: int, services: tuple[str, ...]) -> tuple[bytes, bytes]:
     """(service path, JSON-ish value) of instance ``i``: the address is unique for i < 2**24."""
-    ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-    port = 20000 + i % 40000
-    svc = services[i % len(services)]
-    value = (
-        f'{{"ip":"{ip}","port":{port},"weight":1.0,"cluster":"DEFAULT",'
-        f'"metadata":{{"zone":"bench"}}}}'
-    )
-    return f"/services/{svc}/{ip}:{port}", value.encode()
-
-
-def loader_share(index: int, clients: int, instances: int) -> range:
-    """Instance numbers of loader ``index``: every ``clients``-th one from ``index``."""
-    return range(index, instances, clients)
+    ip, port = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 20000 + i % 40000
+    value = (f'{{"ip":"{ip}","port":{port},"weight":1.0,"cluster":"DEFAULT",'
+             f'"metadata":{{"zone":"bench"}}}}')  # fmt: skip
+    return f"/services/{services[i % len(services)]}/{ip}:{port}".encode(), value.encode()
 
 
 # -- counting replies --------------------------------------------------------------------
 class _Tally:
     """Replies and sampled latencies, like bench/load.py ``drive`` (thread-safe)."""
 
-    def __init__(self, t_measure: float, t_end: float) -> None:
-        self.t_measure, self.t_end = t_measure, t_end
+    def __init__(self, warmup: float, seconds: float) -> None:
+        self.t_start = time.perf_counter()
+        self.cpu_start = time.process_time()
+        self.t_measure = self.t_start + warmup
+        self.t_end = self.t_measure + seconds
         self.lock = threading.Lock()
         self.ok = self.errors = self.ok_total = self.errors_total = 0
         self.latencies: list[float] = []
@@ -281,109 +215,74 @@ class _Tally:
             if t0 and counting:
                 self.latencies.append(now - t0)
 
-    def result(
-        self, sent: int, lost: int, stalled: bool, t_stop: float, cpu: float, elapsed: float
-    ) -> dict[str, Any]:
+    def sent_all(self) -> tuple[float, float, float]:
+        """At the end of the sending phase: (its CPU seconds, its seconds, the window's end)."""
+        now = time.perf_counter()
+        return time.process_time() - self.cpu_start, now - self.t_start, min(now, self.t_end)
+
+    def result(self, sent: int, lost: int, stalled: bool, ended: tuple[float, ...]) -> Any:
+        cpu, elapsed, t_stop = ended
         with self.lock:
-            return {
-                "sent": sent,
-                "ok": self.ok,
-                "errors": self.errors,
-                "ok_total": self.ok_total,
-                "errors_total": self.errors_total,
-                "lost": lost,
-                "stalled": stalled,
-                "window_seconds": max(t_stop - self.t_measure, 0.0),
-                "cpu_busy": cpu / max(elapsed, 1e-9),
-                "cpu_seconds": cpu,
-                "latencies": list(self.latencies),
-                "error_names": dict(self.error_names),
-            }
+            return {"sent": sent, "ok": self.ok, "errors": self.errors, "ok_total": self.ok_total,
+                    "errors_total": self.errors_total, "lost": lost, "stalled": stalled,
+                    "window_seconds": max(t_stop - self.t_measure, 0.0),
+                    "cpu_busy": cpu / max(elapsed, 1e-9), "cpu_seconds": cpu,
+                    "latencies": list(self.latencies), "error_names": dict(self.error_names)}  # fmt: skip
 
 
 Finish = Callable[[float, bool, "str | None"], None]  # (t0, good, error name)
 
 
 def _windowed(
-    issue: Callable[[int, float, Finish], None],
-    window: int,
-    seconds: float,
-    warmup: float,
+    issue: Callable[[int, float, Finish], None], window: int, seconds: float, warmup: float,
     max_ops: int,
-    drain_seconds: float = DRAIN_SECONDS,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Keep ``window`` asynchronous operations in flight for ``warmup + seconds``.
-
-    ``issue(seq, t0, finish)`` starts operation ``seq`` and arranges for
-    ``finish(t0, good, error_name)`` to be called once, from any thread, when it
-    completes.  ``t0`` is its send time if it is one of the sampled ones, else 0.
-    Bounded: at most ``max_ops`` operations, at most ``warmup + seconds`` of
-    issuing (or ``STALL_SECONDS`` without any completion), then at most
-    ``drain_seconds`` waiting for the stragglers.
-    """
+    ``issue(seq, t0, finish)`` starts operation ``seq`` and arranges for ``finish(t0, good,
+    error_name)`` to be called once, from any thread, when it completes (``t0``: its send
+    time if sampled, else 0).  Bounded: ``max_ops``, the clock and STALL_SECONDS without a
+    completion, then DRAIN_SECONDS for the stragglers."""
     perf = time.perf_counter
-    mask = SAMPLE_EVERY - 1
-    sem = threading.Semaphore(window)
-    idle = threading.Event()
+    sem, idle = threading.Semaphore(window), threading.Event()
     idle.set()
-    state = {"outstanding": 0}
-    cpu_start = time.process_time()
-    t_start = perf()
-    t_measure = t_start + warmup
-    t_end = t_measure + seconds
-    tally = _Tally(t_measure, t_end)
+    tally = _Tally(warmup, seconds)
+    outstanding = [0]
 
     def finish(t0: float, good: bool, name: str | None) -> None:
         tally.add(perf(), good, name, t0)
         with tally.lock:
-            state["outstanding"] -= 1
-            if not state["outstanding"]:
+            outstanding[0] -= 1
+            if not outstanding[0]:
                 idle.set()
         sem.release()
 
-    sent = 0
-    stalled = False
+    sent, stalled = 0, False
     while sent < max_ops:  # bounded: max_ops, the clock, and the stall time-out
         if not sem.acquire(timeout=STALL_SECONDS):
             stalled = True
             break
         now = perf()
-        if now >= t_end:
+        if now >= tally.t_end:
             sem.release()
             break
         sent += 1
-        t0 = now if not sent & mask else 0.0
+        t0 = now if not sent & (SAMPLE_EVERY - 1) else 0.0
         with tally.lock:
-            state["outstanding"] += 1
+            outstanding[0] += 1
             idle.clear()
         try:
             issue(sent - 1, t0, finish)
         except Exception as exc:  # could not even be sent
             finish(t0, False, type(exc).__name__)
-    t_stop = min(perf(), t_end)
-    cpu_used = time.process_time() - cpu_start
-    elapsed = perf() - t_start
+    ended = tally.sent_all()
     if not stalled:
-        idle.wait(drain_seconds)
+        idle.wait(DRAIN_SECONDS)
     with tally.lock:
-        lost = state["outstanding"]
-    return tally.result(sent, lost, stalled, t_stop, cpu_used, elapsed)
+        lost = outstanding[0]
+    return tally.result(sent, lost, stalled, ended)  # type: ignore[no-any-return]
 
 
 # -- servers -----------------------------------------------------------------------------
-def _stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 def _start_server(
     procs: Procs, cmd: list[str], work_dir: str, what: str, ready: Callable[[], bool],
     env: dict[str, str] | None = None,
@@ -406,22 +305,15 @@ def _start_server(
 def start_etcd(procs: Procs, work_dir: str) -> tuple[subprocess.Popen[bytes], int, str]:
     """etcd on 127.0.0.1 with its data in ``work_dir``: (process, client port, log path)."""
     port = free_port_block(2)
-    client, peer = f"http://{HOST}:{port}", f"http://{HOST}:{port + 1}"
-    name = "meshreg-bench"
+    client, peer, name = f"http://{HOST}:{port}", f"http://{HOST}:{port + 1}", "meshreg-bench"
     cmd = [
-        shutil.which(ETCD_BIN) or ETCD_BIN,
-        "--name", name,
+        shutil.which("etcd") or "etcd", "--name", name,
         "--data-dir", os.path.join(work_dir, "data"),
-        "--listen-client-urls", client,
-        "--advertise-client-urls", client,
-        "--listen-peer-urls", peer,
-        "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"{name}={peer}",
-        "--initial-cluster-state", "new",
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new",
         "--initial-cluster-token", f"meshreg-bench-{os.getpid()}-{port}",
-        "--logger", "zap",
-        "--log-outputs", "stderr",
-        "--log-level", "warn",
+        "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
@@ -434,90 +326,113 @@ def start_etcd(procs: Procs, work_dir: str) -> tuple[subprocess.Popen[bytes], in
     return proc, port, log_path
 
 
-def _etcd_channel(port: int) -> Any:
+def start_zookeeper(
+    procs: Procs, work_dir: str, outstanding: int = 1000
+) -> tuple[subprocess.Popen[bytes], int, str]:
+    """ZooKeeper standalone on 127.0.0.1, data in ``work_dir``: (JVM, client port, log path).
+    ``outstanding`` raises ZooKeeper's global limit of requests in flight (1000 by default,
+    beyond which it stops reading from clients) to cover every loader's window."""
+    port = free_port_block(1)
+    data = os.path.join(work_dir, "data")
+    os.makedirs(data, exist_ok=True)
+    cfg = os.path.join(work_dir, "zoo.cfg")
+    with open(cfg, "w", encoding="utf-8") as fh:
+        fh.write(f"tickTime=2000\ndataDir={data}\nclientPort={port}\nclientPortAddress={HOST}\n"
+                 "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")  # fmt: skip
+    classpath = _zk_classpath()
+    if classpath is None:
+        raise RuntimeError(f"ZooKeeper is not installed; {INSTALL_HINT}")
+    cmd = [
+        shutil.which("java") or "java",
+        "-XX:-UsePerfData",  # no /tmp/hsperfdata_* file, which a SIGKILL would leave behind
+        "-Dzookeeper.admin.enableServer=false",
+        f"-Dzookeeper.globalOutstandingLimit={max(1000, outstanding)}",
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", classpath, ZK_MAIN, cfg,
+    ]  # fmt: skip
+
+    def ruok() -> bool:
+        with socket.create_connection((HOST, port), timeout=1.0) as s:
+            s.sendall(b"ruok")
+            s.settimeout(1.0)
+            return s.recv(16) == b"imok"
+
+    proc, log_path = _start_server(procs, cmd, work_dir, "zookeeper", ruok)
+    return proc, port, log_path
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+# -- etcd: the client side -------------------------------------------------------------------
+def _etcd_channel(port: int, timeout: float) -> Any:
+    """A gRPC channel to etcd, connected within ``timeout``."""
     import grpc
 
     options = [("grpc.enable_http_proxy", 0)]  # loopback: never through a proxy
-    return grpc.insecure_channel(f"{HOST}:{port}", options=options)
+    channel = grpc.insecure_channel(f"{HOST}:{port}", options=options)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        raise RuntimeError(f"no connection to etcd on {HOST}:{port} within {timeout:g}s") from None
+    return channel
 
 
 def etcd_selfcheck(port: int) -> None:
     """Checks the hand-made encoding against the server: grant, put, range, keep-alive."""
-    import grpc
-
-    channel = _etcd_channel(port)
+    channel = _etcd_channel(port, READY_SECONDS)
     try:
-        grpc.channel_ready_future(channel).result(timeout=READY_SECONDS)
-        grant = channel.unary_unary(ETCD_GRANT)
-        put = channel.unary_unary(ETCD_PUT)
-        get = channel.unary_unary(ETCD_RANGE)
-        keepalive = channel.stream_stream(ETCD_KEEPALIVE)
-        lease_id, ttl, error = lease_grant_response(
-            grant(lease_grant_request(LEASE_TTL), timeout=RPC_SECONDS)
-        )
+        rpc = {m: channel.unary_unary(ETCD + m) for m in ("Lease/LeaseGrant", "KV/Put", "KV/Range")}
+        keepalive = channel.stream_stream(ETCD + "Lease/LeaseKeepAlive")
+        reply = rpc["Lease/LeaseGrant"](_field(1, LEASE_TTL), timeout=RPC_SECONDS)
+        lease_id, ttl, error = lease_grant_response(reply)
         if error or lease_id <= 0 or not 0 < ttl <= LEASE_TTL:
             raise RuntimeError(f"etcd LeaseGrant: id {lease_id}, TTL {ttl}, error {error!r}")
         key, value = instance_key(12345, ("bench-selfcheck",))
-        put(put_request(key.encode(), value, lease_id), timeout=RPC_SECONDS)
-        kvs = range_response(get(range_request(key.encode()), timeout=RPC_SECONDS))
-        if len(kvs) != 1 or kvs[0].get("value") != value or kvs[0]["lease"] != lease_id:
-            raise RuntimeError(f"etcd Range of {key} after Put: {kvs}")
-        answers = list(keepalive(iter([lease_keepalive_request(lease_id)]), timeout=RPC_SECONDS))
-        got = [lease_keepalive_response(a) for a in answers]
-        if len(got) != 1 or got[0][0] != lease_id or got[0][1] <= 0:
-            raise RuntimeError(f"etcd LeaseKeepAlive of {lease_id}: {got}")
-        missing = [lease_keepalive_response(a) for a in keepalive(
-            iter([lease_keepalive_request(lease_id + 1)]), timeout=RPC_SECONDS
-        )]  # fmt: skip
-        if len(missing) != 1 or missing[0][1] > 0:
-            raise RuntimeError(f"etcd LeaseKeepAlive of an unknown lease: {missing}")
+        rpc["KV/Put"](_field(1, key) + _field(2, value) + _field(3, lease_id), timeout=RPC_SECONDS)
+        kvs = range_response(rpc["KV/Range"](_field(1, key), timeout=RPC_SECONDS))
+        if len(kvs) != 1 or kvs[0].get(5) != value or kvs[0].get(6) != lease_id:
+            raise RuntimeError(f"etcd Range of {key!r} after Put: {kvs}")
+        for lease, alive in ((lease_id, True), (lease_id + 1, False)):
+            got = [lease_keepalive_response(a)
+                   for a in keepalive(iter([_field(1, lease)]), timeout=RPC_SECONDS)]  # fmt: skip
+            bad = got[0][0] != lease or got[0][1] <= 0 if alive else got[0][1] > 0
+            if len(got) != 1 or bad:
+                raise RuntimeError(f"etcd LeaseKeepAlive of lease {lease} (known: {alive}): {got}")
     finally:
         channel.close()
-
-
-# -- etcd: loaders -----------------------------------------------------------------------
-def _grant_leases(grant: Any, n: int, window: int) -> list[int]:
-    """``n`` leases of LEASE_TTL, ``window`` grants in flight; their IDs."""
-    ids: list[int] = []
-    req = lease_grant_request(LEASE_TTL)
-    while len(ids) < n:  # bounded: every round adds up to window IDs or raises
-        futures = [grant.future(req, timeout=RPC_SECONDS) for _ in range(min(window, n - len(ids)))]
-        for f in futures:
-            lease_id, _, error = lease_grant_response(f.result(timeout=RPC_SECONDS))
-            if error or lease_id <= 0:
-                raise RuntimeError(f"LeaseGrant failed: {error!r} (id {lease_id})")
-            ids.append(lease_id)
-    return ids
 
 
 def _keepalive_loop(
     channel: Any, ids: list[int], window: int, seconds: float, warmup: float, max_ops: int
 ) -> dict[str, Any]:
     """W keep-alives in flight on one LeaseKeepAlive stream, cycling over leases ``ids``.
-
-    A generator, consumed by grpc's request thread, blocks on a semaphore of W
-    permits; the response loop (this thread) releases one per answer.  etcd
-    answers a stream's requests in order, so the sampled send times are
-    matched with answers by position (and the lease ID of those checked).
-    """
+    A generator, consumed by grpc's request thread, blocks on a semaphore of W permits; the
+    response loop (this thread) releases one per answer.  etcd answers a stream's requests
+    in order, so the sampled send times are matched with answers by position (and the lease
+    ID of those checked)."""
     import grpc
 
     perf = time.perf_counter
-    mask = SAMPLE_EVERY - 1
     sem = threading.Semaphore(window)
     stamps: deque[tuple[int, float, int]] = deque()
-    reqs = [lease_keepalive_request(i) for i in ids]
-    n_reqs = len(reqs)
-    st: dict[str, Any] = {"sent": 0, "stalled": False, "t_stop": None, "cpu": 0.0, "busy": 0.0}
+    reqs = [_field(1, i) for i in ids]
+    st: dict[str, Any] = {"sent": 0, "stalled": False, "ended": None}
     box: list[Any] = []
-    cpu_start = time.process_time()
-    t_start = perf()
-    t_measure = t_start + warmup
-    t_end = t_measure + seconds
-    tally = _Tally(t_measure, t_end)
+    tally = _Tally(warmup, seconds)
 
     def requests() -> Any:
-        idx = sent = 0
+        sent = 0
         try:
             while sent < max_ops:  # bounded: max_ops, the clock, the stall time-out
                 if not sem.acquire(timeout=STALL_SECONDS):
@@ -526,25 +441,20 @@ def _keepalive_loop(
                         box[0].cancel()
                     return
                 now = perf()
-                if now >= t_end:
+                if now >= tally.t_end:
                     return
-                sent += 1
-                st["sent"] = sent
-                if not sent & mask:
-                    stamps.append((sent, now, ids[idx]))
-                yield reqs[idx]
-                idx += 1
-                if idx == n_reqs:
-                    idx = 0
+                if not (sent + 1) & (SAMPLE_EVERY - 1):
+                    stamps.append((sent + 1, now, ids[sent % len(ids)]))
+                yield reqs[sent % len(reqs)]
+                sent = st["sent"] = sent + 1
         finally:  # the sending phase is over: its CPU, like drive's, excludes the drain
-            st["cpu"], st["busy"] = time.process_time() - cpu_start, perf() - t_start
-            st["t_stop"] = min(perf(), t_end)
+            st["ended"] = tally.sent_all()
 
     total = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + 5.0
-    call = channel.stream_stream(ETCD_KEEPALIVE)(requests(), timeout=total)
+    call = channel.stream_stream(ETCD + "Lease/LeaseKeepAlive")(requests(), timeout=total)
     box.append(call)
     # The drain is bounded: the stream is cancelled DRAIN_SECONDS after the window.
-    timer = threading.Timer(max(t_end + DRAIN_SECONDS - perf(), 0.0), call.cancel)
+    timer = threading.Timer(max(tally.t_end + DRAIN_SECONDS - perf(), 0.0), call.cancel)
     timer.daemon = True
     timer.start()
     received = 0
@@ -569,61 +479,40 @@ def _keepalive_loop(
             tally.add(perf(), False, f"stream {exc.code().name}", 0.0)
     finally:
         timer.cancel()
-    if st["t_stop"] is None:  # the generator was never finished (a cancelled stream)
-        st["cpu"], st["busy"] = time.process_time() - cpu_start, perf() - t_start
-        st["t_stop"] = min(perf(), t_end)
+    ended = st["ended"] or tally.sent_all()  # None: a cancelled stream never finished it
     sent = int(st["sent"])
-    return tally.result(
-        sent, sent - received, bool(st["stalled"]), st["t_stop"], st["cpu"], st["busy"]
-    )
+    return tally.result(sent, sent - received, bool(st["stalled"]), ended)  # type: ignore[no-any-return]
 
 
 def _etcd_loader(
-    kind: str,
-    port: int,
-    index: int,
-    clients: int,
-    instances: int,
-    window: int,
-    seconds: float,
-    warmup: float,
-    *,
-    announce: Callable[[], None],
-    go: Any,
-    cleanups: list[Callable[[], None]],
-) -> dict[str, Any]:
-    import grpc
-
-    channel = _etcd_channel(port)
+    kind: str, port: int, index: int, clients: int, instances: int, window: int,
+    seconds: float, warmup: float, cleanups: list[Callable[[], None]],
+) -> Callable[[], dict[str, Any]]:  # fmt: skip
+    """Set up one etcd loader (its leases, or its pre-built requests); the measuring call."""
+    channel = _etcd_channel(port, CONNECT_SECONDS)
     cleanups.append(channel.close)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=CONNECT_SECONDS)
-    except grpc.FutureTimeoutError:
-        raise RuntimeError(
-            f"no connection to etcd on {HOST}:{port} within {CONNECT_SECONDS:g}s"
-        ) from None
-    grant = channel.unary_unary(ETCD_GRANT)
+    grant = channel.unary_unary(ETCD + "Lease/LeaseGrant")
+    grant_req = _field(1, LEASE_TTL)
     max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
-    share = loader_share(index, clients, instances)
+    share = range(index, instances, clients)  # every clients-th instance from index
     if kind == "keepalive":
-        ids = _grant_leases(grant, len(share), window)
-        announce()
-        if not go.wait(READY_SECONDS):
-            return {"aborted": "no start signal"}
-        return _keepalive_loop(channel, ids, window, seconds, warmup, max_ops)
+        ids: list[int] = []
+        while len(ids) < len(share):  # bounded: every round adds up to window IDs or raises
+            for f in [grant.future(grant_req, timeout=RPC_SECONDS)
+                      for _ in range(min(window, len(share) - len(ids)))]:  # fmt: skip
+                lease_id, _, error = lease_grant_response(f.result(timeout=RPC_SECONDS))
+                if error or lease_id <= 0:
+                    raise RuntimeError(f"LeaseGrant failed: {error!r} (id {lease_id})")
+                ids.append(lease_id)
+        return lambda: _keepalive_loop(channel, ids, window, seconds, warmup, max_ops)
 
     # register: LeaseGrant, then Put with that lease, both requests pre-built
-    services = default_services()
-    grant_req = lease_grant_request(LEASE_TTL)
-    heads = []
-    for i in share:
-        key, value = instance_key(i, services)
-        heads.append(_bytes_field(1, key.encode()) + _bytes_field(2, value) + b"\x18")
-    put = channel.unary_unary(ETCD_PUT)
-    n_heads = len(heads)
+    heads = [_field(1, k) + _field(2, v) + b"\x18"
+             for k, v in (instance_key(i, default_services()) for i in share)]  # fmt: skip
+    put = channel.unary_unary(ETCD + "KV/Put")
 
     def issue(seq: int, t0: float, finish: Finish) -> None:
-        head = heads[seq % n_heads]
+        head = heads[seq % len(heads)]
 
         def on_put(f: Any) -> None:
             exc = f.exception()
@@ -632,72 +521,24 @@ def _etcd_loader(
         def on_grant(f: Any) -> None:
             try:
                 if f.exception() is not None:
-                    finish(t0, False, f"grant {f.code().name}")
-                    return
+                    return finish(t0, False, f"grant {f.code().name}")
                 lease_id, _, error = lease_grant_response(f.result())
                 if error or lease_id <= 0:
-                    finish(t0, False, "LEASE_GRANT_ERROR")
-                    return
+                    return finish(t0, False, "LEASE_GRANT_ERROR")
                 put.future(head + _varint(lease_id), timeout=RPC_SECONDS).add_done_callback(on_put)
             except Exception as exc:  # never lose a completion
                 finish(t0, False, type(exc).__name__)
 
         grant.future(grant_req, timeout=RPC_SECONDS).add_done_callback(on_grant)
 
-    announce()
-    if not go.wait(READY_SECONDS):
-        return {"aborted": "no start signal"}
-    return _windowed(issue, window, seconds, warmup, max_ops)
-
-
-# -- ZooKeeper ---------------------------------------------------------------------------
-def start_zookeeper(
-    procs: Procs, work_dir: str, outstanding: int = 1000
-) -> tuple[subprocess.Popen[bytes], int, str]:
-    """ZooKeeper standalone on 127.0.0.1, data in ``work_dir``: (JVM, client port, log path).
-    ``outstanding`` raises ZooKeeper's global limit of requests in flight (1000 by default,
-    beyond which it stops reading from clients) to cover every loader's window."""
-    port = free_port_block(1)
-    data = os.path.join(work_dir, "data")
-    os.makedirs(data, exist_ok=True)
-    cfg = os.path.join(work_dir, "zoo.cfg")
-    with open(cfg, "w", encoding="utf-8") as fh:
-        fh.write(f"tickTime=2000\ndataDir={data}\nclientPort={port}\nclientPortAddress={HOST}\n"
-                 "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")  # fmt: skip
-    classpath = _zk_classpath()
-    if classpath is None:
-        raise RuntimeError(f"ZooKeeper is not installed; {INSTALL_HINT}")
-    cmd = [
-        shutil.which("java") or "java",
-        "-XX:-UsePerfData",  # no /tmp/hsperfdata_* file, which a SIGKILL would leave behind
-        "-Dzookeeper.admin.enableServer=false",
-        f"-Dzookeeper.globalOutstandingLimit={max(1000, outstanding)}",
-        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", classpath, ZK_MAIN, cfg,
-    ]  # fmt: skip
-
-    def ruok() -> bool:
-        with socket.create_connection((HOST, port), timeout=1.0) as s:
-            s.sendall(b"ruok")
-            s.settimeout(1.0)
-            return s.recv(16) == b"imok"
-
-    proc, log_path = _start_server(procs, cmd, work_dir, "zookeeper", ruok)
-    return proc, port, log_path
+    return lambda: _windowed(issue, window, seconds, warmup, max_ops)
 
 
 def _zk_loader(
-    port: int,
-    index: int,
-    clients: int,
-    window: int,
-    seconds: float,
-    warmup: float,
-    *,
-    announce: Callable[[], None],
-    go: Any,
+    port: int, index: int, clients: int, window: int, seconds: float, warmup: float,
     cleanups: list[Callable[[], None]],
-) -> dict[str, Any]:
+) -> Callable[[], dict[str, Any]]:  # fmt: skip
+    """Set up one kazoo session and the services' parents; the measuring call."""
     import logging
 
     from kazoo.client import KazooClient
@@ -706,12 +547,7 @@ def _zk_loader(
     logging.getLogger("kazoo").setLevel(logging.ERROR)
     zk = KazooClient(hosts=f"{HOST}:{port}", timeout=10.0)
     zk.start(timeout=CONNECT_SECONDS)  # on a time-out it stops and closes itself
-
-    def close() -> None:
-        zk.stop()
-        zk.close()
-
-    cleanups.append(close)
+    cleanups += [zk.close, zk.stop]  # run in reverse order
     services = default_services()
     for svc in services:
         zk.ensure_path(f"/services/{svc}")
@@ -725,34 +561,28 @@ def _zk_loader(
             exc = result.exception
             finish(t0, exc is None, None if exc is None else type(exc).__name__)
 
-        zk.create_async(path, value, ephemeral=True).rawlink(done)
+        zk.create_async(path.decode(), value, ephemeral=True).rawlink(done)
 
-    announce()
-    if not go.wait(READY_SECONDS):
-        return {"aborted": "no start signal"}
-    return _windowed(issue, window, seconds, warmup, max_ops)
+    return lambda: _windowed(issue, window, seconds, warmup, max_ops)
 
 
-# -- loader processes --------------------------------------------------------------------
 def _loader_main(kind: str, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
-    """Entry point of one loader process: the result goes to ``out``, then clean-up."""
+    """One loader process: set up, announce, wait for ``go``, measure; the result goes to
+    ``out`` (a failed set-up to ``ready``, where the parent is waiting), then clean-up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     cleanups: list[Callable[[], None]] = []
-    announced = []
-
-    def announce() -> None:
-        ready.put(os.getpid())
-        announced.append(True)
-
+    queue = ready
     try:
         if kind == "zookeeper":
-            result = _zk_loader(*args, announce=announce, go=go, cleanups=cleanups)
+            measure = _zk_loader(*args, cleanups=cleanups)
         else:
-            result = _etcd_loader(kind, *args, announce=announce, go=go, cleanups=cleanups)
+            measure = _etcd_loader(kind, *args, cleanups=cleanups)
+        ready.put(os.getpid())
+        queue = out
+        result = measure() if go.wait(READY_SECONDS) else {"aborted": "no start signal"}
     except Exception as exc:  # report, do not hang the parent
         result = {"aborted": f"{type(exc).__name__}: {exc}"}
-    # before the start signal the parent is waiting on the ready queue, after it on out
-    (out if announced else ready).put(result)
+    queue.put(result)
     for close in reversed(cleanups):  # after the report, so a slow close delays nothing
         try:
             close()
@@ -770,11 +600,9 @@ def _run_loaders(
         ctx.Process(target=_loader_main, args=(kind, job, ready, go, out), daemon=True)
         for job in jobs
     ])  # fmt: skip
-    # A loader that fails in its set-up sends {"aborted": why} instead of its pid.
-    started = collect(ready, len(loaders), loaders, READY_SECONDS + setup_seconds,
-                      f"the {kind} loaders")  # fmt: skip
-    for r in started:
-        if isinstance(r, dict):
+    for r in collect(ready, len(loaders), loaders, READY_SECONDS + setup_seconds,
+                     f"the {kind} loaders"):  # fmt: skip
+        if isinstance(r, dict):  # a loader that failed in its set-up sends why, not its pid
             raise RuntimeError(f"a {kind} loader failed to start: {r.get('aborted')}")
     budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
     row = measure_cpu(loaders, go, out, [server_pid], budget, window, f"the {kind} loaders")

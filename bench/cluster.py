@@ -628,7 +628,9 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> d
                 deltas = sum(x.get("replication_out", 0) for x in s)
                 return deltas, sum(x.get("replication_messages_out", 0) for x in s) or deltas
 
-            say(f"3 nodes; background load {rate:,.0f} {'beats' if kind == 'beat' else 'changes'}/s ...")
+            say(
+                f"3 nodes; background load {rate:,.0f} {'beats' if kind == 'beat' else 'changes'}/s ..."
+            )
             bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
             (c0, m0), t0 = count(), pc()
             try:
@@ -775,7 +777,10 @@ def report_propagation(result: dict[str, Any], say: Say) -> None:
     def opt(r: dict[str, Any], key: str, q: str) -> Any:
         return r[key][q] if r[key]["n"] else None
 
-    cols: list[tuple[str, Any, str]] = [("run", "label", "{}"), ("changes", "changes_measured", "{}")]
+    cols: list[tuple[str, Any, str]] = [
+        ("run", "label", "{}"),
+        ("changes", "changes_measured", "{}"),
+    ]
     for head, key in (("every node ", "all_nodes_ms"), ("remote sub ", "remote_subscriber_ms")):
         cols += [(f"{head}p50" if q == "p50" else q, lambda r, k=key, q=q: opt(r, k, q), "{:.2f}")
                  for q in ("p50", "p99", "max")]  # fmt: skip

@@ -413,8 +413,9 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         return sum(r[key] for r in results)
 
     return {
-        "ops_per_second": sum(r["ok"] / r["window_seconds"] for r in results
-                              if r["window_seconds"] > 0),  # fmt: skip
+        "ops_per_second": sum(
+            r["ok"] / r["window_seconds"] for r in results if r["window_seconds"] > 0
+        ),  # fmt: skip
         **{k: total(k) for k in ("ok", "errors", "errors_total", "lost", "sent")},
         "stalled": any(r["stalled"] for r in results),
         "window_seconds": max(r["window_seconds"] for r in results),

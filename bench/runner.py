@@ -87,7 +87,9 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--max-seconds", float, 1, 3600, "s per propagation run")
     ap.add_argument("--skip-baseline", action="store_true", help="cluster: no single node")
     ap.add_argument("--skip-kill", action="store_true", help="cluster: no kill and restart")
-    ap.add_argument("--no-beats", dest="beat_row", action="store_false", help="liveness: no beat row")
+    ap.add_argument(
+        "--no-beats", dest="beat_row", action="store_false", help="liveness: no beat row"
+    )
     ap.add_argument("--no-single", dest="single", action="store_false",
                     help="liveness: no single-client row")  # fmt: skip
     ap.add_argument("--no-expiry", dest="expiry", action="store_false",
@@ -195,7 +197,9 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
 
         share = lost_share(results["curve"])
         if share is not None:
-            out.append(["CURVE costs < 10% of beats/s", f"{share:.1%} lost", _met(share < GOAL_LOST)])
+            out.append(
+                ["CURVE costs < 10% of beats/s", f"{share:.1%} lost", _met(share < GOAL_LOST)]
+            )
     big = next((r for r in (results.get("scale") or {}).get("rows", []) if r["size"] == 1_000_000),
                None)  # fmt: skip
     if big:

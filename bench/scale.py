@@ -93,7 +93,9 @@ def measure_size(procs: Procs, ctx: Any, n: int, log_dir: str, o: argparse.Names
     say(f"  registered {n:,} instances in {len(services):,} services in {took:.1f}s "
         f"({n / took:,.0f}/s): RSS {rss_full / MB:.1f} MB, "
         f"{(rss_full - rss_empty) / n:.0f} bytes/instance")  # fmt: skip
-    targets = [(node.port, ("beat", count, services, first)) for first, count in slices(n, o.clients)]
+    targets = [
+        (node.port, ("beat", count, services, first)) for first, count in slices(n, o.clients)
+    ]
     load = run_load(procs, ctx, targets, [node.pid], o.window, o.seconds, o.warmup)
     procs.stop_children()
     rss_beaten, node_stats = rss_bytes(node.pid), stats(node.port, 10.0)

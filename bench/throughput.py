@@ -139,7 +139,9 @@ def _register(log_dir: str, b: Bench) -> dict[str, Any]:
 
     node = procs.node(log_dir, QUIET)
     b.say(f"meshreg node on {node.address} (pid {node.pid}) ...")
-    targets = [(node.port, ("register", PER_LOADER, None, c * PER_LOADER)) for c in range(o.clients)]
+    targets = [
+        (node.port, ("register", PER_LOADER, None, c * PER_LOADER)) for c in range(o.clients)
+    ]
     max_and_paced("meshreg register, 1 node", targets, [node.pid], (50, 25))
     procs.stop_all()
 
