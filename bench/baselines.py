@@ -227,7 +227,8 @@ class _Tally:
                     "errors_total": self.errors_total, "lost": lost, "stalled": stalled,
                     "window_seconds": max(t_stop - self.t_measure, 0.0),
                     "cpu_busy": cpu / max(elapsed, 1e-9), "cpu_seconds": cpu,
-                    "latencies": list(self.latencies), "error_names": dict(self.error_names)}  # fmt: skip
+                    "latencies": list(self.latencies),
+                    "error_names": dict(self.error_names)}  # fmt: skip
 
 
 Finish = Callable[[float, bool, "str | None"], None]  # (t0, good, error name)
@@ -337,8 +338,8 @@ def start_zookeeper(
     os.makedirs(data, exist_ok=True)
     cfg = os.path.join(work_dir, "zoo.cfg")
     with open(cfg, "w", encoding="utf-8") as fh:
-        fh.write(f"tickTime=2000\ndataDir={data}\nclientPort={port}\nclientPortAddress={HOST}\n"
-                 "maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")  # fmt: skip
+        fh.write(f"tickTime=2000\ndataDir={data}\nclientPort={port}\nclientPortAddress={HOST}\n")
+        fh.write("maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n")
     classpath = _zk_classpath()
     if classpath is None:
         raise RuntimeError(f"ZooKeeper is not installed; {INSTALL_HINT}")

@@ -446,6 +446,10 @@ class KillRun:
         say(f"  victim {self.victim.address} (responsible for {owned.get(self.victim.address, 0)} "
             f"of {s_count} services; ownership {dict(owned)})")  # fmt: skip
 
+    def sampler(self, node: NodeProc) -> Sampler:
+        return Sampler(node, self.services, self.expected, self.victim.address,
+                       self.opts.sample_interval)  # fmt: skip
+
     def run(self) -> dict[str, Any]:
         try:
             self.register()
@@ -480,8 +484,7 @@ class KillRun:
                                f"within {LISTED_SECONDS:g}s")  # fmt: skip
         self.result["listed_everywhere_s"] = round(t_listed - t0, 3)
         for n in self.survivors:
-            self.samplers[n.address] = Sampler(n, self.services, self.expected,
-                                               self.victim.address, self.opts.sample_interval)  # fmt: skip
+            self.samplers[n.address] = self.sampler(n)
             self.witnesses.append(Witness(n, self.services, self.expected))
         time.sleep(0.5)  # the witnesses' first (complete) listings come in
         for w in self.witnesses:
@@ -529,16 +532,20 @@ class KillRun:
             "survivor_bad_samples": sum(len(b) for b in bad_kill.values()),
             "survivor_bad_samples_before_kill": sum(len(s.bad_between(0.0, t_kill))
                                                     for s in samplers.values()),
-            "survivor_bad_examples": _relative({a: b[:5] for a, b in bad_kill.items() if b}, t_kill),
+            "survivor_bad_examples": _relative({a: b[:5] for a, b in bad_kill.items() if b},
+                                               t_kill),
             "witness_bad_callbacks": sum(w.bad_count for w in self.witnesses),
             "witness_callbacks": sum(w.callbacks for w in self.witnesses),
-            "witness_bad_examples": _relative([b for w in self.witnesses for b in w.bad[:5]], t_kill),
+            "witness_bad_examples": _relative([b for w in self.witnesses for b in w.bad[:5]],
+                                              t_kill),
             "client_log": self.log.between(t_kill, t_end),
             "ever_missing": any(b["missing"] for b in everything),
             "ever_unhealthy": any(b["unhealthy"] for b in everything),
         }  # fmt: skip
-        self.say(f"  survivors saw it down after {k['all_survivors_see_down_s']}s; bad samples "
-                 f"{k['survivor_bad_samples']}, bad pushes {k['witness_bad_callbacks']}")  # fmt: skip
+        self.say(
+            f"  survivors saw it down after {k['all_survivors_see_down_s']}s; bad samples "
+            f"{k['survivor_bad_samples']}, bad pushes {k['witness_bad_callbacks']}"
+        )
         return t_kill
 
     def restart(self, t_kill: float) -> None:
@@ -552,8 +559,7 @@ class KillRun:
             self.result["restart"] = {"error": str(exc)}
             self.say(f"  restart failed: {exc}")
             return
-        back = self.restarted = Sampler(self.victim, self.services, self.expected,
-                                        self.victim.address, self.opts.sample_interval)  # fmt: skip
+        back = self.restarted = self.sampler(self.victim)
         ready_at = lists_at = None
         seen_up: dict[str, float | None] = {}
         hard_until = t_restart + RESTART_SECONDS
@@ -628,9 +634,8 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> d
                 deltas = sum(x.get("replication_out", 0) for x in s)
                 return deltas, sum(x.get("replication_messages_out", 0) for x in s) or deltas
 
-            say(
-                f"3 nodes; background load {rate:,.0f} {'beats' if kind == 'beat' else 'changes'}/s ..."
-            )
+            what = "beats" if kind == "beat" else "changes"
+            say(f"3 nodes; background load {rate:,.0f} {what}/s ...")
             bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
             (c0, m0), t0 = count(), pc()
             try:
@@ -638,7 +643,7 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> d
             finally:
                 (c1, m1), took = count(), pc() - t0
                 bg.stop()
-            row[f"background_{'beats' if kind == 'beat' else 'changes'}_per_second"] = round(
+            row[f"background_{what}_per_second"] = round(
                 (c1 - c0) / took)  # fmt: skip
             if kind == "churn":
                 row["deltas_per_message"] = round((c1 - c0) / max(1, m1 - m0), 2)

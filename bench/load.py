@@ -361,8 +361,9 @@ def run_load(
     """One load-generator process per ``(port, spec)`` target, all started together;
     ``rate`` (requests/s, all loaders together) paces them instead of keeping their
     windows full.  Also measures the servers' CPU over the run (``/proc``)."""
+    rate = rate / len(targets) if rate else None
     kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "max_ops": max_ops,
-              "echo": echo, "rate": rate / len(targets) if rate else None, "curve": curve}  # fmt: skip
+              "echo": echo, "rate": rate, "curve": curve}  # fmt: skip
     loaders, go, out = start_loaders(procs, ctx, targets, kwargs, "the load generators to start")
     budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
     return measure_cpu(loaders, go, out, server_pids, budget, window, "the load generators")

@@ -56,7 +56,7 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
         ap.add_argument(flag, type=ranged(kind, low, high), help=text)
 
     ap.add_argument("--quick", action="store_true", help="smoke run: short rows, small sizes")
-    ap.add_argument("--json", action="store_true", help="the suite's JSON on stdout, the rest on stderr")  # fmt: skip
+    ap.add_argument("--json", action="store_true", help="JSON on stdout, the rest on stderr")
     opt("--seconds", float, 0.1, 600, "measured seconds per row (3; --quick 1)")
     opt("--warmup", float, 0, 60, "unmeasured seconds per row (0.5; --quick 0.3)")
     opt("--clients", int, 1, 64, "load-generator (client) processes (2)")

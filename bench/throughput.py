@@ -151,9 +151,10 @@ def _register(log_dir: str, b: Bench) -> dict[str, Any]:
 
         def spread(shift: int, base: int) -> list[Any]:
             """Loader c registers services owned by node c % 3, sending to node (c + shift) % 3."""
-            return [(nodes[(c + shift) % CLUSTER_SIZE].port,
-                     ("register", PER_LOADER, owned[nodes[c % CLUSTER_SIZE].address],
-                      base + c * PER_LOADER)) for c in range(max(o.clients, CLUSTER_SIZE))]  # fmt: skip
+            n = CLUSTER_SIZE
+            return [(nodes[(c + shift) % n].port, ("register", PER_LOADER,
+                     owned[nodes[c % n].address], base + c * PER_LOADER))
+                    for c in range(max(o.clients, n))]  # fmt: skip
 
         label = f"meshreg register, {CLUSTER_SIZE} nodes"
         max_and_paced(f"{label}, direct", spread(0, 1_000_000), pids, (50,))
@@ -189,8 +190,10 @@ def report_heartbeat(result: dict[str, Any], say: Say) -> None:
     report_common(result, say)
     worst = max(rows, key=lambda r: r["other_cpu_busy"])
     if worst["other_cpu_busy"] > OTHER_CPU_WARN:
-        say(f"  WARNING: other processes used up to {worst['other_cpu_busy']:.0%} of a core "
-            "during the runs; ops/s and latency are disturbed (server us/op much less so).")  # fmt: skip
+        say(
+            f"  WARNING: other processes used up to {worst['other_cpu_busy']:.0%} of a core "
+            "during the runs; ops/s and latency are disturbed (server us/op much less so)."
+        )
         for line in worst["other_top"]:
             say(f"    {line}")
     s = result["node_stats"]
