@@ -43,6 +43,7 @@ from bench.common import (
     request,
     rss_bytes,
     start_cluster,
+    wait_until,
     with_log_dir,
 )
 from bench.load import preload, run_load, start_background
@@ -190,12 +191,9 @@ class Attacker:
         self.replies: Counter[str] = Counter()
 
     def open(
-        self,
-        kind: int,
-        port: int,
-        options: dict[int, Any] | None = None,
+        self, kind: int, port: int, options: dict[int, Any] | None = None,
         monitor: bool = False,
-    ) -> zmq.Socket:
+    ) -> zmq.Socket:  # fmt: skip
         """A connected socket; monitored if ``monitor`` or among the first ``monitored``."""
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
@@ -219,14 +217,10 @@ class Attacker:
                 self.events[zmq.Event(msg["event"]).name] += 1
 
     def wait_events(self, name: str, count: int, timeout: float) -> bool:
-        deadline = time.perf_counter() + timeout
-        while True:  # bounded by the deadline
-            self.read_events()
-            if self.events[name] >= count:
-                return True
-            if time.perf_counter() >= deadline:
-                return False
-            time.sleep(0.02)
+        return (
+            wait_until(lambda: self.read_events() or self.events[name] >= count, timeout, 0.02)
+            is not None
+        )
 
     def exchange(
         self, sock: zmq.Socket, bodies: Iterator[bytes], seconds: float, window: int = 64
@@ -291,27 +285,17 @@ class Attacker:
 
 
 def outcome(body: bytes) -> str:
+    """A reply in a word: ok, its error's name, or garbage."""
     try:
         reply = msgpack.unpackb(body)
+        return "ok" if reply.get("ok") else str(reply["error"]["name"])
     except Exception:
         return "garbage"
-    if not isinstance(reply, dict):
-        return "garbage"
-    if reply.get("ok"):
-        return "ok"
-    err = reply.get("error")
-    return str(err.get("name")) if isinstance(err, dict) else "garbage"
 
 
 def instance(service: str, ip: str, port: int, namespace: str = NS) -> dict[str, Any]:
-    return {
-        "namespace": namespace,
-        "group": GROUP,
-        "service": service,
-        "ip": ip,
-        "port": port,
-        "cluster": "DEFAULT",
-    }
+    return dict(namespace=namespace, group=GROUP, service=service, ip=ip, port=port,
+                cluster="DEFAULT")  # fmt: skip
 
 
 # -- one attack ----------------------------------------------------------------------------
@@ -349,91 +333,68 @@ class Attack:
 
 
 def run_attack(
-    attack: Attack,
-    who: str,
-    procs: Procs,
-    ctx: Any,
-    opts: argparse.Namespace,
-    keys: BenchKeys,
-    log_dir: str,
-    say: Say,
-) -> dict[str, Any]:
-    """Start the node(s), set up, attack with the bystander and the RSS sampler running."""
+    attack: Attack, who: str, procs: Procs, ctx: Any, opts: argparse.Namespace,
+    keys: BenchKeys, log_dir: str, say: Say,
+) -> dict[str, Any]:  # fmt: skip
+    """Start the node(s) (with a key unless ``who`` is "plain node"), set up, attack."""
     secure = who != "plain node"
     attacker = {"stranger key": keys.stranger, "client key": keys.app}.get(who)
     args = QUIET + (keys.node_args() if secure else [])
     curve = keys.app if secure else None
-    if attack.nodes > 1:
-        nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
-    else:
-        nodes = [procs.node(log_dir, args, curve=curve)]
-    env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
     try:
+        if attack.nodes > 1:
+            nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
+        else:
+            nodes = [procs.node(log_dir, args, curve=curve)]
+        env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
         if attack.setup is not None:
             attack.setup(env)
-        node = env.node
-        rss = RssSampler(node.pid)
-        limit = 900.0  # a bound only: stop() ends it
-        bystander = Bystander(procs, ctx, node.port, opts.ping_rate, limit, env.client)
-        atk = Attacker(attacker)
-        t0 = time.perf_counter()
-        try:
-            got = attack.run(env, atk)
-        finally:
-            took = time.perf_counter() - t0
-            atk.close()
-            pings = bystander.stop()
-            rss.stop()
-        answered = ping(node.port, ALIVE_WAIT, env.client)
-        alive = node.alive() and answered
-        if alive:
-            time.sleep(SETTLE)  # benchmark pacing: let freed memory show
-        after = rss_bytes(node.pid) if node.alive() else 0
-        rss.peak = max(rss.peak, after)  # still growing when the attack ended
-        stats: dict[str, Any] = {}
-        if alive:
-            try:
-                reply = request(node.port, encode_request("stats", 1), env.client)
-                stats = (reply or {}).get("result") or {}
-            except zmq.ZMQError:
-                pass
-        row = {
-            "attack": f"{attack.id} {attack.name}",
-            "id": attack.id,
-            "target": who,
-            "scale": attack.scale,
-            "seconds": round(took, 2),
-            "rss_mb": {
-                "before": round(rss.before / MB, 1),
-                "peak": round(rss.peak / MB, 1),
-                "after": round(after / MB, 1),
-            },
-            "alive": alive,
-            "answers": atk.answers(),
-            "replies": dict(atk.replies),
-            "connection_events": dict(atk.events),
-            **pings,
-            **got,
-            "node_held": {
-                k: stats.get(k) for k in ("services", "instances", "subscribers", "errors_total")
-            },
-            "node_security": {
-                k: stats.get(k)
-                for k in (
-                    "security",
-                    "handshakes_refused",
-                    "permission_denied",
-                    "subscriptions_refused",
-                )
-            },  # fmt: skip
-        }
+        row = {"attack": f"{attack.id} {attack.name}", "id": attack.id, "target": who,
+               "scale": attack.scale, **_attacked(attack, env)}  # fmt: skip
         say(
-            f"  {row['attack']} ({who}): {got.get('sent', '')}; RSS {row['rss_mb']}; "
-            f"ping p99 {pings['ping_ms']['p99']} ms; alive {alive}; {row['answers']}"
+            f"  {row['attack']} ({who}): {row.get('sent', '')}; RSS {row['rss_mb']}; ping p99 "
+            f"{row['ping_ms']['p99']} ms; alive {row['alive']}; {row['answers']}"
         )
         return row
     finally:
         procs.stop_all()
+
+
+def _attacked(attack: Attack, env: Env) -> dict[str, Any]:
+    """The attack with the bystander and the RSS sampler running; then the node's state."""
+    node = env.node
+    rss = RssSampler(node.pid)
+    limit = 900.0  # a bound only: stop() ends it
+    bystander = Bystander(env.procs, env.ctx, node.port, env.opts.ping_rate, limit, env.client)
+    atk = Attacker(env.attacker)
+    t0 = time.perf_counter()
+    try:
+        got = attack.run(env, atk)
+    finally:
+        took = time.perf_counter() - t0
+        atk.close()
+        pings = bystander.stop()
+        rss.stop()
+    alive = node.alive() and ping(node.port, ALIVE_WAIT, env.client)
+    if alive:
+        time.sleep(SETTLE)  # benchmark pacing: let freed memory show
+    after = rss_bytes(node.pid) if node.alive() else 0
+    rss.peak = max(rss.peak, after)  # still growing when the attack ended
+    stats: dict[str, Any] = {}
+    if alive:
+        try:
+            reply = request(node.port, encode_request("stats", 1), env.client)
+            stats = (reply or {}).get("result") or {}
+        except zmq.ZMQError:
+            pass
+    held = ("services", "instances", "subscribers", "errors_total")
+    security = ("security", "handshakes_refused", "permission_denied", "subscriptions_refused")
+    mb = {k: round(v / MB, 1) for k, v in (("before", rss.before), ("peak", rss.peak),
+                                            ("after", after))}  # fmt: skip
+    return {"seconds": round(took, 2), "rss_mb": mb, "alive": alive, "answers": atk.answers(),
+            "replies": dict(atk.replies), "connection_events": dict(atk.events), **pings, **got,
+            "node_held": {k: stats.get(k) for k in held},
+            "node_security": {k: stats.get(k) for k in security}}  # fmt: skip
 
 
 # -- the attacks -----------------------------------------------------------------------
@@ -447,18 +408,9 @@ def _register_orders(env: Env) -> None:
 def reconcile_body(rid: int) -> bytes:
     """The probe's H1: a fake healthy instance in ``orders\\0evil`` stamped 2^63-1, and a
     tombstone for the real ``orders`` instance."""
-    fake = {
-        "ip": "10.66.6.6",
-        "port": 6666,
-        "cluster": "DEFAULT",
-        "weight": 1.0,
-        "enabled": True,
-        "healthy": True,
-        "metadata": {},
-        "version": FAKE_VERSION,
-        "alive": FAKE_VERSION,
-        "down": 0,
-    }
+    fake = {"ip": "10.66.6.6", "port": 6666, "cluster": "DEFAULT", "weight": 1.0,
+            "enabled": True, "healthy": True, "metadata": {}, "version": FAKE_VERSION,
+            "alive": FAKE_VERSION, "down": 0}  # fmt: skip
 
     def payload(service: str, upsert: list[Any], remove: list[Any]) -> dict[str, Any]:
         return {"namespace": NS, "group": GROUP, "service": service, "upsert": upsert,

@@ -336,13 +336,9 @@ class NodeProc:
     ``curve``: the keys ``wait_ping`` uses (a node started with ``--key``)."""
 
     def __init__(
-        self,
-        port: int,
-        args: list[str],
-        log_dir: str,
-        prefix: list[str] | None = None,
+        self, port: int, args: list[str], log_dir: str, prefix: list[str] | None = None,
         curve: Curve | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.port, self.args, self.log_dir, self.curve = port, args, log_dir, curve
         self.address = f"{HOST}:{port}"
         self.prefix = prefix or []  # e.g. ["-m", "cProfile", "-o", path]

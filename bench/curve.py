@@ -111,15 +111,9 @@ def _run(
 
 
 def _propagation(
-    procs: Procs,
-    ctx: Any,
-    opts: argparse.Namespace,
-    log_dir: str,
-    keys: BenchKeys,
-    mode: str,
-    octet: int,
-    say: Say,
-) -> dict[str, Any]:
+    procs: Procs, ctx: Any, opts: argparse.Namespace, log_dir: str, keys: BenchKeys, mode: str,
+    octet: int, say: Say,
+) -> dict[str, Any]:  # fmt: skip
     secure = mode == "CURVE"
     extra = cluster.node_args(opts) + (keys.node_args() if secure else [])
     curve = keys.app if secure else None

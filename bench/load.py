@@ -102,20 +102,11 @@ def templates_for(
 
 # -- the load generator ---------------------------------------------------------
 def drive(
-    endpoint: str,
-    templates: list[tuple[bytes, bytes]],
-    window: int,
-    seconds: float,
-    warmup: float = 0.0,
-    max_ops: int | None = None,
-    echo: bool = False,
-    drain_seconds: float = DRAIN_SECONDS,
-    go: Any = None,
-    ready: Any = None,
-    rate: float | None = None,
-    curve: Curve | None = None,
-    once: bool = False,
-) -> dict[str, Any]:
+    endpoint: str, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
+    warmup: float = 0.0, max_ops: int | None = None, echo: bool = False,
+    drain_seconds: float = DRAIN_SECONDS, go: Any = None, ready: Any = None,
+    rate: float | None = None, curve: Curve | None = None, once: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds`` (CURVE
     with ``curve``; paced at ``rate`` requests/s if given; each template sent once with
     ``once``).  Replies inside the measuring window (after the warm-up) count towards
@@ -147,16 +138,9 @@ def drive(
 
 
 def _drive_loop(
-    sock: zmq.Socket,
-    templates: list[tuple[bytes, bytes]],
-    window: int,
-    seconds: float,
-    warmup: float,
-    max_ops: int,
-    echo: bool,
-    drain_seconds: float,
-    rate: float | None = None,
-) -> dict[str, Any]:
+    sock: zmq.Socket, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
+    warmup: float, max_ops: int, echo: bool, drain_seconds: float, rate: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     perf = time.perf_counter
     packb, unpackb = msgpack.packb, msgpack.unpackb
     # pyzmq's send_multipart/recv_multipart cost several Python calls and zmq.Flag
@@ -326,13 +310,9 @@ def _echo_main(
 
 
 def start_loaders(
-    procs: Procs,
-    ctx: Any,
-    targets: list[tuple[int, Spec]],
-    kwargs: dict[str, Any],
-    what: str,
+    procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], kwargs: dict[str, Any], what: str,
     setup: float = 0.0,
-) -> tuple[list[Any], Any, Any]:
+) -> tuple[list[Any], Any, Any]:  # fmt: skip
     """One load-generator process per ``(port, spec)``, ready to go (``setup``: seconds they
     may take beyond starting, to build their templates): (processes, go, out)."""
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
@@ -346,18 +326,10 @@ def start_loaders(
 
 
 def run_load(
-    procs: Procs,
-    ctx: Any,
-    targets: list[tuple[int, Spec]],
-    server_pids: list[int],
-    window: int,
-    seconds: float,
-    warmup: float,
-    echo: bool = False,
-    max_ops: int | None = None,
-    rate: float | None = None,
-    curve: Curve | None = None,
-) -> dict[str, Any]:
+    procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], server_pids: list[int],
+    window: int, seconds: float, warmup: float, echo: bool = False, max_ops: int | None = None,
+    rate: float | None = None, curve: Curve | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """One load-generator process per ``(port, spec)`` target, all started together;
     ``rate`` (requests/s, all loaders together) paces them instead of keeping their
     windows full.  Also measures the servers' CPU over the run (``/proc``)."""
@@ -475,15 +447,9 @@ def start_echo(
 
 
 def preload(
-    port: int,
-    kind: str,
-    n: int,
-    services: tuple[str, ...] | None = None,
-    first: int = 0,
-    window: int = 256,
-    timeout: float = 120.0,
-    curve: Curve | None = None,
-) -> float:
+    port: int, kind: str, n: int, services: tuple[str, ...] | None = None, first: int = 0,
+    window: int = 256, timeout: float = 120.0, curve: Curve | None = None,
+) -> float:  # fmt: skip
     """Send ``n`` register (or other) requests from this process; seconds taken.
     Raises if any is not answered ok."""
     t0 = time.perf_counter()
@@ -496,15 +462,9 @@ def preload(
 
 
 def start_background(
-    procs: Procs,
-    ctx: Any,
-    ports_and_services: list[tuple[int, tuple[str, ...]]],
-    rate: float,
-    per_node: int,
-    limit: float = 900.0,
-    curve: Curve | None = None,
-    kind: str = "beat",
-) -> BackgroundLoad:
+    procs: Procs, ctx: Any, ports_and_services: list[tuple[int, tuple[str, ...]]], rate: float,
+    per_node: int, limit: float = 900.0, curve: Curve | None = None, kind: str = "beat",
+) -> BackgroundLoad:  # fmt: skip
     """Register ``per_node`` instances on each node (of services it owns) and beat them all
     at ``rate`` beats/s in total, one paced loader per node, until stopped.
     ``kind="churn"``: register and deregister them in turn instead (``rate`` changes/s,
