@@ -42,6 +42,7 @@ from bench.common import (
     ping,
     request,
     rss_bytes,
+    settings,
     start_cluster,
     wait_until,
     with_log_dir,
@@ -684,8 +685,7 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Sa
             except Exception as exc:  # report and go on with the next attack
                 failed.append(f"{attack.id} {attack.name} ({who}): {type(exc).__name__}: {exc}")
                 say(f"  FAILED {failed[-1]}")
-    settings = {k: v for k, v in vars(opts).items() if k not in ("names", "baseline_rows")}
-    return {"rows": rows, "failed": failed, "settings": settings}
+    return {"rows": rows, "failed": failed, "settings": settings(opts)}
 
 
 def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import zmq
 
-from bench.common import HOST, Say, Scenario, free_port_block
+from bench.common import HOST, Say, Scenario, free_port_block, settings
 from bench.load import echo_batch
 from meshreg.config import NodeConfig
 from meshreg.runtime.node import NodeRuntime
@@ -26,6 +26,35 @@ DRAIN_SECONDS = 30.0  # s; a run gives up after this (reported as an error)
 def _fields(i: int) -> dict[str, Any]:
     return {"service": f"svc{i % 10}", "ip": f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
             "port": 8080}  # fmt: skip
+
+
+def _cpu_per_message(
+    ctx: zmq.Context[Any], port: int, bodies: list[bytes], drain: Any, done: Any
+) -> float:
+    """Queue ``bodies`` at ``port`` from a DEALER, then ``drain()`` until ``done()``: the
+    draining thread's CPU microseconds per message (the replies read, so the next run
+    starts empty)."""
+    dealer = ctx.socket(zmq.DEALER)
+    for opt in (zmq.LINGER, zmq.SNDHWM, zmq.RCVHWM):
+        dealer.setsockopt(opt, 0)  # HWM 0: bounded by len(bodies)
+    try:
+        dealer.connect(f"tcp://{HOST}:{port}")
+        for body in bodies:
+            dealer.send_multipart([b"", body])
+        cpu, deadline = 0.0, time.monotonic() + DRAIN_SECONDS
+        while not done() and time.monotonic() < deadline:
+            t0 = time.thread_time()
+            drain()
+            cpu += time.thread_time() - t0
+        if not done():
+            raise RuntimeError(f"not all {len(bodies)} beats answered within {DRAIN_SECONDS}s")
+        for _ in bodies:
+            if not dealer.poll(int(DRAIN_SECONDS * 1000)):
+                raise RuntimeError("a reply did not come back")
+            dealer.recv_multipart()
+        return float(cpu / len(bodies) * 1e6)
+    finally:
+        dealer.close()
 
 
 def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
@@ -49,30 +78,6 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         echo.setsockopt(zmq.LINGER, 0)
         echo_port = echo.bind_to_random_port(f"tcp://{HOST}")
 
-        def once(port: int, drain: Any, done: Any) -> float:
-            dealer = ctx.socket(zmq.DEALER)
-            dealer.setsockopt(zmq.LINGER, 0)
-            dealer.setsockopt(zmq.SNDHWM, 0)
-            dealer.setsockopt(zmq.RCVHWM, 0)
-            try:
-                dealer.connect(f"tcp://{HOST}:{port}")
-                for body in bodies:
-                    dealer.send_multipart([b"", body])
-                cpu, deadline = 0.0, time.monotonic() + DRAIN_SECONDS
-                while not done() and time.monotonic() < deadline:
-                    t0 = time.thread_time()
-                    drain()
-                    cpu += time.thread_time() - t0
-                if not done():
-                    raise RuntimeError(f"not all {n} beats answered within {DRAIN_SECONDS}s")
-                for _ in range(n):  # the replies, so the next run starts empty
-                    if not dealer.poll(int(DRAIN_SECONDS * 1000)):
-                        raise RuntimeError("a reply did not come back")
-                    dealer.recv_multipart()
-                return float(cpu / n * 1e6)
-            finally:
-                dealer.close()
-
         echoed = [0]
 
         def echo_drain() -> None:
@@ -81,11 +86,15 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         node_us, echo_us = [], []
         for _ in range(opts.repeat):
             echoed[0] = 0
-            echo_us.append(once(echo_port, echo_drain, lambda: echoed[0] >= n))
+            echo_us.append(
+                _cpu_per_message(ctx, echo_port, bodies, echo_drain, lambda: echoed[0] >= n)
+            )
             target = rt.core.stats.beats + n
             node_us.append(
-                once(
+                _cpu_per_message(
+                    ctx,
                     rt.config.port,
+                    bodies,
                     lambda: rt._drain_requests(router),
                     lambda target=target: rt.core.stats.beats >= target,
                 )  # fmt: skip
@@ -99,7 +108,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
             "runs_node_us": [round(x, 2) for x in node_us],
         }
         say(f"  {row}")
-        return {"rows": [row], "settings": vars(opts)}
+        return {"rows": [row], "settings": settings(opts)}
     finally:
         echo.close()
         ctx.term()

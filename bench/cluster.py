@@ -17,8 +17,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,10 +35,12 @@ from bench.common import (
     fmt_table,
     owned_services,
     percentile,
+    settings,
     start_cluster,
     stats,
     table,
     wait_until,
+    with_log_dir,
 )
 from bench.load import preload, start_background
 from meshreg import Client, Instance, MeshregError, ServiceKey
@@ -114,21 +114,6 @@ def client_log() -> Iterator[ClientLog]:
         mlog.propagate = propagate
 
 
-def kept_logs(prefix: str, say: Say, body: Callable[[str], tuple[Any, bool]]) -> Any:
-    """``body(log_dir)`` -> (result, problem); the node logs are kept (and named) after a
-    problem or a failure, else removed."""
-    log_dir = tempfile.mkdtemp(prefix=prefix)
-    problem = True
-    try:
-        result, problem = body(log_dir)
-        return result
-    finally:
-        if problem:
-            say(f"node logs kept in {log_dir}")
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
-
-
 def node_args(opts: argparse.Namespace, cluster: bool = False) -> list[str]:
     args = ["--check-interval", f"{opts.check_interval:g}", "--unhealthy-after",
             f"{opts.unhealthy_after:g}", "--evict-after", f"{opts.evict_after:g}"]  # fmt: skip
@@ -186,6 +171,67 @@ class Tracker:
             return list(self.seen)
 
 
+class Changes:
+    """What K changes measured: seconds per kind (``call``: the call itself; ``all``,
+    ``first``: its return to the push on every node / the first node; ``start``: the call's
+    start to every node; ``remote``: to the slowest node not owning the service)."""
+
+    def __init__(self, n_nodes: int) -> None:
+        self.got: dict[str, list[float]] = {k: [] for k in ("call", "all", "first", "start",
+                                                            "remote")}  # fmt: skip
+        self.per_node: list[list[float]] = [[] for _ in range(n_nodes)]
+        self.timeouts: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.stopped_early = False
+
+    def add(self, t0: float, t1: float, seen: list[float], owner: int) -> None:
+        times = [s - t1 for s in seen]
+        for key, value in (("call", t1 - t0), ("all", max(times)), ("first", min(times)),
+                           ("start", max(times) + t1 - t0)):  # fmt: skip
+            self.got[key].append(value)
+        for k, d in enumerate(times):
+            self.per_node[k].append(d)
+        others = [d for k, d in enumerate(times) if k != owner]
+        if others:  # the slowest subscriber on a node other than the owner
+            self.got["remote"].append(max(others))
+
+
+def _changes(
+    provider: Client, tracker: Tracker, nodes: list[NodeProc], services: list[str],
+    opts: argparse.Namespace, octet: int, first: int, count: int,
+) -> Changes:  # fmt: skip
+    """Changes ``first .. first+count-1``, alternately a register and a deregister of distinct
+    instances, one at a time, each waited for on every node (bounded by --change-timeout and
+    --max-seconds)."""
+    addresses = [n.address for n in nodes]
+    owner = {s: addresses.index(responsible_node(ServiceKey(NS, GROUP, s), addresses))
+             for s in services}  # fmt: skip
+    out = Changes(len(nodes))
+    t_start = pc()
+    for i in range(first, first + count):
+        if pc() - t_start > opts.max_seconds:
+            out.stopped_early = True
+            break
+        pair, deregister = divmod(i, 2)
+        service = services[pair % len(services)]
+        ip, port = f"10.{octet}.{pair // 250}.{pair % 250 + 1}", 9000 + pair % 1000
+        tracker.expect(service, f"{ip}:{port}", not deregister)
+        t0 = pc()
+        try:
+            (provider.deregister if deregister else provider.register)(service, ip, port)
+        except MeshregError as exc:
+            out.errors.append(f"change {i}: {exc}")
+            continue
+        t1 = pc()
+        seen = tracker.wait(opts.change_timeout)
+        if None in seen:
+            missing = [nodes[k].address for k, s in enumerate(seen) if s is None]
+            out.timeouts.append({"change": i, "service": service, "not_seen_on": missing})
+        else:
+            out.add(t0, t1, [s for s in seen if s is not None], owner[service])
+    return out
+
+
 def run_propagation(
     label: str, nodes: list[NodeProc], opts: argparse.Namespace, octet: int, say: Say,
     client_kw: dict[str, Any] | None = None,
@@ -195,16 +241,9 @@ def run_propagation(
     client_kw = client_kw or {}
     warmup, changes = opts.warmup_changes + opts.warmup_changes % 2, opts.changes + opts.changes % 2
     services = [f"prop-{i:02d}" for i in range(opts.prop_services)]
-    addresses = [n.address for n in nodes]
-    owner_idx = {s: addresses.index(responsible_node(ServiceKey(NS, GROUP, s), addresses))
-                 for s in services}  # fmt: skip
     tracker = Tracker(len(nodes))
     subs: list[Client] = []
     provider: Client | None = None
-    got: dict[str, list[float]] = {k: [] for k in ("call", "all", "first", "start", "remote")}
-    per_node: list[list[float]] = [[] for _ in nodes]
-    timeouts: list[dict[str, Any]] = []
-    errors: list[str] = []
     try:
         for idx, node in enumerate(nodes):
             subs.append(new_client(node.address, timeout=5.0, **client_kw))
@@ -215,61 +254,30 @@ def run_propagation(
         # change waits for the subscribers' push-empty confirmation (a separate query).
         for s in services:
             provider.register(s, f"10.{octet}.255.254", 9999)
-        forwarded0 = provider.stats().get("forwarded", 0)
-        t_start, stopped_early = pc(), False
-        for i in range(warmup + changes):
-            if i == warmup:  # count only what A forwards during the measured part
-                forwarded0 = provider.stats().get("forwarded", 0)
-            if pc() - t_start > opts.max_seconds:
-                stopped_early = True
-                break
-            pair, deregister = divmod(i, 2)
-            service = services[pair % len(services)]
-            ip, port = f"10.{octet}.{pair // 250}.{pair % 250 + 1}", 9000 + pair % 1000
-            tracker.expect(service, f"{ip}:{port}", not deregister)
-            t0 = pc()
-            try:
-                (provider.deregister if deregister else provider.register)(service, ip, port)
-            except MeshregError as exc:
-                errors.append(f"change {i}: {exc}")
-                continue
-            t1 = pc()
-            seen = tracker.wait(opts.change_timeout)
-            if i < warmup:
-                continue
-            if any(s is None for s in seen):
-                missing = [nodes[k].address for k, s in enumerate(seen) if s is None]
-                timeouts.append({"change": i, "service": service, "not_seen_on": missing})
-                continue
-            times = [s - t1 for s in seen if s is not None]
-            for key, value in (("call", t1 - t0), ("all", max(times)), ("first", min(times)),
-                               ("start", max(times) + t1 - t0)):  # fmt: skip
-                got[key].append(value)
-            for k, d in enumerate(times):
-                per_node[k].append(d)
-            others = [d for k, d in enumerate(times) if k != owner_idx[service]]
-            if others:  # the slowest subscriber on a node other than the owner
-                got["remote"].append(max(others))
+        # the warm-up changes first: then count only what A forwards in the measured part
+        early = _changes(provider, tracker, nodes, services, opts, octet, 0, warmup)
+        forwarded0, t_start = provider.stats().get("forwarded", 0), pc()
+        run = _changes(provider, tracker, nodes, services, opts, octet, warmup, changes)
         elapsed = pc() - t_start
         forwarded = provider.stats().get("forwarded", 0) - forwarded0
     finally:
         for c in subs:  # first: the provider's goodbye empties the services they watch
             close_quietly(c)
         close_quietly(provider)
-    measured = len(got["all"])
+    got, measured = run.got, len(run.got["all"])
     result = {
         "label": label, "nodes": len(nodes), "changes_measured": measured,
-        "changes_planned": changes, "warmup_changes": warmup, "timeouts": timeouts,
-        "errors": errors, "stopped_early": stopped_early,
+        "changes_planned": changes, "warmup_changes": warmup, "timeouts": run.timeouts,
+        "errors": early.errors + run.errors, "stopped_early": run.stopped_early,
         "elapsed_s": round(elapsed, 3), "all_nodes_ms": dist_ms(got["all"]),
         "first_node_ms": dist_ms(got["first"]), "remote_subscriber_ms": dist_ms(got["remote"]),
         "call_ms": dist_ms(got["call"]), "all_nodes_from_call_start_ms": dist_ms(got["start"]),
         "per_node_p50_ms": {nodes[k].address: round(percentile(sorted(v), 50) * 1000, 3)
-                            for k, v in enumerate(per_node)},
+                            for k, v in enumerate(run.per_node)},
         "negative_all": sum(1 for d in got["all"] if d < 0), "forwarded_by_a": forwarded,
     }  # fmt: skip
     say(f"  {label}: {measured} changes in {elapsed:.1f}s, all nodes p50 "
-        f"{result['all_nodes_ms']['p50']:.2f} ms, {len(timeouts)} timed out")  # fmt: skip
+        f"{result['all_nodes_ms']['p50']:.2f} ms, {len(run.timeouts)} timed out")  # fmt: skip
     return result
 
 
@@ -614,7 +622,7 @@ def kill_problem(result: dict[str, Any]) -> bool:
 
 # -- the scenarios ------------------------------------------------------------------------
 def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
-    def body(log_dir: str) -> tuple[dict[str, Any], bool]:
+    def body(log_dir: str) -> dict[str, Any]:
         say("baseline: one node, no load ...")
         lone = procs.node(log_dir, node_args(opts))
         rows = [run_propagation("single node, no load", [lone], opts, 71, say)]
@@ -643,8 +651,7 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> d
             finally:
                 (c1, m1), took = count(), pc() - t0
                 bg.stop()
-            row[f"background_{what}_per_second"] = round(
-                (c1 - c0) / took)  # fmt: skip
+            row[f"background_{what}_per_second"] = round((c1 - c0) / took)
             if kind == "churn":
                 row["deltas_per_message"] = round((c1 - c0) / max(1, m1 - m0), 2)
             return row
@@ -654,16 +661,16 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> d
             label = f"3 nodes, {opts.write_load:,.0f} changes/s background"
             rows.append(counted("churn", opts.write_load, label, 73))
         procs.stop_all()
-        return {"rows": rows, "settings": settings(opts)}, False
+        return {"rows": rows, "settings": settings(opts)}
 
-    return kept_logs("meshreg-bench-prop-", say, body)  # type: ignore[no-any-return]
+    return with_log_dir("meshreg-bench-prop-", say, body)  # type: ignore[no-any-return]
 
 
 def failover(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
     opts.evict_after = opts.evict_after or 2 * opts.unhealthy_after
     opts.observe = opts.observe or opts.unhealthy_after + 2
 
-    def body(log_dir: str) -> tuple[dict[str, Any], bool]:
+    def body(log_dir: str) -> dict[str, Any]:
         with client_log() as log:
             nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
             owned = owned_services([n.address for n in nodes], 2)
@@ -678,10 +685,9 @@ def failover(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict
         result["log_events_since_kill"] = interesting_log_lines(nodes, since)
         result["settings"] = {**settings(opts), "node_flags": node_args(opts, cluster=True)}
         procs.stop_all()
-        k = result["kill"]
-        return result, bool(k["ever_missing"] or k["ever_unhealthy"])
+        return result
 
-    return kept_logs("meshreg-bench-failover-", say, body)  # type: ignore[no-any-return]
+    return with_log_dir("meshreg-bench-failover-", say, body, kill_problem)  # type: ignore[no-any-return]
 
 
 def cluster(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
@@ -692,7 +698,7 @@ def cluster(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[
         f"every {opts.sample_interval * 1000:g} ms, observed {opts.observe:g}s; node flags "
         f"{' '.join(node_args(opts, cluster=True))}")  # fmt: skip
 
-    def body(log_dir: str) -> tuple[dict[str, Any], bool]:
+    def body(log_dir: str) -> dict[str, Any]:
         doc: dict[str, Any] = {"settings": settings(opts), "propagation": []}
         with client_log() as log:
             if not opts.skip_baseline:
@@ -715,9 +721,10 @@ def cluster(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[
         since = doc.get("kill", {}).get("kill", {}).get("kill_wall", "")
         doc["node_log_events_since_kill"] = interesting_log_lines(nodes, since) if since else []
         doc["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        return doc, "kill" in doc and kill_problem(doc["kill"])
+        return doc
 
-    result: dict[str, Any] = kept_logs("meshreg-bench-cluster-", say, body)
+    problem = lambda doc: "kill" in doc and kill_problem(doc["kill"])  # noqa: E731
+    result: dict[str, Any] = with_log_dir("meshreg-bench-cluster-", say, body, problem)
     result["rows"] = result["propagation"]
     return result
 
@@ -736,7 +743,7 @@ def catchup(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[
     def held(node: NodeProc) -> int:
         return int(stats(node.port)["instances"]["total"])
 
-    def body(log_dir: str) -> tuple[dict[str, Any], bool]:
+    def body(log_dir: str) -> dict[str, Any]:
         args = ["--peer-timeout", f"{opts.peer_timeout:g}", "--unhealthy-after", "120",
                 "--evict-after", "240"]  # fmt: skip
         nodes = start_cluster(procs, opts.nodes, log_dir, args)
@@ -764,13 +771,9 @@ def catchup(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[
                 [f"restarted node holds all {total} (from its start)", f"{full_s:.2f} s"],
                 ["false 'peer down' among survivors", flaps]]  # fmt: skip
         return {"rows": [{"measure": m, "value": v} for m, v in rows],
-                "settings": settings(opts)}, False  # fmt: skip
+                "settings": settings(opts)}  # fmt: skip
 
-    return kept_logs("meshreg-catchup-", say, body)  # type: ignore[no-any-return]
-
-
-def settings(opts: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(opts).items() if k not in ("names", "baseline_rows")}
+    return with_log_dir("meshreg-catchup-", say, body)  # type: ignore[no-any-return]
 
 
 # -- reports ---------------------------------------------------------------------------

@@ -435,16 +435,7 @@ class Procs:
         return children
 
     def stop_children(self) -> None:
-        for p in self.children:
-            if p.is_alive():
-                p.terminate()
-        for p in self.children:
-            if p.pid is None:
-                continue  # never started
-            p.join(3)
-            if p.is_alive():
-                p.kill()
-                p.join(3)
+        stop_processes(self.children)
         self.children.clear()
 
     def stop_all(self) -> None:
@@ -468,6 +459,19 @@ class Procs:
                 p.kill()
             _reap(p, 5)
         self.popens.clear()
+
+
+def stop_processes(processes: list[Any]) -> None:
+    """Terminate (then kill) multiprocessing children and reap them."""
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        if p.pid is not None:  # else never started
+            p.join(3)
+            if p.is_alive():
+                p.kill()
+                p.join(3)
 
 
 def collect(q: Any, n: int, children: list[Any], timeout: float, what: str) -> list[Any]:
@@ -660,17 +664,27 @@ def table(rows: list[dict[str, Any]], columns: list[Column], right: set[int] | N
     return fmt_table([c[0] for c in columns], out, right)
 
 
-def with_log_dir(prefix: str, say: Say, body: Callable[[str], Any]) -> Any:
-    """``body(log_dir)`` with a fresh directory for node logs: removed afterwards, kept
-    (and named) when the body fails, so that the logs explain the failure."""
+def with_log_dir(
+    prefix: str, say: Say, body: Callable[[str], Any], problem: Callable[[Any], bool] | None = None
+) -> Any:
+    """``body(log_dir)`` with a fresh directory for node logs: removed afterwards, kept (and
+    named) when the body fails or ``problem(result)``, so that the logs explain it."""
     log_dir = tempfile.mkdtemp(prefix=prefix)
+    keep = True
     try:
         result = body(log_dir)
-    except BaseException:
-        say(f"node logs kept in {log_dir}")
-        raise
-    shutil.rmtree(log_dir, ignore_errors=True)
-    return result
+        keep = problem is not None and problem(result)
+        return result
+    finally:
+        if keep:
+            say(f"node logs kept in {log_dir}")
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def settings(opts: argparse.Namespace) -> dict[str, Any]:
+    """The options a scenario ran with, for its result."""
+    return {k: v for k, v in vars(opts).items() if k not in ("names", "baseline_rows")}
 
 
 def ranged(kind: Any, low: float, high: float) -> Any:

@@ -132,24 +132,23 @@ def run_row(
             f"{row['clients_cpu']:.1%}, all healthy: {row['all_healthy']}"
         )
         if sessions and opts.expiry and not (opts.quick and clients > 1):  # quick: once
-            victim, held = next(iter(pids.items()))
-            os.kill(victim, signal.SIGKILL)
-            killed = time.perf_counter()
-            deadline = killed + EXPIRY_SECONDS
-            took = None
-            while time.perf_counter() < deadline:  # bounded: EXPIRY_SECONDS
-                if _instances(port)["unhealthy"] >= held:
-                    took = round(time.perf_counter() - killed, 2)
-                    break
-                time.sleep(0.25)
-            row["expiry_s"] = took
-            row["expired_instances"] = held
-            say(f"    SIGKILL of a client holding {held:,}: all unhealthy after {took} s")
+            row.update(_expiry(port, pids, say))
         return row
     finally:
         procs.stop_children()
         node.stop()
         procs.nodes.remove(node)
+
+
+def _expiry(port: int, pids: dict[int, int], say: Say) -> dict[str, Any]:
+    """SIGKILL one client process: the time until the node lists its instances unhealthy."""
+    victim, held = next(iter(pids.items()))
+    os.kill(victim, signal.SIGKILL)
+    killed = time.perf_counter()
+    t = wait_until(lambda: _instances(port)["unhealthy"] >= held, EXPIRY_SECONDS, 0.25)
+    took = None if t is None else round(t - killed, 2)
+    say(f"    SIGKILL of a client holding {held:,}: all unhealthy after {took} s")
+    return {"expiry_s": took, "expired_instances": held}
 
 
 def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:

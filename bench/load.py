@@ -30,6 +30,7 @@ from bench.common import (
     free_port_block,
     percentile,
     process_table,
+    stop_processes,
     system_busy_seconds,
     top_other,
 )
@@ -412,14 +413,7 @@ class BackgroundLoad:
         go.set()
 
     def stop(self) -> None:
-        for p in self.loaders:
-            if p.is_alive():
-                p.terminate()
-        for p in self.loaders:
-            p.join(3)
-            if p.is_alive():
-                p.kill()
-                p.join(3)
+        stop_processes(self.loaders)
 
 
 def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:

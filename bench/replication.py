@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-from bench.common import Say, Scenario, fmt_table, free_port_block
+from bench.common import Say, Scenario, fmt_table, free_port_block, settings
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -136,7 +136,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         best = min(runs, key=lambda r: r["sender_us_per_delta"] + r["receiver_us_per_delta"])
         rows.append({"mode": label, **best, "runs": runs})
         say(f"  {label}: {best}")
-    return {"rows": rows, "settings": vars(opts)}
+    return {"rows": rows, "settings": settings(opts)}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
