@@ -684,10 +684,12 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     only = [x.lower() for x in opts.only or ()]
-    for name, missing, runner in RUNNERS:
+    if not opts.peers:
+        skipped.append("etcd, zookeeper: not run (--no-peers)")
+    for name, missing, runner in RUNNERS if opts.peers else ():
         if only and name not in only:
             continue
-        why = missing() if opts.peers else "not run (--no-peers)"
+        why = missing()
         if why:
             skipped.append(f"{name}: {why}")
             continue
