@@ -745,3 +745,9 @@ SCENARIOS = (
              {**{k: (FULL[k], QUICK[k]) for k in FULL}, "ping_rate": (50.0, 50.0),
               "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
 )  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m bench.attacks
+    from bench.runner import run_alone
+
+    run_alone("attacks")

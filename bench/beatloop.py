@@ -7,7 +7,6 @@ echo/node is what the node's loop reaches of the echo's speed (bench/README.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -128,7 +127,7 @@ SCENARIOS = (
              {"beats": (20_000, 5000), "repeat": (6, 2)}),
 )  # fmt: skip
 
-if __name__ == "__main__":  # python -m bench.beatloop: python -m bench beatloop
-    from bench.runner import main
+if __name__ == "__main__":  # python -m bench.beatloop
+    from bench.runner import run_alone
 
-    sys.exit(main(["beatloop", *sys.argv[1:]]))
+    run_alone("beatloop")

@@ -208,3 +208,9 @@ SCENARIOS = (
              {**cluster.PROP, "seconds": (3.0, 0.5), "warmup": (0.5, 0.2), "changes": (200, 20),
               "load": (0.0, 0.0), "max_seconds": (60.0, 60.0)}),
 )  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m bench.curve
+    from bench.runner import run_alone
+
+    run_alone("curve")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import time
 from typing import Any
 
@@ -237,7 +236,7 @@ SCENARIOS = (
              {"sizes": ((100_000,), (4000,)), "clients": (4, 4), "seconds": (10.0, 2.0)}),
 )  # fmt: skip
 
-if __name__ == "__main__":  # python -m bench.liveness: python -m bench liveness
-    from bench.runner import main
+if __name__ == "__main__":  # python -m bench.liveness
+    from bench.runner import run_alone
 
-    sys.exit(main(["liveness", *sys.argv[1:]]))
+    run_alone("liveness")

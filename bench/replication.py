@@ -6,7 +6,6 @@ on each side; CPU time of the calling thread; the best of ``--repeat`` runs (ben
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -159,7 +158,7 @@ SCENARIOS = (
              {"deltas": (20_000, 5000), "repeat": (3, 1)}),
 )  # fmt: skip
 
-if __name__ == "__main__":  # python -m bench.replication: python -m bench replication
-    from bench.runner import main
+if __name__ == "__main__":  # python -m bench.replication
+    from bench.runner import run_alone
 
-    sys.exit(main(["replication", *sys.argv[1:]]))
+    run_alone("replication")

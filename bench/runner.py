@@ -257,3 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if opts.json:
         print(json.dumps(no_nan({"machine": machine, **doc}), indent=2, default=str))
     return 1 if failed else 0
+
+
+def run_alone(name: str) -> None:
+    """``python -m bench.NAME [options]``: the same as ``python -m bench NAME [options]``."""
+    sys.exit(main([name, *sys.argv[1:]]))
