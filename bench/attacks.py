@@ -666,7 +666,8 @@ SECURE_RUNS = {  # which attacks also run against a node with a key, and as whom
 
 def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> Any:
     opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
-    only = [x.upper() for x in opts.only or ATTACKS]
+    only = [x.upper() for x in opts.only or () if x.lower() not in ("etcd", "zookeeper")]
+    only = only or list(ATTACKS)
     unknown = [a for a in only if a not in ATTACKS]
     if unknown:
         raise ValueError(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")

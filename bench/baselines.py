@@ -683,7 +683,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
     """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    only = [x.lower() for x in opts.only or ()]
+    only = [x.lower() for x in opts.only or () if x.lower() in ("etcd", "zookeeper")]
     if not opts.peers:
         skipped.append("etcd, zookeeper: not run (--no-peers)")
     for name, missing, runner in RUNNERS if opts.peers else ():
