@@ -35,6 +35,7 @@ from bench.common import (
     free_port_block,
     read_log,
     table,
+    terminate,
     wait_until,
 )
 from bench.load import (
@@ -361,19 +362,6 @@ def start_zookeeper(
     return proc, port, log_path
 
 
-def _stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 # -- etcd: the client side -------------------------------------------------------------------
 def _etcd_channel(port: int, timeout: float) -> Any:
     """A gRPC channel to etcd, connected within ``timeout``."""
@@ -629,7 +617,7 @@ def _measured(
         return rows
     finally:
         if proc is not None:
-            _stop_server(proc)
+            terminate(proc, SERVER_STOP_SECONDS)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -387,16 +387,21 @@ class NodeProc:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (lets a profiler write its file), then SIGKILL after ``timeout``."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            _reap(self.proc, timeout)
+        if self.proc is not None:
+            terminate(self.proc, timeout)
 
     def log(self, limit: int = 4000) -> str:
         return "".join(read_log(p, 10_000_000) for p in self.log_paths)[-limit:]
 
     def log_lines(self) -> list[str]:
         return self.log(limit=10_000_000).splitlines()
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    _reap(proc, timeout)
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout: float) -> None:
