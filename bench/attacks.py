@@ -265,6 +265,13 @@ class Attacker:
             self.replies["no answer"] += outstanding
         return sent
 
+    def hold_subs(self, port: int, n: int, size: int, seconds: float) -> None:
+        """``n`` SUBs with a ``size``-byte topic (its frame size is what counts), held for
+        ``seconds`` while their connection events are read."""
+        for _ in range(n):
+            self.open(zmq.SUB, port, {zmq.SUBSCRIBE: b"\x01" * size})
+        wait_until(lambda: self.read_events(), seconds, 0.1)  # never true: the whole time
+
     def close(self) -> None:
         self.read_events()
         for s in self.monitors + self.socks:
@@ -447,13 +454,7 @@ def _instances_query() -> dict[str, Any]:
 
 def h3_notify(env: Env, atk: Attacker) -> dict[str, Any]:
     n, size, seconds = env.opts.h3_subs, env.opts.h3_bytes, env.opts.sub_seconds
-    topic = b"\x01" * size  # any 60 KB topic: it is the frame size that counts
-    for _ in range(n):
-        atk.open(zmq.SUB, env.node.port + 1, {zmq.SUBSCRIBE: topic})
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:  # bounded: the attack lasts `seconds`
-        atk.read_events()
-        time.sleep(0.1)
+    atk.hold_subs(env.node.port + 1, n, size, seconds)
     connects = atk.events["CONNECTED"] + atk.events["HANDSHAKE_SUCCEEDED"]
     return {
         "sent": f"{n} SUBs x {size // 1024} KB, {seconds:g} s",
@@ -501,12 +502,7 @@ def h3_replication(env: Env, atk: Attacker) -> dict[str, Any]:
     n, seconds = env.opts.h3_repl_subs, env.opts.sub_seconds
     port = env.node.port + 2
     if env.attacker is not None:
-        for _ in range(n):
-            atk.open(zmq.SUB, port, {zmq.SUBSCRIBE: b"\x01" * env.opts.h3_bytes})
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:  # bounded: the attack lasts `seconds`
-            atk.read_events()
-            time.sleep(0.1)
+        atk.hold_subs(port, n, env.opts.h3_bytes, seconds)
         return {"sent": f"{n} SUBs x {env.opts.h3_bytes // 1024} KB on port+2, {seconds:g} s"}
     total = rounds = 0
     deadline = time.perf_counter() + seconds
