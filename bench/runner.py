@@ -52,12 +52,12 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("names", nargs="*", metavar="NAME", help=f"scenarios (default {suite})")
 
-    def opt(flag: str, kind: Any, low: float, high: float, text: str) -> None:
-        ap.add_argument(flag, type=ranged(kind, low, high), help=text)
+    def opt(flag: str, kind: Any, low: float, high: float, text: str, *alias: str) -> None:
+        ap.add_argument(flag, *alias, type=ranged(kind, low, high), help=text)
 
     ap.add_argument("--quick", action="store_true", help="smoke run: short rows, small sizes")
     ap.add_argument("--json", action="store_true", help="JSON on stdout, the rest on stderr")
-    opt("--seconds", float, 0.1, 600, "measured seconds per row (3; --quick 1)")
+    opt("--seconds", float, 0.1, 600, "measured seconds per row (3; --quick 1)", "--duration")
     opt("--warmup", float, 0, 60, "unmeasured seconds per row (0.5; --quick 0.3)")
     opt("--clients", int, 1, 64, "load-generator (client) processes (2)")
     opt("--window", int, 1, 10_000, "requests in flight per loader (128)")
