@@ -1,61 +1,15 @@
-"""Attack replay: issue 10's probe against nodes started here, with memory and a bystander.
-
-Run from the repository root::
-
-    python -m bench attacks [--quick] [--only H1,M4] [--no-secure]
-    python -m bench.attacks --junk-seconds 20
-
-Each attack runs against a fresh node (a 2-node cluster for the replication
-port) on 127.0.0.1, bounded in count, bytes and time.  During it:
-
-* the node's resident memory (VmRSS from /proc) is sampled every 20 ms: before,
-  the peak during the attack, and after (the attack's sockets closed, the node
-  answering ping again, one more second);
-* a bystander client, in its own process, sends ``ping`` at a steady rate
-  (``--ping-rate``, 50/s) and times every answer: p50/p99 during the attack,
-  and how many were never answered;
-* afterwards: whether the node process is alive and answers ping, and what
-  the attacker got back: replies by error name, and what libzmq saw of its
-  connections (dropped by the node, refused at the CURVE handshake).
-
-The attacks (the probe's numbers where they are quick, smaller where the
-probe's would take minutes; the table says which):
-
-* H1   ``reconcile`` (a peer operation: one fake instance with version 2^63-1
-  in ``orders\\0evil``, and a removal of the real ``orders`` instance) sent to
-  the client port, 20 times; the effect on ``orders`` afterwards;
-* H3   600 subscriptions of 60 KB on the notification port (port+1) for 5 s,
-  and 8 of 1 MiB on the replication port (port+2) of a 2-node cluster;
-* H4   bodies whose first bytes say ``"op":"reconcile"``, 8 MiB, 5 times,
-  each on its own connection, on the client port;
-* M1   100 frames of 16 MiB on the client port while the node is busy (20,000
-  beats/s), 10 connections at a time;
-* M4   three SUBs on the whole namespace that never read, while a writer
-  registers and deregisters as fast as the node takes it, for 20 s;
-* M2   junk growth: one-shot registrations of distinct services, ``service_set``
-  on distinct empty services, registrations in distinct namespaces: as many as
-  one sender gets answered in 10 s each (quotas may cap these later: the
-  table shows what the node held: services and RSS);
-* M6   a flood of ``services`` and ``stats`` (two loaders, 8 in flight each)
-  for 10 s on a node holding 20,000 services.
-
-With a key (unless ``--no-secure``): H1 and H3 again against nodes started
-with ``--key`` and an ACL, from a stranger key (not in the ACL) and with no
-key at all, and H1 from a client key the ACL lets do everything a client may
-(a peer operation is still refused).
-
-Everything binds and connects to 127.0.0.1 only; every process started is
-stopped on the way out; every loop is bounded in count and time.
+"""``attacks``: issue 10's probe replayed against nodes started here (bench/README.md,
+"Security"), each attack against a fresh node (a 2-node cluster for the replication port),
+bounded in count, bytes and time, with the node's RSS sampled every 20 ms and a bystander
+client pinging it; with a key, H1 and H3 again against nodes started with ``--key --acl``.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import Counter
@@ -71,31 +25,31 @@ from zmq.utils.monitor import recv_monitor_message
 from bench.common import (
     GROUP,
     HOST,
+    MB,
     NS,
+    QUIET,
     READY_SECONDS,
     BenchKeys,
     Curve,
     NodeProc,
     Procs,
+    Say,
+    Scenario,
     collect,
     dist_ms,
     fmt_table,
-    free_port_block,
-    install_sigterm,
-    machine_info,
     make_keys,
     ping,
-    ranged,
+    request,
     rss_bytes,
-    save_result,
-    say_machine,
+    settings,
+    start_cluster,
+    wait_until,
     with_log_dir,
 )
-from bench.heartbeat import QUIET, start_cluster
 from bench.load import preload, run_load, start_background
 from meshreg.wire.replies import encode_request
 
-MB = 1024 * 1024
 PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
 SETTLE = 1.0  # s after the attack before the "after" RSS (the node answering ping first)
 ALIVE_WAIT = 5.0  # s a node may take to answer ping after an attack
@@ -238,12 +192,9 @@ class Attacker:
         self.replies: Counter[str] = Counter()
 
     def open(
-        self,
-        kind: int,
-        port: int,
-        options: dict[int, Any] | None = None,
+        self, kind: int, port: int, options: dict[int, Any] | None = None,
         monitor: bool = False,
-    ) -> zmq.Socket:
+    ) -> zmq.Socket:  # fmt: skip
         """A connected socket; monitored if ``monitor`` or among the first ``monitored``."""
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
@@ -267,14 +218,10 @@ class Attacker:
                 self.events[zmq.Event(msg["event"]).name] += 1
 
     def wait_events(self, name: str, count: int, timeout: float) -> bool:
-        deadline = time.perf_counter() + timeout
-        while True:  # bounded by the deadline
-            self.read_events()
-            if self.events[name] >= count:
-                return True
-            if time.perf_counter() >= deadline:
-                return False
-            time.sleep(0.02)
+        return (
+            wait_until(lambda: self.read_events() or self.events[name] >= count, timeout, 0.02)
+            is not None
+        )
 
     def exchange(
         self, sock: zmq.Socket, bodies: Iterator[bytes], seconds: float, window: int = 64
@@ -318,6 +265,13 @@ class Attacker:
             self.replies["no answer"] += outstanding
         return sent
 
+    def hold_subs(self, port: int, n: int, size: int, seconds: float) -> None:
+        """``n`` SUBs with a ``size``-byte topic (its frame size is what counts), held for
+        ``seconds`` while their connection events are read."""
+        for _ in range(n):
+            self.open(zmq.SUB, port, {zmq.SUBSCRIBE: b"\x01" * size})
+        wait_until(lambda: self.read_events(), seconds, 0.1)  # never true: the whole time
+
     def close(self) -> None:
         self.read_events()
         for s in self.monitors + self.socks:
@@ -339,45 +293,17 @@ class Attacker:
 
 
 def outcome(body: bytes) -> str:
+    """A reply in a word: ok, its error's name, or garbage."""
     try:
         reply = msgpack.unpackb(body)
+        return "ok" if reply.get("ok") else str(reply["error"]["name"])
     except Exception:
         return "garbage"
-    if not isinstance(reply, dict):
-        return "garbage"
-    if reply.get("ok"):
-        return "ok"
-    err = reply.get("error")
-    return str(err.get("name")) if isinstance(err, dict) else "garbage"
-
-
-def request(port: int, body: bytes, curve: Curve | None = None, timeout: float = 5.0) -> Any:
-    """One raw request and its decoded reply (None if unanswered)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(sock)
-    try:
-        sock.connect(f"tcp://{HOST}:{port}")
-        sock.send(body)
-        if not sock.poll(timeout * 1000):
-            return None
-        return msgpack.unpackb(sock.recv())
-    finally:
-        sock.close(linger=0)
-        ctx.term()
 
 
 def instance(service: str, ip: str, port: int, namespace: str = NS) -> dict[str, Any]:
-    return {
-        "namespace": namespace,
-        "group": GROUP,
-        "service": service,
-        "ip": ip,
-        "port": port,
-        "cluster": "DEFAULT",
-    }
+    return dict(namespace=namespace, group=GROUP, service=service, ip=ip, port=port,
+                cluster="DEFAULT")  # fmt: skip
 
 
 # -- one attack ----------------------------------------------------------------------------
@@ -415,92 +341,68 @@ class Attack:
 
 
 def run_attack(
-    attack: Attack,
-    who: str,
-    procs: Procs,
-    ctx: Any,
-    opts: argparse.Namespace,
-    keys: BenchKeys,
-    log_dir: str,
-    say: Any,
-) -> dict[str, Any]:
-    """Start the node(s), set up, attack with the bystander and the RSS sampler running."""
+    attack: Attack, who: str, procs: Procs, ctx: Any, opts: argparse.Namespace,
+    keys: BenchKeys, log_dir: str, say: Say,
+) -> dict[str, Any]:  # fmt: skip
+    """Start the node(s) (with a key unless ``who`` is "plain node"), set up, attack."""
     secure = who != "plain node"
     attacker = {"stranger key": keys.stranger, "client key": keys.app}.get(who)
     args = QUIET + (keys.node_args() if secure else [])
     curve = keys.app if secure else None
-    if attack.nodes > 1:
-        nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
-    else:
-        nodes = [procs.add(NodeProc(free_port_block(), args, log_dir, curve=curve).start())]
-        nodes[0].wait_ping()
-    env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
     try:
+        if attack.nodes > 1:
+            nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
+        else:
+            nodes = [procs.node(log_dir, args, curve=curve)]
+        env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
         if attack.setup is not None:
             attack.setup(env)
-        node = env.node
-        rss = RssSampler(node.pid)
-        limit = 900.0  # a bound only: stop() ends it
-        bystander = Bystander(procs, ctx, node.port, opts.ping_rate, limit, env.client)
-        atk = Attacker(attacker)
-        t0 = time.perf_counter()
-        try:
-            got = attack.run(env, atk)
-        finally:
-            took = time.perf_counter() - t0
-            atk.close()
-            pings = bystander.stop()
-            rss.stop()
-        answered = ping(node.port, ALIVE_WAIT, env.client)
-        alive = node.alive() and answered
-        if alive:
-            time.sleep(SETTLE)  # benchmark pacing: let freed memory show
-        after = rss_bytes(node.pid) if node.alive() else 0
-        rss.peak = max(rss.peak, after)  # still growing when the attack ended
-        stats: dict[str, Any] = {}
-        if alive:
-            try:
-                reply = request(node.port, encode_request("stats", 1), env.client)
-                stats = (reply or {}).get("result") or {}
-            except zmq.ZMQError:
-                pass
-        row = {
-            "attack": f"{attack.id} {attack.name}",
-            "id": attack.id,
-            "target": who,
-            "scale": attack.scale,
-            "seconds": round(took, 2),
-            "rss_mb": {
-                "before": round(rss.before / MB, 1),
-                "peak": round(rss.peak / MB, 1),
-                "after": round(after / MB, 1),
-            },
-            "alive": alive,
-            "answers": atk.answers(),
-            "replies": dict(atk.replies),
-            "connection_events": dict(atk.events),
-            **pings,
-            **got,
-            "node_held": {
-                k: stats.get(k) for k in ("services", "instances", "subscribers", "errors_total")
-            },
-            "node_security": {
-                k: stats.get(k)
-                for k in (
-                    "security",
-                    "handshakes_refused",
-                    "permission_denied",
-                    "subscriptions_refused",
-                )
-            },  # fmt: skip
-        }
+        row = {"attack": f"{attack.id} {attack.name}", "id": attack.id, "target": who,
+               "scale": attack.scale, **_attacked(attack, env)}  # fmt: skip
         say(
-            f"  {row['attack']} ({who}): {got.get('sent', '')}; RSS {row['rss_mb']}; "
-            f"ping p99 {pings['ping_ms']['p99']} ms; alive {alive}; {row['answers']}"
+            f"  {row['attack']} ({who}): {row.get('sent', '')}; RSS {row['rss_mb']}; ping p99 "
+            f"{row['ping_ms']['p99']} ms; alive {row['alive']}; {row['answers']}"
         )
         return row
     finally:
         procs.stop_all()
+
+
+def _attacked(attack: Attack, env: Env) -> dict[str, Any]:
+    """The attack with the bystander and the RSS sampler running; then the node's state."""
+    node = env.node
+    rss = RssSampler(node.pid)
+    limit = 900.0  # a bound only: stop() ends it
+    bystander = Bystander(env.procs, env.ctx, node.port, env.opts.ping_rate, limit, env.client)
+    atk = Attacker(env.attacker)
+    t0 = time.perf_counter()
+    try:
+        got = attack.run(env, atk)
+    finally:
+        took = time.perf_counter() - t0
+        atk.close()
+        pings = bystander.stop()
+        rss.stop()
+    alive = node.alive() and ping(node.port, ALIVE_WAIT, env.client)
+    if alive:
+        time.sleep(SETTLE)  # benchmark pacing: let freed memory show
+    after = rss_bytes(node.pid) if node.alive() else 0
+    rss.peak = max(rss.peak, after)  # still growing when the attack ended
+    stats: dict[str, Any] = {}
+    if alive:
+        try:
+            reply = request(node.port, encode_request("stats", 1), env.client)
+            stats = (reply or {}).get("result") or {}
+        except zmq.ZMQError:
+            pass
+    held = ("services", "instances", "subscribers", "errors_total")
+    security = ("security", "handshakes_refused", "permission_denied", "subscriptions_refused")
+    mb = {k: round(v / MB, 1) for k, v in (("before", rss.before), ("peak", rss.peak),
+                                            ("after", after))}  # fmt: skip
+    return {"seconds": round(took, 2), "rss_mb": mb, "alive": alive, "answers": atk.answers(),
+            "replies": dict(atk.replies), "connection_events": dict(atk.events), **pings, **got,
+            "node_held": {k: stats.get(k) for k in held},
+            "node_security": {k: stats.get(k) for k in security}}  # fmt: skip
 
 
 # -- the attacks -----------------------------------------------------------------------
@@ -514,18 +416,9 @@ def _register_orders(env: Env) -> None:
 def reconcile_body(rid: int) -> bytes:
     """The probe's H1: a fake healthy instance in ``orders\\0evil`` stamped 2^63-1, and a
     tombstone for the real ``orders`` instance."""
-    fake = {
-        "ip": "10.66.6.6",
-        "port": 6666,
-        "cluster": "DEFAULT",
-        "weight": 1.0,
-        "enabled": True,
-        "healthy": True,
-        "metadata": {},
-        "version": FAKE_VERSION,
-        "alive": FAKE_VERSION,
-        "down": 0,
-    }
+    fake = {"ip": "10.66.6.6", "port": 6666, "cluster": "DEFAULT", "weight": 1.0,
+            "enabled": True, "healthy": True, "metadata": {}, "version": FAKE_VERSION,
+            "alive": FAKE_VERSION, "down": 0}  # fmt: skip
 
     def payload(service: str, upsert: list[Any], remove: list[Any]) -> dict[str, Any]:
         return {"namespace": NS, "group": GROUP, "service": service, "upsert": upsert,
@@ -561,13 +454,7 @@ def _instances_query() -> dict[str, Any]:
 
 def h3_notify(env: Env, atk: Attacker) -> dict[str, Any]:
     n, size, seconds = env.opts.h3_subs, env.opts.h3_bytes, env.opts.sub_seconds
-    topic = b"\x01" * size  # any 60 KB topic: it is the frame size that counts
-    for _ in range(n):
-        atk.open(zmq.SUB, env.node.port + 1, {zmq.SUBSCRIBE: topic})
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:  # bounded: the attack lasts `seconds`
-        atk.read_events()
-        time.sleep(0.1)
+    atk.hold_subs(env.node.port + 1, n, size, seconds)
     connects = atk.events["CONNECTED"] + atk.events["HANDSHAKE_SUCCEEDED"]
     return {
         "sent": f"{n} SUBs x {size // 1024} KB, {seconds:g} s",
@@ -615,12 +502,7 @@ def h3_replication(env: Env, atk: Attacker) -> dict[str, Any]:
     n, seconds = env.opts.h3_repl_subs, env.opts.sub_seconds
     port = env.node.port + 2
     if env.attacker is not None:
-        for _ in range(n):
-            atk.open(zmq.SUB, port, {zmq.SUBSCRIBE: b"\x01" * env.opts.h3_bytes})
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:  # bounded: the attack lasts `seconds`
-            atk.read_events()
-            time.sleep(0.1)
+        atk.hold_subs(port, n, env.opts.h3_bytes, seconds)
         return {"sent": f"{n} SUBs x {env.opts.h3_bytes // 1024} KB on port+2, {seconds:g} s"}
     total = rounds = 0
     deadline = time.perf_counter() + seconds
@@ -778,12 +660,18 @@ SECURE_RUNS = {  # which attacks also run against a node with a key, and as whom
 }
 
 
-def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any) -> Any:
+def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> Any:
+    opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
+    only = [x.upper() for x in opts.only or () if x.lower() not in ("etcd", "zookeeper")]
+    only = only or list(ATTACKS)
+    unknown = [a for a in only if a not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
     keys = make_keys(log_dir)
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for attack in attacks(opts):
-        if attack.id not in opts.only:
+        if attack.id not in only:
             continue
         whos = ["plain node"]
         if opts.secure:
@@ -794,10 +682,10 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: An
             except Exception as exc:  # report and go on with the next attack
                 failed.append(f"{attack.id} {attack.name} ({who}): {type(exc).__name__}: {exc}")
                 say(f"  FAILED {failed[-1]}")
-    return {"rows": rows, "failed": failed, "settings": vars(opts)}
+    return {"rows": rows, "failed": failed, "settings": settings(opts)}
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
     """Every attack: {"rows", "failed", "settings"}."""
     result: dict[str, Any] = with_log_dir(
         "meshreg-bench-attacks-", say, lambda d: _run(d, procs, ctx, opts, say)
@@ -828,7 +716,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return fmt_table(head, out, right={4, 5})
 
 
-def report(result: dict[str, Any], say: Any) -> None:
+def report(result: dict[str, Any], say: Say) -> None:
     rows = result["rows"]
     say(table(rows))
     held = [r for r in rows if r["id"] in ("M2", "M6")]
@@ -840,30 +728,6 @@ def report(result: dict[str, Any], say: Any) -> None:
         say(f"  failed: {line}")
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, 1 s attacks")
-    ap.add_argument("--only", type=lambda s: [x.strip().upper() for x in s.split(",")],
-                    default=list(ATTACKS), help=f"attacks ({','.join(ATTACKS)})")  # fmt: skip
-    ap.add_argument("--no-secure", dest="secure", action="store_false",
-                    help="skip the runs against a node with a key")  # fmt: skip
-    ap.add_argument("--ping-rate", type=ranged(float, 1, 2000), default=50,
-                    help="bystander pings per second (50)")  # fmt: skip
-    ap.add_argument("--sub-seconds", type=ranged(float, 0.1, 120), default=None,
-                    help="H3 duration (5; --quick 1)")  # fmt: skip
-    ap.add_argument("--slow-seconds", type=ranged(float, 0.1, 300), default=None,
-                    help="M4 duration (20; --quick 1)")  # fmt: skip
-    ap.add_argument("--junk-seconds", type=ranged(float, 0.1, 300), default=None,
-                    help="M2 duration per kind (10; --quick 1)")  # fmt: skip
-    ap.add_argument("--flood-seconds", type=ranged(float, 0.1, 300), default=None,
-                    help="M6 duration (10; --quick 1)")  # fmt: skip
-    ap.add_argument("--m6-services", type=ranged(int, 1, 1_000_000), default=None,
-                    help="services registered before M6 (20000; --quick 200)")  # fmt: skip
-    ap.add_argument("--busy-rate", type=ranged(float, 100, 1_000_000), default=20_000,
-                    help="beats/s keeping the node busy during M1 (20000)")  # fmt: skip
-    ap.add_argument("--max-attack-seconds", type=ranged(float, 1, 600), default=60,
-                    help="bound on any one attack's sending (60)")  # fmt: skip
-
-
 QUICK = {"h1_count": 2, "h3_subs": 20, "h3_repl_subs": 2, "h4_count": 1, "m1_count": 4,
          "sub_seconds": 1.0, "slow_seconds": 1.0, "junk_seconds": 1.0, "flood_seconds": 1.0,
          "m6_services": 200}  # fmt: skip
@@ -872,38 +736,15 @@ FULL = {"h1_count": 20, "h3_subs": 600, "h3_repl_subs": 8, "h4_count": 5, "m1_co
         "m6_services": 20_000}  # fmt: skip
 
 
-def finish_args(opts: argparse.Namespace) -> argparse.Namespace:
-    """Counts and durations: the options given, else the --quick or full defaults."""
-    for k, v in (QUICK if opts.quick else FULL).items():
-        if getattr(opts, k, None) is None:
-            setattr(opts, k, v)
-    opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
-    unknown = [a for a in opts.only if a not in ATTACKS]
-    if unknown:
-        raise SystemExit(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
-    return opts
+SCENARIOS = (
+    Scenario("attacks", run, report, "issue 10's attacks replayed: RSS, a bystander's pings, "
+             "what the attacker got (with and without a key)",
+             {**{k: (FULL[k], QUICK[k]) for k in FULL}, "ping_rate": (50.0, 50.0),
+              "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
+)  # fmt: skip
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__.split("\n")[0])
-    add_arguments(ap)
-    return finish_args(ap.parse_args(argv))
+if __name__ == "__main__":  # python -m bench.attacks
+    from bench.runner import run_alone
 
-
-def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    install_sigterm()
-    procs = Procs()
-    machine = machine_info()
-    say_machine(print, machine)
-    try:
-        result = run(procs, mp.get_context("spawn"), opts, print)
-    finally:
-        procs.stop_all()
-    report(result, print)
-    print(f"result: {save_result('attacks', result, machine)}")
-    return 1 if result["failed"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    run_alone("attacks")

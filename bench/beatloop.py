@@ -1,33 +1,18 @@
-"""The node's request loop against the raw echo loop, per beat, in CPU time of the loop.
-
-Run from the repository root::
-
-    python -m bench.beatloop [--beats N] [--repeat R]
-
-The heartbeat benchmark's "vs raw echo" compares throughputs of separate processes, which
-on a small shared machine says as much about the scheduler as about the node.  This one
-runs both loops in one process on the same queued requests: N beat requests (of N
-registered instances) are sent over loopback TCP by a DEALER and queued at the ROUTER,
-then drained by the node's own ``NodeRuntime._drain_requests`` (a real runtime, bound,
-its core holding the instances) or by the echo loop of bench/load.py; the CPU time of the
-draining thread (``time.thread_time``) per message is the figure, the best of
-``--repeat`` runs.  The ratio echo/node is what the node's loop reaches of the echo's
-speed.  Every loop is bounded in count and time.
+"""``beatloop``: the node's request loop against the raw echo loop, per beat, in CPU time of
+the loop, both in one process on the same N queued beat requests (a real ``NodeRuntime``
+draining them, or bench/load.py's echo loop); the best of ``--repeat`` runs.  The ratio
+echo/node is what the node's loop reaches of the echo's speed (bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file
-    sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
-
 import zmq
 
-from bench.common import HOST, free_port_block, machine_info, ranged, save_result
+from bench.common import HOST, Say, Scenario, free_port_block, settings
 from bench.load import echo_batch
 from meshreg.config import NodeConfig
 from meshreg.runtime.node import NodeRuntime
@@ -40,6 +25,35 @@ DRAIN_SECONDS = 30.0  # s; a run gives up after this (reported as an error)
 def _fields(i: int) -> dict[str, Any]:
     return {"service": f"svc{i % 10}", "ip": f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
             "port": 8080}  # fmt: skip
+
+
+def _cpu_per_message(
+    ctx: zmq.Context[Any], port: int, bodies: list[bytes], drain: Any, done: Any
+) -> float:
+    """Queue ``bodies`` at ``port`` from a DEALER, then ``drain()`` until ``done()``: the
+    draining thread's CPU microseconds per message (the replies read, so the next run
+    starts empty)."""
+    dealer = ctx.socket(zmq.DEALER)
+    for opt in (zmq.LINGER, zmq.SNDHWM, zmq.RCVHWM):
+        dealer.setsockopt(opt, 0)  # HWM 0: bounded by len(bodies)
+    try:
+        dealer.connect(f"tcp://{HOST}:{port}")
+        for body in bodies:
+            dealer.send_multipart([b"", body])
+        cpu, deadline = 0.0, time.monotonic() + DRAIN_SECONDS
+        while not done() and time.monotonic() < deadline:
+            t0 = time.thread_time()
+            drain()
+            cpu += time.thread_time() - t0
+        if not done():
+            raise RuntimeError(f"not all {len(bodies)} beats answered within {DRAIN_SECONDS}s")
+        for _ in bodies:
+            if not dealer.poll(int(DRAIN_SECONDS * 1000)):
+                raise RuntimeError("a reply did not come back")
+            dealer.recv_multipart()
+        return float(cpu / len(bodies) * 1e6)
+    finally:
+        dealer.close()
 
 
 def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
@@ -63,30 +77,6 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         echo.setsockopt(zmq.LINGER, 0)
         echo_port = echo.bind_to_random_port(f"tcp://{HOST}")
 
-        def once(port: int, drain: Any, done: Any) -> float:
-            dealer = ctx.socket(zmq.DEALER)
-            dealer.setsockopt(zmq.LINGER, 0)
-            dealer.setsockopt(zmq.SNDHWM, 0)
-            dealer.setsockopt(zmq.RCVHWM, 0)
-            try:
-                dealer.connect(f"tcp://{HOST}:{port}")
-                for body in bodies:
-                    dealer.send_multipart([b"", body])
-                cpu, deadline = 0.0, time.monotonic() + DRAIN_SECONDS
-                while not done() and time.monotonic() < deadline:
-                    t0 = time.thread_time()
-                    drain()
-                    cpu += time.thread_time() - t0
-                if not done():
-                    raise RuntimeError(f"not all {n} beats answered within {DRAIN_SECONDS}s")
-                for _ in range(n):  # the replies, so the next run starts empty
-                    if not dealer.poll(int(DRAIN_SECONDS * 1000)):
-                        raise RuntimeError("a reply did not come back")
-                    dealer.recv_multipart()
-                return float(cpu / n * 1e6)
-            finally:
-                dealer.close()
-
         echoed = [0]
 
         def echo_drain() -> None:
@@ -95,11 +85,15 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         node_us, echo_us = [], []
         for _ in range(opts.repeat):
             echoed[0] = 0
-            echo_us.append(once(echo_port, echo_drain, lambda: echoed[0] >= n))
+            echo_us.append(
+                _cpu_per_message(ctx, echo_port, bodies, echo_drain, lambda: echoed[0] >= n)
+            )
             target = rt.core.stats.beats + n
             node_us.append(
-                once(
+                _cpu_per_message(
+                    ctx,
                     rt.config.port,
+                    bodies,
                     lambda: rt._drain_requests(router),
                     lambda target=target: rt.core.stats.beats >= target,
                 )  # fmt: skip
@@ -113,28 +107,27 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
             "runs_node_us": [round(x, 2) for x in node_us],
         }
         say(f"  {row}")
-        return {"rows": [row], "settings": vars(opts)}
+        return {"rows": [row], "settings": settings(opts)}
     finally:
         echo.close()
         ctx.term()
         rt.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--beats", type=ranged(int, 1, 200_000), default=20_000,
-                    help="beats per run (20000)")  # fmt: skip
-    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=6,
-                    help="runs, the best shown (6)")  # fmt: skip
-    opts = ap.parse_args(argv)
-    machine = machine_info()
-    result = run(opts)
+def report(result: dict[str, Any], say: Say) -> None:
     r = result["rows"][0]
-    print(f"CPU per message, best of {opts.repeat}: echo loop {r['echo_us_per_message']} us, "
-          f"node loop {r['node_us_per_beat']} us per beat: {r['ratio']}x")  # fmt: skip
-    print(f"result: {save_result('beatloop', result, machine)}")
-    return 0
+    say(f"CPU per message, best of {len(r['runs_node_us'])}: echo loop "
+        f"{r['echo_us_per_message']} us, node loop {r['node_us_per_beat']} us per beat: "
+        f"{r['ratio']}x")  # fmt: skip
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIOS = (
+    Scenario("beatloop", lambda procs, ctx, opts, say: run(opts, say), report,
+             "CPU per beat of the node's request loop vs the raw echo loop, in one process",
+             {"beats": (20_000, 5000), "repeat": (6, 2)}),
+)  # fmt: skip
+
+if __name__ == "__main__":  # python -m bench.beatloop
+    from bench.runner import run_alone
+
+    run_alone("beatloop")

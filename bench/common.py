@@ -1,8 +1,8 @@
-"""What every benchmark shares: processes, ports, CPU and memory readings, machine, results.
+"""What every benchmark shares: processes, ports, CPU and memory readings, clusters, keys,
+the machine, results and tables.
 
-Everything binds and connects to 127.0.0.1 only.  Every process a benchmark
-starts is registered in a :class:`Procs`, whose ``stop_all`` ends them all
-(SIGTERM, then SIGKILL), so that no run leaves anything behind.
+Everything binds and connects to 127.0.0.1 only.  Every process a benchmark starts is
+registered in a :class:`Procs`, whose ``stop_all`` ends them all (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -20,24 +20,45 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import zmq
 
 from meshreg import __version__ as MESHREG_VERSION
+from meshreg.core.mapping import responsible_node
+from meshreg.model import ServiceKey
 from meshreg.wire.replies import encode_request
 
 HOST = "127.0.0.1"
 NS, GROUP = "public", "DEFAULT_GROUP"
 NODE_START_SECONDS = 20.0  # bound on a node answering its first ping
 READY_SECONDS = 30.0  # bound on a spawned process starting (spawn + imports + connect)
+FORM_SECONDS = 30.0  # bound on a cluster agreeing that every member is up and ready
 OTHER_CPU_WARN = 0.10  # share of a core used by other processes that makes a run suspect
+QUIET = ["--unhealthy-after", "3600", "--evict-after", "7200"]  # nothing expires mid-run
+MB = 1024 * 1024
 RESULTS_DIR = os.environ.get("MESHREG_BENCH_RESULTS") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "results"
 )
 pc = time.perf_counter
+Say = Callable[..., None]
+
+
+# -- scenarios ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scenario:
+    """One ``python -m bench NAME``: ``run(procs, ctx, opts, say)`` returns the result
+    (``rows`` and the rest, saved as JSON), ``report(result, say)`` prints its tables.
+    ``defaults``: option -> (default, default under --quick), for options not given."""
+
+    name: str
+    run: Callable[[Procs, Any, argparse.Namespace, Say], dict[str, Any]]
+    report: Callable[[dict[str, Any], Say], None]
+    about: str
+    defaults: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    suite: bool = False  # in the default set (``python -m bench`` with no name)
 
 
 # -- statistics ---------------------------------------------------------------------
@@ -50,23 +71,20 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 
 
 def dist_ms(values: list[float]) -> dict[str, float]:
-    """p50/p99/max in milliseconds of durations in seconds."""
+    """p50/p90/p99/max in milliseconds of durations in seconds."""
     v = sorted(values)
-    return {
-        "n": len(v),
-        "p50": round(percentile(v, 50) * 1000, 3),
-        "p99": round(percentile(v, 99) * 1000, 3),
-        "max": round((v[-1] if v else float("nan")) * 1000, 3),
-    }
+    out: dict[str, float] = {"n": len(v)}
+    for q in (50, 90, 99):
+        out[f"p{q}"] = round(percentile(v, q) * 1000, 3)
+    out["max"] = round((v[-1] if v else float("nan")) * 1000, 3)
+    return out
 
 
 def wait_until(
     predicate: Callable[[], Any], timeout: float, interval: float = 0.05
 ) -> float | None:
     """Poll ``predicate`` until truthy; the perf_counter time it held, or None on time-out.
-
-    Exceptions from the predicate count as "not yet" (a node still starting).
-    """
+    Exceptions from the predicate count as "not yet" (a node still starting)."""
     deadline = pc() + timeout
     while True:  # bounded by the deadline
         try:
@@ -111,8 +129,8 @@ def free_port_block(span: int = 4) -> int:
 # -- CURVE keys ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Curve:
-    """What a benchmark socket needs to speak CURVE to a node: its own key pair and the
-    node's public key (z85).  Picklable, so it goes to spawned load generators."""
+    """A benchmark socket's CURVE keys: its own pair and the node's public key (z85).
+    Picklable, so it goes to spawned load generators."""
 
     public: bytes
     secret: bytes
@@ -126,8 +144,8 @@ class Curve:
 
 @dataclass(frozen=True)
 class BenchKeys:
-    """Key files for a benchmark run (made by :func:`make_keys`): the cluster key every node
-    shares, ``app`` (in the ACL, admin on everything) and ``stranger`` (in no ACL)."""
+    """Key files made by :func:`make_keys`: the cluster key every node shares, ``app``
+    (in the ACL, admin on everything) and ``stranger`` (in no ACL)."""
 
     directory: str
     cluster: str  # path of cluster.key
@@ -141,10 +159,8 @@ class BenchKeys:
 
     def client_kwargs(self) -> dict[str, str]:
         """``Client(servers, **kw)`` arguments for the ``app`` key."""
-        return {
-            "key": os.path.join(self.directory, "app.key"),
-            "server_key": os.path.join(self.directory, "cluster.pub"),
-        }
+        d = self.directory
+        return {"key": os.path.join(d, "app.key"), "server_key": os.path.join(d, "cluster.pub")}
 
     def server_pair(self) -> tuple[bytes, bytes]:
         """(public, secret) of the cluster key: a raw CURVE server (the echo baseline)."""
@@ -180,11 +196,9 @@ def make_keys(directory: str) -> BenchKeys:
 
 
 # -- one request --------------------------------------------------------------------
-def call(
-    port: int, op: str, timeout: float = 2.0, curve: Curve | None = None, **fields: Any
-) -> dict[str, Any]:
-    """One request over a fresh REQ socket (CURVE with ``curve``); raises TimeoutError
-    if no answer."""
+def request(port: int, body: bytes, curve: Curve | None = None, timeout: float = 5.0) -> Any:
+    """One raw request over a fresh REQ socket (CURVE with ``curve``): the decoded reply,
+    None if unanswered within ``timeout``."""
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
@@ -192,14 +206,21 @@ def call(
         curve.apply(sock)
     try:
         sock.connect(f"tcp://{HOST}:{port}")
-        sock.send(encode_request(op, 1, **fields))
-        if not sock.poll(timeout * 1000.0):
-            raise TimeoutError(f"no answer to {op!r} from {HOST}:{port} within {timeout}s")
-        reply: dict[str, Any] = msgpack.unpackb(sock.recv())
-        return reply
+        sock.send(body)
+        return msgpack.unpackb(sock.recv()) if sock.poll(timeout * 1000.0) else None
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def call(
+    port: int, op: str, timeout: float = 2.0, curve: Curve | None = None, **fields: Any
+) -> dict[str, Any]:
+    """One request ``op``; raises TimeoutError if no answer."""
+    reply = request(port, encode_request(op, 1, **fields), curve, timeout)
+    if reply is None:
+        raise TimeoutError(f"no answer to {op!r} from {HOST}:{port} within {timeout}s")
+    return dict(reply)
 
 
 def ping(port: int, timeout: float = 0.5, curve: Curve | None = None) -> bool:
@@ -209,12 +230,20 @@ def ping(port: int, timeout: float = 0.5, curve: Curve | None = None) -> bool:
         return False
 
 
+def stats(port: int, timeout: float = 5.0, curve: Curve | None = None) -> dict[str, Any]:
+    return dict(call(port, "stats", timeout, curve)["result"])
+
+
 # -- CPU and memory (Linux /proc) ---------------------------------------------------------
+def _stat_fields(pid: int | str) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        return fh.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far, all threads."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
+        fields = _stat_fields(pid)
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -240,43 +269,35 @@ def system_busy_seconds() -> float:
     except (OSError, ValueError):
         return float("nan")
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    busy = sum(ticks[:8]) - idle
-    return busy / os.sysconf("SC_CLK_TCK")
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_table() -> dict[int, tuple[str, float]]:
-    """{pid: (command, CPU seconds)} of every process now (best effort)."""
-    table: dict[int, tuple[str, float]] = {}
+def process_table() -> dict[int, tuple[str, float, int]]:
+    """{pid: (command, CPU seconds, parent pid)} of every process now (best effort)."""
+    table: dict[int, tuple[str, float, int]] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for name in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as fh:
-                stat = fh.read()
+            fields = _stat_fields(name)
             with open(f"/proc/{name}/cmdline", "rb") as fh:
                 cmd = fh.read(200).replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
+        except (OSError, IndexError):
             continue
-        comm, rest = stat.rsplit(")", 1)
-        fields = rest.split()
-        table[int(name)] = (
-            cmd or f"[{comm.split('(', 1)[-1]}]",
-            (int(fields[11]) + int(fields[12])) / tick,
-        )
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        table[int(name)] = (cmd or f"[pid {name}]", cpu, int(fields[1]))
     return table
 
 
 def top_other(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], mine: set[int]
+    before: dict[int, tuple[str, float, int]],
+    after: dict[int, tuple[str, float, int]],
+    mine: set[int],
 ) -> list[tuple[str, float]]:
     """The processes, not ours, that used the most CPU between two tables."""
     used = []
-    for pid, (cmd, cpu) in after.items():
-        if pid in mine:
-            continue
-        delta = cpu - before.get(pid, (cmd, 0.0))[1]
-        if delta > 0:
+    for pid, (cmd, cpu, _) in after.items():
+        delta = cpu - before.get(pid, (cmd, 0.0, 0))[1]
+        if pid not in mine and delta > 0:
             used.append((f"{pid} {cmd[:70]}", delta))
     return sorted(used, key=lambda u: -u[1])[:3]
 
@@ -284,19 +305,11 @@ def top_other(
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (for servers started through a shell script)."""
     children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(name))
+    for p, (_, _, ppid) in process_table().items():
+        children.setdefault(ppid, []).append(p)
     out, todo = [], [pid]
     while todo:  # bounded: a tree of existing processes
-        p = todo.pop()
-        for c in children.get(p, []):
+        for c in children.get(todo.pop(), []):
             out.append(c)
             todo.append(c)
     return out
@@ -319,26 +332,18 @@ def die_with_parent() -> list[str]:
 
 
 class NodeProc:
-    """A real ``meshreg node`` process on 127.0.0.1:port (restartable on the same port)."""
+    """A real ``meshreg node`` process on 127.0.0.1:port (restartable on the same port);
+    ``curve``: the keys ``wait_ping`` uses (a node started with ``--key``)."""
 
     def __init__(
-        self,
-        port: int,
-        args: list[str],
-        log_dir: str,
-        prefix: list[str] | None = None,
+        self, port: int, args: list[str], log_dir: str, prefix: list[str] | None = None,
         curve: Curve | None = None,
-    ) -> None:
-        """``curve``: the keys ``wait_ping`` uses (a node started with ``--key``)."""
-        self.port = port
-        self.curve = curve
+    ) -> None:  # fmt: skip
+        self.port, self.args, self.log_dir, self.curve = port, args, log_dir, curve
         self.address = f"{HOST}:{port}"
-        self.args = args
-        self.log_dir = log_dir
         self.prefix = prefix or []  # e.g. ["-m", "cProfile", "-o", path]
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_paths: list[str] = []
-        self.started_at = 0.0
 
     @property
     def pid(self) -> int:
@@ -349,15 +354,11 @@ class NodeProc:
         path = os.path.join(self.log_dir, f"node-{self.port}-{len(self.log_paths) + 1}.log")
         self.log_paths.append(path)
         cmd = [*die_with_parent(), sys.executable, *self.prefix, "-m", "meshreg", "node"]
-        cmd += ["--host", HOST, "--port", str(self.port)]
+        cmd += ["--host", HOST, "--port", str(self.port), *self.args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(path, "wb") as fh:
-            self.started_at = pc()
             self.proc = subprocess.Popen(
-                cmd + self.args,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
         return self
 
@@ -386,15 +387,8 @@ class NodeProc:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (lets a profiler write its file), then SIGKILL after ``timeout``."""
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc, timeout)
 
     def log(self, limit: int = 4000) -> str:
         return "".join(read_log(p, 10_000_000) for p in self.log_paths)[-limit:]
@@ -403,29 +397,50 @@ class NodeProc:
         return self.log(limit=10_000_000).splitlines()
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    _reap(proc, timeout)
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        proc.wait(max(0.1, timeout))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 class Procs:
     """Everything a benchmark started, so that ``stop_all`` can end it."""
 
     def __init__(self) -> None:
         self.children: list[Any] = []  # multiprocessing.Process
         self.nodes: list[NodeProc] = []
-        self.popens: list[subprocess.Popen[bytes]] = []  # peer servers (etcd, ZooKeeper)
+        self.popens: list[subprocess.Popen[bytes]] = []  # baseline servers (etcd, ZooKeeper)
 
     def add(self, node: NodeProc) -> NodeProc:
         self.nodes.append(node)
         return node
 
+    def node(self, log_dir: str, args: list[str], **kw: Any) -> NodeProc:
+        """A node on fresh ports, started and answering ping."""
+        node = self.add(NodeProc(free_port_block(), args, log_dir, **kw).start())
+        node.wait_ping()
+        return node
+
+    def start_children(self, children: list[Any]) -> list[Any]:
+        self.children.extend(children)
+        for p in children:
+            p.start()
+        return children
+
     def stop_children(self) -> None:
-        for p in self.children:
-            if p.is_alive():
-                p.terminate()
-        for p in self.children:
-            if p.pid is None:
-                continue  # never started
-            p.join(3)
-            if p.is_alive():
-                p.kill()
-                p.join(3)
+        stop_processes(self.children)
         self.children.clear()
 
     def stop_all(self) -> None:
@@ -436,13 +451,8 @@ class Procs:
                 n.proc.send_signal(signal.SIGTERM)
         deadline = pc() + 10.0
         for n in self.nodes:
-            if n.proc is None:
-                continue
-            try:
-                n.proc.wait(max(0.1, deadline - pc()))
-            except subprocess.TimeoutExpired:
-                n.proc.kill()
-                n.proc.wait(5)
+            if n.proc is not None:
+                _reap(n.proc, deadline - pc())
         self.nodes.clear()
         for p in self.popens:
             if p.poll() is None:
@@ -452,11 +462,21 @@ class Procs:
                     except OSError:
                         pass
                 p.kill()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+            _reap(p, 5)
         self.popens.clear()
+
+
+def stop_processes(processes: list[Any]) -> None:
+    """Terminate (then kill) multiprocessing children and reap them."""
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        if p.pid is not None:  # else never started
+            p.join(3)
+            if p.is_alive():
+                p.kill()
+                p.join(3)
 
 
 def collect(q: Any, n: int, children: list[Any], timeout: float, what: str) -> list[Any]:
@@ -489,25 +509,62 @@ def install_sigterm() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+# -- clusters -------------------------------------------------------------------------------
+def start_cluster(
+    procs: Procs, n: int, log_dir: str, extra: list[str], curve: Curve | None = None
+) -> list[NodeProc]:
+    """``n`` peers on fresh ports, returned once each reports every member up and ready and
+    all agree on the members (``curve``: the client keys, for nodes started with ``--key``)."""
+    ports = [free_port_block() for _ in range(n)]
+    peer_args = [x for p in ports for x in ("--peer", f"{HOST}:{p}")]
+    nodes = [procs.add(NodeProc(p, extra + peer_args, log_dir, curve=curve).start()) for p in ports]
+    for node in nodes:
+        node.wait_ping()
+
+    def formed() -> bool:
+        views = [call(node.port, "cluster", 1.0, curve)["result"] for node in nodes]
+        ids = {tuple(sorted(m["id"] for m in v["members"])) for v in views}
+        up = all(v["ready"] and [m["state"] for m in v["members"]] == ["up"] * n for v in views)
+        return up and len(ids) == 1
+
+    if wait_until(formed, FORM_SECONDS) is None:
+        raise RuntimeError(f"the {n}-node cluster did not form within {FORM_SECONDS:g}s")
+    return nodes
+
+
+def owned_services(
+    addresses: list[str], per_node: int, prefix: str = "bench-svc-"
+) -> dict[str, tuple[str, ...]]:
+    """``per_node`` service names owned by each address (rendezvous hashing over them)."""
+    out: dict[str, list[str]] = {a: [] for a in addresses}
+    for k in range(100_000):  # bounded; ~per_node * len(addresses) draws suffice
+        name = f"{prefix}{k}"
+        owner = responsible_node(ServiceKey(NS, GROUP, name), addresses)
+        if len(out[owner]) < per_node:
+            out[owner].append(name)
+        if all(len(v) == per_node for v in out.values()):
+            return {a: tuple(v) for a, v in out.items()}
+    raise RuntimeError("could not find services owned by every node")
+
+
+def forwarded(nodes: list[NodeProc]) -> int:
+    """Writes the nodes have forwarded to the owner so far."""
+    return sum(stats(nd.port).get("forwarded", 0) for nd in nodes)
+
+
 # -- machine and results ------------------------------------------------------------------
 def git_revision() -> str:
     """Commit of the meshreg being measured, and whether its sources differ from it."""
     import meshreg
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(meshreg.__file__)))
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=5)
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", root, "status", "--porcelain", "--", "meshreg"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "meshreg")
     except (OSError, subprocess.TimeoutExpired):
         return "no git"
     if not head:
@@ -515,16 +572,15 @@ def git_revision() -> str:
     return f"git {head}" + (", meshreg/ has uncommitted changes" if dirty else "")
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
+def _first_line(path: str, prefix: str) -> str:
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith(prefix)), "")
     except OSError:
-        pass
+        return ""
+
+
+def machine_info() -> dict[str, Any]:
     try:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -535,17 +591,12 @@ def machine_info() -> dict[str, Any]:
         msgpack_impl = "C extension"
     except ImportError:
         msgpack_impl = "pure Python"
-    mem = 0
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            mem = int(fh.readline().split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    mem = _first_line("/proc/meminfo", "MemTotal").split(" ")[0]
     return {
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": _first_line("/proc/cpuinfo", "model name") or "unknown",
         "nproc": nproc,
-        "memory": f"{mem / 2**30:.1f} GiB",
+        "memory": f"{int(mem or 0) * 1024 / 2**30:.1f} GiB",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "pyzmq": zmq.pyzmq_version(),
         "libzmq": zmq.zmq_version(),
@@ -574,25 +625,13 @@ def save_result(name: str, result: dict[str, Any], machine: dict[str, Any] | Non
         if not os.path.exists(path):
             break
         path = os.path.join(RESULTS_DIR, f"{name}-{stamp}-{n}.json")
-    doc = {
-        "benchmark": name,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine or machine_info(),
-        "commit": git_revision(),
-        **result,
-    }
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    doc = {"benchmark": name, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "machine": machine or machine_info(), "commit": git_revision(), **result}  # fmt: skip
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
         json.dump(no_nan(doc), fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
-    os.replace(tmp, path)
+    os.replace(path + ".tmp", path)
     return path
-
-
-def say_machine(say: Callable[[str], None], machine: dict[str, Any]) -> None:
-    say("machine:")
-    for k, v in machine.items():
-        say(f"  {k:<9} {v}")
 
 
 def fmt_table(head: list[str], rows: list[list[Any]], right: set[int] | None = None) -> str:
@@ -602,26 +641,55 @@ def fmt_table(head: list[str], rows: list[list[Any]], right: set[int] | None = N
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
 
     def line(r: list[str]) -> str:
-        return " | ".join(
-            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(r)
-        )
+        return " | ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                          for i, c in enumerate(r))  # fmt: skip
 
     out = [line(cells[0]), "-+-".join("-" * w for w in widths)]
-    out += [line(r) for r in cells[1:]]
-    return "\n".join(out)
+    return "\n".join(out + [line(r) for r in cells[1:]])
 
 
-def with_log_dir(prefix: str, say: Callable[[str], None], body: Callable[[str], Any]) -> Any:
-    """``body(log_dir)`` with a fresh directory for node logs: removed afterwards, kept
-    (and named) when the body fails, so that the logs explain the failure."""
+Column = tuple[str, Any, str]  # (head, key or function of the row, format)
+LOAD_COLUMNS: list[Column] = [
+    ("p50 ms", "p50_ms", "{:.2f}"),
+    ("p99 ms", "p99_ms", "{:.2f}"),
+    ("server CPU", "server_cpu_busy", "{:.0%}"),
+    ("server us/op", "server_cpu_us_per_op", "{:.1f}"),
+    ("loader CPU", "loader_cpu_busy", "{:.0%}"),
+]
+
+
+def table(rows: list[dict[str, Any]], columns: list[Column], right: set[int] | None = None) -> str:
+    """:func:`fmt_table` of ``rows`` by ``columns``; a missing value shows as "-"."""
+
+    def cell(r: dict[str, Any], key: Any, form: str) -> str:
+        value = key(r) if callable(key) else r.get(key)
+        return "-" if value is None else form.format(value)
+
+    out = [[cell(r, key, form) for _, key, form in columns] for r in rows]
+    return fmt_table([c[0] for c in columns], out, right)
+
+
+def with_log_dir(
+    prefix: str, say: Say, body: Callable[[str], Any], problem: Callable[[Any], bool] | None = None
+) -> Any:
+    """``body(log_dir)`` with a fresh directory for node logs: removed afterwards, kept (and
+    named) when the body fails or ``problem(result)``, so that the logs explain it."""
     log_dir = tempfile.mkdtemp(prefix=prefix)
+    keep = True
     try:
         result = body(log_dir)
-    except BaseException:
-        say(f"node logs kept in {log_dir}")
-        raise
-    shutil.rmtree(log_dir, ignore_errors=True)
-    return result
+        keep = problem is not None and problem(result)
+        return result
+    finally:
+        if keep:
+            say(f"node logs kept in {log_dir}")
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def settings(opts: argparse.Namespace) -> dict[str, Any]:
+    """The options a scenario ran with, for its result."""
+    return {k: v for k, v in vars(opts).items() if k not in ("names", "baseline_rows")}
 
 
 def ranged(kind: Any, low: float, high: float) -> Any:
@@ -637,3 +705,16 @@ def ranged(kind: Any, low: float, high: float) -> Any:
         return value
 
     return parse
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Instance counts, comma-separated (``100000,1000000``)."""
+    try:
+        sizes = tuple(int(s.replace("_", "")) for s in text.split(",") if s.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or not all(1 <= s <= 4_000_000 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: sizes are instance counts in 1..4000000, comma-separated, e.g. 100000"
+        )
+    return sizes

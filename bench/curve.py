@@ -1,64 +1,35 @@
-"""CURVE vs plain, side by side in one run: beats/s, register latency, propagation.
-
-Run from the repository root::
-
-    python -m bench curve [--seconds S] [--clients C] [--window W] [--changes K]
-    python -m bench.curve --repeat 3
-
-Every row is measured twice in the same run, against a node without a key
-(``plain``) and against one started with ``--key cluster.key --acl acl.toml``
-(``CURVE``; the loaders use a client key the ACL lets write and read), the two
-runs of a row back to back (with ``--repeat``, interleaved; the median run
-shown):
-
-* ``raw zmq echo``: the bare ROUTER of the heartbeat benchmark, fed the same
-  beat bytes, plain and as a CURVE server (no ZAP handler): what encryption
-  costs pyzmq itself, the baseline of the beat rows;
-* ``beat, 1 node``: ``beat`` for ``--instances`` registered instances, as in
-  the heartbeat benchmark (the issue's goal: CURVE loses less than 10%);
-* ``register, 1 node``: at the node's maximum rate, then paced at 50% of the
-  plain node's maximum (the same rate for both, so that p50/p99 compare);
-* ``propagation``: a 3-node cluster; a provider registers and deregisters
-  through one node, subscribers on every node; the time from the call's
-  return to the push on the slowest node that does not own the service (a
-  watcher on another node: the change crossed the replication link) and on
-  every node (bench/cluster.py ``run_propagation``).
-
-Keys are made with ``meshreg keygen`` in a temporary directory for the run.
-Everything binds and connects to 127.0.0.1; every process started is stopped
-on the way out; every loop is bounded in count and time.
+"""``curve``: CURVE vs plain, side by side in one run (bench/README.md, "Security"): the raw
+echo, beats and registrations on one node, propagation in a 3-node cluster; each row
+against a node without a key and one started with ``--key --acl`` (the loaders using a
+client key the ACL lets write), back to back (interleaved with ``--repeat``).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import sys
 from typing import Any
 
 from bench import cluster
 from bench.common import (
+    QUIET,
     BenchKeys,
     Curve,
     NodeProc,
     Procs,
+    Say,
+    Scenario,
     fmt_table,
     free_port_block,
-    install_sigterm,
-    machine_info,
     make_keys,
-    ranged,
-    save_result,
-    say_machine,
+    owned_services,
+    start_cluster,
     with_log_dir,
 )
-from bench.heartbeat import QUIET, owned_services, start_cluster
 from bench.load import preload, run_load, run_rows, start_background, start_echo
-from bench.register import PER_LOADER
+from bench.throughput import PER_LOADER
 
 MODES = ("plain", "CURVE")
 GOAL_LOST = 0.10  # the issue's goal: CURVE costs less than 10% of the beats/s
-SUITE_OPTIONS = ("seconds", "warmup", "clients", "window", "instances", "repeat", "changes")
 
 
 def _measure_pair(repeat: int, run: Any, paced: bool = False) -> dict[str, dict[str, Any]]:
@@ -71,7 +42,7 @@ def _measure_pair(repeat: int, run: Any, paced: bool = False) -> dict[str, dict[
 
 
 def _run(
-    log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any
+    log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say
 ) -> dict[str, Any]:
     keys = make_keys(log_dir)
     curve: dict[str, Curve | None] = {"plain": None, "CURVE": keys.app}
@@ -133,32 +104,18 @@ def _run(
 
     # 3. propagation in a 3-node cluster, to a watcher on another node
     prop: dict[str, dict[str, Any]] = {}
-    if opts.changes:
-        copts = cluster.parse_args(
-            ["--changes", str(opts.changes), "--warmup-changes", "10", "--max-seconds", "60"]
-        )
-        for k, mode in enumerate(MODES):
-            prop[mode] = _propagation(procs, ctx, opts, copts, log_dir, keys, mode, 73 + k, say)
-    return {
-        "rows": rows,
-        "propagation": prop,
-        "settings": {k: getattr(opts, k) for k in (*SUITE_OPTIONS, "load")},
-    }
+    for k, mode in enumerate(MODES if opts.changes else ()):
+        prop[mode] = _propagation(procs, ctx, opts, log_dir, keys, mode, 73 + k, say)
+    keys_ = ("seconds", "warmup", "clients", "window", "instances", "repeat", "changes", "load")
+    return {"rows": rows, "propagation": prop, "settings": {k: getattr(opts, k) for k in keys_}}
 
 
 def _propagation(
-    procs: Procs,
-    ctx: Any,
-    opts: argparse.Namespace,
-    copts: argparse.Namespace,
-    log_dir: str,
-    keys: BenchKeys,
-    mode: str,
-    octet: int,
-    say: Any,
-) -> dict[str, Any]:
+    procs: Procs, ctx: Any, opts: argparse.Namespace, log_dir: str, keys: BenchKeys, mode: str,
+    octet: int, say: Say,
+) -> dict[str, Any]:  # fmt: skip
     secure = mode == "CURVE"
-    extra = cluster.node_args(copts, []) + (keys.node_args() if secure else [])
+    extra = cluster.node_args(opts) + (keys.node_args() if secure else [])
     curve = keys.app if secure else None
     try:
         nodes = start_cluster(procs, 3, log_dir, extra, curve)
@@ -172,7 +129,7 @@ def _propagation(
             )  # fmt: skip
         try:
             kw = keys.client_kwargs() if secure else None
-            return cluster.run_propagation(f"3 nodes, {mode}", nodes, copts, octet, say, kw)
+            return cluster.run_propagation(f"3 nodes, {mode}", nodes, opts, octet, say, kw)
         finally:
             if bg is not None:
                 bg.stop()
@@ -180,7 +137,7 @@ def _propagation(
         procs.stop_all()
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
     """Every row plain and with CURVE: {"rows", "propagation", "settings"}."""
     return with_log_dir("meshreg-bench-curve-", say, lambda d: _run(d, procs, ctx, opts, say))
 
@@ -218,7 +175,7 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def lost(result: dict[str, Any]) -> float | None:
+def lost_share(result: dict[str, Any]) -> float | None:
     """Share of the plain node's beats/s that CURVE loses (negative: it gained)."""
     by = {(r["workload"], r["security"]): r for r in result["rows"]}
     p, c = by.get(("beat, 1 node", "plain")), by.get(("beat, 1 node", "CURVE"))
@@ -227,10 +184,10 @@ def lost(result: dict[str, Any]) -> float | None:
     return 1.0 - c["ops_per_second"] / p["ops_per_second"]
 
 
-def report(result: dict[str, Any], say: Any) -> None:
+def report(result: dict[str, Any], say: Say) -> None:
     head = ["workload", "figure", "plain", "CURVE", "CURVE/plain"]
     say(fmt_table(head, summary(result), right={2, 3, 4}))
-    share = lost(result)
+    share = lost_share(result)
     if share is not None:
         met = "met" if share < GOAL_LOST else "NOT MET"
         say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: {met})")
@@ -245,60 +202,15 @@ def report(result: dict[str, Any], say: Any) -> None:
             say(f"  propagation {mode}: timeouts {p['timeouts'][:3]} errors {p['errors'][:3]}")
 
 
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--quick", action="store_true", help="smoke run: 0.5 s rows, 20 changes")
-    ap.add_argument("--seconds", type=ranged(float, 0.1, 600), default=None,
-                    help="measured seconds per row (3; --quick 0.5)")  # fmt: skip
-    ap.add_argument("--warmup", type=ranged(float, 0, 60), default=0.5,
-                    help="unmeasured seconds per row (0.5)")  # fmt: skip
-    ap.add_argument("--clients", type=ranged(int, 1, 64), default=2,
-                    help="load-generator processes (2)")  # fmt: skip
-    ap.add_argument("--window", type=ranged(int, 1, 10_000), default=128,
-                    help="requests in flight per loader (128)")  # fmt: skip
-    ap.add_argument("--instances", type=ranged(int, 1, 1_000_000), default=1000,
-                    help="instances beaten (1000)")  # fmt: skip
-    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=1,
-                    help="runs per row and mode, interleaved, the median shown (1)")  # fmt: skip
-    ap.add_argument("--changes", type=ranged(int, 0, 100_000), default=None,
-                    help="propagation changes per mode, 0 skips it (200; --quick 20)")  # fmt: skip
-    ap.add_argument("--load", type=ranged(float, 0, 1_000_000), default=0,
-                    help="background beats/s during propagation (0: none)")  # fmt: skip
+SCENARIOS = (
+    Scenario("curve", run, report, "CURVE vs plain: raw echo, beats/s, register p50/p99, "
+             "propagation (issue 10)",
+             {**cluster.PROP, "seconds": (3.0, 0.5), "warmup": (0.5, 0.2), "changes": (200, 20),
+              "load": (0.0, 0.0), "max_seconds": (60.0, 60.0)}),
+)  # fmt: skip
 
 
-def finish_args(opts: argparse.Namespace) -> argparse.Namespace:
-    """The defaults that depend on --quick."""
-    if opts.seconds is None:
-        opts.seconds = 0.5 if opts.quick else 3.0
-    if opts.changes is None:
-        opts.changes = 20 if opts.quick else 200
-    if opts.changes == 1:
-        opts.changes = 2
-    if opts.quick:
-        opts.warmup = min(opts.warmup, 0.2)
-    return opts
+if __name__ == "__main__":  # python -m bench.curve
+    from bench.runner import run_alone
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench.curve", description=__doc__.split("\n")[0])
-    add_arguments(ap)
-    return finish_args(ap.parse_args(argv))
-
-
-def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    install_sigterm()
-    procs = Procs()
-    machine = machine_info()
-    say_machine(print, machine)
-    print(f"settings: {vars(opts)}")
-    try:
-        result = run(procs, mp.get_context("spawn"), opts, print)
-    finally:
-        procs.stop_all()
-    report(result, print)
-    print(f"result: {save_result('curve', result, machine)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    run_alone("curve")

@@ -1,10 +1,9 @@
 """The load generator shared by the throughput benchmarks, and the raw ZeroMQ echo baseline.
 
-C processes, one DEALER each, W requests outstanding per DEALER, ``[b"", body]``
-frames as a REQ socket would send them.  Request bodies are the bytes
-``encode_request`` produces, pre-built as templates so that the loader only
-packs the request id.  One request in ``SAMPLE_EVERY`` is timed.  Every loop
-is bounded in count and time; everything connects to 127.0.0.1 only.
+C processes, one DEALER each, W requests outstanding per DEALER, ``[b"", body]`` frames
+as a REQ socket would send them.  Request bodies are the bytes ``encode_request``
+produces, pre-built as templates so that the loader only packs the request id.  One
+request in ``SAMPLE_EVERY`` is timed.  Every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ import zmq
 from zmq.backend import Socket as _Base
 
 from bench.common import (
+    GROUP,
     HOST,
+    NS,
     READY_SECONDS,
     Curve,
     Procs,
@@ -28,7 +29,8 @@ from bench.common import (
     cpu_seconds,
     free_port_block,
     percentile,
-    process_cpu_table,
+    process_table,
+    stop_processes,
     system_busy_seconds,
     top_other,
 )
@@ -46,11 +48,8 @@ _SENTINEL_ID = 0xFEEDFACECAFEBEEF  # packs as 9 bytes that cannot occur elsewher
 
 # -- request templates ----------------------------------------------------------
 def make_template(op: str, check: bool = True, **fields: Any) -> tuple[bytes, bytes]:
-    """(head, tail) with ``head + packb(id) + tail == encode_request(op, id, **fields)``.
-
-    The loader then builds a request with one int pack and two concatenations
-    instead of packing a whole map, so the load generator stays cheap.
-    """
+    """(head, tail) with ``head + packb(id) + tail == encode_request(op, id, **fields)``:
+    a request then costs the loader one int pack and two concatenations."""
     body = encode_request(op, _SENTINEL_ID, **fields)
     mark = msgpack.packb(_SENTINEL_ID)
     if body.count(mark) != 1:
@@ -68,20 +67,12 @@ def default_services(count: int = SERVICES) -> tuple[str, ...]:
 
 
 def instance_fields(i: int, services: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Fields naming instance ``i`` (what the real client puts in a beat).
-
-    Instance ``i`` belongs to ``services[i % len(services)]``; its address is
-    unique for i < 2**24.
-    """
+    """Fields naming instance ``i``, of ``services[i % len(services)]``; the address is
+    unique for i < 2**24."""
     services = services or default_services()
-    return {
-        "namespace": "public",
-        "group": "DEFAULT_GROUP",
-        "service": services[i % len(services)],
-        "ip": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
-        "port": 20000 + i % 40000,
-        "cluster": "DEFAULT",
-    }
+    ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+    return {"namespace": NS, "group": GROUP, "service": services[i % len(services)],
+            "ip": ip, "port": 20000 + i % 40000, "cluster": "DEFAULT"}  # fmt: skip
 
 
 Spec = tuple[Any, ...]  # (kind, n[, services[, first]]): what templates_for takes
@@ -93,52 +84,37 @@ def templates_for(
     """Request templates of one workload: ``ping``, ``stats`` or ``services`` (of the
     default namespace), or ``beat``/``register``/``deregister`` of instances
     ``first .. first+n-1`` spread over ``services``, or ``churn``: each of them
-    registered then deregistered (two changes per instance).
-
-    Built where they are used: a spawned process gets only the spec, since a
-    large pickled argument can block ``Process.start`` if the child dies early.
-    """
+    registered then deregistered (two changes per instance).  Built where they are used:
+    a spawned process gets only the spec (a large pickled argument can block
+    ``Process.start`` if the child dies early)."""
     if kind in ("ping", "stats"):
         return [make_template(kind)]
     if kind == "services":
-        return [make_template(kind, namespace="public")]
+        return [make_template(kind, namespace=NS)]
     if kind == "churn":
         reg, dereg = (templates_for(k, n, services, first) for k in ("register", "deregister"))
         return [t for pair in zip(reg, dereg, strict=True) for t in pair]
-    extra: dict[str, Any] = {}
-    if kind == "register":
-        extra = {"weight": 1.0, "metadata": {"zone": "bench"}}
-    elif kind not in ("beat", "deregister"):
+    if kind not in ("beat", "register", "deregister"):
         raise ValueError(f"unknown workload {kind!r}")
-    return [
-        make_template(kind, i < first + 4, **extra, **instance_fields(i, services))
-        for i in range(first, first + n)
-    ]
+    extra = {"weight": 1.0, "metadata": {"zone": "bench"}} if kind == "register" else {}
+    return [make_template(kind, i < first + 4, **extra, **instance_fields(i, services))
+            for i in range(first, first + n)]  # fmt: skip
 
 
 # -- the load generator ---------------------------------------------------------
 def drive(
-    endpoint: str,
-    templates: list[tuple[bytes, bytes]],
-    window: int,
-    seconds: float,
-    warmup: float = 0.0,
-    max_ops: int | None = None,
-    echo: bool = False,
-    drain_seconds: float = DRAIN_SECONDS,
-    go: Any = None,
-    ready: Any = None,
-    rate: float | None = None,
-    curve: Curve | None = None,
-) -> dict[str, Any]:
-    """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds``
-    (CURVE with ``curve``).
-
-    Replies received inside the measuring window (after the warm-up) count
-    towards ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.
-    Bounded: at most ``max_ops`` requests, at most ``warmup + seconds`` of
-    sending, then at most ``drain_seconds`` waiting for the stragglers.
-    """
+    endpoint: str, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
+    warmup: float = 0.0, max_ops: int | None = None, echo: bool = False,
+    drain_seconds: float = DRAIN_SECONDS, go: Any = None, ready: Any = None,
+    rate: float | None = None, curve: Curve | None = None, once: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds`` (CURVE
+    with ``curve``; paced at ``rate`` requests/s if given; each template sent once with
+    ``once``).  Replies inside the measuring window (after the warm-up) count towards
+    ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.  Bounded: at most
+    ``max_ops`` requests, ``warmup + seconds`` of sending, then ``drain_seconds``."""
+    if once:
+        max_ops = len(templates)
     if max_ops is None:
         max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
     ctx = zmq.Context()
@@ -163,16 +139,9 @@ def drive(
 
 
 def _drive_loop(
-    sock: zmq.Socket,
-    templates: list[tuple[bytes, bytes]],
-    window: int,
-    seconds: float,
-    warmup: float,
-    max_ops: int,
-    echo: bool,
-    drain_seconds: float,
-    rate: float | None = None,
-) -> dict[str, Any]:
+    sock: zmq.Socket, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
+    warmup: float, max_ops: int, echo: bool, drain_seconds: float, rate: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     perf = time.perf_counter
     packb, unpackb = msgpack.packb, msgpack.unpackb
     # pyzmq's send_multipart/recv_multipart cost several Python calls and zmq.Flag
@@ -193,16 +162,13 @@ def _drive_loop(
     stamps: dict[int, float] = {}
     latencies: list[float] = []
     error_names: Counter[str] = Counter()
-    sent = outstanding = ok = errors = ok_total = errors_total = 0
+    sent = outstanding = ok = errors = ok_total = errors_total = idx = 0
     next_id = 1
-    idx = 0
     stalled = False
-
     cpu_start = time.process_time()
-    t_start = perf()
+    now = last_reply = t_start = perf()
     t_measure = t_start + warmup
     t_end = t_measure + seconds
-    now = t_start
 
     def take(frames: list[bytes], counting: bool) -> None:
         nonlocal ok, errors, ok_total, errors_total
@@ -225,13 +191,10 @@ def _drive_loop(
             if t0 is not None and counting:
                 latencies.append(perf() - t0)
 
-    # Main phase: fill the window, wait for at least one reply, drain what arrived.
-    # Paced (``rate``): send on a fixed schedule, at most ``window`` in flight.
-    # The send block is written out in both loops on purpose: a function call per
-    # request would cost the loader more than the sends themselves.
-    last_reply = t_start
-    while rate and now < t_end and sent < max_ops:  # bounded by t_end and max_ops
-        due = min(max_ops, int((now - t_start) * rate) + 1)
+    # Fill the window (paced: up to what is due by now), wait for a reply, take what
+    # arrived.  The send block is inline: a call per request would cost more than a send.
+    while now < t_end and sent < max_ops:  # bounded by t_end and max_ops
+        due = min(max_ops, int((now - t_start) * rate) + 1) if rate else max_ops
         while outstanding < window and sent < due:
             head, tail = templates[idx]
             idx += 1
@@ -245,10 +208,12 @@ def _drive_loop(
             bsend(sock, head + packb(rid) + tail, 0)
             outstanding += 1
             sent += 1
-        # zmq's poll counts whole milliseconds: sleep at least 1 ms when nothing is
-        # due (the next sends then go out as a small burst), never spin.
-        wait = (sent / rate) - (perf() - t_start)
-        if poll(0 if wait <= 0 else max(1, int(min(wait, 0.1) * 1000.0))):
+        if rate:  # zmq's poll counts whole ms: sleep >= 1 ms when nothing is due, never spin
+            wait = (sent / rate) - (perf() - t_start)
+            timeout = 0 if wait <= 0 else max(1, int(min(wait, 0.1) * 1000.0))
+        else:
+            timeout = int(STALL_SECONDS * 1000.0)
+        if poll(timeout):
             last_reply = perf()
             counting = t_measure <= last_reply < t_end
             for _ in range(outstanding):  # bounded: at most what is in flight
@@ -262,37 +227,11 @@ def _drive_loop(
         if outstanding and now - last_reply > STALL_SECONDS:
             stalled = True
             break
-    while not rate and now < t_end and sent < max_ops:
-        while outstanding < window and sent < max_ops:
-            head, tail = templates[idx]
-            idx += 1
-            if idx == n_templates:
-                idx = 0
-            rid = next_id
-            next_id += 1
-            if not rid & mask:
-                stamps[rid] = perf()
-            bsend(sock, empty, sndmore)
-            bsend(sock, head + packb(rid) + tail, 0)
-            outstanding += 1
-            sent += 1
-        if not poll(STALL_SECONDS * 1000.0):
-            stalled = True
-            break
-        now = perf()
-        counting = t_measure <= now < t_end
-        for _ in range(outstanding):  # bounded: at most what is in flight
-            try:
-                frames = recv()
-            except again:
-                break
-            outstanding -= 1
-            take(frames, counting)
     t_stop = min(perf(), t_end)
     cpu_used = time.process_time() - cpu_start
     cpu_busy = cpu_used / max(perf() - t_start, 1e-9)
 
-    # Drain phase: collect the replies still in flight (not counted in the window).
+    # Drain: collect the replies still in flight (not counted in the window).
     drain_deadline = perf() + drain_seconds
     while outstanding and not stalled:
         left = drain_deadline - perf()
@@ -305,21 +244,11 @@ def _drive_loop(
                 break
             outstanding -= 1
             take(frames, False)
-
-    return {
-        "sent": sent,
-        "ok": ok,
-        "errors": errors,
-        "ok_total": ok_total,
-        "errors_total": errors_total,
-        "lost": outstanding,
-        "stalled": stalled,
-        "window_seconds": max(t_stop - t_measure, 0.0),
-        "cpu_busy": cpu_busy,
-        "cpu_seconds": cpu_used,
-        "latencies": latencies,
-        "error_names": dict(error_names),
-    }
+    return {"sent": sent, "ok": ok, "errors": errors, "ok_total": ok_total,
+            "errors_total": errors_total, "lost": outstanding, "stalled": stalled,
+            "window_seconds": max(t_stop - t_measure, 0.0), "cpu_busy": cpu_busy,
+            "cpu_seconds": cpu_used, "latencies": latencies,
+            "error_names": dict(error_names)}  # fmt: skip
 
 
 def _loader_main(spec: Spec, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
@@ -356,13 +285,9 @@ def echo_batch(sock: Any, limit: int = 512) -> int:
 def _echo_main(
     port: int, lifetime: float, ready: Any, server: tuple[bytes, bytes] | None = None
 ) -> None:
-    """The ceiling: a bare ROUTER that returns every message as received; with
-    ``server`` (public, secret) a CURVE server that lets any client key in.
-
-    It uses the same lean calls as the node's request loop (the Cython
-    ``recv``/``get(RCVMORE)``/``send`` with int flags, not pyzmq's multipart
-    helpers), so that it is the fastest a pyzmq server can answer these bytes.
-    """
+    """The ceiling: a bare ROUTER returning every message as received (a CURVE server that
+    lets any client key in with ``server`` = (public, secret)).  It uses the same lean
+    calls as the node's request loop: the fastest a pyzmq server can answer these bytes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
@@ -378,142 +303,117 @@ def _echo_main(
     parent = os.getppid()
     try:
         while time.monotonic() < deadline and os.getppid() == parent:  # bounded
-            if not sock.poll(100):  # ms; lets the loop notice its deadline
-                continue
-            echo_batch(sock)
+            if sock.poll(100):  # ms; lets the loop notice its deadline
+                echo_batch(sock)
     finally:
         sock.close(linger=0)
         ctx.term()
 
 
-def run_load(
-    procs: Procs,
-    ctx: Any,
-    targets: list[tuple[int, Spec]],
-    server_pids: list[int],
-    window: int,
-    seconds: float,
-    warmup: float,
-    echo: bool = False,
-    max_ops: int | None = None,
-    rate: float | None = None,
-    curve: Curve | None = None,
-) -> dict[str, Any]:
-    """One load-generator process per ``(port, spec)`` target, all started together.
-
-    ``rate`` (requests per second, all loaders together) paces the loaders
-    instead of keeping their windows full; ``curve``: the loaders' CURVE keys.
-
-    Also measures the servers' CPU use over the run (``/proc``): utilisation of
-    one core and CPU microseconds per reply, the cost that does not depend on
-    how the loaders and the servers share the cores.
-    """
+def start_loaders(
+    procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], kwargs: dict[str, Any], what: str,
+    setup: float = 0.0,
+) -> tuple[list[Any], Any, Any]:  # fmt: skip
+    """One load-generator process per ``(port, spec)``, ready to go (``setup``: seconds they
+    may take beyond starting, to build their templates): (processes, go, out)."""
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    kwargs = {
-        "window": window,
-        "seconds": seconds,
-        "warmup": warmup,
-        "max_ops": max_ops,
-        "echo": echo,
-        "rate": rate / len(targets) if rate else None,
-        "curve": curve,
-    }
-    loaders = [
-        ctx.Process(
-            target=_loader_main,
-            args=(spec, (f"tcp://{HOST}:{port}", kwargs), ready, go, out),
-            daemon=True,
-        )
+    loaders = procs.start_children([
+        ctx.Process(target=_loader_main, daemon=True,
+                    args=(spec, (f"tcp://{HOST}:{port}", kwargs), ready, go, out))
         for port, spec in targets
-    ]
-    procs.children.extend(loaders)
-    for p in loaders:
-        p.start()
-    collect(ready, len(loaders), loaders, READY_SECONDS, "the load generators to start")
-    table0 = process_cpu_table()
+    ])  # fmt: skip
+    collect(ready, len(loaders), loaders, READY_SECONDS + setup, what)
+    return loaders, go, out
+
+
+def run_load(
+    procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], server_pids: list[int],
+    window: int, seconds: float, warmup: float, echo: bool = False, max_ops: int | None = None,
+    rate: float | None = None, curve: Curve | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One load-generator process per ``(port, spec)`` target, all started together;
+    ``rate`` (requests/s, all loaders together) paces them instead of keeping their
+    windows full.  Also measures the servers' CPU over the run (``/proc``)."""
+    rate = rate / len(targets) if rate else None
+    kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "max_ops": max_ops,
+              "echo": echo, "rate": rate, "curve": curve}  # fmt: skip
+    loaders, go, out = start_loaders(procs, ctx, targets, kwargs, "the load generators to start")
+    budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
+    return measure_cpu(loaders, go, out, server_pids, budget, window, "the load generators")
+
+
+def measure_cpu(
+    loaders: list[Any], go: Any, out: Any, server_pids: list[int], budget: float, window: int,
+    what: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Let the loaders go and collect their results, with the servers' CPU over the run:
+    a share of one core and CPU microseconds per reply (the cost that does not depend
+    on how loaders and servers share the cores), and what everything else used."""
+    table0 = process_table()
 
     def server_cpu() -> float:
         return sum(cpu_seconds(pid) for pid in server_pids)
 
     cpu0, sys0, t0 = server_cpu(), system_busy_seconds(), time.perf_counter()
     go.set()
-    budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-    results = collect(out, len(loaders), loaders, budget, "the load generators' results")
-    cpu1, sys1, t1 = server_cpu(), system_busy_seconds(), time.perf_counter()
+    results = collect(out, len(loaders), loaders, budget, f"{what}' results")
+    cpu1, sys1, elapsed = server_cpu(), system_busy_seconds(), time.perf_counter() - t0
     mine = {os.getpid(), *server_pids, *(p.pid for p in loaders if p.pid is not None)}
-    others = top_other(table0, process_cpu_table(), mine)
+    others = top_other(table0, process_table(), mine)
     for p in loaders:
         p.join(5)
     for r in results:
         if "aborted" in r:
-            raise RuntimeError(f"a load generator failed: {r['aborted']}")
-    return row_of(results, cpu1 - cpu0, sys1 - sys0, t1 - t0, others, window)
-
-
-def row_of(
-    results: list[dict[str, Any]],
-    server_cpu: float,
-    system_busy: float,
-    elapsed: float,
-    others: list[tuple[str, float]],
-    window: int,
-) -> dict[str, Any]:
-    """One table row from the loaders' results and the CPU read over the run: the
-    servers' share of a core and CPU per reply, and what everything else used."""
+            raise RuntimeError(f"{what} failed: {r['aborted']}")
     row = merge(results)
     replies = sum(r["ok_total"] + r["errors_total"] for r in results)
-    row["server_cpu_busy"] = server_cpu / elapsed
-    row["server_cpu_us_per_op"] = server_cpu / replies * 1e6 if replies else float("nan")
-    # Whatever else ran meanwhile (other programs; the parent, which only
-    # waits): system busy time minus the servers' and the loaders' own.
+    row["server_cpu_busy"] = (cpu1 - cpu0) / elapsed
+    row["server_cpu_us_per_op"] = (cpu1 - cpu0) / replies * 1e6 if replies else float("nan")
+    # whatever else ran meanwhile: system busy time minus the servers' and the loaders' own
     loaders_cpu = sum(r["cpu_seconds"] for r in results)
-    row["other_cpu_busy"] = max(system_busy - server_cpu - loaders_cpu, 0.0) / elapsed
-    row["other_top"] = [
-        f"{cmd} ({cpu / elapsed:.0%})" for cmd, cpu in others if cpu / elapsed >= 0.005
-    ]
-    row["clients"] = len(results)
-    row["window"] = window
+    row["other_cpu_busy"] = max(sys1 - sys0 - (cpu1 - cpu0) - loaders_cpu, 0.0) / elapsed
+    row["other_top"] = [f"{c} ({u / elapsed:.0%})" for c, u in others if u / elapsed >= 0.005]
+    row["clients"], row["window"] = len(results), window
     return row
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(x for r in results for x in r["latencies"])
+    names: Counter[str] = Counter()
+    for r in results:
+        names.update(r["error_names"])
+
+    def total(key: str) -> Any:
+        return sum(r[key] for r in results)
+
+    return {
+        "ops_per_second": sum(
+            r["ok"] / r["window_seconds"] for r in results if r["window_seconds"] > 0
+        ),  # fmt: skip
+        **{k: total(k) for k in ("ok", "errors", "errors_total", "lost", "sent")},
+        "stalled": any(r["stalled"] for r in results),
+        "window_seconds": max(r["window_seconds"] for r in results),
+        "p50_ms": percentile(lat, 50) * 1000.0,
+        "p99_ms": percentile(lat, 99) * 1000.0,
+        "latency_samples": len(lat),
+        "error_names": dict(names),
+        "loader_cpu_busy": total("cpu_busy"),
+    }
 
 
 class BackgroundLoad:
     """Loaders sending at a fixed total ``rate`` until stopped (or ``limit`` seconds)."""
 
     def __init__(
-        self,
-        procs: Procs,
-        ctx: Any,
-        targets: list[tuple[int, Spec]],
-        rate: float,
-        limit: float,
-        curve: Curve | None = None,
-    ) -> None:
-        self.procs = procs
-        ready, self.go, self.out = ctx.Queue(), ctx.Event(), ctx.Queue()
+        self, procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], rate: float,
+        limit: float, curve: Curve | None = None,
+    ) -> None:  # fmt: skip
         kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets), "curve": curve}
-        self.loaders = [
-            ctx.Process(
-                target=_loader_main,
-                args=(spec, (f"tcp://{HOST}:{port}", kwargs), ready, self.go, self.out),
-                daemon=True,
-            )
-            for port, spec in targets
-        ]
-        procs.children.extend(self.loaders)
-        for p in self.loaders:
-            p.start()
-        collect(ready, len(self.loaders), self.loaders, READY_SECONDS, "background loaders")
-        self.go.set()
+        self.loaders, go, _ = start_loaders(procs, ctx, targets, kwargs, "background loaders")
+        go.set()
 
     def stop(self) -> None:
-        for p in self.loaders:
-            if p.is_alive():
-                p.terminate()
-        for p in self.loaders:
-            p.join(3)
-            if p.is_alive():
-                p.kill()
-                p.join(3)
+        stop_processes(self.loaders)
 
 
 def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:
@@ -522,11 +422,8 @@ def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:
     runs = [run() for _ in range(repeat)]
     key = "p99_ms" if paced else "ops_per_second"
     median = sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
-    return {
-        **median,
-        "runs_ops_per_second": [round(r["ops_per_second"]) for r in runs],
-        "runs_p99_ms": [round(r["p99_ms"], 3) for r in runs],
-    }
+    return {**median, "runs_ops_per_second": [round(r["ops_per_second"]) for r in runs],
+            "runs_p99_ms": [round(r["p99_ms"], 3) for r in runs]}  # fmt: skip
 
 
 def start_echo(
@@ -537,80 +434,33 @@ def start_echo(
     port = free_port_block(1)
     ready = ctx.Queue()
     p = ctx.Process(target=_echo_main, args=(port, lifetime, ready, server), daemon=True)
-    procs.children.append(p)
-    p.start()
+    procs.start_children([p])
     collect(ready, 1, [p], READY_SECONDS, "the echo server to start")
     assert p.pid is not None
     return port, p.pid
 
 
 def preload(
-    port: int,
-    kind: str,
-    n: int,
-    services: tuple[str, ...] | None = None,
-    first: int = 0,
-    window: int = 256,
-    timeout: float = 120.0,
-    curve: Curve | None = None,
-) -> float:
+    port: int, kind: str, n: int, services: tuple[str, ...] | None = None, first: int = 0,
+    window: int = 256, timeout: float = 120.0, curve: Curve | None = None,
+) -> float:  # fmt: skip
     """Send ``n`` register (or other) requests from this process; seconds taken.
-
-    Raises if any is not answered ok.
-    """
+    Raises if any is not answered ok."""
     t0 = time.perf_counter()
-    r = drive(
-        f"tcp://{HOST}:{port}",
-        templates_for(kind, n, services, first),
-        window=window,
-        seconds=timeout,
-        max_ops=n,
-        drain_seconds=30.0,
-        curve=curve,
-    )
+    r = drive(f"tcp://{HOST}:{port}", templates_for(kind, n, services, first), window=window,
+              seconds=timeout, drain_seconds=30.0, curve=curve, once=True)  # fmt: skip
     if r["ok_total"] != n:
-        raise RuntimeError(
-            f"{kind} of {n} instances on {HOST}:{port}: {r['ok_total']} ok, "
-            f"errors {r['error_names']}, {r['lost']} unanswered"
-        )
+        raise RuntimeError(f"{kind} of {n} instances on {HOST}:{port}: {r['ok_total']} ok, "
+                           f"errors {r['error_names']}, {r['lost']} unanswered")  # fmt: skip
     return time.perf_counter() - t0
 
 
-def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
-    lat = sorted(x for r in results for x in r["latencies"])
-    names: Counter[str] = Counter()
-    for r in results:
-        names.update(r["error_names"])
-    ops = sum(r["ok"] / r["window_seconds"] for r in results if r["window_seconds"] > 0)
-    return {
-        "ops_per_second": ops,
-        "ok": sum(r["ok"] for r in results),
-        "errors": sum(r["errors"] for r in results),
-        "errors_total": sum(r["errors_total"] for r in results),
-        "lost": sum(r["lost"] for r in results),
-        "stalled": any(r["stalled"] for r in results),
-        "sent": sum(r["sent"] for r in results),
-        "window_seconds": max(r["window_seconds"] for r in results),
-        "p50_ms": percentile(lat, 50) * 1000.0,
-        "p99_ms": percentile(lat, 99) * 1000.0,
-        "latency_samples": len(lat),
-        "error_names": dict(names),
-        "loader_cpu_busy": sum(r["cpu_busy"] for r in results),
-    }
-
-
 def start_background(
-    procs: Procs,
-    ctx: Any,
-    ports_and_services: list[tuple[int, tuple[str, ...]]],
-    rate: float,
-    per_node: int,
-    limit: float = 900.0,
-    curve: Curve | None = None,
-    kind: str = "beat",
-) -> BackgroundLoad:
-    """Register ``per_node`` instances on each node (of services it owns) and beat them
-    all at ``rate`` beats/s in total, one paced loader per node, until stopped.
+    procs: Procs, ctx: Any, ports_and_services: list[tuple[int, tuple[str, ...]]], rate: float,
+    per_node: int, limit: float = 900.0, curve: Curve | None = None, kind: str = "beat",
+) -> BackgroundLoad:  # fmt: skip
+    """Register ``per_node`` instances on each node (of services it owns) and beat them all
+    at ``rate`` beats/s in total, one paced loader per node, until stopped.
     ``kind="churn"``: register and deregister them in turn instead (``rate`` changes/s,
     every one replicated), nothing registered first."""
     targets: list[tuple[int, Spec]] = []

@@ -1,35 +1,17 @@
-"""Replication cost per delta, one delta per PUB message against batched (wire/batching).
-
-Run from the repository root::
-
-    python -m bench.replication [--deltas K] [--repeat R]
-
-One process, two node cores (core/distro: A makes the changes of services it owns, B
-has heard A's beacon) and a real PUB/SUB pair over loopback TCP, the
-runtime's calls on each side: the sender hands K deltas (registrations of distinct
-instances, as the register benchmark makes them) to a ``DeltaBatcher`` and publishes what
-it returns; the receiver reads every message, decodes it (``decode_replication``: every
-delta validated) and applies each delta to its core.  Measured in CPU time of the calling
-thread (``time.thread_time``), so other processes on a busy machine count for little:
-what one delta costs the node that makes it and each node that receives it.  Mode
-``one per message`` is ``DeltaBatcher(max_deltas=1)``: plain ``delta`` messages, as
-before batching.  Every loop is bounded in count and time; the best of ``--repeat``
-runs is shown (the least disturbed).
+"""``replication``: CPU per delta, one delta per PUB message against batched (wire/batching).
+One process, two node cores and a real PUB/SUB pair over loopback TCP, the runtime's calls
+on each side; CPU time of the calling thread; the best of ``--repeat`` runs (bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file
-    sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
-
 import zmq
 
-from bench.common import fmt_table, free_port_block, machine_info, ranged, save_result
+from bench.common import Say, Scenario, fmt_table, free_port_block, settings
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -153,7 +135,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         best = min(runs, key=lambda r: r["sender_us_per_delta"] + r["receiver_us_per_delta"])
         rows.append({"mode": label, **best, "runs": runs})
         say(f"  {label}: {best}")
-    return {"rows": rows, "settings": vars(opts)}
+    return {"rows": rows, "settings": settings(opts)}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -166,19 +148,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "CPU time of the calling thread\n" + fmt_table(head, out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--deltas", type=ranged(int, 1, 200_000), default=20_000,
-                    help="deltas per run (20000)")  # fmt: skip
-    ap.add_argument("--repeat", type=ranged(int, 1, 20), default=3,
-                    help="runs per mode, the best shown (3)")  # fmt: skip
-    opts = ap.parse_args(argv)
-    machine = machine_info()
-    result = run(opts)
-    print(table(result["rows"]))
-    print(f"result: {save_result('replication', result, machine)}")
-    return 0
+def report(result: dict[str, Any], say: Say) -> None:
+    say(table(result["rows"]))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIOS = (
+    Scenario("replication", lambda procs, ctx, opts, say: run(opts, say), report,
+             "CPU per replicated delta, sender and receiver: one per message vs batched",
+             {"deltas": (20_000, 5000), "repeat": (3, 1)}),
+)  # fmt: skip
+
+if __name__ == "__main__":  # python -m bench.replication
+    from bench.runner import run_alone
+
+    run_alone("replication")

@@ -65,7 +65,7 @@ class LimitsPolicy:
     max_services: int = 1_000_000
     # instances of one service: half of what one node-to-node reconcile may carry with
     # its tombstones (wire/peer MAX_RECONCILE_INSTANCES, 100k), so anti-entropy can
-    # always repair it; bench/register.py puts 25k-50k instances in one service
+    # always repair it; the register benchmark puts 25k-50k instances in one service
     max_instances_per_service: int = 50_000
     # instances on the node; ~400 bytes each (bench/scale.py), 2M is ~1 GB: twice issue
     # 13's target of a million live instances
