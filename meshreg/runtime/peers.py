@@ -47,6 +47,7 @@ class PeerLinks:
         self.forwards: OrderedDict[bytes, PendingForward] = OrderedDict()
         self.calls: OrderedDict[int, float] = OrderedDict()  # tag -> deadline
         self._next_forward = 0
+        self.forward_failures = 0  # forwards not sent or not answered in time (fallbacks)
         self.poller_add: Callable[[Channel], None] = lambda s: None
 
     def dealer(self, address: str) -> Channel:
@@ -66,6 +67,7 @@ class PeerLinks:
         try:
             self.dealer(address).send_multipart([fid, b"", body], zmq.NOBLOCK)
         except zmq.Again:
+            self.forward_failures += 1
             return False
         self.forwards[fid] = PendingForward(envelope, request, now + self.timeout, now, address)
         return True
@@ -88,6 +90,7 @@ class PeerLinks:
                 break
             del self.forwards[fid]
             forwards.append(pending)
+            self.forward_failures += 1
         calls: list[int] = []
         while self.calls:
             tag, deadline = next(iter(self.calls.items()))
