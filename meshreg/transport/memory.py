@@ -54,6 +54,16 @@ _POLLIN = int(zmq.POLLIN)
 Frames = list[bytes]
 
 
+class _Empty(zmq.Again):
+    """``zmq.Again`` without its ``strerror`` look-up (raised on every empty poll)."""
+
+    errno = zmq.EAGAIN
+    strerror = "Resource temporarily unavailable"
+
+    def __init__(self) -> None:
+        pass
+
+
 class MemFrame(bytes):
     """A received frame (``recv(copy=False)``): bytes with ``more`` and ``bytes``."""
 
@@ -95,7 +105,7 @@ class MemChannel:
         current = self._current
         if not current:
             if not self._inbox:
-                raise zmq.Again()
+                raise _Empty()
             current.extend(self._inbox.popleft())
         part = current.popleft()
         if copy:
@@ -110,7 +120,7 @@ class MemChannel:
             self._current.clear()
             return parts
         if not self._inbox:
-            raise zmq.Again()
+            raise _Empty()
         return list(self._inbox.popleft())
 
     def _accept(self, src: MemChannel | None, frames: Frames) -> None:
@@ -180,7 +190,7 @@ class MemDealer(MemChannel):
     def send_multipart(self, msg_parts: Sequence[Any], flags: int = 0) -> None:
         target = self.net.bound.get(self.endpoint)
         if target is None:
-            raise zmq.Again()  # ZMQ_IMMEDIATE: no live connection, nothing queued
+            raise _Empty()  # ZMQ_IMMEDIATE: no live connection, nothing queued
         self.net.transmit(self, target, [bytes(p) for p in msg_parts])
 
 
