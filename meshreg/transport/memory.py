@@ -70,7 +70,7 @@ class MemFrame(bytes):
     more: bool = False
 
     @property
-    def bytes(self) -> bytes:  # type: ignore[override]
+    def bytes(self) -> bytes:
         return self[:]
 
     def get(self, prop: str) -> str:

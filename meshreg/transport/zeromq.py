@@ -95,7 +95,7 @@ class ZmqTransport:
 
     def connect_peer(self, address: str) -> zmq.Socket[bytes]:
         host, port = parse_address(address)
-        sock = self.ctx.socket(zmq.DEALER)
+        sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # no live connection: a send fails at once
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
