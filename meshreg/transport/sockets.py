@@ -56,7 +56,9 @@ def curve_server(sock: zmq.Socket[Any], keys: CurveKeys | None, domain: bytes) -
     sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
 
-def curve_client(sock: zmq.Socket[Any], keys: CurveKeys | None, server_public: bytes | None) -> None:
+def curve_client(
+    sock: zmq.Socket[Any], keys: CurveKeys | None, server_public: bytes | None
+) -> None:
     """Make ``sock`` a CURVE client of a server whose public key is ``server_public``."""
     if keys is None or server_public is None:
         return
@@ -161,7 +163,9 @@ def bind_replication_socket(
     return _bind_server(ctx, zmq.PUB, host, port, "replication", options, keys, PEER_DOMAIN)
 
 
-def connect_replication_socket(ctx: zmq.Context[Any], keys: CurveKeys | None = None) -> zmq.Socket[Any]:
+def connect_replication_socket(
+    ctx: zmq.Context[Any], keys: CurveKeys | None = None
+) -> zmq.Socket[Any]:
     """SUB for the peers' replication PUBs (the caller connects it to each peer).
 
     Its frame cap drops a peer connection that sends a frame larger than any body the
