@@ -27,7 +27,7 @@ attribute lookups (for ZeroMQ: the backend's, past pyzmq's sugar).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 # recv(channel, flags, copy) -> frame;  send(channel, data, flags) -> None
 RecvFn = Callable[[Any, int, bool], Any]
@@ -60,6 +60,7 @@ class Poller(Protocol):
     def poll(self, timeout: float | None = None) -> list[tuple[Any, int]]: ...
 
 
+@runtime_checkable
 class Transport(Protocol):
     """What a node runtime needs from the network (one instance per node incarnation)."""
 
