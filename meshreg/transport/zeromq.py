@@ -12,6 +12,7 @@ the client port (``runtime/descriptors.py``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,7 +50,7 @@ class ZmqTransport:
         self,
         keys: CurveKeys | None = None,
         client_known: Callable[[bytes], bool] | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         limiter: LogLimiter | None = None,
     ) -> None:
         """``client_known``: is this raw CURVE key in the ACL (asked on every handshake,
@@ -63,9 +64,7 @@ class ZmqTransport:
         try:
             if keys is not None:  # before the sockets: no handshake may go unanswered
                 known = client_known or (lambda key: False)
-                self._zap = ZapHandler(
-                    self.ctx, zmq.utils.z85.decode(keys.public), known, clock or _no_clock
-                )
+                self._zap = ZapHandler(self.ctx, zmq.utils.z85.decode(keys.public), known, clock)
         except Exception:
             self.close()
             raise
@@ -151,10 +150,6 @@ class ZmqTransport:
         if self.ctx is not None:
             self.ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
             self.ctx = None  # type: ignore[assignment]
-
-
-def _no_clock() -> float:
-    return 0.0
 
 
 __all__ = ["MAX_POLL", "PEER_HWM", "ZmqTransport"]
