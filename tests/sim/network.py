@@ -42,7 +42,6 @@ Theory of operation
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -63,9 +62,6 @@ MIN_TURN = 0.001  # s between two timer turns of one node (a turn takes time)
 
 # What a request came to: ("ok", result), ("error", ErrorCode) or ("timeout", None).
 Outcome = tuple[str, Any]
-
-# the runtimes' own log lines (warnings of a simulated partition) are not the test's
-logging.getLogger("meshreg.node").setLevel(logging.ERROR)
 
 
 class SimNode:
