@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
-import zmq.backend
 import zmq.utils.z85
 
 from meshreg import __version__
@@ -39,23 +38,17 @@ from meshreg.core.preservation import (
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
-from meshreg.runtime.descriptors import AcceptMonitor
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HealthLog
-from meshreg.runtime.peers import PeerLinks, decode_call_reply, replication_endpoint
+from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.subscription_gate import SubscriptionGate, topic_key
-from meshreg.runtime.zap import NODE_USER, ZapHandler
+from meshreg.runtime.zap import NODE_USER
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_topic, visible_services
 from meshreg.security.keys import load_secret_key
-from meshreg.transport.sockets import (
-    CurveKeys,
-    bind_notify_socket,
-    bind_peer_socket,
-    bind_replication_socket,
-    bind_request_socket,
-    connect_replication_socket,
-)
+from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
+from meshreg.transport.sockets import CurveKeys
+from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
 from meshreg.wire.batching import DeltaBatcher
 from meshreg.wire.envelope import routable_envelope, split_envelope
@@ -108,13 +101,16 @@ _RELAYED_WRITES = (
     UpdateInstance,
     SetService,
 )
-_recv, _send = zmq.backend.Socket.recv, zmq.backend.Socket.send  # past the sugar's wrappers
-MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 
 
 class NodeRuntime:
-    """Binds the sockets and runs the loop until ``stop()``."""
+    """Binds the sockets and runs the loop until ``stop()``.
+
+    ``run()`` is ``prepare()``, a poll, ``dispatch(events)``, again; a simulation calls
+    :meth:`step` (one turn, polling without waiting) whenever input arrived or the
+    time it asked for came, on its own clock and transport.
+    """
 
     def __init__(
         self,
@@ -122,13 +118,20 @@ class NodeRuntime:
         clock: Callable[[], float] = time.monotonic,
         epoch: int | None = None,
         avoid_full_gc: bool = False,
+        transport: Transport | None = None,
+        wall_offset: float | None = None,
     ) -> None:
         """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy):
-        process-wide, so only for a process that is a node."""
+        process-wide, so only for a process that is a node.  ``clock``: the one place
+        the runtime reads the time (monotonic seconds); ``transport``: the sockets
+        (None: ZeroMQ, made at ``bind()``); ``wall_offset``: wall clock minus ``clock``
+        (None: read once from ``time.time()``)."""
         self.config = config
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
         now = clock()
+        if wall_offset is None:
+            wall_offset = time.time() - now
         self.peer_addresses = config.peer_addresses()
         self.core = DistroNode(
             config.health,
@@ -138,18 +141,22 @@ class NodeRuntime:
             self.peer_addresses,
             self.epoch,
             now,
-            wall_offset=time.time() - now,
+            wall_offset=wall_offset,
             limits=config.limits,
         )
         self._stop = threading.Event()
-        self._ctx: zmq.Context[Any] | None = None
-        self._router: zmq.Socket[bytes] | None = None
-        self._xpub: zmq.Socket[bytes] | None = None
-        self._repl_pub: zmq.Socket[bytes] | None = None
-        self._repl_sub: zmq.Socket[bytes] | None = None
+        self.transport = transport
+        self._router: Channel | None = None
+        self._xpub: Channel | None = None
+        self._repl_pub: Channel | None = None
+        self._repl_sub: Channel | None = None
         self._peers: PeerLinks | None = None
-        self._peer_router: zmq.Socket[bytes] | None = None
-        self._zap: ZapHandler | None = None
+        self._peer_router: Channel | None = None
+        self._poller: Poller | None = None
+        self._dealers: set[Channel] = set()
+        self._was_ready = False
+        self._fast_io: tuple[RecvFn, SendFn] | None = None  # the transport's, for the beat path
+        self._own_transport = transport is None  # made (and dropped) by bind()/close()
         self._limiter = LogLimiter(log)
         self._reload = threading.Event()
         self.keys: CurveKeys | None = None
@@ -173,7 +180,6 @@ class NodeRuntime:
         )
         self.gate = SubscriptionGate()
         self.denied = 0
-        self._accepts: AcceptMonitor | None = None  # says when clients cannot connect
         self.batcher = DeltaBatcher()  # deltas -> PUB messages (wire/batching)
         if avoid_full_gc:
             avoid_full_collections()
@@ -209,18 +215,18 @@ class NodeRuntime:
 
     def _runtime_stats(self) -> dict[str, Any]:
         """What the runtime, not the core, knows: security, subscriptions, descriptors."""
-        zap = self._zap
+        transport = self.transport.stats() if self.transport is not None else {}
         return {
             "security": "curve"
             if self.secure
             else ("insecure" if self.config.security.insecure else "loopback"),
             "acl_clients": len(self.acl.clients),
-            "handshakes_refused": zap.refused if zap is not None else 0,
+            "handshakes_refused": transport.get("handshakes_refused", 0),
             "permission_denied": self.denied,
             "client_instances_held": self.holdings.count(),
             "client_quota_refused": self.holdings.refused,
             "reads_throttled": self.read_rate.throttled,
-            "accept_failures": self._accepts.failures if self._accepts is not None else 0,
+            "accept_failures": transport.get("accept_failures", 0),
             "subscriptions_admitted": self.gate.total,
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             "subscriptions_refused": {
@@ -275,27 +281,21 @@ class NodeRuntime:
     def bind(self) -> None:
         """Bind the sockets (raises ConfigError naming the address on failure)."""
         cfg = self.config
-        self._check_exposure()
-        self._ctx = zmq.Context()
         keys = self.keys
+        if self.transport is None:
+            self._check_exposure()
+            known = lambda key: self.acl.by_key(key) is not None  # noqa: E731
+            self.transport = ZmqTransport(keys, known, self.clock, self._limiter)
+        transport = self.transport
+        self._fast_io = transport.fast_io()
         try:
-            if keys is not None:  # before the sockets: no handshake may go unanswered
-                acl = lambda key: self.acl.by_key(key) is not None  # noqa: E731
-                self._zap = ZapHandler(
-                    self._ctx, zmq.utils.z85.decode(keys.public), acl, self.clock
-                )
-            self._router = bind_request_socket(self._ctx, cfg.host, cfg.port, keys)
-            self._accepts = AcceptMonitor(self._router, cfg.address, self._limiter)
-            self._xpub = bind_notify_socket(self._ctx, cfg.host, cfg.pub_port, keys)
+            self._router = transport.bind_requests(cfg.host, cfg.port)
+            self._xpub = transport.bind_notifications(cfg.host, cfg.pub_port)
             if self.peer_addresses:
-                self._repl_pub = bind_replication_socket(
-                    self._ctx, cfg.host, cfg.replication_port, keys
-                )
-                self._peer_router = bind_peer_socket(self._ctx, cfg.host, cfg.peer_port, keys)
-                sub = self._repl_sub = connect_replication_socket(self._ctx, keys)
-                for address in self.peer_addresses:
-                    sub.connect(replication_endpoint(address))
-                self._peers = PeerLinks(self._ctx, cfg.cluster.peer_request_timeout, keys)
+                self._repl_pub = transport.bind_replication(cfg.host, cfg.replication_port)
+                self._peer_router = transport.bind_peer_requests(cfg.host, cfg.peer_port)
+                self._repl_sub = transport.connect_replication(self.peer_addresses)
+                self._peers = PeerLinks(transport, cfg.cluster.peer_request_timeout)
         except Exception:
             self.close()
             raise
@@ -341,9 +341,6 @@ class NodeRuntime:
         self._stop.set()
 
     def close(self) -> None:
-        if self._accepts is not None:
-            self._accepts.close()
-            self._accepts = None
         if self._peers is not None:
             self._peers.close()
             self._peers = None
@@ -351,101 +348,122 @@ class NodeRuntime:
             if sock is not None:
                 sock.close()
         self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
-        if self._zap is not None:
-            self._zap.close()
-            self._zap = None
-        if self._ctx is not None:
-            self._ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
-            self._ctx = None
+        self._poller = None
+        if self.transport is not None:
+            self.transport.close()
+            if self._own_transport:
+                self.transport = None
 
     def run(self) -> None:
         """Serve until ``stop()``; closes the sockets on the way out."""
+        poller = self.start_loop()
+        prepare, dispatch, stopped = self.prepare, self.dispatch, self._stop.is_set
+        try:
+            while not stopped():
+                dispatch(poller.poll(prepare() * 1000.0))
+        finally:
+            self.finish()
+
+    def start_loop(self) -> Poller:
+        """Bind (unless bound) and make the poller over every channel."""
         if self._router is None:
             self.bind()
-        router, xpub, sub, peers = self._router, self._xpub, self._repl_sub, self._peers
-        peer_router = self._peer_router
-        zap = self._zap.socket if self._zap is not None else None
-        assert router is not None and xpub is not None
-        poller = zmq.Poller()
+        transport = self.transport
+        router, xpub, peers = self._router, self._xpub, self._peers
+        assert transport is not None and router is not None and xpub is not None
+        poller = self._poller = transport.poller()
         poller.register(router, zmq.POLLIN)
         poller.register(xpub, zmq.POLLIN)
-        for extra in (sub, peer_router, zap):
+        for extra in (self._repl_sub, self._peer_router):
             if extra is not None:
                 poller.register(extra, zmq.POLLIN)
-        accepts = self._accepts
-        if accepts is not None:
-            accepts.attach(poller)
-        dealers: set[zmq.Socket[bytes]] = set()
+        dealers = self._dealers
         if peers is not None:
 
-            def add(sock: zmq.Socket[bytes]) -> None:
+            def add(sock: Channel) -> None:
                 poller.register(sock, zmq.POLLIN)
                 dealers.add(sock)
 
             peers.poller_add = add
-        core, clock = self.core, self.clock
-        was_ready = core.ready
+        self._was_ready = self.core.ready
+        return poller
+
+    def step(self) -> float:
+        """One loop turn without waiting (a simulation's): serve what is ready now,
+        then prepare the next; returns how long the loop would now wait for input (s)."""
+        assert self._poller is not None, "start_loop() first"
+        self.dispatch(self._poller.poll(0))
+        return self.prepare()
+
+    def prepare(self) -> float:
+        """The loop's work before it waits: timers, effects, the batch of deltas; returns
+        the poll timeout in seconds (when the core, a forward or a call wants a turn)."""
+        core, sub, peers, transport = self.core, self._repl_sub, self._peers, self.transport
+        assert transport is not None
+        if self._reload.is_set():
+            self._reload.clear()
+            self._reload_acl()
+        if sub is not None:
+            # Beacons queued while we were busy come first: after a long step
+            # of our own, a peer must not look silent only because we were.
+            self._drain_replication(sub)
+        now = self.clock()
+        transport.tick(now)
+        wake = core.tick(now)
+        self._carry_out(core.take_effects(), now)
+        self.holdings.prune(core.store, now)
+        if core.ready and not self._was_ready:
+            self._was_ready = True
+            log.info(
+                "caught up: ready, %d services known; members %s",
+                len(core.store.services),
+                ", ".join(core.members()),
+            )
+        if peers is not None:
+            self._expire(peers, now)
+            deadline = peers.next_deadline()
+            if deadline is not None:
+                wake = min(wake, deadline)
+        self._flush_replication()  # nothing more to read this turn: send the batch
+        return min(max(wake - now, 0.0), transport.max_poll)
+
+    def dispatch(self, events: list[tuple[Any, int]]) -> None:
+        """Serve the channels a poll found ready."""
+        if not events:
+            return
+        core, clock, transport = self.core, self.clock, self.transport
+        router, xpub, sub, peer_router = self._router, self._xpub, self._repl_sub, self._peer_router
+        assert transport is not None and router is not None and xpub is not None
+        if core.check_stall(clock()):
+            # stopped while waiting (SIGSTOP, a VM freeze): what is waiting in the
+            # sockets may be old; the core knows it before it reads any of it
+            self._carry_out(core.take_effects(), clock())
+        for sock, _ in events:
+            if sock is router:
+                if self.secure:
+                    self._drain_requests_secure(router)
+                else:
+                    self._drain_requests(router)
+            elif sock is peer_router:
+                self._drain_peer_requests(sock)
+            elif sock is xpub:
+                self._drain_subscriptions(xpub)
+            elif sock is sub:
+                self._drain_replication(sub)
+            elif sock in self._dealers:
+                self._drain_peer_replies(sock)
+            else:
+                transport.service(sock, clock())
+            self._carry_out(core.take_effects(), clock())
+
+    def finish(self) -> None:
+        """Leave the loop: what this turn changed still goes out; close the sockets."""
+        log.info("meshreg node on %s stopping", self.config.address)
         try:
-            while not self._stop.is_set():
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self._reload_acl()
-                if sub is not None:
-                    # Beacons queued while we were busy come first: after a long step
-                    # of our own, a peer must not look silent only because we were.
-                    self._drain_replication(sub)
-                now = clock()
-                if accepts is not None:
-                    accepts.tick(now)
-                wake = core.tick(now)
-                self._carry_out(core.take_effects(), now)
-                self.holdings.prune(core.store, now)
-                if core.ready and not was_ready:
-                    was_ready = True
-                    log.info(
-                        "caught up: ready, %d services known; members %s",
-                        len(core.store.services),
-                        ", ".join(core.members()),
-                    )
-                if peers is not None:
-                    self._expire(peers, now)
-                    deadline = peers.next_deadline()
-                    if deadline is not None:
-                        wake = min(wake, deadline)
-                self._flush_replication()  # nothing more to read this turn: send the batch
-                timeout = min(max(wake - now, 0.0), MAX_POLL)
-                events = poller.poll(timeout * 1000.0)
-                if events and core.check_stall(clock()):
-                    # stopped while waiting (SIGSTOP, a VM freeze): what is waiting in the
-                    # sockets may be old; the core knows it before it reads any of it
-                    self._carry_out(core.take_effects(), clock())
-                for sock, _ in events:
-                    if sock is router:
-                        if self.secure:
-                            self._drain_requests_secure(router)
-                        else:
-                            self._drain_requests(router)
-                    elif sock is peer_router:
-                        self._drain_peer_requests(sock)
-                    elif sock is zap:
-                        assert self._zap is not None
-                        self._zap.drain()
-                    elif sock is xpub:
-                        self._drain_subscriptions(xpub)
-                    elif sock is sub:
-                        self._drain_replication(sub)
-                    elif sock in dealers:
-                        self._drain_peer_replies(sock)
-                    elif accepts is not None and sock is accepts.socket:
-                        accepts.drain(clock())
-                    self._carry_out(core.take_effects(), clock())
-        finally:
-            log.info("meshreg node on %s stopping", self.config.address)
-            try:
-                self._flush_replication()  # what this turn changed still goes out
-            except zmq.ZMQError:
-                pass
-            self.close()
+            self._flush_replication()
+        except zmq.ZMQError:
+            pass
+        self.close()
 
     # -- requests -------------------------------------------------------------
     def _drain_requests(self, router: zmq.Socket[bytes]) -> None:
@@ -457,7 +475,8 @@ class NodeRuntime:
         # and msgpack reads the body in place.  A beat the core renews (most requests)
         # is answered right here; anything else goes to ``_serve`` (decoded once), and
         # any other shape than [id, b"", body] goes there as bytes.
-        recv, send, serve, fast_beat = _recv, _send, self._serve, self.core.fast_beat
+        serve, fast_beat = self._serve, self.core.fast_beat
+        recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         for _ in range(BATCH):
             try:

@@ -1,11 +1,12 @@
-"""The node's links to its peers: one DEALER per peer, the replication SUB.
+"""The node's links to its peers: one DEALER per peer (made by the transport).
 
 Peer DEALERs connect to each peer's peer port (``port + 3``), never to its client
 port.  Forwarded writes travel as ``[forward id, b"", body]`` so the peer's reply
 ``[forward id, b"", reply]`` finds the client that asked; peer calls (digest
 pages, reconciles) travel as ``[b"", body]`` with the core's tag as request
-id.  Peer DEALERs use ZMQ_IMMEDIATE: a send to a peer with no live connection
-fails at once instead of queueing, so a dead owner costs no time-out.
+id.  A send to a peer with no live connection fails at once (``zmq.Again``; the
+ZeroMQ transport sets ZMQ_IMMEDIATE) instead of queueing, so a dead owner costs
+no time-out.
 """
 
 from __future__ import annotations
@@ -18,16 +19,12 @@ from typing import Any
 
 import zmq
 
-from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.core.distro import PeerCall
-from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
-from meshreg.wire import limits
+from meshreg.transport.base import Channel, Transport
 from meshreg.wire.peer import decode_peer_reply
 from meshreg.wire.replies import encode_request
 
 log = logging.getLogger("meshreg.node")
-
-PEER_HWM = 100_000  # messages queued to one peer before sends fail
 
 
 @dataclass
@@ -42,31 +39,21 @@ class PendingForward:
 class PeerLinks:
     """DEALERs to peers (created on first use) and the pending forwards/calls."""
 
-    def __init__(
-        self, ctx: zmq.Context[Any], timeout: float, keys: CurveKeys | None = None
-    ) -> None:
-        """``keys``: the cluster key pair; peers' servers use the same public key."""
-        self.ctx = ctx
+    def __init__(self, transport: Transport, timeout: float) -> None:
+        """``transport`` makes the DEALERs (``Transport.connect_peer``)."""
+        self.transport = transport
         self.timeout = timeout
-        self.keys = keys
-        self.dealers: dict[str, zmq.Socket[bytes]] = {}
+        self.dealers: dict[str, Channel] = {}
         self.forwards: OrderedDict[bytes, PendingForward] = OrderedDict()
         self.calls: OrderedDict[int, float] = OrderedDict()  # tag -> deadline
         self._next_forward = 0
-        self.poller_add: Callable[[zmq.Socket[bytes]], None] = lambda s: None
+        self.forward_failures = 0  # forwards not sent or not answered in time (fallbacks)
+        self.poller_add: Callable[[Channel], None] = lambda s: None
 
-    def dealer(self, address: str) -> zmq.Socket[bytes]:
+    def dealer(self, address: str) -> Channel:
         sock = self.dealers.get(address)
         if sock is None:
-            host, port = parse_address(address)
-            sock = self.ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
-            sock.setsockopt(zmq.SNDHWM, PEER_HWM)
-            sock.setsockopt(zmq.RCVHWM, PEER_HWM)
-            sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_REPLY_BYTES)
-            curve_client(sock, self.keys, self.keys.public if self.keys else None)
-            sock.connect(tcp_endpoint(host, port + PEER_PORT_OFFSET))
+            sock = self.transport.connect_peer(address)
             self.dealers[address] = sock
             self.poller_add(sock)
         return sock
@@ -80,6 +67,7 @@ class PeerLinks:
         try:
             self.dealer(address).send_multipart([fid, b"", body], zmq.NOBLOCK)
         except zmq.Again:
+            self.forward_failures += 1
             return False
         self.forwards[fid] = PendingForward(envelope, request, now + self.timeout, now, address)
         return True
@@ -102,6 +90,7 @@ class PeerLinks:
                 break
             del self.forwards[fid]
             forwards.append(pending)
+            self.forward_failures += 1
         calls: list[int] = []
         while self.calls:
             tag, deadline = next(iter(self.calls.items()))
@@ -123,11 +112,6 @@ class PeerLinks:
         for sock in self.dealers.values():
             sock.close(linger=0)
         self.dealers.clear()
-
-
-def replication_endpoint(address: str) -> str:
-    host, port = parse_address(address)
-    return tcp_endpoint(host, port + REPLICATION_PORT_OFFSET)
 
 
 def decode_call_reply(body: bytes) -> tuple[int, bool, Any]:

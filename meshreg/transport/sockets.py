@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
@@ -44,7 +45,7 @@ class CurveKeys:
     secret: bytes
 
 
-def curve_server(sock: zmq.Socket, keys: CurveKeys | None, domain: bytes) -> None:
+def curve_server(sock: zmq.Socket[Any], keys: CurveKeys | None, domain: bytes) -> None:
     """Make ``sock`` a CURVE server authenticated by ZAP under ``domain`` (no-op without keys)."""
     if keys is None:
         return
@@ -55,7 +56,9 @@ def curve_server(sock: zmq.Socket, keys: CurveKeys | None, domain: bytes) -> Non
     sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
 
-def curve_client(sock: zmq.Socket, keys: CurveKeys | None, server_public: bytes | None) -> None:
+def curve_client(
+    sock: zmq.Socket[Any], keys: CurveKeys | None, server_public: bytes | None
+) -> None:
     """Make ``sock`` a CURVE client of a server whose public key is ``server_public``."""
     if keys is None or server_public is None:
         return
@@ -76,18 +79,18 @@ def tcp_endpoint(host: str, port: int) -> str:
 
 
 def _bind_server(
-    ctx: zmq.Context,
+    ctx: zmq.Context[Any],
     kind: int,
     host: str,
     port: int,
     what: str,
-    options: dict[int, int],
+    options: dict[Any, int],
     keys: CurveKeys | None,
-    domain: str,
-) -> zmq.Socket:
+    domain: bytes,
+) -> zmq.Socket[Any]:
     """A socket of ``kind`` with ``options`` (LINGER 0 unless given), CURVE when
     ``keys``, bound on host:port; a bind failure says which socket and what to try."""
-    sock = ctx.socket(kind)
+    sock: zmq.Socket[Any] = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     for option, value in options.items():
         sock.setsockopt(option, value)
@@ -111,8 +114,8 @@ def _bind_server(
 
 
 def bind_request_socket(
-    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
-) -> zmq.Socket:
+    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket[Any]:
     """ROUTER for client requests; oversized frames drop the sender's connection.
 
     Bodies above ``MAX_BODY_BYTES`` but under the frame cap still get a TOO_LARGE reply.
@@ -126,8 +129,8 @@ def bind_request_socket(
 
 
 def bind_peer_socket(
-    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
-) -> zmq.Socket:
+    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket[Any]:
     """ROUTER for requests from peers: forwarded writes, digest pages, reconciles."""
     options = {
         zmq.MAXMSGSIZE: limits.MAX_PEER_BODY_BYTES + 1024,
@@ -138,8 +141,8 @@ def bind_peer_socket(
 
 
 def bind_notify_socket(
-    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
-) -> zmq.Socket:
+    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket[Any]:
     """XPUB for notifications, in manual mode: the runtime admits each subscription
     (valid topic, allowed by the ACL, under the cap) before it takes effect."""
     options = {
@@ -153,20 +156,22 @@ def bind_notify_socket(
 
 
 def bind_replication_socket(
-    ctx: zmq.Context, host: str, port: int, keys: CurveKeys | None = None
-) -> zmq.Socket:
+    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+) -> zmq.Socket[Any]:
     """PUB for replication to peers (deltas, beacons, digests)."""
     options = {zmq.SNDHWM: REPLICATION_SNDHWM, zmq.MAXMSGSIZE: REPLICATION_INBOUND_BYTES}
     return _bind_server(ctx, zmq.PUB, host, port, "replication", options, keys, PEER_DOMAIN)
 
 
-def connect_replication_socket(ctx: zmq.Context, keys: CurveKeys | None = None) -> zmq.Socket:
+def connect_replication_socket(
+    ctx: zmq.Context[Any], keys: CurveKeys | None = None
+) -> zmq.Socket[Any]:
     """SUB for the peers' replication PUBs (the caller connects it to each peer).
 
     Its frame cap drops a peer connection that sends a frame larger than any body the
     decoder would accept, before buffering it (``REPLICATION_FRAME_BYTES``).
     """
-    sock = ctx.socket(zmq.SUB)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, REPLICATION_FRAME_BYTES)
     curve_client(sock, keys, keys.public if keys else None)

@@ -1,0 +1,155 @@
+"""The production :class:`~meshreg.transport.base.Transport`: libzmq sockets.
+
+The channels it hands out are the ``zmq.Socket`` objects themselves (the
+runtime's hot path calls the backend's ``recv``/``send`` on them directly, see
+:meth:`ZmqTransport.fast_io`).  Everything ZeroMQ-specific stays here and in
+``transport/sockets.py``: the context, socket options and limits, CURVE on
+every socket with the node's ZAP handler (``runtime/zap.py``), which is bound
+before any socket so no handshake goes unanswered, and the accept monitor of
+the client port (``runtime/descriptors.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+import zmq.backend
+import zmq.utils.z85
+
+from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
+from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.descriptors import AcceptMonitor
+from meshreg.runtime.zap import ZapHandler
+from meshreg.transport.base import RecvFn, SendFn
+from meshreg.transport.sockets import (
+    CurveKeys,
+    bind_notify_socket,
+    bind_peer_socket,
+    bind_replication_socket,
+    bind_request_socket,
+    connect_replication_socket,
+    curve_client,
+    tcp_endpoint,
+)
+from meshreg.wire import limits
+
+PEER_HWM = 100_000  # messages queued to one peer before sends fail
+MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
+
+
+class ZmqTransport:
+    """A node's ZeroMQ sockets, in one context; CURVE and ZAP when given ``keys``."""
+
+    max_poll = MAX_POLL
+
+    def __init__(
+        self,
+        keys: CurveKeys | None = None,
+        client_known: Callable[[bytes], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        limiter: LogLimiter | None = None,
+    ) -> None:
+        """``client_known``: is this raw CURVE key in the ACL (asked on every handshake,
+        so an ACL reload applies); ``clock`` and ``limiter``: the ZAP handler's and the
+        accept monitor's (rate-limited logging)."""
+        self.keys = keys
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self._limiter = limiter or LogLimiter(logging.getLogger("meshreg.node"))
+        self._accepts: AcceptMonitor | None = None
+        self._zap: ZapHandler | None = None
+        try:
+            if keys is not None:  # before the sockets: no handshake may go unanswered
+                known = client_known or (lambda key: False)
+                self._zap = ZapHandler(self.ctx, zmq.utils.z85.decode(keys.public), known, clock)
+        except Exception:
+            self.close()
+            raise
+
+    # -- listening channels ----------------------------------------------------------
+    def bind_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
+        sock = bind_request_socket(self.ctx, host, port, self.keys)
+        self._accepts = AcceptMonitor(sock, f"{host}:{port}", self._limiter)
+        return sock
+
+    def bind_notifications(self, host: str, port: int) -> zmq.Socket[bytes]:
+        return bind_notify_socket(self.ctx, host, port, self.keys)
+
+    def bind_replication(self, host: str, port: int) -> zmq.Socket[bytes]:
+        return bind_replication_socket(self.ctx, host, port, self.keys)
+
+    def bind_peer_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
+        return bind_peer_socket(self.ctx, host, port, self.keys)
+
+    # -- connecting channels ---------------------------------------------------------
+    def connect_replication(self, addresses: Sequence[str]) -> zmq.Socket[bytes]:
+        sub = connect_replication_socket(self.ctx, self.keys)
+        for address in addresses:
+            host, port = parse_address(address)
+            sub.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
+        return sub
+
+    def connect_peer(self, address: str) -> zmq.Socket[bytes]:
+        host, port = parse_address(address)
+        sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # no live connection: a send fails at once
+        sock.setsockopt(zmq.SNDHWM, PEER_HWM)
+        sock.setsockopt(zmq.RCVHWM, PEER_HWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_REPLY_BYTES)
+        keys = self.keys
+        curve_client(sock, keys, keys.public if keys else None)
+        sock.connect(tcp_endpoint(host, port + PEER_PORT_OFFSET))
+        return sock
+
+    # -- the loop --------------------------------------------------------------------
+    def poller(self) -> zmq.Poller:
+        poller = zmq.Poller()
+        if self._zap is not None:
+            poller.register(self._zap.socket, zmq.POLLIN)
+        if self._accepts is not None:
+            self._accepts.attach(poller)
+        return poller
+
+    def fast_io(self) -> tuple[RecvFn, SendFn]:
+        # the backend's methods, past the sugar's wrappers (pyzmq's helpers cost more
+        # than all of meshreg's own work on a beat)
+        return zmq.backend.Socket.recv, zmq.backend.Socket.send
+
+    def service(self, channel: Any, now: float) -> bool:
+        zap, accepts = self._zap, self._accepts
+        if zap is not None and channel is zap.socket:
+            zap.drain()
+            return True
+        if accepts is not None and channel is accepts.socket:
+            accepts.drain(now)
+            return True
+        return False
+
+    def tick(self, now: float) -> None:
+        if self._accepts is not None:
+            self._accepts.tick(now)
+
+    def stats(self) -> dict[str, Any]:
+        zap, accepts = self._zap, self._accepts
+        return {
+            "handshakes_refused": zap.refused if zap is not None else 0,
+            "accept_failures": accepts.failures if accepts is not None else 0,
+        }
+
+    def close(self) -> None:
+        if self._accepts is not None:
+            self._accepts.close()
+            self._accepts = None
+        if self._zap is not None:
+            self._zap.close()
+            self._zap = None
+        if self.ctx is not None:
+            self.ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
+            self.ctx = None  # type: ignore[assignment]
+
+
+__all__ = ["MAX_POLL", "PEER_HWM", "ZmqTransport"]

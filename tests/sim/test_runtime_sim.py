@@ -1,0 +1,244 @@
+"""The node runtime's own branches under the seeded simulation (``network.py``).
+
+The simulation runs real ``NodeRuntime`` loops over the in-memory transport, so
+what the runtime decides with the core's output runs here too:
+
+* a forward to an owner whose process is gone fails at once (no connection:
+  the DEALER refuses) and the entry applies the write itself; a forward to a
+  stopped owner times out and the entry applies it then;
+* read-your-writes through a forwarding node: the owner sends back what the
+  write left (the ``written`` frame) and the entry holds it before it
+  answers, so a read on the entry right after the reply sees the write,
+  under message loss too (a lost forward or reply ends in the fallback);
+* the fast beat: a beat reaching the service's owner is renewed on the beat
+  path (``_drain_requests``) without the full parser; a beat elsewhere is
+  forwarded;
+* replication batching (``wire/batching.py``) under loss and reordering:
+  batches lost or overtaken are repaired like single deltas.
+
+A failing scenario prints its seed; ``MESHREG_SIM_TRACE=/tmp/trace.txt``
+writes its trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytest
+
+from meshreg.model import ServiceKey
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from network import Network, Outcome, SimNode  # noqa: E402
+from test_distro_sim import (  # noqa: E402
+    add_providers,
+    check_invariants,
+    core_of,
+    run_settled,
+    scenario_message,
+    start_cluster,
+)
+
+WHERE = {"namespace": "public", "group": "DEFAULT_GROUP"}
+
+
+def request(net: Network, entry: SimNode, op: str, **fields: Any) -> list[Outcome]:
+    """Send a request now; the list gets its outcome when it comes."""
+    out: list[Outcome] = []
+    net.client_request(entry, op, next(net.req_ids), fields, out.append)
+    return out
+
+
+def register_fields(service: str, index: int) -> dict[str, Any]:
+    return dict(WHERE, service=service, ip=f"10.2.0.{index + 1}", port=9000 + index, weight=1.0)
+
+
+def listed(outcome: Outcome, index: int) -> bool:
+    """Whether an ``instances`` reply lists the instance ``register_fields`` made."""
+    assert outcome[0] == "ok", outcome
+    return any(i["port"] == 9000 + index for i in outcome[1]["instances"])
+
+
+def owned_by(net: Network, owner: str, count: int = 1) -> list[str]:
+    """Services whose responsible node is ``owner`` (as every node sees it)."""
+    core = core_of(net, owner)
+    out = []
+    for i in range(200):
+        name = f"own{i}"
+        if core.owner_of(ServiceKey(WHERE["namespace"], WHERE["group"], name)) == owner:
+            out.append(name)
+            if len(out) == count:
+                return out
+    raise AssertionError(f"no service owned by {owner}")
+
+
+@pytest.mark.parametrize("seed", [61, 62, 63])
+def test_a_forward_to_a_dead_owner_is_applied_by_the_entry_at_once(seed: int) -> None:
+    net = start_cluster(seed, 3)
+    net.run_until(5.0)
+    service = owned_by(net, "n2")[0]
+    net.crash("n2")  # gone: the others still think it up for peer_timeout (3 s)
+    entry = net.nodes["n0"]
+    sent_at = net.now
+    reply = request(net, entry, "register", **register_fields(service, 1))
+    net.run_until(net.now + 0.2)  # far less than peer_request_timeout (2 s)
+    problems = []
+    if reply != [("ok", None)]:
+        problems.append(f"register through n0 with its owner dead: {reply}")
+    if not net.counts.get("forward_fallback"):
+        problems.append("no forward fallback counted")
+    read = request(net, entry, "instances", service=service, **WHERE)
+    net.run_until(net.now + 0.2)
+    if not read or not listed(read[0], 1):
+        problems.append(f"n0 does not list what it applied in place of n2: {read}")
+    net.at(net.now + 5.0, net.start, "n2")
+    net.run_until(sent_at + 12.0)  # n2 back and caught up; the instance not evicted yet
+    for node_id in net.nodes:
+        read = request(net, net.nodes[node_id], "instances", service=service, **WHERE)
+        net.run_until(net.now + 0.2)
+        if not read or not listed(read[0], 1):
+            problems.append(f"{node_id} lost the write the fallback applied: {read}")
+    assert not problems, scenario_message(net, "forward to a dead owner", problems)
+
+
+@pytest.mark.parametrize("seed", [64, 65])
+def test_a_forward_to_a_stopped_owner_times_out_into_the_fallback(seed: int) -> None:
+    net = start_cluster(seed, 3)
+    net.run_until(5.0)
+    service = owned_by(net, "n1")[0]
+    net.pause("n1")  # SIGSTOP: its connections stay up, nothing answers
+    entry = net.nodes["n2"]
+    sent_at = net.now
+    reply = request(net, entry, "register", **register_fields(service, 2))
+    timeout = net.cluster.peer_request_timeout
+    net.run_until(sent_at + timeout * 0.9)
+    problems = []
+    if reply:
+        problems.append(f"answered before the forward timed out: {reply}")
+    net.run_until(sent_at + timeout + 0.2)
+    if reply != [("ok", None)]:
+        problems.append(f"no fallback answer after the forward timed out: {reply}")
+    if not net.counts.get("forward_fallback"):
+        problems.append("no forward fallback counted")
+    net.resume("n1", "runtime")
+    net.run_until(net.now + 3.0)
+    read = request(net, net.nodes["n1"], "instances", service=service, **WHERE)
+    net.run_until(net.now + 0.2)
+    if not read or not listed(read[0], 2):
+        problems.append(f"the owner never got the write applied meanwhile: {read}")
+    assert not problems, scenario_message(net, "forward to a stopped owner", problems)
+
+
+@pytest.mark.parametrize(("seed", "loss"), [(66, 0.0), (67, 0.05), (68, 0.1)])
+def test_read_your_writes_through_a_forwarding_node(seed: int, loss: float) -> None:
+    """Each register goes to a node that is not the owner; as soon as its reply
+    comes, the client reads the service on that same node: the write is there."""
+    net = start_cluster(seed, 4)
+    net.run_until(5.0)
+    net.loss = loss
+    rng = net.rng
+    checked: list[int] = []
+    problems: list[str] = []
+    owners = {}
+    for node_id in net.nodes:
+        for name in owned_by(net, node_id, 3):
+            owners[name] = node_id
+
+    def write_then_read(index: int) -> None:
+        service = rng.choice(sorted(owners))
+        others = [n for n in sorted(net.nodes) if n != owners[service]]
+        entry = net.nodes[rng.choice(others)]
+
+        def registered(outcome: Outcome) -> None:
+            if outcome[0] != "ok":
+                return  # lost: the client would retry
+
+            def read(outcome: Outcome) -> None:
+                if outcome[0] == "ok":
+                    checked.append(index)
+                    if not listed(outcome, index):
+                        problems.append(
+                            f"t={net.now:.3f} {entry.node_id} answered the register of "
+                            f"{service}/{index} (owner {owners[service]}) but does not list it"
+                        )
+
+            net.client_request(
+                entry, "instances", next(net.req_ids), dict(WHERE, service=service), read
+            )
+
+        net.client_request(
+            entry, "register", next(net.req_ids), register_fields(service, index), registered
+        )
+
+    for index in range(120):
+        net.at(5.0 + index * 0.05, write_then_read, index)
+    net.run_until(20.0)
+    if len(checked) < 60:
+        problems.append(f"only {len(checked)} of 120 writes were read back")
+    if loss and not net.counts.get("lost"):
+        problems.append("no message was lost")
+    assert not problems, scenario_message(net, f"read-your-writes, loss {loss}", problems)
+
+
+@pytest.mark.parametrize("seed", [69, 70])
+def test_beats_at_the_owner_take_the_fast_path_and_others_are_forwarded(seed: int) -> None:
+    net = start_cluster(seed, 3)
+    fast = {"hits": 0, "misses": 0}
+
+    def spy(node: SimNode) -> None:
+        core = node.core
+        assert core is not None
+        real = core.fast_beat
+
+        def fast_beat(*args: Any) -> bool:
+            ok = real(*args)
+            fast["hits" if ok else "misses"] += 1
+            return ok
+
+        core.fast_beat = fast_beat  # type: ignore[method-assign]
+
+    net.run_until(3.0)
+    for node in net.nodes.values():
+        spy(node)
+    forwarded_before = sum(core_of(net, n).counters["forwarded"] for n in net.nodes)
+    providers = add_providers(net, services=4, per_service=3, start=(3.0, 5.0))
+    problems = run_settled(net, 70.0)
+    problems += check_invariants(net, providers)
+    forwarded = sum(core_of(net, n).counters["forwarded"] for n in net.nodes) - forwarded_before
+    beats = net.counts.get("client_beat", 0)
+    if not fast["hits"]:
+        problems.append(f"no beat of {beats} took the fast path")
+    if not forwarded:
+        problems.append("no write or beat was forwarded")
+    if not fast["misses"]:
+        problems.append(f"all {fast['hits']} beats took the fast path: none was forwarded")
+    assert not problems, scenario_message(net, "fast beat", problems)
+
+
+@pytest.mark.parametrize(("seed", "loss"), [(71, 0.02), (72, 0.05), (73, 0.05)])
+def test_batched_replication_under_loss_and_reordering(seed: int, loss: float) -> None:
+    """Busy turns (many deltas a message), messages lost and overtaking each other:
+    the cluster still converges, and a batch's loss is repaired like a delta's."""
+    net = start_cluster(seed, 4)
+    net.batch_hold = 0.02
+    net.run_until(3.0)
+    net.loss = loss
+    net.max_delay = 0.05  # a batch may overtake the one before it
+    providers = add_providers(
+        net, services=6, per_service=6, start=(3.0, 5.0), stop=(20.0, 30.0), deregister=True
+    )
+    providers += add_providers(net, services=3, per_service=4, start=(3.0, 5.0))
+    net.run_until(45.0)
+    net.loss = 0.0
+    net.max_delay = 0.02
+    problems = run_settled(net, 120.0)
+    problems += check_invariants(net, providers)
+    if not net.counts.get("pub_deltas"):
+        problems.append("no message carried more than one delta: batching not exercised")
+    for n in net.nodes:
+        if core_of(net, n).counters["replication_errors"]:
+            problems.append(f"{n}: replication errors")
+    assert not problems, scenario_message(net, f"batches under loss {loss}", problems)
