@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,17 @@ from conftest import FAST_TIMINGS
 from helpers import NodeProcess, free_port_pair, meshreg_cmd, wait_until
 
 from meshreg import Client, Instance
+from meshreg.client.session import ForgetRegistrations
 from meshreg.errors import CallFailedError, NoInstanceAvailableError
 
 FAST = {"beat_interval": 0.2, "timeout": 2.0, "attempt_timeout": 0.5}
+
+
+def go_silent(client: Client) -> None:
+    """The client stops keeping its instances alive, without deregistering them."""
+    done: Future[None] = Future()
+    client._agent.submit(ForgetRegistrations(done))
+    done.result(5.0)
 
 
 def test_select_weights_and_none_available(node: NodeProcess) -> None:
@@ -190,7 +199,7 @@ def test_protection_threshold_returns_every_instance_in_a_mass_failure(
         with Client([node.address], sessions=False, **FAST) as dying:
             dying.register("prot", "10.5.0.2", 2)
             dying.register("prot", "10.5.0.3", 3)
-            dying._agent.registrations.clear()  # stop beating without deregistering
+            go_silent(dying)  # stop beating without deregistering
         wait_until(lambda: len(consumer.instances("prot")) == 1, what="two unhealthy")
         out = subprocess.run(
             meshreg_cmd("service-set", "prot", "--protect-threshold", "0.5", "-s", node.address),
@@ -226,7 +235,7 @@ def test_a_restarted_empty_node_does_not_blank_out_consumers(
         with Client([node.address], sessions=False, **FAST) as provider:
             provider.register("keep", "10.6.0.1", 1)
             wait_until(lambda: len(consumer.instances("keep")) == 1)
-            provider._agent.registrations.clear()  # the provider goes away silently
+            go_silent(provider)  # the provider goes away silently
         node.kill()
         restarted = start_node(*FAST_TIMINGS, port=node.port)  # empty, just started
 
