@@ -427,6 +427,7 @@ class ClientSession:
         self._next_probe = 0.0
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # before this, no switch again (backoff)
+        self._backoff_rounds = 0  # switches made while backing off: the pause doubles
         self._next_beat = self._next_resync = 0.0
         self.status = self._new_status()
 
@@ -523,7 +524,7 @@ class ClientSession:
     def on_reply(self, source: str, reply: Reply, now: float) -> list[Action]:
         """A decoded reply from ``source`` (the server, or a member a write went to)."""
         self._now = now
-        self._failed_switches = 0  # somebody answers: no more backoff
+        self._failed_switches = self._backoff_rounds = 0  # somebody answers: no more backoff
         pending = self._pending.pop(reply.request_id, None)
         if self._backlog:
             self._pump()
@@ -651,8 +652,9 @@ class ClientSession:
     def _failover(self) -> None:
         """The current server did not answer in time: reconnect (to the next one).
 
-        After a whole round of servers failed, further switches back off
-        exponentially (BACKOFF_BASE doubling to BACKOFF_MAX) until some server answers.
+        After a whole round of servers failed, further switches back off: the pause
+        between two switches is BACKOFF_BASE, doubling at each switch up to BACKOFF_MAX,
+        until some server answers.
         """
         now = self._now
         self._failed_switches += 1
@@ -662,8 +664,9 @@ class ClientSession:
                     p.attempt_deadline = min(p.deadline, self._next_switch)
                 self._recompute_earliest()
                 return
-            rounds = self._failed_switches - len(self.servers)
-            self._next_switch = now + min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(rounds, 16))
+            pause = BACKOFF_BASE * 2 ** min(self._backoff_rounds, 16)
+            self._next_switch = now + min(BACKOFF_MAX, pause)
+            self._backoff_rounds += 1
         old = self.server
         self._server_index = (self._server_index + 1) % len(self.servers)
         if self.server != old:
