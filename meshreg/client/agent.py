@@ -33,46 +33,36 @@ from typing import Any
 
 import zmq
 
-from meshreg.client.disk_cache import DiskCache
-from meshreg.client.messages import decode_notification_frames, decode_reply_frames
-from meshreg.client.session import (
-    BACKOFF_BASE as BACKOFF_BASE,
-)
-from meshreg.client.session import (
-    BACKOFF_MAX as BACKOFF_MAX,
-)
-from meshreg.client.session import (
-    MAX_SERVERS,
+from meshreg.client.actions import (
     Action,
     CallListener,
-    ClientSession,
-    Command,
     Complete,
     ConnectServer,
     DirectSend,
     Fail,
-    Listener,
     LogLine,
-    RegisterBatch,
     SaveToDisk,
     SendRequest,
-    SessionSettings,
-    SessionStatus,
-    Subscribe,
     UnwatchTopic,
     WatchTopic,
 )
-from meshreg.client.session import (
-    PROBE_INTERVAL as PROBE_INTERVAL,
-)
-from meshreg.client.session import (
-    READ_YOUR_WRITES_WINDOW as READ_YOUR_WRITES_WINDOW,
-)
-from meshreg.client.session import (
-    VIEW_INTERVAL as VIEW_INTERVAL,
-)
-from meshreg.client.session import (
-    YOUNG_NODE_GRACE as YOUNG_NODE_GRACE,
+from meshreg.client.commands import Command, Listener, RegisterBatch, Subscribe
+from meshreg.client.disk_cache import DiskCache
+from meshreg.client.messages import decode_notification_frames, decode_reply_frames
+
+# Some constants are imported only for tests/wire/test_protocol_doc.py, which checks
+# docs/PROTOCOL.md's table against ``agent.NAME``.
+from meshreg.client.session import (  # noqa: F401
+    BACKOFF_BASE,
+    BACKOFF_MAX,
+    MAX_SERVERS,
+    PROBE_INTERVAL,
+    READ_YOUR_WRITES_WINDOW,
+    VIEW_INTERVAL,
+    YOUNG_NODE_GRACE,
+    ClientSession,
+    SessionSettings,
+    SessionStatus,
 )
 from meshreg.config import PUB_PORT_OFFSET
 from meshreg.errors import ClientClosedError, ConfigError, RemoteProtocolError

@@ -22,10 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from meshreg.client.agent import ClientAgent
-from meshreg.client.disk_cache import DiskCache
-from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
-from meshreg.client.selection import choose, eligible
-from meshreg.client.session import (
+from meshreg.client.commands import (
     Call,
     CloseSession,
     Deregister,
@@ -40,6 +37,9 @@ from meshreg.client.session import (
     Subscribe,
     Unsubscribe,
 )
+from meshreg.client.disk_cache import DiskCache
+from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
+from meshreg.client.selection import choose, eligible
 from meshreg.config import parse_address
 from meshreg.errors import (
     CallFailedError,

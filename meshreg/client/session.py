@@ -47,7 +47,6 @@ Rules (each with its constant below):
 
 from __future__ import annotations
 
-import enum
 import itertools
 import math
 import traceback
@@ -56,7 +55,38 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshreg.client.actions import (
+    Action,
+    CallListener,
+    Complete,
+    ConnectServer,
+    DirectSend,
+    Fail,
+    LogLine,
+    SaveToDisk,
+    SendRequest,
+    UnwatchTopic,
+    WatchTopic,
+)
 from meshreg.client.cache import Outcome, ServiceView
+from meshreg.client.commands import (
+    Call,
+    CloseSession,
+    Command,
+    Deregister,
+    ForgetRegistrations,
+    Listener,
+    ListRegistrations,
+    NoteWrite,
+    ReadCached,
+    Register,
+    RegisterBatch,
+    Registration,
+    ReplyTo,
+    Shutdown,
+    Subscribe,
+    Unsubscribe,
+)
 from meshreg.client.messages import (
     ClusterView,
     InstancesSnapshot,
@@ -76,7 +106,7 @@ from meshreg.errors import (
     server_error,
 )
 from meshreg.log_limiter import LOG_INTERVAL
-from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
+from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
 
@@ -97,27 +127,6 @@ DIRECT_INSIST = 20  # tries (about 1 s) to reach a member that must answer (a co
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
 MAX_WHY = 500  # chars of an unreadable reply kept to explain a later time-out
 
-Listener = Callable[[list[Instance]], None]
-ReplyTo = Any  # the caller's handle (the loop's Future); opaque here
-
-
-@dataclass
-class Registration:
-    """An instance this client keeps alive; ``fields`` is its register request."""
-
-    key: ServiceKey
-    iid: InstanceId
-    fields: dict[str, Any]  # the register request's fields, to redo it
-    beat_fields: dict[str, Any] = field(init=False)  # built once: beats are the hot path
-
-    def __post_init__(self) -> None:
-        names = ("namespace", "group", "service", "ip", "port", "cluster")
-        self.beat_fields = {k: self.fields[k] for k in names}
-
-    @property
-    def session(self) -> str | None:
-        return self.fields.get("session")  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True)
 class SessionSettings:
@@ -126,197 +135,6 @@ class SessionSettings:
     resync_interval: float  # s; watched services are re-pulled this often
     empty_protection: bool = True  # an empty list needs a second opinion
     secure: bool = False  # CURVE is on: an unanswered call hints at keys and the ACL
-
-
-# -- commands: what the user's threads ask for (through the loop's queue) ----------------------
-@dataclass(frozen=True)
-class Call:
-    """Send ``op`` and complete ``reply_to`` with its typed result (messages.decode_result)."""
-
-    op: str
-    fields: dict[str, Any]
-    timeout: float
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class Register:
-    registration: Registration
-    timeout: float
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class RegisterBatch:
-    items: tuple[tuple[Registration, ReplyTo], ...]
-    timeout: float
-
-
-@dataclass(frozen=True)
-class Deregister:
-    key: ServiceKey
-    iid: InstanceId
-    fields: dict[str, Any]
-    timeout: float
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class NoteWrite:
-    """This client wrote to ``key`` (update, service_set): read it from the server a while."""
-
-    key: ServiceKey
-
-
-@dataclass(frozen=True)
-class Subscribe:
-    """Watch ``key``; ``saved``: its disk copy, read by the loop when not watched yet."""
-
-    key: ServiceKey
-    listener: Listener | None
-    timeout: float
-    reply_to: ReplyTo
-    pinned: bool = False  # kept without listeners (a service the client queried)
-    saved: tuple[Instance, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Unsubscribe:
-    key: ServiceKey
-    listener: Listener | None  # None: every listener
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class ReadCached:
-    """Completes with ("view", list), ("bypass", list) just after our own write, or
-    ("none", None) when the service is not cached yet."""
-
-    key: ServiceKey
-    healthy_only: bool
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class CloseSession:
-    """The node deregisters every instance of the client session (one request)."""
-
-    timeout: float
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class ListRegistrations:
-    """Completes with a tuple of (key, iid, id fields) of what is kept alive."""
-
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class ForgetRegistrations:
-    """Stop keeping every instance alive, without deregistering (tests: a silent provider)."""
-
-    reply_to: ReplyTo
-
-
-@dataclass(frozen=True)
-class Shutdown:
-    reply_to: ReplyTo
-
-
-Command = (
-    Call
-    | Register
-    | RegisterBatch
-    | Deregister
-    | NoteWrite
-    | Subscribe
-    | Unsubscribe
-    | ReadCached
-    | CloseSession
-    | ListRegistrations
-    | ForgetRegistrations
-    | Shutdown
-)
-
-
-# -- actions: what the loop must do ----------------------------------------------------------
-@dataclass(frozen=True)
-class ConnectServer:
-    """Use this server: a new request connection; notifications from its PUB port (and
-    no longer from the previous server's: it would deliver everything twice)."""
-
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendRequest:
-    request_id: int
-    body: bytes
-    via: str | None  # a member's address to send it straight to; None: the server.
-    # A send via a member must be answered with ``direct_send_result``.
-
-
-class DirectSend(enum.Enum):
-    """What became of a request the loop was to send straight to a member."""
-
-    SENT = "sent"
-    NOT_CONNECTED = "not connected"  # no connection (yet): nothing was sent
-    UNUSABLE = "unusable"  # the address cannot be used (unresolvable, refused)
-
-
-@dataclass(frozen=True)
-class WatchTopic:
-    key: ServiceKey
-
-
-@dataclass(frozen=True)
-class UnwatchTopic:
-    key: ServiceKey
-
-
-@dataclass(frozen=True)
-class CallListener:
-    listener: Listener
-    listing: InstanceList
-
-
-@dataclass(frozen=True)
-class SaveToDisk:
-    key: ServiceKey
-    listing: InstanceList
-
-
-@dataclass(frozen=True)
-class Complete:
-    reply_to: ReplyTo
-    result: Any
-
-
-@dataclass(frozen=True)
-class Fail:
-    reply_to: ReplyTo
-    error: BaseException
-
-
-@dataclass(frozen=True)
-class LogLine:
-    level: str  # "info", "warning" or "error"
-    text: str
-
-
-Action = (
-    ConnectServer
-    | SendRequest
-    | WatchTopic
-    | UnwatchTopic
-    | CallListener
-    | SaveToDisk
-    | Complete
-    | Fail
-    | LogLine
-)
 
 
 @dataclass(frozen=True)
@@ -429,7 +247,8 @@ class ClientSession:
         self._next_switch = 0.0  # before this, no switch again (backoff)
         self._backoff_rounds = 0  # switches made while backing off: the pause doubles
         self._next_beat = self._next_resync = 0.0
-        self.status = self._new_status()
+        self.status = self._new_status()  # replaced whole when _status_changed is set
+        self._status_changed = False
 
     # -- what the loop reads ---------------------------------------------------------------
     @property
@@ -464,13 +283,8 @@ class ClientSession:
 
     def _take(self) -> list[Action]:
         out, self._out = self._out, []
-        status = self.status
-        if (
-            status.server != self.server
-            or len(status.servers) != len(self.servers)
-            or status.renewals_failed != self.renewals_failed
-            or (status.session_id is None) != (self.session is None)
-        ):
+        if self._status_changed:
+            self._status_changed = False
             self.status = self._new_status()
         return out
 
@@ -669,6 +483,7 @@ class ClientSession:
             self._backoff_rounds += 1
         old = self.server
         self._server_index = (self._server_index + 1) % len(self.servers)
+        self._status_changed = True
         if self.server != old:
             self._warn(
                 "failover",
@@ -698,6 +513,7 @@ class ClientSession:
                 address = split_address(m.address)
                 if address not in self.servers and len(self.servers) < MAX_SERVERS:
                     self.servers.append(address)
+                    self._status_changed = True
 
         def failed(exc: BaseException) -> None:  # keep the view we have; the server serves
             if isinstance(exc, RemoteProtocolError):
@@ -989,6 +805,7 @@ class ClientSession:
 
     def _renewal_failed(self, exc: BaseException) -> None:
         self.renewals_failed += 1
+        self._status_changed = True
         if getattr(exc, "code", None) == ErrorCode.UNKNOWN_OP and self.session is not None:
             # a node older than sessions: fall back on per-instance beats, for good
             self._out.append(
@@ -999,6 +816,7 @@ class ClientSession:
                 )
             )
             self.session = None
+            self._status_changed = True
             self._session_acked = 0
             for reg in self.registrations.values():
                 reg.fields.pop("session", None)

@@ -14,6 +14,17 @@ from typing import Any
 
 import msgpack
 
+from meshreg.client.actions import (
+    Action,
+    CallListener,
+    Complete,
+    ConnectServer,
+    DirectSend,
+    Fail,
+    LogLine,
+    SendRequest,
+)
+from meshreg.client.commands import Command, Registration
 from meshreg.client.messages import (
     ReplyError,
     ReplyOk,
@@ -21,20 +32,7 @@ from meshreg.client.messages import (
     ServiceSync,
     decode_result,
 )
-from meshreg.client.session import (
-    Action,
-    CallListener,
-    ClientSession,
-    Command,
-    Complete,
-    ConnectServer,
-    DirectSend,
-    Fail,
-    LogLine,
-    Registration,
-    SendRequest,
-    SessionSettings,
-)
+from meshreg.client.session import ClientSession, SessionSettings
 from meshreg.errors import ErrorCode
 from meshreg.model import Instance, InstanceId, ServiceKey
 

@@ -7,15 +7,9 @@ from typing import Any
 import pytest
 from session_harness import SVC, Handle, Harness, registration
 
-from meshreg.client.session import (
-    BACKOFF_MAX,
-    PROBE_INTERVAL,
-    Call,
-    DirectSend,
-    Fail,
-    Register,
-    Subscribe,
-)
+from meshreg.client.actions import DirectSend, Fail
+from meshreg.client.commands import Call, Register, Subscribe
+from meshreg.client.session import BACKOFF_MAX, PROBE_INTERVAL
 from meshreg.core.mapping import responsible_node
 from meshreg.errors import RemoteProtocolError, ServerUnreachableError
 

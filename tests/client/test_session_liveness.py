@@ -6,14 +6,9 @@ from __future__ import annotations
 import pytest
 from session_harness import SID, Handle, Harness, registration
 
-from meshreg.client.session import (
-    SHORT_RENEWALS,
-    CloseSession,
-    Complete,
-    Deregister,
-    Register,
-    RegisterBatch,
-)
+from meshreg.client.actions import Complete
+from meshreg.client.commands import CloseSession, Deregister, Register, RegisterBatch
+from meshreg.client.session import SHORT_RENEWALS
 from meshreg.errors import ErrorCode
 from meshreg.log_limiter import LOG_INTERVAL
 

@@ -16,19 +16,9 @@ from session_harness import (
     snapshot,
 )
 
-from meshreg.client.session import (
-    READ_YOUR_WRITES_WINDOW,
-    YOUNG_NODE_GRACE,
-    Complete,
-    Fail,
-    ReadCached,
-    Register,
-    SaveToDisk,
-    Subscribe,
-    Unsubscribe,
-    UnwatchTopic,
-    WatchTopic,
-)
+from meshreg.client.actions import Complete, Fail, SaveToDisk, UnwatchTopic, WatchTopic
+from meshreg.client.commands import ReadCached, Register, Subscribe, Unsubscribe
+from meshreg.client.session import READ_YOUR_WRITES_WINDOW, YOUNG_NODE_GRACE
 from meshreg.errors import ServerUnreachableError
 from meshreg.model import Instance
 
@@ -119,7 +109,7 @@ def test_an_empty_list_confirmed_by_another_server_is_taken() -> None:
 
 
 def test_the_confirmation_waits_for_the_other_servers_connection() -> None:
-    from meshreg.client.session import DirectSend
+    from meshreg.client.actions import DirectSend
 
     h = Harness(servers=("a:1", "b:2"), direct=DirectSend.NOT_CONNECTED)
     watching(h, "10.0.0.1")

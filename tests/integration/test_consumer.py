@@ -15,7 +15,7 @@ from conftest import FAST_TIMINGS
 from helpers import NodeProcess, free_port_pair, meshreg_cmd, wait_until
 
 from meshreg import Client, Instance
-from meshreg.client.session import ForgetRegistrations
+from meshreg.client.commands import ForgetRegistrations
 from meshreg.errors import CallFailedError, NoInstanceAvailableError
 
 FAST = {"beat_interval": 0.2, "timeout": 2.0, "attempt_timeout": 0.5}

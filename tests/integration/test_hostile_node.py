@@ -21,8 +21,8 @@ import zmq
 from helpers import HOST, free_port_pair, meshreg_cmd, wait_until
 
 from meshreg import Client
+from meshreg.client.commands import NoteWrite
 from meshreg.client.disk_cache import DiskCache
-from meshreg.client.session import NoteWrite
 from meshreg.errors import ClientClosedError, MeshregError, RemoteProtocolError
 from meshreg.model import Instance, ServiceKey
 
