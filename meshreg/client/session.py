@@ -105,7 +105,7 @@ from meshreg.errors import (
     ServerUnreachableError,
     server_error,
 )
-from meshreg.log_limiter import LOG_INTERVAL
+from meshreg.log_limiter import LogBudget
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
@@ -181,29 +181,6 @@ def malformed_reply_error(op: str, source: str, why: object) -> RemoteProtocolEr
         f"{op}: the node at {source} sent a malformed reply: {why}; "
         "is it a meshreg node of a compatible version? check --server / MESHREG_SERVERS"
     )
-
-
-class LogBudget:
-    """Whether a kind of problem may be logged now: once per ``interval``, with the
-    count of lines suppressed since (meshreg/log_limiter, without the logger)."""
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._last: dict[Hashable, float] = {}
-        self._suppressed: dict[Hashable, int] = {}
-
-    def line(self, kind: Hashable, now: float, text: str) -> str | None:
-        last = self._last.get(kind)
-        if last is not None and now - last < self.interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return None
-        if len(self._last) > 1024:  # kinds come from a small set; never grow unbounded
-            self._last.clear()
-        self._last[kind] = now
-        suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            text += f" ({suppressed} similar suppressed in the last {self.interval:g} s)"
-        return text
 
 
 class ClientSession:
