@@ -212,6 +212,7 @@ class ClientSession:
         self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
         self._earliest = math.inf  # <= every attempt deadline in flight
         self._server_index = 0
+        self.server = self._address(0)  # the server in use, host:port
         self._session_acked = 0  # registrations in the session the node acknowledged
         self._short_renewals = 0  # renewals in a row that held fewer than that
         self._session_opened = False
@@ -229,11 +230,6 @@ class ClientSession:
 
     # -- what the loop reads ---------------------------------------------------------------
     @property
-    def server(self) -> str:
-        host, port = self.servers[self._server_index]
-        return f"{host}:{port}"
-
-    @property
     def backlog_full(self) -> bool:
         """Commands should wait: the requests already queued are enough to send."""
         return len(self._backlog) >= BACKLOG_HIGH
@@ -249,6 +245,10 @@ class ClientSession:
         if self.watches:
             wake = min(wake, self._next_probe)
         return wake
+
+    def _address(self, index: int) -> str:
+        host, port = self.servers[index]
+        return f"{host}:{port}"
 
     def _new_status(self) -> SessionStatus:
         return SessionStatus(
@@ -460,6 +460,7 @@ class ClientSession:
             self._backoff_rounds += 1
         old = self.server
         self._server_index = (self._server_index + 1) % len(self.servers)
+        self.server = self._address(self._server_index)
         self._status_changed = True
         if self.server != old:
             self._warn(
@@ -871,8 +872,7 @@ class ClientSession:
         watch.repull = False
         via = None
         if confirm and len(self.servers) > 1:
-            host, port = self.servers[(self._server_index + 1) % len(self.servers)]
-            via = f"{host}:{port}"
+            via = self._address((self._server_index + 1) % len(self.servers))
 
         def pulled(snap: InstancesSnapshot) -> None:
             watch.pulling = False
