@@ -226,7 +226,7 @@ def test_bad_client_settings_raise_meshreg_errors() -> None:
 
 def test_a_watcher_fails_over_then_hears_pushes_from_the_new_server(start_node) -> None:  # type: ignore[no-untyped-def]
     """End to end: the SUB moves with the DEALER.  (A watcher that sends nothing else
-    notices a dead server by its ping: tests/client/test_session_failover.py.)"""
+    notices a dead server by its ping: tests/client/test_client_session_failover.py.)"""
     first = start_node(*FAST_TIMINGS)
     second = start_node(*FAST_TIMINGS)
     with Client([second.address], **FAST_CLIENT) as provider:

@@ -128,7 +128,7 @@ def test_a_dead_server_is_one_log_line_per_interval_not_one_per_instance(
     node: NodeProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     """End to end, through the real logger (the policy over longer times, fake clock:
-    tests/client/test_session_liveness.py)."""
+    tests/client/test_client_session_liveness.py)."""
     with Client([node.address], **FAST_CLIENT) as c:
         items = [
             {"service": "orders", "ip": f"10.0.{i // 250}.{i % 250 + 1}", "port": 80}

@@ -165,7 +165,7 @@ def test_operator_drains_an_instance_and_select_respects_it(node: NodeProcess) -
 def test_push_empty_protection_needs_a_second_opinion(
     start_node: Callable[..., NodeProcess],
 ) -> None:
-    """End to end (the policy's cases: tests/client/test_session_watch.py): two real nodes
+    """End to end (the policy's cases: tests/client/test_client_session_watch.py): two real nodes
     that disagree; A (the consumer's server) pushes "empty", B does not."""
     a = start_node(*FAST_TIMINGS)
     b = start_node(*FAST_TIMINGS)
@@ -187,7 +187,7 @@ def test_push_empty_protection_needs_a_second_opinion(
             assert check.instances("guard") == []
         assert [i.address for i in consumer.instances("guard")] == ["10.4.0.1:1"]
         assert seen[-1] == {"10.4.0.1:1"}
-        # (an empty list that B confirms is taken: test_session_watch.py; here A's next
+        # (an empty list that B confirms is taken: test_client_session_watch.py; here A's next
         # empty answer would be held back for YOUNG_NODE_GRACE, A being a "new" node to a
         # view last filled by B, which only made this test wait 15 s)
 
