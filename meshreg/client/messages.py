@@ -88,6 +88,7 @@ class InstancesSnapshot:
 class ServicesPage:
     services: tuple[str, ...]
     next_cursor: Any  # None on the last page; otherwise sent back as it came
+    count: int | None = None  # services in the namespace and group (None: not sent)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,12 @@ def decode_result(op: str, raw: Any) -> Any:
     if op == "instances":
         return snapshot_from_map(r)
     if op == "services":
-        return ServicesPage(tuple(s["service"] for s in r["services"]), r.get("next_cursor"))
+        count = r.get("count")
+        return ServicesPage(
+            tuple(s["service"] for s in r["services"]),
+            r.get("next_cursor"),
+            count if type(count) is int else None,
+        )
     if op == "cluster":
         members = tuple(Member(m["id"], m["address"], m["state"]) for m in r["members"])
         return ClusterView(r["node"], members, r)
