@@ -121,6 +121,13 @@ class Harness:
     def fail(self, req: Sent, code: ErrorCode, message: str = "no") -> None:
         self.run(self.core.on_reply(req.to, ReplyError(req.id, int(code), message), self.now))
 
+    def fail_all(self, op: str, code: ErrorCode, message: str = "no") -> int:
+        """Refuse every request of ``op`` not answered yet; how many."""
+        todo = self.unanswered(op)
+        for req in todo:
+            self.fail(req, code, message)
+        return len(todo)
+
     def push(self, note: ServiceDelta | ServiceSync) -> None:
         self.run(self.core.on_notification(note, self.now))
 

@@ -42,8 +42,7 @@ def test_a_beat_answered_not_found_registers_that_instance_again_with_one_log_li
     h = Harness(beat_ms=1000)
     registered(h, 100)
     h.advance(1000)
-    for beat in h.unanswered("beat"):
-        h.fail(beat, ErrorCode.NOT_FOUND, "not registered")
+    assert h.fail_all("beat", ErrorCode.NOT_FOUND, "not registered") == 100
     again = h.unanswered("register")
     assert len(again) == 100
     assert again[0].fields == registration(0).fields  # the full fields, not the beat's
@@ -67,8 +66,7 @@ def test_a_beat_answered_unavailable_is_left_to_the_next_beat() -> None:
     h = Harness(beat_ms=1000)
     registered(h, 50)
     h.advance(1000)
-    for beat in h.unanswered("beat"):
-        h.fail(beat, ErrorCode.UNAVAILABLE, "still catching up")
+    assert h.fail_all("beat", ErrorCode.UNAVAILABLE, "still catching up") == 50
     assert h.unanswered("register") == []
     assert h.connects() == ["a:1"]
     assert h.logs() == []
@@ -81,8 +79,7 @@ def test_a_beat_refused_otherwise_is_logged_once_per_interval() -> None:
     registered(h, 20)
     for _ in range(3):
         h.advance(1000)
-        for beat in h.unanswered("beat"):
-            h.fail(beat, ErrorCode.PERMISSION_DENIED, "beat: not allowed")
+        assert h.fail_all("beat", ErrorCode.PERMISSION_DENIED, "beat: not allowed") == 20
     lines = h.logs("warning")
     assert len(lines) == 1 and "beats refused by a:1" in lines[0], lines
     assert h.unanswered("register") == []
@@ -95,8 +92,7 @@ def test_after_a_failover_the_new_server_gets_the_registrations_again() -> None:
     h.advance(500)  # a died: the beats go to b
     beats = h.unanswered("beat")
     assert {b.to for b in beats} == {"b:2"} and len(beats) == 10
-    for beat in beats:  # b never heard of them
-        h.fail(beat, ErrorCode.NOT_FOUND)
+    h.fail_all("beat", ErrorCode.NOT_FOUND)  # b never heard of them
     assert {r.to for r in h.unanswered("register")} == {"b:2"}
     assert len(h.unanswered("register")) == 10
 
