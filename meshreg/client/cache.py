@@ -15,8 +15,17 @@ Pure: no sockets, no threads.  Rules (the zguide's Clone pattern):
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
+from meshreg.client.messages import (
+    InstancesSnapshot,
+    Notification,
+    ServiceDelta,
+    ServiceSync,
+    notification_from_map,
+    snapshot_from_map,
+)
 from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey, protection_active
 
 
@@ -40,15 +49,14 @@ class ServiceView:
         self.service_metadata: dict[str, str] = {}  # the service's metadata, as last heard
         self._hint: tuple[int, int] | None = None  # newest (epoch, revision) heard before loading
 
-    def apply_snapshot(self, result: dict[str, Any]) -> Outcome:
-        epoch, revision = result["epoch"], result["revision"]
+    def apply_snapshot(self, snapshot: InstancesSnapshot | Mapping[str, Any]) -> Outcome:
+        """Apply an ``instances`` result (a checked map is decoded first)."""
+        snap = snapshot if isinstance(snapshot, InstancesSnapshot) else snapshot_from_map(snapshot)
+        epoch, revision = snap.epoch, snap.revision
         if self.loaded and epoch == self.epoch and revision < self.revision:
             return Outcome.UNCHANGED  # an older answer overtaken by a delta
-        new = {}
-        for d in result["instances"]:
-            inst = Instance.from_wire(d)
-            new[inst.id] = inst
-        self._take_settings(result)
+        new = {inst.id: inst for inst in snap.instances}
+        self._take_settings(snap.protect_threshold, snap.service_metadata)
         changed = not self.loaded or self.from_disk or new != self.instances
         self.epoch, self.revision, self.instances, self.loaded = epoch, revision, new, True
         self.from_disk = False
@@ -57,26 +65,31 @@ class ServiceView:
             return Outcome.GAP  # a change we heard of is missing from this snapshot
         return Outcome.APPLIED if changed else Outcome.UNCHANGED
 
-    def _take_settings(self, msg: dict[str, Any]) -> None:
-        threshold = msg.get("protect_threshold", self.protect_threshold)
-        if type(threshold) in (int, float):
-            self.protect_threshold = float(threshold)
-        metadata = msg.get("service_metadata", self.service_metadata)
-        if isinstance(metadata, dict):
-            self.service_metadata = {str(k): str(v) for k, v in metadata.items()}
+    def _take_settings(self, threshold: float | None, metadata: dict[str, str] | None) -> None:
+        """A service's settings as last heard; None: not sent, keep what we have."""
+        if threshold is not None:
+            self.protect_threshold = threshold
+        if metadata is not None:
+            self.service_metadata = dict(metadata)
 
     def preload(self, instances: list[Instance]) -> None:
         """Start from a disk copy; the first snapshot from a node replaces it."""
         self.instances = {i.id: i for i in instances}
         self.epoch, self.revision, self.loaded, self.from_disk = None, 0, True, True
 
-    def apply_notification(self, msg: dict[str, Any]) -> Outcome:
-        epoch, revision = msg["epoch"], msg["revision"]
+    def apply_notification(self, notification: Notification | Mapping[str, Any]) -> Outcome:
+        """Apply a delta or sync (a checked map is decoded first)."""
+        msg = (
+            notification
+            if isinstance(notification, (ServiceDelta, ServiceSync))
+            else notification_from_map(notification)
+        )
+        epoch, revision = msg.epoch, msg.revision
         if not self.loaded:  # the snapshot pull in flight should cover it; remember it
             if self._hint is None or self._hint[0] != epoch or self._hint[1] < revision:
                 self._hint = (epoch, revision)
             return Outcome.UNCHANGED
-        if msg["kind"] == "sync":
+        if isinstance(msg, ServiceSync):
             if epoch != self.epoch or revision != self.revision:
                 return Outcome.GAP
             return Outcome.UNCHANGED
@@ -84,16 +97,23 @@ class ServiceView:
             return Outcome.GAP
         if revision <= self.revision:
             return Outcome.UNCHANGED
-        if msg.get("base") != self.revision:
+        if msg.base != self.revision:
             return Outcome.GAP
-        for d in msg.get("upsert") or ():
-            inst = Instance.from_wire(d)
+        for inst in msg.upsert:
             self.instances[inst.id] = inst
-        for ip, port, cluster in msg.get("remove") or ():
-            self.instances.pop(InstanceId(ip, port, cluster), None)
-        self._take_settings(msg)
+        for iid in msg.remove:
+            self.instances.pop(iid, None)
+        self._take_settings(msg.protect_threshold, msg.service_metadata)
         self.revision = revision
         return Outcome.APPLIED
+
+    def would_be_emptied_by(self, delta: ServiceDelta) -> bool:
+        """A delta that applies on top of this view and removes every instance in it."""
+        if not (self.loaded and self.instances) or delta.upsert:
+            return False
+        if delta.epoch != self.epoch or delta.base != self.revision:
+            return False
+        return set(self.instances) <= set(delta.remove)
 
     def listing(self, healthy_only: bool = False) -> InstanceList:
         """Instances sorted by (ip, port, cluster); healthy_only keeps healthy+enabled."""

@@ -21,8 +21,24 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from meshreg.client.agent import ClientAgent, Listener, Registration
+from meshreg.client.agent import ClientAgent
+from meshreg.client.commands import (
+    Call,
+    CloseSession,
+    Deregister,
+    Listener,
+    ListRegistrations,
+    NoteWrite,
+    ReadCached,
+    Register,
+    RegisterBatch,
+    Registration,
+    Shutdown,
+    Subscribe,
+    Unsubscribe,
+)
 from meshreg.client.disk_cache import DiskCache
+from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
 from meshreg.client.selection import choose, eligible
 from meshreg.config import parse_address
 from meshreg.errors import (
@@ -71,7 +87,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     socket.gaierror,
 )
-_ID_FIELDS = ("namespace", "group", "service", "ip", "port", "cluster")
 
 
 def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
@@ -173,7 +188,7 @@ class Client:
         """Register an instance and keep it alive (its session's renewals, or its own
         beats) until deregistered."""
         reg = self._registration(service, ip, port, weight, metadata, cluster, enabled)
-        self._wait("register", lambda fut: self._agent.submit("register", reg, self.timeout, fut))
+        self._wait("register", lambda fut: self._agent.submit(Register(reg, self.timeout, fut)))
 
     def register_many(
         self, instances: Iterable[dict[str, Any]], timeout: float | None = None
@@ -213,7 +228,7 @@ class Client:
                 batch.append((reg, fut))
                 waiting.append((d, fut))
             if batch:
-                self._agent.submit("register_batch", batch, budget)
+                self._agent.submit(RegisterBatch(tuple(batch), budget))
         deadline = time.monotonic() + budget + 2.0
         for item, fut in waiting:
             try:
@@ -243,8 +258,8 @@ class Client:
     ) -> Registration:
         fields = self._instance_fields(service, ip, port, cluster)
         fields.update(weight=float(weight), enabled=enabled, metadata=dict(metadata or {}))
-        if self._agent.session is not None:  # None also after a fallback (an old node)
-            fields["session"] = self._agent.session[1]
+        if self.session is not None:  # the I/O thread drops it after a fallback (old node)
+            fields["session"] = self.session
         self._validate("register", fields)
         return Registration(self._key(service), InstanceId(ip, port, cluster), fields)
 
@@ -255,7 +270,7 @@ class Client:
         key, iid = self._key(service), InstanceId(ip, port, cluster)
         self._wait(
             "deregister",
-            lambda fut: self._agent.submit("deregister", key, iid, fields, self.timeout, fut),
+            lambda fut: self._agent.submit(Deregister(key, iid, fields, self.timeout, fut)),
         )
 
     def set_instance(
@@ -281,7 +296,7 @@ class Client:
         self._validate("update", fields)
         key = self._key(service)
         self._call("update", fields)
-        self._agent.submit("wrote", key)
+        self._agent.submit(NoteWrite(key))
 
     def set_service(
         self,
@@ -307,7 +322,7 @@ class Client:
             fields["metadata"] = dict(metadata)
         self._validate("service_set", fields)
         self._call("service_set", fields)
-        self._agent.submit("wrote", self._key(service))
+        self._agent.submit(NoteWrite(self._key(service)))
 
     # -- consumers -------------------------------------------------------------
     def instances(self, service: str, healthy_only: bool = True) -> InstanceList:
@@ -324,17 +339,17 @@ class Client:
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
         )
         state, listing = self._wait(
-            "instances", lambda fut: self._agent.submit("cached", key, healthy_only, fut)
+            "instances", lambda fut: self._agent.submit(ReadCached(key, healthy_only, fut))
         )
         if state == "view":
             return listing.copy()  # type: ignore[no-any-return]
         if state == "none":
             self._wait(
                 "instances",
-                lambda fut: self._agent.submit("subscribe", key, None, self.timeout, fut, True),
+                lambda fut: self._agent.submit(Subscribe(key, None, self.timeout, fut, True)),
             )
             state, listing = self._wait(
-                "instances", lambda fut: self._agent.submit("cached", key, healthy_only, fut)
+                "instances", lambda fut: self._agent.submit(ReadCached(key, healthy_only, fut))
             )
             if listing is not None:
                 return listing.copy()  # type: ignore[no-any-return]
@@ -345,18 +360,12 @@ class Client:
             "healthy_only": healthy_only,
         }
         try:
-            result = self._call("instances", fields)
+            result: InstancesSnapshot = self._call("instances", fields)
         except ServerUnreachableError:
             if listing is None:
                 raise
             return listing.copy()  # type: ignore[no-any-return]  # the view it is, then
-        return InstanceList(
-            [Instance.from_wire(d) for d in result["instances"]],
-            result.get("revision", 0),
-            result.get("epoch"),
-            bool(result.get("protected", False)),
-            result.get("service_metadata") or {},
-        )
+        return result.listing()
 
     def select(self, service: str, cluster: str | None = None) -> Instance:
         """One healthy, enabled instance, at random in proportion to weight.
@@ -443,9 +452,9 @@ class Client:
         self._validate("services", fields)
         names: list[str] = []
         while True:
-            result = self._call("services", fields)
-            names.extend(s["service"] for s in result["services"])
-            cursor = result.get("next_cursor")
+            page: ServicesPage = self._call("services", fields)
+            names.extend(page.services)
+            cursor = page.next_cursor
             if cursor is None:
                 return names
             if cursor == fields.get("cursor"):  # a node that does not move on: stop
@@ -466,13 +475,13 @@ class Client:
         )
         self._wait(
             "subscribe",
-            lambda fut: self._agent.submit("subscribe", key, callback, self.timeout, fut),
+            lambda fut: self._agent.submit(Subscribe(key, callback, self.timeout, fut)),
         )
 
     def unsubscribe(self, service: str, callback: Listener | None = None) -> None:
         """Stop calling ``callback`` (None: every callback) for a service."""
         key = self._key(service)
-        self._wait("unsubscribe", lambda fut: self._agent.submit("unsubscribe", key, callback, fut))
+        self._wait("unsubscribe", lambda fut: self._agent.submit(Unsubscribe(key, callback, fut)))
 
     # -- operations ----------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -481,7 +490,8 @@ class Client:
 
     def cluster(self) -> dict[str, Any]:
         """The cluster as the current server sees it (members, state, responsibility)."""
-        return dict(self._call("cluster", {}))
+        view: ClusterView = self._call("cluster", {})
+        return dict(view.raw)
 
     def ping(self) -> dict[str, Any]:
         """Round trip to the server; returns its epoch, version and address."""
@@ -490,7 +500,7 @@ class Client:
     @property
     def server(self) -> str:
         """The server currently in use (host:port)."""
-        return self._agent.server
+        return self._agent.status.server
 
     def close(self, timeout: float | None = None) -> None:
         """Deregister what this client registered, then stop its threads."""
@@ -502,7 +512,7 @@ class Client:
         try:
             if self.session is not None:  # one message deregisters the session's instances
                 fut = Future()
-                self._agent.submit("session_close", budget, fut)
+                self._agent.submit(CloseSession(budget, fut))
                 try:
                     fut.result(budget + 1.0)
                 except (MeshregError, FutureTimeout) as exc:
@@ -513,19 +523,20 @@ class Client:
                         exc,
                     )
             # Deregister the rest at once, then wait for all within one budget.
+            fut = Future()
+            self._agent.submit(ListRegistrations(fut))
             pending = []
-            for reg in list(self._agent.registrations.values()):
-                fields = {k: reg.fields[k] for k in _ID_FIELDS}
-                fut: Future[Any] = Future()
-                self._agent.submit("deregister", reg.key, reg.iid, fields, budget, fut)
-                pending.append((reg, fut))
-            for reg, fut in pending:
+            for key, iid, fields in fut.result(budget + 1.0):
+                fut = Future()
+                self._agent.submit(Deregister(key, iid, fields, budget, fut))
+                pending.append((key, iid, fut))
+            for key, iid, fut in pending:
                 try:
                     fut.result(budget + 1.0)
                 except (MeshregError, FutureTimeout) as exc:
-                    log.warning("could not deregister %s %s on close: %s", reg.key, reg.iid, exc)
+                    log.warning("could not deregister %s %s on close: %s", key, iid, exc)
             fut = Future()
-            self._agent.submit("close", fut)
+            self._agent.submit(Shutdown(fut))
             fut.result(budget + 1.0)
         except (MeshregError, FutureTimeout):
             pass
@@ -566,7 +577,7 @@ class Client:
             raise InvalidArgumentError(4, f"{op}: {exc}") from None
 
     def _call(self, op: str, fields: dict[str, Any]) -> Any:
-        return self._wait(op, lambda fut: self._agent.submit("call", op, fields, self.timeout, fut))
+        return self._wait(op, lambda fut: self._agent.submit(Call(op, fields, self.timeout, fut)))
 
     def _wait(self, op: str, submit: Any) -> Any:
         fut: Future[Any] = Future()

@@ -117,10 +117,10 @@ def test_provider_killed_goes_unhealthy_then_evicted(node: NodeProcess) -> None:
 
 def test_beat_heals_an_unhealthy_instance(start_node) -> None:  # type: ignore[no-untyped-def]
     node = start_node("--check-interval", "0.05", "--unhealthy-after", "0.3", "--evict-after", "60")
-    with Client([node.address], beat_interval=2.0, attempt_timeout=0.5) as c:
+    with Client([node.address], beat_interval=0.8, attempt_timeout=0.5) as c:
         c.register("slow", "10.0.0.9", 1)
         wait_until(lambda: not c.instances("slow", healthy_only=False)[0].healthy, timeout=5)
-        # the next beat (every 2 s) heals it at once
+        # the next beat (every 0.8 s) heals it at once
         wait_until(lambda: c.instances("slow", healthy_only=False)[0].healthy, timeout=5)
 
 
@@ -224,18 +224,25 @@ def test_bad_client_settings_raise_meshreg_errors() -> None:
         Client("127.0.0.1:7800 127.0.0.1:7801")
 
 
-def test_watch_only_client_fails_over_when_its_server_dies(start_node) -> None:  # type: ignore[no-untyped-def]
+def test_a_watcher_fails_over_then_hears_pushes_from_the_new_server(start_node) -> None:  # type: ignore[no-untyped-def]
+    """End to end: the SUB moves with the DEALER.  (A watcher that sends nothing else
+    notices a dead server by its ping: tests/client/test_client_session_failover.py.)"""
     first = start_node(*FAST_TIMINGS)
     second = start_node(*FAST_TIMINGS)
-    with Client([second.address]) as provider:
+    with Client([second.address], **FAST_CLIENT) as provider:
         provider.register("w", "10.0.0.4", 4)
         seen: list[set[str]] = []
-        with Client([first.address, second.address], attempt_timeout=0.5) as watcher:
+        with Client([first.address, second.address], **FAST_CLIENT) as watcher:
             watcher.subscribe("w", lambda xs: seen.append(addresses(xs)))
+            # the first server knows nothing of it (listeners run on the notifier thread)
+            wait_until(lambda: seen == [set()], what="the first list")
+            watcher.register("other", "10.0.0.5", 5)  # beats: a dead server is noticed
             first.kill()
-            # nothing pending, yet the watcher notices (its ping) and moves to the second
             wait_until(lambda: watcher.server == second.address, timeout=15)
-            wait_until(lambda: seen and seen[-1] == {"10.0.0.4:4"}, timeout=10)
+            wait_until(lambda: seen[-1] == {"10.0.0.4:4"}, timeout=10, what="re-pulled")
+            provider.register("w", "10.0.0.6", 6)  # pushed by the second server only
+            both = {"10.0.0.4:4", "10.0.0.6:6"}
+            wait_until(lambda: seen[-1] == both, timeout=10, what=f"push; saw {seen}")
 
 
 def test_reads_after_own_write_see_it_even_when_subscribed(node: NodeProcess) -> None:

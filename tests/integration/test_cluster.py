@@ -214,7 +214,8 @@ def test_client_given_one_server_falls_back_on_members_it_learned(
     service = service_owned_by(b, nodes, "lone")
     with Client([a.address], **FAST) as provider:
         provider.register(service, "10.4.4.4", 44)
-        wait_until(lambda: len(provider._agent.servers) == 3, timeout=20, what="members learned")
+        agent = provider._agent
+        wait_until(lambda: len(agent.status.servers) == 3, timeout=20, what="members learned")
         a.kill()
         wait_until(lambda: provider.server != a.address, timeout=15, what="fallback")
         # beats keep reaching the cluster: still healthy on the survivors well past 3 s

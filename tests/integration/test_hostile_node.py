@@ -21,6 +21,7 @@ import zmq
 from helpers import HOST, free_port_pair, meshreg_cmd, wait_until
 
 from meshreg import Client
+from meshreg.client.commands import NoteWrite
 from meshreg.client.disk_cache import DiskCache
 from meshreg.errors import ClientClosedError, MeshregError, RemoteProtocolError
 from meshreg.model import Instance, ServiceKey
@@ -291,17 +292,17 @@ def test_a_failing_loop_turn_is_logged_and_the_loop_goes_on(
 ) -> None:
     with Client([fake.address], **FAST) as c:
         c.register("svc", "10.0.0.1", 80)
-        agent = c._agent
-        real = agent._send_beats
+        core = c._agent.core
+        real = core.tick
         failures = []
 
-        def flaky(now: float) -> None:
+        def flaky(now: float) -> list[Any]:
             if len(failures) < 3:
                 failures.append(now)
                 raise RuntimeError("boom")
-            real(now)
+            return real(now)
 
-        monkeypatch.setattr(agent, "_send_beats", flaky)
+        monkeypatch.setattr(core, "tick", flaky)
         wait_until(lambda: len(failures) == 3, timeout=10, what="three failed turns")
         before = fake.beats_for("svc")
         wait_until(lambda: fake.beats_for("svc") >= before + 3, timeout=10, what="beats again")
@@ -319,7 +320,7 @@ def test_a_dead_io_thread_makes_later_calls_name_the_cause(
             raise zmq.ZMQError(zmq.ETERM)
 
         monkeypatch.setattr(c._agent, "_turn", broken)
-        c._agent.submit("wrote", ServiceKey("public", "DEFAULT_GROUP", "x"))  # wakes the loop
+        c._agent.submit(NoteWrite(ServiceKey("public", "DEFAULT_GROUP", "x")))  # wakes the loop
         wait_until(lambda: not c._agent._thread.is_alive(), timeout=10, what="the thread ends")
         with pytest.raises(ClientClosedError, match=r"I/O thread stopped \(ZMQError.*create a new"):
             c.ping()

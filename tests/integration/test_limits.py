@@ -50,8 +50,8 @@ def test_a_quota_rejection_reaches_the_client_with_its_message_and_paging_follow
         assert c.services(page_size=2) == names
         assert c.services() == names
         first = c._call("services", {"namespace": "public", "page_size": 2})
-        assert [s["service"] for s in first["services"]] == ["b-svc", "c-svc"]
-        assert first["count"] == 6 and first["next_cursor"] is not None
+        assert first.services == ("b-svc", "c-svc")  # a ServicesPage (client/messages.py)
+        assert first.count == 6 and first.next_cursor is not None
 
         stats = c.stats()
         assert stats["rejected_quota"] == {"max_instances_per_service": 1}

@@ -1,0 +1,147 @@
+"""What the user's threads ask the client's I/O thread for: typed commands.
+
+``Client`` (any thread) builds one of these and queues it with ``ClientAgent.submit``;
+the I/O thread hands it to ``ClientSession.handle``.  ``reply_to`` is the caller's
+handle (a Future in the loop), completed through a ``Complete`` or ``Fail`` action;
+the session never looks inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshreg.model import Instance, InstanceId, ServiceKey
+
+Listener = Callable[[list[Instance]], None]
+ReplyTo = Any  # the caller's handle (the loop's Future); opaque here
+
+
+@dataclass
+class Registration:
+    """An instance this client keeps alive; ``fields`` is its register request."""
+
+    key: ServiceKey
+    iid: InstanceId
+    fields: dict[str, Any]  # the register request's fields, to redo it
+    beat_fields: dict[str, Any] = field(init=False)  # built once: beats are the hot path
+
+    def __post_init__(self) -> None:
+        names = ("namespace", "group", "service", "ip", "port", "cluster")
+        self.beat_fields = {k: self.fields[k] for k in names}
+
+    @property
+    def session(self) -> str | None:
+        return self.fields.get("session")  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Call:
+    """Send ``op`` and complete ``reply_to`` with its typed result (messages.decode_result)."""
+
+    op: str
+    fields: dict[str, Any]
+    timeout: float
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class Register:
+    registration: Registration
+    timeout: float
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class RegisterBatch:
+    items: tuple[tuple[Registration, ReplyTo], ...]
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Deregister:
+    key: ServiceKey
+    iid: InstanceId
+    fields: dict[str, Any]
+    timeout: float
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class NoteWrite:
+    """This client wrote to ``key`` (update, service_set): read it from the server a while."""
+
+    key: ServiceKey
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Watch ``key``; ``saved``: its disk copy, read by the loop when not watched yet."""
+
+    key: ServiceKey
+    listener: Listener | None
+    timeout: float
+    reply_to: ReplyTo
+    pinned: bool = False  # kept without listeners (a service the client queried)
+    saved: tuple[Instance, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    key: ServiceKey
+    listener: Listener | None  # None: every listener
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class ReadCached:
+    """Completes with ("view", list), ("bypass", list) just after our own write, or
+    ("none", None) when the service is not cached yet."""
+
+    key: ServiceKey
+    healthy_only: bool
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class CloseSession:
+    """The node deregisters every instance of the client session (one request)."""
+
+    timeout: float
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class ListRegistrations:
+    """Completes with a tuple of (key, iid, id fields) of what is kept alive."""
+
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class ForgetRegistrations:
+    """Stop keeping every instance alive, without deregistering (tests: a silent provider)."""
+
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    reply_to: ReplyTo
+
+
+Command = (
+    Call
+    | Register
+    | RegisterBatch
+    | Deregister
+    | NoteWrite
+    | Subscribe
+    | Unsubscribe
+    | ReadCached
+    | CloseSession
+    | ListRegistrations
+    | ForgetRegistrations
+    | Shutdown
+)

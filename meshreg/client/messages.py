@@ -1,0 +1,202 @@
+"""What a node sends the client, decoded once into typed objects.
+
+Every reply and notification passes through here on its way in: the frames are
+decoded and checked as untrusted input (wire/replies, wire/notifications,
+wire/results) and turned into the frozen dataclasses below.  The rest of the
+client (session, agent, Client) reads attributes; no other client module indexes
+a node's raw maps.
+
+* :func:`decode_reply_frames` -> :class:`ReplyOk` or :class:`ReplyError` (the id
+  says which request it answers; the result is still unchecked, because only the
+  request's op says what shape it must have);
+* :func:`decode_result` -> the typed result of an op (:class:`InstancesSnapshot`,
+  :class:`ServicesPage`, :class:`ClusterView`, :class:`SessionRenewal`), or the
+  checked map for results the client hands to the user as they are (ping, stats);
+* :func:`decode_notification_frames` -> :class:`ServiceDelta` or :class:`ServiceSync`.
+
+Each raises :class:`RemoteProtocolError` naming what was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshreg.errors import RemoteProtocolError
+from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
+from meshreg.wire.notifications import decode_notification
+from meshreg.wire.replies import decode_reply
+from meshreg.wire.results import check_result
+
+MAX_ERROR_MESSAGE = 4096  # chars of a node's error message kept (it is shown to users)
+
+
+# -- replies -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReplyOk:
+    request_id: int
+    result: Any  # checked by decode_result once the request's op is known
+
+
+@dataclass(frozen=True)
+class ReplyError:
+    request_id: int
+    code: int
+    message: str
+
+
+Reply = ReplyOk | ReplyError
+
+
+def decode_reply_frames(frames: list[bytes]) -> Reply:
+    """A DEALER's frames ``['', body]`` -> the reply; RemoteProtocolError if unreadable."""
+    if len(frames) != 2 or frames[0] != b"":
+        raise RemoteProtocolError(f"{len(frames)} frames instead of ['', body]")
+    msg = decode_reply(frames[1])
+    if msg["ok"]:
+        return ReplyOk(msg["id"], msg.get("result"))
+    err = msg["error"]
+    return ReplyError(msg["id"], err["code"], str(err.get("message", ""))[:MAX_ERROR_MESSAGE])
+
+
+# -- results -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InstancesSnapshot:
+    """The ``instances`` result: a service's list at (epoch, revision)."""
+
+    epoch: int | None
+    revision: int
+    instances: tuple[Instance, ...]
+    protected: bool = False
+    protect_threshold: float | None = None  # None: not sent (the last known one holds)
+    service_metadata: dict[str, str] | None = None  # None: not sent
+    uptime: float | None = None  # s the answering node has been up (None: not sent)
+
+    def listing(self) -> InstanceList:
+        """As the user gets it from a query answered by the node."""
+        return InstanceList(
+            list(self.instances),
+            self.revision,
+            self.epoch,
+            self.protected,
+            dict(self.service_metadata or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ServicesPage:
+    services: tuple[str, ...]
+    next_cursor: Any  # None on the last page; otherwise sent back as it came
+    count: int | None = None  # services in the namespace and group (None: not sent)
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    address: str  # host:port of its request socket
+    state: str  # "up", "down", ...
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    node: str
+    members: tuple[Member, ...]
+    raw: Mapping[str, Any]  # the checked map, for ``Client.cluster()``
+
+    def up(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.state == "up")
+
+
+@dataclass(frozen=True)
+class SessionRenewal:
+    instances: int  # instances the node holds in the session
+    known: bool | None  # False: the node had never heard of the session (None: not said)
+
+
+def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
+    """A checked ``instances`` result (wire/results) -> InstancesSnapshot."""
+    threshold = r.get("protect_threshold")
+    metadata = r.get("service_metadata")
+    uptime = r.get("uptime")
+    return InstancesSnapshot(
+        r.get("epoch"),
+        r.get("revision", 0),
+        tuple(Instance.from_wire(d) for d in r["instances"]),
+        bool(r.get("protected", False)),
+        float(threshold) if threshold is not None else None,
+        {str(k): str(v) for k, v in metadata.items()} if metadata is not None else None,
+        float(uptime) if uptime is not None else None,
+    )
+
+
+def decode_result(op: str, raw: Any) -> Any:
+    """The typed result of ``op``; RemoteProtocolError when it has the wrong shape.
+    Writes (register, beat, ...) return nothing the client reads: passed through."""
+    r = check_result(op, raw)
+    if op == "instances":
+        return snapshot_from_map(r)
+    if op == "services":
+        count = r.get("count")
+        return ServicesPage(
+            tuple(s["service"] for s in r["services"]),
+            r.get("next_cursor"),
+            count if type(count) is int else None,
+        )
+    if op == "cluster":
+        members = tuple(Member(m["id"], m["address"], m["state"]) for m in r["members"])
+        return ClusterView(r["node"], members, r)
+    if op == "session_renew":
+        return SessionRenewal(r["instances"], r.get("known"))
+    return r
+
+
+# -- notifications -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServiceDelta:
+    """A change to a service: apply it on top of ``base`` to reach ``revision``."""
+
+    key: ServiceKey
+    epoch: int
+    revision: int
+    base: int | None
+    upsert: tuple[Instance, ...] = ()
+    remove: tuple[InstanceId, ...] = ()
+    protect_threshold: float | None = None  # None: unchanged
+    service_metadata: dict[str, str] | None = None  # None: unchanged
+
+
+@dataclass(frozen=True)
+class ServiceSync:
+    """The node's current revision of a service (nothing to apply; a gap if it differs)."""
+
+    key: ServiceKey
+    epoch: int
+    revision: int
+
+
+Notification = ServiceDelta | ServiceSync
+
+
+def notification_from_map(msg: Mapping[str, Any]) -> Notification:
+    """A checked notification map (wire/notifications) -> ServiceDelta or ServiceSync."""
+    key = ServiceKey(msg["namespace"], msg["group"], msg["service"])
+    if msg["kind"] == "sync":
+        return ServiceSync(key, msg["epoch"], msg["revision"])
+    threshold = msg.get("protect_threshold")
+    metadata = msg.get("service_metadata")
+    return ServiceDelta(
+        key,
+        msg["epoch"],
+        msg["revision"],
+        msg.get("base"),
+        tuple(Instance.from_wire(d) for d in msg.get("upsert") or ()),
+        tuple(InstanceId(ip, port, cluster) for ip, port, cluster in msg.get("remove") or ()),
+        float(threshold) if threshold is not None else None,
+        {str(k): str(v) for k, v in metadata.items()} if metadata is not None else None,
+    )
+
+
+def decode_notification_frames(frames: list[bytes]) -> Notification:
+    """A SUB's frames [topic, body] -> the notification; RemoteProtocolError if malformed."""
+    return notification_from_map(decode_notification(frames))

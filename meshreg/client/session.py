@@ -1,0 +1,964 @@
+"""The client's policies, sans-IO: what to send, to whom, when, and what to tell the user.
+
+Theory of operation
+-------------------
+:class:`ClientSession` holds no socket, reads no clock and starts no thread.  Its
+inputs are user commands (:data:`Command`), decoded replies and notifications
+(meshreg/client/messages), the outcome of a connection or a direct send, and
+``tick(now)``; each input returns the :data:`Action` list the I/O loop carries out
+(meshreg/client/agent.py): connect to a server, send a request, (un)subscribe a
+topic, call a listener, save a list to disk, complete or fail a caller's call, log a
+line.  ``next_wake(now)`` says when to tick next.  Time is the ``now`` passed in
+(seconds, monotonic); the tests drive it with a fake clock.
+
+Rules (each with its constant below):
+
+* **Requests** are idempotent, matched to replies by id only.  At most
+  ``MAX_IN_FLIGHT`` are in flight; more wait in a FIFO backlog.  A call has a whole
+  budget (``timeout``) and an attempt budget (``attempt_timeout``).
+* **Failover and backoff.** An attempt without a reply makes the server suspect: the
+  next server in the list is used and everything pending is sent again.  After a
+  whole round of servers failed, further switches wait ``BACKOFF_BASE`` doubling to
+  ``BACKOFF_MAX`` until some server answers.  A failover makes the loop move its
+  SUB too (``ConnectServer``) and re-pull every watched service.
+* **Routing.** While the client has registrations it refreshes the cluster view every
+  ``VIEW_INTERVAL``; a write goes straight to its service's responsible node
+  (``core.mapping.responsible_node``), and through the server when that node is not
+  reachable (the view is then forgotten until refreshed).
+* **Liveness.** Per-instance beats every ``beat_interval``; or, with a client session,
+  one ``session_renew`` for all of them.  A beat answered NOT_FOUND registers that
+  instance again; UNAVAILABLE (a member still catching up) is left alone (the next
+  beat retries; docs/PROTOCOL.md 5.2); other errors are logged.  A renewal that holds
+  fewer instances than acknowledged ``SHORT_RENEWALS`` times in a row, or that the node
+  does not know, registers the session's instances again (redo).  A node that does not
+  know sessions (UNKNOWN_OP) turns the session off for good: per-instance beats.
+* **Watches.** A watched service is a pushed view (cache.ServiceView): deltas, a gap
+  -> pull, a pull every ``resync_interval``.  A watcher that sends nothing else pings
+  every ``PROBE_INTERVAL`` so a dead server is noticed.
+* **Empty protection.** An answer or push that would empty a non-empty view is not
+  believed at once: from a node whose epoch is new and which is younger than
+  ``YOUNG_NODE_GRACE`` the view is kept; otherwise another server is asked, and its
+  answer is taken as it is.
+* **Reading your writes.** For ``READ_YOUR_WRITES_WINDOW`` after this client's own write
+  to a watched service, reads go to the server rather than to the pushed view.
+* **Logging.** Problems are logged at most once per kind and server per ``LOG_INTERVAL``
+  (with a count of those suppressed), never once per instance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import traceback
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshreg.client.actions import (
+    Action,
+    CallListener,
+    Complete,
+    ConnectServer,
+    DirectSend,
+    Fail,
+    LogLine,
+    SaveToDisk,
+    SendRequest,
+    UnwatchTopic,
+    WatchTopic,
+)
+from meshreg.client.cache import Outcome, ServiceView
+from meshreg.client.commands import (
+    Call,
+    CloseSession,
+    Command,
+    Deregister,
+    ForgetRegistrations,
+    Listener,
+    ListRegistrations,
+    NoteWrite,
+    ReadCached,
+    Register,
+    RegisterBatch,
+    Registration,
+    ReplyTo,
+    Shutdown,
+    Subscribe,
+    Unsubscribe,
+)
+from meshreg.client.messages import (
+    ClusterView,
+    InstancesSnapshot,
+    Notification,
+    Reply,
+    ReplyOk,
+    ServiceDelta,
+    SessionRenewal,
+    decode_result,
+)
+from meshreg.core.mapping import responsible_node
+from meshreg.errors import (
+    ErrorCode,
+    MeshregError,
+    RemoteProtocolError,
+    ServerUnreachableError,
+    server_error,
+)
+from meshreg.log_limiter import LogBudget
+from meshreg.model import InstanceId, ServiceKey
+from meshreg.wire.replies import encode_request
+from meshreg.wire.results import split_address
+
+WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"))
+MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
+BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
+SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
+VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
+YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
+# have not registered again yet (three default beat intervals): its empty lists wait
+READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
+BACKOFF_BASE = 0.5  # s; first pause after every server failed once
+BACKOFF_MAX = 30.0  # s; longest pause between switches while no server answers
+MAX_SERVERS = 64  # servers given plus cluster members learned from the view
+PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
+DIRECT_RETRY = 0.05  # s; wait before trying again a member whose connection is coming up
+DIRECT_INSIST = 20  # tries (about 1 s) to reach a member that must answer (a confirmation)
+PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
+MAX_WHY = 500  # chars of an unreadable reply kept to explain a later time-out
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    beat_interval: float  # s; per-instance beats or one session renewal this often
+    attempt_timeout: float  # s; one server's time to answer before the next is tried
+    resync_interval: float  # s; watched services are re-pulled this often
+    empty_protection: bool = True  # an empty list needs a second opinion
+    secure: bool = False  # CURVE is on: an unanswered call hints at keys and the ACL
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """What the user's threads may read at any time (replaced whole, never mutated)."""
+
+    server: str
+    servers: tuple[tuple[str, int], ...]
+    session_id: str | None  # None: sessions off, or fallen back on per-instance beats
+    renewals_failed: int
+
+
+@dataclass(slots=True)
+class Pending:
+    op: str
+    body: bytes
+    fields: dict[str, Any]
+    timeout: float  # s; the whole call's budget, for the error message
+    deadline: float  # absolute; the call fails after it
+    attempt_deadline: float  # absolute; the server is suspected after it
+    reply_to: ReplyTo = None
+    on_reply: Callable[[Any], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
+    tried: list[str] = field(default_factory=list)
+    via: str | None = None  # the member it goes straight to (None: the server)
+    insist: int = 0  # tries left to reach ``via`` while its connection is being set up
+
+
+@dataclass
+class Watch:
+    view: ServiceView
+    listeners: list[Listener] = field(default_factory=list)
+    pulling: bool = False
+    repull: bool = False  # a gap was seen while a pull was in flight
+    fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
+    pinned: bool = False  # kept without listeners: a service the client asked for
+    said_stale: bool = False  # logged that we serve a copy no node has confirmed
+    waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
+
+
+def malformed_reply_error(op: str, source: str, why: object) -> RemoteProtocolError:
+    """The error a caller sees when a node answered with something we cannot read."""
+    return RemoteProtocolError(
+        f"{op}: the node at {source} sent a malformed reply: {why}; "
+        "is it a meshreg node of a compatible version? check --server / MESHREG_SERVERS"
+    )
+
+
+class ClientSession:
+    """One client's state and policies; see the module's theory of operation."""
+
+    def __init__(
+        self,
+        servers: list[tuple[str, int]],
+        settings: SessionSettings,
+        session: tuple[str, str] | None = None,
+    ) -> None:
+        """``session``: (namespace, session id) registrations are kept alive by (None:
+        per-instance beats)."""
+        self.settings = settings
+        self.servers = list(servers)
+        self.session = session
+        self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
+        self.watches: dict[ServiceKey, Watch] = {}
+        self.closed = False
+        self.renewals_failed = 0  # session renewals that got an error or no answer
+        self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
+        self.malformed: dict[str, tuple[str, float]] = {}  # server -> (its last unreadable
+        # reply, when); forgotten when it answers properly
+        self._now = 0.0
+        self._out: list[Action] = []
+        self._log = LogBudget()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Pending] = {}
+        self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
+        self._earliest = math.inf  # <= every attempt deadline in flight
+        self._server_index = 0
+        self.server = self._address(0)  # the server in use, host:port
+        self._session_acked = 0  # registrations in the session the node acknowledged
+        self._short_renewals = 0  # renewals in a row that held fewer than that
+        self._session_opened = False
+        # The cluster view: writes go straight to a service's responsible node.
+        self._members: tuple[str, ...] = ()
+        self._member_address: dict[str, str] = {}
+        self._next_view = 0.0
+        self._next_probe = 0.0
+        self._failed_switches = 0  # server switches since the last reply from anyone
+        self._next_switch = 0.0  # before this, no switch again (backoff)
+        self._backoff_rounds = 0  # switches made while backing off: the pause doubles
+        self._next_beat = self._next_resync = 0.0
+        self.status = self._new_status()  # replaced whole when _status_changed is set
+        self._status_changed = False
+
+    # -- what the loop reads ---------------------------------------------------------------
+    @property
+    def backlog_full(self) -> bool:
+        """Commands should wait: the requests already queued are enough to send."""
+        return len(self._backlog) >= BACKLOG_HIGH
+
+    def watching(self, key: ServiceKey) -> bool:
+        return key in self.watches
+
+    def next_wake(self, now: float) -> float:
+        """When ``tick`` has something to do next (at most a second away)."""
+        wake = min(now + 1.0, self._next_beat, self._next_resync, self._earliest)
+        if self.registrations:
+            wake = min(wake, self._next_view)
+        if self.watches:
+            wake = min(wake, self._next_probe)
+        return wake
+
+    def _address(self, index: int) -> str:
+        host, port = self.servers[index]
+        return f"{host}:{port}"
+
+    def _new_status(self) -> SessionStatus:
+        return SessionStatus(
+            self.server,
+            tuple(self.servers),
+            self.session[1] if self.session is not None else None,
+            self.renewals_failed,
+        )
+
+    def _take(self) -> list[Action]:
+        out, self._out = self._out, []
+        if self._status_changed:
+            self._status_changed = False
+            self.status = self._new_status()
+        return out
+
+    # -- inputs ------------------------------------------------------------------------------
+    def start(self, now: float) -> list[Action]:
+        self._now = now
+        self._next_beat = now + self.settings.beat_interval
+        self._next_resync = now + self.settings.resync_interval
+        self._connect()
+        return self._take()
+
+    def handle(self, command: Command, now: float) -> list[Action]:
+        """A command from the user's threads."""
+        self._now = now
+        match command:
+            case Call(op, fields, timeout, reply_to):
+                self.request(op, fields, timeout, reply_to)
+            case Register(reg, timeout, reply_to):
+                self._register(reg, timeout, reply_to)
+            case RegisterBatch(items, timeout):
+                for reg, reply_to in items:
+                    self._register(reg, timeout, reply_to)
+            case Deregister(key, iid, fields, timeout, reply_to):
+                self._deregister(key, iid, fields, timeout, reply_to)
+            case NoteWrite(key):
+                self._wrote(key)
+            case Subscribe():
+                self._subscribe(command)
+            case Unsubscribe(key, listener, reply_to):
+                self._unsubscribe(key, listener, reply_to)
+            case ReadCached(key, healthy_only, reply_to):
+                self._out.append(Complete(reply_to, self._read_cached(key, healthy_only)))
+            case CloseSession(timeout, reply_to):
+                self._close_session(timeout, reply_to)
+            case ListRegistrations(reply_to):
+                ids = ("namespace", "group", "service", "ip", "port", "cluster")
+                listed = tuple(
+                    (r.key, r.iid, {k: r.fields[k] for k in ids})
+                    for r in self.registrations.values()
+                )
+                self._out.append(Complete(reply_to, listed))
+            case ForgetRegistrations(reply_to):
+                self.registrations.clear()
+                self._session_acked = 0
+                self._out.append(Complete(reply_to, None))
+            case Shutdown(reply_to):
+                self.closed = True
+                self._out.append(Complete(reply_to, None))
+        return self._take()
+
+    def on_reply(self, source: str, reply: Reply, now: float) -> list[Action]:
+        """A decoded reply from ``source`` (the server, or a member a write went to)."""
+        self._now = now
+        self._failed_switches = self._backoff_rounds = 0  # somebody answers: no more backoff
+        pending = self._pending.pop(reply.request_id, None)
+        if self._backlog:
+            self._pump()
+        if pending is None:
+            return self._take()  # a late answer to an attempt we already re-sent
+        if isinstance(reply, ReplyOk):
+            try:
+                result = decode_result(pending.op, reply.result)
+            except RemoteProtocolError as exc:
+                self._malformed_from(source, f"{pending.op}: {exc}")
+                self._resolve(pending, None, malformed_reply_error(pending.op, source, exc))
+                return self._take()
+            self.malformed.pop(source, None)
+            self._resolve(pending, result, None)
+        else:
+            self.malformed.pop(source, None)
+            self._resolve(pending, None, server_error(reply.code, reply.message, source))
+        return self._take()
+
+    def on_malformed_reply(self, source: str, why: str, now: float) -> list[Action]:
+        """Something from ``source`` that is not a reply: no id to tell whose it was, so
+        it is remembered, and calls it then fails to answer say why instead of "no reply"."""
+        self._now = now
+        self._malformed_from(source, why)
+        return self._take()
+
+    def on_notification(self, note: Notification, now: float) -> list[Action]:
+        self._now = now
+        watch = self.watches.get(note.key)
+        if watch is None:
+            return self._take()
+        if (
+            isinstance(note, ServiceDelta)
+            and self.settings.empty_protection
+            and watch.view.would_be_emptied_by(note)
+        ):
+            self._confirm_empty(note.key, f"a push from {self.server} would empty it")
+            return self._take()
+        outcome = watch.view.apply_notification(note)
+        if outcome is Outcome.APPLIED:
+            listing = watch.view.listing()
+            self._out.append(SaveToDisk(note.key, listing))
+            for cb in watch.listeners:
+                self._out.append(CallListener(cb, listing))
+        elif outcome is Outcome.GAP:
+            self._pull(note.key)
+        return self._take()
+
+    def on_malformed_notification(self, why: str, now: float) -> list[Action]:
+        self._now = now
+        self._warn("notification", f"ignoring a malformed notification from {self.server}: {why}")
+        return self._take()
+
+    def server_connected(self, address: str, error: str | None) -> None:
+        """The loop's outcome of ``ConnectServer``: an error keeps the unconnected socket
+        (its requests time out and the next server is tried) and is named in the error."""
+        if error is None:
+            self.connect_errors.pop(address, None)
+        else:
+            self.connect_errors[address] = error
+
+    def direct_send_result(self, request_id: int, outcome: DirectSend, now: float) -> list[Action]:
+        """The loop's outcome of a ``SendRequest`` via a member.  Not connected yet: wait
+        for it when that node must answer (``insist``), else go through the server; an
+        address that cannot be used: through the server."""
+        self._now = now
+        p = self._pending.get(request_id)
+        if p is None:
+            return self._take()
+        if outcome is DirectSend.SENT:
+            p.insist = 0  # from now on an ordinary attempt
+        elif outcome is DirectSend.NOT_CONNECTED and p.insist > 0:
+            p.insist -= 1  # a second opinion must come from that node: wait for it
+            p.attempt_deadline = min(p.deadline, now + DIRECT_RETRY)
+            self._earliest = min(self._earliest, p.attempt_deadline)
+        else:
+            p.via = None  # the server forwards it
+            self._send(request_id, p)
+        return self._take()
+
+    def tick(self, now: float) -> list[Action]:
+        """Timers: beats or renewal, resync, the cluster view, the probe, deadlines."""
+        self._now = now
+        if now >= self._next_beat:
+            self._next_beat = now + self.settings.beat_interval
+            self._send_beats()
+        if now >= self._next_resync:
+            self._next_resync = now + self.settings.resync_interval
+            for key in list(self.watches):
+                self._pull(key)
+        if now >= self._next_view and self.registrations:
+            self._refresh_view()
+        if self.watches and now >= self._next_probe:
+            # A watcher sends nothing on its own: ping so a dead server is noticed.
+            self._next_probe = now + PROBE_INTERVAL
+            if not self._pending:
+                self.request("ping", {}, self.settings.attempt_timeout)
+        self._check_deadlines()
+        return self._take()
+
+    def abandon(self, error: BaseException) -> list[Action]:
+        """The loop is ending: fail every call still waiting with ``error``."""
+        for p in [*self._pending.values(), *(p for _, p in self._backlog)]:
+            if p.reply_to is not None:
+                self._out.append(Fail(p.reply_to, error))
+        self._pending.clear()
+        self._backlog.clear()
+        for w in self.watches.values():
+            for reply_to, _ in w.waiting:
+                self._out.append(Fail(reply_to, error))
+            w.waiting.clear()
+        return self._take()
+
+    # -- logging ----------------------------------------------------------------------------
+    def _warn(self, kind: Hashable, text: str) -> None:
+        line = self._log.line(kind, self._now, text)
+        if line is not None:
+            self._out.append(LogLine("warning", line))
+
+    # -- connections --------------------------------------------------------------------------
+    def _connect(self) -> None:
+        host, port = self.servers[self._server_index]
+        self._out.append(ConnectServer(host, port))
+
+    def _failover(self) -> None:
+        """The current server did not answer in time: reconnect (to the next one).
+
+        After a whole round of servers failed, further switches back off: the pause
+        between two switches is BACKOFF_BASE, doubling at each switch up to BACKOFF_MAX,
+        until some server answers.
+        """
+        now = self._now
+        self._failed_switches += 1
+        if self._failed_switches > len(self.servers):
+            if now < self._next_switch:
+                for p in self._pending.values():  # wait on the current connection meanwhile
+                    p.attempt_deadline = min(p.deadline, self._next_switch)
+                self._recompute_earliest()
+                return
+            pause = BACKOFF_BASE * 2 ** min(self._backoff_rounds, 16)
+            self._next_switch = now + min(BACKOFF_MAX, pause)
+            self._backoff_rounds += 1
+        old = self.server
+        self._server_index = (self._server_index + 1) % len(self.servers)
+        self.server = self._address(self._server_index)
+        self._status_changed = True
+        if self.server != old:
+            self._warn(
+                "failover",
+                f"meshreg server {old} did not answer within "
+                f"{self.settings.attempt_timeout:g}s; trying {self.server}",
+            )
+        self._connect()
+        self._forget_view()
+        for req_id, p in self._pending.items():
+            p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+            p.tried.append(self.server)
+            p.via = None
+            self._send(req_id, p)
+        for key in self.watches:  # the new server may be another incarnation
+            self.watches[key].pulling = False
+            self._pull(key)
+
+    # -- the cluster view: writes straight to the responsible node ------------------------------
+    def _refresh_view(self) -> None:
+        self._next_view = self._now + VIEW_INTERVAL
+
+        def got(view: ClusterView) -> None:
+            up = view.up()
+            self._members = tuple(sorted({m.id for m in up}))
+            self._member_address = {m.id: m.address for m in up}
+            for m in view.members:  # every member is a server to fall back on
+                address = split_address(m.address)
+                if address not in self.servers and len(self.servers) < MAX_SERVERS:
+                    self.servers.append(address)
+                    self._status_changed = True
+
+        def failed(exc: BaseException) -> None:  # keep the view we have; the server serves
+            if isinstance(exc, RemoteProtocolError):
+                self._warn("view", f"ignoring a cluster view: {exc}")
+
+        self.request("cluster", {}, self.settings.attempt_timeout, on_reply=got, on_error=failed)
+
+    def _forget_view(self) -> None:
+        """The view led us astray (or the server changed): use the server until refreshed."""
+        self._members = ()
+        self._next_view = self._now + self.settings.attempt_timeout
+
+    # -- requests -------------------------------------------------------------------------------
+    def request(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        timeout: float,
+        reply_to: ReplyTo = None,
+        on_reply: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        via: str | None = None,
+    ) -> None:
+        req_id = next(self._ids)
+        now = self._now
+        pending = Pending(
+            op,
+            encode_request(op, req_id, **fields),
+            fields,
+            timeout,
+            now + timeout,
+            now + min(timeout, self.settings.attempt_timeout),
+            reply_to,
+            on_reply,
+            on_error,
+            [self.server],
+        )
+        if via is not None:
+            pending.via = via
+            pending.insist = DIRECT_INSIST
+        if self._backlog or len(self._pending) >= MAX_IN_FLIGHT:
+            self._backlog.append((req_id, pending))  # waits its turn (FIFO): ``_pump``
+            return
+        self._pending[req_id] = pending
+        self._dispatch(req_id, pending)
+
+    def _dispatch(self, req_id: int, pending: Pending) -> None:
+        """Send a request now: a write straight to its service's responsible node."""
+        if pending.op in WRITE_OPS and len(self._members) > 1 and pending.via is None:
+            f = pending.fields
+            key = ServiceKey(f["namespace"], f["group"], f["service"])
+            owner = self._member_address.get(responsible_node(key, self._members))
+            if owner is not None and owner != self.server:
+                pending.via = owner
+        self._send(req_id, pending)
+
+    def _send(self, req_id: int, pending: Pending) -> None:
+        if pending.attempt_deadline < self._earliest:
+            self._earliest = pending.attempt_deadline
+        self._out.append(SendRequest(req_id, pending.body, pending.via))
+
+    def _pump(self) -> None:
+        """Send from the backlog while fewer than MAX_IN_FLIGHT are in flight; fail what
+        waited past its whole deadline."""
+        now, backlog, pending = self._now, self._backlog, self._pending
+        while backlog and len(pending) < MAX_IN_FLIGHT:
+            req_id, p = backlog.popleft()
+            if now >= p.deadline:
+                self._resolve(p, None, self._unanswered(p))
+                continue
+            p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+            p.tried = [self.server]
+            pending[req_id] = p
+            self._dispatch(req_id, p)
+
+    def _recompute_earliest(self) -> None:
+        self._earliest = min((p.attempt_deadline for p in self._pending.values()), default=math.inf)
+
+    def _malformed_from(self, source: str, why: str) -> None:
+        if source in self.malformed or len(self.malformed) < MAX_SERVERS:
+            self.malformed[source] = (why[:MAX_WHY], self._now)
+        self._warn(("malformed", source), f"ignoring a malformed reply from {source}: {why}")
+
+    def _resolve(self, pending: Pending, result: Any, error: BaseException | None) -> None:
+        """Run a request's completion hooks, then complete the caller's call."""
+        try:
+            if error is None:
+                if pending.on_reply is not None:
+                    pending.on_reply(result)
+            elif pending.on_error is not None:
+                pending.on_error(error)
+        except Exception:  # a bug: logged, and the caller still gets its answer
+            self._out.append(
+                LogLine(
+                    "error",
+                    f"meshreg client: completion of {pending.op} failed\n"
+                    + traceback.format_exc().rstrip(),
+                )
+            )
+        if pending.reply_to is not None:
+            if error is None:
+                self._out.append(Complete(pending.reply_to, result))
+            else:
+                self._out.append(Fail(pending.reply_to, error))
+
+    def _unanswered(self, p: Pending) -> MeshregError:
+        """The error of a call no server answered within its deadline."""
+        tried = list(dict.fromkeys(p.tried))
+        errors = self.connect_errors
+        why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
+        since = p.deadline - p.timeout  # the call's start
+        garbled = [s for s in tried if self.malformed.get(s, ("", -1.0))[1] >= since]
+        if garbled:  # it did answer, with something we cannot read
+            return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
+        return ServerUnreachableError(
+            f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
+            f"within {p.timeout:g}s{why}; "
+            "is `meshreg node` running there? check --server / MESHREG_SERVERS"
+            + (
+                "; or the node refused this client's key: is server_key the cluster's "
+                "public key, and this client's key in the node's ACL?"
+                if self.settings.secure
+                else "; if the node runs with --key, give this client key= and "
+                "server_key= (CLI: --key, --server-key)"
+            )
+        )
+
+    def _check_deadlines(self) -> None:
+        """Fail calls past their deadline; fail over when the server is suspect.
+
+        O(1) until the earliest attempt deadline (``_earliest``, a lower bound kept by
+        ``_send``) has passed: then one pass over what is in flight recomputes it."""
+        now = self._now
+        self._pump()
+        if now < self._earliest:
+            return
+        self._earliest = math.inf  # lowered again by every _send below
+        suspect = False
+        for req_id, p in list(self._pending.items()):
+            if now >= p.deadline:
+                del self._pending[req_id]
+                suspect = True  # it never answered: try the next server for the rest
+                self._resolve(p, None, self._unanswered(p))
+            elif now >= p.attempt_deadline:
+                if p.via is not None and p.insist > 0:
+                    self._send(req_id, p)  # still connecting to the node we must ask
+                elif p.via is not None:  # the responsible node is silent: go through the server
+                    p.via = None
+                    p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                    self._forget_view()
+                    self._send(req_id, p)
+                else:
+                    suspect = True
+            if req_id in self._pending and p.attempt_deadline < self._earliest:
+                self._earliest = p.attempt_deadline
+        if suspect:
+            self._failover()
+
+    # -- registrations and liveness ---------------------------------------------------------------
+    def _register(self, reg: Registration, timeout: float, reply_to: ReplyTo) -> None:
+        if self.session is None:
+            reg.fields.pop("session", None)  # sessions off, or fallen back on beats
+        self._open_session()
+
+        def registered(_: Any) -> None:
+            ident = (reg.key, reg.iid)
+            if self.session is None:
+                reg.fields.pop("session", None)  # fell back while it was in flight
+            elif reg.session is not None and ident not in self.registrations:
+                self._session_acked += 1
+            self.registrations[ident] = reg
+            self._wrote(reg.key)
+
+        self.request("register", reg.fields, timeout, reply_to, on_reply=registered)
+
+    def _deregister(
+        self,
+        key: ServiceKey,
+        iid: InstanceId,
+        fields: dict[str, Any],
+        timeout: float,
+        reply_to: ReplyTo,
+    ) -> None:
+        reg = self.registrations.pop((key, iid), None)
+        if reg is not None and reg.session is not None:
+            self._session_acked -= 1
+        self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
+
+    def _wrote(self, key: ServiceKey) -> None:
+        """Our own write may not be in the pushed view yet: read our writes from the server."""
+        watch = self.watches.get(key)
+        if watch is not None:
+            watch.fresh_reads_until = self._now + READ_YOUR_WRITES_WINDOW
+
+    def _liveness_timeout(self) -> float:
+        return max(self.settings.beat_interval, self.settings.attempt_timeout)
+
+    def _open_session(self) -> None:
+        """Open the session before the first registration names it (a node that has not
+        heard of it opens it on the registration or renewal anyway: this only says hello
+        early and learns the node's timings)."""
+        if self.session is None or self._session_opened:
+            return
+        self._session_opened = True
+        namespace, sid = self.session
+        self.request(
+            "session_open",
+            {"namespace": namespace, "session": sid},
+            self._liveness_timeout(),
+            on_error=self._renewal_failed,
+        )
+
+    def _send_beats(self) -> None:
+        if self.session is not None and self._session_acked:
+            self._renew_session()
+        timeout = self._liveness_timeout()
+        for reg in list(self.registrations.values()):
+            if reg.session is not None:
+                continue  # kept alive by the session's renewal
+            self.request(
+                "beat",
+                reg.beat_fields,
+                timeout,
+                on_error=lambda exc, reg=reg: self._beat_failed(reg, exc),
+            )
+
+    def _beat_failed(self, reg: Registration, exc: BaseException) -> None:
+        code = getattr(exc, "code", None)
+        if isinstance(exc, ServerUnreachableError):
+            self._warn(  # one line per server and interval, not per instance
+                ("beat", self.server),
+                f"beats are not answered (e.g. {reg.key} {reg.iid}): {exc}",
+            )
+        elif code == ErrorCode.NOT_FOUND:
+            if (reg.key, reg.iid) not in self.registrations:
+                return  # deregistered meanwhile
+            self._warn(
+                ("reregister", self.server),
+                f"instances unknown to {self.server} (evicted or the node restarted), "
+                f"e.g. {reg.key} {reg.iid}; registering them again",
+            )
+            self.request("register", reg.fields, self._liveness_timeout())
+        elif code == ErrorCode.UNAVAILABLE:
+            # A member still catching up does not hold the instance yet: neither register
+            # again nor fail over; the next beat retries (docs/PROTOCOL.md 5.2).
+            return
+        else:
+            self._warn(
+                ("beat-error", self.server, code),
+                f"beats refused by {self.server} (e.g. {reg.key} {reg.iid}): {exc}",
+            )
+
+    def _renew_session(self) -> None:
+        """One renewal for every registration in the session (the whole liveness cost)."""
+        assert self.session is not None
+        namespace, sid = self.session
+
+        def renewed(result: SessionRenewal) -> None:
+            held, acked = result.instances, self._session_acked
+            if result.known is False and acked:
+                self._short_renewals = SHORT_RENEWALS  # the node never heard of it
+            elif held < acked:
+                self._short_renewals += 1
+            else:
+                self._short_renewals = 0
+            if self._short_renewals >= SHORT_RENEWALS:
+                self._short_renewals = 0
+                self._warn(
+                    ("session-redo", self.server),
+                    f"meshreg server {self.server} holds {held} of the {acked} instances "
+                    "of this client's session (a node restarted, or they were evicted while "
+                    "this process was stopped); registering them again",
+                )
+                self._reregister_session()
+
+        self.request(
+            "session_renew",
+            {"namespace": namespace, "session": sid},
+            self._liveness_timeout(),
+            on_reply=renewed,
+            on_error=self._renewal_failed,
+        )
+
+    def _reregister_session(self) -> None:
+        timeout = self._liveness_timeout() + len(self.registrations) / 5000
+        for reg in list(self.registrations.values()):
+            if reg.session is not None:
+                self.request("register", reg.fields, timeout)
+
+    def _renewal_failed(self, exc: BaseException) -> None:
+        self.renewals_failed += 1
+        self._status_changed = True
+        if getattr(exc, "code", None) == ErrorCode.UNKNOWN_OP and self.session is not None:
+            # a node older than sessions: fall back on per-instance beats, for good
+            self._out.append(
+                LogLine(
+                    "warning",
+                    f"meshreg server {self.server} does not know sessions ({exc}); keeping "
+                    "registrations alive with per-instance beats",
+                )
+            )
+            self.session = None
+            self._status_changed = True
+            self._session_acked = 0
+            for reg in self.registrations.values():
+                reg.fields.pop("session", None)
+            return
+        self._warn(
+            ("session", self.server, type(exc).__name__),
+            f"session renewal failed (server {self.server}); "
+            f"{len(self.registrations)} registrations depend on it: {exc}",
+        )
+
+    def _close_session(self, timeout: float, reply_to: ReplyTo) -> None:
+        """Close the session: the node deregisters every instance registered in it."""
+        if self.session is None:
+            self._out.append(Complete(reply_to, {"deregistered": 0}))
+            return
+        namespace, sid = self.session
+        for ident, reg in list(self.registrations.items()):
+            if reg.session is not None:
+                del self.registrations[ident]
+        self._session_acked = 0
+        self.request("session_close", {"namespace": namespace, "session": sid}, timeout, reply_to)
+
+    # -- watches -------------------------------------------------------------------------------
+    def _subscribe(self, cmd: Subscribe) -> None:
+        key, listener = cmd.key, cmd.listener
+        watch = self.watches.get(key)
+        if watch is None:
+            watch = self.watches[key] = Watch(ServiceView(key))
+            self._out.append(WatchTopic(key))
+            if cmd.saved is not None:
+                watch.view.preload(list(cmd.saved))
+        watch.pinned = watch.pinned or cmd.pinned
+        if listener is not None:
+            watch.listeners.append(listener)
+        if watch.view.loaded and not (watch.view.from_disk and not watch.said_stale):
+            if listener is not None:
+                self._out.append(CallListener(listener, watch.view.listing()))
+            self._out.append(Complete(cmd.reply_to, watch.view.listing()))
+            return
+        watch.waiting.append((cmd.reply_to, listener))
+        self._pull(key, cmd.timeout)
+
+    def _unsubscribe(self, key: ServiceKey, listener: Listener | None, reply_to: ReplyTo) -> None:
+        watch = self.watches.get(key)
+        if watch is not None:
+            watch.listeners = [
+                cb for cb in watch.listeners if listener is not None and cb != listener
+            ]
+            if not watch.listeners and not watch.pinned:
+                self._drop_watch(key)
+        self._out.append(Complete(reply_to, None))
+
+    def _drop_watch(self, key: ServiceKey) -> None:
+        del self.watches[key]
+        self._out.append(UnwatchTopic(key))
+
+    def _read_cached(self, key: ServiceKey, healthy_only: bool) -> tuple[str, Any]:
+        watch = self.watches.get(key)
+        if watch is None or not watch.view.loaded:
+            return ("none", None)
+        if self._now < watch.fresh_reads_until:
+            return ("bypass", watch.view.listing(healthy_only))
+        return ("view", watch.view.listing(healthy_only))
+
+    def _pull(self, key: ServiceKey, timeout: float | None = None, confirm: bool = False) -> None:
+        """Re-pull a service's list; ``confirm``: ask another server, and trust its answer
+        even if it empties the list (empty protection asks for that second opinion)."""
+        watch = self.watches.get(key)
+        if watch is None:
+            return
+        if watch.pulling:  # the reply in flight may predate what made us pull again
+            watch.repull = True
+            return
+        watch.pulling = True
+        watch.repull = False
+        via = None
+        if confirm and len(self.servers) > 1:
+            via = self._address((self._server_index + 1) % len(self.servers))
+
+        def pulled(snap: InstancesSnapshot) -> None:
+            watch.pulling = False
+            self._pulled(watch, snap, via or self.server, confirm)
+
+        def failed(exc: BaseException) -> None:
+            watch.pulling = False
+            self._pull_failed(watch, exc)
+
+        self.request(
+            "instances",
+            {"namespace": key.namespace, "group": key.group, "service": key.service},
+            timeout or max(PULL_TIMEOUT, self.settings.attempt_timeout),
+            on_reply=pulled,
+            on_error=failed,
+            via=via,
+        )
+
+    def _pulled(self, watch: Watch, snap: InstancesSnapshot, source: str, confirm: bool) -> None:
+        key = watch.view.key
+        if self._would_empty(watch, snap):
+            restarted = snap.epoch != watch.view.epoch  # not the node we knew
+            if restarted and snap.uptime is not None and snap.uptime < YOUNG_NODE_GRACE:
+                self._warn(
+                    ("young", key),
+                    f"{key}: {source} started {snap.uptime:.1f}s ago and lists nothing yet; "
+                    "keeping the last list until its providers have had time to register again",
+                )
+                self._resolve_waiting(watch)
+                return
+            if not confirm:
+                self._confirm_empty(key, f"{source} answered an empty list")
+                return
+        outcome = watch.view.apply_snapshot(snap)
+        listing = watch.view.listing()
+        if watch.said_stale:
+            watch.said_stale = False
+            self._out.append(LogLine("info", f"{key}: live data again from {source}"))
+        if outcome is not Outcome.UNCHANGED:
+            self._out.append(SaveToDisk(key, listing))
+            for cb in watch.listeners:
+                if all(cb is not waiter for _, waiter in watch.waiting):
+                    self._out.append(CallListener(cb, listing))
+        self._resolve_waiting(watch)
+        if outcome is Outcome.GAP or watch.repull:  # already stale: pull again
+            self._pull(key)
+
+    def _pull_failed(self, watch: Watch, exc: BaseException) -> None:
+        key = watch.view.key
+        if watch.view.loaded:  # no node answers: serve what we have (memory or disk)
+            if not watch.said_stale:
+                watch.said_stale = True
+                source = "disk cache" if watch.view.from_disk else "last known list"
+                text = f"{key}: no meshreg server answers ({exc}); serving the {source}"
+                self._out.append(LogLine("warning", text))
+            self._resolve_waiting(watch)
+            return
+        for reply_to, cb in watch.waiting:
+            self._out.append(Fail(reply_to, exc))
+            if cb is not None and cb in watch.listeners:
+                watch.listeners.remove(cb)
+        watch.waiting.clear()
+        if not watch.listeners and not watch.pinned and self.watches.get(key) is watch:
+            self._drop_watch(key)
+
+    def _resolve_waiting(self, watch: Watch) -> None:
+        """Answer callers waiting on a pull with the list we keep."""
+        listing = watch.view.listing()
+        for reply_to, cb in watch.waiting:
+            if cb is not None:
+                self._out.append(CallListener(cb, listing))
+            self._out.append(Complete(reply_to, listing))
+        watch.waiting.clear()
+
+    def _would_empty(self, watch: Watch, snap: InstancesSnapshot) -> bool:
+        """A snapshot that would blank out a non-empty list (needs a second opinion)."""
+        return (
+            self.settings.empty_protection
+            and watch.view.loaded
+            and bool(watch.view.instances)
+            and not snap.instances
+        )
+
+    def _confirm_empty(self, key: ServiceKey, why: str) -> None:
+        self._warn(
+            ("empty", key),
+            f"{key}: {why}; keeping the last list until a fresh query confirms it",
+        )
+        self._pull(key, confirm=True)

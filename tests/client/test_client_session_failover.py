@@ -1,0 +1,216 @@
+"""ClientSession: failover order, backoff, re-sending, routing to the owner (fake clock, ms)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from session_harness import SVC, Handle, Harness, registration
+
+from meshreg.client.actions import DirectSend, Fail
+from meshreg.client.commands import Call, Register, Subscribe
+from meshreg.client.session import BACKOFF_MAX, PROBE_INTERVAL
+from meshreg.core.mapping import responsible_node
+from meshreg.errors import RemoteProtocolError, ServerUnreachableError
+
+
+def switch_times(h: Harness, until_ms: int) -> list[tuple[int, str]]:
+    """When the session moved to which server, over ``until_ms`` of silence."""
+    seen: list[tuple[int, str]] = []
+    count = len(h.connects())
+    while h.now_ms < until_ms:
+        h.advance(10)
+        connects = h.connects()
+        seen.extend((h.now_ms, c) for c in connects[count:])
+        count = len(connects)
+    return seen
+
+
+def test_failover_goes_round_the_list_then_backs_off_doubling_up_to_the_cap() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=500)
+    assert h.connects() == ["a:1"]
+    h.do(Call("ping", {}, 10_000.0, Handle()))  # a call that outlives the whole test
+    seen = switch_times(h, 200_000)
+    # one round at the attempt time-out (a, b, c, then a again), then pauses of
+    # 0.5, 1, 2, 4, 8, 16 s and at most BACKOFF_MAX between switches
+    times = [t for t, _ in seen]
+    assert times[:4] == [500, 1000, 1500, 2000]
+    gaps = [b - a for a, b in zip(times[3:], times[4:], strict=False)]
+    assert gaps[:6] == [500, 1000, 2000, 4000, 8000, 16000]
+    assert set(gaps[6:]) == {int(BACKOFF_MAX * 1000)}
+    order = [server for _, server in seen]
+    assert order[:7] == ["b:2", "c:3", "a:1", "b:2", "c:3", "a:1", "b:2"]
+
+
+def test_every_pending_request_is_sent_again_with_its_id_to_the_next_server() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    handles = [Handle(str(n)) for n in range(3)]
+    for n, handle in enumerate(handles):
+        h.do(Register(registration(n), 5.0, handle))
+    first = h.requests("register", to="a:1")
+    assert len(first) == 3
+    h.advance(500)
+    again = h.requests("register", to="b:2")
+    assert [r.id for r in again] == [r.id for r in first]  # same ids: idempotent re-send
+    assert [r.fields for r in again] == [r.fields for r in first]
+    for req in again:
+        h.reply(req)
+    assert all(h.outcome(handle).__class__.__name__ == "Complete" for handle in handles)
+    assert len(h.core.registrations) == 3
+
+
+def test_an_answer_from_anyone_ends_the_backoff() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=500)
+    h.do(Call("ping", {}, 10_000.0, Handle()))
+    switch_times(h, 6_000)  # well into the backoff
+    ping = h.unanswered("ping")[0]
+    h.reply(ping, {"epoch": 1, "version": "x", "address": ping.to})
+    h.do(Call("ping", {}, 10_000.0, Handle()))
+    before = len(h.connects())
+    h.advance(500)  # the next silence switches at once again: no pause
+    assert len(h.connects()) == before + 1
+
+
+def test_a_call_no_server_answers_fails_naming_every_server_tried() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=300)
+    handle = Handle()
+    h.do(Call("ping", {}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    text = str(done.error)
+    assert "ping: no reply from meshreg server(s) a:1, b:2, c:3 within 1s" in text
+    assert "is `meshreg node` running there?" in text
+
+
+def test_a_connect_error_is_named_in_the_error_of_the_call() -> None:
+    h = Harness(servers=("nosuchhost.invalid:1",), attempt_ms=300)
+    h.core.server_connected("nosuchhost.invalid:1", "cannot resolve nosuchhost.invalid")
+    handle = Handle()
+    h.do(Call("ping", {}, 0.5, handle))
+    h.advance(500)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail)
+    assert "(nosuchhost.invalid:1: cannot resolve nosuchhost.invalid)" in str(done.error)
+
+
+def test_garbage_from_the_server_makes_the_call_fail_as_malformed_not_unanswered() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=300)
+    handle = Handle()
+    h.do(Call("ping", {}, 0.5, handle))
+    h.run(h.core.on_malformed_reply("a:1", "reply is not valid msgpack", h.now))
+    h.advance(500)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, RemoteProtocolError)
+    assert "ping: the node at a:1 sent a malformed reply: reply is not valid msgpack" in str(
+        done.error
+    )
+    assert h.logs("warning") == ["ignoring a malformed reply from a:1: reply is not valid msgpack"]
+
+
+def test_a_result_of_the_wrong_shape_fails_only_that_call() -> None:
+    h = Harness(servers=("a:1",))
+    bad, good = Handle(), Handle()
+    h.do(Call("ping", {}, 3.0, bad))
+    h.do(Call("ping", {}, 3.0, good))
+    first, second = h.requests("ping")
+    h.reply(first, {"epoch": "seven"})
+    h.reply(second, {"epoch": 7, "version": "1", "address": "a:1"})
+    assert isinstance(h.outcome(bad), Fail)
+    assert h.outcome(good).result["epoch"] == 7  # type: ignore[union-attr]
+
+
+def test_a_watch_only_client_pings_and_so_notices_a_dead_server() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=500)
+    h.do(Subscribe(SVC, lambda xs: None, 3.0, Handle()))
+    pull = h.unanswered("instances")[0]
+    h.reply(pull, {"epoch": 1, "revision": 1, "instances": []})
+    h.advance(0)
+    (ping,) = h.unanswered("ping")  # nothing else pending: a ping at once
+    h.reply(ping, {"epoch": 1, "version": "1", "address": "a:1"})
+    h.advance(int(PROBE_INTERVAL * 1000) - 1)
+    assert h.unanswered("ping") == []
+    h.advance(1)
+    assert [p.to for p in h.unanswered("ping")] == ["a:1"]  # every PROBE_INTERVAL
+    h.advance(500)  # a is dead: no answer
+    assert h.connects()[-1] == "b:2"
+    assert [p.to for p in h.unanswered("instances")] == ["b:2"]  # re-pulled from b
+
+
+# -- writes straight to the owner -------------------------------------------------------------
+MEMBERS = {"n1": "a:1", "n2": "b:2", "n3": "c:3"}
+
+
+def cluster_result() -> dict[str, Any]:
+    return {
+        "node": "n1",
+        "ready": True,
+        "members": [
+            {
+                "id": i,
+                "address": a,
+                "state": "up",
+                "self": i == "n1",
+                "services": 0,
+                "instances": 0,
+                "lag": 0,
+            }  # fmt: skip
+            for i, a in MEMBERS.items()
+        ],
+    }
+
+
+def with_view(h: Harness) -> None:
+    """Register one instance (so the session fetches the cluster view) and answer it."""
+    h.do(Register(registration(0), 3.0, Handle()))
+    h.answer_all("register")
+    h.advance(0)
+    (view,) = h.unanswered("cluster")
+    h.reply(view, cluster_result())
+
+
+def owned_elsewhere() -> tuple[Any, str]:
+    """A registration whose service's owner is not n1 (the server a:1)."""
+    for n in range(100):
+        reg = registration(0, key=SVC._replace(service=f"s{n}"))
+        owner = responsible_node(reg.key, sorted(MEMBERS))
+        if owner != "n1":
+            return reg, MEMBERS[owner]
+    raise AssertionError("no service owned elsewhere")
+
+
+def test_writes_go_straight_to_the_owner_from_the_cluster_view() -> None:
+    h = Harness(servers=("a:1",))
+    with_view(h)
+    assert len(h.core.servers) == 3  # every member is a server to fall back on
+    reg, owner = owned_elsewhere()
+    h.do(Register(reg, 3.0, Handle()))
+    assert h.requests("register")[-1].to == owner
+
+
+@pytest.mark.parametrize("outcome", [DirectSend.NOT_CONNECTED, DirectSend.UNUSABLE])
+def test_a_write_goes_through_the_server_when_the_owner_cannot_be_reached(
+    outcome: DirectSend,
+) -> None:
+    h = Harness(servers=("a:1",))
+    with_view(h)
+    h.direct = outcome
+    reg, owner = owned_elsewhere()
+    h.do(Register(reg, 3.0, Handle()))
+    assert [r.to for r in h.requests("register")[-2:]] == [owner, "a:1"]
+
+
+def test_a_silent_owner_makes_the_session_forget_the_view_and_use_the_server() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=500)
+    with_view(h)
+    reg, owner = owned_elsewhere()
+    handle = Handle()
+    h.do(Register(reg, 3.0, handle))
+    h.advance(500)  # the owner does not answer
+    last = h.requests("register")[-1]
+    assert last.to == "a:1" and h.connects() == ["a:1"]  # no failover for it
+    h.reply(last)
+    assert h.outcome(handle).__class__.__name__ == "Complete"
+    reg2, _ = owned_elsewhere()
+    h.do(Register(reg2, 3.0, Handle()))
+    assert h.requests("register")[-1].to == "a:1"  # the view is forgotten until refreshed

@@ -1,0 +1,192 @@
+"""ClientSession: beats, session renewals, redo after failover or session loss, and one
+log line per problem, never one per instance (fake clock, ms)."""
+
+from __future__ import annotations
+
+import pytest
+from session_harness import SID, Handle, Harness, registration
+
+from meshreg.client.actions import Complete
+from meshreg.client.commands import CloseSession, Deregister, Register, RegisterBatch
+from meshreg.client.session import SHORT_RENEWALS
+from meshreg.errors import ErrorCode
+from meshreg.log_limiter import LOG_INTERVAL
+
+
+def registered(h: Harness, count: int, session: bool = False) -> None:
+    items = tuple((registration(n, session), Handle()) for n in range(count))
+    h.do(RegisterBatch(items, 5.0))
+    h.answer_all("register")
+    h.answer_all("session_open", {"session": SID})
+    assert len(h.core.registrations) == count
+    h.advance(0)
+    h.answer_view()
+
+
+# -- per-instance beats -------------------------------------------------------------------------
+def test_each_registration_beats_once_per_interval() -> None:
+    h = Harness(beat_ms=1000)
+    registered(h, 3)
+    h.advance(999)
+    assert h.requests("beat") == []
+    h.advance(1)
+    beats = h.requests("beat")
+    assert sorted(b.fields["ip"] for b in beats) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert set(beats[0].fields) == {"namespace", "group", "service", "ip", "port", "cluster"}
+    h.answer_all("beat")
+    h.advance(1000)
+    assert len(h.requests("beat")) == 6
+
+
+def test_a_beat_answered_not_found_registers_that_instance_again_with_one_log_line() -> None:
+    h = Harness(beat_ms=1000)
+    registered(h, 100)
+    h.advance(1000)
+    assert h.fail_all("beat", ErrorCode.NOT_FOUND, "not registered") == 100
+    again = h.unanswered("register")
+    assert len(again) == 100
+    assert again[0].fields == registration(0).fields  # the full fields, not the beat's
+    lines = [line for line in h.logs() if "registering them again" in line]
+    assert len(lines) == 1 and "instances unknown to a:1" in lines[0]
+
+
+def test_a_beat_for_an_instance_deregistered_meanwhile_does_not_bring_it_back() -> None:
+    h = Harness(beat_ms=1000)
+    registered(h, 1)
+    h.advance(1000)
+    (beat,) = h.unanswered("beat")
+    reg = registration(0)
+    h.do(Deregister(reg.key, reg.iid, reg.beat_fields, 3.0, Handle()))
+    h.fail(beat, ErrorCode.NOT_FOUND)
+    assert h.unanswered("register") == []
+
+
+def test_a_beat_answered_unavailable_is_left_to_the_next_beat() -> None:
+    """docs/PROTOCOL.md 5.2: a member catching up; do not re-register, do not fail over."""
+    h = Harness(beat_ms=1000)
+    registered(h, 50)
+    h.advance(1000)
+    assert h.fail_all("beat", ErrorCode.UNAVAILABLE, "still catching up") == 50
+    assert h.unanswered("register") == []
+    assert h.connects() == ["a:1"]
+    assert h.logs() == []
+    h.advance(1000)
+    assert len(h.unanswered("beat")) == 50  # the next interval's beats
+
+
+def test_a_beat_refused_otherwise_is_logged_once_per_interval() -> None:
+    h = Harness(beat_ms=1000)
+    registered(h, 20)
+    for _ in range(3):
+        h.advance(1000)
+        assert h.fail_all("beat", ErrorCode.PERMISSION_DENIED, "beat: not allowed") == 20
+    lines = h.logs("warning")
+    assert len(lines) == 1 and "beats refused by a:1" in lines[0], lines
+    assert h.unanswered("register") == []
+
+
+def test_after_a_failover_the_new_server_gets_the_registrations_again() -> None:
+    h = Harness(servers=("a:1", "b:2"), beat_ms=1000, attempt_ms=500)
+    registered(h, 10)
+    h.advance(1000)
+    h.advance(500)  # a died: the beats go to b
+    beats = h.unanswered("beat")
+    assert {b.to for b in beats} == {"b:2"} and len(beats) == 10
+    h.fail_all("beat", ErrorCode.NOT_FOUND)  # b never heard of them
+    assert {r.to for r in h.unanswered("register")} == {"b:2"}
+    assert len(h.unanswered("register")) == 10
+
+
+def test_a_dead_server_is_one_log_line_per_interval_not_one_per_instance() -> None:
+    h = Harness(servers=("a:1",), beat_ms=200, attempt_ms=500)
+    registered(h, 1000)
+    h.advance(int(2 * LOG_INTERVAL * 1000))  # nothing answers for two log intervals
+    lines = h.logs("warning")
+    # per interval at most: the failover line and the unanswered-beats line
+    assert 2 <= len(lines) <= 2 * 3, lines
+    assert len(h.unanswered("beat")) <= 1000  # beats do not pile up without bound
+
+
+# -- client sessions -----------------------------------------------------------------------------
+def test_one_renewal_per_interval_keeps_every_session_registration_alive() -> None:
+    h = Harness(beat_ms=1000, session=True)
+    registered(h, 500, session=True)
+    assert len(h.requests("session_open")) == 1
+    h.advance(1000)
+    renewals = h.requests("session_renew")
+    assert len(renewals) == 1 and renewals[0].fields == {"namespace": "public", "session": SID}
+    assert h.requests("beat") == []
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [{"instances": 0, "known": False}],  # the session expired / the node restarted
+        [{"instances": 2}] * SHORT_RENEWALS,  # the node holds fewer than acknowledged
+    ],
+    ids=["unknown-session", "short-renewals"],
+)
+def test_a_lost_session_is_opened_again_by_registering_its_instances_again(
+    answers: list[dict[str, object]],
+) -> None:
+    h = Harness(beat_ms=1000, session=True)
+    registered(h, 5, session=True)
+    for answer in answers:
+        assert h.unanswered("register") == []
+        h.advance(1000)
+        (renewal,) = h.unanswered("session_renew")
+        h.reply(renewal, answer)
+    again = h.unanswered("register")
+    assert len(again) == 5 and {r.fields["session"] for r in again} == {SID}
+    assert len([x for x in h.logs() if "registering them again" in x]) == 1
+
+
+def test_one_short_renewal_is_not_enough_to_register_again() -> None:
+    h = Harness(beat_ms=1000, session=True)
+    registered(h, 5, session=True)
+    for held in (2, 5, 2, 5):  # a renewal that crossed a registration: not twice in a row
+        h.advance(1000)
+        (renewal,) = h.unanswered("session_renew")
+        h.reply(renewal, {"instances": held})
+    assert h.unanswered("register") == []
+
+
+def test_unanswered_renewals_are_counted_and_logged_once_per_interval() -> None:
+    h = Harness(servers=("a:1",), beat_ms=200, attempt_ms=100, session=True)
+    registered(h, 1000, session=True)
+    h.advance(int(LOG_INTERVAL * 1000) - 1)
+    assert h.core.status.renewals_failed >= 10
+    renewal_lines = [x for x in h.logs() if "session renewal failed" in x]
+    assert len(renewal_lines) == 1, renewal_lines
+    assert "1000 registrations depend on it" in renewal_lines[0]
+
+
+def test_a_node_without_sessions_makes_the_client_fall_back_on_beats() -> None:
+    """UNKNOWN_OP to session_open (a node older than sessions): per-instance beats from
+    then on, and registrations made later no longer name the session."""
+    h = Harness(beat_ms=1000, session=True)
+    h.do(Register(registration(0, session=True), 3.0, Handle()))
+    (opened,) = h.unanswered("session_open")
+    h.fail(opened, ErrorCode.UNKNOWN_OP, "unknown op session_open")
+    h.answer_all("register")
+    assert h.core.session is None and h.core.status.session_id is None
+    h.do(Register(registration(1, session=True), 3.0, Handle()))
+    assert "session" not in h.unanswered("register")[0].fields
+    h.answer_all("register")
+    h.advance(1000)
+    assert len(h.unanswered("beat")) == 2 and h.requests("session_renew") == []
+    assert [x for x in h.logs() if "does not know sessions" in x]
+
+
+def test_closing_the_session_is_one_request_and_forgets_its_registrations() -> None:
+    h = Harness(session=True)
+    registered(h, 100, session=True)
+    handle = Handle()
+    h.do(CloseSession(3.0, handle))
+    (close,) = h.unanswered("session_close")
+    h.reply(close, {"deregistered": 100})
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result == {"deregistered": 100}
+    assert h.core.registrations == {}
+    h.advance(5000)
+    assert h.requests("session_renew") == []

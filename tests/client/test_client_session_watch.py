@@ -1,0 +1,198 @@
+"""ClientSession: watched services (pull, deltas, gaps, resync), empty protection, reading
+our own writes, serving the last list while no node answers (fake clock, ms)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from session_harness import (
+    SVC,
+    Handle,
+    Harness,
+    addition,
+    instance_map,
+    registration,
+    removal,
+    snapshot,
+)
+
+from meshreg.client.actions import Complete, Fail, SaveToDisk, UnwatchTopic, WatchTopic
+from meshreg.client.commands import ReadCached, Register, Subscribe, Unsubscribe
+from meshreg.client.session import READ_YOUR_WRITES_WINDOW, YOUNG_NODE_GRACE
+from meshreg.errors import ServerUnreachableError
+from meshreg.model import Instance
+
+
+def ips(listing: list[Instance]) -> list[str]:
+    return [i.ip for i in listing]
+
+
+def watching(h: Harness, *start: str, epoch: int = 1, revision: int = 5) -> list[Any]:
+    """Subscribe a listener to SVC and answer its first pull; returns what it was given."""
+    calls: list[list[Instance]] = []
+    handle = Handle()
+    h.do(Subscribe(SVC, calls.append, 3.0, handle))
+    assert WatchTopic(SVC) in h.actions
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(epoch, revision, *start))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and ips(done.result) == list(start)
+    h.advance(0)  # a client that only watches pings its server: it answers
+    h.answer_all("ping", {"epoch": epoch, "version": "1", "address": h.connected})
+    return h.listener_calls()
+
+
+def test_subscribe_pulls_then_applies_deltas_and_saves_each_change() -> None:
+    h = Harness()
+    assert [ips(x) for x in watching(h, "10.0.0.1")] == [["10.0.0.1"]]
+    h.push(addition(1, 5, "10.0.0.2"))
+    assert [ips(x) for x in h.listener_calls()][-1] == ["10.0.0.1", "10.0.0.2"]
+    saved = [a for a in h.actions if isinstance(a, SaveToDisk)]
+    assert [ips(a.listing) for a in saved] == [["10.0.0.1"], ["10.0.0.1", "10.0.0.2"]]
+
+
+def test_a_gap_pulls_once_and_a_second_gap_meanwhile_pulls_again_after() -> None:
+    h = Harness()
+    watching(h, "10.0.0.1")
+    h.push(addition(1, 7, "10.0.0.2"))  # base 7, we hold 5: a gap
+    h.push(addition(1, 9, "10.0.0.3"))  # another, while the pull is in flight
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(1, 8, "10.0.0.1", "10.0.0.2"))
+    (again,) = h.unanswered("instances")  # the answer may predate the second gap
+    h.reply(again, snapshot(1, 10, "10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    assert h.unanswered("instances") == []
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def test_every_watched_service_is_pulled_again_each_resync_interval() -> None:
+    h = Harness(resync_ms=2000)
+    watching(h, "10.0.0.1")
+    other = SVC._replace(service="payments")
+    h.do(Subscribe(other, None, 3.0, Handle(), pinned=True))
+    h.reply(h.unanswered("instances")[0], dict(snapshot(1, 1), service="payments"))
+    pulls = len(h.requests("instances"))
+    h.advance(1999)
+    assert len(h.requests("instances")) == pulls
+    h.advance(1)
+    assert len(h.requests("instances")) == pulls + 2
+    assert {r.fields["service"] for r in h.requests("instances")[-2:]} == {"orders", "payments"}
+
+
+def test_unsubscribing_the_last_listener_stops_watching() -> None:
+    h = Harness()
+    watching(h, "10.0.0.1")
+    h.do(Unsubscribe(SVC, None, Handle()))
+    assert UnwatchTopic(SVC) in h.actions and not h.core.watching(SVC)
+
+
+# -- empty protection -------------------------------------------------------------------------
+def test_a_push_that_would_empty_the_list_needs_another_servers_confirmation() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    assert len(h.listener_calls()) == 1  # not emptied
+    (confirm,) = h.unanswered("instances")
+    assert confirm.to == "b:2"  # a second opinion, from another server
+    h.reply(confirm, snapshot(2, 3, "10.0.0.1"))  # b still lists it
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+    lines = [x for x in h.logs() if "keeping the last list" in x]
+    assert len(lines) == 1 and "a push from a:1 would empty it" in lines[0]
+
+
+def test_an_empty_list_confirmed_by_another_server_is_taken() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    (confirm,) = h.unanswered("instances")
+    h.reply(confirm, snapshot(2, 4))
+    assert h.listener_calls()[-1] == []
+
+
+def test_the_confirmation_waits_for_the_other_servers_connection() -> None:
+    from meshreg.client.actions import DirectSend
+
+    h = Harness(servers=("a:1", "b:2"), direct=DirectSend.NOT_CONNECTED)
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    h.advance(200)  # b's connection is not up: tried again every 50 ms, not sent to a
+    assert {r.to for r in h.requests("instances")[1:]} == {"b:2"}
+    assert len(h.requests("instances")) >= 4
+
+
+def test_an_empty_snapshot_from_a_node_that_just_restarted_keeps_the_list() -> None:
+    h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
+    watching(h, "10.0.0.1", epoch=1)
+    h.advance(1000)  # resync: a restarted meanwhile (epoch 2), up for 3 s, empty
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(2, 0, uptime=3.0))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+    assert h.unanswered("instances") == []  # no second opinion needed: wait for providers
+    assert any("started 3.0s ago and lists nothing yet" in x for x in h.logs())
+    h.advance(1000)  # later, once it is no longer young, its empty answer is confirmed
+    h.reply(h.unanswered("instances")[0], snapshot(2, 0, uptime=YOUNG_NODE_GRACE + 1))
+    assert h.unanswered("instances")[0].to == "b:2"
+
+
+def test_without_empty_protection_an_empty_push_is_applied_at_once() -> None:
+    h = Harness(empty_protection=False)
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    assert h.listener_calls()[-1] == [] and h.unanswered("instances") == []
+
+
+# -- reads -------------------------------------------------------------------------------------
+def test_reads_bypass_the_pushed_view_for_a_while_after_our_own_write() -> None:
+    h = Harness()
+    watching(h, "10.0.0.1")
+
+    def read() -> str:
+        handle = Handle()
+        h.do(ReadCached(SVC, True, handle))
+        done = h.outcome(handle)
+        assert isinstance(done, Complete)
+        return str(done.result[0])
+
+    assert read() == "view"
+    h.do(Register(registration(1), 3.0, Handle()))
+    h.answer_all("register")
+    assert read() == "bypass"
+    h.advance(int(READ_YOUR_WRITES_WINDOW * 1000) - 1)
+    assert read() == "bypass"
+    h.advance(1)
+    assert read() == "view"
+
+
+def test_while_no_node_answers_the_last_list_is_served_and_said_once() -> None:
+    h = Harness(servers=("a:1",), resync_ms=1000, attempt_ms=300)
+    watching(h, "10.0.0.1")
+    h.advance(10_000)  # nobody answers the pulls
+    lines = [x for x in h.logs() if "no meshreg server answers" in x]
+    assert len(lines) == 1 and "serving the last known list" in lines[0]
+    handle = Handle()
+    h.do(ReadCached(SVC, True, handle))
+    assert ips(h.outcome(handle).result[1]) == ["10.0.0.1"]  # type: ignore[union-attr]
+    h.advance(1000)
+    h.reply(h.unanswered("instances")[-1], snapshot(1, 6, "10.0.0.1", "10.0.0.2"))
+    assert "orders: live data again from a:1" in h.logs("info")[-1]
+
+
+def test_a_disk_copy_is_served_only_when_no_node_answers() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=300)
+    saved = (Instance.from_wire(instance_map("10.9.9.9")),)
+    handle = Handle()
+    h.do(Subscribe(SVC, None, 1.0, handle, pinned=True, saved=saved))
+    assert h.outcome(handle) is None  # a node is asked first
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and ips(done.result) == ["10.9.9.9"]
+    assert any("serving the disk cache" in x for x in h.logs())
+
+
+def test_a_first_pull_no_node_answers_fails_the_subscribe_and_drops_the_watch() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=300)
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda xs: None, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert UnwatchTopic(SVC) in h.actions and not h.core.watching(SVC)
