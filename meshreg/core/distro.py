@@ -10,10 +10,11 @@ Theory of operation
   node; any other node answers ``Forward`` and the runtime relays the request
   and the reply.  A forwarded request is never forwarded again (views may
   briefly disagree; the receiver applies it).  If the responsible node does
-  not answer, the runtime applies the write locally (``forwarded=True``):
-  every record is version-stamped, so any node's write merges safely, and a
-  beat applied away from the responsible node refreshes the record's
-  liveness evidence (below), which is replicated to whoever sweeps it.
+  not answer, the runtime hands the ``Forward`` back (``forward_failed``) and
+  the core applies the write locally: every record is version-stamped, so any
+  node's write merges safely, and a beat applied away from the responsible
+  node refreshes the record's liveness evidence (below), which is replicated
+  to whoever sweeps it.
 * **Replication.**  Every visible change made here is published to peers as
   a delta tagged (node, epoch, seq).  Plain beats are not replicated (they are
   invisible); state transitions are.  Peers merge deltas per instance, the
@@ -87,10 +88,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshreg.core.digests import MASK, service_digest, settings_digest
-from meshreg.core.events import PeerDataRejected, ServiceChanged
+from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
+    Answer,
+    Broadcast,
+    Effect,
+    Forward,
+    MemberChanged,
+    MemberState,
+    PeerCall,
+    PeerDataRejected,
+    Rejected,
+    Reply,
+    ServiceChanged,
+)
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.membership import MemberChanged, Membership, MemberState
+from meshreg.core.membership import Membership
 from meshreg.core.node import RegistryNode
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
@@ -133,6 +146,7 @@ ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_aft
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
+_WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
 
 
 @dataclass(frozen=True)
@@ -149,33 +163,6 @@ class ClusterPolicy:
             raise ValueError("beacon_interval must be > 0 and below peer_timeout")
         if not self.anti_entropy_interval > 0 or not self.peer_request_timeout > 0:
             raise ValueError("anti_entropy_interval and peer_request_timeout must be > 0")
-
-
-# -- effects for the runtime ----------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """Relay this write to the responsible node and its reply back."""
-
-    node_id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """Publish a message on the replication channel."""
-
-    message: Beacon | ReplicatedDelta | DigestSummary | SessionBeats
-
-
-@dataclass(frozen=True, slots=True)
-class PeerCall:
-    """Send a request to a peer; answer with ``peer_reply``/``peer_failed``(tag)."""
-
-    tag: int
-    node_id: str
-    address: str
-    op: str
-    fields: dict[str, Any]
 
 
 @dataclass
@@ -227,7 +214,6 @@ class DistroNode(RegistryNode):
         self._owner_cache: dict[ServiceKey, str] = {}
         self._alone = (node_id,)  # the members when there is nobody else
         self._tally = OwnershipTally()  # services/instances per member, for ``cluster``
-        self._forwards: dict[str, Forward] = {}
         self._tags = itertools.count(1)
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
@@ -276,7 +262,6 @@ class DistroNode(RegistryNode):
             return
         old, self._members = self._members, members
         self._owner_cache.clear()
-        self._forwards.clear()
         # A judge may now be cut off from us: the next beat of every record stamps new
         # liveness evidence, so no judgment made on what it knew can win (theory above).
         self.view_stamp = self._stamp(now)
@@ -351,7 +336,7 @@ class DistroNode(RegistryNode):
         if self.membership.peers:
             self._session_queue[sess.id] = (sess.namespace, sess.alive)
 
-    def take_effects(self) -> list[Any]:
+    def take_effects(self) -> list[Effect]:
         """The queued effects, with the pending refreshes as one delta per service and
         the session renewals received since the last call in one message (or a few)."""
         if self._session_queue:
@@ -381,36 +366,46 @@ class DistroNode(RegistryNode):
             return False  # not ours, or not looked up yet: the full path decides
         return RegistryNode.fast_beat(self, key, iid, now)  # (no super(): a beat's path)
 
-    def handle(
-        self, req: Any, now: float, forwarded: bool = False, *, received_at: float | None = None
-    ) -> Any:
+    def handle(self, req: Any, now: float, forwarded: bool = False) -> Answer:
+        """Answer one request: ``Forward`` a write for a service another member is
+        responsible for (unless ``forwarded``: relayed here already, never again), else
+        a ``Reply`` or ``Rejected`` as ``RegistryNode.handle``."""
         t = type(req)
-        if (
-            t is Beat
-            or t is RegisterInstance
-            or t is DeregisterInstance
-            or t is UpdateInstance
-            or t is SetService
-        ):
+        try:
             # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
             # are just the peer, which owns everything: forward to it.
-            if not forwarded and self._members != self._alone:
+            if not forwarded and t in _WRITES and self._members != self._alone:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
-                    fwd = self._forwards.get(owner)
-                    if fwd is None:
-                        peer = self.membership.peer_by_id(owner)
-                        if peer is None:  # cannot happen: members are known peers
-                            return super().handle(req, now, received_at=received_at)
-                        fwd = self._forwards[owner] = Forward(owner, peer.address)
-                    self.counters["forwarded"] += 1
-                    if t is Beat:  # our own evidence, should the owner not answer (or judge)
-                        self.store.beat(req.key, req.instance, self._beat_time(now, now))
-                    return fwd
+                    peer = self.membership.peer_by_id(owner)
+                    if peer is not None:  # (always: members are known peers)
+                        self.counters["forwarded"] += 1
+                        if t is Beat:  # our own evidence, should the owner not answer
+                            self.store.beat(req.key, req.instance, self._beat_time(now, now))
+                        return Forward(owner, peer.address, req, now)
+            return Reply(req.req_id, self._apply(req, now, now))
+        except RequestRejected as exc:
+            return self._refused(exc)
+
+    def forward_failed(self, forward: Forward, now: float) -> Reply | Rejected:
+        """The responsible node did not answer ``forward`` (unreachable, or no reply
+        within ``peer_request_timeout``): apply the write here after all.  Every record
+        is version-stamped, so any node's write merges safely; a beat counts as evidence
+        of life when it reached this node (``forward.received_at``), and one for an
+        instance not held here while catching up is answered UNAVAILABLE."""
+        req = forward.request
+        try:
+            return Reply(req.req_id, self._apply(req, now, forward.received_at))
+        except RequestRejected as exc:
+            return self._refused(exc)
+
+    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+        t = type(req)
+        if t in _WRITES:
             if self.ready:
-                return super().handle(req, now, received_at=received_at)
+                return super()._apply(req, now, received_at)
             try:
-                return super().handle(req, now, received_at=received_at)
+                return super()._apply(req, now, received_at)
             except RequestRejected as exc:
                 # Catching up, we may simply not hold it yet: NOT_FOUND would make a live
                 # provider register again; UNAVAILABLE says "ask again (elsewhere)".
@@ -432,7 +427,7 @@ class DistroNode(RegistryNode):
         if t is GetCluster:
             self._count(req.op)
             return self.cluster_result(now)
-        return super().handle(req, now)
+        return super()._apply(req, now, received_at)
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
@@ -744,6 +739,10 @@ class DistroNode(RegistryNode):
             self.stats.count_error(ErrorCode.MALFORMED)
             self._report(now, f"{kind} reply", node_id, exc.message)
             self._abort_round(node_id, now)
+
+    def replication_rejected(self, count: int = 1) -> None:
+        """The runtime rejected ``count`` replication messages (or deltas) as invalid."""
+        self.counters["replication_errors"] += count
 
     def _too_far_ahead(self, payload: ServicePayload, now: float, peer: str, what: str) -> bool:
         """Whether ``payload`` carries a stamp beyond ``stamp_limit``: then it is rejected

@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-``handle(request, now)`` applies one validated request and returns its result
-(a msgpack-able value) or raises :class:`RequestRejected` with a wire code.
-A rejected request never changes state.  Visible changes, and revision syncs
-for new subscribers, queue up as effects; the caller drains them with
-``take_effects()`` after each batch and publishes them (raft's ``Ready``).
+``handle(request, now)`` applies one validated request and answers one way:
+a ``Reply`` with its result (a msgpack-able value) or a ``Rejected`` with a
+wire code (core/effects).  A rejected request never changes state.  Visible
+changes, and revision syncs for new subscribers, queue up as effects; the
+caller drains them with ``take_effects()`` after each batch and publishes
+them (raft's ``Ready``).
 ``tick(now)`` runs the health sweep when due and returns when to wake next;
 the sweep consults the node's self-preservation state (``core/preservation``),
 whose transitions are queued as effects too, ahead of the sweep's changes.
@@ -37,7 +38,15 @@ import xxhash
 
 from meshreg import __version__
 from meshreg.core import health
-from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
+from meshreg.core.effects import (
+    Answer,
+    Effect,
+    Rejected,
+    Reply,
+    ServiceChanged,
+    StallDetected,
+    SyncAnnounced,
+)
 from meshreg.core.health import HealthPolicy
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
@@ -118,20 +127,34 @@ class RegistryNode:
         self._sessions_opened = 0  # ids chosen by this node (with node id and epoch: unique)
         self.session_renewals = 0  # renewals received from clients (stats)
         self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
-        self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
+        self._effects: list[Effect] = []  # drained by take_effects()
 
     # -- requests -------------------------------------------------------------
-    def handle(self, req: Request, now: float, *, received_at: float | None = None) -> Any:
-        """Apply one request; return its result or raise RequestRejected.
+    def handle(self, req: Request, now: float, forwarded: bool = False) -> Answer:
+        """Answer one request: a ``Reply``, or a ``Rejected`` that changed nothing (and,
+        in a cluster, a ``Forward``: see core/distro).  Never raises for a request it
+        refuses; the refusal is counted in ``stats``.  ``forwarded``: another node
+        relayed it here (a lone node applies everything anyway)."""
+        try:
+            return Reply(req.req_id, self._apply(req, now, now))
+        except RequestRejected as exc:
+            return self._refused(exc)
 
-        ``received_at``: when the request reached this node, if that was earlier than
-        ``now`` (a forward that timed out and is applied here after all): a beat is
-        evidence of life then, not now."""
+    def _refused(self, exc: RequestRejected) -> Rejected:
+        self.stats.count_error(exc.code)
+        return Rejected(exc.req_id, exc.code, exc.message, exc.op)
+
+    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+        """Apply one request here; return its result or raise RequestRejected.
+
+        ``received_at``: when the request reached this node, earlier than ``now`` for a
+        forward that failed and is applied here after all: a beat is evidence of life
+        then, not now."""
         requests = self.stats.requests
         op = req.op
         requests[op] = requests.get(op, 0) + 1
         if type(req) is Beat:
-            return self._beat(req, now, now if received_at is None else received_at)
+            return self._beat(req, now, received_at)
         if type(req) is RegisterInstance:
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
@@ -387,8 +410,22 @@ class RegistryNode:
         return int((now + self.wall_offset) * 1_000_000) << TAG_BITS
 
     def rejected(self, error: RequestRejected) -> None:
-        """Count a rejected request (validation failure or refusal)."""
-        self.stats.count_error(error.code)
+        """Count a request the caller rejected before it reached ``handle`` (validation,
+        access control); ``handle`` counts its own ``Rejected`` answers."""
+        self.count_error(error.code)
+
+    def count_error(self, code: ErrorCode) -> None:
+        """Count an error answered outside ``handle`` (``stats``: ``errors``)."""
+        self.stats.count_error(code)
+
+    # -- queries (for the runtime, which reads no core internals) ---------------------
+    def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
+        """Whether this node holds instance ``iid`` of service ``key``."""
+        return self.store.holds(key, iid)
+
+    def service_count(self) -> int:
+        """Services with at least one instance held here."""
+        return len(self.store.services)
 
     def instances_result(
         self, key: ServiceKey, healthy_only: bool, now: float | None = None
@@ -614,7 +651,7 @@ class RegistryNode:
         if change is not None:
             self._effects.append(change)
 
-    def take_effects(self) -> list[Any]:
+    def take_effects(self) -> list[Effect]:
         """Hand the queued effects to the caller (and forget them)."""
         effects = self._effects
         if effects:

@@ -17,10 +17,11 @@ import ipaddress
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
 import zmq.backend
@@ -29,13 +30,24 @@ import zmq.utils.z85
 from meshreg import __version__
 from meshreg.config import NodeConfig
 from meshreg.core.client_limits import ClientHoldings, ReadRate
-from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
-from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected, SyncAnnounced
-from meshreg.core.membership import MemberChanged, MemberState
-from meshreg.core.preservation import (
+from meshreg.core.distro import DistroNode
+from meshreg.core.effects import (
+    Answer,
+    Broadcast,
+    Effect,
+    Forward,
+    MemberChanged,
+    MemberState,
+    PeerCall,
+    PeerDataRejected,
+    Rejected,
+    Reply,
     SelfPreservationEnded,
     SelfPreservationExpired,
     SelfPreservationStarted,
+    ServiceChanged,
+    StallDetected,
+    SyncAnnounced,
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
@@ -90,6 +102,15 @@ from meshreg.wire.peer import (
 from meshreg.wire.replies import encode_error, encode_ok
 
 log = logging.getLogger("meshreg.node")
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover
+
+    def assert_never(value: NoReturn) -> NoReturn:
+        """mypy: a case of a closed union no branch handles (typing.assert_never)."""
+        raise AssertionError(f"unhandled: {value!r}")
+
 
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
@@ -399,12 +420,12 @@ class NodeRuntime:
                     accepts.tick(now)
                 wake = core.tick(now)
                 self._carry_out(core.take_effects(), now)
-                self.holdings.prune(core.store, now)
+                self.holdings.prune(core.holds, now)
                 if core.ready and not was_ready:
                     was_ready = True
                     log.info(
                         "caught up: ready, %d services known; members %s",
-                        len(core.store.services),
+                        core.service_count(),
                         ", ".join(core.members()),
                     )
                 if peers is not None:
@@ -584,34 +605,49 @@ class NodeRuntime:
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
-            result = self.core.handle(req, now, peer)
+            answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
-                self.holdings.forget_gone(principal.name, self.core.store)
-            if peer and type(req) in _RELAYED_WRITES:  # read-your-writes on the relay
-                written = self.core.written(req)
-                if written is not None:
-                    return envelope + [encode_ok(req.req_id, result), encode_written(written)]
-            if type(req) is ListServices and principal is not OPEN and principal is not NODE:
-                result = self._visible(principal, req, result)
-            elif type(req) is GetStats:
-                result = {**result, **self._runtime_stats()}
-            if type(result) is Forward:
-                assert not peer
+                self.holdings.forget_gone(principal.name, self.core.holds)
+            if type(answer) is Forward:
                 peers = self._peers
-                if peers is not None and peers.forward(result.address, envelope, req, body, now):
+                # the pending forward holds the Forward: handed back should it fail
+                if peers is not None and peers.forward(answer.address, envelope, answer, body, now):
                     return None
-                result = self.core.handle(req, now, True)  # owner unreachable: apply here
-            return envelope + [encode_ok(req.req_id, result)]
+                answer = self.core.forward_failed(answer, now)  # unreachable: the core decides
+            return envelope + self._reply_frames(req, answer, now, principal, peer)
         except RequestRejected as exc:
             self._rejected(exc, now)
             return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
-            self.core.stats.count_error(ErrorCode.INTERNAL)
+            self.core.count_error(ErrorCode.INTERNAL)
             req_id = req.req_id if req is not None else 0
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
+
+    def _reply_frames(
+        self, req: Any, answer: Answer, now: float, principal: Principal, peer: bool
+    ) -> list[bytes]:
+        """The reply body (and, to a relaying peer, what a write left here) of an answer."""
+        match answer:
+            case Reply(req_id=req_id, result=result):
+                if peer and type(req) in _RELAYED_WRITES:  # read-your-writes on the relay
+                    written = self.core.written(req)
+                    if written is not None:
+                        return [encode_ok(req_id, result), encode_written(written)]
+                if type(req) is ListServices and principal is not OPEN and principal is not NODE:
+                    result = self._visible(principal, req, result)
+                elif type(req) is GetStats:
+                    result = {**result, **self._runtime_stats()}
+                return [encode_ok(req_id, result)]
+            case Rejected():
+                self._log_rejected(answer.code, answer.message, now)
+                return [encode_error(answer.req_id, answer.code, answer.message)]
+            case Forward():  # only handle() forwards, and _serve relays those
+                raise AssertionError(f"a forward of a forwarded request: {answer}")
+            case _:
+                assert_never(answer)
 
     def _client_limits(self, client: str, req: Any, now: float) -> None:
         """A client key's own limits (core/client_limits); raises RequestRejected."""
@@ -658,11 +694,15 @@ class NodeRuntime:
         return {**result, "services": keep, "count": len(keep)}
 
     def _rejected(self, exc: RequestRejected, now: float) -> None:
+        """A request the runtime refused before the core saw it (the core counts its own)."""
         self.core.rejected(exc)
-        if exc.code == ErrorCode.NOT_FOUND:
-            log.debug("%s", exc.message)  # routine: evicted or restarted; client re-registers
+        self._log_rejected(exc.code, exc.message, now)
+
+    def _log_rejected(self, code: ErrorCode, message: str, now: float) -> None:
+        if code == ErrorCode.NOT_FOUND:
+            log.debug("%s", message)  # routine: evicted or restarted; client re-registers
             return
-        self._limiter.warning(exc.code, now, "rejected request: %s: %s", exc.code.name, exc.message)
+        self._limiter.warning(code, now, "rejected request: %s: %s", code.name, message)
 
     # -- peers ----------------------------------------------------------------------
     def _drain_peer_replies(self, dealer: zmq.Socket[bytes]) -> None:
@@ -703,13 +743,13 @@ class NodeRuntime:
         forwards, calls = peers.expired(now)
         router = self._router
         assert router is not None
-        for pending in forwards:  # the owner did not answer: apply the write here
-            req = pending.request
-            try:
-                result = self.core.handle(req, now, True, received_at=pending.received_at)
-                body = encode_ok(req.req_id, result)
-            except RequestRejected as exc:
-                body = encode_error(exc.req_id, exc.code, exc.message)
+        for pending in forwards:  # the owner did not answer: the core decides
+            answer = self.core.forward_failed(pending.request, now)
+            if type(answer) is Rejected:
+                self._log_rejected(answer.code, answer.message, now)
+                body = encode_error(answer.req_id, answer.code, answer.message)
+            else:
+                body = encode_ok(answer.req_id, answer.result)
             router.send_multipart(pending.envelope + [body])
         for tag in calls:
             self.core.peer_failed(tag, now)
@@ -727,13 +767,13 @@ class NodeRuntime:
             try:
                 msg = decode_replication(frames)
             except RemoteProtocolError as exc:
-                core.counters["replication_errors"] += 1
+                core.replication_rejected()
                 self._limiter.warning("replication", now, "bad replication message: %s", exc)
                 continue
             if type(msg) is DeltaBatch:
                 left -= len(msg.deltas)
                 for seq, why in msg.rejected:  # the others still apply; the gap repairs
-                    core.counters["replication_errors"] += 1
+                    core.replication_rejected()
                     self._limiter.warning(
                         "replication", now, "bad delta %d from %s: %s", seq, msg.node, why
                     )
@@ -786,77 +826,86 @@ class NodeRuntime:
                     }[why],
                 )
 
-    def _carry_out(self, effects: list[Any], now: float) -> None:
+    def _carry_out(self, effects: list[Effect], now: float) -> None:
+        """Carry out what the core queued, in its order; it decided everything already."""
         if not effects:
             return
         xpub, epoch, watched = self._xpub, self.epoch, self.core.watched
         assert xpub is not None
         health_log = HealthLog()  # bounded: a few lines per turn, then a count
         for effect in effects:
-            t = type(effect)
-            if t is ServiceChanged:
-                if watched(effect.key):
-                    self._notify(xpub, encode_change(effect, epoch))
-                health_log.add(effect)
-            elif t is SyncAnnounced:
-                self._notify(xpub, encode_sync(effect, epoch))
-            elif t is Broadcast:
-                self._broadcast(effect.message, now)
-            elif t is PeerCall:
-                peers = self._peers
-                if peers is None or not peers.call(effect, now):
-                    self.core.peer_failed(effect.tag, now)
-            elif t is SelfPreservationStarted:
-                log.warning(
-                    "SELF-PRESERVATION ON: %d of the %d instances this node is responsible for "
-                    "missed their beats at once (more than %g%%, at least %d): suspecting this "
-                    "node's own network, not the providers; marking them unhealthy but evicting "
-                    "nothing until beats recover",
-                    effect.silent,
-                    effect.total,
-                    effect.threshold * 100,
-                    effect.min_instances,
-                )
-            elif t is SelfPreservationEnded:
-                log.info(
-                    "self-preservation off after %.1fs: %d of %d instances silent; instances "
-                    "still silent are evicted in %gs",
-                    effect.lasted,
-                    effect.silent,
-                    effect.total,
-                    effect.evictions_resume_in,
-                )
-            elif t is SelfPreservationExpired:
-                log.warning(
-                    "self-preservation EXPIRED after %.0fs (self_preservation_max): %d of %d "
-                    "instances still silent; evicting again (%d overdue now)",
-                    effect.lasted,
-                    effect.silent,
-                    effect.total,
-                    effect.held,
-                )
-            elif t is PeerDataRejected:
-                more = (
-                    f" ({effect.suppressed} more since the last report)"
-                    if effect.suppressed
-                    else ""
-                )
-                log.warning(
-                    "rejected %s from peer %s: %s%s", effect.what, effect.peer, effect.reason, more
-                )
-            elif t is StallDetected:
-                log.warning(
-                    "this node was stalled for %.1fs (stopped, frozen or starved): judging "
-                    "nobody's health for %gs and resyncing with its peers first",
-                    effect.late,
-                    effect.grace,
-                )
-            elif t is MemberChanged:
-                if effect.state is MemberState.UP:
-                    how = "restarted" if effect.restarted else "up"
-                    log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
-                else:
-                    log.warning("peer %s (%s) is down", effect.node_id, effect.address)
+            match effect:
+                case ServiceChanged():
+                    if watched(effect.key):
+                        self._notify(xpub, encode_change(effect, epoch))
+                    health_log.add(effect)
+                case Broadcast():
+                    self._broadcast(effect.message, now)
+                case SyncAnnounced():
+                    self._notify(xpub, encode_sync(effect, epoch))
+                case PeerCall():
+                    peers = self._peers
+                    if peers is None or not peers.call(effect, now):
+                        self.core.peer_failed(effect.tag, now)
+                case MemberChanged():
+                    if effect.state is MemberState.UP:
+                        how = "restarted" if effect.restarted else "up"
+                        log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
+                    else:
+                        log.warning("peer %s (%s) is down", effect.node_id, effect.address)
+                case SelfPreservationStarted():
+                    log.warning(
+                        "SELF-PRESERVATION ON: %d of the %d instances this node is responsible "
+                        "for missed their beats at once (more than %g%%, at least %d): "
+                        "suspecting this node's own network, not the providers; marking them "
+                        "unhealthy but evicting nothing until beats recover",
+                        effect.silent,
+                        effect.total,
+                        effect.threshold * 100,
+                        effect.min_instances,
+                    )
+                case SelfPreservationEnded():
+                    log.info(
+                        "self-preservation off after %.1fs: %d of %d instances silent; "
+                        "instances still silent are evicted in %gs",
+                        effect.lasted,
+                        effect.silent,
+                        effect.total,
+                        effect.evictions_resume_in,
+                    )
+                case SelfPreservationExpired():
+                    log.warning(
+                        "self-preservation EXPIRED after %.0fs (self_preservation_max): %d of "
+                        "%d instances still silent; evicting again (%d overdue now)",
+                        effect.lasted,
+                        effect.silent,
+                        effect.total,
+                        effect.held,
+                    )
+                case PeerDataRejected():
+                    more = (
+                        f" ({effect.suppressed} more since the last report)"
+                        if effect.suppressed
+                        else ""
+                    )
+                    log.warning(
+                        "rejected %s from peer %s: %s%s",
+                        effect.what,
+                        effect.peer,
+                        effect.reason,
+                        more,
+                    )
+                case StallDetected():
+                    log.warning(
+                        "this node was stalled for %.1fs (stopped, frozen or starved): judging "
+                        "nobody's health for %gs and resyncing with its peers first",
+                        effect.late,
+                        effect.grace,
+                    )
+                case Reply() | Rejected() | Forward():  # handle() returns them, never queues
+                    log.error("internal error: an answer in the effect queue: %r", effect)
+                case _:
+                    assert_never(effect)
         for line in health_log.lines():
             log.info("%s", line)
 

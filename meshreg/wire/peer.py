@@ -49,7 +49,7 @@ from typing import Any
 
 import msgpack
 
-from meshreg.core.events import InstanceView
+from meshreg.core.effects import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits

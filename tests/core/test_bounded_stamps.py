@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from answers import served
 
 from meshreg.config import ClusterPolicy
 from meshreg.core import distro
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
-from meshreg.core.events import InstanceView, PeerDataRejected
+from meshreg.core.effects import InstanceView, PeerDataRejected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.versions import MAX_US, TAG_BITS, HybridClock, stamp_limit
 from meshreg.model import InstanceId, ServiceKey
@@ -97,7 +98,7 @@ def test_after_a_hostile_stamp_a_node_still_replicates_to_its_peers() -> None:
     n1, n2 = node("n1"), node("n2")
     for target in (n1, n2):
         target.on_replication(delta(ServicePayload(KEY, (view(limits.MAX_STAMP),), ())), NOW)
-    n1.handle(RegisterInstance(1, OTHER, IID, 1.0, True, {}), NOW, forwarded=True)
+    served(n1, RegisterInstance(1, OTHER, IID, 1.0, True, {}), NOW, forwarded=True)
     sent = [e.message for e in n1.take_effects() if type(e) is Broadcast]
     assert sent
     for message in sent:
@@ -154,7 +155,7 @@ def test_a_reconcile_request_merges_its_good_services_and_rejects_the_future_one
     bad = ServicePayload(KEY, (view(FAR),), ())
     msg = {"v": 1, "id": 3, "op": "reconcile", "node": "n2"}
     req = parse_peer_message({**msg, "services": [payload_to_wire(good), payload_to_wire(bad)]})
-    result = n1.handle(req, NOW)
+    result = served(n1, req, NOW)
     assert n1.store.get(OTHER) is not None and n1.store.get(KEY) is None
     assert [s["service"] for s in result["services"]] == ["pay", "orders"]  # both answered
     assert n1.counters["future_stamps"] == 1
@@ -287,13 +288,13 @@ def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
         assert mine.alive >= mine.version
         return stamps[0]
 
-    n1.handle(RegisterInstance(1, KEY, IID, 1.0, True, {}), 1.0, forwarded=True)
+    served(n1, RegisterInstance(1, KEY, IID, 1.0, True, {}), 1.0, forwarded=True)
     if not healthy:
         n1._emit(n1.store.set_health(KEY, (IID,), False, n1._stamp(2.0)))
     replicate()
-    n1.handle(UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
+    served(n1, UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
     assert replicate()[3:5] == (healthy, False)  # drained; a drain heals nobody
-    n1.handle(RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
+    served(n1, RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
     assert replicate()[3:] == (True, True, 2.0)  # the provider itself: healed
 
 

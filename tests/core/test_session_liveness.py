@@ -9,10 +9,11 @@ from typing import Any
 
 import msgpack
 import pytest
+from answers import served
 from test_distro_faults import keys_owned_by as owned_keys
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, PeerCall
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy, SweepPass
 from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
@@ -51,7 +52,7 @@ class Lone:
         self.effects: list[Any] = []
 
     def handle(self, op: str, **fields: Any) -> Any:
-        result = self.node.handle(parse_request(body(op, **fields)), self.now)
+        result = served(self.node, parse_request(body(op, **fields)), self.now)
         self.effects += self.node.take_effects()
         return result
 
@@ -321,7 +322,7 @@ class Member:
             self.step(0.1)
 
     def handle(self, op: str, forwarded: bool = False, **fields: Any) -> Any:
-        result = self.node.handle(parse_request(body(op, **fields)), self.now, forwarded)
+        result = served(self.node, parse_request(body(op, **fields)), self.now, forwarded)
         self.effects += self.node.take_effects()
         return result
 
@@ -366,7 +367,8 @@ def test_an_instance_learned_from_a_peer_gets_a_grace_period_from_first_sight() 
     # n2 registered it long ago (its stamps are old): n1 only learns of it now
     old = m.node.wall_stamp(0.5)
     other = RegistryNode(POLICY, 3, 0.5, "x", detect_stalls=False)
-    other.handle(
+    served(
+        other,
         parse_request(body("register", service=key.service, ip="10.0.0.1", port=80, session=SID)),
         0.5,
     )

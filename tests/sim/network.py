@@ -65,8 +65,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from legacy_core import DistroNode  # the old handle contract, for this runtime copy
 
-from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, Forward, PeerCall
+from meshreg.core.distro import Broadcast, ClusterPolicy, Forward, PeerCall
 from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged

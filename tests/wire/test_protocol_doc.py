@@ -33,7 +33,7 @@ import xxhash
 from meshreg.client import agent, client
 from meshreg.config import NodeConfig
 from meshreg.core.distro import CATCH_UP_PATIENCE, ClusterPolicy, PeerCall
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import member_score, responsible_node, service_key_bytes
 from meshreg.core.quotas import LimitsPolicy
