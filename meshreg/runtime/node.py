@@ -435,7 +435,7 @@ class NodeRuntime:
                         wake = min(wake, deadline)
                 self._flush_replication()  # nothing more to read this turn: send the batch
                 timeout = min(max(wake - now, 0.0), MAX_POLL)
-                events = poller.poll(timeout * 1000.0)
+                events = poller.poll(int(timeout * 1000.0))  # ms (pyzmq truncates too)
                 if events and core.check_stall(clock()):
                     # stopped while waiting (SIGSTOP, a VM freeze): what is waiting in the
                     # sockets may be old; the core knows it before it reads any of it
@@ -446,8 +446,8 @@ class NodeRuntime:
                             self._drain_requests_secure(router)
                         else:
                             self._drain_requests(router)
-                    elif sock is peer_router:
-                        self._drain_peer_requests(sock)
+                    elif peer_router is not None and sock is peer_router:
+                        self._drain_peer_requests(peer_router)
                     elif sock is zap:
                         assert self._zap is not None
                         self._zap.drain()
@@ -493,7 +493,7 @@ class NodeRuntime:
             if len(frames) == 3 and not frames[1]:
                 ok = None
                 try:
-                    msg = decode_body(frame)
+                    msg = decode_body(frame)  # type: ignore[arg-type]  # a Frame, read in place
                     beat = beat_fields(msg)
                     if beat is not None and fast_beat(beat[1], beat[2], now):
                         ok = encode_ok(beat[0], None)
@@ -538,7 +538,7 @@ class NodeRuntime:
             while get(_RCVMORE):
                 frames.append(recv(0))
             try:
-                user = first.get("User-Id")
+                user = str(first.get("User-Id"))
             except zmq.ZMQError:
                 user = ""
             principal = principals.get(user) or self._principal(user)
@@ -745,11 +745,14 @@ class NodeRuntime:
         assert router is not None
         for pending in forwards:  # the owner did not answer: the core decides
             answer = self.core.forward_failed(pending.request, now)
-            if type(answer) is Rejected:
-                self._log_rejected(answer.code, answer.message, now)
-                body = encode_error(answer.req_id, answer.code, answer.message)
-            else:
-                body = encode_ok(answer.req_id, answer.result)
+            match answer:
+                case Reply():
+                    body = encode_ok(answer.req_id, answer.result)
+                case Rejected():
+                    self._log_rejected(answer.code, answer.message, now)
+                    body = encode_error(answer.req_id, answer.code, answer.message)
+                case _:
+                    assert_never(answer)
             router.send_multipart(pending.envelope + [body])
         for tag in calls:
             self.core.peer_failed(tag, now)
@@ -770,7 +773,7 @@ class NodeRuntime:
                 core.replication_rejected()
                 self._limiter.warning("replication", now, "bad replication message: %s", exc)
                 continue
-            if type(msg) is DeltaBatch:
+            if isinstance(msg, DeltaBatch):
                 left -= len(msg.deltas)
                 for seq, why in msg.rejected:  # the others still apply; the gap repairs
                     core.replication_rejected()
@@ -804,7 +807,7 @@ class NodeRuntime:
             principal: Principal | None = OPEN
             if secure:
                 try:
-                    principal = self._principal(frame.get("User-Id"))
+                    principal = self._principal(str(frame.get("User-Id")))
                 except zmq.ZMQError:
                     principal = None
             why = gate.subscribe(topic, principal is not None and authorize_topic(principal, topic))

@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
-from meshreg.core.distro import PeerCall
+from meshreg.core.effects import PeerCall
 from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire import limits
 from meshreg.wire.peer import decode_peer_reply
