@@ -6,6 +6,7 @@ from typing import Any
 
 from meshreg.core.effects import Forward, Rejected, Reply
 from meshreg.wire.messages import RequestRejected
+from meshreg.wire.peer import parse_call_result
 
 
 def served(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
@@ -18,3 +19,8 @@ def served(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
         raise RequestRejected(answer.code, answer.message, answer.req_id, answer.op)
     assert type(answer) is Forward, answer
     return answer
+
+
+def peer_reply(node: Any, tag: int, result: Any, now: float) -> None:
+    """``node.peer_reply`` with a result map, parsed by wire as the runtime does."""
+    node.peer_reply(tag, parse_call_result(result), now)

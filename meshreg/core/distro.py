@@ -87,6 +87,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshreg.core.cluster_messages import (
+    MAX_DIGEST_PAGE,
+    MAX_RECONCILE_SERVICES,
+    MAX_SESSION_ENTRIES,
+    Beacon,
+    CallReply,
+    DigestPage,
+    DigestSummary,
+    InvalidReply,
+    ReconcileReply,
+    ReplicatedDelta,
+    ServicePayload,
+    SessionBeats,
+    payload_stamps,
+)
 from meshreg.core.digests import MASK, service_digest, settings_digest
 from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     Answer,
@@ -107,37 +122,21 @@ from meshreg.core.membership import Membership
 from meshreg.core.node import RegistryNode
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
-from meshreg.core.sessions import SessionRecord
-from meshreg.core.store import InstanceRecord, evidence_time
-from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
-from meshreg.errors import ErrorCode, RemoteProtocolError
-from meshreg.model import ServiceKey
-from meshreg.wire.messages import (
+from meshreg.core.requests import (
     Beat,
     DeregisterInstance,
-    RegisterInstance,
-    RequestRejected,
-    SetService,
-    UpdateInstance,
-)
-from meshreg.wire.peer import (
-    MAX_DIGEST_PAGE,
-    MAX_RECONCILE_SERVICES,
-    MAX_SESSION_ENTRIES,
-    Beacon,
-    DigestPage,
-    DigestSummary,
     GetCluster,
     ListDigests,
     Reconcile,
-    ReplicatedDelta,
-    ServicePayload,
-    SessionBeats,
-    parse_digest_page,
-    parse_reconcile_reply,
-    payload_stamps,
-    payload_to_wire,
+    RegisterInstance,
+    SetService,
+    UpdateInstance,
 )
+from meshreg.core.sessions import SessionRecord
+from meshreg.core.store import InstanceRecord, evidence_time
+from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
+from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
+from meshreg.model import ServiceKey
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round failed...
@@ -596,7 +595,7 @@ class DistroNode(RegistryNode):
         for payload in req.services:
             if not self._too_far_ahead(payload, now, req.node, "reconcile"):
                 self._merge(payload, now)
-        return {"services": [payload_to_wire(self.payload_of(p.key)) for p in req.services]}
+        return {"services": [self.payload_of(p.key) for p in req.services]}  # wire encodes
 
     # -- replication channel -----------------------------------------------------------
     def on_replication(
@@ -714,23 +713,29 @@ class DistroNode(RegistryNode):
             "ready": self.ready,
         }
 
-    def peer_reply(self, tag: int, result: Any, now: float) -> None:
-        """The reply to a PeerCall (its ``result`` map, not yet trusted)."""
+    def peer_reply(self, tag: int, reply: CallReply, now: float) -> None:
+        """The reply to a PeerCall, parsed by wire/peer (``parse_call_result``); an
+        ``InvalidReply``, or a reply of another kind than the call, is rejected whole."""
         call = self._calls.pop(tag, None)
         if call is None:
             return
         kind, ctx = call
         node_id = ctx if kind == "digests" else ctx[0]
         try:
+            if type(reply) is InvalidReply:
+                raise RemoteProtocolError(reply.reason)
             if kind == "digests":
-                self._on_digest_page(node_id, parse_digest_page(result), now)
+                if type(reply) is not DigestPage:
+                    raise RemoteProtocolError("digests reply: not a digest page")
+                self._on_digest_page(node_id, reply, now)
             elif kind == "reconcile":
-                payloads = parse_reconcile_reply(result)  # all of it checked before any merge
+                if type(reply) is not ReconcileReply:
+                    raise RemoteProtocolError("reconcile reply: not a reconcile reply")
                 asked = set(ctx[1])
-                for p in payloads:
+                for p in reply.services:  # all of it checked before any merge
                     if p.key not in asked:
                         raise RemoteProtocolError(f"reconcile reply: {p.key} was not asked for")
-                for p in payloads:
+                for p in reply.services:
                     if not self._too_far_ahead(p, now, node_id, "reconcile reply"):
                         self._merge(p, now)
                 self._round_progress(node_id, now, reconciled=True)
@@ -830,7 +835,7 @@ class DistroNode(RegistryNode):
         while rnd.differing and rnd.reconciling < RECONCILES_IN_FLIGHT:
             # A bounded chunk: a few services, or one large one, per request.
             batch: list[ServiceKey] = []
-            payloads: list[dict[str, Any]] = []
+            payloads: list[ServicePayload] = []
             entries = 0
             while rnd.differing and len(batch) < MAX_RECONCILE_SERVICES:
                 payload = self.payload_of(rnd.differing[0])
@@ -840,7 +845,7 @@ class DistroNode(RegistryNode):
                 if batch and entries + size > RECONCILE_CHUNK_ENTRIES:
                     break
                 batch.append(rnd.differing.pop(0))
-                payloads.append(payload_to_wire(payload))
+                payloads.append(payload)  # wire encodes it (wire/peer)
                 entries += size
             rnd.reconciling += 1
             fields = {"node": self.node_id, "services": payloads}

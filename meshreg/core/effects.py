@@ -32,7 +32,7 @@ from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 
 if TYPE_CHECKING:
-    from meshreg.wire.peer import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
+    from meshreg.core.cluster_messages import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
 
 
 @dataclass(frozen=True, slots=True)

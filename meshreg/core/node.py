@@ -50,14 +50,7 @@ from meshreg.core.effects import (
 from meshreg.core.health import HealthPolicy
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
-from meshreg.core.sessions import SessionRecord
-from meshreg.core.stats import NodeStats
-from meshreg.core.store import InstanceRecord, RegistryStore
-from meshreg.core.subscriptions import Subscriptions
-from meshreg.core.versions import TAG_BITS, HybridClock
-from meshreg.errors import ErrorCode
-from meshreg.model import InstanceId, ServiceKey, protection_active
-from meshreg.wire.messages import (
+from meshreg.core.requests import (
     Beat,
     DeregisterInstance,
     GetStats,
@@ -66,7 +59,6 @@ from meshreg.wire.messages import (
     QueryInstances,
     RegisterInstance,
     Request,
-    RequestRejected,
     SessionClose,
     SessionOpen,
     SessionRenew,
@@ -74,6 +66,13 @@ from meshreg.wire.messages import (
     UpdateInstance,
     services_cursor,
 )
+from meshreg.core.sessions import SessionRecord
+from meshreg.core.stats import NodeStats
+from meshreg.core.store import InstanceRecord, RegistryStore
+from meshreg.core.subscriptions import Subscriptions
+from meshreg.core.versions import TAG_BITS, HybridClock
+from meshreg.errors import ErrorCode, RequestRejected
+from meshreg.model import InstanceId, ServiceKey, protection_active
 
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
 STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path

@@ -84,7 +84,6 @@ from meshreg.wire.messages import (
     beat_fields,
     decode_body,
     parse_message,
-    parse_peer_message,
 )
 from meshreg.wire.notifications import encode_change, encode_sync
 from meshreg.wire.peer import (
@@ -98,6 +97,8 @@ from meshreg.wire.peer import (
     encode_digest,
     encode_sessions,
     encode_written,
+    parse_call_result,
+    parse_peer_message,
 )
 from meshreg.wire.replies import encode_error, encode_ok
 
@@ -735,7 +736,7 @@ class NodeRuntime:
                 if peers.calls.pop(tag, None) is None:
                     continue
                 if ok:
-                    core.peer_reply(tag, result, now)
+                    core.peer_reply(tag, parse_call_result(result), now)
                 else:
                     core.peer_failed(tag, now)
 

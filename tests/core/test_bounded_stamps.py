@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from answers import served
+from answers import peer_reply, served
 
 from meshreg.config import ClusterPolicy
 from meshreg.core import distro
@@ -17,12 +17,13 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.versions import MAX_US, TAG_BITS, HybridClock, stamp_limit
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import RegisterInstance, RequestRejected, parse_peer_message
+from meshreg.wire.messages import RegisterInstance, RequestRejected
 from meshreg.wire.peer import (
     ReplicatedDelta,
     ServicePayload,
     decode_replication,
     encode_delta,
+    parse_peer_message,
     payload_to_wire,
 )
 
@@ -157,7 +158,7 @@ def test_a_reconcile_request_merges_its_good_services_and_rejects_the_future_one
     req = parse_peer_message({**msg, "services": [payload_to_wire(good), payload_to_wire(bad)]})
     result = served(n1, req, NOW)
     assert n1.store.get(OTHER) is not None and n1.store.get(KEY) is None
-    assert [s["service"] for s in result["services"]] == ["pay", "orders"]  # both answered
+    assert [p.key.service for p in result["services"]] == ["pay", "orders"]  # both answered
     assert n1.counters["future_stamps"] == 1
     assert n1.hlc.last_us == OK >> TAG_BITS
     assert [r.what for r in rejections(n1)] == ["reconcile"]
@@ -172,7 +173,7 @@ def round_to_reconcile(n1: DistroNode) -> PeerCall:
     [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
     assert ask.op == "digests"
     page = {"node": "n2", "digests": [["public", "DEFAULT_GROUP", "orders", 1, 1]], "more": False}
-    n1.peer_reply(ask.tag, page, NOW)
+    peer_reply(n1, ask.tag, page, NOW)
     [call] = [e for e in n1.take_effects() if type(e) is PeerCall]
     assert call.op == "reconcile"
     return call
@@ -183,7 +184,7 @@ def test_a_reconcile_reply_with_a_future_stamp_changes_nothing() -> None:
     call = round_to_reconcile(n1)
     before = snapshot(n1)
     reply = {"services": [payload_to_wire(ServicePayload(KEY, (view(FAR),), ()))]}
-    n1.peer_reply(call.tag, reply, NOW)
+    peer_reply(n1, call.tag, reply, NOW)
     assert snapshot(n1)[:4] == before[:4]
     # the round is over and n1 ready: its clock ticks for that, but never towards the stamp
     assert n1.hlc.last_us <= int((NOW + WALL) * 1_000_000) + 10
@@ -196,7 +197,7 @@ def test_a_reconcile_reply_naming_a_service_not_asked_for_is_rejected_whole() ->
     call = round_to_reconcile(n1)
     before = snapshot(n1)
     services = [ServicePayload(KEY, (view(OK),), ()), ServicePayload(OTHER, (view(OK),), ())]
-    n1.peer_reply(call.tag, {"services": [payload_to_wire(p) for p in services]}, NOW)
+    peer_reply(n1, call.tag, {"services": [payload_to_wire(p) for p in services]}, NOW)
     assert snapshot(n1)[:5] == before[:5]  # not even the service that was asked for
     assert "n2" not in n1._rounds  # aborted; retried on a later tick
     assert n1.counters["replication_errors"] == 1 and n1.counters["future_stamps"] == 0
@@ -212,7 +213,7 @@ def test_a_digest_page_with_a_bad_name_aborts_the_round_and_is_reported() -> Non
     n1.tick(NOW)
     [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
     page = {"digests": [["public", "DEFAULT_GROUP", "orders\0evil", 1, 1]], "more": False}
-    n1.peer_reply(ask.tag, page, NOW)
+    peer_reply(n1, ask.tag, page, NOW)
     assert n1.counters["replication_errors"] == 1
     assert "n2" not in n1._rounds  # aborted; retried on a later tick
     [report] = rejections(n1)
@@ -308,10 +309,10 @@ def test_digest_pages_must_move_forward() -> None:
     n1.tick(NOW)
     [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
     first = {"digests": [["public", "G", "a", 1, 1], ["public", "G", "b", 1, 1]], "more": True}
-    n1.peer_reply(ask.tag, first, NOW)
+    peer_reply(n1, ask.tag, first, NOW)
     [more] = [e for e in n1.take_effects() if type(e) is PeerCall]
     assert more.fields["cursor"] == ["public", "G", "b"]
-    n1.peer_reply(more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
+    peer_reply(n1, more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
     assert n1.counters["replication_errors"] == 1 and "n2" not in n1._rounds
     [report] = rejections(n1)
     assert "is not after" in report.reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import msgpack
-from answers import served
+from answers import peer_reply, served
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
@@ -15,8 +15,8 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.node import RegistryNode
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.messages import parse_peer_request, parse_request
-from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload
+from meshreg.wire.messages import parse_request
+from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload, parse_peer_request
 
 A, B = "10.0.0.2:7800", "10.0.0.3:7800"
 POLICY = HealthPolicy(check_interval=0.5, unhealthy_after=3.0, evict_after=6.0)
@@ -45,7 +45,7 @@ class Member:
         self.beacons(("n1", "n2", "n3"))
         self.step()
         for call in [e for e in self.effects if isinstance(e, PeerCall)]:
-            self.node.peer_reply(call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+            peer_reply(self.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
         self.step()
         assert self.node.ready and self.node.members() == ("n1", "n2", "n3")
 

@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 import msgpack
-from answers import served
+from answers import peer_reply, served
 from helpers import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +31,7 @@ from meshreg.core.versions import MAX_AHEAD_US, TAG_BITS
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import RegisterInstance, RequestRejected, parse_peer_message
+from meshreg.wire.messages import RegisterInstance, RequestRejected
 from meshreg.wire.peer import (
     Beacon,
     DigestSummary,
@@ -41,6 +41,7 @@ from meshreg.wire.peer import (
     encode_beacon,
     encode_delta,
     encode_digest,
+    parse_peer_message,
     payload_to_wire,
 )
 
@@ -172,7 +173,7 @@ def deliver_reconcile(node: DistroNode, wires: list[dict[str, Any]], now: float)
     future = {p.key for p in req.services if has_future_stamp(p, now)}
     accepted = {p.key for p in req.services if not has_future_stamp(p, now)}
     result = served(node, req, now)
-    assert [s["service"] for s in result["services"]] == [p.key.service for p in req.services]
+    assert [s.key.service for s in result["services"]] == [p.key.service for p in req.services]
     for key in future - accepted:  # only rejected payloads for it: untouched
         assert snapshot(node)[0].get(key) == before[0].get(key)
         assert snapshot(node)[2].get(key) == before[2].get(key)
@@ -192,7 +193,7 @@ def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
                 ]
                 reply: Any = {"node": "n2", "digests": entries, "more": False}
             else:
-                asked = [s["service"] for s in call.fields["services"]]
+                asked = [p.key.service for p in call.fields["services"]]
                 wires = [draw(payloads(now)) for _ in asked]
                 for wire, service in zip(wires, asked, strict=True):
                     if draw(st.integers(0, 4)):
@@ -202,7 +203,7 @@ def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
                 reply = draw(st.sampled_from([None, [], {"services": "x"}, {"digests": 1}]))
             before = snapshot(node)
             errors = node.counters["replication_errors"]
-            node.peer_reply(call.tag, copy.deepcopy(reply), now)
+            peer_reply(node, call.tag, copy.deepcopy(reply), now)
             if node.counters["replication_errors"] > errors and call.op == "digests":
                 assert snapshot(node)[:3] == before[:3]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from answers import served
+from answers import peer_reply, served
 
 from meshreg.config import NodeConfig, load_node_config
 from meshreg.core.distro import ClusterPolicy, DistroNode, PeerCall
@@ -398,7 +398,7 @@ def distro_pair() -> tuple[DistroNode, list[ServiceKey], list[ServiceKey]]:
     node.on_replication(Beacon("n2", "10.0.0.2:7800", 99, True, 0), 0.0)
     node.tick(0.0)
     (call,) = [e for e in node.take_effects() if isinstance(e, PeerCall)]
-    node.peer_reply(call.tag, {"node": "n2", "digests": [], "more": False}, 0.0)
+    peer_reply(node, call.tag, {"node": "n2", "digests": [], "more": False}, 0.0)
     assert node.ready and node.members() == ("n1", "n2")
     keys = [ServiceKey("public", "DEFAULT_GROUP", f"svc{i}") for i in range(40)]
     mine = [k for k in keys if responsible_node(k, ("n1", "n2")) == "n1"][:4]

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from answers import served
+from answers import peer_reply, served
 from test_distro_faults import keys_owned_by as owned_keys
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, PeerCall
@@ -297,7 +297,7 @@ class Member:
         self.beacons()
         self.step()
         for call in [e for e in self.effects if isinstance(e, PeerCall)]:
-            self.node.peer_reply(call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+            peer_reply(self.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
         self.step()
         assert self.node.ready
 

@@ -73,7 +73,7 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.wire.batching import DeltaBatcher
-from meshreg.wire.messages import RequestRejected, parse_peer_request, parse_request
+from meshreg.wire.messages import RequestRejected, parse_request
 from meshreg.wire.peer import (
     Beacon,
     DeltaBatch,
@@ -85,6 +85,7 @@ from meshreg.wire.peer import (
     encode_delta,
     encode_digest,
     encode_sessions,
+    parse_peer_request,
 )
 from meshreg.wire.replies import encode_request
 
