@@ -81,6 +81,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 from collections.abc import Callable
@@ -164,6 +165,30 @@ class ClusterPolicy:
             raise ValueError("anti_entropy_interval and peer_request_timeout must be > 0")
 
 
+class NodeState(enum.Enum):
+    """Where a member is in its life; ``TRANSITIONS`` says how it moves."""
+
+    CATCHING_UP = "catching up"  # owns nothing, judges nobody: syncing with every peer up
+    RESYNCING = "resyncing"  # serving; after a stall, no sweep before a round with each peer
+    SERVING = "serving"  # owning, serving and judging
+
+
+class NodeEvent(enum.Enum):
+    CAUGHT_UP = "caught up"  # synced with every peer up (or none answered: Catch-up)
+    STALLED = "stalled"  # a stall left peers to finish a round with before sweeping
+    RESYNCED = "resynced"  # those rounds are done, or ``_resync_until`` passed
+
+
+TRANSITIONS: dict[tuple[NodeState, NodeEvent], NodeState] = {
+    (NodeState.CATCHING_UP, NodeEvent.CAUGHT_UP): NodeState.SERVING,
+    (NodeState.CATCHING_UP, NodeEvent.STALLED): NodeState.CATCHING_UP,  # resyncs once caught up
+    (NodeState.SERVING, NodeEvent.STALLED): NodeState.RESYNCING,
+    (NodeState.RESYNCING, NodeEvent.STALLED): NodeState.RESYNCING,
+    (NodeState.RESYNCING, NodeEvent.RESYNCED): NodeState.SERVING,
+}
+"""Every move a member's state may make; any other is a bug (``_to`` raises)."""
+
+
 @dataclass
 class _SyncRound:
     """One anti-entropy round with a peer (digest pages, then reconciles)."""
@@ -203,10 +228,11 @@ class DistroNode(RegistryNode):
         self.refresh_every = policy.unhealthy_after / 2  # s between refreshes of one record
         self._refresh_queue: dict[ServiceKey, dict[Any, InstanceRecord]] = {}
         self._session_queue: dict[str, tuple[str, int]] = {}  # renewals to replicate
-        self._resync: set[str] = set()  # peers to finish a round with before sweeping again
+        self._resync: set[str] = set()  # RESYNCING: peers to finish a round with first
         self._resync_until = -math.inf  # ... or until then at the latest
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
-        self.ready = not self.membership.peers  # a lone node has nothing to catch up on
+        # a lone node has nothing to catch up on
+        self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
         self.seq = 0
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
         self._members: tuple[str, ...] = (node_id,)
@@ -235,6 +261,34 @@ class DistroNode(RegistryNode):
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
         }
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
+
+    # -- state (TRANSITIONS) ---------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Caught up: owns services (peers count it in) and serves every write."""
+        return self.state is not NodeState.CATCHING_UP
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        """Start a member as caught up (benchmarks that feed it a synced stream)."""
+        if value and self.state is NodeState.CATCHING_UP:
+            self._to(NodeEvent.CAUGHT_UP)
+
+    def _to(self, event: NodeEvent) -> None:
+        self.state = TRANSITIONS[(self.state, event)]
+
+    def _caught_up_now(self, now: float) -> None:
+        """Ready: a stall while catching up still leaves its rounds to finish first."""
+        self._to(NodeEvent.CAUGHT_UP)
+        self._caught_up.clear()
+        if self._resync and now < self._resync_until:
+            self._to(NodeEvent.STALLED)
+        self._recompute_members(now)
+
+    def _settle(self, now: float) -> None:
+        """Take the RESYNCED transition once its condition holds (time is an input)."""
+        if self.state is NodeState.RESYNCING and (not self._resync or now >= self._resync_until):
+            self._to(NodeEvent.RESYNCED)
 
     # -- responsibility -----------------------------------------------------------
     def members(self) -> tuple[str, ...]:
@@ -430,9 +484,6 @@ class DistroNode(RegistryNode):
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
-
-    def _stamp(self, now: float) -> int:
-        return self.hlc.stamp(now + self.wall_offset)
 
     def _emit(self, change: ServiceChanged | None) -> None:
         """A change made here: tell local watchers and replicate it."""
@@ -880,9 +931,7 @@ class DistroNode(RegistryNode):
             and all(p.node_id in self._caught_up for p in self.membership.up_peers())
         )
         if synced or waited:
-            self.ready = True
-            self._caught_up.clear()
-            self._recompute_members(now)
+            self._caught_up_now(now)
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
@@ -897,8 +946,7 @@ class DistroNode(RegistryNode):
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
         waited = now - self.started_at >= self.cluster.peer_timeout
         if not self.ready and waited and not self.membership.up_peers():
-            self.ready = True  # nobody to catch up from: start alone
-            self._recompute_members(now)
+            self._caught_up_now(now)  # nobody to catch up from: start alone
         self._end_stale_window(now)
         next_round = math.inf
         if self.membership.peers:
@@ -943,21 +991,24 @@ class DistroNode(RegistryNode):
                 self._resync.add(peer.node_id)
                 self._sync_wanted.add(peer.node_id)
         self._resync_until = now + CATCH_UP_PATIENCE * self.cluster.peer_timeout
+        if self._resync:
+            self._to(NodeEvent.STALLED)
 
     def may_judge(self, now: float) -> tuple[bool, bool]:
-        """Sweep only when ready and resynced after a stall; evict only if not isolated."""
-        if not self.ready:
-            return False, False
-        if self._resync and now < self._resync_until:
+        """Sweep only when serving (ready, resynced after a stall); evict only if not
+        isolated."""
+        self._settle(now)
+        if self.state is not NodeState.SERVING:
             return False, False
         isolated = bool(self.membership.peers) and not self.membership.up_peers()
         return True, not isolated
 
     def judging(self, now: float) -> str:
         """What the health sweep may do now, for ``stats``."""
-        if not self.ready:
+        self._settle(now)
+        if self.state is NodeState.CATCHING_UP:
             return "catching up"
-        if self._resync and now < self._resync_until:
+        if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"
         if now < self.watching_since + self.policy.unhealthy_after:
             return "grace period (after a stall, an isolation or a member coming back)"
