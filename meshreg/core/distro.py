@@ -77,6 +77,11 @@ Theory of operation
   up (before it has heard any peer, or forwarded to it) for an instance it
   does not hold yet gets UNAVAILABLE, not NOT_FOUND: the provider is alive
   and must not be told to register again.
+* **States.**  ``NodeState``: *catching up* (above), then *serving*; a stall
+  while serving (or one while catching up that still owes rounds when it is
+  over) makes it *resyncing*: it serves, but sweeps nothing before a round
+  with every peer that was up (or ``CATCH_UP_PATIENCE`` peer timeouts).
+  Every move is in ``TRANSITIONS``.
 """
 
 from __future__ import annotations
@@ -91,7 +96,6 @@ from typing import Any
 from meshreg.core.cluster_messages import (
     MAX_DIGEST_PAGE,
     MAX_RECONCILE_SERVICES,
-    MAX_SESSION_ENTRIES,
     Beacon,
     CallReply,
     DigestPage,
@@ -107,7 +111,6 @@ from meshreg.core.digests import MASK, service_digest, settings_digest
 from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     Answer,
     Broadcast,
-    Effect,
     Forward,
     MemberChanged,
     MemberState,
@@ -115,7 +118,6 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     PeerDataRejected,
     Rejected,
     Reply,
-    ServiceChanged,
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -133,7 +135,6 @@ from meshreg.core.requests import (
     SetService,
     UpdateInstance,
 )
-from meshreg.core.sessions import SessionRecord
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
@@ -223,17 +224,15 @@ class DistroNode(RegistryNode):
         self.cluster = cluster
         self.node_id = node_id
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
+        self.outbox.peers = bool(self.membership.peers)  # replicate to them (core/outbox)
         self.started_at = now
         self.view_stamp = 0  # stamp of our latest member view change (see alive_floor)
         self.refresh_every = policy.unhealthy_after / 2  # s between refreshes of one record
-        self._refresh_queue: dict[ServiceKey, dict[Any, InstanceRecord]] = {}
-        self._session_queue: dict[str, tuple[str, int]] = {}  # renewals to replicate
         self._resync: set[str] = set()  # RESYNCING: peers to finish a round with first
         self._resync_until = -math.inf  # ... or until then at the latest
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
         # a lone node has nothing to catch up on
         self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
-        self.seq = 0
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
         self._members: tuple[str, ...] = (node_id,)
         self._owner_cache: dict[ServiceKey, str] = {}
@@ -261,6 +260,7 @@ class DistroNode(RegistryNode):
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
         }
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
+        self.outbox.counters = self.counters  # replication_out, with the others in stats
 
     # -- state (TRANSITIONS) ---------------------------------------------------------
     @property
@@ -335,7 +335,7 @@ class DistroNode(RegistryNode):
                 for rec in svc.instances.values():
                     seen = self._local_evidence(rec)
                     if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
-                        self._refreshed(svc.key, rec)
+                        self.outbox.refreshed(svc.key, rec)
 
     def _update_alive_floor(self, now: float) -> None:
         self.alive_floor = self.view_stamp
@@ -376,38 +376,6 @@ class DistroNode(RegistryNode):
             # the evidence must reach the sweeper, at most once per refresh_every
             return max(self.alive_floor, self.wall_stamp(now - self.refresh_every))
         return self.alive_floor
-
-    def _refreshed(self, key: ServiceKey, rec: Any) -> None:
-        if self.membership.peers:
-            self._refresh_queue.setdefault(key, {})[rec.id] = rec
-
-    def _removed_absent(self, key: ServiceKey, iid: Any, version: int) -> None:
-        if self.membership.peers:
-            self._publish(ServicePayload(key, (), ((iid, version, 0),), None))
-
-    def _session_beat(self, sess: SessionRecord) -> None:
-        if self.membership.peers:
-            self._session_queue[sess.id] = (sess.namespace, sess.alive)
-
-    def take_effects(self) -> list[Effect]:
-        """The queued effects, with the pending refreshes as one delta per service and
-        the session renewals received since the last call in one message (or a few)."""
-        if self._session_queue:
-            beats = [(sid, ns, alive) for sid, (ns, alive) in self._session_queue.items()]
-            self._session_queue = {}
-            for start in range(0, len(beats), MAX_SESSION_ENTRIES):
-                chunk = tuple(beats[start : start + MAX_SESSION_ENTRIES])
-                self._effects.append(Broadcast(SessionBeats(self.node_id, self.epoch, chunk)))
-        if self._refresh_queue:
-            queued, self._refresh_queue = self._refresh_queue, {}
-            for key, recs in queued.items():
-                svc = self.store.get(key)
-                live = [
-                    r for r in recs.values() if svc is not None and svc.instances.get(r.id) is r
-                ]
-                if live:
-                    self._publish(ServicePayload(key, tuple(r.view() for r in live), (), None))
-        return super().take_effects()
 
     # -- requests -----------------------------------------------------------------
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
@@ -485,38 +453,6 @@ class DistroNode(RegistryNode):
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
 
-    def _emit(self, change: ServiceChanged | None) -> None:
-        """A change made here: tell local watchers and replicate it."""
-        if change is None:
-            return
-        self._effects.append(change)
-        self._replicate(change)
-
-    def _replicate(self, change: ServiceChanged) -> None:
-        if not self.membership.peers:
-            return
-        payload = ServicePayload(
-            change.key,
-            change.upserted,
-            tuple(
-                (iid, t_version, t_alive)
-                for iid, (t_version, t_alive) in zip(
-                    change.removed, change.removed_versions, strict=True
-                )
-            ),
-            (change.protect_threshold, change.settings_version, change.service_metadata)
-            if change.settings_version
-            else None,
-        )
-        self._publish(payload)
-
-    def _publish(self, payload: ServicePayload) -> None:
-        self.seq += 1
-        self.counters["replication_out"] += 1
-        self._effects.append(
-            Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload))
-        )
-
     def _merge(self, payload: ServicePayload, now: float, sender: str | None = None) -> None:
         """Join a peer's payload (``sender``: the node whose delta it is, if one)."""
         observe = self.hlc.observe
@@ -542,18 +478,18 @@ class DistroNode(RegistryNode):
             self._effects.append(change)  # local watchers see it
         for rec in refuted:  # a judgment our own evidence outranks: tell everyone
             self.counters["refuted"] += 1
-            self._refreshed(payload.key, rec)
+            self.outbox.refreshed(payload.key, rec)
         if self._owns(payload.key):  # the owner passes on what it learned
             if change is not None:
-                self._replicate(change)
+                self.outbox.changed(change)
             for rec in quiet:
-                self._refreshed(payload.key, rec)
+                self.outbox.refreshed(payload.key, rec)
         elif quiet and sender is not None and self.owner_of(payload.key) != sender:
             # Evidence published by a node that is not the owner (it applied beats the
             # owner did not get, over a link that may be losing them): relay it once, so
             # it reaches the owner by another path. Only a rise is relayed: no loops.
             for rec in quiet:
-                self._refreshed(payload.key, rec)
+                self.outbox.refreshed(payload.key, rec)
 
     def _settings_version(self, key: ServiceKey) -> int:
         settings = self.store.settings.get(key)
@@ -953,7 +889,12 @@ class DistroNode(RegistryNode):
             if now >= self._next_beacon:
                 self._next_beacon = now + self.cluster.beacon_interval
                 beacon = Beacon(
-                    self.node_id, self.address, self.epoch, self.ready, self.seq, self._members
+                    self.node_id,
+                    self.address,
+                    self.epoch,
+                    self.ready,
+                    self.outbox.seq,
+                    self._members,
                 )
                 self._effects.append(Broadcast(beacon))
             if now >= self._next_digest:

@@ -33,6 +33,7 @@ from meshreg.model import InstanceId, ServiceKey
 
 if TYPE_CHECKING:
     from meshreg.core.cluster_messages import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
+    from meshreg.core.requests import Request
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +192,7 @@ class Forward:
 
     node_id: str
     address: str
-    request: Any  # the core's request (core/requests)
+    request: Request  # a write (core/requests)
     received_at: float
 
 

@@ -48,6 +48,7 @@ from meshreg.core.effects import (
     SyncAnnounced,
 )
 from meshreg.core.health import HealthPolicy
+from meshreg.core.outbox import Outbox
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
@@ -127,6 +128,8 @@ class RegistryNode:
         self.session_renewals = 0  # renewals received from clients (stats)
         self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
         self._effects: list[Effect] = []  # drained by take_effects()
+        # what peers must learn (core/outbox): a lone node has none, so it tells nobody
+        self.outbox = Outbox(node_id, epoch, self.store, self._queue)
 
     # -- requests -------------------------------------------------------------
     def handle(self, req: Request, now: float, forwarded: bool = False) -> Answer:
@@ -199,7 +202,7 @@ class RegistryNode:
             change = self.store.deregister(req.key, req.instance, version, now)
             if change is None and self.store.remember_removal(req.key, req.instance, version, now):
                 # Not here (evicted, or not merged yet): copies elsewhere must still die.
-                self._removed_absent(req.key, req.instance, version)
+                self.outbox.removed_absent(req.key, req.instance, version)
             self._emit(change)
             return None
         if type(req) is SetService:
@@ -294,12 +297,12 @@ class RegistryNode:
         return xxhash.xxh3_128_hexdigest(seed.encode())
 
     def _renew_session(self, sid: str, namespace: str, now: float) -> None:
-        """A client renewed ``sid`` here: record it, heal, replicate (``_session_beat``)."""
+        """A client renewed ``sid`` here: record it, heal, tell the peers (core/outbox)."""
         self.session_renewals += 1
         seen_at = self._beat_time(now, now)
         alive = self._stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
         sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
-        self._session_beat(sess)
+        self.outbox.session_renewed(sess)
         if now >= self._stale_until:  # else it may have waited out our stall: no heal
             self._heal_session(sess, now)
 
@@ -335,9 +338,6 @@ class RegistryNode:
         self.store.sessions.drop(sess.id)
         return removed
 
-    def _session_beat(self, sess: SessionRecord) -> None:
-        """A renewal received here (replicated to every peer in a cluster)."""
-
     def _seen(self, rec: InstanceRecord) -> float:
         """When this node last saw ``rec`` alive: its last beat, or its session's renewal."""
         sid = rec.session
@@ -368,14 +368,14 @@ class RegistryNode:
                 if seen > rec.down:
                     self._emit(self.store.set_health(req.key, (req.instance,), True, seen))
             elif seen > rec.alive and self.store.refresh(req.key, rec, seen):
-                self._refreshed(req.key, rec)
+                self.outbox.refreshed(req.key, rec)
             return
         if not rec.healthy:
             self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
         elif rec.alive < self._evidence_floor(req.key, now) and self.store.refresh(
             req.key, rec, self._stamp(now)
         ):
-            self._refreshed(req.key, rec)
+            self.outbox.refreshed(req.key, rec)
 
     def _beat_time(self, now: float, received_at: float) -> float:
         """When a beat served ``now`` (received at ``received_at``) proves life."""
@@ -386,12 +386,6 @@ class RegistryNode:
     def _evidence_floor(self, key: ServiceKey, now: float) -> int:
         """Liveness evidence older than this is refreshed by a beat (see ``alive_floor``)."""
         return self.alive_floor
-
-    def _refreshed(self, key: ServiceKey, rec: Any) -> None:
-        """A record's liveness evidence was refreshed (replicated in a cluster)."""
-
-    def _removed_absent(self, key: ServiceKey, iid: InstanceId, version: int) -> None:
-        """A deregistration of an instance not held here (replicated in a cluster)."""
 
     def _local_evidence(self, rec: InstanceRecord) -> int:
         """A stamp for the latest beat this node saw of ``rec`` (``_evidence_stamp``)."""
@@ -647,11 +641,18 @@ class RegistryNode:
         return self._owns
 
     def _emit(self, change: ServiceChanged | None) -> None:
+        """A change made here: tell local watchers, and the peers (core/outbox)."""
         if change is not None:
             self._effects.append(change)
+            self.outbox.changed(change)
+
+    def _queue(self, effect: Effect) -> None:
+        self._effects.append(effect)
 
     def take_effects(self) -> list[Effect]:
-        """Hand the queued effects to the caller (and forget them)."""
+        """Hand the queued effects to the caller (and forget them), with what the
+        outbox batched since the last call."""
+        self.outbox.flush()
         effects = self._effects
         if effects:
             self._effects = []
