@@ -233,6 +233,8 @@ class DistroNode(RegistryNode):
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
         # a lone node has nothing to catch up on
         self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
+        self.ready = self.state is not NodeState.CATCHING_UP  # (kept by _to): caught up,
+        # it owns services (peers count it in) and serves every write
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
         self._members: tuple[str, ...] = (node_id,)
         self._owner_cache: dict[ServiceKey, str] = {}
@@ -263,19 +265,14 @@ class DistroNode(RegistryNode):
         self.outbox.counters = self.counters  # replication_out, with the others in stats
 
     # -- state (TRANSITIONS) ---------------------------------------------------------
-    @property
-    def ready(self) -> bool:
-        """Caught up: owns services (peers count it in) and serves every write."""
-        return self.state is not NodeState.CATCHING_UP
-
-    @ready.setter
-    def ready(self, value: bool) -> None:
-        """Start a member as caught up (benchmarks that feed it a synced stream)."""
-        if value and self.state is NodeState.CATCHING_UP:
-            self._to(NodeEvent.CAUGHT_UP)
-
     def _to(self, event: NodeEvent) -> None:
-        self.state = TRANSITIONS[(self.state, event)]
+        self.state = state = TRANSITIONS[(self.state, event)]
+        self.ready = state is not NodeState.CATCHING_UP  # read by the hot path: a plain bool
+
+    def assume_caught_up(self, now: float) -> None:
+        """Start serving at once (benchmarks that feed a member an already synced stream)."""
+        if self.state is NodeState.CATCHING_UP:
+            self._caught_up_now(now)
 
     def _caught_up_now(self, now: float) -> None:
         """Ready: a stall while catching up still leaves its rounds to finish first."""
