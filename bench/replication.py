@@ -37,7 +37,7 @@ def services_of_a(count: int) -> list[str]:
 def make_deltas(n: int) -> list[ReplicatedDelta]:
     now = time.monotonic()
     core = DistroNode(HealthPolicy(), ClusterPolicy(), A, A, [A, B], 1, now)
-    core.ready = True
+    core.assume_caught_up(now)
     services = services_of_a(4)
     out: list[ReplicatedDelta] = []
     for i in range(n):
@@ -72,7 +72,7 @@ def run_once(deltas: list[ReplicatedDelta], batcher: DeltaBatcher) -> dict[str, 
                 break
         now = time.monotonic()
         receiver = DistroNode(HealthPolicy(), ClusterPolicy(), B, B, [A, B], 2, now)
-        receiver.ready = True
+        receiver.assume_caught_up(now)
         receiver.on_replication(Beacon(A, A, 1, True, 0, (A, B)), now)  # A is up, owns them
         assert receiver.members() == (A, B)
         # sender: what the runtime does per delta (batcher, send), then the turn's flush

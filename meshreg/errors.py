@@ -58,6 +58,17 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent us something invalid (validation of untrusted input)."""
 
 
+class RequestRejected(RemoteProtocolError):
+    """A request failed validation or was refused; the node replies with ``code``."""
+
+    def __init__(
+        self, code: ErrorCode, message: str, req_id: int = 0, op: str | None = None
+    ) -> None:
+        super().__init__(message, code)
+        self.req_id = req_id
+        self.op = op
+
+
 class ServerError(MeshregError):
     """A node answered a request with an error reply."""
 

@@ -24,10 +24,11 @@ these stop one client from taking all of it from the others.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 
-from meshreg.core.store import RegistryStore
 from meshreg.model import InstanceId, ServiceKey
+
+Holds = Callable[[ServiceKey, InstanceId], bool]  # whether the node holds an instance
 
 PRUNE_STEP = 2_000  # held entries checked per prune call
 PRUNE_AFTER = 10.0  # s: an entry newer than this may not be replicated back yet
@@ -76,22 +77,17 @@ class ClientHoldings:
             if not mine:
                 del self.held[client]
 
-    def forget_gone(self, client: str, store: RegistryStore) -> None:
+    def forget_gone(self, client: str, holds: Holds) -> None:
         """Forget at once what ``client`` holds that the store no longer has (after a
         ``session_close``, which deregisters many instances in one request)."""
         mine = self.held.get(client)
         if not mine:
             return
-        services = store.services
-        gone = []
-        for key, iid in mine:
-            svc = services.get(key)
-            if svc is None or iid not in svc.instances:
-                gone.append((key, iid))
+        gone = [(key, iid) for key, iid in mine if not holds(key, iid)]
         for key, iid in gone:
             self.release(client, key, iid)
 
-    def prune(self, store: RegistryStore, now: float, budget: int = PRUNE_STEP) -> None:
+    def prune(self, holds: Holds, now: float, budget: int = PRUNE_STEP) -> None:
         """Forget up to ``budget`` entries' worth of instances the store no longer has."""
         if not self.held:
             return
@@ -100,7 +96,6 @@ class ClientHoldings:
                 return
             self._next_pass = now + PRUNE_EVERY
             self._walk = iter([(c, e) for c, mine in self.held.items() for e in mine])
-        services = store.services
         for _ in range(budget):
             step = next(self._walk, None)
             if step is None:
@@ -111,8 +106,7 @@ class ClientHoldings:
             since = mine.get((key, iid)) if mine is not None else None
             if since is None or now - since < PRUNE_AFTER:
                 continue
-            svc = services.get(key)
-            if svc is None or iid not in svc.instances:
+            if not holds(key, iid):
                 self.release(client, key, iid)
 
     def count(self) -> int:

@@ -10,10 +10,11 @@ Theory of operation
   node; any other node answers ``Forward`` and the runtime relays the request
   and the reply.  A forwarded request is never forwarded again (views may
   briefly disagree; the receiver applies it).  If the responsible node does
-  not answer, the runtime applies the write locally (``forwarded=True``):
-  every record is version-stamped, so any node's write merges safely, and a
-  beat applied away from the responsible node refreshes the record's
-  liveness evidence (below), which is replicated to whoever sweeps it.
+  not answer, the runtime hands the ``Forward`` back (``forward_failed``) and
+  the core applies the write locally: every record is version-stamped, so any
+  node's write merges safely, and a beat applied away from the responsible
+  node refreshes the record's liveness evidence (below), which is replicated
+  to whoever sweeps it.
 * **Replication.**  Every visible change made here is published to peers as
   a delta tagged (node, epoch, seq).  Plain beats are not replicated (they are
   invisible); state transitions are.  Peers merge deltas per instance, the
@@ -76,56 +77,69 @@ Theory of operation
   up (before it has heard any peer, or forwarded to it) for an instance it
   does not hold yet gets UNAVAILABLE, not NOT_FOUND: the provider is alive
   and must not be told to register again.
+* **States.**  ``NodeState``: *catching up* (above), then *serving*; a stall
+  while serving (or one while catching up that still owes rounds when it is
+  over) makes it *resyncing*: it serves, but sweeps nothing before a round
+  with every peer that was up (or ``CATCH_UP_PATIENCE`` peer timeouts).
+  Every move is in ``TRANSITIONS``.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshreg.core.cluster_messages import (
+    MAX_DIGEST_PAGE,
+    MAX_RECONCILE_SERVICES,
+    Beacon,
+    CallReply,
+    DigestPage,
+    DigestSummary,
+    InvalidReply,
+    ReconcileReply,
+    ReplicatedDelta,
+    ServicePayload,
+    SessionBeats,
+    payload_stamps,
+)
 from meshreg.core.digests import MASK, service_digest, settings_digest
-from meshreg.core.events import PeerDataRejected, ServiceChanged
+from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
+    Answer,
+    Broadcast,
+    Forward,
+    MemberChanged,
+    MemberState,
+    PeerCall,
+    PeerDataRejected,
+    Rejected,
+    Reply,
+)
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.membership import MemberChanged, Membership, MemberState
+from meshreg.core.membership import Membership
 from meshreg.core.node import RegistryNode
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
-from meshreg.core.sessions import SessionRecord
-from meshreg.core.store import InstanceRecord, evidence_time
-from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
-from meshreg.errors import ErrorCode, RemoteProtocolError
-from meshreg.model import ServiceKey
-from meshreg.wire.messages import (
+from meshreg.core.requests import (
     Beat,
     DeregisterInstance,
-    RegisterInstance,
-    RequestRejected,
-    SetService,
-    UpdateInstance,
-)
-from meshreg.wire.peer import (
-    MAX_DIGEST_PAGE,
-    MAX_RECONCILE_SERVICES,
-    MAX_SESSION_ENTRIES,
-    Beacon,
-    DigestPage,
-    DigestSummary,
     GetCluster,
     ListDigests,
     PushSessions,
     Reconcile,
-    ReplicatedDelta,
-    ServicePayload,
-    SessionBeats,
-    parse_digest_page,
-    parse_reconcile_reply,
-    payload_stamps,
-    payload_to_wire,
+    RegisterInstance,
+    SetService,
+    UpdateInstance,
 )
+from meshreg.core.store import InstanceRecord, evidence_time
+from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
+from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
+from meshreg.model import ServiceKey
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round failed...
@@ -134,6 +148,7 @@ ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_aft
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
+_WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
 
 
 @dataclass(frozen=True)
@@ -152,31 +167,28 @@ class ClusterPolicy:
             raise ValueError("anti_entropy_interval and peer_request_timeout must be > 0")
 
 
-# -- effects for the runtime ----------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """Relay this write to the responsible node and its reply back."""
+class NodeState(enum.Enum):
+    """Where a member is in its life; ``TRANSITIONS`` says how it moves."""
 
-    node_id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """Publish a message on the replication channel."""
-
-    message: Beacon | ReplicatedDelta | DigestSummary | SessionBeats
+    CATCHING_UP = "catching up"  # owns nothing, judges nobody: syncing with every peer up
+    RESYNCING = "resyncing"  # serving; after a stall, no sweep before a round with each peer
+    SERVING = "serving"  # owning, serving and judging
 
 
-@dataclass(frozen=True, slots=True)
-class PeerCall:
-    """Send a request to a peer; answer with ``peer_reply``/``peer_failed``(tag)."""
+class NodeEvent(enum.Enum):
+    CAUGHT_UP = "caught up"  # synced with every peer up (or none answered: Catch-up)
+    STALLED = "stalled"  # a stall left peers to finish a round with before sweeping
+    RESYNCED = "resynced"  # those rounds are done, or ``_resync_until`` passed
 
-    tag: int
-    node_id: str
-    address: str
-    op: str
-    fields: dict[str, Any]
+
+TRANSITIONS: dict[tuple[NodeState, NodeEvent], NodeState] = {
+    (NodeState.CATCHING_UP, NodeEvent.CAUGHT_UP): NodeState.SERVING,
+    (NodeState.CATCHING_UP, NodeEvent.STALLED): NodeState.CATCHING_UP,  # resyncs once caught up
+    (NodeState.SERVING, NodeEvent.STALLED): NodeState.RESYNCING,
+    (NodeState.RESYNCING, NodeEvent.STALLED): NodeState.RESYNCING,
+    (NodeState.RESYNCING, NodeEvent.RESYNCED): NodeState.SERVING,
+}
+"""Every move a member's state may make; any other is a bug (``_to`` raises)."""
 
 
 @dataclass
@@ -213,22 +225,22 @@ class DistroNode(RegistryNode):
         self.cluster = cluster
         self.node_id = node_id
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
+        self.outbox.peers = bool(self.membership.peers)  # replicate to them (core/outbox)
         self.started_at = now
         self.view_stamp = 0  # stamp of our latest member view change (see alive_floor)
         self.refresh_every = policy.unhealthy_after / 2  # s between refreshes of one record
-        self._refresh_queue: dict[ServiceKey, dict[Any, InstanceRecord]] = {}
-        self._session_queue: dict[str, tuple[str, int]] = {}  # renewals to replicate
-        self._resync: set[str] = set()  # peers to finish a round with before sweeping again
+        self._resync: set[str] = set()  # RESYNCING: peers to finish a round with first
         self._resync_until = -math.inf  # ... or until then at the latest
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
-        self.ready = not self.membership.peers  # a lone node has nothing to catch up on
-        self.seq = 0
+        # a lone node has nothing to catch up on
+        self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
+        self.ready = self.state is not NodeState.CATCHING_UP  # (kept by _to): caught up,
+        # it owns services (peers count it in) and serves every write
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
         self._members: tuple[str, ...] = (node_id,)
         self._owner_cache: dict[ServiceKey, str] = {}
         self._alone = (node_id,)  # the members when there is nobody else
         self._tally = OwnershipTally()  # services/instances per member, for ``cluster``
-        self._forwards: dict[str, Forward] = {}
         self._tags = itertools.count(1)
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
@@ -251,6 +263,31 @@ class DistroNode(RegistryNode):
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
         }
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
+        self.outbox.counters = self.counters  # replication_out, with the others in stats
+        self.outbox.push_sessions = self._push_sessions  # the renewals' second path
+
+    # -- state (TRANSITIONS) ---------------------------------------------------------
+    def _to(self, event: NodeEvent) -> None:
+        self.state = state = TRANSITIONS[(self.state, event)]
+        self.ready = state is not NodeState.CATCHING_UP  # read by the hot path: a plain bool
+
+    def assume_caught_up(self, now: float) -> None:
+        """Start serving at once (benchmarks that feed a member an already synced stream)."""
+        if self.state is NodeState.CATCHING_UP:
+            self._caught_up_now(now)
+
+    def _caught_up_now(self, now: float) -> None:
+        """Ready: a stall while catching up still leaves its rounds to finish first."""
+        self._to(NodeEvent.CAUGHT_UP)
+        self._caught_up.clear()
+        if self._resync and now < self._resync_until:
+            self._to(NodeEvent.STALLED)
+        self._recompute_members(now)
+
+    def _settle(self, now: float) -> None:
+        """Take the RESYNCED transition once its condition holds (time is an input)."""
+        if self.state is NodeState.RESYNCING and (not self._resync or now >= self._resync_until):
+            self._to(NodeEvent.RESYNCED)
 
     # -- responsibility -----------------------------------------------------------
     def members(self) -> tuple[str, ...]:
@@ -277,7 +314,6 @@ class DistroNode(RegistryNode):
             return
         old, self._members = self._members, members
         self._owner_cache.clear()
-        self._forwards.clear()
         # A judge may now be cut off from us: the next beat of every record stamps new
         # liveness evidence, so no judgment made on what it knew can win (theory above).
         self.view_stamp = self._stamp(now)
@@ -298,7 +334,7 @@ class DistroNode(RegistryNode):
                 for rec in svc.instances.values():
                     seen = self._local_evidence(rec)
                     if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
-                        self._refreshed(svc.key, rec)
+                        self.outbox.refreshed(svc.key, rec)
 
     def _update_alive_floor(self, now: float) -> None:
         self.alive_floor = self.view_stamp
@@ -348,45 +384,6 @@ class DistroNode(RegistryNode):
             return max(self.alive_floor, self.wall_stamp(now - self.refresh_every))
         return self.alive_floor
 
-    def _refreshed(self, key: ServiceKey, rec: Any) -> None:
-        if self.membership.peers:
-            self._refresh_queue.setdefault(key, {})[rec.id] = rec
-
-    def _removed_absent(self, key: ServiceKey, iid: Any, version: int) -> None:
-        if self.membership.peers:
-            self._publish(ServicePayload(key, (), ((iid, version, 0),), None))
-
-    def _session_beat(self, sess: SessionRecord) -> None:
-        if self.membership.peers:
-            self._session_queue[sess.id] = (sess.namespace, sess.alive)
-
-    def take_effects(self) -> list[Any]:
-        """The queued effects, with the pending refreshes as one delta per service and
-        the session renewals received since the last call in one message (or a few)."""
-        if self._session_queue:
-            beats = [(sid, ns, alive) for sid, (ns, alive) in self._session_queue.items()]
-            self._session_queue = {}
-            up = [p.node_id for p in self.membership.up_peers() if p.node_id]
-            for start in range(0, len(beats), MAX_SESSION_ENTRIES):
-                chunk = tuple(beats[start : start + MAX_SESSION_ENTRIES])
-                self._effects.append(Broadcast(SessionBeats(self.node_id, self.epoch, chunk)))
-                # ... and over the request path too: a replication stream stalled by loss
-                # (TCP backing off) must not silence every session renewed here; the
-                # forwarded per-instance beats had that second path (chaos loss-delay)
-                fields = {"node": self.node_id, "epoch": self.epoch, "sessions": chunk}
-                for node_id in up:
-                    self._call(node_id, "sessions", fields, "sessions", (node_id,))
-        if self._refresh_queue:
-            queued, self._refresh_queue = self._refresh_queue, {}
-            for key, recs in queued.items():
-                svc = self.store.get(key)
-                live = [
-                    r for r in recs.values() if svc is not None and svc.instances.get(r.id) is r
-                ]
-                if live:
-                    self._publish(ServicePayload(key, tuple(r.view() for r in live), (), None))
-        return super().take_effects()
-
     # -- requests -----------------------------------------------------------------
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
         """The heartbeat fast path, only where the full path would apply the beat here
@@ -397,36 +394,46 @@ class DistroNode(RegistryNode):
             return False  # not ours, or not looked up yet: the full path decides
         return RegistryNode.fast_beat(self, key, iid, now)  # (no super(): a beat's path)
 
-    def handle(
-        self, req: Any, now: float, forwarded: bool = False, *, received_at: float | None = None
-    ) -> Any:
+    def handle(self, req: Any, now: float, forwarded: bool = False) -> Answer:
+        """Answer one request: ``Forward`` a write for a service another member is
+        responsible for (unless ``forwarded``: relayed here already, never again), else
+        a ``Reply`` or ``Rejected`` as ``RegistryNode.handle``."""
         t = type(req)
-        if (
-            t is Beat
-            or t is RegisterInstance
-            or t is DeregisterInstance
-            or t is UpdateInstance
-            or t is SetService
-        ):
+        try:
             # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
             # are just the peer, which owns everything: forward to it.
-            if not forwarded and self._members != self._alone:
+            if not forwarded and t in _WRITES and self._members != self._alone:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
-                    fwd = self._forwards.get(owner)
-                    if fwd is None:
-                        peer = self.membership.peer_by_id(owner)
-                        if peer is None:  # cannot happen: members are known peers
-                            return super().handle(req, now, received_at=received_at)
-                        fwd = self._forwards[owner] = Forward(owner, peer.address)
-                    self.counters["forwarded"] += 1
-                    if t is Beat:  # our own evidence, should the owner not answer (or judge)
-                        self.store.beat(req.key, req.instance, self._beat_time(now, now))
-                    return fwd
+                    peer = self.membership.peer_by_id(owner)
+                    if peer is not None:  # (always: members are known peers)
+                        self.counters["forwarded"] += 1
+                        if t is Beat:  # our own evidence, should the owner not answer
+                            self.store.beat(req.key, req.instance, self._beat_time(now, now))
+                        return Forward(owner, peer.address, req, now)
+            return Reply(req.req_id, self._apply(req, now, now))
+        except RequestRejected as exc:
+            return self._refused(exc)
+
+    def forward_failed(self, forward: Forward, now: float) -> Reply | Rejected:
+        """The responsible node did not answer ``forward`` (unreachable, or no reply
+        within ``peer_request_timeout``): apply the write here after all.  Every record
+        is version-stamped, so any node's write merges safely; a beat counts as evidence
+        of life when it reached this node (``forward.received_at``), and one for an
+        instance not held here while catching up is answered UNAVAILABLE."""
+        req = forward.request
+        try:
+            return Reply(req.req_id, self._apply(req, now, forward.received_at))
+        except RequestRejected as exc:
+            return self._refused(exc)
+
+    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+        t = type(req)
+        if t in _WRITES:
             if self.ready:
-                return super().handle(req, now, received_at=received_at)
+                return super()._apply(req, now, received_at)
             try:
-                return super().handle(req, now, received_at=received_at)
+                return super()._apply(req, now, received_at)
             except RequestRejected as exc:
                 # Catching up, we may simply not hold it yet: NOT_FOUND would make a live
                 # provider register again; UNAVAILABLE says "ask again (elsewhere)".
@@ -452,45 +459,10 @@ class DistroNode(RegistryNode):
         if t is GetCluster:
             self._count(req.op)
             return self.cluster_result(now)
-        return super().handle(req, now)
+        return super()._apply(req, now, received_at)
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
-
-    def _stamp(self, now: float) -> int:
-        return self.hlc.stamp(now + self.wall_offset)
-
-    def _emit(self, change: ServiceChanged | None) -> None:
-        """A change made here: tell local watchers and replicate it."""
-        if change is None:
-            return
-        self._effects.append(change)
-        self._replicate(change)
-
-    def _replicate(self, change: ServiceChanged) -> None:
-        if not self.membership.peers:
-            return
-        payload = ServicePayload(
-            change.key,
-            change.upserted,
-            tuple(
-                (iid, t_version, t_alive)
-                for iid, (t_version, t_alive) in zip(
-                    change.removed, change.removed_versions, strict=True
-                )
-            ),
-            (change.protect_threshold, change.settings_version, change.service_metadata)
-            if change.settings_version
-            else None,
-        )
-        self._publish(payload)
-
-    def _publish(self, payload: ServicePayload) -> None:
-        self.seq += 1
-        self.counters["replication_out"] += 1
-        self._effects.append(
-            Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload))
-        )
 
     def _merge(self, payload: ServicePayload, now: float, sender: str | None = None) -> None:
         """Join a peer's payload (``sender``: the node whose delta it is, if one)."""
@@ -517,18 +489,18 @@ class DistroNode(RegistryNode):
             self._effects.append(change)  # local watchers see it
         for rec in refuted:  # a judgment our own evidence outranks: tell everyone
             self.counters["refuted"] += 1
-            self._refreshed(payload.key, rec)
+            self.outbox.refreshed(payload.key, rec)
         if self._owns(payload.key):  # the owner passes on what it learned
             if change is not None:
-                self._replicate(change)
+                self.outbox.changed(change)
             for rec in quiet:
-                self._refreshed(payload.key, rec)
+                self.outbox.refreshed(payload.key, rec)
         elif quiet and sender is not None and self.owner_of(payload.key) != sender:
             # Evidence published by a node that is not the owner (it applied beats the
             # owner did not get, over a link that may be losing them): relay it once, so
             # it reaches the owner by another path. Only a rise is relayed: no loops.
             for rec in quiet:
-                self._refreshed(payload.key, rec)
+                self.outbox.refreshed(payload.key, rec)
 
     def _settings_version(self, key: ServiceKey) -> int:
         settings = self.store.settings.get(key)
@@ -621,7 +593,7 @@ class DistroNode(RegistryNode):
         for payload in req.services:
             if not self._too_far_ahead(payload, now, req.node, "reconcile"):
                 self._merge(payload, now)
-        return {"services": [payload_to_wire(self.payload_of(p.key)) for p in req.services]}
+        return {"services": [self.payload_of(p.key) for p in req.services]}  # wire encodes
 
     # -- replication channel -----------------------------------------------------------
     def on_replication(
@@ -716,6 +688,16 @@ class DistroNode(RegistryNode):
                 self._resync.discard(change.node_id)
 
     # -- anti-entropy rounds ---------------------------------------------------------------
+    def _push_sessions(self, beats: SessionBeats) -> None:
+        """Session renewals published just now go to every peer that is up over the
+        request path too (DISTRO.md "Two paths"): a replication stream stalled by loss
+        (TCP backing off) must not silence every session renewed here, as forwarded
+        per-instance beats had that second path (chaos loss-delay).  Not retried."""
+        fields = {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
+        for peer in self.membership.up_peers():
+            if peer.node_id:
+                self._call(peer.node_id, "sessions", fields, "sessions", (peer.node_id,))
+
     def _call(self, node_id: str, op: str, fields: dict[str, Any], kind: str, ctx: Any) -> None:
         peer = self.membership.peer_by_id(node_id)
         if peer is None:
@@ -739,23 +721,31 @@ class DistroNode(RegistryNode):
             "ready": self.ready,
         }
 
-    def peer_reply(self, tag: int, result: Any, now: float) -> None:
-        """The reply to a PeerCall (its ``result`` map, not yet trusted)."""
+    def peer_reply(self, tag: int, reply: CallReply, now: float) -> None:
+        """The reply to a PeerCall, parsed by wire/peer (``parse_call_result``); an
+        ``InvalidReply``, or a reply of another kind than the call, is rejected whole."""
         call = self._calls.pop(tag, None)
         if call is None:
             return
         kind, ctx = call
+        if kind == "sessions":
+            return  # an ack (nil): nothing to learn from it
         node_id = ctx if kind == "digests" else ctx[0]
         try:
+            if type(reply) is InvalidReply:
+                raise RemoteProtocolError(reply.reason)
             if kind == "digests":
-                self._on_digest_page(node_id, parse_digest_page(result), now)
+                if type(reply) is not DigestPage:
+                    raise RemoteProtocolError("digests reply: not a digest page")
+                self._on_digest_page(node_id, reply, now)
             elif kind == "reconcile":
-                payloads = parse_reconcile_reply(result)  # all of it checked before any merge
+                if type(reply) is not ReconcileReply:
+                    raise RemoteProtocolError("reconcile reply: not a reconcile reply")
                 asked = set(ctx[1])
-                for p in payloads:
+                for p in reply.services:  # all of it checked before any merge
                     if p.key not in asked:
                         raise RemoteProtocolError(f"reconcile reply: {p.key} was not asked for")
-                for p in payloads:
+                for p in reply.services:
                     if not self._too_far_ahead(p, now, node_id, "reconcile reply"):
                         self._merge(p, now)
                 self._round_progress(node_id, now, reconciled=True)
@@ -764,6 +754,10 @@ class DistroNode(RegistryNode):
             self.stats.count_error(ErrorCode.MALFORMED)
             self._report(now, f"{kind} reply", node_id, exc.message)
             self._abort_round(node_id, now)
+
+    def replication_rejected(self, count: int = 1) -> None:
+        """The runtime rejected ``count`` replication messages (or deltas) as invalid."""
+        self.counters["replication_errors"] += count
 
     def _too_far_ahead(self, payload: ServicePayload, now: float, peer: str, what: str) -> bool:
         """Whether ``payload`` carries a stamp beyond ``stamp_limit``: then it is rejected
@@ -852,7 +846,7 @@ class DistroNode(RegistryNode):
         while rnd.differing and rnd.reconciling < RECONCILES_IN_FLIGHT:
             # A bounded chunk: a few services, or one large one, per request.
             batch: list[ServiceKey] = []
-            payloads: list[dict[str, Any]] = []
+            payloads: list[ServicePayload] = []
             entries = 0
             while rnd.differing and len(batch) < MAX_RECONCILE_SERVICES:
                 payload = self.payload_of(rnd.differing[0])
@@ -862,7 +856,7 @@ class DistroNode(RegistryNode):
                 if batch and entries + size > RECONCILE_CHUNK_ENTRIES:
                     break
                 batch.append(rnd.differing.pop(0))
-                payloads.append(payload_to_wire(payload))
+                payloads.append(payload)  # wire encodes it (wire/peer)
                 entries += size
             rnd.reconciling += 1
             fields = {"node": self.node_id, "services": payloads}
@@ -897,9 +891,7 @@ class DistroNode(RegistryNode):
             and all(p.node_id in self._caught_up for p in self.membership.up_peers())
         )
         if synced or waited:
-            self.ready = True
-            self._caught_up.clear()
-            self._recompute_members(now)
+            self._caught_up_now(now)
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
@@ -914,15 +906,19 @@ class DistroNode(RegistryNode):
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
         waited = now - self.started_at >= self.cluster.peer_timeout
         if not self.ready and waited and not self.membership.up_peers():
-            self.ready = True  # nobody to catch up from: start alone
-            self._recompute_members(now)
+            self._caught_up_now(now)  # nobody to catch up from: start alone
         self._end_stale_window(now)
         next_round = math.inf
         if self.membership.peers:
             if now >= self._next_beacon:
                 self._next_beacon = now + self.cluster.beacon_interval
                 beacon = Beacon(
-                    self.node_id, self.address, self.epoch, self.ready, self.seq, self._members
+                    self.node_id,
+                    self.address,
+                    self.epoch,
+                    self.ready,
+                    self.outbox.seq,
+                    self._members,
                 )
                 self._effects.append(Broadcast(beacon))
             if now >= self._next_digest:
@@ -960,21 +956,24 @@ class DistroNode(RegistryNode):
                 self._resync.add(peer.node_id)
                 self._sync_wanted.add(peer.node_id)
         self._resync_until = now + CATCH_UP_PATIENCE * self.cluster.peer_timeout
+        if self._resync:
+            self._to(NodeEvent.STALLED)
 
     def may_judge(self, now: float) -> tuple[bool, bool]:
-        """Sweep only when ready and resynced after a stall; evict only if not isolated."""
-        if not self.ready:
-            return False, False
-        if self._resync and now < self._resync_until:
+        """Sweep only when serving (ready, resynced after a stall); evict only if not
+        isolated."""
+        self._settle(now)
+        if self.state is not NodeState.SERVING:
             return False, False
         isolated = bool(self.membership.peers) and not self.membership.up_peers()
         return True, not isolated
 
     def judging(self, now: float) -> str:
         """What the health sweep may do now, for ``stats``."""
-        if not self.ready:
+        self._settle(now)
+        if self.state is NodeState.CATCHING_UP:
             return "catching up"
-        if self._resync and now < self._resync_until:
+        if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"
         if now < self.watching_since + self.policy.unhealthy_after:
             return "grace period (after a stall, an isolation or a member coming back)"

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey

@@ -17,13 +17,9 @@ responsibility mapping hashes over.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
-
-class MemberState(enum.Enum):
-    UP = "up"
-    DOWN = "down"
+from meshreg.core.effects import MemberChanged, MemberState
 
 
 @dataclass
@@ -36,16 +32,6 @@ class Peer:
     last_heard: float = float("-inf")
     last_seq: int = 0  # the peer's newest delta sequence, from its beacons
     view: tuple[str, ...] | None = None  # the members it hashes over, from its beacons
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChanged:
-    """A peer went up or down, or restarted (new epoch)."""
-
-    node_id: str
-    address: str
-    state: MemberState
-    restarted: bool = False
 
 
 class Membership:

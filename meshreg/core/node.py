@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-``handle(request, now)`` applies one validated request and returns its result
-(a msgpack-able value) or raises :class:`RequestRejected` with a wire code.
-A rejected request never changes state.  Visible changes, and revision syncs
-for new subscribers, queue up as effects; the caller drains them with
-``take_effects()`` after each batch and publishes them (raft's ``Ready``).
+``handle(request, now)`` applies one validated request and answers one way:
+a ``Reply`` with its result (a msgpack-able value) or a ``Rejected`` with a
+wire code (core/effects).  A rejected request never changes state.  Visible
+changes, and revision syncs for new subscribers, queue up as effects; the
+caller drains them with ``take_effects()`` after each batch and publishes
+them (raft's ``Ready``).
 ``tick(now)`` runs the health sweep when due and returns when to wake next;
 the sweep consults the node's self-preservation state (``core/preservation``),
 whose transitions are queued as effects too, ahead of the sweep's changes.
@@ -37,18 +38,20 @@ import xxhash
 
 from meshreg import __version__
 from meshreg.core import health
-from meshreg.core.events import ServiceChanged, StallDetected, SyncAnnounced
+from meshreg.core.effects import (
+    Answer,
+    Effect,
+    Rejected,
+    Reply,
+    ServiceChanged,
+    StallDetected,
+    SyncAnnounced,
+)
 from meshreg.core.health import HealthPolicy
+from meshreg.core.outbox import Outbox
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
-from meshreg.core.sessions import SessionRecord
-from meshreg.core.stats import NodeStats
-from meshreg.core.store import InstanceRecord, RegistryStore
-from meshreg.core.subscriptions import Subscriptions
-from meshreg.core.versions import TAG_BITS, HybridClock
-from meshreg.errors import ErrorCode
-from meshreg.model import InstanceId, ServiceKey, protection_active
-from meshreg.wire.messages import (
+from meshreg.core.requests import (
     Beat,
     DeregisterInstance,
     GetStats,
@@ -57,7 +60,6 @@ from meshreg.wire.messages import (
     QueryInstances,
     RegisterInstance,
     Request,
-    RequestRejected,
     SessionClose,
     SessionOpen,
     SessionRenew,
@@ -65,6 +67,13 @@ from meshreg.wire.messages import (
     UpdateInstance,
     services_cursor,
 )
+from meshreg.core.sessions import SessionRecord
+from meshreg.core.stats import NodeStats
+from meshreg.core.store import InstanceRecord, RegistryStore
+from meshreg.core.subscriptions import Subscriptions
+from meshreg.core.versions import TAG_BITS, HybridClock
+from meshreg.errors import ErrorCode, RequestRejected
+from meshreg.model import InstanceId, ServiceKey, protection_active
 
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
 STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path
@@ -118,20 +127,36 @@ class RegistryNode:
         self._sessions_opened = 0  # ids chosen by this node (with node id and epoch: unique)
         self.session_renewals = 0  # renewals received from clients (stats)
         self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
-        self._effects: list[Any] = []  # Effect, plus the cluster effects of DistroNode
+        self._effects: list[Effect] = []  # drained by take_effects()
+        # what peers must learn (core/outbox): a lone node has none, so it tells nobody
+        self.outbox = Outbox(node_id, epoch, self.store, self._queue)
 
     # -- requests -------------------------------------------------------------
-    def handle(self, req: Request, now: float, *, received_at: float | None = None) -> Any:
-        """Apply one request; return its result or raise RequestRejected.
+    def handle(self, req: Request, now: float, forwarded: bool = False) -> Answer:
+        """Answer one request: a ``Reply``, or a ``Rejected`` that changed nothing (and,
+        in a cluster, a ``Forward``: see core/distro).  Never raises for a request it
+        refuses; the refusal is counted in ``stats``.  ``forwarded``: another node
+        relayed it here (a lone node applies everything anyway)."""
+        try:
+            return Reply(req.req_id, self._apply(req, now, now))
+        except RequestRejected as exc:
+            return self._refused(exc)
 
-        ``received_at``: when the request reached this node, if that was earlier than
-        ``now`` (a forward that timed out and is applied here after all): a beat is
-        evidence of life then, not now."""
+    def _refused(self, exc: RequestRejected) -> Rejected:
+        self.stats.count_error(exc.code)
+        return Rejected(exc.req_id, exc.code, exc.message, exc.op)
+
+    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+        """Apply one request here; return its result or raise RequestRejected.
+
+        ``received_at``: when the request reached this node, earlier than ``now`` for a
+        forward that failed and is applied here after all: a beat is evidence of life
+        then, not now."""
         requests = self.stats.requests
         op = req.op
         requests[op] = requests.get(op, 0) + 1
         if type(req) is Beat:
-            return self._beat(req, now, now if received_at is None else received_at)
+            return self._beat(req, now, received_at)
         if type(req) is RegisterInstance:
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
@@ -177,7 +202,7 @@ class RegistryNode:
             change = self.store.deregister(req.key, req.instance, version, now)
             if change is None and self.store.remember_removal(req.key, req.instance, version, now):
                 # Not here (evicted, or not merged yet): copies elsewhere must still die.
-                self._removed_absent(req.key, req.instance, version)
+                self.outbox.removed_absent(req.key, req.instance, version)
             self._emit(change)
             return None
         if type(req) is SetService:
@@ -272,12 +297,12 @@ class RegistryNode:
         return xxhash.xxh3_128_hexdigest(seed.encode())
 
     def _renew_session(self, sid: str, namespace: str, now: float) -> None:
-        """A client renewed ``sid`` here: record it, heal, replicate (``_session_beat``)."""
+        """A client renewed ``sid`` here: record it, heal, tell the peers (core/outbox)."""
         self.session_renewals += 1
         seen_at = self._beat_time(now, now)
         alive = self._stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
         sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
-        self._session_beat(sess)
+        self.outbox.session_renewed(sess)
         if now >= self._stale_until:  # else it may have waited out our stall: no heal
             self._heal_session(sess, now)
 
@@ -313,9 +338,6 @@ class RegistryNode:
         self.store.sessions.drop(sess.id)
         return removed
 
-    def _session_beat(self, sess: SessionRecord) -> None:
-        """A renewal received here (replicated to every peer in a cluster)."""
-
     def _seen(self, rec: InstanceRecord) -> float:
         """When this node last saw ``rec`` alive: its last beat, or its session's renewal."""
         sid = rec.session
@@ -346,14 +368,14 @@ class RegistryNode:
                 if seen > rec.down:
                     self._emit(self.store.set_health(req.key, (req.instance,), True, seen))
             elif seen > rec.alive and self.store.refresh(req.key, rec, seen):
-                self._refreshed(req.key, rec)
+                self.outbox.refreshed(req.key, rec)
             return
         if not rec.healthy:
             self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
         elif rec.alive < self._evidence_floor(req.key, now) and self.store.refresh(
             req.key, rec, self._stamp(now)
         ):
-            self._refreshed(req.key, rec)
+            self.outbox.refreshed(req.key, rec)
 
     def _beat_time(self, now: float, received_at: float) -> float:
         """When a beat served ``now`` (received at ``received_at``) proves life."""
@@ -364,12 +386,6 @@ class RegistryNode:
     def _evidence_floor(self, key: ServiceKey, now: float) -> int:
         """Liveness evidence older than this is refreshed by a beat (see ``alive_floor``)."""
         return self.alive_floor
-
-    def _refreshed(self, key: ServiceKey, rec: Any) -> None:
-        """A record's liveness evidence was refreshed (replicated in a cluster)."""
-
-    def _removed_absent(self, key: ServiceKey, iid: InstanceId, version: int) -> None:
-        """A deregistration of an instance not held here (replicated in a cluster)."""
 
     def _local_evidence(self, rec: InstanceRecord) -> int:
         """A stamp for the latest beat this node saw of ``rec`` (``_evidence_stamp``)."""
@@ -387,8 +403,22 @@ class RegistryNode:
         return int((now + self.wall_offset) * 1_000_000) << TAG_BITS
 
     def rejected(self, error: RequestRejected) -> None:
-        """Count a rejected request (validation failure or refusal)."""
-        self.stats.count_error(error.code)
+        """Count a request the caller rejected before it reached ``handle`` (validation,
+        access control); ``handle`` counts its own ``Rejected`` answers."""
+        self.count_error(error.code)
+
+    def count_error(self, code: ErrorCode) -> None:
+        """Count an error answered outside ``handle`` (``stats``: ``errors``)."""
+        self.stats.count_error(code)
+
+    # -- queries (for the runtime, which reads no core internals) ---------------------
+    def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
+        """Whether this node holds instance ``iid`` of service ``key``."""
+        return self.store.holds(key, iid)
+
+    def service_count(self) -> int:
+        """Services with at least one instance held here."""
+        return len(self.store.services)
 
     def instances_result(
         self, key: ServiceKey, healthy_only: bool, now: float | None = None
@@ -616,11 +646,18 @@ class RegistryNode:
         return self._owns
 
     def _emit(self, change: ServiceChanged | None) -> None:
+        """A change made here: tell local watchers, and the peers (core/outbox)."""
         if change is not None:
             self._effects.append(change)
+            self.outbox.changed(change)
 
-    def take_effects(self) -> list[Any]:
-        """Hand the queued effects to the caller (and forget them)."""
+    def _queue(self, effect: Effect) -> None:
+        self._effects.append(effect)
+
+    def take_effects(self) -> list[Effect]:
+        """Hand the queued effects to the caller (and forget them), with what the
+        outbox batched since the last call."""
+        self.outbox.flush()
         effects = self._effects
         if effects:
             self._effects = []

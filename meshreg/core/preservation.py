@@ -104,9 +104,14 @@ replaced by new registrations (which grow ``total``), the episode expires
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
+from meshreg.core.effects import PreservationEvent as Event
+from meshreg.core.effects import (  # re-exported: defined with every other effect
+    SelfPreservationEnded,
+    SelfPreservationExpired,
+    SelfPreservationStarted,
+)
 from meshreg.core.health import HealthPolicy
 
 
@@ -114,39 +119,6 @@ class PreservationState(enum.Enum):
     NORMAL = "normal"  # evicting as usual
     PRESERVING = "preserving"  # evicting nothing (but junk)
     EXPIRED = "expired"  # an episode lasted too long: evicting until no longer tripped
-
-
-@dataclass(frozen=True, slots=True)
-class SelfPreservationStarted:
-    """Most instances went silent at once: evictions are held (log loudly)."""
-
-    silent: int
-    total: int
-    threshold: float
-    min_instances: int
-
-
-@dataclass(frozen=True, slots=True)
-class SelfPreservationEnded:
-    """Beats came back: the mode ended; still-silent instances are evicted later."""
-
-    silent: int
-    total: int
-    lasted: float  # s in the mode
-    evictions_resume_in: float  # s until held instances may be evicted
-
-
-@dataclass(frozen=True, slots=True)
-class SelfPreservationExpired:
-    """The episode lasted ``self_preservation_max``: evictions resume now (log loudly)."""
-
-    silent: int
-    total: int
-    lasted: float  # s in the mode
-    held: int  # overdue instances that this sweep evicts
-
-
-Event = SelfPreservationStarted | SelfPreservationEnded | SelfPreservationExpired
 
 
 class SelfPreservation:

@@ -54,7 +54,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.core.effects import InstanceView, ServiceChanged
 from meshreg.core.sessions import Sessions
 from meshreg.core.sorted_keys import SortedKeys
 from meshreg.core.versions import TAG_BITS
@@ -265,6 +265,11 @@ class RegistryStore:
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
         return self.services.get(key)
+
+    def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
+        """Whether instance ``iid`` of service ``key`` is in the table."""
+        svc = self.services.get(key)
+        return svc is not None and iid in svc.instances
 
     def revision_of(self, key: ServiceKey) -> int:
         """A service's revision; the node-wide one for a service not in the table."""

@@ -10,7 +10,7 @@ Each named line itself names at most ``LOGGED_NAMES`` instances.
 
 from __future__ import annotations
 
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 
 LOGGED_SERVICES = 20  # services named per loop turn; the rest are summed up in one line
 LOGGED_NAMES = 10  # instances named in one "unhealthy"/"evicted" line; the rest counted

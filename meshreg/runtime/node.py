@@ -17,10 +17,11 @@ import ipaddress
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, cast
 
 import zmq
 import zmq.utils.z85
@@ -28,13 +29,24 @@ import zmq.utils.z85
 from meshreg import __version__
 from meshreg.config import NodeConfig
 from meshreg.core.client_limits import ClientHoldings, ReadRate
-from meshreg.core.distro import Broadcast, DistroNode, Forward, PeerCall
-from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected, SyncAnnounced
-from meshreg.core.membership import MemberChanged, MemberState
-from meshreg.core.preservation import (
+from meshreg.core.distro import DistroNode
+from meshreg.core.effects import (
+    Answer,
+    Broadcast,
+    Effect,
+    Forward,
+    MemberChanged,
+    MemberState,
+    PeerCall,
+    PeerDataRejected,
+    Rejected,
+    Reply,
     SelfPreservationEnded,
     SelfPreservationExpired,
     SelfPreservationStarted,
+    ServiceChanged,
+    StallDetected,
+    SyncAnnounced,
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
@@ -65,7 +77,6 @@ from meshreg.wire.messages import (
     beat_fields,
     decode_body,
     parse_message,
-    parse_peer_message,
 )
 from meshreg.wire.notifications import encode_change, encode_sync
 from meshreg.wire.peer import (
@@ -79,10 +90,21 @@ from meshreg.wire.peer import (
     encode_digest,
     encode_sessions,
     encode_written,
+    parse_call_result,
+    parse_peer_message,
 )
 from meshreg.wire.replies import encode_error, encode_ok
 
 log = logging.getLogger("meshreg.node")
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover
+
+    def assert_never(value: NoReturn) -> NoReturn:
+        """mypy: a case of a closed union no branch handles (typing.assert_never)."""
+        raise AssertionError(f"unhandled: {value!r}")
+
 
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
@@ -411,12 +433,12 @@ class NodeRuntime:
         transport.tick(now)
         wake = core.tick(now)
         self._carry_out(core.take_effects(), now)
-        self.holdings.prune(core.store, now)
+        self.holdings.prune(core.holds, now)
         if core.ready and not self._was_ready:
             self._was_ready = True
             log.info(
                 "caught up: ready, %d services known; members %s",
-                len(core.store.services),
+                core.service_count(),
                 ", ".join(core.members()),
             )
         if peers is not None:
@@ -444,8 +466,8 @@ class NodeRuntime:
                     self._drain_requests_secure(router)
                 else:
                     self._drain_requests(router)
-            elif sock is peer_router:
-                self._drain_peer_requests(sock)
+            elif peer_router is not None and sock is peer_router:
+                self._drain_peer_requests(peer_router)
             elif sock is xpub:
                 self._drain_subscriptions(xpub)
             elif sock is sub:
@@ -466,7 +488,7 @@ class NodeRuntime:
         self.close()
 
     # -- requests -------------------------------------------------------------
-    def _drain_requests(self, router: zmq.Socket[bytes]) -> None:
+    def _drain_requests(self, router: Channel) -> None:
         # The hot path: the backend's recv/send with int flags, not the multipart helpers
         # (pyzmq's helpers cost more than all of meshreg's own work on a beat), and
         # frames received as Frames: ``Frame.more`` says whether another follows where
@@ -491,7 +513,7 @@ class NodeRuntime:
             if len(frames) == 3 and not frames[1]:
                 ok = None
                 try:
-                    msg = decode_body(frame)
+                    msg = decode_body(frame)  # a Frame, read in place
                     beat = beat_fields(msg)
                     if beat is not None and fast_beat(beat[1], beat[2], now):
                         ok = encode_ok(beat[0], None)
@@ -515,7 +537,7 @@ class NodeRuntime:
                 for i, out in enumerate(reply):
                     send(router, out, 0 if i == last else _SNDMORE)
 
-    def _drain_requests_secure(self, router: zmq.Socket[bytes]) -> None:
+    def _drain_requests_secure(self, router: Channel) -> None:
         """The client port with CURVE: each request's principal from its ``User-Id``.
 
         The hot path as in :meth:`_drain_requests`: only the first frame (the routing id,
@@ -524,7 +546,8 @@ class NodeRuntime:
         never cached per routing id: a client may choose its routing id, so a later
         connection could take over an earlier one's.
         """
-        recv, send, get, serve = router.recv, router.send, router.get, self._serve
+        sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
+        recv, send, get, serve = sock.recv, sock.send, sock.get, self._serve
         principals = self._principals
         now = self.clock()
         for _ in range(BATCH):
@@ -536,7 +559,7 @@ class NodeRuntime:
             while get(_RCVMORE):
                 frames.append(recv(0))
             try:
-                user = first.get("User-Id")
+                user = str(first.get("User-Id"))
             except zmq.ZMQError:
                 user = ""
             principal = principals.get(user) or self._principal(user)
@@ -548,7 +571,7 @@ class NodeRuntime:
                 for i, frame in enumerate(reply):
                     send(frame, 0 if i == last else _SNDMORE)
 
-    def _drain_peer_requests(self, router: zmq.Socket[bytes]) -> None:
+    def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only."""
         now = self.clock()
         for _ in range(BATCH):
@@ -603,34 +626,49 @@ class NodeRuntime:
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
-            result = self.core.handle(req, now, peer)
+            answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
-                self.holdings.forget_gone(principal.name, self.core.store)
-            if peer and type(req) in _RELAYED_WRITES:  # read-your-writes on the relay
-                written = self.core.written(req)
-                if written is not None:
-                    return envelope + [encode_ok(req.req_id, result), encode_written(written)]
-            if type(req) is ListServices and principal is not OPEN and principal is not NODE:
-                result = self._visible(principal, req, result)
-            elif type(req) is GetStats:
-                result = {**result, **self._runtime_stats()}
-            if type(result) is Forward:
-                assert not peer
+                self.holdings.forget_gone(principal.name, self.core.holds)
+            if type(answer) is Forward:
                 peers = self._peers
-                if peers is not None and peers.forward(result.address, envelope, req, body, now):
+                # the pending forward holds the Forward: handed back should it fail
+                if peers is not None and peers.forward(answer.address, envelope, answer, body, now):
                     return None
-                result = self.core.handle(req, now, True)  # owner unreachable: apply here
-            return envelope + [encode_ok(req.req_id, result)]
+                answer = self.core.forward_failed(answer, now)  # unreachable: the core decides
+            return envelope + self._reply_frames(req, answer, now, principal, peer)
         except RequestRejected as exc:
             self._rejected(exc, now)
             return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
-            self.core.stats.count_error(ErrorCode.INTERNAL)
+            self.core.count_error(ErrorCode.INTERNAL)
             req_id = req.req_id if req is not None else 0
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
+
+    def _reply_frames(
+        self, req: Any, answer: Answer, now: float, principal: Principal, peer: bool
+    ) -> list[bytes]:
+        """The reply body (and, to a relaying peer, what a write left here) of an answer."""
+        match answer:
+            case Reply(req_id=req_id, result=result):
+                if peer and type(req) in _RELAYED_WRITES:  # read-your-writes on the relay
+                    written = self.core.written(req)
+                    if written is not None:
+                        return [encode_ok(req_id, result), encode_written(written)]
+                if type(req) is ListServices and principal is not OPEN and principal is not NODE:
+                    result = self._visible(principal, req, result)
+                elif type(req) is GetStats:
+                    result = {**result, **self._runtime_stats()}
+                return [encode_ok(req_id, result)]
+            case Rejected():
+                self._log_rejected(answer.code, answer.message, now)
+                return [encode_error(answer.req_id, answer.code, answer.message)]
+            case Forward():  # only handle() forwards, and _serve relays those
+                raise AssertionError(f"a forward of a forwarded request: {answer}")
+            case _:
+                assert_never(answer)
 
     def _client_limits(self, client: str, req: Any, now: float) -> None:
         """A client key's own limits (core/client_limits); raises RequestRejected."""
@@ -677,14 +715,18 @@ class NodeRuntime:
         return {**result, "services": keep, "count": len(keep)}
 
     def _rejected(self, exc: RequestRejected, now: float) -> None:
+        """A request the runtime refused before the core saw it (the core counts its own)."""
         self.core.rejected(exc)
-        if exc.code == ErrorCode.NOT_FOUND:
-            log.debug("%s", exc.message)  # routine: evicted or restarted; client re-registers
+        self._log_rejected(exc.code, exc.message, now)
+
+    def _log_rejected(self, code: ErrorCode, message: str, now: float) -> None:
+        if code == ErrorCode.NOT_FOUND:
+            log.debug("%s", message)  # routine: evicted or restarted; client re-registers
             return
-        self._limiter.warning(exc.code, now, "rejected request: %s: %s", exc.code.name, exc.message)
+        self._limiter.warning(code, now, "rejected request: %s: %s", code.name, message)
 
     # -- peers ----------------------------------------------------------------------
-    def _drain_peer_replies(self, dealer: zmq.Socket[bytes]) -> None:
+    def _drain_peer_replies(self, dealer: Channel) -> None:
         peers, router, core = self._peers, self._router, self.core
         assert peers is not None and router is not None
         now = self.clock()
@@ -714,7 +756,7 @@ class NodeRuntime:
                 if peers.calls.pop(tag, None) is None:
                     continue
                 if ok:
-                    core.peer_reply(tag, result, now)
+                    core.peer_reply(tag, parse_call_result(result), now)
                 else:
                     core.peer_failed(tag, now)
 
@@ -722,18 +764,21 @@ class NodeRuntime:
         forwards, calls = peers.expired(now)
         router = self._router
         assert router is not None
-        for pending in forwards:  # the owner did not answer: apply the write here
-            req = pending.request
-            try:
-                result = self.core.handle(req, now, True, received_at=pending.received_at)
-                body = encode_ok(req.req_id, result)
-            except RequestRejected as exc:
-                body = encode_error(exc.req_id, exc.code, exc.message)
+        for pending in forwards:  # the owner did not answer: the core decides
+            answer = self.core.forward_failed(pending.request, now)
+            match answer:
+                case Reply():
+                    body = encode_ok(answer.req_id, answer.result)
+                case Rejected():
+                    self._log_rejected(answer.code, answer.message, now)
+                    body = encode_error(answer.req_id, answer.code, answer.message)
+                case _:
+                    assert_never(answer)
             router.send_multipart(pending.envelope + [body])
         for tag in calls:
             self.core.peer_failed(tag, now)
 
-    def _drain_replication(self, sub: zmq.Socket[bytes]) -> None:
+    def _drain_replication(self, sub: Channel) -> None:
         core = self.core
         now = self.clock()
         left = BATCH  # deltas (a batch counts each), beacons and digests this turn
@@ -746,13 +791,13 @@ class NodeRuntime:
             try:
                 msg = decode_replication(frames)
             except RemoteProtocolError as exc:
-                core.counters["replication_errors"] += 1
+                core.replication_rejected()
                 self._limiter.warning("replication", now, "bad replication message: %s", exc)
                 continue
-            if type(msg) is DeltaBatch:
+            if isinstance(msg, DeltaBatch):
                 left -= len(msg.deltas)
                 for seq, why in msg.rejected:  # the others still apply; the gap repairs
-                    core.counters["replication_errors"] += 1
+                    core.replication_rejected()
                     self._limiter.warning(
                         "replication", now, "bad delta %d from %s: %s", seq, msg.node, why
                     )
@@ -762,7 +807,7 @@ class NodeRuntime:
                 core.on_replication(msg, now)
 
     # -- subscriptions and notifications ---------------------------------------
-    def _drain_subscriptions(self, xpub: zmq.Socket[bytes]) -> None:
+    def _drain_subscriptions(self, xpub: Channel) -> None:
         """Admit or refuse each subscription (manual XPUB) and tell the core what counts."""
         core, gate, secure = self.core, self.gate, self.secure
         now = self.clock()
@@ -783,7 +828,7 @@ class NodeRuntime:
             principal: Principal | None = OPEN
             if secure:
                 try:
-                    principal = self._principal(frame.get("User-Id"))
+                    principal = self._principal(str(frame.get("User-Id")))
                 except zmq.ZMQError:
                     principal = None
             why = gate.subscribe(topic, principal is not None and authorize_topic(principal, topic))
@@ -805,81 +850,90 @@ class NodeRuntime:
                     }[why],
                 )
 
-    def _carry_out(self, effects: list[Any], now: float) -> None:
+    def _carry_out(self, effects: list[Effect], now: float) -> None:
+        """Carry out what the core queued, in its order; it decided everything already."""
         if not effects:
             return
         xpub, epoch, watched = self._xpub, self.epoch, self.core.watched
         assert xpub is not None
         health_log = HealthLog()  # bounded: a few lines per turn, then a count
         for effect in effects:
-            t = type(effect)
-            if t is ServiceChanged:
-                if watched(effect.key):
-                    self._notify(xpub, encode_change(effect, epoch))
-                health_log.add(effect)
-            elif t is SyncAnnounced:
-                self._notify(xpub, encode_sync(effect, epoch))
-            elif t is Broadcast:
-                self._broadcast(effect.message, now)
-            elif t is PeerCall:
-                peers = self._peers
-                if peers is None or not peers.call(effect, now):
-                    self.core.peer_failed(effect.tag, now)
-            elif t is SelfPreservationStarted:
-                log.warning(
-                    "SELF-PRESERVATION ON: %d of the %d instances this node is responsible for "
-                    "missed their beats at once (more than %g%%, at least %d): suspecting this "
-                    "node's own network, not the providers; marking them unhealthy but evicting "
-                    "nothing until beats recover",
-                    effect.silent,
-                    effect.total,
-                    effect.threshold * 100,
-                    effect.min_instances,
-                )
-            elif t is SelfPreservationEnded:
-                log.info(
-                    "self-preservation off after %.1fs: %d of %d instances silent; instances "
-                    "still silent are evicted in %gs",
-                    effect.lasted,
-                    effect.silent,
-                    effect.total,
-                    effect.evictions_resume_in,
-                )
-            elif t is SelfPreservationExpired:
-                log.warning(
-                    "self-preservation EXPIRED after %.0fs (self_preservation_max): %d of %d "
-                    "instances still silent; evicting again (%d overdue now)",
-                    effect.lasted,
-                    effect.silent,
-                    effect.total,
-                    effect.held,
-                )
-            elif t is PeerDataRejected:
-                more = (
-                    f" ({effect.suppressed} more since the last report)"
-                    if effect.suppressed
-                    else ""
-                )
-                log.warning(
-                    "rejected %s from peer %s: %s%s", effect.what, effect.peer, effect.reason, more
-                )
-            elif t is StallDetected:
-                log.warning(
-                    "this node was stalled for %.1fs (stopped, frozen or starved): judging "
-                    "nobody's health for %gs and resyncing with its peers first",
-                    effect.late,
-                    effect.grace,
-                )
-            elif t is MemberChanged:
-                if effect.state is MemberState.UP:
-                    how = "restarted" if effect.restarted else "up"
-                    log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
-                else:
-                    log.warning("peer %s (%s) is down", effect.node_id, effect.address)
+            match effect:
+                case ServiceChanged():
+                    if watched(effect.key):
+                        self._notify(xpub, encode_change(effect, epoch))
+                    health_log.add(effect)
+                case Broadcast():
+                    self._broadcast(effect.message, now)
+                case SyncAnnounced():
+                    self._notify(xpub, encode_sync(effect, epoch))
+                case PeerCall():
+                    peers = self._peers
+                    if peers is None or not peers.call(effect, now):
+                        self.core.peer_failed(effect.tag, now)
+                case MemberChanged():
+                    if effect.state is MemberState.UP:
+                        how = "restarted" if effect.restarted else "up"
+                        log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
+                    else:
+                        log.warning("peer %s (%s) is down", effect.node_id, effect.address)
+                case SelfPreservationStarted():
+                    log.warning(
+                        "SELF-PRESERVATION ON: %d of the %d instances this node is responsible "
+                        "for missed their beats at once (more than %g%%, at least %d): "
+                        "suspecting this node's own network, not the providers; marking them "
+                        "unhealthy but evicting nothing until beats recover",
+                        effect.silent,
+                        effect.total,
+                        effect.threshold * 100,
+                        effect.min_instances,
+                    )
+                case SelfPreservationEnded():
+                    log.info(
+                        "self-preservation off after %.1fs: %d of %d instances silent; "
+                        "instances still silent are evicted in %gs",
+                        effect.lasted,
+                        effect.silent,
+                        effect.total,
+                        effect.evictions_resume_in,
+                    )
+                case SelfPreservationExpired():
+                    log.warning(
+                        "self-preservation EXPIRED after %.0fs (self_preservation_max): %d of "
+                        "%d instances still silent; evicting again (%d overdue now)",
+                        effect.lasted,
+                        effect.silent,
+                        effect.total,
+                        effect.held,
+                    )
+                case PeerDataRejected():
+                    more = (
+                        f" ({effect.suppressed} more since the last report)"
+                        if effect.suppressed
+                        else ""
+                    )
+                    log.warning(
+                        "rejected %s from peer %s: %s%s",
+                        effect.what,
+                        effect.peer,
+                        effect.reason,
+                        more,
+                    )
+                case StallDetected():
+                    log.warning(
+                        "this node was stalled for %.1fs (stopped, frozen or starved): judging "
+                        "nobody's health for %gs and resyncing with its peers first",
+                        effect.late,
+                        effect.grace,
+                    )
+                case Reply() | Rejected() | Forward():  # handle() returns them, never queues
+                    log.error("internal error: an answer in the effect queue: %r", effect)
+                case _:
+                    assert_never(effect)
         for line in health_log.lines():
             log.info("%s", line)
 
-    def _notify(self, xpub: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    def _notify(self, xpub: Channel, frames: list[bytes]) -> None:
         try:
             xpub.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:

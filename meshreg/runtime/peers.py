@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from meshreg.core.distro import PeerCall
+from meshreg.core.effects import PeerCall
 from meshreg.transport.base import Channel, Transport
 from meshreg.wire.peer import decode_peer_reply
 from meshreg.wire.replies import encode_request

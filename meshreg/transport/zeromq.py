@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.backend
@@ -24,7 +24,7 @@ from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_addr
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.descriptors import AcceptMonitor
 from meshreg.runtime.zap import ZapHandler
-from meshreg.transport.base import RecvFn, SendFn
+from meshreg.transport.base import Poller, RecvFn, SendFn
 from meshreg.transport.sockets import (
     CurveKeys,
     bind_notify_socket,
@@ -106,13 +106,13 @@ class ZmqTransport:
         return sock
 
     # -- the loop --------------------------------------------------------------------
-    def poller(self) -> zmq.Poller:
+    def poller(self) -> Poller:
         poller = zmq.Poller()
         if self._zap is not None:
             poller.register(self._zap.socket, zmq.POLLIN)
         if self._accepts is not None:
             self._accepts.attach(poller)
-        return poller
+        return cast(Poller, poller)  # pyzmq types poll(timeout) as int ms; it takes floats
 
     def fast_io(self) -> tuple[RecvFn, SendFn]:
         # the backend's methods, past the sugar's wrappers (pyzmq's helpers cost more

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # Defined below the wire (core/versions: the stamp format; model: metadata), re-exported
 # here so every limit is read from one place; wire depends on core, never the reverse.
+from meshreg.core.requests import DEFAULT_SERVICES_PAGE as DEFAULT_SERVICES_PAGE
 from meshreg.core.versions import MAX_CLOCK_AHEAD as MAX_CLOCK_AHEAD
 from meshreg.core.versions import MAX_STAMP as MAX_STAMP
 from meshreg.model import MAX_METADATA_CHARS as MAX_METADATA_CHARS
@@ -35,7 +36,6 @@ MAX_METADATA_KEY_LEN = 128  # chars
 MAX_METADATA_VALUE_LEN = 1024  # chars
 # MAX_METADATA_CHARS (model): 16384 chars, the sum of key and value lengths
 MAX_REQUEST_ID = 2**64 - 1
-DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
 MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)
 MAX_NODE_ID_LEN = 256  # chars; a node id in peer messages (printable, no control chars)
 MAX_ADDRESS_LEN = 300  # chars; a node's host:port in its beacons

@@ -10,7 +10,7 @@ error reply can be matched by the caller).  Unknown extra keys are ignored
 Two planes, chosen by the caller, never by the body (the port a body came in
 on says which): the client plane (``decode_body(body)`` + ``parse_message``:
 ``CLIENT_OPS``; a peer operation gets PERMISSION_DENIED) and the peer plane
-(``decode_body(body, limits.MAX_PEER_BODY_BYTES)`` + ``parse_peer_message``:
+(``decode_body(body, limits.MAX_PEER_BODY_BYTES)`` + wire/peer's ``parse_peer_message``:
 ``PEER_OPS`` plus the writes a node forwards, ``FORWARDED_OPS``).  The name,
 host and metadata checks below are shared by both planes and by the peer
 messages of ``wire/peer``: a name a client may not send, a peer may not either.
@@ -21,12 +21,28 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.core.requests import (  # the core's request types: parsed into here
+    Beat,
+    DeregisterInstance,
+    GetCluster,
+    GetStats,
+    ListServices,
+    Ping,
+    QueryInstances,
+    RegisterInstance,
+    Request,
+    SessionClose,
+    SessionOpen,
+    SessionRenew,
+    SetService,
+    UpdateInstance,
+    services_cursor,
+)
+from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -38,6 +54,11 @@ from meshreg.wire import limits
 
 # Nacos-compatible name alphabets (ASCII only: names become PUB/SUB topics,
 # joined by NUL, so NUL and anything outside these sets must never get in).
+# re-exported: the request types lived here before they moved to core/requests
+__all__ = ["Beat", "DeregisterInstance", "GetCluster", "GetStats", "ListServices", "Ping"]
+__all__ += ["QueryInstances", "RegisterInstance", "Request", "RequestRejected", "SessionClose"]
+__all__ += ["SessionOpen", "SessionRenew", "SetService", "UpdateInstance", "services_cursor"]
+
 _NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
 _CLUSTER_RE = re.compile(r"[0-9A-Za-z_.\-]+\Z")
 _ZONE_RE = re.compile(r"[0-9A-Za-z_.\-]{1,64}\Z")
@@ -47,159 +68,6 @@ _HOSTNAME_RE = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?\Z"
 )
 
-
-class RequestRejected(RemoteProtocolError):
-    """A request failed validation; the node replies with ``code``."""
-
-    def __init__(
-        self, code: ErrorCode, message: str, req_id: int = 0, op: str | None = None
-    ) -> None:
-        super().__init__(message, code)
-        self.req_id = req_id
-        self.op = op
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterInstance:
-    req_id: int
-    key: ServiceKey
-    instance: InstanceId
-    weight: float
-    enabled: bool
-    metadata: dict[str, str]
-    session: str | None = None  # the client session keeping it alive (None: its own beats)
-    op = "register"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionOpen:
-    """Open (or renew) a client session in a namespace (core/sessions).
-
-    ``session`` None: the node chooses the id."""
-
-    req_id: int
-    namespace: str
-    session: str | None
-    op = "session_open"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRenew:
-    """Renew a session: every instance registered in it counts as beating."""
-
-    req_id: int
-    namespace: str
-    session: str
-    op = "session_renew"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionClose:
-    """Close a session: deregister every instance registered in it."""
-
-    req_id: int
-    namespace: str
-    session: str
-    op = "session_close"
-
-
-@dataclass(frozen=True, slots=True)
-class DeregisterInstance:
-    req_id: int
-    key: ServiceKey
-    instance: InstanceId
-    op = "deregister"
-
-
-@dataclass(frozen=True, slots=True)
-class Beat:
-    req_id: int
-    key: ServiceKey
-    instance: InstanceId
-    op = "beat"
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateInstance:
-    """An operator's change to a registered instance (drain: enabled=False; weight)."""
-
-    req_id: int
-    key: ServiceKey
-    instance: InstanceId
-    weight: float | None
-    enabled: bool | None
-    op = "update"
-
-
-@dataclass(frozen=True, slots=True)
-class SetService:
-    """Service settings: the protection threshold (Nacos's; 0 turns it off) and metadata.
-
-    A field that is None is left as it is.
-    """
-
-    req_id: int
-    key: ServiceKey
-    protect_threshold: float | None
-    metadata: dict[str, str] | None
-    op = "service_set"
-
-
-@dataclass(frozen=True, slots=True)
-class QueryInstances:
-    req_id: int
-    key: ServiceKey
-    healthy_only: bool
-    op = "instances"
-
-
-@dataclass(frozen=True, slots=True)
-class ListServices:
-    """One page of a namespace's services (docs/PROTOCOL.md, ``services``)."""
-
-    req_id: int
-    namespace: str
-    group: str | None  # None: every group of the namespace
-    page_size: int = limits.DEFAULT_SERVICES_PAGE
-    after: tuple[str, str] | None = None  # (group, service) from the cursor; None: first page
-    op = "services"
-
-
-@dataclass(frozen=True, slots=True)
-class GetStats:
-    req_id: int
-    op = "stats"
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    req_id: int
-    op = "ping"
-
-
-@dataclass(frozen=True, slots=True)
-class GetCluster:
-    """The member view (``meshreg cluster``; clients use it to find owners)."""
-
-    req_id: int
-    op = "cluster"
-
-
-Request = (
-    RegisterInstance
-    | DeregisterInstance
-    | Beat
-    | UpdateInstance
-    | SetService
-    | QueryInstances
-    | ListServices
-    | GetStats
-    | Ping
-    | GetCluster
-    | SessionOpen
-    | SessionRenew
-    | SessionClose
-)
 
 CLIENT_OPS = (
     "register",
@@ -330,11 +198,6 @@ def parse_request(body: bytes) -> Request:
     return parse_message(decode_body(body))
 
 
-def parse_peer_request(body: bytes) -> Any:
-    """Validate untrusted ``body`` bytes from a peer (``parse_peer_message``)."""
-    return parse_peer_message(decode_body(body, limits.MAX_PEER_BODY_BYTES))
-
-
 BeatFields = tuple[int, tuple[str, str, str], tuple[str, int, str]]
 
 
@@ -418,20 +281,6 @@ def parse_message(msg: Any) -> Request:
     return _client_op(msg, req_id, msg.get("op"))
 
 
-def parse_peer_message(msg: Any) -> Any:
-    """Validate an untrusted decoded body from a peer: ``PEER_OPS`` (wire/peer's
-    ListDigests, Reconcile) or a forwarded write (``FORWARDED_OPS``)."""
-    req_id = _header(msg)
-    op = msg.get("op")
-    if op in FORWARDED_OPS:
-        return _client_op(msg, req_id, op)
-    if op in PEER_OPS:
-        from meshreg.wire.peer import parse_peer_op  # peer ops: rare, kept apart
-
-        return parse_peer_op(op, msg, req_id)
-    raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
-
-
 def _unknown_op(op: Any, req_id: int, known: tuple[str, ...], where: str = "") -> RequestRejected:
     if op is None:
         what = "field 'op' is missing"
@@ -506,16 +355,6 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
             op,
         )
     raise _unknown_op(op, req_id, CLIENT_OPS)
-
-
-def services_cursor(group: str, service: str) -> str:
-    """The ``next_cursor`` of a ``services`` page that ended at (group, service).
-
-    Opaque to clients; it names the last service listed (``/`` is outside the
-    name alphabet, so it splits unambiguously), and the next page resumes after
-    it even if that service is gone by then.
-    """
-    return f"{group}/{service}"
 
 
 def parse_cursor(cursor: Any, req_id: int) -> tuple[str, str] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from meshreg.core.events import InstanceView, ServiceChanged, SyncAnnounced
+from meshreg.core.effects import InstanceView, ServiceChanged, SyncAnnounced
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import ServiceKey
 from meshreg.wire import limits

@@ -49,14 +49,35 @@ from typing import Any
 
 import msgpack
 
-from meshreg.core.events import InstanceView
+from meshreg.core.cluster_messages import (  # the core's types: parsed into here
+    MAX_DIGEST_PAGE,
+    MAX_RECONCILE_SERVICES,
+    MAX_SESSION_ENTRIES,
+    Beacon,
+    CallReply,
+    DigestPage,
+    DigestSummary,
+    InvalidReply,
+    ReconcileReply,
+    ReplicatedDelta,
+    ServicePayload,
+    SessionBeats,
+    payload_stamps,
+)
+from meshreg.core.effects import InstanceView
+from meshreg.core.requests import ListDigests, PushSessions, Reconcile
 from meshreg.errors import ErrorCode, RemoteProtocolError
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import InstanceId
 from meshreg.wire import limits
 from meshreg.wire.messages import (
+    FORWARDED_OPS,
     PEER_OPS,
+    PEER_PLANE_OPS,
     GetCluster,
     RequestRejected,
+    _client_op,
+    _header,
+    _unknown_op,
     check_address,
     check_instance_id,
     check_key,
@@ -66,48 +87,21 @@ from meshreg.wire.messages import (
     check_session_id,
     check_threshold,
     check_weight,
+    decode_body,
     unpack_peer,
 )
 from meshreg.wire.notifications import instance_to_wire
 
-__all__ = ["PEER_OPS", "GetCluster"]  # re-exported: they lived here before
+# re-exported: they lived here before (the message types now live in core)
+__all__ = ["PEER_OPS", "GetCluster", "MAX_DIGEST_PAGE", "MAX_RECONCILE_SERVICES"]
+__all__ += ["MAX_SESSION_ENTRIES", "Beacon", "DigestPage", "DigestSummary", "ListDigests"]
+__all__ += ["Reconcile", "ReplicatedDelta", "ServicePayload", "SessionBeats", "payload_stamps"]
 
-MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
-MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
 # instances + tombstones per ``reconcile`` request or reply (one big service)
 MAX_RECONCILE_INSTANCES = limits.MAX_PEER_ENTRIES
 MAX_DELTA_ENTRIES = limits.MAX_PEER_ENTRIES  # upserts + removals in one replicated delta
 MAX_MEMBERS = 256  # node ids in a beacon's member view
 MAX_BATCH_DELTAS = 1024  # deltas in one ``deltas`` message (a sender makes at most 256)
-MAX_SESSION_ENTRIES = 4096  # session renewals in one ``sessions`` message (~250 KB)
-
-
-@dataclass(frozen=True, slots=True)
-class Beacon:
-    node: str
-    address: str
-    epoch: int
-    ready: bool
-    seq: int
-    members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
-
-
-@dataclass(frozen=True, slots=True)
-class ServicePayload:
-    """One service's records and tombstones, as replicated."""
-
-    key: ServiceKey
-    upserts: tuple[InstanceView, ...]
-    removals: tuple[tuple[InstanceId, int, int], ...]  # (id, tombstone version, alive)
-    settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicatedDelta:
-    node: str
-    epoch: int
-    seq: int
-    payload: ServicePayload
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,59 +112,6 @@ class DeltaBatch:
     epoch: int
     deltas: tuple[ReplicatedDelta, ...]
     rejected: tuple[tuple[int, str], ...] = ()  # (seq, why) of each invalid payload
-
-
-@dataclass(frozen=True, slots=True)
-class SessionBeats:
-    """Client session renewals a node received: (session, namespace, alive stamp) each."""
-
-    node: str
-    epoch: int
-    entries: tuple[tuple[str, str, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DigestSummary:
-    node: str
-    epoch: int
-    services: int
-    digest: int
-
-
-@dataclass(frozen=True, slots=True)
-class ListDigests:
-    req_id: int
-    cursor: ServiceKey | None
-    limit: int
-    caller: str | None = None  # the asking node's id, when it says it is catching up
-    op = "digests"
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    req_id: int
-    node: str
-    services: tuple[ServicePayload, ...]
-    op = "reconcile"
-
-
-@dataclass(frozen=True, slots=True)
-class PushSessions:
-    """The ``sessions`` peer op: the renewals a node received, sent over the request
-    path as well as published (a second path: a replication stream stalled by loss
-    does not silence every session renewed through its node)."""
-
-    req_id: int
-    beats: SessionBeats
-    op = "sessions"
-
-
-@dataclass(frozen=True, slots=True)
-class DigestPage:
-    """One page of a peer's ``digests`` reply: (key, digest, instances) per service."""
-
-    entries: tuple[tuple[ServiceKey, int, int], ...]
-    more: bool
 
 
 def _bad(message: str) -> RemoteProtocolError:
@@ -281,16 +222,6 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
         tuple(_removal(x) for x in remove),
         settings,
     )
-
-
-def payload_stamps(p: ServicePayload) -> int:
-    """The highest version stamp a payload carries (what the receiver's clock bounds)."""
-    top = p.settings[1] if p.settings is not None else 0
-    for v in p.upserts:
-        top = max(top, v.version, v.alive, v.down)
-    for _, t_version, t_alive in p.removals:
-        top = max(top, t_version, t_alive)
-    return top
 
 
 def _unpack(body: bytes, what: str) -> Any:
@@ -484,6 +415,24 @@ def _delta_batch(node: str, epoch: int, m: dict[str, Any]) -> DeltaBatch:
 
 
 # -- peer requests ------------------------------------------------------------------
+def parse_peer_request(body: bytes) -> Any:
+    """Validate untrusted ``body`` bytes from a peer (``parse_peer_message``)."""
+    return parse_peer_message(decode_body(body, limits.MAX_PEER_BODY_BYTES))
+
+
+def parse_peer_message(msg: Any) -> Any:
+    """Validate an untrusted decoded body from a peer: ``PEER_OPS`` (ListDigests,
+    Reconcile, PushSessions) or a forwarded write (``FORWARDED_OPS``, as the client
+    plane parses it)."""
+    req_id = _header(msg)
+    op = msg.get("op")
+    if op in FORWARDED_OPS:
+        return _client_op(msg, req_id, op)
+    if op in PEER_OPS:
+        return parse_peer_op(op, msg, req_id)
+    raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
+
+
 def parse_peer_op(
     op: str, msg: dict[str, Any], req_id: int
 ) -> ListDigests | Reconcile | PushSessions:
@@ -543,6 +492,22 @@ def decode_peer_reply(body: bytes) -> tuple[int, bool, Any]:
     if not isinstance(reply, dict) or type(reply.get("id")) is not int or "ok" not in reply:
         raise RemoteProtocolError("peer reply is not a map with 'id' and 'ok'")
     return reply["id"], reply["ok"] is True, reply.get("result")
+
+
+def parse_call_result(result: Any) -> CallReply:
+    """A peer call's untrusted result as the core takes it (``peer_reply``): a digest
+    page (``digests``, ``more``), a reconcile reply (``services``), or what failed.
+    The core checks that the kind answers the call it made."""
+    try:
+        if isinstance(result, dict) and "digests" in result:
+            return parse_digest_page(result)
+        if isinstance(result, dict) and "services" in result:
+            return ReconcileReply(parse_reconcile_reply(result))
+    except RemoteProtocolError as exc:
+        return InvalidReply(exc.message)
+    return InvalidReply(
+        "peer reply: neither a digest page (digests, more) nor a reconcile reply (services)"
+    )
 
 
 def parse_reconcile_reply(result: Any) -> tuple[ServicePayload, ...]:

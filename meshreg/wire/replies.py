@@ -4,19 +4,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
+from meshreg.core.cluster_messages import ServicePayload
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.wire import limits
+from meshreg.wire.peer import payload_to_wire
 
 # The beat reply is the hot path: its body is a fixed prefix, the packed id and
 # a fixed suffix.  Same bytes as msgpack.packb({"v":1,"id":N,"ok":True,"result":None}).
 _OK_PREFIX: bytes = b"\x84\xa1v" + msgpack.packb(limits.PROTOCOL_VERSION) + b"\xa2id"
 _OK_NONE_SUFFIX = b"\xa2ok\xc3\xa6result\xc0"
-_packb: Callable[[Any], bytes] = msgpack.packb
+
+
+def _to_wire(obj: Any) -> Any:
+    """msgpack's ``default``: the core's types that travel inside results and peer
+    calls (a reconcile's payloads), as their wire maps; nothing else is encodable."""
+    if type(obj) is ServicePayload:
+        return payload_to_wire(obj)
+    raise TypeError(f"cannot encode a {type(obj).__name__} in a reply or request")
+
+
+def _packb(obj: Any) -> bytes:
+    """msgpack, with the core's types encoded by ``_to_wire``."""
+    packed: bytes = msgpack.packb(obj, default=_to_wire)
+    return packed
 
 
 def _packed_id(req_id: int) -> bytes:

@@ -7,21 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from answers import peer_reply, served
 
 from meshreg.config import ClusterPolicy
 from meshreg.core import distro
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
-from meshreg.core.events import InstanceView, PeerDataRejected
+from meshreg.core.effects import InstanceView, PeerDataRejected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.versions import MAX_US, TAG_BITS, HybridClock, stamp_limit
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import RegisterInstance, RequestRejected, parse_peer_message
+from meshreg.wire.messages import RegisterInstance, RequestRejected
 from meshreg.wire.peer import (
     ReplicatedDelta,
     ServicePayload,
     decode_replication,
     encode_delta,
+    parse_peer_message,
     payload_to_wire,
 )
 
@@ -97,7 +99,7 @@ def test_after_a_hostile_stamp_a_node_still_replicates_to_its_peers() -> None:
     n1, n2 = node("n1"), node("n2")
     for target in (n1, n2):
         target.on_replication(delta(ServicePayload(KEY, (view(limits.MAX_STAMP),), ())), NOW)
-    n1.handle(RegisterInstance(1, OTHER, IID, 1.0, True, {}), NOW, forwarded=True)
+    served(n1, RegisterInstance(1, OTHER, IID, 1.0, True, {}), NOW, forwarded=True)
     sent = [e.message for e in n1.take_effects() if type(e) is Broadcast]
     assert sent
     for message in sent:
@@ -154,9 +156,9 @@ def test_a_reconcile_request_merges_its_good_services_and_rejects_the_future_one
     bad = ServicePayload(KEY, (view(FAR),), ())
     msg = {"v": 1, "id": 3, "op": "reconcile", "node": "n2"}
     req = parse_peer_message({**msg, "services": [payload_to_wire(good), payload_to_wire(bad)]})
-    result = n1.handle(req, NOW)
+    result = served(n1, req, NOW)
     assert n1.store.get(OTHER) is not None and n1.store.get(KEY) is None
-    assert [s["service"] for s in result["services"]] == ["pay", "orders"]  # both answered
+    assert [p.key.service for p in result["services"]] == ["pay", "orders"]  # both answered
     assert n1.counters["future_stamps"] == 1
     assert n1.hlc.last_us == OK >> TAG_BITS
     assert [r.what for r in rejections(n1)] == ["reconcile"]
@@ -171,7 +173,7 @@ def round_to_reconcile(n1: DistroNode) -> PeerCall:
     [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
     assert ask.op == "digests"
     page = {"node": "n2", "digests": [["public", "DEFAULT_GROUP", "orders", 1, 1]], "more": False}
-    n1.peer_reply(ask.tag, page, NOW)
+    peer_reply(n1, ask.tag, page, NOW)
     [call] = [e for e in n1.take_effects() if type(e) is PeerCall]
     assert call.op == "reconcile"
     return call
@@ -182,7 +184,7 @@ def test_a_reconcile_reply_with_a_future_stamp_changes_nothing() -> None:
     call = round_to_reconcile(n1)
     before = snapshot(n1)
     reply = {"services": [payload_to_wire(ServicePayload(KEY, (view(FAR),), ()))]}
-    n1.peer_reply(call.tag, reply, NOW)
+    peer_reply(n1, call.tag, reply, NOW)
     assert snapshot(n1)[:4] == before[:4]
     # the round is over and n1 ready: its clock ticks for that, but never towards the stamp
     assert n1.hlc.last_us <= int((NOW + WALL) * 1_000_000) + 10
@@ -195,7 +197,7 @@ def test_a_reconcile_reply_naming_a_service_not_asked_for_is_rejected_whole() ->
     call = round_to_reconcile(n1)
     before = snapshot(n1)
     services = [ServicePayload(KEY, (view(OK),), ()), ServicePayload(OTHER, (view(OK),), ())]
-    n1.peer_reply(call.tag, {"services": [payload_to_wire(p) for p in services]}, NOW)
+    peer_reply(n1, call.tag, {"services": [payload_to_wire(p) for p in services]}, NOW)
     assert snapshot(n1)[:5] == before[:5]  # not even the service that was asked for
     assert "n2" not in n1._rounds  # aborted; retried on a later tick
     assert n1.counters["replication_errors"] == 1 and n1.counters["future_stamps"] == 0
@@ -211,7 +213,7 @@ def test_a_digest_page_with_a_bad_name_aborts_the_round_and_is_reported() -> Non
     n1.tick(NOW)
     [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
     page = {"digests": [["public", "DEFAULT_GROUP", "orders\0evil", 1, 1]], "more": False}
-    n1.peer_reply(ask.tag, page, NOW)
+    peer_reply(n1, ask.tag, page, NOW)
     assert n1.counters["replication_errors"] == 1
     assert "n2" not in n1._rounds  # aborted; retried on a later tick
     [report] = rejections(n1)
@@ -287,13 +289,13 @@ def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
         assert mine.alive >= mine.version
         return stamps[0]
 
-    n1.handle(RegisterInstance(1, KEY, IID, 1.0, True, {}), 1.0, forwarded=True)
+    served(n1, RegisterInstance(1, KEY, IID, 1.0, True, {}), 1.0, forwarded=True)
     if not healthy:
         n1._emit(n1.store.set_health(KEY, (IID,), False, n1._stamp(2.0)))
     replicate()
-    n1.handle(UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
+    served(n1, UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
     assert replicate()[3:5] == (healthy, False)  # drained; a drain heals nobody
-    n1.handle(RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
+    served(n1, RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
     assert replicate()[3:] == (True, True, 2.0)  # the provider itself: healed
 
 
@@ -307,10 +309,10 @@ def test_digest_pages_must_move_forward() -> None:
     n1.tick(NOW)
     [ask] = [e for e in n1.take_effects() if type(e) is PeerCall]
     first = {"digests": [["public", "G", "a", 1, 1], ["public", "G", "b", 1, 1]], "more": True}
-    n1.peer_reply(ask.tag, first, NOW)
+    peer_reply(n1, ask.tag, first, NOW)
     [more] = [e for e in n1.take_effects() if type(e) is PeerCall]
     assert more.fields["cursor"] == ["public", "G", "b"]
-    n1.peer_reply(more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
+    peer_reply(n1, more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
     assert n1.counters["replication_errors"] == 1 and "n2" not in n1._rounds
     [report] = rejections(n1)
     assert "is not after" in report.reason

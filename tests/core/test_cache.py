@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from answers import served
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshreg.client.cache import Outcome, ServiceView
-from meshreg.core.events import Effect, InstanceView, ServiceChanged, SyncAnnounced
+from meshreg.core.effects import Effect, InstanceView, ServiceChanged, SyncAnnounced
 from meshreg.core.health import HealthPolicy
 from meshreg.core.node import RegistryNode
 from meshreg.model import Instance, InstanceId, ServiceKey
@@ -95,17 +96,17 @@ def as_wire(view: ServiceView) -> list[dict[str, Any]]:
 # -- deltas ---------------------------------------------------------------------------------------
 def test_snapshot_then_contiguous_deltas_from_a_real_node() -> None:
     node = RegistryNode(HealthPolicy(), EPOCH, 0.0, detect_stalls=False)
-    node.handle(RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
+    served(node, RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
     node.take_effects()
     view = ServiceView(SVC)
     assert view.apply_snapshot(node.instances_result(SVC, False)) is Outcome.APPLIED
     steps = [
-        lambda: node.handle(RegisterInstance(2, SVC, B, 2.0, True, {"z": "1"}), 1.0),
-        lambda: node.handle(RegisterInstance(3, SVC, A, 3.0, True, {}), 2.0),
+        lambda: served(node, RegisterInstance(2, SVC, B, 2.0, True, {"z": "1"}), 1.0),
+        lambda: served(node, RegisterInstance(3, SVC, A, 3.0, True, {}), 2.0),
         lambda: node.tick(16.5),  # B silent 15.5 s -> unhealthy; A (beat at 2.0) not yet
         lambda: node.tick(21.5),  # A silent 19.5 s -> unhealthy
-        lambda: node.handle(Beat(4, SVC, B), 22.0),  # recovered
-        lambda: node.handle(DeregisterInstance(5, SVC, A), 23.0),
+        lambda: served(node, Beat(4, SVC, B), 22.0),  # recovered
+        lambda: served(node, DeregisterInstance(5, SVC, A), 23.0),
     ]
     applied = 0
     for step in steps:
@@ -235,11 +236,11 @@ def test_repull_after_missed_drop_of_a_service_forgets_its_instances() -> None:
     the revision the watcher held, so the view kept the removed instance.
     """
     node = RegistryNode(HealthPolicy(), EPOCH, 0.0, detect_stalls=False)
-    node.handle(RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
+    served(node, RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
     node.take_effects()
     view = ServiceView(SVC)
     view.apply_snapshot(node.instances_result(SVC, False))
-    node.handle(DeregisterInstance(2, SVC, A), 1.0)
+    served(node, DeregisterInstance(2, SVC, A), 1.0)
     node.take_effects()  # dropped on the way
     node.subscription_changed(SVC, True)  # e.g. the periodic resync / a new subscriber
     (announce,) = node.take_effects()
@@ -325,14 +326,16 @@ def run_watchers(ops: list[tuple[Any, ...]], data: Any, lossy: bool) -> Any:
         kind = op[0]
         if kind == "register":
             _, s, i, weight, enabled, metadata = op
-            node.handle(
-                RegisterInstance(1, SERVICES[s], IIDS[i], weight, enabled, dict(metadata)), now
+            served(
+                node,
+                RegisterInstance(1, SERVICES[s], IIDS[i], weight, enabled, dict(metadata)),
+                now,
             )
         elif kind == "deregister":
-            node.handle(DeregisterInstance(1, SERVICES[op[1]], IIDS[op[2]]), now)
+            served(node, DeregisterInstance(1, SERVICES[op[1]], IIDS[op[2]]), now)
         elif kind == "beat":
             try:
-                node.handle(Beat(1, SERVICES[op[1]], IIDS[op[2]]), now)
+                served(node, Beat(1, SERVICES[op[1]], IIDS[op[2]]), now)
             except RequestRejected:
                 pass  # NOT_FOUND: fine, the client would register again
         elif kind == "advance":

@@ -3,6 +3,8 @@ first one to answer: otherwise it reads, and owns, without the others' services.
 
 from __future__ import annotations
 
+from answers import peer_reply
+
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import DistroNode, PeerCall
 from meshreg.core.health import HealthPolicy
@@ -22,7 +24,7 @@ def sync_with(node: DistroNode, peer_id: str, address: str, now: float) -> None:
     calls = [e for e in node.take_effects() if isinstance(e, PeerCall)]
     assert calls, "a round with the peer should start"
     for call in calls:
-        node.peer_reply(call.tag, {"node": peer_id, "digests": [], "more": False}, now)
+        peer_reply(node, call.tag, {"node": peer_id, "digests": [], "more": False}, now)
     node.tick(now)
 
 

@@ -35,9 +35,9 @@ def test_prune_forgets_removed_instances_but_not_fresh_ones() -> None:
     held = ClientHoldings(limit=10)
     held.admit("app", SVC, iid(1), 0.0)
     held.admit("app", SVC, iid(2), 0.0)  # never reached the store (e.g. refused at the owner)
-    held.prune(store, PRUNE_AFTER - 1)  # too fresh: may not be replicated back yet
+    held.prune(store.holds, PRUNE_AFTER - 1)  # too fresh: may not be replicated back yet
     assert held.count() == 2
-    held.prune(store, PRUNE_EVERY + PRUNE_AFTER)
+    held.prune(store.holds, PRUNE_EVERY + PRUNE_AFTER)
     assert held.count() == 1
     assert held.held["app"] == {(SVC, iid(1)): 0.0}
 
@@ -47,9 +47,9 @@ def test_prune_is_bounded_per_call() -> None:
     held = ClientHoldings(limit=1000)
     for n in range(100):
         held.admit("app", SVC, InstanceId("10.0.1.1", 1000 + n, "c"), 0.0)
-    held.prune(store, 100.0, budget=30)
+    held.prune(store.holds, 100.0, budget=30)
     assert held.count() == 70
-    held.prune(store, 100.0, budget=1000)  # the pass goes on where it was
+    held.prune(store.holds, 100.0, budget=1000)  # the pass goes on where it was
     assert held.count() == 0
 
 
@@ -91,6 +91,6 @@ def test_forget_gone_drops_at_once_what_the_store_no_longer_has() -> None:
     held = ClientHoldings(limit=10)
     for n in (1, 2, 3):
         held.admit("app", SVC, iid(n), 0.0)
-    held.forget_gone("app", store)  # fresh or not: a session_close just removed them
+    held.forget_gone("app", store.holds)  # fresh or not: a session_close just removed them
     assert held.held["app"] == {(SVC, iid(1)): 0.0}
-    held.forget_gone("nobody", store)
+    held.forget_gone("nobody", store.holds)

@@ -6,16 +6,17 @@ from __future__ import annotations
 import itertools
 
 import msgpack
+from answers import peer_reply, served
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
-from meshreg.core.events import InstanceView, ServiceChanged, StallDetected
+from meshreg.core.effects import InstanceView, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.node import RegistryNode
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.messages import parse_peer_request, parse_request
-from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload
+from meshreg.wire.messages import parse_request
+from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload, parse_peer_request
 
 A, B = "10.0.0.2:7800", "10.0.0.3:7800"
 POLICY = HealthPolicy(check_interval=0.5, unhealthy_after=3.0, evict_after=6.0)
@@ -44,7 +45,7 @@ class Member:
         self.beacons(("n1", "n2", "n3"))
         self.step()
         for call in [e for e in self.effects if isinstance(e, PeerCall)]:
-            self.node.peer_reply(call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+            peer_reply(self.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
         self.step()
         assert self.node.ready and self.node.members() == ("n1", "n2", "n3")
 
@@ -68,7 +69,7 @@ class Member:
     def request(self, op: str, key: ServiceKey, forwarded: bool = False) -> object:
         names = {"namespace": key.namespace, "group": key.group, "service": key.service}
         body = {"v": 1, "id": 1, "op": op, **names, "ip": IID.ip, "port": IID.port}
-        result = self.node.handle(parse_request(msgpack.packb(body)), self.now, forwarded)
+        result = served(self.node, parse_request(msgpack.packb(body)), self.now, forwarded)
         self.effects += self.node.take_effects()
         return result
 
@@ -101,7 +102,8 @@ def test_a_stalled_node_finds_its_peers_up_and_judges_nobody_for_a_grace_period(
 
 def test_a_stall_is_detected_by_a_lone_node_too() -> None:
     node = RegistryNode(POLICY, 1, 0.0)
-    node.handle(
+    served(
+        node,
         parse_request(
             msgpack.packb(
                 {
@@ -277,10 +279,10 @@ def test_a_peer_restarted_faster_than_peer_timeout_is_listed_its_former_services
     theirs = {k for k in keys_owned_by("n2", full, 6) if responsible_node(k, ("n1", "n3")) == "n1"}
     assert theirs
     ask = {"v": 1, "id": 9, "op": "digests", "cursor": None, "limit": 2000}
-    listed = m.node.handle(parse_peer_request(msgpack.packb(ask)), m.now)
+    listed = served(m.node, parse_peer_request(msgpack.packb(ask)), m.now)
     assert not theirs & {ServiceKey(*d[:3]) for d in listed["digests"]}  # n2 is ready: its own
     ask.update(node="n2", ready=False)  # the new incarnation, catching up
-    listed = m.node.handle(parse_peer_request(msgpack.packb(ask)), m.now)
+    listed = served(m.node, parse_peer_request(msgpack.packb(ask)), m.now)
     assert theirs <= {ServiceKey(*d[:3]) for d in listed["digests"]}
 
 
@@ -345,6 +347,6 @@ def test_a_node_catching_up_in_a_two_node_cluster_forwards_writes_to_its_peer() 
     for op in ("beat", "register"):
         names = {"namespace": key.namespace, "group": key.group, "service": key.service}
         body = {"v": 1, "id": 1, "op": op, **names, "ip": IID.ip, "port": IID.port}
-        result = node.handle(parse_request(msgpack.packb(body)), 0.1)
+        result = served(node, parse_request(msgpack.packb(body)), 0.1)
         assert getattr(result, "node_id", None) == "n2", (op, result)
     assert node.store.get(key) is None  # nothing applied here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgpack
+from answers import served
 from test_fuzz_handler import populated_node
 from test_preservation import distro_pair
 
@@ -51,7 +52,7 @@ def test_a_cluster_member_takes_the_fast_path_only_for_its_own_services() -> Non
     for key in (*mine[:1], *theirs[:1]):
         names = {"namespace": key.namespace, "group": key.group, "service": key.service}
         body = {"v": 1, "id": 1, "op": "register", **names, "ip": "10.1.1.1", "port": 80}
-        node.handle(parse_request(msgpack.packb(body)), 1.0, forwarded=True)
+        served(node, parse_request(msgpack.packb(body)), 1.0, forwarded=True)
         node.owner_of(key)  # the full path looks the owner up once
     iid = ("10.1.1.1", 80, "DEFAULT")
     assert node.fast_beat(tuple(mine[0]), iid, 2.0)
@@ -59,7 +60,7 @@ def test_a_cluster_member_takes_the_fast_path_only_for_its_own_services() -> Non
     ns, group, service = theirs[0]
     names = {"namespace": ns, "group": group, "service": service}
     beat = {"v": 1, "id": 2, "op": "beat", **names, "ip": "10.1.1.1", "port": 80}
-    assert type(node.handle(parse_request(msgpack.packb(beat)), 2.0)) is Forward
+    assert type(served(node, parse_request(msgpack.packb(beat)), 2.0)) is Forward
 
 
 def test_a_member_still_catching_up_declines() -> None:

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import msgpack
+from answers import served
 from helpers import fuzz_settings
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -50,7 +51,7 @@ def populated_node() -> DistroNode:
             body = msgpack.packb(
                 {"v": 1, "id": i, "op": "register", **fields, "ip": "10.0.0.1", "port": port}
             )
-            node.handle(parse_request(body), 90.0 if port == 8080 else 80.0)
+            served(node, parse_request(body), 90.0 if port == 8080 else 80.0)
     node.tick(NOW - 4.0)  # the 8081s (silent 16 s) go unhealthy
     node.take_effects()
     assert node.store.instance_count() == (3, 3)
@@ -87,11 +88,13 @@ def _event(label: str) -> None:
 def check(node: RegistryNode, body: bytes) -> RequestRejected | None:
     """Apply ``body`` the way the runtime does and check the properties."""
     before = state(node)
+    req = None
     try:
         req = parse_request(body)
-        result = node.handle(req, NOW)
+        result = served(node, req, NOW)
     except RequestRejected as exc:
-        node.rejected(exc)
+        if req is None:  # refused before the core saw it: the caller counts it
+            node.rejected(exc)
         _event(f"rejected: {exc.code.name}")
         assert isinstance(exc.code, ErrorCode)
         assert isinstance(exc.message, str) and exc.message
@@ -100,6 +103,7 @@ def check(node: RegistryNode, body: bytes) -> RequestRejected | None:
         assert state(node) == before, "a rejected request changed the store"
         assert node.take_effects() == []
         return exc
+    assert req is not None
     _event(f"accepted: {req.op}")
     reply = decode_reply(encode_ok(req.req_id, result))
     assert reply["ok"] is True and reply["id"] == req.req_id
@@ -110,7 +114,7 @@ def check(node: RegistryNode, body: bytes) -> RequestRejected | None:
 def still_works(node: RegistryNode) -> None:
     key = ServiceKey("public", "DEFAULT_GROUP", "after-fuzz")
     req = RegisterInstance(1, key, InstanceId("192.0.2.1", 1, "DEFAULT"), 1.0, True, {})
-    assert node.handle(req, NOW) is None
+    assert served(node, req, NOW) is None
     result = node.instances_result(key, True)
     assert [(i["ip"], i["port"]) for i in result["instances"]] == [("192.0.2.1", 1)]
     assert result["revision"] == node.store.revision
@@ -352,7 +356,7 @@ def test_request_sequences_with_random_clock_steps(
         revision = node.store.revision
         before = state(node)
         try:
-            node.handle(parse_request(msgpack.packb(msg)), now)
+            served(node, parse_request(msgpack.packb(msg)), now)
         except RequestRejected:
             assert state(node) == before, "a rejected request changed the store"
             assert node.take_effects() == []

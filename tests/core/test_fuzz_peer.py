@@ -18,19 +18,20 @@ import copy
 from typing import Any
 
 import msgpack
+from answers import peer_reply, served
 from helpers import fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
-from meshreg.core.events import InstanceView
+from meshreg.core.effects import InstanceView
 from meshreg.core.health import HealthPolicy
 from meshreg.core.versions import MAX_AHEAD_US, TAG_BITS
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import RegisterInstance, RequestRejected, parse_peer_message
+from meshreg.wire.messages import RegisterInstance, RequestRejected
 from meshreg.wire.peer import (
     Beacon,
     DigestSummary,
@@ -40,6 +41,7 @@ from meshreg.wire.peer import (
     encode_beacon,
     encode_delta,
     encode_digest,
+    parse_peer_message,
     payload_to_wire,
 )
 
@@ -59,7 +61,7 @@ def fresh_node() -> DistroNode:
     node = DistroNode(HealthPolicy(), ClusterPolicy(), "n1", A, [B], 1, 0.0, wall_offset=WALL)
     node.on_replication(Beacon("n2", B, 9, True, 0, ("n1", "n2")), 0.0)
     for i, key in enumerate(KEYS[:2]):
-        node.handle(RegisterInstance(i, key, IIDS[0], 1.0, True, {}), 0.0, forwarded=True)
+        served(node, RegisterInstance(i, key, IIDS[0], 1.0, True, {}), 0.0, forwarded=True)
     node.take_effects()
     return node
 
@@ -170,8 +172,8 @@ def deliver_reconcile(node: DistroNode, wires: list[dict[str, Any]], now: float)
         return
     future = {p.key for p in req.services if has_future_stamp(p, now)}
     accepted = {p.key for p in req.services if not has_future_stamp(p, now)}
-    result = node.handle(req, now)
-    assert [s["service"] for s in result["services"]] == [p.key.service for p in req.services]
+    result = served(node, req, now)
+    assert [s.key.service for s in result["services"]] == [p.key.service for p in req.services]
     for key in future - accepted:  # only rejected payloads for it: untouched
         assert snapshot(node)[0].get(key) == before[0].get(key)
         assert snapshot(node)[2].get(key) == before[2].get(key)
@@ -191,7 +193,7 @@ def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
                 ]
                 reply: Any = {"node": "n2", "digests": entries, "more": False}
             else:
-                asked = [s["service"] for s in call.fields["services"]]
+                asked = [p.key.service for p in call.fields["services"]]
                 wires = [draw(payloads(now)) for _ in asked]
                 for wire, service in zip(wires, asked, strict=True):
                     if draw(st.integers(0, 4)):
@@ -201,7 +203,7 @@ def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
                 reply = draw(st.sampled_from([None, [], {"services": "x"}, {"digests": 1}]))
             before = snapshot(node)
             errors = node.counters["replication_errors"]
-            node.peer_reply(call.tag, copy.deepcopy(reply), now)
+            peer_reply(node, call.tag, copy.deepcopy(reply), now)
             if node.counters["replication_errors"] > errors and call.op == "digests":
                 assert snapshot(node)[:3] == before[:3]
 
@@ -244,7 +246,7 @@ def test_random_peer_traffic_changes_only_what_it_may(
             run_round(node, data.draw, now)
         elif action == "register":
             key = data.draw(st.sampled_from(KEYS))
-            node.handle(RegisterInstance(7, key, IIDS[1], 2.0, True, {}), now, forwarded=True)
+            served(node, RegisterInstance(7, key, IIDS[1], 2.0, True, {}), now, forwarded=True)
         else:
             node.on_replication(
                 Beacon("n2", B, 9, True, data.draw(st.integers(0, 5)), ("n1", "n2")), now
@@ -273,7 +275,8 @@ def test_the_probes_sequence_leaves_the_node_able_to_replicate() -> None:
         pass
     else:
         raise AssertionError("orders\\0evil got through")
-    node.handle(
+    served(
+        node,
         parse_peer_message({"v": 1, "id": 1, "op": "reconcile", "node": "x", "services": [evil]}),
         1.0,
     )
@@ -281,5 +284,5 @@ def test_the_probes_sequence_leaves_the_node_able_to_replicate() -> None:
     node.on_replication(decode_replication([b"delta", msgpack.packb(body)]), 1.0)
     assert snapshot(node) == before
     assert node.counters["future_stamps"] == 2
-    node.handle(RegisterInstance(9, KEYS[2], IIDS[0], 1.0, True, {}), 2.0, forwarded=True)
+    served(node, RegisterInstance(9, KEYS[2], IIDS[0], 1.0, True, {}), 2.0, forwarded=True)
     check_invariants(node, 2.0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from answers import served
 
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy, sweep
 from meshreg.core.node import RegistryNode
 from meshreg.core.store import RegistryStore
@@ -151,11 +152,11 @@ def test_sweep_uses_the_policy_thresholds() -> None:
 
 # -- the node's timeline: tick every 5 s, unhealthy at 15 s, evicted at 30 s ----------------------
 def _register(node: RegistryNode, now: float, iid: InstanceId = A) -> None:
-    node.handle(RegisterInstance(1, SVC, iid, 1.0, True, {}), now)
+    served(node, RegisterInstance(1, SVC, iid, 1.0, True, {}), now)
 
 
 def _beat(node: RegistryNode, now: float, iid: InstanceId = A) -> None:
-    node.handle(Beat(2, SVC, iid), now)
+    served(node, Beat(2, SVC, iid), now)
 
 
 def _timeline(beats: list[float], until: float) -> dict[float, str]:

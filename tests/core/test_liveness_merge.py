@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshreg.core.events import InstanceView
+from meshreg.core.effects import InstanceView
 from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.model import InstanceId, ServiceKey
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from answers import peer_reply, served
 
 from meshreg.config import NodeConfig, load_node_config
 from meshreg.core.distro import ClusterPolicy, DistroNode, PeerCall
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.node import RegistryNode
@@ -62,9 +63,9 @@ class Fleet:
             reg = RegisterInstance(i, p[0], p[1], 1.0, True, {})
             if forwarded:  # a copy held here, as replication would leave it
                 assert isinstance(self.node, DistroNode)
-                self.node.handle(reg, self.now, forwarded=True)
+                served(self.node, reg, self.now, forwarded=True)
             else:
-                self.node.handle(reg, self.now)
+                served(self.node, reg, self.now)
             self.providers.append(p)
             self.beating.add(p)
             new.append(p)
@@ -76,7 +77,7 @@ class Fleet:
         second = round(self.now)
         for i, p in enumerate(self.providers):
             if p in self.beating and second % BEAT_INTERVAL == i % BEAT_INTERVAL:
-                self.node.handle(Beat(0, p[0], p[1]), self.now)
+                served(self.node, Beat(0, p[0], p[1]), self.now)
         self.node.tick(self.now)
         self.effects += self.node.take_effects()
 
@@ -87,7 +88,7 @@ class Fleet:
 
     def deregister(self, providers: list[Provider]) -> None:
         for p in providers:
-            self.node.handle(DeregisterInstance(0, p[0], p[1]), self.now)
+            served(self.node, DeregisterInstance(0, p[0], p[1]), self.now)
             self.beating.discard(p)
         self.effects += self.node.take_effects()
 
@@ -397,7 +398,7 @@ def distro_pair() -> tuple[DistroNode, list[ServiceKey], list[ServiceKey]]:
     node.on_replication(Beacon("n2", "10.0.0.2:7800", 99, True, 0), 0.0)
     node.tick(0.0)
     (call,) = [e for e in node.take_effects() if isinstance(e, PeerCall)]
-    node.peer_reply(call.tag, {"node": "n2", "digests": [], "more": False}, 0.0)
+    peer_reply(node, call.tag, {"node": "n2", "digests": [], "more": False}, 0.0)
     assert node.ready and node.members() == ("n1", "n2")
     keys = [ServiceKey("public", "DEFAULT_GROUP", f"svc{i}") for i in range(40)]
     mine = [k for k in keys if responsible_node(k, ("n1", "n2")) == "n1"][:4]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from answers import served
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshreg.config import load_node_config
 from meshreg.core.distro import ClusterPolicy, DistroNode
-from meshreg.core.events import InstanceView
+from meshreg.core.effects import InstanceView
 from meshreg.core.health import HealthPolicy
 from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
@@ -148,15 +149,15 @@ def test_a_write_over_a_quota_is_refused_and_changes_nothing(
 ) -> None:
     node = node_with(**limits)
     for req in fill:
-        node.handle(req, 0.0)
+        served(node, req, 0.0)
     node.take_effects()
     before = snapshot(node)
     if limit is None:
-        node.handle(write, 1.0)
+        served(node, write, 1.0)
         assert node.quotas.rejected == {}
         return
     with pytest.raises(RequestRejected) as caught:
-        node.handle(write, 1.0)
+        served(node, write, 1.0)
     exc = caught.value
     assert exc.code is ErrorCode.RESOURCE_EXHAUSTED and exc.op == write.op
     for word in words:
@@ -172,16 +173,16 @@ def test_a_write_over_a_quota_is_refused_and_changes_nothing(
 def test_beats_deregistrations_updates_and_repeats_are_never_refused() -> None:
     node = node_with(max_instances=1, max_metadata_bytes=8, max_instances_per_service=1)
     k, i = key(), iid()
-    node.handle(register(k, i, {"z": "1234567"}), 0.0)  # 8 bytes: exactly full
-    node.handle(register(k, i, {"z": "1234567"}), 1.0)  # a repeat: only a beat
-    node.handle(register(k, i, {"z": "7654321"}), 1.5)  # same size: grows nothing
-    node.handle(Beat(1, k, i), 2.0)
-    node.handle(UpdateInstance(1, k, i, 5.0, False), 3.0)
+    served(node, register(k, i, {"z": "1234567"}), 0.0)  # 8 bytes: exactly full
+    served(node, register(k, i, {"z": "1234567"}), 1.0)  # a repeat: only a beat
+    served(node, register(k, i, {"z": "7654321"}), 1.5)  # same size: grows nothing
+    served(node, Beat(1, k, i), 2.0)
+    served(node, UpdateInstance(1, k, i, 5.0, False), 3.0)
     assert node.fast_beat(tuple(k), tuple(i), 4.0)  # type: ignore[arg-type]
-    node.handle(DeregisterInstance(1, k, i), 5.0)
-    node.handle(DeregisterInstance(1, k, iid(9)), 5.0)  # unknown: still a tombstone
+    served(node, DeregisterInstance(1, k, i), 5.0)
+    served(node, DeregisterInstance(1, k, iid(9)), 5.0)  # unknown: still a tombstone
     assert node.quotas.rejected == {}
-    node.handle(register(k, i, {"z": "1234567"}), 6.0)  # room again after deregistering
+    served(node, register(k, i, {"z": "1234567"}), 6.0)  # room again after deregistering
     assert node.store.instance_total == 1 and node.store.metadata_bytes == 8
 
 
@@ -202,15 +203,15 @@ def test_replicated_state_is_never_refused() -> None:
         node._merge(ServicePayload(key(namespace=f"ns{n}"), (view,), (), None), 1.0)
     assert node.store.instance_total == 3 and len(node.store.namespaces) == 3
     with pytest.raises(RequestRejected):  # a client's write is still refused
-        node.handle(register(key(namespace="ns9"), iid()), 2.0, forwarded=True)
+        served(node, register(key(namespace="ns9"), iid()), 2.0, forwarded=True)
 
 
 def test_stats_show_usage_with_empty_services_tombstones_and_metadata() -> None:
     node = node_with()
-    node.handle(register(key("a"), iid(1), {"zone": "eu"}), 0.0)
-    node.handle(register(key("a"), iid(2)), 0.0)
-    node.handle(SetService(1, key("empty", "dev"), 0.5, {"o": "x"}), 0.0)
-    node.handle(DeregisterInstance(1, key("a"), iid(2)), 1.0)
+    served(node, register(key("a"), iid(1), {"zone": "eu"}), 0.0)
+    served(node, register(key("a"), iid(2)), 0.0)
+    served(node, SetService(1, key("empty", "dev"), 0.5, {"o": "x"}), 0.0)
+    served(node, DeregisterInstance(1, key("a"), iid(2)), 1.0)
     usage = node.stats_result(1.0)["usage"]
     assert usage == {
         "namespaces": 2,

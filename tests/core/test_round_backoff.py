@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from answers import peer_reply
+
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import ROUND_BACKOFF_FIRST, ROUND_BACKOFF_MAX, DistroNode, PeerCall
 from meshreg.core.health import HealthPolicy
@@ -44,6 +46,6 @@ def test_failed_rounds_back_off_doubling_and_success_resets() -> None:
         now = round(now + 0.1, 1)
     assert calls
     for call in calls:
-        node.peer_reply(call.tag, {"node": "n2", "digests": [], "more": False}, now)
+        peer_reply(node, call.tag, {"node": "n2", "digests": [], "more": False}, now)
     node.on_replication(Beacon("n2", A, 99, True, 5), now)  # it published deltas we missed
     assert calls_after_tick(node, now), "the next round should not wait"

@@ -9,16 +9,17 @@ from typing import Any
 
 import msgpack
 import pytest
+from answers import peer_reply, served
 from test_distro_faults import keys_owned_by as owned_keys
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, PeerCall
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy, SweepPass
 from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.messages import RequestRejected, decode_body, parse_peer_message, parse_request
+from meshreg.wire.messages import RequestRejected, decode_body, parse_request
 from meshreg.wire.peer import (
     Beacon,
     ReplicatedDelta,
@@ -27,6 +28,7 @@ from meshreg.wire.peer import (
     decode_replication,
     encode_delta,
     encode_sessions,
+    parse_peer_message,
 )
 
 POLICY = HealthPolicy(check_interval=1.0, unhealthy_after=3.0, evict_after=6.0)
@@ -51,7 +53,7 @@ class Lone:
         self.effects: list[Any] = []
 
     def handle(self, op: str, **fields: Any) -> Any:
-        result = self.node.handle(parse_request(body(op, **fields)), self.now)
+        result = served(self.node, parse_request(body(op, **fields)), self.now)
         self.effects += self.node.take_effects()
         return result
 
@@ -296,7 +298,7 @@ class Member:
         self.beacons()
         self.step()
         for call in [e for e in self.effects if isinstance(e, PeerCall)]:
-            self.node.peer_reply(call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+            peer_reply(self.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
         self.step()
         assert self.node.ready
 
@@ -321,7 +323,7 @@ class Member:
             self.step(0.1)
 
     def handle(self, op: str, forwarded: bool = False, **fields: Any) -> Any:
-        result = self.node.handle(parse_request(body(op, **fields)), self.now, forwarded)
+        result = served(self.node, parse_request(body(op, **fields)), self.now, forwarded)
         self.effects += self.node.take_effects()
         return result
 
@@ -366,7 +368,8 @@ def test_an_instance_learned_from_a_peer_gets_a_grace_period_from_first_sight() 
     # n2 registered it long ago (its stamps are old): n1 only learns of it now
     old = m.node.wall_stamp(0.5)
     other = RegistryNode(POLICY, 3, 0.5, "x", detect_stalls=False)
-    other.handle(
+    served(
+        other,
         parse_request(body("register", service=key.service, ip="10.0.0.1", port=80, session=SID)),
         0.5,
     )
@@ -517,6 +520,6 @@ def test_a_pushed_renewal_counts_like_a_published_one() -> None:
                 "sessions": [[SID, "public", stamp]],
             }
         )
-        assert m.node.handle(parse_peer_message(decode_body(push)), m.now, True) is None
+        assert served(m.node, parse_peer_message(decode_body(push)), m.now, True) is None
         m.run(1.0)
     assert rec.healthy and m.node.counters["session_beats_in"] == 12

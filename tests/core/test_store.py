@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.core.effects import InstanceView, ServiceChanged
 from meshreg.core.store import SHARED_METADATA, RegistryStore, ServiceRecord
 from meshreg.model import InstanceId, ServiceKey
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from answers import served
+
 from meshreg.core.health import HealthPolicy
 from meshreg.core.node import TOMBSTONE_TTL, RegistryNode
 from meshreg.core.quotas import LimitsPolicy
@@ -74,8 +76,8 @@ def test_the_node_caps_tombstones_from_its_limits_and_shows_them() -> None:
     node = RegistryNode(HealthPolicy(), 1, 0.0, limits=LimitsPolicy(max_tombstones=10))
     for i in range(25):
         inst = iid(i)
-        node.handle(RegisterInstance(1, SVC, inst, 1.0, True, {}), float(i))
-        node.handle(DeregisterInstance(1, SVC, inst), float(i))
+        served(node, RegisterInstance(1, SVC, inst, 1.0, True, {}), float(i))
+        served(node, DeregisterInstance(1, SVC, inst), float(i))
     usage = node.stats_result(30.0)["usage"]
     assert (usage["tombstones"], usage["tombstones_dropped"]) == (10, 15)
     node.tick(30.0 + TOMBSTONE_TTL)  # a sweep purges them by age

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshreg.core.events import InstanceView, ServiceChanged
+from meshreg.core.effects import InstanceView, ServiceChanged
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.runtime.health_log import HealthLog
 

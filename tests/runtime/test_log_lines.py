@@ -1,6 +1,6 @@
 """The node's health-change log line stays bounded when thousands expire at once."""
 
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.runtime.health_log import LOGGED_NAMES, some_names
 

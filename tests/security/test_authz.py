@@ -22,15 +22,9 @@ from meshreg.security.authz import (
     visible_services,
 )
 from meshreg.wire import limits
-from meshreg.wire.messages import (
-    OPS,
-    PEER_OPS,
-    RequestRejected,
-    decode_body,
-    parse_peer_message,
-    parse_request,
-)
+from meshreg.wire.messages import OPS, PEER_OPS, RequestRejected, decode_body, parse_request
 from meshreg.wire.notifications import namespace_topic, topic_for
+from meshreg.wire.peer import parse_peer_message
 
 INSTANCE = {"ip": "10.0.0.1", "port": 8080}
 SERVICE = {"namespace": "public", "group": "DEFAULT_GROUP", "service": "payments"}

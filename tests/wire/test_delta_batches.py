@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_peer_validation import BAD_PAYLOAD_FIELDS, with_value
 
-from meshreg.core.events import InstanceView
+from meshreg.core.effects import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.transport.sockets import REPLICATION_FRAME_BYTES

@@ -35,7 +35,6 @@ from meshreg.wire.messages import (
     check_key,
     decode_body,
     parse_message,
-    parse_peer_message,
 )
 from meshreg.wire.peer import (
     Beacon,
@@ -48,6 +47,7 @@ from meshreg.wire.peer import (
     encode_beacon,
     encode_delta,
     parse_digest_page,
+    parse_peer_message,
     parse_reconcile_reply,
 )
 

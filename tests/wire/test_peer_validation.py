@@ -10,11 +10,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from meshreg.core.events import InstanceView
+from meshreg.core.effects import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import RequestRejected, parse_message, parse_peer_message
+from meshreg.wire.messages import RequestRejected, parse_message
 from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
     MAX_MEMBERS,
@@ -26,6 +26,7 @@ from meshreg.wire.peer import (
     encode_beacon,
     encode_delta,
     parse_digest_page,
+    parse_peer_message,
     parse_reconcile_reply,
     payload_to_wire,
 )

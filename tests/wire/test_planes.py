@@ -20,11 +20,9 @@ from meshreg.wire.messages import (
     RequestRejected,
     decode_body,
     parse_message,
-    parse_peer_message,
-    parse_peer_request,
     parse_request,
 )
-from meshreg.wire.peer import ListDigests, Reconcile
+from meshreg.wire.peer import ListDigests, Reconcile, parse_peer_message, parse_peer_request
 
 WRITE = {"service": "orders", "ip": "10.0.0.1", "port": 8080}
 PEER_BODIES: dict[str, dict[str, Any]] = {

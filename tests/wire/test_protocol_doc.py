@@ -29,11 +29,12 @@ from typing import Any
 import msgpack
 import pytest
 import xxhash
+from answers import peer_reply
 
 from meshreg.client import agent, client
 from meshreg.config import NodeConfig
 from meshreg.core.distro import CATCH_UP_PATIENCE, ClusterPolicy, PeerCall
-from meshreg.core.events import ServiceChanged
+from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import member_score, responsible_node, service_key_bytes
 from meshreg.core.quotas import LimitsPolicy
@@ -45,14 +46,8 @@ from meshreg.security.authz import OP_ACCESS
 from meshreg.transport import sockets
 from meshreg.wire import limits
 from meshreg.wire import peer as wire_peer
-from meshreg.wire.messages import (
-    CLIENT_OPS,
-    FORWARDED_OPS,
-    PEER_OPS,
-    parse_message,
-    parse_peer_message,
-)
-from meshreg.wire.peer import Beacon
+from meshreg.wire.messages import CLIENT_OPS, FORWARDED_OPS, PEER_OPS, parse_message
+from meshreg.wire.peer import Beacon, parse_peer_message
 from meshreg.wire.replies import encode_request
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
@@ -218,7 +213,7 @@ class Node:
             for effect in core.take_effects():
                 if type(effect) is PeerCall and effect.op == "digests":
                     empty = {"node": effect.node_id, "digests": [], "more": False}
-                    core.peer_reply(effect.tag, empty, self.now)
+                    peer_reply(core, effect.tag, empty, self.now)
             core.take_effects()
             self.now += 0.25
             core.tick(self.now)

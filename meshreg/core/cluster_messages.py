@@ -1,0 +1,101 @@
+"""The messages nodes exchange, as the core sees them (parsed and checked by wire/peer).
+
+The core owns these types; wire encodes them and parses untrusted bytes into them.
+Replication (PUB/SUB): ``Beacon``, ``ReplicatedDelta`` (one ``ServicePayload``),
+``SessionBeats``, ``DigestSummary``.  Replies to the core's peer calls:
+``DigestPage`` (``digests``), ``ReconcileReply`` (``reconcile``), or
+``InvalidReply`` when wire found a reply malformed.  The bounds below are the
+core's: it never sends more in one message, and wire accepts no more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshreg.core.effects import InstanceView
+from meshreg.model import InstanceId, ServiceKey
+
+MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
+MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
+MAX_SESSION_ENTRIES = 4096  # session renewals in one ``sessions`` message (~250 KB)
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    node: str
+    address: str
+    epoch: int
+    ready: bool
+    seq: int
+    members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePayload:
+    """One service's records and tombstones, as replicated."""
+
+    key: ServiceKey
+    upserts: tuple[InstanceView, ...]
+    removals: tuple[tuple[InstanceId, int, int], ...]  # (id, tombstone version, alive)
+    settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedDelta:
+    node: str
+    epoch: int
+    seq: int
+    payload: ServicePayload
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBeats:
+    """Client session renewals a node received: (session, namespace, alive stamp) each."""
+
+    node: str
+    epoch: int
+    entries: tuple[tuple[str, str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSummary:
+    node: str
+    epoch: int
+    services: int
+    digest: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPage:
+    """One page of a peer's ``digests`` reply: (key, digest, instances) per service."""
+
+    entries: tuple[tuple[ServiceKey, int, int], ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReply:
+    """A peer's ``reconcile`` result: its merged payload of each service we sent."""
+
+    services: tuple[ServicePayload, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidReply:
+    """A reply to a peer call that failed validation (wire/peer): what failed."""
+
+    reason: str
+
+
+CallReply = DigestPage | ReconcileReply | InvalidReply
+"""What ``peer_reply`` takes: a peer call's result, parsed by wire/peer."""
+
+
+def payload_stamps(p: ServicePayload) -> int:
+    """The highest version stamp a payload carries (what the receiver's clock bounds)."""
+    top = p.settings[1] if p.settings is not None else 0
+    for v in p.upserts:
+        top = max(top, v.version, v.alive, v.down)
+    for _, t_version, t_alive in p.removals:
+        top = max(top, t_version, t_alive)
+    return top

@@ -1,0 +1,236 @@
+"""Everything the core hands back to its caller: one closed union, ``Effect``.
+
+Theory of operation
+-------------------
+The core (``core/node``, ``core/distro``) is sans-IO: inputs go in as method calls
+(a validated request, a peer's message or reply, ``tick(now)``), and every output
+comes back as one of the small frozen dataclasses below (raft's ``Ready``):
+
+* ``handle(request, now)`` answers with exactly one :data:`Answer`: a ``Reply``
+  (the result), a ``Rejected`` (a wire code; nothing changed), or a ``Forward``
+  (relay it to the responsible node).  It never raises for a request it refuses.
+  ``forward_failed(forward, now)`` answers a ``Forward`` the runtime could not
+  deliver (or that timed out) with a ``Reply`` or ``Rejected``: the core decides
+  whether to apply it here.
+* ``take_effects()`` drains everything else the inputs caused, in the order they
+  were made: publications to watchers (``ServiceChanged``, ``SyncAnnounced``),
+  cluster traffic (``Broadcast``, ``PeerCall``) and news for the log
+  (``StallDetected``, ``PeerDataRejected``, ``MemberChanged``, ``SelfPreservation*``).
+
+The union is closed: the runtime carries effects out with an exhaustive ``match``
+ending in ``assert_never``, so a new effect that nobody carries out is a type error.
+Effects are named as events (past tense) or as the command they ask for.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from meshreg.errors import ErrorCode
+from meshreg.model import InstanceId, ServiceKey
+
+if TYPE_CHECKING:
+    from meshreg.core.cluster_messages import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
+    from meshreg.core.requests import Request
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    """An immutable copy of an instance's visible fields (what watchers see)."""
+
+    ip: str
+    port: int
+    cluster: str
+    weight: float
+    enabled: bool
+    healthy: bool
+    metadata: dict[str, str]
+    version: int = field(default=0, compare=False)  # stamp of the last write (core/versions)
+    alive: int = field(default=0, compare=False)  # stamp of the latest liveness evidence
+    down: int = field(default=0, compare=False)  # the ``alive`` an unhealthy mark judged stale
+    # the client session that keeps it alive (core/sessions); None: its own beats. Peers
+    # only: never shown to watchers (a session id is its holder's capability)
+    session: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChanged:
+    """A visible change of one service, to publish to its watchers.
+
+    ``base`` is the service's revision before the change (0 when the service
+    did not exist); ``revision`` after it.  A subscriber whose revision equals
+    ``base`` applies ``upserted``/``removed``; one behind it has a gap.
+    """
+
+    key: ServiceKey
+    base: int
+    revision: int
+    upserted: tuple[InstanceView, ...]
+    removed: tuple[InstanceId, ...]
+    reason: str  # registered, deregistered, unhealthy, recovered, evicted, updated, replicated
+    # parallel to removed: each removal's tombstone, (write stamp, alive stamp) (core/store)
+    removed_versions: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    protect_threshold: float = field(default=0.0, compare=False)  # the service's, after it
+    settings_version: int = field(default=0, compare=False)  # stamp of that setting
+    service_metadata: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAnnounced:
+    """Tell a service's watchers its current revision (after a new subscription).
+
+    Closes the subscribe/snapshot race of PUB/SUB: a watcher whose revision
+    differs re-pulls the list.
+    """
+
+    key: ServiceKey
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class StallDetected:
+    """The node's own loop was stopped for ``late`` s (it judges nobody for ``grace`` s)."""
+
+    late: float
+    grace: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDataRejected:
+    """Data from a peer was rejected (nothing of what was rejected applied): log it.
+
+    ``what``: ``delta``, ``reconcile``, ``reconcile reply`` or ``digests reply``
+    (of a reconcile, only the services with a stamp too far ahead are rejected);
+    ``reason`` names the service or field and what to check.  The core reports at most one per
+    kind per ``REPORT_INTERVAL`` (core/distro); ``suppressed`` counts the others
+    since the last report (every one is counted in ``stats``).
+    """
+
+    peer: str
+    what: str
+    reason: str
+    suppressed: int = 0
+
+
+class MemberState(enum.Enum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChanged:
+    """A peer went up or down, or restarted (new epoch)."""
+
+    node_id: str
+    address: str
+    state: MemberState
+    restarted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SelfPreservationStarted:
+    """Most instances went silent at once: evictions are held (log loudly)."""
+
+    silent: int
+    total: int
+    threshold: float
+    min_instances: int
+
+
+@dataclass(frozen=True, slots=True)
+class SelfPreservationEnded:
+    """Beats came back: the mode ended; still-silent instances are evicted later."""
+
+    silent: int
+    total: int
+    lasted: float  # s in the mode
+    evictions_resume_in: float  # s until held instances may be evicted
+
+
+@dataclass(frozen=True, slots=True)
+class SelfPreservationExpired:
+    """The episode lasted ``self_preservation_max``: evictions resume now (log loudly)."""
+
+    silent: int
+    total: int
+    lasted: float  # s in the mode
+    held: int  # overdue instances that this sweep evicts
+
+
+PreservationEvent = SelfPreservationStarted | SelfPreservationEnded | SelfPreservationExpired
+
+
+# -- the answer to one request ------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The request was served: send ``result`` (a msgpack-able value) back."""
+
+    req_id: int
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The request was refused with a wire code; nothing changed."""
+
+    req_id: int
+    code: ErrorCode
+    message: str
+    op: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Relay this write to the responsible node and its reply back.
+
+    It carries what the core needs should the relay fail: hand it back with
+    ``forward_failed(forward, now)`` (the core keeps no state per forward).
+    ``received_at``: when the request reached this node.
+    """
+
+    node_id: str
+    address: str
+    request: Request  # a write (core/requests)
+    received_at: float
+
+
+Answer = Reply | Rejected | Forward
+
+
+# -- cluster traffic ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Publish a message on the replication channel."""
+
+    message: Beacon | ReplicatedDelta | DigestSummary | SessionBeats
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCall:
+    """Send a request to a peer; answer with ``peer_reply``/``peer_failed``(tag)."""
+
+    tag: int
+    node_id: str
+    address: str
+    op: str
+    fields: dict[str, Any]
+
+
+Effect = (
+    Reply
+    | Rejected
+    | Forward
+    | Broadcast
+    | PeerCall
+    | ServiceChanged
+    | SyncAnnounced
+    | StallDetected
+    | PeerDataRejected
+    | MemberChanged
+    | SelfPreservationStarted
+    | SelfPreservationEnded
+    | SelfPreservationExpired
+)
+"""Every output of the core (closed: carry each one out, see the module docstring)."""

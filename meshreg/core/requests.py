@@ -1,0 +1,202 @@
+"""The requests the core handles (its inputs), parsed by meshreg.wire from untrusted bytes.
+
+The core owns these types; wire depends on core, never the reverse.  Each request is
+a frozen dataclass with its ``req_id`` and, as a class attribute, its wire ``op``.
+Client requests (``Request``) come from the client port, or forwarded by a peer on the
+peer port; ``ListDigests``, ``Reconcile`` and ``PushSessions`` only from peers (core/distro).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshreg.core.cluster_messages import ServicePayload, SessionBeats
+from meshreg.model import InstanceId, ServiceKey
+
+DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterInstance:
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    weight: float
+    enabled: bool
+    metadata: dict[str, str]
+    session: str | None = None  # the client session keeping it alive (None: its own beats)
+    op = "register"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpen:
+    """Open (or renew) a client session in a namespace (core/sessions).
+
+    ``session`` None: the node chooses the id."""
+
+    req_id: int
+    namespace: str
+    session: str | None
+    op = "session_open"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRenew:
+    """Renew a session: every instance registered in it counts as beating."""
+
+    req_id: int
+    namespace: str
+    session: str
+    op = "session_renew"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClose:
+    """Close a session: deregister every instance registered in it."""
+
+    req_id: int
+    namespace: str
+    session: str
+    op = "session_close"
+
+
+@dataclass(frozen=True, slots=True)
+class DeregisterInstance:
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    op = "deregister"
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    op = "beat"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateInstance:
+    """An operator's change to a registered instance (drain: enabled=False; weight)."""
+
+    req_id: int
+    key: ServiceKey
+    instance: InstanceId
+    weight: float | None
+    enabled: bool | None
+    op = "update"
+
+
+@dataclass(frozen=True, slots=True)
+class SetService:
+    """Service settings: the protection threshold (Nacos's; 0 turns it off) and metadata.
+
+    A field that is None is left as it is.
+    """
+
+    req_id: int
+    key: ServiceKey
+    protect_threshold: float | None
+    metadata: dict[str, str] | None
+    op = "service_set"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryInstances:
+    req_id: int
+    key: ServiceKey
+    healthy_only: bool
+    op = "instances"
+
+
+@dataclass(frozen=True, slots=True)
+class ListServices:
+    """One page of a namespace's services (docs/PROTOCOL.md, ``services``)."""
+
+    req_id: int
+    namespace: str
+    group: str | None  # None: every group of the namespace
+    page_size: int = DEFAULT_SERVICES_PAGE
+    after: tuple[str, str] | None = None  # (group, service) from the cursor; None: first page
+    op = "services"
+
+
+@dataclass(frozen=True, slots=True)
+class GetStats:
+    req_id: int
+    op = "stats"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    req_id: int
+    op = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class GetCluster:
+    """The member view (``meshreg cluster``; clients use it to find owners)."""
+
+    req_id: int
+    op = "cluster"
+
+
+Request = (
+    RegisterInstance
+    | DeregisterInstance
+    | Beat
+    | UpdateInstance
+    | SetService
+    | QueryInstances
+    | ListServices
+    | GetStats
+    | Ping
+    | GetCluster
+    | SessionOpen
+    | SessionRenew
+    | SessionClose
+)
+"""A client request (the client plane; a peer may forward the writes among them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListDigests:
+    req_id: int
+    cursor: ServiceKey | None
+    limit: int
+    caller: str | None = None  # the asking node's id, when it says it is catching up
+    op = "digests"
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    req_id: int
+    node: str
+    services: tuple[ServicePayload, ...]
+    op = "reconcile"
+
+
+@dataclass(frozen=True, slots=True)
+class PushSessions:
+    """The ``sessions`` peer op: the renewals a node received, sent over the request
+    path as well as published (a second path: a replication stream stalled by loss
+    does not silence every session renewed through its node)."""
+
+    req_id: int
+    beats: SessionBeats
+    op = "sessions"
+
+
+PeerRequest = ListDigests | Reconcile | PushSessions
+"""A request only a peer sends (the peer plane)."""
+
+
+def services_cursor(group: str, service: str) -> str:
+    """The ``next_cursor`` of a ``services`` page that ended at (group, service).
+
+    Opaque to clients; it names the last service listed (``/`` is outside the
+    name alphabet, so it splits unambiguously), and the next page resumes after
+    it even if that service is gone by then.
+    """
+    return f"{group}/{service}"
