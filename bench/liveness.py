@@ -209,7 +209,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
 
 def _ratio(r: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """An etcd row against meshreg's session row of the same size and clients: etcd's node
-    CPU, node RSS and clients' CPU, each as a multiple of meshreg's."""
+    CPU, node RSS, clients' CPU and registration time, each as a multiple of meshreg's."""
     same = (r["instances"], r["clients"])
     mesh = next((m for m in rows if m["mode"] == "session" and "aborted" not in m
                  and (m["instances"], m["clients"]) == same), None)  # fmt: skip
@@ -220,13 +220,14 @@ def _ratio(r: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         return f"{a / b:.1f}x" if b > 0 else "-"
 
     return " / ".join([x(r["node_cpu"], mesh["node_cpu"]), x(r["rss_mb"], mesh["rss_mb"]),
-                       x(r["clients_cpu"], mesh["clients_cpu"])])  # fmt: skip
+                       x(r["clients_cpu"], mesh["clients_cpu"]),
+                       x(r["register_s"], mesh["register_s"])])  # fmt: skip
 
 
 def table(result: dict[str, Any]) -> str:
     head = ["liveness", "instances", "clients", "register s", "node CPU", "node RSS MB",
             "bytes/inst", "clients CPU", "all healthy", "SIGKILL->unhealthy s",
-            "etcd/meshreg CPU / RSS / clients"]  # fmt: skip
+            "etcd/meshreg CPU / RSS / clients / register"]  # fmt: skip
     out = []
     for r in result["rows"]:
         if "aborted" in r:
@@ -272,7 +273,8 @@ def goals(result: dict[str, Any]) -> list[list[str]]:
 
 
 def report(result: dict[str, Any], say: Say) -> None:
-    say(table(result))
+    if result["rows"]:
+        say(table(result))
     for goal, figure, verdict in goals(result):
         say(f"  {goal}: {figure} ({verdict})")
     if any(r["mode"] == "etcd" for r in result["rows"]):

@@ -52,7 +52,7 @@ def test_etcd_row_beside_the_session_row(tmp_path):
     assert etcd["register_failed"] == 0 and etcd["all_healthy"] and etcd["leases"] == 2, etcd
     assert etcd["healthy_at_end"] == 1000 and etcd["rss_mb"] > 0 and etcd["node_cpu"] >= 0
     assert "expiry_s" not in etcd  # --quick: the SIGKILL only in 1-client rows
-    assert "etcd/meshreg CPU / RSS / clients" in out and " / " in out.split("\netcd ")[1]
+    assert "etcd/meshreg CPU / RSS / clients / register" in out and " / " in out.split("\netcd ")[1]
 
 
 @pytest.mark.skipif(NO_ETCD, reason="no etcd (apt-get install etcd-server) or no grpcio")
