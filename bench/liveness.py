@@ -2,7 +2,10 @@
 beats (bench/README.md).  Per row, on a fresh node with the default timings: K client
 processes register N/K instances (``register_many``), then the node's CPU share and RSS,
 the clients' CPU, and for session rows the time until a SIGKILLed client's instances turn
-unhealthy.  Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
+unhealthy; beside each session row, etcd holding the same N keys on K leases with the same
+client processes (bench/liveness_etcd.py; ``--only etcd`` runs only those rows,
+``--no-peers`` skips them; skipped, saying how to install it, when etcd is absent).
+Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from bench.common import (
     stats,
     wait_until,
     with_log_dir,
+)
+from bench.liveness_etcd import (
+    KEEPALIVE_INTERVAL,
+    LEASE_TTL,
+    TXN_OPS,
+    etcd_missing,
+    run_etcd_row,
 )
 
 BEAT_INTERVAL = 5.0  # s; the client default
@@ -150,24 +160,41 @@ def _expiry(port: int, pids: dict[int, int], say: Say) -> dict[str, Any]:
     return {"expiry_s": took, "expired_instances": held}
 
 
+def _etcd_plan(opts: argparse.Namespace) -> tuple[bool, bool, list[str]]:
+    """(meshreg rows, etcd rows, why etcd is skipped) from ``--only etcd``, ``--no-peers``."""
+    only_etcd = "etcd" in [x.lower() for x in opts.only or ()]
+    if not opts.peers:
+        return True, False, ["etcd: not run (--no-peers)"]
+    why = etcd_missing()
+    return not only_etcd, why is None, [] if why is None else [f"etcd: {why}"]
+
+
 def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
     smallest = min(opts.sizes)
+    mesh, etcd, skipped = _etcd_plan(opts)
     plan = []
     for n in sorted(opts.sizes):
-        if n == smallest and opts.single:
-            plan.append((n, 1, True))  # one process keeps them all alive
-        plan.append((n, max(opts.clients, n // 250_000), True))
-    if opts.beat_row:
-        plan.append((smallest, opts.clients, False))  # the old way, same run
+        if n == smallest and opts.single and mesh:
+            plan.append((n, 1, "session"))  # one process keeps them all alive
+        k = max(opts.clients, n // 250_000)
+        plan += [(n, k, "session")] * mesh + [(n, k, "etcd")] * etcd  # side by side
+    if opts.beat_row and mesh:
+        plan.append((smallest, opts.clients, "beats"))  # the old way, same run
+    bounds = {"register": REGISTER_SECONDS, "hold": HOLD_SECONDS, "expiry": EXPIRY_SECONDS,
+              "warmup": BEAT_INTERVAL}  # fmt: skip
 
     def body(log_dir: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for n, k, sessions in plan:
-            mode = "session" if sessions else "beats"
-            say(f"liveness: {'sessions' if sessions else 'per-instance beats'}, {n:,} "
+        for n, k, mode in plan:
+            what = {"session": "sessions", "beats": "per-instance beats", "etcd": "etcd leases"}
+            say(f"liveness: {what[mode]}, {n:,} "
                 f"instances, {k} client process{'es' if k > 1 else ''} ...")  # fmt: skip
             try:
-                rows.append(run_row(procs, ctx, log_dir, n, k, sessions, opts, say))
+                if mode == "etcd":
+                    expiry = opts.expiry and not (opts.quick and k > 1)  # as meshreg's rows
+                    rows.append(run_etcd_row(procs, ctx, n, k, opts, say, bounds, expiry))
+                    continue
+                rows.append(run_row(procs, ctx, log_dir, n, k, mode == "session", opts, say))
             except Exception as exc:  # a row failing must not cost the others
                 rows.append({"mode": mode, "instances": n, "clients": k,
                              "aborted": f"{type(exc).__name__}: {exc}"})  # fmt: skip
@@ -175,18 +202,38 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
         return rows
 
     rows = with_log_dir("meshreg-bench-liveness-", say, body)
-    return {"rows": rows, "seconds": opts.seconds, "timings": "default (5/5/15/30 s)"}
+    return {"rows": rows, "seconds": opts.seconds, "timings": "default (5/5/15/30 s)",
+            "skipped": skipped, "etcd": {"lease_ttl_s": LEASE_TTL, "txn_ops": TXN_OPS,
+                                         "keepalive_s": KEEPALIVE_INTERVAL}}  # fmt: skip
+
+
+def _ratio(r: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """An etcd row against meshreg's session row of the same size and clients: etcd's node
+    CPU, node RSS, clients' CPU and registration time, each as a multiple of meshreg's."""
+    same = (r["instances"], r["clients"])
+    mesh = next((m for m in rows if m["mode"] == "session" and "aborted" not in m
+                 and (m["instances"], m["clients"]) == same), None)  # fmt: skip
+    if r["mode"] != "etcd" or mesh is None:
+        return ""
+
+    def x(a: float, b: float) -> str:
+        return f"{a / b:.1f}x" if b > 0 else "-"
+
+    return " / ".join([x(r["node_cpu"], mesh["node_cpu"]), x(r["rss_mb"], mesh["rss_mb"]),
+                       x(r["clients_cpu"], mesh["clients_cpu"]),
+                       x(r["register_s"], mesh["register_s"])])  # fmt: skip
 
 
 def table(result: dict[str, Any]) -> str:
     head = ["liveness", "instances", "clients", "register s", "node CPU", "node RSS MB",
-            "bytes/inst", "clients CPU", "all healthy", "SIGKILL->unhealthy s"]  # fmt: skip
+            "bytes/inst", "clients CPU", "all healthy", "SIGKILL->unhealthy s",
+            "etcd/meshreg CPU / RSS / clients / register"]  # fmt: skip
     out = []
     for r in result["rows"]:
         if "aborted" in r:
             why = "aborted: " + r["aborted"][:60]
             out.append(
-                [r["mode"], f"{r['instances']:,}", r["clients"], why, "", "", "", "", "", ""]
+                [r["mode"], f"{r['instances']:,}", r["clients"], why, "", "", "", "", "", "", ""]
             )
             continue
         out.append([
@@ -195,8 +242,9 @@ def table(result: dict[str, Any]) -> str:
             f"{r['clients_cpu']:.1%}",
             "yes" if r["all_healthy"] else f"no ({r['healthy_at_end']:,})",
             "" if r.get("expiry_s", "") == "" else str(r["expiry_s"]),
+            _ratio(r, result["rows"]),
         ])  # fmt: skip
-    return fmt_table(head, out, right={1, 2, 3, 4, 5, 6, 7})
+    return fmt_table(head, out, right={1, 2, 3, 4, 5, 6, 7, 10})
 
 
 def goals(result: dict[str, Any]) -> list[list[str]]:
@@ -225,14 +273,23 @@ def goals(result: dict[str, Any]) -> list[list[str]]:
 
 
 def report(result: dict[str, Any], say: Say) -> None:
-    say(table(result))
+    if result["rows"]:
+        say(table(result))
     for goal, figure, verdict in goals(result):
         say(f"  {goal}: {figure} ({verdict})")
+    if any(r["mode"] == "etcd" for r in result["rows"]):
+        say(
+            f"  etcd: one lease per client process (TTL {LEASE_TTL} s, keep-alive every "
+            f"{KEEPALIVE_INTERVAL:g} s), keys put in transactions of {TXN_OPS}; 'all healthy': "
+            "every key still there; SIGKILL: until etcd deleted the client's keys"
+        )
+    for line in result.get("skipped", []):
+        say(f"  skipped {line}")
 
 
 SCENARIOS = (
     Scenario("liveness", run, report, "what keeping N instances alive costs: sessions vs "
-             "per-instance beats, SIGKILL expiry (issue 13)",
+             "per-instance beats, SIGKILL expiry, next to etcd leases (issue 13)",
              {"sizes": ((100_000,), (4000,)), "clients": (4, 4), "seconds": (10.0, 2.0)}),
 )  # fmt: skip
 

@@ -95,7 +95,8 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     ap.add_argument("--no-expiry", dest="expiry", action="store_false",
                     help="liveness: no SIGKILL expiry")  # fmt: skip
     ap.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-                    help="attacks: H1,M4,...; baselines: etcd or zookeeper")  # fmt: skip
+                    help="attacks: H1,M4,...; baselines: etcd or zookeeper; "
+                    "liveness: etcd")  # fmt: skip
     ap.add_argument("--no-secure", dest="secure", action="store_false",
                     help="attacks: skip the nodes with a key")  # fmt: skip
     opt("--ping-rate", float, 1, 2000, "attacks: bystander pings/s")
