@@ -196,7 +196,7 @@ def test_the_walker_sees_every_import() -> None:
         "    def g(self):\n"
         "        from . import store\n"
     )
-    found = imports_of(source, "meshreg.core.node")
+    found = imports_of(source, "meshreg.core.registry")
     names = [n for _, n in found]
     assert "os.path" in names
     assert "zmq" not in names

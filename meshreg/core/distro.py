@@ -122,9 +122,9 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.membership import Membership
-from meshreg.core.node import RegistryNode
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
+from meshreg.core.registry import RegistryNode
 from meshreg.core.requests import (
     Beat,
     DeregisterInstance,

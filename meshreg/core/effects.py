@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The core (``core/node``, ``core/distro``) is sans-IO: inputs go in as method calls
+The core (``core/registry``, ``core/distro``) is sans-IO: inputs go in as method calls
 (a validated request, a peer's message or reply, ``tick(now)``), and every output
 comes back as one of the small frozen dataclasses below (raft's ``Ready``):
 

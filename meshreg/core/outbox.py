@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The registry node (core/node) calls its outbox for every fact a peer must learn,
+The registry node (core/registry) calls its outbox for every fact a peer must learn,
 and never needs to know whether it has peers: a lone node's outbox has none
 (``peers`` False) and drops everything.  A cluster member (core/distro) turns
 ``peers`` on and publishes through the same outbox what it learns from its peers

@@ -44,7 +44,7 @@ Theory of operation
   paged ``services`` read in O(log N + page).  Tombstones are capped at
   ``max_tombstones``: the oldest are dropped first (see ``_enforce_tombstone_cap``
   for why that is safe).  Replicated state is never refused: bounds are
-  enforced on client writes, by the node that applies them (core/node).
+  enforced on client writes, by the node that applies them (core/registry).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ SHARED_METADATA = 4  # distinct metadata dicts a service offers for sharing (mos
 _ONE = 1.0  # the default weight: one float object for every record that has it
 # Tombstones held at most (core/quotas.LimitsPolicy.max_tombstones; this is its default):
 # ~350 bytes each with their instance id (measured), so ~175 MB; room for 830 removals/s
-# sustained over the 600 s they are kept (core/node TOMBSTONE_TTL).
+# sustained over the 600 s they are kept (core/registry TOMBSTONE_TTL).
 DEFAULT_MAX_TOMBSTONES = 500_000
 
 
@@ -777,7 +777,7 @@ class RegistryStore:
         Why dropping the oldest is safe: a tombstone only stops a *stale copy*
         of a removed instance (one that missed the removal: a lost delta, a
         partitioned peer) from bringing it back in a merge; it is already
-        forgotten after ``TOMBSTONE_TTL`` (core/node) and is not part of the
+        forgotten after ``TOMBSTONE_TTL`` (core/registry) and is not part of the
         anti-entropy digests (core/digests), so nodes holding different
         tombstones never disagree about the table.  The cap only shortens that
         memory for the oldest ones, under churn above ``max_tombstones`` per

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from meshreg.client.cache import Outcome, ServiceView
 from meshreg.core.effects import Effect, InstanceView, ServiceChanged, SyncAnnounced
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.model import Instance, InstanceId, ServiceKey
 from meshreg.wire.messages import Beat, DeregisterInstance, RegisterInstance, RequestRejected
 from meshreg.wire.notifications import (

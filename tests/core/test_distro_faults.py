@@ -13,7 +13,7 @@ from meshreg.core.distro import Broadcast, DistroNode, PeerCall
 from meshreg.core.effects import InstanceView, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import parse_request
 from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload, parse_peer_request

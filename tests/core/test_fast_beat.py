@@ -10,7 +10,7 @@ from test_preservation import distro_pair
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import DistroNode, Forward
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import parse_request
 

@@ -22,7 +22,7 @@ from hypothesis.control import currently_in_test_context
 
 from meshreg.core.distro import ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey

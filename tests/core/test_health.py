@@ -9,7 +9,7 @@ from answers import served
 
 from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy, sweep
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.core.store import RegistryStore
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey

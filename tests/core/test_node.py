@@ -10,7 +10,7 @@ from answers import served
 from meshreg import __version__
 from meshreg.core.effects import Effect, InstanceView, ServiceChanged, SyncAnnounced
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import Request, RequestRejected, parse_request

@@ -20,13 +20,13 @@ from meshreg.core.distro import ClusterPolicy, DistroNode, PeerCall
 from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.node import RegistryNode
 from meshreg.core.preservation import (
     SelfPreservation,
     SelfPreservationEnded,
     SelfPreservationExpired,
     SelfPreservationStarted,
 )
+from meshreg.core.registry import RegistryNode
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import Beat, DeregisterInstance, RegisterInstance

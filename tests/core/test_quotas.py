@@ -13,8 +13,8 @@ from meshreg.config import load_node_config
 from meshreg.core.distro import ClusterPolicy, DistroNode
 from meshreg.core.effects import InstanceView
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
+from meshreg.core.registry import RegistryNode
 from meshreg.core.store import RegistryStore, metadata_size
 from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ConfigError, ErrorCode

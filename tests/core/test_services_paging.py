@@ -9,7 +9,7 @@ import pytest
 from answers import served
 
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.limits import DEFAULT_SERVICES_PAGE, MAX_SERVICES_PAGE

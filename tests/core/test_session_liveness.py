@@ -15,8 +15,8 @@ from test_distro_faults import keys_owned_by as owned_keys
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, PeerCall
 from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy, SweepPass
-from meshreg.core.node import RegistryNode
 from meshreg.core.quotas import LimitsPolicy
+from meshreg.core.registry import RegistryNode
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import RequestRejected, decode_body, parse_request

@@ -7,7 +7,7 @@ import pytest
 
 from meshreg.core import health
 from meshreg.core.health import HealthPolicy, SweepPass, sweep
-from meshreg.core.node import RegistryNode
+from meshreg.core.registry import RegistryNode
 from meshreg.core.store import RegistryStore
 from meshreg.model import InstanceId, ServiceKey
 

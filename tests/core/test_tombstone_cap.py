@@ -5,8 +5,8 @@ from __future__ import annotations
 from answers import served
 
 from meshreg.core.health import HealthPolicy
-from meshreg.core.node import TOMBSTONE_TTL, RegistryNode
 from meshreg.core.quotas import LimitsPolicy
+from meshreg.core.registry import TOMBSTONE_TTL, RegistryNode
 from meshreg.core.store import RegistryStore
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import DeregisterInstance, RegisterInstance

@@ -70,7 +70,7 @@ from meshreg.core.requests import (
 from meshreg.core.sessions import SessionRecord
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore
-from meshreg.core.subscriptions import Subscriptions
+from meshreg.core.subscriber_counts import SubscriberCounts
 from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey, protection_active
@@ -120,7 +120,7 @@ class RegistryNode:
         self.address = address
         self.store = RegistryStore(self.limits.max_tombstones)
         self.stats = NodeStats(now)
-        self.subscriptions = Subscriptions()
+        self.subscriptions = SubscriberCounts()
         self.preservation = SelfPreservation(policy)
         self.next_check_at = now + policy.check_interval
         self._sweep: health.SweepPass | None = None  # a health check under way

@@ -10,7 +10,7 @@ from __future__ import annotations
 from meshreg.model import ServiceKey
 
 
-class Subscriptions:
+class SubscriberCounts:
     """Subscription counts by service (``None``: a prefix, e.g. a namespace)."""
 
     def __init__(self) -> None:
