@@ -101,7 +101,9 @@ class NodeConfig:
         return self.port + PEER_PORT_OFFSET
 
     @property
-    def member_id(self) -> str:
+    def effective_node_id(self) -> str:
+        """The id this node has in the cluster: ``node_id`` when configured, else its
+        address (one name for one thing: there is no separate "member id")."""
         return self.node_id or self.address
 
     def peer_addresses(self) -> list[str]:

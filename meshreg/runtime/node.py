@@ -158,7 +158,7 @@ class NodeRuntime:
         self.core = DistroNode(
             config.health,
             config.cluster,
-            config.member_id,
+            config.effective_node_id,
             config.address,
             self.peer_addresses,
             self.epoch,
@@ -327,7 +327,7 @@ class NodeRuntime:
             "(check every %gs, unhealthy after %gs, evict after %gs, self-preservation %s, "
             "epoch %d)",
             __version__,
-            cfg.member_id,
+            cfg.effective_node_id,
             cfg.host,
             cfg.port,
             cfg.host,

@@ -84,7 +84,7 @@ def test_non_string_node_id_is_rejected(tmp_path: Path, value: str) -> None:
 def test_node_id_with_control_characters_is_rejected() -> None:
     with pytest.raises(ConfigError, match="node_id"):
         NodeConfig().with_overrides(node_id="a\x1b[31m")
-    assert load_node_config(None).with_overrides(node_id="node-a").member_id == "node-a"
+    assert load_node_config(None).with_overrides(node_id="node-a").effective_node_id == "node-a"
 
 
 def test_a_peer_entry_naming_this_node_is_dropped_and_logged(
