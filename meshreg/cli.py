@@ -292,8 +292,8 @@ def node(
     insecure: bool | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
-    from meshreg.runtime.descriptors import raise_descriptor_limit
     from meshreg.runtime.node import NodeRuntime
+    from meshreg.transport.descriptors import raise_descriptor_limit
 
     try:
         cfg = load_node_config(config_path).with_overrides(

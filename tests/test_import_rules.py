@@ -124,6 +124,16 @@ def test_wire_imports_no_zmq_runtime_or_client(path: Path) -> None:
     assert _violations(path, WIRE_MAY_NOT_USE) == []
 
 
+TRANSPORT_MAY_NOT_USE = ("meshreg.runtime", "meshreg.client", "meshreg.cli")
+
+
+@pytest.mark.parametrize("path", _params("transport_layer", "transport"))
+def test_transport_imports_no_runtime_or_client(path: Path) -> None:
+    """The transport sits under the runtime: the node loop uses it, never the reverse
+    (the ZAP handler and the accept monitor live in transport/)."""
+    assert _violations(path, TRANSPORT_MAY_NOT_USE) == []
+
+
 def import_cycles(package: str) -> list[list[str]]:
     """The cycles among ``meshreg.<package>``'s modules (one per strongly connected
     component of more than one module, or a module importing itself)."""

@@ -54,12 +54,12 @@ from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.subscription_gate import SubscriptionGate, topic_key
-from meshreg.runtime.zap import NODE_USER
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_topic, visible_services
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
 from meshreg.transport.sockets import CurveKeys
+from meshreg.transport.zap import NODE_USER
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
 from meshreg.wire.batching import DeltaBatcher

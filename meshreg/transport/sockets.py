@@ -4,7 +4,7 @@ Every limit here bounds memory a remote party can make the node hold: frame size
 capped per socket before anything is decoded (the client port takes client-sized
 frames only, the peer port peer-sized ones), and queues are bounded in messages, so in
 bytes by messages x frame cap.  With a :class:`CurveKeys`, every socket is a CURVE
-server whose handshakes go to the node's ZAP handler (``runtime/zap.py``) under a
+server whose handshakes go to the node's ZAP handler (``transport/zap.py``) under a
 domain naming the plane; ``ZAP_ENFORCE_DOMAIN`` makes a missing handler refuse
 everyone instead of letting unknown keys in.
 """

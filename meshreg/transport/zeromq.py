@@ -4,9 +4,9 @@ The channels it hands out are the ``zmq.Socket`` objects themselves (the
 runtime's hot path calls the backend's ``recv``/``send`` on them directly, see
 :meth:`ZmqTransport.fast_io`).  Everything ZeroMQ-specific stays here and in
 ``transport/sockets.py``: the context, socket options and limits, CURVE on
-every socket with the node's ZAP handler (``runtime/zap.py``), which is bound
+every socket with the node's ZAP handler (``transport/zap.py``), which is bound
 before any socket so no handshake goes unanswered, and the accept monitor of
-the client port (``runtime/descriptors.py``).
+the client port (``transport/descriptors.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import zmq.utils.z85
 
 from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.log_limiter import LogLimiter
-from meshreg.runtime.descriptors import AcceptMonitor
-from meshreg.runtime.zap import ZapHandler
 from meshreg.transport.base import Poller, RecvFn, SendFn
+from meshreg.transport.descriptors import AcceptMonitor
 from meshreg.transport.sockets import (
     CurveKeys,
     bind_notify_socket,
@@ -35,6 +34,7 @@ from meshreg.transport.sockets import (
     curve_client,
     tcp_endpoint,
 )
+from meshreg.transport.zap import ZapHandler
 from meshreg.wire import limits
 
 PEER_HWM = 100_000  # messages queued to one peer before sends fail
