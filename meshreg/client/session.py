@@ -807,7 +807,8 @@ class ClientSession:
 
     def _close_session(self, timeout: float, reply_to: ReplyTo) -> None:
         """Close the session: the node deregisters every instance registered in it."""
-        if self.session is None:
+        if self.session is None or not self._session_opened:
+            # never opened (a client that only read): nothing to close on any node
             self._out.append(Complete(reply_to, {"deregistered": 0}))
             return
         namespace, sid = self.session

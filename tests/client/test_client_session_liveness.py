@@ -190,3 +190,17 @@ def test_closing_the_session_is_one_request_and_forgets_its_registrations() -> N
     assert h.core.registrations == {}
     h.advance(5000)
     assert h.requests("session_renew") == []
+
+
+def test_a_client_that_never_registered_closes_without_a_session_close() -> None:
+    """A read-only client (the CLI's `instances`, `stats`) opened no session: its close
+    sends nothing; one that registered in a session closes it with one message."""
+    h = Harness(session=True)
+    done = Handle()
+    h.do(CloseSession(5.0, done))
+    assert not h.requests("session_close")
+    assert any(isinstance(a, Complete) and a.reply_to is done for a in h.actions)
+    h2 = Harness(session=True)
+    registered(h2, 2, session=True)
+    h2.do(CloseSession(5.0, Handle()))
+    assert len(h2.requests("session_close")) == 1
