@@ -25,6 +25,15 @@ Rules (each with its constant below):
   ``VIEW_INTERVAL``; a write goes straight to its service's responsible node
   (``core.mapping.responsible_node``), and through the server when that node is not
   reachable (the view is then forgotten until refreshed).
+* **Bulk registration.** ``RegisterBatch`` commands (``register_many``) go out as
+  ``register_batch`` requests of at most ``BATCH_ENTRIES`` instances (and
+  ``BATCH_BYTES``), at most ``BATCHES_IN_FLIGHT`` at once: the window bounds what a
+  renewal can wait behind at the node.  With a cluster view, a batch holds the
+  instances of one responsible node and goes straight to it.  Each entry gets its
+  own result; refusals are logged once per server and kind, with a count.  A node
+  without the op (UNKNOWN_OP) gets single ``register`` requests from then on.
+* **Priority.** Session opens and renewals skip the request window and its backlog:
+  they never queue behind registrations.
 * **Liveness.** Per-instance beats every ``beat_interval``; or, with a client session,
   one ``session_renew`` for all of them.  A beat answered NOT_FOUND registers that
   instance again; UNAVAILABLE (a member still catching up) is left alone (the next
@@ -110,7 +119,7 @@ from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
 
-WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"))
+WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set", "register_batch"))
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
@@ -126,6 +135,10 @@ DIRECT_RETRY = 0.05  # s; wait before trying again a member whose connection is 
 DIRECT_INSIST = 20  # tries (about 1 s) to reach a member that must answer (a confirmation)
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
 MAX_WHY = 500  # chars of an unreadable reply kept to explain a later time-out
+BATCH_ENTRIES = 256  # instances per register_batch (the node takes up to 1000)
+BATCH_BYTES = 48 * 1024  # bytes per register_batch body at most (the node's limit: 64 KiB)
+BATCHES_IN_FLIGHT = 8  # register_batch requests awaiting a reply at once (~2,000 instances)
+BULK_HIGH = 4 * BATCHES_IN_FLIGHT * BATCH_ENTRIES  # queued instances before commands wait
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,10 @@ class ClientSession:
         self._next_switch = 0.0  # before this, no switch again (backoff)
         self._backoff_rounds = 0  # switches made while backing off: the pause doubles
         self._next_beat = self._next_resync = 0.0
+        # bulk registration: (registration, caller's handle, deadline) waiting for a batch
+        self._bulk: deque[tuple[Registration, ReplyTo, float]] = deque()
+        self._batches_in_flight = 0
+        self._batches = True  # False: the server does not know register_batch (older)
         self.status = self._new_status()  # replaced whole when _status_changed is set
         self._status_changed = False
 
@@ -232,7 +249,7 @@ class ClientSession:
     @property
     def backlog_full(self) -> bool:
         """Commands should wait: the requests already queued are enough to send."""
-        return len(self._backlog) >= BACKLOG_HIGH
+        return len(self._backlog) >= BACKLOG_HIGH or len(self._bulk) >= BULK_HIGH
 
     def watching(self, key: ServiceKey) -> bool:
         return key in self.watches
@@ -282,8 +299,7 @@ class ClientSession:
             case Register(reg, timeout, reply_to):
                 self._register(reg, timeout, reply_to)
             case RegisterBatch(items, timeout):
-                for reg, reply_to in items:
-                    self._register(reg, timeout, reply_to)
+                self._register_bulk(items, timeout)
             case Deregister(key, iid, fields, timeout, reply_to):
                 self._deregister(key, iid, fields, timeout, reply_to)
             case NoteWrite(key):
@@ -423,6 +439,10 @@ class ClientSession:
                 self._out.append(Fail(p.reply_to, error))
         self._pending.clear()
         self._backlog.clear()
+        for _, reply_to, _ in self._bulk:
+            if reply_to is not None:
+                self._out.append(Fail(reply_to, error))
+        self._bulk.clear()
         for w in self.watches.values():
             for reply_to, _ in w.waiting:
                 self._out.append(Fail(reply_to, error))
@@ -514,7 +534,10 @@ class ClientSession:
         on_reply: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         via: str | None = None,
+        priority: bool = False,
     ) -> None:
+        """Send ``op`` (or queue it behind MAX_IN_FLIGHT, FIFO); ``priority``: at once,
+        past the window and its backlog (session renewals)."""
         req_id = next(self._ids)
         now = self._now
         pending = Pending(
@@ -532,7 +555,7 @@ class ClientSession:
         if via is not None:
             pending.via = via
             pending.insist = DIRECT_INSIST
-        if self._backlog or len(self._pending) >= MAX_IN_FLIGHT:
+        if not priority and (self._backlog or len(self._pending) >= MAX_IN_FLIGHT):
             self._backlog.append((req_id, pending))  # waits its turn (FIFO): ``_pump``
             return
         self._pending[req_id] = pending
@@ -542,6 +565,8 @@ class ClientSession:
         """Send a request now: a write straight to its service's responsible node."""
         if pending.op in WRITE_OPS and len(self._members) > 1 and pending.via is None:
             f = pending.fields
+            if pending.op == "register_batch":  # grouped by owner: its first entry's
+                f = {**f["instances"][0], "namespace": f["namespace"]}
             key = ServiceKey(f["namespace"], f["group"], f["service"])
             owner = self._member_address.get(responsible_node(key, self._members))
             if owner is not None and owner != self.server:
@@ -667,6 +692,128 @@ class ClientSession:
 
         self.request("register", reg.fields, timeout, reply_to, on_reply=registered)
 
+    def _register_bulk(self, items: Any, timeout: float) -> None:
+        """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
+        if not self._batches:  # an older server: one register each
+            for reg, reply_to in items:
+                self._register(reg, timeout, reply_to)
+            return
+        self._open_session()
+        deadline = self._now + timeout
+        self._bulk.extend((reg, reply_to, deadline) for reg, reply_to in items)
+        self._pump_bulk()
+
+    def _pump_bulk(self) -> None:
+        """Send batches while fewer than BATCHES_IN_FLIGHT are out.  With a cluster view,
+        the instances taken are grouped by responsible node (one batch each)."""
+        bulk, now = self._bulk, self._now
+        while bulk and self._batches_in_flight < BATCHES_IN_FLIGHT:
+            members = self._members
+            take = BATCH_ENTRIES * max(1, len(members))
+            chunk = []
+            while bulk and len(chunk) < take:
+                item = bulk.popleft()
+                if now >= item[2]:
+                    self._bulk_failed([item], self._unqueued(item))
+                    continue
+                if self.session is None:
+                    item[0].fields.pop("session", None)  # sessions off, or fallen back
+                chunk.append(item)
+            groups: dict[Any, list[Any]] = {}
+            for item in chunk:
+                key = item[0].key
+                owner = responsible_node(key, members) if len(members) > 1 else ""
+                groups.setdefault((key.namespace, owner), []).append(item)
+            for (namespace, _), group in groups.items():
+                for start in range(0, len(group), BATCH_ENTRIES):
+                    self._send_batch(namespace, group[start : start + BATCH_ENTRIES])
+
+    def _unqueued(self, item: tuple[Registration, ReplyTo, float]) -> MeshregError:
+        return ServerUnreachableError(
+            f"register: not sent within its time-out (queued behind other registrations "
+            f"to {self.server}); give register_many a larger timeout"
+        )
+
+    def _send_batch(self, namespace: str, items: list[Any]) -> None:
+        """One ``register_batch`` (halved while its body is above BATCH_BYTES)."""
+        fields = {"namespace": namespace, "instances": [item[0].fields for item in items]}
+        if len(items) > 1 and len(encode_request("register_batch", 0, **fields)) > BATCH_BYTES:
+            half = len(items) // 2
+            self._send_batch(namespace, items[:half])
+            self._send_batch(namespace, items[half:])
+            return
+        self._batches_in_flight += 1
+        timeout = max(self.settings.attempt_timeout, max(i[2] for i in items) - self._now)
+
+        def replied(result: Any) -> None:
+            self._batches_in_flight -= 1
+            results = result.get("results") if isinstance(result, dict) else None
+            if not isinstance(results, list) or len(results) != len(items):
+                why = malformed_reply_error("register_batch", self.server, "wrong result count")
+                self._bulk_failed(items, why)
+            else:
+                self._batch_results(items, results)
+            self._pump_bulk()
+
+        def failed(exc: BaseException) -> None:
+            self._batches_in_flight -= 1
+            if getattr(exc, "code", None) == ErrorCode.UNKNOWN_OP:
+                self._batches = False  # an older server: single registers from now on
+                self._warn(
+                    ("batch-op", self.server),
+                    f"meshreg server {self.server} does not know register_batch ({exc}); "
+                    "registering one instance per request",
+                )
+                queued = [(i[0], i[1]) for i in items] + [(i[0], i[1]) for i in self._bulk]
+                self._bulk.clear()
+                for reg, reply_to in queued:
+                    self._register(reg, timeout, reply_to)
+                return
+            self._bulk_failed(items, exc)
+            self._pump_bulk()
+
+        self.request("register_batch", fields, timeout, on_reply=replied, on_error=failed)
+
+    def _batch_results(self, items: list[Any], results: list[Any]) -> None:
+        """Each entry's result: registered (kept alive from now on), or its error; the
+        refusals are logged as one line per server and kind."""
+        refused: dict[int, list[Any]] = {}
+        for (reg, reply_to, _), result in zip(items, results, strict=True):
+            if result is None:
+                ident = (reg.key, reg.iid)
+                if self.session is None:
+                    reg.fields.pop("session", None)
+                elif reg.session is not None and ident not in self.registrations:
+                    self._session_acked += 1
+                self.registrations[ident] = reg
+                self._wrote(reg.key)
+                if reply_to is not None:
+                    self._out.append(Complete(reply_to, None))
+                continue
+            code, message = (result[0], result[1]) if isinstance(result, list) else (7, "?")
+            exc = server_error(code, str(message), self.server)
+            refused.setdefault(code, []).append((reg, exc))
+            if reply_to is not None:
+                self._out.append(Fail(reply_to, exc))
+        for code, errors in refused.items():
+            self._warn(
+                ("batch-refused", self.server, code),
+                f"meshreg server {self.server} refused {len(errors)} of {len(items)} "
+                f"registrations of a batch (e.g. {errors[0][0].key} {errors[0][0].iid}: "
+                f"{errors[0][1]})",
+            )
+
+    def _bulk_failed(self, items: list[Any], exc: BaseException) -> None:
+        """Registrations whose batch got no usable answer: each caller gets ``exc``;
+        one log line per server and kind."""
+        for _, reply_to, _ in items:
+            if reply_to is not None:
+                self._out.append(Fail(reply_to, exc))
+        self._warn(
+            ("batch-failed", self.server, type(exc).__name__),
+            f"{len(items)} registrations not registered through {self.server}: {exc}",
+        )
+
     def _deregister(
         self,
         key: ServiceKey,
@@ -702,6 +849,7 @@ class ClientSession:
             {"namespace": namespace, "session": sid},
             self._liveness_timeout(),
             on_error=self._renewal_failed,
+            priority=True,
         )
 
     def _send_beats(self) -> None:
@@ -773,13 +921,13 @@ class ClientSession:
             self._liveness_timeout(),
             on_reply=renewed,
             on_error=self._renewal_failed,
+            priority=True,
         )
 
     def _reregister_session(self) -> None:
         timeout = self._liveness_timeout() + len(self.registrations) / 5000
-        for reg in list(self.registrations.values()):
-            if reg.session is not None:
-                self.request("register", reg.fields, timeout)
+        redo = [(reg, None) for reg in self.registrations.values() if reg.session is not None]
+        self._register_bulk(redo, timeout)
 
     def _renewal_failed(self, exc: BaseException) -> None:
         self.renewals_failed += 1

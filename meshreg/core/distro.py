@@ -118,6 +118,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     PeerDataRejected,
     Rejected,
     Reply,
+    SplitBatch,
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -132,6 +133,7 @@ from meshreg.core.requests import (
     ListDigests,
     PushSessions,
     Reconcile,
+    RegisterBatch,
     RegisterInstance,
     SetService,
     UpdateInstance,
@@ -402,6 +404,8 @@ class DistroNode(RegistryNode):
         try:
             # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
             # are just the peer, which owns everything: forward to it.
+            if t is RegisterBatch and not forwarded and self._members != self._alone:
+                return self._split_batch(req, now)
             if not forwarded and t in _WRITES and self._members != self._alone:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
@@ -414,6 +418,35 @@ class DistroNode(RegistryNode):
             return Reply(req.req_id, self._apply(req, now, now))
         except RequestRejected as exc:
             return self._refused(exc)
+
+    def _split_batch(self, req: RegisterBatch, now: float) -> Reply | SplitBatch:
+        """Apply the entries of services this node is responsible for, and group the
+        others by responsible node: one ``Forward`` per owner, never one per instance.
+        A refused entry is answered here (it goes nowhere)."""
+        local: list[int] = []
+        remote: dict[str, list[int]] = {}
+        entries, me, owner_of = req.entries, self.node_id, self.owner_of
+        for i, entry in enumerate(entries):
+            if type(entry) is RegisterInstance:
+                owner = owner_of(entry.key)
+                if owner != me and self.membership.peer_by_id(owner) is not None:
+                    remote.setdefault(owner, []).append(i)
+                    continue
+            local.append(i)
+        if not remote:
+            return Reply(req.req_id, self._apply(req, now, now))
+        self._count(req.op)
+        done = self.register_entries(tuple(entries[i] for i in local), now)
+        parts = []
+        for owner, indices in remote.items():
+            peer = self.membership.peer_by_id(owner)
+            assert peer is not None
+            self.counters["forwarded"] += 1
+            part = RegisterBatch(req.req_id, req.namespace, tuple(entries[i] for i in indices))
+            parts.append((Forward(owner, peer.address, part, now), tuple(indices)))
+        return SplitBatch(
+            req.req_id, len(entries), tuple(zip(local, done, strict=True)), tuple(parts)
+        )
 
     def forward_failed(self, forward: Forward, now: float) -> Reply | Rejected:
         """The responsible node did not answer ``forward`` (unreachable, or no reply
@@ -523,6 +556,19 @@ class DistroNode(RegistryNode):
         if tomb is not None:
             return ServicePayload(key, (), ((iid, tomb[0], tomb[1]),), None)
         return None
+
+    def written_batch(self, req: RegisterBatch) -> list[ServicePayload]:
+        """``written`` for a batch: the instances its entries left here, one payload
+        per service (an entry refused here left nothing, or an older copy: harmless)."""
+        views: dict[ServiceKey, dict[Any, Any]] = {}
+        for entry in req.entries:
+            if type(entry) is not RegisterInstance:
+                continue
+            svc = self.store.get(entry.key)
+            rec = svc.instances.get(entry.instance) if svc is not None else None
+            if rec is not None:
+                views.setdefault(entry.key, {})[entry.instance] = rec.view()
+        return [ServicePayload(k, tuple(v.values()), (), None) for k, v in views.items()]
 
     def adopt_written(self, payload: ServicePayload, owner: str, now: float) -> None:
         """The owner's result of a write this node forwarded (read-your-writes): merged

@@ -196,7 +196,44 @@ class Forward:
     received_at: float
 
 
-Answer = Reply | Rejected | Forward
+@dataclass(frozen=True, slots=True)
+class SplitBatch:
+    """A ``register_batch`` whose entries belong to several members: ``results`` holds
+    (index, result) of the entries applied (or refused) here; each of ``parts`` is a
+    ``Forward`` of a smaller ``RegisterBatch`` (one per responsible node, never one per
+    instance) with the indices, in the client's batch, of its entries.  The runtime
+    relays each part, hands one that fails back with ``forward_failed`` (the core
+    applies it here), and answers the client once every entry has its result
+    (``BatchJoin``)."""
+
+    req_id: int
+    size: int
+    results: tuple[tuple[int, Any], ...]
+    parts: tuple[tuple[Forward, tuple[int, ...]], ...]
+
+
+class BatchJoin:
+    """The per-entry results of a split ``register_batch`` as its parts come back."""
+
+    __slots__ = ("envelope", "req_id", "results", "outstanding")
+
+    def __init__(self, envelope: Any, split: SplitBatch) -> None:
+        self.envelope = envelope  # the client's, opaque here
+        self.req_id = split.req_id
+        self.results: list[Any] = [None] * split.size
+        for index, result in split.results:
+            self.results[index] = result
+        self.outstanding = len(split.parts)
+
+    def fill(self, indices: tuple[int, ...], results: list[Any]) -> bool:
+        """One part's results (parallel to ``indices``); True when every part is in."""
+        for index, result in zip(indices, results, strict=True):
+            self.results[index] = result
+        self.outstanding -= 1
+        return self.outstanding == 0
+
+
+Answer = Reply | Rejected | Forward | SplitBatch
 
 
 # -- cluster traffic ----------------------------------------------------------------

@@ -54,10 +54,12 @@ from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
     Beat,
     DeregisterInstance,
+    EntryRejected,
     GetStats,
     ListServices,
     Ping,
     QueryInstances,
+    RegisterBatch,
     RegisterInstance,
     Request,
     SessionClose,
@@ -175,6 +177,8 @@ class RegistryNode:
             )
             self._emit(change)
             return None
+        if type(req) is RegisterBatch:
+            return {"results": self.register_entries(req.entries, now)}
         if type(req) is SessionRenew:
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             known = sess is not None
@@ -237,6 +241,27 @@ class RegistryNode:
         if type(req) is Ping:
             return {"epoch": self.epoch, "version": __version__, "address": self.address}
         raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unhandled op {op!r}", req.req_id)
+
+    def register_entries(
+        self, entries: tuple[RegisterInstance | EntryRejected, ...], now: float
+    ) -> list[list[Any] | None]:
+        """Apply a ``register_batch``'s entries here, one by one: each result is None
+        (registered) or ``[code, message]`` (refused by the wire checks or here; that
+        entry changed nothing, the others still apply)."""
+        results: list[list[Any] | None] = []
+        append, apply, count_error = results.append, self._apply, self.stats.count_error
+        for entry in entries:
+            if type(entry) is EntryRejected:
+                count_error(entry.code)
+                append([int(entry.code), entry.message])
+                continue
+            try:
+                apply(entry, now, now)
+                append(None)
+            except RequestRejected as exc:
+                count_error(exc.code)
+                append([int(exc.code), exc.message])
+        return results
 
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
         """Renew a registered, healthy instance: the whole effect of most beats.

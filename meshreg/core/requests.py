@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshreg.core.cluster_messages import ServicePayload, SessionBeats
+from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 
 DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
@@ -26,6 +27,28 @@ class RegisterInstance:
     metadata: dict[str, str]
     session: str | None = None  # the client session keeping it alive (None: its own beats)
     op = "register"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRejected:
+    """An entry of a ``register_batch`` that failed its checks: its per-entry result."""
+
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterBatch:
+    """Many registrations of one namespace in one request (``register_batch``).
+
+    ``entries`` in request order: a ``RegisterInstance`` (with the batch's ``req_id``)
+    for each entry that passed its checks, an ``EntryRejected`` for each that did not.
+    Each entry gets its own result; a rejected one changes nothing."""
+
+    req_id: int
+    namespace: str
+    entries: tuple[RegisterInstance | EntryRejected, ...]
+    op = "register_batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +167,7 @@ class GetCluster:
 
 Request = (
     RegisterInstance
+    | RegisterBatch
     | DeregisterInstance
     | Beat
     | UpdateInstance

@@ -32,6 +32,7 @@ from meshreg.core.client_limits import ClientHoldings, ReadRate
 from meshreg.core.distro import DistroNode
 from meshreg.core.effects import (
     Answer,
+    BatchJoin,
     Broadcast,
     Effect,
     Forward,
@@ -45,6 +46,7 @@ from meshreg.core.effects import (
     SelfPreservationExpired,
     SelfPreservationStarted,
     ServiceChanged,
+    SplitBatch,
     StallDetected,
     SyncAnnounced,
 )
@@ -55,7 +57,7 @@ from meshreg.runtime.health_log import HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.subscription_gate import SubscriptionGate, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
-from meshreg.security.authz import authorize, authorize_topic, visible_services
+from meshreg.security.authz import authorize, authorize_entries, authorize_topic, visible_services
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
 from meshreg.transport.sockets import CurveKeys
@@ -66,9 +68,11 @@ from meshreg.wire.batching import DeltaBatcher
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
     DeregisterInstance,
+    EntryRejected,
     GetCluster,
     GetStats,
     ListServices,
+    RegisterBatch,
     RegisterInstance,
     RequestRejected,
     SessionClose,
@@ -76,6 +80,7 @@ from meshreg.wire.messages import (
     UpdateInstance,
     beat_fields,
     decode_body,
+    encode_batch_entry,
     parse_message,
 )
 from meshreg.wire.notifications import encode_change, encode_sync
@@ -84,16 +89,19 @@ from meshreg.wire.peer import (
     DeltaBatch,
     ReplicatedDelta,
     SessionBeats,
+    decode_batch_reply,
     decode_replication,
     decode_written,
+    decode_written_batch,
     encode_beacon,
     encode_digest,
     encode_sessions,
     encode_written,
+    encode_written_batch,
     parse_call_result,
     parse_peer_message,
 )
-from meshreg.wire.replies import encode_error, encode_ok
+from meshreg.wire.replies import encode_error, encode_ok, encode_request
 
 log = logging.getLogger("meshreg.node")
 
@@ -622,13 +630,18 @@ class NodeRuntime:
                 except RequestRejected:
                     self.denied += 1
                     raise
-                self._client_limits(principal.name, req, now)
+                if type(req) is RegisterBatch:  # each entry its own check, its own result
+                    req = self._screen_batch(principal, req, now)
+                else:
+                    self._client_limits(principal.name, req, now)
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
             answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.holds)
+            if type(answer) is SplitBatch:
+                return self._split_batch(envelope, answer, now)
             if type(answer) is Forward:
                 peers = self._peers
                 # the pending forward holds the Forward: handed back should it fail
@@ -657,6 +670,9 @@ class NodeRuntime:
                     written = self.core.written(req)
                     if written is not None:
                         return [encode_ok(req_id, result), encode_written(written)]
+                elif peer and type(req) is RegisterBatch:  # the same, for a batch's part
+                    batch = encode_written_batch(self.core.written_batch(req))
+                    return [encode_ok(req_id, result), batch]
                 if type(req) is ListServices and principal is not OPEN and principal is not NODE:
                     result = self._visible(principal, req, result)
                 elif type(req) is GetStats:
@@ -665,7 +681,7 @@ class NodeRuntime:
             case Rejected():
                 self._log_rejected(answer.code, answer.message, now)
                 return [encode_error(answer.req_id, answer.code, answer.message)]
-            case Forward():  # only handle() forwards, and _serve relays those
+            case Forward() | SplitBatch():  # only handle() forwards, and _serve relays those
                 raise AssertionError(f"a forward of a forwarded request: {answer}")
             case _:
                 assert_never(answer)
@@ -681,6 +697,67 @@ class NodeRuntime:
             self.holdings.release(client, req.key, req.instance)
         elif kind in _EXPENSIVE_READS:
             self._read_allowed(client, req, now)
+
+    def _screen_batch(self, principal: Principal, req: RegisterBatch, now: float) -> RegisterBatch:
+        """A batch's entries through the ACL and the client's quota, one by one: an entry
+        refused becomes its own ``EntryRejected`` result; the others go on."""
+        req = authorize_entries(principal, req)
+        denied = sum(type(e) is EntryRejected for e in req.entries)
+        self.denied += denied
+        entries: list[RegisterInstance | EntryRejected] = []
+        for entry in req.entries:
+            if type(entry) is RegisterInstance:
+                why = self.holdings.admit(principal.name, entry.key, entry.instance, now)
+                if why is not None:
+                    entry = EntryRejected(ErrorCode.RESOURCE_EXHAUSTED, why)
+            entries.append(entry)
+        return RegisterBatch(req.req_id, req.namespace, tuple(entries))
+
+    def _split_batch(self, envelope: list[Any], split: SplitBatch, now: float) -> list[Any] | None:
+        """Relay each part of a split ``register_batch`` to its responsible node (one
+        message per owner); the client's reply goes once every entry has its result
+        (``_batch_part_done``).  A part that cannot be sent is applied here."""
+        join = BatchJoin(envelope, split)
+        join.outstanding += 1  # held while sending: a part applied here does not reply
+        peers = self._peers
+        for forward, indices in split.parts:
+            part = forward.request
+            assert type(part) is RegisterBatch
+            body = encode_request(
+                "register_batch",
+                part.req_id,
+                namespace=part.namespace,
+                instances=[encode_batch_entry(e) for e in part.entries],  # type: ignore[arg-type]
+            )
+            if peers is None or not peers.forward(
+                forward.address, envelope, forward, body, now, (join, indices)
+            ):
+                self._batch_part_done(join, indices, self._batch_fallback(forward, now))
+        join.outstanding -= 1
+        if join.outstanding:
+            return None
+        return envelope + [encode_ok(join.req_id, {"results": join.results})]
+
+    def _batch_fallback(self, forward: Forward, now: float) -> list[Any]:
+        """A part whose owner did not answer (or refused it whole): applied here."""
+        answer = self.core.forward_failed(forward, now)
+        count = len(forward.request.entries)  # type: ignore[union-attr]
+        if type(answer) is Reply:
+            return answer.result["results"]  # type: ignore[no-any-return]
+        assert type(answer) is Rejected
+        return [[int(answer.code), answer.message]] * count
+
+    def _batch_part_done(
+        self, join: BatchJoin, indices: tuple[int, ...], results: list[Any]
+    ) -> None:
+        """One part's results; the client's reply once the last is in (while
+        ``_split_batch`` sends the parts it holds one count: it replies itself)."""
+        if join.fill(indices, results):
+            router = self._router
+            assert router is not None
+            router.send_multipart(
+                join.envelope + [encode_ok(join.req_id, {"results": join.results})]
+            )
 
     def _read_allowed(self, client: Any, req: Any, now: float) -> None:
         """Raise RESOURCE_EXHAUSTED when ``client`` is over its rate of expensive reads."""
@@ -739,6 +816,9 @@ class NodeRuntime:
                 pending = peers.forwards.pop(frames[0], None)
                 if pending is None:
                     continue
+                if pending.join is not None:
+                    self._batch_part_replied(pending, frames, now)
+                    continue
                 if len(frames) == 4:  # what the write left on the owner: hold it first
                     try:
                         core.adopt_written(decode_written(frames[3]), pending.address, now)
@@ -760,11 +840,33 @@ class NodeRuntime:
                 else:
                     core.peer_failed(tag, now)
 
+    def _batch_part_replied(self, pending: Any, frames: list[bytes], now: float) -> None:
+        """The owner's reply to a part of a split ``register_batch``: its per-entry
+        results (and what they left there, merged first: read-your-writes); a reply that
+        is not that (an error, an older owner) makes this node apply the part itself."""
+        join, indices = pending.join
+        try:
+            results = decode_batch_reply(frames[2], len(indices))
+            if len(frames) == 4:
+                for payload in decode_written_batch(frames[3]):
+                    self.core.adopt_written(payload, pending.address, now)
+        except RemoteProtocolError as exc:
+            self._limiter.warning(
+                "batch-reply", now, "batch part not applied by %s (%s): applying it here",
+                pending.address, exc,
+            )  # fmt: skip
+            results = self._batch_fallback(pending.request, now)
+        self._batch_part_done(join, indices, results)
+
     def _expire(self, peers: PeerLinks, now: float) -> None:
         forwards, calls = peers.expired(now)
         router = self._router
         assert router is not None
         for pending in forwards:  # the owner did not answer: the core decides
+            if pending.join is not None:
+                join, indices = pending.join
+                self._batch_part_done(join, indices, self._batch_fallback(pending.request, now))
+                continue
             answer = self.core.forward_failed(pending.request, now)
             match answer:
                 case Reply():

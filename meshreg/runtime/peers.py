@@ -34,6 +34,7 @@ class PendingForward:
     deadline: float
     received_at: float  # when the client's request arrived (a late beat counts from then)
     address: str = ""  # the owner it went to
+    join: Any = None  # a register_batch part: (BatchJoin, its entries' indices)
 
 
 class PeerLinks:
@@ -59,7 +60,13 @@ class PeerLinks:
         return sock
 
     def forward(
-        self, address: str, envelope: list[bytes], request: Any, body: bytes, now: float
+        self,
+        address: str,
+        envelope: list[bytes],
+        request: Any,
+        body: bytes,
+        now: float,
+        join: Any = None,
     ) -> bool:
         """Send a client's request on to its responsible node; False if not possible now."""
         self._next_forward += 1
@@ -69,7 +76,9 @@ class PeerLinks:
         except zmq.Again:
             self.forward_failures += 1
             return False
-        self.forwards[fid] = PendingForward(envelope, request, now + self.timeout, now, address)
+        self.forwards[fid] = PendingForward(
+            envelope, request, now + self.timeout, now, address, join
+        )
         return True
 
     def call(self, effect: PeerCall, now: float) -> bool:

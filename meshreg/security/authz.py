@@ -17,6 +17,9 @@ services     read    the namespace (and group): allowed if the client may read
                      some service there; the listing is then filtered to what
                      it may read (:func:`visible_services`)
 register     write   the service
+register_batch write the namespace (write on some service there), then each
+                     entry on its own service: an entry denied gets its own
+                     PERMISSION_DENIED result (:func:`authorize_entries`)
 beat         write   the service
 deregister   write   the service
 update       admin   the service (instance-set: drain, weight)
@@ -64,7 +67,7 @@ from meshreg.security.acl import (
     Access,
     Principal,
 )
-from meshreg.wire.messages import RequestRejected
+from meshreg.wire.messages import EntryRejected, RegisterBatch, RegisterInstance, RequestRejected
 from meshreg.wire.notifications import SEP
 
 # op -> (access, scope).  Scopes: "service" (req.key), "listing" (req.namespace, req.group),
@@ -73,6 +76,7 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "instances": (Access.READ, "service"),
     "services": (Access.READ, "listing"),
     "register": (Access.WRITE, "service"),
+    "register_batch": (Access.WRITE, "namespace"),
     "beat": (Access.WRITE, "service"),
     "deregister": (Access.WRITE, "service"),
     "update": (Access.ADMIN, "service"),
@@ -161,6 +165,22 @@ def authorize(principal: Principal, req: Any) -> None:
         getattr(req, "req_id", 0),
         op if isinstance(op, str) else None,
     )
+
+
+def authorize_entries(principal: Principal, batch: Any) -> Any:
+    """A ``register_batch`` (``authorize`` passed it for its namespace) with every entry
+    the principal may not register replaced by its PERMISSION_DENIED result."""
+    if principal.is_node or principal.unrestricted:
+        return batch
+    entries = []
+    for entry in batch.entries:
+        if type(entry) is RegisterInstance:
+            k = entry.key
+            if not principal.may(Access.WRITE, k.namespace, k.group, k.service):
+                why = denial_message(principal, "register", Access.WRITE, *k)
+                entry = EntryRejected(ErrorCode.PERMISSION_DENIED, why)
+        entries.append(entry)
+    return RegisterBatch(batch.req_id, batch.namespace, tuple(entries))
 
 
 def _show(name: str | None) -> str:

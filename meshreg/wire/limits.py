@@ -36,6 +36,8 @@ MAX_METADATA_KEY_LEN = 128  # chars
 MAX_METADATA_VALUE_LEN = 1024  # chars
 # MAX_METADATA_CHARS (model): 16384 chars, the sum of key and value lengths
 MAX_REQUEST_ID = 2**64 - 1
+MAX_BATCH_REGISTER = 1000  # entries per register_batch (within MAX_ARRAY_LEN and the 64 KiB
+# body: ~100 bytes an entry; the Python client sends at most 256, or 48 KiB)
 MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)
 MAX_NODE_ID_LEN = 256  # chars; a node id in peer messages (printable, no control chars)
 MAX_ADDRESS_LEN = 300  # chars; a node's host:port in its beacons

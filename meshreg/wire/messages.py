@@ -28,11 +28,13 @@ import msgpack
 from meshreg.core.requests import (  # the core's request types: parsed into here
     Beat,
     DeregisterInstance,
+    EntryRejected,
     GetCluster,
     GetStats,
     ListServices,
     Ping,
     QueryInstances,
+    RegisterBatch,
     RegisterInstance,
     Request,
     SessionClose,
@@ -57,6 +59,7 @@ from meshreg.wire import limits
 # re-exported: the request types lived here before they moved to core/requests
 __all__ = ["Beat", "DeregisterInstance", "GetCluster", "GetStats", "ListServices", "Ping"]
 __all__ += ["QueryInstances", "RegisterInstance", "Request", "RequestRejected", "SessionClose"]
+__all__ += ["EntryRejected", "RegisterBatch"]
 __all__ += ["SessionOpen", "SessionRenew", "SetService", "UpdateInstance", "services_cursor"]
 
 _NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
@@ -83,9 +86,10 @@ CLIENT_OPS = (
     "session_open",
     "session_renew",
     "session_close",
+    "register_batch",
 )
 PEER_OPS = ("digests", "reconcile", "sessions")  # node to node only (wire/peer)
-FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set")  # relayed writes
+FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set", "register_batch")
 OPS = CLIENT_OPS  # the ops a client may send
 PEER_PLANE_OPS = PEER_OPS + FORWARDED_OPS  # what a node accepts from a peer
 
@@ -296,6 +300,8 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         return Beat(req_id, _beat_key(msg, req_id), _instance_id(msg, req_id, op, False))
     if op == "register":
         return _register(msg, req_id)
+    if op == "register_batch":
+        return _register_batch(msg, req_id)
     if op == "deregister":
         return DeregisterInstance(
             req_id, _service_key(msg, req_id, op), _instance_id(msg, req_id, op, True)
@@ -574,6 +580,70 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
     return RegisterInstance(
         req_id, key, iid, 1.0 if weight is None else weight, enabled, metadata, session
     )
+
+
+BATCH_ENTRY_FIELDS = ("group", "service", "ip", "port", "cluster", "weight", "enabled")
+
+
+def _register_batch(msg: dict[str, Any], req_id: int) -> RegisterBatch:
+    """``register_batch``: the envelope (namespace, the ``instances`` array) is checked
+    whole; each entry alone, with ``register``'s rules: an entry that fails becomes an
+    ``EntryRejected`` (its per-entry result), and the others still apply."""
+    op = "register_batch"
+    ns = _name(msg, "namespace", DEFAULT_NAMESPACE, limits.MAX_NAMESPACE_LEN, req_id, op)
+    items = msg.get("instances")
+    if type(items) is not list:
+        raise _reject(req_id, op, "field 'instances' must be an array of instance maps")
+    if not items:
+        raise _reject(req_id, op, "field 'instances' is empty; give 1 or more instances")
+    if len(items) > limits.MAX_BATCH_REGISTER:
+        raise _reject(
+            req_id,
+            op,
+            f"field 'instances' has {len(items)} entries; the limit is "
+            f"{limits.MAX_BATCH_REGISTER}: split the batch",
+            ErrorCode.TOO_LARGE,
+        )
+    return RegisterBatch(
+        req_id, ns, tuple(_batch_entry(e, ns, req_id, i) for i, e in enumerate(items))
+    )
+
+
+def _batch_entry(entry: Any, ns: str, req_id: int, index: int) -> RegisterInstance | EntryRejected:
+    where = f"register_batch: instances[{index}]"
+    if type(entry) is not dict:
+        return EntryRejected(ErrorCode.INVALID_ARGUMENT, f"{where} must be a map")
+    own = entry.get("namespace")
+    if own is not None and own != ns:
+        return EntryRejected(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{where}: field 'namespace' differs from the batch's {ns!r}; a batch registers "
+            "in one namespace: leave it out, or send one batch per namespace",
+        )
+    fields = dict(entry)
+    fields["namespace"] = ns
+    try:
+        return _register(fields, req_id)
+    except RequestRejected as exc:
+        return EntryRejected(exc.code, f"{where}: {exc.message.removeprefix('register: ')}")
+
+
+def encode_batch_entry(reg: RegisterInstance) -> dict[str, Any]:
+    """An accepted entry as it goes on the wire again (a node forwarding part of a batch)."""
+    key, iid = reg.key, reg.instance
+    entry: dict[str, Any] = {
+        "group": key.group,
+        "service": key.service,
+        "ip": iid.ip,
+        "port": iid.port,
+        "cluster": iid.cluster,
+        "weight": reg.weight,
+        "enabled": reg.enabled,
+        "metadata": reg.metadata,
+    }
+    if reg.session is not None:
+        entry["session"] = reg.session
+    return entry
 
 
 def check_session_id(value: Any) -> str:

@@ -250,6 +250,48 @@ def decode_written(body: bytes) -> ServicePayload:
     return payload_from_wire(_unpack(body, "a forwarded write's result"), max_entries=1)
 
 
+def encode_written_batch(payloads: list[ServicePayload]) -> bytes:
+    """``encode_written`` for a forwarded ``register_batch``: one payload per service."""
+    body: bytes = msgpack.packb([payload_to_wire(p) for p in payloads])
+    return body
+
+
+def decode_written_batch(body: bytes) -> list[ServicePayload]:
+    """The owner's result frame of a forwarded ``register_batch``, each payload checked
+    like a delta; at most ``MAX_BATCH_REGISTER`` services and instances in all."""
+    items = _unpack(body, "a forwarded batch's result")
+    if not isinstance(items, list) or len(items) > limits.MAX_BATCH_REGISTER:
+        raise _bad(f"a forwarded batch's result must be a list of 0..{limits.MAX_BATCH_REGISTER}")
+    payloads = [payload_from_wire(d, limits.MAX_BATCH_REGISTER) for d in items]
+    if sum(len(p.upserts) + len(p.removals) for p in payloads) > limits.MAX_BATCH_REGISTER:
+        raise _bad(f"a forwarded batch's result holds more than {limits.MAX_BATCH_REGISTER}")
+    return payloads
+
+
+def decode_batch_reply(body: bytes, count: int) -> list[Any]:
+    """The per-entry results in an owner's reply to a forwarded ``register_batch`` part
+    of ``count`` entries: each None or ``[code, message]``.  Raises RemoteProtocolError
+    for anything else (an error reply too: the relaying node then applies the part)."""
+    reply = _unpack(body, "a forwarded batch's reply")
+    if not isinstance(reply, dict) or reply.get("ok") is not True:
+        error = reply.get("error") if isinstance(reply, dict) else None
+        raise _bad(f"the owner refused the batch: {str(error)[:200]}")
+    result = reply.get("result")
+    results = result.get("results") if isinstance(result, dict) else None
+    if not isinstance(results, list) or len(results) != count:
+        raise _bad(f"a forwarded batch's reply must hold 'results', {count} entries")
+    for r in results:
+        if r is not None and not (
+            isinstance(r, list)
+            and len(r) == 2
+            and type(r[0]) is int
+            and type(r[1]) is str
+            and len(r[1]) <= 1000
+        ):
+            raise _bad("a forwarded batch's result entry must be nil or [code, message]")
+    return results
+
+
 # -- replication channel ---------------------------------------------------------
 def encode_beacon(b: Beacon) -> list[bytes]:
     body = {
