@@ -141,6 +141,25 @@ class Harness:
             done += todo
         return done
 
+    def answer_batches(self, refused: dict[str, tuple[ErrorCode, str]] | None = None) -> list[Sent]:
+        """Reply to every ``register_batch`` not answered yet (and to those the replies let
+        out): each entry registered, but those whose ip is in ``refused`` (code, message)."""
+        refused = refused or {}
+        done: list[Sent] = []
+        while todo := self.unanswered("register_batch"):
+            for req in todo:
+                results = []
+                for entry in req.fields["instances"]:
+                    why = refused.get(entry["ip"])
+                    results.append(None if why is None else [int(why[0]), why[1]])
+                self.reply(req, {"results": results})
+            done += todo
+        return done
+
+    def batched(self) -> list[dict[str, Any]]:
+        """Every entry of every ``register_batch`` sent, in order (re-sends included)."""
+        return [e for s in self.requests("register_batch") for e in s.fields["instances"]]
+
     def answer_view(self) -> None:
         """Answer the cluster view requests: the server alone (no routing to owners)."""
         members = [

@@ -16,7 +16,7 @@ from meshreg.log_limiter import LOG_INTERVAL
 def registered(h: Harness, count: int, session: bool = False) -> None:
     items = tuple((registration(n, session), Handle()) for n in range(count))
     h.do(RegisterBatch(items, 5.0))
-    h.answer_all("register")
+    h.answer_batches()
     h.answer_all("session_open", {"session": SID})
     assert len(h.core.registrations) == count
     h.advance(0)
@@ -132,12 +132,13 @@ def test_a_lost_session_is_opened_again_by_registering_its_instances_again(
     h = Harness(beat_ms=1000, session=True)
     registered(h, 5, session=True)
     for answer in answers:
-        assert h.unanswered("register") == []
+        assert h.unanswered("register") == h.unanswered("register_batch") == []
         h.advance(1000)
         (renewal,) = h.unanswered("session_renew")
         h.reply(renewal, answer)
-    again = h.unanswered("register")
-    assert len(again) == 5 and {r.fields["session"] for r in again} == {SID}
+    (again,) = h.unanswered("register_batch")  # in one batch
+    entries = again.fields["instances"]
+    assert len(entries) == 5 and {e["session"] for e in entries} == {SID}
     assert len([x for x in h.logs() if "registering them again" in x]) == 1
 
 
@@ -148,7 +149,7 @@ def test_one_short_renewal_is_not_enough_to_register_again() -> None:
         h.advance(1000)
         (renewal,) = h.unanswered("session_renew")
         h.reply(renewal, {"instances": held})
-    assert h.unanswered("register") == []
+    assert h.unanswered("register") == h.unanswered("register_batch") == []
 
 
 def test_unanswered_renewals_are_counted_and_logged_once_per_interval() -> None:

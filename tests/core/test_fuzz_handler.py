@@ -186,6 +186,12 @@ def valid_maps(draw: st.DrawFn) -> dict[str, Any]:
         msg["healthy_only"] = draw(st.booleans())
     if op == "services":
         msg["namespace"] = key.namespace
+    if op == "register_batch":
+        msg["namespace"] = key.namespace
+        msg["instances"] = [
+            {"group": key.group, "service": key.service, "ip": f"10.0.0.{n}", "port": 8080}
+            for n in range(1, draw(st.integers(1, 3)) + 1)
+        ]
     return msg
 
 
@@ -281,6 +287,8 @@ def test_valid_requests_of_every_op_pass_the_same_checks() -> None:
                 msg.update(protect_threshold=0.5)
             if op.startswith("session_"):
                 msg.update(session="0123456789abcdef0123456789abcdef")
+            if op == "register_batch":
+                msg.update(instances=[{"service": "orders", "ip": ip, "port": 8080}])
             exc = check(node, msgpack.packb(msg))
             if op in ("beat", "update") and ip == "10.0.0.2":
                 assert exc is not None and exc.code is ErrorCode.NOT_FOUND

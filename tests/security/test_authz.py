@@ -16,6 +16,7 @@ from meshreg.security.acl import NODE, OPEN, Access, Principal, Rule
 from meshreg.security.authz import (
     OP_ACCESS,
     authorize,
+    authorize_entries,
     authorize_topic,
     permits,
     required_access,
@@ -47,6 +48,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "session_open": {"namespace": "public"},
     "session_renew": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
     "session_close": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
+    "register_batch": {"namespace": "public", "instances": [{"service": "payments", **INSTANCE}]},
 }
 
 
@@ -81,6 +83,7 @@ EXPECTED = {
     "session_open": (Access.WRITE, ("public", None, None)),
     "session_renew": (Access.WRITE, ("public", None, None)),
     "session_close": (Access.WRITE, ("public", None, None)),
+    "register_batch": (Access.WRITE, ("public", None, None)),  # then each entry
 }
 
 
@@ -121,6 +124,7 @@ ALLOWED = {
     "session_open": {"writer", "admin"},
     "session_renew": {"writer", "admin"},
     "session_close": {"writer", "admin"},
+    "register_batch": {"writer", "admin"},  # the batch; each entry is checked on its own
 }
 PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER)
 
@@ -145,6 +149,24 @@ def test_authorize_every_op(op: str, principal: Principal) -> None:
 def test_node_and_open_may_do_everything(op: str) -> None:
     authorize(NODE, request(op))
     authorize(OPEN, request(op))
+
+
+def test_each_entry_of_a_batch_is_authorized_on_its_own_service() -> None:
+    entries = [
+        {"service": "payments", **INSTANCE},
+        {"service": "orders", **INSTANCE},  # WRITER may write pay* only
+        {"service": "pay-eu", "ip": "10.0.0.2", "port": 0},  # refused by the wire already
+    ]
+    req = request("register_batch", instances=entries)
+    authorize(WRITER, req)  # the namespace: some service there
+    screened = authorize_entries(WRITER, req)
+    assert screened.entries[0] == req.entries[0]
+    assert screened.entries[1].code == ErrorCode.PERMISSION_DENIED
+    assert "public/DEFAULT_GROUP/orders" in screened.entries[1].message
+    assert screened.entries[2] == req.entries[2]  # its own error stays
+    assert authorize_entries(NODE, req) is req and authorize_entries(OPEN, req) is req
+    with pytest.raises(RequestRejected):
+        authorize(READER, req)
 
 
 def test_denial_messages() -> None:

@@ -60,6 +60,7 @@ def test_peer_ops_are_accepted_on_the_peer_plane() -> None:
 @pytest.mark.parametrize("op", FORWARDED_OPS)
 def test_a_forwarded_write_parses_the_same_on_both_planes(op: str) -> None:
     extra = {"update": {"enabled": False}, "service_set": {"protect_threshold": 0.5}}
+    extra["register_batch"] = {"instances": [WRITE, {**WRITE, "port": 0}]}
     msg = body(op, **WRITE, **extra.get(op, {}))
     assert parse_peer_message(msg) == parse_message(msg)
 
