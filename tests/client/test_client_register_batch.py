@@ -49,7 +49,7 @@ def test_a_renewal_never_waits_behind_registrations() -> None:
     h.answer_batches()
     more, _ = many(20_000, session=True)  # a huge registration, left unanswered
     h.do(RegisterBatch(more, 60.0))
-    for n in range(MAX_IN_FLIGHT + 10):  # and the general window full of other calls
+    for _ in range(MAX_IN_FLIGHT + 10):  # and the general window full of other calls
         h.core.request("ping", {}, 60.0)
     assert h.core._backlog
     h.advance(1000)
