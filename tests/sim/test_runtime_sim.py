@@ -14,7 +14,9 @@ what the runtime decides with the core's output runs here too:
   path (``_drain_requests``) without the full parser; a beat elsewhere is
   forwarded;
 * replication batching (``wire/batching.py``) under loss and reordering:
-  batches lost or overtaken are repaired like single deltas.
+  batches lost or overtaken are repaired like single deltas;
+* ``register_batch`` split by owner (one forward per owner) with an owner killed
+  mid-batch: every entry the reply acknowledged is on every node after healing.
 
 A failing scenario prints its seed; ``MESHREG_SIM_TRACE=/tmp/trace.txt``
 writes its trace.
@@ -242,3 +244,55 @@ def test_batched_replication_under_loss_and_reordering(seed: int, loss: float) -
         if core_of(net, n).counters["replication_errors"]:
             problems.append(f"{n}: replication errors")
     assert not problems, scenario_message(net, f"batches under loss {loss}", problems)
+
+
+@pytest.mark.parametrize(
+    ("seed", "crash_after"),
+    # crash times spread over the message delays (0.5-20 ms a hop): the forwarded part lost
+    # (71, 73, 74: the entry applies it itself) or answered before the crash (72, 75, 71)
+    [(71, 0.005), (72, 0.015), (73, 0.015), (74, 0.04), (75, 0.025), (71, 0.06)],
+)
+def test_a_batch_whose_owner_is_killed_mid_batch_loses_no_acknowledged_entry(
+    seed: int, crash_after: float
+) -> None:
+    """``register_batch`` through n0 spanning every owner; n2 (an owner of part of it) is
+    killed while the batch is in flight, at a seeded point (before its part arrives,
+    while applying, before or after its reply), then restarted.  Every entry the reply
+    acknowledged is listed on every node after healing; the refused one nowhere."""
+    net = start_cluster(seed, 3)
+    net.run_until(5.0)
+    services = owned_by(net, "n0", 2) + owned_by(net, "n1", 2) + owned_by(net, "n2", 3)
+    entries: list[dict[str, Any]] = [
+        {"service": s, "ip": f"10.3.{i}.{k + 1}", "port": 9100 + k}
+        for i, s in enumerate(services)
+        for k in range(3)
+    ]
+    entries.insert(4, {"service": services[0], "ip": "10.3.9.9", "port": 0})  # refused
+    sent_at = net.now
+    reply = request(net, net.nodes["n0"], "register_batch", namespace="public", instances=entries)
+    net.at(sent_at + crash_after, net.crash, "n2")
+    net.run_until(sent_at + 3.0)  # answered by then (the peer timeout is 2 s)
+    problems: list[str] = []
+    if len(reply) != 1 or reply[0][0] != "ok":
+        problems.append(f"no batch reply: {reply}")
+        assert not problems, scenario_message(net, "batch, owner killed", problems)
+    results = reply[0][1]["results"]
+    acked = [e for e, r in zip(entries, results, strict=True) if r is None]
+    refused = [e for e, r in zip(entries, results, strict=True) if r is not None]
+    if refused != [entries[4]]:
+        problems.append(f"refused {refused}, expected only the bad entry")
+    net.at(net.now + 1.0, net.start, "n2")
+    net.run_until(sent_at + 16.0)  # healed and repaired; nothing evicted yet (30 s)
+    for node_id, node in net.nodes.items():
+        for service in services:
+            read = request(net, node, "instances", service=service, **WHERE)
+            net.run_until(net.now + 0.2)
+            if not read or read[0][0] != "ok":
+                problems.append(f"{node_id}: no answer for {service}: {read}")
+                continue
+            have = {(i["ip"], i["port"]) for i in read[0][1]["instances"]}
+            want = {(e["ip"], e["port"]) for e in acked if e["service"] == service}
+            if have != want:
+                problems.append(f"{node_id} lists {sorted(have)} of {service}, not {sorted(want)}")
+    problems += net.violations
+    assert not problems, scenario_message(net, "batch, owner killed mid-batch", problems)
