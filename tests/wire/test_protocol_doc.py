@@ -60,6 +60,15 @@ ME = {"ip": "10.0.0.5", "port": 8080}
 FULL = {"namespace": "public", "group": "DEFAULT_GROUP", "service": "orders", **ME}
 FULL["cluster"] = "DEFAULT"
 REGISTER = {**FULL, "weight": 1.0, "enabled": True, "metadata": {"zone": "eu-1"}}
+SID = "0123456789abcdef0123456789abcdef"
+BATCH = {
+    "namespace": "public",
+    "instances": [
+        {"service": "orders", "ip": "10.0.0.5", "port": 8080, "session": SID},
+        {"service": "orders", "ip": "10.0.0.6", "port": 0, "session": SID},
+        {"service": "payments", "ip": "10.0.0.7", "port": 9000, "metadata": {"zone": "eu-1"}},
+    ],
+}
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -382,6 +391,7 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "request:beat-short": lambda: request("beat", service="orders", **ME),
     "request:register": lambda: request("register", **REGISTER),
     "request:deregister": lambda: request("deregister", **FULL),
+    "request:register_batch": lambda: request("register_batch", **BATCH),
     "request:update": lambda: request("update", **FULL, weight=0.0),
     "request:service_set": lambda: request(
         "service_set",
@@ -409,6 +419,7 @@ EXAMPLES: dict[str, Callable[[], str]] = {
         "instances", namespace="public", group="DEFAULT_GROUP", service="orders", healthy_only=True
     ),
     "reply:services": lambda: reply("services", namespace="public"),
+    "reply:register_batch": lambda: reply("register_batch", Node(), **BATCH),
     "reply:services-page": services_page,
     "reply:stats": stats_reply,
     "reply:ping": lambda: reply("ping"),
