@@ -454,6 +454,7 @@ class ClientAgent:
 def _reply_handles(command: Command) -> list[Future[Any]]:
     """The futures a command's caller waits on."""
     if isinstance(command, RegisterBatch):
-        return [fut for _, fut in command.items]
+        handles = [fut for _, fut in command.items] + [command.reply_to]
+        return [fut for fut in handles if isinstance(fut, Future)]
     fut = getattr(command, "reply_to", None)
     return [fut] if isinstance(fut, Future) else []

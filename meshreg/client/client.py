@@ -63,7 +63,7 @@ from meshreg.model import (
 from meshreg.security.keys import load_public_key, load_secret_key
 from meshreg.transport.sockets import CurveKeys
 from meshreg.wire.limits import DEFAULT_SERVICES_PAGE
-from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.messages import RequestRejected, check_register_fields, parse_request
 from meshreg.wire.replies import encode_request
 
 log = logging.getLogger("meshreg.client")
@@ -193,8 +193,10 @@ class Client:
     def register_many(
         self, instances: Iterable[dict[str, Any]], timeout: float | None = None
     ) -> list[tuple[dict[str, Any], BaseException]]:
-        """Register many instances at once, pipelined (many requests in flight, not one
-        round trip each); each keeps alive as with ``register``.
+        """Register many instances at once, in ``register_batch`` requests (PROTOCOL.md
+        2.1a: up to 256 instances each, a few in flight, grouped by responsible node once
+        the cluster view is known); each keeps alive as with ``register``.  Session
+        renewals go out at their time meanwhile, never queued behind the batches.
 
         ``instances``: maps with ``service``, ``ip``, ``port`` and optionally
         ``weight``, ``metadata``, ``cluster``, ``enabled``.  Each is checked as it is
@@ -205,11 +207,12 @@ class Client:
         """
         items = list(instances)
         budget = timeout if timeout is not None else self.timeout + len(items) / 5000
-        waiting: list[tuple[dict[str, Any], Future[Any]]] = []
+        waiting: list[tuple[list[dict[str, Any]], Future[Any]]] = []  # (chunk's items, handle)
         failed: list[tuple[dict[str, Any], BaseException]] = []
-        chunk = 1000  # one command per chunk: the I/O thread pipelines them
+        chunk = 1000  # one command (and one handle) per chunk: the I/O thread batches them
         for start in range(0, len(items), chunk):
             batch = []
+            sent: list[dict[str, Any]] = []
             for d in items[start : start + chunk]:
                 try:
                     reg = self._registration(
@@ -224,19 +227,21 @@ class Client:
                 except (InvalidArgumentError, KeyError, TypeError) as exc:
                     failed.append((d, exc))
                     continue
-                fut: Future[Any] = Future()
-                batch.append((reg, fut))
-                waiting.append((d, fut))
+                batch.append((reg, None))
+                sent.append(d)
             if batch:
-                self._agent.submit(RegisterBatch(tuple(batch), budget))
+                fut: Future[Any] = Future()  # (index in the chunk, error) of those failed
+                self._agent.submit(RegisterBatch(tuple(batch), budget, fut))
+                waiting.append((sent, fut))
         deadline = time.monotonic() + budget + 2.0
-        for item, fut in waiting:
+        for sent, fut in waiting:
             try:
-                fut.result(max(0.0, deadline - time.monotonic()))
+                refused = fut.result(max(0.0, deadline - time.monotonic()))
+                failed += [(sent[i], exc) for i, exc in refused]
             except FutureTimeout:
-                failed.append((item, ServerUnreachableError("register: no answer in time")))
+                failed += [(d, ServerUnreachableError("register: no answer in time")) for d in sent]
             except MeshregError as exc:
-                failed.append((item, exc))
+                failed += [(d, exc) for d in sent]
         if failed:
             log.warning(
                 "register_many: %d of %d registrations failed (first: %s)",
@@ -260,7 +265,10 @@ class Client:
         fields.update(weight=float(weight), enabled=enabled, metadata=dict(metadata or {}))
         if self.session is not None:  # the I/O thread drops it after a fallback (old node)
             fields["session"] = self.session
-        self._validate("register", fields)
+        try:  # the node's rules on the fields as they are: register_many checks thousands
+            check_register_fields(fields)
+        except RequestRejected:  # or a type msgpack would still encode: judge the bytes
+            self._validate("register", fields)
         return Registration(self._key(service), InstanceId(ip, port, cluster), fields)
 
     def deregister(self, service: str, ip: str, port: int, cluster: str = DEFAULT_CLUSTER) -> None:

@@ -55,8 +55,13 @@ class Register:
 
 @dataclass(frozen=True)
 class RegisterBatch:
+    """Many registrations (``register_many``).  Each item's handle is completed on its
+    own; or, with ``reply_to``, the items' handles are None and ``reply_to`` is completed
+    once every item is done, with the list of ``(index, error)`` of those that failed."""
+
     items: tuple[tuple[Registration, ReplyTo], ...]
     timeout: float
+    reply_to: ReplyTo = None
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,16 @@ class Pending:
     insist: int = 0  # tries left to reach ``via`` while its connection is being set up
 
 
+@dataclass(slots=True)
+class BulkChunk:
+    """The handle of a ``RegisterBatch`` with one ``reply_to``: completed with the
+    ``(index, error)`` of the items that failed once ``left`` reaches 0."""
+
+    reply_to: ReplyTo
+    left: int
+    failed: list[tuple[int, BaseException]] = field(default_factory=list)
+
+
 @dataclass
 class Watch:
     view: ServiceView
@@ -241,6 +251,8 @@ class ClientSession:
         # bulk registration: (registration, caller's handle, deadline) waiting for a batch
         self._bulk: deque[tuple[Registration, ReplyTo, float]] = deque()
         self._batches_in_flight = 0
+        self._batches_out: dict[int, list[Any]] = {}  # batch number -> its items, in flight
+        self._batch_numbers = itertools.count(1)
         self._batches = True  # False: the server does not know register_batch (older)
         self.status = self._new_status()  # replaced whole when _status_changed is set
         self._status_changed = False
@@ -298,7 +310,12 @@ class ClientSession:
                 self.request(op, fields, timeout, reply_to)
             case Register(reg, timeout, reply_to):
                 self._register(reg, timeout, reply_to)
-            case RegisterBatch(items, timeout):
+            case RegisterBatch(items, timeout, reply_to):
+                if reply_to is not None:  # one handle for all: each item reports to it
+                    chunk = BulkChunk(reply_to, len(items))
+                    items = tuple((reg, (chunk, i)) for i, (reg, _) in enumerate(items))
+                    if not items:
+                        self._out.append(Complete(reply_to, []))
                 self._register_bulk(items, timeout)
             case Deregister(key, iid, fields, timeout, reply_to):
                 self._deregister(key, iid, fields, timeout, reply_to)
@@ -439,10 +456,11 @@ class ClientSession:
                 self._out.append(Fail(p.reply_to, error))
         self._pending.clear()
         self._backlog.clear()
-        for _, reply_to, _ in self._bulk:
-            if reply_to is not None:
-                self._out.append(Fail(reply_to, error))
+        for items in [list(self._bulk), *self._batches_out.values()]:
+            for _, slot, _ in items:
+                self._entry_done(slot, error)
         self._bulk.clear()
+        self._batches_out.clear()
         for w in self.watches.values():
             for reply_to, _ in w.waiting:
                 self._out.append(Fail(reply_to, error))
@@ -676,7 +694,14 @@ class ClientSession:
             self._failover()
 
     # -- registrations and liveness ---------------------------------------------------------------
-    def _register(self, reg: Registration, timeout: float, reply_to: ReplyTo) -> None:
+    def _register(
+        self,
+        reg: Registration,
+        timeout: float,
+        reply_to: ReplyTo,
+        done: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """``done``: called with None once registered, or with the error."""
         if self.session is None:
             reg.fields.pop("session", None)  # sessions off, or fallen back on beats
         self._open_session()
@@ -689,14 +714,16 @@ class ClientSession:
                 self._session_acked += 1
             self.registrations[ident] = reg
             self._wrote(reg.key)
+            if done is not None:
+                done(None)
 
-        self.request("register", reg.fields, timeout, reply_to, on_reply=registered)
+        self.request("register", reg.fields, timeout, reply_to, registered, done)
 
     def _register_bulk(self, items: Any, timeout: float) -> None:
         """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
         if not self._batches:  # an older server: one register each
-            for reg, reply_to in items:
-                self._register(reg, timeout, reply_to)
+            for reg, slot in items:
+                self._register_single(reg, timeout, slot)
             return
         self._open_session()
         deadline = self._now + timeout
@@ -766,13 +793,25 @@ class ClientSession:
                 )
                 queued = [(i[0], i[1]) for i in items] + [(i[0], i[1]) for i in self._bulk]
                 self._bulk.clear()
-                for reg, reply_to in queued:
-                    self._register(reg, timeout, reply_to)
+                for reg, slot in queued:
+                    self._register_single(reg, timeout, slot)
                 return
             self._bulk_failed(items, exc)
             self._pump_bulk()
 
-        self.request("register_batch", fields, timeout, on_reply=replied, on_error=failed)
+        number = next(self._batch_numbers)
+        self._batches_out[number] = items
+
+        def answered(on: Callable[[Any], None]) -> Callable[[Any], None]:
+            def run(value: Any) -> None:
+                self._batches_out.pop(number, None)
+                on(value)
+
+            return run
+
+        self.request(
+            "register_batch", fields, timeout, on_reply=answered(replied), on_error=answered(failed)
+        )
 
     def _batch_results(self, items: list[Any], results: list[Any]) -> None:
         """Each entry's result: registered (kept alive from now on), or its error; the
@@ -787,14 +826,12 @@ class ClientSession:
                     self._session_acked += 1
                 self.registrations[ident] = reg
                 self._wrote(reg.key)
-                if reply_to is not None:
-                    self._out.append(Complete(reply_to, None))
+                self._entry_done(reply_to, None)
                 continue
             code, message = (result[0], result[1]) if isinstance(result, list) else (7, "?")
             exc = server_error(code, str(message), self.server)
             refused.setdefault(code, []).append((reg, exc))
-            if reply_to is not None:
-                self._out.append(Fail(reply_to, exc))
+            self._entry_done(reply_to, exc)
         for code, errors in refused.items():
             self._warn(
                 ("batch-refused", self.server, code),
@@ -803,12 +840,31 @@ class ClientSession:
                 f"{errors[0][1]})",
             )
 
+    def _register_single(self, reg: Registration, timeout: float, slot: Any) -> None:
+        """One ``register`` for an item of a bulk registration (an older server)."""
+        if type(slot) is tuple:
+            self._register(reg, timeout, None, lambda exc: self._entry_done(slot, exc))
+        else:
+            self._register(reg, timeout, slot)
+
+    def _entry_done(self, slot: Any, exc: BaseException | None) -> None:
+        """An item of a bulk registration is done: its caller's handle, or its chunk's
+        (``(BulkChunk, index)``: completed once, when its last item is done)."""
+        if type(slot) is tuple:
+            chunk, index = slot
+            if exc is not None:
+                chunk.failed.append((index, exc))
+            chunk.left -= 1
+            if chunk.left == 0:
+                self._out.append(Complete(chunk.reply_to, chunk.failed))
+        elif slot is not None:
+            self._out.append(Complete(slot, None) if exc is None else Fail(slot, exc))
+
     def _bulk_failed(self, items: list[Any], exc: BaseException) -> None:
         """Registrations whose batch got no usable answer: each caller gets ``exc``;
         one log line per server and kind."""
         for _, reply_to, _ in items:
-            if reply_to is not None:
-                self._out.append(Fail(reply_to, exc))
+            self._entry_done(reply_to, exc)
         self._warn(
             ("batch-failed", self.server, type(exc).__name__),
             f"{len(items)} registrations not registered through {self.server}: {exc}",

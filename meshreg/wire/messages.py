@@ -409,14 +409,24 @@ def _invalid(message: str) -> RemoteProtocolError:
 
 
 # -- checks shared by every plane (client requests, forwarded writes, peer messages) --------
+_GOOD_NAMES: dict[tuple[str, int], bool] = {}  # names that passed, by max length: a bulk
+# registration repeats a few services many times (bounded: cleared at _GOOD_NAMES_MAX)
+_GOOD_NAMES_MAX = 4096
+
+
 def check_name(value: Any, field: str, max_len: int) -> str:
     """A namespace, group or service name; raises RemoteProtocolError naming ``field``."""
+    if type(value) is str and (value, max_len) in _GOOD_NAMES:
+        return value
     if type(value) is not str:
         raise _invalid(f"field '{field}' must be a string")
     if not 0 < len(value) <= max_len:
         raise _invalid(f"field '{field}' must be 1..{max_len} characters")
     if _NAME_RE.match(value) is None:
         raise _invalid(f"field '{field}' may only contain letters, digits and @.:_-")
+    if len(_GOOD_NAMES) >= _GOOD_NAMES_MAX:
+        _GOOD_NAMES.clear()
+    _GOOD_NAMES[value, max_len] = True
     return value
 
 
@@ -644,6 +654,14 @@ def encode_batch_entry(reg: RegisterInstance) -> dict[str, Any]:
     if reg.session is not None:
         entry["session"] = reg.session
     return entry
+
+
+def check_register_fields(fields: dict[str, Any]) -> RegisterInstance:
+    """A ``register``'s fields as a client holds them, checked with the node's rules
+    without encoding them first (a bulk registration checks each instance); raises
+    RequestRejected.  Only plain types pass (``str``, ``int``, ``float``, ``bool``,
+    ``dict``): what msgpack encodes as they are."""
+    return _register(fields, 0)
 
 
 def check_session_id(value: Any) -> str:

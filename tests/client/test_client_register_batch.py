@@ -111,3 +111,28 @@ def test_with_a_cluster_view_each_batch_holds_one_owners_instances_and_goes_to_i
         }
         assert len(owners) == 1
         assert sent.to == MEMBERS[owners.pop()]
+
+
+def test_one_handle_for_a_whole_command_gets_the_failures_once() -> None:
+    """``register_many``'s form: one handle per command (no Future per instance),
+    completed once when its last item is done, with the (index, error) of the failed."""
+    h = Harness(servers=("a:1",))
+    items, _ = many(700)
+    chunk = Handle("chunk")
+    h.do(RegisterBatch(tuple((reg, None) for reg, _ in items), 30.0, chunk))
+    h.answer_batches()
+    done = h.outcome(chunk)
+    assert isinstance(done, Complete) and done.result == []
+    h2 = Harness(servers=("a:1",))
+    chunk2 = Handle("chunk2")
+    h2.do(RegisterBatch(tuple((reg, None) for reg, _ in items), 30.0, chunk2))
+    out = h2.unanswered("register_batch")
+    h2.reply(out[0], {"results": [None] * len(out[0].fields["instances"])})
+    assert h2.outcome(chunk2) is None  # two batches still out
+    h2.answer_batches({"10.0.1.51": (ErrorCode.PERMISSION_DENIED, "acl")})  # item 300
+    done = h2.outcome(chunk2)
+    assert isinstance(done, Complete)
+    assert [(i, e.code) for i, e in done.result] == [(300, ErrorCode.PERMISSION_DENIED)]
+    empty = Handle("empty")
+    h2.do(RegisterBatch((), 30.0, empty))
+    assert isinstance(h2.outcome(empty), Complete)
