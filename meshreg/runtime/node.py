@@ -115,6 +115,8 @@ else:  # pragma: no cover
 
 
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
+TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
+# flood of batches must not keep beacons, renewals and peers waiting
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
 # reads whose cost grows with the registry or the cluster, rate-limited per client
 _EXPENSIVE_READS: dict[type, str] = {
@@ -211,6 +213,8 @@ class NodeRuntime:
         self.gate = SubscriptionGate()
         self.denied = 0
         self.batcher = DeltaBatcher()  # deltas -> PUB messages (wire/batching)
+        self._entries = 0  # register_batch entries served in this drain (TURN_ENTRIES)
+        self._cut_short = False  # a drain stopped at TURN_ENTRIES: the next turn at once
         if avoid_full_gc:
             avoid_full_collections()
 
@@ -455,6 +459,9 @@ class NodeRuntime:
             if deadline is not None:
                 wake = min(wake, deadline)
         self._flush_replication()  # nothing more to read this turn: send the batch
+        if self._cut_short:  # requests left waiting in a socket: no sleep before them
+            self._cut_short = False
+            return 0.0
         return min(max(wake - now, 0.0), transport.max_poll)
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
@@ -508,7 +515,11 @@ class NodeRuntime:
         serve, fast_beat = self._serve, self.core.fast_beat
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
+        self._entries = 0
         for _ in range(BATCH):
+            if self._entries >= TURN_ENTRIES:
+                self._cut_short = True  # the rest in the next turn, at once (prepare)
+                return
             try:
                 frame = recv(router, _NOBLOCK, False)
             except zmq.Again:
@@ -558,7 +569,11 @@ class NodeRuntime:
         recv, send, get, serve = sock.recv, sock.send, sock.get, self._serve
         principals = self._principals
         now = self.clock()
+        self._entries = 0
         for _ in range(BATCH):
+            if self._entries >= TURN_ENTRIES:
+                self._cut_short = True
+                return
             try:
                 first = recv(_NOBLOCK, copy=False)
             except zmq.Again:
@@ -582,7 +597,11 @@ class NodeRuntime:
     def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only."""
         now = self.clock()
+        self._entries = 0
         for _ in range(BATCH):
+            if self._entries >= TURN_ENTRIES:
+                self._cut_short = True
+                return
             try:
                 frames = router.recv_multipart(_NOBLOCK)
             except zmq.Again:
@@ -637,6 +656,8 @@ class NodeRuntime:
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
+            if type(req) is RegisterBatch:
+                self._entries += len(req.entries)
             answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.holds)

@@ -54,6 +54,7 @@ from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationSta
 from meshreg.errors import ErrorCode
 from meshreg.runtime.node import NodeRuntime
 from meshreg.transport.memory import MemChannel, MemDealer, MemoryNetwork
+from meshreg.wire import limits
 from meshreg.wire.messages import decode_body
 from meshreg.wire.replies import decode_reply, encode_request
 
@@ -252,7 +253,7 @@ class Network(MemoryNetwork):
     def _inspect(self, src: MemChannel, dst: MemChannel, frames: list[bytes]) -> bool:
         """Counts what the tests count; True: lose it (``blocked_calls``)."""
         if type(src) is MemDealer and len(frames) == 2 and frames[0] == b"":
-            op = decode_body(frames[1]).get("op", "?")
+            op = decode_body(frames[1], limits.MAX_PEER_BODY_BYTES).get("op", "?")  # a peer's
             caller, callee = src.name, dst.name
             self.count(f"call_{op}")
             self.log(f"{caller} -> {callee} {op}")

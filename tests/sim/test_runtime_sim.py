@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from meshreg.model import ServiceKey
+from meshreg.runtime.node import TURN_ENTRIES
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -296,3 +297,41 @@ def test_a_batch_whose_owner_is_killed_mid_batch_loses_no_acknowledged_entry(
                 problems.append(f"{node_id} lists {sorted(have)} of {service}, not {sorted(want)}")
     problems += net.violations
     assert not problems, scenario_message(net, "batch, owner killed mid-batch", problems)
+
+
+@pytest.mark.parametrize("seed", [81, 82])
+def test_a_flood_of_batches_is_served_over_several_turns(seed: int) -> None:
+    """Many ``register_batch`` requests arriving at once: a turn serves at most
+    ``TURN_ENTRIES`` of their entries (the loop gets back to beacons and renewals), the
+    next turn comes at once, and every batch is answered."""
+    net = start_cluster(seed, 3)
+    net.run_until(5.0)
+    net.batch_hold = 0.05  # busy: everything sent now waits for one turn
+    runtime = net.nodes["n0"].runtime
+    assert runtime is not None
+    served: list[int] = []
+    step = runtime.step
+
+    def counting_step() -> float:
+        wait = step()
+        served.append(runtime._entries)
+        return wait
+
+    runtime.step = counting_step  # type: ignore[method-assign]
+    service = owned_by(net, "n0")[0]
+    replies = []
+    for b in range(9):  # 2,700 entries: more than a turn serves
+        entries = [
+            {"service": service, "ip": f"10.4.{b}.{k + 1}", "port": 9000} for k in range(300)
+        ]
+        replies.append(request(net, net.nodes["n0"], "register_batch", instances=entries))
+    net.run_until(net.now + 3.0)
+    problems = [f"batch {i}: {r[:1]}" for i, r in enumerate(replies) if [x[0] for x in r] != ["ok"]]
+    if max(served, default=0) > TURN_ENTRIES + 300:
+        problems.append(f"a turn served {max(served)} entries (limit {TURN_ENTRIES} + a batch)")
+    if sum(1 for s in served if s) < 2:
+        problems.append(f"2,700 entries served in one turn: {served}")
+    svc = core_of(net, "n0").store.get(ServiceKey("public", "DEFAULT_GROUP", service))
+    if svc is None or len(svc.instances) != 2700:
+        problems.append("n0 does not hold the 2,700 instances")
+    assert not problems, scenario_message(net, "a flood of batches", problems)
