@@ -911,6 +911,8 @@ class ClientSession:
     def _send_beats(self) -> None:
         if self.session is not None and self._session_acked:
             self._renew_session()
+            if self._session_acked >= len(self.registrations):
+                return  # every registration is in the session: no loop over them
         timeout = self._liveness_timeout()
         for reg in list(self.registrations.values()):
             if reg.session is not None:
