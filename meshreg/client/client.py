@@ -97,6 +97,9 @@ def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
     return parsed
 
 
+AHEAD_CHUNKS = 8  # register_many: chunks of 1,000 checked and queued ahead of the replies
+
+
 class Client:
     """A meshreg client bound to one namespace and group.
 
@@ -210,7 +213,21 @@ class Client:
         waiting: list[tuple[list[dict[str, Any]], Future[Any]]] = []  # (chunk's items, handle)
         failed: list[tuple[dict[str, Any], BaseException]] = []
         chunk = 1000  # one command (and one handle) per chunk: the I/O thread batches them
+        deadline = time.monotonic() + budget + 2.0
+
+        def collect(sent: list[dict[str, Any]], fut: Future[Any]) -> None:
+            nonlocal failed
+            try:
+                refused = fut.result(max(0.0, deadline - time.monotonic()))
+                failed += [(sent[i], exc) for i, exc in refused]
+            except FutureTimeout:
+                failed += [(d, ServerUnreachableError("register: no answer in time")) for d in sent]
+            except MeshregError as exc:
+                failed += [(d, exc) for d in sent]
+
         for start in range(0, len(items), chunk):
+            if len(waiting) >= AHEAD_CHUNKS:  # paced: checking far ahead of the wire only
+                collect(*waiting.pop(0))  # takes the I/O thread's CPU (and GIL) away
             batch = []
             sent: list[dict[str, Any]] = []
             for d in items[start : start + chunk]:
@@ -233,15 +250,8 @@ class Client:
                 fut: Future[Any] = Future()  # (index in the chunk, error) of those failed
                 self._agent.submit(RegisterBatch(tuple(batch), budget, fut))
                 waiting.append((sent, fut))
-        deadline = time.monotonic() + budget + 2.0
         for sent, fut in waiting:
-            try:
-                refused = fut.result(max(0.0, deadline - time.monotonic()))
-                failed += [(sent[i], exc) for i, exc in refused]
-            except FutureTimeout:
-                failed += [(d, ServerUnreachableError("register: no answer in time")) for d in sent]
-            except MeshregError as exc:
-                failed += [(d, exc) for d in sent]
+            collect(sent, fut)
         if failed:
             log.warning(
                 "register_many: %d of %d registrations failed (first: %s)",
