@@ -119,3 +119,36 @@ def test_register_many_in_a_cluster_registers_through_batches_and_keeps_them_ali
             )
 
         wait_until(all_there, timeout=20, what="3,000 healthy instances on every node")
+
+
+def test_with_an_acl_each_entry_is_authorized_on_its_own_service(
+    tmp_path: Any, start_node: Callable[..., NodeProcess]
+) -> None:
+    """CURVE and an ACL (write on orders* only): through ``register_many``, the entries
+    of services the key may not write get PERMISSION_DENIED, each on its own; the others
+    are registered; a key without write anywhere in the namespace is refused whole."""
+    from test_security import Keys
+
+    from meshreg import PermissionDeniedError
+
+    keys = Keys(tmp_path)
+    node = start_node(
+        "--key", keys.key("cluster"), "--acl", str(keys.acl), curve=keys.curve("cluster")
+    )
+    items = [
+        {"service": "orders" if i % 3 else "payments", "ip": f"10.5.0.{i + 1}", "port": 80}
+        for i in range(300)
+    ]
+    with keys.client("app", node.address) as app:
+        failed = app.register_many(items)
+        assert len(failed) == 100
+        assert all(d["service"] == "payments" for d, _ in failed)
+        assert all(isinstance(e, PermissionDeniedError) for _, e in failed)
+        assert "payments" in str(failed[0][1]) and "orders-app" in str(failed[0][1])
+        assert len(app.instances("orders")) == 200
+        assert app.instances("payments") == []  # a denied entry changed nothing
+    with keys.client("reader", node.address) as reader:
+        failed = reader.register_many(items[:10])
+        assert len(failed) == 10 and all(isinstance(e, PermissionDeniedError) for _, e in failed)
+    stats = raw_request(node.port, {"v": 1, "id": 1, "op": "stats"}, 2.0, keys.curve("cluster"))
+    assert stats["result"]["permission_denied"] >= 101  # 100 entries, then reader's batch
