@@ -1,7 +1,8 @@
 """Fuzzing ``register_batch`` entry by entry: a batch of valid and hostile entries must
 leave exactly the state the same entries leave as single ``register`` requests (the
 accepted ones applied in order, the refused ones nothing), and answer each entry with
-the code its single ``register`` gets.  One bad entry never rejects the others."""
+the code its single ``register`` gets.  One bad entry never rejects the others.  And the
+owner's reply to a relayed part (results, written frame): only RemoteProtocolError escapes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz_handler import FUZZ, KNOWN, NOW, populated_node, state, still_works, weird_values
 
-from meshreg.errors import ErrorCode
+from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.wire import limits
 from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.peer import decode_batch_reply, decode_written_batch, encode_written_batch
 from meshreg.wire.replies import decode_reply, encode_ok
 
 ENTRY_FIELDS = ["group", "service", "ip", "port", "cluster", "weight", "enabled", "metadata"]
@@ -118,3 +120,59 @@ def test_the_envelope_is_checked_whole_and_a_rejected_batch_changes_nothing() ->
         parse_request(msgpack.packb(body))
     except RequestRejected as exc:
         assert exc.code is ErrorCode.INVALID_ARGUMENT and "namespace" in exc.message
+
+
+# -- the owner's reply to a relayed part (peer plane): decoded and checked, never trusted --
+replies = st.one_of(
+    weird_values,
+    st.builds(
+        lambda results, ok: {"v": 1, "id": 1, "ok": ok, "result": {"results": results}},
+        st.lists(st.one_of(st.none(), weird_values), max_size=4),
+        st.one_of(st.just(True), weird_values),
+    ),
+)
+
+
+@FUZZ
+@given(reply=replies, count=st.integers(0, 4))
+def test_an_owners_batch_reply_is_checked(reply: Any, count: int) -> None:
+    try:
+        results = decode_batch_reply(msgpack.packb(reply), count)
+    except RemoteProtocolError:
+        return
+    assert len(results) == count
+    for r in results:
+        assert r is None or (type(r[0]) is int and type(r[1]) is str)
+
+
+@FUZZ
+@given(frame=st.one_of(weird_values, st.lists(weird_values, max_size=3)))
+def test_an_owners_written_frame_is_checked(frame: Any) -> None:
+    try:
+        payloads = decode_written_batch(msgpack.packb(frame))
+    except RemoteProtocolError:
+        return
+    assert sum(len(p.upserts) + len(p.removals) for p in payloads) <= limits.MAX_BATCH_REGISTER
+
+
+def test_a_well_formed_owner_reply_and_written_frame_round_trip() -> None:
+    node = populated_node()
+    entries = [
+        {"service": "orders", "ip": "10.0.0.8", "port": 1},
+        {"service": "pay", "ip": "h", "port": 0},
+        {"service": "pay", "ip": "10.0.0.9", "port": 2},
+    ]
+    body = {"v": 1, "id": 3, "op": "register_batch", "instances": entries}
+    req = parse_request(msgpack.packb(body))
+    result = served(node, req, NOW)
+    reply = msgpack.unpackb(encode_ok(3, result))
+    assert decode_batch_reply(msgpack.packb(reply), 3) == result["results"]
+    payloads = decode_written_batch(encode_written_batch(node.written_batch(req)))
+    assert sorted((p.key.service, [v.ip for v in p.upserts]) for p in payloads) == [
+        ("orders", ["10.0.0.8"]), ("pay", ["10.0.0.9"])]  # fmt: skip
+    try:
+        decode_batch_reply(msgpack.packb(reply), 2)  # not the count the part had
+    except RemoteProtocolError:
+        pass
+    else:
+        raise AssertionError("a reply with another count was accepted")
