@@ -53,6 +53,9 @@ from meshreg.model import (
     ServiceKey,
 )
 from meshreg.wire import limits
+from meshreg.wire.bodies import _decode_error as _decode_error  # re-exported (wire/peer)
+from meshreg.wire.bodies import _header as _header
+from meshreg.wire.config_messages import CONFIG_OPS, parse_config_message
 
 # Nacos-compatible name alphabets (ASCII only: names become PUB/SUB topics,
 # joined by NUL, so NUL and anything outside these sets must never get in).
@@ -72,7 +75,7 @@ _HOSTNAME_RE = re.compile(
 )
 
 
-CLIENT_OPS = (
+REGISTRY_OPS = (
     "register",
     "deregister",
     "beat",
@@ -88,6 +91,9 @@ CLIENT_OPS = (
     "session_close",
     "register_batch",
 )
+# CONFIG_OPS (wire/config_messages): the configuration center's, served by
+# runtime/config_plane (the runtime routes them there before the registry's core sees them).
+CLIENT_OPS = REGISTRY_OPS + CONFIG_OPS
 PEER_OPS = ("digests", "reconcile", "sessions")  # node to node only (wire/peer)
 FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set", "register_batch")
 OPS = CLIENT_OPS  # the ops a client may send
@@ -161,30 +167,6 @@ def unpack_peer(body: bytes) -> Any:
         raise _decode_error(exc) from None
 
 
-def _decode_error(exc: Exception) -> RequestRejected:
-    """What a decoder failure means on the wire (a RequestRejected for decode_body)."""
-    if isinstance(exc, RequestRejected):
-        return exc
-    if isinstance(exc, RemoteProtocolError):  # the container budget
-        return RequestRejected(exc.code, exc.message)
-    if isinstance(exc, msgpack.StackError):
-        return RequestRejected(
-            ErrorCode.MALFORMED, f"body is nested deeper than {limits.MAX_NESTING} levels"
-        )
-    if isinstance(exc, ValueError) and "exceeds max_" in str(exc):
-        # msgpack: "N exceeds max_str_len(M)"
-        return RequestRejected(
-            ErrorCode.TOO_LARGE,
-            f"body holds a value beyond the decoder's limits ({exc}): strings "
-            f"{limits.MAX_STR_BYTES} bytes, maps {limits.MAX_MAP_ENTRIES} entries, arrays "
-            f"{limits.MAX_ARRAY_LEN} (client) or {limits.MAX_PEER_ENTRIES} (peer)",
-        )
-    # msgpack raises many types (ExtraData, FormatError, ...); all mean the same here
-    return RequestRejected(
-        ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"
-    )
-
-
 _unpackb = msgpack.unpackb
 
 
@@ -255,26 +237,6 @@ def beat_fields(msg: Any) -> BeatFields | None:
     return req_id, (ns, group, service), (ip, port, cluster)
 
 
-def _header(msg: Any) -> int:
-    """The request id of a body map, after the checks every request passes."""
-    if not isinstance(msg, dict):
-        raise RequestRejected(ErrorCode.MALFORMED, "body must be a msgpack map")
-    req_id = msg.get("id")
-    if type(req_id) is not int or not 0 <= req_id <= limits.MAX_REQUEST_ID:
-        raise RequestRejected(
-            ErrorCode.INVALID_ARGUMENT, "field 'id' must be an unsigned 64-bit integer"
-        )
-    version = msg.get("v")
-    if version != limits.PROTOCOL_VERSION or type(version) is not int:
-        raise RequestRejected(
-            ErrorCode.UNSUPPORTED_VERSION,
-            f"protocol version {version!r} is not supported; this node speaks "
-            f"v={limits.PROTOCOL_VERSION}",
-            req_id,
-        )
-    return req_id
-
-
 def parse_message(msg: Any) -> Request:
     """Validate an untrusted decoded body from a client and return a typed request.
 
@@ -291,7 +253,7 @@ def _unknown_op(op: Any, req_id: int, known: tuple[str, ...], where: str = "") -
     elif not isinstance(op, str):
         what = f"field 'op' must be a string, got {type(op).__name__}"
     else:
-        what = f"unknown op {op[:32]!r}{where}"
+        what = f"unknown op {op[:24]!r}{where}"
     return RequestRejected(ErrorCode.UNKNOWN_OP, f"{what}; known ops: {', '.join(known)}", req_id)
 
 
@@ -353,6 +315,8 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         return GetCluster(req_id)
     if op == "session_open" or op == "session_renew" or op == "session_close":
         return _session_op(msg, req_id, op)
+    if op in CONFIG_OPS:
+        return parse_config_message(msg)  # type: ignore[return-value]
     if op in PEER_OPS:
         raise RequestRejected(
             ErrorCode.PERMISSION_DENIED,
@@ -360,7 +324,7 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
             req_id,
             op,
         )
-    raise _unknown_op(op, req_id, CLIENT_OPS)
+    raise _unknown_op(op, req_id, REGISTRY_OPS + ("config_*",))  # short: 11 config ops
 
 
 def parse_cursor(cursor: Any, req_id: int) -> tuple[str, str] | None:
