@@ -151,7 +151,11 @@ ALLOWED = {
     "config_publish": {"configurer"},
     **{op: {"reader", "monitor", "configurer"} for op in CONFIG_READS},
     **{op: {"configurer"} for op in CONFIG_ADMINS},
-    "register_batch": {"writer", "admin", "configurer"},  # the batch; each entry is checked on its own
+    "register_batch": {
+        "writer",
+        "admin",
+        "configurer",
+    },  # the batch; each entry is checked on its own
 }
 PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER, CONFIGURER)
 
