@@ -41,8 +41,8 @@ FIELDS = {"namespace": KEY.namespace, "group": KEY.group, "data_id": KEY.data_id
 def entry(revision: int, content: str = "a: 1", **extra: Any) -> dict[str, Any]:
     """An entry map as a node sends it (ConfigEntry.to_wire() plus gray_served)."""
     m = {**FIELDS, "content": content, "type": "yaml", "md5": content_md5(content),
-         "revision": revision, "modified": 1700000000.5, "modified_by": "n1",
-         "description": "", "tags": {}, "deleted": False, "change": "publish", "origin": "n1"}  # fmt: skip
+         "revision": revision, "modified": 1700000000.5, "modified_by": "n1", "tags": {},
+         "description": "", "deleted": False, "change": "publish", "origin": "n1"}  # fmt: skip
     m.update(extra)
     decode_config_result("config_get", m)  # a shape the client accepts
     return m
