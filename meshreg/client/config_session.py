@@ -30,7 +30,7 @@ Rules (each with its constant below):
 * **Disk.** Every version read or pushed is saved (``SaveConfig``) when its revision is
   not the one saved last; a first listen no node answers is served from the disk copy
   (``ConfigListen.saved``), logged once, and replaced by the live version as soon as a
-  node answers (listeners are called only if it differs).
+  node answers anything (a probe, a push; listeners are called only if it differs).
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ class ConfigPolicy:
         self.saved: dict[ConfigKey, int] = {}  # data id -> revision last saved to disk
         self.listens: dict[ConfigKey, Listening] = {}
         self._next_resync = math.inf
+        self._from_disk = 0  # listens whose listeners hold the disk copy
 
     # -- what the session reads --------------------------------------------------------------
     def next_wake(self) -> float:
@@ -155,6 +156,17 @@ class ConfigPolicy:
         every resync interval, and after a failover: pushes may have been missed)."""
         for lst in list(self.listens.values()):
             if not lst.busy:
+                self._listen(lst)
+
+    @property
+    def stale(self) -> bool:
+        """Some listeners hold the disk copy (O(1): read on every reply)."""
+        return self._from_disk > 0
+
+    def server_answers(self) -> None:
+        """A node answered something: listen again to what is served from disk."""
+        for lst in list(self.listens.values()):
+            if lst.from_disk and not lst.busy:
                 self._listen(lst)
 
     def abandon(self, error: BaseException) -> None:
@@ -374,10 +386,12 @@ class ConfigPolicy:
         before = _served(lst.entry) if lst.known else ("", "never")
         lst.entry, lst.revision, lst.known = entry, revision, True
         if from_disk:
+            self._from_disk += not lst.from_disk
             lst.from_disk = True
         else:
             if lst.from_disk:
                 lst.from_disk = False
+                self._from_disk -= 1
                 self._out(LogLine("info", f"{lst.key}: live data again from {self.s.server}"))
             self.note(lst.key, revision)
             self._save(lst.key, entry, revision)
@@ -408,4 +422,5 @@ class ConfigPolicy:
 
     def _drop(self, lst: Listening) -> None:
         del self.listens[lst.key]
+        self._from_disk -= lst.from_disk
         self._out(UnwatchConfigTopic(lst.key))

@@ -325,6 +325,8 @@ class ClientSession:
         """A decoded reply from ``source`` (the server, or a member a write went to)."""
         self._now = now
         self._failed_switches = self._backoff_rounds = 0  # somebody answers: no more backoff
+        if self.configs.stale:
+            self.configs.server_answers()  # listeners served from disk: a node is back
         pending = self._pending.pop(reply.request_id, None)
         if self._backlog:
             self._pump()
