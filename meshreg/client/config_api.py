@@ -321,7 +321,8 @@ class ConfigMixin:
         except ServerError as exc:
             if key is None or str(key) in exc.detail or key.data_id in exc.detail:
                 raise
-            raise type(exc)(exc.code, f"{op}{where}: {exc.detail}", exc.server) from None
+            detail = exc.detail.removeprefix(f"{op}: ")
+            raise type(exc)(exc.code, f"{op}{where}: {detail}", exc.server) from None
         except ServerUnreachableError as exc:
             if key is None:
                 raise

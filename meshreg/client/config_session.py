@@ -61,6 +61,8 @@ CONFIG_RESYNC_INTERVAL = 30.0  # s; every listened data id is listened again thi
 CONFIG_WRITE_ATTEMPT = 2.5  # s; least attempt budget of a write (the node's ack timeout is 2 s)
 MAX_SEEN = 100_000  # data ids whose highest seen revision is remembered
 MIN_BUDGET = 0.001  # s; what a retry gets when the call's budget is spent
+READ_RETRY_PAUSE = 0.05  # s; pause before a read every server refused is tried again
+READ_RETRY_MAX = 1.0  # s; the longest such pause (it doubles from READ_RETRY_PAUSE)
 CONFIG_WRITES = frozenset(
     (
         "config_publish",
@@ -113,10 +115,12 @@ class ConfigPolicy:
         self.listens: dict[ConfigKey, Listening] = {}
         self._next_resync = math.inf
         self._from_disk = 0  # listens whose listeners hold the disk copy
+        self._later: list[tuple[float, tuple[Any, ...]]] = []  # (when, _read's arguments)
 
     # -- what the session reads --------------------------------------------------------------
     def next_wake(self) -> float:
-        return self._next_resync if self.listens else math.inf
+        wake = self._next_resync if self.listens else math.inf
+        return min(wake, min((when for when, _ in self._later), default=math.inf))
 
     def seen_revision(self, key: ConfigKey) -> int:
         return self.seen.get(key, 0)
@@ -147,6 +151,11 @@ class ConfigPolicy:
             self._pull(lst)
 
     def tick(self, now: float) -> None:
+        if self._later and any(when <= now for when, _ in self._later):
+            due = [args for when, args in self._later if when <= now]
+            self._later = [item for item in self._later if item[0] > now]
+            for args in due:
+                self._read(*args)
         if self.listens and now >= self._next_resync:
             self._next_resync = now + CONFIG_RESYNC_INTERVAL
             self.relisten()
@@ -170,6 +179,9 @@ class ConfigPolicy:
                 self._listen(lst)
 
     def abandon(self, error: BaseException) -> None:
+        later, self._later = self._later, []
+        for _, args in later:
+            args[4](error)  # the read's ``err``
         for lst in self.listens.values():
             for reply_to, _ in lst.waiting:
                 self._out(Fail(reply_to, error))
@@ -231,10 +243,13 @@ class ConfigPolicy:
         op: str = "config_get",
         tried: tuple[str, ...] = (),
         via: str | None = None,
+        rounds: int = 0,
     ) -> None:
         """A read that must not step backwards: ``min_revision`` (get) is the highest seen
-        revision, labels go along; a node that is behind (UNAVAILABLE) hands the read to
-        the next server not tried yet."""
+        revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
+        hands the read to the next server not tried yet; when every one was, the round
+        starts again after a pause (``READ_RETRY_PAUSE`` doubling to ``READ_RETRY_MAX``),
+        until the call's deadline."""
         if op == "config_get":
             least = int(fields.get("min_revision") or 0)
             fields["min_revision"] = max(least, self.seen_revision(key))
@@ -246,8 +261,14 @@ class ConfigPolicy:
             if getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
                 done = (*tried, target)
                 nxt = self._another_server(done)
-                if nxt is not None and self.s._now < deadline:
-                    self._read(key, fields, deadline, ok, err, op, done, nxt)
+                now = self.s._now
+                if nxt is not None and now < deadline:
+                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds)
+                    return
+                pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
+                if now + pause < deadline:
+                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1)
+                    self._later.append((now + pause, again))
                     return
                 if isinstance(exc, ServerError) and len(done) > 1:
                     exc = ServerError(

@@ -20,7 +20,11 @@ from meshreg.client.actions import (
     WatchConfigTopic,
 )
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
-from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL, CONFIG_WRITE_ATTEMPT
+from meshreg.client.config_session import (
+    CONFIG_RESYNC_INTERVAL,
+    CONFIG_WRITE_ATTEMPT,
+    READ_RETRY_PAUSE,
+)
 from meshreg.client.configs import (
     ConfigChanged,
     ConfigInfo,
@@ -35,6 +39,7 @@ from meshreg.configcenter.model import ConfigKey, content_md5
 from meshreg.errors import ErrorCode, RemoteProtocolError, ServerError, ServerUnreachableError
 
 KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+READ_RETRY_PAUSE_MS = int(READ_RETRY_PAUSE * 1000)
 FIELDS = {"namespace": KEY.namespace, "group": KEY.group, "data_id": KEY.data_id}
 
 
@@ -121,13 +126,34 @@ def test_a_node_that_is_behind_hands_the_read_to_the_next_server() -> None:
     assert isinstance(done, Complete) and done.result.revision == 9
 
 
+def test_a_read_every_node_refuses_is_tried_again_after_a_pause_until_its_deadline() -> None:
+    h = Harness(servers=("a:1",))
+    handle = get(h)  # 3 s budget
+    h.fail(h.unanswered("config_get")[0], ErrorCode.UNAVAILABLE, "catching up after a start")
+    assert h.unanswered("config_get") == [] and h.outcome(handle) is None
+    h.advance(READ_RETRY_PAUSE_MS - 1)
+    assert h.unanswered("config_get") == []
+    h.advance(1)
+    h.fail(h.unanswered("config_get")[0], ErrorCode.UNAVAILABLE, "catching up after a start")
+    h.advance(2 * READ_RETRY_PAUSE_MS + 1)  # the pause doubles
+    (again,) = h.unanswered("config_get")
+    assert len(h.requests("config_get")) == 3
+    h.reply(again, entry(2))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.revision == 2
+
+
 def test_when_every_node_is_behind_the_error_names_the_servers_and_the_revision() -> None:
     h = Harness(servers=("a:1", "b:2"))
     h.core.configs.note(KEY, 9)
     handle = get(h)
-    h.fail(h.unanswered("config_get")[0], ErrorCode.UNAVAILABLE, "behind")
-    h.fail(h.unanswered("config_get")[0], ErrorCode.UNAVAILABLE, "behind")
+    for _ in range(100):
+        h.fail_all("config_get", ErrorCode.UNAVAILABLE, "behind")
+        if h.outcome(handle) is not None:
+            break
+        h.advance(100)
     assert h.unanswered("config_get") == []
+    assert h.now <= 3.0  # within the call's budget
     done = h.outcome(handle)
     assert isinstance(done, Fail) and isinstance(done.error, ServerError)
     text = str(done.error)
