@@ -203,8 +203,9 @@ CONFIG_WRITE_OPS = (
 def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BYTES) -> Any:
     """msgpack-decode a config request body of at most the content cap plus overhead.
 
-    Strings and bins are bounded by the content cap (the content is the one large field);
-    maps and arrays by the client plane's limits.  TOO_LARGE beyond a limit, MALFORMED for
+    Strings and bins are bounded by the body's limit (the content is the one large field;
+    its own check, with the request id, names the content cap); maps and arrays by the
+    client plane's limits.  TOO_LARGE beyond a limit, MALFORMED for
     bytes that are not one msgpack value.
     """
     max_bytes = max_content_bytes + CONFIG_BODY_OVERHEAD
@@ -219,8 +220,8 @@ def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BY
             body,
             raw=False,
             strict_map_key=True,
-            max_str_len=max_content_bytes,
-            max_bin_len=max_content_bytes,
+            max_str_len=max_bytes,  # the content's own check names the cap (and the id)
+            max_bin_len=max_bytes,
             max_ext_len=0,
             max_map_len=limits.MAX_MAP_ENTRIES,
             max_array_len=limits.MAX_ARRAY_LEN,
