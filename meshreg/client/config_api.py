@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
+from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
 from meshreg.configcenter.model import ConfigKey
 from meshreg.errors import (
@@ -327,10 +328,6 @@ class ConfigMixin:
             if key is None:
                 raise
             raise ServerUnreachableError(f"{key}: {exc}") from None
-
-
-def _key_fields(key: ConfigKey) -> dict[str, Any]:
-    return {"namespace": key.namespace, "group": key.group, "data_id": key.data_id}
 
 
 def _present(**fields: Any) -> dict[str, Any]:

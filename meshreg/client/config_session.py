@@ -75,7 +75,7 @@ CONFIG_WRITES = frozenset(
 )
 
 
-def _key_fields(key: ConfigKey) -> dict[str, Any]:
+def key_fields(key: ConfigKey) -> dict[str, Any]:
     return {"namespace": key.namespace, "group": key.group, "data_id": key.data_id}
 
 
@@ -318,7 +318,7 @@ class ConfigPolicy:
         # Held revision; nothing held (or only the disk copy, which may be from another
         # cluster's history): 0, so the node answers with what it has.
         held = lst.revision if lst.known and not lst.from_disk else 0
-        fields = {**_key_fields(key), "revision": held}
+        fields = {**key_fields(key), "revision": held}
 
         def answered(ans: ListenAnswer) -> None:
             lst.busy = False
@@ -396,7 +396,7 @@ class ConfigPolicy:
             )
 
         timeout = max(3.0, self.s.settings.attempt_timeout)
-        fields = {**_key_fields(key), "min_revision": want}
+        fields = {**key_fields(key), "min_revision": want}
         self._read(key, fields, self.s._now + timeout, got, failed)
 
     def _deliver(
@@ -436,7 +436,7 @@ class ConfigPolicy:
             if not lst.listeners and not lst.waiting:
                 self._drop(lst)
                 self.s.request(
-                    "config_unlisten", _key_fields(cmd.key), self.s.settings.attempt_timeout,
+                    "config_unlisten", key_fields(cmd.key), self.s.settings.attempt_timeout,
                     on_error=lambda exc: None,
                 )  # fmt: skip
         self._out(Complete(cmd.reply_to, None))
