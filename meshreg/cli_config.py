@@ -105,7 +105,8 @@ def config() -> None:
     "kind",
     type=click.Choice(CONFIG_TYPES),
     default=None,
-    help="The content's type (default: from the file's extension, else text).",
+    help="The content's type (default: from the file's extension, else the type it has, "
+    "else text).",
 )
 @if_revision_option
 @click.option("--desc", default=None, help="A description.")
@@ -129,10 +130,13 @@ def publish(
     """Create or replace DATA_ID (acknowledged by a majority of the nodes)."""
     text, guessed = _content(file, content)
     with _client(servers, namespace, group, timeout) as c:
+        if kind is None and guessed is None:  # keep the type it has (text if new)
+            current = c.config_get(data_id)
+            guessed = current.type if current is not None else "text"
         info = c.config_publish(
             data_id,
             text,
-            type=kind or guessed or "text",
+            type=kind or guessed,
             if_revision=if_revision,
             desc=desc,
             tags=_pairs(tags, "--tag") or None,

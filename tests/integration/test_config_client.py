@@ -83,6 +83,8 @@ def test_cli_publish_get_list_history_rollback_delete_on_a_real_node(node: NodeP
     assert (got["type"], got["revision"], got["tags"], got["description"]) == (
         "yaml", 1, {"team": "core"}, "the app")  # fmt: skip
     ok(cfg(node, "publish", "app.yaml", "--content", "a: 2\n", "--if-revision", "1"))
+    kept = json.loads(ok(cfg(node, "get", "app.yaml", "--json")).stdout)
+    assert kept["type"] == "yaml"  # no --type: the type it had
     stale = cfg(node, "publish", "app.yaml", "--content", "a: 3\n", "--if-revision", "1")
     assert stale.returncode == 1 and "CONFLICT" in stale.stderr and "revision 2" in stale.stderr
     ok(cfg(node, "publish", "db.properties", "--content", "url=x", "-g", "infra"))
@@ -149,6 +151,28 @@ def test_a_listener_on_node_c_hears_a_publish_on_node_a(
         gone = writer.config_delete("svc.json")
         assert calls.next() == (None, gone.revision)
         assert max(latencies) < 5.0
+
+
+def test_a_listener_whose_node_dies_gets_what_it_missed_from_another(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    a, b, c = start_cluster(3)
+    with (
+        Client([a.address], timeout=5) as writer,
+        Client([c.address, b.address], timeout=3, attempt_timeout=0.5) as reader,
+    ):
+        wait_until(lambda: _publishes(writer), 20, what="the cluster to accept config writes")
+        calls = Calls()
+        reader.config_listen("x.txt", calls)
+        assert calls.next() == (None, 0)
+        first = writer.config_publish("x.txt", "one")
+        assert calls.next() == ("one", first.revision)
+        c.kill()  # the listener's node: its pushes stop
+        missed = writer.config_publish("x.txt", "two")  # a and b are a majority
+        # the client's probe finds c silent, switches to b and listens again with the
+        # revision it holds: b answers with the one it missed
+        assert calls.next(timeout=20) == ("two", missed.revision)
+        assert reader.server == b.address
 
 
 def _publishes(c: Client) -> bool:
