@@ -14,7 +14,12 @@ import click
 from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
 from meshreg.client.config_archive import ON_CONFLICT, export_namespace, import_items, read_archive
 from meshreg.client.configs import ConfigInfo
-from meshreg.configcenter.model import CONFIG_TYPES, content_md5
+from meshreg.configcenter.model import (
+    CONFIG_TYPES,
+    DEFAULT_MAX_CONTENT_BYTES,
+    HARD_MAX_CONTENT_BYTES,
+    content_md5,
+)
 from meshreg.errors import MeshregError
 
 # A file's extension -> its config type, when --type is not given.
@@ -28,6 +33,15 @@ TYPE_BY_SUFFIX = {
 }
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+max_bytes_option = click.option(
+    "--max-bytes",
+    type=click.IntRange(1, HARD_MAX_CONTENT_BYTES),
+    default=DEFAULT_MAX_CONTENT_BYTES,
+    envvar="MESHREG_CONFIG_MAX_BYTES",
+    show_default=True,
+    help="Largest content sent (the nodes' config_max_content_bytes) "
+    "(env MESHREG_CONFIG_MAX_BYTES).",
+)
 if_revision_option = click.option(
     "--if-revision",
     type=click.IntRange(0),
@@ -111,6 +125,7 @@ def config() -> None:
 @if_revision_option
 @click.option("--desc", default=None, help="A description.")
 @click.option("--tag", "tags", multiple=True, help="K=V tag; repeatable.")
+@max_bytes_option
 @json_option
 @client_options
 def publish(
@@ -121,6 +136,7 @@ def publish(
     if_revision: int | None,
     desc: str | None,
     tags: tuple[str, ...],
+    max_bytes: int,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -129,17 +145,16 @@ def publish(
 ) -> None:
     """Create or replace DATA_ID (acknowledged by a majority of the nodes)."""
     text, guessed = _content(file, content)
-    with _client(servers, namespace, group, timeout) as c:
+    tag_map = _pairs(tags, "--tag") or None
+    with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
         if kind is None and guessed is None:  # keep the type it has (text if new)
+            fields = {"namespace": namespace, "group": group, "data_id": data_id,
+                      "content": text, "tags": tag_map, "desc": desc}  # fmt: skip
+            c._config_check("config_publish", fields, max_bytes)  # bad input: no read first
             current = c.config_get(data_id)
             guessed = current.type if current is not None else "text"
         info = c.config_publish(
-            data_id,
-            text,
-            type=kind or guessed,
-            if_revision=if_revision,
-            desc=desc,
-            tags=_pairs(tags, "--tag") or None,
+            data_id, text, type=kind or guessed, if_revision=if_revision, desc=desc, tags=tag_map
         )
     _written("published", info, as_json)
 
@@ -340,6 +355,7 @@ def watch(
 )
 @click.option("--type", "kind", type=click.Choice(CONFIG_TYPES), default=None)
 @if_revision_option
+@max_bytes_option
 @json_option
 @client_options
 def gray(
@@ -350,6 +366,7 @@ def gray(
     clients: tuple[str, ...],
     kind: str | None,
     if_revision: int | None,
+    max_bytes: int,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -361,7 +378,7 @@ def gray(
     if not labels and not clients:
         raise click.UsageError("give --label K=V and/or --client HOST: who gets the gray version")
     text, guessed = _content(file, content)
-    with _client(servers, namespace, group, timeout) as c:
+    with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
         info = c.config_gray(
             data_id,
             text,
@@ -459,11 +476,13 @@ def export(out: str | None, servers: str, namespace: str, group: str, timeout: f
     show_default=True,
     help="A data id that exists: abort (write nothing), skip it, or overwrite it.",
 )
+@max_bytes_option
 @json_option
 @client_options
 def import_(
     file: str,
     on_conflict: str,
+    max_bytes: int,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -475,7 +494,7 @@ def import_(
         items = read_archive(file)
     except MeshregError as exc:
         _fail(str(exc))
-    with _client(servers, namespace, group, timeout) as c:
+    with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
         report = import_items(c, items, on_conflict)
     if as_json:
         click.echo(json.dumps(report.to_json(), sort_keys=True))

@@ -42,7 +42,11 @@ from meshreg.client.disk_cache import DiskCache
 from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
 from meshreg.client.selection import choose, eligible
 from meshreg.config import parse_address
-from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.model import (
+    DEFAULT_MAX_CONTENT_BYTES,
+    HARD_MAX_CONTENT_BYTES,
+    ConfigKey,
+)
 from meshreg.errors import (
     CallFailedError,
     ConfigError,
@@ -123,6 +127,7 @@ class Client(ConfigMixin):
         server_key: str | os.PathLike[str] | None = None,
         sessions: bool = True,
         labels: dict[str, str] | None = None,
+        config_max_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
@@ -133,7 +138,8 @@ class Client(ConfigMixin):
         gets anyway: the client falls back by itself).
 
         ``labels``: this client's labels; a config's gray version whose selector they match
-        is served to it (docs/CONFIG.md)."""
+        is served to it (docs/CONFIG.md). ``config_max_bytes``: the largest config content
+        this client sends (the nodes' default cap, 1 MiB; at most 10 MiB)."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
@@ -159,6 +165,12 @@ class Client(ConfigMixin):
         self._failed_lock = threading.Lock()
         cache = DiskCache(cache_dir) if cache_dir is not None else None
         self.labels = dict(labels or {})  # configs: config_api.py
+        cap = HARD_MAX_CONTENT_BYTES
+        if type(config_max_bytes) is not int or not 0 < config_max_bytes <= cap:
+            raise ConfigError(
+                f"Client: config_max_bytes must be 1..{cap}, got {config_max_bytes!r}"
+            )
+        self.config_max_bytes = config_max_bytes
         self._config_cache = cache
         self._config_logged: set[ConfigKey] = set()
         self._config_lock = threading.Lock()

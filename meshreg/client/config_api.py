@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
 from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
-from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
 from meshreg.errors import (
+    ErrorCode,
     InvalidArgumentError,
     NotFoundError,
     RequestRejected,
@@ -47,6 +48,7 @@ class ConfigMixin:
     group: str
     timeout: float
     labels: dict[str, str]
+    config_max_bytes: int
     _agent: ClientAgent
     _config_cache: DiskCache | None
     _config_logged: set[ConfigKey]
@@ -287,15 +289,26 @@ class ConfigMixin:
         return ConfigKey(namespace or self.namespace, group or self.group, data_id)
 
     def _config_write(self, op: str, key: ConfigKey, fields: dict[str, Any]) -> Any:
-        self._config_check(op, fields)
+        self._config_check(op, fields, self.config_max_bytes)
         return self._config_call(op, key, fields)
 
     @staticmethod
-    def _config_check(op: str, fields: dict[str, Any]) -> None:
-        """The node's own checks, before anything leaves."""
+    def _config_check(
+        op: str, fields: dict[str, Any], max_bytes: int = HARD_MAX_CONTENT_BYTES
+    ) -> None:
+        """The node's own checks, before anything leaves; ``max_bytes``: the content cap
+        (a node refuses more without being able to say which request it refused)."""
         try:
-            parse_config_request(encode_request(op, 0, **fields))
+            parse_config_request(encode_request(op, 0, **fields), max_bytes)
         except RequestRejected as exc:
+            if exc.code == ErrorCode.TOO_LARGE and max_bytes < HARD_MAX_CONTENT_BYTES:
+                raise InvalidArgumentError(
+                    int(exc.code),
+                    f"{exc.message}. This client's config_max_bytes is {max_bytes} (the nodes' "
+                    "default cap); if your nodes allow more (config_max_content_bytes), raise "
+                    "it: Client(config_max_bytes=...), CLI --max-bytes / "
+                    "MESHREG_CONFIG_MAX_BYTES",
+                ) from None
             raise InvalidArgumentError(int(exc.code), exc.message) from None
         except (TypeError, ValueError) as exc:  # not even encodable
             raise InvalidArgumentError(4, f"{op}: {exc}") from None

@@ -272,3 +272,17 @@ def test_import_on_conflict_abort_writes_nothing_skip_skips_overwrite_compares()
     assert report.overwritten == [("DEFAULT_GROUP", "app.yaml")]
     assert ("DEFAULT_GROUP", "app.yaml", 3) in target.published  # CAS on what was read
     assert target.configs[("DEFAULT_GROUP", "app.yaml")].content == "a: 1\n"
+
+
+def test_content_above_the_client_cap_is_refused_before_sending_naming_the_knob(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("x" * (1024 * 1024 + 1))
+    port = free_port_pair()  # nothing listens: refused before anything is sent
+    result = invoke("publish", "big", "--file", str(path), "-s", f"127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert "1048577 bytes" in result.output and "--max-bytes" in result.output
+    result = invoke("publish", "big", "--file", str(path), "-s", f"127.0.0.1:{port}",
+                    "--max-bytes", "2000000", "--timeout", "0.3")  # fmt: skip
+    assert result.exit_code == 1 and "no reply" in result.output  # it was sent this time
