@@ -717,5 +717,9 @@ def keygen(name: str, force: bool) -> None:
     )
 
 
+from meshreg.cli_config import config as _config_commands  # noqa: E402 (needs the above)
+
+main.add_command(_config_commands)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshreg.client.commands import Listener, ReplyTo
+from meshreg.client.configs import ConfigInfo, ConfigListener
+from meshreg.configcenter.model import ConfigKey
 from meshreg.model import InstanceList, ServiceKey
 
 
@@ -80,6 +82,33 @@ class LogLine:
     text: str
 
 
+@dataclass(frozen=True)
+class CallConfigListener:
+    """``listener(content, revision)``; content None: the data id is absent or deleted."""
+
+    listener: ConfigListener
+    content: str | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class SaveConfig:
+    """Keep ``entry`` in the disk cache (None: remove the data id's copy: deleted)."""
+
+    key: ConfigKey
+    entry: ConfigInfo | None
+
+
+@dataclass(frozen=True)
+class WatchConfigTopic:
+    key: ConfigKey
+
+
+@dataclass(frozen=True)
+class UnwatchConfigTopic:
+    key: ConfigKey
+
+
 Action = (
     ConnectServer
     | SendRequest
@@ -90,4 +119,8 @@ Action = (
     | Complete
     | Fail
     | LogLine
+    | CallConfigListener
+    | SaveConfig
+    | WatchConfigTopic
+    | UnwatchConfigTopic
 )

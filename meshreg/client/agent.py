@@ -35,18 +35,23 @@ import zmq
 
 from meshreg.client.actions import (
     Action,
+    CallConfigListener,
     CallListener,
     Complete,
     ConnectServer,
     DirectSend,
     Fail,
     LogLine,
+    SaveConfig,
     SaveToDisk,
     SendRequest,
+    UnwatchConfigTopic,
     UnwatchTopic,
+    WatchConfigTopic,
     WatchTopic,
 )
-from meshreg.client.commands import Command, Listener, RegisterBatch, Subscribe
+from meshreg.client.commands import Command, RegisterBatch, Subscribe
+from meshreg.client.configs import config_topic
 from meshreg.client.disk_cache import DiskCache
 from meshreg.client.messages import decode_notification_frames, decode_reply_frames
 
@@ -82,7 +87,8 @@ DRAIN_BATCH = 1024  # messages read from one socket in one turn
 FATAL_ERRNOS = frozenset((zmq.ETERM, errno.ENOTSOCK))
 LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-Notify = Callable[[Listener, InstanceList], None]
+# (callback, its argument) to run on the notifier thread; argument None: callback()
+Notify = Callable[[Callable[..., None], InstanceList | None], None]
 
 
 class ClientAgent:
@@ -100,12 +106,19 @@ class ClientAgent:
         curve: tuple[CurveKeys, bytes] | None = None,
         session: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        labels: dict[str, str] | None = None,
     ) -> None:
         """``curve``: this client's key pair and the cluster's public key (z85);
         ``session``: (namespace, session id) registrations are kept alive by (None:
-        per-instance beats); ``clock``: monotonic seconds, read once per turn."""
+        per-instance beats); ``clock``: monotonic seconds, read once per turn; ``labels``:
+        this client's labels (config gray release)."""
         settings = SessionSettings(
-            beat_interval, attempt_timeout, resync_interval, empty_protection, curve is not None
+            beat_interval,
+            attempt_timeout,
+            resync_interval,
+            empty_protection,
+            curve is not None,
+            tuple(sorted((labels or {}).items())),
         )
         self.core = ClientSession(servers, settings, session)
         self.curve = curve
@@ -260,6 +273,17 @@ class ClientAgent:
                     self._connect(host, port)
                 case LogLine(level, text):
                     log.log(LOG_LEVELS[level], "%s", text)
+                case CallConfigListener(listener, content, revision):
+                    self.notify(functools.partial(listener, content, revision), None)
+                case SaveConfig(key, entry):
+                    if self.cache is not None:  # on the notifier thread: no file I/O here
+                        self.notify(functools.partial(self.cache.save_config, key, entry), None)
+                case WatchConfigTopic(key):
+                    assert self._sub is not None
+                    self._sub.setsockopt(zmq.SUBSCRIBE, config_topic(key))
+                case UnwatchConfigTopic(key):
+                    assert self._sub is not None
+                    self._sub.setsockopt(zmq.UNSUBSCRIBE, config_topic(key))
 
     def _abandon(self, error: BaseException) -> None:
         """Fail every call still waiting, in the session and in the command queue."""
@@ -298,6 +322,8 @@ class ClientAgent:
                 self._sub.setsockopt(zmq.IPV6, 1)
             for key in self.core.watches:
                 self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
+            for ckey in self.core.configs.listens:
+                self._sub.setsockopt(zmq.SUBSCRIBE, config_topic(ckey))
             self._poller.register(self._sub, zmq.POLLIN)
         self._dealer = dealer
         self._poller.register(dealer, zmq.POLLIN)

@@ -37,10 +37,16 @@ from meshreg.client.commands import (
     Subscribe,
     Unsubscribe,
 )
+from meshreg.client.config_api import ConfigMixin
 from meshreg.client.disk_cache import DiskCache
 from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
 from meshreg.client.selection import choose, eligible
 from meshreg.config import parse_address
+from meshreg.configcenter.model import (
+    DEFAULT_MAX_CONTENT_BYTES,
+    HARD_MAX_CONTENT_BYTES,
+    ConfigKey,
+)
 from meshreg.errors import (
     CallFailedError,
     ConfigError,
@@ -100,8 +106,8 @@ def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
 AHEAD_CHUNKS = 8  # register_many: chunks of 1,000 checked and queued ahead of the replies
 
 
-class Client:
-    """A meshreg client bound to one namespace and group.
+class Client(ConfigMixin):
+    """A meshreg client bound to one namespace and group (configs: config_api.py).
 
     >>> c = Client(["127.0.0.1:7800"])                      # doctest: +SKIP
     >>> c.register("orders", "10.0.0.5", 8080)              # doctest: +SKIP
@@ -123,6 +129,8 @@ class Client:
         key: str | os.PathLike[str] | None = None,
         server_key: str | os.PathLike[str] | None = None,
         sessions: bool = True,
+        labels: dict[str, str] | None = None,
+        config_max_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
@@ -130,7 +138,11 @@ class Client:
         ``sessions``: keep registrations alive with one client session (one renewal per
         ``beat_interval`` for all of them; docs/PROTOCOL.md, "Sessions"); False: each
         registration beats on its own (the v1 ``beat``, what a node older than sessions
-        gets anyway: the client falls back by itself)."""
+        gets anyway: the client falls back by itself).
+
+        ``labels``: this client's labels; a config's gray version whose selector they match
+        is served to it (docs/CONFIG.md). ``config_max_bytes``: the largest config content
+        this client sends (the nodes' default cap, 1 MiB; at most 10 MiB)."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
@@ -155,7 +167,19 @@ class Client:
         self._failed_at: dict[str, float] = {}  # address -> monotonic time of its last failure
         self._failed_lock = threading.Lock()
         cache = DiskCache(cache_dir) if cache_dir is not None else None
-        self._notifications: queue.SimpleQueue[tuple[Listener, InstanceList] | None] = (
+        self.labels = dict(labels or {})  # configs: config_api.py
+        cap = HARD_MAX_CONTENT_BYTES
+        if type(config_max_bytes) is not int or not 0 < config_max_bytes <= cap:
+            raise ConfigError(
+                f"Client: config_max_bytes must be 1..{cap}, got {config_max_bytes!r}"
+            )
+        self.config_max_bytes = config_max_bytes
+        self._config_cache = cache
+        self._config_logged: set[ConfigKey] = set()
+        self._config_lock = threading.Lock()
+        if self.labels:
+            self._config_check("config_get", {"data_id": "x", "labels": self.labels})
+        self._notifications: queue.SimpleQueue[tuple[Any, InstanceList | None] | None] = (
             queue.SimpleQueue()
         )
         self._notifier = threading.Thread(
@@ -172,6 +196,7 @@ class Client:
             empty_protection=empty_protection,
             curve=curve,
             session=(namespace, self.session) if self.session is not None else None,
+            labels=self.labels,
         )
         self._agent.start()
         self._close_lock = threading.Lock()
@@ -618,7 +643,7 @@ class Client:
                 return
             callback, instances = item
             try:
-                callback(instances.copy())
+                callback(instances.copy()) if instances is not None else callback()
             except Exception:
                 log.exception("meshreg subscriber callback %r raised", callback)
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshreg.client.configs import ConfigInfo, ConfigListener
+from meshreg.configcenter.model import ConfigKey
 from meshreg.model import Instance, InstanceId, ServiceKey
 
 Listener = Callable[[list[Instance]], None]
@@ -136,6 +138,38 @@ class Shutdown:
     reply_to: ReplyTo
 
 
+@dataclass(frozen=True)
+class ConfigCall:
+    """A ``config_*`` request: reads carry the highest revision seen of ``key`` (and the
+    client's labels), results raise it (client/config_session.py).  ``key`` None:
+    config_list."""
+
+    op: str
+    key: ConfigKey | None
+    fields: dict[str, Any]
+    timeout: float
+    reply_to: ReplyTo
+
+
+@dataclass(frozen=True)
+class ConfigListen:
+    """Call ``listener(content, revision)`` now and on every change of ``key``;
+    ``saved``: its disk copy, served when no node answers the first listen."""
+
+    key: ConfigKey
+    listener: ConfigListener
+    timeout: float
+    reply_to: ReplyTo
+    saved: ConfigInfo | None = None
+
+
+@dataclass(frozen=True)
+class ConfigUnlisten:
+    key: ConfigKey
+    listener: ConfigListener | None  # None: every listener
+    reply_to: ReplyTo
+
+
 Command = (
     Call
     | Register
@@ -149,4 +183,7 @@ Command = (
     | ListRegistrations
     | ForgetRegistrations
     | Shutdown
+    | ConfigCall
+    | ConfigListen
+    | ConfigUnlisten
 )

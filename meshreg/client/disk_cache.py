@@ -5,13 +5,15 @@ fsync, then ``os.replace``), so a crash mid-write leaves the old file or the
 new one, never a torn one.  A file that cannot be read is ignored (and
 logged), never trusted: whatever a file holds (the wrong types, nesting deep
 enough to exhaust the parser, megabytes of it) is treated as no file at all.
-Layout: ``<dir>/<namespace>/<group>/<service>.json``;
+Layout: ``<dir>/<namespace>/<group>/<service>.json``, and configs (the last version
+read or pushed) in ``<dir>/+configs/<namespace>/<group>/<data_id>.json``;
 names are restricted to ``[0-9A-Za-z@.:_-]`` by the protocol, so they are
 safe path components.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from meshreg.client.configs import ConfigInfo, config_info_from_map
+from meshreg.configcenter.model import ConfigKey
 from meshreg.model import Instance, ServiceKey
 from meshreg.wire.results import check_instance
 
@@ -27,6 +31,35 @@ log = logging.getLogger("meshreg.client")
 
 FORMAT = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024  # bytes; a larger file is not a cache file we wrote
+CONFIG_DIR = "+configs"  # configs' subdirectory ('+' is in no name)
+
+
+def write_json_atomic(target: Path, body: Any) -> None:
+    """``body`` as JSON in ``target``: a temporary file in the same directory, fsync, then
+    ``os.replace`` (a crash leaves the old file or the new one, never a torn one)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(body, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of at most MAX_FILE_BYTES (FileNotFoundError when absent)."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read(MAX_FILE_BYTES + 1)
+    if len(text) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+    return json.loads(text)
 
 
 class DiskCache:
@@ -42,8 +75,6 @@ class DiskCache:
     def save(self, key: ServiceKey, instances: list[Instance]) -> None:
         """Write the list atomically; errors are logged, never raised (a cache is optional)."""
         try:
-            target = self.path(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
             body = {
                 "format": FORMAT,
                 "namespace": key.namespace,
@@ -52,19 +83,7 @@ class DiskCache:
                 "saved_at": time.time(),
                 "instances": [i.to_wire() for i in instances],
             }
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(body, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_json_atomic(self.path(key), body)
         except (OSError, ValueError) as exc:
             log.warning("could not write the disk cache for %s in %s: %s", key, self.directory, exc)
 
@@ -73,11 +92,7 @@ class DiskCache:
         path: Path | str = self.directory
         try:
             path = self.path(key)
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read(MAX_FILE_BYTES + 1)
-            if len(text) > MAX_FILE_BYTES:
-                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-            body: Any = json.loads(text)
+            body: Any = read_json(path)
             if not isinstance(body, dict):
                 raise ValueError("not a JSON object")
             if body.get("format") != FORMAT or tuple(
@@ -98,6 +113,55 @@ class DiskCache:
             # a cache is optional: nothing a file holds may reach the caller
             log.warning(
                 "ignoring the disk cache file %s for %s (treated as absent): %s: %s",
+                path,
+                key,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    # -- configs (docs/CONFIG.md, "Client and CLI") ---------------------------------------------
+    def config_path(self, key: ConfigKey) -> Path:
+        """``<dir>/+configs/<namespace>/<group>/<data_id>.json`` ('+' is in no name: no
+        service's file can be there)."""
+        for part in key:
+            if part in (".", "..") or "/" in part or not part:
+                raise ValueError(f"unsafe name in {key}")
+        return self.directory / CONFIG_DIR / key.namespace / key.group / f"{key.data_id}.json"
+
+    def save_config(self, key: ConfigKey, entry: ConfigInfo | None) -> None:
+        """Keep a config's version atomically (None: the data id was deleted: remove its
+        copy); errors are logged, never raised."""
+        try:
+            target = self.config_path(key)
+            if entry is None:
+                target.unlink(missing_ok=True)
+                return
+            body = {"format": FORMAT, "saved_at": time.time(), "entry": entry.to_json()}
+            body["entry"].pop("from_cache", None)
+            write_json_atomic(target, body)
+        except (OSError, ValueError) as exc:
+            log.warning("could not write the disk cache for config %s in %s: %s", key,
+                        self.directory, exc)  # fmt: skip
+
+    def load_config(self, key: ConfigKey) -> ConfigInfo | None:
+        """The disk copy of a config (marked ``from_cache``), or None when there is no
+        usable file (a file that cannot be read is logged and ignored)."""
+        path: Path | str = self.directory
+        try:
+            path = self.config_path(key)
+            body: Any = read_json(path)
+            if not isinstance(body, dict) or body.get("format") != FORMAT:
+                raise ValueError("not a config cache file")
+            entry = config_info_from_map(body.get("entry"), "the saved entry")
+            if entry.key != key:
+                raise ValueError("not a cache file for this data id")
+            return dataclasses.replace(entry, from_cache=True)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # nothing a file holds may reach the caller
+            log.warning(
+                "ignoring the disk cache file %s for config %s (treated as absent): %s: %s",
                 path,
                 key,
                 type(exc).__name__,

@@ -23,6 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshreg.client.configs import (
+    ConfigChanged,
+    decode_config_notification,
+    decode_config_result,
+    is_config_topic,
+)
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
 from meshreg.wire.notifications import decode_notification
@@ -133,6 +139,8 @@ def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
 def decode_result(op: str, raw: Any) -> Any:
     """The typed result of ``op``; RemoteProtocolError when it has the wrong shape.
     Writes (register, beat, ...) return nothing the client reads: passed through."""
+    if op.startswith("config_"):  # the configuration center (client/configs.py)
+        return decode_config_result(op, raw)
     r = check_result(op, raw)
     if op == "instances":
         return snapshot_from_map(r)
@@ -176,6 +184,7 @@ class ServiceSync:
 
 
 Notification = ServiceDelta | ServiceSync
+Pushed = Notification | ConfigChanged  # what a SUB delivers: a service's or a config's change
 
 
 def notification_from_map(msg: Mapping[str, Any]) -> Notification:
@@ -197,6 +206,8 @@ def notification_from_map(msg: Mapping[str, Any]) -> Notification:
     )
 
 
-def decode_notification_frames(frames: list[bytes]) -> Notification:
+def decode_notification_frames(frames: list[bytes]) -> Pushed:
     """A SUB's frames [topic, body] -> the notification; RemoteProtocolError if malformed."""
+    if frames and is_config_topic(frames[0]):
+        return decode_config_notification(frames)
     return notification_from_map(decode_notification(frames))

@@ -82,6 +82,9 @@ from meshreg.client.commands import (
     Call,
     CloseSession,
     Command,
+    ConfigCall,
+    ConfigListen,
+    ConfigUnlisten,
     Deregister,
     ForgetRegistrations,
     Listener,
@@ -96,10 +99,12 @@ from meshreg.client.commands import (
     Subscribe,
     Unsubscribe,
 )
+from meshreg.client.config_session import ConfigPolicy
+from meshreg.client.configs import ConfigChanged
 from meshreg.client.messages import (
     ClusterView,
     InstancesSnapshot,
-    Notification,
+    Pushed,
     Reply,
     ReplyOk,
     ServiceDelta,
@@ -148,6 +153,7 @@ class SessionSettings:
     resync_interval: float  # s; watched services are re-pulled this often
     empty_protection: bool = True  # an empty list needs a second opinion
     secure: bool = False  # CURVE is on: an unanswered call hints at keys and the ACL
+    labels: tuple[tuple[str, str], ...] = ()  # this client's labels (config gray release)
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,7 @@ class ClientSession:
         self._batches = True  # False: the server does not know register_batch (older)
         self.status = self._new_status()  # replaced whole when _status_changed is set
         self._status_changed = False
+        self.configs = ConfigPolicy(self, dict(settings.labels))  # config_session.py
 
     # -- what the loop reads ---------------------------------------------------------------
     @property
@@ -271,9 +278,9 @@ class ClientSession:
         wake = min(now + 1.0, self._next_beat, self._next_resync, self._earliest)
         if self.registrations:
             wake = min(wake, self._next_view)
-        if self.watches:
+        if self.watches or self.configs.listens:
             wake = min(wake, self._next_probe)
-        return wake
+        return min(wake, self.configs.next_wake())
 
     def _address(self, index: int) -> str:
         host, port = self.servers[index]
@@ -343,12 +350,16 @@ class ClientSession:
             case Shutdown(reply_to):
                 self.closed = True
                 self._out.append(Complete(reply_to, None))
+            case ConfigCall() | ConfigListen() | ConfigUnlisten():
+                self.configs.handle(command)
         return self._take()
 
     def on_reply(self, source: str, reply: Reply, now: float) -> list[Action]:
         """A decoded reply from ``source`` (the server, or a member a write went to)."""
         self._now = now
         self._failed_switches = self._backoff_rounds = 0  # somebody answers: no more backoff
+        if self.configs.stale:
+            self.configs.server_answers()  # listeners served from disk: a node is back
         pending = self._pending.pop(reply.request_id, None)
         if self._backlog:
             self._pump()
@@ -375,8 +386,11 @@ class ClientSession:
         self._malformed_from(source, why)
         return self._take()
 
-    def on_notification(self, note: Notification, now: float) -> list[Action]:
+    def on_notification(self, note: Pushed, now: float) -> list[Action]:
         self._now = now
+        if isinstance(note, ConfigChanged):
+            self.configs.on_notification(note)
+            return self._take()
         watch = self.watches.get(note.key)
         if watch is None:
             return self._take()
@@ -441,7 +455,8 @@ class ClientSession:
                 self._pull(key)
         if now >= self._next_view and self.registrations:
             self._refresh_view()
-        if self.watches and now >= self._next_probe:
+        self.configs.tick(now)
+        if (self.watches or self.configs.listens) and now >= self._next_probe:
             # A watcher sends nothing on its own: ping so a dead server is noticed.
             self._next_probe = now + PROBE_INTERVAL
             if not self._pending:
@@ -465,6 +480,7 @@ class ClientSession:
             for reply_to, _ in w.waiting:
                 self._out.append(Fail(reply_to, error))
             w.waiting.clear()
+        self.configs.abandon(error)
         return self._take()
 
     # -- logging ----------------------------------------------------------------------------
@@ -516,6 +532,7 @@ class ClientSession:
         for key in self.watches:  # the new server may be another incarnation
             self.watches[key].pulling = False
             self._pull(key)
+        self.configs.relisten()  # pushes may have been missed meanwhile
 
     # -- the cluster view: writes straight to the responsible node ------------------------------
     def _refresh_view(self) -> None:
@@ -553,18 +570,21 @@ class ClientSession:
         on_error: Callable[[BaseException], None] | None = None,
         via: str | None = None,
         priority: bool = False,
+        attempt_timeout: float | None = None,
     ) -> None:
         """Send ``op`` (or queue it behind MAX_IN_FLIGHT, FIFO); ``priority``: at once,
-        past the window and its backlog (session renewals)."""
+        past the window and its backlog (session renewals); ``attempt_timeout``: this
+        request's first attempt budget (None: the setting)."""
         req_id = next(self._ids)
         now = self._now
+        attempt = self.settings.attempt_timeout if attempt_timeout is None else attempt_timeout
         pending = Pending(
             op,
             encode_request(op, req_id, **fields),
             fields,
             timeout,
             now + timeout,
-            now + min(timeout, self.settings.attempt_timeout),
+            now + min(timeout, attempt),
             reply_to,
             on_reply,
             on_error,

@@ -1,0 +1,510 @@
+"""``meshreg config ...``: the configuration center's commands (docs/CONFIG.md, "Client and
+CLI"), thin click commands over the client's config methods (client/config_api.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+import click
+
+from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
+from meshreg.client.config_archive import ON_CONFLICT, export_namespace, import_items, read_archive
+from meshreg.client.configs import ConfigInfo
+from meshreg.configcenter.model import (
+    CONFIG_TYPES,
+    DEFAULT_MAX_CONTENT_BYTES,
+    HARD_MAX_CONTENT_BYTES,
+    content_md5,
+)
+from meshreg.errors import MeshregError
+
+# A file's extension -> its config type, when --type is not given.
+TYPE_BY_SUFFIX = {
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".properties": "properties",
+    ".toml": "toml",
+    ".xml": "xml",
+}
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+max_bytes_option = click.option(
+    "--max-bytes",
+    type=click.IntRange(1, HARD_MAX_CONTENT_BYTES),
+    default=DEFAULT_MAX_CONTENT_BYTES,
+    envvar="MESHREG_CONFIG_MAX_BYTES",
+    show_default=True,
+    help="Largest content sent (the nodes' config_max_content_bytes) "
+    "(env MESHREG_CONFIG_MAX_BYTES).",
+)
+if_revision_option = click.option(
+    "--if-revision",
+    type=click.IntRange(0),
+    default=None,
+    help="Only if the data id is at this revision (0: only if it does not exist).",
+)
+
+
+def _content(file: str | None, content: str | None) -> tuple[str, str | None]:
+    """(content, type guessed from the file's extension) of --file F / --content S."""
+    if (file is None) == (content is None):
+        raise click.UsageError("give exactly one of --file F or --content S")
+    if content is not None:
+        return content, None
+    assert file is not None
+    try:
+        if file == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(file, "rb") as fh:
+                raw = fh.read()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot read {file}: {exc.strerror}", param_hint="--file"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(
+            f"{file} is not UTF-8 text (byte {exc.start}); configs are text: encode binary data "
+            "(e.g. base64) first",
+            param_hint="--file",
+        ) from None
+    return text, TYPE_BY_SUFFIX.get(os.path.splitext(file)[1].lower())
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
+        out[k] = v
+    return out
+
+
+def _written(verb: str, info: ConfigInfo, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(info.to_json(), sort_keys=True))
+        return
+    gray = " (gray version kept)" if info.gray is not None and verb != "gray" else ""
+    click.echo(
+        f"{verb} {_safe(info.namespace)}/{_safe(info.group)}/{_safe(info.data_id)}: revision "
+        f"{info.revision} (md5 {info.md5}){gray}"
+    )
+
+
+def _group_given() -> bool:
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source("group")
+    return source is not None and source.name != "DEFAULT"
+
+
+@click.group("config")
+def config() -> None:
+    """The configuration center: versioned configs, history, listeners, gray release."""
+
+
+@config.command()
+@click.argument("data_id")
+@click.option("--file", "file", default=None, help="Read the content from F ('-': stdin).")
+@click.option("--content", default=None, help="The content itself.")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(CONFIG_TYPES),
+    default=None,
+    help="The content's type (default: from the file's extension, else the type it has, "
+    "else text).",
+)
+@if_revision_option
+@click.option("--desc", default=None, help="A description.")
+@click.option("--tag", "tags", multiple=True, help="K=V tag; repeatable.")
+@max_bytes_option
+@json_option
+@client_options
+def publish(
+    data_id: str,
+    file: str | None,
+    content: str | None,
+    kind: str | None,
+    if_revision: int | None,
+    desc: str | None,
+    tags: tuple[str, ...],
+    max_bytes: int,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Create or replace DATA_ID (acknowledged by a majority of the nodes)."""
+    text, guessed = _content(file, content)
+    tag_map = _pairs(tags, "--tag") or None
+    with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
+        if kind is None and guessed is None:  # keep the type it has (text if new)
+            fields = {"namespace": namespace, "group": group, "data_id": data_id,
+                      "content": text, "tags": tag_map, "desc": desc}  # fmt: skip
+            c._config_check("config_publish", fields, max_bytes)  # bad input: no read first
+            current = c.config_get(data_id)
+            guessed = current.type if current is not None else "text"
+        info = c.config_publish(
+            data_id, text, type=kind or guessed, if_revision=if_revision, desc=desc, tags=tag_map
+        )
+    _written("published", info, as_json)
+
+
+@config.command()
+@click.argument("data_id")
+@click.option("--revision", type=click.IntRange(1), default=None, help="A past revision.")
+@click.option(
+    "--cache-dir",
+    default=None,
+    envvar="MESHREG_CACHE_DIR",
+    help="Disk cache directory: keeps what is read, serves it when no node answers.",
+)
+@json_option
+@client_options
+def get(
+    data_id: str,
+    revision: int | None,
+    cache_dir: str | None,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Print DATA_ID's content as it is (--json: one object with its metadata)."""
+    with _client(servers, namespace, group, timeout, cache_dir=cache_dir) as c:
+        info = c.config_get(data_id, revision=revision)
+    if info is None:
+        at = f" at revision {revision}" if revision is not None else ""
+        _fail(
+            f"no config {data_id!r}{at} in namespace {namespace!r}, group {group!r} (absent, "
+            "deleted or pruned from the history); see `meshreg config list` / `history`"
+        )
+    if info.from_cache:
+        click.echo(
+            f"meshreg: no node answers; this is the disk cache copy (revision {info.revision})",
+            err=True,
+        )
+    if as_json:
+        click.echo(json.dumps(info.to_json(), sort_keys=True))
+    else:
+        sys.stdout.write(info.content)
+        sys.stdout.flush()
+
+
+@config.command()
+@click.argument("data_id")
+@if_revision_option
+@json_option
+@client_options
+def delete(
+    data_id: str,
+    if_revision: int | None,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Delete DATA_ID (a new revision: a tombstone; its history stays)."""
+    with _client(servers, namespace, group, timeout) as c:
+        info = c.config_delete(data_id, if_revision=if_revision)
+    _written("deleted", info, as_json)
+
+
+@config.command("list")
+@click.option("--pattern", default="*", show_default=True, help="* any run, ? one character.")
+@json_option
+@client_options
+def list_(
+    pattern: str, as_json: bool, servers: str, namespace: str, group: str, timeout: float
+) -> None:
+    """List the data ids of a namespace (every group unless -g is given)."""
+    every = not _group_given()
+    with _client(servers, namespace, group, timeout) as c:
+        items = c.config_list(pattern=pattern, group=group, all_groups=every)
+    if as_json:
+        click.echo(json.dumps([_listed(i) for i in items], sort_keys=True))
+        return
+    for i in items:
+        gray = " gray" if i.gray is not None else ""
+        click.echo(
+            f"{_safe(i.group):<20} {_safe(i.data_id):<32} {i.type:<10} rev {i.revision:<6} "
+            f"{i.md5}{gray}"
+        )
+
+
+def _listed(info: ConfigInfo) -> dict[str, Any]:
+    out = info.to_json()
+    out.pop("content", None)
+    out.pop("gray_served", None)
+    if "gray" in out:
+        out["gray"].pop("content", None)
+    return out
+
+
+@config.command()
+@click.argument("data_id")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@json_option
+@client_options
+def history(
+    data_id: str,
+    limit: int,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """DATA_ID's kept revisions, newest first."""
+    with _client(servers, namespace, group, timeout) as c:
+        items = c.config_history(data_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps([i.to_json() for i in items], sort_keys=True))
+        return
+    if not items:
+        _fail(f"no history of {data_id!r} in namespace {namespace!r}, group {group!r}")
+    for i in items:
+        by = f" by {_safe(i.modified_by)}" if i.modified_by else ""
+        click.echo(
+            f"rev {i.revision:<6} {i.change:<9} {_when(i.modified)}{by}  md5 {i.md5}  "
+            f"{len(i.content.encode())} bytes {i.type}"
+        )
+
+
+def _when(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+@config.command()
+@click.argument("data_id")
+@click.argument("revision", type=click.IntRange(1))
+@if_revision_option
+@json_option
+@client_options
+def rollback(
+    data_id: str,
+    revision: int,
+    if_revision: int | None,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Make REVISION's content DATA_ID's current one again (as a new revision)."""
+    with _client(servers, namespace, group, timeout) as c:
+        info = c.config_rollback(data_id, revision, if_revision=if_revision)
+    _written(f"rolled back to revision {revision}:", info, as_json)
+
+
+@config.command()
+@click.argument("data_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line and change.")
+@client_options
+def watch(
+    data_id: str, as_json: bool, servers: str, namespace: str, group: str, timeout: float
+) -> None:
+    """Print DATA_ID now and on every change until interrupted."""
+    out_lock = threading.Lock()
+
+    def changed(content: str | None, revision: int) -> None:
+        with out_lock:
+            if as_json:
+                line = {
+                    "namespace": namespace,
+                    "group": group,
+                    "data_id": data_id,
+                    "revision": revision,
+                    "md5": content_md5(content) if content is not None else None,
+                    "content": content,
+                    "deleted": content is None,
+                }
+                click.echo(json.dumps(line, sort_keys=True))
+            elif content is None:
+                click.echo(f"# {_safe(data_id)} revision {revision}: absent")
+            else:
+                click.echo(f"# {_safe(data_id)} revision {revision} (md5 {content_md5(content)})")
+                click.echo(content)
+            sys.stdout.flush()
+
+    with _client(servers, namespace, group, timeout) as c:
+        c.config_listen(data_id, changed)
+        _wait_for_signal()
+
+
+@config.command()
+@click.argument("data_id")
+@click.option("--file", "file", default=None, help="Read the gray content from F ('-': stdin).")
+@click.option("--content", default=None, help="The gray content itself.")
+@click.option("--label", "labels", multiple=True, help="K=V: clients with this label; repeatable.")
+@click.option(
+    "--client", "clients", multiple=True, help="HOST or HOST:PORT of a client; repeatable."
+)
+@click.option("--type", "kind", type=click.Choice(CONFIG_TYPES), default=None)
+@if_revision_option
+@max_bytes_option
+@json_option
+@client_options
+def gray(
+    data_id: str,
+    file: str | None,
+    content: str | None,
+    labels: tuple[str, ...],
+    clients: tuple[str, ...],
+    kind: str | None,
+    if_revision: int | None,
+    max_bytes: int,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Publish a gray version of DATA_ID for the clients with every --label or a --client
+    address; everyone else keeps the main version."""
+    if not labels and not clients:
+        raise click.UsageError("give --label K=V and/or --client HOST: who gets the gray version")
+    text, guessed = _content(file, content)
+    with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
+        info = c.config_gray(
+            data_id,
+            text,
+            labels=_pairs(labels, "--label") or None,
+            clients=list(clients) or None,
+            type=kind or guessed,
+            if_revision=if_revision,
+        )
+    _written("gray", info, as_json)
+
+
+@config.command()
+@click.argument("data_id")
+@if_revision_option
+@json_option
+@client_options
+def promote(
+    data_id: str,
+    if_revision: int | None,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Make DATA_ID's gray version the main one, for everyone."""
+    with _client(servers, namespace, group, timeout) as c:
+        info = c.config_promote(data_id, if_revision=if_revision)
+    _written("promoted", info, as_json)
+
+
+@config.command("gray-drop")
+@click.argument("data_id")
+@if_revision_option
+@json_option
+@client_options
+def gray_drop(
+    data_id: str,
+    if_revision: int | None,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Remove DATA_ID's gray version (its clients get the main one again)."""
+    with _client(servers, namespace, group, timeout) as c:
+        info = c.config_gray_drop(data_id, if_revision=if_revision)
+    _written("gray dropped", info, as_json)
+
+
+@config.command()
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    help="The zip file to write ('-': stdout; default meshreg-configs-NAMESPACE.zip).",
+)
+@client_options
+def export(out: str | None, servers: str, namespace: str, group: str, timeout: float) -> None:
+    """Export a namespace's configs (every group unless -g is given) as a zip."""
+    target = out or f"meshreg-configs-{namespace}.zip"
+    only = group if _group_given() else None
+    tmp = None
+    try:
+        with _client(servers, namespace, group, timeout) as c:
+            if target == "-":
+                import io
+
+                buf = io.BytesIO()
+                count = export_namespace(c, buf, only)
+                sys.stdout.buffer.write(buf.getvalue())
+                sys.stdout.flush()
+            else:
+                tmp = f"{target}.tmp-{os.getpid()}"
+                with open(tmp, "wb") as fh:
+                    count = export_namespace(c, fh, only)
+                os.replace(tmp, target)
+                tmp = None
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc}")
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    where = "stdout" if target == "-" else target
+    click.echo(f"exported {count} config(s) of namespace {namespace!r} to {where}", err=True)
+
+
+@config.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
+@click.option(
+    "--on-conflict",
+    type=click.Choice(ON_CONFLICT),
+    default="abort",
+    show_default=True,
+    help="A data id that exists: abort (write nothing), skip it, or overwrite it.",
+)
+@max_bytes_option
+@json_option
+@client_options
+def import_(
+    file: str,
+    on_conflict: str,
+    max_bytes: int,
+    as_json: bool,
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
+) -> None:
+    """Import an export zip into the namespace given with -n (groups as in the zip)."""
+    try:
+        items = read_archive(file)
+    except MeshregError as exc:
+        _fail(str(exc))
+    with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
+        report = import_items(c, items, on_conflict)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), sort_keys=True))
+    else:
+        click.echo(
+            f"imported into namespace {namespace!r}: {len(report.created)} created, "
+            f"{len(report.overwritten)} overwritten, {len(report.skipped)} skipped, "
+            f"{len(report.failed)} failed"
+        )
+        for (g, d), error in report.failed:
+            click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)
+    if report.failed:
+        sys.exit(1)

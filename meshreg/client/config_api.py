@@ -1,0 +1,348 @@
+"""The configuration center's methods of :class:`meshreg.client.Client` (a mixin).
+
+Each method checks its arguments with the node's own rules (wire/config_messages)
+before anything leaves, queues a command for the I/O thread and waits for its typed
+answer (client/configs.py) within the client's ``timeout``.  The policies (the highest
+revision seen per data id, listening, resync, the disk copy) are the sans-IO
+session's: client/config_session.py.  docs/CONFIG.md, "Client and CLI".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
+from meshreg.client.config_session import key_fields as _key_fields
+from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
+from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
+from meshreg.errors import (
+    ErrorCode,
+    InvalidArgumentError,
+    NotFoundError,
+    RequestRejected,
+    ServerError,
+    ServerUnreachableError,
+)
+from meshreg.wire.config_messages import parse_config_request
+from meshreg.wire.replies import encode_request
+
+if TYPE_CHECKING:
+    from meshreg.client.agent import ClientAgent
+    from meshreg.client.disk_cache import DiskCache
+
+log = logging.getLogger("meshreg.client")
+
+MAX_LIST_ITEMS = 1_000_000  # data ids config_list follows pages for at most
+_MISSING: Any = object()
+
+
+class ConfigMixin:
+    """Config methods; the Client provides the attributes below."""
+
+    namespace: str
+    group: str
+    timeout: float
+    labels: dict[str, str]
+    config_max_bytes: int
+    _agent: ClientAgent
+    _config_cache: DiskCache | None
+    _config_logged: set[ConfigKey]
+    _config_lock: threading.Lock
+
+    # -- reads ------------------------------------------------------------------------------
+    def config_get(
+        self,
+        data_id: str,
+        default: Any = None,
+        group: str | None = None,
+        namespace: str | None = None,
+        revision: int | None = None,
+    ) -> ConfigInfo | Any:
+        """The data id's current version (``revision``: that past revision), or ``default``
+        when it does not exist (or was deleted).
+
+        Never older than what this client has seen of it (its own writes included): a node
+        that has not caught up hands the read to another.  With ``cache_dir``, the version
+        read is kept on disk, and while no node answers the disk copy is returned (its
+        ``from_cache`` is True; logged once per data id).
+        """
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), "revision": revision}
+        self._config_check("config_get", fields)
+        try:
+            info: ConfigInfo = self._config_call("config_get", key, fields)
+        except NotFoundError:
+            return default
+        except ServerUnreachableError:
+            cache = self._config_cache
+            saved = cache.load_config(key) if cache is not None and revision is None else None
+            if saved is None:
+                raise
+            with self._config_lock:
+                first = key not in self._config_logged
+                self._config_logged.add(key)
+            if first:
+                log.warning(
+                    "config %s: no meshreg server answers; serving the disk cache copy "
+                    "(revision %d) from %s",
+                    key,
+                    saved.revision,
+                    cache.directory if cache is not None else "",
+                )
+            return saved
+        with self._config_lock:
+            self._config_logged.discard(key)
+        return info
+
+    def config_list(
+        self,
+        pattern: str = "*",
+        group: str | None = None,
+        namespace: str | None = None,
+        all_groups: bool = False,
+        page_size: int = 100,
+    ) -> list[ConfigInfo]:
+        """The data ids of a namespace and group (``all_groups``: every group) whose name
+        matches ``pattern`` (``*`` any run, ``?`` one character), sorted by group and data
+        id, without content; follows every page."""
+        ns = namespace or self.namespace
+        fields: dict[str, Any] = {
+            "namespace": ns,
+            "group": None if all_groups else (group or self.group),
+            "pattern": pattern,
+            "page_size": page_size,
+        }
+        self._config_check("config_list", fields)
+        items: list[ConfigInfo] = []
+        while len(items) < MAX_LIST_ITEMS:
+            page: ConfigPage = self._config_call("config_list", None, fields)
+            items.extend(page.items)
+            if page.next_cursor is None:
+                break
+            if page.next_cursor == fields.get("cursor"):
+                raise ServerError(
+                    7, f"config_list: the node returned cursor {page.next_cursor!r} twice"
+                )
+            fields["cursor"] = page.next_cursor
+        return items
+
+    def config_history(
+        self,
+        data_id: str,
+        limit: int = 100,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> list[ConfigInfo]:
+        """The data id's kept revisions, newest first (at most ``limit``), content included;
+        several versions of one revision (owners racing): the winner first."""
+        key = self._config_key(data_id, group, namespace)
+        fields: dict[str, Any] = {**_key_fields(key), "page_size": max(1, min(limit, 200))}
+        self._config_check("config_history", fields)
+        items: list[ConfigInfo] = []
+        while len(items) < limit:
+            page: ConfigPage = self._config_call("config_history", key, fields)
+            items.extend(page.items)
+            if page.next_cursor is None or page.next_cursor == fields.get("cursor"):
+                break
+            fields["cursor"] = page.next_cursor
+        return items[:limit]
+
+    # -- writes -----------------------------------------------------------------------------
+    def config_publish(
+        self,
+        data_id: str,
+        content: str,
+        type: str = "text",
+        if_revision: int | None = None,
+        desc: str | None = None,
+        tags: dict[str, str] | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo:
+        """Create or replace a config; returns the new version (acknowledged by a majority).
+
+        ``if_revision``: compare-and-set (0: the data id must not exist; N: it must be at
+        revision N), else ConflictError naming the current revision.
+        """
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), "content": content, "type": type}
+        fields.update(_present(if_revision=if_revision, desc=desc, tags=tags))
+        return self._config_write("config_publish", key, fields)  # type: ignore[no-any-return]
+
+    def config_delete(
+        self,
+        data_id: str,
+        if_revision: int | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo:
+        """Delete a config (a tombstone revision, returned); NotFoundError if absent."""
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), **_present(if_revision=if_revision)}
+        return self._config_write("config_delete", key, fields)  # type: ignore[no-any-return]
+
+    def config_rollback(
+        self,
+        data_id: str,
+        revision: int,
+        if_revision: int | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo:
+        """A new revision with the content, type, description and tags of ``revision``."""
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), "revision": revision, **_present(if_revision=if_revision)}
+        return self._config_write("config_rollback", key, fields)  # type: ignore[no-any-return]
+
+    def config_gray(
+        self,
+        data_id: str,
+        content: str,
+        labels: dict[str, str] | None = None,
+        clients: list[str] | None = None,
+        type: str | None = None,
+        if_revision: int | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo:
+        """Publish a gray version for the clients whose labels include every pair of
+        ``labels`` or whose address (host or host:port) is in ``clients``."""
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), "content": content}
+        fields.update(_present(labels=labels, clients=clients, type=type, if_revision=if_revision))
+        return self._config_write("config_gray", key, fields)  # type: ignore[no-any-return]
+
+    def config_promote(
+        self,
+        data_id: str,
+        if_revision: int | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo:
+        """The gray version becomes the main one (NotFoundError: no gray version)."""
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), **_present(if_revision=if_revision)}
+        return self._config_write("config_promote", key, fields)  # type: ignore[no-any-return]
+
+    def config_gray_drop(
+        self,
+        data_id: str,
+        if_revision: int | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo:
+        """Remove the gray version (NotFoundError: none)."""
+        key = self._config_key(data_id, group, namespace)
+        fields = {**_key_fields(key), **_present(if_revision=if_revision)}
+        return self._config_write("config_gray_drop", key, fields)  # type: ignore[no-any-return]
+
+    # -- listening --------------------------------------------------------------------------
+    def config_listen(
+        self,
+        data_id: str,
+        callback: ConfigListener,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> ConfigInfo | None:
+        """Call ``callback(content, revision)`` now and whenever what this client is served
+        changes; content None: absent or deleted.  Returns the current version (None:
+        absent).  Callbacks run on the client's notifier thread, one at a time.
+
+        A push from the server pulls the new version (gray resolved with this client's
+        labels); every 30 s and after a server switch the client listens again with the
+        revision it holds, so missed pushes come back.  With ``cache_dir``, while no node
+        answers, the disk copy is served (logged) until one does.
+        """
+        key = self._config_key(data_id, group, namespace)
+        self._config_check("config_listen", {**_key_fields(key), "revision": 0})
+        cache = self._config_cache
+        saved = cache.load_config(key) if cache is not None else None
+        result: ConfigInfo | None = self._config_wait(
+            "config_listen",
+            key,
+            lambda fut: self._agent.submit(ConfigListen(key, callback, self.timeout, fut, saved)),
+        )
+        return result
+
+    def config_unlisten(
+        self,
+        data_id: str,
+        callback: ConfigListener | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        """Stop calling ``callback`` (None: every callback) for the data id."""
+        key = self._config_key(data_id, group, namespace)
+        self._config_wait(
+            "config_unlisten",
+            key,
+            lambda fut: self._agent.submit(ConfigUnlisten(key, callback, fut)),
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+    def _config_key(self, data_id: str, group: str | None, namespace: str | None) -> ConfigKey:
+        return ConfigKey(namespace or self.namespace, group or self.group, data_id)
+
+    def _config_write(self, op: str, key: ConfigKey, fields: dict[str, Any]) -> Any:
+        self._config_check(op, fields, self.config_max_bytes)
+        return self._config_call(op, key, fields)
+
+    @staticmethod
+    def _config_check(
+        op: str, fields: dict[str, Any], max_bytes: int = HARD_MAX_CONTENT_BYTES
+    ) -> None:
+        """The node's own checks, before anything leaves; ``max_bytes``: the content cap
+        (a node refuses more without being able to say which request it refused)."""
+        try:
+            parse_config_request(encode_request(op, 0, **fields), max_bytes)
+        except RequestRejected as exc:
+            if exc.code == ErrorCode.TOO_LARGE and max_bytes < HARD_MAX_CONTENT_BYTES:
+                raise InvalidArgumentError(
+                    int(exc.code),
+                    f"{exc.message}. This client's config_max_bytes is {max_bytes} (the nodes' "
+                    "default cap); if your nodes allow more (config_max_content_bytes), raise "
+                    "it: Client(config_max_bytes=...), CLI --max-bytes / "
+                    "MESHREG_CONFIG_MAX_BYTES",
+                ) from None
+            raise InvalidArgumentError(int(exc.code), exc.message) from None
+        except (TypeError, ValueError) as exc:  # not even encodable
+            raise InvalidArgumentError(4, f"{op}: {exc}") from None
+
+    def _config_call(self, op: str, key: ConfigKey | None, fields: dict[str, Any]) -> Any:
+        return self._config_wait(
+            op, key, lambda fut: self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut))
+        )
+
+    def _config_wait(
+        self, op: str, key: ConfigKey | None, submit: Callable[[Future[Any]], None]
+    ) -> Any:
+        """Wait for the I/O thread's answer; errors name the op and the data id."""
+        fut: Future[Any] = Future()
+        submit(fut)
+        where = f" {key}" if key is not None else ""
+        try:
+            return fut.result(self.timeout + 2.0)
+        except FutureTimeout:
+            raise ServerUnreachableError(
+                f"{op}{where}: the meshreg client's I/O thread did not answer within "
+                f"{self.timeout + 2.0:g}s"
+            ) from None
+        except ServerError as exc:
+            if key is None or str(key) in exc.detail or key.data_id in exc.detail:
+                raise
+            detail = exc.detail.removeprefix(f"{op}: ")
+            raise type(exc)(exc.code, f"{op}{where}: {detail}", exc.server) from None
+        except ServerUnreachableError as exc:
+            if key is None:
+                raise
+            raise ServerUnreachableError(f"{key}: {exc}") from None
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields given (None: absent, as on the wire)."""
+    return {k: v for k, v in fields.items() if v is not None}

@@ -1,0 +1,447 @@
+"""The client's configuration-center policies, sans-IO: one part of ClientSession.
+
+:class:`ConfigPolicy` holds no socket and reads no clock: ``ClientSession`` hands it
+the config commands, config notifications, its ticks and failovers, and it answers by
+sending requests through the session (``ClientSession.request``) and appending actions
+to the session's output.  Tests drive it with the session's fake clock
+(tests/client/test_client_session_config.py).
+
+Rules (each with its constant below):
+
+* **Never backwards, read your writes.** The highest revision seen per data id (by a
+  read, a write's result, a listen or a push) goes with every read as ``min_revision``;
+  a node that holds less answers UNAVAILABLE ("behind") and the read is sent to the next
+  server in the list that was not tried yet, within the call's budget (docs/CONFIG.md).
+  At most ``MAX_SEEN`` data ids are remembered (the oldest forgotten first).
+* **Writes** (publish, delete, rollback, gray, promote, gray drop) go to the server,
+  which forwards them to the data id's responsible node; their attempt budget is at least
+  ``CONFIG_WRITE_ATTEMPT`` so a write waiting for its majority is not sent again to
+  another server for being slow (a write sent twice may apply twice; a compare-and-set
+  write sent twice may then answer CONFLICT: the error says to read first).
+* **Listening.** A listened data id has its topic subscribed and a ``config_listen``
+  with the revision held; the answer brings the current version if newer.  A push with
+  a higher revision pulls it (``config_get`` with ``min_revision`` = the pushed revision
+  and the client's labels, so the gray version is resolved per client); a push meanwhile
+  pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every failover each
+  listened data id is listened again with its held revision (what a disconnected
+  listener missed comes back that way).  Listeners are called when what this client is
+  served changes (content md5, type, deleted), not for a revision that changed nothing
+  for it (a gray version for other clients).
+* **Disk.** Every version read or pushed is saved (``SaveConfig``) when its revision is
+  not the one saved last; a first listen no node answers is served from the disk copy
+  (``ConfigListen.saved``), logged once, and replaced by the live version as soon as a
+  node answers anything (a probe, a push; listeners are called only if it differs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from meshreg.client.actions import (
+    Action,
+    CallConfigListener,
+    Complete,
+    Fail,
+    LogLine,
+    SaveConfig,
+    UnwatchConfigTopic,
+    WatchConfigTopic,
+)
+from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
+from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
+from meshreg.configcenter.model import ConfigKey
+from meshreg.errors import ErrorCode, ServerError
+
+if TYPE_CHECKING:
+    from meshreg.client.session import ClientSession
+
+CONFIG_RESYNC_INTERVAL = 30.0  # s; every listened data id is listened again this often
+CONFIG_WRITE_ATTEMPT = 2.5  # s; least attempt budget of a write (the node's ack timeout is 2 s)
+MAX_SEEN = 100_000  # data ids whose highest seen revision is remembered
+MIN_BUDGET = 0.001  # s; what a retry gets when the call's budget is spent
+READ_RETRY_PAUSE = 0.05  # s; pause before a read every server refused is tried again
+READ_RETRY_MAX = 1.0  # s; the longest such pause (it doubles from READ_RETRY_PAUSE)
+CONFIG_WRITES = frozenset(
+    (
+        "config_publish",
+        "config_delete",
+        "config_rollback",
+        "config_gray",
+        "config_promote",
+        "config_gray_drop",
+    )
+)
+
+
+def key_fields(key: ConfigKey) -> dict[str, Any]:
+    return {"namespace": key.namespace, "group": key.group, "data_id": key.data_id}
+
+
+def _served(entry: ConfigInfo | None) -> tuple[str, str] | None:
+    """What a listener's callback depends on: (md5, type); None: absent or deleted."""
+    return None if entry is None else (entry.md5, entry.type)
+
+
+@dataclass
+class Listening:
+    """One listened data id."""
+
+    key: ConfigKey
+    listeners: list[ConfigListener] = field(default_factory=list)
+    revision: int = 0  # held: the revision the listeners were last given
+    entry: ConfigInfo | None = None  # what they were given (None: absent or deleted)
+    known: bool = False  # they were given something (a node's answer or the disk copy)
+    from_disk: bool = False  # what they hold came from the disk cache
+    busy: bool = False  # a listen or a pull is in flight
+    want: int = 0  # a push announced this revision: pull it (again) when not busy
+    saved: ConfigInfo | None = None  # the disk copy, for a first listen nobody answers
+    waiting: list[tuple[ReplyTo, ConfigListener]] = field(default_factory=list)
+
+    @property
+    def content(self) -> str | None:
+        return None if self.entry is None else self.entry.content
+
+
+class ConfigPolicy:
+    """The config side of a ClientSession; see the module's rules."""
+
+    def __init__(self, session: ClientSession, labels: dict[str, str] | None = None) -> None:
+        self.s = session
+        self.labels = dict(labels or {})
+        self.seen: dict[ConfigKey, int] = {}  # data id -> highest revision seen
+        self.saved: dict[ConfigKey, int] = {}  # data id -> revision last saved to disk
+        self.listens: dict[ConfigKey, Listening] = {}
+        self._next_resync = math.inf
+        self._from_disk = 0  # listens whose listeners hold the disk copy
+        self._later: list[tuple[float, tuple[Any, ...]]] = []  # (when, _read's arguments)
+
+    # -- what the session reads --------------------------------------------------------------
+    def next_wake(self) -> float:
+        wake = self._next_resync if self.listens else math.inf
+        return min(wake, min((when for when, _ in self._later), default=math.inf))
+
+    def seen_revision(self, key: ConfigKey) -> int:
+        return self.seen.get(key, 0)
+
+    # -- inputs (from ClientSession) ---------------------------------------------------------
+    def handle(self, command: ConfigCall | ConfigListen | ConfigUnlisten) -> None:
+        if isinstance(command, ConfigCall):
+            self._call(command)
+        elif isinstance(command, ConfigListen):
+            self._listen_command(command)
+        else:
+            self._unlisten(command)
+
+    def on_notification(self, note: ConfigChanged) -> None:
+        lst = self.listens.get(note.key)
+        if lst is None:
+            return
+        if lst.known and not lst.from_disk and note.revision <= lst.revision:
+            return  # nothing new (or an echo of what we pulled already)
+        lst.want = max(lst.want, note.revision)
+        if lst.busy:
+            return  # pulled again when the answer in flight is in
+        if not lst.known or lst.from_disk:
+            self._listen(lst)  # a node speaks: take the live version
+        elif note.deleted:
+            self._deliver(lst, None, note.revision)
+        else:
+            self._pull(lst)
+
+    def tick(self, now: float) -> None:
+        if self._later and any(when <= now for when, _ in self._later):
+            due = [args for when, args in self._later if when <= now]
+            self._later = [item for item in self._later if item[0] > now]
+            for args in due:
+                self._read(*args)
+        if self.listens and now >= self._next_resync:
+            self._next_resync = now + CONFIG_RESYNC_INTERVAL
+            self.relisten()
+
+    def relisten(self) -> None:
+        """Listen again to every listened data id with its held revision (the backstop
+        every resync interval, and after a failover: pushes may have been missed)."""
+        for lst in list(self.listens.values()):
+            if not lst.busy:
+                self._listen(lst)
+
+    @property
+    def stale(self) -> bool:
+        """Some listeners hold the disk copy (O(1): read on every reply)."""
+        return self._from_disk > 0
+
+    def server_answers(self) -> None:
+        """A node answered something: listen again to what is served from disk."""
+        for lst in list(self.listens.values()):
+            if lst.from_disk and not lst.busy:
+                self._listen(lst)
+
+    def abandon(self, error: BaseException) -> None:
+        later, self._later = self._later, []
+        for _, args in later:
+            args[4](error)  # the read's ``err``
+        for lst in self.listens.values():
+            for reply_to, _ in lst.waiting:
+                self._out(Fail(reply_to, error))
+            lst.waiting.clear()
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def note(self, key: ConfigKey, revision: int) -> None:
+        """``revision`` of ``key`` was seen: later reads must not return less."""
+        if revision > self.seen.get(key, 0):
+            if key not in self.seen and len(self.seen) >= MAX_SEEN:
+                del self.seen[next(iter(self.seen))]  # the oldest seen first
+            self.seen[key] = revision
+
+    def _save(self, key: ConfigKey, entry: ConfigInfo | None, revision: int) -> None:
+        if self.saved.get(key) == revision:
+            return  # on disk already: no write (and no fsync) per read
+        if key not in self.saved and len(self.saved) >= MAX_SEEN:
+            del self.saved[next(iter(self.saved))]
+        self.saved[key] = revision
+        self._out(SaveConfig(key, entry))
+
+    def _out(self, action: Action) -> None:
+        self.s._out.append(action)
+
+    # -- requests -----------------------------------------------------------------------------
+    def _call(self, cmd: ConfigCall) -> None:
+        key, reply_to = cmd.key, cmd.reply_to
+        if cmd.op == "config_get" and key is not None:
+
+            def got(info: ConfigInfo) -> None:
+                self.note(key, info.revision)
+                if cmd.fields.get("revision") is None:  # the current version: keep it
+                    self._save(key, info, info.revision)
+                self._out(Complete(reply_to, info))
+
+            deadline = self.s._now + cmd.timeout
+            self._read(key, dict(cmd.fields), deadline, got, lambda e: self._fail(reply_to, e))
+            return
+
+        def done(result: Any) -> None:
+            if key is not None and isinstance(result, ConfigInfo):
+                self.note(key, result.revision)
+
+        attempt = CONFIG_WRITE_ATTEMPT if cmd.op in CONFIG_WRITES else None
+        self.s.request(
+            cmd.op, cmd.fields, cmd.timeout, reply_to, on_reply=done, attempt_timeout=attempt
+        )
+
+    def _fail(self, reply_to: ReplyTo, error: BaseException) -> None:
+        self._out(Fail(reply_to, error))
+
+    def _read(
+        self,
+        key: ConfigKey,
+        fields: dict[str, Any],
+        deadline: float,
+        ok: Any,
+        err: Any,
+        op: str = "config_get",
+        tried: tuple[str, ...] = (),
+        via: str | None = None,
+        rounds: int = 0,
+    ) -> None:
+        """A read that must not step backwards: ``min_revision`` (get) is the highest seen
+        revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
+        hands the read to the next server not tried yet; when every one was, the round
+        starts again after a pause (``READ_RETRY_PAUSE`` doubling to ``READ_RETRY_MAX``),
+        until the call's deadline."""
+        if op == "config_get":
+            least = int(fields.get("min_revision") or 0)
+            fields["min_revision"] = max(least, self.seen_revision(key))
+        if self.labels:
+            fields["labels"] = dict(self.labels)
+        target = via or self.s.server
+
+        def failed(exc: BaseException) -> None:
+            if getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
+                done = (*tried, target)
+                nxt = self._another_server(done)
+                now = self.s._now
+                if nxt is not None and now < deadline:
+                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds)
+                    return
+                pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
+                if now + pause < deadline:
+                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1)
+                    self._later.append((now + pause, again))
+                    return
+                if isinstance(exc, ServerError) and len(done) > 1:
+                    exc = ServerError(
+                        exc.code,
+                        f"{exc.detail} (servers tried: {', '.join(done)}; this client has seen "
+                        f"revision {self.seen_revision(key)} of {key}); the cluster is catching "
+                        "up or has no majority: retry in a moment",
+                        exc.server,
+                    )
+            err(exc)
+
+        budget = max(MIN_BUDGET, deadline - self.s._now)
+        self.s.request(op, dict(fields), budget, on_reply=ok, on_error=failed, via=via)
+
+    def _another_server(self, tried: tuple[str, ...]) -> str | None:
+        """The next server in the list after the current one that was not tried yet."""
+        n = len(self.s.servers)
+        start = self.s._server_index
+        for i in range(1, n + 1):
+            address = self.s._address((start + i) % n)
+            if address not in tried:
+                return address
+        return None
+
+    # -- listening ----------------------------------------------------------------------------
+    def _listen_command(self, cmd: ConfigListen) -> None:
+        lst = self.listens.get(cmd.key)
+        if lst is None:
+            lst = self.listens[cmd.key] = Listening(cmd.key)
+            self._out(WatchConfigTopic(cmd.key))
+            if self._next_resync == math.inf:
+                self._next_resync = self.s._now + CONFIG_RESYNC_INTERVAL
+        if lst.known:
+            lst.listeners.append(cmd.listener)
+            self._out(CallConfigListener(cmd.listener, lst.content, lst.revision))
+            self._out(Complete(cmd.reply_to, lst.entry))
+            return
+        if cmd.saved is not None and lst.saved is None:
+            lst.saved = cmd.saved
+        lst.waiting.append((cmd.reply_to, cmd.listener))
+        if not lst.busy:
+            self._listen(lst, cmd.timeout)
+
+    def _listen(self, lst: Listening, timeout: float | None = None) -> None:
+        key = lst.key
+        lst.busy = True
+        # Held revision; nothing held (or only the disk copy, which may be from another
+        # cluster's history): 0, so the node answers with what it has.
+        held = lst.revision if lst.known and not lst.from_disk else 0
+        fields = {**key_fields(key), "revision": held}
+
+        def answered(ans: ListenAnswer) -> None:
+            lst.busy = False
+            if self.listens.get(key) is not lst:
+                return  # unlistened meanwhile
+            fresh = not lst.known or lst.from_disk
+            if ans.entry is not None:
+                if fresh or ans.entry.revision > lst.revision:
+                    self._deliver(lst, ans.entry, ans.entry.revision)
+            elif (ans.deleted or ans.revision == 0) and (fresh or ans.revision > lst.revision):
+                self._deliver(lst, None, ans.revision)
+            self._resolve_waiting(lst)
+            if lst.want > lst.revision:
+                self._pull(lst)
+
+        def failed(exc: BaseException) -> None:
+            lst.busy = False
+            if self.listens.get(key) is not lst:
+                return
+            if lst.known:  # the listeners keep what they have; resync/failover retries
+                self.s._warn(
+                    ("config-listen", self.s.server),
+                    f"listening to {key} on {self.s.server} failed ({exc}); keeping revision "
+                    f"{lst.revision}, retrying at the next resync ({CONFIG_RESYNC_INTERVAL:g}s) "
+                    "or server switch",
+                )
+                return
+            if lst.saved is not None:
+                saved = lst.saved
+                self._out(
+                    LogLine(
+                        "warning",
+                        f"{key}: no meshreg server answers ({exc}); serving the disk cache copy "
+                        f"(revision {saved.revision}) until one does",
+                    )
+                )
+                self._deliver(lst, saved, saved.revision, from_disk=True)
+                self._resolve_waiting(lst)
+                return
+            for reply_to, _ in lst.waiting:
+                self._out(Fail(reply_to, exc))
+            lst.waiting.clear()
+            if not lst.listeners:
+                self._drop(lst)
+
+        budget = timeout if timeout is not None else max(3.0, self.s.settings.attempt_timeout)
+        self._read(key, fields, self.s._now + budget, answered, failed, "config_listen")
+
+    def _pull(self, lst: Listening) -> None:
+        """Fetch the version a push announced (resolved for this client: its labels)."""
+        key = lst.key
+        lst.busy = True
+        want = lst.want
+
+        def got(info: ConfigInfo) -> None:
+            lst.busy = False
+            if self.listens.get(key) is not lst:
+                return
+            if info.revision > lst.revision:
+                self._deliver(lst, info, info.revision)
+            if lst.want > lst.revision:
+                self._pull(lst)
+
+        def failed(exc: BaseException) -> None:
+            lst.busy = False
+            if self.listens.get(key) is not lst:
+                return
+            if getattr(exc, "code", None) == ErrorCode.NOT_FOUND and want > lst.revision:
+                self._deliver(lst, None, want)  # deleted meanwhile
+                return
+            self.s._warn(
+                ("config-pull", self.s.server),
+                f"could not fetch revision {want} of {key} from {self.s.server} ({exc}); "
+                f"keeping revision {lst.revision}, retrying at the next resync",
+            )
+
+        timeout = max(3.0, self.s.settings.attempt_timeout)
+        fields = {**key_fields(key), "min_revision": want}
+        self._read(key, fields, self.s._now + timeout, got, failed)
+
+    def _deliver(
+        self, lst: Listening, entry: ConfigInfo | None, revision: int, from_disk: bool = False
+    ) -> None:
+        """The listeners now hold ``entry`` at ``revision``: call them if what they are
+        served changed, keep it on disk, and remember the revision as seen."""
+        before = _served(lst.entry) if lst.known else ("", "never")
+        lst.entry, lst.revision, lst.known = entry, revision, True
+        if from_disk:
+            self._from_disk += not lst.from_disk
+            lst.from_disk = True
+        else:
+            if lst.from_disk:
+                lst.from_disk = False
+                self._from_disk -= 1
+                self._out(LogLine("info", f"{lst.key}: live data again from {self.s.server}"))
+            self.note(lst.key, revision)
+            self._save(lst.key, entry, revision)
+        if before != _served(entry):
+            for cb in lst.listeners:
+                self._out(CallConfigListener(cb, lst.content, revision))
+
+    def _resolve_waiting(self, lst: Listening) -> None:
+        for reply_to, cb in lst.waiting:
+            lst.listeners.append(cb)
+            self._out(CallConfigListener(cb, lst.content, lst.revision))
+            self._out(Complete(reply_to, lst.entry))
+        lst.waiting.clear()
+
+    def _unlisten(self, cmd: ConfigUnlisten) -> None:
+        lst = self.listens.get(cmd.key)
+        if lst is not None:
+            lst.listeners = [
+                cb for cb in lst.listeners if cmd.listener is not None and cb != cmd.listener
+            ]
+            if not lst.listeners and not lst.waiting:
+                self._drop(lst)
+                self.s.request(
+                    "config_unlisten", key_fields(cmd.key), self.s.settings.attempt_timeout,
+                    on_error=lambda exc: None,
+                )  # fmt: skip
+        self._out(Complete(cmd.reply_to, None))
+
+    def _drop(self, lst: Listening) -> None:
+        del self.listens[lst.key]
+        self._from_disk -= lst.from_disk
+        self._out(UnwatchConfigTopic(lst.key))

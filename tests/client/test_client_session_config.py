@@ -1,0 +1,386 @@
+"""ClientSession's config policies (client/config_session.py), on a fake clock (ms):
+the highest revision seen goes with every read, a node that is behind hands the read on,
+listening (pushes pull, resync, failover), the disk copy while no node answers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+import pytest
+from session_harness import Handle, Harness
+
+from meshreg.client.actions import (
+    CallConfigListener,
+    Complete,
+    Fail,
+    SaveConfig,
+    UnwatchConfigTopic,
+    WatchConfigTopic,
+)
+from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
+from meshreg.client.config_session import (
+    CONFIG_RESYNC_INTERVAL,
+    CONFIG_WRITE_ATTEMPT,
+    READ_RETRY_PAUSE,
+)
+from meshreg.client.configs import (
+    ConfigChanged,
+    ConfigInfo,
+    config_info_from_map,
+    config_topic,
+    decode_config_notification,
+    decode_config_result,
+)
+from meshreg.client.messages import decode_notification_frames
+from meshreg.client.session import ClientSession
+from meshreg.configcenter.model import ConfigKey, content_md5
+from meshreg.errors import ErrorCode, RemoteProtocolError, ServerError, ServerUnreachableError
+
+KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+READ_RETRY_PAUSE_MS = int(READ_RETRY_PAUSE * 1000)
+FIELDS = {"namespace": KEY.namespace, "group": KEY.group, "data_id": KEY.data_id}
+
+
+def entry(revision: int, content: str = "a: 1", **extra: Any) -> dict[str, Any]:
+    """An entry map as a node sends it (ConfigEntry.to_wire() plus gray_served)."""
+    m = {**FIELDS, "content": content, "type": "yaml", "md5": content_md5(content),
+         "revision": revision, "modified": 1700000000.5, "modified_by": "n1", "tags": {},
+         "description": "", "deleted": False, "change": "publish", "origin": "n1"}  # fmt: skip
+    m.update(extra)
+    decode_config_result("config_get", m)  # a shape the client accepts
+    return m
+
+
+def listen_answer(revision: int, content: str | None = "a: 1", deleted: bool = False) -> Any:
+    return {
+        "revision": revision,
+        "entry": entry(revision, content) if content is not None else None,
+        "deleted": deleted,
+    }
+
+
+def labelled(h: Harness, **labels: str) -> Harness:
+    """The harness's session again, with client labels."""
+    settings = dataclasses.replace(h.core.settings, labels=tuple(sorted(labels.items())))
+    h.core = ClientSession(list(h.core.servers), settings, None)
+    h.run(h.core.start(h.now))
+    return h
+
+
+def get(h: Harness, **fields: Any) -> Handle:
+    handle = Handle()
+    h.do(ConfigCall("config_get", KEY, {**FIELDS, **fields}, 3.0, handle))
+    return handle
+
+
+def calls(h: Harness) -> list[tuple[str | None, int]]:
+    return [(a.content, a.revision) for a in h.actions if isinstance(a, CallConfigListener)]
+
+
+def saves(h: Harness) -> list[int | None]:
+    return [
+        a.entry.revision if a.entry is not None else None
+        for a in h.actions
+        if isinstance(a, SaveConfig)
+    ]
+
+
+def listening(h: Harness, revision: int = 3, content: str = "a: 1") -> Handle:
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, handle))
+    (req,) = h.unanswered("config_listen")
+    h.reply(req, listen_answer(revision, content))
+    return handle
+
+
+# -- never backwards, read your writes ----------------------------------------------------------
+def test_a_read_carries_the_highest_revision_seen_and_a_write_raises_it() -> None:
+    h = Harness()
+    get(h)
+    (first,) = h.unanswered("config_get")
+    assert first.fields["min_revision"] == 0
+    h.reply(first, entry(4))
+    pub = Handle()
+    h.do(ConfigCall("config_publish", KEY, {**FIELDS, "content": "b: 2"}, 3.0, pub))
+    h.reply(h.unanswered("config_publish")[0], entry(7, "b: 2"))
+    done = h.outcome(pub)
+    assert isinstance(done, Complete) and isinstance(done.result, ConfigInfo)
+    assert done.result.revision == 7
+    get(h)
+    assert h.unanswered("config_get")[0].fields["min_revision"] == 7  # reads its own write
+    assert h.core.configs.seen_revision(KEY._replace(data_id="other")) == 0
+
+
+def test_a_node_that_is_behind_hands_the_read_to_the_next_server() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"))
+    h.core.configs.note(KEY, 9)
+    handle = get(h)
+    (req,) = h.unanswered("config_get")
+    h.fail(req, ErrorCode.UNAVAILABLE, "behind: holds revision 8, the client has seen 9")
+    (again,) = h.unanswered("config_get")
+    assert again.to == "b:2" and again.fields["min_revision"] == 9
+    h.reply(again, entry(9))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.revision == 9
+
+
+def test_a_read_every_node_refuses_is_tried_again_after_a_pause_until_its_deadline() -> None:
+    h = Harness(servers=("a:1",))
+    handle = get(h)  # 3 s budget
+    h.fail(h.unanswered("config_get")[0], ErrorCode.UNAVAILABLE, "catching up after a start")
+    assert h.unanswered("config_get") == [] and h.outcome(handle) is None
+    h.advance(READ_RETRY_PAUSE_MS - 1)
+    assert h.unanswered("config_get") == []
+    h.advance(1)
+    h.fail(h.unanswered("config_get")[0], ErrorCode.UNAVAILABLE, "catching up after a start")
+    h.advance(2 * READ_RETRY_PAUSE_MS + 1)  # the pause doubles
+    (again,) = h.unanswered("config_get")
+    assert len(h.requests("config_get")) == 3
+    h.reply(again, entry(2))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.revision == 2
+
+
+def test_when_every_node_is_behind_the_error_names_the_servers_and_the_revision() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    h.core.configs.note(KEY, 9)
+    handle = get(h)
+    for _ in range(100):
+        h.fail_all("config_get", ErrorCode.UNAVAILABLE, "behind")
+        if h.outcome(handle) is not None:
+            break
+        h.advance(100)
+    assert h.unanswered("config_get") == []
+    assert h.now <= 3.0  # within the call's budget
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerError)
+    text = str(done.error)
+    assert "a:1, b:2" in text and "revision 9" in text and str(KEY) in text
+
+
+def test_other_errors_are_not_retried() -> None:
+    h = Harness()
+    handle = get(h)
+    h.fail(h.unanswered("config_get")[0], ErrorCode.NOT_FOUND, "no such data id")
+    assert h.unanswered("config_get") == []
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and done.error.code == ErrorCode.NOT_FOUND  # type: ignore[attr-defined]
+
+
+def test_labels_go_with_reads_and_listens() -> None:
+    h = labelled(Harness(), env="canary")
+    get(h)
+    assert h.unanswered("config_get")[0].fields["labels"] == {"env": "canary"}
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, Handle()))
+    assert h.unanswered("config_listen")[0].fields["labels"] == {"env": "canary"}
+
+
+def test_a_version_read_is_saved_once_per_revision() -> None:
+    h = Harness()
+    for revision in (3, 3, 4):
+        get(h)
+        h.reply(h.unanswered("config_get")[0], entry(revision))
+    assert saves(h) == [3, 4]
+    get(h, revision=2)  # a past revision is not the current one: not kept
+    h.reply(h.unanswered("config_get")[0], entry(2))
+    assert saves(h) == [3, 4]
+
+
+def test_a_write_has_a_longer_attempt_and_is_not_resent_for_being_slow() -> None:
+    h = Harness(attempt_ms=500)
+    h.do(ConfigCall("config_publish", KEY, {**FIELDS, "content": "x"}, 5.0, Handle()))
+    h.advance(int(CONFIG_WRITE_ATTEMPT * 1000) - 1)
+    assert len(h.requests("config_publish")) == 1
+    assert h.connects() == ["a:1"]
+    h.advance(2)  # past its attempt budget: the server is suspected like for any request
+    assert h.connects() == ["a:1", "b:2"]
+
+
+# -- listening ----------------------------------------------------------------------------------
+def test_listen_subscribes_listens_and_calls_back_with_the_current_version() -> None:
+    h = Harness()
+    got: list[tuple[str | None, int]] = []
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: got.append((c, r)), 3.0, handle))
+    assert WatchConfigTopic(KEY) in h.actions
+    (req,) = h.unanswered("config_listen")
+    assert req.fields["revision"] == 0
+    h.reply(req, listen_answer(3, "a: 1"))
+    assert calls(h) == [("a: 1", 3)]
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.revision == 3
+    assert saves(h) == [3]
+    # a second listener is called at once with what is held, without a request
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, Handle()))
+    assert calls(h)[-1] == ("a: 1", 3) and h.unanswered("config_listen") == []
+
+
+def test_a_data_id_that_does_not_exist_is_called_back_with_none() -> None:
+    h = Harness()
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, Handle()))
+    h.reply(h.unanswered("config_listen")[0], {"revision": 0, "entry": None, "deleted": False})
+    assert calls(h) == [(None, 0)]
+
+
+def test_a_push_pulls_the_new_version_with_its_revision_as_the_floor() -> None:
+    h = labelled(Harness(), env="canary")
+    listening(h, 3)
+    h.push(ConfigChanged(KEY, 3, content_md5("a: 1")))  # what we hold: nothing to do
+    assert h.unanswered("config_get") == []
+    h.push(ConfigChanged(KEY, 5, content_md5("a: 2")))
+    (pull,) = h.unanswered("config_get")
+    assert pull.fields["min_revision"] == 5 and pull.fields["labels"] == {"env": "canary"}
+    h.reply(pull, entry(5, "a: 2"))
+    assert calls(h)[-1] == ("a: 2", 5)
+    assert saves(h) == [3, 5]
+
+
+def test_a_push_while_a_pull_is_in_flight_pulls_again_after() -> None:
+    h = Harness()
+    listening(h, 3)
+    h.push(ConfigChanged(KEY, 4, "m4"))
+    h.push(ConfigChanged(KEY, 6, "m6"))
+    (pull,) = h.unanswered("config_get")
+    h.reply(pull, entry(4, "a: 4"))
+    (again,) = h.unanswered("config_get")
+    assert again.fields["min_revision"] == 6
+    h.reply(again, entry(6, "a: 6"))
+    assert calls(h)[-2:] == [("a: 4", 4), ("a: 6", 6)]
+    assert h.unanswered("config_get") == []
+
+
+def test_a_revision_that_changes_nothing_for_this_client_calls_no_one() -> None:
+    h = Harness()
+    listening(h, 3, "a: 1")
+    h.push(ConfigChanged(KEY, 4, content_md5("a: 1"), gray=True))  # a gray version for others
+    h.reply(h.unanswered("config_get")[0], entry(4, "a: 1", change="gray"))
+    assert calls(h) == [("a: 1", 3)]
+    assert h.core.configs.listens[KEY].revision == 4  # held: later pushes compare with it
+    assert saves(h) == [3, 4]
+
+
+def test_a_deleted_push_calls_back_with_none_and_removes_the_disk_copy() -> None:
+    h = Harness()
+    listening(h, 3)
+    h.push(ConfigChanged(KEY, 4, "", deleted=True))
+    assert calls(h)[-1] == (None, 4)
+    assert [a for a in h.actions if isinstance(a, SaveConfig)][-1] == SaveConfig(KEY, None)
+    assert h.unanswered("config_get") == []
+
+
+def test_every_listened_data_id_is_listened_again_each_resync_interval() -> None:
+    h = Harness()
+    listening(h, 3)
+    interval = int(CONFIG_RESYNC_INTERVAL * 1000)
+    for _ in range(interval // 100 - 1):  # the server answers its probes
+        h.advance(100)
+        h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    h.advance(99)
+    assert len(h.requests("config_listen")) == 1 and h.connects() == ["a:1"]
+    h.advance(1)
+    (again,) = h.unanswered("config_listen")
+    assert again.fields["revision"] == 3  # held: the node answers only if it has newer
+    h.reply(again, listen_answer(5, "a: 5"))  # a push was missed: the resync heals it
+    assert calls(h)[-1] == ("a: 5", 5)
+
+
+def test_a_failover_listens_again_on_the_new_server() -> None:
+    h = Harness(attempt_ms=500)
+    listening(h, 3)
+    get(h)  # unanswered: the server is suspected
+    h.advance(500)
+    assert h.connects() == ["a:1", "b:2"]
+    relisten = h.unanswered("config_listen")
+    assert [r.to for r in relisten] == ["b:2"] and relisten[0].fields["revision"] == 3
+
+
+def test_a_first_listen_nobody_answers_serves_the_disk_copy_then_the_live_one() -> None:
+    h = Harness(attempt_ms=500)
+    saved = config_info_from_map(entry(3, "a: 1"))
+    saved = dataclasses.replace(saved, from_cache=True)
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle, saved))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.from_cache
+    assert calls(h) == [("a: 1", 3)]
+    warnings = [t for t in h.logs("warning") if "disk cache" in t]
+    assert len(warnings) == 1 and str(KEY) in warnings[0] and "revision 3" in warnings[0]
+    assert saves(h) == []  # the disk copy is not written back
+    # a node answers at last (here a probe): listen again; the same content: no call
+    for _ in range(100):
+        if pings := h.unanswered("ping"):
+            break
+        h.advance(100)
+    h.reply(pings[0], {"epoch": 1, "version": "1", "address": h.connected})
+    (req,) = h.unanswered("config_listen")
+    assert req.fields["revision"] == 0  # the disk copy may be another cluster's history
+    h.reply(req, listen_answer(3, "a: 1"))
+    assert calls(h) == [("a: 1", 3)]
+    assert any("live data again" in t for t in h.logs("info"))
+    assert not h.core.configs.listens[KEY].from_disk and not h.core.configs.stale
+
+
+def test_a_first_listen_nobody_answers_without_a_disk_copy_fails() -> None:
+    h = Harness(attempt_ms=500)
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert KEY not in h.core.configs.listens
+    assert UnwatchConfigTopic(KEY) in h.actions
+
+
+def test_unlisten_the_last_listener_unsubscribes_and_tells_the_node() -> None:
+    h = Harness()
+    listening(h, 3)
+    handle = Handle()
+    h.do(ConfigUnlisten(KEY, None, handle))
+    assert isinstance(h.outcome(handle), Complete)
+    assert UnwatchConfigTopic(KEY) in h.actions
+    assert h.requests("config_unlisten")[0].fields == FIELDS
+    h.push(ConfigChanged(KEY, 9, "m"))  # no longer listened: ignored
+    assert h.unanswered("config_get") == []
+
+
+# -- decoding (untrusted input) -------------------------------------------------------------------
+def test_config_notifications_decode_and_a_body_for_another_topic_is_refused() -> None:
+    body = {"v": 1, "kind": "config", **FIELDS, "revision": 4, "md5": "m", "deleted": False,
+            "gray": True}  # fmt: skip
+    frames = [config_topic(KEY), msgpack.packb(body)]
+    assert decode_notification_frames(frames) == ConfigChanged(KEY, 4, "m", False, True)
+    assert config_topic(KEY) == b"\x00config\x00public\x00DEFAULT_GROUP\x00app.yaml\x00"
+    other = [config_topic(KEY._replace(data_id="x")), frames[1]]
+    with pytest.raises(RemoteProtocolError, match="another data id"):
+        decode_config_notification(other)
+    with pytest.raises(RemoteProtocolError, match="revision"):
+        decode_config_notification([frames[0], msgpack.packb({**body, "revision": -1})])
+
+
+@pytest.mark.parametrize(
+    ("op", "raw", "what"),
+    [
+        ("config_get", {**entry(1), "revision": "1"}, "revision"),
+        ("config_get", {**entry(1), "content": 5}, "content"),
+        ("config_get", {**entry(1), "tags": {"a": 1}}, "tags"),
+        ("config_get", [], "not a map"),
+        ("config_list", {"items": {}}, "items"),
+        ("config_list", {"items": [], "next_cursor": 5}, "next_cursor"),
+        ("config_history", {"items": [], "next_cursor": "x"}, "next_cursor"),
+        ("config_listen", {"revision": 1, "entry": "x"}, "not a map"),
+    ],
+)
+def test_malformed_config_results_name_the_field(op: str, raw: Any, what: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=what):
+        decode_config_result(op, raw)
+
+
+def test_a_malformed_reply_fails_only_its_call() -> None:
+    h = Harness()
+    handle = get(h)
+    h.reply(h.unanswered("config_get")[0], {"revision": "x"})
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and "malformed" in str(done.error)

@@ -1,0 +1,288 @@
+"""``meshreg config``, the export archive and the config disk cache, without a node:
+usage errors, bad archives refused whole, import policies on a fake client, and a client
+that starts while no node answers served from its disk copy."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from helpers import free_port_pair
+
+from meshreg.cli import main
+from meshreg.client.config_archive import (
+    METADATA,
+    ArchiveError,
+    ArchiveItem,
+    archive_bytes,
+    export_namespace,
+    import_items,
+    read_archive,
+)
+from meshreg.client.configs import ConfigInfo
+from meshreg.client.disk_cache import DiskCache
+from meshreg.configcenter.model import ConfigKey, content_md5
+from meshreg.errors import ConflictError, ServerUnreachableError
+
+KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+
+
+def info(data_id: str, content: str, revision: int = 1, group: str = "DEFAULT_GROUP",
+         **kw: Any) -> ConfigInfo:  # fmt: skip
+    return ConfigInfo("public", group, data_id, content, kw.pop("type", "text"),
+                      content_md5(content), revision, 1.0, **kw)  # fmt: skip
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, ["config", *args])
+
+
+# -- usage --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["publish", "x"], "exactly one of --file F or --content S"),
+        (["publish", "x", "--content", "a", "--file", "f"], "exactly one of"),
+        (["publish", "x", "--content", "a", "--tag", "novalue"], "expected KEY=VALUE"),
+        (["publish", "x", "--content", "a", "--type", "ini"], "'ini' is not one of"),
+        (["gray", "x", "--content", "a"], "--label K=V and/or --client HOST"),
+        (["rollback", "x", "0"], "0 is not in the range"),
+        (["import", "f.zip", "--on-conflict", "merge"], "'merge' is not one of"),
+    ],
+)
+def test_usage_errors_say_what_to_give(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"ok\xff\xfe")
+    result = invoke("publish", "x", "--file", str(path))
+    assert result.exit_code == 2
+    assert "blob.bin is not UTF-8 text (byte 2)" in result.output
+
+
+def test_an_invalid_name_is_refused_before_anything_is_sent() -> None:
+    port = free_port_pair()  # nothing listens: the check happens first
+    result = invoke("publish", "bad/name", "--content", "a", "-s", f"127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert "data_id" in result.output and "letters, digits" in result.output
+
+
+def test_a_read_no_node_answers_names_the_server_and_the_data_id() -> None:
+    port = free_port_pair()
+    result = invoke("get", "app.yaml", "-s", f"127.0.0.1:{port}", "--timeout", "0.3")
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.output and "public/DEFAULT_GROUP/app.yaml" in result.output
+    assert "meshreg node" in result.output  # what to try
+
+
+# -- a start while no node answers: the disk copy --------------------------------------------------
+def test_a_client_started_while_no_node_answers_gets_its_disk_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    DiskCache(tmp_path).save_config(KEY, info("app.yaml", "a: 1\n", 4, type="yaml"))
+    port = free_port_pair()
+    result = invoke("get", "app.yaml", "-s", f"127.0.0.1:{port}", "--timeout", "0.3",
+                    "--cache-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "a: 1\n"
+    assert "disk cache copy (revision 4)" in result.stderr
+    from meshreg import Client
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meshreg.client"):
+        c = Client([f"127.0.0.1:{port}"], timeout=0.3, cache_dir=tmp_path)
+        try:
+            first = c.config_get("app.yaml")
+            again = c.config_get("app.yaml")
+            got: list[tuple[str | None, int]] = []
+            current = c.config_listen("app.yaml", lambda content, rev: got.append((content, rev)))
+            with pytest.raises(ServerUnreachableError, match="public/DEFAULT_GROUP/other"):
+                c.config_get("other")  # no disk copy of that one
+        finally:
+            c.close(timeout=0.2)
+    assert first.from_cache and first.content == "a: 1\n" and first.revision == 4
+    assert again == first
+    assert current is not None and current.from_cache and got == [("a: 1\n", 4)]
+    logged = [r.getMessage() for r in caplog.records if "disk cache copy" in r.getMessage()]
+    assert len(logged) == 2  # once for the reads, once for the listen
+    assert all(str(KEY) in line for line in logged)
+
+
+def test_the_config_disk_cache_ignores_a_file_it_cannot_trust(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path)
+    cache.save_config(KEY, info("app.yaml", "x"))
+    assert cache.load_config(KEY) is not None
+    path = cache.config_path(KEY)
+    assert path == tmp_path / "+configs" / "public" / "DEFAULT_GROUP" / "app.yaml.json"
+    body = json.loads(path.read_text())
+    body["entry"]["data_id"] = "other"
+    path.write_text(json.dumps(body))
+    assert cache.load_config(KEY) is None  # another data id's file
+    path.write_text("[" * 100_000)
+    assert cache.load_config(KEY) is None
+    cache.save_config(KEY, None)  # deleted: the copy goes
+    assert not path.exists()
+
+
+# -- the archive ---------------------------------------------------------------------------------
+ITEMS = [
+    ArchiveItem("DEFAULT_GROUP", "app.yaml", "a: 1\n", "yaml", "the app", {"team": "x"}),
+    ArchiveItem("billing", "rates.json", '{"eur": 1}', "json"),
+]
+
+
+def test_an_archive_reads_back_what_was_written() -> None:
+    assert read_archive(io.BytesIO(archive_bytes(ITEMS))) == ITEMS
+
+
+def test_a_hand_made_archive_without_metadata_imports_its_files_as_text() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("configs/g1/a.txt", "hello")
+        zf.writestr("README", "ignored: not under configs/")
+    (item,) = read_archive(io.BytesIO(buf.getvalue()))
+    assert item == ArchiveItem("g1", "a.txt", "hello", "text")
+
+
+def _zip(files: dict[str, bytes | str]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return io.BytesIO(buf.getvalue())
+
+
+def _meta(*items: dict[str, Any], version: int = 1) -> str:
+    return json.dumps({"format": "meshreg-configs", "version": version, "items": list(items)})
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"x": "y"}, None),  # nothing to import: an empty list, not an error
+        ({METADATA: "not json"}, "is not JSON"),
+        ({METADATA: _meta(version=9)}, "format version 9"),
+        ({METADATA: _meta({"group": "g", "data_id": "a"})}, "'configs/g/a' is not in the archive"),
+        ({"configs/g/a/b": "x"}, "expected configs/<group>/<data_id>"),
+        ({"configs/g/bad name": "x"}, "letters, digits"),
+        ({"configs/g/a": b"\xff"}, "not valid UTF-8"),
+        (
+            {METADATA: _meta({"group": "g", "data_id": "a", "type": "ini"}), "configs/g/a": "x"},
+            "not a config type",
+        ),  # fmt: skip
+        (
+            {
+                METADATA: _meta(
+                    {"group": "g", "data_id": "a", "file": "configs/g/a"},
+                    {"group": "g", "data_id": "a", "file": "other"},
+                ),
+                "configs/g/a": "x",
+                "other": "y",
+            },
+            "g/a twice",
+        ),  # fmt: skip
+    ],
+)
+def test_a_bad_archive_is_refused_whole_naming_the_file(
+    files: dict[str, Any], message: str | None
+) -> None:
+    if message is None:
+        assert read_archive(_zip(files)) == []
+        return
+    with pytest.raises(ArchiveError, match=message):
+        read_archive(_zip(files))
+
+
+def test_not_a_zip_is_refused_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.zip"
+    path.write_text("hello")
+    result = invoke("import", str(path), "-s", "127.0.0.1:1")
+    assert result.exit_code == 1 and "is not a zip archive" in result.output
+
+
+class FakeClient:
+    """The config methods export and import use, over a dict."""
+
+    def __init__(self, namespace: str, configs: dict[tuple[str, str], ConfigInfo]) -> None:
+        self.namespace = namespace
+        self.configs = configs
+        self.published: list[tuple[str, str, int | None]] = []
+
+    def config_list(self, namespace: str, group: str | None = None, all_groups: bool = False,
+                    **kw: Any) -> list[ConfigInfo]:  # fmt: skip
+        return [i for (g, _), i in sorted(self.configs.items()) if all_groups or g == group]
+
+    def config_get(self, data_id: str, group: str, namespace: str) -> ConfigInfo | None:
+        return self.configs.get((group, data_id))
+
+    def config_publish(self, data_id: str, content: str, type: str, if_revision: int | None,
+                       desc: str | None, tags: dict[str, str] | None, group: str,
+                       namespace: str) -> ConfigInfo:  # fmt: skip
+        current = self.configs.get((group, data_id))
+        if if_revision is not None and if_revision != (current.revision if current else 0):
+            raise ConflictError(11, f"{group}/{data_id} moved on")
+        self.published.append((group, data_id, if_revision))
+        new = info(data_id, content, (current.revision if current else 0) + 1, group, type=type,
+                   description=desc or "", tags=tags or {})  # fmt: skip
+        self.configs[(group, data_id)] = new
+        return new
+
+
+def test_export_then_import_into_another_namespace_keeps_content_type_and_metadata() -> None:
+    source = FakeClient("public", {
+        ("DEFAULT_GROUP", "app.yaml"): info("app.yaml", "a: 1\n", 7, type="yaml",
+                                            description="the app", tags={"team": "x"}),
+        ("billing", "rates.json"): info("rates.json", "{}", 2, "billing", type="json"),
+    })  # fmt: skip
+    buf = io.BytesIO()
+    assert export_namespace(source, buf) == 2  # type: ignore[arg-type]
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(buf.getvalue())).read(METADATA))
+    assert meta["namespace"] == "public" and meta["items"][0]["revision"] == 7
+    items = read_archive(io.BytesIO(buf.getvalue()))
+    target = FakeClient("staging", {})
+    report = import_items(target, items)  # type: ignore[arg-type]
+    assert sorted(report.created) == [("DEFAULT_GROUP", "app.yaml"), ("billing", "rates.json")]
+    copied = target.configs[("DEFAULT_GROUP", "app.yaml")]
+    assert (copied.content, copied.type, copied.description, copied.tags) == (
+        "a: 1\n", "yaml", "the app", {"team": "x"})  # fmt: skip
+    assert all(rev == 0 for _, _, rev in target.published)  # created: must not exist
+
+
+def test_import_on_conflict_abort_writes_nothing_skip_skips_overwrite_compares() -> None:
+    existing = {("DEFAULT_GROUP", "app.yaml"): info("app.yaml", "old", 3)}
+    target = FakeClient("public", dict(existing))
+    with pytest.raises(ConflictError, match=r"1 config\(s\) exist already \(DEFAULT_GROUP/app"):
+        import_items(target, ITEMS, "abort")  # type: ignore[arg-type]
+    assert target.published == []
+    report = import_items(target, ITEMS, "skip")  # type: ignore[arg-type]
+    assert report.skipped == [("DEFAULT_GROUP", "app.yaml")]
+    assert report.created == [("billing", "rates.json")]
+    target = FakeClient("public", dict(existing))
+    report = import_items(target, ITEMS, "overwrite")  # type: ignore[arg-type]
+    assert report.overwritten == [("DEFAULT_GROUP", "app.yaml")]
+    assert ("DEFAULT_GROUP", "app.yaml", 3) in target.published  # CAS on what was read
+    assert target.configs[("DEFAULT_GROUP", "app.yaml")].content == "a: 1\n"
+
+
+def test_content_above_the_client_cap_is_refused_before_sending_naming_the_knob(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("x" * (1024 * 1024 + 1))
+    port = free_port_pair()  # nothing listens: refused before anything is sent
+    result = invoke("publish", "big", "--file", str(path), "-s", f"127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert "1048577 bytes" in result.output and "--max-bytes" in result.output
+    result = invoke("publish", "big", "--file", str(path), "-s", f"127.0.0.1:{port}",
+                    "--max-bytes", "2000000", "--timeout", "0.3")  # fmt: skip
+    assert result.exit_code == 1 and "no reply" in result.output  # it was sent this time

@@ -1,0 +1,272 @@
+"""The config center through the client and the CLI, against real node processes:
+publish/get/list/history/rollback/delete with the CLI, a listener on node C hearing a
+publish on node A, a client started during an outage served from its disk copy, gray
+release for a labelled client against an unlabelled one, export then import."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import NodeProcess, meshreg_cmd, wait_until
+
+from meshreg import Client
+from meshreg.errors import ConflictError
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every node's data directory (default: under $XDG_STATE_HOME) in the test's tmp."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def run(
+    *args: str, timeout: float = 20.0, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:  # noqa: E501
+    return subprocess.run(
+        meshreg_cmd(*args), capture_output=True, text=True, timeout=timeout, input=stdin,
+        env=dict(os.environ),
+    )  # fmt: skip
+
+
+def cfg(node: NodeProcess, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return run("config", *args, "-s", node.address, "--timeout", "5", **kw)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+class Calls:
+    """A listener's calls, waited for with a deadline."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[tuple[str | None, int]] = queue.Queue()
+        self.seen: list[tuple[str | None, int]] = []
+
+    def __call__(self, content: str | None, revision: int) -> None:
+        self.items.put((content, revision))
+
+    def next(self, timeout: float = 10.0) -> tuple[str | None, int]:
+        got = self.items.get(timeout=timeout)
+        self.seen.append(got)
+        return got
+
+    def none_within(self, seconds: float) -> bool:
+        try:
+            got = self.items.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        self.seen.append(got)
+        return False
+
+
+def test_cli_publish_get_list_history_rollback_delete_on_a_real_node(node: NodeProcess) -> None:
+    out = ok(cfg(node, "publish", "app.yaml", "--content", "a: 1\n", "--type", "yaml",
+                 "--desc", "the app", "--tag", "team=core"))  # fmt: skip
+    assert "published public/DEFAULT_GROUP/app.yaml: revision 1" in out.stdout
+    assert ok(cfg(node, "get", "app.yaml")).stdout == "a: 1\n"  # the content as it is
+    got = json.loads(ok(cfg(node, "get", "app.yaml", "--json")).stdout)
+    for field in ("namespace", "group", "data_id", "content", "type", "md5", "revision",
+                  "modified"):  # fmt: skip
+        assert field in got
+    assert (got["type"], got["revision"], got["tags"], got["description"]) == (
+        "yaml", 1, {"team": "core"}, "the app")  # fmt: skip
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 2\n", "--if-revision", "1"))
+    kept = json.loads(ok(cfg(node, "get", "app.yaml", "--json")).stdout)
+    assert kept["type"] == "yaml"  # no --type: the type it had
+    stale = cfg(node, "publish", "app.yaml", "--content", "a: 3\n", "--if-revision", "1")
+    assert stale.returncode == 1 and "CONFLICT" in stale.stderr and "revision 2" in stale.stderr
+    ok(cfg(node, "publish", "db.properties", "--content", "url=x", "-g", "infra"))
+    listed = json.loads(ok(cfg(node, "list", "--json")).stdout)
+    assert [(i["group"], i["data_id"], i["revision"]) for i in listed] == [
+        ("DEFAULT_GROUP", "app.yaml", 2), ("infra", "db.properties", 1)]  # fmt: skip
+    assert all("content" not in i for i in listed)
+    only = json.loads(ok(cfg(node, "list", "--json", "-g", "infra", "--pattern", "db.*")).stdout)
+    assert [i["data_id"] for i in only] == ["db.properties"]
+    out = ok(cfg(node, "rollback", "app.yaml", "1"))
+    assert "revision 3" in out.stdout
+    assert ok(cfg(node, "get", "app.yaml")).stdout == "a: 1\n"
+    assert ok(cfg(node, "get", "app.yaml", "--revision", "2")).stdout == "a: 2\n"
+    history = json.loads(ok(cfg(node, "history", "app.yaml", "--json")).stdout)
+    assert [(h["revision"], h["change"]) for h in history] == [
+        (3, "rollback"), (2, "publish"), (1, "publish")]  # fmt: skip
+    ok(cfg(node, "delete", "app.yaml", "--if-revision", "3"))
+    gone = cfg(node, "get", "app.yaml")
+    assert gone.returncode == 1 and "no config 'app.yaml'" in gone.stderr
+    assert json.loads(ok(cfg(node, "history", "app.yaml", "--json")).stdout)[0]["deleted"]
+    again = ok(cfg(node, "publish", "app.yaml", "--content", "back", "--if-revision", "0"))
+    assert "revision 5" in again.stdout  # the sequence goes on after a delete
+
+
+def test_cli_watch_prints_one_json_line_per_change(node: NodeProcess) -> None:
+    ok(cfg(node, "publish", "w.txt", "--content", "one"))
+    watcher = subprocess.Popen(
+        meshreg_cmd("config", "watch", "w.txt", "--json", "-s", node.address),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    assert watcher.stdout is not None
+    stream = watcher.stdout
+    threading.Thread(target=lambda: [lines.put(x) for x in stream], daemon=True).start()
+    try:
+        first = json.loads(lines.get(timeout=10))
+        assert (first["data_id"], first["revision"], first["content"]) == ("w.txt", 1, "one")
+        ok(cfg(node, "publish", "w.txt", "--content", "two"))
+        second = json.loads(lines.get(timeout=10))
+        assert (second["revision"], second["content"]) == (2, "two") and second["md5"]
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+
+
+def test_a_listener_on_node_c_hears_a_publish_on_node_a(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    a, b, c = start_cluster(3)
+    with Client([a.address], timeout=5) as writer, Client([c.address], timeout=5) as reader:
+        wait_until(lambda: _publishes(writer), 20, what="the cluster to accept config writes")
+        calls = Calls()
+        current = reader.config_listen("svc.json", calls)
+        assert current is None and calls.next() == (None, 0)
+        latencies = []
+        for n in range(1, 6):
+            start = time.monotonic()
+            made = writer.config_publish("svc.json", json.dumps({"n": n}), type="json")
+            content, revision = calls.next()
+            latencies.append(time.monotonic() - start)
+            assert (content, revision) == (json.dumps({"n": n}), made.revision)
+        # reads its own writes on any node: the writer's highest seen revision goes along
+        assert reader.config_get("svc.json").revision == made.revision
+        gone = writer.config_delete("svc.json")
+        assert calls.next() == (None, gone.revision)
+        assert max(latencies) < 5.0
+
+
+def test_a_listener_whose_node_dies_gets_what_it_missed_from_another(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    a, b, c = start_cluster(3)
+    with (
+        Client([a.address], timeout=5) as writer,
+        Client([c.address, b.address], timeout=3, attempt_timeout=0.5) as reader,
+    ):
+        wait_until(lambda: _publishes(writer), 20, what="the cluster to accept config writes")
+        calls = Calls()
+        reader.config_listen("x.txt", calls)
+        assert calls.next() == (None, 0)
+        first = writer.config_publish("x.txt", "one")
+        assert calls.next() == ("one", first.revision)
+        c.kill()  # the listener's node: its pushes stop
+        missed = writer.config_publish("x.txt", "two")  # a and b are a majority
+        # the client's probe finds c silent, switches to b and listens again with the
+        # revision it holds: b answers with the one it missed
+        assert calls.next(timeout=20) == ("two", missed.revision)
+        assert reader.server == b.address
+
+
+def _publishes(c: Client) -> bool:
+    try:
+        c.config_publish("probe", "x")
+        return True
+    except Exception:
+        return False
+
+
+def test_a_client_started_while_no_node_answers_gets_its_disk_copy(
+    start_node: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    node = start_node()
+    with Client([node.address], timeout=5, cache_dir=cache) as c:
+        c.config_publish("app.yaml", "a: 1\n", type="yaml")
+        assert c.config_get("app.yaml").content == "a: 1\n"
+    node.kill()
+    # the outage: a new process (Client) starts and reads its configuration from disk
+    with Client([node.address], timeout=1, attempt_timeout=0.3, cache_dir=cache) as c:
+        saved = c.config_get("app.yaml")
+        assert saved.from_cache and saved.content == "a: 1\n" and saved.type == "yaml"
+        calls = Calls()
+        current = c.config_listen("app.yaml", calls)
+        assert current is not None and current.from_cache
+        assert calls.next() == ("a: 1\n", saved.revision)
+        # the node comes back with its data: the same version, no second call; a change
+        # made then reaches the listener
+        back = start_node(port=node.port)
+        with Client([back.address], timeout=5) as writer:
+            wait_until(lambda: _publishes(writer), 20, what="the restarted node to accept writes")
+            made = writer.config_publish("app.yaml", "a: 2\n", type="yaml")
+        assert calls.next(timeout=15) == ("a: 2\n", made.revision)
+        assert not c.config_get("app.yaml").from_cache
+
+
+def test_gray_release_for_a_labelled_client_and_not_for_an_unlabelled_one(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    a, b, c = start_cluster(3)
+    with (
+        Client([a.address], timeout=5) as ops,
+        Client([b.address], timeout=5, labels={"env": "canary", "zone": "x"}) as canary,
+        Client([c.address], timeout=5) as plain,
+    ):
+        wait_until(lambda: _publishes(ops), 20, what="the cluster to accept config writes")
+        ops.config_publish("feature.properties", "flag=off")
+        canary_calls, plain_calls = Calls(), Calls()
+        canary.config_listen("feature.properties", canary_calls)
+        plain.config_listen("feature.properties", plain_calls)
+        assert canary_calls.next()[0] == plain_calls.next()[0] == "flag=off"
+        out = ok(cfg(a, "gray", "feature.properties", "--content", "flag=on",
+                     "--label", "env=canary"))  # fmt: skip
+        assert "gray" in out.stdout
+        assert canary_calls.next()[0] == "flag=on"
+        got = canary.config_get("feature.properties")
+        assert got.content == "flag=on" and got.gray_served
+        mine = plain.config_get("feature.properties")
+        assert mine.content == "flag=off" and not mine.gray_served
+        assert plain_calls.none_within(1.0)  # the gray revision changed nothing for it
+        ok(cfg(a, "promote", "feature.properties"))
+        assert plain_calls.next()[0] == "flag=on"
+        assert plain.config_get("feature.properties").content == "flag=on"
+        # a gray version dropped: its clients get the main version again
+        ops.config_gray("feature.properties", "flag=beta", labels={"env": "canary"})
+        assert canary_calls.next()[0] == "flag=beta"
+        ok(cfg(a, "gray-drop", "feature.properties"))
+        assert canary_calls.next()[0] == "flag=on"
+        with pytest.raises(ConflictError, match="revision"):
+            ops.config_publish("feature.properties", "x", if_revision=1)
+
+
+def test_export_then_import_into_another_namespace(node: NodeProcess, tmp_path: Path) -> None:
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 1\n", "--type", "yaml",
+           "--desc", "d", "--tag", "k=v"))  # fmt: skip
+    ok(cfg(node, "publish", "rates.json", "--content", "{}", "--type", "json", "-g", "billing"))
+    archive = tmp_path / "public.zip"
+    out = ok(cfg(node, "export", "--out", str(archive)))
+    assert "exported 2 config(s)" in out.stderr and archive.exists()
+    out = ok(cfg(node, "import", str(archive), "-n", "staging"))
+    assert "2 created" in out.stdout
+    copied = json.loads(ok(cfg(node, "get", "app.yaml", "-n", "staging", "--json")).stdout)
+    assert (copied["content"], copied["type"], copied["description"], copied["tags"]) == (
+        "a: 1\n", "yaml", "d", {"k": "v"})  # fmt: skip
+    assert ok(cfg(node, "get", "rates.json", "-n", "staging", "-g", "billing")).stdout == "{}"
+    ok(cfg(node, "publish", "app.yaml", "--content", "changed", "-n", "staging"))
+    refused = cfg(node, "import", str(archive), "-n", "staging")
+    assert refused.returncode == 1 and "exist already" in refused.stderr
+    assert ok(cfg(node, "get", "app.yaml", "-n", "staging")).stdout == "changed"
+    out = ok(cfg(node, "import", str(archive), "-n", "staging", "--on-conflict", "skip"))
+    assert "2 skipped" in out.stdout
+    out = ok(cfg(node, "import", str(archive), "-n", "staging", "--on-conflict", "overwrite",
+                 "--json"))  # fmt: skip
+    assert sorted(json.loads(out.stdout)["overwritten"]) == ["DEFAULT_GROUP/app.yaml",
+                                                             "billing/rates.json"]  # fmt: skip
+    assert ok(cfg(node, "get", "app.yaml", "-n", "staging")).stdout == "a: 1\n"
