@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -79,14 +80,18 @@ Spec = tuple[Any, ...]  # (kind, n[, services[, first]]): what templates_for tak
 
 
 def templates_for(
-    kind: str, n: int, services: tuple[str, ...] | None = None, first: int = 0
-) -> list[tuple[bytes, bytes]]:
+    kind: str | Callable[..., list[tuple[bytes, bytes]]], n: int,
+    services: tuple[Any, ...] | None = None, first: int = 0,
+) -> list[tuple[bytes, bytes]]:  # fmt: skip
     """Request templates of one workload: ``ping``, ``stats`` or ``services`` (of the
     default namespace), or ``beat``/``register``/``deregister`` of instances
     ``first .. first+n-1`` spread over ``services``, or ``churn``: each of them
     registered then deregistered (two changes per instance).  Built where they are used:
     a spawned process gets only the spec (a large pickled argument can block
-    ``Process.start`` if the child dies early)."""
+    ``Process.start`` if the child dies early).  ``kind`` may also be another module's
+    workload: a module-level function (picklable), called as ``kind(n, services, first)``."""
+    if callable(kind):  # e.g. bench/config.py's config_templates
+        return kind(n, services, first)
     if kind in ("ping", "stats"):
         return [make_template(kind)]
     if kind == "services":
