@@ -15,7 +15,7 @@ import click
 
 from meshreg import __version__
 from meshreg.client.client import DEFAULT_BEAT_INTERVAL, Client
-from meshreg.config import load_node_config, parse_address
+from meshreg.config import default_data_dir, load_node_config, parse_address
 from meshreg.errors import ConfigError, MeshregError
 from meshreg.model import DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance
 
@@ -273,6 +273,13 @@ def main() -> None:
     default=None,
     help="Serve on a non-loopback address without a key (trusted networks only).",
 )
+@click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where the node keeps its configs (SQLite); default "
+    "$XDG_STATE_HOME/meshreg/HOST_PORT (~/.local/state when unset).",
+)
 def node(
     host: str | None,
     port: int | None,
@@ -290,6 +297,7 @@ def node(
     key: str | None,
     acl: str | None,
     insecure: bool | None,
+    data_dir: str | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
     from meshreg.runtime.node import NodeRuntime
@@ -312,7 +320,10 @@ def node(
             key=key,
             acl=acl,
             insecure=insecure,
+            data_dir=data_dir,
         )
+        if not cfg.data_dir:  # the node keeps its configs on disk (docs/CONFIG.md)
+            cfg = cfg.with_overrides(data_dir=str(default_data_dir(cfg.host, cfg.port)))
     except ConfigError as exc:
         _fail(str(exc))
     logging.basicConfig(

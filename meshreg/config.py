@@ -15,12 +15,19 @@ peers send requests to).  Every other port derives from it by a fixed offset:
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from meshreg.configcenter.model import (
+    DEFAULT_KEEP_REVISIONS,
+    DEFAULT_KEEP_SECONDS,
+    DEFAULT_MAX_CONTENT_BYTES,
+    ConfigLimits,
+)
 from meshreg.core.distro import ClusterPolicy
 from meshreg.core.health import HealthPolicy
 from meshreg.core.quotas import LimitsPolicy
@@ -68,6 +75,16 @@ TIME_BOUNDS: dict[str, tuple[float, float]] = {
     "peer_request_timeout": (0.05, 600.0),  # s; a peer call waiting longer holds a write
 }
 MAX_NODE_ID_LEN = 256  # chars; what peers accept as a member id (wire/peer.py)
+DEFAULT_CONFIG_KEEP_DAYS = DEFAULT_KEEP_SECONDS / 86400  # days of config history (30)
+
+
+def default_data_dir(host: str, port: int) -> Path:
+    """Where ``meshreg node`` keeps its data without ``--data-dir``: the user's state
+    directory (``$XDG_STATE_HOME``, else ``~/.local/state``), ``meshreg/<host>_<port>``,
+    so two nodes on one machine never share a database."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "meshreg" / f"{host}_{port}"
+
 
 log = logging.getLogger("meshreg.node")
 
@@ -83,6 +100,23 @@ class NodeConfig:
     peers: tuple[str, ...] = ()  # host:port of the other nodes (may include this one)
     log_level: str = "INFO"
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    # The configuration center (docs/CONFIG.md).  data_dir "": configs live in memory only
+    # (an embedded or simulated node); ``meshreg node`` fills in default_data_dir().
+    data_dir: str = ""
+    config_max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES  # bytes per content (<= 10 MiB)
+    config_keep_revisions: int = DEFAULT_KEEP_REVISIONS  # past revisions kept; 0: no count limit
+    config_keep_days: float = DEFAULT_CONFIG_KEEP_DAYS  # days of history kept; 0: no age limit
+
+    def config_limits(self) -> ConfigLimits:
+        """The config store's limits (raises ConfigError naming the setting)."""
+        try:
+            return ConfigLimits(
+                max_content_bytes=self.config_max_content_bytes,
+                keep_revisions=self.config_keep_revisions or None,
+                keep_seconds=self.config_keep_days * 86400.0 or None,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config_max_content_bytes / config_keep_*: {exc}") from None
 
     @property
     def address(self) -> str:
@@ -182,6 +216,13 @@ class NodeConfig:
             raise ConfigError(
                 f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )
+        if type(self.data_dir) is not str:
+            raise ConfigError(f"data_dir must be a directory path, got {self.data_dir!r}")
+        if type(self.config_keep_revisions) is not int or self.config_keep_revisions < 0:
+            raise ConfigError("config_keep_revisions must be a whole number >= 0 (0: no limit)")
+        if type(self.config_keep_days) not in (int, float) or not self.config_keep_days >= 0:
+            raise ConfigError("config_keep_days must be a number of days >= 0 (0: no limit)")
+        self.config_limits()
 
     def _validate_timings(self) -> None:
         """Hold every time setting to ``TIME_BOUNDS`` and the rules between them."""
@@ -233,6 +274,12 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_instances = 2000000
         max_metadata_bytes = 536870912   # 512 MiB
         max_tombstones = 500000
+
+        [config]                          # the configuration center (docs/CONFIG.md)
+        max_content_bytes = 1048576       # bytes per content, at most 10 MiB
+        keep_revisions = 100              # past revisions kept per data id (0: no limit)
+        keep_days = 30                    # days of history kept (0: no limit)
+        # [node] data_dir = "/var/lib/meshreg" (default: the user's state directory)
     """
     if path is None:
         return NodeConfig()
@@ -243,10 +290,10 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    for table in ("node", "health", "cluster", "security", "limits"):
+    for table in ("node", "health", "cluster", "security", "limits", "config"):
         if not isinstance(data.get(table, {}), dict):
             raise ConfigError(f"config file {path}: [{table}] must be a table")
-    unknown = set(data) - {"node", "health", "cluster", "security", "limits"}
+    unknown = set(data) - {"node", "health", "cluster", "security", "limits", "config"}
     if unknown:
         raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}")
     node = data.get("node", {})
@@ -254,12 +301,15 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     cluster = dict(data.get("cluster", {}))
     limits = data.get("limits", {})
     allowed = {
-        "node": {"host", "port", "log_level"},
+        "node": {"host", "port", "log_level", "data_dir"},
+        "config": {"max_content_bytes", "keep_revisions", "keep_days"},
         "health": {f.name for f in fields(HealthPolicy)},
         "cluster": {f.name for f in fields(ClusterPolicy)} | {"node_id", "peers"},
         "limits": {f.name for f in fields(LimitsPolicy)},
     }
+    config_table = data.get("config", {})
     tables = (("node", node), ("health", health), ("cluster", cluster), ("limits", limits))
+    tables += (("config", config_table),)
     for table, values in tables:
         bad = set(values) - allowed[table]
         if bad:
@@ -320,12 +370,33 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         node_id=node_id,
         peers=tuple(peers),
         log_level=str(node.get("log_level", "INFO")).upper(),
+        **_config_table(node, config_table, Path(path)),
     )
     try:
         cfg.validate()
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     return cfg
+
+
+def _config_table(node: dict[str, Any], table: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``[node] data_dir`` (relative to the config file) and ``[config]``."""
+    out: dict[str, Any] = {}
+    data_dir = node.get("data_dir")
+    if data_dir is not None:
+        if type(data_dir) is not str or not data_dir:
+            raise ConfigError(f"config file {path}: [node] data_dir must be a directory path")
+        out["data_dir"] = str(path.parent / data_dir)
+    for key, kinds in (
+        ("max_content_bytes", (int,)),
+        ("keep_revisions", (int,)),
+        ("keep_days", (int, float)),
+    ):
+        if key in table:
+            if type(table[key]) not in kinds:
+                raise ConfigError(f"config file {path}: [config] {key} must be a number")
+            out[f"config_{key}"] = table[key]
+    return out
 
 
 def _security_table(table: dict[str, Any], path: Path) -> SecurityConfig:

@@ -66,7 +66,24 @@ def node(start_node: Callable[..., NodeProcess]) -> NodeProcess:
     return start_node(*FAST_TIMINGS)
 
 
+_STATE_DIR: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Node processes keep their configs under $XDG_STATE_HOME (meshreg node's default data
+    # directory): one fresh directory per test session, never the user's own.
+    import os
+    import tempfile
+
+    _STATE_DIR.append(tempfile.mkdtemp(prefix="meshreg-test-state-"))
+    os.environ["XDG_STATE_HOME"] = _STATE_DIR[-1]
     config.addinivalue_line(
         "markers", "chaos: multi-host fault suite in network namespaces (needs root, iproute2)"
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for path in _STATE_DIR:
+        shutil.rmtree(path, ignore_errors=True)

@@ -50,10 +50,11 @@ from meshreg.core.effects import (
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
-from meshreg.runtime.subscription_gate import SubscriptionGate, topic_key
+from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_topic, visible_services
 from meshreg.security.keys import load_secret_key
@@ -63,6 +64,22 @@ from meshreg.transport.zap import NODE_USER
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
 from meshreg.wire.batching import DeltaBatcher
+from meshreg.wire.config_messages import (
+    CONFIG_OPS,
+    ConfigHistory,
+    DeleteConfig,
+    DropGray,
+    GetConfig,
+    ListConfigs,
+    ListenConfig,
+    PromoteGray,
+    PublishConfig,
+    PublishGray,
+    RollbackConfig,
+    UnlistenConfig,
+    decode_config_body,
+)
+from meshreg.wire.config_peer import CONFIG_FRAME, config_frame_bytes, config_peer_frame_bytes
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
     DeregisterInstance,
@@ -124,6 +141,22 @@ _RELAYED_WRITES = (
     SetService,
 )
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
+# the configuration center's requests: served by runtime/config_plane, not the core
+_CONFIG_REQUESTS = frozenset(
+    {
+        PublishConfig,
+        GetConfig,
+        DeleteConfig,
+        ListConfigs,
+        ConfigHistory,
+        RollbackConfig,
+        ListenConfig,
+        UnlistenConfig,
+        PublishGray,
+        PromoteGray,
+        DropGray,
+    }
+)
 
 
 class NodeRuntime:
@@ -180,6 +213,16 @@ class NodeRuntime:
         self._fast_io: tuple[RecvFn, SendFn] | None = None  # the transport's, for the beat path
         self._own_transport = transport is None  # made (and dropped) by bind()/close()
         self._limiter = LogLimiter(log)
+        self._wall_offset = wall_offset
+        self._request_frame: Any = None  # the secure drain's current request (Peer-Address)
+        self.configs = ConfigPlane(  # the configuration center (runtime/config_plane)
+            config,
+            now + wall_offset,
+            self._config_send,
+            self._config_reply,
+            self._config_notify,
+            self._limiter,
+        )
         self._reload = threading.Event()
         self.keys: CurveKeys | None = None
         self.acl = Acl.empty()
@@ -256,6 +299,7 @@ class NodeRuntime:
                 "denied": self.gate.refused_acl,
                 "full": self.gate.refused_full,
             },
+            "config": self.configs.stats(),
         }
 
     def reload(self) -> None:
@@ -307,7 +351,15 @@ class NodeRuntime:
         if self.transport is None:
             self._check_exposure()
             known = lambda key: self.acl.by_key(key) is not None  # noqa: E731
-            self.transport = ZmqTransport(keys, known, self.clock, self._limiter)
+            cap = cfg.config_max_content_bytes  # config bodies: larger frames on P and P+3
+            self.transport = ZmqTransport(
+                keys,
+                known,
+                self.clock,
+                self._limiter,
+                request_frame_bytes=config_frame_bytes(cap),
+                peer_frame_bytes=config_peer_frame_bytes(cap),
+            )
         transport = self.transport
         self._fast_io = transport.fast_io()
         try:
@@ -371,6 +423,7 @@ class NodeRuntime:
                 sock.close()
         self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
         self._poller = None
+        self.configs.close()
         if self.transport is not None:
             self.transport.close()
             if self._own_transport:
@@ -407,6 +460,8 @@ class NodeRuntime:
                 dealers.add(sock)
 
             peers.poller_add = add
+            for address in self.peer_addresses:  # config messages are one-way: connect now
+                peers.dealer(address)
         self._was_ready = self.core.ready
         return poller
 
@@ -441,6 +496,8 @@ class NodeRuntime:
                 core.service_count(),
                 ", ".join(core.members()),
             )
+        offset = self._wall_offset  # the config plane runs on the wall clock
+        wake = min(wake, self.configs.tick(now + offset) - offset)
         if peers is not None:
             self._expire(peers, now)
             deadline = peers.next_deadline()
@@ -562,6 +619,7 @@ class NodeRuntime:
                 user = str(first.get("User-Id"))
             except zmq.ZMQError:
                 user = ""
+            self._request_frame = first  # a config read's gray rule may ask its address
             principal = principals.get(user) or self._principal(user)
             if principal is None:  # its key left the ACL since it connected
                 principal = Principal("revoked key", ())
@@ -572,13 +630,20 @@ class NodeRuntime:
                     send(frame, 0 if i == last else _SNDMORE)
 
     def _drain_peer_requests(self, router: Channel) -> None:
-        """The peer port: forwarded writes and peer calls, from peers only."""
+        """The peer port: forwarded writes and peer calls, from peers only; config
+        messages (one-way, ``[CONFIG_FRAME, body]``) go to the config plane."""
         now = self.clock()
         for _ in range(BATCH):
             try:
                 frames = router.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
+            if len(frames) == 3 and frames[1] == CONFIG_FRAME:
+                try:
+                    self.configs.on_peer(frames[2], self.clock() + self._wall_offset)
+                except Exception:  # a bug must not take the node down
+                    log.exception("internal error while handling a config peer message")
+                continue
             reply = self._serve(frames, now, NODE, peer=True)
             if reply is not None:
                 router.send_multipart(reply)
@@ -607,7 +672,14 @@ class NodeRuntime:
         req = None
         try:
             if msg is _UNDECODED:  # else the insecure drain decoded it and tried the fast beat
-                msg = decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
+                try:
+                    msg = (
+                        decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
+                    )
+                except RequestRejected as exc:  # above 64 KiB: only a config body may be
+                    if peer or exc.code is not ErrorCode.TOO_LARGE:
+                        raise
+                    msg = self._decode_config(body)
                 beat = beat_fields(msg)
                 if (
                     beat is not None
@@ -626,6 +698,8 @@ class NodeRuntime:
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
+            if type(req) in _CONFIG_REQUESTS:
+                return self._serve_config(envelope, body, req, msg, principal, now)
             answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.holds)
@@ -646,6 +720,61 @@ class NodeRuntime:
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
             ]
+
+    # -- the configuration center (runtime/config_plane) -------------------------------
+    def _decode_config(self, body: Any) -> Any:
+        """A client body above ``MAX_BODY_BYTES``: decoded only if it is a config op's,
+        within the content cap plus overhead; anything else stays TOO_LARGE."""
+        cap = self.config.config_max_content_bytes
+        msg = decode_config_body(bytes(body), cap)
+        if type(msg) is not dict or msg.get("op") not in CONFIG_OPS:
+            raise RequestRejected(
+                ErrorCode.TOO_LARGE,
+                f"request body is {len(body)} bytes; the limit is {limits.MAX_BODY_BYTES} "
+                f"(config ops: the content cap {cap} + 64 KiB)",
+            )
+        return msg
+
+    def _serve_config(
+        self, envelope: list[Any], body: Any, req: Any, msg: Any, principal: Principal, now: float
+    ) -> list[bytes] | None:
+        address = self._peer_address(body, envelope)
+        by = principal.name if principal is not OPEN and principal is not NODE else address or ""
+        routing = [f.bytes if isinstance(f, zmq.Frame) else f for f in envelope]
+        reply = self.configs.serve(routing, req, msg, by, address, now + self._wall_offset)
+        return None if reply is None else envelope + [reply]
+
+    def _peer_address(self, body: Any, envelope: list[Any]) -> str | None:
+        """The client's IP address as the connection shows it (a gray rule may name it)."""
+        for frame in (body, envelope[0] if envelope else None, self._request_frame):
+            if isinstance(frame, zmq.Frame):
+                try:
+                    return str(frame.get("Peer-Address"))
+                except zmq.ZMQError:
+                    continue
+        return None
+
+    def _config_send(self, address: str, frames: list[bytes]) -> bool:
+        peers = self._peers
+        if peers is None:
+            return False
+        try:
+            peers.dealer(address).send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
+    def _config_reply(self, envelope: list[bytes], body: bytes) -> None:
+        if self._router is not None:
+            self._router.send_multipart(envelope + [body])
+
+    def _config_notify(self, frames: list[bytes]) -> None:
+        if self._xpub is not None:
+            self._notify(self._xpub, frames)
+
+    def _config_members(self) -> None:
+        up = {p.address for p in self.core.membership.up_peers()}
+        self.configs.set_members_up(frozenset(up))
 
     def _reply_frames(
         self, req: Any, answer: Answer, now: float, principal: Principal, peer: bool
@@ -822,7 +951,7 @@ class NodeRuntime:
             topic = msg[1:]
             if msg[0] == 0:
                 xpub.setsockopt(zmq.UNSUBSCRIBE, topic)  # no-op if a closed connection's
-                if gate.unsubscribe(topic):
+                if gate.unsubscribe(topic) and not is_config_topic(topic):
                     core.subscription_changed(topic_key(topic), False)
                 continue
             principal: Principal | None = OPEN
@@ -834,7 +963,8 @@ class NodeRuntime:
             why = gate.subscribe(topic, principal is not None and authorize_topic(principal, topic))
             if why is None:
                 xpub.setsockopt(zmq.SUBSCRIBE, topic)
-                core.subscription_changed(topic_key(topic), True)
+                if not is_config_topic(topic):  # the core counts service watchers only
+                    core.subscription_changed(topic_key(topic), True)
             else:
                 self._limiter.warning(
                     ("subscription", why),
@@ -844,7 +974,7 @@ class NodeRuntime:
                     topic[:80],
                     principal.name if principal is not None else "a revoked key",
                     {
-                        "invalid": "not a service topic or namespace prefix",
+                        "invalid": "not a service or config topic, or a prefix of names",
                         "denied": "its key may not read it (ACL)",
                         "full": f"the node holds {gate.max_subscriptions} subscriptions",
                     }[why],
@@ -872,6 +1002,7 @@ class NodeRuntime:
                     if peers is None or not peers.call(effect, now):
                         self.core.peer_failed(effect.tag, now)
                 case MemberChanged():
+                    self._config_members()
                     if effect.state is MemberState.UP:
                         how = "restarted" if effect.restarted else "up"
                         log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 
 from meshreg.model import ServiceKey
+from meshreg.wire.config_replies import parse_config_topic
 from meshreg.wire.notifications import SEP, parse_topic
 
 DEFAULT_MAX_SUBSCRIPTIONS = 200_000  # per node; ~0.5 KB each in libzmq's trie
@@ -28,9 +29,12 @@ MAX_REFUSED_TOPICS = 100_000  # distinct refused topics remembered (see above)
 def is_topic(topic: bytes) -> bool:
     """A topic the node publishes under, or a prefix of whole names: a service
     ``ns NUL group NUL service NUL``, a group ``ns NUL group NUL``, a namespace
-    ``ns NUL``, or everything ``""`` (PROTOCOL.md 4.1)."""
+    ``ns NUL``, or everything ``""`` (PROTOCOL.md 4.1); or a config topic
+    ``NUL config NUL ns NUL [group NUL [data_id NUL]]`` (PROTOCOL.md 4.3)."""
     if not topic:
         return True
+    if topic[:1] == SEP:
+        return parse_config_topic(topic) is not None
     if not topic.endswith(SEP):
         return False
     parts = topic[:-1].split(SEP)
@@ -94,3 +98,9 @@ class SubscriptionGate:
 
 def topic_key(topic: bytes) -> ServiceKey | None:
     return parse_topic(topic)
+
+
+def is_config_topic(topic: bytes) -> bool:
+    """A config topic (the registry's core does not count it: no service topic starts
+    with NUL, since a namespace is never empty)."""
+    return topic[:1] == SEP

@@ -34,10 +34,22 @@ session_*    write   the namespace: write on some service of the request's names
                      the id and write access in that namespace registered
 digests      peer    cluster nodes only
 reconcile    peer    cluster nodes only
-(other)      peer    cluster nodes only, until the op gets a row here; the
-                     configuration center's will be: publish = write, get and
-                     listen = read, delete, rollback and gray = admin
+config_get, config_list, config_history, config_listen, config_unlisten
+             read    the config group: every data id of the request's namespace
+                     and group (config_list without a group: of every group), as
+                     a rule whose service pattern is ``*`` grants it (data ids
+                     are not services; the rule's namespace and group patterns
+                     select them)
+config_publish
+             write   the config group, as above
+config_delete, config_rollback, config_gray, config_promote, config_gray_drop
+             admin   the config group, as above (they undo or redirect what
+                     others published)
+(other)      peer    cluster nodes only, until the op gets a row here
 ===========  ======  =========================================================
+
+Config notification topics (``NUL config NUL ns NUL [group NUL [data_id NUL]]``) need
+read on the config group (a namespace prefix: on every group of it).
 
 What a check looks at is the principal and the request, never the registry:
 so a denial reveals nothing about what exists, and authorization must run
@@ -64,6 +76,7 @@ from meshreg.security.acl import (
     Access,
     Principal,
 )
+from meshreg.wire.config_replies import parse_config_topic
 from meshreg.wire.messages import RequestRejected
 from meshreg.wire.notifications import SEP
 
@@ -86,6 +99,17 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "digests": (Access.PEER, "none"),
     "reconcile": (Access.PEER, "none"),
     "sessions": (Access.PEER, "none"),
+    "config_get": (Access.READ, "config"),
+    "config_list": (Access.READ, "config"),
+    "config_history": (Access.READ, "config"),
+    "config_listen": (Access.READ, "config"),
+    "config_unlisten": (Access.READ, "config"),
+    "config_publish": (Access.WRITE, "config"),
+    "config_delete": (Access.ADMIN, "config"),
+    "config_rollback": (Access.ADMIN, "config"),
+    "config_gray": (Access.ADMIN, "config"),
+    "config_promote": (Access.ADMIN, "config"),
+    "config_gray_drop": (Access.ADMIN, "config"),
 }
 
 # What the denial says the client tried ("may not <verb> <ns/group/service>").
@@ -96,6 +120,17 @@ _VERBS = {
     "deregister": "deregister from",
     "update": "change instances (instance-set) of",
     "service_set": "change the settings (service-set) of",
+    "config_get": "read the configs of",
+    "config_list": "list the configs of",
+    "config_history": "read the config history of",
+    "config_listen": "listen to the configs of",
+    "config_unlisten": "listen to the configs of",
+    "config_publish": "publish configs in",
+    "config_delete": "delete configs of",
+    "config_rollback": "roll back configs of",
+    "config_gray": "publish gray configs in",
+    "config_promote": "promote gray configs of",
+    "config_gray_drop": "drop gray configs of",
 }
 
 
@@ -123,6 +158,11 @@ def required_access(req: Any) -> tuple[Access, str | None, str | None, str | Non
         return access, req.namespace, None, None
     if scope == "everything":
         return access, ALL, ALL, ALL
+    if scope == "config":  # every data id of the group (ALL: of every group, for a list)
+        key = getattr(req, "key", None)
+        if key is not None:
+            return access, key.namespace, key.group, ALL
+        return access, req.namespace, req.group or ALL, ALL
     return access, None, None, None
 
 
@@ -140,6 +180,8 @@ def permits(
         return False
     if namespace == ALL:
         return principal.may_all(access, ALL)
+    if service == ALL:  # a config scope: every data id of the group (or of every group)
+        return principal.may_all(access, namespace, group)
     if service is None:
         return principal.may_some(access, namespace, group)
     if group is None:  # pragma: no cover - no request has a service without a group
@@ -212,6 +254,12 @@ def denial_message(
             f"there; {fix}"
         )
     verb = _VERBS.get(op, f"use {op_text} on") if isinstance(op, str) else "act on"
+    if service == ALL:
+        where = _show(namespace) if group == ALL else f"{_show(namespace)}/{_show(group)}"
+        return (
+            f"{who} may not {verb} {where}: needs {level} access to every name there "
+            f'(a rule with service = "*"); {fix}'
+        )
     return (
         f"{who} may not {verb} {_show(namespace)}/{_show(group)}/{_show(service)}: "
         f"needs {level} access; {fix}"
@@ -250,6 +298,9 @@ def authorize_topic(principal: Principal, topic: bytes) -> bool:
     """
     if principal.is_node or principal.unrestricted:
         return True
+    config = parse_config_topic(topic)
+    if config is not None:  # read on the config group (a namespace prefix: every group)
+        return principal.may_all(Access.READ, config[0], config[1] if len(config) > 1 else None)
     names = _topic_names(topic)
     if names is None:
         return False

@@ -114,14 +114,19 @@ def _bind_server(
 
 
 def bind_request_socket(
-    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+    ctx: zmq.Context[Any],
+    host: str,
+    port: int,
+    keys: CurveKeys | None = None,
+    max_frame_bytes: int = limits.MAX_FRAME_BYTES,
 ) -> zmq.Socket[Any]:
     """ROUTER for client requests; oversized frames drop the sender's connection.
 
-    Bodies above ``MAX_BODY_BYTES`` but under the frame cap still get a TOO_LARGE reply.
+    Bodies above ``MAX_BODY_BYTES`` but under the frame cap still get a TOO_LARGE reply
+    (``max_frame_bytes``: raised for config bodies, wire/config_peer ``config_frame_bytes``).
     """
     options = {
-        zmq.MAXMSGSIZE: limits.MAX_FRAME_BYTES,
+        zmq.MAXMSGSIZE: max_frame_bytes,
         zmq.SNDHWM: ROUTER_SNDHWM,
         zmq.RCVHWM: ROUTER_RCVHWM,
     }
@@ -129,11 +134,16 @@ def bind_request_socket(
 
 
 def bind_peer_socket(
-    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+    ctx: zmq.Context[Any],
+    host: str,
+    port: int,
+    keys: CurveKeys | None = None,
+    max_frame_bytes: int = limits.MAX_PEER_BODY_BYTES + 1024,
 ) -> zmq.Socket[Any]:
-    """ROUTER for requests from peers: forwarded writes, digest pages, reconciles."""
+    """ROUTER for requests from peers: forwarded writes, digest pages, reconciles, and
+    the config messages (``max_frame_bytes``: wire/config_peer ``config_peer_frame_bytes``)."""
     options = {
-        zmq.MAXMSGSIZE: limits.MAX_PEER_BODY_BYTES + 1024,
+        zmq.MAXMSGSIZE: max_frame_bytes,
         zmq.SNDHWM: ROUTER_SNDHWM,
         zmq.RCVHWM: PEER_RCVHWM,
     }

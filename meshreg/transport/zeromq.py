@@ -52,11 +52,16 @@ class ZmqTransport:
         client_known: Callable[[bytes], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         limiter: LogLimiter | None = None,
+        request_frame_bytes: int = limits.MAX_FRAME_BYTES,
+        peer_frame_bytes: int = limits.MAX_PEER_BODY_BYTES + 1024,
     ) -> None:
         """``client_known``: is this raw CURVE key in the ACL (asked on every handshake,
         so an ACL reload applies); ``clock`` and ``limiter``: the ZAP handler's and the
-        accept monitor's (rate-limited logging)."""
+        accept monitor's (rate-limited logging); ``*_frame_bytes``: the frame limits of
+        the client and peer ROUTERs (raised for config bodies)."""
         self.keys = keys
+        self.request_frame_bytes = request_frame_bytes
+        self.peer_frame_bytes = peer_frame_bytes
         self.ctx: zmq.Context[Any] = zmq.Context()
         self._limiter = limiter or LogLimiter(logging.getLogger("meshreg.node"))
         self._accepts: AcceptMonitor | None = None
@@ -71,7 +76,7 @@ class ZmqTransport:
 
     # -- listening channels ----------------------------------------------------------
     def bind_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
-        sock = bind_request_socket(self.ctx, host, port, self.keys)
+        sock = bind_request_socket(self.ctx, host, port, self.keys, self.request_frame_bytes)
         self._accepts = AcceptMonitor(sock, f"{host}:{port}", self._limiter)
         return sock
 
@@ -82,7 +87,7 @@ class ZmqTransport:
         return bind_replication_socket(self.ctx, host, port, self.keys)
 
     def bind_peer_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
-        return bind_peer_socket(self.ctx, host, port, self.keys)
+        return bind_peer_socket(self.ctx, host, port, self.keys, self.peer_frame_bytes)
 
     # -- connecting channels ---------------------------------------------------------
     def connect_replication(self, addresses: Sequence[str]) -> zmq.Socket[bytes]:

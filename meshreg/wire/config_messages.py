@@ -1,4 +1,4 @@
-"""The configuration center's client requests: decoding and validation (not served yet).
+"""The configuration center's client requests: decoding and validation.
 
 The planned ``config_*`` operations (docs/CONFIG.md, "Wire operations"): one msgpack map
 per request, with the common fields ``v``, ``id`` and ``op`` (docs/PROTOCOL.md 1.5) and the
@@ -7,11 +7,12 @@ an untrusted decoded body into one of the frozen requests below or raises
 :class:`~meshreg.wire.messages.RequestRejected` naming the field; unknown extra keys are
 ignored, a nil field is absent.
 
-These ops are not in ``CLIENT_OPS`` yet: no node serves them (the lead wires them into the
-runtime, client and CLI).  A config body may be far above the client plane's 64 KiB
+The ops are ``CONFIG_OPS`` (part of ``CLIENT_OPS``); the node serves them in
+runtime/config_plane.  A config body may be far above the client plane's 64 KiB
 (``MAX_BODY_BYTES``): ``decode_config_body`` bounds it by the node's content cap plus
-``CONFIG_BODY_OVERHEAD`` instead, and the runtime will need the client socket's frame
-limit raised to match for these ops (docs/CONFIG.md, "Not wired yet").
+``CONFIG_BODY_OVERHEAD`` instead (only for config ops: any other op above 64 KiB is still
+TOO_LARGE), and the client socket's frame limit is raised to match
+(``config_frame_bytes``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ from meshreg.configcenter.model import (
     pattern_regex,
 )
 from meshreg.configcenter.replication import ConfigWrite
-from meshreg.errors import ErrorCode
+from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import DEFAULT_NAMESPACE
 from meshreg.wire import limits
-from meshreg.wire.messages import RequestRejected, _decode_error, _header
+from meshreg.wire.bodies import _decode_error, _header
 
 CONFIG_BODY_OVERHEAD = 64 * 1024  # bytes; a config body's fields other than the content
 MAX_LABELS = 32  # a client's labels (gray selection) per request
@@ -202,8 +203,9 @@ CONFIG_WRITE_OPS = (
 def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BYTES) -> Any:
     """msgpack-decode a config request body of at most the content cap plus overhead.
 
-    Strings and bins are bounded by the content cap (the content is the one large field);
-    maps and arrays by the client plane's limits.  TOO_LARGE beyond a limit, MALFORMED for
+    Strings and bins are bounded by the body's limit (the content is the one large field;
+    its own check, with the request id, names the content cap); maps and arrays by the
+    client plane's limits.  TOO_LARGE beyond a limit, MALFORMED for
     bytes that are not one msgpack value.
     """
     max_bytes = max_content_bytes + CONFIG_BODY_OVERHEAD
@@ -218,8 +220,8 @@ def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BY
             body,
             raw=False,
             strict_map_key=True,
-            max_str_len=max_content_bytes,
-            max_bin_len=max_content_bytes,
+            max_str_len=max_bytes,  # the content's own check names the cap (and the id)
+            max_bin_len=max_bytes,
             max_ext_len=0,
             max_map_len=limits.MAX_MAP_ENTRIES,
             max_array_len=limits.MAX_ARRAY_LEN,

@@ -51,6 +51,9 @@ from meshreg.model import (
     ServiceKey,
 )
 from meshreg.wire import limits
+from meshreg.wire.bodies import _decode_error as _decode_error  # re-exported (wire/peer)
+from meshreg.wire.bodies import _header as _header
+from meshreg.wire.config_messages import CONFIG_OPS, parse_config_message
 
 # Nacos-compatible name alphabets (ASCII only: names become PUB/SUB topics,
 # joined by NUL, so NUL and anything outside these sets must never get in).
@@ -69,7 +72,7 @@ _HOSTNAME_RE = re.compile(
 )
 
 
-CLIENT_OPS = (
+REGISTRY_OPS = (
     "register",
     "deregister",
     "beat",
@@ -84,6 +87,9 @@ CLIENT_OPS = (
     "session_renew",
     "session_close",
 )
+# CONFIG_OPS (wire/config_messages): the configuration center's, served by
+# runtime/config_plane (the runtime routes them there before the registry's core sees them).
+CLIENT_OPS = REGISTRY_OPS + CONFIG_OPS
 PEER_OPS = ("digests", "reconcile", "sessions")  # node to node only (wire/peer)
 FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set")  # relayed writes
 OPS = CLIENT_OPS  # the ops a client may send
@@ -157,30 +163,6 @@ def unpack_peer(body: bytes) -> Any:
         raise _decode_error(exc) from None
 
 
-def _decode_error(exc: Exception) -> RequestRejected:
-    """What a decoder failure means on the wire (a RequestRejected for decode_body)."""
-    if isinstance(exc, RequestRejected):
-        return exc
-    if isinstance(exc, RemoteProtocolError):  # the container budget
-        return RequestRejected(exc.code, exc.message)
-    if isinstance(exc, msgpack.StackError):
-        return RequestRejected(
-            ErrorCode.MALFORMED, f"body is nested deeper than {limits.MAX_NESTING} levels"
-        )
-    if isinstance(exc, ValueError) and "exceeds max_" in str(exc):
-        # msgpack: "N exceeds max_str_len(M)"
-        return RequestRejected(
-            ErrorCode.TOO_LARGE,
-            f"body holds a value beyond the decoder's limits ({exc}): strings "
-            f"{limits.MAX_STR_BYTES} bytes, maps {limits.MAX_MAP_ENTRIES} entries, arrays "
-            f"{limits.MAX_ARRAY_LEN} (client) or {limits.MAX_PEER_ENTRIES} (peer)",
-        )
-    # msgpack raises many types (ExtraData, FormatError, ...); all mean the same here
-    return RequestRejected(
-        ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"
-    )
-
-
 _unpackb = msgpack.unpackb
 
 
@@ -249,26 +231,6 @@ def beat_fields(msg: Any) -> BeatFields | None:
     ):
         return None
     return req_id, (ns, group, service), (ip, port, cluster)
-
-
-def _header(msg: Any) -> int:
-    """The request id of a body map, after the checks every request passes."""
-    if not isinstance(msg, dict):
-        raise RequestRejected(ErrorCode.MALFORMED, "body must be a msgpack map")
-    req_id = msg.get("id")
-    if type(req_id) is not int or not 0 <= req_id <= limits.MAX_REQUEST_ID:
-        raise RequestRejected(
-            ErrorCode.INVALID_ARGUMENT, "field 'id' must be an unsigned 64-bit integer"
-        )
-    version = msg.get("v")
-    if version != limits.PROTOCOL_VERSION or type(version) is not int:
-        raise RequestRejected(
-            ErrorCode.UNSUPPORTED_VERSION,
-            f"protocol version {version!r} is not supported; this node speaks "
-            f"v={limits.PROTOCOL_VERSION}",
-            req_id,
-        )
-    return req_id
 
 
 def parse_message(msg: Any) -> Request:
@@ -347,6 +309,8 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         return GetCluster(req_id)
     if op == "session_open" or op == "session_renew" or op == "session_close":
         return _session_op(msg, req_id, op)
+    if op in CONFIG_OPS:
+        return parse_config_message(msg)  # type: ignore[return-value]
     if op in PEER_OPS:
         raise RequestRejected(
             ErrorCode.PERMISSION_DENIED,

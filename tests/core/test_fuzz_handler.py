@@ -27,7 +27,8 @@ from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits
-from meshreg.wire.messages import OPS, RegisterInstance, RequestRejected, parse_request
+from meshreg.wire.messages import REGISTRY_OPS as OPS  # the core's (configs: config_plane)
+from meshreg.wire.messages import RegisterInstance, RequestRejected, parse_request
 from meshreg.wire.replies import decode_reply, encode_error, encode_ok
 
 FUZZ = fuzz_settings(250)  # deterministic: the same examples every run

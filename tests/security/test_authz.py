@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from meshreg.configcenter.model import ConfigKey
 from meshreg.errors import ErrorCode
 from meshreg.model import ServiceKey
 from meshreg.security.acl import NODE, OPEN, Access, Principal, Rule
@@ -22,6 +23,7 @@ from meshreg.security.authz import (
     visible_services,
 )
 from meshreg.wire import limits
+from meshreg.wire.config_replies import config_namespace_topic, config_topic
 from meshreg.wire.messages import OPS, PEER_OPS, RequestRejected, decode_body, parse_request
 from meshreg.wire.notifications import namespace_topic, topic_for
 from meshreg.wire.peer import parse_peer_message
@@ -47,7 +49,21 @@ BODIES: dict[str, dict[str, Any]] = {
     "session_open": {"namespace": "public"},
     "session_renew": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
     "session_close": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
+    "config_get": {"data_id": "app.yaml"},
+    "config_list": {"namespace": "public"},
+    "config_history": {"data_id": "app.yaml"},
+    "config_listen": {"data_id": "app.yaml"},
+    "config_unlisten": {"data_id": "app.yaml"},
+    "config_publish": {"data_id": "app.yaml", "content": "a: 1"},
+    "config_delete": {"data_id": "app.yaml"},
+    "config_rollback": {"data_id": "app.yaml", "revision": 1},
+    "config_gray": {"data_id": "app.yaml", "content": "a: 2", "labels": {"zone": "a"}},
+    "config_promote": {"data_id": "app.yaml"},
+    "config_gray_drop": {"data_id": "app.yaml"},
 }
+CONFIG_READS = ("config_get", "config_history", "config_listen", "config_unlisten")
+CONFIG_ADMINS = ("config_delete", "config_rollback", "config_gray", "config_promote")
+CONFIG_ADMINS += ("config_gray_drop",)
 
 
 def request(op: str, **fields: Any) -> Any:
@@ -81,6 +97,11 @@ EXPECTED = {
     "session_open": (Access.WRITE, ("public", None, None)),
     "session_renew": (Access.WRITE, ("public", None, None)),
     "session_close": (Access.WRITE, ("public", None, None)),
+    # configs: every data id of the group (a list without a group: of every group)
+    "config_list": (Access.READ, ("public", "*", "*")),
+    "config_publish": (Access.WRITE, ("public", "DEFAULT_GROUP", "*")),
+    **{op: (Access.READ, ("public", "DEFAULT_GROUP", "*")) for op in CONFIG_READS},
+    **{op: (Access.ADMIN, ("public", "DEFAULT_GROUP", "*")) for op in CONFIG_ADMINS},
 }
 
 
@@ -101,28 +122,34 @@ ADMIN = Principal("admin", (Rule("public", "DEFAULT_GROUP", "payments", Access.A
 OTHER_NS = Principal("other", (Rule("private", "*", "*", Access.ADMIN),))
 MONITOR = Principal("monitor", (Rule("*", "*", "*", Access.READ),))
 PINGER = Principal("pinger", ())
+CONFIGURER = Principal("configurer", (Rule("public", "DEFAULT_GROUP", "*", Access.ADMIN),))
 
 # op -> the principals allowed (everyone else in PRINCIPALS is denied)
 ALLOWED = {
-    "instances": {"reader", "writer", "admin", "monitor"},
-    "services": {"reader", "writer", "admin", "monitor"},
-    "register": {"writer", "admin"},
-    "beat": {"writer", "admin"},
-    "deregister": {"writer", "admin"},
-    "update": {"admin"},
-    "service_set": {"admin"},
+    "instances": {"reader", "writer", "admin", "monitor", "configurer"},
+    "services": {"reader", "writer", "admin", "monitor", "configurer"},
+    "register": {"writer", "admin", "configurer"},
+    "beat": {"writer", "admin", "configurer"},
+    "deregister": {"writer", "admin", "configurer"},
+    "update": {"admin", "configurer"},
+    "service_set": {"admin", "configurer"},
     "stats": {"monitor"},
-    "ping": {"reader", "writer", "admin", "other", "monitor", "pinger"},
-    "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger"},
+    "ping": {"reader", "writer", "admin", "other", "monitor", "pinger", "configurer"},
+    "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger", "configurer"},
     "digests": set(),
     "reconcile": set(),
     "sessions": set(),
     # write on some service of the namespace (the session id is the capability)
-    "session_open": {"writer", "admin"},
-    "session_renew": {"writer", "admin"},
-    "session_close": {"writer", "admin"},
+    "session_open": {"writer", "admin", "configurer"},
+    "session_renew": {"writer", "admin", "configurer"},
+    "session_close": {"writer", "admin", "configurer"},
+    # configs: a rule covering every name of the group ("payments" alone, "pay*": no)
+    "config_list": {"reader", "monitor"},  # every group of the namespace
+    "config_publish": {"configurer"},
+    **{op: {"reader", "monitor", "configurer"} for op in CONFIG_READS},
+    **{op: {"configurer"} for op in CONFIG_ADMINS},
 }
-PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER)
+PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER, CONFIGURER)
 
 
 @pytest.mark.parametrize("op", sorted(BODIES))
@@ -172,6 +199,15 @@ def test_denial_messages() -> None:
     assert "list services in public/g1:" in denial(OTHER_NS, "services", group="g1")
     assert "may not read node stats" in denial(READER, "stats")
     assert 'namespace = "*", group = "*", service = "*"' in denial(READER, "stats")
+    assert denial(READER, "config_publish") == (
+        "client 'reader' may not publish configs in public/DEFAULT_GROUP: needs write access "
+        'to every name there (a rule with service = "*"); ask the operator to extend its ACL '
+        "entry"
+    )
+    assert "may not list the configs of public: needs read" in denial(CONFIGURER, "config_list")
+    assert "roll back configs of public/DEFAULT_GROUP: needs admin" in (
+        denial(READER, "config_rollback")
+    )
     message = denial(MONITOR, "reconcile")
     assert "'reconcile'" in message and "peer operation" in message and "cluster nodes" in message
 
@@ -188,7 +224,7 @@ def test_beat_names_outside_the_alphabet_are_not_echoed_raw() -> None:
 @dataclass(frozen=True)
 class ConfigPublish:  # an op from the future: no row yet
     req_id: int
-    op = "config_publish"
+    op = "config_export"
 
 
 @dataclass(frozen=True)
@@ -206,7 +242,7 @@ def test_unknown_ops_are_for_nodes_only() -> None:
         assert info.value.code == ErrorCode.PERMISSION_DENIED
         assert info.value.req_id == req.req_id
         assert "only cluster nodes" in info.value.message
-    with pytest.raises(RequestRejected, match="'config_publish'.*no access rule"):
+    with pytest.raises(RequestRejected, match="'config_export'.*no access rule"):
         authorize(MONITOR, ConfigPublish(5))
 
 
@@ -231,8 +267,19 @@ def test_topics() -> None:
     # a group: every service of the group
     assert authorize_topic(READER, b"public\0DEFAULT_GROUP\0")
     assert not authorize_topic(ADMIN, b"public\0DEFAULT_GROUP\0")
+    # config topics: read on every data id of the group (a namespace: of every group)
+    app = config_topic(ConfigKey("public", "DEFAULT_GROUP", "app.yaml"))
+    assert authorize_topic(READER, app) and authorize_topic(CONFIGURER, app)
+    assert not authorize_topic(ADMIN, app) and not authorize_topic(WRITER, app)
+    assert not authorize_topic(OTHER_NS, app)
+    assert authorize_topic(READER, config_namespace_topic("public"))
+    assert not authorize_topic(CONFIGURER, config_namespace_topic("public"))
+    assert authorize_topic(CONFIGURER, config_namespace_topic("public", "DEFAULT_GROUP"))
     # everything else: NODE and OPEN only
     for topic in (
+        b"\0config\0",  # every config
+        b"\0config\0public",  # a namespace prefix without its NUL
+        b"\0config\0public\0DEFAULT_GROUP\0app.yaml\0x\0",
         b"",  # everything
         b"pub",  # every namespace starting with "pub"
         b"public",  # public and public2 and ...

@@ -1,0 +1,587 @@
+"""The node's configuration center: the glue between the loop and ``ConfigReplicator``.
+
+The runtime (runtime/node.py) hands this plane the config requests of its clients (after
+parsing and the ACL check), the config messages of its peers (peer port, frames
+``[CONFIG_FRAME, body]``), the member view and the clock; the plane carries out what
+the replicator decides, in its order:
+
+* ``Persist`` first: the versions go to SQLite (one transaction, fsynced) before any
+  effect after it, so nothing is acknowledged - to a client or a peer - before it is on
+  disk.  Then the current version of every persisted data id is compared with the one
+  last announced: a change is published on the client XPUB (``encode_config_change``),
+  on every node, whether the change was written here or replicated.
+* Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
+  that cannot leave now is dropped (records are resent, the rest is repaired by
+  anti-entropy).
+* A write this node is not responsible for is forwarded once (``config_forward``); the
+  owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
+  relayed to the client.  No answer within ``FORWARD_TIMEOUT``: UNAVAILABLE, outcome
+  unknown.
+
+**Ready gate.**  A node with peers starts not ready: it asks every peer for its digests
+(``config_sync``) and answers config reads with UNAVAILABLE until it has caught up with
+the digests of a majority of the configured members (itself included): for each, every
+data id where the peer was ahead is now at least as far here.  Writes need no gate (the
+replicator's per-data-id catch-up covers them).
+
+**Reads that are behind.**  A read whose ``min_revision`` is above what this node holds
+waits up to ``PARK_SECONDS`` for the version to arrive (it usually is on its way: the
+client saw it on another node), then gets UNAVAILABLE.  At most ``MAX_PARKED`` wait.
+
+Time: every ``now`` here is wall-clock seconds (the runtime's monotonic clock plus its
+offset): the store stamps versions with it and prunes by age; deadlines use it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from meshreg.config import NodeConfig
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected, merge_order
+from meshreg.configcenter.replication import (
+    DEFAULT_ACK_TIMEOUT,
+    ConfigReplicator,
+    Effect,
+    FetchVersions,
+    ForwardWrite,
+    Persist,
+    ReplyEntry,
+    ReplyError,
+    SendAck,
+    SendCommit,
+    SendDigests,
+    SendKeyVersions,
+    SendRecord,
+    SendVersions,
+)
+from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
+from meshreg.log_limiter import LogLimiter
+from meshreg.wire.config_messages import (
+    ConfigHistory,
+    ConfigRequest,
+    GetConfig,
+    ListConfigs,
+    ListenConfig,
+    UnlistenConfig,
+    as_config_write,
+)
+from meshreg.wire.config_peer import (
+    ConfigAck,
+    ConfigCommit,
+    ConfigDigests,
+    ConfigFetch,
+    ConfigForward,
+    ConfigForwardReply,
+    ConfigKeyVersions,
+    ConfigRecord,
+    ConfigSync,
+    ConfigVersions,
+    decode_config_peer,
+    encode_config_peer,
+    encode_replication_effect,
+    entry_to_wire,
+)
+from meshreg.wire.config_replies import (
+    encode_config_change,
+    entry_result,
+    history_result,
+    list_result,
+    listen_result,
+)
+from meshreg.wire.replies import encode_error, encode_ok
+
+log = logging.getLogger("meshreg.node")
+
+FORWARD_TIMEOUT = 2 * DEFAULT_ACK_TIMEOUT + 1.0  # s; the owner's catch-up and ack rounds
+PARK_SECONDS = 1.0  # s; a read behind its min_revision waits this long for it to arrive
+MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
+SYNC_ASK_INTERVAL = 0.5  # s; a starting node asks the peers not heard yet again
+PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
+MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
+
+SendPeer = Callable[[str, list[bytes]], bool]  # (member address, frames) -> sent now?
+SendReply = Callable[[list[bytes], bytes], None]  # (client envelope, reply body)
+Notify = Callable[[list[bytes]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientAsk:
+    """A client's write waiting for its answer (the replicator's opaque ``request``)."""
+
+    envelope: list[bytes]
+    req_id: int
+    msg: dict[str, Any]  # the request as it came, to forward it
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerAsk:
+    """A write a peer forwarded here: the answer goes back to it with ``tag``."""
+
+    sender: str
+    tag: int
+
+
+@dataclass(slots=True)
+class _Forward:
+    ask: _ClientAsk
+    owner: str
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Parked:
+    envelope: list[bytes]
+    req: GetConfig | ListenConfig
+    address: str | None
+    deadline: float
+
+
+class ConfigPlane:
+    """One node's configuration center (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        now: float,
+        send_peer: SendPeer,
+        send_reply: SendReply,
+        notify: Notify,
+        limiter: LogLimiter | None = None,
+    ) -> None:
+        self.member = config.address
+        self.peers = tuple(config.peer_addresses())
+        self.store = ConfigStore(self.member, config.config_limits())
+        self.max_content_bytes = config.config_max_content_bytes
+        self.db: SqliteConfigStore | None = None
+        loaded = 0
+        if config.data_dir:
+            self.db = SqliteConfigStore(database_path(config.data_dir))
+            loaded = self.db.load_into(self.store)
+        self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
+        self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
+        self._limiter = limiter or LogLimiter(log)
+        self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
+            k: _identity(e) for k in list(self.store.keys()) if (e := self.store.current(k))
+        }
+        self.ready = not self.peers
+        self._synced: set[str] = set()  # peers whose digests this node caught up with
+        self._need: dict[str, dict[ConfigKey, tuple[int, bool, str, str]]] = {}
+        self._next_ask = now
+        self._next_prune = now + PRUNE_INTERVAL
+        self._wake = now
+        self._forwards: dict[int, _Forward] = {}
+        self._next_tag = 0
+        self._parked: dict[ConfigKey, list[_Parked]] = {}
+        self._parked_count = 0
+        self.counters = {
+            "peer_messages_in": 0,
+            "peer_messages_rejected": 0,
+            "peer_sends_failed": 0,
+            "notifications": 0,
+            "listens": 0,
+            "unlistens": 0,
+            "reads_waited": 0,
+            "reads_not_ready": 0,
+        }
+        log.info(
+            "configs: %s, %d versions of %d data ids loaded; %d configured members (majority %d)%s",
+            f"database {self.db.path}" if self.db else "in memory only (no data_dir)",
+            loaded,
+            len(self.store),
+            len(self.replicator.members),
+            self.replicator.majority,
+            "" if self.ready else "; catching up from the peers before serving reads",
+        )
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # -- the member view and time -------------------------------------------------------
+    def set_members_up(self, up: set[str] | frozenset[str]) -> None:
+        self.replicator.set_members_up(up | {self.member})
+
+    def tick(self, now: float) -> float:
+        """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
+        wall-clock time this must be called again at the latest."""
+        if now < self._wake:
+            return self._wake
+        self._run(self.replicator.tick(now), now)
+        for tag, fwd in list(self._forwards.items()):
+            if now >= fwd.deadline:
+                del self._forwards[tag]
+                self._reply_error(
+                    fwd.ask,
+                    ErrorCode.UNAVAILABLE,
+                    f"the responsible node {fwd.owner} did not answer within "
+                    f"{FORWARD_TIMEOUT:g} s; the outcome is unknown (the write may still "
+                    "appear): read the data id, then retry",
+                )
+        if self._parked:
+            self._expire_parked(now)
+        if not self.ready and now >= self._next_ask:
+            self._next_ask = now + SYNC_ASK_INTERVAL
+            for peer in self.peers:
+                if peer not in self._synced:
+                    self._send(peer, encode_config_peer("config_sync", self.member))
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL
+            removed = self.store.prune(now)
+            if removed:
+                if self.db is not None:
+                    self.db.remove(removed)
+                for key in {e.key for e in removed}:
+                    if self.store.current(key) is None:
+                        self._announced.pop(key, None)
+        self._wake = self._next_wake()
+        return self._wake
+
+    def _next_wake(self) -> float:
+        times = [self.replicator.next_wake(), self._next_prune]
+        if not self.ready:
+            times.append(self._next_ask)
+        if self._forwards:
+            times.append(min(f.deadline for f in self._forwards.values()))
+        if self._parked:
+            times.append(min(p.deadline for ps in self._parked.values() for p in ps))
+        return min(times)
+
+    # -- client requests ----------------------------------------------------------------
+    def serve(
+        self,
+        envelope: list[bytes],
+        req: ConfigRequest,
+        msg: dict[str, Any],
+        by: str,
+        address: str | None,
+        now: float,
+    ) -> bytes | None:
+        """A parsed, authorized config request: the reply body now, or None (the answer
+        comes later through ``send_reply``).  Raises RequestRejected."""
+        kind = type(req)
+        if kind is GetConfig or kind is ListenConfig:
+            return self._read(envelope, req, address, now)  # type: ignore[arg-type]
+        if kind is ListConfigs or kind is ConfigHistory:
+            self._check_ready(req)
+            try:
+                if isinstance(req, ListConfigs):
+                    page = self.store.list_page(
+                        req.namespace, req.group, req.pattern, req.page_size, req.cursor
+                    )
+                    return encode_ok(req.req_id, list_result(page))
+                assert isinstance(req, ConfigHistory)
+                history = self.store.history(req.key, req.page_size, req.cursor)
+                return encode_ok(req.req_id, history_result(history))
+            except ConfigRejected as exc:
+                raise _rejected(req, exc) from None
+        if kind is UnlistenConfig:
+            self.counters["unlistens"] += 1
+            return encode_ok(req.req_id, None)
+        ask = _ClientAsk(envelope, req.req_id, msg)
+        self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
+        self._wake = min(self._wake, self._next_wake())
+        return None
+
+    def _check_ready(self, req: ConfigRequest) -> None:
+        if not self.ready:
+            self.counters["reads_not_ready"] += 1
+            raise RequestRejected(
+                ErrorCode.UNAVAILABLE,
+                f"{req.op}: this node is catching up on configs from a majority of its "
+                f"{len(self.replicator.members)} configured members after a start; retry "
+                "shortly or on another node",
+                req.req_id,
+                req.op,
+            )
+
+    def _read(
+        self,
+        envelope: list[bytes],
+        req: GetConfig | ListenConfig,
+        address: str | None,
+        now: float,
+        deadline: float | None = None,
+    ) -> bytes | None:
+        """The reply of a read, or None: it waits (parked) until ``deadline`` (default
+        ``now + PARK_SECONDS``) for a revision this node does not hold yet."""
+        self._check_ready(req)
+        labels = dict(req.labels)
+        if isinstance(req, ListenConfig):
+            self.counters["listens"] += 1
+            current = self.store.current(req.key)
+            resolved = None
+            if current is not None and not current.deleted and current.revision > req.revision:
+                view = self.store.resolve(req.key, labels, address)
+                resolved = entry_result(view.entry, view.gray)
+            return encode_ok(req.req_id, listen_result(current, req.revision, resolved))
+        try:
+            if req.revision is not None:
+                entry = self.store.get(req.key, req.revision, req.min_revision)
+                return encode_ok(req.req_id, entry_result(entry))
+            view = self.store.resolve(req.key, labels, address, req.min_revision)
+            return encode_ok(req.req_id, entry_result(view.entry, view.gray))
+        except ConfigRejected as exc:
+            first = deadline is None
+            deadline = now + PARK_SECONDS if deadline is None else deadline
+            if exc.reason == "behind" and now < deadline and self._parked_count < MAX_PARKED:
+                parked = _Parked(envelope, req, address, deadline)
+                self._parked.setdefault(req.key, []).append(parked)
+                self._parked_count += 1
+                self.counters["reads_waited"] += first
+                self._wake = min(self._wake, parked.deadline)
+                return None
+            raise _rejected(req, exc) from None
+
+    def _retry_parked(self, key: ConfigKey, now: float) -> None:
+        waiting = self._parked.pop(key, None)
+        if not waiting:
+            return
+        self._parked_count -= len(waiting)
+        for p in waiting:
+            self._answer_parked(p, now)
+
+    def _expire_parked(self, now: float) -> None:
+        for key, waiting in list(self._parked.items()):
+            due = [p for p in waiting if now >= p.deadline]
+            if not due:
+                continue
+            rest = [p for p in waiting if now < p.deadline]
+            if rest:
+                self._parked[key] = rest
+            else:
+                del self._parked[key]
+            self._parked_count -= len(due)
+            for p in due:
+                self._answer_parked(p, float("inf"))
+
+    def _answer_parked(self, p: _Parked, now: float) -> None:
+        """Answer a waiting read now (again parked if still behind and not due)."""
+        try:
+            body = self._read(p.envelope, p.req, p.address, now, p.deadline)
+        except RequestRejected as exc:
+            body = encode_error(exc.req_id, exc.code, exc.message)
+        if body is not None:
+            self._send_reply(p.envelope, body)
+
+    # -- peer messages ------------------------------------------------------------------
+    def on_peer(self, body: bytes, now: float) -> None:
+        """One config message from a peer (the peer port); never raises on bad input."""
+        self.counters["peer_messages_in"] += 1
+        try:
+            msg = decode_config_peer(body, self.max_content_bytes)
+        except RemoteProtocolError as exc:
+            self._peer_rejected(f"bad config message from a peer: {exc}", now)
+            return
+        sender = msg.sender
+        if sender not in self.replicator.members or sender == self.member:
+            self._peer_rejected(f"config message from {sender!r}, not a configured peer", now)
+            return
+        rep = self.replicator
+        effects: list[Effect]
+        match msg:
+            case ConfigSync():
+                effects = [SendDigests(sender, tuple(self.store.digests()), False)]
+            case ConfigRecord():
+                effects = rep.on_record(now, sender, msg.entry)
+            case ConfigAck():
+                effects = rep.on_ack(
+                    now, sender, msg.key, msg.revision, msg.origin, msg.md5, msg.ok, msg.current
+                )
+            case ConfigCommit():
+                effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
+            case ConfigFetch():
+                effects = rep.on_fetch(sender, msg.key)
+            case ConfigKeyVersions():
+                effects = rep.on_key_versions(now, sender, msg.key, msg.entries)
+            case ConfigDigests():
+                if not self.ready and not msg.reply:
+                    self._note_digests(sender, msg)
+                effects = rep.on_digests(sender, msg.digests, msg.reply)
+            case ConfigVersions():
+                effects = rep.on_versions(msg.entries)
+            case ConfigForward():
+                write = as_config_write(msg.request, _PeerAsk(sender, msg.tag), msg.by)
+                effects = rep.write(now, replace(write, forwarded=True))
+            case ConfigForwardReply():
+                effects = self._forward_answered(msg, now)
+        self._run(effects, now)
+        if not self.ready:
+            self._check_caught_up()
+        self._wake = min(self._wake, self._next_wake())
+
+    def _forward_answered(self, msg: ConfigForwardReply, now: float) -> list[Effect]:
+        fwd = self._forwards.get(msg.tag)
+        if fwd is None or fwd.owner != msg.sender:
+            return []  # late (already answered UNAVAILABLE) or not ours
+        del self._forwards[msg.tag]
+        if not msg.ok or msg.entry is None:
+            assert msg.code is not None
+            self._reply_error(fwd.ask, msg.code, msg.message)
+            return []
+        # read-your-writes here too: hold the acknowledged version before answering
+        effects = self.replicator.on_versions([msg.entry])
+        effects.append(ReplyEntry(fwd.ask, msg.entry, msg.gray))
+        return effects
+
+    def _peer_rejected(self, message: str, now: float) -> None:
+        self.counters["peer_messages_rejected"] += 1
+        self._limiter.warning("config-peer", now, "%s", message)
+
+    # -- the ready gate -----------------------------------------------------------------
+    def _note_digests(self, sender: str, msg: ConfigDigests) -> None:
+        need = {}
+        for d in msg.digests:
+            mine = self.store.current(d.key)
+            theirs = (d.revision, d.committed, d.origin, d.md5)
+            if mine is None or merge_order(mine)[:4] < theirs:
+                need[d.key] = theirs
+        self._need[sender] = need
+
+    def _check_caught_up(self) -> None:
+        for peer, need in list(self._need.items()):
+            for key, theirs in list(need.items()):
+                mine = self.store.current(key)
+                if mine is not None and merge_order(mine)[:4] >= theirs:
+                    del need[key]
+            if not need:
+                del self._need[peer]
+                self._synced.add(peer)
+        if len(self._synced) + 1 >= self.replicator.majority:
+            self.ready = True
+            log.info(
+                "configs: caught up with %d of %d configured members; serving config "
+                "reads (%d data ids)",
+                len(self._synced) + 1,
+                len(self.replicator.members),
+                len(self.store),
+            )
+
+    # -- carrying out the replicator's effects ------------------------------------------
+    def _run(self, effects: list[Effect], now: float) -> None:
+        for effect in effects:
+            match effect:
+                case Persist():
+                    if self.db is not None:
+                        self.db.save(effect.entries)  # durable before anything after it
+                    self._announce({e.key for e in effect.entries}, now)
+                case (
+                    SendRecord()
+                    | SendAck()
+                    | SendCommit()
+                    | SendDigests()
+                    | SendVersions()
+                    | FetchVersions()
+                    | SendKeyVersions()
+                ):
+                    for frames in encode_replication_effect(self.member, effect):
+                        self._send(effect.peer, frames)
+                case ForwardWrite():
+                    self._forward(effect, now)
+                case ReplyEntry():
+                    self._reply_entry(effect.request, effect.entry, effect.gray)
+                case ReplyError():
+                    self._reply_error(effect.request, effect.code, effect.message)
+
+    def _announce(self, keys: set[ConfigKey], now: float) -> None:
+        for key in keys:
+            current = self.store.current(key)
+            if current is None:
+                continue
+            identity = _identity(current)
+            if self._announced.get(key) != identity:
+                self._announced[key] = identity
+                self.counters["notifications"] += 1
+                self._notify(encode_config_change(current))
+                if key in self._parked:
+                    self._retry_parked(key, now)
+
+    def _send(self, peer: str, frames: list[bytes]) -> bool:
+        if self._send_peer(peer, frames):
+            return True
+        self.counters["peer_sends_failed"] += 1
+        return False
+
+    def _forward(self, effect: ForwardWrite, now: float) -> None:
+        ask = effect.write.request
+        assert isinstance(ask, _ClientAsk)
+        if len(self._forwards) >= MAX_FORWARDS:
+            self._reply_error(ask, ErrorCode.UNAVAILABLE, "too many config writes in flight "
+                              "on this node; nothing was written: retry shortly")  # fmt: skip
+            return
+        self._next_tag += 1
+        tag = self._next_tag
+        frames = encode_config_peer(
+            "config_forward", self.member, tag=tag, request=ask.msg, by=effect.write.args["by"]
+        )
+        if not self._send(effect.peer, frames):
+            self._reply_error(
+                ask,
+                ErrorCode.UNAVAILABLE,
+                f"the data id's responsible node {effect.peer} is not reachable from this "
+                "node; nothing was written: retry shortly or on another node",
+            )
+            return
+        self._forwards[tag] = _Forward(ask, effect.peer, now + FORWARD_TIMEOUT)
+
+    def _reply_entry(self, request: Any, entry: ConfigEntry, gray: bool) -> None:
+        if isinstance(request, _PeerAsk):
+            self._send(
+                request.sender,
+                encode_config_peer(
+                    "config_forward_reply",
+                    self.member,
+                    tag=request.tag,
+                    ok=True,
+                    entry=entry_to_wire(entry),
+                    gray=gray,
+                ),
+            )
+        elif isinstance(request, _ClientAsk):
+            self._send_reply(request.envelope, encode_ok(request.req_id, entry_result(entry, gray)))
+
+    def _reply_error(self, request: Any, code: ErrorCode, message: str) -> None:
+        if isinstance(request, _PeerAsk):
+            self._send(
+                request.sender,
+                encode_config_peer(
+                    "config_forward_reply",
+                    self.member,
+                    tag=request.tag,
+                    ok=False,
+                    code=int(code),
+                    message=message[:4096],
+                ),
+            )
+        elif isinstance(request, _ClientAsk):
+            self._send_reply(request.envelope, encode_error(request.req_id, code, message))
+
+    # -- stats --------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "members": len(self.replicator.members),
+            "majority": self.replicator.majority,
+            "members_up": len(self.replicator.up),
+            "max_content_bytes": self.max_content_bytes,
+            "data_dir": str(self.db.path.parent) if self.db is not None else None,
+            **self.store.stats(),
+            **self.replicator.counters,
+            **self.counters,
+            "forwards_pending": len(self._forwards),
+            "reads_waiting": self._parked_count,
+        }
+
+
+def _identity(entry: ConfigEntry) -> tuple[int, str, str, bool]:
+    """What a listener tells apart: the revision, the main and gray md5, deleted."""
+    return (entry.revision, entry.md5, entry.gray.md5 if entry.gray else "", entry.deleted)
+
+
+def _rejected(req: ConfigRequest, exc: ConfigRejected) -> RequestRejected:
+    return RequestRejected(exc.code, f"{req.op}: {exc.message}", req.req_id, req.op)

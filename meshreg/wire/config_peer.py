@@ -1,0 +1,569 @@
+"""The configuration center's peer messages (node to node, on the peer port P+3).
+
+Every config message between nodes is one-way: the sender's DEALER to the receiver's
+peer ROUTER, as two frames ``[CONFIG_FRAME, body]`` (the ROUTER prepends the routing
+id); an answer is a message of its own the other way.  So nothing waits on a socket and
+the write protocol's resends and deadlines stay in ``configcenter/replication``.
+
+Body: a msgpack map ``{"v": 1, "op": OP, "from": MEMBER, ...}``; ``from`` is the
+sender's member id (its ``host:port``), which the receiver checks against its configured
+members.
+
+=====================  ===================================================================
+op                     fields (besides v, op, from)
+=====================  ===================================================================
+config_sync            (none): "send me your digests" (a starting node's catch-up)
+config_record          entry: a new version to persist and acknowledge
+config_ack             key, revision, origin, md5, ok, current (entry or nil)
+config_commit          key, revision, origin, md5: a majority acknowledged it
+config_fetch           key: the versions of your highest revision, please
+config_key_versions    key, entries: the answer to config_fetch
+config_digests         digests, reply: anti-entropy (ConfigReplicator.on_digests)
+config_versions        entries: versions where the sender is ahead
+config_forward         tag, request (the client's request map), by: a write for the
+                       responsible node
+config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
+=====================  ===================================================================
+
+A key is ``[namespace, group, data_id]``; an entry a map (``entry_to_wire``); a digest
+``[namespace, group, data_id, revision, md5, origin, committed, history]``.
+
+Validation: ``decode_config_peer`` bounds the body (size, strings by the content cap,
+arrays, maps) before decoding, and ``parse_config_peer`` checks every field (names,
+revision bounds, md5 format and that it is the content's, types, tags, gray rule, node
+ids) and raises RemoteProtocolError naming the field; nothing reaches the store unchecked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from meshreg.configcenter.model import (
+    HARD_MAX_CONTENT_BYTES,
+    Change,
+    ConfigDigest,
+    ConfigEntry,
+    ConfigKey,
+    ConfigRejected,
+    GrayRelease,
+    check_config_key,
+    check_content,
+    check_description,
+    check_gray_rule,
+    check_modified_by,
+    check_tags,
+    check_type,
+    content_md5,
+)
+from meshreg.configcenter.replication import (
+    FetchVersions,
+    SendAck,
+    SendCommit,
+    SendDigests,
+    SendKeyVersions,
+    SendRecord,
+    SendVersions,
+)
+from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
+from meshreg.wire import limits
+from meshreg.wire.config_messages import CONFIG_BODY_OVERHEAD, MAX_REVISION, parse_config_message
+
+CONFIG_FRAME = b"config"  # the first frame of every config peer message
+CONFIG_PEER_OPS = (
+    "config_sync",
+    "config_record",
+    "config_ack",
+    "config_commit",
+    "config_fetch",
+    "config_key_versions",
+    "config_digests",
+    "config_versions",
+    "config_forward",
+    "config_forward_reply",
+)
+# One message of versions carries at most this much content (more: several messages), so
+# a body stays far below the peer port's frame limit (``config_peer_frame_bytes``).
+VERSIONS_CHUNK_BYTES = 4 * 1024 * 1024  # bytes of content per config_versions message
+MAX_CONFIG_DIGESTS = 200_000  # digests in one message (a node holds <= 100,000 data ids)
+DIGEST_BYTES = 1_000  # bytes; an upper bound of one encoded digest (names <= 448 chars)
+MAX_TAG = 2**64 - 1  # a forward's tag
+MAX_ERROR_MESSAGE = 4096  # chars of a forwarded error's message
+_MD5_RE = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def config_peer_frame_bytes(max_content_bytes: int) -> int:
+    """The peer port's frame limit with configs: the largest config message (a chunk of
+    versions plus one entry with its main and gray content, or a full digest list), and
+    never below the registry's own peer limit."""
+    return max(
+        limits.MAX_PEER_BODY_BYTES + 1024,
+        VERSIONS_CHUNK_BYTES + 2 * max_content_bytes + 2 * CONFIG_BODY_OVERHEAD,
+        MAX_CONFIG_DIGESTS * 100,
+    )
+
+
+def config_frame_bytes(max_content_bytes: int) -> int:
+    """The client port's frame limit with configs: twice a config body's limit (content
+    cap + overhead), so content up to twice the cap still gets a TOO_LARGE reply that
+    names the cap (beyond it, libzmq drops the connection); every other op is still
+    refused above ``MAX_BODY_BYTES`` by the decoder."""
+    return max(limits.MAX_FRAME_BYTES, 2 * (max_content_bytes + CONFIG_BODY_OVERHEAD))
+
+
+# -- parsed messages ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ConfigSync:
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRecord:
+    sender: str
+    entry: ConfigEntry
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigAck:
+    sender: str
+    key: ConfigKey
+    revision: int
+    origin: str
+    md5: str
+    ok: bool
+    current: ConfigEntry | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigCommit:
+    sender: str
+    key: ConfigKey
+    revision: int
+    origin: str
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFetch:
+    sender: str
+    key: ConfigKey
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKeyVersions:
+    sender: str
+    key: ConfigKey
+    entries: tuple[ConfigEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDigests:
+    sender: str
+    digests: tuple[ConfigDigest, ...]
+    reply: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigVersions:
+    sender: str
+    entries: tuple[ConfigEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigForward:
+    """A client's write, sent on to the responsible node: ``request`` is the parsed
+    request (wire/config_messages), ``by`` who made it (the client's key name)."""
+
+    sender: str
+    tag: int
+    request: Any
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigForwardReply:
+    sender: str
+    tag: int
+    ok: bool
+    entry: ConfigEntry | None
+    gray: bool
+    code: ErrorCode | None  # None: ok
+    message: str
+
+
+ConfigPeerMessage = (
+    ConfigSync
+    | ConfigRecord
+    | ConfigAck
+    | ConfigCommit
+    | ConfigFetch
+    | ConfigKeyVersions
+    | ConfigDigests
+    | ConfigVersions
+    | ConfigForward
+    | ConfigForwardReply
+)
+
+
+# -- encoding ----------------------------------------------------------------------------
+def key_to_wire(key: ConfigKey) -> list[str]:
+    return [key.namespace, key.group, key.data_id]
+
+
+def entry_to_wire(e: ConfigEntry) -> dict[str, Any]:
+    gray = None
+    if e.gray is not None:
+        g = e.gray
+        gray = {
+            "content": g.content,
+            "type": g.type,
+            "md5": g.md5,
+            "labels": dict(g.rule.labels),
+            "clients": sorted(g.rule.addresses),
+        }
+    return {
+        "key": key_to_wire(e.key),
+        "revision": e.revision,
+        "origin": e.origin,
+        "content": e.content,
+        "type": e.type,
+        "md5": e.md5,
+        "modified": e.modified,
+        "modified_by": e.modified_by,
+        "description": e.description,
+        "tags": dict(e.tags),
+        "deleted": e.deleted,
+        "change": e.change.value,
+        "gray": gray,
+        "committed": e.committed,
+    }
+
+
+def digest_to_wire(d: ConfigDigest) -> list[Any]:
+    return [*key_to_wire(d.key), d.revision, d.md5, d.origin, d.committed, d.history]
+
+
+def encode_config_peer(op: str, sender: str, **fields: Any) -> list[bytes]:
+    """The frames of one config peer message (``[CONFIG_FRAME, body]``)."""
+    body = {"v": limits.PROTOCOL_VERSION, "op": op, "from": sender, **fields}
+    return [CONFIG_FRAME, msgpack.packb(body)]
+
+
+def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
+    """The messages of one of the replicator's send effects (versions in chunks)."""
+    match effect:
+        case SendRecord():
+            return [encode_config_peer("config_record", sender, entry=entry_to_wire(effect.entry))]
+        case SendAck():
+            current = None if effect.current is None else entry_to_wire(effect.current)
+            return [
+                encode_config_peer(
+                    "config_ack",
+                    sender,
+                    key=key_to_wire(effect.key),
+                    revision=effect.revision,
+                    origin=effect.origin,
+                    md5=effect.md5,
+                    ok=effect.ok,
+                    current=current,
+                )
+            ]
+        case SendCommit():
+            return [
+                encode_config_peer(
+                    "config_commit",
+                    sender,
+                    key=key_to_wire(effect.key),
+                    revision=effect.revision,
+                    origin=effect.origin,
+                    md5=effect.md5,
+                )
+            ]
+        case FetchVersions():
+            return [encode_config_peer("config_fetch", sender, key=key_to_wire(effect.key))]
+        case SendKeyVersions():
+            return [
+                encode_config_peer(
+                    "config_key_versions",
+                    sender,
+                    key=key_to_wire(effect.key),
+                    entries=[entry_to_wire(e) for e in effect.entries],
+                )
+            ]
+        case SendDigests():
+            return [
+                encode_config_peer(
+                    "config_digests",
+                    sender,
+                    digests=[digest_to_wire(d) for d in effect.digests],
+                    reply=effect.reply,
+                )
+            ]
+        case SendVersions():
+            return [
+                encode_config_peer("config_versions", sender, entries=chunk)
+                for chunk in _chunks(effect.entries)
+            ]
+    raise TypeError(f"not a config send effect: {effect!r}")
+
+
+def _chunks(entries: Iterable[ConfigEntry]) -> Iterable[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for e in entries:
+        chunk.append(entry_to_wire(e))
+        size += len(e.content) + (len(e.gray.content) if e.gray else 0)
+        if size >= VERSIONS_CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+# -- decoding and validation -------------------------------------------------------------
+def decode_config_peer(
+    body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BYTES
+) -> ConfigPeerMessage:
+    """Decode and validate one config peer message body; raises RemoteProtocolError."""
+    max_bytes = config_peer_frame_bytes(max_content_bytes)
+    if len(body) > max_bytes:
+        raise RemoteProtocolError(
+            f"config peer message is {len(body)} bytes; the limit is {max_bytes}",
+            ErrorCode.TOO_LARGE,
+        )
+    try:
+        msg = msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=max_content_bytes,
+            max_bin_len=max_content_bytes,
+            max_ext_len=0,
+            max_map_len=limits.MAX_MAP_ENTRIES,
+            max_array_len=MAX_CONFIG_DIGESTS,
+        )
+    except Exception as exc:
+        raise RemoteProtocolError(
+            f"config peer message is not one bounded msgpack value ({type(exc).__name__})",
+            ErrorCode.MALFORMED,
+        ) from None
+    return parse_config_peer(msg, max_content_bytes)
+
+
+def parse_config_peer(
+    msg: Any, max_content_bytes: int = HARD_MAX_CONTENT_BYTES
+) -> ConfigPeerMessage:
+    """Validate a decoded config peer message (every field)."""
+    if not isinstance(msg, dict):
+        raise _bad("the body must be a map")
+    if msg.get("v") != limits.PROTOCOL_VERSION:
+        raise _bad(f"field 'v' must be {limits.PROTOCOL_VERSION}")
+    op = msg.get("op")
+    if op not in CONFIG_PEER_OPS:
+        shown = repr(op[:32]) if isinstance(op, str) else type(op).__name__
+        raise _bad(f"unknown config peer op {shown}")
+    sender = _node(msg.get("from"), "from")
+    try:
+        return _parse(msg, op, sender, max_content_bytes)
+    except ConfigRejected as exc:
+        raise _bad(f"{op}: {exc.message}") from None
+
+
+def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMessage:
+    if op == "config_sync":
+        return ConfigSync(sender)
+    if op == "config_record":
+        return ConfigRecord(sender, parse_entry(msg.get("entry"), cap))
+    if op in ("config_ack", "config_commit"):
+        key = parse_key(msg.get("key"))
+        revision = _revision(msg.get("revision"), "revision")
+        origin = _node(msg.get("origin"), "origin")
+        md5 = _md5(msg.get("md5"), "md5")
+        if op == "config_commit":
+            return ConfigCommit(sender, key, revision, origin, md5)
+        ok = _bool(msg.get("ok"), "ok")
+        current = msg.get("current")
+        return ConfigAck(
+            sender,
+            key,
+            revision,
+            origin,
+            md5,
+            ok,
+            None if current is None else parse_entry(current, cap, key),
+        )
+    if op == "config_fetch":
+        return ConfigFetch(sender, parse_key(msg.get("key")))
+    if op == "config_key_versions":
+        key = parse_key(msg.get("key"))
+        return ConfigKeyVersions(sender, key, _entries(msg.get("entries"), cap, key))
+    if op == "config_digests":
+        raw = msg.get("digests")
+        if not isinstance(raw, list):
+            raise _bad("field 'digests' must be an array")
+        return ConfigDigests(
+            sender, tuple(parse_digest(d) for d in raw), _bool(msg.get("reply"), "reply")
+        )
+    if op == "config_versions":
+        return ConfigVersions(sender, _entries(msg.get("entries"), cap))
+    if op == "config_forward":
+        tag = _int(msg.get("tag"), "tag", 0, MAX_TAG)
+        request = msg.get("request")
+        if not isinstance(request, dict) or request.get("op") not in _WRITE_OPS:
+            raise _bad(f"field 'request' must be a config write request ({', '.join(_WRITE_OPS)})")
+        try:
+            parsed = parse_config_message(request, cap)
+        except RequestRejected as exc:
+            raise _bad(f"field 'request': {exc.message}") from None
+        return ConfigForward(sender, tag, parsed, check_modified_by(msg.get("by")))
+    # config_forward_reply
+    tag = _int(msg.get("tag"), "tag", 0, MAX_TAG)
+    if _bool(msg.get("ok"), "ok"):
+        entry = parse_entry(msg.get("entry"), cap)
+        return ConfigForwardReply(
+            sender, tag, True, entry, _bool(msg.get("gray"), "gray"), None, ""
+        )
+    code = _int(msg.get("code"), "code", 1, 2**31)
+    try:
+        error = ErrorCode(code)
+    except ValueError:
+        raise _bad(f"field 'code' {code} is not an error code") from None
+    message = msg.get("message")
+    if type(message) is not str or len(message) > MAX_ERROR_MESSAGE:
+        raise _bad(f"field 'message' must be text of at most {MAX_ERROR_MESSAGE} characters")
+    return ConfigForwardReply(sender, tag, False, None, False, error, message)
+
+
+_WRITE_OPS = (
+    "config_publish",
+    "config_delete",
+    "config_rollback",
+    "config_gray",
+    "config_promote",
+    "config_gray_drop",
+)
+
+
+def parse_key(raw: Any) -> ConfigKey:
+    if not isinstance(raw, list) or len(raw) != 3:
+        raise _bad("field 'key' must be [namespace, group, data_id]")
+    return check_config_key(*raw)
+
+
+def parse_entry(raw: Any, cap: int, key: ConfigKey | None = None) -> ConfigEntry:
+    """One version, every field checked; ``key``: the key it must be of."""
+    if not isinstance(raw, dict):
+        raise _bad("an entry must be a map")
+    entry_key = parse_key(raw.get("key"))
+    if key is not None and entry_key != key:
+        raise _bad(f"an entry of {entry_key} where {key} was expected")
+    content = check_content(raw.get("content"), cap)
+    md5 = _md5(raw.get("md5"), "md5")
+    if md5 != content_md5(content):
+        raise _bad(f"{entry_key}: field 'md5' is not the md5 of the content")
+    modified: Any = raw.get("modified")
+    if type(modified) not in (int, float) or not math.isfinite(modified) or modified < 0:
+        raise _bad("field 'modified' must be a finite number of seconds >= 0")
+    change = raw.get("change")
+    try:
+        change_value = Change(change)
+    except ValueError:
+        raise _bad(f"field 'change' must be one of {', '.join(c.value for c in Change)}") from None
+    gray_raw = raw.get("gray")
+    gray = None
+    if gray_raw is not None:
+        if not isinstance(gray_raw, dict):
+            raise _bad("field 'gray' must be a map or nil")
+        gray_content = check_content(gray_raw.get("content"), cap, "gray content")
+        gray_md5 = _md5(gray_raw.get("md5"), "gray md5")
+        if gray_md5 != content_md5(gray_content):
+            raise _bad(f"{entry_key}: field 'gray md5' is not the md5 of the gray content")
+        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"))
+        gray = GrayRelease(gray_content, check_type(gray_raw.get("type")), gray_md5, rule)
+    return ConfigEntry(
+        key=entry_key,
+        revision=_revision(raw.get("revision"), "revision"),
+        origin=_node(raw.get("origin"), "origin"),
+        content=content,
+        type=check_type(raw.get("type")),
+        md5=md5,
+        modified=float(modified),
+        modified_by=check_modified_by(raw.get("modified_by")),
+        description=check_description(raw.get("description")),
+        tags=check_tags(raw.get("tags")),
+        deleted=_bool(raw.get("deleted"), "deleted"),
+        change=change_value,
+        gray=gray,
+        committed=_bool(raw.get("committed"), "committed"),
+    )
+
+
+def parse_digest(raw: Any) -> ConfigDigest:
+    if not isinstance(raw, list) or len(raw) != 8:
+        raise _bad("a digest must be [namespace, group, data_id, revision, md5, origin, "
+                   "committed, history]")  # fmt: skip
+    ns, group, data_id, revision, md5, origin, committed, history = raw
+    key = check_config_key(ns, group, data_id)
+    revision = _int(revision, "digest revision", 0, MAX_REVISION)
+    if revision == 0:  # "I lack this data id" (ConfigReplicator.on_digests)
+        if md5 != "" or origin != "":
+            raise _bad("a digest of revision 0 has an empty md5 and origin")
+    else:
+        md5 = _md5(md5, "digest md5")
+        origin = _node(origin, "digest origin")
+    return ConfigDigest(
+        key,
+        revision,
+        md5,
+        origin,
+        _bool(committed, "digest committed"),
+        _int(history, "digest history", 0, 2**64 - 1),
+    )
+
+
+def _entries(raw: Any, cap: int, key: ConfigKey | None = None) -> tuple[ConfigEntry, ...]:
+    if not isinstance(raw, list):
+        raise _bad("field 'entries' must be an array")
+    return tuple(parse_entry(e, cap, key) for e in raw)
+
+
+def _node(value: Any, name: str) -> str:
+    if (
+        type(value) is not str
+        or not 0 < len(value) <= limits.MAX_NODE_ID_LEN
+        or not value.isprintable()
+    ):
+        raise _bad(f"field '{name}' must be a node id of 1..{limits.MAX_NODE_ID_LEN} printable "
+                   "characters")  # fmt: skip
+    return value
+
+
+def _md5(value: Any, name: str) -> str:
+    if type(value) is not str or _MD5_RE.match(value) is None:
+        raise _bad(f"field '{name}' must be 32 lowercase hex digits")
+    return value
+
+
+def _revision(value: Any, name: str) -> int:
+    return _int(value, name, 1, MAX_REVISION)
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise _bad(f"field '{name}' must be an integer in {low}..{high}")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if type(value) is not bool:
+        raise _bad(f"field '{name}' must be true or false")
+    return value
+
+
+def _bad(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, ErrorCode.MALFORMED)

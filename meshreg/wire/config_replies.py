@@ -1,0 +1,118 @@
+"""The configuration center's reply results and notifications (docs/PROTOCOL.md 2.x, 4.3).
+
+Results (the ``result`` of a reply, wire/replies ``encode_ok``):
+
+* an entry: ``ConfigEntry.to_wire()`` (namespace, group, data_id, content, type, md5,
+  revision, modified, modified_by, description, tags, deleted, change, origin, and
+  ``gray`` when a gray version exists); a read resolved for one client also carries
+  ``gray_served`` and, when it is true, the gray content, type and md5 in place of the
+  main ones.
+* ``config_list``: ``{"items": [entry without content], "next_cursor": str or nil}``.
+* ``config_history``: ``{"items": [entry], "next_cursor": int or nil}``.
+* ``config_listen``: ``{"revision", "entry" (resolved, or nil), "deleted"}``.
+
+Notifications on the client XPUB (P+1): topic ``NUL "config" NUL ns NUL group NUL data_id
+NUL`` (the leading NUL keeps them apart from every service topic: a service's namespace is
+never empty), body ``{"v", "kind": "config", "namespace", "group", "data_id", "revision",
+"md5", "deleted", "gray"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from meshreg.configcenter.core import HistoryPage, ListPage
+from meshreg.configcenter.model import ConfigEntry, ConfigKey
+from meshreg.wire import limits
+
+SEP = b"\x00"
+CONFIG_TOPIC_PREFIX = SEP + b"config" + SEP  # every config topic starts with it
+
+
+def config_topic(key: ConfigKey) -> bytes:
+    """The notification topic of one data id."""
+    return CONFIG_TOPIC_PREFIX + SEP.join(
+        (key.namespace.encode(), key.group.encode(), key.data_id.encode(), b"")
+    )
+
+
+def config_namespace_topic(namespace: str, group: str | None = None) -> bytes:
+    """The topic prefix of every data id of a namespace (or of one group of it)."""
+    parts = [namespace.encode()] + ([group.encode()] if group is not None else [])
+    return CONFIG_TOPIC_PREFIX + SEP.join((*parts, b""))
+
+
+def parse_config_topic(topic: bytes) -> tuple[str, ...] | None:
+    """The 1..3 names (namespace, group, data id) of a config topic or prefix; None if it
+    is not one (the subscription gate and the ACL judge it by them)."""
+    if not topic.startswith(CONFIG_TOPIC_PREFIX) or not topic.endswith(SEP):
+        return None
+    parts = topic[len(CONFIG_TOPIC_PREFIX) : -1].split(SEP)
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        return None
+    try:
+        return tuple(p.decode("ascii") for p in parts)
+    except UnicodeDecodeError:
+        return None
+
+
+def encode_config_change(entry: ConfigEntry) -> list[bytes]:
+    """The notification of a data id's new current version (every node sends it)."""
+    key = entry.key
+    body = {
+        "v": limits.PROTOCOL_VERSION,
+        "kind": "config",
+        "namespace": key.namespace,
+        "group": key.group,
+        "data_id": key.data_id,
+        "revision": entry.revision,
+        "md5": entry.md5,
+        "deleted": entry.deleted,
+        "gray": entry.gray is not None,
+    }
+    return [config_topic(key), msgpack.packb(body)]
+
+
+def entry_result(entry: ConfigEntry, gray_served: bool = False) -> dict[str, Any]:
+    """An entry as a client gets it: the gray version's content, type and md5 if the gray
+    rule selected the client."""
+    out = entry.to_wire()
+    out["gray_served"] = gray_served
+    if gray_served and entry.gray is not None:
+        out["content"], out["type"], out["md5"] = (
+            entry.gray.content,
+            entry.gray.type,
+            entry.gray.md5,
+        )
+    return out
+
+
+def listed(entry: ConfigEntry) -> dict[str, Any]:
+    """An entry of a list: no content (main or gray)."""
+    out = entry.to_wire()
+    del out["content"]
+    gray = out.get("gray")
+    if gray is not None:
+        del gray["content"]
+    return out
+
+
+def list_result(page: ListPage) -> dict[str, Any]:
+    return {"items": [listed(e) for e in page.items], "next_cursor": page.next_cursor}
+
+
+def history_result(page: HistoryPage) -> dict[str, Any]:
+    return {"items": [e.to_wire() for e in page.items], "next_cursor": page.next_cursor}
+
+
+def listen_result(
+    current: ConfigEntry | None, held: int, resolved: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``revision``: the current revision here (0: none); ``entry``: the resolved entry if
+    it is newer than ``held`` and not a delete; ``deleted``: the current one is a delete."""
+    revision = current.revision if current is not None else 0
+    deleted = current is not None and current.deleted
+    entry = resolved if revision > held and not deleted else None
+    return {"revision": revision, "entry": entry, "deleted": deleted}
