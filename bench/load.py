@@ -213,7 +213,9 @@ def _drive_loop(
             bsend(sock, head + packb(rid) + tail, 0)
             outstanding += 1
             sent += 1
-        if rate:  # zmq's poll counts whole ms: sleep >= 1 ms when nothing is due, never spin
+        # paced: zmq's poll counts whole ms: sleep >= 1 ms when nothing is due, never spin
+        # (a full window behind schedule, a server slower than the rate, waits for a reply)
+        if rate and outstanding < window:
             wait = (sent / rate) - (perf() - t_start)
             timeout = 0 if wait <= 0 else max(1, int(min(wait, 0.1) * 1000.0))
         else:
