@@ -46,6 +46,7 @@ from meshreg.security.authz import OP_ACCESS
 from meshreg.transport import sockets
 from meshreg.wire import limits
 from meshreg.wire import peer as wire_peer
+from meshreg.wire.config_messages import CONFIG_WRITE_OPS
 from meshreg.wire.messages import CLIENT_OPS, FORWARDED_OPS, PEER_OPS, parse_message
 from meshreg.wire.peer import Beacon, parse_peer_message
 from meshreg.wire.replies import encode_request
@@ -331,6 +332,8 @@ def ops_table() -> str:
             port, kind = "P+3 only", "peer: node to node"
         elif op in FORWARDED_OPS:
             port, kind = "P (P+3 when forwarded)", "write: runs on the responsible node"
+        elif op in CONFIG_WRITE_OPS:
+            port, kind = "P (P+3 when forwarded)", "config write: owner, majority acks"
         else:
             port, kind = "P", "read: answered by the node asked"
         access, scope = OP_ACCESS[op]

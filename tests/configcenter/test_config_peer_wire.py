@@ -1,0 +1,294 @@
+"""The config peer messages (wire/config_peer): every message round-trips, every field is
+validated, and no input - random bytes, random structures, valid messages mutated - gets
+past the parser holding a value a node could not have sent (or raises anything but
+RemoteProtocolError)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import msgpack
+import pytest
+from helpers import fuzz_settings
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import (
+    ConfigDigest,
+    ConfigEntry,
+    ConfigKey,
+    check_config_key,
+    check_content,
+    content_md5,
+)
+from meshreg.configcenter.replication import (
+    FetchVersions,
+    SendAck,
+    SendCommit,
+    SendDigests,
+    SendKeyVersions,
+    SendRecord,
+    SendVersions,
+)
+from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.wire import limits
+from meshreg.wire.config_peer import (
+    CONFIG_FRAME,
+    CONFIG_PEER_OPS,
+    VERSIONS_CHUNK_BYTES,
+    ConfigAck,
+    ConfigCommit,
+    ConfigDigests,
+    ConfigFetch,
+    ConfigForward,
+    ConfigForwardReply,
+    ConfigKeyVersions,
+    ConfigRecord,
+    ConfigSync,
+    ConfigVersions,
+    config_frame_bytes,
+    config_peer_frame_bytes,
+    decode_config_peer,
+    encode_config_peer,
+    encode_replication_effect,
+    entry_to_wire,
+)
+
+FUZZ = fuzz_settings(300)
+ME = "127.0.0.1:7800"
+KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+
+
+def entries() -> list[ConfigEntry]:
+    store = ConfigStore("127.0.0.1:7810")
+    first = store.publish(KEY, "a: 1", "yaml", now=1.0, by="ops", description="d",
+                          tags={"team": "core"})  # fmt: skip
+    gray = store.publish_gray(KEY, "a: 2", labels={"canary": "yes"}, clients=["10.0.0.1"],
+                              now=2.0)  # fmt: skip
+    gone = store.delete(KEY, now=3.0)
+    return [first, gray, gone]
+
+
+ENTRIES = entries()
+DIGEST = ConfigDigest(KEY, 3, ENTRIES[2].md5, ENTRIES[2].origin, True, 12345)
+EFFECTS = [
+    SendRecord("p", ENTRIES[1]),
+    SendAck("p", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5, True, None),
+    SendAck("p", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5, False, ENTRIES[0]),
+    SendCommit("p", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5),
+    FetchVersions("p", KEY),
+    SendKeyVersions("p", KEY, tuple(ENTRIES)),
+    SendDigests("p", (DIGEST, ConfigDigest(KEY, 0, "", "", False)), True),
+    SendVersions("p", tuple(ENTRIES)),
+]
+
+
+def decoded(frames: list[bytes]) -> Any:
+    assert frames[0] == CONFIG_FRAME
+    return decode_config_peer(frames[1])
+
+
+def test_every_replication_message_round_trips() -> None:
+    out = [decoded(f) for e in EFFECTS for f in encode_replication_effect(ME, e)]
+    assert all(m.sender == ME for m in out)
+    record, ack, nack, commit, fetch, key_versions, digests, versions = out
+    assert record == ConfigRecord(ME, ENTRIES[1])
+    assert ack == ConfigAck(ME, KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5, True, None)
+    assert nack.current == ENTRIES[0] and not nack.ok
+    assert commit == ConfigCommit(ME, KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5)
+    assert fetch == ConfigFetch(ME, KEY)
+    assert key_versions == ConfigKeyVersions(ME, KEY, tuple(ENTRIES))
+    assert digests == ConfigDigests(ME, EFFECTS[6].digests, True)  # type: ignore[union-attr]
+    assert versions == ConfigVersions(ME, tuple(ENTRIES))
+    sync = decoded(encode_config_peer("config_sync", ME))
+    assert sync == ConfigSync(ME)
+
+
+def test_forwards_round_trip() -> None:
+    request = {"v": 1, "id": 9, "op": "config_publish", "data_id": "app.yaml", "content": "x"}
+    fwd = decoded(encode_config_peer("config_forward", ME, tag=5, request=request, by="ops"))
+    assert isinstance(fwd, ConfigForward) and fwd.tag == 5 and fwd.by == "ops"
+    assert fwd.request.key == KEY and fwd.request.content == "x"
+    ok = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=True,
+                                    entry=entry_to_wire(ENTRIES[0]), gray=False))  # fmt: skip
+    assert ok == ConfigForwardReply(ME, 5, True, ENTRIES[0], False, None, "")
+    err = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=11,
+                                     message="is at revision 3, not 2"))  # fmt: skip
+    assert err.code is ErrorCode.CONFLICT and err.message == "is at revision 3, not 2"
+
+
+def test_versions_are_sent_in_bounded_chunks() -> None:
+    store = ConfigStore(ME)
+    big = [store.publish(ConfigKey("public", "G", f"d{i}"), "x" * 1_000_000, now=1.0)
+           for i in range(10)]  # fmt: skip
+    messages = encode_replication_effect(ME, SendVersions("p", tuple(big)))
+    assert len(messages) == 2  # 4 MiB of content per message, plus the entry that crossed it
+    assert all(len(m[1]) <= VERSIONS_CHUNK_BYTES + 1_100_000 for m in messages)
+    assert [e for m in messages for e in decoded(m).entries] == big
+
+
+def test_frame_limits_grow_with_the_content_cap_only_for_configs() -> None:
+    assert config_frame_bytes(1024) == limits.MAX_FRAME_BYTES  # never below the registry's
+    assert config_frame_bytes(1 << 20) == 2 * ((1 << 20) + 65536)
+    assert config_peer_frame_bytes(1 << 20) >= limits.MAX_PEER_BODY_BYTES + 1024
+    cap = 10 << 20
+    assert config_peer_frame_bytes(cap) >= VERSIONS_CHUNK_BYTES + 2 * cap
+
+
+def valid_bodies() -> list[dict[str, Any]]:
+    bodies = [msgpack.unpackb(f[1]) for e in EFFECTS for f in encode_replication_effect(ME, e)]
+    request = {"v": 1, "id": 9, "op": "config_gray", "data_id": "a", "content": "x",
+               "labels": {"k": "v"}}  # fmt: skip
+    bodies.append(msgpack.unpackb(encode_config_peer("config_forward", ME, tag=1,
+                                                     request=request, by="")[1]))  # fmt: skip
+    bodies.append(msgpack.unpackb(encode_config_peer("config_forward_reply", ME, tag=1, ok=False,
+                                                     code=8, message="m")[1]))  # fmt: skip
+    return bodies
+
+
+VALID = valid_bodies()
+
+
+def test_every_op_has_a_valid_example() -> None:
+    assert {b["op"] for b in VALID} | {"config_sync"} == set(CONFIG_PEER_OPS)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "words"),
+    [
+        (("entry", "md5"), "0" * 32, "not the md5 of the content"),
+        (("entry", "md5"), "XYZ", "32 lowercase hex"),
+        (("entry", "revision"), 0, "'revision' must be an integer in 1.."),
+        (("entry", "revision"), 2**63, "'revision'"),
+        (("entry", "content"), b"\xff", "not valid UTF-8"),
+        (("entry", "type"), "exe", "not a config type"),
+        (("entry", "key"), ["public", "G"], "[namespace, group, data_id]"),
+        (("entry", "key"), ["public", "G", "a b"], "data_id"),
+        (("entry", "change"), "edit", "'change' must be one of"),
+        (("entry", "modified"), float("nan"), "'modified'"),
+        (("entry", "committed"), 1, "'committed' must be true or false"),
+        (("entry", "origin"), "", "'origin'"),
+        (("entry", "tags"), {"a b": "x"}, "tags key"),
+        (("entry", "gray"), {"content": "x", "type": "text", "md5": content_md5("x")}, "selector"),
+        (("from",), "n\x00", "'from'"),
+        (("v",), 2, "'v' must be 1"),
+        (("op",), "config_nope", "unknown config peer op"),
+    ],
+)
+def test_every_field_is_checked(path: tuple[str, ...], value: Any, words: str) -> None:
+    body = copy.deepcopy(VALID[0])  # a config_record
+    target = body
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    with pytest.raises(RemoteProtocolError, match=None) as info:
+        decode_config_peer(msgpack.packb(body))
+    assert words in info.value.message
+
+
+def test_size_and_decoder_limits() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_config_peer(b"\xc0" * (config_peer_frame_bytes(1024) + 1), 1024)
+    assert info.value.code is ErrorCode.TOO_LARGE
+    big = {**VALID[0], "entry": {**VALID[0]["entry"], "content": "x" * 2048}}
+    with pytest.raises(RemoteProtocolError):
+        decode_config_peer(msgpack.packb(big), 1024)  # content above this node's cap
+
+
+# -- fuzz ------------------------------------------------------------------------------------
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(),
+    st.text(max_size=12), st.binary(max_size=8),
+    st.sampled_from(["", ME, "public", "0" * 32, "config_record", "text"]),
+)  # fmt: skip
+FIELDS = ["v", "op", "from", "entry", "key", "revision", "origin", "md5", "ok", "current",
+          "entries", "digests", "reply", "tag", "request", "by", "code", "message", "content",
+          "gray", "committed", "deleted", "labels", "clients"]  # fmt: skip
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(st.text(max_size=6), st.sampled_from(FIELDS)), inner, max_size=4
+        ),  # fmt: skip
+    ),
+    max_leaves=16,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: Any) -> Any:
+    msg = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, 3))):
+        target = msg
+        for _ in range(draw(st.integers(0, 4))):
+            if isinstance(target, dict) and target:
+                child = target[draw(st.sampled_from(sorted(target, key=str)))]
+            elif isinstance(target, list) and target:
+                child = target[draw(st.integers(0, len(target) - 1))]
+            else:
+                break
+            if not isinstance(child, (dict, list)):
+                break
+            target = child
+        if isinstance(target, dict):
+            key = draw(st.one_of(st.sampled_from(sorted(target) or ["x"]), st.sampled_from(FIELDS)))
+            if draw(st.booleans()) and key in target:
+                del target[key]
+            else:
+                target[key] = draw(values)
+        elif isinstance(target, list) and target:
+            target[draw(st.integers(0, len(target) - 1))] = draw(values)
+    return msg
+
+
+def check(body: bytes) -> None:
+    """Parse; anything accepted holds only what a node could have sent."""
+    try:
+        msg = decode_config_peer(body, 4096)
+    except RemoteProtocolError as exc:
+        assert isinstance(exc.code, ErrorCode) and exc.message
+        return
+    found: list[ConfigEntry] = []
+    for name in ("entry", "current"):
+        if isinstance(getattr(msg, name, None), ConfigEntry):
+            found.append(getattr(msg, name))
+    found.extend(getattr(msg, "entries", ()))
+    for e in found:
+        check_config_key(*e.key)
+        assert 1 <= e.revision < 2**63 and e.md5 == content_md5(check_content(e.content, 4096))
+        if e.gray is not None:
+            assert e.gray.md5 == content_md5(e.gray.content)
+            assert e.gray.rule.labels or e.gray.rule.addresses
+    for d in getattr(msg, "digests", ()):
+        check_config_key(*d.key)
+        assert 0 <= d.revision < 2**63
+    if hasattr(msg, "key"):
+        check_config_key(*msg.key)
+
+
+@FUZZ
+@given(body=st.binary(max_size=400))
+def test_random_bytes(body: bytes) -> None:
+    check(body)
+
+
+@FUZZ
+@given(value=values)
+def test_random_msgpack_structures(value: Any) -> None:
+    check(msgpack.packb(value))
+
+
+@FUZZ
+@given(msg=st.sampled_from(VALID).flatmap(mutated))
+def test_mutated_valid_messages(msg: Any) -> None:
+    check(msgpack.packb(msg))
+
+
+@FUZZ
+@given(depth=st.integers(0, 3000))
+def test_nesting_at_any_depth(depth: int) -> None:
+    check(b"\x91" * depth + b"\xc0")
+    check(b"\x82\xa2op\xadconfig_record\xa5entry" + b"\x91" * depth + b"\xc0")

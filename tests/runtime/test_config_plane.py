@@ -1,0 +1,356 @@
+"""The node's config glue (runtime/config_plane) without sockets: several planes whose peer
+messages, client replies and notifications are delivered by the test, on a fake clock.
+
+What the real-process tests (tests/integration/test_configs.py) cannot show exactly: the
+order of Persist and sends, the ready gate, forwarding, waiting reads, bad peer input, and
+(seeded) convergence with messages lost and reordered.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from meshreg.config import NodeConfig
+from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.replication import responsible_config_node
+from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.errors import RequestRejected
+from meshreg.runtime.config_plane import PARK_SECONDS, ConfigPlane
+from meshreg.wire.config_messages import parse_config_message
+from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
+from meshreg.wire.replies import encode_error
+
+PORTS = (7800, 7810, 7820)
+ADDRESSES = tuple(f"127.0.0.1:{p}" for p in PORTS)
+T0 = 1_800_000_000.0
+
+
+class Net:
+    """Planes connected by a queue of peer messages (``loss``: share dropped at random)."""
+
+    def __init__(
+        self,
+        n: int = 3,
+        data_dir: Path | None = None,
+        seed: int = 0,
+        loss: float = 0.0,
+        up: bool = True,
+    ) -> None:
+        self.now = T0
+        self.rng = random.Random(seed)
+        self.loss = loss
+        self.queue: deque[tuple[str, bytes]] = deque()
+        self.replies: dict[bytes, list[dict[str, Any]]] = {}
+        self.notes: dict[str, list[dict[str, Any]]] = {}
+        self.sent: list[tuple[str, str, str]] = []  # (from, to, op)
+        self.addresses = ADDRESSES[:n]
+        self.data_dir = data_dir
+        self.down: set[str] = set()
+        self.planes: dict[str, ConfigPlane] = {}
+        for address in self.addresses:
+            self.start(address)
+        if up:
+            self.all_up()
+            for _ in range(50):  # the ready gate: each asks the others for their digests
+                self.tick(0.1)
+                if all(p.ready for p in self.planes.values()):
+                    break
+            else:
+                raise AssertionError("the planes never got ready")
+
+    def start(self, address: str) -> ConfigPlane:
+        port = int(address.rpartition(":")[2])
+        peers = tuple(a for a in self.addresses)
+        data_dir = str(self.data_dir / str(port)) if self.data_dir else ""
+        config = NodeConfig(port=port, peers=peers, data_dir=data_dir)
+        plane = ConfigPlane(
+            config,
+            self.now,
+            lambda to, frames, me=address: self._send(me, to, frames),
+            lambda envelope, body: self.replies.setdefault(envelope[0], []).append(
+                msgpack.unpackb(body, raw=False)
+            ),
+            lambda frames, me=address: self.notes.setdefault(me, []).append(
+                msgpack.unpackb(frames[1], raw=False)
+            ),
+        )
+        self.planes[address] = plane
+        self.down.discard(address)
+        return plane
+
+    def all_up(self) -> None:
+        for address, plane in self.planes.items():
+            plane.set_members_up({a for a in self.addresses if a not in self.down} - {address})
+
+    def _send(self, sender: str, to: str, frames: list[bytes]) -> bool:
+        assert frames[0] == CONFIG_FRAME
+        self.sent.append((sender, to, msgpack.unpackb(frames[1], raw=False)["op"]))
+        if to in self.down:
+            return False
+        if self.loss and self.rng.random() < self.loss:
+            return True  # sent, then lost
+        self.queue.append((to, frames[1]))
+        return True
+
+    def deliver(self, limit: int = 100_000, shuffle: bool = False) -> None:
+        for _ in range(limit):
+            if not self.queue:
+                return
+            if shuffle and len(self.queue) > 1:
+                self.queue.rotate(-self.rng.randrange(len(self.queue)))
+            to, body = self.queue.popleft()
+            if to not in self.down:
+                self.planes[to].on_peer(body, self.now)
+        raise AssertionError("messages kept flowing")
+
+    def tick(self, seconds: float, step: float = 0.05) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now += step
+            for address, plane in self.planes.items():
+                if address not in self.down:
+                    plane.tick(self.now)
+            self.deliver()
+
+    def request(self, address: str, client: bytes, op: str, **fields: Any) -> Any:
+        msg = {"v": 1, "id": len(self.replies.get(client, [])) + 1, "op": op, **fields}
+        req = parse_config_message(msg)
+        plane = self.planes[address]
+        try:
+            body = plane.serve([client, b""], req, msg, "tester", "10.1.1.1", self.now)
+        except RequestRejected as exc:  # as the runtime answers it
+            body = encode_error(exc.req_id, exc.code, exc.message)
+        if body is not None:
+            self.replies.setdefault(client, []).append(msgpack.unpackb(body, raw=False))
+
+    def last(self, client: bytes) -> dict[str, Any]:
+        return self.replies[client][-1]
+
+    def call(self, address: str, op: str, **fields: Any) -> dict[str, Any]:
+        """A request, the messages it causes, and its reply."""
+        client = f"c{len(self.replies)}".encode()
+        self.request(address, client, op, **fields)
+        self.deliver()
+        assert client in self.replies, f"no reply to {op} on {address}"
+        return self.last(client)
+
+
+def owner_of(data_id: str, members: tuple[str, ...] = ADDRESSES) -> str:
+    return responsible_config_node(ConfigKey("public", "DEFAULT_GROUP", data_id), members)
+
+
+def test_one_node_publishes_and_reads_at_once() -> None:
+    net = Net(1)
+    reply = net.call(ADDRESSES[0], "config_publish", data_id="a", content="x")
+    assert reply["ok"] and reply["result"]["revision"] == 1
+    assert reply["result"]["modified_by"] == "tester" and reply["result"]["modified"] == net.now
+    assert net.call(ADDRESSES[0], "config_get", data_id="a")["result"]["content"] == "x"
+    assert [n["revision"] for n in net.notes[ADDRESSES[0]]] == [1]
+    assert net.sent == []
+
+
+def test_a_write_at_another_node_is_forwarded_acknowledged_and_notified_everywhere() -> None:
+    net = Net(3)
+    owner = owner_of("app")
+    other = next(a for a in ADDRESSES if a != owner)
+    reply = net.call(other, "config_publish", data_id="app", content="v1", if_revision=0)
+    assert reply["ok"], reply
+    assert reply["result"]["revision"] == 1 and reply["result"]["origin"] == owner
+    for address, plane in net.planes.items():
+        current = plane.store.current(ConfigKey("public", "DEFAULT_GROUP", "app"))
+        assert current is not None and current.content == "v1", address
+        assert [n["revision"] for n in net.notes[address]] == [1]
+    assert net.planes[other].stats()["forwarded"] == 1
+    ops = [op for _, _, op in net.sent]
+    assert ops.count("config_forward") == 1 and ops.count("config_forward_reply") == 1
+    # the node asked holds the acknowledged version before it answers: read-your-writes
+    assert net.call(other, "config_get", data_id="app", min_revision=1)["ok"]
+
+
+def test_persist_comes_before_every_send(tmp_path: Path) -> None:
+    """An acknowledgement (a record's ack, a client reply) leaves only after the version is
+    in the database: a SIGKILL right after it loses nothing."""
+    net = Net(3, data_dir=tmp_path)
+    seen: list[tuple[str, int]] = []
+    for plane in net.planes.values():
+        original = plane._send_peer
+
+        def checked(to: str, frames: list[bytes], plane: ConfigPlane = plane,
+                    original: Any = original) -> bool:  # fmt: skip
+            msg = msgpack.unpackb(frames[1], raw=False)
+            if msg["op"] in ("config_ack", "config_record"):
+                assert plane.db is not None
+                seen.append((msg["op"], plane.db.count()))
+                assert plane.db.count() >= 1  # the version is on disk already
+            return bool(original(to, frames))
+
+        plane._send_peer = checked
+    owner = owner_of("durable")
+    reply = net.call(owner, "config_publish", data_id="durable", content="v1")
+    assert reply["ok"]
+    assert {op for op, _ in seen} == {"config_ack", "config_record"}
+    for address in ADDRESSES:
+        with SqliteConfigStore(database_path(tmp_path / address.rpartition(":")[2])) as db:
+            assert db.count() == 1
+
+
+def test_a_minority_refuses_and_writes_nothing() -> None:
+    net = Net(3)
+    net.down = set(ADDRESSES[1:])
+    net.all_up()
+    plane = net.planes[ADDRESSES[0]]
+    reply = net.call(ADDRESSES[0], "config_publish", data_id=f"m{0}", content="x")
+    assert reply["error"]["name"] == "UNAVAILABLE"
+    assert "nothing was written" in reply["error"]["message"]
+    assert len(plane.store) == 0 and plane.stats()["refused_minority"] == 1
+
+
+def test_a_forward_to_an_unreachable_owner_is_refused_at_once() -> None:
+    net = Net(3)
+    owner = owner_of("x")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.down = {owner}  # not yet seen down: the write is still sent to it
+    reply = net.call(other, "config_publish", data_id="x", content="1")
+    assert reply["error"]["name"] == "UNAVAILABLE"
+    assert "not reachable" in reply["error"]["message"]
+
+
+def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
+    net = Net(3)
+    owner = owner_of("x")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.request(other, b"cli", "config_publish", data_id="x", content="1")
+    net.queue.clear()  # the forward is lost
+    net.tick(6.0)
+    reply = net.last(b"cli")
+    assert (
+        reply["error"]["name"] == "UNAVAILABLE"
+        and "outcome is unknown" in (reply["error"]["message"])
+    )
+
+
+def test_ready_gate_a_restarted_node_catches_up_before_it_serves_reads() -> None:
+    net = Net(3)
+    owner = owner_of("cfg")
+    for n in range(3):
+        assert net.call(owner, "config_publish", data_id="cfg", content=f"v{n}")["ok"]
+    late = next(a for a in ADDRESSES if a != owner)
+    net.planes[late] = ConfigPlane(  # restarted with an empty memory store
+        NodeConfig(port=int(late.rpartition(":")[2]), peers=ADDRESSES),
+        net.now,
+        lambda to, frames: net._send(late, to, frames),
+        lambda envelope, body: net.replies.setdefault(envelope[0], []).append(
+            msgpack.unpackb(body, raw=False)
+        ),
+        lambda frames: None,
+    )
+    net.planes[late].set_members_up(set(ADDRESSES) - {late})
+    assert not net.planes[late].ready
+    reply = net.call(late, "config_get", data_id="cfg")
+    assert reply["error"]["name"] == "UNAVAILABLE" and "catching up" in reply["error"]["message"]
+    net.tick(1.0)
+    assert net.planes[late].ready
+    got = net.call(late, "config_get", data_id="cfg")["result"]
+    assert got["content"] == "v2" and got["revision"] == 3
+    history = net.call(late, "config_history", data_id="cfg")["result"]["items"]
+    assert [h["revision"] for h in history] == [3, 2, 1]
+
+
+def test_a_read_ahead_waits_for_the_version_then_answers() -> None:
+    net = Net(3)
+    owner = owner_of("w")
+    reader = next(a for a in ADDRESSES if a != owner)
+    net.request(reader, b"r1", "config_get", data_id="w", min_revision=1)
+    assert b"r1" not in net.replies  # waiting
+    assert net.call(owner, "config_publish", data_id="w", content="now")["ok"]
+    assert net.last(b"r1")["result"]["content"] == "now"
+    net.request(reader, b"r2", "config_get", data_id="w", min_revision=5)
+    net.tick(PARK_SECONDS + 0.1)
+    assert net.last(b"r2")["error"]["name"] == "UNAVAILABLE"
+    assert net.planes[reader].stats()["reads_waiting"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"v": 1, "op": "config_record", "from": ADDRESSES[1], "entry": {}}),
+        msgpack.packb({"v": 1, "op": "config_sync", "from": "10.0.0.9:1"}),  # not a member
+        msgpack.packb({"v": 1, "op": "config_sync", "from": ADDRESSES[0]}),  # itself
+        msgpack.packb(
+            {
+                "v": 1,
+                "op": "config_forward",
+                "from": ADDRESSES[1],
+                "tag": 1,
+                "request": {"op": "config_get"},
+                "by": "",
+            }
+        ),  # fmt: skip
+    ],
+)
+def test_bad_peer_messages_are_counted_and_change_nothing(body: bytes) -> None:
+    net = Net(3)
+    plane = net.planes[ADDRESSES[0]]
+    plane.on_peer(body, net.now)
+    assert plane.stats()["peer_messages_rejected"] == 1
+    assert len(plane.store) == 0 and not net.queue
+
+
+def test_a_record_with_a_wrong_md5_is_refused() -> None:
+    net = Net(3)
+    good = net.call(owner_of("k"), "config_publish", data_id="k", content="v")["result"]
+    other = next(a for a in ADDRESSES if a != good["origin"])
+    entry = {"key": ["public", "DEFAULT_GROUP", "k"], "revision": 2, "origin": good["origin"],
+             "content": "evil", "type": "text", "md5": good["md5"], "modified": T0,
+             "modified_by": "", "description": "", "tags": {}, "deleted": False,
+             "change": "publish", "gray": None, "committed": True}  # fmt: skip
+    frames = encode_config_peer("config_record", good["origin"], entry=entry)
+    net.planes[other].on_peer(frames[1], net.now)
+    assert net.planes[other].stats()["peer_messages_rejected"] == 1
+    assert net.call(other, "config_get", data_id="k")["result"]["content"] == "v"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_seeded_loss_and_reordering_converge_without_losing_acknowledged_writes(
+    seed: int,
+) -> None:
+    """Writes on random nodes with 20 % of peer messages lost and delivery reordered; after
+    healing (anti-entropy), every node holds every acknowledged version, the same current
+    versions, and listeners saw revisions only grow."""
+    net = Net(3, seed=seed, loss=0.2)
+    rng = random.Random(seed)
+    acked: dict[str, list[int]] = {}
+    for i in range(30):
+        data_id = f"d{rng.randrange(4)}"
+        client = f"s{seed}-{i}".encode()
+        net.request(rng.choice(ADDRESSES), client, "config_publish", data_id=data_id,
+                    content=f"{i}")  # fmt: skip
+        for _ in range(rng.randrange(1, 4)):
+            net.tick(0.3)
+            net.deliver(shuffle=True)
+        net.tick(5.0)  # forwards and acks time out or complete
+        reply = net.last(client)
+        if reply["ok"]:
+            acked.setdefault(data_id, []).append(reply["result"]["revision"])
+    net.loss = 0.0
+    net.tick(12.0)  # anti-entropy rounds (every 5 s, one peer in turn)
+    assert acked, f"seed {seed}: nothing was acknowledged"
+    currents = []
+    for address, plane in net.planes.items():
+        for data_id, revisions in acked.items():
+            key = ConfigKey("public", "DEFAULT_GROUP", data_id)
+            held = {e.revision for e in plane.store.entries(key)}
+            assert set(revisions) <= held, (seed, address, data_id)
+        currents.append({k: plane.store.current(k) for k in list(plane.store.keys())})
+        for data_id in acked:
+            seen = [n["revision"] for n in net.notes[address] if n["data_id"] == data_id]
+            assert seen == sorted(seen), (seed, address, data_id)
+    assert currents[0] == currents[1] == currents[2], f"seed {seed}: no convergence"
