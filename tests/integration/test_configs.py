@@ -21,6 +21,7 @@ from helpers import HOST, NodeProcess, free_port_pair, wait_until
 
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
+from meshreg.security.keys import generate_key_files, load_secret_key
 from meshreg.wire.config_replies import config_topic
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,10 +32,14 @@ class Conn:
 
     _ids = itertools.count(1)
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, curve: tuple[bytes, bytes, bytes] | None = None) -> None:
+        """``curve``: (client public, client secret, server public), z85."""
         self.port = port
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_publickey, self.sock.curve_secretkey = curve[0], curve[1]
+            self.sock.curve_serverkey = curve[2]
         self.sock.connect(f"tcp://{HOST}:{port}")
 
     def call(self, op: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
@@ -62,14 +67,16 @@ class Conn:
         self.sock.close()
 
 
-def start_nodes(n: int, tmp: Path, *extra: str) -> list[NodeProcess]:
+def start_nodes(
+    n: int, tmp: Path, *extra: str, curve: tuple[bytes, bytes, bytes] | None = None
+) -> list[NodeProcess]:
     ports = [free_port_pair() for _ in range(n)]
     peers = [a for p in ports for a in ("--peer", f"{HOST}:{p}")] if n > 1 else []
     nodes = []
     try:
         for i, p in enumerate(ports):
             args = (*CLUSTER_TIMINGS, *peers, "--data-dir", str(tmp / f"node{i}"), *extra)
-            nodes.append(NodeProcess(*args, port=p).start())
+            nodes.append(NodeProcess(*args, port=p, curve=curve).start())
     except BaseException:
         for node in nodes:
             node.cleanup()
@@ -221,6 +228,80 @@ def test_a_read_ahead_of_the_node_waits_then_is_unavailable(single: Conn) -> Non
                                  min_revision=entry["revision"] + 1)  # fmt: skip
     assert name == "UNAVAILABLE" and "catching up" in message
     assert single.ok("stats")["config"]["reads_waited"] >= 1
+
+
+ACL = """
+[[client]]
+name = "cfg-admin"
+key_file = "admin.pub"
+allow = [{ namespace = "public", group = "*", service = "*", access = "admin" }]
+
+[[client]]
+name = "reader"
+key_file = "reader.pub"
+allow = [{ namespace = "public", group = "*", service = "*", access = "read" }]
+
+[[client]]
+name = "orders-app"
+key_file = "app.pub"
+allow = [{ namespace = "public", group = "*", service = "orders*", access = "admin" }]
+"""
+
+
+def test_config_ops_and_topics_go_through_the_acl(tmp_path: Path) -> None:
+    for name in ("cluster", "admin", "reader", "app"):
+        generate_key_files(tmp_path / name)
+    (tmp_path / "acl.toml").write_text(ACL)
+    cluster = load_secret_key(tmp_path / "cluster.key")
+
+    def curve(name: str) -> tuple[bytes, bytes, bytes]:
+        pair = load_secret_key(tmp_path / f"{name}.key")
+        assert pair.secret is not None
+        return pair.public, pair.secret, cluster.public
+
+    (node,) = start_nodes(1, tmp_path, "--key", str(tmp_path / "cluster.key"), "--acl",
+                          str(tmp_path / "acl.toml"), curve=curve("cluster"))  # fmt: skip
+    admin, reader, app, root = (
+        Conn(node.port, curve(n)) for n in ("admin", "reader", "app", "cluster")
+    )
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    try:
+        entry = admin.ok("config_publish", data_id="app.yaml", content="a: 1")
+        assert entry["modified_by"] == "cfg-admin"  # the key's name
+        assert reader.ok("config_get", data_id="app.yaml")["content"] == "a: 1"
+        name, message = reader.error("config_publish", data_id="app.yaml", content="x")
+        assert name == "PERMISSION_DENIED" and "'reader'" in message
+        # write on some services is not write on the config group: every name there
+        assert app.error("config_publish", data_id="orders", content="x")[0] == "PERMISSION_DENIED"
+        assert app.error("config_get", data_id="app.yaml")[0] == "PERMISSION_DENIED"
+        assert admin.ok("config_rollback", data_id="app.yaml", revision=1)["revision"] == 2
+        # topics: the reader's admitted, the app's refused
+        before = root.ok("stats")
+        sub.setsockopt(zmq.LINGER, 0)
+        pub, secret, server = curve("app")
+        sub.curve_publickey, sub.curve_secretkey, sub.curve_serverkey = pub, secret, server
+        sub.connect(f"tcp://{HOST}:{node.port + 1}")
+        sub.setsockopt(zmq.SUBSCRIBE, config_topic(ConfigKey("public", "DEFAULT_GROUP", "x")))
+        wait_until(lambda: root.ok("stats")["subscriptions_refused"]["denied"]
+                   > before["subscriptions_refused"]["denied"], 5, what="refused")  # fmt: skip
+        assert root.ok("stats")["subscriptions_admitted"] == before["subscriptions_admitted"]
+        sub.close()
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        pub, secret, server = curve("reader")
+        sub.curve_publickey, sub.curve_secretkey, sub.curve_serverkey = pub, secret, server
+        sub.connect(f"tcp://{HOST}:{node.port + 1}")
+        sub.setsockopt(zmq.SUBSCRIBE, config_topic(ConfigKey("public", "DEFAULT_GROUP", "x")))
+        wait_until(lambda: root.ok("stats")["subscriptions_admitted"]
+                   > before["subscriptions_admitted"], 5, what="admitted")  # fmt: skip
+        admin.ok("config_publish", data_id="x", content="pushed")
+        assert sub.poll(2000), "the reader got no notification"
+        assert msgpack.unpackb(sub.recv_multipart()[1])["data_id"] == "x"
+    finally:
+        sub.close()
+        for conn in (admin, reader, app, root):
+            conn.close()
+        node.cleanup()
 
 
 # -- three nodes ---------------------------------------------------------------------------
