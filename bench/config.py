@@ -184,7 +184,7 @@ def listener_latency(
         ack = note = error = None
         deadline = t0 + wait
         for _ in range(100_000):  # bounded, and by the deadline
-            if ack is not None and note is not None:
+            if ack is not None and (note is not None or error is not None):
                 break
             left = deadline - pc()
             if left <= 0:
@@ -202,13 +202,10 @@ def listener_latency(
                     ack = now - t0
                     if msg.get("ok") is not True:
                         error = (msg.get("error") or {}).get("name", "BAD_REPLY")
-                        note = note if note is not None else float("nan")
                 elif sock is sub and msg.get("data_id") == name and msg.get("md5") == md5:
                     note = now - t0
                 else:
                     other[0] += 1
-        if note is not None and note != note:
-            note = None
         return ack, note, error
 
     try:
