@@ -265,8 +265,8 @@ class ConfigPlane:
         """A parsed, authorized config request: the reply body now, or None (the answer
         comes later through ``send_reply``).  Raises RequestRejected."""
         kind = type(req)
-        if kind is GetConfig or kind is ListenConfig:
-            return self._read(envelope, req, address, now)  # type: ignore[arg-type]
+        if isinstance(req, GetConfig | ListenConfig):
+            return self._read(envelope, req, address, now)
         if kind is ListConfigs or kind is ConfigHistory:
             self._check_ready(req)
             try:

@@ -460,8 +460,6 @@ class NodeRuntime:
                 dealers.add(sock)
 
             peers.poller_add = add
-            for address in self.peer_addresses:  # config messages are one-way: connect now
-                peers.dealer(address)
         self._was_ready = self.core.ready
         return poller
 
@@ -726,13 +724,19 @@ class NodeRuntime:
         """A client body above ``MAX_BODY_BYTES``: decoded only if it is a config op's,
         within the content cap plus overhead; anything else stays TOO_LARGE."""
         cap = self.config.config_max_content_bytes
-        msg = decode_config_body(bytes(body), cap)
+        too_large = RequestRejected(
+            ErrorCode.TOO_LARGE,
+            f"request body is {len(body)} bytes; the limit is {limits.MAX_BODY_BYTES} "
+            f"(config ops: the content cap {cap} + 64 KiB)",
+        )
+        try:
+            msg = decode_config_body(bytes(body), cap)
+        except RequestRejected as exc:
+            if exc.code is ErrorCode.TOO_LARGE and "config request body" in exc.message:
+                raise  # a config body above its own limit: that message names it
+            raise too_large from None
         if type(msg) is not dict or msg.get("op") not in CONFIG_OPS:
-            raise RequestRejected(
-                ErrorCode.TOO_LARGE,
-                f"request body is {len(body)} bytes; the limit is {limits.MAX_BODY_BYTES} "
-                f"(config ops: the content cap {cap} + 64 KiB)",
-            )
+            raise too_large
         return msg
 
     def _serve_config(
@@ -755,11 +759,14 @@ class NodeRuntime:
         return None
 
     def _config_send(self, address: str, frames: list[bytes]) -> bool:
+        """A config message to a peer, on its DEALER if one is connected (made when the
+        peer is seen up: no reconnect churn towards peers that are down)."""
         peers = self._peers
-        if peers is None:
+        dealer = peers.dealers.get(address) if peers is not None else None
+        if dealer is None:
             return False
         try:
-            peers.dealer(address).send_multipart(frames, zmq.NOBLOCK)
+            dealer.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             return False
         return True
@@ -774,6 +781,11 @@ class NodeRuntime:
 
     def _config_members(self) -> None:
         up = {p.address for p in self.core.membership.up_peers()}
+        peers = self._peers
+        if peers is not None:
+            for address in up:
+                if address in self.peer_addresses:
+                    peers.dealer(address)  # made once; config messages are one-way
         self.configs.set_members_up(frozenset(up))
 
     def _reply_frames(

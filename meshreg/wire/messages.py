@@ -249,7 +249,7 @@ def _unknown_op(op: Any, req_id: int, known: tuple[str, ...], where: str = "") -
     elif not isinstance(op, str):
         what = f"field 'op' must be a string, got {type(op).__name__}"
     else:
-        what = f"unknown op {op[:32]!r}{where}"
+        what = f"unknown op {op[:24]!r}{where}"
     return RequestRejected(ErrorCode.UNKNOWN_OP, f"{what}; known ops: {', '.join(known)}", req_id)
 
 
@@ -318,7 +318,7 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
             req_id,
             op,
         )
-    raise _unknown_op(op, req_id, CLIENT_OPS)
+    raise _unknown_op(op, req_id, REGISTRY_OPS + ("config_*",))  # short: 11 config ops
 
 
 def parse_cursor(cursor: Any, req_id: int) -> tuple[str, str] | None:

@@ -18,8 +18,10 @@ from helpers import HOST, NodeProcess
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from meshreg.configcenter.model import DEFAULT_MAX_CONTENT_BYTES
 from meshreg.errors import ErrorCode
 from meshreg.wire import limits
+from meshreg.wire.config_peer import config_frame_bytes
 from meshreg.wire.envelope import split_envelope
 from meshreg.wire.messages import RequestRejected, parse_request
 
@@ -252,7 +254,9 @@ def test_frame_over_the_hard_cap_drops_the_sender_and_the_node_survives(node: No
     big = Dealer(node.port)
     try:
         # libzmq drops a connection whose frame exceeds MAXMSGSIZE: no reply is possible
-        assert big.exchange([b"", b"\x00" * (limits.MAX_FRAME_BYTES + 1)], timeout_ms=500) is None
+        # (the client port's cap fits config bodies: wire/config_peer.config_frame_bytes)
+        cap = config_frame_bytes(DEFAULT_MAX_CONTENT_BYTES)
+        assert big.exchange([b"", b"\x00" * (cap + 1)], timeout_ms=500) is None
     finally:
         big.close()
     fresh = Dealer(node.port)

@@ -84,6 +84,7 @@ class SessionClient:
         self.sid = f"{net.rng.getrandbits(128):032x}"
         self.sticky = sticky
         self.entry: str | None = None
+        self.timed_out: str | None = None  # the node that last timed out: not chosen next
         self.active = False
         self.close = close
         self.acked: set[int] = set()
@@ -124,7 +125,8 @@ class SessionClient:
             return
         node = net.nodes.get(self.entry) if self.entry is not None else None
         if not self.sticky or node is None or node.core is None:
-            node = net.rng.choice(live)
+            # as the real client: after a timeout, another node (not the one that timed out)
+            node = net.rng.choice([n for n in live if n.node_id != self.timed_out] or live)
             self.entry = node.node_id
         net.client_request(node, op, next(net.req_ids), fields, on_done)
 
@@ -144,7 +146,7 @@ class SessionClient:
             elif kind == "error":
                 self.instances[i].unexpected.append(f"register: {value!r} at {self.net.now:.3f}")
             elif self.active:  # timeout: the server is gone; another one, now
-                self.entry = None
+                self.timed_out, self.entry = self.entry, None
                 self.net.after(0.5, self._register, i)
 
         if self.active:
@@ -157,7 +159,7 @@ class SessionClient:
         def done(outcome: Outcome) -> None:
             kind, value = outcome
             if kind == "timeout":
-                self.entry = None  # fail over, and renew there at once
+                self.timed_out, self.entry = self.entry, None  # fail over, renew there at once
                 self.net.count("session_renew_timeout")
                 if not again:
                     self._renew(again=True)
@@ -194,7 +196,7 @@ class SessionClient:
             if outcome[0] == "error":
                 self.instances[0].unexpected.append(f"close: {outcome[1]!r}")
             elif outcome[0] == "timeout" and tries > 1:
-                self.entry = None
+                self.timed_out, self.entry = self.entry, None
                 self._close(tries - 1)
 
         self.send("session_close", {"session": self.sid}, done)
