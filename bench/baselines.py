@@ -555,14 +555,16 @@ def _zk_loader(
     return lambda: _windowed(issue, window, seconds, warmup, max_ops)
 
 
-def _loader_main(kind: str, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
+def _loader_main(kind: Any, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
     """One loader process: set up, announce, wait for ``go``, measure; the result goes to
     ``out`` (a failed set-up to ``ready``, where the parent is waiting), then clean-up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     cleanups: list[Callable[[], None]] = []
     queue = ready
     try:
-        if kind == "zookeeper":
+        if callable(kind):  # another module's loader (bench/config.py), module-level
+            measure = kind(*args, cleanups=cleanups)
+        elif kind == "zookeeper":
             measure = _zk_loader(*args, cleanups=cleanups)
         else:
             measure = _etcd_loader(kind, *args, cleanups=cleanups)
@@ -580,21 +582,25 @@ def _loader_main(kind: str, args: tuple[Any, ...], ready: Any, go: Any, out: Any
 
 
 def _run_loaders(
-    procs: Procs, ctx: Any, kind: str, jobs: list[tuple[Any, ...]], server_pid: int,
+    procs: Procs, ctx: Any, kind: Any, jobs: list[tuple[Any, ...]], server_pid: int | list[int],
     window: int, seconds: float, warmup: float, setup_seconds: float,
 ) -> dict[str, Any]:  # fmt: skip
-    """One loader process per job, all started together; a row like bench/load.py's."""
+    """One loader process per job, all started together; a row like bench/load.py's.
+    ``kind``: a name above or a module-level function (``_loader_main``); ``server_pid``:
+    the server's process, or a cluster's."""
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    pids = [server_pid] if isinstance(server_pid, int) else server_pid
+    kind_name = getattr(kind, "__name__", kind)
     loaders = procs.start_children([
         ctx.Process(target=_loader_main, args=(kind, job, ready, go, out), daemon=True)
         for job in jobs
     ])  # fmt: skip
     for r in collect(ready, len(loaders), loaders, READY_SECONDS + setup_seconds,
-                     f"the {kind} loaders"):  # fmt: skip
+                     f"the {kind_name} loaders"):  # fmt: skip
         if isinstance(r, dict):  # a loader that failed in its set-up sends why, not its pid
-            raise RuntimeError(f"a {kind} loader failed to start: {r.get('aborted')}")
+            raise RuntimeError(f"a {kind_name} loader failed to start: {r.get('aborted')}")
     budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-    row = measure_cpu(loaders, go, out, [server_pid], budget, window, f"the {kind} loaders")
+    row = measure_cpu(loaders, go, out, pids, budget, window, f"the {kind_name} loaders")
     procs.stop_children()
     return {**row, "warmup_seconds": warmup}
 

@@ -511,13 +511,19 @@ def install_sigterm() -> None:
 
 # -- clusters -------------------------------------------------------------------------------
 def start_cluster(
-    procs: Procs, n: int, log_dir: str, extra: list[str], curve: Curve | None = None
-) -> list[NodeProc]:
+    procs: Procs, n: int, log_dir: str, extra: list[str], curve: Curve | None = None,
+    setup: Callable[[int, NodeProc], None] | None = None,
+) -> list[NodeProc]:  # fmt: skip
     """``n`` peers on fresh ports, returned once each reports every member up and ready and
-    all agree on the members (``curve``: the client keys, for nodes started with ``--key``)."""
+    all agree on the members (``curve``: the client keys, for nodes started with ``--key``;
+    ``setup(i, node)``: adjusts node i's ``args`` or ``prefix`` before it starts)."""
     ports = [free_port_block() for _ in range(n)]
     peer_args = [x for p in ports for x in ("--peer", f"{HOST}:{p}")]
-    nodes = [procs.add(NodeProc(p, extra + peer_args, log_dir, curve=curve).start()) for p in ports]
+    nodes = [procs.add(NodeProc(p, extra + peer_args, log_dir, curve=curve)) for p in ports]
+    for i, node in enumerate(nodes):
+        if setup is not None:
+            setup(i, node)
+        node.start()
     for node in nodes:
         node.wait_ping()
 

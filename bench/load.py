@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -79,14 +80,18 @@ Spec = tuple[Any, ...]  # (kind, n[, services[, first]]): what templates_for tak
 
 
 def templates_for(
-    kind: str, n: int, services: tuple[str, ...] | None = None, first: int = 0
-) -> list[tuple[bytes, bytes]]:
+    kind: str | Callable[..., list[tuple[bytes, bytes]]], n: int,
+    services: tuple[Any, ...] | None = None, first: int = 0,
+) -> list[tuple[bytes, bytes]]:  # fmt: skip
     """Request templates of one workload: ``ping``, ``stats`` or ``services`` (of the
     default namespace), or ``beat``/``register``/``deregister`` of instances
     ``first .. first+n-1`` spread over ``services``, or ``churn``: each of them
     registered then deregistered (two changes per instance).  Built where they are used:
     a spawned process gets only the spec (a large pickled argument can block
-    ``Process.start`` if the child dies early)."""
+    ``Process.start`` if the child dies early).  ``kind`` may also be another module's
+    workload: a module-level function (picklable), called as ``kind(n, services, first)``."""
+    if callable(kind):  # e.g. bench/config.py's config_templates
+        return kind(n, services, first)
     if kind in ("ping", "stats"):
         return [make_template(kind)]
     if kind == "services":
@@ -208,7 +213,9 @@ def _drive_loop(
             bsend(sock, head + packb(rid) + tail, 0)
             outstanding += 1
             sent += 1
-        if rate:  # zmq's poll counts whole ms: sleep >= 1 ms when nothing is due, never spin
+        # paced: zmq's poll counts whole ms: sleep >= 1 ms when nothing is due, never spin
+        # (a full window behind schedule, a server slower than the rate, waits for a reply)
+        if rate and outstanding < window:
             wait = (sent / rate) - (perf() - t_start)
             timeout = 0 if wait <= 0 else max(1, int(min(wait, 0.1) * 1000.0))
         else:

@@ -29,7 +29,7 @@ from bench.common import (
 )
 
 MODULES = ("baselines", "throughput", "cluster", "scale", "curve", "attacks", "replication",
-           "liveness", "beatloop")  # fmt: skip
+           "liveness", "beatloop", "config")  # fmt: skip
 # option -> (default, default under --quick), unless the scenario has its own
 DEFAULTS: dict[str, tuple[Any, Any]] = {
     "seconds": (3.0, 1.0), "warmup": (0.5, 0.3), "clients": (2, 2), "window": (128, 128),
@@ -96,7 +96,7 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
                     help="liveness: no SIGKILL expiry")  # fmt: skip
     ap.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
                     help="attacks: H1,M4,...; baselines: etcd or zookeeper; "
-                    "liveness: etcd")  # fmt: skip
+                    "liveness: etcd; config: meshreg or etcd")  # fmt: skip
     ap.add_argument("--no-secure", dest="secure", action="store_false",
                     help="attacks: skip the nodes with a key")  # fmt: skip
     opt("--ping-rate", float, 1, 2000, "attacks: bystander pings/s")
@@ -109,6 +109,10 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--max-attack-seconds", float, 1, 600, "attacks: bound on one attack's sending")
     opt("--deltas", int, 1, 200_000, "replication: deltas per run")
     opt("--beats", int, 1, 200_000, "beatloop: beats per run")
+    opt("--data-ids", int, 1, 100_000, "config: data ids (etcd keys) the load cycles over")
+    opt("--content-bytes", int, 1, 1_000_000, "config: bytes of each published content")
+    opt("--rate", float, 1, 1_000_000, "config: publishes (puts)/s of the paced row")
+    opt("--listen-rate", float, 1, 10_000, "config: changes/s of the listener row")
     dests = {a.dest for a in ap._actions}
     ap.epilog = "scenarios, and their defaults (full/--quick):\n" + "\n".join(
         f"  {n:<12} {sc.about}" + ("" if sc.suite else " [only when named]") + "\n" + textwrap.fill(
@@ -201,6 +205,10 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
             out.append(
                 ["CURVE costs < 10% of beats/s", f"{share:.1%} lost", _met(share < GOAL_LOST)]
             )
+    if results.get("config"):
+        from bench.config import config_targets
+
+        out += config_targets(results["config"])
     big = next((r for r in (results.get("scale") or {}).get("rows", []) if r["size"] == 1_000_000),
                None)  # fmt: skip
     if big:

@@ -1,0 +1,731 @@
+"""``config``: the configuration center's figures (issue 12) beside etcd's, in one run
+(bench/README.md, "Configuration center").
+
+meshreg: a cluster of ``--nodes`` (3) real node processes on 127.0.0.1, each with its own
+temporary ``--data-dir``.  publish/s and p50/p99 (acknowledged by a majority, on disk)
+from one loader process per node, each a raw DEALER keeping ``--window`` config_publish
+frames in flight for the data ids that node owns; the same paced at ``--rate``; get/s from
+1 and ``--clients`` loaders; change-to-listener latency: a raw SUB on the last node,
+subscribed to the config topic, timing each publish sent to the first node until its
+notification arrives.  etcd (when installed; ``--nodes`` members on 127.0.0.1, default
+durability: the WAL fsynced before a put is acknowledged) with the same loaders, window,
+keys and content over gRPC: put, range, and watch latency (put on the first member,
+watch on the last).  One table with meshreg / etcd, the machine and issue 12's anchors.
+
+Every process started is stopped (also on Ctrl-C and SIGTERM); every loop is bounded in
+count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import msgpack
+import zmq
+
+from bench.baselines import (
+    CONNECT_SECONDS,
+    ETCD,
+    RPC_SECONDS,
+    SERVER_START_SECONDS,
+    SERVER_STOP_SECONDS,
+    _etcd_channel,
+    _field,
+    _fields,
+    _ints,
+    _run_loaders,
+    _windowed,
+    etcd_missing,
+    etcd_selfcheck,
+    range_response,
+)
+from bench.common import (
+    GROUP,
+    HOST,
+    LOAD_COLUMNS,
+    NS,
+    OTHER_CPU_WARN,
+    QUIET,
+    NodeProc,
+    Procs,
+    Say,
+    Scenario,
+    die_with_parent,
+    dist_ms,
+    fmt_table,
+    free_port_block,
+    machine_info,
+    read_log,
+    settings,
+    start_cluster,
+    stats,
+    table,
+    terminate,
+    wait_until,
+    with_log_dir,
+)
+from bench.load import MAX_OPS_PER_SECOND, drive, make_template, run_load, run_rows
+from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.replication import responsible_config_node
+from meshreg.wire.replies import encode_request
+
+# issue 12: Nacos 2.0 on one 8-core node with an external database, and the goals on 2 cores
+ANCHORS = {"publish": "~2,500/s", "get": "14,000/s", "push": "1,500 changes/s"}
+GOAL_PUBLISH, GOAL_PUBLISH_P99_MS, GOAL_GET, GOAL_LISTEN_P99_MS = 2500.0, 10.0, 30000.0, 5.0
+TOPIC = b"\x00config\x00"  # config notifications: TOPIC + ns NUL group NUL data id NUL
+SUBSCRIBED_SECONDS = 10.0  # bound on the listener's subscription taking effect
+PRELOAD_SECONDS = 60.0  # bound on publishing every data id once
+MAX_ROW_OPS = 10_000_000  # bound on the requests of one listener run
+W_PUB, W_PACED, W_GET1, W_GETK = "publish max", "publish paced", "get 1", "get K"
+W_HALF = "publish at 50%"
+pc = time.perf_counter
+
+
+# -- data ids, contents, requests ---------------------------------------------------------
+def data_id(i: int) -> str:
+    return f"bench-cfg-{i}"
+
+
+def content_of(name: str, variant: Any, size: int) -> str:
+    """``size`` characters (at least the head) naming the data id and the variant: two
+    variants of one data id differ, so every publish changes the content."""
+    head = f"{name} #{variant} "
+    return head + "x" * max(0, size - len(head))
+
+
+def etcd_key(name: str) -> bytes:
+    return f"/config/{NS}/{GROUP}/{name}".encode()
+
+
+def owned_ids(addresses: list[str], count: int) -> dict[str, tuple[str, ...]]:
+    """About ``count`` data ids, ceil(count / nodes) owned by each address."""
+    per_node = -(-count // len(addresses))
+    out: dict[str, list[str]] = {a: [] for a in addresses}
+    for k in range(1_000_000):  # bounded; ~count draws suffice
+        name = data_id(k)
+        owner = responsible_config_node(ConfigKey(NS, GROUP, name), addresses)
+        if len(out[owner]) < per_node:
+            out[owner].append(name)
+        if all(len(v) == per_node for v in out.values()):
+            return {a: tuple(v) for a, v in out.items()}
+    raise RuntimeError("could not find data ids owned by every node")
+
+
+def config_templates(
+    variants: int, spec: tuple[Any, ...], first: int = 0
+) -> list[tuple[bytes, bytes]]:
+    """bench/load.py templates (``templates_for(config_templates, variants, spec)``):
+    spec ``("publish", data ids, content bytes)``: ``variants`` contents per data id, the
+    data ids cycled in turn; ``("get", data ids, _)``: one config_get per data id."""
+    op, ids, size = spec
+    key = {"namespace": NS, "group": GROUP}
+    if op == "publish":
+        pairs = [(v, d) for v in range(variants) for d in ids]
+        return [make_template("config_publish", k < 2, **key, data_id=d, type="text",
+                              content=content_of(d, v, size))
+                for k, (v, d) in enumerate(pairs)]  # fmt: skip
+    if op == "get":
+        return [make_template("config_get", k < 2, **key, data_id=d) for k, d in enumerate(ids)]
+    raise ValueError(f"unknown config workload {op!r}")
+
+
+def publish_all(port: int, ids: tuple[str, ...], size: int) -> None:
+    """Publish every data id once through ``port`` (so that every get finds it)."""
+    templates = config_templates(1, ("publish", ids, size))
+    r = drive(f"tcp://{HOST}:{port}", templates, window=32, seconds=PRELOAD_SECONDS,
+              drain_seconds=PRELOAD_SECONDS, once=True)  # fmt: skip
+    if r["ok_total"] != len(templates):
+        raise RuntimeError(f"config_publish of {len(templates)} data ids on {HOST}:{port}: "
+                           f"{r['ok_total']} ok, errors {r['error_names']}, {r['lost']} "
+                           "unanswered")  # fmt: skip
+
+
+# -- meshreg: change to listener ------------------------------------------------------------
+def listener_latency(
+    pub_port: int, sub_port: int, ids: tuple[str, ...], size: int, changes: int, warmup: int,
+    rate: float, timeout: float,
+) -> dict[str, Any]:  # fmt: skip
+    """``warmup + changes`` publishes, one at a time at ``rate``/s, sent on a DEALER to the
+    node at ``pub_port``; a SUB on ``sub_port`` (another node's P+1) subscribed to the
+    namespace's config topic.  Per change: send -> reply (ack) and send -> notification."""
+    zctx = zmq.Context()
+    dealer, sub = zctx.socket(zmq.DEALER), zctx.socket(zmq.SUB)
+    for s in (dealer, sub):
+        s.setsockopt(zmq.LINGER, 0)
+    dealer.connect(f"tcp://{HOST}:{pub_port}")
+    sub.setsockopt(zmq.SUBSCRIBE, TOPIC + NS.encode() + b"\x00")
+    sub.connect(f"tcp://{HOST}:{sub_port}")
+    poller = zmq.Poller()
+    poller.register(dealer, zmq.POLLIN)
+    poller.register(sub, zmq.POLLIN)
+    seq = [0]
+    other = [0]
+
+    def one(name: str, content: str, wait: float) -> tuple[float | None, float | None, Any]:
+        """Publish, then wait up to ``wait`` for the reply and the notification: (ack s,
+        notified s, error) from the send."""
+        seq[0] += 1
+        rid, md5 = seq[0], hashlib.md5(content.encode()).hexdigest()
+        body = encode_request("config_publish", rid, namespace=NS, group=GROUP, data_id=name,
+                              content=content, type="text")  # fmt: skip
+        t0 = pc()
+        dealer.send_multipart([b"", body])
+        ack = note = error = None
+        deadline = t0 + wait
+        for _ in range(100_000):  # bounded, and by the deadline
+            if ack is not None and (note is not None or error is not None):
+                break
+            left = deadline - pc()
+            if left <= 0:
+                break
+            for sock, _ in poller.poll(max(1.0, left * 1000.0)):
+                now = pc()
+                frames = sock.recv_multipart()
+                try:
+                    msg = msgpack.unpackb(frames[-1])
+                except Exception:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if sock is dealer and msg.get("id") == rid:
+                    ack = now - t0
+                    if msg.get("ok") is not True:
+                        error = (msg.get("error") or {}).get("name", "BAD_REPLY")
+                elif sock is sub and msg.get("data_id") == name and msg.get("md5") == md5:
+                    note = now - t0
+                else:
+                    other[0] += 1
+        return ack, note, error
+
+    try:
+        # the SUB's subscription takes effect asynchronously: publish until one is heard
+        t_sub = pc() + SUBSCRIBED_SECONDS
+        heard = False
+        for k in range(1000):  # bounded, and by t_sub
+            _, note, error = one(ids[0], content_of(ids[0], f"probe{k}", size), 0.3)
+            if error:
+                raise RuntimeError(f"config_publish on {HOST}:{pub_port} failed: {error}")
+            if note is not None or pc() >= t_sub:
+                heard = note is not None
+                break
+        if not heard:
+            raise RuntimeError(
+                f"no config notification on {HOST}:{sub_port} within "
+                f"{SUBSCRIBED_SECONDS:g}s of publishing on {HOST}:{pub_port}"
+            )
+        acks: list[float] = []
+        notes: list[float] = []
+        errors: dict[str, int] = {}
+        timeouts = 0
+        t_start = pc()
+        for i in range(min(warmup + changes, MAX_ROW_OPS)):  # bounded
+            due = t_start + i / rate - pc()
+            if due > 0:
+                time.sleep(min(due, 1.0))
+            name = ids[i % len(ids)]
+            ack, note, error = one(name, content_of(name, f"l{i}", size), timeout)
+            if error:
+                errors[error] = errors.get(error, 0) + 1
+            if i < warmup:
+                continue
+            if ack is not None and not error:
+                acks.append(ack)
+            if note is not None:
+                notes.append(note)
+            elif not error:
+                timeouts += 1
+        return {"changes": changes, "warmup_changes": warmup, "rate": rate,
+                "notify_ms": dist_ms(notes), "ack_ms": dist_ms(acks), "timeouts": timeouts,
+                "errors": errors, "other_messages": other[0]}  # fmt: skip
+    finally:
+        dealer.close(linger=0)
+        sub.close(linger=0)
+        zctx.term()
+
+
+# -- meshreg ----------------------------------------------------------------------------
+def _meshreg(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    def setup(i: int, node: NodeProc) -> None:
+        node.args += ["--data-dir", os.path.join(log_dir, f"data-{i}")]
+        if i == 0 and o.profile_node:
+            node.prefix = ["-m", "cProfile", "-o", o.profile_node]
+
+    nodes = start_cluster(procs, o.nodes, log_dir, QUIET, setup=setup)
+    pids = [nd.pid for nd in nodes]
+    owned = owned_ids([nd.address for nd in nodes], o.data_ids)
+    every = tuple(d for nd in nodes for d in owned[nd.address])
+    for nd in nodes:
+        publish_all(nd.port, owned[nd.address], o.content_bytes)
+    say(f"  {len(nodes)} nodes up, {len(every)} data ids published")
+    pub = [(nd.port, (config_templates, 2, ("publish", owned[nd.address], o.content_bytes)))
+           for nd in nodes[: 1 if o.quick else None]]  # fmt: skip
+    get = (config_templates, 1, ("get", every, 0))
+    window, seconds, warmup = o.window, o.seconds, o.warmup
+    rows: list[dict[str, Any]] = []
+
+    def row(measure: str, workload: str, **kw: Any) -> None:
+        say(f"  meshreg {workload} ...")
+        targets = kw.pop("targets")
+        r = run_rows(o.repeat, lambda: run_load(procs, ctx, targets, pids, window, seconds,
+                                                warmup, **kw), "rate" in kw)  # fmt: skip
+        rows.append({"system": "meshreg", "measure": measure, "workload": workload, **r})
+
+    row(W_PUB, f"publish, {len(pub)} loaders x {window}", targets=pub)
+    if not o.quick:
+        half = max(1.0, rows[-1]["ops_per_second"] / 2)
+        row(W_HALF, f"publish paced at {half:,.0f}/s (50% of max)", targets=pub, rate=half)
+        row(W_PACED, f"publish paced at {o.rate:,.0f}/s", targets=pub, rate=o.rate)
+        row(W_GET1, "get, 1 loader", targets=[(nodes[0].port, get)])
+    row(W_GETK, f"get, {o.clients} loaders", targets=[
+        (nodes[k % len(nodes)].port, get) for k in range(o.clients)])  # fmt: skip
+    say(f"  meshreg listener: {o.changes} changes at {o.listen_rate:g}/s ...")
+    listen = listener_latency(nodes[0].port, nodes[-1].port + 1, owned[nodes[0].address],
+                              o.content_bytes, o.changes, o.warmup_changes, o.listen_rate,
+                              o.change_timeout)  # fmt: skip
+    node_stats = {}
+    for nd in nodes:
+        try:
+            node_stats[nd.address] = stats(nd.port).get("config")
+        except Exception as exc:  # a figure less, not a failed run
+            node_stats[nd.address] = f"{type(exc).__name__}: {exc}"
+    dead = [nd.address for nd in nodes if not nd.alive()]
+    if dead:
+        raise RuntimeError(f"node(s) {', '.join(dead)} exited during the run")
+    return {"rows": rows, "listener": listen, "node_stats": node_stats,
+            "data_ids": len(every)}  # fmt: skip
+
+
+# -- etcd -------------------------------------------------------------------------------
+def start_etcd_cluster(
+    procs: Procs, work: str, members: int
+) -> list[tuple[subprocess.Popen[bytes], int, str]]:
+    """``members`` etcd members on 127.0.0.1, data under ``work``, all healthy (a leader
+    elected): [(process, client port, log path)]."""
+    ports = [free_port_block(2) for _ in range(members)]
+    cluster = ",".join(f"m{i}=http://{HOST}:{p + 1}" for i, p in enumerate(ports))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+    out = []
+    for i, port in enumerate(ports):
+        client, peer = f"http://{HOST}:{port}", f"http://{HOST}:{port + 1}"
+        cmd = [
+            shutil.which("etcd") or "etcd", "--name", f"m{i}",
+            "--data-dir", os.path.join(work, f"m{i}"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", cluster, "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"meshreg-bench-cfg-{os.getpid()}-{ports[0]}",
+            "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+        ]  # fmt: skip
+        log_path = os.path.join(work, f"etcd-m{i}.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(die_with_parent() + cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=work)  # fmt: skip
+        procs.popens.append(proc)
+        out.append((proc, port, log_path))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+
+    def healthy(port: int) -> bool:
+        with opener.open(f"http://{HOST}:{port}/health", timeout=1.0) as resp:
+            return bool(json.loads(resp.read(4096)).get("health") == "true")
+
+    def ready() -> bool:
+        return any(p.poll() is not None for p, _, _ in out) or all(healthy(pt) for _, pt, _ in out)
+
+    ok = wait_until(ready, SERVER_START_SECONDS)
+    for proc, _, log_path in out:
+        if proc.poll() is not None:
+            raise RuntimeError(f"etcd exited with {proc.returncode}:\n{read_log(log_path)}")
+    if ok is None:
+        raise RuntimeError(f"etcd ({members} members) not healthy within "
+                           f"{SERVER_START_SECONDS:g}s:\n{read_log(out[0][2])}")  # fmt: skip
+    return out
+
+
+def etcd_config_loader(
+    op: str, port: int, names: tuple[str, ...], size: int, window: int, seconds: float,
+    warmup: float, rate: float | None, cleanups: list[Any],
+) -> Any:  # fmt: skip
+    """One etcd loader (bench/baselines.py ``_loader_main``): ``window`` puts (two contents
+    per key, in turn) or ranges of one key in flight on one gRPC channel, paced at ``rate``
+    per s if given; the measuring call."""
+    channel = _etcd_channel(port, CONNECT_SECONDS)
+    cleanups.append(channel.close)
+    keys = [etcd_key(n) for n in names]
+    if op == "put":
+        method = channel.unary_unary(ETCD + "KV/Put")
+        reqs = [_field(1, k) + _field(2, content_of(n, v, size).encode())
+                for v in range(2) for k, n in zip(keys, names, strict=True)]  # fmt: skip
+    elif op == "range":
+        method = channel.unary_unary(ETCD + "KV/Range")
+        reqs = [_field(1, k) for k in keys]
+    else:
+        raise ValueError(f"unknown etcd workload {op!r}")
+    expect = keys * (len(reqs) // len(keys))
+    max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
+    start = [0.0]
+
+    def issue(seq: int, t0: float, finish: Any) -> None:
+        if rate:  # paced: wait for this request's turn (the window only bounds it)
+            start[0] = start[0] or pc()
+            wait = start[0] + seq / rate - pc()
+            if wait > 0:
+                time.sleep(min(wait, 1.0))
+            t0 = pc() if t0 else 0.0
+        k = seq % len(reqs)
+
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is not None:
+                return finish(t0, False, f.code().name)
+            good = op == "put" or expect[k] in f.result()  # a range finds its key
+            finish(t0, good, None if good else "NOT_FOUND")
+
+        method.future(reqs[k], timeout=RPC_SECONDS).add_done_callback(done)
+
+    return lambda: _windowed(issue, window, seconds, warmup, max_ops)
+
+
+def etcd_put_all(port: int, names: tuple[str, ...], size: int) -> None:
+    """Put every key once (so that every range finds it) and check one by a range."""
+    channel = _etcd_channel(port, CONNECT_SECONDS)
+    try:
+        put = channel.unary_unary(ETCD + "KV/Put")
+        for k in range(0, len(names), 64):  # bounded: 64 in flight at a time
+            futures = [put.future(_field(1, etcd_key(n)) + _field(2, content_of(n, 0, size)
+                                                                  .encode()), timeout=RPC_SECONDS)
+                       for n in names[k : k + 64]]  # fmt: skip
+            for f in futures:
+                f.result(timeout=RPC_SECONDS)
+        got = range_response(channel.unary_unary(ETCD + "KV/Range")(
+            _field(1, etcd_key(names[0])), timeout=RPC_SECONDS))  # fmt: skip
+        if len(got) != 1 or got[0].get(5) != content_of(names[0], 0, size).encode():
+            raise RuntimeError(f"etcd Range of {etcd_key(names[0])!r} after Put: {got}")
+    finally:
+        channel.close()
+
+
+def watch_latency(
+    put_port: int, watch_port: int, names: tuple[str, ...], size: int, changes: int,
+    warmup: int, rate: float, timeout: float,
+) -> dict[str, Any]:  # fmt: skip
+    """etcd's listener row: a Watch stream on the member at ``watch_port`` over the keys'
+    prefix; ``warmup + changes`` puts, one at a time at ``rate``/s, on the member at
+    ``put_port``; per change: send -> put's answer (ack) and send -> watch event."""
+    import grpc
+
+    prefix = f"/config/{NS}/".encode()
+    end = prefix[:-1] + bytes([prefix[-1] + 1])
+    put_channel = _etcd_channel(put_port, CONNECT_SECONDS)
+    watch_channel = _etcd_channel(watch_port, CONNECT_SECONDS)
+    put = put_channel.unary_unary(ETCD + "KV/Put")
+    arrived: dict[bytes, float] = {}
+    cond, created, stop = threading.Condition(), threading.Event(), threading.Event()
+    total = SUBSCRIBED_SECONDS + (warmup + changes) * (1.0 / rate + timeout + RPC_SECONDS)
+
+    def requests() -> Any:
+        yield _field(1, _field(1, prefix) + _field(2, end))  # WatchRequest{create_request}
+        stop.wait(total)  # keeps the stream open until the run is over (bounded)
+
+    call = watch_channel.stream_stream(ETCD + "Watch/Watch")(requests(), timeout=total)
+
+    def consume() -> None:
+        try:
+            for answer in call:  # bounded: the stream's deadline, cancelled at the end
+                now = pc()
+                fields = _fields(answer)
+                if any(n == 3 and v for n, v in fields):  # WatchResponse.created
+                    created.set()
+                with cond:
+                    for n, event in fields:
+                        if n == 11 and isinstance(event, bytes):  # events: Event{kv = 2}
+                            value = _ints(_ints(event).get(2, b"")).get(5, b"")
+                            arrived[bytes(value)] = now
+                    cond.notify_all()
+        except grpc.RpcError:
+            pass  # cancelled at the end of the run
+
+    def heard(value: bytes) -> Any:
+        return lambda: value in arrived
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    try:
+        if not created.wait(SUBSCRIBED_SECONDS):
+            raise RuntimeError(f"etcd watch on {HOST}:{watch_port} not created within "
+                               f"{SUBSCRIBED_SECONDS:g}s")  # fmt: skip
+        acks: list[float] = []
+        notes: list[float] = []
+        timeouts = 0
+        t_start = pc()
+        for i in range(min(warmup + changes, MAX_ROW_OPS)):  # bounded
+            due = t_start + i / rate - pc()
+            if due > 0:
+                time.sleep(min(due, 1.0))
+            name = names[i % len(names)]
+            value = content_of(name, f"l{i}", size).encode()
+            t0 = pc()
+            put(_field(1, etcd_key(name)) + _field(2, value), timeout=RPC_SECONDS)
+            ack = pc() - t0
+            with cond:
+                cond.wait_for(heard(value), timeout=timeout)
+                t_note = arrived.pop(value, None)
+            if i < warmup:
+                continue
+            acks.append(ack)
+            if t_note is None:
+                timeouts += 1
+            else:
+                notes.append(t_note - t0)
+        return {"changes": changes, "warmup_changes": warmup, "rate": rate,
+                "notify_ms": dist_ms(notes), "ack_ms": dist_ms(acks), "timeouts": timeouts,
+                "errors": {}}  # fmt: skip
+    finally:
+        stop.set()
+        call.cancel()
+        thread.join(5)
+        put_channel.close()
+        watch_channel.close()
+
+
+def _etcd(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say) -> dict[str, Any]:
+    work = tempfile.mkdtemp(prefix="meshreg-bench-cfg-etcd-")
+    members: list[tuple[subprocess.Popen[bytes], int, str]] = []
+    try:
+        members = start_etcd_cluster(procs, work, o.nodes)
+        ports, pids = [m[1] for m in members], [m[0].pid for m in members]
+        etcd_selfcheck(ports[0])
+        per_node = -(-o.data_ids // len(ports))
+        names = tuple(data_id(k) for k in range(per_node * len(ports)))
+        etcd_put_all(ports[0], names, o.content_bytes)
+        say(f"  etcd: {len(ports)} members up, {len(names)} keys put")
+        window, seconds, warmup, size = o.window, o.seconds, o.warmup, o.content_bytes
+        rows: list[dict[str, Any]] = []
+
+        def row(measure: str, workload: str, op: str, loaders: int, rate: float | None,
+                split: bool) -> None:  # fmt: skip
+            say(f"  etcd {workload} ...")
+            jobs = [(op, ports[k % len(ports)], names[k :: len(ports)] if split else names, size,
+                     window, seconds, warmup, rate and rate / loaders)
+                    for k in range(loaders)]  # fmt: skip
+            r = run_rows(o.repeat, lambda: _run_loaders(procs, ctx, etcd_config_loader, jobs,
+                         pids, window, seconds, warmup, 0.0), rate is not None)  # fmt: skip
+            rows.append({"system": "etcd", "measure": measure, "workload": workload, **r})
+
+        n = 1 if o.quick else len(ports)  # as meshreg's: one loader per node (--quick: one)
+        row(W_PUB, f"put, {n} loaders x {window}", "put", n, None, True)
+        if not o.quick:
+            half = max(1.0, rows[-1]["ops_per_second"] / 2)
+            row(W_HALF, f"put paced at {half:,.0f}/s (50% of max)", "put", n, half, True)
+            row(W_PACED, f"put paced at {o.rate:,.0f}/s", "put", n, o.rate, True)
+            row(W_GET1, "range, 1 loader", "range", 1, None, False)
+        row(W_GETK, f"range, {o.clients} loaders", "range", o.clients, None, False)
+        say(f"  etcd watch: {o.changes} changes at {o.listen_rate:g}/s ...")
+        listen = watch_latency(ports[0], ports[-1], names, size, o.changes, o.warmup_changes,
+                               o.listen_rate, o.change_timeout)  # fmt: skip
+        dead = [p.returncode for p, _, _ in members if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"etcd exited with {dead[0]} during the run:\n"
+                               + read_log(members[0][2]))  # fmt: skip
+        return {"rows": rows, "listener": listen, "members": len(ports)}
+    finally:
+        for proc, _, _ in members:
+            terminate(proc, SERVER_STOP_SECONDS)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- the scenario -----------------------------------------------------------------------
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+    o = opts
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    out: dict[str, Any] = {"settings": settings(o), "skipped": [], "anchors": ANCHORS,
+                           "load_average_at_start": load}  # fmt: skip
+    only = {x.lower() for x in o.only or ()} & {"meshreg", "etcd"}
+
+    def problem(r: dict[str, Any]) -> bool:
+        return bool(r["listener"]["timeouts"] or any(x["errors"] or x["lost"] for x in r["rows"]))
+
+    if not only or "meshreg" in only:
+        say(f"meshreg: {o.nodes} nodes on {HOST}, --data-dir each ...")
+        out["meshreg"] = with_log_dir(
+            "meshreg-bench-cfg-", say, lambda d: _meshreg(procs, ctx, o, say, d), problem
+        )
+        procs.stop_all()
+    why = ("not run (--no-peers)" if not o.peers else
+           "not run (--only meshreg)" if only == {"meshreg"} else etcd_missing())  # fmt: skip
+    if why:
+        out["skipped"].append(f"etcd: {why}")
+        return out
+    say(f"etcd: {o.nodes} members on {HOST} ...")
+    try:
+        out["etcd"] = _etcd(procs, ctx, o, say)
+    except Exception as exc:  # etcd failing must not cost meshreg's own figures
+        out["skipped"].append(f"etcd: failed: {type(exc).__name__}: {exc}")
+    finally:
+        procs.stop_all()
+    return out
+
+
+def _rows(result: dict[str, Any], system: str) -> dict[str, dict[str, Any]]:
+    return {r["measure"]: r for r in (result.get(system) or {}).get("rows", [])}
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or a != a or b != b or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def summary(result: dict[str, Any]) -> list[list[str]]:
+    """The side-by-side rows: measure, meshreg, etcd, meshreg/etcd, goal, Nacos 2.0."""
+    m, e = _rows(result, "meshreg"), _rows(result, "etcd")
+    ml = (result.get("meshreg") or {}).get("listener")
+    el = (result.get("etcd") or {}).get("listener")
+    s = result["settings"]
+    out: list[list[str]] = []
+
+    def rate(rows: dict[str, Any], k: str) -> float | None:
+        return rows[k]["ops_per_second"] if k in rows else None
+
+    def lat(rows: dict[str, Any], k: str) -> tuple[str, float | None]:
+        if k not in rows:
+            return "-", None
+        return f"{rows[k]['p50_ms']:.2f} / {rows[k]['p99_ms']:.2f}", rows[k]["p99_ms"]
+
+    def per(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.0f}/s"
+
+    n = (m.get(W_PUB) or e.get(W_PUB) or {}).get("clients", s["nodes"])
+    for k, what, goal, anchor in (
+        (W_PUB, f"publish (put)/s, {n} loaders x {s['window']} in flight",
+         f">= {GOAL_PUBLISH:,.0f}/s", ANCHORS["publish"]),
+        (W_GET1, "get (range)/s, 1 loader", "", ""),
+        (W_GETK, f"get (range)/s, {s['clients']} loaders", f">= {GOAL_GET:,.0f}/s",
+         ANCHORS["get"]),
+    ):  # fmt: skip
+        if k in m or k in e:
+            out.append([what, per(rate(m, k)), per(rate(e, k)), _ratio(rate(m, k), rate(e, k)),
+                        goal, anchor])  # fmt: skip
+        if k == W_PUB:
+            for kk, label, g in ((W_PUB, "  its p50 / p99 ms", ""),
+                                 (W_HALF, "publish p50 / p99 ms paced at 50% of its max", ""),
+                                 (W_PACED, f"publish p50 / p99 ms paced at {s['rate']:,.0f}/s",
+                                  f"p99 < {GOAL_PUBLISH_P99_MS:g} ms")):  # fmt: skip
+                if kk in m or kk in e:
+                    (a, pa), (b, pb) = lat(m, kk), lat(e, kk)
+                    out.append([label, a, b, _ratio(pa, pb) + " (p99)", g, ""])
+                if kk != W_PUB and (kk in m or kk in e):
+                    out.append(["  achieved rate", per(rate(m, kk)), per(rate(e, kk)), "", "",
+                                ""])  # fmt: skip
+
+    def dist(d: dict[str, Any] | None, key: str) -> tuple[str, float | None]:
+        if not d or not d[key]["n"]:
+            return "-", None
+        x = d[key]
+        return f"{x['p50']:.2f} / {x['p99']:.2f}", x["p99"]
+
+    if ml or el:
+        (a, pa), (b, pb) = dist(ml, "notify_ms"), dist(el, "notify_ms")
+        out.append([f"change -> listener p50 / p99 ms ({s['changes']} at {s['listen_rate']:g}/s; "
+                    "SUB / watch on another node)", a, b, _ratio(pa, pb) + " (p99)",
+                    f"p99 < {GOAL_LISTEN_P99_MS:g} ms", f"push {ANCHORS['push']}"])  # fmt: skip
+        (a, pa), (b, pb) = dist(ml, "ack_ms"), dist(el, "ack_ms")
+        out.append(["  publish (put) ack p50 / p99 ms, one at a time", a, b,
+                    _ratio(pa, pb) + " (p99)", "", ""])  # fmt: skip
+    for k, label in ((W_PUB, "server CPU us per publish (put), all nodes"),
+                     (W_GETK, "server CPU us per get (range), all nodes")):  # fmt: skip
+        a = m.get(k, {}).get("server_cpu_us_per_op")
+        b = e.get(k, {}).get("server_cpu_us_per_op")
+        if a is not None or b is not None:
+            f = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
+            out.append([label, f(a), f(b), _ratio(a, b), "", ""])
+    return out
+
+
+def report(result: dict[str, Any], say: Say) -> None:
+    mach = machine_info()
+    load = result.get("load_average_at_start") or ()
+    etcd_n = (result.get("etcd") or {}).get("members")
+    say(f"machine: {mach['cpu']}, {mach['nproc']} cores, kernel {platform.release()}, "
+        f"load average at start {' '.join(f'{x:.2f}' for x in load)}")  # fmt: skip
+    say(
+        f"meshreg: {result['settings']['nodes']} nodes; etcd: "
+        + (f"{etcd_n} members (default durability: WAL fsynced)" if etcd_n else "not run")
+    )
+    say(fmt_table(["measure", "meshreg", "etcd", "meshreg/etcd", "goal (2 cores)",
+                   "Nacos 2.0 (8 cores)"], summary(result), right={1, 2, 3}))  # fmt: skip
+    rows = [r for s in ("meshreg", "etcd") for r in (result.get(s) or {}).get("rows", [])]
+    if rows:
+        say("")
+        say(table(rows, [("system", "system", "{}"), ("workload", "workload", "{}"),
+                         ("ops/s", "ops_per_second", "{:,.0f}"), *LOAD_COLUMNS,
+                         ("other CPU", "other_cpu_busy", "{:.0%}"), ("errors", "errors", "{}"),
+                         ("lost", "lost", "{}")]))  # fmt: skip
+    for r in rows:
+        name = f"{r['system']} {r['workload']}"
+        if r["errors"] or r["errors_total"] or r["lost"] or r["stalled"]:
+            say(f"  {name}: {r['errors']} errors ({r['errors_total']} in all) "
+                f"{r['error_names']}, {r['lost']} lost, stalled {r['stalled']}")  # fmt: skip
+        if r["other_cpu_busy"] > OTHER_CPU_WARN:
+            say(f"  {name}: other processes used {r['other_cpu_busy']:.0%} of a core "
+                f"({', '.join(r['other_top'])}): figures are suspect")  # fmt: skip
+    for s in ("meshreg", "etcd"):
+        listen = (result.get(s) or {}).get("listener")
+        if listen and (listen["timeouts"] or listen["errors"]):
+            limit = result["settings"]["change_timeout"]
+            say(f"  {s} listener: {listen['timeouts']} changes not heard within "
+                f"{limit:g}s, errors {listen['errors']}")  # fmt: skip
+    for line in result["skipped"]:
+        say(f"  skipped {line}")
+
+
+def config_targets(result: dict[str, Any]) -> list[list[str]]:
+    """Issue 12's goals with this run's figures (runner's targets table)."""
+    m = _rows(result, "meshreg")
+    listen = (result.get("meshreg") or {}).get("listener")
+    out: list[list[str]] = []
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    if W_PUB in m:
+        x = m[W_PUB]["ops_per_second"]
+        out.append([f"config publish >= {GOAL_PUBLISH:,.0f}/s (majority, on disk)",
+                    f"{x:,.0f}/s", met(x >= GOAL_PUBLISH)])  # fmt: skip
+    if W_PACED in m:
+        p99 = m[W_PACED]["p99_ms"]
+        out.append([f"config publish p99 < {GOAL_PUBLISH_P99_MS:g} ms at "
+                    f"{result['settings']['rate']:,.0f}/s", f"{p99:.2f} ms",
+                    met(p99 < GOAL_PUBLISH_P99_MS)])  # fmt: skip
+    if W_GETK in m:
+        x = m[W_GETK]["ops_per_second"]
+        out.append([f"config get >= {GOAL_GET:,.0f}/s", f"{x:,.0f}/s", met(x >= GOAL_GET)])
+    if listen and listen["notify_ms"]["n"]:
+        p99 = listen["notify_ms"]["p99"]
+        out.append([f"config change -> listener p99 < {GOAL_LISTEN_P99_MS:g} ms",
+                    f"{p99:.2f} ms", met(p99 < GOAL_LISTEN_P99_MS)])  # fmt: skip
+    return out
+
+
+SCENARIOS = (
+    Scenario("config", run, report, "config center: publish/s p50/p99, get/s, change -> "
+             "listener p50/p99 on 3 nodes, beside etcd's put, range and watch",
+             {"seconds": (3.0, 0.3), "warmup": (0.5, 0.1), "clients": (3, 1),
+              "window": (64, 16), "nodes": (3, 3), "data_ids": (240, 30),
+              "content_bytes": (1024, 256), "rate": (2500.0, 500.0),
+              "listen_rate": (200.0, 200.0), "changes": (500, 20), "warmup_changes": (20, 3),
+              "change_timeout": (2.0, 2.0)}),
+)  # fmt: skip
