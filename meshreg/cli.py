@@ -631,6 +631,18 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"instances; {sessions.get('renewals')} renewals, {sessions.get('silent')} silent "
             "at the last check"
         )
+    configs = result.get("config")
+    if isinstance(configs, dict):
+        lines.append(
+            f"configs         {configs.get('configs')} data ids "
+            f"({configs.get('tombstones')} deleted), {configs.get('history_entries')} "
+            f"versions kept, {'ready' if configs.get('ready') else 'catching up'}; majority "
+            f"{configs.get('majority')} of {configs.get('members')} "
+            f"({configs.get('members_up')} up); listens {configs.get('listens')}, "
+            f"conflicts {configs.get('conflicts')}, refused (minority) "
+            f"{configs.get('refused_minority')}, timed out {configs.get('timed_out')}; "
+            f"data dir {configs.get('data_dir')}"
+        )
     members = result.get("members")
     if isinstance(members, list) and len(members) > 1:
         lines.append(

@@ -107,6 +107,9 @@ def test_cli_publish_get_list_history_rollback_delete_on_a_real_node(node: NodeP
     assert json.loads(ok(cfg(node, "history", "app.yaml", "--json")).stdout)[0]["deleted"]
     again = ok(cfg(node, "publish", "app.yaml", "--content", "back", "--if-revision", "0"))
     assert "revision 5" in again.stdout  # the sequence goes on after a delete
+    stats = ok(run("stats", "-s", node.address, "--timeout", "5")).stdout
+    line = next(x for x in stats.splitlines() if x.startswith("configs"))
+    assert "2 data ids (0 deleted)" in line and "ready" in line, line
 
 
 def test_cli_watch_prints_one_json_line_per_change(node: NodeProcess) -> None:
