@@ -107,6 +107,7 @@ class Net:
             to, body = self.queue.popleft()
             if to not in self.down:
                 self.planes[to].on_peer(body, self.now)
+                self.planes[to].flush(self.now)  # one message per loop turn here
         raise AssertionError("messages kept flowing")
 
     def tick(self, seconds: float, step: float = 0.05) -> None:
@@ -126,6 +127,7 @@ class Net:
             body = plane.serve([client, b""], req, msg, "tester", "10.1.1.1", self.now)
         except RequestRejected as exc:  # as the runtime answers it
             body = encode_error(exc.req_id, exc.code, exc.message)
+        plane.flush(self.now)  # the end of the loop turn: the group commit, then the sends
         if body is not None:
             self.replies.setdefault(client, []).append(msgpack.unpackb(body, raw=False))
 
@@ -354,3 +356,130 @@ def test_seeded_loss_and_reordering_converge_without_losing_acknowledged_writes(
             seen = [n["revision"] for n in net.notes[address] if n["data_id"] == data_id]
             assert seen == sorted(seen), (seed, address, data_id)
     assert currents[0] == currents[1] == currents[2], f"seed {seed}: no convergence"
+
+
+class _RecordingDb:
+    """The plane's database, recording every ``save`` in one log with the plane's sends."""
+
+    def __init__(self, db: SqliteConfigStore, log: list[tuple[Any, ...]], me: str) -> None:
+        self.db, self.log, self.me = db, log, me
+
+    def save(self, entries: Any) -> None:
+        entries = list(entries)
+        self.db.save(entries)  # the commit first, then the log entry: "on disk"
+        self.log.append(
+            ("save", self.me, {(e.key.data_id, e.revision, e.committed) for e in entries})
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def _record_order(net: Net) -> list[tuple[Any, ...]]:
+    """One log of each plane's saves, peer sends, client replies and notifications."""
+    log: list[tuple[Any, ...]] = []
+    for me, plane in net.planes.items():
+        assert plane.db is not None
+        plane.db = _RecordingDb(plane.db, log, me)  # type: ignore[assignment]
+        send_peer, send_reply, notify = plane._send_peer, plane._send_reply, plane._notify
+
+        def peer(to: str, frames: list[bytes], me: str = me, send: Any = send_peer) -> bool:
+            msg = msgpack.unpackb(frames[1], raw=False)
+            if msg["op"] == "config_record":
+                log.append(("record", me, (msg["entry"]["key"][2], msg["entry"]["revision"])))
+            elif msg["op"] == "config_ack" and msg["ok"]:
+                log.append(("ack", me, (msg["key"][2], msg["revision"])))
+            return bool(send(to, frames))
+
+        def reply(envelope: list[bytes], body: bytes, me: str = me, send: Any = send_reply) -> None:
+            result = msgpack.unpackb(body, raw=False).get("result") or {}
+            if "revision" in result:  # a read's answer (client b"reader") or a write's
+                what = "read" if envelope[0] == b"reader" else "reply"
+                log.append((what, me, (result["data_id"], result["revision"])))
+            send(envelope, body)
+
+        def note(frames: list[bytes], me: str = me, send: Any = notify) -> None:
+            change = msgpack.unpackb(frames[1], raw=False)
+            log.append(("notify", me, (change["data_id"], change["revision"])))
+            send(frames)
+
+        plane._send_peer, plane._send_reply, plane._notify = peer, reply, note
+    return log
+
+
+def _check_disk_first(log: list[tuple[Any, ...]]) -> None:
+    """Every record, ack, reply, read answer and notification of a version left after a
+    commit of that version on that node (a write's reply: of the version marked
+    committed)."""
+    saved: dict[str, set[tuple[str, int, bool]]] = {}
+    for what, me, item in log:
+        if what == "save":
+            saved.setdefault(me, set()).update(item)
+            continue
+        on_disk = saved.get(me, set())
+        need = {(*item, True)} if what == "reply" else {(*item, False), (*item, True)}
+        assert need & on_disk, f"{what} {item} on {me} before its commit: {log}"
+
+
+def test_group_commit_one_transaction_per_turn_and_nothing_leaves_before_it(
+    tmp_path: Path,
+) -> None:
+    """Several writes in one loop turn: one transaction on each node per turn, and every
+    reply, ack, record and notification after the commit holding its version."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("g0")
+    ids = [d for d in (f"g{i}" for i in range(40)) if owner_of(d) == owner][:5]
+    assert len(ids) == 5
+    for data_id in ids:  # revision 1 (and the owner's catch-up round) first
+        assert net.call(owner, "config_publish", data_id=data_id, content="v0")["ok"]
+    log = _record_order(net)
+    plane = net.planes[owner]
+    count = plane.db.count() if plane.db is not None else -1
+    clients = [f"gc{i}".encode() for i in range(len(ids))]
+    for client, data_id in zip(clients, ids, strict=True):  # one turn: 5 publishes
+        msg = {"v": 1, "id": 1, "op": "config_publish", "data_id": data_id, "content": "v"}
+        assert (
+            plane.serve([client, b""], parse_config_message(msg), msg, "t", None, net.now) is None
+        )
+    # a read of a data id written in this turn waits for the commit
+    get = {"v": 1, "id": 2, "op": "config_get", "data_id": ids[0]}
+    assert plane.serve([b"reader", b""], parse_config_message(get), get, "t", None, net.now) is None
+    assert log == [] and net.queue == deque() and plane.db is not None
+    assert plane.db.count() == count  # nothing saved before the end of the turn
+    plane.flush(net.now)
+    assert [e[0] for e in log[:2]] == ["save", "notify"] and len(log[0][2]) == 5
+    assert net.replies[b"reader"][0]["result"]["revision"] == 2
+    for _ in range(3):  # turns: each node takes every message queued for it, then flushes
+        batch, net.queue = list(net.queue), deque()
+        for to, body in batch:
+            net.planes[to].on_peer(body, net.now)
+        for p in net.planes.values():
+            p.flush(net.now)
+    _check_disk_first(log)
+    saves = [me for what, me, _ in log if what == "save"]
+    # one transaction per node per turn: the owner's records, then its commit flags; each
+    # peer's records (for all 5 versions), then their commit flags
+    assert sorted(saves) == sorted(list(ADDRESSES) * 2), log
+    assert all(net.replies[c][0]["ok"] for c in clients)
+    assert sorted(i for what, _, i in log if what == "reply") == [(d, 2) for d in sorted(ids)]
+
+
+def test_the_order_check_fails_when_a_reply_leaves_before_the_commit(tmp_path: Path) -> None:
+    """The check above can fail: a plane whose flush sends before it saves is caught."""
+    net = Net(1, data_dir=tmp_path)
+    log = _record_order(net)
+    plane = net.planes[ADDRESSES[0]]
+    queued: list[Any] = []
+
+    def sends_first(now: float) -> None:  # the bug: carry out the effects, then save
+        queued.extend(plane._queued)
+        db, plane.db = plane.db, None
+        ConfigPlane.flush(plane, now)
+        plane.db = db
+        assert db is not None
+        db.save([e for q in queued if type(q).__name__ == "Persist" for e in q.entries])
+
+    plane.flush = sends_first  # type: ignore[method-assign]
+    net.call(ADDRESSES[0], "config_publish", data_id="early", content="x")
+    with pytest.raises(AssertionError, match="before its commit"):
+        _check_disk_first(log)
