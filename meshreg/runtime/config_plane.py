@@ -249,8 +249,12 @@ class ConfigPlane:
             for peer in self.peers:
                 if peer not in self._synced:
                     self._send(peer, encode_config_peer("config_sync", self.member))
-        if now >= self._next_prune:
+        prune = now >= self._next_prune
+        if prune:
             self._next_prune = now + PRUNE_INTERVAL
+        self._wake = float("inf")  # recomputed by flush, from every deadline
+        self.flush(now)  # this turn's versions are on disk before any is pruned
+        if prune:
             removed = self.store.prune(now)
             if removed:
                 if self.db is not None:
@@ -258,8 +262,6 @@ class ConfigPlane:
                 for key in {e.key for e in removed}:
                     if self.store.current(key) is None:
                         self._announced.pop(key, None)
-        self._wake = float("inf")  # recomputed by flush, from every deadline
-        self.flush(now)
         return self._wake
 
     def flush(self, now: float) -> None:
