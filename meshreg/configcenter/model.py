@@ -298,14 +298,36 @@ def check_config_name(value: Any, field_name: str, max_len: int) -> str:
     return value
 
 
+_KEY_CACHE: dict[tuple[Any, Any, Any], ConfigKey] = {}  # keys already validated
+KEY_CACHE_MAX = 65_536  # entries; full: emptied (a bound, not an LRU)
+
+
 def check_config_key(namespace: Any, group: Any, data_id: Any) -> ConfigKey:
-    return ConfigKey(
+    """The validated key (names checked once: every record, ack, commit and get names a
+    key, and the 3 name checks were a fifth of a peer message's decoding)."""
+    raw = (namespace, group, data_id)
+    try:
+        key = _KEY_CACHE.get(raw)
+    except TypeError:  # unhashable: the checks below name the field
+        key = None
+    if (
+        key is not None  # only str (or None) values are cached; an equal str subclass is not
+        and type(data_id) is str
+        and (namespace is None or type(namespace) is str)
+        and (group is None or type(group) is str)
+    ):
+        return key
+    key = ConfigKey(
         check_config_name(
             DEFAULT_NAMESPACE if namespace is None else namespace, "namespace", MAX_NAMESPACE_LEN
         ),
         check_config_name(DEFAULT_GROUP if group is None else group, "group", MAX_GROUP_LEN),
         check_config_name(data_id, "data_id", MAX_DATA_ID_LEN),
     )
+    if len(_KEY_CACHE) >= KEY_CACHE_MAX:
+        _KEY_CACHE.clear()
+    _KEY_CACHE[raw] = key
+    return key
 
 
 def check_content(content: Any, max_bytes: int, field_name: str = "content") -> str:

@@ -5,11 +5,16 @@ parsing and the ACL check), the config messages of its peers (peer port, frames
 ``[CONFIG_FRAME, body]``), the member view and the clock; the plane carries out what
 the replicator decides, in its order:
 
-* ``Persist`` first: the versions go to SQLite (one transaction, fsynced) before any
-  effect after it, so nothing is acknowledged - to a client or a peer - before it is on
-  disk.  Then the current version of every persisted data id is compared with the one
-  last announced: a change is published on the client XPUB (``encode_config_change``),
-  on every node, whether the change was written here or replicated.
+* **Group commit.**  ``serve``, ``on_peer`` and ``tick`` only queue the replicator's
+  effects; ``flush`` (once per loop turn: ``tick`` calls it, the runtime calls ``tick``
+  in every ``prepare``) saves the versions of every queued ``Persist`` in ONE SQLite
+  transaction (fsynced), then carries out the queued effects in their order.  So nothing
+  is acknowledged - a client reply, an ack to a peer - before it is on disk, and a turn
+  costs one transaction, not two per write.  After the commit, the current version of
+  every persisted data id is compared with the one last announced: a change is published
+  on the client XPUB (``encode_config_change``), on every node, whether the change was
+  written here or replicated.  A read of a data id with a version not committed yet in
+  this turn is answered after that commit too (queued with the effects).
 * Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
   that cannot leave now is dropped (records are resent, the rest is repaired by
   anti-entropy).
@@ -126,6 +131,14 @@ class _PeerAsk:
     tag: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A read's answer held until this turn's commit (it shows a version saved in it)."""
+
+    envelope: list[bytes]
+    body: bytes
+
+
 @dataclass(slots=True)
 class _Forward:
     ask: _ClientAsk
@@ -178,6 +191,8 @@ class ConfigPlane:
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._parked_count = 0
+        self._queued: list[Effect | _Reply] = []  # this turn's effects, until ``flush``
+        self._unsaved: set[ConfigKey] = set()  # data ids of the queued Persists
         self.counters = {
             "peer_messages_in": 0,
             "peer_messages_rejected": 0,
@@ -187,6 +202,8 @@ class ConfigPlane:
             "unlistens": 0,
             "reads_waited": 0,
             "reads_not_ready": 0,
+            "group_commits": 0,
+            "group_commit_versions": 0,
         }
         log.info(
             "configs: %s, %d versions of %d data ids loaded; %d configured members (majority %d)%s",
@@ -211,6 +228,8 @@ class ConfigPlane:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
         wall-clock time this must be called again at the latest."""
         if now < self._wake:
+            if self._queued:
+                self.flush(now)
             return self._wake
         self._run(self.replicator.tick(now), now)
         for tag, fwd in list(self._forwards.items()):
@@ -230,8 +249,12 @@ class ConfigPlane:
             for peer in self.peers:
                 if peer not in self._synced:
                     self._send(peer, encode_config_peer("config_sync", self.member))
-        if now >= self._next_prune:
+        prune = now >= self._next_prune
+        if prune:
             self._next_prune = now + PRUNE_INTERVAL
+        self._wake = float("inf")  # recomputed by flush, from every deadline
+        self.flush(now)  # this turn's versions are on disk before any is pruned
+        if prune:
             removed = self.store.prune(now)
             if removed:
                 if self.db is not None:
@@ -239,8 +262,33 @@ class ConfigPlane:
                 for key in {e.key for e in removed}:
                     if self.store.current(key) is None:
                         self._announced.pop(key, None)
-        self._wake = self._next_wake()
         return self._wake
+
+    def flush(self, now: float) -> None:
+        """The end of a loop turn: one transaction for every queued ``Persist``, then,
+        after its commit, the queued effects in their order (announcements, sends,
+        replies); then the next wake-up, computed once per turn."""
+        queued, self._queued = self._queued, []
+        self._unsaved = set()
+        if queued and self.db is not None:
+            entries = [e for q in queued if type(q) is Persist for e in q.entries]
+            if entries:
+                try:
+                    self.db.save(entries)  # durable before anything below leaves
+                except Exception:  # a disk error: acknowledge nothing of this turn
+                    log.exception(
+                        "configs: saving %d versions failed; %d replies, acks and sends of "
+                        "this turn dropped (writes time out as outcome unknown)",
+                        len(entries),
+                        len(queued),
+                    )
+                    self._wake = min(self._wake, self._next_wake())
+                    return
+                self.counters["group_commits"] += 1
+                self.counters["group_commit_versions"] += len(entries)
+        for effect in queued:
+            self._carry_out(effect, now)
+        self._wake = min(self._wake, self._next_wake())
 
     def _next_wake(self) -> float:
         times = [self.replicator.next_wake(), self._next_prune]
@@ -266,7 +314,11 @@ class ConfigPlane:
         comes later through ``send_reply``).  Raises RequestRejected."""
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
-            return self._read(envelope, req, address, now)
+            body = self._read(envelope, req, address, now)
+            if body is not None and req.key in self._unsaved:
+                self._queued.append(_Reply(envelope, body))  # after this turn's commit
+                return None
+            return body
         if kind is ListConfigs or kind is ConfigHistory:
             self._check_ready(req)
             try:
@@ -274,18 +326,22 @@ class ConfigPlane:
                     page = self.store.list_page(
                         req.namespace, req.group, req.pattern, req.page_size, req.cursor
                     )
-                    return encode_ok(req.req_id, list_result(page))
-                assert isinstance(req, ConfigHistory)
-                history = self.store.history(req.key, req.page_size, req.cursor)
-                return encode_ok(req.req_id, history_result(history))
+                    body = encode_ok(req.req_id, list_result(page))
+                else:
+                    assert isinstance(req, ConfigHistory)
+                    history = self.store.history(req.key, req.page_size, req.cursor)
+                    body = encode_ok(req.req_id, history_result(history))
             except ConfigRejected as exc:
                 raise _rejected(req, exc) from None
+            if self._unsaved:  # it may show a version not committed yet: after the commit
+                self._queued.append(_Reply(envelope, body))
+                return None
+            return body
         if kind is UnlistenConfig:
             self.counters["unlistens"] += 1
             return encode_ok(req.req_id, None)
         ask = _ClientAsk(envelope, req.req_id, msg)
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
-        self._wake = min(self._wake, self._next_wake())
         return None
 
     def _check_ready(self, req: ConfigRequest) -> None:
@@ -413,7 +469,6 @@ class ConfigPlane:
         self._run(effects, now)
         if not self.ready:
             self._check_caught_up()
-        self._wake = min(self._wake, self._next_wake())
 
     def _forward_answered(self, msg: ConfigForwardReply, now: float) -> list[Effect]:
         fwd = self._forwards.get(msg.tag)
@@ -464,29 +519,35 @@ class ConfigPlane:
 
     # -- carrying out the replicator's effects ------------------------------------------
     def _run(self, effects: list[Effect], now: float) -> None:
+        """Queue effects for this turn's ``flush`` (nothing leaves before its commit)."""
         for effect in effects:
-            match effect:
-                case Persist():
-                    if self.db is not None:
-                        self.db.save(effect.entries)  # durable before anything after it
-                    self._announce({e.key for e in effect.entries}, now)
-                case (
-                    SendRecord()
-                    | SendAck()
-                    | SendCommit()
-                    | SendDigests()
-                    | SendVersions()
-                    | FetchVersions()
-                    | SendKeyVersions()
-                ):
-                    for frames in encode_replication_effect(self.member, effect):
-                        self._send(effect.peer, frames)
-                case ForwardWrite():
-                    self._forward(effect, now)
-                case ReplyEntry():
-                    self._reply_entry(effect.request, effect.entry, effect.gray)
-                case ReplyError():
-                    self._reply_error(effect.request, effect.code, effect.message)
+            if type(effect) is Persist:
+                self._unsaved.update(e.key for e in effect.entries)
+        self._queued.extend(effects)
+
+    def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
+        match effect:
+            case Persist():
+                self._announce({e.key for e in effect.entries}, now)
+            case (
+                SendRecord()
+                | SendAck()
+                | SendCommit()
+                | SendDigests()
+                | SendVersions()
+                | FetchVersions()
+                | SendKeyVersions()
+            ):
+                for frames in encode_replication_effect(self.member, effect):
+                    self._send(effect.peer, frames)
+            case ForwardWrite():
+                self._forward(effect, now)
+            case ReplyEntry():
+                self._reply_entry(effect.request, effect.entry, effect.gray)
+            case ReplyError():
+                self._reply_error(effect.request, effect.code, effect.message)
+            case _Reply():
+                self._send_reply(effect.envelope, effect.body)
 
     def _announce(self, keys: set[ConfigKey], now: float) -> None:
         for key in keys:

@@ -236,3 +236,30 @@ def test_fuzz_mutated_valid_requests(index: int, field: str, value: Any, drop: b
 @given(data=st.binary(max_size=200))
 def test_fuzz_raw_bytes(data: bytes) -> None:
     parse_or_reject(data)
+
+
+def test_validated_keys_are_cached_and_bad_ones_still_refused() -> None:
+    """check_config_key remembers keys it validated; what it refuses is refused every
+    time, also a value equal to a cached one but of another type."""
+    from meshreg.configcenter import model
+    from meshreg.configcenter.model import ConfigRejected
+
+    class Name(str):
+        pass
+
+    key = check_config_key(None, "G", "cached.id")
+    assert (
+        key == ConfigKey("public", "G", "cached.id") and model._KEY_CACHE[(None, "G", "cached.id")]
+    )
+    assert check_config_key(None, "G", "cached.id") is key  # from the cache
+    for bad in (("public", "G", "bad id"), ("public", "G", Name("cached.id")), (None, "G", [1])):
+        for _ in range(2):
+            with pytest.raises(ConfigRejected):
+                check_config_key(*bad)
+    saved = model.KEY_CACHE_MAX
+    model.KEY_CACHE_MAX = len(model._KEY_CACHE)  # full: emptied, then the new key
+    try:
+        assert check_config_key("ns", "G", "another") == ConfigKey("ns", "G", "another")
+        assert list(model._KEY_CACHE) == [("ns", "G", "another")]
+    finally:
+        model.KEY_CACHE_MAX = saved
