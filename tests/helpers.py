@@ -158,7 +158,7 @@ class NodeProcess:
 
     def cleanup(self) -> None:
         self.kill()
-        if self.log_path:
+        if self.log_path and not os.environ.get("MESHREG_TEST_KEEP_LOGS"):  # keep: to debug
             try:
                 os.unlink(self.log_path)
             except OSError:

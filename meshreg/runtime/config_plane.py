@@ -108,6 +108,11 @@ MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 SYNC_ASK_INTERVAL = 0.5  # s; a starting node asks the peers not heard yet again
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
+CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried again this
+# long, and a forward at least the peer timeout longer (its owner may have died: once the
+# view drops it, the write goes to the new owner)
+RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
+MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
 
 SendPeer = Callable[[str, list[bytes]], bool]  # (member address, frames) -> sent now?
 SendReply = Callable[[list[bytes], bytes], None]  # (client envelope, reply body)
@@ -147,6 +152,21 @@ class _Forward:
 
 
 @dataclass(slots=True)
+class _Unsent:
+    """A forward, or a forward's reply, that found no live connection to its peer (the
+    DEALER is connecting or reconnecting: ZMQ_IMMEDIATE refuses the send): tried again
+    every ``RESEND_EVERY`` until ``until``.  A forward is decided again each time (the
+    owner may have been seen down meanwhile: the new owner gets it, or this node applies
+    it); one not sent by ``until`` is refused as "nothing was written" (it never left)."""
+
+    peer: str
+    frames: list[bytes]
+    until: float
+    next_try: float
+    write: ForwardWrite | None = None  # a forward, or None: a forward's reply
+
+
+@dataclass(slots=True)
 class _Parked:
     envelope: list[bytes]
     req: GetConfig | ListenConfig
@@ -167,6 +187,7 @@ class ConfigPlane:
         limiter: LogLimiter | None = None,
     ) -> None:
         self.member = config.address
+        self.forward_grace = CONNECT_GRACE + config.cluster.peer_timeout
         self.peers = tuple(config.peer_addresses())
         self.store = ConfigStore(self.member, config.config_limits())
         self.max_content_bytes = config.config_max_content_bytes
@@ -188,6 +209,8 @@ class ConfigPlane:
         self._next_prune = now + PRUNE_INTERVAL
         self._wake = now
         self._forwards: dict[int, _Forward] = {}
+        self._unsent: list[_Unsent] = []
+        self._now = now  # the time of the input being handled (replies kept for a resend)
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._parked_count = 0
@@ -197,6 +220,7 @@ class ConfigPlane:
             "peer_messages_in": 0,
             "peer_messages_rejected": 0,
             "peer_sends_failed": 0,
+            "forwards_waiting": 0,  # forwards that found no connection to the owner at first
             "notifications": 0,
             "listens": 0,
             "unlistens": 0,
@@ -227,11 +251,14 @@ class ConfigPlane:
     def tick(self, now: float) -> float:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
         wall-clock time this must be called again at the latest."""
+        self._now = now
         if now < self._wake:
             if self._queued:
                 self.flush(now)
             return self._wake
         self._run(self.replicator.tick(now), now)
+        if self._unsent:
+            self._resend(now)
         for tag, fwd in list(self._forwards.items()):
             if now >= fwd.deadline:
                 del self._forwards[tag]
@@ -268,6 +295,7 @@ class ConfigPlane:
         """The end of a loop turn: one transaction for every queued ``Persist``, then,
         after its commit, the queued effects in their order (announcements, sends,
         replies); then the next wake-up, computed once per turn."""
+        self._now = now
         queued, self._queued = self._queued, []
         self._unsaved = set()
         if queued and self.db is not None:
@@ -296,6 +324,8 @@ class ConfigPlane:
             times.append(self._next_ask)
         if self._forwards:
             times.append(min(f.deadline for f in self._forwards.values()))
+        if self._unsent:
+            times.append(min(u.next_try for u in self._unsent))
         if self._parked:
             times.append(min(p.deadline for ps in self._parked.values() for p in ps))
         return min(times)
@@ -312,6 +342,7 @@ class ConfigPlane:
     ) -> bytes | None:
         """A parsed, authorized config request: the reply body now, or None (the answer
         comes later through ``send_reply``).  Raises RequestRejected."""
+        self._now = now
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
             body = self._read(envelope, req, address, now)
@@ -428,6 +459,7 @@ class ConfigPlane:
     # -- peer messages ------------------------------------------------------------------
     def on_peer(self, body: bytes, now: float) -> None:
         """One config message from a peer (the peer port); never raises on bad input."""
+        self._now = now
         self.counters["peer_messages_in"] += 1
         try:
             msg = decode_config_peer(body, self.max_content_bytes)
@@ -526,6 +558,7 @@ class ConfigPlane:
         self._queued.extend(effects)
 
     def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
+        self._now = now
         match effect:
             case Persist():
                 self._announce({e.key for e in effect.entries}, now)
@@ -568,7 +601,7 @@ class ConfigPlane:
         self.counters["peer_sends_failed"] += 1
         return False
 
-    def _forward(self, effect: ForwardWrite, now: float) -> None:
+    def _forward(self, effect: ForwardWrite, now: float, until: float | None = None) -> None:
         ask = effect.write.request
         assert isinstance(ask, _ClientAsk)
         if len(self._forwards) >= MAX_FORWARDS:
@@ -580,19 +613,70 @@ class ConfigPlane:
         frames = encode_config_peer(
             "config_forward", self.member, tag=tag, request=ask.msg, by=effect.write.args["by"]
         )
-        if not self._send(effect.peer, frames):
+        if self._send_peer(effect.peer, frames):
+            self._forwards[tag] = _Forward(ask, effect.peer, now + FORWARD_TIMEOUT)
+            return
+        self.counters["forwards_waiting"] += 1
+        until = now + self.forward_grace if until is None else until
+        self._keep(_Unsent(effect.peer, frames, until, now + RESEND_EVERY, effect), now)
+
+    def _send_or_keep(self, peer: str, frames: list[bytes], now: float) -> None:
+        """Send now if the peer's connection is live, else keep it to try again for
+        ``CONNECT_GRACE`` (a DEALER just made, or reconnecting after a blip)."""
+        if not self._send_peer(peer, frames):
+            self._keep(_Unsent(peer, frames, now + CONNECT_GRACE, now + RESEND_EVERY), now)
+
+    def _keep(self, unsent: _Unsent, now: float) -> None:
+        if len(self._unsent) >= MAX_UNSENT:
+            unsent.until = now
+            self._give_up(unsent)
+        else:
+            self._unsent.append(unsent)
+
+    def _resend(self, now: float) -> None:
+        waiting, self._unsent = self._unsent, []
+        for u in waiting:
+            if now < u.next_try:
+                self._unsent.append(u)
+            elif now >= u.until:
+                self._give_up(u)
+            elif u.write is not None:  # decided again: the owner may have changed
+                again = replace(u.write.write, forwarded=False)
+                self._run_now(self.replicator.write(now, again), now, u.until)
+            elif self._send_peer(u.peer, u.frames):
+                continue
+            else:
+                u.next_try = now + RESEND_EVERY
+                self._unsent.append(u)
+
+    def _run_now(self, effects: list[Effect], now: float, until: float) -> None:
+        """A forward decided again: its effects at once (a local write's Persist goes
+        through the turn's queue as usual; a forward keeps its first deadline)."""
+        rest: list[Effect] = []
+        for effect in effects:
+            if type(effect) is ForwardWrite:
+                self._forward(effect, now, until)
+            else:
+                rest.append(effect)
+        if rest:
+            self._run(rest, now)
+
+    def _give_up(self, u: _Unsent) -> None:
+        self.counters["peer_sends_failed"] += 1
+        if u.write is not None:  # it never left: nothing was written
+            ask = u.write.write.request
+            assert isinstance(ask, _ClientAsk)
             self._reply_error(
                 ask,
                 ErrorCode.UNAVAILABLE,
-                f"the data id's responsible node {effect.peer} is not reachable from this "
-                "node; nothing was written: retry shortly or on another node",
+                f"the data id's responsible node {u.peer} is not reachable from this node "
+                f"(no connection for {self.forward_grace:g} s); nothing was written: retry "
+                "shortly or on another node",
             )
-            return
-        self._forwards[tag] = _Forward(ask, effect.peer, now + FORWARD_TIMEOUT)
 
     def _reply_entry(self, request: Any, entry: ConfigEntry, gray: bool) -> None:
         if isinstance(request, _PeerAsk):
-            self._send(
+            self._send_or_keep(
                 request.sender,
                 encode_config_peer(
                     "config_forward_reply",
@@ -602,13 +686,14 @@ class ConfigPlane:
                     entry=entry_to_wire(entry),
                     gray=gray,
                 ),
+                self._now,
             )
         elif isinstance(request, _ClientAsk):
             self._send_reply(request.envelope, encode_ok(request.req_id, entry_result(entry, gray)))
 
     def _reply_error(self, request: Any, code: ErrorCode, message: str) -> None:
         if isinstance(request, _PeerAsk):
-            self._send(
+            self._send_or_keep(
                 request.sender,
                 encode_config_peer(
                     "config_forward_reply",
@@ -618,6 +703,7 @@ class ConfigPlane:
                     code=int(code),
                     message=message[:4096],
                 ),
+                self._now,
             )
         elif isinstance(request, _ClientAsk):
             self._send_reply(request.envelope, encode_error(request.req_id, code, message))

@@ -21,7 +21,7 @@ from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import RequestRejected
-from meshreg.runtime.config_plane import PARK_SECONDS, ConfigPlane
+from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, ConfigPlane
 from meshreg.wire.config_messages import parse_config_message
 from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
 from meshreg.wire.replies import encode_error
@@ -225,14 +225,57 @@ def test_a_minority_refuses_and_writes_nothing() -> None:
     assert len(plane.store) == 0 and plane.stats()["refused_minority"] == 1
 
 
-def test_a_forward_to_an_unreachable_owner_is_refused_at_once() -> None:
+def test_a_forward_to_an_unreachable_owner_is_refused_after_the_grace() -> None:
     net = Net(3)
     owner = owner_of("x")
     other = next(a for a in ADDRESSES if a != owner)
-    net.down = {owner}  # not yet seen down: the write is still sent to it
-    reply = net.call(other, "config_publish", data_id="x", content="1")
+    grace = net.planes[other].forward_grace  # the connect grace + the peer timeout
+    net.down = {owner}  # not yet seen down: the write is still meant for it, and waits
+    net.request(other, b"cli", "config_publish", data_id="x", content="1")
+    net.tick(grace * 0.9)
+    assert b"cli" not in net.replies  # still trying: connecting, or the owner may be gone
+    net.tick(grace * 0.2)
+    reply = net.last(b"cli")
     assert reply["error"]["name"] == "UNAVAILABLE"
     assert "not reachable" in reply["error"]["message"]
+    assert "nothing was written" in reply["error"]["message"]
+    assert net.planes[other].stats()["forwards_pending"] == 0
+
+
+def test_a_forward_waits_for_the_owners_connection_then_goes_through() -> None:
+    """A DEALER just made (or reconnecting) refuses sends (ZMQ_IMMEDIATE): the forward is
+    tried again and the write succeeds once the connection is up."""
+    net = Net(3)
+    owner = owner_of("late")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.down = {owner}
+    net.request(other, b"cli", "config_publish", data_id="late", content="1")
+    net.tick(CONNECT_GRACE / 2)
+    net.down = set()  # the connection is up
+    net.tick(0.3)
+    reply = net.last(b"cli")
+    assert reply["ok"], reply
+    assert reply["result"]["origin"] == owner
+    assert [op for _, to, op in net.sent if to == owner].count("config_forward") >= 2
+
+
+def test_a_forward_to_an_owner_that_died_goes_to_the_new_owner() -> None:
+    """The owner was killed and is not seen down yet: the forward waits; once the view
+    drops the owner, the write is decided again and goes to the new owner (seen in
+    tests/integration/test_config_client.py, where it used to fail at once)."""
+    net = Net(3)
+    owner = owner_of("moved")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.down = {owner}  # killed
+    net.request(other, b"cli", "config_publish", data_id="moved", content="1")
+    net.tick(0.5)
+    assert b"cli" not in net.replies
+    net.all_up()  # the survivors see it down (peer timeout)
+    net.tick(0.5)
+    reply = net.last(b"cli")
+    assert reply["ok"], reply
+    survivors = tuple(a for a in ADDRESSES if a != owner)
+    assert reply["result"]["origin"] == owner_of("moved", survivors)
 
 
 def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
