@@ -338,7 +338,31 @@ def sc_config_pause_kill(r: Run, pause: float = 4.0) -> None:
     _finish(r, load)
 
 
+def sc_config_loss(r: Run, seconds: float = 12.0) -> None:
+    """20% loss and 10-30 ms delay on every node's egress while the writers write."""
+    load = ConfigLoad(r)
+    load.start()
+    r.observe(2.0)
+    w = r.open_window(f"config 20% loss + 10-30ms delay {seconds:g}s", set(), set(), REGISTRY_BOUND)
+    r.lab.impair(range(r.s.nodes), 0.2, (0.010, 0.030), r.seed)
+    r.event("impairment on: every node's eth0 egress")
+    r.observe(seconds - (time.monotonic() - w.start))
+    r.lab.clear_impairment()
+    r.close_window(w, r.event("impairment off"))
+    r.settle(w)
+    _finish(r, load)
+    acks = sum(
+        1 for per in load.records for x in per if x["k"] == "ack" and w.start <= x["t0"] <= w.end
+    )
+    r.notes.append(f"{acks} config writes acknowledged during the loss")
+    if acks == 0:
+        r.extra_violations.append(
+            Violation(w.end or 0.0, -1, "stalled", "no config write acknowledged during the loss")
+        )
+
+
 CONFIG_SCENARIOS = {
     "config-partition": sc_config_partition,
     "config-pause-kill": sc_config_pause_kill,
+    "config-loss": sc_config_loss,
 }

@@ -91,3 +91,12 @@ def test_config_partition_minority_refuses_writes() -> None:
 @pytest.mark.timeout(120)
 def test_config_owner_paused_then_node_killed_after_ack() -> None:
     check("config-pause-kill")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    netlab.impair_unavailable_reason() is not None,
+    reason=netlab.impair_unavailable_reason() or "",
+)
+def test_config_writes_under_loss_and_delay() -> None:
+    check("config-loss")
