@@ -156,6 +156,7 @@ class Run:
         self.judge_from = float("inf")
         self.notes: list[str] = []
         self.dereg_replies: list[str] = []
+        self.extra_violations: list[Violation] = []  # judged during the run (configs)
 
     # -- bookkeeping -------------------------------------------------------------------
     def rel(self, t: float) -> float:
@@ -199,6 +200,8 @@ class Run:
             "--peer-timeout",
             str(s.peer_timeout),
             "--insecure",  # namespace-private addresses: keys are tested in test_security
+            "--data-dir",  # configs on disk; the same directory after a restart
+            str(self.workdir / f"data-{self.name(j)}"),
         ]
         self.nodes[j] = self.lab.spawn(j, f"node-{self.name(j)}", argv)
         self.event(f"{self.name(j)} started (pid {self.nodes[j].pid})")  # type: ignore[union-attr]
@@ -461,6 +464,7 @@ class Run:
             done = w.cluster_converged()
             res.converge.append((w.name, None if done is None else max(0.0, done - end), w.bound))
         self._judge_samples(res)
+        res.violations.extend(self.extra_violations)
         res.minority = self._minority()
         res.report = self.format_report(res) if res.violations else ""
         return res
@@ -744,6 +748,10 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "dereg-partition": sc_dereg_partition,
     "loss-delay": sc_loss,
 }
+
+from config_scenarios import CONFIG_SCENARIOS  # noqa: E402  (needs Run, defined above)
+
+SCENARIOS.update(CONFIG_SCENARIOS)
 
 
 def run_scenario(name: str, seed: int | None = None, settings: Settings | None = None) -> Result:

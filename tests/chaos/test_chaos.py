@@ -81,3 +81,22 @@ def test_deregister_on_majority_during_short_partition() -> None:
 )
 def test_loss_and_delay() -> None:
     check("loss-delay")
+
+
+@pytest.mark.timeout(120)
+def test_config_partition_minority_refuses_writes() -> None:
+    check("config-partition")
+
+
+@pytest.mark.timeout(120)
+def test_config_owner_paused_then_node_killed_after_ack() -> None:
+    check("config-pause-kill")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    netlab.impair_unavailable_reason() is not None,
+    reason=netlab.impair_unavailable_reason() or "",
+)
+def test_config_writes_under_loss_and_delay() -> None:
+    check("config-loss")
