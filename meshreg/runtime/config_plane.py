@@ -109,8 +109,10 @@ SYNC_ASK_INTERVAL = 0.5  # s; a starting node asks the peers not heard yet again
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
 CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried again this
-# long, and a forward at least the peer timeout longer (its owner may have died: once the
-# view drops it, the write goes to the new owner)
+# long, and a forward the peer timeout longer (its owner may have died: once the view drops
+# it, the write goes to the new owner), but never past FORWARD_WAIT_MAX
+FORWARD_WAIT_MAX = 2.0  # s; under the client's write attempt (CONFIG_WRITE_ATTEMPT, 2.5 s):
+# a client never re-sends a write that is still waiting here (writes are not idempotent)
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
 
@@ -187,7 +189,7 @@ class ConfigPlane:
         limiter: LogLimiter | None = None,
     ) -> None:
         self.member = config.address
-        self.forward_grace = CONNECT_GRACE + config.cluster.peer_timeout
+        self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
         self.store = ConfigStore(self.member, config.config_limits())
         self.max_content_bytes = config.config_max_content_bytes

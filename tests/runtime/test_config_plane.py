@@ -589,3 +589,14 @@ def test_batched_turns_with_loss_acknowledge_only_what_a_majority_saved(
     for item in acked:
         assert on_disk(*item) == 3, (seed, item)
     _check_disk_first(log)
+
+
+def test_a_waiting_forward_gives_up_before_the_client_sends_the_write_again() -> None:
+    """Writes are not idempotent: a client re-sends a write after its attempt budget, so a
+    forward still waiting for its owner must have been answered by then."""
+    from meshreg.client.config_session import CONFIG_WRITE_ATTEMPT
+    from meshreg.runtime.config_plane import FORWARD_WAIT_MAX
+
+    assert FORWARD_WAIT_MAX < CONFIG_WRITE_ATTEMPT
+    net = Net(3)
+    assert all(p.forward_grace <= FORWARD_WAIT_MAX for p in net.planes.values())
