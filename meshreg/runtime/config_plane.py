@@ -678,37 +678,20 @@ class ConfigPlane:
 
     def _reply_entry(self, request: Any, entry: ConfigEntry, gray: bool) -> None:
         if isinstance(request, _PeerAsk):
-            self._send_or_keep(
-                request.sender,
-                encode_config_peer(
-                    "config_forward_reply",
-                    self.member,
-                    tag=request.tag,
-                    ok=True,
-                    entry=entry_to_wire(entry),
-                    gray=gray,
-                ),
-                self._now,
-            )
+            self._reply_peer(request, ok=True, entry=entry_to_wire(entry), gray=gray)
         elif isinstance(request, _ClientAsk):
             self._send_reply(request.envelope, encode_ok(request.req_id, entry_result(entry, gray)))
 
     def _reply_error(self, request: Any, code: ErrorCode, message: str) -> None:
         if isinstance(request, _PeerAsk):
-            self._send_or_keep(
-                request.sender,
-                encode_config_peer(
-                    "config_forward_reply",
-                    self.member,
-                    tag=request.tag,
-                    ok=False,
-                    code=int(code),
-                    message=message[:4096],
-                ),
-                self._now,
-            )
+            self._reply_peer(request, ok=False, code=int(code), message=message[:4096])
         elif isinstance(request, _ClientAsk):
             self._send_reply(request.envelope, encode_error(request.req_id, code, message))
+
+    def _reply_peer(self, request: _PeerAsk, **fields: Any) -> None:
+        """The answer to a forwarded write, kept for a resend if the connection is down."""
+        frames = encode_config_peer("config_forward_reply", self.member, tag=request.tag, **fields)
+        self._send_or_keep(request.sender, frames, self._now)
 
     # -- stats --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
