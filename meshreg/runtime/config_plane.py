@@ -97,6 +97,7 @@ from meshreg.wire.config_replies import (
     history_result,
     list_result,
     listen_result,
+    parse_config_topic,
 )
 from meshreg.wire.replies import encode_error, encode_ok
 
@@ -223,6 +224,7 @@ class ConfigPlane:
             "peer_messages_rejected": 0,
             "peer_sends_failed": 0,
             "forwards_waiting": 0,  # forwards that found no connection to the owner at first
+            "subscription_syncs": 0,  # current versions sent on a new exact config subscription
             "notifications": 0,
             "listens": 0,
             "unlistens": 0,
@@ -583,6 +585,22 @@ class ConfigPlane:
                 self._reply_error(effect.request, effect.code, effect.message)
             case _Reply():
                 self._send_reply(effect.envelope, effect.body)
+
+    def subscribed(self, topic: bytes) -> None:
+        """An exact config topic was subscribed (a listener's SUB connected, or reconnected
+        after this node restarted): publish the data id's current version on it, as a
+        service's sync (PROTOCOL.md 4.5), so a listener that missed a change while its SUB
+        was away pulls it now instead of at its next resync.  Up-to-date listeners ignore
+        it (same revision).  A version not yet saved is announced by its flush."""
+        names = parse_config_topic(topic)
+        if names is None or len(names) != 3:
+            return
+        key = ConfigKey(*names)
+        current = self.store.current(key)
+        if current is None or key in self._unsaved:
+            return
+        self.counters["subscription_syncs"] += 1
+        self._notify(encode_config_change(current))
 
     def _announce(self, keys: set[ConfigKey], now: float) -> None:
         for key in keys:

@@ -1100,6 +1100,8 @@ class NodeRuntime:
                 xpub.setsockopt(zmq.SUBSCRIBE, topic)
                 if not is_config_topic(topic):  # the core counts service watchers only
                     core.subscription_changed(topic_key(topic), True)
+                else:  # as a service's sync: a (re)connecting listener learns what it missed
+                    self.configs.subscribed(topic)
             else:
                 self._limiter.warning(
                     ("subscription", why),

@@ -600,3 +600,23 @@ def test_a_waiting_forward_gives_up_before_the_client_sends_the_write_again() ->
     assert FORWARD_WAIT_MAX < CONFIG_WRITE_ATTEMPT
     net = Net(3)
     assert all(p.forward_grace <= FORWARD_WAIT_MAX for p in net.planes.values())
+
+
+def test_a_new_exact_subscription_gets_the_current_version() -> None:
+    """A listener whose SUB (re)connects after a change it missed learns of it at once
+    (as a service's sync), not at its next resync; prefixes and unknown data ids get
+    nothing."""
+    from meshreg.wire.config_replies import config_topic
+
+    net = Net(1)
+    address = ADDRESSES[0]
+    net.call(address, "config_publish", data_id="seen", content="v1")
+    net.call(address, "config_publish", data_id="seen", content="v2")
+    plane = net.planes[address]
+    before = len(net.notes[address])
+    plane.subscribed(config_topic(ConfigKey("public", "DEFAULT_GROUP", "seen")))
+    plane.subscribed(config_topic(ConfigKey("public", "DEFAULT_GROUP", "unknown")))
+    plane.subscribed(b"\x00config\x00public\x00")  # a namespace prefix: no sync
+    sent = net.notes[address][before:]
+    assert [(n["data_id"], n["revision"]) for n in sent] == [("seen", 2)]
+    assert plane.stats()["subscription_syncs"] == 1
