@@ -45,7 +45,8 @@ Rules (each with its constant below):
   -> pull, a pull every ``resync_interval``.  A watcher that sends nothing else pings
   every ``PROBE_INTERVAL`` so a dead server is noticed.
 * **Empty protection.** An answer or push that would empty a non-empty view is not
-  believed at once: from a node whose epoch is new and which is younger than
+  believed at once: from a node whose epoch differs from the one it last answered with
+  (a restart, or a node not heard before) and which is younger than
   ``YOUNG_NODE_GRACE`` the view is kept; otherwise another server is asked, and its
   answer is taken as it is.
 * **Reading your writes.** For ``READ_YOUR_WRITES_WINDOW`` after this client's own write
@@ -231,6 +232,8 @@ class ClientSession:
         self.closed = False
         self.renewals_failed = 0  # session renewals that got an error or no answer
         self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
+        self.epochs: dict[str, int | None] = {}  # server -> the incarnation it last answered
+        # a pull from (empty protection judges a restart per server, not per view)
         self.malformed: dict[str, tuple[str, float]] = {}  # server -> (its last unreadable
         # reply, when); forgotten when it answers properly
         self._now = 0.0
@@ -1120,8 +1123,12 @@ class ClientSession:
 
     def _pulled(self, watch: Watch, snap: InstancesSnapshot, source: str, confirm: bool) -> None:
         key = watch.view.key
+        known = self.epochs.pop(source, None)  # re-inserted: the dict keeps the newest last
+        self.epochs[source] = snap.epoch
+        if len(self.epochs) > MAX_SERVERS:
+            del self.epochs[next(iter(self.epochs))]
         if self._would_empty(watch, snap):
-            restarted = snap.epoch != watch.view.epoch  # not the node we knew
+            restarted = snap.epoch != known  # not the incarnation this server was
             if restarted and snap.uptime is not None and snap.uptime < YOUNG_NODE_GRACE:
                 self._warn(
                     ("young", key),

@@ -133,6 +133,23 @@ def test_an_empty_snapshot_from_a_node_that_just_restarted_keeps_the_list() -> N
     assert h.unanswered("instances")[0].to == "b:2"
 
 
+def test_a_young_server_not_restarted_gets_a_second_opinion_after_another_fed_the_view() -> None:
+    """A restart is judged per server: b's confirmation fed the view (epoch 7), yet a still
+    answers as the incarnation it was (epoch 1): its empty list is not a restart's."""
+    h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
+    watching(h, "10.0.0.1", epoch=1)
+    h.push(removal(1, 5, "10.0.0.1"))
+    (confirm,) = h.unanswered("instances")
+    h.reply(confirm, snapshot(7, 3, "10.0.0.1"))  # b still lists it: b's view now
+    h.advance(1000)  # resync at a: same incarnation, up 3 s, empty
+    (pull,) = h.unanswered("instances")
+    assert pull.to != "b:2"
+    h.reply(pull, snapshot(1, 6, uptime=3.0))
+    assert not any("lists nothing yet" in x for x in h.logs())
+    (second,) = h.unanswered("instances")
+    assert second.to == "b:2"  # asked for a second opinion at once, not held for 15 s
+
+
 def test_without_empty_protection_an_empty_push_is_applied_at_once() -> None:
     h = Harness(empty_protection=False)
     watching(h, "10.0.0.1")
