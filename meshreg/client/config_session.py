@@ -259,13 +259,15 @@ class ConfigPolicy:
         tried: tuple[str, ...] = (),
         via: str | None = None,
         rounds: int = 0,
+        unknown: bool = False,
     ) -> None:
         """A read that must not step backwards: ``min_revision`` (get) is the highest seen
         revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
         hands the read to the next server not tried yet; when every one was, the round
         starts again after a pause (``READ_RETRY_PAUSE`` doubling to ``READ_RETRY_MAX``),
         until the call's deadline.  A write with a request id goes the same way (its
-        fields unchanged: the same id every time)."""
+        fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
+        had an unknown outcome, so a final "nothing was written" is not the whole story."""
         write = op in CONFIG_WRITES
         if op == "config_get":
             least = int(fields.get("min_revision") or 0)
@@ -279,14 +281,26 @@ class ConfigPolicy:
                 done = (*tried, target)
                 nxt = self._another_server(done)
                 now = self.s._now
+                refused = isinstance(exc, ServerError) and "nothing was written" in exc.detail
+                was_unknown = unknown or (write and not refused)
                 if nxt is not None and now < deadline:
-                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds)
+                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown)
                     return
                 pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
                 if now + pause < deadline:
-                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1)
+                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1, was_unknown)
                     self._later.append((now + pause, again))
                     return
+                if refused and unknown:  # this attempt wrote nothing; an earlier one may have
+                    assert isinstance(exc, ServerError)
+                    exc = ServerError(
+                        exc.code,
+                        f"{exc.detail.replace('nothing was written', 'this attempt wrote nothing')}"
+                        "; but an earlier attempt of this write had an unknown "
+                        "outcome (it may still appear): re-send it with the same request_id, "
+                        "or read the data id",
+                        exc.server,
+                    )
                 if isinstance(exc, ServerError) and len(done) > 1:
                     exc = ServerError(
                         exc.code,

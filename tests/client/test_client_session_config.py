@@ -428,3 +428,21 @@ def test_a_write_without_a_request_id_is_not_resent_after_unavailable() -> None:
     h.fail(h.unanswered("config_publish")[0], ErrorCode.UNAVAILABLE, "outcome unknown")
     done = h.outcome(pub)
     assert isinstance(done, Fail) and len(h.requests("config_publish")) == 1
+
+
+def test_a_final_refusal_after_an_unknown_outcome_does_not_say_nothing_was_written() -> None:
+    """The first attempt's outcome is unknown (it may still land); the last one was refused
+    by a minority node: the caller must not be told that nothing was written."""
+    h = Harness(servers=("a:1", "b:2"))
+    pub = Handle()
+    fields = {**FIELDS, "content": "x", "request_id": RID}
+    h.do(ConfigCall("config_publish", KEY, fields, 0.5, pub))
+    h.fail(h.unanswered("config_publish")[0], ErrorCode.UNAVAILABLE, "outcome is unknown")
+    while h.outcome(pub) is None:
+        for req in h.unanswered("config_publish"):
+            h.fail(req, ErrorCode.UNAVAILABLE, "minority: nothing was written; retry")
+        h.advance(10)
+    done = h.outcome(pub)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerError)
+    assert "nothing was written" not in done.error.detail
+    assert "unknown outcome" in done.error.detail and len(h.requests("config_publish")) >= 3
