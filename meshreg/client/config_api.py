@@ -10,6 +10,7 @@ session's: client/config_session.py.  docs/CONFIG.md, "Client and CLI".
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -289,6 +290,9 @@ class ConfigMixin:
         return ConfigKey(namespace or self.namespace, group or self.group, data_id)
 
     def _config_write(self, op: str, key: ConfigKey, fields: dict[str, Any]) -> Any:
+        """One logical write: a fresh request id, the same on every re-send of it (after
+        a timeout, an UNAVAILABLE, a failover), so the cluster applies it at most once."""
+        fields.setdefault("request_id", secrets.token_hex(16))
         self._config_check(op, fields, self.config_max_bytes)
         return self._config_call(op, key, fields)
 

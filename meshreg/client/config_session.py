@@ -14,10 +14,14 @@ Rules (each with its constant below):
   server in the list that was not tried yet, within the call's budget (docs/CONFIG.md).
   At most ``MAX_SEEN`` data ids are remembered (the oldest forgotten first).
 * **Writes** (publish, delete, rollback, gray, promote, gray drop) go to the server,
-  which forwards them to the data id's responsible node; their attempt budget is at least
-  ``CONFIG_WRITE_ATTEMPT`` so a write waiting for its majority is not sent again to
-  another server for being slow (a write sent twice may apply twice; a compare-and-set
-  write sent twice may then answer CONFLICT: the error says to read first).
+  which forwards them to the data id's responsible node; their attempt budget is
+  ``CONFIG_WRITE_ATTEMPT`` (replication.py), after the node's own deadline, so a node
+  answers (at worst UNAVAILABLE: outcome unknown) before the client gives up on it.  A
+  write carrying a ``request_id`` (the Client gives every write one) is applied at most
+  once however often it is sent, so UNAVAILABLE sends it again, with the same id, to the
+  next server not tried yet, as a read (below), within the call's budget; a timeout
+  fails over and re-sends it the same way.  A write without one is sent once (old
+  callers: a re-send might apply it twice).
 * **Listening.** A listened data id has its topic subscribed and a ``config_listen``
   with the revision held; the answer brings the current version if newer.  A push with
   a higher revision pulls it (``config_get`` with ``min_revision`` = the pushed revision
@@ -52,13 +56,13 @@ from meshreg.client.actions import (
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
 from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.replication import CONFIG_WRITE_ATTEMPT
 from meshreg.errors import ErrorCode, ServerError
 
 if TYPE_CHECKING:
     from meshreg.client.session import ClientSession
 
 CONFIG_RESYNC_INTERVAL = 30.0  # s; every listened data id is listened again this often
-CONFIG_WRITE_ATTEMPT = 2.5  # s; least attempt budget of a write (the node's ack timeout is 2 s)
 MAX_SEEN = 100_000  # data ids whose highest seen revision is remembered
 MIN_BUDGET = 0.001  # s; what a retry gets when the call's budget is spent
 READ_RETRY_PAUSE = 0.05  # s; pause before a read every server refused is tried again
@@ -225,6 +229,17 @@ class ConfigPolicy:
             if key is not None and isinstance(result, ConfigInfo):
                 self.note(key, result.revision)
 
+        if cmd.op in CONFIG_WRITES and key is not None and cmd.fields.get("request_id"):
+
+            def wrote(result: Any) -> None:
+                done(result)
+                self._out(Complete(reply_to, result))
+
+            deadline = self.s._now + cmd.timeout
+            fail = lambda e: self._fail(reply_to, e)  # noqa: E731
+            self._read(key, dict(cmd.fields), deadline, wrote, fail, cmd.op)
+            return
+
         attempt = CONFIG_WRITE_ATTEMPT if cmd.op in CONFIG_WRITES else None
         self.s.request(
             cmd.op, cmd.fields, cmd.timeout, reply_to, on_reply=done, attempt_timeout=attempt
@@ -244,16 +259,20 @@ class ConfigPolicy:
         tried: tuple[str, ...] = (),
         via: str | None = None,
         rounds: int = 0,
+        unknown: bool = False,
     ) -> None:
         """A read that must not step backwards: ``min_revision`` (get) is the highest seen
         revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
         hands the read to the next server not tried yet; when every one was, the round
         starts again after a pause (``READ_RETRY_PAUSE`` doubling to ``READ_RETRY_MAX``),
-        until the call's deadline."""
+        until the call's deadline.  A write with a request id goes the same way (its
+        fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
+        had an unknown outcome, so a final "nothing was written" is not the whole story."""
+        write = op in CONFIG_WRITES
         if op == "config_get":
             least = int(fields.get("min_revision") or 0)
             fields["min_revision"] = max(least, self.seen_revision(key))
-        if self.labels:
+        if self.labels and not write:
             fields["labels"] = dict(self.labels)
         target = via or self.s.server
 
@@ -262,14 +281,26 @@ class ConfigPolicy:
                 done = (*tried, target)
                 nxt = self._another_server(done)
                 now = self.s._now
+                refused = isinstance(exc, ServerError) and "nothing was written" in exc.detail
+                was_unknown = unknown or (write and not refused)
                 if nxt is not None and now < deadline:
-                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds)
+                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown)
                     return
                 pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
                 if now + pause < deadline:
-                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1)
+                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1, was_unknown)
                     self._later.append((now + pause, again))
                     return
+                if refused and unknown:  # this attempt wrote nothing; an earlier one may have
+                    assert isinstance(exc, ServerError)
+                    exc = ServerError(
+                        exc.code,
+                        f"{exc.detail.replace('nothing was written', 'this attempt wrote nothing')}"
+                        "; but an earlier attempt of this write had an unknown "
+                        "outcome (it may still appear): re-send it with the same request_id, "
+                        "or read the data id",
+                        exc.server,
+                    )
                 if isinstance(exc, ServerError) and len(done) > 1:
                     exc = ServerError(
                         exc.code,
@@ -281,7 +312,9 @@ class ConfigPolicy:
             err(exc)
 
         budget = max(MIN_BUDGET, deadline - self.s._now)
-        self.s.request(op, dict(fields), budget, on_reply=ok, on_error=failed, via=via)
+        attempt = CONFIG_WRITE_ATTEMPT if write else None
+        self.s.request(op, dict(fields), budget, on_reply=ok, on_error=failed, via=via,
+                       attempt_timeout=attempt)  # fmt: skip
 
     def _another_server(self, tried: tuple[str, ...]) -> str | None:
         """The next server in the list after the current one that was not tried yet."""

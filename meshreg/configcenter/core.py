@@ -31,6 +31,11 @@ highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an 
   addresses).  ``resolve`` gives matching clients the gray content, everyone else the main
   one; ``promote`` makes the gray content main, ``drop_gray`` removes it.  Each of those
   is a revision of its own, so listeners and replication see it like any change.
+* **Request ids**: a local write may carry the client's request id; the version keeps it
+  (it replicates and is persisted with the version), and ``find_request`` finds the
+  version a request id made while that version is in the history, so the replication
+  layer answers a re-sent write with it instead of applying it twice.  The index holds
+  one item per version held that carries an id: bounded like the history.
 * **Retention**: past revisions are kept while among the last ``keep_revisions`` and
   younger than ``keep_seconds``; the current entry always stays; a tombstone older than
   ``keep_seconds`` is purged with its data id.  ``prune(now)`` removes at most
@@ -149,6 +154,9 @@ class ConfigStore:
         # per data id: revision -> versions in arrival order (the first is the one acked)
         self._history: dict[ConfigKey, dict[int, list[ConfigEntry]]] = {}
         self._keys = SortedKeys()  # every ConfigKey held, for paged lists
+        # (data id, request id) -> the revision of the version that write made, for every
+        # version held that carries one: bounded by the history (``find_request``)
+        self._requests: dict[tuple[ConfigKey, str], int] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
         self.rejected: dict[str, int] = {}
@@ -267,6 +275,18 @@ class ConfigStore:
             items.extend(sorted(by_rev[rev], key=merge_order, reverse=True))
         return HistoryPage(items, None)
 
+    def find_request(self, key: ConfigKey, request_id: str) -> ConfigEntry | None:
+        """The version a write with this request id made, while it is in the data id's
+        history (the dedup window is the retention: ``keep_revisions``, ``keep_seconds``);
+        None if none is held (or ``request_id`` is empty)."""
+        revision = self._requests.get((key, request_id)) if request_id else None
+        if revision is None:
+            return None
+        found = [
+            v for v in self._history[key][revision] if v.request_id == request_id
+        ]  # two only if two owners raced with one re-sent write: the merge winner
+        return max(found, key=merge_order)
+
     def entries(self, key: ConfigKey) -> list[ConfigEntry]:
         """Every version held of a data id, oldest revision first, arrival order within."""
         by_rev = self._history.get(key, {})
@@ -334,6 +354,7 @@ class ConfigStore:
         description: Any = None,
         tags: Any = None,
         if_revision: int | None = None,
+        request_id: str = "",
     ) -> ConfigEntry:
         """Create or replace a data id's main content (its gray version, if any, stays)."""
         try:
@@ -356,10 +377,17 @@ class ConfigStore:
             description=desc,
             tags=tag_pairs,
             change=Change.PUBLISH,
+            request_id=request_id,
         )
 
     def delete(
-        self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
+        self,
+        key: ConfigKey,
+        *,
+        now: float,
+        by: str = "",
+        if_revision: int | None = None,
+        request_id: str = "",
     ) -> ConfigEntry:
         """A tombstone revision.  Deleting what does not exist is NOT_FOUND (with
         ``if_revision`` 0 it is a no-op match, still NOT_FOUND: there is nothing to delete)."""
@@ -382,6 +410,7 @@ class ConfigStore:
             gray=None,
             change=Change.DELETE,
             deleted=True,
+            request_id=request_id,
         )
 
     def rollback(
@@ -392,6 +421,7 @@ class ConfigStore:
         now: float,
         by: str = "",
         if_revision: int | None = None,
+        request_id: str = "",
     ) -> ConfigEntry:
         """A new revision with the main content of ``revision`` (which must be in the
         history and not a delete); the gray version, if any, stays."""
@@ -413,6 +443,7 @@ class ConfigStore:
             description=target.description,
             tags=target.tags,
             change=Change.ROLLBACK,
+            request_id=request_id,
         )
 
     def publish_gray(
@@ -426,6 +457,7 @@ class ConfigStore:
         now: float,
         by: str = "",
         if_revision: int | None = None,
+        request_id: str = "",
     ) -> ConfigEntry:
         """Set (or replace) the gray version of an existing data id."""
         try:
@@ -437,24 +469,38 @@ class ConfigStore:
             raise self._count(exc) from None
         prev = self._existing(key, if_revision, "publish a gray version of")
         gray = GrayRelease(text, kind or prev.type, content_md5(text), rule)
-        return self._derive(prev, now, by, gray=gray, change=Change.GRAY)
+        return self._derive(prev, now, by, gray=gray, change=Change.GRAY, request_id=request_id)
 
     def promote(
-        self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
+        self,
+        key: ConfigKey,
+        *,
+        now: float,
+        by: str = "",
+        if_revision: int | None = None,
+        request_id: str = "",
     ) -> ConfigEntry:
         """The gray version becomes the main one (for everyone)."""
         prev, g = self._with_gray(key, by, if_revision, "promote the gray version of")
         return self._derive(
             prev, now, by, content=g.content, type=g.type, md5=g.md5, gray=None,
-            change=Change.PROMOTE,
+            change=Change.PROMOTE, request_id=request_id,
         )  # fmt: skip
 
     def drop_gray(
-        self, key: ConfigKey, *, now: float, by: str = "", if_revision: int | None = None
+        self,
+        key: ConfigKey,
+        *,
+        now: float,
+        by: str = "",
+        if_revision: int | None = None,
+        request_id: str = "",
     ) -> ConfigEntry:
         """Remove the gray version; every client gets the main one again."""
         prev, _ = self._with_gray(key, by, if_revision, "drop the gray version of")
-        return self._derive(prev, now, by, gray=None, change=Change.GRAY_DROP)
+        return self._derive(
+            prev, now, by, gray=None, change=Change.GRAY_DROP, request_id=request_id
+        )
 
     def _with_gray(
         self, key: ConfigKey, by: str, if_revision: int | None, what: str
@@ -636,6 +682,7 @@ class ConfigStore:
         return entry
 
     def _derive(self, prev: ConfigEntry, now: float, by: str, **changes: Any) -> ConfigEntry:
+        changes.setdefault("request_id", "")  # never the previous write's id
         entry = replace(
             prev,
             revision=prev.revision + 1,
@@ -655,6 +702,8 @@ class ConfigStore:
             by_rev = self._history[key] = {}
             self._keys.add(key)
         by_rev.setdefault(entry.revision, []).append(entry)
+        if entry.request_id:
+            self._requests[(key, entry.request_id)] = entry.revision
         self.history_entries += 1
         self.content_bytes += _size(entry)
         current = self._current.get(key)
@@ -671,6 +720,9 @@ class ConfigStore:
         return new
 
     def _forget(self, versions: list[ConfigEntry]) -> None:
+        for v in versions:
+            if v.request_id and self._requests.get((v.key, v.request_id)) == v.revision:
+                del self._requests[(v.key, v.request_id)]
         self.history_entries -= len(versions)
         self.content_bytes -= sum(map(_size, versions))
 

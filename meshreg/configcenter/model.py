@@ -53,6 +53,12 @@ MAX_LABEL_LEN = 256  # chars per label key or value, printable
 MAX_ADDRESS_LEN = 300  # chars per client address (host or host:port)
 MAX_MODIFIED_BY_LEN = 256  # chars, printable (a key name, a user, a node id)
 MAX_PATTERN_LEN = 256  # chars of a list pattern (names plus * and ?)
+# A write's request id (docs/PROTOCOL.md 2.15): the client's name for one logical write,
+# the same on every re-send, so the owner applies it at most once (ConfigStore.find_request).
+MIN_REQUEST_ID_LEN = 16  # chars: ids are meant to be random (the client sends 32 hex digits)
+MAX_REQUEST_ID_LEN = 64  # chars
+REQUEST_ID_PATTERN = r"[0-9A-Za-z_.:\-]+\Z"
+_REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 
 # History retention (the issue's defaults): past revisions of a data id are kept while they
 # are among its last KEEP_REVISIONS and younger than KEEP_SECONDS; the current entry is never
@@ -176,6 +182,7 @@ class ConfigEntry:
     change: Change = Change.PUBLISH
     gray: GrayRelease | None = None
     committed: bool = False
+    request_id: str = ""  # the id of the client write that made it ('' : none given)
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -328,6 +335,25 @@ def check_config_key(namespace: Any, group: Any, data_id: Any) -> ConfigKey:
         _KEY_CACHE.clear()
     _KEY_CACHE[raw] = key
     return key
+
+
+def check_request_id(value: Any) -> str:
+    """A write's optional request id: '' when absent (nil), else 16..64 characters of
+    letters, digits and ``_.:-`` (a UUID, 32 hex digits, base64url)."""
+    if value is None:
+        return ""
+    if (
+        type(value) is not str
+        or not MIN_REQUEST_ID_LEN <= len(value) <= MAX_REQUEST_ID_LEN
+        or _REQUEST_ID_RE.match(value) is None
+    ):
+        raise invalid(
+            f"field 'request_id' must be a string of {MIN_REQUEST_ID_LEN}..{MAX_REQUEST_ID_LEN} "
+            "letters, digits and _.:- (a random id per logical write, e.g. 32 hex digits; "
+            "the same on every re-send of that write)",
+            "bad_request_id",
+        )
+    return value
 
 
 def check_content(content: Any, max_bytes: int, field_name: str = "content") -> str:

@@ -36,6 +36,15 @@ of it, the node itself included, whether or not the others are up.
   If ``ack_timeout`` passes first, or so many peers refused that a majority is out of
   reach, the client gets UNAVAILABLE saying the outcome is unknown (the version may
   still spread and win): read, then retry.
+* **Request ids: at most once.** A write may carry the client's request id (the same on
+  every re-send of one logical write); the version it makes keeps it, so it replicates
+  and is persisted with the version.  A write whose id already made a version held here
+  is answered with that version and never applied again (``_replay``): at once if it is
+  committed (on any node), by joining the wait if it is still waiting for its majority
+  here, else by driving that version's replication again (its owner died or timed out
+  before the majority answered).  A new owner's catch-up (above) brings the versions of
+  its predecessor first, so a re-send after an owner change finds the original.  The
+  window is the history's retention (``ConfigStore.find_request``).
 * **Repair.** Every ``sync_interval`` the node sends its digests (key, revision, md5,
   origin, committed, history hash) to one peer in turn (``SendDigests``); the receiver
   pushes the kept versions of every data id where it is ahead (``SendVersions``) and
@@ -52,7 +61,7 @@ carried out in order.  No clock, socket or file here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshreg.configcenter.core import ConfigStore, ConfigView
@@ -66,8 +75,19 @@ from meshreg.configcenter.model import (
 from meshreg.core.mapping import responsible_for_bytes
 from meshreg.errors import ErrorCode
 
-DEFAULT_ACK_TIMEOUT = 2.0  # s; a write not acknowledged by a majority by then: UNAVAILABLE
+# The write timing contract (docs/PROTOCOL.md 2.15, "Re-sending a write"), in one place:
+# each layer answers before the one above it gives up, so a client never abandons a node
+# that is still working on its write, and hears "outcome unknown" instead (then re-sends
+# with the same request id, which is safe).  tests/configcenter/test_config_idempotent.py
+# checks the order.
+DEFAULT_ACK_TIMEOUT = 2.0  # s; the owner answers a write within this of receiving it
+# (catch-up included): not acknowledged by a majority by then: UNAVAILABLE, outcome unknown
 # (the registry's peer_request_timeout; an fsync and a LAN round trip take ~10 ms)
+FORWARD_TIMEOUT = DEFAULT_ACK_TIMEOUT + 0.2  # s; a node that forwarded a write to its
+# owner answers the client within this of receiving it (the owner's answer, or
+# UNAVAILABLE: outcome unknown); 0.2 s for the round trip to the owner and its loop turn
+CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget of a write:
+# the node's answer is due 0.3 s before it (client round trip and loop turns)
 DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
 
@@ -90,6 +110,7 @@ class ConfigWrite:
     args: Mapping[str, Any] = field(default_factory=dict)
     if_revision: int | None = None
     forwarded: bool = False
+    request_id: str = ""  # the client's id of this logical write ('': none, no dedup)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +217,12 @@ class _Pending:
     resend_at: float
     acked: set[str]
     refused: set[str]
+    joined: list[Any] = field(default_factory=list)  # re-sends of it: answered alike
 
 
 @dataclass(slots=True)
 class _CatchUp:
-    writes: list[ConfigWrite]
+    writes: list[tuple[ConfigWrite, float]]  # with the time each arrived
     deadline: float
     resend_at: float
     answered: set[str]
@@ -233,7 +255,8 @@ class ConfigReplicator:
         self._fresh: dict[ConfigKey, int] = {}  # data id -> the view it was last caught up in
         self._next_sync = now + sync_interval
         self._sync_turn = 0
-        self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0}
+        self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
+                         "deduplicated": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -252,14 +275,17 @@ class ConfigReplicator:
         return tuple(m for m in self.members if m != self.node_id)
 
     # -- client requests -----------------------------------------------------------------
-    def write(self, now: float, write: ConfigWrite) -> list[Effect]:
+    def write(self, now: float, write: ConfigWrite, arrived: float | None = None) -> list[Effect]:
+        """A client's write (``arrived``: when it came, if it waited for a catch-up): on
+        the owner, answered within ``ack_timeout`` of its arrival."""
+        arrived = now if arrived is None else arrived
+        done = self.store.find_request(write.key, write.request_id)
+        if done is not None and done.committed:  # any node that holds it committed answers
+            return self._replay(now, write, done, arrived)
         owner = self.responsible(write.key)
         if owner != self.node_id and not write.forwarded:
             self.counters["forwarded"] += 1
-            forwarded = ConfigWrite(
-                write.request, write.op, write.key, write.args, write.if_revision, True
-            )
-            return [ForwardWrite(owner, forwarded)]
+            return [ForwardWrite(owner, replace(write, forwarded=True))]
         if len(self.up) < self.majority:
             self.counters["refused_minority"] += 1
             return [
@@ -274,17 +300,20 @@ class ConfigReplicator:
         if self._fresh.get(write.key) != self._view and self.majority > 1:
             catch_up = self._catching_up.get(write.key)
             if catch_up is not None:
-                catch_up.writes.append(write)
+                catch_up.writes.append((write, arrived))
                 return []
             self._catching_up[write.key] = _CatchUp(
-                [write], now + self.ack_timeout, now + self.resend_interval, {self.node_id}
-            )
+                [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
+                {self.node_id},
+            )  # fmt: skip
             return [FetchVersions(p, write.key) for p in self.peers]
+        if done is not None:  # a re-send: the version it made, never a second one
+            return self._replay(now, write, done, arrived)
         try:
             entry = self._apply_local(now, write)
         except ConfigRejected as exc:
             return [ReplyError(write.request, exc.code, exc.message)]
-        pending = _Pending(write, entry, now + self.ack_timeout, now + self.resend_interval,
+        pending = _Pending(write, entry, arrived + self.ack_timeout, now + self.resend_interval,
                            {self.node_id}, set())  # fmt: skip
         effects: list[Effect] = [Persist((entry,))]
         if self.majority == 1:
@@ -346,7 +375,7 @@ class ConfigReplicator:
             return effects + self._commit(pending)
         if len(self.members) - len(pending.refused) < self.majority:
             del self._pending[(key, revision, origin, md5)]
-            return effects + [self._unknown(pending, "other versions were written concurrently")]
+            return effects + self._unknown(pending, "other versions were written concurrently")
         return effects
 
     def on_fetch(self, sender: str, key: ConfigKey) -> list[Effect]:
@@ -368,8 +397,8 @@ class ConfigReplicator:
             return effects
         del self._catching_up[key]
         self._fresh[key] = self._view
-        for write in catch_up.writes:
-            effects += self.write(now, write)
+        for write, arrived in catch_up.writes:
+            effects += self.write(now, write, arrived)
         return effects
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
@@ -425,7 +454,7 @@ class ConfigReplicator:
                         f"{len(self.members)} configured members within {self.ack_timeout:g} "
                         "s; nothing was written: retry",
                     )
-                    for w in catch_up.writes
+                    for w, _ in catch_up.writes
                 )
             elif now >= catch_up.resend_at:
                 catch_up.resend_at = now + self.resend_interval
@@ -436,13 +465,11 @@ class ConfigReplicator:
             if now >= pending.deadline:
                 del self._pending[pkey]
                 self.counters["timed_out"] += 1
-                effects.append(
-                    self._unknown(
-                        pending,
-                        f"{len(pending.acked)} of the {len(self.members)} configured members "
-                        f"acknowledged within {self.ack_timeout:g} s (a majority is "
-                        f"{self.majority})",
-                    )
+                effects += self._unknown(
+                    pending,
+                    f"{len(pending.acked)} of the {len(self.members)} configured members "
+                    f"acknowledged within {self.ack_timeout:g} s (a majority is "
+                    f"{self.majority})",
                 )
             elif now >= pending.resend_at:
                 pending.resend_at = now + self.resend_interval
@@ -469,7 +496,7 @@ class ConfigReplicator:
 
     # -- internals -----------------------------------------------------------------------
     def _apply_local(self, now: float, write: ConfigWrite) -> ConfigEntry:
-        s, a, key, cas = self.store, write.args, write.key, write.if_revision
+        s, a, key, cas, rid = self.store, write.args, write.key, write.if_revision, write.request_id
         by = a.get("by", "")
         if write.op == "publish":
             return s.publish(
@@ -481,11 +508,13 @@ class ConfigReplicator:
                 description=a.get("desc"),
                 tags=a.get("tags"),
                 if_revision=cas,
+                request_id=rid,
             )
         if write.op == "delete":
-            return s.delete(key, now=now, by=by, if_revision=cas)
+            return s.delete(key, now=now, by=by, if_revision=cas, request_id=rid)
         if write.op == "rollback":
-            return s.rollback(key, a.get("revision"), now=now, by=by, if_revision=cas)  # type: ignore[arg-type]
+            return s.rollback(key, a.get("revision"), now=now, by=by, if_revision=cas,  # type: ignore[arg-type]
+                              request_id=rid)  # fmt: skip
         if write.op == "gray":
             return s.publish_gray(
                 key,
@@ -496,11 +525,12 @@ class ConfigReplicator:
                 now=now,
                 by=by,
                 if_revision=cas,
+                request_id=rid,
             )
         if write.op == "promote":
-            return s.promote(key, now=now, by=by, if_revision=cas)
+            return s.promote(key, now=now, by=by, if_revision=cas, request_id=rid)
         if write.op == "gray_drop":
-            return s.drop_gray(key, now=now, by=by, if_revision=cas)
+            return s.drop_gray(key, now=now, by=by, if_revision=cas, request_id=rid)
         raise ConfigRejected(ErrorCode.UNKNOWN_OP, f"unknown config write {write.op!r}")
 
     def _commit(self, pending: _Pending) -> list[Effect]:
@@ -512,18 +542,64 @@ class ConfigReplicator:
         if marked is not None:
             effects.append(Persist((marked,)))
         effects.append(ReplyEntry(pending.write.request, committed))
+        effects.extend(ReplyEntry(r, committed) for r in pending.joined)
         effects.extend(
             SendCommit(p, entry.key, entry.revision, entry.origin, entry.md5) for p in self.peers
         )
         return effects
 
-    def _unknown(self, pending: _Pending, why: str) -> ReplyError:
-        return ReplyError(
-            pending.write.request,
-            ErrorCode.UNAVAILABLE,
-            f"{pending.entry.key} revision {pending.entry.revision}: {why}; the outcome is "
-            "unknown (the write may still appear): read the data id, then retry",
+    def _unknown(self, pending: _Pending, why: str) -> list[Effect]:
+        retry = (
+            "re-send it with the same request_id (applied at most once)"
+            if pending.write.request_id
+            else "read the data id, then retry"
         )
+        message = (
+            f"{pending.entry.key} revision {pending.entry.revision}: {why}; the outcome is "
+            f"unknown (the write may still appear): {retry}"
+        )
+        return [
+            ReplyError(r, ErrorCode.UNAVAILABLE, message)
+            for r in (pending.write.request, *pending.joined)
+        ]
+
+    def _replay(
+        self, now: float, write: ConfigWrite, done: ConfigEntry, arrived: float
+    ) -> list[Effect]:
+        """A write whose request id made ``done`` already (a re-send after a timeout or a
+        failover): answer with that version once a majority holds it, never apply again.
+        Committed: at once.  Still waiting for its majority here: joins that wait.  Else
+        (its owner died or timed out before the majority answered): its replication is
+        driven again from here, like a new write of that very version."""
+        if done.change.value != write.op:
+            return [ReplyError(write.request, ErrorCode.INVALID_ARGUMENT,
+                f"request_id {write.request_id!r} already made revision {done.revision} of "
+                f"{done.key} (a {done.change.value}), not a {write.op}: use a new request id "
+                "per write")]  # fmt: skip
+        self.counters["deduplicated"] += 1
+        if done.committed:
+            return [ReplyEntry(write.request, done)]
+        pending = self._pending.get(_pending_key(done))
+        if pending is not None:
+            pending.joined.append(write.request)
+            return []
+        rivals = [
+            e for e in self.store.entries(done.key) if e.revision == done.revision and e.committed
+        ]
+        if rivals:  # another version won its revision: this write never took effect
+            return [ReplyError(write.request, ErrorCode.CONFLICT,
+                f"request_id {write.request_id!r} made revision {done.revision} of {done.key}, "
+                f"but a concurrent version (written by {rivals[0].origin}) won that revision; "
+                "nothing of this write is current: read the data id, then write again with a "
+                "new request id")]  # fmt: skip
+        mine = {self.node_id}
+        ack = self.store.apply(done).ack  # held: whether this node acknowledges it
+        pending = _Pending(write, done, arrived + self.ack_timeout, now + self.resend_interval,
+                           mine if ack else set(), set() if ack else mine)  # fmt: skip
+        if len(pending.acked) >= self.majority:
+            return self._commit(pending)
+        self._pending[_pending_key(done)] = pending
+        return [SendRecord(p, done) for p in self.peers]
 
     def _merge(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
         stored = [a.stored for a in map(self.store.apply, entries) if a.stored is not None]

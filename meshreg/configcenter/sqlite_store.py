@@ -15,8 +15,10 @@ more than inserts, a committed-flag upgrade and deletes (pruning):
   a prune step, so this is bounded too).
 * The journal is WAL and ``synchronous=FULL``: a committed transaction is on disk (fsync of
   the WAL) before ``save`` returns, so SIGKILL or power loss right after an acknowledgement
-  loses nothing.  ``schema_version`` holds the format's number; a database of another
-  version is refused with a clear error rather than misread.
+  loses nothing.  ``schema_version`` holds the format's number; an older database is
+  migrated in place when opened (``MIGRATIONS``, one transaction), a newer one is refused
+  with a clear error rather than misread.  Version 2 added ``request_id`` (the client's id
+  of the write that made a version; '' for versions of version 1 databases).
 
 This is the one configcenter module that does I/O (sqlite3, os); the core stays pure.
 """
@@ -34,7 +36,7 @@ from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import Change, ConfigEntry, ConfigKey, GrayRelease, GrayRule
 from meshreg.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_FILE_NAME = "configs.sqlite3"  # inside the node's data directory
 BUSY_TIMEOUT = 5.0  # s; another connection holding the write lock (only tools do) waits this
 
@@ -59,14 +61,19 @@ CREATE TABLE IF NOT EXISTS config_versions (
     change TEXT NOT NULL,
     gray TEXT,                               -- JSON or NULL
     committed INTEGER NOT NULL,
+    request_id TEXT NOT NULL DEFAULT '',     -- the write's request id ('' : none), v2
     UNIQUE (namespace, grp, data_id, revision, origin, md5, gray_md5, deleted)
 );
 """
 
 _COLUMNS = (
     "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted, content, type, "
-    "modified, modified_by, description, tags, change, gray, committed"
+    "modified, modified_by, description, tags, change, gray, committed, request_id"
 )
+# version -> the statements that take a database of that version to the next one
+MIGRATIONS = {
+    1: ("ALTER TABLE config_versions ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",),
+}
 _UNIQUE = "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted"
 
 
@@ -90,6 +97,8 @@ class SqliteConfigStore:
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif type(row[0]) is int and 0 < row[0] < SCHEMA_VERSION:
+                self._migrate(row[0])
             elif row[0] != SCHEMA_VERSION:
                 raise ConfigError(
                     f"{self.path} holds config schema version {row[0]}; this meshreg reads "
@@ -104,6 +113,18 @@ class SqliteConfigStore:
 
     def close(self) -> None:
         self._conn.close()
+
+    def _migrate(self, version: int) -> None:
+        """Bring a database of an older schema version to ``SCHEMA_VERSION`` (one
+        transaction: a crash midway leaves it at its old version, migrated again)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            for v in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[v]:
+                    conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+        self._transaction(work)
 
     def __enter__(self) -> SqliteConfigStore:
         return self
@@ -189,12 +210,13 @@ def _row(e: ConfigEntry) -> tuple[Any, ...]:
         e.change.value,
         gray,
         int(e.committed),
+        e.request_id,
     )
 
 
 def _entry(row: tuple[Any, ...]) -> ConfigEntry:
     (ns, grp, data_id, revision, origin, md5, _gm, deleted, content, kind, modified, by, desc,
-     tags, change, gray_json, committed) = row  # fmt: skip
+     tags, change, gray_json, committed, request_id) = row  # fmt: skip
     gray = None
     if gray_json is not None:
         g = json.loads(gray_json)
@@ -215,4 +237,5 @@ def _entry(row: tuple[Any, ...]) -> ConfigEntry:
         change=Change(change),
         gray=gray,
         committed=bool(committed),
+        request_id=request_id,
     )

@@ -20,8 +20,10 @@ the replicator decides, in its order:
   anti-entropy).
 * A write this node is not responsible for is forwarded once (``config_forward``); the
   owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
-  relayed to the client.  No answer within ``FORWARD_TIMEOUT``: UNAVAILABLE, outcome
-  unknown.
+  relayed to the client.  No answer within ``FORWARD_TIMEOUT`` of the client's write
+  arriving here: UNAVAILABLE, outcome unknown, naming the owner - before the client's
+  attempt budget ends (``CONFIG_WRITE_ATTEMPT``, replication.py), so the client hears it
+  and re-sends with the same request id, which the owner applies at most once.
 
 **Ready gate.**  A node with peers starts not ready: it asks every peer for its digests
 (``config_sync``) and answers config reads with UNAVAILABLE until it has caught up with
@@ -48,7 +50,7 @@ from meshreg.config import NodeConfig
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected, merge_order
 from meshreg.configcenter.replication import (
-    DEFAULT_ACK_TIMEOUT,
+    FORWARD_TIMEOUT,
     ConfigReplicator,
     Effect,
     FetchVersions,
@@ -103,7 +105,6 @@ from meshreg.wire.replies import encode_error, encode_ok
 
 log = logging.getLogger("meshreg.node")
 
-FORWARD_TIMEOUT = 2 * DEFAULT_ACK_TIMEOUT + 1.0  # s; the owner's catch-up and ack rounds
 PARK_SECONDS = 1.0  # s; a read behind its min_revision waits this long for it to arrive
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 SYNC_ASK_INTERVAL = 0.5  # s; a starting node asks the peers not heard yet again
@@ -112,8 +113,8 @@ MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
 CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried again this
 # long, and a forward the peer timeout longer (its owner may have died: once the view drops
 # it, the write goes to the new owner), but never past FORWARD_WAIT_MAX
-FORWARD_WAIT_MAX = 2.0  # s; under the client's write attempt (CONFIG_WRITE_ATTEMPT, 2.5 s):
-# a client never re-sends a write that is still waiting here (writes are not idempotent)
+FORWARD_WAIT_MAX = 2.0  # s; under FORWARD_TIMEOUT (2.2 s): a forward that never left is
+# answered "nothing was written" before the forward's own deadline
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
 
@@ -167,6 +168,7 @@ class _Unsent:
     until: float
     next_try: float
     write: ForwardWrite | None = None  # a forward, or None: a forward's reply
+    arrived: float = 0.0  # a forward: when the client's write arrived here
 
 
 @dataclass(slots=True)
@@ -269,9 +271,10 @@ class ConfigPlane:
                 self._reply_error(
                     fwd.ask,
                     ErrorCode.UNAVAILABLE,
-                    f"the responsible node {fwd.owner} did not answer within "
-                    f"{FORWARD_TIMEOUT:g} s; the outcome is unknown (the write may still "
-                    "appear): read the data id, then retry",
+                    f"the data id's responsible node {fwd.owner} did not answer within "
+                    f"{FORWARD_TIMEOUT:g} s; nothing is confirmed, the outcome is unknown (the "
+                    "write may still appear): re-send it with the same request_id, here or on "
+                    "another node (applied at most once); without one, read the data id first",
                 )
         if self._parked:
             self._expire_parked(now)
@@ -621,7 +624,7 @@ class ConfigPlane:
         self.counters["peer_sends_failed"] += 1
         return False
 
-    def _forward(self, effect: ForwardWrite, now: float, until: float | None = None) -> None:
+    def _forward(self, effect: ForwardWrite, now: float, arrived: float | None = None) -> None:
         ask = effect.write.request
         assert isinstance(ask, _ClientAsk)
         if len(self._forwards) >= MAX_FORWARDS:
@@ -633,12 +636,13 @@ class ConfigPlane:
         frames = encode_config_peer(
             "config_forward", self.member, tag=tag, request=ask.msg, by=effect.write.args["by"]
         )
+        arrived = now if arrived is None else arrived  # answered within FORWARD_TIMEOUT of it
         if self._send_peer(effect.peer, frames):
-            self._forwards[tag] = _Forward(ask, effect.peer, now + FORWARD_TIMEOUT)
+            self._forwards[tag] = _Forward(ask, effect.peer, arrived + FORWARD_TIMEOUT)
             return
         self.counters["forwards_waiting"] += 1
-        until = now + self.forward_grace if until is None else until
-        self._keep(_Unsent(effect.peer, frames, until, now + RESEND_EVERY, effect), now)
+        until = arrived + self.forward_grace
+        self._keep(_Unsent(effect.peer, frames, until, now + RESEND_EVERY, effect, arrived), now)
 
     def _send_or_keep(self, peer: str, frames: list[bytes], now: float) -> None:
         """Send now if the peer's connection is live, else keep it to try again for
@@ -662,20 +666,20 @@ class ConfigPlane:
                 self._give_up(u)
             elif u.write is not None:  # decided again: the owner may have changed
                 again = replace(u.write.write, forwarded=False)
-                self._run_now(self.replicator.write(now, again), now, u.until)
+                self._run_now(self.replicator.write(now, again, u.arrived), now, u.arrived)
             elif self._send_peer(u.peer, u.frames):
                 continue
             else:
                 u.next_try = now + RESEND_EVERY
                 self._unsent.append(u)
 
-    def _run_now(self, effects: list[Effect], now: float, until: float) -> None:
+    def _run_now(self, effects: list[Effect], now: float, arrived: float) -> None:
         """A forward decided again: its effects at once (a local write's Persist goes
         through the turn's queue as usual; a forward keeps its first deadline)."""
         rest: list[Effect] = []
         for effect in effects:
             if type(effect) is ForwardWrite:
-                self._forward(effect, now, until)
+                self._forward(effect, now, arrived)
             else:
                 rest.append(effect)
         if rest:

@@ -38,6 +38,7 @@ from meshreg.configcenter.model import (
     check_content,
     check_description,
     check_gray_rule,
+    check_request_id,
     check_tags,
     check_type,
     pattern_regex,
@@ -63,6 +64,7 @@ class PublishConfig:
     if_revision: int | None
     desc: str
     tags: tuple[tuple[str, str], ...]
+    request_id: str = ""  # '' : none given (every write: PROTOCOL.md 2.15)
     op = "config_publish"
 
 
@@ -85,6 +87,7 @@ class DeleteConfig:
     req_id: int
     key: ConfigKey
     if_revision: int | None
+    request_id: str = ""
     op = "config_delete"
 
 
@@ -114,6 +117,7 @@ class RollbackConfig:
     key: ConfigKey
     revision: int
     if_revision: int | None
+    request_id: str = ""
     op = "config_rollback"
 
 
@@ -144,6 +148,7 @@ class PublishGray:
     type: str | None  # None: the main version's type
     rule: GrayRule
     if_revision: int | None
+    request_id: str = ""
     op = "config_gray"
 
 
@@ -152,6 +157,7 @@ class PromoteGray:
     req_id: int
     key: ConfigKey
     if_revision: int | None
+    request_id: str = ""
     op = "config_promote"
 
 
@@ -160,6 +166,7 @@ class DropGray:
     req_id: int
     key: ConfigKey
     if_revision: int | None
+    request_id: str = ""
     op = "config_gray_drop"
 
 
@@ -281,13 +288,14 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
             _if_revision(msg),
             check_description(msg.get("desc")),
             check_tags(msg.get("tags")),
+            check_request_id(msg.get("request_id")),
         )
     if op == "config_get":
         revision = _optional_revision(msg, "revision")
         return GetConfig(req_id, key, revision, _int(msg, "min_revision", 0, 0, MAX_REVISION),
                          _labels(msg))  # fmt: skip
     if op == "config_delete":
-        return DeleteConfig(req_id, key, _if_revision(msg))
+        return DeleteConfig(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
     if op == "config_history":
         page = _int(msg, "page_size", DEFAULT_HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
         return ConfigHistory(req_id, key, page, _optional_revision(msg, "cursor"))
@@ -295,7 +303,9 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
         revision = _optional_revision(msg, "revision")
         if revision is None:
             raise _invalid("field 'revision' is required: the revision to roll back to")
-        return RollbackConfig(req_id, key, revision, _if_revision(msg))
+        return RollbackConfig(
+            req_id, key, revision, _if_revision(msg), check_request_id(msg.get("request_id"))
+        )
     if op == "config_listen":
         return ListenConfig(req_id, key, _int(msg, "revision", 0, 0, MAX_REVISION), _labels(msg))
     if op == "config_unlisten":
@@ -304,10 +314,11 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
         content = check_content(_required(msg, "content"), cap)
         kind = None if msg.get("type") is None else check_type(msg.get("type"))
         rule = check_gray_rule(msg.get("labels"), msg.get("clients"))
-        return PublishGray(req_id, key, content, kind, rule, _if_revision(msg))
+        return PublishGray(req_id, key, content, kind, rule, _if_revision(msg),
+                           check_request_id(msg.get("request_id")))  # fmt: skip
     if op == "config_promote":
-        return PromoteGray(req_id, key, _if_revision(msg))
-    return DropGray(req_id, key, _if_revision(msg))
+        return PromoteGray(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
+    return DropGray(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
 
 
 def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> ConfigWrite:
@@ -332,7 +343,9 @@ def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> Conf
         op = "gray_drop"
     else:
         raise TypeError(f"{request.op} is not a write")
-    return ConfigWrite(reply_to, op, request.key, args, request.if_revision)
+    return ConfigWrite(
+        reply_to, op, request.key, args, request.if_revision, request_id=request.request_id
+    )
 
 
 def _invalid(message: str) -> ConfigRejected:

@@ -57,6 +57,7 @@ from meshreg.configcenter.model import (
     check_description,
     check_gray_rule,
     check_modified_by,
+    check_request_id,
     check_tags,
     check_type,
     content_md5,
@@ -226,7 +227,7 @@ def entry_to_wire(e: ConfigEntry) -> dict[str, Any]:
             "labels": dict(g.rule.labels),
             "clients": sorted(g.rule.addresses),
         }
-    return {
+    wire: dict[str, Any] = {
         "key": key_to_wire(e.key),
         "revision": e.revision,
         "origin": e.origin,
@@ -242,6 +243,9 @@ def entry_to_wire(e: ConfigEntry) -> dict[str, Any]:
         "gray": gray,
         "committed": e.committed,
     }
+    if e.request_id:  # optional: a peer that does not know it ignores it
+        wire["request_id"] = e.request_id
+    return wire
 
 
 def digest_to_wire(d: ConfigDigest) -> list[Any]:
@@ -500,6 +504,7 @@ def parse_entry(raw: Any, cap: int, key: ConfigKey | None = None) -> ConfigEntry
         change=change_value,
         gray=gray,
         committed=_bool(raw.get("committed"), "committed"),
+        request_id=check_request_id(raw.get("request_id")),
     )
 
 

@@ -384,3 +384,65 @@ def test_a_malformed_reply_fails_only_its_call() -> None:
     h.reply(h.unanswered("config_get")[0], {"revision": "x"})
     done = h.outcome(handle)
     assert isinstance(done, Fail) and "malformed" in str(done.error)
+
+
+RID = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_write_with_a_request_id_is_resent_with_it_after_unavailable() -> None:
+    """The node answered "outcome unknown": the write goes again, with the same request id
+    (the cluster applies it at most once), to the next server, within the call's budget."""
+    h = Harness(servers=("a:1", "b:2", "c:3"))
+    pub = Handle()
+    fields = {**FIELDS, "content": "b: 2", "if_revision": 4, "request_id": RID}
+    h.do(ConfigCall("config_publish", KEY, fields, 5.0, pub))
+    (first,) = h.unanswered("config_publish")
+    h.fail(first, ErrorCode.UNAVAILABLE, "the responsible node did not answer: outcome unknown")
+    (again,) = h.unanswered("config_publish")
+    assert again.to == "b:2" and again.fields == first.fields  # the same id, labels or not
+    assert again.fields["request_id"] == RID and "labels" not in again.fields
+    h.reply(again, entry(5, "b: 2"))
+    done = h.outcome(pub)
+    assert isinstance(done, Complete) and done.result.revision == 5
+    assert h.core.configs.seen_revision(KEY) == 5
+
+
+def test_a_write_with_a_request_id_keeps_the_write_attempt_and_a_conflict_is_final() -> None:
+    h = labelled(Harness(servers=("a:1", "b:2"), attempt_ms=500), env="canary")
+    pub = Handle()
+    h.do(ConfigCall("config_gray", KEY, {**FIELDS, "content": "g", "labels": {"k": "v"},
+                                         "request_id": RID}, 5.0, pub))  # fmt: skip
+    (req,) = h.unanswered("config_gray")
+    assert req.fields["labels"] == {"k": "v"}  # the gray rule, not the client's labels
+    h.advance(int(CONFIG_WRITE_ATTEMPT * 1000) - 1)
+    assert len(h.requests("config_gray")) == 1  # not re-sent for being slow
+    h.fail(req, ErrorCode.CONFLICT, "is at revision 3, not 2")
+    done = h.outcome(pub)
+    assert isinstance(done, Fail) and len(h.requests("config_gray")) == 1
+
+
+def test_a_write_without_a_request_id_is_not_resent_after_unavailable() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    pub = Handle()
+    h.do(ConfigCall("config_publish", KEY, {**FIELDS, "content": "x"}, 5.0, pub))
+    h.fail(h.unanswered("config_publish")[0], ErrorCode.UNAVAILABLE, "outcome unknown")
+    done = h.outcome(pub)
+    assert isinstance(done, Fail) and len(h.requests("config_publish")) == 1
+
+
+def test_a_final_refusal_after_an_unknown_outcome_does_not_say_nothing_was_written() -> None:
+    """The first attempt's outcome is unknown (it may still land); the last one was refused
+    by a minority node: the caller must not be told that nothing was written."""
+    h = Harness(servers=("a:1", "b:2"))
+    pub = Handle()
+    fields = {**FIELDS, "content": "x", "request_id": RID}
+    h.do(ConfigCall("config_publish", KEY, fields, 0.5, pub))
+    h.fail(h.unanswered("config_publish")[0], ErrorCode.UNAVAILABLE, "outcome is unknown")
+    while h.outcome(pub) is None:
+        for req in h.unanswered("config_publish"):
+            h.fail(req, ErrorCode.UNAVAILABLE, "minority: nothing was written; retry")
+        h.advance(10)
+    done = h.outcome(pub)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerError)
+    assert "nothing was written" not in done.error.detail
+    assert "unknown outcome" in done.error.detail and len(h.requests("config_publish")) >= 3

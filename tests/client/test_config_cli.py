@@ -286,3 +286,26 @@ def test_content_above_the_client_cap_is_refused_before_sending_naming_the_knob(
     result = invoke("publish", "big", "--file", str(path), "-s", f"127.0.0.1:{port}",
                     "--max-bytes", "2000000", "--timeout", "0.3")  # fmt: skip
     assert result.exit_code == 1 and "no reply" in result.output  # it was sent this time
+
+
+def test_every_client_write_gets_its_own_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One fresh request id per logical write (the session re-sends it unchanged)."""
+    from meshreg import Client
+    from meshreg.configcenter.model import check_request_id
+
+    sent: list[tuple[str, dict[str, object]]] = []
+    c = Client([f"127.0.0.1:{free_port_pair()}"], timeout=0.3)
+    try:
+        monkeypatch.setattr(c, "_config_call", lambda op, key, fields: sent.append((op, fields)))
+        c.config_publish("a.txt", "x", if_revision=0)
+        c.config_publish("a.txt", "x")
+        c.config_delete("a.txt")
+        c.config_rollback("a.txt", 1)
+        c.config_gray("a.txt", "g", labels={"env": "c"})
+        c.config_promote("a.txt")
+        c.config_gray_drop("a.txt")
+    finally:
+        c.close(timeout=0.2)
+    ids = [str(fields["request_id"]) for _, fields in sent]
+    assert len(sent) == 7 and len(set(ids)) == 7
+    assert all(check_request_id(i) == i for i in ids)

@@ -21,6 +21,7 @@ from meshreg.configcenter.model import (
     ConfigKey,
     check_config_key,
     check_content,
+    check_request_id,
     content_md5,
 )
 from meshreg.configcenter.replication import (
@@ -66,7 +67,7 @@ def entries() -> list[ConfigEntry]:
     first = store.publish(KEY, "a: 1", "yaml", now=1.0, by="ops", description="d",
                           tags={"team": "core"})  # fmt: skip
     gray = store.publish_gray(KEY, "a: 2", labels={"canary": "yes"}, clients=["10.0.0.1"],
-                              now=2.0)  # fmt: skip
+                              now=2.0, request_id="r" * 32)  # fmt: skip
     gone = store.delete(KEY, now=3.0)
     return [first, gray, gone]
 
@@ -170,6 +171,8 @@ def test_every_op_has_a_valid_example() -> None:
         (("entry", "modified"), float("nan"), "'modified'"),
         (("entry", "committed"), 1, "'committed' must be true or false"),
         (("entry", "origin"), "", "'origin'"),
+        (("entry", "request_id"), "r" * 65, "'request_id'"),
+        (("entry", "request_id"), ["r" * 32], "'request_id'"),
         (("entry", "tags"), {"a b": "x"}, "tags key"),
         (("entry", "gray"), {"content": "x", "type": "text", "md5": content_md5("x")}, "selector"),
         (("from",), "n\x00", "'from'"),
@@ -205,7 +208,7 @@ scalars = st.one_of(
 )  # fmt: skip
 FIELDS = ["v", "op", "from", "entry", "key", "revision", "origin", "md5", "ok", "current",
           "entries", "digests", "reply", "tag", "request", "by", "code", "message", "content",
-          "gray", "committed", "deleted", "labels", "clients"]  # fmt: skip
+          "gray", "committed", "deleted", "labels", "clients", "request_id"]  # fmt: skip
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -258,6 +261,7 @@ def check(body: bytes) -> None:
     found.extend(getattr(msg, "entries", ()))
     for e in found:
         check_config_key(*e.key)
+        assert e.request_id == "" or check_request_id(e.request_id) == e.request_id
         assert 1 <= e.revision < 2**63 and e.md5 == content_md5(check_content(e.content, 4096))
         if e.gray is not None:
             assert e.gray.md5 == content_md5(e.gray.content)

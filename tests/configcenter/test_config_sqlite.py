@@ -169,3 +169,45 @@ def test_acknowledged_write_survives_sigkill_right_after(tmp_path: Path, writes:
     revisions = [e.revision for e in core.entries(K)]
     assert revisions == list(range(1, current.revision + 1))  # history intact
     assert core.get(K, revision=acked).content.startswith(f"value {acked - 1} ")
+
+
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE config_versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, grp TEXT NOT NULL,
+    data_id TEXT NOT NULL, revision INTEGER NOT NULL, origin TEXT NOT NULL, md5 TEXT NOT NULL,
+    gray_md5 TEXT NOT NULL, deleted INTEGER NOT NULL, content TEXT NOT NULL, type TEXT NOT NULL,
+    modified REAL NOT NULL, modified_by TEXT NOT NULL, description TEXT NOT NULL,
+    tags TEXT NOT NULL, change TEXT NOT NULL, gray TEXT, committed INTEGER NOT NULL,
+    UNIQUE (namespace, grp, data_id, revision, origin, md5, gray_md5, deleted)
+);
+INSERT INTO config_versions (namespace, grp, data_id, revision, origin, md5, gray_md5,
+    deleted, content, type, modified, modified_by, description, tags, change, gray, committed)
+VALUES ('public', 'DEFAULT_GROUP', 'app.yaml', 1, 'n1', '0cc175b9c0f1b6a831c399e269772661',
+    '', 0, 'a', 'text', 1.0, 'ops', '', '[]', 'publish', NULL, 1);
+"""
+
+
+def test_a_version_1_database_is_migrated_and_request_ids_are_kept(tmp_path: Path) -> None:
+    """A data dir of the previous release (schema 1, no request ids) opens: its versions
+    load (without an id), the schema is 2, and new versions keep their request id."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    with SqliteConfigStore(path) as db:
+        core = ConfigStore("n1")
+        assert db.load_into(core) == 1
+        old = core.get(K)
+        assert (old.revision, old.content, old.committed, old.request_id) == (1, "a", True, "")
+        new = core.publish(K, "b", now=2.0, request_id="0123456789abcdef")
+        db.save([new])
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    conn.close()
+    again = reopen(path)
+    assert again.find_request(K, "0123456789abcdef") == new
+    assert [e.request_id for e in again.entries(K)] == ["", "0123456789abcdef"]
+    with SqliteConfigStore(path) as db:  # opened again: nothing to migrate
+        assert db.count() == 2

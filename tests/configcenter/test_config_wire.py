@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshreg.configcenter.core import ConfigStore
-from meshreg.configcenter.model import CONFIG_TYPES, ConfigKey, check_config_key
+from meshreg.configcenter.model import CONFIG_TYPES, ConfigKey, check_config_key, check_request_id
 from meshreg.errors import ErrorCode
 from meshreg.wire.config_messages import (
     CONFIG_OPS,
@@ -40,9 +40,9 @@ def body(op: str, **fields: Any) -> dict[str, Any]:
 
 VALID = [
     body("config_publish", data_id="app.yaml", content="a: 1", type="yaml", if_revision=0,
-         desc="d", tags={"team": "x"}),
+         desc="d", tags={"team": "x"}, request_id="0123456789abcdef0123456789abcdef"),
     body("config_get", data_id="app.yaml", revision=3, min_revision=2, labels={"env": "c"}),
-    body("config_delete", data_id="app.yaml", if_revision=4),
+    body("config_delete", data_id="app.yaml", if_revision=4, request_id="550e8400-e29b-41d4"),
     body("config_list", namespace="public", group="g", pattern="app*", page_size=10),
     body("config_history", data_id="app.yaml", page_size=5, cursor=9),
     body("config_rollback", data_id="app.yaml", revision=2),
@@ -104,6 +104,12 @@ def test_fields_are_typed_and_defaulted() -> None:
         (body("config_list", pattern="a/b"), ErrorCode.INVALID_ARGUMENT, "'pattern'"),
         (body("config_list", page_size=10**6), ErrorCode.INVALID_ARGUMENT, "'page_size'"),
         (body("config_get", data_id="x", labels={"a": 1}), ErrorCode.INVALID_ARGUMENT, "labels"),
+        (body("config_publish", data_id="x", content="x", request_id="short"),
+         ErrorCode.INVALID_ARGUMENT, "'request_id' must be a string of 16..64"),
+        (body("config_delete", data_id="x", request_id=12345678901234567890),
+         ErrorCode.INVALID_ARGUMENT, "'request_id'"),
+        (body("config_promote", data_id="x", request_id="0123456789abcdef/"),
+         ErrorCode.INVALID_ARGUMENT, "'request_id'"),
         (body("config_nope"), ErrorCode.UNKNOWN_OP, "config_publish"),
         (body("register"), ErrorCode.UNKNOWN_OP, "unknown config op"),
         ({"v": 2, "id": 1, "op": "config_get"}, ErrorCode.UNSUPPORTED_VERSION, "v=1"),
@@ -136,6 +142,9 @@ def test_writes_map_onto_the_replication_commands() -> None:
             assert w.request == "reply-to" and w.args["by"] == "alice"
     pub = as_config_write(parse_config_message(VALID[0]), None)
     assert (pub.op, pub.if_revision, pub.args["content"]) == ("publish", 0, "a: 1")
+    assert pub.request_id == "0123456789abcdef0123456789abcdef"  # goes with the write
+    assert as_config_write(parse_config_message(VALID[2]), None).request_id  # a delete
+    assert as_config_write(parse_config_message(VALID[9]), None).request_id == ""  # none given
     gray = parse_config_message(VALID[8])
     assert isinstance(gray, PublishGray)
     w = as_config_write(gray, None)
@@ -176,7 +185,7 @@ FIELDS = [
     "revision",
     "min_revision",
 ]
-FIELDS += ["labels", "clients", "pattern", "page_size", "cursor"]
+FIELDS += ["labels", "clients", "pattern", "page_size", "cursor", "request_id"]
 
 
 def check_accepted(req: Any) -> None:
@@ -189,6 +198,8 @@ def check_accepted(req: Any) -> None:
         assert req.type in CONFIG_TYPES
     if isinstance(req, PublishGray):
         assert req.rule.labels or req.rule.addresses
+    request_id = getattr(req, "request_id", "")
+    assert request_id == "" or check_request_id(request_id) == request_id
     for name in ("if_revision", "revision", "min_revision"):
         value = getattr(req, name, None)
         assert value is None or (type(value) is int and 0 <= value < 2**63)

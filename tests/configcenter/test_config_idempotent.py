@@ -1,0 +1,391 @@
+"""Config writes with a request id are applied at most once (configcenter/core.py
+``find_request``, replication.py ``_replay``), and the write timing contract's order.
+
+Replicators on a fake clock (``now`` is a number), connected by a queue of effects the
+test delivers (``Net3``): a re-send while the first attempt waits for its majority joins
+it; a re-send after the answer gets the original version (a CAS write included); a
+re-send after the owner died, sent to the new owner, gets the version the old owner
+wrote (the request id travelled with the replicated version); the window is the history.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import pytest
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import (
+    MAX_REQUEST_ID_LEN,
+    ConfigKey,
+    ConfigLimits,
+    ConfigRejected,
+    check_request_id,
+)
+from meshreg.configcenter.replication import (
+    CONFIG_WRITE_ATTEMPT,
+    DEFAULT_ACK_TIMEOUT,
+    FORWARD_TIMEOUT,
+    ConfigReplicator,
+    ConfigWrite,
+    FetchVersions,
+    ForwardWrite,
+    Persist,
+    ReplyEntry,
+    ReplyError,
+    SendAck,
+    SendCommit,
+    SendKeyVersions,
+    SendRecord,
+    responsible_config_node,
+)
+from meshreg.errors import ErrorCode
+
+K = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+RID = "0123456789abcdef0123456789abcdef"
+RID2 = "fedcba9876543210fedcba9876543210"
+IDS = ("n0", "n1", "n2")
+
+
+# -- the store: the index and its window ----------------------------------------------------
+def test_the_store_finds_the_version_a_request_id_made() -> None:
+    s = ConfigStore("n1")
+    e1 = s.publish(K, "a", now=1.0, request_id=RID)
+    e2 = s.publish(K, "b", now=2.0)
+    assert s.find_request(K, RID) == e1
+    assert s.find_request(K, "") is None and s.find_request(K, RID2) is None
+    assert e2.request_id == ""
+    g = s.publish_gray(K, "c", labels={"env": "x"}, now=3.0, request_id=RID2)
+    p = s.promote(K, now=4.0)  # derived from the gray version: not its request id
+    assert g.request_id == RID2 and p.request_id == ""
+    assert s.find_request(K, RID2) == g
+    other = ConfigKey("public", "DEFAULT_GROUP", "other")
+    assert s.find_request(other, RID) is None  # a request id is per data id
+
+
+def test_the_dedup_window_is_the_history_retention() -> None:
+    s = ConfigStore("n1", ConfigLimits(keep_revisions=2, keep_seconds=100.0))
+    s.publish(K, "a", now=1.0, request_id=RID)
+    s.publish(K, "b", now=2.0)
+    assert s.find_request(K, RID) is not None
+    s.publish(K, "c", now=3.0)
+    s.prune(now=4.0)  # revision 1 is third from the top: pruned, its id forgotten
+    assert s.find_request(K, RID) is None
+    s.publish(K, "d", now=5.0, request_id=RID2)
+    assert s.find_request(K, RID2) is not None
+    s.delete(K, now=6.0)
+    s.prune(now=6.0 + 101.0)  # the tombstone is older than keep_seconds: all of it goes
+    assert s.current(K) is None and s.find_request(K, RID2) is None
+    assert s._requests == {}  # nothing left behind: the index is bounded by the history
+
+
+def test_a_loaded_or_replicated_version_keeps_its_request_id() -> None:
+    a, b = ConfigStore("n1"), ConfigStore("n2")
+    e = a.publish(K, "a", now=1.0, request_id=RID)
+    b.apply(e)
+    assert b.find_request(K, RID) == e
+    b.commit(K, 1, "n1", e.md5)  # the committed flag: the index still finds it
+    found = b.find_request(K, RID)
+    assert found is not None and found.committed
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [1, b"0123456789abcdef", "", "short", "x" * (MAX_REQUEST_ID_LEN + 1), "0123456789abcdé0",
+     "0123456789abcdef\n", "0123456789 abcdef", ["0123456789abcdef"]],
+)  # fmt: skip
+def test_bad_request_ids_are_refused(bad: Any) -> None:
+    with pytest.raises(ConfigRejected) as info:
+        check_request_id(bad)
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT and "request_id" in info.value.message
+
+
+def test_good_request_ids() -> None:
+    for good in (None, RID, "550e8400-e29b-41d4-a716-446655440000", "a" * MAX_REQUEST_ID_LEN,
+                 "client-7:write_12.x"):  # fmt: skip
+        assert check_request_id(good) == (good or "")
+
+
+# -- the replicators ------------------------------------------------------------------------
+class Net3:
+    """Three replicators; effects are delivered in order; ``cut``: nodes whose messages
+    (both ways) are dropped, ``drop``: messages dropped; replies are collected by request.
+    Every node starts caught up on K (its first write needs no catch-up round)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.reps = {i: ConfigReplicator(i, IDS, ConfigStore(i), 0.0) for i in IDS}
+        for r in self.reps.values():
+            r.set_members_up(IDS)
+            r._fresh[K] = r._view
+        self.drop: Any = lambda message: False
+        self.queue: deque[tuple[str, str, Any]] = deque()
+        self.replies: list[ReplyEntry | ReplyError] = []
+        self.cut: set[str] = set()
+        self.disk: dict[str, list[Any]] = {i: [] for i in IDS}
+
+    def run(self, node: str, effects: list[Any]) -> None:
+        for e in effects:
+            if isinstance(e, Persist):
+                self.disk[node].extend(e.entries)
+            elif isinstance(e, ReplyEntry | ReplyError):
+                self.replies.append(e)
+            elif node not in self.cut and e.peer not in self.cut and not self.drop(e):
+                self.queue.append((node, e.peer, e))
+
+    def write(self, node: str, write: ConfigWrite) -> None:
+        self.run(node, self.reps[node].write(self.now, write))
+
+    def deliver(self) -> None:
+        while self.queue:
+            src, dst, m = self.queue.popleft()
+            if src in self.cut or dst in self.cut or self.drop(m):
+                continue
+            r = self.reps[dst]
+            if isinstance(m, ForwardWrite):
+                out = r.write(self.now, m.write)
+            elif isinstance(m, SendRecord):
+                out = r.on_record(self.now, src, m.entry)
+            elif isinstance(m, SendAck):
+                out = r.on_ack(self.now, src, m.key, m.revision, m.origin, m.md5, m.ok, m.current)
+            elif isinstance(m, SendCommit):
+                out = r.on_commit(m.key, m.revision, m.origin, m.md5)
+            elif isinstance(m, FetchVersions):
+                out = r.on_fetch(src, m.key)
+            elif isinstance(m, SendKeyVersions):
+                out = r.on_key_versions(self.now, src, m.key, m.entries)
+            else:
+                out = r.on_versions(m.entries)
+            self.run(dst, out)
+
+    def tick(self, seconds: float, step: float = 0.05) -> None:
+        end = self.now + seconds
+        while self.now < end - 1e-9:
+            self.now += step
+            for i, r in self.reps.items():
+                if i not in self.cut:
+                    self.run(i, r.tick(self.now))
+            self.deliver()
+
+    def answers(self, request: Any) -> list[ReplyEntry | ReplyError]:
+        return [r for r in self.replies if r.request == request]
+
+
+def publish(
+    request: Any, content: str = "v1", rid: str = RID, cas: int | None = None
+) -> ConfigWrite:
+    return ConfigWrite(request, "publish", K, {"content": content}, cas, request_id=rid)
+
+
+def versions(net: Net3, node: str) -> list[Any]:
+    return net.reps[node].store.entries(K)
+
+
+OWNER = responsible_config_node(K, IDS)
+OTHERS = tuple(i for i in IDS if i != OWNER)
+
+
+def test_a_resend_after_the_answer_gets_the_original_version() -> None:
+    net = Net3()
+    net.write(OWNER, publish("first"))
+    net.deliver()
+    (first,) = net.answers("first")
+    assert isinstance(first, ReplyEntry) and first.entry.revision == 1
+    net.now += 1.0
+    for node in IDS:  # on the owner, and on the others (committed there: answered at once)
+        net.write(node, publish(("again", node)))
+        net.deliver()
+        (again,) = net.answers(("again", node))
+        assert isinstance(again, ReplyEntry), again
+        assert again.entry == first.entry
+    assert len(versions(net, OWNER)) == 1
+    assert [net.reps[i].counters["deduplicated"] for i in IDS] == [1, 1, 1]  # each itself
+
+
+def test_a_cas_resend_answers_the_original_success_not_conflict() -> None:
+    net = Net3()
+    net.write(OWNER, publish("a", "v1", RID))
+    net.deliver()
+    net.write(OWNER, publish("b", "v2", RID2, cas=1))
+    net.deliver()
+    (won,) = net.answers("b")
+    assert isinstance(won, ReplyEntry) and won.entry.revision == 2
+    net.write(OWNER, publish("b-again", "v2", RID2, cas=1))  # a re-send of the CAS write
+    net.deliver()
+    (again,) = net.answers("b-again")
+    assert isinstance(again, ReplyEntry), again  # not CONFLICT: it is the write that won
+    assert again.entry == won.entry
+    net.write(OWNER, publish("c", "v3", "c" * 32, cas=1))  # another write, same CAS: lost
+    (lost,) = net.answers("c")
+    assert isinstance(lost, ReplyError) and lost.code is ErrorCode.CONFLICT
+
+
+def test_a_resend_while_the_first_waits_for_its_majority_joins_it() -> None:
+    net = Net3()
+    net.drop = lambda m: isinstance(m, SendRecord)  # the records do not arrive yet
+    net.write(OWNER, publish("first"))
+    net.tick(0.5)
+    net.write(OWNER, publish("again"))  # the client re-sent (to the owner directly)
+    net.write(OTHERS[0], publish("via-other"))  # and through another node
+    net.deliver()  # the forward arrives at the owner: joins too
+    assert net.replies == []
+    assert len(versions(net, OWNER)) == 1  # no second version
+    assert net.reps[OWNER].counters["deduplicated"] == 2
+    net.drop = lambda m: False
+    net.tick(0.3)  # the records are resent and acknowledged
+    answers = [net.answers(r) for r in ("first", "again", "via-other")]
+    assert all(len(a) == 1 and isinstance(a[0], ReplyEntry) for a in answers), answers
+    entries = {a[0].entry for a in answers}  # type: ignore[union-attr]
+    assert len(entries) == 1 and next(iter(entries)).committed
+    for node in IDS:
+        assert len(versions(net, node)) == 1
+
+
+def test_joined_resends_also_hear_an_unknown_outcome() -> None:
+    net = Net3()
+    net.cut = set(OTHERS)
+    net.write(OWNER, publish("first"))
+    net.tick(0.2)
+    net.write(OWNER, publish("again"))
+    net.tick(DEFAULT_ACK_TIMEOUT)
+    for request in ("first", "again"):
+        (err,) = net.answers(request)
+        assert isinstance(err, ReplyError) and err.code is ErrorCode.UNAVAILABLE
+        assert "same request_id" in err.message
+    net.cut = set()
+    net.write(OWNER, publish("third"))  # re-sent once the peers answer: drives it again
+    net.tick(0.5)
+    (ok,) = net.answers("third")
+    assert isinstance(ok, ReplyEntry) and ok.entry.revision == 1 and ok.entry.committed
+    assert all(len(versions(net, n)) == 1 for n in IDS)
+
+
+def test_a_resend_to_the_new_owner_after_the_owner_died_gets_the_original() -> None:
+    """The owner persisted the version on a majority and died before the client got its
+    reply; the re-send goes to the new owner, which finds the version (the request id
+    came with the replicated record) after its catch-up, instead of writing a second
+    revision."""
+    net = Net3()
+    heir = responsible_config_node(K, OTHERS)
+    third = next(i for i in OTHERS if i != heir)
+    net.cut = {heir}  # only the third node gets the record: owner + third = a majority
+    net.write(OWNER, publish("first"))
+    net.deliver()
+    (first,) = net.answers("first")  # (the client never reads it: the owner dies now)
+    assert isinstance(first, ReplyEntry)
+    assert net.reps[heir].store.current(K) is None
+    net.cut = {OWNER}
+    for node in OTHERS:
+        net.reps[node].set_members_up(OTHERS)
+    for node in (heir, third):  # the new owner; a node holding it committed answers itself
+        net.write(node, publish(("resend", node)))
+        net.deliver()
+        net.tick(0.3)
+        (again,) = net.answers(("resend", node))
+        assert isinstance(again, ReplyEntry), again
+        assert (again.entry.revision, again.entry.origin, again.entry.md5) == (
+            1, OWNER, first.entry.md5)  # fmt: skip
+        assert net.reps[node].counters["deduplicated"] == 1
+    for node in OTHERS:
+        assert [e.revision for e in versions(net, node)] == [1]
+
+
+def test_an_uncommitted_version_of_a_dead_owner_is_driven_again_by_the_new_owner() -> None:
+    """The owner died with the version on itself and one peer, before any ack came back:
+    nobody knows it is on a majority.  A re-send to the new owner finishes that write
+    (the same version, committed) rather than writing another."""
+    net = Net3()
+    heir = responsible_config_node(K, OTHERS)
+    net.write(OWNER, publish("first"))
+    # the record reaches the heir, but the ack never gets back: the owner dies
+    src, dst, record = net.queue.popleft()
+    assert isinstance(record, SendRecord)
+    net.queue.clear()
+    net.run(heir, net.reps[heir].on_record(net.now, OWNER, record.entry))
+    net.queue.clear()
+    net.cut = {OWNER}
+    for node in OTHERS:
+        net.reps[node].set_members_up(OTHERS)
+    net.write(heir, publish("resend"))
+    net.deliver()
+    net.tick(0.3)
+    (again,) = net.answers("resend")
+    assert isinstance(again, ReplyEntry), again
+    assert again.entry.origin == OWNER and again.entry.revision == 1 and again.entry.committed
+    for node in OTHERS:
+        assert len(versions(net, node)) == 1
+
+
+def test_a_request_id_reused_for_another_kind_of_write_is_refused() -> None:
+    net = Net3()
+    net.write(OWNER, publish("first"))
+    net.deliver()
+    net.write(OWNER, ConfigWrite("del", "delete", K, {}, request_id=RID))
+    (err,) = net.answers("del")
+    assert isinstance(err, ReplyError) and err.code is ErrorCode.INVALID_ARGUMENT
+    assert "new request id" in err.message
+    assert net.reps[OWNER].store.current(K).revision == 1  # type: ignore[union-attr]
+
+
+def test_without_a_request_id_a_resend_is_a_new_write() -> None:
+    net = Net3()
+    net.write(OWNER, publish("a", rid=""))
+    net.write(OWNER, publish("b", rid=""))
+    net.deliver()
+    assert [e.revision for e in versions(net, OWNER)] == [1, 2]
+
+
+@pytest.mark.parametrize("op", ["delete", "rollback", "gray", "promote", "gray_drop"])
+def test_every_write_op_is_deduplicated(op: str) -> None:
+    net = Net3()
+    net.write(OWNER, publish("p1", "v1", "1" * 32))
+    net.write(OWNER, ConfigWrite("g", "gray", K, {"content": "g", "labels": {"e": "x"}},
+                                 request_id="2" * 32))  # fmt: skip
+    net.deliver()
+    args = {
+        "delete": {},
+        "rollback": {"revision": 1},
+        "gray": {"content": "g2", "labels": {"e": "y"}},
+        "promote": {},
+        "gray_drop": {},
+    }[op]
+    for request in ("x1", "x2"):
+        net.write(OWNER, ConfigWrite(request, op, K, args, request_id="3" * 32))
+        net.deliver()
+    one, two = net.answers("x1"), net.answers("x2")
+    assert isinstance(one[0], ReplyEntry) and isinstance(two[0], ReplyEntry), (one, two)
+    assert one[0].entry == two[0].entry and one[0].entry.revision == 3
+    assert len(versions(net, OWNER)) == 3
+
+
+def test_the_owner_answers_within_its_ack_timeout_of_the_arrival_catch_up_included() -> None:
+    """A write that waits for the owner's catch-up still gets its answer within
+    ``DEFAULT_ACK_TIMEOUT`` of its arrival (the contract's first step)."""
+    net = Net3()
+    net.reps[OWNER].set_members_up(IDS[:2])
+    net.reps[OWNER].set_members_up(IDS)  # a view change: catch up first
+    net.cut = set(OTHERS)  # the catch-up is answered only after 1.5 s
+    net.write(OWNER, publish("w"))
+    net.tick(1.5)
+    net.cut = set()
+    net.drop = lambda m: isinstance(m, SendAck)  # then the records are not acknowledged
+    while not net.answers("w"):
+        net.tick(0.05)
+    assert net.reps[OWNER].store.current(K) is not None  # it was written after the catch-up
+    (err,) = net.answers("w")
+    assert isinstance(err, ReplyError) and err.code is ErrorCode.UNAVAILABLE, err
+    assert "outcome is unknown" in err.message
+    assert net.now <= DEFAULT_ACK_TIMEOUT + 0.051  # from its arrival at 0.0, not 2 + 1.5
+
+
+def test_the_timing_contract_is_ordered() -> None:
+    """The owner answers before the forwarding node gives up, which answers before the
+    client's attempt ends (docs/PROTOCOL.md, "Re-sending a write")."""
+    from meshreg.client import config_session
+    from meshreg.runtime import config_plane
+
+    assert DEFAULT_ACK_TIMEOUT < FORWARD_TIMEOUT < CONFIG_WRITE_ATTEMPT
+    assert config_plane.FORWARD_WAIT_MAX < FORWARD_TIMEOUT
+    assert config_session.CONFIG_WRITE_ATTEMPT is CONFIG_WRITE_ATTEMPT
+    assert CONFIG_WRITE_ATTEMPT - FORWARD_TIMEOUT >= 0.2  # room for the client's round trip
