@@ -297,4 +297,6 @@ def test_a_burst_of_registrations_replicates_in_batches_and_misses_nothing(
     for b, a in zip(before[1:], after[1:], strict=True):
         assert a["replication_errors"] == b["replication_errors"] == 0
         assert a["replication_in"] - b["replication_in"] >= count
-        assert a["snapshot_pulls"] == b["snapshot_pulls"]  # no gap, no digest difference
+        if a["stalls"] == b["stalls"]:  # a loop starved past the stall threshold resyncs on
+            # purpose (runtime/node.py, "this node was stalled"): only then may it pull
+            assert a["snapshot_pulls"] == b["snapshot_pulls"]  # no gap, no digest difference
