@@ -197,7 +197,7 @@ class ConfigLoad:
             for x in per:
                 if x["k"] not in ("ack", "read"):
                     continue
-                if x["rev"] < high.get(x["id"], 0):
+                if x["rev"] < high.get(x["id"], -1):  # a read of a data id never seen: -1
                     out.append(
                         Violation(
                             x["t0"],
@@ -206,7 +206,7 @@ class ConfigLoad:
                             f"{x['id']}: {x['k']} r{x['rev']} after r{high[x['id']]}",
                         )
                     )
-                high[x["id"]] = max(high.get(x["id"], 0), x["rev"])
+                high[x["id"]] = max(high.get(x["id"], -1), x["rev"])
         return out
 
     def converge_and_judge(self) -> None:
