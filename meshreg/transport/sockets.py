@@ -72,7 +72,8 @@ class PeerLiveness:
       without traffic (ivl + timeout), also when it set no heartbeat itself;
     * ``connect_timeout``: a TCP connect unanswered this long is abandoned, and libzmq
       tries again after its reconnect interval (100 ms): after a heal the next SYN
-      leaves within about this, not at the next SYN retransmission;
+      leaves within about this, not at the next SYN retransmission (so the round trip
+      between nodes must be well under it: 1.5 s at the default peer timeout);
     * ``handshake_ivl``: the ZMTP/CURVE handshake must finish within this (the peer
       timeout, at least ``MIN_HANDSHAKE_IVL``; libzmq's default is 30 s).
     """
