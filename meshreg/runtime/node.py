@@ -61,7 +61,7 @@ from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic, visible_services
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
-from meshreg.transport.sockets import CurveKeys
+from meshreg.transport.sockets import CurveKeys, PeerLiveness
 from meshreg.transport.zap import NODE_USER
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
@@ -371,6 +371,9 @@ class NodeRuntime:
                 self._limiter,
                 request_frame_bytes=config_frame_bytes(cap),
                 peer_frame_bytes=config_peer_frame_bytes(cap),
+                peer_liveness=PeerLiveness.from_timing(
+                    cfg.cluster.peer_timeout, cfg.cluster.beacon_interval
+                ),
             )
         transport = self.transport
         self._fast_io = transport.fast_io()
@@ -405,15 +408,17 @@ class NodeRuntime:
             self.epoch,
         )
         if self.peer_addresses:
+            liveness = getattr(transport, "peer_liveness", None)
             log.info(
                 "cluster: replication on %s:%d, peer requests on %s:%d, peers %s "
-                "(peer timeout %gs); catching up",
+                "(peer timeout %gs%s); catching up",
                 cfg.host,
                 cfg.replication_port,
                 cfg.host,
                 cfg.peer_port,
                 ", ".join(self.peer_addresses),
                 cfg.cluster.peer_timeout,
+                f"; {liveness.describe()}" if liveness else "",
             )
         if keys is not None:
             log.info(

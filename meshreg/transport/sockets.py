@@ -33,6 +33,12 @@ REPLICATION_INBOUND_BYTES = 4096  # a peer SUB sends the empty subscription (and
 # wire/batching's BATCH_BYTES (256 KiB), so it always fits, CURVE's framing included
 REPLICATION_FRAME_BYTES = limits.MAX_PEER_BODY_BYTES + 1024
 
+# ZMTP heartbeats on the peer plane (PeerLiveness): the shortest ping interval, and the
+# shortest handshake allowance (a CURVE handshake waits for the peer's ZAP handler, which
+# runs in its event loop)
+MIN_HEARTBEAT_IVL = 0.1  # s
+MIN_HANDSHAKE_IVL = 1.0  # s
+
 CLIENT_DOMAIN = b"meshreg-client"  # ZAP domain: requests and notifications
 PEER_DOMAIN = b"meshreg-peer"  # ZAP domain: replication and peer requests
 
@@ -43,6 +49,79 @@ class CurveKeys:
 
     public: bytes
     secret: bytes
+
+
+@dataclass(frozen=True)
+class PeerLiveness:
+    """How the peer-plane sockets (replication PUB/SUB on P+2, peer ROUTER/DEALERs on
+    P+3) notice a connection that stopped carrying data, in libzmq's unit (ms).
+
+    Without it a connection across a partition sits in TCP retransmission backoff (the
+    RTO doubles: after an 8 s cut the next try can be ~5 s after the heal), and a
+    reconnect attempt in the kernel's SYN backoff (1, 2, 4 s ...).  With it:
+
+    * ``heartbeat_ivl``: both ends of every peer connection send a ZMTP 3.1 PING this
+      often (the beacon interval, at least ``MIN_HEARTBEAT_IVL``);
+    * ``heartbeat_timeout``: an end that receives nothing for this long after its PING
+      closes the connection (half the peer timeout, so a stalled connection is replaced
+      before the peer is taken for down); the connecting end (SUB, DEALER) reconnects
+      on a fresh TCP connection with a fresh RTO.  What was queued on the closed
+      connection is dropped: replication repairs the gap (a lost delta's seq), config
+      records are resent, and a peer call or forward times out and falls back;
+    * ``heartbeat_ttl``: carried in each PING: the other end closes after this long
+      without traffic (ivl + timeout), also when it set no heartbeat itself;
+    * ``connect_timeout``: a TCP connect unanswered this long is abandoned, and libzmq
+      tries again after its reconnect interval (100 ms): after a heal the next SYN
+      leaves within about this, not at the next SYN retransmission (so the round trip
+      between nodes must be well under it: 1.5 s at the default peer timeout);
+    * ``handshake_ivl``: the ZMTP/CURVE handshake must finish within this (the peer
+      timeout, at least ``MIN_HANDSHAKE_IVL``; libzmq's default is 30 s).
+    """
+
+    heartbeat_ivl: int
+    heartbeat_timeout: int
+    heartbeat_ttl: int
+    connect_timeout: int
+    handshake_ivl: int
+
+    @classmethod
+    def from_timing(cls, peer_timeout: float, beacon_interval: float) -> PeerLiveness:
+        """The settings for a node whose peers are down after ``peer_timeout`` s of
+        silence and who beacon every ``beacon_interval`` s (both > 0)."""
+        timeout = peer_timeout / 2
+        ivl = max(MIN_HEARTBEAT_IVL, min(beacon_interval, timeout))
+        return cls(
+            heartbeat_ivl=round(ivl * 1000),
+            heartbeat_timeout=round(timeout * 1000),
+            # libzmq sends the TTL in tenths of a second: round up, never to 0 (none)
+            heartbeat_ttl=-(-round((ivl + timeout) * 1000) // 100) * 100,
+            connect_timeout=round(timeout * 1000),
+            handshake_ivl=round(max(MIN_HANDSHAKE_IVL, peer_timeout) * 1000),
+        )
+
+    def accepting(self) -> dict[Any, int]:
+        """Options of a bound peer socket (PUB, ROUTER)."""
+        return {
+            zmq.HEARTBEAT_IVL: self.heartbeat_ivl,
+            zmq.HEARTBEAT_TIMEOUT: self.heartbeat_timeout,
+            zmq.HEARTBEAT_TTL: self.heartbeat_ttl,
+            zmq.HANDSHAKE_IVL: self.handshake_ivl,
+        }
+
+    def connecting(self) -> dict[Any, int]:
+        """Options of a connecting peer socket (SUB, DEALER); set before ``connect``."""
+        return {**self.accepting(), zmq.CONNECT_TIMEOUT: self.connect_timeout}
+
+    def describe(self) -> str:
+        return (
+            f"heartbeat every {self.heartbeat_ivl / 1000:g}s, reconnect after "
+            f"{self.heartbeat_timeout / 1000:g}s without an answer"
+        )
+
+
+def set_options(sock: zmq.Socket[Any], options: dict[Any, int]) -> None:
+    for option, value in options.items():
+        sock.setsockopt(option, value)
 
 
 def curve_server(sock: zmq.Socket[Any], keys: CurveKeys | None, domain: bytes) -> None:
@@ -92,8 +171,7 @@ def _bind_server(
     ``keys``, bound on host:port; a bind failure says which socket and what to try."""
     sock: zmq.Socket[Any] = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
-    for option, value in options.items():
-        sock.setsockopt(option, value)
+    set_options(sock, options)
     curve_server(sock, keys, domain)
     if ":" in host:
         sock.setsockopt(zmq.IPV6, 1)
@@ -139,13 +217,16 @@ def bind_peer_socket(
     port: int,
     keys: CurveKeys | None = None,
     max_frame_bytes: int = limits.MAX_PEER_BODY_BYTES + 1024,
+    liveness: PeerLiveness | None = None,
 ) -> zmq.Socket[Any]:
     """ROUTER for requests from peers: forwarded writes, digest pages, reconciles, and
-    the config messages (``max_frame_bytes``: wire/config_peer ``config_peer_frame_bytes``)."""
+    the config messages (``max_frame_bytes``: wire/config_peer ``config_peer_frame_bytes``;
+    ``liveness``: ZMTP heartbeats, none without)."""
     options = {
         zmq.MAXMSGSIZE: max_frame_bytes,
         zmq.SNDHWM: ROUTER_SNDHWM,
         zmq.RCVHWM: PEER_RCVHWM,
+        **(liveness.accepting() if liveness else {}),
     }
     return _bind_server(ctx, zmq.ROUTER, host, port, "peer request", options, keys, PEER_DOMAIN)
 
@@ -166,15 +247,23 @@ def bind_notify_socket(
 
 
 def bind_replication_socket(
-    ctx: zmq.Context[Any], host: str, port: int, keys: CurveKeys | None = None
+    ctx: zmq.Context[Any],
+    host: str,
+    port: int,
+    keys: CurveKeys | None = None,
+    liveness: PeerLiveness | None = None,
 ) -> zmq.Socket[Any]:
     """PUB for replication to peers (deltas, beacons, digests)."""
-    options = {zmq.SNDHWM: REPLICATION_SNDHWM, zmq.MAXMSGSIZE: REPLICATION_INBOUND_BYTES}
+    options = {
+        zmq.SNDHWM: REPLICATION_SNDHWM,
+        zmq.MAXMSGSIZE: REPLICATION_INBOUND_BYTES,
+        **(liveness.accepting() if liveness else {}),
+    }
     return _bind_server(ctx, zmq.PUB, host, port, "replication", options, keys, PEER_DOMAIN)
 
 
 def connect_replication_socket(
-    ctx: zmq.Context[Any], keys: CurveKeys | None = None
+    ctx: zmq.Context[Any], keys: CurveKeys | None = None, liveness: PeerLiveness | None = None
 ) -> zmq.Socket[Any]:
     """SUB for the peers' replication PUBs (the caller connects it to each peer).
 
@@ -184,6 +273,8 @@ def connect_replication_socket(
     sock: zmq.Socket[Any] = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, REPLICATION_FRAME_BYTES)
+    if liveness is not None:
+        set_options(sock, liveness.connecting())
     curve_client(sock, keys, keys.public if keys else None)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     return sock

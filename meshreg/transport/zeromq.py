@@ -21,17 +21,20 @@ import zmq.backend
 import zmq.utils.z85
 
 from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
+from meshreg.core.distro import ClusterPolicy
 from meshreg.log_limiter import LogLimiter
 from meshreg.transport.base import Poller, RecvFn, SendFn
 from meshreg.transport.descriptors import AcceptMonitor
 from meshreg.transport.sockets import (
     CurveKeys,
+    PeerLiveness,
     bind_notify_socket,
     bind_peer_socket,
     bind_replication_socket,
     bind_request_socket,
     connect_replication_socket,
     curve_client,
+    set_options,
     tcp_endpoint,
 )
 from meshreg.transport.zap import ZapHandler
@@ -54,12 +57,19 @@ class ZmqTransport:
         limiter: LogLimiter | None = None,
         request_frame_bytes: int = limits.MAX_FRAME_BYTES,
         peer_frame_bytes: int = limits.MAX_PEER_BODY_BYTES + 1024,
+        peer_liveness: PeerLiveness | None = None,
     ) -> None:
         """``client_known``: is this raw CURVE key in the ACL (asked on every handshake,
         so an ACL reload applies); ``clock`` and ``limiter``: the ZAP handler's and the
         accept monitor's (rate-limited logging); ``*_frame_bytes``: the frame limits of
-        the client and peer ROUTERs (raised for config bodies)."""
+        the client and peer ROUTERs (raised for config bodies); ``peer_liveness``: ZMTP
+        heartbeats and connect timeouts of the peer sockets (default: from the default
+        peer timing; the node passes its own)."""
         self.keys = keys
+        if peer_liveness is None:
+            default = ClusterPolicy()
+            peer_liveness = PeerLiveness.from_timing(default.peer_timeout, default.beacon_interval)
+        self.peer_liveness = peer_liveness
         self.request_frame_bytes = request_frame_bytes
         self.peer_frame_bytes = peer_frame_bytes
         self.ctx: zmq.Context[Any] = zmq.Context()
@@ -84,14 +94,16 @@ class ZmqTransport:
         return bind_notify_socket(self.ctx, host, port, self.keys)
 
     def bind_replication(self, host: str, port: int) -> zmq.Socket[bytes]:
-        return bind_replication_socket(self.ctx, host, port, self.keys)
+        return bind_replication_socket(self.ctx, host, port, self.keys, self.peer_liveness)
 
     def bind_peer_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
-        return bind_peer_socket(self.ctx, host, port, self.keys, self.peer_frame_bytes)
+        return bind_peer_socket(
+            self.ctx, host, port, self.keys, self.peer_frame_bytes, self.peer_liveness
+        )
 
     # -- connecting channels ---------------------------------------------------------
     def connect_replication(self, addresses: Sequence[str]) -> zmq.Socket[bytes]:
-        sub = connect_replication_socket(self.ctx, self.keys)
+        sub = connect_replication_socket(self.ctx, self.keys, self.peer_liveness)
         for address in addresses:
             host, port = parse_address(address)
             sub.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
@@ -105,6 +117,7 @@ class ZmqTransport:
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
         sock.setsockopt(zmq.RCVHWM, PEER_HWM)
         sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_REPLY_BYTES)
+        set_options(sock, self.peer_liveness.connecting())
         keys = self.keys
         curve_client(sock, keys, keys.public if keys else None)
         sock.connect(tcp_endpoint(host, port + PEER_PORT_OFFSET))

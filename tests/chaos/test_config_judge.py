@@ -65,3 +65,14 @@ def test_each_check_can_fail(tmp_path: Path) -> None:
     assert _kinds(load, dumps) == ["diverged", "refused-appeared"]
     load.records[0].append({"k": "read", "t0": 4.0, "t1": 4.1, "id": DATA_IDS[0], "rev": 0})
     assert _kinds(load, _dumps()) == ["read-backwards"]
+
+
+def test_a_read_of_a_data_id_not_written_yet_is_not_backwards(tmp_path: Path) -> None:
+    """A writer whose first write of a data id was refused reads it back absent (-1)."""
+    load = _load(tmp_path)
+    absent = {"k": "read", "t0": 0.5, "t1": 0.6, "id": DATA_IDS[0], "rev": -1}
+    load.records[2].append(absent)
+    assert _kinds(load, _dumps()) == []
+    load.records[2].append({**absent, "t0": 7.0, "t1": 7.1})
+    load.records[2].insert(1, {"k": "read", "t0": 5.0, "t1": 5.1, "id": DATA_IDS[0], "rev": 2})
+    assert _kinds(load, _dumps()) == ["read-backwards"]  # gone after it was seen
