@@ -49,7 +49,10 @@ of it, the node itself included, whether or not the others are up.
   origin, committed, history hash) to one peer in turn (``SendDigests``); the receiver
   pushes the kept versions of every data id where it is ahead (``SendVersions``) and
   answers with its own digests of those where the sender is ahead or the histories differ,
-  so both converge, history included, in a round trip.
+  so both converge, history included, in a round trip.  A peer seen up again (after a
+  partition, a pause or a stalled connection, whose queued records and commits may have
+  been dropped with the connection) gets this node's digests at the next tick, at most
+  once per ``RETURN_DIGESTS_GAP``, rather than at its turn up to a few intervals later.
 * **Reads** are answered from the local store; a reader that carries the highest
   revision it has seen is refused (UNAVAILABLE) rather than given an older one.
 
@@ -60,6 +63,7 @@ carried out in order.  No clock, socket or file here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -90,6 +94,7 @@ CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget o
 # the node's answer is due 0.3 s before it (client round trip and loop turns)
 DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
+RETURN_DIGESTS_GAP = 1.0  # s; at most this often digests to a peer that came back up
 
 
 def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
@@ -252,6 +257,10 @@ class ConfigReplicator:
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
         self._catching_up: dict[ConfigKey, _CatchUp] = {}
         self._view = 0  # bumped on every change of ``up``
+        self._returned: set[str] = set()  # peers seen up again: digests at the next tick
+        self._seen_up: set[str] = set()  # peers ever seen up (the first time is the start's
+        # catch-up, config_sync, not a return)
+        self._returned_at: dict[str, float] = {}  # peer -> when it last got those
         self._fresh: dict[ConfigKey, int] = {}  # data id -> the view it was last caught up in
         self._next_sync = now + sync_interval
         self._sync_turn = 0
@@ -262,6 +271,8 @@ class ConfigReplicator:
     def set_members_up(self, up: Iterable[str]) -> None:
         """The configured members this node currently sees up (itself always is)."""
         new = frozenset(m for m in up if m in self.members) | {self.node_id}
+        self._returned |= (new - self.up) & self._seen_up
+        self._seen_up |= new - {self.node_id}
         if new != self.up:
             self.up = new
             self._view += 1
@@ -477,6 +488,11 @@ class ConfigReplicator:
                 effects.extend(
                     SendRecord(p, pending.entry) for p in self.peers if p not in answered
                 )
+        for peer in sorted(self._returned):
+            if now >= self._returned_at.get(peer, -math.inf) + RETURN_DIGESTS_GAP:
+                self._returned_at[peer] = now
+                effects.append(SendDigests(peer, tuple(self.store.digests()), False))
+        self._returned.clear()
         if now >= self._next_sync and self.peers:
             self._next_sync = now + self.sync_interval
             others = [p for p in self.peers if p in self.up] or list(self.peers)
@@ -487,6 +503,8 @@ class ConfigReplicator:
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""
+        if self._returned:
+            return -math.inf
         times = [self._next_sync]
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))

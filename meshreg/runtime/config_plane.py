@@ -42,6 +42,7 @@ offset): the store stamps versions with it and prunes by age; deadlines use it t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -253,6 +254,8 @@ class ConfigPlane:
     # -- the member view and time -------------------------------------------------------
     def set_members_up(self, up: set[str] | frozenset[str]) -> None:
         self.replicator.set_members_up(up | {self.member})
+        if self.replicator.next_wake() < self._wake:  # a peer came back: digests now
+            self._wake = -math.inf
 
     def tick(self, now: float) -> float:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
