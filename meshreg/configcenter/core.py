@@ -151,6 +151,7 @@ class ConfigStore:
         self._keys = SortedKeys()  # every ConfigKey held, for paged lists
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
+        self._oldest: dict[ConfigKey, float] = {}  # per data id: <= its oldest `modified`
         self.rejected: dict[str, int] = {}
         self.conflicts = 0  # versions stored that lost the merge at their revision
         self.history_entries = 0
@@ -520,6 +521,7 @@ class ConfigStore:
         keep_n = self.limits.keep_revisions
         cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
         self._age_cutoff = cutoff
+        age_limit = float("-inf") if cutoff is None else cutoff
         removed: list[ConfigEntry] = []
         start = self._prune_after
         keys = list(islice(self._keys.after(start) if start else iter(self._keys), step))
@@ -532,17 +534,26 @@ class ConfigStore:
                 removed.extend(self._drop_key(key))
                 self._prune_after = key
                 continue
-            for rank, rev in enumerate(sorted(by_rev, reverse=True)):
+            old = self._oldest.get(key, 0.0) < age_limit  # some version may be too old
+            if not old and (keep_n is None or len(by_rev) <= keep_n):
+                self._prune_after = key  # nothing too old, not too many: O(1) per data id
+                continue
+            ranked: Iterable[tuple[int, int]] = enumerate(sorted(by_rev, reverse=True))
+            if not old:  # only the revisions beyond the last keep_n can go
+                ranked = islice(ranked, keep_n, None)
+            for rank, rev in ranked:
                 if len(removed) >= step:
                     return removed  # this data id is not done: resume at it
                 if rev == current.revision:
                     continue
                 versions = by_rev[rev]
                 too_many = keep_n is not None and rank >= keep_n
-                too_old = cutoff is not None and max(v.modified for v in versions) < cutoff
+                too_old = old and max(v.modified for v in versions) < age_limit
                 if too_many or too_old:
                     removed.extend(versions)
                     self._forget(by_rev.pop(rev))
+            if old:
+                self._oldest[key] = min(v.modified for vs in by_rev.values() for v in vs)
             self._prune_after = key
         if len(keys) == step:
             return removed  # more data ids after these: resume there next time
@@ -655,6 +666,8 @@ class ConfigStore:
             by_rev = self._history[key] = {}
             self._keys.add(key)
         by_rev.setdefault(entry.revision, []).append(entry)
+        if entry.modified < self._oldest.get(key, float("inf")):
+            self._oldest[key] = entry.modified
         self.history_entries += 1
         self.content_bytes += _size(entry)
         current = self._current.get(key)
@@ -678,6 +691,7 @@ class ConfigStore:
         versions = [v for vs in self._history.pop(key).values() for v in vs]
         self._forget(versions)
         del self._current[key]
+        self._oldest.pop(key, None)
         self._keys.discard(key)
         return versions
 

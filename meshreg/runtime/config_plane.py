@@ -17,7 +17,8 @@ the replicator decides, in its order:
   this turn is answered after that commit too (queued with the effects).
 * Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
   that cannot leave now is dropped (records are resent, the rest is repaired by
-  anti-entropy).
+  anti-entropy).  A turn's records, acks and commits for one peer leave as one
+  ``config_batch`` (in their order, after the commit), not one message each.
 * A write this node is not responsible for is forwarded once (``config_forward``); the
   owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
   relayed to the client.  No answer within ``FORWARD_TIMEOUT``: UNAVAILABLE, outcome
@@ -77,6 +78,7 @@ from meshreg.wire.config_messages import (
 )
 from meshreg.wire.config_peer import (
     ConfigAck,
+    ConfigBatch,
     ConfigCommit,
     ConfigDigests,
     ConfigFetch,
@@ -87,6 +89,7 @@ from meshreg.wire.config_peer import (
     ConfigSync,
     ConfigVersions,
     decode_config_peer,
+    encode_batches,
     encode_config_peer,
     encode_replication_effect,
     entry_to_wire,
@@ -219,6 +222,7 @@ class ConfigPlane:
         self._parked_count = 0
         self._queued: list[Effect | _Reply] = []  # this turn's effects, until ``flush``
         self._unsaved: set[ConfigKey] = set()  # data ids of the queued Persists
+        self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
         self.counters = {
             "peer_messages_in": 0,
             "peer_messages_rejected": 0,
@@ -320,6 +324,8 @@ class ConfigPlane:
                 self.counters["group_commit_versions"] += len(entries)
         for effect in queued:
             self._carry_out(effect, now)
+        for peer in list(self._outbox):
+            self._send_outbox(peer)
         self._wake = min(self._wake, self._next_wake())
 
     def _next_wake(self) -> float:
@@ -474,8 +480,20 @@ class ConfigPlane:
         if sender not in self.replicator.members or sender == self.member:
             self._peer_rejected(f"config message from {sender!r}, not a configured peer", now)
             return
-        rep = self.replicator
-        effects: list[Effect]
+        if type(msg) is ConfigBatch:
+            effects = []
+            for item in msg.items:
+                effects += self._handle(item, now)
+        else:
+            effects = self._handle(msg, now)
+        self._run(effects, now)
+        if not self.ready:
+            self._check_caught_up()
+
+    def _handle(self, msg: Any, now: float) -> list[Effect]:
+        """One validated peer message (or batch item) from a configured peer."""
+        sender, rep = msg.sender, self.replicator
+        effects: list[Effect] = []
         match msg:
             case ConfigSync():
                 effects = [SendDigests(sender, tuple(self.store.digests()), False)]
@@ -502,9 +520,7 @@ class ConfigPlane:
                 effects = rep.write(now, replace(write, forwarded=True))
             case ConfigForwardReply():
                 effects = self._forward_answered(msg, now)
-        self._run(effects, now)
-        if not self.ready:
-            self._check_caught_up()
+        return effects
 
     def _forward_answered(self, msg: ConfigForwardReply, now: float) -> list[Effect]:
         fwd = self._forwards.get(msg.tag)
@@ -566,15 +582,10 @@ class ConfigPlane:
         match effect:
             case Persist():
                 self._announce({e.key for e in effect.entries}, now)
-            case (
-                SendRecord()
-                | SendAck()
-                | SendCommit()
-                | SendDigests()
-                | SendVersions()
-                | FetchVersions()
-                | SendKeyVersions()
-            ):
+            case SendRecord() | SendAck() | SendCommit():
+                self._outbox.setdefault(effect.peer, []).append(effect)
+            case SendDigests() | SendVersions() | FetchVersions() | SendKeyVersions():
+                self._send_outbox(effect.peer)  # what went before it leaves before it
                 for frames in encode_replication_effect(self.member, effect):
                     self._send(effect.peer, frames)
             case ForwardWrite():
@@ -614,6 +625,13 @@ class ConfigPlane:
                 self._notify(encode_config_change(current))
                 if key in self._parked:
                     self._retry_parked(key, now)
+
+    def _send_outbox(self, peer: str) -> None:
+        """The records, acks and commits queued for a peer this turn: one message."""
+        effects = self._outbox.pop(peer, None)
+        if effects:
+            for frames in encode_batches(self.member, effects):
+                self._send(peer, frames)
 
     def _send(self, peer: str, frames: list[bytes]) -> bool:
         if self._send_peer(peer, frames):
