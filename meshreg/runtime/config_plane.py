@@ -100,9 +100,10 @@ from meshreg.wire.config_replies import (
     history_result,
     list_result,
     listen_result,
+    pack_entry_result,
     parse_config_topic,
 )
-from meshreg.wire.replies import encode_error, encode_ok
+from meshreg.wire.replies import encode_error, encode_ok, encode_ok_packed
 
 log = logging.getLogger("meshreg.node")
 
@@ -119,6 +120,8 @@ FORWARD_WAIT_MAX = 2.0  # s; under the client's write attempt (CONFIG_WRITE_ATTE
 # a client never re-sends a write that is still waiting here (writes are not idempotent)
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
+CACHED_REPLY_MAX = 64 * 1024  # bytes; a get's packed result up to this size is kept ...
+CACHED_REPLIES_BYTES = 16 * 1024 * 1024  # ... while all of them stay below this (else cleared)
 
 SendPeer = Callable[[str, list[bytes]], bool]  # (member address, frames) -> sent now?
 SendReply = Callable[[list[bytes], bytes], None]  # (client envelope, reply body)
@@ -223,6 +226,10 @@ class ConfigPlane:
         self._queued: list[Effect | _Reply] = []  # this turn's effects, until ``flush``
         self._unsaved: set[ConfigKey] = set()  # data ids of the queued Persists
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
+        # (data id, gray served) -> (the entry, its packed get result): the current entry's
+        # result is packed once, not per get (the entry object is immutable: `is` checks it)
+        self._replies: dict[tuple[ConfigKey, bool], tuple[ConfigEntry, bytes]] = {}
+        self._replies_bytes = 0
         self.counters = {
             "peer_messages_in": 0,
             "peer_messages_rejected": 0,
@@ -422,7 +429,7 @@ class ConfigPlane:
                 entry = self.store.get(req.key, req.revision, req.min_revision)
                 return encode_ok(req.req_id, entry_result(entry))
             view = self.store.resolve(req.key, labels, address, req.min_revision)
-            return encode_ok(req.req_id, entry_result(view.entry, view.gray))
+            return encode_ok_packed(req.req_id, self._packed_result(view.entry, view.gray))
         except ConfigRejected as exc:
             first = deadline is None
             deadline = now + PARK_SECONDS if deadline is None else deadline
@@ -434,6 +441,22 @@ class ConfigPlane:
                 self._wake = min(self._wake, parked.deadline)
                 return None
             raise _rejected(req, exc) from None
+
+    def _packed_result(self, entry: ConfigEntry, gray: bool) -> bytes:
+        cached = self._replies.get((entry.key, gray))
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        packed = pack_entry_result(entry, gray)
+        if cached is not None:
+            del self._replies[(entry.key, gray)]
+            self._replies_bytes -= len(cached[1])
+        if len(packed) <= CACHED_REPLY_MAX:
+            if self._replies_bytes + len(packed) > CACHED_REPLIES_BYTES:
+                self._replies.clear()
+                self._replies_bytes = 0
+            self._replies[(entry.key, gray)] = (entry, packed)
+            self._replies_bytes += len(packed)
+        return packed
 
     def _retry_parked(self, key: ConfigKey, now: float) -> None:
         waiting = self._parked.pop(key, None)

@@ -637,3 +637,50 @@ def test_a_new_exact_subscription_gets_the_current_version() -> None:
     sent = net.notes[address][before:]
     assert [(n["data_id"], n["revision"]) for n in sent] == [("seen", 2)]
     assert plane.stats()["subscription_syncs"] == 1
+
+
+def test_a_get_is_answered_from_the_packed_result_of_the_current_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The current entry's get result is packed once and reused: the same bytes as packing
+    it per request, never a stale version after a change, the gray content only to the
+    clients the rule selects; the cache is bounded by bytes."""
+    import meshreg.runtime.config_plane as plane_module
+    from meshreg.wire.config_replies import entry_result
+    from meshreg.wire.replies import encode_ok
+
+    net = Net(1)
+    a = ADDRESSES[0]
+    plane = net.planes[a]
+    assert net.call(a, "config_publish", data_id="c", content="one")["ok"]
+    packs: list[Any] = []
+    original = plane_module.pack_entry_result
+    monkeypatch.setattr(plane_module, "pack_entry_result",
+                        lambda e, g: packs.append(e.revision) or original(e, g))  # fmt: skip
+
+    def get(**fields: Any) -> bytes:
+        msg = {"v": 1, "id": 300, "op": "config_get", "data_id": "c", **fields}
+        body = plane.serve([b"g", b""], parse_config_message(msg), msg, "t", "10.1.1.1", net.now)
+        assert body is not None
+        return body
+
+    current = plane.store.current(ConfigKey("public", "DEFAULT_GROUP", "c"))
+    assert current is not None
+    expected = encode_ok(300, entry_result(current))
+    assert get() == expected and get() == expected and packs == [1]  # packed once
+    assert net.call(a, "config_publish", data_id="c", content="two")["ok"]
+    assert msgpack.unpackb(get(), raw=False)["result"]["content"] == "two" and packs == [1, 2]
+    assert net.call(a, "config_gray", data_id="c", content="canary", labels={"k": "v"})["ok"]
+    assert msgpack.unpackb(get(labels={"k": "v"}), raw=False)["result"]["content"] == "canary"
+    assert msgpack.unpackb(get(), raw=False)["result"]["content"] == "two"
+    assert msgpack.unpackb(get(labels={"k": "v"}), raw=False)["result"]["content"] == "canary"
+    assert packs == [1, 2, 3, 3]  # one per (entry, gray served)
+    assert plane._replies_bytes == sum(len(p) for _, p in plane._replies.values())
+    monkeypatch.setattr(plane_module, "CACHED_REPLIES_BYTES", 1000)  # full: emptied first
+    assert net.call(a, "config_publish", data_id="d", content="x" * 2000)["ok"]
+    assert len(plane._replies) == 2
+    assert msgpack.unpackb(get(data_id="d"), raw=False)["result"]["content"] == "x" * 2000
+    assert list(plane._replies) == [(ConfigKey("public", "DEFAULT_GROUP", "d"), False)]
+    assert plane._replies_bytes == len(
+        plane._replies[ConfigKey("public", "DEFAULT_GROUP", "d"), False][1]
+    )
