@@ -152,6 +152,8 @@ class ConfigStore:
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
         self._oldest: dict[ConfigKey, float] = {}  # per data id: <= its oldest `modified`
+        # per data id: (history hash, the age cutoff it excluded versions by, or None)
+        self._hashes: dict[ConfigKey, tuple[int, float | None]] = {}
         self.rejected: dict[str, int] = {}
         self.conflicts = 0  # versions stored that lost the merge at their revision
         self.history_entries = 0
@@ -305,12 +307,21 @@ class ConfigStore:
 
     def history_hash(self, key: ConfigKey) -> int:
         """A 64-bit hash of the kept versions' identities (and committed flags): equal on
-        two nodes that keep the same versions, whatever order they arrived in."""
+        two nodes that keep the same versions, whatever order they arrived in.  Kept until
+        the data id's versions change, or the age cutoff moves past one of them (a digest
+        round asks it of every data id: most did not change)."""
+        cutoff = self._age_cutoff
+        cached = self._hashes.get(key)
+        uncut = cutoff is None or self._oldest.get(key, 0.0) >= cutoff  # no version too old
+        if cached is not None and (cached[1] == cutoff or (cached[1] is None and uncut)):
+            return cached[0]
         items = sorted(
             (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
             for e in self.kept_versions(key)
         )
-        return int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+        value = int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+        self._hashes[key] = (value, None if uncut else cutoff)
+        return value
 
     def stats(self) -> dict[str, Any]:
         live = sum(1 for e in self._current.values() if not e.deleted)
@@ -552,6 +563,7 @@ class ConfigStore:
                 if too_many or too_old:
                     removed.extend(versions)
                     self._forget(by_rev.pop(rev))
+                    self._hashes.pop(key, None)
             if old:
                 self._oldest[key] = min(v.modified for vs in by_rev.values() for v in vs)
             self._prune_after = key
@@ -666,6 +678,7 @@ class ConfigStore:
             by_rev = self._history[key] = {}
             self._keys.add(key)
         by_rev.setdefault(entry.revision, []).append(entry)
+        self._hashes.pop(key, None)
         if entry.modified < self._oldest.get(key, float("inf")):
             self._oldest[key] = entry.modified
         self.history_entries += 1
@@ -675,6 +688,7 @@ class ConfigStore:
             self._current[key] = entry
 
     def _replace_version(self, key: ConfigKey, index: int, new: ConfigEntry) -> ConfigEntry:
+        self._hashes.pop(key, None)
         versions = self._history[key][new.revision]
         old = versions[index]
         versions[index] = new
@@ -692,6 +706,7 @@ class ConfigStore:
         self._forget(versions)
         del self._current[key]
         self._oldest.pop(key, None)
+        self._hashes.pop(key, None)
         self._keys.discard(key)
         return versions
 

@@ -343,6 +343,14 @@ def _expected_after_prune(
     return kept
 
 
+def _check_history_hashes(s: ConfigStore) -> None:
+    """The cached history hashes are the ones computed afresh."""
+    keys = list(s.keys())
+    cached = [s.history_hash(k) for k in keys]
+    s._hashes.clear()
+    assert cached == [s.history_hash(k) for k in keys]
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
     """Random histories (clocks out of order, two versions at a revision, tombstones),
@@ -370,6 +378,12 @@ def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
                             deleted=deleted, change=Change.DELETE if deleted else Change.PUBLISH,
                             gray=None, committed=rng.random() < 0.5)  # fmt: skip
             s.apply(e)
+            if rng.random() < 0.2:
+                s.history_hash(key)  # cached, then changed: never served stale
+            if rng.random() < 0.2:  # a commit flag raised on a version held
+                s.history_hash(key)
+                s.commit(key, e.revision, e.origin, e.md5)
+        _check_history_hashes(s)
         now += rng.uniform(10.0, 40.0)
         expected = _expected_after_prune(s, now)
         for _ in range(10_000):
@@ -388,6 +402,11 @@ def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
         else:
             assert held == expected
         assert s.stats()["history_entries"] == sum(map(len, held.values()))
+        _check_history_hashes(s)
+        later = now + rng.uniform(0.0, 10.0)  # the age cutoff moves, nothing else changes
+        while s.prune(later) or s._prune_after is not None:
+            pass
+        _check_history_hashes(s)
 
 
 # -- the merge rule --------------------------------------------------------------------------
