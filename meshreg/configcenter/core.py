@@ -678,14 +678,14 @@ class ConfigStore:
             by_rev = self._history[key] = {}
             self._keys.add(key)
         by_rev.setdefault(entry.revision, []).append(entry)
-        self._hashes.pop(key, None)
-        if entry.modified < self._oldest.get(key, float("inf")):
-            self._oldest[key] = entry.modified
         self.history_entries += 1
         self.content_bytes += _size(entry)
         current = self._current.get(key)
         if current is None or merge_order(entry) > merge_order(current):
             self._current[key] = entry
+        self._hashes.pop(key, None)  # its history changed
+        if entry.modified < self._oldest.get(key, float("inf")):
+            self._oldest[key] = entry.modified
 
     def _replace_version(self, key: ConfigKey, index: int, new: ConfigEntry) -> ConfigEntry:
         self._hashes.pop(key, None)

@@ -300,29 +300,44 @@ def replication_item(effect: SendRecord | SendAck | SendCommit) -> dict[str, Any
 def encode_batches(
     sender: str, effects: Iterable[SendRecord | SendAck | SendCommit]
 ) -> list[list[bytes]]:
-    """The messages carrying one peer's records, acks and commits in order: one
-    ``config_batch`` per ``MAX_BATCH_ITEMS`` items or ``VERSIONS_CHUNK_BYTES`` of content,
-    and a single message (its own op) when there is only one."""
+    """The messages carrying one peer's records, acks and commits in order: ``config_batch``
+    messages of at most ``MAX_BATCH_ITEMS`` items and ``VERSIONS_CHUNK_BYTES`` of packed
+    items (content and metadata: a gray rule's client list can be larger than its
+    content), and a single message (its own op) for an item alone."""
     messages: list[list[bytes]] = []
     items: list[dict[str, Any]] = []
+    packed: list[bytes] = []
     size = 0
 
     def close() -> None:
         if len(items) == 1:
             messages.append(encode_config_peer(sender=sender, **items[0]))
-        elif items:
-            messages.append(encode_config_peer("config_batch", sender, items=items))
+        elif items:  # the batch's map with the packed items spliced into its "items" array
+            head = encode_config_peer("config_batch", sender, items=[])[1]
+            body = head[:-1] + _array_header(len(packed)) + b"".join(packed)
+            messages.append([CONFIG_FRAME, body])
 
     for effect in effects:
-        items.append(replication_item(effect))
-        for e in (getattr(effect, "entry", None), getattr(effect, "current", None)):
-            if e is not None:
-                size += len(e.content) + (len(e.gray.content) if e.gray else 0)
-        if len(items) >= MAX_BATCH_ITEMS or size >= VERSIONS_CHUNK_BYTES:
+        item = replication_item(effect)
+        raw = msgpack.packb(item)
+        if items and (len(items) >= MAX_BATCH_ITEMS or size + len(raw) > VERSIONS_CHUNK_BYTES):
             close()
-            items, size = [], 0
+            items, packed, size = [], [], 0
+        items.append(item)
+        packed.append(raw)
+        size += len(raw)
     close()
     return messages
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's header of an array of ``n`` elements (``items`` is packed last, empty:
+    ``0x90``, replaced by this)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 2**16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:

@@ -177,9 +177,28 @@ def test_batches_are_bounded_by_items_and_content() -> None:
     big = [SendRecord("p", store.publish(ConfigKey("public", "G", f"d{i}"), "x" * 1_000_000,
                                          now=1.0)) for i in range(10)]  # fmt: skip
     messages = encode_batches(ME, big)
-    assert len(messages) == 2  # 4 MiB of content per message, plus the record that crossed it
-    assert all(len(m[1]) <= config_peer_frame_bytes(1_000_000) for m in messages)
+    assert len(messages) == 3  # 4 + 4 + 2 records: a batch stays within 4 MiB
+    assert all(len(m[1]) <= VERSIONS_CHUNK_BYTES + 200 for m in messages)
     assert [i.entry for m in messages for i in decoded(m).items] == [r.entry for r in big]
+    # metadata counts too: gray rules naming 1,000 client addresses of ~250 bytes each
+    clients = [f"{i}.example-{'x' * 230}.org" for i in range(1000)]
+    keys = [ConfigKey("public", "G", f"w{i}") for i in range(40)]
+    for k in keys:
+        store.publish(k, "main", now=1.0)
+    wide = [SendRecord("p", store.publish_gray(k, "g", clients=clients, now=2.0)) for k in keys]
+    messages = encode_batches(ME, wide)
+    assert len(messages) >= 3 and all(len(m[1]) <= VERSIONS_CHUNK_BYTES + 200 for m in messages)
+    assert [i.entry for m in messages for i in decoded(m).items] == [r.entry for r in wide]
+
+
+@pytest.mark.parametrize("n", [2, 15, 16, 17, 300])
+def test_a_spliced_batch_is_the_packed_map(n: int) -> None:
+    effects = [EFFECTS[3]] * n
+    (frames,) = encode_batches(ME, effects)
+    items = [msgpack.unpackb(f[1]) for e in effects for f in encode_replication_effect(ME, e)]
+    for item in items:
+        del item["v"], item["from"]
+    assert frames[1] == encode_config_peer("config_batch", ME, items=items)[1]
 
 
 @pytest.mark.parametrize(
