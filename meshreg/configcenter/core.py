@@ -159,6 +159,9 @@ class ConfigStore:
         self._requests: dict[tuple[ConfigKey, str], int] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
+        self._oldest: dict[ConfigKey, float] = {}  # per data id: <= its oldest `modified`
+        # per data id: (history hash, the age cutoff it excluded versions by, or None)
+        self._hashes: dict[ConfigKey, tuple[int, float | None]] = {}
         self.rejected: dict[str, int] = {}
         self.conflicts = 0  # versions stored that lost the merge at their revision
         self.history_entries = 0
@@ -324,12 +327,21 @@ class ConfigStore:
 
     def history_hash(self, key: ConfigKey) -> int:
         """A 64-bit hash of the kept versions' identities (and committed flags): equal on
-        two nodes that keep the same versions, whatever order they arrived in."""
+        two nodes that keep the same versions, whatever order they arrived in.  Kept until
+        the data id's versions change, or the age cutoff moves past one of them (a digest
+        round asks it of every data id: most did not change)."""
+        cutoff = self._age_cutoff
+        cached = self._hashes.get(key)
+        uncut = cutoff is None or self._oldest.get(key, 0.0) >= cutoff  # no version too old
+        if cached is not None and (cached[1] == cutoff or (cached[1] is None and uncut)):
+            return cached[0]
         items = sorted(
             (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
             for e in self.kept_versions(key)
         )
-        return int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+        value = int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+        self._hashes[key] = (value, None if uncut else cutoff)
+        return value
 
     def stats(self) -> dict[str, Any]:
         live = sum(1 for e in self._current.values() if not e.deleted)
@@ -566,6 +578,7 @@ class ConfigStore:
         keep_n = self.limits.keep_revisions
         cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
         self._age_cutoff = cutoff
+        age_limit = float("-inf") if cutoff is None else cutoff
         removed: list[ConfigEntry] = []
         start = self._prune_after
         keys = list(islice(self._keys.after(start) if start else iter(self._keys), step))
@@ -578,17 +591,27 @@ class ConfigStore:
                 removed.extend(self._drop_key(key))
                 self._prune_after = key
                 continue
-            for rank, rev in enumerate(sorted(by_rev, reverse=True)):
+            old = self._oldest.get(key, 0.0) < age_limit  # some version may be too old
+            if not old and (keep_n is None or len(by_rev) <= keep_n):
+                self._prune_after = key  # nothing too old, not too many: O(1) per data id
+                continue
+            ranked: Iterable[tuple[int, int]] = enumerate(sorted(by_rev, reverse=True))
+            if not old:  # only the revisions beyond the last keep_n can go
+                ranked = islice(ranked, keep_n, None)
+            for rank, rev in ranked:
                 if len(removed) >= step:
                     return removed  # this data id is not done: resume at it
                 if rev == current.revision:
                     continue
                 versions = by_rev[rev]
                 too_many = keep_n is not None and rank >= keep_n
-                too_old = cutoff is not None and max(v.modified for v in versions) < cutoff
+                too_old = old and max(v.modified for v in versions) < age_limit
                 if too_many or too_old:
                     removed.extend(versions)
                     self._forget(by_rev.pop(rev))
+                    self._hashes.pop(key, None)
+            if old:
+                self._oldest[key] = min(v.modified for vs in by_rev.values() for v in vs)
             self._prune_after = key
         if len(keys) == step:
             return removed  # more data ids after these: resume there next time
@@ -709,8 +732,12 @@ class ConfigStore:
         current = self._current.get(key)
         if current is None or merge_order(entry) > merge_order(current):
             self._current[key] = entry
+        self._hashes.pop(key, None)  # its history changed
+        if entry.modified < self._oldest.get(key, float("inf")):
+            self._oldest[key] = entry.modified
 
     def _replace_version(self, key: ConfigKey, index: int, new: ConfigEntry) -> ConfigEntry:
+        self._hashes.pop(key, None)
         versions = self._history[key][new.revision]
         old = versions[index]
         versions[index] = new
@@ -730,6 +757,8 @@ class ConfigStore:
         versions = [v for vs in self._history.pop(key).values() for v in vs]
         self._forget(versions)
         del self._current[key]
+        self._oldest.pop(key, None)
+        self._hashes.pop(key, None)
         self._keys.discard(key)
         return versions
 

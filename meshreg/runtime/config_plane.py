@@ -17,7 +17,8 @@ the replicator decides, in its order:
   this turn is answered after that commit too (queued with the effects).
 * Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
   that cannot leave now is dropped (records are resent, the rest is repaired by
-  anti-entropy).
+  anti-entropy).  A turn's records, acks and commits for one peer leave as one
+  ``config_batch`` (in their order, after the commit), not one message each.
 * A write this node is not responsible for is forwarded once (``config_forward``); the
   owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
   relayed to the client.  No answer within ``FORWARD_TIMEOUT`` of the client's write
@@ -80,6 +81,7 @@ from meshreg.wire.config_messages import (
 )
 from meshreg.wire.config_peer import (
     ConfigAck,
+    ConfigBatch,
     ConfigCommit,
     ConfigDigests,
     ConfigFetch,
@@ -90,6 +92,7 @@ from meshreg.wire.config_peer import (
     ConfigSync,
     ConfigVersions,
     decode_config_peer,
+    encode_batches,
     encode_config_peer,
     encode_replication_effect,
     entry_to_wire,
@@ -100,9 +103,10 @@ from meshreg.wire.config_replies import (
     history_result,
     list_result,
     listen_result,
+    pack_entry_result,
     parse_config_topic,
 )
-from meshreg.wire.replies import encode_error, encode_ok
+from meshreg.wire.replies import encode_error, encode_ok, encode_ok_packed
 
 log = logging.getLogger("meshreg.node")
 
@@ -118,6 +122,8 @@ FORWARD_WAIT_MAX = 2.0  # s; under FORWARD_TIMEOUT (2.2 s): a forward that never
 # answered "nothing was written" before the forward's own deadline
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
+CACHED_REPLY_MAX = 64 * 1024  # bytes; a get's packed result up to this size is kept ...
+CACHED_REPLIES_BYTES = 16 * 1024 * 1024  # ... while all of them stay below this (else cleared)
 
 SendPeer = Callable[[str, list[bytes]], bool]  # (member address, frames) -> sent now?
 SendReply = Callable[[list[bytes], bytes], None]  # (client envelope, reply body)
@@ -222,6 +228,11 @@ class ConfigPlane:
         self._parked_count = 0
         self._queued: list[Effect | _Reply] = []  # this turn's effects, until ``flush``
         self._unsaved: set[ConfigKey] = set()  # data ids of the queued Persists
+        self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
+        # (data id, gray served) -> (the entry, its packed get result): the current entry's
+        # result is packed once, not per get (the entry object is immutable: `is` checks it)
+        self._replies: dict[tuple[ConfigKey, bool], tuple[ConfigEntry, bytes]] = {}
+        self._replies_bytes = 0
         self.counters = {
             "peer_messages_in": 0,
             "peer_messages_rejected": 0,
@@ -326,6 +337,8 @@ class ConfigPlane:
                 self.counters["group_commit_versions"] += len(entries)
         for effect in queued:
             self._carry_out(effect, now)
+        for peer in list(self._outbox):
+            self._send_outbox(peer)
         self._wake = min(self._wake, self._next_wake())
 
     def _next_wake(self) -> float:
@@ -422,7 +435,7 @@ class ConfigPlane:
                 entry = self.store.get(req.key, req.revision, req.min_revision)
                 return encode_ok(req.req_id, entry_result(entry))
             view = self.store.resolve(req.key, labels, address, req.min_revision)
-            return encode_ok(req.req_id, entry_result(view.entry, view.gray))
+            return encode_ok_packed(req.req_id, self._packed_result(view.entry, view.gray))
         except ConfigRejected as exc:
             first = deadline is None
             deadline = now + PARK_SECONDS if deadline is None else deadline
@@ -434,6 +447,22 @@ class ConfigPlane:
                 self._wake = min(self._wake, parked.deadline)
                 return None
             raise _rejected(req, exc) from None
+
+    def _packed_result(self, entry: ConfigEntry, gray: bool) -> bytes:
+        cached = self._replies.get((entry.key, gray))
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        packed = pack_entry_result(entry, gray)
+        if cached is not None:
+            del self._replies[(entry.key, gray)]
+            self._replies_bytes -= len(cached[1])
+        if len(packed) <= CACHED_REPLY_MAX:
+            if self._replies_bytes + len(packed) > CACHED_REPLIES_BYTES:
+                self._replies.clear()
+                self._replies_bytes = 0
+            self._replies[(entry.key, gray)] = (entry, packed)
+            self._replies_bytes += len(packed)
+        return packed
 
     def _retry_parked(self, key: ConfigKey, now: float) -> None:
         waiting = self._parked.pop(key, None)
@@ -480,8 +509,20 @@ class ConfigPlane:
         if sender not in self.replicator.members or sender == self.member:
             self._peer_rejected(f"config message from {sender!r}, not a configured peer", now)
             return
-        rep = self.replicator
-        effects: list[Effect]
+        if type(msg) is ConfigBatch:
+            effects = []
+            for item in msg.items:
+                effects += self._handle(item, now)
+        else:
+            effects = self._handle(msg, now)
+        self._run(effects, now)
+        if not self.ready:
+            self._check_caught_up()
+
+    def _handle(self, msg: Any, now: float) -> list[Effect]:
+        """One validated peer message (or batch item) from a configured peer."""
+        sender, rep = msg.sender, self.replicator
+        effects: list[Effect] = []
         match msg:
             case ConfigSync():
                 effects = [SendDigests(sender, tuple(self.store.digests()), False)]
@@ -508,9 +549,7 @@ class ConfigPlane:
                 effects = rep.write(now, replace(write, forwarded=True))
             case ConfigForwardReply():
                 effects = self._forward_answered(msg, now)
-        self._run(effects, now)
-        if not self.ready:
-            self._check_caught_up()
+        return effects
 
     def _forward_answered(self, msg: ConfigForwardReply, now: float) -> list[Effect]:
         fwd = self._forwards.get(msg.tag)
@@ -572,15 +611,10 @@ class ConfigPlane:
         match effect:
             case Persist():
                 self._announce({e.key for e in effect.entries}, now)
-            case (
-                SendRecord()
-                | SendAck()
-                | SendCommit()
-                | SendDigests()
-                | SendVersions()
-                | FetchVersions()
-                | SendKeyVersions()
-            ):
+            case SendRecord() | SendAck() | SendCommit():
+                self._outbox.setdefault(effect.peer, []).append(effect)
+            case SendDigests() | SendVersions() | FetchVersions() | SendKeyVersions():
+                self._send_outbox(effect.peer)  # what went before it leaves before it
                 for frames in encode_replication_effect(self.member, effect):
                     self._send(effect.peer, frames)
             case ForwardWrite():
@@ -620,6 +654,13 @@ class ConfigPlane:
                 self._notify(encode_config_change(current))
                 if key in self._parked:
                     self._retry_parked(key, now)
+
+    def _send_outbox(self, peer: str) -> None:
+        """The records, acks and commits queued for a peer this turn: one message."""
+        effects = self._outbox.pop(peer, None)
+        if effects:
+            for frames in encode_batches(self.member, effects):
+                self._send(peer, frames)
 
     def _send(self, peer: str, frames: list[bytes]) -> bool:
         if self._send_peer(peer, frames):

@@ -23,6 +23,9 @@ config_versions        entries: versions where the sender is ahead
 config_forward         tag, request (the client's request map), by: a write for the
                        responsible node
 config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
+config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
+                       config_ack | config_commit, ...that op's fields}: what one loop turn
+                       sends one peer, handled in order as if sent one by one
 =====================  ===================================================================
 
 A key is ``[namespace, group, data_id]``; an entry a map (``entry_to_wire``); a digest
@@ -87,7 +90,10 @@ CONFIG_PEER_OPS = (
     "config_versions",
     "config_forward",
     "config_forward_reply",
+    "config_batch",
 )
+BATCH_OPS = ("config_record", "config_ack", "config_commit")  # the ops a batch may carry
+MAX_BATCH_ITEMS = 4096  # items in one config_batch (more: several messages)
 # One message of versions carries at most this much content (more: several messages), so
 # a body stays far below the peer port's frame limit (``config_peer_frame_bytes``).
 VERSIONS_CHUNK_BYTES = 4 * 1024 * 1024  # bytes of content per config_versions message
@@ -197,6 +203,14 @@ class ConfigForwardReply:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigBatch:
+    """Records, acks and commits for one peer, in their order (``config_batch``)."""
+
+    sender: str
+    items: tuple[ConfigRecord | ConfigAck | ConfigCommit, ...]
+
+
 ConfigPeerMessage = (
     ConfigSync
     | ConfigRecord
@@ -208,6 +222,7 @@ ConfigPeerMessage = (
     | ConfigVersions
     | ConfigForward
     | ConfigForwardReply
+    | ConfigBatch
 )
 
 
@@ -258,36 +273,82 @@ def encode_config_peer(op: str, sender: str, **fields: Any) -> list[bytes]:
     return [CONFIG_FRAME, msgpack.packb(body)]
 
 
+def replication_item(effect: SendRecord | SendAck | SendCommit) -> dict[str, Any]:
+    """One record, ack or commit as a map ``{"op": ..., fields}``: the body of its single
+    message without ``v`` and ``from``, and an item of ``config_batch``."""
+    match effect:
+        case SendRecord():
+            return {"op": "config_record", "entry": entry_to_wire(effect.entry)}
+        case SendAck():
+            current = None if effect.current is None else entry_to_wire(effect.current)
+            return {
+                "op": "config_ack",
+                "key": key_to_wire(effect.key),
+                "revision": effect.revision,
+                "origin": effect.origin,
+                "md5": effect.md5,
+                "ok": effect.ok,
+                "current": current,
+            }
+        case SendCommit():
+            return {
+                "op": "config_commit",
+                "key": key_to_wire(effect.key),
+                "revision": effect.revision,
+                "origin": effect.origin,
+                "md5": effect.md5,
+            }
+    raise TypeError(f"not a batchable config effect: {effect!r}")
+
+
+def encode_batches(
+    sender: str, effects: Iterable[SendRecord | SendAck | SendCommit]
+) -> list[list[bytes]]:
+    """The messages carrying one peer's records, acks and commits in order: ``config_batch``
+    messages of at most ``MAX_BATCH_ITEMS`` items and ``VERSIONS_CHUNK_BYTES`` of packed
+    items (content and metadata: a gray rule's client list can be larger than its
+    content), and a single message (its own op) for an item alone."""
+    messages: list[list[bytes]] = []
+    items: list[dict[str, Any]] = []
+    packed: list[bytes] = []
+    size = 0
+
+    def close() -> None:
+        if len(items) == 1:
+            messages.append(encode_config_peer(sender=sender, **items[0]))
+        elif items:  # the batch's map with the packed items spliced into its "items" array
+            head = encode_config_peer("config_batch", sender, items=[])[1]
+            body = head[:-1] + _array_header(len(packed)) + b"".join(packed)
+            messages.append([CONFIG_FRAME, body])
+
+    for effect in effects:
+        item = replication_item(effect)
+        raw = msgpack.packb(item)
+        if items and (len(items) >= MAX_BATCH_ITEMS or size + len(raw) > VERSIONS_CHUNK_BYTES):
+            close()
+            items, packed, size = [], [], 0
+        items.append(item)
+        packed.append(raw)
+        size += len(raw)
+    close()
+    return messages
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's header of an array of ``n`` elements (``items`` is packed last, empty:
+    ``0x90``, replaced by this)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 2**16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
 def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
     """The messages of one of the replicator's send effects (versions in chunks)."""
     match effect:
-        case SendRecord():
-            return [encode_config_peer("config_record", sender, entry=entry_to_wire(effect.entry))]
-        case SendAck():
-            current = None if effect.current is None else entry_to_wire(effect.current)
-            return [
-                encode_config_peer(
-                    "config_ack",
-                    sender,
-                    key=key_to_wire(effect.key),
-                    revision=effect.revision,
-                    origin=effect.origin,
-                    md5=effect.md5,
-                    ok=effect.ok,
-                    current=current,
-                )
-            ]
-        case SendCommit():
-            return [
-                encode_config_peer(
-                    "config_commit",
-                    sender,
-                    key=key_to_wire(effect.key),
-                    revision=effect.revision,
-                    origin=effect.origin,
-                    md5=effect.md5,
-                )
-            ]
+        case SendRecord() | SendAck() | SendCommit():
+            return [encode_config_peer(sender=sender, **replication_item(effect))]
         case FetchVersions():
             return [encode_config_peer("config_fetch", sender, key=key_to_wire(effect.key))]
         case SendKeyVersions():
@@ -379,6 +440,8 @@ def parse_config_peer(
 
 
 def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMessage:
+    if op == "config_batch":
+        return ConfigBatch(sender, _batch_items(msg.get("items"), sender, cap))
     if op == "config_sync":
         return ConfigSync(sender)
     if op == "config_record":
@@ -529,6 +592,27 @@ def parse_digest(raw: Any) -> ConfigDigest:
         _bool(committed, "digest committed"),
         _int(history, "digest history", 0, 2**64 - 1),
     )
+
+
+def _batch_items(
+    raw: Any, sender: str, cap: int
+) -> tuple[ConfigRecord | ConfigAck | ConfigCommit, ...]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BATCH_ITEMS:
+        raise _bad(f"field 'items' must be an array of 1..{MAX_BATCH_ITEMS} maps")
+    items: list[ConfigRecord | ConfigAck | ConfigCommit] = []
+    for i, item in enumerate(raw):
+        op = item.get("op") if isinstance(item, dict) else None
+        if op not in BATCH_OPS:
+            raise _bad(f"item {i}: must be a map whose 'op' is one of {', '.join(BATCH_OPS)}")
+        try:
+            parsed = _parse(item, op, sender, cap)
+        except RemoteProtocolError as exc:
+            raise _bad(f"item {i} ({op}): {exc}") from None
+        except ConfigRejected as exc:
+            raise _bad(f"item {i} ({op}): {exc.message}") from None
+        assert isinstance(parsed, ConfigRecord | ConfigAck | ConfigCommit)
+        items.append(parsed)
+    return tuple(items)
 
 
 def _entries(raw: Any, cap: int, key: ConfigKey | None = None) -> tuple[ConfigEntry, ...]:

@@ -89,6 +89,12 @@ def entry_result(entry: ConfigEntry, gray_served: bool = False) -> dict[str, Any
     return out
 
 
+def pack_entry_result(entry: ConfigEntry, gray_served: bool = False) -> bytes:
+    """``entry_result`` packed (for ``replies.encode_ok_packed``)."""
+    packed: bytes = msgpack.packb(entry_result(entry, gray_served))
+    return packed
+
+
 def listed(entry: ConfigEntry) -> dict[str, Any]:
     """An entry of a list: no content (main or gray)."""
     out = entry.to_wire()

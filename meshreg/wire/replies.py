@@ -17,6 +17,7 @@ from meshreg.wire.peer import payload_to_wire
 # a fixed suffix.  Same bytes as msgpack.packb({"v":1,"id":N,"ok":True,"result":None}).
 _OK_PREFIX: bytes = b"\x84\xa1v" + msgpack.packb(limits.PROTOCOL_VERSION) + b"\xa2id"
 _OK_NONE_SUFFIX = b"\xa2ok\xc3\xa6result\xc0"
+_OK_RESULT = b"\xa2ok\xc3\xa6result"
 
 
 def _to_wire(obj: Any) -> Any:
@@ -58,6 +59,15 @@ def encode_ok(req_id: int, result: Any = None) -> bytes:
             return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
         return _OK_PREFIX + _packb(req_id) + _OK_NONE_SUFFIX
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result})
+
+
+def encode_ok_packed(req_id: int, packed_result: bytes) -> bytes:
+    """``encode_ok(req_id, result)`` from ``msgpack.packb(result)`` (same bytes): a
+    result packed once can answer many requests (a config get's cached reply)."""
+    packed_id = (
+        _packed_id(req_id) if type(req_id) is int and 0 <= req_id < 2**64 else _packb(req_id)
+    )
+    return _OK_PREFIX + packed_id + _OK_RESULT + packed_result
 
 
 def encode_error(req_id: int, code: ErrorCode, message: str) -> bytes:

@@ -317,6 +317,98 @@ def test_prune_resumes_over_many_keys() -> None:
     assert total == 12 and s.stats()["history_entries"] == 12
 
 
+def _expected_after_prune(
+    s: ConfigStore, now: float
+) -> dict[ConfigKey, list[tuple[int, str, str]]]:
+    """What retention keeps, computed naively from every version held (the reference)."""
+    keep_n, keep_s = s.limits.keep_revisions, s.limits.keep_seconds
+    cutoff = None if keep_s is None else now - keep_s
+    kept: dict[ConfigKey, list[tuple[int, str, str]]] = {}
+    held_keys = s.keys()
+    for key in held_keys:
+        current = s.current(key)
+        assert current is not None
+        if current.deleted and cutoff is not None and current.modified < cutoff:
+            continue
+        by_rev: dict[int, list[ConfigEntry]] = {}
+        for e in s.entries(key):
+            by_rev.setdefault(e.revision, []).append(e)
+        kept[key] = []
+        for rank, rev in enumerate(sorted(by_rev, reverse=True)):
+            too_many = keep_n is not None and rank >= keep_n
+            too_old = cutoff is not None and max(v.modified for v in by_rev[rev]) < cutoff
+            if rev == current.revision or not (too_many or too_old):
+                kept[key].extend((v.revision, v.origin, v.md5) for v in by_rev[rev])
+        kept[key].sort()
+    return kept
+
+
+def _check_history_hashes(s: ConfigStore) -> None:
+    """The cached history hashes are the ones computed afresh."""
+    keys = list(s.keys())
+    cached = [s.history_hash(k) for k in keys]
+    s._hashes.clear()
+    assert cached == [s.history_hash(k) for k in keys]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
+    """Random histories (clocks out of order, two versions at a revision, tombstones),
+    pruned at growing times: after every full pass the store holds exactly what the naive
+    rule keeps (the per-data-id fast path skips nothing it should remove).  In small steps
+    each call is bounded; a data id resumed in a later step counts its revisions again
+    (those removed by age no longer count), so it may keep more, never less."""
+    rng = random.Random(seed)
+    small = seed % 2 == 1
+    s = store(keep_revisions=rng.choice([None, 1, 3, 8]), keep_seconds=rng.choice([None, 50.0]),
+              prune_step=rng.randint(1, 7) if small else 1000)  # fmt: skip
+    keys = [ConfigKey("public", "g", f"k{i}") for i in range(6)]
+    now = 0.0
+    for _ in range(4):
+        for _ in range(rng.randint(5, 40)):
+            key = rng.choice(keys)
+            cur = s.current(key)
+            rev = (cur.revision if cur else 0) + rng.choice([1, 1, 1, 2, 0 if cur else 1])
+            deleted = rng.random() < 0.1
+            content = "" if deleted else f"c{rng.random()}"
+            modified = max(0.0, now + rng.uniform(-60.0, 5.0))
+            e = ConfigEntry(key=key, revision=rev, origin=rng.choice(["n1", "n2", "n3"]),
+                            content=content, type="text", md5=content_md5(content),
+                            modified=modified, modified_by="", description="", tags=(),
+                            deleted=deleted, change=Change.DELETE if deleted else Change.PUBLISH,
+                            gray=None, committed=rng.random() < 0.5)  # fmt: skip
+            s.apply(e)
+            if rng.random() < 0.2:
+                s.history_hash(key)  # cached, then changed: never served stale
+            if rng.random() < 0.2:  # a commit flag raised on a version held
+                s.history_hash(key)
+                s.commit(key, e.revision, e.origin, e.md5)
+        _check_history_hashes(s)
+        now += rng.uniform(10.0, 40.0)
+        expected = _expected_after_prune(s, now)
+        for _ in range(10_000):
+            got = s.prune(now)
+            # bounded: the step, overshot by at most one revision's versions (or one
+            # expired tombstone's whole data id)
+            step = s.limits.prune_step
+            assert len(got) <= step + MAX_VERSIONS_PER_REVISION or len({e.key for e in got}) == 1
+            if not got and s._prune_after is None:
+                break
+        now_held = s.keys()
+        held = {k: sorted((e.revision, e.origin, e.md5) for e in s.entries(k)) for k in now_held}
+        if small:
+            assert held.keys() == expected.keys()
+            assert all(set(expected[k]) <= set(held[k]) for k in held)
+        else:
+            assert held == expected
+        assert s.stats()["history_entries"] == sum(map(len, held.values()))
+        _check_history_hashes(s)
+        later = now + rng.uniform(0.0, 10.0)  # the age cutoff moves, nothing else changes
+        while s.prune(later) or s._prune_after is not None:
+            pass
+        _check_history_hashes(s)
+
+
 # -- the merge rule --------------------------------------------------------------------------
 def version(rev: int, origin: str, content: str, committed: bool = False) -> ConfigEntry:
     return ConfigEntry(K, rev, origin, content, "text", content_md5(content), 1.0,

@@ -38,8 +38,10 @@ from meshreg.wire import limits
 from meshreg.wire.config_peer import (
     CONFIG_FRAME,
     CONFIG_PEER_OPS,
+    MAX_BATCH_ITEMS,
     VERSIONS_CHUNK_BYTES,
     ConfigAck,
+    ConfigBatch,
     ConfigCommit,
     ConfigDigests,
     ConfigFetch,
@@ -52,6 +54,7 @@ from meshreg.wire.config_peer import (
     config_frame_bytes,
     config_peer_frame_bytes,
     decode_config_peer,
+    encode_batches,
     encode_config_peer,
     encode_replication_effect,
     entry_to_wire,
@@ -146,6 +149,7 @@ def valid_bodies() -> list[dict[str, Any]]:
                                                      request=request, by="")[1]))  # fmt: skip
     bodies.append(msgpack.unpackb(encode_config_peer("config_forward_reply", ME, tag=1, ok=False,
                                                      code=8, message="m")[1]))  # fmt: skip
+    bodies.extend(msgpack.unpackb(f[1]) for f in encode_batches(ME, EFFECTS[:4]))
     return bodies
 
 
@@ -154,6 +158,75 @@ VALID = valid_bodies()
 
 def test_every_op_has_a_valid_example() -> None:
     assert {b["op"] for b in VALID} | {"config_sync"} == set(CONFIG_PEER_OPS)
+
+
+def test_a_turn_of_records_acks_and_commits_is_one_batch_in_order() -> None:
+    batch = encode_batches(ME, EFFECTS[:4])
+    assert len(batch) == 1 and msgpack.unpackb(batch[0][1])["op"] == "config_batch"
+    singles = [decoded(f) for e in EFFECTS[:4] for f in encode_replication_effect(ME, e)]
+    assert decoded(batch[0]) == ConfigBatch(ME, tuple(singles))
+    # one item: its own single message, as before batches
+    assert [decoded(f) for f in encode_batches(ME, EFFECTS[:1])] == singles[:1]
+    assert encode_batches(ME, []) == []
+
+
+def test_batches_are_bounded_by_items_and_content() -> None:
+    commit = EFFECTS[3]
+    many = encode_batches(ME, [commit] * (MAX_BATCH_ITEMS + 2))
+    assert [len(decoded(m).items) for m in many] == [MAX_BATCH_ITEMS, 2]
+    store = ConfigStore(ME)
+    big = [SendRecord("p", store.publish(ConfigKey("public", "G", f"d{i}"), "x" * 1_000_000,
+                                         now=1.0)) for i in range(10)]  # fmt: skip
+    messages = encode_batches(ME, big)
+    assert len(messages) == 3  # 4 + 4 + 2 records: a batch stays within 4 MiB
+    assert all(len(m[1]) <= VERSIONS_CHUNK_BYTES + 200 for m in messages)
+    assert [i.entry for m in messages for i in decoded(m).items] == [r.entry for r in big]
+    # metadata counts too: gray rules naming 1,000 client addresses of ~250 bytes each
+    clients = [f"{i}.example-{'x' * 230}.org" for i in range(1000)]
+    keys = [ConfigKey("public", "G", f"w{i}") for i in range(40)]
+    for k in keys:
+        store.publish(k, "main", now=1.0)
+    wide = [SendRecord("p", store.publish_gray(k, "g", clients=clients, now=2.0)) for k in keys]
+    messages = encode_batches(ME, wide)
+    assert len(messages) >= 3 and all(len(m[1]) <= VERSIONS_CHUNK_BYTES + 200 for m in messages)
+    assert [i.entry for m in messages for i in decoded(m).items] == [r.entry for r in wide]
+
+
+@pytest.mark.parametrize("n", [2, 15, 16, 17, 300])
+def test_a_spliced_batch_is_the_packed_map(n: int) -> None:
+    effects = [EFFECTS[3]] * n
+    (frames,) = encode_batches(ME, effects)
+    items = [msgpack.unpackb(f[1]) for e in effects for f in encode_replication_effect(ME, e)]
+    for item in items:
+        del item["v"], item["from"]
+    assert frames[1] == encode_config_peer("config_batch", ME, items=items)[1]
+
+
+@pytest.mark.parametrize(
+    ("items", "words"),
+    [
+        ([], "'items' must be an array of 1.."),
+        ("x", "'items' must be an array of 1.."),
+        ([{}] * (MAX_BATCH_ITEMS + 1), "'items' must be an array of 1.."),
+        ([{"op": "config_sync"}], "item 0: must be a map whose 'op' is one of"),
+        ([{"op": "config_batch", "items": []}], "item 0: must be a map whose 'op'"),
+        ([{"op": "config_forward"}], "item 0: must be a map whose 'op'"),
+        (["config_commit"], "item 0: must be a map"),
+        ("second-bad", "item 1 (config_commit): field 'md5' must be 32 lowercase hex"),
+        ("bad-key", "item 0 (config_ack): "),
+    ],
+)
+def test_every_batch_item_is_checked(items: Any, words: str) -> None:
+    good = msgpack.unpackb(encode_batches(ME, EFFECTS[:4])[0][1])
+    if items == "second-bad":
+        items = copy.deepcopy(good["items"][2:])
+        items[1]["md5"] = "nope"
+    elif items == "bad-key":
+        items = [{**good["items"][1], "key": ["public", "G", "a b"]}]
+    body = {**good, "items": items}
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_config_peer(msgpack.packb(body))
+    assert words in info.value.message and info.value.code is ErrorCode.MALFORMED
 
 
 @pytest.mark.parametrize(
@@ -206,7 +279,7 @@ scalars = st.one_of(
     st.text(max_size=12), st.binary(max_size=8),
     st.sampled_from(["", ME, "public", "0" * 32, "config_record", "text"]),
 )  # fmt: skip
-FIELDS = ["v", "op", "from", "entry", "key", "revision", "origin", "md5", "ok", "current",
+FIELDS = ["v", "op", "from", "items", "entry", "key", "revision", "origin", "md5", "ok", "current",
           "entries", "digests", "reply", "tag", "request", "by", "code", "message", "content",
           "gray", "committed", "deleted", "labels", "clients", "request_id"]  # fmt: skip
 values = st.recursive(
@@ -254,6 +327,17 @@ def check(body: bytes) -> None:
     except RemoteProtocolError as exc:
         assert isinstance(exc.code, ErrorCode) and exc.message
         return
+    if isinstance(msg, ConfigBatch):
+        assert 1 <= len(msg.items) <= MAX_BATCH_ITEMS
+        for item in msg.items:
+            assert isinstance(item, ConfigRecord | ConfigAck | ConfigCommit)
+            assert item.sender == msg.sender
+            check_message(item)
+    else:
+        check_message(msg)
+
+
+def check_message(msg: Any) -> None:
     found: list[ConfigEntry] = []
     for name in ("entry", "current"):
         if isinstance(getattr(msg, name, None), ConfigEntry):
@@ -296,3 +380,4 @@ def test_mutated_valid_messages(msg: Any) -> None:
 def test_nesting_at_any_depth(depth: int) -> None:
     check(b"\x91" * depth + b"\xc0")
     check(b"\x82\xa2op\xadconfig_record\xa5entry" + b"\x91" * depth + b"\xc0")
+    check(b"\x82\xa2op\xacconfig_batch\xa5items" + b"\x91" * depth + b"\xc0")

@@ -274,3 +274,11 @@ def test_validated_keys_are_cached_and_bad_ones_still_refused() -> None:
         assert list(model._KEY_CACHE) == [("ns", "G", "another")]
     finally:
         model.KEY_CACHE_MAX = saved
+
+
+def test_a_packed_result_makes_the_same_reply_bytes() -> None:
+    from meshreg.wire.replies import encode_ok, encode_ok_packed
+
+    result = {"data_id": "a", "content": "x" * 300, "revision": 7, "tags": {"k": "v"}}
+    for req_id in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
+        assert encode_ok_packed(req_id, msgpack.packb(result)) == encode_ok(req_id, result)

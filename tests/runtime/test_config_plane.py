@@ -31,6 +31,14 @@ ADDRESSES = tuple(f"127.0.0.1:{p}" for p in PORTS)
 T0 = 1_800_000_000.0
 
 
+def unbatched(body: bytes) -> list[dict[str, Any]]:
+    """A peer message's body, or a config_batch's items, each as a message of its own."""
+    msg = msgpack.unpackb(body, raw=False)
+    if msg["op"] != "config_batch":
+        return [msg]
+    return [{"v": msg["v"], "from": msg["from"], **item} for item in msg["items"]]
+
+
 class Net:
     """Planes connected by a queue of peer messages (``loss``: share dropped at random)."""
 
@@ -48,7 +56,8 @@ class Net:
         self.queue: deque[tuple[str, bytes]] = deque()
         self.replies: dict[bytes, list[dict[str, Any]]] = {}
         self.notes: dict[str, list[dict[str, Any]]] = {}
-        self.sent: list[tuple[str, str, str]] = []  # (from, to, op)
+        self.sent: list[tuple[str, str, str]] = []  # (from, to, op), batch items one by one
+        self.batches = 0  # config_batch messages sent
         self.addresses = ADDRESSES[:n]
         self.data_dir = data_dir
         self.down: set[str] = set()
@@ -91,7 +100,8 @@ class Net:
 
     def _send(self, sender: str, to: str, frames: list[bytes]) -> bool:
         assert frames[0] == CONFIG_FRAME
-        self.sent.append((sender, to, msgpack.unpackb(frames[1], raw=False)["op"]))
+        self.sent.extend((sender, to, m["op"]) for m in unbatched(frames[1]))
+        self.batches += msgpack.unpackb(frames[1], raw=False)["op"] == "config_batch"
         if to in self.down:
             return False
         if self.loss and self.rng.random() < self.loss:
@@ -197,11 +207,11 @@ def test_persist_comes_before_every_send(tmp_path: Path) -> None:
 
         def checked(to: str, frames: list[bytes], plane: ConfigPlane = plane,
                     original: Any = original) -> bool:  # fmt: skip
-            msg = msgpack.unpackb(frames[1], raw=False)
-            if msg["op"] in ("config_ack", "config_record"):
-                assert plane.db is not None
-                seen.append((msg["op"], plane.db.count()))
-                assert plane.db.count() >= 1  # the version is on disk already
+            for msg in unbatched(frames[1]):
+                if msg["op"] in ("config_ack", "config_record"):
+                    assert plane.db is not None
+                    seen.append((msg["op"], plane.db.count()))
+                    assert plane.db.count() >= 1  # the version is on disk already
             return bool(original(to, frames))
 
         plane._send_peer = checked
@@ -439,11 +449,12 @@ def _record_order(net: Net) -> list[tuple[Any, ...]]:
         send_peer, send_reply, notify = plane._send_peer, plane._send_reply, plane._notify
 
         def peer(to: str, frames: list[bytes], me: str = me, send: Any = send_peer) -> bool:
-            msg = msgpack.unpackb(frames[1], raw=False)
-            if msg["op"] == "config_record":
-                log.append(("record", me, (msg["entry"]["key"][2], msg["entry"]["revision"])))
-            elif msg["op"] == "config_ack" and msg["ok"]:
-                log.append(("ack", me, (msg["key"][2], msg["revision"])))
+            for msg in unbatched(frames[1]):
+                if msg["op"] == "config_record":
+                    entry = msg["entry"]
+                    log.append(("record", me, (entry["key"][2], entry["revision"])))
+                elif msg["op"] == "config_ack" and msg["ok"]:
+                    log.append(("ack", me, (msg["key"][2], msg["revision"])))
             return bool(send(to, frames))
 
         def reply(envelope: list[bytes], body: bytes, me: str = me, send: Any = send_reply) -> None:
@@ -504,6 +515,11 @@ def test_group_commit_one_transaction_per_turn_and_nothing_leaves_before_it(
     plane.flush(net.now)
     assert [e[0] for e in log[:2]] == ["save", "notify"] and len(log[0][2]) == 5
     assert net.replies[b"reader"][0]["result"]["revision"] == 2
+    # the turn's 5 records leave as ONE config_batch per peer, in their order
+    assert sorted(to for to, _ in net.queue) == sorted(a for a in ADDRESSES if a != owner)
+    for _, body in net.queue:
+        assert msgpack.unpackb(body, raw=False)["op"] == "config_batch"
+        assert [m["entry"]["key"][2] for m in unbatched(body)] == ids
     for _ in range(3):  # turns: each node takes every message queued for it, then flushes
         batch, net.queue = list(net.queue), deque()
         for to, body in batch:
@@ -515,6 +531,7 @@ def test_group_commit_one_transaction_per_turn_and_nothing_leaves_before_it(
     # one transaction per node per turn: the owner's records, then its commit flags; each
     # peer's records (for all 5 versions), then their commit flags
     assert sorted(saves) == sorted(list(ADDRESSES) * 2), log
+    assert net.batches == 2 + 2 + 2  # records out, acks back, commits out: one per peer each
     assert all(net.replies[c][0]["ok"] for c in clients)
     assert sorted(i for what, _, i in log if what == "reply") == [(d, 2) for d in sorted(ids)]
 
@@ -620,3 +637,50 @@ def test_a_new_exact_subscription_gets_the_current_version() -> None:
     sent = net.notes[address][before:]
     assert [(n["data_id"], n["revision"]) for n in sent] == [("seen", 2)]
     assert plane.stats()["subscription_syncs"] == 1
+
+
+def test_a_get_is_answered_from_the_packed_result_of_the_current_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The current entry's get result is packed once and reused: the same bytes as packing
+    it per request, never a stale version after a change, the gray content only to the
+    clients the rule selects; the cache is bounded by bytes."""
+    import meshreg.runtime.config_plane as plane_module
+    from meshreg.wire.config_replies import entry_result
+    from meshreg.wire.replies import encode_ok
+
+    net = Net(1)
+    a = ADDRESSES[0]
+    plane = net.planes[a]
+    assert net.call(a, "config_publish", data_id="c", content="one")["ok"]
+    packs: list[Any] = []
+    original = plane_module.pack_entry_result
+    monkeypatch.setattr(plane_module, "pack_entry_result",
+                        lambda e, g: packs.append(e.revision) or original(e, g))  # fmt: skip
+
+    def get(**fields: Any) -> bytes:
+        msg = {"v": 1, "id": 300, "op": "config_get", "data_id": "c", **fields}
+        body = plane.serve([b"g", b""], parse_config_message(msg), msg, "t", "10.1.1.1", net.now)
+        assert body is not None
+        return body
+
+    current = plane.store.current(ConfigKey("public", "DEFAULT_GROUP", "c"))
+    assert current is not None
+    expected = encode_ok(300, entry_result(current))
+    assert get() == expected and get() == expected and packs == [1]  # packed once
+    assert net.call(a, "config_publish", data_id="c", content="two")["ok"]
+    assert msgpack.unpackb(get(), raw=False)["result"]["content"] == "two" and packs == [1, 2]
+    assert net.call(a, "config_gray", data_id="c", content="canary", labels={"k": "v"})["ok"]
+    assert msgpack.unpackb(get(labels={"k": "v"}), raw=False)["result"]["content"] == "canary"
+    assert msgpack.unpackb(get(), raw=False)["result"]["content"] == "two"
+    assert msgpack.unpackb(get(labels={"k": "v"}), raw=False)["result"]["content"] == "canary"
+    assert packs == [1, 2, 3, 3]  # one per (entry, gray served)
+    assert plane._replies_bytes == sum(len(p) for _, p in plane._replies.values())
+    monkeypatch.setattr(plane_module, "CACHED_REPLIES_BYTES", 1000)  # full: emptied first
+    assert net.call(a, "config_publish", data_id="d", content="x" * 2000)["ok"]
+    assert len(plane._replies) == 2
+    assert msgpack.unpackb(get(data_id="d"), raw=False)["result"]["content"] == "x" * 2000
+    assert list(plane._replies) == [(ConfigKey("public", "DEFAULT_GROUP", "d"), False)]
+    assert plane._replies_bytes == len(
+        plane._replies[ConfigKey("public", "DEFAULT_GROUP", "d"), False][1]
+    )
