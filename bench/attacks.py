@@ -51,7 +51,6 @@ from bench.load import preload, run_load, start_background
 from meshreg.wire.replies import encode_request
 
 PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
-SETTLE = 1.0  # s after the attack before the "after" RSS (the node answering ping first)
 ALIVE_WAIT = 5.0  # s a node may take to answer ping after an attack
 RSS_EVERY = 0.02  # s between RSS samples
 ATTACKS = ("H1", "H3", "H4", "M1", "M4", "M2", "M6")
@@ -385,7 +384,7 @@ def _attacked(attack: Attack, env: Env) -> dict[str, Any]:
         rss.stop()
     alive = node.alive() and ping(node.port, ALIVE_WAIT, env.client)
     if alive:
-        time.sleep(SETTLE)  # benchmark pacing: let freed memory show
+        time.sleep(env.opts.settle)  # benchmark pacing: let freed memory show
     after = rss_bytes(node.pid) if node.alive() else 0
     rss.peak = max(rss.peak, after)  # still growing when the attack ended
     stats: dict[str, Any] = {}
@@ -740,6 +739,7 @@ SCENARIOS = (
     Scenario("attacks", run, report, "issue 10's attacks replayed: RSS, a bystander's pings, "
              "what the attacker got (with and without a key)",
              {**{k: (FULL[k], QUICK[k]) for k in FULL}, "ping_rate": (50.0, 50.0),
+              "settle": (1.0, 1.0),
               "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
 )  # fmt: skip
 

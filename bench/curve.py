@@ -20,6 +20,7 @@ from bench.common import (
     Scenario,
     fmt_table,
     free_port_block,
+    load_notes,
     make_keys,
     owned_services,
     start_cluster,
@@ -191,12 +192,7 @@ def report(result: dict[str, Any], say: Say) -> None:
     if share is not None:
         met = "met" if share < GOAL_LOST else "NOT MET"
         say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: {met})")
-    for r in result["rows"]:
-        if r["errors"] or r["lost"] or r["stalled"]:
-            say(
-                f"  {r['workload']} {r['security']}: errors {r['error_names']}, "
-                f"{r['lost']} lost, stalled={r['stalled']}"
-            )
+    load_notes(result["rows"], say, lambda r: f"{r['workload']} {r['security']}")
     for mode, p in (result.get("propagation") or {}).items():
         if p["timeouts"] or p["errors"]:
             say(f"  propagation {mode}: timeouts {p['timeouts'][:3]} errors {p['errors'][:3]}")

@@ -12,12 +12,12 @@ from typing import Any
 from bench import baselines
 from bench.common import (
     LOAD_COLUMNS,
-    OTHER_CPU_WARN,
     QUIET,
     Procs,
     Say,
     Scenario,
     forwarded,
+    load_notes,
     owned_services,
     start_cluster,
     stats,
@@ -59,22 +59,13 @@ class Bench:
     def peers(self, keep: str, kinds: tuple[str, ...], instances: int) -> None:
         """The baselines' rows whose workload has ``keep``: those of this run's
         ``baselines`` scenario, else measured here with the same loaders."""
-        o = self.opts
-        if o.baseline_rows is not None:
-            self.rows.extend(r for r in o.baseline_rows if keep in r["workload"])
+        if self.opts.baseline_rows is not None:
+            self.rows.extend(r for r in self.opts.baseline_rows if keep in r["workload"])
             return
-        for name, missing, runner in baselines.RUNNERS:
-            why = "not run (--no-peers)" if not o.peers else missing()
-            if name == "zookeeper" and "register" not in kinds:
-                continue
-            if why:
-                self.skipped.append(f"{name}: {why}")
-                continue
-            self.say(f"{name} on loopback ...")
-            got = runner(self.procs, self.ctx, o.clients, o.window, o.seconds, o.warmup,
-                         instances, kinds=kinds)  # fmt: skip
-            self.rows.extend(r for r in got if keep in r["workload"])
-            self.procs.stop_all()
+        rows, skipped = baselines.peer_rows(self.procs, self.ctx, self.opts, self.say, instances,
+                                            kinds)  # fmt: skip
+        self.rows.extend(r for r in rows if keep in r["workload"])
+        self.skipped += skipped
 
     def result(self, **extra: Any) -> dict[str, Any]:
         keys = ("instances", "seconds", "warmup", "clients", "window", "repeat")
@@ -188,14 +179,6 @@ def report_heartbeat(result: dict[str, Any], say: Say) -> None:
                      ("vs etcd", "ratio_vs_etcd", "{:.1f}x"), *LOAD_COLUMNS[2:],
                      ("other CPU", "other_cpu_busy", "{:.0%}")]))  # fmt: skip
     report_common(result, say)
-    worst = max(rows, key=lambda r: r["other_cpu_busy"])
-    if worst["other_cpu_busy"] > OTHER_CPU_WARN:
-        say(
-            f"  WARNING: other processes used up to {worst['other_cpu_busy']:.0%} of a core "
-            "during the runs; ops/s and latency are disturbed (server us/op much less so)."
-        )
-        for line in worst["other_top"]:
-            say(f"    {line}")
     s = result["node_stats"]
     say(f"  1-node stats after the run: beats_total={s.get('beats_total')} "
         f"errors_total={s.get('errors_total')}")  # fmt: skip
@@ -209,12 +192,7 @@ def report_register(result: dict[str, Any], say: Say) -> None:
 
 
 def report_common(result: dict[str, Any], say: Say) -> None:
-    for line in result["skipped"]:
-        say(f"  skipped {line}")
-    for r in result["rows"]:
-        if r["errors"] or r["lost"] or r["stalled"]:
-            say(f"  {r['workload']}: {r['errors']} error replies {r['error_names']}, "
-                f"{r['lost']} lost, stalled={r['stalled']}")  # fmt: skip
+    load_notes(result["rows"], say, skipped=result["skipped"])
 
 
 SCENARIOS = (
