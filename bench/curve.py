@@ -27,7 +27,7 @@ from bench.common import (
     with_log_dir,
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
-from bench.throughput import PER_LOADER
+from bench.throughput import PER_LOADER, register_share
 
 MODES = ("plain", "CURVE")
 GOAL_LOST = 0.10  # the goal: CURVE costs less than 10% of the beats/s
@@ -93,7 +93,10 @@ def _run(
     targets = {m: beats(node[m].port) for m in MODES}
     add("beat, 1 node", _measure_pair(opts.repeat, load(targets, pids)))
     targets = {
-        m: [(node[m].port, ("register", PER_LOADER, None, c * PER_LOADER)) for c in range(clients)]
+        m: [
+            (node[m].port, ("register", register_share(opts), None, c * PER_LOADER))
+            for c in range(clients)
+        ]
         for m in MODES
     }
     top = _measure_pair(opts.repeat, load(targets, pids))
