@@ -107,6 +107,9 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--junk-seconds", float, 0.1, 300, "attacks: M2 duration per kind")
     opt("--flood-seconds", float, 0.1, 300, "attacks: M6 duration")
     opt("--m6-services", int, 1, 1_000_000, "attacks: services registered before M6")
+    ap.add_argument("--share-nodes", action="store_true",
+                    help="attacks: one node per kind for every attack (a smoke run: its RSS "
+                    "figures carry the earlier attacks')")  # fmt: skip
     opt("--settle", float, 0, 60, "attacks: s after an attack before the 'after' RSS (1)")
     opt("--busy-rate", float, 100, 1_000_000, "attacks: beats/s keeping the node busy in M1")
     opt("--max-attack-seconds", float, 1, 600, "attacks: bound on one attack's sending")
