@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -111,19 +112,29 @@ def port_free(port: int) -> bool:
 _handed_out: set[int] = set()
 
 
+def _port_range() -> range:
+    """Ports below the kernel's ephemeral range (32768-60999 by default), which every
+    outgoing connection on the machine draws its local port from: one of those could take
+    a node's port between the check here and the node's bind ("Address already in use")."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            low = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12_000), max(1024 + 1000, low))
+
+
 def free_port_block(span: int = 4) -> int:
-    """A port P with P .. P+span-1 free on 127.0.0.1 and not handed out before here."""
+    """A port P with P .. P+span-1 free on 127.0.0.1, below the ephemeral range, and not
+    handed out before here."""
+    ports, rng = _port_range(), random.Random()
     for _ in range(500):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
+        port = rng.randrange(ports.start, ports.stop - span)
         block = range(port, port + span)
-        if port + span > 65535 or _handed_out.intersection(block):
-            continue
-        if all(port_free(p) for p in block[1:]):
+        if not _handed_out.intersection(block) and all(port_free(p) for p in block):
             _handed_out.update(block)
             return port
-    raise RuntimeError(f"no block of {span} free ports found on 127.0.0.1")
+    raise RuntimeError(f"no block of {span} free ports found on 127.0.0.1 in {ports}")
 
 
 # -- CURVE keys ---------------------------------------------------------------------------
