@@ -18,6 +18,7 @@ Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import signal
 import threading
@@ -62,6 +63,7 @@ TXN_WINDOW = 8  # etcd transactions in flight per client process
 RPC_SECONDS = 60.0  # deadline of one etcd request
 PREFIX = b"/live/"  # every etcd key of the row; the range [PREFIX, PREFIX_END) counts them
 PREFIX_END = b"/live0"
+NODE_DEFAULTS = (15.0, 5.0)  # s: the node's unhealthy-after and check interval
 
 
 def instance(i: int) -> tuple[str, str, int]:
@@ -169,6 +171,7 @@ def hold_row(
     whether ``held()`` (instances held healthy) stays N, and with ``expiry`` the time from
     SIGKILLing one client until ``gone(N, its count)``.  Fills ``row``."""
     n, clients, label = row["instances"], row["clients"], row["mode"]
+    ctx = mp.get_context("spawn")  # as a user's client process starts (not the fork server)
     rss_empty = rss_bytes(pid)
     ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
     share = n // clients
@@ -230,15 +233,17 @@ def run_row(
     procs: Procs, ctx: Any, log_dir: str, n: int, clients: int, sessions: bool,
     opts: argparse.Namespace, say: Say,
 ) -> dict[str, Any]:  # fmt: skip
-    timings = [
-        "--unhealthy-after",
-        f"{opts.unhealthy_after:g}",
-        "--check-interval",
-        f"{opts.check_interval:g}",
-        "--evict-after",
-        f"{2 * opts.unhealthy_after:g}",
-    ]
-    node = procs.node(log_dir, timings)  # fmt: skip
+    timings = []  # the node exactly as a user starts it, unless told otherwise
+    if (opts.unhealthy_after, opts.check_interval) != NODE_DEFAULTS:
+        timings = [
+            "--unhealthy-after",
+            f"{opts.unhealthy_after:g}",
+            "--check-interval",
+            f"{opts.check_interval:g}",
+            "--evict-after",
+            f"{2 * opts.unhealthy_after:g}",
+        ]
+    node = procs.node(log_dir, timings)
     port = node.port
     row: dict[str, Any] = {"mode": "session" if sessions else "beats", "instances": n,
                            "clients": clients}  # fmt: skip

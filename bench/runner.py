@@ -31,7 +31,7 @@ from bench.common import (
 MODULES = ("baselines", "throughput", "cluster", "scale", "curve", "attacks", "replication",
            "liveness", "beatloop", "config")  # fmt: skip
 # what the child processes run (imported once, in the fork server)
-CHILD_MODULES = ("bench.load", "bench.attacks", "bench.baselines", "bench.liveness", "bench.config")
+CHILD_MODULES = ("bench.load", "bench.attacks", "bench.baselines", "bench.config")
 # option -> (default, default under --quick), unless the scenario has its own
 DEFAULTS: dict[str, tuple[Any, Any]] = {
     "seconds": (3.0, 1.0), "warmup": (0.5, 0.3), "clients": (2, 2), "window": (128, 128),
