@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    # Children (loaders, echo, bystanders, client processes) are forked from one fork
+    # Children (loaders, echo, bystanders; not liveness's clients) are forked from one fork
     # server that imported their modules once and never made a ZeroMQ context or a thread:
     # as clean as spawned ones, without an interpreter start and imports each (1-2 s on a
     # busy 2-core machine, every row).
