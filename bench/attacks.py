@@ -51,7 +51,6 @@ from bench.load import preload, run_load, start_background
 from meshreg.wire.replies import encode_request
 
 PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
-SETTLE = 1.0  # s after the attack before the "after" RSS (the node answering ping first)
 ALIVE_WAIT = 5.0  # s a node may take to answer ping after an attack
 RSS_EVERY = 0.02  # s between RSS samples
 ATTACKS = ("H1", "H3", "H4", "M1", "M4", "M2", "M6")
@@ -342,18 +341,23 @@ class Attack:
 
 def run_attack(
     attack: Attack, who: str, procs: Procs, ctx: Any, opts: argparse.Namespace,
-    keys: BenchKeys, log_dir: str, say: Say,
+    keys: BenchKeys, log_dir: str, say: Say, shared: dict[Any, list[NodeProc]],
 ) -> dict[str, Any]:  # fmt: skip
-    """Start the node(s) (with a key unless ``who`` is "plain node"), set up, attack."""
+    """Start the node(s) (with a key unless ``who`` is "plain node"), set up, attack.
+    ``--share-nodes``: the node(s) of an earlier attack on the same kind, kept in ``shared``."""
     secure = who != "plain node"
     attacker = {"stranger key": keys.stranger, "client key": keys.app}.get(who)
     args = QUIET + (keys.node_args() if secure else [])
     curve = keys.app if secure else None
+    nodes = shared.get((attack.nodes, secure), [])
     try:
-        if attack.nodes > 1:
-            nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
-        else:
-            nodes = [procs.node(log_dir, args, curve=curve)]
+        if not nodes or not all(n.alive() for n in nodes):
+            if attack.nodes > 1:
+                nodes = start_cluster(procs, attack.nodes, log_dir, args, curve)
+            else:
+                nodes = [procs.node(log_dir, args, curve=curve)]
+        if opts.share_nodes:
+            shared[(attack.nodes, secure)] = nodes
         env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
         if attack.setup is not None:
             attack.setup(env)
@@ -365,7 +369,9 @@ def run_attack(
         )
         return row
     finally:
-        procs.stop_all()
+        procs.stop_children()
+        if not opts.share_nodes:
+            procs.stop_all()
 
 
 def _attacked(attack: Attack, env: Env) -> dict[str, Any]:
@@ -385,7 +391,7 @@ def _attacked(attack: Attack, env: Env) -> dict[str, Any]:
         rss.stop()
     alive = node.alive() and ping(node.port, ALIVE_WAIT, env.client)
     if alive:
-        time.sleep(SETTLE)  # benchmark pacing: let freed memory show
+        time.sleep(env.opts.settle)  # benchmark pacing: let freed memory show
     after = rss_bytes(node.pid) if node.alive() else 0
     rss.peak = max(rss.peak, after)  # still growing when the attack ended
     stats: dict[str, Any] = {}
@@ -670,6 +676,7 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Sa
     keys = make_keys(log_dir)
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
+    shared: dict[Any, list[NodeProc]] = {}
     for attack in attacks(opts):
         if attack.id not in only:
             continue
@@ -678,7 +685,7 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Sa
             whos += [w for w in SECURE_RUNS.get(attack.id, ())]
         for who in whos:
             try:
-                rows.append(run_attack(attack, who, procs, ctx, opts, keys, log_dir, say))
+                rows.append(run_attack(attack, who, procs, ctx, opts, keys, log_dir, say, shared))
             except Exception as exc:  # report and go on with the next attack
                 failed.append(f"{attack.id} {attack.name} ({who}): {type(exc).__name__}: {exc}")
                 say(f"  FAILED {failed[-1]}")
@@ -740,6 +747,7 @@ SCENARIOS = (
     Scenario("attacks", run, report, "issue 10's attacks replayed: RSS, a bystander's pings, "
              "what the attacker got (with and without a key)",
              {**{k: (FULL[k], QUICK[k]) for k in FULL}, "ping_rate": (50.0, 50.0),
+              "settle": (1.0, 1.0),
               "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
 )  # fmt: skip
 

@@ -26,6 +26,7 @@ from typing import Any
 from bench.common import (
     HOST,
     LOAD_COLUMNS,
+    LOAD_TAIL,
     READY_SECONDS,
     Procs,
     Say,
@@ -33,6 +34,7 @@ from bench.common import (
     collect,
     die_with_parent,
     free_port_block,
+    load_notes,
     read_log,
     table,
     terminate,
@@ -285,47 +287,61 @@ def _windowed(
 
 
 # -- servers -----------------------------------------------------------------------------
-def _start_server(
-    procs: Procs, cmd: list[str], work_dir: str, what: str, ready: Callable[[], bool],
+def _start_servers(
+    procs: Procs, cmds: list[list[str]], work_dir: str, what: str, ready: Callable[[], bool],
     env: dict[str, str] | None = None,
-) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
-    """``cmd`` in ``work_dir``, its output in ``<what>.log``, once ``ready()``: (process, log)."""
-    log_path = os.path.join(work_dir, f"{what}.log")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(die_with_parent() + cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=work_dir)  # fmt: skip
-    procs.popens.append(proc)
-    ok = wait_until(lambda: proc.poll() is not None or ready(), SERVER_START_SECONDS)
-    if proc.poll() is not None:
-        raise RuntimeError(f"{what} exited with {proc.returncode}:\n{read_log(log_path)}")
+) -> list[tuple[subprocess.Popen[bytes], str]]:  # fmt: skip
+    """Every command in ``work_dir``, output in ``<what>[-i].log``, once ``ready()``:
+    [(process, log path)]."""
+    out = []
+    for i, cmd in enumerate(cmds):
+        log_path = os.path.join(work_dir, f"{what}{'-m' + str(i) if len(cmds) > 1 else ''}.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(die_with_parent() + cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=work_dir)  # fmt: skip
+        procs.popens.append(proc)
+        out.append((proc, log_path))
+    ok = wait_until(lambda: any(p.poll() is not None for p, _ in out) or ready(),
+                    SERVER_START_SECONDS)  # fmt: skip
+    for proc, log_path in out:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{read_log(log_path)}")
     if ok is None:
         raise RuntimeError(f"{what} not ready within {SERVER_START_SECONDS:g}s:\n"
-                           + read_log(log_path))  # fmt: skip
-    return proc, log_path
+                           + read_log(out[0][1]))  # fmt: skip
+    return out
 
 
-def start_etcd(procs: Procs, work_dir: str) -> tuple[subprocess.Popen[bytes], int, str]:
-    """etcd on 127.0.0.1 with its data in ``work_dir``: (process, client port, log path)."""
-    port = free_port_block(2)
-    client, peer, name = f"http://{HOST}:{port}", f"http://{HOST}:{port + 1}", "meshreg-bench"
-    cmd = [
-        shutil.which("etcd") or "etcd", "--name", name,
-        "--data-dir", os.path.join(work_dir, "data"),
-        "--listen-client-urls", client, "--advertise-client-urls", client,
-        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"{name}={peer}", "--initial-cluster-state", "new",
-        "--initial-cluster-token", f"meshreg-bench-{os.getpid()}-{port}",
+def start_etcd(
+    procs: Procs, work_dir: str, members: int = 1
+) -> list[tuple[subprocess.Popen[bytes], int, str]]:
+    """``members`` etcd members on 127.0.0.1, data under ``work_dir``, all healthy (a leader
+    elected): [(process, client port, log path)]."""
+    ports = [free_port_block(2) for _ in range(members)]
+    cluster = ",".join(f"m{i}=http://{HOST}:{p + 1}" for i, p in enumerate(ports))
+    cmds = [[
+        shutil.which("etcd") or "etcd", "--name", f"m{i}",
+        "--data-dir", os.path.join(work_dir, f"data-m{i}"),
+        "--listen-client-urls", f"http://{HOST}:{port}",
+        "--advertise-client-urls", f"http://{HOST}:{port}",
+        "--listen-peer-urls", f"http://{HOST}:{port + 1}",
+        "--initial-advertise-peer-urls", f"http://{HOST}:{port + 1}",
+        "--initial-cluster", cluster, "--initial-cluster-state", "new",
+        "--initial-cluster-token", f"meshreg-bench-{os.getpid()}-{ports[0]}",
         "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
-    ]  # fmt: skip
+    ] for i, port in enumerate(ports)]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
 
     def healthy() -> bool:
-        with opener.open(f"{client}/health", timeout=1.0) as resp:
-            return bool(json.loads(resp.read(4096)).get("health") == "true")
+        for port in ports:
+            with opener.open(f"http://{HOST}:{port}/health", timeout=1.0) as resp:
+                if json.loads(resp.read(4096)).get("health") != "true":
+                    return False
+        return True
 
-    proc, log_path = _start_server(procs, cmd, work_dir, "etcd", healthy, env)
-    return proc, port, log_path
+    started = _start_servers(procs, cmds, work_dir, "etcd", healthy, env)
+    return [(proc, port, log) for (proc, log), port in zip(started, ports, strict=True)]
 
 
 def start_zookeeper(
@@ -358,7 +374,7 @@ def start_zookeeper(
             s.settimeout(1.0)
             return s.recv(16) == b"imok"
 
-    proc, log_path = _start_server(procs, cmd, work_dir, "zookeeper", ruok)
+    ((proc, log_path),) = _start_servers(procs, [cmd], work_dir, "zookeeper", ruok)
     return proc, port, log_path
 
 
@@ -646,7 +662,7 @@ def run_etcd(
                 for kind, workload in (("keepalive", W_ETCD_KEEPALIVE),
                                        ("register", W_ETCD_REGISTER)) if kind in kinds]  # fmt: skip
 
-    return _measured(procs, "etcd", lambda work: start_etcd(procs, work), body)
+    return _measured(procs, "etcd", lambda work: start_etcd(procs, work)[0], body)
 
 
 def run_zookeeper(
@@ -673,28 +689,36 @@ RUNNERS: tuple[tuple[str, Callable[[], str | None], Any], ...] = (
 )
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
-    """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
+def peer_rows(
+    procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, instances: int,
+    kinds: tuple[str, ...] = ("keepalive", "register"),
+) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+    """(rows, skipped): etcd's ``kinds`` rows and ZooKeeper's register row (``--only``,
+    ``--no-peers``), each server started and stopped here; one failing costs only its rows."""
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     only = [x.lower() for x in opts.only or () if x.lower() in ("etcd", "zookeeper")]
-    if not opts.peers:
-        skipped.append("etcd, zookeeper: not run (--no-peers)")
-    for name, missing, runner in RUNNERS if opts.peers else ():
-        if only and name not in only:
+    for name, missing, runner in RUNNERS:
+        if (only and name not in only) or (name == "zookeeper" and "register" not in kinds):
             continue
-        why = missing()
+        why = "not run (--no-peers)" if not opts.peers else missing()
         if why:
             skipped.append(f"{name}: {why}")
             continue
         say(f"{name} on loopback ...")
         try:
             rows += runner(procs, ctx, opts.clients, opts.window, opts.seconds, opts.warmup,
-                           opts.instances)  # fmt: skip
+                           instances, kinds=kinds)  # fmt: skip
         except Exception as exc:  # a baseline failing must not cost meshreg's own figures
             skipped.append(f"{name}: failed: {type(exc).__name__}: {exc}")
         finally:
             procs.stop_all()
+    return rows, skipped
+
+
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+    """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
+    rows, skipped = peer_rows(procs, ctx, opts, say, opts.instances)
     zk = max(opts.warmup, JVM_WARMUP_SECONDS)
     settings = {"clients": opts.clients, "window": opts.window, "seconds": opts.seconds,
                 "warmup": opts.warmup, "zookeeper_warmup": zk}  # fmt: skip
@@ -705,16 +729,8 @@ def report(result: dict[str, Any], say: Say) -> None:
     rows = result["rows"]
     if rows:
         say(table(rows, [("workload", "workload", "{}"), ("ops/s", "ops_per_second", "{:,.0f}"),
-                         *LOAD_COLUMNS, ("other CPU", "other_cpu_busy", "{:.0%}"),
-                         ("errors", "errors", "{}"), ("lost", "lost", "{}")]))  # fmt: skip
-    for r in rows:
-        if r["errors"] or r["errors_total"] or r["lost"] or r["stalled"]:
-            say(f"  {r['workload']}: {r['errors']} errors ({r['errors_total']} in all) "
-                f"{r['error_names']}, {r['lost']} lost, stalled {r['stalled']}")  # fmt: skip
-        if r["other_top"]:
-            say(f"  {r['workload']}: other CPU {', '.join(r['other_top'])}")
-    for line in result["skipped"]:
-        say(f"  skipped {line}")
+                         *LOAD_COLUMNS, *LOAD_TAIL]))  # fmt: skip
+    load_notes(rows, say, skipped=result["skipped"])
 
 
 SCENARIOS = (

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -111,19 +112,29 @@ def port_free(port: int) -> bool:
 _handed_out: set[int] = set()
 
 
+def _port_range() -> range:
+    """Ports below the kernel's ephemeral range (32768-60999 by default), which every
+    outgoing connection on the machine draws its local port from: one of those could take
+    a node's port between the check here and the node's bind ("Address already in use")."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            low = int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(max(1024, low - 12_000), max(1024 + 1000, low))
+
+
 def free_port_block(span: int = 4) -> int:
-    """A port P with P .. P+span-1 free on 127.0.0.1 and not handed out before here."""
+    """A port P with P .. P+span-1 free on 127.0.0.1, below the ephemeral range, and not
+    handed out before here."""
+    ports, rng = _port_range(), random.Random()
     for _ in range(500):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
+        port = rng.randrange(ports.start, ports.stop - span)
         block = range(port, port + span)
-        if port + span > 65535 or _handed_out.intersection(block):
-            continue
-        if all(port_free(p) for p in block[1:]):
+        if not _handed_out.intersection(block) and all(port_free(p) for p in block):
             _handed_out.update(block)
             return port
-    raise RuntimeError(f"no block of {span} free ports found on 127.0.0.1")
+    raise RuntimeError(f"no block of {span} free ports found on 127.0.0.1 in {ports}")
 
 
 # -- CURVE keys ---------------------------------------------------------------------------
@@ -302,19 +313,6 @@ def top_other(
     return sorted(used, key=lambda u: -u[1])[:3]
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (for servers started through a shell script)."""
-    children: dict[int, list[int]] = {}
-    for p, (_, _, ppid) in process_table().items():
-        children.setdefault(ppid, []).append(p)
-    out, todo = [], [pid]
-    while todo:  # bounded: a tree of existing processes
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 # -- processes -----------------------------------------------------------------------
 def read_log(path: str, limit: int = 4000) -> str:
     try:
@@ -456,11 +454,6 @@ class Procs:
         self.nodes.clear()
         for p in self.popens:
             if p.poll() is None:
-                for pid in descendants(p.pid):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
                 p.kill()
             _reap(p, 5)
         self.popens.clear()
@@ -539,18 +532,20 @@ def start_cluster(
 
 
 def owned_services(
-    addresses: list[str], per_node: int, prefix: str = "bench-svc-"
-) -> dict[str, tuple[str, ...]]:
-    """``per_node`` service names owned by each address (rendezvous hashing over them)."""
+    addresses: list[str], per_node: int, prefix: str = "bench-svc-",
+    owner: Callable[[str], str] | None = None,
+) -> dict[str, tuple[str, ...]]:  # fmt: skip
+    """``per_node`` names ``<prefix><k>`` owned by each address: services by rendezvous
+    hashing over the addresses, or by ``owner(name)``."""
     out: dict[str, list[str]] = {a: [] for a in addresses}
-    for k in range(100_000):  # bounded; ~per_node * len(addresses) draws suffice
+    for k in range(1_000_000):  # bounded; ~per_node * len(addresses) draws suffice
         name = f"{prefix}{k}"
-        owner = responsible_node(ServiceKey(NS, GROUP, name), addresses)
-        if len(out[owner]) < per_node:
-            out[owner].append(name)
+        at = owner(name) if owner else responsible_node(ServiceKey(NS, GROUP, name), addresses)
+        if len(out[at]) < per_node:
+            out[at].append(name)
         if all(len(v) == per_node for v in out.values()):
             return {a: tuple(v) for a, v in out.items()}
-    raise RuntimeError("could not find services owned by every node")
+    raise RuntimeError("could not find names owned by every node")
 
 
 def forwarded(nodes: list[NodeProc]) -> int:
@@ -662,6 +657,27 @@ LOAD_COLUMNS: list[Column] = [
     ("server us/op", "server_cpu_us_per_op", "{:.1f}"),
     ("loader CPU", "loader_cpu_busy", "{:.0%}"),
 ]
+
+
+# the columns of a loaded row after its p50 ... loader CPU
+LOAD_TAIL: list[Column] = [("other CPU", "other_cpu_busy", "{:.0%}"), ("errors", "errors", "{}"),
+                           ("lost", "lost", "{}")]  # fmt: skip
+
+
+def load_notes(rows: list[dict[str, Any]], say: Say, name: Callable[[Any], str] | None = None,
+               skipped: list[str] | None = None) -> None:  # fmt: skip
+    """The lines under a table of loaded rows: errors, losses, stalls, busy other processes,
+    what was skipped (``name(row)``: the row's name, default its workload)."""
+    for r in rows:
+        label = name(r) if name else r["workload"]
+        if r["errors"] or r.get("errors_total") or r["lost"] or r["stalled"]:
+            say(f"  {label}: {r['errors']} errors ({r.get('errors_total', '?')} in all) "
+                f"{r['error_names']}, {r['lost']} lost, stalled {r['stalled']}")  # fmt: skip
+        if r.get("other_cpu_busy", 0) > OTHER_CPU_WARN:
+            say(f"  {label}: other processes used {r['other_cpu_busy']:.0%} of a core "
+                f"({', '.join(r['other_top'])}): figures are suspect")  # fmt: skip
+    for line in skipped or ():
+        say(f"  skipped {line}")
 
 
 def table(rows: list[dict[str, Any]], columns: list[Column], right: set[int] | None = None) -> str:

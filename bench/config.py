@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -28,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -38,7 +37,6 @@ from bench.baselines import (
     CONNECT_SECONDS,
     ETCD,
     RPC_SECONDS,
-    SERVER_START_SECONDS,
     SERVER_STOP_SECONDS,
     _etcd_channel,
     _field,
@@ -49,30 +47,30 @@ from bench.baselines import (
     etcd_missing,
     etcd_selfcheck,
     range_response,
+    start_etcd,
 )
 from bench.common import (
     GROUP,
     HOST,
     LOAD_COLUMNS,
+    LOAD_TAIL,
     NS,
-    OTHER_CPU_WARN,
     QUIET,
     NodeProc,
     Procs,
     Say,
     Scenario,
-    die_with_parent,
     dist_ms,
     fmt_table,
-    free_port_block,
+    load_notes,
     machine_info,
+    owned_services,
     read_log,
     settings,
     start_cluster,
     stats,
     table,
     terminate,
-    wait_until,
     with_log_dir,
 )
 from bench.load import MAX_OPS_PER_SECOND, drive, make_template, run_load, run_rows
@@ -110,16 +108,8 @@ def etcd_key(name: str) -> bytes:
 
 def owned_ids(addresses: list[str], count: int) -> dict[str, tuple[str, ...]]:
     """About ``count`` data ids, ceil(count / nodes) owned by each address."""
-    per_node = -(-count // len(addresses))
-    out: dict[str, list[str]] = {a: [] for a in addresses}
-    for k in range(1_000_000):  # bounded; ~count draws suffice
-        name = data_id(k)
-        owner = responsible_config_node(ConfigKey(NS, GROUP, name), addresses)
-        if len(out[owner]) < per_node:
-            out[owner].append(name)
-        if all(len(v) == per_node for v in out.values()):
-            return {a: tuple(v) for a, v in out.items()}
-    raise RuntimeError("could not find data ids owned by every node")
+    owner = lambda name: responsible_config_node(ConfigKey(NS, GROUP, name), addresses)  # noqa: E731
+    return owned_services(addresses, -(-count // len(addresses)), data_id(0)[:-1], owner)
 
 
 def config_templates(
@@ -149,6 +139,36 @@ def publish_all(port: int, ids: tuple[str, ...], size: int) -> None:
         raise RuntimeError(f"config_publish of {len(templates)} data ids on {HOST}:{port}: "
                            f"{r['ok_total']} ok, errors {r['error_names']}, {r['lost']} "
                            "unanswered")  # fmt: skip
+
+
+def paced_changes(
+    changes: int, warmup: int, rate: float, one: Callable[[int], tuple[Any, Any, Any]]
+) -> dict[str, Any]:
+    """``warmup + changes`` calls of ``one(i)``, one at a time at ``rate``/s, each returning
+    (ack s, notified s, error) from its send: the listener row (the warm-up not counted)."""
+    acks: list[float] = []
+    notes: list[float] = []
+    errors: dict[str, int] = {}
+    timeouts = 0
+    t_start = pc()
+    for i in range(min(warmup + changes, MAX_ROW_OPS)):  # bounded
+        due = t_start + i / rate - pc()
+        if due > 0:
+            time.sleep(min(due, 1.0))
+        ack, note, error = one(i)
+        if error:
+            errors[error] = errors.get(error, 0) + 1
+        if i < warmup:
+            continue
+        if ack is not None and not error:
+            acks.append(ack)
+        if note is not None:
+            notes.append(note)
+        elif not error:
+            timeouts += 1
+    return {"changes": changes, "warmup_changes": warmup, "rate": rate,
+            "notify_ms": dist_ms(notes), "ack_ms": dist_ms(acks), "timeouts": timeouts,
+            "errors": errors}  # fmt: skip
 
 
 # -- meshreg: change to listener ------------------------------------------------------------
@@ -224,30 +244,12 @@ def listener_latency(
                 f"no config notification on {HOST}:{sub_port} within "
                 f"{SUBSCRIBED_SECONDS:g}s of publishing on {HOST}:{pub_port}"
             )
-        acks: list[float] = []
-        notes: list[float] = []
-        errors: dict[str, int] = {}
-        timeouts = 0
-        t_start = pc()
-        for i in range(min(warmup + changes, MAX_ROW_OPS)):  # bounded
-            due = t_start + i / rate - pc()
-            if due > 0:
-                time.sleep(min(due, 1.0))
+
+        def change(i: int) -> tuple[float | None, float | None, Any]:
             name = ids[i % len(ids)]
-            ack, note, error = one(name, content_of(name, f"l{i}", size), timeout)
-            if error:
-                errors[error] = errors.get(error, 0) + 1
-            if i < warmup:
-                continue
-            if ack is not None and not error:
-                acks.append(ack)
-            if note is not None:
-                notes.append(note)
-            elif not error:
-                timeouts += 1
-        return {"changes": changes, "warmup_changes": warmup, "rate": rate,
-                "notify_ms": dist_ms(notes), "ack_ms": dist_ms(acks), "timeouts": timeouts,
-                "errors": errors, "other_messages": other[0]}  # fmt: skip
+            return one(name, content_of(name, f"l{i}", size), timeout)
+
+        return {**paced_changes(changes, warmup, rate, change), "other_messages": other[0]}
     finally:
         dealer.close(linger=0)
         sub.close(linger=0)
@@ -307,51 +309,6 @@ def _meshreg(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say, log_dir: s
 
 
 # -- etcd -------------------------------------------------------------------------------
-def start_etcd_cluster(
-    procs: Procs, work: str, members: int
-) -> list[tuple[subprocess.Popen[bytes], int, str]]:
-    """``members`` etcd members on 127.0.0.1, data under ``work``, all healthy (a leader
-    elected): [(process, client port, log path)]."""
-    ports = [free_port_block(2) for _ in range(members)]
-    cluster = ",".join(f"m{i}=http://{HOST}:{p + 1}" for i, p in enumerate(ports))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-    out = []
-    for i, port in enumerate(ports):
-        client, peer = f"http://{HOST}:{port}", f"http://{HOST}:{port + 1}"
-        cmd = [
-            shutil.which("etcd") or "etcd", "--name", f"m{i}",
-            "--data-dir", os.path.join(work, f"m{i}"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", cluster, "--initial-cluster-state", "new",
-            "--initial-cluster-token", f"meshreg-bench-cfg-{os.getpid()}-{ports[0]}",
-            "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
-        ]  # fmt: skip
-        log_path = os.path.join(work, f"etcd-m{i}.log")
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(die_with_parent() + cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=work)  # fmt: skip
-        procs.popens.append(proc)
-        out.append((proc, port, log_path))
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
-
-    def healthy(port: int) -> bool:
-        with opener.open(f"http://{HOST}:{port}/health", timeout=1.0) as resp:
-            return bool(json.loads(resp.read(4096)).get("health") == "true")
-
-    def ready() -> bool:
-        return any(p.poll() is not None for p, _, _ in out) or all(healthy(pt) for _, pt, _ in out)
-
-    ok = wait_until(ready, SERVER_START_SECONDS)
-    for proc, _, log_path in out:
-        if proc.poll() is not None:
-            raise RuntimeError(f"etcd exited with {proc.returncode}:\n{read_log(log_path)}")
-    if ok is None:
-        raise RuntimeError(f"etcd ({members} members) not healthy within "
-                           f"{SERVER_START_SECONDS:g}s:\n{read_log(out[0][2])}")  # fmt: skip
-    return out
-
-
 def etcd_config_loader(
     op: str, port: int, names: tuple[str, ...], size: int, window: int, seconds: float,
     warmup: float, rate: float | None, cleanups: list[Any],
@@ -464,14 +421,8 @@ def watch_latency(
         if not created.wait(SUBSCRIBED_SECONDS):
             raise RuntimeError(f"etcd watch on {HOST}:{watch_port} not created within "
                                f"{SUBSCRIBED_SECONDS:g}s")  # fmt: skip
-        acks: list[float] = []
-        notes: list[float] = []
-        timeouts = 0
-        t_start = pc()
-        for i in range(min(warmup + changes, MAX_ROW_OPS)):  # bounded
-            due = t_start + i / rate - pc()
-            if due > 0:
-                time.sleep(min(due, 1.0))
+
+        def change(i: int) -> tuple[float | None, float | None, Any]:
             name = names[i % len(names)]
             value = content_of(name, f"l{i}", size).encode()
             t0 = pc()
@@ -480,16 +431,9 @@ def watch_latency(
             with cond:
                 cond.wait_for(heard(value), timeout=timeout)
                 t_note = arrived.pop(value, None)
-            if i < warmup:
-                continue
-            acks.append(ack)
-            if t_note is None:
-                timeouts += 1
-            else:
-                notes.append(t_note - t0)
-        return {"changes": changes, "warmup_changes": warmup, "rate": rate,
-                "notify_ms": dist_ms(notes), "ack_ms": dist_ms(acks), "timeouts": timeouts,
-                "errors": {}}  # fmt: skip
+            return ack, None if t_note is None else t_note - t0, None
+
+        return paced_changes(changes, warmup, rate, change)
     finally:
         stop.set()
         call.cancel()
@@ -502,7 +446,7 @@ def _etcd(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say) -> dict[str, 
     work = tempfile.mkdtemp(prefix="meshreg-bench-cfg-etcd-")
     members: list[tuple[subprocess.Popen[bytes], int, str]] = []
     try:
-        members = start_etcd_cluster(procs, work, o.nodes)
+        members = start_etcd(procs, work, o.nodes)
         ports, pids = [m[1] for m in members], [m[0].pid for m in members]
         etcd_selfcheck(ports[0])
         per_node = -(-o.data_ids // len(ports))
@@ -672,24 +616,15 @@ def report(result: dict[str, Any], say: Say) -> None:
         say("")
         say(table(rows, [("system", "system", "{}"), ("workload", "workload", "{}"),
                          ("ops/s", "ops_per_second", "{:,.0f}"), *LOAD_COLUMNS,
-                         ("other CPU", "other_cpu_busy", "{:.0%}"), ("errors", "errors", "{}"),
-                         ("lost", "lost", "{}")]))  # fmt: skip
-    for r in rows:
-        name = f"{r['system']} {r['workload']}"
-        if r["errors"] or r["errors_total"] or r["lost"] or r["stalled"]:
-            say(f"  {name}: {r['errors']} errors ({r['errors_total']} in all) "
-                f"{r['error_names']}, {r['lost']} lost, stalled {r['stalled']}")  # fmt: skip
-        if r["other_cpu_busy"] > OTHER_CPU_WARN:
-            say(f"  {name}: other processes used {r['other_cpu_busy']:.0%} of a core "
-                f"({', '.join(r['other_top'])}): figures are suspect")  # fmt: skip
+                         *LOAD_TAIL]))  # fmt: skip
+    load_notes(rows, say, lambda r: f"{r['system']} {r['workload']}")
     for s in ("meshreg", "etcd"):
         listen = (result.get(s) or {}).get("listener")
         if listen and (listen["timeouts"] or listen["errors"]):
             limit = result["settings"]["change_timeout"]
             say(f"  {s} listener: {listen['timeouts']} changes not heard within "
                 f"{limit:g}s, errors {listen['errors']}")  # fmt: skip
-    for line in result["skipped"]:
-        say(f"  skipped {line}")
+    load_notes([], say, skipped=result["skipped"])
 
 
 def config_targets(result: dict[str, Any]) -> list[list[str]]:

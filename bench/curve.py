@@ -20,13 +20,14 @@ from bench.common import (
     Scenario,
     fmt_table,
     free_port_block,
+    load_notes,
     make_keys,
     owned_services,
     start_cluster,
     with_log_dir,
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
-from bench.throughput import PER_LOADER
+from bench.throughput import PER_LOADER, register_share
 
 MODES = ("plain", "CURVE")
 GOAL_LOST = 0.10  # the goal: CURVE costs less than 10% of the beats/s
@@ -92,7 +93,10 @@ def _run(
     targets = {m: beats(node[m].port) for m in MODES}
     add("beat, 1 node", _measure_pair(opts.repeat, load(targets, pids)))
     targets = {
-        m: [(node[m].port, ("register", PER_LOADER, None, c * PER_LOADER)) for c in range(clients)]
+        m: [
+            (node[m].port, ("register", register_share(opts), None, c * PER_LOADER))
+            for c in range(clients)
+        ]
         for m in MODES
     }
     top = _measure_pair(opts.repeat, load(targets, pids))
@@ -191,12 +195,7 @@ def report(result: dict[str, Any], say: Say) -> None:
     if share is not None:
         met = "met" if share < GOAL_LOST else "NOT MET"
         say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: {met})")
-    for r in result["rows"]:
-        if r["errors"] or r["lost"] or r["stalled"]:
-            say(
-                f"  {r['workload']} {r['security']}: errors {r['error_names']}, "
-                f"{r['lost']} lost, stalled={r['stalled']}"
-            )
+    load_notes(result["rows"], say, lambda r: f"{r['workload']} {r['security']}")
     for mode, p in (result.get("propagation") or {}).items():
         if p["timeouts"] or p["errors"]:
             say(f"  propagation {mode}: timeouts {p['timeouts'][:3]} errors {p['errors'][:3]}")

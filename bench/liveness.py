@@ -2,20 +2,44 @@
 beats (bench/README.md).  Per row, on a fresh node with the default timings: K client
 processes register N/K instances (``register_many``), then the node's CPU share and RSS,
 the clients' CPU, and for session rows the time until a SIGKILLed client's instances turn
-unhealthy; beside each session row, etcd holding the same N keys on K leases with the same
-client processes (bench/liveness_etcd.py; ``--only etcd`` runs only those rows,
-``--no-peers`` skips them; skipped, saying how to install it, when etcd is absent).
+unhealthy.  Beside each session row, etcd holding the same N keys with the same K client
+processes (``--only etcd``: only those rows; ``--no-peers``: none; skipped, saying how to
+install it, when etcd is absent): each does what an etcd client keeping a session does
+(clientv3 ``concurrency.Session``): one lease per process, TTL = meshreg's unhealthy-after
+(15 s), kept alive on one LeaseKeepAlive stream every beat interval (TTL/3 = 5 s,
+clientv3's), started right after the grant so that a long registration does not outlive
+the lease; its share of the keys put on that lease in transactions of TXN_OPS puts (etcd's
+default ``--max-txn-ops``), TXN_WINDOW in flight (as ``register_many`` batches); then the
+same figures, and the time until etcd deleted a SIGKILLed client's keys.  ``--unhealthy-after``,
+``--check-interval`` and ``--beat-interval`` shorten the timings (the smoke test's).
 Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import signal
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
+from bench.baselines import (
+    CONNECT_SECONDS,
+    ETCD,
+    _etcd_channel,
+    _field,
+    _ints,
+    _measured,
+    etcd_missing,
+    etcd_selfcheck,
+    lease_grant_response,
+    lease_keepalive_response,
+    start_etcd,
+)
 from bench.common import (
     MB,
     Procs,
@@ -29,135 +53,245 @@ from bench.common import (
     wait_until,
     with_log_dir,
 )
-from bench.liveness_etcd import (
-    KEEPALIVE_INTERVAL,
-    LEASE_TTL,
-    TXN_OPS,
-    etcd_missing,
-    run_etcd_row,
-)
 
-BEAT_INTERVAL = 5.0  # s; the client default
-UNHEALTHY_AFTER, CHECK_INTERVAL = 15.0, 5.0  # s; the node defaults
 REGISTER_SECONDS = 600.0  # bound on one row's registrations (a million take about a minute)
 HOLD_SECONDS = 1800.0  # bound on how long a client process holds its instances
-EXPIRY_SECONDS = UNHEALTHY_AFTER + CHECK_INTERVAL + 40.0  # bound on the expiry measurement
 GOAL_CPU = 0.10  # share of one core: the node at 1M, one client at 100k (issue 13)
 GOAL_RSS_MB = 1000.0  # the node at 1M
+TXN_OPS = 128  # etcd puts per transaction: etcd's default --max-txn-ops
+TXN_WINDOW = 8  # etcd transactions in flight per client process
+RPC_SECONDS = 60.0  # deadline of one etcd request
+PREFIX = b"/live/"  # every etcd key of the row; the range [PREFIX, PREFIX_END) counts them
+PREFIX_END = b"/live0"
+NODE_DEFAULTS = (15.0, 5.0)  # s: the node's unhealthy-after and check interval
 
 
-def _holder_main(
-    address: str, first: int, count: int, sessions: bool, ready: Any, go: Any, out: Any
-) -> None:
-    """One client process: register ``count`` instances, report, hold them (beats or
-    renewals from its I/O thread) until killed or HOLD_SECONDS pass."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+def instance(i: int) -> tuple[str, str, int]:
+    """(service, ip, port) of instance ``i``: 100 per service, unique below 2**32."""
+    return f"live-svc-{i // 100}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 8000 + (i >> 24)
+
+
+def _meshreg_holder(
+    address: str, sessions: bool, beat_interval: float, first: int, count: int
+) -> Callable[[], int]:
+    """A meshreg client process's set-up: its registration, which returns the failures."""
     from meshreg import Client
 
+    client = Client([address], timeout=10.0, attempt_timeout=2.0, sessions=sessions,
+                    beat_interval=beat_interval)  # fmt: skip
+    items = [dict(zip(("service", "ip", "port"), instance(i), strict=True))
+             for i in range(first, first + count)]  # fmt: skip
+    return lambda: len(client.register_many(items, timeout=REGISTER_SECONDS))
+
+
+def _etcd_holder(port: int, ttl: int, interval: float, first: int, count: int) -> Any:
+    """An etcd client process's set-up: one lease, its keep-alive stream, ``count`` keys put
+    on it in pipelined transactions, which return the failures."""
+    channel = _etcd_channel(port, CONNECT_SECONDS)
+    grant = channel.unary_unary(ETCD + "Lease/LeaseGrant")
+    txn = channel.unary_unary(ETCD + "KV/Txn")
+    pairs = []
+    for i in range(first, first + count):
+        service, ip, p = instance(i)
+        value = (f'{{"ip":"{ip}","port":{p},"weight":1.0,"healthy":true,'
+                 f'"cluster":"DEFAULT","metadata":{{}}}}')  # fmt: skip
+        pairs.append((PREFIX + f"{service}/{ip}:{p}".encode(), value.encode()))
+
+    def register() -> int:
+        lease_id, _, error = lease_grant_response(grant(_field(1, ttl), timeout=RPC_SECONDS))
+        if error or lease_id <= 0:
+            raise RuntimeError(f"LeaseGrant failed: {error!r} (id {lease_id})")
+        _keepalive(channel, lease_id, interval)
+        lease = _field(3, lease_id)
+        pending: deque[tuple[Any, int]] = deque()
+        failed = 0
+        for start in range(0, count, TXN_OPS):  # bounded: count / TXN_OPS transactions
+            batch = pairs[start : start + TXN_OPS]
+            body = b"".join(_field(2, _field(2, _field(1, k) + _field(2, v) + lease))
+                            for k, v in batch)  # fmt: skip  # TxnRequest.success[].request_put
+            pending.append((txn.future(body, timeout=RPC_SECONDS), len(batch)))
+            while len(pending) >= TXN_WINDOW or (start + TXN_OPS >= count and pending):
+                future, size = pending.popleft()
+                if future.exception() is not None or not _ints(future.result()).get(2):
+                    failed += size  # TxnResponse.succeeded (field 2) is true without compares
+        return failed
+
+    return register
+
+
+def _keepalive(channel: Any, lease_id: int, interval: float) -> None:
+    """Keep ``lease_id`` alive on one stream, one request every ``interval`` s, for at most
+    HOLD_SECONDS (a daemon thread; the process is killed at the end of the row)."""
+    import grpc
+
+    def requests() -> Any:
+        for _ in range(int(HOLD_SECONDS / interval) + 1):  # bounded: the hold time
+            yield _field(1, lease_id)
+            time.sleep(interval)
+
+    def consume() -> None:
+        call = channel.stream_stream(ETCD + "Lease/LeaseKeepAlive")(
+            requests(), timeout=HOLD_SECONDS + 60)  # fmt: skip
+        try:
+            for answer in call:  # bounded: one per request, and the stream's deadline
+                lease_keepalive_response(answer)  # an expired lease: its keys go, as the row shows
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=consume, daemon=True, name="etcd-keepalive").start()
+
+
+def _holder_main(setup: Any, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
+    """One client process: ``setup(*args)``, report ready, register on ``go``, report, then
+    hold the instances (beats, renewals or keep-alives from its threads) until killed or
+    HOLD_SECONDS pass."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     try:
-        client = Client([address], timeout=10.0, attempt_timeout=2.0, sessions=sessions)
-        items = [
-            {
-                "service": f"live-svc-{i // 100}",  # 100 instances per service
-                "ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
-                "port": 8000 + (i >> 24),
-            }
-            for i in range(first, first + count)
-        ]
+        register = setup(*args)
         ready.put(os.getpid())
         go.wait(120)
         t0 = time.perf_counter()
-        failed = client.register_many(items, timeout=REGISTER_SECONDS)
-        out.put(
-            {"pid": os.getpid(), "count": count, "failed": len(failed),
-             "seconds": time.perf_counter() - t0}
-        )  # fmt: skip
+        failed = register()
+        out.put({"pid": os.getpid(), "count": args[-1], "failed": failed,
+                 "seconds": time.perf_counter() - t0})  # fmt: skip
     except Exception as exc:  # report, do not hang the parent
-        out.put({"pid": os.getpid(), "count": count, "aborted": f"{type(exc).__name__}: {exc}"})
+        out.put({"pid": os.getpid(), "count": args[-1], "aborted": f"{type(exc).__name__}: {exc}"})
         return
     time.sleep(HOLD_SECONDS)
     os._exit(0)  # no close: the parent ends the row by killing us
 
 
-def _instances(port: int) -> dict[str, int]:
-    return dict(stats(port)["instances"])
+def hold_row(
+    procs: Procs, ctx: Any, row: dict[str, Any], pid: int, setup: Any, args: tuple[Any, ...],
+    held: Callable[[], int], gone: Callable[[int, int], bool], expiry: bool,
+    opts: argparse.Namespace, say: Say,
+) -> dict[str, Any]:  # fmt: skip
+    """K client processes (``setup(*args, first, count)``) register N instances on the
+    server ``pid``; then its CPU share and RSS and the clients' CPU over ``--seconds``,
+    whether ``held()`` (instances held healthy) stays N, and with ``expiry`` the time from
+    SIGKILLing one client until ``gone(N, its count)``.  Fills ``row``."""
+    n, clients, label = row["instances"], row["clients"], row["mode"]
+    ctx = mp.get_context("spawn")  # as a user's client process starts (not the fork server)
+    rss_empty = rss_bytes(pid)
+    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    share = n // clients
+    children = procs.start_children([
+        ctx.Process(target=_holder_main, daemon=True, args=(
+            setup, (*args, k * share, share if k < clients - 1 else n - k * share), ready, go, out))
+        for k in range(clients)
+    ])  # fmt: skip
+    try:
+        collect(ready, clients, children, 120 + n * 50e-6, "the client processes to start")
+        cpu0 = cpu_seconds(pid)
+        t0 = time.perf_counter()
+        go.set()
+        done = collect(out, clients, children, REGISTER_SECONDS + 60, "the registrations")
+        row["register_s"] = round(time.perf_counter() - t0, 2)
+        row["register_node_cpu_s"] = round(cpu_seconds(pid) - cpu0, 2)
+        aborted = [d["aborted"] for d in done if "aborted" in d]
+        failed = row["register_failed"] = sum(d.get("failed", 0) for d in done)
+        if aborted:
+            row["aborted"] = aborted[0]
+            return row
+        say(f"  {label}, {n:,} instances, {clients} clients: registered in {row['register_s']} s")
+        pids = {d["pid"]: d["count"] for d in done}
+        if wait_until(lambda: held() >= n - failed, 60) is None:
+            raise RuntimeError(f"{label}: {n - failed:,} instances not held within 60 s")
+        time.sleep(opts.beat_interval)  # warm-up: one beat interval (a bench, not a test)
+        before = held()
+        c0, k0, w0 = cpu_seconds(pid), sum(cpu_seconds(p) for p in pids), time.perf_counter()
+        time.sleep(opts.seconds)
+        c1, k1, w1 = cpu_seconds(pid), sum(cpu_seconds(p) for p in pids), time.perf_counter()
+        after = held()
+        rss = rss_bytes(pid)
+        row.update(
+            node_cpu=round((c1 - c0) / (w1 - w0), 4),
+            clients_cpu=round((k1 - k0) / (w1 - w0), 4),
+            rss_mb=round(rss / MB, 1),
+            rss_empty_mb=round(rss_empty / MB, 1),
+            bytes_per_instance=round((rss - rss_empty) / max(1, n)),
+            all_healthy=before == after == n - failed,
+            healthy_at_end=after,
+        )
+        say(f"    {label}: server CPU {row['node_cpu']:.1%}, RSS {row['rss_mb']:,.0f} MB, clients "
+            f"CPU {row['clients_cpu']:.1%}, all healthy: {row['all_healthy']}")  # fmt: skip
+        if expiry:
+            victim, owned = next(iter(pids.items()))
+            os.kill(victim, signal.SIGKILL)
+            killed = time.perf_counter()
+            limit = opts.unhealthy_after + opts.check_interval + 40.0
+            t = wait_until(lambda: gone(n - failed, owned), limit, 0.25)
+            row["expiry_s"] = None if t is None else round(t - killed, 2)
+            row["expired_instances"] = owned
+            say(f"    SIGKILL of a client holding {owned:,}: gone after {row['expiry_s']} s")
+        return row
+    finally:
+        procs.stop_children()
 
 
 def run_row(
     procs: Procs, ctx: Any, log_dir: str, n: int, clients: int, sessions: bool,
     opts: argparse.Namespace, say: Say,
 ) -> dict[str, Any]:  # fmt: skip
-    mode = "session" if sessions else "beats"
-    node = procs.node(log_dir, [])
+    timings = []  # the node exactly as a user starts it, unless told otherwise
+    if (opts.unhealthy_after, opts.check_interval) != NODE_DEFAULTS:
+        timings = [
+            "--unhealthy-after",
+            f"{opts.unhealthy_after:g}",
+            "--check-interval",
+            f"{opts.check_interval:g}",
+            "--evict-after",
+            f"{2 * opts.unhealthy_after:g}",
+        ]
+    node = procs.node(log_dir, timings)
     port = node.port
-    rss_empty = rss_bytes(node.pid)
-    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    share = n // clients
-    children = procs.start_children([
-        ctx.Process(target=_holder_main, daemon=True, args=(
-            node.address, k * share, share if k < clients - 1 else n - k * share, sessions,
-            ready, go, out))
-        for k in range(clients)
-    ])  # fmt: skip
-    row: dict[str, Any] = {"mode": mode, "instances": n, "clients": clients}
+    row: dict[str, Any] = {"mode": "session" if sessions else "beats", "instances": n,
+                           "clients": clients}  # fmt: skip
     try:
-        collect(ready, clients, children, 120 + n * 50e-6, "the client processes to start")
-        cpu0 = cpu_seconds(node.pid)
-        t0 = time.perf_counter()
-        go.set()
-        done = collect(out, clients, children, REGISTER_SECONDS + 60, "the registrations")
-        row["register_s"] = round(time.perf_counter() - t0, 2)
-        row["register_node_cpu_s"] = round(cpu_seconds(node.pid) - cpu0, 2)
-        aborted = [d["aborted"] for d in done if "aborted" in d]
-        failed = sum(d.get("failed", 0) for d in done)
-        row["register_failed"] = failed
-        if aborted:
-            row["aborted"] = aborted[0]
-            return row
-        say(f"  {mode}, {n:,} instances, {clients} clients: registered in {row['register_s']} s")
-        pids = {d["pid"]: d["count"] for d in done}
-        if wait_until(lambda: _instances(port)["total"] >= n - failed, 60) is None:
-            raise RuntimeError(f"the node did not list {n - failed:,} instances within 60 s")
-        time.sleep(BEAT_INTERVAL)  # warm-up: one beat interval (a bench, not a test)
-        before = _instances(port)
-        c0, k0, w0 = cpu_seconds(node.pid), sum(cpu_seconds(p) for p in pids), time.perf_counter()
-        time.sleep(opts.seconds)
-        c1, k1, w1 = cpu_seconds(node.pid), sum(cpu_seconds(p) for p in pids), time.perf_counter()
-        after = _instances(port)
-        node_stats = stats(port)
-        row.update(
-            node_cpu=round((c1 - c0) / (w1 - w0), 4),
-            clients_cpu=round((k1 - k0) / (w1 - w0), 4),
-            rss_mb=round(rss_bytes(node.pid) / MB, 1),
-            rss_empty_mb=round(rss_empty / MB, 1),
-            bytes_per_instance=round((rss_bytes(node.pid) - rss_empty) / max(1, n)),
-            all_healthy=before["healthy"] == after["healthy"] == n - failed,
-            healthy_at_end=after["healthy"],
-            beats_per_s=node_stats["beats_per_second"],
-            sessions=node_stats.get("sessions", {}).get("count"),
-        )
-        say(
-            f"    node CPU {row['node_cpu']:.1%}, RSS {row['rss_mb']:,.0f} MB, clients CPU "
-            f"{row['clients_cpu']:.1%}, all healthy: {row['all_healthy']}"
-        )
-        if sessions and opts.expiry and not (opts.quick and clients > 1):  # quick: once
-            row.update(_expiry(port, pids, say))
+        setup = (node.address, sessions, opts.beat_interval)
+        expiry = sessions and opts.expiry and not (opts.quick and clients > 1)  # quick: once
+        hold_row(procs, ctx, row, node.pid, _meshreg_holder, setup,
+                 lambda: int(stats(port)["instances"]["healthy"]),
+                 lambda _, owned: int(stats(port)["instances"]["unhealthy"]) >= owned,
+                 expiry, opts, say)  # fmt: skip
+        if "aborted" not in row:
+            node_stats = stats(port)
+            row.update(beats_per_s=node_stats["beats_per_second"],
+                       sessions=node_stats.get("sessions", {}).get("count"))  # fmt: skip
         return row
     finally:
-        procs.stop_children()
         node.stop()
         procs.nodes.remove(node)
 
 
-def _expiry(port: int, pids: dict[int, int], say: Say) -> dict[str, Any]:
-    """SIGKILL one client process: the time until the node lists its instances unhealthy."""
-    victim, held = next(iter(pids.items()))
-    os.kill(victim, signal.SIGKILL)
-    killed = time.perf_counter()
-    t = wait_until(lambda: _instances(port)["unhealthy"] >= held, EXPIRY_SECONDS, 0.25)
-    took = None if t is None else round(t - killed, 2)
-    say(f"    SIGKILL of a client holding {held:,}: all unhealthy after {took} s")
-    return {"expiry_s": took, "expired_instances": held}
+def run_etcd_row(
+    procs: Procs, ctx: Any, n: int, clients: int, opts: argparse.Namespace, say: Say
+) -> dict[str, Any]:
+    """The etcd row for ``n`` keys held by ``clients`` processes, one lease each."""
+    row: dict[str, Any] = {"mode": "etcd", "instances": n, "clients": clients, "leases": clients}
+    ttl = max(2, round(opts.unhealthy_after))  # etcd's least TTL is about 2 s
+
+    def body(port: int, pid: int) -> list[dict[str, Any]]:
+        etcd_selfcheck(port)  # the hand-made protobuf against this server
+        channel = _etcd_channel(port, CONNECT_SECONDS)
+        rng = channel.unary_unary(ETCD + "KV/Range")
+        request = _field(1, PREFIX) + _field(2, PREFIX_END) + _field(9, 1)  # count_only
+
+        def count() -> int:
+            return int(_ints(rng(request, timeout=RPC_SECONDS)).get(4, 0))  # RangeResponse.count
+
+        try:
+            expiry = opts.expiry and not (opts.quick and clients > 1)  # as meshreg's rows
+            hold_row(procs, ctx, row, pid, _etcd_holder, (port, ttl, opts.beat_interval), count,
+                     lambda held, owned: count() <= held - owned, expiry, opts, say)  # fmt: skip
+            return [row]
+        finally:
+            channel.close()
+
+    try:
+        return _measured(procs, "etcd", lambda work: start_etcd(procs, work)[0], body)[0]
+    except Exception as exc:  # the row records why; meshreg's rows are not lost
+        return {**row, "aborted": f"{type(exc).__name__}: {exc}"}
 
 
 def _etcd_plan(opts: argparse.Namespace) -> tuple[bool, bool, list[str]]:
@@ -180,8 +314,6 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
         plan += [(n, k, "session")] * mesh + [(n, k, "etcd")] * etcd  # side by side
     if opts.beat_row and mesh:
         plan.append((smallest, opts.clients, "beats"))  # the old way, same run
-    bounds = {"register": REGISTER_SECONDS, "hold": HOLD_SECONDS, "expiry": EXPIRY_SECONDS,
-              "warmup": BEAT_INTERVAL}  # fmt: skip
 
     def body(log_dir: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -191,8 +323,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
                 f"instances, {k} client process{'es' if k > 1 else ''} ...")  # fmt: skip
             try:
                 if mode == "etcd":
-                    expiry = opts.expiry and not (opts.quick and k > 1)  # as meshreg's rows
-                    rows.append(run_etcd_row(procs, ctx, n, k, opts, say, bounds, expiry))
+                    rows.append(run_etcd_row(procs, ctx, n, k, opts, say))
                     continue
                 rows.append(run_row(procs, ctx, log_dir, n, k, mode == "session", opts, say))
             except Exception as exc:  # a row failing must not cost the others
@@ -202,9 +333,13 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
         return rows
 
     rows = with_log_dir("meshreg-bench-liveness-", say, body)
-    return {"rows": rows, "seconds": opts.seconds, "timings": "default (5/5/15/30 s)",
-            "skipped": skipped, "etcd": {"lease_ttl_s": LEASE_TTL, "txn_ops": TXN_OPS,
-                                         "keepalive_s": KEEPALIVE_INTERVAL}}  # fmt: skip
+    timings = (opts.beat_interval, opts.check_interval, opts.unhealthy_after)
+    return {"rows": rows, "seconds": opts.seconds, "skipped": skipped,
+            "unhealthy_after": opts.unhealthy_after, "check_interval": opts.check_interval,
+            "timings": "beat / check / unhealthy-after / evict-after {:g}/{:g}/{:g}/{:g} s"
+            .format(*timings, 2 * opts.unhealthy_after),
+            "etcd": {"lease_ttl_s": max(2, round(opts.unhealthy_after)), "txn_ops": TXN_OPS,
+                     "keepalive_s": opts.beat_interval}}  # fmt: skip
 
 
 def _ratio(r: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -265,7 +400,7 @@ def goals(result: dict[str, Any]) -> list[list[str]]:
     expiries = [r["expiry_s"] for r in rows if r.get("expiry_s") is not None]
     if expiries or any("expiry_s" in r for r in rows):
         worst = max(expiries) if expiries else None
-        limit = UNHEALTHY_AFTER + CHECK_INTERVAL
+        limit = result["unhealthy_after"] + result["check_interval"]
         ok = worst is not None and len(expiries) == sum("expiry_s" in r for r in rows)
         out.append([f"session expiry within unhealthy_after + check_interval ({limit:g} s)",
                     f"{worst} s", "met" if ok and worst <= limit else "NOT MET"])  # fmt: skip
@@ -279,8 +414,9 @@ def report(result: dict[str, Any], say: Say) -> None:
         say(f"  {goal}: {figure} ({verdict})")
     if any(r["mode"] == "etcd" for r in result["rows"]):
         say(
-            f"  etcd: one lease per client process (TTL {LEASE_TTL} s, keep-alive every "
-            f"{KEEPALIVE_INTERVAL:g} s), keys put in transactions of {TXN_OPS}; 'all healthy': "
+            f"  etcd: one lease per client process (TTL {result['etcd']['lease_ttl_s']} s, "
+            f"keep-alive every {result['etcd']['keepalive_s']:g} s), keys put in transactions "
+            f"of {TXN_OPS}; 'all healthy': "
             "every key still there; SIGKILL: until etcd deleted the client's keys"
         )
     for line in result.get("skipped", []):
@@ -290,7 +426,9 @@ def report(result: dict[str, Any], say: Say) -> None:
 SCENARIOS = (
     Scenario("liveness", run, report, "what keeping N instances alive costs: sessions vs "
              "per-instance beats, SIGKILL expiry, next to etcd leases (issue 13)",
-             {"sizes": ((100_000,), (4000,)), "clients": (4, 4), "seconds": (10.0, 2.0)}),
+             {"sizes": ((100_000,), (4000,)), "clients": (4, 4), "seconds": (10.0, 2.0),
+              "unhealthy_after": (15.0, 15.0), "check_interval": (5.0, 5.0),
+              "beat_interval": (5.0, 5.0)}),
 )  # fmt: skip
 
 if __name__ == "__main__":  # python -m bench.liveness

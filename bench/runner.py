@@ -30,6 +30,8 @@ from bench.common import (
 
 MODULES = ("baselines", "throughput", "cluster", "scale", "curve", "attacks", "replication",
            "liveness", "beatloop", "config")  # fmt: skip
+# what the child processes run (imported once, in the fork server)
+CHILD_MODULES = ("bench.load", "bench.attacks", "bench.baselines", "bench.config")
 # option -> (default, default under --quick), unless the scenario has its own
 DEFAULTS: dict[str, tuple[Any, Any]] = {
     "seconds": (3.0, 1.0), "warmup": (0.5, 0.3), "clients": (2, 2), "window": (128, 128),
@@ -105,6 +107,10 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--junk-seconds", float, 0.1, 300, "attacks: M2 duration per kind")
     opt("--flood-seconds", float, 0.1, 300, "attacks: M6 duration")
     opt("--m6-services", int, 1, 1_000_000, "attacks: services registered before M6")
+    ap.add_argument("--share-nodes", action="store_true",
+                    help="attacks: one node per kind for every attack (a smoke run: its RSS "
+                    "figures carry the earlier attacks')")  # fmt: skip
+    opt("--settle", float, 0, 60, "attacks: s after an attack before the 'after' RSS (1)")
     opt("--busy-rate", float, 100, 1_000_000, "attacks: beats/s keeping the node busy in M1")
     opt("--max-attack-seconds", float, 1, 600, "attacks: bound on one attack's sending")
     opt("--deltas", int, 1, 200_000, "replication: deltas per run")
@@ -225,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    ctx = mp.get_context("spawn")  # fresh children: no forked ZeroMQ state
+    # Children (loaders, echo, bystanders; not liveness's clients) are forked from one fork
+    # server that imported their modules once and never made a ZeroMQ context or a thread:
+    # as clean as spawned ones, without an interpreter start and imports each (1-2 s on a
+    # busy 2-core machine, every row).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(CHILD_MODULES))
     procs = Procs()
     machine = machine_info()
     say("machine:")

@@ -12,12 +12,12 @@ from typing import Any
 from bench import baselines
 from bench.common import (
     LOAD_COLUMNS,
-    OTHER_CPU_WARN,
     QUIET,
     Procs,
     Say,
     Scenario,
     forwarded,
+    load_notes,
     owned_services,
     start_cluster,
     stats,
@@ -28,6 +28,13 @@ from bench.load import preload, run_load, run_rows, start_echo
 
 CLUSTER_SIZE = 3
 PER_LOADER = 50_000  # distinct instances a register loader sends before it cycles
+PER_LOADER_RATE = 40_000  # registers/s one loader never reaches: sizes a short row's share
+
+
+def register_share(opts: argparse.Namespace) -> int:
+    """Distinct instances per register loader: PER_LOADER, fewer for a row too short to send
+    them at PER_LOADER_RATE (building a template costs the loader ~30 us before the row)."""
+    return min(PER_LOADER, max(1000, int((opts.warmup + opts.seconds) * PER_LOADER_RATE)))
 
 
 class Bench:
@@ -59,22 +66,13 @@ class Bench:
     def peers(self, keep: str, kinds: tuple[str, ...], instances: int) -> None:
         """The baselines' rows whose workload has ``keep``: those of this run's
         ``baselines`` scenario, else measured here with the same loaders."""
-        o = self.opts
-        if o.baseline_rows is not None:
-            self.rows.extend(r for r in o.baseline_rows if keep in r["workload"])
+        if self.opts.baseline_rows is not None:
+            self.rows.extend(r for r in self.opts.baseline_rows if keep in r["workload"])
             return
-        for name, missing, runner in baselines.RUNNERS:
-            why = "not run (--no-peers)" if not o.peers else missing()
-            if name == "zookeeper" and "register" not in kinds:
-                continue
-            if why:
-                self.skipped.append(f"{name}: {why}")
-                continue
-            self.say(f"{name} on loopback ...")
-            got = runner(self.procs, self.ctx, o.clients, o.window, o.seconds, o.warmup,
-                         instances, kinds=kinds)  # fmt: skip
-            self.rows.extend(r for r in got if keep in r["workload"])
-            self.procs.stop_all()
+        rows, skipped = baselines.peer_rows(self.procs, self.ctx, self.opts, self.say, instances,
+                                            kinds)  # fmt: skip
+        self.rows.extend(r for r in rows if keep in r["workload"])
+        self.skipped += skipped
 
     def result(self, **extra: Any) -> dict[str, Any]:
         keys = ("instances", "seconds", "warmup", "clients", "window", "repeat")
@@ -140,7 +138,7 @@ def _register(log_dir: str, b: Bench) -> dict[str, Any]:
     node = procs.node(log_dir, QUIET)
     b.say(f"meshreg node on {node.address} (pid {node.pid}) ...")
     targets = [
-        (node.port, ("register", PER_LOADER, None, c * PER_LOADER)) for c in range(o.clients)
+        (node.port, ("register", register_share(o), None, c * PER_LOADER)) for c in range(o.clients)
     ]
     max_and_paced("meshreg register, 1 node", targets, [node.pid], (50, 25))
     procs.stop_all()
@@ -152,7 +150,7 @@ def _register(log_dir: str, b: Bench) -> dict[str, Any]:
         def spread(shift: int, base: int) -> list[Any]:
             """Loader c registers services owned by node c % 3, sending to node (c + shift) % 3."""
             n = CLUSTER_SIZE
-            return [(nodes[(c + shift) % n].port, ("register", PER_LOADER,
+            return [(nodes[(c + shift) % n].port, ("register", register_share(o),
                      owned[nodes[c % n].address], base + c * PER_LOADER))
                     for c in range(max(o.clients, n))]  # fmt: skip
 
@@ -188,14 +186,6 @@ def report_heartbeat(result: dict[str, Any], say: Say) -> None:
                      ("vs etcd", "ratio_vs_etcd", "{:.1f}x"), *LOAD_COLUMNS[2:],
                      ("other CPU", "other_cpu_busy", "{:.0%}")]))  # fmt: skip
     report_common(result, say)
-    worst = max(rows, key=lambda r: r["other_cpu_busy"])
-    if worst["other_cpu_busy"] > OTHER_CPU_WARN:
-        say(
-            f"  WARNING: other processes used up to {worst['other_cpu_busy']:.0%} of a core "
-            "during the runs; ops/s and latency are disturbed (server us/op much less so)."
-        )
-        for line in worst["other_top"]:
-            say(f"    {line}")
     s = result["node_stats"]
     say(f"  1-node stats after the run: beats_total={s.get('beats_total')} "
         f"errors_total={s.get('errors_total')}")  # fmt: skip
@@ -209,12 +199,7 @@ def report_register(result: dict[str, Any], say: Say) -> None:
 
 
 def report_common(result: dict[str, Any], say: Say) -> None:
-    for line in result["skipped"]:
-        say(f"  skipped {line}")
-    for r in result["rows"]:
-        if r["errors"] or r["lost"] or r["stalled"]:
-            say(f"  {r['workload']}: {r['errors']} error replies {r['error_names']}, "
-                f"{r['lost']} lost, stalled={r['stalled']}")  # fmt: skip
+    load_notes(result["rows"], say, skipped=result["skipped"])
 
 
 SCENARIOS = (

@@ -1,4 +1,5 @@
-"""The issue-10 benchmarks run end to end (``python -m bench curve attacks --quick``).
+"""The issue-10 benchmarks run end to end (``python -m bench curve attacks --quick``, with
+short rows and attacks, one node per kind for every attack: a smoke run, not a measurement).
 
 Figures are not asserted (performance is measured in bench/, never in a test);
 this checks that both start their processes, measure something, stop everything
@@ -15,7 +16,9 @@ from bench_runner import run_bench
 
 @pytest.mark.timeout(300)
 def test_quick_curve_and_attacks_run(tmp_path):
-    args = ["curve", "attacks", "--quick", "--clients", "1", "--changes", "6"]
+    args = ["curve", "attacks", "--quick", "--clients", "1", "--changes", "6", "--seconds", "0.2",
+            "--warmup", "0.05", "--settle", "0", "--sub-seconds", "0.3", "--slow-seconds", "0.3",
+            "--junk-seconds", "0.2", "--flood-seconds", "0.3", "--share-nodes"]  # fmt: skip
     doc, out = run_bench(tmp_path, args, 280)
     results = doc["results"]
     assert set(results) == {"curve", "attacks"}

@@ -1,4 +1,5 @@
-"""The benchmark suite runs end to end (``bin/meshreg-bench --quick``) and writes its results.
+"""The benchmark suite runs end to end (``bin/meshreg-bench --quick``, with short rows and
+small sizes: a smoke run, not a measurement) and writes its results.
 
 Figures are not asserted (performance is measured in bench/, never in a
 test); this checks that every benchmark starts its processes, measures
@@ -13,12 +14,16 @@ import os
 import pytest
 from bench_runner import ROOT, run_bench
 
+# short rows, small sizes, 1 s of watching after the failover's kill and restart
+SHORT = "--quick --no-peers --clients 1 --seconds 0.3 --warmup 0.1 --sizes 2000 --observe 1"
+SHORT += " --changes 10 --warmup-changes 2"
+
 
 @pytest.mark.timeout(420)
 def test_quick_suite_runs_every_benchmark(tmp_path):
     doc, out = run_bench(
         tmp_path,
-        ["--quick", "--no-peers", "--clients", "1"],
+        SHORT.split(),
         400,
         command=[os.path.join(ROOT, "bin", "meshreg-bench")],
     )
