@@ -37,7 +37,10 @@ Theory of operation
   them in first (the runtime's own order inside a turn then applies).
 * **Clients.**  :meth:`Network.client_request` sends a request from a new
   client connection to a node's client port; the reply (or
-  ``CLIENT_TIMEOUT``) ends it.
+  ``CLIENT_TIMEOUT``) ends it.  :meth:`Network.subscriber` is a client's SUB
+  on a node's notification port (service and config topics): it subscribes
+  through the node's XPUB as a ZeroMQ SUB does (the runtime admits each
+  subscription) and gets what the node publishes.
 * **Observation.**  The core's effects are recorded as the runtime takes
   them (changes, member events, counts) and the merge rule is checked on
   every change (:meth:`Network._check_versions`).

@@ -31,7 +31,7 @@ history, so none passes vacuously):
 * every acknowledged version is on every node and won its revision there
   (``check_acknowledged``);
 * every node holds the same current version of every data id, and the same kept history
-  (``check_converged``);
+  (``check_converged``), and its database loaded afresh gives the same (``check_disk``);
 * a publish refused with "nothing was written" appears nowhere (``check_refused``);
 * no answer to a read carrying ``min_revision`` was older (``check_reads``), and no node
   announced a data id at a lower revision than it announced before, across restarts
@@ -67,6 +67,7 @@ import pytest
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigKey, merge_order
+from meshreg.configcenter.sqlite_store import SqliteConfigStore
 from meshreg.errors import ErrorCode
 from meshreg.wire.config_replies import config_topic
 from meshreg.wire.replies import decode_reply, encode_request
@@ -192,6 +193,23 @@ def _history(store: ConfigStore, key: ConfigKey) -> list[tuple[Any, ...]]:
     return sorted(
         (e.revision, e.origin, e.md5, e.deleted, e.committed) for e in store.kept_versions(key)
     )
+
+
+def check_disk(stores: Stores, reloaded: Stores, keys: Iterable[ConfigKey]) -> list[str]:
+    """Every node's database, loaded afresh, gives the store the node holds in memory
+    (what a restart would start from: nothing it announced or acknowledged is missing)."""
+    out = []
+    for node, store in stores.items():
+        for key in keys:
+            mem, disk = store.current(key), reloaded[node].current(key)
+            if (mem is None) != (disk is None) or (
+                mem is not None and disk is not None
+                and (not mem.same_version(disk) or mem.committed != disk.committed)
+            ):  # fmt: skip
+                out.append(f"{node}: {key.data_id} is {_v(mem)} in memory, {_v(disk)} on disk")
+            elif _history(store, key) != _history(reloaded[node], key):
+                out.append(f"{node}: {key.data_id}: the history on disk differs from memory's")
+    return out
 
 
 def check_refused(refused: set[str], stores: Stores) -> list[str]:
@@ -458,6 +476,7 @@ class Listener(Client):
 
     def reconnect(self) -> None:
         if self.sub.reconnect():
+            self.net.count("sub_reconnects")
             self.net.log(f"{self.name} SUB reconnected to {self.node_id}")
 
     def resync(self) -> None:
@@ -700,10 +719,22 @@ class ConfigSim:
             out[node_id] = node.runtime.configs.store
         return out
 
+    def reloaded(self) -> dict[str, ConfigStore]:
+        """Every node's database loaded into a new store (a second connection, as a
+        restarted node would open it)."""
+        out = {}
+        for node_id, node in self.net.nodes.items():
+            assert node.runtime is not None and node.runtime.configs.db is not None
+            out[node_id] = store = ConfigStore(node.address)
+            with SqliteConfigStore(node.runtime.configs.db.path) as db:
+                db.load_into(store)
+        return out
+
     def problems(self) -> list[str]:
         stores, log = self.stores(), self.log
         out = check_acknowledged(log.acked, stores)
         out += check_converged(stores, KEYS)
+        out += check_disk(stores, self.reloaded(), KEYS)
         out += check_refused(log.refused, stores)
         out += check_reads(log.reads)
         out += check_announcements(log.announced)
@@ -728,11 +759,16 @@ class ConfigSim:
             (f"{k[6:]} {v}" for k, v in counts.items() if k.startswith("write_")), key=str
         )
         pushes = sum(len(lst.delivered) for lst in self.listeners)
+        planes = [n.runtime.configs.counters for n in self.net.nodes.values() if n.runtime]
+        commits = sum(c["group_commits"] for c in planes)
+        versions = sum(c["group_commit_versions"] for c in planes)
         top = {k.data_id: _v(self.stores()[next(iter(self.net.nodes))].current(k)) for k in KEYS}
         return (
             f"config sim {self.name} seed {self.net.seed}: writes {writes} ({', '.join(codes)}), "
-            f"refused {len(log.refused)}, reads {len(log.reads)}, listener deliveries {pushes}, "
-            f"announcements {len(log.announced)}, kills {self.killed}, final {top}"
+            f"refused {len(log.refused)}, reads {len(log.reads)}, listener deliveries {pushes} "
+            f"(SUB reconnects {counts.get('sub_reconnects', 0)}), "
+            f"announcements {len(log.announced)}, group commits {commits} of {versions} "
+            f"versions, kills {self.killed}, final {top}"
         )
 
     def check(self, writes_end: float, replay: str) -> None:
@@ -798,6 +834,17 @@ def test_loss_delay_and_slow_messages(data_dir: Path) -> None:
     sim.net.slow_prob, sim.net.slow_max = 0.02, 0.5
     sim.lossy(0.15, 4.0, 20.0)
     sim.check(26.0, nodeid("test_loss_delay_and_slow_messages", ""))
+
+
+def test_group_commit_in_the_sim_loop(data_dir: Path) -> None:
+    """Busy nodes (input waits for the next turn): a turn's versions share one commit."""
+    sim = ConfigSim("group commit", 41, data_dir, writers=12)
+    sim.net.batch_hold = 0.01
+    sim.check(10.0, nodeid("test_group_commit_in_the_sim_loop", ""))
+    stats = [n.runtime.configs.counters for n in sim.net.nodes.values() if n.runtime]
+    commits = sum(s["group_commits"] for s in stats)
+    versions = sum(s["group_commit_versions"] for s in stats)
+    assert commits > 0 and versions > 1.2 * commits, (commits, versions)
 
 
 # -- random mixes ---------------------------------------------------------------------------
@@ -960,3 +1007,13 @@ def test_check_minority_fails_on_an_ack_or_a_non_refusal_in_the_minority() -> No
                      "outcome unknown")]  # fmt: skip
     assert "not refused" in check_minority(hung, windows)[0]
     assert "not refused" in check_minority(unknown, windows)[0]
+
+
+def test_check_disk_fails_when_the_database_lacks_what_memory_holds() -> None:
+    a, b, first = _two_stores()
+    assert check_disk({"a": a}, {"a": b}, KEYS) == []
+    a.publish(KEYS[0], "unsaved", now=2.0)
+    assert "on disk" in check_disk({"a": a}, {"a": b}, KEYS)[0]
+    a2, b2, _ = _two_stores()
+    b2.apply(ConfigStore("c").publish(KEYS[0], "loser", now=1.0))  # only on disk: r1's loser
+    assert "history" in check_disk({"a": a2}, {"a": b2}, KEYS)[0]
