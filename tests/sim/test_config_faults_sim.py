@@ -514,14 +514,13 @@ class Listener(Client):
     def listen(self, key: ConfigKey, tried: tuple[str, ...] = ()) -> None:
         lst = self.held[key]
         node = self.node() if not tried else self.live_node(avoid=tried[-1])
+        lst.busy = node is not None  # one request per data id at a time, retries included
         if node is None:
             return
-        lst.busy = True
         held = lst.revision
 
         def done(outcome: Outcome) -> None:
             kind, value, _ = outcome
-            lst.busy = False
             if kind == "ok":
                 entry = value["entry"]
                 if entry is not None and entry["revision"] > lst.revision:
@@ -531,9 +530,10 @@ class Listener(Client):
                     self.deliver(key, entry["revision"], entry["md5"])
                 elif entry is None and value["deleted"] and value["revision"] > lst.revision:
                     self.deliver(key, value["revision"], None)
-            elif len(tried) < 2:
+            elif len(tried) < 2:  # behind or down: the next server, as the client does
                 self.net.after(0.05, self.listen, key, (*tried, node.node_id))
                 return
+            lst.busy = False
             if lst.want > lst.revision:
                 self.pull(key)
 
@@ -543,26 +543,27 @@ class Listener(Client):
     def pull(self, key: ConfigKey, tried: tuple[str, ...] = ()) -> None:
         lst = self.held[key]
         node = self.node() if not tried else self.live_node(avoid=tried[-1])
+        lst.busy = node is not None  # one request per data id at a time, retries included
         if node is None:
             return
-        lst.busy = True
         want = lst.want
 
         def done(outcome: Outcome) -> None:
             kind, value, _ = outcome
-            lst.busy = False
             if kind == "ok":
                 self.sim.log.reads.append(Read(self.name, key, want, value["revision"],
                                                self.net.now))  # fmt: skip
                 if value["revision"] > lst.revision:
                     self.deliver(key, value["revision"], value["md5"])
             elif kind == "error" and value is ErrorCode.NOT_FOUND:
+                lst.busy = False
                 if want > lst.revision:
                     self.deliver(key, want, None)  # deleted meanwhile
                 return
             elif len(tried) < 2:  # behind or down: the next server, as the client does
                 self.net.after(0.05, self.pull, key, (*tried, node.node_id))
                 return
+            lst.busy = False
             if lst.want > lst.revision:
                 self.pull(key)
 
