@@ -64,9 +64,23 @@ from typing import Any
 import msgpack
 import pytest
 
+from meshreg.client.actions import (
+    CallConfigListener,
+    Complete,
+    ConnectServer,
+    DirectSend,
+    Fail,
+    LogLine,
+    SendRequest,
+    WatchConfigTopic,
+)
+from meshreg.client.commands import ConfigListen
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
+from meshreg.client.messages import decode_notification_frames, decode_reply_frames
+from meshreg.client.session import ClientSession, SessionSettings
+from meshreg.config import PUB_PORT_OFFSET, parse_address
 from meshreg.configcenter.core import ConfigStore
-from meshreg.configcenter.model import ConfigKey, merge_order
+from meshreg.configcenter.model import ConfigKey, content_md5, merge_order
 from meshreg.configcenter.sqlite_store import SqliteConfigStore
 from meshreg.errors import ErrorCode
 from meshreg.wire.config_replies import config_topic
@@ -74,7 +88,7 @@ from meshreg.wire.replies import decode_reply, encode_request
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from network import Network, SimNode  # noqa: E402
+from network import Network, SimNode, SimSubscriber  # noqa: E402
 from test_distro_sim import TRACE_FILE, scenario_message, set_groups  # noqa: E402
 from test_faults_sim import SHORT  # noqa: E402
 
@@ -278,6 +292,20 @@ def check_listeners(
     return out
 
 
+def check_listener_calls(
+    calls: Mapping[str, Mapping[ConfigKey, list[tuple[float, str | None, int]]]],
+) -> list[str]:
+    """No listener callback is given a lower revision than the one before it."""
+    out = []
+    for name, per_key in calls.items():
+        for key, seq in per_key.items():
+            for (_, _, before), (t, _, rev) in zip(seq, seq[1:], strict=False):
+                if rev < before:
+                    out.append(f"listener {name} called with {key.data_id} r{rev} after "
+                               f"r{before} at t={t:.2f}")  # fmt: skip
+    return out
+
+
 def check_minority(
     writes: Iterable[Write], windows: Iterable[tuple[frozenset[str], float, float]]
 ) -> list[str]:
@@ -409,7 +437,7 @@ class Writer(Client):
                     )  # fmt: skip
                 )
                 sim.net.log(f"{self.name} {op} {key.data_id} acked r{value['revision']}")
-            elif kind == "error":
+            elif code is not None:
                 sim.net.count(f"write_{code.name.lower()}")
                 if content and "nothing was written" in message:
                     sim.log.refused.add(content)
@@ -571,6 +599,119 @@ class Listener(Client):
         request(self.net, node, "config_get", fields, READ_TIMEOUT, done)
 
 
+class Handle:
+    """A caller's handle (the client loop's Future), for the session's Complete/Fail."""
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def done(self) -> bool:
+        return self.finished
+
+
+class SessionListener:
+    """``Client.config_listen`` itself: a real :class:`ClientSession` (its config part,
+    client/config_session.py) driven as client/agent.py drives it - requests on a DEALER to
+    the server, the SUB on the server's notification port (moved on a failover, subscribed
+    again when its node restarted), ticks when it asks - with the sim's clock.  ``calls``:
+    every listener call per data id, (time, content, revision)."""
+
+    def __init__(self, sim: ConfigSim, name: str, first: str) -> None:
+        self.sim, self.net, self.name = sim, sim.net, name
+        ids = list(self.net.nodes)
+        order = ids[ids.index(first) :] + ids[: ids.index(first)]
+        servers = [parse_address(self.net.nodes[i].address) for i in order]
+        settings = SessionSettings(beat_interval=5.0, attempt_timeout=1.0, resync_interval=10.0)
+        self.session = ClientSession(servers, settings)
+        self.dealer: Any = None
+        self.sub: SimSubscriber | None = None
+        self.calls: dict[ConfigKey, list[tuple[float, str | None, int]]] = {k: [] for k in KEYS}
+        self.wake = 0
+
+    def start(self, at: float) -> None:
+        self.net.at(at, self._start)
+
+    def _start(self) -> None:
+        now = self.net.now
+        self.perform(self.session.start(now))
+        for key in KEYS:
+            command = ConfigListen(key, self._listener(key), 5.0, Handle())
+            self.perform(self.session.handle(command, now))
+        self.net.every(RECONNECT, self._reconnect)
+
+    def _listener(self, key: ConfigKey) -> Callable[[str | None, int], None]:
+        def called(content: str | None, revision: int) -> None:
+            self.calls[key].append((self.net.now, content, revision))
+
+        return called
+
+    def _reconnect(self) -> None:
+        if self.sub is not None and self.sub.reconnect():
+            self.net.count("sub_reconnects")
+
+    def _tick(self, wake: int) -> None:
+        if wake == self.wake:
+            self.perform(self.session.tick(self.net.now))
+
+    def perform(self, actions: list[Any]) -> None:
+        net, session = self.net, self.session
+        for action in actions:
+            match action:
+                case SendRequest(request_id=rid, body=body, via=via):
+                    if via is None:
+                        self.dealer.send_multipart([b"", body])
+                    else:  # straight to a member (registry writes only): not here
+                        result = session.direct_send_result(rid, DirectSend.UNUSABLE, net.now)
+                        self.perform(result)
+                case ConnectServer(host=host, port=port):
+                    address = f"{host}:{port}"
+                    self.dealer = net.client(address, self._replied)
+                    session.server_connected(address, None)
+                    endpoint = f"{host}:{port + PUB_PORT_OFFSET}"
+                    if self.sub is None or self.sub.endpoint != endpoint:
+                        if self.sub is not None:
+                            self.sub.close()
+                        self.sub = net.subscriber(net.by_address[address], self._pushed)
+                        for ckey in session.configs.listens:
+                            self.sub.subscribe(config_topic(ckey))
+                case WatchConfigTopic(key=key):
+                    assert self.sub is not None
+                    self.sub.subscribe(config_topic(key))
+                case CallConfigListener(listener=listener, content=content, revision=revision):
+                    listener(content, revision)
+                case Complete(reply_to=handle, result=result):
+                    handle.result, handle.finished = result, True
+                case Fail(reply_to=handle, error=error):
+                    handle.error, handle.finished = error, True
+                case LogLine(text=text):
+                    net.log(f"{self.name}: {text}")
+                case _:
+                    pass  # SaveConfig (no disk cache here), service watches
+        self.wake += 1
+        net.at(max(session.next_wake(net.now), net.now + 0.001), self._tick, self.wake)
+
+    def _replied(self, frames: list[bytes]) -> None:
+        reply = decode_reply_frames(frames)
+        self.perform(self.session.on_reply(self.session.server, reply, self.net.now))
+
+    def _pushed(self, frames: list[bytes]) -> None:
+        note = decode_notification_frames(frames)
+        self.perform(self.session.on_notification(note, self.net.now))
+
+    def final(self) -> dict[ConfigKey, tuple[int, str | None]]:
+        """Per data id: the revision the session holds, the md5 of the content its
+        listener was last given (None: deleted or never there)."""
+        out = {}
+        for key in KEYS:
+            lst = self.session.configs.listens[key]
+            calls = self.calls[key]
+            content = calls[-1][1] if calls else None
+            out[key] = (lst.revision, None if content is None else content_md5(content))
+        return out
+
+
 # -- the scenario ---------------------------------------------------------------------------
 class ConfigSim:
     """A cluster with config clients, a fault schedule and the checks."""
@@ -608,6 +749,7 @@ class ConfigSim:
         self.writers = [Writer(self, f"w{i}") for i in range(writers)]
         self.readers = [Reader(self, f"r{i}") for i in range(readers)]
         self.listeners = [Listener(self, f"l{i}", ids[i % n_nodes]) for i in range(n_nodes)]
+        self.sessions = [SessionListener(self, f"s{i}", ids[i]) for i in range(n_nodes)]
 
     # -- nodes and their instrumentation ----------------------------------------------------
     def start(self, node_id: str) -> None:
@@ -633,7 +775,7 @@ class ConfigSim:
                 owner = net.by_address[entry.origin].node_id
                 self.kill_owner(owner, self.kills.pop(0), entry)
 
-        plane._notify = announced  # type: ignore[method-assign]
+        plane._notify = announced
         plane._reply_entry = replied  # type: ignore[method-assign]
 
     def kill_owner(self, owner: str, downtime: float, entry: Any) -> None:
@@ -707,6 +849,8 @@ class ConfigSim:
             r.start(self.rng.uniform(2.0, 3.0))
         for lst in self.listeners:
             lst.start(self.rng.uniform(1.5, 2.5))
+        for session in self.sessions:
+            session.start(self.rng.uniform(1.5, 2.5))
         net.run_until(writes_end)
         self.kills = []
         self.heal()
@@ -743,7 +887,9 @@ class ConfigSim:
             lst.name: {k: (v.revision, v.md5) for k, v in lst.held.items()}
             for lst in self.listeners
         }
+        held.update({s.name: s.final() for s in self.sessions})
         out += check_listeners(held, stores)
+        out += check_listener_calls({s.name: s.calls for s in self.sessions})
         out += check_minority(log.writes, self.windows)
         not_ready = [n for n, node in self.net.nodes.items() if node.runtime is not None
                      and not node.runtime.configs.ready]  # fmt: skip
@@ -760,6 +906,7 @@ class ConfigSim:
             (f"{k[6:]} {v}" for k, v in counts.items() if k.startswith("write_")), key=str
         )
         pushes = sum(len(lst.delivered) for lst in self.listeners)
+        calls = sum(len(c) for s in self.sessions for c in s.calls.values())
         planes = [n.runtime.configs.counters for n in self.net.nodes.values() if n.runtime]
         commits = sum(c["group_commits"] for c in planes)
         versions = sum(c["group_commit_versions"] for c in planes)
@@ -767,7 +914,7 @@ class ConfigSim:
         return (
             f"config sim {self.name} seed {self.net.seed}: writes {writes} ({', '.join(codes)}), "
             f"refused {len(log.refused)}, reads {len(log.reads)}, listener deliveries {pushes} "
-            f"(SUB reconnects {counts.get('sub_reconnects', 0)}), "
+            f"(SUB reconnects {counts.get('sub_reconnects', 0)}), client listener calls {calls}, "
             f"announcements {len(log.announced)}, group commits {commits} of {versions} "
             f"versions, kills {self.killed}, final {top}"
         )
@@ -947,8 +1094,8 @@ def test_check_converged_fails_on_different_currents_or_histories() -> None:
     assert a.current(KEYS[0]) == b.current(KEYS[0])
     assert "histories" in check_converged({"a": a, "b": b}, KEYS)[0]
     a2, b2, _ = _two_stores()  # the same version, committed on one node only
-    b2.apply(replace(b2.publish(KEYS[1], "x", now=3.0)))
-    a2.apply(replace(b2.current(KEYS[1]), committed=True))  # type: ignore[arg-type]
+    x = b2.publish(KEYS[1], "x", now=3.0)
+    a2.apply(replace(x, committed=True))
     assert "committed" in check_converged({"a": a2, "b": b2}, KEYS)[0]
 
 
@@ -1018,3 +1165,9 @@ def test_check_disk_fails_when_the_database_lacks_what_memory_holds() -> None:
     a2, b2, _ = _two_stores()
     b2.apply(ConfigStore("c").publish(KEYS[0], "loser", now=1.0))  # only on disk: r1's loser
     assert "history" in check_disk({"a": a2}, {"a": b2}, KEYS)[0]
+
+
+def test_check_listener_calls_fails_on_a_callback_going_backwards() -> None:
+    k = KEYS[0]
+    assert check_listener_calls({"s0": {k: [(1.0, "a", 1), (2.0, None, 3), (3.0, "b", 4)]}}) == []
+    assert len(check_listener_calls({"s0": {k: [(1.0, "a", 3), (2.0, "b", 2)]}})) == 1
