@@ -493,6 +493,7 @@ class Listener(Client):
         self.topics = {config_topic(key): key for key in KEYS}
         self.sub = self.net.subscriber(self.net.nodes[node_id], self.pushed)
         self.delivered: list[tuple[float, ConfigKey, int]] = []
+        self.connected = False  # its SUB reached an XPUB once
 
     def start(self, at: float) -> None:
         for topic in self.topics:
@@ -504,8 +505,10 @@ class Listener(Client):
 
     def reconnect(self) -> None:
         if self.sub.reconnect():
-            self.net.count("sub_reconnects")
-            self.net.log(f"{self.name} SUB reconnected to {self.node_id}")
+            if self.connected:  # not its first connection: the node restarted
+                self.net.count("sub_reconnects")
+            self.connected = True
+            self.net.log(f"{self.name} SUB (re)connected to {self.node_id}")
 
     def resync(self) -> None:
         for key in KEYS:
