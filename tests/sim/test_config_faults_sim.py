@@ -811,17 +811,32 @@ class ConfigSim:
         cut = frozenset(minority)
         self.plan.append(f"partition {sorted(cut)} {at:.1f}+{length:.1f}")
 
+        mine: list[int] = []  # the index of its window, once it began
+
         def begin() -> None:
-            if self.net.groups is None:
+            if self.net.groups is None:  # one partition at a time
                 set_groups(self.net, [cut, frozenset(self.net.nodes) - cut])
-                self.windows.append((cut, self.net.now, at + length))
+                mine.append(len(self.windows))
+                self.windows.append((cut, self.net.now, float("inf")))
 
         def end() -> None:
-            if self.windows and self.windows[-1][0] == cut:
-                set_groups(self.net, None)
+            if mine and self.partitioned == mine[0]:
+                self.end_partition()
 
         self.net.at(at, begin)
         self.net.at(at + length, end)
+
+    @property
+    def partitioned(self) -> int | None:
+        """The index of the partition on now, if any."""
+        if self.windows and self.windows[-1][2] == float("inf"):
+            return len(self.windows) - 1
+        return None
+
+    def end_partition(self) -> None:
+        cut, start, _ = self.windows[-1]
+        self.windows[-1] = (cut, start, self.net.now)
+        set_groups(self.net, None)
 
     def lossy(self, loss: float, at: float, length: float) -> None:
         self.plan.append(f"loss {loss:.2f} {at:.1f}+{length:.1f}")
@@ -833,8 +848,8 @@ class ConfigSim:
         net.loss = 0.0
         net.oneway_loss.clear()
         net.slow_prob = 0.0
-        if net.groups is not None:
-            set_groups(net, None)
+        if self.partitioned is not None:
+            self.end_partition()
         for node_id, node in net.nodes.items():
             if node.runtime is None:
                 self.start(node_id)
