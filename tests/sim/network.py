@@ -147,9 +147,11 @@ class Network(MemoryNetwork):
         max_skew: float = 0.0,
         trace: bool = False,
         data_dir: str | None = None,
+        node_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(seed)
         self.data_dir = data_dir  # each node's configs in <data_dir>/<node id> (None: memory)
+        self.node_options = node_options or {}  # more NodeConfig fields (config_keep_*, ...)
         self.req_ids = itertools.count(1)  # client request ids
         self.instance_ids = itertools.count(0)  # simulated providers' instance numbers
         self.health = health or HealthPolicy()
@@ -201,6 +203,7 @@ class Network(MemoryNetwork):
             peers=tuple(self.peer_list),
             security=SecurityConfig(insecure=True),
             data_dir=os.path.join(self.data_dir, node_id) if self.data_dir else "",
+            **self.node_options,
         )
         transport = self.transport(node_id)
         runtime = NodeRuntime(

@@ -17,13 +17,16 @@ Clients (all through the client port, as ``meshreg.client`` sends them):
   held revision pulls (``config_get`` with ``min_revision`` = the pushed revision, on
   another node if that one cannot answer), a delete push is taken as is, every
   ``CONFIG_RESYNC_INTERVAL`` a ``config_listen`` with the held revision; the SUB
-  subscribes again when its node restarted (a ZeroMQ SUB does on reconnect).
+  subscribes again when its node restarted (a ZeroMQ SUB does on reconnect);
+* **client sessions**: the client's own ``ClientSession`` listening to every data id,
+  driven as client/agent.py drives it (``SessionListener``).
 
 Faults: the responsible node killed right after it acknowledged a write (SIGKILL: what it
 sent after the reply is lost) and restarted from its database; a node paused longer than
 every timeout; a partition longer than ``evict_after``; loss, delay and slow messages; and
-random mixes of them.  Then everything heals, writes stop, and the run goes on past one
-resync interval.
+random mixes of them (on 3 or 5 nodes, some keeping only 5 revisions of history, so
+pruning runs all along).  Then everything heals, writes stop, and the run goes on past
+one resync interval.
 
 Invariants (each a function below with a unit test showing it fails on a made-up bad
 history, so none passes vacuously):
@@ -37,7 +40,8 @@ history, so none passes vacuously):
   announced a data id at a lower revision than it announced before, across restarts
   (``check_announcements``);
 * every listener ends on the final revision (and content) of every data id it listens to
-  (``check_listeners``);
+  (``check_listeners``), and no client session's callback got a lower revision than the
+  one before (``check_listener_calls``);
 * a node cut off in a minority acknowledges no write sent to it during the partition, and
   once its view has dropped the others refuses writes with UNAVAILABLE at once
   (``check_minority``).
@@ -160,11 +164,17 @@ class Log:
 Stores = Mapping[str, ConfigStore]
 
 
-def check_acknowledged(acked: Iterable[Acked], stores: Stores) -> list[str]:
-    """Every acknowledged version is held by every node and won its revision."""
+def check_acknowledged(
+    acked: Iterable[Acked], stores: Stores, keep_revisions: int | None = None
+) -> list[str]:
+    """Every acknowledged version is held by every node and won its revision (if it is
+    within the ``keep_revisions`` below the current revision: older ones may be pruned)."""
     out = []
     for a in acked:
         for node, store in stores.items():
+            cur = store.current(a.key)
+            if keep_revisions and cur is not None and a.revision <= cur.revision - keep_revisions:
+                continue
             held = [e for e in store.entries(a.key) if e.revision == a.revision]
             won = max(held, key=merge_order) if held else None
             if won is None or won.identity != (a.origin, a.md5) or won.deleted != a.deleted:
@@ -728,8 +738,10 @@ class ConfigSim:
         writers: int = 3,
         readers: int = 2,
         trace: bool = False,
+        keep_revisions: int = 100,
     ) -> None:
         self.name = name
+        self.keep_revisions = keep_revisions
         ids = [f"n{i}" for i in range(n_nodes)]
         self.net = net = Network(
             seed,
@@ -738,6 +750,7 @@ class ConfigSim:
             cluster=SHORT.cluster,
             trace=trace or bool(TRACE_FILE),
             data_dir=str(data_dir),
+            node_options={"config_keep_revisions": keep_revisions},
         )
         self.rng = random.Random(f"cfgsim-{name}-{seed}")
         self.log = Log()
@@ -895,7 +908,7 @@ class ConfigSim:
 
     def problems(self) -> list[str]:
         stores, log = self.stores(), self.log
-        out = check_acknowledged(log.acked, stores)
+        out = check_acknowledged(log.acked, stores, self.keep_revisions)
         out += check_converged(stores, KEYS)
         out += check_disk(stores, self.reloaded(), KEYS)
         out += check_refused(log.refused, stores)
@@ -1017,10 +1030,11 @@ def test_group_commit_in_the_sim_loop(data_dir: Path) -> None:
 def plan_random(seed: int, data_dir: Path, trace: bool = False) -> tuple[ConfigSim, float]:
     rng = random.Random(f"config-fault-plan-{seed}")
     n_nodes = rng.choice((3, 3, 5))
-    sim = ConfigSim("random", seed, data_dir, n_nodes=n_nodes, trace=trace)
+    keep = rng.choice((100, 5))  # 5: history pruned all along (and the checks allow it)
+    sim = ConfigSim("random", seed, data_dir, n_nodes=n_nodes, trace=trace, keep_revisions=keep)
     ids = list(sim.net.nodes)
     sim.net.max_delay = rng.choice((0.002, 0.02, 0.03))
-    sim.plan.append(f"{n_nodes} nodes, delay <= {sim.net.max_delay}")
+    sim.plan.append(f"{n_nodes} nodes, delay <= {sim.net.max_delay}, keep {keep} revisions")
     h, c = SHORT.health, SHORT.cluster
     t = rng.uniform(4.0, 6.0)
     kills: list[float] = []
@@ -1098,6 +1112,11 @@ def test_check_acknowledged_fails_on_a_lost_or_beaten_version() -> None:
     other.apply(replace(first, committed=False))
     problems = check_acknowledged([_acked(first)], {"a": a, "c": other})
     assert len(problems) == 1 and "lost" in problems[0], problems
+    # pruned below the retention window: not required; within it: required
+    later = ConfigStore("c")
+    later.apply(replace(a.publish(KEYS[0], "two", now=2.0), committed=True))
+    assert check_acknowledged([_acked(first)], {"c": later}, keep_revisions=1) == []
+    assert len(check_acknowledged([_acked(first)], {"c": later}, keep_revisions=2)) == 1
 
 
 def test_check_converged_fails_on_different_currents_or_histories() -> None:
