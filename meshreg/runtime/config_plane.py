@@ -40,7 +40,7 @@ offset): the store stamps versions with it and prunes by age; deadlines use it t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -565,7 +565,7 @@ class ConfigPlane:
         self._now = now
         match effect:
             case Persist():
-                self._announce({e.key for e in effect.entries}, now)
+                self._announce(dict.fromkeys(e.key for e in effect.entries), now)  # ordered
             case (
                 SendRecord()
                 | SendAck()
@@ -602,7 +602,7 @@ class ConfigPlane:
         self.counters["subscription_syncs"] += 1
         self._notify(encode_config_change(current))
 
-    def _announce(self, keys: set[ConfigKey], now: float) -> None:
+    def _announce(self, keys: Iterable[ConfigKey], now: float) -> None:
         for key in keys:
             current = self.store.current(key)
             if current is None:

@@ -82,11 +82,12 @@ from meshreg.client.commands import ConfigListen
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
 from meshreg.client.messages import decode_notification_frames, decode_reply_frames
 from meshreg.client.session import ClientSession, SessionSettings
-from meshreg.config import PUB_PORT_OFFSET, parse_address
+from meshreg.config import PUB_PORT_OFFSET, NodeConfig, parse_address
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigKey, content_md5, merge_order
 from meshreg.configcenter.sqlite_store import SqliteConfigStore
 from meshreg.errors import ErrorCode
+from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.wire.config_replies import config_topic
 from meshreg.wire.replies import decode_reply, encode_request
 
@@ -1208,3 +1209,24 @@ def test_check_listener_calls_fails_on_a_callback_going_backwards() -> None:
     k = KEYS[0]
     assert check_listener_calls({"s0": {k: [(1.0, "a", 1), (2.0, None, 3), (3.0, "b", 4)]}}) == []
     assert len(check_listener_calls({"s0": {k: [(1.0, "a", 3), (2.0, "b", 2)]}})) == 1
+
+
+def test_a_node_announces_a_turns_versions_in_their_order() -> None:
+    """A replay needs the same sends in the same order: versions persisted together are
+    announced in the order they came, not in a set's order (which follows the string hash
+    seed of the process: a seed of the random mix ran differently from run to run)."""
+    notes: list[str] = []
+    config = NodeConfig(host="10.9.0.1", port=7400, peers=("10.9.0.1:7400", "10.9.0.2:7400"))
+    plane = ConfigPlane(
+        config,
+        100.0,
+        lambda peer, frames: True,
+        lambda envelope, body: None,
+        lambda frames: notes.append(msgpack.unpackb(frames[1], raw=False)["data_id"]),
+    )
+    other = ConfigStore("10.9.0.2:7400")
+    keys = [ConfigKey("public", "DEFAULT_GROUP", f"k{i:02}-{i * 7919 % 101}") for i in range(24)]
+    versions = [replace(other.publish(k, "x", now=99.0), committed=True) for k in keys]
+    plane._run(plane.replicator.on_versions(versions), 100.0)
+    plane.flush(100.0)
+    assert notes == [k.data_id for k in keys]
