@@ -85,6 +85,7 @@ from meshreg.client.session import ClientSession, SessionSettings
 from meshreg.config import PUB_PORT_OFFSET, NodeConfig, parse_address
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigKey, content_md5, merge_order
+from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore
 from meshreg.errors import ErrorCode
 from meshreg.runtime.config_plane import ConfigPlane
@@ -492,6 +493,7 @@ class Listening:
     md5: str | None = None
     busy: bool = False
     want: int = 0
+    recheck: bool = False  # another version was announced at the held revision
 
 
 class Listener(Client):
@@ -543,12 +545,17 @@ class Listener(Client):
             return
         body = msgpack.unpackb(frames[1], raw=False)
         lst = self.held[key]
-        if body["revision"] <= lst.revision:
+        if body["revision"] < lst.revision:
             return
+        if body["revision"] == lst.revision:  # the client's rule: another version won it?
+            if lst.md5 == (None if body["deleted"] else body["md5"]):
+                return
+            lst.recheck = True
         lst.want = max(lst.want, body["revision"])
         if lst.busy:
             return
         if body["deleted"]:
+            lst.recheck = False
             self.deliver(key, body["revision"], None)
         else:
             self.pull(key)
@@ -576,7 +583,7 @@ class Listener(Client):
                 self.net.after(0.05, self.listen, key, (*tried, node.node_id))
                 return
             lst.busy = False
-            if lst.want > lst.revision:
+            if lst.want > lst.revision or lst.recheck:
                 self.pull(key)
 
         request(self.net, node, "config_listen", {**key_fields(key), "revision": held},
@@ -588,14 +595,17 @@ class Listener(Client):
         lst.busy = node is not None  # one request per data id at a time, retries included
         if node is None:
             return
-        want = lst.want
+        want = max(lst.want, lst.revision)
+        lst.recheck = False
 
         def done(outcome: Outcome) -> None:
             kind, value, _ = outcome
             if kind == "ok":
                 self.sim.log.reads.append(Read(self.name, key, want, value["revision"],
                                                self.net.now))  # fmt: skip
-                if value["revision"] > lst.revision:
+                if value["revision"] > lst.revision or (
+                    value["revision"] == lst.revision and value["md5"] != lst.md5
+                ):
                     self.deliver(key, value["revision"], value["md5"])
             elif kind == "error" and value is ErrorCode.NOT_FOUND:
                 lst.busy = False
@@ -606,7 +616,7 @@ class Listener(Client):
                 self.net.after(0.05, self.pull, key, (*tried, node.node_id))
                 return
             lst.busy = False
-            if lst.want > lst.revision:
+            if lst.want > lst.revision or lst.recheck:
                 self.pull(key)
 
         fields = {**key_fields(key), "min_revision": want}
@@ -1230,3 +1240,49 @@ def test_a_node_announces_a_turns_versions_in_their_order() -> None:
     plane._run(plane.replicator.on_versions(versions), 100.0)
     plane.flush(100.0)
     assert notes == [k.data_id for k in keys]
+
+
+def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -> None:
+    """The owner, cut off before its view noticed, stores a version (and announces it:
+    its listeners pull it) that never reaches a majority; the majority's new owner assigns
+    the same revision to another write, acknowledged.  After the heal the cut-off node
+    takes the acknowledged one (the merge rule prefers it) and announces it at the same
+    revision: a listener that pulled the loser must end on the winner."""
+    sim = ConfigSim("lost revision", 51, data_dir, writers=0, readers=0)
+    net = sim.net
+    key = KEYS[0]
+    owner = responsible_config_node(key, [n.address for n in net.nodes.values()])
+    a = net.by_address[owner].node_id
+    ids = list(net.nodes)
+    b, c = (n for n in net.nodes if n != a)
+    outcomes: dict[str, Outcome] = {}
+
+    def publish(node: str, content: str) -> None:
+        fields = {**key_fields(key), "content": content}
+        request(net, net.nodes[node], "config_publish", fields, WRITE_TIMEOUT,
+                lambda o: outcomes.__setitem__(content, o))  # fmt: skip
+
+    for lst in sim.listeners:
+        lst.start(1.5)
+    for session in sim.sessions:
+        session.start(1.5)
+    net.at(3.0, publish, b, "first")
+    sim.partition([a], 5.0, 7.0)
+    net.at(5.05, publish, a, "lost")  # the owner's view still has a majority
+    net.at(9.0, publish, b, "won")  # the majority's view dropped the owner: b owns it now
+    sim.writes_end = 12.0
+    net.run_until(12.0 + SETTLE)
+    assert outcomes["first"][0] == "ok" and outcomes["won"][0] == "ok", outcomes
+    assert outcomes["lost"][0] != "ok", outcomes["lost"]
+    stores = sim.stores()
+    won = outcomes["won"][1]
+    assert stores[a].current(key).md5 == won["md5"]  # type: ignore[union-attr]
+    held = {lst.name: {key: (lst.held[key].revision, lst.held[key].md5)} for lst in sim.listeners}
+    held.update({s.name: {key: s.final()[key]} for s in sim.sessions})
+    # the client session on the cut-off node was given the losing version first ...
+    assert any(c == "lost" for _, c, _ in sim.sessions[ids.index(a)].calls[key])
+    # ... and none ends on it (before the fix: the listeners on the cut-off node)
+    pulled = [name for name, mine in held.items() if mine[key][1] == content_md5("lost")]
+    assert not pulled, pulled
+    assert not check_listeners(held, stores) + check_converged(stores, KEYS)
+    assert sum(lst.recheck for s in sim.sessions for lst in s.session.configs.listens.values()) == 0
