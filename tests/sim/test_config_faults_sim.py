@@ -1271,7 +1271,7 @@ def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -
     net.at(5.05, publish, a, "lost")  # the owner's view still has a majority
     net.at(9.0, publish, b, "won")  # the majority's view dropped the owner: b owns it now
     sim.writes_end = 12.0
-    net.run_until(12.0 + SETTLE)
+    net.run_until(20.0)  # before any resync (31.5 s): the pushes of the winner repair it
     assert outcomes["first"][0] == "ok" and outcomes["won"][0] == "ok", outcomes
     assert outcomes["lost"][0] != "ok", outcomes["lost"]
     stores = sim.stores()
