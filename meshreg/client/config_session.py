@@ -24,11 +24,11 @@ Rules (each with its constant below):
   and the client's labels, so the gray version is resolved per client); so does a push
   at the held revision announcing another version (two owners assigned it during a
   membership change and the one a majority acknowledged won over the one pulled); a
-  push meanwhile pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every failover each
-  listened data id is listened again with its held revision (what a disconnected
-  listener missed comes back that way).  Listeners are called when what this client is
-  served changes (content md5, type, deleted), not for a revision that changed nothing
-  for it (a gray version for other clients).
+  push meanwhile pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every
+  failover each listened data id is listened again with its held revision (what a
+  disconnected listener missed comes back that way).  Listeners are called when what
+  this client is served changes (content md5, type, deleted), not for a revision that
+  changed nothing for it (a gray version for other clients).
 * **Disk.** Every version read or pushed is saved (``SaveConfig``) when its revision is
   not the one saved last; a first listen no node answers is served from the disk copy
   (``ConfigListen.saved``), logged once, and replaced by the live version as soon as a
