@@ -25,12 +25,14 @@ Rules (each with its constant below):
 * **Listening.** A listened data id has its topic subscribed and a ``config_listen``
   with the revision held; the answer brings the current version if newer.  A push with
   a higher revision pulls it (``config_get`` with ``min_revision`` = the pushed revision
-  and the client's labels, so the gray version is resolved per client); a push meanwhile
-  pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every failover each
-  listened data id is listened again with its held revision (what a disconnected
-  listener missed comes back that way).  Listeners are called when what this client is
-  served changes (content md5, type, deleted), not for a revision that changed nothing
-  for it (a gray version for other clients).
+  and the client's labels, so the gray version is resolved per client); so does a push
+  at the held revision announcing another version (two owners assigned it during a
+  membership change and the one a majority acknowledged won over the one pulled); a
+  push meanwhile pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every
+  failover each listened data id is listened again with its held revision (what a
+  disconnected listener missed comes back that way).  Listeners are called when what
+  this client is served changes (content md5, type, deleted), not for a revision that
+  changed nothing for it (a gray version for other clients).
 * **Disk.** Every version read or pushed is saved (``SaveConfig``) when its revision is
   not the one saved last; a first listen no node answers is served from the disk copy
   (``ConfigListen.saved``), logged once, and replaced by the live version as soon as a
@@ -88,6 +90,17 @@ def _served(entry: ConfigInfo | None) -> tuple[str, str] | None:
     return None if entry is None else (entry.md5, entry.type)
 
 
+def _replaced(lst: Listening, note: ConfigChanged) -> bool:
+    """A push at the held revision announces another version than the one held: two
+    owners assigned that revision during a membership change and the one a majority
+    acknowledged won on the pushing node (docs/CONFIG.md, the merge rule).  Held gray:
+    the push's md5 is the main one, so it cannot tell; pull to see."""
+    held = lst.entry
+    if held is None:
+        return not note.deleted
+    return note.deleted or held.gray_served or held.md5 != note.md5
+
+
 @dataclass
 class Listening:
     """One listened data id."""
@@ -100,6 +113,7 @@ class Listening:
     from_disk: bool = False  # what they hold came from the disk cache
     busy: bool = False  # a listen or a pull is in flight
     want: int = 0  # a push announced this revision: pull it (again) when not busy
+    recheck: bool = False  # a push announced another version at the held revision
     saved: ConfigInfo | None = None  # the disk copy, for a first listen nobody answers
     waiting: list[tuple[ReplyTo, ConfigListener]] = field(default_factory=list)
 
@@ -143,13 +157,16 @@ class ConfigPolicy:
         if lst is None:
             return
         if lst.known and not lst.from_disk and note.revision <= lst.revision:
-            return  # nothing new (or an echo of what we pulled already)
+            if note.revision < lst.revision or not _replaced(lst, note):
+                return  # nothing new (or an echo of what we pulled already)
+            lst.recheck = True  # another version won the held revision: pull it
         lst.want = max(lst.want, note.revision)
         if lst.busy:
             return  # pulled again when the answer in flight is in
         if not lst.known or lst.from_disk:
             self._listen(lst)  # a node speaks: take the live version
         elif note.deleted:
+            lst.recheck = False
             self._deliver(lst, None, note.revision)
         else:
             self._pull(lst)
@@ -364,7 +381,7 @@ class ConfigPolicy:
             elif (ans.deleted or ans.revision == 0) and (fresh or ans.revision > lst.revision):
                 self._deliver(lst, None, ans.revision)
             self._resolve_waiting(lst)
-            if lst.want > lst.revision:
+            if lst.want > lst.revision or lst.recheck:
                 self._pull(lst)
 
         def failed(exc: BaseException) -> None:
@@ -404,15 +421,18 @@ class ConfigPolicy:
         """Fetch the version a push announced (resolved for this client: its labels)."""
         key = lst.key
         lst.busy = True
-        want = lst.want
+        want = max(lst.want, lst.revision)
+        lst.recheck = False
 
         def got(info: ConfigInfo) -> None:
             lst.busy = False
             if self.listens.get(key) is not lst:
                 return
-            if info.revision > lst.revision:
+            if info.revision > lst.revision or (
+                info.revision == lst.revision and _served(info) != _served(lst.entry)
+            ):  # a newer revision, or the version that won the held one
                 self._deliver(lst, info, info.revision)
-            if lst.want > lst.revision:
+            if lst.want > lst.revision or lst.recheck:
                 self._pull(lst)
 
         def failed(exc: BaseException) -> None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -610,7 +610,7 @@ class ConfigPlane:
         self._now = now
         match effect:
             case Persist():
-                self._announce({e.key for e in effect.entries}, now)
+                self._announce(dict.fromkeys(e.key for e in effect.entries), now)  # ordered
             case SendRecord() | SendAck() | SendCommit():
                 self._outbox.setdefault(effect.peer, []).append(effect)
             case SendDigests() | SendVersions() | FetchVersions() | SendKeyVersions():
@@ -642,7 +642,7 @@ class ConfigPlane:
         self.counters["subscription_syncs"] += 1
         self._notify(encode_config_change(current))
 
-    def _announce(self, keys: set[ConfigKey], now: float) -> None:
+    def _announce(self, keys: Iterable[ConfigKey], now: float) -> None:
         for key in keys:
             current = self.store.current(key)
             if current is None:

@@ -822,7 +822,7 @@ class NodeRuntime:
         up = {p.address for p in self.core.membership.up_peers()}
         peers = self._peers
         if peers is not None:
-            for address in up:
+            for address in sorted(up):  # a set: sorted, so a seeded simulation replays
                 if address in self.peer_addresses:
                     peers.dealer(address)  # made once; config messages are one-way
         self.configs.set_members_up(frozenset(up))

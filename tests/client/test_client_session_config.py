@@ -270,6 +270,22 @@ def test_a_deleted_push_calls_back_with_none_and_removes_the_disk_copy() -> None
     assert h.unanswered("config_get") == []
 
 
+def test_a_push_of_another_version_at_the_held_revision_pulls_it() -> None:
+    """Two owners assigned revision 3 during a membership change; this listener pulled
+    the one that lost; the acknowledged one won and its push comes at revision 3."""
+    h = Harness()
+    listening(h, 3, "a: lost")
+    h.push(ConfigChanged(KEY, 3, content_md5("a: lost")))  # an echo: nothing to do
+    assert h.unanswered("config_get") == []
+    h.push(ConfigChanged(KEY, 3, content_md5("a: won")))
+    (pull,) = h.unanswered("config_get")
+    assert pull.fields["min_revision"] == 3
+    h.reply(pull, entry(3, "a: won"))
+    assert calls(h)[-1] == ("a: won", 3)
+    h.push(ConfigChanged(KEY, 3, content_md5("a: won")))  # an echo again
+    assert h.unanswered("config_get") == []
+
+
 def test_every_listened_data_id_is_listened_again_each_resync_interval() -> None:
     h = Harness()
     listening(h, 3)

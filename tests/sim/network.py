@@ -19,7 +19,11 @@ Theory of operation
   (read-your-writes), peer calls and their timeouts, replication batching.
   A crash closes the transport (what is in flight to or from it is lost); a
   restart makes a new runtime at the same id and address with a new epoch
-  and an empty store.  ``gen`` counts incarnations.
+  and an empty registry store.  ``gen`` counts incarnations.  With
+  ``data_dir`` every node keeps its configs (runtime/config_plane) in an
+  SQLite database under ``<data_dir>/<node id>``, as ``meshreg node
+  --data-dir`` does, so a restarted node reloads what it had committed;
+  without it they live in memory and a restart loses them.
 * **Turns.**  The runtime's loop is ``prepare``, poll, ``dispatch``; here a
   node runs one turn (:meth:`NodeRuntime.step`) whenever input arrives for
   it, and at the time its last turn asked to be woken.  ``batch_hold`` > 0
@@ -33,7 +37,10 @@ Theory of operation
   them in first (the runtime's own order inside a turn then applies).
 * **Clients.**  :meth:`Network.client_request` sends a request from a new
   client connection to a node's client port; the reply (or
-  ``CLIENT_TIMEOUT``) ends it.
+  ``CLIENT_TIMEOUT``) ends it.  :meth:`Network.subscriber` is a client's SUB
+  on a node's notification port (service and config topics): it subscribes
+  through the node's XPUB as a ZeroMQ SUB does (the runtime admits each
+  subscription) and gets what the node publishes.
 * **Observation.**  The core's effects are recorded as the runtime takes
   them (changes, member events, counts) and the merge rule is checked on
   every change (:meth:`Network._check_versions`).
@@ -42,10 +49,11 @@ Theory of operation
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from typing import Any
 
-from meshreg.config import NodeConfig, SecurityConfig, parse_address
+from meshreg.config import PUB_PORT_OFFSET, NodeConfig, SecurityConfig, parse_address
 from meshreg.core.distro import ClusterPolicy, DistroNode
 from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
@@ -53,7 +61,7 @@ from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.errors import ErrorCode
 from meshreg.runtime.node import NodeRuntime
-from meshreg.transport.memory import MemChannel, MemDealer, MemoryNetwork
+from meshreg.transport.memory import Frames, MemChannel, MemDealer, MemoryNetwork
 from meshreg.wire import limits
 from meshreg.wire.messages import decode_body
 from meshreg.wire.replies import decode_reply, encode_request
@@ -88,6 +96,43 @@ class SimNode:
         return self.runtime.core if self.runtime is not None else None
 
 
+class SimSubscriber(MemChannel):
+    """A client's SUB on a node's notification port (P+1): every message the XPUB bound
+    there publishes goes to ``on_message`` (the client filters by topic).  ``subscribe``
+    sends the subscription to the XPUB; :meth:`reconnect` sends them all again when a
+    new XPUB is bound there (the node restarted), as a ZeroMQ SUB does on reconnect."""
+
+    kind = "CLIENT-SUB"
+
+    def __init__(
+        self, net: MemoryNetwork, endpoint: str, on_message: Callable[[Frames], None]
+    ) -> None:
+        super().__init__(net, None)
+        self.endpoint = endpoint
+        self.on_message = on_message
+        self.topics: list[bytes] = []
+        self._xpub: MemChannel | None = net.bound.get(endpoint)
+        net.subscribers.setdefault(endpoint, []).append(self)
+
+    def subscribe(self, topic: bytes) -> None:
+        self.topics.append(topic)
+        if self._xpub is not None and not self._xpub.closed:
+            self.net.transmit(self, self._xpub, [b"\x01" + topic])
+
+    def reconnect(self) -> bool:
+        """Subscribe again if the XPUB bound at the endpoint changed; True if it did."""
+        xpub = self.net.bound.get(self.endpoint)
+        if xpub is None or xpub is self._xpub:
+            return False
+        self._xpub = xpub
+        for topic in self.topics:
+            self.net.transmit(self, xpub, [b"\x01" + topic])
+        return True
+
+    def _deliver(self, src: MemChannel | None, frames: Frames) -> None:
+        self.on_message(frames)
+
+
 class Network(MemoryNetwork):
     """Simulated clock, links and node runtimes."""
 
@@ -101,8 +146,12 @@ class Network(MemoryNetwork):
         cluster: ClusterPolicy | None = None,
         max_skew: float = 0.0,
         trace: bool = False,
+        data_dir: str | None = None,
+        node_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(seed)
+        self.data_dir = data_dir  # each node's configs in <data_dir>/<node id> (None: memory)
+        self.node_options = node_options or {}  # more NodeConfig fields (config_keep_*, ...)
         self.req_ids = itertools.count(1)  # client request ids
         self.instance_ids = itertools.count(0)  # simulated providers' instance numbers
         self.health = health or HealthPolicy()
@@ -139,7 +188,7 @@ class Network(MemoryNetwork):
         return [n for n in self.nodes.values() if n.runtime is not None]
 
     def start(self, node_id: str) -> None:
-        """Start (or restart) a node: a new incarnation with an empty store."""
+        """Start (or restart) a node: a new incarnation with an empty registry store."""
         node = self.nodes[node_id]
         assert node.runtime is None, f"{node_id} is already running"
         node.gen += 1
@@ -153,6 +202,8 @@ class Network(MemoryNetwork):
             node_id=node_id,
             peers=tuple(self.peer_list),
             security=SecurityConfig(insecure=True),
+            data_dir=os.path.join(self.data_dir, node_id) if self.data_dir else "",
+            **self.node_options,
         )
         transport = self.transport(node_id)
         runtime = NodeRuntime(
@@ -340,6 +391,11 @@ class Network(MemoryNetwork):
         )
 
     # -- client requests --------------------------------------------------------------
+    def subscriber(self, node: SimNode, on_message: Callable[[Frames], None]) -> SimSubscriber:
+        """A client's SUB connected to ``node``'s notification port."""
+        host, port = parse_address(node.address)
+        return SimSubscriber(self, f"{host}:{port + PUB_PORT_OFFSET}", on_message)
+
     def client_request(
         self,
         entry: SimNode,
@@ -370,4 +426,4 @@ class Network(MemoryNetwork):
         client.send_multipart([b"", encode_request(op, req_id, **fields)])
 
 
-__all__ = ["CLIENT_TIMEOUT", "Network", "Outcome", "SimNode"]
+__all__ = ["CLIENT_TIMEOUT", "Network", "Outcome", "SimNode", "SimSubscriber"]

@@ -1,0 +1,1288 @@
+"""The configuration center under the registry's faults, with the real node runtimes (issue 12).
+
+The seeded simulation of ``network.py`` (real ``NodeRuntime``s on the in-memory transport,
+simulated clock) with every node's config plane on SQLite in a per-test directory
+(``Network(data_dir=...)``), so a killed node restarts from what it had committed.
+
+Clients (all through the client port, as ``meshreg.client`` sends them):
+
+* **writers** publish (with and without compare-and-set on the highest revision they
+  have seen), delete and roll back (to a revision they saw acknowledged), through a
+  random live node each time (the node forwards to the data id's responsible node); a
+  write's content is unique, so where it went is traceable;
+* **readers** ``config_get`` through random nodes with ``min_revision`` = the highest
+  revision they have seen of the data id;
+* **listeners** follow the client's listen policy (client/config_session.py): a SUB on one
+  node subscribed to every data id's topic, a ``config_listen`` first, a push above the
+  held revision pulls (``config_get`` with ``min_revision`` = the pushed revision, on
+  another node if that one cannot answer), a delete push is taken as is, every
+  ``CONFIG_RESYNC_INTERVAL`` a ``config_listen`` with the held revision; the SUB
+  subscribes again when its node restarted (a ZeroMQ SUB does on reconnect);
+* **client sessions**: the client's own ``ClientSession`` listening to every data id,
+  driven as client/agent.py drives it (``SessionListener``).
+
+Faults: the responsible node killed right after it acknowledged a write (SIGKILL: what it
+sent after the reply is lost) and restarted from its database; a node paused longer than
+every timeout; a partition longer than ``evict_after``; loss, delay and slow messages; and
+random mixes of them (on 3 or 5 nodes, some keeping only 5 revisions of history, so
+pruning runs all along).  Then everything heals, writes stop, and the run goes on past
+one resync interval.
+
+Invariants (each a function below with a unit test showing it fails on a made-up bad
+history, so none passes vacuously):
+
+* every acknowledged version is on every node and won its revision there
+  (``check_acknowledged``);
+* every node holds the same current version of every data id, and the same kept history
+  (``check_converged``), and its database loaded afresh gives the same (``check_disk``);
+* a publish refused with "nothing was written" appears nowhere (``check_refused``);
+* no answer to a read carrying ``min_revision`` was older (``check_reads``), and no node
+  announced a data id at a lower revision than it announced before, across restarts
+  (``check_announcements``);
+* every listener ends on the final revision (and content) of every data id it listens to
+  (``check_listeners``), and no client session's callback got a lower revision than the
+  one before (``check_listener_calls``);
+* a node cut off in a minority acknowledges no write sent to it during the partition, and
+  once its view has dropped the others refuses writes with UNAVAILABLE at once
+  (``check_minority``).
+
+A failing run prints its seed, plan and replay command; with
+``MESHREG_SIM_TRACE=/tmp/t.txt`` the trace is written there.  ``MESHREG_SIM_FAULT_SEEDS=N``
+runs N random mixes (default 3)::
+
+    MESHREG_SIM_FAULT_SEED=7 pytest tests/sim/test_config_faults_sim.py -k replay -s
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from meshreg.client.actions import (
+    CallConfigListener,
+    Complete,
+    ConnectServer,
+    DirectSend,
+    Fail,
+    LogLine,
+    SendRequest,
+    WatchConfigTopic,
+)
+from meshreg.client.commands import ConfigListen
+from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
+from meshreg.client.messages import decode_notification_frames, decode_reply_frames
+from meshreg.client.session import ClientSession, SessionSettings
+from meshreg.config import PUB_PORT_OFFSET, NodeConfig, parse_address
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import ConfigKey, content_md5, merge_order
+from meshreg.configcenter.replication import responsible_config_node
+from meshreg.configcenter.sqlite_store import SqliteConfigStore
+from meshreg.errors import ErrorCode
+from meshreg.runtime.config_plane import ConfigPlane
+from meshreg.wire.config_replies import config_topic
+from meshreg.wire.replies import decode_reply, encode_request
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from network import Network, SimNode, SimSubscriber  # noqa: E402
+from test_distro_sim import TRACE_FILE, scenario_message, set_groups  # noqa: E402
+from test_faults_sim import SHORT  # noqa: E402
+
+RANDOM_SEEDS = int(os.environ.get("MESHREG_SIM_FAULT_SEEDS", "3"))
+REPLAY = "MESHREG_SIM_FAULT_SEED={seed} pytest tests/sim/test_config_faults_sim.py -k replay -s"
+KEYS = [ConfigKey("public", "DEFAULT_GROUP", f"app{i}.yaml") for i in range(4)]
+WRITE_TIMEOUT = 6.0  # s a writer waits (above the node's forward timeout, 5 s)
+READ_TIMEOUT = 2.0  # s a reader waits (a read behind its min_revision waits 1 s on a node)
+RECONNECT = 0.1  # s; a SUB notices its node restarted (ZeroMQ's reconnect interval)
+SETTLE = CONFIG_RESYNC_INTERVAL + 5.0  # s after the heal: past one resync of every listener
+# s after a partition began: the minority's view has dropped the others (peer timeout and
+# a beacon) and a write that was waiting there has had its answer (ack timeout)
+MINORITY_SETTLED = SHORT.cluster.peer_timeout + 2.5
+
+# What a request came to: ("ok", result, "") / ("error", ErrorCode, message) / ("timeout", ..)
+Outcome = tuple[str, Any, str]
+
+
+# -- what the clients saw ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Acked:
+    """An acknowledged write: the version its reply carried."""
+
+    key: ConfigKey
+    revision: int
+    origin: str
+    md5: str
+    deleted: bool
+    content: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read's answer: who asked, for what, with which ``min_revision``, what came."""
+
+    who: str
+    key: ConfigKey
+    min_revision: int
+    revision: int
+    at: float
+
+
+@dataclass(frozen=True)
+class Write:
+    """A write's fate: where it went, when it was sent and answered, how."""
+
+    who: str
+    node: str
+    op: str
+    sent: float
+    done: float
+    kind: str  # ok, error, timeout
+    code: ErrorCode | None
+    message: str
+
+
+@dataclass
+class Log:
+    acked: list[Acked] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)  # contents of publishes never written
+    reads: list[Read] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+    # (node, data id, revision) in the order the nodes announced them
+    announced: list[tuple[str, ConfigKey, int]] = field(default_factory=list)
+
+
+# -- the invariants (pure functions over what was seen) -------------------------------------
+Stores = Mapping[str, ConfigStore]
+
+
+def check_acknowledged(
+    acked: Iterable[Acked], stores: Stores, keep_revisions: int | None = None
+) -> list[str]:
+    """Every acknowledged version is held by every node and won its revision (if it is
+    within the ``keep_revisions`` below the current revision: older ones may be pruned)."""
+    out = []
+    for a in acked:
+        for node, store in stores.items():
+            cur = store.current(a.key)
+            if keep_revisions and cur is not None and a.revision <= cur.revision - keep_revisions:
+                continue
+            held = [e for e in store.entries(a.key) if e.revision == a.revision]
+            won = max(held, key=merge_order) if held else None
+            if won is None or won.identity != (a.origin, a.md5) or won.deleted != a.deleted:
+                got = "nothing" if won is None else f"{won.origin}/{won.md5[:6]}"
+                out.append(
+                    f"{node}: acknowledged {a.key.data_id} r{a.revision} ({a.origin}/{a.md5[:6]}, "
+                    f"t={a.at:.2f}) lost: that revision is {got} there"
+                )
+    return out
+
+
+def check_converged(stores: Stores, keys: Iterable[ConfigKey]) -> list[str]:
+    """Every node holds the same current version and the same kept history of every key."""
+    out = []
+    names = sorted(stores)
+    first = stores[names[0]]
+    for key in keys:
+        cur = first.current(key)
+        hist = _history(first, key)
+        for node in names[1:]:
+            other = stores[node].current(key)
+            if (cur is None) != (other is None) or (
+                cur is not None
+                and other is not None
+                and (not cur.same_version(other) or cur.committed != other.committed)
+            ):
+                out.append(f"{key.data_id}: {names[0]} holds {_v(cur)}, {node} {_v(other)}")
+            elif _history(stores[node], key) != hist:
+                out.append(f"{key.data_id}: {names[0]} and {node} keep different histories")
+    return out
+
+
+def _v(entry: Any) -> str:
+    if entry is None:
+        return "nothing"
+    return f"r{entry.revision} {entry.origin}/{entry.md5[:6]} committed={entry.committed}"
+
+
+def _history(store: ConfigStore, key: ConfigKey) -> list[tuple[Any, ...]]:
+    return sorted(
+        (e.revision, e.origin, e.md5, e.deleted, e.committed) for e in store.kept_versions(key)
+    )
+
+
+def check_disk(stores: Stores, reloaded: Stores, keys: Iterable[ConfigKey]) -> list[str]:
+    """Every node's database, loaded afresh, gives the store the node holds in memory
+    (what a restart would start from: nothing it announced or acknowledged is missing)."""
+    out = []
+    for node, store in stores.items():
+        for key in keys:
+            mem, disk = store.current(key), reloaded[node].current(key)
+            if (mem is None) != (disk is None) or (
+                mem is not None and disk is not None
+                and (not mem.same_version(disk) or mem.committed != disk.committed)
+            ):  # fmt: skip
+                out.append(f"{node}: {key.data_id} is {_v(mem)} in memory, {_v(disk)} on disk")
+            elif _history(store, key) != _history(reloaded[node], key):
+                out.append(f"{node}: {key.data_id}: the history on disk differs from memory's")
+    return out
+
+
+def check_refused(refused: set[str], stores: Stores) -> list[str]:
+    """A publish refused as "nothing was written" is in no node's store."""
+    out = []
+    for node, store in stores.items():
+        for key in list(store.keys()):
+            for e in store.entries(key):
+                if not e.deleted and e.content in refused:
+                    out.append(
+                        f"{node}: {key.data_id} r{e.revision} holds {e.content!r}, a publish "
+                        "refused with 'nothing was written'"
+                    )
+    return out
+
+
+def check_reads(reads: Iterable[Read]) -> list[str]:
+    """No answer to a read was older than the revision the client carried, and no client's
+    highest seen revision ever went down."""
+    out = []
+    seen: dict[tuple[str, ConfigKey], int] = {}
+    for r in reads:
+        if r.revision < r.min_revision:
+            out.append(
+                f"{r.who} read {r.key.data_id} at t={r.at:.2f} with min_revision "
+                f"{r.min_revision}: got r{r.revision} (backwards)"
+            )
+        mark = (r.who, r.key)
+        if r.min_revision < seen.get(mark, 0):
+            out.append(
+                f"{r.who} carried min_revision {r.min_revision} for {r.key.data_id} at "
+                f"t={r.at:.2f} after seeing r{seen[mark]} (the client forgot)"
+            )
+        seen[mark] = max(seen.get(mark, 0), r.revision)
+    return out
+
+
+def check_announcements(announced: Iterable[tuple[str, ConfigKey, int]]) -> list[str]:
+    """A node never announces a data id at a lower revision than it did before (its
+    database keeps what it announced: restarts included)."""
+    out = []
+    last: dict[tuple[str, ConfigKey], int] = {}
+    for node, key, rev in announced:
+        before = last.get((node, key), 0)
+        if rev < before:
+            out.append(f"{node} announced {key.data_id} r{rev} after r{before}")
+        last[(node, key)] = max(before, rev)
+    return out
+
+
+def check_listeners(
+    held: Mapping[str, Mapping[ConfigKey, tuple[int, str | None]]], stores: Stores
+) -> list[str]:
+    """Every listener ends on every data id's final revision and content (None: deleted)."""
+    out = []
+    store = stores[sorted(stores)[0]]
+    for name, mine in held.items():
+        for key, (rev, md5) in mine.items():
+            cur = store.current(key)
+            final = (0, None) if cur is None else (cur.revision, None if cur.deleted else cur.md5)
+            if (rev, md5) != final:
+                out.append(
+                    f"listener {name} ends on {key.data_id} r{rev} ({md5 and md5[:6]}), the "
+                    f"final version is r{final[0]} ({final[1] and final[1][:6]})"
+                )
+    return out
+
+
+def check_listener_calls(
+    calls: Mapping[str, Mapping[ConfigKey, list[tuple[float, str | None, int]]]],
+) -> list[str]:
+    """No listener callback is given a lower revision than the one before it."""
+    out = []
+    for name, per_key in calls.items():
+        for key, seq in per_key.items():
+            for (_, _, before), (t, _, rev) in zip(seq, seq[1:], strict=False):
+                if rev < before:
+                    out.append(f"listener {name} called with {key.data_id} r{rev} after "
+                               f"r{before} at t={t:.2f}")  # fmt: skip
+    return out
+
+
+def check_minority(
+    writes: Iterable[Write], windows: Iterable[tuple[frozenset[str], float, float]]
+) -> list[str]:
+    """A write sent to a node of a partition's minority during it is not acknowledged (an
+    answer after the heal may be); one sent after ``MINORITY_SETTLED`` (and 1 s before the
+    heal, so it is there before it) is refused with UNAVAILABLE, "nothing was written"."""
+    out = []
+    for cut, start, end in windows:
+        for w in writes:
+            if w.node not in cut or not start <= w.sent <= end:
+                continue
+            if w.kind == "ok" and w.done <= end:
+                out.append(f"{w.who}'s {w.op} through {w.node} acknowledged in the minority")
+            elif start + MINORITY_SETTLED <= w.sent <= end - 1.0 and (
+                w.code is not ErrorCode.UNAVAILABLE or "nothing was written" not in w.message
+            ):
+                out.append(
+                    f"{w.who}'s {w.op} through {w.node} at t={w.sent:.2f} (minority since "
+                    f"{start:.2f}): {w.kind} {w.code!r} {w.message[:80]!r}, not refused"
+                )
+    return out
+
+
+# -- the clients --------------------------------------------------------------------------------
+def request(
+    net: Network,
+    node: SimNode,
+    op: str,
+    fields: dict[str, Any],
+    timeout: float,
+    on_done: Callable[[Outcome], None],
+) -> None:
+    """One request on a new client connection; ``on_done`` gets exactly one outcome."""
+    done = False
+
+    def finish(outcome: Outcome) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            on_done(outcome)
+
+    def replied(frames: list[bytes]) -> None:
+        reply = decode_reply(frames[-1])
+        if reply["ok"]:
+            finish(("ok", reply.get("result"), ""))
+        else:
+            err = reply["error"]
+            finish(("error", ErrorCode(err["code"]), str(err.get("message", ""))))
+
+    net.after(timeout, finish, ("timeout", None, ""))
+    client = net.client(node.address, replied)
+    client.send_multipart([b"", encode_request(op, next(net.req_ids), **fields)])
+
+
+def key_fields(key: ConfigKey) -> dict[str, Any]:
+    return {"namespace": key.namespace, "group": key.group, "data_id": key.data_id}
+
+
+class Client:
+    """A client process: picks a live node per request (a refused connection: the next)."""
+
+    def __init__(self, sim: ConfigSim, name: str) -> None:
+        self.sim = sim
+        self.net = sim.net
+        self.name = name
+        self.rng = random.Random(f"{name}-{sim.net.seed}")
+        self.seen: dict[ConfigKey, int] = {}
+
+    def live_node(self, avoid: str | None = None) -> SimNode | None:
+        nodes = [n for n in self.net.nodes.values() if n.runtime is not None]
+        if avoid is not None and len(nodes) > 1:
+            nodes = [n for n in nodes if n.node_id != avoid]
+        return self.rng.choice(nodes) if nodes else None
+
+    def saw(self, key: ConfigKey, revision: int) -> None:
+        self.seen[key] = max(self.seen.get(key, 0), revision)
+
+
+class Writer(Client):
+    def start(self, at: float) -> None:
+        self.n = 0
+        self.net.at(at, self.step)
+
+    def step(self) -> None:
+        sim = self.sim
+        if self.net.now >= sim.writes_end:
+            return
+        node = self.live_node()
+        if node is None:
+            self.net.after(0.5, self.step)
+            return
+        self.n += 1
+        key = self.rng.choice(KEYS)
+        fields = key_fields(key)
+        roll = self.rng.random()
+        content = ""
+        mine = [a for a in sim.log.acked if a.key == key and not a.deleted]
+        if roll < 0.15:
+            op = "config_delete"
+        elif roll < 0.3 and mine:
+            op = "config_rollback"
+            fields["revision"] = self.rng.choice(mine).revision
+        else:
+            op = "config_publish"
+            content = f"{self.name}-{self.n}"
+            fields["content"] = content
+            if roll > 0.7:  # compare-and-set on what this writer saw
+                fields["if_revision"] = self.seen.get(key, 0)
+        sent = self.net.now
+
+        def done(outcome: Outcome) -> None:
+            kind, value, message = outcome
+            now = self.net.now
+            code = value if kind == "error" else None
+            sim.log.writes.append(
+                Write(self.name, node.node_id, op, sent, now, kind, code, message)
+            )
+            if kind == "ok":
+                self.saw(key, value["revision"])
+                sim.log.acked.append(
+                    Acked(
+                        key,
+                        value["revision"],
+                        value["origin"],
+                        value["md5"],
+                        value["deleted"],
+                        value["content"],
+                        now,
+                    )  # fmt: skip
+                )
+                sim.net.log(f"{self.name} {op} {key.data_id} acked r{value['revision']}")
+            elif code is not None:
+                sim.net.count(f"write_{code.name.lower()}")
+                if content and "nothing was written" in message:
+                    sim.log.refused.add(content)
+            else:
+                sim.net.count("write_timeout")
+            self.net.after(self.rng.uniform(0.05, 0.3), self.step)
+
+        request(self.net, node, op, fields, WRITE_TIMEOUT, done)
+
+
+class Reader(Client):
+    def start(self, at: float) -> None:
+        self.net.at(at, self.step)
+
+    def step(self) -> None:
+        if self.net.now >= self.sim.writes_end + 2.0:
+            return
+        node = self.live_node()
+        if node is None:
+            self.net.after(0.5, self.step)
+            return
+        key = self.rng.choice(KEYS)
+        carried = self.seen.get(key, 0)
+
+        def done(outcome: Outcome) -> None:
+            kind, value, _ = outcome
+            if kind == "ok":
+                self.sim.log.reads.append(
+                    Read(self.name, key, carried, value["revision"], self.net.now)
+                )
+                self.saw(key, value["revision"])
+            self.net.after(self.rng.uniform(0.05, 0.2), self.step)
+
+        fields = {**key_fields(key), "min_revision": carried}
+        request(self.net, node, "config_get", fields, READ_TIMEOUT, done)
+
+
+@dataclass
+class Listening:
+    revision: int = 0
+    md5: str | None = None
+    busy: bool = False
+    want: int = 0
+    recheck: bool = False  # another version was announced at the held revision
+
+
+class Listener(Client):
+    """The client's listen policy (module docstring) on a SUB to ``node_id``."""
+
+    def __init__(self, sim: ConfigSim, name: str, node_id: str) -> None:
+        super().__init__(sim, name)
+        self.node_id = node_id
+        self.held = {key: Listening() for key in KEYS}
+        self.topics = {config_topic(key): key for key in KEYS}
+        self.sub = self.net.subscriber(self.net.nodes[node_id], self.pushed)
+        self.delivered: list[tuple[float, ConfigKey, int]] = []
+        self.connected = False  # its SUB reached an XPUB once
+
+    def start(self, at: float) -> None:
+        for topic in self.topics:
+            self.sub.subscribe(topic)
+        for key in KEYS:
+            self.net.at(at, self.listen, key)
+        self.net.every(RECONNECT, self.reconnect, start=at)
+        self.net.every(CONFIG_RESYNC_INTERVAL, self.resync, start=at + CONFIG_RESYNC_INTERVAL)
+
+    def reconnect(self) -> None:
+        if self.sub.reconnect():
+            if self.connected:  # not its first connection: the node restarted
+                self.net.count("sub_reconnects")
+            self.connected = True
+            self.net.log(f"{self.name} SUB (re)connected to {self.node_id}")
+
+    def resync(self) -> None:
+        for key in KEYS:
+            if not self.held[key].busy:
+                self.listen(key)
+
+    def node(self) -> SimNode | None:
+        """Its node if up, else another (a client fails over)."""
+        own = self.net.nodes[self.node_id]
+        return own if own.runtime is not None else self.live_node()
+
+    def deliver(self, key: ConfigKey, revision: int, md5: str | None) -> None:
+        lst = self.held[key]
+        lst.revision, lst.md5 = revision, md5
+        self.delivered.append((self.net.now, key, revision))
+        self.saw(key, revision)
+
+    def pushed(self, frames: list[bytes]) -> None:
+        key = self.topics.get(frames[0])
+        if key is None:
+            return
+        body = msgpack.unpackb(frames[1], raw=False)
+        lst = self.held[key]
+        if body["revision"] < lst.revision:
+            return
+        if body["revision"] == lst.revision:  # the client's rule: another version won it?
+            if lst.md5 == (None if body["deleted"] else body["md5"]):
+                return
+            lst.recheck = True
+        lst.want = max(lst.want, body["revision"])
+        if lst.busy:
+            return
+        if body["deleted"]:
+            lst.recheck = False
+            self.deliver(key, body["revision"], None)
+        else:
+            self.pull(key)
+
+    def listen(self, key: ConfigKey, tried: tuple[str, ...] = ()) -> None:
+        lst = self.held[key]
+        node = self.node() if not tried else self.live_node(avoid=tried[-1])
+        lst.busy = node is not None  # one request per data id at a time, retries included
+        if node is None:
+            return
+        held = lst.revision
+
+        def done(outcome: Outcome) -> None:
+            kind, value, _ = outcome
+            if kind == "ok":
+                entry = value["entry"]
+                if entry is not None and entry["revision"] > lst.revision:
+                    self.sim.log.reads.append(
+                        Read(self.name, key, held, entry["revision"], self.net.now)
+                    )
+                    self.deliver(key, entry["revision"], entry["md5"])
+                elif entry is None and value["deleted"] and value["revision"] > lst.revision:
+                    self.deliver(key, value["revision"], None)
+            elif len(tried) < 2:  # behind or down: the next server, as the client does
+                self.net.after(0.05, self.listen, key, (*tried, node.node_id))
+                return
+            lst.busy = False
+            if lst.want > lst.revision or lst.recheck:
+                self.pull(key)
+
+        request(self.net, node, "config_listen", {**key_fields(key), "revision": held},
+                READ_TIMEOUT, done)  # fmt: skip
+
+    def pull(self, key: ConfigKey, tried: tuple[str, ...] = ()) -> None:
+        lst = self.held[key]
+        node = self.node() if not tried else self.live_node(avoid=tried[-1])
+        lst.busy = node is not None  # one request per data id at a time, retries included
+        if node is None:
+            return
+        want = max(lst.want, lst.revision)
+        lst.recheck = False
+
+        def done(outcome: Outcome) -> None:
+            kind, value, _ = outcome
+            if kind == "ok":
+                self.sim.log.reads.append(Read(self.name, key, want, value["revision"],
+                                               self.net.now))  # fmt: skip
+                if value["revision"] > lst.revision or (
+                    value["revision"] == lst.revision and value["md5"] != lst.md5
+                ):
+                    self.deliver(key, value["revision"], value["md5"])
+            elif kind == "error" and value is ErrorCode.NOT_FOUND:
+                lst.busy = False
+                if want > lst.revision:
+                    self.deliver(key, want, None)  # deleted meanwhile
+                return
+            elif len(tried) < 2:  # behind or down: the next server, as the client does
+                self.net.after(0.05, self.pull, key, (*tried, node.node_id))
+                return
+            lst.busy = False
+            if lst.want > lst.revision or lst.recheck:
+                self.pull(key)
+
+        fields = {**key_fields(key), "min_revision": want}
+        request(self.net, node, "config_get", fields, READ_TIMEOUT, done)
+
+
+class Handle:
+    """A caller's handle (the client loop's Future), for the session's Complete/Fail."""
+
+    def __init__(self) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def done(self) -> bool:
+        return self.finished
+
+
+class SessionListener:
+    """``Client.config_listen`` itself: a real :class:`ClientSession` (its config part,
+    client/config_session.py) driven as client/agent.py drives it - requests on a DEALER to
+    the server, the SUB on the server's notification port (moved on a failover, subscribed
+    again when its node restarted), ticks when it asks - with the sim's clock.  ``calls``:
+    every listener call per data id, (time, content, revision)."""
+
+    def __init__(self, sim: ConfigSim, name: str, first: str) -> None:
+        self.sim, self.net, self.name = sim, sim.net, name
+        ids = list(self.net.nodes)
+        order = ids[ids.index(first) :] + ids[: ids.index(first)]
+        servers = [parse_address(self.net.nodes[i].address) for i in order]
+        settings = SessionSettings(beat_interval=5.0, attempt_timeout=1.0, resync_interval=10.0)
+        self.session = ClientSession(servers, settings)
+        self.dealer: Any = None
+        self.sub: SimSubscriber | None = None
+        self.calls: dict[ConfigKey, list[tuple[float, str | None, int]]] = {k: [] for k in KEYS}
+        self.wake = 0
+
+    def start(self, at: float) -> None:
+        self.net.at(at, self._start)
+
+    def _start(self) -> None:
+        now = self.net.now
+        self.perform(self.session.start(now))
+        for key in KEYS:
+            command = ConfigListen(key, self._listener(key), 5.0, Handle())
+            self.perform(self.session.handle(command, now))
+        self.net.every(RECONNECT, self._reconnect)
+
+    def _listener(self, key: ConfigKey) -> Callable[[str | None, int], None]:
+        def called(content: str | None, revision: int) -> None:
+            self.calls[key].append((self.net.now, content, revision))
+
+        return called
+
+    def _reconnect(self) -> None:
+        if self.sub is not None and self.sub.reconnect():
+            self.net.count("sub_reconnects")
+
+    def _tick(self, wake: int) -> None:
+        if wake == self.wake:
+            self.perform(self.session.tick(self.net.now))
+
+    def perform(self, actions: list[Any]) -> None:
+        net, session = self.net, self.session
+        for action in actions:
+            match action:
+                case SendRequest(request_id=rid, body=body, via=via):
+                    if via is None:
+                        self.dealer.send_multipart([b"", body])
+                    else:  # straight to a member (registry writes only): not here
+                        result = session.direct_send_result(rid, DirectSend.UNUSABLE, net.now)
+                        self.perform(result)
+                case ConnectServer(host=host, port=port):
+                    address = f"{host}:{port}"
+                    self.dealer = net.client(address, self._replied)
+                    session.server_connected(address, None)
+                    endpoint = f"{host}:{port + PUB_PORT_OFFSET}"
+                    if self.sub is None or self.sub.endpoint != endpoint:
+                        if self.sub is not None:
+                            self.sub.close()
+                        self.sub = net.subscriber(net.by_address[address], self._pushed)
+                        for ckey in session.configs.listens:
+                            self.sub.subscribe(config_topic(ckey))
+                case WatchConfigTopic(key=key):
+                    assert self.sub is not None
+                    self.sub.subscribe(config_topic(key))
+                case CallConfigListener(listener=listener, content=content, revision=revision):
+                    listener(content, revision)
+                case Complete(reply_to=handle, result=result):
+                    handle.result, handle.finished = result, True
+                case Fail(reply_to=handle, error=error):
+                    handle.error, handle.finished = error, True
+                case LogLine(text=text):
+                    net.log(f"{self.name}: {text}")
+                case _:
+                    pass  # SaveConfig (no disk cache here), service watches
+        self.wake += 1
+        net.at(max(session.next_wake(net.now), net.now + 0.001), self._tick, self.wake)
+
+    def _replied(self, frames: list[bytes]) -> None:
+        reply = decode_reply_frames(frames)
+        self.perform(self.session.on_reply(self.session.server, reply, self.net.now))
+
+    def _pushed(self, frames: list[bytes]) -> None:
+        note = decode_notification_frames(frames)
+        self.perform(self.session.on_notification(note, self.net.now))
+
+    def final(self) -> dict[ConfigKey, tuple[int, str | None]]:
+        """Per data id: the revision the session holds, the md5 of the content its
+        listener was last given (None: deleted or never there)."""
+        out = {}
+        for key in KEYS:
+            lst = self.session.configs.listens[key]
+            calls = self.calls[key]
+            content = calls[-1][1] if calls else None
+            out[key] = (lst.revision, None if content is None else content_md5(content))
+        return out
+
+
+# -- the scenario ---------------------------------------------------------------------------
+class ConfigSim:
+    """A cluster with config clients, a fault schedule and the checks."""
+
+    def __init__(
+        self,
+        name: str,
+        seed: int,
+        data_dir: Path,
+        n_nodes: int = 3,
+        writers: int = 3,
+        readers: int = 2,
+        trace: bool = False,
+        keep_revisions: int = 100,
+    ) -> None:
+        self.name = name
+        self.keep_revisions = keep_revisions
+        ids = [f"n{i}" for i in range(n_nodes)]
+        self.net = net = Network(
+            seed,
+            ids,
+            health=SHORT.health,
+            cluster=SHORT.cluster,
+            trace=trace or bool(TRACE_FILE),
+            data_dir=str(data_dir),
+            node_options={"config_keep_revisions": keep_revisions},
+        )
+        self.rng = random.Random(f"cfgsim-{name}-{seed}")
+        self.log = Log()
+        self.plan: list[str] = []
+        self.windows: list[tuple[frozenset[str], float, float]] = []
+        self.kills: list[float] = []  # downtimes of the kills still to make after an ack
+        self.kill_from = float("inf")  # no kill after an ack before this time
+        self.killed: list[str] = []
+        self.writes_end = 0.0
+        for i, node_id in enumerate(ids):
+            net.at(0.1 * i, self.start, node_id)
+        self.writers = [Writer(self, f"w{i}") for i in range(writers)]
+        self.readers = [Reader(self, f"r{i}") for i in range(readers)]
+        self.listeners = [Listener(self, f"l{i}", ids[i % n_nodes]) for i in range(n_nodes)]
+        self.sessions = [SessionListener(self, f"s{i}", ids[i]) for i in range(n_nodes)]
+
+    # -- nodes and their instrumentation ----------------------------------------------------
+    def start(self, node_id: str) -> None:
+        """Start a node and watch its config plane's announcements and write replies."""
+        net = self.net
+        if net.nodes[node_id].runtime is not None:
+            return
+        net.start(node_id)
+        runtime = net.nodes[node_id].runtime
+        assert runtime is not None
+        plane = runtime.configs
+        notify, reply_entry = plane._notify, plane._reply_entry
+
+        def announced(frames: list[bytes]) -> None:
+            body = msgpack.unpackb(frames[1], raw=False)
+            key = ConfigKey(body["namespace"], body["group"], body["data_id"])
+            self.log.announced.append((node_id, key, body["revision"]))
+            notify(frames)
+
+        def replied(request: Any, entry: Any, gray: bool) -> None:
+            reply_entry(request, entry, gray)
+            if self.kills and net.now >= self.kill_from and type(request).__name__ == "_ClientAsk":
+                owner = net.by_address[entry.origin].node_id
+                self.kill_owner(owner, self.kills.pop(0), entry)
+
+        plane._notify = announced
+        plane._reply_entry = replied  # type: ignore[method-assign]
+
+    def kill_owner(self, owner: str, downtime: float, entry: Any) -> None:
+        """SIGKILL the node that assigned ``entry`` at the end of this turn (what it sent
+        after the reply is lost in flight), restart it ``downtime`` s later."""
+        net = self.net
+        label = f"kill {owner} after acking {entry.key.data_id} r{entry.revision}"
+        self.killed.append(f"{label} t={net.now:.2f}+{downtime:.1f}")
+        net.log(label.upper())
+        net.at(net.now, net.crash, owner)
+        net.at(net.now + downtime, self.start, owner)
+
+    # -- faults -----------------------------------------------------------------------------
+    def kill_after_acks(self, start: float, downtimes: list[float]) -> None:
+        self.plan.append(f"kill the owner after an ack from t={start:.1f}, down {downtimes}")
+        self.kill_from = start
+        self.kills = list(downtimes)
+
+    def pause(self, node_id: str, at: float, length: float, order: str | None = None) -> None:
+        self.plan.append(f"pause {node_id} {at:.1f}+{length:.1f} ({order or 'any order'})")
+
+        def begin() -> None:
+            if self.net.nodes[node_id].runtime is not None and not self.net.is_paused(node_id):
+                self.net.pause(node_id)
+
+        self.net.at(at, begin)
+        self.net.at(at + length, self.net.resume, node_id, order)
+
+    def partition(self, minority: list[str], at: float, length: float) -> None:
+        cut = frozenset(minority)
+        self.plan.append(f"partition {sorted(cut)} {at:.1f}+{length:.1f}")
+
+        mine: list[int] = []  # the index of its window, once it began
+
+        def begin() -> None:
+            if self.net.groups is None:  # one partition at a time
+                set_groups(self.net, [cut, frozenset(self.net.nodes) - cut])
+                mine.append(len(self.windows))
+                self.windows.append((cut, self.net.now, float("inf")))
+
+        def end() -> None:
+            if mine and self.partitioned == mine[0]:
+                self.end_partition()
+
+        self.net.at(at, begin)
+        self.net.at(at + length, end)
+
+    @property
+    def partitioned(self) -> int | None:
+        """The index of the partition on now, if any."""
+        if self.windows and self.windows[-1][2] == float("inf"):
+            return len(self.windows) - 1
+        return None
+
+    def end_partition(self) -> None:
+        cut, start, _ = self.windows[-1]
+        self.windows[-1] = (cut, start, self.net.now)
+        set_groups(self.net, None)
+
+    def lossy(self, loss: float, at: float, length: float) -> None:
+        self.plan.append(f"loss {loss:.2f} {at:.1f}+{length:.1f}")
+        self.net.at(at, setattr, self.net, "loss", loss)
+        self.net.at(at + length, setattr, self.net, "loss", 0.0)
+
+    def heal(self) -> None:
+        net = self.net
+        net.loss = 0.0
+        net.oneway_loss.clear()
+        net.slow_prob = 0.0
+        if self.partitioned is not None:
+            self.end_partition()
+        for node_id, node in net.nodes.items():
+            if node.runtime is None:
+                self.start(node_id)
+            elif net.is_paused(node_id):
+                net.resume(node_id)
+        net.log("HEALED")
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, writes_end: float) -> list[str]:
+        net = self.net
+        self.writes_end = writes_end
+        for c in self.writers:
+            c.start(self.rng.uniform(2.0, 3.0))
+        for r in self.readers:
+            r.start(self.rng.uniform(2.0, 3.0))
+        for lst in self.listeners:
+            lst.start(self.rng.uniform(1.5, 2.5))
+        for session in self.sessions:
+            session.start(self.rng.uniform(1.5, 2.5))
+        net.run_until(writes_end)
+        self.kills = []
+        self.heal()
+        net.run_until(writes_end + WRITE_TIMEOUT + SETTLE)
+        return self.problems()
+
+    def stores(self) -> dict[str, ConfigStore]:
+        out = {}
+        for node_id, node in self.net.nodes.items():
+            assert node.runtime is not None
+            out[node_id] = node.runtime.configs.store
+        return out
+
+    def reloaded(self) -> dict[str, ConfigStore]:
+        """Every node's database loaded into a new store (a second connection, as a
+        restarted node would open it)."""
+        out = {}
+        for node_id, node in self.net.nodes.items():
+            assert node.runtime is not None and node.runtime.configs.db is not None
+            out[node_id] = store = ConfigStore(node.address)
+            with SqliteConfigStore(node.runtime.configs.db.path) as db:
+                db.load_into(store)
+        return out
+
+    def problems(self) -> list[str]:
+        stores, log = self.stores(), self.log
+        out = check_acknowledged(log.acked, stores, self.keep_revisions)
+        out += check_converged(stores, KEYS)
+        out += check_disk(stores, self.reloaded(), KEYS)
+        out += check_refused(log.refused, stores)
+        out += check_reads(log.reads)
+        out += check_announcements(log.announced)
+        held = {
+            lst.name: {k: (v.revision, v.md5) for k, v in lst.held.items()}
+            for lst in self.listeners
+        }
+        held.update({s.name: s.final() for s in self.sessions})
+        out += check_listeners(held, stores)
+        out += check_listener_calls({s.name: s.calls for s in self.sessions})
+        out += check_minority(log.writes, self.windows)
+        not_ready = [n for n, node in self.net.nodes.items() if node.runtime is not None
+                     and not node.runtime.configs.ready]  # fmt: skip
+        if not_ready:
+            out.append(f"config planes not ready at the end: {not_ready}")
+        if len(log.acked) < 20 or len(log.reads) < 20:
+            out.append(f"too little traffic: {len(log.acked)} acked, {len(log.reads)} reads")
+        return out
+
+    def report(self) -> str:
+        log, counts = self.log, self.net.counts
+        writes = {k: sum(1 for w in log.writes if w.kind == k) for k in ("ok", "error", "timeout")}
+        codes = sorted(
+            (f"{k[6:]} {v}" for k, v in counts.items() if k.startswith("write_")), key=str
+        )
+        pushes = sum(len(lst.delivered) for lst in self.listeners)
+        calls = sum(len(c) for s in self.sessions for c in s.calls.values())
+        planes = [n.runtime.configs.counters for n in self.net.nodes.values() if n.runtime]
+        commits = sum(c["group_commits"] for c in planes)
+        versions = sum(c["group_commit_versions"] for c in planes)
+        top = {k.data_id: _v(self.stores()[next(iter(self.net.nodes))].current(k)) for k in KEYS}
+        return (
+            f"config sim {self.name} seed {self.net.seed}: writes {writes} ({', '.join(codes)}), "
+            f"refused {len(log.refused)}, reads {len(log.reads)}, listener deliveries {pushes} "
+            f"(SUB reconnects {counts.get('sub_reconnects', 0)}), client listener calls {calls}, "
+            f"announcements {len(log.announced)}, group commits {commits} of {versions} "
+            f"versions, kills {self.killed}, final {top}"
+        )
+
+    def check(self, writes_end: float, replay: str) -> None:
+        problems = self.run(writes_end)
+        print(self.report())
+        if problems:
+            message = scenario_message(self.net, f"{self.name}: {'; '.join(self.plan)}", problems)
+            pytest.fail(f"{message}\nreplay: {replay}\n{self.report()}", pytrace=False)
+
+
+def nodeid(test: str, params: str) -> str:
+    return f"pytest 'tests/sim/test_config_faults_sim.py::{test}[{params}]'"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    """The nodes' data directories: in RAM where there is a tmpfs (the same SQLite calls,
+    but an fsync costs nothing there: the run's cost is its CPU), else under tmp_path."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        yield tmp_path
+        return
+    path = Path(tempfile.mkdtemp(prefix="meshreg-cfgsim-", dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- targeted scenarios ---------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [1, 2])
+def test_owner_killed_right_after_an_ack_loses_nothing(seed: int, data_dir: Path) -> None:
+    sim = ConfigSim("kill", seed, data_dir)
+    sim.kill_after_acks(6.0, [1.0, 3.0, 0.5, 6.0])
+    sim.check(30.0, nodeid("test_owner_killed_right_after_an_ack_loses_nothing", str(seed)))
+    assert len(sim.killed) == 4, sim.killed
+
+
+@pytest.mark.parametrize(("order", "seed"), [("runtime", 11), ("tick", 12), ("held", 13)])
+def test_a_node_paused_past_every_timeout(order: str, seed: int, data_dir: Path) -> None:
+    sim = ConfigSim("pause", seed, data_dir)
+    length = SHORT.health.evict_after + 4.0  # above evict_after, the forward timeout (5 s)
+    sim.pause("n0", 6.0, length, order)
+    sim.pause("n2", 6.0 + length + 3.0, 3.0, order)
+    sim.check(30.0, nodeid("test_a_node_paused_past_every_timeout", f"{order}-{seed}"))
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_a_minority_refuses_and_acknowledges_nothing(seed: int, data_dir: Path) -> None:
+    sim = ConfigSim("partition", seed, data_dir)
+    length = SHORT.health.evict_after + 4.0
+    sim.partition([f"n{seed % 3}"], 6.0, length)
+    sim.check(28.0, nodeid("test_a_minority_refuses_and_acknowledges_nothing", str(seed)))
+    cut, start, end = sim.windows[0]
+    settled = [w for w in sim.log.writes if w.node in cut
+               and start + MINORITY_SETTLED <= w.sent <= end - 1.0]  # fmt: skip
+    assert settled, "no write reached the minority after its view settled: nothing checked"
+
+
+def test_loss_delay_and_slow_messages(data_dir: Path) -> None:
+    sim = ConfigSim("loss", 31, data_dir)
+    sim.net.min_delay, sim.net.max_delay = 0.005, 0.03
+    sim.net.slow_prob, sim.net.slow_max = 0.02, 0.5
+    sim.lossy(0.15, 4.0, 20.0)
+    sim.check(26.0, nodeid("test_loss_delay_and_slow_messages", ""))
+
+
+def test_group_commit_in_the_sim_loop(data_dir: Path) -> None:
+    """Busy nodes (input waits for the next turn): a turn's versions share one commit."""
+    sim = ConfigSim("group commit", 41, data_dir, writers=12)
+    sim.net.batch_hold = 0.01
+    sim.check(10.0, nodeid("test_group_commit_in_the_sim_loop", ""))
+    stats = [n.runtime.configs.counters for n in sim.net.nodes.values() if n.runtime]
+    commits = sum(s["group_commits"] for s in stats)
+    versions = sum(s["group_commit_versions"] for s in stats)
+    assert commits > 0 and versions > 1.2 * commits, (commits, versions)
+
+
+# -- random mixes ---------------------------------------------------------------------------
+def plan_random(seed: int, data_dir: Path, trace: bool = False) -> tuple[ConfigSim, float]:
+    rng = random.Random(f"config-fault-plan-{seed}")
+    n_nodes = rng.choice((3, 3, 5))
+    keep = rng.choice((100, 5))  # 5: history pruned all along (and the checks allow it)
+    sim = ConfigSim("random", seed, data_dir, n_nodes=n_nodes, trace=trace, keep_revisions=keep)
+    ids = list(sim.net.nodes)
+    sim.net.max_delay = rng.choice((0.002, 0.02, 0.03))
+    sim.plan.append(f"{n_nodes} nodes, delay <= {sim.net.max_delay}, keep {keep} revisions")
+    h, c = SHORT.health, SHORT.cluster
+    t = rng.uniform(4.0, 6.0)
+    kills: list[float] = []
+    while t < 30.0:
+        kind = rng.choice(("kill", "pause", "partition", "loss"))
+        if kind == "kill":
+            kills.append(rng.uniform(0.2, 4.0))
+            length = 3.0
+        elif kind == "pause":
+            length = rng.choice((rng.uniform(0.5, c.peer_timeout), rng.uniform(6.0, 12.0)))
+            sim.pause(rng.choice(ids), t, length)
+        elif kind == "partition":
+            cut = rng.randint(1, (n_nodes - 1) // 2)
+            length = rng.choice((rng.uniform(1.0, 4.0), rng.uniform(h.evict_after, 12.0)))
+            sim.partition(rng.sample(ids, cut), t, length)
+        else:
+            length = rng.uniform(3.0, 10.0)
+            sim.lossy(rng.uniform(0.05, 0.3), t, length)
+        t += length + rng.uniform(0.5, 4.0)
+    if kills:
+        sim.kill_after_acks(rng.uniform(4.0, 8.0), kills)
+    return sim, t
+
+
+@pytest.mark.parametrize("seed", range(RANDOM_SEEDS))
+def test_random_faults_keep_configs_consistent(seed: int, data_dir: Path) -> None:
+    sim, end = plan_random(seed, data_dir)
+    sim.check(end, REPLAY.format(seed=seed))
+
+
+def test_replay_random_seed(data_dir: Path) -> None:
+    """Replays MESHREG_SIM_FAULT_SEED with a full trace (skipped when unset)."""
+    if "MESHREG_SIM_FAULT_SEED" not in os.environ:
+        pytest.skip("set MESHREG_SIM_FAULT_SEED to replay a random run")
+    seed = int(os.environ["MESHREG_SIM_FAULT_SEED"])
+    sim, end = plan_random(seed, data_dir, trace=True)
+    problems = sim.run(end)
+    assert sim.net.trace is not None
+    out = open(TRACE_FILE, "w", encoding="utf-8") if TRACE_FILE else sys.stdout  # noqa: SIM115
+    try:
+        for line in sim.net.trace:
+            print(line, file=out)
+        for p in problems:
+            print(f"PROBLEM {p}", file=out)
+        print(sim.report(), file=out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    assert not problems, f"seed {seed}: {problems[:10]}"
+
+
+# -- the checkers fail on made-up bad histories ---------------------------------------------
+def _acked(entry: Any, at: float = 1.0) -> Acked:
+    return Acked(entry.key, entry.revision, entry.origin, entry.md5, entry.deleted,
+                 entry.content, at)  # fmt: skip
+
+
+def _two_stores() -> tuple[ConfigStore, ConfigStore, Any]:
+    """Nodes a and b both holding a's committed r1 of KEYS[0]."""
+    a, b = ConfigStore("a"), ConfigStore("b")
+    first = replace(a.publish(KEYS[0], "one", now=1.0), committed=True)
+    a.apply(first)
+    b.apply(first)
+    return a, b, first
+
+
+def test_check_acknowledged_fails_on_a_lost_or_beaten_version() -> None:
+    a, b, first = _two_stores()
+    assert check_acknowledged([_acked(first)], {"a": a, "b": b}) == []
+    other = ConfigStore("c")  # c never got it: lost there
+    assert len(check_acknowledged([_acked(first)], {"a": a, "c": other})) == 1
+    # c holds another committed version at r1 (a second owner's): the acknowledged one lost
+    rival = replace(ConfigStore("z").publish(KEYS[0], "rival", now=1.0), committed=True)
+    other.apply(rival)
+    other.apply(replace(first, committed=False))
+    problems = check_acknowledged([_acked(first)], {"a": a, "c": other})
+    assert len(problems) == 1 and "lost" in problems[0], problems
+    # pruned below the retention window: not required; within it: required
+    later = ConfigStore("c")
+    later.apply(replace(a.publish(KEYS[0], "two", now=2.0), committed=True))
+    assert check_acknowledged([_acked(first)], {"c": later}, keep_revisions=1) == []
+    assert len(check_acknowledged([_acked(first)], {"c": later}, keep_revisions=2)) == 1
+
+
+def test_check_converged_fails_on_different_currents_or_histories() -> None:
+    a, b, first = _two_stores()
+    assert check_converged({"a": a, "b": b}, KEYS) == []
+    second = b.publish(KEYS[0], "two", now=2.0)
+    assert "holds" in check_converged({"a": a, "b": b}, KEYS)[0]
+    a.apply(second)
+    assert check_converged({"a": a, "b": b}, KEYS) == []
+    loser = ConfigStore("c").publish(KEYS[0], "lost race", now=1.5)  # r1, not committed
+    a.apply(loser)  # a keeps the loser of r1 in its history, b does not
+    assert a.current(KEYS[0]) == b.current(KEYS[0])
+    assert "histories" in check_converged({"a": a, "b": b}, KEYS)[0]
+    a2, b2, _ = _two_stores()  # the same version, committed on one node only
+    x = b2.publish(KEYS[1], "x", now=3.0)
+    a2.apply(replace(x, committed=True))
+    assert "committed" in check_converged({"a": a2, "b": b2}, KEYS)[0]
+
+
+def test_check_refused_fails_when_a_refused_publish_appears() -> None:
+    a, b, first = _two_stores()
+    assert check_refused({"never"}, {"a": a, "b": b}) == []
+    b.publish(KEYS[0], "never", now=2.0)
+    assert len(check_refused({"never"}, {"a": a, "b": b})) == 1
+
+
+def test_check_reads_fails_on_a_revision_going_backwards() -> None:
+    k = KEYS[0]
+    good = [Read("r0", k, 0, 3, 1.0), Read("r0", k, 3, 3, 2.0), Read("r0", k, 3, 5, 3.0)]
+    assert check_reads(good) == []
+    older = [Read("r0", k, 0, 3, 1.0), Read("r0", k, 3, 2, 2.0)]
+    assert "backwards" in check_reads(older)[0]
+    forgot = [Read("r0", k, 0, 3, 1.0), Read("r0", k, 1, 2, 2.0)]
+    assert "forgot" in check_reads(forgot)[0]
+    assert check_reads([Read("r0", k, 0, 3, 1.0), Read("r1", k, 1, 2, 2.0)]) == []
+
+
+def test_check_announcements_fails_on_a_node_announcing_an_older_revision() -> None:
+    k = KEYS[0]
+    assert check_announcements([("n0", k, 2), ("n0", k, 2), ("n1", k, 1), ("n0", k, 3)]) == []
+    assert len(check_announcements([("n0", k, 3), ("n1", k, 1), ("n0", k, 2)])) == 1
+
+
+def test_check_listeners_fails_on_a_listener_left_behind() -> None:
+    a, b, first = _two_stores()
+    stores = {"a": a, "b": b}
+    ok = {KEYS[0]: (1, first.md5), KEYS[1]: (0, None)}
+    assert check_listeners({"l0": ok}, stores) == []
+    assert len(check_listeners({"l0": {KEYS[0]: (0, None)}}, stores)) == 1
+    assert len(check_listeners({"l0": {KEYS[0]: (1, "0" * 32)}}, stores)) == 1
+    gone = a.delete(KEYS[0], now=2.0)
+    b.apply(gone)
+    assert check_listeners({"l0": {KEYS[0]: (gone.revision, None)}}, stores) == []
+    assert len(check_listeners({"l0": {KEYS[0]: (1, first.md5)}}, stores)) == 1
+
+
+def test_check_minority_fails_on_an_ack_or_a_non_refusal_in_the_minority() -> None:
+    cut = frozenset({"n0"})
+    windows = [(cut, 10.0, 20.0)]
+    nothing = "UNAVAILABLE ... nothing was written: retry"
+    late = 10.0 + MINORITY_SETTLED + 1.0
+    good = [
+        Write("w", "n0", "config_publish", 9.0, 10.5, "ok", None, ""),  # sent before
+        Write("w", "n0", "config_publish", 10.1, 12.0, "error", ErrorCode.UNAVAILABLE, "unknown"),
+        Write("w", "n0", "config_delete", late, late, "error", ErrorCode.UNAVAILABLE, nothing),
+        Write("w", "n1", "config_publish", late, late + 0.1, "ok", None, ""),  # majority
+    ]
+    assert check_minority(good, windows) == []
+    acked = [Write("w", "n0", "config_publish", 10.5, 11.0, "ok", None, "")]
+    assert "acknowledged in the minority" in check_minority(acked, windows)[0]
+    hung = [Write("w", "n0", "config_publish", late, late + 6.0, "timeout", None, "")]
+    unknown = [Write("w", "n0", "config_publish", late, late, "error", ErrorCode.UNAVAILABLE,
+                     "outcome unknown")]  # fmt: skip
+    assert "not refused" in check_minority(hung, windows)[0]
+    assert "not refused" in check_minority(unknown, windows)[0]
+
+
+def test_check_disk_fails_when_the_database_lacks_what_memory_holds() -> None:
+    a, b, first = _two_stores()
+    assert check_disk({"a": a}, {"a": b}, KEYS) == []
+    a.publish(KEYS[0], "unsaved", now=2.0)
+    assert "on disk" in check_disk({"a": a}, {"a": b}, KEYS)[0]
+    a2, b2, _ = _two_stores()
+    b2.apply(ConfigStore("c").publish(KEYS[0], "loser", now=1.0))  # only on disk: r1's loser
+    assert "history" in check_disk({"a": a2}, {"a": b2}, KEYS)[0]
+
+
+def test_check_listener_calls_fails_on_a_callback_going_backwards() -> None:
+    k = KEYS[0]
+    assert check_listener_calls({"s0": {k: [(1.0, "a", 1), (2.0, None, 3), (3.0, "b", 4)]}}) == []
+    assert len(check_listener_calls({"s0": {k: [(1.0, "a", 3), (2.0, "b", 2)]}})) == 1
+
+
+def test_a_node_announces_a_turns_versions_in_their_order() -> None:
+    """A replay needs the same sends in the same order: versions persisted together are
+    announced in the order they came, not in a set's order (which follows the string hash
+    seed of the process: a seed of the random mix ran differently from run to run)."""
+    notes: list[str] = []
+    config = NodeConfig(host="10.9.0.1", port=7400, peers=("10.9.0.1:7400", "10.9.0.2:7400"))
+    plane = ConfigPlane(
+        config,
+        100.0,
+        lambda peer, frames: True,
+        lambda envelope, body: None,
+        lambda frames: notes.append(msgpack.unpackb(frames[1], raw=False)["data_id"]),
+    )
+    other = ConfigStore("10.9.0.2:7400")
+    keys = [ConfigKey("public", "DEFAULT_GROUP", f"k{i:02}-{i * 7919 % 101}") for i in range(24)]
+    versions = [replace(other.publish(k, "x", now=99.0), committed=True) for k in keys]
+    plane._run(plane.replicator.on_versions(versions), 100.0)
+    plane.flush(100.0)
+    assert notes == [k.data_id for k in keys]
+
+
+def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -> None:
+    """The owner, cut off before its view noticed, stores a version (and announces it:
+    its listeners pull it) that never reaches a majority; the majority's new owner assigns
+    the same revision to another write, acknowledged.  After the heal the cut-off node
+    takes the acknowledged one (the merge rule prefers it) and announces it at the same
+    revision: a listener that pulled the loser must end on the winner."""
+    sim = ConfigSim("lost revision", 51, data_dir, writers=0, readers=0)
+    net = sim.net
+    key = KEYS[0]
+    owner = responsible_config_node(key, [n.address for n in net.nodes.values()])
+    a = net.by_address[owner].node_id
+    ids = list(net.nodes)
+    b, c = (n for n in net.nodes if n != a)
+    outcomes: dict[str, Outcome] = {}
+
+    def publish(node: str, content: str) -> None:
+        fields = {**key_fields(key), "content": content}
+        request(net, net.nodes[node], "config_publish", fields, WRITE_TIMEOUT,
+                lambda o: outcomes.__setitem__(content, o))  # fmt: skip
+
+    for lst in sim.listeners:
+        lst.start(1.5)
+    for session in sim.sessions:
+        session.start(1.5)
+    net.at(3.0, publish, b, "first")
+    sim.partition([a], 5.0, 7.0)
+    net.at(5.05, publish, a, "lost")  # the owner's view still has a majority
+    net.at(9.0, publish, b, "won")  # the majority's view dropped the owner: b owns it now
+    sim.writes_end = 12.0
+    net.run_until(20.0)  # before any resync (31.5 s): the pushes of the winner repair it
+    assert outcomes["first"][0] == "ok" and outcomes["won"][0] == "ok", outcomes
+    assert outcomes["lost"][0] != "ok", outcomes["lost"]
+    stores = sim.stores()
+    won = outcomes["won"][1]
+    assert stores[a].current(key).md5 == won["md5"]  # type: ignore[union-attr]
+    held = {lst.name: {key: (lst.held[key].revision, lst.held[key].md5)} for lst in sim.listeners}
+    held.update({s.name: {key: s.final()[key]} for s in sim.sessions})
+    # the client session on the cut-off node was given the losing version first ...
+    assert any(c == "lost" for _, c, _ in sim.sessions[ids.index(a)].calls[key])
+    # ... and none ends on it (before the fix: the listeners on the cut-off node)
+    pulled = [name for name, mine in held.items() if mine[key][1] == content_md5("lost")]
+    assert not pulled, pulled
+    assert not check_listeners(held, stores) + check_converged(stores, KEYS)
+    assert sum(lst.recheck for s in sim.sessions for lst in s.session.configs.listens.values()) == 0
