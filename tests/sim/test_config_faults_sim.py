@@ -1019,7 +1019,7 @@ def test_a_minority_refuses_and_acknowledges_nothing(seed: int, data_dir: Path) 
 
 
 def test_loss_delay_and_slow_messages(data_dir: Path) -> None:
-    sim = ConfigSim("loss", 31, data_dir)
+    sim = ConfigSim("loss", 31, data_dir, writers=5)  # 15 % loss: enough acks to judge
     sim.net.min_delay, sim.net.max_delay = 0.005, 0.03
     sim.net.slow_prob, sim.net.slow_max = 0.02, 0.5
     sim.lossy(0.15, 4.0, 20.0)
