@@ -247,20 +247,30 @@ class RegistryNode:
     ) -> list[list[Any] | None]:
         """Apply a ``register_batch``'s entries here, one by one: each result is None
         (registered) or ``[code, message]`` (refused by the wire checks or here; that
-        entry changed nothing, the others still apply)."""
+        entry changed nothing, the others still apply).
+
+        Each entry is applied as a single ``register`` is (checks, quota, session), but
+        the visible changes are coalesced per service (core/store, "Batches"): one
+        revision, one notification and one replicated delta per service and batch."""
         results: list[list[Any] | None] = []
         append, apply, count_error = results.append, self._apply, self.stats.count_error
-        for entry in entries:
-            if type(entry) is EntryRejected:
-                count_error(entry.code)
-                append([int(entry.code), entry.message])
-                continue
-            try:
-                apply(entry, now, now)
-                append(None)
-            except RequestRejected as exc:
-                count_error(exc.code)
-                append([int(exc.code), exc.message])
+        store = self.store
+        store.hold_changes()
+        try:
+            for entry in entries:
+                if type(entry) is EntryRejected:
+                    count_error(entry.code)
+                    append([int(entry.code), entry.message])
+                    continue
+                try:
+                    apply(entry, now, now)
+                    append(None)
+                except RequestRejected as exc:
+                    count_error(exc.code)
+                    append([int(exc.code), exc.message])
+        finally:
+            for change in store.release_changes():
+                self._emit(change)
         return results
 
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
