@@ -49,6 +49,7 @@ def _packed_id(req_id: int) -> bytes:
 
 
 _FIXINTS = [bytes((i,)) for i in range(0x80)]
+_OK_FIXINT = [_OK_PREFIX + i + _OK_NONE_SUFFIX for i in _FIXINTS]  # whole replies, ids < 128
 
 
 def encode_ok(req_id: int, result: Any = None) -> bytes:
@@ -58,6 +59,14 @@ def encode_ok(req_id: int, result: Any = None) -> bytes:
             return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
         return _OK_PREFIX + _packb(req_id) + _OK_NONE_SUFFIX
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result})
+
+
+def beat_ok(req_id: int) -> bytes:
+    """``encode_ok(req_id, None)`` for an id ``beat_fields`` checked (an int in
+    0..2^64-1): the heartbeat's reply, with no check repeated."""
+    if req_id < 0x80:
+        return _OK_FIXINT[req_id]
+    return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
 
 
 def encode_error(req_id: int, code: ErrorCode, message: str) -> bytes:

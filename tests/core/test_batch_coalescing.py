@@ -37,7 +37,9 @@ def entry(i: int, key: ServiceKey, weight: float = 1.0) -> RegisterInstance:
 
 def split(effects: list[Any]) -> tuple[list[ServiceChanged], list[ReplicatedDelta]]:
     changes = [e for e in effects if type(e) is ServiceChanged]
-    deltas = [e.message for e in effects if type(e) is Broadcast and type(e.message) is ReplicatedDelta]
+    deltas = [
+        e.message for e in effects if type(e) is Broadcast and type(e.message) is ReplicatedDelta
+    ]
     return changes, deltas
 
 

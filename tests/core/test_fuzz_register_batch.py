@@ -154,8 +154,18 @@ def table(node: Any) -> bytes:
 def records(node: Any) -> list[Any]:
     """Every record with its replicated fields and stamps."""
     return sorted(
-        (list(key), list(r.id), r.weight, r.enabled, r.healthy, sorted(r.metadata.items()),
-         r.version, r.alive, r.down, r.session)  # fmt: skip
+        (
+            list(key),
+            list(r.id),
+            r.weight,
+            r.enabled,
+            r.healthy,
+            sorted(r.metadata.items()),
+            r.version,
+            r.alive,
+            r.down,
+            r.session,
+        )  # fmt: skip
         for key, svc in node.store.services.items()
         for r in svc.instances.values()
     )
