@@ -370,7 +370,8 @@ class RegistryStore:
                 svc.oldest_beat = now
             self._forget_tombstone(key, iid)
             if self._held is not None:
-                return self._hold(svc, rec, "registered")
+                self._hold(svc, rec, "registered")
+                return None
             return self._changed(svc, (rec,), (), "registered")
         rec.last_beat = now
         if now < svc.oldest_beat:
@@ -393,7 +394,8 @@ class RegistryStore:
             self.unhealthy_total -= 1
             rec.alive = max(version, rec.down + 1)
         if self._held is not None:
-            return self._hold(svc, rec, "updated")
+            self._hold(svc, rec, "updated")
+            return None
         return self._changed(svc, (rec,), (), "updated")
 
     # -- coalescing a batch's registrations (module docstring, "Batches") ----------------
