@@ -460,7 +460,7 @@ class ConfigReplicator:
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""
-        times = [self._next_sync]
+        times = [self._next_sync if self.peers else float("inf")]  # alone: no sync round
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))
         for c in self._catching_up.values():
