@@ -287,7 +287,10 @@ class RegistryNode:
         if rec is None or not rec.healthy or rec.alive < self.alive_floor:
             return False
         rec.last_beat = now
-        self.stats.beats += 1  # also its count in ``requests`` (NodeStats.by_op)
+        stats = self.stats
+        stats.beats += 1
+        requests = stats.requests
+        requests["beat"] = requests.get("beat", 0) + 1
         return True
 
     # -- sessions (core/sessions) ------------------------------------------------------
@@ -517,7 +520,7 @@ class RegistryNode:
             "uptime": round(stats.uptime(now), 3),
             "services": len(self.store.services),
             "instances": {"total": healthy + unhealthy, "healthy": healthy, "unhealthy": unhealthy},
-            "requests": stats.by_op(),
+            "requests": dict(stats.requests),
             "beats_total": stats.beats,
             "beats_per_second": round(stats.beat_rate(now), 1),
             "errors": dict(stats.errors),

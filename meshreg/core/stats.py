@@ -20,15 +20,6 @@ class NodeStats:
         self.notifications = 0
         self._samples: deque[tuple[float, int]] = deque([(now, 0)])
 
-    def by_op(self) -> dict[str, int]:
-        """Requests by op.  Every beat that reaches the core counts in ``beats`` (the full
-        path counts it in ``requests`` too, the fast path only there: one counter less
-        per beat), so ``beats`` is the ``beat`` count."""
-        counts = dict(self.requests)
-        if self.beats:
-            counts["beat"] = self.beats
-        return counts
-
     def count_error(self, code: ErrorCode) -> None:
         self.errors[code.name] = self.errors.get(code.name, 0) + 1
 

@@ -20,7 +20,7 @@ UNHEALTHY = ("10.0.0.1", 8081, "DEFAULT")
 
 
 def beats(node: RegistryNode) -> tuple[int, int]:
-    return node.stats.beats, node.stats.by_op().get("beat", 0)  # as stats reports it
+    return node.stats.beats, node.stats.requests.get("beat", 0)
 
 
 def test_renews_a_healthy_instance_and_counts_it_like_the_full_path() -> None:
