@@ -130,6 +130,12 @@ class RegistryNode:
         self.session_renewals = 0  # renewals received from clients (stats)
         self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
         self._effects: list[Effect] = []  # drained by take_effects()
+        # The fast beat's gate (core/distro keeps it): None, every service is judged here
+        # (a lone node); False, none (catching up); else the owner cache, whose entry for
+        # the service must name this node (``_fast_self``).  Data, not a method: one call
+        # less per beat.
+        self._fast_gate: dict[ServiceKey, str] | bool | None = None
+        self._fast_self = node_id
         # what peers must learn (core/outbox): a lone node has none, so it tells nobody
         self.outbox = Outbox(node_id, epoch, self.store, self._queue)
 
@@ -278,8 +284,12 @@ class RegistryNode:
 
         The heartbeat hot path, with the plain tuples of ``beat_fields``.  False
         (nothing done) for anything else - unknown, unhealthy - which the
-        caller then hands to ``handle`` for the full path and its answer.
+        caller then hands to ``handle`` for the full path and its answer; and for a
+        service another member judges, or while catching up (``_fast_gate``).
         """
+        gate = self._fast_gate
+        if gate is not None and (gate is False or gate.get(key) != self._fast_self):  # type: ignore[union-attr, call-overload]
+            return False
         svc = self.store.services.get(key)  # type: ignore[call-overload]
         if svc is None:
             return False
