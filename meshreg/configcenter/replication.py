@@ -505,7 +505,7 @@ class ConfigReplicator:
         """The latest time ``tick`` must be called next."""
         if self._returned:
             return -math.inf
-        times = [self._next_sync]
+        times = [self._next_sync if self.peers else float("inf")]  # alone: no sync round
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))
         for c in self._catching_up.values():

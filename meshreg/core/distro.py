@@ -253,6 +253,7 @@ class DistroNode(RegistryNode):
         self._next_beacon = now
         self._next_digest = now + cluster.anti_entropy_interval
         self._recompute_members(now)
+        self._gate_fast_beats()
         self.counters = {
             "forwarded": 0,
             "replication_out": 0,
@@ -272,6 +273,18 @@ class DistroNode(RegistryNode):
     def _to(self, event: NodeEvent) -> None:
         self.state = state = TRANSITIONS[(self.state, event)]
         self.ready = state is not NodeState.CATCHING_UP  # read by the hot path: a plain bool
+        self._gate_fast_beats()
+
+    def _gate_fast_beats(self) -> None:
+        """The heartbeat fast path (``RegistryNode.fast_beat``) only where the full path
+        would apply the beat here with no other effect: ready, and responsible for the
+        service (its owner looked up already: else the full path decides), or alone."""
+        if not self.ready:
+            self._fast_gate = False
+        elif len(self._members) > 1:
+            self._fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
+        else:
+            self._fast_gate = None
 
     def assume_caught_up(self, now: float) -> None:
         """Start serving at once (benchmarks that feed a member an already synced stream)."""
@@ -316,6 +329,7 @@ class DistroNode(RegistryNode):
             return
         old, self._members = self._members, members
         self._owner_cache.clear()
+        self._gate_fast_beats()
         # A judge may now be cut off from us: the next beat of every record stamps new
         # liveness evidence, so no judgment made on what it knew can win (theory above).
         self.view_stamp = self._stamp(now)
@@ -387,15 +401,6 @@ class DistroNode(RegistryNode):
         return self.alive_floor
 
     # -- requests -----------------------------------------------------------------
-    def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
-        """The heartbeat fast path, only where the full path would apply the beat here
-        with no other effect: ready, and responsible for the service (or alone)."""
-        if not self.ready:
-            return False
-        if len(self._members) > 1 and self._owner_cache.get(key) != self.node_id:  # type: ignore[call-overload]
-            return False  # not ours, or not looked up yet: the full path decides
-        return RegistryNode.fast_beat(self, key, iid, now)  # (no super(): a beat's path)
-
     def handle(self, req: Any, now: float, forwarded: bool = False) -> Answer:
         """Answer one request: ``Forward`` a write for a service another member is
         responsible for (unless ``forwarded``: relayed here already, never again), else

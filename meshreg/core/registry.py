@@ -130,6 +130,12 @@ class RegistryNode:
         self.session_renewals = 0  # renewals received from clients (stats)
         self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
         self._effects: list[Effect] = []  # drained by take_effects()
+        # The fast beat's gate (core/distro keeps it): None, every service is judged here
+        # (a lone node); False, none (catching up); else the owner cache, whose entry for
+        # the service must name this node (``_fast_self``).  Data, not a method: one call
+        # less per beat.
+        self._fast_gate: dict[ServiceKey, str] | bool | None = None
+        self._fast_self = node_id
         # what peers must learn (core/outbox): a lone node has none, so it tells nobody
         self.outbox = Outbox(node_id, epoch, self.store, self._queue)
 
@@ -247,20 +253,30 @@ class RegistryNode:
     ) -> list[list[Any] | None]:
         """Apply a ``register_batch``'s entries here, one by one: each result is None
         (registered) or ``[code, message]`` (refused by the wire checks or here; that
-        entry changed nothing, the others still apply)."""
+        entry changed nothing, the others still apply).
+
+        Each entry is applied as a single ``register`` is (checks, quota, session), but
+        the visible changes are coalesced per service (core/store, "Batches"): one
+        revision, one notification and one replicated delta per service and batch."""
         results: list[list[Any] | None] = []
         append, apply, count_error = results.append, self._apply, self.stats.count_error
-        for entry in entries:
-            if type(entry) is EntryRejected:
-                count_error(entry.code)
-                append([int(entry.code), entry.message])
-                continue
-            try:
-                apply(entry, now, now)
-                append(None)
-            except RequestRejected as exc:
-                count_error(exc.code)
-                append([int(exc.code), exc.message])
+        store = self.store
+        store.hold_changes()
+        try:
+            for entry in entries:
+                if type(entry) is EntryRejected:
+                    count_error(entry.code)
+                    append([int(entry.code), entry.message])
+                    continue
+                try:
+                    apply(entry, now, now)
+                    append(None)
+                except RequestRejected as exc:
+                    count_error(exc.code)
+                    append([int(exc.code), exc.message])
+        finally:
+            for change in store.release_changes():
+                self._emit(change)
         return results
 
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
@@ -268,8 +284,12 @@ class RegistryNode:
 
         The heartbeat hot path, with the plain tuples of ``beat_fields``.  False
         (nothing done) for anything else - unknown, unhealthy - which the
-        caller then hands to ``handle`` for the full path and its answer.
+        caller then hands to ``handle`` for the full path and its answer; and for a
+        service another member judges, or while catching up (``_fast_gate``).
         """
+        gate = self._fast_gate
+        if gate is not None and (gate is False or gate.get(key) != self._fast_self):  # type: ignore[union-attr, call-overload]
+            return False
         svc = self.store.services.get(key)  # type: ignore[call-overload]
         if svc is None:
             return False

@@ -36,6 +36,15 @@ Theory of operation
   whose metadata is equal to one of its last few distinct ones (record
   metadata is never changed in place: a change replaces the dict).  Cluster
   names are interned and the default weight is one float object.
+* Batches (``register_batch``, issue 13): between ``hold_changes`` and
+  ``release_changes`` a registration is applied at once (records, running
+  counts, sessions, tombstones: each next entry's quota and session checks see
+  it), but its visible change is held per service; the release makes one
+  ``ServiceChanged`` per service: one revision, one delta, one notification
+  for the whole batch, with the final view of each record written.  A watcher
+  at the base revision lands exactly where a watcher of the entries one by one
+  lands; it just never sees the intermediate revisions (a record written twice
+  in a batch is shown once, as it is after the batch).
 * Bounds (core/quotas, issue 10): the store keeps running counts of what a
   client can grow - instances (and how many are unhealthy), metadata bytes,
   services and namespaces, tombstones - updated on every change, so that
@@ -261,6 +270,10 @@ class RegistryStore:
         self._group_sizes: dict[tuple[str, str], int] = {}
         # client sessions and the instances each holds (core/sessions), kept in step here
         self.sessions = Sessions()
+        # registrations held while a batch is applied (``hold_changes``): per service, the
+        # records changed, in the order first changed, and whether one was new
+        self._held: dict[ServiceKey, tuple[dict[InstanceId, InstanceRecord], list[str]]] | None
+        self._held = None
 
     # -- queries -------------------------------------------------------------
     def get(self, key: ServiceKey) -> ServiceRecord | None:
@@ -356,6 +369,9 @@ class RegistryStore:
             if now < svc.oldest_beat:
                 svc.oldest_beat = now
             self._forget_tombstone(key, iid)
+            if self._held is not None:
+                self._hold(svc, rec, "registered")
+                return None
             return self._changed(svc, (rec,), (), "registered")
         rec.last_beat = now
         if now < svc.oldest_beat:
@@ -377,7 +393,47 @@ class RegistryStore:
             rec.healthy = True
             self.unhealthy_total -= 1
             rec.alive = max(version, rec.down + 1)
+        if self._held is not None:
+            self._hold(svc, rec, "updated")
+            return None
         return self._changed(svc, (rec,), (), "updated")
+
+    # -- coalescing a batch's registrations (module docstring, "Batches") ----------------
+    def hold_changes(self) -> None:
+        """From now until ``release_changes``, ``register`` applies each write at once
+        (records, counts, sessions, tombstones: what the next entry's checks read) but
+        makes no ``ServiceChanged``: it notes the service and the record instead."""
+        self._held = {}
+
+    def _hold(self, svc: ServiceRecord, rec: InstanceRecord, reason: str) -> None:
+        svc.digest_cache = None
+        held = self._held.get(svc.key)  # type: ignore[union-attr]
+        if held is None:
+            self._held[svc.key] = ({rec.id: rec}, [reason])  # type: ignore[index]
+        else:
+            held[0][rec.id] = rec
+            if reason == "registered":
+                held[1][0] = reason
+
+    def release_changes(self) -> list[ServiceChanged]:
+        """Stop holding; one ``ServiceChanged`` per service changed since
+        ``hold_changes``: the service's revision before the first write as its base, one
+        new revision, and the final view of every record written (an instance written
+        twice is shown once, as it is now).  Reason ``registered`` when one was new."""
+        held, self._held = self._held, None
+        changes: list[ServiceChanged] = []
+        if not held:
+            return changes
+        services = self.services
+        for key, (recs, reason) in held.items():
+            svc = services.get(key)
+            if svc is None:  # (a batch only registers: its services stay)
+                continue
+            instances = svc.instances
+            live = tuple(r for iid, r in recs.items() if instances.get(iid) is r)
+            if live:
+                changes.append(self._changed(svc, live, (), reason[0]))
+        return changes
 
     def update(
         self,

@@ -116,14 +116,14 @@ def decode_body(body: bytes, max_bytes: int = limits.MAX_BODY_BYTES) -> Any:
             ErrorCode.TOO_LARGE, f"request body is {size} bytes; the limit is {max_bytes}"
         )
     try:
-        if max_bytes <= limits.MAX_BODY_BYTES:  # the client plane (every beat): inline
+        if max_bytes <= _MAX_BODY:  # the client plane (every beat): inline
             # strings, bins and exts: msgpack bounds them by len(body) (its default)
             return _unpackb(
                 body,
                 raw=False,
                 strict_map_key=True,
-                max_map_len=limits.MAX_MAP_ENTRIES,
-                max_array_len=limits.MAX_ARRAY_LEN,
+                max_map_len=_MAX_MAP,
+                max_array_len=_MAX_ARRAY,
             )
         return unpack_peer(body)
     except Exception as exc:
@@ -168,9 +168,12 @@ def unpack_peer(body: bytes) -> Any:
 
 
 _unpackb = msgpack.unpackb
-
-
-_unpackb = msgpack.unpackb
+# the client plane's limits as module globals (one lookup each on the beat path)
+_MAX_BODY, _MAX_MAP, _MAX_ARRAY = (
+    limits.MAX_BODY_BYTES,
+    limits.MAX_MAP_ENTRIES,
+    limits.MAX_ARRAY_LEN,
+)
 
 
 def _malformed(exc: Exception) -> RemoteProtocolError:
@@ -187,6 +190,15 @@ def parse_request(body: bytes) -> Request:
 BeatFields = tuple[int, tuple[str, str, str], tuple[str, int, str]]
 
 
+_MAX_ID, _V = limits.MAX_REQUEST_ID, limits.PROTOCOL_VERSION  # module globals: one lookup each
+_MAX_NS, _MAX_GROUP, _MAX_SERVICE = (
+    limits.MAX_NAMESPACE_LEN,
+    limits.MAX_GROUP_LEN,
+    limits.MAX_SERVICE_LEN,
+)
+_MAX_HOST, _MAX_CLUSTER = limits.MAX_HOST_LEN, limits.MAX_CLUSTER_LEN
+
+
 def beat_fields(msg: Any) -> BeatFields | None:
     """A well-formed beat's ``(id, (namespace, group, service), (ip, port, cluster))``.
 
@@ -194,17 +206,26 @@ def beat_fields(msg: Any) -> BeatFields | None:
     makes for a beat, but plain tuples instead of a request object and two
     NamedTuples (a NamedTuple key hashes and compares equal to the tuple).
     None for anything else, which then takes ``parse_message`` and gets its
-    precise error.
+    precise error.  (Required fields by subscript, a missing one is None here:
+    cheaper per beat than ``dict.get``; limits as module globals.)
     """
-    if type(msg) is not dict or msg.get("op") != "beat":
+    if type(msg) is not dict:
         return None
-    req_id = msg.get("id")
-    version = msg.get("v")
+    try:
+        if msg["op"] != "beat":
+            return None
+        req_id = msg["id"]
+        version = msg["v"]
+        service = msg["service"]
+        ip = msg["ip"]
+        port = msg["port"]
+    except KeyError:
+        return None
     if (
         type(req_id) is not int
-        or not 0 <= req_id <= limits.MAX_REQUEST_ID
+        or not 0 <= req_id <= _MAX_ID
         or type(version) is not int
-        or version != limits.PROTOCOL_VERSION
+        or version != _V
     ):
         return None
     ns = msg.get("namespace")
@@ -213,9 +234,6 @@ def beat_fields(msg: Any) -> BeatFields | None:
     group = msg.get("group")
     if group is None:
         group = DEFAULT_GROUP
-    service = msg.get("service")
-    ip = msg.get("ip")
-    port = msg.get("port")
     cluster = msg.get("cluster")
     if cluster is None:
         cluster = DEFAULT_CLUSTER
@@ -226,12 +244,12 @@ def beat_fields(msg: Any) -> BeatFields | None:
         or type(ip) is not str
         or type(port) is not int
         or type(cluster) is not str
-        or not 0 < len(ns) <= limits.MAX_NAMESPACE_LEN
-        or not 0 < len(group) <= limits.MAX_GROUP_LEN
-        or not 0 < len(service) <= limits.MAX_SERVICE_LEN
-        or not 0 < len(ip) <= limits.MAX_HOST_LEN
+        or not 0 < len(ns) <= _MAX_NS
+        or not 0 < len(group) <= _MAX_GROUP
+        or not 0 < len(service) <= _MAX_SERVICE
+        or not 0 < len(ip) <= _MAX_HOST
         or not 0 < port < 65536
-        or not 0 < len(cluster) <= limits.MAX_CLUSTER_LEN
+        or not 0 < len(cluster) <= _MAX_CLUSTER
     ):
         return None
     return req_id, (ns, group, service), (ip, port, cluster)

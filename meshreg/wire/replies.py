@@ -50,6 +50,7 @@ def _packed_id(req_id: int) -> bytes:
 
 
 _FIXINTS = [bytes((i,)) for i in range(0x80)]
+_OK_FIXINT = [_OK_PREFIX + i + _OK_NONE_SUFFIX for i in _FIXINTS]  # whole replies, ids < 128
 
 
 def encode_ok(req_id: int, result: Any = None) -> bytes:
@@ -68,6 +69,14 @@ def encode_ok_packed(req_id: int, packed_result: bytes) -> bytes:
         _packed_id(req_id) if type(req_id) is int and 0 <= req_id < 2**64 else _packb(req_id)
     )
     return _OK_PREFIX + packed_id + _OK_RESULT + packed_result
+
+
+def beat_ok(req_id: int) -> bytes:
+    """``encode_ok(req_id, None)`` for an id ``beat_fields`` checked (an int in
+    0..2^64-1): the heartbeat's reply, with no check repeated."""
+    if req_id < 0x80:
+        return _OK_FIXINT[req_id]
+    return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
 
 
 def encode_error(req_id: int, code: ErrorCode, message: str) -> bytes:

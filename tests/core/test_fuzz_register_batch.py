@@ -2,7 +2,12 @@
 leave exactly the state the same entries leave as single ``register`` requests (the
 accepted ones applied in order, the refused ones nothing), and answer each entry with
 the code its single ``register`` gets.  One bad entry never rejects the others.  And the
-owner's reply to a relayed part (results, written frame): only RemoteProtocolError escapes."""
+owner's reply to a relayed part (results, written frame): only RemoteProtocolError escapes.
+
+The batch's changes are coalesced per service (core/store, "Batches"): only the
+revisions differ from the entries one by one (one new revision per service changed), and
+what it publishes must bring a watcher (the client's cache, fed the encoded
+notifications) and a peer (merging the deltas) to the node's final state."""
 
 from __future__ import annotations
 
@@ -14,9 +19,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz_handler import FUZZ, KNOWN, NOW, populated_node, state, still_works, weird_values
 
+from meshreg.client.cache import Outcome, ServiceView
+from meshreg.core.effects import ServiceChanged
 from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.model import ServiceKey
 from meshreg.wire import limits
 from meshreg.wire.messages import RequestRejected, parse_request
+from meshreg.wire.notifications import decode_notification, encode_change
 from meshreg.wire.peer import decode_batch_reply, decode_written_batch, encode_written_batch
 from meshreg.wire.replies import decode_reply, encode_ok
 
@@ -68,7 +77,7 @@ def single(entry: Any, namespace: str, req_id: int) -> tuple[Any, int | None]:
     namespace=st.sampled_from(["public", "dev"]),
 )
 def test_a_batch_leaves_what_its_entries_leave_one_by_one(batch: list[Any], namespace: str) -> None:
-    node, twin = populated_node(), populated_node()
+    node, twin, peer = populated_node(), populated_node(), populated_node()
     body = {"v": 1, "id": 77, "op": "register_batch", "namespace": namespace, "instances": batch}
     try:
         req = parse_request(msgpack.packb(body))
@@ -76,6 +85,10 @@ def test_a_batch_leaves_what_its_entries_leave_one_by_one(batch: list[Any], name
         # a value beyond the decoder's limits, or a map key that is not a string
         assert exc.code in (ErrorCode.TOO_LARGE, ErrorCode.MALFORMED), exc
         return
+    keys = set(KNOWN) | {e.key for e in req.entries if hasattr(e, "key")}
+    watchers = {k: watcher(node, k) for k in keys}
+    revisions = {k: node.store.get(k) and node.store.get(k).revision for k in keys}  # type: ignore[union-attr]
+    revision = node.store.revision
     result = served(node, req, NOW)
     reply = decode_reply(encode_ok(77, result))
     results = reply["result"]["results"]
@@ -92,9 +105,70 @@ def test_a_batch_leaves_what_its_entries_leave_one_by_one(batch: list[Any], name
         else:
             assert results[i] is not None and results[i][0] == code, (i, entry, results[i])
             assert f"instances[{i}]" in results[i][1] or code != ErrorCode.INVALID_ARGUMENT
-    assert state(node) == state(twin)
-    node.take_effects()
+    assert table(node) == table(twin)
+    changes = [e for e in node.take_effects() if type(e) is ServiceChanged]
+    singles = {e.key for e in twin.take_effects() if type(e) is ServiceChanged}
+    # coalesced: one change per service the entries changed, from its revision before
+    assert sorted(c.key for c in changes) == sorted(singles)
+    assert node.store.revision == revision + len(changes)
+    for change in changes:
+        assert change.base == (revisions[change.key] or 0) < change.revision
+        assert node.store.revision_of(change.key) == change.revision
+        # a watcher fed the notification lands on the node's list (a new service: a gap,
+        # then its pull, as for a single register of it)
+        view = watchers[change.key]
+        outcome = view.apply_notification(decode_notification(encode_change(change, 99)))
+        if revisions[change.key] is not None:
+            assert outcome is Outcome.APPLIED, change
+        elif outcome is Outcome.GAP:
+            view.apply_snapshot(node.instances_result(change.key, False))
+        # a peer merging the delta holds what the node holds
+        peer.store.merge(change.key, change.upserted, (), NOW)
+    for key, view in watchers.items():
+        assert listing(view) == listing(watcher(node, key)), key
+    assert records(peer) == records(node)
     still_works(node)
+
+
+def watcher(node: Any, key: ServiceKey) -> ServiceView:
+    """A client's cache of ``key``, loaded from the node's list now."""
+    view = ServiceView(key)
+    view.apply_snapshot(node.instances_result(key, False))
+    return view
+
+
+def listing(view: ServiceView) -> list[Any]:
+    return [(i.id, i.weight, i.enabled, i.healthy, i.metadata) for i in view.listing()]
+
+
+def table(node: Any) -> bytes:
+    """``state`` without the revisions (a batch makes one per service, not one per entry)."""
+    revision, services, views = msgpack.unpackb(state(node))
+    for service in services:
+        service[1] = None
+    for view in views:
+        view["revision"] = None
+    return msgpack.packb([services, views])
+
+
+def records(node: Any) -> list[Any]:
+    """Every record with its replicated fields and stamps."""
+    return sorted(
+        (
+            list(key),
+            list(r.id),
+            r.weight,
+            r.enabled,
+            r.healthy,
+            sorted(r.metadata.items()),
+            r.version,
+            r.alive,
+            r.down,
+            r.session,
+        )  # fmt: skip
+        for key, svc in node.store.services.items()
+        for r in svc.instances.values()
+    )
 
 
 def test_the_envelope_is_checked_whole_and_a_rejected_batch_changes_nothing() -> None:

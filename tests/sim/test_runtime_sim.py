@@ -335,3 +335,39 @@ def test_a_flood_of_batches_is_served_over_several_turns(seed: int) -> None:
     if svc is None or len(svc.instances) != 2700:
         problems.append("n0 does not hold the 2,700 instances")
     assert not problems, scenario_message(net, "a flood of batches", problems)
+
+
+@pytest.mark.parametrize(("seed", "loss"), [(91, 0.0), (92, 0.1)])
+def test_a_batch_is_one_delta_per_service_and_every_node_converges(seed: int, loss: float) -> None:
+    """``register_batch`` through n0 spanning every owner: each owner publishes one delta
+    per service of its part (core/store, "Batches"), never one per entry, and every node
+    lists every entry (with loss: the lost deltas repaired by anti-entropy)."""
+    net = start_cluster(seed, 3)
+    net.run_until(5.0)
+    owned = {n: owned_by(net, n, 2) for n in ("n0", "n1", "n2")}
+    entries = [
+        {"service": s, "ip": f"10.5.{i}.{k + 1}", "port": 9200}
+        for i, s in enumerate(sum(owned.values(), []))
+        for k in range(20)
+    ]
+    out = {n: core_of(net, n).counters["replication_out"] for n in owned}
+    net.loss = loss
+    reply = request(net, net.nodes["n0"], "register_batch", namespace="public", instances=entries)
+    net.run_until(net.now + 0.5)
+    problems: list[str] = []
+    if [x[0] for x in reply] != ["ok"] or reply[0][1]["results"] != [None] * len(entries):
+        problems.append(f"batch reply: {reply}")
+    for n in owned:  # the entries' deltas (nothing else changes meanwhile)
+        published = core_of(net, n).counters["replication_out"] - out[n]
+        if published != len(owned[n]):
+            problems.append(f"{n} published {published} deltas for {len(owned[n])} services")
+    net.loss = 0.0
+    net.run_until(net.now + 12.0)  # anti-entropy repairs what was lost
+    for node_id in owned:
+        store = core_of(net, node_id).store
+        for service in sum(owned.values(), []):
+            svc = store.get(ServiceKey("public", "DEFAULT_GROUP", service))
+            if svc is None or len(svc.instances) != 20:
+                problems.append(f"{node_id} holds {svc and len(svc.instances)} of {service}")
+    problems += net.violations
+    assert not problems, scenario_message(net, "a batch, one delta per service", problems)
