@@ -44,7 +44,8 @@ Theory of operation
   node that saw a beat after a judgment's basis refutes it (stamps that beat
   and replicates it), a node whose copy overrules an incoming judgment
   publishes it, evidence from a non-owner is relayed once, and a node whose
-  view gains a member stamps the beats it saw of what it owns.  A judgment
+  view gains a member stamps the beats it saw of what it owns or owned until
+  then (it may move to the newcomer, a judge cut off from them).  A judgment
   made on the minority side of a partition thus loses, at the heal, to the
   majority's live instances, and a deregistration (a write) always wins over
   a judgment that did not see it.
@@ -341,16 +342,23 @@ class DistroNode(RegistryNode):
             # have gone to it. Judge nobody for a grace period; stamp what we saw.
             self.watching_since = max(self.watching_since, now)
         # Adopt what moved here with a fresh grace period (their beats went elsewhere).
+        # A member came back: stamp the beats we saw of what we judged until now, whether
+        # it stays ours or moves to the newcomer: the newcomer may have judged it, cut off
+        # from those beats, and its judgment must lose to them at once, on every node.
         for svc in self.store.records():
+            ours_before = responsible_node(svc.key, old) == self.node_id
             if not self._owns(svc.key):
-                continue
-            if responsible_node(svc.key, old) != self.node_id:
+                if not (joined and ours_before):
+                    continue
+            elif not ours_before:
                 svc.watched_since = now
-            elif joined:
-                for rec in svc.instances.values():
-                    seen = self._local_evidence(rec)
-                    if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
-                        self.outbox.refreshed(svc.key, rec)
+                continue
+            elif not joined:
+                continue
+            for rec in svc.instances.values():
+                seen = self._local_evidence(rec)
+                if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
+                    self.outbox.refreshed(svc.key, rec)
 
     def _update_alive_floor(self, now: float) -> None:
         self.alive_floor = self.view_stamp

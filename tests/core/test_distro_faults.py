@@ -350,3 +350,31 @@ def test_a_node_catching_up_in_a_two_node_cluster_forwards_writes_to_its_peer() 
         result = served(node, parse_request(msgpack.packb(body)), 0.1)
         assert getattr(result, "node_id", None) == "n2", (op, result)
     assert node.store.get(key) is None  # nothing applied here
+
+
+def test_a_member_coming_back_hears_at_once_the_beats_we_saw_of_what_moves_to_it() -> None:
+    """n3 was cut off and judged alone what it owns in the full view; meanwhile n1 owned it
+    and heard its beats.  When n3 comes back the service moves to n3: n1 stamps and
+    replicates the beats it saw, so n3's stale judgment loses at once on every node (not
+    only once the next beat reaches a node that saw one: sim seed 22 showed a live
+    instance unhealthy on a bystander for 0.26 s after the heal)."""
+    m = Member()
+    full, split = ("n1", "n2", "n3"), ("n1", "n2")
+    key = next(k for k in keys_owned_by("n1", split, 20) if responsible_node(k, full) == "n3")
+    for _ in range(20):  # n3 silent for 2 s (> peer_timeout): the view is (n1, n2)
+        m.beacons(split, who=("n2",))
+        m.step(0.1)
+    assert m.node.members() == split
+    m.request("register", key)
+    rec = m.node.store.services[key].instances[IID]
+    for _ in range(10):  # its beats reach n1, the owner now (fast path: no refresh)
+        m.request("beat", key)
+        m.beacons(split, who=("n2",))
+        m.step(0.1)
+    assert m.node._local_evidence(rec) > rec.alive
+    m.effects.clear()
+    m.beacons(full)  # n3 is back: the service is n3's again
+    m.step()
+    assert m.node.members() == full and m.node.owner_of(key) == "n3"
+    stamps = [d.payload.upserts[0].alive for d in m.deltas() if d.payload.key == key]
+    assert stamps and stamps[-1] == rec.alive == m.node._local_evidence(rec)
