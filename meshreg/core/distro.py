@@ -36,9 +36,12 @@ Theory of operation
   (core/store).  So every node that may hold evidence a judge elsewhere lacks
   refreshes it on the next beat: after any change of the member view (a
   partition, a pause, a crash: a judge may now be cut off) every record's
-  first beat stamps new evidence; while the view is *degraded* (a configured
-  peer down) and whenever a beat is applied by a node that is not the
-  responsible one, at most once per ``unhealthy_after / 2`` per instance.
+  first beat stamps new evidence, and a beat applied by a node that is not
+  the responsible one does at most once per ``unhealthy_after / 2`` per
+  instance.  (The owner does not refresh periodically while a configured peer
+  is down: with a node down for good that would replicate every instance
+  every ``unhealthy_after / 2``; the stamp on a member's return, below,
+  covers the judge that was cut off.)
   Refreshes are invisible to watchers; they travel as deltas, batched per
   service.  A judgment records the judge's own latest beat as its basis; a
   node that saw a beat after a judgment's basis refutes it (stamps that beat
