@@ -360,9 +360,9 @@ class NodeRuntime:
         """Bind the sockets (raises ConfigError naming the address on failure)."""
         cfg = self.config
         keys = self.keys
+        known = lambda key: self.acl.by_key(key) is not None  # noqa: E731
         if self.transport is None:
             self._check_exposure()
-            known = lambda key: self.acl.by_key(key) is not None  # noqa: E731
             cap = cfg.config_max_content_bytes  # config bodies: larger frames on P and P+3
             self.transport = ZmqTransport(
                 keys,
@@ -375,6 +375,8 @@ class NodeRuntime:
                     cfg.cluster.peer_timeout, cfg.cluster.beacon_interval
                 ),
             )
+        elif keys is not None:  # made outside (the simulation): CURVE by the same rules
+            self.transport.secure(keys, known)
         transport = self.transport
         self._fast_io = transport.fast_io()
         try:

@@ -27,7 +27,10 @@ attribute lookups (for ZeroMQ: the backend's, past pyzmq's sugar).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from meshreg.transport.sockets import CurveKeys
 
 # recv(channel, flags, copy) -> frame;  send(channel, data, flags) -> None
 RecvFn = Callable[[Any, int, bool], Any]
@@ -65,6 +68,13 @@ class Transport(Protocol):
     """What a node runtime needs from the network (one instance per node incarnation)."""
 
     max_poll: float  # s; the longest poll (bounds how late a stop() is noticed)
+
+    def secure(self, keys: CurveKeys, client_known: Callable[[bytes], bool]) -> None:
+        """Serve CURVE with the node's ``keys`` on every channel, admitting connections by
+        ``transport/zap.admit`` (``client_known``: is this raw key in the ACL, asked on
+        each handshake).  Called before anything is bound; again with the same keys, a
+        no-op."""
+        ...
 
     def bind_requests(self, host: str, port: int) -> Channel:
         """The client ROUTER on port P."""

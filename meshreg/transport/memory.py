@@ -13,7 +13,8 @@ Theory of operation
   sockets the runtime uses: a ROUTER prepends the sender's identity and routes
   a reply by it (an unknown or gone identity: dropped), a DEALER to a node
   with nothing bound there raises ``zmq.Again`` at once (ZMQ_IMMEDIATE: a
-  dead owner costs no time-out), a PUB/XPUB sends to every connected SUB, a
+  dead owner costs no time-out), a PUB sends to every connected SUB (an XPUB
+  to those with an admitted topic, see :class:`MemPub`), a
   SUB connects to endpoints bound now or later.  Endpoints are ``host:port``
   strings.  ``close()`` (a crash) unbinds everything: what is in flight to or
   from a closed channel is dropped on arrival (its TCP connection is gone).
@@ -31,6 +32,14 @@ Theory of operation
 * **Input.**  A delivery into a channel calls its transport's ``on_input``
   (the simulation runs one loop turn of that node's runtime there); the
   poller never blocks: a channel is ready when it holds a message.
+* **CURVE** (a node with a key, :meth:`MemoryTransport.secure`): each channel the
+  node binds admits a connection as libzmq's handshake and the node's ZAP handler
+  do, by the same rule (``transport/zap.admit``, per plane: client or peer domain):
+  the first message of a connection decides; a refused connection gets nothing
+  through, either way (counted as ``handshakes_refused``); an admitted one's
+  messages carry the ``User-Id`` (``frame.get("User-Id")``) the runtime reads.  A
+  connecting channel presents ``curve_key`` (raw public key; None: no CURVE).  The
+  client side's check of the server key and the encryption itself are not modelled.
 * Randomness is drawn only when a knob is in use, so adding a knob does not
   change the runs of seeds that do not use it.
 """
@@ -47,9 +56,14 @@ import zmq
 
 from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.errors import ConfigError
+from meshreg.security.keys import z85_to_raw
 from meshreg.transport.base import RecvFn, SendFn
+from meshreg.transport.sockets import CLIENT_DOMAIN, PEER_DOMAIN, CurveKeys
+from meshreg.transport.zap import admit
 
 _SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_SUBSCRIBE, _UNSUBSCRIBE = int(zmq.SUBSCRIBE), int(zmq.UNSUBSCRIBE)
 _POLLIN = int(zmq.POLLIN)
 Frames = list[bytes]
 
@@ -68,20 +82,55 @@ class MemFrame(bytes):
     """A received frame (``recv(copy=False)``): bytes with ``more`` and ``bytes``."""
 
     more: bool = False
+    user: str = ""  # the connection's CURVE user id ("": none)
 
     @property
     def bytes(self) -> bytes:
         return self[:]
 
     def get(self, prop: str) -> str:
-        """Socket properties (no CURVE here: no ``User-Id``)."""
-        return ""
+        """Message properties: ``User-Id`` under CURVE; the rest read as empty."""
+        return self.user if prop == "User-Id" else ""
+
+
+class CurveGuard:
+    """A bound channel's admission of connections, under CURVE (the ZAP handler's role).
+
+    The first message of a connection (a channel that sends here, or subscribes)
+    decides by :func:`~meshreg.transport.zap.admit`; the answer holds for the
+    connection's life, as a handshake's does."""
+
+    def __init__(self, transport: MemoryTransport, domain: bytes) -> None:
+        self.transport = transport
+        self.domain = domain
+        self._users: dict[MemChannel, str | None] = {}
+
+    def user(self, src: MemChannel | None) -> str | None:
+        """The user id of ``src``'s connection, or None if it is refused."""
+        if src is None:
+            return None
+        users = self._users
+        if src in users:
+            return users[src]
+        t, key = self.transport, src.curve_key
+        assert t.node_public is not None and t.client_known is not None
+        if not key:  # no CURVE (NULL): refused by a CURVE server
+            got = admit(t.node_public, t.client_known, self.domain, b"NULL", b"")
+        else:
+            got = admit(t.node_public, t.client_known, self.domain, b"CURVE", key)
+        user = None if got is None else got.decode()
+        if user is None:
+            t.refused += 1
+        users[src] = user
+        return user
 
 
 class MemChannel:
     """A socket-like channel (see ``transport/base.Channel``)."""
 
     kind = "?"
+    curve_key: bytes | None = None  # the raw public key it connects with (None: no CURVE)
+    guard: CurveGuard | None = None  # bound by a node with a key: who may connect
 
     def __init__(self, net: MemoryNetwork, owner: MemoryTransport | None) -> None:
         self.net = net
@@ -90,6 +139,8 @@ class MemChannel:
         self.closed = False
         self.endpoint = ""
         self._inbox: deque[Frames] = deque()
+        self._inbox_src: deque[MemChannel | None] = deque()  # each inbox message's sender
+        self._src: MemChannel | None = None  # the sender of the message being read
         self._current: deque[bytes] = deque()  # the rest of a message being read by recv()
         self._out: Frames = []  # parts sent with SNDMORE
 
@@ -107,11 +158,14 @@ class MemChannel:
             if not self._inbox:
                 raise _Empty()
             current.extend(self._inbox.popleft())
+            self._src = self._inbox_src.popleft()
         part = current.popleft()
         if copy:
             return part
         frame = MemFrame(part)
         frame.more = bool(current)
+        if self.guard is not None:
+            frame.user = self.guard.user(self._src) or ""
         return frame
 
     def recv_multipart(self, flags: int = 0, copy: bool = True) -> Frames:
@@ -121,11 +175,19 @@ class MemChannel:
             return parts
         if not self._inbox:
             raise _Empty()
+        self._src = self._inbox_src.popleft()
         return list(self._inbox.popleft())
+
+    def get(self, option: int) -> int:
+        """``getsockopt``: only ``RCVMORE`` (the secure drain reads a message that way)."""
+        if option != _RCVMORE:
+            raise zmq.ZMQError(zmq.EINVAL, f"option {option} is not simulated")
+        return int(bool(self._current))
 
     def _accept(self, src: MemChannel | None, frames: Frames) -> None:
         """Put a message in the inbox."""
         self._inbox.append(frames)
+        self._inbox_src.append(src)
 
     def _deliver(self, src: MemChannel | None, frames: Frames) -> None:
         """Put a message in the inbox and wake the owner."""
@@ -145,7 +207,7 @@ class MemChannel:
         raise zmq.ZMQError(zmq.ENOTSUP, f"cannot send on a {self.kind}")
 
     def setsockopt(self, option: int, optval: Any) -> None:
-        pass  # subscriptions are not filtered here: the runtime admits them itself
+        pass  # no options simulated (an XPUB keeps its admitted topics: MemPub)
 
     def connect(self, addr: str) -> None:
         raise zmq.ZMQError(zmq.ENOTSUP, f"cannot connect a {self.kind}")
@@ -173,6 +235,7 @@ class MemRouter(MemChannel):
             self._ids[src] = ident
             self._peers[ident] = src
         self._inbox.append([ident, *frames])
+        self._inbox_src.append(src)
 
     def send_multipart(self, msg_parts: Sequence[Any], flags: int = 0) -> None:
         peer = self._peers.get(bytes(msg_parts[0]))
@@ -195,7 +258,25 @@ class MemDealer(MemChannel):
 
 
 class MemPub(MemChannel):
+    """A PUB (replication: to every connected SUB) or, as ``kind = "XPUB"``, the manual
+    XPUB of notifications: a subscriber gets the messages whose first frame starts with
+    a topic the runtime admitted for it (``setsockopt(SUBSCRIBE, topic)`` right after
+    reading its subscription message, as libzmq applies it to that message's pipe)."""
+
     kind = "PUB"
+
+    def __init__(self, net: MemoryNetwork, owner: MemoryTransport | None) -> None:
+        super().__init__(net, owner)
+        self._topics: dict[MemChannel, set[bytes]] = {}  # XPUB: subscriber -> admitted
+
+    def setsockopt(self, option: int, optval: Any) -> None:
+        src = self._src
+        if self.kind != "XPUB" or src is None:
+            return
+        if option == _SUBSCRIBE:
+            self._topics.setdefault(src, set()).add(bytes(optval))
+        elif option == _UNSUBSCRIBE:
+            self._topics.get(src, set()).discard(bytes(optval))
 
     def send_multipart(self, msg_parts: Sequence[Any], flags: int = 0) -> None:
         frames = [bytes(p) for p in msg_parts]
@@ -207,9 +288,14 @@ class MemPub(MemChannel):
             return
         if any(s.closed for s in subs):
             subs[:] = [s for s in subs if not s.closed]
+        guard, topics = self.guard, self._topics if self.kind == "XPUB" else None
+        head = frames[0]
         for sub in subs:
-            if sub.owner is not self.owner:
-                net.transmit(self, sub, frames)
+            if sub.owner is self.owner or (guard is not None and guard.user(sub) is None):
+                continue
+            if topics is not None and not any(head.startswith(t) for t in topics.get(sub, ())):
+                continue  # not subscribed (or not admitted) to this topic
+            net.transmit(self, sub, frames)
 
 
 class MemSub(MemChannel):
@@ -224,9 +310,12 @@ class MemClient(MemChannel):
 
     kind = "CLIENT"
 
-    def __init__(self, net: MemoryNetwork, on_reply: Callable[[Frames], None]) -> None:
+    def __init__(
+        self, net: MemoryNetwork, on_reply: Callable[[Frames], None], key: bytes | None = None
+    ) -> None:
         super().__init__(net, None)
         self.on_reply = on_reply
+        self.curve_key = key
 
     def connect(self, addr: str) -> None:
         self.endpoint = addr
@@ -266,11 +355,23 @@ class MemoryTransport:
         self.name = name
         self.channels: list[MemChannel] = []
         self.on_input: Callable[[], None] | None = None  # input arrived: run a turn
+        self.node_public: bytes | None = None  # under CURVE: the cluster key (raw)
+        self.client_known: Callable[[bytes], bool] | None = None
+        self.refused = 0  # connections refused (the ZAP handler's count)
 
-    def _bind(self, channel: MemChannel, host: str, port: int, what: str) -> MemChannel:
+    def secure(self, keys: CurveKeys, client_known: Callable[[bytes], bool]) -> None:
+        assert not self.channels, "secure() comes before any channel"
+        self.node_public = z85_to_raw(keys.public)
+        self.client_known = client_known
+
+    def _bind(
+        self, channel: MemChannel, host: str, port: int, what: str, domain: bytes = CLIENT_DOMAIN
+    ) -> MemChannel:
         endpoint = f"{host}:{port}"
         if endpoint in self.net.bound:
             raise ConfigError(f"cannot bind the {what} socket on {endpoint}: address in use")
+        if self.node_public is not None:
+            channel.guard = CurveGuard(self, domain)
         channel.endpoint = endpoint
         self.net.bound[endpoint] = channel
         self.channels.append(channel)
@@ -285,13 +386,14 @@ class MemoryTransport:
         return self._bind(xpub, host, port, "notification")
 
     def bind_replication(self, host: str, port: int) -> MemChannel:
-        return self._bind(MemPub(self.net, self), host, port, "replication")
+        return self._bind(MemPub(self.net, self), host, port, "replication", PEER_DOMAIN)
 
     def bind_peer_requests(self, host: str, port: int) -> MemChannel:
-        return self._bind(MemRouter(self.net, self), host, port, "peer request")
+        return self._bind(MemRouter(self.net, self), host, port, "peer request", PEER_DOMAIN)
 
     def connect_replication(self, addresses: Sequence[str]) -> MemChannel:
         sub = MemSub(self.net, self)
+        sub.curve_key = self.node_public  # the cluster key: a peer's
         self.channels.append(sub)
         for address in addresses:
             host, port = parse_address(address)
@@ -301,6 +403,7 @@ class MemoryTransport:
     def connect_peer(self, address: str) -> MemChannel:
         host, port = parse_address(address)
         dealer = MemDealer(self.net, self)
+        dealer.curve_key = self.node_public
         dealer.connect(f"{host}:{port + PEER_PORT_OFFSET}")
         self.channels.append(dealer)
         return dealer
@@ -318,7 +421,7 @@ class MemoryTransport:
         pass
 
     def stats(self) -> dict[str, Any]:
-        return {}
+        return {"handshakes_refused": self.refused}
 
     def close(self) -> None:
         for channel in self.channels:
@@ -375,9 +478,12 @@ class MemoryNetwork:
     def transport(self, name: str) -> MemoryTransport:
         return MemoryTransport(self, name)
 
-    def client(self, address: str, on_reply: Callable[[Frames], None]) -> MemClient:
-        """A client's DEALER connected to the node at ``address`` (its client port)."""
-        client = MemClient(self, on_reply)
+    def client(
+        self, address: str, on_reply: Callable[[Frames], None], key: bytes | None = None
+    ) -> MemClient:
+        """A client's DEALER connected to ``address`` (a node's client port, or any
+        other); ``key``: the raw CURVE public key it presents (None: no CURVE)."""
+        client = MemClient(self, on_reply, key)
         client.connect(address)
         return client
 
@@ -428,6 +534,9 @@ class MemoryNetwork:
             if src.name is not None and not self.reachable(src.name, dst.name):
                 self.count("dropped_partition")
                 return
+            if dst.guard is not None and dst.guard.user(src) is None:
+                self.count("refused_handshake")  # nothing of it reaches the node
+                return
             held = self._paused.get(dst.name) if self._paused else None
             if held is not None:
                 held.append((src, dst, frames))
@@ -455,6 +564,7 @@ class MemoryNetwork:
 
 
 __all__ = [
+    "CurveGuard",
     "MemChannel",
     "MemClient",
     "MemFrame",

@@ -32,6 +32,26 @@ NODE_USER = b"node"
 MAX_ZAP_BATCH = 256  # handshakes answered per loop turn
 
 
+def admit(
+    node_public: bytes,
+    client_known: Callable[[bytes], bool],
+    domain: bytes,
+    mechanism: bytes,
+    key: bytes,
+) -> bytes | None:
+    """The rules above: the user id a handshake gets, or None to refuse it.
+
+    A function of its own so the in-memory transport (the seeded simulation) admits
+    connections by the same rules as libzmq's handshakes here."""
+    if mechanism != b"CURVE" or len(key) != 32:
+        return None
+    if key == node_public:
+        return NODE_USER
+    if domain == CLIENT_DOMAIN and client_known(key):
+        return zmq.utils.z85.encode(key)
+    return None
+
+
 class ZapHandler:
     """Answers ZAP requests for one node's context."""
 
@@ -55,13 +75,7 @@ class ZapHandler:
 
     def decide(self, domain: bytes, mechanism: bytes, key: bytes) -> bytes | None:
         """The user id for a handshake, or None to refuse it."""
-        if mechanism != b"CURVE" or len(key) != 32:
-            return None
-        if key == self.node_public:
-            return NODE_USER
-        if domain == CLIENT_DOMAIN and self.client_known(key):
-            return zmq.utils.z85.encode(key)
-        return None
+        return admit(self.node_public, self.client_known, domain, mechanism, key)
 
     def drain(self) -> None:
         sock = self.socket

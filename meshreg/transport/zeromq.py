@@ -65,7 +65,6 @@ class ZmqTransport:
         the client and peer ROUTERs (raised for config bodies); ``peer_liveness``: ZMTP
         heartbeats and connect timeouts of the peer sockets (default: from the default
         peer timing; the node passes its own)."""
-        self.keys = keys
         if peer_liveness is None:
             default = ClusterPolicy()
             peer_liveness = PeerLiveness.from_timing(default.peer_timeout, default.beacon_interval)
@@ -76,13 +75,25 @@ class ZmqTransport:
         self._limiter = limiter or LogLimiter(logging.getLogger("meshreg.node"))
         self._accepts: AcceptMonitor | None = None
         self._zap: ZapHandler | None = None
+        self._clock = clock
+        self.keys: CurveKeys | None = None
         try:
-            if keys is not None:  # before the sockets: no handshake may go unanswered
-                known = client_known or (lambda key: False)
-                self._zap = ZapHandler(self.ctx, zmq.utils.z85.decode(keys.public), known, clock)
+            if keys is not None:
+                self.secure(keys, client_known or (lambda key: False))
         except Exception:
             self.close()
             raise
+
+    def secure(self, keys: CurveKeys, client_known: Callable[[bytes], bool]) -> None:
+        if self.keys is not None:
+            if self.keys != keys:
+                raise ValueError("this transport serves CURVE with other keys already")
+            return
+        # before the sockets: no handshake may go unanswered
+        self._zap = ZapHandler(
+            self.ctx, zmq.utils.z85.decode(keys.public), client_known, self._clock
+        )
+        self.keys = keys
 
     # -- listening channels ----------------------------------------------------------
     def bind_requests(self, host: str, port: int) -> zmq.Socket[bytes]:

@@ -41,6 +41,11 @@ Theory of operation
   on a node's notification port (service and config topics): it subscribes
   through the node's XPUB as a ZeroMQ SUB does (the runtime admits each
   subscription) and gets what the node publishes.
+* **CURVE** (``keys``, a :class:`SimKeys`): every node starts with the cluster
+  key and an ACL (``--key``/``--acl``), so the runtime takes its secure paths
+  (per-message ``User-Id``, the ACL on requests and subscriptions) and the
+  in-memory transport admits connections by the ZAP rules; simulated clients
+  present ``keys.app`` unless a test gives another key.
 * **Observation.**  The core's effects are recorded as the runtime takes
   them (changes, member events, counts) and the merge rule is checked on
   every change (:meth:`Network._check_versions`).
@@ -51,6 +56,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from meshreg.config import PUB_PORT_OFFSET, NodeConfig, SecurityConfig, parse_address
@@ -61,6 +68,7 @@ from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
 from meshreg.errors import ErrorCode
 from meshreg.runtime.node import NodeRuntime
+from meshreg.security.keys import generate_key_files, load_secret_key
 from meshreg.transport.memory import Frames, MemChannel, MemDealer, MemoryNetwork
 from meshreg.wire import limits
 from meshreg.wire.messages import decode_body
@@ -71,6 +79,50 @@ MIN_TURN = 0.001  # s between two timer turns of one node (a turn takes time)
 
 # What a request came to: ("ok", result), ("error", ErrorCode) or ("timeout", None).
 Outcome = tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class SimKeys:
+    """Key files for a secured simulated cluster (raw public keys for the clients).
+
+    ``cluster``: every node's key file; ``acl``: the ACL file, listing ``app`` (write
+    on every name), ``reader`` (read on every name) and ``orders`` (write on services
+    ``orders*`` of namespace ``public``, nothing else); ``stranger`` is in no ACL."""
+
+    cluster: str
+    acl: str
+    cluster_public: bytes
+    app: bytes
+    reader: bytes
+    orders: bytes
+    stranger: bytes
+
+    @classmethod
+    def make(cls, directory: str | Path) -> SimKeys:
+        root = Path(directory)
+        raw: dict[str, bytes] = {}
+        for name in ("cluster", "app", "reader", "orders", "stranger"):
+            key_file, _ = generate_key_files(root / name)
+            raw[name] = load_secret_key(key_file).raw_public
+        acl = root / "acl.toml"
+        acl.write_text(
+            '[[client]]\nname = "app"\nkey_file = "app.pub"\n'
+            'allow = [{ namespace = "*", access = "write" }]\n'
+            '[[client]]\nname = "reader"\nkey_file = "reader.pub"\n'
+            'allow = [{ namespace = "*", access = "read" }]\n'
+            '[[client]]\nname = "orders"\nkey_file = "orders.pub"\n'
+            'allow = [{ namespace = "public", service = "orders*", access = "write" }]\n',
+            encoding="utf-8",
+        )
+        return cls(
+            str(root / "cluster.key"),
+            str(acl),
+            raw["cluster"],
+            raw["app"],
+            raw["reader"],
+            raw["orders"],
+            raw["stranger"],
+        )
 
 
 class SimNode:
@@ -105,9 +157,14 @@ class SimSubscriber(MemChannel):
     kind = "CLIENT-SUB"
 
     def __init__(
-        self, net: MemoryNetwork, endpoint: str, on_message: Callable[[Frames], None]
+        self,
+        net: MemoryNetwork,
+        endpoint: str,
+        on_message: Callable[[Frames], None],
+        key: bytes | None = None,
     ) -> None:
         super().__init__(net, None)
+        self.curve_key = key
         self.endpoint = endpoint
         self.on_message = on_message
         self.topics: list[bytes] = []
@@ -148,8 +205,11 @@ class Network(MemoryNetwork):
         trace: bool = False,
         data_dir: str | None = None,
         node_options: dict[str, Any] | None = None,
+        keys: SimKeys | None = None,
     ) -> None:
         super().__init__(seed)
+        self.keys = keys  # CURVE and an ACL on every node (None: insecure, as before)
+        self.client_key = keys.app if keys is not None else None  # what clients present
         self.data_dir = data_dir  # each node's configs in <data_dir>/<node id> (None: memory)
         self.node_options = node_options or {}  # more NodeConfig fields (config_keep_*, ...)
         self.req_ids = itertools.count(1)  # client request ids
@@ -201,7 +261,9 @@ class Network(MemoryNetwork):
             cluster=self.cluster,
             node_id=node_id,
             peers=tuple(self.peer_list),
-            security=SecurityConfig(insecure=True),
+            security=SecurityConfig(key=self.keys.cluster, acl=self.keys.acl)
+            if self.keys is not None
+            else SecurityConfig(insecure=True),
             data_dir=os.path.join(self.data_dir, node_id) if self.data_dir else "",
             **self.node_options,
         )
@@ -391,10 +453,14 @@ class Network(MemoryNetwork):
         )
 
     # -- client requests --------------------------------------------------------------
-    def subscriber(self, node: SimNode, on_message: Callable[[Frames], None]) -> SimSubscriber:
-        """A client's SUB connected to ``node``'s notification port."""
+    def subscriber(
+        self, node: SimNode, on_message: Callable[[Frames], None], key: bytes | None = None
+    ) -> SimSubscriber:
+        """A client's SUB connected to ``node``'s notification port (``key``: the CURVE
+        key it presents; None: the network's client key; ``b""``: none)."""
         host, port = parse_address(node.address)
-        return SimSubscriber(self, f"{host}:{port + PUB_PORT_OFFSET}", on_message)
+        endpoint = f"{host}:{port + PUB_PORT_OFFSET}"
+        return SimSubscriber(self, endpoint, on_message, self.client_key if key is None else key)
 
     def client_request(
         self,
@@ -403,8 +469,15 @@ class Network(MemoryNetwork):
         req_id: int,
         fields: dict[str, Any],
         on_done: Callable[[Outcome], None],
+        key: bytes | None = None,
+        port_offset: int = 0,
     ) -> None:
-        """A client sends a request to ``entry``; ``on_done`` gets exactly one outcome."""
+        """A client sends a request to ``entry``; ``on_done`` gets exactly one outcome.
+
+        ``key``: the CURVE key it presents (None: the network's client key; ``b""``:
+        none);
+        ``port_offset``: 0 for the client port (P), else another of the node's ports
+        (an attacker speaking to the peer port, P+3)."""
         done = False
         self.count(f"client_{op}")
 
@@ -422,8 +495,12 @@ class Network(MemoryNetwork):
                 finish(("error", ErrorCode(reply["error"]["code"])))
 
         self.after(CLIENT_TIMEOUT, finish, ("timeout", None))
-        client = self.client(entry.address, replied)
+        address = entry.address
+        if port_offset:
+            host, port = parse_address(address)
+            address = f"{host}:{port + port_offset}"
+        client = self.client(address, replied, self.client_key if key is None else key)
         client.send_multipart([b"", encode_request(op, req_id, **fields)])
 
 
-__all__ = ["CLIENT_TIMEOUT", "Network", "Outcome", "SimNode", "SimSubscriber"]
+__all__ = ["CLIENT_TIMEOUT", "Network", "Outcome", "SimKeys", "SimNode", "SimSubscriber"]

@@ -67,7 +67,7 @@ from meshreg.errors import ErrorCode
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from network import Network, Outcome  # noqa: E402
+from network import Network, Outcome, SimKeys  # noqa: E402
 from test_distro_sim import (  # noqa: E402
     TRACE_FILE,
     Provider,
@@ -285,7 +285,13 @@ class Faults:
     """A cluster at some timings, its providers, its fault schedule and its probe."""
 
     def __init__(
-        self, name: str, seed: int, timings: Timings, n_nodes: int = 3, trace: bool = False
+        self,
+        name: str,
+        seed: int,
+        timings: Timings,
+        n_nodes: int = 3,
+        trace: bool = False,
+        keys: SimKeys | None = None,
     ) -> None:
         self.name = name
         self.timings = timings
@@ -296,6 +302,7 @@ class Faults:
             health=timings.health,
             cluster=timings.cluster,
             trace=trace or bool(TRACE_FILE),
+            keys=keys,
         )
         self.rng = random.Random(f"faults-{name}-{seed}")  # plans; the network has its own
         for i, node_id in enumerate(ids):
@@ -692,13 +699,14 @@ def test_one_way_loss_with_flapping_peers(seed: int, loss: float) -> None:
 
 
 # -- random mixes ------------------------------------------------------------------------------
-def plan_random(seed: int, trace: bool = False) -> Faults:
-    """Pauses, long partitions, one-way loss and deregistrations, from one seed."""
+def plan_random(seed: int, trace: bool = False, keys: SimKeys | None = None) -> Faults:
+    """Pauses, long partitions, one-way loss and deregistrations, from one seed
+    (``keys``: every node with CURVE and an ACL)."""
     rng = random.Random(f"fault-plan-{seed}")
     timings = SHORT
     h, c = timings.health, timings.cluster
     n_nodes = rng.choice((3, 3, 4, 5))
-    sc = Faults("random", seed, timings, n_nodes, trace)
+    sc = Faults("random", seed, timings, n_nodes, trace, keys)
     ids = list(sc.net.nodes)
     sc.net.max_delay = rng.choice((0.002, 0.02, 0.03))
     sc.plan.append(f"{n_nodes} nodes, delay <= {sc.net.max_delay}")
