@@ -67,6 +67,8 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--repeat", int, 1, 20, "runs per row, the median (or best) shown (1)")
     ap.add_argument("--no-peers", dest="peers", action="store_false", help="skip etcd/ZooKeeper")
     ap.add_argument("--no-cluster", dest="cluster", action="store_false", help="skip 3-node rows")
+    ap.add_argument("--unbatched", action="store_true",
+                    help="register: 3-node rows also with --replication-batch 1")  # fmt: skip
     ap.add_argument("--profile-node", metavar="PATH", help="heartbeat: 1-node rows under cProfile")
     opt("--changes", int, 0, 100_000, "propagation changes per run (0: curve skips it)")
     opt("--load", float, 0, 1_000_000, "background beats/s during propagation and failover")

@@ -58,9 +58,20 @@ class Bench:
         self.rows.append({"workload": workload, **row, **extra})
         return row
 
-    def cluster(self, log_dir: str) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
-        nodes = start_cluster(self.procs, CLUSTER_SIZE, log_dir, QUIET)
-        self.say(f"{CLUSTER_SIZE}-node cluster on {', '.join(n.address for n in nodes)} ...")
+    def max_and_paced(self, label: str, targets: list[Any], pids: list[int], shares: Any) -> None:
+        """A row at the highest rate, then one paced at each share (%) of it."""
+        top = self.add(label, self.measure(targets, pids))
+        for pct in shares:
+            rate = top["ops_per_second"] * pct / 100
+            self.add(f"{label} at {pct}% rate", self.measure(targets, pids, rate),
+                     target_rate=round(rate))  # fmt: skip
+
+    def cluster(
+        self, log_dir: str, extra: tuple[str, ...] = ()
+    ) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
+        nodes = start_cluster(self.procs, CLUSTER_SIZE, log_dir, QUIET + list(extra))
+        self.say(f"{CLUSTER_SIZE}-node cluster on {', '.join(n.address for n in nodes)} "
+                 f"{' '.join(extra)}...")  # fmt: skip
         return nodes, owned_services([n.address for n in nodes], 4)
 
     def peers(self, keep: str, kinds: tuple[str, ...], instances: int) -> None:
@@ -128,40 +139,41 @@ def _heartbeat(log_dir: str, b: Bench) -> dict[str, Any]:
 def _register(log_dir: str, b: Bench) -> dict[str, Any]:
     o, procs = b.opts, b.procs
 
-    def max_and_paced(label: str, targets: list[Any], pids: list[int], shares: Any) -> None:
-        top = b.add(label, b.measure(targets, pids))
-        for pct in shares:  # paced at a share of the maximum just measured
-            rate = top["ops_per_second"] * pct / 100
-            b.add(f"{label} at {pct}% rate", b.measure(targets, pids, rate),
-                  target_rate=round(rate))  # fmt: skip
-
     node = procs.node(log_dir, QUIET)
     b.say(f"meshreg node on {node.address} (pid {node.pid}) ...")
     targets = [
         (node.port, ("register", register_share(o), None, c * PER_LOADER)) for c in range(o.clients)
     ]
-    max_and_paced("meshreg register, 1 node", targets, [node.pid], (50, 25))
+    b.max_and_paced("meshreg register, 1 node", targets, [node.pid], (50, 25))
     procs.stop_all()
 
-    if o.cluster:  # direct to the owner, and through a node that forwards
-        nodes, owned = b.cluster(log_dir)
-        pids = [nd.pid for nd in nodes]
-
-        def spread(shift: int, base: int) -> list[Any]:
-            """Loader c registers services owned by node c % 3, sending to node (c + shift) % 3."""
-            n = CLUSTER_SIZE
-            return [(nodes[(c + shift) % n].port, ("register", register_share(o),
-                     owned[nodes[c % n].address], base + c * PER_LOADER))
-                    for c in range(max(o.clients, n))]  # fmt: skip
-
-        label = f"meshreg register, {CLUSTER_SIZE} nodes"
-        max_and_paced(f"{label}, direct", spread(0, 1_000_000), pids, (50,))
-        before = forwarded(nodes)
-        row = b.measure(spread(1, 3_000_000), pids)
-        b.add(f"{label}, via forwarder", row, forwarded=forwarded(nodes) - before)
-        procs.stop_all()
+    # direct to the owner, and through a node that forwards; --unbatched: also as before
+    # replication batched deltas (every delta in a PUB message of its own)
+    for extra, tag in (((), ""), (("--replication-batch", "1"), ", one delta per message")):
+        if o.cluster and (not extra or o.unbatched):
+            _register_cluster(log_dir, b, extra, tag)
     b.peers("register", ("register",), 1000)
     return b.result()
+
+
+def _register_cluster(log_dir: str, b: Bench, extra: tuple[str, ...], tag: str) -> None:
+    o = b.opts
+    nodes, owned = b.cluster(log_dir, extra)
+    pids = [nd.pid for nd in nodes]
+
+    def spread(shift: int, base: int) -> list[Any]:
+        """Loader c registers services owned by node c % 3, sending to node (c + shift) % 3."""
+        n = CLUSTER_SIZE
+        return [(nodes[(c + shift) % n].port, ("register", register_share(o),
+                 owned[nodes[c % n].address], base + c * PER_LOADER))
+                for c in range(max(o.clients, n))]  # fmt: skip
+
+    label = f"meshreg register, {CLUSTER_SIZE} nodes"
+    b.max_and_paced(f"{label}, direct{tag}", spread(0, 1_000_000), pids, (50,))
+    before = forwarded(nodes)
+    row = b.measure(spread(1, 3_000_000), pids)
+    b.add(f"{label}, via forwarder{tag}", row, forwarded=forwarded(nodes) - before)
+    b.procs.stop_all()
 
 
 def _runner(body: Callable[[str, Bench], dict[str, Any]], prefix: str) -> Any:

@@ -251,6 +251,12 @@ def main() -> None:
     "--peer-timeout", type=float, default=None, help="Seconds of silence before a peer is down (3)."
 )
 @click.option(
+    "--replication-batch",
+    type=int,
+    default=None,
+    help="Deltas per replication message at most (256); 1 sends every change on its own.",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -293,6 +299,7 @@ def node(
     node_id: str | None,
     peers: tuple[str, ...],
     peer_timeout: float | None,
+    replication_batch: int | None,
     log_level: str | None,
     key: str | None,
     acl: str | None,
@@ -316,6 +323,7 @@ def node(
             node_id=node_id,
             peers=peers,
             peer_timeout=peer_timeout,
+            replication_batch=replication_batch,
             log_level=log_level.upper() if log_level else None,
             key=key,
             acl=acl,

@@ -32,6 +32,7 @@ from meshreg.core.distro import ClusterPolicy
 from meshreg.core.health import HealthPolicy
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ConfigError
+from meshreg.wire.batching import BATCH_DELTAS, MAX_BATCH_DELTAS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,6 +107,8 @@ class NodeConfig:
     config_max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES  # bytes per content (<= 10 MiB)
     config_keep_revisions: int = DEFAULT_KEEP_REVISIONS  # past revisions kept; 0: no count limit
     config_keep_days: float = DEFAULT_CONFIG_KEEP_DAYS  # days of history kept; 0: no age limit
+    # Deltas per replication message at most (wire/batching); 1 sends every change alone.
+    replication_batch: int = BATCH_DELTAS
 
     def config_limits(self) -> ConfigLimits:
         """The config store's limits (raises ConfigError naming the setting)."""
@@ -218,6 +221,13 @@ class NodeConfig:
             )
         if type(self.data_dir) is not str:
             raise ConfigError(f"data_dir must be a directory path, got {self.data_dir!r}")
+        batch = self.replication_batch
+        if type(batch) is not int or not 1 <= batch <= MAX_BATCH_DELTAS:
+            raise ConfigError(
+                f"replication_batch (--replication-batch, or replication_batch in [cluster]) "
+                f"must be a whole number in 1..{MAX_BATCH_DELTAS} (deltas per replication "
+                f"message; default {BATCH_DELTAS}), got {batch!r}"
+            )
         if type(self.config_keep_revisions) is not int or self.config_keep_revisions < 0:
             raise ConfigError("config_keep_revisions must be a whole number >= 0 (0: no limit)")
         if type(self.config_keep_days) not in (int, float) or not self.config_keep_days >= 0:
@@ -265,6 +275,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         node_id = "node-a"
         peers = ["10.0.0.1:7800", "10.0.0.2:7800", "10.0.0.3:7800"]
         peer_timeout = 3.0
+        replication_batch = 256           # deltas per replication message at most (1: alone)
 
         [limits]                          # quotas on client writes (core/quotas.LimitsPolicy)
         max_namespaces = 10000
@@ -304,7 +315,8 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         "node": {"host", "port", "log_level", "data_dir"},
         "config": {"max_content_bytes", "keep_revisions", "keep_days"},
         "health": {f.name for f in fields(HealthPolicy)},
-        "cluster": {f.name for f in fields(ClusterPolicy)} | {"node_id", "peers"},
+        "cluster": {f.name for f in fields(ClusterPolicy)}
+        | {"node_id", "peers", "replication_batch"},
         "limits": {f.name for f in fields(LimitsPolicy)},
     }
     config_table = data.get("config", {})
@@ -324,6 +336,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             f"got {node_id!r}"
         )
     peers = cluster.pop("peers", [])
+    replication_batch = cluster.pop("replication_batch", BATCH_DELTAS)
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise ConfigError(f'config file {path}: [cluster] peers must be a list of "host:port"')
     kinds = {f.name: type(f.default) for f in fields(HealthPolicy)}  # bool, int or float
@@ -369,6 +382,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         limits=limits_policy,
         node_id=node_id,
         peers=tuple(peers),
+        replication_batch=replication_batch,
         log_level=str(node.get("log_level", "INFO")).upper(),
         **_config_table(node, config_table, Path(path)),
     )

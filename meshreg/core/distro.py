@@ -263,6 +263,7 @@ class DistroNode(RegistryNode):
             "replication_out": 0,
             "replication_in": 0,
             "snapshot_pulls": 0,
+            "replication_gaps": 0,  # a peer's seq ran ahead of the deltas we got from it
             "digest_mismatches": 0,
             "replication_errors": 0,  # peer messages rejected (invalid, or stamps ahead)
             "future_stamps": 0,  # ... of which: a stamp too far ahead of our clock
@@ -682,6 +683,7 @@ class DistroNode(RegistryNode):
             self.applied_seq[b.node] = (b.epoch, b.seq)  # start following its stream here
             self._sync_wanted.add(b.node)
         elif b.seq > applied[1]:
+            self.counters["replication_gaps"] += 1
             self._sync_wanted.add(b.node)  # it published deltas we never got
         self._recompute_members(now)
 
@@ -691,6 +693,8 @@ class DistroNode(RegistryNode):
             return  # changes nothing, not even the applied seq: the gap brings a repair
         applied = self.applied_seq.get(d.node)
         if applied is None or applied[0] != d.epoch or d.seq > applied[1] + 1:
+            if applied is not None and applied[0] == d.epoch:
+                self.counters["replication_gaps"] += 1
             self._sync_wanted.add(d.node)  # a gap, or a stream we just joined
         if applied is None or applied[0] != d.epoch or d.seq > applied[1]:
             self.applied_seq[d.node] = (d.epoch, d.seq)

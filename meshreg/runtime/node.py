@@ -255,7 +255,7 @@ class NodeRuntime:
         )
         self.gate = SubscriptionGate()
         self.denied = 0
-        self.batcher = DeltaBatcher()  # deltas -> PUB messages (wire/batching)
+        self.batcher = DeltaBatcher(config.replication_batch)  # deltas -> PUB messages
         self._entries = 0  # register_batch entries served in this drain (TURN_ENTRIES)
         self._cut_short = False  # a drain stopped at TURN_ENTRIES: the next turn at once
         if avoid_full_gc:

@@ -152,3 +152,14 @@ def test_client_time_settings_are_bounded(kwargs: dict[str, float]) -> None:
     name = next(iter(kwargs))
     with pytest.raises(ConfigError, match=f"{name} must be in"):
         Client(["127.0.0.1:1"], **kwargs)
+
+
+def test_replication_batch_from_the_flag_and_the_file(tmp_path: Path) -> None:
+    assert NodeConfig().replication_batch == 256
+    assert NodeConfig().with_overrides(replication_batch=1).replication_batch == 1
+    assert load(tmp_path, "[cluster]\nreplication_batch = 8\n").replication_batch == 8
+    for bad in (0, 10_000):
+        with pytest.raises(ConfigError, match=r"replication_batch.*1\.\.\d+.*got"):
+            NodeConfig().with_overrides(replication_batch=bad)
+    with pytest.raises(ConfigError, match=r"replication_batch.*whole number"):
+        load(tmp_path, '[cluster]\nreplication_batch = "many"\n')
