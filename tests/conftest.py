@@ -87,3 +87,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     for path in _STATE_DIR:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The benchmark smoke tests and the chaos suite (tests/bench, tests/chaos: minutes of
+    real load each) run last, so a run shows the fast tests' progress at once (the sort is
+    stable: the rest keep their order)."""
+    items.sort(key=lambda item: item.path.parent.name in ("bench", "chaos"))

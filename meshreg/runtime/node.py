@@ -53,6 +53,7 @@ from meshreg.core.effects import (
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_plane import ConfigPlane
+from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
@@ -225,14 +226,6 @@ class NodeRuntime:
         self._limiter = LogLimiter(log)
         self._wall_offset = wall_offset
         self._request_frame: Any = None  # the secure drain's current request (Peer-Address)
-        self.configs = ConfigPlane(  # the configuration center (runtime/config_plane)
-            config,
-            now + wall_offset,
-            self._config_send,
-            self._config_reply,
-            self._config_notify,
-            self._limiter,
-        )
         self._reload = threading.Event()
         self.keys: CurveKeys | None = None
         self.acl = Acl.empty()
@@ -247,6 +240,20 @@ class NodeRuntime:
                 f"--acl {config.security.acl} needs --key: access control identifies clients "
                 "by their CURVE keys (meshreg keygen NAME makes one; see docs/SECURITY.md)"
             )
+        # one node per data dir (runtime/data_dir), taken before its database is opened
+        self._data_lock = DataDirLock(config.data_dir, config.address) if config.data_dir else None
+        try:
+            self.configs = ConfigPlane(  # the configuration center (runtime/config_plane)
+                config,
+                now + wall_offset,
+                self._config_send,
+                self._config_reply,
+                self._config_notify,
+                self._limiter,
+            )
+        except BaseException:
+            self._release_data_dir()
+            raise
         self._principals: dict[str, Principal] = {}  # User-Id -> principal (reset on reload)
         limits_policy = config.limits
         self.holdings = ClientHoldings(limits_policy.max_instances_per_client)
@@ -443,10 +450,16 @@ class NodeRuntime:
         self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
         self._poller = None
         self.configs.close()
+        self._release_data_dir()
         if self.transport is not None:
             self.transport.close()
             if self._own_transport:
                 self.transport = None
+
+    def _release_data_dir(self) -> None:
+        if self._data_lock is not None:
+            self._data_lock.release()
+            self._data_lock = None
 
     def run(self) -> None:
         """Serve until ``stop()``; closes the sockets on the way out."""
@@ -713,7 +726,11 @@ class NodeRuntime:
                         decode_body(body, limits.MAX_PEER_BODY_BYTES) if peer else decode_body(body)
                     )
                 except RequestRejected as exc:  # above 64 KiB: only a config body may be
-                    if peer or exc.code is not ErrorCode.TOO_LARGE:
+                    if (
+                        peer
+                        or exc.code is not ErrorCode.TOO_LARGE
+                        or len(body) <= limits.MAX_BODY_BYTES  # a structural limit: as it is
+                    ):
                         raise
                     msg = self._decode_config(body)
                 beat = beat_fields(msg)

@@ -29,6 +29,11 @@ def _decode_error(exc: Exception) -> RequestRejected:
             f"{limits.MAX_STR_BYTES} bytes, maps {limits.MAX_MAP_ENTRIES} entries, arrays "
             f"{limits.MAX_ARRAY_LEN} (client) or {limits.MAX_PEER_ENTRIES} (peer)",
         )
+    if isinstance(exc, ValueError) and "not allowed for map key" in str(exc):
+        kind = str(exc).split(" ", 1)[0]  # "int is not allowed for map key ..."
+        return RequestRejected(
+            ErrorCode.MALFORMED, f"a map key is {kind}: every map key must be a string"
+        )
     # msgpack raises many types (ExtraData, FormatError, ...); all mean the same here
     return RequestRejected(
         ErrorCode.MALFORMED, f"body is not one valid msgpack value ({type(exc).__name__})"

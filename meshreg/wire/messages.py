@@ -127,6 +127,10 @@ def decode_body(body: bytes, max_bytes: int = limits.MAX_BODY_BYTES) -> Any:
             )
         return unpack_peer(body)
     except Exception as exc:
+        if not size:
+            raise RequestRejected(
+                ErrorCode.MALFORMED, "the body frame is empty: a request is one msgpack map"
+            ) from None
         raise _decode_error(exc) from None
 
 

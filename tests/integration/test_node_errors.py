@@ -55,3 +55,37 @@ def test_beat_for_unknown_instance_is_not_found(node: NodeProcess) -> None:
     reply = raw_request(node.port, beat)
     assert reply["error"]["name"] == "NOT_FOUND"
     assert "register it again" in reply["error"]["message"]
+
+
+def test_decode_errors_name_the_limit_or_the_rule_they_broke(node: NodeProcess) -> None:
+    """A small body over a structural limit names that limit (not the body size); a
+    non-string map key and an empty body say so."""
+    ctx = zmq.Context.instance()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 5000)
+    dealer.connect(f"tcp://{HOST}:{node.port}")
+
+    def ask(body: bytes) -> dict[str, object]:
+        dealer.send_multipart([b"", body])
+        reply = msgpack.unpackb(dealer.recv_multipart()[1], raw=False)
+        assert reply["ok"] is False
+        return reply["error"]  # type: ignore[no-any-return]
+
+    try:
+        wide = {"v": 1, "id": 5, "op": "ping", "pad": {str(i): 0 for i in range(1100)}}
+        error = ask(msgpack.packb(wide))  # about 5.5 KB: far under the 64 KiB body limit
+        assert error["name"] == "TOO_LARGE" and "maps 1024 entries" in str(error["message"])
+        assert "request body is" not in str(error["message"])
+        error = ask(msgpack.packb({"v": 1, "id": 6, "op": "ping", "pad": [0] * 1100}))
+        assert error["name"] == "TOO_LARGE" and "arrays 1024" in str(error["message"])
+        error = ask(msgpack.packb({1: 2, "v": 1, "id": 7, "op": "ping"}))
+        assert error == {
+            "code": 1,
+            "name": "MALFORMED",
+            "message": "a map key is int: every map key must be a string",
+        }
+        error = ask(b"")
+        assert error["name"] == "MALFORMED" and "body frame is empty" in str(error["message"])
+    finally:
+        dealer.close()

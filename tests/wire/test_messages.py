@@ -196,7 +196,7 @@ def test_body_of_exactly_max_size_is_accepted() -> None:
         (b"\x85\xa1v", ErrorCode.MALFORMED, "msgpack"),  # truncated map
         (b"not msgpack at all \xff\xfe", ErrorCode.MALFORMED, "msgpack"),
         (msgpack.packb({"v": 1}) + b"\x00", ErrorCode.MALFORMED, "msgpack"),  # trailing bytes
-        (msgpack.packb({1: 2}), ErrorCode.MALFORMED, "msgpack"),  # non-string map key
+        (msgpack.packb({1: 2}), ErrorCode.MALFORMED, "map key is int"),  # not a string
         (msgpack.packb([1, 2, 3]), ErrorCode.MALFORMED, "map"),
         (msgpack.packb("ping"), ErrorCode.MALFORMED, "map"),
         (msgpack.packb(None), ErrorCode.MALFORMED, "map"),
