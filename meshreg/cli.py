@@ -415,7 +415,13 @@ def deregister(
     group: str,
     timeout: float,
 ) -> None:
-    """Remove the instance ADDRESS (host:port) of SERVICE."""
+    """Remove the instance ADDRESS (host:port) of SERVICE.
+
+    A provider that is still running registers it again at its next renewal (as
+    Nacos's does): to take an instance out for good, stop its provider, or drain it
+    with `meshreg instance-set SERVICE ADDRESS --enabled false`. Removing an instance
+    that is not registered is not an error (deregistration is idempotent).
+    """
     host, port = _host_port(address)
     if not port:
         raise click.BadParameter("ADDRESS must be host:port")

@@ -991,8 +991,10 @@ class ClientSession:
                 self._warn(
                     ("session-redo", self.server),
                     f"meshreg server {self.server} holds {held} of the {acked} instances "
-                    "of this client's session (a node restarted, or they were evicted while "
-                    "this process was stopped); registering them again",
+                    "of this client's session (a node restarted, they were evicted while "
+                    "this process was stopped, or an operator deregistered them: to take an "
+                    "instance out for good, stop this process or drain it with "
+                    "`meshreg instance-set --enabled false`); registering them again",
                 )
                 self._reregister_session()
 
