@@ -112,6 +112,7 @@ from meshreg.client.messages import (
     SessionRenewal,
     decode_result,
 )
+from meshreg.configcenter.replication import CONFIG_WRITE_ATTEMPT
 from meshreg.core.mapping import responsible_node
 from meshreg.errors import (
     ErrorCode,
@@ -522,8 +523,9 @@ class ClientSession:
         if self.server != old:
             self._warn(
                 "failover",
-                f"meshreg server {old} did not answer within "
-                f"{self.settings.attempt_timeout:g}s; trying {self.server}",
+                f"meshreg server {old} did not answer in time (a read waits "
+                f"{self.settings.attempt_timeout:g}s per attempt, a config write "
+                f"{CONFIG_WRITE_ATTEMPT:g}s); trying {self.server}",
             )
         self._connect()
         self._forget_view()
