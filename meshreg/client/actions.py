@@ -78,7 +78,7 @@ class Fail:
 
 @dataclass(frozen=True)
 class LogLine:
-    level: str  # "info", "warning" or "error"
+    level: str  # "debug", "info", "warning" or "error"
     text: str
 
 

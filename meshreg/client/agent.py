@@ -85,7 +85,12 @@ ERROR_PAUSE_MAX = 1.0  # s; longest pause after a loop turn failed (doubling fro
 DRAIN_BATCH = 1024  # messages read from one socket in one turn
 # ZeroMQ errors after which no socket of the context works again: the thread ends.
 FATAL_ERRNOS = frozenset((zmq.ETERM, errno.ENOTSOCK))
-LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 # (callback, its argument) to run on the notifier thread; argument None: callback()
 Notify = Callable[[Callable[..., None], InstanceList | None], None]

@@ -1032,6 +1032,13 @@ class ClientSession:
             for reg in self.registrations.values():
                 reg.fields.pop("session", None)
             return
+        if getattr(exc, "code", None) == ErrorCode.PERMISSION_DENIED and not self._session_acked:
+            # a key that may not write here, refused before the session kept anything
+            # alive: the registration's own PERMISSION_DENIED tells the caller, and there
+            # is nothing to close
+            self._session_opened = False
+            self._out.append(LogLine("debug", f"session refused by {self.server}: {exc}"))
+            return
         self._warn(
             ("session", self.server, type(exc).__name__),
             f"session renewal failed (server {self.server}); "

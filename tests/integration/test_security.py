@@ -267,6 +267,16 @@ def test_cli_with_keys_from_flags_and_environment(keys: Keys, secure_node: NodeP
         )
         assert denied.returncode != 0
         assert "PERMISSION_DENIED" in denied.stderr and "reader" in denied.stderr, denied.stderr
+        # a read-only key registering: the denial alone, no word about sessions it never had
+        refused = subprocess.run(
+            meshreg_cmd("register", "orders", "10.0.0.9:1", *base, "--key", keys.key("reader")),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode != 0
+        assert "may not register in public/DEFAULT_GROUP/orders" in refused.stderr
+        assert "session" not in refused.stderr, refused.stderr
         allowed = subprocess.run(
             meshreg_cmd("deregister", "orders", "10.0.0.5:80", *base, "--key", keys.key("app")),
             capture_output=True,
