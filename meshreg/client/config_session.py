@@ -29,8 +29,9 @@ Rules (each with its constant below):
   at the held revision announcing another version (two owners assigned it during a
   membership change and the one a majority acknowledged won over the one pulled); a
   push meanwhile pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every
-  failover each listened data id is listened again with its held revision (what a
-  disconnected listener missed comes back that way).  Listeners are called when what
+  failover each listened data id is listened again with its held revision and md5 (what
+  a disconnected listener missed comes back that way, another version of the held
+  revision included).  Listeners are called when what
   this client is served changes (content md5, type, deleted), not for a revision that
   changed nothing for it (a gray version for other clients).
 * **Disk.** Every version read or pushed is saved (``SaveConfig``) when its revision is
@@ -368,7 +369,9 @@ class ConfigPolicy:
         # Held revision; nothing held (or only the disk copy, which may be from another
         # cluster's history): 0, so the node answers with what it has.
         held = lst.revision if lst.known and not lst.from_disk else 0
-        fields = {**key_fields(key), "revision": held}
+        fields: dict[str, Any] = {**key_fields(key), "revision": held}
+        if held:  # and what is held at it: another version of that revision comes back
+            fields["md5"] = lst.entry.md5 if lst.entry is not None else ""
 
         def answered(ans: ListenAnswer) -> None:
             lst.busy = False
@@ -376,10 +379,19 @@ class ConfigPolicy:
                 return  # unlistened meanwhile
             fresh = not lst.known or lst.from_disk
             if ans.entry is not None:
-                if fresh or ans.entry.revision > lst.revision:
+                if (
+                    fresh
+                    or ans.entry.revision > lst.revision
+                    or (
+                        ans.entry.revision == lst.revision
+                        and _served(ans.entry) != _served(lst.entry)
+                    )
+                ):  # newer, or the version that won the held revision (md5 sent)
                     self._deliver(lst, ans.entry, ans.entry.revision)
             elif (ans.deleted or ans.revision == 0) and (fresh or ans.revision > lst.revision):
                 self._deliver(lst, None, ans.revision)
+            elif ans.deleted and ans.revision == lst.revision and lst.entry is not None:
+                self._deliver(lst, None, ans.revision)  # a delete won the held revision
             self._resolve_waiting(lst)
             if lst.want > lst.revision or lst.recheck:
                 self._pull(lst)

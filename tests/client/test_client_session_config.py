@@ -302,6 +302,44 @@ def test_every_listened_data_id_is_listened_again_each_resync_interval() -> None
     assert calls(h)[-1] == ("a: 5", 5)
 
 
+def test_a_resync_sends_the_held_md5_and_takes_another_version_of_the_held_revision() -> None:
+    """The listener pulled the version that lost revision 3 and missed every push of the
+    winner: its resync says what it holds (revision and md5) and the node's answer, at the
+    same revision, replaces it."""
+    h = Harness()
+    first = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, first))
+    (req,) = h.unanswered("config_listen")
+    assert "md5" not in req.fields  # nothing held yet: revision 0, no md5
+    h.reply(req, listen_answer(3, "a: lost"))
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (again,) = h.unanswered("config_listen")
+    assert again.fields["revision"] == 3 and again.fields["md5"] == content_md5("a: lost")
+    h.reply(again, listen_answer(3, "a: won"))
+    assert calls(h)[-1] == ("a: won", 3)
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (third,) = h.unanswered("config_listen")
+    assert third.fields["md5"] == content_md5("a: won")
+    h.reply(third, listen_answer(3, "a: won"))  # an older node answers the entry anyway
+    assert calls(h)[-1] == ("a: won", 3) and len(calls(h)) == 2
+
+
+def test_a_resync_answered_with_a_delete_at_the_held_revision_drops_the_content() -> None:
+    h = Harness()
+    listening(h, 3, "a: lost")
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (again,) = h.unanswered("config_listen")
+    h.reply(again, listen_answer(3, None, deleted=True))
+    assert calls(h)[-1] == (None, 3)
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (third,) = h.unanswered("config_listen")
+    assert third.fields["revision"] == 3 and third.fields["md5"] == ""  # holds a delete
+
+
 def test_a_failover_listens_again_on_the_new_server() -> None:
     h = Harness(attempt_ms=500)
     listening(h, 3)

@@ -541,7 +541,7 @@ class Listener(Client):
 
     def pushed(self, frames: list[bytes]) -> None:
         key = self.topics.get(frames[0])
-        if key is None:
+        if key is None or self.net.now >= self.sim.deaf_from:
             return
         body = msgpack.unpackb(frames[1], raw=False)
         lst = self.held[key]
@@ -567,17 +567,28 @@ class Listener(Client):
         if node is None:
             return
         held = lst.revision
+        fields = {**key_fields(key), "revision": held}
+        if held:  # what it holds at that revision: another version of it comes back
+            fields["md5"] = lst.md5 or ""
 
         def done(outcome: Outcome) -> None:
             kind, value, _ = outcome
             if kind == "ok":
                 entry = value["entry"]
-                if entry is not None and entry["revision"] > lst.revision:
+                if entry is not None and (
+                    entry["revision"] > lst.revision
+                    or (entry["revision"] == lst.revision and entry["md5"] != lst.md5)
+                ):
                     self.sim.log.reads.append(
                         Read(self.name, key, held, entry["revision"], self.net.now)
                     )
                     self.deliver(key, entry["revision"], entry["md5"])
-                elif entry is None and value["deleted"] and value["revision"] > lst.revision:
+                elif (
+                    entry is None
+                    and value["deleted"]
+                    and (value["revision"] > lst.revision
+                         or (value["revision"] == lst.revision and lst.md5 is not None))
+                ):  # fmt: skip
                     self.deliver(key, value["revision"], None)
             elif len(tried) < 2:  # behind or down: the next server, as the client does
                 self.net.after(0.05, self.listen, key, (*tried, node.node_id))
@@ -586,8 +597,7 @@ class Listener(Client):
             if lst.want > lst.revision or lst.recheck:
                 self.pull(key)
 
-        request(self.net, node, "config_listen", {**key_fields(key), "revision": held},
-                READ_TIMEOUT, done)  # fmt: skip
+        request(self.net, node, "config_listen", fields, READ_TIMEOUT, done)
 
     def pull(self, key: ConfigKey, tried: tuple[str, ...] = ()) -> None:
         lst = self.held[key]
@@ -721,6 +731,8 @@ class SessionListener:
         self.perform(self.session.on_reply(self.session.server, reply, self.net.now))
 
     def _pushed(self, frames: list[bytes]) -> None:
+        if self.net.now >= self.sim.deaf_from:
+            return
         note = decode_notification_frames(frames)
         self.perform(self.session.on_notification(note, self.net.now))
 
@@ -771,6 +783,7 @@ class ConfigSim:
         self.kill_from = float("inf")  # no kill after an ack before this time
         self.killed: list[str] = []
         self.writes_end = 0.0
+        self.deaf_from = float("inf")  # listeners drop every push from then on
         for i, node_id in enumerate(ids):
             net.at(0.1 * i, self.start, node_id)
         self.writers = [Writer(self, f"w{i}") for i in range(writers)]
@@ -1242,12 +1255,15 @@ def test_a_node_announces_a_turns_versions_in_their_order() -> None:
     assert notes == [k.data_id for k in keys]
 
 
-def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -> None:
+@pytest.mark.parametrize("deaf", [False, True])
+def test_a_listener_moves_off_a_version_that_lost_its_revision(deaf: bool, data_dir: Path) -> None:
     """The owner, cut off before its view noticed, stores a version (and announces it:
     its listeners pull it) that never reaches a majority; the majority's new owner assigns
     the same revision to another write, acknowledged.  After the heal the cut-off node
     takes the acknowledged one (the merge rule prefers it) and announces it at the same
-    revision: a listener that pulled the loser must end on the winner."""
+    revision: a listener that pulled the loser must end on the winner.  ``deaf``: every
+    listener misses every push after the loser was pulled; the resync (config_listen
+    with the held revision and md5) must repair it."""
     sim = ConfigSim("lost revision", 51, data_dir, writers=0, readers=0)
     net = sim.net
     key = KEYS[0]
@@ -1271,7 +1287,10 @@ def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -
     net.at(5.05, publish, a, "lost")  # the owner's view still has a majority
     net.at(9.0, publish, b, "won")  # the majority's view dropped the owner: b owns it now
     sim.writes_end = 12.0
-    net.run_until(20.0)  # before any resync (31.5 s): the pushes of the winner repair it
+    if deaf:
+        sim.deaf_from = 8.0  # "lost" was pulled; no push of "won" arrives anywhere
+    # before any resync (31.5 s) the pushes of the winner repair it; deaf: after the first
+    net.run_until(20.0 if not deaf else 1.5 + CONFIG_RESYNC_INTERVAL + 5.0)
     assert outcomes["first"][0] == "ok" and outcomes["won"][0] == "ok", outcomes
     assert outcomes["lost"][0] != "ok", outcomes["lost"]
     stores = sim.stores()
