@@ -60,7 +60,7 @@ from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, Re
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import CONFIG_WRITE_ATTEMPT
-from meshreg.errors import ErrorCode, ServerError
+from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerError, ServerUnreachableError
 
 if TYPE_CHECKING:
     from meshreg.client.session import ClientSession
@@ -80,6 +80,22 @@ CONFIG_WRITES = frozenset(
         "config_gray_drop",
     )
 )
+
+
+def _outcome_unknown(op: str, exc: BaseException, request_id: str) -> OutcomeUnknownError:
+    """A write no node answered within the call's time-out: it may have been applied."""
+    how = (
+        f"re-send it with request_id={request_id!r} (Client: request_id=...; CLI: "
+        f"--request-id {request_id}): the cluster applies it at most once and answers with "
+        "the version it made; or read the data id"
+        if request_id
+        else "it carried no request_id, so read the data id before writing again"
+    )
+    return OutcomeUnknownError(
+        f"{exc}; the outcome of this {op} is unknown (it may have been applied, or may "
+        f"still be): {how}",
+        request_id,
+    )
 
 
 def key_fields(key: ConfigKey) -> dict[str, Any]:
@@ -287,6 +303,7 @@ class ConfigPolicy:
         fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
         had an unknown outcome, so a final "nothing was written" is not the whole story."""
         write = op in CONFIG_WRITES
+        sent = self.s._now  # an answer after a whole write attempt: one attempt timed out
         if op == "config_get":
             least = int(fields.get("min_revision") or 0)
             fields["min_revision"] = max(least, self.seen_revision(key))
@@ -295,12 +312,18 @@ class ConfigPolicy:
         target = via or self.s.server
 
         def failed(exc: BaseException) -> None:
-            if getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
+            # an attempt that timed out (the session failed over and sent it again) may
+            # have landed: its outcome is unknown, whatever a later attempt says
+            timed_out = write and self.s._now - sent >= CONFIG_WRITE_ATTEMPT
+            if write and isinstance(exc, ServerUnreachableError):  # no answer at all
+                exc = _outcome_unknown(op, exc, fields.get("request_id", ""))
+            elif getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
                 done = (*tried, target)
                 nxt = self._another_server(done)
                 now = self.s._now
                 refused = isinstance(exc, ServerError) and "nothing was written" in exc.detail
-                was_unknown = unknown or (write and not refused)
+                unknown_now = unknown or timed_out
+                was_unknown = unknown_now or (write and not refused)
                 if nxt is not None and now < deadline:
                     self._read(key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown)
                     return
@@ -309,7 +332,7 @@ class ConfigPolicy:
                     again = (key, fields, deadline, ok, err, op, (), None, rounds + 1, was_unknown)
                     self._later.append((now + pause, again))
                     return
-                if refused and unknown:  # this attempt wrote nothing; an earlier one may have
+                if refused and unknown_now:  # this attempt wrote nothing; an earlier may have
                     assert isinstance(exc, ServerError)
                     exc = ServerError(
                         exc.code,

@@ -54,6 +54,11 @@ def invoke(*args: str) -> Any:
         (["gray", "x", "--content", "a"], "--label K=V and/or --client HOST"),
         (["rollback", "x", "0"], "0 is not in the range"),
         (["import", "f.zip", "--on-conflict", "merge"], "'merge' is not one of"),
+        (
+            ["publish", "x", "--content", "a", "--request-id", "short"],
+            "'request_id' must be a string of 16..64",
+        ),
+        (["delete", "x", "--request-id", "0123456789abcdef/"], "Invalid value for --request-id"),
     ],
 )
 def test_usage_errors_say_what_to_give(args: list[str], message: str) -> None:
@@ -309,3 +314,49 @@ def test_every_client_write_gets_its_own_request_id(monkeypatch: pytest.MonkeyPa
     ids = [str(fields["request_id"]) for _, fields in sent]
     assert len(sent) == 7 and len(set(ids)) == 7
     assert all(check_request_id(i) == i for i in ids)
+
+
+def test_a_caller_chosen_request_id_is_sent_and_a_bad_one_refused_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from meshreg import Client
+    from meshreg.errors import InvalidArgumentError
+
+    rid = "my-write-0001:retry_ok"
+    sent: list[tuple[str, dict[str, object]]] = []
+    c = Client([f"127.0.0.1:{free_port_pair()}"], timeout=0.3)
+    try:
+        monkeypatch.setattr(c, "_config_call", lambda op, key, fields: sent.append((op, fields)))
+        c.config_publish("a.txt", "x", request_id=rid)
+        c.config_delete("a.txt", request_id=rid)
+        c.config_rollback("a.txt", 1, request_id=rid)
+        c.config_gray("a.txt", "g", labels={"env": "c"}, request_id=rid)
+        c.config_promote("a.txt", request_id=rid)
+        c.config_gray_drop("a.txt", request_id=rid)
+        assert [f["request_id"] for _, f in sent] == [rid] * 6
+        for bad in ("short", "0123456789abcdef/", "x" * 65):
+            with pytest.raises(InvalidArgumentError, match="request_id"):
+                c.config_publish("a.txt", "x", request_id=bad)
+        assert len(sent) == 6  # nothing sent
+    finally:
+        c.close(timeout=0.2)
+
+
+def test_a_write_no_node_answers_names_the_request_id_to_resend_with() -> None:
+    from meshreg import Client, OutcomeUnknownError
+
+    rid = "0123456789abcdef0123456789abcdef"
+    port = free_port_pair()
+    result = invoke("publish", "x", "--content", "a", "--type", "text", "--request-id", rid,
+                    "-s", f"127.0.0.1:{port}", "--timeout", "0.3")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "outcome of this config_publish is unknown" in result.output
+    assert f"--request-id {rid}" in result.output
+    c = Client([f"127.0.0.1:{port}"], timeout=0.3)
+    try:
+        with pytest.raises(OutcomeUnknownError) as info:
+            c.config_delete("x")
+        assert len(info.value.request_id) == 32 and info.value.request_id in str(info.value)
+        assert "public/DEFAULT_GROUP/x" in str(info.value)
+    finally:
+        c.close(timeout=0.2)
