@@ -273,3 +273,28 @@ def test_export_then_import_into_another_namespace(node: NodeProcess, tmp_path: 
     assert sorted(json.loads(out.stdout)["overwritten"]) == ["DEFAULT_GROUP/app.yaml",
                                                              "billing/rates.json"]  # fmt: skip
     assert ok(cfg(node, "get", "app.yaml", "-n", "staging")).stdout == "a: 1\n"
+
+
+def test_cli_publish_without_type_counts_no_error_and_takes_a_request_id(
+    node: NodeProcess,
+) -> None:
+    """Without --type the CLI learns the type a data id has: a new data id must not cost a
+    NOT_FOUND counted in the node's stats.  --request-id: a re-send is answered with the
+    version it made."""
+
+    def errors() -> tuple[dict[str, int], dict[str, int]]:
+        stats = json.loads(ok(run("stats", "-s", node.address, "--timeout", "5", "--json")).stdout)
+        return stats["errors"], stats["config"]["rejected"]
+
+    ok(cfg(node, "publish", "new.txt", "--content", "one"))
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 1", "--type", "yaml"))
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 2"))  # keeps yaml
+    assert json.loads(ok(cfg(node, "get", "app.yaml", "--json")).stdout)["type"] == "yaml"
+    assert errors() == ({}, {}), errors()
+    rid = "cli-resend-0123456789"
+    first = json.loads(ok(cfg(node, "publish", "r.txt", "--content", "x", "--request-id", rid,
+                              "--json")).stdout)  # fmt: skip
+    again = json.loads(ok(cfg(node, "publish", "r.txt", "--content", "x", "--request-id", rid,
+                              "--json")).stdout)  # fmt: skip
+    assert first == again and first["revision"] == 1
+    assert len(json.loads(ok(cfg(node, "history", "r.txt", "--json")).stdout)) == 1
