@@ -12,7 +12,14 @@ from typing import Any
 import click
 
 from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
-from meshreg.client.config_archive import ON_CONFLICT, export_namespace, import_items, read_archive
+from meshreg.client.config_archive import (
+    DEFAULT_EXPORT_HISTORY,
+    MAX_EXPORT_HISTORY,
+    ON_CONFLICT,
+    export_namespace,
+    import_items,
+    read_archive,
+)
 from meshreg.client.configs import ConfigInfo
 from meshreg.configcenter.model import (
     CONFIG_TYPES,
@@ -479,9 +486,19 @@ def gray_drop(
     default=None,
     help="The zip file to write ('-': stdout; default meshreg-configs-NAMESPACE.zip).",
 )
+@click.option(
+    "--history",
+    type=click.IntRange(0, MAX_EXPORT_HISTORY),
+    default=DEFAULT_EXPORT_HISTORY,
+    show_default=True,
+    help="Past versions kept per data id (for information: an import does not replay them).",
+)
 @client_options
-def export(out: str | None, servers: str, namespace: str, group: str, timeout: float) -> None:
-    """Export a namespace's configs (every group unless -g is given) as a zip."""
+def export(
+    out: str | None, history: int, servers: str, namespace: str, group: str, timeout: float
+) -> None:
+    """Export a namespace's configs (every group unless -g is given) as a zip: the current
+    versions, their gray versions and their history."""
     target = out or f"meshreg-configs-{namespace}.zip"
     only = group if _group_given() else None
     tmp = None
@@ -491,13 +508,13 @@ def export(out: str | None, servers: str, namespace: str, group: str, timeout: f
                 import io
 
                 buf = io.BytesIO()
-                count = export_namespace(c, buf, only)
+                count = export_namespace(c, buf, only, history)
                 sys.stdout.buffer.write(buf.getvalue())
                 sys.stdout.flush()
             else:
                 tmp = f"{target}.tmp-{os.getpid()}"
                 with open(tmp, "wb") as fh:
-                    count = export_namespace(c, fh, only)
+                    count = export_namespace(c, fh, only, history)
                 os.replace(tmp, target)
                 tmp = None
     except OSError as exc:
@@ -544,7 +561,7 @@ def import_(
         click.echo(
             f"imported into namespace {namespace!r}: {len(report.created)} created, "
             f"{len(report.overwritten)} overwritten, {len(report.skipped)} skipped, "
-            f"{len(report.failed)} failed"
+            f"{len(report.failed)} failed; {len(report.gray)} gray version(s)"
         )
         for (g, d), error in report.failed:
             click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)

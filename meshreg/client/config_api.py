@@ -24,6 +24,7 @@ from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
 from meshreg.errors import (
     ErrorCode,
     InvalidArgumentError,
+    MeshregError,
     NotFoundError,
     OutcomeUnknownError,
     RequestRejected,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshreg.client")
 
 MAX_LIST_ITEMS = 1_000_000  # data ids config_list follows pages for at most
+_WRITES = frozenset(("config_publish", "config_delete", "config_rollback", "config_gray",
+                     "config_promote", "config_gray_drop"))  # fmt: skip
 _MISSING: Any = object()
 
 
@@ -340,17 +343,59 @@ class ConfigMixin:
             fields.get("request_id") or "",
         )
 
+    def _config_many(
+        self, calls: list[tuple[str, ConfigKey, dict[str, Any]]], window: int = 64
+    ) -> list[Any]:
+        """Several config calls in flight at once (at most ``window``), in order; each one's
+        result, or the exception it raised (shaped as by a single call).  A write gets its
+        own request id and the node's checks, as ``_config_write`` (bad input is that
+        call's InvalidArgumentError, and it is not sent).  Export and import: one round
+        trip per window rather than per data id."""
+        results: list[Any] = []
+        inflight: list[tuple[int, str, ConfigKey, str, Future[Any]]] = []
+
+        def collect() -> None:
+            i, *outcome = inflight.pop(0)
+            results[i] = self._config_outcome(*outcome)  # type: ignore[arg-type]
+
+        for i, (op, key, fields) in enumerate(calls):
+            results.append(None)
+            if op in _WRITES:
+                fields.setdefault("request_id", secrets.token_hex(16))
+                try:
+                    self._config_check(op, fields, self.config_max_bytes)
+                except InvalidArgumentError as exc:
+                    results[i] = exc
+                    continue
+            fut: Future[Any] = Future()
+            self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut))
+            inflight.append((i, op, key, fields.get("request_id") or "", fut))
+            if len(inflight) >= window:
+                collect()
+        while inflight:
+            collect()
+        return results
+
+    def _config_outcome(self, op: str, key: ConfigKey, rid: str, fut: Future[Any]) -> Any:
+        try:
+            return self._config_wait(op, key, lambda f: None, rid, fut)
+        except MeshregError as exc:
+            return exc
+
     def _config_wait(
         self,
         op: str,
         key: ConfigKey | None,
         submit: Callable[[Future[Any]], None],
         rid: str = "",
+        submitted: Future[Any] | None = None,
     ) -> Any:
         """Wait for the I/O thread's answer; errors name the op and the data id (and, for
-        a write whose outcome is unknown, its request id ``rid``)."""
-        fut: Future[Any] = Future()
-        submit(fut)
+        a write whose outcome is unknown, its request id ``rid``).  ``submitted``: a call
+        submitted already (``_config_many``)."""
+        fut: Future[Any] = Future() if submitted is None else submitted
+        if submitted is None:
+            submit(fut)
         where = f" {key}" if key is not None else ""
         try:
             return fut.result(self.timeout + 2.0)
