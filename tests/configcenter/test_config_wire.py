@@ -302,3 +302,27 @@ def test_a_packed_result_makes_the_same_reply_bytes() -> None:
     result = {"data_id": "a", "content": "x" * 300, "revision": 7, "tags": {"k": "v"}}
     for req_id in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
         assert encode_ok_packed(req_id, msgpack.packb(result)) == encode_ok(req_id, result)
+
+
+def test_a_listen_answers_another_version_of_the_held_revision_when_given_its_md5() -> None:
+    from meshreg.configcenter.model import content_md5
+    from meshreg.wire.config_replies import entry_result, listen_result
+
+    s = ConfigStore("n1")
+    k = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+    s.publish(k, "a: 1", now=1.0)
+    cur = s.publish_gray(k, "a: canary", labels={"env": "c"}, now=2.0)
+    main, gray = entry_result(cur), entry_result(cur, True)
+    held_main, held_gray = content_md5("a: 1"), content_md5("a: canary")
+    assert listen_result(cur, 1, main)["entry"] == main  # newer: as before
+    assert listen_result(cur, 2, main)["entry"] is None  # no md5 sent: the revision decides
+    assert listen_result(cur, 2, main, held_main)["entry"] is None  # holds this one
+    assert listen_result(cur, 2, gray, held_gray)["entry"] is None  # a gray client, too
+    assert listen_result(cur, 2, main, "0" * 32)["entry"] == main  # another version
+    assert listen_result(cur, 2, gray, held_main)["entry"] == gray  # the gray one is its
+    assert listen_result(cur, 2, main, "")["entry"] == main  # held a delete at 2
+    assert listen_result(cur, 3, main, "0" * 32)["entry"] is None  # the node is behind
+    gone = s.delete(k, now=3.0)
+    answer = listen_result(gone, 3, None, held_main)
+    assert answer == {"revision": 3, "entry": None, "deleted": True}  # the client drops it
+    assert listen_result(None, 0, None, None) == {"revision": 0, "entry": None, "deleted": False}
