@@ -18,6 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
+from meshreg.client.config_session import CONFIG_WRITES
 from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
 from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshreg.client")
 
 MAX_LIST_ITEMS = 1_000_000  # data ids config_list follows pages for at most
-_WRITES = frozenset(("config_publish", "config_delete", "config_rollback", "config_gray",
-                     "config_promote", "config_gray_drop"))  # fmt: skip
 _MISSING: Any = object()
 
 
@@ -360,7 +359,7 @@ class ConfigMixin:
 
         for i, (op, key, fields) in enumerate(calls):
             results.append(None)
-            if op in _WRITES:
+            if op in CONFIG_WRITES:
                 fields.setdefault("request_id", secrets.token_hex(16))
                 try:
                     self._config_check(op, fields, self.config_max_bytes)
