@@ -12,12 +12,21 @@ from typing import Any
 import click
 
 from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
-from meshreg.client.config_archive import ON_CONFLICT, export_namespace, import_items, read_archive
+from meshreg.client.config_archive import (
+    DEFAULT_EXPORT_HISTORY,
+    MAX_EXPORT_HISTORY,
+    ON_CONFLICT,
+    export_namespace,
+    import_items,
+    read_archive,
+)
 from meshreg.client.configs import ConfigInfo
 from meshreg.configcenter.model import (
     CONFIG_TYPES,
     DEFAULT_MAX_CONTENT_BYTES,
     HARD_MAX_CONTENT_BYTES,
+    ConfigRejected,
+    check_request_id,
     content_md5,
 )
 from meshreg.errors import MeshregError
@@ -47,6 +56,25 @@ if_revision_option = click.option(
     type=click.IntRange(0),
     default=None,
     help="Only if the data id is at this revision (0: only if it does not exist).",
+)
+
+
+def _request_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--request-id``: checked as the node checks it (a usage error, nothing sent)."""
+    if value is None:
+        return None
+    try:
+        return check_request_id(value)
+    except ConfigRejected as exc:
+        raise click.BadParameter(exc.message, param_hint="--request-id") from None
+
+
+request_id_option = click.option(
+    "--request-id",
+    default=None,
+    callback=_request_id,
+    help="This write's id (16..64 of 0-9A-Za-z_.:-; default: a random one). Re-send a write "
+    "whose outcome was unknown with the id its error named: it is applied at most once.",
 )
 
 
@@ -126,6 +154,7 @@ def config() -> None:
 @click.option("--desc", default=None, help="A description.")
 @click.option("--tag", "tags", multiple=True, help="K=V tag; repeatable.")
 @max_bytes_option
+@request_id_option
 @json_option
 @client_options
 def publish(
@@ -137,6 +166,7 @@ def publish(
     desc: str | None,
     tags: tuple[str, ...],
     max_bytes: int,
+    request_id: str | None,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -151,10 +181,18 @@ def publish(
             fields = {"namespace": namespace, "group": group, "data_id": data_id,
                       "content": text, "tags": tag_map, "desc": desc}  # fmt: skip
             c._config_check("config_publish", fields, max_bytes)  # bad input: no read first
-            current = c.config_get(data_id)
-            guessed = current.type if current is not None else "text"
+            # the newest kept version (a history page of one): a data id that does not
+            # exist is an empty page, not a NOT_FOUND the node would count as an error
+            top = c.config_history(data_id, limit=1)
+            guessed = top[0].type if top and not top[0].deleted else "text"
         info = c.config_publish(
-            data_id, text, type=kind or guessed, if_revision=if_revision, desc=desc, tags=tag_map
+            data_id,
+            text,
+            type=kind or guessed,
+            if_revision=if_revision,
+            desc=desc,
+            tags=tag_map,
+            request_id=request_id,
         )
     _written("published", info, as_json)
 
@@ -204,11 +242,13 @@ def get(
 @config.command()
 @click.argument("data_id")
 @if_revision_option
+@request_id_option
 @json_option
 @client_options
 def delete(
     data_id: str,
     if_revision: int | None,
+    request_id: str | None,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -217,7 +257,7 @@ def delete(
 ) -> None:
     """Delete DATA_ID (a new revision: a tombstone; its history stays)."""
     with _client(servers, namespace, group, timeout) as c:
-        info = c.config_delete(data_id, if_revision=if_revision)
+        info = c.config_delete(data_id, if_revision=if_revision, request_id=request_id)
     _written("deleted", info, as_json)
 
 
@@ -292,12 +332,14 @@ def _when(t: float) -> str:
 @click.argument("data_id")
 @click.argument("revision", type=click.IntRange(1))
 @if_revision_option
+@request_id_option
 @json_option
 @client_options
 def rollback(
     data_id: str,
     revision: int,
     if_revision: int | None,
+    request_id: str | None,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -306,7 +348,7 @@ def rollback(
 ) -> None:
     """Make REVISION's content DATA_ID's current one again (as a new revision)."""
     with _client(servers, namespace, group, timeout) as c:
-        info = c.config_rollback(data_id, revision, if_revision=if_revision)
+        info = c.config_rollback(data_id, revision, if_revision=if_revision, request_id=request_id)
     _written(f"rolled back to revision {revision}:", info, as_json)
 
 
@@ -356,6 +398,7 @@ def watch(
 @click.option("--type", "kind", type=click.Choice(CONFIG_TYPES), default=None)
 @if_revision_option
 @max_bytes_option
+@request_id_option
 @json_option
 @client_options
 def gray(
@@ -367,6 +410,7 @@ def gray(
     kind: str | None,
     if_revision: int | None,
     max_bytes: int,
+    request_id: str | None,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -386,6 +430,7 @@ def gray(
             clients=list(clients) or None,
             type=kind or guessed,
             if_revision=if_revision,
+            request_id=request_id,
         )
     _written("gray", info, as_json)
 
@@ -393,11 +438,13 @@ def gray(
 @config.command()
 @click.argument("data_id")
 @if_revision_option
+@request_id_option
 @json_option
 @client_options
 def promote(
     data_id: str,
     if_revision: int | None,
+    request_id: str | None,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -406,18 +453,20 @@ def promote(
 ) -> None:
     """Make DATA_ID's gray version the main one, for everyone."""
     with _client(servers, namespace, group, timeout) as c:
-        info = c.config_promote(data_id, if_revision=if_revision)
+        info = c.config_promote(data_id, if_revision=if_revision, request_id=request_id)
     _written("promoted", info, as_json)
 
 
 @config.command("gray-drop")
 @click.argument("data_id")
 @if_revision_option
+@request_id_option
 @json_option
 @client_options
 def gray_drop(
     data_id: str,
     if_revision: int | None,
+    request_id: str | None,
     as_json: bool,
     servers: str,
     namespace: str,
@@ -426,7 +475,7 @@ def gray_drop(
 ) -> None:
     """Remove DATA_ID's gray version (its clients get the main one again)."""
     with _client(servers, namespace, group, timeout) as c:
-        info = c.config_gray_drop(data_id, if_revision=if_revision)
+        info = c.config_gray_drop(data_id, if_revision=if_revision, request_id=request_id)
     _written("gray dropped", info, as_json)
 
 
@@ -437,9 +486,19 @@ def gray_drop(
     default=None,
     help="The zip file to write ('-': stdout; default meshreg-configs-NAMESPACE.zip).",
 )
+@click.option(
+    "--history",
+    type=click.IntRange(0, MAX_EXPORT_HISTORY),
+    default=DEFAULT_EXPORT_HISTORY,
+    show_default=True,
+    help="Past versions kept per data id (for information: an import does not replay them).",
+)
 @client_options
-def export(out: str | None, servers: str, namespace: str, group: str, timeout: float) -> None:
-    """Export a namespace's configs (every group unless -g is given) as a zip."""
+def export(
+    out: str | None, history: int, servers: str, namespace: str, group: str, timeout: float
+) -> None:
+    """Export a namespace's configs (every group unless -g is given) as a zip: the current
+    versions, their gray versions and their history."""
     target = out or f"meshreg-configs-{namespace}.zip"
     only = group if _group_given() else None
     tmp = None
@@ -449,13 +508,13 @@ def export(out: str | None, servers: str, namespace: str, group: str, timeout: f
                 import io
 
                 buf = io.BytesIO()
-                count = export_namespace(c, buf, only)
+                count = export_namespace(c, buf, only, history)
                 sys.stdout.buffer.write(buf.getvalue())
                 sys.stdout.flush()
             else:
                 tmp = f"{target}.tmp-{os.getpid()}"
                 with open(tmp, "wb") as fh:
-                    count = export_namespace(c, fh, only)
+                    count = export_namespace(c, fh, only, history)
                 os.replace(tmp, target)
                 tmp = None
     except OSError as exc:
@@ -502,7 +561,7 @@ def import_(
         click.echo(
             f"imported into namespace {namespace!r}: {len(report.created)} created, "
             f"{len(report.overwritten)} overwritten, {len(report.skipped)} skipped, "
-            f"{len(report.failed)} failed"
+            f"{len(report.failed)} failed; {len(report.gray)} gray version(s)"
         )
         for (g, d), error in report.failed:
             click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)

@@ -108,6 +108,16 @@ class ServerUnreachableError(MeshregError):
     """No node in the server list answered in time."""
 
 
+class OutcomeUnknownError(ServerUnreachableError):
+    """A config write got no answer within its time-out: it may have been applied, or may
+    still be.  Re-send it with ``request_id`` (the message names it too): the cluster
+    applies one request id at most once, and answers a re-send with the version it made."""
+
+    def __init__(self, message: str, request_id: str = "") -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
 class ClientClosedError(MeshregError):
     """The client was closed; create a new one."""
 

@@ -18,13 +18,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
+from meshreg.client.config_session import CONFIG_WRITES
 from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
 from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
 from meshreg.errors import (
     ErrorCode,
     InvalidArgumentError,
+    MeshregError,
     NotFoundError,
+    OutcomeUnknownError,
     RequestRejected,
     ServerError,
     ServerUnreachableError,
@@ -164,16 +167,21 @@ class ConfigMixin:
         tags: dict[str, str] | None = None,
         group: str | None = None,
         namespace: str | None = None,
+        request_id: str | None = None,
     ) -> ConfigInfo:
         """Create or replace a config; returns the new version (acknowledged by a majority).
 
         ``if_revision``: compare-and-set (0: the data id must not exist; N: it must be at
-        revision N), else ConflictError naming the current revision.
+        revision N), else ConflictError naming the current revision.  ``request_id``: this
+        write's id (16..64 characters of ``0-9A-Za-z_.:-``; default: a random one), the
+        same to re-send a write whose outcome was unknown (OutcomeUnknownError names it):
+        the cluster applies one id at most once and answers with the version it made.
+        Every write below takes it too.
         """
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "content": content, "type": type}
         fields.update(_present(if_revision=if_revision, desc=desc, tags=tags))
-        return self._config_write("config_publish", key, fields)  # type: ignore[no-any-return]
+        return self._config_write("config_publish", key, fields, request_id)  # type: ignore[no-any-return]
 
     def config_delete(
         self,
@@ -181,11 +189,12 @@ class ConfigMixin:
         if_revision: int | None = None,
         group: str | None = None,
         namespace: str | None = None,
+        request_id: str | None = None,
     ) -> ConfigInfo:
         """Delete a config (a tombstone revision, returned); NotFoundError if absent."""
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), **_present(if_revision=if_revision)}
-        return self._config_write("config_delete", key, fields)  # type: ignore[no-any-return]
+        return self._config_write("config_delete", key, fields, request_id)  # type: ignore[no-any-return]
 
     def config_rollback(
         self,
@@ -194,11 +203,12 @@ class ConfigMixin:
         if_revision: int | None = None,
         group: str | None = None,
         namespace: str | None = None,
+        request_id: str | None = None,
     ) -> ConfigInfo:
         """A new revision with the content, type, description and tags of ``revision``."""
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "revision": revision, **_present(if_revision=if_revision)}
-        return self._config_write("config_rollback", key, fields)  # type: ignore[no-any-return]
+        return self._config_write("config_rollback", key, fields, request_id)  # type: ignore[no-any-return]
 
     def config_gray(
         self,
@@ -210,13 +220,14 @@ class ConfigMixin:
         if_revision: int | None = None,
         group: str | None = None,
         namespace: str | None = None,
+        request_id: str | None = None,
     ) -> ConfigInfo:
         """Publish a gray version for the clients whose labels include every pair of
         ``labels`` or whose address (host or host:port) is in ``clients``."""
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "content": content}
         fields.update(_present(labels=labels, clients=clients, type=type, if_revision=if_revision))
-        return self._config_write("config_gray", key, fields)  # type: ignore[no-any-return]
+        return self._config_write("config_gray", key, fields, request_id)  # type: ignore[no-any-return]
 
     def config_promote(
         self,
@@ -224,11 +235,12 @@ class ConfigMixin:
         if_revision: int | None = None,
         group: str | None = None,
         namespace: str | None = None,
+        request_id: str | None = None,
     ) -> ConfigInfo:
         """The gray version becomes the main one (NotFoundError: no gray version)."""
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), **_present(if_revision=if_revision)}
-        return self._config_write("config_promote", key, fields)  # type: ignore[no-any-return]
+        return self._config_write("config_promote", key, fields, request_id)  # type: ignore[no-any-return]
 
     def config_gray_drop(
         self,
@@ -236,11 +248,12 @@ class ConfigMixin:
         if_revision: int | None = None,
         group: str | None = None,
         namespace: str | None = None,
+        request_id: str | None = None,
     ) -> ConfigInfo:
         """Remove the gray version (NotFoundError: none)."""
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), **_present(if_revision=if_revision)}
-        return self._config_write("config_gray_drop", key, fields)  # type: ignore[no-any-return]
+        return self._config_write("config_gray_drop", key, fields, request_id)  # type: ignore[no-any-return]
 
     # -- listening --------------------------------------------------------------------------
     def config_listen(
@@ -289,10 +302,14 @@ class ConfigMixin:
     def _config_key(self, data_id: str, group: str | None, namespace: str | None) -> ConfigKey:
         return ConfigKey(namespace or self.namespace, group or self.group, data_id)
 
-    def _config_write(self, op: str, key: ConfigKey, fields: dict[str, Any]) -> Any:
-        """One logical write: a fresh request id, the same on every re-send of it (after
-        a timeout, an UNAVAILABLE, a failover), so the cluster applies it at most once."""
-        fields.setdefault("request_id", secrets.token_hex(16))
+    def _config_write(
+        self, op: str, key: ConfigKey, fields: dict[str, Any], request_id: str | None = None
+    ) -> Any:
+        """One logical write: the caller's ``request_id``, else a fresh one (32 random hex
+        digits), the same on every re-send of it (after a timeout, an UNAVAILABLE, a
+        failover), so the cluster applies it at most once.  A caller re-sends a write whose
+        outcome was unknown (``OutcomeUnknownError.request_id``) by passing that id."""
+        fields["request_id"] = request_id if request_id is not None else secrets.token_hex(16)
         self._config_check(op, fields, self.config_max_bytes)
         return self._config_call(op, key, fields)
 
@@ -319,28 +336,89 @@ class ConfigMixin:
 
     def _config_call(self, op: str, key: ConfigKey | None, fields: dict[str, Any]) -> Any:
         return self._config_wait(
-            op, key, lambda fut: self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut))
+            op,
+            key,
+            lambda fut: self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut)),
+            fields.get("request_id") or "",
         )
 
+    def _config_many(
+        self, calls: list[tuple[str, ConfigKey, dict[str, Any]]], window: int = 64
+    ) -> list[Any]:
+        """Several config calls in flight at once (at most ``window``), in order; each one's
+        result, or the exception it raised (shaped as by a single call).  A write gets its
+        own request id and the node's checks, as ``_config_write`` (bad input is that
+        call's InvalidArgumentError, and it is not sent).  Export and import: one round
+        trip per window rather than per data id."""
+        results: list[Any] = []
+        inflight: list[tuple[int, str, ConfigKey, str, Future[Any]]] = []
+
+        def collect() -> None:
+            i, *outcome = inflight.pop(0)
+            results[i] = self._config_outcome(*outcome)  # type: ignore[arg-type]
+
+        for i, (op, key, fields) in enumerate(calls):
+            results.append(None)
+            if op in CONFIG_WRITES:
+                fields.setdefault("request_id", secrets.token_hex(16))
+                try:
+                    self._config_check(op, fields, self.config_max_bytes)
+                except InvalidArgumentError as exc:
+                    results[i] = exc
+                    continue
+            fut: Future[Any] = Future()
+            self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut))
+            inflight.append((i, op, key, fields.get("request_id") or "", fut))
+            if len(inflight) >= window:
+                collect()
+        while inflight:
+            collect()
+        return results
+
+    def _config_outcome(self, op: str, key: ConfigKey, rid: str, fut: Future[Any]) -> Any:
+        try:
+            return self._config_wait(op, key, lambda f: None, rid, fut)
+        except MeshregError as exc:
+            return exc
+
     def _config_wait(
-        self, op: str, key: ConfigKey | None, submit: Callable[[Future[Any]], None]
+        self,
+        op: str,
+        key: ConfigKey | None,
+        submit: Callable[[Future[Any]], None],
+        rid: str = "",
+        submitted: Future[Any] | None = None,
     ) -> Any:
-        """Wait for the I/O thread's answer; errors name the op and the data id."""
-        fut: Future[Any] = Future()
-        submit(fut)
+        """Wait for the I/O thread's answer; errors name the op and the data id (and, for
+        a write whose outcome is unknown, its request id ``rid``).  ``submitted``: a call
+        submitted already (``_config_many``)."""
+        fut: Future[Any] = Future() if submitted is None else submitted
+        if submitted is None:
+            submit(fut)
         where = f" {key}" if key is not None else ""
         try:
             return fut.result(self.timeout + 2.0)
         except FutureTimeout:
-            raise ServerUnreachableError(
+            message = (
                 f"{op}{where}: the meshreg client's I/O thread did not answer within "
                 f"{self.timeout + 2.0:g}s"
-            ) from None
+            )
+            if rid:  # a write: it may have been sent, and applied
+                raise OutcomeUnknownError(
+                    f"{message}; the outcome of this write is unknown: re-send it with "
+                    f"request_id={rid!r}",
+                    rid,
+                ) from None
+            raise ServerUnreachableError(message) from None
         except ServerError as exc:
             if key is None or str(key) in exc.detail or key.data_id in exc.detail:
                 raise
             detail = exc.detail.removeprefix(f"{op}: ")
             raise type(exc)(exc.code, f"{op}{where}: {detail}", exc.server) from None
+        except OutcomeUnknownError as exc:
+            if key is None or str(key) in str(exc):
+                raise
+            raise OutcomeUnknownError(f"{key}: {exc}", exc.request_id) from None
         except ServerUnreachableError as exc:
             if key is None:
                 raise

@@ -1,19 +1,30 @@
-"""Export and import of a namespace's configs: a zip of one file per data id plus metadata.
+"""Export and import of a namespace's configs: a zip of files plus metadata.
 
-Format (docs/CONFIG.md, "Client and CLI"), a zip file (stdlib ``zipfile``, deflated):
+Format (docs/CONFIG.md, "The export archive"), a zip file (stdlib ``zipfile``, deflated):
 
-* ``meshreg-configs.json``: ``{"format": "meshreg-configs", "version": 1, "namespace",
+* ``meshreg-configs.json``: ``{"format": "meshreg-configs", "version": 2, "namespace",
   "exported_at", "items": [{"group", "data_id", "file", "type", "description", "tags",
-  "revision", "md5", "modified"}]}`` (``revision``, ``md5`` and ``modified`` are for
+  "revision", "md5", "modified", "gray" (only with a gray version: "file", "type", "md5",
+  "labels", "clients"), "history" (newest first: "revision", "change", "deleted",
+  "type", "md5", "modified", "modified_by", "description", "tags", "origin", "file" and
+  "gray" as above)}]}`` (``revision``, ``md5``, ``modified`` and the history are for
   information: an import makes new revisions);
-* ``configs/<group>/<data_id>``: the content, UTF-8, as it is.
+* ``configs/<group>/<data_id>``: the main content, UTF-8, as it is;
+* ``gray/<group>/<data_id>``: the gray version's content;
+* ``history/<group>/<data_id>/<n>`` (and ``<n>.gray``): the n-th kept version's content
+  (0: the newest).
 
-A file under ``configs/`` that the metadata does not list is imported too, as type
-``text`` (an archive made by hand).  Gray versions, tombstones and history are not
-exported.  An archive is untrusted input: every name, type, tag and content is checked
-with the node's rules, sizes are bounded before anything is read, and a bad archive is
-refused whole (:class:`ArchiveError` naming the file and what is wrong) before anything
-is written.
+Version 1 archives (no gray, no history) are read too.  A file under ``configs/`` that
+the metadata does not list is imported too, as type ``text`` (an archive made by hand).
+Tombstones (deleted data ids) are not exported.  An archive is untrusted input: every
+name, type, tag, gray rule and content imported is checked with the node's rules, the
+history's shape is checked and its files must be there (it is not imported), sizes are
+bounded before anything is read, and a bad archive is refused whole (:class:`ArchiveError`
+naming the file and what is wrong) before anything is written.
+
+Import writes the main versions several at a time (``IMPORT_WINDOW`` in flight: there is
+no batch config write on the wire, so the writes are pipelined), then the gray versions
+(compare-and-set on the revision each main write made).
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ import os
 import time
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from meshreg.configcenter.model import (
@@ -32,30 +43,52 @@ from meshreg.configcenter.model import (
     HARD_MAX_CONTENT_BYTES,
     MAX_DATA_ID_LEN,
     MAX_GROUP_LEN,
+    MAX_HISTORY_PAGE,
+    Change,
+    ConfigKey,
     ConfigRejected,
     check_config_name,
     check_content,
     check_description,
+    check_gray_rule,
     check_tags,
     check_type,
 )
-from meshreg.errors import ConfigError, ConflictError, MeshregError
+from meshreg.errors import ConfigError, ConflictError
 
 if TYPE_CHECKING:
     from meshreg.client.client import Client
+    from meshreg.client.configs import ConfigInfo, GrayInfo
 
 METADATA = "meshreg-configs.json"
 FORMAT = "meshreg-configs"
-VERSION = 1
+VERSION = 2  # 2: gray versions and history; 1 is read too
+VERSIONS_READ = (1, 2)
 CONTENT_DIR = "configs/"
-MAX_METADATA_BYTES = 64 * 1024 * 1024  # bytes of metadata JSON
+GRAY_DIR = "gray/"
+HISTORY_DIR = "history/"
+MAX_METADATA_BYTES = 256 * 1024 * 1024  # bytes of metadata JSON (history included)
 MAX_ITEMS = DEFAULT_MAX_CONFIGS  # data ids in one archive (a node's default cap)
-MAX_ARCHIVE_ENTRIES = MAX_ITEMS + 1  # zip members
+MAX_HISTORY_ITEMS = 1_000_000  # history versions listed in one archive, all data ids
+DEFAULT_EXPORT_HISTORY = 100  # past versions exported per data id (the default retention)
+MAX_EXPORT_HISTORY = MAX_HISTORY_PAGE - 1  # one history page per data id, current included
+MAX_ARCHIVE_ENTRIES = 2 * MAX_ITEMS + 2 * MAX_HISTORY_ITEMS + 1  # zip members
+IMPORT_WINDOW = 64  # config calls in flight at once during an export or an import
 ON_CONFLICT = ("abort", "skip", "overwrite")
 
 
 class ArchiveError(ConfigError):
     """The archive cannot be imported (nothing was written); the message says why."""
+
+
+@dataclass(frozen=True)
+class ArchiveGray:
+    """An archived gray version: its content, type and rule."""
+
+    content: str
+    type: str
+    labels: dict[str, str] = field(default_factory=dict)
+    clients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,8 @@ class ArchiveItem:
     type: str = "text"
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    gray: ArchiveGray | None = None
+    history: int = 0  # past versions listed in the archive (for information; not imported)
 
 
 @dataclass
@@ -74,6 +109,7 @@ class ImportReport:
     overwritten: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[tuple[str, str], str]] = field(default_factory=list)
+    gray: list[tuple[str, str]] = field(default_factory=list)  # gray versions written
 
     def to_json(self) -> dict[str, Any]:
         def names(keys: list[tuple[str, str]]) -> list[str]:
@@ -84,36 +120,44 @@ class ImportReport:
             "overwritten": names(self.overwritten),
             "skipped": names(self.skipped),
             "failed": [{"config": f"{g}/{d}", "error": e} for (g, d), e in self.failed],
+            "gray": names(self.gray),
         }
 
 
 # -- export ---------------------------------------------------------------------------------------
-def export_namespace(client: Client, out: IO[bytes], group: str | None = None) -> int:
-    """Write the client's namespace (``group``: that group alone) to ``out`` as an archive;
-    returns the number of data ids written."""
+def export_namespace(
+    client: Client,
+    out: IO[bytes],
+    group: str | None = None,
+    history: int = DEFAULT_EXPORT_HISTORY,
+) -> int:
+    """Write the client's namespace (``group``: that group alone) to ``out`` as an archive,
+    with each data id's gray version and its last ``history`` past versions (0: none; at
+    most ``MAX_EXPORT_HISTORY``); returns the number of data ids written.
+
+    One ``config_history`` page per data id (unresolved: the main content and the gray
+    version as stored, whatever this client's labels), ``IMPORT_WINDOW`` in flight."""
+    if not 0 <= history <= MAX_EXPORT_HISTORY:
+        raise ConfigError(f"history must be 0..{MAX_EXPORT_HISTORY} versions per data id")
     namespace = client.namespace
     listed = client.config_list(namespace=namespace, group=group, all_groups=group is None)
+    calls = [
+        ("config_history", ConfigKey(namespace, i.group, i.data_id),
+         {"namespace": namespace, "group": i.group, "data_id": i.data_id,
+          "page_size": history + 1})
+        for i in listed
+    ]  # fmt: skip
     meta: list[dict[str, Any]] = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for item in listed:
-            info = client.config_get(item.data_id, group=item.group, namespace=namespace)
-            if info is None:
-                continue  # deleted since it was listed
-            name = f"{CONTENT_DIR}{info.group}/{info.data_id}"
-            zf.writestr(name, info.content.encode("utf-8"))
-            meta.append(
-                {
-                    "group": info.group,
-                    "data_id": info.data_id,
-                    "file": name,
-                    "type": info.type,
-                    "description": info.description,
-                    "tags": dict(info.tags),
-                    "revision": info.revision,
-                    "md5": info.md5,
-                    "modified": info.modified,
-                }
-            )
+        for start in range(0, len(calls), IMPORT_WINDOW * 8):  # bounded memory per round
+            pages = client._config_many(calls[start : start + IMPORT_WINDOW * 8], IMPORT_WINDOW)
+            for page in pages:
+                if isinstance(page, BaseException):
+                    raise page
+                versions: list[ConfigInfo] = list(page.items)
+                if not versions or versions[0].deleted:
+                    continue  # deleted since it was listed
+                meta.append(_export_item(zf, versions[0], versions[1 : history + 1]))
         body = {
             "format": FORMAT,
             "version": VERSION,
@@ -123,6 +167,46 @@ def export_namespace(client: Client, out: IO[bytes], group: str | None = None) -
         }
         zf.writestr(METADATA, json.dumps(body, indent=1, sort_keys=True))
     return len(meta)
+
+
+def _export_item(zf: zipfile.ZipFile, info: ConfigInfo, past: list[ConfigInfo]) -> dict[str, Any]:
+    where = f"{info.group}/{info.data_id}"
+    name = f"{CONTENT_DIR}{where}"
+    zf.writestr(name, info.content.encode("utf-8"))
+    item: dict[str, Any] = {
+        "group": info.group,
+        "data_id": info.data_id,
+        "file": name,
+        "type": info.type,
+        "description": info.description,
+        "tags": dict(info.tags),
+        "revision": info.revision,
+        "md5": info.md5,
+        "modified": info.modified,
+    }
+    if info.gray is not None:
+        item["gray"] = _export_gray(zf, info.gray, f"{GRAY_DIR}{where}")
+    versions = []
+    for n, v in enumerate([info, *past]):
+        vname = f"{HISTORY_DIR}{where}/{n}"
+        zf.writestr(vname, v.content.encode("utf-8"))
+        version: dict[str, Any] = {
+            "revision": v.revision, "change": v.change, "deleted": v.deleted, "type": v.type,
+            "md5": v.md5, "modified": v.modified, "modified_by": v.modified_by,
+            "description": v.description, "tags": dict(v.tags), "origin": v.origin,
+            "file": vname,
+        }  # fmt: skip
+        if v.gray is not None:
+            version["gray"] = _export_gray(zf, v.gray, f"{vname}.gray")
+        versions.append(version)
+    item["history"] = versions
+    return item
+
+
+def _export_gray(zf: zipfile.ZipFile, gray: GrayInfo, name: str) -> dict[str, Any]:
+    zf.writestr(name, gray.content.encode("utf-8"))
+    return {"file": name, "type": gray.type, "md5": gray.md5, "labels": dict(gray.labels),
+            "clients": list(gray.clients)}  # fmt: skip
 
 
 # -- reading an archive ----------------------------------------------------------------------------
@@ -153,9 +237,10 @@ def _read(zf: zipfile.ZipFile, where: str) -> list[ArchiveItem]:
             raise ArchiveError(f"{where}: {METADATA} is not JSON ({exc})") from None
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise ArchiveError(f"{where}: {METADATA} is not a meshreg config export")
-        if body.get("version") != VERSION:
+        if body.get("version") not in VERSIONS_READ:
             raise ArchiveError(
-                f"{where}: format version {body.get('version')!r}; this meshreg reads {VERSION}"
+                f"{where}: format version {body.get('version')!r}; this meshreg reads "
+                f"{', '.join(map(str, VERSIONS_READ))}"
             )
         items = body.get("items")
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -164,15 +249,21 @@ def _read(zf: zipfile.ZipFile, where: str) -> list[ArchiveItem]:
     out: list[ArchiveItem] = []
     seen: set[tuple[str, str]] = set()
     used: set[str] = set()
+    history_total = 0
     for n, meta in enumerate(listed):
         what = f"{where}: {METADATA} items[{n}]"
         group, data_id = _names(meta.get("group"), meta.get("data_id"), what)
-        name = meta.get("file", f"{CONTENT_DIR}{group}/{data_id}")
-        info = by_name.get(name) if isinstance(name, str) else None
-        if info is None:
-            raise ArchiveError(f"{what}: its file {name!r} is not in the archive")
+        info = _listed_file(by_name, meta.get("file", f"{CONTENT_DIR}{group}/{data_id}"), what)
         used.add(info.filename)
-        out.append(_item(zf, info, group, data_id, meta, what))
+        item = _item(zf, info, group, data_id, meta, what)
+        gray = meta.get("gray")
+        if gray is not None:
+            item = replace(item, gray=_gray(zf, by_name, gray, f"{what} gray"))
+        past = _history(by_name, meta.get("history"), what)
+        history_total += past
+        if history_total > MAX_HISTORY_ITEMS:
+            raise ArchiveError(f"{where} lists more than {MAX_HISTORY_ITEMS} history versions")
+        out.append(replace(item, history=past))
     for info in infos:
         if info.filename in used or info.is_dir() or not info.filename.startswith(CONTENT_DIR):
             continue
@@ -220,6 +311,58 @@ def _item(
         raise ArchiveError(f"{what}: {exc.message}") from None
 
 
+def _listed_file(by_name: dict[str, zipfile.ZipInfo], name: Any, what: str) -> zipfile.ZipInfo:
+    info = by_name.get(name) if isinstance(name, str) else None
+    if info is None:
+        shown = repr(name)[:300]
+        raise ArchiveError(f"{what}: its file {shown} is not in the archive")
+    return info
+
+
+def _gray(
+    zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], gray: Any, what: str
+) -> ArchiveGray:
+    """An archived gray version, checked with the node's rules (content, type, rule)."""
+    if not isinstance(gray, dict):
+        raise ArchiveError(f"{what}: must be an object (file, type, labels, clients)")
+    info = _listed_file(by_name, gray.get("file"), what)
+    raw = _member(zf, info, HARD_MAX_CONTENT_BYTES, what)
+    try:
+        rule = check_gray_rule(gray.get("labels") or None, gray.get("clients") or None)
+        return ArchiveGray(
+            check_content(raw, HARD_MAX_CONTENT_BYTES),
+            check_type(gray.get("type")),
+            dict(rule.labels),
+            tuple(sorted(rule.addresses)),
+        )
+    except ConfigRejected as exc:
+        raise ArchiveError(f"{what}: {exc.message}") from None
+
+
+def _history(by_name: dict[str, zipfile.ZipInfo], history: Any, what: str) -> int:
+    """The number of past versions an item lists, their shape checked and their files
+    present (the history is for information: its contents are not read)."""
+    if history is None:
+        return 0
+    if not isinstance(history, list) or len(history) > MAX_HISTORY_PAGE:
+        raise ArchiveError(f"{what}: 'history' must be a list of at most {MAX_HISTORY_PAGE}")
+    changes = {c.value for c in Change}
+    for n, v in enumerate(history):
+        at = f"{what} history[{n}]"
+        if not isinstance(v, dict):
+            raise ArchiveError(f"{at}: must be an object")
+        revision = v.get("revision")
+        if type(revision) is not int or not 1 <= revision < 2**63:
+            raise ArchiveError(f"{at}: 'revision' must be an integer >= 1")
+        if v.get("change") not in changes:
+            raise ArchiveError(f"{at}: 'change' must be one of {', '.join(sorted(changes))}")
+        _listed_file(by_name, v.get("file"), at)
+        if v.get("gray") is not None:
+            gray = v["gray"]
+            _listed_file(by_name, gray.get("file") if isinstance(gray, dict) else None, at)
+    return len(history)
+
+
 def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -> bytes:
     """A member's bytes, refusing more than ``limit`` (the header may lie: read bounded)."""
     if info.file_size > limit:
@@ -235,21 +378,23 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -
 def import_items(
     client: Client, items: Iterable[ArchiveItem], on_conflict: str = "abort"
 ) -> ImportReport:
-    """Publish ``items`` into the client's namespace.
+    """Publish ``items`` into the client's namespace, gray versions included.
 
     ``on_conflict``, for a data id that exists already: ``abort`` (the default) writes
     nothing at all if any does (ConflictError listing them), ``skip`` leaves it,
     ``overwrite`` publishes over it (compare-and-set on the revision read, so a change
     made meanwhile is reported, not overwritten).  A new data id is published with
-    ``if_revision=0``.  Failures of single data ids are in the report's ``failed``.
-    """
+    ``if_revision=0``.  The main versions are written ``IMPORT_WINDOW`` at a time; then
+    each archived gray version (compare-and-set on the revision its main write made;
+    an overwritten data id whose archive item has no gray version loses its own, so it
+    ends as archived).  Failures of single data ids are in the report's ``failed`` (a
+    gray write that failed after its main one: "gray: ...")."""
     if on_conflict not in ON_CONFLICT:
         raise ConfigError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}")
     items = list(items)
     namespace = client.namespace
     existing = {
-        (i.group, i.data_id): i.revision
-        for i in client.config_list(namespace=namespace, all_groups=True)
+        (i.group, i.data_id): i for i in client.config_list(namespace=namespace, all_groups=True)
     }
     clashing = [f"{i.group}/{i.data_id}" for i in items if (i.group, i.data_id) in existing]
     if clashing and on_conflict == "abort":
@@ -262,27 +407,51 @@ def import_items(
             f"({shown}); nothing was written. Use --on-conflict skip or overwrite",
         )
     report = ImportReport()
+    todo: list[ArchiveItem] = []
     for item in items:
+        if (item.group, item.data_id) in existing and on_conflict == "skip":
+            report.skipped.append((item.group, item.data_id))
+        else:
+            todo.append(item)
+
+    def key(item: ArchiveItem) -> ConfigKey:
+        return ConfigKey(namespace, item.group, item.data_id)
+
+    def fields(item: ArchiveItem, **more: Any) -> dict[str, Any]:
+        base = {"namespace": namespace, "group": item.group, "data_id": item.data_id}
+        return {**base, **{k: v for k, v in more.items() if v is not None}}
+
+    mains = []
+    for item in todo:
+        current = existing.get((item.group, item.data_id))
+        cas = 0 if current is None else current.revision
+        mains.append(("config_publish", key(item), fields(
+            item, content=item.content, type=item.type, if_revision=cas,
+            desc=item.description or None, tags=item.tags or None)))  # fmt: skip
+    results = client._config_many(mains, IMPORT_WINDOW)
+    grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
+    for item, result in zip(todo, results, strict=True):
         ident = (item.group, item.data_id)
+        if isinstance(result, BaseException):
+            report.failed.append((ident, str(result)))
+            continue
         current = existing.get(ident)
-        if current is not None and on_conflict == "skip":
-            report.skipped.append(ident)
-            continue
-        try:
-            client.config_publish(
-                item.data_id,
-                item.content,
-                type=item.type,
-                if_revision=0 if current is None else current,
-                desc=item.description or None,
-                tags=item.tags or None,
-                group=item.group,
-                namespace=namespace,
-            )
-        except MeshregError as exc:
-            report.failed.append((ident, str(exc)))
-            continue
         (report.created if current is None else report.overwritten).append(ident)
+        if item.gray is not None:
+            g = item.gray
+            grays.append((item, "config_gray", fields(
+                item, content=g.content, type=g.type, labels=g.labels or None,
+                clients=list(g.clients) or None, if_revision=result.revision)))  # fmt: skip
+        elif current is not None and current.gray is not None:
+            grays.append((item, "config_gray_drop", fields(item, if_revision=result.revision)))
+    done = client._config_many([(op, key(i), f) for i, op, f in grays], IMPORT_WINDOW)
+    for (item, op, _), result in zip(grays, done, strict=True):
+        ident = (item.group, item.data_id)
+        if isinstance(result, BaseException):
+            what = "gray" if op == "config_gray" else "dropping its gray version"
+            report.failed.append((ident, f"{what}: {result}"))
+        elif op == "config_gray":
+            report.gray.append(ident)
     return report
 
 

@@ -29,8 +29,9 @@ Rules (each with its constant below):
   at the held revision announcing another version (two owners assigned it during a
   membership change and the one a majority acknowledged won over the one pulled); a
   push meanwhile pulls again after.  Every ``CONFIG_RESYNC_INTERVAL`` and after every
-  failover each listened data id is listened again with its held revision (what a
-  disconnected listener missed comes back that way).  Listeners are called when what
+  failover each listened data id is listened again with its held revision and md5 (what
+  a disconnected listener missed comes back that way, another version of the held
+  revision included).  Listeners are called when what
   this client is served changes (content md5, type, deleted), not for a revision that
   changed nothing for it (a gray version for other clients).
 * **Disk.** Every version read or pushed is saved (``SaveConfig``) when its revision is
@@ -59,7 +60,7 @@ from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, Re
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import CONFIG_WRITE_ATTEMPT
-from meshreg.errors import ErrorCode, ServerError
+from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerError, ServerUnreachableError
 
 if TYPE_CHECKING:
     from meshreg.client.session import ClientSession
@@ -79,6 +80,22 @@ CONFIG_WRITES = frozenset(
         "config_gray_drop",
     )
 )
+
+
+def _outcome_unknown(op: str, exc: BaseException, request_id: str) -> OutcomeUnknownError:
+    """A write no node answered within the call's time-out: it may have been applied."""
+    how = (
+        f"re-send it with request_id={request_id!r} (Client: request_id=...; CLI: "
+        f"--request-id {request_id}): the cluster applies it at most once and answers with "
+        "the version it made; or read the data id"
+        if request_id
+        else "it carried no request_id, so read the data id before writing again"
+    )
+    return OutcomeUnknownError(
+        f"{exc}; the outcome of this {op} is unknown (it may have been applied, or may "
+        f"still be): {how}",
+        request_id,
+    )
 
 
 def key_fields(key: ConfigKey) -> dict[str, Any]:
@@ -286,6 +303,7 @@ class ConfigPolicy:
         fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
         had an unknown outcome, so a final "nothing was written" is not the whole story."""
         write = op in CONFIG_WRITES
+        sent = self.s._now  # an answer after a whole write attempt: one attempt timed out
         if op == "config_get":
             least = int(fields.get("min_revision") or 0)
             fields["min_revision"] = max(least, self.seen_revision(key))
@@ -294,12 +312,18 @@ class ConfigPolicy:
         target = via or self.s.server
 
         def failed(exc: BaseException) -> None:
-            if getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
+            # an attempt that timed out (the session failed over and sent it again) may
+            # have landed: its outcome is unknown, whatever a later attempt says
+            timed_out = write and self.s._now - sent >= CONFIG_WRITE_ATTEMPT
+            if write and isinstance(exc, ServerUnreachableError):  # no answer at all
+                exc = _outcome_unknown(op, exc, fields.get("request_id", ""))
+            elif getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
                 done = (*tried, target)
                 nxt = self._another_server(done)
                 now = self.s._now
                 refused = isinstance(exc, ServerError) and "nothing was written" in exc.detail
-                was_unknown = unknown or (write and not refused)
+                unknown_now = unknown or timed_out
+                was_unknown = unknown_now or (write and not refused)
                 if nxt is not None and now < deadline:
                     self._read(key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown)
                     return
@@ -308,7 +332,7 @@ class ConfigPolicy:
                     again = (key, fields, deadline, ok, err, op, (), None, rounds + 1, was_unknown)
                     self._later.append((now + pause, again))
                     return
-                if refused and unknown:  # this attempt wrote nothing; an earlier one may have
+                if refused and unknown_now:  # this attempt wrote nothing; an earlier may have
                     assert isinstance(exc, ServerError)
                     exc = ServerError(
                         exc.code,
@@ -368,7 +392,9 @@ class ConfigPolicy:
         # Held revision; nothing held (or only the disk copy, which may be from another
         # cluster's history): 0, so the node answers with what it has.
         held = lst.revision if lst.known and not lst.from_disk else 0
-        fields = {**key_fields(key), "revision": held}
+        fields: dict[str, Any] = {**key_fields(key), "revision": held}
+        if held:  # and what is held at it: another version of that revision comes back
+            fields["md5"] = lst.entry.md5 if lst.entry is not None else ""
 
         def answered(ans: ListenAnswer) -> None:
             lst.busy = False
@@ -376,10 +402,19 @@ class ConfigPolicy:
                 return  # unlistened meanwhile
             fresh = not lst.known or lst.from_disk
             if ans.entry is not None:
-                if fresh or ans.entry.revision > lst.revision:
+                if (
+                    fresh
+                    or ans.entry.revision > lst.revision
+                    or (
+                        ans.entry.revision == lst.revision
+                        and _served(ans.entry) != _served(lst.entry)
+                    )
+                ):  # newer, or the version that won the held revision (md5 sent)
                     self._deliver(lst, ans.entry, ans.entry.revision)
             elif (ans.deleted or ans.revision == 0) and (fresh or ans.revision > lst.revision):
                 self._deliver(lst, None, ans.revision)
+            elif ans.deleted and ans.revision == lst.revision and lst.entry is not None:
+                self._deliver(lst, None, ans.revision)  # a delete won the held revision
             self._resolve_waiting(lst)
             if lst.want > lst.revision or lst.recheck:
                 self._pull(lst)

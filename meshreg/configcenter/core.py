@@ -35,7 +35,11 @@ highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an 
   (it replicates and is persisted with the version), and ``find_request`` finds the
   version a request id made while that version is in the history, so the replication
   layer answers a re-sent write with it instead of applying it twice.  The index holds
-  one item per version held that carries an id: bounded like the history.
+  one item per version held that carries an id: bounded like the history.  Two versions
+  of one revision with one request id (two owners during a membership change each
+  applied the same re-send) are **one write**: the merge rule picks one as for any two
+  versions, ``find_request`` returns that one, and the other is not counted as a
+  conflict (it is not a separate write that lost).
 * **Retention**: past revisions are kept while among the last ``keep_revisions`` and
   younger than ``keep_seconds``; the current entry always stays; a tombstone older than
   ``keep_seconds`` is purged with its data id.  ``prune(now)`` removes at most
@@ -163,7 +167,7 @@ class ConfigStore:
         # per data id: (history hash, the age cutoff it excluded versions by, or None)
         self._hashes: dict[ConfigKey, tuple[int, float | None]] = {}
         self.rejected: dict[str, int] = {}
-        self.conflicts = 0  # versions stored that lost the merge at their revision
+        self.conflicts = 0  # versions of other writes stored at a revision already held
         self.history_entries = 0
         self.content_bytes = 0  # characters of content over every version held
 
@@ -552,10 +556,10 @@ class ConfigStore:
             and merge_order(entry) < merge_order(cur)
         ):  # pruned by age here already: a peer that has not pruned yet sent it
             return Applied(Outcome.REFUSED, False, None, cur)
-        self._store(entry)
+        if held and not _twin(entry, held):  # two writes at one revision: the loser stays
+            self.conflicts += 1  # (two versions of one request id are one write: not counted)
+        self._store(entry)  # (appends to ``held``)
         current = self._current[key]
-        if held:  # two versions at one revision: the loser stays in the history
-            self.conflicts += 1
         outcome = Outcome.CURRENT if current is entry else Outcome.HISTORY
         return Applied(outcome, not held, entry, current)
 
@@ -761,6 +765,13 @@ class ConfigStore:
         self._hashes.pop(key, None)
         self._keys.discard(key)
         return versions
+
+
+def _twin(entry: ConfigEntry, held: Iterable[ConfigEntry]) -> bool:
+    """``entry`` carries the request id of a version held at its revision: two owners both
+    applied one re-sent write during a membership change (one write, two versions)."""
+    rid = entry.request_id
+    return bool(rid) and any(v.request_id == rid for v in held)
 
 
 def _size(entry: ConfigEntry) -> int:

@@ -567,6 +567,15 @@ class ConfigReplicator:
         return effects
 
     def _unknown(self, pending: _Pending, why: str) -> list[Effect]:
+        """A pending write that will not commit here: answered with the committed version
+        of the same request id if another owner's is held (two owners applied one re-send
+        during a membership change: one write, its winner is the answer), else UNAVAILABLE,
+        outcome unknown."""
+        rid = pending.write.request_id
+        twin = self.store.find_request(pending.entry.key, rid) if rid else None
+        if twin is not None and twin.committed and not twin.same_version(pending.entry):
+            self.counters["deduplicated"] += 1
+            return [ReplyEntry(r, twin) for r in (pending.write.request, *pending.joined)]
         retry = (
             "re-send it with the same request_id (applied at most once)"
             if pending.write.request_id

@@ -426,10 +426,17 @@ class ConfigPlane:
             self.counters["listens"] += 1
             current = self.store.current(req.key)
             resolved = None
-            if current is not None and not current.deleted and current.revision > req.revision:
+            if (
+                current is not None
+                and not current.deleted
+                and (
+                    current.revision > req.revision
+                    or (current.revision == req.revision and req.md5 is not None)
+                )
+            ):  # newer, or maybe another version at the held revision (PROTOCOL.md 2.22)
                 view = self.store.resolve(req.key, labels, address)
                 resolved = entry_result(view.entry, view.gray)
-            return encode_ok(req.req_id, listen_result(current, req.revision, resolved))
+            return encode_ok(req.req_id, listen_result(current, req.revision, resolved, req.md5))
         try:
             if req.revision is not None:
                 entry = self.store.get(req.key, req.revision, req.min_revision)

@@ -17,6 +17,7 @@ TOO_LARGE), and the client socket's frame limit is raised to match
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ CONFIG_BODY_OVERHEAD = 64 * 1024  # bytes; a config body's fields other than the
 MAX_LABELS = 32  # a client's labels (gray selection) per request
 MAX_LABEL_LEN = 256  # chars per label key or value
 MAX_REVISION = 2**63 - 1  # revisions are signed 64-bit on disk and on the wire
+_MD5_RE = re.compile(r"[0-9a-f]{32}")  # an md5 as the node sends it (content_md5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +126,16 @@ class RollbackConfig:
 @dataclass(frozen=True, slots=True)
 class ListenConfig:
     """Watch a data id: the node answers with the current version if ``revision`` (what the
-    client holds; 0: nothing) is older, then pushes every change."""
+    client holds; 0: nothing) is older, or, when the client sent ``md5`` (what it holds at
+    that revision: the md5 of the content it was served, '' for a delete), if the version
+    it would be served at that revision is another one; then pushes every change.
+    ``md5`` None: not sent (an older client; the revision alone decides)."""
 
     req_id: int
     key: ConfigKey
     revision: int
     labels: tuple[tuple[str, str], ...]
+    md5: str | None = None
     op = "config_listen"
 
 
@@ -307,7 +313,8 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
             req_id, key, revision, _if_revision(msg), check_request_id(msg.get("request_id"))
         )
     if op == "config_listen":
-        return ListenConfig(req_id, key, _int(msg, "revision", 0, 0, MAX_REVISION), _labels(msg))
+        revision = _int(msg, "revision", 0, 0, MAX_REVISION)
+        return ListenConfig(req_id, key, revision, _labels(msg), _held_md5(msg))
     if op == "config_unlisten":
         return UnlistenConfig(req_id, key)
     if op == "config_gray":
@@ -379,6 +386,20 @@ def _if_revision(msg: dict[str, Any]) -> int | None:
     if msg.get("if_revision") is None:
         return None
     return _int(msg, "if_revision", 0, 0, MAX_REVISION)
+
+
+def _held_md5(msg: dict[str, Any]) -> str | None:
+    """``config_listen``'s ``md5``: nil (not sent), '' (a delete or nothing held at the
+    revision) or 32 lowercase hex digits (the md5 of the content held)."""
+    md5 = msg.get("md5")
+    if md5 is None or md5 == "":
+        return md5
+    if type(md5) is not str or _MD5_RE.fullmatch(md5) is None:
+        raise _invalid(
+            "field 'md5' must be the md5 of the content held at 'revision' (32 lowercase hex "
+            "digits, as the node sent it), '' for a delete, or nil"
+        )
+    return md5
 
 
 def _labels(msg: dict[str, Any]) -> tuple[tuple[str, str], ...]:

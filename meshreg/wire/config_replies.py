@@ -114,11 +114,23 @@ def history_result(page: HistoryPage) -> dict[str, Any]:
 
 
 def listen_result(
-    current: ConfigEntry | None, held: int, resolved: dict[str, Any] | None
+    current: ConfigEntry | None,
+    held: int,
+    resolved: dict[str, Any] | None,
+    held_md5: str | None = None,
 ) -> dict[str, Any]:
-    """``revision``: the current revision here (0: none); ``entry``: the resolved entry if
-    it is newer than ``held`` and not a delete; ``deleted``: the current one is a delete."""
+    """``revision``: the current revision here (0: none); ``entry``: the resolved entry
+    (``resolved``: the current version as this client is served it) if it is newer than
+    ``held``, or at ``held`` but not the version the client holds (``held_md5``, when it
+    sent one: another md5, '' for a delete), and not a delete; ``deleted``: the current
+    one is a delete.  Two owners can assign one revision during a membership change; the
+    md5 lets a resync or a reconnect repair a listener that pulled the version that lost
+    it and missed every push of the winner (docs/PROTOCOL.md, config_listen)."""
     revision = current.revision if current is not None else 0
     deleted = current is not None and current.deleted
-    entry = resolved if revision > held and not deleted else None
+    served = "" if deleted or resolved is None else resolved["md5"]
+    newer = revision > held or (
+        revision == held and held_md5 is not None and held > 0 and served != held_md5
+    )
+    entry = resolved if newer and not deleted else None
     return {"revision": revision, "entry": entry, "deleted": deleted}

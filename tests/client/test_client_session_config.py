@@ -36,7 +36,13 @@ from meshreg.client.configs import (
 from meshreg.client.messages import decode_notification_frames
 from meshreg.client.session import ClientSession
 from meshreg.configcenter.model import ConfigKey, content_md5
-from meshreg.errors import ErrorCode, RemoteProtocolError, ServerError, ServerUnreachableError
+from meshreg.errors import (
+    ErrorCode,
+    OutcomeUnknownError,
+    RemoteProtocolError,
+    ServerError,
+    ServerUnreachableError,
+)
 
 KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
 READ_RETRY_PAUSE_MS = int(READ_RETRY_PAUSE * 1000)
@@ -302,6 +308,44 @@ def test_every_listened_data_id_is_listened_again_each_resync_interval() -> None
     assert calls(h)[-1] == ("a: 5", 5)
 
 
+def test_a_resync_sends_the_held_md5_and_takes_another_version_of_the_held_revision() -> None:
+    """The listener pulled the version that lost revision 3 and missed every push of the
+    winner: its resync says what it holds (revision and md5) and the node's answer, at the
+    same revision, replaces it."""
+    h = Harness()
+    first = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, first))
+    (req,) = h.unanswered("config_listen")
+    assert "md5" not in req.fields  # nothing held yet: revision 0, no md5
+    h.reply(req, listen_answer(3, "a: lost"))
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (again,) = h.unanswered("config_listen")
+    assert again.fields["revision"] == 3 and again.fields["md5"] == content_md5("a: lost")
+    h.reply(again, listen_answer(3, "a: won"))
+    assert calls(h)[-1] == ("a: won", 3)
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (third,) = h.unanswered("config_listen")
+    assert third.fields["md5"] == content_md5("a: won")
+    h.reply(third, listen_answer(3, "a: won"))  # an older node answers the entry anyway
+    assert calls(h)[-1] == ("a: won", 3) and len(calls(h)) == 2
+
+
+def test_a_resync_answered_with_a_delete_at_the_held_revision_drops_the_content() -> None:
+    h = Harness()
+    listening(h, 3, "a: lost")
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (again,) = h.unanswered("config_listen")
+    h.reply(again, listen_answer(3, None, deleted=True))
+    assert calls(h)[-1] == (None, 3)
+    h.advance(int(CONFIG_RESYNC_INTERVAL * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+    (third,) = h.unanswered("config_listen")
+    assert third.fields["revision"] == 3 and third.fields["md5"] == ""  # holds a delete
+
+
 def test_a_failover_listens_again_on_the_new_server() -> None:
     h = Harness(attempt_ms=500)
     listening(h, 3)
@@ -462,3 +506,41 @@ def test_a_final_refusal_after_an_unknown_outcome_does_not_say_nothing_was_writt
     assert isinstance(done, Fail) and isinstance(done.error, ServerError)
     assert "nothing was written" not in done.error.detail
     assert "unknown outcome" in done.error.detail and len(h.requests("config_publish")) >= 3
+
+
+def test_a_write_no_node_answers_fails_with_outcome_unknown_naming_its_request_id() -> None:
+    """The call's deadline passes with no answer from any server: the write may have been
+    applied, so the error says the outcome is unknown and names the id to re-send it with."""
+    h = Harness(servers=("a:1", "b:2"))
+    pub = Handle()
+    h.do(ConfigCall("config_publish", KEY, {**FIELDS, "content": "x", "request_id": RID}, 3.0,
+                    pub))  # fmt: skip
+    h.advance(3100)
+    done = h.outcome(pub)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError), done
+    assert isinstance(done.error, ServerUnreachableError)  # still what callers catch
+    assert done.error.request_id == RID
+    text = str(done.error)
+    assert "outcome of this config_publish is unknown" in text and f"--request-id {RID}" in text
+    assert {s.fields["request_id"] for s in h.requests("config_publish")} == {RID}
+
+
+def test_a_refusal_after_a_timed_out_attempt_does_not_say_nothing_was_written() -> None:
+    """The first attempt timed out at the session level (it may have landed: the session
+    failed over and sent it again); the second server refuses it "nothing was written":
+    true of its own attempt only."""
+    h = Harness(servers=("a:1", "b:2"))
+    pub = Handle()
+    h.do(ConfigCall("config_publish", KEY, {**FIELDS, "content": "x", "request_id": RID},
+                    CONFIG_WRITE_ATTEMPT + 0.5, pub))  # fmt: skip
+    h.advance(int(CONFIG_WRITE_ATTEMPT * 1000) + 10)  # no answer: failover, sent again
+    (again,) = h.unanswered("config_publish")
+    assert again.to == "b:2", again
+    h.fail(again, ErrorCode.UNAVAILABLE, "minority: nothing was written; retry")
+    while h.outcome(pub) is None:
+        h.fail_all("config_publish", ErrorCode.UNAVAILABLE, "minority: nothing was written")
+        h.advance(10)
+    done = h.outcome(pub)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerError), done
+    assert "nothing was written" not in done.error.detail
+    assert "unknown outcome" in done.error.detail

@@ -4,6 +4,7 @@ that starts while no node answers served from its disk copy."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -19,13 +20,14 @@ from meshreg.cli import main
 from meshreg.client.config_archive import (
     METADATA,
     ArchiveError,
+    ArchiveGray,
     ArchiveItem,
     archive_bytes,
     export_namespace,
     import_items,
     read_archive,
 )
-from meshreg.client.configs import ConfigInfo
+from meshreg.client.configs import ConfigInfo, ConfigPage, GrayInfo
 from meshreg.client.disk_cache import DiskCache
 from meshreg.configcenter.model import ConfigKey, content_md5
 from meshreg.errors import ConflictError, ServerUnreachableError
@@ -54,6 +56,11 @@ def invoke(*args: str) -> Any:
         (["gray", "x", "--content", "a"], "--label K=V and/or --client HOST"),
         (["rollback", "x", "0"], "0 is not in the range"),
         (["import", "f.zip", "--on-conflict", "merge"], "'merge' is not one of"),
+        (
+            ["publish", "x", "--content", "a", "--request-id", "short"],
+            "'request_id' must be a string of 16..64",
+        ),
+        (["delete", "x", "--request-id", "0123456789abcdef/"], "Invalid value for --request-id"),
     ],
 )
 def test_usage_errors_say_what_to_give(args: list[str], message: str) -> None:
@@ -211,31 +218,72 @@ def test_not_a_zip_is_refused_on_the_command_line(tmp_path: Path) -> None:
 
 
 class FakeClient:
-    """The config methods export and import use, over a dict."""
+    """The config calls export and import make, over a dict (``history``: the past versions
+    of each data id, newest first).  ``rounds``: the calls of each ``_config_many``."""
 
     def __init__(self, namespace: str, configs: dict[tuple[str, str], ConfigInfo]) -> None:
         self.namespace = namespace
         self.configs = configs
+        self.history: dict[tuple[str, str], list[ConfigInfo]] = {}
         self.published: list[tuple[str, str, int | None]] = []
+        self.rounds: list[list[str]] = []
 
     def config_list(self, namespace: str, group: str | None = None, all_groups: bool = False,
                     **kw: Any) -> list[ConfigInfo]:  # fmt: skip
         return [i for (g, _), i in sorted(self.configs.items()) if all_groups or g == group]
 
-    def config_get(self, data_id: str, group: str, namespace: str) -> ConfigInfo | None:
-        return self.configs.get((group, data_id))
+    def _config_many(self, calls: list[tuple[str, ConfigKey, dict[str, Any]]],
+                     window: int = 64) -> list[Any]:  # fmt: skip
+        self.rounds.append([op for op, _, _ in calls])
+        out: list[Any] = []
+        for op, key, f in calls:
+            try:
+                out.append(getattr(self, "_" + op)(key, f))
+            except ConflictError as exc:
+                out.append(exc)
+        return out
 
-    def config_publish(self, data_id: str, content: str, type: str, if_revision: int | None,
-                       desc: str | None, tags: dict[str, str] | None, group: str,
-                       namespace: str) -> ConfigInfo:  # fmt: skip
-        current = self.configs.get((group, data_id))
-        if if_revision is not None and if_revision != (current.revision if current else 0):
-            raise ConflictError(11, f"{group}/{data_id} moved on")
-        self.published.append((group, data_id, if_revision))
-        new = info(data_id, content, (current.revision if current else 0) + 1, group, type=type,
-                   description=desc or "", tags=tags or {})  # fmt: skip
-        self.configs[(group, data_id)] = new
+    def _config_history(self, key: ConfigKey, f: dict[str, Any]) -> Any:
+        ident = (key.group, key.data_id)
+        items = [self.configs[ident], *self.history.get(ident, [])][: f["page_size"]]
+        return ConfigPage(tuple(items), None)
+
+    def _cas(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo | None:
+        current = self.configs.get((key.group, key.data_id))
+        if f.get("if_revision") is not None and f["if_revision"] != (
+            current.revision if current else 0
+        ):
+            raise ConflictError(11, f"{key} moved on")
+        return current
+
+    def _put(self, key: ConfigKey, new: ConfigInfo) -> ConfigInfo:
+        ident = (key.group, key.data_id)
+        if ident in self.configs:
+            self.history.setdefault(ident, []).insert(0, self.configs[ident])
+        self.configs[ident] = new
         return new
+
+    def _config_publish(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        current = self._cas(key, f)
+        self.published.append((key.group, key.data_id, f.get("if_revision")))
+        gray = current.gray if current else None
+        return self._put(key, info(key.data_id, f["content"], (current.revision if current else 0)
+                                   + 1, key.group, type=f["type"], description=f.get("desc", ""),
+                                   tags=f.get("tags") or {}, gray=gray))  # fmt: skip
+
+    def _config_gray(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        current = self._cas(key, f)
+        assert current is not None
+        g = GrayInfo(f["content"], f.get("type") or current.type, content_md5(f["content"]),
+                     f.get("labels") or {}, tuple(f.get("clients") or ()))  # fmt: skip
+        return self._put(key, dataclasses.replace(current, revision=current.revision + 1,
+                                                  gray=g, change="gray"))  # fmt: skip
+
+    def _config_gray_drop(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        current = self._cas(key, f)
+        assert current is not None and current.gray is not None
+        return self._put(key, dataclasses.replace(current, revision=current.revision + 1,
+                                                  gray=None, change="gray_drop"))  # fmt: skip
 
 
 def test_export_then_import_into_another_namespace_keeps_content_type_and_metadata() -> None:
@@ -274,6 +322,75 @@ def test_import_on_conflict_abort_writes_nothing_skip_skips_overwrite_compares()
     assert target.configs[("DEFAULT_GROUP", "app.yaml")].content == "a: 1\n"
 
 
+def test_export_keeps_gray_and_history_and_import_writes_them_in_rounds() -> None:
+    gray = GrayInfo("a: canary\n", "yaml", content_md5("a: canary\n"), {"env": "canary"},
+                    ("10.0.0.9",))  # fmt: skip
+    source = FakeClient("public", {
+        ("DEFAULT_GROUP", "app.yaml"): info("app.yaml", "a: 2\n", 3, type="yaml", gray=gray,
+                                            change="gray"),
+        ("billing", "rates.json"): info("rates.json", "{}", 1, "billing", type="json"),
+    })  # fmt: skip
+    source.history[("DEFAULT_GROUP", "app.yaml")] = [
+        info("app.yaml", "a: 2\n", 2, type="yaml"),
+        info("app.yaml", "a: 1\n", 1, type="yaml"),
+    ]
+    buf = io.BytesIO()
+    assert export_namespace(source, buf, history=1) == 2  # type: ignore[arg-type]
+    assert source.rounds == [["config_history", "config_history"]]  # one round, no get each
+    zf = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    meta = json.loads(zf.read(METADATA))
+    assert meta["version"] == 2
+    app = next(i for i in meta["items"] if i["data_id"] == "app.yaml")
+    assert app["gray"]["labels"] == {"env": "canary"} and app["gray"]["clients"] == ["10.0.0.9"]
+    assert zf.read(app["gray"]["file"]).decode() == "a: canary\n"
+    assert [(h["revision"], h["change"]) for h in app["history"]] == [(3, "gray"), (2, "publish")]
+    assert zf.read(app["history"][1]["file"]).decode() == "a: 2\n"
+    assert "gray" in app["history"][0] and "gray" not in app["history"][1]
+    items = read_archive(io.BytesIO(buf.getvalue()))
+    by_id = {i.data_id: i for i in items}
+    assert by_id["app.yaml"].gray == ArchiveGray("a: canary\n", "yaml", {"env": "canary"},
+                                                 ("10.0.0.9",))  # fmt: skip
+    assert by_id["app.yaml"].history == 2 and by_id["rates.json"].gray is None
+    # import: the main versions in one round, then the gray versions (CAS on their result)
+    target = FakeClient("staging", {
+        ("billing", "rates.json"): info("rates.json", "old", 4, "billing", type="json",
+                                        gray=GrayInfo("g", "json", content_md5("g"), {"a": "b"}))
+    })  # fmt: skip
+    report = import_items(target, items, "overwrite")  # type: ignore[arg-type]
+    assert target.rounds == [["config_publish", "config_publish"],
+                             ["config_gray", "config_gray_drop"]]  # fmt: skip
+    assert report.created == [("DEFAULT_GROUP", "app.yaml")] and report.gray == [
+        ("DEFAULT_GROUP", "app.yaml")]  # fmt: skip
+    assert report.overwritten == [("billing", "rates.json")] and report.failed == []
+    copied = target.configs[("DEFAULT_GROUP", "app.yaml")]
+    assert (copied.content, copied.revision) == ("a: 2\n", 2)
+    assert copied.gray is not None and (copied.gray.content, copied.gray.labels) == (
+        "a: canary\n", {"env": "canary"})  # fmt: skip
+    assert target.configs[("billing", "rates.json")].gray is None  # as archived
+
+
+def test_a_version_1_archive_is_still_read_and_a_bad_gray_rule_refused_whole() -> None:
+    v1 = {"format": "meshreg-configs", "version": 1, "items": [
+        {"group": "g", "data_id": "a", "file": "configs/g/a", "type": "text"}]}  # fmt: skip
+    (item,) = read_archive(_zip({METADATA: json.dumps(v1), "configs/g/a": "x"}))
+    assert (item.content, item.gray, item.history) == ("x", None, 0)
+    bad = {**v1, "version": 2}
+    bad["items"] = [{**v1["items"][0], "gray": {"file": "gray/g/a", "type": "text"}}]
+    with pytest.raises(ArchiveError, match="selector"):
+        read_archive(_zip({METADATA: json.dumps(bad), "configs/g/a": "x",
+                                      "gray/g/a": "y"}))  # fmt: skip
+    bad["items"] = [{**v1["items"][0], "history": [{"revision": 1, "change": "publish",
+                                                    "file": "history/g/a/0"}]}]  # fmt: skip
+    with pytest.raises(ArchiveError, match="history/g/a/0.*not in the archive"):
+        read_archive(_zip({METADATA: json.dumps(bad), "configs/g/a": "x"}))
+    bad["items"][0]["history"] = [{"revision": 0, "change": "publish", "file": "configs/g/a"}]
+    with pytest.raises(ArchiveError, match="'revision' must be an integer"):
+        read_archive(_zip({METADATA: json.dumps(bad), "configs/g/a": "x"}))
+    with pytest.raises(ArchiveError, match="this meshreg reads 1, 2"):
+        read_archive(_zip({METADATA: json.dumps({**v1, "version": 3}),
+                                      "configs/g/a": "x"}))  # fmt: skip
+
+
 def test_content_above_the_client_cap_is_refused_before_sending_naming_the_knob(
     tmp_path: Path,
 ) -> None:
@@ -309,3 +426,49 @@ def test_every_client_write_gets_its_own_request_id(monkeypatch: pytest.MonkeyPa
     ids = [str(fields["request_id"]) for _, fields in sent]
     assert len(sent) == 7 and len(set(ids)) == 7
     assert all(check_request_id(i) == i for i in ids)
+
+
+def test_a_caller_chosen_request_id_is_sent_and_a_bad_one_refused_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from meshreg import Client
+    from meshreg.errors import InvalidArgumentError
+
+    rid = "my-write-0001:retry_ok"
+    sent: list[tuple[str, dict[str, object]]] = []
+    c = Client([f"127.0.0.1:{free_port_pair()}"], timeout=0.3)
+    try:
+        monkeypatch.setattr(c, "_config_call", lambda op, key, fields: sent.append((op, fields)))
+        c.config_publish("a.txt", "x", request_id=rid)
+        c.config_delete("a.txt", request_id=rid)
+        c.config_rollback("a.txt", 1, request_id=rid)
+        c.config_gray("a.txt", "g", labels={"env": "c"}, request_id=rid)
+        c.config_promote("a.txt", request_id=rid)
+        c.config_gray_drop("a.txt", request_id=rid)
+        assert [f["request_id"] for _, f in sent] == [rid] * 6
+        for bad in ("short", "0123456789abcdef/", "x" * 65):
+            with pytest.raises(InvalidArgumentError, match="request_id"):
+                c.config_publish("a.txt", "x", request_id=bad)
+        assert len(sent) == 6  # nothing sent
+    finally:
+        c.close(timeout=0.2)
+
+
+def test_a_write_no_node_answers_names_the_request_id_to_resend_with() -> None:
+    from meshreg import Client, OutcomeUnknownError
+
+    rid = "0123456789abcdef0123456789abcdef"
+    port = free_port_pair()
+    result = invoke("publish", "x", "--content", "a", "--type", "text", "--request-id", rid,
+                    "-s", f"127.0.0.1:{port}", "--timeout", "0.3")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "outcome of this config_publish is unknown" in result.output
+    assert f"--request-id {rid}" in result.output
+    c = Client([f"127.0.0.1:{port}"], timeout=0.3)
+    try:
+        with pytest.raises(OutcomeUnknownError) as info:
+            c.config_delete("x")
+        assert len(info.value.request_id) == 32 and info.value.request_id in str(info.value)
+        assert "public/DEFAULT_GROUP/x" in str(info.value)
+    finally:
+        c.close(timeout=0.2)

@@ -36,6 +36,7 @@ from meshreg.configcenter.replication import (
     ReplyError,
     SendAck,
     SendCommit,
+    SendDigests,
     SendKeyVersions,
     SendRecord,
     responsible_config_node,
@@ -155,6 +156,8 @@ class Net3:
                 out = r.on_fetch(src, m.key)
             elif isinstance(m, SendKeyVersions):
                 out = r.on_key_versions(self.now, src, m.key, m.entries)
+            elif isinstance(m, SendDigests):  # anti-entropy (a member came back)
+                out = r.on_digests(src, m.digests, m.reply)
             else:
                 out = r.on_versions(m.entries)
             self.run(dst, out)
@@ -389,3 +392,56 @@ def test_the_timing_contract_is_ordered() -> None:
     assert config_plane.FORWARD_WAIT_MAX < FORWARD_TIMEOUT
     assert config_session.CONFIG_WRITE_ATTEMPT is CONFIG_WRITE_ATTEMPT
     assert CONFIG_WRITE_ATTEMPT - FORWARD_TIMEOUT >= 0.2  # room for the client's round trip
+
+
+def test_two_owners_applying_one_resend_make_one_write() -> None:
+    """During a membership change two nodes both believe they own K: the old owner (its
+    view: all three) holds the first attempt's version, pending; the client re-sends the
+    write to the new owner (its view lost the old owner), which, not having seen it,
+    applies it again at the same revision, and a majority commits that one.  The two
+    versions carry one request id: they are one write.  The old owner, refused by the
+    others, answers the first attempt with the committed twin (not "outcome unknown"),
+    and no node counts the twin as a conflict (a separate write that lost)."""
+    net = Net3()
+    heir = responsible_config_node(K, OTHERS)
+    net.cut = {OWNER}  # the old owner's records do not arrive yet; it still owns K
+    net.write(OWNER, publish("first"))
+    net.reps[heir].set_members_up(OTHERS)  # the heir's view dropped the old owner
+    net.write(heir, publish("again"))  # the client's re-send, same request id
+    net.tick(0.2)  # the heir's catch-up (the third node: nothing) and its majority
+    (again,) = net.answers("again")
+    assert isinstance(again, ReplyEntry) and again.entry.origin == heir, again
+    assert again.entry.revision == 1 and again.entry.committed
+    net.cut = set()  # the old owner's record goes out again: refused by both
+    net.reps[heir].set_members_up(IDS)
+    net.tick(0.5)
+    (first,) = net.answers("first")
+    assert isinstance(first, ReplyEntry), first  # the same write: its winner
+    assert first.entry.same_version(again.entry) and first.entry.committed
+    for node in IDS:
+        store = net.reps[node].store
+        held = [e for e in versions(net, node) if e.revision == 1]
+        assert store.current(K).same_version(again.entry)  # type: ignore[union-attr]
+        assert store.find_request(K, RID).same_version(again.entry)  # type: ignore[union-attr]
+        assert store.stats()["conflicts"] == 0, (node, held)
+    assert len([e for e in versions(net, OWNER) if e.revision == 1]) == 2  # both kept
+    # a later re-send anywhere gets the winner too
+    for node in IDS:
+        net.write(node, publish(("late", node)))
+        net.tick(0.2)
+        (late,) = net.answers(("late", node))
+        assert isinstance(late, ReplyEntry) and late.entry.same_version(again.entry), late
+
+
+def test_two_writes_at_one_revision_still_count_as_a_conflict() -> None:
+    a, b = ConfigStore("n1"), ConfigStore("n2")
+    ea = a.publish(K, "a", now=1.0, request_id=RID)
+    eb = b.publish(K, "b", now=1.0, request_id=RID2)
+    a.apply(eb)
+    assert a.stats()["conflicts"] == 1
+    c = ConfigStore("n3")
+    c.apply(ea)
+    c.apply(b.publish(ConfigKey("public", "DEFAULT_GROUP", "other"), "x", now=1.0))
+    twin = ConfigStore("n2").publish(K, "a", now=1.0, request_id=RID)
+    c.apply(twin)
+    assert c.stats()["conflicts"] == 0  # one request id: one write

@@ -389,6 +389,20 @@ def test_sim_with_resends_applies_each_request_id_once(seed: int) -> None:
                     seen.setdefault(e.request_id, []).append(e)
         doubled = {rid: es for rid, es in seen.items() if len(es) > 1}
         assert not doubled, f"seed {seed}: {node.node_id} committed a request id twice: {doubled}"
+        # two versions of one request id at one revision (two owners applied one re-send)
+        # are one write: a conflict is a version of another write stored after the first
+        expect = 0
+        for key in KEYS:
+            by_rev: dict[int, list[ConfigEntry]] = {}
+            for e in node.rep.store.entries(key):  # arrival order within a revision
+                by_rev.setdefault(e.revision, []).append(e)
+            for vs in by_rev.values():
+                for i, e in enumerate(vs[1:], 1):
+                    expect += not (e.request_id and e.request_id in {v.request_id for v in vs[:i]})
+        assert node.rep.store.conflicts == expect, (
+            f"seed {seed}: {node.node_id} counts {node.rep.store.conflicts} conflicts, "
+            f"{expect} versions of other writes lost a revision"
+        )
 
 
 def test_a_minority_refuses_and_the_majority_goes_on() -> None:

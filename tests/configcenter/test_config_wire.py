@@ -5,6 +5,7 @@ message, and whatever is accepted is within the core's rules."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import msgpack
@@ -22,6 +23,7 @@ from meshreg.wire.config_messages import (
     ConfigHistory,
     GetConfig,
     ListConfigs,
+    ListenConfig,
     PublishConfig,
     PublishGray,
     RollbackConfig,
@@ -46,7 +48,7 @@ VALID = [
     body("config_list", namespace="public", group="g", pattern="app*", page_size=10),
     body("config_history", data_id="app.yaml", page_size=5, cursor=9),
     body("config_rollback", data_id="app.yaml", revision=2),
-    body("config_listen", data_id="app.yaml", revision=3),
+    body("config_listen", data_id="app.yaml", revision=3, md5="270f9e65a80226eccd82c99cdd0dd2fb"),
     body("config_unlisten", data_id="app.yaml"),
     body("config_gray", data_id="app.yaml", content="b", labels={"env": "canary"},
          clients=["10.0.0.1"]),
@@ -110,6 +112,14 @@ def test_fields_are_typed_and_defaulted() -> None:
          ErrorCode.INVALID_ARGUMENT, "'request_id'"),
         (body("config_promote", data_id="x", request_id="0123456789abcdef/"),
          ErrorCode.INVALID_ARGUMENT, "'request_id'"),
+        (body("config_listen", data_id="x", revision=1, md5="270F9E65A80226ECCD82C99CDD0DD2FB"),
+         ErrorCode.INVALID_ARGUMENT, "field 'md5' must be the md5"),
+        (body("config_listen", data_id="x", revision=1, md5="abc"),
+         ErrorCode.INVALID_ARGUMENT, "'md5'"),
+        (body("config_listen", data_id="x", revision=1, md5=b"0" * 32),
+         ErrorCode.INVALID_ARGUMENT, "'md5'"),
+        (body("config_listen", data_id="x", revision=1, md5="0" * 32 + "\n"),
+         ErrorCode.INVALID_ARGUMENT, "'md5'"),
         (body("config_nope"), ErrorCode.UNKNOWN_OP, "config_publish"),
         (body("register"), ErrorCode.UNKNOWN_OP, "unknown config op"),
         ({"v": 2, "id": 1, "op": "config_get"}, ErrorCode.UNSUPPORTED_VERSION, "v=1"),
@@ -119,6 +129,13 @@ def test_bad_requests_name_the_field(msg: dict[str, Any], code: ErrorCode, words
     with pytest.raises(RequestRejected) as info:
         parse_config_message(msg, max_content_bytes=1024)
     assert info.value.code is code and words in info.value.message, info.value.message
+
+
+def test_listen_md5_is_optional_and_kept() -> None:
+    md5 = "270f9e65a80226eccd82c99cdd0dd2fb"
+    for given_md5, kept in ((None, None), ("", ""), (md5, md5)):
+        req = parse_config_message(body("config_listen", data_id="x", revision=2, md5=given_md5))
+        assert isinstance(req, ListenConfig) and req.md5 == kept and req.revision == 2
 
 
 def test_body_size_and_decoder_limits() -> None:
@@ -162,6 +179,7 @@ def test_writes_map_onto_the_replication_commands() -> None:
 names = st.one_of(
     st.sampled_from(["app.yaml", "a", "DEFAULT_GROUP", "public", "x@y:z", "", "a b", "é"]),
     st.text(max_size=300),
+    st.text("0123456789abcdefABCDEF", min_size=30, max_size=34),  # md5-like
 )
 values = st.one_of(
     st.none(),
@@ -185,7 +203,7 @@ FIELDS = [
     "revision",
     "min_revision",
 ]
-FIELDS += ["labels", "clients", "pattern", "page_size", "cursor", "request_id"]
+FIELDS += ["labels", "clients", "pattern", "page_size", "cursor", "request_id", "md5"]
 
 
 def check_accepted(req: Any) -> None:
@@ -198,6 +216,8 @@ def check_accepted(req: Any) -> None:
         assert req.type in CONFIG_TYPES
     if isinstance(req, PublishGray):
         assert req.rule.labels or req.rule.addresses
+    if isinstance(req, ListenConfig):
+        assert req.md5 in (None, "") or re.fullmatch("[0-9a-f]{32}", req.md5), req.md5
     request_id = getattr(req, "request_id", "")
     assert request_id == "" or check_request_id(request_id) == request_id
     for name in ("if_revision", "revision", "min_revision"):
@@ -282,3 +302,27 @@ def test_a_packed_result_makes_the_same_reply_bytes() -> None:
     result = {"data_id": "a", "content": "x" * 300, "revision": 7, "tags": {"k": "v"}}
     for req_id in (0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
         assert encode_ok_packed(req_id, msgpack.packb(result)) == encode_ok(req_id, result)
+
+
+def test_a_listen_answers_another_version_of_the_held_revision_when_given_its_md5() -> None:
+    from meshreg.configcenter.model import content_md5
+    from meshreg.wire.config_replies import entry_result, listen_result
+
+    s = ConfigStore("n1")
+    k = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+    s.publish(k, "a: 1", now=1.0)
+    cur = s.publish_gray(k, "a: canary", labels={"env": "c"}, now=2.0)
+    main, gray = entry_result(cur), entry_result(cur, True)
+    held_main, held_gray = content_md5("a: 1"), content_md5("a: canary")
+    assert listen_result(cur, 1, main)["entry"] == main  # newer: as before
+    assert listen_result(cur, 2, main)["entry"] is None  # no md5 sent: the revision decides
+    assert listen_result(cur, 2, main, held_main)["entry"] is None  # holds this one
+    assert listen_result(cur, 2, gray, held_gray)["entry"] is None  # a gray client, too
+    assert listen_result(cur, 2, main, "0" * 32)["entry"] == main  # another version
+    assert listen_result(cur, 2, gray, held_main)["entry"] == gray  # the gray one is its
+    assert listen_result(cur, 2, main, "")["entry"] == main  # held a delete at 2
+    assert listen_result(cur, 3, main, "0" * 32)["entry"] is None  # the node is behind
+    gone = s.delete(k, now=3.0)
+    answer = listen_result(gone, 3, None, held_main)
+    assert answer == {"revision": 3, "entry": None, "deleted": True}  # the client drops it
+    assert listen_result(None, 0, None, None) == {"revision": 0, "entry": None, "deleted": False}

@@ -11,6 +11,7 @@ import queue
 import subprocess
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,77 @@ def test_export_then_import_into_another_namespace(node: NodeProcess, tmp_path: 
     assert sorted(json.loads(out.stdout)["overwritten"]) == ["DEFAULT_GROUP/app.yaml",
                                                              "billing/rates.json"]  # fmt: skip
     assert ok(cfg(node, "get", "app.yaml", "-n", "staging")).stdout == "a: 1\n"
+
+
+def test_cli_publish_without_type_counts_no_error_and_takes_a_request_id(
+    node: NodeProcess,
+) -> None:
+    """Without --type the CLI learns the type a data id has: a new data id must not cost a
+    NOT_FOUND counted in the node's stats.  --request-id: a re-send is answered with the
+    version it made."""
+
+    def errors() -> tuple[dict[str, int], dict[str, int]]:
+        stats = json.loads(ok(run("stats", "-s", node.address, "--timeout", "5", "--json")).stdout)
+        return stats["errors"], stats["config"]["rejected"]
+
+    ok(cfg(node, "publish", "new.txt", "--content", "one"))
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 1", "--type", "yaml"))
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 2"))  # keeps yaml
+    assert json.loads(ok(cfg(node, "get", "app.yaml", "--json")).stdout)["type"] == "yaml"
+    assert errors() == ({}, {}), errors()
+    rid = "cli-resend-0123456789"
+    first = json.loads(ok(cfg(node, "publish", "r.txt", "--content", "x", "--request-id", rid,
+                              "--json")).stdout)  # fmt: skip
+    again = json.loads(ok(cfg(node, "publish", "r.txt", "--content", "x", "--request-id", rid,
+                              "--json")).stdout)  # fmt: skip
+    assert first == again and first["revision"] == 1
+    assert len(json.loads(ok(cfg(node, "history", "r.txt", "--json")).stdout)) == 1
+
+
+def test_export_and_import_round_trip_gray_versions_and_history(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """Real processes: the export keeps each data id's gray version and its history; the
+    import writes the main versions, then the gray ones; abort, skip and overwrite hold."""
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 1\n", "--type", "yaml"))
+    ok(cfg(node, "publish", "app.yaml", "--content", "a: 2\n"))
+    ok(cfg(node, "gray", "app.yaml", "--content", "a: canary\n", "--label", "env=canary"))
+    with Client(node.address, timeout=5.0) as c:
+        for n in range(70):  # more than one import window (64)
+            c.config_publish(f"f{n}.txt", f"v{n}", group="many")
+    archive = tmp_path / "public.zip"
+    out = ok(cfg(node, "export", "--out", str(archive)))
+    assert "exported 71 config(s)" in out.stderr
+    meta = json.loads(zipfile.ZipFile(archive).read("meshreg-configs.json"))
+    assert meta["version"] == 2
+    app = next(i for i in meta["items"] if i["data_id"] == "app.yaml")
+    assert app["gray"]["labels"] == {"env": "canary"}
+    assert [(h["revision"], h["change"]) for h in app["history"]] == [
+        (3, "gray"), (2, "publish"), (1, "publish")]  # fmt: skip
+    out = ok(cfg(node, "import", str(archive), "-n", "staging", "--json"))
+    report = json.loads(out.stdout)
+    assert len(report["created"]) == 71 and report["gray"] == ["DEFAULT_GROUP/app.yaml"]
+    assert report["failed"] == []
+    with (
+        Client(node.address, namespace="staging", timeout=5.0) as plain,
+        Client(node.address, namespace="staging", labels={"env": "canary"}, timeout=5.0) as canary,
+    ):
+        main = plain.config_get("app.yaml")
+        assert (main.content, main.type, main.gray_served) == ("a: 2\n", "yaml", False)
+        gray = canary.config_get("app.yaml")
+        assert (gray.content, gray.gray_served) == ("a: canary\n", True)
+        assert plain.config_get("f69.txt", group="many").content == "v69"
+    refused = cfg(node, "import", str(archive), "-n", "staging")
+    assert refused.returncode == 1 and "exist already" in refused.stderr
+    out = ok(cfg(node, "import", str(archive), "-n", "staging", "--on-conflict", "skip"))
+    assert "71 skipped" in out.stdout
+    ok(cfg(node, "gray-drop", "app.yaml", "-n", "staging"))
+    ok(cfg(node, "publish", "f0.txt", "--content", "changed", "-g", "many", "-n", "staging"))
+    out = ok(cfg(node, "import", str(archive), "-n", "staging", "--on-conflict", "overwrite",
+                 "--json"))  # fmt: skip
+    report = json.loads(out.stdout)
+    assert len(report["overwritten"]) == 71 and report["failed"] == []
+    assert report["gray"] == ["DEFAULT_GROUP/app.yaml"]
+    with Client(node.address, namespace="staging", labels={"env": "canary"}, timeout=5.0) as c:
+        assert c.config_get("app.yaml").content == "a: canary\n"
+        assert c.config_get("f0.txt", group="many").content == "v0"

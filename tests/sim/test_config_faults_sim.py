@@ -7,9 +7,10 @@ simulated clock) with every node's config plane on SQLite in a per-test director
 Clients (all through the client port, as ``meshreg.client`` sends them):
 
 * **writers** publish (with and without compare-and-set on the highest revision they
-  have seen), delete and roll back (to a revision they saw acknowledged), through a
-  random live node each time (the node forwards to the data id's responsible node); a
-  write's content is unique, so where it went is traceable;
+  have seen), delete and roll back (to a revision they saw acknowledged), and in half of
+  the random mixes also publish gray versions (rule ``CANARY``), promote and drop them,
+  through a random live node each time (the node forwards to the data id's responsible
+  node); a write's content is unique, so where it went is traceable;
 * **readers** ``config_get`` through random nodes with ``min_revision`` = the highest
   revision they have seen of the data id;
 * **listeners** follow the client's listen policy (client/config_session.py): a SUB on one
@@ -19,7 +20,8 @@ Clients (all through the client port, as ``meshreg.client`` sends them):
   ``CONFIG_RESYNC_INTERVAL`` a ``config_listen`` with the held revision; the SUB
   subscribes again when its node restarted (a ZeroMQ SUB does on reconnect);
 * **client sessions**: the client's own ``ClientSession`` listening to every data id,
-  driven as client/agent.py drives it (``SessionListener``).
+  driven as client/agent.py drives it (``SessionListener``); with gray writes, one more
+  with the labels the gray rule selects ("canary").
 
 Faults: the responsible node killed right after it acknowledged a write (SIGKILL: what it
 sent after the reply is lost) and restarted from its database; a node paused longer than
@@ -104,6 +106,7 @@ KEYS = [ConfigKey("public", "DEFAULT_GROUP", f"app{i}.yaml") for i in range(4)]
 WRITE_TIMEOUT = 6.0  # s a writer waits (above the node's forward timeout, 5 s)
 READ_TIMEOUT = 2.0  # s a reader waits (a read behind its min_revision waits 1 s on a node)
 RECONNECT = 0.1  # s; a SUB notices its node restarted (ZeroMQ's reconnect interval)
+CANARY = {"env": "canary"}  # the writers' gray rule; the "canary" client session has it
 SETTLE = CONFIG_RESYNC_INTERVAL + 5.0  # s after the heal: past one resync of every listener
 # s after a partition began: the minority's view has dropped the others (peer timeout and
 # a beacon) and a write that was waiting there has had its answer (ack timeout)
@@ -244,7 +247,8 @@ def check_refused(refused: set[str], stores: Stores) -> list[str]:
     for node, store in stores.items():
         for key in list(store.keys()):
             for e in store.entries(key):
-                if not e.deleted and e.content in refused:
+                gray = e.gray.content if e.gray is not None else None
+                if not e.deleted and (e.content in refused or gray in refused):
                     out.append(
                         f"{node}: {key.data_id} r{e.revision} holds {e.content!r}, a publish "
                         "refused with 'nothing was written'"
@@ -287,15 +291,23 @@ def check_announcements(announced: Iterable[tuple[str, ConfigKey, int]]) -> list
 
 
 def check_listeners(
-    held: Mapping[str, Mapping[ConfigKey, tuple[int, str | None]]], stores: Stores
+    held: Mapping[str, Mapping[ConfigKey, tuple[int, str | None]]],
+    stores: Stores,
+    canary: Iterable[str] = (),
 ) -> list[str]:
-    """Every listener ends on every data id's final revision and content (None: deleted)."""
+    """Every listener ends on every data id's final revision and content (None: deleted);
+    a ``canary`` listener (its labels match every gray rule the writers make) on the gray
+    version's content where one exists."""
     out = []
     store = stores[sorted(stores)[0]]
+    canary = set(canary)
     for name, mine in held.items():
         for key, (rev, md5) in mine.items():
             cur = store.current(key)
-            final = (0, None) if cur is None else (cur.revision, None if cur.deleted else cur.md5)
+            served = None
+            if cur is not None and not cur.deleted:
+                served = cur.gray.md5 if cur.gray is not None and name in canary else cur.md5
+            final = (0, None) if cur is None else (cur.revision, served)
             if (rev, md5) != final:
                 out.append(
                     f"listener {name} ends on {key.data_id} r{rev} ({md5 and md5[:6]}), the "
@@ -415,9 +427,18 @@ class Writer(Client):
         roll = self.rng.random()
         content = ""
         mine = [a for a in sim.log.acked if a.key == key and not a.deleted]
-        if roll < 0.15:
+        if sim.gray and roll < 0.2:  # gray writes: 10 % gray, 5 % promote, 5 % drop
+            op = ("config_gray", "config_gray", "config_promote", "config_gray_drop")[
+                int(roll / 0.05)
+            ]
+            if op == "config_gray":
+                content = f"{self.name}-{self.n}-gray"
+                fields.update(content=content, labels=CANARY)
+            if self.rng.random() < 0.3:  # compare-and-set on what this writer saw
+                fields["if_revision"] = self.seen.get(key, 0)
+        elif roll < 0.15 + 0.2 * sim.gray:
             op = "config_delete"
-        elif roll < 0.3 and mine:
+        elif roll < 0.3 + 0.2 * sim.gray and mine:
             op = "config_rollback"
             fields["revision"] = self.rng.choice(mine).revision
         else:
@@ -541,7 +562,7 @@ class Listener(Client):
 
     def pushed(self, frames: list[bytes]) -> None:
         key = self.topics.get(frames[0])
-        if key is None:
+        if key is None or self.net.now >= self.sim.deaf_from:
             return
         body = msgpack.unpackb(frames[1], raw=False)
         lst = self.held[key]
@@ -567,17 +588,28 @@ class Listener(Client):
         if node is None:
             return
         held = lst.revision
+        fields = {**key_fields(key), "revision": held}
+        if held:  # what it holds at that revision: another version of it comes back
+            fields["md5"] = lst.md5 or ""
 
         def done(outcome: Outcome) -> None:
             kind, value, _ = outcome
             if kind == "ok":
                 entry = value["entry"]
-                if entry is not None and entry["revision"] > lst.revision:
+                if entry is not None and (
+                    entry["revision"] > lst.revision
+                    or (entry["revision"] == lst.revision and entry["md5"] != lst.md5)
+                ):
                     self.sim.log.reads.append(
                         Read(self.name, key, held, entry["revision"], self.net.now)
                     )
                     self.deliver(key, entry["revision"], entry["md5"])
-                elif entry is None and value["deleted"] and value["revision"] > lst.revision:
+                elif (
+                    entry is None
+                    and value["deleted"]
+                    and (value["revision"] > lst.revision
+                         or (value["revision"] == lst.revision and lst.md5 is not None))
+                ):  # fmt: skip
                     self.deliver(key, value["revision"], None)
             elif len(tried) < 2:  # behind or down: the next server, as the client does
                 self.net.after(0.05, self.listen, key, (*tried, node.node_id))
@@ -586,8 +618,7 @@ class Listener(Client):
             if lst.want > lst.revision or lst.recheck:
                 self.pull(key)
 
-        request(self.net, node, "config_listen", {**key_fields(key), "revision": held},
-                READ_TIMEOUT, done)  # fmt: skip
+        request(self.net, node, "config_listen", fields, READ_TIMEOUT, done)
 
     def pull(self, key: ConfigKey, tried: tuple[str, ...] = ()) -> None:
         lst = self.held[key]
@@ -642,12 +673,15 @@ class SessionListener:
     again when its node restarted), ticks when it asks - with the sim's clock.  ``calls``:
     every listener call per data id, (time, content, revision)."""
 
-    def __init__(self, sim: ConfigSim, name: str, first: str) -> None:
+    def __init__(
+        self, sim: ConfigSim, name: str, first: str, labels: dict[str, str] | None = None
+    ) -> None:
         self.sim, self.net, self.name = sim, sim.net, name
         ids = list(self.net.nodes)
         order = ids[ids.index(first) :] + ids[: ids.index(first)]
         servers = [parse_address(self.net.nodes[i].address) for i in order]
-        settings = SessionSettings(beat_interval=5.0, attempt_timeout=1.0, resync_interval=10.0)
+        settings = SessionSettings(beat_interval=5.0, attempt_timeout=1.0, resync_interval=10.0,
+                                   labels=tuple(sorted((labels or {}).items())))  # fmt: skip
         self.session = ClientSession(servers, settings)
         self.dealer: Any = None
         self.sub: SimSubscriber | None = None
@@ -721,6 +755,8 @@ class SessionListener:
         self.perform(self.session.on_reply(self.session.server, reply, self.net.now))
 
     def _pushed(self, frames: list[bytes]) -> None:
+        if self.net.now >= self.sim.deaf_from:
+            return
         note = decode_notification_frames(frames)
         self.perform(self.session.on_notification(note, self.net.now))
 
@@ -750,9 +786,11 @@ class ConfigSim:
         readers: int = 2,
         trace: bool = False,
         keep_revisions: int = 100,
+        gray: bool = False,
     ) -> None:
         self.name = name
         self.keep_revisions = keep_revisions
+        self.gray = gray  # writers also write gray versions, promote and drop them
         ids = [f"n{i}" for i in range(n_nodes)]
         self.net = net = Network(
             seed,
@@ -771,12 +809,15 @@ class ConfigSim:
         self.kill_from = float("inf")  # no kill after an ack before this time
         self.killed: list[str] = []
         self.writes_end = 0.0
+        self.deaf_from = float("inf")  # listeners drop every push from then on
         for i, node_id in enumerate(ids):
             net.at(0.1 * i, self.start, node_id)
         self.writers = [Writer(self, f"w{i}") for i in range(writers)]
         self.readers = [Reader(self, f"r{i}") for i in range(readers)]
         self.listeners = [Listener(self, f"l{i}", ids[i % n_nodes]) for i in range(n_nodes)]
         self.sessions = [SessionListener(self, f"s{i}", ids[i]) for i in range(n_nodes)]
+        if gray:  # a client the gray rule selects: served the gray version where one exists
+            self.sessions.append(SessionListener(self, "canary", ids[-1], dict(CANARY)))
 
     # -- nodes and their instrumentation ----------------------------------------------------
     def start(self, node_id: str) -> None:
@@ -930,7 +971,7 @@ class ConfigSim:
             for lst in self.listeners
         }
         held.update({s.name: s.final() for s in self.sessions})
-        out += check_listeners(held, stores)
+        out += check_listeners(held, stores, canary=("canary",))
         out += check_listener_calls({s.name: s.calls for s in self.sessions})
         out += check_minority(log.writes, self.windows)
         not_ready = [n for n, node in self.net.nodes.items() if node.runtime is not None
@@ -1042,10 +1083,13 @@ def plan_random(seed: int, data_dir: Path, trace: bool = False) -> tuple[ConfigS
     rng = random.Random(f"config-fault-plan-{seed}")
     n_nodes = rng.choice((3, 3, 5))
     keep = rng.choice((100, 5))  # 5: history pruned all along (and the checks allow it)
-    sim = ConfigSim("random", seed, data_dir, n_nodes=n_nodes, trace=trace, keep_revisions=keep)
+    gray = random.Random(f"config-fault-gray-{seed}").random() < 0.5  # its own stream
+    sim = ConfigSim("random", seed, data_dir, n_nodes=n_nodes, trace=trace, keep_revisions=keep,
+                    gray=gray)  # fmt: skip
     ids = list(sim.net.nodes)
     sim.net.max_delay = rng.choice((0.002, 0.02, 0.03))
-    sim.plan.append(f"{n_nodes} nodes, delay <= {sim.net.max_delay}, keep {keep} revisions")
+    sim.plan.append(f"{n_nodes} nodes, delay <= {sim.net.max_delay}, keep {keep} revisions"
+                    + (", gray writes" if gray else ""))  # fmt: skip
     h, c = SHORT.health, SHORT.cluster
     t = rng.uniform(4.0, 6.0)
     kills: list[float] = []
@@ -1184,6 +1228,41 @@ def test_check_listeners_fails_on_a_listener_left_behind() -> None:
     assert len(check_listeners({"l0": {KEYS[0]: (1, first.md5)}}, stores)) == 1
 
 
+def test_check_listeners_holds_a_canary_to_the_gray_version() -> None:
+    a, b, first = _two_stores()
+    gray = a.publish_gray(KEYS[0], "canary", labels=CANARY, now=2.0)
+    b.apply(gray)
+    stores = {"a": a, "b": b}
+    main, served = (2, first.md5), (2, content_md5("canary"))
+    assert check_listeners({"l0": {KEYS[0]: main}, "c": {KEYS[0]: served}}, stores, ["c"]) == []
+    assert len(check_listeners({"c": {KEYS[0]: main}}, stores, ["c"])) == 1
+    assert len(check_listeners({"l0": {KEYS[0]: served}}, stores, ["c"])) == 1
+
+
+def test_check_refused_sees_a_refused_gray_content() -> None:
+    a, b, _ = _two_stores()
+    a.publish_gray(KEYS[0], "refused-gray", labels=CANARY, now=2.0)
+    assert len(check_refused({"refused-gray"}, {"a": a, "b": b})) == 1
+
+
+@pytest.mark.parametrize("seed", [62, 63])
+def test_gray_writes_under_kills_and_a_partition(seed: int, data_dir: Path) -> None:
+    """Gray publish, promote and drop in the writers' mix, the owner killed after acks and
+    a partition longer than evict_after: the checks hold, a client the gray rule selects
+    ends on the gray version where one is left (``check_listeners``' canary)."""
+    sim = ConfigSim("gray", seed, data_dir, gray=True)
+    sim.kill_after_acks(6.0, [1.0, 3.0])
+    sim.partition(["n1"], 14.0, 8.0)
+    sim.check(30.0, nodeid("test_gray_writes_under_kills_and_a_partition", str(seed)))
+    gray_ops = ("config_gray", "config_promote", "config_gray_drop")
+    acked = {op: sum(1 for w in sim.log.writes if w.op == op and w.kind == "ok")
+             for op in gray_ops}  # fmt: skip
+    assert all(acked.values()), acked
+    canary = sim.sessions[-1]
+    assert canary.name == "canary"
+    assert any(c and c.endswith("-gray") for cs in canary.calls.values() for _, c, _ in cs)
+
+
 def test_check_minority_fails_on_an_ack_or_a_non_refusal_in_the_minority() -> None:
     cut = frozenset({"n0"})
     windows = [(cut, 10.0, 20.0)]
@@ -1242,12 +1321,15 @@ def test_a_node_announces_a_turns_versions_in_their_order() -> None:
     assert notes == [k.data_id for k in keys]
 
 
-def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -> None:
+@pytest.mark.parametrize("deaf", [False, True])
+def test_a_listener_moves_off_a_version_that_lost_its_revision(deaf: bool, data_dir: Path) -> None:
     """The owner, cut off before its view noticed, stores a version (and announces it:
     its listeners pull it) that never reaches a majority; the majority's new owner assigns
     the same revision to another write, acknowledged.  After the heal the cut-off node
     takes the acknowledged one (the merge rule prefers it) and announces it at the same
-    revision: a listener that pulled the loser must end on the winner."""
+    revision: a listener that pulled the loser must end on the winner.  ``deaf``: every
+    listener misses every push after the loser was pulled; the resync (config_listen
+    with the held revision and md5) must repair it."""
     sim = ConfigSim("lost revision", 51, data_dir, writers=0, readers=0)
     net = sim.net
     key = KEYS[0]
@@ -1271,7 +1353,10 @@ def test_a_listener_moves_off_a_version_that_lost_its_revision(data_dir: Path) -
     net.at(5.05, publish, a, "lost")  # the owner's view still has a majority
     net.at(9.0, publish, b, "won")  # the majority's view dropped the owner: b owns it now
     sim.writes_end = 12.0
-    net.run_until(20.0)  # before any resync (31.5 s): the pushes of the winner repair it
+    if deaf:
+        sim.deaf_from = 8.0  # "lost" was pulled; no push of "won" arrives anywhere
+    # before any resync (31.5 s) the pushes of the winner repair it; deaf: after the first
+    net.run_until(20.0 if not deaf else 1.5 + CONFIG_RESYNC_INTERVAL + 5.0)
     assert outcomes["first"][0] == "ok" and outcomes["won"][0] == "ok", outcomes
     assert outcomes["lost"][0] != "ok", outcomes["lost"]
     stores = sim.stores()

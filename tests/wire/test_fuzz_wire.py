@@ -17,6 +17,7 @@ Bounded and deterministic (derandomize) so CI runs the same examples each time.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import msgpack
@@ -25,8 +26,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_peer_validation import payload
 
+from meshreg.configcenter.model import check_config_key, check_request_id
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.wire import limits
+from meshreg.wire.config_messages import ListenConfig, PublishConfig
 from meshreg.wire.messages import (
     CLIENT_OPS,
     PEER_PLANE_OPS,
@@ -61,15 +64,32 @@ ints = st.one_of(
 texts = st.one_of(
     st.text(max_size=12),
     st.sampled_from(
-        ["", "public", "orders", "orders\0evil", "a b", "\x1b[31m", "10.0.0.1", "::1", "n2"]
-    ),
+        [
+            "",
+            "public",
+            "orders",
+            "orders\0evil",
+            "a b",
+            "\x1b[31m",
+            "10.0.0.1",
+            "::1",
+            "n2",
+            "270f9e65a80226eccd82c99cdd0dd2fb",
+            "270F9E65A80226ECCD82C99CDD0DD2FB",
+            "0" * 31,
+            "0123456789abcdef0123456789abcdef",
+            "0123456789abcdef/",
+            "x" * 65,
+        ]
+    ),  # fmt: skip
 )
 scalars = st.one_of(st.none(), st.booleans(), ints, st.floats(), texts, st.binary(max_size=8))
 FIELDS = [
     "v", "id", "op", "node", "epoch", "seq", "namespace", "group", "service", "upsert",
     "remove", "settings", "ip", "port", "cluster", "weight", "enabled", "healthy",
     "metadata", "version", "alive", "down", "services", "cursor", "limit", "ready",
-    "address", "members", "digests", "more",
+    "address", "members", "digests", "more", "data_id", "revision", "md5", "request_id",
+    "content",
 ]  # fmt: skip
 values = st.recursive(  # maps with keys our parsers read, so they get past the first checks
     scalars,
@@ -87,7 +107,11 @@ VALID_MESSAGES: list[dict[str, Any]] = [
     {"v": 1, "id": 3, "op": "register", "service": "orders", "ip": "10.0.0.1", "port": 1},
     {"v": 1, "id": 4, "op": "beat", "service": "orders", "ip": "10.0.0.1", "port": 1},
     {"v": 1, "id": 5, "op": "cluster"},
-]
+    {"v": 1, "id": 6, "op": "config_listen", "data_id": "app.yaml", "revision": 3,
+     "md5": "270f9e65a80226eccd82c99cdd0dd2fb"},
+    {"v": 1, "id": 7, "op": "config_publish", "data_id": "app.yaml", "content": "a: 1",
+     "request_id": "0123456789abcdef0123456789abcdef"},
+]  # fmt: skip
 
 
 @st.composite
@@ -124,6 +148,12 @@ def accepted_within_limits(req: Any) -> None:
             within_limits(p)
     elif type(req) is ListDigests and req.cursor is not None:
         check_key(*req.cursor)
+    elif isinstance(req, ListenConfig | PublishConfig):  # the config fields (wire/config_*)
+        assert check_config_key(*req.key) == req.key
+        if isinstance(req, ListenConfig):
+            assert req.md5 in (None, "") or re.fullmatch("[0-9a-f]{32}", req.md5), req.md5
+        else:
+            assert check_request_id(req.request_id or None) == req.request_id
     elif hasattr(req, "key"):
         check_key(*req.key)
 

@@ -309,6 +309,25 @@ def catching_up() -> Node:
     return node
 
 
+APP = {"data_id": "app.yaml"}
+APP_MD5 = "270f9e65a80226eccd82c99cdd0dd2fb"  # md5("a: 1")
+LOST_MD5 = "c8e7a5d2b4f3e1a0918273645f6e7d8c"  # a version that lost revision 1 elsewhere
+
+
+def config_node() -> Node:
+    """A single node holding ``app.yaml`` at revision 1 ("a: 1"), on the fake clock."""
+    node = Node()
+    node.rt._wall_offset = 0.0  # config stamps from the fake clock: the examples repeat
+    replies: list[bytes] = []
+    node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
+    node.now += 1.0
+    publish = encode_request("config_publish", 6, **APP, content="a: 1", type="yaml")
+    assert node.rt._serve([b"client-1", b"", publish], node.now) is None  # after the commit
+    node.rt.configs.flush(node.now)
+    assert msgpack.unpackb(replies[0], raw=False)["result"]["md5"] == APP_MD5
+    return node
+
+
 def rendezvous(members: list[str], key: ServiceKey) -> str:
     """A test vector, computed twice: by core/mapping and from the documented rule."""
     kb = service_key_bytes(key)
@@ -415,6 +434,7 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "request:ping": lambda: request("ping"),
     "request:cluster": lambda: request("cluster"),
     "request:digests": lambda: request("digests", node="127.0.0.1:7804", limit=100),
+    "request:config_listen": lambda: request("config_listen", **APP, revision=1, md5=LOST_MD5),
     # replies
     "reply:ok": lambda: reply("beat", **FULL),
     "annotate:ok": lambda: annotate(registered().call("beat", **FULL)),
@@ -424,6 +444,12 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "reply:services": lambda: reply("services", namespace="public"),
     "reply:register_batch": lambda: reply("register_batch", Node(), **BATCH),
     "reply:services-page": services_page,
+    "reply:config_listen": lambda: reply(
+        "config_listen", config_node(), **APP, revision=1, md5=LOST_MD5
+    ),
+    "reply:config_listen-same": lambda: reply(
+        "config_listen", config_node(), **APP, revision=1, md5=APP_MD5
+    ),
     "reply:stats": stats_reply,
     "reply:ping": lambda: reply("ping"),
     "reply:cluster": lambda: reply("cluster", cluster_node()),
