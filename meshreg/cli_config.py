@@ -121,9 +121,12 @@ def _written(verb: str, info: ConfigInfo, as_json: bool) -> None:
         click.echo(json.dumps(info.to_json(), sort_keys=True))
         return
     gray = " (gray version kept)" if info.gray is not None and verb != "gray" else ""
+    md5 = f"md5 {info.md5}"
+    if verb == "gray" and info.gray is not None:  # what was just written is the gray one
+        md5 = f"gray md5 {info.gray.md5}, main md5 {info.md5}"
     click.echo(
         f"{verb} {_safe(info.namespace)}/{_safe(info.group)}/{_safe(info.data_id)}: revision "
-        f"{info.revision} (md5 {info.md5}){gray}"
+        f"{info.revision} ({md5}){gray}"
     )
 
 
@@ -183,7 +186,14 @@ def publish(
             c._config_check("config_publish", fields, max_bytes)  # bad input: no read first
             # the newest kept version (a history page of one): a data id that does not
             # exist is an empty page, not a NOT_FOUND the node would count as an error
-            top = c.config_history(data_id, limit=1)
+            try:
+                top = c.config_history(data_id, limit=1)
+            except MeshregError as exc:
+                _fail(
+                    f"publish {data_id}: could not read its current type to keep it ({exc}); "
+                    "nothing was written: pass --type (text, json, yaml, properties, toml "
+                    "or xml), or retry"
+                )
             guessed = top[0].type if top and not top[0].deleted else "text"
         info = c.config_publish(
             data_id,

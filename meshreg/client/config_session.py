@@ -294,6 +294,7 @@ class ConfigPolicy:
         via: str | None = None,
         rounds: int = 0,
         unknown: bool = False,
+        answer: ServerError | None = None,
     ) -> None:
         """A read that must not step backwards: ``min_revision`` (get) is the highest seen
         revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
@@ -301,7 +302,9 @@ class ConfigPolicy:
         starts again after a pause (``READ_RETRY_PAUSE`` doubling to ``READ_RETRY_MAX``),
         until the call's deadline.  A write with a request id goes the same way (its
         fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
-        had an unknown outcome, so a final "nothing was written" is not the whole story."""
+        had an unknown outcome, so a final "nothing was written" is not the whole story;
+        ``answer``: the last error a node answered (UNAVAILABLE), for the final error when
+        the servers asked after it do not answer (it names why, and who answered)."""
         write = op in CONFIG_WRITES
         sent = self.s._now  # an answer after a whole write attempt: one attempt timed out
         if op == "config_get":
@@ -315,7 +318,21 @@ class ConfigPolicy:
             # an attempt that timed out (the session failed over and sent it again) may
             # have landed: its outcome is unknown, whatever a later attempt says
             timed_out = write and self.s._now - sent >= CONFIG_WRITE_ATTEMPT
-            if write and isinstance(exc, ServerUnreachableError):  # no answer at all
+            if isinstance(exc, ServerUnreachableError) and answer is not None:
+                # a node answered (e.g. a minority's "nothing was written") and those asked
+                # after it did not: say both, the answer first (it is the likely cause)
+                silent = ", ".join(s for s in dict.fromkeys((*tried, target)) if s != answer.server)
+                said = f"{answer} (then no answer from {silent or target})"
+                exc = (
+                    _outcome_unknown(op, ServerUnreachableError(said), fields.get("request_id", ""))
+                    if write
+                    else ServerError(
+                        answer.code,
+                        f"{answer.detail} (then no answer from {silent or target})",
+                        answer.server,
+                    )  # fmt: skip
+                )
+            elif write and isinstance(exc, ServerUnreachableError):  # no answer at all
                 exc = _outcome_unknown(op, exc, fields.get("request_id", ""))
             elif getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
                 done = (*tried, target)
@@ -324,12 +341,17 @@ class ConfigPolicy:
                 refused = isinstance(exc, ServerError) and "nothing was written" in exc.detail
                 unknown_now = unknown or timed_out
                 was_unknown = unknown_now or (write and not refused)
+                said = exc if isinstance(exc, ServerError) else answer
                 if nxt is not None and now < deadline:
-                    self._read(key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown)
+                    self._read(
+                        key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown, said
+                    )
                     return
                 pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
                 if now + pause < deadline:
-                    again = (key, fields, deadline, ok, err, op, (), None, rounds + 1, was_unknown)
+                    again = (
+                        key, fields, deadline, ok, err, op, (), None, rounds + 1, was_unknown, said
+                    )  # fmt: skip
                     self._later.append((now + pause, again))
                     return
                 if refused and unknown_now:  # this attempt wrote nothing; an earlier may have

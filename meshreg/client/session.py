@@ -676,7 +676,7 @@ class ClientSession:
             return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
         return ServerUnreachableError(
             f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
-            f"within {p.timeout:g}s{why}; "
+            f"within {p.timeout:.3g}s{why}; "
             "is `meshreg node` running there? check --server / MESHREG_SERVERS"
             + (
                 "; or the node refused this client's key: is server_key the cluster's "

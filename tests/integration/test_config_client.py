@@ -5,6 +5,7 @@ release for a labelled client against an unlabelled one, export then import."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -232,6 +233,8 @@ def test_gray_release_for_a_labelled_client_and_not_for_an_unlabelled_one(
         out = ok(cfg(a, "gray", "feature.properties", "--content", "flag=on",
                      "--label", "env=canary"))  # fmt: skip
         assert "gray" in out.stdout
+        flag_on = hashlib.md5(b"flag=on").hexdigest()  # noqa: S324 (the wire's md5)
+        assert f"(gray md5 {flag_on}, main md5 " in out.stdout, out.stdout
         assert canary_calls.next()[0] == "flag=on"
         got = canary.config_get("feature.properties")
         assert got.content == "flag=on" and got.gray_served

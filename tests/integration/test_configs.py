@@ -19,8 +19,10 @@ import zmq
 from conftest import CLUSTER_TIMINGS
 from helpers import HOST, NodeProcess, free_port_pair, wait_until
 
+from meshreg import Client
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
+from meshreg.errors import MeshregError
 from meshreg.security.keys import generate_key_files, load_secret_key
 from meshreg.wire.config_replies import config_topic
 
@@ -417,6 +419,14 @@ def test_owner_killed_minority_and_full_restart(tmp_path: Path) -> None:
                    what="the last node sees its peers down")  # fmt: skip
         name, message = back.error("config_publish", data_id="durable.txt", content="minority")
         assert name == "UNAVAILABLE" and "nothing was written" in message
+        # through a client given every server: the error says what the live node answered
+        # (it named that node as unreachable, and lost the answer, before)
+        servers = [nodes[i].address] + [n.address for n in survivors]
+        with Client(servers, timeout=4.0) as client, pytest.raises(MeshregError) as caught:
+            client.config_publish("durable.txt", "minority")
+        text = str(caught.value)
+        assert f"UNAVAILABLE from {nodes[i].address}" in text and "need a majority" in text
+        assert f"then no answer from {survivors[0].address}" in text, text
         assert back.ok("config_get", data_id="durable.txt")["content"] == "v5"  # reads: served
         assert back.ok("stats")["config"]["refused_minority"] >= 1
         # the full cluster restarts: everything is kept

@@ -550,3 +550,17 @@ def test_a_garbage_notification_is_ignored_and_the_next_good_one_applied(
             assert c.ping()["epoch"] == 7
     finally:
         pub.close(linger=0)
+
+
+def test_config_publish_without_type_says_why_when_the_type_read_fails(fake: FakeNode) -> None:
+    """`config publish` without --type reads the data id's type first; when that read is
+    refused it says so, names the option that avoids it, and writes nothing."""
+    refusal = {"code": 6, "name": "NOT_FOUND", "message": "no such namespace here"}
+    fake.answers["config_history"] = lambda r: RawFrames(
+        b"", msgpack.packb({"v": 1, "id": r["id"], "ok": False, "error": refusal})
+    )
+    out = cli(fake, "config", "publish", "x.txt", "--content", "y")
+    assert out.returncode != 0
+    assert "could not read its current type" in out.stderr and "pass --type" in out.stderr
+    assert "no such namespace here" in out.stderr, out.stderr
+    assert fake.count("config_publish") == 0
