@@ -107,7 +107,11 @@ def test_register_many_in_a_cluster_registers_through_batches_and_keeps_them_ali
         assert [f[0]["ip"] for f in failed] == ["bad host!"]  # checked before sending
         stats = [raw_request(n.port, {"v": 1, "id": 1, "op": "stats"})["result"] for n in nodes]
         batches = sum(s["requests"].get("register_batch", 0) for s in stats)
-        assert 0 < batches < 100, batches  # 3,000 instances in batches, not one each
+        # 3,000 instances in batches of 256, not one each: 12 requests, counted on the node
+        # that took them and again on the owner it relayed them to; on a saturated machine
+        # the client's 1 s attempt time-out re-sends slow ones (122 seen once), so the bound
+        # is a tenth of one request per instance
+        assert 0 < batches < len(items) // 10, batches
 
         def all_there() -> bool:
             return all(
