@@ -430,8 +430,8 @@ class DistroNode:
                 continue
             for rec in svc.instances.values():
                 seen = self.registry.local_evidence(rec)
-                if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
-                    self.outbox.refreshed(svc.key, rec)
+                if seen > rec.alive:
+                    self.registry.refresh_evidence(svc.key, rec, seen)
 
     def view_floor(self) -> int:
         """Role: evidence from before our latest view change is refreshed by a beat."""
@@ -501,9 +501,7 @@ class DistroNode:
                     if peer is not None:  # (always: members are known peers)
                         self.counters["forwarded"] += 1
                         if t is Beat:  # our own evidence, should the owner not answer
-                            self.store.beat(
-                                req.key, req.instance, self.registry.beat_time(now, now)
-                            )
+                            self.registry.renew(req.key, req.instance, now, now, judge=False)
                         return Forward(owner, peer.address, req, now)
             return Reply(req.req_id, self._apply(req, now, now))
         except RequestRejected as exc:
@@ -781,7 +779,7 @@ class DistroNode:
         wall = now + self.registry.wall_offset
         limit = stamp_limit(wall)
         wall_us = self.registry.wall_stamp(now) >> TAG_BITS
-        sessions = self.store.sessions
+        sessions, renew = self.store.sessions, self.registry.renew_session
         for sid, namespace, alive in b.entries:
             if alive > limit:
                 self.counters["future_stamps"] += 1
@@ -799,11 +797,7 @@ class DistroNode:
             if held is not None and held.namespace != namespace:
                 continue
             self.hlc.observe(alive)
-            # it may have waited out our stall: then it proves life when the stall began
-            seen_at = self.registry.beat_time(now, evidence_time(alive, now, wall_us))
-            sess = sessions.renew(sid, namespace, seen_at, alive, now)
-            if not self.registry.in_stale_window(now):
-                self.registry.heal_session(sess, now)
+            renew(sid, namespace, now, evidence_time(alive, now, wall_us), alive)
 
     def _on_digest(self, d: DigestSummary, now: float) -> None:
         peer = self.membership.peer_by_id(d.node)

@@ -263,12 +263,12 @@ class RegistryNode:
             known = sess is not None
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now)
-            self._renew_session(req.session, req.namespace, now)
+            self.renew_session(req.session, req.namespace, now, now)
             return {"instances": sess.count, "known": known}
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now)
-            self._renew_session(sid, req.namespace, now)
+            self.renew_session(sid, req.namespace, now, now)
             return {
                 "session": sid,
                 "instances": sess.count,
@@ -355,7 +355,9 @@ class RegistryNode:
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
         """Renew a registered, healthy instance: the whole effect of most beats.
 
-        The heartbeat hot path, with the plain tuples of ``beat_fields``.  False
+        The heartbeat hot path: ``renew``'s common case inlined (one call per beat),
+        with the plain tuples of ``beat_fields``; taken only where ``renew`` would do
+        nothing more than note the beat (the floor and health checks below).  False
         (nothing done) for anything else - unknown, unhealthy - which the
         caller then hands to ``handle`` for the full path and its answer; and for a
         service another member judges, or while catching up (``fast_gate``).
@@ -414,17 +416,7 @@ class RegistryNode:
         seed = f"{self.address}|{self.hlc.tag}|{self.epoch}|{self._sessions_opened}"
         return xxhash.xxh3_128_hexdigest(seed.encode())
 
-    def _renew_session(self, sid: str, namespace: str, now: float) -> None:
-        """A client renewed ``sid`` here: record it, heal, tell the peers (core/outbox)."""
-        self.session_renewals += 1
-        seen_at = self.beat_time(now, now)
-        alive = self.stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
-        sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
-        self.outbox.session_renewed(sess)
-        if now >= self._stale_until:  # else it may have waited out our stall: no heal
-            self.heal_session(sess, now)
-
-    def heal_session(self, sess: SessionRecord, now: float) -> None:
+    def _heal_session(self, sess: SessionRecord, now: float) -> None:
         """A renewal came: heal the session's unhealthy instances this node judges (their
         judges elsewhere heal theirs when the renewal reaches them)."""
         if not sess.suspect:
@@ -464,11 +456,9 @@ class RegistryNode:
         renewed = self.store.sessions.last_renewed(sid)
         return renewed if renewed > -math.inf else rec.last_beat
 
-    def _beat(self, req: Beat, now: float, beat_time: float) -> None:
+    def _beat(self, req: Beat, now: float, received_at: float) -> None:
         self.stats.beats += 1
-        beat_time = self.beat_time(now, beat_time)
-        rec = self.store.beat(req.key, req.instance, beat_time)
-        if rec is None:
+        if self.renew(req.key, req.instance, now, received_at) is None:
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
                 f"beat: instance {req.instance} of service {req.key} is not registered "
@@ -476,24 +466,72 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
+
+    # -- renewals: every sign of life is applied here ------------------------------
+    # A client's beat (served here, or forwarded here and failed over), a beat this node
+    # forwards to the owner (``judge`` False: it keeps its own evidence only), a session
+    # renewal from a client or one a peer received (``renew_session``); ``fast_beat`` is
+    # ``renew``'s common case inlined, taken only where ``renew`` would do nothing more
+    # (tests/core/test_fast_beat.py).  The rules, here and nowhere else:
+    # - a sign served right after a stall of ours proves life when the stall began, and
+    #   heals or refreshes nothing: it may have waited the stall out in the socket;
+    # - an instance in a session lives by its session's renewals, not by its beats;
+    # - a sign of life heals what this node judges unhealthy (a visible change: watchers
+    #   are notified and peers get the delta), stamped for when it was seen;
+    # - else it stamps new liveness evidence when ours is older than the floor
+    #   (``alive_floor``, ``Role.evidence_floor``; a late sign: whenever newer), told to peers.
+
+    def renew(
+        self, key: ServiceKey, iid: InstanceId, now: float, received_at: float, judge: bool = True
+    ) -> InstanceRecord | None:
+        """A beat of instance ``iid`` received at ``received_at`` and served ``now``:
+        record it and apply the rules above (unless not ``judge``).  None: the instance
+        is not held here."""
+        beat_time = self.beat_time(now, received_at)
+        rec = self.store.beat(key, iid, beat_time)
+        if rec is None or not judge:
+            return rec
         if rec.session is not None:
-            return  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
+            return rec  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
         if now < self._stale_until:
-            return  # it may have waited out our stall: evidence for our own judging only
+            return rec  # it may have waited out our stall: evidence for our own judging only
         if beat_time < now:  # evidence of life a while ago: it counts for what it is
             seen = self.local_evidence(rec)  # its latest beat here, maybe a later one
             if not rec.healthy:
                 if seen > rec.down:
-                    self.emit(self.store.set_health(req.key, (req.instance,), True, seen))
-            elif seen > rec.alive and self.store.refresh(req.key, rec, seen):
-                self.outbox.refreshed(req.key, rec)
-            return
+                    self.emit(self.store.set_health(key, (iid,), True, seen))
+            elif seen > rec.alive:
+                self.refresh_evidence(key, rec, seen)
+            return rec
         if not rec.healthy:
-            self.emit(self.store.set_health(req.key, (req.instance,), True, self.stamp(now)))
-        elif rec.alive < max(
-            self.alive_floor, self.role.evidence_floor(req.key, now)
-        ) and self.store.refresh(req.key, rec, self.stamp(now)):
-            self.outbox.refreshed(req.key, rec)
+            self.emit(self.store.set_health(key, (iid,), True, self.stamp(now)))
+        elif rec.alive < max(self.alive_floor, self.role.evidence_floor(key, now)):
+            self.refresh_evidence(key, rec, self.stamp(now))
+        return rec
+
+    def renew_session(
+        self, sid: str, namespace: str, now: float, seen_at: float, alive: int | None = None
+    ) -> SessionRecord:
+        """A renewal of session ``sid`` seen at ``seen_at``: a client's here (``alive``
+        None: stamped here and told to the peers, core/outbox), or one a peer received
+        and stamped ``alive`` (its evidence is ours); then the rules above."""
+        seen_at = self.beat_time(now, seen_at)
+        if alive is None:
+            self.session_renewals += 1
+            alive = self.stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
+            sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
+            self.outbox.session_renewed(sess)
+        else:
+            sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
+        if now >= self._stale_until:  # else it may have waited out our stall: no heal
+            self._heal_session(sess, now)
+        return sess
+
+    def refresh_evidence(self, key: ServiceKey, rec: InstanceRecord, alive: int) -> None:
+        """Stamp ``alive`` as ``rec``'s liveness evidence if newer, and tell the peers
+        (replicated, invisible to watchers: core/store ``refresh``)."""
+        if self.store.refresh(key, rec, alive):
+            self.outbox.refreshed(key, rec)
 
     def beat_time(self, now: float, received_at: float) -> float:
         """When a beat served ``now`` (received at ``received_at``) proves life."""
