@@ -85,7 +85,7 @@ Theory of operation
   while serving (or one while catching up that still owes rounds when it is
   over) makes it *resyncing*: it serves, but sweeps nothing before a round
   with every peer that was up (or ``CATCH_UP_PATIENCE`` peer timeouts).
-  Every move is in ``TRANSITIONS``.
+  Every move is in ``TRANSITIONS``; any other is refused (``LocalProtocolError``).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ from meshreg.core.requests import (
 )
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
-from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
+from meshreg.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, RequestRejected
 from meshreg.model import InstanceId, ServiceKey
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
@@ -292,7 +292,15 @@ class DistroNode:
 
     # -- state (TRANSITIONS) ---------------------------------------------------------
     def _to(self, event: NodeEvent) -> None:
-        self.state = state = TRANSITIONS[(self.state, event)]
+        """Make ``event``'s move; one ``TRANSITIONS`` does not list is refused (a bug:
+        LocalProtocolError, and the state stays as it was)."""
+        state = TRANSITIONS.get((self.state, event))
+        if state is None:
+            raise LocalProtocolError(
+                f"node state: no move from {self.state.value!r} on {event.value!r}; "
+                "TRANSITIONS lists every legal move"
+            )
+        self.state = state
         self.ready = state is not NodeState.CATCHING_UP  # read by the hot path: a plain bool
         self._gate_fast_beats()
 
