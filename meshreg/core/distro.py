@@ -335,18 +335,6 @@ class DistroNode:
 
     # -- the registry's own interface, passed through (the runtime talks to the member) --
     @property
-    def alive_floor(self) -> int:
-        return self.registry.alive_floor
-
-    @property
-    def watching_since(self) -> float:
-        return self.registry.watching_since
-
-    @property
-    def stalls(self) -> int:
-        return self.registry.stalls
-
-    @property
     def wall_offset(self) -> float:
         return self.registry.wall_offset
 

@@ -389,5 +389,5 @@ def test_each_member_logs_caught_up_once_and_a_stall_does_not_repeat_it(
     net.run_until(45.0)
     caught_up = [r for r in caplog.records if r.getMessage().startswith("caught up: ready")]
     assert len(caught_up) == 3, [r.getMessage() for r in caught_up]
-    assert core_of(net, "n1").stalls >= 1
+    assert core_of(net, "n1").registry.stalls >= 1
     assert {core_of(net, n).state for n in net.nodes} == {NodeState.SERVING}
