@@ -85,7 +85,7 @@ Theory of operation
   while serving (or one while catching up that still owes rounds when it is
   over) makes it *resyncing*: it serves, but sweeps nothing before a round
   with every peer that was up (or ``CATCH_UP_PATIENCE`` peer timeouts).
-  Every move is in ``TRANSITIONS``.
+  Every move is in ``TRANSITIONS``; any other is refused (``LocalProtocolError``).
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ from meshreg.core.digests import MASK, service_digest, settings_digest
 from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     Answer,
     Broadcast,
+    Effect,
     Forward,
     MemberChanged,
     MemberState,
@@ -134,6 +135,7 @@ from meshreg.core.requests import (
     Beat,
     DeregisterInstance,
     GetCluster,
+    GetStats,
     ListDigests,
     PushSessions,
     Reconcile,
@@ -144,8 +146,8 @@ from meshreg.core.requests import (
 )
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
-from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
-from meshreg.model import ServiceKey
+from meshreg.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, RequestRejected
+from meshreg.model import InstanceId, ServiceKey
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round failed...
@@ -211,8 +213,12 @@ class _SyncRound:
     last_listed: ServiceKey | None = None  # pages list keys in ascending order, past it
 
 
-class DistroNode(RegistryNode):
-    """A cluster member: RegistryNode plus responsibility, replication and repair."""
+class DistroNode:
+    """A cluster member: responsibility, replication and repair around the node's
+    registry (``self.registry``, a ``RegistryNode`` that holds the data and applies the
+    requests).  The member decides whose request it is and what peers learn; it answers
+    the registry's ``Role`` questions (whom a sweep judges, when a beat refreshes
+    evidence, what a stall means) from its member view."""
 
     def __init__(
         self,
@@ -227,7 +233,18 @@ class DistroNode(RegistryNode):
         detect_stalls: bool = True,
         limits: LimitsPolicy | None = None,
     ) -> None:
-        super().__init__(policy, epoch, now, address, node_id, wall_offset, detect_stalls, limits)
+        self.registry = reg = RegistryNode(
+            policy, epoch, now, address, node_id, wall_offset, detect_stalls, limits, role=self
+        )
+        # the registry's parts the member works on (bound for good: never replaced)
+        self.policy, self.limits, self.epoch, self.address = policy, reg.limits, epoch, address
+        self.store, self.stats, self.hlc, self.outbox = reg.store, reg.stats, reg.hlc, reg.outbox
+        self.preservation, self.quotas, self.subscriptions = (
+            reg.preservation,
+            reg.quotas,
+            reg.subscriptions,
+        )
+        self.fast_beat = reg.fast_beat  # the heartbeat hot path: no call of ours around it
         self.cluster = cluster
         self.node_id = node_id
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
@@ -276,7 +293,15 @@ class DistroNode(RegistryNode):
 
     # -- state (TRANSITIONS) ---------------------------------------------------------
     def _to(self, event: NodeEvent) -> None:
-        self.state = state = TRANSITIONS[(self.state, event)]
+        """Make ``event``'s move; one ``TRANSITIONS`` does not list is refused (a bug:
+        LocalProtocolError, and the state stays as it was)."""
+        state = TRANSITIONS.get((self.state, event))
+        if state is None:
+            raise LocalProtocolError(
+                f"node state: no move from {self.state.value!r} on {event.value!r}; "
+                "TRANSITIONS lists every legal move"
+            )
+        self.state = state
         self.ready = state is not NodeState.CATCHING_UP  # read by the hot path: a plain bool
         self._gate_fast_beats()
 
@@ -285,11 +310,11 @@ class DistroNode(RegistryNode):
         would apply the beat here with no other effect: ready, and responsible for the
         service (its owner looked up already: else the full path decides), or alone."""
         if not self.ready:
-            self._fast_gate = False
+            self.registry.fast_gate = False
         elif len(self._members) > 1:
-            self._fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
+            self.registry.fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
         else:
-            self._fast_gate = None
+            self.registry.fast_gate = None
 
     def assume_caught_up(self, now: float) -> None:
         """Start serving at once (benchmarks that feed a member an already synced stream)."""
@@ -308,6 +333,47 @@ class DistroNode(RegistryNode):
         """Take the RESYNCED transition once its condition holds (time is an input)."""
         if self.state is NodeState.RESYNCING and (not self._resync or now >= self._resync_until):
             self._to(NodeEvent.RESYNCED)
+
+    # -- the registry's own interface, passed through (the runtime talks to the member) --
+    @property
+    def wall_offset(self) -> float:
+        return self.registry.wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, offset: float) -> None:
+        self.registry.wall_offset = offset
+
+    def check_stall(self, now: float) -> bool:
+        return self.registry.check_stall(now)
+
+    def take_effects(self) -> list[Effect]:
+        return self.registry.take_effects()
+
+    def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
+        self.registry.subscription_changed(key, subscribed)
+
+    def watched(self, key: ServiceKey) -> bool:
+        return self.registry.watched(key)
+
+    def instances_result(
+        self, key: ServiceKey, healthy_only: bool, now: float | None = None
+    ) -> dict[str, Any]:
+        return self.registry.instances_result(key, healthy_only, now)
+
+    def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
+        return self.registry.holds(key, iid)
+
+    def service_count(self) -> int:
+        return self.registry.service_count()
+
+    def count_error(self, code: ErrorCode) -> None:
+        self.registry.count_error(code)
+
+    def rejected(self, error: RequestRejected) -> None:
+        self.registry.rejected(error)
+
+    def wall_stamp(self, now: float) -> int:
+        return self.registry.wall_stamp(now)
 
     # -- responsibility -----------------------------------------------------------
     def members(self) -> tuple[str, ...]:
@@ -337,14 +403,14 @@ class DistroNode(RegistryNode):
         self._gate_fast_beats()
         # A judge may now be cut off from us: the next beat of every record stamps new
         # liveness evidence, so no judgment made on what it knew can win (theory above).
-        self.view_stamp = self._stamp(now)
-        if now >= self._stale_until:
-            self._update_alive_floor(now)
+        self.view_stamp = self.registry.stamp(now)
+        if not self.registry.in_stale_window(now):
+            self.registry.alive_floor = self.view_stamp
         joined = not set(members) <= set(old)
         if joined:
             # A member came (back): during the split, beats of services we own now may
             # have gone to it. Judge nobody for a grace period; stamp what we saw.
-            self.watching_since = max(self.watching_since, now)
+            self.registry.watching_since = max(self.registry.watching_since, now)
         # Adopt what moved here with a fresh grace period (their beats went elsewhere).
         # A member came back: stamp the beats we saw of what we judged until now, whether
         # it stays ours or moves to the newcomer: the newcomer may have judged it, cut off
@@ -360,18 +426,19 @@ class DistroNode(RegistryNode):
             elif not joined:
                 continue
             for rec in svc.instances.values():
-                seen = self._local_evidence(rec)
-                if seen > rec.alive and self.store.refresh(svc.key, rec, seen):
-                    self.outbox.refreshed(svc.key, rec)
+                seen = self.registry.local_evidence(rec)
+                if seen > rec.alive:
+                    self.registry.refresh_evidence(svc.key, rec, seen)
 
-    def _update_alive_floor(self, now: float) -> None:
-        self.alive_floor = self.view_stamp
+    def view_floor(self) -> int:
+        """Role: evidence from before our latest view change is refreshed by a beat."""
+        return self.view_stamp
 
     def _refuting_evidence(self, now: float) -> Callable[[InstanceRecord], int]:
         """Our own evidence that may refute a judgment: a beat we saw less than
         ``unhealthy_after`` ago (an older one would not have saved it here either)."""
         recent = now - self.policy.unhealthy_after
-        evidence, seen = self._local_evidence, self._seen
+        evidence, seen = self.registry.local_evidence, self.registry.seen
         return lambda rec: evidence(rec) if seen(rec) > recent else 0
 
     def other_views(self) -> list[tuple[str, ...]]:
@@ -384,7 +451,7 @@ class DistroNode(RegistryNode):
                 views.append(view)
         return views
 
-    def _judged(self) -> Callable[[ServiceKey], bool] | None:
+    def sweep_scope(self) -> Callable[[ServiceKey], bool] | None:
         return self._judges if self._disputed else self._owns
 
     def _judges(self, key: ServiceKey) -> bool:
@@ -397,7 +464,7 @@ class DistroNode(RegistryNode):
         me = self.node_id
         return self._owns(key) and all(responsible_node(key, v) == me for v in self._disputed)
 
-    def _judges_sessions(self) -> bool:
+    def judges_sessions(self) -> bool:
         """Only if we hear every member a peer hears.  A session's renewals land on
         whichever node its client talks to, not on an owner: a node a peer hears and we
         do not may be receiving them (a link lost one way).  Those sessions are judged by
@@ -405,12 +472,13 @@ class DistroNode(RegistryNode):
         mine = set(self._members)
         return all(mine.issuperset(view) for view in self._disputed)
 
-    def _evidence_floor(self, key: ServiceKey, now: float) -> int:
+    def evidence_floor(self, key: ServiceKey, now: float) -> int:
+        """Role: a beat applied away from the service's sweeper (forwarded to us, or the
+        owner unreachable) refreshes evidence at most once per ``refresh_every``: the
+        evidence must reach the sweeper."""
         if self._members != self._alone and not self._owns(key):
-            # applied away from its sweeper (forwarded to us, or the owner unreachable):
-            # the evidence must reach the sweeper, at most once per refresh_every
-            return max(self.alive_floor, self.wall_stamp(now - self.refresh_every))
-        return self.alive_floor
+            return self.registry.wall_stamp(now - self.refresh_every)
+        return 0
 
     # -- requests -----------------------------------------------------------------
     def handle(self, req: Any, now: float, forwarded: bool = False) -> Answer:
@@ -430,11 +498,11 @@ class DistroNode(RegistryNode):
                     if peer is not None:  # (always: members are known peers)
                         self.counters["forwarded"] += 1
                         if t is Beat:  # our own evidence, should the owner not answer
-                            self.store.beat(req.key, req.instance, self._beat_time(now, now))
+                            self.registry.renew(req.key, req.instance, now, now, judge=False)
                         return Forward(owner, peer.address, req, now)
             return Reply(req.req_id, self._apply(req, now, now))
         except RequestRejected as exc:
-            return self._refused(exc)
+            return self.registry.refused(exc)
 
     def _split_batch(self, req: RegisterBatch, now: float) -> Reply | SplitBatch:
         """Apply the entries of services this node is responsible for, and group the
@@ -453,7 +521,7 @@ class DistroNode(RegistryNode):
         if not remote:
             return Reply(req.req_id, self._apply(req, now, now))
         self._count(req.op)
-        done = self.register_entries(tuple(entries[i] for i in local), now)
+        done = self.registry.register_entries(tuple(entries[i] for i in local), now)
         parts = []
         for owner, indices in remote.items():
             peer = self.membership.peer_by_id(owner)
@@ -475,15 +543,15 @@ class DistroNode(RegistryNode):
         try:
             return Reply(req.req_id, self._apply(req, now, forward.received_at))
         except RequestRejected as exc:
-            return self._refused(exc)
+            return self.registry.refused(exc)
 
     def _apply(self, req: Any, now: float, received_at: float) -> Any:
         t = type(req)
         if t in _WRITES:
             if self.ready:
-                return super()._apply(req, now, received_at)
+                return self.registry.apply(req, now, received_at)
             try:
-                return super()._apply(req, now, received_at)
+                return self.registry.apply(req, now, received_at)
             except RequestRejected as exc:
                 # Catching up, we may simply not hold it yet: NOT_FOUND would make a live
                 # provider register again; UNAVAILABLE says "ask again (elsewhere)".
@@ -509,7 +577,10 @@ class DistroNode(RegistryNode):
         if t is GetCluster:
             self._count(req.op)
             return self.cluster_result(now)
-        return super()._apply(req, now, received_at)
+        if t is GetStats:  # the registry's, with the member's (``stats_result``)
+            self._count(req.op)
+            return self.stats_result(now)
+        return self.registry.apply(req, now, received_at)
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1
@@ -532,11 +603,11 @@ class DistroNode(RegistryNode):
             payload.removals,
             now,
             payload.settings,
-            self.wall_stamp(now) >> TAG_BITS,
+            self.registry.wall_stamp(now) >> TAG_BITS,
             self._refuting_evidence(now),
         )
         if change is not None:
-            self._effects.append(change)  # local watchers see it
+            self.registry.queue(change)  # local watchers see it
         for rec in refuted:  # a judgment our own evidence outranks: tell everyone
             self.counters["refuted"] += 1
             self.outbox.refreshed(payload.key, rec)
@@ -705,10 +776,10 @@ class DistroNode(RegistryNode):
         a stamp beyond ``stamp_limit`` is rejected (Bounded stamps); one naming a session
         of another namespace is ignored (the id is taken there)."""
         self.counters["session_beats_in"] += 1
-        wall = now + self.wall_offset
+        wall = now + self.registry.wall_offset
         limit = stamp_limit(wall)
-        wall_us = self.wall_stamp(now) >> TAG_BITS
-        sessions = self.store.sessions
+        wall_us = self.registry.wall_stamp(now) >> TAG_BITS
+        sessions, renew = self.store.sessions, self.registry.renew_session
         for sid, namespace, alive in b.entries:
             if alive > limit:
                 self.counters["future_stamps"] += 1
@@ -726,12 +797,7 @@ class DistroNode(RegistryNode):
             if held is not None and held.namespace != namespace:
                 continue
             self.hlc.observe(alive)
-            seen_at = evidence_time(alive, now, wall_us)
-            if now < self._stale_until:  # it may have waited out our stall
-                seen_at = min(seen_at, self._stall_began)
-            sess = sessions.renew(sid, namespace, seen_at, alive, now)
-            if now >= self._stale_until:
-                self._heal_session(sess, now)
+            renew(sid, namespace, now, evidence_time(alive, now, wall_us), alive)
 
     def _on_digest(self, d: DigestSummary, now: float) -> None:
         peer = self.membership.peer_by_id(d.node)
@@ -744,7 +810,7 @@ class DistroNode(RegistryNode):
 
     def _member_changes(self, changes: list[MemberChanged], now: float) -> None:
         for change in changes:
-            self._effects.append(change)
+            self.registry.queue(change)
             if change.state is MemberState.UP:
                 self._sync_wanted.add(change.node_id)
                 self._round_backoff.pop(change.node_id, None)  # back: repair at once
@@ -770,7 +836,7 @@ class DistroNode(RegistryNode):
             return
         tag = next(self._tags)
         self._calls[tag] = (kind, ctx)
-        self._effects.append(PeerCall(tag, node_id, peer.address, op, fields))
+        self.registry.queue(PeerCall(tag, node_id, peer.address, op, fields))
 
     def _start_round(self, node_id: str) -> None:
         peer = self.membership.peer_by_id(node_id)
@@ -828,7 +894,7 @@ class DistroNode(RegistryNode):
     def _too_far_ahead(self, payload: ServicePayload, now: float, peer: str, what: str) -> bool:
         """Whether ``payload`` carries a stamp beyond ``stamp_limit``: then it is rejected
         whole (the caller merges nothing of it), counted and reported."""
-        wall = now + self.wall_offset
+        wall = now + self.registry.wall_offset
         top = payload_stamps(payload)
         if top <= stamp_limit(wall):
             return False
@@ -851,7 +917,7 @@ class DistroNode(RegistryNode):
             self._reports[what] = (last, suppressed + 1)
             return
         self._reports[what] = (now, 0)
-        self._effects.append(PeerDataRejected(peer, what, reason[:500], suppressed))
+        self.registry.queue(PeerDataRejected(peer, what, reason[:500], suppressed))
 
     def peer_failed(self, tag: int, now: float) -> None:
         """A PeerCall got no (or an error) reply; the round is retried later."""
@@ -961,19 +1027,19 @@ class DistroNode(RegistryNode):
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
-        self.check_stall(now)  # first: a stalled node must not find its peers silent
+        self.registry.check_stall(now)  # first: a stalled node must not find its peers silent
         changes = self.membership.tick(now)
         if changes:
             self._member_changes(changes, now)
             if self.membership.peers and not self.membership.up_peers():
                 # Every peer down at once: more likely our own link than all of them.
-                self.watching_since = now
+                self.registry.watching_since = now
             self._recompute_members(now)
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
         waited = now - self.started_at >= self.cluster.peer_timeout
         if not self.ready and waited and not self.membership.up_peers():
             self._caught_up_now(now)  # nobody to catch up from: start alone
-        self._end_stale_window(now)
+        self.registry.end_stale_window(now)
         next_round = math.inf
         if self.membership.peers:
             if now >= self._next_beacon:
@@ -986,12 +1052,12 @@ class DistroNode(RegistryNode):
                     self.outbox.seq,
                     self._members,
                 )
-                self._effects.append(Broadcast(beacon))
+                self.registry.queue(Broadcast(beacon))
             if now >= self._next_digest:
                 self._next_digest = now + self.cluster.anti_entropy_interval
                 count, digest = self._summary(self.node_id)
                 summary = DigestSummary(self.node_id, self.epoch, count, digest)
-                self._effects.append(Broadcast(summary))
+                self.registry.queue(Broadcast(summary))
             backoff = self._round_backoff
             for node_id in sorted(self._sync_wanted):  # sorted: runs replay exactly
                 if node_id in backoff and now < backoff[node_id][0]:
@@ -1004,16 +1070,16 @@ class DistroNode(RegistryNode):
                         self._start_round(node_id)
         self._disputed = self.other_views() if self.membership.peers else []
         self._tally.step(self.store, self.owner_of, self._members, now)
-        next_check = self._tick_health(now)
+        next_check = self.registry.tick_health(now)
         if self.membership.peers:
             next_check = min(next_check, self._next_beacon, self._next_digest, next_round)
-        self._wake_at = next_check
+        self.registry.wake_at = next_check
         return next_check
 
     def stall_after(self) -> float:
         return min(self.cluster.peer_timeout, self.policy.unhealthy_after) / 3
 
-    def _stalled(self, now: float) -> None:
+    def stalled(self, now: float) -> None:
         """After a stall: beacons may be waiting unread, so peers' silence counts from
         now; and a fresh round with each of them before the next sweep."""
         for peer in self.membership.up_peers():
@@ -1041,7 +1107,7 @@ class DistroNode(RegistryNode):
             return "catching up"
         if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"
-        if now < self.watching_since + self.policy.unhealthy_after:
+        if now < self.registry.watching_since + self.policy.unhealthy_after:
             return "grace period (after a stall, an isolation or a member coming back)"
         return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
 
@@ -1085,7 +1151,7 @@ class DistroNode(RegistryNode):
         return {"node": self.node_id, "ready": self.ready, "members": members}
 
     def stats_result(self, now: float) -> dict[str, Any]:
-        result = super().stats_result(now)
+        result = self.registry.stats_result(now)
         result.update(self.counters)
         result["node_id"] = self.node_id
         result["ready"] = self.ready

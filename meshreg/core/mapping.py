@@ -22,7 +22,7 @@ def service_key_bytes(key: ServiceKey) -> bytes:
 
 
 def member_score(member: str, key_bytes: bytes) -> int:
-    """One member's weight for one key: xxh64 over member id and key together."""
+    """One member's weight for one key: xxh64 over node id and key together."""
     return int(xxhash.xxh64_intdigest(member.encode() + b"\x01" + key_bytes))
 
 

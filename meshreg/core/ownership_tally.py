@@ -18,7 +18,7 @@ STEP = 1_000  # services hashed per tick (about 2.6 ms at 3 members, uncached)
 COUNT_AT_ONCE = 5_000  # a registry this small is counted on each ``cluster``
 PASS_EVERY = 30.0  # s between the starts of two passes
 
-Counts = dict[str, list[int]]  # member id -> [services, instances]
+Counts = dict[str, list[int]]  # node id -> [services, instances]
 
 
 def count_owned(store: RegistryStore, owner_of: Callable[[ServiceKey], str]) -> Counts:

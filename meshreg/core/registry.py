@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import xxhash
 
@@ -83,8 +83,78 @@ EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment'
 TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
 
 
+class Role(Protocol):
+    """What the registry asks of what surrounds it: which services and sessions it
+    judges, when a beat refreshes liveness evidence, what a stall of its own means.
+    ``LoneRole`` answers for a node alone; a cluster member (core/distro) answers from
+    its member view.  These are the registry's only questions: it holds no cluster
+    state, and the member holds no registry state (composition, not overrides)."""
+
+    def sweep_scope(self) -> Callable[[ServiceKey], bool] | None:
+        """The services a sweep judges (None: all)."""
+        ...
+
+    def judges_sessions(self) -> bool:
+        """Whether a sweep starting now judges sessions."""
+        ...
+
+    def may_judge(self, now: float) -> tuple[bool, bool]:
+        """(may mark unhealthy, may evict) in a sweep starting ``now``."""
+        ...
+
+    def evidence_floor(self, key: ServiceKey, now: float) -> int:
+        """Liveness evidence older than this is refreshed by a beat of ``key`` served
+        ``now``, besides what is older than ``alive_floor`` (0: nothing more)."""
+        ...
+
+    def view_floor(self) -> int:
+        """``alive_floor`` outside a stale window: evidence from before this stamp is
+        refreshed by the next beat (0: never)."""
+        ...
+
+    def stall_after(self) -> float:
+        """s a tick may come later than asked before the node suspects it was stopped."""
+        ...
+
+    def stalled(self, now: float) -> None:
+        """The node found it was stopped (``check_stall``): what else that means."""
+        ...
+
+
+class LoneRole:
+    """The ``Role`` of a node alone: it judges every service and session, and never
+    refreshes evidence (nobody to tell)."""
+
+    def __init__(self, policy: HealthPolicy) -> None:
+        self.policy = policy
+
+    def sweep_scope(self) -> Callable[[ServiceKey], bool] | None:
+        return None
+
+    def judges_sessions(self) -> bool:
+        return True
+
+    def may_judge(self, now: float) -> tuple[bool, bool]:
+        return True, True
+
+    def evidence_floor(self, key: ServiceKey, now: float) -> int:
+        return 0
+
+    def view_floor(self) -> int:
+        return 0
+
+    def stall_after(self) -> float:
+        return self.policy.unhealthy_after / 3
+
+    def stalled(self, now: float) -> None:
+        pass
+
+
 class RegistryNode:
-    """Registry state, health timers and request handling of one node."""
+    """Registry state, health timers and request handling of one node.
+
+    Alone it is the whole node; in a cluster a ``DistroNode`` owns one and answers its
+    ``Role`` questions (core/distro)."""
 
     def __init__(
         self,
@@ -96,11 +166,14 @@ class RegistryNode:
         wall_offset: float = 0.0,
         detect_stalls: bool = True,
         limits: LimitsPolicy | None = None,
+        role: Role | None = None,
     ) -> None:
         """``detect_stalls`` False: a tick far later than asked is taken as it comes (for
         tests that move a fake clock in leaps, as if the node had slept meanwhile).
-        ``limits``: the quotas on client writes (core/quotas; None: the defaults)."""
+        ``limits``: the quotas on client writes (core/quotas; None: the defaults).
+        ``role``: what surrounds the registry (None: ``LoneRole``, a node alone)."""
         self.policy = policy
+        self.role: Role = role if role is not None else LoneRole(policy)
         self.limits = limits if limits is not None else LimitsPolicy()
         self.quotas = Quotas(self.limits)
         self.detect_stalls = detect_stalls
@@ -112,7 +185,7 @@ class RegistryNode:
         # Every instance counts as beating at this time at the latest: after a stall of our
         # own we cannot tell who was silent (see the module docstring).
         self.watching_since = -math.inf
-        self._wake_at = math.inf  # when the last tick asked to be called again (none yet)
+        self.wake_at = math.inf  # when the last tick asked to be called again (none yet)
         # Right after a stall, requests that waited in the socket are served: a beat then
         # proves life when the stall began, not now (no heal, no refresh, that last beat).
         self._stall_began = -math.inf
@@ -132,12 +205,12 @@ class RegistryNode:
         self._effects: list[Effect] = []  # drained by take_effects()
         # The fast beat's gate (core/distro keeps it): None, every service is judged here
         # (a lone node); False, none (catching up); else the owner cache, whose entry for
-        # the service must name this node (``_fast_self``).  Data, not a method: one call
+        # the service must name this node (``fast_self``).  Data, not a method: one call
         # less per beat.
-        self._fast_gate: dict[ServiceKey, str] | bool | None = None
-        self._fast_self = node_id
+        self.fast_gate: dict[ServiceKey, str] | bool | None = None
+        self.fast_self = node_id
         # what peers must learn (core/outbox): a lone node has none, so it tells nobody
-        self.outbox = Outbox(node_id, epoch, self.store, self._queue)
+        self.outbox = Outbox(node_id, epoch, self.store, self.queue)
 
     # -- requests -------------------------------------------------------------
     def handle(self, req: Request, now: float, forwarded: bool = False) -> Answer:
@@ -146,15 +219,15 @@ class RegistryNode:
         refuses; the refusal is counted in ``stats``.  ``forwarded``: another node
         relayed it here (a lone node applies everything anyway)."""
         try:
-            return Reply(req.req_id, self._apply(req, now, now))
+            return Reply(req.req_id, self.apply(req, now, now))
         except RequestRejected as exc:
-            return self._refused(exc)
+            return self.refused(exc)
 
-    def _refused(self, exc: RequestRejected) -> Rejected:
+    def refused(self, exc: RequestRejected) -> Rejected:
         self.stats.count_error(exc.code)
         return Rejected(exc.req_id, exc.code, exc.message, exc.op)
 
-    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+    def apply(self, req: Any, now: float, received_at: float) -> Any:
         """Apply one request here; return its result or raise RequestRejected.
 
         ``received_at``: when the request reached this node, earlier than ``now`` for a
@@ -178,10 +251,10 @@ class RegistryNode:
                 req.enabled,
                 req.metadata,
                 now,
-                self._stamp(now),
+                self.stamp(now),
                 req.session,
             )
-            self._emit(change)
+            self.emit(change)
             return None
         if type(req) is RegisterBatch:
             return {"results": self.register_entries(req.entries, now)}
@@ -190,12 +263,12 @@ class RegistryNode:
             known = sess is not None
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now)
-            self._renew_session(req.session, req.namespace, now)
+            self.renew_session(req.session, req.namespace, now, now)
             return {"instances": sess.count, "known": known}
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now)
-            self._renew_session(sid, req.namespace, now)
+            self.renew_session(sid, req.namespace, now, now)
             return {
                 "session": sid,
                 "instances": sess.count,
@@ -208,26 +281,26 @@ class RegistryNode:
                 return {"deregistered": 0}
             return {"deregistered": self._close_session(sess, now)}
         if type(req) is DeregisterInstance:
-            version = self._stamp(now)
+            version = self.stamp(now)
             change = self.store.deregister(req.key, req.instance, version, now)
             if change is None and self.store.remember_removal(req.key, req.instance, version, now):
                 # Not here (evicted, or not merged yet): copies elsewhere must still die.
                 self.outbox.removed_absent(req.key, req.instance, version)
-            self._emit(change)
+            self.emit(change)
             return None
         if type(req) is SetService:
             exceeded = self.quotas.check_service_set(self.store, req.key, req.metadata)
             if exceeded is not None:
                 raise _over_quota(exceeded, req)
             change = self.store.set_service(
-                req.key, req.protect_threshold, req.metadata, self._stamp(now)
+                req.key, req.protect_threshold, req.metadata, self.stamp(now)
             )
-            self._emit(change)
+            self.emit(change)
             return None
         if type(req) is UpdateInstance:
             try:
                 change = self.store.update(
-                    req.key, req.instance, req.weight, req.enabled, self._stamp(now)
+                    req.key, req.instance, req.weight, req.enabled, self.stamp(now)
                 )
             except KeyError:
                 raise RequestRejected(
@@ -236,7 +309,7 @@ class RegistryNode:
                     req.req_id,
                     "update",
                 ) from None
-            self._emit(change)
+            self.emit(change)
             return None
         if type(req) is QueryInstances:
             return self.instances_result(req.key, req.healthy_only, now)
@@ -259,7 +332,7 @@ class RegistryNode:
         the visible changes are coalesced per service (core/store, "Batches"): one
         revision, one notification and one replicated delta per service and batch."""
         results: list[list[Any] | None] = []
-        append, apply, count_error = results.append, self._apply, self.stats.count_error
+        append, apply, count_error = results.append, self.apply, self.stats.count_error
         store = self.store
         store.hold_changes()
         try:
@@ -276,19 +349,21 @@ class RegistryNode:
                     append([int(exc.code), exc.message])
         finally:
             for change in store.release_changes():
-                self._emit(change)
+                self.emit(change)
         return results
 
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
         """Renew a registered, healthy instance: the whole effect of most beats.
 
-        The heartbeat hot path, with the plain tuples of ``beat_fields``.  False
+        The heartbeat hot path: ``renew``'s common case inlined (one call per beat),
+        with the plain tuples of ``beat_fields``; taken only where ``renew`` would do
+        nothing more than note the beat (the floor and health checks below).  False
         (nothing done) for anything else - unknown, unhealthy - which the
         caller then hands to ``handle`` for the full path and its answer; and for a
-        service another member judges, or while catching up (``_fast_gate``).
+        service another member judges, or while catching up (``fast_gate``).
         """
-        gate = self._fast_gate
-        if gate is not None and (gate is False or gate.get(key) != self._fast_self):  # type: ignore[union-attr, call-overload]
+        gate = self.fast_gate
+        if gate is not None and (gate is False or gate.get(key) != self.fast_self):  # type: ignore[union-attr, call-overload]
             return False
         svc = self.store.services.get(key)  # type: ignore[call-overload]
         if svc is None:
@@ -341,22 +416,12 @@ class RegistryNode:
         seed = f"{self.address}|{self.hlc.tag}|{self.epoch}|{self._sessions_opened}"
         return xxhash.xxh3_128_hexdigest(seed.encode())
 
-    def _renew_session(self, sid: str, namespace: str, now: float) -> None:
-        """A client renewed ``sid`` here: record it, heal, tell the peers (core/outbox)."""
-        self.session_renewals += 1
-        seen_at = self._beat_time(now, now)
-        alive = self._stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
-        sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
-        self.outbox.session_renewed(sess)
-        if now >= self._stale_until:  # else it may have waited out our stall: no heal
-            self._heal_session(sess, now)
-
     def _heal_session(self, sess: SessionRecord, now: float) -> None:
         """A renewal came: heal the session's unhealthy instances this node judges (their
         judges elsewhere heal theirs when the renewal reaches them)."""
         if not sess.suspect:
             return
-        judged = self._judged()
+        judged = self.role.sweep_scope()
         left = False
         for key, ids in list(sess.instances.items()):
             svc = self.store.services.get(key)
@@ -368,22 +433,22 @@ class RegistryNode:
             if judged is not None and not judged(key):
                 left = True
                 continue
-            self._emit(self.store.set_health(key, sick, True, self._stamp(now)))
+            self.emit(self.store.set_health(key, sick, True, self.stamp(now)))
         sess.suspect = left
 
     def _close_session(self, sess: SessionRecord, now: float) -> int:
         """Deregister every instance of a session (a provider's shutdown) and forget it."""
         removed = 0
         for key, ids in list(sess.instances.items()):
-            version = self._stamp(now)
+            version = self.stamp(now)
             change = self.store.deregister_all(key, list(ids), version, now)
             if change is not None:
                 removed += len(change.removed)
-            self._emit(change)
+            self.emit(change)
         self.store.sessions.drop(sess.id)
         return removed
 
-    def _seen(self, rec: InstanceRecord) -> float:
+    def seen(self, rec: InstanceRecord) -> float:
         """When this node last saw ``rec`` alive: its last beat, or its session's renewal."""
         sid = rec.session
         if sid is None:
@@ -391,11 +456,9 @@ class RegistryNode:
         renewed = self.store.sessions.last_renewed(sid)
         return renewed if renewed > -math.inf else rec.last_beat
 
-    def _beat(self, req: Beat, now: float, beat_time: float) -> None:
+    def _beat(self, req: Beat, now: float, received_at: float) -> None:
         self.stats.beats += 1
-        beat_time = self._beat_time(now, beat_time)
-        rec = self.store.beat(req.key, req.instance, beat_time)
-        if rec is None:
+        if self.renew(req.key, req.instance, now, received_at) is None:
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
                 f"beat: instance {req.instance} of service {req.key} is not registered "
@@ -403,38 +466,82 @@ class RegistryNode:
                 req.req_id,
                 "beat",
             )
+
+    # -- renewals: every sign of life is applied here ------------------------------
+    # A client's beat (served here, or forwarded here and failed over), a beat this node
+    # forwards to the owner (``judge`` False: it keeps its own evidence only), a session
+    # renewal from a client or one a peer received (``renew_session``); ``fast_beat`` is
+    # ``renew``'s common case inlined, taken only where ``renew`` would do nothing more
+    # (tests/core/test_fast_beat.py).  The rules, here and nowhere else:
+    # - a sign served right after a stall of ours proves life when the stall began, and
+    #   heals or refreshes nothing: it may have waited the stall out in the socket;
+    # - an instance in a session lives by its session's renewals, not by its beats;
+    # - a sign of life heals what this node judges unhealthy (a visible change: watchers
+    #   are notified and peers get the delta), stamped for when it was seen;
+    # - else it stamps new liveness evidence when ours is older than the floor
+    #   (``alive_floor``, ``Role.evidence_floor``; a late sign: whenever newer), told to peers.
+
+    def renew(
+        self, key: ServiceKey, iid: InstanceId, now: float, received_at: float, judge: bool = True
+    ) -> InstanceRecord | None:
+        """A beat of instance ``iid`` received at ``received_at`` and served ``now``:
+        record it and apply the rules above (unless not ``judge``).  None: the instance
+        is not held here."""
+        beat_time = self.beat_time(now, received_at)
+        rec = self.store.beat(key, iid, beat_time)
+        if rec is None or not judge:
+            return rec
         if rec.session is not None:
-            return  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
+            return rec  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
         if now < self._stale_until:
-            return  # it may have waited out our stall: evidence for our own judging only
+            return rec  # it may have waited out our stall: evidence for our own judging only
         if beat_time < now:  # evidence of life a while ago: it counts for what it is
-            seen = self._local_evidence(rec)  # its latest beat here, maybe a later one
+            seen = self.local_evidence(rec)  # its latest beat here, maybe a later one
             if not rec.healthy:
                 if seen > rec.down:
-                    self._emit(self.store.set_health(req.key, (req.instance,), True, seen))
-            elif seen > rec.alive and self.store.refresh(req.key, rec, seen):
-                self.outbox.refreshed(req.key, rec)
-            return
+                    self.emit(self.store.set_health(key, (iid,), True, seen))
+            elif seen > rec.alive:
+                self.refresh_evidence(key, rec, seen)
+            return rec
         if not rec.healthy:
-            self._emit(self.store.set_health(req.key, (req.instance,), True, self._stamp(now)))
-        elif rec.alive < self._evidence_floor(req.key, now) and self.store.refresh(
-            req.key, rec, self._stamp(now)
-        ):
-            self.outbox.refreshed(req.key, rec)
+            self.emit(self.store.set_health(key, (iid,), True, self.stamp(now)))
+        elif rec.alive < max(self.alive_floor, self.role.evidence_floor(key, now)):
+            self.refresh_evidence(key, rec, self.stamp(now))
+        return rec
 
-    def _beat_time(self, now: float, received_at: float) -> float:
+    def renew_session(
+        self, sid: str, namespace: str, now: float, seen_at: float, alive: int | None = None
+    ) -> SessionRecord:
+        """A renewal of session ``sid`` seen at ``seen_at``: a client's here (``alive``
+        None: stamped here and told to the peers, core/outbox), or one a peer received
+        and stamped ``alive`` (its evidence is ours); then the rules above."""
+        seen_at = self.beat_time(now, seen_at)
+        if alive is None:
+            self.session_renewals += 1
+            alive = self.stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
+            sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
+            self.outbox.session_renewed(sess)
+        else:
+            sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
+        if now >= self._stale_until:  # else it may have waited out our stall: no heal
+            self._heal_session(sess, now)
+        return sess
+
+    def refresh_evidence(self, key: ServiceKey, rec: InstanceRecord, alive: int) -> None:
+        """Stamp ``alive`` as ``rec``'s liveness evidence if newer, and tell the peers
+        (replicated, invisible to watchers: core/store ``refresh``)."""
+        if self.store.refresh(key, rec, alive):
+            self.outbox.refreshed(key, rec)
+
+    def beat_time(self, now: float, received_at: float) -> float:
         """When a beat served ``now`` (received at ``received_at``) proves life."""
         if now < self._stale_until:  # just resumed: it may have waited out the stall
             return min(received_at, self._stall_began)
         return received_at
 
-    def _evidence_floor(self, key: ServiceKey, now: float) -> int:
-        """Liveness evidence older than this is refreshed by a beat (see ``alive_floor``)."""
-        return self.alive_floor
-
-    def _local_evidence(self, rec: InstanceRecord) -> int:
+    def local_evidence(self, rec: InstanceRecord) -> int:
         """A stamp for the latest beat this node saw of ``rec`` (``_evidence_stamp``)."""
-        return self._evidence_stamp(self._seen(rec))
+        return self._evidence_stamp(self.seen(rec))
 
     def _evidence_stamp(self, beat_time: float) -> int:
         """A stamp for a beat seen at ``beat_time``: that time on our wall clock, less
@@ -576,54 +683,44 @@ class RegistryNode:
         (call again at once, after serving what is waiting).
         """
         self.check_stall(now)
-        self._end_stale_window(now)
-        wake = self._tick_health(now)
-        self._wake_at = wake
+        self.end_stale_window(now)
+        wake = self.tick_health(now)
+        self.wake_at = wake
         return wake
 
-    def _end_stale_window(self, now: float) -> None:
+    def end_stale_window(self, now: float) -> None:
         if self.alive_floor == STALE_FLOOR and now >= self._stale_until:
-            self._update_alive_floor(now)
+            self.alive_floor = self.role.view_floor()
 
-    def _update_alive_floor(self, now: float) -> None:
-        """Set ``alive_floor`` (a lone node never refreshes: nobody to tell)."""
-        self.alive_floor = 0
+    def in_stale_window(self, now: float) -> bool:
+        """Whether ``now`` is just after a stall of ours: a beat served now may have
+        waited the stall out in the socket (evidence for then, not now)."""
+        return now < self._stale_until
 
     def stall_after(self) -> float:
         """s a tick may come later than asked before the node suspects it was stopped."""
-        return self.policy.unhealthy_after / 3
+        return self.role.stall_after()
 
     def check_stall(self, now: float) -> bool:
         """Suspect ourselves first: True (and a fresh grace period) when this tick comes
         ``stall_after`` or more later than the last one asked for."""
-        late = now - self._wake_at
+        late = now - self.wake_at
         if late < self.stall_after() or not self.detect_stalls:
             return False
-        self._stall_began = self._wake_at
+        self._stall_began = self.wake_at
         self._stale_until = now + min(STALE_WINDOW, self.stall_after())
         self.alive_floor = STALE_FLOOR  # every beat takes the full path meanwhile
-        self._wake_at = now
+        self.wake_at = now
         self.stalls += 1
         self.watching_since = now
         self._effects.append(StallDetected(round(late, 3), self.policy.unhealthy_after))
-        self._stalled(now)
+        self.role.stalled(now)
         return True
 
-    def _stalled(self, now: float) -> None:
-        """What a cluster member also does after a stall (see core/distro)."""
-
-    def _judges_sessions(self) -> bool:
-        """Whether a sweep starting now judges sessions (a lone node always does)."""
-        return True
-
-    def may_judge(self, now: float) -> tuple[bool, bool]:
-        """(may mark unhealthy, may evict) in a sweep starting ``now``."""
-        return True, True
-
-    def _tick_health(self, now: float) -> float:
+    def tick_health(self, now: float) -> float:
         run = self._sweep
         if run is None and now >= self.next_check_at:
-            may_mark, may_evict = self.may_judge(now)
+            may_mark, may_evict = self.role.may_judge(now)
             if not may_mark:
                 self.next_check_at = now + self.policy.check_interval
                 return self.next_check_at
@@ -631,10 +728,10 @@ class RegistryNode:
                 self.store,
                 now,
                 self.policy,
-                self._judged(),
+                self.role.sweep_scope(),
                 watching_since=self.watching_since,
                 may_evict=may_evict,
-                judge_sessions=self._judges_sessions(),
+                judge_sessions=self.role.judges_sessions(),
             )
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
@@ -645,11 +742,11 @@ class RegistryNode:
                 run.finishing = True
                 preservation = self.preservation
                 self.silent_sessions = run.silent_sessions
-                run.begin_finish(now, self._stamp(now), preservation, self._local_evidence)
+                run.begin_finish(now, self.stamp(now), preservation, self.local_evidence)
                 self._effects.extend(preservation.take_events())  # local news, not replicated
             changes, done = run.finish_step()  # bounded too: a mass expiry takes turns
             for change in changes:
-                self._emit(change)
+                self.emit(change)
             if not done:
                 return now
             self._sweep = None
@@ -680,23 +777,17 @@ class RegistryNode:
             self.subscriptions.unsubscribed(key)
 
     # -- effects -------------------------------------------------------------
-    def _stamp(self, now: float) -> int:
+    def stamp(self, now: float) -> int:
         """Version stamp for a write: a health mark compares them (see core/store)."""
         return self.hlc.stamp(now + self.wall_offset)
 
-    _owns: Callable[[ServiceKey], bool] | None = None  # services we are responsible for
-
-    def _judged(self) -> Callable[[ServiceKey], bool] | None:
-        """The services a sweep judges (None: all)."""
-        return self._owns
-
-    def _emit(self, change: ServiceChanged | None) -> None:
+    def emit(self, change: ServiceChanged | None) -> None:
         """A change made here: tell local watchers, and the peers (core/outbox)."""
         if change is not None:
             self._effects.append(change)
             self.outbox.changed(change)
 
-    def _queue(self, effect: Effect) -> None:
+    def queue(self, effect: Effect) -> None:
         self._effects.append(effect)
 
     def take_effects(self) -> list[Effect]:

@@ -29,7 +29,7 @@ import zmq.utils.z85
 from meshreg import __version__
 from meshreg.config import NodeConfig
 from meshreg.core.client_limits import ClientHoldings, ReadRate
-from meshreg.core.distro import DistroNode
+from meshreg.core.distro import DistroNode, NodeState
 from meshreg.core.effects import (
     Answer,
     BatchJoin,
@@ -220,7 +220,7 @@ class NodeRuntime:
         self._peer_router: Channel | None = None
         self._poller: Poller | None = None
         self._dealers: set[Channel] = set()
-        self._was_ready = False
+        self._state_seen = NodeState.CATCHING_UP  # the core's state at the last turn
         self._fast_io: tuple[RecvFn, SendFn] | None = None  # the transport's, for the beat path
         self._own_transport = transport is None  # made (and dropped) by bind()/close()
         self._limiter = LogLimiter(log)
@@ -492,7 +492,7 @@ class NodeRuntime:
                 dealers.add(sock)
 
             peers.poller_add = add
-        self._was_ready = self.core.ready
+        self._state_seen = self.core.state
         return poller
 
     def step(self) -> float:
@@ -519,13 +519,14 @@ class NodeRuntime:
         wake = core.tick(now)
         self._carry_out(core.take_effects(), now)
         self.holdings.prune(core.holds, now)
-        if core.ready and not self._was_ready:
-            self._was_ready = True
-            log.info(
-                "caught up: ready, %d services known; members %s",
-                core.service_count(),
-                ", ".join(core.members()),
-            )
+        if core.state is not self._state_seen:  # the core's move (core/distro TRANSITIONS)
+            if self._state_seen is NodeState.CATCHING_UP:
+                log.info(
+                    "caught up: ready, %d services known; members %s",
+                    core.service_count(),
+                    ", ".join(core.members()),
+                )
+            self._state_seen = core.state
         offset = self._wall_offset  # the config plane runs on the wall clock
         wake = min(wake, self.configs.tick(now + offset) - offset)
         if peers is not None:

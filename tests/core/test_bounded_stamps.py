@@ -291,7 +291,7 @@ def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
 
     served(n1, RegisterInstance(1, KEY, IID, 1.0, True, {}), 1.0, forwarded=True)
     if not healthy:
-        n1._emit(n1.store.set_health(KEY, (IID,), False, n1._stamp(2.0)))
+        n1.registry.emit(n1.store.set_health(KEY, (IID,), False, n1.registry.stamp(2.0)))
     replicate()
     served(n1, UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
     assert replicate()[3:5] == (healthy, False)  # drained; a drain heals nobody

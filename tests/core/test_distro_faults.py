@@ -371,10 +371,10 @@ def test_a_member_coming_back_hears_at_once_the_beats_we_saw_of_what_moves_to_it
         m.request("beat", key)
         m.beacons(split, who=("n2",))
         m.step(0.1)
-    assert m.node._local_evidence(rec) > rec.alive
+    assert m.node.registry.local_evidence(rec) > rec.alive
     m.effects.clear()
     m.beacons(full)  # n3 is back: the service is n3's again
     m.step()
     assert m.node.members() == full and m.node.owner_of(key) == "n3"
     stamps = [d.payload.upserts[0].alive for d in m.deltas() if d.payload.key == key]
-    assert stamps and stamps[-1] == rec.alive == m.node._local_evidence(rec)
+    assert stamps and stamps[-1] == rec.alive == m.node.registry.local_evidence(rec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 from answers import served
-from test_fuzz_handler import populated_node
+from test_fuzz_handler import populated_node, state
 from test_preservation import distro_pair
 
 from meshreg.config import ClusterPolicy
@@ -77,3 +77,24 @@ def test_a_member_still_catching_up_declines() -> None:
     assert not node.fast_beat(KEY, HEALTHY, 2.0)
     node.assume_caught_up(3.0)  # ready, and alone: the fast path takes it
     assert node.ready and node.fast_beat(KEY, HEALTHY, 4.0)
+
+
+def test_the_fast_path_is_renews_common_case() -> None:
+    """Where ``fast_beat`` takes a beat, ``renew`` (the one primitive every beat path
+    calls) leaves the very same table and no effect; where it declines, it changed
+    nothing and ``renew`` has more to do."""
+    cases = [(KEY, HEALTHY, 0), (KEY, UNHEALTHY, 0), (KEY, HEALTHY, 1)]  # 1: floor above
+    for key, iid, floor_above in cases:
+        fast, full = populated_node(), populated_node()
+        assert state(fast) == state(full)
+        rec = fast.store.services[ServiceKey(*key)].instances[InstanceId(*iid)]
+        if floor_above:  # evidence older than the floor: the beat must refresh it
+            fast.registry.alive_floor = full.registry.alive_floor = rec.alive + 1
+        before = state(fast)
+        took = fast.fast_beat(key, iid, 123.0)
+        full.registry.renew(ServiceKey(*key), InstanceId(*iid), 123.0, 123.0)
+        effects = full.take_effects()
+        if took:
+            assert state(fast) == state(full) and effects == [] and fast.take_effects() == []
+        else:
+            assert state(fast) == before and state(full) != before

@@ -10,6 +10,7 @@ from meshreg.config import ClusterPolicy
 from meshreg.core.distro import CATCH_UP_PATIENCE, TRANSITIONS, DistroNode, NodeEvent, NodeState
 from meshreg.core.effects import PeerCall
 from meshreg.core.health import HealthPolicy
+from meshreg.errors import LocalProtocolError
 from meshreg.wire.peer import Beacon
 
 EMPTY_PAGE = {"node": "n2", "digests": [], "more": False}
@@ -69,8 +70,42 @@ def test_a_stall_while_catching_up_still_resyncs_once_caught_up() -> None:
     assert node.state is NodeState.SERVING
 
 
-def test_no_move_outside_the_table() -> None:
-    node, _, _ = distro_pair()
-    assert (NodeState.SERVING, NodeEvent.CAUGHT_UP) not in TRANSITIONS
-    with pytest.raises(KeyError):
-        node._to(NodeEvent.CAUGHT_UP)
+def node_in(state: NodeState) -> DistroNode:
+    """A member in ``state``, brought there by the moves the node makes itself."""
+    if state is NodeState.CATCHING_UP:
+        node = DistroNode(
+            HealthPolicy(), ClusterPolicy(), "n1", "10.0.0.1:7800", ["10.0.0.2:7800"], 7, 0.0
+        )
+    else:
+        node, _, _ = distro_pair()
+        if state is NodeState.RESYNCING:
+            assert node.check_stall(node.tick(1.0) + 10.0)
+    assert node.state is state
+    return node
+
+
+@pytest.mark.parametrize("event", list(NodeEvent), ids=lambda e: e.name)
+@pytest.mark.parametrize("state", list(NodeState), ids=lambda s: s.name)
+def test_every_move_outside_the_table_is_refused(state: NodeState, event: NodeEvent) -> None:
+    """Each (state, event): the table's move is made (``ready`` follows the state);
+    any other is refused with LocalProtocolError and changes nothing."""
+    node = node_in(state)
+    ready, gate = node.ready, node.registry.fast_gate
+    if (state, event) in TRANSITIONS:
+        node._to(event)
+        assert node.state is TRANSITIONS[(state, event)]
+        assert node.ready is (node.state is not NodeState.CATCHING_UP)
+    else:
+        with pytest.raises(LocalProtocolError, match="no move from"):
+            node._to(event)
+        assert node.state is state and node.ready is ready
+        assert node.registry.fast_gate is gate
+
+
+def test_the_table_names_only_states_and_events() -> None:
+    for (state, event), target in TRANSITIONS.items():
+        assert type(state) is NodeState and type(event) is NodeEvent
+        assert type(target) is NodeState
+    # from catching up the only way out is caught up: nothing owns before it holds data
+    exits = {e for (s, e), t in TRANSITIONS.items() if s is NodeState.CATCHING_UP and t != s}
+    assert exits == {NodeEvent.CAUGHT_UP}

@@ -24,12 +24,14 @@ writes its trace.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
 
 import pytest
 
+from meshreg.core.distro import NodeState
 from meshreg.model import ServiceKey
 from meshreg.runtime.node import TURN_ENTRIES
 
@@ -371,3 +373,21 @@ def test_a_batch_is_one_delta_per_service_and_every_node_converges(seed: int, lo
                 problems.append(f"{node_id} holds {svc and len(svc.instances)} of {service}")
     problems += net.violations
     assert not problems, scenario_message(net, "a batch, one delta per service", problems)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_each_member_logs_caught_up_once_and_a_stall_does_not_repeat_it(
+    seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime follows the core's state (core/distro ``NodeState``): leaving
+    *catching up* is logged once per member; a stall (serving, then resyncing, then
+    serving again) is not a second catch-up."""
+    caplog.set_level(logging.INFO, logger="meshreg.node")
+    net = start_cluster(seed)
+    net.at(20.0, net.pause, "n1")
+    net.at(26.0, net.resume, "n1")  # 6 s: a stall, and a peer timeout for the others
+    net.run_until(45.0)
+    caught_up = [r for r in caplog.records if r.getMessage().startswith("caught up: ready")]
+    assert len(caught_up) == 3, [r.getMessage() for r in caught_up]
+    assert core_of(net, "n1").registry.stalls >= 1
+    assert {core_of(net, n).state for n in net.nodes} == {NodeState.SERVING}

@@ -35,9 +35,9 @@ def test_settings_of_an_empty_service_are_repaired_after_a_lost_delta(seed: int)
     )
     core.handle(parse_request(body), net.now)
     # the replication delta is lost: only anti-entropy can carry the settings
-    core._effects = [
+    core.registry._effects = [
         e
-        for e in core._effects
+        for e in core.registry._effects
         if not (isinstance(e, Broadcast) and isinstance(e.message, ReplicatedDelta))
     ]
     net.run_until(40.0)
