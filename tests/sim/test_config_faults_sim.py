@@ -1245,7 +1245,7 @@ def test_check_refused_sees_a_refused_gray_content() -> None:
     assert len(check_refused({"refused-gray"}, {"a": a, "b": b})) == 1
 
 
-@pytest.mark.parametrize("seed", [62, 63])
+@pytest.mark.parametrize("seed", [62, 64, 65])
 def test_gray_writes_under_kills_and_a_partition(seed: int, data_dir: Path) -> None:
     """Gray publish, promote and drop in the writers' mix, the owner killed after acks and
     a partition longer than evict_after: the checks hold, a client the gray rule selects
@@ -1257,6 +1257,11 @@ def test_gray_writes_under_kills_and_a_partition(seed: int, data_dir: Path) -> N
     gray_ops = ("config_gray", "config_promote", "config_gray_drop")
     acked = {op: sum(1 for w in sim.log.writes if w.op == op and w.kind == "ok")
              for op in gray_ops}  # fmt: skip
+    # coverage, not safety (the checks above judge safety): each gray op must have been
+    # acknowledged at least once for the run to judge it. Which ops get acknowledged moves
+    # with the simulated network's random stream: on the merged code of 2026-12-01 seeds
+    # 61, 63, 66, 68, 72 and 75 of 60..75 missed a promote or a drop (their safety checks
+    # passed); if a change moves them, pick seeds where every op is acknowledged.
     assert all(acked.values()), acked
     canary = sim.sessions[-1]
     assert canary.name == "canary"
