@@ -514,6 +514,7 @@ class RegistryStore:
         if svc is None:
             return None
         changed = []
+        suspected = None  # the session last marked suspect (a session's records come together)
         for iid in iids:
             rec = svc.instances.get(iid)
             if rec is not None and rec.healthy != healthy:
@@ -525,8 +526,10 @@ class RegistryStore:
                     if evidence is not None:
                         rec.alive = max(rec.alive, evidence(rec))
                     rec.down = rec.alive
-                    if rec.session is not None:
-                        self.sessions.mark_suspect(rec.session)
+                    sid = rec.session
+                    if sid is not None and sid != suspected:
+                        self.sessions.mark_suspect(sid)
+                        suspected = sid
                 changed.append(rec)
         if not changed:
             return None
