@@ -128,9 +128,7 @@ def test_the_incremental_digest_always_equals_the_digest_from_scratch(
         # A peer that received the same records in another order, digesting as it goes,
         # holds the same records and has the same digest for every service.
         peer = RegistryStore()
-        views = [
-            (svc.key, rec.view()) for svc in store.services.values() for rec in svc.instances.values()
-        ]
+        views = [(s.key, r.view()) for s in store.services.values() for r in s.instances.values()]
         random.Random(len(ops)).shuffle(views)
         for n, (key, view) in enumerate(views):
             peer.merge(key, [view], [], 1.0)
