@@ -270,10 +270,12 @@ class SweepPass:
             if quick and sess.marked_at == last:
                 continue  # marked already at this renewal: the sweep evicts it
             judged = False
-            whole = True  # every instance of the session is lined up or already unhealthy
+            # every instance this node judges is lined up or already unhealthy (those of
+            # services another node owns are its to judge; an adopted service gets a
+            # grace period, and the sweep reads it when that ends)
+            whole = True
             for key, ids in list(sess.instances.items()):
                 if owns is not None and not owns(key):
-                    whole = False
                     continue
                 svc = store.services.get(key)
                 if svc is None:

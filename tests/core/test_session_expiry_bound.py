@@ -107,6 +107,22 @@ def test_the_session_check_marks_only_and_reads_a_marked_session_once() -> None:
     assert store.instance_total == HELD
 
 
+def test_a_session_check_on_a_member_skips_a_session_marked_where_it_judges() -> None:
+    """A cluster member judges the services it owns: once it marked those of a silent
+    session, later checks skip the session (no rereading every second till eviction)."""
+    node = node_holding(0.0)
+    store = node.store
+    mine = {key(0), key(100)}  # 2 of the 25 services (100 instances of the victim each)
+    store.sessions.renew(OTHER, "public", 16.0, 0, 16.0)
+    check = SweepPass(store, 16.0, POLICY, owns=mine.__contains__, sessions_only=True)
+    assert check.advance()
+    assert sorted(k for k, _, _ in check.found) == sorted(mine)
+    check.finish(16.0)
+    assert store.unhealthy_total == 200
+    again = SweepPass(store, 17.0, POLICY, owns=mine.__contains__, sessions_only=True)
+    assert again.advance() and again.found == [] and again.silent_sessions == 0  # not read
+
+
 def test_a_lone_node_without_sessions_wakes_for_the_sweep_only() -> None:
     node = RegistryNode(POLICY, 1, 0.0, "127.0.0.1:7800", detect_stalls=False)
     assert node.tick(0.5) == POLICY.check_interval
