@@ -6,7 +6,7 @@ An instance is identified inside its service by ``(ip, port, cluster)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
@@ -15,6 +15,28 @@ DEFAULT_CLUSTER = "DEFAULT"
 # Defined here, with the model, so the core can bound metadata without importing
 # wire; wire/limits re-exports it with the other request limits.
 MAX_METADATA_CHARS = 16 * 1024
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+
+    @dataclass_transform(frozen_default=True, field_specifiers=(field,))
+    def hot_value(cls: type[_T]) -> type[_T]:
+        """A frozen dataclass, to the type checker (see below)."""
+        ...
+
+else:
+
+    def hot_value(cls):
+        """A value made on a hot path (per instance of a change, per replicated record):
+        a frozen dataclass to the type checker (mypy refuses an assignment to a field),
+        a plain slotted dataclass at run time.  A frozen dataclass's ``__init__`` sets
+        each field through ``object.__setattr__``: 3.5-4 us for an 11-field
+        ``InstanceView`` against 0.4-1 us (CPython 3.11), and a health pass marking
+        250,000 instances, or a node applying a flood of replicated records, makes one
+        per record."""
+        return dataclass(slots=True)(cls)
 
 
 class ServiceKey(NamedTuple):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshreg.core.effects import InstanceView
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import InstanceId, ServiceKey, hot_value
 
 MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
 MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request
@@ -30,7 +30,7 @@ class Beacon:
     members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value  # frozen to mypy; one per replicated delta (meshreg/model)
 class ServicePayload:
     """One service's records and tombstones, as replicated."""
 
@@ -40,7 +40,7 @@ class ServicePayload:
     settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value  # frozen to mypy; one per replicated delta (meshreg/model)
 class ReplicatedDelta:
     node: str
     epoch: int

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meshreg.errors import ErrorCode
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import InstanceId, ServiceKey, hot_value
 
 if TYPE_CHECKING:
     from meshreg.core.cluster_messages import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
     from meshreg.core.requests import Request
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value  # frozen to mypy; made per instance of every change (meshreg/model)
 class InstanceView:
     """An immutable copy of an instance's visible fields (what watchers see)."""
 

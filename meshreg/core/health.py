@@ -30,6 +30,14 @@ adoption or a stall, counted by self-preservation alike).  So a pass over a
 million live instances held by a few sessions reads a few records per
 service and one per session.
 
+Between sweeps, a *session check* runs every ``SESSION_CHECK_INTERVAL`` (1 s):
+a pass over the sessions alone (``sessions_only``), which marks the instances
+of a silent session unhealthy under the same rules and gates, and evicts
+nothing (evictions and self-preservation's count stay with the sweep).  So a
+dead client's instances turn unhealthy about ``unhealthy_after`` + 1 s after
+its last renewal instead of up to ``unhealthy_after + check_interval``; a
+session it already marked at its last renewal costs it one comparison.
+
 Self-preservation (``core/preservation``): the sweep first counts the silent
 instances among those it judges and lets the node's
 :class:`~meshreg.core.preservation.SelfPreservation` decide whether this
@@ -117,6 +125,17 @@ def _threshold(before: float, watching_since: float) -> float:
 
 
 SWEEP_STEP = 5_000  # instances judged per step of a pass: about 1 ms of pause per loop turn
+# s between session checks.  A check reads one field per session, and sessions are few (a
+# client process holds one), so it runs more often than the sweep: a silent session's
+# instances turn unhealthy about ``unhealthy_after`` + this after its last renewal, not
+# up to ``unhealthy_after + check_interval``.  It only marks: evictions, and the count
+# self-preservation judges by, stay with the sweep every ``check_interval``.
+SESSION_CHECK_INTERVAL = 1.0
+
+
+def session_check_interval(policy: HealthPolicy) -> float:
+    """s between session checks (never longer than the sweep's interval)."""
+    return min(SESSION_CHECK_INTERVAL, policy.check_interval)
 
 
 class SweepPass:
@@ -144,25 +163,30 @@ class SweepPass:
         watching_since: float = -math.inf,
         may_evict: bool = True,
         judge_sessions: bool = True,
+        sessions_only: bool = False,
     ) -> None:
         """``watching_since``: the node counts every instance as beating at that time at
         the latest (it was stalled, or cut off, before: it cannot tell who was silent);
         ``may_evict`` False: overdue instances are only marked unhealthy;
         ``judge_sessions`` False: sessions are left unjudged this pass (their renewals
-        may be landing on a node this one cannot hear)."""
+        may be landing on a node this one cannot hear); ``sessions_only``: the session
+        check between sweeps (``SESSION_CHECK_INTERVAL``): no service is read, nothing
+        is evicted, and a session already marked at its last renewal is skipped."""
         self.store = store
         self.started = now
         # Silent means: no beat since the threshold, and we were watching since before it.
         self.unhealthy_before = _threshold(now - policy.unhealthy_after, watching_since)
         self.evict_before = _threshold(now - policy.evict_after, watching_since)
-        if not may_evict:
+        if not may_evict or sessions_only:
             self.evict_before = -math.inf
         self.owns = owns
         self.step = SWEEP_STEP if step is None else step
         self.total = self.silent = self.overdue = 0
         self.unproven = 0  # silent instances that never beat after registering here
         self.found: list[tuple[ServiceKey, list[InstanceId], list[InstanceRecord]]] = []
-        self._todo = list(store.records())  # the services as they stand at the start
+        self.sessions_only = sessions_only
+        # the services as they stand at the start
+        self._todo = [] if sessions_only else list(store.records())
         self._next = 0
         # ... and the sessions
         self._sessions = list(store.sessions.by_id.values()) if judge_sessions else []
@@ -235,6 +259,7 @@ class SweepPass:
         sessions, owns, store = self._sessions, self.owns, self.store
         held = store.sessions.by_id
         unhealthy_before, evict_before = self.unhealthy_before, self.evict_before
+        quick = self.sessions_only
         while self._next_session < len(sessions) and budget > 0:
             sess = sessions[self._next_session]
             self._next_session += 1
@@ -242,7 +267,13 @@ class SweepPass:
             last = sess.last_renewed
             if last > unhealthy_before or held.get(sess.id) is not sess:
                 continue  # renewed recently (the usual case), or gone meanwhile
+            if quick and sess.marked_at == last:
+                continue  # marked already at this renewal: the sweep evicts it
             judged = False
+            # every instance this node judges is lined up or already unhealthy (those of
+            # services another node owns are its to judge; an adopted service gets a
+            # grace period, and the sweep reads it when that ends)
+            whole = True
             for key, ids in list(sess.instances.items()):
                 if owns is not None and not owns(key):
                     continue
@@ -251,6 +282,7 @@ class SweepPass:
                     continue
                 watched = svc.watched_since
                 if watched > unhealthy_before:
+                    whole = False
                     continue  # adopted recently: its renewals may have gone elsewhere
                 budget -= len(ids)
                 evict_svc = evict_before if watched <= evict_before else -math.inf
@@ -277,6 +309,8 @@ class SweepPass:
                     self.found.append((key, to_mark, to_evict))
             if judged:
                 self.silent_sessions += 1
+            if whole:
+                sess.marked_at = last
         return budget
 
     def finish(
@@ -334,9 +368,31 @@ class SweepPass:
         evicting = self._evicting
         left = self.step if budget is None else budget
 
+        renewed: dict[str, float] = {}  # per session: its last renewal (looked up once)
+
         def seen(rec: InstanceRecord) -> float:  # its last beat, or its session's renewal
             sid = rec.session
-            return rec.last_beat if sid is None else sessions.last_renewed(sid)
+            if sid is None:
+                return rec.last_beat
+            last = renewed.get(sid)
+            if last is None:
+                last = renewed[sid] = sessions.last_renewed(sid)
+            return last
+
+        if evidence is not None:
+            per_record = evidence
+            stamps: dict[str, int] = {}  # per session: one evidence stamp for all its records
+
+            def session_evidence(rec: InstanceRecord) -> int:
+                sid = rec.session
+                if sid is None or sid not in sessions.by_id:
+                    return per_record(rec)  # beats (or a session gone: its record's own)
+                stamp = stamps.get(sid)
+                if stamp is None:
+                    stamp = stamps[sid] = per_record(rec)
+                return stamp
+
+            evidence = session_evidence
 
         def proven(rec: InstanceRecord) -> bool:  # beat (renewed) since registered here
             sid = rec.session

@@ -198,6 +198,7 @@ class RegistryNode:
         self.subscriptions = SubscriberCounts()
         self.preservation = SelfPreservation(policy)
         self.next_check_at = now + policy.check_interval
+        self.next_session_check = now + health.session_check_interval(policy)
         self._sweep: health.SweepPass | None = None  # a health check under way
         self._sessions_opened = 0  # ids chosen by this node (with node id and epoch: unique)
         self.session_renewals = 0  # renewals received from clients (stats)
@@ -721,6 +722,7 @@ class RegistryNode:
         run = self._sweep
         if run is None and now >= self.next_check_at:
             may_mark, may_evict = self.role.may_judge(now)
+            self.next_session_check = now + health.session_check_interval(self.policy)
             if not may_mark:
                 self.next_check_at = now + self.policy.check_interval
                 return self.next_check_at
@@ -735,25 +737,48 @@ class RegistryNode:
             )
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
+        elif run is None and now >= self.next_session_check:
+            run = self._sweep = self._session_check(now)
         if run is not None:
             if not run.finishing:
                 if not run.advance():
                     return now
                 run.finishing = True
-                preservation = self.preservation
-                self.silent_sessions = run.silent_sessions
+                preservation = None if run.sessions_only else self.preservation
+                if preservation is not None:
+                    self.silent_sessions = run.silent_sessions
                 run.begin_finish(now, self.stamp(now), preservation, self.local_evidence)
-                self._effects.extend(preservation.take_events())  # local news, not replicated
+                if preservation is not None:  # local news, not replicated
+                    self._effects.extend(preservation.take_events())
             changes, done = run.finish_step()  # bounded too: a mass expiry takes turns
             for change in changes:
                 self.emit(change)
             if not done:
                 return now
             self._sweep = None
-            self.store.purge_tombstones(now, TOMBSTONE_TTL)
-            self.store.sessions.collect(now, self.policy.evict_after)
-            self.stats.sample(now)
-        return self.next_check_at
+            if not run.sessions_only:
+                self.store.purge_tombstones(now, TOMBSTONE_TTL)
+                self.store.sessions.collect(now, self.policy.evict_after)
+                self.stats.sample(now)
+        if not self.store.sessions:
+            return self.next_check_at
+        return min(self.next_check_at, self.next_session_check)
+
+    def _session_check(self, now: float) -> health.SweepPass | None:
+        """A session check between sweeps (core/health ``SESSION_CHECK_INTERVAL``): marks
+        the instances of silent sessions, under the sweep's rules; None if it may not."""
+        self.next_session_check = now + health.session_check_interval(self.policy)
+        role = self.role
+        if not self.store.sessions or not role.judges_sessions() or not role.may_judge(now)[0]:
+            return None
+        return health.SweepPass(
+            self.store,
+            now,
+            self.policy,
+            self.role.sweep_scope(),
+            watching_since=self.watching_since,
+            sessions_only=True,
+        )
 
     # -- subscriptions -------------------------------------------------------
     def watched(self, key: ServiceKey) -> bool:

@@ -58,6 +58,7 @@ class SessionRecord:
         "suspect",
         "instances",
         "count",
+        "marked_at",
     )
 
     def __init__(self, sid: str, namespace: str, now: float) -> None:
@@ -70,6 +71,11 @@ class SessionRecord:
         self.suspect = False  # some instance may be unhealthy: a renewal heals them
         self.instances: dict[ServiceKey, set[InstanceId]] = {}
         self.count = 0  # instances held (the sum of the sets)
+        # The renewal time (``last_renewed``) at which a health pass found the session
+        # silent and lined up all its healthy instances to be marked unhealthy: the
+        # session check between sweeps (core/health) skips it until it renews or gains
+        # a healthy instance. -inf: not marked.
+        self.marked_at = -math.inf
 
 
 class Sessions:
@@ -138,6 +144,8 @@ class Sessions:
             self.instance_count += 1
         if not healthy:
             sess.suspect = True
+        else:
+            sess.marked_at = -math.inf  # a healthy instance the last marking did not see
 
     def detach(self, sid: str, key: ServiceKey, iid: InstanceId) -> None:
         sess = self.by_id.get(sid)

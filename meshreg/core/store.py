@@ -77,6 +77,9 @@ _ONE = 1.0  # the default weight: one float object for every record that has it
 # ~350 bytes each with their instance id (measured), so ~175 MB; room for 830 removals/s
 # sustained over the 600 s they are kept (core/registry TOMBSTONE_TTL).
 DEFAULT_MAX_TOMBSTONES = 500_000
+# records a service notes as changed for its digest beyond half its instances before it
+# gives up and recomputes the digest from scratch (core/digests): bounds the dirty set
+DIGEST_DIRTY_SLACK = 64
 
 
 def metadata_size(metadata: dict[str, str]) -> int:
@@ -103,6 +106,7 @@ class InstanceRecord:
         "alive",
         "down",
         "session",
+        "digest",
     )
 
     def __init__(
@@ -128,6 +132,7 @@ class InstanceRecord:
         self.registered_at = now
         self.last_beat = now
         self.session: str | None = None  # its client session (core/sessions); None: beats
+        self.digest = 0  # its share of its service's digest, when last hashed (core/digests)
 
     def view(self) -> InstanceView:
         iid = self.id
@@ -154,6 +159,8 @@ class ServiceRecord:
         "revision",
         "instances",
         "digest_cache",
+        "digest_sum",
+        "digest_dirty",
         "metadata_seen",
         "oldest_beat",
         "watched_since",
@@ -171,8 +178,30 @@ class ServiceRecord:
         # responsible for it then (adoption: their beats were going elsewhere before).
         self.watched_since = -math.inf
         self.digest_cache: int | None = None  # see core/digests; reset on every change
+        # The sum of its records' ``digest`` shares, and the records whose share may be
+        # out of date (changed or new since): None, not tracked (core/digests).
+        self.digest_sum: int | None = None
+        self.digest_dirty: set[InstanceRecord] | None = None
         # the last few distinct metadata dicts stored here, shared by equal ones
         self.metadata_seen: tuple[dict[str, str], ...] = ()
+
+    def touched(self, recs: Iterable[InstanceRecord]) -> None:
+        """``recs`` changed (or are new): the digest is out of date, and so are their
+        shares of it (core/digests).  Bounded: past half the instances, start over."""
+        self.digest_cache = None
+        dirty = self.digest_dirty
+        if dirty is not None:
+            dirty.update(recs)
+            if len(dirty) > DIGEST_DIRTY_SLACK + (len(self.instances) >> 1):
+                self.digest_dirty = self.digest_sum = None
+
+    def left(self, rec: InstanceRecord) -> None:
+        """``rec`` left the table: its share leaves the digest (core/digests)."""
+        self.digest_cache = None
+        dirty = self.digest_dirty
+        if dirty is not None:
+            self.digest_sum -= rec.digest  # type: ignore[operator]
+            dirty.discard(rec)
 
     def shared_metadata(self, metadata: dict[str, str], copy: bool = False) -> dict[str, str]:
         """An equal metadata dict already held by this service, else ``metadata``
@@ -406,7 +435,7 @@ class RegistryStore:
         self._held = {}
 
     def _hold(self, svc: ServiceRecord, rec: InstanceRecord, reason: str) -> None:
-        svc.digest_cache = None
+        svc.touched((rec,))
         held = self._held.get(svc.key)  # type: ignore[union-attr]
         if held is None:
             self._held[svc.key] = ({rec.id: rec}, [reason])  # type: ignore[index]
@@ -514,6 +543,7 @@ class RegistryStore:
         if svc is None:
             return None
         changed = []
+        suspected = None  # the session last marked suspect (a session's records come together)
         for iid in iids:
             rec = svc.instances.get(iid)
             if rec is not None and rec.healthy != healthy:
@@ -525,8 +555,10 @@ class RegistryStore:
                     if evidence is not None:
                         rec.alive = max(rec.alive, evidence(rec))
                     rec.down = rec.alive
-                    if rec.session is not None:
-                        self.sessions.mark_suspect(rec.session)
+                    sid = rec.session
+                    if sid is not None and sid != suspected:
+                        self.sessions.mark_suspect(sid)
+                        suspected = sid
                 changed.append(rec)
         if not changed:
             return None
@@ -542,7 +574,7 @@ class RegistryStore:
         rec.alive = alive
         svc = self.services.get(key)
         if svc is not None:
-            svc.digest_cache = None
+            svc.touched((rec,))
         return True
 
     def remove(
@@ -582,6 +614,7 @@ class RegistryStore:
         tombs = self.tombstones.setdefault(key, {})
         stamps = []
         for rec in removed:
+            svc.left(rec)
             self._count_out(rec)
             if rec.session is not None:
                 self.sessions.detach(rec.session, key, rec.id)
@@ -732,6 +765,7 @@ class RegistryStore:
                 if _absorbed(rec.version, rec.alive, (t_version, t_alive)):
                     t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
+                svc.left(rec)  # type: ignore[union-attr]
                 self._count_out(rec)
                 if rec.session is not None:
                     self.sessions.detach(rec.session, key, rec.id)
@@ -754,7 +788,8 @@ class RegistryStore:
         self._enforce_tombstone_cap()
         settings_changed = settings is not None and self._take_settings(key, settings)
         if (quiet or refuted) and svc is not None:
-            svc.digest_cache = None
+            svc.touched(quiet)
+            svc.touched(refuted)
         if not (changed or removed or settings_changed):
             return None, tuple(quiet), tuple(refuted)
         held_here = svc is not None
@@ -1017,7 +1052,7 @@ class RegistryStore:
         removed_versions: tuple[tuple[int, int], ...] = (),
     ) -> ServiceChanged:
         base = svc.revision
-        svc.digest_cache = None
+        svc.touched(upserted)
         self.revision += 1
         svc.revision = self.revision
         threshold, settings_version, service_metadata = self.settings.get(svc.key, NO_SETTINGS)

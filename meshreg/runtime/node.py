@@ -603,13 +603,15 @@ class NodeRuntime:
                 rid = recv(router, _NOBLOCK, True)
             except zmq.Again:
                 return
-            frame = recv(router, 0, False)
-            frames: list[Any] = [rid, frame]
-            while frame.more:
+            delimiter = recv(router, 0, False)
+            frame = delimiter
+            if delimiter.more and not delimiter:  # [id, b"", body]: the usual shape
                 frame = recv(router, 0, False)
-                frames.append(frame)
+                three = not frame.more
+            else:
+                three = False
             msg = _UNDECODED
-            if len(frames) == 3 and not frames[1]:
+            if three:
                 ok = None
                 try:
                     msg = decode_body(frame)  # a Frame, read in place
@@ -623,8 +625,14 @@ class NodeRuntime:
                     send(router, b"", _SNDMORE)
                     send(router, ok, 0)
                     continue
-            else:
-                frames = [rid, *[f.bytes for f in frames[1:]]]
+                frames: list[Any] = [rid, delimiter, frame]
+            else:  # any other shape: as bytes, to _serve (which answers it)
+                frames = [rid, delimiter.bytes]
+                if frame is not delimiter:
+                    frames.append(frame.bytes)
+                while frame.more:
+                    frame = recv(router, 0, False)
+                    frames.append(frame.bytes)
             reply = serve(frames, now, OPEN, False, msg)
             if reply is not None:
                 if len(reply) == 3:

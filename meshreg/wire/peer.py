@@ -142,7 +142,10 @@ def instance_to_peer(v: InstanceView) -> dict[str, Any]:
     return d
 
 
-def _instance(d: Any) -> InstanceView:
+def _instance(d: Any, checked: dict[str, str] | None = None) -> InstanceView:
+    """One replicated instance, checked in full.  ``checked``: a metadata map that
+    passed already (the previous instance's): an equal one passes as it did, and the
+    view takes that one object (the instances of a service mostly carry equal maps)."""
     if not isinstance(d, dict):
         raise _bad("instance must be a map")
     iid = check_instance_id(d.get("ip"), d.get("port"), d.get("cluster"))
@@ -150,7 +153,8 @@ def _instance(d: Any) -> InstanceView:
     enabled, healthy = d.get("enabled"), d.get("healthy")
     if type(enabled) is not bool or type(healthy) is not bool:
         raise _bad("enabled and healthy must be booleans")
-    metadata = check_metadata(d.get("metadata"))
+    metadata = d.get("metadata")  # equal to a map that passed: passes, and is shared
+    metadata = checked if checked is not None and metadata == checked else check_metadata(metadata)
     version = _stamp(d.get("version"), "version")
     alive = _stamp(d.get("alive", version), "alive")
     down = _stamp(d.get("down", 0 if healthy else alive), "down")
@@ -216,12 +220,14 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
             _stamp(settings[1], "settings version"),
             check_metadata(settings[2]),
         )
-    return ServicePayload(
-        check_key(d.get("namespace"), d.get("group"), d.get("service")),
-        tuple(_instance(x) for x in upsert),
-        tuple(_removal(x) for x in remove),
-        settings,
-    )
+    key = check_key(d.get("namespace"), d.get("group"), d.get("service"))
+    upserts = []
+    checked = None
+    for x in upsert:
+        view = _instance(x, checked)
+        checked = view.metadata
+        upserts.append(view)
+    return ServicePayload(key, tuple(upserts), tuple(_removal(x) for x in remove), settings)
 
 
 def _unpack(body: bytes, what: str) -> Any:

@@ -5,15 +5,18 @@ pages and cursors; node ids and addresses in beacons; stamps within the wire's b
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshreg.core.effects import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire import limits
+from meshreg.wire import limits, messages
 from meshreg.wire.messages import RequestRejected, parse_message
 from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
@@ -25,6 +28,7 @@ from meshreg.wire.peer import (
     decode_replication,
     encode_beacon,
     encode_delta,
+    instance_to_peer,
     parse_digest_page,
     parse_peer_message,
     parse_reconcile_reply,
@@ -122,6 +126,55 @@ def test_a_bad_field_is_rejected_in_every_peer_message(
     with pytest.raises(RemoteProtocolError) as in_reply:
         parse_reconcile_reply({"services": [payload(), bad]})
     assert in_reply.value.message.startswith("reconcile reply: ")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "names"), [case for case in BAD_PAYLOAD_FIELDS if case[0][0] == "upsert"]
+)
+def test_a_bad_instance_after_good_ones_is_rejected(
+    path: tuple[Any, ...], value: Any, names: str
+) -> None:
+    """What passed before (a metadata map, a cluster name, a session id: remembered so
+    that equal ones are checked cheaply) never lets a bad value through after it."""
+    good = instance_to_peer(replace(VIEW, session="0123456789abcdef0123456789abcdef"))
+    second = {**good, "ip": "10.0.0.9"}
+    p = {**payload(), "upsert": [good, second, copy.deepcopy(second)]}
+    assert len(decode_replication(delta_frames(p)).payload.upserts) == 3
+    bad = with_value(p, ("upsert", 2, *path[2:]), value)
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_replication(delta_frames(bad))
+    assert names in info.value.message
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": 1}, {"a": b"b"}, {"a": "b", "c": "d"}, [("a", "b")], "a", None]
+)
+def test_only_an_equal_metadata_map_rides_on_the_one_checked_before(value: Any) -> None:
+    first = instance_to_peer(VIEW)  # metadata {"a": "b"}
+    p = {**payload(), "upsert": [first, {**first, "ip": "10.0.0.9", "metadata": value}]}
+    if value == {"a": "b", "c": "d"}:  # a different map of strings: checked, and passes
+        views = decode_replication(delta_frames(p)).payload.upserts
+        assert views[1].metadata == value
+        return
+    with pytest.raises(RemoteProtocolError, match="metadata"):
+        decode_replication(delta_frames(p))
+
+
+def test_a_bad_session_id_after_a_good_one_is_rejected() -> None:
+    good = instance_to_peer(replace(VIEW, session="0123456789abcdef0123456789abcdef"))
+    for bad in ("0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef", 7, ["x"]):
+        p = {**payload(), "upsert": [good, {**good, "ip": "10.0.0.9", "session": bad}]}
+        with pytest.raises(RemoteProtocolError, match="session"):
+            decode_replication(delta_frames(p))
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(st.text(alphabet="0123456789.-a\u0663", max_size=20))
+def test_the_dotted_quad_shortcut_accepts_only_what_the_host_name_rule_accepts(
+    host: str,
+) -> None:
+    if messages._IPV4_RE.match(host):
+        assert messages._HOSTNAME_RE.match(host), host
 
 
 def test_the_probes_orders_nul_evil_reconcile_is_refused_on_both_planes() -> None:
