@@ -185,12 +185,15 @@ class NodeRuntime:
         avoid_full_gc: bool = False,
         transport: Transport | None = None,
         wall_offset: float | None = None,
+        commit_thread: bool | None = None,
     ) -> None:
         """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy):
         process-wide, so only for a process that is a node.  ``clock``: the one place
         the runtime reads the time (monotonic seconds); ``transport``: the sockets
         (None: ZeroMQ, made at ``bind()``); ``wall_offset``: wall clock minus ``clock``
-        (None: read once from ``time.time()``)."""
+        (None: read once from ``time.time()``); ``commit_thread``: the config plane
+        commits on a writer thread (None: with the ZeroMQ transport; an injected one, the
+        simulation's, commits inline so a seed replays)."""
         self.config = config
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
@@ -232,6 +235,7 @@ class NodeRuntime:
             self._config_reply,
             self._config_notify,
             self._limiter,
+            commit_thread=transport is None if commit_thread is None else commit_thread,
         )
         self._reload = threading.Event()
         self.keys: CurveKeys | None = None
@@ -432,6 +436,7 @@ class NodeRuntime:
         self._stop.set()
 
     def close(self) -> None:
+        self.configs.close(self.clock() + self._wall_offset)  # drain first: sockets still open
         if self._peers is not None:
             self._peers.close()
             self._peers = None
@@ -440,7 +445,6 @@ class NodeRuntime:
                 sock.close()
         self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
         self._poller = None
-        self.configs.close()
         if self.transport is not None:
             self.transport.close()
             if self._own_transport:
@@ -477,6 +481,8 @@ class NodeRuntime:
                 dealers.add(sock)
 
             peers.poller_add = add
+        if self.configs.wakeup_fd is not None:  # the config writer thread's commits
+            poller.register(self.configs.wakeup_fd, zmq.POLLIN)
         self._was_ready = self.core.ready
         return poller
 
@@ -549,6 +555,8 @@ class NodeRuntime:
                 self._drain_replication(sub)
             elif sock in self._dealers:
                 self._drain_peer_replies(sock)
+            elif sock == self.configs.wakeup_fd:
+                self.configs.committed(clock() + self._wall_offset)
             else:
                 transport.service(sock, clock())
             self._carry_out(core.take_effects(), clock())
