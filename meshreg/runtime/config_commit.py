@@ -417,13 +417,14 @@ class CommitPipeline:
                 self.counters["commit_latency_ms_max"], latency
             )
             error = done.pop(turn.seq)
-            if error is None and not failed:
+            if failed and (error is None or isinstance(error, CommitFailed)):
+                error = self._ready[-1][1]  # behind a failure: the same error
+            if error is None:
                 self.counters["commit_turns"] += 1
                 self._drop_unsaved(turn)
             else:
                 self.counters["commit_failures"] += 1
                 failed.append(turn)
-                error = error or CommitFailed("an earlier commit failed")
             self._ready.append((turn, error))
         if failed and retry:
             self._gen += 1

@@ -362,6 +362,10 @@ class ConfigPlane:
 
     def _carry_out_turn(self, turn: Turn, error: BaseException | None, now: float) -> None:
         if error is None:
+            saved = sum(len(entries) for save, entries in turn.ops if save)
+            if saved:
+                self.counters["group_commits"] += 1  # turns (a transaction may hold several)
+                self.counters["group_commit_versions"] += saved
             for effect in turn.effects:
                 self._carry_out(effect, now)
             return
@@ -419,8 +423,9 @@ class ConfigPlane:
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
             body = self._read(envelope, req, address, now)
-            if body is not None and self._commits.hold(req.key, _Reply(envelope, body,
-                                                                         req.req_id, req.op)):
+            if body is not None and self._commits.hold(
+                req.key, _Reply(envelope, body, req.req_id, req.op)
+            ):
                 return None  # after the commit of the version it shows
             return body
         if kind is ListConfigs or kind is ConfigHistory:
