@@ -69,6 +69,12 @@ MAX_VERSIONS = 16_384  # versions in flight; more: end_turn waits (a slow disk)
 GROUP_VERSIONS = 4_096  # the writer puts queued turns in one transaction up to this many
 RETRY_INTERVAL = 0.1  # s; a failed commit is tried again (with what came since) this late
 CLOSE_SECONDS = 10.0  # s; at close, what is in flight is waited for this long at most
+SWITCH_INTERVAL = 0.0005  # s; the GIL switch interval of a node process (CPython: 5 ms).
+# sqlite3 releases the GIL around each statement; taking it back waits until the loop
+# thread blocks (a poll) or the interval forces a switch, so with a busy loop every
+# statement of a commit waited up to 5 ms: an in-process test with a CPU-bound loop
+# thread (10 versions a turn) gave 13-16 ms from submit to done at 5 ms, 2-4 ms at 0.5 ms.
+# Process-wide: only a process that is a node sets it (NodeRuntime(avoid_full_gc=True)).
 
 Op = tuple[bool, tuple[ConfigEntry, ...]]  # (True: save, False: delete), versions
 

@@ -52,6 +52,7 @@ from meshreg.core.effects import (
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.config_commit import SWITCH_INTERVAL
 from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HealthLog
@@ -187,7 +188,8 @@ class NodeRuntime:
         wall_offset: float | None = None,
         commit_thread: bool | None = None,
     ) -> None:
-        """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy):
+        """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy) and a
+        short GIL switch interval (runtime/config_commit):
         process-wide, so only for a process that is a node.  ``clock``: the one place
         the runtime reads the time (monotonic seconds); ``transport``: the sockets
         (None: ZeroMQ, made at ``bind()``); ``wall_offset``: wall clock minus ``clock``
@@ -264,6 +266,7 @@ class NodeRuntime:
         self._cut_short = False  # a drain stopped at TURN_ENTRIES: the next turn at once
         if avoid_full_gc:
             avoid_full_collections()
+            sys.setswitchinterval(SWITCH_INTERVAL)  # the config writer thread (config_commit)
 
     @property
     def secure(self) -> bool:
