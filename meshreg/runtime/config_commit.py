@@ -150,6 +150,7 @@ class ThreadWriter:
         self._failed_gen = -1
         self._closing = False
         self.transactions = 0
+        self.write_ms = [0.0, 0.0]  # the transactions' time on this thread: sum, max
         self.wakeup_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wakeup_fd, False)
         os.set_blocking(self._wake_w, False)
@@ -209,11 +210,15 @@ class ThreadWriter:
                         versions += turn.versions
             error: BaseException | None = None
             if group:
+                start = time.perf_counter()
                 try:
                     self._db.write([op for t in group for op in t.ops])
                     self.transactions += 1
                 except Exception as exc:  # reported to the loop, which retries
                     error = exc
+                took = (time.perf_counter() - start) * 1000.0
+                self.write_ms[0] += took
+                self.write_ms[1] = max(self.write_ms[1], took)
             with self._cv:
                 if error is not None:
                     self._failed_gen = max(t.gen for t in group)
@@ -383,6 +388,14 @@ class CommitPipeline:
         return {
             "commit_mode": self.mode,
             "commit_transactions": self.writer.transactions if self.writer is not None else 0,
+            **(
+                {
+                    "commit_write_ms_sum": round(self.writer.write_ms[0], 3),
+                    "commit_write_ms_max": round(self.writer.write_ms[1], 3),
+                }
+                if isinstance(self.writer, ThreadWriter)
+                else {}
+            ),  # fmt: skip
             "commit_turns_in_flight": len(self._flight),
             "commit_versions_in_flight": self._flight_versions,
             **{k: round(v, 3) if type(v) is float else v for k, v in c.items()},
