@@ -361,13 +361,16 @@ class CommitPipeline:
     def wakeup_fd(self) -> int | None:
         return self.writer.wakeup_fd if self.writer is not None else None
 
-    def close(self, now: float) -> list[tuple[Turn, BaseException | None]]:
+    def close(self, now: float, drain: bool = True) -> list[tuple[Turn, BaseException | None]]:
         """Submit the current turn, wait for everything in flight (``CLOSE_SECONDS`` at
-        most), stop the writer; returns the turns done (the plane carries them out)."""
+        most), stop the writer; returns the turns done (the plane carries them out).
+        ``drain`` False (a crash in the simulation): the current turn is dropped, nothing
+        is waited for or returned, as a SIGKILL would."""
         self._retry_at = None  # one last try of a failed commit
-        self.end_turn(now)
+        if drain:
+            self.end_turn(now)
         deadline = self._clock() + CLOSE_SECONDS
-        while self._flight and self.writer is not None:
+        while drain and self._flight and self.writer is not None:
             left = deadline - self._clock()
             if left <= 0 or not self.writer.wait(left):
                 log.error(
@@ -377,7 +380,7 @@ class CommitPipeline:
                 )
                 break
             self._collect(now, retry=False)
-        ready, self._ready = self._ready, []
+        ready, self._ready = (self._ready if drain else []), []
         if self.writer is not None and not self.writer.close(max(deadline - self._clock(), 0.1)):
             log.error("configs: the database writer did not stop within %g s", CLOSE_SECONDS)
         self.writer = None

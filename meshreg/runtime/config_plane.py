@@ -278,14 +278,15 @@ class ConfigPlane:
         self._commits.clear_wakeup()
         self._finish_turns(now)
 
-    def close(self, now: float | None = None) -> None:
+    def close(self, now: float | None = None, drain: bool = True) -> None:
         """Drain, then close: the current turn is committed, everything in flight waited
         for (``config_commit.CLOSE_SECONDS`` at most) and carried out, then the database
-        is closed."""
+        is closed.  ``drain`` False: close only (what was not committed is lost, as in a
+        crash: the simulation's kill)."""
         if self.db is None:
             return
         try:
-            for turn, error in self._commits.close(self._now if now is None else now):
+            for turn, error in self._commits.close(self._now if now is None else now, drain):
                 self._carry_out_turn(turn, error, self._now)
             for peer in list(self._outbox):
                 self._send_outbox(peer)

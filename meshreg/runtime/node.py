@@ -439,7 +439,9 @@ class NodeRuntime:
         self._stop.set()
 
     def close(self) -> None:
-        self.configs.close(self.clock() + self._wall_offset)  # drain first: sockets still open
+        """Close everything at once (what ``finish`` did not drain is dropped: the
+        simulation's crash calls this)."""
+        self.configs.close(drain=False)  # after finish(): nothing left to drain
         if self._peers is not None:
             self._peers.close()
             self._peers = None
@@ -567,6 +569,10 @@ class NodeRuntime:
     def finish(self) -> None:
         """Leave the loop: what this turn changed still goes out; close the sockets."""
         log.info("meshreg node on %s stopping", self.config.address)
+        try:  # the config turns queued or being committed: committed and answered first
+            self.configs.close(self.clock() + self._wall_offset)
+        except Exception:
+            log.exception("configs: draining at stop")
         try:
             self._flush_replication()
         except zmq.ZMQError:
