@@ -13,6 +13,10 @@ more than inserts, a committed-flag upgrade and deletes (pruning):
   after the commit, so the caller may acknowledge (a reply, a peer ack) only then.
 * ``remove(entries)`` deletes pruned versions, one transaction per call (the core bounds
   a prune step, so this is bounded too).
+* ``write(ops)`` does saves and removals, in their order, in one transaction: the node's
+  writer thread (runtime/config_commit.py) commits several loop turns at once with it.
+  The connection may be handed to one other thread (``check_same_thread`` off): the
+  node opens and loads the database on its loop thread, then only the writer uses it.
 * The journal is WAL and ``synchronous=FULL``: a committed transaction is on disk (fsync of
   the WAL) before ``save`` returns, so SIGKILL or power loss right after an acknowledgement
   loses nothing.  ``schema_version`` holds the format's number; an older database is
@@ -25,6 +29,7 @@ This is the one configcenter module that does I/O (sqlite3, os); the core stays 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -75,6 +80,25 @@ MIGRATIONS = {
     1: ("ALTER TABLE config_versions ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",),
 }
 _UNIQUE = "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted"
+ROWS_PER_INSERT = 256  # versions per INSERT statement (within SQLite's variable limit): one
+# statement is one sqlite3 step, so the writer thread takes the GIL back once per statement,
+# not once per row (with a busy loop thread, each take waits up to the switch interval)
+_PLACEHOLDERS = f"({', '.join('?' * len(_COLUMNS.split(',')))})"
+
+
+@functools.lru_cache(maxsize=ROWS_PER_INSERT)
+def _upsert(rows: int) -> str:
+    """INSERT of ``rows`` versions; one already held only has its committed flag raised
+    (an upsert applies its rows in order, so a version twice in one statement is fine)."""
+    return (
+        f"INSERT INTO config_versions ({_COLUMNS}) VALUES {', '.join([_PLACEHOLDERS] * rows)} "
+        f"ON CONFLICT ({_UNIQUE}) DO UPDATE SET committed = MAX(committed, excluded.committed)"
+    )
+
+
+_DELETE = "DELETE FROM config_versions WHERE " + " AND ".join(
+    f"{c.strip()} = ?" for c in _UNIQUE.split(",")
+)
 
 
 class SqliteConfigStore:
@@ -84,10 +108,15 @@ class SqliteConfigStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the config database {self.path}: {exc}") from None
         self._conn = conn
+        getlimit = getattr(conn, "getlimit", None)  # Python 3.11+; else SQLite's old 999
+        limit = getlimit(9) if getlimit is not None else 999  # 9: SQLITE_LIMIT_VARIABLE_NUMBER
+        self._rows_per_insert = max(1, min(ROWS_PER_INSERT, limit // len(_COLUMNS.split(","))))
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -134,24 +163,31 @@ class SqliteConfigStore:
 
     def save(self, entries: Iterable[ConfigEntry]) -> None:
         """Insert versions (or raise their committed flag), in one transaction, durably."""
-        rows = [_row(e) for e in entries]
-        if not rows:
-            return
-        placeholders = ", ".join("?" * len(rows[0]))
-        sql = (
-            f"INSERT INTO config_versions ({_COLUMNS}) VALUES ({placeholders}) "
-            f"ON CONFLICT ({_UNIQUE}) DO UPDATE SET committed = MAX(committed, "
-            "excluded.committed)"
-        )
-        self._transaction(lambda c: c.executemany(sql, rows))
+        self.write([(True, entries)])
 
     def remove(self, entries: Iterable[ConfigEntry]) -> None:
         """Delete versions (pruned by the core), in one transaction."""
-        keys = [_row(e)[:8] for e in entries]
-        if keys:
-            where = " AND ".join(f"{c.strip()} = ?" for c in _UNIQUE.split(","))
-            sql = f"DELETE FROM config_versions WHERE {where}"
-            self._transaction(lambda c: c.executemany(sql, keys))
+        self.write([(False, entries)])
+
+    def write(self, ops: Iterable[tuple[bool, Iterable[ConfigEntry]]]) -> None:
+        """``(True, entries)``: save them; ``(False, entries)``: delete them; every op in
+        its order, in ONE transaction, durable when this returns (nothing of it if it
+        raises)."""
+        steps: list[tuple[str, list[Any]]] = []  # (statement, parameters) or executemany
+        for save, entries in ops:
+            if save:
+                rows = [_row(e) for e in entries]
+                for i in range(0, len(rows), self._rows_per_insert):
+                    chunk = rows[i : i + self._rows_per_insert]
+                    steps.append((_upsert(len(chunk)), [v for row in chunk for v in row]))
+            else:
+                keys = [_row(e)[:8] for e in entries]
+                if keys:
+                    steps.append(("", keys))
+        if len(steps) == 1 and steps[0][0]:  # one statement: its own transaction (autocommit)
+            self._conn.execute(*steps[0])  # one step, not three (BEGIN, INSERT, COMMIT)
+        elif steps:
+            self._transaction(lambda c: _steps(c, steps))
 
     def load_into(self, store: ConfigStore) -> int:
         """Apply every stored version to ``store`` in write order; how many were read."""
@@ -169,10 +205,22 @@ class SqliteConfigStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             work(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT (an fsync error) may leave it open
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
-        conn.execute("COMMIT")
+
+
+def _steps(conn: sqlite3.Connection, steps: list[tuple[str, list[Any]]]) -> None:
+    for sql, params in steps:
+        if sql:
+            conn.execute(sql, params)
+        else:
+            conn.executemany(_DELETE, params)
 
 
 def database_path(data_dir: str | os.PathLike[str]) -> Path:

@@ -5,16 +5,18 @@ parsing and the ACL check), the config messages of its peers (peer port, frames
 ``[CONFIG_FRAME, body]``), the member view and the clock; the plane carries out what
 the replicator decides, in its order:
 
-* **Group commit.**  ``serve``, ``on_peer`` and ``tick`` only queue the replicator's
-  effects; ``flush`` (once per loop turn: ``tick`` calls it, the runtime calls ``tick``
-  in every ``prepare``) saves the versions of every queued ``Persist`` in ONE SQLite
-  transaction (fsynced), then carries out the queued effects in their order.  So nothing
-  is acknowledged - a client reply, an ack to a peer - before it is on disk, and a turn
-  costs one transaction, not two per write.  After the commit, the current version of
-  every persisted data id is compared with the one last announced: a change is published
-  on the client XPUB (``encode_config_change``), on every node, whether the change was
-  written here or replicated.  A read of a data id with a version not committed yet in
-  this turn is answered after that commit too (queued with the effects).
+* **Group commit, pipelined** (runtime/config_commit.py).  ``serve``, ``on_peer`` and
+  ``tick`` only queue the replicator's effects in the current turn; ``flush`` (once per
+  loop turn: ``tick`` calls it, the runtime calls ``tick`` in every ``prepare``) hands
+  the turn's versions to the writer (ONE fsynced SQLite transaction, on the writer
+  thread in a node) and carries out the effects of every turn whose commit is done, in
+  their order; the runtime also calls ``committed`` when the writer's wake-up fd is
+  readable.  So nothing is acknowledged - a client reply, an ack to a peer - before it
+  is on disk, and while turn N is fsynced the loop serves turn N+1.  After the commit,
+  the current version of every persisted data id is compared with the one last
+  announced: a change is published on the client XPUB (``encode_config_change``), on
+  every node, whether the change was written here or replicated.  A read of a data id
+  with a version not committed yet is answered after that commit (held in its turn).
 * Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
   that cannot leave now is dropped (records are resent, the rest is repaired by
   anti-entropy).  A turn's records, acks and commits for one peer leave as one
@@ -70,6 +72,7 @@ from meshreg.configcenter.replication import (
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.config_commit import CommitPipeline, Turn
 from meshreg.wire.config_messages import (
     ConfigHistory,
     ConfigRequest,
@@ -149,10 +152,12 @@ class _PeerAsk:
 
 @dataclass(frozen=True, slots=True)
 class _Reply:
-    """A read's answer held until this turn's commit (it shows a version saved in it)."""
+    """A read's answer held until a commit (it shows a version saved in it)."""
 
     envelope: list[bytes]
     body: bytes
+    req_id: int  # a failed commit: an error answers it instead
+    op: str
 
 
 @dataclass(slots=True)
@@ -197,7 +202,11 @@ class ConfigPlane:
         send_reply: SendReply,
         notify: Notify,
         limiter: LogLimiter | None = None,
+        commit_thread: bool = False,
     ) -> None:
+        """``commit_thread``: commit on a writer thread (a node; its runtime polls
+        ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
+        the simulation, the tests)."""
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
@@ -226,8 +235,10 @@ class ConfigPlane:
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._parked_count = 0
-        self._queued: list[Effect | _Reply] = []  # this turn's effects, until ``flush``
-        self._unsaved: set[ConfigKey] = set()  # data ids of the queued Persists
+        # this turn's effects until ``flush``, then on their way to disk (config_commit)
+        self._commits = CommitPipeline(
+            (lambda: self.db) if self.db is not None else None, commit_thread
+        )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
         # (data id, gray served) -> (the entry, its packed get result): the current entry's
         # result is packed once, not per get (the entry object is immutable: `is` checks it)
@@ -257,9 +268,33 @@ class ConfigPlane:
             "" if self.ready else "; catching up from the peers before serving reads",
         )
 
-    def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+    @property
+    def wakeup_fd(self) -> int | None:
+        """Readable when the writer thread finished a commit (None: no thread)."""
+        return self._commits.wakeup_fd
+
+    def committed(self, now: float) -> None:
+        """The writer's wake-up fd was readable: carry out the turns committed."""
+        self._commits.clear_wakeup()
+        self._finish_turns(now)
+
+    def close(self, now: float | None = None, drain: bool = True) -> None:
+        """Drain, then close: the current turn is committed, everything in flight waited
+        for (``config_commit.CLOSE_SECONDS`` at most) and carried out, then the database
+        is closed.  ``drain`` False: close only (what was not committed is lost, as in a
+        crash: the simulation's kill)."""
+        if self.db is None:
+            return
+        try:
+            for turn, error in self._commits.close(self._now if now is None else now, drain):
+                self._carry_out_turn(turn, error, self._now)
+            for peer in list(self._outbox):
+                self._send_outbox(peer)
+        except Exception:  # the sockets may be gone already: the disk is what matters
+            log.exception("configs: carrying out the last committed turns at close")
+        finally:
+            if self._commits.mode == "inline":
+                self.db.close()  # a thread writer closed its connection itself
             self.db = None
 
     # -- the member view and time -------------------------------------------------------
@@ -273,7 +308,7 @@ class ConfigPlane:
         wall-clock time this must be called again at the latest."""
         self._now = now
         if now < self._wake:
-            if self._queued:
+            if self._commits.busy():
                 self.flush(now)
             return self._wake
         self._run(self.replicator.tick(now), now)
@@ -305,44 +340,64 @@ class ConfigPlane:
         if prune:
             removed = self.store.prune(now)
             if removed:
-                if self.db is not None:
-                    self.db.remove(removed)
+                self._commits.remove(removed)  # deleted after every earlier save
                 for key in {e.key for e in removed}:
                     if self.store.current(key) is None:
                         self._announced.pop(key, None)
         return self._wake
 
     def flush(self, now: float) -> None:
-        """The end of a loop turn: one transaction for every queued ``Persist``, then,
-        after its commit, the queued effects in their order (announcements, sends,
-        replies); then the next wake-up, computed once per turn."""
+        """The end of a loop turn: its versions go to the writer (one transaction), then
+        the effects of every turn committed by now are carried out in their order
+        (announcements, sends, replies); then the next wake-up, computed once per turn."""
         self._now = now
-        queued, self._queued = self._queued, []
-        self._unsaved = set()
-        if queued and self.db is not None:
-            entries = [e for q in queued if type(q) is Persist for e in q.entries]
-            if entries:
-                try:
-                    self.db.save(entries)  # durable before anything below leaves
-                except Exception:  # a disk error: acknowledge nothing of this turn
-                    log.exception(
-                        "configs: saving %d versions failed; %d replies, acks and sends of "
-                        "this turn dropped (writes time out as outcome unknown)",
-                        len(entries),
-                        len(queued),
-                    )
-                    self._wake = min(self._wake, self._next_wake())
-                    return
-                self.counters["group_commits"] += 1
-                self.counters["group_commit_versions"] += len(entries)
-        for effect in queued:
-            self._carry_out(effect, now)
+        self._commits.end_turn(now)
+        self._finish_turns(now)
+        self._wake = min(self._wake, self._next_wake())
+
+    def _finish_turns(self, now: float) -> None:
+        for turn, error in self._commits.finished(now):
+            self._carry_out_turn(turn, error, now)
         for peer in list(self._outbox):
             self._send_outbox(peer)
-        self._wake = min(self._wake, self._next_wake())
+
+    def _carry_out_turn(self, turn: Turn, error: BaseException | None, now: float) -> None:
+        if error is None:
+            saved = sum(len(entries) for save, entries in turn.ops if save)
+            if saved:
+                self.counters["group_commits"] += 1  # turns (a transaction may hold several)
+                self.counters["group_commit_versions"] += saved
+            for effect in turn.effects:
+                self._carry_out(effect, now)
+            return
+        # not on disk (tried again with the next turn): no reply, ack or send shows any
+        # of its versions; its writers and readers get an error, its peer sends are
+        # dropped (records are resent, the rest is repaired by anti-entropy)
+        self._limiter.warning(
+            "config-commit", now, "configs: saving %d versions failed (%s: %s); %d replies, "
+            "acks and sends of that loop turn not sent, writers answered UNAVAILABLE; tried "
+            "again", turn.versions, type(error).__name__, error, len(turn.effects),
+        )  # fmt: skip
+        why = f"this node could not save configs to its disk ({type(error).__name__}: {error})"
+        for effect in turn.effects:
+            if type(effect) is ForwardWrite:
+                self._forward(effect, now)  # it carries no version: it goes
+            elif type(effect) is ReplyEntry or type(effect) is ReplyError:
+                self._reply_error(
+                    effect.request,
+                    ErrorCode.UNAVAILABLE,
+                    f"{why}; the outcome is unknown (the write may still appear): re-send "
+                    "it with the same request_id, here or on another node",
+                )
+            elif type(effect) is _Reply:
+                self._send_reply(effect.envelope, encode_error(effect.req_id,
+                                 ErrorCode.UNAVAILABLE, f"{effect.op}: {why}; retry, or ask "
+                                 "another node"))  # fmt: skip
 
     def _next_wake(self) -> float:
         times = [self.replicator.next_wake(), self._next_prune]
+        if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
+            times.append(retry)
         if not self.ready:
             times.append(self._next_ask)
         if self._forwards:
@@ -369,9 +424,10 @@ class ConfigPlane:
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
             body = self._read(envelope, req, address, now)
-            if body is not None and req.key in self._unsaved:
-                self._queued.append(_Reply(envelope, body))  # after this turn's commit
-                return None
+            if body is not None and self._commits.hold(
+                req.key, _Reply(envelope, body, req.req_id, req.op)
+            ):
+                return None  # after the commit of the version it shows
             return body
         if kind is ListConfigs or kind is ConfigHistory:
             self._check_ready(req)
@@ -387,9 +443,8 @@ class ConfigPlane:
                     body = encode_ok(req.req_id, history_result(history))
             except ConfigRejected as exc:
                 raise _rejected(req, exc) from None
-            if self._unsaved:  # it may show a version not committed yet: after the commit
-                self._queued.append(_Reply(envelope, body))
-                return None
+            if self._commits.hold_any(_Reply(envelope, body, req.req_id, req.op)):
+                return None  # it may show a version not committed yet: after the commit
             return body
         if kind is UnlistenConfig:
             self.counters["unlistens"] += 1
@@ -499,7 +554,9 @@ class ConfigPlane:
             body = self._read(p.envelope, p.req, p.address, now, p.deadline)
         except RequestRejected as exc:
             body = encode_error(exc.req_id, exc.code, exc.message)
-        if body is not None:
+        if body is not None and not self._commits.hold(
+            p.req.key, _Reply(p.envelope, body, p.req.req_id, p.req.op)
+        ):
             self._send_reply(p.envelope, body)
 
     # -- peer messages ------------------------------------------------------------------
@@ -608,16 +665,15 @@ class ConfigPlane:
     # -- carrying out the replicator's effects ------------------------------------------
     def _run(self, effects: list[Effect], now: float) -> None:
         """Queue effects for this turn's ``flush`` (nothing leaves before its commit)."""
-        for effect in effects:
-            if type(effect) is Persist:
-                self._unsaved.update(e.key for e in effect.entries)
-        self._queued.extend(effects)
+        self._commits.add(effects)
 
     def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
         self._now = now
         match effect:
-            case Persist():
-                self._announce(dict.fromkeys(e.key for e in effect.entries), now)  # ordered
+            case Persist():  # a data id a later turn saves again: that turn announces it
+                unsaved = self._commits.unsaved
+                self._announce(dict.fromkeys(e.key for e in effect.entries
+                                             if e.key not in unsaved), now)  # fmt: skip
             case SendRecord() | SendAck() | SendCommit():
                 self._outbox.setdefault(effect.peer, []).append(effect)
             case SendDigests() | SendVersions() | FetchVersions() | SendKeyVersions():
@@ -644,7 +700,7 @@ class ConfigPlane:
             return
         key = ConfigKey(*names)
         current = self.store.current(key)
-        if current is None or key in self._unsaved:
+        if current is None or key in self._commits.unsaved:
             return
         self.counters["subscription_syncs"] += 1
         self._notify(encode_config_change(current))
@@ -778,6 +834,7 @@ class ConfigPlane:
             **self.store.stats(),
             **self.replicator.counters,
             **self.counters,
+            **self._commits.stats(),
             "forwards_pending": len(self._forwards),
             "reads_waiting": self._parked_count,
         }

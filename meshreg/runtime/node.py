@@ -52,6 +52,7 @@ from meshreg.core.effects import (
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.runtime.config_commit import SWITCH_INTERVAL
 from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
@@ -186,12 +187,16 @@ class NodeRuntime:
         avoid_full_gc: bool = False,
         transport: Transport | None = None,
         wall_offset: float | None = None,
+        commit_thread: bool | None = None,
     ) -> None:
-        """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy):
+        """``avoid_full_gc``: no automatic full GC collections (runtime/gc_policy) and a
+        short GIL switch interval (runtime/config_commit):
         process-wide, so only for a process that is a node.  ``clock``: the one place
         the runtime reads the time (monotonic seconds); ``transport``: the sockets
         (None: ZeroMQ, made at ``bind()``); ``wall_offset``: wall clock minus ``clock``
-        (None: read once from ``time.time()``)."""
+        (None: read once from ``time.time()``); ``commit_thread``: the config plane
+        commits on a writer thread (None: with the ZeroMQ transport; an injected one, the
+        simulation's, commits inline so a seed replays)."""
         self.config = config
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
@@ -250,6 +255,7 @@ class NodeRuntime:
                 self._config_reply,
                 self._config_notify,
                 self._limiter,
+                commit_thread=transport is None if commit_thread is None else commit_thread,
             )
         except BaseException:
             self._release_data_dir()
@@ -267,6 +273,7 @@ class NodeRuntime:
         self._cut_short = False  # a drain stopped at TURN_ENTRIES: the next turn at once
         if avoid_full_gc:
             avoid_full_collections()
+            sys.setswitchinterval(SWITCH_INTERVAL)  # the config writer thread (config_commit)
 
     @property
     def secure(self) -> bool:
@@ -441,6 +448,9 @@ class NodeRuntime:
         self._stop.set()
 
     def close(self) -> None:
+        """Close everything at once (what ``finish`` did not drain is dropped: the
+        simulation's crash calls this)."""
+        self.configs.close(drain=False)  # after finish(): nothing left to drain
         if self._peers is not None:
             self._peers.close()
             self._peers = None
@@ -449,7 +459,6 @@ class NodeRuntime:
                 sock.close()
         self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
         self._poller = None
-        self.configs.close()
         self._release_data_dir()
         if self.transport is not None:
             self.transport.close()
@@ -492,6 +501,8 @@ class NodeRuntime:
                 dealers.add(sock)
 
             peers.poller_add = add
+        if self.configs.wakeup_fd is not None:  # the config writer thread's commits
+            poller.register(self.configs.wakeup_fd, zmq.POLLIN)
         self._state_seen = self.core.state
         return poller
 
@@ -565,6 +576,8 @@ class NodeRuntime:
                 self._drain_replication(sub)
             elif sock in self._dealers:
                 self._drain_peer_replies(sock)
+            elif sock == self.configs.wakeup_fd:
+                self.configs.committed(clock() + self._wall_offset)
             else:
                 transport.service(sock, clock())
             self._carry_out(core.take_effects(), clock())
@@ -572,6 +585,10 @@ class NodeRuntime:
     def finish(self) -> None:
         """Leave the loop: what this turn changed still goes out; close the sockets."""
         log.info("meshreg node on %s stopping", self.config.address)
+        try:  # the config turns queued or being committed: committed and answered first
+            self.configs.close(self.clock() + self._wall_offset)
+        except Exception:
+            log.exception("configs: draining at stop")
         try:
             self._flush_replication()
         except zmq.ZMQError:

@@ -66,6 +66,33 @@ def test_committed_flag_is_upgraded_not_duplicated(tmp_path: Path) -> None:
     assert reopen(path).current(K) == marked
 
 
+def test_one_write_of_many_versions_saves_and_removes_in_order(tmp_path: Path) -> None:
+    """``write`` (the node's group commit): more versions than one INSERT statement holds,
+    a version saved twice in it (uncommitted, then committed, then uncommitted again),
+    and a removal after the saves, in one transaction; a single save goes alone."""
+    from meshreg.configcenter import sqlite_store
+
+    path = tmp_path / "w.db"
+    core = ConfigStore("n1")
+    keys = [ConfigKey("public", "DEFAULT_GROUP", f"d{i}") for i in range(300)]
+    entries = [core.publish(k, f"v{i}", now=1.0 + i) for i, k in enumerate(keys)]
+    assert len(entries) > sqlite_store.ROWS_PER_INSERT
+    first = entries[0]
+    marked = core.commit(first.key, 1, "n1", first.md5)
+    assert marked is not None
+    gone = entries[5]
+    with SqliteConfigStore(path) as db:
+        db.write([(True, [*entries, marked, first]), (False, [gone])])
+        assert db.count() == 299
+        late = core.publish(keys[1], "late", now=999.0)
+        db.write([(True, [late])])
+    again = reopen(path)
+    assert again.current(first.key) == marked  # the flag raised, never lowered
+    assert again.current(gone.key) is None
+    assert again.current(keys[1]) == late
+    assert [again.current(k) for k in keys[6:]] == entries[6:]
+
+
 def test_arrival_order_decides_the_acked_version_after_restart(tmp_path: Path) -> None:
     from test_config_core import version
 

@@ -429,9 +429,10 @@ class _RecordingDb:
     def __init__(self, db: SqliteConfigStore, log: list[tuple[Any, ...]], me: str) -> None:
         self.db, self.log, self.me = db, log, me
 
-    def save(self, entries: Any) -> None:
-        entries = list(entries)
-        self.db.save(entries)  # the commit first, then the log entry: "on disk"
+    def write(self, ops: Any) -> None:  # what the plane's group commit calls
+        ops = [(save, list(entries)) for save, entries in ops]
+        self.db.write(ops)  # the commit first, then the log entry: "on disk"
+        entries = [e for save, es in ops if save for e in es]
         self.log.append(
             ("save", self.me, {(e.key.data_id, e.revision, e.committed) for e in entries})
         )
@@ -541,15 +542,14 @@ def test_the_order_check_fails_when_a_reply_leaves_before_the_commit(tmp_path: P
     net = Net(1, data_dir=tmp_path)
     log = _record_order(net)
     plane = net.planes[ADDRESSES[0]]
-    queued: list[Any] = []
 
     def sends_first(now: float) -> None:  # the bug: carry out the effects, then save
-        queued.extend(plane._queued)
-        db, plane.db = plane.db, None
+        turn = plane._commits.turn
+        entries = [e for save, es in turn.ops if save for e in es]
+        turn.ops.clear()
         ConfigPlane.flush(plane, now)
-        plane.db = db
-        assert db is not None
-        db.save([e for q in queued if type(q).__name__ == "Persist" for e in q.entries])
+        assert plane.db is not None
+        plane.db.write([(True, entries)])
 
     plane.flush = sends_first  # type: ignore[method-assign]
     net.call(ADDRESSES[0], "config_publish", data_id="early", content="x")

@@ -1,0 +1,470 @@
+"""The config plane's group commit as a pipeline: turn N is fsynced while the loop serves N+1.
+
+Theory of operation
+-------------------
+The config plane (runtime/config_plane.py) queues what one loop turn makes into a
+:class:`Turn`: the versions to save and the pruned versions to delete (``ops``, in their
+order), and the replicator's effects that must wait for them (replies, acks, records,
+announcements).  At the end of the turn ``end_turn`` hands the turn's ops to a
+**writer**; what the plane gets back from ``finished`` are turns whose ops are durable,
+in turn order, and the plane carries out their effects then.  The rule: **a turn's
+effects leave only after its own ops and those of every earlier turn are committed**
+(a turn with no ops rides on the last turn in flight), so nothing derived from a
+version - an ack, a reply, an announcement, a record, a read that shows it - leaves
+before that version is on disk.
+
+* :class:`ThreadWriter` (a node): one thread with the database's connection (the loop
+  opened and loaded it, then never touches it again).  It takes every turn queued when
+  it is free and commits them in ONE transaction (group commit across turns), then
+  reports them done and writes a byte to ``wakeup_fd``, which the runtime polls with its
+  sockets.  Meanwhile the loop goes on: registry traffic, reads of data ids with nothing
+  in flight, the next config turn.
+* :class:`InlineWriter` (the simulation, the plane's tests, a node without a thread):
+  commits in ``end_turn`` itself, on the caller's thread, so a seeded run replays.
+* No database (``data_dir=""``): every turn is done at once.
+
+**Unsaved data ids.**  ``unsaved`` maps a data id to the newest turn (current, in flight
+or held) that saves a version of it: a read of it is held in that turn (``hold``), a
+read that may show any data id (a list) in the newest turn with ops (``hold_any``); an
+announcement skips a data id a later turn still holds (that turn announces it).
+
+**Back-pressure.**  At most ``MAX_TURNS`` turns or ``MAX_VERSIONS`` versions in flight:
+``end_turn`` then waits for the writer (the loop stalls as it did when it committed
+itself); ``stats`` counts the waits and their time.
+
+**Failure.**  A transaction that fails (an I/O error, a full disk) fails its turns and,
+without trying them, every turn queued behind (the writer marks the generation failed),
+so no later turn can be durable while an earlier one is not.  ``finished`` returns them
+as failed, in order, after waiting for the rest of the turns in flight (they fail at
+once).  The in-memory store still holds their versions (undoing them would touch the
+replicator's state, and later turns may build on them), so the pipeline makes the disk
+catch up instead: the failed turns' ops go, first and in order, into the current turn,
+which is submitted again after ``RETRY_INTERVAL`` (the next turns wait in it, so the
+order on disk stays the order of the turns), and their data ids stay unsaved until
+then.  The plane answers the failed turns' writers and readers with an error and drops
+their peer sends (records are sent again, the rest is repaired by anti-entropy); a
+version is announced, acknowledged or shown only after the retry committed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshreg.configcenter.model import ConfigEntry, ConfigKey
+from meshreg.configcenter.replication import Persist
+from meshreg.configcenter.sqlite_store import SqliteConfigStore
+
+log = logging.getLogger("meshreg.node")
+
+MAX_TURNS = 64  # turns in flight (submitted, not yet done); more: end_turn waits
+MAX_VERSIONS = 16_384  # versions in flight; more: end_turn waits (a slow disk)
+GROUP_VERSIONS = 4_096  # the writer puts queued turns in one transaction up to this many
+RETRY_INTERVAL = 0.1  # s; a failed commit is tried again (with what came since) this late
+CLOSE_SECONDS = 10.0  # s; at close, what is in flight is waited for this long at most
+SWITCH_INTERVAL = 0.0005  # s; the GIL switch interval of a node process (CPython: 5 ms).
+# sqlite3 releases the GIL around each statement; taking it back waits until the loop
+# thread blocks (a poll) or the interval forces a switch, so with a busy loop every
+# statement of a commit waited up to 5 ms: an in-process test with a CPU-bound loop
+# thread (10 versions a turn) gave 13-16 ms from submit to done at 5 ms, 2-4 ms at 0.5 ms.
+# Process-wide: only a process that is a node sets it (NodeRuntime(avoid_full_gc=True)).
+
+Op = tuple[bool, tuple[ConfigEntry, ...]]  # (True: save, False: delete), versions
+
+
+@dataclass(slots=True, eq=False)
+class Turn:
+    """One loop turn of the config plane: its disk ops and the effects that wait for
+    them (carried out by the plane once ``finished`` returns the turn)."""
+
+    seq: int
+    ops: list[Op] = field(default_factory=list)
+    effects: list[Any] = field(default_factory=list)
+    keys: set[ConfigKey] = field(default_factory=set)  # data ids of the saved versions
+    versions: int = 0  # saved or deleted
+    gen: int = 0  # the pipeline's generation when submitted (failures bump it)
+    submitted: float = 0.0  # time.monotonic() at submit (commit latency in stats)
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    seq: int
+    error: BaseException | None  # None: durable
+
+
+class CommitFailed(Exception):
+    """A turn not tried because an earlier commit of its generation failed."""
+
+
+class InlineWriter:
+    """Commits in ``submit`` itself, on the caller's thread (deterministic)."""
+
+    wakeup_fd: int | None = None
+
+    def __init__(self, db: Callable[[], SqliteConfigStore | None]) -> None:
+        self._db = db  # read at each commit (a test may wrap the plane's database)
+        self._done: deque[Done] = deque()
+        self.transactions = 0
+
+    def submit(self, turns: list[Turn]) -> None:
+        db = self._db()
+        error: BaseException | None = None
+        try:
+            assert db is not None
+            db.write([op for t in turns for op in t.ops])
+            self.transactions += 1
+        except Exception as exc:
+            error = exc
+        self._done.extend(Done(t.seq, error) for t in turns)
+
+    def take(self) -> list[Done]:
+        done = list(self._done)
+        self._done.clear()
+        return done
+
+    def wait(self, timeout: float) -> bool:
+        return bool(self._done)
+
+    def clear_wakeup(self) -> None:
+        pass
+
+    def close(self, timeout: float) -> bool:
+        return True
+
+
+class ThreadWriter:
+    """One thread that owns the database connection and commits queued turns (above)."""
+
+    def __init__(self, db: SqliteConfigStore) -> None:
+        self._db = db
+        self._cv = threading.Condition()
+        self._jobs: deque[Turn] = deque()
+        self._done: deque[Done] = deque()
+        self._failed_gen = -1
+        self._closing = False
+        self.transactions = 0
+        self.write_ms = [0.0, 0.0]  # the transactions' time on this thread: sum, max
+        self.wakeup_fd, self._wake_w = os.pipe()
+        os.set_blocking(self.wakeup_fd, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._run, name="meshreg-config-writer",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def submit(self, turns: list[Turn]) -> None:
+        with self._cv:
+            self._jobs.extend(turns)
+            self._cv.notify_all()
+
+    def take(self) -> list[Done]:
+        with self._cv:
+            done = list(self._done)
+            self._done.clear()
+        return done
+
+    def wait(self, timeout: float) -> bool:
+        """Until a turn is done (True), or ``timeout`` s passed (False)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: bool(self._done), timeout)
+
+    def clear_wakeup(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wakeup_fd, 4096):
+                pass
+
+    def close(self, timeout: float) -> bool:
+        """Commit what is queued, then stop the thread and close the connection; False:
+        the thread did not finish within ``timeout`` (a hung disk; it is a daemon)."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        for fd in (self.wakeup_fd, self._wake_w):
+            os.close(fd)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._jobs) or self._closing)
+                if not self._jobs:
+                    break  # closing, and everything committed
+                group: list[Turn] = []
+                skipped: list[Turn] = []
+                versions = 0
+                while self._jobs and (not group or versions < GROUP_VERSIONS):
+                    turn = self._jobs.popleft()
+                    if turn.gen <= self._failed_gen:
+                        skipped.append(turn)
+                    else:
+                        group.append(turn)
+                        versions += turn.versions
+            error: BaseException | None = None
+            if group:
+                start = time.perf_counter()
+                try:
+                    self._db.write([op for t in group for op in t.ops])
+                    self.transactions += 1
+                except Exception as exc:  # reported to the loop, which retries
+                    error = exc
+                took = (time.perf_counter() - start) * 1000.0
+                self.write_ms[0] += took
+                self.write_ms[1] = max(self.write_ms[1], took)
+            with self._cv:
+                if error is not None:
+                    self._failed_gen = max(t.gen for t in group)
+                self._done.extend(Done(t.seq, error) for t in group)
+                self._done.extend(
+                    Done(t.seq, CommitFailed("an earlier commit failed")) for t in skipped
+                )
+                self._cv.notify_all()
+            with contextlib.suppress(BlockingIOError):  # full: the loop is woken already
+                os.write(self._wake_w, b"\x01")
+        self._db.close()
+
+
+class CommitPipeline:
+    """The turns of the config plane on their way to disk (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Callable[[], SqliteConfigStore | None] | None,
+        thread: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``db``: the plane's database (None: in memory only); ``thread``: commit on a
+        writer thread (the database then belongs to it), else inline.  ``clock``: only
+        for the commit latency in ``stats`` (never for a decision)."""
+        self.writer: InlineWriter | ThreadWriter | None = None
+        if db is not None:
+            store = db()
+            assert store is not None
+            self.writer = ThreadWriter(store) if thread else InlineWriter(db)
+        self.mode = "none" if db is None else "thread" if thread else "inline"
+        self.turn = Turn(1)
+        self.unsaved: dict[ConfigKey, Turn] = {}
+        self._flight: deque[Turn] = deque()  # submitted, in order
+        self._flight_versions = 0
+        self._ready: list[tuple[Turn, BaseException | None]] = []  # done, not yet returned
+        self._done: dict[int, BaseException | None] = {}  # the writer's answers, by seq
+        self._gen = 0
+        self._retry_at: float | None = None  # a failed commit: the current turn waits
+        self._clock = clock
+        self.counters = {
+            "commit_turns": 0,  # turns with disk ops committed
+            "commit_failures": 0,  # turns whose commit failed (tried again)
+            "commit_backpressure_waits": 0,  # end_turn waited for the writer (slow disk)
+            "commit_backpressure_ms": 0.0,
+            "commit_latency_ms_max": 0.0,  # submit -> done, as the loop sees it
+            "commit_latency_ms_sum": 0.0,
+        }
+
+    # -- a turn ---------------------------------------------------------------------------
+    def add(self, effects: list[Any]) -> None:
+        """Effects of the current turn (a ``Persist`` also becomes a save op)."""
+        turn = self.turn
+        for effect in effects:
+            if type(effect) is Persist and effect.entries:
+                self._save(turn, effect.entries)
+        turn.effects.extend(effects)
+
+    def remove(self, entries: list[ConfigEntry]) -> None:
+        """Pruned versions: deleted from disk after everything saved before."""
+        if entries:
+            self.turn.ops.append((False, tuple(entries)))
+            self.turn.versions += len(entries)
+
+    def hold(self, key: ConfigKey, reply: Any) -> bool:
+        """Queue ``reply`` (a read showing ``key``) behind the turn that saves ``key``;
+        False: nothing of ``key`` is on its way to disk (answer now)."""
+        turn = self.unsaved.get(key)
+        if turn is None:
+            return False
+        turn.effects.append(reply)
+        return True
+
+    def hold_any(self, reply: Any) -> bool:
+        """Queue ``reply`` (a read that may show any data id) behind the newest turn with
+        versions to save; False: none (answer now)."""
+        if self.turn.keys or self._retry_at is not None:
+            self.turn.effects.append(reply)
+            return True
+        for turn in reversed(self._flight):
+            if turn.keys:
+                turn.effects.append(reply)
+                return True
+        return False
+
+    def busy(self) -> bool:
+        """Something to submit, or to wait for."""
+        return bool(self.turn.effects or self.turn.ops or self._flight or self._ready)
+
+    def end_turn(self, now: float) -> None:
+        """The loop turn ends: submit the current turn (or let it ride on the last one in
+        flight); first wait for the writer if too much is in flight."""
+        turn = self.turn
+        if self._retry_at is not None:
+            if now < self._retry_at:
+                return  # after a failure: this turn keeps gathering until the retry
+            self._retry_at = None
+        if not turn.ops and not turn.effects:
+            return
+        if self.writer is None or not turn.ops:
+            self.turn = Turn(turn.seq + 1)
+            if self._flight:  # behind what is in flight (it may show its versions)
+                self._flight[-1].effects.extend(turn.effects)
+            else:
+                self._drop_unsaved(turn)
+                self._ready.append((turn, None))
+            return
+        while self._flight and (
+            len(self._flight) >= MAX_TURNS or self._flight_versions + turn.versions > MAX_VERSIONS
+        ):
+            start = self._clock()
+            self.counters["commit_backpressure_waits"] += 1
+            self.writer.wait(CLOSE_SECONDS)
+            self.counters["commit_backpressure_ms"] += (self._clock() - start) * 1000.0
+            self._collect(now)
+            if self._retry_at is not None:  # a commit failed: its retry is in front of
+                return  # this turn now, both submitted after RETRY_INTERVAL
+        self.turn = Turn(turn.seq + 1)
+        turn.gen = self._gen
+        turn.submitted = self._clock()
+        self._flight.append(turn)
+        self._flight_versions += turn.versions
+        self.writer.submit([turn])
+        self._collect(now)
+
+    def retry_at(self) -> float | None:
+        return self._retry_at
+
+    def finished(self, now: float) -> list[tuple[Turn, BaseException | None]]:
+        """Turns done, in order: (turn, None) durable, or (turn, error) failed."""
+        self._collect(now)
+        ready, self._ready = self._ready, []
+        return ready
+
+    def clear_wakeup(self) -> None:
+        if self.writer is not None:
+            self.writer.clear_wakeup()
+
+    @property
+    def wakeup_fd(self) -> int | None:
+        return self.writer.wakeup_fd if self.writer is not None else None
+
+    def close(self, now: float, drain: bool = True) -> list[tuple[Turn, BaseException | None]]:
+        """Submit the current turn, wait for everything in flight (``CLOSE_SECONDS`` at
+        most), stop the writer; returns the turns done (the plane carries them out).
+        ``drain`` False (a crash in the simulation): the current turn is dropped, nothing
+        is waited for or returned, as a SIGKILL would."""
+        self._retry_at = None  # one last try of a failed commit
+        if drain:
+            self.end_turn(now)
+        deadline = self._clock() + CLOSE_SECONDS
+        while drain and self._flight and self.writer is not None:
+            left = deadline - self._clock()
+            if left <= 0 or not self.writer.wait(left):
+                log.error(
+                    "configs: closing with %d turns not committed (the disk does not "
+                    "answer); their replies and acks are not sent",
+                    len(self._flight),
+                )
+                break
+            self._collect(now, retry=False)
+        ready, self._ready = (self._ready if drain else []), []
+        if self.writer is not None and not self.writer.close(max(deadline - self._clock(), 0.1)):
+            log.error("configs: the database writer did not stop within %g s", CLOSE_SECONDS)
+        self.writer = None
+        return ready
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "commit_mode": self.mode,
+            "commit_transactions": self.writer.transactions if self.writer is not None else 0,
+            **(
+                {
+                    "commit_write_ms_sum": round(self.writer.write_ms[0], 3),
+                    "commit_write_ms_max": round(self.writer.write_ms[1], 3),
+                }
+                if isinstance(self.writer, ThreadWriter)
+                else {}
+            ),  # fmt: skip
+            "commit_turns_in_flight": len(self._flight),
+            "commit_versions_in_flight": self._flight_versions,
+            **{k: round(v, 3) if type(v) is float else v for k, v in c.items()},
+        }
+
+    # -- internals ------------------------------------------------------------------------
+    def _save(self, turn: Turn, entries: tuple[ConfigEntry, ...]) -> None:
+        turn.ops.append((True, entries))
+        turn.versions += len(entries)
+        for e in entries:
+            turn.keys.add(e.key)
+            self.unsaved[e.key] = turn
+
+    def _drop_unsaved(self, turn: Turn) -> None:
+        unsaved = self.unsaved
+        for key in turn.keys:
+            if unsaved.get(key) is turn:
+                del unsaved[key]
+
+    def _collect(self, now: float, retry: bool = True) -> None:
+        """Move the turns the writer finished into ``_ready``, in order."""
+        if self.writer is None or not self._flight:
+            return
+        done = self._done
+        done.update((d.seq, d.error) for d in self.writer.take())
+        failed: list[Turn] = []
+        while self._flight and (self._flight[0].seq in done or failed):
+            if self._flight[0].seq not in done:  # behind a failure: they fail at once
+                if not self.writer.wait(CLOSE_SECONDS):
+                    break
+                done.update((d.seq, d.error) for d in self.writer.take())
+                continue
+            turn = self._flight.popleft()
+            self._flight_versions -= turn.versions
+            latency = (self._clock() - turn.submitted) * 1000.0
+            self.counters["commit_latency_ms_sum"] += latency
+            self.counters["commit_latency_ms_max"] = max(
+                self.counters["commit_latency_ms_max"], latency
+            )
+            error = done.pop(turn.seq)
+            if failed and (error is None or isinstance(error, CommitFailed)):
+                error = self._ready[-1][1]  # behind a failure: the same error
+            if error is None:
+                self.counters["commit_turns"] += 1
+                self._drop_unsaved(turn)
+            else:
+                self.counters["commit_failures"] += 1
+                failed.append(turn)
+            self._ready.append((turn, error))
+        if failed and retry:
+            self._gen += 1
+            self._retry(failed, now)
+
+    def _retry(self, failed: list[Turn], now: float) -> None:
+        """The failed turns' ops go first into the current turn, which is submitted after
+        ``RETRY_INTERVAL``; their data ids stay unsaved until then (module docstring)."""
+        turn = self.turn
+        ops = [op for t in failed for op in t.ops]
+        turn.ops[:0] = ops
+        turn.versions += sum(t.versions for t in failed)
+        saved = tuple(e for save, entries in ops if save for e in entries)
+        if saved:
+            turn.effects.insert(0, Persist(saved))  # announced once the retry committed
+        for t in failed:
+            turn.keys |= t.keys
+            for key in t.keys:
+                if self.unsaved.get(key) is t:
+                    self.unsaved[key] = turn
+        self._retry_at = now + RETRY_INTERVAL

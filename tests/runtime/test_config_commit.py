@@ -1,0 +1,408 @@
+"""The config plane's pipelined group commit (runtime/config_commit.py).
+
+Turn N is committed while the loop serves turn N+1; what these tests show:
+
+* the ordering rule with commits that finish late, in any interleaving (a held writer
+  the test completes turn by turn, seeded, 3 planes with loss): nothing derived from a
+  version (a record, an ack, a reply, a read, an announcement) leaves before its commit;
+* the real writer thread with a disk the test holds: reads of committed data ids and
+  the next turns are served meanwhile, a read of a version in flight waits for it, the
+  wake-up fd signals the commit, back-pressure waits when too much is in flight;
+* close drains: what was queued or in flight is committed and answered, then closed;
+* a failed commit answers its writers and readers with an error, sends nothing of it,
+  fails the turns queued behind it, and tries again: the version becomes durable,
+  announced and readable, never before.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from test_config_plane import (
+    ADDRESSES,
+    T0,
+    Net,
+    _check_disk_first,
+    _record_order,
+    owner_of,
+)
+
+from meshreg.config import NodeConfig
+from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.runtime import config_commit
+from meshreg.runtime.config_commit import CommitFailed, Done, Turn
+from meshreg.runtime.config_plane import ConfigPlane
+from meshreg.wire.config_messages import parse_config_message
+
+DEADLINE = 10.0  # s; bound of every wait for the writer thread
+
+
+class HeldWriter:
+    """A writer that commits (to the real database, one transaction) only when the test
+    says, in order; ``fail``: the next commits raise (and the turns behind fail)."""
+
+    wakeup_fd = None
+
+    def __init__(self, db: Any) -> None:
+        self.db = db  # () -> the plane's database (a test may wrap it)
+        self.queue: deque[Turn] = deque()
+        self.done: deque[Done] = deque()
+        self.transactions = 0
+        self.fail = 0
+        self.failed_gen = -1
+
+    def submit(self, turns: list[Turn]) -> None:
+        self.queue.extend(turns)
+
+    def commit(self, n: int | None = None) -> None:
+        group = [self.queue.popleft() for _ in range(len(self.queue) if n is None else n)]
+        skipped = [t for t in group if t.gen <= self.failed_gen]
+        group = [t for t in group if t.gen > self.failed_gen]
+        self.done.extend(Done(t.seq, CommitFailed("earlier")) for t in skipped)
+        if not group:
+            return
+        if self.fail:
+            self.fail -= 1
+            self.failed_gen = max(t.gen for t in group)
+            self.done.extend(Done(t.seq, OSError(5, "I/O error")) for t in group)
+            return
+        self.db().write([op for t in group for op in t.ops])
+        self.transactions += 1
+        self.done.extend(Done(t.seq, None) for t in group)
+
+    def take(self) -> list[Done]:
+        done = list(self.done)
+        self.done.clear()
+        return done
+
+    def wait(self, timeout: float) -> bool:
+        if not self.done and self.queue:
+            self.commit()
+        return bool(self.done)
+
+    def clear_wakeup(self) -> None:
+        pass
+
+    def close(self, timeout: float) -> bool:
+        self.commit()
+        return True
+
+
+def held(net: Net) -> dict[str, HeldWriter]:
+    writers = {}
+    for address, plane in net.planes.items():
+        writer = HeldWriter(lambda plane=plane: plane.db)
+        plane._commits.writer = writer
+        writers[address] = writer
+    return writers
+
+
+def commit_some(net: Net, writers: dict[str, HeldWriter], rng: random.Random) -> None:
+    for address, writer in writers.items():
+        if writer.queue:
+            writer.commit(rng.randrange(len(writer.queue) + 1))
+        net.planes[address].committed(net.now)
+
+
+def on_disk(net: Net, data_id: str, revision: int) -> int:
+    sql = "SELECT COUNT(*) FROM config_versions WHERE data_id = ? AND revision = ?"
+    with_row = 0
+    for address in net.addresses:
+        with SqliteConfigStore(database_path(net.data_dir / address.rpartition(":")[2])) as db:  # type: ignore[operator]
+            with_row += db._conn.execute(sql, (data_id, revision)).fetchone()[0] > 0
+    return with_row
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_late_commits_in_any_order_of_turns_let_nothing_leave_before_its_version(
+    tmp_path: Path, seed: int
+) -> None:
+    """Seeded, 3 planes, 10 % loss, messages reordered, turns of 1-8 messages, several
+    writes per turn, and each node's commits finishing after 0 to all of its turns in
+    flight: every record, ack, reply, read and announcement leaves after the commit of
+    its version on its node; every acknowledged write is on a majority's disk when
+    answered; all converge."""
+    data_dir = tmp_path
+    net = Net(3, data_dir=data_dir, seed=seed, loss=0.1)
+    log = _record_order(net)
+    writers = held(net)
+    net.batched = True
+    rng = random.Random(seed)
+    acked: list[tuple[str, int]] = []
+    in_flight_seen = 0
+    for plane in net.planes.values():
+
+        def reply(envelope: list[bytes], body: bytes, send: Any = plane._send_reply) -> None:
+            answer = msgpack.unpackb(body, raw=False)
+            if envelope[0].startswith(b"w") and answer["ok"]:
+                item = (answer["result"]["data_id"], answer["result"]["revision"])
+                assert on_disk(net, *item) >= 2, (seed, item, "acked before a majority")
+                acked.append(item)
+            send(envelope, body)
+
+        plane._send_reply = reply
+    for i in range(14):
+        for j in range(rng.randrange(1, 5)):
+            address = rng.choice(ADDRESSES)
+            net.request(address, f"w{i}-{j}".encode(), "config_publish",
+                        data_id=f"p{rng.randrange(5)}", content=f"{i}-{j}")  # fmt: skip
+            net.request(rng.choice(ADDRESSES), b"reader", "config_get",
+                        data_id=f"p{rng.randrange(5)}")  # fmt: skip
+        for _ in range(6):
+            net.tick(0.05)
+            in_flight_seen += sum(len(w.queue) for w in writers.values())
+            commit_some(net, writers, rng)
+            net.deliver(shuffle=True)
+    net.loss = 0.0
+    for _ in range(300):  # heal: everything committed as it comes
+        net.tick(0.05)
+        commit_some(net, writers, random.Random(0))
+        for w in writers.values():
+            w.commit()
+        for p in net.planes.values():
+            p.committed(net.now)
+    assert in_flight_seen > 20, "the turns were never in flight together"
+    assert len(acked) >= 5, (seed, acked)
+    currents = [{k: p.store.current(k) for k in list(p.store.keys())}
+                for p in net.planes.values()]  # fmt: skip
+    assert currents[0] == currents[1] == currents[2], f"seed {seed}: no convergence"
+    for item in acked:
+        assert on_disk(net, *item) == 3, (seed, item)
+    _check_disk_first(log)
+    for p in net.planes.values():
+        p.close()
+
+
+class GatedDb:
+    """The writer's database, whose commits wait for the test's ``gate``."""
+
+    def __init__(self, db: SqliteConfigStore) -> None:
+        self.db, self.gate, self.entered = db, threading.Event(), threading.Event()
+        self.writes = 0
+        self.fail = 0
+
+    def write(self, ops: Any) -> None:
+        self.entered.set()
+        assert self.gate.wait(DEADLINE), "the test never opened the gate"
+        if self.fail:
+            self.fail -= 1
+            raise OSError(28, "No space left on device")
+        self.db.write(ops)
+        self.writes += 1
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Node:
+    """One plane with a real writer thread on a gated database (majority 1)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.now = T0
+        self.replies: list[tuple[bytes, dict[str, Any]]] = []
+        self.notes: list[dict[str, Any]] = []
+        self.config = NodeConfig(port=7900, data_dir=str(tmp_path / "n"))
+        self.path = database_path(self.config.data_dir)
+        self.plane = ConfigPlane(
+            self.config,
+            self.now,
+            lambda to, frames: True,
+            self.reply,
+            lambda frames: self.notes.append(msgpack.unpackb(frames[1], raw=False)),
+            commit_thread=True,
+        )
+        writer = self.plane._commits.writer
+        assert isinstance(writer, config_commit.ThreadWriter)
+        self.gated = GatedDb(writer._db)
+        writer._db = self.gated  # type: ignore[assignment]
+
+    def reply(self, envelope: list[bytes], body: bytes) -> None:
+        answer = msgpack.unpackb(body, raw=False)
+        result = answer.get("result") or {}
+        if answer["ok"] and "revision" in result:  # never before the version is on disk
+            assert self.rows(result["data_id"], result["revision"]) == 1, answer
+        self.replies.append((envelope[0], answer))
+
+    def rows(self, data_id: str, revision: int) -> int:
+        with SqliteConfigStore(self.path) as db:
+            sql = "SELECT COUNT(*) FROM config_versions WHERE data_id = ? AND revision = ?"
+            return int(db._conn.execute(sql, (data_id, revision)).fetchone()[0])
+
+    def serve(self, client: bytes, op: str, **fields: Any) -> Any:
+        msg = {"v": 1, "id": 1, "op": op, **fields}
+        body = self.plane.serve([client, b""], parse_config_message(msg), msg, "t", None,
+                                self.now)  # fmt: skip
+        return None if body is None else msgpack.unpackb(body, raw=False)
+
+    def answered(self, client: bytes) -> list[dict[str, Any]]:
+        return [a for c, a in self.replies if c == client]
+
+    def wait_committed(self) -> None:
+        """Wait (bounded) for the writer's wake-up fd, as the runtime's poll does."""
+        fd = self.plane.wakeup_fd
+        assert fd is not None
+        ready, _, _ = select.select([fd], [], [], DEADLINE)
+        assert ready, "the writer never signalled a commit"
+        self.plane.committed(self.now)
+
+
+def test_the_loop_serves_the_next_turn_while_the_writer_commits(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    plane, gated = node.plane, node.gated
+    gated.gate.set()
+    assert node.serve(b"w0", "config_publish", data_id="old", content="v1") is None
+    plane.flush(node.now)
+    node.wait_committed()
+    assert node.answered(b"w0")[0]["ok"]
+    gated.gate.clear()
+    gated.entered.clear()
+    # turn 1: a publish, committed on the writer thread while the loop goes on
+    assert node.serve(b"w1", "config_publish", data_id="app", content="v1") is None
+    plane.flush(node.now)
+    assert gated.entered.wait(DEADLINE)
+    assert plane.stats()["commit_turns_in_flight"] == 1
+    # turn 2, meanwhile: a committed data id is read at once; the one in flight waits
+    got = node.serve(b"r-old", "config_get", data_id="old")
+    assert got is not None and got["result"]["content"] == "v1"
+    assert node.serve(b"r-app", "config_get", data_id="app") is None
+    assert node.serve(b"w2", "config_publish", data_id="other", content="x") is None
+    plane.flush(node.now)
+    assert plane.stats()["commit_turns_in_flight"] == 2
+    assert node.answered(b"w1") == node.answered(b"r-app") == [] and len(node.notes) == 1
+    time.sleep(0)  # (no fixed sleep: the gate is what holds the commit)
+    gated.gate.set()
+    deadline = time.monotonic() + DEADLINE
+    while node.answered(b"w2") == [] and time.monotonic() < deadline:
+        node.wait_committed()
+    assert node.answered(b"w1")[0]["ok"] and node.answered(b"r-app")[0]["result"]["revision"] == 1
+    assert node.answered(b"w2")[0]["ok"]
+    assert [n["data_id"] for n in node.notes] == ["old", "app", "other"]
+    stats = plane.stats()
+    assert stats["commit_mode"] == "thread" and stats["commit_turns_in_flight"] == 0
+    assert stats["commit_transactions"] in (2, 3)  # turns 1 and 2 may share one
+    plane.close()
+
+
+def test_too_much_in_flight_makes_the_loop_wait(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(config_commit, "MAX_TURNS", 2)
+    node = Node(tmp_path)
+    plane, gated = node.plane, node.gated
+    for i in range(2):
+        node.serve(f"w{i}".encode(), "config_publish", data_id=f"d{i}", content="x")
+        plane.flush(node.now)
+    assert gated.entered.wait(DEADLINE)
+    node.serve(b"w2", "config_publish", data_id="d2", content="x")
+    threading.Timer(0.05, gated.gate.set).start()  # the disk answers later
+    plane.flush(node.now)  # waits for the writer: 2 turns in flight already
+    stats = plane.stats()
+    assert stats["commit_backpressure_waits"] >= 1 and stats["commit_backpressure_ms"] > 0
+    plane.close()
+    assert all(node.answered(f"w{i}".encode())[0]["ok"] for i in range(3))
+
+
+def test_close_drains_what_is_queued_and_in_flight_then_closes(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    plane, gated = node.plane, node.gated
+    node.serve(b"w1", "config_publish", data_id="a", content="1")
+    plane.flush(node.now)  # in flight, held by the gate
+    assert gated.entered.wait(DEADLINE)
+    node.serve(b"w2", "config_publish", data_id="b", content="2")  # queued, not flushed
+    threading.Timer(0.05, gated.gate.set).start()
+    plane.close()
+    assert node.answered(b"w1")[0]["ok"] and node.answered(b"w2")[0]["ok"]
+    assert plane.db is None
+    writer_threads = [t for t in threading.enumerate() if t.name == "meshreg-config-writer"]
+    assert all(not t.is_alive() for t in writer_threads) or len(writer_threads) == 0
+    with SqliteConfigStore(node.path) as db:
+        assert db.count() == 2
+
+
+def test_a_failed_commit_answers_an_error_sends_nothing_and_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    """The disk fails once: the writer of that turn gets UNAVAILABLE naming the disk
+    error, its reader too, the turn queued behind fails with it; nothing is announced;
+    after RETRY_INTERVAL both turns' versions are committed (in their order), announced
+    and read; a re-send with the request id gets the version."""
+    node = Node(tmp_path)
+    plane, gated = node.plane, node.gated
+    gated.fail = 1
+    node.serve(b"w1", "config_publish", data_id="a", content="1", request_id="r" * 32)
+    plane.flush(node.now)
+    assert gated.entered.wait(DEADLINE)
+    assert node.serve(b"r1", "config_get", data_id="a") is None  # held
+    node.serve(b"w2", "config_publish", data_id="b", content="2")
+    plane.flush(node.now)
+    gated.gate.set()
+    deadline = time.monotonic() + DEADLINE
+    while not node.answered(b"w2") and time.monotonic() < deadline:
+        node.wait_committed()
+    for client in (b"w1", b"r1", b"w2"):
+        (answer,) = node.answered(client)
+        assert not answer["ok"] and answer["error"]["name"] == "UNAVAILABLE", answer
+        assert "could not save configs to its disk (OSError" in answer["error"]["message"]
+    assert node.notes == [] and node.rows("a", 1) == node.rows("b", 1) == 0
+    stats = plane.stats()
+    assert stats["commit_failures"] == 2 and stats["commit_turns"] == 0
+    # still unsaved: a read waits; the retry goes after RETRY_INTERVAL, with this turn
+    assert node.serve(b"r2", "config_get", data_id="a") is None
+    node.now += config_commit.RETRY_INTERVAL / 2
+    plane.flush(node.now)
+    assert plane.stats()["commit_turns_in_flight"] == 0  # not yet
+    node.now += config_commit.RETRY_INTERVAL
+    plane.tick(node.now)
+    node.wait_committed()
+    assert node.answered(b"r2")[0]["result"]["revision"] == 1
+    assert [n["data_id"] for n in node.notes] == ["a", "b"]
+    assert node.rows("a", 1) == node.rows("b", 1) == 1
+    with SqliteConfigStore(node.path) as db:  # in the order the turns were
+        order = [r[0] for r in db._conn.execute("SELECT data_id FROM config_versions ORDER BY seq")]
+    assert order == ["a", "b"]
+    node.serve(b"w3", "config_publish", data_id="a", content="1", request_id="r" * 32)
+    plane.flush(node.now)
+    node.wait_committed() if plane.stats()["commit_turns_in_flight"] else None
+    (again,) = node.answered(b"w3")
+    assert again["ok"] and again["result"]["revision"] == 1  # the original, not a second
+    plane.close()
+
+
+def test_a_peer_whose_commit_fails_acks_only_after_the_retry(tmp_path: Path) -> None:
+    """Inline (deterministic), 3 planes: a peer's commit fails once. Its ack is not sent
+    (the owner sends the record again); the version is acknowledged after the retry made
+    it durable there, never before (the order log); the write succeeds."""
+    net = Net(3, data_dir=tmp_path)
+    log = _record_order(net)
+    writers = held(net)
+    owner = owner_of("f")
+    peer = next(a for a in ADDRESSES if a != owner)
+    writers[peer].fail = 1
+    net.request(owner, b"w1", "config_publish", data_id="f", content="x")
+    for _ in range(80):
+        for w in writers.values():
+            w.commit()
+        for p in net.planes.values():
+            p.committed(net.now)
+        net.deliver()
+        if b"w1" in net.replies:
+            break
+        net.tick(0.05)
+    assert net.replies[b"w1"][-1]["ok"], net.replies[b"w1"]
+    assert net.planes[peer].stats()["commit_failures"] == 1
+    _check_disk_first(log)
+    net.tick(1.0)
+    for w in writers.values():
+        w.commit()
+    for p in net.planes.values():
+        p.committed(net.now)
+    key = ConfigKey("public", "DEFAULT_GROUP", "f")
+    assert all(p.store.current(key) is not None for p in net.planes.values())
+    assert on_disk(net, "f", 1) == 3
