@@ -7,6 +7,7 @@ Time is measured by the node's own uptime (``stats``), never by sleeping.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -82,7 +83,8 @@ def test_mass_expiry_triggers_self_preservation_and_evicts_nothing(
     assert sp["active"] is True and sp["evicting"] is False and sp["held"] == 10
     assert sp["times_entered"] == 1
     log = node.log()
-    assert "WARNING" in log and "SELF-PRESERVATION ON: 10 of the 10 instances" in log
+    # logged when the mode turned on: at 9 or 10 of the 10 silent (see above)
+    assert "WARNING" in log and re.search(r"SELF-PRESERVATION ON: (9|10) of the 10 instances", log)
     assert ": evicted " not in log  # the node logs every eviction as "<service>: evicted ..."
 
     # the network is back: beats resume, the mode ends by itself, nothing was lost
