@@ -641,8 +641,9 @@ class ConfigStore:
         if min_rev > have:
             raise self._reject(
                 ErrorCode.UNAVAILABLE,
-                f"{key}: this node holds revision {have} and you have seen {min_rev}; it is "
-                "catching up: retry shortly or on another node",
+                f"{key}: this node holds revision {have} and you have seen {min_rev}; it may "
+                "be catching up: retry shortly or on another node (a min_revision no node "
+                "ever made is refused the same way)",
                 "behind",
             )
 
@@ -669,8 +670,8 @@ class ConfigStore:
                     state = f"is at revision {have}"
                 raise self._reject(
                     ErrorCode.CONFLICT,
-                    f"{key} {state}, not {if_revision}: read it, reconcile, and publish again "
-                    f"with --if-revision {have}",
+                    f"{key} {state}, not {if_revision}: read it, reconcile, and write again "
+                    f"with if_revision {have} (CLI: --if-revision {have})",
                     "cas_conflict",
                 )
         if prev is None and len(self._history) >= self.limits.max_configs:

@@ -294,6 +294,11 @@ class ConfigLimits:
 # -- checks (the core runs them; wire/config_messages runs the same on untrusted bodies) --
 def check_config_name(value: Any, field_name: str, max_len: int) -> str:
     if type(value) is not str:
+        if value is None:
+            raise invalid(
+                f"field '{field_name}' is required (a string of 1..{max_len} characters)",
+                "bad_name",
+            )
         raise invalid(f"field '{field_name}' must be a string", "bad_name")
     if not 0 < len(value) <= max_len:
         raise invalid(f"field '{field_name}' must be 1..{max_len} characters", "bad_name")

@@ -137,6 +137,17 @@ def decode_body(body: bytes, max_bytes: int = limits.MAX_BODY_BYTES) -> Any:
         raise _decode_error(exc) from None
 
 
+_PEER_DECODE: dict[str, Any] = {  # the peer plane's decoder limits (see unpack_peer)
+    "raw": False,
+    "strict_map_key": True,
+    "max_str_len": limits.MAX_STR_BYTES,
+    "max_bin_len": limits.MAX_STR_BYTES,
+    "max_ext_len": limits.MAX_STR_BYTES,
+    "max_map_len": limits.MAX_MAP_ENTRIES,
+    "max_array_len": limits.MAX_PEER_ENTRIES,
+}
+
+
 def unpack_peer(body: bytes) -> Any:
     """``msgpack.unpackb`` with the peer plane's structural limits (``decode_body``):
     strings ``MAX_STR_BYTES``, maps ``MAX_MAP_ENTRIES``, arrays ``MAX_PEER_ENTRIES``,
@@ -150,16 +161,7 @@ def unpack_peer(body: bytes) -> Any:
         # than the limit, so it is decoded without counting (a Python call per map and
         # array: ~0.7 us per replicated instance; a batch of deltas is at most 256 KiB).
         try:
-            return _unpackb(
-                body,
-                raw=False,
-                strict_map_key=True,
-                max_str_len=limits.MAX_STR_BYTES,
-                max_bin_len=limits.MAX_STR_BYTES,
-                max_ext_len=limits.MAX_STR_BYTES,
-                max_map_len=limits.MAX_MAP_ENTRIES,
-                max_array_len=limits.MAX_PEER_ENTRIES,
-            )
+            return _unpackb(body, **_PEER_DECODE)
         except Exception as exc:
             raise _decode_error(exc) from None
     left = limits.MAX_PEER_CONTAINERS
@@ -175,18 +177,7 @@ def unpack_peer(body: bytes) -> Any:
         return value
 
     try:
-        return _unpackb(
-            body,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=limits.MAX_STR_BYTES,
-            max_bin_len=limits.MAX_STR_BYTES,
-            max_ext_len=limits.MAX_STR_BYTES,
-            max_map_len=limits.MAX_MAP_ENTRIES,
-            max_array_len=limits.MAX_PEER_ENTRIES,
-            object_hook=count,
-            list_hook=count,
-        )
+        return _unpackb(body, **_PEER_DECODE, object_hook=count, list_hook=count)
     except Exception as exc:
         raise _decode_error(exc) from None
 
@@ -437,6 +428,8 @@ def check_name(value: Any, field: str, max_len: int) -> str:
     if type(value) is str and (value, max_len) in _GOOD_NAMES:
         return value
     if type(value) is not str:
+        if value is None:
+            raise _invalid(f"field '{field}' is required (a string of 1..{max_len} characters)")
         raise _invalid(f"field '{field}' must be a string")
     if not 0 < len(value) <= max_len:
         raise _invalid(f"field '{field}' must be 1..{max_len} characters")

@@ -60,6 +60,7 @@ def test_cas_zero_means_must_not_exist_and_mismatch_names_current() -> None:
     assert exc.code is ErrorCode.CONFLICT and "revision 1" in exc.message
     exc = rejected(s.publish, K, "y", now=2.0, if_revision=5)
     assert exc.code is ErrorCode.CONFLICT and "is at revision 1, not 5" in exc.message
+    assert "with if_revision 1 (CLI: --if-revision 1)" in exc.message  # the wire's own name
     assert s.get(K).content == "x" and s.get(K).revision == 1  # nothing changed
     s.publish(K, "y", now=2.0, if_revision=1)
     assert s.get(K).revision == 2

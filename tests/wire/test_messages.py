@@ -486,3 +486,13 @@ def test_encode_request_round_trips_through_parse(op: str) -> None:
     req = parse_request(encode_request(op, 12345, **BASE[op]))
     assert req.req_id == 12345
     assert req.op == op
+
+
+@pytest.mark.parametrize("op", ["register", "config_get"])
+def test_a_missing_name_field_is_said_to_be_required(op: str) -> None:
+    """A field left out reads "is required", not "must be a string" (review5)."""
+    fields = {"register": {"ip": "10.0.0.1", "port": 80}, "config_get": {}}[op]
+    exc = rejected(msgpack.packb({"v": 1, "id": 3, "op": op, **fields}))
+    assert exc.code is ErrorCode.INVALID_ARGUMENT
+    field = "service" if op == "register" else "data_id"
+    assert f"field '{field}' is required" in exc.message, exc.message
