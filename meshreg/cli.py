@@ -426,8 +426,25 @@ def deregister(
     if not port:
         raise click.BadParameter("ADDRESS must be host:port")
     with _client(servers, namespace, group, timeout) as c:
+        listed = _listed(c, service, host, port, cluster)
         c.deregister(service, host, port, cluster=cluster)
+    if listed is False:  # idempotent: said so, not an error
+        click.echo(
+            f"nothing to deregister: {service} {address} (cluster {cluster}) was not listed "
+            f"at {servers} (check the address, -n/-g and --cluster); nothing changed",
+            err=True,
+        )
+    else:
         click.echo(f"deregistered {service} {address}", err=True)
+
+
+def _listed(c: Client, service: str, host: str, port: int, cluster: str) -> bool | None:
+    """Whether the instance is listed (None: this key may not read, or the read failed)."""
+    try:
+        found = c.instances(service, healthy_only=False)
+    except MeshregError:
+        return None
+    return any(i.ip == host and i.port == port and i.cluster == cluster for i in found)
 
 
 @main.command()

@@ -370,11 +370,17 @@ class NodeRuntime:
             self._principals[user] = p
         return p
 
+    def _client_name(self, key: bytes) -> str | None:
+        """The ACL client a raw CURVE key belongs to (the ZAP rules ask it on each handshake,
+        so an ACL reload applies at once), or None."""
+        p = self.acl.by_key(key)
+        return None if p is None else p.name
+
     def bind(self) -> None:
         """Bind the sockets (raises ConfigError naming the address on failure)."""
         cfg = self.config
         keys = self.keys
-        known = lambda key: self.acl.by_key(key) is not None  # noqa: E731
+        known = self._client_name
         if self.transport is None:
             self._check_exposure()
             cap = cfg.config_max_content_bytes  # config bodies: larger frames on P and P+3
@@ -742,7 +748,7 @@ class NodeRuntime:
         try:
             envelope, body = split_envelope(frames)
         except RequestRejected as exc:
-            self._rejected(exc, now)
+            self._rejected(exc, now, self._sender(frames, principal, peer))
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
         req = None
         try:
@@ -797,7 +803,7 @@ class NodeRuntime:
                 answer = self.core.forward_failed(answer, now)  # unreachable: the core decides
             return envelope + self._reply_frames(req, answer, now, principal, peer)
         except RequestRejected as exc:
-            self._rejected(exc, now)
+            self._rejected(exc, now, self._sender(frames, principal, peer))
             return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
@@ -895,7 +901,8 @@ class NodeRuntime:
                     result = {**result, **self._runtime_stats()}
                 return [encode_ok(req_id, result)]
             case Rejected():
-                self._log_rejected(answer.code, answer.message, now)
+                who = self._sender(None, principal, peer)
+                self._log_rejected(answer.code, answer.message, now, who)
                 return [encode_error(answer.req_id, answer.code, answer.message)]
             case Forward() | SplitBatch():  # only handle() forwards, and _serve relays those
                 raise AssertionError(f"a forward of a forwarded request: {answer}")
@@ -1007,16 +1014,41 @@ class NodeRuntime:
             return result
         return {**result, "services": keep, "count": len(keep)}
 
-    def _rejected(self, exc: RequestRejected, now: float) -> None:
+    def _rejected(
+        self, exc: RequestRejected, now: float, who: tuple[str, str] = ("", "a client")
+    ) -> None:
         """A request the runtime refused before the core saw it (the core counts its own)."""
         self.core.rejected(exc)
-        self._log_rejected(exc.code, exc.message, now)
+        self._log_rejected(exc.code, exc.message, now, who)
 
-    def _log_rejected(self, code: ErrorCode, message: str, now: float) -> None:
+    def _sender(
+        self, frames: list[Any] | None, principal: Principal, peer: bool
+    ) -> tuple[str, str]:
+        """Who sent a rejected request: (the log budget's key, the words naming it).
+
+        The key is the ACL client (or "" for every anonymous sender, or the peers): one
+        budget per client, so one noisy client does not hide another's rejections,
+        while an anonymous flood from many addresses still logs one line per interval.
+        Only on a rejection: the address costs a getsockopt."""
+        if peer:
+            return "\0peer", "a peer"
+        address = None
+        if frames:
+            address = self._peer_address(frames[-1], frames[:1])
+        where = address or "an unknown address"
+        if principal is OPEN:
+            return "", where
+        return principal.name, f"client '{principal.name}' at {where}"
+
+    def _log_rejected(
+        self, code: ErrorCode, message: str, now: float, who: tuple[str, str] = ("", "a client")
+    ) -> None:
         if code == ErrorCode.NOT_FOUND:
             log.debug("%s", message)  # routine: evicted or restarted; client re-registers
             return
-        self._limiter.warning(code, now, "rejected request: %s: %s", code.name, message)
+        self._limiter.warning(
+            (code, who[0]), now, "rejected a request from %s: %s: %s", who[1], code.name, message
+        )
 
     # -- peers ----------------------------------------------------------------------
     def _drain_peer_replies(self, dealer: Channel) -> None:

@@ -69,11 +69,11 @@ class Transport(Protocol):
 
     max_poll: float  # s; the longest poll (bounds how late a stop() is noticed)
 
-    def secure(self, keys: CurveKeys, client_known: Callable[[bytes], bool]) -> None:
+    def secure(self, keys: CurveKeys, client_name: Callable[[bytes], str | None]) -> None:
         """Serve CURVE with the node's ``keys`` on every channel, admitting connections by
-        ``transport/zap.admit`` (``client_known``: is this raw key in the ACL, asked on
-        each handshake).  Called before anything is bound; again with the same keys, a
-        no-op."""
+        ``transport/zap.admit`` (``client_name``: the ACL client a raw key belongs to,
+        or None; asked on each handshake).  Called before anything is bound; again with
+        the same keys, a no-op."""
         ...
 
     def bind_requests(self, host: str, port: int) -> Channel:

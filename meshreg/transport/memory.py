@@ -113,11 +113,11 @@ class CurveGuard:
         if src in users:
             return users[src]
         t, key = self.transport, src.curve_key
-        assert t.node_public is not None and t.client_known is not None
+        assert t.node_public is not None and t.client_name is not None
         if not key:  # no CURVE (NULL): refused by a CURVE server
-            got = admit(t.node_public, t.client_known, self.domain, b"NULL", b"")
+            got = admit(t.node_public, t.client_name, self.domain, b"NULL", b"")
         else:
-            got = admit(t.node_public, t.client_known, self.domain, b"CURVE", key)
+            got = admit(t.node_public, t.client_name, self.domain, b"CURVE", key)
         user = None if got is None else got.decode()
         if user is None:
             t.refused += 1
@@ -356,13 +356,13 @@ class MemoryTransport:
         self.channels: list[MemChannel] = []
         self.on_input: Callable[[], None] | None = None  # input arrived: run a turn
         self.node_public: bytes | None = None  # under CURVE: the cluster key (raw)
-        self.client_known: Callable[[bytes], bool] | None = None
+        self.client_name: Callable[[bytes], str | None] | None = None
         self.refused = 0  # connections refused (the ZAP handler's count)
 
-    def secure(self, keys: CurveKeys, client_known: Callable[[bytes], bool]) -> None:
+    def secure(self, keys: CurveKeys, client_name: Callable[[bytes], str | None]) -> None:
         assert not self.channels, "secure() comes before any channel"
         self.node_public = z85_to_raw(keys.public)
-        self.client_known = client_known
+        self.client_name = client_name
 
     def _bind(
         self, channel: MemChannel, host: str, port: int, what: str, domain: bytes = CLIENT_DOMAIN

@@ -34,7 +34,7 @@ MAX_ZAP_BATCH = 256  # handshakes answered per loop turn
 
 def admit(
     node_public: bytes,
-    client_known: Callable[[bytes], bool],
+    client_name: Callable[[bytes], str | None],
     domain: bytes,
     mechanism: bytes,
     key: bytes,
@@ -47,7 +47,7 @@ def admit(
         return None
     if key == node_public:
         return NODE_USER
-    if domain == CLIENT_DOMAIN and client_known(key):
+    if domain == CLIENT_DOMAIN and client_name(key) is not None:
         return zmq.utils.z85.encode(key)
     return None
 
@@ -59,13 +59,14 @@ class ZapHandler:
         self,
         ctx: zmq.Context[Any],
         node_public: bytes,
-        client_known: Callable[[bytes], bool],
+        client_name: Callable[[bytes], str | None],
         clock: Callable[[], float],
     ) -> None:
-        """``node_public``: the cluster's public key (32 raw bytes); ``client_known``: is
-        this raw key in the ACL (looked up on every handshake, so a reload applies)."""
+        """``node_public``: the cluster's public key (32 raw bytes); ``client_name``: the
+        ACL client a raw key belongs to, or None (looked up on every handshake, so a
+        reload applies; a refusal's log line names it)."""
         self.node_public = node_public
-        self.client_known = client_known
+        self.client_name = client_name
         self.clock = clock
         self.refused = 0
         self._limiter = LogLimiter(log)
@@ -75,7 +76,7 @@ class ZapHandler:
 
     def decide(self, domain: bytes, mechanism: bytes, key: bytes) -> bytes | None:
         """The user id for a handshake, or None to refuse it."""
-        return admit(self.node_public, self.client_known, domain, mechanism, key)
+        return admit(self.node_public, self.client_name, domain, mechanism, key)
 
     def drain(self) -> None:
         sock = self.socket
@@ -92,23 +93,41 @@ class ZapHandler:
             user = self.decide(domain, mechanism, key)
             if user is None:
                 self.refused += 1
-                plane = "peer" if domain == PEER_DOMAIN else "client"
-                self._limiter.warning(
-                    ("zap", plane),
-                    self.clock(),
-                    "refused a %s connection from %s: key %s is %s",
-                    plane,
-                    address.decode(errors="replace"),
-                    zmq.utils.z85.encode(key).decode() if len(key) == 32 else "missing",
-                    "not the cluster key"
-                    if plane == "peer"
-                    else "in neither the ACL nor the cluster key (add it to the ACL file "
-                    "and send the node SIGHUP)",
-                )
+                self._log_refused(domain, address, mechanism, key)
                 reply = [frames[0], b"", b"1.0", frames[3], b"400", b"unknown key", b"", b""]
             else:
                 reply = [frames[0], b"", b"1.0", frames[3], b"200", b"OK", user, b""]
             sock.send_multipart(reply)
+
+    def _log_refused(self, domain: bytes, address: bytes, mechanism: bytes, key: bytes) -> None:
+        """One rate-limited line: which plane, from where, which key, and why."""
+        plane = "peer" if domain == PEER_DOMAIN else "client"
+        if mechanism != b"CURVE" or len(key) != 32:
+            shown, why = "missing", "not CURVE with a key (this node requires CURVE keys)"
+        else:
+            shown = zmq.utils.z85.encode(key).decode()
+            client = self.client_name(key)
+            if plane == "client":
+                why = (
+                    "in neither the ACL nor the cluster key (add it to the ACL file "
+                    "and send the node SIGHUP)"
+                )
+            elif client is not None:
+                why = (
+                    f"ACL client '{client}', not the cluster key: client keys connect "
+                    "to the client ports (P, P+1), never to the peer ports (P+2, P+3)"
+                )
+            else:
+                why = "not the cluster key (every node of a cluster needs the same key)"
+        self._limiter.warning(
+            ("zap", plane),
+            self.clock(),
+            "refused a %s connection from %s: key %s is %s",
+            plane,
+            address.decode(errors="replace"),
+            shown,
+            why,
+        )
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -52,19 +52,19 @@ class ZmqTransport:
     def __init__(
         self,
         keys: CurveKeys | None = None,
-        client_known: Callable[[bytes], bool] | None = None,
+        client_name: Callable[[bytes], str | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         limiter: LogLimiter | None = None,
         request_frame_bytes: int = limits.MAX_FRAME_BYTES,
         peer_frame_bytes: int = limits.MAX_PEER_BODY_BYTES + 1024,
         peer_liveness: PeerLiveness | None = None,
     ) -> None:
-        """``client_known``: is this raw CURVE key in the ACL (asked on every handshake,
-        so an ACL reload applies); ``clock`` and ``limiter``: the ZAP handler's and the
-        accept monitor's (rate-limited logging); ``*_frame_bytes``: the frame limits of
-        the client and peer ROUTERs (raised for config bodies); ``peer_liveness``: ZMTP
-        heartbeats and connect timeouts of the peer sockets (default: from the default
-        peer timing; the node passes its own)."""
+        """``client_name``: the ACL client a raw CURVE key belongs to, or None (asked on
+        every handshake, so an ACL reload applies); ``clock`` and ``limiter``: the ZAP
+        handler's and the accept monitor's (rate-limited logging); ``*_frame_bytes``: the
+        frame limits of the client and peer ROUTERs (raised for config bodies);
+        ``peer_liveness``: ZMTP heartbeats and connect timeouts of the peer sockets
+        (default: from the default peer timing; the node passes its own)."""
         if peer_liveness is None:
             default = ClusterPolicy()
             peer_liveness = PeerLiveness.from_timing(default.peer_timeout, default.beacon_interval)
@@ -79,19 +79,19 @@ class ZmqTransport:
         self.keys: CurveKeys | None = None
         try:
             if keys is not None:
-                self.secure(keys, client_known or (lambda key: False))
+                self.secure(keys, client_name or (lambda key: None))
         except Exception:
             self.close()
             raise
 
-    def secure(self, keys: CurveKeys, client_known: Callable[[bytes], bool]) -> None:
+    def secure(self, keys: CurveKeys, client_name: Callable[[bytes], str | None]) -> None:
         if self.keys is not None:
             if self.keys != keys:
                 raise ValueError("this transport serves CURVE with other keys already")
             return
         # before the sockets: no handshake may go unanswered
         self._zap = ZapHandler(
-            self.ctx, zmq.utils.z85.decode(keys.public), client_known, self._clock
+            self.ctx, zmq.utils.z85.decode(keys.public), client_name, self._clock
         )
         self.keys = keys
 

@@ -94,7 +94,12 @@ def test_deregister_command(node: NodeProcess) -> None:
         c.register("api", "10.3.0.1", 80)
         out = run("deregister", "api", "10.3.0.1:80", "-s", node.address)
         assert out.returncode == 0, out.stderr
+        assert "deregistered api 10.3.0.1:80" in out.stderr
         assert c.instances("api") == []
+    # an instance that is not registered: idempotent (rc 0), and said so
+    out = run("deregister", "api", "10.3.0.9:80", "-s", node.address)
+    assert out.returncode == 0, out.stderr
+    assert "nothing to deregister: api 10.3.0.9:80 (cluster DEFAULT) was not listed" in out.stderr
 
 
 def test_watch_json_prints_one_line_per_change(node: NodeProcess) -> None:

@@ -37,9 +37,11 @@ def test_bad_requests_get_error_replies_are_counted_and_logged_once(node: NodePr
     assert stats["services"] == 0 and stats["instances"]["total"] == 0
     # logged, but not 300 times: once per kind per 10 s window
     wait_until(lambda: "MALFORMED" in node.log(), what="the rejection to be logged")
-    lines = [ln for ln in node.log().splitlines() if "rejected request" in ln]
+    lines = [ln for ln in node.log().splitlines() if "rejected a request" in ln]
     assert 1 <= sum("INVALID_ARGUMENT" in ln for ln in lines) <= 2
     assert len(lines) <= 4
+    # the line names the sender's address (the loopback connection these came on)
+    assert all("rejected a request from 127.0.0.1: " in ln for ln in lines), lines
 
 
 def test_unsupported_version_and_unknown_op(node: NodeProcess) -> None:

@@ -88,6 +88,15 @@ def test_write_key_registers_read_key_reads_but_cannot_write(
     )
     assert stats["result"]["permission_denied"] >= 2
     assert stats["result"]["security"] == "curve"
+    # the log line names the ACL client and its address
+    wait_until(
+        lambda: (
+            "rejected a request from client 'reader' at 127.0.0.1: PERMISSION_DENIED"
+            in secure_node.log()
+        ),
+        5.0,
+        what="the denial's log line",
+    )
 
 
 def test_unknown_key_and_plain_client_get_nothing(keys: Keys, secure_node: NodeProcess) -> None:
@@ -191,7 +200,8 @@ def test_peer_port_refuses_client_keys(keys: Keys, start_cluster: Callable[..., 
         assert dealer.poll(1000) == 0
     finally:
         dealer.close()
-    assert "refused a peer connection" in a.log()
+    text = "is ACL client 'orders-app', not the cluster key"
+    wait_until(lambda: text in a.log(), 5.0, what="the refusal's log line")
 
 
 def test_three_node_cluster_with_keys_replicates_and_forwards(
