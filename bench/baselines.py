@@ -31,7 +31,6 @@ from bench.common import (
     Procs,
     Say,
     Scenario,
-    collect,
     die_with_parent,
     free_port_block,
     load_notes,
@@ -604,19 +603,12 @@ def _run_loaders(
     """One loader process per job, all started together; a row like bench/load.py's.
     ``kind``: a name above or a module-level function (``_loader_main``); ``server_pid``:
     the server's process, or a cluster's."""
-    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
     pids = [server_pid] if isinstance(server_pid, int) else server_pid
-    kind_name = getattr(kind, "__name__", kind)
-    loaders = procs.start_children([
-        ctx.Process(target=_loader_main, args=(kind, job, ready, go, out), daemon=True)
-        for job in jobs
-    ])  # fmt: skip
-    for r in collect(ready, len(loaders), loaders, READY_SECONDS + setup_seconds,
-                     f"the {kind_name} loaders"):  # fmt: skip
-        if isinstance(r, dict):  # a loader that failed in its set-up sends why, not its pid
-            raise RuntimeError(f"a {kind_name} loader failed to start: {r.get('aborted')}")
+    what = f"the {getattr(kind, '__name__', kind)} loaders"
+    loaders, go, out = procs.start_workers(ctx, _loader_main, [(kind, job) for job in jobs], what,
+                                           READY_SECONDS + setup_seconds)  # fmt: skip
     budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-    row = measure_cpu(loaders, go, out, pids, budget, window, f"the {kind_name} loaders")
+    row = measure_cpu(loaders, go, out, pids, budget, window, what)
     procs.stop_children()
     return {**row, "warmup_seconds": warmup}
 

@@ -1,14 +1,7 @@
-"""Cluster scenarios on real ``meshreg node`` processes (bench/README.md, "Cluster"):
-
-* ``propagation``: from a write's return to the push on every node and on a remote
-  subscriber, in a 3-node cluster under background beats (and changes);
-* ``failover``: SIGKILL of the node owning most of the watched instances in a loaded
-  cluster; when the survivors own its services, whether anything was ever missing or
-  unhealthy, and the restarted node's catch-up;
-* ``cluster``: both without load, on ``--nodes`` nodes, with the detailed report;
-* ``catchup``: a restarted node catching up with a large registry.
-
-Every process started is stopped (also on Ctrl-C and SIGTERM); every loop is bounded.
+"""Cluster scenarios on real ``meshreg node`` processes: ``propagation``, ``failover``,
+``cluster`` (both without load, with the detailed report) and ``catchup``
+(bench/README.md, "Cluster", says what each measures).  Every process started is stopped
+(also on Ctrl-C and SIGTERM); every loop is bounded.
 """
 
 from __future__ import annotations

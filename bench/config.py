@@ -1,19 +1,9 @@
 """``config``: the configuration center's figures (issue 12) beside etcd's, in one run
-(bench/README.md, "Configuration center").
-
-meshreg: a cluster of ``--nodes`` (3) real node processes on 127.0.0.1, each with its own
-temporary ``--data-dir``.  publish/s and p50/p99 (acknowledged by a majority, on disk)
-from one loader process per node, each a raw DEALER keeping ``--window`` config_publish
-frames in flight for the data ids that node owns; the same paced at ``--rate``; get/s from
-1 and ``--clients`` loaders; change-to-listener latency: a raw SUB on the last node,
-subscribed to the config topic, timing each publish sent to the first node until its
-notification arrives.  etcd (when installed; ``--nodes`` members on 127.0.0.1, default
-durability: the WAL fsynced before a put is acknowledged) with the same loaders, window,
-keys and content over gRPC: put, range, and watch latency (put on the first member,
-watch on the last).  One table with meshreg / etcd, the machine and issue 12's anchors.
-
-Every process started is stopped (also on Ctrl-C and SIGTERM); every loop is bounded in
-count and time.
+(bench/README.md, "Configuration center", says what each row measures).  Both systems get
+the same loaders, window, keys and content, and the same row sequence (:func:`load_rows`);
+etcd runs with its default durability (the WAL fsynced before a put is acknowledged), as
+meshreg acknowledges a publish once a majority has it on disk.  Every process started is
+stopped (also on Ctrl-C and SIGTERM); every loop is bounded in count and time.
 """
 
 from __future__ import annotations
