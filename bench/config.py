@@ -36,6 +36,8 @@ from bench.baselines import (
     _windowed,
     etcd_missing,
     etcd_selfcheck,
+    put_request,
+    range_request,
     range_response,
     start_etcd,
 )
@@ -330,11 +332,11 @@ def etcd_config_loader(
     keys = [etcd_key(n) for n in names]
     if op == "put":
         method = channel.unary_unary(ETCD + "KV/Put")
-        reqs = [_field(1, k) + _field(2, content_of(n, v, size).encode())
+        reqs = [put_request(k, content_of(n, v, size).encode())
                 for v in range(2) for k, n in zip(keys, names, strict=True)]  # fmt: skip
     elif op == "range":
         method = channel.unary_unary(ETCD + "KV/Range")
-        reqs = [_field(1, k) for k in keys]
+        reqs = [range_request(k) for k in keys]
     else:
         raise ValueError(f"unknown etcd workload {op!r}")
     expect = keys * (len(reqs) // len(keys))
@@ -368,13 +370,12 @@ def etcd_put_all(port: int, names: tuple[str, ...], size: int) -> None:
     try:
         put = channel.unary_unary(ETCD + "KV/Put")
         for k in range(0, len(names), 64):  # bounded: 64 in flight at a time
-            futures = [put.future(_field(1, etcd_key(n)) + _field(2, content_of(n, 0, size)
-                                                                  .encode()), timeout=RPC_SECONDS)
-                       for n in names[k : k + 64]]  # fmt: skip
+            futures = [put.future(put_request(etcd_key(n), content_of(n, 0, size).encode()),
+                                  timeout=RPC_SECONDS) for n in names[k : k + 64]]  # fmt: skip
             for f in futures:
                 f.result(timeout=RPC_SECONDS)
         got = range_response(channel.unary_unary(ETCD + "KV/Range")(
-            _field(1, etcd_key(names[0])), timeout=RPC_SECONDS))  # fmt: skip
+            range_request(etcd_key(names[0])), timeout=RPC_SECONDS))  # fmt: skip
         if len(got) != 1 or got[0].get(5) != content_of(names[0], 0, size).encode():
             raise RuntimeError(f"etcd Range of {etcd_key(names[0])!r} after Put: {got}")
     finally:
@@ -435,7 +436,7 @@ def watch_latency(
             name = names[i % len(names)]
             value = content_of(name, f"l{i}", size).encode()
             t0 = pc()
-            put(_field(1, etcd_key(name)) + _field(2, value), timeout=RPC_SECONDS)
+            put(put_request(etcd_key(name), value), timeout=RPC_SECONDS)
             ack = pc() - t0
             with cond:
                 cond.wait_for(heard(value), timeout=timeout)

@@ -29,6 +29,8 @@ from bench.baselines import (
     etcd_selfcheck,
     lease_grant_response,
     lease_keepalive_response,
+    lease_request,
+    range_request,
     start_etcd,
 )
 from bench.common import (
@@ -89,7 +91,7 @@ def _etcd_holder(port: int, ttl: int, interval: float, first: int, count: int) -
         pairs.append((PREFIX + f"{service}/{ip}:{p}".encode(), value.encode()))
 
     def register() -> int:
-        lease_id, _, error = lease_grant_response(grant(_field(1, ttl), timeout=RPC_SECONDS))
+        lease_id, _, error = lease_grant_response(grant(lease_request(ttl), timeout=RPC_SECONDS))
         if error or lease_id <= 0:
             raise RuntimeError(f"LeaseGrant failed: {error!r} (id {lease_id})")
         _keepalive(channel, lease_id, interval)
@@ -117,7 +119,7 @@ def _keepalive(channel: Any, lease_id: int, interval: float) -> None:
 
     def requests() -> Any:
         for _ in range(int(HOLD_SECONDS / interval) + 1):  # bounded: the hold time
-            yield _field(1, lease_id)
+            yield lease_request(lease_id)
             time.sleep(interval)
 
     def consume() -> None:
@@ -263,7 +265,7 @@ def run_etcd_row(
         etcd_selfcheck(port)  # the hand-made protobuf against this server
         channel = _etcd_channel(port, CONNECT_SECONDS)
         rng = channel.unary_unary(ETCD + "KV/Range")
-        request = _field(1, PREFIX) + _field(2, PREFIX_END) + _field(9, 1)  # count_only
+        request = range_request(PREFIX, PREFIX_END, count_only=True)
 
         def count() -> int:
             return int(_ints(rng(request, timeout=RPC_SECONDS)).get(4, 0))  # RangeResponse.count
