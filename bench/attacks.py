@@ -30,6 +30,7 @@ from bench.common import (
     QUIET,
     READY_SECONDS,
     BenchKeys,
+    Column,
     Curve,
     NodeProc,
     Procs,
@@ -37,13 +38,13 @@ from bench.common import (
     Scenario,
     collect,
     dist_ms,
-    fmt_table,
     make_keys,
     ping,
     request,
     rss_bytes,
     settings,
     start_cluster,
+    table,
     wait_until,
     with_log_dir,
 )
@@ -145,13 +146,8 @@ class Bystander:
         self.stop_event.set()
         got = collect(self.out, 1, [self.proc], PING_WAIT + 10, "the bystander's pings")[0]
         self.proc.join(5)
-        lat = dist_ms(got["latencies"])
-        return {
-            "pings_sent": got["sent"],
-            "ping_ms": lat,
-            "pings_unanswered": got["unanswered"],
-            "ping_errors": got["errors"],
-        }
+        return {"pings_sent": got["sent"], "ping_ms": dist_ms(got["latencies"]),
+                "pings_unanswered": got["unanswered"], "ping_errors": got["errors"]}  # fmt: skip
 
 
 class RssSampler:
@@ -442,8 +438,8 @@ def h1(env: Env, atk: Attacker) -> dict[str, Any]:
     sock = atk.open(zmq.DEALER, env.node.port)
     sent = atk.exchange(sock, (reconcile_body(i + 1) for i in range(n)), seconds=10.0)
     atk.read_events()
-    reply = request(env.node.port, encode_request("instances", 1, **_instances_query()),
-                    env.client)  # fmt: skip
+    query = {"namespace": NS, "group": GROUP, "service": "orders"}
+    reply = request(env.node.port, encode_request("instances", 1, **query), env.client)
     found = ((reply or {}).get("result") or {}).get("instances") or []
     listed = sorted(f"{i['ip']}:{i['port']}" for i in found)
     after = encode_request("register", 2, **instance("after", "10.9.9.9", 1))
@@ -452,10 +448,6 @@ def h1(env: Env, atk: Attacker) -> dict[str, Any]:
         outcome(msgpack.packb(probe)) if probe else "no answer"
     )
     return {"sent": f"{sent} reconcile requests", "effect": effect}
-
-
-def _instances_query() -> dict[str, Any]:
-    return {"namespace": NS, "group": GROUP, "service": "orders"}
 
 
 def h3_notify(env: Env, atk: Attacker) -> dict[str, Any]:
@@ -694,38 +686,26 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Sa
 
 def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
     """Every attack: {"rows", "failed", "settings"}."""
-    result: dict[str, Any] = with_log_dir(
-        "meshreg-bench-attacks-", say, lambda d: _run(d, procs, ctx, opts, say)
-    )
-    return result
+    return with_log_dir("meshreg-bench-attacks-", say, lambda d: _run(d, procs, ctx, opts, say))  # type: ignore[no-any-return]
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = ["attack", "probe -> here", "node / attacker", "sent", "RSS MB before/peak/after",
-            "ping p50/p99 ms (unanswered)", "alive", "answers"]  # fmt: skip
-    out = []
-    for r in rows:
-        m, p = r["rss_mb"], r["ping_ms"]
-        target = r["target"] if r["target"] == "plain node" else f"key; {r['target']}"
-        answers = r["answers"] + (f"; {r['effect']}" if r.get("effect") else "")
-        out.append(
-            [
-                r["attack"],
-                r["scale"],
-                target,
-                r.get("sent", ""),
-                f"{m['before']:.0f} / {m['peak']:.0f} / {m['after']:.0f}",
-                f"{p['p50']:.1f} / {p['p99']:.1f} ({r['pings_unanswered']})",
-                "yes" if r["alive"] else "NO",
-                answers,
-            ]
-        )
-    return fmt_table(head, out, right={4, 5})
+COLUMNS: list[Column] = [
+    ("attack", "attack", "{}"), ("probe -> here", "scale", "{}"),
+    ("node / attacker", lambda r: r["target"] if r["target"] == "plain node" else
+     f"key; {r['target']}", "{}"),
+    ("sent", lambda r: r.get("sent", ""), "{}"),
+    ("RSS MB before/peak/after", lambda r: "{before:.0f} / {peak:.0f} / {after:.0f}".format(
+        **r["rss_mb"]), "{}"),
+    ("ping p50/p99 ms (unanswered)", lambda r: f"{r['ping_ms']['p50']:.1f} / "
+     f"{r['ping_ms']['p99']:.1f} ({r['pings_unanswered']})", "{}"),
+    ("alive", lambda r: "yes" if r["alive"] else "NO", "{}"),
+    ("answers", lambda r: r["answers"] + (f"; {r['effect']}" if r.get("effect") else ""), "{}"),
+]  # fmt: skip
 
 
 def report(result: dict[str, Any], say: Say) -> None:
     rows = result["rows"]
-    say(table(rows))
+    say(table(rows, COLUMNS, right={4, 5}))
     held = [r for r in rows if r["id"] in ("M2", "M6")]
     for r in held:
         h = r["node_held"]
@@ -735,19 +715,13 @@ def report(result: dict[str, Any], say: Say) -> None:
         say(f"  failed: {line}")
 
 
-QUICK = {"h1_count": 2, "h3_subs": 20, "h3_repl_subs": 2, "h4_count": 1, "m1_count": 4,
-         "sub_seconds": 1.0, "slow_seconds": 1.0, "junk_seconds": 1.0, "flood_seconds": 1.0,
-         "m6_services": 200}  # fmt: skip
-FULL = {"h1_count": 20, "h3_subs": 600, "h3_repl_subs": 8, "h4_count": 5, "m1_count": 100,
-        "sub_seconds": 5.0, "slow_seconds": 20.0, "junk_seconds": 10.0, "flood_seconds": 10.0,
-        "m6_services": 20_000}  # fmt: skip
-
-
 SCENARIOS = (
     Scenario("attacks", run, report, "issue 10's attacks replayed: RSS, a bystander's pings, "
              "what the attacker got (with and without a key)",
-             {**{k: (FULL[k], QUICK[k]) for k in FULL}, "ping_rate": (50.0, 50.0),
-              "settle": (1.0, 1.0),
+             {"h1_count": (20, 2), "h3_subs": (600, 20), "h3_repl_subs": (8, 2), "h4_count": (5, 1),
+              "m1_count": (100, 4), "sub_seconds": (5.0, 1.0), "slow_seconds": (20.0, 1.0),
+              "junk_seconds": (10.0, 1.0), "flood_seconds": (10.0, 1.0),
+              "m6_services": (20_000, 200), "ping_rate": (50.0, 50.0), "settle": (1.0, 1.0),
               "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
 )  # fmt: skip
 

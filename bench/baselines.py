@@ -31,7 +31,6 @@ from bench.common import (
     Procs,
     Say,
     Scenario,
-    collect,
     die_with_parent,
     free_port_block,
     load_notes,
@@ -162,6 +161,21 @@ def _field(number: int, value: int | bytes) -> bytes:
 def _ints(buf: bytes) -> dict[int, Any]:
     """The message's fields by number (the last of a repeated one)."""
     return dict(_fields(buf))
+
+
+def put_request(key: bytes, value: bytes, lease: int = 0) -> bytes:
+    """PutRequest{key = 1; value = 2; lease = 3} (no lease: 0, omitted)."""
+    return _field(1, key) + _field(2, value) + _field(3, lease)
+
+
+def range_request(key: bytes, end: bytes = b"", count_only: bool = False) -> bytes:
+    """RangeRequest{key = 1; range_end = 2; count_only = 9}: one key, or [key, end)."""
+    return _field(1, key) + (_field(2, end) if end else b"") + _field(9, int(count_only))
+
+
+def lease_request(number: int) -> bytes:
+    """LeaseGrantRequest{TTL = 1} or LeaseKeepAliveRequest{ID = 1}: one int, field 1."""
+    return _field(1, number)
 
 
 def lease_grant_response(buf: bytes) -> tuple[int, int, str]:
@@ -399,18 +413,18 @@ def etcd_selfcheck(port: int) -> None:
     try:
         rpc = {m: channel.unary_unary(ETCD + m) for m in ("Lease/LeaseGrant", "KV/Put", "KV/Range")}
         keepalive = channel.stream_stream(ETCD + "Lease/LeaseKeepAlive")
-        reply = rpc["Lease/LeaseGrant"](_field(1, LEASE_TTL), timeout=RPC_SECONDS)
+        reply = rpc["Lease/LeaseGrant"](lease_request(LEASE_TTL), timeout=RPC_SECONDS)
         lease_id, ttl, error = lease_grant_response(reply)
         if error or lease_id <= 0 or not 0 < ttl <= LEASE_TTL:
             raise RuntimeError(f"etcd LeaseGrant: id {lease_id}, TTL {ttl}, error {error!r}")
         key, value = instance_key(12345, ("bench-selfcheck",))
-        rpc["KV/Put"](_field(1, key) + _field(2, value) + _field(3, lease_id), timeout=RPC_SECONDS)
-        kvs = range_response(rpc["KV/Range"](_field(1, key), timeout=RPC_SECONDS))
+        rpc["KV/Put"](put_request(key, value, lease_id), timeout=RPC_SECONDS)
+        kvs = range_response(rpc["KV/Range"](range_request(key), timeout=RPC_SECONDS))
         if len(kvs) != 1 or kvs[0].get(5) != value or kvs[0].get(6) != lease_id:
             raise RuntimeError(f"etcd Range of {key!r} after Put: {kvs}")
         for lease, alive in ((lease_id, True), (lease_id + 1, False)):
-            got = [lease_keepalive_response(a)
-                   for a in keepalive(iter([_field(1, lease)]), timeout=RPC_SECONDS)]  # fmt: skip
+            answers = keepalive(iter([lease_request(lease)]), timeout=RPC_SECONDS)
+            got = [lease_keepalive_response(a) for a in answers]
             bad = got[0][0] != lease or got[0][1] <= 0 if alive else got[0][1] > 0
             if len(got) != 1 or bad:
                 raise RuntimeError(f"etcd LeaseKeepAlive of lease {lease} (known: {alive}): {got}")
@@ -431,7 +445,7 @@ def _keepalive_loop(
     perf = time.perf_counter
     sem = threading.Semaphore(window)
     stamps: deque[tuple[int, float, int]] = deque()
-    reqs = [_field(1, i) for i in ids]
+    reqs = [lease_request(i) for i in ids]
     st: dict[str, Any] = {"sent": 0, "stalled": False, "ended": None}
     box: list[Any] = []
     tally = _Tally(warmup, seconds)
@@ -497,7 +511,7 @@ def _etcd_loader(
     channel = _etcd_channel(port, CONNECT_SECONDS)
     cleanups.append(channel.close)
     grant = channel.unary_unary(ETCD + "Lease/LeaseGrant")
-    grant_req = _field(1, LEASE_TTL)
+    grant_req = lease_request(LEASE_TTL)
     max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
     share = range(index, instances, clients)  # every clients-th instance from index
     if kind == "keepalive":
@@ -604,19 +618,12 @@ def _run_loaders(
     """One loader process per job, all started together; a row like bench/load.py's.
     ``kind``: a name above or a module-level function (``_loader_main``); ``server_pid``:
     the server's process, or a cluster's."""
-    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
     pids = [server_pid] if isinstance(server_pid, int) else server_pid
-    kind_name = getattr(kind, "__name__", kind)
-    loaders = procs.start_children([
-        ctx.Process(target=_loader_main, args=(kind, job, ready, go, out), daemon=True)
-        for job in jobs
-    ])  # fmt: skip
-    for r in collect(ready, len(loaders), loaders, READY_SECONDS + setup_seconds,
-                     f"the {kind_name} loaders"):  # fmt: skip
-        if isinstance(r, dict):  # a loader that failed in its set-up sends why, not its pid
-            raise RuntimeError(f"a {kind_name} loader failed to start: {r.get('aborted')}")
+    what = f"the {getattr(kind, '__name__', kind)} loaders"
+    loaders, go, out = procs.start_workers(ctx, _loader_main, [(kind, job) for job in jobs], what,
+                                           READY_SECONDS + setup_seconds)  # fmt: skip
     budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-    row = measure_cpu(loaders, go, out, pids, budget, window, f"the {kind_name} loaders")
+    row = measure_cpu(loaders, go, out, pids, budget, window, what)
     procs.stop_children()
     return {**row, "warmup_seconds": warmup}
 

@@ -1,14 +1,7 @@
-"""Cluster scenarios on real ``meshreg node`` processes (bench/README.md, "Cluster"):
-
-* ``propagation``: from a write's return to the push on every node and on a remote
-  subscriber, in a 3-node cluster under background beats (and changes);
-* ``failover``: SIGKILL of the node owning most of the watched instances in a loaded
-  cluster; when the survivors own its services, whether anything was ever missing or
-  unhealthy, and the restarted node's catch-up;
-* ``cluster``: both without load, on ``--nodes`` nodes, with the detailed report;
-* ``catchup``: a restarted node catching up with a large registry.
-
-Every process started is stopped (also on Ctrl-C and SIGTERM); every loop is bounded.
+"""Cluster scenarios on real ``meshreg node`` processes: ``propagation``, ``failover``,
+``cluster`` (both without load, with the detailed report) and ``catchup``
+(bench/README.md, "Cluster", says what each measures).  Every process started is stopped
+(also on Ctrl-C and SIGTERM); every loop is bounded.
 """
 
 from __future__ import annotations
@@ -85,16 +78,15 @@ class ClientLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.records: list[tuple[float, str, str]] = []
-        self._lock2 = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        with self._lock2:
-            if len(self.records) < 10_000:
-                self.records.append((pc(), record.levelname, record.getMessage()))
+        # called by Handler.handle, which holds self.lock
+        if len(self.records) < 10_000:
+            self.records.append((pc(), record.levelname, record.getMessage()))
 
     def between(self, t0: float, t1: float) -> list[tuple[float, str, str]]:
         """The records of [t0, t1), times relative to t0."""
-        with self._lock2:
+        with self.lock:  # type: ignore[union-attr]  # the handler's own RLock, made in __init__
             return [(round(t - t0, 3), lvl, m) for t, lvl, m in self.records if t0 <= t < t1]
 
 

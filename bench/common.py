@@ -437,6 +437,22 @@ class Procs:
             p.start()
         return children
 
+    def start_workers(
+        self, ctx: Any, target: Callable[..., None], jobs: list[tuple[Any, ...]], what: str,
+        timeout: float = READY_SECONDS,
+    ) -> tuple[list[Any], Any, Any]:  # fmt: skip
+        """One process per job running ``target(*job, ready, go, out)``, started together;
+        returns (processes, go, out) once each has put its pid on ``ready`` (a dict there
+        instead: its set-up failed, and why), so that ``go.set()`` starts them all at once."""
+        ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+        children = self.start_children([
+            ctx.Process(target=target, args=(*job, ready, go, out), daemon=True) for job in jobs
+        ])  # fmt: skip
+        for r in collect(ready, len(children), children, timeout, what):
+            if isinstance(r, dict):
+                raise RuntimeError(f"{what}: one failed to start: {r.get('aborted')}")
+        return children, go, out
+
     def stop_children(self) -> None:
         stop_processes(self.children)
         self.children.clear()

@@ -1,19 +1,9 @@
 """``config``: the configuration center's figures (issue 12) beside etcd's, in one run
-(bench/README.md, "Configuration center").
-
-meshreg: a cluster of ``--nodes`` (3) real node processes on 127.0.0.1, each with its own
-temporary ``--data-dir``.  publish/s and p50/p99 (acknowledged by a majority, on disk)
-from one loader process per node, each a raw DEALER keeping ``--window`` config_publish
-frames in flight for the data ids that node owns; the same paced at ``--rate``; get/s from
-1 and ``--clients`` loaders; change-to-listener latency: a raw SUB on the last node,
-subscribed to the config topic, timing each publish sent to the first node until its
-notification arrives.  etcd (when installed; ``--nodes`` members on 127.0.0.1, default
-durability: the WAL fsynced before a put is acknowledged) with the same loaders, window,
-keys and content over gRPC: put, range, and watch latency (put on the first member,
-watch on the last).  One table with meshreg / etcd, the machine and issue 12's anchors.
-
-Every process started is stopped (also on Ctrl-C and SIGTERM); every loop is bounded in
-count and time.
+(bench/README.md, "Configuration center", says what each row measures).  Both systems get
+the same loaders, window, keys and content, and the same row sequence (:func:`load_rows`);
+etcd runs with its default durability (the WAL fsynced before a put is acknowledged), as
+meshreg acknowledges a publish once a majority has it on disk.  Every process started is
+stopped (also on Ctrl-C and SIGTERM); every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -46,6 +36,8 @@ from bench.baselines import (
     _windowed,
     etcd_missing,
     etcd_selfcheck,
+    put_request,
+    range_request,
     range_response,
     start_etcd,
 )
@@ -256,6 +248,37 @@ def listener_latency(
         zctx.term()
 
 
+# -- the rows both systems get --------------------------------------------------------------
+VERBS = {"meshreg": ("publish", "get"), "etcd": ("put", "range")}
+
+
+def load_rows(
+    o: argparse.Namespace, say: Say, system: str, nodes: int,
+    measure: Callable[[str, int, float | None], dict[str, Any]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Publish at its max from one loader per node (``--quick``: one); full runs only: paced
+    at half of that and at ``--rate``, get from 1 loader; get from ``--clients`` loaders.
+    ``measure(verb, loaders, rate)``: one run of the system's loaders."""
+    pub, get = VERBS[system]
+    n = 1 if o.quick else nodes
+    rows: list[dict[str, Any]] = []
+
+    def row(measure_name: str, workload: str, verb: str, loaders: int,
+            rate: float | None = None) -> None:  # fmt: skip
+        say(f"  {system} {workload} ...")
+        r = run_rows(o.repeat, lambda: measure(verb, loaders, rate), rate is not None)
+        rows.append({"system": system, "measure": measure_name, "workload": workload, **r})
+
+    row(W_PUB, f"{pub}, {n} loaders x {o.window}", pub, n)
+    if not o.quick:
+        half = max(1.0, rows[-1]["ops_per_second"] / 2)
+        row(W_HALF, f"{pub} paced at {half:,.0f}/s (50% of max)", pub, n, half)
+        row(W_PACED, f"{pub} paced at {o.rate:,.0f}/s", pub, n, o.rate)
+        row(W_GET1, f"{get}, 1 loader", get, 1)
+    row(W_GETK, f"{get}, {o.clients} loaders", get, o.clients)
+    return rows
+
+
 # -- meshreg ----------------------------------------------------------------------------
 def _meshreg(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say, log_dir: str) -> Any:
     def setup(i: int, node: NodeProc) -> None:
@@ -270,27 +293,15 @@ def _meshreg(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say, log_dir: s
     for nd in nodes:
         publish_all(nd.port, owned[nd.address], o.content_bytes)
     say(f"  {len(nodes)} nodes up, {len(every)} data ids published")
-    pub = [(nd.port, (config_templates, 2, ("publish", owned[nd.address], o.content_bytes)))
-           for nd in nodes[: 1 if o.quick else None]]  # fmt: skip
-    get = (config_templates, 1, ("get", every, 0))
-    window, seconds, warmup = o.window, o.seconds, o.warmup
-    rows: list[dict[str, Any]] = []
 
-    def row(measure: str, workload: str, **kw: Any) -> None:
-        say(f"  meshreg {workload} ...")
-        targets = kw.pop("targets")
-        r = run_rows(o.repeat, lambda: run_load(procs, ctx, targets, pids, window, seconds,
-                                                warmup, **kw), "rate" in kw)  # fmt: skip
-        rows.append({"system": "meshreg", "measure": measure, "workload": workload, **r})
+    def measure(op: str, loaders: int, rate: float | None) -> dict[str, Any]:
+        """Publishes (two contents per data id) to the owners, or gets of every data id."""
+        targets = [(nd.port, (config_templates, 2, ("publish", owned[nd.address], o.content_bytes))
+                    if op == "publish" else (config_templates, 1, ("get", every, 0)))
+                   for nd in (nodes[k % len(nodes)] for k in range(loaders))]  # fmt: skip
+        return run_load(procs, ctx, targets, pids, o.window, o.seconds, o.warmup, rate=rate)
 
-    row(W_PUB, f"publish, {len(pub)} loaders x {window}", targets=pub)
-    if not o.quick:
-        half = max(1.0, rows[-1]["ops_per_second"] / 2)
-        row(W_HALF, f"publish paced at {half:,.0f}/s (50% of max)", targets=pub, rate=half)
-        row(W_PACED, f"publish paced at {o.rate:,.0f}/s", targets=pub, rate=o.rate)
-        row(W_GET1, "get, 1 loader", targets=[(nodes[0].port, get)])
-    row(W_GETK, f"get, {o.clients} loaders", targets=[
-        (nodes[k % len(nodes)].port, get) for k in range(o.clients)])  # fmt: skip
+    rows = load_rows(o, say, "meshreg", len(nodes), measure)
     say(f"  meshreg listener: {o.changes} changes at {o.listen_rate:g}/s ...")
     listen = listener_latency(nodes[0].port, nodes[-1].port + 1, owned[nodes[0].address],
                               o.content_bytes, o.changes, o.warmup_changes, o.listen_rate,
@@ -321,11 +332,11 @@ def etcd_config_loader(
     keys = [etcd_key(n) for n in names]
     if op == "put":
         method = channel.unary_unary(ETCD + "KV/Put")
-        reqs = [_field(1, k) + _field(2, content_of(n, v, size).encode())
+        reqs = [put_request(k, content_of(n, v, size).encode())
                 for v in range(2) for k, n in zip(keys, names, strict=True)]  # fmt: skip
     elif op == "range":
         method = channel.unary_unary(ETCD + "KV/Range")
-        reqs = [_field(1, k) for k in keys]
+        reqs = [range_request(k) for k in keys]
     else:
         raise ValueError(f"unknown etcd workload {op!r}")
     expect = keys * (len(reqs) // len(keys))
@@ -359,13 +370,12 @@ def etcd_put_all(port: int, names: tuple[str, ...], size: int) -> None:
     try:
         put = channel.unary_unary(ETCD + "KV/Put")
         for k in range(0, len(names), 64):  # bounded: 64 in flight at a time
-            futures = [put.future(_field(1, etcd_key(n)) + _field(2, content_of(n, 0, size)
-                                                                  .encode()), timeout=RPC_SECONDS)
-                       for n in names[k : k + 64]]  # fmt: skip
+            futures = [put.future(put_request(etcd_key(n), content_of(n, 0, size).encode()),
+                                  timeout=RPC_SECONDS) for n in names[k : k + 64]]  # fmt: skip
             for f in futures:
                 f.result(timeout=RPC_SECONDS)
         got = range_response(channel.unary_unary(ETCD + "KV/Range")(
-            _field(1, etcd_key(names[0])), timeout=RPC_SECONDS))  # fmt: skip
+            range_request(etcd_key(names[0])), timeout=RPC_SECONDS))  # fmt: skip
         if len(got) != 1 or got[0].get(5) != content_of(names[0], 0, size).encode():
             raise RuntimeError(f"etcd Range of {etcd_key(names[0])!r} after Put: {got}")
     finally:
@@ -426,7 +436,7 @@ def watch_latency(
             name = names[i % len(names)]
             value = content_of(name, f"l{i}", size).encode()
             t0 = pc()
-            put(_field(1, etcd_key(name)) + _field(2, value), timeout=RPC_SECONDS)
+            put(put_request(etcd_key(name), value), timeout=RPC_SECONDS)
             ack = pc() - t0
             with cond:
                 cond.wait_for(heard(value), timeout=timeout)
@@ -453,27 +463,18 @@ def _etcd(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say) -> dict[str, 
         names = tuple(data_id(k) for k in range(per_node * len(ports)))
         etcd_put_all(ports[0], names, o.content_bytes)
         say(f"  etcd: {len(ports)} members up, {len(names)} keys put")
-        window, seconds, warmup, size = o.window, o.seconds, o.warmup, o.content_bytes
-        rows: list[dict[str, Any]] = []
+        window, size = o.window, o.content_bytes
 
-        def row(measure: str, workload: str, op: str, loaders: int, rate: float | None,
-                split: bool) -> None:  # fmt: skip
-            say(f"  etcd {workload} ...")
-            jobs = [(op, ports[k % len(ports)], names[k :: len(ports)] if split else names, size,
-                     window, seconds, warmup, rate and rate / loaders)
+        def measure(op: str, loaders: int, rate: float | None) -> dict[str, Any]:
+            """Puts (two contents per key), each loader its member's share of the keys, or
+            ranges of every key; ``rate`` in all."""
+            jobs = [(op, ports[k % len(ports)], names[k :: len(ports)] if op == "put" else names,
+                     size, window, o.seconds, o.warmup, rate and rate / loaders)
                     for k in range(loaders)]  # fmt: skip
-            r = run_rows(o.repeat, lambda: _run_loaders(procs, ctx, etcd_config_loader, jobs,
-                         pids, window, seconds, warmup, 0.0), rate is not None)  # fmt: skip
-            rows.append({"system": "etcd", "measure": measure, "workload": workload, **r})
+            return _run_loaders(procs, ctx, etcd_config_loader, jobs, pids, window, o.seconds,
+                                o.warmup, 0.0)  # fmt: skip
 
-        n = 1 if o.quick else len(ports)  # as meshreg's: one loader per node (--quick: one)
-        row(W_PUB, f"put, {n} loaders x {window}", "put", n, None, True)
-        if not o.quick:
-            half = max(1.0, rows[-1]["ops_per_second"] / 2)
-            row(W_HALF, f"put paced at {half:,.0f}/s (50% of max)", "put", n, half, True)
-            row(W_PACED, f"put paced at {o.rate:,.0f}/s", "put", n, o.rate, True)
-            row(W_GET1, "range, 1 loader", "range", 1, None, False)
-        row(W_GETK, f"range, {o.clients} loaders", "range", o.clients, None, False)
+        rows = load_rows(o, say, "etcd", len(ports), measure)
         say(f"  etcd watch: {o.changes} changes at {o.listen_rate:g}/s ...")
         listen = watch_latency(ports[0], ports[-1], names, size, o.changes, o.warmup_changes,
                                o.listen_rate, o.change_timeout)  # fmt: skip
@@ -536,66 +537,50 @@ def _ratio(a: float | None, b: float | None) -> str:
 def summary(result: dict[str, Any]) -> list[list[str]]:
     """The side-by-side rows: measure, meshreg, etcd, meshreg/etcd, goal, Nacos 2.0."""
     m, e = _rows(result, "meshreg"), _rows(result, "etcd")
-    ml = (result.get("meshreg") or {}).get("listener")
-    el = (result.get("etcd") or {}).get("listener")
     s = result["settings"]
     out: list[list[str]] = []
 
-    def rate(rows: dict[str, Any], k: str) -> float | None:
-        return rows[k]["ops_per_second"] if k in rows else None
+    def add(label: str, k: str, cell: Callable[[dict[str, Any]], str], key: str | None,
+            goal: str = "", anchor: str = "") -> None:  # fmt: skip
+        """A line for measure ``k`` when either system has it; the ratio of ``key`` (a
+        latency's: of its p99)."""
+        if k in m or k in e:
+            a, b = (r[k][key] if k in r and key else None for r in (m, e))
+            ratio = "" if key is None else _ratio(a, b) + (" (p99)" if "p99" in key else "")
+            out.append([label, *(cell(r[k]) if k in r else "-" for r in (m, e)), ratio, goal,
+                        anchor])  # fmt: skip
 
-    def lat(rows: dict[str, Any], k: str) -> tuple[str, float | None]:
-        if k not in rows:
-            return "-", None
-        return f"{rows[k]['p50_ms']:.2f} / {rows[k]['p99_ms']:.2f}", rows[k]["p99_ms"]
+    def per(r: dict[str, Any]) -> str:
+        return f"{r['ops_per_second']:,.0f}/s"
 
-    def per(v: float | None) -> str:
-        return "-" if v is None else f"{v:,.0f}/s"
+    def lat(r: dict[str, Any]) -> str:
+        return "-" if r["p99_ms"] is None else f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}"
 
     n = (m.get(W_PUB) or e.get(W_PUB) or {}).get("clients", s["nodes"])
-    for k, what, goal, anchor in (
-        (W_PUB, f"publish (put)/s, {n} loaders x {s['window']} in flight",
-         f">= {GOAL_PUBLISH:,.0f}/s", ANCHORS["publish"]),
-        (W_GET1, "get (range)/s, 1 loader", "", ""),
-        (W_GETK, f"get (range)/s, {s['clients']} loaders", f">= {GOAL_GET:,.0f}/s",
-         ANCHORS["get"]),
-    ):  # fmt: skip
-        if k in m or k in e:
-            out.append([what, per(rate(m, k)), per(rate(e, k)), _ratio(rate(m, k), rate(e, k)),
-                        goal, anchor])  # fmt: skip
-        if k == W_PUB:
-            for kk, label, g in ((W_PUB, "  its p50 / p99 ms", ""),
-                                 (W_HALF, "publish p50 / p99 ms paced at 50% of its max", ""),
-                                 (W_PACED, f"publish p50 / p99 ms paced at {s['rate']:,.0f}/s",
-                                  f"p99 < {GOAL_PUBLISH_P99_MS:g} ms")):  # fmt: skip
-                if kk in m or kk in e:
-                    (a, pa), (b, pb) = lat(m, kk), lat(e, kk)
-                    out.append([label, a, b, _ratio(pa, pb) + " (p99)", g, ""])
-                if kk != W_PUB and (kk in m or kk in e):
-                    out.append(["  achieved rate", per(rate(m, kk)), per(rate(e, kk)), "", "",
-                                ""])  # fmt: skip
-
-    def dist(d: dict[str, Any] | None, key: str) -> tuple[str, float | None]:
-        if not d or not d[key]["n"]:
-            return "-", None
-        x = d[key]
-        return f"{x['p50']:.2f} / {x['p99']:.2f}", x["p99"]
-
-    if ml or el:
-        (a, pa), (b, pb) = dist(ml, "notify_ms"), dist(el, "notify_ms")
-        out.append([f"change -> listener p50 / p99 ms ({s['changes']} at {s['listen_rate']:g}/s; "
-                    "SUB / watch on another node)", a, b, _ratio(pa, pb) + " (p99)",
-                    f"p99 < {GOAL_LISTEN_P99_MS:g} ms", f"push {ANCHORS['push']}"])  # fmt: skip
-        (a, pa), (b, pb) = dist(ml, "ack_ms"), dist(el, "ack_ms")
-        out.append(["  publish (put) ack p50 / p99 ms, one at a time", a, b,
-                    _ratio(pa, pb) + " (p99)", "", ""])  # fmt: skip
+    add(f"publish (put)/s, {n} loaders x {s['window']} in flight", W_PUB, per, "ops_per_second",
+        f">= {GOAL_PUBLISH:,.0f}/s", ANCHORS["publish"])  # fmt: skip
+    add("  its p50 / p99 ms", W_PUB, lat, "p99_ms")
+    add("publish p50 / p99 ms paced at 50% of its max", W_HALF, lat, "p99_ms")
+    add("  achieved rate", W_HALF, per, None)
+    add(f"publish p50 / p99 ms paced at {s['rate']:,.0f}/s", W_PACED, lat, "p99_ms",
+        f"p99 < {GOAL_PUBLISH_P99_MS:g} ms")  # fmt: skip
+    add("  achieved rate", W_PACED, per, None)
+    add("get (range)/s, 1 loader", W_GET1, per, "ops_per_second")
+    add(f"get (range)/s, {s['clients']} loaders", W_GETK, per, "ops_per_second",
+        f">= {GOAL_GET:,.0f}/s", ANCHORS["get"])  # fmt: skip
+    listen = {k: (result.get(k) or {}).get("listener") for k in ("meshreg", "etcd")}
+    # the listener rows: the same cells, from the listener's distributions
+    m, e = ({k: {"p50_ms": d[k]["p50"], "p99_ms": d[k]["p99"] if d[k]["n"] else None}
+             for k in ("notify_ms", "ack_ms")} if d else {} for d in listen.values())  # fmt: skip
+    if any(listen.values()):
+        add(f"change -> listener p50 / p99 ms ({s['changes']} at {s['listen_rate']:g}/s; "
+            "SUB / watch on another node)", "notify_ms", lat, "p99_ms",
+            f"p99 < {GOAL_LISTEN_P99_MS:g} ms", f"push {ANCHORS['push']}")  # fmt: skip
+        add("  publish (put) ack p50 / p99 ms, one at a time", "ack_ms", lat, "p99_ms")
+    m, e = _rows(result, "meshreg"), _rows(result, "etcd")
     for k, label in ((W_PUB, "server CPU us per publish (put), all nodes"),
                      (W_GETK, "server CPU us per get (range), all nodes")):  # fmt: skip
-        a = m.get(k, {}).get("server_cpu_us_per_op")
-        b = e.get(k, {}).get("server_cpu_us_per_op")
-        if a is not None or b is not None:
-            f = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
-            out.append([label, f(a), f(b), _ratio(a, b), "", ""])
+        add(label, k, lambda r: f"{r['server_cpu_us_per_op']:,.0f}", "server_cpu_us_per_op")
     return out
 
 

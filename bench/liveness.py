@@ -1,17 +1,8 @@
 """``liveness`` (issue 13): what keeping N instances alive costs, sessions vs per-instance
-beats (bench/README.md).  Per row, on a fresh node with the default timings: K client
-processes register N/K instances (``register_many``), then the node's CPU share and RSS,
-the clients' CPU, and for session rows the time until a SIGKILLed client's instances turn
-unhealthy.  Beside each session row, etcd holding the same N keys with the same K client
-processes (``--only etcd``: only those rows; ``--no-peers``: none; skipped, saying how to
-install it, when etcd is absent): each does what an etcd client keeping a session does
-(clientv3 ``concurrency.Session``): one lease per process, TTL = meshreg's unhealthy-after
-(15 s), kept alive on one LeaseKeepAlive stream every beat interval (TTL/3 = 5 s,
-clientv3's), started right after the grant so that a long registration does not outlive
-the lease; its share of the keys put on that lease in transactions of TXN_OPS puts (etcd's
-default ``--max-txn-ops``), TXN_WINDOW in flight (as ``register_many`` batches); then the
-same figures, and the time until etcd deleted a SIGKILLed client's keys.  ``--unhealthy-after``,
-``--check-interval`` and ``--beat-interval`` shorten the timings (the smoke test's).
+beats, beside etcd holding the same keys (bench/README.md says what each row does).
+etcd's client processes do what a clientv3 ``concurrency.Session`` does: one lease per
+process, kept alive on one stream, its keys put on it in transactions of TXN_OPS (etcd's
+``--max-txn-ops``), so that the comparison is with etcd as its users keep sessions.
 Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
 """
 
@@ -38,6 +29,8 @@ from bench.baselines import (
     etcd_selfcheck,
     lease_grant_response,
     lease_keepalive_response,
+    lease_request,
+    range_request,
     start_etcd,
 )
 from bench.common import (
@@ -98,7 +91,7 @@ def _etcd_holder(port: int, ttl: int, interval: float, first: int, count: int) -
         pairs.append((PREFIX + f"{service}/{ip}:{p}".encode(), value.encode()))
 
     def register() -> int:
-        lease_id, _, error = lease_grant_response(grant(_field(1, ttl), timeout=RPC_SECONDS))
+        lease_id, _, error = lease_grant_response(grant(lease_request(ttl), timeout=RPC_SECONDS))
         if error or lease_id <= 0:
             raise RuntimeError(f"LeaseGrant failed: {error!r} (id {lease_id})")
         _keepalive(channel, lease_id, interval)
@@ -126,7 +119,7 @@ def _keepalive(channel: Any, lease_id: int, interval: float) -> None:
 
     def requests() -> Any:
         for _ in range(int(HOLD_SECONDS / interval) + 1):  # bounded: the hold time
-            yield _field(1, lease_id)
+            yield lease_request(lease_id)
             time.sleep(interval)
 
     def consume() -> None:
@@ -173,15 +166,12 @@ def hold_row(
     n, clients, label = row["instances"], row["clients"], row["mode"]
     ctx = mp.get_context("spawn")  # as a user's client process starts (not the fork server)
     rss_empty = rss_bytes(pid)
-    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
     share = n // clients
-    children = procs.start_children([
-        ctx.Process(target=_holder_main, daemon=True, args=(
-            setup, (*args, k * share, share if k < clients - 1 else n - k * share), ready, go, out))
-        for k in range(clients)
-    ])  # fmt: skip
+    jobs = [(setup, (*args, k * share, share if k < clients - 1 else n - k * share))
+            for k in range(clients)]  # fmt: skip
     try:
-        collect(ready, clients, children, 120 + n * 50e-6, "the client processes to start")
+        what = "the client processes to start"
+        children, go, out = procs.start_workers(ctx, _holder_main, jobs, what, 120 + n * 50e-6)
         cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()
         go.set()
@@ -275,7 +265,7 @@ def run_etcd_row(
         etcd_selfcheck(port)  # the hand-made protobuf against this server
         channel = _etcd_channel(port, CONNECT_SECONDS)
         rng = channel.unary_unary(ETCD + "KV/Range")
-        request = _field(1, PREFIX) + _field(2, PREFIX_END) + _field(9, 1)  # count_only
+        request = range_request(PREFIX, PREFIX_END, count_only=True)
 
         def count() -> int:
             return int(_ints(rng(request, timeout=RPC_SECONDS)).get(4, 0))  # RangeResponse.count

@@ -323,14 +323,8 @@ def start_loaders(
 ) -> tuple[list[Any], Any, Any]:  # fmt: skip
     """One load-generator process per ``(port, spec)``, ready to go (``setup``: seconds they
     may take beyond starting, to build their templates): (processes, go, out)."""
-    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
-    loaders = procs.start_children([
-        ctx.Process(target=_loader_main, daemon=True,
-                    args=(spec, (f"tcp://{HOST}:{port}", kwargs), ready, go, out))
-        for port, spec in targets
-    ])  # fmt: skip
-    collect(ready, len(loaders), loaders, READY_SECONDS + setup, what)
-    return loaders, go, out
+    jobs = [(spec, (f"tcp://{HOST}:{port}", kwargs)) for port, spec in targets]
+    return procs.start_workers(ctx, _loader_main, jobs, what, READY_SECONDS + setup)
 
 
 def run_load(

@@ -197,7 +197,7 @@ def report_heartbeat(result: dict[str, Any], say: Say) -> None:
                      ("vs raw echo", "ratio_vs_raw", "{:.2f}x"),
                      ("vs etcd", "ratio_vs_etcd", "{:.1f}x"), *LOAD_COLUMNS[2:],
                      ("other CPU", "other_cpu_busy", "{:.0%}")]))  # fmt: skip
-    report_common(result, say)
+    load_notes(result["rows"], say, skipped=result["skipped"])
     s = result["node_stats"]
     say(f"  1-node stats after the run: beats_total={s.get('beats_total')} "
         f"errors_total={s.get('errors_total')}")  # fmt: skip
@@ -207,10 +207,6 @@ def report_register(result: dict[str, Any], say: Say) -> None:
     say(table(result["rows"], [("workload", "workload", "{}"),
                                ("registers/s", "ops_per_second", "{:,.0f}"), *LOAD_COLUMNS,
                                ("errors", lambda r: r["errors"] + r["lost"], "{}")]))  # fmt: skip
-    report_common(result, say)
-
-
-def report_common(result: dict[str, Any], say: Say) -> None:
     load_notes(result["rows"], say, skipped=result["skipped"])
 
 
