@@ -94,7 +94,7 @@ import enum
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshreg.core.cluster_messages import (
@@ -144,10 +144,11 @@ from meshreg.core.requests import (
     SetService,
     UpdateInstance,
 )
+from meshreg.core.results import ClusterResult, MemberRow, MemberStats, Result, StatsResult
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, RequestRejected
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import ServiceKey
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round failed...
@@ -334,46 +335,13 @@ class DistroNode:
         if self.state is NodeState.RESYNCING and (not self._resync or now >= self._resync_until):
             self._to(NodeEvent.RESYNCED)
 
-    # -- the registry's own interface, passed through (the runtime talks to the member) --
-    @property
-    def wall_offset(self) -> float:
-        return self.registry.wall_offset
-
-    @wall_offset.setter
-    def wall_offset(self, offset: float) -> None:
-        self.registry.wall_offset = offset
-
-    def check_stall(self, now: float) -> bool:
-        return self.registry.check_stall(now)
-
+    # -- outputs ------------------------------------------------------------------
     def take_effects(self) -> list[Effect]:
+        """Everything the member's inputs caused (core/effects), in order.  The member's
+        own outputs (broadcasts, peer calls, member news) and the registry's share its
+        one queue, so that they go out in the order they were made; registry questions
+        (``holds``, ``watched``, ``instances_result``, ...) go to ``self.registry``."""
         return self.registry.take_effects()
-
-    def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
-        self.registry.subscription_changed(key, subscribed)
-
-    def watched(self, key: ServiceKey) -> bool:
-        return self.registry.watched(key)
-
-    def instances_result(
-        self, key: ServiceKey, healthy_only: bool, now: float | None = None
-    ) -> dict[str, Any]:
-        return self.registry.instances_result(key, healthy_only, now)
-
-    def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
-        return self.registry.holds(key, iid)
-
-    def service_count(self) -> int:
-        return self.registry.service_count()
-
-    def count_error(self, code: ErrorCode) -> None:
-        self.registry.count_error(code)
-
-    def rejected(self, error: RequestRejected) -> None:
-        self.registry.rejected(error)
-
-    def wall_stamp(self, now: float) -> int:
-        return self.registry.wall_stamp(now)
 
     # -- responsibility -----------------------------------------------------------
     def members(self) -> tuple[str, ...]:
@@ -545,7 +513,7 @@ class DistroNode:
         except RequestRejected as exc:
             return self.registry.refused(exc)
 
-    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+    def _apply(self, req: Any, now: float, received_at: float) -> Result:
         t = type(req)
         if t in _WRITES:
             if self.ready:
@@ -695,7 +663,7 @@ class DistroNode:
                 total = (total + (self._digest_of(key) or 0)) & MASK
         return count, total
 
-    def _list_digests(self, req: ListDigests) -> dict[str, Any]:
+    def _list_digests(self, req: ListDigests) -> DigestPage:
         if req.caller is not None and req.caller in self._members:
             # A node catching up asks (it restarted faster than peer_timeout: we still
             # count its old incarnation as an owner): list what we own without it, or
@@ -708,26 +676,21 @@ class DistroNode:
         if req.cursor is not None:
             keys = [k for k in keys if k > req.cursor]
         page = keys[: req.limit]
-        return {
-            "node": self.node_id,
-            "digests": [
-                [
-                    k.namespace,
-                    k.group,
-                    k.service,
-                    self._digest_of(k),
-                    len(self.store.services[k].instances) if k in self.store.services else 0,
-                ]
+        services = self.store.services
+        return DigestPage(
+            tuple(
+                (k, self._digest_of(k) or 0, len(services[k].instances) if k in services else 0)
                 for k in page
-            ],
-            "more": len(keys) > len(page),
-        }
+            ),
+            len(keys) > len(page),
+            self.node_id,
+        )
 
-    def _reconcile(self, req: Reconcile, now: float) -> dict[str, Any]:
+    def _reconcile(self, req: Reconcile, now: float) -> ReconcileReply:
         for payload in req.services:
             if not self._too_far_ahead(payload, now, req.node, "reconcile"):
                 self._merge(payload, now)
-        return {"services": [self.payload_of(p.key) for p in req.services]}  # wire encodes
+        return ReconcileReply(tuple(self.payload_of(p.key) for p in req.services))
 
     # -- replication channel -----------------------------------------------------------
     def on_replication(
@@ -1112,21 +1075,11 @@ class DistroNode:
         return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
 
     # -- monitoring ---------------------------------------------------------------------------
-    def cluster_result(self, now: float) -> dict[str, Any]:
+    def cluster_result(self, now: float) -> ClusterResult:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
-        members: list[dict[str, Any]] = [
-            {
-                "id": self.node_id,
-                "address": self.address,
-                "state": "up" if self.ready else "catching up",
-                "self": True,
-                "services": me[0],
-                "instances": me[1],
-                "lag": 0,
-                "last_heard": 0.0,
-            }
-        ]
+        state = "up" if self.ready else "catching up"
+        members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0)]
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
             if peer.state is MemberState.UP and not peer.ready:
@@ -1135,27 +1088,27 @@ class DistroNode:
             applied = self.applied_seq.get(peer.node_id or "")
             lag = max(0, peer.last_seq - applied[1]) if applied else 0
             members.append(
-                {
-                    "id": peer.node_id or "",
-                    "address": peer.address,
-                    "state": state,
-                    "self": False,
-                    "services": counts[0],
-                    "instances": counts[1],
-                    "lag": lag,
-                    "last_heard": round(now - peer.last_heard, 3)
-                    if peer.last_heard > float("-inf")
-                    else None,
-                }
+                MemberRow(
+                    peer.node_id or "",
+                    peer.address,
+                    state,
+                    False,
+                    counts[0],
+                    counts[1],
+                    lag,
+                    round(now - peer.last_heard, 3) if peer.last_heard > -math.inf else None,
+                )
             )
-        return {"node": self.node_id, "ready": self.ready, "members": members}
+        return ClusterResult(self.node_id, self.ready, tuple(members))
 
-    def stats_result(self, now: float) -> dict[str, Any]:
-        result = self.registry.stats_result(now)
-        result.update(self.counters)
-        result["node_id"] = self.node_id
-        result["ready"] = self.ready
-        result["health_judgment"] = self.judging(now)
-        result["disputed_views"] = len(self.other_views())
-        result["members"] = list(self._members)
-        return result
+    def stats_result(self, now: float) -> StatsResult:
+        """The registry's ``stats`` with the member's part."""
+        member = MemberStats(
+            dict(self.counters),
+            self.node_id,
+            self.ready,
+            self.judging(now),
+            len(self.other_views()),
+            self._members,
+        )
+        return replace(self.registry.stats_result(now), member=member)

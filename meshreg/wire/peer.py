@@ -66,6 +66,7 @@ from meshreg.core.cluster_messages import (  # the core's types: parsed into her
 )
 from meshreg.core.effects import InstanceView
 from meshreg.core.requests import ListDigests, PushSessions, Reconcile
+from meshreg.core.results import EntryRefused, EntryResult
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId
 from meshreg.wire import limits
@@ -274,10 +275,11 @@ def decode_written_batch(body: bytes) -> list[ServicePayload]:
     return payloads
 
 
-def decode_batch_reply(body: bytes, count: int) -> list[Any]:
+def decode_batch_reply(body: bytes, count: int) -> list[EntryResult]:
     """The per-entry results in an owner's reply to a forwarded ``register_batch`` part
-    of ``count`` entries: each None or ``[code, message]``.  Raises RemoteProtocolError
-    for anything else (an error reply too: the relaying node then applies the part)."""
+    of ``count`` entries: each None or ``[code, message]`` (an ``EntryRefused``).
+    Raises RemoteProtocolError for anything else (an error reply too: the relaying
+    node then applies the part)."""
     reply = _unpack(body, "a forwarded batch's reply")
     if not isinstance(reply, dict) or reply.get("ok") is not True:
         error = reply.get("error") if isinstance(reply, dict) else None
@@ -295,7 +297,7 @@ def decode_batch_reply(body: bytes, count: int) -> list[Any]:
             and len(r[1]) <= 1000
         ):
             raise _bad("a forwarded batch's result entry must be nil or [code, message]")
-    return results
+    return [None if r is None else EntryRefused(r[0], r[1]) for r in results]
 
 
 # -- replication channel ---------------------------------------------------------
