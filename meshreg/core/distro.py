@@ -137,6 +137,7 @@ from meshreg.core.requests import (
     GetCluster,
     GetStats,
     ListDigests,
+    PeerRequest,
     PushSessions,
     Reconcile,
     RegisterBatch,
@@ -788,33 +789,30 @@ class DistroNode:
         request path too (DISTRO.md "Two paths"): a replication stream stalled by loss
         (TCP backing off) must not silence every session renewed here, as forwarded
         per-instance beats had that second path (chaos loss-delay).  Not retried."""
-        fields = {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
         for peer in self.membership.up_peers():
             if peer.node_id:
-                self._call(peer.node_id, "sessions", fields, "sessions", (peer.node_id,))
+                self._call(peer.node_id, PushSessions(0, beats), "sessions", (peer.node_id,))
 
-    def _call(self, node_id: str, op: str, fields: dict[str, Any], kind: str, ctx: Any) -> None:
+    def _call(self, node_id: str, request: PeerRequest, kind: str, ctx: Any) -> None:
+        """Queue ``request`` to ``node_id`` as a ``PeerCall`` (its id: a new tag)."""
         peer = self.membership.peer_by_id(node_id)
         if peer is None:
             return
         tag = next(self._tags)
         self._calls[tag] = (kind, ctx)
-        self.registry.queue(PeerCall(tag, node_id, peer.address, op, fields))
+        self.registry.queue(PeerCall(tag, node_id, peer.address, replace(request, req_id=tag)))
 
     def _start_round(self, node_id: str) -> None:
         peer = self.membership.peer_by_id(node_id)
         upto = (peer.epoch, peer.last_seq) if peer is not None and peer.epoch is not None else None
         self._rounds[node_id] = _SyncRound(node_id, set(), [], upto=upto)
         self.counters["snapshot_pulls"] += 1
-        self._call(node_id, "digests", self._digest_fields(None), "digests", node_id)
+        self._call(node_id, self._list_digests_after(None), "digests", node_id)
 
-    def _digest_fields(self, cursor: list[str] | None) -> dict[str, Any]:
-        return {
-            "cursor": cursor,
-            "limit": MAX_DIGEST_PAGE,
-            "node": self.node_id,
-            "ready": self.ready,
-        }
+    def _list_digests_after(self, cursor: ServiceKey | None) -> ListDigests:
+        """The ``digests`` call for the page after ``cursor`` (we say who we are, and
+        whether we are catching up: core/distro ``_list_digests``)."""
+        return ListDigests(0, cursor, MAX_DIGEST_PAGE, self.node_id, self.ready)
 
     def peer_reply(self, tag: int, reply: CallReply, now: float) -> None:
         """The reply to a PeerCall, parsed by wire/peer (``parse_call_result``); an
@@ -922,8 +920,7 @@ class DistroNode:
             last = key
         more = page.more
         if more and last is not None:
-            cursor = [last.namespace, last.group, last.service]
-            self._call(node_id, "digests", self._digest_fields(cursor), "digests", node_id)
+            self._call(node_id, self._list_digests_after(last), "digests", node_id)
             return
         # Ours that it should own but did not list: it lacks them (or holds tombstones).
         for key in sorted(self._known_keys()):
@@ -954,8 +951,8 @@ class DistroNode:
                 payloads.append(payload)  # wire encodes it (wire/peer)
                 entries += size
             rnd.reconciling += 1
-            fields = {"node": self.node_id, "services": payloads}
-            self._call(node_id, "reconcile", fields, "reconcile", (node_id, batch))
+            request = Reconcile(0, self.node_id, tuple(payloads))
+            self._call(node_id, request, "reconcile", (node_id, batch))
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]
             self._round_backoff.pop(node_id, None)

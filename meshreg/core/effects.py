@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from meshreg.core.cluster_messages import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
-    from meshreg.core.requests import Request
+    from meshreg.core.requests import PeerRequest, Request
     from meshreg.core.results import EntryResult, Result
 
 
@@ -249,13 +249,17 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class PeerCall:
-    """Send a request to a peer; answer with ``peer_reply``/``peer_failed``(tag)."""
+    """Send ``request`` (core/requests; its id is ``tag``, wire/peer encodes it) to a
+    peer; answer with ``peer_reply``/``peer_failed``(tag)."""
 
     tag: int
     node_id: str
     address: str
-    op: str
-    fields: dict[str, Any]
+    request: PeerRequest
+
+    @property
+    def op(self) -> str:
+        return self.request.op
 
 
 Effect = (

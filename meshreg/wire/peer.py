@@ -483,6 +483,24 @@ def parse_peer_message(msg: Any) -> Any:
     raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
 
 
+def peer_call_fields(req: ListDigests | Reconcile | PushSessions) -> dict[str, Any]:
+    """The fields of a peer call the core made (``PeerCall.request``), for
+    ``replies.encode_request(req.op, tag, **fields)``: what ``parse_peer_op`` reads."""
+    if type(req) is ListDigests:
+        c = req.cursor
+        return {
+            "cursor": None if c is None else [c.namespace, c.group, c.service],
+            "limit": req.limit,
+            "node": req.node,
+            "ready": req.ready,
+        }
+    if type(req) is Reconcile:
+        return {"node": req.node, "services": [payload_to_wire(p) for p in req.services]}
+    assert type(req) is PushSessions
+    beats = req.beats
+    return {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
+
+
 def parse_peer_op(
     op: str, msg: dict[str, Any], req_id: int
 ) -> ListDigests | Reconcile | PushSessions:
@@ -504,7 +522,7 @@ def parse_peer_op(
             ready = msg.get("ready", True)
             if type(ready) is not bool:
                 raise _bad("ready must be a boolean")
-            return ListDigests(req_id, key, limit, None if ready else caller)
+            return ListDigests(req_id, key, limit, caller, ready)
         if op == "reconcile":
             node = check_node_id(msg.get("node"))
             return Reconcile(req_id, node, _payloads(msg.get("services")))

@@ -311,7 +311,7 @@ def test_digest_pages_must_move_forward() -> None:
     first = {"digests": [["public", "G", "a", 1, 1], ["public", "G", "b", 1, 1]], "more": True}
     peer_reply(n1, ask.tag, first, NOW)
     [more] = [e for e in n1.take_effects() if type(e) is PeerCall]
-    assert more.fields["cursor"] == ["public", "G", "b"]
+    assert more.request.cursor == ServiceKey("public", "G", "b")
     peer_reply(n1, more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
     assert n1.counters["replication_errors"] == 1 and "n2" not in n1._rounds
     [report] = rejections(n1)

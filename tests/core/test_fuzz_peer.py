@@ -193,7 +193,7 @@ def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
                 ]
                 reply: Any = {"node": "n2", "digests": entries, "more": False}
             else:
-                asked = [p.key.service for p in call.fields["services"]]
+                asked = [p.key.service for p in call.request.services]
                 wires = [draw(payloads(now)) for _ in asked]
                 for wire, service in zip(wires, asked, strict=True):
                     if draw(st.integers(0, 4)):
