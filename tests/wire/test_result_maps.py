@@ -11,8 +11,14 @@ from typing import get_args
 import msgpack
 import pytest
 
-from meshreg.core.cluster_messages import DigestPage, ReconcileReply, ServicePayload
+from meshreg.core.cluster_messages import (
+    DigestPage,
+    ReconcileReply,
+    ServicePayload,
+    SessionBeats,
+)
 from meshreg.core.effects import InstanceView
+from meshreg.core.requests import ListDigests, PushSessions, Reconcile
 from meshreg.core.results import (
     BatchResult,
     EntryRefused,
@@ -22,8 +28,13 @@ from meshreg.core.results import (
 )
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire.peer import decode_batch_reply, parse_digest_page
-from meshreg.wire.replies import encode_ok
+from meshreg.wire.peer import (
+    decode_batch_reply,
+    parse_digest_page,
+    parse_peer_request,
+    peer_call_fields,
+)
+from meshreg.wire.replies import encode_ok, encode_request
 from meshreg.wire.result_maps import RESULT_MAPS, to_wire
 
 KEY = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -99,3 +110,19 @@ def test_a_reconcile_reply_carries_the_peer_payloads() -> None:
     assert service["upsert"][0]["version"] == 5 and service["remove"] == [
         ["10.0.0.6", 1, "DEFAULT", 4, 4]
     ]
+
+
+def test_a_peer_call_is_read_back_as_the_request_the_core_made() -> None:
+    view = InstanceView("10.0.0.5", 8080, "DEFAULT", 1.0, True, True, {}, 5, 6, 0)
+    payload = ServicePayload(KEY, (view,), (), None)
+    beats = SessionBeats("n1", 7, (("0123456789abcdef0123456789abcdef", "public", 99),))
+    for request in (
+        ListDigests(4, None, 2000, "n1", True),
+        ListDigests(5, KEY, 10, "n1", False),
+        Reconcile(6, "n1", (payload,)),
+        PushSessions(7, beats),
+    ):
+        body = encode_request(request.op, request.req_id, **peer_call_fields(request))
+        assert parse_peer_request(body) == request
+    assert ListDigests(5, KEY, 10, "n1", False).caller == "n1"  # catching up: it says so
+    assert ListDigests(5, KEY, 10, "n1", True).caller is None
