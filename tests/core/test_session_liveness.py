@@ -496,7 +496,7 @@ def test_renewals_go_to_each_peer_over_the_request_path_too() -> None:
     m.handle("session_renew", session=SID)
     calls = [e for e in m.effects if isinstance(e, PeerCall) and e.op == "sessions"]
     assert sorted(c.node_id for c in calls) == ["n2", "n3"]
-    assert [tuple(e[:2]) for e in calls[0].fields["sessions"]] == [(SID, "public")]
+    assert [tuple(e[:2]) for e in calls[0].request.beats.entries] == [(SID, "public")]
     rounds = dict(m.node._rounds)
     for c in calls:
         m.node.peer_failed(c.tag, m.now)
