@@ -1108,4 +1108,4 @@ class DistroNode:
             len(self.other_views()),
             self._members,
         )
-        return replace(self.registry.stats_result(now), member=member)
+        return self.registry.stats_result(now, member)

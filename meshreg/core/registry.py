@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, Protocol
 
 import xxhash
@@ -41,7 +42,6 @@ from meshreg.core import health
 from meshreg.core.effects import (
     Answer,
     Effect,
-    InstanceView,
     Rejected,
     Reply,
     ServiceChanged,
@@ -75,7 +75,9 @@ from meshreg.core.results import (
     EntryRefused,
     EntryResult,
     InstanceCounts,
+    InstanceRow,
     InstancesResult,
+    MemberStats,
     PingResult,
     Result,
     ServicesResult,
@@ -95,6 +97,7 @@ from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey, protection_active
 
+_BY_ID = itemgetter(0, 1, 2)  # an instance row's (ip, port, cluster)
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
 STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path
 EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment's basis
@@ -593,7 +596,7 @@ class RegistryNode:
         """``key``'s instances (only the healthy, enabled ones if ``healthy_only``,
         unless protection is on), with its settings; ``now``: tell the uptime too."""
         svc = self.store.get(key)
-        instances: list[InstanceView] = []
+        instances: list[InstanceRow] = []
         threshold, _, service_metadata = self.store.service_settings(key)
         protected = False
         if svc is not None:
@@ -603,19 +606,8 @@ class RegistryNode:
             for rec in svc.instances.values():
                 if healthy_only and not protected and not (rec.healthy and rec.enabled):
                     continue
-                iid = rec.id
-                instances.append(
-                    InstanceView(
-                        iid.ip,
-                        iid.port,
-                        iid.cluster,
-                        rec.weight,
-                        rec.enabled,
-                        rec.healthy,
-                        rec.metadata,
-                    )
-                )
-        instances.sort(key=lambda v: (v.ip, v.port, v.cluster))
+                instances.append(rec.id + (rec.weight, rec.enabled, rec.healthy, rec.metadata))
+        instances.sort(key=_BY_ID)  # (ip, port, cluster)
         return InstancesResult(
             key,
             self.epoch,
@@ -638,7 +630,8 @@ class RegistryNode:
             services_cursor(*page[-1]) if more else None,
         )
 
-    def stats_result(self, now: float) -> StatsResult:
+    def stats_result(self, now: float, member: MemberStats | None = None) -> StatsResult:
+        """The node's ``stats``; ``member``: a cluster member's part (core/distro)."""
         store = self.store
         healthy, unhealthy = store.instance_count()
         stats = self.stats
@@ -681,6 +674,7 @@ class RegistryNode:
                 self.session_renewals,
                 self.silent_sessions,
             ),
+            member=member,
         )
 
     # -- time ----------------------------------------------------------------

@@ -28,7 +28,6 @@ from meshreg.core.results import (
     SessionRenewed,
     StatsResult,
 )
-from meshreg.wire.notifications import instance_to_wire
 from meshreg.wire.peer import payload_to_wire
 
 
@@ -43,7 +42,18 @@ def instances_map(r: InstancesResult) -> dict[str, Any]:
         "protect_threshold": r.protect_threshold,
         "protected": r.protected,
         "service_metadata": r.service_metadata,
-        "instances": [instance_to_wire(v) for v in r.instances],
+        "instances": [
+            {
+                "ip": ip,
+                "port": port,
+                "cluster": cluster,
+                "weight": weight,
+                "enabled": enabled,
+                "healthy": healthy,
+                "metadata": metadata,
+            }
+            for ip, port, cluster, weight, enabled, healthy, metadata in r.instances
+        ],
     }
     if r.uptime is not None:
         m["uptime"] = r.uptime
@@ -107,9 +117,12 @@ def _preservation_map(p: PreservationStats) -> dict[str, Any]:
     }
 
 
+_LIMIT_NAMES = tuple(f.name for f in fields(LimitsPolicy))
+
+
 def _limits_map(limits: LimitsPolicy) -> dict[str, int]:
     """``[limits]`` under the names the node config gives them."""
-    return {f.name: getattr(limits, f.name) for f in fields(limits)}
+    return {name: getattr(limits, name) for name in _LIMIT_NAMES}
 
 
 def stats_map(r: StatsResult) -> dict[str, Any]:

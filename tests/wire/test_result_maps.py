@@ -54,8 +54,8 @@ def test_a_result_nobody_encodes_is_refused_not_sent_as_something_else() -> None
 
 
 def instances(uptime: float | None) -> InstancesResult:
-    view = InstanceView("10.0.0.5", 8080, "DEFAULT", 1.0, True, False, {"zone": "eu-1"}, 9, 9, 9)
-    return InstancesResult(KEY, 7, 3, 0.0, False, {}, (view,), uptime)
+    row = ("10.0.0.5", 8080, "DEFAULT", 1.0, True, False, {"zone": "eu-1"})
+    return InstancesResult(KEY, 7, 3, 0.0, False, {}, (row,), uptime)
 
 
 def test_instances_map_shows_visible_fields_only_and_uptime_when_told() -> None:
@@ -74,7 +74,7 @@ def test_instances_map_shows_visible_fields_only_and_uptime_when_told() -> None:
             "healthy": False,
             "metadata": {"zone": "eu-1"},
         }
-    ]  # fmt: skip: no version, alive, down or session (peers only)
+    ]  # fmt: skip
     assert "uptime" not in to_wire(instances(None))
 
 
