@@ -7,6 +7,7 @@ from typing import Any
 from meshreg.core.effects import Forward, Rejected, Reply
 from meshreg.wire.messages import RequestRejected
 from meshreg.wire.peer import parse_call_result
+from meshreg.wire.result_maps import to_wire
 
 
 def served(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
@@ -19,6 +20,16 @@ def served(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
         raise RequestRejected(answer.code, answer.message, answer.req_id, answer.op)
     assert type(answer) is Forward, answer
     return answer
+
+
+def served_map(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
+    """``served``, its result as the map a client reads (wire/result_maps)."""
+    return to_wire(served(node, req, now, forwarded))
+
+
+def stats_map(node: Any, now: float) -> Any:
+    """``node.stats_result(now)`` as the map a client reads (wire/result_maps)."""
+    return to_wire(node.stats_result(now))
 
 
 def peer_reply(node: Any, tag: int, result: Any, now: float) -> None:

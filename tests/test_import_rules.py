@@ -226,3 +226,41 @@ CONFIGCENTER_PURE = ("model.py", "core.py", "replication.py")
 def test_configcenter_core_is_sans_io(name: str) -> None:
     path = ROOT / "configcenter" / name
     assert _violations(path, SANS_IO_FORBIDDEN + ("sqlite3",) + CORE_MAY_NOT_USE) == []
+
+
+# -- core builds no wire maps (issue 11): it answers typed results (core/results) and
+# wire/result_maps makes the reply maps.  A function of core annotated to return
+# ``dict[str, Any]`` is a wire shape in the making; the ones left, with the reason:
+WIRE_MAPS_LEFT: set[tuple[str, str]] = set()  # (module under meshreg/, function)
+
+
+def wire_maps_built(source: str) -> list[tuple[int, str]]:
+    """(line, function) of every function whose return annotation is ``dict[str, Any]``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        returns = getattr(node, "returns", None)
+        if returns is None or not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if ast.unparse(returns).replace(" ", "").strip("'\"") == "dict[str,Any]":
+            found.append((node.lineno, node.name))
+    return found
+
+
+@pytest.mark.parametrize("path", _params("core_maps", "core"))
+def test_core_builds_no_wire_maps(path: Path) -> None:
+    rel = str(path.relative_to(ROOT))
+    found = [(line, name) for line, name in wire_maps_built(path.read_text())]
+    assert [
+        f"{rel}:{line} {name}" for line, name in found if (rel, name) not in WIRE_MAPS_LEFT
+    ] == []
+
+
+def test_the_map_rule_can_fail() -> None:
+    source = (
+        "from typing import Any\n"
+        "def a() -> dict[str, Any]: ...\n"
+        "class C:\n"
+        "    def b(self) -> dict[str, int]: ...\n"
+        "    def c(self) -> 'dict[str,  Any]': ...\n"
+    )
+    assert [name for _, name in wire_maps_built(source)] == ["a", "c"]

@@ -10,7 +10,8 @@ a node's raw maps.
   says which request it answers; the result is still unchecked, because only the
   request's op says what shape it must have);
 * :func:`decode_result` -> the typed result of an op (:class:`InstancesSnapshot`,
-  :class:`ServicesPage`, :class:`ClusterView`, :class:`SessionRenewal`), or the
+  :class:`ServicesPage`, :class:`ClusterView`, :class:`SessionRenewal`,
+  :class:`BatchOutcome`), or the
   checked map for results the client hands to the user as they are (ping, stats);
 * :func:`decode_notification_frames` -> :class:`ServiceDelta` or :class:`ServiceSync`.
 
@@ -115,6 +116,21 @@ class ClusterView:
 
 
 @dataclass(frozen=True)
+class EntryRefusal:
+    """A ``register_batch`` entry the node refused (it changed nothing)."""
+
+    code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The ``register_batch`` result: per entry, None (registered) or its refusal."""
+
+    results: tuple[EntryRefusal | None, ...]
+
+
+@dataclass(frozen=True)
 class SessionRenewal:
     instances: int  # instances the node holds in the session
     known: bool | None  # False: the node had never heard of the session (None: not said)
@@ -156,6 +172,10 @@ def decode_result(op: str, raw: Any) -> Any:
         return ClusterView(r["node"], members, r)
     if op == "session_renew":
         return SessionRenewal(r["instances"], r.get("known"))
+    if op == "register_batch":
+        return BatchOutcome(
+            tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])
+        )
     return r
 
 

@@ -103,7 +103,9 @@ from meshreg.client.commands import (
 from meshreg.client.config_session import ConfigPolicy
 from meshreg.client.configs import ConfigChanged
 from meshreg.client.messages import (
+    BatchOutcome,
     ClusterView,
+    EntryRefusal,
     InstancesSnapshot,
     Pushed,
     Reply,
@@ -797,14 +799,13 @@ class ClientSession:
         self._batches_in_flight += 1
         timeout = max(self.settings.attempt_timeout, max(i[2] for i in items) - self._now)
 
-        def replied(result: Any) -> None:
+        def replied(result: BatchOutcome) -> None:
             self._batches_in_flight -= 1
-            results = result.get("results") if isinstance(result, dict) else None
-            if not isinstance(results, list) or len(results) != len(items):
+            if len(result.results) != len(items):
                 why = malformed_reply_error("register_batch", self.server, "wrong result count")
                 self._bulk_failed(items, why)
             else:
-                self._batch_results(items, results)
+                self._batch_results(items, result.results)
             self._pump_bulk()
 
         def failed(exc: BaseException) -> None:
@@ -838,7 +839,7 @@ class ClientSession:
             "register_batch", fields, timeout, on_reply=answered(replied), on_error=answered(failed)
         )
 
-    def _batch_results(self, items: list[Any], results: list[Any]) -> None:
+    def _batch_results(self, items: list[Any], results: tuple[EntryRefusal | None, ...]) -> None:
         """Each entry's result: registered (kept alive from now on), or its error; the
         refusals are logged as one line per server and kind."""
         refused: dict[int, list[Any]] = {}
@@ -853,8 +854,8 @@ class ClientSession:
                 self._wrote(reg.key)
                 self._entry_done(reply_to, None)
                 continue
-            code, message = (result[0], result[1]) if isinstance(result, list) else (7, "?")
-            exc = server_error(code, str(message), self.server)
+            code = result.code
+            exc = server_error(code, result.message, self.server)
             refused.setdefault(code, []).append((reg, exc))
             self._entry_done(reply_to, exc)
         for code, errors in refused.items():

@@ -67,15 +67,19 @@ class DigestSummary:
 
 @dataclass(frozen=True, slots=True)
 class DigestPage:
-    """One page of a peer's ``digests`` reply: (key, digest, instances) per service."""
+    """One page of a ``digests`` listing: (key, digest, instances) per service, in
+    ascending key order; ``more``: later pages follow.  A member's answer to the call
+    (core/distro), and a peer's answer as wire/peer parses it."""
 
     entries: tuple[tuple[ServiceKey, int, int], ...]
     more: bool
+    node: str = ""  # the listing member (sent; a parsed reply does not need it)
 
 
 @dataclass(frozen=True, slots=True)
 class ReconcileReply:
-    """A peer's ``reconcile`` result: its merged payload of each service we sent."""
+    """A ``reconcile`` result: the answering member's merged payload of each service
+    it was sent (its answer, and a peer's answer as wire/peer parses it)."""
 
     services: tuple[ServicePayload, ...]
 

@@ -94,7 +94,7 @@ import enum
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshreg.core.cluster_messages import (
@@ -137,6 +137,7 @@ from meshreg.core.requests import (
     GetCluster,
     GetStats,
     ListDigests,
+    PeerRequest,
     PushSessions,
     Reconcile,
     RegisterBatch,
@@ -144,10 +145,11 @@ from meshreg.core.requests import (
     SetService,
     UpdateInstance,
 )
+from meshreg.core.results import ClusterResult, MemberRow, MemberStats, Result, StatsResult
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, RequestRejected
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import ServiceKey
 
 RECONCILES_IN_FLIGHT = 4  # reconcile requests per anti-entropy round at once
 ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round failed...
@@ -334,46 +336,13 @@ class DistroNode:
         if self.state is NodeState.RESYNCING and (not self._resync or now >= self._resync_until):
             self._to(NodeEvent.RESYNCED)
 
-    # -- the registry's own interface, passed through (the runtime talks to the member) --
-    @property
-    def wall_offset(self) -> float:
-        return self.registry.wall_offset
-
-    @wall_offset.setter
-    def wall_offset(self, offset: float) -> None:
-        self.registry.wall_offset = offset
-
-    def check_stall(self, now: float) -> bool:
-        return self.registry.check_stall(now)
-
+    # -- outputs ------------------------------------------------------------------
     def take_effects(self) -> list[Effect]:
+        """Everything the member's inputs caused (core/effects), in order.  The member's
+        own outputs (broadcasts, peer calls, member news) and the registry's share its
+        one queue, so that they go out in the order they were made; registry questions
+        (``holds``, ``watched``, ``instances_result``, ...) go to ``self.registry``."""
         return self.registry.take_effects()
-
-    def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
-        self.registry.subscription_changed(key, subscribed)
-
-    def watched(self, key: ServiceKey) -> bool:
-        return self.registry.watched(key)
-
-    def instances_result(
-        self, key: ServiceKey, healthy_only: bool, now: float | None = None
-    ) -> dict[str, Any]:
-        return self.registry.instances_result(key, healthy_only, now)
-
-    def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
-        return self.registry.holds(key, iid)
-
-    def service_count(self) -> int:
-        return self.registry.service_count()
-
-    def count_error(self, code: ErrorCode) -> None:
-        self.registry.count_error(code)
-
-    def rejected(self, error: RequestRejected) -> None:
-        self.registry.rejected(error)
-
-    def wall_stamp(self, now: float) -> int:
-        return self.registry.wall_stamp(now)
 
     # -- responsibility -----------------------------------------------------------
     def members(self) -> tuple[str, ...]:
@@ -545,7 +514,7 @@ class DistroNode:
         except RequestRejected as exc:
             return self.registry.refused(exc)
 
-    def _apply(self, req: Any, now: float, received_at: float) -> Any:
+    def _apply(self, req: Any, now: float, received_at: float) -> Result:
         t = type(req)
         if t in _WRITES:
             if self.ready:
@@ -695,7 +664,7 @@ class DistroNode:
                 total = (total + (self._digest_of(key) or 0)) & MASK
         return count, total
 
-    def _list_digests(self, req: ListDigests) -> dict[str, Any]:
+    def _list_digests(self, req: ListDigests) -> DigestPage:
         if req.caller is not None and req.caller in self._members:
             # A node catching up asks (it restarted faster than peer_timeout: we still
             # count its old incarnation as an owner): list what we own without it, or
@@ -708,26 +677,21 @@ class DistroNode:
         if req.cursor is not None:
             keys = [k for k in keys if k > req.cursor]
         page = keys[: req.limit]
-        return {
-            "node": self.node_id,
-            "digests": [
-                [
-                    k.namespace,
-                    k.group,
-                    k.service,
-                    self._digest_of(k),
-                    len(self.store.services[k].instances) if k in self.store.services else 0,
-                ]
+        services = self.store.services
+        return DigestPage(
+            tuple(
+                (k, self._digest_of(k) or 0, len(services[k].instances) if k in services else 0)
                 for k in page
-            ],
-            "more": len(keys) > len(page),
-        }
+            ),
+            len(keys) > len(page),
+            self.node_id,
+        )
 
-    def _reconcile(self, req: Reconcile, now: float) -> dict[str, Any]:
+    def _reconcile(self, req: Reconcile, now: float) -> ReconcileReply:
         for payload in req.services:
             if not self._too_far_ahead(payload, now, req.node, "reconcile"):
                 self._merge(payload, now)
-        return {"services": [self.payload_of(p.key) for p in req.services]}  # wire encodes
+        return ReconcileReply(tuple(self.payload_of(p.key) for p in req.services))
 
     # -- replication channel -----------------------------------------------------------
     def on_replication(
@@ -825,33 +789,30 @@ class DistroNode:
         request path too (DISTRO.md "Two paths"): a replication stream stalled by loss
         (TCP backing off) must not silence every session renewed here, as forwarded
         per-instance beats had that second path (chaos loss-delay).  Not retried."""
-        fields = {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
         for peer in self.membership.up_peers():
             if peer.node_id:
-                self._call(peer.node_id, "sessions", fields, "sessions", (peer.node_id,))
+                self._call(peer.node_id, PushSessions(0, beats), "sessions", (peer.node_id,))
 
-    def _call(self, node_id: str, op: str, fields: dict[str, Any], kind: str, ctx: Any) -> None:
+    def _call(self, node_id: str, request: PeerRequest, kind: str, ctx: Any) -> None:
+        """Queue ``request`` to ``node_id`` as a ``PeerCall`` (its id: a new tag)."""
         peer = self.membership.peer_by_id(node_id)
         if peer is None:
             return
         tag = next(self._tags)
         self._calls[tag] = (kind, ctx)
-        self.registry.queue(PeerCall(tag, node_id, peer.address, op, fields))
+        self.registry.queue(PeerCall(tag, node_id, peer.address, replace(request, req_id=tag)))
 
     def _start_round(self, node_id: str) -> None:
         peer = self.membership.peer_by_id(node_id)
         upto = (peer.epoch, peer.last_seq) if peer is not None and peer.epoch is not None else None
         self._rounds[node_id] = _SyncRound(node_id, set(), [], upto=upto)
         self.counters["snapshot_pulls"] += 1
-        self._call(node_id, "digests", self._digest_fields(None), "digests", node_id)
+        self._call(node_id, self._list_digests_after(None), "digests", node_id)
 
-    def _digest_fields(self, cursor: list[str] | None) -> dict[str, Any]:
-        return {
-            "cursor": cursor,
-            "limit": MAX_DIGEST_PAGE,
-            "node": self.node_id,
-            "ready": self.ready,
-        }
+    def _list_digests_after(self, cursor: ServiceKey | None) -> ListDigests:
+        """The ``digests`` call for the page after ``cursor`` (we say who we are, and
+        whether we are catching up: core/distro ``_list_digests``)."""
+        return ListDigests(0, cursor, MAX_DIGEST_PAGE, self.node_id, self.ready)
 
     def peer_reply(self, tag: int, reply: CallReply, now: float) -> None:
         """The reply to a PeerCall, parsed by wire/peer (``parse_call_result``); an
@@ -959,8 +920,7 @@ class DistroNode:
             last = key
         more = page.more
         if more and last is not None:
-            cursor = [last.namespace, last.group, last.service]
-            self._call(node_id, "digests", self._digest_fields(cursor), "digests", node_id)
+            self._call(node_id, self._list_digests_after(last), "digests", node_id)
             return
         # Ours that it should own but did not list: it lacks them (or holds tombstones).
         for key in sorted(self._known_keys()):
@@ -991,8 +951,8 @@ class DistroNode:
                 payloads.append(payload)  # wire encodes it (wire/peer)
                 entries += size
             rnd.reconciling += 1
-            fields = {"node": self.node_id, "services": payloads}
-            self._call(node_id, "reconcile", fields, "reconcile", (node_id, batch))
+            request = Reconcile(0, self.node_id, tuple(payloads))
+            self._call(node_id, request, "reconcile", (node_id, batch))
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]
             self._round_backoff.pop(node_id, None)
@@ -1112,21 +1072,11 @@ class DistroNode:
         return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
 
     # -- monitoring ---------------------------------------------------------------------------
-    def cluster_result(self, now: float) -> dict[str, Any]:
+    def cluster_result(self, now: float) -> ClusterResult:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
-        members: list[dict[str, Any]] = [
-            {
-                "id": self.node_id,
-                "address": self.address,
-                "state": "up" if self.ready else "catching up",
-                "self": True,
-                "services": me[0],
-                "instances": me[1],
-                "lag": 0,
-                "last_heard": 0.0,
-            }
-        ]
+        state = "up" if self.ready else "catching up"
+        members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0)]
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
             if peer.state is MemberState.UP and not peer.ready:
@@ -1135,27 +1085,27 @@ class DistroNode:
             applied = self.applied_seq.get(peer.node_id or "")
             lag = max(0, peer.last_seq - applied[1]) if applied else 0
             members.append(
-                {
-                    "id": peer.node_id or "",
-                    "address": peer.address,
-                    "state": state,
-                    "self": False,
-                    "services": counts[0],
-                    "instances": counts[1],
-                    "lag": lag,
-                    "last_heard": round(now - peer.last_heard, 3)
-                    if peer.last_heard > float("-inf")
-                    else None,
-                }
+                MemberRow(
+                    peer.node_id or "",
+                    peer.address,
+                    state,
+                    False,
+                    counts[0],
+                    counts[1],
+                    lag,
+                    round(now - peer.last_heard, 3) if peer.last_heard > -math.inf else None,
+                )
             )
-        return {"node": self.node_id, "ready": self.ready, "members": members}
+        return ClusterResult(self.node_id, self.ready, tuple(members))
 
-    def stats_result(self, now: float) -> dict[str, Any]:
-        result = self.registry.stats_result(now)
-        result.update(self.counters)
-        result["node_id"] = self.node_id
-        result["ready"] = self.ready
-        result["health_judgment"] = self.judging(now)
-        result["disputed_views"] = len(self.other_views())
-        result["members"] = list(self._members)
-        return result
+    def stats_result(self, now: float) -> StatsResult:
+        """The registry's ``stats`` with the member's part."""
+        member = MemberStats(
+            dict(self.counters),
+            self.node_id,
+            self.ready,
+            self.judging(now),
+            len(self.other_views()),
+            self._members,
+        )
+        return self.registry.stats_result(now, member)

@@ -32,8 +32,11 @@ from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey, hot_value
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from meshreg.core.cluster_messages import Beacon, DigestSummary, ReplicatedDelta, SessionBeats
-    from meshreg.core.requests import Request
+    from meshreg.core.requests import PeerRequest, Request
+    from meshreg.core.results import EntryResult, Result
 
 
 @hot_value  # frozen to mypy; made per instance of every change (meshreg/model)
@@ -165,10 +168,10 @@ PreservationEvent = SelfPreservationStarted | SelfPreservationEnded | SelfPreser
 # -- the answer to one request ------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The request was served: send ``result`` (a msgpack-able value) back."""
+    """The request was served: send ``result`` back (core/results; wire encodes it)."""
 
     req_id: int
-    result: Any = None
+    result: Result = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,7 @@ class SplitBatch:
 
     req_id: int
     size: int
-    results: tuple[tuple[int, Any], ...]
+    results: tuple[tuple[int, EntryResult], ...]
     parts: tuple[tuple[Forward, tuple[int, ...]], ...]
 
 
@@ -220,12 +223,12 @@ class BatchJoin:
     def __init__(self, envelope: Any, split: SplitBatch) -> None:
         self.envelope = envelope  # the client's, opaque here
         self.req_id = split.req_id
-        self.results: list[Any] = [None] * split.size
+        self.results: list[EntryResult] = [None] * split.size
         for index, result in split.results:
             self.results[index] = result
         self.outstanding = len(split.parts)
 
-    def fill(self, indices: tuple[int, ...], results: list[Any]) -> bool:
+    def fill(self, indices: tuple[int, ...], results: Sequence[EntryResult]) -> bool:
         """One part's results (parallel to ``indices``); True when every part is in."""
         for index, result in zip(indices, results, strict=True):
             self.results[index] = result
@@ -246,13 +249,17 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class PeerCall:
-    """Send a request to a peer; answer with ``peer_reply``/``peer_failed``(tag)."""
+    """Send ``request`` (core/requests; its id is ``tag``, wire/peer encodes it) to a
+    peer; answer with ``peer_reply``/``peer_failed``(tag)."""
 
     tag: int
     node_id: str
     address: str
-    op: str
-    fields: dict[str, Any]
+    request: PeerRequest
+
+    @property
+    def op(self) -> str:
+        return self.request.op
 
 
 Effect = (

@@ -104,7 +104,6 @@ replaced by new registrations (which grow ``total``), the episode expires
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 from meshreg.core.effects import PreservationEvent as Event
 from meshreg.core.effects import (  # re-exported: defined with every other effect
@@ -113,6 +112,7 @@ from meshreg.core.effects import (  # re-exported: defined with every other effe
     SelfPreservationStarted,
 )
 from meshreg.core.health import HealthPolicy
+from meshreg.core.results import PreservationStats
 
 
 class PreservationState(enum.Enum):
@@ -189,21 +189,21 @@ class SelfPreservation:
         events, self._events = self._events, []
         return events
 
-    def result(self, now: float) -> dict[str, Any]:
+    def result(self, now: float) -> PreservationStats:
         """The ``self_preservation`` part of ``stats`` (counts as of the last sweep)."""
         p = self.policy
-        return {
-            "enabled": p.self_preservation,
-            "state": self.state.value,
-            "active": self.active,
-            "active_for": round(now - self.entered_at, 3) if self.entered_at is not None else None,
-            "evicting": not self.active and now >= self.evict_from,
-            "silent": self.silent,
-            "of": self.total,
-            "held": self.held,
-            "threshold": p.self_preservation_threshold,
-            "min_instances": p.self_preservation_min,
-            "times_entered": self.times_entered,
-            "max_duration": p.self_preservation_max,
-            "times_expired": self.times_expired,
-        }
+        return PreservationStats(
+            enabled=p.self_preservation,
+            state=self.state.value,
+            active=self.active,
+            active_for=round(now - self.entered_at, 3) if self.entered_at is not None else None,
+            evicting=not self.active and now >= self.evict_from,
+            silent=self.silent,
+            total=self.total,
+            held=self.held,
+            threshold=p.self_preservation_threshold,
+            min_instances=p.self_preservation_min,
+            times_entered=self.times_entered,
+            max_duration=p.self_preservation_max,
+            times_expired=self.times_expired,
+        )

@@ -31,7 +31,6 @@ Theory of operation
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
 from meshreg.core.sessions import DEFAULT_MAX_SESSIONS
 from meshreg.core.store import DEFAULT_MAX_TOMBSTONES, RegistryStore, metadata_size
@@ -93,9 +92,6 @@ class LimitsPolicy:
             value = getattr(self, f.name)
             if type(value) is not int or value < 1:
                 raise ConfigError(f"[limits] {f.name} must be a whole number >= 1, got {value!r}")
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +223,6 @@ class Quotas:
             return self._metadata(store, key, "service_set", grows, "the service metadata")
         return None
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> dict[str, int]:
         """The quota part of ``stats``: refusals by limit."""
         return dict(self.rejected)

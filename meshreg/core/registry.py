@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 ``handle(request, now)`` applies one validated request and answers one way:
-a ``Reply`` with its result (a msgpack-able value) or a ``Rejected`` with a
+a ``Reply`` with its typed result (core/results) or a ``Rejected`` with a
 wire code (core/effects).  A rejected request never changes state.  Visible
 changes, and revision syncs for new subscribers, queue up as effects; the
 caller drains them with ``take_effects()`` after each batch and publishes
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, Protocol
 
 import xxhash
@@ -69,6 +70,25 @@ from meshreg.core.requests import (
     UpdateInstance,
     services_cursor,
 )
+from meshreg.core.results import (
+    BatchResult,
+    EntryRefused,
+    EntryResult,
+    InstanceCounts,
+    InstanceRow,
+    InstancesResult,
+    MemberStats,
+    PingResult,
+    Result,
+    ServicesResult,
+    SessionClosed,
+    SessionOpened,
+    SessionRenewed,
+    SessionStats,
+    StatsResult,
+    Timings,
+    Usage,
+)
 from meshreg.core.sessions import SessionRecord
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore
@@ -77,6 +97,7 @@ from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey, protection_active
 
+_BY_ID = itemgetter(0, 1, 2)  # an instance row's (ip, port, cluster)
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
 STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path
 EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment's basis
@@ -228,7 +249,7 @@ class RegistryNode:
         self.stats.count_error(exc.code)
         return Rejected(exc.req_id, exc.code, exc.message, exc.op)
 
-    def apply(self, req: Any, now: float, received_at: float) -> Any:
+    def apply(self, req: Any, now: float, received_at: float) -> Result:
         """Apply one request here; return its result or raise RequestRejected.
 
         ``received_at``: when the request reached this node, earlier than ``now`` for a
@@ -238,7 +259,8 @@ class RegistryNode:
         op = req.op
         requests[op] = requests.get(op, 0) + 1
         if type(req) is Beat:
-            return self._beat(req, now, received_at)
+            self._beat(req, now, received_at)
+            return None
         if type(req) is RegisterInstance:
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
@@ -258,29 +280,24 @@ class RegistryNode:
             self.emit(change)
             return None
         if type(req) is RegisterBatch:
-            return {"results": self.register_entries(req.entries, now)}
+            return BatchResult(self.register_entries(req.entries, now))
         if type(req) is SessionRenew:
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             known = sess is not None
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now)
             self.renew_session(req.session, req.namespace, now, now)
-            return {"instances": sess.count, "known": known}
+            return SessionRenewed(sess.count, known)
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now)
             self.renew_session(sid, req.namespace, now, now)
-            return {
-                "session": sid,
-                "instances": sess.count,
-                "unhealthy_after": self.policy.unhealthy_after,
-                "evict_after": self.policy.evict_after,
-            }
+            return SessionOpened(
+                sid, sess.count, self.policy.unhealthy_after, self.policy.evict_after
+            )
         if type(req) is SessionClose:
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
-            if sess is None:
-                return {"deregistered": 0}
-            return {"deregistered": self._close_session(sess, now)}
+            return SessionClosed(0 if sess is None else self._close_session(sess, now))
         if type(req) is DeregisterInstance:
             version = self.stamp(now)
             change = self.store.deregister(req.key, req.instance, version, now)
@@ -319,20 +336,20 @@ class RegistryNode:
         if type(req) is GetStats:
             return self.stats_result(now)
         if type(req) is Ping:
-            return {"epoch": self.epoch, "version": __version__, "address": self.address}
+            return PingResult(self.epoch, __version__, self.address)
         raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unhandled op {op!r}", req.req_id)
 
     def register_entries(
         self, entries: tuple[RegisterInstance | EntryRejected, ...], now: float
-    ) -> list[list[Any] | None]:
+    ) -> tuple[EntryResult, ...]:
         """Apply a ``register_batch``'s entries here, one by one: each result is None
-        (registered) or ``[code, message]`` (refused by the wire checks or here; that
-        entry changed nothing, the others still apply).
+        (registered) or an ``EntryRefused`` (by the wire checks or here; that entry
+        changed nothing, the others still apply).
 
         Each entry is applied as a single ``register`` is (checks, quota, session), but
         the visible changes are coalesced per service (core/store, "Batches"): one
         revision, one notification and one replicated delta per service and batch."""
-        results: list[list[Any] | None] = []
+        results: list[EntryResult] = []
         append, apply, count_error = results.append, self.apply, self.stats.count_error
         store = self.store
         store.hold_changes()
@@ -340,18 +357,18 @@ class RegistryNode:
             for entry in entries:
                 if type(entry) is EntryRejected:
                     count_error(entry.code)
-                    append([int(entry.code), entry.message])
+                    append(EntryRefused(entry.code, entry.message))
                     continue
                 try:
                     apply(entry, now, now)
                     append(None)
                 except RequestRejected as exc:
                     count_error(exc.code)
-                    append([int(exc.code), exc.message])
+                    append(EntryRefused(exc.code, exc.message))
         finally:
             for change in store.release_changes():
                 self.emit(change)
-        return results
+        return tuple(results)
 
     def fast_beat(self, key: tuple[str, str, str], iid: tuple[str, int, str], now: float) -> bool:
         """Renew a registered, healthy instance: the whole effect of most beats.
@@ -575,10 +592,11 @@ class RegistryNode:
 
     def instances_result(
         self, key: ServiceKey, healthy_only: bool, now: float | None = None
-    ) -> dict[str, Any]:
+    ) -> InstancesResult:
+        """``key``'s instances (only the healthy, enabled ones if ``healthy_only``,
+        unless protection is on), with its settings; ``now``: tell the uptime too."""
         svc = self.store.get(key)
-        instances: list[dict[str, Any]] = []
-        revision = self.store.revision_of(key)
+        instances: list[InstanceRow] = []
         threshold, _, service_metadata = self.store.service_settings(key)
         protected = False
         if svc is not None:
@@ -588,92 +606,76 @@ class RegistryNode:
             for rec in svc.instances.values():
                 if healthy_only and not protected and not (rec.healthy and rec.enabled):
                     continue
-                iid = rec.id
-                instances.append(
-                    {
-                        "ip": iid.ip,
-                        "port": iid.port,
-                        "cluster": iid.cluster,
-                        "weight": rec.weight,
-                        "enabled": rec.enabled,
-                        "healthy": rec.healthy,
-                        "metadata": rec.metadata,
-                    }
-                )
-        instances.sort(key=lambda d: (d["ip"], d["port"], d["cluster"]))
-        return {
-            "namespace": key.namespace,
-            "group": key.group,
-            "service": key.service,
-            "epoch": self.epoch,
-            "revision": revision,
-            "protect_threshold": threshold,
-            "protected": protected,
-            "service_metadata": service_metadata,
-            "instances": instances,
-            # how long this node has been up: an empty list from a node that has just
-            # (re)started may only mean its providers have not registered again yet
-            **({"uptime": round(self.stats.uptime(now), 3)} if now is not None else {}),
-        }
+                instances.append(rec.id + (rec.weight, rec.enabled, rec.healthy, rec.metadata))
+        instances.sort(key=_BY_ID)  # (ip, port, cluster)
+        return InstancesResult(
+            key,
+            self.epoch,
+            self.store.revision_of(key),
+            threshold,
+            protected,
+            service_metadata,
+            tuple(instances),
+            round(self.stats.uptime(now), 3) if now is not None else None,
+        )
 
-    def services_result(self, req: ListServices) -> dict[str, Any]:
+    def services_result(self, req: ListServices) -> ServicesResult:
         """One page of a namespace's services: O(log N + page), never O(N)."""
         store = self.store
         page, more = store.service_page(req.namespace, req.group, req.after, req.page_size)
-        return {
-            "namespace": req.namespace,
-            "services": [{"group": g, "service": s} for g, s in page],
-            "count": store.service_count(req.namespace, req.group),  # all pages together
-            "next_cursor": services_cursor(*page[-1]) if more else None,
-        }
+        return ServicesResult(
+            req.namespace,
+            tuple(page),
+            store.service_count(req.namespace, req.group),  # all pages together
+            services_cursor(*page[-1]) if more else None,
+        )
 
-    def stats_result(self, now: float) -> dict[str, Any]:
+    def stats_result(self, now: float, member: MemberStats | None = None) -> StatsResult:
+        """The node's ``stats``; ``member``: a cluster member's part (core/distro)."""
         store = self.store
         healthy, unhealthy = store.instance_count()
         stats = self.stats
-        return {
-            "address": self.address,
-            "version": __version__,
-            "epoch": self.epoch,
-            "uptime": round(stats.uptime(now), 3),
-            "services": len(self.store.services),
-            "instances": {"total": healthy + unhealthy, "healthy": healthy, "unhealthy": unhealthy},
-            "requests": dict(stats.requests),
-            "beats_total": stats.beats,
-            "beats_per_second": round(stats.beat_rate(now), 1),
-            "errors": dict(stats.errors),
-            "errors_total": sum(stats.errors.values()),
-            "notifications": stats.notifications,
-            "subscribers": self.subscriptions.total(),
-            "watched_services": self.subscriptions.watched_services(),
-            "revision": self.store.revision,
-            "timings": {
-                "check_interval": self.policy.check_interval,
-                "unhealthy_after": self.policy.unhealthy_after,
-                "evict_after": self.policy.evict_after,
-            },
-            "self_preservation": self.preservation.result(now),
-            "stalls": self.stalls,
+        policy = self.policy
+        return StatsResult(
+            address=self.address,
+            version=__version__,
+            epoch=self.epoch,
+            uptime=round(stats.uptime(now), 3),
+            services=len(store.services),
+            instances=InstanceCounts(healthy + unhealthy, healthy, unhealthy),
+            requests=dict(stats.requests),
+            beats_total=stats.beats,
+            beats_per_second=round(stats.beat_rate(now), 1),
+            errors=dict(stats.errors),
+            errors_total=sum(stats.errors.values()),
+            notifications=stats.notifications,
+            subscribers=self.subscriptions.total(),
+            watched_services=self.subscriptions.watched_services(),
+            revision=store.revision,
+            timings=Timings(policy.check_interval, policy.unhealthy_after, policy.evict_after),
+            self_preservation=self.preservation.result(now),
+            stalls=self.stalls,
             # what clients grew, against [limits] (core/quotas); running counts: O(1)
-            "usage": {
-                "namespaces": len(store.namespaces),
-                "services": store.known_services,
-                "empty_services": store.known_services - len(store.services),
-                "instances": store.instance_total,
-                "metadata_bytes": store.metadata_bytes,
-                "tombstones": store.tombstone_count,
-                "tombstones_dropped": store.tombstones_dropped,
-            },
-            "limits": self.limits.as_dict(),
-            "rejected_quota": self.quotas.result(),
+            usage=Usage(
+                len(store.namespaces),
+                store.known_services,
+                store.known_services - len(store.services),
+                store.instance_total,
+                store.metadata_bytes,
+                store.tombstone_count,
+                store.tombstones_dropped,
+            ),
+            limits=self.limits,
+            rejected_quota=self.quotas.result(),
             # client sessions (core/sessions): bounded by [limits] max_sessions
-            "sessions": {
-                "count": len(store.sessions),
-                "instances": store.sessions.instance_count,
-                "renewals": self.session_renewals,
-                "silent": self.silent_sessions,
-            },
-        }
+            sessions=SessionStats(
+                len(store.sessions),
+                store.sessions.instance_count,
+                self.session_renewals,
+                self.silent_sessions,
+            ),
+            member=member,
+        )
 
     # -- time ----------------------------------------------------------------
     def tick(self, now: float) -> float:

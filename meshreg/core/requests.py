@@ -186,11 +186,20 @@ Request = (
 
 @dataclass(frozen=True, slots=True)
 class ListDigests:
+    """The ``digests`` peer op: a page of the services the answering member is
+    responsible for, after ``cursor``."""
+
     req_id: int
     cursor: ServiceKey | None
     limit: int
-    caller: str | None = None  # the asking node's id, when it says it is catching up
+    node: str | None = None  # the asking member's id (None: it did not say)
+    ready: bool = True  # False: the asking member is still catching up
     op = "digests"
+
+    @property
+    def caller(self) -> str | None:
+        """The asking member's id when it says it is catching up (else None)."""
+        return None if self.ready else self.node
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn, cast
 
 import zmq
@@ -49,6 +50,13 @@ from meshreg.core.effects import (
     SplitBatch,
     StallDetected,
     SyncAnnounced,
+)
+from meshreg.core.results import (
+    BatchResult,
+    EntryRefused,
+    EntryResult,
+    ServicesResult,
+    StatsResult,
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
@@ -535,12 +543,12 @@ class NodeRuntime:
         transport.tick(now)
         wake = core.tick(now)
         self._carry_out(core.take_effects(), now)
-        self.holdings.prune(core.holds, now)
+        self.holdings.prune(core.registry.holds, now)
         if core.state is not self._state_seen:  # the core's move (core/distro TRANSITIONS)
             if self._state_seen is NodeState.CATCHING_UP:
                 log.info(
                     "caught up: ready, %d services known; members %s",
-                    core.service_count(),
+                    core.registry.service_count(),
                     ", ".join(core.members()),
                 )
             self._state_seen = core.state
@@ -564,7 +572,7 @@ class NodeRuntime:
         core, clock, transport = self.core, self.clock, self.transport
         router, xpub, sub, peer_router = self._router, self._xpub, self._repl_sub, self._peer_router
         assert transport is not None and router is not None and xpub is not None
-        if core.check_stall(clock()):
+        if core.registry.check_stall(clock()):
             # stopped while waiting (SIGSTOP, a VM freeze): what is waiting in the
             # sockets may be old; the core knows it before it reads any of it
             self._carry_out(core.take_effects(), clock())
@@ -792,7 +800,7 @@ class NodeRuntime:
                 return self._serve_config(envelope, body, req, msg, principal, now)
             answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
-                self.holdings.forget_gone(principal.name, self.core.holds)
+                self.holdings.forget_gone(principal.name, self.core.registry.holds)
             if type(answer) is SplitBatch:
                 return self._split_batch(envelope, answer, now)
             if type(answer) is Forward:
@@ -807,7 +815,7 @@ class NodeRuntime:
             return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
-            self.core.count_error(ErrorCode.INTERNAL)
+            self.core.registry.count_error(ErrorCode.INTERNAL)
             req_id = req.req_id if req is not None else 0
             return envelope + [
                 encode_error(req_id, ErrorCode.INTERNAL, "internal error; see the node log")
@@ -895,10 +903,14 @@ class NodeRuntime:
                 elif peer and type(req) is RegisterBatch:  # the same, for a batch's part
                     batch = encode_written_batch(self.core.written_batch(req))
                     return [encode_ok(req_id, result), batch]
-                if type(req) is ListServices and principal is not OPEN and principal is not NODE:
-                    result = self._visible(principal, req, result)
-                elif type(req) is GetStats:
-                    result = {**result, **self._runtime_stats()}
+                if (
+                    type(result) is ServicesResult
+                    and principal is not OPEN
+                    and principal is not NODE
+                ):
+                    result = self._visible(principal, result)
+                elif type(result) is StatsResult:
+                    result = replace(result, runtime=self._runtime_stats())
                 return [encode_ok(req_id, result)]
             case Rejected():
                 who = self._sender(None, principal, peer)
@@ -959,19 +971,20 @@ class NodeRuntime:
         join.outstanding -= 1
         if join.outstanding:
             return None
-        return envelope + [encode_ok(join.req_id, {"results": join.results})]
+        return envelope + [encode_ok(join.req_id, BatchResult(tuple(join.results)))]
 
-    def _batch_fallback(self, forward: Forward, now: float) -> list[Any]:
+    def _batch_fallback(self, forward: Forward, now: float) -> Sequence[EntryResult]:
         """A part whose owner did not answer (or refused it whole): applied here."""
         answer = self.core.forward_failed(forward, now)
         count = len(forward.request.entries)  # type: ignore[union-attr]
         if type(answer) is Reply:
-            return answer.result["results"]  # type: ignore[no-any-return]
+            assert type(answer.result) is BatchResult
+            return answer.result.results
         assert type(answer) is Rejected
-        return [[int(answer.code), answer.message]] * count
+        return [EntryRefused(answer.code, answer.message)] * count
 
     def _batch_part_done(
-        self, join: BatchJoin, indices: tuple[int, ...], results: list[Any]
+        self, join: BatchJoin, indices: tuple[int, ...], results: Sequence[EntryResult]
     ) -> None:
         """One part's results; the client's reply once the last is in (while
         ``_split_batch`` sends the parts it holds one count: it replies itself)."""
@@ -979,7 +992,7 @@ class NodeRuntime:
             router = self._router
             assert router is not None
             router.send_multipart(
-                join.envelope + [encode_ok(join.req_id, {"results": join.results})]
+                join.envelope + [encode_ok(join.req_id, BatchResult(tuple(join.results)))]
             )
 
     def _read_allowed(self, client: Any, req: Any, now: float) -> None:
@@ -1001,24 +1014,20 @@ class NodeRuntime:
                 req.req_id,
             )
 
-    def _visible(self, principal: Principal, req: ListServices, result: Any) -> Any:
+    def _visible(self, principal: Principal, result: ServicesResult) -> ServicesResult:
         """A ``services`` page cut down to what the principal may read; ``count`` then
         counts only this page's visible services (the total would say what exists)."""
-        ns = result["namespace"]
-        keep = [
-            e
-            for e in result["services"]
-            if visible_services(principal, ns, e["group"], [e["service"]])
-        ]
-        if len(keep) == len(result["services"]) and principal.may_all(Access.READ, ns):
+        ns = result.namespace
+        keep = tuple(e for e in result.services if visible_services(principal, ns, e[0], [e[1]]))
+        if len(keep) == len(result.services) and principal.may_all(Access.READ, ns):
             return result
-        return {**result, "services": keep, "count": len(keep)}
+        return replace(result, services=keep, count=len(keep))
 
     def _rejected(
         self, exc: RequestRejected, now: float, who: tuple[str, str] = ("", "a client")
     ) -> None:
         """A request the runtime refused before the core saw it (the core counts its own)."""
-        self.core.rejected(exc)
+        self.core.registry.rejected(exc)
         self._log_rejected(exc.code, exc.message, now, who)
 
     def _sender(
@@ -1094,7 +1103,7 @@ class NodeRuntime:
         is not that (an error, an older owner) makes this node apply the part itself."""
         join, indices = pending.join
         try:
-            results = decode_batch_reply(frames[2], len(indices))
+            results: Sequence[EntryResult] = decode_batch_reply(frames[2], len(indices))
             if len(frames) == 4:
                 for payload in decode_written_batch(frames[3]):
                     self.core.adopt_written(payload, pending.address, now)
@@ -1173,7 +1182,7 @@ class NodeRuntime:
             if msg[0] == 0:
                 xpub.setsockopt(zmq.UNSUBSCRIBE, topic)  # no-op if a closed connection's
                 if gate.unsubscribe(topic) and not is_config_topic(topic):
-                    core.subscription_changed(topic_key(topic), False)
+                    core.registry.subscription_changed(topic_key(topic), False)
                 continue
             principal: Principal | None = OPEN
             if secure:
@@ -1185,7 +1194,7 @@ class NodeRuntime:
             if why is None:
                 xpub.setsockopt(zmq.SUBSCRIBE, topic)
                 if not is_config_topic(topic):  # the core counts service watchers only
-                    core.subscription_changed(topic_key(topic), True)
+                    core.registry.subscription_changed(topic_key(topic), True)
                 else:  # as a service's sync: a (re)connecting listener learns what it missed
                     self.configs.subscribed(topic)
             else:
@@ -1207,7 +1216,7 @@ class NodeRuntime:
         """Carry out what the core queued, in its order; it decided everything already."""
         if not effects:
             return
-        xpub, epoch, watched = self._xpub, self.epoch, self.core.watched
+        xpub, epoch, watched = self._xpub, self.epoch, self.core.registry.watched
         assert xpub is not None
         health_log = HealthLog()  # bounded: a few lines per turn, then a count
         for effect in effects:

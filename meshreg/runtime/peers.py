@@ -21,7 +21,7 @@ import zmq
 
 from meshreg.core.effects import PeerCall
 from meshreg.transport.base import Channel, Transport
-from meshreg.wire.peer import decode_peer_reply
+from meshreg.wire.peer import decode_peer_reply, peer_call_fields
 from meshreg.wire.replies import encode_request
 
 log = logging.getLogger("meshreg.node")
@@ -82,7 +82,7 @@ class PeerLinks:
         return True
 
     def call(self, effect: PeerCall, now: float) -> bool:
-        body = encode_request(effect.op, effect.tag, **effect.fields)
+        body = encode_request(effect.op, effect.tag, **peer_call_fields(effect.request))
         try:
             self.dealer(effect.address).send_multipart([b"", body], zmq.NOBLOCK)
         except zmq.Again:

@@ -66,6 +66,7 @@ from meshreg.core.cluster_messages import (  # the core's types: parsed into her
 )
 from meshreg.core.effects import InstanceView
 from meshreg.core.requests import ListDigests, PushSessions, Reconcile
+from meshreg.core.results import EntryRefused, EntryResult
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId
 from meshreg.wire import limits
@@ -274,10 +275,11 @@ def decode_written_batch(body: bytes) -> list[ServicePayload]:
     return payloads
 
 
-def decode_batch_reply(body: bytes, count: int) -> list[Any]:
+def decode_batch_reply(body: bytes, count: int) -> list[EntryResult]:
     """The per-entry results in an owner's reply to a forwarded ``register_batch`` part
-    of ``count`` entries: each None or ``[code, message]``.  Raises RemoteProtocolError
-    for anything else (an error reply too: the relaying node then applies the part)."""
+    of ``count`` entries: each None or ``[code, message]`` (an ``EntryRefused``).
+    Raises RemoteProtocolError for anything else (an error reply too: the relaying
+    node then applies the part)."""
     reply = _unpack(body, "a forwarded batch's reply")
     if not isinstance(reply, dict) or reply.get("ok") is not True:
         error = reply.get("error") if isinstance(reply, dict) else None
@@ -295,7 +297,7 @@ def decode_batch_reply(body: bytes, count: int) -> list[Any]:
             and len(r[1]) <= 1000
         ):
             raise _bad("a forwarded batch's result entry must be nil or [code, message]")
-    return results
+    return [None if r is None else EntryRefused(r[0], r[1]) for r in results]
 
 
 # -- replication channel ---------------------------------------------------------
@@ -481,6 +483,24 @@ def parse_peer_message(msg: Any) -> Any:
     raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
 
 
+def peer_call_fields(req: ListDigests | Reconcile | PushSessions) -> dict[str, Any]:
+    """The fields of a peer call the core made (``PeerCall.request``), for
+    ``replies.encode_request(req.op, tag, **fields)``: what ``parse_peer_op`` reads."""
+    if type(req) is ListDigests:
+        c = req.cursor
+        return {
+            "cursor": None if c is None else [c.namespace, c.group, c.service],
+            "limit": req.limit,
+            "node": req.node,
+            "ready": req.ready,
+        }
+    if type(req) is Reconcile:
+        return {"node": req.node, "services": [payload_to_wire(p) for p in req.services]}
+    assert type(req) is PushSessions
+    beats = req.beats
+    return {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
+
+
 def parse_peer_op(
     op: str, msg: dict[str, Any], req_id: int
 ) -> ListDigests | Reconcile | PushSessions:
@@ -502,7 +522,7 @@ def parse_peer_op(
             ready = msg.get("ready", True)
             if type(ready) is not bool:
                 raise _bad("ready must be a boolean")
-            return ListDigests(req_id, key, limit, None if ready else caller)
+            return ListDigests(req_id, key, limit, caller, ready)
         if op == "reconcile":
             node = check_node_id(msg.get("node"))
             return Reconcile(req_id, node, _payloads(msg.get("services")))

@@ -12,6 +12,7 @@ from meshreg.core.cluster_messages import ServicePayload
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.wire import limits
 from meshreg.wire.peer import payload_to_wire
+from meshreg.wire.result_maps import RESULT_MAPS
 
 # The beat reply is the hot path: its body is a fixed prefix, the packed id and
 # a fixed suffix.  Same bytes as msgpack.packb({"v":1,"id":N,"ok":True,"result":None}).
@@ -21,10 +22,14 @@ _OK_RESULT = b"\xa2ok\xc3\xa6result"
 
 
 def _to_wire(obj: Any) -> Any:
-    """msgpack's ``default``: the core's types that travel inside results and peer
-    calls (a reconcile's payloads), as their wire maps; nothing else is encodable."""
+    """msgpack's ``default``: the core's types that travel in replies (its results,
+    core/results: wire/result_maps) and peer calls (a reconcile's payloads), as their
+    wire maps; nothing else is encodable."""
     if type(obj) is ServicePayload:
         return payload_to_wire(obj)
+    encode = RESULT_MAPS.get(type(obj))
+    if encode is not None:
+        return encode(obj)
     raise TypeError(f"cannot encode a {type(obj).__name__} in a reply or request")
 
 

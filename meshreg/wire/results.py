@@ -209,6 +209,18 @@ def check_session_renew(result: Any) -> dict[str, Any]:
     return r
 
 
+def check_register_batch(result: Any) -> dict[str, Any]:
+    """Per-entry results: each nil (registered) or ``[code, message]`` (refused).  The
+    count is the caller's to check (it knows how many entries it sent)."""
+    r = _map(result, "the result")
+    for i, e in enumerate(_list(r.get("results"), "results")):
+        if e is not None and not (
+            isinstance(e, list) and len(e) == 2 and type(e[0]) is int and type(e[1]) is str
+        ):
+            raise _bad(f"results[{i}] must be nil or [code, message]")
+    return r
+
+
 def check_session_close(result: Any) -> dict[str, Any]:
     r = _map(result, "the result")
     _int(r.get("deregistered"), "deregistered")
@@ -219,6 +231,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "session_open": check_session_open,
     "session_renew": check_session_renew,
     "session_close": check_session_close,
+    "register_batch": check_register_batch,
     "instances": check_instances,
     "services": check_services,
     "cluster": check_cluster,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from answers import served
+from answers import served_map
 
 from meshreg.core.cluster_messages import ReplicatedDelta
 from meshreg.core.distro import ClusterPolicy, DistroNode
@@ -46,7 +46,7 @@ def split(effects: list[Any]) -> tuple[list[ServiceChanged], list[ReplicatedDelt
 def test_a_batch_of_256_for_three_services_makes_three_changes_and_three_deltas() -> None:
     n = node()
     batch = RegisterBatch(1, "public", tuple(entry(i, SERVICES[i % 3]) for i in range(256)))
-    assert served(n, batch, 1.0) == {"results": [None] * 256}
+    assert served_map(n, batch, 1.0) == {"results": [None] * 256}
     changes, deltas = split(n.take_effects())
     assert sorted(c.key for c in changes) == sorted(SERVICES)
     assert [c.base for c in changes] == [0, 0, 0]
@@ -59,7 +59,7 @@ def test_a_batch_of_256_for_three_services_makes_three_changes_and_three_deltas(
     # a second batch: each service moves by one revision from where it was, and an
     # instance written twice in it is shown once, as it is after the batch
     again = [entry(0, SERVICES[0], 2.0), entry(300, SERVICES[0]), entry(0, SERVICES[0], 3.0)]
-    assert served(n, RegisterBatch(2, "public", tuple(again)), 2.0) == {"results": [None] * 3}
+    assert served_map(n, RegisterBatch(2, "public", tuple(again)), 2.0) == {"results": [None] * 3}
     changes, deltas = split(n.take_effects())
     before = n.store.get(SERVICES[0])
     assert before is not None
@@ -74,7 +74,7 @@ def test_an_entry_refused_by_a_quota_changes_nothing_and_the_others_still_apply(
     n = node(LimitsPolicy(max_instances_per_service=2))
     entries = [entry(1, SERVICES[0]), entry(2, SERVICES[0]), entry(3, SERVICES[0])]
     entries.append(entry(4, SERVICES[1]))
-    result = served(n, RegisterBatch(1, "public", tuple(entries)), 1.0)["results"]
+    result = served_map(n, RegisterBatch(1, "public", tuple(entries)), 1.0)["results"]
     assert result[:2] == [None, None] and result[3] is None
     assert result[2][0] == int(ErrorCode.RESOURCE_EXHAUSTED)
     changes, _ = split(n.take_effects())
@@ -82,7 +82,7 @@ def test_an_entry_refused_by_a_quota_changes_nothing_and_the_others_still_apply(
     assert not n.store.holds(SERVICES[0], entries[2].instance)
     # a batch whose every entry is refused changes nothing, not even a revision
     revision = n.store.revision
-    result = served(n, RegisterBatch(2, "public", (entry(5, SERVICES[0]),)), 2.0)["results"]
+    result = served_map(n, RegisterBatch(2, "public", (entry(5, SERVICES[0]),)), 2.0)["results"]
     assert result[0][0] == int(ErrorCode.RESOURCE_EXHAUSTED)
     assert split(n.take_effects()) == ([], []) and n.store.revision == revision
 
@@ -90,8 +90,8 @@ def test_an_entry_refused_by_a_quota_changes_nothing_and_the_others_still_apply(
 def test_a_batch_that_changes_nothing_publishes_nothing() -> None:
     n = node()
     batch = RegisterBatch(1, "public", tuple(entry(i, SERVICES[0]) for i in range(4)))
-    served(n, batch, 1.0)
+    served_map(n, batch, 1.0)
     n.take_effects()
     revision = n.store.revision
-    served(n, batch, 2.0)  # the same instances again: only their beats are refreshed
+    served_map(n, batch, 2.0)  # the same instances again: only their beats are refreshed
     assert split(n.take_effects()) == ([], []) and n.store.revision == revision

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from answers import peer_reply, served
+from answers import peer_reply, served, stats_map
 
 from meshreg.config import ClusterPolicy
 from meshreg.core import distro
@@ -91,7 +91,7 @@ def test_a_version_of_2_63_minus_1_is_rejected_and_moves_nothing() -> None:
     [report] = rejections(n1)
     assert report.peer == "n3" and report.what == "delta"
     assert "ahead of this node's clock" in report.reason and "NTP" in report.reason
-    assert n1.stats_result(NOW)["future_stamps"] == 1
+    assert stats_map(n1, NOW)["future_stamps"] == 1
 
 
 def test_after_a_hostile_stamp_a_node_still_replicates_to_its_peers() -> None:
@@ -158,7 +158,7 @@ def test_a_reconcile_request_merges_its_good_services_and_rejects_the_future_one
     req = parse_peer_message({**msg, "services": [payload_to_wire(good), payload_to_wire(bad)]})
     result = served(n1, req, NOW)
     assert n1.store.get(OTHER) is not None and n1.store.get(KEY) is None
-    assert [p.key.service for p in result["services"]] == ["pay", "orders"]  # both answered
+    assert [p.key.service for p in result.services] == ["pay", "orders"]  # both answered
     assert n1.counters["future_stamps"] == 1
     assert n1.hlc.last_us == OK >> TAG_BITS
     assert [r.what for r in rejections(n1)] == ["reconcile"]
@@ -311,7 +311,7 @@ def test_digest_pages_must_move_forward() -> None:
     first = {"digests": [["public", "G", "a", 1, 1], ["public", "G", "b", 1, 1]], "more": True}
     peer_reply(n1, ask.tag, first, NOW)
     [more] = [e for e in n1.take_effects() if type(e) is PeerCall]
-    assert more.fields["cursor"] == ["public", "G", "b"]
+    assert more.request.cursor == ServiceKey("public", "G", "b")
     peer_reply(n1, more.tag, {"digests": [["public", "G", "b", 1, 1]], "more": True}, NOW)
     assert n1.counters["replication_errors"] == 1 and "n2" not in n1._rounds
     [report] = rejections(n1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from answers import served
+from answers import served_map
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +21,7 @@ from meshreg.wire.notifications import (
     parse_topic,
     topic_for,
 )
+from meshreg.wire.result_maps import to_wire
 
 EPOCH = 7
 SVC = ServiceKey("public", "DEFAULT_GROUP", "orders")
@@ -96,17 +97,17 @@ def as_wire(view: ServiceView) -> list[dict[str, Any]]:
 # -- deltas ---------------------------------------------------------------------------------------
 def test_snapshot_then_contiguous_deltas_from_a_real_node() -> None:
     node = RegistryNode(HealthPolicy(), EPOCH, 0.0, detect_stalls=False)
-    served(node, RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
+    served_map(node, RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
     node.take_effects()
     view = ServiceView(SVC)
-    assert view.apply_snapshot(node.instances_result(SVC, False)) is Outcome.APPLIED
+    assert view.apply_snapshot(to_wire(node.instances_result(SVC, False))) is Outcome.APPLIED
     steps = [
-        lambda: served(node, RegisterInstance(2, SVC, B, 2.0, True, {"z": "1"}), 1.0),
-        lambda: served(node, RegisterInstance(3, SVC, A, 3.0, True, {}), 2.0),
+        lambda: served_map(node, RegisterInstance(2, SVC, B, 2.0, True, {"z": "1"}), 1.0),
+        lambda: served_map(node, RegisterInstance(3, SVC, A, 3.0, True, {}), 2.0),
         lambda: node.tick(16.5),  # B silent 15.5 s -> unhealthy; A (beat at 2.0) not yet
         lambda: node.tick(21.5),  # A silent 19.5 s -> unhealthy
-        lambda: served(node, Beat(4, SVC, B), 22.0),  # recovered
-        lambda: served(node, DeregisterInstance(5, SVC, A), 23.0),
+        lambda: served_map(node, Beat(4, SVC, B), 22.0),  # recovered
+        lambda: served_map(node, DeregisterInstance(5, SVC, A), 23.0),
     ]
     applied = 0
     for step in steps:
@@ -114,7 +115,7 @@ def test_snapshot_then_contiguous_deltas_from_a_real_node() -> None:
         for effect in node.take_effects():
             assert view.apply_notification(wire(effect)) is Outcome.APPLIED
             applied += 1
-        expected = node.instances_result(SVC, False)
+        expected = to_wire(node.instances_result(SVC, False))
         assert as_wire(view) == expected["instances"]
         assert view.revision == expected["revision"]
     assert applied == 6
@@ -236,17 +237,17 @@ def test_repull_after_missed_drop_of_a_service_forgets_its_instances() -> None:
     the revision the watcher held, so the view kept the removed instance.
     """
     node = RegistryNode(HealthPolicy(), EPOCH, 0.0, detect_stalls=False)
-    served(node, RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
+    served_map(node, RegisterInstance(1, SVC, A, 1.0, True, {}), 0.0)
     node.take_effects()
     view = ServiceView(SVC)
-    view.apply_snapshot(node.instances_result(SVC, False))
-    served(node, DeregisterInstance(2, SVC, A), 1.0)
+    view.apply_snapshot(to_wire(node.instances_result(SVC, False)))
+    served_map(node, DeregisterInstance(2, SVC, A), 1.0)
     node.take_effects()  # dropped on the way
     node.subscription_changed(SVC, True)  # e.g. the periodic resync / a new subscriber
     (announce,) = node.take_effects()
     assert view.apply_notification(wire(announce)) is Outcome.GAP
-    view.apply_snapshot(node.instances_result(SVC, False))
-    assert as_wire(view) == node.instances_result(SVC, False)["instances"] == []
+    view.apply_snapshot(to_wire(node.instances_result(SVC, False)))
+    assert as_wire(view) == to_wire(node.instances_result(SVC, False))["instances"] == []
 
 
 # -- end to end: random operations, lossy delivery, re-pull on gap ---------------------------------
@@ -296,7 +297,7 @@ def run_watchers(ops: list[tuple[Any, ...]], data: Any, lossy: bool) -> Any:
             w.gap_while_pulling = True
             return
         delay = data.draw(st.integers(0, 3), label="pull reply delay")
-        w.inflight = (step + delay, node.instances_result(w.view.key, False))
+        w.inflight = (step + delay, to_wire(node.instances_result(w.view.key, False)))
 
     def replies(step: int) -> None:
         for w in watchers.values():
@@ -326,16 +327,16 @@ def run_watchers(ops: list[tuple[Any, ...]], data: Any, lossy: bool) -> Any:
         kind = op[0]
         if kind == "register":
             _, s, i, weight, enabled, metadata = op
-            served(
+            served_map(
                 node,
                 RegisterInstance(1, SERVICES[s], IIDS[i], weight, enabled, dict(metadata)),
                 now,
             )
         elif kind == "deregister":
-            served(node, DeregisterInstance(1, SERVICES[op[1]], IIDS[op[2]]), now)
+            served_map(node, DeregisterInstance(1, SERVICES[op[1]], IIDS[op[2]]), now)
         elif kind == "beat":
             try:
-                served(node, Beat(1, SERVICES[op[1]], IIDS[op[2]]), now)
+                served_map(node, Beat(1, SERVICES[op[1]], IIDS[op[2]]), now)
             except RequestRejected:
                 pass  # NOT_FOUND: fine, the client would register again
         elif kind == "advance":
@@ -377,12 +378,12 @@ PROPERTY = settings(
 def test_lossy_notifications_with_repull_converge(ops: list[tuple[Any, ...]], data: Any) -> None:
     node, watchers = run_watchers(ops, data, lossy=True)
     for key, w in watchers.items():
-        view, expected = w.view, node.instances_result(key, False)
+        view, expected = w.view, to_wire(node.instances_result(key, False))
         assert view.loaded, key
         assert as_wire(view) == expected["instances"], key
         assert (view.epoch, view.revision) == (expected["epoch"], expected["revision"]), key
         healthy = [i.to_wire() for i in view.listing(healthy_only=True)]
-        assert healthy == node.instances_result(key, True)["instances"], key
+        assert healthy == to_wire(node.instances_result(key, True))["instances"], key
 
 
 @PROPERTY
@@ -396,7 +397,7 @@ def test_lossless_notifications_converge_without_a_final_sync(
     """Every notification arrives (snapshot replies late): deltas + hints alone suffice."""
     node, watchers = run_watchers(ops, data, lossy=False)
     for key, w in watchers.items():
-        view, expected = w.view, node.instances_result(key, False)
+        view, expected = w.view, to_wire(node.instances_result(key, False))
         assert view.loaded, key
         assert as_wire(view) == expected["instances"], key
         if node.store.get(key) is not None:  # a missing one's revision moves silently

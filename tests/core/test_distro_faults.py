@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import msgpack
-from answers import peer_reply, served
+from answers import peer_reply, served_map, stats_map
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
@@ -69,7 +69,7 @@ class Member:
     def request(self, op: str, key: ServiceKey, forwarded: bool = False) -> object:
         names = {"namespace": key.namespace, "group": key.group, "service": key.service}
         body = {"v": 1, "id": 1, "op": op, **names, "ip": IID.ip, "port": IID.port}
-        result = served(self.node, parse_request(msgpack.packb(body)), self.now, forwarded)
+        result = served_map(self.node, parse_request(msgpack.packb(body)), self.now, forwarded)
         self.effects += self.node.take_effects()
         return result
 
@@ -97,12 +97,12 @@ def test_a_stalled_node_finds_its_peers_up_and_judges_nobody_for_a_grace_period(
     m.run(2.0)  # beacons come in again; the instance's beats are still queued
     assert not [c for c in m.changes() if c.removed or any(not v.healthy for v in c.upserted)]
     assert "stall" in m.node.judging(m.now) or m.node.judging(m.now) == "judging"
-    assert m.node.stats_result(m.now)["stalls"] == 1
+    assert stats_map(m.node, m.now)["stalls"] == 1
 
 
 def test_a_stall_is_detected_by_a_lone_node_too() -> None:
     node = RegistryNode(POLICY, 1, 0.0)
-    served(
+    served_map(
         node,
         parse_request(
             msgpack.packb(
@@ -151,7 +151,7 @@ def test_a_service_whose_owner_another_view_names_is_not_judged() -> None:
     m.effects.clear()
     m.run(10.0, view=view)
     assert m.node.members() == ("n1", "n2", "n3")
-    assert m.node.stats_result(m.now)["disputed_views"] == 1
+    assert stats_map(m.node, m.now)["disputed_views"] == 1
     assert not [c for c in m.changes() if c.removed or any(not v.healthy for v in c.upserted)]
     m.run(10.0)  # views agree again: silent instances are judged
     assert any(c.removed for c in m.changes())
@@ -279,10 +279,10 @@ def test_a_peer_restarted_faster_than_peer_timeout_is_listed_its_former_services
     theirs = {k for k in keys_owned_by("n2", full, 6) if responsible_node(k, ("n1", "n3")) == "n1"}
     assert theirs
     ask = {"v": 1, "id": 9, "op": "digests", "cursor": None, "limit": 2000}
-    listed = served(m.node, parse_peer_request(msgpack.packb(ask)), m.now)
+    listed = served_map(m.node, parse_peer_request(msgpack.packb(ask)), m.now)
     assert not theirs & {ServiceKey(*d[:3]) for d in listed["digests"]}  # n2 is ready: its own
     ask.update(node="n2", ready=False)  # the new incarnation, catching up
-    listed = served(m.node, parse_peer_request(msgpack.packb(ask)), m.now)
+    listed = served_map(m.node, parse_peer_request(msgpack.packb(ask)), m.now)
     assert theirs <= {ServiceKey(*d[:3]) for d in listed["digests"]}
 
 
@@ -347,7 +347,7 @@ def test_a_node_catching_up_in_a_two_node_cluster_forwards_writes_to_its_peer() 
     for op in ("beat", "register"):
         names = {"namespace": key.namespace, "group": key.group, "service": key.service}
         body = {"v": 1, "id": 1, "op": op, **names, "ip": IID.ip, "port": IID.port}
-        result = served(node, parse_request(msgpack.packb(body)), 0.1)
+        result = served_map(node, parse_request(msgpack.packb(body)), 0.1)
         assert getattr(result, "node_id", None) == "n2", (op, result)
     assert node.store.get(key) is None  # nothing applied here
 

@@ -73,7 +73,7 @@ def test_a_member_still_catching_up_declines() -> None:
     names = {"namespace": KEY[0], "group": KEY[1], "service": KEY[2]}
     body = {"v": 1, "id": 1, "op": "register", **names, "ip": HEALTHY[0], "port": HEALTHY[1]}
     served(node, parse_request(msgpack.packb(body)), 1.0, forwarded=True)
-    assert node.holds(ServiceKey(*KEY), InstanceId(*HEALTHY))
+    assert node.registry.holds(ServiceKey(*KEY), InstanceId(*HEALTHY))
     assert not node.fast_beat(KEY, HEALTHY, 2.0)
     node.assume_caught_up(3.0)  # ready, and alone: the fast path takes it
     assert node.ready and node.fast_beat(KEY, HEALTHY, 4.0)

@@ -43,7 +43,7 @@ def test_a_failed_forward_is_applied_here_and_answered() -> None:
     assert type(fwd) is Forward
     answer = node.forward_failed(fwd, 7.0)  # peer_request_timeout later
     assert answer == Reply(7, None)
-    assert node.holds(theirs[0], IID)
+    assert node.registry.holds(theirs[0], IID)
     changes = [e for e in node.take_effects() if type(e) is ServiceChanged]
     assert [c.reason for c in changes] == ["registered"]  # published: watchers and peers
 

@@ -30,6 +30,7 @@ from meshreg.wire import limits
 from meshreg.wire.messages import REGISTRY_OPS as OPS  # the core's (configs: config_plane)
 from meshreg.wire.messages import RegisterInstance, RequestRejected, parse_request
 from meshreg.wire.replies import decode_reply, encode_error, encode_ok
+from meshreg.wire.result_maps import to_wire
 
 FUZZ = fuzz_settings(250)  # deterministic: the same examples every run
 
@@ -77,7 +78,7 @@ def state(node: RegistryNode) -> bytes:
             for r in sorted(svc.instances.values(), key=lambda r: r.id)
         ]
         services.append([list(key), svc.revision, records])
-    views = [node.instances_result(k, h) for k in KNOWN for h in (False, True)]
+    views = [to_wire(node.registry.instances_result(k, h)) for k in KNOWN for h in (False, True)]
     return msgpack.packb([node.store.revision, services, views])
 
 
@@ -95,7 +96,7 @@ def check(node: RegistryNode, body: bytes) -> RequestRejected | None:
         result = served(node, req, NOW)
     except RequestRejected as exc:
         if req is None:  # refused before the core saw it: the caller counts it
-            node.rejected(exc)
+            node.registry.rejected(exc)
         _event(f"rejected: {exc.code.name}")
         assert isinstance(exc.code, ErrorCode)
         assert isinstance(exc.message, str) and exc.message
@@ -116,9 +117,9 @@ def still_works(node: RegistryNode) -> None:
     key = ServiceKey("public", "DEFAULT_GROUP", "after-fuzz")
     req = RegisterInstance(1, key, InstanceId("192.0.2.1", 1, "DEFAULT"), 1.0, True, {})
     assert served(node, req, NOW) is None
-    result = node.instances_result(key, True)
-    assert [(i["ip"], i["port"]) for i in result["instances"]] == [("192.0.2.1", 1)]
-    assert result["revision"] == node.store.revision
+    result = node.registry.instances_result(key, True)
+    assert [(i[0], i[1]) for i in result.instances] == [("192.0.2.1", 1)]
+    assert result.revision == node.store.revision
 
 
 # -- value strategies ------------------------------------------------------------------------------
@@ -337,7 +338,7 @@ def store_invariants(node: RegistryNode, revision_before: int) -> None:
             assert 0 <= rec.version <= limits.MAX_STAMP and rec.alive <= limits.MAX_STAMP
     healthy, unhealthy = store.instance_count()
     assert healthy + unhealthy == sum(len(s.instances) for s in store.services.values())
-    assert node.hlc.last_us <= int(node.wall_stamp(NOW + 10**6) >> TAG_BITS)
+    assert node.hlc.last_us <= int(node.registry.wall_stamp(NOW + 10**6) >> TAG_BITS)
 
 
 @FUZZ

@@ -173,7 +173,7 @@ def deliver_reconcile(node: DistroNode, wires: list[dict[str, Any]], now: float)
     future = {p.key for p in req.services if has_future_stamp(p, now)}
     accepted = {p.key for p in req.services if not has_future_stamp(p, now)}
     result = served(node, req, now)
-    assert [s.key.service for s in result["services"]] == [p.key.service for p in req.services]
+    assert [s.key.service for s in result.services] == [p.key.service for p in req.services]
     for key in future - accepted:  # only rejected payloads for it: untouched
         assert snapshot(node)[0].get(key) == before[0].get(key)
         assert snapshot(node)[2].get(key) == before[2].get(key)
@@ -193,7 +193,7 @@ def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
                 ]
                 reply: Any = {"node": "n2", "digests": entries, "more": False}
             else:
-                asked = [p.key.service for p in call.fields["services"]]
+                asked = [p.key.service for p in call.request.services]
                 wires = [draw(payloads(now)) for _ in asked]
                 for wire, service in zip(wires, asked, strict=True):
                     if draw(st.integers(0, 4)):

@@ -28,6 +28,7 @@ from meshreg.wire.messages import RequestRejected, parse_request
 from meshreg.wire.notifications import decode_notification, encode_change
 from meshreg.wire.peer import decode_batch_reply, decode_written_batch, encode_written_batch
 from meshreg.wire.replies import decode_reply, encode_ok
+from meshreg.wire.result_maps import to_wire
 
 ENTRY_FIELDS = ["group", "service", "ip", "port", "cluster", "weight", "enabled", "metadata"]
 ENTRY_FIELDS += ["session", "namespace"]
@@ -121,7 +122,7 @@ def test_a_batch_leaves_what_its_entries_leave_one_by_one(batch: list[Any], name
         if revisions[change.key] is not None:
             assert outcome is Outcome.APPLIED, change
         elif outcome is Outcome.GAP:
-            view.apply_snapshot(node.instances_result(change.key, False))
+            view.apply_snapshot(to_wire(node.registry.instances_result(change.key, False)))
         # a peer merging the delta holds what the node holds
         peer.store.merge(change.key, change.upserted, (), NOW)
     for key, view in watchers.items():
@@ -133,7 +134,7 @@ def test_a_batch_leaves_what_its_entries_leave_one_by_one(batch: list[Any], name
 def watcher(node: Any, key: ServiceKey) -> ServiceView:
     """A client's cache of ``key``, loaded from the node's list now."""
     view = ServiceView(key)
-    view.apply_snapshot(node.instances_result(key, False))
+    view.apply_snapshot(to_wire(node.registry.instances_result(key, False)))
     return view
 
 
@@ -240,7 +241,7 @@ def test_a_well_formed_owner_reply_and_written_frame_round_trip() -> None:
     req = parse_request(msgpack.packb(body))
     result = served(node, req, NOW)
     reply = msgpack.unpackb(encode_ok(3, result))
-    assert decode_batch_reply(msgpack.packb(reply), 3) == result["results"]
+    assert decode_batch_reply(msgpack.packb(reply), 3) == list(result.results)
     payloads = decode_written_batch(encode_written_batch(node.written_batch(req)))
     assert sorted((p.key.service, [v.ip for v in p.upserts]) for p in payloads) == [
         ("orders", ["10.0.0.8"]), ("pay", ["10.0.0.9"])]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from answers import served
+from answers import served_map
 
 from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy, sweep
@@ -152,11 +152,11 @@ def test_sweep_uses_the_policy_thresholds() -> None:
 
 # -- the node's timeline: tick every 5 s, unhealthy at 15 s, evicted at 30 s ----------------------
 def _register(node: RegistryNode, now: float, iid: InstanceId = A) -> None:
-    served(node, RegisterInstance(1, SVC, iid, 1.0, True, {}), now)
+    served_map(node, RegisterInstance(1, SVC, iid, 1.0, True, {}), now)
 
 
 def _beat(node: RegistryNode, now: float, iid: InstanceId = A) -> None:
-    served(node, Beat(2, SVC, iid), now)
+    served_map(node, Beat(2, SVC, iid), now)
 
 
 def _timeline(beats: list[float], until: float) -> dict[float, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from answers import served
+from answers import served_map, stats_map
 
 from meshreg import __version__
 from meshreg.core.effects import Effect, InstanceView, ServiceChanged, SyncAnnounced
@@ -42,7 +42,7 @@ def changes(node: RegistryNode) -> list[ServiceChanged]:
 
 
 def instances(node: RegistryNode, service: str = "orders", **kw: Any) -> dict[str, Any]:
-    result = served(node, req("instances", service=service, **kw), 0.0)
+    result = served_map(node, req("instances", service=service, **kw), 0.0)
     assert isinstance(result, dict)
     return result
 
@@ -68,7 +68,7 @@ def snapshot(node: RegistryNode) -> Any:
 # -- register / deregister -------------------------------------------------------------------------
 def test_register_returns_none_and_emits_registered() -> None:
     node = new_node()
-    assert served(node, req("register", **inst(metadata={"v": "1"}, weight=2)), 1.0) is None
+    assert served_map(node, req("register", **inst(metadata={"v": "1"}, weight=2)), 1.0) is None
     (change,) = changes(node)
     assert change == ServiceChanged(
         SVC,
@@ -105,9 +105,9 @@ def test_register_returns_none_and_emits_registered() -> None:
 
 def test_repeat_register_is_invisible_but_refreshes_beat() -> None:
     node = new_node()
-    served(node, req("register", **inst(metadata={"a": "b"})), 0.0)
+    served_map(node, req("register", **inst(metadata={"a": "b"})), 0.0)
     changes(node)
-    served(node, req("register", **inst(metadata={"a": "b"})), 10.0)
+    served_map(node, req("register", **inst(metadata={"a": "b"})), 10.0)
     assert node.take_effects() == []
     assert instances(node)["revision"] == 1
     node.tick(15.0)  # silent only 5 s since the repeat
@@ -123,9 +123,9 @@ def test_repeat_register_is_invisible_but_refreshes_beat() -> None:
 )
 def test_changed_fields_are_an_updated_change(update: dict[str, Any]) -> None:
     node = new_node()
-    served(node, req("register", **inst(metadata={"a": "b"})), 0.0)
+    served_map(node, req("register", **inst(metadata={"a": "b"})), 0.0)
     changes(node)
-    served(node, req("register", **inst(**{"metadata": {"a": "b"}, **update})), 1.0)
+    served_map(node, req("register", **inst(**{"metadata": {"a": "b"}, **update})), 1.0)
     (change,) = changes(node)
     assert (change.reason, change.base, change.revision) == ("updated", 1, 2)
     (row,) = instances(node)["instances"]
@@ -135,26 +135,26 @@ def test_changed_fields_are_an_updated_change(update: dict[str, Any]) -> None:
 
 def test_deregister_unknown_is_idempotent() -> None:
     node = new_node()
-    assert served(node, req("deregister", **inst()), 0.0) is None
-    served(node, req("register", **inst()), 0.0)
+    assert served_map(node, req("deregister", **inst()), 0.0) is None
+    served_map(node, req("register", **inst()), 0.0)
     changes(node)
     before = snapshot(node)
     for fields in (inst(port=1), inst(cluster="other"), inst(service="nope"), inst(ip="10.9.9.9")):
-        assert served(node, req("deregister", **fields), 1.0) is None
+        assert served_map(node, req("deregister", **fields), 1.0) is None
     assert node.take_effects() == []
     assert snapshot(node) == before
-    served(node, req("deregister", **inst()), 2.0)
-    served(node, req("deregister", **inst()), 3.0)
+    served_map(node, req("deregister", **inst()), 2.0)
+    served_map(node, req("deregister", **inst()), 3.0)
     assert [c.reason for c in changes(node)] == ["deregistered"]
 
 
 def test_emptied_service_disappears_from_services_list() -> None:
     node = new_node()
-    served(node, req("register", **inst(service="orders")), 0.0)
-    served(node, req("register", **inst(service="orders", port=2)), 0.0)
-    served(node, req("register", **inst(service="pay")), 0.0)
-    served(node, req("register", **inst(service="dev-svc"), namespace="dev", group="G"), 0.0)
-    listed = served(node, req("services"), 0.0)
+    served_map(node, req("register", **inst(service="orders")), 0.0)
+    served_map(node, req("register", **inst(service="orders", port=2)), 0.0)
+    served_map(node, req("register", **inst(service="pay")), 0.0)
+    served_map(node, req("register", **inst(service="dev-svc"), namespace="dev", group="G"), 0.0)
+    listed = served_map(node, req("services"), 0.0)
     assert listed == {
         "namespace": "public",
         "services": [
@@ -164,26 +164,26 @@ def test_emptied_service_disappears_from_services_list() -> None:
         "count": 2,
         "next_cursor": None,
     }
-    served(node, req("deregister", **inst(service="orders")), 1.0)
-    assert len(served(node, req("services"), 1.0)["services"]) == 2  # one instance left
-    served(node, req("deregister", **inst(service="orders", port=2)), 1.0)
-    assert served(node, req("services"), 1.0)["services"] == [
+    served_map(node, req("deregister", **inst(service="orders")), 1.0)
+    assert len(served_map(node, req("services"), 1.0)["services"]) == 2  # one instance left
+    served_map(node, req("deregister", **inst(service="orders", port=2)), 1.0)
+    assert served_map(node, req("services"), 1.0)["services"] == [
         {"group": "DEFAULT_GROUP", "service": "pay"}
     ]
-    assert served(node, req("services", namespace="dev"), 1.0)["services"] == [
+    assert served_map(node, req("services", namespace="dev"), 1.0)["services"] == [
         {"group": "G", "service": "dev-svc"}
     ]
-    assert served(node, req("services", namespace="dev", group="X"), 1.0)["services"] == []
+    assert served_map(node, req("services", namespace="dev", group="X"), 1.0)["services"] == []
     assert instances(node)["instances"] == []
 
 
 def test_instances_healthy_only_and_sorted() -> None:
     node = new_node()
-    served(node, req("register", **inst(ip="10.0.0.9", port=1)), 0.0)  # silent -> unhealthy
-    served(node, req("register", **inst(ip="10.0.0.2", port=2, enabled=False)), 10.0)
-    served(node, req("register", **inst(ip="10.0.0.2", port=1)), 10.0)
-    served(node, req("register", **inst(ip="10.0.0.1", port=9, cluster="b")), 10.0)
-    served(node, req("register", **inst(ip="10.0.0.1", port=9, cluster="a")), 10.0)
+    served_map(node, req("register", **inst(ip="10.0.0.9", port=1)), 0.0)  # silent -> unhealthy
+    served_map(node, req("register", **inst(ip="10.0.0.2", port=2, enabled=False)), 10.0)
+    served_map(node, req("register", **inst(ip="10.0.0.2", port=1)), 10.0)
+    served_map(node, req("register", **inst(ip="10.0.0.1", port=9, cluster="b")), 10.0)
+    served_map(node, req("register", **inst(ip="10.0.0.1", port=9, cluster="a")), 10.0)
     node.tick(15.0)
     every = [(r["ip"], r["port"], r["cluster"]) for r in instances(node)["instances"]]
     assert every == [
@@ -207,21 +207,21 @@ def test_unknown_service_query_is_empty_with_node_wide_revision() -> None:
     node = new_node()
     result = instances(node, service="ghost")
     assert (result["revision"], result["instances"], result["epoch"]) == (0, [], EPOCH)
-    served(node, req("register", **inst(service="a")), 0.0)
-    served(node, req("register", **inst(service="b")), 0.0)
+    served_map(node, req("register", **inst(service="a")), 0.0)
+    served_map(node, req("register", **inst(service="b")), 0.0)
     result = instances(node, service="ghost")
     assert (result["revision"], result["instances"]) == (2, [])
 
 
 def test_dropped_service_reports_a_revision_not_below_its_last_one() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
-    served(node, req("deregister", **inst()), 1.0)
+    served_map(node, req("register", **inst()), 0.0)
+    served_map(node, req("deregister", **inst()), 1.0)
     (_, drop) = changes(node)
     assert instances(node)["revision"] == drop.revision == 2
-    served(node, req("register", **inst(service="other")), 2.0)
+    served_map(node, req("register", **inst(service="other")), 2.0)
     assert instances(node)["revision"] == 3  # the node-wide revision moves on
-    served(node, req("register", **inst()), 3.0)
+    served_map(node, req("register", **inst()), 3.0)
     (_, again) = changes(node)
     assert (again.base, again.revision) == (0, 4)  # re-created: watchers see a gap and pull
     assert instances(node)["revision"] == 4
@@ -230,9 +230,9 @@ def test_dropped_service_reports_a_revision_not_below_its_last_one() -> None:
 # -- beats ---------------------------------------------------------------------------------------
 def test_beat_for_known_instance_is_invisible() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
     changes(node)
-    assert served(node, req("beat", **inst()), 3.0) is None
+    assert served_map(node, req("beat", **inst()), 3.0) is None
     assert node.take_effects() == []
     assert node.store.revision == 1
     svc = node.store.get(SVC)
@@ -252,11 +252,11 @@ def test_beat_for_known_instance_is_invisible() -> None:
 )
 def test_beat_for_unknown_instance_is_not_found_and_changes_nothing(fields: dict[str, Any]) -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
     node.take_effects()
     before = snapshot(node)
     with pytest.raises(RequestRejected) as info:
-        served(node, req("beat", req_id=77, **fields), 5.0)
+        served_map(node, req("beat", req_id=77, **fields), 5.0)
     assert info.value.code is ErrorCode.NOT_FOUND
     assert info.value.req_id == 77
     assert info.value.op == "beat"
@@ -268,11 +268,11 @@ def test_beat_for_unknown_instance_is_not_found_and_changes_nothing(fields: dict
 
 def test_beat_heals_unhealthy_instance_at_once() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
     node.tick(15.0)
     reg, mark = changes(node)
     assert mark.reason == "unhealthy"
-    served(node, req("beat", **inst()), 16.0)
+    served_map(node, req("beat", **inst()), 16.0)
     (heal,) = changes(node)
     assert heal == ServiceChanged(
         SVC,
@@ -283,27 +283,27 @@ def test_beat_heals_unhealthy_instance_at_once() -> None:
         "recovered",
     )
     assert instances(node, healthy_only=True)["instances"][0]["healthy"] is True
-    served(node, req("beat", **inst()), 17.0)  # healthy again: invisible
+    served_map(node, req("beat", **inst()), 17.0)  # healthy again: invisible
     assert node.take_effects() == []
 
 
 def test_reregister_after_eviction_gets_new_higher_revision() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
-    served(node, req("register", **inst(service="other")), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst(service="other")), 0.0)
     for t in (5.0, 10.0, 15.0, 20.0, 25.0, 30.0):
         node.tick(t)
     evicted = [c for c in changes(node) if c.reason == "evicted"]
     assert {c.key.service for c in evicted} == {"orders", "other"}
     last = max(c.revision for c in evicted)
     with pytest.raises(RequestRejected) as info:
-        served(node, req("beat", **inst()), 31.0)
+        served_map(node, req("beat", **inst()), 31.0)
     assert info.value.code is ErrorCode.NOT_FOUND
-    served(node, req("register", **inst()), 31.0)  # what the client does next
+    served_map(node, req("register", **inst()), 31.0)  # what the client does next
     (again,) = changes(node)
     assert (again.reason, again.base, again.revision) == ("registered", 0, last + 1)
     assert instances(node)["revision"] == last + 1
-    assert served(node, req("beat", **inst()), 32.0) is None
+    assert served_map(node, req("beat", **inst()), 32.0) is None
 
 
 def test_revisions_grow_by_exactly_one_per_visible_change() -> None:
@@ -326,15 +326,15 @@ def test_revisions_grow_by_exactly_one_per_visible_change() -> None:
     seen: list[ServiceChanged] = []
     service_revision: dict[ServiceKey, int] = {}
     for now, op, fields in ops:
-        served(node, req(op, **fields), now)
+        served_map(node, req(op, **fields), now)
         seen += changes(node)
     for t in (5.0, 10.0, 15.0, 20.0):  # everything but "pay"/"tmp" beats goes unhealthy
-        served(node, req("beat", **inst(service="pay", port=7)), t)
-        served(node, req("beat", **inst(service="tmp")), t)
+        served_map(node, req("beat", **inst(service="pay", port=7)), t)
+        served_map(node, req("beat", **inst(service="tmp")), t)
         node.tick(t)
         seen += changes(node)
     for t in (21.0, 22.0):  # a heal, then nothing
-        served(node, req("beat", **inst(port=2)), t)
+        served_map(node, req("beat", **inst(port=2)), t)
         seen += changes(node)
     assert [c.revision for c in seen] == list(range(1, len(seen) + 1))
     for c in seen:  # each change chains onto its own service's previous revision
@@ -361,8 +361,8 @@ def test_revisions_grow_by_exactly_one_per_visible_change() -> None:
 # -- effects and subscriptions -------------------------------------------------------------------
 def test_take_effects_drains_and_counts_notifications() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
-    served(node, req("register", **inst(port=2)), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst(port=2)), 0.0)
     first = node.take_effects()
     assert len(first) == 2
     assert node.take_effects() == []
@@ -387,8 +387,8 @@ def test_subscription_announces_current_revision(
     key: ServiceKey | None, expected: list[Effect]
 ) -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
-    served(node, req("register", **inst(service="pay")), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst(service="pay")), 0.0)
     node.take_effects()
     node.subscription_changed(key, True)
     assert node.take_effects() == expected
@@ -401,12 +401,12 @@ def test_subscriber_counts() -> None:
     other = ServiceKey("public", "DEFAULT_GROUP", "pay")
     for key in (SVC, SVC, other, None):
         node.subscription_changed(key, True)
-    stats = served(node, req("stats"), 0.0)
+    stats = served_map(node, req("stats"), 0.0)
     assert (stats["subscribers"], stats["watched_services"]) == (4, 2)
     node.subscription_changed(SVC, False)
     node.subscription_changed(other, False)
     node.subscription_changed(other, False)  # one too many: ignored
-    stats = served(node, req("stats"), 0.0)
+    stats = served_map(node, req("stats"), 0.0)
     assert (stats["subscribers"], stats["watched_services"]) == (2, 1)
 
 
@@ -426,18 +426,18 @@ def test_watched_follows_subscriptions_and_prefixes() -> None:
 # -- stats and ping --------------------------------------------------------------------------------
 def test_stats_counters() -> None:
     node = new_node(now=100.0)
-    served(node, req("register", **inst()), 100.0)
-    served(node, req("register", **inst(port=2)), 100.0)
+    served_map(node, req("register", **inst()), 100.0)
+    served_map(node, req("register", **inst(port=2)), 100.0)
     for i in range(10):
-        served(node, req("beat", **inst()), 100.0 + i * 0.4)
+        served_map(node, req("beat", **inst()), 100.0 + i * 0.4)
     with pytest.raises(RequestRejected):  # counted by the core
-        served(node, req("beat", **inst(port=3)), 104.0)
+        served_map(node, req("beat", **inst(port=3)), 104.0)
     node.rejected(RequestRejected(ErrorCode.MALFORMED, "garbage"))
     node.rejected(RequestRejected(ErrorCode.MALFORMED, "garbage"))
     node.subscription_changed(SVC, True)
     node.take_effects()
     node.tick(105.0)  # samples the beat counter
-    stats = served(node, req("stats"), 105.0)
+    stats = served_map(node, req("stats"), 105.0)
     assert stats["requests"] == {"register": 2, "beat": 11, "stats": 1}
     assert stats["beats_total"] == 11  # an unknown instance's beat is still a beat
     assert stats["beats_per_second"] == pytest.approx(11 / 5.0, abs=0.05)
@@ -458,29 +458,29 @@ def test_stats_counters() -> None:
 
 def test_beat_rate_window_follows_ticks() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst()), 0.0)
     for t in (5.0, 10.0):
         for _ in range(20):
-            served(node, req("beat", **inst()), t - 1)
+            served_map(node, req("beat", **inst()), t - 1)
         node.tick(t)
-    assert node.stats_result(10.0)["beats_per_second"] == 4.0
+    assert stats_map(node, 10.0)["beats_per_second"] == 4.0
     node.tick(15.0)  # no beats in (10, 15]: the window drops the oldest sample
-    assert node.stats_result(15.0)["beats_per_second"] == 2.0
+    assert stats_map(node, 15.0)["beats_per_second"] == 2.0
     node.tick(20.0)
     node.tick(25.0)
-    assert node.stats_result(25.0)["beats_per_second"] == 0.0
+    assert stats_map(node, 25.0)["beats_per_second"] == 0.0
 
 
 def test_stats_instances_split_healthy_unhealthy() -> None:
     node = new_node()
-    served(node, req("register", **inst()), 0.0)
-    served(node, req("register", **inst(port=2)), 10.0)
+    served_map(node, req("register", **inst()), 0.0)
+    served_map(node, req("register", **inst(port=2)), 10.0)
     node.tick(15.0)
-    assert node.stats_result(15.0)["instances"] == {"total": 2, "healthy": 1, "unhealthy": 1}
+    assert stats_map(node, 15.0)["instances"] == {"total": 2, "healthy": 1, "unhealthy": 1}
 
 
 def test_ping() -> None:
-    assert served(new_node(), req("ping"), 1.0) == {
+    assert served_map(new_node(), req("ping"), 1.0) == {
         "epoch": EPOCH,
         "version": __version__,
         "address": "127.0.0.1:7800",

@@ -27,7 +27,7 @@ def test_a_stall_while_serving_resyncs_with_every_peer_before_judging() -> None:
     node, _, _ = distro_pair()
     node.take_effects()
     wake = node.tick(1.0)
-    assert node.check_stall(wake + 10.0)  # stopped for 10 s
+    assert node.registry.check_stall(wake + 10.0)  # stopped for 10 s
     assert node.state is NodeState.RESYNCING and node.ready  # still serving
     assert node.may_judge(wake + 10.0) == (False, False)
     node.tick(wake + 10.0)
@@ -40,7 +40,7 @@ def test_a_stall_while_serving_resyncs_with_every_peer_before_judging() -> None:
 def test_resyncing_ends_at_the_deadline_when_a_peer_never_answers() -> None:
     node, _, _ = distro_pair()
     wake = node.tick(1.0)
-    node.check_stall(wake + 10.0)
+    node.registry.check_stall(wake + 10.0)
     assert node.state is NodeState.RESYNCING
     later = wake + 10.0 + CATCH_UP_PATIENCE * ClusterPolicy().peer_timeout
     node.on_replication(Beacon("n2", "10.0.0.2:7800", 99, True, 0), later)  # still up
@@ -59,7 +59,7 @@ def test_a_stall_while_catching_up_still_resyncs_once_caught_up() -> None:
         node.on_replication(Beacon("n2", "10.0.0.2:7800", 99, True, 0), now)
         if now == 1.0:
             stalled_at = now = node.tick(now) + 5.0  # stopped for 5 s
-            assert node.check_stall(now)
+            assert node.registry.check_stall(now)
         node.tick(now)
         node.take_effects()  # calls that never get a reply
         now += 0.5
@@ -79,7 +79,7 @@ def node_in(state: NodeState) -> DistroNode:
     else:
         node, _, _ = distro_pair()
         if state is NodeState.RESYNCING:
-            assert node.check_stall(node.tick(1.0) + 10.0)
+            assert node.registry.check_stall(node.tick(1.0) + 10.0)
     assert node.state is state
     return node
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from answers import peer_reply, served
+from answers import peer_reply, served, stats_map
 
 from meshreg.config import NodeConfig, load_node_config
 from meshreg.core.distro import ClusterPolicy, DistroNode, PeerCall
@@ -104,7 +104,7 @@ class Fleet:
         return {self.state(p) for p in providers}
 
     def sp(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.node.stats_result(self.now)["self_preservation"]
+        result: dict[str, Any] = stats_map(self.node, self.now)["self_preservation"]
         return result
 
     def evictions(self) -> int:
@@ -204,7 +204,7 @@ def test_unhealthy_marking_goes_on_and_the_start_is_announced_before_it() -> Non
     assert "SelfPreservationStarted" in kinds
     assert kinds.index("SelfPreservationStarted") < first_mark  # the log says why first
     assert f.states(f.providers[:90]) == {"unhealthy"}
-    assert f.node.stats_result(f.now)["instances"] == {"total": 100, "healthy": 10, "unhealthy": 90}
+    assert stats_map(f.node, f.now)["instances"] == {"total": 100, "healthy": 10, "unhealthy": 90}
 
 
 # -- leaving the mode ---------------------------------------------------------------------------
@@ -438,7 +438,7 @@ def test_distro_node_preserves_its_own_services_when_their_beats_stop() -> None:
     f.run_until(100.0)
     assert f.states(own) == {"unhealthy"}
     assert f.sp()["active"] is True and (f.sp()["silent"], f.sp()["of"]) == (12, 12)
-    stats = node.stats_result(f.now)
+    stats = stats_map(node, f.now)
     assert stats["self_preservation"]["active"] is True and stats["ready"] is True
 
 
@@ -450,7 +450,7 @@ def test_defaults() -> None:
         0.85,
         10,
     )
-    sp = RegistryNode(p, EPOCH, 0.0).stats_result(0.0)["self_preservation"]
+    sp = stats_map(RegistryNode(p, EPOCH, 0.0), 0.0)["self_preservation"]
     assert sp == {
         "enabled": True,
         "active": False,

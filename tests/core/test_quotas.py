@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from answers import served
+from answers import served, stats_map
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -165,7 +165,7 @@ def test_a_write_over_a_quota_is_refused_and_changes_nothing(
     assert f"raise [limits] {limit} in the node config" in exc.message
     assert snapshot(node) == before  # a rejected write changes nothing
     assert node.take_effects() == []
-    stats = node.stats_result(1.0)
+    stats = stats_map(node, 1.0)
     assert stats["rejected_quota"] == {limit: 1}
     assert stats["limits"][limit] == limits[limit]
 
@@ -212,7 +212,7 @@ def test_stats_show_usage_with_empty_services_tombstones_and_metadata() -> None:
     served(node, register(key("a"), iid(2)), 0.0)
     served(node, SetService(1, key("empty", "dev"), 0.5, {"o": "x"}), 0.0)
     served(node, DeregisterInstance(1, key("a"), iid(2)), 1.0)
-    usage = node.stats_result(1.0)["usage"]
+    usage = stats_map(node, 1.0)["usage"]
     assert usage == {
         "namespaces": 2,
         "services": 2,
@@ -222,7 +222,7 @@ def test_stats_show_usage_with_empty_services_tombstones_and_metadata() -> None:
         "tombstones": 1,
         "tombstones_dropped": 0,
     }
-    assert node.stats_result(1.0)["services"] == 1  # with instances, as before
+    assert stats_map(node, 1.0)["services"] == 1  # with instances, as before
 
 
 def test_limits_policy_validates_and_loads_from_toml(tmp_path: Any) -> None:

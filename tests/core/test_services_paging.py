@@ -6,7 +6,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from answers import served
+from answers import served_map, stats_map
 
 from meshreg.core.health import HealthPolicy
 from meshreg.core.registry import RegistryNode
@@ -28,13 +28,15 @@ IID = InstanceId("10.0.0.1", 80, "DEFAULT")
 def node_with(names: list[tuple[str, str, str]]) -> RegistryNode:
     node = RegistryNode(HealthPolicy(), 1, 0.0)
     for ns, group, service in names:
-        served(node, RegisterInstance(1, ServiceKey(ns, group, service), IID, 1.0, True, {}), 0.0)
+        served_map(
+            node, RegisterInstance(1, ServiceKey(ns, group, service), IID, 1.0, True, {}), 0.0
+        )
     return node
 
 
 def services(node: RegistryNode, **fields: Any) -> dict[str, Any]:
     body = msgpack.packb({"v": 1, "id": 1, "op": "services", **fields})
-    result: dict[str, Any] = served(node, parse_request(body), 1.0)
+    result: dict[str, Any] = served_map(node, parse_request(body), 1.0)
     return result
 
 
@@ -99,8 +101,8 @@ def test_a_cursor_resumes_after_its_service_even_if_it_is_gone() -> None:
     node = node_with([("public", "G", f"s{i}") for i in range(6)])
     first = services(node, page_size=3)
     assert [s["service"] for s in first["services"]] == ["s0", "s1", "s2"]
-    served(node, DeregisterInstance(1, ServiceKey("public", "G", "s2"), IID), 1.0)
-    served(node, RegisterInstance(1, ServiceKey("public", "G", "s1a"), IID, 1.0, True, {}), 1.0)
+    served_map(node, DeregisterInstance(1, ServiceKey("public", "G", "s2"), IID), 1.0)
+    served_map(node, RegisterInstance(1, ServiceKey("public", "G", "s1a"), IID, 1.0, True, {}), 1.0)
     rest = services(node, page_size=3, cursor=first["next_cursor"])
     assert [s["service"] for s in rest["services"]] == ["s3", "s4", "s5"]
     assert rest["next_cursor"] is None and rest["count"] == 6
@@ -108,9 +110,9 @@ def test_a_cursor_resumes_after_its_service_even_if_it_is_gone() -> None:
 
 def test_services_with_settings_only_are_not_listed_but_count_as_services_in_stats() -> None:
     node = node_with([("public", "G", "a")])
-    served(node, SetService(1, ServiceKey("public", "G", "b"), 0.5, None), 1.0)
+    served_map(node, SetService(1, ServiceKey("public", "G", "b"), 0.5, None), 1.0)
     assert [s["service"] for s in services(node)["services"]] == ["a"]
-    assert node.stats_result(1.0)["usage"]["services"] == 2
+    assert stats_map(node, 1.0)["usage"]["services"] == 2
 
 
 def test_a_cursor_from_another_group_does_not_walk_other_groups() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from answers import peer_reply, served
+from answers import peer_reply, served, served_map, stats_map
 from test_distro_faults import keys_owned_by as owned_keys
 
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode, PeerCall
@@ -53,7 +53,7 @@ class Lone:
         self.effects: list[Any] = []
 
     def handle(self, op: str, **fields: Any) -> Any:
-        result = served(self.node, parse_request(body(op, **fields)), self.now)
+        result = served_map(self.node, parse_request(body(op, **fields)), self.now)
         self.effects += self.node.take_effects()
         return result
 
@@ -86,7 +86,7 @@ def test_open_chooses_an_id_or_takes_the_clients() -> None:
     theirs = n.handle("session_open")
     assert len(theirs["session"]) == 32 and theirs["session"] != SID
     assert n.handle("session_open")["session"] != theirs["session"]
-    assert n.node.stats_result(n.now)["sessions"]["count"] == 3
+    assert stats_map(n.node, n.now)["sessions"]["count"] == 3
 
 
 def test_renewals_keep_every_instance_alive_and_silence_marks_then_evicts() -> None:
@@ -317,13 +317,13 @@ class Member:
         for i in range(round(seconds / 0.1)):
             self.beacons()
             if peer_renews is not None and i % 10 == 0:
-                stamp = self.node.wall_stamp(self.now)
+                stamp = self.node.registry.wall_stamp(self.now)
                 beats = SessionBeats("n2", 9, ((peer_renews, "public", stamp),))
                 self.node.on_replication(decode_replication(encode_sessions(beats)), self.now)
             self.step(0.1)
 
     def handle(self, op: str, forwarded: bool = False, **fields: Any) -> Any:
-        result = served(self.node, parse_request(body(op, **fields)), self.now, forwarded)
+        result = served_map(self.node, parse_request(body(op, **fields)), self.now, forwarded)
         self.effects += self.node.take_effects()
         return result
 
@@ -366,7 +366,7 @@ def test_an_instance_learned_from_a_peer_gets_a_grace_period_from_first_sight() 
     (key,) = keys_owned_by("n1")
     m.run(10.0)
     # n2 registered it long ago (its stamps are old): n1 only learns of it now
-    old = m.node.wall_stamp(0.5)
+    old = m.node.registry.wall_stamp(0.5)
     other = RegistryNode(POLICY, 3, 0.5, "x", detect_stalls=False)
     served(
         other,
@@ -430,7 +430,7 @@ def test_evidence_in_a_replicated_record_renews_the_session_for_the_sweep() -> N
     m.run(4.5)  # no renewal reaches n1: it marks
     assert not rec.healthy
     # n2 heard the renewals all along: its record carries one from 0.2 s ago
-    evidence = m.node.wall_stamp(m.now - 0.2) | 5
+    evidence = m.node.registry.wall_stamp(m.now - 0.2) | 5
     view = rec.view()
     refuted = type(view)(
         view.ip,
@@ -459,7 +459,7 @@ def test_a_peer_renewal_with_a_stamp_far_ahead_is_ignored() -> None:
     m = Member()
     m.handle("register", forwarded=True, service="s", ip="10.0.0.1", port=80, session=SID)
     before = m.node.store.sessions.get(SID).last_renewed  # type: ignore[union-attr]
-    ahead = m.node.wall_stamp(m.now + 3600)
+    ahead = m.node.registry.wall_stamp(m.now + 3600)
     m.node.on_replication(SessionBeats("n2", 9, ((SID, "public", ahead),)), m.now + 1)
     assert m.node.store.sessions.get(SID).last_renewed == before  # type: ignore[union-attr]
     assert m.node.counters["future_stamps"] == 1
@@ -496,7 +496,7 @@ def test_renewals_go_to_each_peer_over_the_request_path_too() -> None:
     m.handle("session_renew", session=SID)
     calls = [e for e in m.effects if isinstance(e, PeerCall) and e.op == "sessions"]
     assert sorted(c.node_id for c in calls) == ["n2", "n3"]
-    assert [tuple(e[:2]) for e in calls[0].fields["sessions"]] == [(SID, "public")]
+    assert [tuple(e[:2]) for e in calls[0].request.beats.entries] == [(SID, "public")]
     rounds = dict(m.node._rounds)
     for c in calls:
         m.node.peer_failed(c.tag, m.now)
@@ -509,7 +509,7 @@ def test_a_pushed_renewal_counts_like_a_published_one() -> None:
     m.handle("register", service=key.service, ip="10.0.0.1", port=80, session=SID)
     rec = m.node.store.services[key].instances[InstanceId("10.0.0.1", 80, "DEFAULT")]
     for _ in range(12):  # the client renews at n2, whose stream is stalled: only pushes
-        stamp = m.node.wall_stamp(m.now)
+        stamp = m.node.registry.wall_stamp(m.now)
         push = msgpack.packb(
             {
                 "v": 1,

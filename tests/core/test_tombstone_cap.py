@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from answers import served
+from answers import served, stats_map
 
 from meshreg.core.health import HealthPolicy
 from meshreg.core.quotas import LimitsPolicy
@@ -78,7 +78,7 @@ def test_the_node_caps_tombstones_from_its_limits_and_shows_them() -> None:
         inst = iid(i)
         served(node, RegisterInstance(1, SVC, inst, 1.0, True, {}), float(i))
         served(node, DeregisterInstance(1, SVC, inst), float(i))
-    usage = node.stats_result(30.0)["usage"]
+    usage = stats_map(node, 30.0)["usage"]
     assert (usage["tombstones"], usage["tombstones_dropped"]) == (10, 15)
     node.tick(30.0 + TOMBSTONE_TTL)  # a sweep purges them by age
-    assert node.stats_result(31.0 + TOMBSTONE_TTL)["usage"]["tombstones"] == 0
+    assert stats_map(node, 31.0 + TOMBSTONE_TTL)["usage"]["tombstones"] == 0

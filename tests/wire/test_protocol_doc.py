@@ -185,7 +185,7 @@ class Node:
         if limits is not None:
             config = NodeConfig(host="127.0.0.1", port=7800, peers=peers, limits=limits)
         self.rt = NodeRuntime(config, clock=lambda: self.now, epoch=EPOCH)
-        self.rt.core.wall_offset = 0.0  # stamps from the fake clock: the examples repeat
+        self.rt.core.registry.wall_offset = 0.0  # stamps from the fake clock: the examples repeat
         self.xpub = RecordingSocket()
         self.rt._xpub = self.xpub  # type: ignore[assignment]
 
@@ -206,7 +206,7 @@ class Node:
     def subscribe(self, key: ServiceKey) -> None:
         topic = b"\x00".join((key.namespace.encode(), key.group.encode(), key.service.encode()))
         assert self.rt.gate.subscribe(topic + b"\x00", True) is None
-        self.rt.core.subscription_changed(key, True)
+        self.rt.core.registry.subscription_changed(key, True)
         self.flush()
 
     def flush(self) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshreg.client.cache import ServiceView
+from meshreg.client.messages import decode_result
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import Instance, ServiceKey
 from meshreg.wire.results import CHECKS, check_notification, check_result, split_address
@@ -67,6 +68,9 @@ results = st.one_of(
     st.fixed_dictionaries(
         {"node": values, "ready": values, "members": st.lists(member, max_size=3)}
     ),
+    st.fixed_dictionaries(
+        {"results": st.lists(st.one_of(st.none(), st.tuples(values, values).map(list), values))}
+    ),
 )
 
 
@@ -81,6 +85,9 @@ def use(op: str, result: Any) -> None:
         [split_address(m["address"]) for m in result["members"]]
     elif op == "services":
         [s["service"] for s in result["services"]]
+    elif op == "register_batch":
+        outcome = decode_result(op, result)
+        [(e.code + 1, e.message.upper()) for e in outcome.results if e is not None]
     else:
         dict(result)
 

@@ -1,0 +1,246 @@
+"""What the core answers: the typed result of every request it serves.
+
+Theory of operation
+-------------------
+A ``Reply`` (core/effects) carries one of the results below, or None for a write that
+returns nothing.  They are values, not wire shapes: the core says *what* it answers,
+and meshreg/wire (``wire/result_maps``) says how that travels, key by key, in the map
+docs/PROTOCOL.md documents.  So the core builds no reply dicts, and a change of the
+wire format is a change in wire alone (its byte dumps are checked by
+tests/wire/test_protocol_doc.py).
+
+Results are frozen: made once per request and encoded once.  Two exceptions to "a dataclass all
+the way down": a table of named counters (``requests``, ``errors``, ``rejected_quota``,
+a member's ``counters``) is a mapping of names to counts, since that is what it is and
+new names may appear; and the instances of an ``instances`` result are ``InstanceRow``
+tuples, made and encoded fast (a list may hold thousands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meshreg.core.cluster_messages import DigestPage, ReconcileReply
+from meshreg.model import ServiceKey
+
+if TYPE_CHECKING:
+    from meshreg.core.quotas import LimitsPolicy
+
+
+# -- reads ---------------------------------------------------------------------------------
+InstanceRow = tuple[str, int, str, float, bool, bool, Mapping[str, str]]
+"""One instance of an ``instances`` result: (ip, port, cluster, weight, enabled, healthy,
+metadata).  A plain tuple, not a dataclass: a list may hold thousands, and a tuple is
+made in C (a slotted dataclass costs about twice as much per instance, measured)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstancesResult:
+    """A service's instances at (epoch, revision), with its settings."""
+
+    key: ServiceKey
+    epoch: int
+    revision: int
+    protect_threshold: float
+    protected: bool  # protection is on: the list holds unhealthy instances too
+    service_metadata: Mapping[str, str]
+    instances: tuple[InstanceRow, ...]  # ordered by (ip, port, cluster)
+    # s the answering node has been up (None: not told): an empty list from a node that
+    # has just (re)started may only mean its providers have not registered again yet
+    uptime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesResult:
+    """One page of a namespace's services."""
+
+    namespace: str
+    services: tuple[tuple[str, str], ...]  # (group, service), in order
+    count: int  # services of the namespace (and group) on all pages together
+    next_cursor: str | None  # None: the last page
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    epoch: int
+    version: str
+    address: str
+
+
+# -- sessions and batches --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    session: str
+    instances: int  # instances the node holds in it
+    unhealthy_after: float  # s: the node's timings, for the client's renewal interval
+    evict_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRenewed:
+    instances: int
+    known: bool  # False: the node had not heard of the session (it opened it now)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    deregistered: int  # instances removed with it
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRefused:
+    """One ``register_batch`` entry that was refused (it changed nothing)."""
+
+    code: int  # an ErrorCode (or, relayed from a newer owner, a code this node lacks)
+    message: str
+
+
+EntryResult = EntryRefused | None
+"""A ``register_batch`` entry's result: None, registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The per-entry results of a ``register_batch``, in the request's order."""
+
+    results: tuple[EntryResult, ...]
+
+
+# -- monitoring ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class InstanceCounts:
+    total: int
+    healthy: int
+    unhealthy: int
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The health rules' timings, s."""
+
+    check_interval: float
+    unhealthy_after: float
+    evict_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class PreservationStats:
+    """Self-preservation (core/preservation), counts as of the last sweep."""
+
+    enabled: bool
+    state: str
+    active: bool
+    active_for: float | None  # s since it turned on (None: never on)
+    evicting: bool
+    silent: int
+    total: int  # instances judged by the last sweep ("of")
+    held: int
+    threshold: float
+    min_instances: int
+    times_entered: int
+    max_duration: float
+    times_expired: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What clients grew, against ``[limits]`` (core/quotas); running counts."""
+
+    namespaces: int
+    services: int
+    empty_services: int
+    instances: int
+    metadata_bytes: int
+    tombstones: int
+    tombstones_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    count: int
+    instances: int
+    renewals: int
+    silent: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStats:
+    """What a cluster member adds to ``stats`` (core/distro)."""
+
+    counters: Mapping[str, int]  # forwarded, replication_in, ... (names may be added)
+    node_id: str
+    ready: bool
+    health_judgment: str
+    disputed_views: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsResult:
+    """A node's ``stats``: the registry's, a member's (``member``), and what the
+    runtime adds (``runtime``: security, sockets, config; reported as it keeps it)."""
+
+    address: str
+    version: str
+    epoch: int
+    uptime: float
+    services: int
+    instances: InstanceCounts
+    requests: Mapping[str, int]
+    beats_total: int
+    beats_per_second: float
+    errors: Mapping[str, int]
+    errors_total: int
+    notifications: int
+    subscribers: int
+    watched_services: int
+    revision: int
+    timings: Timings
+    self_preservation: PreservationStats
+    stalls: int
+    usage: Usage
+    limits: LimitsPolicy
+    rejected_quota: Mapping[str, int]
+    sessions: SessionStats
+    member: MemberStats | None = None
+    runtime: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One member of a ``cluster`` result, as the answering node sees it."""
+
+    id: str  # "" for a configured peer not heard from yet
+    address: str
+    state: str  # "up", "catching up", "down", ...
+    self: bool
+    services: int  # services it is responsible for, and their instances
+    instances: int
+    lag: int  # deltas it announced that this node has not applied
+    last_heard: float | None  # s ago (None: never)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterResult:
+    node: str
+    ready: bool
+    members: tuple[MemberRow, ...]  # this node first, then its peers by address
+
+
+Result = (
+    InstancesResult
+    | ServicesResult
+    | PingResult
+    | SessionOpened
+    | SessionRenewed
+    | SessionClosed
+    | BatchResult
+    | StatsResult
+    | ClusterResult
+    | DigestPage
+    | ReconcileReply
+    | None
+)
+"""Every result a ``Reply`` carries (closed: wire/result_maps encodes each)."""

@@ -1,0 +1,237 @@
+"""The core's typed results (core/results) as the maps a reply carries.
+
+One encoder per result type, key by key, in the order docs/PROTOCOL.md shows them (its
+byte dumps are checked by tests/wire/test_protocol_doc.py): this module is where the
+shape of a reply is decided, and the core never sees it.  ``to_wire`` is the entry
+point (wire/replies uses it as msgpack's ``default``, so nested results encode too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from meshreg.core.cluster_messages import DigestPage, ReconcileReply
+from meshreg.core.quotas import LimitsPolicy
+from meshreg.core.results import (
+    BatchResult,
+    ClusterResult,
+    EntryRefused,
+    InstancesResult,
+    MemberRow,
+    PingResult,
+    PreservationStats,
+    ServicesResult,
+    SessionClosed,
+    SessionOpened,
+    SessionRenewed,
+    StatsResult,
+)
+from meshreg.wire.peer import payload_to_wire
+
+
+def instances_map(r: InstancesResult) -> dict[str, Any]:
+    key = r.key
+    m = {
+        "namespace": key.namespace,
+        "group": key.group,
+        "service": key.service,
+        "epoch": r.epoch,
+        "revision": r.revision,
+        "protect_threshold": r.protect_threshold,
+        "protected": r.protected,
+        "service_metadata": r.service_metadata,
+        "instances": [
+            {
+                "ip": ip,
+                "port": port,
+                "cluster": cluster,
+                "weight": weight,
+                "enabled": enabled,
+                "healthy": healthy,
+                "metadata": metadata,
+            }
+            for ip, port, cluster, weight, enabled, healthy, metadata in r.instances
+        ],
+    }
+    if r.uptime is not None:
+        m["uptime"] = r.uptime
+    return m
+
+
+def services_map(r: ServicesResult) -> dict[str, Any]:
+    return {
+        "namespace": r.namespace,
+        "services": [{"group": g, "service": s} for g, s in r.services],
+        "count": r.count,
+        "next_cursor": r.next_cursor,
+    }
+
+
+def ping_map(r: PingResult) -> dict[str, Any]:
+    return {"epoch": r.epoch, "version": r.version, "address": r.address}
+
+
+def session_opened_map(r: SessionOpened) -> dict[str, Any]:
+    return {
+        "session": r.session,
+        "instances": r.instances,
+        "unhealthy_after": r.unhealthy_after,
+        "evict_after": r.evict_after,
+    }
+
+
+def session_renewed_map(r: SessionRenewed) -> dict[str, Any]:
+    return {"instances": r.instances, "known": r.known}
+
+
+def session_closed_map(r: SessionClosed) -> dict[str, Any]:
+    return {"deregistered": r.deregistered}
+
+
+def entry_result(r: EntryRefused | None) -> list[Any] | None:
+    """A ``register_batch`` entry's result: nil, or ``[code, message]``."""
+    return None if r is None else [int(r.code), r.message]
+
+
+def batch_map(r: BatchResult) -> dict[str, Any]:
+    return {"results": [entry_result(e) for e in r.results]}
+
+
+def _preservation_map(p: PreservationStats) -> dict[str, Any]:
+    return {
+        "enabled": p.enabled,
+        "state": p.state,
+        "active": p.active,
+        "active_for": p.active_for,
+        "evicting": p.evicting,
+        "silent": p.silent,
+        "of": p.total,
+        "held": p.held,
+        "threshold": p.threshold,
+        "min_instances": p.min_instances,
+        "times_entered": p.times_entered,
+        "max_duration": p.max_duration,
+        "times_expired": p.times_expired,
+    }
+
+
+_LIMIT_NAMES = tuple(f.name for f in fields(LimitsPolicy))
+
+
+def _limits_map(limits: LimitsPolicy) -> dict[str, int]:
+    """``[limits]`` under the names the node config gives them."""
+    return {name: getattr(limits, name) for name in _LIMIT_NAMES}
+
+
+def stats_map(r: StatsResult) -> dict[str, Any]:
+    counts, timings, usage, sessions = r.instances, r.timings, r.usage, r.sessions
+    m: dict[str, Any] = {
+        "address": r.address,
+        "version": r.version,
+        "epoch": r.epoch,
+        "uptime": r.uptime,
+        "services": r.services,
+        "instances": {
+            "total": counts.total,
+            "healthy": counts.healthy,
+            "unhealthy": counts.unhealthy,
+        },
+        "requests": dict(r.requests),
+        "beats_total": r.beats_total,
+        "beats_per_second": r.beats_per_second,
+        "errors": dict(r.errors),
+        "errors_total": r.errors_total,
+        "notifications": r.notifications,
+        "subscribers": r.subscribers,
+        "watched_services": r.watched_services,
+        "revision": r.revision,
+        "timings": {
+            "check_interval": timings.check_interval,
+            "unhealthy_after": timings.unhealthy_after,
+            "evict_after": timings.evict_after,
+        },
+        "self_preservation": _preservation_map(r.self_preservation),
+        "stalls": r.stalls,
+        "usage": {
+            "namespaces": usage.namespaces,
+            "services": usage.services,
+            "empty_services": usage.empty_services,
+            "instances": usage.instances,
+            "metadata_bytes": usage.metadata_bytes,
+            "tombstones": usage.tombstones,
+            "tombstones_dropped": usage.tombstones_dropped,
+        },
+        "limits": _limits_map(r.limits),
+        "rejected_quota": dict(r.rejected_quota),
+        "sessions": {
+            "count": sessions.count,
+            "instances": sessions.instances,
+            "renewals": sessions.renewals,
+            "silent": sessions.silent,
+        },
+    }
+    member = r.member
+    if member is not None:
+        m.update(member.counters)
+        m["node_id"] = member.node_id
+        m["ready"] = member.ready
+        m["health_judgment"] = member.health_judgment
+        m["disputed_views"] = member.disputed_views
+        m["members"] = list(member.members)
+    if r.runtime is not None:
+        m.update(r.runtime)
+    return m
+
+
+def _member_map(m: MemberRow) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "address": m.address,
+        "state": m.state,
+        "self": m.self,
+        "services": m.services,
+        "instances": m.instances,
+        "lag": m.lag,
+        "last_heard": m.last_heard,
+    }
+
+
+def cluster_map(r: ClusterResult) -> dict[str, Any]:
+    return {"node": r.node, "ready": r.ready, "members": [_member_map(m) for m in r.members]}
+
+
+def digest_page_map(r: DigestPage) -> dict[str, Any]:
+    """A ``digests`` page: ``[namespace, group, service, digest, instances]`` each."""
+    return {
+        "node": r.node,
+        "digests": [[k.namespace, k.group, k.service, d, n] for k, d, n in r.entries],
+        "more": r.more,
+    }
+
+
+def reconcile_map(r: ReconcileReply) -> dict[str, Any]:
+    return {"services": [payload_to_wire(p) for p in r.services]}
+
+
+RESULT_MAPS: dict[type, Callable[[Any], Any]] = {
+    InstancesResult: instances_map,
+    ServicesResult: services_map,
+    PingResult: ping_map,
+    SessionOpened: session_opened_map,
+    SessionRenewed: session_renewed_map,
+    SessionClosed: session_closed_map,
+    BatchResult: batch_map,
+    StatsResult: stats_map,
+    ClusterResult: cluster_map,
+    DigestPage: digest_page_map,
+    ReconcileReply: reconcile_map,
+}
+"""Every ``core.results.Result`` but None (tests/wire/test_result_maps.py checks it)."""
+
+
+def to_wire(result: Any) -> Any:
+    """A core result as its wire map (anything else as it is: a value of msgpack's)."""
+    encode = RESULT_MAPS.get(type(result))
+    return result if encode is None else encode(result)
