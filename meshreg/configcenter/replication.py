@@ -22,9 +22,16 @@ of it, the node itself included, whether or not the others are up.
   Writes to the data id wait for that round (``ack_timeout`` at most, else UNAVAILABLE:
   nothing was written).
 * **Write.** The responsible node assigns the next revision (the core checks the input
-  and the compare-and-set), persists it (``Persist``, carried out before the effects
-  after it), and sends the version to every other configured member
-  (``SendRecord``), again every ``resend_interval`` to those that have not answered.
+  and the compare-and-set), sends the version to every other configured member
+  (``SendRecord``, again every ``resend_interval`` to those that have not answered) and
+  persists it (``Persist``, carried out before the effects after it).  The records come
+  first: they may leave while this node's own fsync runs (a record is not an
+  acknowledgement; etcd/raft's leader does the same, Raft thesis 10.2.1).  This node
+  counts its own acknowledgement from the start, but everything that count can lead to
+  (the reply, the commit messages) comes from a later input, carried out after this
+  ``Persist`` (the runtime's turn order), so nothing is answered before it is on this
+  disk too.  If it crashes before its save, a peer may hold a version this node lost:
+  it was never acknowledged, and the merge rule settles it (docs/CONFIG.md).
 * **Acknowledge.** A peer merges the version (``ConfigStore.apply``), persists it, and
   answers (``SendAck``): ok if it is the first version it stored at that revision, not ok
   (with its current version, which the writer merges) otherwise.  Each node acknowledges
@@ -120,9 +127,14 @@ class ConfigWrite:
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """Write these versions durably (one transaction) before carrying out what follows."""
+    """Write these versions durably (one transaction) before carrying out what follows
+    (a ``SendRecord`` before it may leave at once: a record is not an acknowledgement).
+    ``mark``: only the committed flag of versions saved before is raised; what follows
+    needs the versions on disk, not the flag (the runtime may let it go before the flag's
+    own fsync; a reply still waits for it)."""
 
     entries: tuple[ConfigEntry, ...]
+    mark: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,12 +338,14 @@ class ConfigReplicator:
             return [ReplyError(write.request, exc.code, exc.message)]
         pending = _Pending(write, entry, arrived + self.ack_timeout, now + self.resend_interval,
                            {self.node_id}, set())  # fmt: skip
-        effects: list[Effect] = [Persist((entry,))]
         if self.majority == 1:
-            return effects + self._commit(pending)
+            return [Persist((entry,)), *self._commit(pending)]
         self._pending[_pending_key(entry)] = pending
-        effects.extend(SendRecord(p, entry) for p in self.peers)
-        return effects
+        # the records go out in parallel with this node's own save (Raft thesis 10.2.1): a
+        # record is not an acknowledgement; this node's own vote counts only once its save
+        # is durable, since everything the count leads to (the reply, the commit message)
+        # is carried out after this Persist
+        return [*(SendRecord(p, entry) for p in self.peers), Persist((entry,))]
 
     def read(
         self,
@@ -414,7 +428,7 @@ class ConfigReplicator:
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
         marked = self.store.commit(key, revision, origin, md5)
-        return [Persist((marked,))] if marked is not None else []
+        return [Persist((marked,), mark=True)] if marked is not None else []
 
     def on_digests(self, sender: str, digests: Iterable[ConfigDigest], reply: bool) -> list[Effect]:
         """A peer's digests: push the versions of every data id where this node is ahead.
@@ -558,7 +572,7 @@ class ConfigReplicator:
         self.counters["committed"] += 1
         effects: list[Effect] = []
         if marked is not None:
-            effects.append(Persist((marked,)))
+            effects.append(Persist((marked,), mark=True))
         effects.append(ReplyEntry(pending.write.request, committed))
         effects.extend(ReplyEntry(r, committed) for r in pending.joined)
         effects.extend(

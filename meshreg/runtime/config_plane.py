@@ -125,6 +125,8 @@ FORWARD_WAIT_MAX = 2.0  # s; under FORWARD_TIMEOUT (2.2 s): a forward that never
 # answered "nothing was written" before the forward's own deadline
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
+UNCONFIRMED_SECONDS = 2.5  # s; an uncommitted current version is announced this late
+# (its owner answered within its 2 s ack timeout: committed, or "outcome unknown")
 CACHED_REPLY_MAX = 64 * 1024  # bytes; a get's packed result up to this size is kept ...
 CACHED_REPLIES_BYTES = 16 * 1024 * 1024  # ... while all of them stay below this (else cleared)
 
@@ -234,6 +236,7 @@ class ConfigPlane:
         self._now = now  # the time of the input being handled (replies kept for a resend)
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
+        self._unconfirmed: dict[ConfigKey, float] = {}  # not committed: announce at (time)
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
@@ -327,6 +330,11 @@ class ConfigPlane:
                 )
         if self._parked:
             self._expire_parked(now)
+        if self._unconfirmed:
+            due = [k for k, at in self._unconfirmed.items() if now >= at]
+            for key in due:  # one still on its way to disk: its save's turn sets it again
+                del self._unconfirmed[key]
+            self._announce([k for k in due if k not in self._commits.unsaved], now, due=True)
         if not self.ready and now >= self._next_ask:
             self._next_ask = now + SYNC_ASK_INTERVAL
             for peer in self.peers:
@@ -406,6 +414,8 @@ class ConfigPlane:
             times.append(min(u.next_try for u in self._unsent))
         if self._parked:
             times.append(min(p.deadline for ps in self._parked.values() for p in ps))
+        if self._unconfirmed:
+            times.append(min(self._unconfirmed.values()))
         return min(times)
 
     # -- client requests ----------------------------------------------------------------
@@ -705,18 +715,30 @@ class ConfigPlane:
         self.counters["subscription_syncs"] += 1
         self._notify(encode_config_change(current))
 
-    def _announce(self, keys: Iterable[ConfigKey], now: float) -> None:
+    def _announce(self, keys: Iterable[ConfigKey], now: float, due: bool = False) -> None:
+        """Publish the current version of ``keys`` to listeners if it changed.  **Only a
+        committed version** (acknowledged by a majority, so never lost) is announced: a
+        record's version may be one its owner never saved (records leave before the
+        owner's fsync); an uncommitted current version is announced ``UNCONFIRMED_SECONDS``
+        later (``due``: its write timed out, "outcome unknown", yet it is what reads show).
+        """
         for key in keys:
             current = self.store.current(key)
             if current is None:
                 continue
+            if key in self._parked:
+                self._retry_parked(key, now)
             identity = _identity(current)
-            if self._announced.get(key) != identity:
-                self._announced[key] = identity
-                self.counters["notifications"] += 1
-                self._notify(encode_config_change(current))
-                if key in self._parked:
-                    self._retry_parked(key, now)
+            if self._announced.get(key) == identity:
+                self._unconfirmed.pop(key, None)
+                continue
+            if not current.committed and not due and self.replicator.majority > 1:
+                self._unconfirmed.setdefault(key, now + UNCONFIRMED_SECONDS)
+                continue
+            self._unconfirmed.pop(key, None)
+            self._announced[key] = identity
+            self.counters["notifications"] += 1
+            self._notify(encode_config_change(current))
 
     def _send_outbox(self, peer: str) -> None:
         """The records, acks and commits queued for a peer this turn: one message."""
