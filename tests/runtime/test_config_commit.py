@@ -405,3 +405,49 @@ def test_a_peer_whose_commit_fails_acks_only_after_the_retry(tmp_path: Path) -> 
     key = ConfigKey("public", "DEFAULT_GROUP", "f")
     assert all(p.store.current(key) is not None for p in net.planes.values())
     assert on_disk(net, "f", 1) == 3
+
+
+def test_records_leave_while_the_owner_saves_and_the_reply_waits_for_its_save(
+    tmp_path: Path,
+) -> None:
+    """A publish's records go to the peers at the end of the owner's loop turn, while its
+    own commit is still in flight (Raft thesis 10.2.1); the peers save and acknowledge,
+    yet the owner answers only once its own commit is done.  Listeners are told only the
+    committed version: not on a peer that merely saved the record, and on every node
+    once the commit is known, without waiting for the committed flag's own fsync."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("rf")
+    assert net.call(owner, "config_publish", data_id="rf", content="v1")["ok"]  # catch-up
+    writers = held(net)
+    net.request(owner, b"w", "config_publish", data_id="rf", content="v2")
+    assert writers[owner].queue, "the owner's version is on its way to disk"
+    records = [body for to, body in net.queue if to != owner]
+    assert len(records) == 2, "the records left before the owner's commit"
+    assert on_disk(net, "rf", 2) == 0
+    for _ in range(4):  # the peers save (at once) and ack; the owner's commit stays held
+        batch, net.queue = list(net.queue), deque()
+        for to, body in batch:
+            net.planes[to].on_peer(body, net.now)
+            net.planes[to].flush(net.now)
+        for address, writer in writers.items():
+            if address != owner:
+                writer.commit()
+                net.planes[address].committed(net.now)
+    assert on_disk(net, "rf", 2) == 2 and b"w" not in net.replies  # acked by both peers
+    peers = [a for a in ADDRESSES if a != owner]
+    for peer in peers:  # saved there, but not known committed: not announced
+        assert [n["revision"] for n in net.notes.get(peer, [])] == [1]
+    writers[owner].commit(1)  # the owner's version only (its commit flag comes after)
+    net.planes[owner].committed(net.now)
+    assert b"w" not in net.replies, "a reply waits for the owner's committed flag too"
+    assert [n["revision"] for n in net.notes[owner]] == [1, 2]  # before the flag's fsync
+    net.deliver()  # the commit messages: the peers announce before their flag's fsync
+    for peer in peers:
+        assert [n["revision"] for n in net.notes[peer]] == [1, 2]
+    writers[owner].commit()
+    net.planes[owner].committed(net.now)
+    assert net.last(b"w")["ok"] and net.last(b"w")["result"]["revision"] == 2
+    for w in writers.values():
+        w.commit()
+    for p in net.planes.values():
+        p.close()
