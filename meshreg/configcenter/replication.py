@@ -355,11 +355,14 @@ class ConfigReplicator:
         labels: Mapping[str, str] | None = None,
         address: str | None = None,
         revision: int | None = None,
+        now: float | None = None,
     ) -> list[Effect]:
+        """A read: the version shown at ``now`` (``ConfigStore.shown``: one a majority
+        acknowledged, or settled); None: the current one."""
         try:
             if revision is not None:
-                return [ReplyEntry(request, self.store.get(key, revision, min_revision))]
-            view: ConfigView = self.store.resolve(key, labels or {}, address, min_revision)
+                return [ReplyEntry(request, self.store.get(key, revision, min_revision, now))]
+            view: ConfigView = self.store.resolve(key, labels or {}, address, min_revision, now)
         except ConfigRejected as exc:
             return [ReplyError(request, exc.code, exc.message)]
         return [ReplyEntry(request, view.entry, view.gray)]

@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meshreg.config import NodeConfig
-from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected, merge_order
 from meshreg.configcenter.replication import (
     FORWARD_TIMEOUT,
@@ -125,8 +125,6 @@ FORWARD_WAIT_MAX = 2.0  # s; under FORWARD_TIMEOUT (2.2 s): a forward that never
 # answered "nothing was written" before the forward's own deadline
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
-UNCONFIRMED_SECONDS = 2.5  # s; an uncommitted current version is announced this late
-# (its owner answered within its 2 s ack timeout: committed, or "outcome unknown")
 CACHED_REPLY_MAX = 64 * 1024  # bytes; a get's packed result up to this size is kept ...
 CACHED_REPLIES_BYTES = 16 * 1024 * 1024  # ... while all of them stay below this (else cleared)
 
@@ -236,7 +234,7 @@ class ConfigPlane:
         self._now = now  # the time of the input being handled (replies kept for a resend)
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
-        self._unconfirmed: dict[ConfigKey, float] = {}  # not committed: announce at (time)
+        self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
@@ -334,7 +332,7 @@ class ConfigPlane:
             due = [k for k, at in self._unconfirmed.items() if now >= at]
             for key in due:  # one still on its way to disk: its save's turn sets it again
                 del self._unconfirmed[key]
-            self._announce([k for k in due if k not in self._commits.unsaved], now, due=True)
+            self._announce([k for k in due if k not in self._commits.unsaved], now)
         if not self.ready and now >= self._next_ask:
             self._next_ask = now + SYNC_ASK_INTERVAL
             for peer in self.peers:
@@ -489,7 +487,7 @@ class ConfigPlane:
         labels = dict(req.labels)
         if isinstance(req, ListenConfig):
             self.counters["listens"] += 1
-            current = self.store.current(req.key)
+            current = self.store.shown(req.key, now)
             resolved = None
             if (
                 current is not None
@@ -499,14 +497,14 @@ class ConfigPlane:
                     or (current.revision == req.revision and req.md5 is not None)
                 )
             ):  # newer, or maybe another version at the held revision (PROTOCOL.md 2.22)
-                view = self.store.resolve(req.key, labels, address)
+                view = self.store.resolve(req.key, labels, address, now=now)
                 resolved = entry_result(view.entry, view.gray)
             return encode_ok(req.req_id, listen_result(current, req.revision, resolved, req.md5))
         try:
             if req.revision is not None:
-                entry = self.store.get(req.key, req.revision, req.min_revision)
+                entry = self.store.get(req.key, req.revision, req.min_revision, now)
                 return encode_ok(req.req_id, entry_result(entry))
-            view = self.store.resolve(req.key, labels, address, req.min_revision)
+            view = self.store.resolve(req.key, labels, address, req.min_revision, now)
             return encode_ok_packed(req.req_id, self._packed_result(view.entry, view.gray))
         except ConfigRejected as exc:
             first = deadline is None
@@ -709,18 +707,18 @@ class ConfigPlane:
         if names is None or len(names) != 3:
             return
         key = ConfigKey(*names)
-        current = self.store.current(key)
+        current = self.store.shown(key, self._now)
         if current is None or key in self._commits.unsaved:
             return
         self.counters["subscription_syncs"] += 1
         self._notify(encode_config_change(current))
 
-    def _announce(self, keys: Iterable[ConfigKey], now: float, due: bool = False) -> None:
-        """Publish the current version of ``keys`` to listeners if it changed.  **Only a
-        committed version** (acknowledged by a majority, so never lost) is announced: a
-        record's version may be one its owner never saved (records leave before the
-        owner's fsync); an uncommitted current version is announced ``UNCONFIRMED_SECONDS``
-        later (``due``: its write timed out, "outcome unknown", yet it is what reads show).
+    def _announce(self, keys: Iterable[ConfigKey], now: float) -> None:
+        """Publish to listeners the version of ``keys`` shown now, if it changed.  **Only a
+        version a majority acknowledged** (``committed``: never lost) is shown, or one
+        written ``SETTLE_SECONDS`` ago ("outcome unknown", yet current): a record may be
+        one its owner never saved (records leave before the owner's fsync), so a peer that
+        only saved it must not show it (``ConfigStore.shown``; reads follow the same rule).
         """
         for key in keys:
             current = self.store.current(key)
@@ -728,17 +726,18 @@ class ConfigPlane:
                 continue
             if key in self._parked:
                 self._retry_parked(key, now)
-            identity = _identity(current)
-            if self._announced.get(key) == identity:
+            shown = self.store.shown(key, now)
+            if shown is not current:  # look again once it has settled
+                self._unconfirmed[key] = min(current.modified + SETTLE_SECONDS, now + 10.0)
+            else:
                 self._unconfirmed.pop(key, None)
+            if shown is None:
                 continue
-            if not current.committed and not due and self.replicator.majority > 1:
-                self._unconfirmed.setdefault(key, now + UNCONFIRMED_SECONDS)
-                continue
-            self._unconfirmed.pop(key, None)
-            self._announced[key] = identity
-            self.counters["notifications"] += 1
-            self._notify(encode_config_change(current))
+            identity = _identity(shown)
+            if self._announced.get(key) != identity:
+                self._announced[key] = identity
+                self.counters["notifications"] += 1
+                self._notify(encode_config_change(shown))
 
     def _send_outbox(self, peer: str) -> None:
         """The records, acks and commits queued for a peer this turn: one message."""

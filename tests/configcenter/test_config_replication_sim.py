@@ -204,7 +204,9 @@ class Sim:
             client.waiting = (request, "read", key, None, self.now)
             if target.alive:
                 assert target.rep is not None
-                self.run_effects(target, target.rep.read(request, key, client.seen.get(key, 0)))
+                self.run_effects(
+                    target, target.rep.read(request, key, client.seen.get(key, 0), now=self.now)
+                )
         self.at(self.now + CLIENT_TIMEOUT, "client_timeout", (client, request))
 
     def on_reply(self, eff: ReplyEntry | ReplyError) -> None:
