@@ -328,6 +328,10 @@ class ConfigStore:
     def keys(self) -> Iterator[ConfigKey]:
         return iter(self._keys)
 
+    def keys_after(self, after: ConfigKey | None) -> Iterator[ConfigKey]:
+        """The data ids above ``after`` (None: all), in key order."""
+        return iter(self._keys) if after is None else self._keys.after(after)
+
     def digests(self, keys: Iterable[ConfigKey] | None = None) -> list[ConfigDigest]:
         """Anti-entropy digests of current entries, with their history hash."""
         wanted = self._keys if keys is None else keys

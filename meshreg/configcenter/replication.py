@@ -70,6 +70,7 @@ carried out in order.  No clock, socket or file here.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,9 @@ CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget o
 # the node's answer is due 0.3 s before it (client round trip and loop turns)
 DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
+DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of this many
+DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
+MAX_RANGE_SCAN = 4 * DIGEST_STEP  # data ids of its own a receiver looks at per message
 RETURN_DIGESTS_GAP = 1.0  # s; at most this often digests to a peer that came back up
 
 
@@ -165,9 +169,29 @@ class SendCommit:
 
 @dataclass(frozen=True, slots=True)
 class SendDigests:
+    """The digests of every data id the sender holds in the key range (``after``,
+    ``upto``] (None: unbounded; both None: all of them)."""
+
     peer: str
     digests: tuple[ConfigDigest, ...]
     reply: bool  # True: an answer to the peer's digests (do not answer again)
+    after: ConfigKey | None = None
+    upto: ConfigKey | None = None
+
+
+VersionId = tuple[int, str, str, str, bool, bool]  # revision, origin, md5, gray md5,
+# deleted, committed: what tells two versions (and their committed flags) apart
+
+
+@dataclass(frozen=True, slots=True)
+class SendHave:
+    """The versions the sender keeps of data ids whose histories differ (same current
+    version): the receiver pushes those missing from the list, and (``reply`` False)
+    answers with its own list where it lacks some of the sender's."""
+
+    peer: str
+    items: tuple[tuple[ConfigKey, tuple[VersionId, ...]], ...]
+    reply: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +241,7 @@ Effect = (
     | SendAck
     | SendCommit
     | SendDigests
+    | SendHave
     | SendVersions
     | FetchVersions
     | SendKeyVersions
@@ -276,6 +301,8 @@ class ConfigReplicator:
         self._fresh: dict[ConfigKey, int] = {}  # data id -> the view it was last caught up in
         self._next_sync = now + sync_interval
         self._sync_turn = 0
+        self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
+        self._next_step = math.inf  # the next step of the digest rounds under way
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
                          "deduplicated": 0}  # fmt: skip
 
@@ -433,35 +460,83 @@ class ConfigReplicator:
         marked = self.store.commit(key, revision, origin, md5)
         return [Persist((marked,), mark=True)] if marked is not None else []
 
-    def on_digests(self, sender: str, digests: Iterable[ConfigDigest], reply: bool) -> list[Effect]:
-        """A peer's digests: push the versions of every data id where this node is ahead.
+    def on_digests(
+        self,
+        sender: str,
+        digests: Iterable[ConfigDigest],
+        reply: bool,
+        after: ConfigKey | None = None,
+        upto: ConfigKey | None = None,
+    ) -> list[Effect]:
+        """A peer's digests: push what it lacks of every data id where this node is ahead.
 
-        ``reply`` False: the sender's full list; also answer with digests of the data ids
-        where the sender is ahead (revision 0 for those this node lacks), so it pushes
-        them.  ``reply`` True: only those data ids are considered, and nothing is asked.
-        """
+        ``reply`` False: the sender's digests of the data ids in (``after``, ``upto``];
+        also answer with digests of the data ids where the sender is ahead (revision 0 for
+        those this node lacks), so it pushes what this node lacks, and with the versions
+        kept (``SendHave``) where the current versions agree but the histories differ.
+        ``reply`` True: only those data ids are considered, and nothing is asked.  Only
+        the versions the sender lacks go: those above its current revision, or at it but
+        not its current version (or with a committed flag it lacks); the rest of a history
+        goes through ``SendHave``."""
         theirs = {d.key: d for d in digests}
+        keys = list(theirs)
+        if not reply:  # the data ids of the range that the sender lacks
+            scan = self.store.keys_after(after)
+            for key in itertools.islice(scan, MAX_RANGE_SCAN):
+                if upto is not None and key > upto:
+                    break
+                if key not in theirs:
+                    keys.append(key)
         push: list[ConfigEntry] = []
         want: list[ConfigDigest] = []
-        keys = list(theirs) if reply else list(self.store.keys())
+        have: list[tuple[ConfigKey, tuple[VersionId, ...]]] = []
         for key in keys:
+            other = theirs.get(key)
             if self.store.current(key) is None:
+                if other is not None and not reply and other.revision:
+                    want.append(ConfigDigest(key, 0, "", "", False))  # this node lacks it
                 continue
-            mine, other = self.store.digest(key), theirs.pop(key, None)
-            if other is None or _digest_order(mine) > _digest_order(other):
+            mine = self.store.digest(key)
+            if other is None or other.revision == 0:
                 push.extend(self.store.kept_versions(key))
+            elif _digest_order(mine) > _digest_order(other):
+                push.extend(_lacked(self.store.kept_versions(key), other))
             elif _digest_order(other) > _digest_order(mine):
-                want.append(mine)
-            elif other.history != mine.history:  # same current, histories differ: swap
-                push.extend(self.store.kept_versions(key))
-                want.append(mine)
+                if not reply:
+                    want.append(mine)
+            elif other.history != mine.history and not reply:
+                have.append((key, tuple(map(version_id, self.store.kept_versions(key)))))
         effects: list[Effect] = []
         if push:
             effects.append(SendVersions(sender, tuple(push)))
-        if not reply:
-            want.extend(ConfigDigest(k, 0, "", "", False) for k in theirs)  # keys we lack
-            if want:
-                effects.append(SendDigests(sender, tuple(want), True))
+        if want:
+            effects.append(SendDigests(sender, tuple(want), True))
+        if have:
+            effects.append(SendHave(sender, tuple(have), False))
+        return effects
+
+    def on_have(
+        self,
+        sender: str,
+        items: Iterable[tuple[ConfigKey, Iterable[VersionId]]],
+        reply: bool,
+    ) -> list[Effect]:
+        """A peer's versions kept of data ids whose histories differ: push the versions
+        it lacks; ``reply`` False: answer with this node's list where it lacks some."""
+        push: list[ConfigEntry] = []
+        back: list[tuple[ConfigKey, tuple[VersionId, ...]]] = []
+        for key, ids in items:
+            theirs = set(ids)
+            kept = self.store.kept_versions(key)
+            mine = {version_id(e): e for e in kept}
+            push.extend(e for i, e in mine.items() if i not in theirs)
+            if not reply and not theirs <= mine.keys():
+                back.append((key, tuple(mine)))
+        effects: list[Effect] = []
+        if push:
+            effects.append(SendVersions(sender, tuple(push)))
+        if back:
+            effects.append(SendHave(sender, tuple(back), True))
         return effects
 
     def on_versions(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
@@ -508,21 +583,48 @@ class ConfigReplicator:
         for peer in sorted(self._returned):
             if now >= self._returned_at.get(peer, -math.inf) + RETURN_DIGESTS_GAP:
                 self._returned_at[peer] = now
-                effects.append(SendDigests(peer, tuple(self.store.digests()), False))
+                self._start_round(peer, now)
         self._returned.clear()
         if now >= self._next_sync and self.peers:
             self._next_sync = now + self.sync_interval
             others = [p for p in self.peers if p in self.up] or list(self.peers)
             peer = others[self._sync_turn % len(others)]
             self._sync_turn += 1
-            effects.append(SendDigests(peer, tuple(self.store.digests()), False))
+            self._start_round(peer, now)
+        if now >= self._next_step:
+            effects.extend(self._digest_steps(now))
+        return effects
+
+    def _start_round(self, peer: str, now: float) -> None:
+        """Digests to ``peer``, in steps of ``DIGEST_STEP`` data ids (a round under way
+        to it goes on where it is)."""
+        if peer not in self._rounds:
+            self._rounds[peer] = None
+            self._next_step = min(self._next_step, now)
+
+    def _digest_steps(self, now: float) -> list[Effect]:
+        """One step of every round under way: the next ``DIGEST_STEP`` data ids in key
+        order, with the key range they cover (the last step's range is open)."""
+        effects: list[Effect] = []
+        for peer, after in list(self._rounds.items()):
+            keys = list(itertools.islice(self.store.keys_after(after), DIGEST_STEP + 1))
+            more = len(keys) > DIGEST_STEP
+            keys = keys[:DIGEST_STEP]
+            upto = keys[-1] if more else None
+            digests = tuple(self.store.digests(keys))
+            effects.append(SendDigests(peer, digests, False, after, upto))
+            if more:
+                self._rounds[peer] = upto
+            else:
+                del self._rounds[peer]
+        self._next_step = now + DIGEST_STEP_GAP if self._rounds else math.inf
         return effects
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""
         if self._returned:
             return -math.inf
-        times = [self._next_sync if self.peers else float("inf")]  # alone: no sync round
+        times = [self._next_sync if self.peers else float("inf"), self._next_step]
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))
         for c in self._catching_up.values():
@@ -658,9 +760,32 @@ def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:
     return (d.revision, d.committed, d.origin, d.md5)
 
 
+def version_id(e: ConfigEntry) -> VersionId:
+    return (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
+
+
+def _lacked(kept: list[ConfigEntry], other: ConfigDigest) -> list[ConfigEntry]:
+    """The versions a peer whose current version is ``other`` lacks for sure: those
+    above its revision, and those at it that are not its current version (or are, with a
+    committed flag it lacks)."""
+    return [
+        e
+        for e in kept
+        if e.revision > other.revision
+        or (
+            e.revision == other.revision
+            and not (
+                e.origin == other.origin and e.md5 == other.md5 and e.committed <= other.committed
+            )
+        )
+    ]
+
+
 __all__ = [
     "ConfigReplicator",
     "ConfigWrite",
     "Effect",
+    "VersionId",
+    "version_id",
     "responsible_config_node",
 ]

@@ -65,6 +65,7 @@ from meshreg.configcenter.replication import (
     SendAck,
     SendCommit,
     SendDigests,
+    SendHave,
     SendKeyVersions,
     SendRecord,
     SendVersions,
@@ -90,6 +91,7 @@ from meshreg.wire.config_peer import (
     ConfigFetch,
     ConfigForward,
     ConfigForwardReply,
+    ConfigHave,
     ConfigKeyVersions,
     ConfigRecord,
     ConfigSync,
@@ -611,9 +613,12 @@ class ConfigPlane:
             case ConfigKeyVersions():
                 effects = rep.on_key_versions(now, sender, msg.key, msg.entries)
             case ConfigDigests():
-                if not self.ready and not msg.reply:
+                full = msg.after is None and msg.upto is None  # (a round's step: a range)
+                if not self.ready and not msg.reply and full:
                     self._note_digests(sender, msg)
-                effects = rep.on_digests(sender, msg.digests, msg.reply)
+                effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto)
+            case ConfigHave():
+                effects = rep.on_have(sender, msg.items, msg.reply)
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
@@ -684,7 +689,7 @@ class ConfigPlane:
                                              if e.key not in unsaved), now)  # fmt: skip
             case SendRecord() | SendAck() | SendCommit():
                 self._outbox.setdefault(effect.peer, []).append(effect)
-            case SendDigests() | SendVersions() | FetchVersions() | SendKeyVersions():
+            case SendDigests() | SendHave() | SendVersions() | FetchVersions() | SendKeyVersions():
                 self._send_outbox(effect.peer)  # what went before it leaves before it
                 for frames in encode_replication_effect(self.member, effect):
                     self._send(effect.peer, frames)

@@ -38,6 +38,7 @@ from meshreg.configcenter.replication import (
     SendAck,
     SendCommit,
     SendDigests,
+    SendHave,
     SendKeyVersions,
     SendRecord,
     SendVersions,
@@ -170,7 +171,9 @@ class Sim:
         elif isinstance(msg, SendCommit):
             effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
         elif isinstance(msg, SendDigests):
-            effects = rep.on_digests(src, msg.digests, msg.reply)
+            effects = rep.on_digests(src, msg.digests, msg.reply, msg.after, msg.upto)
+        elif isinstance(msg, SendHave):
+            effects = rep.on_have(src, msg.items, msg.reply)
         elif isinstance(msg, SendVersions):
             effects = rep.on_versions(msg.entries)
         elif isinstance(msg, FetchVersions):
