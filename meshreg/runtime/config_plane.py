@@ -74,6 +74,7 @@ from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_commit import CommitPipeline, Turn
+from meshreg.runtime.config_trace import HopTrace
 from meshreg.wire.config_messages import (
     ConfigHistory,
     ConfigRequest,
@@ -237,6 +238,7 @@ class ConfigPlane:
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
+        self._trace = HopTrace(self.member)  # off unless MESHREG_CONFIG_TRACE is set
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
@@ -460,6 +462,8 @@ class ConfigPlane:
             self.counters["unlistens"] += 1
             return encode_ok(req.req_id, None)
         ask = _ClientAsk(envelope, req.req_id, msg)
+        if self._trace.on:
+            self._trace("write_in", req.key, 0)  # type: ignore[union-attr]
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
         return None
 
@@ -601,12 +605,18 @@ class ConfigPlane:
             case ConfigSync():
                 effects = [SendDigests(sender, tuple(self.store.digests()), False)]
             case ConfigRecord():
+                if self._trace.on:
+                    self._trace("record_in", msg.entry.key, msg.entry.revision, sender)
                 effects = rep.on_record(now, sender, msg.entry)
             case ConfigAck():
+                if self._trace.on:
+                    self._trace("ack_in", msg.key, msg.revision, sender)
                 effects = rep.on_ack(
                     now, sender, msg.key, msg.revision, msg.origin, msg.md5, msg.ok, msg.current
                 )
             case ConfigCommit():
+                if self._trace.on:
+                    self._trace("commit_in", msg.key, msg.revision, sender)
                 effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
             case ConfigFetch():
                 effects = rep.on_fetch(sender, msg.key)
@@ -682,6 +692,8 @@ class ConfigPlane:
 
     def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
         self._now = now
+        if self._trace.on:
+            self._trace_effect(effect)
         match effect:
             case Persist():  # a data id a later turn saves again: that turn announces it
                 unsaved = self._commits.unsaved
@@ -701,6 +713,19 @@ class ConfigPlane:
                 self._reply_error(effect.request, effect.code, effect.message)
             case _Reply():
                 self._send_reply(effect.envelope, effect.body)
+
+    def _trace_effect(self, effect: Effect | _Reply) -> None:
+        t = self._trace
+        match effect:
+            case Persist():
+                for e in effect.entries:
+                    t("marked" if effect.mark else "saved", e.key, e.revision)
+            case SendRecord():
+                t("records_out", effect.entry.key, effect.entry.revision, effect.peer)
+            case SendAck():
+                t("ack_out", effect.key, effect.revision, effect.peer)
+            case ReplyEntry() if isinstance(effect.request, _ClientAsk):
+                t("reply", effect.entry.key, effect.entry.revision)
 
     def subscribed(self, topic: bytes) -> None:
         """An exact config topic was subscribed (a listener's SUB connected, or reconnected
@@ -742,6 +767,8 @@ class ConfigPlane:
             if self._announced.get(key) != identity:
                 self._announced[key] = identity
                 self.counters["notifications"] += 1
+                if self._trace.on:
+                    self._trace("notify", key, shown.revision)
                 self._notify(encode_config_change(shown))
 
     def _send_outbox(self, peer: str) -> None:
