@@ -724,6 +724,8 @@ class ConfigPlane:
                 t("records_out", effect.entry.key, effect.entry.revision, effect.peer)
             case SendAck():
                 t("ack_out", effect.key, effect.revision, effect.peer)
+            case SendCommit():
+                t("commit_out", effect.key, effect.revision, effect.peer)
             case ReplyEntry() if isinstance(effect.request, _ClientAsk):
                 t("reply", effect.entry.key, effect.entry.revision)
 
