@@ -6,7 +6,8 @@ event to ``<prefix>.<member with ':' as '_'>``: ``<CLOCK_MONOTONIC ns> <event> <
 the traces of a local cluster line up).  Events: ``write_in`` (a client write arrived at
 the owner; revision 0), ``records_out`` (its records handed to the peer sockets),
 ``saved`` (a version's commit done here, as the loop sees it), ``marked`` (a committed
-flag's), ``ack_in``, ``commit_out``, ``reply``, ``record_in``, ``ack_out``, ``commit_in``, ``notify``.
+flag's), ``ack_in``, ``commit_out``, ``reply``, ``record_in``, ``ack_out``,
+``commit_in``, ``notify``.
 Not for production: a line per event, flushed when the buffer fills and at exit.
 """
 
