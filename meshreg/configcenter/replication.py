@@ -52,19 +52,25 @@ of it, the node itself included, whether or not the others are up.
   before the majority answered).  A new owner's catch-up (above) brings the versions of
   its predecessor first, so a re-send after an owner change finds the original.  The
   window is the history's retention (``ConfigStore.find_request``).
-* **Repair.** Every ``sync_interval`` the node sends its digests (key, revision, md5,
-  origin, committed, history hash) to one peer in turn (``SendDigests``); the receiver
-  pushes the kept versions of every data id where it is ahead (``SendVersions``) and
-  answers with its own digests of those where the sender is ahead or the histories differ,
-  so both converge, history included, in a round trip.  A peer seen up again (after a
-  partition, a pause or a stalled connection, whose queued records and commits may have
-  been dropped with the connection) gets this node's digests at the next tick, at most
-  once per ``RETURN_DIGESTS_GAP``, rather than at its turn up to a few intervals later.
-* **Reads** are answered from the local store; a reader that carries the highest
-  revision it has seen is refused (UNAVAILABLE) rather than given an older one.
+* **Repair.** Every ``sync_interval`` the node starts a round to one peer in turn: its
+  digests (key, revision, md5, origin, committed, history hash) in steps of
+  ``DIGEST_STEP`` data ids, in key order, each with the key range it covers
+  (``SendDigests``), ``DIGEST_STEP_GAP`` apart.  The receiver looks at that range only:
+  where it is ahead it pushes the versions the sender lacks (``SendVersions``: above the
+  sender's current revision, or at it and not its current version or with a committed
+  flag it lacks), where the sender is ahead it answers with its digest (the sender
+  pushes likewise), where the current versions agree but the histories differ it sends
+  the ids of the versions it keeps (``SendHave``) and gets the missing ones back.  A peer
+  seen up again (after a partition, a pause or a stalled connection, whose queued
+  records and commits may have been dropped with the connection) gets a round at the
+  next tick, at most once per ``RETURN_DIGESTS_GAP``, rather than at its turn.
+* **Reads** are answered from the local store, with the version a majority acknowledged
+  (or one written ``SETTLE_SECONDS`` ago: ``ConfigStore.shown``), never a record its
+  owner may have lost; a reader that carries the highest revision it has seen is
+  refused (UNAVAILABLE) rather than given an older one.
 
 Inputs: ``write``, ``read``, ``on_record``, ``on_ack``, ``on_commit``, ``on_digests``,
-``on_versions``, ``set_members_up``, ``tick(now)``.  Outputs: lists of effects (below),
+``on_have``, ``on_versions``, ``set_members_up``, ``tick(now)``.  Outputs: lists of effects (below),
 carried out in order.  No clock, socket or file here.
 """
 

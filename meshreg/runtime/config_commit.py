@@ -4,14 +4,18 @@ Theory of operation
 -------------------
 The config plane (runtime/config_plane.py) queues what one loop turn makes into a
 :class:`Turn`: the versions to save and the pruned versions to delete (``ops``, in their
-order), and the replicator's effects that must wait for them (replies, acks, records,
+order), and the replicator's effects that must wait for them (replies, acks,
 announcements).  At the end of the turn ``end_turn`` hands the turn's ops to a
 **writer**; what the plane gets back from ``finished`` are turns whose ops are durable,
 in turn order, and the plane carries out their effects then.  The rule: **a turn's
 effects leave only after its own ops and those of every earlier turn are committed**
 (a turn with no ops rides on the last turn in flight), so nothing derived from a
-version - an ack, a reply, an announcement, a record, a read that shows it - leaves
-before that version is on disk.
+version - an ack, a reply, an announcement, a read that shows it - leaves before that
+version is on disk.  Not acknowledgements, hence ``early``: a turn's **records** are
+ready at ``end_turn``, while its versions are fsynced (the owner's fsync in parallel
+with its peers', Raft thesis 10.2.1); a **commit message** and a committed flag's
+announcement (``Persist(mark=True)``) wait only for the versions of their data id saved
+so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
 
 * :class:`ThreadWriter` (a node): one thread with the database's connection (the loop
   opened and loaded it, then never touches it again).  It takes every turn queued when

@@ -12,15 +12,17 @@ the replicator decides, in its order:
   thread in a node) and carries out the effects of every turn whose commit is done, in
   their order; the runtime also calls ``committed`` when the writer's wake-up fd is
   readable.  So nothing is acknowledged - a client reply, an ack to a peer - before it
-  is on disk, and while turn N is fsynced the loop serves turn N+1.  After the commit,
-  the current version of every persisted data id is compared with the one last
-  announced: a change is published on the client XPUB (``encode_config_change``), on
-  every node, whether the change was written here or replicated.  A read of a data id
+  is on disk, and while turn N is fsynced the loop serves turn N+1 (a turn's records
+  go to the peers at its end, in parallel with its fsync: they acknowledge nothing).
+  After the commit, the version shown of every persisted data id (one a majority
+  acknowledged: ``ConfigStore.shown``) is compared with the one last announced: a
+  change is published on the client XPUB (``encode_config_change``), on every node,
+  whether the change was written here or replicated.  A read of a data id
   with a version not committed yet is answered after that commit (held in its turn).
 * Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
   that cannot leave now is dropped (records are resent, the rest is repaired by
   anti-entropy).  A turn's records, acks and commits for one peer leave as one
-  ``config_batch`` (in their order, after the commit), not one message each.
+  ``config_batch`` (in their order), not one message each.
 * A write this node is not responsible for is forwarded once (``config_forward``); the
   owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
   relayed to the client.  No answer within ``FORWARD_TIMEOUT`` of the client's write
