@@ -226,7 +226,7 @@ class ConfigPlane:
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
-            k: _identity(e) for k in list(self.store.keys()) if (e := self.store.current(k))
+            k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
         }
         self.ready = not self.peers
         self._synced: set[str] = set()  # peers whose digests this node caught up with
@@ -241,6 +241,10 @@ class ConfigPlane:
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
         self._trace = HopTrace(self.member)  # off unless MESHREG_CONFIG_TRACE is set
+        for key in list(self.store.keys()):  # loaded, not shown yet: looked at again later
+            current = self.store.current(key)
+            if current is not None and self.store.shown(key, now) is not current:
+                self._unconfirmed[key] = min(current.modified + SETTLE_SECONDS, now + 10.0)
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(

@@ -36,6 +36,7 @@ from test_config_plane import (
 )
 
 from meshreg.config import NodeConfig
+from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.runtime import config_commit
@@ -449,5 +450,28 @@ def test_records_leave_while_the_owner_saves_and_the_reply_waits_for_its_save(
     assert net.last(b"w")["ok"] and net.last(b"w")["result"]["revision"] == 2
     for w in writers.values():
         w.commit()
+    for p in net.planes.values():
+        p.close()
+
+
+def test_a_loaded_version_no_majority_acknowledged_is_shown_once_settled(tmp_path: Path) -> None:
+    """A node restarts holding a current version nobody acknowledged (its owner died
+    before the majority answered): it shows the older, settled one, then this one once
+    it is ``SETTLE_SECONDS`` old, also to listeners (before: never announced)."""
+    key = ConfigKey("public", "DEFAULT_GROUP", "loaded")
+    store = ConfigStore(ADDRESSES[1])
+    old = store.publish(key, "a", now=T0 - 100.0)  # long settled
+    young = store.publish(key, "b", now=T0)  # neither acknowledged nor settled at T0
+    port = ADDRESSES[0].rpartition(":")[2]
+    with SqliteConfigStore(database_path(tmp_path / port)) as db:
+        db.save([old, young])
+    net = Net(3, data_dir=tmp_path)
+    plane = net.planes[ADDRESSES[0]]
+    assert net.now < T0 + SETTLE_SECONDS and plane.store.shown(key, net.now) == old
+    net.tick(T0 + SETTLE_SECONDS + 0.2 - net.now)
+    assert [n["revision"] for n in net.notes.get(ADDRESSES[0], []) if n["data_id"] == "loaded"] == [
+        2
+    ]
+    assert all(p.store.shown(key, net.now) == young for p in net.planes.values())
     for p in net.planes.values():
         p.close()
