@@ -359,6 +359,20 @@ class ConfigStore:
             if e.revision > low and (cutoff is None or e.modified >= cutoff or e is current)
         ]
 
+    def revision_hashes(self, key: ConfigKey) -> dict[int, int]:
+        """Each kept revision of a data id -> a 64-bit hash of the versions held at it
+        (identities and committed flags): what two nodes whose history hashes differ
+        compare, revision by revision (anti-entropy's ``SendHave``)."""
+        by_rev: dict[int, list[str]] = {}
+        for e in self.kept_versions(key):
+            gray = e.gray.md5 if e.gray else ""
+            by_rev.setdefault(e.revision, []).append(
+                f"{e.origin} {e.md5} {gray} {e.deleted:d}{e.committed:d}"
+            )
+        return {
+            r: int(xxhash.xxh64_intdigest("|".join(sorted(v)).encode())) for r, v in by_rev.items()
+        }
+
     def history_hash(self, key: ConfigKey) -> int:
         """A 64-bit hash of the kept versions' identities (and committed flags): equal on
         two nodes that keep the same versions, whatever order they arrived in.  Kept until

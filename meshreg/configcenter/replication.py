@@ -60,7 +60,8 @@ of it, the node itself included, whether or not the others are up.
   sender's current revision, or at it and not its current version or with a committed
   flag it lacks), where the sender is ahead it answers with its digest (the sender
   pushes likewise), where the current versions agree but the histories differ it sends
-  the ids of the versions it keeps (``SendHave``) and gets the missing ones back.  A peer
+  a hash per revision it keeps (``SendHave``) and gets the versions of the revisions
+  that differ.  A peer
   seen up again (after a partition, a pause or a stalled connection, whose queued
   records and commits may have been dropped with the connection) gets a round at the
   next tick, at most once per ``RETURN_DIGESTS_GAP``, rather than at its turn.
@@ -185,18 +186,20 @@ class SendDigests:
     upto: ConfigKey | None = None
 
 
-VersionId = tuple[int, str, str, str, bool, bool]  # revision, origin, md5, gray md5,
-# deleted, committed: what tells two versions (and their committed flags) apart
+RevisionHash = tuple[int, int]  # a revision kept, and the hash of its versions held
+# (ConfigStore.revision_hashes: their identities and committed flags)
 
 
 @dataclass(frozen=True, slots=True)
 class SendHave:
-    """The versions the sender keeps of data ids whose histories differ (same current
-    version): the receiver pushes those missing from the list, and (``reply`` False)
-    answers with its own list where it lacks some of the sender's."""
+    """The revisions the sender keeps of data ids whose histories differ (same current
+    version), each with the hash of its versions: the receiver pushes its versions of
+    the revisions missing from the list or hashed otherwise, and (``reply`` False)
+    answers with its own list where the sender has revisions it lacks or hashes
+    otherwise."""
 
     peer: str
-    items: tuple[tuple[ConfigKey, tuple[VersionId, ...]], ...]
+    items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
     reply: bool
 
 
@@ -495,7 +498,7 @@ class ConfigReplicator:
                     keys.append(key)
         push: list[ConfigEntry] = []
         want: list[ConfigDigest] = []
-        have: list[tuple[ConfigKey, tuple[VersionId, ...]]] = []
+        have: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
         for key in keys:
             other = theirs.get(key)
             if self.store.current(key) is None:
@@ -511,7 +514,7 @@ class ConfigReplicator:
                 if not reply:
                     want.append(mine)
             elif other.history != mine.history and not reply:
-                have.append((key, tuple(map(version_id, self.store.kept_versions(key)))))
+                have.append((key, tuple(self.store.revision_hashes(key).items())))
         effects: list[Effect] = []
         if push:
             effects.append(SendVersions(sender, tuple(push)))
@@ -524,20 +527,22 @@ class ConfigReplicator:
     def on_have(
         self,
         sender: str,
-        items: Iterable[tuple[ConfigKey, Iterable[VersionId]]],
+        items: Iterable[tuple[ConfigKey, Iterable[RevisionHash]]],
         reply: bool,
     ) -> list[Effect]:
-        """A peer's versions kept of data ids whose histories differ: push the versions
-        it lacks; ``reply`` False: answer with this node's list where it lacks some."""
+        """A peer's revisions kept of data ids whose histories differ: push this node's
+        versions of the revisions it lacks or holds otherwise (duplicates are merged as
+        no-ops); ``reply`` False: answer with this node's list where the peer has
+        revisions this node lacks or holds otherwise."""
         push: list[ConfigEntry] = []
-        back: list[tuple[ConfigKey, tuple[VersionId, ...]]] = []
-        for key, ids in items:
-            theirs = set(ids)
-            kept = self.store.kept_versions(key)
-            mine = {version_id(e): e for e in kept}
-            push.extend(e for i, e in mine.items() if i not in theirs)
-            if not reply and not theirs <= mine.keys():
-                back.append((key, tuple(mine)))
+        back: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
+        for key, hashes in items:
+            theirs = dict(hashes)
+            mine = self.store.revision_hashes(key)
+            differ = {r for r, h in mine.items() if theirs.get(r) != h}
+            push.extend(e for e in self.store.kept_versions(key) if e.revision in differ)
+            if not reply and any(mine.get(r) != h for r, h in theirs.items()):
+                back.append((key, tuple(mine.items())))
         effects: list[Effect] = []
         if push:
             effects.append(SendVersions(sender, tuple(push)))
@@ -766,10 +771,6 @@ def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:
     return (d.revision, d.committed, d.origin, d.md5)
 
 
-def version_id(e: ConfigEntry) -> VersionId:
-    return (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
-
-
 def _lacked(kept: list[ConfigEntry], other: ConfigDigest) -> list[ConfigEntry]:
     """The versions a peer whose current version is ``other`` lacks for sure: those
     above its revision, and those at it that are not its current version (or are, with a
@@ -791,7 +792,6 @@ __all__ = [
     "ConfigReplicator",
     "ConfigWrite",
     "Effect",
-    "VersionId",
-    "version_id",
+    "RevisionHash",
     "responsible_config_node",
 ]

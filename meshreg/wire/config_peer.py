@@ -27,10 +27,9 @@ config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
-config_have            items: [[key, [version id, ...]], ...], reply: the versions kept of
-                       data ids whose histories differ (ConfigReplicator.on_have); a
-                       version id is [revision, origin, md5, gray md5 or "", deleted,
-                       committed]
+config_have            items: [[key, [[revision, hash], ...]], ...], reply: the revisions
+                       kept of data ids whose histories differ, each with a hash of its
+                       versions (ConfigReplicator.on_have)
 =====================  ===================================================================
 
 A key is ``[namespace, group, data_id]``; an entry a map (``entry_to_wire``); a digest
@@ -72,6 +71,7 @@ from meshreg.configcenter.model import (
 )
 from meshreg.configcenter.replication import (
     FetchVersions,
+    RevisionHash,
     SendAck,
     SendCommit,
     SendDigests,
@@ -79,7 +79,6 @@ from meshreg.configcenter.replication import (
     SendKeyVersions,
     SendRecord,
     SendVersions,
-    VersionId,
 )
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.wire import limits
@@ -107,7 +106,7 @@ MAX_BATCH_ITEMS = 4096  # items in one config_batch (more: several messages)
 VERSIONS_CHUNK_BYTES = 4 * 1024 * 1024  # bytes of content per config_versions message
 MAX_CONFIG_DIGESTS = 200_000  # digests in one message (a node holds <= 100,000 data ids)
 MAX_HAVE_KEYS = 200_000  # data ids in one config_have message
-MAX_HAVE_IDS = 8 * 100_000  # version ids in one config_have message (all its data ids)
+MAX_HAVE_IDS = 8 * 100_000  # revisions in one config_have message (all its data ids)
 DIGEST_BYTES = 1_000  # bytes; an upper bound of one encoded digest (names <= 448 chars)
 MAX_TAG = 2**64 - 1  # a forward's tag
 MAX_ERROR_MESSAGE = 4096  # chars of a forwarded error's message
@@ -190,7 +189,7 @@ class ConfigDigests:
 @dataclass(frozen=True, slots=True)
 class ConfigHave:
     sender: str
-    items: tuple[tuple[ConfigKey, tuple[VersionId, ...]], ...]
+    items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
     reply: bool
 
 
@@ -629,33 +628,27 @@ def parse_digest(raw: Any) -> ConfigDigest:
     )
 
 
-def _have_items(raw: Any) -> tuple[tuple[ConfigKey, tuple[VersionId, ...]], ...]:
+def _have_items(raw: Any) -> tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]:
     if not isinstance(raw, list) or len(raw) > MAX_HAVE_KEYS:
-        raise _bad(f"field 'items' must be an array of at most {MAX_HAVE_KEYS} [key, ids]")
+        raise _bad(f"field 'items' must be an array of at most {MAX_HAVE_KEYS} [key, revisions]")
     items = []
     total = 0
     for item in raw:
         if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
-            raise _bad("a config_have item must be [key, [version id, ...]]")
+            raise _bad("a config_have item must be [key, [[revision, hash], ...]]")
         total += len(item[1])
         if total > MAX_HAVE_IDS:
-            raise _bad(f"a config_have message holds at most {MAX_HAVE_IDS} version ids")
-        items.append((parse_key(item[0]), tuple(_version_id(i) for i in item[1])))
+            raise _bad(f"a config_have message holds at most {MAX_HAVE_IDS} revisions")
+        items.append((parse_key(item[0]), tuple(_revision_hash(i) for i in item[1])))
     return tuple(items)
 
 
-def _version_id(raw: Any) -> VersionId:
-    if not isinstance(raw, list) or len(raw) != 6:
-        raise _bad("a version id must be [revision, origin, md5, gray md5, deleted, committed]")
-    revision, origin, md5, gray_md5, deleted, committed = raw
-    return (
-        _int(revision, "version id revision", 1, MAX_REVISION),
-        _node(origin, "version id origin"),
-        _md5(md5, "version id md5"),
-        "" if gray_md5 == "" else _md5(gray_md5, "version id gray md5"),
-        _bool(deleted, "version id deleted"),
-        _bool(committed, "version id committed"),
-    )
+def _revision_hash(raw: Any) -> RevisionHash:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise _bad("a config_have revision must be [revision, hash]")
+    revision, value = raw
+    return (_int(revision, "config_have revision", 1, MAX_REVISION),
+            _int(value, "config_have hash", 0, 2**64 - 1))  # fmt: skip
 
 
 def _batch_items(

@@ -2,8 +2,8 @@
 "Repair"): a round's digests go ``DIGEST_STEP`` data ids per message with the key range
 they cover; where one node is ahead it pushes the versions above the other's current
 revision, not the whole history; where the current versions agree but the histories
-differ, the two exchange the version ids they keep (``SendHave``) and push the missing
-ones only (fake clock, no network: messages are handed over by hand)."""
+differ, the two exchange a hash per revision kept (``SendHave``) and push the versions
+of the revisions that differ only (fake clock, no network: messages are handed over by hand)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_the_node_behind_asks_and_gets_only_what_it_lacks() -> None:
     assert a.store.current(K) == b.store.current(K)
 
 
-def test_same_current_different_histories_exchange_version_ids_then_the_missing() -> None:
+def test_same_current_different_histories_exchange_revision_hashes_then_the_missing() -> None:
     a, b = pair()
     versions = [a.store.publish(K, f"v{i}", now=float(i)) for i in range(40)]
     for v in versions:
