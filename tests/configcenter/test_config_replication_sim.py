@@ -497,3 +497,23 @@ def test_owner_killed_right_after_its_reply_the_write_survives() -> None:
     for n in survivors:
         assert n.rep is not None
         assert n.rep.store.get(key, revision=1).content == "v1"
+
+
+def test_the_owner_sends_its_records_before_it_saves_and_answers_after_its_save() -> None:
+    """``write`` returns the records before the ``Persist`` (the runtime sends them while
+    it fsyncs); the reply comes from a later input (a peer's ack) with the committed
+    flag's ``Persist`` before it, so it is carried out after the version's save."""
+    ids = ["n0", "n1", "n2"]
+    keys = (ConfigKey("public", "DEFAULT_GROUP", f"own{i}") for i in range(100))
+    key = next(k for k in keys if responsible_config_node(k, ids) == "n0")
+    rep = ConfigReplicator("n0", ids, ConfigStore("n0"), 0.0)
+    rep.set_members_up(ids)
+    rep._fresh[key] = rep._view  # caught up (no catch-up round in this test)
+    effects = rep.write(1.0, ConfigWrite("r", "publish", key, {"content": "x"}))
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds == ["SendRecord", "SendRecord", "Persist"], kinds
+    entry = effects[-1].entries[0]  # type: ignore[union-attr]
+    after_ack = rep.on_ack(1.01, "n1", key, 1, entry.origin, entry.md5, True)
+    kinds = [type(e).__name__ for e in after_ack]
+    assert kinds[:2] == ["Persist", "ReplyEntry"] and after_ack[0].mark  # type: ignore[union-attr]
+    assert kinds[2:] == ["SendCommit", "SendCommit"]
