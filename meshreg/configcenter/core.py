@@ -91,6 +91,9 @@ from meshreg.core.sorted_keys import SortedKeys
 from meshreg.errors import ErrorCode
 
 MAX_VERSIONS_PER_REVISION = 8  # versions of one data id at one revision (owners racing)
+SETTLE_SECONDS = 2.5  # s after its write (``modified``); a version no majority acknowledged
+# is shown to reads and listeners only this late: its owner answers within its 2 s ack
+# timeout (replication.DEFAULT_ACK_TIMEOUT), committed or "outcome unknown"
 
 
 class Outcome(str, enum.Enum):
@@ -179,11 +182,33 @@ class ConfigStore:
         """The current version (a tombstone included), or None."""
         return self._current.get(key)
 
-    def get(
-        self, key: ConfigKey, revision: int | None = None, min_revision: int = 0
-    ) -> ConfigEntry:
-        """The live current version (or the version at ``revision``); NOT_FOUND if none."""
+    def shown(self, key: ConfigKey, now: float | None) -> ConfigEntry | None:
+        """The version reads and listeners get at ``now``: the current one if a majority
+        acknowledged it (``committed``) or it was written ``SETTLE_SECONDS`` ago (its
+        write timed out: "outcome unknown", yet it stays), else the newest version below
+        it that is; ``now`` None: the current one.  A record may reach a peer before its
+        owner saved it (replication.py), so a version not yet acknowledged may still be
+        lost: it is not shown until then."""
         entry = self._current.get(key)
+        if entry is None or now is None or _settled(entry, now):
+            return entry
+        by_rev = self._history.get(key, {})
+        for rev in sorted((r for r in by_rev if r < entry.revision), reverse=True):
+            settled = [e for e in by_rev[rev] if _settled(e, now)]
+            if settled:
+                return max(settled, key=merge_order)
+        return None
+
+    def get(
+        self,
+        key: ConfigKey,
+        revision: int | None = None,
+        min_revision: int = 0,
+        now: float | None = None,
+    ) -> ConfigEntry:
+        """The live version shown at ``now`` (``shown``; or the version at ``revision``);
+        NOT_FOUND if none."""
+        entry = self.shown(key, now)
         self._check_caught_up(key, entry, min_revision)
         if revision is not None:
             versions = self._history.get(key, {}).get(revision)
@@ -212,9 +237,10 @@ class ConfigStore:
         client_labels: Mapping[str, str],
         client_address: str | None,
         min_revision: int = 0,
+        now: float | None = None,
     ) -> ConfigView:
         """The version this client gets: gray if the entry's gray rule selects it."""
-        entry = self.get(key, min_revision=min_revision)
+        entry = self.get(key, min_revision=min_revision, now=now)
         gray = entry.gray is not None and entry.gray.rule.matches(client_labels, client_address)
         return ConfigView(entry, gray)
 
@@ -302,6 +328,10 @@ class ConfigStore:
     def keys(self) -> Iterator[ConfigKey]:
         return iter(self._keys)
 
+    def keys_after(self, after: ConfigKey | None) -> Iterator[ConfigKey]:
+        """The data ids above ``after`` (None: all), in key order."""
+        return iter(self._keys) if after is None else self._keys.after(after)
+
     def digests(self, keys: Iterable[ConfigKey] | None = None) -> list[ConfigDigest]:
         """Anti-entropy digests of current entries, with their history hash."""
         wanted = self._keys if keys is None else keys
@@ -328,6 +358,20 @@ class ConfigStore:
             for e in self.entries(key)
             if e.revision > low and (cutoff is None or e.modified >= cutoff or e is current)
         ]
+
+    def revision_hashes(self, key: ConfigKey) -> dict[int, int]:
+        """Each kept revision of a data id -> a 64-bit hash of the versions held at it
+        (identities and committed flags): what two nodes whose history hashes differ
+        compare, revision by revision (anti-entropy's ``SendHave``)."""
+        by_rev: dict[int, list[str]] = {}
+        for e in self.kept_versions(key):
+            gray = e.gray.md5 if e.gray else ""
+            by_rev.setdefault(e.revision, []).append(
+                f"{e.origin} {e.md5} {gray} {e.deleted:d}{e.committed:d}"
+            )
+        return {
+            r: int(xxhash.xxh64_intdigest("|".join(sorted(v)).encode())) for r, v in by_rev.items()
+        }
 
     def history_hash(self, key: ConfigKey) -> int:
         """A 64-bit hash of the kept versions' identities (and committed flags): equal on
@@ -766,6 +810,10 @@ class ConfigStore:
         self._hashes.pop(key, None)
         self._keys.discard(key)
         return versions
+
+
+def _settled(entry: ConfigEntry, now: float) -> bool:
+    return entry.committed or now >= entry.modified + SETTLE_SECONDS
 
 
 def _twin(entry: ConfigEntry, held: Iterable[ConfigEntry]) -> bool:

@@ -22,9 +22,16 @@ of it, the node itself included, whether or not the others are up.
   Writes to the data id wait for that round (``ack_timeout`` at most, else UNAVAILABLE:
   nothing was written).
 * **Write.** The responsible node assigns the next revision (the core checks the input
-  and the compare-and-set), persists it (``Persist``, carried out before the effects
-  after it), and sends the version to every other configured member
-  (``SendRecord``), again every ``resend_interval`` to those that have not answered.
+  and the compare-and-set), sends the version to every other configured member
+  (``SendRecord``, again every ``resend_interval`` to those that have not answered) and
+  persists it (``Persist``, carried out before the effects after it).  The records come
+  first: they may leave while this node's own fsync runs (a record is not an
+  acknowledgement; etcd/raft's leader does the same, Raft thesis 10.2.1).  This node
+  counts its own acknowledgement from the start, but everything that count can lead to
+  (the reply, the commit messages) comes from a later input, carried out after this
+  ``Persist`` (the runtime's turn order), so nothing is answered before it is on this
+  disk too.  If it crashes before its save, a peer may hold a version this node lost:
+  it was never acknowledged, and the merge rule settles it (docs/CONFIG.md).
 * **Acknowledge.** A peer merges the version (``ConfigStore.apply``), persists it, and
   answers (``SendAck``): ok if it is the first version it stored at that revision, not ok
   (with its current version, which the writer merges) otherwise.  Each node acknowledges
@@ -45,24 +52,32 @@ of it, the node itself included, whether or not the others are up.
   before the majority answered).  A new owner's catch-up (above) brings the versions of
   its predecessor first, so a re-send after an owner change finds the original.  The
   window is the history's retention (``ConfigStore.find_request``).
-* **Repair.** Every ``sync_interval`` the node sends its digests (key, revision, md5,
-  origin, committed, history hash) to one peer in turn (``SendDigests``); the receiver
-  pushes the kept versions of every data id where it is ahead (``SendVersions``) and
-  answers with its own digests of those where the sender is ahead or the histories differ,
-  so both converge, history included, in a round trip.  A peer seen up again (after a
-  partition, a pause or a stalled connection, whose queued records and commits may have
-  been dropped with the connection) gets this node's digests at the next tick, at most
-  once per ``RETURN_DIGESTS_GAP``, rather than at its turn up to a few intervals later.
-* **Reads** are answered from the local store; a reader that carries the highest
-  revision it has seen is refused (UNAVAILABLE) rather than given an older one.
+* **Repair.** Every ``sync_interval`` the node starts a round to one peer in turn: its
+  digests (key, revision, md5, origin, committed, history hash) in steps of
+  ``DIGEST_STEP`` data ids, in key order, each with the key range it covers
+  (``SendDigests``), ``DIGEST_STEP_GAP`` apart.  The receiver looks at that range only:
+  where it is ahead it pushes the versions the sender lacks (``SendVersions``: above the
+  sender's current revision, or at it and not its current version or with a committed
+  flag it lacks), where the sender is ahead it answers with its digest (the sender
+  pushes likewise), where the current versions agree but the histories differ it sends
+  a hash per revision it keeps (``SendHave``) and gets the versions of the revisions
+  that differ.  A peer
+  seen up again (after a partition, a pause or a stalled connection, whose queued
+  records and commits may have been dropped with the connection) gets a round at the
+  next tick, at most once per ``RETURN_DIGESTS_GAP``, rather than at its turn.
+* **Reads** are answered from the local store, with the version a majority acknowledged
+  (or one written ``SETTLE_SECONDS`` ago: ``ConfigStore.shown``), never a record its
+  owner may have lost; a reader that carries the highest revision it has seen is
+  refused (UNAVAILABLE) rather than given an older one.
 
 Inputs: ``write``, ``read``, ``on_record``, ``on_ack``, ``on_commit``, ``on_digests``,
-``on_versions``, ``set_members_up``, ``tick(now)``.  Outputs: lists of effects (below),
+``on_have``, ``on_versions``, ``set_members_up``, ``tick(now)``.  Outputs: lists of effects (below),
 carried out in order.  No clock, socket or file here.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -94,6 +109,9 @@ CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget o
 # the node's answer is due 0.3 s before it (client round trip and loop turns)
 DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
+DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of this many
+DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
+MAX_RANGE_SCAN = 4 * DIGEST_STEP  # data ids of its own a receiver looks at per message
 RETURN_DIGESTS_GAP = 1.0  # s; at most this often digests to a peer that came back up
 
 
@@ -120,9 +138,14 @@ class ConfigWrite:
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """Write these versions durably (one transaction) before carrying out what follows."""
+    """Write these versions durably (one transaction) before carrying out what follows
+    (a ``SendRecord`` before it may leave at once: a record is not an acknowledgement).
+    ``mark``: only the committed flag of versions saved before is raised; what follows
+    needs the versions on disk, not the flag (the runtime may let it go before the flag's
+    own fsync; a reply still waits for it)."""
 
     entries: tuple[ConfigEntry, ...]
+    mark: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +176,31 @@ class SendCommit:
 
 @dataclass(frozen=True, slots=True)
 class SendDigests:
+    """The digests of every data id the sender holds in the key range (``after``,
+    ``upto``] (None: unbounded; both None: all of them)."""
+
     peer: str
     digests: tuple[ConfigDigest, ...]
     reply: bool  # True: an answer to the peer's digests (do not answer again)
+    after: ConfigKey | None = None
+    upto: ConfigKey | None = None
+
+
+RevisionHash = tuple[int, int]  # a revision kept, and the hash of its versions held
+# (ConfigStore.revision_hashes: their identities and committed flags)
+
+
+@dataclass(frozen=True, slots=True)
+class SendHave:
+    """The revisions the sender keeps of data ids whose histories differ (same current
+    version), each with the hash of its versions: the receiver pushes its versions of
+    the revisions missing from the list or hashed otherwise, and (``reply`` False)
+    answers with its own list where the sender has revisions it lacks or hashes
+    otherwise."""
+
+    peer: str
+    items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
+    reply: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +250,7 @@ Effect = (
     | SendAck
     | SendCommit
     | SendDigests
+    | SendHave
     | SendVersions
     | FetchVersions
     | SendKeyVersions
@@ -264,6 +310,8 @@ class ConfigReplicator:
         self._fresh: dict[ConfigKey, int] = {}  # data id -> the view it was last caught up in
         self._next_sync = now + sync_interval
         self._sync_turn = 0
+        self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
+        self._next_step = math.inf  # the next step of the digest rounds under way
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
                          "deduplicated": 0}  # fmt: skip
 
@@ -326,12 +374,14 @@ class ConfigReplicator:
             return [ReplyError(write.request, exc.code, exc.message)]
         pending = _Pending(write, entry, arrived + self.ack_timeout, now + self.resend_interval,
                            {self.node_id}, set())  # fmt: skip
-        effects: list[Effect] = [Persist((entry,))]
         if self.majority == 1:
-            return effects + self._commit(pending)
+            return [Persist((entry,)), *self._commit(pending)]
         self._pending[_pending_key(entry)] = pending
-        effects.extend(SendRecord(p, entry) for p in self.peers)
-        return effects
+        # the records go out in parallel with this node's own save (Raft thesis 10.2.1): a
+        # record is not an acknowledgement; this node's own vote counts only once its save
+        # is durable, since everything the count leads to (the reply, the commit message)
+        # is carried out after this Persist
+        return [*(SendRecord(p, entry) for p in self.peers), Persist((entry,))]
 
     def read(
         self,
@@ -341,11 +391,14 @@ class ConfigReplicator:
         labels: Mapping[str, str] | None = None,
         address: str | None = None,
         revision: int | None = None,
+        now: float | None = None,
     ) -> list[Effect]:
+        """A read: the version shown at ``now`` (``ConfigStore.shown``: one a majority
+        acknowledged, or settled); None: the current one."""
         try:
             if revision is not None:
-                return [ReplyEntry(request, self.store.get(key, revision, min_revision))]
-            view: ConfigView = self.store.resolve(key, labels or {}, address, min_revision)
+                return [ReplyEntry(request, self.store.get(key, revision, min_revision, now))]
+            view: ConfigView = self.store.resolve(key, labels or {}, address, min_revision, now)
         except ConfigRejected as exc:
             return [ReplyError(request, exc.code, exc.message)]
         return [ReplyEntry(request, view.entry, view.gray)]
@@ -414,37 +467,87 @@ class ConfigReplicator:
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
         marked = self.store.commit(key, revision, origin, md5)
-        return [Persist((marked,))] if marked is not None else []
+        return [Persist((marked,), mark=True)] if marked is not None else []
 
-    def on_digests(self, sender: str, digests: Iterable[ConfigDigest], reply: bool) -> list[Effect]:
-        """A peer's digests: push the versions of every data id where this node is ahead.
+    def on_digests(
+        self,
+        sender: str,
+        digests: Iterable[ConfigDigest],
+        reply: bool,
+        after: ConfigKey | None = None,
+        upto: ConfigKey | None = None,
+    ) -> list[Effect]:
+        """A peer's digests: push what it lacks of every data id where this node is ahead.
 
-        ``reply`` False: the sender's full list; also answer with digests of the data ids
-        where the sender is ahead (revision 0 for those this node lacks), so it pushes
-        them.  ``reply`` True: only those data ids are considered, and nothing is asked.
-        """
+        ``reply`` False: the sender's digests of the data ids in (``after``, ``upto``];
+        also answer with digests of the data ids where the sender is ahead (revision 0 for
+        those this node lacks), so it pushes what this node lacks, and with the versions
+        kept (``SendHave``) where the current versions agree but the histories differ.
+        ``reply`` True: only those data ids are considered, and nothing is asked.  Only
+        the versions the sender lacks go: those above its current revision, or at it but
+        not its current version (or with a committed flag it lacks); the rest of a history
+        goes through ``SendHave``."""
         theirs = {d.key: d for d in digests}
+        keys = list(theirs)
+        if not reply:  # the data ids of the range that the sender lacks
+            scan = self.store.keys_after(after)
+            for key in itertools.islice(scan, MAX_RANGE_SCAN):
+                if upto is not None and key > upto:
+                    break
+                if key not in theirs:
+                    keys.append(key)
         push: list[ConfigEntry] = []
         want: list[ConfigDigest] = []
-        keys = list(theirs) if reply else list(self.store.keys())
+        have: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
         for key in keys:
+            other = theirs.get(key)
             if self.store.current(key) is None:
+                if other is not None and not reply and other.revision:
+                    want.append(ConfigDigest(key, 0, "", "", False))  # this node lacks it
                 continue
-            mine, other = self.store.digest(key), theirs.pop(key, None)
-            if other is None or _digest_order(mine) > _digest_order(other):
+            mine = self.store.digest(key)
+            if other is None or other.revision == 0:
                 push.extend(self.store.kept_versions(key))
+            elif _digest_order(mine) > _digest_order(other):
+                push.extend(_lacked(self.store.kept_versions(key), other))
             elif _digest_order(other) > _digest_order(mine):
-                want.append(mine)
-            elif other.history != mine.history:  # same current, histories differ: swap
-                push.extend(self.store.kept_versions(key))
-                want.append(mine)
+                if not reply:
+                    want.append(mine)
+            elif other.history != mine.history and not reply:
+                have.append((key, tuple(self.store.revision_hashes(key).items())))
         effects: list[Effect] = []
         if push:
             effects.append(SendVersions(sender, tuple(push)))
-        if not reply:
-            want.extend(ConfigDigest(k, 0, "", "", False) for k in theirs)  # keys we lack
-            if want:
-                effects.append(SendDigests(sender, tuple(want), True))
+        if want:
+            effects.append(SendDigests(sender, tuple(want), True))
+        if have:
+            effects.append(SendHave(sender, tuple(have), False))
+        return effects
+
+    def on_have(
+        self,
+        sender: str,
+        items: Iterable[tuple[ConfigKey, Iterable[RevisionHash]]],
+        reply: bool,
+    ) -> list[Effect]:
+        """A peer's revisions kept of data ids whose histories differ: push this node's
+        versions of the revisions it lacks or holds otherwise (duplicates are merged as
+        no-ops); ``reply`` False: answer with this node's list where the peer has
+        revisions this node lacks or holds otherwise."""
+        push: list[ConfigEntry] = []
+        back: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
+        for key, hashes in items:
+            theirs = dict(hashes)
+            mine = self.store.revision_hashes(key)
+            differ = {r for r, h in mine.items() if theirs.get(r) != h}
+            push.extend(e for e in self.store.kept_versions(key) if e.revision in differ)
+            if not reply and any(mine.get(r) != h for r, h in theirs.items()):
+                back.append((key, tuple(mine.items())))
+        effects: list[Effect] = []
+        if push:
+            effects.append(SendVersions(sender, tuple(push)))
+        if back:
+            effects.append(SendHave(sender, tuple(back), True))
         return effects
 
     def on_versions(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
@@ -491,21 +594,48 @@ class ConfigReplicator:
         for peer in sorted(self._returned):
             if now >= self._returned_at.get(peer, -math.inf) + RETURN_DIGESTS_GAP:
                 self._returned_at[peer] = now
-                effects.append(SendDigests(peer, tuple(self.store.digests()), False))
+                self._start_round(peer, now)
         self._returned.clear()
         if now >= self._next_sync and self.peers:
             self._next_sync = now + self.sync_interval
             others = [p for p in self.peers if p in self.up] or list(self.peers)
             peer = others[self._sync_turn % len(others)]
             self._sync_turn += 1
-            effects.append(SendDigests(peer, tuple(self.store.digests()), False))
+            self._start_round(peer, now)
+        if now >= self._next_step:
+            effects.extend(self._digest_steps(now))
+        return effects
+
+    def _start_round(self, peer: str, now: float) -> None:
+        """Digests to ``peer``, in steps of ``DIGEST_STEP`` data ids (a round under way
+        to it goes on where it is)."""
+        if peer not in self._rounds:
+            self._rounds[peer] = None
+            self._next_step = min(self._next_step, now)
+
+    def _digest_steps(self, now: float) -> list[Effect]:
+        """One step of every round under way: the next ``DIGEST_STEP`` data ids in key
+        order, with the key range they cover (the last step's range is open)."""
+        effects: list[Effect] = []
+        for peer, after in list(self._rounds.items()):
+            keys = list(itertools.islice(self.store.keys_after(after), DIGEST_STEP + 1))
+            more = len(keys) > DIGEST_STEP
+            keys = keys[:DIGEST_STEP]
+            upto = keys[-1] if more else None
+            digests = tuple(self.store.digests(keys))
+            effects.append(SendDigests(peer, digests, False, after, upto))
+            if more:
+                self._rounds[peer] = upto
+            else:
+                del self._rounds[peer]
+        self._next_step = now + DIGEST_STEP_GAP if self._rounds else math.inf
         return effects
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""
         if self._returned:
             return -math.inf
-        times = [self._next_sync if self.peers else float("inf")]  # alone: no sync round
+        times = [self._next_sync if self.peers else float("inf"), self._next_step]
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))
         for c in self._catching_up.values():
@@ -558,7 +688,7 @@ class ConfigReplicator:
         self.counters["committed"] += 1
         effects: list[Effect] = []
         if marked is not None:
-            effects.append(Persist((marked,)))
+            effects.append(Persist((marked,), mark=True))
         effects.append(ReplyEntry(pending.write.request, committed))
         effects.extend(ReplyEntry(r, committed) for r in pending.joined)
         effects.extend(
@@ -641,9 +771,27 @@ def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:
     return (d.revision, d.committed, d.origin, d.md5)
 
 
+def _lacked(kept: list[ConfigEntry], other: ConfigDigest) -> list[ConfigEntry]:
+    """The versions a peer whose current version is ``other`` lacks for sure: those
+    above its revision, and those at it that are not its current version (or are, with a
+    committed flag it lacks)."""
+    return [
+        e
+        for e in kept
+        if e.revision > other.revision
+        or (
+            e.revision == other.revision
+            and not (
+                e.origin == other.origin and e.md5 == other.md5 and e.committed <= other.committed
+            )
+        )
+    ]
+
+
 __all__ = [
     "ConfigReplicator",
     "ConfigWrite",
     "Effect",
+    "RevisionHash",
     "responsible_config_node",
 ]

@@ -4,14 +4,18 @@ Theory of operation
 -------------------
 The config plane (runtime/config_plane.py) queues what one loop turn makes into a
 :class:`Turn`: the versions to save and the pruned versions to delete (``ops``, in their
-order), and the replicator's effects that must wait for them (replies, acks, records,
+order), and the replicator's effects that must wait for them (replies, acks,
 announcements).  At the end of the turn ``end_turn`` hands the turn's ops to a
 **writer**; what the plane gets back from ``finished`` are turns whose ops are durable,
 in turn order, and the plane carries out their effects then.  The rule: **a turn's
 effects leave only after its own ops and those of every earlier turn are committed**
 (a turn with no ops rides on the last turn in flight), so nothing derived from a
-version - an ack, a reply, an announcement, a record, a read that shows it - leaves
-before that version is on disk.
+version - an ack, a reply, an announcement, a read that shows it - leaves before that
+version is on disk.  Not acknowledgements, hence ``early``: a turn's **records** are
+ready at ``end_turn``, while its versions are fsynced (the owner's fsync in parallel
+with its peers', Raft thesis 10.2.1); a **commit message** and a committed flag's
+announcement (``Persist(mark=True)``) wait only for the versions of their data id saved
+so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
 
 * :class:`ThreadWriter` (a node): one thread with the database's connection (the loop
   opened and loaded it, then never touches it again).  It takes every turn queued when
@@ -59,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshreg.configcenter.model import ConfigEntry, ConfigKey
-from meshreg.configcenter.replication import Persist
+from meshreg.configcenter.replication import Persist, SendCommit, SendRecord
 from meshreg.configcenter.sqlite_store import SqliteConfigStore
 
 log = logging.getLogger("meshreg.node")
@@ -87,6 +91,7 @@ class Turn:
     seq: int
     ops: list[Op] = field(default_factory=list)
     effects: list[Any] = field(default_factory=list)
+    early: list[Any] = field(default_factory=list)  # out at the end of the turn (no wait)
     keys: set[ConfigKey] = field(default_factory=set)  # data ids of the saved versions
     versions: int = 0  # saved or deleted
     gen: int = 0  # the pipeline's generation when submitted (failures bump it)
@@ -270,12 +275,35 @@ class CommitPipeline:
 
     # -- a turn ---------------------------------------------------------------------------
     def add(self, effects: list[Any]) -> None:
-        """Effects of the current turn (a ``Persist`` also becomes a save op)."""
+        """Effects of the current turn (a ``Persist`` also becomes a save op).  Most wait
+        for the turn's commit; a record leaves at the end of the turn (``early``), a
+        commit message and a committed flag's announcement once the versions they name
+        are durable, without waiting for the flag's own fsync."""
         turn = self.turn
         for effect in effects:
-            if type(effect) is Persist and effect.entries:
-                self._save(turn, effect.entries)
-        turn.effects.extend(effects)
+            kind = type(effect)
+            if kind is Persist:
+                if effect.entries:
+                    self._save(turn, effect.entries, effect.mark)
+                if effect.mark:
+                    self._after_saved(effect, [e.key for e in effect.entries])
+                    continue
+            elif kind is SendRecord:
+                turn.early.append(effect)
+                continue
+            elif kind is SendCommit:
+                self._after_saved(effect, [effect.key])
+                continue
+            turn.effects.append(effect)
+
+    def _after_saved(self, effect: Any, keys: list[ConfigKey]) -> None:
+        """``effect`` once every version of ``keys`` saved so far is durable: behind the
+        newest turn that saves one (this one included), else at the end of this turn."""
+        waits = [t for k in keys if (t := self.unsaved.get(k)) is not None]
+        if waits:
+            max(waits, key=lambda t: t.seq).effects.append(effect)
+        else:
+            self.turn.early.append(effect)
 
     def remove(self, entries: list[ConfigEntry]) -> None:
         """Pruned versions: deleted from disk after everything saved before."""
@@ -306,12 +334,17 @@ class CommitPipeline:
 
     def busy(self) -> bool:
         """Something to submit, or to wait for."""
-        return bool(self.turn.effects or self.turn.ops or self._flight or self._ready)
+        t = self.turn
+        return bool(t.effects or t.ops or t.early or self._flight or self._ready)
 
     def end_turn(self, now: float) -> None:
-        """The loop turn ends: submit the current turn (or let it ride on the last one in
-        flight); first wait for the writer if too much is in flight."""
+        """The loop turn ends: its early effects are ready at once; submit the current
+        turn (or let it ride on the last one in flight); first wait for the writer if
+        too much is in flight."""
         turn = self.turn
+        if turn.early:  # records: they go while the turn's own versions are fsynced
+            self._ready.append((Turn(turn.seq, effects=turn.early), None))
+            turn.early = []
         if self._retry_at is not None:
             if now < self._retry_at:
                 return  # after a failure: this turn keeps gathering until the retry
@@ -405,9 +438,11 @@ class CommitPipeline:
         }
 
     # -- internals ------------------------------------------------------------------------
-    def _save(self, turn: Turn, entries: tuple[ConfigEntry, ...]) -> None:
+    def _save(self, turn: Turn, entries: tuple[ConfigEntry, ...], mark: bool = False) -> None:
         turn.ops.append((True, entries))
         turn.versions += len(entries)
+        if mark:  # a committed flag: what waits for the data id waits for its versions
+            return
         for e in entries:
             turn.keys.add(e.key)
             self.unsaved[e.key] = turn

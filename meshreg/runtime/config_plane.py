@@ -12,15 +12,17 @@ the replicator decides, in its order:
   thread in a node) and carries out the effects of every turn whose commit is done, in
   their order; the runtime also calls ``committed`` when the writer's wake-up fd is
   readable.  So nothing is acknowledged - a client reply, an ack to a peer - before it
-  is on disk, and while turn N is fsynced the loop serves turn N+1.  After the commit,
-  the current version of every persisted data id is compared with the one last
-  announced: a change is published on the client XPUB (``encode_config_change``), on
-  every node, whether the change was written here or replicated.  A read of a data id
+  is on disk, and while turn N is fsynced the loop serves turn N+1 (a turn's records
+  go to the peers at its end, in parallel with its fsync: they acknowledge nothing).
+  After the commit, the version shown of every persisted data id (one a majority
+  acknowledged: ``ConfigStore.shown``) is compared with the one last announced: a
+  change is published on the client XPUB (``encode_config_change``), on every node,
+  whether the change was written here or replicated.  A read of a data id
   with a version not committed yet is answered after that commit (held in its turn).
 * Sends to peers are one-way messages on the peer DEALERs (wire/config_peer); a send
   that cannot leave now is dropped (records are resent, the rest is repaired by
   anti-entropy).  A turn's records, acks and commits for one peer leave as one
-  ``config_batch`` (in their order, after the commit), not one message each.
+  ``config_batch`` (in their order), not one message each.
 * A write this node is not responsible for is forwarded once (``config_forward``); the
   owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
   relayed to the client.  No answer within ``FORWARD_TIMEOUT`` of the client's write
@@ -51,7 +53,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from meshreg.config import NodeConfig
-from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected, merge_order
 from meshreg.configcenter.replication import (
     FORWARD_TIMEOUT,
@@ -65,6 +67,7 @@ from meshreg.configcenter.replication import (
     SendAck,
     SendCommit,
     SendDigests,
+    SendHave,
     SendKeyVersions,
     SendRecord,
     SendVersions,
@@ -73,6 +76,7 @@ from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_commit import CommitPipeline, Turn
+from meshreg.runtime.config_trace import HopTrace
 from meshreg.wire.config_messages import (
     ConfigHistory,
     ConfigRequest,
@@ -90,6 +94,7 @@ from meshreg.wire.config_peer import (
     ConfigFetch,
     ConfigForward,
     ConfigForwardReply,
+    ConfigHave,
     ConfigKeyVersions,
     ConfigRecord,
     ConfigSync,
@@ -221,7 +226,7 @@ class ConfigPlane:
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
-            k: _identity(e) for k in list(self.store.keys()) if (e := self.store.current(k))
+            k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
         }
         self.ready = not self.peers
         self._synced: set[str] = set()  # peers whose digests this node caught up with
@@ -234,6 +239,12 @@ class ConfigPlane:
         self._now = now  # the time of the input being handled (replies kept for a resend)
         self._next_tag = 0
         self._parked: dict[ConfigKey, list[_Parked]] = {}
+        self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
+        self._trace = HopTrace(self.member)  # off unless MESHREG_CONFIG_TRACE is set
+        for key in list(self.store.keys()):  # loaded, not shown yet: looked at again later
+            current = self.store.current(key)
+            if current is not None and self.store.shown(key, now) is not current:
+                self._unconfirmed[key] = min(current.modified + SETTLE_SECONDS, now + 10.0)
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
@@ -327,6 +338,11 @@ class ConfigPlane:
                 )
         if self._parked:
             self._expire_parked(now)
+        if self._unconfirmed:
+            due = [k for k, at in self._unconfirmed.items() if now >= at]
+            for key in due:  # one still on its way to disk: its save's turn sets it again
+                del self._unconfirmed[key]
+            self._announce([k for k in due if k not in self._commits.unsaved], now)
         if not self.ready and now >= self._next_ask:
             self._next_ask = now + SYNC_ASK_INTERVAL
             for peer in self.peers:
@@ -406,6 +422,8 @@ class ConfigPlane:
             times.append(min(u.next_try for u in self._unsent))
         if self._parked:
             times.append(min(p.deadline for ps in self._parked.values() for p in ps))
+        if self._unconfirmed:
+            times.append(min(self._unconfirmed.values()))
         return min(times)
 
     # -- client requests ----------------------------------------------------------------
@@ -450,6 +468,8 @@ class ConfigPlane:
             self.counters["unlistens"] += 1
             return encode_ok(req.req_id, None)
         ask = _ClientAsk(envelope, req.req_id, msg)
+        if self._trace.on:
+            self._trace("write_in", req.key, 0)  # type: ignore[union-attr]
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
         return None
 
@@ -479,7 +499,7 @@ class ConfigPlane:
         labels = dict(req.labels)
         if isinstance(req, ListenConfig):
             self.counters["listens"] += 1
-            current = self.store.current(req.key)
+            current = self.store.shown(req.key, now)
             resolved = None
             if (
                 current is not None
@@ -489,14 +509,14 @@ class ConfigPlane:
                     or (current.revision == req.revision and req.md5 is not None)
                 )
             ):  # newer, or maybe another version at the held revision (PROTOCOL.md 2.22)
-                view = self.store.resolve(req.key, labels, address)
+                view = self.store.resolve(req.key, labels, address, now=now)
                 resolved = entry_result(view.entry, view.gray)
             return encode_ok(req.req_id, listen_result(current, req.revision, resolved, req.md5))
         try:
             if req.revision is not None:
-                entry = self.store.get(req.key, req.revision, req.min_revision)
+                entry = self.store.get(req.key, req.revision, req.min_revision, now)
                 return encode_ok(req.req_id, entry_result(entry))
-            view = self.store.resolve(req.key, labels, address, req.min_revision)
+            view = self.store.resolve(req.key, labels, address, req.min_revision, now)
             return encode_ok_packed(req.req_id, self._packed_result(view.entry, view.gray))
         except ConfigRejected as exc:
             first = deadline is None
@@ -591,21 +611,30 @@ class ConfigPlane:
             case ConfigSync():
                 effects = [SendDigests(sender, tuple(self.store.digests()), False)]
             case ConfigRecord():
+                if self._trace.on:
+                    self._trace("record_in", msg.entry.key, msg.entry.revision, sender)
                 effects = rep.on_record(now, sender, msg.entry)
             case ConfigAck():
+                if self._trace.on:
+                    self._trace("ack_in", msg.key, msg.revision, sender)
                 effects = rep.on_ack(
                     now, sender, msg.key, msg.revision, msg.origin, msg.md5, msg.ok, msg.current
                 )
             case ConfigCommit():
+                if self._trace.on:
+                    self._trace("commit_in", msg.key, msg.revision, sender)
                 effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
             case ConfigFetch():
                 effects = rep.on_fetch(sender, msg.key)
             case ConfigKeyVersions():
                 effects = rep.on_key_versions(now, sender, msg.key, msg.entries)
             case ConfigDigests():
-                if not self.ready and not msg.reply:
+                full = msg.after is None and msg.upto is None  # (a round's step: a range)
+                if not self.ready and not msg.reply and full:
                     self._note_digests(sender, msg)
-                effects = rep.on_digests(sender, msg.digests, msg.reply)
+                effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto)
+            case ConfigHave():
+                effects = rep.on_have(sender, msg.items, msg.reply)
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
@@ -669,6 +698,8 @@ class ConfigPlane:
 
     def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
         self._now = now
+        if self._trace.on:
+            self._trace_effect(effect)
         match effect:
             case Persist():  # a data id a later turn saves again: that turn announces it
                 unsaved = self._commits.unsaved
@@ -676,7 +707,7 @@ class ConfigPlane:
                                              if e.key not in unsaved), now)  # fmt: skip
             case SendRecord() | SendAck() | SendCommit():
                 self._outbox.setdefault(effect.peer, []).append(effect)
-            case SendDigests() | SendVersions() | FetchVersions() | SendKeyVersions():
+            case SendDigests() | SendHave() | SendVersions() | FetchVersions() | SendKeyVersions():
                 self._send_outbox(effect.peer)  # what went before it leaves before it
                 for frames in encode_replication_effect(self.member, effect):
                     self._send(effect.peer, frames)
@@ -689,6 +720,21 @@ class ConfigPlane:
             case _Reply():
                 self._send_reply(effect.envelope, effect.body)
 
+    def _trace_effect(self, effect: Effect | _Reply) -> None:
+        t = self._trace
+        match effect:
+            case Persist():
+                for e in effect.entries:
+                    t("marked" if effect.mark else "saved", e.key, e.revision)
+            case SendRecord():
+                t("records_out", effect.entry.key, effect.entry.revision, effect.peer)
+            case SendAck():
+                t("ack_out", effect.key, effect.revision, effect.peer)
+            case SendCommit():
+                t("commit_out", effect.key, effect.revision, effect.peer)
+            case ReplyEntry() if isinstance(effect.request, _ClientAsk):
+                t("reply", effect.entry.key, effect.entry.revision)
+
     def subscribed(self, topic: bytes) -> None:
         """An exact config topic was subscribed (a listener's SUB connected, or reconnected
         after this node restarted): publish the data id's current version on it, as a
@@ -699,24 +745,39 @@ class ConfigPlane:
         if names is None or len(names) != 3:
             return
         key = ConfigKey(*names)
-        current = self.store.current(key)
+        current = self.store.shown(key, self._now)
         if current is None or key in self._commits.unsaved:
             return
         self.counters["subscription_syncs"] += 1
         self._notify(encode_config_change(current))
 
     def _announce(self, keys: Iterable[ConfigKey], now: float) -> None:
+        """Publish to listeners the version of ``keys`` shown now, if it changed.  **Only a
+        version a majority acknowledged** (``committed``: never lost) is shown, or one
+        written ``SETTLE_SECONDS`` ago ("outcome unknown", yet current): a record may be
+        one its owner never saved (records leave before the owner's fsync), so a peer that
+        only saved it must not show it (``ConfigStore.shown``; reads follow the same rule).
+        """
         for key in keys:
             current = self.store.current(key)
             if current is None:
                 continue
-            identity = _identity(current)
+            if key in self._parked:
+                self._retry_parked(key, now)
+            shown = self.store.shown(key, now)
+            if shown is not current:  # look again once it has settled
+                self._unconfirmed[key] = min(current.modified + SETTLE_SECONDS, now + 10.0)
+            else:
+                self._unconfirmed.pop(key, None)
+            if shown is None:
+                continue
+            identity = _identity(shown)
             if self._announced.get(key) != identity:
                 self._announced[key] = identity
                 self.counters["notifications"] += 1
-                self._notify(encode_config_change(current))
-                if key in self._parked:
-                    self._retry_parked(key, now)
+                if self._trace.on:
+                    self._trace("notify", key, shown.revision)
+                self._notify(encode_config_change(shown))
 
     def _send_outbox(self, peer: str) -> None:
         """The records, acks and commits queued for a peer this turn: one message."""

@@ -18,7 +18,8 @@ config_ack             key, revision, origin, md5, ok, current (entry or nil)
 config_commit          key, revision, origin, md5: a majority acknowledged it
 config_fetch           key: the versions of your highest revision, please
 config_key_versions    key, entries: the answer to config_fetch
-config_digests         digests, reply: anti-entropy (ConfigReplicator.on_digests)
+config_digests         digests, reply, after + upto (keys or nil, optional): anti-entropy
+                       (ConfigReplicator.on_digests) of the data ids in (after, upto]
 config_versions        entries: versions where the sender is ahead
 config_forward         tag, request (the client's request map), by: a write for the
                        responsible node
@@ -26,6 +27,9 @@ config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
+config_have            items: [[key, [[revision, hash], ...]], ...], reply: the revisions
+                       kept of data ids whose histories differ, each with a hash of its
+                       versions (ConfigReplicator.on_have)
 =====================  ===================================================================
 
 A key is ``[namespace, group, data_id]``; an entry a map (``entry_to_wire``); a digest
@@ -67,9 +71,11 @@ from meshreg.configcenter.model import (
 )
 from meshreg.configcenter.replication import (
     FetchVersions,
+    RevisionHash,
     SendAck,
     SendCommit,
     SendDigests,
+    SendHave,
     SendKeyVersions,
     SendRecord,
     SendVersions,
@@ -91,13 +97,16 @@ CONFIG_PEER_OPS = (
     "config_forward",
     "config_forward_reply",
     "config_batch",
-)
+    "config_have",
+)  # append-only
 BATCH_OPS = ("config_record", "config_ack", "config_commit")  # the ops a batch may carry
 MAX_BATCH_ITEMS = 4096  # items in one config_batch (more: several messages)
 # One message of versions carries at most this much content (more: several messages), so
 # a body stays far below the peer port's frame limit (``config_peer_frame_bytes``).
 VERSIONS_CHUNK_BYTES = 4 * 1024 * 1024  # bytes of content per config_versions message
 MAX_CONFIG_DIGESTS = 200_000  # digests in one message (a node holds <= 100,000 data ids)
+MAX_HAVE_KEYS = 200_000  # data ids in one config_have message
+MAX_HAVE_IDS = 8 * 100_000  # revisions in one config_have message (all its data ids)
 DIGEST_BYTES = 1_000  # bytes; an upper bound of one encoded digest (names <= 448 chars)
 MAX_TAG = 2**64 - 1  # a forward's tag
 MAX_ERROR_MESSAGE = 4096  # chars of a forwarded error's message
@@ -173,6 +182,15 @@ class ConfigDigests:
     sender: str
     digests: tuple[ConfigDigest, ...]
     reply: bool
+    after: ConfigKey | None = None  # the key range covered: (after, upto]; None: open
+    upto: ConfigKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigHave:
+    sender: str
+    items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
+    reply: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +241,7 @@ ConfigPeerMessage = (
     | ConfigForward
     | ConfigForwardReply
     | ConfigBatch
+    | ConfigHave
 )
 
 
@@ -361,14 +380,22 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                 )
             ]
         case SendDigests():
+            ranged = {} if effect.after is None and effect.upto is None else {
+                "after": None if effect.after is None else key_to_wire(effect.after),
+                "upto": None if effect.upto is None else key_to_wire(effect.upto),
+            }  # fmt: skip
             return [
                 encode_config_peer(
                     "config_digests",
                     sender,
                     digests=[digest_to_wire(d) for d in effect.digests],
                     reply=effect.reply,
+                    **ranged,
                 )
             ]
+        case SendHave():
+            items = [[key_to_wire(k), [list(i) for i in ids]] for k, ids in effect.items]
+            return [encode_config_peer("config_have", sender, items=items, reply=effect.reply)]
         case SendVersions():
             return [
                 encode_config_peer("config_versions", sender, entries=chunk)
@@ -473,9 +500,16 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
         raw = msg.get("digests")
         if not isinstance(raw, list):
             raise _bad("field 'digests' must be an array")
+        after, upto = msg.get("after"), msg.get("upto")
         return ConfigDigests(
-            sender, tuple(parse_digest(d) for d in raw), _bool(msg.get("reply"), "reply")
+            sender,
+            tuple(parse_digest(d) for d in raw),
+            _bool(msg.get("reply"), "reply"),
+            None if after is None else parse_key(after),
+            None if upto is None else parse_key(upto),
         )
+    if op == "config_have":
+        return ConfigHave(sender, _have_items(msg.get("items")), _bool(msg.get("reply"), "reply"))
     if op == "config_versions":
         return ConfigVersions(sender, _entries(msg.get("entries"), cap))
     if op == "config_forward":
@@ -592,6 +626,29 @@ def parse_digest(raw: Any) -> ConfigDigest:
         _bool(committed, "digest committed"),
         _int(history, "digest history", 0, 2**64 - 1),
     )
+
+
+def _have_items(raw: Any) -> tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_HAVE_KEYS:
+        raise _bad(f"field 'items' must be an array of at most {MAX_HAVE_KEYS} [key, revisions]")
+    items = []
+    total = 0
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], list):
+            raise _bad("a config_have item must be [key, [[revision, hash], ...]]")
+        total += len(item[1])
+        if total > MAX_HAVE_IDS:
+            raise _bad(f"a config_have message holds at most {MAX_HAVE_IDS} revisions")
+        items.append((parse_key(item[0]), tuple(_revision_hash(i) for i in item[1])))
+    return tuple(items)
+
+
+def _revision_hash(raw: Any) -> RevisionHash:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise _bad("a config_have revision must be [revision, hash]")
+    revision, value = raw
+    return (_int(revision, "config_have revision", 1, MAX_REVISION),
+            _int(value, "config_have hash", 0, 2**64 - 1))  # fmt: skip
 
 
 def _batch_items(

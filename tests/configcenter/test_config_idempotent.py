@@ -37,6 +37,7 @@ from meshreg.configcenter.replication import (
     SendAck,
     SendCommit,
     SendDigests,
+    SendHave,
     SendKeyVersions,
     SendRecord,
     responsible_config_node,
@@ -157,7 +158,9 @@ class Net3:
             elif isinstance(m, SendKeyVersions):
                 out = r.on_key_versions(self.now, src, m.key, m.entries)
             elif isinstance(m, SendDigests):  # anti-entropy (a member came back)
-                out = r.on_digests(src, m.digests, m.reply)
+                out = r.on_digests(src, m.digests, m.reply, m.after, m.upto)
+            elif isinstance(m, SendHave):
+                out = r.on_have(src, m.items, m.reply)
             else:
                 out = r.on_versions(m.entries)
             self.run(dst, out)

@@ -29,6 +29,7 @@ from meshreg.configcenter.replication import (
     SendAck,
     SendCommit,
     SendDigests,
+    SendHave,
     SendKeyVersions,
     SendRecord,
     SendVersions,
@@ -47,6 +48,7 @@ from meshreg.wire.config_peer import (
     ConfigFetch,
     ConfigForward,
     ConfigForwardReply,
+    ConfigHave,
     ConfigKeyVersions,
     ConfigRecord,
     ConfigSync,
@@ -86,6 +88,8 @@ EFFECTS = [
     SendKeyVersions("p", KEY, tuple(ENTRIES)),
     SendDigests("p", (DIGEST, ConfigDigest(KEY, 0, "", "", False)), True),
     SendVersions("p", tuple(ENTRIES)),
+    SendDigests("p", (DIGEST,), False, None, KEY),  # a round's first step: (start, KEY]
+    SendHave("p", ((KEY, ((1, 7), (2, 2**64 - 1), (3, 0))),), False),
 ]
 
 
@@ -97,7 +101,7 @@ def decoded(frames: list[bytes]) -> Any:
 def test_every_replication_message_round_trips() -> None:
     out = [decoded(f) for e in EFFECTS for f in encode_replication_effect(ME, e)]
     assert all(m.sender == ME for m in out)
-    record, ack, nack, commit, fetch, key_versions, digests, versions = out
+    record, ack, nack, commit, fetch, key_versions, digests, versions, step, have = out
     assert record == ConfigRecord(ME, ENTRIES[1])
     assert ack == ConfigAck(ME, KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5, True, None)
     assert nack.current == ENTRIES[0] and not nack.ok
@@ -106,6 +110,8 @@ def test_every_replication_message_round_trips() -> None:
     assert key_versions == ConfigKeyVersions(ME, KEY, tuple(ENTRIES))
     assert digests == ConfigDigests(ME, EFFECTS[6].digests, True)  # type: ignore[union-attr]
     assert versions == ConfigVersions(ME, tuple(ENTRIES))
+    assert step == ConfigDigests(ME, (DIGEST,), False, None, KEY)
+    assert have == ConfigHave(ME, EFFECTS[9].items, False)  # type: ignore[union-attr]
     sync = decoded(encode_config_peer("config_sync", ME))
     assert sync == ConfigSync(ME)
 

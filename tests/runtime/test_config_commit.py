@@ -36,6 +36,7 @@ from test_config_plane import (
 )
 
 from meshreg.config import NodeConfig
+from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.runtime import config_commit
@@ -405,3 +406,72 @@ def test_a_peer_whose_commit_fails_acks_only_after_the_retry(tmp_path: Path) -> 
     key = ConfigKey("public", "DEFAULT_GROUP", "f")
     assert all(p.store.current(key) is not None for p in net.planes.values())
     assert on_disk(net, "f", 1) == 3
+
+
+def test_records_leave_while_the_owner_saves_and_the_reply_waits_for_its_save(
+    tmp_path: Path,
+) -> None:
+    """A publish's records go to the peers at the end of the owner's loop turn, while its
+    own commit is still in flight (Raft thesis 10.2.1); the peers save and acknowledge,
+    yet the owner answers only once its own commit is done.  Listeners are told only the
+    committed version: not on a peer that merely saved the record, and on every node
+    once the commit is known, without waiting for the committed flag's own fsync."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("rf")
+    assert net.call(owner, "config_publish", data_id="rf", content="v1")["ok"]  # catch-up
+    writers = held(net)
+    net.request(owner, b"w", "config_publish", data_id="rf", content="v2")
+    assert writers[owner].queue, "the owner's version is on its way to disk"
+    records = [body for to, body in net.queue if to != owner]
+    assert len(records) == 2, "the records left before the owner's commit"
+    assert on_disk(net, "rf", 2) == 0
+    for _ in range(4):  # the peers save (at once) and ack; the owner's commit stays held
+        batch, net.queue = list(net.queue), deque()
+        for to, body in batch:
+            net.planes[to].on_peer(body, net.now)
+            net.planes[to].flush(net.now)
+        for address, writer in writers.items():
+            if address != owner:
+                writer.commit()
+                net.planes[address].committed(net.now)
+    assert on_disk(net, "rf", 2) == 2 and b"w" not in net.replies  # acked by both peers
+    peers = [a for a in ADDRESSES if a != owner]
+    for peer in peers:  # saved there, but not known committed: not announced
+        assert [n["revision"] for n in net.notes.get(peer, [])] == [1]
+    writers[owner].commit(1)  # the owner's version only (its commit flag comes after)
+    net.planes[owner].committed(net.now)
+    assert b"w" not in net.replies, "a reply waits for the owner's committed flag too"
+    assert [n["revision"] for n in net.notes[owner]] == [1, 2]  # before the flag's fsync
+    net.deliver()  # the commit messages: the peers announce before their flag's fsync
+    for peer in peers:
+        assert [n["revision"] for n in net.notes[peer]] == [1, 2]
+    writers[owner].commit()
+    net.planes[owner].committed(net.now)
+    assert net.last(b"w")["ok"] and net.last(b"w")["result"]["revision"] == 2
+    for w in writers.values():
+        w.commit()
+    for p in net.planes.values():
+        p.close()
+
+
+def test_a_loaded_version_no_majority_acknowledged_is_shown_once_settled(tmp_path: Path) -> None:
+    """A node restarts holding a current version nobody acknowledged (its owner died
+    before the majority answered): it shows the older, settled one, then this one once
+    it is ``SETTLE_SECONDS`` old, also to listeners (before: never announced)."""
+    key = ConfigKey("public", "DEFAULT_GROUP", "loaded")
+    store = ConfigStore(ADDRESSES[1])
+    old = store.publish(key, "a", now=T0 - 100.0)  # long settled
+    young = store.publish(key, "b", now=T0)  # neither acknowledged nor settled at T0
+    port = ADDRESSES[0].rpartition(":")[2]
+    with SqliteConfigStore(database_path(tmp_path / port)) as db:
+        db.save([old, young])
+    net = Net(3, data_dir=tmp_path)
+    plane = net.planes[ADDRESSES[0]]
+    assert net.now < T0 + SETTLE_SECONDS and plane.store.shown(key, net.now) == old
+    net.tick(T0 + SETTLE_SECONDS + 0.2 - net.now)
+    assert [n["revision"] for n in net.notes.get(ADDRESSES[0], []) if n["data_id"] == "loaded"] == [
+        2
+    ]
+    assert all(p.store.shown(key, net.now) == young for p in net.planes.values())
+    for p in net.planes.values():
+        p.close()
