@@ -310,6 +310,8 @@ class ConfigMixin:
         failover), so the cluster applies it at most once.  A caller re-sends a write whose
         outcome was unknown (``OutcomeUnknownError.request_id``) by passing that id."""
         fields["request_id"] = request_id if request_id is not None else secrets.token_hex(16)
+        if request_id is not None:  # the caller's own id: a re-send of an earlier call
+            fields["resend"] = True
         self._config_check(op, fields, self.config_max_bytes)
         return self._config_call(op, key, fields)
 

@@ -599,9 +599,9 @@ class ConfigPlane:
             case ConfigCommit():
                 effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
             case ConfigFetch():
-                effects = rep.on_fetch(sender, msg.key)
+                effects = rep.on_fetch(sender, msg.key, msg.request_id)
             case ConfigKeyVersions():
-                effects = rep.on_key_versions(now, sender, msg.key, msg.entries)
+                effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id)
             case ConfigDigests():
                 if not self.ready and not msg.reply:
                     self._note_digests(sender, msg)

@@ -18,7 +18,7 @@ TOO_LARGE), and the client socket's frame limit is raised to match
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -67,6 +67,7 @@ class PublishConfig:
     desc: str
     tags: tuple[tuple[str, str], ...]
     request_id: str = ""  # '' : none given (every write: PROTOCOL.md 2.15)
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_publish"
 
 
@@ -90,6 +91,7 @@ class DeleteConfig:
     key: ConfigKey
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_delete"
 
 
@@ -120,6 +122,7 @@ class RollbackConfig:
     revision: int
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_rollback"
 
 
@@ -155,6 +158,7 @@ class PublishGray:
     rule: GrayRule
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_gray"
 
 
@@ -164,6 +168,7 @@ class PromoteGray:
     key: ConfigKey
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_promote"
 
 
@@ -173,6 +178,7 @@ class DropGray:
     key: ConfigKey
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_gray_drop"
 
 
@@ -263,7 +269,10 @@ def parse_config_message(
             req_id,
         )
     try:
-        return _parse(msg, req_id, op, max_content_bytes)
+        request = _parse(msg, req_id, op, max_content_bytes)
+        if op in CONFIG_WRITE_OPS and msg.get("resend") is not None:
+            request = replace(request, resend=_resend(msg))  # type: ignore[arg-type]
+        return request
     except ConfigRejected as exc:
         raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
 
@@ -351,8 +360,23 @@ def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> Conf
     else:
         raise TypeError(f"{request.op} is not a write")
     return ConfigWrite(
-        reply_to, op, request.key, args, request.if_revision, request_id=request.request_id
-    )
+        reply_to, op, request.key, args, request.if_revision, request_id=request.request_id,
+        resend=request.resend,
+    )  # fmt: skip
+
+
+def _resend(msg: dict[str, Any]) -> bool:
+    """A write's optional ``resend`` flag: true when the client sent it before (the owner
+    then asks a majority for its request id before applying it: PROTOCOL.md 2.15)."""
+    value = msg.get("resend")
+    if type(value) is not bool:
+        raise _invalid(
+            f"field 'resend' must be true or false (got {type(value).__name__}): true when "
+            "this write was sent before with the same request_id"
+        )
+    if value and not msg.get("request_id"):
+        raise _invalid("field 'resend' needs a 'request_id' (the id the earlier attempt had)")
+    return value
 
 
 def _invalid(message: str) -> ConfigRejected:

@@ -459,7 +459,9 @@ def test_a_write_with_a_request_id_is_resent_with_it_after_unavailable() -> None
     (first,) = h.unanswered("config_publish")
     h.fail(first, ErrorCode.UNAVAILABLE, "the responsible node did not answer: outcome unknown")
     (again,) = h.unanswered("config_publish")
-    assert again.to == "b:2" and again.fields == first.fields  # the same id, labels or not
+    assert again.to == "b:2" and again.fields == {**first.fields, "resend": True}  # the
+    # same id, labels or not, and it says it is a re-send (the owner checks the id first)
+    assert "resend" not in first.fields
     assert again.fields["request_id"] == RID and "labels" not in again.fields
     h.reply(again, entry(5, "b: 2"))
     done = h.outcome(pub)
