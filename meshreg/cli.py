@@ -657,6 +657,12 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{configs.get('refused_minority')}, timed out {configs.get('timed_out')}; "
             f"data dir {configs.get('data_dir')}"
         )
+        if configs.get("commit_failing"):
+            lines.append(
+                f"CONFIG DISK     saving fails ({configs.get('commit_error')}; "
+                f"{configs.get('commit_failures_in_a_row')} attempts in a row): config writes "
+                f"refused ({configs.get('refused_disk')} so far) until a save works"
+            )
     members = result.get("members")
     if isinstance(members, list) and len(members) > 1:
         lines.append(
@@ -706,6 +712,13 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
             f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
             f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}"
         )
+    configs = result.get("config")
+    if isinstance(configs, dict):
+        refusal = configs.get("disk_refusal")
+        state = "ready" if configs.get("ready") else "catching up (config reads refused)"
+        if configs.get("forced_ready"):
+            state = "ready (FORCED by the operator, not caught up from a majority)"
+        click.echo(f"configs: {state}" + (f"; WRITES REFUSED: {refusal}" if refusal else ""))
 
 
 @main.command()

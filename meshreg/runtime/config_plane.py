@@ -72,7 +72,7 @@ from meshreg.configcenter.replication import (
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
-from meshreg.runtime.config_commit import CommitPipeline, Turn
+from meshreg.runtime.config_commit import RETRY_INTERVAL, CommitPipeline, Turn
 from meshreg.wire.config_messages import (
     ConfigHistory,
     ConfigRequest,
@@ -240,6 +240,7 @@ class ConfigPlane:
             (lambda: self.db) if self.db is not None else None, commit_thread
         )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
+        self._disk_failed_since: float | None = None  # for the "works again" log line
         # (data id, gray served) -> (the entry, its packed get result): the current entry's
         # result is packed once, not per get (the entry object is immutable: `is` checks it)
         self._replies: dict[tuple[ConfigKey, bool], tuple[ConfigEntry, bytes]] = {}
@@ -255,6 +256,7 @@ class ConfigPlane:
             "unlistens": 0,
             "reads_waited": 0,
             "reads_not_ready": 0,
+            "refused_disk": 0,  # writes refused: this node's commits keep failing
             "group_commits": 0,
             "group_commit_versions": 0,
         }
@@ -362,6 +364,15 @@ class ConfigPlane:
             self._send_outbox(peer)
 
     def _carry_out_turn(self, turn: Turn, error: BaseException | None, now: float) -> None:
+        if error is None and self._disk_failed_since is not None and turn.ops:
+            log.warning(
+                "configs: saving to %s works again after %.1f s of failures; config writes "
+                "accepted again", self.db.path.parent if self.db else "?",
+                now - self._disk_failed_since,
+            )  # fmt: skip
+            self._disk_failed_since = None
+        if error is not None and self._disk_failed_since is None:
+            self._disk_failed_since = now
         if error is None:
             saved = sum(len(entries) for save, entries in turn.ops if save)
             if saved:
@@ -374,9 +385,11 @@ class ConfigPlane:
         # of its versions; its writers and readers get an error, its peer sends are
         # dropped (records are resent, the rest is repaired by anti-entropy)
         self._limiter.warning(
-            "config-commit", now, "configs: saving %d versions failed (%s: %s); %d replies, "
-            "acks and sends of that loop turn not sent, writers answered UNAVAILABLE; tried "
-            "again", turn.versions, type(error).__name__, error, len(turn.effects),
+            "config-commit", now, "configs: saving %d versions to %s failed (%s: %s); %d "
+            "replies, acks and sends of that loop turn not sent, writers answered UNAVAILABLE; "
+            "new config writes refused until a save works; tried again every %g s",
+            turn.versions, self.db.path.parent if self.db else "?", type(error).__name__, error,
+            len(turn.effects), RETRY_INTERVAL,
         )  # fmt: skip
         why = f"this node could not save configs to its disk ({type(error).__name__}: {error})"
         for effect in turn.effects:
@@ -449,9 +462,32 @@ class ConfigPlane:
         if kind is UnlistenConfig:
             self.counters["unlistens"] += 1
             return encode_ok(req.req_id, None)
+        refusal = self.disk_refusal(now)
+        if refusal is not None:
+            self.counters["refused_disk"] += 1
+            raise RequestRejected(ErrorCode.UNAVAILABLE, f"{req.op}: {refusal}", req.req_id,
+                                  req.op)  # fmt: skip
         ask = _ClientAsk(envelope, req.req_id, msg)
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
         return None
+
+    def disk_refusal(self, now: float) -> str | None:
+        """Why this node refuses config writes (its commits keep failing), or None."""
+        failing = self._commits.failing
+        if failing is None or self.db is None:
+            return None
+        since, error = failing
+        return (
+            f"this node cannot save configs to its data directory {self.db.path.parent} "
+            f"({type(error).__name__}: {error}; failing for {max(now - since, 0.0):.1f} s, "
+            f"{self._commits.failures_in_a_row} attempts); nothing was written: write "
+            "through another node, and fix the disk there (free space, permissions, the "
+            "device): the node retries every 0.1 s and accepts writes once a save works"
+        )
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Readiness for ``cluster``: caught up, and whether the disk takes writes."""
+        return {"ready": self.ready, "disk_refusal": self.disk_refusal(now)}
 
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:
@@ -610,7 +646,12 @@ class ConfigPlane:
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
                 write = as_config_write(msg.request, _PeerAsk(sender, msg.tag), msg.by)
-                effects = rep.write(now, replace(write, forwarded=True))
+                refusal = self.disk_refusal(now)
+                if refusal is not None:  # the owner's disk: refused, as at the entry
+                    self.counters["refused_disk"] += 1
+                    effects = [ReplyError(write.request, ErrorCode.UNAVAILABLE, refusal)]
+                else:
+                    effects = rep.write(now, replace(write, forwarded=True))
             case ConfigForwardReply():
                 effects = self._forward_answered(msg, now)
         return effects

@@ -893,6 +893,8 @@ class NodeRuntime:
                     result = self._visible(principal, req, result)
                 elif type(req) is GetStats:
                     result = {**result, **self._runtime_stats()}
+                elif type(req) is GetCluster:  # config readiness: caught up, disk writable
+                    result = {**result, "config": self.configs.status(now)}
                 return [encode_ok(req_id, result)]
             case Rejected():
                 self._log_rejected(answer.code, answer.message, now)
