@@ -224,6 +224,18 @@ class ConfigPlane:
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.current(k))
         }
         self.ready = not self.peers
+        self.forced_ready = bool(self.peers) and config.config_force_ready
+        if self.forced_ready:  # the operator's override (docs/CONFIG.md "The ready gate")
+            self.ready = True
+            log.warning(
+                "configs: READY FORCED (--config-force-ready): serving config reads from "
+                "this node's disk (%d data ids) without catching up from a majority of its %d "
+                "configured members; a write acknowledged by a majority without this node is "
+                "missing here until a peer comes back; config writes still need a majority. "
+                "Remove the flag once the peers are back",
+                len(self.store),
+                len(self.peers) + 1,
+            )
         self._synced: set[str] = set()  # peers whose digests this node caught up with
         self._need: dict[str, dict[ConfigKey, tuple[int, bool, str, str]]] = {}
         self._next_ask = now
@@ -487,7 +499,8 @@ class ConfigPlane:
 
     def status(self, now: float) -> dict[str, Any]:
         """Readiness for ``cluster``: caught up, and whether the disk takes writes."""
-        return {"ready": self.ready, "disk_refusal": self.disk_refusal(now)}
+        return {"ready": self.ready, "forced_ready": self.forced_ready,
+                "disk_refusal": self.disk_refusal(now)}  # fmt: skip
 
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:
@@ -867,6 +880,7 @@ class ConfigPlane:
     def stats(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
+            "forced_ready": self.forced_ready,
             "members": len(self.replicator.members),
             "majority": self.replicator.majority,
             "members_up": len(self.replicator.up),
