@@ -110,10 +110,12 @@ class ConfigMixin:
         namespace: str | None = None,
         all_groups: bool = False,
         page_size: int = 100,
+        deleted: bool = False,
     ) -> list[ConfigInfo]:
         """The data ids of a namespace and group (``all_groups``: every group) whose name
         matches ``pattern`` (``*`` any run, ``?`` one character), sorted by group and data
-        id, without content; follows every page."""
+        id, without content; follows every page.  ``deleted``: the deleted data ids whose
+        tombstone is kept (``ConfigInfo.deleted``) too."""
         ns = namespace or self.namespace
         fields: dict[str, Any] = {
             "namespace": ns,
@@ -121,6 +123,8 @@ class ConfigMixin:
             "pattern": pattern,
             "page_size": page_size,
         }
+        if deleted:
+            fields["deleted"] = True
         self._config_check("config_list", fields)
         items: list[ConfigInfo] = []
         while len(items) < MAX_LIST_ITEMS:

@@ -459,8 +459,9 @@ class ConfigPlane:
             try:
                 if isinstance(req, ListConfigs):
                     page = self.store.list_page(
-                        req.namespace, req.group, req.pattern, req.page_size, req.cursor
-                    )
+                        req.namespace, req.group, req.pattern, req.page_size, req.cursor,
+                        req.deleted,
+                    )  # fmt: skip
                     body = encode_ok(req.req_id, list_result(page))
                 else:
                     assert isinstance(req, ConfigHistory)

@@ -103,6 +103,7 @@ class ListConfigs:
     pattern: str  # * and ? on the data id
     page_size: int
     cursor: str | None
+    deleted: bool = False  # the deleted data ids (tombstones) too (an export's)
     op = "config_list"
 
 
@@ -292,7 +293,13 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
         if cursor is not None and (type(cursor) is not str or not 0 < len(cursor) <= 400):
             raise _invalid("field 'cursor' must be the 'next_cursor' of a config_list reply")
         page = _int(msg, "page_size", DEFAULT_LIST_PAGE, 1, MAX_LIST_PAGE)
-        return ListConfigs(req_id, ns, group, pattern, page, cursor)
+        deleted = msg.get("deleted", False)
+        if type(deleted) is not bool:
+            raise _invalid(
+                f"field 'deleted' must be true or false (got {type(deleted).__name__}): true "
+                "lists the deleted data ids (tombstones) too"
+            )
+        return ListConfigs(req_id, ns, group, pattern, page, cursor, deleted)
     key = check_config_key(msg.get("namespace"), msg.get("group"), msg.get("data_id"))
     if op == "config_publish":
         return PublishConfig(
