@@ -271,7 +271,7 @@ class ConfigReplicator:
         self._next_sync = now + sync_interval
         self._sync_turn = 0
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
-                         "deduplicated": 0}  # fmt: skip
+                         "deduplicated": 0, "request_checks": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -323,6 +323,7 @@ class ConfigReplicator:
             if catch_up is not None:
                 catch_up.writes.append((write, arrived))
                 return []
+            self.counters["request_checks"] += bool(check)  # a re-send asked about
             self._catching_up[round_key] = _CatchUp(
                 [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
                 {self.node_id},

@@ -538,6 +538,9 @@ def test_a_refusal_after_a_timed_out_attempt_does_not_say_nothing_was_written() 
     h.advance(int(CONFIG_WRITE_ATTEMPT * 1000) + 10)  # no answer: failover, sent again
     (again,) = h.unanswered("config_publish")
     assert again.to == "b:2", again
+    first = h.requests("config_publish")[0]  # the session's own re-send says it is one
+    assert "resend" not in first.fields and again.fields["resend"] is True
+    assert again.fields["request_id"] == first.fields["request_id"] == RID
     h.fail(again, ErrorCode.UNAVAILABLE, "minority: nothing was written; retry")
     while h.outcome(pub) is None:
         h.fail_all("config_publish", ErrorCode.UNAVAILABLE, "minority: nothing was written")

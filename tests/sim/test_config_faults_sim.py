@@ -1048,6 +1048,10 @@ class ConfigSim:
         pushes = sum(len(lst.delivered) for lst in self.listeners)
         calls = sum(len(c) for s in self.sessions for c in s.calls.values())
         planes = [n.runtime.configs.counters for n in self.net.nodes.values() if n.runtime]
+        checks = sum(n.runtime.configs.replicator.counters["request_checks"]
+                     for n in self.net.nodes.values() if n.runtime)  # fmt: skip
+        dedup = sum(n.runtime.configs.replicator.counters["deduplicated"]
+                    for n in self.net.nodes.values() if n.runtime)  # fmt: skip
         commits = sum(c["group_commits"] for c in planes)
         versions = sum(c["group_commit_versions"] for c in planes)
         top = {k.data_id: _v(self.stores()[next(iter(self.net.nodes))].current(k)) for k in KEYS}
@@ -1056,7 +1060,8 @@ class ConfigSim:
             f"refused {len(log.refused)}, reads {len(log.reads)}, listener deliveries {pushes} "
             f"(SUB reconnects {counts.get('sub_reconnects', 0)}), client listener calls {calls}, "
             f"announcements {len(log.announced)}, group commits {commits} of {versions} "
-            f"versions, kills {self.killed}, final {top}"
+            f"versions, re-sends checked {checks} (deduplicated {dedup}), kills {self.killed}, "
+            f"final {top}"
         )
 
     def check(self, writes_end: float, replay: str) -> None:
@@ -1435,3 +1440,26 @@ def test_a_listener_moves_off_a_version_that_lost_its_revision(deaf: bool, data_
     assert not pulled, pulled
     assert not check_listeners(held, stores) + check_converged(stores, KEYS)
     assert sum(lst.recheck for s in sim.sessions for lst in s.session.configs.listens.values()) == 0
+
+
+def test_check_one_write_fails_on_one_request_at_two_revisions() -> None:
+    rid = "random.w0.00000001"
+    a = ConfigStore("a")
+    first = replace(a.publish(KEYS[0], "x", now=1.0, request_id=rid), committed=True)
+    a.apply(first)
+    made = {(KEYS[0], rid): {(1, "a", first.md5)}}
+    assert check_one_write(made, {"a": a}) == []
+    other = ConfigStore("b")  # a second owner applied the re-send again at revision 2
+    other.apply(first)
+    other.apply(replace(ConfigStore("c").publish(KEYS[0], "y", now=1.5), revision=2,
+                        committed=True))  # fmt: skip
+    again = replace(other.publish(KEYS[0], "x", now=2.0, request_id=rid), committed=True)
+    other.apply(again)
+    problems = check_one_write(made, {"a": a, "b": other})
+    assert len(problems) == 1 and "committed at revisions [1, 3]" in problems[0], problems
+    made[(KEYS[0], rid)].add((3, "b", again.md5))  # and two answers naming two versions
+    assert len(check_one_write(made, {"a": a})) == 1
+    loser = ConfigStore("d")  # an uncommitted loser of its revision: allowed
+    loser.apply(replace(first, committed=False))
+    loser.apply(again)
+    assert check_one_write({}, {"d": loser}) == []
