@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -479,7 +480,8 @@ class Writer(Client):
             fields["content"] = content
             if roll > 0.7:  # compare-and-set on what this writer saw
                 fields["if_revision"] = self.seen.get(key, 0)
-        fields["request_id"] = rid = f"{sim.name}.{self.name}.{self.n:08d}"
+        name = re.sub(r"[^0-9A-Za-z_.:-]", "_", sim.name)  # the request id alphabet
+        fields["request_id"] = rid = f"{name}.{self.name}.{self.n:08d}"
         self.send(node, op, key, fields, content, rid, 0)
 
     def send(
