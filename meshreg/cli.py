@@ -286,6 +286,15 @@ def main() -> None:
     help="Where the node keeps its configs (SQLite); default "
     "$XDG_STATE_HOME/meshreg/HOST_PORT (~/.local/state when unset).",
 )
+@click.option(
+    "--config-force-ready",
+    is_flag=True,
+    default=None,
+    help="Serve config reads from this node's own disk at once, without catching up from "
+    "a majority of its peers (for a lone survivor whose peers will not come back). Reads "
+    "may miss writes acknowledged without this node; writes still need a majority. Remove "
+    "it once the peers are back (docs/CONFIG.md, 'The ready gate').",
+)
 def node(
     host: str | None,
     port: int | None,
@@ -305,6 +314,7 @@ def node(
     acl: str | None,
     insecure: bool | None,
     data_dir: str | None,
+    config_force_ready: bool | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
     from meshreg.runtime.node import NodeRuntime
@@ -329,6 +339,7 @@ def node(
             acl=acl,
             insecure=insecure,
             data_dir=data_dir,
+            config_force_ready=config_force_ready,
         )
         if not cfg.data_dir:  # the node keeps its configs on disk (docs/CONFIG.md)
             cfg = cfg.with_overrides(data_dir=str(default_data_dir(cfg.host, cfg.port)))
@@ -674,6 +685,12 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{configs.get('refused_minority')}, timed out {configs.get('timed_out')}; "
             f"data dir {configs.get('data_dir')}"
         )
+        if configs.get("commit_failing"):
+            lines.append(
+                f"CONFIG DISK     saving fails ({configs.get('commit_error')}; "
+                f"{configs.get('commit_failures_in_a_row')} attempts in a row): config writes "
+                f"refused ({configs.get('refused_disk')} so far) until a save works"
+            )
     members = result.get("members")
     if isinstance(members, list) and len(members) > 1:
         lines.append(
@@ -723,6 +740,13 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
             f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
             f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}"
         )
+    configs = result.get("config")
+    if isinstance(configs, dict):
+        refusal = configs.get("disk_refusal")
+        state = "ready" if configs.get("ready") else "catching up (config reads refused)"
+        if configs.get("forced_ready"):
+            state = "ready (FORCED by the operator, not caught up from a majority)"
+        click.echo(f"configs: {state}" + (f"; WRITES REFUSED: {refusal}" if refusal else ""))
 
 
 @main.command()

@@ -501,14 +501,15 @@ def gray_drop(
     type=click.IntRange(0, MAX_EXPORT_HISTORY),
     default=DEFAULT_EXPORT_HISTORY,
     show_default=True,
-    help="Past versions kept per data id (for information: an import does not replay them).",
+    help="Past versions kept per data id ('import --history' replays them).",
 )
 @client_options
 def export(
     out: str | None, history: int, servers: str, namespace: str, group: str, timeout: float
 ) -> None:
     """Export a namespace's configs (every group unless -g is given) as a zip: the current
-    versions, their gray versions and their history."""
+    versions, their gray versions and their history, and the deleted data ids whose
+    tombstone is kept (so an import deletes them too)."""
     target = out or f"meshreg-configs-{namespace}.zip"
     only = group if _group_given() else None
     tmp = None
@@ -533,7 +534,10 @@ def export(
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     where = "stdout" if target == "-" else target
-    click.echo(f"exported {count} config(s) of namespace {namespace!r} to {where}", err=True)
+    click.echo(
+        f"exported {count} config(s) of namespace {namespace!r} (deleted ones included) to {where}",
+        err=True,
+    )
 
 
 @config.command("import")
@@ -545,12 +549,20 @@ def export(
     show_default=True,
     help="A data id that exists: abort (write nothing), skip it, or overwrite it.",
 )
+@click.option(
+    "--history",
+    "with_history",
+    is_flag=True,
+    help="Replay each data id's archived history first, oldest first, as new revisions "
+    "(the history then reads as at the source, with new revision numbers and times).",
+)
 @max_bytes_option
 @json_option
 @client_options
 def import_(
     file: str,
     on_conflict: str,
+    with_history: bool,
     max_bytes: int,
     as_json: bool,
     servers: str,
@@ -558,20 +570,23 @@ def import_(
     group: str,
     timeout: float,
 ) -> None:
-    """Import an export zip into the namespace given with -n (groups as in the zip)."""
+    """Import an export zip into the namespace given with -n (groups as in the zip); a data
+    id deleted at the source is deleted here (with --on-conflict overwrite)."""
     try:
-        items = read_archive(file)
+        items = read_archive(file, history=with_history)
     except MeshregError as exc:
         _fail(str(exc))
     with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
-        report = import_items(c, items, on_conflict)
+        report = import_items(c, items, on_conflict, history=with_history)
     if as_json:
         click.echo(json.dumps(report.to_json(), sort_keys=True))
     else:
         click.echo(
             f"imported into namespace {namespace!r}: {len(report.created)} created, "
             f"{len(report.overwritten)} overwritten, {len(report.skipped)} skipped, "
-            f"{len(report.failed)} failed; {len(report.gray)} gray version(s)"
+            f"{len(report.failed)} failed; {len(report.gray)} gray version(s); "
+            f"{len(report.deleted)} deleted, {len(report.absent)} deleted at the source and "
+            f"absent here; {report.history} past version(s) replayed"
         )
         for (g, d), error in report.failed:
             click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)

@@ -107,6 +107,9 @@ class NodeConfig:
     config_max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES  # bytes per content (<= 10 MiB)
     config_keep_revisions: int = DEFAULT_KEEP_REVISIONS  # past revisions kept; 0: no count limit
     config_keep_days: float = DEFAULT_CONFIG_KEEP_DAYS  # days of history kept; 0: no age limit
+    # Serve config reads at once, without catching up from a majority (--config-force-ready:
+    # the operator's override for a lone survivor; docs/CONFIG.md "The ready gate").
+    config_force_ready: bool = False
     # Deltas per replication message at most (wire/batching); 1 sends every change alone.
     replication_batch: int = BATCH_DELTAS
 

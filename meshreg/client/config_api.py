@@ -110,10 +110,12 @@ class ConfigMixin:
         namespace: str | None = None,
         all_groups: bool = False,
         page_size: int = 100,
+        deleted: bool = False,
     ) -> list[ConfigInfo]:
         """The data ids of a namespace and group (``all_groups``: every group) whose name
         matches ``pattern`` (``*`` any run, ``?`` one character), sorted by group and data
-        id, without content; follows every page."""
+        id, without content; follows every page.  ``deleted``: the deleted data ids whose
+        tombstone is kept (``ConfigInfo.deleted``) too."""
         ns = namespace or self.namespace
         fields: dict[str, Any] = {
             "namespace": ns,
@@ -121,6 +123,8 @@ class ConfigMixin:
             "pattern": pattern,
             "page_size": page_size,
         }
+        if deleted:
+            fields["deleted"] = True
         self._config_check("config_list", fields)
         items: list[ConfigInfo] = []
         while len(items) < MAX_LIST_ITEMS:
@@ -310,6 +314,8 @@ class ConfigMixin:
         failover), so the cluster applies it at most once.  A caller re-sends a write whose
         outcome was unknown (``OutcomeUnknownError.request_id``) by passing that id."""
         fields["request_id"] = request_id if request_id is not None else secrets.token_hex(16)
+        if request_id is not None:  # the caller's own id: a re-send of an earlier call
+            fields["resend"] = True
         self._config_check(op, fields, self.config_max_bytes)
         return self._config_call(op, key, fields)
 

@@ -2,28 +2,32 @@
 
 Format (docs/CONFIG.md, "The export archive"), a zip file (stdlib ``zipfile``, deflated):
 
-* ``meshreg-configs.json``: ``{"format": "meshreg-configs", "version": 2, "namespace",
+* ``meshreg-configs.json``: ``{"format": "meshreg-configs", "version": 3, "namespace",
   "exported_at", "items": [{"group", "data_id", "file", "type", "description", "tags",
   "revision", "md5", "modified", "gray" (only with a gray version: "file", "type", "md5",
   "labels", "clients"), "history" (newest first: "revision", "change", "deleted",
   "type", "md5", "modified", "modified_by", "description", "tags", "origin", "file" and
-  "gray" as above)}]}`` (``revision``, ``md5``, ``modified`` and the history are for
-  information: an import makes new revisions);
+  "gray" as above)}]}`` (``revision``, ``md5`` and ``modified`` are for information: an
+  import makes new revisions); a deleted data id whose tombstone is kept is an item with
+  ``"deleted": true``, no ``file`` and its history (version 3);
 * ``configs/<group>/<data_id>``: the main content, UTF-8, as it is;
 * ``gray/<group>/<data_id>``: the gray version's content;
 * ``history/<group>/<data_id>/<n>`` (and ``<n>.gray``): the n-th kept version's content
   (0: the newest).
 
-Version 1 archives (no gray, no history) are read too.  A file under ``configs/`` that
-the metadata does not list is imported too, as type ``text`` (an archive made by hand).
-Tombstones (deleted data ids) are not exported.  An archive is untrusted input: every
-name, type, tag, gray rule and content imported is checked with the node's rules, the
-history's shape is checked and its files must be there (it is not imported), sizes are
-bounded before anything is read, and a bad archive is refused whole (:class:`ArchiveError`
-naming the file and what is wrong) before anything is written.
+Version 1 (no gray, no history) and 2 (no tombstones) archives are read too.  A file
+under ``configs/`` that the metadata does not list is imported too, as type ``text`` (an
+archive made by hand).  An archive is untrusted input: every name, type, tag, gray rule
+and content imported is checked with the node's rules, the history's shape is checked
+and its files must be there (their contents are read and checked when the history is
+imported), sizes are bounded before anything is read, and a bad archive is refused whole
+(:class:`ArchiveError` naming the file and what is wrong) before anything is written.
 
-Import writes the main versions several at a time (``IMPORT_WINDOW`` in flight: there is
-no batch config write on the wire, so the writes are pipelined), then the gray versions
+Import (``import_items``) optionally replays each data id's archived history first, as
+new revisions, oldest first (``history=True``, docs/CONFIG.md "Import"), one round per
+step of history with every data id's step in flight; then it writes the main versions
+(or deletes, for tombstones) several at a time (``IMPORT_WINDOW`` in flight: there is no
+batch config write on the wire, so the writes are pipelined), then the gray versions
 (compare-and-set on the revision each main write made).
 """
 
@@ -62,8 +66,8 @@ if TYPE_CHECKING:
 
 METADATA = "meshreg-configs.json"
 FORMAT = "meshreg-configs"
-VERSION = 2  # 2: gray versions and history; 1 is read too
-VERSIONS_READ = (1, 2)
+VERSION = 3  # 2: gray versions and history; 3: tombstones; 1 and 2 are read too
+VERSIONS_READ = (1, 2, 3)
 CONTENT_DIR = "configs/"
 GRAY_DIR = "gray/"
 HISTORY_DIR = "history/"
@@ -92,6 +96,23 @@ class ArchiveGray:
 
 
 @dataclass(frozen=True)
+class ArchiveVersion:
+    """A past version of a data id in the archive (its main state; read to replay it)."""
+
+    revision: int
+    content: str
+    type: str
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+    def state(self) -> tuple[Any, ...]:
+        if self.deleted:
+            return (True,)
+        return (False, self.content, self.type, self.description, sorted(self.tags.items()))
+
+
+@dataclass(frozen=True)
 class ArchiveItem:
     group: str
     data_id: str
@@ -100,7 +121,15 @@ class ArchiveItem:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     gray: ArchiveGray | None = None
-    history: int = 0  # past versions listed in the archive (for information; not imported)
+    history: int = 0  # versions listed in the archive's history (the current one included)
+    deleted: bool = False  # a tombstone: the data id was deleted at the source
+    past: tuple[ArchiveVersion, ...] = ()  # read_archive(history=True): newest first, one
+    # per revision (the winner), the current version included
+
+    def state(self) -> tuple[Any, ...]:
+        if self.deleted:
+            return (True,)
+        return (False, self.content, self.type, self.description, sorted(self.tags.items()))
 
 
 @dataclass
@@ -110,6 +139,9 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[tuple[str, str], str]] = field(default_factory=list)
     gray: list[tuple[str, str]] = field(default_factory=list)  # gray versions written
+    deleted: list[tuple[str, str]] = field(default_factory=list)  # tombstones written
+    absent: list[tuple[str, str]] = field(default_factory=list)  # tombstones, absent here
+    history: int = 0  # past versions replayed as revisions (import --history)
 
     def to_json(self) -> dict[str, Any]:
         def names(keys: list[tuple[str, str]]) -> list[str]:
@@ -121,6 +153,9 @@ class ImportReport:
             "skipped": names(self.skipped),
             "failed": [{"config": f"{g}/{d}", "error": e} for (g, d), e in self.failed],
             "gray": names(self.gray),
+            "deleted": names(self.deleted),
+            "absent": names(self.absent),
+            "history": self.history,
         }
 
 
@@ -140,7 +175,8 @@ def export_namespace(
     if not 0 <= history <= MAX_EXPORT_HISTORY:
         raise ConfigError(f"history must be 0..{MAX_EXPORT_HISTORY} versions per data id")
     namespace = client.namespace
-    listed = client.config_list(namespace=namespace, group=group, all_groups=group is None)
+    listed = client.config_list(namespace=namespace, group=group, all_groups=group is None,
+                                deleted=True)  # fmt: skip
     calls = [
         ("config_history", ConfigKey(namespace, i.group, i.data_id),
          {"namespace": namespace, "group": i.group, "data_id": i.data_id,
@@ -155,8 +191,8 @@ def export_namespace(
                 if isinstance(page, BaseException):
                     raise page
                 versions: list[ConfigInfo] = list(page.items)
-                if not versions or versions[0].deleted:
-                    continue  # deleted since it was listed
+                if not versions:
+                    continue  # its tombstone was purged since it was listed
                 meta.append(_export_item(zf, versions[0], versions[1 : history + 1]))
         body = {
             "format": FORMAT,
@@ -172,19 +208,19 @@ def export_namespace(
 def _export_item(zf: zipfile.ZipFile, info: ConfigInfo, past: list[ConfigInfo]) -> dict[str, Any]:
     where = f"{info.group}/{info.data_id}"
     name = f"{CONTENT_DIR}{where}"
-    zf.writestr(name, info.content.encode("utf-8"))
     item: dict[str, Any] = {
         "group": info.group,
         "data_id": info.data_id,
-        "file": name,
-        "type": info.type,
-        "description": info.description,
-        "tags": dict(info.tags),
         "revision": info.revision,
-        "md5": info.md5,
         "modified": info.modified,
     }
-    if info.gray is not None:
+    if info.deleted:  # a tombstone: no content file (an old reader refuses version 3)
+        item["deleted"] = True
+    else:
+        zf.writestr(name, info.content.encode("utf-8"))
+        item.update(file=name, type=info.type, description=info.description,
+                    tags=dict(info.tags), md5=info.md5)  # fmt: skip
+    if info.gray is not None and not info.deleted:
         item["gray"] = _export_gray(zf, info.gray, f"{GRAY_DIR}{where}")
     versions = []
     for n, v in enumerate([info, *past]):
@@ -210,19 +246,22 @@ def _export_gray(zf: zipfile.ZipFile, gray: GrayInfo, name: str) -> dict[str, An
 
 
 # -- reading an archive ----------------------------------------------------------------------------
-def read_archive(source: str | os.PathLike[str] | IO[bytes]) -> list[ArchiveItem]:
-    """The archive's configs, every one checked; ArchiveError if anything is wrong."""
+def read_archive(
+    source: str | os.PathLike[str] | IO[bytes], history: bool = False
+) -> list[ArchiveItem]:
+    """The archive's configs, every one checked; ArchiveError if anything is wrong.
+    ``history``: read the past versions' contents too (``ArchiveItem.past``, to replay)."""
     where = os.fspath(source) if isinstance(source, str | os.PathLike) else "the archive"
     try:
         with zipfile.ZipFile(source) as zf:
-            return _read(zf, where)
+            return _read(zf, where, history)
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"{where} is not a zip archive ({exc})") from None
     except OSError as exc:
         raise ArchiveError(f"cannot read {where}: {exc}") from None
 
 
-def _read(zf: zipfile.ZipFile, where: str) -> list[ArchiveItem]:
+def _read(zf: zipfile.ZipFile, where: str, with_history: bool = False) -> list[ArchiveItem]:
     infos = zf.infolist()
     if len(infos) > MAX_ARCHIVE_ENTRIES:
         raise ArchiveError(f"{where} has {len(infos)} files; at most {MAX_ARCHIVE_ENTRIES}")
@@ -253,17 +292,27 @@ def _read(zf: zipfile.ZipFile, where: str) -> list[ArchiveItem]:
     for n, meta in enumerate(listed):
         what = f"{where}: {METADATA} items[{n}]"
         group, data_id = _names(meta.get("group"), meta.get("data_id"), what)
-        info = _listed_file(by_name, meta.get("file", f"{CONTENT_DIR}{group}/{data_id}"), what)
-        used.add(info.filename)
-        item = _item(zf, info, group, data_id, meta, what)
-        gray = meta.get("gray")
-        if gray is not None:
-            item = replace(item, gray=_gray(zf, by_name, gray, f"{what} gray"))
+        deleted = meta.get("deleted", False)
+        if type(deleted) is not bool:
+            raise ArchiveError(f"{what}: 'deleted' must be true or false")
+        if deleted:  # a tombstone: no content, no gray version
+            item = ArchiveItem(group, data_id, "", deleted=True)
+        else:
+            name = meta.get("file", f"{CONTENT_DIR}{group}/{data_id}")
+            info = _listed_file(by_name, name, what)
+            used.add(info.filename)
+            item = _item(zf, info, group, data_id, meta, what)
+            gray = meta.get("gray")
+            if gray is not None:
+                item = replace(item, gray=_gray(zf, by_name, gray, f"{what} gray"))
         past = _history(by_name, meta.get("history"), what)
         history_total += past
         if history_total > MAX_HISTORY_ITEMS:
             raise ArchiveError(f"{where} lists more than {MAX_HISTORY_ITEMS} history versions")
-        out.append(replace(item, history=past))
+        item = replace(item, history=past)
+        if with_history and past:
+            item = replace(item, past=_past(zf, by_name, meta["history"], what))
+        out.append(item)
     for info in infos:
         if info.filename in used or info.is_dir() or not info.filename.startswith(CONTENT_DIR):
             continue
@@ -363,6 +412,33 @@ def _history(by_name: dict[str, zipfile.ZipInfo], history: Any, what: str) -> in
     return len(history)
 
 
+def _past(
+    zf: zipfile.ZipFile, by_name: dict[str, zipfile.ZipInfo], history: list[Any], what: str
+) -> tuple[ArchiveVersion, ...]:
+    """The history's versions (shape checked by ``_history``), their contents read and
+    checked with the node's rules; one per revision: the first listed (the winner)."""
+    out: list[ArchiveVersion] = []
+    seen: set[int] = set()
+    for n, v in enumerate(history):
+        if v["revision"] in seen:
+            continue  # a version that lost its revision (owners racing): not replayed
+        seen.add(v["revision"])
+        at = f"{what} history[{n}]"
+        deleted = v.get("deleted", False)
+        if type(deleted) is not bool:
+            raise ArchiveError(f"{at}: 'deleted' must be true or false")
+        raw = _member(zf, by_name[v["file"]], HARD_MAX_CONTENT_BYTES, at)
+        try:
+            out.append(ArchiveVersion(
+                v["revision"], check_content(raw, HARD_MAX_CONTENT_BYTES),
+                check_type(v.get("type")), check_description(v.get("description")),
+                dict(check_tags(v.get("tags"))), deleted,
+            ))  # fmt: skip
+        except ConfigRejected as exc:
+            raise ArchiveError(f"{at}: {exc.message}") from None
+    return tuple(out)
+
+
 def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -> bytes:
     """A member's bytes, refusing more than ``limit`` (the header may lie: read bounded)."""
     if info.file_size > limit:
@@ -376,7 +452,10 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -
 
 # -- import ---------------------------------------------------------------------------------------
 def import_items(
-    client: Client, items: Iterable[ArchiveItem], on_conflict: str = "abort"
+    client: Client,
+    items: Iterable[ArchiveItem],
+    on_conflict: str = "abort",
+    history: bool = False,
 ) -> ImportReport:
     """Publish ``items`` into the client's namespace, gray versions included.
 
@@ -384,11 +463,23 @@ def import_items(
     nothing at all if any does (ConflictError listing them), ``skip`` leaves it,
     ``overwrite`` publishes over it (compare-and-set on the revision read, so a change
     made meanwhile is reported, not overwritten).  A new data id is published with
-    ``if_revision=0``.  The main versions are written ``IMPORT_WINDOW`` at a time; then
-    each archived gray version (compare-and-set on the revision its main write made;
-    an overwritten data id whose archive item has no gray version loses its own, so it
-    ends as archived).  Failures of single data ids are in the report's ``failed`` (a
-    gray write that failed after its main one: "gray: ...")."""
+    ``if_revision=0``.  A tombstone (deleted at the source) deletes the data id where it
+    exists (a conflict like any other: deleted only with ``overwrite``); absent here,
+    nothing is written (``absent``).
+
+    ``history`` (items read with ``read_archive(history=True)``): before its current
+    version, each data id written gets its archived past versions replayed as new
+    revisions, oldest first (a delete for a deleted one; a version whose main state
+    equals the one before it, such as a gray step, is not replayed), each a
+    compare-and-set on the revision the one before made, one round per step with every
+    data id's step in flight.  The history then reads as the source's did, with new
+    revision numbers, times and author (the archive keeps the originals).
+
+    Then the main versions (``IMPORT_WINDOW`` at a time), then each archived gray
+    version (compare-and-set on the revision its main write made; an overwritten data id
+    whose archive item has no gray version loses its own, so it ends as archived).
+    Failures of single data ids are in the report's ``failed`` (a gray write that failed
+    after its main one: "gray: ...", a replayed version: "history revision N: ...")."""
     if on_conflict not in ON_CONFLICT:
         raise ConfigError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}")
     items = list(items)
@@ -408,11 +499,17 @@ def import_items(
         )
     report = ImportReport()
     todo: list[ArchiveItem] = []
+    plans: dict[tuple[str, str], list[ArchiveVersion]] = {}
     for item in items:
-        if (item.group, item.data_id) in existing and on_conflict == "skip":
-            report.skipped.append((item.group, item.data_id))
+        ident = (item.group, item.data_id)
+        plan = _replay_plan(item) if history else []
+        if ident in existing and on_conflict == "skip":
+            report.skipped.append(ident)
+        elif item.deleted and ident not in existing and not plan:
+            report.absent.append(ident)
         else:
             todo.append(item)
+            plans[ident] = plan
 
     def key(item: ArchiveItem) -> ConfigKey:
         return ConfigKey(namespace, item.group, item.data_id)
@@ -421,21 +518,58 @@ def import_items(
         base = {"namespace": namespace, "group": item.group, "data_id": item.data_id}
         return {**base, **{k: v for k, v in more.items() if v is not None}}
 
-    mains = []
+    def write(item: ArchiveItem, state: ArchiveItem | ArchiveVersion, cas: int) -> Any:
+        if state.deleted:
+            return ("config_delete", key(item), fields(item, if_revision=cas))
+        return ("config_publish", key(item), fields(
+            item, content=state.content, type=state.type, if_revision=cas,
+            desc=state.description or None, tags=state.tags or None))  # fmt: skip
+
+    # where each data id stands: its revision (the CAS of its next write), live or not
+    at = {(i.group, i.data_id): existing[(i.group, i.data_id)].revision
+          if (i.group, i.data_id) in existing else 0 for i in todo}  # fmt: skip
+    live = {ident: ident in existing for ident in at}
+    failed: set[tuple[str, str]] = set()
+    for step in range(max((len(p) for p in plans.values()), default=0)):
+        calls, whose = [], []
+        for item in todo:
+            ident = (item.group, item.data_id)
+            plan = plans[ident]
+            if ident in failed or step >= len(plan) or (plan[step].deleted and not live[ident]):
+                continue
+            calls.append(write(item, plan[step], at[ident]))
+            whose.append((item, plan[step]))
+        for (item, version), result in zip(whose, client._config_many(calls, IMPORT_WINDOW),
+                                           strict=True):  # fmt: skip
+            ident = (item.group, item.data_id)
+            if isinstance(result, BaseException):
+                failed.add(ident)
+                report.failed.append((ident, f"history revision {version.revision}: {result}"))
+                continue
+            live[ident] = not version.deleted  # (after a delete, a write's CAS is 0)
+            at[ident] = result.revision if live[ident] else 0
+            report.history += 1
+    mains, whose_main = [], []
     for item in todo:
-        current = existing.get((item.group, item.data_id))
-        cas = 0 if current is None else current.revision
-        mains.append(("config_publish", key(item), fields(
-            item, content=item.content, type=item.type, if_revision=cas,
-            desc=item.description or None, tags=item.tags or None)))  # fmt: skip
+        ident = (item.group, item.data_id)
+        if ident in failed:
+            continue
+        if item.deleted and not live[ident]:
+            report.absent.append(ident)  # (its history, replayed, ends deleted already)
+            continue
+        mains.append(write(item, item, at[ident]))
+        whose_main.append(item)
     results = client._config_many(mains, IMPORT_WINDOW)
     grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
-    for item, result in zip(todo, results, strict=True):
+    for item, result in zip(whose_main, results, strict=True):
         ident = (item.group, item.data_id)
         if isinstance(result, BaseException):
             report.failed.append((ident, str(result)))
             continue
         current = existing.get(ident)
+        if item.deleted:
+            report.deleted.append(ident)
+            continue
         (report.created if current is None else report.overwritten).append(ident)
         if item.gray is not None:
             g = item.gray
@@ -453,6 +587,23 @@ def import_items(
         elif op == "config_gray":
             report.gray.append(ident)
     return report
+
+
+def _replay_plan(item: ArchiveItem) -> list[ArchiveVersion]:
+    """The past versions to replay before ``item``'s current state, oldest first: the
+    archive's history without its newest entry (the current version itself), leading
+    deletes (nothing to delete yet), versions whose main state equals the one before
+    (gray steps: the gray versions are not replayed), and a last one equal to the
+    current state."""
+    plan: list[ArchiveVersion] = []
+    before: tuple[Any, ...] = (True,)  # nothing: like deleted
+    for v in reversed(item.past[1:]):
+        if v.state() != before:
+            plan.append(v)
+            before = v.state()
+    if plan and plan[-1].state() == item.state():
+        plan.pop()
+    return plan
 
 
 def archive_bytes(items: Iterable[ArchiveItem], namespace: str = "public") -> bytes:

@@ -376,6 +376,8 @@ class ConfigPolicy:
 
         budget = max(MIN_BUDGET, deadline - self.s._now)
         attempt = CONFIG_WRITE_ATTEMPT if write else None
+        if write and (tried or rounds):  # an earlier attempt was sent: the owner checks
+            fields["resend"] = True  # the request id with a majority (PROTOCOL.md 2.15)
         self.s.request(op, dict(fields), budget, on_reply=ok, on_error=failed, via=via,
                        attempt_timeout=attempt)  # fmt: skip
 

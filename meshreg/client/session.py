@@ -184,6 +184,7 @@ class Pending:
     tried: list[str] = field(default_factory=list)
     via: str | None = None  # the member it goes straight to (None: the server)
     insist: int = 0  # tries left to reach ``via`` while its connection is being set up
+    sent: int = 0  # attempts sent (a config write's re-sends carry ``resend``)
 
 
 @dataclass(slots=True)
@@ -619,6 +620,10 @@ class ClientSession:
         self._send(req_id, pending)
 
     def _send(self, req_id: int, pending: Pending) -> None:
+        if pending.sent and pending.fields.get("request_id") and "resend" not in pending.fields:
+            pending.fields = {**pending.fields, "resend": True}  # a config write sent again:
+            pending.body = encode_request(pending.op, req_id, **pending.fields)  # say so
+        pending.sent += 1
         if pending.attempt_deadline < self._earliest:
             self._earliest = pending.attempt_deadline
         self._out.append(SendRequest(req_id, pending.body, pending.via))

@@ -251,11 +251,13 @@ class ConfigStore:
         pattern: str | None = None,
         page_size: int = DEFAULT_LIST_PAGE,
         cursor: str | None = None,
+        deleted: bool = False,
     ) -> ListPage:
         """One page of the live data ids of a namespace (or one group), sorted by (group,
-        data id), filtered by a ``*``/``?`` pattern on the data id.  At most 10 pages'
-        worth of data ids are examined per call, so a sparse pattern returns a short page
-        with a cursor instead of scanning everything."""
+        data id), filtered by a ``*``/``?`` pattern on the data id (``deleted``: the
+        deleted ones, tombstones kept, too).  At most 10 pages' worth of data ids are
+        examined per call, so a sparse pattern returns a short page with a cursor instead
+        of scanning everything."""
         check_config_name(namespace, "namespace", MAX_NAMESPACE_LEN)
         if group is not None:
             check_config_name(group, "group", MAX_GROUP_LEN)
@@ -284,7 +286,7 @@ class ConfigStore:
             budget -= 1
             last = key
             entry = self._current[key]
-            if not entry.deleted and regex.match(key.data_id):
+            if (deleted or not entry.deleted) and regex.match(key.data_id):
                 items.append(entry)
         return ListPage(items, None)
 

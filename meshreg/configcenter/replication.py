@@ -134,6 +134,7 @@ class ConfigWrite:
     if_revision: int | None = None
     forwarded: bool = False
     request_id: str = ""  # the client's id of this logical write ('': none, no dedup)
+    resend: bool = False  # the client sent it before (an attempt timed out or failed over)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +212,12 @@ class SendVersions:
 
 @dataclass(frozen=True, slots=True)
 class FetchVersions:
-    """Ask a peer for every version it holds of a data id (answer: ``SendKeyVersions``)."""
+    """Ask a peer for the versions of a data id's highest revision it holds (answer:
+    ``SendKeyVersions``), and the version ``request_id`` made if it holds one."""
 
     peer: str
     key: ConfigKey
+    request_id: str = ""  # a re-sent write's id: look it up in the whole history too
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ class SendKeyVersions:
     peer: str
     key: ConfigKey
     entries: tuple[ConfigEntry, ...]
+    request_id: str = ""  # the fetch's (which round it answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +305,9 @@ class ConfigReplicator:
         self.sync_interval = sync_interval
         self.up: frozenset[str] = frozenset({node_id})
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
-        self._catching_up: dict[ConfigKey, _CatchUp] = {}
+        # (data id, '') -> the catch-up after a view change; (data id, request id) -> the
+        # request check of a re-sent write this node holds no version of (``write``)
+        self._catching_up: dict[tuple[ConfigKey, str], _CatchUp] = {}
         self._view = 0  # bumped on every change of ``up``
         self._returned: set[str] = set()  # peers seen up again: digests at the next tick
         self._seen_up: set[str] = set()  # peers ever seen up (the first time is the start's
@@ -313,7 +319,7 @@ class ConfigReplicator:
         self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
         self._next_step = math.inf  # the next step of the digest rounds under way
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
-                         "deduplicated": 0}  # fmt: skip
+                         "deduplicated": 0, "request_checks": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -356,16 +362,21 @@ class ConfigReplicator:
                     "written; retry on a node of the majority side",
                 )
             ]
-        if self._fresh.get(write.key) != self._view and self.majority > 1:
-            catch_up = self._catching_up.get(write.key)
+        # A re-send that made no version here may have made one on the owner before (the
+        # owner changed, or its answer was lost): ask a majority for the request id first
+        check = write.request_id if write.resend and done is None else ""
+        if (self._fresh.get(write.key) != self._view or check) and self.majority > 1:
+            round_key = (write.key, check)
+            catch_up = self._catching_up.get(round_key)
             if catch_up is not None:
                 catch_up.writes.append((write, arrived))
                 return []
-            self._catching_up[write.key] = _CatchUp(
+            self.counters["request_checks"] += bool(check)  # a re-send asked about
+            self._catching_up[round_key] = _CatchUp(
                 [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
                 {self.node_id},
             )  # fmt: skip
-            return [FetchVersions(p, write.key) for p in self.peers]
+            return [FetchVersions(p, write.key, check) for p in self.peers]
         if done is not None:  # a re-send: the version it made, never a second one
             return self._replay(now, write, done, arrived)
         try:
@@ -442,27 +453,37 @@ class ConfigReplicator:
             return effects + self._unknown(pending, "other versions were written concurrently")
         return effects
 
-    def on_fetch(self, sender: str, key: ConfigKey) -> list[Effect]:
+    def on_fetch(self, sender: str, key: ConfigKey, request_id: str = "") -> list[Effect]:
         """A catching-up owner's question: the versions of the data id's highest revision
-        (all a new owner needs to continue the sequence; history comes by repair)."""
+        (all a new owner needs to continue the sequence; history comes by repair), and
+        those of ``request_id`` (a re-sent write's: its version may be below the top)."""
         current = self.store.current(key)
         top = [e for e in self.store.entries(key) if current and e.revision == current.revision]
-        return [SendKeyVersions(sender, key, tuple(top))]
+        made = [
+            e for e in self.store.entries(key) if e.request_id == request_id and e not in top
+        ] if request_id and self.store.find_request(key, request_id) else []  # fmt: skip
+        return [SendKeyVersions(sender, key, tuple(top + made), request_id)]
 
     def on_key_versions(
-        self, now: float, sender: str, key: ConfigKey, entries: Iterable[ConfigEntry]
+        self,
+        now: float,
+        sender: str,
+        key: ConfigKey,
+        entries: Iterable[ConfigEntry],
+        request_id: str = "",
     ) -> list[Effect]:
         effects = self._merge(entries)
-        catch_up = self._catching_up.get(key)
+        catch_up = self._catching_up.get((key, request_id))
         if catch_up is None or sender not in self.members:
             return effects
         catch_up.answered.add(sender)
         if len(catch_up.answered) < self.majority:
             return effects
-        del self._catching_up[key]
+        del self._catching_up[(key, request_id)]
         self._fresh[key] = self._view
-        for write, arrived in catch_up.writes:
-            effects += self.write(now, write, arrived)
+        for write, arrived in catch_up.writes:  # checked: a majority's versions are here
+            effects += self.write(now, replace(write, resend=False) if request_id else write,
+                                  arrived)  # fmt: skip
         return effects
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
@@ -556,9 +577,9 @@ class ConfigReplicator:
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        for key, catch_up in list(self._catching_up.items()):
+        for (key, rid), catch_up in list(self._catching_up.items()):
             if now >= catch_up.deadline:
-                del self._catching_up[key]
+                del self._catching_up[(key, rid)]
                 self.counters["timed_out"] += 1
                 effects.extend(
                     ReplyError(
@@ -573,7 +594,7 @@ class ConfigReplicator:
             elif now >= catch_up.resend_at:
                 catch_up.resend_at = now + self.resend_interval
                 effects.extend(
-                    FetchVersions(p, key) for p in self.peers if p not in catch_up.answered
+                    FetchVersions(p, key, rid) for p in self.peers if p not in catch_up.answered
                 )
         for pkey, pending in list(self._pending.items()):
             if now >= pending.deadline:

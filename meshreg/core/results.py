@@ -227,6 +227,7 @@ class ClusterResult:
     node: str
     ready: bool
     members: tuple[MemberRow, ...]  # this node first, then its peers by address
+    runtime: Mapping[str, Any] | None = None  # the runtime's additions (config readiness)
 
 
 Result = (

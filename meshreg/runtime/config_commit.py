@@ -263,6 +263,10 @@ class CommitPipeline:
         self._done: dict[int, BaseException | None] = {}  # the writer's answers, by seq
         self._gen = 0
         self._retry_at: float | None = None  # a failed commit: the current turn waits
+        # the disk is failing: (loop time of the first failure in a row, its error), until
+        # a commit succeeds again (``failing``; the plane refuses writes meanwhile)
+        self.failing: tuple[float, BaseException] | None = None
+        self.failures_in_a_row = 0
         self._clock = clock
         self.counters = {
             "commit_turns": 0,  # turns with disk ops committed
@@ -432,6 +436,9 @@ class CommitPipeline:
                 if isinstance(self.writer, ThreadWriter)
                 else {}
             ),  # fmt: skip
+            "commit_failing": self.failing is not None,
+            "commit_failures_in_a_row": self.failures_in_a_row,
+            "commit_error": "" if self.failing is None else _error_text(self.failing[1]),
             "commit_turns_in_flight": len(self._flight),
             "commit_versions_in_flight": self._flight_versions,
             **{k: round(v, 3) if type(v) is float else v for k, v in c.items()},
@@ -479,9 +486,13 @@ class CommitPipeline:
             if error is None:
                 self.counters["commit_turns"] += 1
                 self._drop_unsaved(turn)
+                self.failing, self.failures_in_a_row = None, 0
             else:
                 self.counters["commit_failures"] += 1
                 failed.append(turn)
+                if not isinstance(error, CommitFailed):
+                    self.failures_in_a_row += 1
+                    self.failing = (self.failing[0] if self.failing else now, error)
             self._ready.append((turn, error))
         if failed and retry:
             self._gen += 1
@@ -503,3 +514,7 @@ class CommitPipeline:
                 if self.unsaved.get(key) is t:
                     self.unsaved[key] = turn
         self._retry_at = now + RETRY_INTERVAL
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]

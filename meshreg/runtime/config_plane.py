@@ -75,7 +75,7 @@ from meshreg.configcenter.replication import (
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
-from meshreg.runtime.config_commit import CommitPipeline, Turn
+from meshreg.runtime.config_commit import RETRY_INTERVAL, CommitPipeline, Turn
 from meshreg.runtime.config_trace import HopTrace
 from meshreg.wire.config_messages import (
     ConfigHistory,
@@ -229,6 +229,18 @@ class ConfigPlane:
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
         }
         self.ready = not self.peers
+        self.forced_ready = bool(self.peers) and config.config_force_ready
+        if self.forced_ready:  # the operator's override (docs/CONFIG.md "The ready gate")
+            self.ready = True
+            log.warning(
+                "configs: READY FORCED (--config-force-ready): serving config reads from "
+                "this node's disk (%d data ids) without catching up from a majority of its %d "
+                "configured members; a write acknowledged by a majority without this node is "
+                "missing here until a peer comes back; config writes still need a majority. "
+                "Remove the flag once the peers are back",
+                len(self.store),
+                len(self.peers) + 1,
+            )
         self._synced: set[str] = set()  # peers whose digests this node caught up with
         self._need: dict[str, dict[ConfigKey, tuple[int, bool, str, str]]] = {}
         self._next_ask = now
@@ -251,6 +263,7 @@ class ConfigPlane:
             (lambda: self.db) if self.db is not None else None, commit_thread
         )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
+        self._disk_failed_since: float | None = None  # for the "works again" log line
         # (data id, gray served) -> (the entry, its packed get result): the current entry's
         # result is packed once, not per get (the entry object is immutable: `is` checks it)
         self._replies: dict[tuple[ConfigKey, bool], tuple[ConfigEntry, bytes]] = {}
@@ -266,6 +279,7 @@ class ConfigPlane:
             "unlistens": 0,
             "reads_waited": 0,
             "reads_not_ready": 0,
+            "refused_disk": 0,  # writes refused: this node's commits keep failing
             "group_commits": 0,
             "group_commit_versions": 0,
         }
@@ -378,6 +392,15 @@ class ConfigPlane:
             self._send_outbox(peer)
 
     def _carry_out_turn(self, turn: Turn, error: BaseException | None, now: float) -> None:
+        if error is None and self._disk_failed_since is not None and turn.ops:
+            log.warning(
+                "configs: saving to %s works again after %.1f s of failures; config writes "
+                "accepted again", self.db.path.parent if self.db else "?",
+                now - self._disk_failed_since,
+            )  # fmt: skip
+            self._disk_failed_since = None
+        if error is not None and self._disk_failed_since is None:
+            self._disk_failed_since = now
         if error is None:
             saved = sum(len(entries) for save, entries in turn.ops if save)
             if saved:
@@ -390,9 +413,11 @@ class ConfigPlane:
         # of its versions; its writers and readers get an error, its peer sends are
         # dropped (records are resent, the rest is repaired by anti-entropy)
         self._limiter.warning(
-            "config-commit", now, "configs: saving %d versions failed (%s: %s); %d replies, "
-            "acks and sends of that loop turn not sent, writers answered UNAVAILABLE; tried "
-            "again", turn.versions, type(error).__name__, error, len(turn.effects),
+            "config-commit", now, "configs: saving %d versions to %s failed (%s: %s); %d "
+            "replies, acks and sends of that loop turn not sent, writers answered UNAVAILABLE; "
+            "new config writes refused until a save works; tried again every %g s",
+            turn.versions, self.db.path.parent if self.db else "?", type(error).__name__, error,
+            len(turn.effects), RETRY_INTERVAL,
         )  # fmt: skip
         why = f"this node could not save configs to its disk ({type(error).__name__}: {error})"
         for effect in turn.effects:
@@ -452,8 +477,9 @@ class ConfigPlane:
             try:
                 if isinstance(req, ListConfigs):
                     page = self.store.list_page(
-                        req.namespace, req.group, req.pattern, req.page_size, req.cursor
-                    )
+                        req.namespace, req.group, req.pattern, req.page_size, req.cursor,
+                        req.deleted,
+                    )  # fmt: skip
                     body = encode_ok(req.req_id, list_result(page))
                 else:
                     assert isinstance(req, ConfigHistory)
@@ -467,11 +493,35 @@ class ConfigPlane:
         if kind is UnlistenConfig:
             self.counters["unlistens"] += 1
             return encode_ok(req.req_id, None)
+        refusal = self.disk_refusal(now)
+        if refusal is not None:
+            self.counters["refused_disk"] += 1
+            raise RequestRejected(ErrorCode.UNAVAILABLE, f"{req.op}: {refusal}", req.req_id,
+                                  req.op)  # fmt: skip
         ask = _ClientAsk(envelope, req.req_id, msg)
         if self._trace.on:
             self._trace("write_in", req.key, 0)  # type: ignore[union-attr]
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
         return None
+
+    def disk_refusal(self, now: float) -> str | None:
+        """Why this node refuses config writes (its commits keep failing), or None."""
+        failing = self._commits.failing
+        if failing is None or self.db is None:
+            return None
+        since, error = failing
+        return (
+            f"this node cannot save configs to its data directory {self.db.path.parent} "
+            f"({type(error).__name__}: {error}; failing for {max(now - since, 0.0):.1f} s, "
+            f"{self._commits.failures_in_a_row} attempts); nothing was written: write "
+            "through another node, and fix the disk there (free space, permissions, the "
+            "device): the node retries every 0.1 s and accepts writes once a save works"
+        )
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Readiness for ``cluster``: caught up, and whether the disk takes writes."""
+        return {"ready": self.ready, "forced_ready": self.forced_ready,
+                "disk_refusal": self.disk_refusal(now)}  # fmt: skip
 
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:
@@ -625,9 +675,9 @@ class ConfigPlane:
                     self._trace("commit_in", msg.key, msg.revision, sender)
                 effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
             case ConfigFetch():
-                effects = rep.on_fetch(sender, msg.key)
+                effects = rep.on_fetch(sender, msg.key, msg.request_id)
             case ConfigKeyVersions():
-                effects = rep.on_key_versions(now, sender, msg.key, msg.entries)
+                effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id)
             case ConfigDigests():
                 full = msg.after is None and msg.upto is None  # (a round's step: a range)
                 if not self.ready and not msg.reply and full:
@@ -639,7 +689,12 @@ class ConfigPlane:
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
                 write = as_config_write(msg.request, _PeerAsk(sender, msg.tag), msg.by)
-                effects = rep.write(now, replace(write, forwarded=True))
+                refusal = self.disk_refusal(now)
+                if refusal is not None:  # the owner's disk: refused, as at the entry
+                    self.counters["refused_disk"] += 1
+                    effects = [ReplyError(write.request, ErrorCode.UNAVAILABLE, refusal)]
+                else:
+                    effects = rep.write(now, replace(write, forwarded=True))
             case ConfigForwardReply():
                 effects = self._forward_answered(msg, now)
         return effects
@@ -887,6 +942,7 @@ class ConfigPlane:
     def stats(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
+            "forced_ready": self.forced_ready,
             "members": len(self.replicator.members),
             "majority": self.replicator.majority,
             "members_up": len(self.replicator.up),

@@ -53,6 +53,7 @@ from meshreg.core.effects import (
 )
 from meshreg.core.results import (
     BatchResult,
+    ClusterResult,
     EntryRefused,
     EntryResult,
     ServicesResult,
@@ -911,6 +912,8 @@ class NodeRuntime:
                     result = self._visible(principal, result)
                 elif type(result) is StatsResult:
                     result = replace(result, runtime=self._runtime_stats())
+                elif type(result) is ClusterResult:  # config readiness: caught up, disk
+                    result = replace(result, runtime={"config": self.configs.status(now)})
                 return [encode_ok(req_id, result)]
             case Rejected():
                 who = self._sender(None, principal, peer)

@@ -18,7 +18,7 @@ TOO_LARGE), and the client socket's frame limit is raised to match
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -67,6 +67,7 @@ class PublishConfig:
     desc: str
     tags: tuple[tuple[str, str], ...]
     request_id: str = ""  # '' : none given (every write: PROTOCOL.md 2.15)
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_publish"
 
 
@@ -90,6 +91,7 @@ class DeleteConfig:
     key: ConfigKey
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_delete"
 
 
@@ -101,6 +103,7 @@ class ListConfigs:
     pattern: str  # * and ? on the data id
     page_size: int
     cursor: str | None
+    deleted: bool = False  # the deleted data ids (tombstones) too (an export's)
     op = "config_list"
 
 
@@ -120,6 +123,7 @@ class RollbackConfig:
     revision: int
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_rollback"
 
 
@@ -155,6 +159,7 @@ class PublishGray:
     rule: GrayRule
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_gray"
 
 
@@ -164,6 +169,7 @@ class PromoteGray:
     key: ConfigKey
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_promote"
 
 
@@ -173,6 +179,7 @@ class DropGray:
     key: ConfigKey
     if_revision: int | None
     request_id: str = ""
+    resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     op = "config_gray_drop"
 
 
@@ -263,7 +270,10 @@ def parse_config_message(
             req_id,
         )
     try:
-        return _parse(msg, req_id, op, max_content_bytes)
+        request = _parse(msg, req_id, op, max_content_bytes)
+        if op in CONFIG_WRITE_OPS and msg.get("resend") is not None:
+            request = replace(request, resend=_resend(msg))  # type: ignore[arg-type]
+        return request
     except ConfigRejected as exc:
         raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
 
@@ -283,7 +293,13 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
         if cursor is not None and (type(cursor) is not str or not 0 < len(cursor) <= 400):
             raise _invalid("field 'cursor' must be the 'next_cursor' of a config_list reply")
         page = _int(msg, "page_size", DEFAULT_LIST_PAGE, 1, MAX_LIST_PAGE)
-        return ListConfigs(req_id, ns, group, pattern, page, cursor)
+        deleted = msg.get("deleted", False)
+        if type(deleted) is not bool:
+            raise _invalid(
+                f"field 'deleted' must be true or false (got {type(deleted).__name__}): true "
+                "lists the deleted data ids (tombstones) too"
+            )
+        return ListConfigs(req_id, ns, group, pattern, page, cursor, deleted)
     key = check_config_key(msg.get("namespace"), msg.get("group"), msg.get("data_id"))
     if op == "config_publish":
         return PublishConfig(
@@ -351,8 +367,23 @@ def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> Conf
     else:
         raise TypeError(f"{request.op} is not a write")
     return ConfigWrite(
-        reply_to, op, request.key, args, request.if_revision, request_id=request.request_id
-    )
+        reply_to, op, request.key, args, request.if_revision, request_id=request.request_id,
+        resend=request.resend,
+    )  # fmt: skip
+
+
+def _resend(msg: dict[str, Any]) -> bool:
+    """A write's optional ``resend`` flag: true when the client sent it before (the owner
+    then asks a majority for its request id before applying it: PROTOCOL.md 2.15)."""
+    value = msg.get("resend")
+    if type(value) is not bool:
+        raise _invalid(
+            f"field 'resend' must be true or false (got {type(value).__name__}): true when "
+            "this write was sent before with the same request_id"
+        )
+    if value and not msg.get("request_id"):
+        raise _invalid("field 'resend' needs a 'request_id' (the id the earlier attempt had)")
+    return value
 
 
 def _invalid(message: str) -> ConfigRejected:

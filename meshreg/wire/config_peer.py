@@ -168,6 +168,7 @@ class ConfigCommit:
 class ConfigFetch:
     sender: str
     key: ConfigKey
+    request_id: str = ""  # a re-sent write's id ('': the top revision only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,7 @@ class ConfigKeyVersions:
     sender: str
     key: ConfigKey
     entries: tuple[ConfigEntry, ...]
+    request_id: str = ""  # the fetch's
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,14 +371,17 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
         case SendRecord() | SendAck() | SendCommit():
             return [encode_config_peer(sender=sender, **replication_item(effect))]
         case FetchVersions():
-            return [encode_config_peer("config_fetch", sender, key=key_to_wire(effect.key))]
+            rid = {"request_id": effect.request_id} if effect.request_id else {}
+            return [encode_config_peer("config_fetch", sender, key=key_to_wire(effect.key), **rid)]
         case SendKeyVersions():
+            rid = {"request_id": effect.request_id} if effect.request_id else {}
             return [
                 encode_config_peer(
                     "config_key_versions",
                     sender,
                     key=key_to_wire(effect.key),
                     entries=[entry_to_wire(e) for e in effect.entries],
+                    **rid,
                 )
             ]
         case SendDigests():
@@ -492,10 +497,13 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
             None if current is None else parse_entry(current, cap, key),
         )
     if op == "config_fetch":
-        return ConfigFetch(sender, parse_key(msg.get("key")))
+        return ConfigFetch(
+            sender, parse_key(msg.get("key")), check_request_id(msg.get("request_id"))
+        )
     if op == "config_key_versions":
         key = parse_key(msg.get("key"))
-        return ConfigKeyVersions(sender, key, _entries(msg.get("entries"), cap, key))
+        return ConfigKeyVersions(sender, key, _entries(msg.get("entries"), cap, key),
+                                 check_request_id(msg.get("request_id")))  # fmt: skip
     if op == "config_digests":
         raw = msg.get("digests")
         if not isinstance(raw, list):

@@ -199,7 +199,10 @@ def _member_map(m: MemberRow) -> dict[str, Any]:
 
 
 def cluster_map(r: ClusterResult) -> dict[str, Any]:
-    return {"node": r.node, "ready": r.ready, "members": [_member_map(m) for m in r.members]}
+    m = {"node": r.node, "ready": r.ready, "members": [_member_map(m) for m in r.members]}
+    if r.runtime is not None:
+        m.update(r.runtime)
+    return m
 
 
 def digest_page_map(r: DigestPage) -> dict[str, Any]:

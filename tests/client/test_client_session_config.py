@@ -459,7 +459,9 @@ def test_a_write_with_a_request_id_is_resent_with_it_after_unavailable() -> None
     (first,) = h.unanswered("config_publish")
     h.fail(first, ErrorCode.UNAVAILABLE, "the responsible node did not answer: outcome unknown")
     (again,) = h.unanswered("config_publish")
-    assert again.to == "b:2" and again.fields == first.fields  # the same id, labels or not
+    assert again.to == "b:2" and again.fields == {**first.fields, "resend": True}  # the
+    # same id, labels or not, and it says it is a re-send (the owner checks the id first)
+    assert "resend" not in first.fields
     assert again.fields["request_id"] == RID and "labels" not in again.fields
     h.reply(again, entry(5, "b: 2"))
     done = h.outcome(pub)
@@ -536,6 +538,9 @@ def test_a_refusal_after_a_timed_out_attempt_does_not_say_nothing_was_written() 
     h.advance(int(CONFIG_WRITE_ATTEMPT * 1000) + 10)  # no answer: failover, sent again
     (again,) = h.unanswered("config_publish")
     assert again.to == "b:2", again
+    first = h.requests("config_publish")[0]  # the session's own re-send says it is one
+    assert "resend" not in first.fields and again.fields["resend"] is True
+    assert again.fields["request_id"] == first.fields["request_id"] == RID
     h.fail(again, ErrorCode.UNAVAILABLE, "minority: nothing was written; retry")
     while h.outcome(pub) is None:
         h.fail_all("config_publish", ErrorCode.UNAVAILABLE, "minority: nothing was written")

@@ -229,8 +229,16 @@ class FakeClient:
         self.rounds: list[list[str]] = []
 
     def config_list(self, namespace: str, group: str | None = None, all_groups: bool = False,
-                    **kw: Any) -> list[ConfigInfo]:  # fmt: skip
-        return [i for (g, _), i in sorted(self.configs.items()) if all_groups or g == group]
+                    deleted: bool = False, **kw: Any) -> list[ConfigInfo]:  # fmt: skip
+        return [i for (g, _), i in sorted(self.configs.items())
+                if (all_groups or g == group) and (deleted or not i.deleted)]  # fmt: skip
+
+    def _config_delete(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        current = self._cas(key, f)
+        assert current is not None and not current.deleted
+        return self._put(key, dataclasses.replace(current, revision=current.revision + 1,
+                                                  content="", gray=None, deleted=True,
+                                                  change="delete"))  # fmt: skip
 
     def _config_many(self, calls: list[tuple[str, ConfigKey, dict[str, Any]]],
                      window: int = 64) -> list[Any]:  # fmt: skip
@@ -251,7 +259,7 @@ class FakeClient:
     def _cas(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo | None:
         current = self.configs.get((key.group, key.data_id))
         if f.get("if_revision") is not None and f["if_revision"] != (
-            current.revision if current else 0
+            current.revision if current and not current.deleted else 0
         ):
             raise ConflictError(11, f"{key} moved on")
         return current
@@ -339,7 +347,7 @@ def test_export_keeps_gray_and_history_and_import_writes_them_in_rounds() -> Non
     assert source.rounds == [["config_history", "config_history"]]  # one round, no get each
     zf = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
     meta = json.loads(zf.read(METADATA))
-    assert meta["version"] == 2
+    assert meta["version"] == 3
     app = next(i for i in meta["items"] if i["data_id"] == "app.yaml")
     assert app["gray"]["labels"] == {"env": "canary"} and app["gray"]["clients"] == ["10.0.0.9"]
     assert zf.read(app["gray"]["file"]).decode() == "a: canary\n"
@@ -386,8 +394,8 @@ def test_a_version_1_archive_is_still_read_and_a_bad_gray_rule_refused_whole() -
     bad["items"][0]["history"] = [{"revision": 0, "change": "publish", "file": "configs/g/a"}]
     with pytest.raises(ArchiveError, match="'revision' must be an integer"):
         read_archive(_zip({METADATA: json.dumps(bad), "configs/g/a": "x"}))
-    with pytest.raises(ArchiveError, match="this meshreg reads 1, 2"):
-        read_archive(_zip({METADATA: json.dumps({**v1, "version": 3}),
+    with pytest.raises(ArchiveError, match="this meshreg reads 1, 2, 3"):
+        read_archive(_zip({METADATA: json.dumps({**v1, "version": 4}),
                                       "configs/g/a": "x"}))  # fmt: skip
 
 
@@ -472,3 +480,54 @@ def test_a_write_no_node_answers_names_the_request_id_to_resend_with() -> None:
         assert "public/DEFAULT_GROUP/x" in str(info.value)
     finally:
         c.close(timeout=0.2)
+
+
+def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -> None:
+    """A deleted data id travels as a tombstone (no content file) and deletes the data id
+    where it exists (overwrite); ``history=True`` replays the past versions as revisions,
+    oldest first (the gray step, whose main state is unchanged, is not replayed; a delete
+    in the middle is), one round per step, then the current version."""
+    source = FakeClient("public", {
+        ("g", "app"): info("app", "v4", 6, "g", change="gray", gray=GrayInfo(
+            "canary", "text", content_md5("canary"), {"env": "c"})),
+        ("g", "gone"): info("gone", "", 3, "g", deleted=True, change="delete"),
+    })  # fmt: skip
+    source.history[("g", "app")] = [
+        info("app", "v4", 5, "g"), info("app", "v3", 4, "g"),
+        info("app", "", 3, "g", deleted=True, change="delete"),
+        info("app", "v1", 2, "g", type="json"), info("app", "v1", 1, "g"),
+    ]  # fmt: skip
+    source.history[("g", "gone")] = [info("gone", "x2", 2, "g"), info("gone", "x1", 1, "g")]
+    buf = io.BytesIO()
+    assert export_namespace(source, buf) == 2  # type: ignore[arg-type]
+    zf = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    meta = json.loads(zf.read(METADATA))
+    gone = next(i for i in meta["items"] if i["data_id"] == "gone")
+    assert gone["deleted"] is True and "file" not in gone and "configs/g/gone" not in zf.namelist()
+    # without the history: the tombstone deletes where the data id exists; absent: nothing
+    items = read_archive(io.BytesIO(buf.getvalue()))
+    assert {i.data_id: i.deleted for i in items} == {"app": False, "gone": True}
+    assert all(i.past == () for i in items)  # contents of the history not read
+    target = FakeClient("t", {("g", "gone"): info("gone", "here", 9, "g")})
+    report = import_items(target, items, "overwrite")  # type: ignore[arg-type]
+    assert report.deleted == [("g", "gone")] and target.configs[("g", "gone")].deleted
+    assert report.created == [("g", "app")] and report.history == 0
+    empty = FakeClient("t", {})
+    assert import_items(empty, items).absent == [("g", "gone")]  # type: ignore[arg-type]
+    assert ("g", "gone") not in empty.configs
+    # with the history: replayed oldest first, then the current and its gray version
+    items = read_archive(io.BytesIO(buf.getvalue()), history=True)
+    target = FakeClient("t", {})
+    report = import_items(target, items, history=True)  # type: ignore[arg-type]
+    assert report.failed == [] and report.history == 6 and report.created == [("g", "app")]
+    assert report.deleted == [("g", "gone")]  # its history (x1, x2), then its tombstone
+    app = [target.configs[("g", "app")], *target.history[("g", "app")]]
+    assert [(v.revision, v.content, v.type, v.deleted, v.change) for v in reversed(app)] == [
+        (1, "v1", "text", False, "publish"), (2, "v1", "json", False, "publish"),
+        (3, "", "json", True, "delete"), (4, "v3", "text", False, "publish"),
+        (5, "v4", "text", False, "publish"), (6, "v4", "text", False, "gray"),
+    ]  # fmt: skip
+    gone_now = [target.configs[("g", "gone")], *target.history[("g", "gone")]]
+    assert [(v.content, v.deleted) for v in reversed(gone_now)] == [
+        ("x1", False), ("x2", False), ("", True)]  # fmt: skip
+    assert target.rounds[0] == ["config_publish", "config_publish"]  # step 1 of both at once

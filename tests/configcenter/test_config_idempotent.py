@@ -154,9 +154,9 @@ class Net3:
             elif isinstance(m, SendCommit):
                 out = r.on_commit(m.key, m.revision, m.origin, m.md5)
             elif isinstance(m, FetchVersions):
-                out = r.on_fetch(src, m.key)
+                out = r.on_fetch(src, m.key, m.request_id)
             elif isinstance(m, SendKeyVersions):
-                out = r.on_key_versions(self.now, src, m.key, m.entries)
+                out = r.on_key_versions(self.now, src, m.key, m.entries, m.request_id)
             elif isinstance(m, SendDigests):  # anti-entropy (a member came back)
                 out = r.on_digests(src, m.digests, m.reply, m.after, m.upto)
             elif isinstance(m, SendHave):
@@ -434,6 +434,94 @@ def test_two_owners_applying_one_resend_make_one_write() -> None:
         net.tick(0.2)
         (late,) = net.answers(("late", node))
         assert isinstance(late, ReplyEntry) and late.entry.same_version(again.entry), late
+
+
+def _behind_heir(resend: bool) -> tuple[Net3, str, ReplyEntry]:
+    """The old owner commits X (RID) at revision 2 with the third node; its answer is lost.
+    The heir (its view lost the old owner) caught up on K before the third node held X,
+    and holds another version at revision 2 (Y, whose own majority never came).  The
+    client re-sends X to the heir: ``resend`` says whether the attempt says so."""
+    net = Net3()
+    heir = responsible_config_node(K, OTHERS)
+    third = next(i for i in OTHERS if i != heir)
+    net.write(OWNER, publish("base", "v0", RID2))
+    net.deliver()
+    net.queue.clear()
+    net.reps[heir].set_members_up(OTHERS)
+    net.drop = lambda m: isinstance(m, SendRecord) and m.entry.request_id == "y" * 16
+    net.run(heir, net.reps[heir].write(net.now, publish("y", "vy", "y" * 16)))
+    net.deliver()  # the catch-up round with the third node (it holds revision 1); Y's
+    # records are lost: the heir holds Y at 2, pending
+    assert net.reps[heir].store.current(K).revision == 2  # type: ignore[union-attr]
+    net.cut = {heir}
+    net.write(OWNER, publish("first", "vx"))
+    net.deliver()  # X at 2: owner + third, committed; the answer never reaches the client
+    (first,) = net.answers("first")
+    assert isinstance(first, ReplyEntry) and first.entry.committed
+    net.cut = {OWNER}  # the old owner dies
+    net.reps[third].set_members_up(OTHERS)
+    net.tick(2.5)  # Y times out on the heir (outcome unknown)
+    w = ConfigWrite("again", "publish", K, {"content": "vx"}, request_id=RID, resend=resend)
+    net.write(heir, w)
+    net.deliver()
+    net.tick(0.5)
+    return net, heir, first
+
+
+def test_a_resend_to_an_owner_that_moved_on_is_checked_with_a_majority() -> None:
+    """One request id, one write across owners: the heir never saw X (it holds Y at X's
+    revision), so without asking it would apply X again at revision 3 (two committed
+    revisions of one write).  The re-send says it is one; the heir asks a majority for
+    the request id first, finds X at 2 committed on the third node, and answers with it."""
+    net, heir, first = _behind_heir(resend=True)
+    (again,) = net.answers("again")
+    assert isinstance(again, ReplyEntry), again
+    assert again.entry.same_version(first.entry) and again.entry.committed
+    for node in OTHERS:
+        made = {e.revision for e in versions(net, node) if e.request_id == RID}
+        assert made == {2}, (node, versions(net, node))
+
+
+def test_without_the_resend_flag_the_moved_on_owner_writes_it_again() -> None:
+    """The gap the flag closes (the test above fails without the request check): a first
+    attempt is not checked (one round trip saved per write), so an old client that does
+    not say "resend" gets the second revision."""
+    net, heir, _ = _behind_heir(resend=False)
+    (again,) = net.answers("again")
+    assert isinstance(again, ReplyEntry) and again.entry.revision == 3
+    assert {e.revision for e in versions(net, heir) if e.request_id == RID} == {3}
+    net.cut = set()  # the old owner is back: anti-entropy brings X at 2 to the heir
+    net.reps[heir].set_members_up(IDS)
+    net.tick(6.0)
+    assert {e.revision for e in versions(net, heir) if e.request_id == RID} == {2, 3}
+
+
+def test_a_resend_the_majority_does_not_hold_is_applied_once() -> None:
+    """A re-send whose first attempt never landed: the check finds nothing, it is applied
+    (once); a second re-send finds it here and is answered with it."""
+    net = Net3()
+    w = ConfigWrite("a1", "publish", K, {"content": "v"}, request_id=RID, resend=True)
+    net.write(OWNER, w)
+    net.deliver()
+    (a1,) = net.answers("a1")
+    assert isinstance(a1, ReplyEntry) and a1.entry.revision == 1 and a1.entry.committed
+    net.write(OWNER, ConfigWrite("a2", "publish", K, {"content": "v"}, request_id=RID,
+                                 resend=True))  # fmt: skip
+    net.deliver()
+    (a2,) = net.answers("a2")
+    assert isinstance(a2, ReplyEntry) and a2.entry.same_version(a1.entry)
+    assert [e.revision for e in versions(net, OWNER)] == [1]
+
+
+def test_the_request_check_times_out_as_unavailable_nothing_written() -> None:
+    net = Net3()
+    net.cut = set(OTHERS)  # the owner still sees them up; they never answer
+    w = ConfigWrite("a1", "publish", K, {"content": "v"}, request_id=RID, resend=True)
+    net.write(OWNER, w)
+    net.tick(DEFAULT_ACK_TIMEOUT + 0.1)
+    (a1,) = net.answers("a1")
+    assert isinstance(a1, ReplyError) and a1.code is ErrorCode.UNAVAILABLE
+    assert "nothing was written" in a1.message and versions(net, OWNER) == []
 
 
 def test_two_writes_at_one_revision_still_count_as_a_conflict() -> None:

@@ -326,3 +326,18 @@ def test_a_listen_answers_another_version_of_the_held_revision_when_given_its_md
     answer = listen_result(gone, 3, None, held_main)
     assert answer == {"revision": 3, "entry": None, "deleted": True}  # the client drops it
     assert listen_result(None, 0, None, None) == {"revision": 0, "entry": None, "deleted": False}
+
+
+def test_the_resend_flag_is_a_boolean_with_a_request_id() -> None:
+    rid = "0123456789abcdef0123456789abcdef"
+    ok = parse_config_message(body("config_delete", data_id="a", request_id=rid, resend=True))
+    assert ok.resend is True  # type: ignore[union-attr]
+    assert parse_config_message(VALID[0]).resend is False  # type: ignore[union-attr]
+    for bad, says in (
+        (body("config_delete", data_id="a", request_id=rid, resend=1), "true or false"),
+        (body("config_publish", data_id="a", content="x", resend=True), "needs a 'request_id'"),
+    ):
+        with pytest.raises(RequestRejected) as info:
+            parse_config_message(bad)
+        assert info.value.code is ErrorCode.INVALID_ARGUMENT and says in str(info.value)
+        assert "resend" in str(info.value)

@@ -319,7 +319,7 @@ def test_export_and_import_round_trip_gray_versions_and_history(
     out = ok(cfg(node, "export", "--out", str(archive)))
     assert "exported 71 config(s)" in out.stderr
     meta = json.loads(zipfile.ZipFile(archive).read("meshreg-configs.json"))
-    assert meta["version"] == 2
+    assert meta["version"] == 3
     app = next(i for i in meta["items"] if i["data_id"] == "app.yaml")
     assert app["gray"]["labels"] == {"env": "canary"}
     assert [(h["revision"], h["change"]) for h in app["history"]] == [
@@ -351,3 +351,46 @@ def test_export_and_import_round_trip_gray_versions_and_history(
     with Client(node.address, namespace="staging", labels={"env": "canary"}, timeout=5.0) as c:
         assert c.config_get("app.yaml").content == "a: canary\n"
         assert c.config_get("f0.txt", group="many").content == "v0"
+
+
+def test_export_carries_tombstones_and_import_history_replays_it(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """Real processes, through the CLI: a deleted data id is exported as a tombstone, and
+    an import deletes it where it exists (overwrite); ``import --history`` replays each
+    data id's history as new revisions, oldest first, so the target's history reads as the
+    source's (a delete in the middle included); the current version is the last."""
+    ok(cfg(node, "publish", "app.txt", "--content", "one"))
+    ok(cfg(node, "publish", "app.txt", "--content", "two", "--type", "json"))
+    ok(cfg(node, "delete", "app.txt"))
+    ok(cfg(node, "publish", "app.txt", "--content", "three"))
+    ok(cfg(node, "publish", "old.txt", "--content", "was here"))
+    ok(cfg(node, "delete", "old.txt"))
+    ok(cfg(node, "publish", "old.txt", "--content", "was here", "-n", "staging"))
+    archive = tmp_path / "public.zip"
+    ok(cfg(node, "export", "--out", str(archive)))
+    meta = json.loads(zipfile.ZipFile(archive).read("meshreg-configs.json"))
+    old = next(i for i in meta["items"] if i["data_id"] == "old.txt")
+    assert old["deleted"] is True and "file" not in old
+    out = ok(cfg(node, "import", str(archive), "-n", "staging", "--on-conflict", "overwrite",
+                 "--json"))  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["deleted"] == ["DEFAULT_GROUP/old.txt"] and report["failed"] == []
+    assert report["created"] == ["DEFAULT_GROUP/app.txt"] and report["history"] == 0
+    gone = cfg(node, "get", "old.txt", "-n", "staging")
+    assert gone.returncode == 1 and "deleted" in gone.stderr
+    out = ok(cfg(node, "import", str(archive), "-n", "restored", "--history", "--json"))
+    report = json.loads(out.stdout)
+    assert report["failed"] == [] and report["created"] == ["DEFAULT_GROUP/app.txt"]
+    assert report["history"] == 4 and report["deleted"] == ["DEFAULT_GROUP/old.txt"]
+    history = json.loads(ok(cfg(node, "history", "app.txt", "-n", "restored", "--json")).stdout)
+    assert [(h["revision"], h["change"], h["content"], h["type"]) for h in history] == [
+        (4, "publish", "three", "text"), (3, "delete", "", "json"),
+        (2, "publish", "two", "json"), (1, "publish", "one", "text")]  # fmt: skip
+    source = json.loads(ok(cfg(node, "history", "app.txt", "--json")).stdout)
+    assert [(h["change"], h["content"]) for h in source] == [
+        (h["change"], h["content"]) for h in history]  # fmt: skip
+    old_history = json.loads(ok(cfg(node, "history", "old.txt", "-n", "restored",
+                                    "--json")).stdout)  # fmt: skip
+    assert [(h["change"], h["content"]) for h in old_history] == [
+        ("delete", ""), ("publish", "was here")]  # fmt: skip

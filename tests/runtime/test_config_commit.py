@@ -16,6 +16,7 @@ Turn N is committed while the loop serves turn N+1; what these tests show:
 
 from __future__ import annotations
 
+import logging
 import random
 import select
 import threading
@@ -39,6 +40,7 @@ from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.runtime import config_commit
 from meshreg.runtime.config_commit import CommitFailed, Done, Turn
 from meshreg.runtime.config_plane import ConfigPlane
@@ -475,3 +477,53 @@ def test_a_loaded_version_no_majority_acknowledged_is_shown_once_settled(tmp_pat
     assert all(p.store.shown(key, net.now) == young for p in net.planes.values())
     for p in net.planes.values():
         p.close()
+
+
+def test_a_commit_that_keeps_failing_refuses_writes_and_recovers(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """The disk keeps failing: after the first failed commit, stats say so (the error,
+    attempts in a row), new writes are refused at once with UNAVAILABLE naming the data
+    directory and the error, nothing written; reads still answer.  When the disk works
+    again the retry commits, writes are accepted again and a log line says so."""
+    node = Node(tmp_path)
+    plane, gated = node.plane, node.gated
+    gated.fail = 10**6
+    gated.gate.set()
+    node.serve(b"w1", "config_publish", data_id="a", content="1", request_id="r" * 32)
+    plane.flush(node.now)
+    node.wait_committed()
+    (first,) = node.answered(b"w1")
+    assert not first["ok"] and "could not save configs" in first["error"]["message"]
+    for _ in range(3):  # retries, all failing
+        node.now += config_commit.RETRY_INTERVAL
+        plane.tick(node.now)
+        node.wait_committed()
+    stats = plane.stats()
+    assert stats["commit_failing"] and stats["commit_failures_in_a_row"] >= 3
+    assert "No space left on device" in stats["commit_error"]
+    data_dir = str(node.path.parent)
+    with pytest.raises(RequestRejected) as info:
+        node.serve(b"w2", "config_publish", data_id="b", content="2")
+    message = str(info.value)
+    assert info.value.code is ErrorCode.UNAVAILABLE and data_dir in message
+    assert "No space left on device" in message and "nothing was written" in message
+    assert plane.stats()["refused_disk"] == 1
+    assert plane.status(node.now)["disk_refusal"] is not None
+    assert plane.store.current(ConfigKey("public", "DEFAULT_GROUP", "b")) is None
+    assert any("new config writes refused" in r.getMessage() for r in caplog.records)
+    gated.fail = 0  # the disk recovers: the next retry commits, writes are accepted
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meshreg.node"):
+        node.now += config_commit.RETRY_INTERVAL
+        plane.tick(node.now)
+        node.wait_committed()
+    assert not plane.stats()["commit_failing"] and plane.status(node.now)["disk_refusal"] is None
+    assert node.rows("a", 1) == 1
+    assert any("works again" in r.getMessage() for r in caplog.records)
+    node.serve(b"w3", "config_publish", data_id="b", content="2")
+    plane.flush(node.now)
+    node.wait_committed()
+    (ok,) = node.answered(b"w3")
+    assert ok["ok"] and node.rows("b", 1) == 1
+    plane.close()

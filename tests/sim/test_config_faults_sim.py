@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -111,6 +112,7 @@ SETTLE = CONFIG_RESYNC_INTERVAL + 5.0  # s after the heal: past one resync of ev
 # s after a partition began: the minority's view has dropped the others (peer timeout and
 # a beacon) and a write that was waiting there has had its answer (ack timeout)
 MINORITY_SETTLED = SHORT.cluster.peer_timeout + 2.5
+MAX_RESENDS = 3  # re-sends of one write whose outcome is unknown (ConfigSim(resend=True))
 
 # What a request came to: ("ok", result, "") / ("error", ErrorCode, message) / ("timeout", ..)
 Outcome = tuple[str, Any, str]
@@ -153,6 +155,7 @@ class Write:
     kind: str  # ok, error, timeout
     code: ErrorCode | None
     message: str
+    resend: bool = False  # a re-send (same request id) of a write whose outcome was unknown
 
 
 @dataclass
@@ -163,6 +166,8 @@ class Log:
     writes: list[Write] = field(default_factory=list)
     # (node, data id, revision) in the order the nodes announced them
     announced: list[tuple[str, ConfigKey, int]] = field(default_factory=list)
+    # (data id, request id) -> the versions (revision, origin, md5) its answers named
+    made: dict[tuple[ConfigKey, str], set[tuple[int, str, str]]] = field(default_factory=dict)
 
 
 # -- the invariants (pure functions over what was seen) -------------------------------------
@@ -188,6 +193,32 @@ def check_acknowledged(
                     f"{node}: acknowledged {a.key.data_id} r{a.revision} ({a.origin}/{a.md5[:6]}, "
                     f"t={a.at:.2f}) lost: that revision is {got} there"
                 )
+    return out
+
+
+def check_one_write(
+    made: Mapping[tuple[ConfigKey, str], set[tuple[int, str, str]]], stores: Stores
+) -> list[str]:
+    """One request id, one write: every answer to a request id names one version, and no
+    node holds committed versions of one request id at two revisions (a re-send applied
+    again by another owner; an uncommitted loser of a revision is a history record of an
+    attempt that did not take effect, and allowed)."""
+    out = [
+        f"{key.data_id} request {rid}: acknowledged as {sorted(v)[:3]}"
+        for (key, rid), v in made.items()
+        if len(v) > 1
+    ]
+    for node, store in stores.items():
+        for key in list(store.keys()):
+            revs: dict[str, set[int]] = {}
+            for e in store.entries(key):
+                if e.request_id and e.committed:
+                    revs.setdefault(e.request_id, set()).add(e.revision)
+            out.extend(
+                f"{node}: {key.data_id} request {rid} is committed at revisions {sorted(r)}"
+                for rid, r in revs.items()
+                if len(r) > 1
+            )
     return out
 
 
@@ -341,6 +372,8 @@ def check_minority(
         for w in writes:
             if w.node not in cut or not start <= w.sent <= end:
                 continue
+            if w.kind == "ok" and w.resend:
+                continue  # answered with the version it made, committed (on a majority)
             if w.kind == "ok" and w.done <= end:
                 out.append(f"{w.who}'s {w.op} through {w.node} acknowledged in the minority")
             elif start + MINORITY_SETTLED <= w.sent <= end - 1.0 and (
@@ -447,6 +480,18 @@ class Writer(Client):
             fields["content"] = content
             if roll > 0.7:  # compare-and-set on what this writer saw
                 fields["if_revision"] = self.seen.get(key, 0)
+        name = re.sub(r"[^0-9A-Za-z_.:-]", "_", sim.name)  # the request id alphabet
+        fields["request_id"] = rid = f"{name}.{self.name}.{self.n:08d}"
+        self.send(node, op, key, fields, content, rid, 0)
+
+    def send(
+        self, node: SimNode, op: str, key: ConfigKey, fields: dict[str, Any], content: str,
+        rid: str, resends: int,
+    ) -> None:  # fmt: skip
+        """One attempt of a write; with ``sim.resend``, an attempt whose outcome is unknown
+        (no answer, or UNAVAILABLE without "nothing was written") is sent again with the
+        same request id, ``resend`` set, to another live node (at most MAX_RESENDS)."""
+        sim = self.sim
         sent = self.net.now
 
         def done(outcome: Outcome) -> None:
@@ -454,9 +499,20 @@ class Writer(Client):
             now = self.net.now
             code = value if kind == "error" else None
             sim.log.writes.append(
-                Write(self.name, node.node_id, op, sent, now, kind, code, message)
+                Write(self.name, node.node_id, op, sent, now, kind, code, message, resends > 0)
             )
+            unknown = kind == "timeout" or (
+                code is ErrorCode.UNAVAILABLE and "nothing was written" not in message
+            )
+            again = self.live_node(avoid=node.node_id) if unknown and sim.resend else None
+            if again is not None and resends < MAX_RESENDS and now < sim.writes_end + 5.0:
+                sim.net.count("write_resent")
+                self.send(again, op, key, {**fields, "resend": True}, content, rid, resends + 1)
+                return
             if kind == "ok":
+                sim.log.made.setdefault((key, rid), set()).add(
+                    (value["revision"], value["origin"], value["md5"])
+                )
                 self.saw(key, value["revision"])
                 sim.log.acked.append(
                     Acked(
@@ -472,8 +528,8 @@ class Writer(Client):
                 sim.net.log(f"{self.name} {op} {key.data_id} acked r{value['revision']}")
             elif code is not None:
                 sim.net.count(f"write_{code.name.lower()}")
-                if content and "nothing was written" in message:
-                    sim.log.refused.add(content)
+                if content and "nothing was written" in message and not resends:
+                    sim.log.refused.add(content)  # (a re-send's "nothing": this attempt's)
             else:
                 sim.net.count("write_timeout")
             self.net.after(self.rng.uniform(0.05, 0.3), self.step)
@@ -787,8 +843,10 @@ class ConfigSim:
         trace: bool = False,
         keep_revisions: int = 100,
         gray: bool = False,
+        resend: bool = False,
     ) -> None:
         self.name = name
+        self.resend = resend  # writers re-send writes whose outcome is unknown (same id)
         self.keep_revisions = keep_revisions
         self.gray = gray  # writers also write gray versions, promote and drop them
         ids = [f"n{i}" for i in range(n_nodes)]
@@ -974,6 +1032,7 @@ class ConfigSim:
         out += check_listeners(held, stores, canary=("canary",))
         out += check_listener_calls({s.name: s.calls for s in self.sessions})
         out += check_minority(log.writes, self.windows)
+        out += check_one_write(log.made, stores)
         not_ready = [n for n, node in self.net.nodes.items() if node.runtime is not None
                      and not node.runtime.configs.ready]  # fmt: skip
         if not_ready:
@@ -991,6 +1050,10 @@ class ConfigSim:
         pushes = sum(len(lst.delivered) for lst in self.listeners)
         calls = sum(len(c) for s in self.sessions for c in s.calls.values())
         planes = [n.runtime.configs.counters for n in self.net.nodes.values() if n.runtime]
+        checks = sum(n.runtime.configs.replicator.counters["request_checks"]
+                     for n in self.net.nodes.values() if n.runtime)  # fmt: skip
+        dedup = sum(n.runtime.configs.replicator.counters["deduplicated"]
+                    for n in self.net.nodes.values() if n.runtime)  # fmt: skip
         commits = sum(c["group_commits"] for c in planes)
         versions = sum(c["group_commit_versions"] for c in planes)
         top = {k.data_id: _v(self.stores()[next(iter(self.net.nodes))].current(k)) for k in KEYS}
@@ -999,7 +1062,8 @@ class ConfigSim:
             f"refused {len(log.refused)}, reads {len(log.reads)}, listener deliveries {pushes} "
             f"(SUB reconnects {counts.get('sub_reconnects', 0)}), client listener calls {calls}, "
             f"announcements {len(log.announced)}, group commits {commits} of {versions} "
-            f"versions, kills {self.killed}, final {top}"
+            f"versions, re-sends checked {checks} (deduplicated {dedup}), kills {self.killed}, "
+            f"final {top}"
         )
 
     def check(self, writes_end: float, replay: str) -> None:
@@ -1084,12 +1148,14 @@ def plan_random(seed: int, data_dir: Path, trace: bool = False) -> tuple[ConfigS
     n_nodes = rng.choice((3, 3, 5))
     keep = rng.choice((100, 5))  # 5: history pruned all along (and the checks allow it)
     gray = random.Random(f"config-fault-gray-{seed}").random() < 0.5  # its own stream
+    resend = random.Random(f"config-fault-resend-{seed}").random() < 0.5  # and its own
     sim = ConfigSim("random", seed, data_dir, n_nodes=n_nodes, trace=trace, keep_revisions=keep,
-                    gray=gray)  # fmt: skip
+                    gray=gray, resend=resend)  # fmt: skip
     ids = list(sim.net.nodes)
     sim.net.max_delay = rng.choice((0.002, 0.02, 0.03))
     sim.plan.append(f"{n_nodes} nodes, delay <= {sim.net.max_delay}, keep {keep} revisions"
-                    + (", gray writes" if gray else ""))  # fmt: skip
+                    + (", gray writes" if gray else "")
+                    + (", re-sends" if resend else ""))  # fmt: skip
     h, c = SHORT.health, SHORT.cluster
     t = rng.uniform(4.0, 6.0)
     kills: list[float] = []
@@ -1378,3 +1444,26 @@ def test_a_listener_moves_off_a_version_that_lost_its_revision(deaf: bool, data_
     assert not pulled, pulled
     assert not check_listeners(held, stores) + check_converged(stores, KEYS)
     assert sum(lst.recheck for s in sim.sessions for lst in s.session.configs.listens.values()) == 0
+
+
+def test_check_one_write_fails_on_one_request_at_two_revisions() -> None:
+    rid = "random.w0.00000001"
+    a = ConfigStore("a")
+    first = replace(a.publish(KEYS[0], "x", now=1.0, request_id=rid), committed=True)
+    a.apply(first)
+    made = {(KEYS[0], rid): {(1, "a", first.md5)}}
+    assert check_one_write(made, {"a": a}) == []
+    other = ConfigStore("b")  # a second owner applied the re-send again at revision 2
+    other.apply(first)
+    other.apply(replace(ConfigStore("c").publish(KEYS[0], "y", now=1.5), revision=2,
+                        committed=True))  # fmt: skip
+    again = replace(other.publish(KEYS[0], "x", now=2.0, request_id=rid), committed=True)
+    other.apply(again)
+    problems = check_one_write(made, {"a": a, "b": other})
+    assert len(problems) == 1 and "committed at revisions [1, 3]" in problems[0], problems
+    made[(KEYS[0], rid)].add((3, "b", again.md5))  # and two answers naming two versions
+    assert len(check_one_write(made, {"a": a})) == 1
+    loser = ConfigStore("d")  # an uncommitted loser of its revision: allowed
+    loser.apply(replace(first, committed=False))
+    loser.apply(again)
+    assert check_one_write({}, {"d": loser}) == []
