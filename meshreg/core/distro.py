@@ -349,6 +349,9 @@ class DistroNode:
     def take_effects(self) -> list[Effect]:
         return self.registry.take_effects()
 
+    def has_effects(self) -> bool:
+        return self.registry.has_effects()
+
     def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
         self.registry.subscription_changed(key, subscribed)
 

@@ -67,7 +67,7 @@ from meshreg.transport.sockets import CurveKeys, PeerLiveness
 from meshreg.transport.zap import NODE_USER
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
-from meshreg.wire.batching import DeltaBatcher
+from meshreg.wire.batching import CHECK_EVERY, DeltaBatcher
 from meshreg.wire.config_messages import (
     CONFIG_OPS,
     ConfigHistory,
@@ -137,6 +137,7 @@ BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
 # flood of batches must not keep beacons, renewals and peers waiting
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 # reads whose cost grows with the registry or the cluster, rate-limited per client
 _EXPENSIVE_READS: dict[type, str] = {
     ListServices: "services",
@@ -488,11 +489,12 @@ class NodeRuntime:
         router, xpub, peers = self._router, self._xpub, self._peers
         assert transport is not None and router is not None and xpub is not None
         poller = self._poller = transport.poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(xpub, zmq.POLLIN)
+        # the peers' sockets first: a turn serves a delta before a burst of client requests
         for extra in (self._repl_sub, self._peer_router):
             if extra is not None:
                 poller.register(extra, zmq.POLLIN)
+        poller.register(router, zmq.POLLIN)
+        poller.register(xpub, zmq.POLLIN)
         dealers = self._dealers
         if peers is not None:
 
@@ -606,11 +608,15 @@ class NodeRuntime:
         # and msgpack reads the body in place.  A beat the core renews (most requests)
         # is answered right here; anything else goes to ``_serve`` (decoded once), and
         # any other shape than [id, b"", body] goes there as bytes.
-        serve, fast_beat = self._serve, self.core.fast_beat
+        serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self.core.has_effects
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         self._entries = 0
-        for _ in range(BATCH):
+        check, last_write = CHECK_EVERY, -2
+        for i in range(BATCH):
+            if i == check:  # a long drain (wire/batching CHECK_EVERY)
+                check += CHECK_EVERY
+                now = self._mid_drain()
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True  # the rest in the next turn, at once (prepare)
                 return
@@ -651,6 +657,9 @@ class NodeRuntime:
                     frame = recv(router, 0, False)
                     frames.append(frame.bytes)
             reply = serve(frames, now, OPEN, False, msg)
+            if has_effects():  # a change: pushed and replicated before its reply
+                self._after_write(router, i == last_write + 1)
+                last_write = i
             if reply is not None:
                 if len(reply) == 3:
                     send(router, reply[0], _SNDMORE)
@@ -672,10 +681,14 @@ class NodeRuntime:
         """
         sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
         recv, send, get, serve = sock.recv, sock.send, sock.get, self._serve
-        principals = self._principals
+        principals, has_effects = self._principals, self.core.has_effects
         now = self.clock()
         self._entries = 0
-        for _ in range(BATCH):
+        check, last_write = CHECK_EVERY, -2
+        for i in range(BATCH):
+            if i == check:  # a long drain (wire/batching CHECK_EVERY)
+                check += CHECK_EVERY
+                now = self._mid_drain()
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True
                 return
@@ -695,17 +708,21 @@ class NodeRuntime:
             if principal is None:  # its key left the ACL since it connected
                 principal = Principal("revoked key", ())
             reply = serve(frames, now, principal)
+            if has_effects():  # a change: pushed and replicated before its reply
+                self._after_write(router, i == last_write + 1)
+                last_write = i
             if reply is not None:
                 last = len(reply) - 1
-                for i, frame in enumerate(reply):
-                    send(frame, 0 if i == last else _SNDMORE)
+                for k, frame in enumerate(reply):
+                    send(frame, 0 if k == last else _SNDMORE)
 
     def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only; config
         messages (one-way, ``[CONFIG_FRAME, body]``) go to the config plane."""
         now = self.clock()
         self._entries = 0
-        for _ in range(BATCH):
+        last_write = -2
+        for i in range(BATCH):
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True
                 return
@@ -720,8 +737,34 @@ class NodeRuntime:
                     log.exception("internal error while handling a config peer message")
                 continue
             reply = self._serve(frames, now, NODE, peer=True)
+            if self.core.has_effects():  # a forwarded change: out before its reply
+                self._after_write(router, i == last_write + 1)
+                last_write = i
             if reply is not None:
                 router.send_multipart(reply)
+
+    def _after_write(self, sock: Channel, in_burst: bool) -> None:
+        """A request changed something: its effects now (its watchers' push, its delta
+        to the batcher), not after the rest of the drain; the batch goes before the
+        reply unless this write came right after another (``in_burst``) and more wait
+        in ``sock`` to join it, ``max_delay`` at most (wire/batching ``must_go``)."""
+        now = self.clock()
+        self._carry_out(self.core.take_effects(), now)
+        if self.batcher.must_go(now, in_burst and bool(sock.get(_EVENTS) & _POLLIN)):
+            self._flush_replication()
+
+    def _mid_drain(self) -> float:
+        """Every CHECK_EVERY requests of a long drain: replication waiting is applied
+        (and pushed to its watchers) now, not after the rest of a burst of beats, and a
+        batch of deltas past its delay goes; returns the time now (the drain's clock)."""
+        sub = self._repl_sub
+        if sub is not None and sub.get(_EVENTS) & _POLLIN:  # as many deltas as requests
+            self._drain_replication(sub, CHECK_EVERY)
+            self._carry_out(self.core.take_effects(), self.clock())
+        now = self.clock()
+        if self.batcher.must_go(now, True):
+            self._flush_replication()
+        return now
 
     def _serve(
         self,
@@ -1096,10 +1139,10 @@ class NodeRuntime:
         for tag in calls:
             self.core.peer_failed(tag, now)
 
-    def _drain_replication(self, sub: Channel) -> None:
+    def _drain_replication(self, sub: Channel, budget: int = BATCH) -> None:
         core = self.core
         now = self.clock()
-        left = BATCH  # deltas (a batch counts each), beacons and digests this turn
+        left = budget  # deltas (a batch counts each), beacons and digests this turn
         while left > 0:
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK)

@@ -17,11 +17,17 @@ exact) and holds it until one of:
   deltas before it must go before it, so the receiver's gap detection and digests see
   the order in which the core made them): ``flush()``;
 * ``max_delay`` has passed since the batch's first delta (``due``; checked by ``add``
-  and the runtime): a long loop turn does not hold a change back longer.
+  and the runtime): a long loop turn does not hold a change back longer;
+* in the middle of a turn (``must_go``): right after a write, unless it is part of a
+  burst (it came right after another write and more requests wait in its socket: the
+  next may join the batch), or when ``due`` has passed; the runtime asks after every
+  write that changed something, before its reply, and every ``CHECK_EVERY`` requests
+  of a long drain (a burst of beats, which never join a batch).
 
-So under light load every delta leaves in the turn it was made, alone (as a plain
-``delta`` message, the format older nodes read), and under load a turn's deltas share
-a few messages.  A body never exceeds ``max_bytes`` unless one delta alone does (it is
+So under light load every delta leaves at once, before the reply to the write that
+made it, alone (as a plain ``delta`` message, the format older nodes read), and under
+a burst of writes the burst's deltas share a few messages, each held ``max_delay`` at
+most.  A body never exceeds ``max_bytes`` unless one delta alone does (it is
 then sent alone, as before batching); ``max_bytes`` is far under what a receiver
 accepts (``MAX_PEER_BODY_BYTES``, and the SUB socket's frame cap above it, which also
 leaves room for CURVE's framing).
@@ -46,7 +52,10 @@ BATCH_DELTAS = 256  # deltas per message at most; a receiver applies one message
 # turn, so this bounds what one message costs it (~256 x 20 us, 5 ms) and how long its
 # other sockets wait
 BATCH_BYTES = 256 * 1024  # bytes per body at most (1/32 of MAX_PEER_BODY_BYTES)
-BATCH_DELAY = 0.002  # s a delta may wait for others (a long turn); p99 target is 5 ms
+BATCH_DELAY = 0.001  # s a delta may wait for others (a burst of writes); the p99 target
+# from a write's reply to every node's push is 5 ms, and a slow VM spends ~2 ms in hops
+CHECK_EVERY = 32  # requests a loop drain serves between looks at the batch's delay
+# (and at the replication socket): ~0.5 ms of beats on a slow VM, one compare a request
 
 assert BATCH_DELTAS <= MAX_BATCH_DELTAS
 assert BATCH_BYTES * 4 <= limits.MAX_PEER_BODY_BYTES
@@ -102,6 +111,13 @@ class DeltaBatcher:
         if len(self._packed) >= self.max_deltas or self._size >= self.max_bytes or now >= self.due:
             out.append(self._take())
         return out
+
+    def must_go(self, now: float, in_burst: bool) -> bool:
+        """Whether the batch held must be sent now, in the middle of a turn: it holds a
+        delta and either the write that made the last one is not part of a burst
+        (``in_burst`` False: no delta is likely to join it soon, and its reply should
+        not leave before it) or ``due`` has passed."""
+        return self._first is not None and (not in_burst or now >= self.due)
 
     def flush(self) -> list[bytes] | None:
         """The batch held (None: nothing held)."""

@@ -30,10 +30,13 @@ import sys
 from typing import Any
 
 import pytest
+import zmq
 
 from meshreg.core.distro import NodeState
 from meshreg.model import ServiceKey
 from meshreg.runtime.node import TURN_ENTRIES
+from meshreg.wire.messages import decode_body
+from meshreg.wire.notifications import topic_for
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -221,6 +224,67 @@ def test_beats_at_the_owner_take_the_fast_path_and_others_are_forwarded(seed: in
     if not fast["misses"]:
         problems.append(f"all {fast['hits']} beats took the fast path: none was forwarded")
     assert not problems, scenario_message(net, "fast beat", problems)
+
+
+@pytest.mark.parametrize("seed", [91, 92, 93])
+def test_a_write_is_pushed_and_replicated_before_its_reply(seed: int) -> None:
+    """The owner carries out a write's effects as it serves it (runtime/node
+    ``_after_write``): its delta leaves on the replication channel, and its watchers'
+    push, before its reply and before the requests after it in the same drain (they
+    used to wait for the rest of the drain, and the delta for the end of the turn)."""
+    net = start_cluster(seed, 3)
+    net.batch_hold = 0.005  # requests arriving together are served in one drain
+    net.run_until(3.0)
+    owner = net.nodes["n0"]
+    rt = owner.runtime
+    assert rt is not None and rt._fast_io is not None
+    service = owned_by(net, "n0")[0]
+    log: list[str] = []
+    recv, send = rt._fast_io
+    serve, publish, notify = rt._serve, rt._publish, rt._notify
+
+    def spy_send(sock: Any, data: Any, flags: int = 0) -> Any:
+        if sock is rt._router and not flags & zmq.SNDMORE:
+            log.append("reply")
+        return send(sock, data, flags)
+
+    def spy_serve(frames: Any, *args: Any, **kw: Any) -> Any:
+        op = decode_body(frames[-1]).get("op", "?") if len(frames) > 1 else "?"
+        log.append(f"serve {op}")
+        return serve(frames, *args, **kw)
+
+    def spy_publish(frames: list[bytes]) -> None:
+        log.append("publish")
+        publish(frames)
+
+    def spy_notify(xpub: Any, frames: list[bytes]) -> None:
+        log.append("push")
+        notify(xpub, frames)
+
+    rt._fast_io = (recv, spy_send)
+    rt._serve = spy_serve  # type: ignore[method-assign]
+    rt._publish = spy_publish  # type: ignore[method-assign]
+    rt._notify = spy_notify  # type: ignore[method-assign]
+    got: list[bytes] = []
+    sub = net.subscriber(owner, got.append)
+    sub.subscribe(topic_for(ServiceKey(WHERE["namespace"], WHERE["group"], service)))
+    net.run_until(4.0)
+    log.clear()
+    wrote = request(net, owner, "register", **register_fields(service, 0))
+    reads = [request(net, owner, "instances", service=service, **WHERE) for _ in range(8)]
+    net.run_until(6.0)
+    problems = []
+    if not wrote or wrote[0][0] != "ok" or not all(r and r[0][0] == "ok" for r in reads):
+        problems.append(f"not all answered: {wrote} {reads}")
+    at = log.index("serve register") if "serve register" in log else -1
+    after = log[at + 1 : at + 4]
+    if at < 0 or after[:2] not in (["publish", "push"], ["push", "publish"]):
+        problems.append(f"after serving the write: {after} (want the push and the publish)")
+    elif after[2:] != ["reply"]:
+        problems.append(f"the reply is not next: {after}")
+    if "serve instances" not in log[at:]:
+        problems.append(f"no read was served after the write: {log}")
+    assert not problems, scenario_message(net, "write before its reply", problems)
 
 
 @pytest.mark.parametrize(("seed", "loss"), [(71, 0.02), (72, 0.05), (73, 0.05)])
