@@ -612,7 +612,7 @@ class NodeRuntime:
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         self._entries = 0
-        check, last_write = CHECK_EVERY, -2
+        check = CHECK_EVERY
         for i in range(BATCH):
             if i == check:  # a long drain (wire/batching CHECK_EVERY)
                 check += CHECK_EVERY
@@ -658,8 +658,7 @@ class NodeRuntime:
                     frames.append(frame.bytes)
             reply = serve(frames, now, OPEN, False, msg)
             if has_effects():  # a change: pushed and replicated before its reply
-                self._after_write(router, i == last_write + 1)
-                last_write = i
+                self._after_write(router)
             if reply is not None:
                 if len(reply) == 3:
                     send(router, reply[0], _SNDMORE)
@@ -684,7 +683,7 @@ class NodeRuntime:
         principals, has_effects = self._principals, self.core.has_effects
         now = self.clock()
         self._entries = 0
-        check, last_write = CHECK_EVERY, -2
+        check = CHECK_EVERY
         for i in range(BATCH):
             if i == check:  # a long drain (wire/batching CHECK_EVERY)
                 check += CHECK_EVERY
@@ -709,8 +708,7 @@ class NodeRuntime:
                 principal = Principal("revoked key", ())
             reply = serve(frames, now, principal)
             if has_effects():  # a change: pushed and replicated before its reply
-                self._after_write(router, i == last_write + 1)
-                last_write = i
+                self._after_write(router)
             if reply is not None:
                 last = len(reply) - 1
                 for k, frame in enumerate(reply):
@@ -721,8 +719,7 @@ class NodeRuntime:
         messages (one-way, ``[CONFIG_FRAME, body]``) go to the config plane."""
         now = self.clock()
         self._entries = 0
-        last_write = -2
-        for i in range(BATCH):
+        for _ in range(BATCH):
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True
                 return
@@ -738,19 +735,19 @@ class NodeRuntime:
                 continue
             reply = self._serve(frames, now, NODE, peer=True)
             if self.core.has_effects():  # a forwarded change: out before its reply
-                self._after_write(router, i == last_write + 1)
-                last_write = i
+                self._after_write(router)
             if reply is not None:
                 router.send_multipart(reply)
 
-    def _after_write(self, sock: Channel, in_burst: bool) -> None:
+    def _after_write(self, sock: Channel) -> None:
         """A request changed something: its effects now (its watchers' push, its delta
         to the batcher), not after the rest of the drain; the batch goes before the
-        reply unless this write came right after another (``in_burst``) and more wait
-        in ``sock`` to join it, ``max_delay`` at most (wire/batching ``must_go``)."""
+        reply unless writes come in a burst and more requests wait in ``sock`` that may
+        join it, ``max_delay`` at most (wire/batching ``must_go``)."""
         now = self.clock()
         self._carry_out(self.core.take_effects(), now)
-        if self.batcher.must_go(now, in_burst and bool(sock.get(_EVENTS) & _POLLIN)):
+        batcher = self.batcher
+        if len(batcher) and batcher.must_go(now, bool(sock.get(_EVENTS) & _POLLIN)):
             self._flush_replication()
 
     def _mid_drain(self) -> float:

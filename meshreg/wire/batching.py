@@ -18,11 +18,12 @@ exact) and holds it until one of:
   the order in which the core made them): ``flush()``;
 * ``max_delay`` has passed since the batch's first delta (``due``; checked by ``add``
   and the runtime): a long loop turn does not hold a change back longer;
-* in the middle of a turn (``must_go``): right after a write, unless it is part of a
-  burst (it came right after another write and more requests wait in its socket: the
-  next may join the batch), or when ``due`` has passed; the runtime asks after every
-  write that changed something, before its reply, and every ``CHECK_EVERY`` requests
-  of a long drain (a burst of beats, which never join a batch).
+* in the middle of a turn (``must_go``): right after a write, unless writes come in
+  a burst (the delta before the last came less than ``max_delay`` before it) and more
+  requests wait in its socket (the next write may join the batch), or when ``due`` has
+  passed; the runtime asks after every write that changed something, before its
+  reply, and every ``CHECK_EVERY`` requests of a long drain (a burst of beats, which
+  never join a batch).
 
 So under light load every delta leaves at once, before the reply to the write that
 made it, alone (as a plain ``delta`` message, the format older nodes read), and under
@@ -81,6 +82,8 @@ class DeltaBatcher:
         self._packed: list[bytes] = []
         self._size = 0  # bytes of the body so far (overhead, array header, payloads)
         self._next_seq = 0
+        self._last = -math.inf  # when the last delta came (``add``'s clock)
+        self._gap = math.inf  # s between the last two deltas (a burst: under max_delay)
         self.due = math.inf  # when the batch must go at the latest
         self.messages = 0  # messages made (counters for stats)
         self.deltas = 0  # deltas in them
@@ -92,6 +95,7 @@ class DeltaBatcher:
         """Take ``delta``; the messages that must be sent now, in order (0 to 2)."""
         out: list[list[bytes]] = []
         packed = pack_payload(delta.payload)
+        self._gap, self._last = now - self._last, now
         first = self._first
         if first is not None and (
             delta.node != first.node
@@ -112,12 +116,15 @@ class DeltaBatcher:
             out.append(self._take())
         return out
 
-    def must_go(self, now: float, in_burst: bool) -> bool:
+    def must_go(self, now: float, more_waiting: bool) -> bool:
         """Whether the batch held must be sent now, in the middle of a turn: it holds a
-        delta and either the write that made the last one is not part of a burst
-        (``in_burst`` False: no delta is likely to join it soon, and its reply should
-        not leave before it) or ``due`` has passed."""
-        return self._first is not None and (not in_burst or now >= self.due)
+        delta and either no other delta is likely to join it soon (``more_waiting``
+        False: no request waits; or the last delta came ``max_delay`` or more after
+        the one before it: changes are not coming in a burst) and its write's reply
+        should not leave before it, or ``due`` has passed."""
+        return self._first is not None and (
+            not more_waiting or self._gap >= self.max_delay or now >= self.due
+        )
 
     def flush(self) -> list[bytes] | None:
         """The batch held (None: nothing held)."""

@@ -300,6 +300,17 @@ def test_batched_replication_under_loss_and_reordering(seed: int, loss: float) -
         net, services=6, per_service=6, start=(3.0, 5.0), stop=(20.0, 30.0), deregister=True
     )
     providers += add_providers(net, services=3, per_service=4, start=(3.0, 5.0))
+    # A lone write's delta leaves at once (runtime/node ``_after_write``): many deltas
+    # share a message when a burst of writes is served, or one request makes many (a
+    # ``register_batch`` over services of each owner: one delta per service).
+    for b in range(6):
+        entries = [
+            {"service": f"bulk{s}", "ip": f"10.6.{b}.{k + 1}", "port": 9300}
+            for s in range(8)
+            for k in range(3)
+        ]
+        entry = net.nodes[f"n{b % 4}"]
+        net.at(6.0 + b, lambda e=entry, i=entries: request(net, e, "register_batch", instances=i))
     net.run_until(45.0)
     net.loss = 0.0
     net.max_delay = 0.02

@@ -149,17 +149,24 @@ def test_a_write_outside_a_burst_sends_its_batch_at_once() -> None:
     b = DeltaBatcher(max_delay=0.001)
     assert not b.must_go(10.0, False) and not b.must_go(10.0, True)  # nothing held
     b.add(delta(1), 10.0)
-    assert b.must_go(10.0, False)  # a lone write: out before its reply
+    assert b.must_go(10.0, False)  # nothing more waits: out before its reply
+    assert b.must_go(10.0, True)  # the first change in a while: out although more wait
+    b.flush()
+    b.add(delta(2), 10.0015)  # 1.5 ms after the one before: not a burst
+    assert b.must_go(10.0015, True)
 
 
-def test_a_burst_holds_its_batch_until_its_delay_has_passed() -> None:
+def test_a_burst_holds_its_batch_while_more_waits_until_its_delay_has_passed() -> None:
     b = DeltaBatcher(max_delay=0.001)
     b.add(delta(1), 10.0)
-    b.add(delta(2), 10.0004)
-    assert not b.must_go(10.0004, True) and not b.must_go(10.00099, True)
-    assert b.must_go(10.001, True)  # due: the burst's first delta waited max_delay
+    assert b.flush() is not None
+    b.add(delta(2), 10.0003)  # 0.3 ms after the one before: a burst
+    b.add(delta(3), 10.0006)
+    assert not b.must_go(10.0006, True) and not b.must_go(10.00129, True)
+    assert b.must_go(10.0006, False)  # nothing more waits: it goes
+    assert b.must_go(10.0013, True)  # due: the batch's first delta waited max_delay
     last = b.flush()
-    assert last is not None and [d.seq for d in decoded([last])] == [1, 2]
+    assert last is not None and [d.seq for d in decoded([last])] == [2, 3]
     assert not b.must_go(10.002, True) and not b.must_go(10.002, False)
 
 
