@@ -56,7 +56,7 @@ from meshreg.runtime.config_commit import SWITCH_INTERVAL
 from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
-from meshreg.runtime.health_log import HealthLog
+from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
@@ -138,6 +138,12 @@ TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 
 # flood of batches must not keep beacons, renewals and peers waiting
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+def _never() -> bool:
+    return False
+
+
 # reads whose cost grows with the registry or the cluster, rate-limited per client
 _EXPENSIVE_READS: dict[type, str] = {
     ListServices: "services",
@@ -608,7 +614,7 @@ class NodeRuntime:
         # and msgpack reads the body in place.  A beat the core renews (most requests)
         # is answered right here; anything else goes to ``_serve`` (decoded once), and
         # any other shape than [id, b"", body] goes there as bytes.
-        serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self.core.has_effects
+        serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self._write_effects()
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         self._entries = 0
@@ -680,7 +686,7 @@ class NodeRuntime:
         """
         sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
         recv, send, get, serve = sock.recv, sock.send, sock.get, self._serve
-        principals, has_effects = self._principals, self.core.has_effects
+        principals, has_effects = self._principals, self._write_effects()
         now = self.clock()
         self._entries = 0
         check = CHECK_EVERY
@@ -734,10 +740,16 @@ class NodeRuntime:
                     log.exception("internal error while handling a config peer message")
                 continue
             reply = self._serve(frames, now, NODE, peer=True)
-            if self.core.has_effects():  # a forwarded change: out before its reply
+            if self._write_effects()():  # a forwarded change: out before its reply
                 self._after_write(router)
             if reply is not None:
                 router.send_multipart(reply)
+
+    def _write_effects(self) -> Callable[[], bool]:
+        """Whether a request just served changed something (``_after_write``), in a
+        cluster; a lone node carries its effects out after the drain (cheaper per write,
+        and it has no peers to tell first)."""
+        return self.core.has_effects if self._repl_pub is not None else _never
 
     def _after_write(self, sock: Channel) -> None:
         """A request changed something: its effects now (its watchers' push, its delta
@@ -1217,13 +1229,16 @@ class NodeRuntime:
             return
         xpub, epoch, watched = self._xpub, self.epoch, self.core.watched
         assert xpub is not None
-        health_log = HealthLog()  # bounded: a few lines per turn, then a count
+        health_log = None  # bounded: a few lines per turn, then a count (made when needed)
         for effect in effects:
             match effect:
                 case ServiceChanged():
                     if watched(effect.key):
                         self._notify(xpub, encode_change(effect, epoch))
-                    health_log.add(effect)
+                    if effect.reason in HEALTH_REASONS:
+                        if health_log is None:
+                            health_log = HealthLog()
+                        health_log.add(effect)
                 case Broadcast():
                     self._broadcast(effect.message, now)
                 case SyncAnnounced():
@@ -1292,7 +1307,7 @@ class NodeRuntime:
                     log.error("internal error: an answer in the effect queue: %r", effect)
                 case _:
                     assert_never(effect)
-        for line in health_log.lines():
+        for line in health_log.lines() if health_log is not None else ():
             log.info("%s", line)
 
     def _notify(self, xpub: Channel, frames: list[bytes]) -> None:
