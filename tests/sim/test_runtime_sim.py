@@ -35,6 +35,7 @@ import zmq
 from meshreg.core.distro import NodeState
 from meshreg.model import ServiceKey
 from meshreg.runtime.node import TURN_ENTRIES
+from meshreg.wire.batching import CHECK_EVERY
 from meshreg.wire.messages import decode_body
 from meshreg.wire.notifications import topic_for
 
@@ -285,6 +286,36 @@ def test_a_write_is_pushed_and_replicated_before_its_reply(seed: int) -> None:
     if "serve instances" not in log[at:]:
         problems.append(f"no read was served after the write: {log}")
     assert not problems, scenario_message(net, "write before its reply", problems)
+
+
+@pytest.mark.parametrize("seed", [94, 95])
+def test_a_delta_waiting_during_a_long_drain_is_applied_before_the_drain_ends(seed: int) -> None:
+    """Every CHECK_EVERY requests of a long drain the runtime applies the replication
+    waiting (runtime/node ``_mid_drain``): reads late in a burst already see a change
+    that arrived with it (they used to wait for the rest of the drain)."""
+    net = start_cluster(seed, 3)
+    net.run_until(3.0)
+    service = owned_by(net, "n0")[0]
+    reader = net.nodes["n1"]
+    rt = reader.runtime
+    assert rt is not None and rt._router is not None
+    net.pause("n1")  # its input waits: the reads and n0's delta, in its sockets together
+    reads = [request(net, reader, "instances", service=service, **WHERE) for _ in range(100)]
+    net.run_until(net.now + 0.1)
+    wrote = request(net, net.nodes["n0"], "register", **register_fields(service, 0))
+    net.run_until(net.now + 0.5)
+    net.deliver_held(net.release("n1"))  # in its sockets, no turn yet
+    rt._drain_requests(rt._router)  # one drain of the 100 reads, the delta waiting
+    net.run_until(net.now + 2.0)
+    problems = []
+    if not wrote or wrote[0][0] != "ok":
+        problems.append(f"the write was not acknowledged: {wrote}")
+    seen = [listed(r[0], 0) for r in reads if r]
+    if len(seen) != len(reads):
+        problems.append(f"{len(reads) - len(seen)} reads unanswered")
+    elif seen.count(False) != CHECK_EVERY:  # those served before the drain's first look
+        problems.append(f"{seen.count(True)} of {len(seen)} reads saw the change")
+    assert not problems, scenario_message(net, "a delta during a long drain", problems)
 
 
 @pytest.mark.parametrize(("seed", "loss"), [(71, 0.02), (72, 0.05), (73, 0.05)])
