@@ -817,6 +817,10 @@ class RegistryNode:
     def queue(self, effect: Effect) -> None:
         self._effects.append(effect)
 
+    def has_effects(self) -> bool:
+        """Whether effects are queued (``take_effects`` without the outbox's flush)."""
+        return bool(self._effects)
+
     def take_effects(self) -> list[Effect]:
         """Hand the queued effects to the caller (and forget them), with what the
         outbox batched since the last call."""

@@ -65,7 +65,7 @@ from meshreg.runtime.config_commit import SWITCH_INTERVAL
 from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
-from meshreg.runtime.health_log import HealthLog
+from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
@@ -76,7 +76,7 @@ from meshreg.transport.sockets import CurveKeys, PeerLiveness
 from meshreg.transport.zap import NODE_USER
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
-from meshreg.wire.batching import DeltaBatcher
+from meshreg.wire.batching import CHECK_EVERY, DeltaBatcher
 from meshreg.wire.config_messages import (
     CONFIG_OPS,
     ConfigHistory,
@@ -146,6 +146,13 @@ BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
 # flood of batches must not keep beacons, renewals and peers waiting
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+def _never() -> bool:
+    return False
+
+
 # reads whose cost grows with the registry or the cluster, rate-limited per client
 _EXPENSIVE_READS: dict[type, str] = {
     ListServices: "services",
@@ -503,11 +510,12 @@ class NodeRuntime:
         router, xpub, peers = self._router, self._xpub, self._peers
         assert transport is not None and router is not None and xpub is not None
         poller = self._poller = transport.poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(xpub, zmq.POLLIN)
+        # the peers' sockets first: a turn serves a delta before a burst of client requests
         for extra in (self._repl_sub, self._peer_router):
             if extra is not None:
                 poller.register(extra, zmq.POLLIN)
+        poller.register(router, zmq.POLLIN)
+        poller.register(xpub, zmq.POLLIN)
         dealers = self._dealers
         if peers is not None:
 
@@ -621,11 +629,15 @@ class NodeRuntime:
         # and msgpack reads the body in place.  A beat the core renews (most requests)
         # is answered right here; anything else goes to ``_serve`` (decoded once), and
         # any other shape than [id, b"", body] goes there as bytes.
-        serve, fast_beat = self._serve, self.core.fast_beat
+        serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self._write_effects()
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         self._entries = 0
-        for _ in range(BATCH):
+        check = CHECK_EVERY
+        for i in range(BATCH):
+            if i == check:  # a long drain (wire/batching CHECK_EVERY)
+                check += CHECK_EVERY
+                now = self._mid_drain()
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True  # the rest in the next turn, at once (prepare)
                 return
@@ -666,6 +678,8 @@ class NodeRuntime:
                     frame = recv(router, 0, False)
                     frames.append(frame.bytes)
             reply = serve(frames, now, OPEN, False, msg)
+            if has_effects():  # a change: pushed and replicated before its reply
+                self._after_write(router)
             if reply is not None:
                 if len(reply) == 3:
                     send(router, reply[0], _SNDMORE)
@@ -687,10 +701,14 @@ class NodeRuntime:
         """
         sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
         recv, send, get, serve = sock.recv, sock.send, sock.get, self._serve
-        principals = self._principals
+        principals, has_effects = self._principals, self._write_effects()
         now = self.clock()
         self._entries = 0
-        for _ in range(BATCH):
+        check = CHECK_EVERY
+        for i in range(BATCH):
+            if i == check:  # a long drain (wire/batching CHECK_EVERY)
+                check += CHECK_EVERY
+                now = self._mid_drain()
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True
                 return
@@ -710,10 +728,12 @@ class NodeRuntime:
             if principal is None:  # its key left the ACL since it connected
                 principal = Principal("revoked key", ())
             reply = serve(frames, now, principal)
+            if has_effects():  # a change: pushed and replicated before its reply
+                self._after_write(router)
             if reply is not None:
                 last = len(reply) - 1
-                for i, frame in enumerate(reply):
-                    send(frame, 0 if i == last else _SNDMORE)
+                for k, frame in enumerate(reply):
+                    send(frame, 0 if k == last else _SNDMORE)
 
     def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only; config
@@ -735,8 +755,40 @@ class NodeRuntime:
                     log.exception("internal error while handling a config peer message")
                 continue
             reply = self._serve(frames, now, NODE, peer=True)
+            if self._write_effects()():  # a forwarded change: out before its reply
+                self._after_write(router)
             if reply is not None:
                 router.send_multipart(reply)
+
+    def _write_effects(self) -> Callable[[], bool]:
+        """Whether a request just served changed something (``_after_write``), in a
+        cluster; a lone node carries its effects out after the drain (cheaper per write,
+        and it has no peers to tell first)."""
+        return self.core.registry.has_effects if self._repl_pub is not None else _never
+
+    def _after_write(self, sock: Channel) -> None:
+        """A request changed something: its effects now (its watchers' push, its delta
+        to the batcher), not after the rest of the drain; the batch goes before the
+        reply unless writes come in a burst and more requests wait in ``sock`` that may
+        join it, ``max_delay`` at most (wire/batching ``must_go``)."""
+        now = self.clock()
+        self._carry_out(self.core.take_effects(), now)
+        batcher = self.batcher
+        if len(batcher) and batcher.must_go(now, bool(sock.get(_EVENTS) & _POLLIN)):
+            self._flush_replication()
+
+    def _mid_drain(self) -> float:
+        """Every CHECK_EVERY requests of a long drain: replication waiting is applied
+        (and pushed to its watchers) now, not after the rest of a burst of beats, and a
+        batch of deltas past its delay goes; returns the time now (the drain's clock)."""
+        sub = self._repl_sub
+        if sub is not None and sub.get(_EVENTS) & _POLLIN:  # as many deltas as requests
+            self._drain_replication(sub, CHECK_EVERY)
+            self._carry_out(self.core.take_effects(), self.clock())
+        now = self.clock()
+        if self.batcher.must_go(now, True):
+            self._flush_replication()
+        return now
 
     def _serve(
         self,
@@ -1140,10 +1192,10 @@ class NodeRuntime:
         for tag in calls:
             self.core.peer_failed(tag, now)
 
-    def _drain_replication(self, sub: Channel) -> None:
+    def _drain_replication(self, sub: Channel, budget: int = BATCH) -> None:
         core = self.core
         now = self.clock()
-        left = BATCH  # deltas (a batch counts each), beacons and digests this turn
+        left = budget  # deltas (a batch counts each), beacons and digests this turn
         while left > 0:
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
@@ -1221,13 +1273,16 @@ class NodeRuntime:
             return
         xpub, epoch, watched = self._xpub, self.epoch, self.core.registry.watched
         assert xpub is not None
-        health_log = HealthLog()  # bounded: a few lines per turn, then a count
+        health_log = None  # bounded: a few lines per turn, then a count (made when needed)
         for effect in effects:
             match effect:
                 case ServiceChanged():
                     if watched(effect.key):
                         self._notify(xpub, encode_change(effect, epoch))
-                    health_log.add(effect)
+                    if effect.reason in HEALTH_REASONS:
+                        if health_log is None:
+                            health_log = HealthLog()
+                        health_log.add(effect)
                 case Broadcast():
                     self._broadcast(effect.message, now)
                 case SyncAnnounced():
@@ -1296,7 +1351,7 @@ class NodeRuntime:
                     log.error("internal error: an answer in the effect queue: %r", effect)
                 case _:
                     assert_never(effect)
-        for line in health_log.lines():
+        for line in health_log.lines() if health_log is not None else ():
             log.info("%s", line)
 
     def _notify(self, xpub: Channel, frames: list[bytes]) -> None:

@@ -63,6 +63,7 @@ from meshreg.transport.zap import admit
 
 _SNDMORE = int(zmq.SNDMORE)
 _RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
 _SUBSCRIBE, _UNSUBSCRIBE = int(zmq.SUBSCRIBE), int(zmq.UNSUBSCRIBE)
 _POLLIN = int(zmq.POLLIN)
 Frames = list[bytes]
@@ -179,7 +180,10 @@ class MemChannel:
         return list(self._inbox.popleft())
 
     def get(self, option: int) -> int:
-        """``getsockopt``: only ``RCVMORE`` (the secure drain reads a message that way)."""
+        """``getsockopt``: only ``RCVMORE`` (the secure drain reads a message that way)
+        and ``EVENTS`` (POLLIN: a message waits; the node's loop asks mid-drain)."""
+        if option == _EVENTS:
+            return _POLLIN if self._inbox or self._current else 0
         if option != _RCVMORE:
             raise zmq.ZMQError(zmq.EINVAL, f"option {option} is not simulated")
         return int(bool(self._current))

@@ -17,11 +17,18 @@ exact) and holds it until one of:
   deltas before it must go before it, so the receiver's gap detection and digests see
   the order in which the core made them): ``flush()``;
 * ``max_delay`` has passed since the batch's first delta (``due``; checked by ``add``
-  and the runtime): a long loop turn does not hold a change back longer.
+  and the runtime): a long loop turn does not hold a change back longer;
+* in the middle of a turn (``must_go``): right after a write, unless writes come in
+  a burst (the delta before the last came less than ``max_delay`` before it) and more
+  requests wait in its socket (the next write may join the batch), or when ``due`` has
+  passed; the runtime asks after every write that changed something, before its
+  reply, and every ``CHECK_EVERY`` requests of a long drain (a burst of beats, which
+  never join a batch).
 
-So under light load every delta leaves in the turn it was made, alone (as a plain
-``delta`` message, the format older nodes read), and under load a turn's deltas share
-a few messages.  A body never exceeds ``max_bytes`` unless one delta alone does (it is
+So under light load every delta leaves at once, before the reply to the write that
+made it, alone (as a plain ``delta`` message, the format older nodes read), and under
+a burst of writes the burst's deltas share a few messages, each held ``max_delay`` at
+most.  A body never exceeds ``max_bytes`` unless one delta alone does (it is
 then sent alone, as before batching); ``max_bytes`` is far under what a receiver
 accepts (``MAX_PEER_BODY_BYTES``, and the SUB socket's frame cap above it, which also
 leaves room for CURVE's framing).
@@ -46,7 +53,10 @@ BATCH_DELTAS = 256  # deltas per message at most; a receiver applies one message
 # turn, so this bounds what one message costs it (~256 x 20 us, 5 ms) and how long its
 # other sockets wait
 BATCH_BYTES = 256 * 1024  # bytes per body at most (1/32 of MAX_PEER_BODY_BYTES)
-BATCH_DELAY = 0.002  # s a delta may wait for others (a long turn); p99 target is 5 ms
+BATCH_DELAY = 0.001  # s a delta may wait for others (a burst of writes); the p99 target
+# from a write's reply to every node's push is 5 ms, and a slow VM spends ~2 ms in hops
+CHECK_EVERY = 32  # requests a loop drain serves between looks at the batch's delay
+# (and at the replication socket): ~0.5 ms of beats on a slow VM, one compare a request
 
 assert BATCH_DELTAS <= MAX_BATCH_DELTAS
 assert BATCH_BYTES * 4 <= limits.MAX_PEER_BODY_BYTES
@@ -72,6 +82,8 @@ class DeltaBatcher:
         self._packed: list[bytes] = []
         self._size = 0  # bytes of the body so far (overhead, array header, payloads)
         self._next_seq = 0
+        self._last = -math.inf  # when the last delta came (``add``'s clock)
+        self._gap = math.inf  # s between the last two deltas (a burst: under max_delay)
         self.due = math.inf  # when the batch must go at the latest
         self.messages = 0  # messages made (counters for stats)
         self.deltas = 0  # deltas in them
@@ -83,6 +95,7 @@ class DeltaBatcher:
         """Take ``delta``; the messages that must be sent now, in order (0 to 2)."""
         out: list[list[bytes]] = []
         packed = pack_payload(delta.payload)
+        self._gap, self._last = now - self._last, now
         first = self._first
         if first is not None and (
             delta.node != first.node
@@ -102,6 +115,16 @@ class DeltaBatcher:
         if len(self._packed) >= self.max_deltas or self._size >= self.max_bytes or now >= self.due:
             out.append(self._take())
         return out
+
+    def must_go(self, now: float, more_waiting: bool) -> bool:
+        """Whether the batch held must be sent now, in the middle of a turn: it holds a
+        delta and either no other delta is likely to join it soon (``more_waiting``
+        False: no request waits; or the last delta came ``max_delay`` or more after
+        the one before it: changes are not coming in a burst) and its write's reply
+        should not leave before it, or ``due`` has passed."""
+        return self._first is not None and (
+            not more_waiting or self._gap >= self.max_delay or now >= self.due
+        )
 
     def flush(self) -> list[bytes] | None:
         """The batch held (None: nothing held)."""

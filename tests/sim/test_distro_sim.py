@@ -754,6 +754,9 @@ def test_batched_deltas_bring_no_repairs(seed: int) -> None:
     providers = add_providers(
         net, services=6, per_service=8, start=(3.0, 4.0), stop=(20.0, 30.0), deregister=True
     )
+    # a lone write's delta leaves at once (runtime/node ``_after_write``): a burst (many
+    # registrations in one turn of their owner) shares messages
+    providers += add_providers(net, services=2, per_service=10, start=(4.5, 4.52))
     problems = run_settled(net, 60.0)
     problems += check_invariants(net, providers)
     for n in net.nodes:

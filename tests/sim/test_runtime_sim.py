@@ -30,10 +30,14 @@ import sys
 from typing import Any
 
 import pytest
+import zmq
 
 from meshreg.core.distro import NodeState
 from meshreg.model import ServiceKey
 from meshreg.runtime.node import TURN_ENTRIES
+from meshreg.wire.batching import CHECK_EVERY
+from meshreg.wire.messages import decode_body
+from meshreg.wire.notifications import topic_for
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -223,6 +227,97 @@ def test_beats_at_the_owner_take_the_fast_path_and_others_are_forwarded(seed: in
     assert not problems, scenario_message(net, "fast beat", problems)
 
 
+@pytest.mark.parametrize("seed", [91, 92, 93])
+def test_a_write_is_pushed_and_replicated_before_its_reply(seed: int) -> None:
+    """The owner carries out a write's effects as it serves it (runtime/node
+    ``_after_write``): its delta leaves on the replication channel, and its watchers'
+    push, before its reply and before the requests after it in the same drain (they
+    used to wait for the rest of the drain, and the delta for the end of the turn)."""
+    net = start_cluster(seed, 3)
+    net.batch_hold = 0.005  # requests arriving together are served in one drain
+    net.run_until(3.0)
+    owner = net.nodes["n0"]
+    rt = owner.runtime
+    assert rt is not None and rt._fast_io is not None
+    service = owned_by(net, "n0")[0]
+    log: list[str] = []
+    recv, send = rt._fast_io
+    serve, publish, notify = rt._serve, rt._publish, rt._notify
+
+    def spy_send(sock: Any, data: Any, flags: int = 0) -> Any:
+        if sock is rt._router and not flags & zmq.SNDMORE:
+            log.append("reply")
+        return send(sock, data, flags)
+
+    def spy_serve(frames: Any, *args: Any, **kw: Any) -> Any:
+        op = decode_body(frames[-1]).get("op", "?") if len(frames) > 1 else "?"
+        log.append(f"serve {op}")
+        return serve(frames, *args, **kw)
+
+    def spy_publish(frames: list[bytes]) -> None:
+        log.append("publish")
+        publish(frames)
+
+    def spy_notify(xpub: Any, frames: list[bytes]) -> None:
+        log.append("push")
+        notify(xpub, frames)
+
+    rt._fast_io = (recv, spy_send)
+    rt._serve = spy_serve  # type: ignore[method-assign]
+    rt._publish = spy_publish  # type: ignore[method-assign]
+    rt._notify = spy_notify  # type: ignore[method-assign]
+    got: list[bytes] = []
+    sub = net.subscriber(owner, got.append)
+    sub.subscribe(topic_for(ServiceKey(WHERE["namespace"], WHERE["group"], service)))
+    net.run_until(4.0)
+    log.clear()
+    wrote = request(net, owner, "register", **register_fields(service, 0))
+    reads = [request(net, owner, "instances", service=service, **WHERE) for _ in range(8)]
+    net.run_until(6.0)
+    problems = []
+    if not wrote or wrote[0][0] != "ok" or not all(r and r[0][0] == "ok" for r in reads):
+        problems.append(f"not all answered: {wrote} {reads}")
+    at = log.index("serve register") if "serve register" in log else -1
+    after = log[at + 1 : at + 4]
+    if at < 0 or after[:2] not in (["publish", "push"], ["push", "publish"]):
+        problems.append(f"after serving the write: {after} (want the push and the publish)")
+    elif after[2:] != ["reply"]:
+        problems.append(f"the reply is not next: {after}")
+    if "serve instances" not in log[at:]:
+        problems.append(f"no read was served after the write: {log}")
+    assert not problems, scenario_message(net, "write before its reply", problems)
+
+
+@pytest.mark.parametrize("seed", [94, 95])
+def test_a_delta_waiting_during_a_long_drain_is_applied_before_the_drain_ends(seed: int) -> None:
+    """Every CHECK_EVERY requests of a long drain the runtime applies the replication
+    waiting (runtime/node ``_mid_drain``): reads late in a burst already see a change
+    that arrived with it (they used to wait for the rest of the drain)."""
+    net = start_cluster(seed, 3)
+    net.run_until(3.0)
+    service = owned_by(net, "n0")[0]
+    reader = net.nodes["n1"]
+    rt = reader.runtime
+    assert rt is not None and rt._router is not None
+    net.pause("n1")  # its input waits: the reads and n0's delta, in its sockets together
+    reads = [request(net, reader, "instances", service=service, **WHERE) for _ in range(100)]
+    net.run_until(net.now + 0.1)
+    wrote = request(net, net.nodes["n0"], "register", **register_fields(service, 0))
+    net.run_until(net.now + 0.5)
+    net.deliver_held(net.release("n1"))  # in its sockets, no turn yet
+    rt._drain_requests(rt._router)  # one drain of the 100 reads, the delta waiting
+    net.run_until(net.now + 2.0)
+    problems = []
+    if not wrote or wrote[0][0] != "ok":
+        problems.append(f"the write was not acknowledged: {wrote}")
+    seen = [listed(r[0], 0) for r in reads if r]
+    if len(seen) != len(reads):
+        problems.append(f"{len(reads) - len(seen)} reads unanswered")
+    elif seen.count(False) != CHECK_EVERY:  # those served before the drain's first look
+        problems.append(f"{seen.count(True)} of {len(seen)} reads saw the change")
+    assert not problems, scenario_message(net, "a delta during a long drain", problems)
+
+
 @pytest.mark.parametrize(("seed", "loss"), [(71, 0.02), (72, 0.05), (73, 0.05)])
 def test_batched_replication_under_loss_and_reordering(seed: int, loss: float) -> None:
     """Busy turns (many deltas a message), messages lost and overtaking each other:
@@ -236,6 +331,17 @@ def test_batched_replication_under_loss_and_reordering(seed: int, loss: float) -
         net, services=6, per_service=6, start=(3.0, 5.0), stop=(20.0, 30.0), deregister=True
     )
     providers += add_providers(net, services=3, per_service=4, start=(3.0, 5.0))
+    # A lone write's delta leaves at once (runtime/node ``_after_write``): many deltas
+    # share a message when a burst of writes is served, or one request makes many (a
+    # ``register_batch`` over services of each owner: one delta per service).
+    for b in range(6):
+        entries = [
+            {"service": f"bulk{s}", "ip": f"10.6.{b}.{k + 1}", "port": 9300}
+            for s in range(8)
+            for k in range(3)
+        ]
+        entry = net.nodes[f"n{b % 4}"]
+        net.at(6.0 + b, lambda e=entry, i=entries: request(net, e, "register_batch", instances=i))
     net.run_until(45.0)
     net.loss = 0.0
     net.max_delay = 0.02

@@ -19,7 +19,7 @@ from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.transport.sockets import REPLICATION_FRAME_BYTES
 from meshreg.wire import limits
-from meshreg.wire.batching import BATCH_BYTES, BATCH_DELTAS, DeltaBatcher
+from meshreg.wire.batching import BATCH_BYTES, BATCH_DELAY, BATCH_DELTAS, DeltaBatcher
 from meshreg.wire.peer import (
     MAX_BATCH_DELTAS,
     DeltaBatch,
@@ -143,6 +143,35 @@ def test_max_delay_bounds_how_long_the_first_delta_waits() -> None:
     out = b.add(delta(3), 10.002)  # due: the batch goes with this one
     assert [d.seq for d in decoded(out)] == [1, 2, 3] and b.due == float("inf")
     assert b.add(delta(4), 10.003) == [] and b.due == pytest.approx(10.005)
+
+
+def test_a_write_outside_a_burst_sends_its_batch_at_once() -> None:
+    b = DeltaBatcher(max_delay=0.001)
+    assert not b.must_go(10.0, False) and not b.must_go(10.0, True)  # nothing held
+    b.add(delta(1), 10.0)
+    assert b.must_go(10.0, False)  # nothing more waits: out before its reply
+    assert b.must_go(10.0, True)  # the first change in a while: out although more wait
+    b.flush()
+    b.add(delta(2), 10.0015)  # 1.5 ms after the one before: not a burst
+    assert b.must_go(10.0015, True)
+
+
+def test_a_burst_holds_its_batch_while_more_waits_until_its_delay_has_passed() -> None:
+    b = DeltaBatcher(max_delay=0.001)
+    b.add(delta(1), 10.0)
+    assert b.flush() is not None
+    b.add(delta(2), 10.0003)  # 0.3 ms after the one before: a burst
+    b.add(delta(3), 10.0006)
+    assert not b.must_go(10.0006, True) and not b.must_go(10.00129, True)
+    assert b.must_go(10.0006, False)  # nothing more waits: it goes
+    assert b.must_go(10.0013, True)  # due: the batch's first delta waited max_delay
+    last = b.flush()
+    assert last is not None and [d.seq for d in decoded([last])] == [2, 3]
+    assert not b.must_go(10.002, True) and not b.must_go(10.002, False)
+
+
+def test_the_default_delay_leaves_room_in_the_propagation_target() -> None:
+    assert BATCH_DELAY <= 0.001  # of the 5 ms p99 target from a reply to every push
 
 
 def test_the_defaults_stay_far_under_what_a_receiver_accepts() -> None:
