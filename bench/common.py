@@ -353,7 +353,10 @@ class NodeProc:
         self.log_paths.append(path)
         cmd = [*die_with_parent(), sys.executable, *self.prefix, "-m", "meshreg", "node"]
         cmd += ["--host", HOST, "--port", str(self.port), *self.args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # a node without --data-dir keeps its state under the run's log directory, not in
+        # the user's ~/.local/state (where every bench port left a directory behind)
+        state = os.path.join(self.log_dir, "state")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_STATE_HOME": state}
         with open(path, "wb") as fh:
             self.proc = subprocess.Popen(
                 cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env

@@ -140,7 +140,12 @@ class NodeProcess:
             except zmq.Again:
                 return False
 
-        wait_until(ready, timeout, what=f"node on {self.address} to answer ping")
+        try:
+            wait_until(ready, timeout, what=f"node on {self.address} to answer ping")
+        except AssertionError as exc:  # a time-out: the log goes with the node, keep it here
+            if str(exc).startswith("timed out"):
+                raise AssertionError(f"{exc}; its log so far:\n{self.log()}") from None
+            raise
         return self
 
     def log(self) -> str:
