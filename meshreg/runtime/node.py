@@ -738,7 +738,7 @@ class NodeRuntime:
     def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only; config
         messages (one-way, ``[CONFIG_FRAME, body]``) go to the config plane."""
-        now = self.clock()
+        now, has_effects = self.clock(), self._write_effects()
         self._entries = 0
         for _ in range(BATCH):
             if self._entries >= TURN_ENTRIES:
@@ -755,7 +755,7 @@ class NodeRuntime:
                     log.exception("internal error while handling a config peer message")
                 continue
             reply = self._serve(frames, now, NODE, peer=True)
-            if self._write_effects()():  # a forwarded change: out before its reply
+            if has_effects():  # a forwarded change: out before its reply
                 self._after_write(router)
             if reply is not None:
                 router.send_multipart(reply)
