@@ -29,9 +29,9 @@ so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
   wake-ups and the GIL passed back and forth (in a node process with the loop busy, each
   GIL wait is up to the switch interval), more than the commit itself on a fast disk
   (0.14 ms).  Bursts (something in flight) still go to the thread, which groups them.
-  :class:`InlineChoice` makes the choice; an inline commit slower than ``INLINE_SLOW``
-  (a slow disk: the loop stalled that long) sends the next turns to the thread for
-  ``INLINE_BACKOFF``.
+  :class:`InlineChoice` makes the choice; two inline commits in a row slower than
+  ``INLINE_SLOW`` (a slow disk: the loop stalled that long) send the next turns to the
+  thread for ``INLINE_BACKOFF``.
 * :class:`InlineWriter` (the simulation, the plane's tests, a node without a thread):
   commits in ``end_turn`` itself, on the caller's thread, so a seeded run replays.
 * No database (``data_dir=""``): every turn is done at once.
@@ -90,9 +90,12 @@ SWITCH_INTERVAL = 0.0005  # s; the GIL switch interval of a node process (CPytho
 # Process-wide: only a process that is a node sets it (NodeRuntime(avoid_full_gc=True)).
 INLINE_MAX_VERSIONS = 32  # versions (saved or deleted); a turn with nothing in flight and
 # at most this many is committed on the loop thread (a few rows: the fsync is most of it)
-INLINE_SLOW = 0.004  # s; an inline commit this slow (the loop stalled: a slow disk) ...
-INLINE_BACKOFF = 0.5  # s; ... sends the next turns to the writer thread for this long
-# (a disk slow for one commit is usually slow for the next few: a flush storm); 4 ms is
+INLINE_SLOW = 0.004  # s; inline commits this slow (the loop stalled: a slow disk) ...
+INLINE_SLOW_IN_A_ROW = 2  # ... this many in a row (one alone is as often the loop thread
+# preempted on a busy machine: 1% of inline commits on tmpfs at load 6, where the thread
+# would not help) ...
+INLINE_BACKOFF = 0.5  # s; ... send the next turns to the writer thread for this long
+# (a disk slow for two commits is usually slow for the next few: a flush storm); 4 ms is
 # under the registry's propagation p99 goal (5 ms), so a stall of that much is tolerated
 
 Op = tuple[bool, tuple[ConfigEntry, ...]]  # (True: save, False: delete), versions
@@ -128,20 +131,25 @@ class InlineChoice:
 
     Inline only when the writer is idle (nothing in flight: the turn then waits for no
     earlier one, and the connection is free), the turn is small, and the last inline
-    commit was not slow (else the thread for ``backoff`` s: the loop must not stall on a
-    slow disk).  Time is an argument (``now``, ``took``): the runtime passes its clock."""
+    commits were not slow (``in_a_row`` over ``slow``: the thread for ``backoff`` s, the
+    loop must not stall on a slow disk).  Time is an argument (``now``, ``took``): the
+    runtime passes its clock."""
 
     def __init__(
         self,
         max_versions: int = INLINE_MAX_VERSIONS,
         slow: float = INLINE_SLOW,
         backoff: float = INLINE_BACKOFF,
+        in_a_row: int = INLINE_SLOW_IN_A_ROW,
     ) -> None:
         self.max_versions, self.slow, self.backoff = max_versions, slow, backoff
-        self._thread_until = -float("inf")  # after a slow inline commit: the thread until
+        self.in_a_row = in_a_row
+        self._slow_run = 0  # slow inline commits in a row
+        self._thread_until = -float("inf")  # after slow inline commits: the thread until
         self.inline = 0  # turns committed inline
         self.threaded = 0  # turns handed to the thread
-        self.slow_commits = 0  # inline commits over ``slow`` (each started a back-off)
+        self.slow_commits = 0  # inline commits over ``slow``
+        self.backoffs = 0  # times ``in_a_row`` of them sent the turns to the thread
 
     def choose(self, versions: int, idle: bool, now: float) -> bool:
         """True: commit this turn (``versions`` to write) inline; ``idle``: nothing in
@@ -155,8 +163,14 @@ class InlineChoice:
 
     def took(self, seconds: float, now: float) -> None:
         """An inline commit took ``seconds``, ending at ``now``."""
-        if seconds > self.slow:
-            self.slow_commits += 1
+        if seconds <= self.slow:
+            self._slow_run = 0
+            return
+        self.slow_commits += 1
+        self._slow_run += 1
+        if self._slow_run >= self.in_a_row:
+            self._slow_run = 0
+            self.backoffs += 1
             self._thread_until = now + self.backoff
 
 
@@ -546,6 +560,7 @@ class CommitPipeline:
                     "commit_inline": self.writer.inline.inline,
                     "commit_threaded": self.writer.inline.threaded,
                     "commit_inline_slow": self.writer.inline.slow_commits,
+                    "commit_inline_backoffs": self.writer.inline.backoffs,
                 }
                 if isinstance(self.writer, ThreadWriter) and self.writer.inline is not None
                 else {}

@@ -543,7 +543,7 @@ def test_a_commit_that_keeps_failing_refuses_writes_and_recovers(
 
 # -- the adaptive choice: inline on the loop thread, or the writer thread -------------------
 def test_inline_choice_takes_small_idle_turns_and_backs_off_after_a_slow_commit() -> None:
-    choice = config_commit.InlineChoice(max_versions=4, slow=0.004, backoff=0.5)
+    choice = config_commit.InlineChoice(max_versions=4, slow=0.004, backoff=0.5, in_a_row=2)
     table = [  # (versions, idle, now, inline?)
         (1, True, 10.0, True),
         (4, True, 10.0, True),
@@ -554,11 +554,17 @@ def test_inline_choice_takes_small_idle_turns_and_backs_off_after_a_slow_commit(
         assert choice.choose(versions, idle, now) is inline, (versions, idle, now)
     choice.took(0.004, 10.0)  # at the limit: not slow
     assert choice.choose(1, True, 10.0) and choice.slow_commits == 0
-    choice.took(0.0041, 11.0)  # slow: the thread until 11.5
-    assert choice.slow_commits == 1
+    choice.took(0.0041, 10.5)  # slow once (a preempted loop, as often as a slow disk) ...
+    choice.took(0.001, 10.6)  # ... then fast: no back-off
+    choice.took(0.0041, 10.7)
+    assert choice.choose(1, True, 10.7) and (choice.slow_commits, choice.backoffs) == (2, 0)
+    choice.took(0.0041, 11.0)  # slow twice in a row: the thread until 11.5
+    assert (choice.slow_commits, choice.backoffs) == (3, 1)
     assert not choice.choose(1, True, 11.0) and not choice.choose(1, True, 11.4999)
     assert choice.choose(1, True, 11.5)
-    assert (choice.inline, choice.threaded) == (4, 4)
+    choice.took(0.0041, 11.6)  # the run starts again after a back-off
+    assert choice.choose(1, True, 11.6)
+    assert (choice.inline, choice.threaded) == (6, 4)
 
 
 def test_a_small_turn_with_nothing_in_flight_commits_on_the_loop_thread(tmp_path: Path) -> None:
@@ -607,17 +613,20 @@ def test_a_small_turn_with_nothing_in_flight_commits_on_the_loop_thread(tmp_path
 def test_a_slow_inline_commit_sends_the_next_turns_to_the_thread_for_a_while(
     tmp_path: Path,
 ) -> None:
-    """The pipeline's clock (injected) says an inline commit took 10 ms: the next turns
-    go to the writer thread for ``INLINE_BACKOFF``, then inline again."""
+    """The pipeline's clock (injected) says two inline commits in a row took 10 ms: the
+    next turns go to the writer thread for ``INLINE_BACKOFF``, then inline again."""
     node = Node(tmp_path, inline=True)
     plane, gated = node.plane, node.gated
     clock = [100.0]
     plane._commits._clock = lambda: clock[0]
     gated.gate.set()
     gated.on_write = lambda: clock.__setitem__(0, clock[0] + 0.010)  # a slow disk
-    node.serve(b"w1", "config_publish", data_id="a", content="1")
-    plane.flush(node.now)
-    assert node.answered(b"w1")[0]["ok"] and plane.stats()["commit_inline_slow"] == 1
+    for client, data_id in ((b"w0", "z"), (b"w1", "a")):
+        node.serve(client, "config_publish", data_id=data_id, content="1")
+        plane.flush(node.now)
+        assert node.answered(client)[0]["ok"]
+    stats = plane.stats()
+    assert (stats["commit_inline_slow"], stats["commit_inline_backoffs"]) == (2, 1)
     gated.on_write = None
     node.serve(b"w2", "config_publish", data_id="b", content="2")
     plane.flush(node.now)  # backing off: the thread
@@ -628,7 +637,7 @@ def test_a_slow_inline_commit_sends_the_next_turns_to_the_thread_for_a_while(
     plane.flush(node.now)
     assert node.answered(b"w3")[0]["ok"] and gated.threads[-1] == threading.get_ident()
     stats = plane.stats()
-    assert (stats["commit_inline"], stats["commit_threaded"]) == (2, 1)
+    assert (stats["commit_inline"], stats["commit_threaded"]) == (3, 1)
     plane.close()
 
 
