@@ -97,7 +97,7 @@ INLINE_SLOW_IN_A_ROW = 2  # ... this many in a row (one alone is as often the lo
 INLINE_BACKOFF = 0.5  # s; ... send the next turns to the writer thread for this long
 # (a disk slow for two commits is usually slow for the next few: a flush storm).  Measured
 # (paired runs, change -> listener p50): with commits of 0.14 ms (tmpfs) inline won
-# 0.6-1.8 ms; on a disk whose fsync p50 was 3.4 ms (shared) it lost 0.7-1.6 ms (the loop stalled
+# 0.5-1.8 ms; on a disk whose fsync p50 was 3.4 ms (shared) it lost 0.7-1.6 ms (the loop stalled
 # through each fsync, where the thread lets it serve the next message): past a couple of
 # ms the commit costs more than the handoff it saves
 
