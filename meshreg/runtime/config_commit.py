@@ -23,6 +23,15 @@ so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
   reports them done and writes a byte to ``wakeup_fd``, which the runtime polls with its
   sockets.  Meanwhile the loop goes on: registry traffic, reads of data ids with nothing
   in flight, the next config turn.
+  **Adaptive**: a turn that finds nothing in flight and is small (``INLINE_MAX_VERSIONS``)
+  is committed on the loop thread instead (``commit_pending``, after the turn's records
+  left), by the same connection while the thread is idle: a handoff costs two thread
+  wake-ups and the GIL passed back and forth (in a node process with the loop busy, each
+  GIL wait is up to the switch interval), more than the commit itself on a fast disk
+  (0.14 ms).  Bursts (something in flight) still go to the thread, which groups them.
+  :class:`InlineChoice` makes the choice; two inline commits in a row slower than
+  ``INLINE_SLOW`` (a slow disk: the loop stalled that long) send the next turns to the
+  thread for ``INLINE_BACKOFF``.
 * :class:`InlineWriter` (the simulation, the plane's tests, a node without a thread):
   commits in ``end_turn`` itself, on the caller's thread, so a seeded run replays.
 * No database (``data_dir=""``): every turn is done at once.
@@ -79,6 +88,18 @@ SWITCH_INTERVAL = 0.0005  # s; the GIL switch interval of a node process (CPytho
 # statement of a commit waited up to 5 ms: an in-process test with a CPU-bound loop
 # thread (10 versions a turn) gave 13-16 ms from submit to done at 5 ms, 2-4 ms at 0.5 ms.
 # Process-wide: only a process that is a node sets it (NodeRuntime(avoid_full_gc=True)).
+INLINE_MAX_VERSIONS = 32  # versions (saved or deleted); a turn with nothing in flight and
+# at most this many is committed on the loop thread (a few rows: the fsync is most of it)
+INLINE_SLOW = 0.002  # s; inline commits this slow (the loop stalled: a slow disk) ...
+INLINE_SLOW_IN_A_ROW = 2  # ... this many in a row (one alone is as often the loop thread
+# preempted on a busy machine: 1% of inline commits on tmpfs at load 6, where the thread
+# would not help) ...
+INLINE_BACKOFF = 0.5  # s; ... send the next turns to the writer thread for this long
+# (a disk slow for two commits is usually slow for the next few: a flush storm).  Measured
+# (paired runs, change -> listener p50): with commits of 0.14 ms (tmpfs) inline won
+# 0.5-1.8 ms; on a disk whose fsync p50 was 3.4 ms (shared) it lost 0.7-1.6 ms (the loop stalled
+# through each fsync, where the thread lets it serve the next message): past a couple of
+# ms the commit costs more than the handoff it saves
 
 Op = tuple[bool, tuple[ConfigEntry, ...]]  # (True: save, False: delete), versions
 
@@ -106,6 +127,54 @@ class Done:
 
 class CommitFailed(Exception):
     """A turn not tried because an earlier commit of its generation failed."""
+
+
+class InlineChoice:
+    """Whether a turn is committed on the loop thread or handed to the writer thread.
+
+    Inline only when the writer is idle (nothing in flight: the turn then waits for no
+    earlier one, and the connection is free), the turn is small, and the last inline
+    commits were not slow (``in_a_row`` over ``slow``: the thread for ``backoff`` s, the
+    loop must not stall on a slow disk).  Time is an argument (``now``, ``took``): the
+    runtime passes its clock."""
+
+    def __init__(
+        self,
+        max_versions: int = INLINE_MAX_VERSIONS,
+        slow: float = INLINE_SLOW,
+        backoff: float = INLINE_BACKOFF,
+        in_a_row: int = INLINE_SLOW_IN_A_ROW,
+    ) -> None:
+        self.max_versions, self.slow, self.backoff = max_versions, slow, backoff
+        self.in_a_row = in_a_row
+        self._slow_run = 0  # slow inline commits in a row
+        self._thread_until = -float("inf")  # after slow inline commits: the thread until
+        self.inline = 0  # turns committed inline
+        self.threaded = 0  # turns handed to the thread
+        self.slow_commits = 0  # inline commits over ``slow``
+        self.backoffs = 0  # times ``in_a_row`` of them sent the turns to the thread
+
+    def choose(self, versions: int, idle: bool, now: float) -> bool:
+        """True: commit this turn (``versions`` to write) inline; ``idle``: nothing in
+        flight on the writer thread."""
+        inline = idle and versions <= self.max_versions and now >= self._thread_until
+        if inline:
+            self.inline += 1
+        else:
+            self.threaded += 1
+        return inline
+
+    def took(self, seconds: float, now: float) -> None:
+        """An inline commit took ``seconds``, ending at ``now``."""
+        if seconds <= self.slow:
+            self._slow_run = 0
+            return
+        self.slow_commits += 1
+        self._slow_run += 1
+        if self._slow_run >= self.in_a_row:
+            self._slow_run = 0
+            self.backoffs += 1
+            self._thread_until = now + self.backoff
 
 
 class InlineWriter:
@@ -147,8 +216,12 @@ class InlineWriter:
 class ThreadWriter:
     """One thread that owns the database connection and commits queued turns (above)."""
 
-    def __init__(self, db: SqliteConfigStore) -> None:
+    def __init__(self, db: SqliteConfigStore, inline: InlineChoice | None = None) -> None:
+        """``inline``: small turns with nothing in flight are committed on the caller's
+        thread (``commit_here``); None: every turn on the thread."""
         self._db = db
+        self.inline = inline
+        self._db_lock = threading.Lock()  # the connection: the thread or commit_here
         self._cv = threading.Condition()
         self._jobs: deque[Turn] = deque()
         self._done: deque[Done] = deque()
@@ -178,6 +251,22 @@ class ThreadWriter:
         """Until a turn is done (True), or ``timeout`` s passed (False)."""
         with self._cv:
             return self._cv.wait_for(lambda: bool(self._done), timeout)
+
+    def commit_here(self, turns: list[Turn]) -> None:
+        """Commit ``turns`` on the caller's thread (the loop's, with nothing in flight:
+        the thread is idle) and report them done, as the thread would, without the
+        wake-up byte (the caller collects them at once)."""
+        error: BaseException | None = None
+        with self._db_lock:
+            try:
+                self._db.write([op for t in turns for op in t.ops])
+                self.transactions += 1
+            except Exception as exc:  # reported to the loop, which retries
+                error = exc
+        with self._cv:
+            if error is not None:
+                self._failed_gen = max(self._failed_gen, *(t.gen for t in turns))
+            self._done.extend(Done(t.seq, error) for t in turns)
 
     def clear_wakeup(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -216,11 +305,12 @@ class ThreadWriter:
             error: BaseException | None = None
             if group:
                 start = time.perf_counter()
-                try:
-                    self._db.write([op for t in group for op in t.ops])
-                    self.transactions += 1
-                except Exception as exc:  # reported to the loop, which retries
-                    error = exc
+                with self._db_lock:
+                    try:
+                        self._db.write([op for t in group for op in t.ops])
+                        self.transactions += 1
+                    except Exception as exc:  # reported to the loop, which retries
+                        error = exc
                 took = (time.perf_counter() - start) * 1000.0
                 self.write_ms[0] += took
                 self.write_ms[1] = max(self.write_ms[1], took)
@@ -247,17 +337,20 @@ class CommitPipeline:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``db``: the plane's database (None: in memory only); ``thread``: commit on a
-        writer thread (the database then belongs to it), else inline.  ``clock``: only
-        for the commit latency in ``stats`` (never for a decision)."""
+        writer thread (the database then belongs to it; small turns with nothing in
+        flight on the loop thread: ``InlineChoice``), else inline.  ``clock``: the
+        commit latency in ``stats`` and the inline commits' duration (``InlineChoice``:
+        only with a thread, never in the simulation)."""
         self.writer: InlineWriter | ThreadWriter | None = None
         if db is not None:
             store = db()
             assert store is not None
-            self.writer = ThreadWriter(store) if thread else InlineWriter(db)
+            self.writer = ThreadWriter(store, InlineChoice()) if thread else InlineWriter(db)
         self.mode = "none" if db is None else "thread" if thread else "inline"
         self.turn = Turn(1)
         self.unsaved: dict[ConfigKey, Turn] = {}
         self._flight: deque[Turn] = deque()  # submitted, in order
+        self._pending: Turn | None = None  # in _flight, to commit inline (commit_pending)
         self._flight_versions = 0
         self._ready: list[tuple[Turn, BaseException | None]] = []  # done, not yet returned
         self._done: dict[int, BaseException | None] = {}  # the writer's answers, by seq
@@ -345,6 +438,8 @@ class CommitPipeline:
         """The loop turn ends: its early effects are ready at once; submit the current
         turn (or let it ride on the last one in flight); first wait for the writer if
         too much is in flight."""
+        if self._pending is not None:  # not committed by its flush (should not happen)
+            self.commit_pending(now)
         turn = self.turn
         if turn.early:  # records: they go while the turn's own versions are fsynced
             self._ready.append((Turn(turn.seq, effects=turn.early), None))
@@ -376,10 +471,35 @@ class CommitPipeline:
         self.turn = Turn(turn.seq + 1)
         turn.gen = self._gen
         turn.submitted = self._clock()
+        idle = not self._flight
         self._flight.append(turn)
         self._flight_versions += turn.versions
-        self.writer.submit([turn])
+        writer = self.writer
+        if (
+            type(writer) is ThreadWriter
+            and writer.inline is not None
+            and writer.inline.choose(turn.versions, idle, turn.submitted)
+        ):
+            self._pending = turn  # committed by commit_pending, once the records left
+            return
+        writer.submit([turn])
         self._collect(now)
+
+    def commit_pending(self, now: float) -> bool:
+        """Commit, on this thread, the turn ``end_turn`` kept to commit inline (the caller
+        first carried out what was ready: the turn's records are on their way to the
+        peers while this fsyncs); True: a turn was committed (its effects are ready)."""
+        turn, self._pending = self._pending, None
+        if turn is None:
+            return False
+        writer = self.writer
+        assert type(writer) is ThreadWriter and writer.inline is not None
+        start = turn.submitted = self._clock()
+        writer.commit_here([turn])
+        end = self._clock()
+        writer.inline.took(end - start, end)
+        self._collect(now)
+        return True
 
     def retry_at(self) -> float | None:
         return self._retry_at
@@ -406,6 +526,8 @@ class CommitPipeline:
         self._retry_at = None  # one last try of a failed commit
         if drain:
             self.end_turn(now)
+            self.commit_pending(now)
+        self._pending = None  # (drain False, a crash: never committed)
         deadline = self._clock() + CLOSE_SECONDS
         while drain and self._flight and self.writer is not None:
             left = deadline - self._clock()
@@ -434,6 +556,16 @@ class CommitPipeline:
                     "commit_write_ms_max": round(self.writer.write_ms[1], 3),
                 }
                 if isinstance(self.writer, ThreadWriter)
+                else {}
+            ),  # fmt: skip
+            **(
+                {
+                    "commit_inline": self.writer.inline.inline,
+                    "commit_threaded": self.writer.inline.threaded,
+                    "commit_inline_slow": self.writer.inline.slow_commits,
+                    "commit_inline_backoffs": self.writer.inline.backoffs,
+                }
+                if isinstance(self.writer, ThreadWriter) and self.writer.inline is not None
                 else {}
             ),  # fmt: skip
             "commit_failing": self.failing is not None,

@@ -382,7 +382,9 @@ class ConfigPlane:
         (announcements, sends, replies); then the next wake-up, computed once per turn."""
         self._now = now
         self._commits.end_turn(now)
-        self._finish_turns(now)
+        self._finish_turns(now)  # the turn's records leave before an inline commit
+        if self._commits.commit_pending(now):  # a small turn, nothing in flight: fsync here
+            self._finish_turns(now)
         self._wake = min(self._wake, self._next_wake())
 
     def _finish_turns(self, now: float) -> None:

@@ -34,6 +34,7 @@ from test_config_plane import (
     _check_disk_first,
     _record_order,
     owner_of,
+    unbatched,
 )
 
 from meshreg.config import NodeConfig
@@ -192,8 +193,13 @@ class GatedDb:
         self.db, self.gate, self.entered = db, threading.Event(), threading.Event()
         self.writes = 0
         self.fail = 0
+        self.threads: list[int] = []  # the thread of each write
+        self.on_write: Any = None  # called at each write (a test's clock moves on)
 
     def write(self, ops: Any) -> None:
+        self.threads.append(threading.get_ident())
+        if self.on_write is not None:
+            self.on_write()
         self.entered.set()
         assert self.gate.wait(DEADLINE), "the test never opened the gate"
         if self.fail:
@@ -207,9 +213,11 @@ class GatedDb:
 
 
 class Node:
-    """One plane with a real writer thread on a gated database (majority 1)."""
+    """One plane with a real writer thread on a gated database (majority 1); ``inline``:
+    small turns with nothing in flight committed on the loop thread (as in a node), else
+    every turn on the thread (what most of these tests look at)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, inline: bool = False) -> None:
         self.now = T0
         self.replies: list[tuple[bytes, dict[str, Any]]] = []
         self.notes: list[dict[str, Any]] = []
@@ -225,6 +233,10 @@ class Node:
         )
         writer = self.plane._commits.writer
         assert isinstance(writer, config_commit.ThreadWriter)
+        assert writer.inline is not None  # a node's default
+        if not inline:
+            writer.inline = None
+        self.writer = writer
         self.gated = GatedDb(writer._db)
         writer._db = self.gated  # type: ignore[assignment]
 
@@ -527,3 +539,141 @@ def test_a_commit_that_keeps_failing_refuses_writes_and_recovers(
     (ok,) = node.answered(b"w3")
     assert ok["ok"] and node.rows("b", 1) == 1
     plane.close()
+
+
+# -- the adaptive choice: inline on the loop thread, or the writer thread -------------------
+def test_inline_choice_takes_small_idle_turns_and_backs_off_after_a_slow_commit() -> None:
+    choice = config_commit.InlineChoice(max_versions=4, slow=0.004, backoff=0.5, in_a_row=2)
+    table = [  # (versions, idle, now, inline?)
+        (1, True, 10.0, True),
+        (4, True, 10.0, True),
+        (5, True, 10.0, False),  # too big: the thread (its commit would stall the loop)
+        (1, False, 10.0, False),  # something in flight: behind it, on the thread
+    ]
+    for versions, idle, now, inline in table:
+        assert choice.choose(versions, idle, now) is inline, (versions, idle, now)
+    choice.took(0.004, 10.0)  # at the limit: not slow
+    assert choice.choose(1, True, 10.0) and choice.slow_commits == 0
+    choice.took(0.0041, 10.5)  # slow once (a preempted loop, as often as a slow disk) ...
+    choice.took(0.001, 10.6)  # ... then fast: no back-off
+    choice.took(0.0041, 10.7)
+    assert choice.choose(1, True, 10.7) and (choice.slow_commits, choice.backoffs) == (2, 0)
+    choice.took(0.0041, 11.0)  # slow twice in a row: the thread until 11.5
+    assert (choice.slow_commits, choice.backoffs) == (3, 1)
+    assert not choice.choose(1, True, 11.0) and not choice.choose(1, True, 11.4999)
+    assert choice.choose(1, True, 11.5)
+    choice.took(0.0041, 11.6)  # the run starts again after a back-off
+    assert choice.choose(1, True, 11.6)
+    assert (choice.inline, choice.threaded) == (6, 4)
+
+
+def test_a_small_turn_with_nothing_in_flight_commits_on_the_loop_thread(tmp_path: Path) -> None:
+    """Nothing in flight: the turn is committed by the loop itself in its flush (answered
+    there, no wake-up); with a turn in flight on the thread, the next one goes behind it on
+    the thread, and both are answered in order."""
+    node = Node(tmp_path, inline=True)
+    plane, gated, writer = node.plane, node.gated, node.writer
+    assert writer.inline is not None
+    plane._commits._clock = lambda: 100.0  # no inline commit is slow (else: the thread)
+    gated.gate.set()
+    node.serve(b"w1", "config_publish", data_id="a", content="1")
+    plane.flush(node.now)
+    (ok,) = node.answered(b"w1")  # answered in the flush: committed inline
+    assert ok["ok"] and node.rows("a", 1) == 1
+    assert gated.threads == [threading.get_ident()]
+    assert select.select([plane.wakeup_fd], [], [], 0)[0] == []  # no wake-up byte
+    stats = plane.stats()
+    assert (stats["commit_inline"], stats["commit_threaded"]) == (1, 0)
+    assert stats["commit_turns_in_flight"] == 0
+    # a turn held on the thread (too big for inline here), then a small one: behind it
+    gated.gate.clear()
+    gated.entered.clear()
+    writer.inline.max_versions = 0
+    node.serve(b"w2", "config_publish", data_id="b", content="2")
+    plane.flush(node.now)
+    assert gated.entered.wait(DEADLINE)
+    writer.inline.max_versions = config_commit.INLINE_MAX_VERSIONS
+    node.serve(b"w3", "config_publish", data_id="c", content="3")
+    plane.flush(node.now)  # b in flight: c is handed to the thread, not committed here
+    assert plane.stats()["commit_threaded"] == 2 and node.answered(b"w3") == []
+    gated.gate.set()
+    deadline = time.monotonic() + DEADLINE
+    while node.answered(b"w3") == [] and time.monotonic() < deadline:
+        node.wait_committed()
+    assert node.answered(b"w2")[0]["ok"] and node.answered(b"w3")[0]["ok"]
+    assert [n["data_id"] for n in node.notes] == ["a", "b", "c"]
+    assert all(t != threading.get_ident() for t in gated.threads[1:])
+    # nothing in flight again: inline again
+    node.serve(b"w4", "config_publish", data_id="d", content="4")
+    plane.flush(node.now)
+    assert node.answered(b"w4")[0]["ok"] and gated.threads[-1] == threading.get_ident()
+    plane.close()
+
+
+def test_a_slow_inline_commit_sends_the_next_turns_to_the_thread_for_a_while(
+    tmp_path: Path,
+) -> None:
+    """The pipeline's clock (injected) says two inline commits in a row took 10 ms: the
+    next turns go to the writer thread for ``INLINE_BACKOFF``, then inline again."""
+    node = Node(tmp_path, inline=True)
+    plane, gated = node.plane, node.gated
+    clock = [100.0]
+    plane._commits._clock = lambda: clock[0]
+    gated.gate.set()
+    gated.on_write = lambda: clock.__setitem__(0, clock[0] + 0.010)  # a slow disk
+    for client, data_id in ((b"w0", "z"), (b"w1", "a")):
+        node.serve(client, "config_publish", data_id=data_id, content="1")
+        plane.flush(node.now)
+        assert node.answered(client)[0]["ok"]
+    stats = plane.stats()
+    assert (stats["commit_inline_slow"], stats["commit_inline_backoffs"]) == (2, 1)
+    gated.on_write = None
+    node.serve(b"w2", "config_publish", data_id="b", content="2")
+    plane.flush(node.now)  # backing off: the thread
+    node.wait_committed()
+    assert node.answered(b"w2")[0]["ok"] and gated.threads[-1] != threading.get_ident()
+    clock[0] += config_commit.INLINE_BACKOFF
+    node.serve(b"w3", "config_publish", data_id="c", content="3")
+    plane.flush(node.now)
+    assert node.answered(b"w3")[0]["ok"] and gated.threads[-1] == threading.get_ident()
+    stats = plane.stats()
+    assert (stats["commit_inline"], stats["commit_threaded"]) == (3, 1)
+    plane.close()
+
+
+def test_inline_commits_in_a_cluster_send_the_records_first_and_answer_without_a_wakeup(
+    tmp_path: Path,
+) -> None:
+    """Three planes whose writers commit inline (as nodes do when idle): the owner's
+    records leave before its own commit (it fsyncs while the peers do), every commit is on
+    the loop's thread, and the publish is answered with no writer-thread wake-up."""
+    net = Net(3, data_dir=tmp_path)
+    events: list[tuple[str, str]] = []
+    for address, plane in net.planes.items():
+        assert plane.db is not None
+        writer = config_commit.ThreadWriter(plane.db, config_commit.InlineChoice())
+        plane._commits.writer, plane._commits.mode = writer, "thread"
+        plane._commits._clock = lambda: 100.0  # no inline commit is slow (else: the thread)
+        gated = GatedDb(plane.db)
+        gated.gate.set()
+        gated.on_write = lambda me=address: events.append(("write", me))
+        writer._db = gated  # type: ignore[assignment]
+    send = net._send
+
+    def recorded(sender: str, to: str, frames: list[bytes]) -> bool:
+        events.extend(("send " + m["op"], sender) for m in unbatched(frames[1]))
+        return send(sender, to, frames)
+
+    net._send = recorded  # type: ignore[method-assign]
+    owner = owner_of("inl")
+    answer = net.call(owner, "config_publish", data_id="inl", content="v1")
+    assert answer["ok"] and answer["result"]["revision"] == 1
+    first_write = events.index(("write", owner))
+    records = [i for i, e in enumerate(events) if e == ("send config_record", owner)]
+    assert len(records) == 2 and max(records) < first_write, events
+    assert on_disk(net, "inl", 1) == 3
+    for plane in net.planes.values():
+        stats = plane.stats()
+        assert stats["commit_inline"] >= 1 and stats["commit_threaded"] == 0, stats
+        assert stats["commit_turns_in_flight"] == 0
+        plane.close()
