@@ -10,7 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, wait_until
+import pytest
+from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, run_cli, wait_until
 
 from meshreg import Client
 
@@ -195,17 +196,35 @@ def test_node_reads_toml_config_and_flags_override(tmp_path: Path) -> None:
         node.cleanup()
 
 
-def test_node_rejects_bad_config(tmp_path: Path) -> None:
+def refused(monkeypatch: pytest.MonkeyPatch, *args: str) -> subprocess.CompletedProcess[str]:
+    """``meshreg node ARGS`` for a configuration the node must refuse, in this process
+    (helpers.run_cli: no interpreter start per case).  The node's runtime is replaced by
+    one that fails the test if it is ever built: a configuration accepted by mistake must
+    not bind and serve here.  A refusal is a one-line error, never a traceback."""
+
+    class Accepted:
+        def __init__(self, *a: object, **kw: object) -> None:
+            raise AssertionError(f"meshreg node {args} accepted its configuration")
+
+    monkeypatch.setattr("meshreg.runtime.node.NodeRuntime", Accepted)
+    out = run_cli("node", *args)
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+def test_node_rejects_bad_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[health]\nunhealthy_after = 30\nevict_after = 10\n")
-    out = run("node", "--config", str(cfg))
+    out = refused(monkeypatch, "--config", str(cfg))
     assert out.returncode != 0 and "evict_after" in out.stderr
     cfg.write_text("[nodes]\n")
-    out = run("node", "--config", str(cfg))
+    out = refused(monkeypatch, "--config", str(cfg))
     assert out.returncode != 0 and "unknown table" in out.stderr
 
 
-def test_bad_config_values_are_one_line_errors(tmp_path: Path) -> None:
+def test_bad_config_values_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "bad.toml"
     for text, needle in [
         ("[node]\nport = 1.5\n", "port"),
@@ -215,13 +234,13 @@ def test_bad_config_values_are_one_line_errors(tmp_path: Path) -> None:
         ('[health]\ncheck_interval = "x"\n', "check_interval"),
     ]:
         cfg.write_text(text)
-        out = run("node", "--config", str(cfg))
+        out = refused(monkeypatch, "--config", str(cfg))
         assert out.returncode != 0
         assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
     cfg.write_bytes(b"\xff\xfe[node]\n")
-    out = run("node", "--config", str(cfg))
+    out = refused(monkeypatch, "--config", str(cfg))
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    out = run("node", "--check-interval", "inf")
+    out = refused(monkeypatch, "--check-interval", "inf")
     assert out.returncode != 0 and "finite" in out.stderr
 
 
