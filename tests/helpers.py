@@ -80,7 +80,9 @@ def meshreg_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "meshreg", *args]
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``meshreg ARGS`` run in this process (click's runner), answered as
     ``subprocess.run(meshreg_cmd(*args), capture_output=True, text=True)`` would be.
 
@@ -97,7 +99,7 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
     from meshreg.cli import main
 
-    result = CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=True)
+    result = CliRunner(env=env).invoke(main, list(args), input=stdin, catch_exceptions=True)
     stderr = result.stderr
     exc = result.exception
     if exc is not None and not isinstance(exc, SystemExit):

@@ -63,7 +63,7 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
     try:
 
         def listed() -> list[dict]:
-            out = run("instances", "web", "--json", "-s", node.address)
+            out = run_cli("instances", "web", "--json", "-s", node.address)
             assert out.returncode == 0, out.stderr
             return json.loads(out.stdout)
 
@@ -79,8 +79,8 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
                 "metadata": {"zone": "b"},
             }
         ]
-        assert json.loads(run("services", "--json", "-s", node.address).stdout) == ["web"]
-        text = run("instances", "web", "-s", node.address).stdout
+        assert json.loads(run_cli("services", "--json", "-s", node.address).stdout) == ["web"]
+        text = run_cli("instances", "web", "-s", node.address).stdout
         assert "10.2.0.1:8000" in text and "zone=b" in text
         sidecar.terminate()
         assert sidecar.wait(10) == 0
@@ -93,12 +93,12 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
 def test_deregister_command(node: NodeProcess) -> None:
     with Client([node.address]) as c:
         c.register("api", "10.3.0.1", 80)
-        out = run("deregister", "api", "10.3.0.1:80", "-s", node.address)
+        out = run_cli("deregister", "api", "10.3.0.1:80", "-s", node.address)
         assert out.returncode == 0, out.stderr
         assert "deregistered api 10.3.0.1:80" in out.stderr
         assert c.instances("api") == []
     # an instance that is not registered: idempotent (rc 0), and said so
-    out = run("deregister", "api", "10.3.0.9:80", "-s", node.address)
+    out = run_cli("deregister", "api", "10.3.0.9:80", "-s", node.address)
     assert out.returncode == 0, out.stderr
     assert "nothing to deregister: api 10.3.0.9:80 (cluster DEFAULT) was not listed" in out.stderr
 
@@ -133,7 +133,7 @@ def test_watch_json_prints_one_line_per_change(node: NodeProcess) -> None:
 
 
 def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
-    out = run("stats", "--json", env={"MESHREG_SERVERS": node.address})
+    out = run_cli("stats", "--json", env={"MESHREG_SERVERS": node.address})
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     for key in (
@@ -147,7 +147,7 @@ def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
     ):
         assert key in stats
     assert stats["address"] == node.address
-    human = run("stats", "-s", node.address).stdout
+    human = run_cli("stats", "-s", node.address).stdout
     assert "beats/s" in human and "instances" in human
     assert "sessions        0 holding 0 instances" in human
 
