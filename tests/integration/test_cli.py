@@ -10,7 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, wait_until
+import pytest
+from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, run_cli, wait_until
 
 from meshreg import Client
 
@@ -62,7 +63,7 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
     try:
 
         def listed() -> list[dict]:
-            out = run("instances", "web", "--json", "-s", node.address)
+            out = run_cli("instances", "web", "--json", "-s", node.address)
             assert out.returncode == 0, out.stderr
             return json.loads(out.stdout)
 
@@ -78,8 +79,8 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
                 "metadata": {"zone": "b"},
             }
         ]
-        assert json.loads(run("services", "--json", "-s", node.address).stdout) == ["web"]
-        text = run("instances", "web", "-s", node.address).stdout
+        assert json.loads(run_cli("services", "--json", "-s", node.address).stdout) == ["web"]
+        text = run_cli("instances", "web", "-s", node.address).stdout
         assert "10.2.0.1:8000" in text and "zone=b" in text
         sidecar.terminate()
         assert sidecar.wait(10) == 0
@@ -92,12 +93,12 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
 def test_deregister_command(node: NodeProcess) -> None:
     with Client([node.address]) as c:
         c.register("api", "10.3.0.1", 80)
-        out = run("deregister", "api", "10.3.0.1:80", "-s", node.address)
+        out = run_cli("deregister", "api", "10.3.0.1:80", "-s", node.address)
         assert out.returncode == 0, out.stderr
         assert "deregistered api 10.3.0.1:80" in out.stderr
         assert c.instances("api") == []
     # an instance that is not registered: idempotent (rc 0), and said so
-    out = run("deregister", "api", "10.3.0.9:80", "-s", node.address)
+    out = run_cli("deregister", "api", "10.3.0.9:80", "-s", node.address)
     assert out.returncode == 0, out.stderr
     assert "nothing to deregister: api 10.3.0.9:80 (cluster DEFAULT) was not listed" in out.stderr
 
@@ -132,7 +133,7 @@ def test_watch_json_prints_one_line_per_change(node: NodeProcess) -> None:
 
 
 def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
-    out = run("stats", "--json", env={"MESHREG_SERVERS": node.address})
+    out = run_cli("stats", "--json", env={"MESHREG_SERVERS": node.address})
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     for key in (
@@ -146,7 +147,7 @@ def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
     ):
         assert key in stats
     assert stats["address"] == node.address
-    human = run("stats", "-s", node.address).stdout
+    human = run_cli("stats", "-s", node.address).stdout
     assert "beats/s" in human and "instances" in human
     assert "sessions        0 holding 0 instances" in human
 
@@ -195,17 +196,35 @@ def test_node_reads_toml_config_and_flags_override(tmp_path: Path) -> None:
         node.cleanup()
 
 
-def test_node_rejects_bad_config(tmp_path: Path) -> None:
+def refused(monkeypatch: pytest.MonkeyPatch, *args: str) -> subprocess.CompletedProcess[str]:
+    """``meshreg node ARGS`` for a configuration the node must refuse, in this process
+    (helpers.run_cli: no interpreter start per case).  The node's runtime is replaced by
+    one that fails the test if it is ever built: a configuration accepted by mistake must
+    not bind and serve here.  A refusal is a one-line error, never a traceback."""
+
+    class Accepted:
+        def __init__(self, *a: object, **kw: object) -> None:
+            raise AssertionError(f"meshreg node {args} accepted its configuration")
+
+    monkeypatch.setattr("meshreg.runtime.node.NodeRuntime", Accepted)
+    out = run_cli("node", *args)
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+def test_node_rejects_bad_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[health]\nunhealthy_after = 30\nevict_after = 10\n")
-    out = run("node", "--config", str(cfg))
+    out = refused(monkeypatch, "--config", str(cfg))
     assert out.returncode != 0 and "evict_after" in out.stderr
     cfg.write_text("[nodes]\n")
-    out = run("node", "--config", str(cfg))
+    out = refused(monkeypatch, "--config", str(cfg))
     assert out.returncode != 0 and "unknown table" in out.stderr
 
 
-def test_bad_config_values_are_one_line_errors(tmp_path: Path) -> None:
+def test_bad_config_values_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "bad.toml"
     for text, needle in [
         ("[node]\nport = 1.5\n", "port"),
@@ -215,13 +234,13 @@ def test_bad_config_values_are_one_line_errors(tmp_path: Path) -> None:
         ('[health]\ncheck_interval = "x"\n', "check_interval"),
     ]:
         cfg.write_text(text)
-        out = run("node", "--config", str(cfg))
+        out = refused(monkeypatch, "--config", str(cfg))
         assert out.returncode != 0
         assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
     cfg.write_bytes(b"\xff\xfe[node]\n")
-    out = run("node", "--config", str(cfg))
+    out = refused(monkeypatch, "--config", str(cfg))
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    out = run("node", "--check-interval", "inf")
+    out = refused(monkeypatch, "--check-interval", "inf")
     assert out.returncode != 0 and "finite" in out.stderr
 
 

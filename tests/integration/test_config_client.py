@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import NodeProcess, meshreg_cmd, wait_until
+from helpers import NodeProcess, meshreg_cmd, run_cli, wait_until
 
 from meshreg import Client
 from meshreg.errors import ConflictError
@@ -31,13 +30,10 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
-def run(
-    *args: str, timeout: float = 20.0, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:  # noqa: E501
-    return subprocess.run(
-        meshreg_cmd(*args), capture_output=True, text=True, timeout=timeout, input=stdin,
-        env=dict(os.environ),
-    )  # fmt: skip
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``meshreg ARGS`` in this process, against the real node (helpers.run_cli: no
+    interpreter start per command; ``config watch`` below runs as a process)."""
+    return run_cli(*args, stdin=stdin)
 
 
 def cfg(node: NodeProcess, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
