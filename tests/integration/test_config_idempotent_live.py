@@ -136,6 +136,7 @@ def test_a_resend_to_a_new_owner_that_lacks_the_version_is_checked_with_a_majori
             1, lost["origin"], lost["md5"])  # fmt: skip
         stats = conns[b].ok("stats")["config"]
         print("re-send path:", {k: stats[k] for k in ("request_checks", "deduplicated")})
+
         def history(conn: Conn) -> Any:  # B answers reads once its ready gate opens
             reply = conn.call("config_history", data_id=data_id)
             return [(h["revision"], h["content"]) for h in reply["result"]["items"]] if reply[
