@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -113,6 +114,12 @@ DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of t
 DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
 MAX_RANGE_SCAN = 4 * DIGEST_STEP  # data ids of its own a receiver looks at per message
 RETURN_DIGESTS_GAP = 1.0  # s; at most this often digests to a peer that came back up
+# Versions pushed to one peer per step (``SendVersions``), at most, by count and by content
+# bytes (one larger version goes alone); the rest waits ``DIGEST_STEP_GAP`` per step, so a
+# fresh node catching up on a big table gets its versions over many short loop turns (the
+# current versions first, then the histories), not one message of every kept version.
+PUSH_STEP_VERSIONS = 128  # ~10 ms to encode, decode and merge on either side
+PUSH_STEP_BYTES = 512 * 1024
 
 
 def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
@@ -276,6 +283,20 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class _PushQueue:
+    """The versions waiting to be pushed to one peer (anti-entropy), current versions of
+    their data ids first; ``queued`` holds the identities in either, so a version asked for
+    again while it waits is not queued twice."""
+
+    heads: deque[ConfigEntry] = field(default_factory=deque)
+    rest: deque[ConfigEntry] = field(default_factory=deque)
+    queued: set[tuple[Any, ...]] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.queued)
+
+
+@dataclass(slots=True)
 class _CatchUp:
     writes: list[tuple[ConfigWrite, float]]  # with the time each arrived
     deadline: float
@@ -318,8 +339,11 @@ class ConfigReplicator:
         self._sync_turn = 0
         self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
         self._next_step = math.inf  # the next step of the digest rounds under way
+        self._push: dict[str, _PushQueue] = {}  # peer -> versions still to push to it
+        self._next_push = math.inf  # the next step of those pushes
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
-                         "deduplicated": 0, "request_checks": 0}  # fmt: skip
+                         "deduplicated": 0, "request_checks": 0, "pushed": 0,
+                         "push_steps": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -497,6 +521,7 @@ class ConfigReplicator:
         reply: bool,
         after: ConfigKey | None = None,
         upto: ConfigKey | None = None,
+        now: float | None = None,
     ) -> list[Effect]:
         """A peer's digests: push what it lacks of every data id where this node is ahead.
 
@@ -507,7 +532,8 @@ class ConfigReplicator:
         ``reply`` True: only those data ids are considered, and nothing is asked.  Only
         the versions the sender lacks go: those above its current revision, or at it but
         not its current version (or with a committed flag it lacks); the rest of a history
-        goes through ``SendHave``."""
+        goes through ``SendHave``.  The versions go in steps (``_queue_push``); ``now``
+        (the runtime's clock) paces the steps after the first."""
         theirs = {d.key: d for d in digests}
         keys = list(theirs)
         if not reply:  # the data ids of the range that the sender lacks
@@ -536,9 +562,7 @@ class ConfigReplicator:
                     want.append(mine)
             elif other.history != mine.history and not reply:
                 have.append((key, tuple(self.store.revision_hashes(key).items())))
-        effects: list[Effect] = []
-        if push:
-            effects.append(SendVersions(sender, tuple(push)))
+        effects: list[Effect] = self._queue_push(sender, push, now)
         if want:
             effects.append(SendDigests(sender, tuple(want), True))
         if have:
@@ -550,6 +574,7 @@ class ConfigReplicator:
         sender: str,
         items: Iterable[tuple[ConfigKey, Iterable[RevisionHash]]],
         reply: bool,
+        now: float | None = None,
     ) -> list[Effect]:
         """A peer's revisions kept of data ids whose histories differ: push this node's
         versions of the revisions it lacks or holds otherwise (duplicates are merged as
@@ -564,9 +589,7 @@ class ConfigReplicator:
             push.extend(e for e in self.store.kept_versions(key) if e.revision in differ)
             if not reply and any(mine.get(r) != h for r, h in theirs.items()):
                 back.append((key, tuple(mine.items())))
-        effects: list[Effect] = []
-        if push:
-            effects.append(SendVersions(sender, tuple(push)))
+        effects: list[Effect] = self._queue_push(sender, push, now)
         if back:
             effects.append(SendHave(sender, tuple(back), True))
         return effects
@@ -625,6 +648,74 @@ class ConfigReplicator:
             self._start_round(peer, now)
         if now >= self._next_step:
             effects.extend(self._digest_steps(now))
+        if now >= self._next_push:
+            effects.extend(self._push_steps(now))
+        return effects
+
+    def _queue_push(
+        self, peer: str, versions: list[ConfigEntry], now: float | None
+    ) -> list[Effect]:
+        """Queue versions for ``peer`` (the current version of each data id ahead of its
+        history), and push the first step at once if nothing was waiting for it: a small
+        repair goes as before, a large one (a fresh node's whole table) in steps of
+        ``PUSH_STEP_VERSIONS`` / ``PUSH_STEP_BYTES``, ``DIGEST_STEP_GAP`` apart."""
+        if not versions:
+            return []
+        queue = self._push.get(peer)
+        idle = queue is None or not queue
+        if queue is None:
+            queue = self._push[peer] = _PushQueue()
+        for e in versions:
+            ident = _push_identity(e)
+            if ident in queue.queued:
+                continue
+            queue.queued.add(ident)
+            current = self.store.current(e.key)
+            top = current is not None and e.revision == current.revision
+            (queue.heads if top else queue.rest).append(e)
+        if not idle:
+            return []  # its steps are under way: these follow
+        effects = self._push_step(peer, queue)
+        if queue:
+            at = -math.inf if now is None else now + DIGEST_STEP_GAP
+            self._next_push = min(self._next_push, at)
+        else:
+            del self._push[peer]
+        return effects
+
+    def _push_step(self, peer: str, queue: _PushQueue) -> list[Effect]:
+        """At most ``PUSH_STEP_VERSIONS`` versions and ``PUSH_STEP_BYTES`` of content
+        (at least one version) off the peer's queue, as one ``SendVersions``."""
+        batch: list[ConfigEntry] = []
+        size = 0
+        for part in (queue.heads, queue.rest):
+            while part and len(batch) < PUSH_STEP_VERSIONS:
+                e = part[0]
+                n = _size(e)
+                if batch and size + n > PUSH_STEP_BYTES:
+                    break
+                part.popleft()
+                queue.queued.discard(_push_identity(e))
+                batch.append(e)
+                size += n
+            if len(batch) >= PUSH_STEP_VERSIONS or (part and batch):
+                break
+        self.counters["pushed"] += len(batch)
+        self.counters["push_steps"] += 1
+        return [SendVersions(peer, tuple(batch))] if batch else []
+
+    def _push_steps(self, now: float) -> list[Effect]:
+        """One step of every peer's push queue; a peer not up loses its queue (its return
+        brings a new round, which asks again for what it still lacks)."""
+        effects: list[Effect] = []
+        for peer, queue in list(self._push.items()):
+            if peer not in self.up:
+                del self._push[peer]
+                continue
+            effects += self._push_step(peer, queue)
+            if not queue:
+                del self._push[peer]
+        self._next_push = now + DIGEST_STEP_GAP if self._push else math.inf
         return effects
 
     def _start_round(self, peer: str, now: float) -> None:
@@ -656,7 +747,8 @@ class ConfigReplicator:
         """The latest time ``tick`` must be called next."""
         if self._returned:
             return -math.inf
-        times = [self._next_sync if self.peers else float("inf"), self._next_step]
+        times = [self._next_sync if self.peers else float("inf"), self._next_step,
+                 self._next_push]  # fmt: skip
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))
         for c in self._catching_up.values():
@@ -786,6 +878,14 @@ class ConfigReplicator:
 
 def _pending_key(entry: ConfigEntry) -> tuple[ConfigKey, int, str, str]:
     return (entry.key, entry.revision, entry.origin, entry.md5)
+
+
+def _push_identity(e: ConfigEntry) -> tuple[Any, ...]:
+    return (e.key, e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.committed)
+
+
+def _size(e: ConfigEntry) -> int:
+    return len(e.content) + (len(e.gray.content) if e.gray else 0)
 
 
 def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:

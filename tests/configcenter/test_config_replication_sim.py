@@ -171,9 +171,9 @@ class Sim:
         elif isinstance(msg, SendCommit):
             effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
         elif isinstance(msg, SendDigests):
-            effects = rep.on_digests(src, msg.digests, msg.reply, msg.after, msg.upto)
+            effects = rep.on_digests(src, msg.digests, msg.reply, msg.after, msg.upto, now)
         elif isinstance(msg, SendHave):
-            effects = rep.on_have(src, msg.items, msg.reply)
+            effects = rep.on_have(src, msg.items, msg.reply, now)
         elif isinstance(msg, SendVersions):
             effects = rep.on_versions(msg.entries)
         elif isinstance(msg, FetchVersions):
