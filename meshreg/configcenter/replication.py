@@ -282,18 +282,26 @@ class _Pending:
     joined: list[Any] = field(default_factory=list)  # re-sends of it: answered alike
 
 
+# What a peer lacks of one data id, worked out when its turn to be pushed comes (so a
+# round that finds 100,000 data ids to push costs O(data ids), not O(versions)): None, all
+# kept versions; a digest, those ``_lacked`` by its holder; a set, those of these revisions.
+PushWant = ConfigDigest | frozenset[int] | None
+
+
 @dataclass(slots=True)
 class _PushQueue:
-    """The versions waiting to be pushed to one peer (anti-entropy), current versions of
-    their data ids first; ``queued`` holds the identities in either, so a version asked for
-    again while it waits is not queued twice."""
+    """The versions waiting to be pushed to one peer (anti-entropy): the current versions
+    of the data ids first (``heads``), then the rest of each (``wants``, expanded into
+    ``ready`` one data id at a time).  A data id asked for again while it waits is not
+    queued twice (``queued``)."""
 
     heads: deque[ConfigEntry] = field(default_factory=deque)
-    rest: deque[ConfigEntry] = field(default_factory=deque)
-    queued: set[tuple[Any, ...]] = field(default_factory=set)
+    wants: deque[tuple[ConfigKey, PushWant, ConfigEntry | None]] = field(default_factory=deque)
+    ready: deque[ConfigEntry] = field(default_factory=deque)
+    queued: set[ConfigKey] = field(default_factory=set)
 
-    def __len__(self) -> int:
-        return len(self.queued)
+    def __bool__(self) -> bool:
+        return bool(self.heads or self.wants or self.ready)
 
 
 @dataclass(slots=True)
@@ -543,7 +551,7 @@ class ConfigReplicator:
                     break
                 if key not in theirs:
                     keys.append(key)
-        push: list[ConfigEntry] = []
+        push: list[tuple[ConfigKey, PushWant]] = []
         want: list[ConfigDigest] = []
         have: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
         for key in keys:
@@ -554,9 +562,9 @@ class ConfigReplicator:
                 continue
             mine = self.store.digest(key)
             if other is None or other.revision == 0:
-                push.extend(self.store.kept_versions(key))
+                push.append((key, None))
             elif _digest_order(mine) > _digest_order(other):
-                push.extend(_lacked(self.store.kept_versions(key), other))
+                push.append((key, other))
             elif _digest_order(other) > _digest_order(mine):
                 if not reply:
                     want.append(mine)
@@ -580,13 +588,14 @@ class ConfigReplicator:
         versions of the revisions it lacks or holds otherwise (duplicates are merged as
         no-ops); ``reply`` False: answer with this node's list where the peer has
         revisions this node lacks or holds otherwise."""
-        push: list[ConfigEntry] = []
+        push: list[tuple[ConfigKey, PushWant]] = []
         back: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
         for key, hashes in items:
             theirs = dict(hashes)
             mine = self.store.revision_hashes(key)
             differ = {r for r, h in mine.items() if theirs.get(r) != h}
-            push.extend(e for e in self.store.kept_versions(key) if e.revision in differ)
+            if differ:
+                push.append((key, frozenset(differ)))
             if not reply and any(mine.get(r) != h for r, h in theirs.items()):
                 back.append((key, tuple(mine.items())))
         effects: list[Effect] = self._queue_push(sender, push, now)
@@ -653,26 +662,29 @@ class ConfigReplicator:
         return effects
 
     def _queue_push(
-        self, peer: str, versions: list[ConfigEntry], now: float | None
+        self, peer: str, wants: list[tuple[ConfigKey, PushWant]], now: float | None
     ) -> list[Effect]:
-        """Queue versions for ``peer`` (the current version of each data id ahead of its
-        history), and push the first step at once if nothing was waiting for it: a small
-        repair goes as before, a large one (a fresh node's whole table) in steps of
-        ``PUSH_STEP_VERSIONS`` / ``PUSH_STEP_BYTES``, ``DIGEST_STEP_GAP`` apart."""
-        if not versions:
+        """Queue what ``peer`` lacks of these data ids (the current version of each ahead
+        of every history), and push the first step at once if nothing was waiting for it:
+        a small repair goes as before, a large one (a fresh node's whole table) in steps
+        of ``PUSH_STEP_VERSIONS`` / ``PUSH_STEP_BYTES``, ``DIGEST_STEP_GAP`` apart."""
+        if not wants:
             return []
         queue = self._push.get(peer)
         idle = queue is None or not queue
         if queue is None:
             queue = self._push[peer] = _PushQueue()
-        for e in versions:
-            ident = _push_identity(e)
-            if ident in queue.queued:
+        for key, want in wants:
+            if key in queue.queued:
+                continue  # still waiting: it goes with what it lacked when asked first
+            current = self.store.current(key)
+            if current is None:
                 continue
-            queue.queued.add(ident)
-            current = self.store.current(e.key)
-            top = current is not None and e.revision == current.revision
-            (queue.heads if top else queue.rest).append(e)
+            queue.queued.add(key)
+            head = current if _wanted(current, want) else None
+            if head is not None:
+                queue.heads.append(head)
+            queue.wants.append((key, want, head))
         if not idle:
             return []  # its steps are under way: these follow
         effects = self._push_step(peer, queue)
@@ -688,18 +700,26 @@ class ConfigReplicator:
         (at least one version) off the peer's queue, as one ``SendVersions``."""
         batch: list[ConfigEntry] = []
         size = 0
-        for part in (queue.heads, queue.rest):
-            while part and len(batch) < PUSH_STEP_VERSIONS:
-                e = part[0]
-                n = _size(e)
-                if batch and size + n > PUSH_STEP_BYTES:
-                    break
-                part.popleft()
-                queue.queued.discard(_push_identity(e))
-                batch.append(e)
-                size += n
-            if len(batch) >= PUSH_STEP_VERSIONS or (part and batch):
+        while len(batch) < PUSH_STEP_VERSIONS:
+            if queue.heads:
+                part = queue.heads
+            elif queue.ready:
+                part = queue.ready
+            elif queue.wants:  # the next data id's versions, now (bounded by its history)
+                key, want, head = queue.wants.popleft()
+                queue.queued.discard(key)
+                queue.ready.extend(
+                    e for e in self.store.kept_versions(key)
+                    if _wanted(e, want) and not (head is not None and e.same_version(head))
+                )  # fmt: skip
+                continue
+            else:
                 break
+            n = _size(part[0])
+            if batch and size + n > PUSH_STEP_BYTES:
+                break
+            batch.append(part.popleft())
+            size += n
         self.counters["pushed"] += len(batch)
         self.counters["push_steps"] += 1
         return [SendVersions(peer, tuple(batch))] if batch else []
@@ -880,8 +900,12 @@ def _pending_key(entry: ConfigEntry) -> tuple[ConfigKey, int, str, str]:
     return (entry.key, entry.revision, entry.origin, entry.md5)
 
 
-def _push_identity(e: ConfigEntry) -> tuple[Any, ...]:
-    return (e.key, e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.committed)
+def _wanted(e: ConfigEntry, want: PushWant) -> bool:
+    if want is None:
+        return True
+    if isinstance(want, frozenset):
+        return e.revision in want
+    return bool(_lacked([e], want))
 
 
 def _size(e: ConfigEntry) -> int:
