@@ -357,6 +357,8 @@ class ConfigReplicator:
     def set_members_up(self, up: Iterable[str]) -> None:
         """The configured members this node currently sees up (itself always is)."""
         new = frozenset(m for m in up if m in self.members) | {self.node_id}
+        for gone in self.up - new:  # its pushes wait for its return's round, which asks
+            self._push.pop(gone, None)  # again for what it still lacks
         self._returned |= (new - self.up) & self._seen_up
         self._seen_up |= new - {self.node_id}
         if new != self.up:
@@ -725,13 +727,10 @@ class ConfigReplicator:
         return [SendVersions(peer, tuple(batch))] if batch else []
 
     def _push_steps(self, now: float) -> list[Effect]:
-        """One step of every peer's push queue; a peer not up loses its queue (its return
-        brings a new round, which asks again for what it still lacks)."""
+        """One step of every peer's push queue (a peer seen down lost its queue:
+        ``set_members_up``; one not seen up yet, but asking, keeps it)."""
         effects: list[Effect] = []
         for peer, queue in list(self._push.items()):
-            if peer not in self.up:
-                del self._push[peer]
-                continue
             effects += self._push_step(peer, queue)
             if not queue:
                 del self._push[peer]

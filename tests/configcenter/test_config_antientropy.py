@@ -214,3 +214,17 @@ def test_a_round_during_the_pushes_queues_nothing_twice_and_a_peer_down_drops_it
     exchange(a, b, [e for e in a.tick(now) if isinstance(e, SendDigests)], now)
     for key in a.store.keys_after(None):
         assert b.store.history_hash(key) == a.store.history_hash(key)
+
+
+def test_a_peer_not_seen_up_yet_that_asks_gets_every_step() -> None:
+    """A starting node asks before this node's view has it up (beacons race the sync):
+    its pushes go on (only a peer seen *down* loses its queue)."""
+    a = ConfigReplicator("n0", IDS, ConfigStore("n0"), 0.0, sync_interval=1000.0)
+    b = ConfigReplicator("n1", IDS, ConfigStore("n1"), 0.0, sync_interval=1000.0)
+    b.set_members_up(IDS)  # a's view lags: n1 not up yet (never was, for a)
+    big_table(a, 10, 30)
+    asked = b.on_digests("n0", a.store.digests(), False, None, None, 5.0)
+    sent = exchange(b, a, [e for e in asked if isinstance(e, SendDigests)], 5.0)
+    assert sent["versions"] == 300 and sent["version_messages"] == 3, sent
+    for key in a.store.keys_after(None):
+        assert b.store.history_hash(key) == a.store.history_hash(key)
