@@ -701,13 +701,15 @@ class ConfigReplicator:
         """At most ``PUSH_STEP_VERSIONS`` versions and ``PUSH_STEP_BYTES`` of content
         (at least one version) off the peer's queue, as one ``SendVersions``."""
         batch: list[ConfigEntry] = []
-        size = 0
+        size = expanded = 0
         while len(batch) < PUSH_STEP_VERSIONS:
             if queue.heads:
                 part = queue.heads
             elif queue.ready:
                 part = queue.ready
-            elif queue.wants:  # the next data id's versions, now (bounded by its history)
+            elif queue.wants and expanded < PUSH_STEP_VERSIONS:  # the next data id's
+                expanded += 1  # versions, now (bounded by its history; and so many a step:
+                # data ids whose current version was all they lacked add nothing)
                 key, want, head = queue.wants.popleft()
                 queue.queued.discard(key)
                 queue.ready.extend(
@@ -722,9 +724,11 @@ class ConfigReplicator:
                 break
             batch.append(part.popleft())
             size += n
+        if not batch:
+            return []
         self.counters["pushed"] += len(batch)
         self.counters["push_steps"] += 1
-        return [SendVersions(peer, tuple(batch))] if batch else []
+        return [SendVersions(peer, tuple(batch))]
 
     def _push_steps(self, now: float) -> list[Effect]:
         """One step of every peer's push queue (a peer seen down lost its queue:

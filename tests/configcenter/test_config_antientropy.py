@@ -228,3 +228,21 @@ def test_a_peer_not_seen_up_yet_that_asks_gets_every_step() -> None:
     assert sent["versions"] == 300 and sent["version_messages"] == 3, sent
     for key in a.store.keys_after(None):
         assert b.store.history_hash(key) == a.store.history_hash(key)
+
+
+def test_many_data_ids_one_revision_behind_get_their_current_versions_in_steps() -> None:
+    """A peer one revision behind on 1,000 data ids (a partition healed): the 1,000
+    current versions go 128 a step, and working out that nothing else is lacked is spread
+    over the steps too (at most 128 data ids' histories looked at per step)."""
+    a, b = pair()
+    keys = big_table(a, 1000, 3, size=16)
+    for key in keys:
+        for e in a.store.entries(key):
+            if e.revision < 3:
+                b.store.apply(e)
+    steps: list[tuple[float, SendVersions]] = []
+    sent = exchange(a, b, [e for e in a.tick(5.0) if isinstance(e, SendDigests)], 5.0, steps)
+    assert sent["versions"] == 1000 and len(steps) == 8, sent
+    assert all(e.revision == 3 for _, s in steps for e in s.entries)
+    for key in keys:
+        assert b.store.history_hash(key) == a.store.history_hash(key)
