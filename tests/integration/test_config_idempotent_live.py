@@ -60,12 +60,16 @@ def test_the_same_request_id_on_every_node_and_after_the_owner_died(tmp_path: Pa
                 2, second["origin"], second["md5"])  # fmt: skip
             history = conn.ok("config_history", data_id="idem.txt")["items"]
             assert [h["revision"] for h in history] == [2, 1], history
-        # a new request id is a new write: CAS on revision 1 now conflicts
+        # a new request id is a new write: CAS on revision 1 now conflicts (once the node
+        # sees the owner down: the re-sends above are answered from its own store, so they
+        # may come before that, and a write forwarded to the dead owner is "outcome unknown")
+        wait_until(lambda: survivors[0].ok("stats")["config"]["members_up"] == 2, 10,
+                   what="the owner seen down")  # fmt: skip
         name, message = survivors[0].error(
             "config_publish", data_id="idem.txt", content="v3", if_revision=1,
             request_id="idem-new-write-000003",
         )  # fmt: skip
-        assert name == "CONFLICT" and "revision 2" in message
+        assert name == "CONFLICT" and "revision 2" in message, (name, message)
     finally:
         for conn in conns:
             conn.close()
