@@ -293,6 +293,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_content_bytes = 1048576       # bytes per content, at most 10 MiB
         keep_revisions = 100              # past revisions kept per data id (0: no limit)
         keep_days = 30                    # days of history kept (0: no limit)
+        force_ready = false               # --config-force-ready: a lone survivor's override
         # [node] data_dir = "/var/lib/meshreg" (default: the user's state directory)
     """
     if path is None:
@@ -316,7 +317,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     limits = data.get("limits", {})
     allowed = {
         "node": {"host", "port", "log_level", "data_dir"},
-        "config": {"max_content_bytes", "keep_revisions", "keep_days"},
+        "config": {"max_content_bytes", "keep_revisions", "keep_days", "force_ready"},
         "health": {f.name for f in fields(HealthPolicy)},
         "cluster": {f.name for f in fields(ClusterPolicy)}
         | {"node_id", "peers", "replication_batch"},
@@ -413,6 +414,10 @@ def _config_table(node: dict[str, Any], table: dict[str, Any], path: Path) -> di
             if type(table[key]) not in kinds:
                 raise ConfigError(f"config file {path}: [config] {key} must be a number")
             out[f"config_{key}"] = table[key]
+    if "force_ready" in table:  # the ready gate's override (docs/CONFIG.md, "The node")
+        if type(table["force_ready"]) is not bool:
+            raise ConfigError(f"config file {path}: [config] force_ready must be true or false")
+        out["config_force_ready"] = table["force_ready"]
     return out
 
 

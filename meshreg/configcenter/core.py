@@ -52,6 +52,7 @@ Invariants: a data id's current entry has the largest revision it holds; at most
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -163,7 +164,10 @@ class ConfigStore:
         self._keys = SortedKeys()  # every ConfigKey held, for paged lists
         # (data id, request id) -> the revision of the version that write made, for every
         # version held that carries one: bounded by the history (``find_request``)
-        self._requests: dict[tuple[ConfigKey, str], int] = {}
+        # (data id, request id) -> the revisions holding a version of it, ascending: one,
+        # but a first attempt only a minority held may sit at a lower revision than the
+        # version its re-send made (find_request, history: one write, docs/CONFIG.md)
+        self._requests: dict[tuple[ConfigKey, str], list[int]] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
         self._oldest: dict[ConfigKey, float] = {}  # per data id: <= its oldest `modified`
@@ -307,20 +311,36 @@ class ConfigStore:
         for i, rev in enumerate(revisions):
             if len(items) >= page_size:
                 return HistoryPage(items, revisions[i - 1])
-            items.extend(sorted(by_rev[rev], key=merge_order, reverse=True))
+            items.extend(
+                v
+                for v in sorted(by_rev[rev], key=merge_order, reverse=True)
+                if not self.attempt_superseded(v)
+            )
         return HistoryPage(items, None)
 
     def find_request(self, key: ConfigKey, request_id: str) -> ConfigEntry | None:
         """The version a write with this request id made, while it is in the data id's
         history (the dedup window is the retention: ``keep_revisions``, ``keep_seconds``);
-        None if none is held (or ``request_id`` is empty)."""
-        revision = self._requests.get((key, request_id)) if request_id else None
-        if revision is None:
+        None if none is held (or ``request_id`` is empty).  Several held (two owners
+        applied one re-send at one revision, or a first attempt only a minority held sits
+        below the version its re-send made): **one write**, and this is it: a committed
+        one first, then the highest in merge order (revision first).  A function of the
+        versions held, so every node that holds the same ones names the same."""
+        revisions = self._requests.get((key, request_id)) if request_id else None
+        if not revisions:
             return None
-        found = [
-            v for v in self._history[key][revision] if v.request_id == request_id
-        ]  # two only if two owners raced with one re-sent write: the merge winner
-        return max(found, key=merge_order)
+        by_rev = self._history[key]
+        found = [v for r in revisions for v in by_rev[r] if v.request_id == request_id]
+        return max(found, key=_request_order)
+
+    def attempt_superseded(self, entry: ConfigEntry) -> bool:
+        """``entry`` is an attempt of a write that took effect as another, committed
+        version at another revision (its request id's ``find_request``): history leaves
+        it out, so one request id shows as one write."""
+        if not entry.request_id or entry.committed:
+            return False
+        chosen = self.find_request(entry.key, entry.request_id)
+        return chosen is not None and chosen.committed and chosen.revision != entry.revision
 
     def entries(self, key: ConfigKey) -> list[ConfigEntry]:
         """Every version held of a data id, oldest revision first, arrival order within."""
@@ -777,7 +797,9 @@ class ConfigStore:
             self._keys.add(key)
         by_rev.setdefault(entry.revision, []).append(entry)
         if entry.request_id:
-            self._requests[(key, entry.request_id)] = entry.revision
+            revisions = self._requests.setdefault((key, entry.request_id), [])
+            if entry.revision not in revisions:
+                bisect.insort(revisions, entry.revision)
         self.history_entries += 1
         self.content_bytes += _size(entry)
         current = self._current.get(key)
@@ -798,9 +820,14 @@ class ConfigStore:
         return new
 
     def _forget(self, versions: list[ConfigEntry]) -> None:
-        for v in versions:
-            if v.request_id and self._requests.get((v.key, v.request_id)) == v.revision:
-                del self._requests[(v.key, v.request_id)]
+        for v in versions:  # (already out of the history)
+            revisions = self._requests.get((v.key, v.request_id)) if v.request_id else None
+            if revisions and v.revision in revisions:
+                left = self._history.get(v.key, {}).get(v.revision, ())
+                if not any(x.request_id == v.request_id for x in left):
+                    revisions.remove(v.revision)
+                    if not revisions:
+                        del self._requests[(v.key, v.request_id)]
         self.history_entries -= len(versions)
         self.content_bytes -= sum(map(_size, versions))
 
@@ -812,6 +839,10 @@ class ConfigStore:
         self._hashes.pop(key, None)
         self._keys.discard(key)
         return versions
+
+
+def _request_order(entry: ConfigEntry) -> tuple[Any, ...]:
+    return (entry.committed, merge_order(entry))
 
 
 def _settled(entry: ConfigEntry, now: float) -> bool:

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -113,6 +114,12 @@ DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of t
 DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
 MAX_RANGE_SCAN = 4 * DIGEST_STEP  # data ids of its own a receiver looks at per message
 RETURN_DIGESTS_GAP = 1.0  # s; at most this often digests to a peer that came back up
+# Versions pushed to one peer per step (``SendVersions``), at most, by count and by content
+# bytes (one larger version goes alone); the rest waits ``DIGEST_STEP_GAP`` per step, so a
+# fresh node catching up on a big table gets its versions over many short loop turns (the
+# current versions first, then the histories), not one message of every kept version.
+PUSH_STEP_VERSIONS = 128  # ~10 ms to encode, decode and merge on either side
+PUSH_STEP_BYTES = 512 * 1024
 
 
 def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
@@ -275,6 +282,28 @@ class _Pending:
     joined: list[Any] = field(default_factory=list)  # re-sends of it: answered alike
 
 
+# What a peer lacks of one data id, worked out when its turn to be pushed comes (so a
+# round that finds 100,000 data ids to push costs O(data ids), not O(versions)): None, all
+# kept versions; a digest, those ``_lacked`` by its holder; a set, those of these revisions.
+PushWant = ConfigDigest | frozenset[int] | None
+
+
+@dataclass(slots=True)
+class _PushQueue:
+    """The versions waiting to be pushed to one peer (anti-entropy): the current versions
+    of the data ids first (``heads``), then the rest of each (``wants``, expanded into
+    ``ready`` one data id at a time).  A data id asked for again while it waits is not
+    queued twice (``queued``)."""
+
+    heads: deque[ConfigEntry] = field(default_factory=deque)
+    wants: deque[tuple[ConfigKey, PushWant, ConfigEntry | None]] = field(default_factory=deque)
+    ready: deque[ConfigEntry] = field(default_factory=deque)
+    queued: set[ConfigKey] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.heads or self.wants or self.ready)
+
+
 @dataclass(slots=True)
 class _CatchUp:
     writes: list[tuple[ConfigWrite, float]]  # with the time each arrived
@@ -318,13 +347,18 @@ class ConfigReplicator:
         self._sync_turn = 0
         self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
         self._next_step = math.inf  # the next step of the digest rounds under way
+        self._push: dict[str, _PushQueue] = {}  # peer -> versions still to push to it
+        self._next_push = math.inf  # the next step of those pushes
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
-                         "deduplicated": 0, "request_checks": 0}  # fmt: skip
+                         "deduplicated": 0, "request_checks": 0, "pushed": 0,
+                         "push_steps": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
         """The configured members this node currently sees up (itself always is)."""
         new = frozenset(m for m in up if m in self.members) | {self.node_id}
+        for gone in self.up - new:  # its pushes wait for its return's round, which asks
+            self._push.pop(gone, None)  # again for what it still lacks
         self._returned |= (new - self.up) & self._seen_up
         self._seen_up |= new - {self.node_id}
         if new != self.up:
@@ -497,6 +531,7 @@ class ConfigReplicator:
         reply: bool,
         after: ConfigKey | None = None,
         upto: ConfigKey | None = None,
+        now: float | None = None,
     ) -> list[Effect]:
         """A peer's digests: push what it lacks of every data id where this node is ahead.
 
@@ -507,7 +542,8 @@ class ConfigReplicator:
         ``reply`` True: only those data ids are considered, and nothing is asked.  Only
         the versions the sender lacks go: those above its current revision, or at it but
         not its current version (or with a committed flag it lacks); the rest of a history
-        goes through ``SendHave``."""
+        goes through ``SendHave``.  The versions go in steps (``_queue_push``); ``now``
+        (the runtime's clock) paces the steps after the first."""
         theirs = {d.key: d for d in digests}
         keys = list(theirs)
         if not reply:  # the data ids of the range that the sender lacks
@@ -517,7 +553,7 @@ class ConfigReplicator:
                     break
                 if key not in theirs:
                     keys.append(key)
-        push: list[ConfigEntry] = []
+        push: list[tuple[ConfigKey, PushWant]] = []
         want: list[ConfigDigest] = []
         have: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
         for key in keys:
@@ -528,17 +564,15 @@ class ConfigReplicator:
                 continue
             mine = self.store.digest(key)
             if other is None or other.revision == 0:
-                push.extend(self.store.kept_versions(key))
+                push.append((key, None))
             elif _digest_order(mine) > _digest_order(other):
-                push.extend(_lacked(self.store.kept_versions(key), other))
+                push.append((key, other))
             elif _digest_order(other) > _digest_order(mine):
                 if not reply:
                     want.append(mine)
             elif other.history != mine.history and not reply:
                 have.append((key, tuple(self.store.revision_hashes(key).items())))
-        effects: list[Effect] = []
-        if push:
-            effects.append(SendVersions(sender, tuple(push)))
+        effects: list[Effect] = self._queue_push(sender, push, now)
         if want:
             effects.append(SendDigests(sender, tuple(want), True))
         if have:
@@ -550,23 +584,23 @@ class ConfigReplicator:
         sender: str,
         items: Iterable[tuple[ConfigKey, Iterable[RevisionHash]]],
         reply: bool,
+        now: float | None = None,
     ) -> list[Effect]:
         """A peer's revisions kept of data ids whose histories differ: push this node's
         versions of the revisions it lacks or holds otherwise (duplicates are merged as
         no-ops); ``reply`` False: answer with this node's list where the peer has
         revisions this node lacks or holds otherwise."""
-        push: list[ConfigEntry] = []
+        push: list[tuple[ConfigKey, PushWant]] = []
         back: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
         for key, hashes in items:
             theirs = dict(hashes)
             mine = self.store.revision_hashes(key)
             differ = {r for r, h in mine.items() if theirs.get(r) != h}
-            push.extend(e for e in self.store.kept_versions(key) if e.revision in differ)
+            if differ:
+                push.append((key, frozenset(differ)))
             if not reply and any(mine.get(r) != h for r, h in theirs.items()):
                 back.append((key, tuple(mine.items())))
-        effects: list[Effect] = []
-        if push:
-            effects.append(SendVersions(sender, tuple(push)))
+        effects: list[Effect] = self._queue_push(sender, push, now)
         if back:
             effects.append(SendHave(sender, tuple(back), True))
         return effects
@@ -625,6 +659,86 @@ class ConfigReplicator:
             self._start_round(peer, now)
         if now >= self._next_step:
             effects.extend(self._digest_steps(now))
+        if now >= self._next_push:
+            effects.extend(self._push_steps(now))
+        return effects
+
+    def _queue_push(
+        self, peer: str, wants: list[tuple[ConfigKey, PushWant]], now: float | None
+    ) -> list[Effect]:
+        """Queue what ``peer`` lacks of these data ids (the current version of each ahead
+        of every history), and push the first step at once if nothing was waiting for it:
+        a small repair goes as before, a large one (a fresh node's whole table) in steps
+        of ``PUSH_STEP_VERSIONS`` / ``PUSH_STEP_BYTES``, ``DIGEST_STEP_GAP`` apart."""
+        if not wants:
+            return []
+        queue = self._push.get(peer)
+        idle = queue is None or not queue
+        if queue is None:
+            queue = self._push[peer] = _PushQueue()
+        for key, want in wants:
+            if key in queue.queued:
+                continue  # still waiting: it goes with what it lacked when asked first
+            current = self.store.current(key)
+            if current is None:
+                continue
+            queue.queued.add(key)
+            head = current if _wanted(current, want) else None
+            if head is not None:
+                queue.heads.append(head)
+            queue.wants.append((key, want, head))
+        if not idle:
+            return []  # its steps are under way: these follow
+        effects = self._push_step(peer, queue)
+        if queue:
+            at = -math.inf if now is None else now + DIGEST_STEP_GAP
+            self._next_push = min(self._next_push, at)
+        else:
+            del self._push[peer]
+        return effects
+
+    def _push_step(self, peer: str, queue: _PushQueue) -> list[Effect]:
+        """At most ``PUSH_STEP_VERSIONS`` versions and ``PUSH_STEP_BYTES`` of content
+        (at least one version) off the peer's queue, as one ``SendVersions``."""
+        batch: list[ConfigEntry] = []
+        size = expanded = 0
+        while len(batch) < PUSH_STEP_VERSIONS:
+            if queue.heads:
+                part = queue.heads
+            elif queue.ready:
+                part = queue.ready
+            elif queue.wants and expanded < PUSH_STEP_VERSIONS:  # the next data id's
+                expanded += 1  # versions, now (bounded by its history; and so many a step:
+                # data ids whose current version was all they lacked add nothing)
+                key, want, head = queue.wants.popleft()
+                queue.queued.discard(key)
+                queue.ready.extend(
+                    e for e in self.store.kept_versions(key)
+                    if _wanted(e, want) and not (head is not None and e.same_version(head))
+                )  # fmt: skip
+                continue
+            else:
+                break
+            n = _size(part[0])
+            if batch and size + n > PUSH_STEP_BYTES:
+                break
+            batch.append(part.popleft())
+            size += n
+        if not batch:
+            return []
+        self.counters["pushed"] += len(batch)
+        self.counters["push_steps"] += 1
+        return [SendVersions(peer, tuple(batch))]
+
+    def _push_steps(self, now: float) -> list[Effect]:
+        """One step of every peer's push queue (a peer seen down lost its queue:
+        ``set_members_up``; one not seen up yet, but asking, keeps it)."""
+        effects: list[Effect] = []
+        for peer, queue in list(self._push.items()):
+            effects += self._push_step(peer, queue)
+            if not queue:
+                del self._push[peer]
+        self._next_push = now + DIGEST_STEP_GAP if self._push else math.inf
         return effects
 
     def _start_round(self, peer: str, now: float) -> None:
@@ -656,7 +770,8 @@ class ConfigReplicator:
         """The latest time ``tick`` must be called next."""
         if self._returned:
             return -math.inf
-        times = [self._next_sync if self.peers else float("inf"), self._next_step]
+        times = [self._next_sync if self.peers else float("inf"), self._next_step,
+                 self._next_push]  # fmt: skip
         for p in self._pending.values():
             times.append(min(p.deadline, p.resend_at))
         for c in self._catching_up.values():
@@ -786,6 +901,18 @@ class ConfigReplicator:
 
 def _pending_key(entry: ConfigEntry) -> tuple[ConfigKey, int, str, str]:
     return (entry.key, entry.revision, entry.origin, entry.md5)
+
+
+def _wanted(e: ConfigEntry, want: PushWant) -> bool:
+    if want is None:
+        return True
+    if isinstance(want, frozenset):
+        return e.revision in want
+    return bool(_lacked([e], want))
+
+
+def _size(e: ConfigEntry) -> int:
+    return len(e.content) + (len(e.gray.content) if e.gray else 0)
 
 
 def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:

@@ -684,9 +684,10 @@ class ConfigPlane:
                 full = msg.after is None and msg.upto is None  # (a round's step: a range)
                 if not self.ready and not msg.reply and full:
                     self._note_digests(sender, msg)
-                effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto)
+                effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto,
+                                         now)  # fmt: skip
             case ConfigHave():
-                effects = rep.on_have(sender, msg.items, msg.reply)
+                effects = rep.on_have(sender, msg.items, msg.reply, now)
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():

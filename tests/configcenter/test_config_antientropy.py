@@ -13,6 +13,9 @@ from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import (
     DIGEST_STEP,
+    DIGEST_STEP_GAP,
+    PUSH_STEP_BYTES,
+    PUSH_STEP_VERSIONS,
     ConfigReplicator,
     SendDigests,
     SendHave,
@@ -31,26 +34,42 @@ def pair() -> tuple[ConfigReplicator, ConfigReplicator]:
     return a, b
 
 
-def exchange(a: ConfigReplicator, b: ConfigReplicator, effects: list[Any]) -> dict[str, int]:
-    """Deliver ``effects`` (from a to b) and every answer, to the end; counts what went."""
-    sent = {"versions": 0, "digests": 0, "have_ids": 0, "messages": 0}
+def exchange(
+    a: ConfigReplicator,
+    b: ConfigReplicator,
+    effects: list[Any],
+    now: float = 5.0,
+    steps: list[tuple[float, SendVersions]] | None = None,
+) -> dict[str, int]:
+    """Deliver ``effects`` (from a to b) and every answer, to the end, ticking both nodes
+    through the push steps that follow (``DIGEST_STEP_GAP`` apart, on the fake clock; not
+    the next round); counts what went.  ``steps``: each ``SendVersions`` with its time."""
+    sent = {"versions": 0, "digests": 0, "have_ids": 0, "messages": 0, "version_messages": 0}
     queue = [(a, b, e) for e in effects]
-    while queue:
-        src, dst, e = queue.pop(0)
-        sent["messages"] += 1
-        if isinstance(e, SendDigests):
-            sent["digests"] += len(e.digests)
-            out = dst.on_digests(src.node_id, e.digests, e.reply, e.after, e.upto)
-        elif isinstance(e, SendHave):
-            sent["have_ids"] += sum(len(ids) for _, ids in e.items)
-            out = dst.on_have(src.node_id, e.items, e.reply)
-        elif isinstance(e, SendVersions):
-            sent["versions"] += len(e.entries)
-            out = dst.on_versions(e.entries)
-        else:
-            continue  # Persist: the store already holds it
-        queue.extend((dst, src, o) for o in out)
-    return sent
+    while True:
+        while queue:
+            src, dst, e = queue.pop(0)
+            sent["messages"] += 1
+            if isinstance(e, SendDigests):
+                sent["digests"] += len(e.digests)
+                out = dst.on_digests(src.node_id, e.digests, e.reply, e.after, e.upto, now)
+            elif isinstance(e, SendHave):
+                sent["have_ids"] += sum(len(ids) for _, ids in e.items)
+                out = dst.on_have(src.node_id, e.items, e.reply, now)
+            elif isinstance(e, SendVersions):
+                sent["versions"] += len(e.entries)
+                sent["version_messages"] += 1
+                if steps is not None:
+                    steps.append((now, e))
+                out = dst.on_versions(e.entries)
+            else:
+                continue  # Persist: the store already holds it
+            queue.extend((dst, src, o) for o in out)
+        wake = min(a.next_wake(), b.next_wake())
+        if wake > now + 1.0:  # the next round, not a step of this one
+            return sent
+        now = max(now, wake)
+        queue += [(a, b, e) for e in a.tick(now)] + [(b, a, e) for e in b.tick(now)]
 
 
 def test_the_node_ahead_pushes_only_the_versions_above_the_other_current() -> None:
@@ -120,3 +139,110 @@ def test_a_round_goes_in_bounded_steps_that_cover_every_data_id() -> None:
     sent = exchange(a, b, list(steps))
     assert sent["versions"] == n - len(range(0, n, 3)) + 2, sent
     assert set(a.store.keys()) == set(b.store.keys())
+
+
+def big_table(a: ConfigReplicator, ids: int, revisions: int, size: int = 1024) -> list[ConfigKey]:
+    keys = [ConfigKey("public", "G", f"cfg{i:04d}") for i in range(ids)]
+    for r in range(revisions):
+        for i, key in enumerate(keys):
+            a.store.publish(key, f"{r:04d}{i:04d}".ljust(size, "x"), now=float(r))
+    return keys
+
+
+def test_a_fresh_node_gets_a_big_table_in_bounded_steps_current_versions_first() -> None:
+    """A node that lacks every data id: the versions come ``PUSH_STEP_VERSIONS`` (and
+    ``PUSH_STEP_BYTES``) per message, ``DIGEST_STEP_GAP`` apart on the fake clock, the
+    current version of every data id before any history, and the catch-up ends with
+    every kept version (before: one push of all 24,000, chunked only by 4 MiB)."""
+    a, b = pair()
+    keys = big_table(a, 240, 100)
+    steps: list[tuple[float, SendVersions]] = []
+    sent = exchange(a, b, [e for e in a.tick(5.0) if isinstance(e, SendDigests)], 5.0, steps)
+    assert sent["versions"] == 240 * 100, sent
+    assert len(steps) == -(-240 * 100 // PUSH_STEP_VERSIONS)
+    for _, step in steps:
+        assert len(step.entries) <= PUSH_STEP_VERSIONS
+        assert sum(len(e.content) for e in step.entries) <= PUSH_STEP_BYTES
+    times = [t for t, _ in steps]
+    assert all(t2 - t1 >= DIGEST_STEP_GAP - 1e-9 for t1, t2 in zip(times, times[1:], strict=False))
+    heads = [e for _, step in steps[:2] for e in step.entries]  # 240 data ids: two steps
+    assert {e.key for e in heads} == set(keys)
+    assert all(e.revision == 100 for e in heads[:240])
+    for key in keys:
+        assert b.store.current(key) == a.store.current(key)
+        assert b.store.history_hash(key) == a.store.history_hash(key)
+    again = exchange(a, b, [e for e in a.tick(10.0) if isinstance(e, SendDigests)], 10.0)
+    assert again["versions"] == 0 and again["have_ids"] == 0, again  # converged: quiet
+
+
+def test_large_versions_are_capped_by_bytes_and_one_above_the_cap_goes_alone() -> None:
+    a, b = pair()
+    big = PUSH_STEP_BYTES // 3 + 1  # three of them exceed the cap
+    big_table(a, 2, 3, size=big)  # 6 versions of ~170 KiB
+    huge = ConfigKey("public", "G", "huge")
+    a.store.publish(huge, "h" * (PUSH_STEP_BYTES + 10), now=1.0)
+    steps: list[tuple[float, SendVersions]] = []
+    sent = exchange(a, b, [e for e in a.tick(5.0) if isinstance(e, SendDigests)], 5.0, steps)
+    assert sent["versions"] == 7
+    sizes = [sum(len(e.content) for e in s.entries) for _, s in steps]
+    assert all(
+        n <= PUSH_STEP_BYTES or len(s.entries) == 1 for n, (_, s) in zip(sizes, steps, strict=True)
+    )
+    assert [len(s.entries) for _, s in steps] == [2, 1, 2, 2], sizes  # current ones; the huge alone
+    assert b.store.current(huge) == a.store.current(huge)
+
+
+def test_a_round_during_the_pushes_queues_nothing_twice_and_a_peer_down_drops_its_queue() -> None:
+    a, b = pair()
+    big_table(a, 50, 20)
+    first = [e for e in a.tick(5.0) if isinstance(e, SendDigests)]
+    asked = b.on_digests("n0", first[0].digests, False, first[0].after, first[0].upto, 5.0)
+    wants = [e for e in asked if isinstance(e, SendDigests)]
+    out = a.on_digests("n1", wants[0].digests, True, None, None, 5.0)
+    assert [len(e.entries) for e in out if isinstance(e, SendVersions)] == [PUSH_STEP_VERSIONS]
+    again = a.on_digests("n1", wants[0].digests, True, None, None, 5.001)  # asked again
+    assert again == []  # its steps are under way: nothing new, nothing twice
+    pushed = [e for e in a.tick(a.next_wake()) if isinstance(e, SendVersions)]
+    assert len(pushed) == 1 and a.counters["pushed"] == 2 * PUSH_STEP_VERSIONS
+    a.set_members_up({"n0"})  # n1 seen down: the rest of its queue is dropped
+    assert [e for e in a.tick(a.next_wake()) if isinstance(e, SendVersions)] == []
+    assert a.next_wake() > 6.0
+    a.set_members_up({"n0", "n1"})  # back: a round at once brings the rest
+    for e in pushed + [e for e in out if isinstance(e, SendVersions)]:
+        b.on_versions(e.entries)
+    now = a.next_wake()
+    exchange(a, b, [e for e in a.tick(now) if isinstance(e, SendDigests)], now)
+    for key in a.store.keys_after(None):
+        assert b.store.history_hash(key) == a.store.history_hash(key)
+
+
+def test_a_peer_not_seen_up_yet_that_asks_gets_every_step() -> None:
+    """A starting node asks before this node's view has it up (beacons race the sync):
+    its pushes go on (only a peer seen *down* loses its queue)."""
+    a = ConfigReplicator("n0", IDS, ConfigStore("n0"), 0.0, sync_interval=1000.0)
+    b = ConfigReplicator("n1", IDS, ConfigStore("n1"), 0.0, sync_interval=1000.0)
+    b.set_members_up(IDS)  # a's view lags: n1 not up yet (never was, for a)
+    big_table(a, 10, 30)
+    asked = b.on_digests("n0", a.store.digests(), False, None, None, 5.0)
+    sent = exchange(b, a, [e for e in asked if isinstance(e, SendDigests)], 5.0)
+    assert sent["versions"] == 300 and sent["version_messages"] == 3, sent
+    for key in a.store.keys_after(None):
+        assert b.store.history_hash(key) == a.store.history_hash(key)
+
+
+def test_many_data_ids_one_revision_behind_get_their_current_versions_in_steps() -> None:
+    """A peer one revision behind on 1,000 data ids (a partition healed): the 1,000
+    current versions go 128 a step, and working out that nothing else is lacked is spread
+    over the steps too (at most 128 data ids' histories looked at per step)."""
+    a, b = pair()
+    keys = big_table(a, 1000, 3, size=16)
+    for key in keys:
+        for e in a.store.entries(key):
+            if e.revision < 3:
+                b.store.apply(e)
+    steps: list[tuple[float, SendVersions]] = []
+    sent = exchange(a, b, [e for e in a.tick(5.0) if isinstance(e, SendDigests)], 5.0, steps)
+    assert sent["versions"] == 1000 and len(steps) == 8, sent
+    assert all(e.revision == 3 for _, s in steps for e in s.entries)
+    for key in keys:
+        assert b.store.history_hash(key) == a.store.history_hash(key)

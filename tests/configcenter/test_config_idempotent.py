@@ -536,3 +536,72 @@ def test_two_writes_at_one_revision_still_count_as_a_conflict() -> None:
     twin = ConfigStore("n2").publish(K, "a", now=1.0, request_id=RID)
     c.apply(twin)
     assert c.stats()["conflicts"] == 0  # one request id: one write
+
+
+def _minority_attempt_and_its_resend() -> tuple[Any, Any, Any]:
+    """W (another write) won revision 1, committed; X1 (RID) is a first attempt at 1 that
+    only a minority held (its owner died before a majority answered); X2 (RID) is what the
+    re-send made at revision 2 on the next owner, whose check could not find X1."""
+    from dataclasses import replace
+
+    w = replace(ConfigStore("n2").publish(K, "w", now=1.0, request_id=RID2), committed=True)
+    x1 = ConfigStore("n0").publish(K, "x", now=1.5, request_id=RID)
+    holder = ConfigStore("n1")
+    holder.apply(w)
+    x2 = replace(holder.publish(K, "x", now=2.0, request_id=RID), committed=True)
+    assert (w.revision, x1.revision, x2.revision) == (1, 1, 2)
+    return w, x1, x2
+
+
+def test_a_minority_attempt_below_its_resend_is_one_write_in_any_order() -> None:
+    """One request id, one write, also across revisions: whatever order a node stored
+    them in, the request id names the committed version (X2; before, the last one stored:
+    X1, so a further re-send was answered CONFLICT "nothing of this write is current"
+    after its success), and the history lists the write once (X1 left out; W, the winner
+    of revision 1, stays)."""
+    from itertools import permutations
+
+    w, x1, x2 = _minority_attempt_and_its_resend()
+    for order in permutations((w, x1, x2)):
+        s = ConfigStore("n9")
+        for e in order:
+            s.apply(e)
+        found = s.find_request(K, RID)
+        assert found is not None and found.same_version(x2) and found.committed, order
+        items = s.history(K).items
+        assert [(e.revision, e.content) for e in items] == [(2, "x"), (1, "w")], order
+        assert s.get(K, revision=1).same_version(w)
+        assert s.attempt_superseded(x1) and not s.attempt_superseded(x2)
+        r = ConfigReplicator("n9", IDS, s, 0.0)
+        r.set_members_up(IDS)
+        out = r.write(3.0, ConfigWrite("again", "publish", K, {"content": "x"},
+                                       request_id=RID, resend=True))  # fmt: skip
+        assert len(out) == 1 and isinstance(out[0], ReplyEntry), (order, out)
+        assert out[0].entry.same_version(x2)
+
+
+def test_until_its_resend_is_committed_a_minority_attempt_is_listed() -> None:
+    """The rule hides an attempt only once another version of its request id is committed
+    at another revision: before that, both are history (either may still win)."""
+    from dataclasses import replace
+
+    w, x1, x2 = _minority_attempt_and_its_resend()
+    s = ConfigStore("n9")
+    for e in (w, x1, replace(x2, committed=False)):
+        s.apply(e)
+    assert [e.revision for e in s.history(K).items] == [2, 1, 1]
+    found = s.find_request(K, RID)
+    assert found is not None and found.revision == 2  # the higher attempt, while neither won
+
+
+def test_the_request_index_keeps_every_revision_until_each_is_pruned() -> None:
+    """Pruning the minority attempt's revision keeps the re-send's version findable;
+    dropping the data id empties the index."""
+    w, x1, x2 = _minority_attempt_and_its_resend()
+    s = ConfigStore("n9", ConfigLimits(keep_revisions=1, keep_seconds=None))
+    for e in (x2, w, x1):
+        s.apply(e)
+    assert [e.revision for e in s.prune(10.0)] == [1, 1]
+    found = s.find_request(K, RID)
+    assert found is not None and found.same_version(x2)
+    assert s.find_request(K, RID2) is None  # W's revision went with X1's

@@ -171,9 +171,9 @@ class Sim:
         elif isinstance(msg, SendCommit):
             effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
         elif isinstance(msg, SendDigests):
-            effects = rep.on_digests(src, msg.digests, msg.reply, msg.after, msg.upto)
+            effects = rep.on_digests(src, msg.digests, msg.reply, msg.after, msg.upto, now)
         elif isinstance(msg, SendHave):
-            effects = rep.on_have(src, msg.items, msg.reply)
+            effects = rep.on_have(src, msg.items, msg.reply, now)
         elif isinstance(msg, SendVersions):
             effects = rep.on_versions(msg.entries)
         elif isinstance(msg, FetchVersions):
@@ -423,6 +423,13 @@ def test_sim_with_resends_applies_each_request_id_once(seed: int) -> None:
                     seen.setdefault(e.request_id, []).append(e)
         doubled = {rid: es for rid, es in seen.items() if len(es) > 1}
         assert not doubled, f"seed {seed}: {node.node_id} committed a request id twice: {doubled}"
+        # an attempt only a minority held, below its re-send's committed version: one write
+        store = node.rep.store
+        for rid, (e,) in seen.items():
+            found = store.find_request(e.key, rid)
+            assert found is not None and found.same_version(e), (seed, node.node_id, rid, found)
+            listed = {v.revision for v in store.history(e.key, 200).items if v.request_id == rid}
+            assert listed == {e.revision}, (seed, node.node_id, rid, listed, e.revision)
         # two versions of one request id at one revision (two owners applied one re-send)
         # are one write: a conflict is a version of another write stored after the first
         expect = 0

@@ -163,3 +163,20 @@ def test_replication_batch_from_the_flag_and_the_file(tmp_path: Path) -> None:
             NodeConfig().with_overrides(replication_batch=bad)
     with pytest.raises(ConfigError, match=r"replication_batch.*whole number"):
         load(tmp_path, '[cluster]\nreplication_batch = "many"\n')
+
+
+def test_config_force_ready_from_the_file_and_the_flag(tmp_path: Path) -> None:
+    """``[config] force_ready`` is ``--config-force-ready`` in the file (docs/CONFIG.md,
+    "The node"); the flag, given, wins; anything but a boolean is refused."""
+    assert NodeConfig().config_force_ready is False
+    forced = load(tmp_path, "[config]\nforce_ready = true\n")
+    assert forced.config_force_ready is True
+    assert load(tmp_path, "[config]\nforce_ready = false\n").config_force_ready is False
+    assert forced.with_overrides(config_force_ready=None).config_force_ready is True  # no flag
+    plain = load(tmp_path, "[config]\nkeep_days = 7\n")
+    assert plain.with_overrides(config_force_ready=True).config_force_ready is True  # the flag
+    for bad in ('"yes"', "1"):
+        with pytest.raises(ConfigError, match=r"\[config\] force_ready must be true or false"):
+            load(tmp_path, f"[config]\nforce_ready = {bad}\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load(tmp_path, "[config]\nforce_readyy = true\n")

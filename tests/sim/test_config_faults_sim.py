@@ -219,6 +219,27 @@ def check_one_write(
                 for rid, r in revs.items()
                 if len(r) > 1
             )
+            # ... and an attempt of it at another revision (only a minority held it) is
+            # not a second write: the id names the committed one, history lists it once
+            listed: dict[str, set[int]] = {}
+            page, before = store.history(key, 200), None
+            while True:
+                for e in page.items:
+                    if e.request_id in revs:
+                        listed.setdefault(e.request_id, set()).add(e.revision)
+                if page.next_cursor is None:
+                    break
+                before = page.next_cursor
+                page = store.history(key, 200, before)
+            for rid, r in revs.items():
+                found = store.find_request(key, rid)
+                if found is None or not found.committed:
+                    out.append(f"{node}: {key.data_id} request {rid} names {found}")
+                if len(r) == 1 and listed.get(rid, set()) != r:
+                    out.append(
+                        f"{node}: {key.data_id} request {rid} listed at "
+                        f"{sorted(listed.get(rid, set()))}, committed at {sorted(r)}"
+                    )
     return out
 
 
@@ -1467,3 +1488,4 @@ def test_check_one_write_fails_on_one_request_at_two_revisions() -> None:
     loser.apply(replace(first, committed=False))
     loser.apply(again)
     assert check_one_write({}, {"d": loser}) == []
+    assert [e.revision for e in loser.history(KEYS[0]).items] == [3]  # listed once
