@@ -252,17 +252,22 @@ class ThreadWriter:
         with self._cv:
             return self._cv.wait_for(lambda: bool(self._done), timeout)
 
+    def _write(self, turns: list[Turn]) -> BaseException | None:
+        """``turns``' ops in one transaction, by whichever thread holds the connection;
+        the error, if any, is reported to the loop (which retries)."""
+        with self._db_lock:
+            try:
+                self._db.write([op for t in turns for op in t.ops])
+            except Exception as exc:
+                return exc
+            self.transactions += 1
+            return None
+
     def commit_here(self, turns: list[Turn]) -> None:
         """Commit ``turns`` on the caller's thread (the loop's, with nothing in flight:
         the thread is idle) and report them done, as the thread would, without the
         wake-up byte (the caller collects them at once)."""
-        error: BaseException | None = None
-        with self._db_lock:
-            try:
-                self._db.write([op for t in turns for op in t.ops])
-                self.transactions += 1
-            except Exception as exc:  # reported to the loop, which retries
-                error = exc
+        error = self._write(turns)
         with self._cv:
             if error is not None:
                 self._failed_gen = max(self._failed_gen, *(t.gen for t in turns))
@@ -305,12 +310,7 @@ class ThreadWriter:
             error: BaseException | None = None
             if group:
                 start = time.perf_counter()
-                with self._db_lock:
-                    try:
-                        self._db.write([op for t in group for op in t.ops])
-                        self.transactions += 1
-                    except Exception as exc:  # reported to the loop, which retries
-                        error = exc
+                error = self._write(group)
                 took = (time.perf_counter() - start) * 1000.0
                 self.write_ms[0] += took
                 self.write_ms[1] = max(self.write_ms[1], took)
