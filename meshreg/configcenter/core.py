@@ -801,7 +801,7 @@ class ConfigStore:
             if entry.revision not in revisions:
                 bisect.insort(revisions, entry.revision)
         self.history_entries += 1
-        self.content_bytes += _size(entry)
+        self.content_bytes += content_size(entry)
         current = self._current.get(key)
         if current is None or merge_order(entry) > merge_order(current):
             self._current[key] = entry
@@ -829,7 +829,7 @@ class ConfigStore:
                     if not revisions:
                         del self._requests[(v.key, v.request_id)]
         self.history_entries -= len(versions)
-        self.content_bytes -= sum(map(_size, versions))
+        self.content_bytes -= sum(map(content_size, versions))
 
     def _drop_key(self, key: ConfigKey) -> list[ConfigEntry]:
         versions = [v for vs in self._history.pop(key).values() for v in vs]
@@ -856,5 +856,7 @@ def _twin(entry: ConfigEntry, held: Iterable[ConfigEntry]) -> bool:
     return bool(rid) and any(v.request_id == rid for v in held)
 
 
-def _size(entry: ConfigEntry) -> int:
+def content_size(entry: ConfigEntry) -> int:
+    """Bytes of content a version holds (its gray version's included): what the store
+    counts and what an anti-entropy push step is bounded by."""
     return len(entry.content) + (len(entry.gray.content) if entry.gray else 0)

@@ -84,7 +84,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from meshreg.configcenter.core import ConfigStore, ConfigView
+from meshreg.configcenter.core import ConfigStore, ConfigView, content_size
 from meshreg.configcenter.model import (
     ConfigDigest,
     ConfigEntry,
@@ -719,7 +719,7 @@ class ConfigReplicator:
                 continue
             else:
                 break
-            n = _size(part[0])
+            n = content_size(part[0])
             if batch and size + n > PUSH_STEP_BYTES:
                 break
             batch.append(part.popleft())
@@ -909,10 +909,6 @@ def _wanted(e: ConfigEntry, want: PushWant) -> bool:
     if isinstance(want, frozenset):
         return e.revision in want
     return bool(_lacked([e], want))
-
-
-def _size(e: ConfigEntry) -> int:
-    return len(e.content) + (len(e.gray.content) if e.gray else 0)
 
 
 def _digest_order(d: ConfigDigest) -> tuple[int, bool, str, str]:
