@@ -113,8 +113,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# Tests that start real nodes under real load and time (multi-node integration, the chaos
+# suite, the benchmark smoke runs): under pytest-xdist they form one group, run one at a
+# time on one worker, so two clusters never compete for the 2 cores while a timeout runs;
+# the CPU-bound simulation and unit tests fill the other worker.
+_ONE_AT_A_TIME = ("integration", "chaos", "bench")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The benchmark smoke tests and the chaos suite (tests/bench, tests/chaos: minutes of
     real load each) run last, so a run shows the fast tests' progress at once (the sort is
     stable: the rest keep their order)."""
     items.sort(key=lambda item: item.path.parent.name in ("bench", "chaos"))
+    for item in items:
+        if item.path.parent.name in _ONE_AT_A_TIME:
+            item.add_marker(pytest.mark.xdist_group("real-clusters"))

@@ -48,7 +48,16 @@ def _ports_below_ephemeral() -> range:
         low = 32768
     # bench/common.py draws from [low - 12000, low); the tests take the range below it,
     # so a benchmark the tests start never races a node of the test itself.
-    return range(max(1024, low - 22_000), max(2048, low - 12_000))
+    ports = range(max(1024, low - 22_000), max(2048, low - 12_000))
+    # Under pytest-xdist each worker takes its own slice: two workers checking the same
+    # port free at the same moment would both hand it out.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        size = len(ports) // count
+        start = ports.start + int(worker[2:]) % count * size
+        ports = range(start, start + size)
+    return ports
 
 
 def _bindable(port: int) -> bool:

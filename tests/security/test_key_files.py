@@ -203,7 +203,9 @@ def _bad_files() -> list[tuple[str, bytes, str]]:
     ]
 
 
-@pytest.mark.parametrize("label,content,expected", _bad_files(), ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize(
+    "label,content,expected", _bad_files(), ids=[label for label, _, _ in _bad_files()]
+)
 def test_bad_key_files_name_the_path(
     tmp_path: Path, label: str, content: bytes, expected: str
 ) -> None:
