@@ -7,12 +7,11 @@ import json
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
-from meshreg.client.configs import ConfigInfo
 from meshreg.client.defaults import DEFAULT_EXPORT_HISTORY, MAX_EXPORT_HISTORY, ON_CONFLICT
 from meshreg.configcenter.model import (
     CONFIG_TYPES,
@@ -23,6 +22,9 @@ from meshreg.configcenter.model import (
     content_md5,
 )
 from meshreg.errors import MeshregError
+
+if TYPE_CHECKING:  # annotations only: the client is imported by the command that runs
+    from meshreg.client.configs import ConfigInfo
 
 # A file's extension -> its config type, when --type is not given.
 TYPE_BY_SUFFIX = {
