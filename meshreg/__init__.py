@@ -33,6 +33,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Client"})  # as before: Client listed before its first use
+
+
 __all__ = [
     "CallFailedError",
     "Client",

@@ -17,3 +17,7 @@ def __getattr__(name: str) -> Any:
         globals()["Client"] = Client  # found directly from now on
         return Client
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "Client"})  # as before: Client listed before its first use
