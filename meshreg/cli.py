@@ -9,15 +9,22 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from meshreg import __version__
-from meshreg.client.client import DEFAULT_BEAT_INTERVAL, Client
-from meshreg.config import default_data_dir, load_node_config, parse_address
+from meshreg.addresses import parse_address
+from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
 from meshreg.errors import ConfigError, MeshregError
 from meshreg.model import DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance
+
+if TYPE_CHECKING:
+    from meshreg.client.client import Client
+
+# Each command imports what it runs (the client in ``_client``, the node's runtime and
+# settings in ``node``): a command, or ``--help``, loads nothing the others need, and
+# every start of the CLI costs only its own command's imports (bench/startup.py).
 
 DEFAULT_SERVERS = "127.0.0.1:7800"
 
@@ -121,6 +128,8 @@ def _client(
     if not logging.getLogger().handlers:  # one-shot commands: _fail prints the one error line
         logging.getLogger("meshreg").addHandler(logging.NullHandler())
         logging.getLogger("meshreg").propagate = False
+    from meshreg.client.client import Client
+
     try:
         client = Client(
             servers,
@@ -317,6 +326,7 @@ def node(
     config_force_ready: bool | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
+    from meshreg.config import default_data_dir, load_node_config
     from meshreg.runtime.node import NodeRuntime
     from meshreg.transport.descriptors import raise_descriptor_limit
 

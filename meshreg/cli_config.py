@@ -7,20 +7,12 @@ import json
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
-from meshreg.client.config_archive import (
-    DEFAULT_EXPORT_HISTORY,
-    MAX_EXPORT_HISTORY,
-    ON_CONFLICT,
-    export_namespace,
-    import_items,
-    read_archive,
-)
-from meshreg.client.configs import ConfigInfo
+from meshreg.client.defaults import DEFAULT_EXPORT_HISTORY, MAX_EXPORT_HISTORY, ON_CONFLICT
 from meshreg.configcenter.model import (
     CONFIG_TYPES,
     DEFAULT_MAX_CONTENT_BYTES,
@@ -30,6 +22,9 @@ from meshreg.configcenter.model import (
     content_md5,
 )
 from meshreg.errors import MeshregError
+
+if TYPE_CHECKING:  # annotations only: the client is imported by the command that runs
+    from meshreg.client.configs import ConfigInfo
 
 # A file's extension -> its config type, when --type is not given.
 TYPE_BY_SUFFIX = {
@@ -510,6 +505,8 @@ def export(
     """Export a namespace's configs (every group unless -g is given) as a zip: the current
     versions, their gray versions and their history, and the deleted data ids whose
     tombstone is kept (so an import deletes them too)."""
+    from meshreg.client.config_archive import export_namespace  # only here (zipfile and all)
+
     target = out or f"meshreg-configs-{namespace}.zip"
     only = group if _group_given() else None
     tmp = None
@@ -572,6 +569,8 @@ def import_(
 ) -> None:
     """Import an export zip into the namespace given with -n (groups as in the zip); a data
     id deleted at the source is deleted here (with --on-conflict overwrite)."""
+    from meshreg.client.config_archive import import_items, read_archive  # only here
+
     try:
         items = read_archive(file, history=with_history)
     except MeshregError as exc:

@@ -33,6 +33,7 @@ from typing import Any
 
 import zmq
 
+from meshreg.addresses import PUB_PORT_OFFSET
 from meshreg.client.actions import (
     Action,
     CallConfigListener,
@@ -69,7 +70,6 @@ from meshreg.client.session import (  # noqa: F401
     SessionSettings,
     SessionStatus,
 )
-from meshreg.config import PUB_PORT_OFFSET
 from meshreg.errors import ClientClosedError, ConfigError, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.model import InstanceList

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from meshreg.addresses import parse_address
 from meshreg.client.agent import ClientAgent
 from meshreg.client.commands import (
     Call,
@@ -38,10 +39,14 @@ from meshreg.client.commands import (
     Unsubscribe,
 )
 from meshreg.client.config_api import ConfigMixin
+from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
+from meshreg.client.defaults import DEFAULT_AVOID_FAILED_FOR as DEFAULT_AVOID_FAILED_FOR
+from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERVAL
+from meshreg.client.defaults import DEFAULT_RESYNC_INTERVAL as DEFAULT_RESYNC_INTERVAL
+from meshreg.client.defaults import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from meshreg.client.disk_cache import DiskCache
 from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
 from meshreg.client.selection import choose, eligible
-from meshreg.config import parse_address
 from meshreg.configcenter.model import (
     DEFAULT_MAX_CONTENT_BYTES,
     HARD_MAX_CONTENT_BYTES,
@@ -66,7 +71,6 @@ from meshreg.model import (
     InstanceList,
     ServiceKey,
 )
-from meshreg.security.keys import load_public_key, load_secret_key
 from meshreg.transport.sockets import CurveKeys
 from meshreg.wire.limits import DEFAULT_SERVICES_PAGE
 from meshreg.wire.messages import RequestRejected, check_register_fields, parse_request
@@ -74,11 +78,6 @@ from meshreg.wire.replies import encode_request
 
 log = logging.getLogger("meshreg.client")
 
-DEFAULT_BEAT_INTERVAL = 5.0  # s; the seed's provider beat period
-DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
-DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
-DEFAULT_RESYNC_INTERVAL = 10.0  # s; cached services are re-pulled this often (backstop)
-DEFAULT_AVOID_FAILED_FOR = 10.0  # s; call() steers clear of an instance that just failed
 # Bounds on the client's time settings, in seconds (lowest, highest): a typo must not
 # make a provider beat in a loop (beat_interval=1e-9) or never (1e9).
 CLIENT_TIME_BOUNDS: dict[str, tuple[float, float]] = {
@@ -660,6 +659,10 @@ def _curve(
             f"Client: {given} given without {missing}: a client of a node with a key needs "
             "its own key file (meshreg keygen NAME) and the cluster's public key (cluster.pub)"
         )
+    # Here, not at the top: meshreg.security brings the node's ACL and authorization
+    # modules, which a client without keys (most) need not load (bench/startup.py).
+    from meshreg.security.keys import load_public_key, load_secret_key
+
     pair = load_secret_key(key)
     if pair.secret is None:
         raise ConfigError(

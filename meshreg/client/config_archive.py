@@ -42,6 +42,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import IO, TYPE_CHECKING, Any
 
+from meshreg.client.defaults import DEFAULT_EXPORT_HISTORY as DEFAULT_EXPORT_HISTORY
+from meshreg.client.defaults import MAX_EXPORT_HISTORY as MAX_EXPORT_HISTORY
+from meshreg.client.defaults import ON_CONFLICT as ON_CONFLICT
 from meshreg.configcenter.model import (
     DEFAULT_MAX_CONFIGS,
     HARD_MAX_CONTENT_BYTES,
@@ -74,11 +77,8 @@ HISTORY_DIR = "history/"
 MAX_METADATA_BYTES = 256 * 1024 * 1024  # bytes of metadata JSON (history included)
 MAX_ITEMS = DEFAULT_MAX_CONFIGS  # data ids in one archive (a node's default cap)
 MAX_HISTORY_ITEMS = 1_000_000  # history versions listed in one archive, all data ids
-DEFAULT_EXPORT_HISTORY = 100  # past versions exported per data id (the default retention)
-MAX_EXPORT_HISTORY = MAX_HISTORY_PAGE - 1  # one history page per data id, current included
 MAX_ARCHIVE_ENTRIES = 2 * MAX_ITEMS + 2 * MAX_HISTORY_ITEMS + 1  # zip members
 IMPORT_WINDOW = 64  # config calls in flight at once during an export or an import
-ON_CONFLICT = ("abort", "skip", "overwrite")
 
 
 class ArchiveError(ConfigError):

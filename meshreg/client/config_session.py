@@ -15,7 +15,7 @@ Rules (each with its constant below):
   At most ``MAX_SEEN`` data ids are remembered (the oldest forgotten first).
 * **Writes** (publish, delete, rollback, gray, promote, gray drop) go to the server,
   which forwards them to the data id's responsible node; their attempt budget is
-  ``CONFIG_WRITE_ATTEMPT`` (replication.py), after the node's own deadline, so a node
+  ``CONFIG_WRITE_ATTEMPT`` (configcenter/model.py), after the node's own deadline, so a node
   answers (at worst UNAVAILABLE: outcome unknown) before the client gives up on it.  A
   write carrying a ``request_id`` (the Client gives every write one) is applied at most
   once however often it is sent, so UNAVAILABLE sends it again, with the same id, to the
@@ -58,8 +58,7 @@ from meshreg.client.actions import (
 )
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
-from meshreg.configcenter.model import ConfigKey
-from meshreg.configcenter.replication import CONFIG_WRITE_ATTEMPT
+from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT, ConfigKey
 from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerError, ServerUnreachableError
 
 if TYPE_CHECKING:

@@ -114,7 +114,7 @@ from meshreg.client.messages import (
     SessionRenewal,
     decode_result,
 )
-from meshreg.configcenter.replication import CONFIG_WRITE_ATTEMPT
+from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT
 from meshreg.core.mapping import responsible_node
 from meshreg.errors import (
     ErrorCode,

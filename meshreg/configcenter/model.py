@@ -60,6 +60,21 @@ MAX_REQUEST_ID_LEN = 64  # chars
 REQUEST_ID_PATTERN = r"[0-9A-Za-z_.:\-]+\Z"
 _REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 
+# The write timing contract (docs/PROTOCOL.md 2.15, "Re-sending a write"), in one place
+# (here, not in replication.py, which re-exports it: the client needs it, not replication):
+# each layer answers before the one above it gives up, so a client never abandons a node
+# that is still working on its write, and hears "outcome unknown" instead (then re-sends
+# with the same request id, which is safe).  tests/configcenter/test_config_idempotent.py
+# checks the order.
+DEFAULT_ACK_TIMEOUT = 2.0  # s; the owner answers a write within this of receiving it
+# (catch-up included): not acknowledged by a majority by then: UNAVAILABLE, outcome unknown
+# (the registry's peer_request_timeout; an fsync and a LAN round trip take ~10 ms)
+FORWARD_TIMEOUT = DEFAULT_ACK_TIMEOUT + 0.2  # s; a node that forwarded a write to its
+# owner answers the client within this of receiving it (the owner's answer, or
+# UNAVAILABLE: outcome unknown); 0.2 s for the round trip to the owner and its loop turn
+CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget of a write:
+# the node's answer is due 0.3 s before it (client round trip and loop turns)
+
 # History retention (the defaults): past revisions of a data id are kept while they
 # are among its last KEEP_REVISIONS and younger than KEEP_SECONDS; the current entry is never
 # pruned.  Bounded: a Nacos user found a 17 GB history table.

@@ -85,6 +85,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshreg.configcenter.core import ConfigStore, ConfigView, content_size
+from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT as CONFIG_WRITE_ATTEMPT
+from meshreg.configcenter.model import DEFAULT_ACK_TIMEOUT as DEFAULT_ACK_TIMEOUT
+from meshreg.configcenter.model import FORWARD_TIMEOUT as FORWARD_TIMEOUT
 from meshreg.configcenter.model import (
     ConfigDigest,
     ConfigEntry,
@@ -95,19 +98,8 @@ from meshreg.configcenter.model import (
 from meshreg.core.mapping import responsible_for_bytes
 from meshreg.errors import ErrorCode
 
-# The write timing contract (docs/PROTOCOL.md 2.15, "Re-sending a write"), in one place:
-# each layer answers before the one above it gives up, so a client never abandons a node
-# that is still working on its write, and hears "outcome unknown" instead (then re-sends
-# with the same request id, which is safe).  tests/configcenter/test_config_idempotent.py
-# checks the order.
-DEFAULT_ACK_TIMEOUT = 2.0  # s; the owner answers a write within this of receiving it
-# (catch-up included): not acknowledged by a majority by then: UNAVAILABLE, outcome unknown
-# (the registry's peer_request_timeout; an fsync and a LAN round trip take ~10 ms)
-FORWARD_TIMEOUT = DEFAULT_ACK_TIMEOUT + 0.2  # s; a node that forwarded a write to its
-# owner answers the client within this of receiving it (the owner's answer, or
-# UNAVAILABLE: outcome unknown); 0.2 s for the round trip to the owner and its loop turn
-CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget of a write:
-# the node's answer is due 0.3 s before it (client round trip and loop turns)
+# The write timing contract (DEFAULT_ACK_TIMEOUT, FORWARD_TIMEOUT, CONFIG_WRITE_ATTEMPT) is
+# in configcenter/model, which the client imports without this module.
 DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
 DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of this many

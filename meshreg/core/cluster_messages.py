@@ -11,9 +11,12 @@ core's: it never sends more in one message, and wire accepts no more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meshreg.core.effects import InstanceView
 from meshreg.model import InstanceId, ServiceKey, hot_value
+
+if TYPE_CHECKING:  # an annotation only: a client parsing its requests loads no effects
+    from meshreg.core.effects import InstanceView
 
 MAX_DIGEST_PAGE = 2000  # services per ``digests`` reply
 MAX_RECONCILE_SERVICES = 64  # services per ``reconcile`` request

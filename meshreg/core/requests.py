@@ -9,10 +9,13 @@ peer port; ``ListDigests``, ``Reconcile`` and ``PushSessions`` only from peers (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meshreg.core.cluster_messages import ServicePayload, SessionBeats
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
+
+if TYPE_CHECKING:  # annotations only: a client parsing its own requests loads no peer types
+    from meshreg.core.cluster_messages import ServicePayload, SessionBeats
 
 DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
 

@@ -27,8 +27,8 @@ the replicator decides, in its order:
   owner answers with ``config_forward_reply``, merged here too (read-your-writes), then
   relayed to the client.  No answer within ``FORWARD_TIMEOUT`` of the client's write
   arriving here: UNAVAILABLE, outcome unknown, naming the owner - before the client's
-  attempt budget ends (``CONFIG_WRITE_ATTEMPT``, replication.py), so the client hears it
-  and re-sends with the same request id, which the owner applies at most once.
+  attempt budget ends (``CONFIG_WRITE_ATTEMPT``, configcenter/model.py), so the client
+  hears it and re-sends with the same request id, which the owner applies at most once.
 
 **Ready gate.**  A node with peers starts not ready: it asks every peer for its digests
 (``config_sync``) and answers config reads with UNAVAILABLE until it has caught up with

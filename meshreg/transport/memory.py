@@ -54,7 +54,7 @@ from typing import Any
 
 import zmq
 
-from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
+from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.errors import ConfigError
 from meshreg.security.keys import z85_to_raw
 from meshreg.transport.base import RecvFn, SendFn

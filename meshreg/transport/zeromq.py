@@ -20,7 +20,7 @@ import zmq
 import zmq.backend
 import zmq.utils.z85
 
-from meshreg.config import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
+from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.core.distro import ClusterPolicy
 from meshreg.log_limiter import LogLimiter
 from meshreg.transport.base import Poller, RecvFn, SendFn

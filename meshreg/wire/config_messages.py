@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -44,11 +44,13 @@ from meshreg.configcenter.model import (
     check_type,
     pattern_regex,
 )
-from meshreg.configcenter.replication import ConfigWrite
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import DEFAULT_NAMESPACE
 from meshreg.wire import limits
 from meshreg.wire.bodies import _decode_error, _header
+
+if TYPE_CHECKING:  # the node's type: imported where it is built (as_config_write)
+    from meshreg.configcenter.replication import ConfigWrite
 
 CONFIG_BODY_OVERHEAD = 64 * 1024  # bytes; a config body's fields other than the content
 MAX_LABELS = 32  # a client's labels (gray selection) per request
@@ -346,6 +348,10 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
 
 def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> ConfigWrite:
     """The replication layer's command for a write request (``CONFIG_WRITE_OPS``)."""
+    # Here, not at the top: the client parses its config requests with this module (to
+    # check them before they leave) and should not load replication (bench/startup.py).
+    from meshreg.configcenter.replication import ConfigWrite
+
     args: dict[str, Any] = {"by": by}
     if isinstance(request, PublishConfig):
         op = "publish"

@@ -13,15 +13,17 @@ Bodies (msgpack maps):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from meshreg.core.effects import InstanceView, ServiceChanged, SyncAnnounced
 from meshreg.errors import RemoteProtocolError
 from meshreg.model import ServiceKey
 from meshreg.wire import limits
 from meshreg.wire.results import check_notification
+
+if TYPE_CHECKING:  # annotations only: a client decodes without loading the node's effects
+    from meshreg.core.effects import InstanceView, ServiceChanged, SyncAnnounced
 
 SEP = b"\x00"
 

@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
-from meshreg.core.cluster_messages import ServicePayload
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.wire import limits
-from meshreg.wire.peer import payload_to_wire
-from meshreg.wire.result_maps import RESULT_MAPS
 
 # The beat reply is the hot path: its body is a fixed prefix, the packed id and
 # a fixed suffix.  Same bytes as msgpack.packb({"v":1,"id":N,"ok":True,"result":None}).
@@ -25,12 +23,29 @@ def _to_wire(obj: Any) -> Any:
     """msgpack's ``default``: the core's types that travel in replies (its results,
     core/results: wire/result_maps) and peer calls (a reconcile's payloads), as their
     wire maps; nothing else is encodable."""
-    if type(obj) is ServicePayload:
-        return payload_to_wire(obj)
-    encode = RESULT_MAPS.get(type(obj))
-    if encode is not None:
-        return encode(obj)
-    raise TypeError(f"cannot encode a {type(obj).__name__} in a reply or request")
+    encode = _ENCODERS.get(type(obj)) or _encoder(type(obj))
+    return encode(obj)
+
+
+# type -> its wire map, filled on the first typed object encoded.  Not imported at the top:
+# a client encodes plain maps only, and loading the node's result and peer types (and the
+# core modules under them) cost every client and CLI process its start-up
+# (bench/startup.py).  A dict, not an import in ``_to_wire``: that costs microseconds a call.
+_ENCODERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _encoder(kind: type) -> Callable[[Any], Any]:
+    from meshreg.core.cluster_messages import ServicePayload
+    from meshreg.wire.peer import payload_to_wire
+    from meshreg.wire.result_maps import RESULT_MAPS
+
+    if not _ENCODERS:
+        _ENCODERS.update(RESULT_MAPS)
+        _ENCODERS[ServicePayload] = payload_to_wire
+    encode = _ENCODERS.get(kind)
+    if encode is None:
+        raise TypeError(f"cannot encode a {kind.__name__} in a reply or request")
+    return encode
 
 
 def _packb(obj: Any) -> bytes:

@@ -1,0 +1,62 @@
+"""Addresses and ports: what a client needs to reach a node, without the node's settings.
+
+A node is named by one address ``host:port`` (the ROUTER that clients and
+peers send requests to).  Every other port derives from it by a fixed offset:
+
+* ``port + 1`` (``PUB_PORT_OFFSET``): change notifications to clients (XPUB -> SUB);
+* ``port + 2`` (``REPLICATION_PORT_OFFSET``): replication between nodes (PUB -> SUB),
+  bound only when the node has peers;
+* ``port + 3`` (``PEER_PORT_OFFSET``): requests between nodes (forwarded writes, digest
+  pages, reconciles; ROUTER <- DEALER), bound only when the node has peers.  Peer
+  operations are never accepted on ``port``: the plane a request arrives on, not its
+  shape, says whether a peer sent it.
+
+Apart from meshreg/config (the node's settings, which import the policies of the core):
+the client and the CLI's client commands import this alone, so they start without
+loading the node's modules (bench/startup.py).
+"""
+
+from __future__ import annotations
+
+from meshreg.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"  # loopback: a node is not exposed until asked to be
+DEFAULT_PORT = 7800  # the request (ROUTER) port; clients use host:port
+PUB_PORT_OFFSET = 1  # notifications are published on port + 1
+REPLICATION_PORT_OFFSET = 2  # peers replicate over port + 2
+PEER_PORT_OFFSET = 3  # peers send each other requests on port + 3
+PORT_SPAN = 4  # ports a node uses: port .. port + 3
+
+
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``, or ``host``) -> (host, port)."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty server address; expected host:port, e.g. 127.0.0.1:7800")
+    if any(c.isspace() for c in text):
+        raise ConfigError(
+            f"bad address {text!r}: separate several servers with commas, e.g. a:7800,b:7800"
+        )
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f"bad address {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ConfigError(f"bad address {text!r}: expected [host]:port")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise ConfigError(f"bad address {text!r}: no host; expected host:port")
+    if not port_text:
+        return host, default_port
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"bad address {text!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"bad address {text!r}: port must be in 1..65535")
+    return host, port

@@ -1,0 +1,17 @@
+"""The client's defaults, with units: apart from client.py and config_archive.py, so that
+the CLI can show them in its options without importing those (bench/startup.py)."""
+
+from __future__ import annotations
+
+from meshreg.configcenter.model import MAX_HISTORY_PAGE
+
+DEFAULT_BEAT_INTERVAL = 5.0  # s; the seed's provider beat period
+DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
+DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
+DEFAULT_RESYNC_INTERVAL = 10.0  # s; cached services are re-pulled this often (backstop)
+DEFAULT_AVOID_FAILED_FOR = 10.0  # s; call() steers clear of an instance that just failed
+
+# Export and import of a namespace's configs (client/config_archive.py)
+DEFAULT_EXPORT_HISTORY = 100  # past versions exported per data id (the default retention)
+MAX_EXPORT_HISTORY = MAX_HISTORY_PAGE - 1  # one history page per data id, current included
+ON_CONFLICT = ("abort", "skip", "overwrite")  # what an import does with an existing data id
