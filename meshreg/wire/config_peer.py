@@ -12,7 +12,8 @@ members.
 =====================  ===================================================================
 op                     fields (besides v, op, from)
 =====================  ===================================================================
-config_sync            (none): "send me your digests" (a starting node's catch-up)
+config_sync            after (key or nil): "your digests after this data id, one page"
+                       (a starting node's catch-up; absent: every digest, one message)
 config_record          entry: a new version to persist and acknowledge
 config_ack             key, revision, origin, md5, ok, current (entry or nil)
 config_commit          key, revision, origin, md5: a majority acknowledged it
@@ -135,7 +136,13 @@ def config_frame_bytes(max_content_bytes: int) -> int:
 # -- parsed messages ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ConfigSync:
+    """A starting node's ask for a page of digests after ``after`` (None: the first);
+    ``paged`` False: no ``after`` field at all (a node before pages: every digest in one
+    answer)."""
+
     sender: str
+    after: ConfigKey | None = None
+    paged: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,7 +482,10 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
     if op == "config_batch":
         return ConfigBatch(sender, _batch_items(msg.get("items"), sender, cap))
     if op == "config_sync":
-        return ConfigSync(sender)
+        if "after" not in msg:
+            return ConfigSync(sender, None, paged=False)
+        after = msg["after"]
+        return ConfigSync(sender, None if after is None else parse_key(after))
     if op == "config_record":
         return ConfigRecord(sender, parse_entry(msg.get("entry"), cap))
     if op in ("config_ack", "config_commit"):
@@ -509,13 +519,17 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
         if not isinstance(raw, list):
             raise _bad("field 'digests' must be an array")
         after, upto = msg.get("after"), msg.get("upto")
-        return ConfigDigests(
-            sender,
-            tuple(parse_digest(d) for d in raw),
-            _bool(msg.get("reply"), "reply"),
-            None if after is None else parse_key(after),
-            None if upto is None else parse_key(upto),
-        )
+        after = None if after is None else parse_key(after)
+        upto = None if upto is None else parse_key(upto)
+        digests = tuple(parse_digest(d) for d in raw)
+        if after is not None and upto is not None and not after < upto:
+            raise _bad("config_digests: 'after' must come before 'upto' in key order")
+        if after is not None or upto is not None:  # a range: every digest within it
+            for d in digests:
+                if (after is not None and d.key <= after) or (upto is not None and d.key > upto):
+                    raise _bad(f"config_digests: the digest of {d.key} is outside the range "
+                               "(after, upto] it claims to cover")  # fmt: skip
+        return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto)
     if op == "config_have":
         return ConfigHave(sender, _have_items(msg.get("items")), _bool(msg.get("reply"), "reply"))
     if op == "config_versions":

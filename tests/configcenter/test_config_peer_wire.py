@@ -112,8 +112,54 @@ def test_every_replication_message_round_trips() -> None:
     assert versions == ConfigVersions(ME, tuple(ENTRIES))
     assert step == ConfigDigests(ME, (DIGEST,), False, None, KEY)
     assert have == ConfigHave(ME, EFFECTS[9].items, False)  # type: ignore[union-attr]
-    sync = decoded(encode_config_peer("config_sync", ME))
-    assert sync == ConfigSync(ME)
+    sync = decoded(encode_config_peer("config_sync", ME, after=None))
+    assert sync == ConfigSync(ME, None, paged=True)  # the first page
+    sync = decoded(encode_config_peer("config_sync", ME, after=list(KEY)))
+    assert sync == ConfigSync(ME, KEY, paged=True)
+    legacy = decoded(encode_config_peer("config_sync", ME))  # a node before pages
+    assert legacy == ConfigSync(ME, None, paged=False)
+
+
+def _digests_body(digests: list[ConfigDigest], **fields: Any) -> bytes:
+    wire = [[*d.key, d.revision, d.md5, d.origin, d.committed, d.history] for d in digests]
+    return encode_config_peer("config_digests", ME, digests=wire, reply=False, **fields)[1]
+
+
+LOW, HIGH = ConfigKey("public", "G", "a"), ConfigKey("public", "G", "m")
+
+
+@pytest.mark.parametrize(
+    ("fields", "keys", "words"),
+    [
+        ({"after": list(HIGH), "upto": list(LOW)}, [], "'after' must come before 'upto'"),
+        ({"after": list(LOW), "upto": list(LOW)}, [], "'after' must come before 'upto'"),
+        ({"after": list(LOW), "upto": list(HIGH)}, [LOW], "outside the range"),
+        ({"after": list(LOW), "upto": list(HIGH)}, [ConfigKey("public", "G", "z")], "outside"),
+        ({"after": None, "upto": list(LOW)}, [HIGH], "outside the range"),
+        ({"after": list(HIGH), "upto": None}, [LOW], "outside the range"),
+        ({"after": ["public", "G"], "upto": None}, [], "[namespace, group, data_id]"),
+        ({"after": list(LOW), "upto": list(HIGH)}, [HIGH, HIGH, LOW], "outside the range"),
+    ],
+)
+def test_a_page_of_digests_must_hold_only_its_range(
+    fields: dict[str, Any], keys: list[ConfigKey], words: str
+) -> None:
+    """A page (or a round's step) claims to list every data id of its range: one that
+    names a data id outside it, or an empty or inverted range, is refused whole."""
+    digests = [ConfigDigest(k, 1, "0" * 32, ME, True, 1) for k in keys]
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_config_peer(_digests_body(digests, **fields))
+    assert words in info.value.message
+
+
+def test_a_page_of_digests_within_its_range_is_accepted() -> None:
+    inside = [ConfigDigest(ConfigKey("public", "G", k), 1, "0" * 32, ME, True, 1)
+              for k in ("b", "c", "m")]  # fmt: skip
+    page = decode_config_peer(_digests_body(inside, after=list(LOW), upto=list(HIGH)))
+    assert isinstance(page, ConfigDigests) and page.digests == tuple(inside)
+    assert (page.after, page.upto) == (LOW, HIGH)
+    last = decode_config_peer(_digests_body(inside, after=list(LOW), upto=None))
+    assert isinstance(last, ConfigDigests) and (last.after, last.upto) == (LOW, None)
 
 
 def test_forwards_round_trip() -> None:
