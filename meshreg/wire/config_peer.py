@@ -108,6 +108,7 @@ VERSIONS_CHUNK_BYTES = 4 * 1024 * 1024  # bytes of content per config_versions m
 MAX_CONFIG_DIGESTS = 200_000  # digests in one message (a node holds <= 100,000 data ids)
 MAX_HAVE_KEYS = 200_000  # data ids in one config_have message
 MAX_HAVE_IDS = 8 * 100_000  # revisions in one config_have message (all its data ids)
+HAVE_CHUNK_IDS = 8192  # revisions per config_have message sent (~120 KB; more: several)
 DIGEST_BYTES = 1_000  # bytes; an upper bound of one encoded digest (names <= 448 chars)
 MAX_TAG = 2**64 - 1  # a forward's tag
 MAX_ERROR_MESSAGE = 4096  # chars of a forwarded error's message
@@ -406,14 +407,35 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                 )
             ]
         case SendHave():
-            items = [[key_to_wire(k), [list(i) for i in ids]] for k, ids in effect.items]
-            return [encode_config_peer("config_have", sender, items=items, reply=effect.reply)]
+            return [
+                encode_config_peer("config_have", sender, items=chunk, reply=effect.reply)
+                for chunk in _have_chunks(effect.items)
+            ]
         case SendVersions():
             return [
                 encode_config_peer("config_versions", sender, entries=chunk)
                 for chunk in _chunks(effect.entries)
             ]
     raise TypeError(f"not a config send effect: {effect!r}")
+
+
+def _have_chunks(
+    items: Iterable[tuple[ConfigKey, tuple[RevisionHash, ...]]],
+) -> Iterable[list[list[Any]]]:
+    """``config_have`` items in messages of at most ``HAVE_CHUNK_IDS`` revisions (a data
+    id's list is never split; one longer than that goes alone): a step's 1,024 data ids
+    with 100 revisions kept each would be one message of ~1.5 MB.  Each item is handled
+    on its own by the receiver, so the chunks mean what the whole list meant."""
+    chunk: list[list[Any]] = []
+    size = 0
+    for key, ids in items:
+        if chunk and size + len(ids) > HAVE_CHUNK_IDS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append([key_to_wire(key), [list(i) for i in ids]])
+        size += len(ids)
+    if chunk:
+        yield chunk
 
 
 def _chunks(entries: Iterable[ConfigEntry]) -> Iterable[list[dict[str, Any]]]:

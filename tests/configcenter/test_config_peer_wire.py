@@ -6,6 +6,7 @@ RemoteProtocolError)."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import msgpack
@@ -39,6 +40,7 @@ from meshreg.wire import limits
 from meshreg.wire.config_peer import (
     CONFIG_FRAME,
     CONFIG_PEER_OPS,
+    HAVE_CHUNK_IDS,
     MAX_BATCH_ITEMS,
     VERSIONS_CHUNK_BYTES,
     ConfigAck,
@@ -160,6 +162,20 @@ def test_a_page_of_digests_within_its_range_is_accepted() -> None:
     assert (page.after, page.upto) == (LOW, HIGH)
     last = decode_config_peer(_digests_body(inside, after=list(LOW), upto=None))
     assert isinstance(last, ConfigDigests) and (last.after, last.upto) == (LOW, None)
+
+
+def test_have_lists_are_sent_in_bounded_chunks() -> None:
+    """1,024 data ids with 100 revisions kept each: messages of at most HAVE_CHUNK_IDS
+    revisions, never splitting one data id's list, together the whole list in order."""
+    keys = [ConfigKey("public", "G", f"d{i:04d}") for i in range(1024)]
+    items = tuple((k, tuple((r, r * 7) for r in range(1, 101))) for k in keys)
+    items += ((KEY, tuple((r, 1) for r in range(1, HAVE_CHUNK_IDS + 2))),)  # alone, whole
+    messages = [decoded(f) for f in encode_replication_effect(ME, SendHave("p", items, True))]
+    sizes = [sum(len(ids) for _, ids in m.items) for m in messages]
+    assert all(isinstance(m, ConfigHave) and m.reply for m in messages)
+    assert max(sizes[:-1]) <= HAVE_CHUNK_IDS and sizes[-1] == HAVE_CHUNK_IDS + 1
+    assert len(messages) == 1 + math.ceil(1024 * 100 / (HAVE_CHUNK_IDS // 100 * 100))
+    assert tuple(item for m in messages for item in m.items) == items
 
 
 def test_forwards_round_trip() -> None:
