@@ -60,7 +60,9 @@ def handle(rep: ConfigReplicator, sender: str, msg: Any, now: float) -> list[Any
             return rep.on_digests(*args)
     if isinstance(msg, ConfigHave):
         try:
-            return rep.on_have(sender, msg.items, msg.reply, now)  # type: ignore[call-arg]
+            keep = getattr(msg, "keep", None)  # (a tree before it: no such field)
+            extra = () if keep is None else (keep,)
+            return rep.on_have(sender, msg.items, msg.reply, now, *extra)  # type: ignore[call-arg]
         except TypeError:
             return rep.on_have(sender, msg.items, msg.reply)
     assert isinstance(msg, ConfigVersions)

@@ -215,6 +215,7 @@ class SendHave:
     peer: str
     items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
     reply: bool
+    keep: int | None = None  # the sender's keep_revisions (None: no limit, or not told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,7 +584,7 @@ class ConfigReplicator:
         if want:
             effects.append(SendDigests(sender, tuple(want), True))
         if have:
-            effects.append(SendHave(sender, tuple(have), False))
+            effects.append(SendHave(sender, tuple(have), False, self.store.limits.keep_revisions))
         return effects
 
     def on_have(
@@ -592,24 +593,32 @@ class ConfigReplicator:
         items: Iterable[tuple[ConfigKey, Iterable[RevisionHash]]],
         reply: bool,
         now: float | None = None,
+        keep: int | None = None,
     ) -> list[Effect]:
         """A peer's revisions kept of data ids whose histories differ: push this node's
         versions of the revisions it lacks or holds otherwise (duplicates are merged as
         no-ops); ``reply`` False: answer with this node's list where the peer has
-        revisions this node lacks or holds otherwise."""
+        revisions this node lacks or holds otherwise.  Only revisions both windows keep
+        are compared (``keep``: the peer's ``keep_revisions``, below its highest revision
+        listed; this node's own below its current): a node keeping fewer revisions would
+        prune the others again, and they would be pushed at every round."""
         push: list[tuple[ConfigKey, PushWant]] = []
         back: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
+        own = self.store.limits.keep_revisions
         for key, hashes in items:
             theirs = dict(hashes)
             mine = self.store.revision_hashes(key)
-            differ = {r for r, h in mine.items() if theirs.get(r) != h}
+            low = max(theirs) - keep if keep and theirs else 0  # it keeps those above
+            differ = {r for r, h in mine.items() if r > low and theirs.get(r) != h}
             if differ:
                 push.append((key, frozenset(differ)))
-            if not reply and any(mine.get(r) != h for r, h in theirs.items()):
+            current = self.store.current(key)
+            mine_low = current.revision - own if own and current is not None else 0
+            if not reply and any(r > mine_low and mine.get(r) != h for r, h in theirs.items()):
                 back.append((key, tuple(mine.items())))
         effects: list[Effect] = self._queue_push(sender, push, now)
         if back:
-            effects.append(SendHave(sender, tuple(back), True))
+            effects.append(SendHave(sender, tuple(back), True, self.store.limits.keep_revisions))
         return effects
 
     def on_versions(self, entries: Iterable[ConfigEntry]) -> list[Effect]:

@@ -686,7 +686,7 @@ class ConfigPlane:
                 effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto,
                                          now)  # fmt: skip
             case ConfigHave():
-                effects = rep.on_have(sender, msg.items, msg.reply, now)
+                effects = rep.on_have(sender, msg.items, msg.reply, now, msg.keep)
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():

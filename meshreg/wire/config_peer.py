@@ -28,9 +28,10 @@ config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
-config_have            items: [[key, [[revision, hash], ...]], ...], reply: the revisions
-                       kept of data ids whose histories differ, each with a hash of its
-                       versions (ConfigReplicator.on_have)
+config_have            items: [[key, [[revision, hash], ...]], ...], reply, keep (optional):
+                       the revisions kept of data ids whose histories differ, each with a
+                       hash of its versions, and the sender's keep_revisions
+                       (ConfigReplicator.on_have)
 =====================  ===================================================================
 
 A key is ``[namespace, group, data_id]``; an entry a map (``entry_to_wire``); a digest
@@ -201,6 +202,7 @@ class ConfigHave:
     sender: str
     items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
     reply: bool
+    keep: int | None = None  # the sender's keep_revisions (None: no limit, or an older node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,8 +409,9 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                 )
             ]
         case SendHave():
+            keep = {} if effect.keep is None else {"keep": effect.keep}
             return [
-                encode_config_peer("config_have", sender, items=chunk, reply=effect.reply)
+                encode_config_peer("config_have", sender, items=chunk, reply=effect.reply, **keep)
                 for chunk in _have_chunks(effect.items)
             ]
         case SendVersions():
@@ -553,7 +556,13 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
                                "(after, upto] it claims to cover")  # fmt: skip
         return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto)
     if op == "config_have":
-        return ConfigHave(sender, _have_items(msg.get("items")), _bool(msg.get("reply"), "reply"))
+        keep = msg.get("keep")
+        return ConfigHave(
+            sender,
+            _have_items(msg.get("items")),
+            _bool(msg.get("reply"), "reply"),
+            None if keep is None else _int(keep, "keep", 1, MAX_REVISION),
+        )
     if op == "config_versions":
         return ConfigVersions(sender, _entries(msg.get("entries"), cap))
     if op == "config_forward":

@@ -164,6 +164,18 @@ def test_a_page_of_digests_within_its_range_is_accepted() -> None:
     assert isinstance(last, ConfigDigests) and (last.after, last.upto) == (LOW, None)
 
 
+def test_a_have_list_carries_the_senders_window() -> None:
+    items = ((KEY, ((1, 7), (2, 9))),)
+    (have,) = [decoded(f) for f in encode_replication_effect(ME, SendHave("p", items, False, 5))]
+    assert have == ConfigHave(ME, items, False, 5)
+    body = msgpack.unpackb(encode_replication_effect(ME, SendHave("p", items, False))[0][1])
+    assert "keep" not in body  # no limit: not sent (an older node never sends it either)
+    for bad in (0, -1, "5", 2**63):
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_config_peer(msgpack.packb({**body, "keep": bad}))
+        assert "'keep'" in info.value.message
+
+
 def test_have_lists_are_sent_in_bounded_chunks() -> None:
     """1,024 data ids with 100 revisions kept each: messages of at most HAVE_CHUNK_IDS
     revisions, never splitting one data id's list, together the whole list in order."""
