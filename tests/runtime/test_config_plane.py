@@ -8,6 +8,7 @@ order of Persist and sends, the ready gate, forwarding, waiting reads, bad peer 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import deque
 from pathlib import Path
@@ -756,7 +757,11 @@ def test_a_restarted_node_gets_the_digests_in_pages_and_is_ready_only_with_all(
     assert pages and max(pages) <= 8, pages
 
 
-def test_a_page_outside_its_range_is_refused_and_moves_nothing() -> None:
+def test_a_page_outside_its_range_is_refused_and_moves_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bad pages: refused whole, counted, one warning line per 10 s (not one per page),
+    nothing stored and the gate unmoved; the real pages then make the node ready."""
     net = Net(3)
     for i in range(5):
         net.call(owner_of(f"p{i}"), "config_publish", data_id=f"p{i}", content="x")
@@ -772,10 +777,13 @@ def test_a_page_outside_its_range_is_refused_and_moves_nothing() -> None:
         encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
                            after=digests[1][:3], upto=digests[0][:3])[1],  # fmt: skip
     ]
-    for body in bodies:
-        plane.on_peer(body, net.now)
+    with caplog.at_level(logging.WARNING, logger="meshreg.node"):
+        for body in bodies * 50:
+            plane.on_peer(body, net.now)
+    warned = [r for r in caplog.records if "bad config message" in r.getMessage()]
+    assert len(warned) == 1 and "outside the range" in warned[0].getMessage()
     stats = plane.stats()
-    assert stats["peer_messages_rejected"] == 2 and stats["sync_pages_in"] == 0
+    assert stats["peer_messages_rejected"] == 100 and stats["sync_pages_in"] == 0
     assert not plane.ready and len(plane.store) == 0 and stats["sync_waiting"] == 0
     net.tick(1.0)  # the real pages: ready
     assert plane.ready and len(plane.store) == 5
