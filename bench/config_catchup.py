@@ -7,7 +7,10 @@ fake (it jumps to the next wake-up: the push steps' 20 ms gaps), the handling is
 for real. Reported: messages and bytes, the largest message, the longest single handling
 (a loop stall on either side: the sender's tick or answer with its encoding, or the
 receiver's decoding and merge), the handling in total, and the catch-up's span on the
-fake clock. Runs on this tree's code or, with ``PYTHONPATH=<a copy of main>``, on that.
+fake clock. ``--scenario sync``: a fresh node's start instead (two ``ConfigPlane`` s: the
+ready gate's ``config_sync``, its answer, the pushes), against ``--ids`` data ids of one
+revision, until the fresh node is ready and holds them all; the longest handling of each
+kind too. Runs on this tree's code or, with ``PYTHONPATH=<a copy of main>``, on that.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import sys
 import time
 from typing import Any
+
+import msgpack
 
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigKey
@@ -55,7 +60,9 @@ def handle(rep: ConfigReplicator, sender: str, msg: Any, now: float) -> list[Any
             return rep.on_digests(*args)
     if isinstance(msg, ConfigHave):
         try:
-            return rep.on_have(sender, msg.items, msg.reply, now)  # type: ignore[call-arg]
+            keep = getattr(msg, "keep", None)  # (a tree before it: no such field)
+            extra = () if keep is None else (keep,)
+            return rep.on_have(sender, msg.items, msg.reply, now, *extra)  # type: ignore[call-arg]
         except TypeError:
             return rep.on_have(sender, msg.items, msg.reply)
     assert isinstance(msg, ConfigVersions)
@@ -128,16 +135,108 @@ def run(ids: int, revisions: int, size: int) -> dict[str, Any]:
             "revisions": revisions, "size": size}  # fmt: skip
 
 
+def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
+    """A fresh node's start (the ready gate's ``config_sync``) against one holding ``ids``
+    data ids of one revision: two ``ConfigPlane`` s (memory only) whose peer messages go
+    through the real wire, delivered at once, each handling (``on_peer`` + ``flush``,
+    or ``tick``) timed; the clock fake.  Until the fresh node is ready and holds every
+    current version (or ``limit`` s of fake time)."""
+    from meshreg.config import NodeConfig
+    from meshreg.runtime.config_plane import ConfigPlane
+
+    pa, pb = (int(x.rpartition(":")[2]) for x in (A, B))
+    wire: list[tuple[str, str, list[bytes]]] = []
+    now = 1000.0
+
+    def plane(me: str, port: int, forced: bool) -> Any:
+        config = NodeConfig(port=port, peers=(A, B), data_dir="", config_force_ready=forced)
+        return ConfigPlane(config, now, lambda to, frames: wire.append((me, to, frames)) or True,
+                           lambda envelope, body: None, lambda frames: None)  # fmt: skip
+
+    a = plane(A, pa, True)  # the node ahead (ready: it asks nothing)
+    keys = [ConfigKey("public", "DEFAULT_GROUP", f"cfg{i:06d}.yaml") for i in range(ids)]
+    for i, key in enumerate(keys):
+        e = a.store.publish(key, f"{i:06d}".ljust(size, "x"), now=now - 100.0)
+        a.store.commit(key, e.revision, e.origin, e.md5)
+    a.store.digests()  # the history hashes, cached as on a node after its first round
+    b = plane(B, pb, False)
+    planes = {A: a, B: b}
+    for me, p in planes.items():
+        p.set_members_up({A, B} - {me})
+    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
+             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "", "ready_at": None,
+             "all_at": None}  # fmt: skip
+    start = now
+
+    by_op: dict[str, float] = {}  # the longest handling of each kind (ms)
+
+    def account(spent: float, what: str) -> None:
+        stats["handling_s"] += spent
+        by_op[what] = max(by_op.get(what, 0.0), round(spent * 1e3, 2))
+        if spent > stats["longest_s"]:
+            stats["longest_s"], stats["longest_what"] = spent, what
+
+    wakes = {A: now, B: now}
+    while now - start < limit:
+        for me, p in planes.items():
+            if now >= wakes[me]:
+                t0 = time.perf_counter()
+                wakes[me] = p.tick(now)
+                account(time.perf_counter() - t0, f"tick at {me}")
+        while wire:
+            src, dst, frames = wire.pop(0)
+            n = sum(map(len, frames))
+            stats["messages"] += 1
+            stats["bytes"] += n
+            if n > stats["largest_bytes"]:
+                op = msgpack.unpackb(frames[-1], raw=False)["op"]
+                stats["largest_bytes"], stats["largest_op"] = n, op
+            t0 = time.perf_counter()
+            planes[dst].on_peer(frames[-1], now)
+            planes[dst].flush(now)
+            account(time.perf_counter() - t0, f"{msgpack.unpackb(frames[-1], raw=False)['op']} "
+                    f"at {dst}")  # fmt: skip
+            wakes[dst] = min(wakes[dst], planes[dst].tick(now))
+        if stats["ready_at"] is None and b.ready:
+            stats["ready_at"] = now - start
+        if (
+            b.ready
+            and len(b.store) == ids
+            and all(b.store.current(k) == a.store.current(k) for k in keys)
+        ):
+            stats["all_at"] = now - start
+            break
+        now = max(now + 0.001, min(wakes.values()))
+    return {**stats, "ids": ids, "size": size, "longest_ms_by_kind": by_op}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--ids", type=int, default=240)
     p.add_argument("--revisions", type=int, default=100)
     p.add_argument("--size", type=int, default=1024, help="content bytes per version")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--scenario", choices=("push", "sync"), default="push",
+                   help="push: one anti-entropy round (--ids x --revisions); sync: a fresh "
+                   "node's start (config_sync), against --ids data ids")  # fmt: skip
     opts = p.parse_args(argv)
     import meshreg
 
     print(f"code: {meshreg.__file__}")
+    if opts.scenario == "sync":
+        results = [run_sync(opts.ids, opts.size) for _ in range(max(1, opts.repeat))]
+        for r in results:
+            print(
+                f"sync, {r['ids']} ids x {r['size']} B: {r['messages']} messages, "
+                f"{r['bytes'] / 1e6:.2f} MB, largest {r['largest_bytes'] / 1e6:.3f} MB "
+                f"({r['largest_op']}); handling {r['handling_s'] * 1e3:.0f} ms in all, longest "
+                f"{r['longest_s'] * 1e3:.1f} ms ({r['longest_what']}); ready after "
+                f"{r['ready_at']} s, every version after {r['all_at']} s (fake clock)"
+            )
+            print("  longest by kind (ms):", ", ".join(
+                f"{k} {v}" for k, v in sorted(r["longest_ms_by_kind"].items())))  # fmt: skip
+        print(json.dumps(results))
+        return 0
     runs = [run(opts.ids, opts.revisions, opts.size) for _ in range(max(1, opts.repeat))]
     for r in runs:
         first = r["first_all_current_at"]

@@ -65,14 +65,18 @@ of it, the node itself included, whether or not the others are up.
   seen up again (after a partition, a pause or a stalled connection, whose queued
   records and commits may have been dropped with the connection) gets a round at the
   next tick, at most once per ``RETURN_DIGESTS_GAP``, rather than at its turn.
+* **A starting node's sync** (its ready gate, ``ready.py``) asks for the digests a page
+  at a time (``on_sync``: ``SYNC_PAGE`` data ids after its cursor, with their range);
+  each page is handled by ``on_digests`` like a round's step, so what either side lacks
+  is pushed in steps too.
 * **Reads** are answered from the local store, with the version a majority acknowledged
   (or one written ``SETTLE_SECONDS`` ago: ``ConfigStore.shown``), never a record its
   owner may have lost; a reader that carries the highest revision it has seen is
   refused (UNAVAILABLE) rather than given an older one.
 
 Inputs: ``write``, ``read``, ``on_record``, ``on_ack``, ``on_commit``, ``on_digests``,
-``on_have``, ``on_versions``, ``set_members_up``, ``tick(now)``.  Outputs: lists of effects (below),
-carried out in order.  No clock, socket or file here.
+``on_have``, ``on_versions``, ``on_sync``, ``set_members_up``, ``tick(now)``.  Outputs:
+lists of effects (below), carried out in order.  No clock, socket or file here.
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
 DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of this many
 DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
+SYNC_PAGE = DIGEST_STEP  # data ids per page of digests answering a starting node's ask
+# (``on_sync``): ~130 KB with short names, at most ~1 MB (a digest is <= 1,000 bytes)
 MAX_RANGE_SCAN = 4 * DIGEST_STEP  # data ids of its own a receiver looks at per message
 RETURN_DIGESTS_GAP = 1.0  # s; at most this often digests to a peer that came back up
 # Versions pushed to one peer per step (``SendVersions``), at most, by count and by content
@@ -201,6 +207,7 @@ class SendHave:
     peer: str
     items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
     reply: bool
+    keep: int | None = None  # the sender's keep_revisions (None: no limit, or not told)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,10 +347,11 @@ class ConfigReplicator:
         self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
         self._next_step = math.inf  # the next step of the digest rounds under way
         self._push: dict[str, _PushQueue] = {}  # peer -> versions still to push to it
+        self.sync_page = SYNC_PAGE  # data ids per page of digests answering config_sync
         self._next_push = math.inf  # the next step of those pushes
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
                          "deduplicated": 0, "request_checks": 0, "pushed": 0,
-                         "push_steps": 0}  # fmt: skip
+                         "push_steps": 0, "sync_pages_out": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -568,7 +576,7 @@ class ConfigReplicator:
         if want:
             effects.append(SendDigests(sender, tuple(want), True))
         if have:
-            effects.append(SendHave(sender, tuple(have), False))
+            effects.append(SendHave(sender, tuple(have), False, self.store.limits.keep_revisions))
         return effects
 
     def on_have(
@@ -577,24 +585,32 @@ class ConfigReplicator:
         items: Iterable[tuple[ConfigKey, Iterable[RevisionHash]]],
         reply: bool,
         now: float | None = None,
+        keep: int | None = None,
     ) -> list[Effect]:
         """A peer's revisions kept of data ids whose histories differ: push this node's
         versions of the revisions it lacks or holds otherwise (duplicates are merged as
         no-ops); ``reply`` False: answer with this node's list where the peer has
-        revisions this node lacks or holds otherwise."""
+        revisions this node lacks or holds otherwise.  Only revisions both windows keep
+        are compared (``keep``: the peer's ``keep_revisions``, below its highest revision
+        listed; this node's own below its current): a node keeping fewer revisions would
+        prune the others again, and they would be pushed at every round."""
         push: list[tuple[ConfigKey, PushWant]] = []
         back: list[tuple[ConfigKey, tuple[RevisionHash, ...]]] = []
+        own = self.store.limits.keep_revisions
         for key, hashes in items:
             theirs = dict(hashes)
             mine = self.store.revision_hashes(key)
-            differ = {r for r, h in mine.items() if theirs.get(r) != h}
+            low = max(theirs) - keep if keep and theirs else 0  # it keeps those above
+            differ = {r for r, h in mine.items() if r > low and theirs.get(r) != h}
             if differ:
                 push.append((key, frozenset(differ)))
-            if not reply and any(mine.get(r) != h for r, h in theirs.items()):
+            current = self.store.current(key)
+            mine_low = current.revision - own if own and current is not None else 0
+            if not reply and any(r > mine_low and mine.get(r) != h for r, h in theirs.items()):
                 back.append((key, tuple(mine.items())))
         effects: list[Effect] = self._queue_push(sender, push, now)
         if back:
-            effects.append(SendHave(sender, tuple(back), True))
+            effects.append(SendHave(sender, tuple(back), True, self.store.limits.keep_revisions))
         return effects
 
     def on_versions(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
@@ -745,18 +761,31 @@ class ConfigReplicator:
         order, with the key range they cover (the last step's range is open)."""
         effects: list[Effect] = []
         for peer, after in list(self._rounds.items()):
-            keys = list(itertools.islice(self.store.keys_after(after), DIGEST_STEP + 1))
-            more = len(keys) > DIGEST_STEP
-            keys = keys[:DIGEST_STEP]
-            upto = keys[-1] if more else None
-            digests = tuple(self.store.digests(keys))
-            effects.append(SendDigests(peer, digests, False, after, upto))
-            if more:
-                self._rounds[peer] = upto
+            step = self._page(peer, after, DIGEST_STEP)
+            effects.append(step)
+            if step.upto is not None:
+                self._rounds[peer] = step.upto
             else:
                 del self._rounds[peer]
         self._next_step = now + DIGEST_STEP_GAP if self._rounds else math.inf
         return effects
+
+    def on_sync(self, sender: str, after: ConfigKey | None) -> list[Effect]:
+        """A starting node's ask for a page of digests (its ready gate, ready.py): those
+        of the next ``sync_page`` data ids after ``after`` (None: from the first), with the
+        range they cover; the asker asks for the next page when it has this one, so this
+        node keeps nothing per asker and spends one page's work per ask."""
+        self.counters["sync_pages_out"] += 1
+        return [self._page(sender, after, self.sync_page)]
+
+    def _page(self, peer: str, after: ConfigKey | None, size: int) -> SendDigests:
+        """The digests of the ``size`` data ids after ``after`` in key order, covering
+        (``after``, the last of them], or (``after``, end) if no data id is left after."""
+        keys = list(itertools.islice(self.store.keys_after(after), size + 1))
+        more = len(keys) > size
+        keys = keys[:size]
+        upto = keys[-1] if more else None
+        return SendDigests(peer, tuple(self.store.digests(keys)), False, after, upto)
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""

@@ -30,11 +30,13 @@ the replicator decides, in its order:
   attempt budget ends (``CONFIG_WRITE_ATTEMPT``, configcenter/model.py), so the client
   hears it and re-sends with the same request id, which the owner applies at most once.
 
-**Ready gate.**  A node with peers starts not ready: it asks every peer for its digests
-(``config_sync``) and answers config reads with UNAVAILABLE until it has caught up with
-the digests of a majority of the configured members (itself included): for each, every
-data id where the peer was ahead is now at least as far here.  Writes need no gate (the
-replicator's per-data-id catch-up covers them).
+**Ready gate** (configcenter/ready.py).  A node with peers starts not ready: it asks
+every peer for its digests a page at a time (``config_sync`` with a cursor; the next page
+is asked when one arrives, a page not there 0.5 s after its ask is asked again) and
+answers config reads with UNAVAILABLE until it has caught up with the whole digest set
+of a majority of the configured members (itself included): for each, every data id where
+the peer was ahead is now at least as far here.  Writes need no gate (the replicator's
+per-data-id catch-up covers them).
 
 **Reads that are behind.**  A read whose ``min_revision`` is above what this node holds
 waits up to ``PARK_SECONDS`` for the version to arrive (it usually is on its way: the
@@ -54,7 +56,8 @@ from typing import Any
 
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
-from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected, merge_order
+from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected
+from meshreg.configcenter.ready import ReadyGate
 from meshreg.configcenter.replication import (
     FORWARD_TIMEOUT,
     ConfigReplicator,
@@ -104,6 +107,7 @@ from meshreg.wire.config_peer import (
     encode_config_peer,
     encode_replication_effect,
     entry_to_wire,
+    key_to_wire,
 )
 from meshreg.wire.config_replies import (
     encode_config_change,
@@ -120,7 +124,6 @@ log = logging.getLogger("meshreg.node")
 
 PARK_SECONDS = 1.0  # s; a read behind its min_revision waits this long for it to arrive
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
-SYNC_ASK_INTERVAL = 0.5  # s; a starting node asks the peers not heard yet again
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
 CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried again this
@@ -228,7 +231,8 @@ class ConfigPlane:
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
         }
-        self.ready = not self.peers
+        self.gate = ReadyGate(self.peers, self.replicator.majority, self.store)
+        self.ready = self.gate.ready
         self.forced_ready = bool(self.peers) and config.config_force_ready
         if self.forced_ready:  # the operator's override (docs/CONFIG.md "The ready gate")
             self.ready = True
@@ -241,9 +245,6 @@ class ConfigPlane:
                 len(self.store),
                 len(self.peers) + 1,
             )
-        self._synced: set[str] = set()  # peers whose digests this node caught up with
-        self._need: dict[str, dict[ConfigKey, tuple[int, bool, str, str]]] = {}
-        self._next_ask = now
         self._next_prune = now + PRUNE_INTERVAL
         self._wake = now
         self._forwards: dict[int, _Forward] = {}
@@ -357,11 +358,8 @@ class ConfigPlane:
             for key in due:  # one still on its way to disk: its save's turn sets it again
                 del self._unconfirmed[key]
             self._announce([k for k in due if k not in self._commits.unsaved], now)
-        if not self.ready and now >= self._next_ask:
-            self._next_ask = now + SYNC_ASK_INTERVAL
-            for peer in self.peers:
-                if peer not in self._synced:
-                    self._send(peer, encode_config_peer("config_sync", self.member))
+        if not self.ready:
+            self._ask_digests(self.gate.tick(now))
         prune = now >= self._next_prune
         if prune:
             self._next_prune = now + PRUNE_INTERVAL
@@ -442,7 +440,7 @@ class ConfigPlane:
         if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
             times.append(retry)
         if not self.ready:
-            times.append(self._next_ask)
+            times.append(self.gate.next_wake())
         if self._forwards:
             times.append(min(f.deadline for f in self._forwards.values()))
         if self._unsent:
@@ -652,15 +650,15 @@ class ConfigPlane:
         else:
             effects = self._handle(msg, now)
         self._run(effects, now)
-        if not self.ready:
-            self._check_caught_up()
 
     def _handle(self, msg: Any, now: float) -> list[Effect]:
         """One validated peer message (or batch item) from a configured peer."""
         sender, rep = msg.sender, self.replicator
         effects: list[Effect] = []
         match msg:
-            case ConfigSync():
+            case ConfigSync() if msg.paged:
+                effects = rep.on_sync(sender, msg.after)
+            case ConfigSync():  # a node before pages: every digest in one message
                 effects = [SendDigests(sender, tuple(self.store.digests()), False)]
             case ConfigRecord():
                 if self._trace.on:
@@ -681,13 +679,14 @@ class ConfigPlane:
             case ConfigKeyVersions():
                 effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id)
             case ConfigDigests():
-                full = msg.after is None and msg.upto is None  # (a round's step: a range)
-                if not self.ready and not msg.reply and full:
-                    self._note_digests(sender, msg)
+                if not self.ready and not msg.reply:  # a page (or a round's step)
+                    self._ask_digests(self.gate.on_page(now, sender, msg.digests, msg.after,
+                                                        msg.upto))  # fmt: skip
+                    self._gate_check()
                 effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto,
                                          now)  # fmt: skip
             case ConfigHave():
-                effects = rep.on_have(sender, msg.items, msg.reply, now)
+                effects = rep.on_have(sender, msg.items, msg.reply, now, msg.keep)
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
@@ -721,38 +720,34 @@ class ConfigPlane:
         self._limiter.warning("config-peer", now, "%s", message)
 
     # -- the ready gate -----------------------------------------------------------------
-    def _note_digests(self, sender: str, msg: ConfigDigests) -> None:
-        need = {}
-        for d in msg.digests:
-            mine = self.store.current(d.key)
-            theirs = (d.revision, d.committed, d.origin, d.md5)
-            if mine is None or merge_order(mine)[:4] < theirs:
-                need[d.key] = theirs
-        self._need[sender] = need
+    def _ask_digests(self, asks: list[tuple[str, ConfigKey | None]]) -> None:
+        """Send the gate's asks: a page of a peer's digests after a cursor."""
+        for peer, after in asks:
+            cursor = None if after is None else key_to_wire(after)
+            self._send(peer, encode_config_peer("config_sync", self.member, after=cursor))
 
-    def _check_caught_up(self) -> None:
-        for peer, need in list(self._need.items()):
-            for key, theirs in list(need.items()):
-                mine = self.store.current(key)
-                if mine is not None and merge_order(mine)[:4] >= theirs:
-                    del need[key]
-            if not need:
-                del self._need[peer]
-                self._synced.add(peer)
-        if len(self._synced) + 1 >= self.replicator.majority:
-            self.ready = True
-            log.info(
-                "configs: caught up with %d of %d configured members; serving config "
-                "reads (%d data ids)",
-                len(self._synced) + 1,
-                len(self.replicator.members),
-                len(self.store),
-            )
+    def _gate_check(self) -> None:
+        if self.ready or not self.gate.ready:
+            return
+        self.ready = True
+        log.info(
+            "configs: caught up with %d of %d configured members; serving config "
+            "reads (%d data ids)",
+            len(self.gate.synced) + 1,
+            len(self.replicator.members),
+            len(self.store),
+        )
 
     # -- carrying out the replicator's effects ------------------------------------------
     def _run(self, effects: list[Effect], now: float) -> None:
-        """Queue effects for this turn's ``flush`` (nothing leaves before its commit)."""
+        """Queue effects for this turn's ``flush`` (nothing leaves before its commit); not
+        ready yet: the data ids stored go to the ready gate."""
         self._commits.add(effects)
+        if not self.ready:
+            stored = [e.key for f in effects if type(f) is Persist for e in f.entries]
+            if stored:
+                self.gate.on_stored(now, stored)
+                self._gate_check()
 
     def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
         self._now = now
@@ -953,6 +948,8 @@ class ConfigPlane:
             "data_dir": str(self.db.path.parent) if self.db is not None else None,
             **self.store.stats(),
             **self.replicator.counters,
+            **self.gate.counters,
+            "sync_waiting": self.gate.waiting(),
             **self.counters,
             **self._commits.stats(),
             "forwards_pending": len(self._forwards),

@@ -12,7 +12,8 @@ members.
 =====================  ===================================================================
 op                     fields (besides v, op, from)
 =====================  ===================================================================
-config_sync            (none): "send me your digests" (a starting node's catch-up)
+config_sync            after (key or nil): "your digests after this data id, one page"
+                       (a starting node's catch-up; absent: every digest, one message)
 config_record          entry: a new version to persist and acknowledge
 config_ack             key, revision, origin, md5, ok, current (entry or nil)
 config_commit          key, revision, origin, md5: a majority acknowledged it
@@ -27,9 +28,10 @@ config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
-config_have            items: [[key, [[revision, hash], ...]], ...], reply: the revisions
-                       kept of data ids whose histories differ, each with a hash of its
-                       versions (ConfigReplicator.on_have)
+config_have            items: [[key, [[revision, hash], ...]], ...], reply, keep (optional):
+                       the revisions kept of data ids whose histories differ, each with a
+                       hash of its versions, and the sender's keep_revisions
+                       (ConfigReplicator.on_have)
 =====================  ===================================================================
 
 A key is ``[namespace, group, data_id]``; an entry a map (``entry_to_wire``); a digest
@@ -107,6 +109,7 @@ VERSIONS_CHUNK_BYTES = 4 * 1024 * 1024  # bytes of content per config_versions m
 MAX_CONFIG_DIGESTS = 200_000  # digests in one message (a node holds <= 100,000 data ids)
 MAX_HAVE_KEYS = 200_000  # data ids in one config_have message
 MAX_HAVE_IDS = 8 * 100_000  # revisions in one config_have message (all its data ids)
+HAVE_CHUNK_IDS = 8192  # revisions per config_have message sent (~120 KB; more: several)
 DIGEST_BYTES = 1_000  # bytes; an upper bound of one encoded digest (names <= 448 chars)
 MAX_TAG = 2**64 - 1  # a forward's tag
 MAX_ERROR_MESSAGE = 4096  # chars of a forwarded error's message
@@ -135,7 +138,13 @@ def config_frame_bytes(max_content_bytes: int) -> int:
 # -- parsed messages ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ConfigSync:
+    """A starting node's ask for a page of digests after ``after`` (None: the first);
+    ``paged`` False: no ``after`` field at all (a node before pages: every digest in one
+    answer)."""
+
     sender: str
+    after: ConfigKey | None = None
+    paged: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +202,7 @@ class ConfigHave:
     sender: str
     items: tuple[tuple[ConfigKey, tuple[RevisionHash, ...]], ...]
     reply: bool
+    keep: int | None = None  # the sender's keep_revisions (None: no limit, or an older node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,14 +409,36 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                 )
             ]
         case SendHave():
-            items = [[key_to_wire(k), [list(i) for i in ids]] for k, ids in effect.items]
-            return [encode_config_peer("config_have", sender, items=items, reply=effect.reply)]
+            keep = {} if effect.keep is None else {"keep": effect.keep}
+            return [
+                encode_config_peer("config_have", sender, items=chunk, reply=effect.reply, **keep)
+                for chunk in _have_chunks(effect.items)
+            ]
         case SendVersions():
             return [
                 encode_config_peer("config_versions", sender, entries=chunk)
                 for chunk in _chunks(effect.entries)
             ]
     raise TypeError(f"not a config send effect: {effect!r}")
+
+
+def _have_chunks(
+    items: Iterable[tuple[ConfigKey, tuple[RevisionHash, ...]]],
+) -> Iterable[list[list[Any]]]:
+    """``config_have`` items in messages of at most ``HAVE_CHUNK_IDS`` revisions (a data
+    id's list is never split; one longer than that goes alone): a step's 1,024 data ids
+    with 100 revisions kept each would be one message of ~1.5 MB.  Each item is handled
+    on its own by the receiver, so the chunks mean what the whole list meant."""
+    chunk: list[list[Any]] = []
+    size = 0
+    for key, ids in items:
+        if chunk and size + len(ids) > HAVE_CHUNK_IDS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append([key_to_wire(key), [list(i) for i in ids]])
+        size += len(ids)
+    if chunk:
+        yield chunk
 
 
 def _chunks(entries: Iterable[ConfigEntry]) -> Iterable[list[dict[str, Any]]]:
@@ -475,7 +507,10 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
     if op == "config_batch":
         return ConfigBatch(sender, _batch_items(msg.get("items"), sender, cap))
     if op == "config_sync":
-        return ConfigSync(sender)
+        if "after" not in msg:
+            return ConfigSync(sender, None, paged=False)
+        after = msg["after"]
+        return ConfigSync(sender, None if after is None else parse_key(after))
     if op == "config_record":
         return ConfigRecord(sender, parse_entry(msg.get("entry"), cap))
     if op in ("config_ack", "config_commit"):
@@ -509,15 +544,25 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
         if not isinstance(raw, list):
             raise _bad("field 'digests' must be an array")
         after, upto = msg.get("after"), msg.get("upto")
-        return ConfigDigests(
-            sender,
-            tuple(parse_digest(d) for d in raw),
-            _bool(msg.get("reply"), "reply"),
-            None if after is None else parse_key(after),
-            None if upto is None else parse_key(upto),
-        )
+        after = None if after is None else parse_key(after)
+        upto = None if upto is None else parse_key(upto)
+        digests = tuple(parse_digest(d) for d in raw)
+        if after is not None and upto is not None and not after < upto:
+            raise _bad("config_digests: 'after' must come before 'upto' in key order")
+        if after is not None or upto is not None:  # a range: every digest within it
+            for d in digests:
+                if (after is not None and d.key <= after) or (upto is not None and d.key > upto):
+                    raise _bad(f"config_digests: the digest of {d.key} is outside the range "
+                               "(after, upto] it claims to cover")  # fmt: skip
+        return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto)
     if op == "config_have":
-        return ConfigHave(sender, _have_items(msg.get("items")), _bool(msg.get("reply"), "reply"))
+        keep = msg.get("keep")
+        return ConfigHave(
+            sender,
+            _have_items(msg.get("items")),
+            _bool(msg.get("reply"), "reply"),
+            None if keep is None else _int(keep, "keep", 1, MAX_REVISION),
+        )
     if op == "config_versions":
         return ConfigVersions(sender, _entries(msg.get("entries"), cap))
     if op == "config_forward":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshreg.configcenter.core import ConfigStore
-from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.model import ConfigKey, ConfigLimits
 from meshreg.configcenter.replication import (
     DIGEST_STEP,
     DIGEST_STEP_GAP,
@@ -55,7 +55,7 @@ def exchange(
                 out = dst.on_digests(src.node_id, e.digests, e.reply, e.after, e.upto, now)
             elif isinstance(e, SendHave):
                 sent["have_ids"] += sum(len(ids) for _, ids in e.items)
-                out = dst.on_have(src.node_id, e.items, e.reply, now)
+                out = dst.on_have(src.node_id, e.items, e.reply, now, e.keep)
             elif isinstance(e, SendVersions):
                 sent["versions"] += len(e.entries)
                 sent["version_messages"] += 1
@@ -93,6 +93,34 @@ def test_the_node_behind_asks_and_gets_only_what_it_lacks() -> None:
     sent = exchange(a, b, [e for e in a.tick(5.0) if isinstance(e, SendDigests)])
     assert sent["versions"] == 2, sent
     assert a.store.current(K) == b.store.current(K)
+
+
+def test_a_node_keeping_fewer_revisions_is_not_pushed_what_it_prunes_again() -> None:
+    """keep_revisions 100 and 5: the history hashes never agree (each covers its own
+    window), but a round pushes nothing outside the smaller window (before: the 25 older
+    revisions of each data id, pruned again there within a second, at every round); a
+    revision inside it that the smaller node lacks still goes."""
+    a = ConfigReplicator("n0", IDS, ConfigStore("n0"), 0.0, sync_interval=5.0)
+    b = ConfigReplicator("n1", IDS, ConfigStore("n1", ConfigLimits(keep_revisions=5)), 0.0,
+                         sync_interval=1000.0)  # fmt: skip
+    for r in (a, b):
+        r.set_members_up(IDS)
+    keys = [ConfigKey("public", "G", f"k{i}") for i in range(20)]
+    for i in range(30):
+        for key in keys:
+            entry = a.store.publish(key, f"{key.data_id} {i}", now=float(i))
+            if not (key == keys[0] and entry.revision == 28):  # b lacks k0 r28
+                b.store.apply(entry)
+    for _ in range(100):  # bounded steps (a step may find nothing and stop)
+        b.store.prune(30.0)
+    assert len(b.store.kept_versions(keys[0])) == 4 and len(a.store.kept_versions(keys[0])) == 30
+    for now in (5.0, 10.0):  # two rounds, both ways
+        sent = exchange(a, b, [e for e in a.tick(now) if isinstance(e, SendDigests)], now)
+        assert sent["versions"] == (1 if now == 5.0 else 0), sent  # k0 r28 (once)
+        sent = exchange(b, a, [e for e in b.tick(now + 1000.0) if isinstance(e, SendDigests)],
+                        now)  # fmt: skip
+        assert sent["versions"] == 0, sent
+    assert [e.revision for e in b.store.kept_versions(keys[0])] == [26, 27, 28, 29, 30]
 
 
 def test_same_current_different_histories_exchange_revision_hashes_then_the_missing() -> None:

@@ -6,6 +6,7 @@ RemoteProtocolError)."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import msgpack
@@ -39,6 +40,7 @@ from meshreg.wire import limits
 from meshreg.wire.config_peer import (
     CONFIG_FRAME,
     CONFIG_PEER_OPS,
+    HAVE_CHUNK_IDS,
     MAX_BATCH_ITEMS,
     VERSIONS_CHUNK_BYTES,
     ConfigAck,
@@ -112,8 +114,80 @@ def test_every_replication_message_round_trips() -> None:
     assert versions == ConfigVersions(ME, tuple(ENTRIES))
     assert step == ConfigDigests(ME, (DIGEST,), False, None, KEY)
     assert have == ConfigHave(ME, EFFECTS[9].items, False)  # type: ignore[union-attr]
-    sync = decoded(encode_config_peer("config_sync", ME))
-    assert sync == ConfigSync(ME)
+    sync = decoded(encode_config_peer("config_sync", ME, after=None))
+    assert sync == ConfigSync(ME, None, paged=True)  # the first page
+    sync = decoded(encode_config_peer("config_sync", ME, after=list(KEY)))
+    assert sync == ConfigSync(ME, KEY, paged=True)
+    legacy = decoded(encode_config_peer("config_sync", ME))  # a node before pages
+    assert legacy == ConfigSync(ME, None, paged=False)
+
+
+def _digests_body(digests: list[ConfigDigest], **fields: Any) -> bytes:
+    wire = [[*d.key, d.revision, d.md5, d.origin, d.committed, d.history] for d in digests]
+    return encode_config_peer("config_digests", ME, digests=wire, reply=False, **fields)[1]
+
+
+LOW, HIGH = ConfigKey("public", "G", "a"), ConfigKey("public", "G", "m")
+
+
+@pytest.mark.parametrize(
+    ("fields", "keys", "words"),
+    [
+        ({"after": list(HIGH), "upto": list(LOW)}, [], "'after' must come before 'upto'"),
+        ({"after": list(LOW), "upto": list(LOW)}, [], "'after' must come before 'upto'"),
+        ({"after": list(LOW), "upto": list(HIGH)}, [LOW], "outside the range"),
+        ({"after": list(LOW), "upto": list(HIGH)}, [ConfigKey("public", "G", "z")], "outside"),
+        ({"after": None, "upto": list(LOW)}, [HIGH], "outside the range"),
+        ({"after": list(HIGH), "upto": None}, [LOW], "outside the range"),
+        ({"after": ["public", "G"], "upto": None}, [], "[namespace, group, data_id]"),
+        ({"after": list(LOW), "upto": list(HIGH)}, [HIGH, HIGH, LOW], "outside the range"),
+    ],
+)
+def test_a_page_of_digests_must_hold_only_its_range(
+    fields: dict[str, Any], keys: list[ConfigKey], words: str
+) -> None:
+    """A page (or a round's step) claims to list every data id of its range: one that
+    names a data id outside it, or an empty or inverted range, is refused whole."""
+    digests = [ConfigDigest(k, 1, "0" * 32, ME, True, 1) for k in keys]
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_config_peer(_digests_body(digests, **fields))
+    assert words in info.value.message
+
+
+def test_a_page_of_digests_within_its_range_is_accepted() -> None:
+    inside = [ConfigDigest(ConfigKey("public", "G", k), 1, "0" * 32, ME, True, 1)
+              for k in ("b", "c", "m")]  # fmt: skip
+    page = decode_config_peer(_digests_body(inside, after=list(LOW), upto=list(HIGH)))
+    assert isinstance(page, ConfigDigests) and page.digests == tuple(inside)
+    assert (page.after, page.upto) == (LOW, HIGH)
+    last = decode_config_peer(_digests_body(inside, after=list(LOW), upto=None))
+    assert isinstance(last, ConfigDigests) and (last.after, last.upto) == (LOW, None)
+
+
+def test_a_have_list_carries_the_senders_window() -> None:
+    items = ((KEY, ((1, 7), (2, 9))),)
+    (have,) = [decoded(f) for f in encode_replication_effect(ME, SendHave("p", items, False, 5))]
+    assert have == ConfigHave(ME, items, False, 5)
+    body = msgpack.unpackb(encode_replication_effect(ME, SendHave("p", items, False))[0][1])
+    assert "keep" not in body  # no limit: not sent (an older node never sends it either)
+    for bad in (0, -1, "5", 2**63):
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_config_peer(msgpack.packb({**body, "keep": bad}))
+        assert "'keep'" in info.value.message
+
+
+def test_have_lists_are_sent_in_bounded_chunks() -> None:
+    """1,024 data ids with 100 revisions kept each: messages of at most HAVE_CHUNK_IDS
+    revisions, never splitting one data id's list, together the whole list in order."""
+    keys = [ConfigKey("public", "G", f"d{i:04d}") for i in range(1024)]
+    items = tuple((k, tuple((r, r * 7) for r in range(1, 101))) for k in keys)
+    items += ((KEY, tuple((r, 1) for r in range(1, HAVE_CHUNK_IDS + 2))),)  # alone, whole
+    messages = [decoded(f) for f in encode_replication_effect(ME, SendHave("p", items, True))]
+    sizes = [sum(len(ids) for _, ids in m.items) for m in messages]
+    assert all(isinstance(m, ConfigHave) and m.reply for m in messages)
+    assert max(sizes[:-1]) <= HAVE_CHUNK_IDS and sizes[-1] == HAVE_CHUNK_IDS + 1
+    assert len(messages) == 1 + math.ceil(1024 * 100 / (HAVE_CHUNK_IDS // 100 * 100))
+    assert tuple(item for m in messages for item in m.items) == items
 
 
 def test_forwards_round_trip() -> None:

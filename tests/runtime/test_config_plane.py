@@ -8,6 +8,7 @@ order of Persist and sends, the ready gate, forwarding, waiting reads, bad peer 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import deque
 from pathlib import Path
@@ -697,3 +698,92 @@ def test_a_get_is_answered_from_the_packed_result_of_the_current_entry(
     assert plane._replies_bytes == len(
         plane._replies[ConfigKey("public", "DEFAULT_GROUP", "d"), False][1]
     )
+
+
+def _restart_empty(net: Net, address: str) -> ConfigPlane:
+    """``address`` restarted with an empty memory store (its peers see it up)."""
+    plane = ConfigPlane(
+        NodeConfig(port=int(address.rpartition(":")[2]), peers=ADDRESSES),
+        net.now,
+        lambda to, frames: net._send(address, to, frames),
+        lambda envelope, body: None,
+        lambda frames: None,
+    )
+    net.planes[address] = plane
+    plane.set_members_up(set(ADDRESSES) - {address})
+    return plane
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_restarted_node_gets_the_digests_in_pages_and_is_ready_only_with_all(
+    seed: int,
+) -> None:
+    """60 data ids, pages of 8, 30 % of peer messages lost: the restarted node asks page
+    after page (again after a loss), no digest message holds more than a page, and at the
+    turn it becomes ready it holds every acknowledged version (checked at every step)."""
+    net = Net(3, seed=seed)
+    late = ADDRESSES[seed % 3]
+    acked = {}
+    for i in range(60):
+        data_id = f"big{i:02d}"
+        reply = net.call(owner_of(data_id), "config_publish", data_id=data_id, content=f"{i}")
+        acked[ConfigKey("public", "DEFAULT_GROUP", data_id)] = reply["result"]["revision"]
+    pages: list[int] = []  # the digests in each page answered to the restarted node
+    for answering in net.planes.values():
+        answering.replicator.sync_page = 8
+        on_sync = answering.replicator.on_sync
+
+        def spying(sender: str, after: Any, on_sync: Any = on_sync) -> Any:
+            effects = on_sync(sender, after)
+            pages.extend(len(e.digests) for e in effects)
+            return effects
+
+        answering.replicator.on_sync = spying  # type: ignore[method-assign]
+    plane = _restart_empty(net, late)
+    sent_before = len(net.sent)
+    net.loss = 0.3
+    for _ in range(400):
+        net.tick(0.05)
+        if plane.ready:
+            for key, revision in acked.items():
+                current = plane.store.current(key)
+                assert current is not None and current.revision >= revision, (seed, key)
+            break
+    else:
+        raise AssertionError(f"seed {seed}: not ready after 20 s: {plane.stats()}")
+    stats = plane.stats()
+    asks = [m for m in net.sent[sent_before:] if m[0] == late and m[2] == "config_sync"]
+    assert stats["sync_pages_in"] >= 60 // 8 and len(asks) > 60 // 8, stats
+    assert pages and max(pages) <= 8, pages
+
+
+def test_a_page_outside_its_range_is_refused_and_moves_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bad pages: refused whole, counted, one warning line per 10 s (not one per page),
+    nothing stored and the gate unmoved; the real pages then make the node ready."""
+    net = Net(3)
+    for i in range(5):
+        net.call(owner_of(f"p{i}"), "config_publish", data_id=f"p{i}", content="x")
+    late = ADDRESSES[1]
+    plane = _restart_empty(net, late)
+    ahead = net.planes[ADDRESSES[0]].store
+    digests = [[*d.key, d.revision, d.md5, d.origin, d.committed, d.history]
+               for d in ahead.digests()]  # fmt: skip
+    bodies = [
+        # claims (p0, p1]: holds p0..p4
+        encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
+                           after=digests[0][:3], upto=digests[1][:3])[1],  # fmt: skip
+        encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
+                           after=digests[1][:3], upto=digests[0][:3])[1],  # fmt: skip
+    ]
+    with caplog.at_level(logging.WARNING, logger="meshreg.node"):
+        for body in bodies * 50:
+            plane.on_peer(body, net.now)
+    warned = [r for r in caplog.records if "bad config message" in r.getMessage()]
+    assert len(warned) == 1 and "outside the range" in warned[0].getMessage()
+    stats = plane.stats()
+    assert stats["peer_messages_rejected"] == 100 and stats["sync_pages_in"] == 0
+    assert not plane.ready and len(plane.store) == 0 and stats["sync_waiting"] == 0
+    net.tick(1.0)  # the real pages: ready
+    assert plane.ready and len(plane.store) == 5

@@ -1,0 +1,184 @@
+"""The ready gate of a starting node: caught up with a majority's digests (sans-IO).
+
+Theory of operation
+-------------------
+A node with peers starts **not ready**: it answers config reads UNAVAILABLE until it holds,
+for a majority of the configured members (itself included), every data id at least as far
+as that member held it when asked.  An acknowledged version is on a majority, and two
+majorities share a node, so a ready node holds every version acknowledged before it
+started (or a later one).  Writes do not wait for the gate (the replicator's per-data-id
+catch-up covers them).
+
+* **Paged digests.**  The node asks each peer for its digests a page at a time
+  (``config_sync`` with a cursor, ``after``: the last data id of the page before, None at
+  first); the peer answers with the digests of the next ``SYNC_PAGE`` data ids in key
+  order and the range they cover, (``after``, ``upto``], ``upto`` None on the last page
+  (``ConfigReplicator.on_sync``; the answering node keeps no state per asker).  On each
+  page the gate notes, per data id, the version the peer holds where it is ahead of this
+  node, moves the peer's cursor to ``upto`` and asks for the next page at once: pages are
+  a round trip apart, so neither node's loop spends more than one page's work in a turn
+  and no message holds more than one page (a table of 100,000 data ids was one message of
+  several MB before).  Any digest message that is not an answer to a digest message
+  (``reply`` False) lists every data id the peer holds in its range, so a page of a
+  periodic anti-entropy round covering the cursor counts as well.
+* **The whole set.**  A peer counts for the gate only once its pages covered the whole
+  key space in order (the last page, ``upto`` None, reached from the cursor) **and**
+  every data id it was ahead on is now as far here (``on_stored``: the data ids this
+  node stored a version of; each is checked once per store, not the whole table per
+  message).  A page that does not start at or below the cursor (late, duplicated, or
+  after one lost) moves nothing.
+* **Loss and death.**  A peer whose next page has not come ``SYNC_ASK_INTERVAL`` after
+  the ask is asked for it again (``tick``), from the same cursor: a lost ask or page
+  costs one interval, a peer that died half-way is asked until it answers (from where it
+  stopped: what it sent before stays noted) or a majority of the others are through.  A
+  peer whose pages are all in, that this node is still behind on, and whose versions
+  stopped coming (``SYNC_STALL`` without progress: the pushes were lost) is paged again
+  from the start: the pages ask it to push again.
+* **Memory**: per peer a cursor and the data ids it is ahead on (at most its table,
+  itself bounded by ``max_configs``); nothing on the answering side.
+
+Inputs: ``tick(now)``, ``on_page``, ``on_stored``.  Outputs: the asks to send, as
+(peer, cursor) pairs.  No clock, socket or file here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import ConfigDigest, ConfigKey, merge_order
+
+SYNC_ASK_INTERVAL = 0.5  # s; a peer's next page not there this long after the ask: asked
+# again (a LAN round trip and two loop turns take a few ms; a loaded node tens of ms)
+SYNC_STALL = 2.0  # s; a peer whose pages are all in but that this node is still behind on,
+# with no data id caught up on for this long (its pushes were lost): its pages asked again
+# (its answers ask it to push again), before the next anti-entropy round (5 s) would
+
+Order = tuple[int, bool, str, str]  # merge_order's first four: revision, committed, origin, md5
+Ask = tuple[str, ConfigKey | None]  # (peer, cursor): "your digests after this data id"
+
+
+@dataclass(slots=True)
+class _Peer:
+    cursor: ConfigKey | None = None  # the pages seen cover (-inf, cursor]; None: none yet
+    complete: bool = False  # the last page was reached: the whole key space seen
+    next_ask: float = -math.inf  # when to ask for the page after ``cursor`` (again)
+    progress_at: float = -math.inf  # when this node last caught up on a data id it was ahead on
+
+
+class ReadyGate:
+    """A starting node's catch-up with a majority's digests (module docstring)."""
+
+    def __init__(self, peers: Iterable[str], majority: int, store: ConfigStore) -> None:
+        self.store = store
+        self.majority = majority
+        self._peers = {p: _Peer() for p in peers}
+        self._need: dict[str, dict[ConfigKey, Order]] = {p: {} for p in self._peers}
+        self.synced: set[str] = set()  # peers caught up with
+        self.ready = not self._peers
+        self.counters = {"sync_pages_in": 0, "sync_pages_ignored": 0, "sync_asks": 0,
+                         "sync_restarts": 0}  # fmt: skip
+
+    def tick(self, now: float) -> list[Ask]:
+        """The asks due: a peer's next page not there ``SYNC_ASK_INTERVAL`` after the
+        last ask (or never asked yet)."""
+        if self.ready:
+            return []
+        asks: list[Ask] = []
+        for peer, state in self._peers.items():
+            if state.complete and self._need[peer] and now >= state.progress_at + SYNC_STALL:
+                state.complete, state.cursor = False, None  # its pushes stopped: again
+                state.next_ask = -math.inf
+                self.counters["sync_restarts"] += 1
+            if not state.complete and now >= state.next_ask:
+                state.next_ask = now + SYNC_ASK_INTERVAL
+                asks.append((peer, state.cursor))
+        self.counters["sync_asks"] += len(asks)
+        return asks
+
+    def next_wake(self) -> float:
+        """When ``tick`` has asks to send at the latest (inf: none)."""
+        if self.ready:
+            return math.inf
+        return min(
+            (s.progress_at + SYNC_STALL if s.complete else s.next_ask
+             for p, s in self._peers.items() if not s.complete or self._need[p]),
+            default=math.inf,
+        )  # fmt: skip
+
+    def on_page(
+        self,
+        now: float,
+        sender: str,
+        digests: Iterable[ConfigDigest],
+        after: ConfigKey | None,
+        upto: ConfigKey | None,
+    ) -> list[Ask]:
+        """A peer's digests of every data id it holds in (``after``, ``upto``] (None: open):
+        noted if the range starts at or below the peer's cursor; answered with the ask
+        for the next page (none after the last, or for a page that moved nothing)."""
+        state = self._peers.get(sender)
+        if self.ready or state is None or state.complete:
+            return []
+        cursor = state.cursor
+        starts = after is None or (cursor is not None and after <= cursor)
+        extends = upto is None or cursor is None or upto > cursor
+        if not (starts and extends):
+            self.counters["sync_pages_ignored"] += 1
+            return []
+        self.counters["sync_pages_in"] += 1
+        need = self._need[sender]
+        for d in digests:
+            if cursor is not None and d.key <= cursor:
+                continue  # noted from an earlier page
+            mine = self.store.current(d.key)
+            theirs = (d.revision, d.committed, d.origin, d.md5)
+            if mine is None or merge_order(mine)[:4] < theirs:
+                need[d.key] = theirs
+        if upto is None:
+            state.complete = True
+            state.next_ask = math.inf
+            state.progress_at = now
+            self._check(sender)
+            return []
+        state.cursor = upto
+        state.next_ask = now + SYNC_ASK_INTERVAL
+        self.counters["sync_asks"] += 1
+        return [(sender, upto)]
+
+    def on_stored(self, now: float, keys: Iterable[ConfigKey]) -> None:
+        """Versions of these data ids were stored here: the peers ahead on them may be
+        caught up with now."""
+        if self.ready:
+            return
+        keys = set(keys)
+        for peer, need in self._need.items():
+            if not need:
+                continue
+            caught_up = [
+                k for k in keys
+                if k in need and (mine := self.store.current(k)) is not None
+                and merge_order(mine)[:4] >= need[k]
+            ]  # fmt: skip
+            if caught_up:
+                self._peers[peer].progress_at = now
+            for key in caught_up:
+                del need[key]
+            if not need:
+                self._check(peer)
+
+    def waiting(self) -> int:
+        """Data ids the peers not caught up with are still ahead on (stats)."""
+        return sum(len(n) for n in self._need.values())
+
+    def _check(self, peer: str) -> None:
+        if self._peers[peer].complete and not self._need[peer]:
+            self.synced.add(peer)
+        if len(self.synced) + 1 >= self.majority:
+            self.ready = True
+            self._need = {p: {} for p in self._peers}  # freed: nothing reads it any more
+
+
+__all__ = ["SYNC_ASK_INTERVAL", "SYNC_STALL", "ReadyGate"]

@@ -1,0 +1,223 @@
+"""The ready gate of a starting node (configcenter/ready.py) and the pages of digests that
+answer it (``ConfigReplicator.on_sync``), on an injected clock.
+
+What it must keep: not ready before the whole digest set of a majority (itself included)
+was seen, in order, and every data id those peers were ahead on is as far here; a lost
+ask or page is asked again after ``SYNC_ASK_INTERVAL``; a late or duplicated page moves
+nothing; a peer that dies half-way does not block a majority of the others; no message
+holds more than one page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.ready import SYNC_ASK_INTERVAL, SYNC_STALL, ReadyGate
+from meshreg.configcenter.replication import ConfigReplicator, SendDigests
+
+A, B, C = "10.0.0.1:7800", "10.0.0.2:7800", "10.0.0.3:7800"
+KEYS = [ConfigKey("public", "G", f"cfg{i:03d}") for i in range(10)]
+
+
+def holder(node: str, n: int = 10, page: int = 4) -> ConfigReplicator:
+    """A replicator holding ``n`` data ids (committed), answering pages of ``page``."""
+    rep = ConfigReplicator(node, (A, B, C), ConfigStore(node), 0.0)
+    for key in KEYS[:n]:
+        e = rep.store.publish(key, f"{key.data_id} at {node}", now=1.0)
+        rep.store.commit(key, e.revision, e.origin, e.md5)
+    rep.sync_page = page
+    return rep
+
+
+def page(rep: ConfigReplicator, asker: str, after: ConfigKey | None) -> SendDigests:
+    (effect,) = rep.on_sync(asker, after)
+    assert isinstance(effect, SendDigests) and effect.peer == asker and not effect.reply
+    return effect
+
+
+def feed(gate: ReadyGate, now: float, sender: str, p: SendDigests) -> list[Any]:
+    return gate.on_page(now, sender, p.digests, p.after, p.upto)
+
+
+def copy_all(src: ConfigStore, dst: ConfigStore, gate: ReadyGate | None = None,
+             now: float = 0.0) -> None:  # fmt: skip
+    for key in src.keys_after(None):
+        for e in src.entries(key):
+            dst.apply(e)
+    if gate is not None:
+        gate.on_stored(now, list(src.keys_after(None)))
+
+
+def test_pages_cover_the_table_in_key_order_with_their_ranges() -> None:
+    a = holder(A)
+    pages, after = [], None
+    while True:
+        p = page(a, B, after)
+        pages.append(p)
+        if p.upto is None:
+            break
+        after = p.upto
+    assert [len(p.digests) for p in pages] == [4, 4, 2]
+    assert [p.after for p in pages] == [None, KEYS[3], KEYS[7]]
+    assert [p.upto for p in pages] == [KEYS[3], KEYS[7], None]
+    assert [d.key for p in pages for d in p.digests] == KEYS
+    assert a.counters["sync_pages_out"] == 3
+    assert page(holder(A, n=4), B, None).upto is None  # exactly one page: no empty last page
+    assert page(holder(A, n=0), B, None).digests == ()
+
+
+def test_not_ready_until_the_last_page_even_when_nothing_is_missing() -> None:
+    a = holder(A)
+    store = ConfigStore(B)
+    copy_all(a.store, store)  # B already holds everything A holds
+    gate = ReadyGate((A, C), 2, store)
+    assert gate.tick(0.0) == [(A, None), (C, None)]
+    assert feed(gate, 0.01, A, page(a, B, None)) == [(A, KEYS[3])]  # the next page, at once
+    assert not gate.ready
+    assert feed(gate, 0.02, A, page(a, B, KEYS[3])) == [(A, KEYS[7])]
+    assert not gate.ready
+    assert feed(gate, 0.03, A, page(a, B, KEYS[7])) == []
+    assert gate.ready and gate.synced == {A}
+    assert gate.tick(10.0) == [] and gate.next_wake() == float("inf")
+
+
+def test_ready_once_every_data_id_the_peer_was_ahead_on_is_stored() -> None:
+    a = holder(A)
+    store = ConfigStore(B)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    after = None
+    for now in (0.01, 0.02, 0.03):
+        p = page(a, B, after)
+        feed(gate, now, A, p)
+        after = p.upto
+    assert not gate.ready and gate.waiting() == 10
+    for key in KEYS[:9]:  # the pushes: one data id at a time
+        for e in a.store.entries(key):
+            store.apply(e)
+        gate.on_stored(0.1, [key])
+    assert not gate.ready and gate.waiting() == 1
+    gate.on_stored(0.1, [KEYS[9]])  # told, but not stored yet: still behind
+    assert not gate.ready
+    for e in a.store.entries(KEYS[9]):
+        store.apply(e)
+    gate.on_stored(0.1, [KEYS[9], ConfigKey("public", "G", "other")])
+    assert gate.ready and gate.waiting() == 0
+
+
+def test_a_lost_ask_or_page_is_asked_again_from_the_same_cursor() -> None:
+    a = holder(A)
+    store = ConfigStore(B)
+    copy_all(a.store, store)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    assert feed(gate, 0.1, A, page(a, B, None)) == [(A, KEYS[3])]
+    # that ask (or its page) is lost; C never answers either
+    assert gate.next_wake() == 0.0 + SYNC_ASK_INTERVAL  # C's next ask comes first
+    asks = gate.tick(0.1 + SYNC_ASK_INTERVAL - 0.01)
+    assert asks == [(C, None)]
+    assert gate.tick(0.1 + SYNC_ASK_INTERVAL) == [(A, KEYS[3])]  # again, same cursor
+    assert feed(gate, 0.7, A, page(a, B, KEYS[3])) == [(A, KEYS[7])]
+    assert feed(gate, 0.8, A, page(a, B, KEYS[7])) == []
+    assert gate.ready
+
+
+def test_a_late_or_duplicated_page_moves_nothing() -> None:
+    a = holder(A)
+    store = ConfigStore(B)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    first = page(a, B, None)
+    feed(gate, 0.1, A, first)
+    assert feed(gate, 0.2, A, first) == []  # the same page again (asked twice)
+    third = page(a, B, KEYS[7])
+    assert feed(gate, 0.3, A, third) == []  # the page after a lost one: a gap
+    assert gate.counters["sync_pages_ignored"] == 2 and gate.counters["sync_pages_in"] == 1
+    assert not gate.ready and gate.waiting() == 4  # only the first page's data ids
+    assert feed(gate, 0.4, A, page(a, B, KEYS[3])) == [(A, KEYS[7])]
+    feed(gate, 0.5, A, third)
+    assert gate.waiting() == 10
+    copy_all(a.store, store, gate, 0.6)
+    assert gate.ready
+
+
+def test_a_peer_that_dies_half_way_does_not_block_the_others() -> None:
+    a, c = holder(A), holder(C, n=6)
+    store = ConfigStore(B)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    feed(gate, 0.1, A, page(a, B, None))  # A dies after its first page
+    after = None
+    while True:
+        p = page(c, B, after)
+        feed(gate, 0.2, C, p)
+        if p.upto is None:
+            break
+        after = p.upto
+    assert not gate.ready  # C was ahead on 6 data ids
+    copy_all(c.store, store, gate, 0.3)
+    assert gate.ready and gate.synced == {C}
+
+
+def test_a_peer_that_dies_half_way_is_asked_from_where_it_stopped() -> None:
+    """5 members (majority 3): B needs two peers; A dies after a page, C is through, D
+    and E never answer. A comes back and answers from the cursor: B is ready."""
+    a, c = holder(A), holder(C)
+    store = ConfigStore(B)
+    d, e = "10.0.0.4:7800", "10.0.0.5:7800"
+    gate = ReadyGate((A, C, d, e), 3, store)
+    gate.tick(0.0)
+    feed(gate, 0.1, A, page(a, B, None))
+    after = None
+    while (p := page(c, B, after)).upto is not None:
+        feed(gate, 0.1, C, p)
+        after = p.upto
+    feed(gate, 0.1, C, p)
+    copy_all(c.store, store, gate, 0.2)  # the same versions as A's
+    assert not gate.ready and gate.synced == {C}
+    now = 0.1  # A's page came then, and B asked for the next one
+    for _ in range(20):  # A down: asked every interval, from its cursor
+        now += SYNC_ASK_INTERVAL
+        assert (A, KEYS[3]) in gate.tick(now)
+    a2 = holder(A)  # restarted, same table (its disk)
+    feed(gate, now, A, page(a2, B, KEYS[3]))
+    feed(gate, now, A, page(a2, B, KEYS[7]))
+    assert gate.ready and gate.synced == {A, C}
+
+
+def test_a_round_step_covering_the_cursor_counts_and_a_full_answer_completes() -> None:
+    a = holder(A)
+    store = ConfigStore(B)
+    copy_all(a.store, store)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    feed(gate, 0.1, A, page(a, B, None))  # cursor: KEYS[3]
+    step = SendDigests(B, tuple(a.store.digests(KEYS[2:6])), False, KEYS[1], KEYS[5])
+    assert feed(gate, 0.2, A, step) == [(A, KEYS[5])]  # (KEYS[1], KEYS[5]] covers past it
+    full = SendDigests(B, tuple(a.store.digests()), False)  # a node before pages
+    assert feed(gate, 0.3, A, full) == []
+    assert gate.ready
+
+
+def test_a_peer_whose_pushes_stopped_is_paged_again() -> None:
+    a = holder(A, n=4)
+    store = ConfigStore(B)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    feed(gate, 0.1, A, page(a, B, None))  # one page, the last; the pushes are lost
+    assert not gate.ready and gate.next_wake() == 0.5  # C's re-ask
+    assert all(peer == C for peer, _ in gate.tick(0.5))
+    stall = 0.1 + SYNC_STALL
+    assert all(peer == C for peer, _ in gate.tick(stall - 0.01))
+    assert (A, None) in gate.tick(stall)
+    assert gate.counters["sync_restarts"] == 1
+    feed(gate, stall + 0.01, A, page(a, B, None))
+    copy_all(a.store, store, gate, stall + 0.02)
+    assert gate.ready
+
+
+def test_a_node_without_peers_is_ready_at_once() -> None:
+    gate = ReadyGate((), 1, ConfigStore(A))
+    assert gate.ready and gate.tick(0.0) == []
