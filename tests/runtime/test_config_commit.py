@@ -269,6 +269,15 @@ class Node:
         assert ready, "the writer never signalled a commit"
         self.plane.committed(self.now)
 
+    def wait_answered(self, client: bytes) -> None:
+        """Wait (bounded) until ``client`` is answered.  Not one ``wait_committed``: a turn
+        that failed with the one before it may leave a second wake-up in the pipe after
+        both were handled, and a later wait would return on it before the next commit."""
+        deadline = time.monotonic() + DEADLINE
+        while not self.answered(client):
+            assert time.monotonic() < deadline, f"{client!r} never answered"
+            self.wait_committed()
+
 
 def test_the_loop_serves_the_next_turn_while_the_writer_commits(tmp_path: Path) -> None:
     node = Node(tmp_path)
@@ -374,7 +383,7 @@ def test_a_failed_commit_answers_an_error_sends_nothing_and_is_tried_again(
     assert plane.stats()["commit_turns_in_flight"] == 0  # not yet
     node.now += config_commit.RETRY_INTERVAL
     plane.tick(node.now)
-    node.wait_committed()
+    node.wait_answered(b"r2")
     assert node.answered(b"r2")[0]["result"]["revision"] == 1
     assert [n["data_id"] for n in node.notes] == ["a", "b"]
     assert node.rows("a", 1) == node.rows("b", 1) == 1
@@ -383,7 +392,7 @@ def test_a_failed_commit_answers_an_error_sends_nothing_and_is_tried_again(
     assert order == ["a", "b"]
     node.serve(b"w3", "config_publish", data_id="a", content="1", request_id="r" * 32)
     plane.flush(node.now)
-    node.wait_committed() if plane.stats()["commit_turns_in_flight"] else None
+    node.wait_answered(b"w3")
     (again,) = node.answered(b"w3")
     assert again["ok"] and again["result"]["revision"] == 1  # the original, not a second
     plane.close()
