@@ -248,6 +248,8 @@ class DistroNode:
         )
         self.fast_beat = reg.fast_beat  # the heartbeat hot path: no call of ours around it
         self.cluster = cluster
+        # a tick this late is a stall (both policies are frozen: asked on every turn)
+        self._stall_after = min(cluster.peer_timeout, policy.unhealthy_after) / 3
         self.node_id = node_id
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
         self.outbox.peers = bool(self.membership.peers)  # replicate to them (core/outbox)
@@ -257,6 +259,9 @@ class DistroNode:
         self._resync: set[str] = set()  # RESYNCING: peers to finish a round with first
         self._resync_until = -math.inf  # ... or until then at the latest
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
+        # what _disputed and _members were derived from last (see _recompute_members)
+        self._disputed_from: tuple[int, tuple[str, ...]] | None = None
+        self._members_from: tuple[int, bool] | None = None
         # a lone node has nothing to catch up on
         self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
         self.ready = self.state is not NodeState.CATCHING_UP  # (kept by _to): caught up,
@@ -361,6 +366,12 @@ class DistroNode:
         return self.owner_of(key) == self.node_id
 
     def _recompute_members(self, now: float) -> None:
+        # The members are a function of the peers up (ids, ready flags) and our own
+        # readiness: nothing to do while neither changed (a beacon that changes nothing).
+        basis = (self.membership.revision, self.ready)
+        if basis == self._members_from:
+            return
+        self._members_from = basis
         ids = [p.node_id for p in self.membership.up_peers() if p.ready and p.node_id]
         if self.ready or not ids:
             ids.append(self.node_id)
@@ -1018,17 +1029,26 @@ class DistroNode:
                 count, digest = self._summary(self.node_id)
                 summary = DigestSummary(self.node_id, self.epoch, count, digest)
                 self.registry.queue(Broadcast(summary))
-            backoff = self._round_backoff
-            for node_id in sorted(self._sync_wanted):  # sorted: runs replay exactly
-                if node_id in backoff and now < backoff[node_id][0]:
-                    next_round = min(next_round, backoff[node_id][0])
-                    continue
-                if node_id not in self._rounds:
-                    peer = self.membership.peer_by_id(node_id)
-                    self._sync_wanted.discard(node_id)
-                    if peer is not None and peer.state is MemberState.UP:
-                        self._start_round(node_id)
-        self._disputed = self.other_views() if self.membership.peers else []
+            if self._sync_wanted:  # mostly empty: no sort on every tick
+                backoff = self._round_backoff
+                for node_id in sorted(self._sync_wanted):  # sorted: runs replay exactly
+                    if node_id in backoff and now < backoff[node_id][0]:
+                        next_round = min(next_round, backoff[node_id][0])
+                        continue
+                    if node_id not in self._rounds:
+                        peer = self.membership.peer_by_id(node_id)
+                        self._sync_wanted.discard(node_id)
+                        if peer is not None and peer.state is MemberState.UP:
+                            self._start_round(node_id)
+        if self.membership.peers:
+            # derived from the peers' views (membership.revision) and ours: again only
+            # when one of them changed
+            basis = (self.membership.revision, self._members)
+            if basis != self._disputed_from:
+                self._disputed_from = basis
+                self._disputed = self.other_views()
+        else:
+            self._disputed = []
         self._tally.step(self.store, self.owner_of, self._members, now)
         next_check = self.registry.tick_health(now)
         if self.membership.peers:
@@ -1037,7 +1057,7 @@ class DistroNode:
         return next_check
 
     def stall_after(self) -> float:
-        return min(self.cluster.peer_timeout, self.policy.unhealthy_after) / 3
+        return self._stall_after
 
     def stalled(self, now: float) -> None:
         """After a stall: beacons may be waiting unread, so peers' silence counts from

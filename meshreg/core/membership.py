@@ -17,6 +17,7 @@ responsibility mapping hashes over.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from meshreg.core.effects import MemberChanged, MemberState
@@ -47,6 +48,15 @@ class Membership:
             a: Peer(a) for a in dict.fromkeys(peer_addresses) if a != self_address
         }
         self._live: tuple[str, ...] = (self_id,)
+        # Counts the changes of what ``up_peers`` returns (who is up, their ids, ready
+        # flags and views): a caller that derived something from them at one count need
+        # not derive it again while the count stays (core/distro, on every beacon/tick).
+        self.revision = 0
+        # At most the oldest ``last_heard`` of a peer that is up (inf: none is up): while
+        # ``now - _oldest_heard < peer_timeout`` no peer can go down, and ``tick`` skips
+        # the scan (it runs on every loop turn).  Beacons only move it down (to ``now``),
+        # a scan sets it exactly; ``last_heard`` raised elsewhere keeps it a bound.
+        self._oldest_heard = math.inf
 
     def live_members(self) -> tuple[str, ...]:
         """Sorted ids of self and every peer that is up."""
@@ -85,24 +95,41 @@ class Membership:
         restarted = peer.epoch is not None and peer.epoch != epoch
         if peer.node_id not in (None, node_id):  # another node took this address
             restarted = True
+        if peer.node_id != node_id or peer.ready != ready or peer.view != view:
+            self.revision += 1
         peer.node_id, peer.ready, peer.last_heard, peer.last_seq = node_id, ready, now, seq
         peer.view = view
+        if now < self._oldest_heard:
+            self._oldest_heard = now
         if peer.state is MemberState.DOWN or restarted:
             peer.state = MemberState.UP
             changes.append(MemberChanged(node_id, address, MemberState.UP, restarted))
         peer.epoch = epoch
         if changes:
+            self.revision += 1
             self._recompute()
         return changes
 
     def tick(self, now: float) -> list[MemberChanged]:
         """Mark peers silent for ``peer_timeout`` down."""
+        timeout = self.peer_timeout
+        if now - self._oldest_heard < timeout:
+            return []  # every peer up was heard later than that (float subtraction is
+            # monotonic: their ``now - last_heard`` are no larger)
         changes = []
+        oldest = math.inf
         for peer in self.peers.values():
-            if peer.state is MemberState.UP and now - peer.last_heard >= self.peer_timeout:
-                peer.state = MemberState.DOWN
-                changes.append(MemberChanged(peer.node_id or "", peer.address, MemberState.DOWN))
+            if peer.state is MemberState.UP:
+                if now - peer.last_heard >= timeout:
+                    peer.state = MemberState.DOWN
+                    changes.append(
+                        MemberChanged(peer.node_id or "", peer.address, MemberState.DOWN)
+                    )
+                elif peer.last_heard < oldest:
+                    oldest = peer.last_heard
+        self._oldest_heard = oldest
         if changes:
+            self.revision += 1
             self._recompute()
         return changes
 

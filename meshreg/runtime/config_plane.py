@@ -303,6 +303,7 @@ class ConfigPlane:
         """The writer's wake-up fd was readable: carry out the turns committed."""
         self._commits.clear_wakeup()
         self._finish_turns(now)
+        self._wake = min(self._wake, self._next_wake())  # what they left to wait for
 
     def close(self, now: float | None = None, drain: bool = True) -> None:
         """Drain, then close: the current turn is committed, everything in flight waited
@@ -333,9 +334,13 @@ class ConfigPlane:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
         wall-clock time this must be called again at the latest."""
         self._now = now
-        if now < self._wake:
+        if now < self._wake and (now < self._next_prune or not len(self.store)):
             if self._commits.busy():
                 self.flush(now)
+            if now >= self._next_prune and not len(self.store):  # nothing to prune
+                # (_next_wake): only the age cutoff moves, on a turn that came anyway
+                self._next_prune = now + PRUNE_INTERVAL
+                self.store.prune(now)
             return self._wake
         self._run(self.replicator.tick(now), now)
         if self._unsent:
@@ -436,7 +441,11 @@ class ConfigPlane:
                                  "another node"))  # fmt: skip
 
     def _next_wake(self) -> float:
-        times = [self.replicator.next_wake(), self._next_prune]
+        # A prune of an empty store removes nothing (its age cutoff moves in ``tick``
+        # when a turn comes anyway): no wake-up for it, a loop turn a second saved on
+        # every node without configs.  Once a data id is held the prune wakes it again.
+        prune = self._next_prune if len(self.store) else math.inf
+        times = [self.replicator.next_wake(), prune]
         if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
             times.append(retry)
         if not self.ready:

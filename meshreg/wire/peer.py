@@ -407,6 +407,44 @@ def _session_entries(value: Any) -> tuple[tuple[str, str, int], ...]:
     return tuple(entries)
 
 
+_VIEWS_KEPT = 64  # (address, member list) pairs remembered; more: forget them all
+_views: dict[tuple[str, tuple[Any, ...] | None], tuple[tuple[str, ...] | None]] = {}
+
+
+def _beacon_view(address: Any, members: Any) -> tuple[str, tuple[str, ...] | None]:
+    """A beacon's address and member view (sorted), checked.
+
+    Every peer sends the same address and, mostly, the same member list every beacon
+    interval: a pair that passed before passes again as it did (its sorted view
+    reused), so it is checked once, not on every beacon.  Only pairs that passed are
+    remembered, keyed by their exact strings (a key holding anything but strings
+    never equals one), so anything else is checked in full, and refused with the same
+    error, every time.  A pure function's memo, bounded: a sender churning views costs
+    the full check, as before."""
+    key = None
+    if type(address) is str and (
+        members is None or (type(members) is list and len(members) <= MAX_MEMBERS)
+    ):
+        key = (address, None if members is None else tuple(members))
+        try:
+            hit = _views.get(key)
+        except TypeError:  # an unhashable member (not a node id): refused below
+            key = None
+        else:
+            if hit is not None:
+                return address, hit[0]
+    address = check_address(address)
+    if members is not None:
+        if not isinstance(members, list) or len(members) > MAX_MEMBERS:
+            raise _bad(f"members must be a list of at most {MAX_MEMBERS} node ids")
+        members = tuple(sorted(check_node_id(x, "member id") for x in members))
+    if key is not None:
+        if len(_views) >= _VIEWS_KEPT:
+            _views.clear()
+        _views[key] = (members,)
+    return address, members
+
+
 def decode_replication(
     frames: list[bytes],
 ) -> Beacon | ReplicatedDelta | DeltaBatch | DigestSummary | SessionBeats:
@@ -423,12 +461,7 @@ def decode_replication(
         ready = m.get("ready")
         if type(ready) is not bool:
             raise _bad("ready must be a boolean")
-        address = check_address(m.get("address"))
-        members = m.get("members")
-        if members is not None:
-            if not isinstance(members, list) or len(members) > MAX_MEMBERS:
-                raise _bad(f"members must be a list of at most {MAX_MEMBERS} node ids")
-            members = tuple(sorted(check_node_id(x, "member id") for x in members))
+        address, members = _beacon_view(m.get("address"), m.get("members"))
         return Beacon(node, address, epoch, ready, _uint(m.get("seq"), "seq"), members)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))

@@ -22,7 +22,7 @@ from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import RequestRejected
-from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, ConfigPlane
+from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, PRUNE_INTERVAL, ConfigPlane
 from meshreg.wire.config_messages import parse_config_message
 from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
 from meshreg.wire.replies import encode_error
@@ -787,3 +787,23 @@ def test_a_page_outside_its_range_is_refused_and_moves_nothing(
     assert not plane.ready and len(plane.store) == 0 and stats["sync_waiting"] == 0
     net.tick(1.0)  # the real pages: ready
     assert plane.ready and len(plane.store) == 5
+
+
+def test_an_empty_store_asks_for_no_prune_wake_up_and_a_held_data_id_does() -> None:
+    """A prune of an empty store removes nothing: no loop turn a second for it (a node
+    without configs), its age cutoff moves on the turns that come anyway; once a data id
+    is held, the prune wakes the loop again every PRUNE_INTERVAL."""
+    net = Net(1)  # alone: no anti-entropy either, nothing else to wait for
+    plane = net.planes[ADDRESSES[0]]
+    assert len(plane.store) == 0
+    assert plane.tick(net.now + 0.01) == float("inf")
+    keep = plane.store.limits.keep_seconds
+    assert keep is not None
+    later = net.now + 5.0
+    assert plane.tick(later) == float("inf")
+    assert plane.store._age_cutoff == later - keep  # pruned on a turn that came anyway
+    net.now = later
+    assert net.call(ADDRESSES[0], "config_publish", data_id="a", content="x")["ok"]
+    assert plane.tick(net.now) <= net.now + PRUNE_INTERVAL
+    plane.tick(net.now + PRUNE_INTERVAL)
+    assert plane.store._age_cutoff == net.now + PRUNE_INTERVAL - keep

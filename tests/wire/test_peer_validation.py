@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from meshreg.core.effects import InstanceView
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
-from meshreg.wire import limits, messages
+from meshreg.wire import limits, messages, peer
 from meshreg.wire.messages import RequestRejected, parse_message
 from meshreg.wire.peer import (
     MAX_DIGEST_PAGE,
@@ -374,3 +374,58 @@ def test_a_malformed_sessions_push_is_rejected(entries: Any) -> None:
 def test_a_sessions_push_from_a_client_is_refused_unread() -> None:
     exc = pytest.raises(RequestRejected, parse_message, sessions_msg([[SID, "public", STAMP]]))
     assert exc.value.code is ErrorCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"members": ["n2", "n\0"]},
+        {"members": ["n2", 1]},
+        {"members": [True, "n1"]},  # True == 1: must not pass as any cached key
+        {"members": ["n2", {"n1": 1}]},  # unhashable
+        {"members": ["n2", ["n1"]]},
+        {"members": ["n1"] * (MAX_MEMBERS + 1)},
+        {"members": "n1"},
+        {"address": "10.0.0.2"},  # the cached member list with a bad address
+        {"address": "10.0.0.2", "members": None},
+    ],
+)
+def test_a_beacon_view_that_passed_once_leaves_every_other_checked_in_full(
+    changes: dict[str, Any],
+) -> None:
+    """Beacon views are checked once per (address, member list) (wire/peer
+    ``_beacon_view``): any other is refused as without the memo, with the same error."""
+    peer._views.clear()
+    with pytest.raises(RemoteProtocolError) as fresh:
+        decode_replication(beacon(**changes))
+    for good in ({}, {"members": ["n2", "n1"]}, {"members": None}, {"members": [1]}):
+        try:
+            decode_replication(beacon(**good))
+        except RemoteProtocolError:
+            pass
+    with pytest.raises(RemoteProtocolError) as again:
+        decode_replication(beacon(**changes))
+    assert (again.value.code, again.value.message) == (fresh.value.code, fresh.value.message)
+
+
+def test_a_beacon_view_is_checked_once_and_decodes_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    peer._views.clear()
+    checked: list[Any] = []
+    real = peer.check_node_id
+
+    def counting(value: Any, field: str = "node") -> str:
+        checked.append(value)
+        return real(value, field)
+
+    monkeypatch.setattr(peer, "check_node_id", counting)
+    first = decode_replication(beacon(members=["n3", "n1", "n2"]))
+    assert first.members == ("n1", "n2", "n3") and len(checked) == 4  # node + 3 members
+    second = decode_replication(beacon(members=["n3", "n1", "n2"]))
+    assert second == first and len(checked) == 5  # the node id only
+    third = decode_replication(beacon(members=["n1", "n2"]))  # another view: checked
+    assert third.members == ("n1", "n2") and len(checked) == 8
+    for i in range(3 * peer._VIEWS_KEPT):  # bounded
+        decode_replication(beacon(members=[f"m{i}"]))
+    assert len(peer._views) <= peer._VIEWS_KEPT
