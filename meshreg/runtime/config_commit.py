@@ -31,12 +31,7 @@ so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
   (0.14 ms).  Bursts (something in flight) still go to the thread, which groups them.
   :class:`InlineChoice` makes the choice; two inline commits in a row slower than
   ``INLINE_SLOW`` (a slow disk: the loop stalled that long) send the next turns to the
-  thread for ``INLINE_BACKOFF``.  **Not while input waits**: when a socket of the loop
-  already has a message to read (the runtime's probe, ``input_waiting``), the turn goes
-  to the thread, which fsyncs while the loop reads on (the GIL is free during the
-  fsync): under a backlog an inline fsync only delays the next messages, and the
-  thread then groups the turns that follow.  The win of inline commits is the latency
-  of a change when the loop is otherwise idle.
+  thread for ``INLINE_BACKOFF``.
 * :class:`InlineWriter` (the simulation, the plane's tests, a node without a thread):
   commits in ``end_turn`` itself, on the caller's thread, so a seeded run replays.
 * No database (``data_dir=""``): every turn is done at once.
@@ -138,12 +133,10 @@ class InlineChoice:
     """Whether a turn is committed on the loop thread or handed to the writer thread.
 
     Inline only when the writer is idle (nothing in flight: the turn then waits for no
-    earlier one, and the connection is free), the turn is small, no input is waiting on
-    the loop's sockets (then the loop has messages to read during the fsync: the
-    thread), and the last inline commits were not slow (``in_a_row`` over ``slow``: the
-    thread for ``backoff`` s, the loop must not stall on a slow disk).  Time and the
-    sockets' state are arguments (``now``, ``input_waiting``, ``took``): the runtime
-    passes its clock and what its sockets say, a test passes a table."""
+    earlier one, and the connection is free), the turn is small, and the last inline
+    commits were not slow (``in_a_row`` over ``slow``: the thread for ``backoff`` s, the
+    loop must not stall on a slow disk).  Time is an argument (``now``, ``took``): the
+    runtime passes its clock."""
 
     def __init__(
         self,
@@ -160,16 +153,11 @@ class InlineChoice:
         self.threaded = 0  # turns handed to the thread
         self.slow_commits = 0  # inline commits over ``slow``
         self.backoffs = 0  # times ``in_a_row`` of them sent the turns to the thread
-        self.input_waits = 0  # turns that would have been inline, sent on: input waited
 
-    def choose(self, versions: int, idle: bool, now: float, input_waiting: bool) -> bool:
+    def choose(self, versions: int, idle: bool, now: float) -> bool:
         """True: commit this turn (``versions`` to write) inline; ``idle``: nothing in
-        flight on the writer thread; ``input_waiting``: a socket of the loop has a
-        message to read now."""
+        flight on the writer thread."""
         inline = idle and versions <= self.max_versions and now >= self._thread_until
-        if inline and input_waiting:
-            self.input_waits += 1
-            inline = False
         if inline:
             self.inline += 1
         else:
@@ -347,16 +335,12 @@ class CommitPipeline:
         db: Callable[[], SqliteConfigStore | None] | None,
         thread: bool,
         clock: Callable[[], float] = time.monotonic,
-        input_waiting: Callable[[], bool] | None = None,
     ) -> None:
         """``db``: the plane's database (None: in memory only); ``thread``: commit on a
         writer thread (the database then belongs to it; small turns with nothing in
         flight on the loop thread: ``InlineChoice``), else inline.  ``clock``: the
         commit latency in ``stats`` and the inline commits' duration (``InlineChoice``:
-        only with a thread, never in the simulation).  ``input_waiting``: the runtime's
-        probe, True when one of its sockets has a message to read (asked only for a turn
-        that could be committed inline; None: never)."""
-        self.input_waiting = input_waiting or _nothing_waiting
+        only with a thread, never in the simulation)."""
         self.writer: InlineWriter | ThreadWriter | None = None
         if db is not None:
             store = db()
@@ -494,9 +478,7 @@ class CommitPipeline:
         if (
             type(writer) is ThreadWriter
             and writer.inline is not None
-            and writer.inline.choose(
-                turn.versions, idle, turn.submitted, idle and self.input_waiting()
-            )
+            and writer.inline.choose(turn.versions, idle, turn.submitted)
         ):
             self._pending = turn  # committed by commit_pending, once the records left
             return
@@ -582,7 +564,6 @@ class CommitPipeline:
                     "commit_threaded": self.writer.inline.threaded,
                     "commit_inline_slow": self.writer.inline.slow_commits,
                     "commit_inline_backoffs": self.writer.inline.backoffs,
-                    "commit_inline_input_waits": self.writer.inline.input_waits,
                 }
                 if isinstance(self.writer, ThreadWriter) and self.writer.inline is not None
                 else {}
@@ -665,10 +646,6 @@ class CommitPipeline:
                 if self.unsaved.get(key) is t:
                     self.unsaved[key] = turn
         self._retry_at = now + RETRY_INTERVAL
-
-
-def _nothing_waiting() -> bool:
-    return False
 
 
 def _error_text(error: BaseException) -> str:

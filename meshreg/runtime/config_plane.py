@@ -209,12 +209,10 @@ class ConfigPlane:
         notify: Notify,
         limiter: LogLimiter | None = None,
         commit_thread: bool = False,
-        input_waiting: Callable[[], bool] | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
-        the simulation, the tests).  ``input_waiting``: the runtime's probe of its
-        sockets (a small turn is committed on the loop thread only when it says no)."""
+        the simulation, the tests)."""
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
@@ -263,9 +261,7 @@ class ConfigPlane:
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
-            (lambda: self.db) if self.db is not None else None,
-            commit_thread,
-            input_waiting=input_waiting,
+            (lambda: self.db) if self.db is not None else None, commit_thread
         )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
         self._disk_failed_since: float | None = None  # for the "works again" log line

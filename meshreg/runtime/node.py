@@ -274,7 +274,6 @@ class NodeRuntime:
                 self._config_notify,
                 self._limiter,
                 commit_thread=transport is None if commit_thread is None else commit_thread,
-                input_waiting=self._input_waiting,
             )
         except BaseException:
             self._release_data_dir()
@@ -779,15 +778,6 @@ class NodeRuntime:
         batcher = self.batcher
         if len(batcher) and batcher.must_go(now, bool(sock.get(_EVENTS) & _POLLIN)):
             self._flush_replication()
-
-    def _input_waiting(self) -> bool:
-        """Whether a socket the loop reads has a message waiting now (ZMQ_EVENTS, no
-        read): the config plane then hands a small commit to its writer thread, so the
-        loop reads on during the fsync instead of after it (runtime/config_commit)."""
-        for sock in (self._peer_router, self._repl_sub, self._router):
-            if sock is not None and sock.get(_EVENTS) & _POLLIN:
-                return True
-        return any(d.get(_EVENTS) & _POLLIN for d in self._dealers)
 
     def _mid_drain(self) -> float:
         """Every CHECK_EVERY requests of a long drain: replication waiting is applied

@@ -551,45 +551,20 @@ def test_inline_choice_takes_small_idle_turns_and_backs_off_after_a_slow_commit(
         (1, False, 10.0, False),  # something in flight: behind it, on the thread
     ]
     for versions, idle, now, inline in table:
-        assert choice.choose(versions, idle, now, False) is inline, (versions, idle, now)
+        assert choice.choose(versions, idle, now) is inline, (versions, idle, now)
     choice.took(0.004, 10.0)  # at the limit: not slow
-    assert choice.choose(1, True, 10.0, False) and choice.slow_commits == 0
+    assert choice.choose(1, True, 10.0) and choice.slow_commits == 0
     choice.took(0.0041, 10.5)  # slow once (a preempted loop, as often as a slow disk) ...
     choice.took(0.001, 10.6)  # ... then fast: no back-off
     choice.took(0.0041, 10.7)
-    assert choice.choose(1, True, 10.7, False)
-    assert (choice.slow_commits, choice.backoffs) == (2, 0)
+    assert choice.choose(1, True, 10.7) and (choice.slow_commits, choice.backoffs) == (2, 0)
     choice.took(0.0041, 11.0)  # slow twice in a row: the thread until 11.5
     assert (choice.slow_commits, choice.backoffs) == (3, 1)
-    assert not choice.choose(1, True, 11.0, False) and not choice.choose(1, True, 11.4999, False)
-    assert choice.choose(1, True, 11.5, False)
+    assert not choice.choose(1, True, 11.0) and not choice.choose(1, True, 11.4999)
+    assert choice.choose(1, True, 11.5)
     choice.took(0.0041, 11.6)  # the run starts again after a back-off
-    assert choice.choose(1, True, 11.6, False)
-    assert (choice.inline, choice.threaded, choice.input_waits) == (6, 4, 0)
-
-
-def test_inline_choice_hands_the_turn_to_the_thread_while_input_waits() -> None:
-    """A message waiting on a socket of the loop: the turn goes to the thread (the loop
-    reads it during the fsync), whatever else says inline; counted only when it decided."""
-    choice = config_commit.InlineChoice(max_versions=4, slow=0.004, backoff=0.5, in_a_row=2)
-    table = [  # (versions, idle, now, input_waiting, inline?, input_waits after)
-        (1, True, 10.0, False, True, 0),
-        (1, True, 10.0, True, False, 1),  # would be inline: input waits, the thread
-        (4, True, 10.0, True, False, 2),
-        (5, True, 10.0, True, False, 2),  # too big anyway: not counted as a wait
-        (1, False, 10.0, True, False, 2),  # in flight anyway
-        (1, False, 10.0, False, False, 2),
-        (1, True, 10.0, False, True, 2),  # the sockets drained: inline again
-    ]
-    for versions, idle, now, waiting, inline, waits in table:
-        row = (versions, idle, now, waiting)
-        assert choice.choose(versions, idle, now, waiting) is inline, row
-        assert choice.input_waits == waits, row
-    choice.took(0.01, 10.1)
-    choice.took(0.01, 10.2)  # backing off until 10.7: the thread, not an input wait
-    assert not choice.choose(1, True, 10.3, True) and choice.input_waits == 2
-    assert choice.backoffs == 1 and not choice.choose(1, True, 10.3, False)
-    assert (choice.inline, choice.threaded) == (2, 7)
+    assert choice.choose(1, True, 11.6)
+    assert (choice.inline, choice.threaded) == (6, 4)
 
 
 def test_a_small_turn_with_nothing_in_flight_commits_on_the_loop_thread(tmp_path: Path) -> None:
@@ -632,59 +607,6 @@ def test_a_small_turn_with_nothing_in_flight_commits_on_the_loop_thread(tmp_path
     node.serve(b"w4", "config_publish", data_id="d", content="4")
     plane.flush(node.now)
     assert node.answered(b"w4")[0]["ok"] and gated.threads[-1] == threading.get_ident()
-    plane.close()
-
-
-def test_a_small_idle_turn_goes_to_the_thread_when_the_loop_has_input_waiting(
-    tmp_path: Path,
-) -> None:
-    """The runtime's probe says a socket has a message: the small idle turn is handed to
-    the writer thread (answered after its wake-up byte), not committed in the flush; the
-    probe is asked only for a turn that could go inline; probe False: inline again."""
-    node = Node(tmp_path, inline=True)
-    plane, gated = node.plane, node.gated
-    plane._commits._clock = lambda: 100.0  # no inline commit is slow (else: the thread)
-    asked: list[bool] = []
-    waiting = [True]
-
-    def probe() -> bool:
-        asked.append(waiting[0])
-        return waiting[0]
-
-    plane._commits.input_waiting = probe
-    gated.gate.set()
-    node.serve(b"w1", "config_publish", data_id="a", content="1")
-    plane.flush(node.now)
-    assert asked == [True]
-    assert node.answered(b"w1") == []  # not committed in the flush: on the thread
-    node.wait_committed()
-    assert node.answered(b"w1")[0]["ok"] and node.rows("a", 1) == 1
-    assert gated.threads[-1] != threading.get_ident()
-    stats = plane.stats()
-    assert (stats["commit_inline"], stats["commit_threaded"]) == (0, 1)
-    assert stats["commit_inline_input_waits"] == 1
-    # a turn in flight on the thread (held): the next is behind it, the probe not asked
-    gated.gate.clear()
-    gated.entered.clear()
-    node.serve(b"w2", "config_publish", data_id="b", content="2")
-    plane.flush(node.now)
-    assert gated.entered.wait(DEADLINE)
-    node.serve(b"w3", "config_publish", data_id="c", content="3")
-    plane.flush(node.now)
-    assert asked == [True, True] and plane.stats()["commit_inline_input_waits"] == 2
-    gated.gate.set()
-    deadline = time.monotonic() + DEADLINE
-    while node.answered(b"w3") == [] and time.monotonic() < deadline:
-        node.wait_committed()
-    assert node.answered(b"w2")[0]["ok"] and node.answered(b"w3")[0]["ok"]
-    # the sockets drained: the next small turn is committed in the flush
-    waiting[0] = False
-    node.serve(b"w4", "config_publish", data_id="d", content="4")
-    plane.flush(node.now)
-    assert node.answered(b"w4")[0]["ok"] and gated.threads[-1] == threading.get_ident()
-    stats = plane.stats()
-    assert (stats["commit_inline"], stats["commit_threaded"]) == (1, 3)
-    assert stats["commit_inline_input_waits"] == 2 and asked == [True, True, False]
     plane.close()
 
 
