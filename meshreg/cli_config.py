@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshreg.cli import _client, _fail, _safe, _wait_for_signal, client_options
+from meshreg.cli import (
+    _client,
+    _fail,
+    _safe,
+    _wait_for_signal,
+    client_options,
+    security_options,
+    server_option,
+    timeout_option,
+)
 from meshreg.client.defaults import DEFAULT_EXPORT_HISTORY, MAX_EXPORT_HISTORY, ON_CONFLICT
 from meshreg.configcenter.model import (
     CONFIG_TYPES,
@@ -22,6 +31,7 @@ from meshreg.configcenter.model import (
     content_md5,
 )
 from meshreg.errors import MeshregError
+from meshreg.model import DEFAULT_GROUP, DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:  # annotations only: the client is imported by the command that runs
     from meshreg.client.configs import ConfigInfo
@@ -591,3 +601,36 @@ def import_(
             click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)
     if report.failed:
         sys.exit(1)
+
+
+@config.command("force-ready")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@server_option
+@timeout_option
+@security_options
+def force_ready(as_json: bool, servers: str, timeout: float) -> None:
+    """Make ONE node serve config reads now without catching up from a majority.
+
+    The operator's override of the ready gate for a lone survivor (docs/CONFIG.md, "The
+    ready gate"), without the restart --config-force-ready needs: configs acknowledged by
+    a majority without this node stay missing on it until a peer comes back.  Writes still
+    need a majority.  Give exactly one node with -s; needs admin access to everything."""
+    if len([s for s in servers.split(",") if s.strip()]) != 1:
+        raise click.UsageError(
+            f"force-ready acts on one node: give exactly one -s host:port (got {servers!r})"
+        )
+    with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
+        result = c.config_force_ready()
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    node = _safe(result["node"])
+    if not result["was_ready"]:
+        click.echo(
+            f"{node}: config reads FORCED ready (not caught up from a majority of its "
+            "members); writes still need a majority; the override lasts until the node restarts"
+        )
+    elif result["forced_ready"]:
+        click.echo(f"{node}: already forced ready; nothing changed")
+    else:
+        click.echo(f"{node}: already ready (caught up, or no peers); nothing changed")

@@ -58,6 +58,10 @@ class ConfigMixin:
     _config_logged: set[ConfigKey]
     _config_lock: threading.Lock
 
+    if TYPE_CHECKING:
+
+        def _call(self, op: str, fields: dict[str, Any]) -> Any: ...
+
     # -- reads ------------------------------------------------------------------------------
     def config_get(
         self,
@@ -301,6 +305,16 @@ class ConfigMixin:
             key,
             lambda fut: self._agent.submit(ConfigUnlisten(key, callback, fut)),
         )
+
+    # -- operations ---------------------------------------------------------------------------
+    def config_force_ready(self) -> dict[str, Any]:
+        """Make the node this client is connected to (``server``) serve config reads at
+        once without catching up from a majority: the operator's override for a lone
+        survivor (docs/CONFIG.md "The ready gate"); needs admin access to everything.
+        Returns ``{"node", "was_ready", "forced_ready"}`` (``node``: the node that did
+        it; give the client that one server alone to be sure which)."""
+        result: dict[str, Any] = self._call("config_force_ready", {})
+        return result
 
     # -- internals ----------------------------------------------------------------------------
     def _config_key(self, data_id: str, group: str | None, namespace: str | None) -> ConfigKey:

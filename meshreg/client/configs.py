@@ -283,6 +283,13 @@ def decode_config_result(op: str, raw: Any) -> Any:
         return _page(raw, True, int)
     if op == "config_listen":
         return decode_listen(raw)
+    if op == "config_force_ready":
+        m = _map(raw, "the result")
+        return {
+            "node": _str(m.get("node"), "node"),
+            "was_ready": _bool(m.get("was_ready"), "was_ready"),
+            "forced_ready": _bool(m.get("forced_ready"), "forced_ready"),
+        }
     return raw  # config_unlisten: nothing to read
 
 

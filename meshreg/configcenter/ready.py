@@ -169,6 +169,11 @@ class ReadyGate:
             if not need:
                 self._check(peer)
 
+    def release(self) -> None:
+        """The operator forced the node ready (``config_force_ready``): nothing reads what
+        the peers were ahead on any more; free it."""
+        self._need = {p: {} for p in self._peers}
+
     def waiting(self) -> int:
         """Data ids the peers not caught up with are still ahead on (stats)."""
         return sum(len(n) for n in self._need.values())

@@ -83,6 +83,7 @@ from meshreg.runtime.config_trace import HopTrace
 from meshreg.wire.config_messages import (
     ConfigHistory,
     ConfigRequest,
+    ForceConfigReady,
     GetConfig,
     ListConfigs,
     ListenConfig,
@@ -502,6 +503,8 @@ class ConfigPlane:
         if kind is UnlistenConfig:
             self.counters["unlistens"] += 1
             return encode_ok(req.req_id, None)
+        if kind is ForceConfigReady:
+            return encode_ok(req.req_id, self.force_ready(by, now))
         refusal = self.disk_refusal(now)
         if refusal is not None:
             self.counters["refused_disk"] += 1
@@ -531,6 +534,39 @@ class ConfigPlane:
         """Readiness for ``cluster``: caught up, and whether the disk takes writes."""
         return {"ready": self.ready, "forced_ready": self.forced_ready,
                 "disk_refusal": self.disk_refusal(now)}  # fmt: skip
+
+    def force_ready(self, principal: str, now: float) -> dict[str, Any]:
+        """The operator's override of the ready gate at run time (``meshreg config
+        force-ready``, op ``config_force_ready``; the access check was made before):
+        serve config reads from this node's disk now, without catching up from a
+        majority - a lone survivor's way out without a restart with
+        ``--config-force-ready``.  ``principal``: who asked (the log names them).
+        Idempotent: a node already ready is left as it is (``forced_ready`` stays
+        False when it caught up by itself, or has no peers: nothing to force).  Returns
+        ``{"node", "was_ready", "forced_ready"}``."""
+        was_ready = self.ready
+        who = repr(principal) if principal else "an unnamed client"
+        if not was_ready:
+            self.ready = self.forced_ready = True
+            self.gate.release()  # no more catching up to wait for (the rounds go on)
+            log.warning(
+                "configs: READY FORCED by %s (admin op config_force_ready): serving config "
+                "reads from this node's disk (%d data ids) without catching up from a "
+                "majority of its %d configured members (caught up with %d); a write "
+                "acknowledged by a majority without this node is missing here until a peer "
+                "comes back; config writes still need a majority",
+                who,
+                len(self.store),
+                len(self.replicator.members),
+                len(self.gate.synced) + 1,
+            )
+        else:
+            log.info(
+                "configs: force-ready asked by %s: already ready (%s); nothing changed",
+                who,
+                "forced" if self.forced_ready else "caught up" if self.peers else "no peers",
+            )
+        return {"node": self.member, "was_ready": was_ready, "forced_ready": self.forced_ready}
 
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:

@@ -82,6 +82,7 @@ from meshreg.wire.config_messages import (
     ConfigHistory,
     DeleteConfig,
     DropGray,
+    ForceConfigReady,
     GetConfig,
     ListConfigs,
     ListenConfig,
@@ -183,6 +184,7 @@ _CONFIG_REQUESTS = frozenset(
         PublishGray,
         PromoteGray,
         DropGray,
+        ForceConfigReady,
     }
 )
 

@@ -48,6 +48,9 @@ config_publish
 config_delete, config_rollback, config_gray, config_promote, config_gray_drop
              admin   the config group, as above (they undo or redirect what
                      others published)
+config_force_ready
+             admin   every namespace (namespace, group and service "*"): it makes
+                     the node serve every config without a majority's catch-up
 (other)      peer    cluster nodes only, until the op gets a row here
 ===========  ======  =========================================================
 
@@ -114,6 +117,7 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "config_gray": (Access.ADMIN, "config"),
     "config_promote": (Access.ADMIN, "config"),
     "config_gray_drop": (Access.ADMIN, "config"),
+    "config_force_ready": (Access.ADMIN, "everything"),
 }
 
 # What the denial says the client tried ("may not <verb> <ns/group/service>").
@@ -257,6 +261,12 @@ def denial_message(
             "cluster nodes may use it"
         )
     level = access.name.lower()
+    if namespace == ALL and op == "config_force_ready":
+        return (
+            f"{who} may not force this node's configs ready (config_force_ready): it makes "
+            "the node serve every config without catching up, so it needs admin access to "
+            'every namespace (namespace = "*", group = "*", service = "*"); ' + fix
+        )
     if namespace == ALL:
         return (
             f"{who} may not read node stats: they cover every namespace, so it needs read "

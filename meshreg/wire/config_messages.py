@@ -185,6 +185,15 @@ class DropGray:
     op = "config_gray_drop"
 
 
+@dataclass(frozen=True, slots=True)
+class ForceConfigReady:
+    """The operator's override of the ready gate on the node that receives it (a lone
+    survivor: docs/CONFIG.md "The ready gate"); no fields, node-wide, admin."""
+
+    req_id: int
+    op = "config_force_ready"
+
+
 ConfigRequest = (
     PublishConfig
     | GetConfig
@@ -197,6 +206,7 @@ ConfigRequest = (
     | PublishGray
     | PromoteGray
     | DropGray
+    | ForceConfigReady
 )
 
 CONFIG_OPS = (
@@ -211,6 +221,7 @@ CONFIG_OPS = (
     "config_gray",
     "config_promote",
     "config_gray_drop",
+    "config_force_ready",  # node-wide (admin on everything): not a data id's op
 )
 CONFIG_WRITE_OPS = (
     "config_publish",
@@ -281,6 +292,8 @@ def parse_config_message(
 
 
 def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest:
+    if op == "config_force_ready":
+        return ForceConfigReady(req_id)
     if op == "config_list":
         ns = msg.get("namespace")
         ns = check_config_name(DEFAULT_NAMESPACE if ns is None else ns, "namespace",

@@ -431,11 +431,21 @@ def test_config_notifications_decode_and_a_body_for_another_topic_is_refused() -
         ("config_list", {"items": [], "next_cursor": 5}, "next_cursor"),
         ("config_history", {"items": [], "next_cursor": "x"}, "next_cursor"),
         ("config_listen", {"revision": 1, "entry": "x"}, "not a map"),
+        ("config_force_ready", None, "not a map"),
+        ("config_force_ready", {"node": "n:1", "was_ready": 0, "forced_ready": True}, "was_ready"),
+        ("config_force_ready", {"node": "n:1", "was_ready": True}, "forced_ready"),
+        ("config_force_ready", {"was_ready": True, "forced_ready": True}, "node"),
     ],
 )
 def test_malformed_config_results_name_the_field(op: str, raw: Any, what: str) -> None:
     with pytest.raises(RemoteProtocolError, match=what):
         decode_config_result(op, raw)
+
+
+def test_the_force_ready_result_is_checked_and_kept_as_a_map() -> None:
+    raw = {"node": "127.0.0.1:7800", "was_ready": False, "forced_ready": True, "later": 1}
+    assert decode_config_result("config_force_ready", raw) == {
+        "node": "127.0.0.1:7800", "was_ready": False, "forced_ready": True}  # fmt: skip
 
 
 def test_a_malformed_reply_fails_only_its_call() -> None:

@@ -61,6 +61,7 @@ def invoke(*args: str) -> Any:
             "'request_id' must be a string of 16..64",
         ),
         (["delete", "x", "--request-id", "0123456789abcdef/"], "Invalid value for --request-id"),
+        (["force-ready", "-s", "127.0.0.1:1,127.0.0.1:2"], "exactly one -s host:port"),
     ],
 )
 def test_usage_errors_say_what_to_give(args: list[str], message: str) -> None:

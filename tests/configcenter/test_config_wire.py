@@ -54,6 +54,7 @@ VALID = [
          clients=["10.0.0.1"]),
     body("config_promote", data_id="app.yaml"),
     body("config_gray_drop", data_id="app.yaml", if_revision=5),
+    body("config_force_ready", data_id="ignored"),  # node-wide: no names; extra keys ignored
 ]  # fmt: skip
 
 

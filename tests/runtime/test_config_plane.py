@@ -330,6 +330,55 @@ def test_ready_gate_a_restarted_node_catches_up_before_it_serves_reads() -> None
     assert [h["revision"] for h in history] == [3, 2, 1]
 
 
+def test_force_ready_serves_a_lone_survivors_disk_at_once_and_is_idempotent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime admin op (``config_force_ready``): a member whose peers are all down is
+    not ready; forced, it serves its own versions, says so (stats, a WARNING naming who),
+    writes still need a majority; asked again, nothing changes; a node that caught up by
+    itself is not marked forced."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("cfg")
+    assert net.call(owner, "config_publish", data_id="cfg", content="v1")["ok"]
+    net.deliver()
+    for plane in net.planes.values():
+        plane.close()
+    lone = owner  # restarted alone from its disk; the others never come back
+    net.down = set(ADDRESSES) - {lone}
+    plane = net.start(lone)
+    plane.set_members_up(set())
+    net.tick(1.0)
+    assert not plane.ready and not plane.forced_ready
+    reply = net.call(lone, "config_get", data_id="cfg")
+    assert reply["error"]["name"] == "UNAVAILABLE" and "catching up" in reply["error"]["message"]
+    with caplog.at_level(logging.INFO, logger="meshreg.node"):
+        net.request(lone, b"op", "config_force_ready")
+    assert net.last(b"op") == {"v": 1, "id": 1, "ok": True, "result": {
+        "node": lone, "was_ready": False, "forced_ready": True}}  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("READY FORCED by 'tester'" in m for m in warnings), warnings
+    stats = plane.stats()
+    assert stats["ready"] and stats["forced_ready"] and plane.status(net.now)["forced_ready"]
+    got = net.call(lone, "config_get", data_id="cfg")["result"]
+    assert got["content"] == "v1" and got["revision"] == 1
+    reply = net.call(lone, "config_publish", data_id="cfg", content="alone")
+    assert reply["error"]["name"] == "UNAVAILABLE"  # writes: still a majority
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="meshreg.node"):
+        net.request(lone, b"op", "config_force_ready")  # again: nothing changes
+    assert net.last(b"op")["result"] == {"node": lone, "was_ready": True, "forced_ready": True}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("already ready (forced)" in r.getMessage() for r in caplog.records)
+    plane.close()
+    # a member that caught up by itself: ready, not forced, left as it is
+    fresh = Net(3)
+    member = ADDRESSES[1]
+    fresh.request(member, b"op", "config_force_ready")
+    assert fresh.last(b"op")["result"] == {"node": member, "was_ready": True,
+                                            "forced_ready": False}  # fmt: skip
+    assert not fresh.planes[member].forced_ready
+
+
 def test_a_read_ahead_waits_for_the_version_then_answers() -> None:
     net = Net(3)
     owner = owner_of("w")

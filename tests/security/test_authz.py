@@ -62,6 +62,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "config_gray": {"data_id": "app.yaml", "content": "a: 2", "labels": {"zone": "a"}},
     "config_promote": {"data_id": "app.yaml"},
     "config_gray_drop": {"data_id": "app.yaml"},
+    "config_force_ready": {},
 }
 CONFIG_READS = ("config_get", "config_history", "config_listen", "config_unlisten")
 CONFIG_ADMINS = ("config_delete", "config_rollback", "config_gray", "config_promote")
@@ -91,6 +92,7 @@ EXPECTED = {
     "service_set": (Access.ADMIN, ("public", "DEFAULT_GROUP", "payments")),
     "services": (Access.READ, ("public", None, None)),
     "stats": (Access.READ, ("*", "*", "*")),
+    "config_force_ready": (Access.ADMIN, ("*", "*", "*")),  # node-wide
     "ping": (Access.NONE, (None, None, None)),
     "cluster": (Access.NONE, (None, None, None)),
     "digests": (Access.PEER, (None, None, None)),
@@ -126,6 +128,7 @@ OTHER_NS = Principal("other", (Rule("private", "*", "*", Access.ADMIN),))
 MONITOR = Principal("monitor", (Rule("*", "*", "*", Access.READ),))
 PINGER = Principal("pinger", ())
 CONFIGURER = Principal("configurer", (Rule("public", "DEFAULT_GROUP", "*", Access.ADMIN),))
+OPERATOR = Principal("operator", (Rule("*", "*", "*", Access.ADMIN),))
 
 # op -> the principals allowed (everyone else in PRINCIPALS is denied)
 ALLOWED = {
@@ -136,7 +139,9 @@ ALLOWED = {
     "deregister": {"writer", "admin", "configurer"},
     "update": {"admin", "configurer"},
     "service_set": {"admin", "configurer"},
-    "stats": {"monitor"},
+    "stats": {"monitor", "operator"},
+    # admin on everything: admin on one namespace (configurer), read everywhere (monitor): no
+    "config_force_ready": {"operator"},
     "ping": {"reader", "writer", "admin", "other", "monitor", "pinger", "configurer"},
     "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger", "configurer"},
     "digests": set(),
@@ -157,7 +162,10 @@ ALLOWED = {
         "configurer",
     },  # the batch; each entry is checked on its own
 }
-PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER, CONFIGURER)
+for _op, _allowed in ALLOWED.items():  # admin on every name: every client op
+    if OP_ACCESS[_op][0] is not Access.PEER:
+        _allowed.add("operator")
+PRINCIPALS = (READER, WRITER, ADMIN, OTHER_NS, MONITOR, PINGER, CONFIGURER, OPERATOR)
 
 
 @pytest.mark.parametrize("op", sorted(BODIES))
@@ -234,6 +242,13 @@ def test_denial_messages() -> None:
     assert "roll back configs of public/DEFAULT_GROUP: needs admin" in (
         denial(READER, "config_rollback")
     )
+    assert denial(CONFIGURER, "config_force_ready") == (
+        "client 'configurer' may not force this node's configs ready (config_force_ready): it "
+        "makes the node serve every config without catching up, so it needs admin access to "
+        'every namespace (namespace = "*", group = "*", service = "*"); ask the operator to '
+        "extend its ACL entry"
+    )
+    assert "needs admin access to every namespace" in denial(MONITOR, "config_force_ready")
     message = denial(MONITOR, "reconcile")
     assert "'reconcile'" in message and "peer operation" in message and "cluster nodes" in message
 

@@ -41,7 +41,7 @@ from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ErrorCode
 from meshreg.model import ServiceKey
 from meshreg.runtime.node import NodeRuntime
-from meshreg.security.acl import NODE
+from meshreg.security.acl import NODE, Access
 from meshreg.security.authz import OP_ACCESS
 from meshreg.transport import sockets
 from meshreg.wire import limits
@@ -362,6 +362,8 @@ def ops_table() -> str:
             port, kind = "P (P+3 when forwarded)", "write: runs on the responsible node"
         elif op in CONFIG_WRITE_OPS:
             port, kind = "P (P+3 when forwarded)", "config write: owner, majority acks"
+        elif OP_ACCESS[op] == (Access.ADMIN, "everything"):
+            port, kind = "P", "node admin: acts on the node asked"
         else:
             port, kind = "P", "read: answered by the node asked"
         access, scope = OP_ACCESS[op]
@@ -435,6 +437,7 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "request:cluster": lambda: request("cluster"),
     "request:digests": lambda: request("digests", node="127.0.0.1:7804", limit=100),
     "request:config_listen": lambda: request("config_listen", **APP, revision=1, md5=LOST_MD5),
+    "request:config_force_ready": lambda: request("config_force_ready"),
     # replies
     "reply:ok": lambda: reply("beat", **FULL),
     "annotate:ok": lambda: annotate(registered().call("beat", **FULL)),
@@ -449,6 +452,9 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     ),
     "reply:config_listen-same": lambda: reply(
         "config_listen", config_node(), **APP, revision=1, md5=APP_MD5
+    ),
+    "reply:config_force_ready": lambda: reply(
+        "config_force_ready", Node(peers=("127.0.0.1:7804",))
     ),
     "reply:stats": stats_reply,
     "reply:ping": lambda: reply("ping"),
