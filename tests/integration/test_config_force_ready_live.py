@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_cli, wait_until
-from test_configs import Conn, start_nodes
-
-from meshreg.security.keys import generate_key_files, load_secret_key
+from test_configs import Conn, keys_and_acl, start_nodes
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -36,16 +34,7 @@ allow = [{ namespace = "*", group = "*", service = "*", access = "read" }]
 
 
 def test_an_admin_forces_a_lone_survivor_ready_at_run_time(tmp_path: Path) -> None:
-    for name in ("cluster", "ops", "cfgadmin", "monitor"):
-        generate_key_files(tmp_path / name)
-    (tmp_path / "acl.toml").write_text(ACL)
-    cluster = load_secret_key(tmp_path / "cluster.key")
-
-    def curve(name: str) -> tuple[bytes, bytes, bytes]:
-        pair = load_secret_key(tmp_path / f"{name}.key")
-        assert pair.secret is not None
-        return pair.public, pair.secret, cluster.public
-
+    curve = keys_and_acl(tmp_path, ("ops", "cfgadmin", "monitor"), ACL)
     nodes = start_nodes(3, tmp_path, "--key", str(tmp_path / "cluster.key"), "--acl",
                         str(tmp_path / "acl.toml"), curve=curve("cluster"))  # fmt: skip
     conns: list[Conn] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,10 +250,14 @@ allow = [{ namespace = "public", group = "*", service = "orders*", access = "adm
 """
 
 
-def test_config_ops_and_topics_go_through_the_acl(tmp_path: Path) -> None:
-    for name in ("cluster", "admin", "reader", "app"):
+def keys_and_acl(
+    tmp_path: Path, names: tuple[str, ...], acl: str
+) -> Callable[[str], tuple[bytes, bytes, bytes]]:
+    """Key files for "cluster" and ``names`` and acl.toml in ``tmp_path``; returns
+    ``curve(name)``: that key's (public, secret, the cluster's public key)."""
+    for name in ("cluster", *names):
         generate_key_files(tmp_path / name)
-    (tmp_path / "acl.toml").write_text(ACL)
+    (tmp_path / "acl.toml").write_text(acl)
     cluster = load_secret_key(tmp_path / "cluster.key")
 
     def curve(name: str) -> tuple[bytes, bytes, bytes]:
@@ -261,6 +265,11 @@ def test_config_ops_and_topics_go_through_the_acl(tmp_path: Path) -> None:
         assert pair.secret is not None
         return pair.public, pair.secret, cluster.public
 
+    return curve
+
+
+def test_config_ops_and_topics_go_through_the_acl(tmp_path: Path) -> None:
+    curve = keys_and_acl(tmp_path, ("admin", "reader", "app"), ACL)
     (node,) = start_nodes(1, tmp_path, "--key", str(tmp_path / "cluster.key"), "--acl",
                           str(tmp_path / "acl.toml"), curve=curve("cluster"))  # fmt: skip
     admin, reader, app, root = (
