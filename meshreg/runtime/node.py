@@ -546,9 +546,11 @@ class NodeRuntime:
         if self._reload.is_set():
             self._reload.clear()
             self._reload_acl()
-        if sub is not None:
+        if sub is not None and sub.get(_EVENTS) & _POLLIN:
             # Beacons queued while we were busy come first: after a long step
-            # of our own, a peer must not look silent only because we were.
+            # of our own, a peer must not look silent only because we were.  (Asked
+            # first: on an empty socket a drain ends in a raised zmq.Again, which cost
+            # ~2.5 us of a ~16 us idle turn.)
             self._drain_replication(sub)
         now = self.clock()
         transport.tick(now)
