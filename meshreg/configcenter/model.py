@@ -329,6 +329,20 @@ _KEY_CACHE: dict[tuple[Any, Any, Any], ConfigKey] = {}  # keys already validated
 KEY_CACHE_MAX = 65_536  # entries; full: emptied (a bound, not an LRU)
 
 
+def known_config_key(namespace: Any, group: Any, data_id: Any) -> ConfigKey | None:
+    """The key if these exact names passed ``check_config_key`` before (it is cached),
+    else None, never an error: the config-get fast path, which leaves anything it does
+    not recognise to the full parse and its precise error."""
+    if type(data_id) is not str:
+        return None
+    key = _KEY_CACHE.get((namespace, group, data_id))
+    if key is None or (namespace is not None and type(namespace) is not str):
+        return None
+    if group is not None and type(group) is not str:
+        return None
+    return key
+
+
 def check_config_key(namespace: Any, group: Any, data_id: Any) -> ConfigKey:
     """The validated key (names checked once: every record, ack, commit and get names a
     key, and the 3 name checks were a fifth of a peer message's decoding)."""

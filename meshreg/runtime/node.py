@@ -631,9 +631,11 @@ class NodeRuntime:
         # 1 us a frame, 3 a request); the routing id comes as bytes (always followed by
         # more frames on a ROUTER; bytes cost less than a Frame) and goes back as it came,
         # and msgpack reads the body in place.  A beat the core renews (most requests)
-        # is answered right here; anything else goes to ``_serve`` (decoded once), and
+        # is answered right here, and so is a plain config get of a version read before
+        # (``ConfigPlane.fast_get``); anything else goes to ``_serve`` (decoded once), and
         # any other shape than [id, b"", body] goes there as bytes.
         serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self._write_effects()
+        fast_get, offset = self.configs.fast_get, self._wall_offset
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         self._entries = 0
@@ -664,8 +666,11 @@ class NodeRuntime:
                 try:
                     msg = decode_body(frame)  # a Frame, read in place
                     beat = beat_fields(msg)
-                    if beat is not None and fast_beat(beat[1], beat[2], now):
-                        ok = beat_ok(beat[0])
+                    if beat is not None:
+                        if fast_beat(beat[1], beat[2], now):
+                            ok = beat_ok(beat[0])
+                    else:  # a config get of a version read before: its packed reply
+                        ok = fast_get(msg, now + offset)
                 except Exception:  # a bad body, or a bug: _serve answers it (and logs a bug)
                     pass
                 if ok is not None:

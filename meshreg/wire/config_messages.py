@@ -42,6 +42,7 @@ from meshreg.configcenter.model import (
     check_request_id,
     check_tags,
     check_type,
+    known_config_key,
     pattern_regex,
 )
 from meshreg.errors import ErrorCode, RequestRejected
@@ -261,6 +262,46 @@ def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BY
         )
     except Exception as exc:
         raise _decode_error(exc) from None
+
+
+def config_get_fields(msg: Any) -> tuple[int, ConfigKey, int] | None:
+    """A plain ``config_get``'s ``(id, key, min_revision)``: the current version, no
+    ``revision``, no ``labels``, names already validated once (``known_config_key``).
+
+    The config-get fast path (like ``beat_fields`` for a beat): the same checks
+    ``parse_config_message`` makes of these fields, without a request object.  None for
+    anything else, which then takes the full parse and gets its precise error."""
+    if type(msg) is not dict:
+        return None
+    try:
+        if msg["op"] != "config_get":
+            return None
+        req_id = msg["id"]
+        version = msg["v"]
+        data_id = msg["data_id"]
+    except KeyError:
+        return None
+    if (
+        type(req_id) is not int
+        or not 0 <= req_id <= _MAX_ID
+        or type(version) is not int
+        or version != _V
+        or msg.get("revision") is not None
+        or msg.get("labels") is not None
+    ):
+        return None
+    least = msg.get("min_revision")
+    if least is None:
+        least = 0
+    elif type(least) is not int or not 0 <= least <= MAX_REVISION:
+        return None
+    key = known_config_key(msg.get("namespace"), msg.get("group"), data_id)
+    if key is None:
+        return None
+    return req_id, key, least
+
+
+_MAX_ID, _V = limits.MAX_REQUEST_ID, limits.PROTOCOL_VERSION
 
 
 def parse_config_request(
