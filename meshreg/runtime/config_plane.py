@@ -80,6 +80,8 @@ from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_commit import RETRY_INTERVAL, CommitPipeline, Turn
 from meshreg.runtime.config_trace import HopTrace
+from meshreg.security.acl import ALL, Access, Principal
+from meshreg.security.authz import permits
 from meshreg.wire.config_messages import (
     ConfigHistory,
     ConfigRequest,
@@ -517,7 +519,7 @@ class ConfigPlane:
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
         return None
 
-    def fast_get(self, msg: Any, now: float) -> bytes | None:
+    def fast_get(self, msg: Any, now: float, principal: Principal | None = None) -> bytes | None:
         """A plain ``config_get`` answered from the packed reply the last full read of the
         same version left (``_packed_result``), or None: the request takes the full path
         (``serve``), which gives the same bytes or the precise error.
@@ -528,11 +530,16 @@ class ConfigPlane:
         this node ready, the key's names validated before (``config_get_fields``), the
         version the one a read shows now (current, acknowledged or settled, no gray
         rule, not older than the client's ``min_revision``) and nothing of the key on
-        its way to disk (a full read would be held until that commit)."""
+        its way to disk (a full read would be held until that commit).  ``principal``: the
+        client key of a node with ``--key`` (None: open): it must be allowed to read the group."""
         fields = config_get_fields(msg)
         if fields is None or not self.ready:
             return None
         req_id, key, least = fields
+        if principal is not None and not permits(
+            principal, Access.READ, key.namespace, key.group, ALL
+        ):
+            return None  # the full path refuses it, and counts it
         cached = self._replies.get((key, False))
         if cached is None:
             return None

@@ -836,12 +836,17 @@ class NodeRuntime:
                         raise
                     msg = self._decode_config(body)
                 beat = beat_fields(msg)
-                if (
-                    beat is not None
-                    and (principal is OPEN or principal.may(Access.WRITE, *beat[1]))
-                    and self.core.fast_beat(beat[1], beat[2], now)
-                ):
-                    return envelope + [encode_ok(beat[0], None)]
+                if beat is not None:
+                    if (principal is OPEN or principal.may(Access.WRITE, *beat[1])) and (
+                        self.core.fast_beat(beat[1], beat[2], now)
+                    ):
+                        return envelope + [encode_ok(beat[0], None)]
+                elif not peer:  # a config get of a version read before (ConfigPlane.fast_get)
+                    fast = self.configs.fast_get(
+                        msg, now + self._wall_offset, None if principal is OPEN else principal
+                    )
+                    if fast is not None:
+                        return envelope + [fast]
             req = parse_peer_message(msg) if peer else parse_message(msg)
             if principal is not OPEN and principal is not NODE:
                 try:

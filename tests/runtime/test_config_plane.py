@@ -23,6 +23,7 @@ from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
+from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, PRUNE_INTERVAL, ConfigPlane
 from meshreg.wire.config_messages import parse_config_message
 from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
@@ -926,6 +927,15 @@ def test_the_fast_get_answers_only_what_the_full_read_would() -> None:
     assert net.call(a, "config_gray_drop", data_id="c")["ok"]
     _fast_and_full(plane, get(), net.now)
     assert plane.fast_get(get(), net.now) is not None
+    # a node with --key: only a client allowed to read the group (the full path refuses
+    # the others with PERMISSION_DENIED, and counts them)
+    reader = Principal("reader", (Rule("public", "DEFAULT_GROUP", "*", Access.READ),))
+    service_only = Principal("svc", (Rule("public", "DEFAULT_GROUP", "c", Access.READ),))
+    other_ns = Principal("other", (Rule("other", "*", "*", Access.ADMIN),))
+    assert plane.fast_get(get(), net.now, reader) == plane.fast_get(get(), net.now)
+    assert plane.fast_get(get(), net.now, NODE) is not None
+    assert plane.fast_get(get(), net.now, service_only) is None
+    assert plane.fast_get(get(), net.now, other_ns) is None
     plane.ready = False
     assert plane.fast_get(get(), net.now) is None
     plane.ready = True
