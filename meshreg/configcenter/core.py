@@ -197,6 +197,11 @@ class ConfigStore:
         if entry is None or now is None or _settled(entry, now):
             return entry
         by_rev = self._history.get(key, {})
+        below = by_rev.get(entry.revision - 1)  # the usual answer: no sort of the history
+        if below:
+            settled = [e for e in below if _settled(e, now)]
+            if settled:
+                return max(settled, key=merge_order)
         for rev in sorted((r for r in by_rev if r < entry.revision), reverse=True):
             settled = [e for e in by_rev[rev] if _settled(e, now)]
             if settled:
