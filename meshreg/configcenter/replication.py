@@ -574,13 +574,25 @@ class ConfigReplicator:
         push: list[tuple[ConfigKey, PushWant]] = []
         want: list[ConfigDigest] = []
         have: list[ConfigKey] = []
+        store = self.store
         for key in keys:
             other = theirs.get(key)
-            if self.store.current(key) is None:
+            current = store.current(key)
+            if current is None:
                 if other is not None and not reply and other.revision:
                     want.append(ConfigDigest(key, 0, "", "", False))  # this node lacks it
                 continue
-            mine = self.store.digest(key)
+            if (
+                other is not None  # the same current version (most data ids of a round):
+                and other.revision == current.revision  # no ConfigDigest built to see it
+                and other.md5 == current.md5
+                and other.origin == current.origin
+                and other.committed == current.committed
+            ):
+                if not reply and other.history != store.history_hash(key):
+                    have.append(key)
+                continue
+            mine = store.digest(key)
             if other is None or other.revision == 0:
                 push.append((key, None))
             elif _digest_order(mine) > _digest_order(other):
