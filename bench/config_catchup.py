@@ -10,12 +10,19 @@ receiver's decoding and merge), the handling in total, and the catch-up's span o
 fake clock. ``--scenario sync``: a fresh node's start instead (two ``ConfigPlane`` s: the
 ready gate's ``config_sync``, its answer, the pushes), against ``--ids`` data ids of one
 revision, until the fresh node is ready and holds them all; the longest handling of each
-kind too. Runs on this tree's code or, with ``PYTHONPATH=<a copy of main>``, on that.
+kind too, and how much of it was Python's garbage collector (``gc.callbacks``).
+``--gc node`` (the default) runs under the node's GC policy (runtime/gc_policy: no
+automatic full collections), as a ``meshreg node`` process does; ``--gc python`` under
+Python's own thresholds, whose full collections walk the whole heap of both stores (at
+100,000 data ids: passes of 0.5-1 s over ~1 M objects landing in whichever handling
+allocates; docs/CONFIG.md "What is left"). Runs on this tree's code or, with
+``PYTHONPATH=<a copy of main>``, on that.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -24,7 +31,7 @@ from typing import Any
 import msgpack
 
 from meshreg.configcenter.core import ConfigStore
-from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.model import ConfigKey, ConfigLimits
 from meshreg.configcenter.replication import (
     ConfigReplicator,
     SendDigests,
@@ -41,6 +48,48 @@ from meshreg.wire.config_peer import (
 
 A, B = "127.0.0.1:7000", "127.0.0.1:7100"
 SENDS = (SendDigests, SendHave, SendVersions)
+
+
+class GcClock:
+    """The garbage collector's passes, timed (``gc.callbacks``): ``spent`` grows by each
+    pass's seconds, so a handling's share is the difference across it."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self.passes = [0, 0, 0]  # per generation
+        self.longest = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        took = time.perf_counter() - self._t0
+        gen = info["generation"]
+        self.spent += took
+        self.passes[gen] += 1
+        self.longest[gen] = max(self.longest[gen], took)
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> dict[str, Any]:
+        return {"gc_passes": list(self.passes),
+                "gc_longest_ms": [round(x * 1e3, 2) for x in self.longest],
+                "gc_s": self.spent}  # fmt: skip
+
+
+def gc_policy(name: str) -> tuple[int, int, int]:
+    """``node``: the policy of a ``meshreg node`` process; ``python``: Python's thresholds."""
+    if name == "node":
+        from meshreg.runtime.gc_policy import avoid_full_collections
+
+        return avoid_full_collections()
+    return gc.get_threshold()
 
 
 def fill(store: ConfigStore, ids: int, revisions: int, size: int) -> None:
@@ -69,20 +118,33 @@ def handle(rep: ConfigReplicator, sender: str, msg: Any, now: float) -> list[Any
     return rep.on_versions(msg.entries)
 
 
-def run(ids: int, revisions: int, size: int) -> dict[str, Any]:
-    a = ConfigReplicator(A, (A, B), ConfigStore(A), 0.0, sync_interval=5.0)
-    b = ConfigReplicator(B, (A, B), ConfigStore(B), 0.0, sync_interval=1000.0)
+def run(ids: int, revisions: int, size: int, peer_keep: int | None = None) -> dict[str, Any]:
+    """``peer_keep`` None: B is fresh, A starts a round.  Else B keeps ``peer_keep``
+    revisions, holds A's last ones already (the current versions agree, every history
+    hash differs) and starts the round: A answers every data id with its revision hashes
+    (``config_have``)."""
+    b_limits = None if peer_keep is None else ConfigLimits(keep_revisions=peer_keep)
+    a = ConfigReplicator(A, (A, B), ConfigStore(A), 0.0,
+                         sync_interval=5.0 if peer_keep is None else 1000.0)  # fmt: skip
+    b = ConfigReplicator(B, (A, B), ConfigStore(B, b_limits), 0.0,
+                         sync_interval=1000.0 if peer_keep is None else 5.0)  # fmt: skip
     for r in (a, b):
         r.set_members_up({A, B})
     fill(a.store, ids, revisions, size)
     a.store.digests()  # the history hashes, cached as on a node after its first round
+    if peer_keep is not None:
+        for key in list(a.store.keys()):
+            for e in a.store.entries(key)[-peer_keep:]:
+                b.store.apply(e)
+        b.store.digests()
     nodes = {A: a, B: b}
     stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "versions": 0,
              "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
              "first_all_current_at": None}  # fmt: skip
     now = 5.0
+    starter, starter_id = (a, A) if peer_keep is None else (b, B)
     started = time.perf_counter()
-    out = a.tick(now)
+    out = starter.tick(now)
     took = time.perf_counter() - started
     wire: list[tuple[str, str, list[bytes]]] = []
 
@@ -100,7 +162,7 @@ def run(ids: int, revisions: int, size: int) -> dict[str, Any]:
         if spent > stats["longest_s"]:
             stats["longest_s"], stats["longest_what"] = spent, what
 
-    account(emit(A, out, took), "the round's start (tick)")
+    account(emit(starter_id, out, took), "the round's start (tick)")
     start = now
     while True:
         while wire:
@@ -164,25 +226,56 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
     for me, p in planes.items():
         p.set_members_up({A, B} - {me})
     stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "", "ready_at": None,
+             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "", "longest_gc_s": 0.0,
+             "longest_own_s": 0.0, "longest_own_what": "", "ready_at": None,
              "all_at": None}  # fmt: skip
     start = now
 
     by_op: dict[str, float] = {}  # the longest handling of each kind (ms)
+    own_by_op: dict[str, float] = {}  # the longest handling of each kind less its GC (ms)
+    clock = GcClock()
 
-    def account(spent: float, what: str) -> None:
+    def account(spent: float, what: str, gc_s: float) -> None:
         stats["handling_s"] += spent
         by_op[what] = max(by_op.get(what, 0.0), round(spent * 1e3, 2))
+        own = spent - gc_s
+        own_by_op[what] = max(own_by_op.get(what, 0.0), round(own * 1e3, 2))
         if spent > stats["longest_s"]:
             stats["longest_s"], stats["longest_what"] = spent, what
+            stats["longest_gc_s"] = gc_s
+        if own > stats["longest_own_s"]:
+            stats["longest_own_s"], stats["longest_own_what"] = own, what
 
     wakes = {A: now, B: now}
+    clock.__enter__()
+    try:
+        _sync_loop(planes, wire, wakes, stats, account, clock, keys, ids, now, start, limit)
+    finally:
+        clock.__exit__()
+    return {**stats, **clock.summary(), "ids": ids, "size": size,
+            "longest_ms_by_kind": by_op, "longest_own_ms_by_kind": own_by_op}  # fmt: skip
+
+
+def _sync_loop(
+    planes: dict[str, Any],
+    wire: list[tuple[str, str, list[bytes]]],
+    wakes: dict[str, float],
+    stats: dict[str, Any],
+    account: Any,
+    clock: GcClock,
+    keys: list[ConfigKey],
+    ids: int,
+    now: float,
+    start: float,
+    limit: float,
+) -> None:
+    a, b = planes[A], planes[B]
     while now - start < limit:
         for me, p in planes.items():
             if now >= wakes[me]:
-                t0 = time.perf_counter()
+                t0, g0 = time.perf_counter(), clock.spent
                 wakes[me] = p.tick(now)
-                account(time.perf_counter() - t0, f"tick at {me}")
+                account(time.perf_counter() - t0, f"tick at {me}", clock.spent - g0)
         while wire:
             src, dst, frames = wire.pop(0)
             n = sum(map(len, frames))
@@ -191,11 +284,11 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
             if n > stats["largest_bytes"]:
                 op = msgpack.unpackb(frames[-1], raw=False)["op"]
                 stats["largest_bytes"], stats["largest_op"] = n, op
-            t0 = time.perf_counter()
+            t0, g0 = time.perf_counter(), clock.spent
             planes[dst].on_peer(frames[-1], now)
             planes[dst].flush(now)
-            account(time.perf_counter() - t0, f"{msgpack.unpackb(frames[-1], raw=False)['op']} "
-                    f"at {dst}")  # fmt: skip
+            spent, gc_s = time.perf_counter() - t0, clock.spent - g0
+            account(spent, f"{msgpack.unpackb(frames[-1], raw=False)['op']} at {dst}", gc_s)
             wakes[dst] = min(wakes[dst], planes[dst].tick(now))
         if stats["ready_at"] is None and b.ready:
             stats["ready_at"] = now - start
@@ -207,7 +300,6 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
             stats["all_at"] = now - start
             break
         now = max(now + 0.001, min(wakes.values()))
-    return {**stats, "ids": ids, "size": size, "longest_ms_by_kind": by_op}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revisions", type=int, default=100)
     p.add_argument("--size", type=int, default=1024, help="content bytes per version")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--peer-keep", type=int, default=None,
+                   help="push scenario: B keeps this many revisions and already holds A's "
+                   "last ones (every history differs: config_have lists both ways)")  # fmt: skip
+    p.add_argument("--gc", choices=("node", "python"), default="node",
+                   help="node: the GC policy of a meshreg node process (no automatic full "
+                   "collections); python: Python's own thresholds")  # fmt: skip
     p.add_argument("--scenario", choices=("push", "sync"), default="push",
                    help="push: one anti-entropy round (--ids x --revisions); sync: a fresh "
                    "node's start (config_sync), against --ids data ids")  # fmt: skip
@@ -223,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     import meshreg
 
     print(f"code: {meshreg.__file__}")
+    print(f"gc: {opts.gc} (thresholds {gc_policy(opts.gc)})")
     if opts.scenario == "sync":
         results = [run_sync(opts.ids, opts.size) for _ in range(max(1, opts.repeat))]
         for r in results:
@@ -233,11 +332,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['longest_s'] * 1e3:.1f} ms ({r['longest_what']}); ready after "
                 f"{r['ready_at']} s, every version after {r['all_at']} s (fake clock)"
             )
+            print(f"  GC in the longest handling {r['longest_gc_s'] * 1e3:.1f} ms; longest "
+                  f"without GC {r['longest_own_s'] * 1e3:.1f} ms ({r['longest_own_what']}); "
+                  f"GC passes per generation {r['gc_passes']}, longest "
+                  f"{r['gc_longest_ms']} ms, {r['gc_s'] * 1e3:.0f} ms in all")  # fmt: skip
             print("  longest by kind (ms):", ", ".join(
                 f"{k} {v}" for k, v in sorted(r["longest_ms_by_kind"].items())))  # fmt: skip
+            print("  longest by kind less its GC (ms):", ", ".join(
+                f"{k} {v}" for k, v in sorted(r["longest_own_ms_by_kind"].items())))  # fmt: skip
         print(json.dumps(results))
         return 0
-    runs = [run(opts.ids, opts.revisions, opts.size) for _ in range(max(1, opts.repeat))]
+    runs = [run(opts.ids, opts.revisions, opts.size, opts.peer_keep)
+            for _ in range(max(1, opts.repeat))]  # fmt: skip
     for r in runs:
         first = r["first_all_current_at"]
         print(

@@ -215,6 +215,11 @@ class NodeRuntime:
         (None: read once from ``time.time()``); ``commit_thread``: the config plane
         commits on a writer thread (None: with the ZeroMQ transport; an injected one, the
         simulation's, commits inline so a seed replays)."""
+        if avoid_full_gc:  # first: before the config plane loads its table from SQLite
+            # (with Python's thresholds, loading 300,000 versions ran 8 full collections,
+            # 3-4 s of a 16-18 s load; docs/CONFIG.md "The node")
+            avoid_full_collections()
+            sys.setswitchinterval(SWITCH_INTERVAL)  # the config writer thread (config_commit)
         self.config = config
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
@@ -289,9 +294,6 @@ class NodeRuntime:
         self.batcher = DeltaBatcher(config.replication_batch)  # deltas -> PUB messages
         self._entries = 0  # register_batch entries served in this drain (TURN_ENTRIES)
         self._cut_short = False  # a drain stopped at TURN_ENTRIES: the next turn at once
-        if avoid_full_gc:
-            avoid_full_collections()
-            sys.setswitchinterval(SWITCH_INTERVAL)  # the config writer thread (config_commit)
 
     @property
     def secure(self) -> bool:

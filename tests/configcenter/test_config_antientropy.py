@@ -14,6 +14,7 @@ from meshreg.configcenter.model import ConfigKey, ConfigLimits
 from meshreg.configcenter.replication import (
     DIGEST_STEP,
     DIGEST_STEP_GAP,
+    HAVE_STEP_REVISIONS,
     PUSH_STEP_BYTES,
     PUSH_STEP_VERSIONS,
     ConfigReplicator,
@@ -274,3 +275,72 @@ def test_many_data_ids_one_revision_behind_get_their_current_versions_in_steps()
     assert all(e.revision == 3 for _, s in steps for e in s.entries)
     for key in keys:
         assert b.store.history_hash(key) == a.store.history_hash(key)
+
+
+def test_long_differing_histories_are_listed_in_bounded_steps_then_repaired() -> None:
+    """60 data ids of 100 revisions, the current versions agree, every history differs
+    (b lacks revision 50 of each): a's revision hashes go at most ``HAVE_STEP_REVISIONS``
+    per ``config_have`` (a data id's list never split), the first at once, the next
+    ``DIGEST_STEP_GAP`` apart (before: all 6,000 in one call and one message), and b
+    still gets every missing revision."""
+    a, b = pair()
+    keys = [ConfigKey("public", "G", f"h{i:03d}") for i in range(60)]
+    for r in range(100):
+        for key in keys:
+            entry = a.store.publish(key, f"{key.data_id} {r}", now=float(r))
+            if entry.revision != 50:
+                b.store.apply(entry)
+    assert all(a.store.current(k) == b.store.current(k) for k in keys)
+    now = 1.0  # (a's own round is due at 5.0)
+    out = a.on_digests("n1", b.store.digests(), False, None, None, now)  # b's digests
+    lists = [e for e in out if isinstance(e, SendHave)]
+    times = [now] * len(lists)
+    while a.next_wake() <= now + 1.0:  # the next steps, one per wake-up
+        assert a.next_wake() == now + DIGEST_STEP_GAP
+        now = a.next_wake()
+        step = [e for e in a.tick(now) if isinstance(e, SendHave)]
+        assert len(step) == 1
+        lists += step
+        times.append(now)
+    assert [len(e.items) for e in lists] == [PER_STEP] * (60 // PER_STEP) + (
+        [60 % PER_STEP] if 60 % PER_STEP else []
+    )
+    assert all(not e.reply for e in lists)
+    assert [k for e in lists for k, _ in e.items] == keys  # each once, in key order
+    assert all(len(hashes) == 100 for e in lists for _, hashes in e.items)
+    assert a.counters["have_steps"] == len(lists) and len(lists) > 1
+    for at, e in zip(times, lists, strict=True):  # b answers each; a pushes revision 50
+        exchange(b, a, list(b.on_have("n0", e.items, False, at, e.keep)), at)
+    for key in keys:
+        assert b.store.get(key, revision=50).content == f"{key.data_id} 49"
+        assert b.store.history_hash(key) == a.store.history_hash(key)
+
+
+PER_STEP = HAVE_STEP_REVISIONS // 100 + (HAVE_STEP_REVISIONS % 100 > 0)  # data ids of 100
+
+
+def test_a_data_id_asked_again_while_listed_is_queued_once_and_a_peer_down_drops_it() -> None:
+    a, b = pair()
+    keys = [ConfigKey("public", "G", f"h{i:03d}") for i in range(60)]
+    for r in range(100):
+        for key in keys:
+            entry = a.store.publish(key, f"{key.data_id} {r}", now=float(r))
+            if entry.revision != 50:
+                b.store.apply(entry)
+    digests = b.store.digests()
+    first = [e for e in a.on_digests("n1", digests, False, None, None, 1.0)
+             if isinstance(e, SendHave)]  # fmt: skip
+    assert [k for k, _ in first[0].items] == keys[:PER_STEP]
+    # asked again while the rest waits: nothing at once; the waiting ones are not queued
+    # twice, the ones already listed are queued again (a new question, after the others)
+    assert a.on_digests("n1", digests, False, None, None, 1.001) == []
+    listed = []
+    now = 1.0
+    while a.next_wake() <= now + 1.0:
+        now = a.next_wake()
+        listed += [k for e in a.tick(now) if isinstance(e, SendHave) for k, _ in e.items]
+    assert listed == keys[PER_STEP:] + keys[:PER_STEP]
+    a.on_digests("n1", digests, False, None, None, now)  # a new round: listed again
+    a.set_members_up({"n0"})  # n1 seen down: the rest is dropped
+    assert [e for e in a.tick(a.next_wake()) if isinstance(e, SendHave)] == []
+    assert a.next_wake() >= 5.0  # nothing left but a's own round
