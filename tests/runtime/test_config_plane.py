@@ -23,8 +23,8 @@ from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
-from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, PRUNE_INTERVAL, ConfigPlane
+from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.wire.config_messages import parse_config_message
 from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
 from meshreg.wire.replies import encode_error
