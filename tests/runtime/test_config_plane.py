@@ -971,3 +971,30 @@ def test_the_fast_get_agrees_with_the_full_read_under_loss_and_reordering(seed: 
                     assert fast == full, (seed, i, address, d)
                     answered += 1
     assert answered > 0, f"seed {seed}: the fast path never answered"
+
+
+def test_the_config_plane_leaves_no_cyclic_garbage() -> None:
+    """A node turns automatic full collections off (runtime/gc_policy.py): a reference
+    cycle that outlives the young collections would never be freed. Writes on every
+    node with loss (forwards, acks, commits, re-sends, anti-entropy) and reads make
+    none: a collection after them, with the collector off during them, finds nothing."""
+    import gc
+
+    net = Net(3, seed=1, loss=0.1)
+    rng = random.Random(1)
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(150):
+            net.request(rng.choice(ADDRESSES), f"c{i}".encode(), "config_publish",
+                        data_id=f"d{rng.randrange(20)}", content=f"{i}")  # fmt: skip
+            net.deliver(shuffle=True)
+            net.tick(0.1)
+            if i % 5 == 0:
+                net.request(rng.choice(ADDRESSES), f"g{i}".encode(), "config_get",
+                            data_id=f"d{rng.randrange(20)}", min_revision=1)  # fmt: skip
+        net.tick(6.0)  # time-outs, anti-entropy rounds, prunes
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0, f"{found} objects in reference cycles"
