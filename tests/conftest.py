@@ -8,45 +8,53 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import NodeProcess, free_port_pair  # noqa: E402
+from helpers import NodeProcess, free_port_pair, start_all  # noqa: E402
 
 FAST_TIMINGS = ("--check-interval", "0.1", "--unhealthy-after", "0.6", "--evict-after", "1.2")
 
 
 @pytest.fixture
-def start_node() -> Iterator[Callable[..., NodeProcess]]:
-    """Start real node processes; every one is killed at teardown."""
+def started_nodes() -> Iterator[list[NodeProcess]]:
+    """Every node a test started through the fixtures below; each is killed at teardown."""
     started: list[NodeProcess] = []
+    yield started
+    for node in started:
+        node.cleanup()
+
+
+@pytest.fixture
+def start_node(started_nodes: list[NodeProcess]) -> Callable[..., NodeProcess]:
+    """Start real node processes; every one is killed at teardown."""
 
     def start(
         *extra: str, port: int | None = None, curve: tuple[bytes, bytes, bytes] | None = None
     ) -> NodeProcess:
         node = NodeProcess(*extra, port=port, curve=curve)
-        started.append(node)
+        started_nodes.append(node)
         return node.start()
 
-    yield start
-    for node in started:
-        node.cleanup()
+    return start
 
 
+CLUSTER_CHECK_INTERVAL = 0.2  # s between health sweeps in the test clusters
+CLUSTER_UNHEALTHY_AFTER = 3.0  # s
+CLUSTER_EVICT_AFTER = 6.0  # s
 CLUSTER_TIMINGS = (
     "--check-interval",
-    "0.2",
+    f"{CLUSTER_CHECK_INTERVAL:g}",
     "--unhealthy-after",
-    "3",
+    f"{CLUSTER_UNHEALTHY_AFTER:g}",
     "--evict-after",
-    "6",
+    f"{CLUSTER_EVICT_AFTER:g}",
     "--peer-timeout",
     "1.0",
 )
 
 
 @pytest.fixture
-def start_cluster(
-    start_node: Callable[..., NodeProcess],
-) -> Callable[..., list[NodeProcess]]:
-    """Start n real nodes that name each other as peers (all killed at teardown)."""
+def start_cluster(started_nodes: list[NodeProcess]) -> Callable[..., list[NodeProcess]]:
+    """Start n real nodes that name each other as peers, all at once (all killed at
+    teardown)."""
 
     def start(
         n: int, *extra: str, curve: tuple[bytes, bytes, bytes] | None = None
@@ -55,7 +63,9 @@ def start_cluster(
         peers: list[str] = []
         for p in ports:
             peers += ["--peer", f"127.0.0.1:{p}"]
-        return [start_node(*CLUSTER_TIMINGS, *peers, *extra, port=p, curve=curve) for p in ports]
+        nodes = [NodeProcess(*CLUSTER_TIMINGS, *peers, *extra, port=p, curve=curve) for p in ports]
+        started_nodes.extend(nodes)
+        return start_all(nodes)
 
     return start
 

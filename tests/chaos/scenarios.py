@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from netlab import HERE, Lab, LabError, Proc, read_line
@@ -60,6 +60,25 @@ class Settings:
 
     def service_names(self) -> list[str]:
         return [f"chaos-s{i}" for i in range(self.services)]
+
+    @classmethod
+    def for_scenario(cls, name: str) -> Settings:
+        """The settings scenario ``name`` runs with: the defaults, and ``SHORT_HEALTH``
+        for the scenarios whose fault is sized by evict_after (``SHORT_HEALTH_SCENARIOS``)."""
+        return replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
+
+
+# Health timings for the scenarios whose fault must outlast evict_after (pause, partition)
+# or that wait for it (provider-death): each fault is sized from these settings, so the
+# events come in the same order, with the same 2 s margins, as with the defaults, about 2 s
+# sooner per scenario.  unhealthy_after stays above peer_timeout (a silent owner is taken
+# over before anyone judges its instances; the stall threshold, min(peer_timeout,
+# unhealthy_after) / 3, is unchanged) and holds 4 beats (0.5 s).  Not dereg-partition: its
+# cut must end after the minority marks instances unhealthy and before it evicts them, and
+# at these timings the first margin would be one sweep.  Not the loss scenarios: TCP's
+# retransmission backoff under 20 % loss does not shrink with the timings.
+SHORT_HEALTH = {"unhealthy_after": 2.0, "evict_after": 4.0}
+SHORT_HEALTH_SCENARIOS = ("provider-death", "pause", "partition")
 
 
 @dataclass
@@ -677,7 +696,9 @@ def sc_provider_death(r: Run) -> None:
     r.settle(w)
 
 
-def sc_pause(r: Run, seconds: float = 8.0) -> None:
+def sc_pause(r: Run, seconds: float | None = None) -> None:
+    """SIGSTOP one node for 2 s more than evict_after (8 s at the defaults), SIGCONT."""
+    seconds = r.s.evict_after + 2.0 if seconds is None else seconds
     k = r.rng.randrange(r.s.nodes)
     w = r.open_window(f"pause {r.name(k)} {seconds:g}s", {k}, set(), r.s.converge_bound)
     node = r.nodes[k]
@@ -690,7 +711,9 @@ def sc_pause(r: Run, seconds: float = 8.0) -> None:
     r.settle(w)
 
 
-def sc_partition(r: Run, seconds: float = 10.0) -> None:
+def sc_partition(r: Run, seconds: float | None = None) -> None:
+    """Cut one node off for 4 s more than evict_after (10 s at the defaults), heal."""
+    seconds = r.s.evict_after + 4.0 if seconds is None else seconds
     k = r.rng.randrange(r.s.nodes)
     w = r.open_window(f"partition {r.name(k)} {seconds:g}s", {k}, {k}, r.s.converge_bound)
     r.lab.link(k, False)
@@ -758,7 +781,7 @@ def run_scenario(name: str, seed: int | None = None, settings: Settings | None =
     """Run one scenario end to end; always tears the lab down. The workdir (node logs,
     samples) is deleted when the run passed and kept (named in the report) otherwise."""
     seed = random.randrange(1, 2**31) if seed is None else seed
-    r = Run(name, seed, settings)
+    r = Run(name, seed, settings or Settings.for_scenario(name))
     aborted = ""
     try:
         r.setup()

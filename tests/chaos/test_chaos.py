@@ -35,7 +35,7 @@ def _seed() -> int | None:
 
 
 def check(name: str) -> None:
-    res = run_scenario(name, _seed(), Settings())
+    res = run_scenario(name, _seed(), Settings.for_scenario(name))
     print(
         f"{name} seed {res.seed}: converge {res.converge_text()}; bad samples "
         f"{res.bad_samples}; reappeared {res.reappeared}; minority {res.minority}"

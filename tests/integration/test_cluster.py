@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
+from conftest import CLUSTER_CHECK_INTERVAL, CLUSTER_EVICT_AFTER, CLUSTER_UNHEALTHY_AFTER
 from helpers import NodeProcess, raw_request, wait_until
 
 from meshreg import Client, Instance, ServiceKey
@@ -139,12 +141,14 @@ def test_killed_node_loses_nothing_and_restarted_node_catches_up(
         b.kill()
         survivors = [a, c]
         wait_until(lambda: all_ready(survivors), timeout=15, what="survivors to drop B")
-        # longer than unhealthy_after (3 s) and evict_after (6 s): beats must keep them alive
-        deadline_probe = {"n": 0}
+        # longer than unhealthy_after (3 s) and evict_after (6 s) after the survivors took
+        # B's services over, plus two sweeps: beats must keep them alive all that time
+        # (it waited 40 polls of 0.2 s or more before, 8-10 s: a count, not the bound)
+        took_over = time.monotonic()
+        hold = CLUSTER_EVICT_AFTER + 2 * CLUSTER_CHECK_INTERVAL + 0.5
 
         def stable_for_a_while() -> bool:
-            deadline_probe["n"] += 1
-            return deadline_probe["n"] > 40 and all(
+            return time.monotonic() - took_over >= hold and all(
                 listed_everywhere(survivors, s, expected[s]) for s in services
             )
 
@@ -190,7 +194,9 @@ def test_client_sends_writes_straight_to_the_responsible_node(
     a, b, _ = nodes
     wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
     service = service_owned_by(b, nodes, "direct")
-    with Client([a.address], sessions=False, **FAST) as provider:  # per-instance beats
+    # per-instance beats, twice as often as FAST's: the 2 x 10 beats counted below take 3 s
+    fast_beats = {**FAST, "beat_interval": 0.15}
+    with Client([a.address], sessions=False, **fast_beats) as provider:
         provider.register(service, "10.5.0.1", 80)  # no view yet: A forwards it
         with Client([b.address]) as on_b:
             beats_on_b = on_b.stats()["requests"].get("beat", 0)
@@ -219,10 +225,12 @@ def test_client_given_one_server_falls_back_on_members_it_learned(
         wait_until(lambda: len(agent.status.servers) == 3, timeout=20, what="members learned")
         a.kill()
         wait_until(lambda: provider.server != a.address, timeout=15, what="fallback")
-        # beats keep reaching the cluster: still healthy on the survivors well past 3 s
+        # beats keep reaching the cluster: still healthy on the survivors past
+        # unhealthy_after (3 s) and two sweeps after the fallback (it waited 5 s before)
+        hold = CLUSTER_UNHEALTHY_AFTER + 2 * CLUSTER_CHECK_INTERVAL + 0.5
         with Client([c.address]) as on_c:
             start = on_c.stats()["uptime"]
-            wait_until(lambda: on_c.stats()["uptime"] > start + 5, timeout=20)
+            wait_until(lambda: on_c.stats()["uptime"] > start + hold, timeout=20)
             listed = on_c.instances(service, healthy_only=False)
             assert [(i.address, i.healthy) for i in listed] == [("10.4.4.4:44", True)]
 

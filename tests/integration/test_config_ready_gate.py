@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import meshreg_cmd, wait_until
+from helpers import meshreg_cmd, start_all, wait_until
 from test_configs import Conn, config_ready, start_nodes
 
 pytestmark = pytest.mark.timeout(150)
@@ -63,8 +63,7 @@ def test_a_lone_survivor_is_not_ready_until_the_operator_forces_it(tmp_path: Pat
         name, message = conn.error("config_publish", data_id="gate.txt", content="alone")
         assert name == "UNAVAILABLE" and "need a majority" in message  # writes: unchanged
         # the peers come back: writes work again, the forced node gets them
-        for node in nodes[1:]:
-            node.start()
+        start_all(nodes[1:])
         other = Conn(nodes[1].port)
         conns.append(other)
 

@@ -17,7 +17,7 @@ import msgpack
 import pytest
 import zmq
 from conftest import CLUSTER_TIMINGS
-from helpers import HOST, NodeProcess, free_port_pair, wait_until
+from helpers import HOST, NodeProcess, free_port_pair, start_all, wait_until
 
 from meshreg import Client
 from meshreg.configcenter.model import ConfigKey
@@ -75,15 +75,10 @@ def start_nodes(
     ports = [free_port_pair() for _ in range(n)]
     peers = [a for p in ports for a in ("--peer", f"{HOST}:{p}")] if n > 1 else []
     nodes = []
-    try:
-        for i, p in enumerate(ports):
-            args = (*CLUSTER_TIMINGS, *peers, "--data-dir", str(tmp / f"node{i}"), *extra)
-            nodes.append(NodeProcess(*args, port=p, curve=curve).start())
-    except BaseException:
-        for node in nodes:
-            node.cleanup()
-        raise
-    return nodes
+    for i, p in enumerate(ports):
+        args = (*CLUSTER_TIMINGS, *peers, "--data-dir", str(tmp / f"node{i}"), *extra)
+        nodes.append(NodeProcess(*args, port=p, curve=curve))
+    return start_all(nodes)  # all at once (kills them all on a failure)
 
 
 def config_ready(node: NodeProcess) -> bool:
@@ -440,8 +435,7 @@ def test_owner_killed_minority_and_full_restart(tmp_path: Path) -> None:
         assert back.ok("stats")["config"]["refused_minority"] >= 1
         # the full cluster restarts: everything is kept
         nodes[i].stop()
-        for node in nodes:
-            node.start()
+        start_all(nodes)
         for node in nodes:
             conn = Conn(node.port)
             conns.append(conn)
