@@ -1,16 +1,6 @@
-"""``python -m bench.config_catchup``: one anti-entropy round between a node holding a big
-config table and a fresh node that holds none of it (docs/CONFIG.md, "Anti-entropy").
-
-In one process: two ``ConfigReplicator`` s, every message encoded and decoded with the
-peer wire (``wire/config_peer``) as the runtime does, delivered at once; the clock is
-fake (it jumps to the next wake-up: the push steps' 20 ms gaps), the handling is timed
-for real. Reported: messages and bytes, the largest message, the longest single handling
-(a loop stall on either side: the sender's tick or answer with its encoding, or the
-receiver's decoding and merge), the handling in total, and the catch-up's span on the
-fake clock. ``--scenario sync``: a fresh node's start instead (two ``ConfigPlane`` s: the
-ready gate's ``config_sync``, its answer, the pushes), against ``--ids`` data ids of one
-revision, until the fresh node is ready and holds them all; the longest handling of each
-kind too. Runs on this tree's code or, with ``PYTHONPATH=<a copy of main>``, on that.
+"""``python -m bench.config_catchup``: a fresh node's config catch-up in one process, every
+peer message through the real wire, the clock fake, the handling timed for real
+(bench/README.md, "A fresh node's anti-entropy catch-up"; docs/CONFIG.md, "Anti-entropy").
 """
 
 from __future__ import annotations
@@ -51,70 +41,73 @@ def fill(store: ConfigStore, ids: int, revisions: int, size: int) -> None:
 
 
 def handle(rep: ConfigReplicator, sender: str, msg: Any, now: float) -> list[Any]:
-    """The runtime's dispatch of the three anti-entropy messages (``now`` where taken)."""
+    """The runtime's dispatch of the three anti-entropy messages."""
     if isinstance(msg, ConfigDigests):
-        args = (sender, msg.digests, msg.reply, msg.after, msg.upto)
-        try:
-            return rep.on_digests(*args, now)  # type: ignore[call-arg]
-        except TypeError:  # a tree before the push steps
-            return rep.on_digests(*args)
+        return rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto, now)
     if isinstance(msg, ConfigHave):
-        try:
-            keep = getattr(msg, "keep", None)  # (a tree before it: no such field)
-            extra = () if keep is None else (keep,)
-            return rep.on_have(sender, msg.items, msg.reply, now, *extra)  # type: ignore[call-arg]
-        except TypeError:
-            return rep.on_have(sender, msg.items, msg.reply)
+        return rep.on_have(sender, msg.items, msg.reply, now, msg.keep)
     assert isinstance(msg, ConfigVersions)
     return rep.on_versions(msg.entries)
 
 
+class Meter:
+    """Messages, bytes, the largest message and the handling (in all, the longest, and the
+    longest of each kind in ms) of one catch-up."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, Any] = {"messages": 0, "bytes": 0, "largest_bytes": 0,
+                                      "handling_s": 0.0, "longest_s": 0.0,
+                                      "longest_what": ""}  # fmt: skip
+        self.by_kind: dict[str, float] = {}
+
+    def message(self, frames: list[bytes]) -> bool:
+        """Count a message; whether it is the largest so far."""
+        n, s = sum(map(len, frames)), self.stats
+        s["messages"] += 1
+        s["bytes"] += n
+        if n <= s["largest_bytes"]:
+            return False
+        s["largest_bytes"] = n
+        return True
+
+    def account(self, spent: float, what: str) -> None:
+        self.stats["handling_s"] += spent
+        self.by_kind[what] = max(self.by_kind.get(what, 0.0), round(spent * 1e3, 2))
+        if spent > self.stats["longest_s"]:
+            self.stats["longest_s"], self.stats["longest_what"] = spent, what
+
+
 def run(ids: int, revisions: int, size: int) -> dict[str, Any]:
+    """One anti-entropy round from a node holding ``ids`` x ``revisions`` versions to a fresh
+    node: every message encoded, delivered and handled at once, until no wake-up is due."""
     a = ConfigReplicator(A, (A, B), ConfigStore(A), 0.0, sync_interval=5.0)
     b = ConfigReplicator(B, (A, B), ConfigStore(B), 0.0, sync_interval=1000.0)
     for r in (a, b):
         r.set_members_up({A, B})
     fill(a.store, ids, revisions, size)
     a.store.digests()  # the history hashes, cached as on a node after its first round
-    nodes = {A: a, B: b}
-    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "versions": 0,
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
-             "first_all_current_at": None}  # fmt: skip
-    now = 5.0
-    started = time.perf_counter()
-    out = a.tick(now)
-    took = time.perf_counter() - started
+    nodes, meter = {A: a, B: b}, Meter()
     wire: list[tuple[str, str, list[bytes]]] = []
+    stats = {**meter.stats, "versions": 0, "first_all_current_at": None}
+    start = now = 5.0
 
-    def emit(src: str, effects: list[Any], spent: float) -> float:
-        """Encode ``src``'s sends (timed with the call that made them)."""
+    def timed(what: str, node_id: str, call: Any, *args: Any) -> None:
+        """``call(*args)``'s effects encoded onto the wire, timed with the call."""
         t0 = time.perf_counter()
-        for e in effects:
+        for e in call(*args):
             if isinstance(e, SENDS):
-                for frames in encode_replication_effect(src, e):
-                    wire.append((src, e.peer, frames))
-        return spent + time.perf_counter() - t0
+                wire.extend((node_id, e.peer, f) for f in encode_replication_effect(node_id, e))
+        meter.account(time.perf_counter() - t0, what)
 
-    def account(spent: float, what: str) -> None:
-        stats["handling_s"] += spent
-        if spent > stats["longest_s"]:
-            stats["longest_s"], stats["longest_what"] = spent, what
-
-    account(emit(A, out, took), "the round's start (tick)")
-    start = now
-    while True:
+    timed("the round's start (tick)", A, a.tick, now)
+    while True:  # bounded: until no wake-up is due within a second (fake clock)
         while wire:
             src, dst, frames = wire.pop(0)
-            size_bytes = sum(map(len, frames))
-            stats["messages"] += 1
-            stats["bytes"] += size_bytes
-            stats["largest_bytes"] = max(stats["largest_bytes"], size_bytes)
-            t0 = time.perf_counter()
+            meter.message(frames)
             msg = decode_config_peer(frames[-1])
             if isinstance(msg, ConfigVersions) and dst == B:
                 stats["versions"] += len(msg.entries)
-            effects = handle(nodes[dst], src, msg, now)
-            account(emit(dst, effects, time.perf_counter() - t0), f"{type(msg).__name__} at {dst}")
+            timed(f"{type(msg).__name__} at {dst}", dst, handle, nodes[dst], src, msg, now)
             if stats["first_all_current_at"] is None and all(
                 b.store.current(k) == a.store.current(k) for k in a.store.keys_after(None)
             ):
@@ -124,14 +117,13 @@ def run(ids: int, revisions: int, size: int) -> dict[str, Any]:
             break
         now = max(now, wake)
         for node_id, rep in nodes.items():
-            t0 = time.perf_counter()
-            account(emit(node_id, rep.tick(now), time.perf_counter() - t0), f"tick at {node_id}")
+            timed(f"tick at {node_id}", node_id, rep.tick, now)
     same = all(
         b.store.current(k) == a.store.current(k)
         and b.store.history_hash(k) == a.store.history_hash(k)
         for k in a.store.keys_after(None)
     )
-    return {**stats, "span_s": now - start, "converged": same, "ids": ids,
+    return {**stats, **meter.stats, "span_s": now - start, "converged": same, "ids": ids,
             "revisions": revisions, "size": size}  # fmt: skip
 
 
@@ -144,58 +136,42 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
     from meshreg.config import NodeConfig
     from meshreg.runtime.config_plane import ConfigPlane
 
-    pa, pb = (int(x.rpartition(":")[2]) for x in (A, B))
     wire: list[tuple[str, str, list[bytes]]] = []
-    now = 1000.0
+    start = now = 1000.0
 
-    def plane(me: str, port: int, forced: bool) -> Any:
+    def plane(me: str, forced: bool) -> Any:
+        port = int(me.rpartition(":")[2])
         config = NodeConfig(port=port, peers=(A, B), data_dir="", config_force_ready=forced)
         return ConfigPlane(config, now, lambda to, frames: wire.append((me, to, frames)) or True,
                            lambda envelope, body: None, lambda frames: None)  # fmt: skip
 
-    a = plane(A, pa, True)  # the node ahead (ready: it asks nothing)
+    a = plane(A, True)  # the node ahead (ready: it asks nothing)
     keys = [ConfigKey("public", "DEFAULT_GROUP", f"cfg{i:06d}.yaml") for i in range(ids)]
     for i, key in enumerate(keys):
         e = a.store.publish(key, f"{i:06d}".ljust(size, "x"), now=now - 100.0)
         a.store.commit(key, e.revision, e.origin, e.md5)
     a.store.digests()  # the history hashes, cached as on a node after its first round
-    b = plane(B, pb, False)
+    b = plane(B, False)
     planes = {A: a, B: b}
     for me, p in planes.items():
         p.set_members_up({A, B} - {me})
-    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "", "ready_at": None,
-             "all_at": None}  # fmt: skip
-    start = now
-
-    by_op: dict[str, float] = {}  # the longest handling of each kind (ms)
-
-    def account(spent: float, what: str) -> None:
-        stats["handling_s"] += spent
-        by_op[what] = max(by_op.get(what, 0.0), round(spent * 1e3, 2))
-        if spent > stats["longest_s"]:
-            stats["longest_s"], stats["longest_what"] = spent, what
-
-    wakes = {A: now, B: now}
-    while now - start < limit:
+    meter, wakes = Meter(), {A: now, B: now}
+    stats: dict[str, Any] = {"largest_op": "", "ready_at": None, "all_at": None}
+    while now - start < limit:  # bounded by the fake clock
         for me, p in planes.items():
             if now >= wakes[me]:
                 t0 = time.perf_counter()
                 wakes[me] = p.tick(now)
-                account(time.perf_counter() - t0, f"tick at {me}")
+                meter.account(time.perf_counter() - t0, f"tick at {me}")
         while wire:
             src, dst, frames = wire.pop(0)
-            n = sum(map(len, frames))
-            stats["messages"] += 1
-            stats["bytes"] += n
-            if n > stats["largest_bytes"]:
-                op = msgpack.unpackb(frames[-1], raw=False)["op"]
-                stats["largest_bytes"], stats["largest_op"] = n, op
+            op = msgpack.unpackb(frames[-1], raw=False)["op"]
+            if meter.message(frames):
+                stats["largest_op"] = op
             t0 = time.perf_counter()
             planes[dst].on_peer(frames[-1], now)
             planes[dst].flush(now)
-            account(time.perf_counter() - t0, f"{msgpack.unpackb(frames[-1], raw=False)['op']} "
-                    f"at {dst}")  # fmt: skip
+            meter.account(time.perf_counter() - t0, f"{op} at {dst}")
             wakes[dst] = min(wakes[dst], planes[dst].tick(now))
         if stats["ready_at"] is None and b.ready:
             stats["ready_at"] = now - start
@@ -207,7 +183,7 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
             stats["all_at"] = now - start
             break
         now = max(now + 0.001, min(wakes.values()))
-    return {**stats, "ids": ids, "size": size, "longest_ms_by_kind": by_op}
+    return {**meter.stats, **stats, "ids": ids, "size": size, "longest_ms_by_kind": meter.by_kind}
 
 
 def main(argv: list[str] | None = None) -> int:
