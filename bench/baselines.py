@@ -723,13 +723,11 @@ def peer_rows(
     return rows, skipped
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, _: str) -> dict[str, Any]:
     """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
     rows, skipped = peer_rows(procs, ctx, opts, say, opts.instances)
-    zk = max(opts.warmup, JVM_WARMUP_SECONDS)
-    settings = {"clients": opts.clients, "window": opts.window, "seconds": opts.seconds,
-                "warmup": opts.warmup, "zookeeper_warmup": zk}  # fmt: skip
-    return {"rows": rows, "skipped": skipped, "settings": settings}
+    zk_warmup = max(opts.warmup, JVM_WARMUP_SECONDS)
+    return {"rows": rows, "skipped": skipped, "zookeeper_warmup": zk_warmup}
 
 
 def report(result: dict[str, Any], say: Say) -> None:

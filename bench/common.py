@@ -50,16 +50,19 @@ Say = Callable[..., None]
 # -- scenarios ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scenario:
-    """One ``python -m bench NAME``: ``run(procs, ctx, opts, say)`` returns the result
-    (``rows`` and the rest, saved as JSON), ``report(result, say)`` prints its tables.
+    """One ``python -m bench NAME``: ``run(procs, ctx, opts, say, log_dir)`` returns the
+    result (``rows`` and the rest, saved as JSON; the runner adds ``settings`` if it has
+    none), ``report(result, say)`` prints its tables.  ``log_dir``: a fresh directory for
+    node logs, removed afterwards unless the run failed or ``problem(result)``.
     ``defaults``: option -> (default, default under --quick), for options not given."""
 
     name: str
-    run: Callable[[Procs, Any, argparse.Namespace, Say], dict[str, Any]]
+    run: Callable[[Procs, Any, argparse.Namespace, Say, str], dict[str, Any]]
     report: Callable[[dict[str, Any], Say], None]
     about: str
     defaults: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     suite: bool = False  # in the default set (``python -m bench`` with no name)
+    problem: Callable[[dict[str, Any]], bool] | None = None
 
 
 # -- statistics ---------------------------------------------------------------------

@@ -24,9 +24,9 @@ from bench.common import (
     make_keys,
     owned_services,
     start_cluster,
-    with_log_dir,
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
+from bench.runner import run_alone
 from bench.throughput import PER_LOADER, register_share
 
 MODES = ("plain", "CURVE")
@@ -42,9 +42,8 @@ def _measure_pair(repeat: int, run: Any, paced: bool = False) -> dict[str, dict[
     return {m: run_rows(len(r), iter(r).__next__, paced) for m, r in runs.items()}
 
 
-def _run(
-    log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say
-) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    """Every row plain and with CURVE: {"rows", "propagation"}."""
     keys = make_keys(log_dir)
     curve: dict[str, Curve | None] = {"plain": None, "CURVE": keys.app}
     clients, window = opts.clients, opts.window
@@ -110,8 +109,7 @@ def _run(
     prop: dict[str, dict[str, Any]] = {}
     for k, mode in enumerate(MODES if opts.changes else ()):
         prop[mode] = _propagation(procs, ctx, opts, log_dir, keys, mode, 73 + k, say)
-    keys_ = ("seconds", "warmup", "clients", "window", "instances", "repeat", "changes", "load")
-    return {"rows": rows, "propagation": prop, "settings": {k: getattr(opts, k) for k in keys_}}
+    return {"rows": rows, "propagation": prop}
 
 
 def _propagation(
@@ -139,11 +137,6 @@ def _propagation(
                 bg.stop()
     finally:
         procs.stop_all()
-
-
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
-    """Every row plain and with CURVE: {"rows", "propagation", "settings"}."""
-    return with_log_dir("meshreg-bench-curve-", say, lambda d: _run(d, procs, ctx, opts, say))
 
 
 def _ratio(a: float, b: float) -> str:
@@ -208,8 +201,5 @@ SCENARIOS = (
               "load": (0.0, 0.0), "max_seconds": (60.0, 60.0)}),
 )  # fmt: skip
 
-
 if __name__ == "__main__":  # python -m bench.curve
-    from bench.runner import run_alone
-
     run_alone("curve")

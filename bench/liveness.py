@@ -44,8 +44,8 @@ from bench.common import (
     rss_bytes,
     stats,
     wait_until,
-    with_log_dir,
 )
+from bench.runner import run_alone
 
 REGISTER_SECONDS = 600.0  # bound on one row's registrations (a million take about a minute)
 HOLD_SECONDS = 1800.0  # bound on how long a client process holds its instances
@@ -293,7 +293,7 @@ def _etcd_plan(opts: argparse.Namespace) -> tuple[bool, bool, list[str]]:
     return not only_etcd, why is None, [] if why is None else [f"etcd: {why}"]
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
     smallest = min(opts.sizes)
     mesh, etcd, skipped = _etcd_plan(opts)
     plan = []
@@ -305,24 +305,20 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
     if opts.beat_row and mesh:
         plan.append((smallest, opts.clients, "beats"))  # the old way, same run
 
-    def body(log_dir: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for n, k, mode in plan:
-            what = {"session": "sessions", "beats": "per-instance beats", "etcd": "etcd leases"}
-            say(f"liveness: {what[mode]}, {n:,} "
-                f"instances, {k} client process{'es' if k > 1 else ''} ...")  # fmt: skip
-            try:
-                if mode == "etcd":
-                    rows.append(run_etcd_row(procs, ctx, n, k, opts, say))
-                    continue
-                rows.append(run_row(procs, ctx, log_dir, n, k, mode == "session", opts, say))
-            except Exception as exc:  # a row failing must not cost the others
-                rows.append({"mode": mode, "instances": n, "clients": k,
-                             "aborted": f"{type(exc).__name__}: {exc}"})  # fmt: skip
-                say(f"  aborted: {exc}")
-        return rows
-
-    rows = with_log_dir("meshreg-bench-liveness-", say, body)
+    rows: list[dict[str, Any]] = []
+    for n, k, mode in plan:
+        what = {"session": "sessions", "beats": "per-instance beats", "etcd": "etcd leases"}
+        say(f"liveness: {what[mode]}, {n:,} "
+            f"instances, {k} client process{'es' if k > 1 else ''} ...")  # fmt: skip
+        try:
+            if mode == "etcd":
+                rows.append(run_etcd_row(procs, ctx, n, k, opts, say))
+                continue
+            rows.append(run_row(procs, ctx, log_dir, n, k, mode == "session", opts, say))
+        except Exception as exc:  # a row failing must not cost the others
+            rows.append({"mode": mode, "instances": n, "clients": k,
+                         "aborted": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+            say(f"  aborted: {exc}")
     timings = (opts.beat_interval, opts.check_interval, opts.unhealthy_after)
     return {"rows": rows, "seconds": opts.seconds, "skipped": skipped,
             "unhealthy_after": opts.unhealthy_after, "check_interval": opts.check_interval,
@@ -422,6 +418,4 @@ SCENARIOS = (
 )  # fmt: skip
 
 if __name__ == "__main__":  # python -m bench.liveness
-    from bench.runner import run_alone
-
     run_alone("liveness")

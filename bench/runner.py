@@ -26,6 +26,8 @@ from bench.common import (
     parse_sizes,
     ranged,
     save_result,
+    settings,
+    with_log_dir,
 )
 
 MODULES = ("baselines", "throughput", "cluster", "scale", "curve", "attacks", "replication",
@@ -255,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         # heartbeat and register reuse the baselines' rows of this run
         own.baseline_rows = results["baselines"]["rows"] if "baselines" in results else None
         try:
-            results[sc.name] = sc.run(procs, ctx, own, say)
+            run = lambda d, sc=sc, own=own: sc.run(procs, ctx, own, say, d)  # noqa: E731
+            results[sc.name] = with_log_dir(f"meshreg-bench-{sc.name}-", say, run, sc.problem)
+            results[sc.name].setdefault("settings", settings(own))
             sc.report(results[sc.name], say)
             failed += [f"{sc.name}: {line}" for line in results[sc.name].get("failed", [])]
             say(f"result: {save_result(sc.name, results[sc.name], machine)}")

@@ -21,7 +21,6 @@ from bench.common import (
     stats,
     table,
     wait_until,
-    with_log_dir,
 )
 from bench.load import run_load, start_loaders
 
@@ -122,20 +121,13 @@ def measure_size(procs: Procs, ctx: Any, n: int, log_dir: str, o: argparse.Names
     }  # fmt: skip
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
-    """One row per size; returns {"rows": [...], "settings": {...}}."""
-
-    def body(log_dir: str) -> list[dict[str, Any]]:
-        rows = []
-        for n in opts.sizes:
-            say(f"size {n:,} ...")
-            rows.append(measure_size(procs, ctx, n, log_dir, opts, say))
-        return rows
-
-    keys = ("sizes", "seconds", "warmup", "clients", "window", "loaders")
-    settings = {**{k: getattr(opts, k) for k in keys}, "instances_per_service": PER_SERVICE,
-                "node_args": QUIET}  # fmt: skip
-    return {"rows": with_log_dir("meshreg-bench-scale-", say, body), "settings": settings}
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    """One row per size."""
+    rows = []
+    for n in opts.sizes:
+        say(f"size {n:,} ...")
+        rows.append(measure_size(procs, ctx, n, log_dir, opts, say))
+    return {"rows": rows, "instances_per_service": PER_SERVICE, "node_args": QUIET}
 
 
 def report(result: dict[str, Any], say: Say) -> None:
