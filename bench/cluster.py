@@ -26,6 +26,7 @@ from bench.common import (
     Scenario,
     dist_ms,
     fmt_table,
+    node_args,
     owned_services,
     percentile,
     settings,
@@ -103,12 +104,6 @@ def client_log() -> Iterator[ClientLog]:
         mlog.removeHandler(handler)
         mlog.setLevel(level)
         mlog.propagate = propagate
-
-
-def node_args(opts: argparse.Namespace, cluster: bool = False) -> list[str]:
-    args = ["--check-interval", f"{opts.check_interval:g}", "--unhealthy-after",
-            f"{opts.unhealthy_after:g}", "--evict-after", f"{opts.evict_after:g}"]  # fmt: skip
-    return args + (["--peer-timeout", f"{opts.peer_timeout:g}"] if cluster else [])
 
 
 LOG_WORDS = ("unhealthy", "evicted", " is down", " is up", "restarted", "serving", "WARN",

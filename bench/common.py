@@ -524,6 +524,13 @@ def install_sigterm() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def node_args(opts: argparse.Namespace, cluster: bool = False) -> list[str]:
+    """The node's timing flags from the options (``cluster``: with its peer time-out)."""
+    args = ["--check-interval", f"{opts.check_interval:g}", "--unhealthy-after",
+            f"{opts.unhealthy_after:g}", "--evict-after", f"{opts.evict_after:g}"]  # fmt: skip
+    return args + (["--peer-timeout", f"{opts.peer_timeout:g}"] if cluster else [])
+
+
 # -- clusters -------------------------------------------------------------------------------
 def start_cluster(
     procs: Procs, n: int, log_dir: str, extra: list[str], curve: Curve | None = None,

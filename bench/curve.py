@@ -22,6 +22,7 @@ from bench.common import (
     free_port_block,
     load_notes,
     make_keys,
+    node_args,
     owned_services,
     start_cluster,
 )
@@ -117,7 +118,7 @@ def _propagation(
     octet: int, say: Say,
 ) -> dict[str, Any]:  # fmt: skip
     secure = mode == "CURVE"
-    extra = cluster.node_args(opts) + (keys.node_args() if secure else [])
+    extra = node_args(opts) + (keys.node_args() if secure else [])
     curve = keys.app if secure else None
     try:
         nodes = start_cluster(procs, 3, log_dir, extra, curve)

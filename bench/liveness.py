@@ -41,6 +41,7 @@ from bench.common import (
     collect,
     cpu_seconds,
     fmt_table,
+    node_args,
     rss_bytes,
     stats,
     wait_until,
@@ -225,14 +226,8 @@ def run_row(
 ) -> dict[str, Any]:  # fmt: skip
     timings = []  # the node exactly as a user starts it, unless told otherwise
     if (opts.unhealthy_after, opts.check_interval) != NODE_DEFAULTS:
-        timings = [
-            "--unhealthy-after",
-            f"{opts.unhealthy_after:g}",
-            "--check-interval",
-            f"{opts.check_interval:g}",
-            "--evict-after",
-            f"{2 * opts.unhealthy_after:g}",
-        ]
+        opts.evict_after = 2 * opts.unhealthy_after
+        timings = node_args(opts)
     node = procs.node(log_dir, timings)
     port = node.port
     row: dict[str, Any] = {"mode": "session" if sessions else "beats", "instances": n,
