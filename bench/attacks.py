@@ -1,7 +1,5 @@
-"""``attacks``: issue 10's probe replayed against nodes started here (bench/README.md,
-"Security"), each attack against a fresh node (a 2-node cluster for the replication port),
-bounded in count, bytes and time, with the node's RSS sampled every 20 ms and a bystander
-client pinging it; with a key, H1 and H3 again against nodes started with ``--key --acl``.
+"""``attacks``: issue 10's probe replayed against nodes started here, with the node's RSS
+sampled and a bystander pinging it (bench/README.md, "Security", lists every attack).
 """
 
 from __future__ import annotations

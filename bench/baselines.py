@@ -1,8 +1,5 @@
-"""``baselines``: etcd and ZooKeeper driven like meshreg, with the same loader processes and
-window (bench/README.md, "Baselines").  Each run starts its own server on free 127.0.0.1
-ports with a fresh temporary data directory; etcd is spoken to with hand-written protobuf
-over grpcio, ZooKeeper with kazoo.  Every process started is stopped (the servers also get
-SIGKILL if this process dies); every loop is bounded in iterations and time.
+"""``baselines``: etcd (hand-written protobuf over grpcio) and ZooKeeper (kazoo) driven with
+the same loader processes and window as meshreg (bench/README.md, "Baselines").
 """
 
 from __future__ import annotations

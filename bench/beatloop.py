@@ -1,7 +1,5 @@
-"""``beatloop``: the node's request loop against the raw echo loop, per beat, in CPU time of
-the loop, both in one process on the same N queued beat requests (a real ``NodeRuntime``
-draining them, or bench/load.py's echo loop); the best of ``--repeat`` runs.  The ratio
-echo/node is what the node's loop reaches of the echo's speed (bench/README.md).
+"""``beatloop``: CPU per beat of the node's request loop against the raw echo loop, both in
+one process on the same queued beats (bench/README.md).
 """
 
 from __future__ import annotations

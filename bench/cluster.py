@@ -1,7 +1,5 @@
 """Cluster scenarios on real ``meshreg node`` processes: ``propagation``, ``failover``,
-``cluster`` (both without load, with the detailed report) and ``catchup``
-(bench/README.md, "Cluster", says what each measures).  Every process started is stopped
-(also on Ctrl-C and SIGTERM); every loop is bounded.
+``cluster`` and ``catchup`` (bench/README.md, "Cluster", says what each measures).
 """
 
 from __future__ import annotations

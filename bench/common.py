@@ -1,8 +1,8 @@
 """What every benchmark shares: processes, ports, CPU and memory readings, clusters, keys,
-the machine, results and tables.
-
-Everything binds and connects to 127.0.0.1 only.  Every process a benchmark starts is
-registered in a :class:`Procs`, whose ``stop_all`` ends them all (SIGTERM, then SIGKILL).
+the machine, results and tables.  Everything binds and connects to 127.0.0.1 only; every
+process a benchmark starts is registered in a :class:`Procs`, whose ``stop_all`` (run
+after every scenario, also on Ctrl-C and SIGTERM) ends them all; every loop is bounded in
+count and time.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""``config``: the configuration center's figures (issue 12) beside etcd's, in one run
-(bench/README.md, "Configuration center", says what each row measures).  Both systems get
-the same loaders, window, keys and content, and the same row sequence (:func:`load_rows`);
-etcd runs with its default durability (the WAL fsynced before a put is acknowledged), as
-meshreg acknowledges a publish once a majority has it on disk.  Every process started is
-stopped (also on Ctrl-C and SIGTERM); every loop is bounded in count and time.
+"""``config``: the configuration center (issue 12) beside etcd, both with the same loaders,
+window, keys, content and row sequence (:func:`load_rows`); bench/README.md,
+"Configuration center", says what each row measures and with which durability.
 """
 
 from __future__ import annotations

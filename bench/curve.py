@@ -1,7 +1,5 @@
-"""``curve``: CURVE vs plain, side by side in one run (bench/README.md, "Security"): the raw
-echo, beats and registrations on one node, propagation in a 3-node cluster; each row
-against a node without a key and one started with ``--key --acl`` (the loaders using a
-client key the ACL lets write), back to back (interleaved with ``--repeat``).
+"""``curve``: CURVE vs plain, side by side in one run, each row against a node without a key
+and one started with ``--key --acl`` (bench/README.md, "Security").
 """
 
 from __future__ import annotations

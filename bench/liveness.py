@@ -1,9 +1,6 @@
 """``liveness`` (issue 13): what keeping N instances alive costs, sessions vs per-instance
-beats, beside etcd holding the same keys (bench/README.md says what each row does).
-etcd's client processes do what a clientv3 ``concurrency.Session`` does: one lease per
-process, kept alive on one stream, its keys put on it in transactions of TXN_OPS (etcd's
-``--max-txn-ops``), so that the comparison is with etcd as its users keep sessions.
-Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
+beats, beside etcd holding the same keys on one lease per client process as clientv3's
+``concurrency.Session`` does (bench/README.md says what each row does).  Linux (``/proc``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""``replication``: CPU per delta, one delta per PUB message against batched (wire/batching).
-One process, two node cores and a real PUB/SUB pair over loopback TCP, the runtime's calls
-on each side; CPU time of the calling thread; the best of ``--repeat`` runs (bench/README.md).
+"""``replication``: CPU per replicated delta, one per PUB message against batched, in one
+process over a real PUB/SUB pair (bench/README.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""``scale``: resident memory of one node holding N instances, and the beat rate it sustains
-(bench/README.md).  For every size, on a fresh node where nothing turns unhealthy or
-expires: RSS empty, N registrations from ``--loaders`` processes over N/100 services, RSS
-once settled, beats over all N instances, RSS after.  Linux only (``/proc``).
+"""``scale``: resident memory of one node holding N instances, registrations/s and the beat
+rate over all N (bench/README.md).  Linux only (``/proc``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``heartbeat`` and ``register``: requests a node (and a 3-node cluster) answers per second,
 against the raw ZeroMQ echo ceiling and etcd / ZooKeeper (bench/README.md says what each
-row is).  Every process started is stopped; 127.0.0.1 only; every loop is bounded.
+row is).
 """
 
 from __future__ import annotations
