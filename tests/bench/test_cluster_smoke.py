@@ -13,8 +13,11 @@ from bench_runner import run_bench
 
 @pytest.mark.timeout(300)
 def test_quick_cluster_and_catchup_run(tmp_path):
+    # 1 s watched after the kill and the restart; catchup's peer time-out 1 s (3 s by
+    # default), so that the survivors see its victim down at once
     args = ["cluster", "catchup", "--quick", "--changes", "10", "--instances", "10"]
-    doc, out = run_bench(tmp_path, [*args, "--observe", "2", "--services", "2"], 280)
+    args += ["--observe", "1", "--services", "2", "--peer-timeout", "1"]
+    doc, out = run_bench(tmp_path, args, 280)
     cluster = doc["results"]["cluster"]
     assert [r["label"] for r in cluster["propagation"]] == ["single node", "3-node cluster"]
     assert all(r["changes_measured"] == 10 and not r["timeouts"] for r in cluster["propagation"])
