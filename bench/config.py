@@ -9,9 +9,6 @@ import argparse
 import hashlib
 import os
 import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +21,6 @@ from bench.baselines import (
     CONNECT_SECONDS,
     ETCD,
     RPC_SECONDS,
-    SERVER_STOP_SECONDS,
     _etcd_channel,
     _field,
     _fields,
@@ -32,11 +28,10 @@ from bench.baselines import (
     _run_loaders,
     _windowed,
     etcd_missing,
-    etcd_selfcheck,
     put_request,
     range_request,
     range_response,
-    start_etcd,
+    with_etcd,
 )
 from bench.common import (
     GROUP,
@@ -54,11 +49,9 @@ from bench.common import (
     load_notes,
     machine_info,
     owned_services,
-    read_log,
     start_cluster,
     stats,
     table,
-    terminate,
 )
 from bench.load import MAX_OPS_PER_SECOND, drive, make_template, run_load, run_rows
 from meshreg.configcenter.model import ConfigKey
@@ -448,17 +441,13 @@ def watch_latency(
 
 
 def _etcd(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say) -> dict[str, Any]:
-    work = tempfile.mkdtemp(prefix="meshreg-bench-cfg-etcd-")
-    members: list[tuple[subprocess.Popen[bytes], int, str]] = []
-    try:
-        members = start_etcd(procs, work, o.nodes)
-        ports, pids = [m[1] for m in members], [m[0].pid for m in members]
-        etcd_selfcheck(ports[0])
+    window, size = o.window, o.content_bytes
+
+    def body(ports: list[int], pids: list[int]) -> dict[str, Any]:
         per_node = -(-o.data_ids // len(ports))
         names = tuple(data_id(k) for k in range(per_node * len(ports)))
         etcd_put_all(ports[0], names, o.content_bytes)
         say(f"  etcd: {len(ports)} members up, {len(names)} keys put")
-        window, size = o.window, o.content_bytes
 
         def measure(op: str, loaders: int, rate: float | None) -> dict[str, Any]:
             """Puts (two contents per key), each loader its member's share of the keys, or
@@ -473,15 +462,9 @@ def _etcd(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say) -> dict[str, 
         say(f"  etcd watch: {o.changes} changes at {o.listen_rate:g}/s ...")
         listen = watch_latency(ports[0], ports[-1], names, size, o.changes, o.warmup_changes,
                                o.listen_rate, o.change_timeout)  # fmt: skip
-        dead = [p.returncode for p, _, _ in members if p.poll() is not None]
-        if dead:
-            raise RuntimeError(f"etcd exited with {dead[0]} during the run:\n"
-                               + read_log(members[0][2]))  # fmt: skip
         return {"rows": rows, "listener": listen, "members": len(ports)}
-    finally:
-        for proc, _, _ in members:
-            terminate(proc, SERVER_STOP_SECONDS)
-        shutil.rmtree(work, ignore_errors=True)
+
+    return with_etcd(procs, body, o.nodes)  # type: ignore[no-any-return]
 
 
 # -- the scenario -----------------------------------------------------------------------

@@ -21,14 +21,12 @@ from bench.baselines import (
     _etcd_channel,
     _field,
     _ints,
-    _measured,
     etcd_missing,
-    etcd_selfcheck,
     lease_grant_response,
     lease_keepalive_response,
     lease_request,
     range_request,
-    start_etcd,
+    with_etcd,
 )
 from bench.common import (
     MB,
@@ -253,8 +251,8 @@ def run_etcd_row(
     row: dict[str, Any] = {"mode": "etcd", "instances": n, "clients": clients, "leases": clients}
     ttl = max(2, round(opts.unhealthy_after))  # etcd's least TTL is about 2 s
 
-    def body(port: int, pid: int) -> list[dict[str, Any]]:
-        etcd_selfcheck(port)  # the hand-made protobuf against this server
+    def body(ports: list[int], pids: list[int]) -> dict[str, Any]:
+        port, pid = ports[0], pids[0]
         channel = _etcd_channel(port, CONNECT_SECONDS)
         rng = channel.unary_unary(ETCD + "KV/Range")
         request = range_request(PREFIX, PREFIX_END, count_only=True)
@@ -266,12 +264,12 @@ def run_etcd_row(
             expiry = opts.expiry and not (opts.quick and clients > 1)  # as meshreg's rows
             hold_row(procs, ctx, row, pid, _etcd_holder, (port, ttl, opts.beat_interval), count,
                      lambda held, owned: count() <= held - owned, expiry, opts, say)  # fmt: skip
-            return [row]
+            return row
         finally:
             channel.close()
 
     try:
-        return _measured(procs, "etcd", lambda work: start_etcd(procs, work)[0], body)[0]
+        return with_etcd(procs, body)  # type: ignore[no-any-return]
     except Exception as exc:  # the row records why; meshreg's rows are not lost
         return {**row, "aborted": f"{type(exc).__name__}: {exc}"}
 
