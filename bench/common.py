@@ -664,6 +664,18 @@ def save_result(name: str, result: dict[str, Any], machine: dict[str, Any] | Non
     return path
 
 
+def met(ok: bool) -> str:
+    """A target's verdict."""
+    return "met" if ok else "NOT MET"
+
+
+def ratio(a: float | None, b: float | None, form: str = "{:.2f}x") -> str:
+    """``a / b`` formatted; "-" when either is missing or NaN, or ``b`` is 0."""
+    if a is None or b is None or a != a or b != b or not b:
+        return "-"
+    return form.format(a / b)
+
+
 def fmt_table(head: list[str], rows: list[list[Any]], right: set[int] | None = None) -> str:
     """A plain-text table; columns in ``right`` (default: all but the first) right-aligned."""
     right = set(range(1, len(head))) if right is None else right

@@ -48,7 +48,9 @@ from bench.common import (
     fmt_table,
     load_notes,
     machine_info,
+    met,
     owned_services,
+    ratio,
     start_cluster,
     stats,
     table,
@@ -504,12 +506,6 @@ def _rows(result: dict[str, Any], system: str) -> dict[str, dict[str, Any]]:
     return {r["measure"]: r for r in (result.get(system) or {}).get("rows", [])}
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or a != a or b != b or not b:
-        return "-"
-    return f"{a / b:.2f}x"
-
-
 def summary(result: dict[str, Any]) -> list[list[str]]:
     """The side-by-side rows: measure, meshreg, etcd, meshreg/etcd, goal, Nacos 2.0."""
     m, e = _rows(result, "meshreg"), _rows(result, "etcd")
@@ -522,8 +518,8 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
         latency's: of its p99)."""
         if k in m or k in e:
             a, b = (r[k][key] if k in r and key else None for r in (m, e))
-            ratio = "" if key is None else _ratio(a, b) + (" (p99)" if "p99" in key else "")
-            out.append([label, *(cell(r[k]) if k in r else "-" for r in (m, e)), ratio, goal,
+            times = "" if key is None else ratio(a, b) + (" (p99)" if "p99" in key else "")
+            out.append([label, *(cell(r[k]) if k in r else "-" for r in (m, e)), times, goal,
                         anchor])  # fmt: skip
 
     def per(r: dict[str, Any]) -> str:
@@ -593,9 +589,6 @@ def config_targets(result: dict[str, Any]) -> list[list[str]]:
     m = _rows(result, "meshreg")
     listen = (result.get("meshreg") or {}).get("listener")
     out: list[list[str]] = []
-
-    def met(ok: bool) -> str:
-        return "met" if ok else "NOT MET"
 
     if W_PUB in m:
         x = m[W_PUB]["ops_per_second"]

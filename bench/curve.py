@@ -20,8 +20,10 @@ from bench.common import (
     free_port_block,
     load_notes,
     make_keys,
+    met,
     node_args,
     owned_services,
+    ratio,
     start_cluster,
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
@@ -138,10 +140,6 @@ def _propagation(
         procs.stop_all()
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
 def summary(result: dict[str, Any]) -> list[list[str]]:
     """One line per figure: plain, CURVE, CURVE/plain."""
     by = {(r["workload"], r["security"]): r for r in result["rows"]}
@@ -156,7 +154,7 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
         ]
         figures.append(("server us/op", "server_cpu_us_per_op", "{:.1f}"))
         for label, key, form in figures:
-            out.append([w, label, form.format(p[key]), form.format(c[key]), _ratio(c[key], p[key])])
+            out.append([w, label, form.format(p[key]), form.format(c[key]), ratio(c[key], p[key])])
     echo = {m: by.get(("raw zmq echo", m)) for m in MODES}
     beat = {m: by.get(("beat, 1 node", m)) for m in MODES}
     if all(echo.values()) and all(beat.values()):
@@ -167,7 +165,7 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
         for q in ("p50", "p99"):
             a, b = (prop[m]["remote_subscriber_ms"][q] for m in MODES)
             out.append(["propagation, watcher on another node", f"{q} ms", f"{a:.2f}", f"{b:.2f}",
-                        _ratio(b, a)])  # fmt: skip
+                        ratio(b, a)])  # fmt: skip
     return out
 
 
@@ -185,8 +183,8 @@ def report(result: dict[str, Any], say: Say) -> None:
     say(fmt_table(head, summary(result), right={2, 3, 4}))
     share = lost_share(result)
     if share is not None:
-        met = "met" if share < GOAL_LOST else "NOT MET"
-        say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: {met})")
+        say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: "
+            f"{met(share < GOAL_LOST)})")
     load_notes(result["rows"], say, lambda r: f"{r['workload']} {r['security']}")
     for mode, p in (result.get("propagation") or {}).items():
         if p["timeouts"] or p["errors"]:

@@ -36,7 +36,9 @@ from bench.common import (
     collect,
     cpu_seconds,
     fmt_table,
+    met,
     node_args,
+    ratio,
     rss_bytes,
     stats,
     wait_until,
@@ -327,12 +329,8 @@ def _ratio(r: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if r["mode"] != "etcd" or mesh is None:
         return ""
 
-    def x(a: float, b: float) -> str:
-        return f"{a / b:.1f}x" if b > 0 else "-"
-
-    return " / ".join([x(r["node_cpu"], mesh["node_cpu"]), x(r["rss_mb"], mesh["rss_mb"]),
-                       x(r["clients_cpu"], mesh["clients_cpu"]),
-                       x(r["register_s"], mesh["register_s"])])  # fmt: skip
+    keys = ("node_cpu", "rss_mb", "clients_cpu", "register_s")
+    return " / ".join(ratio(r[k], mesh[k], "{:.1f}x") for k in keys)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -367,19 +365,19 @@ def goals(result: dict[str, Any]) -> list[list[str]]:
         ok = big["node_cpu"] < GOAL_CPU and big["rss_mb"] < GOAL_RSS_MB
         figure = f"{big['node_cpu']:.1%}, {big['rss_mb']:,.0f} MB"
         out.append([f"{big['instances']:,} live instances: node < 10% of a core, < 1 GB",
-                    figure, "met" if ok else "NOT MET"])  # fmt: skip
+                    figure, met(ok)])  # fmt: skip
     single = next((r for r in rows if r["clients"] == 1), None)
     if single is not None:
         ok = single["clients_cpu"] < GOAL_CPU and single["all_healthy"]
         out.append([f"{single['instances']:,} kept alive by one client process < 10% of a core",
-                    f"{single['clients_cpu']:.1%}", "met" if ok else "NOT MET"])  # fmt: skip
+                    f"{single['clients_cpu']:.1%}", met(ok)])  # fmt: skip
     expiries = [r["expiry_s"] for r in rows if r.get("expiry_s") is not None]
     if expiries or any("expiry_s" in r for r in rows):
         worst = max(expiries) if expiries else None
         limit = result["unhealthy_after"] + result["check_interval"]
         ok = worst is not None and len(expiries) == sum("expiry_s" in r for r in rows)
         out.append([f"session expiry within unhealthy_after + check_interval ({limit:g} s)",
-                    f"{worst} s", "met" if ok and worst <= limit else "NOT MET"])  # fmt: skip
+                    f"{worst} s", met(ok and worst <= limit)])  # fmt: skip
     return out
 
 
