@@ -7,6 +7,8 @@ that every table row is there, that nothing was lost, and that every process is 
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from bench_runner import run_bench
 
@@ -31,8 +33,10 @@ def test_quick_cluster_and_catchup_run(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_quick_in_process_scenarios_run(tmp_path):
-    args = ["replication", "beatloop", "--quick", "--deltas", "500", "--beats", "500"]
-    doc, out = run_bench(tmp_path, args, 100)
+    """Also ``python -m bench.NAME``: the same as ``python -m bench NAME`` (here with a
+    second scenario named after it)."""
+    args = ["beatloop", "--quick", "--deltas", "500", "--beats", "500"]
+    doc, out = run_bench(tmp_path, args, 100, [sys.executable, "-m", "bench.replication"])
     modes = [(r["mode"], r["applied"]) for r in doc["results"]["replication"]["rows"]]
     assert modes == [("one per message", 500), ("batched (256 deltas / 256 KiB)", 500)]
     loop = doc["results"]["beatloop"]["rows"][0]
