@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         env=_env(opts.tree, None), cwd=CWD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        if not wait_until(lambda: node.poll() is None and ping(port, 0.2), NODE_START_SECONDS):
+        up = wait_until(lambda: node.poll() is not None or ping(port, 0.2), NODE_START_SECONDS)
+        if up is None or node.poll() is not None:
             raise RuntimeError("the node did not start")
         reply = call(port, "register", 5.0, namespace="public", group="DEFAULT_GROUP",
                      service="orders", ip="10.0.0.5", port=8080, cluster="DEFAULT", weight=1.0,
