@@ -32,6 +32,7 @@ from bench.common import (
     free_port_block,
     load_notes,
     read_log,
+    settings,
     table,
     terminate,
     wait_until,
@@ -736,7 +737,8 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, _: str) -> d
     """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
     rows, skipped = peer_rows(procs, ctx, opts, say, opts.instances)
     zk_warmup = max(opts.warmup, JVM_WARMUP_SECONDS)
-    return {"rows": rows, "skipped": skipped, "zookeeper_warmup": zk_warmup}
+    return {"rows": rows, "skipped": skipped,
+            "settings": {**settings(opts), "zookeeper_warmup": zk_warmup}}  # fmt: skip
 
 
 def report(result: dict[str, Any], say: Say) -> None:

@@ -16,6 +16,7 @@ from bench.common import (
     Scenario,
     collect,
     rss_bytes,
+    settings,
     stats,
     table,
     wait_until,
@@ -125,7 +126,8 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
     for n in opts.sizes:
         say(f"size {n:,} ...")
         rows.append(measure_size(procs, ctx, n, log_dir, opts, say))
-    return {"rows": rows, "instances_per_service": PER_SERVICE, "node_args": QUIET}
+    extra = {"instances_per_service": PER_SERVICE, "node_args": QUIET}
+    return {"rows": rows, "settings": {**settings(opts), **extra}}
 
 
 def report(result: dict[str, Any], say: Say) -> None:
