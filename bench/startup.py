@@ -22,13 +22,14 @@ import zmq
 from bench.common import (
     HOST,
     NODE_START_SECONDS,
-    call,
     cpu_seconds,
     free_port_block,
     ping,
+    request,
     terminate,
     wait_until,
 )
+from meshreg.wire.replies import encode_request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SECONDS = 30.0  # bound on one measured command
@@ -120,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         up = wait_until(lambda: node.poll() is not None or ping(port, 0.2), NODE_START_SECONDS)
         if up is None or node.poll() is not None:
             raise RuntimeError("the node did not start")
-        reply = call(port, "register", 5.0, namespace="public", group="DEFAULT_GROUP",
-                     service="orders", ip="10.0.0.5", port=8080, cluster="DEFAULT", weight=1.0,
-                     enabled=True, metadata={})  # fmt: skip
-        if not reply.get("ok"):
+        reply = request(port, encode_request(
+            "register", 1, namespace="public", group="DEFAULT_GROUP", service="orders",
+            ip="10.0.0.5", port=8080, cluster="DEFAULT", weight=1.0, enabled=True, metadata={},
+        ))  # fmt: skip
+        if not (reply or {}).get("ok"):
             raise RuntimeError(f"register on {port}: {reply!r}")
         server = f"127.0.0.1:{port}"
         pub = subprocess.run(
