@@ -1,7 +1,5 @@
-"""``attacks``: issue 10's probe replayed against nodes started here (bench/README.md,
-"Security"), each attack against a fresh node (a 2-node cluster for the replication port),
-bounded in count, bytes and time, with the node's RSS sampled every 20 ms and a bystander
-client pinging it; with a key, H1 and H3 again against nodes started with ``--key --acl``.
+"""``attacks``: issue 10's probe replayed against nodes started here, with the node's RSS
+sampled and a bystander pinging it (bench/README.md, "Security", lists every attack).
 """
 
 from __future__ import annotations
@@ -42,13 +40,12 @@ from bench.common import (
     ping,
     request,
     rss_bytes,
-    settings,
     start_cluster,
     table,
     wait_until,
-    with_log_dir,
 )
 from bench.load import preload, run_load, start_background
+from bench.runner import run_alone
 from meshreg.wire.replies import encode_request
 
 PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
@@ -658,7 +655,8 @@ SECURE_RUNS = {  # which attacks also run against a node with a key, and as whom
 }
 
 
-def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> Any:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    """Every attack: {"rows", "failed"}."""
     opts.h3_bytes, opts.h4_bytes, opts.m1_bytes = 60 * 1024, 8 * MB, 16 * MB
     only = [x.upper() for x in opts.only or () if x.lower() not in ("etcd", "zookeeper")]
     only = only or list(ATTACKS)
@@ -681,12 +679,7 @@ def _run(log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Sa
             except Exception as exc:  # report and go on with the next attack
                 failed.append(f"{attack.id} {attack.name} ({who}): {type(exc).__name__}: {exc}")
                 say(f"  FAILED {failed[-1]}")
-    return {"rows": rows, "failed": failed, "settings": settings(opts)}
-
-
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
-    """Every attack: {"rows", "failed", "settings"}."""
-    return with_log_dir("meshreg-bench-attacks-", say, lambda d: _run(d, procs, ctx, opts, say))  # type: ignore[no-any-return]
+    return {"rows": rows, "failed": failed}
 
 
 COLUMNS: list[Column] = [
@@ -727,6 +720,4 @@ SCENARIOS = (
 
 
 if __name__ == "__main__":  # python -m bench.attacks
-    from bench.runner import run_alone
-
     run_alone("attacks")

@@ -1,8 +1,5 @@
-"""``baselines``: etcd and ZooKeeper driven like meshreg, with the same loader processes and
-window (bench/README.md, "Baselines").  Each run starts its own server on free 127.0.0.1
-ports with a fresh temporary data directory; etcd is spoken to with hand-written protobuf
-over grpcio, ZooKeeper with kazoo.  Every process started is stopped (the servers also get
-SIGKILL if this process dies); every loop is bounded in iterations and time.
+"""``baselines``: etcd (hand-written protobuf over grpcio) and ZooKeeper (kazoo) driven with
+the same loader processes and window as meshreg (bench/README.md, "Baselines").
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ from bench.common import (
     free_port_block,
     load_notes,
     read_log,
+    settings,
     table,
     terminate,
     wait_until,
@@ -630,24 +628,37 @@ def _run_loaders(
 
 # -- the rows ----------------------------------------------------------------------------
 def _measured(
-    procs: Procs, what: str, start: Callable[[str], tuple[Any, int, str]],
-    body: Callable[[int, int], list[dict[str, Any]]],
-) -> list[dict[str, Any]]:  # fmt: skip
-    """``body(port, server pid)`` against a server ``start(work_dir)`` made in a temporary
-    directory; the server must still run afterwards; stopped and removed on the way out."""
+    what: str, start: Callable[[str], list[tuple[Any, int, str]]],
+    body: Callable[[list[int], list[int]], Any],
+) -> Any:  # fmt: skip
+    """``body(ports, server pids)`` against the servers ``start(work_dir)`` made in a temporary
+    directory ([(process, port, log path)]); each must still run afterwards; stopped and
+    removed on the way out."""
     work = tempfile.mkdtemp(prefix=f"meshreg-bench-{what.lower()}-")
-    proc = None
+    servers: list[tuple[Any, int, str]] = []
     try:
-        proc, port, log_path = start(work)
-        rows = body(port, proc.pid)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} during the run:\n"
-                               + read_log(log_path))  # fmt: skip
-        return rows
+        servers = start(work)
+        result = body([port for _, port, _ in servers], [proc.pid for proc, _, _ in servers])
+        for proc, _, log_path in servers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode} during the run:\n"
+                                   + read_log(log_path))  # fmt: skip
+        return result
     finally:
-        if proc is not None:
+        for proc, _, _ in servers:
             terminate(proc, SERVER_STOP_SECONDS)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def with_etcd(procs: Procs, body: Callable[[list[int], list[int]], Any], members: int = 1) -> Any:
+    """``body(client ports, pids)`` against ``members`` etcd members started here, after
+    checking the hand-made protobuf against them (:func:`_measured`)."""
+
+    def checked(ports: list[int], pids: list[int]) -> Any:
+        etcd_selfcheck(ports[0])
+        return body(ports, pids)
+
+    return _measured("etcd", lambda work: start_etcd(procs, work, members), checked)
 
 
 def run_etcd(
@@ -660,16 +671,15 @@ def run_etcd(
     takes about ``instances / 10_000`` s, which the register row alone skips)."""
     instances = max(instances, clients)
 
-    def body(port: int, pid: int) -> list[dict[str, Any]]:
-        etcd_selfcheck(port)
-        jobs = [(port, c, clients, instances, window, seconds, warmup) for c in range(clients)]
+    def body(ports: list[int], pids: list[int]) -> list[dict[str, Any]]:
+        jobs = [(ports[0], c, clients, instances, window, seconds, warmup) for c in range(clients)]
         setup = instances / SETUP_OPS_PER_SECOND
         return [{"workload": workload,
-                 **_run_loaders(procs, ctx, kind, jobs, pid, window, seconds, warmup, setup)}
+                 **_run_loaders(procs, ctx, kind, jobs, pids, window, seconds, warmup, setup)}
                 for kind, workload in (("keepalive", W_ETCD_KEEPALIVE),
                                        ("register", W_ETCD_REGISTER)) if kind in kinds]  # fmt: skip
 
-    return _measured(procs, "etcd", lambda work: start_etcd(procs, work)[0], body)
+    return with_etcd(procs, body)
 
 
 def run_zookeeper(
@@ -681,13 +691,13 @@ def run_zookeeper(
     JVM_WARMUP_SECONDS: a cold JIT costs about a quarter more CPU per create."""
     warmup = max(warmup, JVM_WARMUP_SECONDS)
 
-    def body(port: int, pid: int) -> list[dict[str, Any]]:
-        jobs = [(port, c, clients, window, seconds, warmup) for c in range(clients)]
-        row = _run_loaders(procs, ctx, "zookeeper", jobs, pid, window, seconds, warmup, 0.0)
+    def body(ports: list[int], pids: list[int]) -> list[dict[str, Any]]:
+        jobs = [(ports[0], c, clients, window, seconds, warmup) for c in range(clients)]
+        row = _run_loaders(procs, ctx, "zookeeper", jobs, pids, window, seconds, warmup, 0.0)
         return [{"workload": W_ZK_REGISTER, **row}]
 
-    start = lambda work: start_zookeeper(procs, work, 2 * clients * window)  # noqa: E731
-    return _measured(procs, "ZooKeeper", start, body)
+    return _measured("ZooKeeper", lambda work: [start_zookeeper(procs, work, 2 * clients * window)],
+                     body)  # fmt: skip
 
 
 RUNNERS: tuple[tuple[str, Callable[[], str | None], Any], ...] = (
@@ -723,13 +733,12 @@ def peer_rows(
     return rows, skipped
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, _: str) -> dict[str, Any]:
     """etcd and ZooKeeper with the same loader processes and window as meshreg's rows."""
     rows, skipped = peer_rows(procs, ctx, opts, say, opts.instances)
-    zk = max(opts.warmup, JVM_WARMUP_SECONDS)
-    settings = {"clients": opts.clients, "window": opts.window, "seconds": opts.seconds,
-                "warmup": opts.warmup, "zookeeper_warmup": zk}  # fmt: skip
-    return {"rows": rows, "skipped": skipped, "settings": settings}
+    zk_warmup = max(opts.warmup, JVM_WARMUP_SECONDS)
+    return {"rows": rows, "skipped": skipped,
+            "settings": {**settings(opts), "zookeeper_warmup": zk_warmup}}  # fmt: skip
 
 
 def report(result: dict[str, Any], say: Say) -> None:

@@ -1,7 +1,5 @@
-"""``beatloop``: the node's request loop against the raw echo loop, per beat, in CPU time of
-the loop, both in one process on the same N queued beat requests (a real ``NodeRuntime``
-draining them, or bench/load.py's echo loop); the best of ``--repeat`` runs.  The ratio
-echo/node is what the node's loop reaches of the echo's speed (bench/README.md).
+"""``beatloop``: CPU per beat of the node's request loop against the raw echo loop, both in
+one process on the same queued beats (bench/README.md).
 """
 
 from __future__ import annotations
@@ -12,8 +10,9 @@ from typing import Any
 
 import zmq
 
-from bench.common import HOST, Say, Scenario, free_port_block, settings
+from bench.common import HOST, Say, Scenario, free_port_block
 from bench.load import echo_batch
+from bench.runner import run_alone
 from meshreg.config import NodeConfig
 from meshreg.runtime.node import NodeRuntime
 from meshreg.wire.messages import decode_body, parse_message
@@ -107,7 +106,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
             "runs_node_us": [round(x, 2) for x in node_us],
         }
         say(f"  {row}")
-        return {"rows": [row], "settings": settings(opts)}
+        return {"rows": [row]}
     finally:
         echo.close()
         ctx.term()
@@ -122,12 +121,10 @@ def report(result: dict[str, Any], say: Say) -> None:
 
 
 SCENARIOS = (
-    Scenario("beatloop", lambda procs, ctx, opts, say: run(opts, say), report,
+    Scenario("beatloop", lambda procs, ctx, opts, say, _: run(opts, say), report,
              "CPU per beat of the node's request loop vs the raw echo loop, in one process",
              {"beats": (20_000, 5000), "repeat": (6, 2)}),
 )  # fmt: skip
 
 if __name__ == "__main__":  # python -m bench.beatloop
-    from bench.runner import run_alone
-
     run_alone("beatloop")

@@ -1,7 +1,5 @@
 """Cluster scenarios on real ``meshreg node`` processes: ``propagation``, ``failover``,
-``cluster`` (both without load, with the detailed report) and ``catchup``
-(bench/README.md, "Cluster", says what each measures).  Every process started is stopped
-(also on Ctrl-C and SIGTERM); every loop is bounded.
+``cluster`` and ``catchup`` (bench/README.md, "Cluster", says what each measures).
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from bench.common import (
     Scenario,
     dist_ms,
     fmt_table,
+    node_args,
     owned_services,
     percentile,
     settings,
@@ -33,7 +32,6 @@ from bench.common import (
     stats,
     table,
     wait_until,
-    with_log_dir,
 )
 from bench.load import preload, start_background
 from meshreg import Client, Instance, MeshregError, ServiceKey
@@ -104,12 +102,6 @@ def client_log() -> Iterator[ClientLog]:
         mlog.removeHandler(handler)
         mlog.setLevel(level)
         mlog.propagate = propagate
-
-
-def node_args(opts: argparse.Namespace, cluster: bool = False) -> list[str]:
-    args = ["--check-interval", f"{opts.check_interval:g}", "--unhealthy-after",
-            f"{opts.unhealthy_after:g}", "--evict-after", f"{opts.evict_after:g}"]  # fmt: skip
-    return args + (["--peer-timeout", f"{opts.peer_timeout:g}"] if cluster else [])
 
 
 LOG_WORDS = ("unhealthy", "evicted", " is down", " is up", "restarted", "serving", "WARN",
@@ -613,115 +605,102 @@ def kill_problem(result: dict[str, Any]) -> bool:
 
 
 # -- the scenarios ------------------------------------------------------------------------
-def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
-    def body(log_dir: str) -> dict[str, Any]:
-        say("baseline: one node, no load ...")
-        lone = procs.node(log_dir, node_args(opts))
-        rows = [run_propagation("single node, no load", [lone], opts, 71, say)]
-        lone.stop()
-        nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
-        owned = owned_services([n.address for n in nodes], 2)
-        targets = [(n.port, owned[n.address]) for n in nodes]
+def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    say("baseline: one node, no load ...")
+    lone = procs.node(log_dir, node_args(opts))
+    rows = [run_propagation("single node, no load", [lone], opts, 71, say)]
+    lone.stop()
+    nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
+    owned = owned_services([n.address for n in nodes], 2)
+    targets = [(n.port, owned[n.address]) for n in nodes]
 
-        def counted(kind: str, rate: float, label: str, octet: int) -> dict[str, Any]:
-            """One run under background ``kind`` load, with what the nodes counted
-            meanwhile: beats, or replication deltas and the messages carrying them."""
+    def counted(kind: str, rate: float, label: str, octet: int) -> dict[str, Any]:
+        """One run under background ``kind`` load, with what the nodes counted
+        meanwhile: beats, or replication deltas and the messages carrying them."""
 
-            def count() -> tuple[int, int]:
-                s = [stats(nd.port) for nd in nodes]
-                if kind == "beat":
-                    return sum(x["beats_total"] for x in s), 1
-                deltas = sum(x.get("replication_out", 0) for x in s)
-                return deltas, sum(x.get("replication_messages_out", 0) for x in s) or deltas
+        def count() -> tuple[int, int]:
+            s = [stats(nd.port) for nd in nodes]
+            if kind == "beat":
+                return sum(x["beats_total"] for x in s), 1
+            deltas = sum(x.get("replication_out", 0) for x in s)
+            return deltas, sum(x.get("replication_messages_out", 0) for x in s) or deltas
 
-            what = "beats" if kind == "beat" else "changes"
-            say(f"3 nodes; background load {rate:,.0f} {what}/s ...")
-            bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
-            (c0, m0), t0 = count(), pc()
-            try:
-                row = run_propagation(label, nodes, opts, octet, say)
-            finally:
-                (c1, m1), took = count(), pc() - t0
-                bg.stop()
-            row[f"background_{what}_per_second"] = round((c1 - c0) / took)
-            if kind == "churn":
-                row["deltas_per_message"] = round((c1 - c0) / max(1, m1 - m0), 2)
-            return row
+        what = "beats" if kind == "beat" else "changes"
+        say(f"3 nodes; background load {rate:,.0f} {what}/s ...")
+        bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
+        (c0, m0), t0 = count(), pc()
+        try:
+            row = run_propagation(label, nodes, opts, octet, say)
+        finally:
+            (c1, m1), took = count(), pc() - t0
+            bg.stop()
+        row[f"background_{what}_per_second"] = round((c1 - c0) / took)
+        if kind == "churn":
+            row["deltas_per_message"] = round((c1 - c0) / max(1, m1 - m0), 2)
+        return row
 
-        rows.append(counted("beat", opts.load, f"3 nodes, {opts.load:,.0f} beats/s background", 72))
-        if opts.write_load:  # changes, every one replicated: what batching is for
-            label = f"3 nodes, {opts.write_load:,.0f} changes/s background"
-            rows.append(counted("churn", opts.write_load, label, 73))
-        procs.stop_all()
-        return {"rows": rows, "settings": settings(opts)}
-
-    return with_log_dir("meshreg-bench-prop-", say, body)  # type: ignore[no-any-return]
+    rows.append(counted("beat", opts.load, f"3 nodes, {opts.load:,.0f} beats/s background", 72))
+    if opts.write_load:  # changes, every one replicated: what batching is for
+        label = f"3 nodes, {opts.write_load:,.0f} changes/s background"
+        rows.append(counted("churn", opts.write_load, label, 73))
+    procs.stop_all()
+    return {"rows": rows}
 
 
-def failover(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def failover(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
     opts.evict_after = opts.evict_after or 2 * opts.unhealthy_after
     opts.observe = opts.observe or opts.unhealthy_after + 2
-
-    def body(log_dir: str) -> dict[str, Any]:
-        with client_log() as log:
-            nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
-            owned = owned_services([n.address for n in nodes], 2)
-            say(f"3-node cluster; background load {opts.load:,.0f} beats/s ...")
-            bg = start_background(procs, ctx, [(n.port, owned[n.address]) for n in nodes],
-                                  opts.load, opts.load_instances)  # fmt: skip
-            try:
-                result = KillRun(nodes, opts, log, say).run()
-            finally:
-                bg.stop()
-        since = result["kill"]["kill_wall"]
-        result["log_events_since_kill"] = interesting_log_lines(nodes, since)
-        result["settings"] = {**settings(opts), "node_flags": node_args(opts, cluster=True)}
-        procs.stop_all()
-        return result
-
-    return with_log_dir("meshreg-bench-failover-", say, body, kill_problem)  # type: ignore[no-any-return]
+    with client_log() as log:
+        nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
+        owned = owned_services([n.address for n in nodes], 2)
+        say(f"3-node cluster; background load {opts.load:,.0f} beats/s ...")
+        bg = start_background(procs, ctx, [(n.port, owned[n.address]) for n in nodes],
+                              opts.load, opts.load_instances)  # fmt: skip
+        try:
+            result = KillRun(nodes, opts, log, say).run()
+        finally:
+            bg.stop()
+    since = result["kill"]["kill_wall"]
+    result["log_events_since_kill"] = interesting_log_lines(nodes, since)
+    result["settings"] = {**settings(opts), "node_flags": node_args(opts, cluster=True)}
+    procs.stop_all()
+    return result
 
 
-def cluster(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def cluster(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
     opts.observe = opts.observe or opts.unhealthy_after + 3
     say(f"nodes={opts.nodes} changes={opts.changes} (+{opts.warmup_changes} warm-up) over "
         f"{opts.prop_services} services; kill: {opts.instances} instances over "
         f"{min(opts.services, opts.instances)} services, beat {opts.beat_interval:g}s, sampled "
         f"every {opts.sample_interval * 1000:g} ms, observed {opts.observe:g}s; node flags "
         f"{' '.join(node_args(opts, cluster=True))}")  # fmt: skip
-
-    def body(log_dir: str) -> dict[str, Any]:
-        doc: dict[str, Any] = {"settings": settings(opts), "propagation": []}
-        with client_log() as log:
-            if not opts.skip_baseline:
-                say("change propagation, single node (baseline) ...")
-                lone = procs.node(log_dir, node_args(opts))
-                doc["propagation"].append(run_propagation("single node", [lone], opts, 71, say))
-                lone.stop()
-            t0 = pc()
-            nodes = start_cluster(procs, opts.nodes, log_dir, node_args(opts, cluster=True))
-            doc["cluster_formed_s"] = round(pc() - t0, 3)
-            doc["cluster"] = [n.address for n in nodes]
-            say(f"  formed in {doc['cluster_formed_s']:.2f}s: {', '.join(doc['cluster'])}")
-            label = f"{opts.nodes}-node cluster"
-            doc["propagation"].append(run_propagation(label, nodes, opts, 72, say))
-            if not opts.skip_kill:
-                say("kill and restart ...")
-                doc["kill"] = KillRun(nodes, opts, log, say).run()
-        procs.stop_all()
-        doc["node_log_events"] = interesting_log_lines(nodes)
-        since = doc.get("kill", {}).get("kill", {}).get("kill_wall", "")
-        doc["node_log_events_since_kill"] = interesting_log_lines(nodes, since) if since else []
-        doc["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        return doc
-
-    problem = lambda doc: "kill" in doc and kill_problem(doc["kill"])  # noqa: E731
-    result: dict[str, Any] = with_log_dir("meshreg-bench-cluster-", say, body, problem)
-    result["rows"] = result["propagation"]
-    return result
+    doc: dict[str, Any] = {"propagation": []}
+    with client_log() as log:
+        if not opts.skip_baseline:
+            say("change propagation, single node (baseline) ...")
+            lone = procs.node(log_dir, node_args(opts))
+            doc["propagation"].append(run_propagation("single node", [lone], opts, 71, say))
+            lone.stop()
+        t0 = pc()
+        nodes = start_cluster(procs, opts.nodes, log_dir, node_args(opts, cluster=True))
+        doc["cluster_formed_s"] = round(pc() - t0, 3)
+        doc["cluster"] = [n.address for n in nodes]
+        say(f"  formed in {doc['cluster_formed_s']:.2f}s: {', '.join(doc['cluster'])}")
+        label = f"{opts.nodes}-node cluster"
+        doc["propagation"].append(run_propagation(label, nodes, opts, 72, say))
+        if not opts.skip_kill:
+            say("kill and restart ...")
+            doc["kill"] = KillRun(nodes, opts, log, say).run()
+    procs.stop_all()
+    doc["node_log_events"] = interesting_log_lines(nodes)
+    since = doc.get("kill", {}).get("kill", {}).get("kill_wall", "")
+    doc["node_log_events_since_kill"] = interesting_log_lines(nodes, since) if since else []
+    doc["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    doc["rows"] = doc["propagation"]
+    return doc
 
 
-def catchup(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def catchup(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
     total = opts.services * opts.instances
     say(f"{opts.nodes} nodes, {opts.services} services x {opts.instances} = {total} instances, "
         f"peer timeout {opts.peer_timeout:g}s")  # fmt: skip
@@ -735,37 +714,33 @@ def catchup(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[
     def held(node: NodeProc) -> int:
         return int(stats(node.port)["instances"]["total"])
 
-    def body(log_dir: str) -> dict[str, Any]:
-        args = ["--peer-timeout", f"{opts.peer_timeout:g}", "--unhealthy-after", "120",
-                "--evict-after", "240"]  # fmt: skip
-        nodes = start_cluster(procs, opts.nodes, log_dir, args)
-        services = tuple(f"svc{s}" for s in range(opts.services))
-        reg_s = preload(nodes[0].port, "register", total, services, window=opts.window,
-                        timeout=CATCHUP_SECONDS)  # fmt: skip
-        repl_s = waited("every node to hold every instance",
-                        lambda: all(held(n) == total for n in nodes))  # fmt: skip
-        victim = nodes[-1]
-        victim.kill()
-        waited("the survivors to see the victim down",
-               lambda: len(stats(nodes[0].port)["members"]) == opts.nodes - 1)  # fmt: skip
-        t1 = pc()
-        victim.start().wait_ping()
-        waited("the restarted node to be ready", lambda: stats(victim.port)["ready"])
-        ready_s, at_ready = pc() - t1, held(victim)
-        waited("the restarted node to hold every instance", lambda: held(victim) == total)
-        full_s = pc() - t1
-        flaps = sum(line.count("is down") for n in nodes[:-1] for line in n.log_lines()
-                    if victim.address not in line)  # fmt: skip
-        procs.stop_all()
-        rows = [[f"register {total} through node A", f"{reg_s:.1f} s ({total / reg_s:,.0f}/s)"],
-                ["replicated to every node after the last reply", f"{repl_s:.2f} s"],
-                ["restarted node ready (from its start)", f"{ready_s:.2f} s, holding {at_ready}"],
-                [f"restarted node holds all {total} (from its start)", f"{full_s:.2f} s"],
-                ["false 'peer down' among survivors", flaps]]  # fmt: skip
-        return {"rows": [{"measure": m, "value": v} for m, v in rows],
-                "settings": settings(opts)}  # fmt: skip
-
-    return with_log_dir("meshreg-catchup-", say, body)  # type: ignore[no-any-return]
+    args = ["--peer-timeout", f"{opts.peer_timeout:g}", "--unhealthy-after", "120",
+            "--evict-after", "240"]  # fmt: skip
+    nodes = start_cluster(procs, opts.nodes, log_dir, args)
+    services = tuple(f"svc{s}" for s in range(opts.services))
+    reg_s = preload(nodes[0].port, "register", total, services, window=opts.window,
+                    timeout=CATCHUP_SECONDS)  # fmt: skip
+    repl_s = waited("every node to hold every instance",
+                    lambda: all(held(n) == total for n in nodes))  # fmt: skip
+    victim = nodes[-1]
+    victim.kill()
+    waited("the survivors to see the victim down",
+           lambda: len(stats(nodes[0].port)["members"]) == opts.nodes - 1)  # fmt: skip
+    t1 = pc()
+    victim.start().wait_ping()
+    waited("the restarted node to be ready", lambda: stats(victim.port)["ready"])
+    ready_s, at_ready = pc() - t1, held(victim)
+    waited("the restarted node to hold every instance", lambda: held(victim) == total)
+    full_s = pc() - t1
+    flaps = sum(line.count("is down") for n in nodes[:-1] for line in n.log_lines()
+                if victim.address not in line)  # fmt: skip
+    procs.stop_all()
+    rows = [[f"register {total} through node A", f"{reg_s:.1f} s ({total / reg_s:,.0f}/s)"],
+            ["replicated to every node after the last reply", f"{repl_s:.2f} s"],
+            ["restarted node ready (from its start)", f"{ready_s:.2f} s, holding {at_ready}"],
+            [f"restarted node holds all {total} (from its start)", f"{full_s:.2f} s"],
+            ["false 'peer down' among survivors", flaps]]  # fmt: skip
+    return {"rows": [{"measure": m, "value": v} for m, v in rows]}
 
 
 # -- reports ---------------------------------------------------------------------------
@@ -933,10 +908,11 @@ SCENARIOS = (
              "SIGKILL of a loaded cluster's busiest node: take-over, nothing lost, catch-up",
              {**PROP, **KILL, **LOAD, "instances": (200, 50), "services": (20, 20),
               "unhealthy_after": (6.0, 6.0), "evict_after": (None, None), "observe": (None, None)},
-             suite=True),
+             suite=True, problem=kill_problem),
     Scenario("cluster", cluster, report_cluster,
              "propagation and kill/restart without load, the detailed report",
-             {**PROP, **KILL, "nodes": (3, 3)}),
+             {**PROP, **KILL, "nodes": (3, 3)},
+             problem=lambda doc: "kill" in doc and kill_problem(doc["kill"])),
     Scenario("catchup", catchup, report_catchup,
              "a restarted node catching up with a large registry (instances per service)",
              {"nodes": (3, 3), "services": (20, 4), "instances": (10_000, 2000),

@@ -1,8 +1,8 @@
 """What every benchmark shares: processes, ports, CPU and memory readings, clusters, keys,
-the machine, results and tables.
-
-Everything binds and connects to 127.0.0.1 only.  Every process a benchmark starts is
-registered in a :class:`Procs`, whose ``stop_all`` ends them all (SIGTERM, then SIGKILL).
+the machine, results and tables.  Everything binds and connects to 127.0.0.1 only; every
+process a benchmark starts is registered in a :class:`Procs`, whose ``stop_all`` (run
+after every scenario, also on Ctrl-C and SIGTERM) ends them all; every loop is bounded in
+count and time.
 """
 
 from __future__ import annotations
@@ -50,16 +50,19 @@ Say = Callable[..., None]
 # -- scenarios ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Scenario:
-    """One ``python -m bench NAME``: ``run(procs, ctx, opts, say)`` returns the result
-    (``rows`` and the rest, saved as JSON), ``report(result, say)`` prints its tables.
+    """One ``python -m bench NAME``: ``run(procs, ctx, opts, say, log_dir)`` returns the
+    result (``rows`` and the rest, saved as JSON; the runner adds ``settings`` if it has
+    none), ``report(result, say)`` prints its tables.  ``log_dir``: a fresh directory for
+    node logs, removed afterwards unless the run failed or ``problem(result)``.
     ``defaults``: option -> (default, default under --quick), for options not given."""
 
     name: str
-    run: Callable[[Procs, Any, argparse.Namespace, Say], dict[str, Any]]
+    run: Callable[[Procs, Any, argparse.Namespace, Say, str], dict[str, Any]]
     report: Callable[[dict[str, Any], Say], None]
     about: str
     defaults: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     suite: bool = False  # in the default set (``python -m bench`` with no name)
+    problem: Callable[[dict[str, Any]], bool] | None = None
 
 
 # -- statistics ---------------------------------------------------------------------
@@ -521,6 +524,13 @@ def install_sigterm() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def node_args(opts: argparse.Namespace, cluster: bool = False) -> list[str]:
+    """The node's timing flags from the options (``cluster``: with its peer time-out)."""
+    args = ["--check-interval", f"{opts.check_interval:g}", "--unhealthy-after",
+            f"{opts.unhealthy_after:g}", "--evict-after", f"{opts.evict_after:g}"]  # fmt: skip
+    return args + (["--peer-timeout", f"{opts.peer_timeout:g}"] if cluster else [])
+
+
 # -- clusters -------------------------------------------------------------------------------
 def start_cluster(
     procs: Procs, n: int, log_dir: str, extra: list[str], curve: Curve | None = None,
@@ -652,6 +662,18 @@ def save_result(name: str, result: dict[str, Any], machine: dict[str, Any] | Non
         fh.write("\n")
     os.replace(path + ".tmp", path)
     return path
+
+
+def met(ok: bool) -> str:
+    """A target's verdict."""
+    return "met" if ok else "NOT MET"
+
+
+def ratio(a: float | None, b: float | None, form: str = "{:.2f}x") -> str:
+    """``a / b`` formatted; "-" when either is missing or NaN, or ``b`` is 0."""
+    if a is None or b is None or a != a or b != b or not b:
+        return "-"
+    return form.format(a / b)
 
 
 def fmt_table(head: list[str], rows: list[list[Any]], right: set[int] | None = None) -> str:

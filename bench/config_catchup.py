@@ -118,11 +118,14 @@ def handle(rep: ConfigReplicator, sender: str, msg: Any, now: float) -> list[Any
     return rep.on_versions(msg.entries)
 
 
-def run(ids: int, revisions: int, size: int, peer_keep: int | None = None) -> dict[str, Any]:
+def run(
+    ids: int, revisions: int, size: int, peer_keep: int | None = None, limit: float = 600.0
+) -> dict[str, Any]:
     """``peer_keep`` None: B is fresh, A starts a round.  Else B keeps ``peer_keep``
     revisions, holds A's last ones already (the current versions agree, every history
     hash differs) and starts the round: A answers every data id with its revision hashes
-    (``config_have``)."""
+    (``config_have``).  Until no wake-up is due within a second, or ``limit`` s of fake
+    time."""
     b_limits = None if peer_keep is None else ConfigLimits(keep_revisions=peer_keep)
     a = ConfigReplicator(A, (A, B), ConfigStore(A), 0.0,
                          sync_interval=5.0 if peer_keep is None else 1000.0)  # fmt: skip
@@ -164,7 +167,7 @@ def run(ids: int, revisions: int, size: int, peer_keep: int | None = None) -> di
 
     account(emit(starter_id, out, took), "the round's start (tick)")
     start = now
-    while True:
+    while now - start < limit:  # bounded by the fake clock
         while wire:
             src, dst, frames = wire.pop(0)
             size_bytes = sum(map(len, frames))

@@ -1,7 +1,5 @@
-"""``curve``: CURVE vs plain, side by side in one run (bench/README.md, "Security"): the raw
-echo, beats and registrations on one node, propagation in a 3-node cluster; each row
-against a node without a key and one started with ``--key --acl`` (the loaders using a
-client key the ACL lets write), back to back (interleaved with ``--repeat``).
+"""``curve``: CURVE vs plain, side by side in one run, each row against a node without a key
+and one started with ``--key --acl`` (bench/README.md, "Security").
 """
 
 from __future__ import annotations
@@ -22,11 +20,14 @@ from bench.common import (
     free_port_block,
     load_notes,
     make_keys,
+    met,
+    node_args,
     owned_services,
+    ratio,
     start_cluster,
-    with_log_dir,
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
+from bench.runner import run_alone
 from bench.throughput import PER_LOADER, register_share
 
 MODES = ("plain", "CURVE")
@@ -42,9 +43,8 @@ def _measure_pair(repeat: int, run: Any, paced: bool = False) -> dict[str, dict[
     return {m: run_rows(len(r), iter(r).__next__, paced) for m, r in runs.items()}
 
 
-def _run(
-    log_dir: str, procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say
-) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    """Every row plain and with CURVE: {"rows", "propagation"}."""
     keys = make_keys(log_dir)
     curve: dict[str, Curve | None] = {"plain": None, "CURVE": keys.app}
     clients, window = opts.clients, opts.window
@@ -110,8 +110,7 @@ def _run(
     prop: dict[str, dict[str, Any]] = {}
     for k, mode in enumerate(MODES if opts.changes else ()):
         prop[mode] = _propagation(procs, ctx, opts, log_dir, keys, mode, 73 + k, say)
-    keys_ = ("seconds", "warmup", "clients", "window", "instances", "repeat", "changes", "load")
-    return {"rows": rows, "propagation": prop, "settings": {k: getattr(opts, k) for k in keys_}}
+    return {"rows": rows, "propagation": prop}
 
 
 def _propagation(
@@ -119,7 +118,7 @@ def _propagation(
     octet: int, say: Say,
 ) -> dict[str, Any]:  # fmt: skip
     secure = mode == "CURVE"
-    extra = cluster.node_args(opts) + (keys.node_args() if secure else [])
+    extra = node_args(opts) + (keys.node_args() if secure else [])
     curve = keys.app if secure else None
     try:
         nodes = start_cluster(procs, 3, log_dir, extra, curve)
@@ -141,15 +140,6 @@ def _propagation(
         procs.stop_all()
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say = print) -> dict[str, Any]:
-    """Every row plain and with CURVE: {"rows", "propagation", "settings"}."""
-    return with_log_dir("meshreg-bench-curve-", say, lambda d: _run(d, procs, ctx, opts, say))
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
 def summary(result: dict[str, Any]) -> list[list[str]]:
     """One line per figure: plain, CURVE, CURVE/plain."""
     by = {(r["workload"], r["security"]): r for r in result["rows"]}
@@ -164,7 +154,7 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
         ]
         figures.append(("server us/op", "server_cpu_us_per_op", "{:.1f}"))
         for label, key, form in figures:
-            out.append([w, label, form.format(p[key]), form.format(c[key]), _ratio(c[key], p[key])])
+            out.append([w, label, form.format(p[key]), form.format(c[key]), ratio(c[key], p[key])])
     echo = {m: by.get(("raw zmq echo", m)) for m in MODES}
     beat = {m: by.get(("beat, 1 node", m)) for m in MODES}
     if all(echo.values()) and all(beat.values()):
@@ -175,7 +165,7 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
         for q in ("p50", "p99"):
             a, b = (prop[m]["remote_subscriber_ms"][q] for m in MODES)
             out.append(["propagation, watcher on another node", f"{q} ms", f"{a:.2f}", f"{b:.2f}",
-                        _ratio(b, a)])  # fmt: skip
+                        ratio(b, a)])  # fmt: skip
     return out
 
 
@@ -193,8 +183,8 @@ def report(result: dict[str, Any], say: Say) -> None:
     say(fmt_table(head, summary(result), right={2, 3, 4}))
     share = lost_share(result)
     if share is not None:
-        met = "met" if share < GOAL_LOST else "NOT MET"
-        say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: {met})")
+        say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: "
+            f"{met(share < GOAL_LOST)})")
     load_notes(result["rows"], say, lambda r: f"{r['workload']} {r['security']}")
     for mode, p in (result.get("propagation") or {}).items():
         if p["timeouts"] or p["errors"]:
@@ -208,8 +198,5 @@ SCENARIOS = (
               "load": (0.0, 0.0), "max_seconds": (60.0, 60.0)}),
 )  # fmt: skip
 
-
 if __name__ == "__main__":  # python -m bench.curve
-    from bench.runner import run_alone
-
     run_alone("curve")

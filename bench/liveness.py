@@ -1,9 +1,6 @@
 """``liveness`` (issue 13): what keeping N instances alive costs, sessions vs per-instance
-beats, beside etcd holding the same keys (bench/README.md says what each row does).
-etcd's client processes do what a clientv3 ``concurrency.Session`` does: one lease per
-process, kept alive on one stream, its keys put on it in transactions of TXN_OPS (etcd's
-``--max-txn-ops``), so that the comparison is with etcd as its users keep sessions.
-Every load is bounded in count and time; 127.0.0.1 only; Linux (``/proc``).
+beats, beside etcd holding the same keys on one lease per client process as clientv3's
+``concurrency.Session`` does (bench/README.md says what each row does).  Linux (``/proc``).
 """
 
 from __future__ import annotations
@@ -24,14 +21,12 @@ from bench.baselines import (
     _etcd_channel,
     _field,
     _ints,
-    _measured,
     etcd_missing,
-    etcd_selfcheck,
     lease_grant_response,
     lease_keepalive_response,
     lease_request,
     range_request,
-    start_etcd,
+    with_etcd,
 )
 from bench.common import (
     MB,
@@ -41,11 +36,14 @@ from bench.common import (
     collect,
     cpu_seconds,
     fmt_table,
+    met,
+    node_args,
+    ratio,
     rss_bytes,
     stats,
     wait_until,
-    with_log_dir,
 )
+from bench.runner import run_alone
 
 REGISTER_SECONDS = 600.0  # bound on one row's registrations (a million take about a minute)
 HOLD_SECONDS = 1800.0  # bound on how long a client process holds its instances
@@ -225,14 +223,8 @@ def run_row(
 ) -> dict[str, Any]:  # fmt: skip
     timings = []  # the node exactly as a user starts it, unless told otherwise
     if (opts.unhealthy_after, opts.check_interval) != NODE_DEFAULTS:
-        timings = [
-            "--unhealthy-after",
-            f"{opts.unhealthy_after:g}",
-            "--check-interval",
-            f"{opts.check_interval:g}",
-            "--evict-after",
-            f"{2 * opts.unhealthy_after:g}",
-        ]
+        opts.evict_after = 2 * opts.unhealthy_after
+        timings = node_args(opts)
     node = procs.node(log_dir, timings)
     port = node.port
     row: dict[str, Any] = {"mode": "session" if sessions else "beats", "instances": n,
@@ -261,8 +253,8 @@ def run_etcd_row(
     row: dict[str, Any] = {"mode": "etcd", "instances": n, "clients": clients, "leases": clients}
     ttl = max(2, round(opts.unhealthy_after))  # etcd's least TTL is about 2 s
 
-    def body(port: int, pid: int) -> list[dict[str, Any]]:
-        etcd_selfcheck(port)  # the hand-made protobuf against this server
+    def body(ports: list[int], pids: list[int]) -> dict[str, Any]:
+        port, pid = ports[0], pids[0]
         channel = _etcd_channel(port, CONNECT_SECONDS)
         rng = channel.unary_unary(ETCD + "KV/Range")
         request = range_request(PREFIX, PREFIX_END, count_only=True)
@@ -274,12 +266,12 @@ def run_etcd_row(
             expiry = opts.expiry and not (opts.quick and clients > 1)  # as meshreg's rows
             hold_row(procs, ctx, row, pid, _etcd_holder, (port, ttl, opts.beat_interval), count,
                      lambda held, owned: count() <= held - owned, expiry, opts, say)  # fmt: skip
-            return [row]
+            return row
         finally:
             channel.close()
 
     try:
-        return _measured(procs, "etcd", lambda work: start_etcd(procs, work)[0], body)[0]
+        return with_etcd(procs, body)  # type: ignore[no-any-return]
     except Exception as exc:  # the row records why; meshreg's rows are not lost
         return {**row, "aborted": f"{type(exc).__name__}: {exc}"}
 
@@ -293,7 +285,7 @@ def _etcd_plan(opts: argparse.Namespace) -> tuple[bool, bool, list[str]]:
     return not only_etcd, why is None, [] if why is None else [f"etcd: {why}"]
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
     smallest = min(opts.sizes)
     mesh, etcd, skipped = _etcd_plan(opts)
     plan = []
@@ -305,24 +297,20 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str,
     if opts.beat_row and mesh:
         plan.append((smallest, opts.clients, "beats"))  # the old way, same run
 
-    def body(log_dir: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for n, k, mode in plan:
-            what = {"session": "sessions", "beats": "per-instance beats", "etcd": "etcd leases"}
-            say(f"liveness: {what[mode]}, {n:,} "
-                f"instances, {k} client process{'es' if k > 1 else ''} ...")  # fmt: skip
-            try:
-                if mode == "etcd":
-                    rows.append(run_etcd_row(procs, ctx, n, k, opts, say))
-                    continue
-                rows.append(run_row(procs, ctx, log_dir, n, k, mode == "session", opts, say))
-            except Exception as exc:  # a row failing must not cost the others
-                rows.append({"mode": mode, "instances": n, "clients": k,
-                             "aborted": f"{type(exc).__name__}: {exc}"})  # fmt: skip
-                say(f"  aborted: {exc}")
-        return rows
-
-    rows = with_log_dir("meshreg-bench-liveness-", say, body)
+    rows: list[dict[str, Any]] = []
+    for n, k, mode in plan:
+        what = {"session": "sessions", "beats": "per-instance beats", "etcd": "etcd leases"}
+        say(f"liveness: {what[mode]}, {n:,} "
+            f"instances, {k} client process{'es' if k > 1 else ''} ...")  # fmt: skip
+        try:
+            if mode == "etcd":
+                rows.append(run_etcd_row(procs, ctx, n, k, opts, say))
+                continue
+            rows.append(run_row(procs, ctx, log_dir, n, k, mode == "session", opts, say))
+        except Exception as exc:  # a row failing must not cost the others
+            rows.append({"mode": mode, "instances": n, "clients": k,
+                         "aborted": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+            say(f"  aborted: {exc}")
     timings = (opts.beat_interval, opts.check_interval, opts.unhealthy_after)
     return {"rows": rows, "seconds": opts.seconds, "skipped": skipped,
             "unhealthy_after": opts.unhealthy_after, "check_interval": opts.check_interval,
@@ -341,12 +329,8 @@ def _ratio(r: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if r["mode"] != "etcd" or mesh is None:
         return ""
 
-    def x(a: float, b: float) -> str:
-        return f"{a / b:.1f}x" if b > 0 else "-"
-
-    return " / ".join([x(r["node_cpu"], mesh["node_cpu"]), x(r["rss_mb"], mesh["rss_mb"]),
-                       x(r["clients_cpu"], mesh["clients_cpu"]),
-                       x(r["register_s"], mesh["register_s"])])  # fmt: skip
+    keys = ("node_cpu", "rss_mb", "clients_cpu", "register_s")
+    return " / ".join(ratio(r[k], mesh[k], "{:.1f}x") for k in keys)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -381,19 +365,19 @@ def goals(result: dict[str, Any]) -> list[list[str]]:
         ok = big["node_cpu"] < GOAL_CPU and big["rss_mb"] < GOAL_RSS_MB
         figure = f"{big['node_cpu']:.1%}, {big['rss_mb']:,.0f} MB"
         out.append([f"{big['instances']:,} live instances: node < 10% of a core, < 1 GB",
-                    figure, "met" if ok else "NOT MET"])  # fmt: skip
+                    figure, met(ok)])  # fmt: skip
     single = next((r for r in rows if r["clients"] == 1), None)
     if single is not None:
         ok = single["clients_cpu"] < GOAL_CPU and single["all_healthy"]
         out.append([f"{single['instances']:,} kept alive by one client process < 10% of a core",
-                    f"{single['clients_cpu']:.1%}", "met" if ok else "NOT MET"])  # fmt: skip
+                    f"{single['clients_cpu']:.1%}", met(ok)])  # fmt: skip
     expiries = [r["expiry_s"] for r in rows if r.get("expiry_s") is not None]
     if expiries or any("expiry_s" in r for r in rows):
         worst = max(expiries) if expiries else None
         limit = result["unhealthy_after"] + result["check_interval"]
         ok = worst is not None and len(expiries) == sum("expiry_s" in r for r in rows)
         out.append([f"session expiry within unhealthy_after + check_interval ({limit:g} s)",
-                    f"{worst} s", "met" if ok and worst <= limit else "NOT MET"])  # fmt: skip
+                    f"{worst} s", met(ok and worst <= limit)])  # fmt: skip
     return out
 
 
@@ -422,6 +406,4 @@ SCENARIOS = (
 )  # fmt: skip
 
 if __name__ == "__main__":  # python -m bench.liveness
-    from bench.runner import run_alone
-
     run_alone("liveness")

@@ -1,9 +1,6 @@
-"""The load generator shared by the throughput benchmarks, and the raw ZeroMQ echo baseline.
-
-C processes, one DEALER each, W requests outstanding per DEALER, ``[b"", body]`` frames
-as a REQ socket would send them.  Request bodies are the bytes ``encode_request``
-produces, pre-built as templates so that the loader only packs the request id.  One
-request in ``SAMPLE_EVERY`` is timed.  Every loop is bounded in count and time.
+"""The load generator (C processes, one DEALER each, W requests in flight, request bodies
+pre-built as templates) and the raw ZeroMQ echo ceiling (bench/README.md, "The load
+generator").
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""``replication``: CPU per delta, one delta per PUB message against batched (wire/batching).
-One process, two node cores and a real PUB/SUB pair over loopback TCP, the runtime's calls
-on each side; CPU time of the calling thread; the best of ``--repeat`` runs (bench/README.md).
+"""``replication``: CPU per replicated delta, one per PUB message against batched, in one
+process over a real PUB/SUB pair (bench/README.md).
 """
 
 from __future__ import annotations
@@ -11,7 +10,8 @@ from typing import Any
 
 import zmq
 
-from bench.common import Say, Scenario, fmt_table, free_port_block, settings
+from bench.common import Say, Scenario, fmt_table, free_port_block
+from bench.runner import run_alone
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -135,7 +135,7 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
         best = min(runs, key=lambda r: r["sender_us_per_delta"] + r["receiver_us_per_delta"])
         rows.append({"mode": label, **best, "runs": runs})
         say(f"  {label}: {best}")
-    return {"rows": rows, "settings": settings(opts)}
+    return {"rows": rows}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -153,12 +153,10 @@ def report(result: dict[str, Any], say: Say) -> None:
 
 
 SCENARIOS = (
-    Scenario("replication", lambda procs, ctx, opts, say: run(opts, say), report,
+    Scenario("replication", lambda procs, ctx, opts, say, _: run(opts, say), report,
              "CPU per replicated delta, sender and receiver: one per message vs batched",
              {"deltas": (20_000, 5000), "repeat": (3, 1)}),
 )  # fmt: skip
 
 if __name__ == "__main__":  # python -m bench.replication
-    from bench.runner import run_alone
-
     run_alone("replication")

@@ -22,10 +22,13 @@ from bench.common import (
     fmt_table,
     install_sigterm,
     machine_info,
+    met,
     no_nan,
     parse_sizes,
     ranged,
     save_result,
+    settings,
+    with_log_dir,
 )
 
 MODULES = ("baselines", "throughput", "cluster", "scale", "curve", "attacks", "replication",
@@ -157,10 +160,6 @@ def _row(result: dict[str, Any] | None, prefix: str) -> dict[str, Any] | None:
     return next((r for r in rows if r.get("workload", "").startswith(prefix)), None)
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "NOT MET"
-
-
 def _n(loaders: int) -> str:
     return f"{loaders} loader" + ("s" if loaders != 1 else "")
 
@@ -175,43 +174,43 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     if beats:
         best = max(beats, key=lambda r: r["ops_per_second"])
         figs = ", ".join(f"{r['ops_per_second']:,.0f}/s with {_n(r['clients'])}" for r in beats)
-        out.append(["1 node absorbs >= 100,000 beats/s", figs, _met(best["ops_per_second"] >= 1e5)])
+        out.append(["1 node absorbs >= 100,000 beats/s", figs, met(best["ops_per_second"] >= 1e5)])
         ratios = [(r["ops_per_second"] / echo[r["clients"]]["ops_per_second"], r["clients"])
                   for r in beats if r["clients"] in echo]  # fmt: skip
         if ratios:
             figs = ", ".join(f"{x:.2f}x with {_n(c)}" for x, c in ratios)
-            out.append([">= 0.5x the raw pyzmq echo ceiling", figs, _met(min(ratios)[0] >= 0.5)])
+            out.append([">= 0.5x the raw pyzmq echo ceiling", figs, met(min(ratios)[0] >= 0.5)])
         same = next((r for r in beats if etcd and r["clients"] == etcd["clients"]), None)
         if etcd and same:
             ratio = same["ops_per_second"] / etcd["ops_per_second"]
             fig = f"{ratio:.1f}x ({etcd['ops_per_second']:,.0f}/s, {_n(etcd['clients'])})"
-            out.append([">= 5x etcd lease keep-alives/s", fig, _met(ratio >= 5)])
+            out.append([">= 5x etcd lease keep-alives/s", fig, met(ratio >= 5)])
         else:
             out.append([">= 5x etcd lease keep-alives/s", "etcd not measured", "-"])
     half = _row(results.get("register"), "meshreg register, 1 node at 50% rate")
     if half:
         p99 = half["p99_ms"]
-        out.append(["register p99 < 1 ms at 50% of max rate", f"{p99:.2f} ms", _met(p99 < 1.0)])
+        out.append(["register p99 < 1 ms at 50% of max rate", f"{p99:.2f} ms", met(p99 < 1.0)])
     prop = results.get("propagation")
     if prop and prop["rows"]:
         loaded = prop["rows"][1:] or prop["rows"]  # under beats, and under changes
         worst = max(max(r["all_nodes_ms"]["p99"], r["remote_subscriber_ms"]["p99"]) for r in loaded)
         out.append(["propagation p99 < 5 ms (every node, remote subscriber)", f"{worst:.2f} ms",
-                    _met(worst < 5)])  # fmt: skip
+                    met(worst < 5)])  # fmt: skip
     fo = results.get("failover")
     if fo and "kill" in fo:
         k = fo["kill"]
         own, lost = k["all_survivors_see_down_s"], k["ever_missing"] or k["ever_unhealthy"]
         fig = f"{own} s, {'LOST/UNHEALTHY' if lost else 'nothing lost'}"
         out.append(["failover < 5 s, nothing lost", fig,
-                    _met(own is not None and own < 5 and not lost)])  # fmt: skip
+                    met(own is not None and own < 5 and not lost)])  # fmt: skip
     if results.get("curve"):
         from bench.curve import GOAL_LOST, lost_share
 
         share = lost_share(results["curve"])
         if share is not None:
             out.append(
-                ["CURVE costs < 10% of beats/s", f"{share:.1%} lost", _met(share < GOAL_LOST)]
+                ["CURVE costs < 10% of beats/s", f"{share:.1%} lost", met(share < GOAL_LOST)]
             )
     if results.get("config"):
         from bench.config import config_targets
@@ -221,7 +220,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
                None)  # fmt: skip
     if big:
         mb = big["rss_full_mb"]
-        out.append(["1,000,000 instances in < 1 GB", f"{mb:,.0f} MB RSS", _met(mb < 1000)])
+        out.append(["1,000,000 instances in < 1 GB", f"{mb:,.0f} MB RSS", met(mb < 1000)])
     return out
 
 
@@ -255,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         # heartbeat and register reuse the baselines' rows of this run
         own.baseline_rows = results["baselines"]["rows"] if "baselines" in results else None
         try:
-            results[sc.name] = sc.run(procs, ctx, own, say)
+            run = lambda d, sc=sc, own=own: sc.run(procs, ctx, own, say, d)  # noqa: E731
+            results[sc.name] = with_log_dir(f"meshreg-bench-{sc.name}-", say, run, sc.problem)
+            results[sc.name].setdefault("settings", settings(own))
             sc.report(results[sc.name], say)
             failed += [f"{sc.name}: {line}" for line in results[sc.name].get("failed", [])]
             say(f"result: {save_result(sc.name, results[sc.name], machine)}")

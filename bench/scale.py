@@ -1,7 +1,5 @@
-"""``scale``: resident memory of one node holding N instances, and the beat rate it sustains
-(bench/README.md).  For every size, on a fresh node where nothing turns unhealthy or
-expires: RSS empty, N registrations from ``--loaders`` processes over N/100 services, RSS
-once settled, beats over all N instances, RSS after.  Linux only (``/proc``).
+"""``scale``: resident memory of one node holding N instances, registrations/s and the beat
+rate over all N (bench/README.md).  Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ from bench.common import (
     Scenario,
     collect,
     rss_bytes,
+    settings,
     stats,
     table,
     wait_until,
-    with_log_dir,
 )
 from bench.load import run_load, start_loaders
 
@@ -122,20 +120,14 @@ def measure_size(procs: Procs, ctx: Any, n: int, log_dir: str, o: argparse.Names
     }  # fmt: skip
 
 
-def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
-    """One row per size; returns {"rows": [...], "settings": {...}}."""
-
-    def body(log_dir: str) -> list[dict[str, Any]]:
-        rows = []
-        for n in opts.sizes:
-            say(f"size {n:,} ...")
-            rows.append(measure_size(procs, ctx, n, log_dir, opts, say))
-        return rows
-
-    keys = ("sizes", "seconds", "warmup", "clients", "window", "loaders")
-    settings = {**{k: getattr(opts, k) for k in keys}, "instances_per_service": PER_SERVICE,
-                "node_args": QUIET}  # fmt: skip
-    return {"rows": with_log_dir("meshreg-bench-scale-", say, body), "settings": settings}
+def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+    """One row per size."""
+    rows = []
+    for n in opts.sizes:
+        say(f"size {n:,} ...")
+        rows.append(measure_size(procs, ctx, n, log_dir, opts, say))
+    extra = {"instances_per_service": PER_SERVICE, "node_args": QUIET}
+    return {"rows": rows, "settings": {**settings(opts), **extra}}
 
 
 def report(result: dict[str, Any], say: Say) -> None:

@@ -1,23 +1,6 @@
-"""Start-up cost of the client, the CLI and a node: ``python -m bench.startup``.
-
-Every ``meshreg`` command and every ``from meshreg import Client`` pays for the imports of
-the code it runs at interpreter start; a script calling the CLI in a loop, and the test
-suite (which starts many node, CLI and client processes), pay it every time.  Rows, each
-a fresh process, wall time and CPU time (user + system, from the kernel) per run:
-
-* ``python -c pass``: the interpreter alone (the floor);
-* ``import client``: ``python -c "from meshreg import Client"``;
-* ``meshreg --help``, ``meshreg services``, ``meshreg instances S`` and ``meshreg config
-  get D`` (the last three against a node started here, one service and one config in it);
-* ``node answers``: ``meshreg node`` spawned until it answers a ping (the time and the
-  node's CPU until then).
-
-``--base DIR`` runs every row also with ``PYTHONPATH=DIR`` (a copy of another commit:
-``git archive HEAD | tar -x -C DIR``), alternating the order run by run, so that the two
-are compared under the same load.  ``warm``: bytecode caches present (run once first);
-``cold``: none (a fresh ``PYTHONPYCACHEPREFIX`` per run, so the standard library too is
-compiled: the first run after an install without compiled files, an upper bound).
-The medians are printed; ``--json FILE`` keeps every sample.
+"""``python -m bench.startup``: what a client, a CLI command and a node cost before they do
+anything, each row a fresh process, wall and CPU time, warm and cold, optionally A/B against
+another tree (``--base DIR``).  bench/README.md, "Start-up", says what each row runs.
 """
 
 from __future__ import annotations
@@ -32,12 +15,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
 
 import msgpack
 import zmq
 
-from bench.common import HOST, NODE_START_SECONDS, free_port_block, request, terminate
+from bench.common import (
+    HOST,
+    NODE_START_SECONDS,
+    cpu_seconds,
+    free_port_block,
+    ping,
+    request,
+    terminate,
+    wait_until,
+)
+from meshreg.wire.replies import encode_request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SECONDS = 30.0  # bound on one measured command
@@ -75,12 +67,6 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def _cpu_of(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def node_start_once(env: dict[str, str], data_dir: str) -> tuple[float, float]:
     """(seconds until a spawned node answers a ping, its CPU seconds by then)."""
     port = free_port_block()
@@ -101,18 +87,11 @@ def node_start_once(env: dict[str, str], data_dir: str) -> tuple[float, float]:
             raise RuntimeError(f"node on {port} did not answer within {NODE_START_SECONDS}s")
         wall = time.perf_counter() - t0
         sock.recv_multipart()
-        return wall, _cpu_of(proc.pid)
+        return wall, cpu_seconds(proc.pid)
     finally:
         sock.close(linger=0)
         ctx.term()
         terminate(proc, 10.0)
-
-
-def _call(node_port: int, op: str, **fields: Any) -> None:
-    body = msgpack.packb({"v": 1, "id": 1, "op": op, **fields})
-    reply = request(node_port, body, timeout=5.0)
-    if not reply or not reply.get("ok"):
-        raise RuntimeError(f"{op} on {node_port}: {reply!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,13 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         env=_env(opts.tree, None), cwd=CWD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + NODE_START_SECONDS
-        while request(port, msgpack.packb({"v": 1, "id": 1, "op": "ping"}), timeout=0.2) is None:
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise RuntimeError("the node did not start")
-        _call(port, "register", namespace="public", group="DEFAULT_GROUP", service="orders",
-              ip="10.0.0.5", port=8080, cluster="DEFAULT", weight=1.0, enabled=True,
-              metadata={})  # fmt: skip
+        up = wait_until(lambda: node.poll() is not None or ping(port, 0.2), NODE_START_SECONDS)
+        if up is None or node.poll() is not None:
+            raise RuntimeError("the node did not start")
+        reply = request(port, encode_request(
+            "register", 1, namespace="public", group="DEFAULT_GROUP", service="orders",
+            ip="10.0.0.5", port=8080, cluster="DEFAULT", weight=1.0, enabled=True, metadata={},
+        ))  # fmt: skip
+        if not (reply or {}).get("ok"):
+            raise RuntimeError(f"register on {port}: {reply!r}")
         server = f"127.0.0.1:{port}"
         pub = subprocess.run(
             _meshreg("config", "publish", "app.toml", "--content", "a = 1", "-s", server),

@@ -1,6 +1,6 @@
 """``heartbeat`` and ``register``: requests a node (and a 3-node cluster) answers per second,
 against the raw ZeroMQ echo ceiling and etcd / ZooKeeper (bench/README.md says what each
-row is).  Every process started is stopped; 127.0.0.1 only; every loop is bounded.
+row is).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from bench.common import (
     start_cluster,
     stats,
     table,
-    with_log_dir,
 )
 from bench.load import preload, run_load, run_rows, start_echo
 
@@ -86,9 +85,7 @@ class Bench:
         self.skipped += skipped
 
     def result(self, **extra: Any) -> dict[str, Any]:
-        keys = ("instances", "seconds", "warmup", "clients", "window", "repeat")
-        settings = {k: getattr(self.opts, k) for k in keys}
-        return {"rows": self.rows, "skipped": self.skipped, "settings": settings, **extra}
+        return {"rows": self.rows, "skipped": self.skipped, **extra}
 
 
 def _heartbeat(log_dir: str, b: Bench) -> dict[str, Any]:
@@ -176,9 +173,9 @@ def _register_cluster(log_dir: str, b: Bench, extra: tuple[str, ...], tag: str) 
     b.procs.stop_all()
 
 
-def _runner(body: Callable[[str, Bench], dict[str, Any]], prefix: str) -> Any:
-    def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say) -> dict[str, Any]:
-        return with_log_dir(prefix, say, lambda d: body(d, Bench(procs, ctx, opts, say)))
+def _runner(body: Callable[[str, Bench], dict[str, Any]]) -> Any:
+    def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str) -> Any:
+        return body(log_dir, Bench(procs, ctx, opts, say))
 
     return run
 
@@ -211,9 +208,9 @@ def report_register(result: dict[str, Any], say: Say) -> None:
 
 
 SCENARIOS = (
-    Scenario("heartbeat", _runner(_heartbeat, "meshreg-bench-hb-"), report_heartbeat,
+    Scenario("heartbeat", _runner(_heartbeat), report_heartbeat,
              "beats/s: 1 node, 3 nodes, the raw zmq echo ceiling, etcd keep-alives", suite=True),
-    Scenario("register", _runner(_register, "meshreg-bench-reg-"), report_register,
+    Scenario("register", _runner(_register), report_register,
              "registrations/s and p50/p99: 1 node, 3 nodes direct and via forwarder, etcd, "
              "ZooKeeper", suite=True),
 )  # fmt: skip

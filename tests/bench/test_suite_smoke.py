@@ -14,9 +14,10 @@ import os
 import pytest
 from bench_runner import ROOT, run_bench
 
-# short rows, small sizes, 1 s of watching after the failover's kill and restart
+# short rows, small sizes, 1 s of watching after the failover's kill and restart, a light
+# background load (the same code path as the default 20,000 beats/s and 5,000 changes/s)
 SHORT = "--quick --no-peers --clients 1 --seconds 0.3 --warmup 0.1 --sizes 2000 --observe 1"
-SHORT += " --changes 10 --warmup-changes 2"
+SHORT += " --changes 10 --warmup-changes 2 --load 2000 --write-load 1000"
 
 
 @pytest.mark.timeout(420)
