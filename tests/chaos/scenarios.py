@@ -454,7 +454,9 @@ class Run:
             w.obs_end = self.windows[i + 1].start if i + 1 < len(self.windows) else run_end
             end = w.end if w.end is not None else w.obs_end
             for j in range(self.s.nodes):
-                later = [x for x in self.samples[j] if end <= x["t0"] <= w.obs_end]
+                # samples answered before the next fault began: one still in flight when it
+                # began may be cut by it (a SIGKILL) and says nothing about this window
+                later = [x for x in self.samples[j] if end <= x["t0"] and x["t1"] <= w.obs_end]
                 at = None
                 for x in reversed(later):
                     if not self.converged(x):
