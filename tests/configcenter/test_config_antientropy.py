@@ -277,12 +277,9 @@ def test_many_data_ids_one_revision_behind_get_their_current_versions_in_steps()
         assert b.store.history_hash(key) == a.store.history_hash(key)
 
 
-def test_long_differing_histories_are_listed_in_bounded_steps_then_repaired() -> None:
-    """60 data ids of 100 revisions, the current versions agree, every history differs
-    (b lacks revision 50 of each): a's revision hashes go at most ``HAVE_STEP_REVISIONS``
-    per ``config_have`` (a data id's list never split), the first at once, the next
-    ``DIGEST_STEP_GAP`` apart (before: all 6,000 in one call and one message), and b
-    still gets every missing revision."""
+def differing_histories() -> tuple[ConfigReplicator, ConfigReplicator, list[ConfigKey]]:
+    """Two replicators holding 60 data ids of 100 revisions whose current versions agree
+    and every history differs (b lacks revision 50 of each)."""
     a, b = pair()
     keys = [ConfigKey("public", "G", f"h{i:03d}") for i in range(60)]
     for r in range(100):
@@ -290,6 +287,16 @@ def test_long_differing_histories_are_listed_in_bounded_steps_then_repaired() ->
             entry = a.store.publish(key, f"{key.data_id} {r}", now=float(r))
             if entry.revision != 50:
                 b.store.apply(entry)
+    return a, b, keys
+
+
+def test_long_differing_histories_are_listed_in_bounded_steps_then_repaired() -> None:
+    """60 data ids of 100 revisions, the current versions agree, every history differs
+    (b lacks revision 50 of each): a's revision hashes go at most ``HAVE_STEP_REVISIONS``
+    per ``config_have`` (a data id's list never split), the first at once, the next
+    ``DIGEST_STEP_GAP`` apart (before: all 6,000 in one call and one message), and b
+    still gets every missing revision."""
+    a, b, keys = differing_histories()
     assert all(a.store.current(k) == b.store.current(k) for k in keys)
     now = 1.0  # (a's own round is due at 5.0)
     out = a.on_digests("n1", b.store.digests(), False, None, None, now)  # b's digests
@@ -320,13 +327,7 @@ PER_STEP = HAVE_STEP_REVISIONS // 100 + (HAVE_STEP_REVISIONS % 100 > 0)  # data 
 
 
 def test_a_data_id_asked_again_while_listed_is_queued_once_and_a_peer_down_drops_it() -> None:
-    a, b = pair()
-    keys = [ConfigKey("public", "G", f"h{i:03d}") for i in range(60)]
-    for r in range(100):
-        for key in keys:
-            entry = a.store.publish(key, f"{key.data_id} {r}", now=float(r))
-            if entry.revision != 50:
-                b.store.apply(entry)
+    a, b, keys = differing_histories()
     digests = b.store.digests()
     first = [e for e in a.on_digests("n1", digests, False, None, None, 1.0)
              if isinstance(e, SendHave)]  # fmt: skip
