@@ -611,7 +611,7 @@ class ConfigStore:
             if version.same_version(entry):
                 stored = None
                 if entry.committed and not version.committed:
-                    stored = self._replace_version(key, i, replace(version, committed=True))
+                    stored = self._replace_version(key, i, version.as_committed())
                 return Applied(Outcome.DUPLICATE, i == 0, stored, self._current.get(key))
         if len(held) >= MAX_VERSIONS_PER_REVISION or (
             by_rev is None and len(self._history) >= self.limits.max_configs
@@ -641,7 +641,7 @@ class ConfigStore:
             if version.identity == (origin, md5):
                 if version.committed:
                     return None
-                return self._replace_version(key, i, replace(version, committed=True))
+                return self._replace_version(key, i, version.as_committed())
         return None
 
     # -- retention -----------------------------------------------------------------------

@@ -489,3 +489,36 @@ def test_digests_name_revision_and_md5() -> None:
     assert (d.key, d.revision, d.md5, d.origin, d.committed) == (K, 1, content_md5("x"), "n1",
                                                                   False)  # fmt: skip
     assert re.fullmatch("[0-9a-f]{32}", d.md5)
+
+
+def test_as_committed_is_replace_with_every_field_kept() -> None:
+    """``ConfigEntry.as_committed`` builds the entry field by field (faster than
+    ``dataclasses.replace``): every field must be carried over, so an entry whose every
+    field differs from its default compares equal to ``replace(e, committed=True)``; a
+    field added to ConfigEntry and forgotten there makes this fail."""
+    import dataclasses
+
+    from meshreg.configcenter.model import Change, GrayRelease, GrayRule
+
+    e = ConfigEntry(
+        key=ConfigKey("ns", "g", "d"),
+        revision=7,
+        origin="127.0.0.1:9",
+        content="abc",
+        type="json",
+        md5=content_md5("abc"),
+        modified=12.5,
+        modified_by="alice",
+        description="desc",
+        tags=(("k", "v"),),
+        deleted=True,
+        change=Change.ROLLBACK,
+        gray=GrayRelease("g", "text", content_md5("g"), GrayRule((("a", "b"),), frozenset())),
+        committed=False,
+        request_id="r" * 16,
+    )
+    names = {f.name for f in dataclasses.fields(ConfigEntry)}
+    defaults = {f.name: f.default for f in dataclasses.fields(ConfigEntry)}
+    assert all(getattr(e, n) != defaults[n] for n in names if n != "committed")
+    assert e.as_committed() == dataclasses.replace(e, committed=True)
+    assert e.as_committed().committed is True
