@@ -268,6 +268,9 @@ class ConfigPlane:
             (lambda: self.db) if self.db is not None else None, commit_thread
         )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
+        # the records and commits packed for one peer's batch, reused for the other
+        # peers' (the same items): emptied at the end of each ``_finish_turns``
+        self._packed: dict[Any, tuple[Any, bytes]] = {}
         self._disk_failed_since: float | None = None  # for the "works again" log line
         # (data id, gray served) -> (the entry, its packed get result): the current entry's
         # result is packed once, not per get (the entry object is immutable: `is` checks it)
@@ -399,6 +402,7 @@ class ConfigPlane:
             self._carry_out_turn(turn, error, now)
         for peer in list(self._outbox):
             self._send_outbox(peer)
+        self._packed.clear()  # (the entries it keeps alive: this turn's only)
 
     def _carry_out_turn(self, turn: Turn, error: BaseException | None, now: float) -> None:
         if error is None and self._disk_failed_since is not None and turn.ops:
@@ -919,7 +923,7 @@ class ConfigPlane:
         """The records, acks and commits queued for a peer this turn: one message."""
         effects = self._outbox.pop(peer, None)
         if effects:
-            for frames in encode_batches(self.member, effects):
+            for frames in encode_batches(self.member, effects, self._packed):
                 self._send(peer, frames)
 
     def _send(self, peer: str, frames: list[bytes]) -> bool:

@@ -335,36 +335,66 @@ def replication_item(effect: SendRecord | SendAck | SendCommit) -> dict[str, Any
 
 
 def encode_batches(
-    sender: str, effects: Iterable[SendRecord | SendAck | SendCommit]
+    sender: str,
+    effects: Iterable[SendRecord | SendAck | SendCommit],
+    packed: dict[Any, tuple[Any, bytes]] | None = None,
 ) -> list[list[bytes]]:
     """The messages carrying one peer's records, acks and commits in order: ``config_batch``
     messages of at most ``MAX_BATCH_ITEMS`` items and ``VERSIONS_CHUNK_BYTES`` of packed
     items (content and metadata: a gray rule's client list can be larger than its
-    content), and a single message (its own op) for an item alone."""
+    content), and a single message (its own op) for an item alone.  ``packed``: the
+    packed records and commits of other peers' batches of the same turn, reused (the
+    same item goes to every peer), and this batch's added."""
     messages: list[list[bytes]] = []
-    items: list[dict[str, Any]] = []
-    packed: list[bytes] = []
+    chunk: list[tuple[SendRecord | SendAck | SendCommit, dict[str, Any] | None]] = []
+    raws: list[bytes] = []
     size = 0
 
     def close() -> None:
-        if len(items) == 1:
-            messages.append(encode_config_peer(sender=sender, **items[0]))
-        elif items:  # the batch's map with the packed items spliced into its "items" array
+        if len(chunk) == 1:
+            effect, item = chunk[0]
+            item = replication_item(effect) if item is None else item
+            messages.append(encode_config_peer(sender=sender, **item))
+        elif chunk:  # the batch's map with the packed items spliced into its "items" array
             head = encode_config_peer("config_batch", sender, items=[])[1]
-            body = head[:-1] + _array_header(len(packed)) + b"".join(packed)
+            body = head[:-1] + _array_header(len(raws)) + b"".join(raws)
             messages.append([CONFIG_FRAME, body])
 
     for effect in effects:
-        item = replication_item(effect)
-        raw = msgpack.packb(item)
-        if items and (len(items) >= MAX_BATCH_ITEMS or size + len(raw) > VERSIONS_CHUNK_BYTES):
+        item: dict[str, Any] | None = None
+        raw = _packed_item(effect, packed) if packed is not None else None
+        if raw is None:
+            item = replication_item(effect)
+            raw = msgpack.packb(item)
+            if packed is not None:
+                _keep_packed(effect, raw, packed)
+        if chunk and (len(chunk) >= MAX_BATCH_ITEMS or size + len(raw) > VERSIONS_CHUNK_BYTES):
             close()
-            items, packed, size = [], [], 0
-        items.append(item)
-        packed.append(raw)
+            chunk, raws, size = [], [], 0
+        chunk.append((effect, item))
+        raws.append(raw)
         size += len(raw)
     close()
     return messages
+
+
+def _packed_item(effect: Any, packed: dict[Any, tuple[Any, bytes]]) -> bytes | None:
+    """A record's (the same entry object) or a commit's (the same fields) packed item
+    made for another peer, or None (an ack is per peer: never kept)."""
+    if type(effect) is SendRecord:
+        found = packed.get(id(effect.entry))
+        return found[1] if found is not None and found[0] is effect.entry else None
+    if type(effect) is SendCommit:
+        found = packed.get((effect.key, effect.revision, effect.origin, effect.md5))
+        return found[1] if found is not None else None
+    return None
+
+
+def _keep_packed(effect: Any, raw: bytes, packed: dict[Any, tuple[Any, bytes]]) -> None:
+    if type(effect) is SendRecord:  # by identity; the entry is kept with it (no id reuse)
+        packed[id(effect.entry)] = (effect.entry, raw)
+    elif type(effect) is SendCommit:
+        packed[(effect.key, effect.revision, effect.origin, effect.md5)] = (None, raw)
 
 
 def _array_header(n: int) -> bytes:

@@ -563,3 +563,22 @@ def test_parse_entry_answers_as_the_plain_reading(base: Any, changes: Any) -> No
     from meshreg.wire.config_peer import parse_entry
 
     assert _outcome(parse_entry, raw) == _outcome(_reference_parse_entry, raw)
+
+
+def test_batches_for_several_peers_reuse_the_packed_items_byte_for_byte() -> None:
+    """A turn's records and commits go to every peer: packed for the first peer's batch,
+    reused for the next (``packed``), the messages are the very bytes packed afresh -
+    batches and single messages, an entry equal to another but not the same object
+    packed on its own - and an ack, per peer, is never reused."""
+    twin = ConfigEntry(**{f: getattr(ENTRIES[1], f) for f in ENTRIES[1].__slots__})
+    for_peer = {
+        "p1": [*EFFECTS[:4], SendRecord("p1", ENTRIES[0])],
+        "p2": [SendRecord("p2", ENTRIES[1]), EFFECTS[3], SendAck("p2", KEY, 2, ME, "0" * 32,
+               True, None), SendRecord("p2", twin)],  # fmt: skip
+        "p3": [SendCommit("p3", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5),
+               SendCommit("p3", KEY, 3, ENTRIES[2].origin, ENTRIES[2].md5)],  # fmt: skip
+    }
+    packed: dict[Any, Any] = {}
+    for peer, effects in for_peer.items():
+        assert encode_batches(ME, effects, packed) == encode_batches(ME, effects), peer
+    assert len(packed) == 5  # the records of ENTRIES[0], [1] and twin, and two commits
