@@ -29,6 +29,7 @@ import zmq.utils.z85
 
 from meshreg import __version__
 from meshreg.config import NodeConfig
+from meshreg.configcenter.model import ConfigKey
 from meshreg.core.client_limits import ClientHoldings, ReadRate
 from meshreg.core.distro import DistroNode, NodeState
 from meshreg.core.effects import (
@@ -94,6 +95,7 @@ from meshreg.wire.config_messages import (
     decode_config_body,
 )
 from meshreg.wire.config_peer import CONFIG_FRAME, config_frame_bytes, config_peer_frame_bytes
+from meshreg.wire.config_replies import config_topic
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
     DeregisterInstance,
@@ -279,6 +281,7 @@ class NodeRuntime:
                 self._config_notify,
                 self._limiter,
                 commit_thread=transport is None if commit_thread is None else commit_thread,
+                watched=self._config_watched,
             )
         except BaseException:
             self._release_data_dir()
@@ -960,6 +963,12 @@ class NodeRuntime:
         for i in range(last):
             send(channel, frames[i], more)
         send(channel, frames[last], flags)
+
+    def _config_watched(self, key: ConfigKey) -> bool:
+        """Whether a subscription admitted on the XPUB gets the data id's notifications:
+        the plane encodes and sends a change only then (libzmq drops a message nobody
+        subscribed to; building it was 5% of a publish's loop time with no listener)."""
+        return self.gate.watches(config_topic(key))
 
     def _config_notify(self, frames: list[bytes]) -> None:
         if self._xpub is not None:
