@@ -344,12 +344,29 @@ def _expected_after_prune(
     return kept
 
 
+def _reference_history_hash(s: ConfigStore, key: ConfigKey) -> int:
+    """The history hash as first written: xxh64 of repr of the kept versions' sorted
+    items, computed afresh (the store builds the same text from parts it keeps)."""
+    import xxhash
+
+    items = sorted(
+        (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
+        for e in s.kept_versions(key)
+    )
+    return int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+
+
 def _check_history_hashes(s: ConfigStore) -> None:
-    """The cached history hashes are the ones computed afresh."""
+    """The cached history hashes, and those made from the parts kept, are the ones
+    computed afresh by the reference; the parts' count is their bound's."""
+    from meshreg.configcenter import core
+
     keys = list(s.keys())
     cached = [s.history_hash(k) for k in keys]
+    assert cached == [_reference_history_hash(s, k) for k in keys]
     s._hashes.clear()
     assert cached == [s.history_hash(k) for k in keys]
+    assert s.hash_parts == sum(map(len, s._hash_parts.values())) <= core.HASH_PARTS_MAX
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -381,6 +398,7 @@ def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
             s.apply(e)
             if rng.random() < 0.2:
                 s.history_hash(key)  # cached, then changed: never served stale
+                assert s.history_hash(key) == _reference_history_hash(s, key)
             if rng.random() < 0.2:  # a commit flag raised on a version held
                 s.history_hash(key)
                 s.commit(key, e.revision, e.origin, e.md5)
@@ -408,6 +426,16 @@ def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
         while s.prune(later) or s._prune_after is not None:
             pass
         _check_history_hashes(s)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_history_hashes_with_few_parts_kept(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random histories above with room for 12 revisions' parts only: data ids past
+    the bound hash without parts, those within re-use theirs, all equal the reference."""
+    from meshreg.configcenter import core
+
+    monkeypatch.setattr(core, "HASH_PARTS_MAX", 12)
+    test_prune_in_steps_keeps_exactly_what_retention_says(seed)
 
 
 # -- the merge rule --------------------------------------------------------------------------
