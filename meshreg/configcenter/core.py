@@ -425,8 +425,9 @@ class ConfigStore:
         uncut = cutoff is None or self._oldest.get(key, 0.0) >= cutoff  # no version too old
         if cached is not None and (cached[1] == cutoff or (cached[1] is None and uncut)):
             return cached[0]
+        held = len(self._history.get(key, ()))  # revisions (a data id not held: none)
         if uncut and (  # every version young enough: the kept ones are the window's
-            key in self._hash_parts or self.hash_parts + len(self._history[key]) <= HASH_PARTS_MAX
+            key in self._hash_parts or self.hash_parts + held <= HASH_PARTS_MAX
         ):
             text = self._kept_text(key)
         else:  # (a data id's first parts cost more than this: none beyond the bound)

@@ -367,6 +367,8 @@ def _check_history_hashes(s: ConfigStore) -> None:
     s._hashes.clear()
     assert cached == [s.history_hash(k) for k in keys]
     assert s.hash_parts == sum(map(len, s._hash_parts.values())) <= core.HASH_PARTS_MAX
+    nowhere = ConfigKey("public", "g", "not-held")  # a data id not held: the empty list's
+    assert s.history_hash(nowhere) == _reference_history_hash(s, nowhere)
 
 
 @pytest.mark.parametrize("seed", range(30))
