@@ -92,6 +92,8 @@ from meshreg.core.sorted_keys import SortedKeys
 from meshreg.errors import ErrorCode
 
 MAX_VERSIONS_PER_REVISION = 8  # versions of one data id at one revision (owners racing)
+HASH_PARTS_MAX = 131_072  # revisions whose part of the history hash text is kept
+# (ConfigStore._hash_parts, ~250 bytes each: ~32 MB at most); more: made at each hash
 SETTLE_SECONDS = 2.5  # s after its write (``modified``); a version no majority acknowledged
 # is shown to reads and listeners only this late: its owner answers within its 2 s ack
 # timeout (replication.DEFAULT_ACK_TIMEOUT), committed or "outcome unknown"
@@ -173,6 +175,13 @@ class ConfigStore:
         self._oldest: dict[ConfigKey, float] = {}  # per data id: <= its oldest `modified`
         # per data id: (history hash, the age cutoff it excluded versions by, or None)
         self._hashes: dict[ConfigKey, tuple[int, float | None]] = {}
+        # per data id: revision -> (its versions when last hashed, the repr of their
+        # sorted items): history_hash re-uses a revision's part while its versions are
+        # the same objects (a digest round hashes every data id changed since the last;
+        # repr was 60% of it).  Rebuilt at each hash, so it holds the revisions kept;
+        # at most HASH_PARTS_MAX revisions over all data ids (more: not kept)
+        self._hash_parts: dict[ConfigKey, dict[int, tuple[tuple[ConfigEntry, ...], str]]] = {}
+        self.hash_parts = 0  # revisions in _hash_parts
         self.rejected: dict[str, int] = {}
         self.conflicts = 0  # versions of other writes stored at a revision already held
         self.history_entries = 0
@@ -404,19 +413,71 @@ class ConfigStore:
         """A 64-bit hash of the kept versions' identities (and committed flags): equal on
         two nodes that keep the same versions, whatever order they arrived in.  Kept until
         the data id's versions change, or the age cutoff moves past one of them (a digest
-        round asks it of every data id: most did not change)."""
+        round asks it of every data id: most did not change).
+
+        The hash is of ``repr`` of the sorted items (revision, origin, md5, gray md5,
+        deleted, committed) of the kept versions: that text is built from each kept
+        revision's part (its items, sorted), re-used from the last hash of the data id
+        while the revision holds the same version objects, so a data id that gained a
+        revision costs one repr, not one per version (the same text, the same hash)."""
         cutoff = self._age_cutoff
         cached = self._hashes.get(key)
         uncut = cutoff is None or self._oldest.get(key, 0.0) >= cutoff  # no version too old
         if cached is not None and (cached[1] == cutoff or (cached[1] is None and uncut)):
             return cached[0]
-        items = sorted(
-            (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
-            for e in self.kept_versions(key)
-        )
-        value = int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+        held = len(self._history.get(key, ()))  # revisions (a data id not held: none)
+        if uncut and (  # every version young enough: the kept ones are the window's
+            key in self._hash_parts or self.hash_parts + held <= HASH_PARTS_MAX
+        ):
+            text = self._kept_text(key)
+        else:  # (a data id's first parts cost more than this: none beyond the bound)
+            text = repr(sorted(_hash_item(e) for e in self.kept_versions(key)))
+        value = int(xxhash.xxh64_intdigest(text.encode())) or 1
         self._hashes[key] = (value, None if uncut else cutoff)
         return value
+
+    def _kept_text(self, key: ConfigKey) -> str:
+        """``repr(sorted(items of kept_versions(key)))`` when no version is older than the
+        age cutoff: the revisions above the window's low end, each one's part re-used
+        while its versions are the same objects (``_hash_parts``)."""
+        current = self._current.get(key)
+        if current is None:
+            return "[]"
+        keep = self.limits.keep_revisions
+        low = 0 if keep is None else current.revision - keep
+        by_rev = self._history[key]
+        old = self._hash_parts.get(key, {})
+        get = old.get
+        parts: dict[int, tuple[tuple[ConfigEntry, ...], str]] = {}
+        for rev in sorted(by_rev):
+            if rev <= low:
+                continue
+            versions = by_rev[rev]
+            part = get(rev)
+            if part is not None:  # the same version objects: the same text
+                held = part[0]
+                if len(versions) == 1:  # (the usual revision: one version)
+                    if len(held) == 1 and held[0] is versions[0]:
+                        parts[rev] = part
+                        continue
+                elif len(held) == len(versions) and all(
+                    a is b for a, b in zip(held, versions, strict=True)
+                ):
+                    parts[rev] = part
+                    continue
+            if len(versions) == 1:
+                parts[rev] = ((versions[0],), repr(_hash_item(versions[0])))
+            else:
+                items = sorted(_hash_item(e) for e in versions)
+                parts[rev] = (tuple(versions), ", ".join(map(repr, items)))
+        count = self.hash_parts - len(old) + len(parts)
+        if count <= HASH_PARTS_MAX:  # kept for the next hash
+            self._hash_parts[key] = parts
+            self.hash_parts = count
+        elif old:  # over the bound: this data id's parts are not kept (made each time)
+            del self._hash_parts[key]
+            self.hash_parts -= len(old)
+        return "[" + ", ".join(text for _, text in parts.values()) + "]"
 
     def stats(self) -> dict[str, Any]:
         live = sum(1 for e in self._current.values() if not e.deleted)
@@ -426,6 +487,7 @@ class ConfigStore:
             "history_entries": self.history_entries,
             "content_chars": self.content_bytes,
             "conflicts": self.conflicts,
+            "hash_parts": self.hash_parts,
             "rejected": dict(self.rejected),
         }
 
@@ -611,7 +673,7 @@ class ConfigStore:
             if version.same_version(entry):
                 stored = None
                 if entry.committed and not version.committed:
-                    stored = self._replace_version(key, i, replace(version, committed=True))
+                    stored = self._replace_version(key, i, version.as_committed())
                 return Applied(Outcome.DUPLICATE, i == 0, stored, self._current.get(key))
         if len(held) >= MAX_VERSIONS_PER_REVISION or (
             by_rev is None and len(self._history) >= self.limits.max_configs
@@ -641,7 +703,7 @@ class ConfigStore:
             if version.identity == (origin, md5):
                 if version.committed:
                     return None
-                return self._replace_version(key, i, replace(version, committed=True))
+                return self._replace_version(key, i, version.as_committed())
         return None
 
     # -- retention -----------------------------------------------------------------------
@@ -842,12 +904,18 @@ class ConfigStore:
         del self._current[key]
         self._oldest.pop(key, None)
         self._hashes.pop(key, None)
+        self.hash_parts -= len(self._hash_parts.pop(key, ()))
         self._keys.discard(key)
         return versions
 
 
 def _request_order(entry: ConfigEntry) -> tuple[Any, ...]:
     return (entry.committed, merge_order(entry))
+
+
+def _hash_item(e: ConfigEntry) -> tuple[int, str, str, str, bool, bool]:
+    """What ``history_hash`` hashes of a version (its identity and committed flag)."""
+    return (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
 
 
 def _settled(entry: ConfigEntry, now: float) -> bool:

@@ -199,6 +199,28 @@ class ConfigEntry:
     committed: bool = False
     request_id: str = ""  # the id of the client write that made it ('' : none given)
 
+    def as_committed(self) -> ConfigEntry:
+        """This version with ``committed`` True (a majority acknowledged it): built
+        directly, every field in order (``dataclasses.replace`` looks the fields up on
+        each call: 4% of a publish's loop time, made three times per publish)."""
+        return ConfigEntry(
+            self.key,
+            self.revision,
+            self.origin,
+            self.content,
+            self.type,
+            self.md5,
+            self.modified,
+            self.modified_by,
+            self.description,
+            self.tags,
+            self.deleted,
+            self.change,
+            self.gray,
+            True,
+            self.request_id,
+        )
+
     @property
     def identity(self) -> tuple[str, str]:
         """What tells two entries of the same revision apart: (origin, md5)."""

@@ -81,6 +81,7 @@ lists of effects (below), carried out in order.  No clock, socket or file here.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections import deque
@@ -347,7 +348,15 @@ class ConfigReplicator:
         self.resend_interval = resend_interval
         self.sync_interval = sync_interval
         self.up: frozenset[str] = frozenset({node_id})
+        self._up_sorted = [node_id]  # ``up`` sorted (responsible(): once per view, not write)
+        self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
+        # (time, n, key): a heap of each pending write's next time (its resend or
+        # deadline), pushed whenever one is set; an item whose write is gone or has a
+        # newer time is dropped when it comes to the top (``next_wake``: once per loop
+        # turn, was a scan of every write in flight)
+        self._pending_times: list[tuple[float, int, tuple[ConfigKey, int, str, str]]] = []
+        self._pending_pushes = 0
         # (data id, '') -> the catch-up after a view change; (data id, request id) -> the
         # request check of a re-sent write this node holds no version of (``write``)
         self._catching_up: dict[tuple[ConfigKey, str], _CatchUp] = {}
@@ -381,15 +390,17 @@ class ConfigReplicator:
         self._seen_up |= new - {self.node_id}
         if new != self.up:
             self.up = new
+            self._up_sorted = sorted(new)
             self._view += 1
             self._fresh.clear()
 
     def responsible(self, key: ConfigKey) -> str:
-        return responsible_config_node(key, sorted(self.up))
+        return responsible_config_node(key, self._up_sorted)
 
     @property
     def peers(self) -> tuple[str, ...]:
-        return tuple(m for m in self.members if m != self.node_id)
+        """The configured members but this node (fixed at construction)."""
+        return self._peers
 
     # -- client requests -----------------------------------------------------------------
     def write(self, now: float, write: ConfigWrite, arrived: float | None = None) -> list[Effect]:
@@ -439,7 +450,7 @@ class ConfigReplicator:
                            {self.node_id}, set())  # fmt: skip
         if self.majority == 1:
             return [Persist((entry,)), *self._commit(pending)]
-        self._pending[_pending_key(entry)] = pending
+        self._track(_pending_key(entry), pending)
         # the records go out in parallel with this node's own save (Raft thesis 10.2.1): a
         # record is not an acknowledgement; this node's own vote counts only once its save
         # is durable, since everything the count leads to (the reply, the commit message)
@@ -678,6 +689,7 @@ class ConfigReplicator:
                 )
             elif now >= pending.resend_at:
                 pending.resend_at = now + self.resend_interval
+                self._track(pkey, pending)
                 answered = pending.acked | pending.refused
                 effects.extend(
                     SendRecord(p, pending.entry) for p in self.peers if p not in answered
@@ -876,13 +888,33 @@ class ConfigReplicator:
             return -math.inf
         times = [self._next_sync if self.peers else float("inf"), self._next_step,
                  self._next_push, self._next_have]  # fmt: skip
-        for p in self._pending.values():
-            times.append(min(p.deadline, p.resend_at))
+        heap, pending = self._pending_times, self._pending
+        while heap:
+            at, _, pkey = heap[0]
+            p = pending.get(pkey)
+            if p is not None and min(p.deadline, p.resend_at) == at:
+                times.append(at)  # the earliest of every write in flight
+                break
+            heapq.heappop(heap)  # answered, timed out, or set again since
         for c in self._catching_up.values():
             times.append(min(c.deadline, c.resend_at))
         return min(times)
 
     # -- internals -----------------------------------------------------------------------
+    def _track(self, pkey: tuple[ConfigKey, int, str, str], pending: _Pending) -> None:
+        """Hold ``pending`` (new, or its resend time set again) and push its next time;
+        the heap is rebuilt from the writes in flight when stale items outnumber them."""
+        self._pending[pkey] = pending
+        heap = self._pending_times
+        if len(heap) > 4 * len(self._pending) + 64:
+            heap[:] = [(min(p.deadline, p.resend_at), i, k)
+                       for i, (k, p) in enumerate(self._pending.items())]  # fmt: skip
+            heapq.heapify(heap)
+            self._pending_pushes = len(heap)
+            return  # (``pending`` is in it, with its time)
+        self._pending_pushes += 1
+        heapq.heappush(heap, (min(pending.deadline, pending.resend_at), self._pending_pushes, pkey))
+
     def _apply_local(self, now: float, write: ConfigWrite) -> ConfigEntry:
         s, a, key, cas, rid = self.store, write.args, write.key, write.if_revision, write.request_id
         by = a.get("by", "")
@@ -995,7 +1027,7 @@ class ConfigReplicator:
                            mine if ack else set(), set() if ack else mine)  # fmt: skip
         if len(pending.acked) >= self.majority:
             return self._commit(pending)
-        self._pending[_pending_key(done)] = pending
+        self._track(_pending_key(done), pending)
         return [SendRecord(p, done) for p in self.peers]
 
     def _merge(self, entries: Iterable[ConfigEntry]) -> list[Effect]:

@@ -173,17 +173,28 @@ class SqliteConfigStore:
         """``(True, entries)``: save them; ``(False, entries)``: delete them; every op in
         its order, in ONE transaction, durable when this returns (nothing of it if it
         raises)."""
+        # Consecutive saves go in one INSERT (up to _rows_per_insert rows), whatever ops
+        # they came in: a loop turn queues one op per version, and one statement per
+        # version was one sqlite3 step (and GIL handoff) per version.  Rows keep their
+        # order, so the seq order, hence what load_into rebuilds, is the same.
         steps: list[tuple[str, list[Any]]] = []  # (statement, parameters) or executemany
+        rows: list[tuple[Any, ...]] = []  # the saves since the last removal, in order
+
+        def insert() -> None:
+            for i in range(0, len(rows), self._rows_per_insert):
+                chunk = rows[i : i + self._rows_per_insert]
+                steps.append((_upsert(len(chunk)), [v for row in chunk for v in row]))
+            rows.clear()
+
         for save, entries in ops:
             if save:
-                rows = [_row(e) for e in entries]
-                for i in range(0, len(rows), self._rows_per_insert):
-                    chunk = rows[i : i + self._rows_per_insert]
-                    steps.append((_upsert(len(chunk)), [v for row in chunk for v in row]))
+                rows.extend(map(_row, entries))
             else:
                 keys = [_row(e)[:8] for e in entries]
                 if keys:
+                    insert()
                     steps.append(("", keys))
+        insert()
         if len(steps) == 1 and steps[0][0]:  # one statement: its own transaction (autocommit)
             self._conn.execute(*steps[0])  # one step, not three (BEGIN, INSERT, COMMIT)
         elif steps:
@@ -254,7 +265,7 @@ def _row(e: ConfigEntry) -> tuple[Any, ...]:
         e.modified,
         e.modified_by,
         e.description,
-        json.dumps([list(p) for p in e.tags]),
+        json.dumps([list(p) for p in e.tags]) if e.tags else "[]",  # (json.dumps([]))
         e.change.value,
         gray,
         int(e.committed),

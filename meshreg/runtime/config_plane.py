@@ -215,10 +215,13 @@ class ConfigPlane:
         notify: Notify,
         limiter: LogLimiter | None = None,
         commit_thread: bool = False,
+        watched: Callable[[ConfigKey], bool] | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
-        the simulation, the tests)."""
+        the simulation, the tests).  ``watched``: whether any listener subscription
+        gets a data id's notifications (None: always); a change nobody gets is not
+        encoded nor sent (it is still recorded as announced)."""
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
@@ -231,6 +234,7 @@ class ConfigPlane:
             loaded = self.db.load_into(self.store)
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
+        self._watched = watched
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
@@ -268,6 +272,9 @@ class ConfigPlane:
             (lambda: self.db) if self.db is not None else None, commit_thread
         )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
+        # the records and commits packed for one peer's batch, reused for the other
+        # peers' (the same items): emptied at the end of each ``_finish_turns``
+        self._packed: dict[Any, tuple[Any, bytes]] = {}
         self._disk_failed_since: float | None = None  # for the "works again" log line
         # (data id, gray served) -> (the entry, its packed get result): the current entry's
         # result is packed once, not per get (the entry object is immutable: `is` checks it)
@@ -280,6 +287,7 @@ class ConfigPlane:
             "forwards_waiting": 0,  # forwards that found no connection to the owner at first
             "subscription_syncs": 0,  # current versions sent on a new exact config subscription
             "notifications": 0,
+            "notifications_unwatched": 0,  # changes no listener subscription gets: not sent
             "listens": 0,
             "unlistens": 0,
             "reads_waited": 0,
@@ -399,6 +407,7 @@ class ConfigPlane:
             self._carry_out_turn(turn, error, now)
         for peer in list(self._outbox):
             self._send_outbox(peer)
+        self._packed.clear()  # (the entries it keeps alive: this turn's only)
 
     def _carry_out_turn(self, turn: Turn, error: BaseException | None, now: float) -> None:
         if error is None and self._disk_failed_since is not None and turn.ops:
@@ -910,16 +919,19 @@ class ConfigPlane:
             identity = _identity(shown)
             if self._announced.get(key) != identity:
                 self._announced[key] = identity
-                self.counters["notifications"] += 1
                 if self._trace.on:
                     self._trace("notify", key, shown.revision)
-                self._notify(encode_config_change(shown))
+                if self._watched is None or self._watched(key):
+                    self.counters["notifications"] += 1
+                    self._notify(encode_config_change(shown))
+                else:
+                    self.counters["notifications_unwatched"] += 1
 
     def _send_outbox(self, peer: str) -> None:
         """The records, acks and commits queued for a peer this turn: one message."""
         effects = self._outbox.pop(peer, None)
         if effects:
-            for frames in encode_batches(self.member, effects):
+            for frames in encode_batches(self.member, effects, self._packed):
                 self._send(peer, frames)
 
     def _send(self, peer: str, frames: list[bytes]) -> bool:

@@ -78,6 +78,23 @@ class SubscriptionGate:
             self.refused[topic] += 1
         return why
 
+    def watches(self, topic: bytes) -> bool:
+        """Whether an admitted subscription receives a message published under ``topic``
+        (a whole topic): one to the topic itself, to a prefix of whole names of it, or to
+        everything (``b""``), as libzmq's prefix match would find.  Errs on the side of
+        watched, as the counts do (module docstring), never the other way."""
+        admitted = self.admitted
+        if not admitted:
+            return False
+        if b"" in admitted:
+            return True
+        end = topic.find(SEP, 1)
+        while end >= 0:
+            if topic[: end + 1] in admitted:
+                return True
+            end = topic.find(SEP, end + 1)
+        return False
+
     def unsubscribe(self, topic: bytes) -> bool:
         """True if this ends an admitted subscription (the core should count it)."""
         if self.refused[topic] > 0:

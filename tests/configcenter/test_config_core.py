@@ -344,12 +344,31 @@ def _expected_after_prune(
     return kept
 
 
+def _reference_history_hash(s: ConfigStore, key: ConfigKey) -> int:
+    """The history hash as first written: xxh64 of repr of the kept versions' sorted
+    items, computed afresh (the store builds the same text from parts it keeps)."""
+    import xxhash
+
+    items = sorted(
+        (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
+        for e in s.kept_versions(key)
+    )
+    return int(xxhash.xxh64_intdigest(repr(items).encode())) or 1
+
+
 def _check_history_hashes(s: ConfigStore) -> None:
-    """The cached history hashes are the ones computed afresh."""
+    """The cached history hashes, and those made from the parts kept, are the ones
+    computed afresh by the reference; the parts' count is their bound's."""
+    from meshreg.configcenter import core
+
     keys = list(s.keys())
     cached = [s.history_hash(k) for k in keys]
+    assert cached == [_reference_history_hash(s, k) for k in keys]
     s._hashes.clear()
     assert cached == [s.history_hash(k) for k in keys]
+    assert s.hash_parts == sum(map(len, s._hash_parts.values())) <= core.HASH_PARTS_MAX
+    nowhere = ConfigKey("public", "g", "not-held")  # a data id not held: the empty list's
+    assert s.history_hash(nowhere) == _reference_history_hash(s, nowhere)
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -381,6 +400,7 @@ def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
             s.apply(e)
             if rng.random() < 0.2:
                 s.history_hash(key)  # cached, then changed: never served stale
+                assert s.history_hash(key) == _reference_history_hash(s, key)
             if rng.random() < 0.2:  # a commit flag raised on a version held
                 s.history_hash(key)
                 s.commit(key, e.revision, e.origin, e.md5)
@@ -408,6 +428,16 @@ def test_prune_in_steps_keeps_exactly_what_retention_says(seed: int) -> None:
         while s.prune(later) or s._prune_after is not None:
             pass
         _check_history_hashes(s)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_history_hashes_with_few_parts_kept(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random histories above with room for 12 revisions' parts only: data ids past
+    the bound hash without parts, those within re-use theirs, all equal the reference."""
+    from meshreg.configcenter import core
+
+    monkeypatch.setattr(core, "HASH_PARTS_MAX", 12)
+    test_prune_in_steps_keeps_exactly_what_retention_says(seed)
 
 
 # -- the merge rule --------------------------------------------------------------------------
@@ -489,3 +519,36 @@ def test_digests_name_revision_and_md5() -> None:
     assert (d.key, d.revision, d.md5, d.origin, d.committed) == (K, 1, content_md5("x"), "n1",
                                                                   False)  # fmt: skip
     assert re.fullmatch("[0-9a-f]{32}", d.md5)
+
+
+def test_as_committed_is_replace_with_every_field_kept() -> None:
+    """``ConfigEntry.as_committed`` builds the entry field by field (faster than
+    ``dataclasses.replace``): every field must be carried over, so an entry whose every
+    field differs from its default compares equal to ``replace(e, committed=True)``; a
+    field added to ConfigEntry and forgotten there makes this fail."""
+    import dataclasses
+
+    from meshreg.configcenter.model import Change, GrayRelease, GrayRule
+
+    e = ConfigEntry(
+        key=ConfigKey("ns", "g", "d"),
+        revision=7,
+        origin="127.0.0.1:9",
+        content="abc",
+        type="json",
+        md5=content_md5("abc"),
+        modified=12.5,
+        modified_by="alice",
+        description="desc",
+        tags=(("k", "v"),),
+        deleted=True,
+        change=Change.ROLLBACK,
+        gray=GrayRelease("g", "text", content_md5("g"), GrayRule((("a", "b"),), frozenset())),
+        committed=False,
+        request_id="r" * 16,
+    )
+    names = {f.name for f in dataclasses.fields(ConfigEntry)}
+    defaults = {f.name: f.default for f in dataclasses.fields(ConfigEntry)}
+    assert all(getattr(e, n) != defaults[n] for n in names if n != "committed")
+    assert e.as_committed() == dataclasses.replace(e, committed=True)
+    assert e.as_committed().committed is True

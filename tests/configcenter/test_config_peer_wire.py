@@ -461,3 +461,124 @@ def test_nesting_at_any_depth(depth: int) -> None:
     check(b"\x91" * depth + b"\xc0")
     check(b"\x82\xa2op\xadconfig_record\xa5entry" + b"\x91" * depth + b"\xc0")
     check(b"\x82\xa2op\xacconfig_batch\xa5items" + b"\x91" * depth + b"\xc0")
+
+
+# -- parse_entry against the plain reading it replaced ---------------------------------------
+def _reference_parse_entry(raw: Any, cap: int, key: ConfigKey | None = None) -> ConfigEntry:
+    """``parse_entry`` as it was before its fast path (every field through its checker,
+    in this order): the differential test below holds the two to the same answer."""
+    from meshreg.configcenter.model import (
+        Change,
+        GrayRelease,
+        check_description,
+        check_gray_rule,
+        check_modified_by,
+        check_tags,
+        check_type,
+    )
+    from meshreg.wire.config_peer import _bad, _bool, _md5, _node, _revision, parse_key
+
+    if not isinstance(raw, dict):
+        raise _bad("an entry must be a map")
+    entry_key = parse_key(raw.get("key"))
+    if key is not None and entry_key != key:
+        raise _bad(f"an entry of {entry_key} where {key} was expected")
+    content = check_content(raw.get("content"), cap)
+    md5 = _md5(raw.get("md5"), "md5")
+    if md5 != content_md5(content):
+        raise _bad(f"{entry_key}: field 'md5' is not the md5 of the content")
+    modified: Any = raw.get("modified")
+    if type(modified) not in (int, float) or not math.isfinite(modified) or modified < 0:
+        raise _bad("field 'modified' must be a finite number of seconds >= 0")
+    try:
+        change_value = Change(raw.get("change"))
+    except ValueError:
+        raise _bad(f"field 'change' must be one of {', '.join(c.value for c in Change)}") from None
+    gray_raw = raw.get("gray")
+    gray = None
+    if gray_raw is not None:
+        if not isinstance(gray_raw, dict):
+            raise _bad("field 'gray' must be a map or nil")
+        gray_content = check_content(gray_raw.get("content"), cap, "gray content")
+        gray_md5 = _md5(gray_raw.get("md5"), "gray md5")
+        if gray_md5 != content_md5(gray_content):
+            raise _bad(f"{entry_key}: field 'gray md5' is not the md5 of the gray content")
+        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"))
+        gray = GrayRelease(gray_content, check_type(gray_raw.get("type")), gray_md5, rule)
+    return ConfigEntry(
+        key=entry_key,
+        revision=_revision(raw.get("revision"), "revision"),
+        origin=_node(raw.get("origin"), "origin"),
+        content=content,
+        type=check_type(raw.get("type")),
+        md5=md5,
+        modified=float(modified),
+        modified_by=check_modified_by(raw.get("modified_by")),
+        description=check_description(raw.get("description")),
+        tags=check_tags(raw.get("tags")),
+        deleted=_bool(raw.get("deleted"), "deleted"),
+        change=change_value,
+        gray=gray,
+        committed=_bool(raw.get("committed"), "committed"),
+        request_id=check_request_id(raw.get("request_id")),
+    )
+
+
+def _outcome(parse: Any, raw: Any) -> Any:
+    from meshreg.configcenter.model import ConfigRejected
+
+    try:
+        return parse(raw, 4096)
+    except (RemoteProtocolError, ConfigRejected) as exc:
+        return (type(exc).__name__, exc.code, exc.message)
+
+
+ENTRY_FIELDS = sorted(entry_to_wire(ENTRIES[1]))
+ODD_VALUES = [None, 0, 1, -1, 2**63, 1.5, float("nan"), -0.5, "", "x" * 300, "a\x00", "text",
+              "publish", "gray", b"\xff", b"x", [], {}, {"a b": "x"}, {"k": "v"}, {"k": 1},
+              True, False, "0" * 32, "r" * 16, ["public", "G", "a"], ME]  # fmt: skip
+
+
+@FUZZ
+@given(
+    base=st.sampled_from([entry_to_wire(e) for e in ENTRIES]),
+    changes=st.lists(
+        st.tuples(
+            st.sampled_from(ENTRY_FIELDS),
+            st.one_of(st.sampled_from(ODD_VALUES), values, st.just("<delete>")),
+        ),
+        max_size=4,
+    ),
+)
+def test_parse_entry_answers_as_the_plain_reading(base: Any, changes: Any) -> None:
+    """Whatever the entry (valid ones, and any of their fields replaced by any value or
+    removed, several at once): ``parse_entry`` accepts exactly what the plain reading
+    accepted, with the same version, and refuses the rest with the same error."""
+    raw = msgpack.unpackb(msgpack.packb(base))
+    for name, value in changes:
+        if value == "<delete>":
+            raw.pop(name, None)
+        else:
+            raw[name] = value
+    from meshreg.wire.config_peer import parse_entry
+
+    assert _outcome(parse_entry, raw) == _outcome(_reference_parse_entry, raw)
+
+
+def test_batches_for_several_peers_reuse_the_packed_items_byte_for_byte() -> None:
+    """A turn's records and commits go to every peer: packed for the first peer's batch,
+    reused for the next (``packed``), the messages are the very bytes packed afresh -
+    batches and single messages, an entry equal to another but not the same object
+    packed on its own - and an ack, per peer, is never reused."""
+    twin = ConfigEntry(**{f: getattr(ENTRIES[1], f) for f in ENTRIES[1].__slots__})
+    for_peer = {
+        "p1": [*EFFECTS[:4], SendRecord("p1", ENTRIES[0])],
+        "p2": [SendRecord("p2", ENTRIES[1]), EFFECTS[3], SendAck("p2", KEY, 2, ME, "0" * 32,
+               True, None), SendRecord("p2", twin)],  # fmt: skip
+        "p3": [SendCommit("p3", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5),
+               SendCommit("p3", KEY, 3, ENTRIES[2].origin, ENTRIES[2].md5)],  # fmt: skip
+    }
+    packed: dict[Any, Any] = {}
+    for peer, effects in for_peer.items():
+        assert encode_batches(ME, effects, packed) == encode_batches(ME, effects), peer
+    assert len(packed) == 5  # the records of ENTRIES[0], [1] and twin, and two commits

@@ -599,3 +599,39 @@ def test_the_owner_sends_its_records_before_it_saves_and_answers_after_its_save(
     kinds = [type(e).__name__ for e in after_ack]
     assert kinds[:2] == ["Persist", "ReplyEntry"] and after_ack[0].mark  # type: ignore[union-attr]
     assert kinds[2:] == ["SendCommit", "SendCommit"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_next_wake_is_the_earliest_time_of_every_write_in_flight(seed: int) -> None:
+    """``next_wake`` keeps the writes' times in a heap (it was a scan of every write in
+    flight, once per loop turn): after any mix of writes, acks (commits and refusals),
+    resends and timeouts it equals that scan, and the heap stays bounded."""
+    rng = random.Random(seed)
+    ids = ["n0", "n1", "n2"]
+    keys = [k for k in (ConfigKey("public", "DEFAULT_GROUP", f"w{i}") for i in range(400))
+            if responsible_config_node(k, ids) == "n0"]  # fmt: skip
+    rep = ConfigReplicator("n0", ids, ConfigStore("n0"), 0.0)
+    rep.set_members_up(ids)
+
+    def scan() -> float:
+        times = [rep._next_sync, rep._next_step, rep._next_push, rep._next_have]
+        times += [min(p.deadline, p.resend_at) for p in rep._pending.values()]
+        times += [min(c.deadline, c.resend_at) for c in rep._catching_up.values()]
+        return min(times)
+
+    now, most = 1.0, 0
+    for step in range(600):
+        now += rng.choice([0.001, 0.01, 0.1, 0.3])
+        action = rng.random()
+        if action < 0.5:
+            key = rng.choice(keys)
+            rep._fresh[key] = rep._view  # caught up: the write goes out at once
+            rep.write(now, ConfigWrite(("c", step), "publish", key, {"content": str(step)}))
+        elif action < 0.85 and rep._pending:
+            k, rev, origin, md5 = rng.choice(list(rep._pending))
+            rep.on_ack(now, rng.choice(["n1", "n2"]), k, rev, origin, md5, rng.random() < 0.7)
+        else:
+            rep.tick(now)
+        assert rep.next_wake() == scan()
+        most = max(most, len(rep._pending))
+        assert len(rep._pending_times) <= 4 * most + 65

@@ -93,6 +93,35 @@ def test_one_write_of_many_versions_saves_and_removes_in_order(tmp_path: Path) -
     assert [again.current(k) for k in keys[6:]] == entries[6:]
 
 
+def test_consecutive_save_ops_share_one_insert_in_their_order(tmp_path: Path) -> None:
+    """A loop turn queues one save op per version (``Persist`` of one entry): ``write``
+    puts consecutive saves in one INSERT (a statement per version cost a sqlite3 step,
+    and a GIL handoff, each), a removal between them splits them, and the rows keep
+    their order: a version saved, then marked committed in a later op, is committed."""
+    path = tmp_path / "s.db"
+    core = ConfigStore("n1")
+    keys = [ConfigKey("public", "DEFAULT_GROUP", f"d{i}") for i in range(4)]
+    entries = [core.publish(k, f"v{i}", now=1.0 + i) for i, k in enumerate(keys)]
+    marked = core.commit(keys[0], 1, "n1", entries[0].md5)
+    assert marked is not None
+    with SqliteConfigStore(path) as db:
+        statements: list[str] = []
+        db._conn.set_trace_callback(statements.append)
+        db.write([(True, [e]) for e in entries] + [(True, [marked])])
+        inserts = [s for s in statements if s.startswith("INSERT")]
+        assert len(inserts) == 1 and not any(s.startswith("BEGIN") for s in statements)
+        statements.clear()
+        later = core.publish(keys[1], "w", now=9.0)
+        db.write([(True, [later]), (False, [entries[3]]), (True, [entries[3]])])
+        assert [s.split()[0] for s in statements if s.split()[0] in ("INSERT", "DELETE")] == [
+            "INSERT", "DELETE", "INSERT"]  # fmt: skip
+        db._conn.set_trace_callback(None)
+    again = reopen(path)
+    assert again.current(keys[0]) == marked
+    assert again.current(keys[1]) == later
+    assert again.current(keys[3]) == entries[3]  # removed, then saved again: there
+
+
 def test_arrival_order_decides_the_acked_version_after_restart(tmp_path: Path) -> None:
     from test_config_core import version
 

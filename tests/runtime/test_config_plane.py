@@ -998,3 +998,24 @@ def test_the_config_plane_leaves_no_cyclic_garbage() -> None:
     finally:
         gc.enable()
     assert found == 0, f"{found} objects in reference cycles"
+
+
+def test_a_change_no_subscription_watches_is_not_encoded_yet_counts_as_announced() -> None:
+    """``watched`` (the node's XPUB gate): a change of a data id no listener subscribed
+    to is neither encoded nor sent, but is recorded as announced (a listener that
+    subscribes later gets the current version from ``subscribed``); once watched, the
+    next change is sent."""
+    net = Net(1)
+    plane = net.planes[ADDRESSES[0]]
+    watching: set[str] = set()
+    plane._watched = lambda key: key.data_id in watching
+    net.call(ADDRESSES[0], "config_publish", data_id="a", content="x")
+    assert ADDRESSES[0] not in net.notes
+    stats = plane.stats()
+    assert stats["notifications"] == 0 and stats["notifications_unwatched"] == 1
+    watching.add("a")
+    net.call(ADDRESSES[0], "config_publish", data_id="a", content="y")
+    net.call(ADDRESSES[0], "config_publish", data_id="b", content="z")
+    assert [(n["data_id"], n["revision"]) for n in net.notes[ADDRESSES[0]]] == [("a", 2)]
+    stats = plane.stats()
+    assert stats["notifications"] == 1 and stats["notifications_unwatched"] == 2

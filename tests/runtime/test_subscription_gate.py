@@ -53,3 +53,30 @@ def test_cap_and_invalid_topics() -> None:
     assert gate.unsubscribe(b"a\x00") is True
     assert gate.subscribe(b"c\x00", True) is None
     assert gate.total == 2
+
+
+def test_watches_finds_every_subscription_libzmq_would_deliver_a_config_change_to() -> None:
+    """A config change's topic is watched by an admitted subscription to it, to its group
+    or namespace prefix, or to everything; not by another data id's, another group's, a
+    service's, or a refused or ended one (the plane then encodes no notification)."""
+    from meshreg.configcenter.model import ConfigKey
+    from meshreg.wire.config_replies import config_namespace_topic, config_topic
+
+    key = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+    topic = config_topic(key)
+    for sub in (topic, config_namespace_topic("public", "DEFAULT_GROUP"),
+                config_namespace_topic("public"), b""):  # fmt: skip
+        gate = SubscriptionGate()
+        assert not gate.watches(topic)
+        assert gate.subscribe(sub, True) is None
+        assert gate.watches(topic), sub
+        assert topic.startswith(sub)  # what libzmq's prefix match delivers
+        gate.unsubscribe(sub)
+        assert not gate.watches(topic), sub
+    gate = SubscriptionGate()
+    for sub in (config_topic(ConfigKey("public", "DEFAULT_GROUP", "app")),
+                config_namespace_topic("public", "OTHER"), config_namespace_topic("pub"),
+                b"public\x00", SERVICE):  # fmt: skip
+        assert gate.subscribe(sub, True) is None
+    assert gate.subscribe(topic, False) == "denied"  # refused: libzmq never holds it
+    assert not gate.watches(topic)
