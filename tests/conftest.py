@@ -142,10 +142,12 @@ def one_at_a_time(nodeid: str) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The group first: it is one unit of ~300 s, mostly waiting, on one worker; started
-    first, the other worker spends that time on the rest and the two end together (sorted
-    last, one worker idled while the other finished the group)."""
-    items.sort(key=lambda item: not one_at_a_time(item.nodeid))
+    """Under xdist the group first: it is one unit of ~300 s, mostly waiting, on one
+    worker; started first, the other worker spends that time on the rest and the two end
+    together (sorted last, one worker idled while the other finished the group).  In one
+    process (``-n 0``) the group last, so a run shows the fast tests' progress at once."""
+    first = hasattr(config, "workerinput")  # this process is an xdist worker
+    items.sort(key=lambda item: one_at_a_time(item.nodeid) != first)
 
 
 @pytest.hookimpl(optionalhook=True)
