@@ -14,6 +14,7 @@ from meshreg.configcenter.model import ConfigKey, ConfigLimits
 from meshreg.configcenter.replication import (
     DIGEST_STEP,
     DIGEST_STEP_GAP,
+    HAVE_STEP_KEYS,
     HAVE_STEP_REVISIONS,
     PUSH_STEP_BYTES,
     PUSH_STEP_VERSIONS,
@@ -324,6 +325,34 @@ def test_long_differing_histories_are_listed_in_bounded_steps_then_repaired() ->
 
 
 PER_STEP = HAVE_STEP_REVISIONS // 100 + (HAVE_STEP_REVISIONS % 100 > 0)  # data ids of 100
+
+
+def test_short_histories_are_listed_at_most_have_step_keys_data_ids_a_step() -> None:
+    """A node catching up holds one revision of each data id (b: revision 2 of 200; a:
+    revisions 1 and 2): b's lists name at most ``HAVE_STEP_KEYS`` data ids a step, since a
+    works out its own hashes of every data id listed (2,048 such data ids in one step,
+    a holding 100 revisions each, made one call of 365-418 ms); a still gets the lists'
+    answers and b every revision it lacks."""
+    a, b = pair()
+    keys = [ConfigKey("public", "G", f"s{i:03d}") for i in range(200)]
+    for r in range(2):
+        for key in keys:
+            entry = a.store.publish(key, f"{key.data_id} {r}", now=float(r))
+            if entry.revision == 2:
+                b.store.apply(entry)
+    now = 1.0
+    out = b.on_digests("n0", a.store.digests(), False, None, None, now)
+    lists = [e for e in out if isinstance(e, SendHave)]
+    while b.next_wake() <= now + 1.0:
+        now = b.next_wake()
+        lists += [e for e in b.tick(now) if isinstance(e, SendHave)]
+    assert [len(e.items) for e in lists] == [64, 64, 64, 8] and HAVE_STEP_KEYS == 64
+    assert [k for e in lists for k, _ in e.items] == keys
+    for e in lists:  # a answers each: it pushes revision 1 of the data ids listed
+        exchange(a, b, list(a.on_have("n1", e.items, False, now, e.keep)), now)
+    for key in keys:
+        assert b.store.get(key, revision=1).content == f"{key.data_id} 0"
+        assert b.store.history_hash(key) == a.store.history_hash(key)
 
 
 def test_a_data_id_asked_again_while_listed_is_queued_once_and_a_peer_down_drops_it() -> None:
