@@ -37,7 +37,15 @@ catch-up covers them).
 * **Memory**: per peer a cursor and the data ids it is ahead on (at most its table,
   itself bounded by ``max_configs``); nothing on the answering side.
 
-Inputs: ``tick(now)``, ``on_page``, ``on_stored``.  Outputs: the asks to send, as
+* **Again after an absence.**  A running node that was stopped longer than the peer
+  timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged
+  meanwhile: ``rearm`` makes it not ready again and it catches up the same way, except
+  that only pages answering its new asks count (each ask carries the rearm's number, the
+  page echoes it): a page or a round's step sent before, still queued, may predate what
+  the others acknowledged meanwhile.  (A peer that does not echo the number, from before
+  this rule, cannot make a rearmed node ready: reads go to the other nodes meanwhile.)
+
+Inputs: ``tick(now)``, ``on_page``, ``on_stored``, ``rearm``.  Outputs: the asks to send, as
 (peer, cursor) pairs.  No clock, socket or file here.
 """
 
@@ -52,6 +60,7 @@ from meshreg.configcenter.model import ConfigDigest, ConfigKey, merge_order
 
 SYNC_ASK_INTERVAL = 0.5  # s; a peer's next page not there this long after the ask: asked
 # again (a LAN round trip and two loop turns take a few ms; a loaded node tens of ms)
+MAX_GENERATION = 2**31 - 1  # the wire's bound of an ask number (it wraps to 1)
 SYNC_STALL = 2.0  # s; a peer whose pages are all in but that this node is still behind on,
 # with no data id caught up on for this long (its pushes were lost): its pages asked again
 # (its answers ask it to push again), before the next anti-entropy round (5 s) would
@@ -78,8 +87,24 @@ class ReadyGate:
         self._need: dict[str, dict[ConfigKey, Order]] = {p: {} for p in self._peers}
         self.synced: set[str] = set()  # peers caught up with
         self.ready = not self._peers
+        self.generation = 0  # rearms so far: the asks' number, echoed in their pages
         self.counters = {"sync_pages_in": 0, "sync_pages_ignored": 0, "sync_asks": 0,
-                         "sync_restarts": 0}  # fmt: skip
+                         "sync_restarts": 0, "sync_rearms": 0,
+                         "sync_pages_stale": 0}  # fmt: skip
+
+    def rearm(self) -> bool:
+        """Not ready again, caught up with nobody: the node may have missed acknowledged
+        versions (stopped longer than the peer timeout, or cut off from a majority), so it
+        catches up as at a start.  False (nothing changed) without peers."""
+        if not self._peers:
+            return False
+        self._peers = {p: _Peer() for p in self._peers}
+        self._need = {p: {} for p in self._peers}
+        self.synced = set()
+        self.ready = False
+        self.generation = self.generation % MAX_GENERATION + 1
+        self.counters["sync_rearms"] += 1
+        return True
 
     def tick(self, now: float) -> list[Ask]:
         """The asks due: a peer's next page not there ``SYNC_ASK_INTERVAL`` after the
@@ -115,12 +140,19 @@ class ReadyGate:
         digests: Iterable[ConfigDigest],
         after: ConfigKey | None,
         upto: ConfigKey | None,
+        ask: int = 0,
     ) -> list[Ask]:
         """A peer's digests of every data id it holds in (``after``, ``upto``] (None: open):
         noted if the range starts at or below the peer's cursor; answered with the ask
-        for the next page (none after the last, or for a page that moved nothing)."""
+        for the next page (none after the last, or for a page that moved nothing).  After
+        a ``rearm``, only a page answering this catch-up's asks (``ask`` equal to the
+        generation) counts: a page or a round's step sent before (queued while this node
+        was stopped) may be older than what was acknowledged meanwhile."""
         state = self._peers.get(sender)
         if self.ready or state is None or state.complete:
+            return []
+        if self.generation and ask != self.generation:
+            self.counters["sync_pages_stale"] += 1
             return []
         cursor = state.cursor
         starts = after is None or (cursor is not None and after <= cursor)

@@ -202,6 +202,7 @@ class SendDigests:
     reply: bool  # True: an answer to the peer's digests (do not answer again)
     after: ConfigKey | None = None
     upto: ConfigKey | None = None
+    ask: int = 0  # a page answering a ``config_sync`` that carried this ask number
 
 
 RevisionHash = tuple[int, int]  # a revision kept, and the hash of its versions held
@@ -399,6 +400,12 @@ class ConfigReplicator:
             self._up_sorted = sorted(new)
             self._view += 1
             self._fresh.clear()
+
+    def forget_caught_up(self) -> None:
+        """This node was away (stopped past the peer timeout): every data id's next write
+        here first fetches a majority's versions, as after a change of the members up."""
+        self._view += 1
+        self._fresh.clear()
 
     def responsible(self, key: ConfigKey) -> str:
         return responsible_config_node(key, self._up_sorted)
@@ -872,13 +879,15 @@ class ConfigReplicator:
         self._next_step = now + DIGEST_STEP_GAP if self._rounds else math.inf
         return effects
 
-    def on_sync(self, sender: str, after: ConfigKey | None) -> list[Effect]:
+    def on_sync(self, sender: str, after: ConfigKey | None, ask: int = 0) -> list[Effect]:
         """A starting node's ask for a page of digests (its ready gate, ready.py): those
         of the next ``sync_page`` data ids after ``after`` (None: from the first), with the
         range they cover; the asker asks for the next page when it has this one, so this
-        node keeps nothing per asker and spends one page's work per ask."""
+        node keeps nothing per asker and spends one page's work per ask.  ``ask``: the
+        asker's number for this catch-up, echoed (a page built before it is told apart)."""
         self.counters["sync_pages_out"] += 1
-        return [self._page(sender, after, self.sync_page)]
+        page = self._page(sender, after, self.sync_page)
+        return [replace(page, ask=ask) if ask else page]
 
     def _page(self, peer: str, after: ConfigKey | None, size: int) -> SendDigests:
         """The digests of the ``size`` data ids after ``after`` in key order, covering

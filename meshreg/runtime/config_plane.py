@@ -241,6 +241,11 @@ class ConfigPlane:
         }
         self.gate = ReadyGate(self.peers, self.replicator.majority, self.store)
         self.ready = self.gate.ready
+        self.armed_at = now  # when the gate last started catching up (a start, an absence)
+        self._not_ready_why = "after a start"
+        # a stall this long: a peer may have gone a peer timeout without a beacon from here
+        self.absent_after = config.cluster.peer_timeout - config.cluster.beacon_interval
+        self._majority_up = not self.peers  # does this node see a majority (itself included)
         self.forced_ready = bool(self.peers) and config.config_force_ready
         if self.forced_ready:  # the operator's override (docs/CONFIG.md "The ready gate")
             self.ready = True
@@ -337,10 +342,46 @@ class ConfigPlane:
             self.db = None
 
     # -- the member view and time -------------------------------------------------------
-    def set_members_up(self, up: set[str] | frozenset[str]) -> None:
+    def set_members_up(self, up: set[str] | frozenset[str], now: float | None = None) -> None:
+        """The peers this node sees up.  Seeing a majority again after it saw none: what
+        the majority acknowledged meanwhile is missing here, so config reads wait for a
+        fresh catch-up (``rearm``); while cut off, reads are served from what it holds."""
         self.replicator.set_members_up(up | {self.member})
         if self.replicator.next_wake() < self._wake:  # a peer came back: digests now
             self._wake = -math.inf
+        majority_up = len(self.replicator.up) >= self.replicator.majority
+        if majority_up and not self._majority_up:
+            self.rearm(self._now if now is None else now, "after it was cut off from a majority")
+        self._majority_up = majority_up
+
+    def stalled(self, now: float, late: float) -> None:
+        """The loop found it was stopped ``late`` s (SIGSTOP, a VM freeze, starvation).
+        Long enough that a peer may have taken this node for down (``absent_after``: the
+        peer timeout less a beacon interval), the others may have written without it:
+        each data id's next write here fetches a majority's versions first (a write
+        queued meanwhile is judged, CAS included, against them, not against this node's
+        stale view), and config reads wait for a fresh catch-up (``rearm``)."""
+        if late >= self.absent_after:
+            self.replicator.forget_caught_up()
+            self.rearm(now, f"after this node was stopped for {late:.1f} s")
+
+    def rearm(self, now: float, why: str) -> None:
+        """Not ready again: config reads are refused (UNAVAILABLE, the client asks another
+        node) until this node caught up with a majority, as at a start; writes, listeners
+        and replication go on.  A node without peers, not ready yet, or forced ready by
+        the operator is left as it is."""
+        if not self.ready or self.forced_ready or not self.gate.rearm():
+            return
+        self.ready = False
+        self.armed_at = now
+        self._not_ready_why = why
+        self._wake = -math.inf  # the gate's asks go at the next tick
+        log.warning(
+            "configs: %s, acknowledged writes may be missing here: config reads refused "
+            "(UNAVAILABLE) until caught up with a majority of the %d configured members",
+            why,
+            len(self.replicator.members),
+        )
 
     def tick(self, now: float) -> float:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
@@ -621,8 +662,8 @@ class ConfigPlane:
             raise RequestRejected(
                 ErrorCode.UNAVAILABLE,
                 f"{req.op}: this node is catching up on configs from a majority of its "
-                f"{len(self.replicator.members)} configured members after a start; retry "
-                "shortly or on another node",
+                f"{len(self.replicator.members)} configured members {self._not_ready_why}; "
+                "retry shortly or on another node",
                 req.req_id,
                 req.op,
             )
@@ -749,7 +790,7 @@ class ConfigPlane:
         effects: list[Effect] = []
         match msg:
             case ConfigSync() if msg.paged:
-                effects = rep.on_sync(sender, msg.after)
+                effects = rep.on_sync(sender, msg.after, msg.ask)
             case ConfigSync():  # a node before pages: every digest in one message
                 effects = [SendDigests(sender, tuple(self.store.digests()), False)]
             case ConfigRecord():
@@ -773,7 +814,7 @@ class ConfigPlane:
             case ConfigDigests():
                 if not self.ready and not msg.reply:  # a page (or a round's step)
                     self._ask_digests(self.gate.on_page(now, sender, msg.digests, msg.after,
-                                                        msg.upto))  # fmt: skip
+                                                        msg.upto, msg.ask))  # fmt: skip
                     self._gate_check()
                 effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto,
                                          now)  # fmt: skip
@@ -814,9 +855,10 @@ class ConfigPlane:
     # -- the ready gate -----------------------------------------------------------------
     def _ask_digests(self, asks: list[tuple[str, ConfigKey | None]]) -> None:
         """Send the gate's asks: a page of a peer's digests after a cursor."""
+        ask = {"ask": self.gate.generation} if self.gate.generation else {}  # after a rearm
         for peer, after in asks:
             cursor = None if after is None else key_to_wire(after)
-            self._send(peer, encode_config_peer("config_sync", self.member, after=cursor))
+            self._send(peer, encode_config_peer("config_sync", self.member, after=cursor, **ask))
 
     def _gate_check(self) -> None:
         if self.ready or not self.gate.ready:

@@ -974,14 +974,14 @@ class NodeRuntime:
         if self._xpub is not None:
             self._notify(self._xpub, frames)
 
-    def _config_members(self) -> None:
+    def _config_members(self, now: float) -> None:
         up = {p.address for p in self.core.membership.up_peers()}
         peers = self._peers
         if peers is not None:
             for address in sorted(up):  # a set: sorted, so a seeded simulation replays
                 if address in self.peer_addresses:
                     peers.dealer(address)  # made once; config messages are one-way
-        self.configs.set_members_up(frozenset(up))
+        self.configs.set_members_up(frozenset(up), now + self._wall_offset)
 
     def _reply_frames(
         self, req: Any, answer: Answer, now: float, principal: Principal, peer: bool
@@ -1332,7 +1332,7 @@ class NodeRuntime:
                     if peers is None or not peers.call(effect, now):
                         self.core.peer_failed(effect.tag, now)
                 case MemberChanged():
-                    self._config_members()
+                    self._config_members(now)
                     if effect.state is MemberState.UP:
                         how = "restarted" if effect.restarted else "up"
                         log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
@@ -1381,6 +1381,7 @@ class NodeRuntime:
                         more,
                     )
                 case StallDetected():
+                    self.configs.stalled(now + self._wall_offset, effect.late)
                     log.warning(
                         "this node was stalled for %.1fs (stopped, frozen or starved): judging "
                         "nobody's health for %gs and resyncing with its peers first",

@@ -13,14 +13,16 @@ members.
 op                     fields (besides v, op, from)
 =====================  ===================================================================
 config_sync            after (key or nil): "your digests after this data id, one page"
-                       (a starting node's catch-up; absent: every digest, one message)
+                       (a starting node's catch-up; absent: every digest, one message),
+                       ask (optional, 1..2**31-1): echoed in the page
 config_record          entry: a new version to persist and acknowledge
 config_ack             key, revision, origin, md5, ok, current (entry or nil)
 config_commit          key, revision, origin, md5: a majority acknowledged it
 config_fetch           key: the versions of your highest revision, please
 config_key_versions    key, entries: the answer to config_fetch
 config_digests         digests, reply, after + upto (keys or nil, optional): anti-entropy
-                       (ConfigReplicator.on_digests) of the data ids in (after, upto]
+                       (ConfigReplicator.on_digests) of the data ids in (after, upto];
+                       ask (optional): the config_sync's this page answers
 config_versions        entries: versions where the sender is ahead
 config_forward         tag, request (the client's request map), by: a write for the
                        responsible node
@@ -147,6 +149,7 @@ class ConfigSync:
     sender: str
     after: ConfigKey | None = None
     paged: bool = True
+    ask: int = 0  # the asker's catch-up number (0: none), echoed in the page
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,7 @@ class ConfigDigests:
     reply: bool
     after: ConfigKey | None = None  # the key range covered: (after, upto]; None: open
     upto: ConfigKey | None = None
+    ask: int = 0  # the config_sync this page answers (0: none, or a round's step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +442,7 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                     digests=[digest_to_wire(d) for d in effect.digests],
                     reply=effect.reply,
                     **ranged,
+                    **({"ask": effect.ask} if effect.ask else {}),
                 )
             ]
         case SendHave():
@@ -542,7 +547,8 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
         if "after" not in msg:
             return ConfigSync(sender, None, paged=False)
         after = msg["after"]
-        return ConfigSync(sender, None if after is None else parse_key(after))
+        return ConfigSync(sender, None if after is None else parse_key(after),
+                          ask=_ask(msg.get("ask")))  # fmt: skip
     if op == "config_record":
         return ConfigRecord(sender, parse_entry(msg.get("entry"), cap))
     if op in ("config_ack", "config_commit"):
@@ -586,7 +592,8 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
                 if (after is not None and d.key <= after) or (upto is not None and d.key > upto):
                     raise _bad(f"config_digests: the digest of {d.key} is outside the range "
                                "(after, upto] it claims to cover")  # fmt: skip
-        return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto)
+        return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto,
+                             _ask(msg.get("ask")))  # fmt: skip
     if op == "config_have":
         keep = msg.get("keep")
         return ConfigHave(
@@ -806,6 +813,13 @@ def _md5(value: Any, name: str) -> str:
     if type(value) is not str or _MD5_RE.match(value) is None:
         raise _bad(f"field '{name}' must be 32 lowercase hex digits")
     return value
+
+
+MAX_ASK = 2**31 - 1  # a node's catch-up number (config_sync's ask)
+
+
+def _ask(value: Any) -> int:
+    return 0 if value is None else _int(value, "ask", 1, MAX_ASK)
 
 
 def _revision(value: Any, name: str) -> int:

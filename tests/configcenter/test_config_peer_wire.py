@@ -154,6 +154,23 @@ def test_a_page_of_digests_must_hold_only_its_range(
     assert words in info.value.message
 
 
+def test_a_catch_up_number_goes_with_the_ask_and_comes_back_with_the_page() -> None:
+    """After a rearm (ready.py) the asks carry a number and the pages echo it; absent, 0."""
+    sync = decoded(encode_config_peer("config_sync", ME, after=None, ask=7))
+    assert sync == ConfigSync(ME, None, paged=True, ask=7)
+    (frames,) = encode_replication_effect(ME, SendDigests("p", (DIGEST,), False, None, KEY, 7))
+    page = decoded(frames)
+    assert isinstance(page, ConfigDigests) and page.ask == 7 and page.upto == KEY
+    (frames,) = encode_replication_effect(ME, SendDigests("p", (DIGEST,), False, None, KEY))
+    assert b"ask" not in frames[1]  # none: not sent (a page as before)
+    for bad in (0, -1, 2**31, "7", 1.5, True):
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_config_peer(encode_config_peer("config_sync", ME, after=None, ask=bad)[1])
+        assert "field 'ask' must be an integer in 1..2147483647" in info.value.message
+        with pytest.raises(RemoteProtocolError):
+            decode_config_peer(_digests_body([], after=None, upto=None, ask=bad))
+
+
 def test_a_page_of_digests_within_its_range_is_accepted() -> None:
     inside = [ConfigDigest(ConfigKey("public", "G", k), 1, "0" * 32, ME, True, 1)
               for k in ("b", "c", "m")]  # fmt: skip

@@ -221,3 +221,46 @@ def test_a_peer_whose_pushes_stopped_is_paged_again() -> None:
 def test_a_node_without_peers_is_ready_at_once() -> None:
     gate = ReadyGate((), 1, ConfigStore(A))
     assert gate.ready and gate.tick(0.0) == []
+    assert not gate.rearm() and gate.ready  # nothing to catch up from: stays ready
+
+
+def test_a_rearmed_gate_counts_only_pages_answering_its_own_asks() -> None:
+    """After a rearm (the node was stopped, or cut off), a page or a round's step sent
+    before, still queued, is older than what the others acknowledged meanwhile: only
+    pages that echo the rearm's number count."""
+    a = holder(A, n=8)  # two pages of 4
+    store = ConfigStore(B)
+    copy_all(a.store, store)
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(0.0)
+    feed(gate, 0.01, A, page(a, B, None))
+    feed(gate, 0.02, A, page(a, B, KEYS[3]))
+    assert gate.ready and gate.generation == 0
+    stale = page(a, B, None)  # built now: A's table before the write below
+    newer = a.store.publish(KEYS[0], "written while B was away", now=2.0)
+    a.store.commit(KEYS[0], newer.revision, newer.origin, newer.md5)
+    assert gate.rearm() and not gate.ready and gate.generation == 1
+    assert gate.counters["sync_rearms"] == 1 and gate.synced == set()
+    assert gate.tick(3.0) == [(A, None), (C, None)]  # asked again from the first page
+    # the stale step and a stale answer move nothing: they would make B ready while it
+    # lacks A's newer version of KEYS[0]
+    assert gate.on_page(3.01, A, stale.digests, stale.after, stale.upto) == []
+    assert gate.on_page(3.01, A, stale.digests, stale.after, stale.upto, ask=7) == []
+    assert gate.counters["sync_pages_stale"] == 2 and not gate.ready
+    fresh = page(a, B, None)
+    assert gate.on_page(3.02, A, fresh.digests, fresh.after, fresh.upto, ask=1) == [(A, KEYS[3])]
+    last = page(a, B, KEYS[3])
+    assert gate.on_page(3.03, A, last.digests, last.after, last.upto, ask=1) == []
+    assert not gate.ready and gate.waiting() == 1  # behind A on KEYS[0]
+    for e in a.store.entries(KEYS[0]):
+        store.apply(e)
+    gate.on_stored(3.1, [KEYS[0]])
+    assert gate.ready and gate.synced == {A}
+
+
+def test_the_asks_number_is_echoed_in_the_page() -> None:
+    a = holder(A, n=4)
+    (effect,) = a.on_sync(B, None, 5)
+    assert isinstance(effect, SendDigests) and effect.ask == 5
+    (effect,) = a.on_sync(B, None)
+    assert isinstance(effect, SendDigests) and effect.ask == 0

@@ -784,8 +784,8 @@ def test_a_restarted_node_gets_the_digests_in_pages_and_is_ready_only_with_all(
         answering.replicator.sync_page = 8
         on_sync = answering.replicator.on_sync
 
-        def spying(sender: str, after: Any, on_sync: Any = on_sync) -> Any:
-            effects = on_sync(sender, after)
+        def spying(sender: str, after: Any, ask: int = 0, on_sync: Any = on_sync) -> Any:
+            effects = on_sync(sender, after, ask)
             pages.extend(len(e.digests) for e in effects)
             return effects
 
@@ -1019,3 +1019,71 @@ def test_a_change_no_subscription_watches_is_not_encoded_yet_counts_as_announced
     assert [(n["data_id"], n["revision"]) for n in net.notes[ADDRESSES[0]]] == [("a", 2)]
     stats = plane.stats()
     assert stats["notifications"] == 1 and stats["notifications_unwatched"] == 2
+
+
+def test_a_node_stopped_past_the_peer_timeout_catches_up_before_it_serves_reads() -> None:
+    """The loop's stall check tells the plane how long it was stopped: past the peer
+    timeout (less a beacon interval) the others may have written without it, so config
+    reads wait for a catch-up from a majority, with asks of a new number; a shorter stall
+    changes nothing (review11: a resumed node served reads from before its pause)."""
+    net = Net(3)
+    away = owner_of("cfg")
+    others = [a for a in ADDRESSES if a != away]
+    plane = net.planes[away]
+    assert net.call(away, "config_publish", data_id="cfg", content="v1")["ok"]
+    plane.stalled(net.now, plane.absent_after - 0.1)
+    assert plane.ready and plane.stats()["sync_rearms"] == 0
+    net.down.add(away)  # stopped: the others take it for down and write without it
+    for address in others:
+        net.planes[address].set_members_up(set(others) - {address})
+    assert net.call(others[0], "config_publish", data_id="cfg", content="v2")["ok"]
+    assert net.call(others[0], "config_publish", data_id="new", content="n1")["ok"]
+    net.down.discard(away)
+    net.all_up()
+    plane.stalled(net.now, plane.absent_after + 0.1)
+    assert not plane.ready and plane.stats()["sync_rearms"] == 1
+    for data_id in ("cfg", "new"):
+        error = net.call(away, "config_get", data_id=data_id)["error"]
+        assert error["name"] == "UNAVAILABLE", error
+        assert "after this node was stopped for" in error["message"], error
+    net.tick(1.0)
+    assert plane.ready
+    assert net.call(away, "config_get", data_id="cfg")["result"]["content"] == "v2"
+    assert net.call(away, "config_get", data_id="new")["result"]["content"] == "n1"
+    asks = [m for m in net.sent if m[0] == away and m[2] == "config_sync"]
+    assert asks, "no catch-up asked"
+
+
+def test_back_from_a_minority_a_node_catches_up_before_it_serves_reads() -> None:
+    """Cut off from a majority it still answers reads from what it holds (writes are
+    refused); once it sees a majority again, reads wait for its catch-up."""
+    net = Net(3)
+    cut = ADDRESSES[0]
+    others = list(ADDRESSES[1:])
+    plane = net.planes[cut]
+    data_id = next(f"d{i}" for i in range(100) if owner_of(f"d{i}") != cut)
+    assert net.call(cut, "config_publish", data_id=data_id, content="v1")["ok"]
+    net.down.add(cut)
+    plane.set_members_up(set())
+    for address in others:
+        net.planes[address].set_members_up(set(others) - {address})
+    assert net.call(others[0], "config_publish", data_id=data_id, content="v2")["ok"]
+    net.down.discard(cut)
+    assert plane.ready  # in the minority: reads still served, from what it holds
+    assert net.call(cut, "config_get", data_id=data_id)["result"]["content"] == "v1"
+    net.all_up()
+    assert not plane.ready and plane.stats()["sync_rearms"] == 1
+    error = net.call(cut, "config_get", data_id=data_id)["error"]
+    assert "after it was cut off from a majority" in error["message"], error
+    net.tick(1.0)
+    assert plane.ready
+    assert net.call(cut, "config_get", data_id=data_id)["result"]["content"] == "v2"
+    assert all(p.stats()["sync_rearms"] == 0 for a, p in net.planes.items() if a != cut)
+
+
+def test_an_operators_forced_ready_is_kept_through_a_stall() -> None:
+    net = Net(3)
+    plane = net.planes[ADDRESSES[0]]
+    plane.forced_ready = True  # as after ``meshreg config force-ready``
+    plane.stalled(net.now, plane.absent_after + 10.0)
+    assert plane.ready and plane.stats()["sync_rearms"] == 0

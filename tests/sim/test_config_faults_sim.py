@@ -141,6 +141,7 @@ class Read:
     min_revision: int
     revision: int
     at: float
+    node: str = ""  # the node that answered
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,29 @@ def check_ready_holds(
                 f"{node}: ready while it holds {have} of {a.key.data_id}, acknowledged "
                 f"at r{a.revision} (t={a.at:.2f}) before its start (t={started:.2f})"
             )
+    return out
+
+
+def check_fresh_after_pause(
+    reads: Iterable[Read], acked: Iterable[Acked], resumed: Iterable[tuple[str, float]]
+) -> list[str]:
+    """A node stopped longer than the peer timeout answers no read older than what was
+    acknowledged before it resumed (the peers took it for down and acknowledged writes
+    without it: it catches up before it serves reads again, ``ConfigPlane.rearm``)."""
+    best: dict[ConfigKey, list[tuple[float, int]]] = {}
+    for a in acked:
+        best.setdefault(a.key, []).append((a.at, a.revision))
+    out = []
+    for node, at in resumed:
+        for r in reads:
+            if r.node != node or r.at <= at:
+                continue
+            floor = max((rev for t, rev in best.get(r.key, ()) if t < at), default=0)
+            if r.revision < floor:
+                out.append(
+                    f"{node} answered {r.key.data_id} r{r.revision} at t={r.at:.2f} after it "
+                    f"resumed (t={at:.2f}); r{floor} was acknowledged before (stale read)"
+                )
     return out
 
 
@@ -599,7 +623,7 @@ class Reader(Client):
             kind, value, _ = outcome
             if kind == "ok":
                 self.sim.log.reads.append(
-                    Read(self.name, key, carried, value["revision"], self.net.now)
+                    Read(self.name, key, carried, value["revision"], self.net.now, node.node_id)
                 )
                 self.saw(key, value["revision"])
             self.net.after(self.rng.uniform(0.05, 0.2), self.step)
@@ -701,7 +725,7 @@ class Listener(Client):
                     or (entry["revision"] == lst.revision and entry["md5"] != lst.md5)
                 ):
                     self.sim.log.reads.append(
-                        Read(self.name, key, held, entry["revision"], self.net.now)
+                        Read(self.name, key, held, entry["revision"], self.net.now, node.node_id)
                     )
                     self.deliver(key, entry["revision"], entry["md5"])
                 elif (
@@ -733,7 +757,7 @@ class Listener(Client):
             kind, value, _ = outcome
             if kind == "ok":
                 self.sim.log.reads.append(Read(self.name, key, want, value["revision"],
-                                               self.net.now))  # fmt: skip
+                                               self.net.now, node.node_id))  # fmt: skip
                 if value["revision"] > lst.revision or (
                     value["revision"] == lst.revision and value["md5"] != lst.md5
                 ):
@@ -908,6 +932,7 @@ class ConfigSim:
         self.log = Log()
         self.plan: list[str] = []
         self.windows: list[tuple[frozenset[str], float, float]] = []
+        self.resumed: list[tuple[str, float]] = []  # (node, when) after pauses > peer timeout
         self.kills: list[float] = []  # downtimes of the kills still to make after an ack
         self.kill_from = float("inf")  # no kill after an ack before this time
         self.killed: list[str] = []
@@ -950,13 +975,14 @@ class ConfigSim:
         plane._reply_entry = replied  # type: ignore[method-assign]
         if self.sync_page:
             plane.replicator.sync_page = self.sync_page
-        gate_check, started = plane._gate_check, net.now
+        gate_check, skew = plane._gate_check, net.nodes[node_id].wall_offset
 
         def became_ready() -> None:
             was = plane.ready
             gate_check()
-            if plane.ready and not was:
-                lacks = check_ready_holds(self.log.acked, started, plane.store, node_id)
+            if plane.ready and not was:  # since its start, or its last absence (a rearm)
+                armed = plane.armed_at - skew  # the plane's wall clock -> simulated time
+                lacks = check_ready_holds(self.log.acked, armed, plane.store, node_id)
                 self.log.ready.append((node_id, net.now, lacks))
 
         plane._gate_check = became_ready  # type: ignore[method-assign]
@@ -983,6 +1009,8 @@ class ConfigSim:
         def begin() -> None:
             if self.net.nodes[node_id].runtime is not None and not self.net.is_paused(node_id):
                 self.net.pause(node_id)
+                if length >= SHORT.cluster.peer_timeout:  # taken for down: fresh reads after
+                    self.resumed.append((node_id, at + length))
 
         self.net.at(at, begin)
         self.net.at(at + length, self.net.resume, node_id, order)
@@ -1091,6 +1119,7 @@ class ConfigSim:
         out += check_minority(log.writes, self.windows)
         out += check_one_write(log.made, stores)
         out += [lack for _, _, lacks in log.ready for lack in lacks]
+        out += check_fresh_after_pause(log.reads, log.acked, self.resumed)
         not_ready = [n for n, node in self.net.nodes.items() if node.runtime is not None
                      and not node.runtime.configs.ready]  # fmt: skip
         if not_ready:
@@ -1167,6 +1196,10 @@ def test_a_node_paused_past_every_timeout(order: str, seed: int, data_dir: Path)
     sim.pause("n0", 6.0, length, order)
     sim.pause("n2", 6.0 + length + 3.0, 3.0, order)
     sim.check(30.0, nodeid("test_a_node_paused_past_every_timeout", f"{order}-{seed}"))
+    for node_id in ("n0", "n2"):  # each caught up again before it served reads
+        plane = sim.net.nodes[node_id].runtime.configs  # type: ignore[union-attr]
+        assert plane.stats()["sync_rearms"] == 1, (node_id, plane.stats())
+        assert [t for n, t, _ in sim.log.ready if n == node_id and t > 6.0], sim.log.ready
 
 
 @pytest.mark.parametrize("seed", [21, 22])
@@ -1179,6 +1212,10 @@ def test_a_minority_refuses_and_acknowledges_nothing(seed: int, data_dir: Path) 
     settled = [w for w in sim.log.writes if w.node in cut
                and start + MINORITY_SETTLED <= w.sent <= end - 1.0]  # fmt: skip
     assert settled, "no write reached the minority after its view settled: nothing checked"
+    for node_id in cut:  # back in the majority: caught up again before it served reads
+        plane = sim.net.nodes[node_id].runtime.configs  # type: ignore[union-attr]
+        assert plane.stats()["sync_rearms"] >= 1, (node_id, plane.stats())
+        assert [t for n, t, _ in sim.log.ready if n == node_id and t > end], sim.log.ready
 
 
 def test_loss_delay_and_slow_messages(data_dir: Path) -> None:
