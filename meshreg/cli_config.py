@@ -185,21 +185,8 @@ def publish(
     text, guessed = _content(file, content)
     tag_map = _pairs(tags, "--tag") or None
     with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
-        if kind is None and guessed is None:  # keep the type it has (text if new)
-            fields = {"namespace": namespace, "group": group, "data_id": data_id,
-                      "content": text, "tags": tag_map, "desc": desc}  # fmt: skip
-            c._config_check("config_publish", fields, max_bytes)  # bad input: no read first
-            # the newest kept version (a history page of one): a data id that does not
-            # exist is an empty page, not a NOT_FOUND the node would count as an error
-            try:
-                top = c.config_history(data_id, limit=1)
-            except MeshregError as exc:
-                _fail(
-                    f"publish {data_id}: could not read its current type to keep it ({exc}); "
-                    "nothing was written: pass --type (text, json, yaml, properties, toml "
-                    "or xml), or retry"
-                )
-            guessed = top[0].type if top and not top[0].deleted else "text"
+        # neither --type nor an extension: None, the owner node keeps the type the data
+        # id has (text if new) in the same write
         info = c.config_publish(
             data_id,
             text,

@@ -169,7 +169,7 @@ class ConfigMixin:
         self,
         data_id: str,
         content: str,
-        type: str = "text",
+        type: str | None = None,
         if_revision: int | None = None,
         desc: str | None = None,
         tags: dict[str, str] | None = None,
@@ -179,6 +179,9 @@ class ConfigMixin:
     ) -> ConfigInfo:
         """Create or replace a config; returns the new version (acknowledged by a majority).
 
+        ``type``: text, json, yaml, properties, toml or xml; None: the type the config has
+        (text for a new one), kept by its owner node in the same write.
+
         ``if_revision``: compare-and-set (0: the data id must not exist; N: it must be at
         revision N), else ConflictError naming the current revision.  ``request_id``: this
         write's id (16..64 characters of ``0-9A-Za-z_.:-``; default: a random one), the
@@ -187,8 +190,8 @@ class ConfigMixin:
         Every write below takes it too.
         """
         key = self._config_key(data_id, group, namespace)
-        fields = {**_key_fields(key), "content": content, "type": type}
-        fields.update(_present(if_revision=if_revision, desc=desc, tags=tags))
+        fields = {**_key_fields(key), "content": content}
+        fields.update(_present(type=type, if_revision=if_revision, desc=desc, tags=tags))
         return self._config_write("config_publish", key, fields, request_id)  # type: ignore[no-any-return]
 
     def config_delete(

@@ -62,6 +62,7 @@ from typing import Any
 import xxhash
 
 from meshreg.configcenter.model import (
+    DEFAULT_CONFIG_TYPE,
     DEFAULT_HISTORY_PAGE,
     DEFAULT_LIST_PAGE,
     MAX_GROUP_LEN,
@@ -505,17 +506,20 @@ class ConfigStore:
         if_revision: int | None = None,
         request_id: str = "",
     ) -> ConfigEntry:
-        """Create or replace a data id's main content (its gray version, if any, stays)."""
+        """Create or replace a data id's main content (its gray version, if any, stays).
+        ``type`` None: the type it has (text if it does not exist)."""
         try:
             key = check_config_key(*key)
             text = check_content(content, self.limits.max_content_bytes)
-            kind = check_type(type)
+            kind = None if type is None else check_type(type)
             desc = check_description(description)
             tag_pairs = check_tags(tags)
             by = check_modified_by(by)
         except ConfigRejected as exc:
             raise self._count(exc) from None
         prev = self._check_write(key, if_revision)
+        if kind is None:
+            kind = prev.type if prev is not None and not prev.deleted else DEFAULT_CONFIG_TYPE
         return self._commit_local(
             key,
             prev,

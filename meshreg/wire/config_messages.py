@@ -65,7 +65,7 @@ class PublishConfig:
     req_id: int
     key: ConfigKey
     content: str
-    type: str
+    type: str | None  # None: the type the data id has (text if new), decided by its owner
     if_revision: int | None
     desc: str
     tags: tuple[tuple[str, str], ...]
@@ -362,7 +362,7 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
             req_id,
             key,
             check_content(_required(msg, "content"), cap),
-            check_type(msg.get("type")),
+            None if msg.get("type") is None else check_type(msg.get("type")),
             _if_revision(msg),
             check_description(msg.get("desc")),
             check_tags(msg.get("tags")),

@@ -390,3 +390,21 @@ def test_export_carries_tombstones_and_import_history_replays_it(
                                     "--json")).stdout)  # fmt: skip
     assert [(h["change"], h["content"]) for h in old_history] == [
         ("delete", ""), ("publish", "was here")]  # fmt: skip
+
+
+def test_a_publish_without_a_type_keeps_the_type_the_config_has(node: NodeProcess) -> None:
+    """The client's ``config_publish`` without ``type`` and the CLI without ``--type`` (nor
+    an extension it knows) keep the type the data id has, text for a new one: decided by
+    its owner node in the same write (review11: the client reset it to text)."""
+    with Client([node.address], timeout=5.0) as c:
+        assert c.config_publish("kt.props", "k=1\n", type="properties").type == "properties"
+        assert c.config_publish("kt.props", "k=2\n").type == "properties"
+        assert c.config_publish("kt.fresh", "x").type == "text"
+        c.config_delete("kt.props")
+        assert c.config_publish("kt.props", "k=3\n").type == "text"  # new again
+        assert c.config_publish("kt.conf", "{}", type="json").type == "json"
+    out = ok(cfg(node, "publish", "kt.conf", "--content", '{"a": 1}', "--json"))
+    assert json.loads(out.stdout)["type"] == "json", out.stdout
+    with Client([node.address], timeout=5.0) as c:
+        types = [h.type for h in c.config_history("kt.props")]
+    assert types == ["text", "properties", "properties", "properties"], types
