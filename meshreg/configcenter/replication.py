@@ -373,6 +373,7 @@ class ConfigReplicator:
         # catch-up, config_sync, not a return)
         self._returned_at: dict[str, float] = {}  # peer -> when it last got those
         self._fresh: dict[ConfigKey, int] = {}  # data id -> the view it was last caught up in
+        self._away_view = -1  # the view ``forget_caught_up`` began (-1: never away)
         self._next_sync = now + sync_interval
         self._sync_turn = 0
         self._rounds: dict[str, ConfigKey | None] = {}  # peer -> the last data id sent
@@ -403,8 +404,11 @@ class ConfigReplicator:
 
     def forget_caught_up(self) -> None:
         """This node was away (stopped past the peer timeout): every data id's next write
-        here first fetches a majority's versions, as after a change of the members up."""
+        here first fetches a majority's versions, as after a change of the members up,
+        and asks them about its request id, as for a re-send: a write that waited in this
+        node's socket meanwhile may have been re-sent elsewhere and made a version."""
         self._view += 1
+        self._away_view = self._view
         self._fresh.clear()
 
     def responsible(self, key: ConfigKey) -> str:
@@ -440,7 +444,9 @@ class ConfigReplicator:
             ]
         # A re-send that made no version here may have made one on the owner before (the
         # owner changed, or its answer was lost): ask a majority for the request id first
-        check = write.request_id if write.resend and done is None else ""
+        # (so may any write that waited here while this node was away: not caught up since)
+        suspect = write.resend or self._fresh.get(write.key, -1) < self._away_view
+        check = write.request_id if suspect and done is None else ""
         if (self._fresh.get(write.key) != self._view or check) and self.majority > 1:
             round_key = (write.key, check)
             catch_up = self._catching_up.get(round_key)

@@ -1087,3 +1087,35 @@ def test_an_operators_forced_ready_is_kept_through_a_stall() -> None:
     plane.forced_ready = True  # as after ``meshreg config force-ready``
     plane.stalled(net.now, plane.absent_after + 10.0)
     assert plane.ready and plane.stats()["sync_rearms"] == 0
+
+
+def test_a_write_that_waited_at_a_stopped_owner_is_answered_with_its_re_sends_version() -> None:
+    """The client's write waits in its owner's socket while the owner is stopped; its
+    re-send (same request id) is acknowledged elsewhere, then a later write goes on top.
+    Back, the owner asks a majority about the request id before it writes (the fetch of
+    the top revision alone misses it): the waiting write is answered with the re-send's
+    version, not made again (found by the fault simulation, config seed 272 of 300)."""
+    net = Net(3)
+    owner = owner_of("cfg")
+    other = next(a for a in ADDRESSES if a != owner)
+    plane = net.planes[owner]
+    assert net.call(other, "config_publish", data_id="cfg", content="v1")["ok"]
+    rid = "waited-0123456789abcdef"
+    net.down.add(owner)
+    for address in set(ADDRESSES) - {owner}:
+        net.planes[address].set_members_up(set(ADDRESSES) - {owner, address})
+    resent = net.call(other, "config_publish", data_id="cfg", content="mine", request_id=rid,
+                      resend=True)  # fmt: skip
+    assert resent["result"]["revision"] == 2 and resent["result"]["origin"] != owner
+    assert net.call(other, "config_publish", data_id="cfg", content="later")["ok"]
+    net.down.discard(owner)
+    net.all_up()
+    plane.stalled(net.now, plane.absent_after + 5.0)
+    reply = net.call(owner, "config_publish", data_id="cfg", content="mine", request_id=rid)
+    assert reply["ok"] and reply["result"]["revision"] == 2, reply
+    assert plane.stats()["request_checks"] == 1
+    net.tick(1.0)
+    for p in net.planes.values():
+        made = [e for e in p.store.entries(ConfigKey("public", "DEFAULT_GROUP", "cfg"))
+                if e.request_id == rid]  # fmt: skip
+        assert [e.revision for e in made] == [2], made
