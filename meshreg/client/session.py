@@ -44,11 +44,13 @@ Rules (each with its constant below):
 * **Watches.** A watched service is a pushed view (cache.ServiceView): deltas, a gap
   -> pull, a pull every ``resync_interval``.  A watcher that sends nothing else pings
   every ``PROBE_INTERVAL`` so a dead server is noticed.
-* **Empty protection.** An answer or push that would empty a non-empty view is not
-  believed at once: from a node whose epoch differs from the one it last answered with
-  (a restart, or a node not heard before) and which is younger than
-  ``YOUNG_NODE_GRACE`` the view is kept; otherwise another server is asked, and its
-  answer is taken as it is.
+* **Empty protection.** An answer that would drop instances from a non-empty view, from
+  a node younger than ``YOUNG_NODE_GRACE`` in an incarnation this client has not taken an
+  answer from yet (a restart, or a node not heard before: it may still be catching up,
+  or its providers may not have registered again), is not believed: the view is kept and
+  pulled again ``YOUNG_RECHECK`` later, until that node answers without dropping any, or
+  is old enough.  Otherwise an answer or push that would empty it makes the client ask
+  another server (the same one, with one), and that answer is taken as it is.
 * **Reading your writes.** For ``READ_YOUR_WRITES_WINDOW`` after this client's own write
   to a watched service, reads go to the server rather than to the pushed view.
 * **Logging.** Problems are logged at most once per kind and server per ``LOG_INTERVAL``
@@ -134,7 +136,9 @@ BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands 
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
-# have not registered again yet (three default beat intervals): its empty lists wait
+# have not registered again yet (three default beat intervals), or only part of a service
+# while it catches up from its peers: what its lists drop waits
+YOUNG_RECHECK = 1.0  # s; a list held back from a young node is pulled again this often
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
 BACKOFF_BASE = 0.5  # s; first pause after every server failed once
 BACKOFF_MAX = 30.0  # s; longest pause between switches while no server answers
@@ -205,6 +209,7 @@ class Watch:
     repull: bool = False  # a gap was seen while a pull was in flight
     fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
     pinned: bool = False  # kept without listeners: a service the client asked for
+    recheck_at: float = math.inf  # pull again then: a young node's list was held back
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
     waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
 
@@ -261,6 +266,7 @@ class ClientSession:
         self._next_switch = 0.0  # before this, no switch again (backoff)
         self._backoff_rounds = 0  # switches made while backing off: the pause doubles
         self._next_beat = self._next_resync = 0.0
+        self._next_recheck = math.inf  # <= every watch's recheck_at
         # bulk registration: (registration, caller's handle, deadline) waiting for a batch
         self._bulk: deque[tuple[Registration, ReplyTo, float]] = deque()
         self._batches_in_flight = 0
@@ -282,7 +288,8 @@ class ClientSession:
 
     def next_wake(self, now: float) -> float:
         """When ``tick`` has something to do next (at most a second away)."""
-        wake = min(now + 1.0, self._next_beat, self._next_resync, self._earliest)
+        wake = min(now + 1.0, self._next_beat, self._next_resync, self._earliest,
+                   self._next_recheck)  # fmt: skip
         if self.registrations:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
@@ -460,6 +467,14 @@ class ClientSession:
             self._next_resync = now + self.settings.resync_interval
             for key in list(self.watches):
                 self._pull(key)
+        if now >= self._next_recheck:
+            self._next_recheck = math.inf
+            for key, watch in list(self.watches.items()):
+                if now >= watch.recheck_at:
+                    watch.recheck_at = math.inf
+                    self._pull(key)
+                else:
+                    self._next_recheck = min(self._next_recheck, watch.recheck_at)
         if now >= self._next_view and self.registrations:
             self._refresh_view()
         self.configs.tick(now)
@@ -1140,23 +1155,32 @@ class ClientSession:
 
     def _pulled(self, watch: Watch, snap: InstancesSnapshot, source: str, confirm: bool) -> None:
         key = watch.view.key
-        known = self.epochs.pop(source, None)  # re-inserted: the dict keeps the newest last
-        self.epochs[source] = snap.epoch
+        # not an incarnation of this server we took an answer from (a restart, or a server
+        # not heard before), and young: what its list drops may only be missing there yet
+        young = (
+            snap.epoch != self.epochs.get(source)
+            and snap.uptime is not None
+            and snap.uptime < YOUNG_NODE_GRACE
+        )
+        if young and self._would_drop(watch, snap):
+            self._warn(
+                ("young", key),
+                f"{key}: {source} started {snap.uptime:.1f}s ago and lists "
+                + ("nothing" if not snap.instances else "only part of it")
+                + " yet; keeping the last list until its providers have had time to register "
+                "again and it has caught up from its peers",
+            )
+            watch.recheck_at = self._now + YOUNG_RECHECK
+            self._next_recheck = min(self._next_recheck, watch.recheck_at)
+            self._resolve_waiting(watch)
+            return
+        self.epochs.pop(source, None)  # re-inserted: the dict keeps the newest last
+        self.epochs[source] = snap.epoch  # an answer of this incarnation is taken
         if len(self.epochs) > MAX_SERVERS:
             del self.epochs[next(iter(self.epochs))]
-        if self._would_empty(watch, snap):
-            restarted = snap.epoch != known  # not the incarnation this server was
-            if restarted and snap.uptime is not None and snap.uptime < YOUNG_NODE_GRACE:
-                self._warn(
-                    ("young", key),
-                    f"{key}: {source} started {snap.uptime:.1f}s ago and lists nothing yet; "
-                    "keeping the last list until its providers have had time to register again",
-                )
-                self._resolve_waiting(watch)
-                return
-            if not confirm:
-                self._confirm_empty(key, f"{source} answered an empty list")
-                return
+        if not confirm and self._would_empty(watch, snap):
+            self._confirm_empty(key, f"{source} answered an empty list")
+            return
         outcome = watch.view.apply_snapshot(snap)
         listing = watch.view.listing()
         if watch.said_stale:
@@ -1197,6 +1221,13 @@ class ClientSession:
                 self._out.append(CallListener(cb, listing))
             self._out.append(Complete(reply_to, listing))
         watch.waiting.clear()
+
+    def _would_drop(self, watch: Watch, snap: InstancesSnapshot) -> bool:
+        """A snapshot that lacks an instance of a non-empty view (protection on)."""
+        if not (self.settings.empty_protection and watch.view.loaded and watch.view.instances):
+            return False
+        listed = {inst.id for inst in snap.instances}
+        return any(iid not in listed for iid in watch.view.instances)
 
     def _would_empty(self, watch: Watch, snap: InstancesSnapshot) -> bool:
         """A snapshot that would blank out a non-empty list (needs a second opinion)."""

@@ -133,6 +133,56 @@ def test_an_empty_snapshot_from_a_node_that_just_restarted_keeps_the_list() -> N
     assert h.unanswered("instances")[0].to == "b:2"
 
 
+def test_a_restarted_nodes_second_empty_answer_within_the_grace_keeps_the_list() -> None:
+    """One server, restarted: every answer of its young incarnation that drops instances
+    is held, not only the first (review11: the first empty answer recorded the new epoch,
+    the second was "confirmed" by asking the same young node, and the view emptied)."""
+    h = Harness(servers=("a:1",), resync_ms=1000)
+    watching(h, "10.0.0.1", epoch=1)
+    h.advance(1000)  # resync: the node restarted (epoch 2), up 0.5 s, lists nothing yet
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(2, 0, uptime=0.5))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+    h.advance(1000)  # pulled again: the same incarnation, up 1.5 s, still empty
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(2, 0, uptime=1.5))
+    for confirm in h.unanswered("instances"):  # (none expected: nothing to confirm yet)
+        h.reply(confirm, snapshot(2, 0, uptime=1.6))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"], h.logs()[-3:]
+
+
+def test_a_partial_list_from_a_node_catching_up_is_held_then_taken_when_whole() -> None:
+    """A restarted node catching up lists the instance registered after its restart but
+    not yet the others: the view keeps every instance, pulls again a second later, and
+    takes the list once it drops nothing (review11: the healthy instances vanished)."""
+    h = Harness(servers=("a:1",), resync_ms=60_000)
+    watching(h, "10.0.0.1", "10.0.0.2", epoch=1)
+    h.push(removal(2, 1, "10.0.0.9"))  # the restarted node's first delta: a new epoch
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(2, 1, "10.0.0.7", uptime=0.4))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.2"]
+    assert any("lists only part of it yet" in x for x in h.logs())
+    assert h.unanswered("instances") == []
+    h.advance(1000)  # YOUNG_RECHECK later: pulled again; caught up now
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(2, 3, "10.0.0.1", "10.0.0.2", "10.0.0.7", uptime=1.4))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.2", "10.0.0.7"]
+    h.advance(3000)
+    assert h.unanswered("instances") == []  # no more rechecks
+    # that incarnation's answers are taken from now on: a real removal goes through
+    h.push(removal(2, 3, "10.0.0.2"))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.7"]
+
+
+def test_a_young_nodes_list_that_drops_nothing_is_taken_at_once() -> None:
+    h = Harness(servers=("a:1",), resync_ms=1000)
+    watching(h, "10.0.0.1", epoch=1)
+    h.advance(1000)
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(2, 2, "10.0.0.1", "10.0.0.3", uptime=0.5))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.3"]
+
+
 def test_a_young_server_not_restarted_gets_a_second_opinion_after_another_fed_the_view() -> None:
     """A restart is judged per server: b's confirmation fed the view (epoch 7), yet a still
     answers as the incarnation it was (epoch 1): its empty list is not a restart's."""

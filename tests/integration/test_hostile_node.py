@@ -552,15 +552,22 @@ def test_a_garbage_notification_is_ignored_and_the_next_good_one_applied(
         pub.close(linger=0)
 
 
-def test_config_publish_without_type_says_why_when_the_type_read_fails(fake: FakeNode) -> None:
-    """`config publish` without --type reads the data id's type first; when that read is
-    refused it says so, names the option that avoids it, and writes nothing."""
-    refusal = {"code": 6, "name": "NOT_FOUND", "message": "no such namespace here"}
-    fake.answers["config_history"] = lambda r: RawFrames(
-        b"", msgpack.packb({"v": 1, "id": r["id"], "ok": False, "error": refusal})
-    )
-    out = cli(fake, "config", "publish", "x.txt", "--content", "y")
-    assert out.returncode != 0
-    assert "could not read its current type" in out.stderr and "pass --type" in out.stderr
-    assert "no such namespace here" in out.stderr, out.stderr
-    assert fake.count("config_publish") == 0
+def test_config_publish_without_type_sends_none_for_the_owner_to_keep(fake: FakeNode) -> None:
+    """`config publish` without --type (nor an extension it knows) sends no type: the data
+    id's responsible node keeps the type it has in the same write (it used to read the
+    type first, which raced other writers)."""
+    sent: list[dict[str, Any]] = []
+
+    def publish(r: dict[str, Any]) -> RawFrames:
+        sent.append(r)
+        refusal = {"code": 11, "name": "CONFLICT", "message": "is at revision 3, not 2"}
+        return RawFrames(b"", msgpack.packb({"v": 1, "id": r["id"], "ok": False,
+                                             "error": refusal}))  # fmt: skip
+
+    fake.answers["config_publish"] = publish
+    out = cli(fake, "config", "publish", "x", "--content", "y")
+    assert out.returncode != 0 and "is at revision 3" in out.stderr, out.stderr
+    assert sent and all("type" not in r for r in sent), sent
+    assert fake.count("config_history") == 0  # no read first
+    typed = cli(fake, "config", "publish", "x", "--content", "y", "--type", "json")
+    assert typed.returncode != 0 and sent[-1]["type"] == "json"

@@ -381,7 +381,7 @@ def timings_table() -> str:
         ("resync_interval", client.DEFAULT_RESYNC_INTERVAL, "s; client: re-pull watched"),
         ("VIEW_INTERVAL", agent.VIEW_INTERVAL, "s; client: re-fetch cluster"),
         ("READ_YOUR_WRITES_WINDOW", agent.READ_YOUR_WRITES_WINDOW, "s; client: read the node"),
-        ("YOUNG_NODE_GRACE", agent.YOUNG_NODE_GRACE, "s; client: distrust empty lists"),
+        ("YOUNG_NODE_GRACE", agent.YOUNG_NODE_GRACE, "s; client: distrust lists dropping some"),
         ("BACKOFF_BASE", agent.BACKOFF_BASE, "s; client: first failover pause"),
         ("BACKOFF_MAX", agent.BACKOFF_MAX, "s; client: longest failover pause"),
         ("PROBE_INTERVAL", agent.PROBE_INTERVAL, "s; client: ping when only watching"),
