@@ -76,8 +76,10 @@ class ConfigMixin:
 
         Never older than what this client has seen of it (its own writes included): a node
         that has not caught up hands the read to another.  With ``cache_dir``, the version
-        read is kept on disk, and while no node answers the disk copy is returned (its
-        ``from_cache`` is True; logged once per data id).
+        read is kept on disk, and while no node answers, or those that answer cannot serve
+        it yet (UNAVAILABLE: e.g. nodes back after an outage without a majority, still
+        catching up), the disk copy is returned (its ``from_cache`` is True; logged once
+        per data id).
         """
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "revision": revision}
@@ -86,7 +88,11 @@ class ConfigMixin:
             info: ConfigInfo = self._config_call("config_get", key, fields)
         except NotFoundError:
             return default
-        except ServerUnreachableError:
+        except (ServerUnreachableError, ServerError) as exc:
+            # no node answers, or those that do cannot serve it yet (UNAVAILABLE: catching
+            # up after a start without a majority, or behind what this client has seen)
+            if isinstance(exc, ServerError) and exc.code != ErrorCode.UNAVAILABLE:
+                raise
             cache = self._config_cache
             saved = cache.load_config(key) if cache is not None and revision is None else None
             if saved is None:
@@ -96,9 +102,11 @@ class ConfigMixin:
                 self._config_logged.add(key)
             if first:
                 log.warning(
-                    "config %s: no meshreg server answers; serving the disk cache copy "
-                    "(revision %d) from %s",
+                    "config %s: %s; serving the disk cache copy (revision %d) from %s",
                     key,
+                    "no meshreg server answers"
+                    if isinstance(exc, ServerUnreachableError)
+                    else f"no meshreg server can serve it now ({exc})",
                     saved.revision,
                     cache.directory if cache is not None else "",
                 )

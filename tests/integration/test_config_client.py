@@ -20,7 +20,7 @@ import pytest
 from helpers import NodeProcess, meshreg_cmd, run_cli, wait_until
 
 from meshreg import Client
-from meshreg.errors import ConflictError
+from meshreg.errors import ConflictError, ErrorCode, ServerError
 
 
 @pytest.fixture(autouse=True)
@@ -209,6 +209,32 @@ def test_a_client_started_while_no_node_answers_gets_its_disk_copy(
             made = writer.config_publish("app.yaml", "a: 2\n", type="yaml")
         assert calls.next(timeout=15) == ("a: 2\n", made.revision)
         assert not c.config_get("app.yaml").from_cache
+
+
+def test_the_disk_copy_is_served_while_the_only_node_back_cannot_serve_yet(
+    start_cluster: Callable[..., list[NodeProcess]], tmp_path: Path
+) -> None:
+    """One node of three back after an outage: it answers, but config reads UNAVAILABLE
+    (no majority to catch up from). ``config_get`` serves the disk copy, as when no node
+    answers at all, and so does the CLI (review11: it raised the UNAVAILABLE)."""
+    cache = tmp_path / "cache"
+    nodes = start_cluster(3)
+    servers = [n.address for n in nodes]
+    with Client(servers, timeout=5, cache_dir=cache) as c:
+        c.config_publish("lone.txt", "kept on disk")
+        assert c.config_get("lone.txt").content == "kept on disk"
+    for node in nodes:
+        node.stop()
+    nodes[0].start()  # the other two stay down: never ready for config reads
+    with Client(servers, timeout=2, attempt_timeout=0.3, cache_dir=cache) as c:
+        got = c.config_get("lone.txt")
+        assert got is not None and got.from_cache and got.content == "kept on disk"
+        with pytest.raises(ServerError) as caught:  # no disk copy of it: the node's answer
+            c.config_get("never-read.txt")
+        assert caught.value.code == ErrorCode.UNAVAILABLE and "catching up" in str(caught.value)
+    out = run("config", "get", "lone.txt", "-s", nodes[0].address, "--timeout", "2",
+              "--cache-dir", str(cache))  # fmt: skip
+    assert out.returncode == 0 and out.stdout == "kept on disk", (out.stdout, out.stderr)
 
 
 def test_gray_release_for_a_labelled_client_and_not_for_an_unlabelled_one(

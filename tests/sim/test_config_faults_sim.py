@@ -86,7 +86,7 @@ from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
 from meshreg.client.messages import decode_notification_frames, decode_reply_frames
 from meshreg.client.session import ClientSession, SessionSettings
 from meshreg.config import PUB_PORT_OFFSET, NodeConfig, parse_address
-from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey, content_md5, merge_order
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore
@@ -225,7 +225,10 @@ def check_fresh_after_pause(
 ) -> list[str]:
     """A node stopped longer than the peer timeout answers no read older than what was
     acknowledged before it resumed (the peers took it for down and acknowledged writes
-    without it: it catches up before it serves reads again, ``ConfigPlane.rearm``)."""
+    without it: it catches up before it serves reads again, ``ConfigPlane.rearm``), once
+    every node shows that version: a version whose owner died right after its ack, its
+    commit message lost, is shown by every node ``SETTLE_SECONDS`` after it was written
+    (``ConfigStore.shown``), by a node that never stopped too."""
     best: dict[ConfigKey, list[tuple[float, int]]] = {}
     for a in acked:
         best.setdefault(a.key, []).append((a.at, a.revision))
@@ -234,7 +237,8 @@ def check_fresh_after_pause(
         for r in reads:
             if r.node != node or r.at <= at:
                 continue
-            floor = max((rev for t, rev in best.get(r.key, ()) if t < at), default=0)
+            floor = max((rev for t, rev in best.get(r.key, ())
+                         if t < at and t + SETTLE_SECONDS <= r.at), default=0)  # fmt: skip
             if r.revision < floor:
                 out.append(
                     f"{node} answered {r.key.data_id} r{r.revision} at t={r.at:.2f} after it "
