@@ -84,6 +84,7 @@ from meshreg.configcenter.model import (
     check_modified_by,
     check_tags,
     check_type,
+    config_key_bytes,
     content_md5,
     invalid,
     merge_order,
@@ -172,6 +173,11 @@ class ConfigStore:
         # version its re-send made (find_request, history: one write, docs/CONFIG.md)
         self._requests: dict[tuple[ConfigKey, str], list[int]] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
+        # the highest revision of the purged tombstones, per bucket of data ids
+        # (``floor_bucket``): a data id created again after its tombstone was purged goes
+        # on above it, never back to 1 (``_commit_local``); bounded: FLOOR_BUCKETS ints
+        self.purged_floors: dict[int, int] = {}
+        self.floors_changed = False  # set by a purge; the persistence layer clears it
         self._age_cutoff: float | None = None  # the last prune's age cutoff (s, wall clock)
         self._oldest: dict[ConfigKey, float] = {}  # per data id: <= its oldest `modified`
         # per data id: (history hash, the age cutoff it excluded versions by, or None)
@@ -729,6 +735,10 @@ class ConfigStore:
             if current.deleted and cutoff is not None and current.modified < cutoff:
                 if removed and len(removed) + sum(map(len, by_rev.values())) > step:
                     return removed  # the whole data id goes next time
+                bucket = floor_bucket(key)
+                if current.revision > self.purged_floors.get(bucket, 0):
+                    self.purged_floors[bucket] = current.revision
+                    self.floors_changed = True
                 removed.extend(self._drop_key(key))
                 self._prune_after = key
                 continue
@@ -834,9 +844,13 @@ class ConfigStore:
         """A new revision after ``prev``; the gray version stays unless ``gray`` is given."""
         if "gray" not in fields:
             fields["gray"] = prev.gray if prev is not None and not prev.deleted else None
+        if prev is not None:
+            base = prev.revision
+        else:  # new, or created again after its tombstone was purged: above that one
+            base = self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
         entry = ConfigEntry(
             key=key,
-            revision=(prev.revision if prev is not None else 0) + 1,
+            revision=base + 1,
             origin=self.node_id,
             md5=content_md5(fields["content"]),
             modified=now,
@@ -911,6 +925,17 @@ class ConfigStore:
         self.hash_parts -= len(self._hash_parts.pop(key, ()))
         self._keys.discard(key)
         return versions
+
+
+FLOOR_BUCKETS = 4096  # buckets of purged-tombstone revision floors (32 KB at most)
+
+
+def floor_bucket(key: ConfigKey) -> int:
+    """The bucket of ``key``'s purged-tombstone revision floor: the same on every node and
+    in every process (xxh64 of the key's bytes), so each node's floors agree.  Data ids
+    sharing a bucket share a floor: a re-created one may start higher than it needs to,
+    never lower than its own tombstone."""
+    return int(xxhash.xxh64_intdigest(config_key_bytes(key))) % FLOOR_BUCKETS
 
 
 def _request_order(entry: ConfigEntry) -> tuple[Any, ...]:

@@ -43,6 +43,7 @@ from meshreg.errors import ConfigError
 
 SCHEMA_VERSION = 2
 DB_FILE_NAME = "configs.sqlite3"  # inside the node's data directory
+FLOORS_FILE_NAME = "configs.purged-floors.json"  # beside it (``save_floors``)
 BUSY_TIMEOUT = 5.0  # s; another connection holding the write lock (only tools do) waits this
 
 _SCHEMA = """
@@ -207,6 +208,46 @@ class SqliteConfigStore:
             store.apply(_entry(row))
             count += 1
         return count
+
+    @property
+    def floors_path(self) -> Path:
+        """The purged-tombstone revision floors (``ConfigStore.purged_floors``), beside the
+        database: a small JSON map written only when a purge raised one."""
+        return self.path.with_name(FLOORS_FILE_NAME)
+
+    def load_floors(self, store: ConfigStore) -> None:
+        """Read the floors into ``store`` (none yet: nothing to read)."""
+        try:
+            raw = json.loads(self.floors_path.read_text(encoding="utf-8"))
+            floors = {int(b): int(r) for b, r in raw["floors"].items()}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(
+                f"{self.floors_path} is not a readable revision floor file ({exc}); it keeps "
+                "re-created data ids from starting again at revision 1: restore it, or move "
+                "it away to start without it"
+            ) from None
+        for bucket, revision in floors.items():
+            if revision > store.purged_floors.get(bucket, 0):
+                store.purged_floors[bucket] = revision
+
+    def save_floors(self, floors: dict[int, int]) -> None:
+        """Write the floors durably (a temporary file, fsync, rename, fsync of the
+        directory) before the tombstones they come from are deleted; raises OSError."""
+        path = self.floors_path
+        tmp = path.with_name(path.name + ".tmp")
+        body = json.dumps({"version": 1, "floors": {str(b): r for b, r in sorted(floors.items())}})
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM config_versions").fetchone()[0])

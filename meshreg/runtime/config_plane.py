@@ -232,6 +232,7 @@ class ConfigPlane:
         if config.data_dir:
             self.db = SqliteConfigStore(database_path(config.data_dir))
             loaded = self.db.load_into(self.store)
+            self.db.load_floors(self.store)
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._watched = watched
@@ -425,12 +426,33 @@ class ConfigPlane:
         self.flush(now)  # this turn's versions are on disk before any is pruned
         if prune:
             removed = self.store.prune(now)
-            if removed:
+            if removed and self._floors_saved(now):
                 self._commits.remove(removed)  # deleted after every earlier save
                 for key in {e.key for e in removed}:
                     if self.store.current(key) is None:
                         self._announced.pop(key, None)
         return self._wake
+
+    def _floors_saved(self, now: float) -> bool:
+        """A purge raised a revision floor: on disk before its tombstones are deleted
+        (else a restart could start a re-created data id at 1 again).  False when it
+        could not be written: the rows stay on disk this time (purged again after a
+        restart; the floor is tried again at the next purge)."""
+        store = self.store
+        if not store.floors_changed or self.db is None:
+            store.floors_changed = False
+            return True
+        try:
+            self.db.save_floors(store.purged_floors)
+        except OSError as exc:
+            self._limiter.warning(
+                "config-floors", now, "configs: could not write %s (%s); the purged "
+                "tombstones stay on disk until it can be written",
+                self.db.floors_path, exc,
+            )  # fmt: skip
+            return False
+        store.floors_changed = False
+        return True
 
     def flush(self, now: float) -> None:
         """The end of a loop turn: its versions go to the writer (one transaction), then

@@ -10,7 +10,12 @@ import re
 
 import pytest
 
-from meshreg.configcenter.core import MAX_VERSIONS_PER_REVISION, ConfigStore, Outcome
+from meshreg.configcenter.core import (
+    MAX_VERSIONS_PER_REVISION,
+    ConfigStore,
+    Outcome,
+    floor_bucket,
+)
 from meshreg.configcenter.model import (
     HARD_MAX_CONTENT_BYTES,
     NAME_PATTERN,
@@ -302,6 +307,26 @@ def test_an_old_tombstone_is_purged_with_its_data_id() -> None:
     removed = s.prune(31 * DAY + 2)
     assert len(removed) == 2 and s.current(K) is None and list(s.keys()) == []
     assert s.stats()["tombstones"] == 0 and s.stats()["history_entries"] == 0
+
+
+def test_a_data_id_created_again_after_its_tombstone_was_purged_goes_on_above_it() -> None:
+    """Revisions only grow per data id, purges included: a client that saw the delete
+    (revision 4) must see the re-created data id as newer (review11: it restarted at 1,
+    and every running client's floor hid it)."""
+    s = store(keep_seconds=30 * DAY)
+    for n in range(3):
+        s.publish(K, f"v{n}", now=float(n))
+    assert s.delete(K, now=3.0).revision == 4
+    s.prune(31 * DAY + 4)
+    assert s.current(K) is None and s.floors_changed
+    assert s.purged_floors == {floor_bucket(K): 4}
+    assert s.publish(K, "again", now=31 * DAY + 5).revision == 5
+    other = next(ConfigKey("public", "g", f"o{i}") for i in range(100)
+                 if floor_bucket(ConfigKey("public", "g", f"o{i}")) != floor_bucket(K))  # fmt: skip
+    assert s.publish(other, "new", now=31 * DAY + 5).revision == 1  # its own bucket: 1
+    twin = next(ConfigKey("public", "g", f"t{i}") for i in range(100_000)
+                if floor_bucket(ConfigKey("public", "g", f"t{i}")) == floor_bucket(K))  # fmt: skip
+    assert s.publish(twin, "shares the bucket", now=31 * DAY + 5).revision == 5  # above, fine
 
 
 def test_prune_resumes_over_many_keys() -> None:

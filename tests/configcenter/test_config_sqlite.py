@@ -267,3 +267,30 @@ def test_a_version_1_database_is_migrated_and_request_ids_are_kept(tmp_path: Pat
     assert [e.request_id for e in again.entries(K)] == ["", "0123456789abcdef"]
     with SqliteConfigStore(path) as db:  # opened again: nothing to migrate
         assert db.count() == 2
+
+
+def test_the_purged_tombstone_floors_survive_a_restart(tmp_path: Path) -> None:
+    """Written beside the database (``save_floors``) before the tombstones go, read back
+    at the next open: a data id created again after a restart still goes on above its
+    purged tombstone.  An unreadable file stops the start with a clear error."""
+    path = database_path(str(tmp_path))
+    db = SqliteConfigStore(path)
+    store = ConfigStore("n1", ConfigLimits(keep_seconds=10.0))
+    key = ConfigKey("public", "g", "flags")
+    saved = [store.publish(key, f"v{n}", now=float(n)) for n in range(2)]
+    saved.append(store.delete(key, now=2.0))
+    db.save(saved)
+    removed = store.prune(100.0)
+    assert store.floors_changed and len(removed) == 3
+    db.save_floors(store.purged_floors)
+    db.remove(removed)
+    db.close()
+    db = SqliteConfigStore(path)
+    fresh = ConfigStore("n1")
+    assert db.load_into(fresh) == 0
+    db.load_floors(fresh)
+    assert fresh.publish(key, "again", now=200.0).revision == 4
+    db.close()
+    db.floors_path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="revision floor file"):
+        SqliteConfigStore(path).load_floors(ConfigStore("n1"))

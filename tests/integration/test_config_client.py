@@ -434,3 +434,37 @@ def test_a_publish_without_a_type_keeps_the_type_the_config_has(node: NodeProces
     with Client([node.address], timeout=5.0) as c:
         types = [h.type for h in c.config_history("kt.props")]
     assert types == ["text", "properties", "properties", "properties"], types
+
+
+def test_a_data_id_created_again_after_its_tombstone_was_purged_reaches_running_clients(
+    tmp_path: Path,
+) -> None:
+    """Revisions only grow per data id, a purge and a restart included: a running client
+    saw the delete (revision 4); the tombstone is purged (``keep_days``: 17 s here), the
+    node restarts (the floor is read back from disk), the data id is created again above
+    4, and the client's reads and listener see it (review11: it restarted at 1 and every
+    running client's floor hid it until the client restarted)."""
+    toml = tmp_path / "node.toml"
+    toml.write_text("[config]\nkeep_days = 0.0002\n")
+    node = NodeProcess("--config", str(toml), "--data-dir", str(tmp_path / "d"))
+    calls = Calls()
+    try:
+        node.start()
+        with Client([node.address]) as writer, Client([node.address], timeout=3.0) as app:
+            for k in range(3):
+                writer.config_publish("feature.flags", f"v{k}")
+            app.config_listen("feature.flags", calls)
+            assert calls.next() == ("v2", 3)
+            deleted = writer.config_delete("feature.flags")
+            assert calls.next() == (None, deleted.revision)
+            wait_until(lambda: writer.config_history("feature.flags") == [], 60, interval=0.5,
+                       what="the tombstone purged")  # fmt: skip
+            node.stop()
+            node.start()  # the floor comes back from the data directory
+            again = writer.config_publish("feature.flags", "recreated")
+            assert again.revision > deleted.revision, (again.revision, deleted.revision)
+            got = app.config_get("feature.flags")
+            assert got is not None and got.content == "recreated"
+            assert calls.next(timeout=15) == ("recreated", again.revision)
+    finally:
+        node.cleanup()
