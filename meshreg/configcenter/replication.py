@@ -160,10 +160,16 @@ class Persist:
     (a ``SendRecord`` before it may leave at once: a record is not an acknowledgement).
     ``mark``: only the committed flag of versions saved before is raised; what follows
     needs the versions on disk, not the flag (the runtime may let it go before the flag's
-    own fsync; a reply still waits for it)."""
+    own fsync; a reply still waits for it).  ``lazy`` (a mark only): nothing waits for
+    the flag at all, so the runtime may write it with a later transaction: a peer's flag
+    learnt from a commit message, which the protocol may lose anyway (one-way; anti-
+    entropy brings flags a node lacks), so a crash before it is written loses no more than
+    a dropped commit message does.  The writer's own flag is never lazy (its reply waits
+    for it: the merge rule prefers a committed version at its revision)."""
 
     entries: tuple[ConfigEntry, ...]
     mark: bool = False
+    lazy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,7 +563,7 @@ class ConfigReplicator:
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
         marked = self.store.commit(key, revision, origin, md5)
-        return [Persist((marked,), mark=True)] if marked is not None else []
+        return [Persist((marked,), mark=True, lazy=True)] if marked is not None else []
 
     def on_digests(
         self,

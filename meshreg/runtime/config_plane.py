@@ -461,6 +461,8 @@ class ConfigPlane:
         times = [self.replicator.next_wake(), prune]
         if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
             times.append(retry)
+        if (lazy := self._commits.lazy_due()) is not None:  # peers' flags: written by then
+            times.append(lazy)
         if not self.ready:
             times.append(self.gate.next_wake())
         if self._forwards:

@@ -40,6 +40,7 @@ from test_config_plane import (
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.replication import Persist
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.runtime import config_commit
@@ -686,3 +687,66 @@ def test_inline_commits_in_a_cluster_send_the_records_first_and_answer_without_a
         assert stats["commit_inline"] >= 1 and stats["commit_threaded"] == 0, stats
         assert stats["commit_turns_in_flight"] == 0
         plane.close()
+
+
+def flags(net: Net, address: str, data_id: str) -> dict[int, int]:
+    """revision -> committed flag of ``data_id``'s rows on ``address``'s disk."""
+    sql = "SELECT revision, committed FROM config_versions WHERE data_id = ?"
+    assert net.data_dir is not None
+    with SqliteConfigStore(database_path(net.data_dir / address.rpartition(":")[2])) as db:
+        return dict(db._conn.execute(sql, (data_id,)).fetchall())
+
+
+def test_a_peers_committed_flag_rides_on_its_next_write_or_goes_alone_when_due(
+    tmp_path: Path,
+) -> None:
+    """A peer's committed flag from a commit message (nothing waits for it) is not a
+    transaction of its own: it is written with the peer's next one (the next record), or
+    alone ``LAZY_MARK_SECONDS`` later, or at close; the announcement does not wait for it;
+    the owner's own flag is on disk before its reply, as before."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("lz")
+    peer = next(a for a in ADDRESSES if a != owner)
+    plane = net.planes[peer]
+    assert net.call(owner, "config_publish", data_id="lz", content="v1")["ok"]
+    assert flags(net, owner, "lz") == {1: 1}  # the writer's flag: before its reply
+    assert flags(net, peer, "lz") == {1: 0}  # waiting for the peer's next transaction
+    assert plane.stats()["commit_marks_waiting"] == 1
+    assert [n["revision"] for n in net.notes[peer]] == [1]  # announced without it
+    writer = plane._commits.writer
+    assert writer is not None
+    before = writer.transactions
+    assert net.call(owner, "config_publish", data_id="lz", content="v2")["ok"]
+    assert writer.transactions == before + 1, "one transaction per publish on a peer"
+    assert flags(net, peer, "lz") == {1: 1, 2: 0}  # v1's flag rode on v2's record
+    assert [n["revision"] for n in net.notes[peer]] == [1, 2]
+    net.tick(config_commit.LAZY_MARK_SECONDS + 0.1)  # no write comes: alone, when due
+    assert flags(net, peer, "lz") == {1: 1, 2: 1}
+    assert writer.transactions == before + 2 and plane.stats()["commit_marks_waiting"] == 0
+    assert net.call(owner, "config_publish", data_id="lz", content="v3")["ok"]
+    assert flags(net, peer, "lz")[3] == 0
+    for p in net.planes.values():  # close drains the flags waiting
+        p.close()
+    assert flags(net, peer, "lz")[3] == 1
+
+
+def test_a_flag_waiting_is_written_before_a_prune_deletes_its_row(tmp_path: Path) -> None:
+    """A flag waiting for a later transaction joins the ops before a delete of pruned
+    versions, so the upsert never writes a pruned version's row back."""
+    db = SqliteConfigStore(tmp_path / "c.db")
+    pipeline = config_commit.CommitPipeline(lambda: db, thread=False)
+    store = ConfigStore("a:1")
+    key = ConfigKey("public", "DEFAULT_GROUP", "pr")
+    entry = store.publish(key, "x", now=T0)
+    pipeline.add([Persist((entry,))])
+    pipeline.end_turn(T0)
+    pipeline.finished(T0)
+    pipeline.add([Persist((entry.as_committed(),), mark=True, lazy=True)])
+    pipeline.end_turn(T0)
+    assert len(pipeline.lazy) == 1 and pipeline.lazy_due() == T0 + config_commit.LAZY_MARK_SECONDS
+    pipeline.remove([entry])  # pruned before the flag was written
+    pipeline.end_turn(T0)
+    pipeline.finished(T0)
+    assert db.count() == 0, "the pruned row came back"
+    assert pipeline.lazy == [] and pipeline.lazy_due() is None
+    db.close()

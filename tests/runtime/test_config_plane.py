@@ -23,6 +23,7 @@ from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
+from meshreg.runtime.config_commit import LAZY_MARK_SECONDS
 from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, PRUNE_INTERVAL, ConfigPlane
 from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.wire.config_messages import parse_config_message
@@ -594,12 +595,19 @@ def test_group_commit_one_transaction_per_turn_and_nothing_leaves_before_it(
             p.flush(net.now)
     _check_disk_first(log, before=frozenset((d, 1, True) for d in ids))
     saves = [me for what, me, _ in log if what == "save"]
-    # one transaction per node per turn: the owner's records, then its commit flags; each
-    # peer's records (for all 5 versions), then their commit flags
-    assert sorted(saves) == sorted(list(ADDRESSES) * 2), log
+    # one transaction per node per turn: the owner's records, then its commit flags (its
+    # replies wait for them); each peer's records (for all 5 versions), while the peers'
+    # flags wait for their next transaction (runtime/config_commit "Lazy marks")
+    peers = [a for a in ADDRESSES if a != owner]
+    assert sorted(saves) == sorted([owner, owner, *peers]), log
+    assert [net.planes[p].stats()["commit_marks_waiting"] for p in peers] == [5, 5]
     assert net.batches == 2 + 2 + 2  # records out, acks back, commits out: one per peer each
     assert all(net.replies[c][0]["ok"] for c in clients)
     assert sorted(i for what, _, i in log if what == "reply") == [(d, 2) for d in sorted(ids)]
+    net.tick(LAZY_MARK_SECONDS + 0.1)  # no other write came: the flags, one transaction each
+    saves = [me for what, me, _ in log if what == "save"]
+    assert sorted(saves) == sorted(list(ADDRESSES) * 2), log
+    assert [net.planes[p].stats()["commit_marks_waiting"] for p in peers] == [0, 0]
 
 
 def test_the_order_check_fails_when_a_reply_leaves_before_the_commit(tmp_path: Path) -> None:
