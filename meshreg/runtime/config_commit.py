@@ -13,9 +13,12 @@ effects leave only after its own ops and those of every earlier turn are committ
 version - an ack, a reply, an announcement, a read that shows it - leaves before that
 version is on disk.  Not acknowledgements, hence ``early``: a turn's **records** are
 ready at ``end_turn``, while its versions are fsynced (the owner's fsync in parallel
-with its peers', Raft thesis 10.2.1); a **commit message** and a committed flag's
-announcement (``Persist(mark=True)``) wait only for the versions of their data id saved
-so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
+with its peers', Raft thesis 10.2.1), except a ``saved`` record (a cluster whose
+majority is 2: it tells the peer the owner's vote is on disk), which waits for the
+versions of its data id saved so far, as a commit message does; a **commit message**
+and a committed flag's announcement (``Persist(mark=True)``) wait only for the versions of
+their data id saved so far, not for the flag's own fsync (a reply, in the flag's turn,
+still does).
 
 * :class:`ThreadWriter` (a node): one thread with the database's connection (the loop
   opened and loaded it, then never touches it again).  It takes every turn queued when
@@ -405,7 +408,10 @@ class CommitPipeline:
                     self._after_saved(effect, [e.key for e in effect.entries])
                     continue
             elif kind is SendRecord:
-                turn.early.append(effect)
+                if effect.saved:  # it says this node's save is durable: once it is
+                    self._after_saved(effect, [effect.entry.key])
+                else:
+                    turn.early.append(effect)
                 continue
             elif kind is SendCommit:
                 self._after_saved(effect, [effect.key])

@@ -757,13 +757,12 @@ class ConfigPlane:
             case ConfigRecord():
                 if self._trace.on:
                     self._trace("record_in", msg.entry.key, msg.entry.revision, sender)
-                effects = rep.on_record(now, sender, msg.entry)
+                effects = rep.on_record(now, sender, msg.entry, msg.saved)
             case ConfigAck():
                 if self._trace.on:
                     self._trace("ack_in", msg.key, msg.revision, sender)
-                effects = rep.on_ack(
-                    now, sender, msg.key, msg.revision, msg.origin, msg.md5, msg.ok, msg.current
-                )
+                effects = rep.on_ack(now, sender, msg.key, msg.revision, msg.origin, msg.md5,
+                                     msg.ok, msg.current, msg.committed)  # fmt: skip
             case ConfigCommit():
                 if self._trace.on:
                     self._trace("commit_in", msg.key, msg.revision, sender)
