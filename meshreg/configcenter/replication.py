@@ -160,16 +160,29 @@ class Persist:
     (a ``SendRecord`` before it may leave at once: a record is not an acknowledgement).
     ``mark``: only the committed flag of versions saved before is raised; what follows
     needs the versions on disk, not the flag (the runtime may let it go before the flag's
-    own fsync; a reply still waits for it)."""
+    own fsync; a reply still waits for it).  ``lazy`` (a mark only): nothing waits for
+    the flag at all, so the runtime may write it with a later transaction: a peer's flag
+    learnt from a commit message, which the protocol may lose anyway (one-way; anti-
+    entropy brings flags a node lacks), so a crash before it is written loses no more than
+    a dropped commit message does.  The writer's own flag is never lazy (its reply waits
+    for it: the merge rule prefers a committed version at its revision)."""
 
     entries: tuple[ConfigEntry, ...]
     mark: bool = False
+    lazy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SendRecord:
+    """A version for ``peer`` to persist and acknowledge.  ``saved``: this node, its
+    origin, voted for it and has it on disk when the record leaves (the runtime sends it
+    only once this node's saves of the data id so far are durable); set only in a cluster
+    whose majority is 2 (``ConfigReplicator.on_record``: the peer then knows a majority
+    holds it on its own save), where records otherwise leave before the owner's save."""
+
     peer: str
     entry: ConfigEntry
+    saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,7 @@ class SendAck:
     md5: str
     ok: bool
     current: ConfigEntry | None  # not ok: the version this node holds instead
+    committed: bool = False  # this node marked it committed itself (a ``saved`` record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +306,7 @@ class _Pending:
     acked: set[str]
     refused: set[str]
     joined: list[Any] = field(default_factory=list)  # re-sends of it: answered alike
+    inferred: set[str] = field(default_factory=set)  # acked peers that marked it themselves
 
 
 # What a peer lacks of one data id, worked out when its turn to be pushed comes (so a
@@ -470,11 +485,21 @@ class ConfigReplicator:
         if self.majority == 1:
             return [Persist((entry,)), *self._commit(pending)]
         self._track(_pending_key(entry), pending)
+        if self.majority == 2:  # records after this node's save, flagged (``on_record``)
+            return [Persist((entry,)), *self._records(entry, self.peers, True)]
         # the records go out in parallel with this node's own save (Raft thesis 10.2.1): a
         # record is not an acknowledgement; this node's own vote counts only once its save
         # is durable, since everything the count leads to (the reply, the commit message)
         # is carried out after this Persist
         return [*(SendRecord(p, entry) for p in self.peers), Persist((entry,))]
+
+    def _records(self, entry: ConfigEntry, peers: Iterable[str], voted: bool) -> list[Effect]:
+        """Records of ``entry`` for ``peers``; ``voted``: this node acknowledged it.  With a
+        majority of 2, one this node made and voted for is flagged ``saved`` (sent once
+        its save is durable), so a peer that stores it as its vote knows a majority holds
+        it (``on_record``) and needs no commit message."""
+        saved = voted and self.majority == 2 and entry.origin == self.node_id
+        return [SendRecord(p, entry, saved) for p in peers]
 
     def read(
         self,
@@ -497,15 +522,29 @@ class ConfigReplicator:
         return [ReplyEntry(request, view.entry, view.gray)]
 
     # -- peer messages -------------------------------------------------------------------
-    def on_record(self, now: float, sender: str, entry: ConfigEntry) -> list[Effect]:
+    def on_record(
+        self, now: float, sender: str, entry: ConfigEntry, saved: bool = False
+    ) -> list[Effect]:
+        """A version to persist and acknowledge.  ``saved`` (its origin, the sender, voted
+        for it and had it on disk when it sent it) in a cluster whose majority is 2: if
+        this node's vote goes to it too (the first version it stored at that revision), the
+        two votes are a majority once this save is durable, so the version is committed:
+        marked here (after the save, lazily) and announced without a commit message, and
+        the ack says so (the origin then sends none)."""
         applied = self.store.apply(entry)
         effects: list[Effect] = []
         if applied.stored is not None:
             effects.append(Persist((applied.stored,)))
+        inferred = False
+        if saved and applied.ack and sender == entry.origin and self.majority == 2:
+            marked = self.store.commit(entry.key, entry.revision, entry.origin, entry.md5)
+            if marked is not None:
+                effects.append(Persist((marked,), mark=True, lazy=True))
+            inferred = True
         current = None if applied.ack else applied.current
         effects.append(
             SendAck(sender, entry.key, entry.revision, entry.origin, entry.md5, applied.ack,
-                    current)
+                    current, inferred)
         )  # fmt: skip
         return effects
 
@@ -519,14 +558,23 @@ class ConfigReplicator:
         md5: str,
         ok: bool,
         current: ConfigEntry | None = None,
+        committed: bool = False,
     ) -> list[Effect]:
+        """A peer's answer to a record; ``committed``: it marked the version itself (a
+        ``saved`` record: no commit message for it).  With a majority of 2 the commit
+        messages go only to the peers that answered without marking it: at the commit to
+        those heard from, later to each on its answer (``_late_commit``)."""
         effects: list[Effect] = []
         if current is not None:
             effects += self._merge([current])
         pending = self._pending.get((key, revision, origin, md5))
         if pending is None or sender not in self.members:
+            if pending is None and not committed and self.majority == 2:
+                effects += self._late_commit(sender, key, revision, origin, md5)
             return effects
         (pending.acked if ok else pending.refused).add(sender)
+        if committed and ok:
+            pending.inferred.add(sender)
         if len(pending.acked) >= self.majority:
             del self._pending[(key, revision, origin, md5)]
             return effects + self._commit(pending)
@@ -570,7 +618,7 @@ class ConfigReplicator:
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
         marked = self.store.commit(key, revision, origin, md5)
-        return [Persist((marked,), mark=True)] if marked is not None else []
+        return [Persist((marked,), mark=True, lazy=True)] if marked is not None else []
 
     def on_digests(
         self,
@@ -710,9 +758,8 @@ class ConfigReplicator:
                 pending.resend_at = now + self.resend_interval
                 self._track(pkey, pending)
                 answered = pending.acked | pending.refused
-                effects.extend(
-                    SendRecord(p, pending.entry) for p in self.peers if p not in answered
-                )
+                waiting = [p for p in self.peers if p not in answered]
+                effects += self._records(pending.entry, waiting, self.node_id in pending.acked)
         for peer in sorted(self._returned):
             if now >= self._returned_at.get(peer, -math.inf) + RETURN_DIGESTS_GAP:
                 self._returned_at[peer] = now
@@ -978,17 +1025,41 @@ class ConfigReplicator:
     def _commit(self, pending: _Pending) -> list[Effect]:
         entry = pending.entry
         marked = self.store.commit(entry.key, entry.revision, entry.origin, entry.md5)
-        committed = marked or entry
+        committed = marked or self._held_committed(entry) or entry
         self.counters["committed"] += 1
         effects: list[Effect] = []
         if marked is not None:
             effects.append(Persist((marked,), mark=True))
         effects.append(ReplyEntry(pending.write.request, committed))
         effects.extend(ReplyEntry(r, committed) for r in pending.joined)
-        effects.extend(
-            SendCommit(p, entry.key, entry.revision, entry.origin, entry.md5) for p in self.peers
-        )
+        peers = self.peers
+        if self.majority == 2:  # the others hear it on their answer (on_ack), if they need it
+            heard = pending.acked | pending.refused
+            peers = tuple(p for p in peers if p in heard and p not in pending.inferred)
+        effects.extend(SendCommit(p, entry.key, entry.revision, entry.origin, entry.md5)
+                       for p in peers)  # fmt: skip
         return effects
+
+    def _held_committed(self, entry: ConfigEntry) -> ConfigEntry | None:
+        """The held copy of ``entry``'s version if it is marked committed already (a peer
+        that marked it itself pushed it here before its ack came: anti-entropy)."""
+        for e in self.store.entries(entry.key):
+            if e.committed and e.same_version(entry):
+                return e
+        return None
+
+    def _late_commit(
+        self, sender: str, key: ConfigKey, revision: int, origin: str, md5: str
+    ) -> list[Effect]:
+        """An answer that came after its version's commit here, from a peer that did not
+        mark it itself (it refused, or runs a version without ``saved`` records): the
+        commit message it would have had at the commit."""
+        if sender not in self.members or sender == self.node_id:
+            return []
+        for e in self.store.entries(key):
+            if e.revision == revision and e.origin == origin and e.md5 == md5 and e.committed:
+                return [SendCommit(sender, key, revision, origin, md5)]
+        return []
 
     def _unknown(self, pending: _Pending, why: str) -> list[Effect]:
         """A pending write that will not commit here: answered with the committed version
@@ -1050,7 +1121,7 @@ class ConfigReplicator:
         if len(pending.acked) >= self.majority:
             return self._commit(pending)
         self._track(_pending_key(done), pending)
-        return [SendRecord(p, done) for p in self.peers]
+        return self._records(done, self.peers, ack)
 
     def _merge(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
         stored = [a.stored for a in map(self.store.apply, entries) if a.stored is not None]

@@ -13,9 +13,12 @@ effects leave only after its own ops and those of every earlier turn are committ
 version - an ack, a reply, an announcement, a read that shows it - leaves before that
 version is on disk.  Not acknowledgements, hence ``early``: a turn's **records** are
 ready at ``end_turn``, while its versions are fsynced (the owner's fsync in parallel
-with its peers', Raft thesis 10.2.1); a **commit message** and a committed flag's
-announcement (``Persist(mark=True)``) wait only for the versions of their data id saved
-so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
+with its peers', Raft thesis 10.2.1), except a ``saved`` record (a cluster whose
+majority is 2: it tells the peer the owner's vote is on disk), which waits for the
+versions of its data id saved so far, as a commit message does; a **commit message**
+and a committed flag's announcement (``Persist(mark=True)``) wait only for the versions of
+their data id saved so far, not for the flag's own fsync (a reply, in the flag's turn,
+still does).
 
 * :class:`ThreadWriter` (a node): one thread with the database's connection (the loop
   opened and loaded it, then never touches it again).  It takes every turn queued when
@@ -40,6 +43,18 @@ so far, not for the flag's own fsync (a reply, in the flag's turn, still does).
 or held) that saves a version of it: a read of it is held in that turn (``hold``), a
 read that may show any data id (a list) in the newest turn with ops (``hold_any``); an
 announcement skips a data id a later turn still holds (that turn announces it).
+
+**Lazy marks.**  A peer's committed flag learnt from a commit message (``Persist(lazy=
+True)``: nothing waits for it, and the protocol may lose the message anyway) is not a
+transaction of its own: it waits in ``lazy`` and joins the next turn that writes anything
+or has effects that wait for the disk (a relayed reply, say: whatever waited for this
+node's disk before still waits for every flag raised before it), or, if none comes, a
+turn of its own ``LAZY_MARK_SECONDS`` later (or once ``LAZY_MARK_MAX`` wait; at close,
+drained).  One publish at a time cost each peer two transactions, the
+record's and its flag's (each ~0.3 ms of CPU and a wake-up of the loop); now the flag
+rides on the next record's.  A flag joins its turn's ops before any delete (``remove``),
+so a pruned version's row is never written back; a crash loses at most the flags of the
+last ``LAZY_MARK_SECONDS``, which anti-entropy brings back (digests carry the flag).
 
 **Back-pressure.**  At most ``MAX_TURNS`` turns or ``MAX_VERSIONS`` versions in flight:
 ``end_turn`` then waits for the writer (the loop stalls as it did when it committed
@@ -88,6 +103,9 @@ SWITCH_INTERVAL = 0.0005  # s; the GIL switch interval of a node process (CPytho
 # statement of a commit waited up to 5 ms: an in-process test with a CPU-bound loop
 # thread (10 versions a turn) gave 13-16 ms from submit to done at 5 ms, 2-4 ms at 0.5 ms.
 # Process-wide: only a process that is a node sets it (NodeRuntime(avoid_full_gc=True)).
+LAZY_MARK_SECONDS = 0.5  # s; a peer's committed flag waits this long at most for a turn
+# that writes anyway (the next record's, 5 ms later at 200 publishes/s), then goes alone
+LAZY_MARK_MAX = 4_096  # flags waiting at most (GROUP_VERSIONS); more: with the current turn
 INLINE_MAX_VERSIONS = 32  # versions (saved or deleted); a turn with nothing in flight and
 # at most this many is committed on the loop thread (a few rows: the fsync is most of it)
 INLINE_SLOW = 0.002  # s; inline commits this slow (the loop stalled: a slow disk) ...
@@ -361,6 +379,8 @@ class CommitPipeline:
         self.failing: tuple[float, BaseException] | None = None
         self.failures_in_a_row = 0
         self._clock = clock
+        self.lazy: list[ConfigEntry] = []  # peers' committed flags for a later transaction
+        self._lazy_due: float | None = None  # ... written by then at the latest
         self.counters = {
             "commit_turns": 0,  # turns with disk ops committed
             "commit_failures": 0,  # turns whose commit failed (tried again)
@@ -380,13 +400,18 @@ class CommitPipeline:
         for effect in effects:
             kind = type(effect)
             if kind is Persist:
-                if effect.entries:
+                if effect.lazy and effect.mark and self.writer is not None:
+                    self.lazy.extend(effect.entries)  # with a later turn's ops (end_turn)
+                elif effect.entries:
                     self._save(turn, effect.entries, effect.mark)
                 if effect.mark:
                     self._after_saved(effect, [e.key for e in effect.entries])
                     continue
             elif kind is SendRecord:
-                turn.early.append(effect)
+                if effect.saved:  # it says this node's save is durable: once it is
+                    self._after_saved(effect, [effect.entry.key])
+                else:
+                    turn.early.append(effect)
                 continue
             elif kind is SendCommit:
                 self._after_saved(effect, [effect.key])
@@ -403,8 +428,10 @@ class CommitPipeline:
             self.turn.early.append(effect)
 
     def remove(self, entries: list[ConfigEntry]) -> None:
-        """Pruned versions: deleted from disk after everything saved before."""
+        """Pruned versions: deleted from disk after everything saved before (the flags
+        waiting included: a flag written after its row's delete would bring it back)."""
         if entries:
+            self._take_lazy(self.turn)
             self.turn.ops.append((False, tuple(entries)))
             self.turn.versions += len(entries)
 
@@ -444,6 +471,11 @@ class CommitPipeline:
         if turn.early:  # records: they go while the turn's own versions are fsynced
             self._ready.append((Turn(turn.seq, effects=turn.early), None))
             turn.early = []
+        if self.lazy:  # flags waiting: with a turn that writes or waits anyway, or when due
+            if self._lazy_due is None:
+                self._lazy_due = now + LAZY_MARK_SECONDS
+            if turn.ops or turn.effects or now >= self._lazy_due or len(self.lazy) >= LAZY_MARK_MAX:
+                self._take_lazy(turn)
         if self._retry_at is not None:
             if now < self._retry_at:
                 return  # after a failure: this turn keeps gathering until the retry
@@ -504,6 +536,18 @@ class CommitPipeline:
     def retry_at(self) -> float | None:
         return self._retry_at
 
+    def lazy_due(self) -> float | None:
+        """When the flags waiting must be written (a loop turn then), or None: none wait."""
+        return self._lazy_due if self.lazy else None
+
+    def _take_lazy(self, turn: Turn) -> None:
+        """The flags waiting join ``turn``'s ops, after what it saves so far."""
+        if self.lazy:
+            turn.ops.append((True, tuple(self.lazy)))
+            turn.versions += len(self.lazy)
+            self.lazy = []
+        self._lazy_due = None
+
     def finished(self, now: float) -> list[tuple[Turn, BaseException | None]]:
         """Turns done, in order: (turn, None) durable, or (turn, error) failed."""
         self._collect(now)
@@ -525,6 +569,7 @@ class CommitPipeline:
         is waited for or returned, as a SIGKILL would."""
         self._retry_at = None  # one last try of a failed commit
         if drain:
+            self._take_lazy(self.turn)
             self.end_turn(now)
             self.commit_pending(now)
         self._pending = None  # (drain False, a crash: never committed)
@@ -571,6 +616,7 @@ class CommitPipeline:
             "commit_failing": self.failing is not None,
             "commit_failures_in_a_row": self.failures_in_a_row,
             "commit_error": "" if self.failing is None else _error_text(self.failing[1]),
+            "commit_marks_waiting": len(self.lazy),
             "commit_turns_in_flight": len(self._flight),
             "commit_versions_in_flight": self._flight_versions,
             **{k: round(v, 3) if type(v) is float else v for k, v in c.items()},

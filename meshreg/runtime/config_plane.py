@@ -524,6 +524,8 @@ class ConfigPlane:
         times = [self.replicator.next_wake(), prune]
         if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
             times.append(retry)
+        if (lazy := self._commits.lazy_due()) is not None:  # peers' flags: written by then
+            times.append(lazy)
         if not self.ready:
             times.append(self.gate.next_wake())
         if self._forwards:
@@ -818,13 +820,12 @@ class ConfigPlane:
             case ConfigRecord():
                 if self._trace.on:
                     self._trace("record_in", msg.entry.key, msg.entry.revision, sender)
-                effects = rep.on_record(now, sender, msg.entry)
+                effects = rep.on_record(now, sender, msg.entry, msg.saved)
             case ConfigAck():
                 if self._trace.on:
                     self._trace("ack_in", msg.key, msg.revision, sender)
-                effects = rep.on_ack(
-                    now, sender, msg.key, msg.revision, msg.origin, msg.md5, msg.ok, msg.current
-                )
+                effects = rep.on_ack(now, sender, msg.key, msg.revision, msg.origin, msg.md5,
+                                     msg.ok, msg.current, msg.committed)  # fmt: skip
             case ConfigCommit():
                 if self._trace.on:
                     self._trace("commit_in", msg.key, msg.revision, sender)

@@ -15,8 +15,10 @@ op                     fields (besides v, op, from)
 config_sync            after (key or nil): "your digests after this data id, one page"
                        (a starting node's catch-up; absent: every digest, one message),
                        ask (optional, 1..2**31-1): echoed in the page
-config_record          entry: a new version to persist and acknowledge
-config_ack             key, revision, origin, md5, ok, current (entry or nil)
+config_record          entry: a new version to persist and acknowledge; saved (optional,
+                       true: the sender, its origin, voted for it and has it on disk)
+config_ack             key, revision, origin, md5, ok, current (entry or nil); committed
+                       (optional, true: marked committed on a saved record, majority 2)
 config_commit          key, revision, origin, md5: a majority acknowledged it
 config_fetch           key: the versions of your highest revision, please
 config_key_versions    key, entries: the answer to config_fetch
@@ -156,6 +158,7 @@ class ConfigSync:
 class ConfigRecord:
     sender: str
     entry: ConfigEntry
+    saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,7 @@ class ConfigAck:
     md5: str
     ok: bool
     current: ConfigEntry | None
+    committed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,10 +319,13 @@ def replication_item(effect: SendRecord | SendAck | SendCommit) -> dict[str, Any
     message without ``v`` and ``from``, and an item of ``config_batch``."""
     match effect:
         case SendRecord():
+            if effect.saved:  # absent when false: the bytes of before (older nodes)
+                return {"op": "config_record", "entry": entry_to_wire(effect.entry),
+                        "saved": True}  # fmt: skip
             return {"op": "config_record", "entry": entry_to_wire(effect.entry)}
         case SendAck():
             current = None if effect.current is None else entry_to_wire(effect.current)
-            return {
+            item = {
                 "op": "config_ack",
                 "key": key_to_wire(effect.key),
                 "revision": effect.revision,
@@ -327,6 +334,9 @@ def replication_item(effect: SendRecord | SendAck | SendCommit) -> dict[str, Any
                 "ok": effect.ok,
                 "current": current,
             }
+            if effect.committed:
+                item["committed"] = True
+            return item
         case SendCommit():
             return {
                 "op": "config_commit",
@@ -386,7 +396,7 @@ def _packed_item(effect: Any, packed: dict[Any, tuple[Any, bytes]]) -> bytes | N
     """A record's (the same entry object) or a commit's (the same fields) packed item
     made for another peer, or None (an ack is per peer: never kept)."""
     if type(effect) is SendRecord:
-        found = packed.get(id(effect.entry))
+        found = packed.get((id(effect.entry), effect.saved))
         return found[1] if found is not None and found[0] is effect.entry else None
     if type(effect) is SendCommit:
         found = packed.get((effect.key, effect.revision, effect.origin, effect.md5))
@@ -396,7 +406,7 @@ def _packed_item(effect: Any, packed: dict[Any, tuple[Any, bytes]]) -> bytes | N
 
 def _keep_packed(effect: Any, raw: bytes, packed: dict[Any, tuple[Any, bytes]]) -> None:
     if type(effect) is SendRecord:  # by identity; the entry is kept with it (no id reuse)
-        packed[id(effect.entry)] = (effect.entry, raw)
+        packed[(id(effect.entry), effect.saved)] = (effect.entry, raw)
     elif type(effect) is SendCommit:
         packed[(effect.key, effect.revision, effect.origin, effect.md5)] = (None, raw)
 
@@ -550,7 +560,9 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
         return ConfigSync(sender, None if after is None else parse_key(after),
                           ask=_ask(msg.get("ask")))  # fmt: skip
     if op == "config_record":
-        return ConfigRecord(sender, parse_entry(msg.get("entry"), cap))
+        saved = msg.get("saved", False)
+        return ConfigRecord(sender, parse_entry(msg.get("entry"), cap),
+                            saved if saved is False else _bool(saved, "saved"))  # fmt: skip
     if op in ("config_ack", "config_commit"):
         key = parse_key(msg.get("key"))
         revision = _revision(msg.get("revision"), "revision")
@@ -560,6 +572,7 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
             return ConfigCommit(sender, key, revision, origin, md5)
         ok = _bool(msg.get("ok"), "ok")
         current = msg.get("current")
+        committed = msg.get("committed", False)
         return ConfigAck(
             sender,
             key,
@@ -568,6 +581,7 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
             md5,
             ok,
             None if current is None else parse_entry(current, cap, key),
+            committed if committed is False else _bool(committed, "committed"),
         )
     if op == "config_fetch":
         return ConfigFetch(

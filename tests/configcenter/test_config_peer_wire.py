@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -599,3 +600,30 @@ def test_batches_for_several_peers_reuse_the_packed_items_byte_for_byte() -> Non
     for peer, effects in for_peer.items():
         assert encode_batches(ME, effects, packed) == encode_batches(ME, effects), peer
     assert len(packed) == 5  # the records of ENTRIES[0], [1] and twin, and two commits
+
+
+def test_saved_records_and_committed_acks_round_trip_and_are_checked() -> None:
+    """A record's ``saved`` and an ack's ``committed`` (a majority of 2: the peer marks
+    the version itself) round-trip; absent they read false and the bytes are those of a
+    node before them (no field); any value but true/false is refused, naming the field;
+    a saved record is never packed as the same record unsaved (the per-turn cache)."""
+    (saved,) = encode_replication_effect(ME, SendRecord("p", ENTRIES[1], True))
+    assert decoded(saved) == ConfigRecord(ME, ENTRIES[1], True)
+    (plain,) = encode_replication_effect(ME, SendRecord("p", ENTRIES[1]))
+    assert decoded(plain) == ConfigRecord(ME, ENTRIES[1], False)
+    assert "saved" not in msgpack.unpackb(plain[1], raw=False)
+    ack = SendAck("p", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5, True, None, True)
+    (acked,) = encode_replication_effect(ME, ack)
+    assert decoded(acked) == ConfigAck(ME, KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5, True,
+                                        None, True)  # fmt: skip
+    (frames,) = encode_replication_effect(ME, replace(ack, committed=False))
+    assert "committed" not in msgpack.unpackb(frames[1], raw=False)
+    for message, field in ((saved, "saved"), (acked, "committed")):
+        msg = msgpack.unpackb(message[1], raw=False)
+        for bad in (1, "yes", None):
+            msg[field] = bad
+            with pytest.raises(RemoteProtocolError, match=f"'{field}' must be true or false"):
+                decode_config_peer(msgpack.packb(msg))
+    packed: dict[Any, Any] = {}
+    effects = [SendRecord("p", ENTRIES[1], True), SendRecord("p", ENTRIES[1])]
+    assert encode_batches(ME, effects, packed) == encode_batches(ME, effects)

@@ -161,6 +161,9 @@ class Sim:
                     return
             elif isinstance(eff, ForwardWrite):
                 self.send(node.node_id, eff.peer, eff)
+            elif isinstance(eff, SendRecord) and eff.saved:  # it says: on my disk
+                assert any(d.same_version(eff.entry) for d in node.disk), (node.node_id, eff)
+                self.send(node.node_id, eff.peer, eff)
             elif (
                 isinstance(eff, SendRecord)
                 and eff.entry not in node.disk
@@ -210,10 +213,10 @@ class Sim:
         if isinstance(msg, ForwardWrite):
             effects = rep.write(now, msg.write)
         elif isinstance(msg, SendRecord):
-            effects = rep.on_record(now, src, msg.entry)
+            effects = rep.on_record(now, src, msg.entry, msg.saved)
         elif isinstance(msg, SendAck):
             effects = rep.on_ack(now, src, msg.key, msg.revision, msg.origin, msg.md5, msg.ok,
-                                 msg.current)  # fmt: skip
+                                 msg.current, msg.committed)  # fmt: skip
         elif isinstance(msg, SendCommit):
             effects = rep.on_commit(msg.key, msg.revision, msg.origin, msg.md5)
         elif isinstance(msg, AskPage):
@@ -460,17 +463,23 @@ def test_sim_restarted_nodes_are_ready_only_holding_what_was_acknowledged(seed: 
 
 @pytest.mark.parametrize("seed", [*range(2000, 2010), 110, 122, 192])
 def test_sim_owner_killed_between_its_records_and_its_save(seed: int) -> None:
-    """Records leave before the owner's own save: owners die in between (20 % of their
-    writes' last records), so peers hold versions their owner lost and may reassign.
-    Nothing acknowledged is lost, the merge picks the same winner everywhere."""
-    sim = Sim(seed, n_nodes=5 if seed % 4 == 3 else 3, loss=0.1)
+    """Records leave before the owner's own save (5 nodes: a majority of 3): owners die in
+    between (20 % of their writes' last records), so peers hold versions their owner lost
+    and may reassign.  Nothing acknowledged is lost, the merge picks the same winner
+    everywhere.  With 3 nodes (a majority of 2) records leave after the save (``saved``,
+    the peers mark the version committed themselves), so no owner dies in between."""
+    five = seed % 4 == 3
+    sim = Sim(seed, n_nodes=5 if five else 3, loss=0.1)
     sim.kill_after_reply = 0.05
     sim.kill_after_record = 0.1
     sim.run(until=30.0, faults=True, clients=True)
     sim.heal()
     sim.run(until=45.0, faults=False, clients=False)
     check(sim, seed)
-    assert sim.killed_before_save and len(sim.acked) > 5, (sim.killed_before_save, sim.acked)
+    assert bool(sim.killed_before_save) is five and len(sim.acked) > 5, (
+        sim.killed_before_save,
+        sim.acked,
+    )
 
 
 @pytest.mark.parametrize("seed", list(range(1000, 1012)))
@@ -582,10 +591,11 @@ def test_owner_killed_right_after_its_reply_the_write_survives() -> None:
 
 
 def test_the_owner_sends_its_records_before_it_saves_and_answers_after_its_save() -> None:
-    """``write`` returns the records before the ``Persist`` (the runtime sends them while
-    it fsyncs); the reply comes from a later input (a peer's ack) with the committed
-    flag's ``Persist`` before it, so it is carried out after the version's save."""
-    ids = ["n0", "n1", "n2"]
+    """With a majority of 3 (5 members) ``write`` returns the records before the
+    ``Persist`` (the runtime sends them while it fsyncs); the reply comes from a later
+    input (the peers' acks) with the committed flag's ``Persist`` before it, so it is
+    carried out after the version's save; every peer gets a commit message."""
+    ids = ["n0", "n1", "n2", "n3", "n4"]
     keys = (ConfigKey("public", "DEFAULT_GROUP", f"own{i}") for i in range(100))
     key = next(k for k in keys if responsible_config_node(k, ids) == "n0")
     rep = ConfigReplicator("n0", ids, ConfigStore("n0"), 0.0)
@@ -593,12 +603,64 @@ def test_the_owner_sends_its_records_before_it_saves_and_answers_after_its_save(
     rep._fresh[key] = rep._view  # caught up (no catch-up round in this test)
     effects = rep.write(1.0, ConfigWrite("r", "publish", key, {"content": "x"}))
     kinds = [type(e).__name__ for e in effects]
-    assert kinds == ["SendRecord", "SendRecord", "Persist"], kinds
+    assert kinds == ["SendRecord"] * 4 + ["Persist"], kinds
+    assert not any(e.saved for e in effects if isinstance(e, SendRecord))
     entry = effects[-1].entries[0]  # type: ignore[union-attr]
-    after_ack = rep.on_ack(1.01, "n1", key, 1, entry.origin, entry.md5, True)
+    assert rep.on_ack(1.01, "n1", key, 1, entry.origin, entry.md5, True) == []
+    after_ack = rep.on_ack(1.01, "n2", key, 1, entry.origin, entry.md5, True)
     kinds = [type(e).__name__ for e in after_ack]
     assert kinds[:2] == ["Persist", "ReplyEntry"] and after_ack[0].mark  # type: ignore[union-attr]
-    assert kinds[2:] == ["SendCommit", "SendCommit"]
+    assert kinds[2:] == ["SendCommit"] * 4
+
+
+def _owner_and_write(ids: list[str]) -> tuple[ConfigReplicator, ConfigKey, list[Any]]:
+    keys = (ConfigKey("public", "DEFAULT_GROUP", f"own{i}") for i in range(100))
+    key = next(k for k in keys if responsible_config_node(k, ids) == "n0")
+    rep = ConfigReplicator("n0", ids, ConfigStore("n0"), 0.0)
+    rep.set_members_up(ids)
+    rep._fresh[key] = rep._view  # caught up (no catch-up round in this test)
+    return rep, key, rep.write(1.0, ConfigWrite("r", "publish", key, {"content": "x"}))
+
+
+def test_with_a_majority_of_two_records_follow_the_save_and_peers_mark_the_commit() -> None:
+    """3 members (a majority of 2): the owner's records come after its ``Persist`` and say
+    ``saved`` (its vote is on disk when they leave); a peer that stores one as its vote
+    has a majority with it, marks it committed itself (a lazy flag after its save) and
+    says so in its ack; the owner then answers without a commit message to it, and sends
+    one only to a peer that answers without having marked it (an older node, or one that
+    refused), on its answer."""
+    ids = ["n0", "n1", "n2"]
+    rep, key, effects = _owner_and_write(ids)
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds == ["Persist", "SendRecord", "SendRecord"], kinds
+    assert all(e.saved for e in effects if isinstance(e, SendRecord))
+    entry = effects[0].entries[0]  # type: ignore[union-attr]
+    # a peer: stores it as its vote, marks it, acks "committed"
+    peer = ConfigReplicator("n1", ids, ConfigStore("n1"), 0.0)
+    out = peer.on_record(1.0, "n0", entry, saved=True)
+    assert [type(e).__name__ for e in out] == ["Persist", "Persist", "SendAck"]
+    assert not out[0].mark and out[1].mark and out[1].lazy  # type: ignore[union-attr]
+    assert out[2].ok and out[2].committed  # type: ignore[union-attr]
+    assert peer.store.current(key).committed  # type: ignore[union-attr]
+    # not saved (an older owner: records before its save), or not from the origin: no mark
+    for saved, sender in ((False, "n0"), (True, "n2")):
+        other = ConfigReplicator("n2", ids, ConfigStore("n2"), 0.0)
+        out = other.on_record(1.0, sender, entry, saved=saved)
+        assert [type(e).__name__ for e in out] == ["Persist", "SendAck"]
+        assert not out[1].committed and not other.store.current(key).committed  # type: ignore[union-attr]
+    # the owner: the first ack (marked) commits it: reply, no commit message
+    after = rep.on_ack(1.01, "n1", key, 1, entry.origin, entry.md5, True, committed=True)
+    assert [type(e).__name__ for e in after] == ["Persist", "ReplyEntry"], after
+    # the other peer answers later: marked itself -> nothing; not marked -> a commit message
+    assert rep.on_ack(1.02, "n2", key, 1, entry.origin, entry.md5, True, committed=True) == []
+    late = rep.on_ack(1.02, "n2", key, 1, entry.origin, entry.md5, True)
+    assert late == [SendCommit("n2", key, 1, entry.origin, entry.md5)]
+    # an ack that commits without having marked it (an older peer): a commit message to it
+    rep2, key2, effects2 = _owner_and_write(ids)
+    e2 = effects2[0].entries[0]  # type: ignore[union-attr]
+    after = rep2.on_ack(1.01, "n2", key2, 1, e2.origin, e2.md5, True)
+    assert [type(e).__name__ for e in after] == ["Persist", "ReplyEntry", "SendCommit"]
+    assert after[2].peer == "n2"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("seed", range(5))

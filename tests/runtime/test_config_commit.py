@@ -40,6 +40,7 @@ from test_config_plane import (
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.replication import Persist, SendRecord
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.runtime import config_commit
@@ -431,46 +432,49 @@ def test_a_peer_whose_commit_fails_acks_only_after_the_retry(tmp_path: Path) -> 
     assert on_disk(net, "f", 1) == 3
 
 
-def test_records_leave_while_the_owner_saves_and_the_reply_waits_for_its_save(
+def test_records_leave_after_the_owners_save_and_the_peers_commit_on_their_own_save(
     tmp_path: Path,
 ) -> None:
-    """A publish's records go to the peers at the end of the owner's loop turn, while its
-    own commit is still in flight (Raft thesis 10.2.1); the peers save and acknowledge,
-    yet the owner answers only once its own commit is done.  Listeners are told only the
-    committed version: not on a peer that merely saved the record, and on every node
-    once the commit is known, without waiting for the committed flag's own fsync."""
+    """Three members (a majority of 2): a publish's records wait for the owner's own
+    commit (they say its vote is on disk: ``saved``); each peer saves the version with its
+    committed flag in one transaction and announces it then, with no commit message (its
+    vote and the owner's are a majority); the owner answers once its flag is on disk."""
     net = Net(3, data_dir=tmp_path)
     owner = owner_of("rf")
     assert net.call(owner, "config_publish", data_id="rf", content="v1")["ok"]  # catch-up
     writers = held(net)
     net.request(owner, b"w", "config_publish", data_id="rf", content="v2")
     assert writers[owner].queue, "the owner's version is on its way to disk"
-    records = [body for to, body in net.queue if to != owner]
-    assert len(records) == 2, "the records left before the owner's commit"
-    assert on_disk(net, "rf", 2) == 0
-    for _ in range(4):  # the peers save (at once) and ack; the owner's commit stays held
-        batch, net.queue = list(net.queue), deque()
-        for to, body in batch:
-            net.planes[to].on_peer(body, net.now)
-            net.planes[to].flush(net.now)
-        for address, writer in writers.items():
-            if address != owner:
-                writer.commit()
-                net.planes[address].committed(net.now)
-    assert on_disk(net, "rf", 2) == 2 and b"w" not in net.replies  # acked by both peers
-    peers = [a for a in ADDRESSES if a != owner]
-    for peer in peers:  # saved there, but not known committed: not announced
-        assert [n["revision"] for n in net.notes.get(peer, [])] == [1]
-    writers[owner].commit(1)  # the owner's version only (its commit flag comes after)
+    assert not net.queue, "no record before the owner's save"
+    writers[owner].commit()
     net.planes[owner].committed(net.now)
-    assert b"w" not in net.replies, "a reply waits for the owner's committed flag too"
-    assert [n["revision"] for n in net.notes[owner]] == [1, 2]  # before the flag's fsync
-    net.deliver()  # the commit messages: the peers announce before their flag's fsync
+    records = [body for to, body in net.queue if to != owner]
+    assert len(records) == 2 and all(m.get("saved") for b in records for m in unbatched(b))
+    assert on_disk(net, "rf", 2) == 1
+    peers = [a for a in ADDRESSES if a != owner]
+    batch, net.queue = list(net.queue), deque()
+    for to, body in batch:  # the peers take the records; their commits are held
+        net.planes[to].on_peer(body, net.now)
+        net.planes[to].flush(net.now)
+    for peer in peers:  # saved with the flag, not yet on disk: not announced, no ack
+        assert [n["revision"] for n in net.notes.get(peer, [])] == [1]
+        (turn,) = writers[peer].queue
+        assert {(e.revision, e.committed) for _, es in turn.ops for e in es} == {(2, False),
+                                                                                  (2, True)}
+    assert not net.queue
     for peer in peers:
-        assert [n["revision"] for n in net.notes[peer]] == [1, 2]
+        writers[peer].commit()
+        net.planes[peer].committed(net.now)
+        assert [n["revision"] for n in net.notes[peer]] == [1, 2]  # on its own save
+    acks = [m for _, b in net.queue for m in unbatched(b)]
+    assert [(m["op"], m.get("committed")) for m in acks] == [("config_ack", True)] * 2
+    net.deliver()  # the acks: the owner commits (its flag on the way to disk), no commits
+    assert not [op for _, _, op in net.sent if op == "config_commit"]
+    assert b"w" not in net.replies, "a reply waits for the owner's committed flag"
     writers[owner].commit()
     net.planes[owner].committed(net.now)
     assert net.last(b"w")["ok"] and net.last(b"w")["result"]["revision"] == 2
+    assert on_disk(net, "rf", 2) == 3
     for w in writers.values():
         w.commit()
     for p in net.planes.values():
@@ -650,12 +654,13 @@ def test_a_slow_inline_commit_sends_the_next_turns_to_the_thread_for_a_while(
     plane.close()
 
 
-def test_inline_commits_in_a_cluster_send_the_records_first_and_answer_without_a_wakeup(
+def test_inline_commits_in_a_cluster_send_the_records_after_the_save_without_a_wakeup(
     tmp_path: Path,
 ) -> None:
     """Three planes whose writers commit inline (as nodes do when idle): the owner's
-    records leave before its own commit (it fsyncs while the peers do), every commit is on
-    the loop's thread, and the publish is answered with no writer-thread wake-up."""
+    records leave right after its own commit in the same turn (a majority of 2: they say
+    its vote is on disk), every commit is on the loop's thread, and the publish is
+    answered with no writer-thread wake-up."""
     net = Net(3, data_dir=tmp_path)
     events: list[tuple[str, str]] = []
     for address, plane in net.planes.items():
@@ -679,10 +684,77 @@ def test_inline_commits_in_a_cluster_send_the_records_first_and_answer_without_a
     assert answer["ok"] and answer["result"]["revision"] == 1
     first_write = events.index(("write", owner))
     records = [i for i, e in enumerate(events) if e == ("send config_record", owner)]
-    assert len(records) == 2 and max(records) < first_write, events
+    assert len(records) == 2 and min(records) > first_write, events
     assert on_disk(net, "inl", 1) == 3
     for plane in net.planes.values():
         stats = plane.stats()
         assert stats["commit_inline"] >= 1 and stats["commit_threaded"] == 0, stats
         assert stats["commit_turns_in_flight"] == 0
         plane.close()
+
+
+def flags(net: Net, address: str, data_id: str) -> dict[int, int]:
+    """revision -> committed flag of ``data_id``'s rows on ``address``'s disk."""
+    sql = "SELECT revision, committed FROM config_versions WHERE data_id = ?"
+    assert net.data_dir is not None
+    with SqliteConfigStore(database_path(net.data_dir / address.rpartition(":")[2])) as db:
+        return dict(db._conn.execute(sql, (data_id,)).fetchall())
+
+
+def test_a_peers_committed_flag_rides_on_its_next_write_or_goes_alone_when_due(
+    tmp_path: Path,
+) -> None:
+    """A peer's committed flag from a commit message (nothing waits for it) is not a
+    transaction of its own: it is written with the peer's next one (the next record), or
+    alone ``LAZY_MARK_SECONDS`` later, or at close; the announcement does not wait for it;
+    the owner's own flag is on disk before its reply, as before.  (The owner here sends
+    records without ``saved``, as a node before them did, so the peers learn the commit
+    from commit messages: sent to each on its ack.)"""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("lz")
+    rep = net.planes[owner].replicator
+    rep._records = lambda entry, peers, voted: [SendRecord(p, entry) for p in peers]  # type: ignore[method-assign]
+    peer = next(a for a in ADDRESSES if a != owner)
+    plane = net.planes[peer]
+    assert net.call(owner, "config_publish", data_id="lz", content="v1")["ok"]
+    assert flags(net, owner, "lz") == {1: 1}  # the writer's flag: before its reply
+    assert flags(net, peer, "lz") == {1: 0}  # waiting for the peer's next transaction
+    assert plane.stats()["commit_marks_waiting"] == 1
+    assert [n["revision"] for n in net.notes[peer]] == [1]  # announced without it
+    writer = plane._commits.writer
+    assert writer is not None
+    before = writer.transactions
+    assert net.call(owner, "config_publish", data_id="lz", content="v2")["ok"]
+    assert writer.transactions == before + 1, "one transaction per publish on a peer"
+    assert flags(net, peer, "lz") == {1: 1, 2: 0}  # v1's flag rode on v2's record
+    assert [n["revision"] for n in net.notes[peer]] == [1, 2]
+    net.tick(config_commit.LAZY_MARK_SECONDS + 0.1)  # no write comes: alone, when due
+    assert flags(net, peer, "lz") == {1: 1, 2: 1}
+    assert writer.transactions == before + 2 and plane.stats()["commit_marks_waiting"] == 0
+    assert net.call(owner, "config_publish", data_id="lz", content="v3")["ok"]
+    assert flags(net, peer, "lz")[3] == 0
+    for p in net.planes.values():  # close drains the flags waiting
+        p.close()
+    assert flags(net, peer, "lz")[3] == 1
+
+
+def test_a_flag_waiting_is_written_before_a_prune_deletes_its_row(tmp_path: Path) -> None:
+    """A flag waiting for a later transaction joins the ops before a delete of pruned
+    versions, so the upsert never writes a pruned version's row back."""
+    db = SqliteConfigStore(tmp_path / "c.db")
+    pipeline = config_commit.CommitPipeline(lambda: db, thread=False)
+    store = ConfigStore("a:1")
+    key = ConfigKey("public", "DEFAULT_GROUP", "pr")
+    entry = store.publish(key, "x", now=T0)
+    pipeline.add([Persist((entry,))])
+    pipeline.end_turn(T0)
+    pipeline.finished(T0)
+    pipeline.add([Persist((entry.as_committed(),), mark=True, lazy=True)])
+    pipeline.end_turn(T0)
+    assert len(pipeline.lazy) == 1 and pipeline.lazy_due() == T0 + config_commit.LAZY_MARK_SECONDS
+    pipeline.remove([entry])  # pruned before the flag was written
+    pipeline.end_turn(T0)
+    pipeline.finished(T0)
+    assert db.count() == 0, "the pruned row came back"
+    assert pipeline.lazy == [] and pipeline.lazy_due() is None
+    db.close()

@@ -23,6 +23,7 @@ from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
+from meshreg.runtime.config_commit import LAZY_MARK_SECONDS
 from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, PRUNE_INTERVAL, ConfigPlane
 from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.wire.config_messages import parse_config_message
@@ -594,12 +595,21 @@ def test_group_commit_one_transaction_per_turn_and_nothing_leaves_before_it(
             p.flush(net.now)
     _check_disk_first(log, before=frozenset((d, 1, True) for d in ids))
     saves = [me for what, me, _ in log if what == "save"]
-    # one transaction per node per turn: the owner's records, then its commit flags; each
-    # peer's records (for all 5 versions), then their commit flags
-    assert sorted(saves) == sorted(list(ADDRESSES) * 2), log
-    assert net.batches == 2 + 2 + 2  # records out, acks back, commits out: one per peer each
+    # one transaction per node per turn: the owner's versions, then its commit flags (its
+    # replies wait for them); each peer's versions (all 5) with their committed flags in
+    # the same transaction: the records say the owner's vote is on disk (``saved``, a
+    # majority of 2), so a peer's own save makes the majority (replication.on_record)
+    peers = [a for a in ADDRESSES if a != owner]
+    assert sorted(saves) == sorted([owner, owner, *peers]), log
+    for what, me, items in log:
+        if what == "save" and me in peers:
+            assert items == {(d, 2, c) for d in ids for c in (False, True)}, log
+    assert net.batches == 2 + 2  # records out, acks back (saying "committed"): no commits
     assert all(net.replies[c][0]["ok"] for c in clients)
     assert sorted(i for what, _, i in log if what == "reply") == [(d, 2) for d in sorted(ids)]
+    net.tick(LAZY_MARK_SECONDS + 0.1)  # nothing was left to write
+    assert [me for what, me, _ in log if what == "save"] == saves
+    assert [net.planes[p].stats()["commit_marks_waiting"] for p in peers] == [0, 0]
 
 
 def test_the_order_check_fails_when_a_reply_leaves_before_the_commit(tmp_path: Path) -> None:
