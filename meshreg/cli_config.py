@@ -395,7 +395,10 @@ def watch(
 @click.option("--content", default=None, help="The gray content itself.")
 @click.option("--label", "labels", multiple=True, help="K=V: clients with this label; repeatable.")
 @click.option(
-    "--client", "clients", multiple=True, help="HOST or HOST:PORT of a client; repeatable."
+    "--client",
+    "clients",
+    multiple=True,
+    help="HOST: the IP address of a client as the node sees it (no port); repeatable.",
 )
 @click.option("--type", "kind", type=click.Choice(CONFIG_TYPES), default=None)
 @if_revision_option

@@ -50,7 +50,7 @@ MAX_TAG_VALUE_LEN = 256  # chars, printable
 MAX_GRAY_LABELS = 32  # label pairs in one gray selector
 MAX_GRAY_ADDRESSES = 1024  # client addresses in one gray rule
 MAX_LABEL_LEN = 256  # chars per label key or value, printable
-MAX_ADDRESS_LEN = 300  # chars per client address (host or host:port)
+MAX_ADDRESS_LEN = 300  # chars per client address (a host: the IP the node sees)
 MAX_MODIFIED_BY_LEN = 256  # chars, printable (a key name, a user, a node id)
 MAX_PATTERN_LEN = 256  # chars of a list pattern (names plus * and ?)
 # A write's request id (docs/PROTOCOL.md 2.15): the client's name for one logical write,
@@ -135,7 +135,9 @@ class Change(str, enum.Enum):
 @dataclass(frozen=True, slots=True)
 class GrayRule:
     """Who gets a gray version: clients whose labels include every pair of ``labels``, or
-    whose address (host, or host:port) is in ``addresses``.  At least one must be given."""
+    whose address (the IP of its connection, as the node sees it) is in ``addresses``.  At
+    least one must be given.  A new rule names hosts only (``check_gray_rule``); a stored
+    one from before that may hold ``host:port`` entries, which match no client."""
 
     labels: tuple[tuple[str, str], ...] = ()
     addresses: frozenset[str] = frozenset()
@@ -500,8 +502,14 @@ def check_tags(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
-def check_gray_rule(labels: Any, addresses: Any) -> GrayRule:
-    """A gray rule: a label selector and/or client addresses; an empty rule is refused."""
+def check_gray_rule(labels: Any, addresses: Any, *, stored: bool = False) -> GrayRule:
+    """A gray rule: a label selector and/or client addresses; an empty rule is refused.
+
+    A client address is a host alone: the node knows a client by the IP address of its
+    connection (ZeroMQ's Peer-Address), never its port, so a ``host:port`` entry would
+    select nobody and is refused (review11).  ``stored``: a version already written (a
+    peer's record, a node's disk, an archive being read) keeps such an entry as it is: a
+    version the cluster holds is never refused for a rule made before this check."""
     pairs: list[tuple[str, str]] = []
     if labels is not None:
         if not isinstance(labels, Mapping):
@@ -530,7 +538,16 @@ def check_gray_rule(labels: Any, addresses: Any) -> GrayRule:
         for a in addresses:
             _check_printable(a, "a client address", MAX_ADDRESS_LEN, "bad_gray_rule")
             if not a or " " in a:
-                raise invalid(f"client address {a!r} must be a host or host:port", "bad_gray_rule")
+                raise invalid(
+                    f"client address {a!r} must be a host (an IP address)", "bad_gray_rule"
+                )
+            if not stored and _host_of(a) != a:
+                raise invalid(
+                    f"client address {a!r} names a port: give the host (IP) only, "
+                    f"{_host_of(a)!r}; the node knows a client by the IP address of its "
+                    "connection, never its port, so it would match no client",
+                    "bad_gray_rule",
+                )
             hosts.add(a)
     if not pairs and not hosts:
         raise invalid(

@@ -520,7 +520,7 @@ def _reference_parse_entry(raw: Any, cap: int, key: ConfigKey | None = None) -> 
         gray_md5 = _md5(gray_raw.get("md5"), "gray md5")
         if gray_md5 != content_md5(gray_content):
             raise _bad(f"{entry_key}: field 'gray md5' is not the md5 of the gray content")
-        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"))
+        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"), stored=True)
         gray = GrayRelease(gray_content, check_type(gray_raw.get("type")), gray_md5, rule)
     return ConfigEntry(
         key=entry_key,
@@ -599,3 +599,15 @@ def test_batches_for_several_peers_reuse_the_packed_items_byte_for_byte() -> Non
     for peer, effects in for_peer.items():
         assert encode_batches(ME, effects, packed) == encode_batches(ME, effects), peer
     assert len(packed) == 5  # the records of ENTRIES[0], [1] and twin, and two commits
+
+
+def test_a_peer_version_whose_gray_rule_names_a_host_port_is_still_accepted() -> None:
+    """A version written by a node from before hosts-only rules replicates as it is: a
+    version the cluster holds is never refused (a client's new rule is, ``check_gray_rule``)."""
+    from meshreg.wire.config_peer import parse_entry
+
+    raw = entry_to_wire(ENTRIES[1])
+    raw["gray"] = {"content": "g", "md5": content_md5("g"), "type": "text", "labels": {},
+                   "clients": ["127.0.0.1:1"]}  # fmt: skip
+    entry = parse_entry(raw, 1 << 20)
+    assert entry.gray is not None and entry.gray.rule.addresses == frozenset({"127.0.0.1:1"})
