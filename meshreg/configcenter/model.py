@@ -349,6 +349,30 @@ def check_config_name(value: Any, field_name: str, max_len: int) -> str:
     return value
 
 
+DOT_NAMES = (".", "..")  # in the alphabet, but path components: no new data id has them
+
+
+def check_new_config_key(key: ConfigKey) -> ConfigKey:
+    """A key a ``config_publish`` may create: no name is ``.`` or ``..``.  An export writes
+    names as archive paths (``configs/<group>/<data_id>``) and the client's disk cache as
+    file paths, where these two are the directory itself and its parent (review11: an export
+    held ``configs/../x``).  Only the publish checks it (the one write that creates a data
+    id), so a data id made before this rule can still be read, exported, rolled back and
+    deleted; a peer's record or the disk is never refused for it."""
+    for value, name in (
+        (key.namespace, "namespace"),
+        (key.group, "group"),
+        (key.data_id, "data_id"),
+    ):
+        if value in DOT_NAMES:
+            raise invalid(
+                f"field '{name}' {value!r} is not a name a config may have: '.' and '..' "
+                "are refused (they are path components in an export and a disk cache)",
+                "bad_name",
+            )
+    return key
+
+
 _KEY_CACHE: dict[tuple[Any, Any, Any], ConfigKey] = {}  # keys already validated
 KEY_CACHE_MAX = 65_536  # entries; full: emptied (a bound, not an LRU)
 

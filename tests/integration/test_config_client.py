@@ -471,3 +471,19 @@ def test_a_gray_client_with_a_port_is_refused_and_an_old_archive_naming_one_stil
     with Client(node.address, namespace="old", timeout=5.0) as c:
         got = c.config_get("g1")
         assert (got.content, got.gray_served, got.gray) == ("main", False, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [([".."], "data_id"), (["."], "data_id"), (["x", "-g", ".."], "group"),
+     (["x", "-n", "."], "namespace")],
+)  # fmt: skip
+def test_the_cli_refuses_to_publish_a_dot_name(
+    node: NodeProcess, args: list[str], field: str
+) -> None:
+    """review11: ``publish ..`` was accepted and the export then held ``configs/../x``."""
+    out = cfg(node, "publish", *args, "--content", "c")
+    assert out.returncode == 1, out.stdout
+    assert f"field '{field}'" in out.stderr and "is not a name a config may have" in out.stderr
+    listed = json.loads(ok(cfg(node, "list", "--json", "-n", "public")).stdout)
+    assert all(".." not in (i["group"], i["data_id"]) for i in listed)
