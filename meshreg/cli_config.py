@@ -315,14 +315,18 @@ def history(
     group: str,
     timeout: float,
 ) -> None:
-    """DATA_ID's kept revisions, newest first."""
+    """DATA_ID's kept revisions, newest first (none: exit 1, with or without --json, as
+    ``config get`` of a data id that does not exist)."""
     with _client(servers, namespace, group, timeout) as c:
         items = c.config_history(data_id, limit=limit)
+    if not items:
+        _fail(
+            f"no history of {data_id!r} in namespace {namespace!r}, group {group!r} (never "
+            "published here, or its tombstone was pruned); see `meshreg config list`"
+        )
     if as_json:
         click.echo(json.dumps([i.to_json() for i in items], sort_keys=True))
         return
-    if not items:
-        _fail(f"no history of {data_id!r} in namespace {namespace!r}, group {group!r}")
     for i in items:
         by = f" by {_safe(i.modified_by)}" if i.modified_by else ""
         click.echo(

@@ -571,3 +571,21 @@ def test_config_list_lists_every_group_unless_g_and_its_help_says_so(
         ("*", "DEFAULT_GROUP", False),
         ("a*", "billing", False),
     ]
+
+
+class _NoHistory(_Lister):
+    def config_history(self, data_id: str, limit: int = 100) -> list[ConfigInfo]:
+        return []
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_config_history_of_an_unknown_data_id_fails_naming_it_with_or_without_json(
+    monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    """review11: the text form said "no history" and exited 1, --json printed ``[]`` and
+    exited 0.  Both now fail as ``config get`` of a missing data id does."""
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: _NoHistory())
+    result = invoke("history", "nosuch", *extra)
+    assert result.exit_code == 1, result.output
+    assert "no history of 'nosuch' in namespace 'public', group 'DEFAULT_GROUP'" in result.output
+    assert "[]" not in result.output
