@@ -480,10 +480,16 @@ def _too_large(field_name: str, size: int, max_bytes: int, qualifier: str = "") 
 def check_type(value: Any) -> str:
     if value is None:
         return DEFAULT_CONFIG_TYPE
-    if type(value) is not str or value not in CONFIG_TYPES:
-        shown = value[:32] if isinstance(value, str) else type(value).__name__
+    if type(value) is not str:  # name the value and its type (it said "'int' is not ...")
         raise invalid(
-            f"field 'type' {shown!r} is not a config type; use one of {', '.join(CONFIG_TYPES)}",
+            f"field 'type' must be a string, one of {', '.join(CONFIG_TYPES)} (got "
+            f"{type(value).__name__} {repr(value)[:32]})",
+            "unknown_type",
+        )
+    if value not in CONFIG_TYPES:
+        raise invalid(
+            f"field 'type' {value[:32]!r} is not a config type; use one of "
+            f"{', '.join(CONFIG_TYPES)}",
             "unknown_type",
         )
     return value
