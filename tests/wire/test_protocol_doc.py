@@ -757,6 +757,26 @@ def test_a_subscription_to_an_absent_data_id_gets_no_sync() -> None:
     assert [msgpack.unpackb(f[-1], raw=False)["revision"] for f in node.xpub.sent] == [1]
 
 
+def test_a_data_id_created_after_its_subscription_was_admitted_is_pushed() -> None:
+    """4.5's argument that a client loses nothing without a sync for an absent data id:
+    once the subscription is admitted, the data id's first version is pushed on it."""
+    node = config_node()
+    topic = b"\x00config\x00public\x00DEFAULT_GROUP\x00new.yaml\x00"
+    assert node.rt.gate.subscribe(topic, True) is None  # admitted (as _drain_subscriptions)
+    node.rt.configs.subscribed(topic)
+    node.xpub.sent.clear()
+    replies: list[bytes] = []
+    node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
+    node.now += 1.0
+    frames = [b"client-1", b"", encode_request("config_publish", 8, data_id="new.yaml",
+                                                content="b: 1")]  # fmt: skip
+    node.rt._serve(frames, node.now)
+    node.rt.configs.flush(node.now)
+    assert len(replies) == 1 and msgpack.unpackb(replies[0], raw=False)["ok"]
+    pushed = [(f[0], msgpack.unpackb(f[-1], raw=False)["revision"]) for f in node.xpub.sent]
+    assert pushed == [(topic, 1)]
+
+
 def test_the_frame_limit_row_gives_the_effective_default(doc: str) -> None:
     """1.6: the frame limit a client meets with the default content cap, in bytes."""
     row = next(line for line in doc.splitlines() if line.startswith("| `MAX_FRAME_BYTES` |"))
