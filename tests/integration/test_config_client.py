@@ -487,3 +487,21 @@ def test_the_cli_refuses_to_publish_a_dot_name(
     assert f"field '{field}'" in out.stderr and "is not a name a config may have" in out.stderr
     listed = json.loads(ok(cfg(node, "list", "--json", "-n", "public")).stdout)
     assert all(".." not in (i["group"], i["data_id"]) for i in listed)
+
+
+def test_an_old_archive_holding_a_dot_name_imports_the_rest_and_names_that_one(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """An export made before the rule may hold ``configs/../x`` (review11); importing it
+    refuses that item alone, naming the field, and writes the others."""
+    archive = tmp_path / "dots.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("configs/../x", "dots")
+        zf.writestr("configs/DEFAULT_GROUP/fine.txt", "fine")
+    out = cfg(node, "import", str(archive), "-n", "dots", "--json")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["created"] == ["DEFAULT_GROUP/fine.txt"]
+    (failed,) = report["failed"]
+    assert failed["config"] == "../x"
+    assert "field 'group' '..' is not a name a config may have" in failed["error"]
