@@ -17,7 +17,10 @@ from meshreg.cli import (
     _safe,
     _wait_for_signal,
     client_options,
+    key_option,
+    namespace_option,
     security_options,
+    server_key_option,
     server_option,
     timeout_option,
 )
@@ -135,10 +138,15 @@ def _written(verb: str, info: ConfigInfo, as_json: bool) -> None:
     )
 
 
-def _group_given() -> bool:
-    ctx = click.get_current_context()
-    source = ctx.get_parameter_source("group")
-    return source is not None and source.name != "DEFAULT"
+def every_group_options(command: Any) -> Any:
+    """``client_options`` for the commands that cover every group unless ``-g`` is given
+    (list, export): their ``-g`` has no default, and its help says so (it showed
+    ``[default: DEFAULT_GROUP]``, which these commands never applied: review11)."""
+    every_group = click.option(
+        "--group", "-g", default=None, help="Only this group.  [default: every group]"
+    )
+    inner = namespace_option(every_group(timeout_option(command)))
+    return key_option(server_key_option(server_option(inner)))
 
 
 @click.group("config")
@@ -266,14 +274,13 @@ def delete(
 @config.command("list")
 @click.option("--pattern", default="*", show_default=True, help="* any run, ? one character.")
 @json_option
-@client_options
+@every_group_options
 def list_(
-    pattern: str, as_json: bool, servers: str, namespace: str, group: str, timeout: float
+    pattern: str, as_json: bool, servers: str, namespace: str, group: str | None, timeout: float
 ) -> None:
     """List the data ids of a namespace (every group unless -g is given)."""
-    every = not _group_given()
-    with _client(servers, namespace, group, timeout) as c:
-        items = c.config_list(pattern=pattern, group=group, all_groups=every)
+    with _client(servers, namespace, group or DEFAULT_GROUP, timeout) as c:
+        items = c.config_list(pattern=pattern, group=group, all_groups=group is None)
     if as_json:
         click.echo(json.dumps([_listed(i) for i in items], sort_keys=True))
         return
@@ -308,14 +315,18 @@ def history(
     group: str,
     timeout: float,
 ) -> None:
-    """DATA_ID's kept revisions, newest first."""
+    """DATA_ID's kept revisions, newest first (none: exit 1, with or without --json, as
+    ``config get`` of a data id that does not exist)."""
     with _client(servers, namespace, group, timeout) as c:
         items = c.config_history(data_id, limit=limit)
+    if not items:
+        _fail(
+            f"no history of {data_id!r} in namespace {namespace!r}, group {group!r} (never "
+            "published here, or its tombstone was pruned); see `meshreg config list`"
+        )
     if as_json:
         click.echo(json.dumps([i.to_json() for i in items], sort_keys=True))
         return
-    if not items:
-        _fail(f"no history of {data_id!r} in namespace {namespace!r}, group {group!r}")
     for i in items:
         by = f" by {_safe(i.modified_by)}" if i.modified_by else ""
         click.echo(
@@ -395,7 +406,10 @@ def watch(
 @click.option("--content", default=None, help="The gray content itself.")
 @click.option("--label", "labels", multiple=True, help="K=V: clients with this label; repeatable.")
 @click.option(
-    "--client", "clients", multiple=True, help="HOST or HOST:PORT of a client; repeatable."
+    "--client",
+    "clients",
+    multiple=True,
+    help="HOST: the IP address of a client as the node sees it (no port); repeatable.",
 )
 @click.option("--type", "kind", type=click.Choice(CONFIG_TYPES), default=None)
 @if_revision_option
@@ -495,9 +509,9 @@ def gray_drop(
     show_default=True,
     help="Past versions kept per data id ('import --history' replays them).",
 )
-@client_options
+@every_group_options
 def export(
-    out: str | None, history: int, servers: str, namespace: str, group: str, timeout: float
+    out: str | None, history: int, servers: str, namespace: str, group: str | None, timeout: float
 ) -> None:
     """Export a namespace's configs (every group unless -g is given) as a zip: the current
     versions, their gray versions and their history, and the deleted data ids whose
@@ -505,10 +519,10 @@ def export(
     from meshreg.client.config_archive import export_namespace  # only here (zipfile and all)
 
     target = out or f"meshreg-configs-{namespace}.zip"
-    only = group if _group_given() else None
+    only = group
     tmp = None
     try:
-        with _client(servers, namespace, group, timeout) as c:
+        with _client(servers, namespace, group or DEFAULT_GROUP, timeout) as c:
             if target == "-":
                 import io
 

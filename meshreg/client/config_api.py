@@ -242,7 +242,8 @@ class ConfigMixin:
         request_id: str | None = None,
     ) -> ConfigInfo:
         """Publish a gray version for the clients whose labels include every pair of
-        ``labels`` or whose address (host or host:port) is in ``clients``."""
+        ``labels`` or whose address (its IP address as the node sees it, no port) is in
+        ``clients``."""
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "content": content}
         fields.update(_present(labels=labels, clients=clients, type=type, if_revision=if_revision))

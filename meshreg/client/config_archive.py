@@ -377,7 +377,10 @@ def _gray(
     info = _listed_file(by_name, gray.get("file"), what)
     raw = _member(zf, info, HARD_MAX_CONTENT_BYTES, what)
     try:
-        rule = check_gray_rule(gray.get("labels") or None, gray.get("clients") or None)
+        # stored: an archive made before hosts-only rules still reads; the import's gray
+        # write of a host:port entry is then refused for that item alone (the node's rule)
+        labels, clients = gray.get("labels") or None, gray.get("clients") or None
+        rule = check_gray_rule(labels, clients, stored=True)
         return ArchiveGray(
             check_content(raw, HARD_MAX_CONTENT_BYTES),
             check_type(gray.get("type")),

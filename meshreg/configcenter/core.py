@@ -82,6 +82,7 @@ from meshreg.configcenter.model import (
     check_description,
     check_gray_rule,
     check_modified_by,
+    check_new_config_key,
     check_tags,
     check_type,
     config_key_bytes,
@@ -515,7 +516,7 @@ class ConfigStore:
         """Create or replace a data id's main content (its gray version, if any, stays).
         ``type`` None: the type it has (text if it does not exist)."""
         try:
-            key = check_config_key(*key)
+            key = check_new_config_key(check_config_key(*key))
             text = check_content(content, self.limits.max_content_bytes)
             kind = None if type is None else check_type(type)
             desc = check_description(description)

@@ -50,7 +50,7 @@ MAX_TAG_VALUE_LEN = 256  # chars, printable
 MAX_GRAY_LABELS = 32  # label pairs in one gray selector
 MAX_GRAY_ADDRESSES = 1024  # client addresses in one gray rule
 MAX_LABEL_LEN = 256  # chars per label key or value, printable
-MAX_ADDRESS_LEN = 300  # chars per client address (host or host:port)
+MAX_ADDRESS_LEN = 300  # chars per client address (a host: the IP the node sees)
 MAX_MODIFIED_BY_LEN = 256  # chars, printable (a key name, a user, a node id)
 MAX_PATTERN_LEN = 256  # chars of a list pattern (names plus * and ?)
 # A write's request id (docs/PROTOCOL.md 2.15): the client's name for one logical write,
@@ -135,7 +135,9 @@ class Change(str, enum.Enum):
 @dataclass(frozen=True, slots=True)
 class GrayRule:
     """Who gets a gray version: clients whose labels include every pair of ``labels``, or
-    whose address (host, or host:port) is in ``addresses``.  At least one must be given."""
+    whose address (the IP of its connection, as the node sees it) is in ``addresses``.  At
+    least one must be given.  A new rule names hosts only (``check_gray_rule``); a stored
+    one from before that may hold ``host:port`` entries, which match no client."""
 
     labels: tuple[tuple[str, str], ...] = ()
     addresses: frozenset[str] = frozenset()
@@ -347,6 +349,30 @@ def check_config_name(value: Any, field_name: str, max_len: int) -> str:
     return value
 
 
+DOT_NAMES = (".", "..")  # in the alphabet, but path components: no new data id has them
+
+
+def check_new_config_key(key: ConfigKey) -> ConfigKey:
+    """A key a ``config_publish`` may create: no name is ``.`` or ``..``.  An export writes
+    names as archive paths (``configs/<group>/<data_id>``) and the client's disk cache as
+    file paths, where these two are the directory itself and its parent (review11: an export
+    held ``configs/../x``).  Only the publish checks it (the one write that creates a data
+    id), so a data id made before this rule can still be read, exported, rolled back and
+    deleted; a peer's record or the disk is never refused for it."""
+    for value, name in (
+        (key.namespace, "namespace"),
+        (key.group, "group"),
+        (key.data_id, "data_id"),
+    ):
+        if value in DOT_NAMES:
+            raise invalid(
+                f"field '{name}' {value!r} is not a name a config may have: '.' and '..' "
+                "are refused (they are path components in an export and a disk cache)",
+                "bad_name",
+            )
+    return key
+
+
 _KEY_CACHE: dict[tuple[Any, Any, Any], ConfigKey] = {}  # keys already validated
 KEY_CACHE_MAX = 65_536  # entries; full: emptied (a bound, not an LRU)
 
@@ -454,10 +480,16 @@ def _too_large(field_name: str, size: int, max_bytes: int, qualifier: str = "") 
 def check_type(value: Any) -> str:
     if value is None:
         return DEFAULT_CONFIG_TYPE
-    if type(value) is not str or value not in CONFIG_TYPES:
-        shown = value[:32] if isinstance(value, str) else type(value).__name__
+    if type(value) is not str:  # name the value and its type (it said "'int' is not ...")
         raise invalid(
-            f"field 'type' {shown!r} is not a config type; use one of {', '.join(CONFIG_TYPES)}",
+            f"field 'type' must be a string, one of {', '.join(CONFIG_TYPES)} (got "
+            f"{type(value).__name__} {repr(value)[:32]})",
+            "unknown_type",
+        )
+    if value not in CONFIG_TYPES:
+        raise invalid(
+            f"field 'type' {value[:32]!r} is not a config type; use one of "
+            f"{', '.join(CONFIG_TYPES)}",
             "unknown_type",
         )
     return value
@@ -500,8 +532,14 @@ def check_tags(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
-def check_gray_rule(labels: Any, addresses: Any) -> GrayRule:
-    """A gray rule: a label selector and/or client addresses; an empty rule is refused."""
+def check_gray_rule(labels: Any, addresses: Any, *, stored: bool = False) -> GrayRule:
+    """A gray rule: a label selector and/or client addresses; an empty rule is refused.
+
+    A client address is a host alone: the node knows a client by the IP address of its
+    connection (ZeroMQ's Peer-Address), never its port, so a ``host:port`` entry would
+    select nobody and is refused (review11).  ``stored``: a version already written (a
+    peer's record, a node's disk, an archive being read) keeps such an entry as it is: a
+    version the cluster holds is never refused for a rule made before this check."""
     pairs: list[tuple[str, str]] = []
     if labels is not None:
         if not isinstance(labels, Mapping):
@@ -530,7 +568,16 @@ def check_gray_rule(labels: Any, addresses: Any) -> GrayRule:
         for a in addresses:
             _check_printable(a, "a client address", MAX_ADDRESS_LEN, "bad_gray_rule")
             if not a or " " in a:
-                raise invalid(f"client address {a!r} must be a host or host:port", "bad_gray_rule")
+                raise invalid(
+                    f"client address {a!r} must be a host (an IP address)", "bad_gray_rule"
+                )
+            if not stored and _host_of(a) != a:
+                raise invalid(
+                    f"client address {a!r} names a port: give the host (IP) only, "
+                    f"{_host_of(a)!r}; the node knows a client by the IP address of its "
+                    "connection, never its port, so it would match no client",
+                    "bad_gray_rule",
+                )
             hosts.add(a)
     if not pairs and not hosts:
         raise invalid(

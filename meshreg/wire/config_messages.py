@@ -39,6 +39,7 @@ from meshreg.configcenter.model import (
     check_content,
     check_description,
     check_gray_rule,
+    check_new_config_key,
     check_request_id,
     check_tags,
     check_type,
@@ -360,7 +361,7 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
     if op == "config_publish":
         return PublishConfig(
             req_id,
-            key,
+            check_new_config_key(key),
             check_content(_required(msg, "content"), cap),
             None if msg.get("type") is None else check_type(msg.get("type")),
             _if_revision(msg),

@@ -694,7 +694,7 @@ def parse_entry(raw: Any, cap: int, key: ConfigKey | None = None) -> ConfigEntry
         gray_md5 = _md5(gray_raw.get("md5"), "gray md5")
         if gray_md5 != content_md5(gray_content):
             raise _bad(f"{entry_key}: field 'gray md5' is not the md5 of the gray content")
-        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"))
+        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"), stored=True)
         gray = GrayRelease(gray_content, check_type(gray_raw.get("type")), gray_md5, rule)
     revision = get("revision")
     if type(revision) is not int or not 1 <= revision <= MAX_REVISION:

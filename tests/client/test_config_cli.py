@@ -532,3 +532,60 @@ def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -
     assert [(v.content, v.deleted) for v in reversed(gone_now)] == [
         ("x1", False), ("x2", False), ("", True)]  # fmt: skip
     assert target.rounds[0] == ["config_publish", "config_publish"]  # step 1 of both at once
+
+
+class _Lister:
+    """What ``config list`` asks the client (its ``_client`` replaced)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str | None, bool]] = []
+
+    def __enter__(self) -> _Lister:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def config_list(self, pattern: str = "*", group: str | None = None,
+                    all_groups: bool = False) -> list[ConfigInfo]:  # fmt: skip
+        self.asked.append((pattern, group, all_groups))
+        return []
+
+
+def test_config_list_lists_every_group_unless_g_and_its_help_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review11: the help showed ``-g [default: DEFAULT_GROUP]`` while the command lists
+    every group without -g; help and behaviour now agree (export's -g too)."""
+    for command in ("list", "export"):
+        text = invoke(command, "--help").output
+        line = next(x for x in text.splitlines() if "-g, --group" in x)
+        assert "[default: every group]" in line and "DEFAULT_GROUP" not in line, line
+    fake = _Lister()
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: fake)
+    assert invoke("list").exit_code == 0
+    assert invoke("list", "-g", "DEFAULT_GROUP").exit_code == 0
+    assert invoke("list", "-g", "billing", "--pattern", "a*").exit_code == 0
+    assert fake.asked == [
+        ("*", None, True),
+        ("*", "DEFAULT_GROUP", False),
+        ("a*", "billing", False),
+    ]
+
+
+class _NoHistory(_Lister):
+    def config_history(self, data_id: str, limit: int = 100) -> list[ConfigInfo]:
+        return []
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_config_history_of_an_unknown_data_id_fails_naming_it_with_or_without_json(
+    monkeypatch: pytest.MonkeyPatch, extra: list[str]
+) -> None:
+    """review11: the text form said "no history" and exited 1, --json printed ``[]`` and
+    exited 0.  Both now fail as ``config get`` of a missing data id does."""
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: _NoHistory())
+    result = invoke("history", "nosuch", *extra)
+    assert result.exit_code == 1, result.output
+    assert "no history of 'nosuch' in namespace 'public', group 'DEFAULT_GROUP'" in result.output
+    assert "[]" not in result.output

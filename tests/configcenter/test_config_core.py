@@ -24,6 +24,7 @@ from meshreg.configcenter.model import (
     ConfigKey,
     ConfigLimits,
     ConfigRejected,
+    check_gray_rule,
     content_md5,
     merge_order,
 )
@@ -196,6 +197,32 @@ def test_gray_release_resolve_promote_drop() -> None:
     assert rejected(s.drop_gray, K, now=7.0).reason == "no_gray"
     assert rejected(s.publish_gray, ConfigKey("public", "g", "nope"), "x", clients=["h"],
                     now=8.0).code is ErrorCode.NOT_FOUND  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:1", "[::1]:80", "[::1]", "host.example:8080"])
+def test_a_gray_client_address_with_a_port_is_refused_naming_it(entry: str) -> None:
+    """The node knows a client by its connection's IP only: ``host:port`` would match no
+    one (review11 F-minor), so it is refused, saying to give the host, and nothing changes."""
+    s = store()
+    s.publish(K, "main", now=1.0)
+    exc = rejected(s.publish_gray, K, "g", clients=["10.0.0.5", entry], now=2.0)
+    assert exc.code is INVALID and exc.reason == "bad_gray_rule"
+    assert repr(entry) in str(exc) and "give the host (IP) only" in str(exc), str(exc)
+    current = s.current(K)
+    assert current is not None and (current.revision, current.gray) == (1, None)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "fe80::1", "host.example"])
+def test_a_gray_client_host_is_accepted_and_matches_that_ip(host: str) -> None:
+    rule = check_gray_rule(None, [host])
+    assert rule.matches({}, host) and not rule.matches({}, "10.9.9.9")
+
+
+def test_a_stored_rule_with_a_host_port_entry_is_still_read_and_matches_no_one() -> None:
+    """A version written before the check (a peer's record, the disk, an old archive)."""
+    rule = check_gray_rule(None, ["127.0.0.1:1"], stored=True)
+    assert rule.addresses == frozenset({"127.0.0.1:1"})
+    assert not rule.matches({}, "127.0.0.1")
 
 
 @pytest.mark.parametrize(

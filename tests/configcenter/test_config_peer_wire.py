@@ -521,7 +521,7 @@ def _reference_parse_entry(raw: Any, cap: int, key: ConfigKey | None = None) -> 
         gray_md5 = _md5(gray_raw.get("md5"), "gray md5")
         if gray_md5 != content_md5(gray_content):
             raise _bad(f"{entry_key}: field 'gray md5' is not the md5 of the gray content")
-        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"))
+        rule = check_gray_rule(gray_raw.get("labels"), gray_raw.get("clients"), stored=True)
         gray = GrayRelease(gray_content, check_type(gray_raw.get("type")), gray_md5, rule)
     return ConfigEntry(
         key=entry_key,
@@ -627,3 +627,15 @@ def test_saved_records_and_committed_acks_round_trip_and_are_checked() -> None:
     packed: dict[Any, Any] = {}
     effects = [SendRecord("p", ENTRIES[1], True), SendRecord("p", ENTRIES[1])]
     assert encode_batches(ME, effects, packed) == encode_batches(ME, effects)
+
+
+def test_a_peer_version_whose_gray_rule_names_a_host_port_is_still_accepted() -> None:
+    """A version written by a node from before hosts-only rules replicates as it is: a
+    version the cluster holds is never refused (a client's new rule is, ``check_gray_rule``)."""
+    from meshreg.wire.config_peer import parse_entry
+
+    raw = entry_to_wire(ENTRIES[1])
+    raw["gray"] = {"content": "g", "md5": content_md5("g"), "type": "text", "labels": {},
+                   "clients": ["127.0.0.1:1"]}  # fmt: skip
+    entry = parse_entry(raw, 1 << 20)
+    assert entry.gray is not None and entry.gray.rule.addresses == frozenset({"127.0.0.1:1"})

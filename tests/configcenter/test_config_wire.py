@@ -15,7 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshreg.configcenter.core import ConfigStore
-from meshreg.configcenter.model import CONFIG_TYPES, ConfigKey, check_config_key, check_request_id
+from meshreg.configcenter.model import (
+    CONFIG_TYPES,
+    ConfigKey,
+    ConfigRejected,
+    check_config_key,
+    check_request_id,
+)
 from meshreg.errors import ErrorCode
 from meshreg.wire.config_messages import (
     CONFIG_OPS,
@@ -96,6 +102,10 @@ def test_fields_are_typed_and_defaulted() -> None:
          "UTF-8"),
         (body("config_publish", data_id="x", content="x", type="ini"),
          ErrorCode.INVALID_ARGUMENT, "'type'"),
+        (body("config_publish", data_id="x", content="x", type=3),
+         ErrorCode.INVALID_ARGUMENT, "field 'type' must be a string, one of text"),
+        (body("config_publish", data_id="x", content="x", type=3),
+         ErrorCode.INVALID_ARGUMENT, "(got int 3)"),
         (body("config_publish", data_id="a b", content="x"), ErrorCode.INVALID_ARGUMENT,
          "'data_id'"),
         (body("config_publish", content="x"), ErrorCode.INVALID_ARGUMENT, "'data_id'"),
@@ -343,3 +353,28 @@ def test_the_resend_flag_is_a_boolean_with_a_request_id() -> None:
             parse_config_message(bad)
         assert info.value.code is ErrorCode.INVALID_ARGUMENT and says in str(info.value)
         assert "resend" in str(info.value)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+@pytest.mark.parametrize("field", ["data_id", "group", "namespace"])
+def test_a_publish_may_not_create_a_dot_name(field: str, name: str) -> None:
+    """``.`` and ``..`` are path components in an export and the disk cache (review11:
+    ``configs/../x``): no new data id has one; a data id made before the rule can still be
+    read, listened to and deleted (those ops name it without creating it)."""
+    fields = {"data_id": "x", field: name}
+    with pytest.raises(RequestRejected) as info:
+        parse_config_message(body("config_publish", content="c", **fields))
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT
+    assert f"field '{field}' {name!r} is not a name a config may have" in info.value.message
+    for op in ("config_get", "config_delete", "config_history", "config_listen"):
+        assert parse_config_message(body(op, **fields)).op == op
+    assert parse_config_message(body("config_publish", content="c", data_id=".x.")).op
+
+
+def test_the_store_refuses_a_dot_name_on_publish_and_stores_nothing() -> None:
+    s = ConfigStore("n1")
+    for key in (ConfigKey("public", "g", ".."), ConfigKey("public", "..", "x"),
+                ConfigKey(".", "g", "x")):  # fmt: skip
+        with pytest.raises(ConfigRejected, match="is not a name a config may have"):
+            s.publish(key, "c", now=1.0)
+        assert s.current(key) is None

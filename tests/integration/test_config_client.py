@@ -468,3 +468,74 @@ def test_a_data_id_created_again_after_its_tombstone_was_purged_reaches_running_
             assert calls.next(timeout=15) == ("recreated", again.revision)
     finally:
         node.cleanup()
+
+
+def test_a_gray_client_with_a_port_is_refused_and_an_old_archive_naming_one_still_imports(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """The node knows a client by its IP only, so ``--client HOST:PORT`` (which matched no
+    one) is refused, naming the entry and the host to give.  An archive made before that
+    check still imports: its main versions go in, and the gray version whose rule names
+    ``host:port`` is that item's failure, with the same message (exit 1)."""
+    ok(cfg(node, "publish", "g1", "--content", "main"))
+    refused = cfg(node, "gray", "g1", "--content", "x", "--client", "127.0.0.1:1")
+    assert refused.returncode == 1, refused.stderr
+    assert "'127.0.0.1:1' names a port: give the host (IP) only, '127.0.0.1'" in refused.stderr
+    ok(cfg(node, "gray", "g1", "--content", "gray", "--client", "127.0.0.1"))
+    with Client(node.address, timeout=5.0) as c:
+        assert c.config_get("g1").content == "gray"  # the host matches this client
+    archive = tmp_path / "old.zip"
+    ok(cfg(node, "export", "--out", str(archive)))
+    with zipfile.ZipFile(archive) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    meta = json.loads(files["meshreg-configs.json"])
+    (item,) = [i for i in meta["items"] if i["data_id"] == "g1"]
+    item["gray"]["clients"] = ["127.0.0.1:1"]  # as an export from before the check
+    files["meshreg-configs.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    out = cfg(node, "import", str(archive), "-n", "old", "--json")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["created"] == ["DEFAULT_GROUP/g1"] and report["gray"] == []
+    (failed,) = report["failed"]
+    assert failed["config"] == "DEFAULT_GROUP/g1"
+    assert "'127.0.0.1:1' names a port: give the host (IP) only" in failed["error"]
+    with Client(node.address, namespace="old", timeout=5.0) as c:
+        got = c.config_get("g1")
+        assert (got.content, got.gray_served, got.gray) == ("main", False, None)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [([".."], "data_id"), (["."], "data_id"), (["x", "-g", ".."], "group"),
+     (["x", "-n", "."], "namespace")],
+)  # fmt: skip
+def test_the_cli_refuses_to_publish_a_dot_name(
+    node: NodeProcess, args: list[str], field: str
+) -> None:
+    """review11: ``publish ..`` was accepted and the export then held ``configs/../x``."""
+    out = cfg(node, "publish", *args, "--content", "c")
+    assert out.returncode == 1, out.stdout
+    assert f"field '{field}'" in out.stderr and "is not a name a config may have" in out.stderr
+    listed = json.loads(ok(cfg(node, "list", "--json", "-n", "public")).stdout)
+    assert all(".." not in (i["group"], i["data_id"]) for i in listed)
+
+
+def test_an_old_archive_holding_a_dot_name_imports_the_rest_and_names_that_one(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    """An export made before the rule may hold ``configs/../x`` (review11); importing it
+    refuses that item alone, naming the field, and writes the others."""
+    archive = tmp_path / "dots.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("configs/../x", "dots")
+        zf.writestr("configs/DEFAULT_GROUP/fine.txt", "fine")
+    out = cfg(node, "import", str(archive), "-n", "dots", "--json")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["created"] == ["DEFAULT_GROUP/fine.txt"]
+    (failed,) = report["failed"]
+    assert failed["config"] == "../x"
+    assert "field 'group' '..' is not a name a config may have" in failed["error"]

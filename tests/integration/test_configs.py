@@ -194,6 +194,10 @@ def test_gray_by_label_and_by_address(single: Conn) -> None:
     assert c.ok("config_get", data_id="gray.txt")["content"] == "main"
     got = c.ok("config_get", data_id="gray.txt", labels={"canary": "yes", "zone": "a"})
     assert got["content"] == "beta" and got["gray_served"] is True
+    name, message = c.error("config_gray", data_id="gray.txt", content="x",
+                            clients=["127.0.0.1:1"])  # fmt: skip
+    assert name == "INVALID_ARGUMENT" and "'127.0.0.1:1' names a port" in message, message
+    assert c.ok("config_get", data_id="gray.txt", labels={"canary": "yes"})["content"] == "beta"
     c.ok("config_gray", data_id="gray.txt", content="by-ip", clients=["127.0.0.1"])
     assert c.ok("config_get", data_id="gray.txt")["content"] == "by-ip"  # our address
     c.ok("config_gray", data_id="gray.txt", content="elsewhere", clients=["10.9.9.9"])

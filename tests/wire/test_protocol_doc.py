@@ -32,7 +32,17 @@ import xxhash
 from answers import peer_reply
 
 from meshreg.client import agent, client
+from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
 from meshreg.config import NodeConfig
+from meshreg.configcenter.model import (
+    CONFIG_WRITE_ATTEMPT,
+    DEFAULT_ACK_TIMEOUT,
+    DEFAULT_MAX_CONTENT_BYTES,
+    FORWARD_TIMEOUT,
+    ConfigKey,
+    config_key_bytes,
+)
+from meshreg.configcenter.replication import responsible_config_node
 from meshreg.core.distro import CATCH_UP_PATIENCE, ClusterPolicy, PeerCall
 from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
@@ -40,6 +50,7 @@ from meshreg.core.mapping import member_score, responsible_node, service_key_byt
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ErrorCode
 from meshreg.model import ServiceKey
+from meshreg.runtime.config_plane import PARK_SECONDS
 from meshreg.runtime.node import NodeRuntime
 from meshreg.security.acl import NODE, Access
 from meshreg.security.authz import OP_ACCESS
@@ -47,6 +58,7 @@ from meshreg.transport import sockets
 from meshreg.wire import limits
 from meshreg.wire import peer as wire_peer
 from meshreg.wire.config_messages import CONFIG_WRITE_OPS
+from meshreg.wire.config_peer import config_frame_bytes
 from meshreg.wire.messages import CLIENT_OPS, FORWARDED_OPS, PEER_OPS, parse_message
 from meshreg.wire.peer import Beacon, parse_peer_message
 from meshreg.wire.replies import encode_request
@@ -328,12 +340,47 @@ def config_node() -> Node:
     return node
 
 
+REQUEST_ID = "5f0c6a2e9b1d4c7a8e3f2b6d0a9c1e47"  # 128 random bits, as the reference client's
+PUBLISH = {**APP, "content": "a: 2", "type": "yaml", "request_id": REQUEST_ID}
+
+
+def config_write_reply() -> str:
+    """The answer to a ``config_publish`` (revision 2 of ``app.yaml``): sent once a
+    majority persisted it (a node alone is its own majority), so after the commit."""
+    node = config_node()
+    replies: list[bytes] = []
+    node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
+    node.now += 1.0
+    frames = [b"client-1", b"", encode_request("config_publish", 7, **PUBLISH)]
+    assert node.rt._serve(frames, node.now) is None  # answered after the commit
+    node.rt.configs.flush(node.now)
+    (body,) = replies
+    return body_block(body)
+
+
 def rendezvous(members: list[str], key: ServiceKey) -> str:
     """A test vector, computed twice: by core/mapping and from the documented rule."""
     kb = service_key_bytes(key)
     documented = b"\x00".join(p.encode("utf-8") for p in key)
     assert kb == documented
-    lines = [f"service key: {key.namespace} / {key.group} / {key.service}"]
+    title = f"service key: {key.namespace} / {key.group} / {key.service}"
+    return _vector(title, kb, members, responsible_node(key, members))
+
+
+def config_rendezvous(members: list[str], key: ConfigKey) -> str:
+    """A data id's owner (2.15, section 6): the same score over ``config_key_bytes``, the
+    members being the configured **addresses** (replication.py ``responsible_config_node``
+    is given the addresses of the members up, never their node ids)."""
+    kb = config_key_bytes(key)
+    names = (key.namespace, key.group, key.data_id)
+    assert kb == b"config\x00" + b"\x00".join(p.encode("utf-8") for p in names)
+    title = f"config key: {key.namespace} / {key.group} / {key.data_id}"
+    return _vector(title, kb, members, responsible_config_node(key, members))
+
+
+def _vector(title: str, kb: bytes, members: list[str], owner: str) -> str:
+    """The lines of one vector; ``owner`` (the code's answer) must be the documented rule's."""
+    lines = [title]
     lines.append(f"key bytes ({len(kb)}): {hexdump(kb).replace(chr(10), ' ')}")
     best: tuple[int, str] | None = None
     for member in sorted(members):
@@ -346,7 +393,6 @@ def rendezvous(members: list[str], key: ServiceKey) -> str:
         if best is None or (score, member) > best:
             best = (score, member)
     assert best is not None
-    owner = responsible_node(key, members)
     assert owner == best[1]
     lines.append(f"owner: {json.dumps(owner)} (the highest xxh64)")
     return "\n".join(lines) + "\n"
@@ -393,6 +439,11 @@ def timings_table() -> str:
         ("anti_entropy_interval", cluster.anti_entropy_interval, "s; node: digest period"),
         ("peer_request_timeout", cluster.peer_request_timeout, "s; node: wait for the owner"),
         ("CATCH_UP_PATIENCE", CATCH_UP_PATIENCE, "peer timeouts; node: longest catch-up"),
+        ("DEFAULT_ACK_TIMEOUT", DEFAULT_ACK_TIMEOUT, "s; node: the owner answers a config write"),
+        ("FORWARD_TIMEOUT", FORWARD_TIMEOUT, "s; node: a forwarder answers a config write"),
+        ("CONFIG_WRITE_ATTEMPT", CONFIG_WRITE_ATTEMPT, "s; client: one server's time, a write"),
+        ("PARK_SECONDS", PARK_SECONDS, "s; node: a read waits for its min_revision"),
+        ("CONFIG_RESYNC_INTERVAL", CONFIG_RESYNC_INTERVAL, "s; client: config_listen again"),
     ]
     return _table([(str(a), str(b), str(c)) for a, b, c in rows])
 
@@ -436,6 +487,8 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "request:ping": lambda: request("ping"),
     "request:cluster": lambda: request("cluster"),
     "request:digests": lambda: request("digests", node="127.0.0.1:7804", limit=100),
+    "request:config_publish": lambda: request("config_publish", **PUBLISH),
+    "request:config_get": lambda: request("config_get", **APP, min_revision=1),
     "request:config_listen": lambda: request("config_listen", **APP, revision=1, md5=LOST_MD5),
     "request:config_force_ready": lambda: request("config_force_ready"),
     # replies
@@ -447,6 +500,8 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "reply:services": lambda: reply("services", namespace="public"),
     "reply:register_batch": lambda: reply("register_batch", Node(), **BATCH),
     "reply:services-page": services_page,
+    "reply:config_publish": config_write_reply,
+    "reply:config_get": lambda: reply("config_get", config_node(), **APP, min_revision=1),
     "reply:config_listen": lambda: reply(
         "config_listen", config_node(), **APP, revision=1, md5=LOST_MD5
     ),
@@ -492,6 +547,9 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     ),
     "rendezvous:other-key": lambda: rendezvous(
         ["node-a", "node-b", "node-c"], ServiceKey("prod", "billing", "invoices")
+    ),
+    "rendezvous:config": lambda: config_rendezvous(
+        THREE, ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
     ),
 }
 
@@ -647,6 +705,7 @@ def test_the_minimal_client_works(start_node: Callable[..., Any]) -> None:
     assert m is not None, "docs/PROTOCOL.md has no <!-- run: minimal-client --> block"
     node = start_node()
     code = m.group(1)
+    assert 'call("config_publish"' in code and 'call("config_get"' in code  # a config part
     for old, new in (
         ('ADDRESS = "tcp://127.0.0.1:7800"', f'ADDRESS = "tcp://{node.address}"'),
         ("BEAT_INTERVAL = 5.0", "BEAT_INTERVAL = 0.05"),
@@ -668,6 +727,93 @@ def test_the_example_node_publishes_what_the_runtime_publishes() -> None:
     kinds = [msgpack.unpackb(f[1], raw=False)["kind"] for f in node.xpub.sent]
     assert kinds == ["sync", "delta", "delta"]
     assert msgpack.unpackb(node.xpub.sent[-1][1], raw=False)["upsert"][0]["weight"] == 2.0
+
+
+def test_a_data_ids_owner_is_hashed_over_addresses_not_node_ids() -> None:
+    """2.15 / 6.1: with ``--node-id`` the ids differ from the addresses; the config plane
+    still hashes the addresses (what the ``rendezvous:config`` vector shows)."""
+    peers = ("127.0.0.1:7804", "127.0.0.1:7808")
+    config = NodeConfig(host="127.0.0.1", port=7800, peers=peers, node_id="zz-0")
+    rt = NodeRuntime(config, clock=lambda: START, epoch=EPOCH)
+    rt.configs.set_members_up(frozenset(peers), START)
+    ids = ["zz-0", "zz-1", "zz-2"]
+    differ = 0
+    for i in range(30):
+        key = ConfigKey("public", "DEFAULT_GROUP", f"d{i}")
+        owner = rt.configs.replicator.responsible(key)
+        assert owner == responsible_config_node(key, THREE)
+        differ += THREE.index(owner) != ids.index(responsible_config_node(key, ids))
+    assert differ > 0  # the two rules disagree on some keys: the test can tell them apart
+
+
+def test_a_subscription_to_an_absent_data_id_gets_no_sync() -> None:
+    """4.5: an exact config topic subscribed gets the current version at once (a sync),
+    and nothing when the data id does not exist (so a client cannot see its admission)."""
+    node = config_node()
+    node.xpub.sent.clear()
+    node.rt.configs.subscribed(b"\x00config\x00public\x00DEFAULT_GROUP\x00nosuch\x00")
+    assert node.xpub.sent == []
+    node.rt.configs.subscribed(b"\x00config\x00public\x00DEFAULT_GROUP\x00app.yaml\x00")
+    assert [msgpack.unpackb(f[-1], raw=False)["revision"] for f in node.xpub.sent] == [1]
+
+
+def test_a_data_id_created_after_its_subscription_was_admitted_is_pushed() -> None:
+    """4.5's argument that a client loses nothing without a sync for an absent data id:
+    once the subscription is admitted, the data id's first version is pushed on it."""
+    node = config_node()
+    topic = b"\x00config\x00public\x00DEFAULT_GROUP\x00new.yaml\x00"
+    assert node.rt.gate.subscribe(topic, True) is None  # admitted (as _drain_subscriptions)
+    node.rt.configs.subscribed(topic)
+    node.xpub.sent.clear()
+    replies: list[bytes] = []
+    node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
+    node.now += 1.0
+    frames = [b"client-1", b"", encode_request("config_publish", 8, data_id="new.yaml",
+                                                content="b: 1")]  # fmt: skip
+    node.rt._serve(frames, node.now)
+    node.rt.configs.flush(node.now)
+    assert len(replies) == 1 and msgpack.unpackb(replies[0], raw=False)["ok"]
+    pushed = [(f[0], msgpack.unpackb(f[-1], raw=False)["revision"]) for f in node.xpub.sent]
+    assert pushed == [(topic, 1)]
+
+
+def test_the_frame_limit_row_gives_the_effective_default(doc: str) -> None:
+    """1.6: the frame limit a client meets with the default content cap, in bytes."""
+    row = next(line for line in doc.splitlines() if line.startswith("| `MAX_FRAME_BYTES` |"))
+    effective = config_frame_bytes(DEFAULT_MAX_CONTENT_BYTES)
+    assert f"{effective} bytes" in row, row
+
+
+# What a second-language client author asked (review11 F-doc), answered where they look.
+ANSWERS = [
+    ("1.5 Common request fields", "config write is idempotent only with its `request_id`"),
+    ("2.15 The configuration center", "addresses"),
+    ("2.15 The configuration center", "test vector (6.1)"),
+    ("2.15 The configuration center", "Again after an absence"),
+    ("2.22 `config_listen`", "Stateless on the node"),
+    ("2.23 `config_unlisten`", "nothing to undo"),
+    ("3 Errors", "re-send the same body with the same `request_id`"),
+    ("4.5 Config notifications", "no sync"),
+    ("4.5 Config notifications", "subscribe first"),
+    ("5.3 Failover", "`config_listen`"),
+    ("6 The rendezvous hash", "addresses"),
+]
+CONTRADICTIONS = [
+    ("1.5 Common request fields", "all operations are\nidempotent"),
+    ("3 Errors", '"outcome unknown": read the data id, then retry'),
+    ("3 Errors", "may retry (every op is idempotent)"),
+    ("2.15 The configuration center", "A node that was down answers config reads only once"),
+]
+
+
+@pytest.mark.parametrize(("heading", "text"), ANSWERS)
+def test_the_doc_answers(doc: str, heading: str, text: str) -> None:
+    assert text in section(doc, heading), f"{heading!r} does not say {text!r}"
+
+
+@pytest.mark.parametrize(("heading", "text"), CONTRADICTIONS)
+def test_the_doc_does_not_contradict_the_code(doc: str, heading: str, text: str) -> None:
+    assert text not in section(doc, heading), f"{heading!r} still says {text!r}"
 
 
 if __name__ == "__main__":
