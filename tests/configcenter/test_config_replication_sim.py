@@ -651,16 +651,42 @@ def test_with_a_majority_of_two_records_follow_the_save_and_peers_mark_the_commi
     # the owner: the first ack (marked) commits it: reply, no commit message
     after = rep.on_ack(1.01, "n1", key, 1, entry.origin, entry.md5, True, committed=True)
     assert [type(e).__name__ for e in after] == ["Persist", "ReplyEntry"], after
-    # the other peer answers later: marked itself -> nothing; not marked -> a commit message
+    # the other peer answers later: marked itself -> nothing (and nothing is kept)
+    assert rep.awaiting_answers() == 1
     assert rep.on_ack(1.02, "n2", key, 1, entry.origin, entry.md5, True, committed=True) == []
-    late = rep.on_ack(1.02, "n2", key, 1, entry.origin, entry.md5, True)
-    assert late == [SendCommit("n2", key, 1, entry.origin, entry.md5)]
+    assert rep.awaiting_answers() == 0
+    assert rep.on_ack(1.03, "n2", key, 1, entry.origin, entry.md5, True) == []  # a duplicate
     # an ack that commits without having marked it (an older peer): a commit message to it
+    # at the commit; the other peer, not marked either, gets its own on its answer
     rep2, key2, effects2 = _owner_and_write(ids)
     e2 = effects2[0].entries[0]  # type: ignore[union-attr]
     after = rep2.on_ack(1.01, "n2", key2, 1, e2.origin, e2.md5, True)
     assert [type(e).__name__ for e in after] == ["Persist", "ReplyEntry", "SendCommit"]
     assert after[2].peer == "n2"  # type: ignore[union-attr]
+    late = rep2.on_ack(1.02, "n1", key2, 1, e2.origin, e2.md5, True)
+    assert late == [SendCommit("n1", key2, 1, e2.origin, e2.md5)]
+
+
+def test_with_a_majority_of_two_under_load_records_go_before_the_save_as_before() -> None:
+    """``records_after_save`` False (the runtime: its own saves are still on their way to
+    disk, under load): records before the ``Persist``, not flagged, and the commit
+    messages to every peer at the commit, as with more members (no late ones)."""
+    ids = ["n0", "n1", "n2"]
+    keys = (ConfigKey("public", "DEFAULT_GROUP", f"own{i}") for i in range(100))
+    key = next(k for k in keys if responsible_config_node(k, ids) == "n0")
+    rep = ConfigReplicator("n0", ids, ConfigStore("n0"), 0.0)
+    rep.set_members_up(ids)
+    rep._fresh[key] = rep._view
+    rep.records_after_save = False
+    effects = rep.write(1.0, ConfigWrite("r", "publish", key, {"content": "x"}))
+    assert [type(e).__name__ for e in effects] == ["SendRecord", "SendRecord", "Persist"]
+    assert not any(e.saved for e in effects if isinstance(e, SendRecord))
+    entry = effects[-1].entries[0]  # type: ignore[union-attr]
+    after = rep.on_ack(1.01, "n1", key, 1, entry.origin, entry.md5, True)
+    assert [type(e).__name__ for e in after] == ["Persist", "ReplyEntry", "SendCommit",
+                                                 "SendCommit"]  # fmt: skip
+    assert rep.on_ack(1.02, "n2", key, 1, entry.origin, entry.md5, True) == []
+    assert rep.awaiting_answers() == 0
 
 
 @pytest.mark.parametrize("seed", range(5))
