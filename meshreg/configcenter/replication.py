@@ -378,9 +378,11 @@ class ConfigReplicator:
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
         # With a majority of 2, a write's records say ``saved`` and follow this node's own
-        # save when this is True: the runtime sets it per input (True when nothing of its
-        # own is still on the way to disk, so the save is this turn's alone: low load;
-        # False under load, where the records go before the save as with more members)
+        # save when no other write of this node waits for its majority and this is True:
+        # the runtime sets it per turn (True when nothing of its own is on the way to disk,
+        # so the save is the turn's alone).  Low load, one publish at a time; under load
+        # the records go before the save as with more members (a save queued behind others
+        # would put that wait before every record)
         self.records_after_save = True
         # flagged versions committed here -> the peers still to answer (``_late_commit``)
         self._awaiting: dict[tuple[ConfigKey, int, str, str], set[str]] = {}
@@ -483,8 +485,9 @@ class ConfigReplicator:
                            {self.node_id}, set())  # fmt: skip
         if self.majority == 1:
             return [Persist((entry,)), *self._commit(pending)]
+        alone = not self._pending  # no other write of this node waits for its majority
         self._track(_pending_key(entry), pending)
-        if self.majority == 2 and self.records_after_save:  # flagged (``on_record``)
+        if self.majority == 2 and alone and self.records_after_save:  # flagged (on_record)
             pending.flagged = True
             return [Persist((entry,)), *self._records(entry, self.peers, True)]
         # the records go out in parallel with this node's own save (Raft thesis 10.2.1): a
@@ -1131,8 +1134,9 @@ class ConfigReplicator:
                            mine if ack else set(), set() if ack else mine)  # fmt: skip
         if len(pending.acked) >= self.majority:
             return self._commit(pending)
+        alone = not self._pending
         self._track(_pending_key(done), pending)
-        pending.flagged = ack and self.majority == 2 and self.records_after_save
+        pending.flagged = ack and self.majority == 2 and alone and self.records_after_save
         return self._records(done, self.peers, pending.flagged)
 
     def _merge(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
