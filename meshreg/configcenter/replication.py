@@ -130,6 +130,10 @@ HAVE_STEP_REVISIONS = 2048
 # peer hash 204,800 revisions in one call (365-418 ms, ``bench.config_catchup --ids
 # 2000``); 64 data ids of 100 revisions: 6,400 hashes, ~15-25 ms.
 HAVE_STEP_KEYS = 64
+# Versions committed with ``saved`` records whose other peers had not answered yet: each
+# gets a commit message on its answer unless it marked the version itself (``on_ack``).
+# Past this many the oldest is dropped (that peer's flag then comes with anti-entropy).
+AWAITING_MAX = 4_096
 
 
 def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
@@ -307,6 +311,7 @@ class _Pending:
     refused: set[str]
     joined: list[Any] = field(default_factory=list)  # re-sends of it: answered alike
     inferred: set[str] = field(default_factory=set)  # acked peers that marked it themselves
+    flagged: bool = False  # its records say ``saved`` (sent after this node's save)
 
 
 # What a peer lacks of one data id, worked out when its turn to be pushed comes (so a
@@ -373,6 +378,15 @@ class ConfigReplicator:
         self._up_sorted = [node_id]  # ``up`` sorted (responsible(): once per view, not write)
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
+        # With a majority of 2, a write's records say ``saved`` and follow this node's own
+        # save when no other write of this node waits for its majority and this is True:
+        # the runtime sets it per turn (True when nothing of its own is on the way to disk,
+        # so the save is the turn's alone).  Low load, one publish at a time; under load
+        # the records go before the save as with more members (a save queued behind others
+        # would put that wait before every record)
+        self.records_after_save = True
+        # flagged versions committed here -> the peers still to answer (``_late_commit``)
+        self._awaiting: dict[tuple[ConfigKey, int, str, str], set[str]] = {}
         # (time, n, key): a heap of each pending write's next time (its resend or
         # deadline), pushed whenever one is set; an item whose write is gone or has a
         # newer time is dropped when it comes to the top (``next_wake``: once per loop
@@ -484,8 +498,10 @@ class ConfigReplicator:
                            {self.node_id}, set())  # fmt: skip
         if self.majority == 1:
             return [Persist((entry,)), *self._commit(pending)]
+        alone = not self._pending  # no other write of this node waits for its majority
         self._track(_pending_key(entry), pending)
-        if self.majority == 2:  # records after this node's save, flagged (``on_record``)
+        if self.majority == 2 and alone and self.records_after_save:  # flagged (on_record)
+            pending.flagged = True
             return [Persist((entry,)), *self._records(entry, self.peers, True)]
         # the records go out in parallel with this node's own save (Raft thesis 10.2.1): a
         # record is not an acknowledgement; this node's own vote counts only once its save
@@ -493,12 +509,12 @@ class ConfigReplicator:
         # is carried out after this Persist
         return [*(SendRecord(p, entry) for p in self.peers), Persist((entry,))]
 
-    def _records(self, entry: ConfigEntry, peers: Iterable[str], voted: bool) -> list[Effect]:
-        """Records of ``entry`` for ``peers``; ``voted``: this node acknowledged it.  With a
-        majority of 2, one this node made and voted for is flagged ``saved`` (sent once
-        its save is durable), so a peer that stores it as its vote knows a majority holds
-        it (``on_record``) and needs no commit message."""
-        saved = voted and self.majority == 2 and entry.origin == self.node_id
+    def _records(self, entry: ConfigEntry, peers: Iterable[str], flagged: bool) -> list[Effect]:
+        """Records of ``entry`` for ``peers``; ``flagged``: its write's records say
+        ``saved`` (this node made it, voted for it, and sends them once its save is
+        durable), so a peer that stores it as its vote knows a majority holds it
+        (``on_record``) and needs no commit message."""
+        saved = flagged and self.majority == 2 and entry.origin == self.node_id
         return [SendRecord(p, entry, saved) for p in peers]
 
     def read(
@@ -569,8 +585,8 @@ class ConfigReplicator:
             effects += self._merge([current])
         pending = self._pending.get((key, revision, origin, md5))
         if pending is None or sender not in self.members:
-            if pending is None and not committed and self.majority == 2:
-                effects += self._late_commit(sender, key, revision, origin, md5)
+            if pending is None and self._awaiting:
+                effects += self._late_commit(sender, key, revision, origin, md5, committed)
             return effects
         (pending.acked if ok else pending.refused).add(sender)
         if committed and ok:
@@ -759,7 +775,7 @@ class ConfigReplicator:
                 self._track(pkey, pending)
                 answered = pending.acked | pending.refused
                 waiting = [p for p in self.peers if p not in answered]
-                effects += self._records(pending.entry, waiting, self.node_id in pending.acked)
+                effects += self._records(pending.entry, waiting, pending.flagged)
         for peer in sorted(self._returned):
             if now >= self._returned_at.get(peer, -math.inf) + RETURN_DIGESTS_GAP:
                 self._returned_at[peer] = now
@@ -1033,8 +1049,14 @@ class ConfigReplicator:
         effects.append(ReplyEntry(pending.write.request, committed))
         effects.extend(ReplyEntry(r, committed) for r in pending.joined)
         peers = self.peers
-        if self.majority == 2:  # the others hear it on their answer (on_ack), if they need it
+        if pending.flagged:  # the others hear it on their answer (on_ack), if they need it
             heard = pending.acked | pending.refused
+            unheard = {p for p in peers if p not in heard}
+            if unheard:
+                awaiting = self._awaiting
+                if len(awaiting) >= AWAITING_MAX:  # the oldest: anti-entropy brings its flag
+                    del awaiting[next(iter(awaiting))]
+                awaiting[(entry.key, entry.revision, entry.origin, entry.md5)] = unheard
             peers = tuple(p for p in peers if p in heard and p not in pending.inferred)
         effects.extend(SendCommit(p, entry.key, entry.revision, entry.origin, entry.md5)
                        for p in peers)  # fmt: skip
@@ -1048,18 +1070,25 @@ class ConfigReplicator:
                 return e
         return None
 
+    def awaiting_answers(self) -> int:
+        """Flagged versions committed here whose other peers have not all answered (at
+        most ``AWAITING_MAX``; stats ``commits_awaiting_answers``)."""
+        return len(self._awaiting)
+
     def _late_commit(
-        self, sender: str, key: ConfigKey, revision: int, origin: str, md5: str
+        self, sender: str, key: ConfigKey, revision: int, origin: str, md5: str, marked: bool
     ) -> list[Effect]:
-        """An answer that came after its version's commit here, from a peer that did not
-        mark it itself (it refused, or runs a version without ``saved`` records): the
-        commit message it would have had at the commit."""
-        if sender not in self.members or sender == self.node_id:
+        """An answer that came after its flagged version's commit here: nothing if the
+        peer marked it itself, else (it refused, or runs a version without ``saved``
+        records) the commit message it would have had at the commit."""
+        pkey = (key, revision, origin, md5)
+        waiting = self._awaiting.get(pkey)
+        if waiting is None or sender not in waiting:
             return []
-        for e in self.store.entries(key):
-            if e.revision == revision and e.origin == origin and e.md5 == md5 and e.committed:
-                return [SendCommit(sender, key, revision, origin, md5)]
-        return []
+        waiting.discard(sender)
+        if not waiting:
+            del self._awaiting[pkey]
+        return [] if marked else [SendCommit(sender, key, revision, origin, md5)]
 
     def _unknown(self, pending: _Pending, why: str) -> list[Effect]:
         """A pending write that will not commit here: answered with the committed version
@@ -1120,8 +1149,10 @@ class ConfigReplicator:
                            mine if ack else set(), set() if ack else mine)  # fmt: skip
         if len(pending.acked) >= self.majority:
             return self._commit(pending)
+        alone = not self._pending
         self._track(_pending_key(done), pending)
-        return self._records(done, self.peers, ack)
+        pending.flagged = ack and self.majority == 2 and alone and self.records_after_save
+        return self._records(done, self.peers, pending.flagged)
 
     def _merge(self, entries: Iterable[ConfigEntry]) -> list[Effect]:
         stored = [a.stored for a in map(self.store.apply, entries) if a.stored is not None]

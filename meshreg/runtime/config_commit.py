@@ -456,6 +456,10 @@ class CommitPipeline:
                 return True
         return False
 
+    def idle(self) -> bool:
+        """Nothing submitted and not yet done (the next turn's save would be alone)."""
+        return not self._flight
+
     def busy(self) -> bool:
         """Something to submit, or to wait for."""
         t = self.turn

@@ -268,6 +268,7 @@ class ConfigPlane:
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
         self._trace = HopTrace(self.member)  # off unless MESHREG_CONFIG_TRACE is set
+        self.saved_records = True  # False: never ``saved`` records (a test's older node)
         for key in list(self.store.keys()):  # loaded, not shown yet: looked at again later
             current = self.store.current(key)
             if current is not None and self.store.shown(key, now) is not current:
@@ -322,6 +323,16 @@ class ConfigPlane:
         self._commits.clear_wakeup()
         self._finish_turns(now)
         self._wake = min(self._wake, self._next_wake())  # what they left to wait for
+        self._choose_records()
+
+    def _choose_records(self) -> None:
+        """With a majority of 2, the next writes' records follow this node's save (and say
+        so: ``saved``, the peers then commit on their own save) when nothing of this node
+        is on its way to disk: the save is then the turn's alone (low load, where the
+        commit messages and their loop turns were most of a publish's cost).  With turns
+        in flight (load) they leave before the save, as with more members: the save would
+        wait behind those turns and every publish's latency with it."""
+        self.replicator.records_after_save = self.saved_records and self._commits.idle()
 
     def close(self, now: float | None = None, drain: bool = True) -> None:
         """Drain, then close: the current turn is committed, everything in flight waited
@@ -464,6 +475,7 @@ class ConfigPlane:
         if self._commits.commit_pending(now):  # a small turn, nothing in flight: fsync here
             self._finish_turns(now)
         self._wake = min(self._wake, self._next_wake())
+        self._choose_records()
 
     def _finish_turns(self, now: float) -> None:
         for turn, error in self._commits.finished(now):
@@ -1113,6 +1125,7 @@ class ConfigPlane:
             **self.counters,
             **self._commits.stats(),
             "forwards_pending": len(self._forwards),
+            "commits_awaiting_answers": self.replicator.awaiting_answers(),
             "reads_waiting": self._parked_count,
         }
 

@@ -40,7 +40,7 @@ from test_config_plane import (
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
 from meshreg.configcenter.model import ConfigKey
-from meshreg.configcenter.replication import Persist, SendRecord
+from meshreg.configcenter.replication import Persist
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.runtime import config_commit
@@ -712,8 +712,8 @@ def test_a_peers_committed_flag_rides_on_its_next_write_or_goes_alone_when_due(
     from commit messages: sent to each on its ack.)"""
     net = Net(3, data_dir=tmp_path)
     owner = owner_of("lz")
-    rep = net.planes[owner].replicator
-    rep._records = lambda entry, peers, voted: [SendRecord(p, entry) for p in peers]  # type: ignore[method-assign]
+    net.planes[owner].saved_records = False  # an older owner: no ``saved`` records
+    net.planes[owner].replicator.records_after_save = False
     peer = next(a for a in ADDRESSES if a != owner)
     plane = net.planes[peer]
     assert net.call(owner, "config_publish", data_id="lz", content="v1")["ok"]
@@ -758,3 +758,35 @@ def test_a_flag_waiting_is_written_before_a_prune_deletes_its_row(tmp_path: Path
     assert db.count() == 0, "the pruned row came back"
     assert pipeline.lazy == [] and pipeline.lazy_due() is None
     db.close()
+
+
+def test_under_load_records_leave_before_the_save_unflagged(tmp_path: Path) -> None:
+    """With a turn of the owner still on its way to disk, the next write's records leave
+    at the end of its own turn (before its save, not ``saved``) and every peer gets a
+    commit message; once nothing is in flight, records wait for the save again, flagged."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("ld")
+    other = next(d for d in (f"ld{i}" for i in range(50)) if owner_of(d) == owner)
+    for data_id in ("ld", other):  # the catch-up rounds first
+        assert net.call(owner, "config_publish", data_id=data_id, content="v1")["ok"]
+    writers = held(net)
+    net.request(owner, b"w1", "config_publish", data_id="ld", content="v2")
+    assert not net.queue and writers[owner].queue  # flagged: waits for its save
+    net.request(owner, b"w2", "config_publish", data_id=other, content="v2")  # w1 in flight
+    records = [m for _, b in net.queue for m in unbatched(b)]
+    assert [(m["op"], m["entry"]["key"][2], m.get("saved")) for m in records] == [
+        ("config_record", other, None)
+    ] * 2
+    for _ in range(20):  # everything committed as it comes
+        for address, w in writers.items():
+            w.commit()
+            net.planes[address].committed(net.now)
+        net.deliver()
+    assert net.last(b"w1")["ok"] and net.last(b"w2")["ok"]
+    commits = [(to, op) for frm, to, op in net.sent if op == "config_commit" and frm == owner]
+    assert len(commits) == 2, net.sent  # w2's, one per peer; none for w1 (peers marked it)
+    assert on_disk(net, other, 2) == 3
+    for w in writers.values():
+        w.commit()
+    for p in net.planes.values():
+        p.close()
