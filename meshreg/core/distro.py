@@ -292,6 +292,7 @@ class DistroNode:
             "replication_errors": 0,  # peer messages rejected (invalid, or stamps ahead)
             "future_stamps": 0,  # ... of which: a stamp too far ahead of our clock
             "refuted": 0,
+            "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
         }
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
@@ -698,9 +699,26 @@ class DistroNode:
             self.node_id,
         )
 
+    def _repairs_from(self, key: ServiceKey, peer: str) -> bool:
+        """Whether a repair round's copy of ``key`` from ``peer`` is merged here: only
+        if we or ``peer`` own it in our view.  Views differ at a heal: a node back from an
+        isolation pushes the judgments it made alone to whoever it thinks owns them; a
+        node that is not the owner holds no evidence to refute them (plain beats are not
+        replicated) and would show live instances unhealthy until the owner's refutation
+        arrived.  Skipping costs nothing: the copy reaches the owner by the sender's own
+        round with it, and the owner's verdict reaches us as a delta or by our round with
+        the owner (docs/DISTRO.md, "Repair from the owner")."""
+        owner = self.owner_of(key)
+        if owner == self.node_id or owner == peer:
+            return True
+        self.counters["repairs_deferred"] += 1
+        return False
+
     def _reconcile(self, req: Reconcile, now: float) -> ReconcileReply:
-        for payload in req.services:
-            if not self._too_far_ahead(payload, now, req.node, "reconcile"):
+        for payload in req.services:  # bad stamps are counted first, whoever owns it
+            if self._too_far_ahead(payload, now, req.node, "reconcile"):
+                continue
+            if self._repairs_from(payload.key, req.node):
                 self._merge(payload, now)
         return ReconcileReply(tuple(self.payload_of(p.key) for p in req.services))
 
@@ -850,7 +868,9 @@ class DistroNode:
                     if p.key not in asked:
                         raise RemoteProtocolError(f"reconcile reply: {p.key} was not asked for")
                 for p in reply.services:
-                    if not self._too_far_ahead(p, now, node_id, "reconcile reply"):
+                    if self._too_far_ahead(p, now, node_id, "reconcile reply"):
+                        continue
+                    if self._repairs_from(p.key, node_id):
                         self._merge(p, now)
                 self._round_progress(node_id, now, reconciled=True)
         except RemoteProtocolError as exc:

@@ -9,11 +9,13 @@ import msgpack
 from answers import peer_reply, served_map, stats_map
 
 from meshreg.config import ClusterPolicy
+from meshreg.core.cluster_messages import ReconcileReply
 from meshreg.core.distro import Broadcast, DistroNode, PeerCall
 from meshreg.core.effects import InstanceView, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.registry import RegistryNode
+from meshreg.core.requests import Reconcile
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import parse_request
 from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload, parse_peer_request
@@ -378,3 +380,63 @@ def test_a_member_coming_back_hears_at_once_the_beats_we_saw_of_what_moves_to_it
     assert m.node.members() == full and m.node.owner_of(key) == "n3"
     stamps = [d.payload.upserts[0].alive for d in m.deltas() if d.payload.key == key]
     assert stamps and stamps[-1] == rec.alive == m.node.registry.local_evidence(rec)
+
+
+def _marked_by_a_judge_with_newer_basis(rec: object, key: ServiceKey) -> ServicePayload:
+    """A mark judged on evidence newer than ours (a node cut off from the owner heard a
+    beat we did not, then nothing more, and marked it)."""
+    old = rec.view()  # type: ignore[attr-defined]
+    basis = old.alive + 5000
+    marked = InstanceView(
+        IID.ip, IID.port, IID.cluster, 1.0, True, False, {}, old.version, basis, basis
+    )
+    return ServicePayload(key, (marked,), (), None)
+
+
+def test_a_repair_round_from_a_node_that_is_not_the_owner_does_not_move_a_third_nodes_service() -> (
+    None
+):
+    """Registry seed 57: n2, healed from an isolation in which it marked n3's instance
+    (beats went to n3 meanwhile), pushed its copy to n1 in a repair round before n3
+    refuted it, and n1 (not the owner) showed the live instance unhealthy for 44 ms.  A
+    repair round's copy of a service is merged only from its owner (or by the owner):
+    n1 answers with its own copy and n2's judgment reaches the owner, which decides."""
+    m = Member()
+    (key,) = keys_owned_by("n3", ("n1", "n2", "n3"), 1)
+    m.request("register", key, forwarded=True)
+    rec = m.node.store.services[key].instances[IID]
+    m.effects.clear()
+    reply = m.node.handle(
+        Reconcile(0, "n2", (_marked_by_a_judge_with_newer_basis(rec, key),)), m.now
+    )
+    m.effects += m.node.take_effects()
+    assert rec.healthy
+    assert not [c for c in m.changes() if any(not v.healthy for v in c.upserted)]
+    (ours,) = reply.result.services  # type: ignore[union-attr]
+    assert ours.key == key and ours.upserts[0].healthy  # n2 hears our copy
+    # The owner's own copy of the same judgment is taken (it judged, or accepted it).
+    m.node.handle(Reconcile(0, "n3", (_marked_by_a_judge_with_newer_basis(rec, key),)), m.now)
+    assert not rec.healthy
+
+
+def test_a_repair_round_reply_for_a_third_nodes_service_is_not_merged() -> None:
+    """The same from our side of a round: n2 (its view not settled) lists n3's service as
+    its own and replies with its mark; only n3's copy moves it here."""
+    m = Member()
+    (key,) = keys_owned_by("n3", ("n1", "n2", "n3"), 1)
+    m.request("register", key, forwarded=True)
+    rec = m.node.store.services[key].instances[IID]
+    m.effects.clear()
+    m.node.on_replication(Beacon("n2", A, 9, True, 5, ("n1", "n2", "n3")), m.now)  # a gap
+    m.step(0.1)
+    (call,) = [e for e in m.effects if isinstance(e, PeerCall) and e.node_id == "n2"]
+    page = {"node": "n2", "digests": [[key.namespace, key.group, key.service, 1, 1]], "more": False}
+    peer_reply(m.node, call.tag, page, m.now)
+    m.effects += m.node.take_effects()
+    (rcall,) = [
+        e for e in m.effects if isinstance(e, PeerCall) and e.tag != call.tag and e.node_id == "n2"
+    ]
+    marked = _marked_by_a_judge_with_newer_basis(rec, key)
+    m.node.peer_reply(rcall.tag, ReconcileReply((marked,)), m.now)
+    assert rec.healthy
+    assert not [c for c in m.changes() if any(not v.healthy for v in c.upserted)]
