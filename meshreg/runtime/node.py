@@ -74,7 +74,7 @@ from meshreg.security.authz import authorize, authorize_entries, authorize_topic
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
 from meshreg.transport.sockets import CurveKeys, PeerLiveness
-from meshreg.transport.zap import NODE_USER
+from meshreg.transport.zap import NODE_USER, connection_user
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
 from meshreg.wire.batching import CHECK_EVERY, DeltaBatcher
@@ -342,6 +342,7 @@ class NodeRuntime:
             "reads_throttled": self.read_rate.throttled,
             "accept_failures": transport.get("accept_failures", 0),
             "subscriptions_admitted": self.gate.total,
+            "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             "subscriptions_refused": {
                 "invalid": self.gate.refused_invalid,
@@ -365,9 +366,20 @@ class NodeRuntime:
         except ConfigError as exc:
             log.error("reload: kept the previous ACL: %s", exc)
             return
+        changed = not acl.same_as(self.acl)
         self.acl = acl
         self._principals.clear()
         log.info("reload: ACL %s: %d clients", path, len(acl.clients))
+        if changed and self.transport is not None:
+            # Requests are checked against the ACL one by one, but a subscription is
+            # checked once, when admitted: drop every notification connection so that
+            # each subscribes again under the new ACL (a revoked key cannot even
+            # reconnect). Subscribers lose nothing: each new subscription gets a sync.
+            self.transport.reset_notifications()
+            log.info(
+                "reload: the ACL changed: dropped every notification connection; "
+                "subscribers reconnect and are admitted under the new ACL"
+            )
 
     def _load_acl(self, path: str) -> Acl:
         acl = Acl.load(path)
@@ -1274,18 +1286,22 @@ class NodeRuntime:
             if not msg or msg[0] not in (0, 1):
                 continue  # XPUB upstream data we do not use
             topic = msg[1:]
+            try:  # "user;N" (transport/zap); none on what libzmq makes up for a closed one
+                user, conn = connection_user(str(frame.get("User-Id")))
+            except zmq.ZMQError:
+                user, conn = "", ""
             if msg[0] == 0:
                 xpub.setsockopt(zmq.UNSUBSCRIBE, topic)  # no-op if a closed connection's
-                if gate.unsubscribe(topic) and not is_config_topic(topic):
+                if gate.unsubscribe(topic, conn) and not is_config_topic(topic):
                     core.registry.subscription_changed(topic_key(topic), False)
                 continue
             principal: Principal | None = OPEN
             if secure:
-                try:
-                    principal = self._principal(str(frame.get("User-Id")))
-                except zmq.ZMQError:
-                    principal = None
-            why = gate.subscribe(topic, principal is not None and authorize_topic(principal, topic))
+                principal = self._principal(user) if user else None
+            readable = principal is not None and authorize_topic(principal, topic)
+            why = gate.subscribe(topic, readable, conn)
+            if why == "again":
+                continue  # this connection holds it already: libzmq keeps one entry
             if why is None:
                 xpub.setsockopt(zmq.SUBSCRIBE, topic)
                 if not is_config_topic(topic):  # the core counts service watchers only

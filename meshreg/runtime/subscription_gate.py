@@ -6,16 +6,28 @@ may read it (the ACL), and the node holds fewer than ``max_subscriptions``.  Thi
 what keeps a client from making the node hold arbitrary topics (memory) or read
 another namespace's changes.
 
-Unsubscriptions carry no sender (libzmq makes them up when a connection closes, and
-it also does so for topics we never admitted), so counts cannot be kept per
-connection.  The gate keeps two counts per topic, admitted and refused, and matches
-an unsubscription to a refused one first: a wrong match can only leave a topic
-counted as watched a little longer (a notification encoded for nobody), never make
-a watched topic look unwatched.
+What is counted is what libzmq holds: one entry per topic and *connection*.  A SUB
+sends every ``subscribe`` it is asked for (a client may repeat a topic 200,000 times
+on one connection), but libzmq keeps one entry for them and, when the connection
+closes, makes up **one** unsubscription per topic it held.  So a subscription message
+names its connection (``conn``: the ``;N`` of its ``User-Id``, transport/zap) and a
+repeat from the same connection is not counted again (``again``: nothing changes, no
+sync either); counting repeats filled the cap for good (review12, F-subcap).
+
+The unsubscriptions libzmq makes up carry no sender (and it makes them for topics we
+refused too), so each topic keeps two counts, admitted and refused, and such an
+unsubscription takes one from refused first: a wrong match can only leave a topic
+counted as watched a little longer (a notification encoded for nobody), never make a
+watched topic look unwatched.  Which connections hold a topic is remembered to tell
+repeats (``_holders``); an unsubscription without a sender cannot say whose entry
+ended, so a topic keeps at most ``HOLDER_SLACK`` entries more than it counts, the
+oldest dropped first (a live connection forgotten that way counts once more if it
+repeats the topic: over, never under).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 from meshreg.model import ServiceKey
@@ -24,6 +36,7 @@ from meshreg.wire.notifications import SEP, parse_topic
 
 DEFAULT_MAX_SUBSCRIPTIONS = 200_000  # per node; ~0.5 KB each in libzmq's trie
 MAX_REFUSED_TOPICS = 100_000  # distinct refused topics remembered (see above)
+HOLDER_SLACK = 64  # connections remembered per topic beyond those it counts (see above)
 
 
 def is_topic(topic: bytes) -> bool:
@@ -49,21 +62,31 @@ def is_topic(topic: bytes) -> bool:
 
 
 class SubscriptionGate:
-    """Decides subscriptions; counts what it admitted and refused."""
+    """Decides subscriptions; counts what it admitted and refused, per topic and connection."""
 
     def __init__(self, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS) -> None:
         self.max_subscriptions = max_subscriptions
         self.admitted: Counter[bytes] = Counter()
         self.refused: Counter[bytes] = Counter()
+        # topic -> {connection: admitted?}, oldest first (repeats are told by it)
+        self._holders: dict[bytes, dict[str, bool]] = {}
         self.total = 0
         self.refused_acl = 0
         self.refused_invalid = 0
         self.refused_full = 0
+        self.repeats = 0  # subscriptions a connection held already: not counted again
 
-    def subscribe(self, topic: bytes, readable: bool) -> str | None:
-        """None if admitted, else why not (``invalid``, ``denied``, ``full``).
+    def subscribe(self, topic: bytes, readable: bool, conn: str = "") -> str | None:
+        """None if admitted, ``again`` if ``conn`` holds it admitted already (nothing
+        changes), else why not (``invalid``, ``denied``, ``full``).
 
-        ``readable``: the subscriber may read ``topic`` (the ACL's answer)."""
+        ``readable``: the subscriber may read ``topic`` (the ACL's answer); ``conn``:
+        the connection it came on ("": unknown, every message counts)."""
+        holders = self._holders.get(topic) if conn else None
+        held = holders.get(conn) if holders is not None else None
+        if held:
+            self.repeats += 1
+            return "again"
         why = None
         if not is_topic(topic):
             why, self.refused_invalid = "invalid", self.refused_invalid + 1
@@ -72,10 +95,21 @@ class SubscriptionGate:
         elif self.total >= self.max_subscriptions:
             why, self.refused_full = "full", self.refused_full + 1
         if why is None:
+            if held is not None:  # refused before on this connection: now admitted
+                self._take(self.refused, topic)
             self.admitted[topic] += 1
             self.total += 1
+        elif held is not None:
+            return why  # refused before on this connection: counted there already
         elif topic in self.refused or len(self.refused) < MAX_REFUSED_TOPICS:
             self.refused[topic] += 1
+        else:
+            return why  # not remembered (bounded): nor its connection
+        if conn:
+            if holders is None:
+                holders = self._holders[topic] = {}
+            holders[conn] = why is None
+            self._trim(topic, holders)
         return why
 
     def watches(self, topic: bytes) -> bool:
@@ -95,22 +129,54 @@ class SubscriptionGate:
             end = topic.find(SEP, end + 1)
         return False
 
-    def unsubscribe(self, topic: bytes) -> bool:
-        """True if this ends an admitted subscription (the core should count it)."""
-        if self.refused[topic] > 0:
-            self.refused[topic] -= 1
-            if not self.refused[topic]:
-                del self.refused[topic]
-            return False
-        self.refused.pop(topic, None)
-        if self.admitted[topic] > 0:
-            self.admitted[topic] -= 1
+    def unsubscribe(self, topic: bytes, conn: str = "") -> bool:
+        """True if this ends an admitted subscription (the core should count it).
+        ``conn``: the connection that unsubscribed ("": libzmq's, for a closed one)."""
+        holders = self._holders.get(topic)
+        if conn and holders is not None and conn in holders:
+            admitted = holders.pop(conn)
+            ended = self._take(self.admitted if admitted else self.refused, topic)
+            if admitted and ended:
+                self.total -= 1
+            self._trim(topic, holders)
+            return admitted and ended
+        if self._take(self.refused, topic):
+            ended = False
+        elif self._take(self.admitted, topic):
             self.total -= 1
-            if not self.admitted[topic]:
-                del self.admitted[topic]
-            return True
-        self.admitted.pop(topic, None)
-        return False
+            ended = True
+        else:
+            ended = False
+        if holders is not None:
+            self._trim(topic, holders)
+        return ended
+
+    @staticmethod
+    def _take(counts: Counter[bytes], topic: bytes) -> bool:
+        """One less of ``topic`` in ``counts``; False if it had none."""
+        n = counts.get(topic, 0)
+        if n <= 0:
+            counts.pop(topic, None)
+            return False
+        if n == 1:
+            del counts[topic]
+        else:
+            counts[topic] = n - 1
+        return True
+
+    def _trim(self, topic: bytes, holders: dict[str, bool]) -> None:
+        """Keep at most ``HOLDER_SLACK`` connections beyond what ``topic`` counts."""
+        counted = self.admitted.get(topic, 0) + self.refused.get(topic, 0)
+        if not counted:
+            self._holders.pop(topic, None)
+            return
+        excess = len(holders) - counted - HOLDER_SLACK
+        for conn in list(itertools.islice(holders, max(excess, 0))):
+            del holders[conn]
+
+    def holders_remembered(self) -> int:
+        """Connection entries kept to tell repeats (bounded: see the module docstring)."""
+        return sum(len(h) for h in self._holders.values())
 
 
 def topic_key(topic: bytes) -> ServiceKey | None:

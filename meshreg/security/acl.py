@@ -266,6 +266,10 @@ class Acl:
         """Default deny: no clients (only the cluster key gets in)."""
         return cls((), {}, "<empty acl>")
 
+    def same_as(self, other: Acl) -> bool:
+        """The same clients, with the same keys and rights (a reload that changes nothing)."""
+        return self.clients == other.clients and self._by_key == other._by_key
+
     def by_key(self, public_key: bytes) -> Principal | None:
         """The client a key (32 raw bytes, as a ZAP request carries it) acts as; None if none."""
         return self._by_key.get(public_key)

@@ -86,6 +86,12 @@ class Transport(Protocol):
         """The notification XPUB (manual: the runtime admits subscriptions) on P+1."""
         ...
 
+    def reset_notifications(self) -> None:
+        """Drop every connection of the notification channel (they reconnect and
+        subscribe again, admitted anew): an ACL reload must reach subscriptions already
+        admitted, and a manual XPUB cannot drop one connection's."""
+        ...
+
     def bind_replication(self, host: str, port: int) -> Channel:
         """The replication PUB on P+2."""
         ...

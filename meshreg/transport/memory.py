@@ -58,7 +58,7 @@ from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_a
 from meshreg.errors import ConfigError
 from meshreg.security.keys import z85_to_raw
 from meshreg.transport.base import RecvFn, SendFn
-from meshreg.transport.sockets import CLIENT_DOMAIN, PEER_DOMAIN, CurveKeys
+from meshreg.transport.sockets import CLIENT_DOMAIN, NOTIFY_DOMAIN, PEER_DOMAIN, CurveKeys
 from meshreg.transport.zap import admit
 
 _SNDMORE = int(zmq.SNDMORE)
@@ -124,6 +124,10 @@ class CurveGuard:
             t.refused += 1
         users[src] = user
         return user
+
+    def forget(self) -> None:
+        """Every connection handshakes again (its next message is admitted anew)."""
+        self._users.clear()
 
 
 class MemChannel:
@@ -272,6 +276,29 @@ class MemPub(MemChannel):
     def __init__(self, net: MemoryNetwork, owner: MemoryTransport | None) -> None:
         super().__init__(net, owner)
         self._topics: dict[MemChannel, set[bytes]] = {}  # XPUB: subscriber -> admitted
+        self._connections: dict[MemChannel, int] = {}  # XPUB: subscriber -> connection id
+        self.generation = 0  # XPUB: connections dropped (reset) so many times
+
+    def recv(self, flags: int = 0, copy: bool = True) -> Any:
+        """As a channel's; an XPUB's frames carry ``User-Id`` ``user;N``, N the
+        connection's number, as the ZAP handler gives it (transport/zap)."""
+        frame = super().recv(flags, copy)
+        if self.kind == "XPUB" and not copy:
+            ids = self._connections
+            conn = ids.get(self._src)  # type: ignore[arg-type]
+            if conn is None:
+                conn = ids[self._src] = len(ids) + 1  # type: ignore[index]
+            frame.user = f"{frame.user};{conn}"
+        return frame
+
+    def reset(self) -> None:
+        """Drop every subscriber's connection: what it was admitted, its id, its
+        handshake (they subscribe again: ``SimSubscriber.reconnect``)."""
+        self._topics.clear()
+        self._connections.clear()
+        if self.guard is not None:
+            self.guard.forget()
+        self.generation += 1
 
     def setsockopt(self, option: int, optval: Any) -> None:
         src = self._src
@@ -362,6 +389,7 @@ class MemoryTransport:
         self.node_public: bytes | None = None  # under CURVE: the cluster key (raw)
         self.client_name: Callable[[bytes], str | None] | None = None
         self.refused = 0  # connections refused (the ZAP handler's count)
+        self.notifications: MemPub | None = None  # the XPUB, once bound
 
     def secure(self, keys: CurveKeys, client_name: Callable[[bytes], str | None]) -> None:
         assert not self.channels, "secure() comes before any channel"
@@ -387,7 +415,12 @@ class MemoryTransport:
     def bind_notifications(self, host: str, port: int) -> MemChannel:
         xpub = MemPub(self.net, self)
         xpub.kind = "XPUB"
-        return self._bind(xpub, host, port, "notification")
+        self.notifications = xpub
+        return self._bind(xpub, host, port, "notification", NOTIFY_DOMAIN)
+
+    def reset_notifications(self) -> None:
+        if self.notifications is not None:
+            self.notifications.reset()
 
     def bind_replication(self, host: str, port: int) -> MemChannel:
         return self._bind(MemPub(self.net, self), host, port, "replication", PEER_DOMAIN)

@@ -39,7 +39,8 @@ REPLICATION_FRAME_BYTES = limits.MAX_PEER_BODY_BYTES + 1024
 MIN_HEARTBEAT_IVL = 0.1  # s
 MIN_HANDSHAKE_IVL = 1.0  # s
 
-CLIENT_DOMAIN = b"meshreg-client"  # ZAP domain: requests and notifications
+CLIENT_DOMAIN = b"meshreg-client"  # ZAP domain: requests
+NOTIFY_DOMAIN = b"meshreg-notify"  # ZAP domain: notifications (asked without keys too)
 PEER_DOMAIN = b"meshreg-peer"  # ZAP domain: replication and peer requests
 
 
@@ -173,6 +174,8 @@ def _bind_server(
     sock.setsockopt(zmq.LINGER, 0)
     set_options(sock, options)
     curve_server(sock, keys, domain)
+    if keys is None and options.get(zmq.ZAP_ENFORCE_DOMAIN):
+        sock.setsockopt(zmq.ZAP_DOMAIN, domain)  # ZAP without CURVE (NULL): see the caller
     if ":" in host:
         sock.setsockopt(zmq.IPV6, 1)
     endpoint = tcp_endpoint(host, port)
@@ -243,7 +246,14 @@ def bind_notify_socket(
         zmq.XPUB_VERBOSER: 1,
         zmq.XPUB_MANUAL: 1,
     }
-    return _bind_server(ctx, zmq.XPUB, host, port, "notification", options, keys, CLIENT_DOMAIN)
+    if keys is None:
+        # Every handshake asks the ZAP handler even without CURVE (NULL), for the id it
+        # gives each connection: a subscription message then says which connection sent
+        # it, so the same connection's repeats are not counted twice (runtime/subscription_gate).
+        # (Set before the bind: a listener takes the socket's options as they are then.)
+        options = {**options, zmq.ZAP_ENFORCE_DOMAIN: 1}
+    sock = _bind_server(ctx, zmq.XPUB, host, port, "notification", options, keys, NOTIFY_DOMAIN)
+    return sock
 
 
 def bind_replication_socket(

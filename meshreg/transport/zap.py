@@ -7,10 +7,16 @@ request or a subscription.  The handler is polled by the node's own loop (one th
 owns every socket), so a handshake waits at most one loop turn.
 
 Rules: the peer domain admits only the cluster key (user id ``node``); the client
-domain admits the cluster key too (an operator holding it is an administrator) and
-every key of the ACL (user id: the key itself in z85, so a key removed from the ACL
-loses its access on the next request, not the next connection).  Anything else is
-refused with status 400, counted and logged (rate-limited).
+and notification domains admit the cluster key too (an operator holding it is an
+administrator) and every key of the ACL (user id: the key itself in z85, so a key
+removed from the ACL loses its access on the next request, not the next connection).
+Anything else is refused with status 400, counted and logged (rate-limited).
+
+The notification port (an XPUB) asks for every connection, with or without keys
+(NULL, admitted when the node has no keys), and its user id ends in ``;N``, a number
+unique to the connection: libzmq tells which connection sent a subscription only by
+this property, and the subscription gate must not count one connection's repeats of a
+topic twice (runtime/subscription_gate).  ``connection_user`` splits it again.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import zmq
 import zmq.utils.z85
 
 from meshreg.log_limiter import LogLimiter
-from meshreg.transport.sockets import CLIENT_DOMAIN, PEER_DOMAIN
+from meshreg.transport.sockets import CLIENT_DOMAIN, NOTIFY_DOMAIN, PEER_DOMAIN
 
 log = logging.getLogger("meshreg.node")
 
@@ -33,23 +39,35 @@ MAX_ZAP_BATCH = 256  # handshakes answered per loop turn
 
 
 def admit(
-    node_public: bytes,
+    node_public: bytes | None,
     client_name: Callable[[bytes], str | None],
     domain: bytes,
     mechanism: bytes,
     key: bytes,
 ) -> bytes | None:
-    """The rules above: the user id a handshake gets, or None to refuse it.
+    """The rules above: the user id a handshake gets (before its ``;N``), or None to
+    refuse it.  ``node_public`` None: a node without keys (only its notification port
+    asks, with NULL).
 
     A function of its own so the in-memory transport (the seeded simulation) admits
     connections by the same rules as libzmq's handshakes here."""
+    if node_public is None:
+        return b"" if domain == NOTIFY_DOMAIN and mechanism == b"NULL" else None
     if mechanism != b"CURVE" or len(key) != 32:
         return None
     if key == node_public:
         return NODE_USER
-    if domain == CLIENT_DOMAIN and client_name(key) is not None:
+    if domain in (CLIENT_DOMAIN, NOTIFY_DOMAIN) and client_name(key) is not None:
         return zmq.utils.z85.encode(key)
     return None
+
+
+def connection_user(user_id: str) -> tuple[str, str]:
+    """(user, connection) of a notification connection's ``User-Id`` (``user;N``); a
+    user id without ``;`` (another port's) is the user, with no connection id.  ``;`` is
+    not a z85 character, so a key never contains it."""
+    user, sep, conn = user_id.rpartition(";")
+    return (user, conn) if sep else (user_id, "")
 
 
 class ZapHandler:
@@ -58,17 +76,19 @@ class ZapHandler:
     def __init__(
         self,
         ctx: zmq.Context[Any],
-        node_public: bytes,
+        node_public: bytes | None,
         client_name: Callable[[bytes], str | None],
         clock: Callable[[], float],
     ) -> None:
-        """``node_public``: the cluster's public key (32 raw bytes); ``client_name``: the
-        ACL client a raw key belongs to, or None (looked up on every handshake, so a
-        reload applies; a refusal's log line names it)."""
+        """``node_public``: the cluster's public key (32 raw bytes; None: a node without
+        keys, which asks only for its notification connections' ids; ``secure`` sets it
+        later); ``client_name``: the ACL client a raw key belongs to, or None (looked up
+        on every handshake, so a reload applies; a refusal's log line names it)."""
         self.node_public = node_public
         self.client_name = client_name
         self.clock = clock
         self.refused = 0
+        self.connections = 0  # notification connections numbered so far
         self._limiter = LogLimiter(log)
         self.socket: zmq.Socket[bytes] = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -91,6 +111,9 @@ class ZapHandler:
             domain, address, mechanism = frames[4], frames[5], frames[7]
             key = frames[8] if len(frames) > 8 else b""
             user = self.decide(domain, mechanism, key)
+            if user is not None and domain == NOTIFY_DOMAIN:
+                self.connections += 1
+                user += b";%d" % self.connections
             if user is None:
                 self.refused += 1
                 self._log_refused(domain, address, mechanism, key)

@@ -22,6 +22,7 @@ import zmq.utils.z85
 
 from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
 from meshreg.core.distro import ClusterPolicy
+from meshreg.errors import ConfigError
 from meshreg.log_limiter import LogLimiter
 from meshreg.transport.base import Poller, RecvFn, SendFn
 from meshreg.transport.descriptors import AcceptMonitor
@@ -41,6 +42,7 @@ from meshreg.transport.zap import ZapHandler
 from meshreg.wire import limits
 
 PEER_HWM = 100_000  # messages queued to one peer before sends fail
+RESET_BIND_ATTEMPTS = 100  # x 10 ms: binding the notification port again after a reset
 MAX_POLL = 0.1  # s; longest poll, bounds how late a stop() is noticed
 
 
@@ -74,10 +76,16 @@ class ZmqTransport:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self._limiter = limiter or LogLimiter(logging.getLogger("meshreg.node"))
         self._accepts: AcceptMonitor | None = None
-        self._zap: ZapHandler | None = None
         self._clock = clock
         self.keys: CurveKeys | None = None
+        self._notify: tuple[zmq.Socket[bytes], str] | None = None  # the XPUB, its endpoint
+        self.notification_resets = 0
         try:
+            # before the sockets: no handshake may go unanswered (the notification port
+            # asks even without keys: its connections' ids, transport/zap)
+            self._zap: ZapHandler | None = ZapHandler(
+                self.ctx, None, client_name or (lambda key: None), clock
+            )
             if keys is not None:
                 self.secure(keys, client_name or (lambda key: None))
         except Exception:
@@ -89,10 +97,9 @@ class ZmqTransport:
             if self.keys != keys:
                 raise ValueError("this transport serves CURVE with other keys already")
             return
-        # before the sockets: no handshake may go unanswered
-        self._zap = ZapHandler(
-            self.ctx, zmq.utils.z85.decode(keys.public), client_name, self._clock
-        )
+        assert self._zap is not None
+        self._zap.node_public = zmq.utils.z85.decode(keys.public)
+        self._zap.client_name = client_name
         self.keys = keys
 
     # -- listening channels ----------------------------------------------------------
@@ -102,7 +109,31 @@ class ZmqTransport:
         return sock
 
     def bind_notifications(self, host: str, port: int) -> zmq.Socket[bytes]:
-        return bind_notify_socket(self.ctx, host, port, self.keys)
+        sock = bind_notify_socket(self.ctx, host, port, self.keys)
+        self._notify = (sock, sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        return sock
+
+    def reset_notifications(self) -> None:
+        """Drop every notification connection: unbind the XPUB's endpoint (libzmq closes
+        the connections accepted through it; their unsubscriptions follow as if they had
+        closed) and bind it again at once.  Subscribers reconnect, handshake again (an
+        ACL reload applies to them) and subscribe again, each answered with a sync."""
+        if self._notify is None:
+            return
+        sock, endpoint = self._notify
+        sock.unbind(endpoint)
+        for attempt in range(RESET_BIND_ATTEMPTS):
+            try:
+                sock.bind(endpoint)
+                break
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or attempt == RESET_BIND_ATTEMPTS - 1:
+                    raise ConfigError(
+                        f"cannot bind the notification socket on {endpoint} again after "
+                        f"dropping its connections: {exc.strerror}; restart the node"
+                    ) from None
+                time.sleep(0.01)  # libzmq's I/O thread is still closing the listener
+        self.notification_resets += 1
 
     def bind_replication(self, host: str, port: int) -> zmq.Socket[bytes]:
         return bind_replication_socket(self.ctx, host, port, self.keys, self.peer_liveness)

@@ -169,6 +169,7 @@ class SimSubscriber(MemChannel):
         self.on_message = on_message
         self.topics: list[bytes] = []
         self._xpub: MemChannel | None = net.bound.get(endpoint)
+        self._generation = getattr(self._xpub, "generation", 0)
         net.subscribers.setdefault(endpoint, []).append(self)
 
     def subscribe(self, topic: bytes) -> None:
@@ -177,11 +178,13 @@ class SimSubscriber(MemChannel):
             self.net.transmit(self, self._xpub, [b"\x01" + topic])
 
     def reconnect(self) -> bool:
-        """Subscribe again if the XPUB bound at the endpoint changed; True if it did."""
+        """Subscribe again if the XPUB bound at the endpoint changed, or dropped its
+        connections (``reset_notifications``); True if so."""
         xpub = self.net.bound.get(self.endpoint)
-        if xpub is None or xpub is self._xpub:
+        generation = getattr(xpub, "generation", 0)
+        if xpub is None or (xpub is self._xpub and generation == self._generation):
             return False
-        self._xpub = xpub
+        self._xpub, self._generation = xpub, generation
         for topic in self.topics:
             self.net.transmit(self, xpub, [b"\x01" + topic])
         return True
