@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshreg.runtime.subscription_gate import SubscriptionGate, is_topic
+from meshreg.runtime.subscription_gate import HOLDER_SLACK, SubscriptionGate, is_topic
 
 SERVICE = b"public\x00DEFAULT_GROUP\x00orders\x00"
 
@@ -80,3 +80,48 @@ def test_watches_finds_every_subscription_libzmq_would_deliver_a_config_change_t
         assert gate.subscribe(sub, True) is None
     assert gate.subscribe(topic, False) == "denied"  # refused: libzmq never holds it
     assert not gate.watches(topic)
+
+
+def test_a_connections_repeats_count_once_and_its_close_gives_the_topic_back() -> None:
+    """libzmq keeps one entry per topic and connection, and makes up one unsubscription
+    per topic when the connection closes (no sender): the count follows that."""
+    gate = SubscriptionGate(max_subscriptions=3)
+    assert gate.subscribe(SERVICE, True, "1") is None
+    for _ in range(10):
+        assert gate.subscribe(SERVICE, True, "1") == "again"
+    assert gate.total == 1 and gate.repeats == 10
+    assert gate.subscribe(SERVICE, True, "2") is None  # another connection: its own entry
+    assert gate.total == 2
+    assert gate.unsubscribe(SERVICE) is True  # connection 1 closed
+    assert gate.total == 1 and gate.watches(SERVICE)
+    assert gate.unsubscribe(SERVICE, "2") is True  # connection 2 unsubscribed itself
+    assert gate.total == 0 and not gate.watches(SERVICE)
+    assert gate.holders_remembered() == 0
+
+
+def test_a_repeat_after_a_refusal_is_admitted_when_there_is_room_and_counted_once() -> None:
+    gate = SubscriptionGate(max_subscriptions=1)
+    other = b"public\x00DEFAULT_GROUP\x00payments\x00"
+    assert gate.subscribe(other, True, "1") is None
+    assert gate.subscribe(SERVICE, True, "2") == "full"
+    assert gate.subscribe(SERVICE, True, "2") == "full"
+    assert gate.refused[SERVICE] == 1  # one entry in libzmq, however often refused
+    assert gate.unsubscribe(other, "1") is True
+    assert gate.subscribe(SERVICE, True, "2") is None
+    assert gate.total == 1 and not gate.refused
+    assert gate.unsubscribe(SERVICE) is True  # connection 2 closed: one unsubscription
+    assert gate.total == 0
+
+
+def test_connections_remembered_per_topic_are_bounded_by_what_it_counts() -> None:
+    """Closed connections' entries cannot be told apart (no sender): a topic keeps at
+    most HOLDER_SLACK more than it counts, whatever the churn."""
+    gate = SubscriptionGate()
+    assert gate.subscribe(SERVICE, True, "stays") is None
+    for n in range(10 * HOLDER_SLACK):  # connections that subscribe and close
+        assert gate.subscribe(SERVICE, True, f"c{n}") is None
+        assert gate.unsubscribe(SERVICE) is True
+    assert gate.total == 1
+    assert gate.holders_remembered() <= 1 + HOLDER_SLACK
+    assert gate.unsubscribe(SERVICE) is True  # the last one closes
+    assert gate.total == 0 and gate.holders_remembered() == 0
