@@ -76,7 +76,7 @@ def test_reads_from_the_disk_cache_do_not_each_wait_the_full_timeout(
         provider.close(timeout=0.5)
 
     caplog.set_level(logging.WARNING, logger="meshreg.client")
-    offline = Client([node.address, dead], cache_dir=cache, timeout=TIMEOUT)
+    offline = Client([node.address, dead], cache_dir=cache, timeout=TIMEOUT, attempt_timeout=0.5)
     try:
         took: dict[str, float] = {}
 
