@@ -500,6 +500,8 @@ class ConfigPolicy:
         self._resolve_waiting(lst)
 
     def _fail_first_listen(self, lst: Listening, exc: BaseException) -> None:
+        """A first listen with nothing to serve: its callers get ``exc``, and a data id
+        nobody listens to any more is dropped (its topic unsubscribed)."""
         for reply_to, _ in lst.waiting:
             self._out(Fail(reply_to, exc))
         lst.waiting.clear()

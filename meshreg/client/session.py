@@ -624,6 +624,7 @@ class ClientSession:
         )
 
     def _unreachable_hint(self) -> str:
+        """What to check when no server answers (with CURVE: the keys and the ACL)."""
         return "is `meshreg node` running there? check --server / MESHREG_SERVERS" + (
             "; or the node refused this client's key: is server_key the cluster's "
             "public key, and this client's key in the node's ACL?"
