@@ -29,7 +29,8 @@ Rules (each with its constant below):
   to the current server (its budget reaches the next switch), so the backoff goes on
   with nothing else to send, and a node that comes back is heard at once on the current
   connection, or at the next switch: ``offline`` never outlives the backoff's pause.
-  The first answer ends it, and every service served stale is pulled again.
+  The first answer (or notification) ends it, and every service served stale is
+  pulled again.
 * **Routing.** While the client has registrations it refreshes the cluster view every
   ``VIEW_INTERVAL``; a write goes straight to its service's responsible node
   (``core.mapping.responsible_node``), and through the server when that node is not
@@ -419,6 +420,8 @@ class ClientSession:
 
     def on_notification(self, note: Pushed, now: float) -> list[Action]:
         self._now = now
+        if self._silent:  # the current server publishes: it is up (its replies follow)
+            self._heard()
         if isinstance(note, ConfigChanged):
             self.configs.on_notification(note)
             return self._take()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from session_harness import SVC, Handle, Harness, instance_map, snapshot
+from session_harness import SVC, Handle, Harness, addition, instance_map, snapshot
 
 from meshreg.client.actions import Complete, Fail, SendRequest, WatchConfigTopic, WatchTopic
 from meshreg.client.commands import ConfigCall, ConfigListen, ReadCached, Subscribe
@@ -155,6 +155,16 @@ def test_an_answer_on_the_current_connection_ends_offline_and_pulls_what_was_sta
     (pull,) = [r for r in h.unanswered("instances") if r.fields["service"] == "s7"]
     h.reply(pull, snapshot(2, 1, "10.0.0.7"))
     assert isinstance(h.outcome(handle), Complete)
+
+
+def test_a_notification_from_the_current_server_ends_offline_too() -> None:
+    """Its SUB reconnected first (a sync or delta): the node is up, its replies follow."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    h.push(addition(9, 1, "10.0.0.9", key=service(0)))
+    assert not h.core.offline
+    handle = read(h, service(7), None)  # sent, not failed at once
+    assert h.outcome(handle) is None
 
 
 @pytest.mark.parametrize("watches", [True, False])
