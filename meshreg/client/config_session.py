@@ -38,6 +38,11 @@ Rules (each with its constant below):
   not the one saved last; a first listen no node answers is served from the disk copy
   (``ConfigListen.saved``), logged once, and replaced by the live version as soon as a
   node answers anything (a probe, a push; listeners are called only if it differs).
+* **Offline** (every server failed an attempt since the last answer: ClientSession's
+  ``offline``): a ``config_get`` fails at once with the error a time-out would give (the
+  Client then returns the disk copy, or raises), a first listen is served from the disk
+  copy at once (or fails at once without one), and so is a first listen waiting when
+  that becomes known.  The session's probe finds the node that comes back.
 """
 
 from __future__ import annotations
@@ -209,6 +214,12 @@ class ConfigPolicy:
         """Some listeners hold the disk copy (O(1): read on every reply)."""
         return self._from_disk > 0
 
+    def went_offline(self) -> None:
+        """No server answers: first listens waiting with a disk copy are served it now."""
+        for lst in list(self.listens.values()):
+            if lst.waiting and not lst.known and lst.saved is not None:
+                self._serve_disk(lst, self.s.offline_error("config_listen"))
+
     def server_answers(self) -> None:
         """A node answered something: listen again to what is served from disk."""
         for lst in list(self.listens.values()):
@@ -246,6 +257,9 @@ class ConfigPolicy:
     # -- requests -----------------------------------------------------------------------------
     def _call(self, cmd: ConfigCall) -> None:
         key, reply_to = cmd.key, cmd.reply_to
+        if cmd.op == "config_get" and self.s.offline:  # the Client serves its disk copy
+            self._fail(reply_to, self.s.offline_error("config_get"))
+            return
         if cmd.op == "config_get" and key is not None:
 
             def got(info: ConfigInfo) -> None:
@@ -393,6 +407,10 @@ class ConfigPolicy:
     # -- listening ----------------------------------------------------------------------------
     def _listen_command(self, cmd: ConfigListen) -> None:
         lst = self.listens.get(cmd.key)
+        held = lst is not None and (lst.known or lst.saved is not None)
+        if self.s.offline and cmd.saved is None and not held:  # nothing to serve: say so now
+            self._fail(cmd.reply_to, self.s.offline_error("config_listen"))
+            return
         if lst is None:
             lst = self.listens[cmd.key] = Listening(cmd.key)
             self._out(WatchConfigTopic(cmd.key))
@@ -406,6 +424,9 @@ class ConfigPolicy:
         if cmd.saved is not None and lst.saved is None:
             lst.saved = cmd.saved
         lst.waiting.append((cmd.reply_to, cmd.listener))
+        if self.s.offline:  # no node answers: the disk copy now
+            self._serve_disk(lst, self.s.offline_error("config_listen"))
+            return
         if not lst.busy:
             self._listen(lst, cmd.timeout)
 
@@ -446,6 +467,8 @@ class ConfigPolicy:
             lst.busy = False
             if self.listens.get(key) is not lst:
                 return
+            if lst.known and lst.from_disk:
+                return  # served from disk, said so already; a node that answers ends it
             if lst.known:  # the listeners keep what they have; resync/failover retries
                 self.s._warn(
                     ("config-listen", self.s.server),
@@ -455,25 +478,35 @@ class ConfigPolicy:
                 )
                 return
             if lst.saved is not None:
-                saved = lst.saved
-                self._out(
-                    LogLine(
-                        "warning",
-                        f"{key}: no meshreg server answers ({exc}); serving the disk cache copy "
-                        f"(revision {saved.revision}) until one does",
-                    )
-                )
-                self._deliver(lst, saved, saved.revision, from_disk=True)
-                self._resolve_waiting(lst)
+                self._serve_disk(lst, exc)
                 return
-            for reply_to, _ in lst.waiting:
-                self._out(Fail(reply_to, exc))
-            lst.waiting.clear()
-            if not lst.listeners:
-                self._drop(lst)
+            self._fail_first_listen(lst, exc)
 
         budget = timeout if timeout is not None else max(3.0, self.s.settings.attempt_timeout)
         self._read(key, fields, self.s._now + budget, answered, failed, "config_listen")
+
+    def _serve_disk(self, lst: Listening, exc: BaseException) -> None:
+        """A first listen no node answers: its listeners get the disk copy (logged)."""
+        saved = lst.saved
+        assert saved is not None
+        self._out(
+            LogLine(
+                "warning",
+                f"{lst.key}: no meshreg server answers ({exc}); serving the disk cache copy "
+                f"(revision {saved.revision}) until one does",
+            )
+        )
+        self._deliver(lst, saved, saved.revision, from_disk=True)
+        self._resolve_waiting(lst)
+
+    def _fail_first_listen(self, lst: Listening, exc: BaseException) -> None:
+        """A first listen with nothing to serve: its callers get ``exc``, and a data id
+        nobody listens to any more is dropped (its topic unsubscribed)."""
+        for reply_to, _ in lst.waiting:
+            self._out(Fail(reply_to, exc))
+        lst.waiting.clear()
+        if not lst.listeners:
+            self._drop(lst)
 
     def _pull(self, lst: Listening) -> None:
         """Fetch the version a push announced (resolved for this client: its labels)."""

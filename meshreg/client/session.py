@@ -21,6 +21,16 @@ Rules (each with its constant below):
   whole round of servers failed, further switches wait ``BACKOFF_BASE`` doubling to
   ``BACKOFF_MAX`` until some server answers.  A failover makes the loop move its
   SUB too (``ConnectServer``) and re-pull every watched service.
+* **Offline.** Once every server failed an attempt since the last answer from any node
+  (``offline``), waiting again teaches nothing: a read of a service or data id with a
+  disk copy is served from it at once (said once per service, as after a time-out),
+  and so are the reads waiting when that becomes known; a read with no copy fails at
+  once with the error a time-out would give.  Meanwhile one ``ping`` is always in flight
+  to the current server (its budget reaches the next switch), so the backoff goes on
+  with nothing else to send, and a node that comes back is heard at once on the current
+  connection, or at the next switch: ``offline`` never outlives the backoff's pause.
+  The first answer (or notification) ends it, and every service served stale is
+  pulled again.
 * **Routing.** While the client has registrations it refreshes the cluster view every
   ``VIEW_INTERVAL``; a write goes straight to its service's responsible node
   (``core.mapping.responsible_node``), and through the server when that node is not
@@ -265,6 +275,10 @@ class ClientSession:
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # before this, no switch again (backoff)
         self._backoff_rounds = 0  # switches made while backing off: the pause doubles
+        self._silent: dict[str, None] = {}  # servers that failed an attempt since the last
+        # answer from any node, in order (a dict: ordered, no duplicates)
+        self._silent_since = 0.0  # when the first of them failed
+        self.offline = False  # every server is in _silent: see "Offline"
         self._next_beat = self._next_resync = 0.0
         self._next_recheck = math.inf  # <= every watch's recheck_at
         # bulk registration: (registration, caller's handle, deadline) waiting for a batch
@@ -294,6 +308,8 @@ class ClientSession:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
             wake = min(wake, self._next_probe)
+        if self.offline and not self._pending and not self._backlog:
+            wake = now  # the offline probe goes out (tick)
         return min(wake, self.configs.next_wake())
 
     def _address(self, index: int) -> str:
@@ -372,6 +388,8 @@ class ClientSession:
         """A decoded reply from ``source`` (the server, or a member a write went to)."""
         self._now = now
         self._failed_switches = self._backoff_rounds = 0  # somebody answers: no more backoff
+        if self._silent:
+            self._heard()
         if self.configs.stale:
             self.configs.server_answers()  # listeners served from disk: a node is back
         pending = self._pending.pop(reply.request_id, None)
@@ -402,6 +420,8 @@ class ClientSession:
 
     def on_notification(self, note: Pushed, now: float) -> list[Action]:
         self._now = now
+        if self._silent:  # the current server publishes: it is up (its replies follow)
+            self._heard()
         if isinstance(note, ConfigChanged):
             self.configs.on_notification(note)
             return self._take()
@@ -484,6 +504,10 @@ class ClientSession:
             if not self._pending:
                 self.request("ping", {}, self.settings.attempt_timeout)
         self._check_deadlines()
+        if self.offline and not self._pending and not self._backlog:
+            # Nothing else in flight: ask the current server until the next switch, so a
+            # node that comes back is heard at once and the backoff goes on.
+            self.request("ping", {}, max(self.settings.attempt_timeout, self._next_switch - now))
         return self._take()
 
     def abandon(self, error: BaseException) -> list[Action]:
@@ -525,6 +549,7 @@ class ClientSession:
         """
         now = self._now
         self._failed_switches += 1
+        self._went_silent(self.server)
         if self._failed_switches > len(self.servers):
             if now < self._next_switch:
                 for p in self._pending.values():  # wait on the current connection meanwhile
@@ -556,6 +581,60 @@ class ClientSession:
             self.watches[key].pulling = False
             self._pull(key)
         self.configs.relisten()  # pushes may have been missed meanwhile
+
+    # -- offline: every server failed (see the theory of operation) -----------------------------
+    def _went_silent(self, server: str) -> None:
+        """``server`` failed an attempt; once every server has, the client is offline:
+        callers waiting on a first pull or listen with a disk copy get it now."""
+        if not self._silent:
+            self._silent_since = self._now
+        if server not in self._silent and len(self._silent) < MAX_SERVERS:
+            self._silent[server] = None
+        if self.offline or any(self._address(i) not in self._silent
+                               for i in range(len(self.servers))):  # fmt: skip
+            return
+        self.offline = True
+        error = self.offline_error("instances")
+        for watch in self.watches.values():
+            if watch.waiting and watch.view.loaded:  # from disk: no answer will come sooner
+                self._say_stale(watch, error)
+                self._resolve_waiting(watch)
+        self.configs.went_offline()
+
+    def _heard(self) -> None:
+        """A node answered: the client is not offline; what was served stale is pulled
+        again now rather than at the next resync."""
+        self._silent.clear()
+        if not self.offline:
+            return
+        self.offline = False
+        for key, watch in list(self.watches.items()):
+            if watch.said_stale and not watch.pulling:
+                self._pull(key)
+
+    def offline_error(self, op: str) -> ServerUnreachableError:
+        """The error of a read made while offline that nothing cached can answer: what a
+        time-out would say, without waiting for one."""
+        tried = list(self._silent)
+        errors = self.connect_errors
+        why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
+        since = self._now - self._silent_since + self.settings.attempt_timeout
+        return ServerUnreachableError(
+            f"{op}: no reply from meshreg server(s) {', '.join(tried)}{why}: none has answered "
+            f"for {since:.3g}s (each was given {self.settings.attempt_timeout:g}s at least); "
+            "this read does not wait again while none answers (the client keeps trying them "
+            "in the background); " + self._unreachable_hint()
+        )
+
+    def _unreachable_hint(self) -> str:
+        """What to check when no server answers (with CURVE: the keys and the ACL)."""
+        return "is `meshreg node` running there? check --server / MESHREG_SERVERS" + (
+            "; or the node refused this client's key: is server_key the cluster's "
+            "public key, and this client's key in the node's ACL?"
+            if self.settings.secure
+            else "; if the node runs with --key, give this client key= and "
+            "server_key= (CLI: --key, --server-key)"
+        )
 
     # -- the cluster view: writes straight to the responsible node ------------------------------
     def _refresh_view(self) -> None:
@@ -698,15 +777,7 @@ class ClientSession:
             return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
         return ServerUnreachableError(
             f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
-            f"within {p.timeout:.3g}s{why}; "
-            "is `meshreg node` running there? check --server / MESHREG_SERVERS"
-            + (
-                "; or the node refused this client's key: is server_key the cluster's "
-                "public key, and this client's key in the node's ACL?"
-                if self.settings.secure
-                else "; if the node runs with --key, give this client key= and "
-                "server_key= (CLI: --key, --server-key)"
-            )
+            f"within {p.timeout:.3g}s{why}; " + self._unreachable_hint()
         )
 
     def _check_deadlines(self) -> None:
@@ -1083,6 +1154,10 @@ class ClientSession:
     def _subscribe(self, cmd: Subscribe) -> None:
         key, listener = cmd.key, cmd.listener
         watch = self.watches.get(key)
+        loaded = cmd.saved is not None or (watch is not None and watch.view.loaded)
+        if self.offline and not loaded:  # nothing to serve, and no node answers: say so now
+            self._out.append(Fail(cmd.reply_to, self.offline_error("instances")))
+            return
         if watch is None:
             watch = self.watches[key] = Watch(ServiceView(key))
             self._out.append(WatchTopic(key))
@@ -1091,6 +1166,8 @@ class ClientSession:
         watch.pinned = watch.pinned or cmd.pinned
         if listener is not None:
             watch.listeners.append(listener)
+        if self.offline and watch.view.from_disk and not watch.said_stale:
+            self._say_stale(watch, self.offline_error("instances"))  # served now, said once
         if watch.view.loaded and not (watch.view.from_disk and not watch.said_stale):
             if listener is not None:
                 self._out.append(CallListener(listener, watch.view.listing()))
@@ -1198,11 +1275,7 @@ class ClientSession:
     def _pull_failed(self, watch: Watch, exc: BaseException) -> None:
         key = watch.view.key
         if watch.view.loaded:  # no node answers: serve what we have (memory or disk)
-            if not watch.said_stale:
-                watch.said_stale = True
-                source = "disk cache" if watch.view.from_disk else "last known list"
-                text = f"{key}: no meshreg server answers ({exc}); serving the {source}"
-                self._out.append(LogLine("warning", text))
+            self._say_stale(watch, exc)
             self._resolve_waiting(watch)
             return
         for reply_to, cb in watch.waiting:
@@ -1212,6 +1285,14 @@ class ClientSession:
         watch.waiting.clear()
         if not watch.listeners and not watch.pinned and self.watches.get(key) is watch:
             self._drop_watch(key)
+
+    def _say_stale(self, watch: Watch, exc: BaseException) -> None:
+        """Log, once until a node answers again, that a watch serves an unconfirmed list."""
+        if not watch.said_stale:
+            watch.said_stale = True
+            source = "disk cache" if watch.view.from_disk else "last known list"
+            text = f"{watch.view.key}: no meshreg server answers ({exc}); serving the {source}"
+            self._out.append(LogLine("warning", text))
 
     def _resolve_waiting(self, watch: Watch) -> None:
         """Answer callers waiting on a pull with the list we keep."""

@@ -1,0 +1,266 @@
+"""ClientSession while every server fails (review12 F-offline), on a fake clock (ms): once
+each server failed an attempt, reads with a disk copy are served at once and said once,
+reads without one fail at once, one probe keeps the backoff going, and the first answer
+(on the current connection, or from the next server at its switch) ends it all."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from session_harness import SVC, Handle, Harness, addition, instance_map, snapshot
+
+from meshreg.client.actions import Complete, Fail, SendRequest, WatchConfigTopic, WatchTopic
+from meshreg.client.commands import ConfigCall, ConfigListen, ReadCached, Subscribe
+from meshreg.client.configs import config_info_from_map
+from meshreg.client.session import BACKOFF_BASE, BACKOFF_MAX
+from meshreg.configcenter.model import ConfigKey, content_md5
+from meshreg.errors import ServerUnreachableError
+from meshreg.model import Instance, ServiceKey
+
+ATTEMPT_MS = 500
+PING = {"epoch": 1, "version": "1", "address": "x"}
+
+
+def service(n: int) -> ServiceKey:
+    return SVC._replace(service=f"s{n}")
+
+
+def disk_copy(ip: str) -> tuple[Instance, ...]:
+    return (Instance.from_wire(instance_map(ip)),)
+
+
+def read(h: Harness, key: ServiceKey, saved: tuple[Instance, ...] | None, timeout: float = 3.0):
+    """What ``Client.instances`` submits for a service it does not watch yet."""
+    handle = Handle(key.service)
+    h.do(Subscribe(key, None, timeout, handle, pinned=True, saved=saved))
+    return handle
+
+
+def offline(h: Harness) -> None:
+    """Let every server fail one attempt (a first read of s0, from its disk copy)."""
+    first = read(h, service(0), disk_copy("10.0.0.0"))
+    h.advance(ATTEMPT_MS * len(h.servers))
+    assert h.core.offline
+    done = h.outcome(first)
+    assert isinstance(done, Complete) and [i.ip for i in done.result] == ["10.0.0.0"]
+
+
+def answer_one(h: Harness) -> str:
+    """The node behind the current connection is back: it answers one request in flight
+    (the probe, or a pull a switch sent); returns its op."""
+    for op, result in (("ping", PING), ("instances", snapshot(2, 3, "10.0.0.1", "10.0.0.2"))):
+        if todo := [r for r in h.unanswered(op) if r.to == h.connected]:
+            h.reply(todo[0], result)
+            return op
+    raise AssertionError(f"nothing in flight to {h.connected}")
+
+
+def served(h: Harness) -> list[str]:
+    return [t for t in h.logs("warning") if "serving the disk cache" in t]
+
+
+def test_a_first_read_waits_only_until_every_server_failed_then_gets_its_disk_copy() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    first = read(h, service(0), disk_copy("10.0.0.0"), timeout=3.0)
+    h.advance(ATTEMPT_MS)  # a failed; b is tried
+    assert h.outcome(first) is None and not h.core.offline
+    h.advance(ATTEMPT_MS)  # b failed too: no answer will come sooner than a time-out
+    assert h.core.offline
+    done = h.outcome(first)
+    assert isinstance(done, Complete) and [i.ip for i in done.result] == ["10.0.0.0"]
+    (line,) = served(h)
+    assert "s0" in line and "a:1, b:2" in line
+
+
+def test_offline_every_later_read_with_a_disk_copy_is_served_at_once_and_said_once() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    offline(h)
+    handles = [read(h, service(n), disk_copy(f"10.0.0.{n}")) for n in range(1, 20)]
+    for n, handle in enumerate(handles, 1):  # the same instant: nobody waited
+        done = h.outcome(handle)
+        assert isinstance(done, Complete) and [i.ip for i in done.result] == [f"10.0.0.{n}"]
+    assert len(served(h)) == 20  # one line per service
+    for n in range(20):  # later reads come from the view, and are not said again
+        handle = Handle()
+        h.do(ReadCached(service(n), True, handle))
+        assert h.outcome(handle).result[0] == "view"  # type: ignore[union-attr]
+    h.advance(10_000)
+    assert len(served(h)) == 20
+    # a subscriber's callback gets the disk copy at once too
+    calls: list[list[Instance]] = []
+    handle = Handle()
+    h.do(Subscribe(service(99), calls.append, 3.0, handle, saved=disk_copy("10.9.9.9")))
+    assert isinstance(h.outcome(handle), Complete)
+    assert [[i.ip for i in c] for c in h.listener_calls()][-1] == ["10.9.9.9"]
+
+
+def test_offline_a_read_without_a_disk_copy_fails_at_once_naming_every_server() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    offline(h)
+    handle = read(h, service(7), None)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    text = str(done.error)
+    assert text.startswith("instances: no reply from meshreg server(s) a:1, b:2")
+    assert "is `meshreg node` running there? check --server / MESHREG_SERVERS" in text
+    assert WatchTopic(service(7)) not in h.actions and not h.core.watching(service(7))
+    assert [r for r in h.requests("instances") if r.fields["service"] == "s7"] == []
+
+
+def test_offline_one_probe_is_always_in_flight_and_the_backoff_goes_on() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    start, connects = h.now_ms, len(h.connects())
+    switches: list[int] = []
+    while h.now_ms < start + 120_000:
+        h.advance(50)
+        assert h.core._pending, f"nothing in flight at {h.now_ms} ms"
+        if len(h.connects()) > connects:
+            switches.append(h.now_ms)
+            connects = len(h.connects())
+    gaps = [b - a for a, b in zip(switches, switches[1:], strict=False)]
+    # the pause doubles from BACKOFF_BASE (but a probe is one attempt at least) to the cap
+    assert gaps[0] >= max(ATTEMPT_MS, int(BACKOFF_BASE * 1000))
+    assert gaps == sorted(gaps) and max(gaps) <= int(BACKOFF_MAX * 1000) + 100
+    assert max(gaps) >= int(BACKOFF_MAX * 1000)
+    pings = [r for r in h.sent if r.op == "ping" and r.id > 0]
+    assert len(pings) <= 2 * len(switches) + 4, (len(pings), switches)  # not one per tick
+    assert h.core.offline
+
+
+def test_an_answer_on_the_current_connection_ends_offline_and_pulls_what_was_stale() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    read(h, service(1), disk_copy("10.0.0.1"))
+    for wait in (2000, 6000):  # whatever is in flight then: the probe, or a switch's pulls
+        h.advance(wait)
+        stale = sorted(k.service for k, w in h.core.watches.items() if w.said_stale)
+        assert stale == (["s0", "s1"] if wait == 2000 else ["s0", "s1", "s2"])
+        said = len(h.logs("info"))
+        answer_one(h)  # the node behind the current connection is back
+        assert not h.core.offline
+        for r in h.unanswered("instances"):  # the rest of the stale views are pulled
+            h.reply(r, snapshot(2, 3, "10.0.0.1", "10.0.0.2"))
+        again = sorted(t.split(":")[0].split("/")[-1] for t in h.logs("info")[said:])
+        assert again == stale
+        assert not any(w.said_stale for w in h.core.watches.values())
+        if wait == 2000:  # offline again for the second round: s2's read waits for it
+            handle = read(h, service(2), disk_copy("10.0.0.2"))
+            h.advance(ATTEMPT_MS * 2)
+            assert h.core.offline and isinstance(h.outcome(handle), Complete)
+    # reads are sent again: a service with no disk copy waits for the node's answer
+    handle = read(h, service(7), None)
+    assert h.outcome(handle) is None
+    (pull,) = [r for r in h.unanswered("instances") if r.fields["service"] == "s7"]
+    h.reply(pull, snapshot(2, 1, "10.0.0.7"))
+    assert isinstance(h.outcome(handle), Complete)
+
+
+def test_a_notification_from_the_current_server_ends_offline_too() -> None:
+    """Its SUB reconnected first (a sync or delta): the node is up, its replies follow."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    h.push(addition(9, 1, "10.0.0.9", key=service(0)))
+    assert not h.core.offline
+    handle = read(h, service(7), None)  # sent, not failed at once
+    assert h.outcome(handle) is None
+
+
+@pytest.mark.parametrize("watches", [True, False])
+def test_a_server_that_comes_back_elsewhere_is_found_at_the_next_switch(watches: bool) -> None:
+    """``watches``: a watcher pings every PROBE_INTERVAL anyway; a client whose only read
+    failed (no disk copy) watches nothing, and is kept trying by the offline probe alone."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    if watches:
+        offline(h)
+    else:
+        handle = Handle()  # a subscribe() that fails leaves no watch behind
+        h.do(Subscribe(service(7), lambda xs: None, 1.0, handle))
+        h.advance(1000)
+        assert isinstance(h.outcome(handle), Fail) and h.core.offline and not h.core.watches
+    h.advance(20_000)  # deep in the backoff
+    current = h.connected
+    other = "b:2" if current == "a:1" else "a:1"
+    # the other server is back: it is asked (the probe) at the next switch, no later
+    t0 = h.now_ms
+    while not h.unanswered("ping") or h.unanswered("ping")[0].to != other:
+        h.advance(10)
+        assert h.now_ms - t0 <= int(BACKOFF_MAX * 1000) + ATTEMPT_MS, "never asked again"
+    h.reply(h.unanswered("ping")[0], PING)
+    assert not h.core.offline and h.connected == other
+
+
+def test_one_server_up_among_dead_ones_never_makes_the_client_offline() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=ATTEMPT_MS)
+    first = read(h, service(0), disk_copy("10.0.0.0"))
+    h.advance(2 * ATTEMPT_MS)  # a and b failed; c is asked
+    assert not h.core.offline and h.outcome(first) is None  # the disk copy is not served
+    pulls = h.unanswered("instances")  # the first and the one the switch to c sent
+    assert {p.to for p in pulls} == {"c:3"}
+    h.reply(pulls[0], snapshot(1, 4, "10.0.0.1"))
+    done = h.outcome(first)
+    assert isinstance(done, Complete) and [i.ip for i in done.result] == ["10.0.0.1"]
+    assert served(h) == []
+    handle = read(h, service(7), None)  # the next read is sent, to c at once
+    assert h.outcome(handle) is None
+    assert [r.to for r in h.unanswered("instances") if r.fields["service"] == "s7"] == ["c:3"]
+
+
+# -- the config center ----------------------------------------------------------------------
+KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+FIELDS = {"namespace": KEY.namespace, "group": KEY.group, "data_id": KEY.data_id}
+
+
+def saved_config(revision: int, content: str = "a: 1"):
+    m = {**FIELDS, "content": content, "type": "yaml", "md5": content_md5(content),
+         "revision": revision, "modified": 1700000000.5, "modified_by": "n1", "tags": {},
+         "description": "", "deleted": False, "change": "publish", "origin": "n1"}  # fmt: skip
+    return dataclasses.replace(config_info_from_map(m), from_cache=True)
+
+
+def test_offline_config_get_fails_at_once_so_the_client_serves_its_disk_copy() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    offline(h)
+    before = len([a for a in h.actions if isinstance(a, SendRequest)])
+    handle = Handle()
+    h.do(ConfigCall("config_get", KEY, dict(FIELDS), 3.0, handle))
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert "config_get: no reply from meshreg server(s) a:1, b:2" in str(done.error)
+    assert len([a for a in h.actions if isinstance(a, SendRequest)]) == before
+
+
+def test_offline_a_first_listen_gets_its_disk_copy_at_once_or_fails_at_once() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    offline(h)
+    calls: list[tuple[str | None, int]] = []
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: calls.append((c, r)), 3.0, handle, saved_config(3)))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.from_cache
+    lines = [t for t in h.logs("warning") if "disk cache copy" in t]
+    assert len(lines) == 1 and str(KEY) in lines[0] and "revision 3" in lines[0]
+    other = KEY._replace(data_id="other.yaml")
+    handle = Handle()
+    h.do(ConfigListen(other, lambda c, r: None, 3.0, handle))
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert other not in h.core.configs.listens and WatchConfigTopic(other) not in h.actions
+    # the node comes back: the listen is sent again and the live version replaces the copy
+    h.advance(1000)
+    assert answer_one(h) == "instances"  # s0's pull (offline())
+    assert not h.core.offline
+    (listen,) = h.unanswered("config_listen")
+    assert listen.fields["data_id"] == "app.yaml"
+
+
+def test_a_first_listen_waiting_when_every_server_failed_gets_its_disk_copy_then() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 5.0, handle, saved_config(3)))
+    h.advance(2 * ATTEMPT_MS)
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result.from_cache
+    h.advance(5000)  # its listen fails meanwhile: not said again
+    assert len([t for t in h.logs("warning") if str(KEY) in t]) == 1
