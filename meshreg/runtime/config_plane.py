@@ -56,7 +56,7 @@ from typing import Any
 
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
-from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected
+from meshreg.configcenter.model import BEHIND_WAIT, ConfigEntry, ConfigKey, ConfigRejected
 from meshreg.configcenter.ready import ReadyGate
 from meshreg.configcenter.replication import (
     FORWARD_TIMEOUT,
@@ -126,7 +126,8 @@ from meshreg.wire.replies import encode_error, encode_ok, encode_ok_packed
 
 log = logging.getLogger("meshreg.node")
 
-PARK_SECONDS = 1.0  # s; a read behind its min_revision waits this long for it to arrive
+PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long for it to
+# arrive (the client's attempt budget of such a read is above it: CONFIG_BEHIND_ATTEMPT)
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer

@@ -1,0 +1,102 @@
+"""Disaster recovery with real processes (issue 12, review11 F-revreset): a 3-node cluster
+rebuilt from an export on empty data directories keeps each data id's revision, so an
+application client that kept running through the outage (its revision floor at the old
+cluster's revisions) reads the restored configs and hears the next change without a
+restart.  Before the fix the import wrote every data id at revision 1 again: the running
+client's reads were refused ("you have seen 5") and its listener never fired."""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CLUSTER_TIMINGS
+from helpers import HOST, NodeProcess, free_port_pair, run_cli, start_all, wait_until
+
+from meshreg import Client
+from meshreg.errors import MeshregError
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def cluster(ports: list[int], data: Path) -> list[NodeProcess]:
+    """Three nodes on ``ports`` (the same addresses after a rebuild) with data dirs in
+    ``data``; returned once each answers and its config plane is ready."""
+    peers = [a for p in ports for a in ("--peer", f"{HOST}:{p}")]
+    nodes = [
+        NodeProcess(*CLUSTER_TIMINGS, *peers, "--data-dir", str(data / f"node{i}"), port=p)
+        for i, p in enumerate(ports)
+    ]
+    start_all(nodes)
+    for node in nodes:
+        wait_until(lambda n=node: ready(n), 20, what=f"config plane of {node.address} ready")
+    return nodes
+
+
+def ready(node: NodeProcess) -> bool:
+    out = run_cli("stats", "-s", node.address, "--json", "--timeout", "2")
+    return out.returncode == 0 and bool(json.loads(out.stdout)["config"]["ready"])
+
+
+def cli(node: NodeProcess, *args: str) -> str:
+    out = run_cli("config", *args, "-s", node.address, "--timeout", "10")
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+@pytest.fixture
+def nodes_to_clean() -> Iterator[list[NodeProcess]]:
+    started: list[NodeProcess] = []
+    yield started
+    for node in started:
+        node.cleanup()
+
+
+def test_a_cluster_rebuilt_from_an_export_keeps_revisions_for_a_running_client(
+    tmp_path: Path, nodes_to_clean: list[NodeProcess]
+) -> None:
+    ports = [free_port_pair() for _ in range(3)]
+    old = cluster(ports, tmp_path / "old")
+    nodes_to_clean.extend(old)
+    addresses = [n.address for n in old]
+    for n in range(1, 6):
+        cli(old[n % 3], "publish", "db.url", "--content", f"jdbc:v{n}")
+    for n in range(1, 4):
+        cli(old[0], "publish", "flags.json", "--content", f'{{"n": {n}}}', "--type", "json")
+    calls: queue.Queue[tuple[str | None, int]] = queue.Queue()
+    with Client(addresses, timeout=3.0) as app:  # runs through the whole outage
+        first = app.config_listen("db.url", lambda content, rev: calls.put((content, rev)))
+        assert first is not None and (first.content, first.revision) == ("jdbc:v5", 5)
+        assert calls.get(timeout=10) == ("jdbc:v5", 5)
+        assert app.config_get("flags.json").revision == 3  # its floor: 3
+        archive = tmp_path / "dr.zip"
+        cli(old[0], "export", "--out", str(archive))
+        for node in old:  # the disaster: every node gone, data directories lost
+            node.kill()
+        new = cluster(ports, tmp_path / "new")  # same addresses, empty data directories
+        nodes_to_clean.extend(new)
+        report = json.loads(cli(new[1], "import", str(archive), "--json"))
+        assert sorted(report["created"]) == ["DEFAULT_GROUP/db.url", "DEFAULT_GROUP/flags.json"]
+        assert report["failed"] == []
+        fresh = json.loads(cli(new[2], "get", "db.url", "--json"))
+        assert (fresh["content"], fresh["revision"]) == ("jdbc:v5", 5)  # the source's
+
+        def reads(data_id: str, want: tuple[str, int]) -> bool:
+            try:
+                got = app.config_get(data_id)
+            except MeshregError:
+                return False  # the client is still reconnecting (its backoff)
+            return got is not None and (got.content, got.revision) == want
+
+        # the same client, never restarted: reads the restored versions ...
+        wait_until(lambda: reads("db.url", ("jdbc:v5", 5)), 30, what="db.url read after DR")
+        wait_until(lambda: reads("flags.json", ('{"n": 3}', 3)), 30, what="flags read after DR")
+        # ... and hears the first change made in the rebuilt cluster
+        cli(new[0], "publish", "db.url", "--content", "jdbc:after-restore")
+        assert calls.get(timeout=40) == ("jdbc:after-restore", 6)
+        got = app.config_get("db.url")
+        assert (got.content, got.revision) == ("jdbc:after-restore", 6)
+    assert report["below_archived_revision"] == []  # every revision kept
