@@ -58,7 +58,7 @@ from meshreg.client.actions import (
 )
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
-from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT, ConfigKey
+from meshreg.configcenter.model import CONFIG_BEHIND_ATTEMPT, CONFIG_WRITE_ATTEMPT, ConfigKey
 from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerError, ServerUnreachableError
 
 if TYPE_CHECKING:
@@ -320,15 +320,16 @@ class ConfigPolicy:
             if isinstance(exc, ServerUnreachableError) and answer is not None:
                 # a node answered (e.g. a minority's "nothing was written") and those asked
                 # after it did not: say both, the answer first (it is the likely cause)
-                silent = ", ".join(s for s in dict.fromkeys((*tried, target)) if s != answer.server)
-                said = f"{answer} (then no answer from {silent or target})"
+                # (the servers in ``tried`` all answered: the read moves on only then)
+                late = f"then no answer from {target}"
+                if budget < (attempt or self.s.settings.attempt_timeout):
+                    late += f" in the {budget:.2g}s left of this call's time-out"
+                said = f"{answer} ({late})"
                 exc = (
                     _outcome_unknown(op, ServerUnreachableError(said), fields.get("request_id", ""))
                     if write
-                    else ServerError(
-                        answer.code,
-                        f"{answer.detail} (then no answer from {silent or target})",
-                        answer.server,
+                    else self._read_refused(
+                        key, answer, f"{answer.detail} ({late})", (*tried, target)
                     )  # fmt: skip
                 )
             elif write and isinstance(exc, ServerUnreachableError):  # no answer at all
@@ -364,21 +365,40 @@ class ConfigPolicy:
                         exc.server,
                     )
                 if isinstance(exc, ServerError) and len(done) > 1:
-                    exc = ServerError(
-                        exc.code,
-                        f"{exc.detail} (servers tried: {', '.join(done)}; this client has seen "
-                        f"revision {self.seen_revision(key)} of {key}); the cluster is catching "
-                        "up or has no majority: retry in a moment",
-                        exc.server,
-                    )
+                    exc = self._read_refused(key, exc, exc.detail, done)
             err(exc)
 
         budget = max(MIN_BUDGET, deadline - self.s._now)
         attempt = CONFIG_WRITE_ATTEMPT if write else None
+        if op == "config_get" and fields["min_revision"] > 0:
+            # a node that holds less waits up to BEHIND_WAIT for it before it answers
+            # "behind": wait longer, so that answer (which names what it holds) arrives
+            # and the read goes on to the next server, instead of suspecting a node that is
+            # up and working and failing with "no reply" (review11's DR run)
+            attempt = max(self.s.settings.attempt_timeout, CONFIG_BEHIND_ATTEMPT)
         if write and (tried or rounds):  # an earlier attempt was sent: the owner checks
             fields["resend"] = True  # the request id with a majority (PROTOCOL.md 2.15)
         self.s.request(op, dict(fields), budget, on_reply=ok, on_error=failed, via=via,
                        attempt_timeout=attempt)  # fmt: skip
+
+    def _read_refused(
+        self, key: ConfigKey, answer: ServerError, detail: str, tried: tuple[str, ...]
+    ) -> ServerError:
+        """The error of a read the nodes refused (UNAVAILABLE) until its time-out: what
+        the last one answered (code, message, address), who was asked, what to try."""
+        hint = "the cluster is catching up or has no majority: retry in a moment"
+        if "you have seen" in answer.detail:  # behind this client's revision floor
+            hint += (
+                "; if no node will ever hold it (the cluster lost its data, or was rebuilt "
+                'from an export without its revisions: docs/CONFIG.md "Revisions on '
+                'import"), only a new Client (a restarted process) reads it again'
+            )
+        return ServerError(
+            answer.code,
+            f"{detail} (servers tried: {', '.join(dict.fromkeys(tried))}; this client has "
+            f"seen revision {self.seen_revision(key)} of {key}); {hint}",
+            answer.server,
+        )
 
     def _another_server(self, tried: tuple[str, ...]) -> str | None:
         """The next server in the list after the current one that was not tried yet."""
