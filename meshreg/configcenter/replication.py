@@ -462,6 +462,8 @@ class ConfigReplicator:
             return [ForwardWrite(owner, replace(write, forwarded=True))]
         if len(self.up) < self.majority:
             self.counters["refused_minority"] += 1
+            rejected = self.store.rejected  # (every refused config request is there too)
+            rejected["minority"] = rejected.get("minority", 0) + 1
             return [
                 ReplyError(
                     write.request,

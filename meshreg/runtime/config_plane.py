@@ -598,6 +598,7 @@ class ConfigPlane:
         refusal = self.disk_refusal(now)
         if refusal is not None:
             self.counters["refused_disk"] += 1
+            self.count_refused("disk_failing")
             raise RequestRejected(ErrorCode.UNAVAILABLE, f"{req.op}: {refusal}", req.req_id,
                                   req.op)  # fmt: skip
         ask = _ClientAsk(envelope, req.req_id, msg)
@@ -693,9 +694,17 @@ class ConfigPlane:
             )
         return {"node": self.member, "was_ready": was_ready, "forced_ready": self.forced_ready}
 
+    def count_refused(self, reason: str) -> None:
+        """A config request refused: ``stats.config.rejected[reason]`` (every refusal is
+        there, by reason: the store's own, and those made before it by the wire's
+        validation, the ACL or a client's limits, runtime/node.py)."""
+        rejected = self.store.rejected
+        rejected[reason] = rejected.get(reason, 0) + 1
+
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:
             self.counters["reads_not_ready"] += 1
+            self.count_refused("not_ready")
             raise RequestRejected(
                 ErrorCode.UNAVAILABLE,
                 f"{req.op}: this node is catching up on configs from a majority of its "

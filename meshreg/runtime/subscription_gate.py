@@ -56,6 +56,7 @@ class SubscriptionGate:
         self.admitted: Counter[bytes] = Counter()
         self.refused: Counter[bytes] = Counter()
         self.total = 0
+        self.config_total = 0  # of ``total``: config topics (a listening client's data ids)
         self.refused_acl = 0
         self.refused_invalid = 0
         self.refused_full = 0
@@ -74,6 +75,7 @@ class SubscriptionGate:
         if why is None:
             self.admitted[topic] += 1
             self.total += 1
+            self.config_total += is_config_topic(topic)
         elif topic in self.refused or len(self.refused) < MAX_REFUSED_TOPICS:
             self.refused[topic] += 1
         return why
@@ -106,6 +108,7 @@ class SubscriptionGate:
         if self.admitted[topic] > 0:
             self.admitted[topic] -= 1
             self.total -= 1
+            self.config_total -= is_config_topic(topic)
             if not self.admitted[topic]:
                 del self.admitted[topic]
             return True

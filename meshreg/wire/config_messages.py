@@ -333,7 +333,7 @@ def parse_config_message(
             request = replace(request, resend=_resend(msg))  # type: ignore[arg-type]
         return request
     except ConfigRejected as exc:
-        raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
+        raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op, exc.reason) from None
 
 
 def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest:
