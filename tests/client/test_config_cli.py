@@ -665,3 +665,38 @@ def test_config_history_of_an_unknown_data_id_fails_naming_it_with_or_without_js
     assert result.exit_code == 1, result.output
     assert "no history of 'nosuch' in namespace 'public', group 'DEFAULT_GROUP'" in result.output
     assert "[]" not in result.output
+
+
+def test_client_config_list_lists_every_group_by_default_as_the_cli_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review11: ``Client.config_list()`` listed the client's group while ``meshreg config
+    list`` (and Nacos's config list with an empty group) lists every group.  Now both list
+    every group unless a group is named; ``all_groups=False`` keeps the old call's meaning;
+    a key refused every group is told to name one."""
+    from meshreg import Client
+    from meshreg.errors import ConfigError, PermissionDeniedError
+
+    asked: list[Any] = []
+
+    def fake_call(self: Any, op: str, key: Any, fields: dict[str, Any]) -> ConfigPage:
+        asked.append(fields["group"])
+        if fields["group"] is None and fields["namespace"] == "locked":
+            raise PermissionDeniedError(7, "client 'app' may not list the configs of ...",
+                                        "127.0.0.1:1")  # fmt: skip
+        return ConfigPage((), None)
+
+    monkeypatch.setattr(Client, "_config_call", fake_call)
+    c = Client([f"127.0.0.1:{free_port_pair()}"], group="mine", timeout=0.3)
+    try:
+        c.config_list()
+        c.config_list(group="billing")
+        c.config_list(all_groups=True)
+        c.config_list(all_groups=False)  # the client's group, as a bare call listed before
+        assert asked == [None, "billing", None, "mine"]
+        with pytest.raises(ConfigError, match="contradict"):
+            c.config_list(group="billing", all_groups=True)
+        with pytest.raises(PermissionDeniedError, match=r"give group=\.\.\. for one \(CLI: -g"):
+            c.config_list(namespace="locked")
+    finally:
+        c.close(timeout=0.2)

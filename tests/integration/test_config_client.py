@@ -562,3 +562,23 @@ def test_stats_count_config_listeners_and_every_refused_config_request(
         assert reply["error"]["name"] == "INVALID_ARGUMENT"
         assert config_stats()["rejected"] == {"bad_revision": 1}
     wait_until(lambda: config_stats()["subscribers"] == 0, 10, what="listeners gone")
+
+
+def test_client_config_list_and_cli_config_list_list_the_same_data_ids(
+    node: NodeProcess,
+) -> None:
+    """Both list every group unless a group is named (review11: the client listed only
+    its own group)."""
+    with Client(node.address, group="billing", timeout=5.0) as c:
+        c.config_publish("rates.json", "{}", type="json")
+        c.config_publish("app.yaml", "a: 1", group="DEFAULT_GROUP")
+        c.config_publish("z.txt", "z", group="zeta")
+        listed = [(i.group, i.data_id) for i in c.config_list()]
+        assert listed == [("DEFAULT_GROUP", "app.yaml"), ("billing", "rates.json"),
+                          ("zeta", "z.txt")]  # fmt: skip
+        assert [i.data_id for i in c.config_list(group="zeta")] == ["z.txt"]
+        assert [i.data_id for i in c.config_list(all_groups=False)] == ["rates.json"]
+    cli = json.loads(ok(cfg(node, "list", "--json")).stdout)
+    assert [(i["group"], i["data_id"]) for i in cli] == listed
+    cli_g = json.loads(ok(cfg(node, "list", "--json", "-g", "zeta")).stdout)
+    assert [i["data_id"] for i in cli_g] == ["z.txt"]
