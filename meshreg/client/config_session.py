@@ -294,6 +294,7 @@ class ConfigPolicy:
         rounds: int = 0,
         unknown: bool = False,
         answer: ServerError | None = None,
+        answered: tuple[str, ...] = (),
     ) -> None:
         """A read that must not step backwards: ``min_revision`` (get) is the highest seen
         revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
@@ -303,7 +304,8 @@ class ConfigPolicy:
         fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
         had an unknown outcome, so a final "nothing was written" is not the whole story;
         ``answer``: the last error a node answered (UNAVAILABLE), for the final error when
-        the servers asked after it do not answer (it names why, and who answered)."""
+        the servers asked after it do not answer (it names why, and who answered);
+        ``answered``: the servers of ``tried`` that answered (the others did not)."""
         write = op in CONFIG_WRITES
         sent = self.s._now  # an answer after a whole write attempt: one attempt timed out
         if op == "config_get":
@@ -320,8 +322,8 @@ class ConfigPolicy:
             if isinstance(exc, ServerUnreachableError) and answer is not None:
                 # a node answered (e.g. a minority's "nothing was written") and those asked
                 # after it did not: say both, the answer first (it is the likely cause)
-                # (the servers in ``tried`` all answered: the read moves on only then)
-                late = f"then no answer from {target}"
+                silent = [s for s in dict.fromkeys((*tried, target)) if s not in answered]
+                late = f"then no answer from {', '.join(silent) or target}"
                 if budget < (attempt or self.s.settings.attempt_timeout):
                     late += f" in the {budget:.2g}s left of this call's time-out"
                 said = f"{answer} ({late})"
@@ -342,10 +344,14 @@ class ConfigPolicy:
                 unknown_now = unknown or timed_out
                 was_unknown = unknown_now or (write and not refused)
                 said = exc if isinstance(exc, ServerError) else answer
+                # who answered (a request sent straight to a member may have fallen back
+                # on the client's server: the reply's source, not ``target``)
+                heard = (*answered, exc.server) if isinstance(exc, ServerError) else answered
                 if nxt is not None and now < deadline:
                     self._read(
-                        key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown, said
-                    )
+                        key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown, said,
+                        heard,
+                    )  # fmt: skip
                     return
                 pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
                 if now + pause < deadline:
