@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from conftest import CLUSTER_TIMINGS
 from helpers import HOST, NodeProcess, free_port_pair, run_cli, start_all, wait_until
 
 from meshreg import Client
-from meshreg.errors import MeshregError
+from meshreg.errors import ErrorCode, MeshregError, ServerError
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -100,3 +101,47 @@ def test_a_cluster_rebuilt_from_an_export_keeps_revisions_for_a_running_client(
         got = app.config_get("db.url")
         assert (got.content, got.revision) == ("jdbc:after-restore", 6)
     assert report["below_archived_revision"] == []  # every revision kept
+
+
+def test_a_running_client_behind_a_rebuilt_cluster_is_told_what_the_nodes_answered(
+    tmp_path: Path, nodes_to_clean: list[NodeProcess]
+) -> None:
+    """An archive without revisions (made by hand: ``configs/`` files only) restarts the
+    data id at revision 1, below a running client's floor.  Every node answers its reads
+    UNAVAILABLE "this node holds revision 1 and you have seen 4" after waiting 1 s; the
+    client used to give up on each just before that answer and say "no reply from meshreg
+    server(s) ... is `meshreg node` running there?" (review11's DR run).  It now says
+    what the nodes answered, who, and what to try."""
+    ports = [free_port_pair() for _ in range(3)]
+    old = cluster(ports, tmp_path / "old")
+    nodes_to_clean.extend(old)
+    for n in range(1, 5):
+        cli(old[0], "publish", "db.url", "--content", f"jdbc:v{n}")
+    with Client([n.address for n in old], timeout=5.0) as app:
+        assert app.config_get("db.url").revision == 4
+        for node in old:
+            node.kill()
+        new = cluster(ports, tmp_path / "new")
+        nodes_to_clean.extend(new)
+        archive = tmp_path / "by-hand.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("configs/DEFAULT_GROUP/db.url", "jdbc:v4")
+        cli(new[0], "import", str(archive))
+        assert json.loads(cli(new[1], "get", "db.url", "--json"))["revision"] == 1
+
+        def refused() -> ServerError | None:
+            try:
+                app.config_get("db.url")
+            except ServerError as exc:
+                return exc
+            except MeshregError:
+                return None  # still reconnecting after the outage (its backoff)
+            raise AssertionError("read revision 1 after having seen 4")
+
+        error = wait_until(refused, 40, interval=0.2, what="the nodes' refusal")
+        text = str(error)
+        assert error.code == ErrorCode.UNAVAILABLE, text
+        assert "no reply" not in text and "running there" not in text, text
+        assert "holds revision 1 and you have seen 4" in text, text
+        assert any(f"UNAVAILABLE from {n.address}" in text for n in new), text
+        assert "new Client" in text, text
