@@ -700,3 +700,34 @@ def test_client_config_list_lists_every_group_by_default_as_the_cli_does(
             c.config_list(namespace="locked")
     finally:
         c.close(timeout=0.2)
+
+
+def test_cli_import_warns_about_configs_written_below_their_archived_revision(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A node older than ``revision_floor`` ignores it: the import says which data ids a
+    running client that saw the source's revisions will not see."""
+
+    class OldNodes(FakeClient):
+        def __enter__(self) -> OldNodes:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    target = OldNodes("public", {})
+    target.floors = False
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: target)
+    path = tmp_path / "a.zip"
+    source = FakeClient("public", {("g", "app"): info("app", "v7", 7, "g")})
+    with path.open("wb") as out:
+        export_namespace(source, out)  # type: ignore[arg-type]
+    result = invoke("import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "1 config(s) written below their archived revision (g/app)" in result.stderr
+    assert target.configs[("g", "app")].revision == 1
+    target.floors = True
+    target.configs.clear()
+    result = invoke("import", str(path))
+    assert result.exit_code == 0 and "below" not in result.stderr, result.output
+    assert target.configs[("g", "app")].revision == 7
