@@ -65,7 +65,7 @@ from meshreg.configcenter.model import (
     check_tags,
     check_type,
 )
-from meshreg.errors import ConfigError, ConflictError
+from meshreg.errors import ConfigError, ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from meshreg.client.client import Client
@@ -489,7 +489,8 @@ def import_items(
     made meanwhile is reported, not overwritten).  A new data id is published with
     ``if_revision=0``.  A tombstone (deleted at the source) deletes the data id where it
     exists (a conflict like any other: deleted only with ``overwrite``); absent here,
-    nothing is written (``absent``).
+    its tombstone is written at its archived revision where the data id holds less (a
+    delete with ``revision_floor``; nothing visible changes: ``absent``).
 
     **Revisions.** Each write carries the archived revision as ``revision_floor``: the
     owner makes the next revision or that one, whichever is higher.  A data id absent
@@ -540,8 +541,8 @@ def import_items(
         plan = _replay_plan(item) if history else []
         if ident in existing and on_conflict == "skip":
             report.skipped.append(ident)
-        elif item.deleted and ident not in existing and not plan:
-            report.absent.append(ident)
+        elif item.deleted and ident not in existing and not plan and not item.revision:
+            report.absent.append(ident)  # (with a revision: its tombstone is kept, below)
         else:
             todo.append(item)
             plans[ident] = plan
@@ -596,19 +597,31 @@ def import_items(
             kept(ident, version, result.revision)
             report.history += 1
     mains, whose_main = [], []
+    tombstones: set[tuple[str, str]] = set()  # deleted at the source, not live here
     for item in todo:
         ident = (item.group, item.data_id)
         if ident in failed:
             continue
         if item.deleted and not live[ident]:
-            report.absent.append(ident)  # (its history, replayed, ends deleted already)
-            continue
+            if not item.revision:
+                report.absent.append(ident)  # (its history, replayed, ends deleted already)
+                continue
+            # its tombstone at the archived revision where this data id holds less: a
+            # later create goes on above it (the node answers NOT_FOUND where it holds as
+            # much; a node older than revision_floor, always)
+            tombstones.add(ident)
         mains.append(write(item, item, at[ident]))
         whose_main.append(item)
     results = client._config_many(mains, IMPORT_WINDOW)
     grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
     for item, result in zip(whose_main, results, strict=True):
         ident = (item.group, item.data_id)
+        if ident in tombstones:  # nothing visible changes: absent here, as at the source
+            if isinstance(result, BaseException) and not isinstance(result, NotFoundError):
+                report.failed.append((ident, f"its tombstone: {result}"))
+            else:
+                report.absent.append(ident)
+            continue
         if isinstance(result, BaseException):
             report.failed.append((ident, str(result)))
             continue

@@ -559,8 +559,12 @@ class ConfigStore:
         revision_floor: int = 0,
     ) -> ConfigEntry:
         """A tombstone revision.  Deleting what does not exist is NOT_FOUND (with
-        ``if_revision`` 0 it is a no-op match, still NOT_FOUND: there is nothing to delete).
-        ``revision_floor``: as ``publish``'s."""
+        ``if_revision`` 0 it is a no-op match, still NOT_FOUND: there is nothing to delete),
+        unless ``revision_floor`` is above the revision it holds (its tombstone's, its
+        purged floor, or 0): then the tombstone is written at the floor, so a data id
+        deleted at an import's source keeps its revision here and a later create goes on
+        above it (a client that saw the delete is not left behind).  ``revision_floor``
+        otherwise as ``publish``'s."""
         try:
             floor = check_revision_floor(revision_floor)
             by = check_modified_by(by)
@@ -568,14 +572,21 @@ class ConfigStore:
             raise self._count(exc) from None
         prev = self._check_write(key, if_revision)
         if prev is None or prev.deleted:
-            raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist", "not_found")
+            held = prev.revision if prev is not None else self._purged_floor(key)
+            if floor <= held:
+                raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist", "not_found")
+            if prev is None:
+                try:
+                    check_new_config_key(key)
+                except ConfigRejected as exc:
+                    raise self._count(exc) from None
         return self._commit_local(
             key,
             prev,
             now=now,
             by=by,
             content="",
-            type=prev.type,
+            type=prev.type if prev is not None else DEFAULT_CONFIG_TYPE,
             description="",
             tags=(),
             gray=None,
@@ -865,10 +876,8 @@ class ConfigStore:
         unless ``gray`` is given."""
         if "gray" not in fields:
             fields["gray"] = prev.gray if prev is not None and not prev.deleted else None
-        if prev is not None:
-            base = prev.revision
-        else:  # new, or created again after its tombstone was purged: above that one
-            base = self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
+        # new, or created again after its tombstone was purged: above that one
+        base = prev.revision if prev is not None else self._purged_floor(key)
         entry = ConfigEntry(
             key=key,
             revision=max(base + 1, floor),
@@ -880,6 +889,10 @@ class ConfigStore:
         )
         self._store(entry)
         return entry
+
+    def _purged_floor(self, key: ConfigKey) -> int:
+        """The revision a data id not held goes on above: its bucket's purged floor."""
+        return self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
 
     def _derive(self, prev: ConfigEntry, now: float, by: str, **changes: Any) -> ConfigEntry:
         changes.setdefault("request_id", "")  # never the previous write's id

@@ -30,7 +30,7 @@ from meshreg.client.config_archive import (
 from meshreg.client.configs import ConfigInfo, ConfigPage, GrayInfo
 from meshreg.client.disk_cache import DiskCache
 from meshreg.configcenter.model import ConfigKey, content_md5
-from meshreg.errors import ConflictError, ServerUnreachableError
+from meshreg.errors import ConflictError, NotFoundError, ServerUnreachableError
 
 KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
 
@@ -245,8 +245,14 @@ class FakeClient:
                 if (all_groups or g == group) and (deleted or not i.deleted)]  # fmt: skip
 
     def _config_delete(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        """As the store: NOT_FOUND where nothing live is held, unless ``revision_floor``
+        is above what is held (an import keeps a tombstone's revision)."""
         current = self._cas(key, f)
-        assert current is not None and not current.deleted
+        if current is None or current.deleted:
+            held = current.revision if current is not None else 0
+            if not self.floors or (f.get("revision_floor") or 0) <= held:
+                raise NotFoundError(5, f"{key} does not exist")
+            current = current or info(key.data_id, "", 0, key.group)
         revision = self._next("delete", key, current, f)
         return self._put(key, dataclasses.replace(current, revision=revision,
                                                   content="", gray=None, deleted=True,
@@ -259,7 +265,7 @@ class FakeClient:
         for op, key, f in calls:
             try:
                 out.append(getattr(self, "_" + op)(key, f))
-            except ConflictError as exc:
+            except (ConflictError, NotFoundError) as exc:
                 out.append(exc)
         return out
 
@@ -530,7 +536,8 @@ def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -
     assert report.created == [("g", "app")] and report.history == 0
     empty = FakeClient("t", {})
     assert import_items(empty, items).absent == [("g", "gone")]  # type: ignore[arg-type]
-    assert ("g", "gone") not in empty.configs
+    kept = empty.configs[("g", "gone")]  # nothing to read, but its revision is kept (a
+    assert (kept.deleted, kept.revision) == (True, 3)  # later create goes on above it)
     # with the history: replayed oldest first, then the current and its gray version
     items = read_archive(io.BytesIO(buf.getvalue()), history=True)
     target = FakeClient("t", {})
@@ -569,8 +576,20 @@ def test_import_keeps_the_archived_revisions_and_they_only_grow() -> None:
     assert {i.data_id: i.revision for i in items} == {"app": 9, "low": 2, "gone": 12}
     fresh = FakeClient("public", {})  # the rebuilt cluster: empty data directories
     report = import_items(fresh, items)  # type: ignore[arg-type]
-    assert {k[1]: v.revision for k, v in fresh.configs.items()} == {"app": 9, "low": 2}
-    assert report.below == [] and report.absent == [("g", "gone")]
+    assert {k[1]: (v.revision, v.deleted) for k, v in fresh.configs.items()} == {
+        "app": (9, False), "low": (2, False), "gone": (12, True)}  # fmt: skip
+    assert report.below == [] and report.absent == [("g", "gone")]  # (its tombstone kept)
+    with pytest.raises(ConflictError):  # created again: above the source's delete
+        fresh._config_publish(ConfigKey("public", "g", "gone"), {"content": "x", "type": "text",
+                                                                 "if_revision": 1})  # fmt: skip
+    again = fresh._config_publish(ConfigKey("public", "g", "gone"),
+                                  {"content": "x", "type": "text", "if_revision": 0})  # fmt: skip
+    assert again.revision == 13
+    # a target that holds its tombstone as far already: NOT_FOUND, still absent, no failure
+    far = FakeClient("public", {("g", "gone"): info("gone", "", 20, "g", deleted=True)})
+    report = import_items(far, [i for i in items if i.data_id == "gone"])  # type: ignore[arg-type]
+    assert report.absent == [("g", "gone")] and report.failed == []
+    assert far.configs[("g", "gone")].revision == 20
     # with its history: each replayed version at its own archived revision
     hist = FakeClient("public", {})
     items_h = read_archive(io.BytesIO(buf.getvalue()), history=True)

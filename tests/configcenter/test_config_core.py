@@ -390,6 +390,37 @@ def test_a_revision_floor_after_a_purged_tombstone_is_the_higher_of_the_two() ->
     assert s.publish(k2, "high floor", now=31 * DAY + 6, revision_floor=40).revision == 40
 
 
+def test_a_delete_with_a_floor_keeps_a_tombstone_where_the_data_id_holds_less() -> None:
+    """An import of a data id deleted at the source (tombstone at 12) into a target where it
+    does not exist writes its tombstone at 12, so a later create goes on at 13: a client
+    that saw the delete there is not left behind.  Without a floor, or a floor at or below
+    what is held, deleting what does not exist stays NOT_FOUND and changes nothing."""
+    s = store(keep_seconds=30 * DAY)
+    absent = ConfigKey("public", "g", "gone")
+    assert rejected(s.delete, absent, now=1.0).code is ErrorCode.NOT_FOUND
+    assert rejected(s.delete, absent, now=1.0, if_revision=0).code is ErrorCode.NOT_FOUND
+    tomb = s.delete(absent, now=2.0, if_revision=0, revision_floor=12)
+    assert (tomb.revision, tomb.deleted, tomb.change) == (12, True, Change.DELETE)
+    assert s.stats()["tombstones"] == 1 and s.stats()["configs"] == 0
+    assert rejected(s.get, absent).code is ErrorCode.NOT_FOUND  # still nothing to read
+    for floor in (0, 5, 12):  # held as far already: nothing to do
+        assert rejected(s.delete, absent, now=3.0, revision_floor=floor).code is ErrorCode.NOT_FOUND
+    assert s.delete(absent, now=3.5, revision_floor=15).revision == 15  # raised again
+    assert s.publish(absent, "again", now=4.0, if_revision=0).revision == 16
+    assert s.stats()["rejected"] == {"not_found": 6}
+    # after a purge: the bucket's floor counts as held
+    purged = ConfigKey("public", "g", "purged")
+    s.publish(purged, "x", now=5.0)
+    s.delete(purged, now=6.0)  # revision 2
+    s.prune(31 * DAY + 7)
+    assert s.current(purged) is None
+    assert rejected(s.delete, purged, now=31 * DAY + 8, revision_floor=2).code is (
+        ErrorCode.NOT_FOUND)  # fmt: skip
+    assert s.delete(purged, now=31 * DAY + 8, revision_floor=9).revision == 9
+    dots = ConfigKey("public", "g", "..")  # a name no data id may be created with
+    assert rejected(s.delete, dots, now=1.0, revision_floor=3).code is INVALID
+
+
 @pytest.mark.parametrize("floor", [-1, 2**62 + 1, 2**63, 1.5, "3", True, b"1"])
 def test_a_bad_revision_floor_is_refused_counted_and_changes_nothing(floor: object) -> None:
     s = store()

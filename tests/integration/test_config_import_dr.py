@@ -67,12 +67,17 @@ def test_a_cluster_rebuilt_from_an_export_keeps_revisions_for_a_running_client(
         cli(old[n % 3], "publish", "db.url", "--content", f"jdbc:v{n}")
     for n in range(1, 4):
         cli(old[0], "publish", "flags.json", "--content", f'{{"n": {n}}}', "--type", "json")
+    cli(old[2], "publish", "old.flag", "--content", "on")
+    cli(old[2], "delete", "old.flag")  # a tombstone at 2: exported, "absent" in the new cluster
     calls: queue.Queue[tuple[str | None, int]] = queue.Queue()
+    gone: queue.Queue[tuple[str | None, int]] = queue.Queue()
     with Client(addresses, timeout=3.0) as app:  # runs through the whole outage
         first = app.config_listen("db.url", lambda content, rev: calls.put((content, rev)))
         assert first is not None and (first.content, first.revision) == ("jdbc:v5", 5)
         assert calls.get(timeout=10) == ("jdbc:v5", 5)
         assert app.config_get("flags.json").revision == 3  # its floor: 3
+        assert app.config_listen("old.flag", lambda c, rev: gone.put((c, rev))) is None
+        assert gone.get(timeout=10) == (None, 2)  # its floor: 2
         archive = tmp_path / "dr.zip"
         cli(old[0], "export", "--out", str(archive))
         for node in old:  # the disaster: every node gone, data directories lost
@@ -81,7 +86,7 @@ def test_a_cluster_rebuilt_from_an_export_keeps_revisions_for_a_running_client(
         nodes_to_clean.extend(new)
         report = json.loads(cli(new[1], "import", str(archive), "--json"))
         assert sorted(report["created"]) == ["DEFAULT_GROUP/db.url", "DEFAULT_GROUP/flags.json"]
-        assert report["failed"] == []
+        assert report["failed"] == [] and report["absent"] == ["DEFAULT_GROUP/old.flag"]
         fresh = json.loads(cli(new[2], "get", "db.url", "--json"))
         assert (fresh["content"], fresh["revision"]) == ("jdbc:v5", 5)  # the source's
 
@@ -100,6 +105,10 @@ def test_a_cluster_rebuilt_from_an_export_keeps_revisions_for_a_running_client(
         assert calls.get(timeout=40) == ("jdbc:after-restore", 6)
         got = app.config_get("db.url")
         assert (got.content, got.revision) == ("jdbc:after-restore", 6)
+        # the data id deleted at the source, created again in the rebuilt cluster: above its
+        # kept tombstone (2), so the client that saw the delete hears it
+        cli(new[1], "publish", "old.flag", "--content", "back")
+        assert gone.get(timeout=40) == ("back", 3)
     assert report["below_archived_revision"] == []  # every revision kept
 
 
