@@ -585,7 +585,8 @@ class ConfigPlane:
                     assert isinstance(req, ConfigHistory)
                     history = self.store.history(req.key, req.page_size, req.cursor)
                     body = encode_ok(req.req_id, history_result(history))
-            except ConfigRejected as exc:
+            except ConfigRejected as exc:  # (the store's reads do not count their refusals)
+                self.count_refused(exc.reason)
                 raise _rejected(req, exc) from None
             if self._commits.hold_any(_Reply(envelope, body, req.req_id, req.op)):
                 return None  # it may show a version not committed yet: after the commit

@@ -76,9 +76,14 @@ def test_every_config_request_the_wire_refuses_is_counted_by_reason(rt: NodeRunt
     assert reply["error"]["name"] == "NOT_FOUND"
     assert stats(rt)["rejected"]["not_found"] == 1
     assert sum(stats(rt)["rejected"].values()) == len(BAD) + 1
+    # a list refused by the store (a cursor no list reply made) is counted too
+    reply = call(rt, "config_list", cursor="no-slash-here")
+    assert reply["error"]["name"] == "INVALID_ARGUMENT"
+    assert stats(rt)["rejected"]["bad_cursor"] == 1
+    assert sum(stats(rt)["rejected"].values()) == len(BAD) + 2
     # an accepted request counts nothing
     assert call(rt, "config_list", pattern="*")["ok"]
-    assert sum(stats(rt)["rejected"].values()) == len(BAD) + 1
+    assert sum(stats(rt)["rejected"].values()) == len(BAD) + 2
 
 
 def test_config_subscriptions_are_counted_apart_from_service_subscribers(rt: NodeRuntime) -> None:
