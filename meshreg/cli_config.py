@@ -562,7 +562,8 @@ def export(
     "with_history",
     is_flag=True,
     help="Replay each data id's archived history first, oldest first, as new revisions "
-    "(the history then reads as at the source, with new revision numbers and times).",
+    "(the history then reads as at the source: its revision numbers where the data id is "
+    "absent here, new times).",
 )
 @max_bytes_option
 @json_option
@@ -600,6 +601,16 @@ def import_(
         )
         for (g, d), error in report.failed:
             click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)
+        if report.below:
+            shown = ", ".join(f"{_safe(g)}/{_safe(d)}" for g, d in report.below[:10])
+            more = f" and {len(report.below) - 10} more" if len(report.below) > 10 else ""
+            click.echo(
+                f"warning: {len(report.below)} config(s) written below their archived "
+                f"revision ({shown}{more}): a node older than this client ignored "
+                "revision_floor; clients that saw the source's revisions will not see these "
+                "until they are restarted",
+                err=True,
+            )
     if report.failed:
         sys.exit(1)
 

@@ -62,11 +62,17 @@ class RequestRejected(RemoteProtocolError):
     """A request failed validation or was refused; the node replies with ``code``."""
 
     def __init__(
-        self, code: ErrorCode, message: str, req_id: int = 0, op: str | None = None
+        self,
+        code: ErrorCode,
+        message: str,
+        req_id: int = 0,
+        op: str | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message, code)
         self.req_id = req_id
         self.op = op
+        self.reason = reason  # why, for a counter by reason ('': the code's name)
 
 
 class ServerError(MeshregError):

@@ -23,11 +23,13 @@ from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
 from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
 from meshreg.errors import (
+    ConfigError,
     ErrorCode,
     InvalidArgumentError,
     MeshregError,
     NotFoundError,
     OutcomeUnknownError,
+    PermissionDeniedError,
     RequestRejected,
     ServerError,
     ServerUnreachableError,
@@ -120,18 +122,29 @@ class ConfigMixin:
         pattern: str = "*",
         group: str | None = None,
         namespace: str | None = None,
-        all_groups: bool = False,
+        all_groups: bool | None = None,
         page_size: int = 100,
         deleted: bool = False,
     ) -> list[ConfigInfo]:
-        """The data ids of a namespace and group (``all_groups``: every group) whose name
-        matches ``pattern`` (``*`` any run, ``?`` one character), sorted by group and data
-        id, without content; follows every page.  ``deleted``: the deleted data ids whose
-        tombstone is kept (``ConfigInfo.deleted``) too."""
+        """The data ids of a namespace whose name matches ``pattern`` (``*`` any run, ``?``
+        one character), sorted by group and data id, without content; follows every page.
+        **Every group** unless ``group`` names one, as ``meshreg config list`` without
+        ``-g`` and Nacos's config list (an empty group lists them all);
+        ``all_groups=False``: the client's group (what a call without arguments listed
+        before), ``True``: every group (the default).  ``deleted``: the deleted data ids
+        whose tombstone is kept (``ConfigInfo.deleted``) too.  A client key allowed only
+        some groups is refused a list of every group (PERMISSION_DENIED): give ``group``."""
+        if all_groups and group is not None:
+            raise ConfigError(
+                f"config_list: group={group!r} and all_groups=True contradict each other: "
+                "give one group, or leave group out for every group"
+            )
         ns = namespace or self.namespace
+        if group is None and all_groups is False:
+            group = self.group
         fields: dict[str, Any] = {
             "namespace": ns,
-            "group": None if all_groups else (group or self.group),
+            "group": group,  # None: every group of the namespace
             "pattern": pattern,
             "page_size": page_size,
         }
@@ -140,7 +153,17 @@ class ConfigMixin:
         self._config_check("config_list", fields)
         items: list[ConfigInfo] = []
         while len(items) < MAX_LIST_ITEMS:
-            page: ConfigPage = self._config_call("config_list", None, fields)
+            try:
+                page: ConfigPage = self._config_call("config_list", None, fields)
+            except PermissionDeniedError as exc:
+                if group is not None:
+                    raise
+                raise PermissionDeniedError(
+                    exc.code,
+                    f"{exc.detail} (config_list without a group lists every group of "
+                    f"namespace {ns!r}: give group=... for one (CLI: -g GROUP))",
+                    exc.server,
+                ) from None
             items.extend(page.items)
             if page.next_cursor is None:
                 break

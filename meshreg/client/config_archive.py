@@ -7,8 +7,11 @@ Format (docs/CONFIG.md, "The export archive"), a zip file (stdlib ``zipfile``, d
   "revision", "md5", "modified", "gray" (only with a gray version: "file", "type", "md5",
   "labels", "clients"), "history" (newest first: "revision", "change", "deleted",
   "type", "md5", "modified", "modified_by", "description", "tags", "origin", "file" and
-  "gray" as above)}]}`` (``revision``, ``md5`` and ``modified`` are for information: an
-  import makes new revisions); a deleted data id whose tombstone is kept is an item with
+  "gray" as above)}]}`` (``md5`` and ``modified`` are for information; ``revision``, the
+  item's and each history version's, is the **floor** of the revision its import makes:
+  ``revision_floor`` on the write, so a data id rebuilt from an archive goes on from where
+  the source was and no running client's revision floor hides it); a deleted data id
+  whose tombstone is kept is an item with
   ``"deleted": true``, no ``file`` and its history (version 3);
 * ``configs/<group>/<data_id>``: the main content, UTF-8, as it is;
 * ``gray/<group>/<data_id>``: the gray version's content;
@@ -51,6 +54,7 @@ from meshreg.configcenter.model import (
     MAX_DATA_ID_LEN,
     MAX_GROUP_LEN,
     MAX_HISTORY_PAGE,
+    MAX_REVISION_FLOOR,
     Change,
     ConfigKey,
     ConfigRejected,
@@ -61,7 +65,7 @@ from meshreg.configcenter.model import (
     check_tags,
     check_type,
 )
-from meshreg.errors import ConfigError, ConflictError
+from meshreg.errors import ConfigError, ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from meshreg.client.client import Client
@@ -125,6 +129,8 @@ class ArchiveItem:
     deleted: bool = False  # a tombstone: the data id was deleted at the source
     past: tuple[ArchiveVersion, ...] = ()  # read_archive(history=True): newest first, one
     # per revision (the winner), the current version included
+    revision: int = 0  # its revision at the source: the import writes at least this one
+    # (0: unknown, a hand-made archive or file: the next revision, as before)
 
     def state(self) -> tuple[Any, ...]:
         if self.deleted:
@@ -142,6 +148,9 @@ class ImportReport:
     deleted: list[tuple[str, str]] = field(default_factory=list)  # tombstones written
     absent: list[tuple[str, str]] = field(default_factory=list)  # tombstones, absent here
     history: int = 0  # past versions replayed as revisions (import --history)
+    # written below their archived revision: a node that ignores ``revision_floor`` (older
+    # than this client) made the revision; clients that saw the source's may not see it
+    below: list[tuple[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def names(keys: list[tuple[str, str]]) -> list[str]:
@@ -156,6 +165,7 @@ class ImportReport:
             "deleted": names(self.deleted),
             "absent": names(self.absent),
             "history": self.history,
+            "below_archived_revision": names(self.below),
         }
 
 
@@ -305,6 +315,7 @@ def _read(zf: zipfile.ZipFile, where: str, with_history: bool = False) -> list[A
             gray = meta.get("gray")
             if gray is not None:
                 item = replace(item, gray=_gray(zf, by_name, gray, f"{what} gray"))
+        item = replace(item, revision=_revision(meta.get("revision"), f"{what} 'revision'"))
         past = _history(by_name, meta.get("history"), what)
         history_total += past
         if history_total > MAX_HISTORY_ITEMS:
@@ -403,9 +414,9 @@ def _history(by_name: dict[str, zipfile.ZipInfo], history: Any, what: str) -> in
         at = f"{what} history[{n}]"
         if not isinstance(v, dict):
             raise ArchiveError(f"{at}: must be an object")
-        revision = v.get("revision")
-        if type(revision) is not int or not 1 <= revision < 2**63:
+        if v.get("revision") is None:
             raise ArchiveError(f"{at}: 'revision' must be an integer >= 1")
+        _revision(v.get("revision"), f"{at}: 'revision'")
         if v.get("change") not in changes:
             raise ArchiveError(f"{at}: 'change' must be one of {', '.join(sorted(changes))}")
         _listed_file(by_name, v.get("file"), at)
@@ -413,6 +424,16 @@ def _history(by_name: dict[str, zipfile.ZipInfo], history: Any, what: str) -> in
             gray = v["gray"]
             _listed_file(by_name, gray.get("file") if isinstance(gray, dict) else None, at)
     return len(history)
+
+
+def _revision(value: Any, what: str) -> int:
+    """An archived revision (the floor of the revision its import makes): an integer in
+    1..``MAX_REVISION_FLOOR``; absent (an archive made by hand): 0, no floor."""
+    if value is None:
+        return 0
+    if type(value) is not int or not 1 <= value <= MAX_REVISION_FLOOR:
+        raise ArchiveError(f"{what} must be an integer in 1..{MAX_REVISION_FLOOR}")
+    return value
 
 
 def _past(
@@ -468,15 +489,27 @@ def import_items(
     made meanwhile is reported, not overwritten).  A new data id is published with
     ``if_revision=0``.  A tombstone (deleted at the source) deletes the data id where it
     exists (a conflict like any other: deleted only with ``overwrite``); absent here,
-    nothing is written (``absent``).
+    its tombstone is written at its archived revision where the data id holds less (a
+    delete with ``revision_floor``; nothing visible changes: ``absent``).
+
+    **Revisions.** Each write carries the archived revision as ``revision_floor``: the
+    owner makes the next revision or that one, whichever is higher.  A data id absent
+    here (or whose tombstone here is older) is written at the revision it had at the
+    source, so after a rebuild from an export (disaster recovery) a running client that
+    carries the source's revision reads it and hears its changes without a restart; an
+    overwritten one gets max(its revision + 1, the archived one): revisions only grow.
+    A revision made below the archived one (a node older than this client ignores the
+    field) is listed in ``below``.
 
     ``history`` (items read with ``read_archive(history=True)``): before its current
     version, each data id written gets its archived past versions replayed as new
     revisions, oldest first (a delete for a deleted one; a version whose main state
     equals the one before it, such as a gray step, is not replayed), each a
     compare-and-set on the revision the one before made, one round per step with every
-    data id's step in flight.  The history then reads as the source's did, with new
-    revision numbers, times and author (the archive keeps the originals).
+    data id's step in flight.  The history then reads as the source's did, with the
+    source's revision numbers where the data id was absent here (each replayed version
+    carries its own as ``revision_floor``), new times and author (the archive keeps the
+    originals).
 
     Then the main versions (``IMPORT_WINDOW`` at a time), then each archived gray
     version (compare-and-set on the revision its main write made; an overwritten data id
@@ -508,8 +541,8 @@ def import_items(
         plan = _replay_plan(item) if history else []
         if ident in existing and on_conflict == "skip":
             report.skipped.append(ident)
-        elif item.deleted and ident not in existing and not plan:
-            report.absent.append(ident)
+        elif item.deleted and ident not in existing and not plan and not item.revision:
+            report.absent.append(ident)  # (with a revision: its tombstone is kept, below)
         else:
             todo.append(item)
             plans[ident] = plan
@@ -522,11 +555,21 @@ def import_items(
         return {**base, **{k: v for k, v in more.items() if v is not None}}
 
     def write(item: ArchiveItem, state: ArchiveItem | ArchiveVersion, cas: int) -> Any:
+        # at least the source's revision (nil: none known): no running client that saw it
+        # there is left behind (PROTOCOL.md 2.15 ``revision_floor``); a main version whose
+        # gray version follows: one below, so the gray write makes the source's revision
+        floor = _floor(state) or None
         if state.deleted:
-            return ("config_delete", key(item), fields(item, if_revision=cas))
+            return ("config_delete", key(item), fields(item, if_revision=cas,
+                                                       revision_floor=floor))  # fmt: skip
         return ("config_publish", key(item), fields(
             item, content=state.content, type=state.type, if_revision=cas,
-            desc=state.description or None, tags=state.tags or None))  # fmt: skip
+            desc=state.description or None, tags=state.tags or None,
+            revision_floor=floor))  # fmt: skip
+
+    def kept(ident: tuple[str, str], state: ArchiveItem | ArchiveVersion, made: int) -> None:
+        if made < _floor(state) and ident not in report.below:
+            report.below.append(ident)
 
     # where each data id stands: its revision (the CAS of its next write), live or not
     at = {(i.group, i.data_id): existing[(i.group, i.data_id)].revision
@@ -551,25 +594,39 @@ def import_items(
                 continue
             live[ident] = not version.deleted  # (after a delete, a write's CAS is 0)
             at[ident] = result.revision if live[ident] else 0
+            kept(ident, version, result.revision)
             report.history += 1
     mains, whose_main = [], []
+    tombstones: set[tuple[str, str]] = set()  # deleted at the source, not live here
     for item in todo:
         ident = (item.group, item.data_id)
         if ident in failed:
             continue
         if item.deleted and not live[ident]:
-            report.absent.append(ident)  # (its history, replayed, ends deleted already)
-            continue
+            if not item.revision:
+                report.absent.append(ident)  # (its history, replayed, ends deleted already)
+                continue
+            # its tombstone at the archived revision where this data id holds less: a
+            # later create goes on above it (the node answers NOT_FOUND where it holds as
+            # much; a node older than revision_floor, always)
+            tombstones.add(ident)
         mains.append(write(item, item, at[ident]))
         whose_main.append(item)
     results = client._config_many(mains, IMPORT_WINDOW)
     grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
     for item, result in zip(whose_main, results, strict=True):
         ident = (item.group, item.data_id)
+        if ident in tombstones:  # nothing visible changes: absent here, as at the source
+            if isinstance(result, BaseException) and not isinstance(result, NotFoundError):
+                report.failed.append((ident, f"its tombstone: {result}"))
+            else:
+                report.absent.append(ident)
+            continue
         if isinstance(result, BaseException):
             report.failed.append((ident, str(result)))
             continue
         current = existing.get(ident)
+        kept(ident, item, result.revision)
         if item.deleted:
             report.deleted.append(ident)
             continue
@@ -590,6 +647,14 @@ def import_items(
         elif op == "config_gray":
             report.gray.append(ident)
     return report
+
+
+def _floor(state: ArchiveItem | ArchiveVersion) -> int:
+    """The ``revision_floor`` of the write of an archived state: its source revision, but
+    one below for a main version a gray write follows (that one then makes it)."""
+    if isinstance(state, ArchiveItem) and state.gray is not None and state.revision > 1:
+        return state.revision - 1
+    return state.revision
 
 
 def _replay_plan(item: ArchiveItem) -> list[ArchiveVersion]:

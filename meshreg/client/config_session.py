@@ -63,7 +63,7 @@ from meshreg.client.actions import (
 )
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
-from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT, ConfigKey
+from meshreg.configcenter.model import CONFIG_BEHIND_ATTEMPT, CONFIG_WRITE_ATTEMPT, ConfigKey
 from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerError, ServerUnreachableError
 
 if TYPE_CHECKING:
@@ -308,6 +308,7 @@ class ConfigPolicy:
         rounds: int = 0,
         unknown: bool = False,
         answer: ServerError | None = None,
+        answered: tuple[str, ...] = (),
     ) -> None:
         """A read that must not step backwards: ``min_revision`` (get) is the highest seen
         revision, labels go along; a node that is behind or catching up (UNAVAILABLE)
@@ -317,7 +318,8 @@ class ConfigPolicy:
         fields unchanged: the same id every time); ``unknown``: an earlier attempt of it
         had an unknown outcome, so a final "nothing was written" is not the whole story;
         ``answer``: the last error a node answered (UNAVAILABLE), for the final error when
-        the servers asked after it do not answer (it names why, and who answered)."""
+        the servers asked after it do not answer (it names why, and who answered);
+        ``answered``: the servers of ``tried`` that answered (the others did not)."""
         write = op in CONFIG_WRITES
         sent = self.s._now  # an answer after a whole write attempt: one attempt timed out
         if op == "config_get":
@@ -334,15 +336,16 @@ class ConfigPolicy:
             if isinstance(exc, ServerUnreachableError) and answer is not None:
                 # a node answered (e.g. a minority's "nothing was written") and those asked
                 # after it did not: say both, the answer first (it is the likely cause)
-                silent = ", ".join(s for s in dict.fromkeys((*tried, target)) if s != answer.server)
-                said = f"{answer} (then no answer from {silent or target})"
+                silent = [s for s in dict.fromkeys((*tried, target)) if s not in answered]
+                late = f"then no answer from {', '.join(silent) or target}"
+                if budget < (attempt or self.s.settings.attempt_timeout):
+                    late += f" in the {budget:.2g}s left of this call's time-out"
+                said = f"{answer} ({late})"
                 exc = (
                     _outcome_unknown(op, ServerUnreachableError(said), fields.get("request_id", ""))
                     if write
-                    else ServerError(
-                        answer.code,
-                        f"{answer.detail} (then no answer from {silent or target})",
-                        answer.server,
+                    else self._read_refused(
+                        key, answer, f"{answer.detail} ({late})", (*tried, target)
                     )  # fmt: skip
                 )
             elif write and isinstance(exc, ServerUnreachableError):  # no answer at all
@@ -355,10 +358,14 @@ class ConfigPolicy:
                 unknown_now = unknown or timed_out
                 was_unknown = unknown_now or (write and not refused)
                 said = exc if isinstance(exc, ServerError) else answer
+                # who answered (a request sent straight to a member may have fallen back
+                # on the client's server: the reply's source, not ``target``)
+                heard = (*answered, exc.server) if isinstance(exc, ServerError) else answered
                 if nxt is not None and now < deadline:
                     self._read(
-                        key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown, said
-                    )
+                        key, fields, deadline, ok, err, op, done, nxt, rounds, was_unknown, said,
+                        heard,
+                    )  # fmt: skip
                     return
                 pause = min(READ_RETRY_MAX, READ_RETRY_PAUSE * 2**rounds)
                 if now + pause < deadline:
@@ -378,21 +385,40 @@ class ConfigPolicy:
                         exc.server,
                     )
                 if isinstance(exc, ServerError) and len(done) > 1:
-                    exc = ServerError(
-                        exc.code,
-                        f"{exc.detail} (servers tried: {', '.join(done)}; this client has seen "
-                        f"revision {self.seen_revision(key)} of {key}); the cluster is catching "
-                        "up or has no majority: retry in a moment",
-                        exc.server,
-                    )
+                    exc = self._read_refused(key, exc, exc.detail, done)
             err(exc)
 
         budget = max(MIN_BUDGET, deadline - self.s._now)
         attempt = CONFIG_WRITE_ATTEMPT if write else None
+        if op == "config_get" and fields["min_revision"] > 0:
+            # a node that holds less waits up to BEHIND_WAIT for it before it answers
+            # "behind": wait longer, so that answer (which names what it holds) arrives
+            # and the read goes on to the next server, instead of suspecting a node that is
+            # up and working and failing with "no reply" (review11's DR run)
+            attempt = max(self.s.settings.attempt_timeout, CONFIG_BEHIND_ATTEMPT)
         if write and (tried or rounds):  # an earlier attempt was sent: the owner checks
             fields["resend"] = True  # the request id with a majority (PROTOCOL.md 2.15)
         self.s.request(op, dict(fields), budget, on_reply=ok, on_error=failed, via=via,
                        attempt_timeout=attempt)  # fmt: skip
+
+    def _read_refused(
+        self, key: ConfigKey, answer: ServerError, detail: str, tried: tuple[str, ...]
+    ) -> ServerError:
+        """The error of a read the nodes refused (UNAVAILABLE) until its time-out: what
+        the last one answered (code, message, address), who was asked, what to try."""
+        hint = "the cluster is catching up or has no majority: retry in a moment"
+        if "you have seen" in answer.detail:  # behind this client's revision floor
+            hint += (
+                "; if no node will ever hold it (the cluster lost its data, or was rebuilt "
+                'from an export without its revisions: docs/CONFIG.md "Revisions on '
+                'import"), only a new Client (a restarted process) reads it again'
+            )
+        return ServerError(
+            answer.code,
+            f"{detail} (servers tried: {', '.join(dict.fromkeys(tried))}; this client has "
+            f"seen revision {self.seen_revision(key)} of {key}); {hint}",
+            answer.server,
+        )
 
     def _another_server(self, tried: tuple[str, ...]) -> str | None:
         """The next server in the list after the current one that was not tried yet."""

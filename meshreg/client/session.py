@@ -794,7 +794,9 @@ class ClientSession:
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
                 del self._pending[req_id]
-                suspect = True  # it never answered: try the next server for the rest
+                # it never answered: try the next server for the rest; not when it went
+                # straight to another member (that says nothing of the server's health)
+                suspect = suspect or p.via is None
                 self._resolve(p, None, self._unanswered(p))
             elif now >= p.attempt_deadline:
                 if p.via is not None and p.insist > 0:

@@ -13,8 +13,10 @@ highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an 
   the optional compare-and-set (``if_revision``: 0 = the data id must not exist; any other
   number = it must be at exactly that revision; a mismatch is CONFLICT naming the current
   revision), then makes the next revision: ``current.revision + 1`` (1 for a new data id),
-  and stores it as current.  A refused write changes nothing (the check runs before any
-  mutation) and is counted in ``stats()["rejected"]`` by reason.
+  or the write's ``revision_floor`` if that is higher (publish and delete: an import keeps
+  the archive's revisions, docs/CONFIG.md "Import"), and stores it as current.  A refused
+  write changes nothing (the check runs before any mutation) and is counted in
+  ``stats()["rejected"]`` by reason.
 * **A delete is a tombstone revision**: it replicates like any write and, since any older
   copy has a lower revision, a late copy never resurrects the data id.  Publishing again
   continues the revision sequence.
@@ -83,6 +85,7 @@ from meshreg.configcenter.model import (
     check_gray_rule,
     check_modified_by,
     check_new_config_key,
+    check_revision_floor,
     check_tags,
     check_type,
     config_key_bytes,
@@ -512,10 +515,14 @@ class ConfigStore:
         tags: Any = None,
         if_revision: int | None = None,
         request_id: str = "",
+        revision_floor: int = 0,
     ) -> ConfigEntry:
         """Create or replace a data id's main content (its gray version, if any, stays).
-        ``type`` None: the type it has (text if it does not exist)."""
+        ``type`` None: the type it has (text if it does not exist).  ``revision_floor``:
+        the revision made is at least this (an import keeps the archive's revisions, so
+        a client that saw them in the old cluster is not left behind; 0: none)."""
         try:
+            floor = check_revision_floor(revision_floor)
             key = check_new_config_key(check_config_key(*key))
             text = check_content(content, self.limits.max_content_bytes)
             kind = None if type is None else check_type(type)
@@ -538,6 +545,7 @@ class ConfigStore:
             tags=tag_pairs,
             change=Change.PUBLISH,
             request_id=request_id,
+            floor=floor,
         )
 
     def delete(
@@ -548,29 +556,44 @@ class ConfigStore:
         by: str = "",
         if_revision: int | None = None,
         request_id: str = "",
+        revision_floor: int = 0,
     ) -> ConfigEntry:
         """A tombstone revision.  Deleting what does not exist is NOT_FOUND (with
-        ``if_revision`` 0 it is a no-op match, still NOT_FOUND: there is nothing to delete)."""
+        ``if_revision`` 0 it is a no-op match, still NOT_FOUND: there is nothing to delete),
+        unless ``revision_floor`` is above the revision it holds (its tombstone's, its
+        purged floor, or 0): then the tombstone is written at the floor, so a data id
+        deleted at an import's source keeps its revision here and a later create goes on
+        above it (a client that saw the delete is not left behind).  ``revision_floor``
+        otherwise as ``publish``'s."""
         try:
+            floor = check_revision_floor(revision_floor)
             by = check_modified_by(by)
         except ConfigRejected as exc:
             raise self._count(exc) from None
         prev = self._check_write(key, if_revision)
         if prev is None or prev.deleted:
-            raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist", "not_found")
+            held = prev.revision if prev is not None else self._purged_floor(key)
+            if floor <= held:
+                raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist", "not_found")
+            if prev is None:
+                try:
+                    check_new_config_key(key)
+                except ConfigRejected as exc:
+                    raise self._count(exc) from None
         return self._commit_local(
             key,
             prev,
             now=now,
             by=by,
             content="",
-            type=prev.type,
+            type=prev.type if prev is not None else DEFAULT_CONFIG_TYPE,
             description="",
             tags=(),
             gray=None,
             change=Change.DELETE,
             deleted=True,
             request_id=request_id,
+            floor=floor,
         )
 
     def rollback(
@@ -840,18 +863,24 @@ class ConfigStore:
         return prev
 
     def _commit_local(
-        self, key: ConfigKey, prev: ConfigEntry | None, *, now: float, by: str, **fields: Any
+        self,
+        key: ConfigKey,
+        prev: ConfigEntry | None,
+        *,
+        now: float,
+        by: str,
+        floor: int = 0,
+        **fields: Any,
     ) -> ConfigEntry:
-        """A new revision after ``prev``; the gray version stays unless ``gray`` is given."""
+        """A new revision after ``prev`` (at least ``floor``); the gray version stays
+        unless ``gray`` is given."""
         if "gray" not in fields:
             fields["gray"] = prev.gray if prev is not None and not prev.deleted else None
-        if prev is not None:
-            base = prev.revision
-        else:  # new, or created again after its tombstone was purged: above that one
-            base = self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
+        # new, or created again after its tombstone was purged: above that one
+        base = prev.revision if prev is not None else self._purged_floor(key)
         entry = ConfigEntry(
             key=key,
-            revision=base + 1,
+            revision=max(base + 1, floor),
             origin=self.node_id,
             md5=content_md5(fields["content"]),
             modified=now,
@@ -860,6 +889,10 @@ class ConfigStore:
         )
         self._store(entry)
         return entry
+
+    def _purged_floor(self, key: ConfigKey) -> int:
+        """The revision a data id not held goes on above: its bucket's purged floor."""
+        return self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
 
     def _derive(self, prev: ConfigEntry, now: float, by: str, **changes: Any) -> ConfigEntry:
         changes.setdefault("request_id", "")  # never the previous write's id

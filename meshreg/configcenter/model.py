@@ -74,6 +74,13 @@ FORWARD_TIMEOUT = DEFAULT_ACK_TIMEOUT + 0.2  # s; a node that forwarded a write 
 # UNAVAILABLE: outcome unknown); 0.2 s for the round trip to the owner and its loop turn
 CONFIG_WRITE_ATTEMPT = FORWARD_TIMEOUT + 0.3  # s; the client's attempt budget of a write:
 # the node's answer is due 0.3 s before it (client round trip and loop turns)
+BEHIND_WAIT = 1.0  # s; a node holds a read whose ``min_revision`` is above what it holds
+# this long for the version to arrive (runtime/config_plane.PARK_SECONDS), then UNAVAILABLE
+CONFIG_BEHIND_ATTEMPT = BEHIND_WAIT + 0.5  # s; the client's attempt budget of such a read:
+# above the node's wait, so the node's answer ("this node holds revision R and you have
+# seen N") reaches the client instead of a time-out and "no reply"
+MAX_REVISION_FLOOR = 2**62  # a write's ``revision_floor`` (import): at most this, so the
+# revisions after it still fit in a signed 64-bit integer (2**62 more writes)
 
 # History retention (the issue's defaults): past revisions of a data id are kept while they
 # are among its last KEEP_REVISIONS and younger than KEEP_SECONDS; the current entry is never
@@ -99,6 +106,19 @@ class ConfigRejected(ProtocolError):
 
 def invalid(message: str, reason: str) -> ConfigRejected:
     return ConfigRejected(ErrorCode.INVALID_ARGUMENT, message, reason)
+
+
+def check_revision_floor(value: Any) -> int:
+    """A write's ``revision_floor``: an integer in 0..``MAX_REVISION_FLOOR`` (0: none)."""
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= MAX_REVISION_FLOOR:
+        raise invalid(
+            f"field 'revision_floor' must be an integer in 0..{MAX_REVISION_FLOOR} (the "
+            "revision this write makes is at least it; 0: none)",
+            "bad_revision",
+        )
+    return value
 
 
 class ConfigKey(NamedTuple):

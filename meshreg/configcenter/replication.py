@@ -462,6 +462,8 @@ class ConfigReplicator:
             return [ForwardWrite(owner, replace(write, forwarded=True))]
         if len(self.up) < self.majority:
             self.counters["refused_minority"] += 1
+            rejected = self.store.rejected  # (every refused config request is there too)
+            rejected["minority"] = rejected.get("minority", 0) + 1
             return [
                 ReplyError(
                     write.request,
@@ -1014,9 +1016,11 @@ class ConfigReplicator:
                 tags=a.get("tags"),
                 if_revision=cas,
                 request_id=rid,
+                revision_floor=a.get("revision_floor", 0),
             )
         if write.op == "delete":
-            return s.delete(key, now=now, by=by, if_revision=cas, request_id=rid)
+            return s.delete(key, now=now, by=by, if_revision=cas, request_id=rid,
+                            revision_floor=a.get("revision_floor", 0))  # fmt: skip
         if write.op == "rollback":
             return s.rollback(key, a.get("revision"), now=now, by=by, if_revision=cas,  # type: ignore[arg-type]
                               request_id=rid)  # fmt: skip

@@ -56,7 +56,7 @@ from typing import Any
 
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
-from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigRejected
+from meshreg.configcenter.model import BEHIND_WAIT, ConfigEntry, ConfigKey, ConfigRejected
 from meshreg.configcenter.ready import ReadyGate
 from meshreg.configcenter.replication import (
     FORWARD_TIMEOUT,
@@ -126,7 +126,8 @@ from meshreg.wire.replies import encode_error, encode_ok, encode_ok_packed
 
 log = logging.getLogger("meshreg.node")
 
-PARK_SECONDS = 1.0  # s; a read behind its min_revision waits this long for it to arrive
+PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long for it to
+# arrive (the client's attempt budget of such a read is above it: CONFIG_BEHIND_ATTEMPT)
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
@@ -584,7 +585,8 @@ class ConfigPlane:
                     assert isinstance(req, ConfigHistory)
                     history = self.store.history(req.key, req.page_size, req.cursor)
                     body = encode_ok(req.req_id, history_result(history))
-            except ConfigRejected as exc:
+            except ConfigRejected as exc:  # (the store's reads do not count their refusals)
+                self.count_refused(exc.reason)
                 raise _rejected(req, exc) from None
             if self._commits.hold_any(_Reply(envelope, body, req.req_id, req.op)):
                 return None  # it may show a version not committed yet: after the commit
@@ -597,6 +599,7 @@ class ConfigPlane:
         refusal = self.disk_refusal(now)
         if refusal is not None:
             self.counters["refused_disk"] += 1
+            self.count_refused("disk_failing")
             raise RequestRejected(ErrorCode.UNAVAILABLE, f"{req.op}: {refusal}", req.req_id,
                                   req.op)  # fmt: skip
         ask = _ClientAsk(envelope, req.req_id, msg)
@@ -692,9 +695,17 @@ class ConfigPlane:
             )
         return {"node": self.member, "was_ready": was_ready, "forced_ready": self.forced_ready}
 
+    def count_refused(self, reason: str) -> None:
+        """A config request refused: ``stats.config.rejected[reason]`` (every refusal is
+        there, by reason: the store's own, and those made before it by the wire's
+        validation, the ACL or a client's limits, runtime/node.py)."""
+        rejected = self.store.rejected
+        rejected[reason] = rejected.get(reason, 0) + 1
+
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:
             self.counters["reads_not_ready"] += 1
+            self.count_refused("not_ready")
             raise RequestRejected(
                 ErrorCode.UNAVAILABLE,
                 f"{req.op}: this node is catching up on configs from a majority of its "

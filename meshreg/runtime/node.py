@@ -349,7 +349,9 @@ class NodeRuntime:
                 "denied": self.gate.refused_acl,
                 "full": self.gate.refused_full,
             },
-            "config": self.configs.stats(),
+            # config topic subscriptions (one per data id a client listens to, 4.5):
+            # ``subscribers`` counts the registry's service watchers only
+            "config": {**self.configs.stats(), "subscribers": self.gate.config_total},
         }
 
     def reload(self) -> None:
@@ -838,6 +840,7 @@ class NodeRuntime:
             self._rejected(exc, now, self._sender(frames, principal, peer))
             return routable_envelope(frames) + [encode_error(0, exc.code, exc.message)]
         req = None
+        to_plane = False  # handed to the config plane (which counts its own refusals)
         try:
             if msg is _UNDECODED:  # else the insecure drain decoded it and tried the fast beat
                 try:
@@ -881,6 +884,7 @@ class NodeRuntime:
             if type(req) is RegisterBatch:
                 self._entries += len(req.entries)
             if type(req) in _CONFIG_REQUESTS:
+                to_plane = True
                 return self._serve_config(envelope, body, req, msg, principal, now)
             answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
@@ -896,6 +900,11 @@ class NodeRuntime:
             return envelope + self._reply_frames(req, answer, now, principal, peer)
         except RequestRejected as exc:
             self._rejected(exc, now, self._sender(frames, principal, peer))
+            if not to_plane and (
+                type(req) in _CONFIG_REQUESTS or (req is None and exc.op in CONFIG_OPS)
+            ):  # a config request refused before the plane saw it (validation, the ACL,
+                # a client's limits): in stats.config.rejected too, as every refusal
+                self.configs.count_refused(exc.reason or exc.code.name.lower())
             return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")

@@ -71,6 +71,7 @@ class SubscriptionGate:
         # topic -> {connection: admitted?}, oldest first (repeats are told by it)
         self._holders: dict[bytes, dict[str, bool]] = {}
         self.total = 0
+        self.config_total = 0  # of ``total``: config topics (a listening client's data ids)
         self.refused_acl = 0
         self.refused_invalid = 0
         self.refused_full = 0
@@ -99,6 +100,7 @@ class SubscriptionGate:
                 self._take(self.refused, topic)
             self.admitted[topic] += 1
             self.total += 1
+            self.config_total += is_config_topic(topic)
         elif held is not None:
             return why  # refused before on this connection: counted there already
         elif topic in self.refused or len(self.refused) < MAX_REFUSED_TOPICS:
@@ -138,12 +140,14 @@ class SubscriptionGate:
             ended = self._take(self.admitted if admitted else self.refused, topic)
             if admitted and ended:
                 self.total -= 1
+                self.config_total -= is_config_topic(topic)
             self._trim(topic, holders)
             return admitted and ended
         if self._take(self.refused, topic):
             ended = False
         elif self._take(self.admitted, topic):
             self.total -= 1
+            self.config_total -= is_config_topic(topic)
             ended = True
         else:
             ended = False

@@ -41,6 +41,7 @@ from meshreg.configcenter.model import (
     check_gray_rule,
     check_new_config_key,
     check_request_id,
+    check_revision_floor,
     check_tags,
     check_type,
     known_config_key,
@@ -72,6 +73,7 @@ class PublishConfig:
     tags: tuple[tuple[str, str], ...]
     request_id: str = ""  # '' : none given (every write: PROTOCOL.md 2.15)
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    revision_floor: int = 0  # the revision made is at least this (an import's; 0: none)
     op = "config_publish"
 
 
@@ -96,6 +98,7 @@ class DeleteConfig:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    revision_floor: int = 0  # as PublishConfig's
     op = "config_delete"
 
 
@@ -330,7 +333,7 @@ def parse_config_message(
             request = replace(request, resend=_resend(msg))  # type: ignore[arg-type]
         return request
     except ConfigRejected as exc:
-        raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
+        raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op, exc.reason) from None
 
 
 def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest:
@@ -368,13 +371,20 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
             check_description(msg.get("desc")),
             check_tags(msg.get("tags")),
             check_request_id(msg.get("request_id")),
+            revision_floor=check_revision_floor(msg.get("revision_floor")),
         )
     if op == "config_get":
         revision = _optional_revision(msg, "revision")
         return GetConfig(req_id, key, revision, _int(msg, "min_revision", 0, 0, MAX_REVISION),
                          _labels(msg))  # fmt: skip
     if op == "config_delete":
-        return DeleteConfig(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
+        return DeleteConfig(
+            req_id,
+            key,
+            _if_revision(msg),
+            check_request_id(msg.get("request_id")),
+            revision_floor=check_revision_floor(msg.get("revision_floor")),
+        )
     if op == "config_history":
         page = _int(msg, "page_size", DEFAULT_HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
         return ConfigHistory(req_id, key, page, _optional_revision(msg, "cursor"))
@@ -412,8 +422,12 @@ def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> Conf
         op = "publish"
         args.update(content=request.content, type=request.type, desc=request.desc,
                     tags=dict(request.tags))  # fmt: skip
+        if request.revision_floor:
+            args["revision_floor"] = request.revision_floor
     elif isinstance(request, DeleteConfig):
         op = "delete"
+        if request.revision_floor:
+            args["revision_floor"] = request.revision_floor
     elif isinstance(request, RollbackConfig):
         op, args["revision"] = "rollback", request.revision
     elif isinstance(request, PublishGray):

@@ -35,7 +35,7 @@ from meshreg.client.configs import (
 )
 from meshreg.client.messages import decode_notification_frames
 from meshreg.client.session import ClientSession
-from meshreg.configcenter.model import ConfigKey, content_md5
+from meshreg.configcenter.model import CONFIG_BEHIND_ATTEMPT, ConfigKey, content_md5
 from meshreg.errors import (
     ErrorCode,
     OutcomeUnknownError,
@@ -164,6 +164,76 @@ def test_when_every_node_is_behind_the_error_names_the_servers_and_the_revision(
     assert isinstance(done, Fail) and isinstance(done.error, ServerError)
     text = str(done.error)
     assert "a:1, b:2" in text and "revision 9" in text and str(KEY) in text
+
+
+BEHIND_MS = 1000  # the node holds a read it is behind on this long (config_plane.PARK_SECONDS)
+
+
+def behind_nodes(h: Harness, handle: Handle, holds: int, seen: int) -> None:
+    """Every node holds ``holds`` of KEY and the client has seen ``seen``: each read is
+    answered UNAVAILABLE after the node's wait (1 s) and 5 ms on the wire, as a real node
+    does (runtime/config_plane.py), unless the client switched its connection to another
+    server meanwhile (the old connection's late answer is lost, as on a real DEALER)."""
+    message = (f"config_get {KEY}: this node holds revision {holds} and you have seen {seen}; "
+               "it may be catching up: retry shortly or on another node")  # fmt: skip
+    for _ in range(50):
+        if h.outcome(handle) is not None:
+            return
+        pending = h.unanswered("config_get")
+        if not pending:
+            h.advance(10)  # a pause between rounds
+            continue
+        (req,) = pending
+        switched = len(h.connects())
+        h.advance(BEHIND_MS + 5)
+        now = h.unanswered("config_get")
+        if now and now[0] is req and len(h.connects()) == switched:
+            h.fail(req, ErrorCode.UNAVAILABLE, message)
+    raise AssertionError("the read never ended")
+
+
+@pytest.mark.parametrize("timeout", [3.0, 5.0])
+def test_nodes_that_answer_behind_are_heard_and_the_error_says_what_they_answered(
+    timeout: float,
+) -> None:
+    """review11's DR run: every node answered UNAVAILABLE ("holds revision 1 and you have
+    seen 6") after its 1 s wait, but the client's read attempt was 1 s too: it gave up on
+    each node just before its answer, switched servers, and said "no reply from meshreg
+    server(s) ... is `meshreg node` running there?".  A read that carries a revision now
+    waits longer than the node does, and the error says what the nodes answered, who, and
+    what to try."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=1000)  # the Client's default
+    h.core.configs.note(KEY, 6)
+    handle = Handle()
+    h.do(ConfigCall("config_get", KEY, dict(FIELDS), timeout, handle))
+    behind_nodes(h, handle, holds=1, seen=6)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail)
+    text = str(done.error)
+    assert isinstance(done.error, ServerError), text
+    assert done.error.code == ErrorCode.UNAVAILABLE
+    assert "no reply" not in text and "running there" not in text, text
+    assert "holds revision 1 and you have seen 6" in text, text
+    assert "UNAVAILABLE from a:1" in text or "UNAVAILABLE from b:2" in text, text
+    assert "a:1" in text and "b:2" in text, text  # who answered / was asked
+    assert "new Client" in text, text  # what to try when no node will ever hold it
+    assert h.connects() == ["a:1"]  # answers came: no server was suspected
+
+
+def test_a_read_that_carries_a_revision_waits_for_the_node_longer_than_the_node_waits() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000)
+    get(h)
+    h.reply(h.unanswered("config_get")[0], entry(4))
+    get(h)  # min_revision 4 now: the node may hold it up to 1 s
+    h.advance(BEHIND_MS + 100)
+    assert h.connects() == ["a:1"]
+    (req,) = h.unanswered("config_get")
+    assert req.to == "a:1" and req.fields["min_revision"] == 4
+    h.reply(req, entry(5))
+    fresh = Harness(servers=("a:1", "b:2"), attempt_ms=1000)
+    get(fresh)  # nothing seen: min_revision 0, the node answers at once: the usual 1 s
+    fresh.advance(1001)
+    assert fresh.connects() == ["a:1", "b:2"]
 
 
 def test_other_errors_are_not_retried() -> None:
@@ -349,8 +419,10 @@ def test_a_resync_answered_with_a_delete_at_the_held_revision_drops_the_content(
 def test_a_failover_listens_again_on_the_new_server() -> None:
     h = Harness(attempt_ms=500)
     listening(h, 3)
-    get(h)  # unanswered: the server is suspected
-    h.advance(500)
+    get(h)  # unanswered: the server is suspected (a read of a revision seen: after the
+    h.advance(int(CONFIG_BEHIND_ATTEMPT * 1000) - 1)  # node's own 1 s wait, not 0.5 s)
+    assert h.connects() == ["a:1"]
+    h.advance(1)
     assert h.connects() == ["a:1", "b:2"]
     relisten = h.unanswered("config_listen")
     assert [r.to for r in relisten] == ["b:2"] and relisten[0].fields["revision"] == 3

@@ -30,7 +30,7 @@ from meshreg.client.config_archive import (
 from meshreg.client.configs import ConfigInfo, ConfigPage, GrayInfo
 from meshreg.client.disk_cache import DiskCache
 from meshreg.configcenter.model import ConfigKey, content_md5
-from meshreg.errors import ConflictError, ServerUnreachableError
+from meshreg.errors import ConflictError, NotFoundError, ServerUnreachableError
 
 KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
 
@@ -228,6 +228,16 @@ class FakeClient:
         self.history: dict[tuple[str, str], list[ConfigInfo]] = {}
         self.published: list[tuple[str, str, int | None]] = []
         self.rounds: list[list[str]] = []
+        self.floors = True  # honour ``revision_floor`` (False: a node older than it)
+        self.floors_asked: list[tuple[str, str, str, int | None]] = []  # (op, group, id, floor)
+
+    def _next(self, op: str, key: ConfigKey, current: ConfigInfo | None,
+              f: dict[str, Any]) -> int:  # fmt: skip
+        """The revision a write makes: as the node's store (core.py ``_commit_local``)."""
+        floor = f.get("revision_floor")
+        self.floors_asked.append((op, key.group, key.data_id, floor))
+        base = (current.revision if current else 0) + 1
+        return max(base, floor or 0) if self.floors else base
 
     def config_list(self, namespace: str, group: str | None = None, all_groups: bool = False,
                     deleted: bool = False, **kw: Any) -> list[ConfigInfo]:  # fmt: skip
@@ -235,9 +245,16 @@ class FakeClient:
                 if (all_groups or g == group) and (deleted or not i.deleted)]  # fmt: skip
 
     def _config_delete(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        """As the store: NOT_FOUND where nothing live is held, unless ``revision_floor``
+        is above what is held (an import keeps a tombstone's revision)."""
         current = self._cas(key, f)
-        assert current is not None and not current.deleted
-        return self._put(key, dataclasses.replace(current, revision=current.revision + 1,
+        if current is None or current.deleted:
+            held = current.revision if current is not None else 0
+            if not self.floors or (f.get("revision_floor") or 0) <= held:
+                raise NotFoundError(5, f"{key} does not exist")
+            current = current or info(key.data_id, "", 0, key.group)
+        revision = self._next("delete", key, current, f)
+        return self._put(key, dataclasses.replace(current, revision=revision,
                                                   content="", gray=None, deleted=True,
                                                   change="delete"))  # fmt: skip
 
@@ -248,7 +265,7 @@ class FakeClient:
         for op, key, f in calls:
             try:
                 out.append(getattr(self, "_" + op)(key, f))
-            except ConflictError as exc:
+            except (ConflictError, NotFoundError) as exc:
                 out.append(exc)
         return out
 
@@ -276,8 +293,9 @@ class FakeClient:
         current = self._cas(key, f)
         self.published.append((key.group, key.data_id, f.get("if_revision")))
         gray = current.gray if current else None
-        return self._put(key, info(key.data_id, f["content"], (current.revision if current else 0)
-                                   + 1, key.group, type=f["type"], description=f.get("desc", ""),
+        revision = self._next("publish", key, current, f)
+        return self._put(key, info(key.data_id, f["content"], revision, key.group,
+                                   type=f["type"], description=f.get("desc", ""),
                                    tags=f.get("tags") or {}, gray=gray))  # fmt: skip
 
     def _config_gray(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
@@ -372,7 +390,10 @@ def test_export_keeps_gray_and_history_and_import_writes_them_in_rounds() -> Non
         ("DEFAULT_GROUP", "app.yaml")]  # fmt: skip
     assert report.overwritten == [("billing", "rates.json")] and report.failed == []
     copied = target.configs[("DEFAULT_GROUP", "app.yaml")]
-    assert (copied.content, copied.revision) == ("a: 2\n", 2)
+    # the main write at 2 (revision_floor: one below the source's 3), its gray write at 3:
+    # the source's revision, as it was there (a client that saw 3 is not left behind)
+    assert (copied.content, copied.revision) == ("a: 2\n", 3)
+    assert ("publish", "DEFAULT_GROUP", "app.yaml", 2) in target.floors_asked
     assert copied.gray is not None and (copied.gray.content, copied.gray.labels) == (
         "a: canary\n", {"env": "canary"})  # fmt: skip
     assert target.configs[("billing", "rates.json")].gray is None  # as archived
@@ -515,7 +536,8 @@ def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -
     assert report.created == [("g", "app")] and report.history == 0
     empty = FakeClient("t", {})
     assert import_items(empty, items).absent == [("g", "gone")]  # type: ignore[arg-type]
-    assert ("g", "gone") not in empty.configs
+    kept = empty.configs[("g", "gone")]  # nothing to read, but its revision is kept (a
+    assert (kept.deleted, kept.revision) == (True, 3)  # later create goes on above it)
     # with the history: replayed oldest first, then the current and its gray version
     items = read_archive(io.BytesIO(buf.getvalue()), history=True)
     target = FakeClient("t", {})
@@ -532,6 +554,79 @@ def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -
     assert [(v.content, v.deleted) for v in reversed(gone_now)] == [
         ("x1", False), ("x2", False), ("", True)]  # fmt: skip
     assert target.rounds[0] == ["config_publish", "config_publish"]  # step 1 of both at once
+
+
+def test_import_keeps_the_archived_revisions_and_they_only_grow() -> None:
+    """issue 12 / review11 F-revreset: a cluster rebuilt from an export went back to
+    revision 1, so running clients (their revision floor at the source's) neither read
+    nor heard those data ids.  Every write now carries the archived revision as
+    ``revision_floor``: absent here, the data id lands at it (its replayed history too);
+    overwritten, at max(its revision + 1, the archived one); a hand-made archive (no
+    revision): the next one, as before; a node that ignores the field: reported."""
+    source = FakeClient("public", {
+        ("g", "app"): info("app", "v9", 9, "g"),
+        ("g", "low"): info("low", "l2", 2, "g"),
+        ("g", "gone"): info("gone", "", 12, "g", deleted=True, change="delete"),
+    })  # fmt: skip
+    source.history[("g", "app")] = [info("app", "v8", 8, "g"), info("app", "v5", 5, "g")]
+    source.history[("g", "gone")] = [info("gone", "x11", 11, "g")]
+    buf = io.BytesIO()
+    export_namespace(source, buf)  # type: ignore[arg-type]
+    items = read_archive(io.BytesIO(buf.getvalue()))
+    assert {i.data_id: i.revision for i in items} == {"app": 9, "low": 2, "gone": 12}
+    fresh = FakeClient("public", {})  # the rebuilt cluster: empty data directories
+    report = import_items(fresh, items)  # type: ignore[arg-type]
+    assert {k[1]: (v.revision, v.deleted) for k, v in fresh.configs.items()} == {
+        "app": (9, False), "low": (2, False), "gone": (12, True)}  # fmt: skip
+    assert report.below == [] and report.absent == [("g", "gone")]  # (its tombstone kept)
+    with pytest.raises(ConflictError):  # created again: above the source's delete
+        fresh._config_publish(ConfigKey("public", "g", "gone"), {"content": "x", "type": "text",
+                                                                 "if_revision": 1})  # fmt: skip
+    again = fresh._config_publish(ConfigKey("public", "g", "gone"),
+                                  {"content": "x", "type": "text", "if_revision": 0})  # fmt: skip
+    assert again.revision == 13
+    # a target that holds its tombstone as far already: NOT_FOUND, still absent, no failure
+    far = FakeClient("public", {("g", "gone"): info("gone", "", 20, "g", deleted=True)})
+    report = import_items(far, [i for i in items if i.data_id == "gone"])  # type: ignore[arg-type]
+    assert report.absent == [("g", "gone")] and report.failed == []
+    assert far.configs[("g", "gone")].revision == 20
+    # with its history: each replayed version at its own archived revision
+    hist = FakeClient("public", {})
+    items_h = read_archive(io.BytesIO(buf.getvalue()), history=True)
+    report = import_items(hist, items_h, history=True)  # type: ignore[arg-type]
+    app = [hist.configs[("g", "app")], *hist.history[("g", "app")]]
+    assert [(v.revision, v.content) for v in reversed(app)] == [(5, "v5"), (8, "v8"), (9, "v9")]
+    gone = [hist.configs[("g", "gone")], *hist.history[("g", "gone")]]
+    assert [(v.revision, v.deleted) for v in reversed(gone)] == [(11, False), (12, True)]
+    # overwrite: the archived revision if higher, else the next one; never down
+    target = FakeClient("public", {("g", "app"): info("app", "here", 3, "g"),
+                                   ("g", "low"): info("low", "here", 6, "g")})  # fmt: skip
+    report = import_items(target, items, "overwrite")  # type: ignore[arg-type]
+    assert target.configs[("g", "app")].revision == 9  # max(3 + 1, 9)
+    assert target.configs[("g", "low")].revision == 7  # max(6 + 1, 2)
+    assert sorted(report.overwritten) == [("g", "app"), ("g", "low")]
+    # a hand-made archive carries no revision: no floor, the next revision as before
+    (plain,) = read_archive(io.BytesIO(archive_bytes([ArchiveItem("g", "hand", "h")])))
+    assert plain.revision == 0
+    hand = FakeClient("public", {})
+    import_items(hand, [plain])  # type: ignore[arg-type]
+    assert hand.configs[("g", "hand")].revision == 1
+    assert hand.floors_asked == [("publish", "g", "hand", None)]
+    # a node that ignores revision_floor (older than this client): said in the report
+    old = FakeClient("public", {})
+    old.floors = False
+    report = import_items(old, items)  # type: ignore[arg-type]
+    assert sorted(report.below) == [("g", "app"), ("g", "low")]
+    assert report.to_json()["below_archived_revision"] == ["g/app", "g/low"]
+
+
+@pytest.mark.parametrize("revision", [0, -3, 2**62 + 1, "7", 1.5, True])
+def test_an_archived_revision_out_of_range_refuses_the_archive(revision: object) -> None:
+    meta = {"format": "meshreg-configs", "version": 3, "items": [
+        {"group": "g", "data_id": "a", "file": "configs/g/a", "type": "text",
+         "revision": revision}]}  # fmt: skip
+    with pytest.raises(ArchiveError, match="'revision' must be an integer in 1.."):
+        read_archive(_zip({METADATA: json.dumps(meta), "configs/g/a": "x"}))
 
 
 class _Lister:
@@ -589,3 +684,69 @@ def test_config_history_of_an_unknown_data_id_fails_naming_it_with_or_without_js
     assert result.exit_code == 1, result.output
     assert "no history of 'nosuch' in namespace 'public', group 'DEFAULT_GROUP'" in result.output
     assert "[]" not in result.output
+
+
+def test_client_config_list_lists_every_group_by_default_as_the_cli_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review11: ``Client.config_list()`` listed the client's group while ``meshreg config
+    list`` (and Nacos's config list with an empty group) lists every group.  Now both list
+    every group unless a group is named; ``all_groups=False`` keeps the old call's meaning;
+    a key refused every group is told to name one."""
+    from meshreg import Client
+    from meshreg.errors import ConfigError, PermissionDeniedError
+
+    asked: list[Any] = []
+
+    def fake_call(self: Any, op: str, key: Any, fields: dict[str, Any]) -> ConfigPage:
+        asked.append(fields["group"])
+        if fields["group"] is None and fields["namespace"] == "locked":
+            raise PermissionDeniedError(7, "client 'app' may not list the configs of ...",
+                                        "127.0.0.1:1")  # fmt: skip
+        return ConfigPage((), None)
+
+    monkeypatch.setattr(Client, "_config_call", fake_call)
+    c = Client([f"127.0.0.1:{free_port_pair()}"], group="mine", timeout=0.3)
+    try:
+        c.config_list()
+        c.config_list(group="billing")
+        c.config_list(all_groups=True)
+        c.config_list(all_groups=False)  # the client's group, as a bare call listed before
+        assert asked == [None, "billing", None, "mine"]
+        with pytest.raises(ConfigError, match="contradict"):
+            c.config_list(group="billing", all_groups=True)
+        with pytest.raises(PermissionDeniedError, match=r"give group=\.\.\. for one \(CLI: -g"):
+            c.config_list(namespace="locked")
+    finally:
+        c.close(timeout=0.2)
+
+
+def test_cli_import_warns_about_configs_written_below_their_archived_revision(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A node older than ``revision_floor`` ignores it: the import says which data ids a
+    running client that saw the source's revisions will not see."""
+
+    class OldNodes(FakeClient):
+        def __enter__(self) -> OldNodes:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    target = OldNodes("public", {})
+    target.floors = False
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: target)
+    path = tmp_path / "a.zip"
+    source = FakeClient("public", {("g", "app"): info("app", "v7", 7, "g")})
+    with path.open("wb") as out:
+        export_namespace(source, out)  # type: ignore[arg-type]
+    result = invoke("import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "1 config(s) written below their archived revision (g/app)" in result.stderr
+    assert target.configs[("g", "app")].revision == 1
+    target.floors = True
+    target.configs.clear()
+    result = invoke("import", str(path))
+    assert result.exit_code == 0 and "below" not in result.stderr, result.output
+    assert target.configs[("g", "app")].revision == 7

@@ -356,6 +356,86 @@ def test_a_data_id_created_again_after_its_tombstone_was_purged_goes_on_above_it
     assert s.publish(twin, "shares the bucket", now=31 * DAY + 5).revision == 5  # above, fine
 
 
+def test_a_revision_floor_keeps_an_imported_revision_and_revisions_only_grow() -> None:
+    """Import into a rebuilt cluster (issue 12, review11 F-revreset): a data id absent here
+    is written at the archived revision, not 1, so a client that saw it in the old cluster
+    (its floor) is not left behind; present, the revision is the next one or the floor,
+    whichever is higher: it never goes down."""
+    s = store()
+    assert s.publish(K, "from the archive", now=1.0, if_revision=0,
+                     revision_floor=7).revision == 7  # fmt: skip
+    assert s.publish(K, "next", now=2.0).revision == 8  # then as usual
+    assert s.publish(K, "floor below", now=3.0, revision_floor=5).revision == 9  # never down
+    assert s.publish(K, "floor above", now=4.0, if_revision=9, revision_floor=20).revision == 20
+    assert [e.revision for e in s.history(K).items] == [20, 9, 8, 7]
+    tomb = s.delete(K, now=5.0, revision_floor=30)  # a tombstone replayed by an import
+    assert (tomb.revision, tomb.deleted) == (30, True)
+    again = s.publish(K, "re-created", now=6.0, if_revision=0, revision_floor=25)
+    assert again.revision == 31  # above its tombstone, the floor below it
+    other = ConfigKey("public", "g", "fresh")
+    assert s.publish(other, "x", now=7.0, revision_floor=0).revision == 1  # 0: no floor
+    assert s.publish(other, "y", now=8.0, revision_floor=None).revision == 2  # type: ignore[arg-type]
+
+
+def test_a_revision_floor_after_a_purged_tombstone_is_the_higher_of_the_two() -> None:
+    s = store(keep_seconds=30 * DAY)
+    for n in range(4):
+        s.publish(K, f"v{n}", now=float(n))
+    s.delete(K, now=4.0)  # revision 5
+    s.prune(31 * DAY + 5)
+    assert s.current(K) is None
+    assert s.publish(K, "low floor", now=31 * DAY + 6, revision_floor=3).revision == 6
+    k2 = next(ConfigKey("public", "g", f"u{i}") for i in range(100_000)
+              if floor_bucket(ConfigKey("public", "g", f"u{i}")) == floor_bucket(K))  # fmt: skip
+    assert s.publish(k2, "high floor", now=31 * DAY + 6, revision_floor=40).revision == 40
+
+
+def test_a_delete_with_a_floor_keeps_a_tombstone_where_the_data_id_holds_less() -> None:
+    """An import of a data id deleted at the source (tombstone at 12) into a target where it
+    does not exist writes its tombstone at 12, so a later create goes on at 13: a client
+    that saw the delete there is not left behind.  Without a floor, or a floor at or below
+    what is held, deleting what does not exist stays NOT_FOUND and changes nothing."""
+    s = store(keep_seconds=30 * DAY)
+    absent = ConfigKey("public", "g", "gone")
+    assert rejected(s.delete, absent, now=1.0).code is ErrorCode.NOT_FOUND
+    assert rejected(s.delete, absent, now=1.0, if_revision=0).code is ErrorCode.NOT_FOUND
+    tomb = s.delete(absent, now=2.0, if_revision=0, revision_floor=12)
+    assert (tomb.revision, tomb.deleted, tomb.change) == (12, True, Change.DELETE)
+    assert s.stats()["tombstones"] == 1 and s.stats()["configs"] == 0
+    assert rejected(s.get, absent).code is ErrorCode.NOT_FOUND  # still nothing to read
+    for floor in (0, 5, 12):  # held as far already: nothing to do
+        assert rejected(s.delete, absent, now=3.0, revision_floor=floor).code is ErrorCode.NOT_FOUND
+    assert s.delete(absent, now=3.5, revision_floor=15).revision == 15  # raised again
+    assert s.publish(absent, "again", now=4.0, if_revision=0).revision == 16
+    assert s.stats()["rejected"] == {"not_found": 6}
+    # after a purge: the bucket's floor counts as held
+    purged = ConfigKey("public", "g", "purged")
+    s.publish(purged, "x", now=5.0)
+    s.delete(purged, now=6.0)  # revision 2
+    s.prune(31 * DAY + 7)
+    assert s.current(purged) is None
+    assert rejected(s.delete, purged, now=31 * DAY + 8, revision_floor=2).code is (
+        ErrorCode.NOT_FOUND)  # fmt: skip
+    assert s.delete(purged, now=31 * DAY + 8, revision_floor=9).revision == 9
+    dots = ConfigKey("public", "g", "..")  # a name no data id may be created with
+    assert rejected(s.delete, dots, now=1.0, revision_floor=3).code is INVALID
+
+
+@pytest.mark.parametrize("floor", [-1, 2**62 + 1, 2**63, 1.5, "3", True, b"1"])
+def test_a_bad_revision_floor_is_refused_counted_and_changes_nothing(floor: object) -> None:
+    s = store()
+    s.publish(K, "a", now=1.0)
+    before = (s.stats(), s.entries(K))
+    for write in (lambda: s.publish(K, "b", now=2.0, revision_floor=floor),  # type: ignore[arg-type]
+                  lambda: s.delete(K, now=2.0, revision_floor=floor)):  # type: ignore[arg-type]
+        exc = rejected(write)
+        assert exc.code is INVALID and "'revision_floor'" in exc.message, exc.message
+    after = s.stats()
+    assert after.pop("rejected") == {"bad_revision": 2}
+    assert {**before[0], "rejected": {}} == {**after, "rejected": {}}
+    assert s.entries(K) == before[1] and s.get(K).revision == 1
+
+
 def test_prune_resumes_over_many_keys() -> None:
     s = store(keep_revisions=1, keep_seconds=None, prune_step=5)
     keys = [ConfigKey("public", "g", f"k{i}") for i in range(12)]

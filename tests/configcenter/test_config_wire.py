@@ -27,6 +27,7 @@ from meshreg.wire.config_messages import (
     CONFIG_OPS,
     CONFIG_WRITE_OPS,
     ConfigHistory,
+    DeleteConfig,
     GetConfig,
     ListConfigs,
     ListenConfig,
@@ -112,6 +113,16 @@ def test_fields_are_typed_and_defaulted() -> None:
         (body("config_publish", data_id="x", content="x", if_revision=-1),
          ErrorCode.INVALID_ARGUMENT, "'if_revision'"),
         (body("config_publish", data_id="x", content="x" * 2000), ErrorCode.TOO_LARGE, "1024"),
+        (body("config_publish", data_id="x", content="x", revision_floor=-1),
+         ErrorCode.INVALID_ARGUMENT, "field 'revision_floor' must be an integer in 0.."),
+        (body("config_publish", data_id="x", content="x", revision_floor=2**62 + 1),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
+        (body("config_publish", data_id="x", content="x", revision_floor="7"),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
+        (body("config_publish", data_id="x", content="x", revision_floor=7.0),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
+        (body("config_delete", data_id="x", revision_floor=True),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
         (body("config_gray", data_id="x", content="x"), ErrorCode.INVALID_ARGUMENT, "selector"),
         (body("config_rollback", data_id="x"), ErrorCode.INVALID_ARGUMENT, "'revision'"),
         (body("config_get", data_id="x", revision=0), ErrorCode.INVALID_ARGUMENT, "'revision'"),
@@ -187,6 +198,31 @@ def test_writes_map_onto_the_replication_commands() -> None:
         as_config_write(parse_config_message(VALID[1]), None)
 
 
+def test_a_revision_floor_goes_with_a_publish_or_delete_to_the_store() -> None:
+    """``revision_floor`` (an import keeps the archive's revisions): optional, nil or 0 is
+    none, and the owner's store makes at least that revision."""
+    plain = parse_config_message(body("config_publish", data_id="x", content="a"))
+    assert isinstance(plain, PublishConfig) and plain.revision_floor == 0
+    assert "revision_floor" not in as_config_write(plain, None).args
+    nil = parse_config_message(body("config_publish", data_id="x", content="a",
+                                    revision_floor=None))  # fmt: skip
+    assert isinstance(nil, PublishConfig) and nil.revision_floor == 0
+    req = parse_config_message(body("config_publish", data_id="x", content="a", if_revision=0,
+                                    revision_floor=2**62))  # fmt: skip
+    assert isinstance(req, PublishConfig) and req.revision_floor == 2**62
+    w = as_config_write(parse_config_message(body(
+        "config_publish", data_id="x", content="a", if_revision=0, revision_floor=6)), None)
+    assert w.args["revision_floor"] == 6
+    d = parse_config_message(body("config_delete", data_id="x", revision_floor=9))
+    assert isinstance(d, DeleteConfig) and as_config_write(d, None).args["revision_floor"] == 9
+    store = ConfigStore("n1")
+    a = w.args
+    entry = store.publish(w.key, a["content"], a["type"], now=1.0, if_revision=w.if_revision,
+                          revision_floor=a["revision_floor"])  # fmt: skip
+    assert entry.revision == 6
+    assert store.delete(d.key, now=2.0, revision_floor=9).revision == 9
+
+
 # -- fuzzing ---------------------------------------------------------------------------------
 names = st.one_of(
     st.sampled_from(["app.yaml", "a", "DEFAULT_GROUP", "public", "x@y:z", "", "a b", "é"]),
@@ -216,6 +252,7 @@ FIELDS = [
     "min_revision",
 ]
 FIELDS += ["labels", "clients", "pattern", "page_size", "cursor", "request_id", "md5"]
+FIELDS += ["revision_floor"]
 
 
 def check_accepted(req: Any) -> None:
@@ -235,6 +272,8 @@ def check_accepted(req: Any) -> None:
     for name in ("if_revision", "revision", "min_revision"):
         value = getattr(req, name, None)
         assert value is None or (type(value) is int and 0 <= value < 2**63)
+    floor = getattr(req, "revision_floor", 0)
+    assert type(floor) is int and 0 <= floor <= 2**62
 
 
 def parse_or_reject(msg: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import NodeProcess, meshreg_cmd, run_cli, wait_until
+from helpers import NodeProcess, meshreg_cmd, raw_request, run_cli, wait_until
 
 from meshreg import Client
 from meshreg.errors import ConflictError, ErrorCode, ServerError
@@ -539,3 +539,46 @@ def test_an_old_archive_holding_a_dot_name_imports_the_rest_and_names_that_one(
     (failed,) = report["failed"]
     assert failed["config"] == "../x"
     assert "field 'group' '..' is not a name a config may have" in failed["error"]
+
+
+def test_stats_count_config_listeners_and_every_refused_config_request(
+    node: NodeProcess,
+) -> None:
+    """review11: 20,000 config subscriptions left ``stats.subscribers`` at 0 and 59
+    INVALID_ARGUMENT config refusals were not in ``stats.config.rejected``: a node's config
+    listeners are ``config.subscribers``, and every refusal is in ``config.rejected``."""
+
+    def config_stats() -> dict[str, Any]:
+        return raw_request(node.port, {"v": 1, "id": 1, "op": "stats"}, 5.0)["result"]["config"]
+
+    assert config_stats()["subscribers"] == 0
+    with Client(node.address, timeout=5.0) as c:
+        c.config_listen("a.txt", lambda content, revision: None)
+        c.config_listen("b.txt", lambda content, revision: None)
+        wait_until(lambda: config_stats()["subscribers"] == 2, 10, what="2 config subscribers")
+        bad = {"v": 1, "id": 2, "op": "config_publish", "data_id": "x", "content": "x",
+               "revision_floor": "high"}  # fmt: skip
+        reply = raw_request(node.port, bad, 5.0)
+        assert reply["error"]["name"] == "INVALID_ARGUMENT"
+        assert config_stats()["rejected"] == {"bad_revision": 1}
+    wait_until(lambda: config_stats()["subscribers"] == 0, 10, what="listeners gone")
+
+
+def test_client_config_list_and_cli_config_list_list_the_same_data_ids(
+    node: NodeProcess,
+) -> None:
+    """Both list every group unless a group is named (review11: the client listed only
+    its own group)."""
+    with Client(node.address, group="billing", timeout=5.0) as c:
+        c.config_publish("rates.json", "{}", type="json")
+        c.config_publish("app.yaml", "a: 1", group="DEFAULT_GROUP")
+        c.config_publish("z.txt", "z", group="zeta")
+        listed = [(i.group, i.data_id) for i in c.config_list()]
+        assert listed == [("DEFAULT_GROUP", "app.yaml"), ("billing", "rates.json"),
+                          ("zeta", "z.txt")]  # fmt: skip
+        assert [i.data_id for i in c.config_list(group="zeta")] == ["z.txt"]
+        assert [i.data_id for i in c.config_list(all_groups=False)] == ["rates.json"]
+    cli = json.loads(ok(cfg(node, "list", "--json")).stdout)
+    assert [(i["group"], i["data_id"]) for i in cli] == listed
+    cli_g = json.loads(ok(cfg(node, "list", "--json", "-g", "zeta")).stdout)
+    assert [i["data_id"] for i in cli_g] == ["z.txt"]

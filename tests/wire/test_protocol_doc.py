@@ -35,6 +35,7 @@ from meshreg.client import agent, client
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
 from meshreg.config import NodeConfig
 from meshreg.configcenter.model import (
+    CONFIG_BEHIND_ATTEMPT,
     CONFIG_WRITE_ATTEMPT,
     DEFAULT_ACK_TIMEOUT,
     DEFAULT_MAX_CONTENT_BYTES,
@@ -443,6 +444,8 @@ def timings_table() -> str:
         ("FORWARD_TIMEOUT", FORWARD_TIMEOUT, "s; node: a forwarder answers a config write"),
         ("CONFIG_WRITE_ATTEMPT", CONFIG_WRITE_ATTEMPT, "s; client: one server's time, a write"),
         ("PARK_SECONDS", PARK_SECONDS, "s; node: a read waits for its min_revision"),
+        ("CONFIG_BEHIND_ATTEMPT", CONFIG_BEHIND_ATTEMPT,
+         "s; client: one server's time, a read with min_revision > 0"),  # fmt: skip
         ("CONFIG_RESYNC_INTERVAL", CONFIG_RESYNC_INTERVAL, "s; client: config_listen again"),
     ]
     return _table([(str(a), str(b), str(c)) for a, b, c in rows])
