@@ -53,9 +53,10 @@ of it, the node itself included, whether or not the others are up.
   its predecessor first, so a re-send after an owner change finds the original.  The
   window is the history's retention (``ConfigStore.find_request``).
 * **Repair.** Every ``sync_interval`` the node starts a round to one peer in turn: its
-  digests (key, revision, md5, origin, committed, history hash) in steps of
-  ``DIGEST_STEP`` data ids, in key order, each with the key range it covers
-  (``SendDigests``), ``DIGEST_STEP_GAP`` apart.  The receiver looks at that range only:
+  digests (key, revision, md5, origin, committed, history hash) in steps of at most
+  ``DIGEST_STEP`` data ids and ``DIGEST_STEP_HASHES`` revisions to hash (history hashes
+  not cached), in key order, each with the key range it covers (``SendDigests``),
+  ``DIGEST_STEP_GAP`` apart.  The receiver looks at that range only:
   where it is ahead it pushes the versions the sender lacks (``SendVersions``: above the
   sender's current revision, or at it and not its current version or with a committed
   flag it lacks), where the sender is ahead it answers with its digest (the sender
@@ -941,7 +942,8 @@ class ConfigReplicator:
 
     def _digest_steps(self, now: float) -> list[Effect]:
         """One step of every round under way: the next ``DIGEST_STEP`` data ids in key
-        order, with the key range they cover (the last step's range is open)."""
+        order (fewer past ``DIGEST_STEP_HASHES`` revisions to hash), with the key range
+        they cover (the last step's range is open)."""
         effects: list[Effect] = []
         for peer, after in list(self._rounds.items()):
             step = self._page(peer, after, DIGEST_STEP, DIGEST_STEP_HASHES)
