@@ -770,6 +770,19 @@ def ranged(kind: Any, low: float, high: float) -> Any:
     return parse
 
 
+def parse_rates(text: str) -> tuple[float, ...]:
+    """Request rates per second, comma-separated (``500,1000,2000``)."""
+    try:
+        rates = tuple(float(s.replace("_", "")) for s in text.split(",") if s.strip())
+    except ValueError:
+        rates = ()
+    if not rates or not all(1 <= r <= 1_000_000 for r in rates):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: rates are requests/s in 1..1000000, comma-separated, e.g. 500,1000"
+        )
+    return rates
+
+
 def parse_sizes(text: str) -> tuple[int, ...]:
     """Instance counts, comma-separated (``100000,1000000``)."""
     try:

@@ -247,7 +247,8 @@ def load_rows(
     measure: Callable[[str, int, float | None], dict[str, Any]],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Publish at its max from one loader per node (``--quick``: one); full runs only: paced
-    at half of that and at ``--rate``, get from 1 loader; get from ``--clients`` loaders.
+    at half of that, at ``--rate`` and at each of ``--rates``, get from 1 loader; get from
+    ``--clients`` loaders.
     ``measure(verb, loaders, rate)``: one run of the system's loaders."""
     pub, get = VERBS[system]
     n = 1 if o.quick else nodes
@@ -264,6 +265,8 @@ def load_rows(
         half = max(1.0, rows[-1]["ops_per_second"] / 2)
         row(W_HALF, f"{pub} paced at {half:,.0f}/s (50% of max)", pub, n, half)
         row(W_PACED, f"{pub} paced at {o.rate:,.0f}/s", pub, n, o.rate)
+        for rate in o.rates or ():  # the knee (--rates): the table below lists these rows
+            row(f"{W_PACED} {rate:g}", f"{pub} paced at {rate:,.0f}/s", pub, n, rate)
         row(W_GET1, f"{get}, 1 loader", get, 1)
     row(W_GETK, f"{get}, {o.clients} loaders", get, o.clients)
     return rows

@@ -24,6 +24,7 @@ from bench.common import (
     machine_info,
     met,
     no_nan,
+    parse_rates,
     parse_sizes,
     ranged,
     save_result,
@@ -124,6 +125,9 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--content-bytes", int, 1, 1_000_000, "config: bytes of each published content")
     opt("--rate", float, 1, 1_000_000, "config: publishes (puts)/s of the paced row")
     opt("--listen-rate", float, 1, 10_000, "config: changes/s of the listener row")
+    ap.add_argument("--rates", type=parse_rates,
+                    help="config: more paced publish (put) rows, at these rates/s (the knee: "
+                    "where p99 leaves the no-load latency), e.g. 500,1000,1500,2000")  # fmt: skip
     dests = {a.dest for a in ap._actions}
     ap.epilog = "scenarios, and their defaults (full/--quick):\n" + "\n".join(
         f"  {n:<12} {sc.about}" + ("" if sc.suite else " [only when named]") + "\n" + textwrap.fill(

@@ -432,10 +432,10 @@ class ConfigStore:
         while the revision holds the same version objects, so a data id that gained a
         revision costs one repr, not one per version (the same text, the same hash)."""
         cutoff = self._age_cutoff
-        cached = self._hashes.get(key)
         uncut = cutoff is None or self._oldest.get(key, 0.0) >= cutoff  # no version too old
-        if cached is not None and (cached[1] == cutoff or (cached[1] is None and uncut)):
-            return cached[0]
+        cached = self._cached_hash(key, uncut)
+        if cached is not None:
+            return cached
         held = len(self._history.get(key, ()))  # revisions (a data id not held: none)
         if uncut and (  # every version young enough: the kept ones are the window's
             key in self._hash_parts or self.hash_parts + held <= HASH_PARTS_MAX
@@ -446,6 +446,24 @@ class ConfigStore:
         value = int(xxhash.xxh64_intdigest(text.encode())) or 1
         self._hashes[key] = (value, None if uncut else cutoff)
         return value
+
+    def _cached_hash(self, key: ConfigKey, uncut: bool) -> int | None:
+        """The data id's last history hash if it still holds (``uncut``: no version of it
+        is older than the age cutoff), else None."""
+        cached = self._hashes.get(key)
+        if cached is not None and (cached[1] == self._age_cutoff or (cached[1] is None and uncut)):
+            return cached[0]
+        return None
+
+    def hash_work(self, key: ConfigKey) -> int:
+        """The revisions ``history_hash(key)`` would go through now: 0 while its last hash
+        holds (most data ids of a digest round), else every revision held of it (the
+        measure a digest step's work is bounded by; ``replication.DIGEST_STEP_HASHES``)."""
+        cutoff = self._age_cutoff
+        uncut = cutoff is None or self._oldest.get(key, 0.0) >= cutoff
+        if self._cached_hash(key, uncut) is not None:
+            return 0
+        return len(self._history.get(key, ()))
 
     def _kept_text(self, key: ConfigKey) -> str:
         """``repr(sorted(items of kept_versions(key)))`` when no version is older than the

@@ -53,9 +53,10 @@ of it, the node itself included, whether or not the others are up.
   its predecessor first, so a re-send after an owner change finds the original.  The
   window is the history's retention (``ConfigStore.find_request``).
 * **Repair.** Every ``sync_interval`` the node starts a round to one peer in turn: its
-  digests (key, revision, md5, origin, committed, history hash) in steps of
-  ``DIGEST_STEP`` data ids, in key order, each with the key range it covers
-  (``SendDigests``), ``DIGEST_STEP_GAP`` apart.  The receiver looks at that range only:
+  digests (key, revision, md5, origin, committed, history hash) in steps of at most
+  ``DIGEST_STEP`` data ids and ``DIGEST_STEP_HASHES`` revisions to hash (history hashes
+  not cached), in key order, each with the key range it covers (``SendDigests``),
+  ``DIGEST_STEP_GAP`` apart.  The receiver looks at that range only:
   where it is ahead it pushes the versions the sender lacks (``SendVersions``: above the
   sender's current revision, or at it and not its current version or with a committed
   flag it lacks), where the sender is ahead it answers with its digest (the sender
@@ -109,6 +110,11 @@ DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
 DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of this many
 DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
+DIGEST_STEP_HASHES = 2048  # revisions a round's step may have to hash, at most (a data id
+# whose history hash is not cached costs its revisions; at least one data id a step): a
+# step of 240 data ids that each gained revisions since the last round cost 14-19 ms of
+# CPU in one loop turn (3-5 ms at 200 publishes/s), the peer's answer as much again;
+# the listener's slowest changes waited behind them (tail12).  ~1-5 ms a step now.
 SYNC_PAGE = DIGEST_STEP  # data ids per page of digests answering a starting node's ask
 # (``on_sync``): ~130 KB with short names, at most ~1 MB (a digest is <= 1,000 bytes)
 MAX_RANGE_SCAN = 4 * DIGEST_STEP  # data ids of its own a receiver looks at per message
@@ -938,10 +944,11 @@ class ConfigReplicator:
 
     def _digest_steps(self, now: float) -> list[Effect]:
         """One step of every round under way: the next ``DIGEST_STEP`` data ids in key
-        order, with the key range they cover (the last step's range is open)."""
+        order (fewer past ``DIGEST_STEP_HASHES`` revisions to hash), with the key range
+        they cover (the last step's range is open)."""
         effects: list[Effect] = []
         for peer, after in list(self._rounds.items()):
-            step = self._page(peer, after, DIGEST_STEP)
+            step = self._page(peer, after, DIGEST_STEP, DIGEST_STEP_HASHES)
             effects.append(step)
             if step.upto is not None:
                 self._rounds[peer] = step.upto
@@ -960,14 +967,30 @@ class ConfigReplicator:
         page = self._page(sender, after, self.sync_page)
         return [replace(page, ask=ask) if ask else page]
 
-    def _page(self, peer: str, after: ConfigKey | None, size: int) -> SendDigests:
+    def _page(
+        self, peer: str, after: ConfigKey | None, size: int, hashes: int | None = None
+    ) -> SendDigests:
         """The digests of the ``size`` data ids after ``after`` in key order, covering
-        (``after``, the last of them], or (``after``, end) if no data id is left after."""
-        keys = list(itertools.islice(self.store.keys_after(after), size + 1))
+        (``after``, the last of them], or (``after``, end) if no data id is left after;
+        ``hashes``: fewer data ids if theirs would cost more revisions to hash than that
+        (``ConfigStore.hash_work``; the first data id goes whatever it costs)."""
+        store = self.store
+        scan = store.keys_after(after)
+        if hashes is None:
+            keys = list(itertools.islice(scan, size + 1))
+        else:
+            keys, work = [], 0
+            for key in itertools.islice(scan, size + 1):  # bounded: size + 1 keys
+                work += store.hash_work(key) if len(keys) < size else 0
+                if keys and work > hashes:
+                    keys.append(key)  # not in this step: the next one starts at it
+                    size = len(keys) - 1
+                    break
+                keys.append(key)
         more = len(keys) > size
         keys = keys[:size]
         upto = keys[-1] if more else None
-        return SendDigests(peer, tuple(self.store.digests(keys)), False, after, upto)
+        return SendDigests(peer, tuple(store.digests(keys)), False, after, upto)
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""
