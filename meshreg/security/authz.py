@@ -280,10 +280,7 @@ def denial_message(
     if service is None:
         where = _show(namespace) + ("" if group is None else f"/{_show(group)}")
         what = "list services" if op == "services" else f"use {op_text}"  # register_batch
-        return (
-            f"{who} may not {what} in {where}: needs {level} access to some service "
-            f"there; {fix}"
-        )
+        return f"{who} may not {what} in {where}: needs {level} access to some service there; {fix}"
     verb = _VERBS.get(op, f"use {op_text} on") if isinstance(op, str) else "act on"
     if service == ALL:
         where = _show(namespace) if group == ALL else f"{_show(namespace)}/{_show(group)}"
