@@ -3,7 +3,10 @@
 Every limit here bounds memory a remote party can make the node hold: frame sizes are
 capped per socket before anything is decoded (the client port takes client-sized
 frames only, the peer port peer-sized ones), and queues are bounded in messages, so in
-bytes by messages x frame cap.  With a :class:`CurveKeys`, every socket is a CURVE
+bytes by messages x frame cap.  Replies have no frame cap (a service list, a config
+content): the reply ROUTERs refuse a send to a full connection at once
+(``REPLY_OPTIONS``) and transport/replies.py holds large replies within a byte budget,
+dropping and counting what does not fit.  With a :class:`CurveKeys`, every socket is a CURVE
 server whose handshakes go to the node's ZAP handler (``transport/zap.py``) under a
 domain naming the plane; ``ZAP_ENFORCE_DOMAIN`` makes a missing handler refuse
 everyone instead of letting unknown keys in.
