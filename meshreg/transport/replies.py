@@ -12,7 +12,11 @@ queues past a bound, and this module decides and counts:
   ``EHOSTUNREACH``) instead of blocking or dropping silently; the reply is dropped and
   counted (``stats.replies``), with a rate-limited warning.  The queue is a count
   (``CLIENT_REPLY_HWM``), so it bounds the small replies (at most ``SMALL_REPLY_BYTES``
-  each: beats, writes, short lists): 1,000 x 4 KiB = 4 MiB a connection.
+  each: beats, writes, short lists): 2,000 x 4 KiB = 8 MiB a connection.  Why 2,000:
+  libzmq's writer learns what the connection took only every ``hwm / 2`` messages, so
+  a reader with W replies outstanding can look full from W + hwm / 2; the Python
+  client has up to 512 requests in flight (client/session ``MAX_IN_FLIGHT``), the
+  benchmark loaders 128, so 2,000 leaves room for W up to about 1,000.
 * A larger reply is sent zero-copy with a pyzmq ``MessageTracker``, which says when
   libzmq has written it to the kernel (or dropped it with its connection): until then
   its bytes are *held*.  A large reply goes only if its connection's held bytes stay
@@ -41,7 +45,7 @@ from meshreg.log_limiter import LogLimiter
 
 _SNDMORE = int(zmq.SNDMORE)
 SMALL_REPLY_BYTES = 4096  # replies up to this are bounded by the queue's count only
-CLIENT_REPLY_HWM = 1_000  # replies queued per client connection (all sizes)
+CLIENT_REPLY_HWM = 2_000  # replies queued per client connection (all sizes)
 CLIENT_CONNECTION_BYTES = 8 * 1024 * 1024  # large replies held per client connection
 CLIENT_NODE_BYTES = 128 * 1024 * 1024  # large replies held for all clients of a node
 PEER_CONNECTION_BYTES = 256 * 1024 * 1024  # large replies held per peer connection
