@@ -73,7 +73,14 @@ from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic, visible_services
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
-from meshreg.transport.sockets import CurveKeys, PeerLiveness
+from meshreg.transport.replies import (
+    CLIENT_CONNECTION_BYTES,
+    CLIENT_NODE_BYTES,
+    PEER_CONNECTION_BYTES,
+    PEER_NODE_BYTES,
+    ReplyGuard,
+)
+from meshreg.transport.sockets import PEER_SNDHWM, ROUTER_SNDHWM, CurveKeys, PeerLiveness
 from meshreg.transport.zap import NODE_USER, connection_user
 from meshreg.transport.zeromq import ZmqTransport
 from meshreg.wire import limits
@@ -254,6 +261,13 @@ class NodeRuntime:
         self._fast_io: tuple[RecvFn, SendFn] | None = None  # the transport's, for the beat path
         self._own_transport = transport is None  # made (and dropped) by bind()/close()
         self._limiter = LogLimiter(log)
+        # replies a connection does not read: bounded, dropped and counted (transport/replies)
+        self.replies = ReplyGuard(
+            self._limiter, "client", CLIENT_CONNECTION_BYTES, CLIENT_NODE_BYTES, ROUTER_SNDHWM
+        )
+        self.peer_replies = ReplyGuard(
+            self._limiter, "peer", PEER_CONNECTION_BYTES, PEER_NODE_BYTES, PEER_SNDHWM
+        )
         self._wall_offset = wall_offset
         self._request_frame: Any = None  # the secure drain's current request (Peer-Address)
         self._reload = threading.Event()
@@ -344,6 +358,8 @@ class NodeRuntime:
             "subscriptions_admitted": self.gate.total,
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
+            "replies": self.replies.stats(),
+            "peer_replies": self.peer_replies.stats(),
             "subscriptions_refused": {
                 "invalid": self.gate.refused_invalid,
                 "denied": self.gate.refused_acl,
@@ -655,6 +671,8 @@ class NodeRuntime:
         # any other shape than [id, b"", body] goes there as bytes.
         serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self._write_effects()
         fast_get, offset = self.configs.fast_get, self._wall_offset
+        replies = self.replies
+        refused, small = replies.refused, replies.small
         recv, send = self._fast_io  # type: ignore[misc]
         now = self.clock()
         self._entries = 0
@@ -690,10 +708,17 @@ class NodeRuntime:
                             ok = beat_ok(beat[0])
                     else:  # a config get of a version read before: its packed reply
                         ok = fast_get(msg, now + offset)
+                        if ok is not None and len(ok) > small:  # held within a byte budget
+                            replies.send(router, [rid, b"", ok], now)  # never raises
+                            continue
                 except Exception:  # a bad body, or a bug: _serve answers it (and logs a bug)
                     pass
                 if ok is not None:
-                    send(router, rid, _SNDMORE)
+                    try:  # (a try costs nothing unless it raises)
+                        send(router, rid, _SNDMORE)
+                    except zmq.ZMQError as exc:  # not reading (queue full), or gone
+                        refused(exc, rid, now)
+                        continue
                     send(router, b"", _SNDMORE)
                     send(router, ok, 0)
                     continue
@@ -709,14 +734,16 @@ class NodeRuntime:
             if has_effects():  # a change: pushed and replicated before its reply
                 self._after_write(router)
             if reply is not None:
-                if len(reply) == 3:
-                    send(router, reply[0], _SNDMORE)
+                if len(reply) == 3 and len(reply[2]) <= small:
+                    try:
+                        send(router, reply[0], _SNDMORE)
+                    except zmq.ZMQError as exc:  # not reading (queue full), or gone
+                        refused(exc, reply[0], now)
+                        continue
                     send(router, reply[1], _SNDMORE)
                     send(router, reply[2], 0)
                     continue
-                last = len(reply) - 1
-                for i, out in enumerate(reply):
-                    send(router, out, 0 if i == last else _SNDMORE)
+                replies.send(router, reply, now)
 
     def _drain_requests_secure(self, router: Channel) -> None:
         """The client port with CURVE: each request's principal from its ``User-Id``.
@@ -728,7 +755,7 @@ class NodeRuntime:
         connection could take over an earlier one's.
         """
         sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
-        recv, send, get, serve = sock.recv, sock.send, sock.get, self._serve
+        recv, get, serve, replies = sock.recv, sock.get, self._serve, self.replies
         principals, has_effects = self._principals, self._write_effects()
         now = self.clock()
         self._entries = 0
@@ -759,9 +786,7 @@ class NodeRuntime:
             if has_effects():  # a change: pushed and replicated before its reply
                 self._after_write(router)
             if reply is not None:
-                last = len(reply) - 1
-                for k, frame in enumerate(reply):
-                    send(frame, 0 if k == last else _SNDMORE)
+                replies.send(sock, reply, now)
 
     def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only; config
@@ -786,7 +811,7 @@ class NodeRuntime:
             if has_effects():  # a forwarded change: out before its reply
                 self._after_write(router)
             if reply is not None:
-                router.send_multipart(reply)
+                self.peer_replies.send(router, reply, now)
 
     def _write_effects(self) -> Callable[[], bool]:
         """Whether a request just served changed something (``_after_write``), in a
@@ -968,7 +993,7 @@ class NodeRuntime:
 
     def _config_reply(self, envelope: list[bytes], body: bytes) -> None:
         if self._router is not None:
-            self._send_frames(self._router, [*envelope, body], 0)
+            self.replies.send(self._router, [*envelope, body], self.clock())
 
     def _send_frames(self, channel: Channel, frames: list[bytes], flags: int) -> None:
         """``send_multipart`` with plain int flags through the transport's ``fast_io``
@@ -1107,8 +1132,10 @@ class NodeRuntime:
         if join.fill(indices, results):
             router = self._router
             assert router is not None
-            router.send_multipart(
-                join.envelope + [encode_ok(join.req_id, BatchResult(tuple(join.results)))]
+            self.replies.send(
+                router,
+                join.envelope + [encode_ok(join.req_id, BatchResult(tuple(join.results)))],
+                self.clock(),
             )
 
     def _read_allowed(self, client: Any, req: Any, now: float) -> None:
@@ -1199,7 +1226,7 @@ class NodeRuntime:
                         self._limiter.warning(
                             "written", now, "bad write result from %s: %s", pending.address, exc
                         )
-                router.send_multipart(pending.envelope + [frames[2]])
+                self.replies.send(router, pending.envelope + [frames[2]], now)
             elif len(frames) == 2 and frames[0] == b"":  # a peer call's reply
                 try:
                     tag, ok, result = decode_call_reply(frames[1])
@@ -1249,7 +1276,7 @@ class NodeRuntime:
                     body = encode_error(answer.req_id, answer.code, answer.message)
                 case _:
                     assert_never(answer)
-            router.send_multipart(pending.envelope + [body])
+            self.replies.send(router, pending.envelope + [body], now)
         for tag in calls:
             self.core.peer_failed(tag, now)
 

@@ -3,7 +3,10 @@
 Every limit here bounds memory a remote party can make the node hold: frame sizes are
 capped per socket before anything is decoded (the client port takes client-sized
 frames only, the peer port peer-sized ones), and queues are bounded in messages, so in
-bytes by messages x frame cap.  With a :class:`CurveKeys`, every socket is a CURVE
+bytes by messages x frame cap.  Replies have no frame cap (a service list, a config
+content): the reply ROUTERs refuse a send to a full connection at once
+(``REPLY_OPTIONS``) and transport/replies.py holds large replies within a byte budget,
+dropping and counting what does not fit.  With a :class:`CurveKeys`, every socket is a CURVE
 server whose handshakes go to the node's ZAP handler (``transport/zap.py``) under a
 domain naming the plane; ``ZAP_ENFORCE_DOMAIN`` makes a missing handler refuse
 everyone instead of letting unknown keys in.
@@ -18,14 +21,22 @@ from typing import Any
 import zmq
 
 from meshreg.errors import ConfigError
+from meshreg.transport.replies import CLIENT_REPLY_HWM
 from meshreg.wire import limits
 
 NOTIFY_SNDHWM = 10_000  # messages per subscriber; a subscriber that far behind loses
 # notifications (it sees the revision gap and re-pulls) rather than growing the node
 REPLICATION_SNDHWM = 100_000  # messages per peer; a burst of changes should not drop
-ROUTER_SNDHWM = 100_000  # replies queued per client connection before dropping
+ROUTER_SNDHWM = CLIENT_REPLY_HWM  # replies queued per client connection; then a send
+# raises (ROUTER_MANDATORY) and the reply is dropped and counted (transport/replies.py,
+# which also bounds the bytes of large replies)
+PEER_SNDHWM = 100_000  # replies queued per peer connection (peers are authenticated nodes)
 ROUTER_RCVHWM = 1_000  # requests queued per connection; then TCP backpressure, not memory
 PEER_RCVHWM = 100_000  # requests queued per peer (peers are authenticated nodes)
+# The reply ROUTERs (P, P+3): a send to a connection whose queue is full raises zmq.Again
+# (to one that closed, EHOSTUNREACH) at once, never blocks: transport/replies.py drops
+# and counts it
+REPLY_OPTIONS = {zmq.ROUTER_MANDATORY: 1, zmq.SNDTIMEO: 0}
 SUBSCRIPTION_FRAME_BYTES = 2048  # a subscription is one topic (<= ~460 bytes) + 1
 REPLICATION_INBOUND_BYTES = 4096  # a peer SUB sends the empty subscription (and CURVE handshakes)
 # bytes per frame a replication SUB takes from a peer's PUB: a body the decoder accepts
@@ -210,6 +221,7 @@ def bind_request_socket(
         zmq.MAXMSGSIZE: max_frame_bytes,
         zmq.SNDHWM: ROUTER_SNDHWM,
         zmq.RCVHWM: ROUTER_RCVHWM,
+        **REPLY_OPTIONS,
     }
     return _bind_server(ctx, zmq.ROUTER, host, port, "request", options, keys, CLIENT_DOMAIN)
 
@@ -227,8 +239,9 @@ def bind_peer_socket(
     ``liveness``: ZMTP heartbeats, none without)."""
     options = {
         zmq.MAXMSGSIZE: max_frame_bytes,
-        zmq.SNDHWM: ROUTER_SNDHWM,
+        zmq.SNDHWM: PEER_SNDHWM,
         zmq.RCVHWM: PEER_RCVHWM,
+        **REPLY_OPTIONS,
         **(liveness.accepting() if liveness else {}),
     }
     return _bind_server(ctx, zmq.ROUTER, host, port, "peer request", options, keys, PEER_DOMAIN)

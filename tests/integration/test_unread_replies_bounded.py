@@ -1,0 +1,221 @@
+"""A client that pipelines requests and never reads the replies cannot make the node hold
+them all (review12 F-unread; transport/replies.py).
+
+Before: the client ROUTER queued up to 100,000 replies per connection whatever their
+size: 4,000 unread `instances` replies of a 1,000-instance service (~82 KB each) grew the
+node by 313 MB.  Now large replies are held within a byte budget per connection (and per
+node), small ones within a queue of 2,000; what does not fit is dropped and counted in
+`stats.replies`, and a client that reads its replies (a window of requests in flight, as
+the benchmark loaders and the Python client) loses none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+from helpers import HOST, NodeProcess, raw_request, wait_until
+
+from meshreg import Client
+from meshreg.transport.replies import CLIENT_CONNECTION_BYTES, CLIENT_REPLY_HWM
+
+pytestmark = pytest.mark.timeout(120)
+
+INSTANCES = 1_000  # a reply of ~82 KB
+REQUESTS = 4_000  # ~330 MB of replies if all are queued
+BOUND_MB = 100  # far above the per-connection bound (8 MiB + 8 MiB), far below 330 MB
+
+
+def _rss_mb(node: NodeProcess) -> int:
+    assert node.proc is not None
+    with open(f"/proc/{node.proc.pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+def _stats(node: NodeProcess) -> dict[str, Any]:
+    return raw_request(node.port, {"v": 1, "id": 1, "op": "stats"})["result"]  # type: ignore[no-any-return]
+
+
+def _answered(node: NodeProcess) -> int:
+    return int(_stats(node)["requests"].get("instances", 0))
+
+
+def _non_reader(ctx: zmq.Context[Any], port: int) -> zmq.Socket[Any]:
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.SNDHWM, 0)
+    dealer.setsockopt(zmq.RCVHWM, 1)  # and never read
+    dealer.setsockopt(zmq.RCVBUF, 4096)
+    dealer.connect(f"tcp://{HOST}:{port}")
+    return dealer
+
+
+def test_unread_large_replies_of_one_connection_are_bounded_in_bytes(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    node = start_node()
+    with Client([node.address]) as c:
+        assert not c.register_many(
+            [
+                {"service": "big", "ip": f"10.{i // 250}.{i % 250}.1", "port": 8080}
+                for i in range(INSTANCES)
+            ]
+        )
+        probe = raw_request(node.port, {"v": 1, "id": 2, "op": "instances", "service": "big"})
+        assert len(probe["result"]["instances"]) == INSTANCES
+        before = _rss_mb(node)
+        ctx = zmq.Context.instance()
+        dealer = _non_reader(ctx, node.port)
+        body = msgpack.packb({"v": 1, "id": 3, "op": "instances", "service": "big"})
+        try:
+            start = _answered(node)
+            for _ in range(REQUESTS):
+                dealer.send_multipart([b"", body])
+            # the node answers them all (dropping what does not fit), or, before the fix,
+            # holds every reply; wait for the answers, bounded, then look at its memory
+            try:
+                wait_until(
+                    lambda: _answered(node) - start >= REQUESTS, 60, interval=0.25, what="answers"
+                )
+            except AssertionError:
+                pass
+            grown = _rss_mb(node) - before
+            assert grown < BOUND_MB, (
+                f"one connection that never reads its replies grew the node by {grown} MB "
+                f"({_answered(node) - start} of {REQUESTS} requests answered, replies of "
+                f"~{len(msgpack.packb(probe)) // 1024} KB each; {_stats(node).get('replies')})"
+            )
+            replies = _stats(node)["replies"]
+            # what the node did not keep, it says it dropped; what it keeps is within budget
+            assert replies["dropped_bytes"] > REQUESTS // 2, replies
+            assert 0 < replies["held_bytes"] <= CLIENT_CONNECTION_BYTES, replies
+            # another client is not affected: it gets its (large) reply
+            assert len(c.instances("big")) == INSTANCES
+        finally:
+            dealer.close()
+        # the connection closed: libzmq drops its queue, and the node's books follow.  Not at
+        # once: libzmq ends a connection's pipes after the node has read the requests still
+        # queued from it (up to ROUTER_RCVHWM, 1,000: each answered "unroutable"), 10 s and
+        # more on a loaded machine (seen: 3.7 s for ~320; a 10 s deadline failed once)
+        wait_until(lambda: _stats(node)["replies"]["held_bytes"] == 0, 60, what="released")
+
+
+def test_unread_config_replies_are_bounded_in_bytes(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    """The same with a 1 MB config (review12's second test): 400 unread `config_get`s
+    grew the node by 380 MB; the reads after the first are answered on the hot path
+    (``ConfigPlane.fast_get``), which hands a large reply to the same byte budget."""
+    node = start_node()
+    with Client([node.address]) as c:
+        c.config_publish("big.txt", "x" * 1_000_000)
+    before = _rss_mb(node)
+    dealer = _non_reader(zmq.Context.instance(), node.port)
+    body = msgpack.packb({"v": 1, "id": 3, "op": "config_get", "data_id": "big.txt"})
+    try:
+        for _ in range(400):
+            dealer.send_multipart([b"", body])
+        # config_get is not counted in stats.requests: wait for the drops (or, before the
+        # fix, for the memory to pass the bound), 20 s at most
+        try:
+            wait_until(
+                lambda: (
+                    _rss_mb(node) - before >= BOUND_MB
+                    or _stats(node).get("replies", {}).get("dropped_bytes", 0) >= 300
+                ),
+                20,
+                interval=0.25,
+            )
+        except AssertionError:
+            pass
+        grown = _rss_mb(node) - before
+        assert grown < BOUND_MB, (
+            f"one connection that never reads 400 replies of a 1 MB config grew the node by "
+            f"{grown} MB"
+        )
+        replies = _stats(node)["replies"]
+        assert replies["dropped_bytes"] >= 300, replies
+        assert replies["held_bytes"] <= CLIENT_CONNECTION_BYTES + 1_100_000, replies
+    finally:
+        dealer.close()
+
+
+def test_unread_small_replies_are_bounded_by_the_queue(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    """Replies of at most 4 KiB (here ~3 KB `instances` of 40 instances) are not tracked:
+    the queue's count bounds them (2,000 a connection), and the rest are dropped."""
+    node = start_node()
+    provider = Client([node.address])  # open to the end: closing it deregisters
+    dealer = None
+    try:
+        assert not provider.register_many(
+            [{"service": "mid", "ip": f"10.0.{i}.1", "port": 8080} for i in range(40)]
+        )
+        probe = raw_request(node.port, {"v": 1, "id": 2, "op": "instances", "service": "mid"})
+        size = len(msgpack.packb(probe))
+        assert 2000 < size <= 4096, size
+        dealer = _non_reader(zmq.Context.instance(), node.port)
+        body = msgpack.packb({"v": 1, "id": 3, "op": "instances", "service": "mid"})
+        # enough to fill the kernel's buffers (a few MB) and the queue, several times over
+        requests = 20_000
+        start = _answered(node)
+        for _ in range(requests):
+            dealer.send_multipart([b"", body])
+        wait_until(lambda: _answered(node) - start >= requests, 60, interval=0.25, what="answers")
+        replies = _stats(node)["replies"]
+        # at most the queue (2,000) and what the kernel's buffers took (a few MB) went out
+        assert replies["dropped_full"] >= requests - CLIENT_REPLY_HWM - 8_000_000 // size, replies
+        assert replies["dropped_bytes"] == 0, replies
+    finally:
+        if dealer is not None:
+            dealer.close()
+        provider.close()
+
+
+def test_a_reading_client_with_a_window_in_flight_loses_no_reply(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    """A DEALER with 64 large reads in flight that reads its replies (as the benchmark
+    loaders do) gets every reply, and the node drops nothing."""
+    node = start_node()
+    provider = Client([node.address])  # open to the end: closing it deregisters
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(f"tcp://{HOST}:{node.port}")
+    window, total = 64, 1_000
+    sent = got = 0
+    try:
+        assert not provider.register_many(
+            [
+                {"service": "big", "ip": f"10.{i // 250}.{i % 250}.1", "port": 8080}
+                for i in range(INSTANCES)
+            ]
+        )
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        while got < total:
+            while sent < total and sent - got < window:
+                req = {"v": 1, "id": sent + 1, "op": "instances", "service": "big"}
+                dealer.send_multipart([b"", msgpack.packb(req)])
+                sent += 1
+            assert poller.poll(10_000), f"no reply within 10 s ({got} of {total})"
+            while True:
+                try:
+                    frames = dealer.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                reply = msgpack.unpackb(frames[-1])
+                assert len(reply["result"]["instances"]) == INSTANCES
+                got += 1
+        replies = _stats(node)["replies"]
+        assert replies["dropped_full"] == 0 and replies["dropped_bytes"] == 0, replies
+    finally:
+        dealer.close()
+        provider.close()

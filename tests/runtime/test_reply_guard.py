@@ -1,0 +1,124 @@
+"""transport/replies.ReplyGuard on real libzmq sockets (inproc: no kernel buffers, so
+the queue and the budgets are all there is): what does not fit is dropped and counted,
+what libzmq is done with is released, a send never blocks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from helpers import wait_until
+
+from meshreg.log_limiter import LogLimiter
+from meshreg.transport.replies import ReplyGuard
+from meshreg.transport.sockets import REPLY_OPTIONS, set_options
+
+pytestmark = pytest.mark.timeout(30)
+
+KB = 1000
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context[Any]]:
+    context: zmq.Context[Any] = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def _router(ctx: zmq.Context[Any], name: str, hwm: int) -> zmq.Socket[Any]:
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.SNDHWM, hwm)
+    set_options(router, REPLY_OPTIONS)
+    router.bind(f"inproc://{name}")
+    return router
+
+
+def _client(ctx: zmq.Context[Any], name: str, rid: bytes) -> zmq.Socket[Any]:
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.RCVHWM, 1)
+    dealer.setsockopt(zmq.ROUTING_ID, rid)
+    dealer.connect(f"inproc://{name}")
+    return dealer
+
+
+def _connected(router: zmq.Socket[Any], *dealers: zmq.Socket[Any]) -> None:
+    for d in dealers:
+        d.send_multipart([b"", b"hello"])
+    for _ in dealers:
+        assert router.poll(5000)
+        router.recv_multipart()
+
+
+def _guard(per_connection: int, per_node: int, hwm: int = 10) -> ReplyGuard:
+    limiter = LogLimiter(logging.getLogger("test"))
+    return ReplyGuard(limiter, "client", per_connection, per_node, hwm)
+
+
+def test_small_replies_past_the_queue_are_dropped_and_counted(ctx: zmq.Context[Any]) -> None:
+    router = _router(ctx, "small", hwm=10)
+    a = _client(ctx, "small", b"A")
+    _connected(router, a)
+    guard = _guard(1_000_000, 10_000_000)
+    sent = sum(guard.send(router, [b"A", b"", b"x" * 100], 0.0) for _ in range(100))
+    # inproc: the pipe holds SNDHWM + the reader's RCVHWM; the rest is refused at once
+    assert 0 < sent < 30
+    assert guard.dropped_full == 100 - sent
+    assert guard.dropped_bytes == 0 and guard.held == 0  # small: never tracked
+    received = 0
+    while a.poll(100):
+        a.recv_multipart()
+        received += 1
+    assert received == sent
+
+
+def test_a_closed_connection_is_unroutable_not_dropped(ctx: zmq.Context[Any]) -> None:
+    router = _router(ctx, "gone", hwm=10)
+    guard = _guard(1_000_000, 10_000_000)
+    assert not guard.send(router, [b"nobody", b"", b"x"], 0.0)
+    assert not guard.send(router, [b"nobody", b"", b"x" * 10 * KB], 0.0)
+    assert guard.unroutable == 2 and guard.dropped_full == 0 and guard.dropped_bytes == 0
+
+
+def test_large_replies_are_held_within_the_connection_and_node_budgets(
+    ctx: zmq.Context[Any],
+) -> None:
+    router = _router(ctx, "large", hwm=1000)
+    a, b = _client(ctx, "large", b"A"), _client(ctx, "large", b"B")
+    _connected(router, a, b)
+    guard = _guard(per_connection=300 * KB, per_node=500 * KB)
+    big = b"y" * (100 * KB)
+    assert [guard.send(router, [b"A", b"", big], 0.0) for _ in range(4)] == [1, 1, 1, 0]
+    assert guard.dropped_bytes == 1 and guard.held == 300 * KB
+    # B: the node has 200 KB left
+    assert [guard.send(router, [b"B", b"", big], 0.0) for _ in range(3)] == [1, 1, 0]
+    assert guard.dropped_bytes == 2 and guard.held == 500 * KB
+    # A reads its replies: libzmq frees them, the guard releases them
+    for _ in range(3):
+        assert a.poll(5000)
+        assert a.recv_multipart()[-1] == big
+    wait_until(lambda: guard.reclaim() == 200 * KB, 5, what="A's replies released")
+    assert guard.send(router, [b"A", b"", big], 0.0)
+    assert guard.dropped_full == 0 and guard.unroutable == 0
+
+
+def test_one_reply_larger_than_the_budget_goes_when_nothing_is_held(
+    ctx: zmq.Context[Any],
+) -> None:
+    router = _router(ctx, "huge", hwm=1000)
+    a = _client(ctx, "huge", b"A")
+    _connected(router, a)
+    guard = _guard(per_connection=100 * KB, per_node=150 * KB)
+    huge = b"z" * (400 * KB)
+    assert guard.send(router, [b"A", b"", huge], 0.0)  # nothing held: it goes
+    assert not guard.send(router, [b"A", b"", b"z" * (10 * KB)], 0.0)  # now it is held
+    assert a.poll(5000) and a.recv_multipart()[-1] == huge
+    wait_until(lambda: guard.reclaim() == 0, 5, what="released")
+    assert guard.stats() == {
+        "dropped_full": 0,
+        "dropped_bytes": 1,
+        "unroutable": 0,
+        "held_bytes": 0,
+    }
