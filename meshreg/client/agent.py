@@ -112,11 +112,13 @@ class ClientAgent:
         session: tuple[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         labels: dict[str, str] | None = None,
+        wall_offset: float | None = None,
     ) -> None:
         """``curve``: this client's key pair and the cluster's public key (z85);
         ``session``: (namespace, session id) registrations are kept alive by (None:
         per-instance beats); ``clock``: monotonic seconds, read once per turn; ``labels``:
-        this client's labels (config gray release)."""
+        this client's labels (config gray release); ``wall_offset``: the wall clock less
+        ``clock`` (registry writes then carry deadlines; None: they do not)."""
         settings = SessionSettings(
             beat_interval,
             attempt_timeout,
@@ -124,6 +126,7 @@ class ClientAgent:
             empty_protection,
             curve is not None,
             tuple(sorted((labels or {}).items())),
+            wall_offset,
         )
         self.core = ClientSession(servers, settings, session)
         self.curve = curve

@@ -196,6 +196,7 @@ class Client(ConfigMixin):
             curve=curve,
             session=(namespace, self.session) if self.session is not None else None,
             labels=self.labels,
+            wall_offset=time.time() - time.monotonic(),  # registry writes' deadlines
         )
         self._agent.start()
         self._close_lock = threading.Lock()

@@ -141,6 +141,13 @@ from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
 
 WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set", "register_batch"))
+# Registry writes carry a deadline: the wall time after which a node must not apply them
+# (PROTOCOL.md 2.3b): this attempt's end, plus a margin for clock differences. An attempt
+# that waits longer (a stopped node's socket, a forward whose owner does not answer) is
+# void by then, and the client has sent it again elsewhere or given up: applied late, it
+# could undo a later write of ours (a deregistration, a registration again).
+DEADLINE_OPS = frozenset(("register", "deregister", "update", "register_batch"))
+DEADLINE_SLACK = 0.5  # s past the attempt's end (below the nodes' peer_request_timeout, 2 s)
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
@@ -172,6 +179,7 @@ class SessionSettings:
     empty_protection: bool = True  # an empty list needs a second opinion
     secure: bool = False  # CURVE is on: an unanswered call hints at keys and the ACL
     labels: tuple[tuple[str, str], ...] = ()  # this client's labels (config gray release)
+    wall_offset: float | None = None  # wall clock = now + this; None: writes carry no deadline
 
 
 @dataclass(frozen=True)
@@ -717,6 +725,12 @@ class ClientSession:
         if pending.sent and pending.fields.get("request_id") and "resend" not in pending.fields:
             pending.fields = {**pending.fields, "resend": True}  # a config write sent again:
             pending.body = encode_request(pending.op, req_id, **pending.fields)  # say so
+        offset = self.settings.wall_offset
+        if offset is not None and pending.op in DEADLINE_OPS:  # each attempt its own
+            now = self._now
+            ends = now + offset + max(pending.attempt_deadline - now, 0.0) + DEADLINE_SLACK
+            pending.fields = {**pending.fields, "deadline": round(ends * 1000)}
+            pending.body = encode_request(pending.op, req_id, **pending.fields)
         pending.sent += 1
         if pending.attempt_deadline < self._earliest:
             self._earliest = pending.attempt_deadline

@@ -212,6 +212,7 @@ class RegistryNode:
         self._stall_began = -math.inf
         self._stale_until = -math.inf
         self.stalls = 0
+        self.late_writes = 0  # writes refused past their deadline (``_past_deadline``)
         self.epoch = epoch  # this incarnation; watchers re-pull when it changes
         self.address = address
         self.store = RegistryStore(self.limits.max_tombstones)
@@ -262,6 +263,8 @@ class RegistryNode:
             self._beat(req, now, received_at)
             return None
         if type(req) is RegisterInstance:
+            if req.deadline is not None and now + self.wall_offset > req.deadline:
+                self._past_deadline(req, now)
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
                 raise _over_quota(exceeded, req)
@@ -299,6 +302,8 @@ class RegistryNode:
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             return SessionClosed(0 if sess is None else self._close_session(sess, now))
         if type(req) is DeregisterInstance:
+            if req.deadline is not None and now + self.wall_offset > req.deadline:
+                self._past_deadline(req, now)
             version = self.stamp(now)
             change = self.store.deregister(req.key, req.instance, version, now)
             if change is None and self.store.remember_removal(req.key, req.instance, version, now):
@@ -316,6 +321,8 @@ class RegistryNode:
             self.emit(change)
             return None
         if type(req) is UpdateInstance:
+            if req.deadline is not None and now + self.wall_offset > req.deadline:
+                self._past_deadline(req, now)
             try:
                 change = self.store.update(
                     req.key, req.instance, req.weight, req.enabled, self.stamp(now)
@@ -630,6 +637,24 @@ class RegistryNode:
             services_cursor(*page[-1]) if more else None,
         )
 
+    def _past_deadline(self, req: Any, now: float) -> None:
+        """Refuse a registry write that arrives after its ``deadline`` (the client's wall
+        clock; PROTOCOL.md 2.3b): it waited (in a stopped node's socket, or in a forward
+        whose owner did not answer) while the client went on, so applying it now, with a
+        stamp newer than everything since, could undo a later write of the same client
+        (a deregistration, a registration again).  Nothing changes; counted."""
+        self.late_writes += 1
+        late = now + self.wall_offset - req.deadline
+        raise RequestRejected(
+            ErrorCode.UNAVAILABLE,
+            f"{req.op}: {req.key} {req.instance} reached node {self.address} {late:.3g}s "
+            "after its deadline (the client's clock): not applied (the client has sent it "
+            "again or given up); if every write is refused so, this node's clock is ahead "
+            "of the client's: check the clocks (NTP)",
+            req.req_id,
+            req.op,
+        )
+
     def stats_result(self, now: float, member: MemberStats | None = None) -> StatsResult:
         """The node's ``stats``; ``member``: a cluster member's part (core/distro)."""
         store = self.store
@@ -655,6 +680,7 @@ class RegistryNode:
             timings=Timings(policy.check_interval, policy.unhealthy_after, policy.evict_after),
             self_preservation=self.preservation.result(now),
             stalls=self.stalls,
+            late_writes=self.late_writes,
             # what clients grew, against [limits] (core/quotas); running counts: O(1)
             usage=Usage(
                 len(store.namespaces),

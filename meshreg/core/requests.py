@@ -29,6 +29,7 @@ class RegisterInstance:
     enabled: bool
     metadata: dict[str, str]
     session: str | None = None  # the client session keeping it alive (None: its own beats)
+    deadline: float | None = None  # wall time (s) after which it is void (see WRITE_DEADLINE)
     op = "register"
 
 
@@ -91,6 +92,7 @@ class DeregisterInstance:
     req_id: int
     key: ServiceKey
     instance: InstanceId
+    deadline: float | None = None  # wall time (s) after which it is void
     op = "deregister"
 
 
@@ -111,6 +113,7 @@ class UpdateInstance:
     instance: InstanceId
     weight: float | None
     enabled: bool | None
+    deadline: float | None = None  # wall time (s) after which it is void
     op = "update"
 
 

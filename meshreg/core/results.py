@@ -200,6 +200,7 @@ class StatsResult:
     timings: Timings
     self_preservation: PreservationStats
     stalls: int
+    late_writes: int  # writes refused past their client deadline (registry.apply)
     usage: Usage
     limits: LimitsPolicy
     rejected_quota: Mapping[str, int]

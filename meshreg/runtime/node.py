@@ -1099,11 +1099,13 @@ class NodeRuntime:
         for forward, indices in split.parts:
             part = forward.request
             assert type(part) is RegisterBatch
+            deadline = part.entries[0].deadline  # type: ignore[union-attr]  # the batch's
             body = encode_request(
                 "register_batch",
                 part.req_id,
                 namespace=part.namespace,
                 instances=[encode_batch_entry(e) for e in part.entries],  # type: ignore[arg-type]
+                **({} if deadline is None else {"deadline": round(deadline * 1000)}),
             )
             if peers is None or not peers.forward(
                 forward.address, envelope, forward, body, now, (join, indices)

@@ -299,7 +299,10 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         return _register_batch(msg, req_id)
     if op == "deregister":
         return DeregisterInstance(
-            req_id, _service_key(msg, req_id, op), _instance_id(msg, req_id, op, True)
+            req_id,
+            _service_key(msg, req_id, op),
+            _instance_id(msg, req_id, op, True),
+            _deadline(msg, req_id, op),
         )
     if op == "update":
         return _update(msg, req_id)
@@ -601,8 +604,34 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
     if session is not None:
         session = _session_id(session, req_id, op)
     return RegisterInstance(
-        req_id, key, iid, 1.0 if weight is None else weight, enabled, metadata, session
+        req_id,
+        key,
+        iid,
+        1.0 if weight is None else weight,
+        enabled,
+        metadata,
+        session,
+        _deadline(msg, req_id, op),
     )
+
+
+MAX_DEADLINE_MS = 2**53  # a JSON/JavaScript number keeps every integer below it
+
+
+def _deadline(msg: dict[str, Any], req_id: int, op: str) -> float | None:
+    """The optional ``deadline`` of a registry write: the client's wall clock, in
+    milliseconds since the Unix epoch, after which the write is void (PROTOCOL.md 2.3b)."""
+    deadline = msg.get("deadline")
+    if deadline is None:
+        return None
+    if type(deadline) is not int or not 0 < deadline < MAX_DEADLINE_MS:
+        raise _reject(
+            req_id,
+            op,
+            "field 'deadline' must be an integer of milliseconds since the Unix epoch "
+            f"(0 < deadline < 2**53), got {str(deadline)[:32]}",
+        )
+    return deadline / 1000.0
 
 
 BATCH_ENTRY_FIELDS = ("group", "service", "ip", "port", "cluster", "weight", "enabled")
@@ -627,12 +656,17 @@ def _register_batch(msg: dict[str, Any], req_id: int) -> RegisterBatch:
             f"{limits.MAX_BATCH_REGISTER}: split the batch",
             ErrorCode.TOO_LARGE,
         )
+    deadline = msg.get("deadline")  # the batch's: every entry's (checked with each)
     return RegisterBatch(
-        req_id, ns, tuple(_batch_entry(e, ns, req_id, i) for i, e in enumerate(items))
+        req_id,
+        ns,
+        tuple(_batch_entry(e, ns, req_id, i, deadline) for i, e in enumerate(items)),
     )
 
 
-def _batch_entry(entry: Any, ns: str, req_id: int, index: int) -> RegisterInstance | EntryRejected:
+def _batch_entry(
+    entry: Any, ns: str, req_id: int, index: int, deadline: Any = None
+) -> RegisterInstance | EntryRejected:
     where = f"register_batch: instances[{index}]"
     if type(entry) is not dict:
         return EntryRejected(ErrorCode.INVALID_ARGUMENT, f"{where} must be a map")
@@ -644,6 +678,10 @@ def _batch_entry(entry: Any, ns: str, req_id: int, index: int) -> RegisterInstan
             "in one namespace: leave it out, or send one batch per namespace",
         )
     entry["namespace"] = ns  # the decoded entry is ours: no copy per entry
+    if deadline is not None:
+        entry["deadline"] = deadline
+    elif "deadline" in entry:
+        del entry["deadline"]  # an entry's own is not a field of register_batch
     try:
         return _register(entry, req_id)
     except RequestRejected as exc:
@@ -722,7 +760,7 @@ def _update(msg: dict[str, Any], req_id: int) -> UpdateInstance:
         raise _reject(req_id, op, "field 'enabled' must be true or false")
     if weight is None and enabled is None:
         raise _reject(req_id, op, "give 'weight' or 'enabled' (or both)")
-    return UpdateInstance(req_id, key, iid, weight, enabled)
+    return UpdateInstance(req_id, key, iid, weight, enabled, _deadline(msg, req_id, op))
 
 
 def validate_metadata(metadata: dict[Any, Any], req_id: int = 0, op: str = "register") -> None:

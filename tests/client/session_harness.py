@@ -70,12 +70,13 @@ class Harness:
     actions: list[Action] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     connected: str = ""
+    wall_offset: float | None = None  # registry writes carry deadlines when set
 
     def __post_init__(self) -> None:
         addresses = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in self.servers)]
         settings = SessionSettings(
             self.beat_ms / 1000, self.attempt_ms / 1000, self.resync_ms / 1000,
-            self.empty_protection,
+            self.empty_protection, wall_offset=self.wall_offset,
         )  # fmt: skip
         self.core = ClientSession(addresses, settings, ("public", SID) if self.session else None)
         self.run(self.core.start(self.now))

@@ -214,3 +214,21 @@ def test_a_silent_owner_makes_the_session_forget_the_view_and_use_the_server() -
     reg2, _ = owned_elsewhere()
     h.do(Register(reg2, 3.0, Handle()))
     assert h.requests("register")[-1].to == "a:1"  # the view is forgotten until refreshed
+
+
+def test_each_attempt_of_a_registry_write_carries_its_own_deadline() -> None:
+    """PROTOCOL.md 2.1 "Deadline": the attempt's end plus DEADLINE_SLACK on the wall clock;
+    the re-send to the next server gets a new one (a late copy of the first is void)."""
+    from meshreg.client.session import DEADLINE_SLACK
+
+    h = Harness(servers=("a:1", "b:2"), wall_offset=1_000_000.0)
+    handle = Handle("r")
+    h.do(Register(registration(0), 5.0, handle))
+    (first,) = h.requests("register", to="a:1")
+    assert first.fields["deadline"] == round((1_000_000.0 + 0.5 + DEADLINE_SLACK) * 1000)
+    h.advance(500)
+    (again,) = h.requests("register", to="b:2")
+    assert again.id == first.id
+    assert again.fields["deadline"] == first.fields["deadline"] + 500
+    h.reply(again)
+    assert h.outcome(handle).__class__.__name__ == "Complete"

@@ -440,3 +440,28 @@ def test_a_repair_round_reply_for_a_third_nodes_service_is_not_merged() -> None:
     m.node.peer_reply(rcall.tag, ReconcileReply((marked,)), m.now)
     assert rec.healthy
     assert not [c for c in m.changes() if any(not v.healthy for v in c.upserted)]
+
+
+def test_a_write_past_its_deadline_is_refused_counted_and_changes_nothing() -> None:
+    """PROTOCOL.md 2.1 "Deadline": a write that waited (a stopped node's socket, a forward
+    whose owner did not answer) past the client's deadline is not applied: applied late,
+    with a fresh stamp, it would undo what the client did since (review12 F-zombie-reg)."""
+    from meshreg.core.effects import Forward
+    from meshreg.core.requests import RegisterInstance
+
+    m = Member()
+    (key,) = keys_owned_by("n2", ("n1", "n2", "n3"), 1)
+    wall = m.now + m.node.registry.wall_offset
+    late = RegisterInstance(1, key, IID, 1.0, True, {}, None, wall + 1.0)
+    forward = m.node.handle(late, m.now)
+    assert isinstance(forward, Forward)  # n2 owns it: relayed
+    m.now += 2.0  # n2 did not answer within peer_request_timeout: past the deadline
+    answer = m.node.forward_failed(forward, m.now)
+    assert answer.code.name == "UNAVAILABLE" and "deadline" in answer.message  # type: ignore[union-attr]
+    assert key not in m.node.store.services
+    assert stats_map(m.node, m.now)["late_writes"] == 1
+    in_time = RegisterInstance(
+        2, key, IID, 1.0, True, {}, None, m.now + m.node.registry.wall_offset + 1
+    )
+    m.node.handle(in_time, m.now, forwarded=True)
+    assert IID in m.node.store.services[key].instances

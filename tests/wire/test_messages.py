@@ -496,3 +496,28 @@ def test_a_missing_name_field_is_said_to_be_required(op: str) -> None:
     assert exc.code is ErrorCode.INVALID_ARGUMENT
     field = "service" if op == "register" else "data_id"
     assert f"field '{field}' is required" in exc.message, exc.message
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2**53, 1.5, "soon", True, [1]])
+def test_a_bad_deadline_is_refused_naming_the_field(bad: Any) -> None:
+    for op in ("register", "deregister"):
+        body = {"v": 1, "id": 7, "op": op, "service": "s", "ip": "10.0.0.1", "port": 1}
+        exc = rejected(msgpack.packb({**body, "deadline": bad}))
+        assert exc.code is ErrorCode.INVALID_ARGUMENT and "'deadline'" in exc.message
+
+
+def test_a_deadline_is_read_in_milliseconds_and_a_batch_gives_its_own_to_every_entry() -> None:
+    body = {"v": 1, "id": 7, "op": "register", "service": "s", "ip": "10.0.0.1", "port": 1}
+    assert parse_request(msgpack.packb({**body, "deadline": 1_700_000_000_250})).deadline == (
+        1_700_000_000.25
+    )
+    assert parse_request(msgpack.packb(body)).deadline is None
+    batch = {
+        "v": 1,
+        "id": 8,
+        "op": "register_batch",
+        "deadline": 1_700_000_000_000,
+        "instances": [{"service": "s", "ip": "10.0.0.1", "port": p} for p in (1, 2)],
+    }
+    entries = parse_request(msgpack.packb(batch)).entries
+    assert [e.deadline for e in entries] == [1_700_000_000.0, 1_700_000_000.0]
