@@ -75,34 +75,49 @@ def _past(late: dict[str, Any]) -> None:
     wait_until(lambda: time.time() * 1000 > late["deadline"], ATTEMPT + SLACK + 1, interval=0.05)
 
 
+def _direct_link(owner: NodeProcess) -> zmq.Socket[bytes]:
+    """A DEALER to ``owner``, connected (a ping answered): a write sent on it later waits
+    in the owner's socket if the owner is stopped."""
+    direct: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    direct.setsockopt(zmq.LINGER, 0)
+    direct.connect(f"tcp://{HOST}:{owner.port}")
+    direct.send_multipart([b"", msgpack.packb({"v": 1, "id": 1, "op": "ping"})])
+    assert direct.poll(5000), "the owner answers a ping on the direct link"
+    direct.recv_multipart()
+    return direct
+
+
 def _ok(node: NodeProcess, body: dict[str, Any]) -> None:
     reply = raw_request(node.port, {"v": 1, "id": 2, **_attempt(body)})
     assert reply["ok"], reply
 
 
+def _owned_by_first(
+    start_cluster: Callable[..., list[NodeProcess]], prefix: str
+) -> tuple[list[NodeProcess], str]:
+    """A 3-node cluster, all members up, and a service the first node is responsible for."""
+    nodes = start_cluster(3)
+    wait_until(lambda: all(_state(nodes[1], n) == "up" for n in nodes), 15, what="3 members up")
+    members = sorted(n.address for n in nodes)
+    service = next(
+        f"{prefix}{i}"
+        for i in range(10_000)
+        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", f"{prefix}{i}"), members)
+        == nodes[0].address
+    )
+    return nodes, service
+
+
 def test_a_returned_deregistration_is_not_undone_by_a_late_register(
     start_cluster: Callable[..., list[NodeProcess]],
 ) -> None:
-    nodes = start_cluster(3)
+    nodes, service = _owned_by_first(start_cluster, "zombie")
     owner, b, c = nodes
-    wait_until(lambda: all(_state(b, n) == "up" for n in nodes), 15, what="3 members up")
-    members = sorted(n.address for n in nodes)
-    service = next(
-        f"zombie{i}"
-        for i in range(10_000)
-        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", f"zombie{i}"), members)
-        == owner.address
-    )
     register = {**REGISTER, "service": service}
     _ok(c, {"op": "register", "service": service, "ip": "10.60.0.1", "port": 1})  # a keeper
     wait_until(lambda: all(_listed(n, service) == ["10.60.0.1:1"] for n in nodes), 10)
-    direct = zmq.Context.instance().socket(zmq.DEALER)  # the client's link to the owner
-    direct.setsockopt(zmq.LINGER, 0)
-    direct.connect(f"tcp://{HOST}:{owner.port}")
+    direct = _direct_link(owner)  # the client's link to the owner
     try:
-        direct.send_multipart([b"", msgpack.packb({"v": 1, "id": 1, "op": "ping"})])
-        assert direct.poll(5000), "the owner answers a ping on the direct link"
-        direct.recv_multipart()
         _freeze(owner)
         try:
             # the register sent straight to the owner: no answer (the attempt times out)
@@ -141,27 +156,14 @@ def test_a_late_deregister_does_not_remove_an_instance_registered_after_it(
     """The twin: the deregister waits at the frozen owner, its re-send through C is
     answered, the provider registers the instance again (a restart, the client's redo)
     through C, answered; when the owner resumes, the live instance must stay."""
-    nodes = start_cluster(3)
+    nodes, service = _owned_by_first(start_cluster, "twin")
     owner, b, c = nodes
-    wait_until(lambda: all(_state(b, n) == "up" for n in nodes), 15, what="3 members up")
-    members = sorted(n.address for n in nodes)
-    service = next(
-        f"twin{i}"
-        for i in range(10_000)
-        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", f"twin{i}"), members)
-        == owner.address
-    )
     register = {**REGISTER, "service": service}
     deregister = {**register, "op": "deregister"}
     _ok(c, register)
     wait_until(lambda: all(_listed(n, service) == ["10.60.0.2:2"] for n in nodes), 10)
-    direct = zmq.Context.instance().socket(zmq.DEALER)
-    direct.setsockopt(zmq.LINGER, 0)
-    direct.connect(f"tcp://{HOST}:{owner.port}")
+    direct = _direct_link(owner)  # the client's link to the owner
     try:
-        direct.send_multipart([b"", msgpack.packb({"v": 1, "id": 1, "op": "ping"})])
-        assert direct.poll(5000), "the owner answers a ping on the direct link"
-        direct.recv_multipart()
         _freeze(owner)
         try:
             late = _attempt(deregister)
@@ -200,16 +202,8 @@ def test_a_forwarding_node_does_not_apply_a_register_after_a_newer_deregister(
     """The other path of the by-hand run: no resume needed.  B forwards the register to
     the frozen owner and, after `peer_request_timeout`, applies it itself; meanwhile the
     client's re-send through C was answered and its deregister through C too."""
-    nodes = start_cluster(3)
+    nodes, service = _owned_by_first(start_cluster, "fwd")
     owner, b, c = nodes
-    wait_until(lambda: all(_state(b, n) == "up" for n in nodes), 15, what="3 members up")
-    members = sorted(n.address for n in nodes)
-    service = next(
-        f"fwd{i}"
-        for i in range(10_000)
-        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", f"fwd{i}"), members)
-        == owner.address
-    )
     register = {**REGISTER, "service": service}
     _ok(c, {"op": "register", "service": service, "ip": "10.60.0.1", "port": 1})  # a keeper
     wait_until(lambda: all(_listed(n, service) == ["10.60.0.1:1"] for n in nodes), 10)
