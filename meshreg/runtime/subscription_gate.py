@@ -135,22 +135,16 @@ class SubscriptionGate:
         """True if this ends an admitted subscription (the core should count it).
         ``conn``: the connection that unsubscribed ("": libzmq's, for a closed one)."""
         holders = self._holders.get(topic)
-        if conn and holders is not None and conn in holders:
-            admitted = holders.pop(conn)
-            ended = self._take(self.admitted if admitted else self.refused, topic)
-            if admitted and ended:
-                self.total -= 1
-                self.config_total -= is_config_topic(topic)
-            self._trim(topic, holders)
-            return admitted and ended
-        if self._take(self.refused, topic):
+        if conn and holders is not None and conn in holders:  # its own: exact
+            counts = self.admitted if holders.pop(conn) else self.refused
+            ended = self._take(counts, topic) and counts is self.admitted
+        elif self._take(self.refused, topic):  # no sender: a refused one first (above)
             ended = False
-        elif self._take(self.admitted, topic):
+        else:
+            ended = self._take(self.admitted, topic)
+        if ended:
             self.total -= 1
             self.config_total -= is_config_topic(topic)
-            ended = True
-        else:
-            ended = False
         if holders is not None:
             self._trim(topic, holders)
         return ended
