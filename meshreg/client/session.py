@@ -142,7 +142,7 @@ from meshreg.wire.results import split_address
 
 WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set", "register_batch"))
 # Registry writes carry a deadline: the wall time after which a node must not apply them
-# (PROTOCOL.md 2.3b): this attempt's end, plus a margin for clock differences. An attempt
+# (PROTOCOL.md 2.1, "Deadline"): this attempt's end, plus a margin for clock differences. An attempt
 # that waits longer (a stopped node's socket, a forward whose owner does not answer) is
 # void by then, and the client has sent it again elsewhere or given up: applied late, it
 # could undo a later write of ours (a deregistration, a registration again).

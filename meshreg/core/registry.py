@@ -639,7 +639,7 @@ class RegistryNode:
 
     def _past_deadline(self, req: Any, now: float) -> None:
         """Refuse a registry write that arrives after its ``deadline`` (the client's wall
-        clock; PROTOCOL.md 2.3b): it waited (in a stopped node's socket, or in a forward
+        clock; PROTOCOL.md 2.1, "Deadline"): it waited (in a stopped node's socket, or in a forward
         whose owner did not answer) while the client went on, so applying it now, with a
         stamp newer than everything since, could undo a later write of the same client
         (a deregistration, a registration again).  Nothing changes; counted."""
