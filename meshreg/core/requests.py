@@ -29,7 +29,7 @@ class RegisterInstance:
     enabled: bool
     metadata: dict[str, str]
     session: str | None = None  # the client session keeping it alive (None: its own beats)
-    deadline: float | None = None  # wall time (s) after which it is void (PROTOCOL.md 2.1, "Deadline")
+    deadline: float | None = None  # wall time (s) after which it is void (PROTOCOL.md 2.1)
     op = "register"
 
 

@@ -620,7 +620,8 @@ MAX_DEADLINE_MS = 2**53  # a JSON/JavaScript number keeps every integer below it
 
 def _deadline(msg: dict[str, Any], req_id: int, op: str) -> float | None:
     """The optional ``deadline`` of a registry write: the client's wall clock, in
-    milliseconds since the Unix epoch, after which the write is void (PROTOCOL.md 2.1, "Deadline")."""
+    milliseconds since the Unix epoch, after which the write is void (PROTOCOL.md 2.1,
+    "Deadline")."""
     deadline = msg.get("deadline")
     if deadline is None:
         return None
