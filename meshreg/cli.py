@@ -744,11 +744,19 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
     click.echo(
         f"{'id':<22} {'address':<22} {'state':<12} {'services':>8} {'instances':>9} {'lag':>5}"
     )
+    joined = False
     for m in result["members"]:
         mark = "*" if m["self"] else " "
+        if m.get("configured") is False:  # absent: a node older than joins
+            mark, joined = "+", True
         click.echo(
             f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
             f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}"
+        )
+    if joined:
+        click.echo(
+            "+ not in this node's peer list: it joined through another member. Give every "
+            "node the same list (--peer / [cluster] peers) so a restart keeps it."
         )
     configs = result.get("config")
     if isinstance(configs, dict):

@@ -121,13 +121,14 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     MemberState,
     PeerCall,
     PeerDataRejected,
+    PeerIntroduced,
     Rejected,
     Reply,
     SplitBatch,
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.membership import Membership
+from meshreg.core.membership import MAX_ADDRESSES, Membership, dialable
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.registry import RegistryNode
@@ -136,6 +137,7 @@ from meshreg.core.requests import (
     DeregisterInstance,
     GetCluster,
     GetStats,
+    Join,
     ListDigests,
     PeerRequest,
     PushSessions,
@@ -158,6 +160,7 @@ ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_aft
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
+_ONE_WAY = ("sessions", "join")  # peer calls answered with a nil ack
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
 
 
@@ -294,7 +297,11 @@ class DistroNode:
             "refuted": 0,
             "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
+            "joins_sent": 0,  # joins sent to peers whose views lacked members we hear
+            "members_joined": 0,  # addresses a peer's join gave us (not in our peer list)
+            "joins_refused": 0,  # ... refused: MAX_ADDRESSES addresses held already
         }
+        self._introduced: dict[str, float] = {}  # peer -> no new join to it before
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
         self.outbox.counters = self.counters  # replication_out, with the others in stats
         self.outbox.push_sessions = self._push_sessions  # the renewals' second path
@@ -555,6 +562,10 @@ class DistroNode:
             self._count(req.op)
             self._on_sessions(req.beats, now)
             return None
+        if t is Join:
+            self._count(req.op)
+            self._join(req, now)
+            return None
         if t is GetCluster:
             self._count(req.op)
             return self.cluster_result(now)
@@ -750,6 +761,43 @@ class DistroNode:
             self.counters["replication_gaps"] += 1
             self._sync_wanted.add(b.node)  # it published deltas we never got
         self._recompute_members(now)
+        view = b.members
+        if view is not None and view != self._members and self.ready and b.ready:
+            self._introduce(b.node, view, now)  # (a view being caught up is partial)
+
+    def _introduce(self, node_id: str, view: tuple[str, ...], now: float) -> None:
+        """Ready, ``node_id`` hashes over ``view``, which lacks members we hear (ourselves,
+        when its peer list does not name us): give it their addresses (``join``), at most once
+        per ``peer_timeout`` per peer.  Without it, a node missing from one peer list
+        keeps what it owns by its own view to itself (docs/DISTRO.md "Joining")."""
+        members = self._members
+        if all(m in view for m in members) or now < self._introduced.get(node_id, -math.inf):
+            return
+        self._introduced[node_id] = now + self.cluster.peer_timeout
+        addresses = [self.address]
+        addresses += [p.address for p in self.membership.up_peers() if p.node_id in members]
+        addresses = [a for a in addresses if dialable(a)]
+        if not addresses:
+            return
+        self.counters["joins_sent"] += 1
+        self._call(node_id, Join(0, self.node_id, tuple(addresses)), "join", (node_id,))
+
+    def _join(self, req: Join, now: float) -> None:
+        """A member gave us addresses of members it hears: keep the ones we did not know
+        (the runtime subscribes to them: ``PeerIntroduced``); their beacons bring them up."""
+        added, refused = self.membership.introduce(req.addresses)
+        for address in added:
+            self.counters["members_joined"] += 1
+            self.registry.queue(PeerIntroduced(address, req.node))
+        if refused:
+            self.counters["joins_refused"] += refused
+            self._report(
+                now,
+                "join",
+                req.node,
+                f"{refused} member address(es) refused: this node keeps at most "
+                f"{MAX_ADDRESSES} (configured and introduced); check the peer lists",
+            )
 
     def _on_delta(self, d: ReplicatedDelta, now: float) -> None:
         self.counters["replication_in"] += 1
@@ -850,7 +898,7 @@ class DistroNode:
         if call is None:
             return
         kind, ctx = call
-        if kind == "sessions":
+        if kind in _ONE_WAY:
             return  # an ack (nil): nothing to learn from it
         node_id = ctx if kind == "digests" else ctx[0]
         try:
@@ -917,7 +965,7 @@ class DistroNode:
         if call is None:
             return
         kind, ctx = call
-        if kind != "sessions":  # a lost push: the published copy, or the next, carries it
+        if kind not in _ONE_WAY:  # a lost push or join: the next one carries it
             self._abort_round(ctx if kind == "digests" else ctx[0], now)
 
     def _abort_round(self, node_id: str, now: float) -> None:
@@ -1116,7 +1164,7 @@ class DistroNode:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
         state = "up" if self.ready else "catching up"
-        members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0)]
+        members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True)]
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
             if peer.state is MemberState.UP and not peer.ready:
@@ -1134,6 +1182,7 @@ class DistroNode:
                     counts[1],
                     lag,
                     round(now - peer.last_heard, 3) if peer.last_heard > -math.inf else None,
+                    peer.configured,
                 )
             )
         return ClusterResult(self.node_id, self.ready, tuple(members))

@@ -262,6 +262,16 @@ class PeerCall:
         return self.request.op
 
 
+@dataclass(frozen=True, slots=True)
+class PeerIntroduced:
+    """A ``join`` gave this node a member it was not configured with: subscribe to its
+    replication stream (its beacons then bring it up like any peer) and warn the
+    operator that the peer lists differ."""
+
+    address: str
+    by: str  # the member that introduced it
+
+
 Effect = (
     Reply
     | Rejected
@@ -273,6 +283,7 @@ Effect = (
     | StallDetected
     | PeerDataRejected
     | MemberChanged
+    | PeerIntroduced
     | SelfPreservationStarted
     | SelfPreservationEnded
     | SelfPreservationExpired

@@ -13,6 +13,12 @@ Members are identified by node id (``--node-id``, default ``host:port``); the
 configured peer list gives addresses to connect to, and beacons name the id
 behind each address.  The live member list (self plus peers up) is what the
 responsibility mapping hashes over.
+
+A peer list that differs from the others' (a node added to its own list only, a
+node restarted with a shorter one) would split the registry: a node that is not
+subscribed to a member never counts it in.  So members introduce each other
+(``join``, core/distro): an address learned that way is kept like a configured one
+(``configured`` False), up to ``MAX_ADDRESSES`` in all.
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ import math
 from dataclasses import dataclass
 
 from meshreg.core.effects import MemberChanged, MemberState
+
+MAX_ADDRESSES = 64
+"""Addresses a node keeps, configured and introduced, itself included: a full mesh of
+Distro members is meant for a few to a few dozen nodes; a ``join`` beyond this is
+refused (counted) so no peer can make a node open connections without bound."""
 
 
 @dataclass
@@ -33,6 +44,14 @@ class Peer:
     last_heard: float = float("-inf")
     last_seq: int = 0  # the peer's newest delta sequence, from its beacons
     view: tuple[str, ...] | None = None  # the members it hashes over, from its beacons
+    configured: bool = True  # False: learned from a join or a beacon, not the peer list
+
+
+def dialable(address: str) -> bool:
+    """Whether another node can connect to ``address``: a node bound to every interface
+    (``0.0.0.0``, ``::``) announces that, which names no machine (DISTRO.md "Joining")."""
+    host = address.rpartition(":")[0]
+    return host not in ("0.0.0.0", "::", "[::]", "")
 
 
 class Membership:
@@ -90,7 +109,7 @@ class Membership:
             return []
         peer = self.peers.get(address)
         if peer is None:  # not configured: a member that knows us; accept it
-            peer = self.peers[address] = Peer(address)
+            peer = self.peers[address] = Peer(address, configured=False)
         changes: list[MemberChanged] = []
         restarted = peer.epoch is not None and peer.epoch != epoch
         if peer.node_id not in (None, node_id):  # another node took this address
@@ -109,6 +128,22 @@ class Membership:
             self.revision += 1
             self._recompute()
         return changes
+
+    def introduce(self, addresses: tuple[str, ...]) -> tuple[list[str], int]:
+        """Addresses a member gave us (``join``): the ones we did not know are kept as
+        peers (down until heard); returns them, and how many were refused because the
+        node holds ``MAX_ADDRESSES`` addresses already."""
+        added: list[str] = []
+        refused = 0
+        for address in addresses:
+            if address == self.self_address or address in self.peers or not dialable(address):
+                continue
+            if len(self.peers) + 1 >= MAX_ADDRESSES:
+                refused += 1
+                continue
+            self.peers[address] = Peer(address, configured=False)
+            added.append(address)
+        return added, refused
 
     def tick(self, now: float) -> list[MemberChanged]:
         """Mark peers silent for ``peer_timeout`` down."""

@@ -227,7 +227,20 @@ class PushSessions:
     op = "sessions"
 
 
-PeerRequest = ListDigests | Reconcile | PushSessions
+@dataclass(frozen=True, slots=True)
+class Join:
+    """The ``join`` peer op: a member whose beacons show it does not hear some of the
+    members the sender hears (a peer list that differs, e.g. a node added to its own
+    list only) is given their addresses; it subscribes to the ones it did not know, so
+    every node hashes over the same members (docs/DISTRO.md "Joining")."""
+
+    req_id: int
+    node: str  # the introducing member's id
+    addresses: tuple[str, ...]  # host:port of the members it hears (itself included)
+    op = "join"
+
+
+PeerRequest = ListDigests | Reconcile | PushSessions | Join
 """A request only a peer sends (the peer plane)."""
 
 

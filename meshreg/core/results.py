@@ -221,6 +221,7 @@ class MemberRow:
     instances: int
     lag: int  # deltas it announced that this node has not applied
     last_heard: float | None  # s ago (None: never)
+    configured: bool = True  # False: not in this node's peer list (learned from a join)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from meshreg.core.effects import (
     MemberState,
     PeerCall,
     PeerDataRejected,
+    PeerIntroduced,
     Rejected,
     Reply,
     SelfPreservationEnded,
@@ -1385,6 +1386,18 @@ class NodeRuntime:
                     peers = self._peers
                     if peers is None or not peers.call(effect, now):
                         self.core.peer_failed(effect.tag, now)
+                case PeerIntroduced():
+                    if self._repl_sub is not None:
+                        assert self.transport is not None
+                        self.transport.add_replication_peer(self._repl_sub, effect.address)
+                    log.warning(
+                        "peer %s joined through %s: it is not in this node's peer list; "
+                        "subscribing to it. Give every node the same peer list (--peer, "
+                        "[cluster] peers): the config center counts majorities over the "
+                        "configured list only, and a restart of this node forgets it",
+                        effect.address,
+                        effect.by,
+                    )
                 case MemberChanged():
                     self._config_members(now)
                     if effect.state is MemberState.UP:

@@ -106,6 +106,7 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "digests": (Access.PEER, "none"),
     "reconcile": (Access.PEER, "none"),
     "sessions": (Access.PEER, "none"),
+    "join": (Access.PEER, "none"),
     "config_get": (Access.READ, "config"),
     "config_list": (Access.READ, "config"),
     "config_history": (Access.READ, "config"),

@@ -104,6 +104,11 @@ class Transport(Protocol):
         """One SUB connected to every peer's replication PUB (``host:P`` addresses)."""
         ...
 
+    def add_replication_peer(self, channel: Channel, address: str) -> None:
+        """Connect the SUB of ``connect_replication`` to one more peer's PUB (a member
+        another introduced: core/distro ``join``)."""
+        ...
+
     def connect_peer(self, address: str) -> Channel:
         """A DEALER to the peer ROUTER of the node at ``host:P``; a send with no live
         connection raises ``zmq.Again`` at once (no queueing for a dead owner)."""

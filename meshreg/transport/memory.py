@@ -437,6 +437,10 @@ class MemoryTransport:
             sub.connect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
         return sub
 
+    def add_replication_peer(self, channel: Any, address: str) -> None:
+        host, port = parse_address(address)
+        channel.connect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
+
     def connect_peer(self, address: str) -> MemChannel:
         host, port = parse_address(address)
         dealer = MemDealer(self.net, self)

@@ -151,6 +151,10 @@ class ZmqTransport:
             sub.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
         return sub
 
+    def add_replication_peer(self, channel: Any, address: str) -> None:
+        host, port = parse_address(address)
+        channel.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
+
     def connect_peer(self, address: str) -> zmq.Socket[bytes]:
         host, port = parse_address(address)
         sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)

@@ -32,7 +32,9 @@ request envelope and reply shape of client requests: ``digests`` (page
 through the per-service checksums of the services the node is responsible
 for) and ``reconcile`` (send our records of some services, get the node's
 merged records back); the replies are checked here too (``parse_digest_page``,
-``parse_reconcile_reply``).  ``cluster`` (the member view) is a client op.
+``parse_reconcile_reply``).  ``sessions`` and ``join`` (the addresses of members
+the receiver does not hear: core/distro ``_introduce``) are acknowledged with nil.
+``cluster`` (the member view) is a client op.
 
 Everything is validated here, with the checks client requests pass (names,
 hosts, clusters, weights, metadata: the ``check_*`` of wire/messages), node
@@ -65,7 +67,8 @@ from meshreg.core.cluster_messages import (  # the core's types: parsed into her
     payload_stamps,
 )
 from meshreg.core.effects import InstanceView
-from meshreg.core.requests import ListDigests, PushSessions, Reconcile
+from meshreg.core.membership import MAX_ADDRESSES
+from meshreg.core.requests import Join, ListDigests, PushSessions, Reconcile
 from meshreg.core.results import EntryRefused, EntryResult
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId
@@ -516,7 +519,7 @@ def parse_peer_message(msg: Any) -> Any:
     raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
 
 
-def peer_call_fields(req: ListDigests | Reconcile | PushSessions) -> dict[str, Any]:
+def peer_call_fields(req: ListDigests | Reconcile | PushSessions | Join) -> dict[str, Any]:
     """The fields of a peer call the core made (``PeerCall.request``), for
     ``replies.encode_request(req.op, tag, **fields)``: what ``parse_peer_op`` reads."""
     if type(req) is ListDigests:
@@ -529,6 +532,8 @@ def peer_call_fields(req: ListDigests | Reconcile | PushSessions) -> dict[str, A
         }
     if type(req) is Reconcile:
         return {"node": req.node, "services": [payload_to_wire(p) for p in req.services]}
+    if type(req) is Join:
+        return {"node": req.node, "addresses": list(req.addresses)}
     assert type(req) is PushSessions
     beats = req.beats
     return {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
@@ -536,7 +541,7 @@ def peer_call_fields(req: ListDigests | Reconcile | PushSessions) -> dict[str, A
 
 def parse_peer_op(
     op: str, msg: dict[str, Any], req_id: int
-) -> ListDigests | Reconcile | PushSessions:
+) -> ListDigests | Reconcile | PushSessions | Join:
     """Validate a peer op's fields (``messages.parse_peer_message``, for PEER_OPS)."""
     try:
         if op == "digests":
@@ -559,6 +564,12 @@ def parse_peer_op(
         if op == "reconcile":
             node = check_node_id(msg.get("node"))
             return Reconcile(req_id, node, _payloads(msg.get("services")))
+        if op == "join":
+            node = check_node_id(msg.get("node"))
+            addresses = msg.get("addresses")
+            if not isinstance(addresses, list) or not 0 < len(addresses) <= MAX_ADDRESSES:
+                raise _bad(f"addresses must be a list of 1..{MAX_ADDRESSES} host:port strings")
+            return Join(req_id, node, tuple(check_address(a, "address") for a in addresses))
         if op == "sessions":
             node = check_node_id(msg.get("node"))
             epoch = _uint(msg.get("epoch"), "epoch")

@@ -196,6 +196,7 @@ def _member_map(m: MemberRow) -> dict[str, Any]:
         "instances": m.instances,
         "lag": m.lag,
         "last_heard": m.last_heard,
+        "configured": m.configured,
     }
 
 

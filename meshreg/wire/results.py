@@ -161,6 +161,7 @@ def check_cluster(result: Any) -> dict[str, Any]:
         for key in ("services", "instances", "lag"):
             _int(m.get(key), f"members[{i}] {key}")
         _optional(m, "last_heard", _number, f"members[{i}] last_heard")
+        _optional(m, "configured", _bool, f"members[{i}] configured")  # absent: older node
     return r
 
 

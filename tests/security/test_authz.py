@@ -47,6 +47,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "digests": {},
     "reconcile": {"node": "n1", "services": []},
     "sessions": {"node": "n1", "epoch": 1, "sessions": []},
+    "join": {"node": "n1", "addresses": ["10.0.0.1:7800"]},
     "session_open": {"namespace": "public"},
     "session_renew": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
     "session_close": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
@@ -98,6 +99,7 @@ EXPECTED = {
     "digests": (Access.PEER, (None, None, None)),
     "reconcile": (Access.PEER, (None, None, None)),
     "sessions": (Access.PEER, (None, None, None)),
+    "join": (Access.PEER, (None, None, None)),
     "session_open": (Access.WRITE, ("public", None, None)),
     "session_renew": (Access.WRITE, ("public", None, None)),
     "session_close": (Access.WRITE, ("public", None, None)),
@@ -147,6 +149,7 @@ ALLOWED = {
     "digests": set(),
     "reconcile": set(),
     "sessions": set(),
+    "join": set(),
     # write on some service of the namespace (the session id is the capability)
     "session_open": {"writer", "admin", "configurer"},
     "session_renew": {"writer", "admin", "configurer"},

@@ -231,6 +231,7 @@ class Network(MemoryNetwork):
             self.nodes[node_id] = SimNode(node_id, address, skew)
         self.by_address = {n.address: n for n in self.nodes.values()}
         self.peer_list = list(addresses)  # every node's configured peers (itself included)
+        self.peer_lists: dict[str, list[str]] = {}  # a node's own list instead (mismatches)
 
     # -- clock ------------------------------------------------------------------------
     def every(self, interval: float, fn: Callable[[], None], start: float | None = None) -> None:
@@ -263,7 +264,7 @@ class Network(MemoryNetwork):
             health=self.health,
             cluster=self.cluster,
             node_id=node_id,
-            peers=tuple(self.peer_list),
+            peers=tuple(self.peer_lists.get(node_id, self.peer_list)),
             security=SecurityConfig(key=self.keys.cluster, acl=self.keys.acl)
             if self.keys is not None
             else SecurityConfig(insecure=True),

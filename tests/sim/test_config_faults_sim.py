@@ -1486,7 +1486,7 @@ def test_check_floors_fails_on_a_revision_below_its_floor() -> None:
 BULK = [ConfigKey("public", "DEFAULT_GROUP", f"bulk{i:03d}.yaml") for i in range(48)]
 
 
-@pytest.mark.parametrize("seed", [51, 52, 53])
+@pytest.mark.parametrize("seed", [51, 52, 56])
 def test_a_restarted_node_pages_a_big_table_through_loss(seed: int, data_dir: Path) -> None:
     """A node down while 48 more data ids are written (pages of 6 digests: 9 pages of the
     table), restarted from its database with 30 % of messages lost: it gets the digests
@@ -1494,7 +1494,10 @@ def test_a_restarted_node_pages_a_big_table_through_loss(seed: int, data_dir: Pa
     every version acknowledged before it started (``check_ready_holds``); the usual checks
     hold at the end.  (A peer's periodic round, one step of 1,024 data ids here, counts
     like the pages it covers: seed 52's node was through after 2 pages and a round; 51 and
-    53 took 10-12 pages and had lost pushes paged again, ``sync_restarts``.)"""
+    53 took 10-12 pages and had lost pushes paged again, ``sync_restarts``.  With member
+    joins (2026-12-02: more peer messages, so another random stream) seed 53 got through
+    after one page and a round, its checks holding: 56 (its victim is n2 as well) took
+    its place; 51, 52 and 54..58 page more than once.)"""
     sim = ConfigSim("sync pages", seed, data_dir)
     sim.sync_page = 6
     victim = f"n{seed % 3}"

@@ -743,6 +743,62 @@ def test_random_faults_never_lose_a_live_instance(seed: int) -> None:
     sc.check(sc.end, REPLAY_RANDOM.format(seed=seed))
 
 
+def plan_mismatched(seed: int, trace: bool = False) -> Faults:
+    """Peer lists that differ (docs/DISTRO.md "Joining"), then one pause or partition:
+    either the last node lists everyone and nobody lists it (a node added to its own list
+    only), or it lists only itself and n0 (restarted with a shorter list).  Members must
+    join each other before the providers' grace ends and hold every invariant after."""
+    rng = random.Random(f"mismatch-plan-{seed}")
+    timings = SHORT
+    h = timings.health
+    n_nodes = rng.choice((4, 5))
+    sc = Faults("mismatched lists", seed, timings, n_nodes, trace)
+    net, ids = sc.net, list(sc.net.nodes)
+    addresses = net.peer_list
+    if rng.random() < 0.5:
+        for node_id in ids[:-1]:
+            net.peer_lists[node_id] = addresses[:-1]
+        sc.plan.append(f"{n_nodes} nodes; {ids[-1]} is in no list but its own")
+    else:
+        net.peer_lists[ids[-1]] = [addresses[-1], addresses[0]]
+        sc.plan.append(f"{n_nodes} nodes; {ids[-1]} lists only itself and {ids[0]}")
+    sc.add(services=rng.randint(6, 10), per_service=3, start=(1.0, 3.0))
+    sc.add(services=4, per_service=1, entry="round_robin", service_base=10)
+    sc.add(6, 1, start=(1.0, 3.0), stop=(10.0, 30.0), deregister=True, service_base=2)
+    t = rng.uniform(10.0, 15.0)
+    if rng.random() < 0.5:
+        length = rng.choice((rng.uniform(1.0, h.unhealthy_after), rng.uniform(4.0, 12.0)))
+        sc.pause(rng.choice(ids), t, length, None)
+    else:
+        length = rng.uniform(2.0, 12.0)
+        sc.partition([rng.choice(ids)], t, length)
+    sc.end = max(t + length, 30.0) + h.evict_after + 35.0  # the last stop's delta settles
+    return sc
+
+
+REPLAY_MISMATCH = (
+    "MESHREG_SIM_FAULT_SEED={seed} pytest tests/sim/test_faults_sim.py -k replay_mism -s"
+)
+
+
+@pytest.mark.parametrize("seed", range(max(4, FAULT_SEEDS // 4)))
+def test_mismatched_peer_lists_join_and_never_lose_a_live_instance(seed: int) -> None:
+    sc = plan_mismatched(seed)
+    sc.check(sc.end, REPLAY_MISMATCH.format(seed=seed))
+
+
+def test_replay_mismatched_seed() -> None:
+    """Replays MESHREG_SIM_FAULT_SEED of the mismatched-lists plan (skipped when unset)."""
+    if "MESHREG_SIM_FAULT_SEED" not in os.environ:
+        pytest.skip("set MESHREG_SIM_FAULT_SEED to replay a mismatched-lists run")
+    sc = plan_mismatched(int(os.environ["MESHREG_SIM_FAULT_SEED"]), trace=True)
+    problems = sc.run(sc.end)
+    assert sc.net.trace is not None
+    print("\n".join(sc.net.trace[-400:]))
+    print(sc.report())
+    assert not problems, problems[:10]
+
+
 def test_replay_random_seed() -> None:
     """Replays MESHREG_SIM_FAULT_SEED with a full trace (skipped when unset)."""
     if "MESHREG_SIM_FAULT_SEED" not in os.environ:

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshreg.core.effects import InstanceView
+from meshreg.core.membership import MAX_ADDRESSES
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire import limits, messages, peer
@@ -429,3 +430,42 @@ def test_a_beacon_view_is_checked_once_and_decodes_as_before(
     for i in range(3 * peer._VIEWS_KEPT):  # bounded
         decode_replication(beacon(members=[f"m{i}"]))
     assert len(peer._views) <= peer._VIEWS_KEPT
+
+
+def join_msg(addresses: Any, **extra: Any) -> dict[str, Any]:
+    return {"v": 1, "id": 6, "op": "join", "node": "n2", "addresses": addresses, **extra}
+
+
+def test_a_join_parses_into_the_addresses_it_carries() -> None:
+    req = parse_peer_message(join_msg(["10.0.0.2:7800", "[::1]:7810"]))
+    assert req.op == "join" and req.req_id == 6 and req.node == "n2"
+    assert req.addresses == ("10.0.0.2:7800", "[::1]:7810")
+    fields = peer.peer_call_fields(req)
+    assert parse_peer_message({"v": 1, "id": 6, "op": "join", **fields}) == req
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        None,
+        "10.0.0.2:7800",
+        [],
+        ["10.0.0.2"],
+        ["10.0.0.2:0"],
+        ["10.0.0.2:70000"],
+        ["bad host:7800"],
+        ["10.0.0.2:7800\0"],
+        [7800],
+        [f"10.0.0.{i % 250}:{7800 + i}" for i in range(MAX_ADDRESSES + 1)],
+    ],
+)
+def test_a_malformed_join_is_rejected(addresses: Any) -> None:
+    with pytest.raises(RequestRejected) as info:
+        parse_peer_message(join_msg(addresses))
+    assert info.value.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE)
+    assert info.value.message.startswith("join: ")
+
+
+def test_a_join_from_a_client_is_refused_unread() -> None:
+    exc = pytest.raises(RequestRejected, parse_message, join_msg(["10.0.0.2:7800"]))
+    assert exc.value.code is ErrorCode.PERMISSION_DENIED
