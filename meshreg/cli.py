@@ -678,10 +678,14 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         )
     sessions = result.get("sessions")
     if isinstance(sessions, dict):
+        refused = result.get("rejected_quota", {})
+        full = refused.get("max_sessions", 0) if isinstance(refused, dict) else 0
+        share = refused.get("max_sessions_per_client", 0) if isinstance(refused, dict) else 0
         lines.append(
             f"sessions        {sessions.get('count')} holding {sessions.get('instances')} "
             f"instances; {sessions.get('renewals')} renewals, {sessions.get('silent')} silent "
-            "at the last check"
+            f"at the last check, {sessions.get('forgotten', 0)} forgotten empty; refused: "
+            f"{full} table full, {share} over a client's share"
         )
     configs = result.get("config")
     if isinstance(configs, dict):

@@ -62,6 +62,7 @@ TIME_BOUNDS: dict[str, tuple[float, float]] = {
     "check_interval": (0.05, 3600.0),  # s; below 50 ms a sweep loop burns CPU for nothing
     "unhealthy_after": (0.1, 30 * 86400.0),  # s; also above check_interval (see validate)
     "evict_after": (0.1, 30 * 86400.0),  # s; also >= unhealthy_after
+    "empty_session_after": (0.1, 30 * 86400.0),  # s; capped by evict_after where used
     "peer_timeout": (0.2, 600.0),  # s; below 200 ms a busy peer flaps down and up
     "beacon_interval": (0.01, 60.0),  # s; also below peer_timeout
     "anti_entropy_interval": (0.05, 3600.0),  # s; digests are O(services): not in a loop
@@ -262,6 +263,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         check_interval = 5.0
         unhealthy_after = 15.0
         evict_after = 30.0
+        empty_session_after = 10.0        # an empty client session, without a renewal
         self_preservation = true
         self_preservation_threshold = 0.85
         self_preservation_min = 10
@@ -280,6 +282,8 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_instances = 2000000
         max_metadata_bytes = 536870912   # 512 MiB
         max_tombstones = 500000
+        max_sessions = 100000
+        max_sessions_per_client = 0       # 0: max_sessions // 16
 
         [config]                          # the configuration center (docs/CONFIG.md)
         max_content_bytes = 1048576       # bytes per content, at most 10 MiB

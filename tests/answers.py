@@ -10,10 +10,14 @@ from meshreg.wire.peer import parse_call_result
 from meshreg.wire.result_maps import to_wire
 
 
-def served(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
+def served(node: Any, req: Any, now: float, forwarded: bool = False, client: Any = None) -> Any:
     """``node.handle(req, now, forwarded)``: a ``Reply``'s result, a ``Forward`` as it
-    is, and a ``Rejected`` raised as RequestRejected (so ``pytest.raises`` reads it)."""
-    answer = node.handle(req, now, forwarded)
+    is, and a ``Rejected`` raised as RequestRejected (so ``pytest.raises`` reads it).
+    ``client``: who sent it (a key's name, or a connection's routing id)."""
+    if client is None:
+        answer = node.handle(req, now, forwarded)
+    else:
+        answer = node.handle(req, now, forwarded, client=client)
     if type(answer) is Reply:
         return answer.result
     if type(answer) is Rejected:
@@ -22,9 +26,9 @@ def served(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
     return answer
 
 
-def served_map(node: Any, req: Any, now: float, forwarded: bool = False) -> Any:
+def served_map(node: Any, req: Any, now: float, forwarded: bool = False, client: Any = None) -> Any:
     """``served``, its result as the map a client reads (wire/result_maps)."""
-    return to_wire(served(node, req, now, forwarded))
+    return to_wire(served(node, req, now, forwarded, client))
 
 
 def stats_map(node: Any, now: float) -> Any:

@@ -51,6 +51,14 @@ Rules (each with its constant below):
   fewer instances than acknowledged ``SHORT_RENEWALS`` times in a row, or that the node
   does not know, registers the session's instances again (redo).  A node that does not
   know sessions (UNKNOWN_OP) turns the session off for good: per-instance beats.
+  A node whose session table (or this client's share of it) is full refuses the open
+  or the renewal with RESOURCE_EXHAUSTED: the session is *suspended* (one log line),
+  the registrations are kept alive with per-instance beats (those the node held in the
+  session are registered again without it), and every ``SESSION_RETRY`` the client
+  opens it again; once it is open, they are registered in it again (one batch) and
+  one renewal keeps them alive as before.  A registration naming the session that a
+  node refuses with RESOURCE_EXHAUSTED (it could not open the session there) is sent
+  once more without it.
 * **Watches.** A watched service is a pushed view (cache.ServiceView): deltas, a gap
   -> pull, a pull every ``resync_interval``.  A watcher that sends nothing else pings
   every ``PROBE_INTERVAL`` so a dead server is noticed.
@@ -151,6 +159,9 @@ DEADLINE_SLACK = 0.5  # s past the attempt's end (below the nodes' peer_request_
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
+# s between tries to open the session again after a node refused it (RESOURCE_EXHAUSTED:
+# its session table, or this client's share of it, is full); per-instance beats meanwhile
+SESSION_RETRY = 30.0
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals), or only part of a service
@@ -275,6 +286,9 @@ class ClientSession:
         self._session_acked = 0  # registrations in the session the node acknowledged
         self._short_renewals = 0  # renewals in a row that held fewer than that
         self._session_opened = False
+        self._session_confirmed = False  # a node answered its open or a renewal
+        self._suspended: tuple[str, str] | None = None  # the session a refusal set aside
+        self._session_retry_at = math.inf  # when to try opening it again (SESSION_RETRY)
         # The cluster view: writes go straight to a service's responsible node.
         self._members: tuple[str, ...] = ()
         self._member_address: dict[str, str] = {}
@@ -311,7 +325,7 @@ class ClientSession:
     def next_wake(self, now: float) -> float:
         """When ``tick`` has something to do next (at most a second away)."""
         wake = min(now + 1.0, self._next_beat, self._next_resync, self._earliest,
-                   self._next_recheck)  # fmt: skip
+                   self._next_recheck, self._session_retry_at)  # fmt: skip
         if self.registrations:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
@@ -505,6 +519,8 @@ class ClientSession:
                     self._next_recheck = min(self._next_recheck, watch.recheck_at)
         if now >= self._next_view and self.registrations:
             self._refresh_view()
+        if now >= self._session_retry_at and not self.offline:
+            self._retry_session()
         self.configs.tick(now)
         if (self.watches or self.configs.listens) and now >= self._next_probe:
             # A watcher sends nothing on its own: ping so a dead server is noticed.
@@ -839,19 +855,44 @@ class ClientSession:
         if self.session is None:
             reg.fields.pop("session", None)  # sessions off, or fallen back on beats
         self._open_session()
+        named = reg.session  # the session this attempt names (None: its own beats)
+        started = self._now
 
-        def registered(_: Any) -> None:
+        def registered(result: Any) -> None:
             ident = (reg.key, reg.iid)
             if self.session is None:
                 reg.fields.pop("session", None)  # fell back while it was in flight
+                if named is not None and self._suspended is not None:
+                    self._out_of_session(reg)  # registered in the session just set aside
             elif reg.session is not None and ident not in self.registrations:
                 self._session_acked += 1
             self.registrations[ident] = reg
             self._wrote(reg.key)
             if done is not None:
                 done(None)
+            if reply_to is not None:
+                self._out.append(Complete(reply_to, result))
 
-        self.request("register", reg.fields, timeout, reply_to, registered, done)
+        def failed(exc: BaseException) -> None:
+            if (
+                named is not None
+                and getattr(exc, "code", None) == ErrorCode.RESOURCE_EXHAUSTED
+                and not self._session_confirmed
+                and (reg.key, reg.iid) not in self.registrations
+            ):
+                # no node has confirmed the session: it may be the session the node
+                # refused (its table is full), not the instance: once more, kept alive by
+                # beats (an instance quota refuses it again: the caller gets that answer)
+                reg.fields.pop("session", None)
+                left = max(self.settings.attempt_timeout, started + timeout - self._now)
+                self._register(reg, left, reply_to, done)
+                return
+            if done is not None:
+                done(exc)
+            if reply_to is not None:
+                self._out.append(Fail(reply_to, exc))
+
+        self.request("register", reg.fields, timeout, None, registered, failed)
 
     def _register_bulk(self, items: Any, timeout: float) -> None:
         """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
@@ -905,6 +946,7 @@ class ClientSession:
             return
         self._batches_in_flight += 1
         timeout = max(self.settings.attempt_timeout, max(i[2] for i in items) - self._now)
+        named = [item[0].session is not None for item in items]  # as sent
 
         def replied(result: BatchOutcome) -> None:
             self._batches_in_flight -= 1
@@ -912,7 +954,7 @@ class ClientSession:
                 why = malformed_reply_error("register_batch", self.server, "wrong result count")
                 self._bulk_failed(items, why)
             else:
-                self._batch_results(items, result.results)
+                self._batch_results(items, result.results, named)
             self._pump_bulk()
 
         def failed(exc: BaseException) -> None:
@@ -946,15 +988,24 @@ class ClientSession:
             "register_batch", fields, timeout, on_reply=answered(replied), on_error=answered(failed)
         )
 
-    def _batch_results(self, items: list[Any], results: tuple[EntryRefusal | None, ...]) -> None:
+    def _batch_results(
+        self, items: list[Any], results: tuple[EntryRefusal | None, ...], named: list[bool]
+    ) -> None:
         """Each entry's result: registered (kept alive from now on), or its error; the
-        refusals are logged as one line per server and kind."""
+        refusals are logged as one line per server and kind.  ``named``: whether each
+        entry named the session when sent (see ``_register`` for what a refusal then
+        means)."""
         refused: dict[int, list[Any]] = {}
-        for (reg, reply_to, _), result in zip(items, results, strict=True):
+        again = []  # refused RESOURCE_EXHAUSTED while naming the session: without it
+        for (reg, reply_to, deadline), result, in_session in zip(
+            items, results, named, strict=True
+        ):
             if result is None:
                 ident = (reg.key, reg.iid)
                 if self.session is None:
                     reg.fields.pop("session", None)
+                    if in_session and self._suspended is not None:
+                        self._out_of_session(reg)
                 elif reg.session is not None and ident not in self.registrations:
                     self._session_acked += 1
                 self.registrations[ident] = reg
@@ -962,9 +1013,18 @@ class ClientSession:
                 self._entry_done(reply_to, None)
                 continue
             code = result.code
+            if (
+                in_session
+                and code == ErrorCode.RESOURCE_EXHAUSTED
+                and (not self._session_confirmed or (reg.key, reg.iid) in self.registrations)
+            ):  # as in _register; and one the client holds must not be left unbeaten
+                self._leave_session(reg)
+                again.append((reg, reply_to, deadline))
+                continue
             exc = server_error(code, result.message, self.server)
             refused.setdefault(code, []).append((reg, exc))
             self._entry_done(reply_to, exc)
+        self._bulk.extend(again)  # the caller sends the next batches (_pump_bulk)
         for code, errors in refused.items():
             self._warn(
                 ("batch-refused", self.server, code),
@@ -1037,9 +1097,14 @@ class ClientSession:
             "session_open",
             {"namespace": namespace, "session": sid},
             self._liveness_timeout(),
+            on_reply=self._session_answered,
             on_error=self._renewal_failed,
             priority=True,
         )
+
+    def _session_answered(self, _: Any) -> None:
+        if self.session is not None:
+            self._session_confirmed = True
 
     def _send_beats(self) -> None:
         if self.session is not None and self._session_acked:
@@ -1089,6 +1154,7 @@ class ClientSession:
         namespace, sid = self.session
 
         def renewed(result: SessionRenewal) -> None:
+            self._session_answered(result)
             held, acked = result.instances, self._session_acked
             if result.known is False and acked:
                 self._short_renewals = SHORT_RENEWALS  # the node never heard of it
@@ -1140,6 +1206,10 @@ class ClientSession:
             for reg in self.registrations.values():
                 reg.fields.pop("session", None)
             return
+        if getattr(exc, "code", None) == ErrorCode.RESOURCE_EXHAUSTED:
+            if self.session is not None:
+                self._suspend_session(exc)
+            return  # else suspended already (an open and a renewal both refused)
         if getattr(exc, "code", None) == ErrorCode.PERMISSION_DENIED and not self._session_acked:
             # a key that may not write here, refused before the session kept anything
             # alive: the registration's own PERMISSION_DENIED tells the caller, and there
@@ -1153,8 +1223,84 @@ class ClientSession:
             f"{len(self.registrations)} registrations depend on it: {exc}",
         )
 
+    def _suspend_session(self, exc: BaseException) -> None:
+        """The node refused the session (RESOURCE_EXHAUSTED): per-instance beats until
+        ``_retry_session`` opens it again (module docstring, "Liveness")."""
+        assert self.session is not None
+        self._suspended, self.session = self.session, None
+        self._session_opened = self._session_confirmed = False
+        self._session_acked = self._short_renewals = 0
+        self._session_retry_at = self._now + SESSION_RETRY
+        self._status_changed = True
+        held = [reg for reg in self.registrations.values() if reg.session is not None]
+        self._warn(
+            ("session-refused", self.server),
+            f"meshreg server {self.server} refused this client's session ({exc}); keeping "
+            f"{len(self.registrations)} registrations alive with per-instance beats, and "
+            f"trying the session again every {SESSION_RETRY:g} s",
+        )
+        for reg in held:  # the node may hold them in the session: out of it, one batch
+            reg.fields.pop("session", None)
+        if held:
+            self._register_bulk(
+                [(reg, None) for reg in held], self._liveness_timeout() + len(held) / 5000
+            )
+
+    def _out_of_session(self, reg: Registration) -> None:
+        """A registration the node took in the session after the client set it aside:
+        registered again without it, so that its beats count."""
+        self._register_bulk([(reg, None)], self._liveness_timeout())
+
+    def _leave_session(self, reg: Registration) -> None:
+        """``reg`` is kept alive by its own beats from now on."""
+        if reg.fields.pop("session", None) is None:
+            return
+        if self.session is not None and (reg.key, reg.iid) in self.registrations:
+            self._session_acked -= 1  # it was counted as held in the session
+
+    def _retry_session(self) -> None:
+        """Try to open the suspended session again; once open, the registrations go
+        back into it (one batch), and one renewal keeps them alive."""
+        assert self._suspended is not None
+        self._session_retry_at = math.inf  # one try in flight
+        namespace, sid = self._suspended
+
+        def opened(_: Any) -> None:
+            if self._suspended is None or self.closed:
+                return
+            self.session, self._suspended = self._suspended, None
+            self._session_opened = self._session_confirmed = True
+            self._status_changed = True
+            back = [reg for reg in self.registrations.values() if reg.key.namespace == namespace]
+            for reg in back:
+                reg.fields["session"] = sid
+            self._session_acked = len(back)  # each counts as held, as after a redo
+            self._out.append(
+                LogLine(
+                    "info",
+                    f"meshreg server {self.server} opened this client's session again; "
+                    f"{len(back)} registrations are kept alive by it from now on",
+                )
+            )
+            if back:
+                self._reregister_session()
+
+        def refused(exc: BaseException) -> None:
+            self._session_retry_at = self._now + SESSION_RETRY
+            self._out.append(LogLine("debug", f"session still refused by {self.server}: {exc}"))
+
+        self.request(
+            "session_open",
+            {"namespace": namespace, "session": sid},
+            self._liveness_timeout(),
+            on_reply=opened,
+            on_error=refused,
+            priority=True,
+        )
+
     def _close_session(self, timeout: float, reply_to: ReplyTo) -> None:
         """Close the session: the node deregisters every instance registered in it."""
+        self._suspended, self._session_retry_at = None, math.inf  # no more tries to open it
         if self.session is None or not self._session_opened:
             # never opened (a client that only read): nothing to close on any node
             self._out.append(Complete(reply_to, {"deregistered": 0}))

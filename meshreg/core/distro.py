@@ -93,7 +93,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -469,10 +469,12 @@ class DistroNode:
         return 0
 
     # -- requests -----------------------------------------------------------------
-    def handle(self, req: Any, now: float, forwarded: bool = False) -> Answer:
+    def handle(
+        self, req: Any, now: float, forwarded: bool = False, client: Hashable | None = None
+    ) -> Answer:
         """Answer one request: ``Forward`` a write for a service another member is
         responsible for (unless ``forwarded``: relayed here already, never again), else
-        a ``Reply`` or ``Rejected`` as ``RegistryNode.handle``."""
+        a ``Reply`` or ``Rejected`` as ``RegistryNode.handle`` (``client`` too)."""
         t = type(req)
         try:
             # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
@@ -488,7 +490,7 @@ class DistroNode:
                         if t is Beat:  # our own evidence, should the owner not answer
                             self.registry.renew(req.key, req.instance, now, now, judge=False)
                         return Forward(owner, peer.address, req, now)
-            return Reply(req.req_id, self._apply(req, now, now))
+            return Reply(req.req_id, self._apply(req, now, now, client))
         except RequestRejected as exc:
             return self.registry.refused(exc)
 
@@ -533,7 +535,9 @@ class DistroNode:
         except RequestRejected as exc:
             return self.registry.refused(exc)
 
-    def _apply(self, req: Any, now: float, received_at: float) -> Result:
+    def _apply(
+        self, req: Any, now: float, received_at: float, client: Hashable | None = None
+    ) -> Result:
         t = type(req)
         if t in _WRITES:
             if self.ready:
@@ -572,7 +576,7 @@ class DistroNode:
         if t is GetStats:  # the registry's, with the member's (``stats_result``)
             self._count(req.op)
             return self.stats_result(now)
-        return self.registry.apply(req, now, received_at)
+        return self.registry.apply(req, now, received_at, client)
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1

@@ -80,14 +80,28 @@ class HealthPolicy:
     # a fault of a quarter of an hour is no blip, and junk that trips the mode cannot
     # hold dead instances for good (issue 10, M3). Eureka's renewal-threshold period.
     self_preservation_max: float = 900.0
+    # s a session holding no instance lasts without a renewal (at most ``evict_after``):
+    # an empty session keeps nothing alive, so a flood of empty ``session_open``s must
+    # not hold the table for ``evict_after`` (review finding F-sessflood).  Two default
+    # beat intervals: a client renews every 5 s, and one that opens a session and
+    # registers right away fills it within a round trip (core/sessions, "Forgetting").
+    empty_session_after: float = 10.0
+
+    @property
+    def empty_session_ttl(self) -> float:
+        """s an empty session lasts without a renewal: ``empty_session_after``, capped by
+        ``evict_after`` (a session never outlives what its instances would)."""
+        return min(self.empty_session_after, self.evict_after)
 
     def __post_init__(self) -> None:
-        for name in ("check_interval", "unhealthy_after", "evict_after"):
+        for name in ("check_interval", "unhealthy_after", "evict_after", "empty_session_after"):
             value = getattr(self, name)
             if type(value) not in (int, float) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number of seconds, got {value!r}")
         if not self.check_interval > 0:
             raise ConfigError(f"check_interval must be > 0 s, got {self.check_interval}")
+        if not self.empty_session_after > 0:
+            raise ConfigError(f"empty_session_after must be > 0 s, got {self.empty_session_after}")
         if not self.unhealthy_after > 0:
             raise ConfigError(f"unhealthy_after must be > 0 s, got {self.unhealthy_after}")
         if not self.evict_after >= self.unhealthy_after:

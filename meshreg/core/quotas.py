@@ -38,6 +38,9 @@ from meshreg.errors import ConfigError
 from meshreg.model import MAX_METADATA_CHARS, InstanceId, ServiceKey
 
 MIB = 1024 * 1024
+# max_sessions_per_client = 0 gives each client this fraction of max_sessions: it takes
+# this many clients at their share to fill the table
+SESSION_SHARE_DIVISOR = 16
 # bytes one metadata map can hold at most (a character is at most 4 bytes in UTF-8):
 # while the node is further than this from its limit, no write needs its size computed
 METADATA_BYTES_BOUND = 4 * MAX_METADATA_CHARS
@@ -86,12 +89,27 @@ class LimitsPolicy:
     # client sessions (core/sessions: a few hundred bytes each plus their index); one per
     # client process is the usual, so 100k is a hundred thousand clients per cluster
     max_sessions: int = DEFAULT_MAX_SESSIONS
+    # sessions one client may hold, opened through this node (core/sessions, "Shares"):
+    # per key, or per connection on a node without a key.  A client process needs one
+    # per namespace it registers in; a key shared by a fleet needs one per process.
+    # 0: a sixteenth of max_sessions (6,250 by default), so one client, or one stolen
+    # key, cannot take the table from the others (review finding F-sessflood)
+    max_sessions_per_client: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if type(value) is not int or value < 1:
-                raise ConfigError(f"[limits] {f.name} must be a whole number >= 1, got {value!r}")
+            least = 0 if f.name == "max_sessions_per_client" else 1
+            if type(value) is not int or value < least:
+                raise ConfigError(
+                    f"[limits] {f.name} must be a whole number >= {least}, got {value!r}"
+                    + (" (0: max_sessions // 16)" if least == 0 else "")
+                )
+
+    @property
+    def sessions_per_client(self) -> int:
+        """The share in effect: ``max_sessions_per_client``, or max_sessions // 16."""
+        return self.max_sessions_per_client or max(1, self.max_sessions // SESSION_SHARE_DIVISOR)
 
 
 @dataclass(frozen=True, slots=True)

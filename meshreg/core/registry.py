@@ -31,7 +31,7 @@ when the stall began, since it may have waited the stall out in the socket
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -236,13 +236,17 @@ class RegistryNode:
         self.outbox = Outbox(node_id, epoch, self.store, self.queue)
 
     # -- requests -------------------------------------------------------------
-    def handle(self, req: Request, now: float, forwarded: bool = False) -> Answer:
+    def handle(
+        self, req: Request, now: float, forwarded: bool = False, client: Hashable | None = None
+    ) -> Answer:
         """Answer one request: a ``Reply``, or a ``Rejected`` that changed nothing (and,
         in a cluster, a ``Forward``: see core/distro).  Never raises for a request it
         refuses; the refusal is counted in ``stats``.  ``forwarded``: another node
-        relayed it here (a lone node applies everything anyway)."""
+        relayed it here (a lone node applies everything anyway).  ``client``: who sent
+        it, for its share of the sessions (core/sessions, "Shares"): a key's name, or
+        a connection's routing id (bytes); None: nobody's share (a peer)."""
         try:
-            return Reply(req.req_id, self.apply(req, now, now))
+            return Reply(req.req_id, self.apply(req, now, now, client))
         except RequestRejected as exc:
             return self.refused(exc)
 
@@ -250,12 +254,14 @@ class RegistryNode:
         self.stats.count_error(exc.code)
         return Rejected(exc.req_id, exc.code, exc.message, exc.op)
 
-    def apply(self, req: Any, now: float, received_at: float) -> Result:
+    def apply(
+        self, req: Any, now: float, received_at: float, client: Hashable | None = None
+    ) -> Result:
         """Apply one request here; return its result or raise RequestRejected.
 
         ``received_at``: when the request reached this node, earlier than ``now`` for a
         forward that failed and is applied here after all: a beat is evidence of life
-        then, not now."""
+        then, not now.  ``client``: as in ``handle``."""
         requests = self.stats.requests
         op = req.op
         requests[op] = requests.get(op, 0) + 1
@@ -288,12 +294,12 @@ class RegistryNode:
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             known = sess is not None
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
-                sess = self._session_for(req, req.session, req.namespace, now)
+                sess = self._session_for(req, req.session, req.namespace, now, True, client)
             self.renew_session(req.session, req.namespace, now, now)
             return SessionRenewed(sess.count, known)
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
-            sess = self._session_for(req, sid, req.namespace, now)
+            sess = self._session_for(req, sid, req.namespace, now, True, client)
             self.renew_session(sid, req.namespace, now, now)
             return SessionOpened(
                 sid, sess.count, self.policy.unhealthy_after, self.policy.evict_after
@@ -405,10 +411,17 @@ class RegistryNode:
 
     # -- sessions (core/sessions) ------------------------------------------------------
     def _session_for(
-        self, req: Any, sid: str, namespace: str, now: float, create: bool = True
+        self,
+        req: Any,
+        sid: str,
+        namespace: str,
+        now: float,
+        create: bool = True,
+        client: Hashable | None = None,
     ) -> SessionRecord:
         """The session a request names, checked against its namespace and, when it is new
-        here and ``create``, against ``max_sessions`` (None only when not ``create``)."""
+        here and ``create``, against ``client``'s share (core/sessions, "Shares"; None:
+        nobody's) and ``max_sessions`` (None only when not ``create``)."""
         sessions = self.store.sessions
         sess = sessions.get(sid)
         if sess is not None and sess.namespace != namespace:
@@ -420,6 +433,8 @@ class RegistryNode:
                 req.op,
             )
         if sess is None and create:
+            if client is not None:
+                self._check_share(req, sessions.share_of(client), client)
             if len(sessions) >= self.limits.max_sessions:
                 self.quotas.rejected["max_sessions"] = (
                     self.quotas.rejected.get("max_sessions", 0) + 1
@@ -432,8 +447,33 @@ class RegistryNode:
                     req.req_id,
                     req.op,
                 )
-            sess = sessions.ensure(sid, namespace, now)
+            sess = sessions.ensure(sid, namespace, now, client)
         return sess  # type: ignore[return-value]
+
+    def _check_share(self, req: Any, held: int, client: Hashable) -> None:
+        """Refuse a new session over ``client``'s share (nothing changes; counted)."""
+        share = self.limits.sessions_per_client
+        if held < share:
+            return
+        rejected = self.quotas.rejected
+        rejected["max_sessions_per_client"] = rejected.get("max_sessions_per_client", 0) + 1
+        who = (
+            f"connection {client.hex()} (a node without client keys counts per connection)"
+            if isinstance(client, bytes)
+            else f"client {client!r}"
+        )
+        derived = "" if self.limits.max_sessions_per_client else ", max_sessions // 16"
+        raise RequestRejected(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            f"{req.op} (namespace {req.namespace!r}): quota reached: {who} holds {held} "
+            f"sessions opened through this node ([limits] max_sessions_per_client = "
+            f"{share}{derived}); a client process needs one session per "
+            "namespace: reuse it, close sessions no longer used (session_close), or raise "
+            "[limits] max_sessions_per_client in the node config; meanwhile instances can "
+            "be kept alive with per-instance beats",
+            req.req_id,
+            req.op,
+        )
 
     def _new_session_id(self) -> str:
         """A session id unique to this incarnation (node id, random epoch, a counter)."""
@@ -699,6 +739,7 @@ class RegistryNode:
                 store.sessions.instance_count,
                 self.session_renewals,
                 self.silent_sessions,
+                store.sessions.forgotten,
             ),
             member=member,
         )
@@ -786,7 +827,7 @@ class RegistryNode:
             self._sweep = None
             if not run.sessions_only:
                 self.store.purge_tombstones(now, TOMBSTONE_TTL)
-                self.store.sessions.collect(now, self.policy.evict_after)
+                self.store.sessions.collect(now, self.policy.empty_session_ttl)
                 self.stats.sample(now)
         if not self.store.sessions:
             return self.next_check_at

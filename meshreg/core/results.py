@@ -163,6 +163,7 @@ class SessionStats:
     instances: int
     renewals: int
     silent: int
+    forgotten: int = 0  # empty sessions dropped (core/sessions, "Forgetting")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,22 @@ Theory of operation
 * **Proven.**  Like an instance that never beat (core/preservation), a
   session never renewed since it was first seen here is *unproven*: its
   instances are left out of self-preservation's count.
-* **Forgetting.**  A session with no instance left and no renewal for
-  ``evict_after`` is dropped by the sweep (``collect``).
+* **Forgetting.**  A session with no instance and no renewal for
+  ``empty_session_after`` (10 s, capped by ``evict_after``; core/health) is dropped
+  by the sweep (``collect``).  An empty session keeps nothing alive, so it need not
+  wait ``evict_after``: a flood of empty opens that walks away holds the table for
+  seconds.  A client that opens a session and registers right away fills it within
+  a round trip; one that renews an empty session (every beat interval) keeps it.  A
+  session forgotten here comes back with the next sign of it (a renewal, an instance
+  merged from a peer), as at first sight.
+* **Shares.**  Each session a client opened through this node (``session_open``,
+  or a ``session_renew`` of a session unknown here) is counted against that client
+  (its key's name, or its connection on a node without keys: the runtime says who),
+  up to ``[limits] max_sessions_per_client`` (default ``max_sessions // 16``); the
+  count drops when the session is closed or forgotten.  So one client cannot take the
+  whole table from the others (review finding F-sessflood).  Sessions learned from
+  peers, or created by a ``register`` (it holds an instance, which the instance
+  quotas bound), count in no share; every session counts in ``max_sessions``.
 
 Pure: no clock (times are arguments), no I/O.
 """
@@ -38,7 +52,7 @@ Pure: no clock (times are arguments), no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from meshreg.model import InstanceId, ServiceKey
 
@@ -59,9 +73,12 @@ class SessionRecord:
         "instances",
         "count",
         "marked_at",
+        "opener",
     )
 
-    def __init__(self, sid: str, namespace: str, now: float) -> None:
+    def __init__(
+        self, sid: str, namespace: str, now: float, opener: Hashable | None = None
+    ) -> None:
         self.id = sid
         self.namespace = namespace
         self.last_renewed = now  # local monotonic time of the latest renewal (or first sight)
@@ -76,6 +93,7 @@ class SessionRecord:
         # session check between sweeps (core/health) skips it until it renews or gains
         # a healthy instance. -inf: not marked.
         self.marked_at = -math.inf
+        self.opener = opener  # the client whose share it counts in (None: nobody's)
 
 
 class Sessions:
@@ -85,6 +103,8 @@ class Sessions:
         self.by_id: dict[str, SessionRecord] = {}
         self.instance_count = 0  # instances held in sessions, all sessions
         self.expired = 0  # sessions whose instances a sweep here found silent (stats)
+        self.opened: dict[Hashable, int] = {}  # client -> sessions in its share ("Shares")
+        self.forgotten = 0  # empty sessions the sweep dropped (stats)
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -95,12 +115,30 @@ class Sessions:
     def get(self, sid: str) -> SessionRecord | None:
         return self.by_id.get(sid)
 
-    def ensure(self, sid: str, namespace: str, now: float) -> SessionRecord:
-        """The session ``sid``, created (renewed at first sight) if unknown."""
+    def ensure(
+        self, sid: str, namespace: str, now: float, opener: Hashable | None = None
+    ) -> SessionRecord:
+        """The session ``sid``, created (renewed at first sight) if unknown; a new one
+        counts in ``opener``'s share (None: nobody's)."""
         sess = self.by_id.get(sid)
         if sess is None:
-            sess = self.by_id[sid] = SessionRecord(sid, namespace, now)
+            sess = self.by_id[sid] = SessionRecord(sid, namespace, now, opener)
+            if opener is not None:
+                self.opened[opener] = self.opened.get(opener, 0) + 1
         return sess
+
+    def share_of(self, client: Hashable) -> int:
+        """Sessions in ``client``'s share."""
+        return self.opened.get(client, 0)
+
+    def _forget(self, sess: SessionRecord) -> None:
+        opener = sess.opener
+        if opener is not None:
+            left = self.opened[opener] - 1
+            if left:
+                self.opened[opener] = left
+            else:
+                del self.opened[opener]
 
     def renew(
         self, sid: str, namespace: str, seen_at: float, alive: int, now: float
@@ -168,12 +206,16 @@ class Sessions:
         sess = self.by_id.pop(sid, None)
         if sess is not None:
             self.instance_count -= sess.count
+            self._forget(sess)
         return sess
 
-    def collect(self, now: float, evict_after: float) -> int:
-        """Forget empty sessions not renewed for ``evict_after``; returns how many."""
-        cutoff = now - evict_after
-        stale = [s.id for s in self.by_id.values() if not s.count and s.last_renewed <= cutoff]
-        for sid in stale:
-            del self.by_id[sid]
+    def collect(self, now: float, empty_after: float) -> int:
+        """Forget sessions with no instance and no renewal for ``empty_after``
+        ("Forgetting"); returns how many."""
+        cutoff = now - empty_after
+        stale = [s for s in self.by_id.values() if not s.count and s.last_renewed <= cutoff]
+        for sess in stale:
+            del self.by_id[sess.id]
+            self._forget(sess)
+        self.forgotten += len(stale)
         return len(stale)

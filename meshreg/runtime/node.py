@@ -115,6 +115,8 @@ from meshreg.wire.messages import (
     RegisterInstance,
     RequestRejected,
     SessionClose,
+    SessionOpen,
+    SessionRenew,
     SetService,
     UpdateInstance,
     beat_fields,
@@ -180,6 +182,23 @@ _RELAYED_WRITES = (
     SetService,
 )
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
+# requests that may open a session: counted in their client's share (core/sessions)
+_SESSION_OPENS = (SessionOpen, SessionRenew)
+
+
+def _client_of(principal: Principal, envelope: list[Any]) -> str | bytes | None:
+    """Who a client request comes from, for its share of the sessions: its key's name,
+    or on a node without keys its connection (the ROUTER's routing id, as the read rate
+    counts it: a client that reconnects is a new one, docs/SECURITY.md); None for the
+    cluster key (not limited, as for the read rate: nodes and operators)."""
+    if principal is not OPEN:
+        return None if principal is NODE else principal.name
+    conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
+    if type(conn) is bytes:  # (always, as the drains receive it: the cheap test first)
+        return conn
+    return conn.bytes if isinstance(conn, zmq.Frame) else bytes(conn)
+
+
 # the configuration center's requests: served by runtime/config_plane, not the core
 _CONFIG_REQUESTS = frozenset(
     {
@@ -912,7 +931,10 @@ class NodeRuntime:
             if type(req) in _CONFIG_REQUESTS:
                 to_plane = True
                 return self._serve_config(envelope, body, req, msg, principal, now)
-            answer = self.core.handle(req, now, peer)
+            if type(req) in _SESSION_OPENS and not peer:  # the client's share: who it is
+                answer = self.core.handle(req, now, peer, _client_of(principal, envelope))
+            else:
+                answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.registry.holds)
             if type(answer) is SplitBatch:

@@ -171,6 +171,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
             "instances": sessions.instances,
             "renewals": sessions.renewals,
             "silent": sessions.silent,
+            "forgotten": sessions.forgotten,
         },
     }
     member = r.member

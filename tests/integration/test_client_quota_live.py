@@ -73,3 +73,28 @@ def test_expensive_reads_are_rate_limited_per_key(keys: Keys, limited_node: Node
         assert reader.instances("orders") == []  # the hot path is not limited
     with keys.client("app", limited_node.address) as app:
         assert app.services() is not None  # another key has its own budget
+
+
+def test_a_key_gets_its_share_of_the_session_table_whatever_its_connections(
+    keys: Keys, tmp_path: Path, start_node: Callable[..., NodeProcess]
+) -> None:
+    """Per key, not per connection (review finding F-sessflood): each raw request below
+    is a new connection, and the key's third session is still refused; the key's
+    Client then registers all the same, on per-instance beats."""
+    config = tmp_path / "sessions.toml"
+    config.write_text("[limits]\nmax_sessions = 32\n")  # a share of 2
+    node = start_node(
+        "--key", keys.key("cluster"), "--acl", str(keys.acl), "--config", str(config),
+        curve=keys.curve("cluster"),
+    )  # fmt: skip
+    answers = [
+        raw_request(node.port, {"v": 1, "id": 1, "op": "session_open"}, 2.0, keys.curve("app"))
+        for _ in range(3)
+    ]
+    assert [a["ok"] for a in answers] == [True, True, False]
+    message = answers[2]["error"]["message"]
+    assert "client 'orders-app'" in message and "max_sessions_per_client = 2" in message
+    with keys.client("app", node.address, sessions=True) as app:
+        app.register("orders", "10.0.0.1", 8080)
+        assert [i.ip for i in app.instances("orders")] == ["10.0.0.1"]
+    assert stats(keys, node)["rejected_quota"]["max_sessions_per_client"] >= 2
