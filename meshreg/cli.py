@@ -213,6 +213,12 @@ def main() -> None:
     "--port", default=None, type=int, help="Request port (default 7800); notifications on port+1."
 )
 @click.option(
+    "--advertise",
+    default=None,
+    help="Address peers and clients reach this node at (default: --host); required in a "
+    "cluster when --host is 0.0.0.0 or ::.",
+)
+@click.option(
     "--config",
     "config_path",
     default=None,
@@ -307,6 +313,7 @@ def main() -> None:
 def node(
     host: str | None,
     port: int | None,
+    advertise: str | None,
     config_path: str | None,
     check_interval: float | None,
     unhealthy_after: float | None,
@@ -334,6 +341,7 @@ def node(
         cfg = load_node_config(config_path).with_overrides(
             host=host,
             port=port,
+            advertise=advertise,
             check_interval=check_interval,
             unhealthy_after=unhealthy_after,
             evict_after=evict_after,
@@ -759,8 +767,8 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         )
     if joined:
         click.echo(
-            "+ not in this node's peer list: it joined through another member. Give every "
-            "node the same list (--peer / [cluster] peers) so a restart keeps it."
+            "+ not in this node's peer list: learned from a member (its join or beacons). "
+            "Give every node the same list (--peer / [cluster] peers) so a restart keeps it."
         )
     configs = result.get("config")
     if isinstance(configs, dict):

@@ -32,6 +32,7 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.errors import ConfigError
 from meshreg.wire.batching import BATCH_DELTAS, MAX_BATCH_DELTAS
+from meshreg.wire.messages import is_valid_host
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,12 +82,16 @@ def default_data_dir(host: str, port: int) -> Path:
 
 
 log = logging.getLogger("meshreg.node")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]")  # bind every interface; name no machine
 
 
 @dataclass(frozen=True)
 class NodeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # The host peers and clients reach this node at (beacons, ``cluster``, ``ping``, the
+    # default node id); "": ``host``.  Needed when ``host`` binds every interface.
+    advertise: str = ""
     health: HealthPolicy = field(default_factory=HealthPolicy)
     cluster: ClusterPolicy = field(default_factory=ClusterPolicy)
     limits: LimitsPolicy = field(default_factory=LimitsPolicy)  # quotas: core/quotas
@@ -119,7 +124,9 @@ class NodeConfig:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Where peers and clients reach this node: ``advertise`` (else ``host``) and port.
+        The sockets bind ``host``."""
+        return f"{self.advertise or self.host}:{self.port}"
 
     @property
     def pub_port(self) -> int:
@@ -156,7 +163,10 @@ class NodeConfig:
             addr = f"{host}:{port}"
             if addr in out or addr in itself:
                 continue
-            if addr == self.address or (port == self.port and _same_host(host, self.host)):
+            if addr == self.address or (
+                port == self.port
+                and (_same_host(host, self.host) or _same_host(host, self.advertise or self.host))
+            ):
                 itself.append(addr)
             else:
                 out.append(addr)
@@ -189,6 +199,26 @@ class NodeConfig:
         cfg.validate()
         return cfg
 
+    def _validate_advertise(self) -> None:
+        """A node bound to every interface names no machine: in a cluster its peers and
+        clients would be told ``0.0.0.0:P`` (and its configured address would never be
+        heard), so it needs ``advertise``."""
+        advertise = self.advertise
+        if type(advertise) is not str or advertise != advertise.strip():
+            raise ConfigError(f"advertise must be a host name or address, got {advertise!r}")
+        if advertise:
+            if advertise in WILDCARD_HOSTS or not is_valid_host(advertise.strip("[]")):
+                raise ConfigError(
+                    f"advertise {advertise!r} is not an address peers and clients can reach: "
+                    "give this node's own IP address or host name (e.g. 10.0.0.5)"
+                )
+        elif self.host in WILDCARD_HOSTS and self._split_peers()[0]:
+            raise ConfigError(
+                f"host {self.host} binds every interface but names no machine, and peers and "
+                f"clients must be told this node's address: add --advertise ADDRESS (advertise "
+                f"in [node]), e.g. --advertise 10.0.0.5, or bind one interface with --host"
+            )
+
     def validate(self) -> None:
         if type(self.host) is not str or not self.host.strip():
             raise ConfigError(
@@ -210,6 +240,7 @@ class NodeConfig:
                 f"got {self.node_id!r}"
             )
         self._validate_timings()
+        self._validate_advertise()
         self._split_peers()  # raises ConfigError on a malformed peer
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
@@ -312,7 +343,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     cluster = dict(data.get("cluster", {}))
     limits = data.get("limits", {})
     allowed = {
-        "node": {"host", "port", "log_level", "data_dir"},
+        "node": {"host", "port", "advertise", "log_level", "data_dir"},
         "config": {"max_content_bytes", "keep_revisions", "keep_days", "force_ready"},
         "health": {f.name for f in fields(HealthPolicy)},
         "cluster": {f.name for f in fields(ClusterPolicy)}
@@ -373,8 +404,12 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             'machine only), "0.0.0.0" (every interface) or the address of one interface'
         )
     security = _security_table(data.get("security", {}), Path(path))
+    advertise = node.get("advertise", "")
+    if type(advertise) is not str:
+        raise ConfigError(f"config file {path}: [node] advertise must be a string")
     cfg = NodeConfig(
         host=host,
+        advertise=advertise,
         security=security,
         port=port,
         health=policy,
