@@ -767,8 +767,8 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         )
     if joined:
         click.echo(
-            "+ not in this node's peer list: learned from a member (its join or beacons). "
-            "Give every node the same list (--peer / [cluster] peers) so a restart keeps it."
+            "+ not in this node's peer list: it lists this node and introduced itself; kept "
+            "while it does. Give every node the same list (--peer / [cluster] peers)."
         )
     configs = result.get("config")
     if isinstance(configs, dict):

@@ -31,6 +31,7 @@ class Beacon:
     ready: bool
     seq: int
     members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
+    configured: tuple[str, ...] | None = None  # ids its peer list names (None: not told)
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -121,6 +121,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     MemberState,
     PeerCall,
     PeerDataRejected,
+    PeerForgotten,
     PeerIntroduced,
     Rejected,
     Reply,
@@ -128,7 +129,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.membership import MAX_ADDRESSES, Membership, dialable
+from meshreg.core.membership import MAX_ADDRESSES, MAX_PENDING, Membership, dialable
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.registry import RegistryNode
@@ -299,8 +300,11 @@ class DistroNode:
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
             "joins_sent": 0,  # joins sent to peers whose views lacked members we hear
             "members_joined": 0,  # addresses a peer's join gave us (not in our peer list)
-            "joins_refused": 0,  # ... refused: MAX_ADDRESSES addresses held already
+            "joins_refused": 0,  # ... refused: MAX_ADDRESSES (or MAX_PENDING) held already
+            "members_forgotten": 0,  # learned members dropped (unlisted us, gone, never heard)
+            "duplicate_ids": 0,  # beacons naming a member id another address uses
         }
+        self._configured_ids: tuple[int, tuple[str, ...]] = (-1, ())  # (revision, ids)
         self._introduced: dict[str, float] = {}  # peer -> no new join to it before
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
         self.outbox.counters = self.counters  # replication_out, with the others in stats
@@ -743,6 +747,8 @@ class DistroNode:
     ) -> None:
         """A message from a peer's replication socket (already validated)."""
         if msg.node == self.node_id:
+            if type(msg) is Beacon and msg.address != self.address:
+                self._own_id_elsewhere(msg, now)
             return
         t = type(msg)
         if t is SessionBeats:
@@ -755,7 +761,15 @@ class DistroNode:
             self._on_digest(msg, now)  # type: ignore[arg-type]
 
     def _on_beacon(self, b: Beacon, now: float) -> None:
-        changes = self.membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now, b.members)
+        membership = self.membership
+        peer = membership.peers.get(b.address)
+        if peer is not None and not peer.configured:
+            if b.configured is not None and self.node_id not in b.configured:
+                self._forget(b.address, now, f"its peer list no longer names {self.node_id}")
+                return
+        elif peer is None or peer.node_id != b.node:
+            self._check_duplicate_id(b, now)
+        changes = membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now, b.members)
         self._member_changes(changes, now)
         applied = self.applied_seq.get(b.node)
         if applied is None or applied[0] != b.epoch:
@@ -766,30 +780,65 @@ class DistroNode:
             self._sync_wanted.add(b.node)  # it published deltas we never got
         self._recompute_members(now)
         view = b.members
-        if view is not None and view != self._members and self.ready and b.ready:
-            self._introduce(b.node, view, now)  # (a view being caught up is partial)
+        if view is not None and self.ready and b.ready and self.node_id not in view:
+            self._introduce(b.node, b.address, now)  # (a view being caught up is partial)
 
-    def _introduce(self, node_id: str, view: tuple[str, ...], now: float) -> None:
-        """Ready, ``node_id`` hashes over ``view``, which lacks members we hear (ourselves,
-        when its peer list does not name us): give it their addresses (``join``), at most once
-        per ``peer_timeout`` per peer.  Without it, a node missing from one peer list
-        keeps what it owns by its own view to itself (docs/DISTRO.md "Joining")."""
-        members = self._members
-        if all(m in view for m in members) or now < self._introduced.get(node_id, -math.inf):
+    def _introduce(self, node_id: str, address: str, now: float) -> None:
+        """Ready, we hear ``node_id``, a ready peer our list names, that does not hear us
+        (its list does not name us): give it our address (``join``), at most once per
+        ``peer_timeout``.  Without it, a node missing from one peer list keeps what it
+        owns by its own view to itself (docs/DISTRO.md "Joining")."""
+        peer = self.membership.peers.get(address)
+        if peer is None or not peer.configured or not dialable(self.address):
+            return  # a learned peer lists us: it hears us once we are ready
+        if now < self._introduced.get(node_id, -math.inf):
             return
         self._introduced[node_id] = now + self.cluster.peer_timeout
-        addresses = [self.address]
-        addresses += [p.address for p in self.membership.up_peers() if p.node_id in members]
-        addresses = [a for a in addresses if dialable(a)]
-        if not addresses:
-            return
         self.counters["joins_sent"] += 1
-        self._call(node_id, Join(0, self.node_id, tuple(addresses)), "join", (node_id,))
+        self._call(node_id, Join(0, self.node_id, (self.address,)), "join", (node_id,))
+
+    def _check_duplicate_id(self, b: Beacon, now: float) -> None:
+        """Two nodes with one id hash as one member: say so (a config copied to two
+        machines); the one heard first keeps the id."""
+        other = self.membership.peer_by_id(b.node)
+        if other is not None and other.address != b.address and other.state is MemberState.UP:
+            self.counters["duplicate_ids"] += 1
+            self._report(
+                now,
+                "duplicate id",
+                b.node,
+                f"the nodes at {other.address} and {b.address} both call themselves "
+                f"{b.node!r}: they count as one member and the registry splits; give each "
+                "node its own --node-id (node_id in [cluster]) and restart one of them",
+            )
+
+    def _own_id_elsewhere(self, b: Beacon, now: float) -> None:
+        self.counters["duplicate_ids"] += 1
+        self._report(
+            now,
+            "duplicate id",
+            b.node,
+            f"the node at {b.address} calls itself {b.node!r}, this node's id: its messages "
+            "are ignored and the registry splits; give each node its own --node-id "
+            "(node_id in [cluster]) and restart one of them",
+        )
+
+    def _forget(self, address: str, now: float, why: str) -> None:
+        """Drop a learned member (``Membership.forget``): the runtime unsubscribes."""
+        self._member_changes(self.membership.forget(address, now), now)
+        self.counters["members_forgotten"] += 1
+        self.registry.queue(PeerForgotten(address, why))
+        self._recompute_members(now)
+
+    def peer_unreachable(self, address: str, now: float, why: str) -> None:
+        """The runtime could not connect to an address a join gave us: forget it."""
+        if address in self.membership.peers and not self.membership.peers[address].configured:
+            self._forget(address, now, f"cannot connect to it ({why})")
 
     def _join(self, req: Join, now: float) -> None:
-        """A member gave us addresses of members it hears: keep the ones we did not know
-        (the runtime subscribes to them: ``PeerIntroduced``); their beacons bring them up."""
-        added, refused = self.membership.introduce(req.addresses)
+        """A member that lists us gave us its address: keep it if we did not know it (the
+        runtime subscribes to it: ``PeerIntroduced``); its beacons bring it up."""
+        added, refused = self.membership.introduce(req.addresses, now)
         for address in added:
             self.counters["members_joined"] += 1
             self.registry.queue(PeerIntroduced(address, req.node))
@@ -800,7 +849,8 @@ class DistroNode:
                 "join",
                 req.node,
                 f"{refused} member address(es) refused: this node keeps at most "
-                f"{MAX_ADDRESSES} (configured and introduced); check the peer lists",
+                f"{MAX_ADDRESSES} (configured and introduced) and {MAX_PENDING} not heard "
+                "from yet; check the peer lists",
             )
 
     def _on_delta(self, d: ReplicatedDelta, now: float) -> None:
@@ -1087,6 +1137,8 @@ class DistroNode:
         if self.membership.peers:
             if now >= self._next_beacon:
                 self._next_beacon = now + self.cluster.beacon_interval
+                for address, why in self.membership.stale_learned(now):
+                    self._forget(address, now, why)
                 beacon = Beacon(
                     self.node_id,
                     self.address,
@@ -1094,6 +1146,7 @@ class DistroNode:
                     self.ready,
                     self.outbox.seq,
                     self._members,
+                    self._configured(),
                 )
                 self.registry.queue(Broadcast(beacon))
             if now >= self._next_digest:
@@ -1127,6 +1180,14 @@ class DistroNode:
             next_check = min(next_check, self._next_beacon, self._next_digest, next_round)
         self.registry.wake_at = next_check
         return next_check
+
+    def _configured(self) -> tuple[str, ...]:
+        """The ids our list names (beacons carry them: a peer that learned us keeps us
+        only while they name it), derived again only when the peers' ids changed."""
+        revision = self.membership.revision
+        if self._configured_ids[0] != revision:
+            self._configured_ids = (revision, self.membership.configured_ids())
+        return self._configured_ids[1]
 
     def stall_after(self) -> float:
         return self._stall_after

@@ -264,12 +264,20 @@ class PeerCall:
 
 @dataclass(frozen=True, slots=True)
 class PeerIntroduced:
-    """A ``join`` gave this node a member it was not configured with: subscribe to its
-    replication stream (its beacons then bring it up like any peer) and warn the
-    operator that the peer lists differ."""
+    """A member that lists this node, which does not list it, introduced itself
+    (``join``): subscribe to its replication stream (its beacons then bring it up like
+    any peer) and warn the operator that the peer lists differ."""
 
     address: str
-    by: str  # the member that introduced it
+    by: str  # its id, as its join says
+
+
+@dataclass(frozen=True, slots=True)
+class PeerForgotten:
+    """A learned member is dropped (``why``): unsubscribe from it, close its link."""
+
+    address: str
+    why: str
 
 
 Effect = (
@@ -284,6 +292,7 @@ Effect = (
     | PeerDataRejected
     | MemberChanged
     | PeerIntroduced
+    | PeerForgotten
     | SelfPreservationStarted
     | SelfPreservationEnded
     | SelfPreservationExpired

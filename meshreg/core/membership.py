@@ -16,9 +16,14 @@ responsibility mapping hashes over.
 
 A peer list that differs from the others' (a node added to its own list only, a
 node restarted with a shorter one) would split the registry: a node that is not
-subscribed to a member never counts it in.  So members introduce each other
-(``join``, core/distro): an address learned that way is kept like a configured one
-(``configured`` False), up to ``MAX_ADDRESSES`` in all.
+subscribed to a member never counts it in.  So a node introduces itself (``join``,
+core/distro) to the peers it lists that do not hear it, and they keep its address
+(``configured`` False) **while it lists them**: its beacons name the members it lists
+(``configured`` ids), and a learned peer whose beacons stop naming us is forgotten, as
+is one never heard ``NEVER_HEARD_AFTER`` peer timeouts after its join or down for
+``FORGET_DOWN_AFTER`` peer timeouts.  Membership is thus the configured lists read
+both ways: a typo that listed a node of another cluster is undone by fixing the list,
+and a learned address cannot stay for good.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ MAX_ADDRESSES = 64
 """Addresses a node keeps, configured and introduced, itself included: a full mesh of
 Distro members is meant for a few to a few dozen nodes; a ``join`` beyond this is
 refused (counted) so no peer can make a node open connections without bound."""
+MAX_PENDING = 8
+"""Learned addresses not heard from yet, at most (a scale-out adds a node or two at a
+time): joins naming more are refused until some are heard or forgotten."""
+NEVER_HEARD_AFTER = 3.0  # peer timeouts: a learned address never heard is forgotten
+FORGET_DOWN_AFTER = 10.0  # peer timeouts: a learned member down this long is forgotten
 
 
 @dataclass
@@ -44,7 +54,9 @@ class Peer:
     last_heard: float = float("-inf")
     last_seq: int = 0  # the peer's newest delta sequence, from its beacons
     view: tuple[str, ...] | None = None  # the members it hashes over, from its beacons
-    configured: bool = True  # False: learned from a join or a beacon, not the peer list
+    configured: bool = True  # False: learned from its join, not from our peer list
+    learned_at: float = float("-inf")  # when its join taught us the address
+    down_since: float = float("-inf")
 
 
 def dialable(address: str) -> bool:
@@ -76,6 +88,9 @@ class Membership:
         # the scan (it runs on every loop turn).  Beacons only move it down (to ``now``),
         # a scan sets it exactly; ``last_heard`` raised elsewhere keeps it a bound.
         self._oldest_heard = math.inf
+        # learned addresses forgotten lately -> until when their beacons are ignored (some
+        # may still be on the way when the runtime unsubscribes)
+        self._forgotten: dict[str, float] = {}
 
     def live_members(self) -> tuple[str, ...]:
         """Sorted ids of self and every peer that is up."""
@@ -108,8 +123,11 @@ class Membership:
         if node_id == self.self_id:
             return []
         peer = self.peers.get(address)
-        if peer is None:  # not configured: a member that knows us; accept it
-            peer = self.peers[address] = Peer(address, configured=False)
+        if peer is None:
+            if now < self._forgotten.get(address, -math.inf):
+                return []  # sent before we unsubscribed
+            # we subscribed to it: our list names it, spelled otherwise
+            peer = self.peers[address] = Peer(address)
         changes: list[MemberChanged] = []
         restarted = peer.epoch is not None and peer.epoch != epoch
         if peer.node_id not in (None, node_id):  # another node took this address
@@ -129,21 +147,54 @@ class Membership:
             self._recompute()
         return changes
 
-    def introduce(self, addresses: tuple[str, ...]) -> tuple[list[str], int]:
+    def introduce(self, addresses: tuple[str, ...], now: float) -> tuple[list[str], int]:
         """Addresses a member gave us (``join``): the ones we did not know are kept as
         peers (down until heard); returns them, and how many were refused because the
-        node holds ``MAX_ADDRESSES`` addresses already."""
+        node holds ``MAX_ADDRESSES`` addresses, or ``MAX_PENDING`` never heard, already."""
         added: list[str] = []
         refused = 0
+        pending = sum(1 for p in self.peers.values() if not p.configured and p.node_id is None)
         for address in addresses:
             if address == self.self_address or address in self.peers or not dialable(address):
                 continue
-            if len(self.peers) + 1 >= MAX_ADDRESSES:
+            if len(self.peers) + 1 >= MAX_ADDRESSES or pending >= MAX_PENDING:
                 refused += 1
                 continue
-            self.peers[address] = Peer(address, configured=False)
+            self.peers[address] = Peer(address, configured=False, learned_at=now)
+            pending += 1
             added.append(address)
         return added, refused
+
+    def forget(self, address: str, now: float) -> list[MemberChanged]:
+        """Drop a learned peer (its list no longer names us, or it is long gone); its
+        beacons still on the way are ignored for a peer timeout."""
+        peer = self.peers.pop(address, None)
+        if len(self._forgotten) >= MAX_ADDRESSES:
+            self._forgotten = {a: t for a, t in self._forgotten.items() if t > now}
+        self._forgotten[address] = now + self.peer_timeout
+        if peer is None or peer.state is not MemberState.UP:
+            return []
+        self.revision += 1
+        self._recompute()
+        return [MemberChanged(peer.node_id or "", address, MemberState.DOWN)]
+
+    def stale_learned(self, now: float) -> list[tuple[str, str]]:
+        """Learned peers to forget now, with why: never heard ``NEVER_HEARD_AFTER`` peer
+        timeouts after their join, or down for ``FORGET_DOWN_AFTER``."""
+        never, down = NEVER_HEARD_AFTER * self.peer_timeout, FORGET_DOWN_AFTER * self.peer_timeout
+        stale = []
+        for p in self.peers.values():
+            if p.configured or p.state is MemberState.UP:
+                continue
+            if p.node_id is None and now - p.learned_at >= never:
+                stale.append((p.address, f"not heard from {never:g} s after its join"))
+            elif p.node_id is not None and now - p.down_since >= down:
+                stale.append((p.address, f"down for {down:g} s"))
+        return stale
+
+    def configured_ids(self) -> tuple[str, ...]:
+        """Ids of the peers our list names that we have heard (beacons carry them)."""
+        return tuple(sorted({p.node_id for p in self.peers.values() if p.configured and p.node_id}))
 
     def tick(self, now: float) -> list[MemberChanged]:
         """Mark peers silent for ``peer_timeout`` down."""
@@ -157,6 +208,7 @@ class Membership:
             if peer.state is MemberState.UP:
                 if now - peer.last_heard >= timeout:
                     peer.state = MemberState.DOWN
+                    peer.down_since = now
                     changes.append(
                         MemberChanged(peer.node_id or "", peer.address, MemberState.DOWN)
                     )

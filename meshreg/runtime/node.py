@@ -42,6 +42,7 @@ from meshreg.core.effects import (
     MemberState,
     PeerCall,
     PeerDataRejected,
+    PeerForgotten,
     PeerIntroduced,
     Rejected,
     Reply,
@@ -1049,7 +1050,10 @@ class NodeRuntime:
         if peers is not None:
             for address in sorted(up):  # a set: sorted, so a seeded simulation replays
                 if address in self.peer_addresses:
-                    peers.dealer(address)  # made once; config messages are one-way
+                    try:
+                        peers.dealer(address)  # made once; config messages are one-way
+                    except zmq.Again:  # cannot be made (logged): config sends fail
+                        pass
         self.configs.set_members_up(frozenset(up), now + self._wall_offset)
 
     def _reply_frames(
@@ -1411,15 +1415,24 @@ class NodeRuntime:
                 case PeerIntroduced():
                     if self._repl_sub is not None:
                         assert self.transport is not None
-                        self.transport.add_replication_peer(self._repl_sub, effect.address)
+                        try:
+                            self.transport.add_replication_peer(self._repl_sub, effect.address)
+                        except (zmq.ZMQError, ConfigError) as exc:  # not a connectable address
+                            self.core.peer_unreachable(effect.address, now, str(exc))
+                            continue
                     log.warning(
-                        "peer %s joined through %s: it is not in this node's peer list; "
-                        "subscribing to it. Give every node the same peer list (--peer, "
+                        "peer %s (%s) lists this node, which does not list it: subscribing "
+                        "to it while it does. Give every node the same peer list (--peer, "
                         "[cluster] peers): the config center counts majorities over the "
-                        "configured list only, and a restart of this node forgets it",
+                        "configured list only",
                         effect.address,
                         effect.by,
                     )
+                case PeerForgotten():
+                    if self._repl_sub is not None:
+                        assert self.transport is not None
+                        self.transport.remove_replication_peer(self._repl_sub, effect.address)
+                    log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case MemberChanged():
                     self._config_members(now)
                     if effect.state is MemberState.UP:

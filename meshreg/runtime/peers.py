@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from meshreg.core.effects import PeerCall
+from meshreg.errors import ConfigError
 from meshreg.transport.base import Channel, Transport
 from meshreg.wire.peer import decode_peer_reply, peer_call_fields
 from meshreg.wire.replies import encode_request
@@ -52,9 +53,16 @@ class PeerLinks:
         self.poller_add: Callable[[Channel], None] = lambda s: None
 
     def dealer(self, address: str) -> Channel:
+        """The DEALER to ``address`` (made on first use); ``zmq.Again`` if it cannot be
+        made (an address a peer announced that no socket can take): the send fails as
+        for a peer with no live connection, never the loop."""
         sock = self.dealers.get(address)
         if sock is None:
-            sock = self.transport.connect_peer(address)
+            try:
+                sock = self.transport.connect_peer(address)
+            except (zmq.ZMQError, ConfigError) as exc:
+                log.warning("cannot connect to peer %s: %s", address, exc)
+                raise zmq.Again() from None
             self.dealers[address] = sock
             self.poller_add(sock)
         return sock

@@ -109,6 +109,10 @@ class Transport(Protocol):
         another introduced: core/distro ``join``)."""
         ...
 
+    def remove_replication_peer(self, channel: Channel, address: str) -> None:
+        """Undo ``add_replication_peer`` (a learned member forgotten)."""
+        ...
+
     def connect_peer(self, address: str) -> Channel:
         """A DEALER to the peer ROUTER of the node at ``host:P``; a send with no live
         connection raises ``zmq.Again`` at once (no queueing for a dead owner)."""

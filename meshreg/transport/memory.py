@@ -335,6 +335,11 @@ class MemSub(MemChannel):
     def connect(self, addr: str) -> None:
         self.net.subscribers.setdefault(addr, []).append(self)
 
+    def disconnect(self, addr: str) -> None:
+        subs = self.net.subscribers.get(addr, [])
+        if self in subs:
+            subs.remove(self)
+
 
 class MemClient(MemChannel):
     """A simulated client's DEALER: replies go to ``on_reply`` as they arrive."""
@@ -440,6 +445,10 @@ class MemoryTransport:
     def add_replication_peer(self, channel: Any, address: str) -> None:
         host, port = parse_address(address)
         channel.connect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
+
+    def remove_replication_peer(self, channel: Any, address: str) -> None:
+        host, port = parse_address(address)
+        channel.disconnect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
 
     def connect_peer(self, address: str) -> MemChannel:
         host, port = parse_address(address)

@@ -169,6 +169,14 @@ def tcp_endpoint(host: str, port: int) -> str:
     return f"tcp://{ip}:{port}"
 
 
+def connect_endpoint(host: str, port: int) -> str:
+    """``tcp://`` endpoint to connect to, the host left as it is: libzmq resolves a name
+    in its I/O thread when it connects (and again when it reconnects), so a slow or
+    failing DNS never blocks the node's loop nor raises there (an address learned from
+    a peer may name anything)."""
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
 def _bind_server(
     ctx: zmq.Context[Any],
     kind: int,

@@ -33,6 +33,7 @@ from meshreg.transport.sockets import (
     bind_peer_socket,
     bind_replication_socket,
     bind_request_socket,
+    connect_endpoint,
     connect_replication_socket,
     curve_client,
     set_options,
@@ -153,7 +154,14 @@ class ZmqTransport:
 
     def add_replication_peer(self, channel: Any, address: str) -> None:
         host, port = parse_address(address)
-        channel.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
+        channel.connect(connect_endpoint(host, port + REPLICATION_PORT_OFFSET))
+
+    def remove_replication_peer(self, channel: Any, address: str) -> None:
+        host, port = parse_address(address)
+        try:
+            channel.disconnect(connect_endpoint(host, port + REPLICATION_PORT_OFFSET))
+        except zmq.ZMQError:  # not connected (ENOENT): nothing to undo
+            pass
 
     def connect_peer(self, address: str) -> zmq.Socket[bytes]:
         host, port = parse_address(address)
@@ -166,8 +174,8 @@ class ZmqTransport:
         set_options(sock, self.peer_liveness.connecting())
         keys = self.keys
         curve_client(sock, keys, keys.public if keys else None)
-        sock.connect(tcp_endpoint(host, port + PEER_PORT_OFFSET))
-        return sock
+        sock.connect(connect_endpoint(host, port + PEER_PORT_OFFSET))  # (a name: resolved
+        return sock  # by libzmq, never in the loop: a peer's address may name anything)
 
     # -- the loop --------------------------------------------------------------------
     def poller(self) -> Poller:

@@ -315,6 +315,8 @@ def encode_beacon(b: Beacon) -> list[bytes]:
     }
     if b.members is not None:
         body["members"] = list(b.members)
+    if b.configured is not None:
+        body["configured"] = list(b.configured)
     return [b"beacon", msgpack.packb(body)]
 
 
@@ -465,7 +467,11 @@ def decode_replication(
         if type(ready) is not bool:
             raise _bad("ready must be a boolean")
         address, members = _beacon_view(m.get("address"), m.get("members"))
-        return Beacon(node, address, epoch, ready, _uint(m.get("seq"), "seq"), members)
+        configured = m.get("configured")
+        if configured is not None:
+            configured = _beacon_view(address, configured)[1]  # node ids, like a view
+        seq = _uint(m.get("seq"), "seq")
+        return Beacon(node, address, epoch, ready, seq, members, configured)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
     if kind == b"deltas":

@@ -1,10 +1,11 @@
-"""Joins: members that hear different sets of members introduce the missing ones.
+"""Joins: a node introduces itself to the peers it lists that do not hear it.
 
 A node added to its own peer list only (or restarted with a shorter one) is heard by
 some members and not by others; without joins the ones that never subscribed to it
-never count it in, and what it owns by its own view stays on it alone.  Checked on the
-core with a fake clock: who sends a join, to whom, how often, what a join adds, and
-that a join cannot make a node hold addresses without bound."""
+never count it in, and what it owns by its own view stays on it alone.  A learned
+member is kept only while its beacons say it lists us, and is forgotten when never heard
+or long down, so a typo in one list is undone by fixing it and nothing stays for good.
+Checked on the core with a fake clock."""
 
 from __future__ import annotations
 
@@ -12,14 +13,27 @@ from answers import peer_reply
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import DistroNode, PeerCall
-from meshreg.core.effects import PeerIntroduced
+from meshreg.core.effects import (
+    MemberChanged,
+    MemberState,
+    PeerDataRejected,
+    PeerForgotten,
+    PeerIntroduced,
+)
 from meshreg.core.health import HealthPolicy
-from meshreg.core.membership import MAX_ADDRESSES, Membership
+from meshreg.core.membership import (
+    FORGET_DOWN_AFTER,
+    MAX_ADDRESSES,
+    MAX_PENDING,
+    NEVER_HEARD_AFTER,
+    Membership,
+)
 from meshreg.core.requests import Join
 from meshreg.wire.peer import Beacon
 
 SELF, A, B = "10.0.0.1:7800", "10.0.0.2:7800", "10.0.0.3:7800"
 NEW = "10.0.0.4:7800"
+TIMEOUT = ClusterPolicy().peer_timeout
 
 
 def ready_node(now: float = 0.0) -> DistroNode:
@@ -40,37 +54,48 @@ def joins(node: DistroNode) -> list[PeerCall]:
     return [e for e in node.take_effects() if isinstance(e, PeerCall) and e.op == "join"]
 
 
-def test_a_peer_whose_view_lacks_us_is_sent_our_members_addresses() -> None:
+def effects(node: DistroNode, kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in node.take_effects() if isinstance(e, kind)]
+
+
+def learn_new(node: DistroNode, now: float, lists_us: bool = True) -> None:
+    """NEW (listing us) joins and is heard."""
+    node.handle(Join(5, NEW, (NEW,)), now)
+    assert effects(node, PeerIntroduced) == [PeerIntroduced(NEW, NEW)]
+    configured = (A, B, SELF) if lists_us else (A, B)
+    node.on_replication(Beacon(NEW, NEW, 3, True, 0, (A, B, NEW, SELF), configured), now)
+    node.tick(now)
+
+
+def test_a_listed_peer_that_does_not_hear_us_is_sent_our_address() -> None:
     node = ready_node()
     node.on_replication(Beacon(A, A, 99, True, 0, (A, B, SELF)), 0.1)
-    assert joins(node) == []  # same view: nothing to say
+    assert joins(node) == []  # it hears us: nothing to say
     node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), 0.2)  # A does not hear us
     sent = joins(node)
     assert [c.address for c in sent] == [A]
     request = sent[0].request
     assert isinstance(request, Join)
-    assert request.node == SELF
-    assert sorted(request.addresses) == sorted((SELF, A, B))
+    assert (request.node, request.addresses) == (SELF, (SELF,))  # ourselves, no one else
     assert node.counters["joins_sent"] == 1
 
 
 def test_joins_to_one_peer_are_spaced_by_the_peer_timeout() -> None:
     node = ready_node()
-    timeout = ClusterPolicy().peer_timeout
     node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), 1.0)
     assert len(joins(node)) == 1
-    node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), 1.0 + timeout - 0.01)
+    node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), 1.0 + TIMEOUT - 0.01)
     assert joins(node) == []
-    node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), 1.0 + timeout)
+    node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), 1.0 + TIMEOUT)
     assert len(joins(node)) == 1  # it still does not hear us: once more
-    node.on_replication(Beacon(B, B, 99, True, 0, (A, B)), 1.0 + timeout)
+    node.on_replication(Beacon(B, B, 99, True, 0, (A, B)), 1.0 + TIMEOUT)
     assert [c.address for c in joins(node)] == [B]  # per peer
 
 
-def test_a_peer_that_hears_more_than_us_is_not_sent_a_join() -> None:
+def test_no_join_for_a_peer_that_hears_us_or_another_member_we_do_not() -> None:
     node = ready_node()
     node.on_replication(Beacon(A, A, 99, True, 0, (A, B, SELF, NEW)), 0.5)
-    assert joins(node) == []  # it is the one to introduce NEW to us
+    assert joins(node) == []  # NEW is for NEW to introduce (only to the nodes it lists)
 
 
 def test_a_catching_up_peer_is_sent_no_join() -> None:
@@ -88,37 +113,97 @@ def test_a_catching_up_node_sends_no_join() -> None:
     assert joins(node) == []  # our view is not settled: nothing to teach
 
 
-def test_a_join_adds_the_unknown_addresses_and_asks_to_subscribe() -> None:
+def test_a_learned_peer_is_sent_no_join() -> None:
     node = ready_node()
-    node.handle(Join(5, NEW, (NEW, A, SELF)), 0.3)
-    introduced = [e for e in node.take_effects() if isinstance(e, PeerIntroduced)]
-    assert introduced == [PeerIntroduced(NEW, NEW)]
+    learn_new(node, 0.3)
+    node.on_replication(Beacon(NEW, NEW, 3, True, 0, (A, B, NEW), (A, B, SELF)), 0.4)
+    assert joins(node) == []  # it lists us: it hears us already (or will)
+
+
+def test_a_join_keeps_the_address_and_asks_to_subscribe() -> None:
+    node = ready_node()
+    learn_new(node, 0.3)
     assert node.counters["members_joined"] == 1
-    peer = node.membership.peers[NEW]
-    assert peer.configured is False
-    assert NEW not in node.members()  # down until its beacons are heard
-    node.on_replication(Beacon(NEW, NEW, 3, True, 0, (A, B, NEW, SELF)), 0.4)
-    node.tick(0.4)
+    assert node.membership.peers[NEW].configured is False
     assert NEW in node.members()
     rows = {m.address: m for m in node.cluster_result(0.5).members}
     assert rows[NEW].configured is False and rows[A].configured is True
-    node.handle(Join(6, NEW, (NEW, A)), 0.6)  # known already: nothing more
-    assert [e for e in node.take_effects() if isinstance(e, PeerIntroduced)] == []
+    node.handle(Join(6, NEW, (NEW,)), 0.6)  # known already: nothing more
+    assert effects(node, PeerIntroduced) == []
 
 
-def test_a_join_beyond_the_address_cap_is_refused_and_counted() -> None:
+def test_a_learned_member_whose_list_stops_naming_us_is_forgotten() -> None:
+    """A typo merged us with NEW; NEW's list is fixed and NEW restarted: its beacons no
+    longer name us, so we drop it (and do not take its beacons on the way back in)."""
+    node = ready_node()
+    learn_new(node, 0.3)
+    node.on_replication(Beacon(NEW, NEW, 4, True, 0, (NEW,), ()), 1.0)
+    out = node.take_effects()
+    assert [e for e in out if isinstance(e, PeerForgotten)][0].address == NEW
+    assert MemberChanged(NEW, NEW, MemberState.DOWN) in out
+    assert NEW not in node.membership.peers and NEW not in node.members()
+    assert node.counters["members_forgotten"] == 1
+    node.on_replication(Beacon(NEW, NEW, 4, True, 0, (NEW,), ()), 1.1)  # still on the way
+    assert NEW not in node.membership.peers
+
+
+def test_a_learned_address_never_heard_is_forgotten() -> None:
+    node = ready_node()
+    node.handle(Join(5, "ghost", ("10.9.9.9:7800",)), 1.0)
+    node.take_effects()
+    node.tick(1.0 + NEVER_HEARD_AFTER * TIMEOUT - 0.6)
+    assert "10.9.9.9:7800" in node.membership.peers
+    node.tick(1.0 + NEVER_HEARD_AFTER * TIMEOUT + 0.6)  # the next beacon turn after
+    assert [e.address for e in effects(node, PeerForgotten)] == ["10.9.9.9:7800"]
+    assert "10.9.9.9:7800" not in node.membership.peers
+
+
+def test_a_learned_member_long_down_is_forgotten() -> None:
+    node = ready_node()
+    learn_new(node, 0.3)
+    for t in (1.0, 2.0, 3.0, 4.0):  # A and B keep beaconing; NEW falls silent
+        for peer in (A, B):
+            node.on_replication(Beacon(peer, peer, 99, True, 0, (A, B, NEW, SELF)), t)
+        node.tick(t)
+    node.take_effects()
+    assert node.membership.peers[NEW].state is MemberState.DOWN
+    down_at = node.membership.peers[NEW].down_since
+    t = down_at + FORGET_DOWN_AFTER * TIMEOUT + 1.0
+    for peer in (A, B):
+        node.on_replication(Beacon(peer, peer, 99, True, 0, (A, B, SELF)), t)
+    node.tick(t)
+    assert [e.address for e in effects(node, PeerForgotten)] == [NEW]
+    assert NEW not in node.membership.peers
+    assert A in node.membership.peers  # configured peers are never forgotten
+
+
+def test_joins_are_bounded_by_pending_and_total_addresses() -> None:
     node = ready_node()
     flood = tuple(f"10.1.{i // 250}.{i % 250}:7800" for i in range(MAX_ADDRESSES))
     node.handle(Join(7, "n9", flood), 1.0)
-    added = [e for e in node.take_effects() if isinstance(e, PeerIntroduced)]
-    assert len(node.membership.peers) + 1 == MAX_ADDRESSES
-    assert len(added) == MAX_ADDRESSES - 3  # self, A and B held already
-    assert node.counters["joins_refused"] == 3
-    assert node.counters["members_joined"] == len(added)
+    added = effects(node, PeerIntroduced)
+    assert len(added) == MAX_PENDING  # never heard: at most MAX_PENDING at once
+    assert node.counters["joins_refused"] == MAX_ADDRESSES - MAX_PENDING
+    node.tick(1.0 + NEVER_HEARD_AFTER * TIMEOUT + 0.6)  # they expire: room again
+    assert len(effects(node, PeerForgotten)) == MAX_PENDING
+    node.handle(Join(8, NEW, (NEW,)), 20.0)
+    assert effects(node, PeerIntroduced) == [PeerIntroduced(NEW, NEW)]
+
+
+def test_two_nodes_with_one_id_are_reported() -> None:
+    node = ready_node()
+    node.on_replication(Beacon(A, "10.0.0.8:7800", 5, True, 0, (A, B, SELF)), 0.5)
+    reports = effects(node, PeerDataRejected)
+    assert node.counters["duplicate_ids"] == 1
+    assert "10.0.0.8:7800" in reports[0].reason and A in reports[0].reason
+    node.on_replication(Beacon(SELF, "10.0.0.9:7800", 5, True, 0, (A, B, SELF)), 11.0)
+    reports = effects(node, PeerDataRejected)
+    assert node.counters["duplicate_ids"] == 2
+    assert "this node's id" in reports[0].reason
 
 
 def test_membership_introduce_ignores_self_known_and_wildcard_addresses() -> None:
     m = Membership("n1", SELF, [A], 3.0)
-    added, refused = m.introduce((SELF, A, B, B, "0.0.0.0:7800", ":::7800", "[::]:7800"))
+    added, refused = m.introduce((SELF, A, B, B, "0.0.0.0:7800", ":::7800", "[::]:7800"), 0.0)
     assert (added, refused) == ([B], 0)  # a node bound to every interface names no host
     assert m.peers[B].configured is False and m.peers[A].configured is True

@@ -2,9 +2,10 @@
 
 Before joins, the nodes that were not given a new node's address never subscribed to its
 replication stream: the services the new node owned by its own view stayed on it alone
-(a split no read showed; review12's F-scaleout).  Now a node that hears a peer whose view
-lacks it introduces itself (the ``join`` peer op) and the peer adds it: every node ends up
-hashing over the same members, and every registration is on every node.
+(a split no read showed; review12's F-scaleout).  Now a node that hears a peer it lists
+whose view lacks it introduces itself (the ``join`` peer op) and the peer keeps it while
+it lists the peer: every node ends up hashing over the same members, and every
+registration is on every node.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_a_node_added_to_its_own_list_only_joins_every_node(
     shown = run_cli("cluster", "-s", old[0].address)
     assert shown.returncode == 0, shown.stderr
     assert f"+{new.address}" in shown.stdout and "not in this node's peer list" in shown.stdout
-    assert "joined through" in old[0].log()  # the operator is warned
+    assert "lists this node, which does not list it" in old[0].log()  # the operator is warned
 
 
 def test_a_node_restarted_with_a_shorter_list_hears_the_others_again(
@@ -117,3 +118,42 @@ def test_a_node_restarted_with_a_shorter_list_hears_the_others_again(
             timeout=10,
             what=f"{service} (owned by B) listed on the restarted node",
         )
+
+
+def _up(node: NodeProcess) -> set[str]:
+    with Client([node.address], timeout=3.0) as c:
+        return {m["address"] for m in c.cluster()["members"] if m["state"] == "up"}
+
+
+def test_a_typo_that_listed_another_clusters_node_is_undone_by_fixing_it(
+    started_nodes: list[NodeProcess],
+) -> None:
+    """Two clusters X = {A, B} and Y = {C, D}; B restarted with C in its list by mistake
+    (review13): C keeps B while B lists it, nobody else is pulled in, and once B's list
+    is fixed and B restarted, C forgets B and the clusters are apart again (a learned
+    member is kept only while its beacons name us)."""
+    ports = [free_port_pair() for _ in range(4)]
+    a, b, c, d = (f"127.0.0.1:{p}" for p in ports)
+    lists = [[a, b], [a, b], [c, d], [c, d]]
+    nodes = [
+        NodeProcess(*CLUSTER_TIMINGS, *_peers(m), port=p) for p, m in zip(ports, lists, strict=True)
+    ]
+    started_nodes.extend(nodes)
+    xa, xb, yc, yd = start_all(nodes)
+    wait_until(lambda: _up(yc) == {c, d} and _up(xa) == {a, b}, 15, what="two clusters")
+    xb.stop()
+    typo = NodeProcess(*CLUSTER_TIMINGS, *_peers([a, b, c]), port=xb.port)
+    started_nodes.append(typo)
+    typo.start()
+    wait_until(lambda: b in _up(yc), 15, what="C to keep B, which lists it")
+    assert _up(yd) == {c, d} and _up(xa) == {a, b}  # the typo pulls in nobody else
+    typo.stop()
+    fixed = NodeProcess(*CLUSTER_TIMINGS, *_peers([a, b]), port=xb.port)
+    started_nodes.append(fixed)
+    fixed.start()
+    wait_until(
+        lambda: _up(yc) == {c, d} and _up(fixed) == {a, b} and _up(xa) == {a, b},
+        15,
+        what="X and Y apart again once B's list is fixed",
+    )
+    assert "forgot learned peer" in yc.log()
