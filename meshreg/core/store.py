@@ -1062,6 +1062,25 @@ class RegistryStore:
         before = current or NO_SETTINGS
         return (settings[0], settings[2]) != (before[0], before[2])
 
+    def restore(
+        self,
+        settings: Iterable[tuple[ServiceKey, Settings]],
+        overrides: Iterable[tuple[ServiceKey, WireOverride]],
+        now: float,
+    ) -> None:
+        """Take back service settings and operator overrides kept on disk at a start
+        (runtime/registry_state), with their own stamps: peers merge with them as usual.
+        Nothing to persist afterwards (they came from disk)."""
+        for key, entry in settings:
+            self._take_settings(key, entry)
+        for key, (iid, weight, enabled, version) in overrides:
+            self.overrides.put(key, _stored_id(iid), weight, enabled, version, now)
+            svc = self.services.get(key)
+            if svc is not None:
+                svc.digest_cache = None
+        self.settings_changed.clear()
+        self.overrides.changed.clear()
+
     def protect_threshold(self, key: ServiceKey) -> float:
         return self.settings.get(key, NO_SETTINGS)[0]
 

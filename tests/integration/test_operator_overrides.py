@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
-from helpers import NodeProcess, meshreg_cmd, raw_request, wait_until
+from conftest import CLUSTER_TIMINGS
+from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, start_all, wait_until
 from test_cluster import all_ready
 
 from meshreg import Client
@@ -101,3 +103,51 @@ def test_a_drain_outlives_the_provider_registering_again(
             reply = raw_request(a.port, mixed)
             assert not reply["ok"] and "clear" in reply["error"]["message"]
             assert _enabled_everywhere(nodes, "maint") == [both] * 3
+
+
+def test_drains_and_settings_survive_a_restart_of_every_node(
+    started_nodes: list[NodeProcess], tmp_path: Path
+) -> None:
+    """Stage 2: with data dirs, a SIGKILL of all three nodes at once loses neither the
+    drain nor the service's protection threshold and metadata."""
+    ports = [free_port_pair() for _ in range(3)]
+    peers = [arg for p in ports for arg in ("--peer", f"127.0.0.1:{p}")]
+
+    def launch() -> list[NodeProcess]:
+        nodes = [
+            NodeProcess(*CLUSTER_TIMINGS, *peers, "--data-dir", str(tmp_path / f"n{i}"), port=port)
+            for i, port in enumerate(ports)
+        ]
+        started_nodes.extend(nodes)
+        return start_all(nodes)
+
+    nodes = launch()
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form")
+    drained = {"10.8.0.1:1": False, "10.8.0.2:2": True}
+    with Client([nodes[0].address], **FAST) as provider:
+        provider.register("keep", "10.8.0.1", 1)
+        provider.register("keep", "10.8.0.2", 2)
+        provider.set_service("keep", protect_threshold=0.4, metadata={"owner": "ops"})
+        out = _cli(
+            "instance-set", "keep", "10.8.0.1:1", "--enabled", "false", "-s", nodes[1].address
+        )
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: _enabled_everywhere(nodes, "keep") == [drained] * 3, timeout=10)
+        for n in nodes:  # every node at once, no goodbye
+            n.kill()
+    nodes = launch()
+    wait_until(lambda: all_ready(nodes), timeout=20, what="cluster to form again")
+    with Client([nodes[2].address], **FAST) as provider:  # the app registers again
+        provider.register("keep", "10.8.0.1", 1)
+        provider.register("keep", "10.8.0.2", 2)
+        wait_until(
+            lambda: _enabled_everywhere(nodes, "keep") == [drained] * 3,
+            timeout=15,
+            what="the drain back on every node",
+        )
+        for n in nodes:
+            body = {"v": 1, "id": 1, "op": "instances", "service": "keep"}
+            result = raw_request(n.port, body)["result"]
+            assert result["protect_threshold"] == 0.4, n.address
+            assert result["service_metadata"] == {"owner": "ops"}, n.address
+        assert {provider.select("keep").address for _ in range(50)} == {"10.8.0.2:2"}
