@@ -680,7 +680,8 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         lines.append(
             f"usage           {usage.get('namespaces')} namespaces, {usage.get('services')} "
             f"services ({usage.get('empty_services')} with settings only), "
-            f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones; "
+            f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones, "
+            f"{usage.get('overrides', 0)} operator overrides; "
             f"quota refusals {json.dumps(result.get('rejected_quota', {}), sort_keys=True)}"
         )
     if "security" in result:

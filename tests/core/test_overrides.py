@@ -250,3 +250,19 @@ def test_a_peer_payload_with_a_bad_override_is_rejected() -> None:
     ):
         with pytest.raises(RemoteProtocolError):
             payload_from_wire({**good, "overrides": bad})
+
+
+def test_a_clear_of_an_absent_instances_override_reaches_the_peers() -> None:
+    n1, n2 = _member("n1"), _member("n2")
+    served(n1, RegisterInstance(1, KEY, I1, 1.0, True, {}), 1.0, forwarded=True)
+    served(n1, RegisterInstance(2, KEY, I2, 1.0, True, {}), 1.0, forwarded=True)
+    served(n1, UpdateInstance(3, KEY, I1, None, False), 1.5, forwarded=True)
+    served(n1, DeregisterInstance(4, KEY, I1), 2.0, forwarded=True)
+    _carry(n1, n2, 2.1)
+    assert n2.store.overrides.get(KEY, I1)[:2] == (None, False)  # type: ignore[index]
+    served(n1, UpdateInstance(5, KEY, I1, None, None, clear=True), 3.0, forwarded=True)
+    _carry(n1, n2, 3.1)
+    assert n2.store.overrides.get(KEY, I1)[:2] == (None, None)  # type: ignore[index]
+    # the provider comes back through n2: its own values, no drain
+    served(n2, RegisterInstance(6, KEY, I1, 1.0, True, {}), 4.0, forwarded=True)
+    assert n2.registry.instances_result(KEY, True).instances[0][4] is True
