@@ -97,11 +97,18 @@ def test_a_drain_outlives_the_provider_registering_again(
                 "port": 2,
                 "clear": "yes",
             }
+
+            def invalid() -> int:
+                stats = raw_request(a.port, {"v": 1, "id": 3, "op": "stats"})["result"]
+                return int(stats["errors"].get("INVALID_ARGUMENT", 0))
+
+            before = invalid()
             reply = raw_request(a.port, bad)
             assert not reply["ok"] and "clear" in reply["error"]["message"]
             mixed = {**bad, "clear": True, "enabled": False}
             reply = raw_request(a.port, mixed)
             assert not reply["ok"] and "clear" in reply["error"]["message"]
+            assert invalid() == before + 2  # counted
             assert _enabled_everywhere(nodes, "maint") == [both] * 3
 
 
