@@ -535,6 +535,12 @@ def service_set(
 @click.argument("address")
 @click.option("--enabled", type=click.BOOL, default=None, help="false drains the instance.")
 @click.option("--weight", type=float, default=None)
+@click.option(
+    "--clear",
+    is_flag=True,
+    default=False,
+    help="Drop the operator's override: the provider's own weight and enabled apply again.",
+)
 @click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
 @client_options
 def instance_set(
@@ -542,21 +548,29 @@ def instance_set(
     address: str,
     enabled: bool | None,
     weight: float | None,
+    clear: bool,
     cluster: str,
     servers: str,
     namespace: str,
     group: str,
     timeout: float,
 ) -> None:
-    """Change an instance's weight or enabled flag (operators draining an instance)."""
+    """Override an instance's weight or enabled flag (operators draining an instance).
+
+    The override is kept over the provider's own values: the provider registering
+    again does not undo it; --clear does (README, "Draining")."""
     host, port = _host_port(address)
     if not port:
         raise click.BadParameter("ADDRESS must be host:port")
-    if enabled is None and weight is None:
-        raise click.UsageError("give --enabled and/or --weight")
+    if clear and (enabled is not None or weight is not None):
+        raise click.UsageError("--clear drops the override: give it without --enabled/--weight")
+    if enabled is None and weight is None and not clear:
+        raise click.UsageError("give --enabled and/or --weight, or --clear")
     with _client(servers, namespace, group, timeout) as c:
-        c.set_instance(service, host, port, cluster=cluster, weight=weight, enabled=enabled)
-        click.echo(f"updated {service} {address}", err=True)
+        c.set_instance(
+            service, host, port, cluster=cluster, weight=weight, enabled=enabled, clear=clear
+        )
+        click.echo(f"{'cleared' if clear else 'updated'} {service} {address}", err=True)
 
 
 @main.command()
@@ -674,7 +688,8 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         lines.append(
             f"usage           {usage.get('namespaces')} namespaces, {usage.get('services')} "
             f"services ({usage.get('empty_services')} with settings only), "
-            f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones; "
+            f"{usage.get('metadata_bytes')} metadata bytes, {usage.get('tombstones')} tombstones, "
+            f"{usage.get('overrides', 0)} operator overrides; "
             f"quota refusals {json.dumps(result.get('rejected_quota', {}), sort_keys=True)}"
         )
     if "security" in result:

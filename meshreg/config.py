@@ -64,6 +64,7 @@ TIME_BOUNDS: dict[str, tuple[float, float]] = {
     "unhealthy_after": (0.1, 30 * 86400.0),  # s; also above check_interval (see validate)
     "evict_after": (0.1, 30 * 86400.0),  # s; also >= unhealthy_after
     "empty_session_after": (0.1, 30 * 86400.0),  # s; capped by evict_after where used
+    "override_ttl": (1.0, 30 * 86400.0),  # s; an override of an instance registered nowhere
     "peer_timeout": (0.2, 600.0),  # s; below 200 ms a busy peer flaps down and up
     "beacon_interval": (0.01, 60.0),  # s; also below peer_timeout
     "anti_entropy_interval": (0.05, 3600.0),  # s; digests are O(services): not in a loop
@@ -295,6 +296,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         unhealthy_after = 15.0
         evict_after = 30.0
         empty_session_after = 10.0        # an empty client session, without a renewal
+        override_ttl = 600.0              # an operator override of an absent instance
         self_preservation = true
         self_preservation_threshold = 0.85
         self_preservation_min = 10

@@ -324,18 +324,25 @@ class Client(ConfigMixin):
         cluster: str = DEFAULT_CLUSTER,
         weight: float | None = None,
         enabled: bool | None = None,
+        clear: bool = False,
     ) -> None:
-        """Operators: change an instance's weight or enabled flag (enabled=False drains it).
+        """Operators: override an instance's weight or enabled flag (enabled=False drains
+        it); ``clear=True`` (alone) drops the override.
 
         Replicated and pushed like any change; select() and call() respect it. The
-        provider's own registration is not changed: if it registers again (after an
-        eviction or a node restart) its own values apply.
+        override is kept apart from the provider's own registration: a provider that
+        registers again (its app restarts, a session redo) does not undo it; only
+        ``clear`` does, or its instance staying registered nowhere for ``[health]
+        override_ttl`` (600 s; README, "Draining").  With a data dir, it survives a
+        restart of every node.
         """
         fields = self._instance_fields(service, ip, port, cluster)
         if weight is not None:
             fields["weight"] = float(weight)
         if enabled is not None:
             fields["enabled"] = enabled
+        if clear:
+            fields["clear"] = True
         self._validate("update", fields)
         key = self._key(service)
         self._call("update", fields)

@@ -42,6 +42,8 @@ class ServicePayload:
     upserts: tuple[InstanceView, ...]
     removals: tuple[tuple[InstanceId, int, int], ...]  # (id, tombstone version, alive)
     settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
+    # operator overrides (core/overrides): (id, weight, enabled, version); None: not set
+    overrides: tuple[tuple[InstanceId, float | None, bool | None, int], ...] = ()
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)
@@ -106,4 +108,6 @@ def payload_stamps(p: ServicePayload) -> int:
         top = max(top, v.version, v.alive, v.down)
     for _, t_version, t_alive in p.removals:
         top = max(top, t_version, t_alive)
+    for o in p.overrides:
+        top = max(top, o[3])
     return top

@@ -597,6 +597,8 @@ class DistroNode:
             observe(t_alive)
         if payload.settings is not None:
             observe(payload.settings[1])
+        for o in payload.overrides:
+            observe(o[3])
         change, quiet, refuted = self.store.merge(
             payload.key,
             payload.upserts,
@@ -605,6 +607,7 @@ class DistroNode:
             payload.settings,
             self.registry.wall_stamp(now) >> TAG_BITS,
             self._refuting_evidence(now),
+            payload.overrides,
         )
         if change is not None:
             self.registry.queue(change)  # local watchers see it
@@ -638,8 +641,11 @@ class DistroNode:
         iid = req.instance
         svc = self.store.get(key)
         rec = svc.instances.get(iid) if svc is not None else None
+        overrides = self.store.overrides.entries(key, (iid,)) if type(req) is UpdateInstance else ()
         if rec is not None:
-            return ServicePayload(key, (rec.view(),), (), None)
+            return ServicePayload(key, (rec.view(),), (), None, overrides)
+        if overrides:  # an absent instance's override cleared
+            return ServicePayload(key, (), (), None, overrides)
         tomb = self.store.tombstones.get(key, {}).get(iid)
         if tomb is not None:
             return ServicePayload(key, (), ((iid, tomb[0], tomb[1]),), None)
@@ -669,20 +675,32 @@ class DistroNode:
         svc = self.store.get(key)
         views = tuple(r.view() for r in svc.instances.values()) if svc is not None else ()
         return ServicePayload(
-            key, views, tuple(self.store.tombstones_of(key)), self.store.settings.get(key)
+            key,
+            views,
+            tuple(self.store.tombstones_of(key)),
+            self.store.settings.get(key),
+            self.store.overrides.entries(key),
         )
 
     def _known_keys(self) -> set[ServiceKey]:
-        """Services with instances, and services with settings only (both are repaired)."""
-        return set(self.store.services).union(self.store.settings)
+        """Services with instances, services with settings only and services with an
+        operator override (core/overrides) of an absent instance: all are repaired."""
+        known = set(self.store.services).union(self.store.settings)
+        if self.store.overrides.by_service:
+            known.update(self.store.overrides.active_keys())
+        return known
 
     def _digest_of(self, key: ServiceKey) -> int | None:
-        """What anti-entropy compares for a service; None when we know nothing of it."""
+        """What anti-entropy compares for a service; None when we know nothing of it.
+        Active operator overrides count with the settings' stamp (core/overrides)."""
         svc = self.store.services.get(key)
         version = self._settings_version(key)
+        overridden = self.store.overrides.digest(key) if self.store.overrides.by_service else 0
+        if overridden:
+            version = (version * 1_000_003 + overridden) & MASK
         if svc is not None:
             return service_digest(svc, version)
-        if key in self.store.settings:
+        if key in self.store.settings or overridden:
             return settings_digest(key, version)
         return None
 

@@ -78,6 +78,11 @@ class ServiceChanged:
     protect_threshold: float = field(default=0.0, compare=False)  # the service's, after it
     settings_version: int = field(default=0, compare=False)  # stamp of that setting
     service_metadata: dict[str, str] = field(default_factory=dict, compare=False)
+    # operator overrides of upserted instances (core/overrides): (id, weight, enabled,
+    # version), None fields not overridden; watchers see them over the views' own values
+    overrides: tuple[tuple[InstanceId, float | None, bool | None, int], ...] = field(
+        default=(), compare=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

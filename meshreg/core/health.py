@@ -86,6 +86,12 @@ class HealthPolicy:
     # beat intervals: a client renews every 5 s, and one that opens a session and
     # registers right away fills it within a round trip (core/sessions, "Forgetting").
     empty_session_after: float = 10.0
+    # s an operator's override (instance-set: a drain, a weight) of an instance registered
+    # nowhere is kept before the responsible node clears it (core/overrides): long enough
+    # for a maintenance restart (a reboot, a redeploy: minutes); Nacos keeps 60 s, which a
+    # host reboot outlasts.  The cost of a long one: a drained address reused within it
+    # by another instance comes up drained (README, "Draining").
+    override_ttl: float = 600.0
 
     @property
     def empty_session_ttl(self) -> float:
@@ -94,12 +100,20 @@ class HealthPolicy:
         return min(self.empty_session_after, self.evict_after)
 
     def __post_init__(self) -> None:
-        for name in ("check_interval", "unhealthy_after", "evict_after", "empty_session_after"):
+        for name in (
+            "check_interval",
+            "unhealthy_after",
+            "evict_after",
+            "empty_session_after",
+            "override_ttl",
+        ):
             value = getattr(self, name)
             if type(value) not in (int, float) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number of seconds, got {value!r}")
         if not self.check_interval > 0:
             raise ConfigError(f"check_interval must be > 0 s, got {self.check_interval}")
+        if not self.override_ttl > 0:
+            raise ConfigError(f"override_ttl must be > 0 s, got {self.override_ttl}")
         if not self.empty_session_after > 0:
             raise ConfigError(f"empty_session_after must be > 0 s, got {self.empty_session_after}")
         if not self.unhealthy_after > 0:

@@ -35,6 +35,7 @@ from meshreg.core.cluster_messages import (
     SessionBeats,
 )
 from meshreg.core.effects import Broadcast, Effect, ServiceChanged
+from meshreg.core.overrides import WireOverride
 from meshreg.core.sessions import SessionRecord
 from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.model import InstanceId, ServiceKey
@@ -80,7 +81,15 @@ class Outbox:
             if change.settings_version
             else None
         )
-        self.publish(ServicePayload(change.key, change.upserted, removals, settings))
+        self.publish(
+            ServicePayload(change.key, change.upserted, removals, settings, change.overrides)
+        )
+
+    def overrides_changed(self, key: ServiceKey, entries: tuple[WireOverride, ...]) -> None:
+        """Operator overrides of instances not held here changed (a clear, an expiry):
+        nothing a watcher sees, but peers must learn them (core/overrides)."""
+        if self.peers and entries:
+            self.publish(ServicePayload(key, (), (), None, entries))
 
     def removed_absent(self, key: ServiceKey, iid: InstanceId, version: int) -> None:
         """A deregistration of an instance not held here: copies elsewhere must die."""

@@ -50,6 +50,7 @@ from meshreg.core.effects import (
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.outbox import Outbox
+from meshreg.core.overrides import MAX_OVERRIDES
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
@@ -329,18 +330,7 @@ class RegistryNode:
         if type(req) is UpdateInstance:
             if req.deadline is not None and now + self.wall_offset > req.deadline:
                 self._past_deadline(req, now)
-            try:
-                change = self.store.update(
-                    req.key, req.instance, req.weight, req.enabled, self.stamp(now)
-                )
-            except KeyError:
-                raise RequestRejected(
-                    ErrorCode.NOT_FOUND,
-                    f"update: instance {req.instance} of service {req.key} is not registered",
-                    req.req_id,
-                    "update",
-                ) from None
-            self.emit(change)
+            self._update(req, now)
             return None
         if type(req) is QueryInstances:
             return self.instances_result(req.key, req.healthy_only, now)
@@ -351,6 +341,42 @@ class RegistryNode:
         if type(req) is Ping:
             return PingResult(self.epoch, __version__, self.address)
         raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unhandled op {op!r}", req.req_id)
+
+    def _update(self, req: UpdateInstance, now: float) -> None:
+        """An operator's override of an instance, or its clear (core/overrides)."""
+        overrides = self.store.overrides
+        held = overrides.get(req.key, req.instance)
+        if held is None and not req.clear and len(overrides) >= MAX_OVERRIDES:
+            raise RequestRejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"update: node {self.address} holds {len(overrides)} operator overrides, "
+                f"the most it takes ({MAX_OVERRIDES}): clear some (instance-set --clear) "
+                f"before overriding {req.instance} of {req.key}",
+                req.req_id,
+                "update",
+            )
+        try:
+            change = self.store.update(
+                req.key,
+                req.instance,
+                req.weight,
+                req.enabled,
+                self.stamp(now),
+                now,
+                req.clear,
+            )
+        except KeyError:
+            what = "is not registered" + (" and has no override" if req.clear else "")
+            raise RequestRejected(
+                ErrorCode.NOT_FOUND,
+                f"update: instance {req.instance} of service {req.key} {what}",
+                req.req_id,
+                "update",
+            ) from None
+        if change is None and overrides.get(req.key, req.instance) is not held:
+            # an absent instance's override cleared: nothing a watcher sees; peers learn it
+            self.outbox.overrides_changed(req.key, overrides.entries(req.key, (req.instance,)))
+        self.emit(change)
 
     def register_entries(
         self, entries: tuple[RegisterInstance | EntryRejected, ...], now: float
@@ -650,10 +676,14 @@ class RegistryNode:
             if threshold > 0:
                 healthy = sum(1 for r in svc.instances.values() if r.healthy)
                 protected = protection_active(healthy, len(svc.instances), threshold)
+            overrides = self.store.overrides.by_service.get(key)
             for rec in svc.instances.values():
-                if healthy_only and not protected and not (rec.healthy and rec.enabled):
+                weight, enabled = rec.weight, rec.enabled
+                if overrides is not None:  # an operator's drain or weight (core/overrides)
+                    weight, enabled = self.store.effective(key, rec)
+                if healthy_only and not protected and not (rec.healthy and enabled):
                     continue
-                instances.append(rec.id + (rec.weight, rec.enabled, rec.healthy, rec.metadata))
+                instances.append(rec.id + (weight, enabled, rec.healthy, rec.metadata))
         instances.sort(key=_BY_ID)  # (ip, port, cluster)
         return InstancesResult(
             key,
@@ -730,6 +760,8 @@ class RegistryNode:
                 store.metadata_bytes,
                 store.tombstone_count,
                 store.tombstones_dropped,
+                len(store.overrides),
+                store.overrides.expired,
             ),
             limits=self.limits,
             rejected_quota=self.quotas.result(),
@@ -827,11 +859,29 @@ class RegistryNode:
             self._sweep = None
             if not run.sessions_only:
                 self.store.purge_tombstones(now, TOMBSTONE_TTL)
+                self._expire_overrides(now)
                 self.store.sessions.collect(now, self.policy.empty_session_ttl)
                 self.stats.sample(now)
         if not self.store.sessions:
             return self.next_check_at
         return min(self.next_check_at, self.next_session_check)
+
+    def _expire_overrides(self, now: float) -> None:
+        """Clear the overrides of instances absent for ``override_ttl`` in the services
+        this node judges, and replicate the clears (core/overrides, "Expiry")."""
+        scope = self.role.sweep_scope()
+        cleared = self.store.overrides.sweep(
+            now,
+            self.policy.override_ttl,
+            self.store.holds,
+            scope if scope is not None else _everything,
+            lambda: self.stamp(now),
+        )
+        for key, entry in cleared:
+            svc = self.store.get(key)
+            if svc is not None:
+                svc.digest_cache = None  # (active overrides count in its digest)
+            self.outbox.overrides_changed(key, (entry,))
 
     def _session_check(self, now: float) -> health.SweepPass | None:
         """A session check between sweeps (core/health ``SESSION_CHECK_INTERVAL``): marks
@@ -897,6 +947,10 @@ class RegistryNode:
             self._effects = []
             self.stats.notifications += len(effects)
         return effects
+
+
+def _everything(key: ServiceKey) -> bool:
+    return True
 
 
 def _over_quota(exceeded: QuotaExceeded, req: Request) -> RequestRejected:

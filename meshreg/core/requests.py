@@ -106,7 +106,8 @@ class Beat:
 
 @dataclass(frozen=True, slots=True)
 class UpdateInstance:
-    """An operator's change to a registered instance (drain: enabled=False; weight)."""
+    """An operator's override of an instance (drain: enabled=False; weight), kept over
+    the provider's own values (core/overrides); ``clear``: drop it."""
 
     req_id: int
     key: ServiceKey
@@ -114,6 +115,7 @@ class UpdateInstance:
     weight: float | None
     enabled: bool | None
     deadline: float | None = None  # wall time (s) after which it is void
+    clear: bool = False  # drop the override: the provider's own values apply again
     op = "update"
 
 

@@ -155,6 +155,8 @@ class Usage:
     metadata_bytes: int
     tombstones: int
     tombstones_dropped: int
+    overrides: int = 0  # operator overrides held, active and cleared (core/overrides)
+    overrides_expired: int = 0  # cleared here: their instance stayed absent override_ttl
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@ Theory of operation
   monotonic per service even when a service is emptied, dropped and created
   again (a watcher with an old revision then sees a gap and re-pulls).
 * A change is *visible* when anything a watcher sees changes: the set of
-  instances or any of weight, enabled, healthy, metadata.  A beat only moves
+  instances or any of weight, enabled, healthy, metadata.  A record keeps the
+  provider's own weight and enabled; an operator's ``update`` is an override kept
+  beside it (core/overrides), and watchers see the override's fields over the
+  record's (``effective``): a provider's registration never undoes it.  A beat only moves
   ``last_beat`` and is invisible unless it heals an unhealthy instance.
 * A service with no instance left is dropped from the table.  Asked for,
   a missing service reports the node-wide revision: never below any
@@ -64,6 +67,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from meshreg.core.effects import InstanceView, ServiceChanged
+from meshreg.core.overrides import Overrides, WireOverride
 from meshreg.core.sessions import Sessions
 from meshreg.core.sorted_keys import SortedKeys
 from meshreg.core.versions import TAG_BITS
@@ -279,6 +283,9 @@ class RegistryStore:
         self.revision = 0
         # service settings: (protect threshold, version stamp, metadata); kept when emptied
         self.settings: dict[ServiceKey, Settings] = {}
+        self.settings_changed: set[ServiceKey] = set()  # since last persisted (runtime)
+        # operators' weight/enabled per instance, over the providers' own (core/overrides)
+        self.overrides = Overrides()
         # (write stamp, alive stamp, removed_at) of removed instances: stale copies stay dead
         self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, int, float]]] = {}
         # -- running counts (module docstring, "Bounds"); ``recount`` checks them
@@ -471,19 +478,42 @@ class RegistryStore:
         weight: float | None,
         enabled: bool | None,
         version: int = 0,
+        now: float = 0.0,
+        clear: bool = False,
     ) -> ServiceChanged | None:
-        """Change weight and/or enabled of a registered instance (KeyError: not there)."""
+        """An operator's override of an instance's weight and/or enabled (core/overrides):
+        kept apart from the provider's values, which a registration again never changes
+        it.  ``clear``: drop the override (the provider's values apply again).  KeyError:
+        the instance is not registered here (and, for a clear, has no override either).
+        None when nothing changed, or when only an absent instance's override was
+        cleared (then nothing a watcher sees changed: the caller replicates the entry)."""
         svc = self.services.get(key)
         rec = svc.instances.get(iid) if svc is not None else None
-        if svc is None or rec is None:
-            raise KeyError(iid)
-        new_weight = rec.weight if weight is None else weight
-        new_enabled = rec.enabled if enabled is None else enabled
-        if (new_weight, new_enabled) == (rec.weight, rec.enabled):
+        held = self.overrides.get(key, iid)
+        active = held is not None and (held[0] is not None or held[1] is not None)
+        if clear:
+            if not active:
+                if rec is None:
+                    raise KeyError(iid)
+                return None
+            new_weight, new_enabled = None, None
+        else:
+            if rec is None:
+                raise KeyError(iid)
+            new_weight = weight if weight is not None else (held[0] if held else None)
+            new_enabled = enabled if enabled is not None else (held[1] if held else None)
+            if held is not None and (new_weight, new_enabled) == (held[0], held[1]):
+                return None
+        if not self.overrides.put(key, iid, new_weight, new_enabled, version, now):
             return None
-        rec.weight, rec.enabled = _stored_weight(new_weight), new_enabled
-        _written(rec, version)
+        if svc is None or rec is None:
+            return None
+        svc.digest_cache = None
         return self._changed(svc, (rec,), (), "updated")
+
+    def effective(self, key: ServiceKey, rec: InstanceRecord) -> tuple[float, bool]:
+        """(weight, enabled) of ``rec`` as watchers see it: the operator's over the provider's."""
+        return self.overrides.effective(key, rec.id, rec.weight, rec.enabled)
 
     def deregister(
         self, key: ServiceKey, iid: InstanceId, version: int = 0, now: float = 0.0
@@ -644,6 +674,7 @@ class RegistryStore:
         settings: Settings | None = None,
         wall_us: int | None = None,
         local_evidence: Callable[[InstanceRecord], int] | None = None,
+        overrides: Iterable[WireOverride] = (),
     ) -> tuple[ServiceChanged | None, tuple[InstanceRecord, ...], tuple[InstanceRecord, ...]]:
         """Join a peer's records, tombstones and settings into ours (the merge rule above).
 
@@ -662,6 +693,9 @@ class RegistryStore:
         (a deregistration is never refuted).  The refuted records, and those whose
         copy overrules an incoming mark or eviction (the judge lacked evidence we
         hold), are returned third; the caller replicates them, so the judge learns.
+
+        ``overrides``: operator overrides (core/overrides), each kept if newer than
+        ours; one that changes what watchers see of a record held here makes it visible.
         """
         changed: list[InstanceRecord] = []
         quiet: list[InstanceRecord] = []
@@ -786,6 +820,17 @@ class RegistryStore:
                     tombs, key, iid, max(held[0], t_version), max(held[1], t_alive), now
                 )
         self._enforce_tombstone_cap()
+        for iid, o_weight, o_enabled, o_version in overrides:
+            entry = self.overrides.get(key, iid)
+            if entry is not None and entry[2] >= o_version:
+                continue
+            rec = svc.instances.get(iid) if svc is not None else None
+            before = self.effective(key, rec) if rec is not None else None
+            self.overrides.put(key, _stored_id(iid), o_weight, o_enabled, o_version, now)
+            if svc is not None:
+                svc.digest_cache = None
+            if rec is not None and rec not in changed and self.effective(key, rec) != before:
+                changed.append(rec)
         settings_changed = settings is not None and self._take_settings(key, settings)
         if (quiet or refuted) and svc is not None:
             svc.touched(quiet)
@@ -1010,11 +1055,31 @@ class RegistryStore:
             metadata_size(current[2]) if current is not None else 0
         )
         self.settings[key] = settings
+        self.settings_changed.add(key)
         svc = self.services.get(key)
         if svc is not None:
             svc.digest_cache = None
         before = current or NO_SETTINGS
         return (settings[0], settings[2]) != (before[0], before[2])
+
+    def restore(
+        self,
+        settings: Iterable[tuple[ServiceKey, Settings]],
+        overrides: Iterable[tuple[ServiceKey, WireOverride]],
+        now: float,
+    ) -> None:
+        """Take back service settings and operator overrides kept on disk at a start
+        (runtime/registry_state), with their own stamps: peers merge with them as usual.
+        Nothing to persist afterwards (they came from disk)."""
+        for key, entry in settings:
+            self._take_settings(key, entry)
+        for key, (iid, weight, enabled, version) in overrides:
+            self.overrides.put(key, _stored_id(iid), weight, enabled, version, now)
+            svc = self.services.get(key)
+            if svc is not None:
+                svc.digest_cache = None
+        self.settings_changed.clear()
+        self.overrides.changed.clear()
 
     def protect_threshold(self, key: ServiceKey) -> float:
         return self.settings.get(key, NO_SETTINGS)[0]
@@ -1056,6 +1121,11 @@ class RegistryStore:
         self.revision += 1
         svc.revision = self.revision
         threshold, settings_version, service_metadata = self.settings.get(svc.key, NO_SETTINGS)
+        overrides = (
+            self.overrides.entries(svc.key, (r.id for r in upserted))
+            if upserted and svc.key in self.overrides.by_service
+            else ()
+        )
         return ServiceChanged(
             svc.key,
             base,
@@ -1067,4 +1137,5 @@ class RegistryStore:
             threshold,
             settings_version,
             service_metadata,
+            overrides,
         )

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -70,6 +71,7 @@ from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
+from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic, visible_services
@@ -318,6 +320,12 @@ class NodeRuntime:
                 commit_thread=transport is None if commit_thread is None else commit_thread,
                 watched=self._config_watched,
             )
+            # service settings and instance overrides (runtime/registry_state): operators'
+            # writes, which providers registering again cannot give back after a restart
+            # of every node
+            self.registry_state = RegistryStateFile(config.data_dir) if config.data_dir else None
+            if self.registry_state is not None:
+                self._restore_registry_state(now)
         except BaseException:
             self._release_data_dir()
             raise
@@ -545,6 +553,45 @@ class NodeRuntime:
             if self._own_transport:
                 self.transport = None
 
+    def _restore_registry_state(self, now: float) -> None:
+        """Load the service settings and instance overrides kept in the data dir."""
+        state = self.registry_state
+        assert state is not None
+        store = self.core.store
+        n_settings, n_overrides = state.load_into(store, now)
+        for settings in store.settings.values():  # our next stamps come after them
+            self.core.hlc.observe(settings[1])
+        for held in store.overrides.by_service.values():
+            for entry in held.values():
+                self.core.hlc.observe(entry[2])
+        if n_settings or n_overrides or state.skipped:
+            log.info(
+                "registry state: %d service settings and %d instance overrides loaded from %s%s",
+                n_settings,
+                n_overrides,
+                state.path,
+                f" ({state.skipped} unreadable rows skipped)" if state.skipped else "",
+            )
+
+    def _save_registry_state(self) -> None:
+        """Persist what changed of the settings and overrides (rare: operators' writes)."""
+        store = self.core.store
+        if self.registry_state is None:
+            store.settings_changed.clear()
+            store.overrides.changed.clear()
+            return
+        try:
+            self.registry_state.save_changed(store)
+        except sqlite3.Error as exc:  # the disk: keep serving, say it, retry next turn
+            self._limiter.warning(
+                "registry state",
+                self.clock(),
+                "cannot write service settings / instance overrides to %s: %s (retried; "
+                "check the data dir's disk)",
+                self.registry_state.path,
+                exc,
+            )
+
     def _release_data_dir(self) -> None:
         if self._data_lock is not None:
             self._data_lock.release()
@@ -612,6 +659,9 @@ class NodeRuntime:
         transport.tick(now)
         wake = core.tick(now)
         self._carry_out(core.take_effects(), now)
+        store = core.store
+        if store.settings_changed or store.overrides.changed:  # operators' writes: rare
+            self._save_registry_state()
         self.holdings.prune(core.registry.holds, now)
         if core.state is not self._state_seen:  # the core's move (core/distro TRANSITIONS)
             if self._state_seen is NodeState.CATCHING_UP:
@@ -676,6 +726,11 @@ class NodeRuntime:
             self._flush_replication()
         except zmq.ZMQError:
             pass
+        store = self.core.store
+        if store.settings_changed or store.overrides.changed:
+            self._save_registry_state()
+        if self.registry_state is not None:
+            self.registry_state.close()
         self.close()
 
     # -- requests -------------------------------------------------------------

@@ -759,9 +759,20 @@ def _update(msg: dict[str, Any], req_id: int) -> UpdateInstance:
     enabled = msg.get("enabled")
     if enabled is not None and type(enabled) is not bool:
         raise _reject(req_id, op, "field 'enabled' must be true or false")
-    if weight is None and enabled is None:
-        raise _reject(req_id, op, "give 'weight' or 'enabled' (or both)")
-    return UpdateInstance(req_id, key, iid, weight, enabled, _deadline(msg, req_id, op))
+    clear = msg.get("clear", False)
+    if type(clear) is not bool:
+        raise _reject(
+            req_id, op, "field 'clear' must be true or false (true: drop the operator override)"
+        )
+    if clear and (weight is not None or enabled is not None):
+        raise _reject(
+            req_id,
+            op,
+            "field 'clear' drops the override: give it alone, without 'weight' or 'enabled'",
+        )
+    if weight is None and enabled is None and not clear:
+        raise _reject(req_id, op, "give 'weight' or 'enabled' (or both), or 'clear': true")
+    return UpdateInstance(req_id, key, iid, weight, enabled, _deadline(msg, req_id, op), clear)
 
 
 def validate_metadata(metadata: dict[Any, Any], req_id: int = 0, op: str = "register") -> None:

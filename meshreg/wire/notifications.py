@@ -62,6 +62,22 @@ def instance_to_wire(v: InstanceView) -> dict[str, Any]:
     }
 
 
+def _upserts(change: ServiceChanged) -> list[dict[str, Any]]:
+    """The upserted instances as watchers see them: an operator's override (core/overrides)
+    over the provider's weight and enabled."""
+    upserts = [instance_to_wire(v) for v in change.upserted]
+    if change.overrides:
+        by_id = {(o[0].ip, o[0].port, o[0].cluster): o for o in change.overrides}
+        for entry in upserts:
+            o = by_id.get((entry["ip"], entry["port"], entry["cluster"]))
+            if o is not None:
+                if o[1] is not None:
+                    entry["weight"] = o[1]
+                if o[2] is not None:
+                    entry["enabled"] = o[2]
+    return upserts
+
+
 def encode_change(change: ServiceChanged, epoch: int) -> list[bytes]:
     key = change.key
     body = {
@@ -73,7 +89,7 @@ def encode_change(change: ServiceChanged, epoch: int) -> list[bytes]:
         "service": key.service,
         "base": change.base,
         "revision": change.revision,
-        "upsert": [instance_to_wire(v) for v in change.upserted],
+        "upsert": _upserts(change),
         "remove": [[i.ip, i.port, i.cluster] for i in change.removed],
         "protect_threshold": change.protect_threshold,
         "service_metadata": change.service_metadata,

@@ -200,7 +200,24 @@ def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
         "upsert": [instance_to_peer(v) for v in p.upserts],
         "remove": [[i.ip, i.port, i.cluster, ver, alive] for i, ver, alive in p.removals],
         "settings": None if p.settings is None else list(p.settings),
+        **(
+            {"overrides": [[i.ip, i.port, i.cluster, w, e, ver] for i, w, e, ver in p.overrides]}
+            if p.overrides
+            else {}
+        ),
     }
+
+
+def _override(o: Any) -> tuple[InstanceId, float | None, bool | None, int]:
+    """One operator override (core/overrides): [ip, port, cluster, weight, enabled,
+    version], weight and enabled nil when not overridden."""
+    if not isinstance(o, list) or len(o) != 6:
+        raise _bad("override must be [ip, port, cluster, weight or nil, enabled or nil, version]")
+    iid = check_instance_id(o[0], o[1], o[2])
+    weight = None if o[3] is None else check_weight(o[3])
+    if o[4] is not None and type(o[4]) is not bool:
+        raise _bad("override enabled must be true, false or nil")
+    return iid, weight, o[4], _stamp(o[5], "override version")
 
 
 def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePayload:
@@ -231,7 +248,21 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
         view = _instance(x, checked)
         checked = view.metadata
         upserts.append(view)
-    return ServicePayload(key, tuple(upserts), tuple(_removal(x) for x in remove), settings)
+    overrides = d.get("overrides", [])
+    if not isinstance(overrides, list):
+        raise _bad("overrides must be a list")
+    if len(overrides) > max_entries:
+        raise RemoteProtocolError(
+            f"{len(overrides)} overrides in one service payload; the limit is {max_entries}",
+            ErrorCode.TOO_LARGE,
+        )
+    return ServicePayload(
+        key,
+        tuple(upserts),
+        tuple(_removal(x) for x in remove),
+        settings,
+        tuple(_override(x) for x in overrides),
+    )
 
 
 def _unpack(body: bytes, what: str) -> Any:
@@ -363,9 +394,10 @@ def array_header(n: int) -> bytes:
 
 def encode_packed_delta(node: str, epoch: int, seq: int, packed: bytes) -> list[bytes]:
     """The ``delta`` message ``encode_delta`` makes, from a payload ``pack_payload`` made."""
-    assert packed[0] == 0x86  # payload_to_wire's map of 6 entries, spliced into one of 10
+    # payload_to_wire's map of 6 entries (7 with overrides), spliced into one of 10 (11)
+    assert packed[0] in (0x86, 0x87)
     head = batch_overhead(node, epoch, seq)
-    return [b"delta", b"\x8a" + head[1 : -len(_DELTAS_KEY)] + packed[1:]]
+    return [b"delta", bytes((packed[0] + 4,)) + head[1 : -len(_DELTAS_KEY)] + packed[1:]]
 
 
 def encode_delta_batch(node: str, epoch: int, seq: int, packed: list[bytes]) -> list[bytes]:

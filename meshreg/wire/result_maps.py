@@ -163,6 +163,8 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
             "metadata_bytes": usage.metadata_bytes,
             "tombstones": usage.tombstones,
             "tombstones_dropped": usage.tombstones_dropped,
+            "overrides": usage.overrides,
+            "overrides_expired": usage.overrides_expired,
         },
         "limits": _limits_map(r.limits),
         "rejected_quota": dict(r.rejected_quota),

@@ -283,7 +283,8 @@ def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
                 n2.on_replication(msg, 4.0)
         mine, theirs = (n.store.get(KEY).instances[IID] for n in (n1, n2))  # type: ignore[union-attr]
         stamps = [
-            (r.version, r.alive, r.down, r.healthy, r.enabled, r.weight) for r in (mine, theirs)
+            (r.version, r.alive, r.down, r.healthy, *n.store.effective(KEY, r)[::-1])
+            for r, n in ((mine, n1), (theirs, n2))
         ]
         assert stamps[0] == stamps[1]
         assert mine.alive >= mine.version
@@ -296,7 +297,8 @@ def test_a_drain_or_a_changed_registration_replicates(healthy: bool) -> None:
     served(n1, UpdateInstance(2, KEY, IID, None, False), 3.0, forwarded=True)
     assert replicate()[3:5] == (healthy, False)  # drained; a drain heals nobody
     served(n1, RegisterInstance(3, KEY, IID, 2.0, True, {"v": "2"}), 4.0, forwarded=True)
-    assert replicate()[3:] == (True, True, 2.0)  # the provider itself: healed
+    # the provider itself: healed; the operator's drain stays (core/overrides, F-drain)
+    assert replicate()[3:] == (True, False, 2.0)
 
 
 def test_digest_pages_must_move_forward() -> None:

@@ -221,6 +221,8 @@ def test_stats_show_usage_with_empty_services_tombstones_and_metadata() -> None:
         "metadata_bytes": 6 + 2,
         "tombstones": 1,
         "tombstones_dropped": 0,
+        "overrides": 0,
+        "overrides_expired": 0,
     }
     assert stats_map(node, 1.0)["services"] == 1  # with instances, as before
 
