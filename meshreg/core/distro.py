@@ -54,13 +54,17 @@ Theory of operation
   a judgment that did not see it.
 * **Suspect yourself first.**  A tick far later than asked (the node was
   stopped), every peer going down at once, or a member coming (back) into
-  the view starts a fresh grace period
-  (``watching_since``): beacons waiting unread do not make peers down (their
+  the view starts a fresh grace period (``watching_since``; for a stall,
+  ``resumed_at``): beacons waiting unread do not make peers down (their
   silence is counted from now), nobody is judged before ``unhealthy_after``
   has passed, and no sweep starts before a fresh anti-entropy round with
-  every peer that is up.  A node with peers of which none is up marks
-  instances unhealthy but evicts nobody: it cannot tell its own isolation
-  from everyone's death.
+  every peer that is up (a stall while resyncing keeps the round's
+  deadline).  A stall's grace is bounded in awake time: an instance silent
+  for the timeout plus ``unhealthy_after`` of the node's awake time is
+  judged even then (core/health ``silent_before``), or a node stalling once
+  every ``unhealthy_after`` would judge nobody, ever (review F-starve).  A
+  node with peers of which none is up marks instances unhealthy but evicts
+  nobody: it cannot tell its own isolation from everyone's death.
 * **Bounded stamps.**  A peer's payload (a delta, a service of a reconcile
   request or reply) carrying a stamp more than ``MAX_CLOCK_AHEAD`` ahead of
   our wall clock is rejected before anything of it is merged or observed:
@@ -1218,7 +1222,10 @@ class DistroNode:
             if peer.node_id:
                 self._resync.add(peer.node_id)
                 self._sync_wanted.add(peer.node_id)
-        self._resync_until = now + CATCH_UP_PATIENCE * self.cluster.peer_timeout
+        until = now + CATCH_UP_PATIENCE * self.cluster.peer_timeout
+        if self.state is NodeState.RESYNCING:  # a stall meanwhile does not restart the wait:
+            until = min(until, self._resync_until)  # else stalls every few s would never end it
+        self._resync_until = until
         if self._resync:
             self._to(NodeEvent.STALLED)
 
@@ -1238,7 +1245,8 @@ class DistroNode:
             return "catching up"
         if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"
-        if now < self.registry.watching_since + self.policy.unhealthy_after:
+        registry = self.registry
+        if now < max(registry.watching_since, registry.resumed_at) + self.policy.unhealthy_after:
             return "grace period (after a stall, an isolation or a member coming back)"
         return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
 

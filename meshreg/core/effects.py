@@ -99,7 +99,9 @@ class SyncAnnounced:
 
 @dataclass(frozen=True, slots=True)
 class StallDetected:
-    """The node's own loop was stopped for ``late`` s (it judges nobody for ``grace`` s)."""
+    """The node's own loop was stopped: its tick came ``late`` s after the time it asked
+    for (it judges nobody for ``grace`` s but instances silent for ``grace`` s more of its
+    awake time: core/health ``silent_before``)."""
 
     late: float
     grace: float

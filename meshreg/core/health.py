@@ -38,6 +38,13 @@ dead client's instances turn unhealthy about ``unhealthy_after`` + 1 s after
 its last renewal instead of up to ``unhealthy_after + check_interval``; a
 session it already marked at its last renewal costs it one comparison.
 
+After a stall of the node's own (a SIGSTOP, a freeze, a starved loop:
+core/registry ``check_stall``) it judges nobody for a grace period
+(``unhealthy_after`` for marks, ``evict_after`` for evictions), except an
+instance silent for the timeout plus ``unhealthy_after`` of the node's
+*awake* time, its stalls' seconds not counted (``silent_before``): so a node
+that stalls again and again still judges, after that much awake time.
+
 Self-preservation (``core/preservation``): the sweep first counts the silent
 instances among those it judges and lets the node's
 :class:`~meshreg.core.preservation.SelfPreservation` decide whether this
@@ -50,7 +57,7 @@ of that count and are evicted when overdue even then.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -152,6 +159,40 @@ def _threshold(before: float, watching_since: float) -> float:
     return before if watching_since <= before else -math.inf
 
 
+def awake_since(stalls: Sequence[tuple[float, float]], now: float, span: float) -> float:
+    """The time since which the node has been awake for ``span`` s until ``now``: ``now -
+    span``, moved back by the length of every stall of its own (``stalls``: (stopped,
+    resumed) times, oldest first, not overlapping) that falls in that time."""
+    cursor, need = now, span
+    for stopped, resumed in reversed(stalls):  # bounded: the node keeps STALLS_KEPT
+        if resumed <= cursor - need:
+            break  # the rest of the span fits between this stall and the next
+        need -= max(0.0, cursor - resumed)
+        cursor = stopped
+    return cursor - need
+
+
+def silent_before(
+    stalls: Sequence[tuple[float, float]], now: float, timeout: float, recovery: float
+) -> float:
+    """The silence threshold for ``timeout`` (``unhealthy_after`` or ``evict_after``) given
+    the node's own stalls: ``now - timeout`` when none ended within it; else (the stall's
+    grace: the node cannot tell who was silent, its beats may have waited in the sockets
+    or gone to its peers) the time since which the node has been awake ``timeout +
+    recovery`` s (``recovery``: ``unhealthy_after``).
+
+    Before (review F-starve), the grace judged nobody, so a node stalling once every
+    ``unhealthy_after`` judged nobody, ever.  Now a silence of the timeout plus a whole
+    recovery period of the node's *awake* time (its stalls' seconds do not count) is
+    judged even then: after one stall, that is no live instance (its pre-stall silence
+    was below the timeout, and the grace gives it ``recovery`` more to be heard again);
+    however often the node stalls, a dead one is judged after ``timeout + recovery`` s of
+    awake time."""
+    if not stalls or stalls[-1][1] <= now - timeout:
+        return now - timeout
+    return awake_since(stalls, now, timeout + recovery)
+
+
 SWEEP_STEP = 5_000  # instances judged per step of a pass: about 1 ms of pause per loop turn
 # s between session checks.  A check reads one field per session, and sessions are few (a
 # client process holds one), so it runs more often than the sweep: a silent session's
@@ -192,9 +233,12 @@ class SweepPass:
         may_evict: bool = True,
         judge_sessions: bool = True,
         sessions_only: bool = False,
+        stalls: Sequence[tuple[float, float]] = (),
     ) -> None:
         """``watching_since``: the node counts every instance as beating at that time at
-        the latest (it was stalled, or cut off, before: it cannot tell who was silent);
+        the latest (it was cut off before: it cannot tell who was silent);
+        ``stalls``: the node's own stalls, (stopped, resumed), oldest first: a grace
+        after the last, bounded in awake time (``silent_before``);
         ``may_evict`` False: overdue instances are only marked unhealthy;
         ``judge_sessions`` False: sessions are left unjudged this pass (their renewals
         may be landing on a node this one cannot hear); ``sessions_only``: the session
@@ -202,9 +246,16 @@ class SweepPass:
         is evicted, and a session already marked at its last renewal is skipped."""
         self.store = store
         self.started = now
-        # Silent means: no beat since the threshold, and we were watching since before it.
-        self.unhealthy_before = _threshold(now - policy.unhealthy_after, watching_since)
-        self.evict_before = _threshold(now - policy.evict_after, watching_since)
+        # Silent means: no beat since the threshold (in a stall's grace: for the timeout
+        # and a recovery period of our awake time), and we were watching since before it.
+        u, e = policy.unhealthy_after, policy.evict_after
+        self.unhealthy_before = _threshold(silent_before(stalls, now, u, u), watching_since)
+        self.evict_before = _threshold(silent_before(stalls, now, e, u), watching_since)
+        # In a stall's grace: what this pass judges, the rule before held (stats)
+        resumed = stalls[-1][1] if stalls else -math.inf
+        self._marks_capped = resumed > now - u
+        self._evictions_capped = resumed > now - e
+        self.judged_in_stall_grace = 0
         if not may_evict or sessions_only:
             self.evict_before = -math.inf
         self.owns = owns
@@ -466,11 +517,15 @@ class SweepPass:
                 change = store.set_health(key, to_mark, False, version, evidence)
                 if change is not None:
                     changes.append(change)
+                    if self._marks_capped:
+                        self.judged_in_stall_grace += len(to_mark)
             if to_evict:
                 ids = [rec.id for rec in to_evict]
                 change = store.remove(key, ids, "evicted", version, now, evidence)
                 if change is not None:
                     changes.append(change)
+                    if self._evictions_capped:
+                        self.judged_in_stall_grace += len(to_evict)
         return changes, self._applied >= len(todo)
 
 

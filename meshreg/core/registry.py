@@ -20,17 +20,23 @@ refreshes its liveness evidence (a record whose ``alive`` stamp is below
 A node suspects itself first.  ``tick`` knows when it asked to be called
 again; a call much later than that means the node itself was stopped (a
 SIGSTOP, a VM freeze, a swap storm): beats and beacons may be waiting unread
-in its sockets, so it judges nobody on what it saw before.  It sets
-``watching_since`` to now: nobody counts as silent until ``unhealthy_after``
-has passed since then (a fresh grace period; ``StallDetected`` is queued for
-the log); for a short window after it, a beat counts as evidence of life
-when the stall began, since it may have waited the stall out in the socket
-(and so does a beat applied late, ``received_at``: it counts for its time).
+in its sockets, or have gone to its peers.  It remembers the stall (from its
+last loop turn to now; ``StallDetected`` is queued for the log) and judges
+nobody for a grace period (``unhealthy_after``, ``evict_after`` for
+evictions) but an instance silent for the timeout plus ``unhealthy_after``
+of its awake time, the stalls' seconds not counted
+(``health.silent_before``): a fresh grace after every stall, with no such
+bound, let a node stalling once every ``unhealthy_after`` judge nobody, ever
+(review F-starve).  For a short window after it, a beat counts as evidence
+of life when the stall began, since it may have waited the stall out in the
+socket (and so does a beat applied late, ``received_at``: it counts for its
+time).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Hashable
 from operator import itemgetter
 from typing import Any, Protocol
@@ -101,6 +107,12 @@ from meshreg.model import InstanceId, ServiceKey, protection_active
 _BY_ID = itemgetter(0, 1, 2)  # an instance row's (ip, port, cluster)
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
 STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path
+# stalls of its own a node remembers, to bound a stall's grace in awake time
+# (health.silent_before); an older one counts as awake time: 64 stalls within one
+# evict_after + unhealthy_after is a node hardly ever awake, and judging it by what it saw
+# then errs on the side of judging
+STALLS_KEPT = 64
+HELD_SWEEP_RETRY = 0.25  # s; a sweep the node may not run yet (resyncing) is asked again then
 EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment's basis
 TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
 
@@ -204,10 +216,16 @@ class RegistryNode:
         # A beat for a record whose liveness evidence is older than this stamp refreshes it
         # (and the refresh is replicated); 0: never (a lone node has nobody to tell).
         self.alive_floor = 0
-        # Every instance counts as beating at this time at the latest: after a stall of our
-        # own we cannot tell who was silent (see the module docstring).
+        # Every instance counts as beating at this time at the latest: cut off before it
+        # (every peer down, a member coming back: core/distro), we cannot tell who was silent.
         self.watching_since = -math.inf
         self.wake_at = math.inf  # when the last tick asked to be called again (none yet)
+        self.last_turn = now  # the loop's last turn (check_stall): a stall began after it
+        # our own stalls, (stopped, resumed), oldest first: the last one's grace, and the
+        # awake time that bounds it (health.silent_before)
+        self.own_stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)
+        self.resumed_at = -math.inf  # when the last stall was noticed (its grace began)
+        self.judged_in_stall_grace = 0  # instances judged within a stall's grace (bound)
         # Right after a stall, requests that waited in the socket are served: a beat then
         # proves life when the stall began, not now (no heal, no refresh, that last beat).
         self._stall_began = -math.inf
@@ -750,6 +768,7 @@ class RegistryNode:
             timings=Timings(policy.check_interval, policy.unhealthy_after, policy.evict_after),
             self_preservation=self.preservation.result(now),
             stalls=self.stalls,
+            judged_in_stall_grace=self.judged_in_stall_grace,
             late_writes=self.late_writes,
             # what clients grew, against [limits] (core/quotas); running counts: O(1)
             usage=Usage(
@@ -804,17 +823,24 @@ class RegistryNode:
         return self.role.stall_after()
 
     def check_stall(self, now: float) -> bool:
-        """Suspect ourselves first: True (and a fresh grace period) when this tick comes
-        ``stall_after`` or more later than the last one asked for."""
-        late = now - self.wake_at
+        """Suspect ourselves first (every loop turn, before any input): True (and a
+        grace period, ``health.silent_before``) when this turn comes ``stall_after`` or
+        more later than the last tick asked for.  The stall is remembered from the last
+        turn, when the loop may have been stopped, to now: its seconds are not awake
+        time, which bounds the grace."""
+        asked, last = self.wake_at, self.last_turn
+        late = now - asked
+        self.last_turn = max(last, now)
         if late < self.stall_after() or not self.detect_stalls:
             return False
-        self._stall_began = self.wake_at
+        self._stall_began = asked
         self._stale_until = now + min(STALE_WINDOW, self.stall_after())
         self.alive_floor = STALE_FLOOR  # every beat takes the full path meanwhile
         self.wake_at = now
         self.stalls += 1
-        self.watching_since = now
+        stopped = min(last, asked)  # stopped after its last turn, or it would have woken
+        self.own_stalls.append((stopped, now))
+        self.resumed_at = now
         self._effects.append(StallDetected(round(late, 3), self.policy.unhealthy_after))
         self.role.stalled(now)
         return True
@@ -825,7 +851,11 @@ class RegistryNode:
             may_mark, may_evict = self.role.may_judge(now)
             self.next_session_check = now + health.session_check_interval(self.policy)
             if not may_mark:
-                self.next_check_at = now + self.policy.check_interval
+                # Held (catching up, resyncing after a stall): ask again soon, not a whole
+                # interval later.  Else a node stalling more often than check_interval finds
+                # each sweep due just as it resumes, held by that stall's resync, again and
+                # again, and judges nobody (review F-starve).
+                self.next_check_at = now + min(self.policy.check_interval, HELD_SWEEP_RETRY)
                 return self.next_check_at
             run = self._sweep = health.SweepPass(
                 self.store,
@@ -835,6 +865,7 @@ class RegistryNode:
                 watching_since=self.watching_since,
                 may_evict=may_evict,
                 judge_sessions=self.role.judges_sessions(),
+                stalls=self.own_stalls,
             )
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
@@ -857,6 +888,7 @@ class RegistryNode:
             if not done:
                 return now
             self._sweep = None
+            self.judged_in_stall_grace += run.judged_in_stall_grace
             if not run.sessions_only:
                 self.store.purge_tombstones(now, TOMBSTONE_TTL)
                 self._expire_overrides(now)
@@ -897,6 +929,7 @@ class RegistryNode:
             self.role.sweep_scope(),
             watching_since=self.watching_since,
             sessions_only=True,
+            stalls=self.own_stalls,
         )
 
     # -- subscriptions -------------------------------------------------------

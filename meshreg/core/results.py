@@ -203,6 +203,9 @@ class StatsResult:
     timings: Timings
     self_preservation: PreservationStats
     stalls: int
+    # instances marked unhealthy or evicted within a stall's grace: silent for the timeout
+    # plus unhealthy_after of the node's awake time (docs/DISTRO.md, "Its own stalls")
+    judged_in_stall_grace: int
     late_writes: int  # writes refused past their client deadline (registry.apply)
     usage: Usage
     limits: LimitsPolicy

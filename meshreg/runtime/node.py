@@ -1541,7 +1541,8 @@ class NodeRuntime:
                     self.configs.stalled(now + self._wall_offset, effect.late)
                     log.warning(
                         "this node was stalled for %.1fs (stopped, frozen or starved): judging "
-                        "nobody's health for %gs and resyncing with its peers first",
+                        "nobody's health for %gs (but instances silent for that much more of "
+                        "its awake time) and resyncing with its peers first",
                         effect.late,
                         effect.grace,
                     )
