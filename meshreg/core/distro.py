@@ -488,7 +488,7 @@ class DistroNode:
             # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
             # are just the peer, which owns everything: forward to it.
             if t is RegisterBatch and not forwarded and self._members != self._alone:
-                return self._split_batch(req, now)
+                return self._split_batch(req, now, client)
             if not forwarded and t in _WRITES and self._members != self._alone:
                 owner = self.owner_of(req.key)
                 if owner != self.node_id:
@@ -502,7 +502,9 @@ class DistroNode:
         except RequestRejected as exc:
             return self.registry.refused(exc)
 
-    def _split_batch(self, req: RegisterBatch, now: float) -> Reply | SplitBatch:
+    def _split_batch(
+        self, req: RegisterBatch, now: float, client: Hashable | None = None
+    ) -> Reply | SplitBatch:
         """Apply the entries of services this node is responsible for, and group the
         others by responsible node: one ``Forward`` per owner, never one per instance.
         A refused entry is answered here (it goes nowhere)."""
@@ -517,9 +519,9 @@ class DistroNode:
                     continue
             local.append(i)
         if not remote:
-            return Reply(req.req_id, self._apply(req, now, now))
+            return Reply(req.req_id, self._apply(req, now, now, client))
         self._count(req.op)
-        done = self.registry.register_entries(tuple(entries[i] for i in local), now)
+        done = self.registry.register_entries(tuple(entries[i] for i in local), now, client)
         parts = []
         for owner, indices in remote.items():
             peer = self.membership.peer_by_id(owner)
@@ -549,9 +551,9 @@ class DistroNode:
         t = type(req)
         if t in _WRITES:
             if self.ready:
-                return self.registry.apply(req, now, received_at)
+                return self.registry.apply(req, now, received_at, client)
             try:
-                return self.registry.apply(req, now, received_at)
+                return self.registry.apply(req, now, received_at, client)
             except RequestRejected as exc:
                 # Catching up, we may simply not hold it yet: NOT_FOUND would make a live
                 # provider register again; UNAVAILABLE says "ask again (elsewhere)".

@@ -293,8 +293,8 @@ class RegistryNode:
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
                 raise _over_quota(exceeded, req)
-            if req.session is not None:
-                self._session_for(req, req.session, req.key.namespace, now)
+            if req.session is not None:  # a session it creates counts in the client's share
+                self._session_for(req, req.session, req.key.namespace, now, True, client)
             change = self.store.register(
                 req.key,
                 req.instance,
@@ -308,7 +308,7 @@ class RegistryNode:
             self.emit(change)
             return None
         if type(req) is RegisterBatch:
-            return BatchResult(self.register_entries(req.entries, now))
+            return BatchResult(self.register_entries(req.entries, now, client))
         if type(req) is SessionRenew:
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             known = sess is not None
@@ -397,7 +397,10 @@ class RegistryNode:
         self.emit(change)
 
     def register_entries(
-        self, entries: tuple[RegisterInstance | EntryRejected, ...], now: float
+        self,
+        entries: tuple[RegisterInstance | EntryRejected, ...],
+        now: float,
+        client: Hashable | None = None,
     ) -> tuple[EntryResult, ...]:
         """Apply a ``register_batch``'s entries here, one by one: each result is None
         (registered) or an ``EntryRefused`` (by the wire checks or here; that entry
@@ -417,7 +420,7 @@ class RegistryNode:
                     append(EntryRefused(entry.code, entry.message))
                     continue
                 try:
-                    apply(entry, now, now)
+                    apply(entry, now, now, client)
                     append(None)
                 except RequestRejected as exc:
                     count_error(exc.code)
@@ -478,7 +481,7 @@ class RegistryNode:
             )
         if sess is None and create:
             if client is not None:
-                self._check_share(req, sessions.share_of(client), client)
+                self._check_share(req, namespace, sessions.share_of(client), client)
             if len(sessions) >= self.limits.max_sessions:
                 self.quotas.rejected["max_sessions"] = (
                     self.quotas.rejected.get("max_sessions", 0) + 1
@@ -494,7 +497,7 @@ class RegistryNode:
             sess = sessions.ensure(sid, namespace, now, client)
         return sess  # type: ignore[return-value]
 
-    def _check_share(self, req: Any, held: int, client: Hashable) -> None:
+    def _check_share(self, req: Any, namespace: str, held: int, client: Hashable) -> None:
         """Refuse a new session over ``client``'s share (nothing changes; counted)."""
         share = self.limits.sessions_per_client
         if held < share:
@@ -509,7 +512,7 @@ class RegistryNode:
         derived = "" if self.limits.max_sessions_per_client else ", max_sessions // 16"
         raise RequestRejected(
             ErrorCode.RESOURCE_EXHAUSTED,
-            f"{req.op} (namespace {req.namespace!r}): quota reached: {who} holds {held} "
+            f"{req.op} (namespace {namespace!r}): quota reached: {who} holds {held} "
             f"sessions opened through this node ([limits] max_sessions_per_client = "
             f"{share}{derived}); a client process needs one session per "
             "namespace: reuse it, close sessions no longer used (session_close), or raise "

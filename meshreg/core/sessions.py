@@ -42,9 +42,11 @@ Theory of operation
   (its key's name, or its connection on a node without keys: the runtime says who),
   up to ``[limits] max_sessions_per_client`` (default ``max_sessions // 16``); the
   count drops when the session is closed or forgotten.  So one client cannot take the
-  whole table from the others (review finding F-sessflood).  Sessions learned from
-  peers, or created by a ``register`` (it holds an instance, which the instance
-  quotas bound), count in no share; every session counts in ``max_sessions``.
+  whole table from the others (review finding F-sessflood).  A session a ``register``
+  creates counts in its client's share too (review13: registers naming fresh session
+  ids, then deregistered and renewed, walked around the share); sessions learned from
+  peers, or created by a write another node forwarded (the client is known only
+  there), count in no share; every session counts in ``max_sessions``.
 
 Pure: no clock (times are arguments), no I/O.
 """

@@ -186,7 +186,7 @@ _RELAYED_WRITES = (
 )
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 # requests that may open a session: counted in their client's share (core/sessions)
-_SESSION_OPENS = (SessionOpen, SessionRenew)
+_SESSION_OPENS = (SessionOpen, SessionRenew, RegisterInstance, RegisterBatch)
 
 
 def _client_of(principal: Principal, envelope: list[Any]) -> str | bytes | None:

@@ -113,15 +113,26 @@ def test_a_closed_or_forgotten_session_gives_its_place_back() -> None:
 
 
 def test_sessions_no_client_opened_count_in_no_share() -> None:
-    """Renewals from peers, registrations that name a new session (they hold an
-    instance: the instance quotas bound those) and requests without a client."""
+    """Renewals from peers and requests without a client (a write forwarded here)."""
     n = Lone(max_sessions=16)  # share: 1
     n.handle("session_open", client="app", session=SID)
     for i in range(2, 5):
         n.handle("session_open", session=sid(i))
-        n.handle("register", client="app", service="s", ip=f"10.0.0.{i}", port=1,
-                 session=sid(i + 10))  # fmt: skip
+        n.handle("register", service="s", ip=f"10.0.0.{i}", port=1, session=sid(i + 10))
     assert len(n.sessions()) == 7
+
+
+def test_a_session_a_register_creates_counts_in_the_share() -> None:
+    """review13: registers naming fresh session ids (then deregistered and renewed)
+    took the whole table for one key; now they are held to its share."""
+    n = Lone(max_sessions=32)  # share: 2
+    n.handle("session_open", client="app", session=SID)
+    n.handle("register", client="app", service="s", ip="10.0.0.1", port=1, session=sid(1))
+    exc = n.refused("register", client="app", service="s", ip="10.0.0.2", port=1,
+                    session=sid(2))  # fmt: skip
+    assert "max_sessions_per_client" in exc.message and "namespace 'public'" in exc.message
+    n.handle("register", client="app", service="s", ip="10.0.0.2", port=1, session=sid(1))
+    n.handle("register", client="other", service="s", ip="10.0.0.3", port=1, session=sid(3))
 
 
 def test_the_node_wide_limit_still_holds_over_every_share() -> None:
