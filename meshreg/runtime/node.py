@@ -179,6 +179,9 @@ _RELAYED_WRITES = (
     SetService,
 )
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
+# writes that may carry a client deadline (PROTOCOL.md 2.1): judged by the clock read
+# when they are served, not the drain's (a stop in the middle of a drain: see _serve)
+_DEADLINE_WRITES = frozenset({RegisterInstance, DeregisterInstance, UpdateInstance, RegisterBatch})
 # the configuration center's requests: served by runtime/config_plane, not the core
 _CONFIG_REQUESTS = frozenset(
     {
@@ -911,6 +914,11 @@ class NodeRuntime:
             if type(req) in _CONFIG_REQUESTS:
                 to_plane = True
                 return self._serve_config(envelope, body, req, msg, principal, now)
+            if type(req) in _DEADLINE_WRITES:
+                # A drain reads the clock once; a process stopped (SIGSTOP) in the middle
+                # of one reads what arrived meanwhile with the time from before the stop,
+                # and would apply a write past its deadline (review13): read it again.
+                now = max(now, self.clock())
             answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.registry.holds)
