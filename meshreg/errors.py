@@ -115,9 +115,12 @@ class ServerUnreachableError(MeshregError):
 
 
 class OutcomeUnknownError(ServerUnreachableError):
-    """A config write got no answer within its time-out: it may have been applied, or may
-    still be.  Re-send it with ``request_id`` (the message names it too): the cluster
-    applies one request id at most once, and answers a re-send with the version it made."""
+    """A write got no answer within its time-out: it may have been applied, or may still
+    be.  A config write: re-send it with ``request_id`` (the message names it too): the
+    cluster applies one request id at most once, and answers a re-send with the version it
+    made.  A registry write (``request_id`` empty): send it again (registry writes are
+    idempotent) or read the service; the message names each attempt and, when the write
+    carried deadlines, how long it may still be applied (PROTOCOL.md 2.1, "Deadline")."""
 
     def __init__(self, message: str, request_id: str = "") -> None:
         super().__init__(message)

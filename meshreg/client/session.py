@@ -16,6 +16,11 @@ Rules (each with its constant below):
 * **Requests** are idempotent, matched to replies by id only.  At most
   ``MAX_IN_FLIGHT`` are in flight; more wait in a FIFO backlog.  A call has a whole
   budget (``timeout``) and an attempt budget (``attempt_timeout``).
+* **Registry writes** carry, per attempt, a ``deadline`` (the attempt's end plus
+  ``DEADLINE_SLACK``, wall clock) past which no node applies them; a node that forwards
+  one answers ``FORWARD_LEAD`` before it (core/requests), so within the attempt.  One no
+  node answered in time fails with ``OutcomeUnknownError`` listing each attempt (whom,
+  as responsible node or forwarder by the view, how long): it may have been applied.
 * **Failover and backoff.** An attempt without a reply makes the server suspect: the
   next server in the list is used and everything pending is sent again.  After a
   whole round of servers failed, further switches wait ``BACKOFF_BASE`` doubling to
@@ -136,9 +141,11 @@ from meshreg.client.messages import (
 )
 from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT
 from meshreg.core.mapping import responsible_node
+from meshreg.core.requests import DEADLINE_SLACK, FORWARD_LEAD
 from meshreg.errors import (
     ErrorCode,
     MeshregError,
+    OutcomeUnknownError,
     RemoteProtocolError,
     ServerUnreachableError,
     server_error,
@@ -154,8 +161,12 @@ WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"
 # that waits longer (a stopped node's socket, a forward whose owner does not answer) is
 # void by then, and the client has sent it again elsewhere or given up: applied late, it
 # could undo a later write of ours (a deregistration, a registration again).
+# A node that forwards such a write answers it FORWARD_LEAD before its deadline (the owner's
+# answer, or its own fallback), so the answer arrives before the attempt ends even when the
+# owner is stopped (core/requests: the timing contract; DEADLINE_SLACK is defined there).
 DEADLINE_OPS = frozenset(("register", "deregister", "update", "register_batch"))
-DEADLINE_SLACK = 0.5  # s past the attempt's end (below the nodes' peer_request_timeout, 2 s)
+# Writes whose time-out raises OutcomeUnknownError naming each attempt (beats: logged only)
+UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
@@ -218,6 +229,9 @@ class Pending:
     via: str | None = None  # the member it goes straight to (None: the server)
     insist: int = 0  # tries left to reach ``via`` while its connection is being set up
     sent: int = 0  # attempts sent (a config write's re-sends carry ``resend``)
+    attempts: list[tuple[str, float]] = field(default_factory=list)  # (to whom, when sent)
+    owner: str | None = None  # a write: its responsible node's address by the view (None:
+    # no view when it was first sent)
 
 
 @dataclass(slots=True)
@@ -733,6 +747,7 @@ class ClientSession:
                 f = {**f["instances"][0], "namespace": f["namespace"]}
             key = ServiceKey(f["namespace"], f["group"], f["service"])
             owner = self._member_address.get(responsible_node(key, self._members))
+            pending.owner = owner
             if owner is not None and owner != self.server:
                 pending.via = owner
         self._send(req_id, pending)
@@ -748,6 +763,9 @@ class ClientSession:
             pending.fields = {**pending.fields, "deadline": round(ends * 1000)}
             pending.body = encode_request(pending.op, req_id, **pending.fields)
         pending.sent += 1
+        to = pending.via or self.server
+        if not (pending.insist and pending.attempts and pending.attempts[-1][0] == to):
+            pending.attempts.append((to, self._now))  # (a retry while connecting is not one)
         if pending.attempt_deadline < self._earliest:
             self._earliest = pending.attempt_deadline
         self._out.append(SendRequest(req_id, pending.body, pending.via))
@@ -798,6 +816,8 @@ class ClientSession:
 
     def _unanswered(self, p: Pending) -> MeshregError:
         """The error of a call no server answered within its deadline."""
+        if p.op in UNKNOWN_OUTCOME_OPS and p.sent:
+            return self._write_unanswered(p)
         tried = list(dict.fromkeys(p.tried))
         errors = self.connect_errors
         why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
@@ -808,6 +828,59 @@ class ClientSession:
         return ServerUnreachableError(
             f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
             f"within {p.timeout:.3g}s{why}; " + self._unreachable_hint()
+        )
+
+    def _write_unanswered(self, p: Pending) -> OutcomeUnknownError:
+        """The error of a registry write no node answered: it went out, so it may have been
+        applied (the outcome is unknown), and each attempt says whom it went to, in what
+        role, and how long that node was given; not "unreachable", which a node that was
+        only forwarding to a stopped owner is not."""
+        since = p.deadline - p.timeout  # the call's start
+        garbled = [s for s, _ in p.attempts if self.malformed.get(s, ("", -1.0))[1] >= since]
+        if garbled:  # it did answer, with something we cannot read
+            return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
+        f, errors, now = p.fields, self.connect_errors, self._now
+        if p.op == "register_batch":
+            what = f"{len(f['instances'])} instances of namespace {f['namespace']}"
+        elif "ip" in f:
+            what = f"{f['service']} {f['ip']}:{f['port']} ({f['namespace']}/{f['group']})"
+        else:
+            what = f"{f['service']} ({f['namespace']}/{f['group']})"
+        steps = []
+        for i, (to, sent_at) in enumerate(p.attempts):
+            ended = p.attempts[i + 1][1] if i + 1 < len(p.attempts) else now
+            if to == p.owner:
+                role = "the service's responsible node"
+            elif p.owner is not None:
+                role = f"forwarding it to the responsible node {p.owner}"
+            else:
+                role = "applies it or forwards it to the service's responsible node"
+            why = f", {errors[to]}" if to in errors else ""
+            steps.append(f"{to} ({role}): no reply in {ended - sent_at:.2g}s{why}")
+        why_silent = ""
+        if self.settings.wall_offset is not None and p.op in DEADLINE_OPS:
+            until = (
+                f" until {DEADLINE_SLACK:g}s after this error at the latest (each attempt "
+                "carries a deadline past which no node applies it); read the service after "
+                "that"
+            )
+            why_silent = (
+                ". A node that forwards a write answers within the attempt even when the "
+                "service's responsible node is stopped (it applies the write itself "
+                f"{FORWARD_LEAD:g}s before the attempt's deadline), so each node named did not "
+                "answer itself: stopped (SIGSTOP, a VM pause), overloaded, or unreachable"
+            )
+        else:
+            until = " (it carried no deadline); read the service"
+        hint = (
+            "; " + self._unreachable_hint()
+            if self.offline  # no node answered anything meanwhile: maybe not even running
+            else ""
+        )
+        return OutcomeUnknownError(
+            f"{p.op} {what}: outcome unknown: no answer within the call's {p.timeout:.3g}s "
+            f"time-out, so it may have been applied, or may still be{until}, or send it again "
+            f"(registry writes are idempotent). Attempts: {'; '.join(steps)}{why_silent}" + hint
         )
 
     def _check_deadlines(self) -> None:

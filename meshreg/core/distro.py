@@ -138,6 +138,8 @@ from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.registry import RegistryNode
 from meshreg.core.requests import (
+    FORWARD_LEAD,
+    FORWARD_MIN_WAIT,
     Beat,
     DeregisterInstance,
     GetCluster,
@@ -497,7 +499,10 @@ class DistroNode:
                         self.counters["forwarded"] += 1
                         if t is Beat:  # our own evidence, should the owner not answer
                             self.registry.renew(req.key, req.instance, now, now, judge=False)
-                        return Forward(owner, peer.address, req, now)
+                        deadline = getattr(req, "deadline", None)
+                        wait = self.forward_wait(deadline, now)
+                        copy = self._copy_deadline(deadline, wait, now)
+                        return Forward(owner, peer.address, req, now, wait, copy)
             return Reply(req.req_id, self._apply(req, now, now, client))
         except RequestRejected as exc:
             return self.registry.refused(exc)
@@ -528,14 +533,42 @@ class DistroNode:
             assert peer is not None
             self.counters["forwarded"] += 1
             part = RegisterBatch(req.req_id, req.namespace, tuple(entries[i] for i in indices))
-            parts.append((Forward(owner, peer.address, part, now), tuple(indices)))
+            deadline = entries[indices[0]].deadline  # type: ignore[union-attr]  # the batch's
+            wait = self.forward_wait(deadline, now)
+            copy = self._copy_deadline(deadline, wait, now)
+            parts.append((Forward(owner, peer.address, part, now, wait, copy), tuple(indices)))
         return SplitBatch(
             req.req_id, len(entries), tuple(zip(local, done, strict=True)), tuple(parts)
         )
 
+    def forward_wait(self, deadline: float | None, now: float) -> float:
+        """How long to wait for the responsible node's reply to a forwarded write before
+        applying it here (``forward_failed``).  A write with a ``deadline`` (the client's
+        wall clock: its attempt's end plus DEADLINE_SLACK) is answered FORWARD_LEAD before
+        it, so the client hears this node's answer before its attempt ends, even when the
+        owner is stopped (a frozen owner stays a member for ``peer_timeout``), instead of
+        giving up on a node that is working on its write: at most
+        ``peer_request_timeout``, at least FORWARD_MIN_WAIT.  Without one (an older or
+        another client): ``peer_request_timeout`` (PROTOCOL.md 2.1, "Deadline")."""
+        longest = self.cluster.peer_request_timeout
+        if deadline is None:
+            return longest
+        left = deadline - FORWARD_LEAD - (now + self.registry.wall_offset)
+        return min(longest, max(FORWARD_MIN_WAIT, left))
+
+    def _copy_deadline(self, deadline: float | None, wait: float, now: float) -> float | None:
+        """The deadline of the copy of a write sent to its owner: no later than the end of
+        this node's wait (``Forward.copy_deadline``).  Without it, a stopped owner that
+        resumed after this node applied the write itself and answered, but before the
+        client's deadline, would still apply its copy, with a newer stamp than the
+        client's next write (a deregistration) made meanwhile."""
+        if deadline is None:
+            return None
+        return min(deadline, now + self.registry.wall_offset + wait)
+
     def forward_failed(self, forward: Forward, now: float) -> Reply | Rejected:
         """The responsible node did not answer ``forward`` (unreachable, or no reply
-        within ``peer_request_timeout``): apply the write here after all.  Every record
+        within ``forward.wait``): apply the write here after all.  Every record
         is version-stamped, so any node's write merges safely; a beat counts as evidence
         of life when it reached this node (``forward.received_at``), and one for an
         instance not held here while catching up is answered UNAVAILABLE."""

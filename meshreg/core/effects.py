@@ -197,13 +197,20 @@ class Forward:
 
     It carries what the core needs should the relay fail: hand it back with
     ``forward_failed(forward, now)`` (the core keeps no state per forward).
-    ``received_at``: when the request reached this node.
+    ``received_at``: when the request reached this node; ``wait``: how long the runtime
+    waits for the responsible node's reply before handing it back (the write's deadline
+    bounds it: ``DistroNode.forward_wait``); ``copy_deadline``: the deadline the copy sent
+    to the responsible node carries (wall clock; None: the write has none): the write's
+    own, or the end of ``wait`` if earlier, so the owner refuses a copy it reads after
+    this node gave up on it and applied the write itself (and answered the client).
     """
 
     node_id: str
     address: str
     request: Request  # a write (core/requests)
     received_at: float
+    wait: float  # s
+    copy_deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

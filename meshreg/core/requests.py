@@ -19,6 +19,18 @@ if TYPE_CHECKING:  # annotations only: a client parsing its own requests loads n
 
 DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
 
+# The timing contract of a registry write's ``deadline`` (PROTOCOL.md 2.1, "Deadline"), in
+# one place: the client sends its attempt's end plus DEADLINE_SLACK; a node that forwards
+# the write answers by the deadline less FORWARD_LEAD (the owner's answer, or its own
+# fallback, ``DistroNode.forward_wait``), so the answer reaches the client FORWARD_MARGIN
+# before its attempt ends, instead of the client giving up on a node that is working on
+# its write (review13, F-freeze-reg: the owner frozen, every write failed at the time-out).
+DEADLINE_SLACK = 0.5  # s past the attempt's end (clock differences between client and node)
+FORWARD_MARGIN = 0.3  # s; the answer's trip back to the client and its loop turns
+FORWARD_LEAD = DEADLINE_SLACK + FORWARD_MARGIN  # s before the deadline a forward's wait ends
+FORWARD_MIN_WAIT = 0.1  # s; the least a forward waits for the owner (a LAN round trip and
+# the owner's turn take milliseconds): a short attempt, or a client clock behind the node's
+
 
 @dataclass(frozen=True, slots=True)
 class RegisterInstance:

@@ -145,7 +145,7 @@ from meshreg.wire.peer import (
     parse_call_result,
     parse_peer_message,
 )
-from meshreg.wire.replies import beat_ok, encode_error, encode_ok, encode_request
+from meshreg.wire.replies import beat_ok, encode_error, encode_ok, encode_request, with_deadline
 
 log = logging.getLogger("meshreg.node")
 
@@ -202,6 +202,9 @@ def _client_of(principal: Principal, envelope: list[Any]) -> str | bytes | None:
     return conn.bytes if isinstance(conn, zmq.Frame) else bytes(conn)
 
 
+# writes that may carry a client deadline (PROTOCOL.md 2.1): judged by the clock read
+# when they are served, not the drain's (a stop in the middle of a drain: see _serve)
+_DEADLINE_WRITES = frozenset({RegisterInstance, DeregisterInstance, UpdateInstance, RegisterBatch})
 # the configuration center's requests: served by runtime/config_plane, not the core
 _CONFIG_REQUESTS = frozenset(
     {
@@ -987,6 +990,11 @@ class NodeRuntime:
             if type(req) in _CONFIG_REQUESTS:
                 to_plane = True
                 return self._serve_config(envelope, body, req, msg, principal, now)
+            if type(req) in _DEADLINE_WRITES:
+                # A drain reads the clock once; a process stopped (SIGSTOP) in the middle
+                # of one reads what arrived meanwhile with the time from before the stop,
+                # and would apply a write past its deadline (review13): read it again.
+                now = max(now, self.clock())
             if type(req) in _SESSION_OPENS and not peer:  # the client's share: who it is
                 answer = self.core.handle(req, now, peer, _client_of(principal, envelope))
             else:
@@ -997,8 +1005,12 @@ class NodeRuntime:
                 return self._split_batch(envelope, answer, now)
             if type(answer) is Forward:
                 peers = self._peers
+                if answer.copy_deadline is not None:  # void once we stop waiting for it
+                    body = with_deadline(msg, answer.copy_deadline)
                 # the pending forward holds the Forward: handed back should it fail
-                if peers is not None and peers.forward(answer.address, envelope, answer, body, now):
+                if peers is not None and peers.forward(
+                    answer.address, envelope, answer, body, now, wait=answer.wait
+                ):
                     return None
                 answer = self.core.forward_failed(answer, now)  # unreachable: the core decides
             return envelope + self._reply_frames(req, answer, now, principal, peer)
@@ -1181,16 +1193,16 @@ class NodeRuntime:
         for forward, indices in split.parts:
             part = forward.request
             assert type(part) is RegisterBatch
-            deadline = part.entries[0].deadline  # type: ignore[union-attr]  # the batch's
+            deadline = forward.copy_deadline  # the batch's, or our wait's end if earlier
             body = encode_request(
                 "register_batch",
                 part.req_id,
                 namespace=part.namespace,
                 instances=[encode_batch_entry(e) for e in part.entries],  # type: ignore[arg-type]
-                **({} if deadline is None else {"deadline": round(deadline * 1000)}),
+                **({} if deadline is None else {"deadline": int(deadline * 1000)}),
             )
             if peers is None or not peers.forward(
-                forward.address, envelope, forward, body, now, (join, indices)
+                forward.address, envelope, forward, body, now, (join, indices), forward.wait
             ):
                 self._batch_part_done(join, indices, self._batch_fallback(forward, now))
         join.outstanding -= 1

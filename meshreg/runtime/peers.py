@@ -6,11 +6,13 @@ port.  Forwarded writes travel as ``[forward id, b"", body]`` so the peer's repl
 pages, reconciles) travel as ``[b"", body]`` with the core's tag as request
 id.  A send to a peer with no live connection fails at once (``zmq.Again``; the
 ZeroMQ transport sets ZMQ_IMMEDIATE) instead of queueing, so a dead owner costs
-no time-out.
+no time-out.  Each forward waits its own time (``Forward.wait``: a write's deadline
+bounds it), so forwards expire from a heap, not in the order they were sent.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -46,7 +48,9 @@ class PeerLinks:
         self.transport = transport
         self.timeout = timeout
         self.dealers: dict[str, Channel] = {}
-        self.forwards: OrderedDict[bytes, PendingForward] = OrderedDict()
+        self.forwards: dict[bytes, PendingForward] = {}
+        self._expiry: list[tuple[float, bytes]] = []  # (deadline, fid), a heap; an entry
+        # whose fid was answered meanwhile is dropped when it comes up
         self.calls: OrderedDict[int, float] = OrderedDict()  # tag -> deadline
         self._next_forward = 0
         self.forward_failures = 0  # forwards not sent or not answered in time (fallbacks)
@@ -75,8 +79,10 @@ class PeerLinks:
         body: bytes,
         now: float,
         join: Any = None,
+        wait: float | None = None,
     ) -> bool:
-        """Send a client's request on to its responsible node; False if not possible now."""
+        """Send a client's request on to its responsible node; False if not possible now.
+        ``wait``: how long its reply is waited for (None: ``timeout``)."""
         self._next_forward += 1
         fid = self._next_forward.to_bytes(8, "big")
         try:
@@ -84,9 +90,9 @@ class PeerLinks:
         except zmq.Again:
             self.forward_failures += 1
             return False
-        self.forwards[fid] = PendingForward(
-            envelope, request, now + self.timeout, now, address, join
-        )
+        deadline = now + (self.timeout if wait is None else wait)
+        self.forwards[fid] = PendingForward(envelope, request, deadline, now, address, join)
+        heapq.heappush(self._expiry, (deadline, fid))
         return True
 
     def call(self, effect: PeerCall, now: float) -> bool:
@@ -99,13 +105,14 @@ class PeerLinks:
         return True
 
     def expired(self, now: float) -> tuple[list[PendingForward], list[int]]:
-        """Forwards and calls past their deadline (deadlines grow with insertion)."""
+        """Forwards and calls past their deadline (a call's deadlines grow with insertion)."""
         forwards: list[PendingForward] = []
-        while self.forwards:
-            fid, pending = next(iter(self.forwards.items()))
-            if pending.deadline > now:
-                break
-            del self.forwards[fid]
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, fid = heapq.heappop(expiry)
+            pending = self.forwards.pop(fid, None)
+            if pending is None:
+                continue  # answered meanwhile
             forwards.append(pending)
             self.forward_failures += 1
         calls: list[int] = []
@@ -119,8 +126,11 @@ class PeerLinks:
 
     def next_deadline(self) -> float | None:
         times = []
-        if self.forwards:
-            times.append(next(iter(self.forwards.values())).deadline)
+        expiry = self._expiry
+        while expiry and expiry[0][1] not in self.forwards:
+            heapq.heappop(expiry)  # answered: not a deadline to wake for
+        if expiry:
+            times.append(expiry[0][0])
         if self.calls:
             times.append(next(iter(self.calls.values())))
         return min(times) if times else None

@@ -126,6 +126,14 @@ def decode_reply(body: bytes) -> dict[str, Any]:
     return msg
 
 
+def with_deadline(msg: dict[str, Any], deadline: float) -> bytes:
+    """The body of the request ``msg`` (decoded, validated) with its ``deadline``
+    (PROTOCOL.md 2.1) set to ``deadline`` (wall clock, s; rounded down to the
+    millisecond): the copy of a write a node forwards, void once that node stopped
+    waiting for it (runtime/node)."""
+    return _packb({**msg, "deadline": int(deadline * 1000)})
+
+
 def encode_request(op: str, req_id: int, **fields: Any) -> bytes:
     """Encode a request body (client side)."""
     body = {"v": limits.PROTOCOL_VERSION, "id": req_id, "op": op}

@@ -200,8 +200,9 @@ def test_a_forwarding_node_does_not_apply_a_register_after_a_newer_deregister(
     start_cluster: Callable[..., list[NodeProcess]],
 ) -> None:
     """The other path of the by-hand run: no resume needed.  B forwards the register to
-    the frozen owner and, after `peer_request_timeout`, applies it itself; meanwhile the
-    client's re-send through C was answered and its deregister through C too."""
+    the frozen owner and, after its wait (0.8 s before the write's deadline since
+    review13; `peer_request_timeout` before), applies it itself; the client's re-send
+    through C and its deregister through C come after, and must win."""
     nodes, service = _owned_by_first(start_cluster, "fwd")
     owner, b, c = nodes
     register = {**REGISTER, "service": service}
@@ -216,7 +217,7 @@ def test_a_forwarding_node_does_not_apply_a_register_after_a_newer_deregister(
         wait_until(lambda: _state(c, owner) == "down", 10, what="C sees the owner down")
         _ok(c, register)  # the client's re-send after its attempt timed out, answered
         _ok(c, {"op": "deregister", "service": service, "ip": "10.60.0.2", "port": 2})
-        # B answers its forwarded register at last (after peer_request_timeout)
+        # B answers its forwarded register (its fallback, within the attempt)
         assert via_b.poll(10_000), "B answers the register it forwarded"
         via_b.recv_multipart()
         back = {}

@@ -49,6 +49,7 @@ from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import member_score, responsible_node, service_key_bytes
 from meshreg.core.quotas import LimitsPolicy
+from meshreg.core.requests import DEADLINE_SLACK, FORWARD_LEAD
 from meshreg.errors import ErrorCode
 from meshreg.model import ServiceKey
 from meshreg.runtime.config_plane import PARK_SECONDS
@@ -439,6 +440,8 @@ def timings_table() -> str:
         ("beacon_interval", cluster.beacon_interval, "s; node: beacon period"),
         ("anti_entropy_interval", cluster.anti_entropy_interval, "s; node: digest period"),
         ("peer_request_timeout", cluster.peer_request_timeout, "s; node: wait for the owner"),
+        ("DEADLINE_SLACK", DEADLINE_SLACK, "s; client: a write's deadline past its attempt"),
+        ("FORWARD_LEAD", FORWARD_LEAD, "s; node: a forwarder answers before the deadline"),
         ("CATCH_UP_PATIENCE", CATCH_UP_PATIENCE, "peer timeouts; node: longest catch-up"),
         ("DEFAULT_ACK_TIMEOUT", DEFAULT_ACK_TIMEOUT, "s; node: the owner answers a config write"),
         ("FORWARD_TIMEOUT", FORWARD_TIMEOUT, "s; node: a forwarder answers a config write"),

@@ -1,0 +1,147 @@
+"""ClientSession: a registry write while its service's responsible node is frozen (review13,
+F-freeze-reg); fake clock (ms), scripted nodes.
+
+Budget: every attempt's deadline lets a node that forwards the write answer it (the owner's
+answer, or its own fallback, FORWARD_LEAD before the deadline: core/requests) before the
+attempt ends, so the client never gives up on a node that is working on its write, and a
+second attempt fits in the default time-out after a first one at a frozen owner.
+Wording: a write that does time out may have been applied: ``OutcomeUnknownError`` saying
+so, attempt by attempt (whom, in what role, how long), not "no reply from server(s) ...".
+"""
+
+from __future__ import annotations
+
+import pytest
+from session_harness import Handle, Harness, Sent, registration
+from test_client_session_failover import owned_elsewhere, with_view
+
+from meshreg.client.actions import Complete, Fail
+from meshreg.client.commands import Call, Register
+from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_TIMEOUT
+from meshreg.core.requests import FORWARD_LEAD, FORWARD_MARGIN, FORWARD_MIN_WAIT
+from meshreg.errors import OutcomeUnknownError, ServerUnreachableError
+
+WALL = 1_800_000_000.0  # the client's wall clock is its monotonic clock plus this
+PEER_REQUEST_TIMEOUT = 2.0  # s; the nodes' default
+
+
+def forwarder_answers_at(sent: Sent) -> float:
+    """When a node that forwards ``sent`` to a silent owner gives up on it and answers
+    (client clock, clocks in sync): FORWARD_LEAD before its deadline (DistroNode.
+    forward_wait, before its bounds: tests/core/test_forward_wait.py)."""
+    return sent.fields["deadline"] / 1000 - WALL - FORWARD_LEAD
+
+
+def default_harness(servers: tuple[str, ...] = ("a:1", "b:2", "c:3")) -> Harness:
+    return Harness(
+        servers=servers, attempt_ms=round(DEFAULT_ATTEMPT_TIMEOUT * 1000), wall_offset=WALL
+    )
+
+
+def test_after_a_frozen_owner_the_forwarding_node_answers_before_the_attempt_ends() -> None:
+    """The reviewer's budget: the owner (a) is the first server and frozen; b forwards to
+    it, and answers (its fallback) within the client's attempt: the call succeeds."""
+    h = default_harness()
+    handle = Handle("r")
+    h.do(Register(registration(0), DEFAULT_TIMEOUT, handle))
+    h.advance(1000)  # the frozen owner: no answer
+    (at_b,) = h.requests("register", to="b:2")
+    answer_at = forwarder_answers_at(at_b)
+    assert answer_at <= 1.0 + DEFAULT_ATTEMPT_TIMEOUT - FORWARD_MARGIN + 1e-9
+    h.advance(round(answer_at * 1000) - h.now_ms)
+    assert h.requests("register", to="c:3") == []  # the client still waits for b
+    h.reply(at_b)
+    assert isinstance(h.outcome(handle), Complete)
+    assert h.now < DEFAULT_TIMEOUT
+
+
+def test_a_first_server_forwarding_to_a_frozen_owner_answers_within_the_first_attempt() -> None:
+    """The owner last in the list (the reviewer's failing run): a forwards, answers in time."""
+    h = default_harness()
+    handle = Handle("r")
+    h.do(Register(registration(0), DEFAULT_TIMEOUT, handle))
+    (at_a,) = h.requests("register", to="a:1")
+    answer_at = forwarder_answers_at(at_a)
+    assert answer_at == pytest.approx(DEFAULT_ATTEMPT_TIMEOUT - FORWARD_MARGIN)
+    h.advance(round(answer_at * 1000))
+    assert [s.to for s in h.requests("register")] == ["a:1"]  # no failover meanwhile
+    h.reply(at_a)
+    assert isinstance(h.outcome(handle), Complete)
+    assert h.connects() == ["a:1"]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "attempt_ms"), [(3.0, 1000), (3.0, 500), (2.5, 2000), (10.0, 3000)]
+)
+def test_every_attempt_leaves_a_forwarding_node_time_to_answer(
+    timeout: float, attempt_ms: int
+) -> None:
+    """Whatever the budgets, each attempt's deadline makes a forwarding node answer
+    FORWARD_MARGIN before the attempt ends (when the attempt is longer than the margin
+    plus the owner's least wait), the last, cut short by the call's time-out, included."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=attempt_ms, wall_offset=WALL)
+    h.do(Register(registration(0), timeout, Handle("r")))
+    h.advance(round(timeout * 1000) + 10)
+    sends = h.requests("register")
+    assert len(sends) >= 2
+    starts = [0.0, *[min(timeout, (i + 1) * attempt_ms / 1000) for i in range(len(sends) - 1)]]
+    for sent, start in zip(sends, starts, strict=True):
+        end = min(timeout, start + attempt_ms / 1000)
+        if end - start < FORWARD_MARGIN + FORWARD_MIN_WAIT:
+            continue
+        wait = min(PEER_REQUEST_TIMEOUT, max(FORWARD_MIN_WAIT, forwarder_answers_at(sent) - start))
+        assert start + wait <= end - FORWARD_MARGIN + 1e-9, (sent, start, end)
+
+
+def test_a_write_that_times_out_says_its_outcome_is_unknown_attempt_by_attempt() -> None:
+    """With the cluster view: straight to the owner (frozen), then through the server
+    (forwarding), then the next server: none answers.  The error says the write may have
+    been applied, and what each node was and how long it was given."""
+    h = Harness(servers=("a:1",), attempt_ms=1000, wall_offset=WALL)
+    with_view(h)
+    reg, owner = owned_elsewhere()
+    handle = Handle("r")
+    h.do(Register(reg, 3.0, handle))
+    h.advance(3000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError)
+    assert isinstance(done.error, ServerUnreachableError)  # callers catching it still do
+    text = str(done.error)
+    service = reg.key.service
+    assert text.startswith(
+        f"register {service} 10.0.0.1:80 (public/DEFAULT_GROUP): outcome unknown"
+    )
+    assert "may have been applied, or may still be until 0.5s after this error" in text
+    assert f"{owner} (the service's responsible node): no reply in 1s" in text
+    assert f"a:1 (forwarding it to the responsible node {owner}): no reply in 1s" in text
+    tried = [s.to for s in h.requests("register") if s.fields.get("service") == service]
+    assert tried[:2] == [owner, "a:1"] and len(tried) == 3
+    third = tried[2]
+    role = "the service's responsible node" if third == owner else "forwarding it to"
+    assert f"{third} ({role}" in text
+    assert "no reply from meshreg server(s)" not in text  # not "unreachable"
+    assert "registry writes are idempotent" in text
+    assert "so each node named did not answer itself" in text
+
+
+def test_a_write_without_a_view_or_deadline_says_so() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=500)  # no wall clock: no deadline
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError)
+    text = str(done.error)
+    assert "(it carried no deadline)" in text
+    role = "applies it or forwards it to the service's responsible node"
+    assert f"a:1 ({role}): no reply in 0.5s; b:2 ({role}): no reply in 0.5s" in text
+    assert "did not answer itself" not in text  # without a deadline a forwarder waits 2 s
+
+
+def test_a_read_that_times_out_is_still_unreachable_not_unknown() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=500, wall_offset=WALL)
+    handle = Handle("r")
+    h.do(Call("services", {"namespace": "public", "group": "DEFAULT_GROUP"}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and type(done.error) is ServerUnreachableError
