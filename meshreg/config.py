@@ -213,6 +213,16 @@ class NodeConfig:
                     f"advertise {advertise!r} is not an address peers and clients can reach: "
                     "give this node's own IP address or host name (e.g. 10.0.0.5)"
                 )
+            itself = self._split_peers()[1]
+            if itself and self.address not in itself:
+                # the others' lists name it so too: they would know it by two addresses
+                # (listed twice, its config messages refused as "not a configured peer")
+                raise ConfigError(
+                    f"the peer list names this node {itself[0]} but it would advertise "
+                    f"{self.address}: peers must know a node by one address; use "
+                    f"--advertise {itself[0].rpartition(':')[0]} or name it "
+                    f"{self.address} in every node's list"
+                )
         elif self.host in WILDCARD_HOSTS and self._split_peers()[0]:
             raise ConfigError(
                 f"host {self.host} binds every interface but names no machine, and peers and "

@@ -710,7 +710,9 @@ class ConfigPlane:
                 ErrorCode.UNAVAILABLE,
                 f"{req.op}: this node is catching up on configs from a majority of its "
                 f"{len(self.replicator.members)} configured members {self._not_ready_why}; "
-                "retry shortly or on another node",
+                "retry shortly or on another node (a node just added to the cluster "
+                "catches up only from members whose own lists name it: until a majority "
+                "of its list does, restart them with the new list)",
                 req.req_id,
                 req.op,
             )

@@ -45,7 +45,7 @@ def test_the_advertised_address_names_the_node(tmp_path: Path) -> None:
     assert cfg.host == "0.0.0.0"  # what the sockets bind
     assert cfg.address == "10.0.0.5:7800" and cfg.effective_node_id == "10.0.0.5:7800"
     assert cfg.peer_addresses() == ["10.0.0.6:7800"]  # its own entry is dropped
-    path.write_text('[node]\nadvertise = 5\n')
+    path.write_text("[node]\nadvertise = 5\n")
     with pytest.raises(ConfigError, match=r"\[node\] advertise must be a string"):
         load_node_config(path)
 
@@ -89,8 +89,16 @@ def test_nodes_bound_to_every_interface_form_one_cluster(
 def test_a_cluster_node_on_every_interface_without_advertise_does_not_start() -> None:
     port = free_port_pair()
     out = subprocess.run(
-        meshreg_cmd("node", "--host", "0.0.0.0", "--port", str(port), "--insecure",
-                    "--peer", f"127.0.0.1:{port + 10}"),  # fmt: skip
+        meshreg_cmd(
+            "node",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--insecure",
+            "--peer",
+            f"127.0.0.1:{port + 10}",
+        ),  # fmt: skip
         capture_output=True,
         text=True,
         timeout=60,
@@ -98,3 +106,15 @@ def test_a_cluster_node_on_every_interface_without_advertise_does_not_start() ->
     assert out.returncode != 0
     assert "--advertise" in out.stderr and "Traceback" not in out.stderr
 
+
+def test_an_advertised_address_must_be_the_one_the_list_names_the_node_by() -> None:
+    """review13: --advertise localhost while the lists name the node 127.0.0.1:P brought
+    back the duplicate member and the config center that never became ready."""
+    with pytest.raises(ConfigError, match=r"names this node 127\.0\.0\.1:7800.*localhost:7800"):
+        NodeConfig().with_overrides(
+            advertise="localhost", peers=("127.0.0.1:7800", "127.0.0.1:7810")
+        )
+    ok = NodeConfig().with_overrides(advertise="127.0.0.1", peers=("127.0.0.1:7800", "x:7810"))
+    assert ok.address == "127.0.0.1:7800"
+    not_listed = NodeConfig().with_overrides(advertise="localhost", peers=("10.0.0.9:7810",))
+    assert not_listed.address == "localhost:7800"  # its list does not name it: nothing to check
