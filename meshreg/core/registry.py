@@ -497,6 +497,13 @@ class RegistryNode:
             sess = sessions.ensure(sid, namespace, now, client)
         return sess  # type: ignore[return-value]
 
+    def charge_session(
+        self, req: Any, sid: str, namespace: str, now: float, client: Hashable
+    ) -> None:
+        """A write another node will apply names session ``sid``: if it is new here, it
+        is made here in ``client``'s share (RequestRejected over the share or the table)."""
+        self._session_for(req, sid, namespace, now, True, client)
+
     def _check_share(self, req: Any, namespace: str, held: int, client: Hashable) -> None:
         """Refuse a new session over ``client``'s share (nothing changes; counted)."""
         share = self.limits.sessions_per_client

@@ -44,9 +44,11 @@ Theory of operation
   count drops when the session is closed or forgotten.  So one client cannot take the
   whole table from the others (review finding F-sessflood).  A session a ``register``
   creates counts in its client's share too (review13: registers naming fresh session
-  ids, then deregistered and renewed, walked around the share); sessions learned from
-  peers, or created by a write another node forwarded (the client is known only
-  there), count in no share; every session counts in ``max_sessions``.
+  ids, then deregistered and renewed, walked around the share), counted by the node
+  the client sent it to, also when that node forwards it to the service's owner
+  (core/distro ``_charge_session``: the owner does not know the client); sessions
+  learned from peers, or created from a forward, count in no share; every session
+  counts in ``max_sessions``.
 
 Pure: no clock (times are arguments), no I/O.
 """

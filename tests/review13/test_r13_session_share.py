@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import NodeProcess
+from helpers import NodeProcess, raw_request, wait_until
 from r13util import Dealer, Keys, stats
 
 MAX_SESSIONS = 32  # a share of 2 per client
@@ -73,3 +73,42 @@ def test_one_key_fills_the_session_table_through_register(
     finally:
         app.close()
         other.close()
+
+
+def test_a_register_forwarded_to_the_owner_is_held_to_the_share_where_it_arrived(
+    tmp_path: Path, start_cluster: Callable[..., list[NodeProcess]]
+) -> None:
+    """The gap left by the fix above: a register naming a new session id that the node
+    forwards to the service's owner made its session there in no share. Two nodes
+    without keys (a client is its connection), a share of 2: the third fresh session
+    through A, for services B owns, is refused at A."""
+    from meshreg import ServiceKey
+    from meshreg.core.mapping import responsible_node
+
+    config = tmp_path / "node.toml"
+    config.write_text(f"[limits]\nmax_sessions = {MAX_SESSIONS}\n")
+    a, b = start_cluster(2, "--config", str(config))
+    members = sorted([a.address, b.address])
+
+    def formed() -> bool:
+        reply = raw_request(a.port, {"v": 1, "id": 1, "op": "cluster"}, 2.0)["result"]
+        return reply["ready"] and sum(m["state"] == "up" for m in reply["members"]) == 2
+
+    wait_until(formed, 15, what="A to see B up")
+    service = next(
+        f"far{i}"
+        for i in range(1000)
+        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", f"far{i}"), members) == b.address
+    )
+    app = Dealer(a.port)
+    try:
+        replies = []
+        for i in range(3):
+            fields = {"service": service, "ip": "10.9.0.2", "port": 2000 + i,
+                      "session": secrets.token_hex(16)}  # fmt: skip
+            replies.append(app.call("register", **fields))
+    finally:
+        app.close()
+    assert [r["ok"] for r in replies] == [True, True, False], replies
+    assert "max_sessions_per_client" in replies[2]["error"]["message"]
+    assert stats(a)["forwarded"] >= 2  # the two admitted went to B
