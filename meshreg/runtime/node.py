@@ -631,7 +631,11 @@ class NodeRuntime:
                 poller.register(sock, zmq.POLLIN)
                 dealers.add(sock)
 
-            peers.poller_add = add
+            def remove(sock: Channel) -> None:
+                poller.unregister(sock)
+                dealers.discard(sock)
+
+            peers.poller_add, peers.poller_remove = add, remove
         if self.configs.wakeup_fd is not None:  # the config writer thread's commits
             poller.register(self.configs.wakeup_fd, zmq.POLLIN)
         self._state_seen = self.core.state
@@ -1499,6 +1503,8 @@ class NodeRuntime:
                     if self._repl_sub is not None:
                         assert self.transport is not None
                         self.transport.remove_replication_peer(self._repl_sub, effect.address)
+                    if self._peers is not None and effect.address not in self.peer_addresses:
+                        self._peers.drop(effect.address)
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case MemberChanged():
                     self._config_members(now)

@@ -55,6 +55,7 @@ class PeerLinks:
         self._next_forward = 0
         self.forward_failures = 0  # forwards not sent or not answered in time (fallbacks)
         self.poller_add: Callable[[Channel], None] = lambda s: None
+        self.poller_remove: Callable[[Channel], None] = lambda s: None
 
     def dealer(self, address: str) -> Channel:
         """The DEALER to ``address`` (made on first use); ``zmq.Again`` if it cannot be
@@ -70,6 +71,14 @@ class PeerLinks:
             self.dealers[address] = sock
             self.poller_add(sock)
         return sock
+
+    def drop(self, address: str) -> None:
+        """Close the DEALER to a member forgotten (its pending forwards and calls expire
+        as usual): libzmq would otherwise keep reconnecting to it for good."""
+        sock = self.dealers.pop(address, None)
+        if sock is not None:
+            self.poller_remove(sock)
+            sock.close(linger=0)
 
     def forward(
         self,

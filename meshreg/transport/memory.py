@@ -377,6 +377,10 @@ class MemPoller:
         if socket not in self.channels:
             self.channels.append(socket)
 
+    def unregister(self, socket: Any) -> None:
+        if socket in self.channels:
+            self.channels.remove(socket)
+
     def poll(self, timeout: float | None = None) -> list[tuple[Any, int]]:
         return [(c, _POLLIN) for c in self.channels if c._inbox or c._current]
 
