@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import signal
@@ -69,19 +70,66 @@ def _bindable(port: int) -> bool:
     return True
 
 
+# Ports claimed machine-wide: two test sessions on one machine (a developer's run beside
+# CI's, or parallel worktrees) draw from the same slices, and a node of one could take a
+# port another session's stopped node had, and answer that session's clients (seen once:
+# a config read answered NOT_FOUND by another session's node, 2026-12-02).  A claim is a
+# file naming the claiming process; a claim whose process is gone is taken over.
+_CLAIMS = os.path.join(os.environ.get("TMPDIR", "/tmp"), "meshreg-test-ports")
+_claimed: list[str] = []
+
+
+def _claim(port: int) -> bool:
+    path = os.path.join(_CLAIMS, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path, encoding="ascii") as fh:
+                    owner = int(fh.read() or 0)
+                os.kill(owner, 0)  # alive: the port is someone else's
+                return False
+            except (OSError, ValueError):  # gone (or unreadable): take it over
+                try:
+                    os.unlink(path)
+                except OSError:
+                    return False
+                continue
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(str(os.getpid()))
+        _claimed.append(path)
+        return True
+    return False
+
+
+@atexit.register
+def _release_claims() -> None:
+    for path in _claimed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def free_port_pair(span: int = 4) -> int:
     """A port p such that p .. p+span-1 are free on 127.0.0.1 right now.
 
     A node uses p (requests), p+1 (notifications), p+2 and p+3 (peers). Ports handed out
-    before in this process are skipped, so nodes started together never collide.
+    before in this process are skipped, so nodes started together never collide; ports
+    another live process on the machine claimed are skipped too (``_claim``).
     """
+    os.makedirs(_CLAIMS, exist_ok=True)
     ports, rng = _ports_below_ephemeral(), random.Random()
     for _ in range(500):
         port = rng.randrange(ports.start, ports.stop - span)
         block = range(port, port + span)
-        if not _handed_out.intersection(block) and all(_bindable(p) for p in block):
+        if _handed_out.intersection(block) or not all(_bindable(p) for p in block):
+            continue
+        if all(_claim(p) for p in block):  # (a partial claim stays ours: harmless)
             _handed_out.update(block)
             return port
+        _handed_out.update(p for p in block if os.path.join(_CLAIMS, str(p)) in _claimed)
     raise RuntimeError(f"no block of {span} free ports found on 127.0.0.1 in {ports}")
 
 
