@@ -875,24 +875,29 @@ class DistroNode:
         machines); the one heard first keeps the id."""
         other = self.membership.peer_by_id(b.node)
         if other is not None and other.address != b.address and other.state is MemberState.UP:
-            self.counters["duplicate_ids"] += 1
-            self._report(
+            self._duplicate_id(
                 now,
-                "duplicate id",
                 b.node,
                 f"the nodes at {other.address} and {b.address} both call themselves "
-                f"{b.node!r}: they count as one member and the registry splits; give each "
-                "node its own --node-id (node_id in [cluster]) and restart one of them",
+                f"{b.node!r}: they count as one member",
             )
 
     def _own_id_elsewhere(self, b: Beacon, now: float) -> None:
+        self._duplicate_id(
+            now,
+            b.node,
+            f"the node at {b.address} calls itself {b.node!r}, this node's id: its "
+            "messages are ignored",
+        )
+
+    def _duplicate_id(self, now: float, node_id: str, what: str) -> None:
+        """Count and report (at most once per REPORT_INTERVAL) two nodes with one id."""
         self.counters["duplicate_ids"] += 1
         self._report(
             now,
             "duplicate id",
-            b.node,
-            f"the node at {b.address} calls itself {b.node!r}, this node's id: its messages "
-            "are ignored and the registry splits; give each node its own --node-id "
+            node_id,
+            f"{what}, and the registry splits; give each node its own --node-id "
             "(node_id in [cluster]) and restart one of them",
         )
 

@@ -96,6 +96,26 @@ def _client(nodes: list[NodeProcess]) -> Client:
     return c
 
 
+def _register_while_frozen(
+    client: Client,
+    owner: NodeProcess,
+    frozen: list[NodeProcess],
+    service: str,
+    live: tuple[NodeProcess, ...],
+) -> None:
+    """Freeze the owner, register within the default timeout, see it on the live nodes."""
+    _freeze(owner, frozen)
+    start = time.monotonic()
+    client.register(service, "10.70.0.1", 1)
+    took = time.monotonic() - start
+    assert took < DEFAULT_TIMEOUT, took
+    wait_until(
+        lambda: all(_listed(n, service) == ["10.70.0.1:1"] for n in live),
+        5,
+        what="the registered instance on the live nodes",
+    )
+
+
 @pytest.mark.parametrize("position", [0, 1, 2], ids=["owner-first", "owner-second", "owner-last"])
 def test_register_while_the_owner_is_frozen_succeeds_within_the_default_timeout(
     default_cluster: list[NodeProcess], frozen: list[NodeProcess], position: int
@@ -111,16 +131,7 @@ def test_register_while_the_owner_is_frozen_succeeds_within_the_default_timeout(
     service = _owned_by(owner, default_cluster, "frozen")
     client = _client(default_cluster)
     try:
-        _freeze(owner, frozen)
-        start = time.monotonic()
-        client.register(service, "10.70.0.1", 1)
-        took = time.monotonic() - start
-        assert took < DEFAULT_TIMEOUT, took
-        wait_until(
-            lambda: all(_listed(n, service) == ["10.70.0.1:1"] for n in (b, c)),
-            5,
-            what="the registered instance on the live nodes",
-        )
+        _register_while_frozen(client, owner, frozen, service, (b, c))
     finally:
         owner.signal(signal.SIGCONT)
         client.close()
@@ -140,16 +151,7 @@ def test_register_sent_straight_to_a_frozen_owner_succeeds_within_the_default_ti
         client.register(keeper, "10.70.0.9", 9)  # a registration: the client fetches the view
         core = client._agent.core  # the sans-IO session: its view of the members
         wait_until(lambda: len(core._members) == 3, 5, what="the client knows the cluster view")
-        _freeze(owner, frozen)
-        start = time.monotonic()
-        client.register(service, "10.70.0.1", 1)
-        took = time.monotonic() - start
-        assert took < DEFAULT_TIMEOUT, took
-        wait_until(
-            lambda: all(_listed(n, service) == ["10.70.0.1:1"] for n in (first, third)),
-            5,
-            what="the registered instance on the live nodes",
-        )
+        _register_while_frozen(client, owner, frozen, service, (first, third))
     finally:
         owner.signal(signal.SIGCONT)
         client.close()
