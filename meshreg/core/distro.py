@@ -837,7 +837,9 @@ class DistroNode:
         membership = self.membership
         peer = membership.peers.get(b.address)
         if peer is not None and not peer.configured:
-            if b.configured is not None and self.node_id not in b.configured:
+            # (ready: it has heard the members it lists; a node starting again may not
+            # have heard us yet, and its first beacons would make us forget it for nothing)
+            if b.ready and b.configured is not None and self.node_id not in b.configured:
                 self._forget(b.address, now, f"its peer list no longer names {self.node_id}")
                 return
         elif peer is None or peer.node_id != b.node:

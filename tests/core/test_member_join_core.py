@@ -137,6 +137,8 @@ def test_a_learned_member_whose_list_stops_naming_us_is_forgotten() -> None:
     longer name us, so we drop it (and do not take its beacons on the way back in)."""
     node = ready_node()
     learn_new(node, 0.3)
+    node.on_replication(Beacon(NEW, NEW, 4, False, 0, (NEW,), ()), 0.9)  # starting again
+    assert NEW in node.membership.peers  # not ready: it may not have heard us yet
     node.on_replication(Beacon(NEW, NEW, 4, True, 0, (NEW,), ()), 1.0)
     out = node.take_effects()
     assert [e for e in out if isinstance(e, PeerForgotten)][0].address == NEW
