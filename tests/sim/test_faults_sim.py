@@ -377,6 +377,26 @@ class Faults:
         self.net.at(at, begin)
         self.net.at(at + length, end)
 
+    def restart(self, node_id: str, at: float, down: float) -> None:
+        """Kill ``node_id`` at ``at`` and start it again (empty, a new epoch) ``down`` s
+        later; faulted meanwhile and until it is ready plus the recovery budget."""
+        label = f"restart {node_id} {at:.1f}+{down:.1f}"
+        self.plan.append(label)
+
+        def begin() -> None:
+            if self.net.nodes[node_id].core is None or self.net.is_paused(node_id):
+                return
+            self.net.crash(node_id)
+            self.active[label] = self.net.now
+
+        def end() -> None:
+            if label in self.active:
+                self.net.start(node_id)
+                self._ended(label, [node_id])
+
+        self.net.at(at, begin)
+        self.net.at(at + down, end)
+
     def partition(self, minority: list[str], at: float, length: float) -> None:
         label = f"partition {sorted(minority)} {at:.1f}+{length:.1f}"
         self.plan.append(label)
@@ -498,7 +518,8 @@ class Faults:
         key = (i, node.node_id, node.gen)
         rec = lookup(core, p)
         if rec is None:
-            self.gone.setdefault(key, self.net.now)
+            if core.ready:  # (an incarnation catching up is empty: absent says nothing)
+                self.gone.setdefault(key, self.net.now)
         elif key in self.gone:
             gone_at = self.gone.pop(key)
             self.bad_back.add(
@@ -744,7 +765,8 @@ def test_random_faults_never_lose_a_live_instance(seed: int) -> None:
 
 
 def plan_mismatched(seed: int, trace: bool = False) -> Faults:
-    """Peer lists that differ (docs/DISTRO.md "Joining"), then one pause or partition:
+    """Peer lists that differ (docs/DISTRO.md "Joining"), then one pause, partition or
+    restart (a new incarnation: its first beacons name nobody yet):
     either the last node lists everyone and nobody lists it (a node added to its own list
     only), or it lists only itself and n0 (restarted with a shorter list).  Members must
     join each other before the providers' grace ends and hold every invariant after."""
@@ -766,12 +788,16 @@ def plan_mismatched(seed: int, trace: bool = False) -> Faults:
     sc.add(services=4, per_service=1, entry="round_robin", service_base=10)
     sc.add(6, 1, start=(1.0, 3.0), stop=(10.0, 30.0), deregister=True, service_base=2)
     t = rng.uniform(10.0, 15.0)
-    if rng.random() < 0.5:
+    kind = rng.choice(("pause", "partition", "restart"))
+    if kind == "pause":
         length = rng.choice((rng.uniform(1.0, h.unhealthy_after), rng.uniform(4.0, 12.0)))
         sc.pause(rng.choice(ids), t, length, None)
-    else:
+    elif kind == "partition":
         length = rng.uniform(2.0, 12.0)
         sc.partition([rng.choice(ids)], t, length)
+    else:  # the odd one out (learned by the others, or learning them) most of the time
+        length = rng.uniform(0.5, 6.0)
+        sc.restart(ids[-1] if rng.random() < 0.7 else rng.choice(ids), t, length)
     sc.end = max(t + length, 30.0) + h.evict_after + 35.0  # the last stop's delta settles
     return sc
 
