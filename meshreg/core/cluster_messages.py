@@ -42,8 +42,9 @@ class ServicePayload:
     upserts: tuple[InstanceView, ...]
     removals: tuple[tuple[InstanceId, int, int], ...]  # (id, tombstone version, alive)
     settings: tuple[float, int, dict[str, str]] | None = None  # (threshold, version, metadata)
-    # operator overrides (core/overrides): (id, weight, enabled, version); None: not set
-    overrides: tuple[tuple[InstanceId, float | None, bool | None, int], ...] = ()
+    # operator overrides (core/overrides): (id, weight, enabled, weight's stamp, enabled's
+    # stamp); None: not set
+    overrides: tuple[tuple[InstanceId, float | None, bool | None, int, int], ...] = ()
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)
@@ -109,5 +110,5 @@ def payload_stamps(p: ServicePayload) -> int:
     for _, t_version, t_alive in p.removals:
         top = max(top, t_version, t_alive)
     for o in p.overrides:
-        top = max(top, o[3])
+        top = max(top, o[3], o[4])
     return top

@@ -654,6 +654,7 @@ class DistroNode:
             observe(payload.settings[1])
         for o in payload.overrides:
             observe(o[3])
+            observe(o[4])
         change, quiet, refuted = self.store.merge(
             payload.key,
             payload.upserts,

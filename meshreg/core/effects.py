@@ -80,7 +80,7 @@ class ServiceChanged:
     service_metadata: dict[str, str] = field(default_factory=dict, compare=False)
     # operator overrides of upserted instances (core/overrides): (id, weight, enabled,
     # version), None fields not overridden; watchers see them over the views' own values
-    overrides: tuple[tuple[InstanceId, float | None, bool | None, int], ...] = field(
+    overrides: tuple[tuple[InstanceId, float | None, bool | None, int, int], ...] = field(
         default=(), compare=False
     )
 

@@ -9,13 +9,17 @@ Theory of operation
   provider's.  So a provider that registers again (its app restarts: deregister,
   register; a session redo; a new process) never undoes an operator's drain: the
   layer of Nacos 2's instance metadata (``NamingMetadataManager``).
-* An entry is ``(weight, enabled, version, at)``: a field None is not overridden;
-  both None is a *cleared* entry (``instance-set --clear``), kept so that a stale
-  copy of the override does not come back in a merge.  ``version`` is the write's
-  stamp (core/versions): entries merge one by one, the higher stamp wins (as
-  records do), so two overrides of different instances of one service made on two
-  sides of a partition both survive, and every node that has seen the same entries
-  holds the same ones.  ``at`` is local (this node's clock): when it was stored.
+* An entry is ``(weight, enabled, weight_version, enabled_version, at)``: a field None
+  is not overridden; both None is a *cleared* entry (``instance-set --clear``), kept
+  so that a stale copy of the override does not come back in a merge.  **Each field
+  has its own stamp** (core/versions; 0: never written) and merges on its own, the
+  higher stamp winning (as records do): a drain through one node and a weight set
+  through another before either reached the other both survive (review13b: with one
+  stamp per entry, the later write, made without the earlier one, dropped it); a
+  write sets only the fields it names.  So two overrides made on two sides of a
+  partition both survive unless they set the same field, and every node that has
+  seen the same entries holds the same ones.  ``at`` is local (this node's clock):
+  when it was last stored.
 * Entries travel with the service's deltas (the entries of the instances a change
   upserts), in full with its anti-entropy payload, and in a delta of their own when
   only they change (a clear or an expiry of an absent instance's entry).  Active
@@ -53,8 +57,15 @@ CLEARED_TTL = 600.0  # s a cleared entry is remembered (stale copies stay cleare
 ABSENCE_CHECK_INTERVAL = 5.0  # s between walks over the entries (expiry is coarse on purpose)
 MAX_OVERRIDES = 100_000  # entries written by clients, in all (~200 bytes each: ~20 MB)
 
-Entry = tuple[float | None, bool | None, int, float]  # (weight, enabled, version, stored at)
-WireOverride = tuple[InstanceId, float | None, bool | None, int]  # as replicated
+# (weight, enabled, weight's stamp, enabled's stamp, stored at)
+Entry = tuple[float | None, bool | None, int, int, float]
+# (instance, weight, enabled, weight's stamp, enabled's stamp), as replicated
+WireOverride = tuple[InstanceId, float | None, bool | None, int, int]
+
+
+def newest(o: WireOverride) -> int:
+    """The highest stamp an override carries."""
+    return o[3] if o[3] > o[4] else o[4]
 
 
 class Overrides:
@@ -99,8 +110,10 @@ class Overrides:
         if not held:
             return ()
         if iids is None:
-            return tuple((iid, e[0], e[1], e[2]) for iid, e in held.items())
-        return tuple((iid, e[0], e[1], e[2]) for iid in iids if (e := held.get(iid)) is not None)
+            return tuple((iid, e[0], e[1], e[2], e[3]) for iid, e in held.items())
+        return tuple(
+            (iid, e[0], e[1], e[2], e[3]) for iid in iids if (e := held.get(iid)) is not None
+        )
 
     def put(
         self,
@@ -108,23 +121,38 @@ class Overrides:
         iid: InstanceId,
         weight: float | None,
         enabled: bool | None,
-        version: int,
+        weight_version: int,
+        enabled_version: int,
         now: float,
     ) -> bool:
-        """Keep an entry if newer than the one held; True when taken."""
+        """Merge a write or a copy: each field is taken if its stamp is higher than the
+        one held (a stamp 0 carries nothing); True when anything was taken."""
         held = self.by_service.get(key)
         if held is None:
             held = self.by_service[key] = {}
         entry = held.get(iid)
-        if entry is not None and entry[2] >= version:
-            return False
         if entry is None:
+            entry = (None, None, 0, 0, now)
+            new = True
+        else:
+            new = False
+        w, e, wv, ev = entry[0], entry[1], entry[2], entry[3]
+        taken = False
+        if weight_version > wv:
+            w, wv, taken = weight, weight_version, True
+        if enabled_version > ev:
+            e, ev, taken = enabled, enabled_version, True
+        if not taken:
+            if new and not held:
+                del self.by_service[key]
+            return False
+        if new:
             self.count += 1
         elif entry[0] is not None or entry[1] is not None:
             self.active -= 1
-        if weight is not None or enabled is not None:
+        if w is not None or e is not None:
             self.active += 1
-        held[iid] = (weight, enabled, version, now)
+        held[iid] = (w, e, wv, ev, now)
         self.changed.add(key)
         return True
 
@@ -155,7 +183,7 @@ class Overrides:
         for iid, e in held.items():
             if e[0] is not None or e[1] is not None:
                 total += xxhash.xxh64_intdigest(
-                    f"{iid.ip}\x00{iid.port}\x00{iid.cluster}\x00{e[2]}".encode()
+                    f"{iid.ip}\x00{iid.port}\x00{iid.cluster}\x00{e[2]}\x00{e[3]}".encode()
                 )
         return total & (2**64 - 1)
 
@@ -178,7 +206,7 @@ class Overrides:
         for key, held in list(self.by_service.items()):
             for iid, e in list(held.items()):
                 if e[0] is None and e[1] is None:
-                    if now - e[3] >= CLEARED_TTL:
+                    if now - e[4] >= CLEARED_TTL:
                         self._forget(key, iid)
                     continue
                 if holds(key, iid):
@@ -187,9 +215,9 @@ class Overrides:
                 seen.add((key, iid))
                 if now - since >= ttl and owns(key):
                     version = stamp()
-                    self.put(key, iid, None, None, version, now)
+                    self.put(key, iid, None, None, version, version, now)
                     self.expired += 1
-                    cleared.append((key, (iid, None, None, version)))
+                    cleared.append((key, (iid, None, None, version, version)))
         for gone in [k for k in absent if k not in seen]:
             del absent[gone]
         return cleared
@@ -203,4 +231,5 @@ __all__ = [
     "Entry",
     "Overrides",
     "WireOverride",
+    "newest",
 ]

@@ -492,19 +492,32 @@ class RegistryStore:
         held = self.overrides.get(key, iid)
         active = held is not None and (held[0] is not None or held[1] is not None)
         if clear:
+            if not active and rec is None:
+                raise KeyError(iid)
+            # written even when nothing is held here: an override this node has not
+            # received yet (made through another node) must lose to this clear
+            taken = self.overrides.put(key, iid, None, None, version, version, now)
             if not active:
-                if rec is None:
-                    raise KeyError(iid)
-                return None
-            new_weight, new_enabled = None, None
+                return None  # nothing watchers see changes (the caller replicates it)
         else:
             if rec is None:
                 raise KeyError(iid)
-            new_weight = weight if weight is not None else (held[0] if held else None)
-            new_enabled = enabled if enabled is not None else (held[1] if held else None)
-            if held is not None and (new_weight, new_enabled) == (held[0], held[1]):
+            if (
+                held is not None
+                and (weight is None or weight == held[0])
+                and (enabled is None or enabled == held[1])
+            ):
                 return None
-        if not self.overrides.put(key, iid, new_weight, new_enabled, version, now):
+            taken = self.overrides.put(  # only the fields it names (core/overrides)
+                key,
+                iid,
+                weight,
+                enabled,
+                version if weight is not None else 0,
+                version if enabled is not None else 0,
+                now,
+            )
+        if not taken:
             return None
         if svc is None or rec is None:
             return None
@@ -820,13 +833,13 @@ class RegistryStore:
                     tombs, key, iid, max(held[0], t_version), max(held[1], t_alive), now
                 )
         self._enforce_tombstone_cap()
-        for iid, o_weight, o_enabled, o_version in overrides:
+        for iid, o_weight, o_enabled, o_wv, o_ev in overrides:
             entry = self.overrides.get(key, iid)
-            if entry is not None and entry[2] >= o_version:
+            if entry is not None and entry[2] >= o_wv and entry[3] >= o_ev:
                 continue
             rec = svc.instances.get(iid) if svc is not None else None
             before = self.effective(key, rec) if rec is not None else None
-            self.overrides.put(key, _stored_id(iid), o_weight, o_enabled, o_version, now)
+            self.overrides.put(key, _stored_id(iid), o_weight, o_enabled, o_wv, o_ev, now)
             if svc is not None:
                 svc.digest_cache = None
             if rec is not None and rec not in changed and self.effective(key, rec) != before:
@@ -1073,8 +1086,8 @@ class RegistryStore:
         Nothing to persist afterwards (they came from disk)."""
         for key, entry in settings:
             self._take_settings(key, entry)
-        for key, (iid, weight, enabled, version) in overrides:
-            self.overrides.put(key, _stored_id(iid), weight, enabled, version, now)
+        for key, (iid, weight, enabled, w_version, e_version) in overrides:
+            self.overrides.put(key, _stored_id(iid), weight, enabled, w_version, e_version, now)
             svc = self.services.get(key)
             if svc is not None:
                 svc.digest_cache = None

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS service_settings (
     metadata TEXT NOT NULL,                  -- JSON object of strings
     PRIMARY KEY (namespace, grp, service)
 );
-CREATE TABLE IF NOT EXISTS instance_overrides (
+CREATE TABLE IF NOT EXISTS instance_field_overrides (
     namespace TEXT NOT NULL,
     grp TEXT NOT NULL,
     service TEXT NOT NULL,
@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS instance_overrides (
     cluster TEXT NOT NULL,
     weight REAL,                             -- NULL: not overridden
     enabled INTEGER,                         -- NULL: not overridden; 0/1
-    version INTEGER NOT NULL,
+    weight_version INTEGER NOT NULL,         -- each field's own stamp (core/overrides)
+    enabled_version INTEGER NOT NULL,
     PRIMARY KEY (namespace, grp, service, ip, port, cluster)
 );
 """
@@ -87,10 +88,17 @@ class RegistryStateFile:
                     f"format {SCHEMA_VERSION}: start the node with a newer meshreg, or move "
                     "the file away (service settings and instance overrides are then lost)"
                 )
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:  # the file is not a database (or is damaged)
+            if isinstance(exc, sqlite3.OperationalError):  # cannot open/write it
+                raise ConfigError(
+                    f"cannot use {self.path} (service settings and instance overrides): "
+                    f"{exc}; check --data-dir (data_dir in [node]) and its permissions"
+                ) from None
             raise ConfigError(
-                f"cannot use {self.path} (service settings and instance overrides): {exc}; "
-                "check --data-dir (data_dir in [node]) and its permissions"
+                f"{self.path} is damaged ({exc}): move it aside (e.g. mv {self.path} "
+                f"{self.path}.damaged) and start the node again; in a cluster it gets the "
+                "service settings and instance overrides back from its peers, a lone node "
+                "loses them (set them again)"
             ) from None
 
     def load_into(self, store: RegistryStore, now: float) -> tuple[int, int]:
@@ -112,12 +120,13 @@ class RegistryStateFile:
                 continue
             settings.append((ServiceKey(ns, grp, svc), (float(threshold), version, meta)))
         overrides = []
-        for ns, grp, svc, ip, port, cluster, weight, enabled, version in self._db.execute(
-            "SELECT namespace, grp, service, ip, port, cluster, weight, enabled, version "
-            "FROM instance_overrides"
+        for ns, grp, svc, ip, port, cluster, weight, enabled, w_ver, e_ver in self._db.execute(
+            "SELECT namespace, grp, service, ip, port, cluster, weight, enabled, "
+            "weight_version, enabled_version FROM instance_field_overrides"
         ):
             if (
-                type(version) is not int
+                type(w_ver) is not int
+                or type(e_ver) is not int
                 or type(port) is not int
                 or enabled not in (None, 0, 1)
                 or (weight is not None and type(weight) not in (int, float))
@@ -129,7 +138,8 @@ class RegistryStateFile:
                 InstanceId(ip, port, cluster),
                 None if weight is None else float(weight),
                 None if enabled is None else bool(enabled),
-                version,
+                w_ver,
+                e_ver,
             )
             overrides.append((ServiceKey(ns, grp, svc), entry))
         store.restore(settings, overrides, now)
@@ -158,15 +168,25 @@ class RegistryStateFile:
                         (*where, settings[0], settings[1], json.dumps(settings[2])),
                     )
                 db.execute(
-                    "DELETE FROM instance_overrides WHERE namespace=? AND grp=? AND service=?",
+                    "DELETE FROM instance_field_overrides "
+                    "WHERE namespace=? AND grp=? AND service=?",
                     where,
                 )
                 db.executemany(
-                    "INSERT INTO instance_overrides VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO instance_field_overrides VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (*where, iid.ip, iid.port, iid.cluster, w, None if e is None else int(e), v)
-                        for iid, w, e, v in store.overrides.entries(key)
-                    ],
+                        (
+                            *where,
+                            iid.ip,
+                            iid.port,
+                            iid.cluster,
+                            w,
+                            None if e is None else int(e),
+                            wv,
+                            ev,
+                        )
+                        for iid, w, e, wv, ev in store.overrides.entries(key)
+                    ],  # fmt: skip
                 )
             db.execute("COMMIT")
         except BaseException:

@@ -201,23 +201,31 @@ def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
         "remove": [[i.ip, i.port, i.cluster, ver, alive] for i, ver, alive in p.removals],
         "settings": None if p.settings is None else list(p.settings),
         **(
-            {"overrides": [[i.ip, i.port, i.cluster, w, e, ver] for i, w, e, ver in p.overrides]}
+            {
+                "overrides": [
+                    [i.ip, i.port, i.cluster, w, e, wv, ev] for i, w, e, wv, ev in p.overrides
+                ]
+            }
             if p.overrides
             else {}
         ),
     }
 
 
-def _override(o: Any) -> tuple[InstanceId, float | None, bool | None, int]:
+def _override(o: Any) -> tuple[InstanceId, float | None, bool | None, int, int]:
     """One operator override (core/overrides): [ip, port, cluster, weight, enabled,
-    version], weight and enabled nil when not overridden."""
-    if not isinstance(o, list) or len(o) != 6:
-        raise _bad("override must be [ip, port, cluster, weight or nil, enabled or nil, version]")
+    weight's stamp, enabled's stamp], weight and enabled nil when not overridden (a
+    field's stamp 0: not carried)."""
+    if not isinstance(o, list) or len(o) != 7:
+        raise _bad(
+            "override must be [ip, port, cluster, weight or nil, enabled or nil, "
+            "weight version, enabled version]"
+        )
     iid = check_instance_id(o[0], o[1], o[2])
     weight = None if o[3] is None else check_weight(o[3])
     if o[4] is not None and type(o[4]) is not bool:
         raise _bad("override enabled must be true, false or nil")
-    return iid, weight, o[4], _stamp(o[5], "override version")
+    return iid, weight, o[4], _stamp(o[5], "override version"), _stamp(o[6], "override version")
 
 
 def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePayload:

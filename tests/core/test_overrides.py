@@ -50,7 +50,7 @@ def test_a_registration_again_keeps_the_operators_drain_and_weight() -> None:
     s = RegistryStore()
     s.register(KEY, I1, 1.0, True, {}, 1.0, 10)
     change = s.update(KEY, I1, None, False, 20, 2.0)
-    assert change is not None and change.overrides == ((I1, None, False, 20),)
+    assert change is not None and change.overrides == ((I1, None, False, 0, 20),)
     assert effective(s, I1) == (1.0, False)
     # the provider's own change of weight applies (not overridden); enabled stays drained
     s.register(KEY, I1, 3.0, True, {}, 3.0, 30)
@@ -58,14 +58,14 @@ def test_a_registration_again_keeps_the_operators_drain_and_weight() -> None:
     # the app restarts: deregister, register again
     s.deregister(KEY, I1, 40, 4.0)
     change = s.register(KEY, I1, 1.0, True, {}, 5.0, 50)
-    assert change is not None and change.overrides == ((I1, None, False, 20),)
+    assert change is not None and change.overrides == ((I1, None, False, 0, 20),)
     assert effective(s, I1) == (1.0, False)
     # a weight added to the drain keeps the drain; clear gives the provider's values back
     s.update(KEY, I1, 5.0, None, 60, 6.0)
     assert effective(s, I1) == (5.0, False)
     assert s.update(KEY, I1, 5.0, None, 65, 6.5) is None  # the same override: no change
     change = s.update(KEY, I1, None, None, 70, 7.0, clear=True)
-    assert change is not None and change.overrides == ((I1, None, None, 70),)
+    assert change is not None and change.overrides == ((I1, None, None, 70, 70),)
     assert effective(s, I1) == (1.0, True)
     assert s.update(KEY, I1, None, None, 80, 8.0, clear=True) is None  # nothing to clear
 
@@ -86,7 +86,7 @@ def test_an_absent_instances_override_can_be_cleared() -> None:
     s.update(KEY, I1, None, False, 20, 2.0)
     s.deregister(KEY, I1, 30, 3.0)
     assert s.update(KEY, I1, None, None, 40, 4.0, clear=True) is None  # nothing watchers see
-    assert s.overrides.get(KEY, I1)[:3] == (None, None, 40)  # type: ignore[index]
+    assert s.overrides.get(KEY, I1)[:4] == (None, None, 40, 40)  # type: ignore[index]
     s.register(KEY, I1, 1.0, True, {}, 5.0, 50)
     assert effective(s, I1) == (1.0, True)
 
@@ -105,13 +105,34 @@ def test_overrides_merge_per_entry_by_stamp_both_sides_of_a_partition_survive() 
     for s in (left, right):
         assert effective(s, I1) == (1.0, False) and effective(s, I2) == (4.0, True)
     # an older copy loses; a newer one (a clear) wins
-    left.merge(KEY, (), (), 4.0, overrides=((I1, None, True, 15),))
+    left.merge(KEY, (), (), 4.0, overrides=((I1, None, True, 0, 15),))
     assert effective(left, I1) == (1.0, False)
-    left.merge(KEY, (), (), 4.0, overrides=((I1, None, None, 25),))
+    left.merge(KEY, (), (), 4.0, overrides=((I1, None, None, 25, 25),))
     assert effective(left, I1) == (1.0, True)
     # a merge that changes nothing visible makes no change
-    change, _, _ = left.merge(KEY, (), (), 5.0, overrides=((I1, None, None, 25),))
+    change, _, _ = left.merge(KEY, (), (), 5.0, overrides=((I1, None, None, 25, 25),))
     assert change is None
+
+
+def test_two_fields_set_through_two_nodes_before_either_saw_the_other_both_survive() -> None:
+    """review13b F1: a drain through A and a weight through B, neither node holding the
+    other's write yet (the owner frozen): with one stamp per entry the later write, made
+    without the earlier one, replaced it everywhere (the drain lost). Per field, both
+    stay; and a clear through a node that holds nothing yet beats an earlier drain."""
+    a, b = RegistryStore(), RegistryStore()
+    for s in (a, b):
+        s.register(KEY, I1, 1.0, True, {}, 1.0, 10)
+    a.update(KEY, I1, None, False, 20, 2.0)  # drained through A
+    b.update(KEY, I1, 5.0, None, 21, 2.1)  # weighted through B (A's drain not there yet)
+    a.merge(KEY, (), (), 3.0, overrides=b.overrides.entries(KEY))
+    b.merge(KEY, (), (), 3.0, overrides=a.overrides.entries(KEY))
+    for s in (a, b):
+        assert effective(s, I1) == (5.0, False)
+    c = RegistryStore()
+    c.register(KEY, I1, 1.0, True, {}, 1.0, 10)
+    assert c.update(KEY, I1, None, None, 30, 3.5, clear=True) is None  # nothing held here
+    a.merge(KEY, (), (), 4.0, overrides=c.overrides.entries(KEY))
+    assert effective(a, I1) == (1.0, True)  # the later clear wins over both fields
 
 
 def test_the_watchers_delta_carries_the_effective_values() -> None:
@@ -231,7 +252,8 @@ def test_an_override_replicates_over_the_wire_and_outlives_a_registration_there(
     served(n1, UpdateInstance(4, KEY, I1, None, None, clear=True), 4.0, forwarded=True)
     assert n1._digest_of(KEY) != before
     payload = payload_from_wire(payload_to_wire(n1.payload_of(KEY)))
-    assert payload.overrides == ((I1, None, None, n1.store.overrides.get(KEY, I1)[2]),)  # type: ignore[index]
+    entry = n1.store.overrides.get(KEY, I1)
+    assert entry is not None and payload.overrides == ((I1, None, None, entry[2], entry[3]),)
     _carry(n1, n2, 4.1)
     assert n2.registry.instances_result(KEY, False).instances[0][4] is True
     assert n1._digest_of(KEY) == n2._digest_of(KEY)
@@ -240,11 +262,12 @@ def test_an_override_replicates_over_the_wire_and_outlives_a_registration_there(
 def test_a_peer_payload_with_a_bad_override_is_rejected() -> None:
     from meshreg.errors import RemoteProtocolError
 
-    good = payload_to_wire(ServicePayload(KEY, (), (), None, ((I1, None, False, 5),)))
-    assert payload_from_wire(good).overrides == ((I1, None, False, 5),)
+    good = payload_to_wire(ServicePayload(KEY, (), (), None, ((I1, None, False, 0, 5),)))
+    assert payload_from_wire(good).overrides == ((I1, None, False, 0, 5),)
     for bad in (
-        [[I1.ip, 80, "DEFAULT", None, "no", 5]],
-        [[I1.ip, 80, "DEFAULT", -1.0, None, 5]],
+        [[I1.ip, 80, "DEFAULT", None, "no", 0, 5]],
+        [[I1.ip, 80, "DEFAULT", -1.0, None, 5, 0]],
+        [[I1.ip, 80, "DEFAULT", None, False, 5]],  # one stamp: the old shape
         [[I1.ip, 80, "DEFAULT", None, None]],
         "x",
     ):

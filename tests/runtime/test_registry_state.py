@@ -42,8 +42,8 @@ def test_settings_and_overrides_come_back_with_their_stamps(tmp_path: Path) -> N
     assert state.load_into(fresh, 100.0) == (2, 2)
     assert fresh.settings[KEY] == (0.4, 12, {"owner": "ops"})
     assert fresh.settings[OTHER] == (0.2, 13, {})
-    assert fresh.overrides.get(KEY, I1)[:3] == (None, False, 20)  # type: ignore[index]
-    assert fresh.overrides.get(KEY, I2)[:3] == (3.5, None, 21)  # type: ignore[index]
+    assert fresh.overrides.get(KEY, I1)[:4] == (None, False, 0, 20)  # type: ignore[index]
+    assert fresh.overrides.get(KEY, I2)[:4] == (3.5, None, 21, 0)  # type: ignore[index]
     assert not fresh.settings_changed and not fresh.overrides.changed  # nothing to write
     # the provider registers again: drained, re-weighted, as before the restart
     fresh.register(KEY, I1, 1.0, True, {}, 101.0, 30)
@@ -60,7 +60,7 @@ def test_a_newer_change_made_elsewhere_wins_over_the_restored_one(tmp_path: Path
     RegistryStateFile(str(tmp_path)).load_into(fresh, 100.0)
     fresh.register(KEY, I1, 1.0, True, {}, 101.0, 30)
     # a peer cleared the drain while this node was down (stamp 25 > 20); an older copy loses
-    fresh.merge(KEY, (), (), 102.0, (0.9, 5, {}), overrides=((I1, None, None, 25),))
+    fresh.merge(KEY, (), (), 102.0, (0.9, 5, {}), overrides=((I1, None, None, 25, 25),))
     rec = fresh.get(KEY).instances[I1]  # type: ignore[union-attr]
     assert fresh.effective(KEY, rec) == (1.0, True)
     assert fresh.settings[KEY][:2] == (0.4, 12)  # the restored settings are newer: kept
@@ -73,14 +73,14 @@ def test_a_clear_and_a_removed_setting_are_written_too(tmp_path: Path) -> None:
     assert state.save_changed(store) == 1
     fresh = RegistryStore()
     state.load_into(fresh, 5.0)
-    assert fresh.overrides.get(KEY, I1)[:3] == (None, None, 40)  # type: ignore[index]
+    assert fresh.overrides.get(KEY, I1)[:4] == (None, None, 40, 40)  # type: ignore[index]
 
 
 def test_unreadable_rows_are_skipped_and_counted_never_trusted(tmp_path: Path) -> None:
     _written(tmp_path)
     db = sqlite3.connect(tmp_path / STATE_FILE_NAME)
     db.execute("UPDATE service_settings SET metadata = '[1, 2]' WHERE service = 'orders'")
-    db.execute("UPDATE instance_overrides SET enabled = 7 WHERE ip = '10.1.1.1'")
+    db.execute("UPDATE instance_field_overrides SET enabled = 7 WHERE ip = '10.1.1.1'")
     db.commit()
     db.close()
     fresh = RegistryStore()
@@ -94,4 +94,5 @@ def test_a_file_that_is_not_a_database_is_a_clear_config_error(tmp_path: Path) -
     (tmp_path / STATE_FILE_NAME).write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(ConfigError) as info:
         RegistryStateFile(str(tmp_path))
-    assert STATE_FILE_NAME in str(info.value) and "--data-dir" in str(info.value)
+    message = str(info.value)  # review13b: says it is damaged and what to do
+    assert STATE_FILE_NAME in message and "damaged" in message and "move it aside" in message
