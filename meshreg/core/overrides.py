@@ -36,9 +36,11 @@ Theory of operation
 * Bounds: at most ``MAX_OVERRIDES`` entries (active and cleared) are written by
   clients (an ``update`` over it is refused); replicated entries are never refused
   (a peer's client was admitted there).  ``len`` is in ``stats``.
-* ``changed``: services whose entries changed since the runtime last persisted them
-  (runtime/registry_state, the data dir): operator writes are rare, so the runtime
-  writes the few services named here, off the beat path.
+* ``changed``: the entries (by service) that changed since the runtime last persisted
+  them (runtime/registry_state, the data dir): the runtime writes those rows alone, off
+  the beat path, so a write costs the same however many overrides its service holds
+  (review13b F3: rewriting a service's every row made a drain in a service holding
+  3,800 overrides 20 times slower).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Overrides:
         self.count = 0  # entries held (active and cleared)
         self.active = 0  # entries that override something
         self.expired = 0  # cleared here because their instance stayed absent (stats)
-        self.changed: set[ServiceKey] = set()  # to persist (runtime)
+        self.changed: dict[ServiceKey, set[InstanceId]] = {}  # to persist (runtime)
         self._absent_since: dict[tuple[ServiceKey, InstanceId], float] = {}
         self.next_check = 0.0
 
@@ -153,7 +155,7 @@ class Overrides:
         if w is not None or e is not None:
             self.active += 1
         held[iid] = (w, e, wv, ev, now)
-        self.changed.add(key)
+        self.changed.setdefault(key, set()).add(iid)
         return True
 
     def _forget(self, key: ServiceKey, iid: InstanceId) -> None:
@@ -164,7 +166,7 @@ class Overrides:
             self.active -= 1
         if not held:
             del self.by_service[key]
-        self.changed.add(key)
+        self.changed.setdefault(key, set()).add(iid)
 
     def active_keys(self) -> set[ServiceKey]:
         """Services with an active entry (anti-entropy repairs them, core/distro)."""

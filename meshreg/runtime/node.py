@@ -567,6 +567,7 @@ class NodeRuntime:
         for held in store.overrides.by_service.values():
             for entry in held.values():
                 self.core.hlc.observe(entry[2])
+                self.core.hlc.observe(entry[3])
         if n_settings or n_overrides or state.skipped:
             log.info(
                 "registry state: %d service settings and %d instance overrides loaded from %s%s",

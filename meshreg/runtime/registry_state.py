@@ -148,7 +148,7 @@ class RegistryStateFile:
     def save_changed(self, store: RegistryStore) -> int:
         """Write the services whose settings or overrides changed since the last call
         (one transaction); returns how many services were written."""
-        keys = store.settings_changed | store.overrides.changed
+        keys = store.settings_changed | store.overrides.changed.keys()
         if not keys:
             return 0
         db = self._db
@@ -167,10 +167,11 @@ class RegistryStateFile:
                         "INSERT OR REPLACE INTO service_settings VALUES (?, ?, ?, ?, ?, ?)",
                         (*where, settings[0], settings[1], json.dumps(settings[2])),
                     )
-                db.execute(
-                    "DELETE FROM instance_field_overrides "
-                    "WHERE namespace=? AND grp=? AND service=?",
-                    where,
+                ids = store.overrides.changed.get(key, set())
+                db.executemany(  # the changed entries alone (core/overrides, "changed")
+                    "DELETE FROM instance_field_overrides WHERE namespace=? AND grp=? "
+                    "AND service=? AND ip=? AND port=? AND cluster=?",
+                    [(*where, iid.ip, iid.port, iid.cluster) for iid in ids],
                 )
                 db.executemany(
                     "INSERT INTO instance_field_overrides VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -185,7 +186,7 @@ class RegistryStateFile:
                             wv,
                             ev,
                         )
-                        for iid, w, e, wv, ev in store.overrides.entries(key)
+                        for iid, w, e, wv, ev in store.overrides.entries(key, ids)
                     ],  # fmt: skip
                 )
             db.execute("COMMIT")
