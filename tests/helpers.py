@@ -38,6 +38,23 @@ def wait_until(
 _handed_out: set[int] = set()
 
 
+def holds_for(
+    predicate: Callable[[], Any], seconds: float, interval: float = 0.1, what: str = ""
+) -> None:
+    """Check that ``predicate`` stays truthy for ``seconds`` (an observation window: that
+    something does *not* happen, e.g. a late write resurfacing), polled every
+    ``interval``; fails at the first falsy value, naming ``what``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if not value:
+            held = seconds - (deadline - time.monotonic())
+            raise AssertionError(f"no longer holds after {held:.2f}s: {what or predicate}")
+        if time.monotonic() >= deadline:
+            return
+        _pause.wait(interval)
+
+
 def _ports_below_ephemeral() -> range:
     """Where to look: below the kernel's ephemeral range, from which every outgoing
     connection on the machine draws its local port (one could take a node's port between

@@ -151,7 +151,14 @@ def test_watcher_never_sees_drained_instance_enabled_across_reregistration(
                     timeout=10,
                 )
                 picks = {consumer.select("wch").address for _ in range(100)}
-            time.sleep(1.0)  # let the last pushes arrive
+
+            def last_pushed() -> bool:  # the last registration's push (weight 2.0) is in
+                for i in lines[-1]["instances"] if lines else ():
+                    if i["port"] == 1:
+                        return bool(i["weight"] == 2.0)
+                return False
+
+            wait_until(last_pushed, timeout=10, what="watch: the last registration pushed")
             assert first is not None
             bad = [
                 (k, i)
