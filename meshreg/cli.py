@@ -741,7 +741,10 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
     judgment = result.get("health_judgment")
     if judgment is not None:
         in_grace = result.get("judged_in_stall_grace", 0)
+        in_run = result.get("judged_in_member_grace", 0)
         judged = f" ({in_grace} instances judged in their grace)" if in_grace else ""
+        if in_run:
+            judged += f" ({in_run} judged in a run of member graces: a peer flapping?)"
         lines.append(
             f"health checks   {judgment}; stalls {result.get('stalls', 0)}{judged}, "
             f"disputed views {result.get('disputed_views', 0)}"

@@ -408,7 +408,7 @@ class DistroNode:
         if joined:
             # A member came (back): during the split, beats of services we own now may
             # have gone to it. Judge nobody for a grace period; stamp what we saw.
-            self.registry.watching_since = max(self.registry.watching_since, now)
+            self.registry.start_grace(now)
         # Adopt what moved here with a fresh grace period (their beats went elsewhere).
         # A member came back: stamp the beats we saw of what we judged until now, whether
         # it stays ours or moves to the newcomer: the newcomer may have judged it, cut off
@@ -1207,7 +1207,7 @@ class DistroNode:
             self._member_changes(changes, now)
             if self.membership.peers and not self.membership.up_peers():
                 # Every peer down at once: more likely our own link than all of them.
-                self.registry.watching_since = now
+                self.registry.start_grace(now)
             self._recompute_members(now)
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
         waited = now - self.started_at >= self.cluster.peer_timeout

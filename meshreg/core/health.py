@@ -154,9 +154,24 @@ class HealthPolicy:
             )
 
 
-def _threshold(before: float, watching_since: float) -> float:
-    """A silence threshold, or -inf (nobody counts as silent) when we were not watching."""
-    return before if watching_since <= before else -math.inf
+def grace_threshold(before: float, grace: float, run_began: float, recovery: float) -> float:
+    """The silence threshold ``before`` (``now - timeout``, or a stall's) in a member grace
+    started at ``grace``, the last of a run of graces that began at ``run_began``
+    (core/registry ``start_grace``): every instance counts as beating at ``grace`` at the
+    latest, but no later than ``recovery`` (``unhealthy_after``) after its own last beat
+    or the run's start, whichever is later.
+
+    One grace (``run_began == grace``): nobody silent is judged before it is ``timeout``
+    old, as ever.  In a run (a peer dropping out and coming back again and again, a crash
+    loop, a flapping link), an instance silent for ``timeout + recovery`` is judged once
+    the run is that old: before, each grace restarted the wait, and a peer flapping faster
+    than ``evict_after`` held every eviction cluster-wide (docs/DISTRO.md, "A run of
+    graces is bounded")."""
+    if grace <= before:
+        return before
+    if run_began <= before - recovery:
+        return before - recovery
+    return -math.inf
 
 
 def awake_since(stalls: Sequence[tuple[float, float]], now: float, span: float) -> float:
@@ -230,6 +245,7 @@ class SweepPass:
         owns: Callable[[ServiceKey], bool] | None = None,
         step: int | None = None,
         watching_since: float = -math.inf,
+        grace_run_began: float = -math.inf,
         may_evict: bool = True,
         judge_sessions: bool = True,
         sessions_only: bool = False,
@@ -237,8 +253,10 @@ class SweepPass:
     ) -> None:
         """``watching_since``: the node counts every instance as beating at that time at
         the latest (it was cut off before: it cannot tell who was silent);
-        ``stalls``: the node's own stalls, (stopped, resumed), oldest first: a grace
-        after the last, bounded in awake time (``silent_before``);
+        ``grace_run_began``: when the first of the run of graces ``watching_since`` ends
+        began (``grace_threshold``); ``stalls``: the node's own stalls, (stopped,
+        resumed), oldest first: a grace after the last, bounded in awake time
+        (``silent_before``);
         ``may_evict`` False: overdue instances are only marked unhealthy;
         ``judge_sessions`` False: sessions are left unjudged this pass (their renewals
         may be landing on a node this one cannot hear); ``sessions_only``: the session
@@ -249,13 +267,19 @@ class SweepPass:
         # Silent means: no beat since the threshold (in a stall's grace: for the timeout
         # and a recovery period of our awake time), and we were watching since before it.
         u, e = policy.unhealthy_after, policy.evict_after
-        self.unhealthy_before = _threshold(silent_before(stalls, now, u, u), watching_since)
-        self.evict_before = _threshold(silent_before(stalls, now, e, u), watching_since)
+        run = grace_run_began if grace_run_began > -math.inf else watching_since
+        before_u, before_e = silent_before(stalls, now, u, u), silent_before(stalls, now, e, u)
+        self.unhealthy_before = grace_threshold(before_u, watching_since, run, u)
+        self.evict_before = grace_threshold(before_e, watching_since, run, u)
         # In a stall's grace: what this pass judges, the rule before held (stats)
         resumed = stalls[-1][1] if stalls else -math.inf
         self._marks_capped = resumed > now - u
         self._evictions_capped = resumed > now - e
         self.judged_in_stall_grace = 0
+        # ... and in a run of member graces (judged only because the run is bounded)
+        self._marks_run_capped = watching_since > before_u
+        self._evictions_run_capped = watching_since > before_e
+        self.judged_in_member_grace = 0
         if not may_evict or sessions_only:
             self.evict_before = -math.inf
         self.owns = owns
@@ -519,6 +543,8 @@ class SweepPass:
                     changes.append(change)
                     if self._marks_capped:
                         self.judged_in_stall_grace += len(to_mark)
+                    elif self._marks_run_capped:
+                        self.judged_in_member_grace += len(to_mark)
             if to_evict:
                 ids = [rec.id for rec in to_evict]
                 change = store.remove(key, ids, "evicted", version, now, evidence)
@@ -526,6 +552,8 @@ class SweepPass:
                     changes.append(change)
                     if self._evictions_capped:
                         self.judged_in_stall_grace += len(to_evict)
+                    elif self._evictions_run_capped:
+                        self.judged_in_member_grace += len(to_evict)
         return changes, self._applied >= len(todo)
 
 

@@ -218,7 +218,10 @@ class RegistryNode:
         self.alive_floor = 0
         # Every instance counts as beating at this time at the latest: cut off before it
         # (every peer down, a member coming back: core/distro), we cannot tell who was silent.
+        # Set by ``start_grace``; a run of graces is bounded (core/health ``grace_threshold``).
         self.watching_since = -math.inf
+        self.grace_run_began = -math.inf  # the first grace of the current run (grace_start)
+        self.judged_in_member_grace = 0  # instances judged that a lone grace would have held
         self.wake_at = math.inf  # when the last tick asked to be called again (none yet)
         self.last_turn = now  # the loop's last turn (check_stall): a stall began after it
         # our own stalls, (stopped, resumed), oldest first: the last one's grace, and the
@@ -779,6 +782,7 @@ class RegistryNode:
             self_preservation=self.preservation.result(now),
             stalls=self.stalls,
             judged_in_stall_grace=self.judged_in_stall_grace,
+            judged_in_member_grace=self.judged_in_member_grace,
             late_writes=self.late_writes,
             # what clients grew, against [limits] (core/quotas); running counts: O(1)
             usage=Usage(
@@ -832,6 +836,16 @@ class RegistryNode:
         """s a tick may come later than asked before the node suspects it was stopped."""
         return self.role.stall_after()
 
+    def start_grace(self, now: float) -> None:
+        """Judge nobody for a grace period from ``now`` (core/distro: every peer down at
+        once, a member coming (back) into the view): we were cut off, so we cannot tell
+        who was silent.  A grace starting while the last one still holds evictions
+        (``evict_after``) continues its *run*, which bounds it (core/health
+        ``grace_threshold``)."""
+        if now >= self.watching_since + self.policy.evict_after:
+            self.grace_run_began = now
+        self.watching_since = max(self.watching_since, now)
+
     def check_stall(self, now: float) -> bool:
         """Suspect ourselves first (every loop turn, before any input): True (and a
         grace period, ``health.silent_before``) when this turn comes ``stall_after`` or
@@ -873,6 +887,7 @@ class RegistryNode:
                 self.policy,
                 self.role.sweep_scope(),
                 watching_since=self.watching_since,
+                grace_run_began=self.grace_run_began,
                 may_evict=may_evict,
                 judge_sessions=self.role.judges_sessions(),
                 stalls=self.own_stalls,
@@ -899,6 +914,7 @@ class RegistryNode:
                 return now
             self._sweep = None
             self.judged_in_stall_grace += run.judged_in_stall_grace
+            self.judged_in_member_grace += run.judged_in_member_grace
             if not run.sessions_only:
                 self.store.purge_tombstones(now, TOMBSTONE_TTL)
                 self._expire_overrides(now)
@@ -938,6 +954,7 @@ class RegistryNode:
             self.policy,
             self.role.sweep_scope(),
             watching_since=self.watching_since,
+            grace_run_began=self.grace_run_began,
             sessions_only=True,
             stalls=self.own_stalls,
         )

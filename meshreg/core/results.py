@@ -206,6 +206,9 @@ class StatsResult:
     # instances marked unhealthy or evicted within a stall's grace: silent for the timeout
     # plus unhealthy_after of the node's awake time (docs/DISTRO.md, "Its own stalls")
     judged_in_stall_grace: int
+    # ... within a run of member graces (a peer flapping): judged only because a run of
+    # graces is bounded (docs/DISTRO.md, "A run of graces")
+    judged_in_member_grace: int
     late_writes: int  # writes refused past their client deadline (registry.apply)
     usage: Usage
     limits: LimitsPolicy

@@ -155,6 +155,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
         "self_preservation": _preservation_map(r.self_preservation),
         "stalls": r.stalls,
         "judged_in_stall_grace": r.judged_in_stall_grace,
+        "judged_in_member_grace": r.judged_in_member_grace,
         "late_writes": r.late_writes,
         "usage": {
             "namespaces": usage.namespaces,

@@ -51,6 +51,7 @@ with ``MESHREG_SIM_TRACE=/tmp/trace.txt`` the trace goes to that file::
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -63,6 +64,7 @@ import pytest
 
 from meshreg.core.distro import ClusterPolicy
 from meshreg.core.health import HealthPolicy
+from meshreg.core.mapping import responsible_node
 from meshreg.errors import ErrorCode
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -800,6 +802,124 @@ def plan_mismatched(seed: int, trace: bool = False) -> Faults:
         sc.restart(ids[-1] if rng.random() < 0.7 else rng.choice(ids), t, length)
     sc.end = max(t + length, 30.0) + h.evict_after + 35.0  # the last stop's delta settles
     return sc
+
+
+def plan_crash_loop(seed: int, trace: bool = False) -> tuple[Faults, float, float]:
+    """One node in a crash loop (docs/DISTRO.md "A run of graces"): killed again and again
+    a moment after it is ready, each time down long enough for the others to find it
+    down, so every return is a member coming back.  Providers pinned to the steady nodes
+    die meanwhile (no deregistration).  Returns the plan, the loop's first crash and its
+    end."""
+    rng = random.Random(f"crash-loop-plan-{seed}")
+    timings = SHORT
+    h, c = timings.health, timings.cluster
+    n_nodes = rng.choice((3, 4))
+    sc = Faults("crash loop", seed, timings, n_nodes, trace)
+    ids = list(sc.net.nodes)
+    steady = ids[:-1]
+    sc.plan.append(f"{n_nodes} nodes, {ids[-1]} in a crash loop")
+    sc.add(services=rng.randint(6, 10), per_service=3, start=(1.0, 3.0))
+    sc.add(services=4, per_service=1, entry="round_robin", service_base=10)
+    t0 = rng.uniform(8.0, 10.0)
+    loop_end = t0 + rng.uniform(30.0, 40.0)
+    # providers that die during the loop, beating through the steady nodes until then
+    sc.add(
+        10,
+        1,
+        entry=lambda i: steady[i % len(steady)],
+        start=(1.0, 3.0),
+        stop=(t0 + 1.0, loop_end - h.evict_after - 2 * h.unhealthy_after - 3.0),
+        service_base=14,
+    )
+    t = t0
+    while t < loop_end:
+        down = rng.uniform(c.peer_timeout + 0.1, c.peer_timeout + 1.0)
+        sc.restart(ids[-1], t, down)
+        t += down + rng.uniform(0.5, 3.0)  # up (caught up and ready) for a moment
+    sc.end = loop_end + h.evict_after + 35.0
+    return sc, t0, loop_end
+
+
+def judged_in_the_loop(sc: Faults, t0: float, loop_end: float) -> list[str]:
+    """Each dead provider of a service the steady nodes own (not the looping node's:
+    those are adopted with a fresh grace each time it leaves, by design) is marked
+    unhealthy on every steady node within ``2 x unhealthy_after`` of the loop's start or
+    of its death, whichever is later, and evicted within ``evict_after +
+    unhealthy_after`` (plus a check interval, a peer timeout and the replication), while
+    the node still loops."""
+    net, h, c = sc.net, sc.timings.health, sc.timings.cluster
+    ids = list(net.nodes)
+    steady = ids[:-1]
+    slack = h.check_interval + c.peer_timeout + 1.0
+    marked: dict[str, float] = {}
+    evicted: dict[str, float] = {}
+    dead = [
+        p
+        for p in sc.beaters
+        if p.stop_at is not None
+        and not p.deregister
+        and responsible_node(p.key, tuple(ids)) != ids[-1]
+    ]
+
+    def probe() -> None:
+        for p in dead:
+            if not p.stopped:
+                continue
+            recs = [lookup(net.nodes[n].core, p) for n in steady if net.nodes[n].core]
+            if all(r is None or not r.healthy for r in recs):
+                marked.setdefault(p.name, net.now)
+            if all(r is None for r in recs):
+                evicted.setdefault(p.name, net.now)
+
+    net.every(SAMPLE, probe, start=SAMPLE)
+    problems = sc.run(sc.end)
+    for p in dead:
+        assert p.stop_at is not None
+        start = max(p.stop_at, t0)
+        late_mark = start + 2 * h.unhealthy_after + slack
+        late_evict = start + h.evict_after + h.unhealthy_after + slack
+        if late_evict > loop_end:
+            continue
+        if marked.get(p.name, math.inf) > late_mark:
+            problems.append(
+                f"dead {p.name} (stopped {p.stop_at:.2f}) not marked by {late_mark:.2f} "
+                f"while {ids[-1]} looped (marked at {marked.get(p.name)})"
+            )
+        if evicted.get(p.name, math.inf) > late_evict:
+            problems.append(
+                f"dead {p.name} (stopped {p.stop_at:.2f}) not evicted by {late_evict:.2f} "
+                f"while {ids[-1]} looped (evicted at {evicted.get(p.name)})"
+            )
+    sc.problems = problems
+    return problems
+
+
+REPLAY_CRASH_LOOP = (
+    "MESHREG_SIM_FAULT_SEED={seed} pytest tests/sim/test_faults_sim.py -k replay_crash -s"
+)
+
+
+@pytest.mark.parametrize("seed", range(max(4, FAULT_SEEDS // 4)))
+def test_a_node_in_a_crash_loop_stops_no_judging_and_loses_no_live_instance(seed: int) -> None:
+    sc, t0, loop_end = plan_crash_loop(seed)
+    problems = judged_in_the_loop(sc, t0, loop_end)
+    print(sc.report())
+    if problems:
+        message = scenario_message(sc.net, f"{sc.name}: {'; '.join(sc.plan)}", problems)
+        replay = REPLAY_CRASH_LOOP.format(seed=seed)
+        pytest.fail(f"{message}\nreplay: {replay}\n{sc.report()}", pytrace=False)
+
+
+def test_replay_crash_loop_seed() -> None:
+    """Replays MESHREG_SIM_FAULT_SEED of the crash-loop plan (skipped when unset)."""
+    if "MESHREG_SIM_FAULT_SEED" not in os.environ:
+        pytest.skip("set MESHREG_SIM_FAULT_SEED to replay a crash-loop run")
+    sc, t0, loop_end = plan_crash_loop(int(os.environ["MESHREG_SIM_FAULT_SEED"]), trace=True)
+    problems = judged_in_the_loop(sc, t0, loop_end)
+    assert sc.net.trace is not None
+    print("\n".join(sc.net.trace[-400:]))
+    print(sc.report())
+    assert not problems, problems[:10]
 
 
 REPLAY_MISMATCH = (

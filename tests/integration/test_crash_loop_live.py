@@ -1,0 +1,93 @@
+"""A peer in a crash loop does not stop the health checks of the other nodes (real processes).
+
+Every member coming back into the view starts a grace period on the other nodes, and each
+one used to restart the wait: a node killed and restarted again and again, faster than
+``evict_after``, made every other node evict nobody while it looped (docs/DISTRO.md, "A
+run of graces is bounded").  Three nodes; C is SIGKILLed as soon as A has seen it back,
+and restarted as soon as A has found it down.  A dead instance of a service A owns must
+be evicted while C still loops, and a live one (beating through B) must stay healthy on
+A and B all along.
+"""
+
+from __future__ import annotations
+
+import time
+
+from conftest import CLUSTER_CHECK_INTERVAL, CLUSTER_EVICT_AFTER, CLUSTER_UNHEALTHY_AFTER
+from helpers import NodeProcess, raw_request, wait_until
+
+from meshreg import Client, ServiceKey
+from meshreg.core.mapping import responsible_node
+
+FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
+LOOP_LIMIT = 40.0  # s: the loop never runs longer (bounded), nor more than MAX_CYCLES
+MAX_CYCLES = 20
+
+
+def _owned_by_a(a: str, addresses: list[str], prefix: str) -> str:
+    """A service A owns with C or without it."""
+    for i in range(1000):
+        name = f"{prefix}{i}"
+        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", name), addresses) == a:
+            return name
+    raise AssertionError("no service name maps to A")
+
+
+def _up(observer: NodeProcess, address: str) -> bool:
+    with Client([observer.address], timeout=2.0) as c:
+        view = c.cluster()
+    return any(m["id"] == address and m["state"] == "up" for m in view["members"])
+
+
+def _listed(node: NodeProcess, service: str) -> dict[str, bool]:
+    with Client([node.address], timeout=2.0) as c:
+        return {i.address: i.healthy for i in c.instances(service, healthy_only=False)}
+
+
+def test_a_node_in_a_crash_loop_does_not_stop_evictions_elsewhere(
+    start_cluster: object,
+) -> None:
+    a, b, c = start_cluster(3)  # type: ignore[operator]
+    addresses = [a.address, b.address, c.address]
+    dead_svc = _owned_by_a(a.address, addresses, "looped-dead")
+    live_svc = _owned_by_a(a.address, addresses, "looped-live")
+    # the dead instance: registered and beaten twice through A, then silent for good
+    where = {"v": 1, "service": dead_svc, "ip": "10.8.0.1", "port": 80}
+    assert raw_request(a.port, {**where, "id": 1, "op": "register"})["ok"]
+    for i in (2, 3):
+        assert raw_request(a.port, {**where, "id": i, "op": "beat"})["ok"]
+    died = time.monotonic()
+    with Client([b.address], **FAST) as provider:
+        provider.register(live_svc, "10.8.0.2", 80)
+        wait_until(
+            lambda: _listed(a, live_svc) == {"10.8.0.2:80": True},
+            timeout=10,
+            what="the live instance on A",
+        )
+        # the loop: kill C once A sees it up, start it again once A finds it down
+        start = time.monotonic()
+        evicted_at = None
+        cycles = 0
+        while time.monotonic() - start < LOOP_LIMIT and cycles < MAX_CYCLES:
+            cycles += 1
+            c.kill()
+            wait_until(lambda: not _up(a, c.address), timeout=10, what="A to find C down")
+            for node in (a, b):
+                assert _listed(node, live_svc) == {"10.8.0.2:80": True}, (node.address, cycles)
+            if evicted_at is None and "10.8.0.1:80" not in _listed(a, dead_svc):
+                evicted_at = time.monotonic()
+                break
+            c.start()
+            wait_until(lambda: _up(a, c.address), timeout=15, what="A to see C back")
+        assert evicted_at is not None, (
+            f"the dead instance of {dead_svc} was still listed on A after {cycles} crash "
+            f"cycles of C ({time.monotonic() - died:.1f} s after its last beat)"
+        )
+        # evicted within evict_after + unhealthy_after of the loop's start (a check
+        # interval and A's detection of the first return aside), not at the loop's end
+        bound = CLUSTER_EVICT_AFTER + CLUSTER_UNHEALTHY_AFTER + CLUSTER_CHECK_INTERVAL + 8.0
+        assert evicted_at - died <= bound + (start - died), (evicted_at - died, cycles)
+        assert cycles >= 2  # C did come back within the run: the bound was what judged
+        with Client([a.address]) as admin:
+            stats = admin.stats()
+        assert stats["judged_in_member_grace"] >= 1, stats
