@@ -382,6 +382,12 @@ class ConfigReplicator:
         self.sync_interval = sync_interval
         self.up: frozenset[str] = frozenset({node_id})
         self._up_sorted = [node_id]  # ``up`` sorted (responsible(): once per view, not write)
+        # Learners (etcd's): members up that our list does not name (joined: core/distro),
+        # pushed every version this node commits, never counted; and the configured peers
+        # up whose lists do not name us: while there are any, we are their learner (we own
+        # no data id and forward every write). ``set_learners``; docs/CONFIG.md.
+        self.learners: frozenset[str] = frozenset()
+        self.unlisted: frozenset[str] = frozenset()
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
         # With a majority of 2, a write's records say ``saved`` and follow this node's own
@@ -420,7 +426,8 @@ class ConfigReplicator:
         self._next_have = math.inf  # the next step of those lists
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
                          "deduplicated": 0, "request_checks": 0, "pushed": 0,
-                         "push_steps": 0, "sync_pages_out": 0, "have_steps": 0}  # fmt: skip
+                         "push_steps": 0, "sync_pages_out": 0, "have_steps": 0,
+                         "refused_learner": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -437,6 +444,25 @@ class ConfigReplicator:
             self._view += 1
             self._fresh.clear()
 
+    def set_learners(self, learners: Iterable[str], unlisted: Iterable[str]) -> None:
+        """The learned members up (``learners``) and the configured peers up whose lists
+        do not name this node (``unlisted``: while any, it is a learner itself)."""
+        new = frozenset(m for m in learners if m not in self.members)
+        for gone in self.learners - new:
+            self._push.pop(gone, None)
+            self._have.pop(gone, None)
+        self.learners = new
+        unlisted = frozenset(m for m in unlisted if m in self.members and m != self.node_id)
+        if unlisted != self.unlisted:
+            self.unlisted = unlisted
+            self._view += 1  # who owns what changed: catch up again before a write
+            self._fresh.clear()
+
+    @property
+    def is_learner(self) -> bool:
+        """Some configured peers up do not list this node: it writes nothing itself."""
+        return bool(self.unlisted)
+
     def forget_caught_up(self) -> None:
         """This node was away (stopped past the peer timeout): every data id's next write
         here first fetches a majority's versions, as after a change of the members up,
@@ -447,6 +473,11 @@ class ConfigReplicator:
         self._fresh.clear()
 
     def responsible(self, key: ConfigKey) -> str:
+        """The data id's owner among the configured members up; a learner counts itself
+        out, as the peers whose lists do not name it do (their view)."""
+        if self.unlisted:
+            others = [m for m in self._up_sorted if m != self.node_id]
+            return responsible_config_node(key, others) if others else self.node_id
         return responsible_config_node(key, self._up_sorted)
 
     @property
@@ -466,6 +497,19 @@ class ConfigReplicator:
         if owner != self.node_id and not write.forwarded:
             self.counters["forwarded"] += 1
             return [ForwardWrite(owner, replace(write, forwarded=True))]
+        if self.unlisted:  # a learner: the peers that do not list it would refuse its records
+            self.counters["refused_learner"] += 1
+            names = ", ".join(sorted(self.unlisted))
+            return [
+                ReplyError(
+                    write.request,
+                    ErrorCode.UNAVAILABLE,
+                    f"{write.key}: this node is a config learner (the peer lists of {names} "
+                    "do not name it yet) and no other member is up to take the write: "
+                    "nothing was written; retry on another node, and give every node the "
+                    "same peer list",
+                )
+            ]
         if len(self.up) < self.majority:
             self.counters["refused_minority"] += 1
             rejected = self.store.rejected  # (every refused config request is there too)
@@ -1087,6 +1131,10 @@ class ConfigReplicator:
             peers = tuple(p for p in peers if p in heard and p not in pending.inferred)
         effects.extend(SendCommit(p, entry.key, entry.revision, entry.origin, entry.md5)
                        for p in peers)  # fmt: skip
+        # learners get the committed version itself (they acknowledge nothing)
+        if self.learners:
+            pushed = committed if committed.committed else committed.as_committed()
+            effects.extend(SendVersions(p, (pushed,)) for p in sorted(self.learners))
         return effects
 
     def _held_committed(self, entry: ConfigEntry) -> ConfigEntry | None:

@@ -127,6 +127,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     PeerDataRejected,
     PeerForgotten,
     PeerIntroduced,
+    PeerListing,
     Rejected,
     Reply,
     SplitBatch,
@@ -847,6 +848,13 @@ class DistroNode:
             self._check_duplicate_id(b, now)
         changes = membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now, b.members)
         self._member_changes(changes, now)
+        if b.configured is not None and b.ready:  # (a node catching up has heard few yet)
+            heard = membership.peers.get(b.address)
+            lists_us = self.node_id in b.configured
+            if heard is not None and heard.lists_us is not lists_us:
+                heard.lists_us = lists_us
+                if heard.configured:  # the config center's learner state (PeerListing)
+                    self.registry.queue(PeerListing(b.address, lists_us))
         applied = self.applied_seq.get(b.node)
         if applied is None or applied[0] != b.epoch:
             self.applied_seq[b.node] = (b.epoch, b.seq)  # start following its stream here

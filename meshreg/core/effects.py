@@ -294,6 +294,16 @@ class PeerForgotten:
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class PeerListing:
+    """A configured peer's list came to name this node, or stopped naming it (its beacons'
+    ``configured``): a node some configured peers do not list is their config learner
+    (docs/CONFIG.md "A new node: learner")."""
+
+    address: str
+    lists_us: bool
+
+
 Effect = (
     Reply
     | Rejected
@@ -307,6 +317,7 @@ Effect = (
     | MemberChanged
     | PeerIntroduced
     | PeerForgotten
+    | PeerListing
     | SelfPreservationStarted
     | SelfPreservationEnded
     | SelfPreservationExpired

@@ -56,6 +56,7 @@ class Peer:
     view: tuple[str, ...] | None = None  # the members it hashes over, from its beacons
     configured: bool = True  # False: learned from its join, not from our peer list
     learned_at: float = float("-inf")  # when its join taught us the address
+    lists_us: bool | None = None  # whether its beacons' ``configured`` name us (None: untold)
     down_since: float = float("-inf")
 
 

@@ -114,6 +114,7 @@ from meshreg.wire.config_peer import (
     key_to_wire,
 )
 from meshreg.wire.config_replies import (
+    config_topic,
     encode_config_change,
     entry_result,
     history_result,
@@ -131,6 +132,7 @@ PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long 
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
+MAX_SYNCS_AT_READY = 10_000  # subscriptions made while catching up, synced once ready
 CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried again this
 # long, and a forward the peer timeout longer (its owner may have died: once the view drops
 # it, the write goes to the new owner), but never past FORWARD_WAIT_MAX
@@ -243,6 +245,7 @@ class ConfigPlane:
         }
         self.gate = ReadyGate(self.peers, self.replicator.majority, self.store)
         self.ready = self.gate.ready
+        self._sync_at_ready: set[ConfigKey] = set()  # subscribed while not ready (subscribed)
         self.armed_at = now  # when the gate last started catching up (a start, an absence)
         self._not_ready_why = "after a start"
         # a stall this long: a peer may have gone a peer timeout without a beacon from here
@@ -355,6 +358,27 @@ class ConfigPlane:
             self.db = None
 
     # -- the member view and time -------------------------------------------------------
+    def set_learners(self, learners: frozenset[str], unlisted: frozenset[str]) -> None:
+        """Learned members up (this node's learners) and configured peers up whose lists
+        do not name this node (it is theirs); docs/CONFIG.md "A new node: learner"."""
+        rep = self.replicator
+        before = (rep.learners, rep.unlisted)
+        rep.set_learners(learners, unlisted)
+        if (rep.learners, rep.unlisted) == before:
+            return
+        if rep.learners - before[0]:
+            log.info("configs: learners (pushed every version committed here, never "
+                     "counted in a majority): %s", ", ".join(sorted(rep.learners)))  # fmt: skip
+        if rep.unlisted and not before[1]:
+            log.warning(
+                "configs: the peer lists of %s do not name this node: it serves config "
+                "reads as their learner and forwards every config write; give every node "
+                'the same peer list (docs/CONFIG.md, "A new node: learner")',
+                ", ".join(sorted(rep.unlisted)),
+            )
+        elif before[1] and not rep.unlisted:
+            log.info("configs: every configured peer up lists this node: a full member")
+
     def set_members_up(self, up: set[str] | frozenset[str], now: float | None = None) -> None:
         """The peers this node sees up.  Seeing a majority again after it saw none: what
         the majority acknowledged meanwhile is missing here, so config reads wait for a
@@ -710,9 +734,7 @@ class ConfigPlane:
                 ErrorCode.UNAVAILABLE,
                 f"{req.op}: this node is catching up on configs from a majority of its "
                 f"{len(self.replicator.members)} configured members {self._not_ready_why}; "
-                "retry shortly or on another node (a node just added to the cluster "
-                "catches up only from members whose own lists name it: until a majority "
-                "of its list does, restart them with the new list)",
+                "retry shortly or on another node",
                 req.req_id,
                 req.op,
             )
@@ -822,15 +844,23 @@ class ConfigPlane:
             self._peer_rejected(f"bad config message from a peer: {exc}", now)
             return
         sender = msg.sender
-        if sender not in self.replicator.members or sender == self.member:
+        rep = self.replicator
+        if sender == self.member or (sender not in rep.members and sender not in rep.learners):
             self._peer_rejected(f"config message from {sender!r}, not a configured peer", now)
             return
-        if type(msg) is ConfigBatch:
-            effects = []
-            for item in msg.items:
-                effects += self._handle(item, now)
-        else:
-            effects = self._handle(msg, now)
+        items: tuple[Any, ...] = msg.items if type(msg) is ConfigBatch else (msg,)
+        if sender not in rep.members:  # a learner: it reads and catches up, never votes
+            refused = [m for m in items if type(m) not in _FROM_LEARNERS]
+            if refused:
+                self._peer_rejected(
+                    f"{type(refused[0]).__name__} from learner {sender!r} (a member our "
+                    "peer list does not name: it may read, never vote)",
+                    now,
+                )
+                items = tuple(m for m in items if type(m) in _FROM_LEARNERS)
+        effects = []
+        for item in items:
+            effects += self._handle(item, now)
         self._run(effects, now)
 
     def _handle(self, msg: Any, now: float) -> list[Effect]:
@@ -912,6 +942,9 @@ class ConfigPlane:
         if self.ready or not self.gate.ready:
             return
         self.ready = True
+        waiting, self._sync_at_ready = self._sync_at_ready, set()
+        for key in sorted(waiting):  # the subscriptions made while it caught up
+            self.subscribed(config_topic(key))
         log.info(
             "configs: caught up with %d of %d configured members; serving config "
             "reads (%d data ids)",
@@ -980,6 +1013,13 @@ class ConfigPlane:
         if names is None or len(names) != 3:
             return
         key = ConfigKey(*names)
+        if not self.ready:
+            # Catching up (a start, an absence): what it shows may be older than what it
+            # announced before a crash (a follower's commit marks are saved lazily), and a
+            # listener must never be told a revision goes back: synced once ready.
+            if len(self._sync_at_ready) < MAX_SYNCS_AT_READY:  # beyond: its resync does
+                self._sync_at_ready.add(key)
+            return
         current = self.store.shown(key, self._now)
         if current is None or key in self._commits.unsaved:
             return
@@ -1129,6 +1169,8 @@ class ConfigPlane:
             "members": len(self.replicator.members),
             "majority": self.replicator.majority,
             "members_up": len(self.replicator.up),
+            "learners": len(self.replicator.learners),
+            "learner_of": len(self.replicator.unlisted),
             "max_content_bytes": self.max_content_bytes,
             "data_dir": str(self.db.path.parent) if self.db is not None else None,
             **self.store.stats(),
@@ -1141,6 +1183,12 @@ class ConfigPlane:
             "commits_awaiting_answers": self.replicator.awaiting_answers(),
             "reads_waiting": self._parked_count,
         }
+
+
+# What a learner (a member our list does not name) may send: its catch-up and repair
+# (digests, histories, versions) and a write to forward; never a record, an ack or a
+# commit: it does not vote (docs/CONFIG.md "A new node: learner").
+_FROM_LEARNERS = frozenset({ConfigSync, ConfigDigests, ConfigHave, ConfigVersions, ConfigForward})
 
 
 def _identity(entry: ConfigEntry) -> tuple[int, str, str, bool]:

@@ -45,6 +45,7 @@ from meshreg.core.effects import (
     PeerDataRejected,
     PeerForgotten,
     PeerIntroduced,
+    PeerListing,
     Rejected,
     Reply,
     SelfPreservationEnded,
@@ -1117,15 +1118,22 @@ class NodeRuntime:
             self._notify(self._xpub, frames)
 
     def _config_members(self, now: float) -> None:
-        up = {p.address for p in self.core.membership.up_peers()}
+        """The config center's view: the peers up; the learned ones among them (its
+        learners: pushed what it commits, never counted); the configured ones whose lists
+        do not name this node (it is their learner). docs/CONFIG.md "A new node: learner"."""
+        up_peers = self.core.membership.up_peers()
+        up = {p.address for p in up_peers}
+        learners = frozenset(p.address for p in up_peers if not p.configured)
+        unlisted = frozenset(p.address for p in up_peers if p.configured and p.lists_us is False)
         peers = self._peers
         if peers is not None:
             for address in sorted(up):  # a set: sorted, so a seeded simulation replays
-                if address in self.peer_addresses:
+                if address in self.peer_addresses or address in learners:
                     try:
                         peers.dealer(address)  # made once; config messages are one-way
                     except zmq.Again:  # cannot be made (logged): config sends fail
                         pass
+        self.configs.set_learners(learners, unlisted)
         self.configs.set_members_up(frozenset(up), now + self._wall_offset)
 
     def _reply_frames(
@@ -1507,6 +1515,8 @@ class NodeRuntime:
                     if self._peers is not None and effect.address not in self.peer_addresses:
                         self._peers.drop(effect.address)
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
+                case PeerListing():
+                    self._config_members(now)
                 case MemberChanged():
                     self._config_members(now)
                     if effect.state is MemberState.UP:
