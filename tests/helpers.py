@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import random
 import signal
@@ -206,6 +207,41 @@ def raw_request(
         return msgpack.unpackb(sock.recv(), raw=False)
     finally:
         sock.close()
+
+
+class RawDealer:
+    """One raw client-protocol DEALER connection (optionally CURVE: client public,
+    client secret, server public) that sends requests and reads replies in order."""
+
+    def __init__(self, port: int, curve: tuple[bytes, bytes, bytes] | None = None) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = curve
+        self.sock.connect(f"tcp://{HOST}:{port}")
+        self.ids = itertools.count(1)
+
+    def send(self, op: str, **fields: Any) -> None:
+        body = {"v": 1, "id": next(self.ids), "op": op, **fields}
+        self.sock.send_multipart([b"", msgpack.packb(body)])
+
+    def replies(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The next ``count`` replies (failing after ``timeout`` s)."""
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{len(out)} of {count} replies within {timeout}s"
+            if self.sock.poll(int(left * 1000) + 1):
+                out.append(msgpack.unpackb(self.sock.recv_multipart()[-1], raw=False))
+        return out
+
+    def call(self, op: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        self.send(op, **fields)
+        return self.replies(1, timeout)[0]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class NodeProcess:

@@ -8,15 +8,12 @@ well-behaved ``Client`` must still register, and its instance must stay healthy.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
-import zmq
-from helpers import HOST, NodeProcess, raw_request, wait_until
+from helpers import NodeProcess, RawDealer, raw_request, wait_until
 
 from meshreg import Client
 
@@ -25,30 +22,13 @@ TIMINGS = ("--check-interval", "0.1", "--unhealthy-after", "1.5", "--evict-after
 CLIENT = {"beat_interval": 0.2, "timeout": 3.0, "attempt_timeout": 0.5, "sessions": True}
 
 
-class Flooder:
+class Flooder(RawDealer):
     """One raw DEALER connection sending session requests and reading every reply."""
 
     def __init__(self, port: int) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(f"tcp://{HOST}:{port}")
-        self.ids = itertools.count(1)
+        super().__init__(port)
         self.opened: list[str] = []  # session ids the node gave us
         self.refused: list[str] = []  # messages of the refusals
-
-    def send(self, op: str, **fields: Any) -> None:
-        body = {"v": 1, "id": next(self.ids), "op": op, **fields}
-        self.sock.send_multipart([b"", msgpack.packb(body)])
-
-    def replies(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < count:
-            left = deadline - time.monotonic()
-            assert left > 0, f"{len(out)} of {count} replies within {timeout}s"
-            if self.sock.poll(int(left * 1000) + 1):
-                out.append(msgpack.unpackb(self.sock.recv_multipart()[-1], raw=False))
-        return out
 
     def open_many(self, n: int) -> None:
         """``n`` session_opens (the node chooses the ids), 100 in flight at most."""
@@ -69,9 +49,6 @@ class Flooder:
         for sid in self.opened:
             self.send("session_renew", namespace="public", session=sid)
         self.replies(len(self.opened))
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def stats(node: NodeProcess) -> dict[str, Any]:

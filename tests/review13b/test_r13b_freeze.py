@@ -5,24 +5,20 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from helpers import NodeProcess, holds_for, start_all, wait_until
-from util13b import cluster_nodes, cont_all, owner_of, ready, views
+from util13b import (
+    cluster_nodes,
+    owner_of,
+    procs_fixture,  # noqa: F401 (the procs fixture)
+    ready,
+    views,
+)
 
 from meshreg import Client, OutcomeUnknownError
 
 FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
-
-
-@pytest.fixture
-def procs() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    yield started
-    cont_all(started)
-    for n in started:
-        n.cleanup()
 
 
 def test_clear_after_drain_through_another_node_while_owner_frozen_wins(

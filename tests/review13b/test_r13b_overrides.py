@@ -5,25 +5,20 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from helpers import NodeProcess, run_cli, start_all, wait_until
-from util13b import cluster_nodes, cont_all, ready, restart, views
+from util13b import (
+    cluster_nodes,
+    procs_fixture,  # noqa: F401 (the procs fixture)
+    ready,
+    restart,
+    views,
+)
 
 from meshreg import Client
 
 FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
-
-
-@pytest.fixture
-def procs() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    yield started
-    cont_all(started)
-    for n in started:
-        n.cleanup()
 
 
 def test_drain_survives_kill9_of_all_nodes_right_after_it_returns(

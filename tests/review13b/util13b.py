@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 from conftest import CLUSTER_TIMINGS
 from helpers import NodeProcess, free_port_pair, raw_request, start_all, wait_until
 
@@ -74,3 +75,15 @@ def owner_of(nodes: list[NodeProcess]) -> NodeProcess:
 
 
 __all__ = ["Callable", "os", "start_all", "wait_until"]
+
+
+@pytest.fixture(name="procs")
+def procs_fixture() -> Iterator[list[NodeProcess]]:
+    """``procs``: the node processes a test started (it appends them): continued if
+    stopped, then killed, at teardown (imported by the test modules: a conftest here
+    would shadow the root one they import from)."""
+    started: list[NodeProcess] = []
+    yield started
+    cont_all(started)
+    for n in started:
+        n.cleanup()
