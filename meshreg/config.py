@@ -24,7 +24,9 @@ from meshreg.addresses import parse_address as parse_address
 from meshreg.configcenter.model import (
     DEFAULT_KEEP_REVISIONS,
     DEFAULT_KEEP_SECONDS,
+    DEFAULT_MAX_CONFIGS,
     DEFAULT_MAX_CONTENT_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
     ConfigLimits,
 )
 from meshreg.core.distro import ClusterPolicy
@@ -106,6 +108,9 @@ class NodeConfig:
     config_max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES  # bytes per content (<= 10 MiB)
     config_keep_revisions: int = DEFAULT_KEEP_REVISIONS  # past revisions kept; 0: no count limit
     config_keep_days: float = DEFAULT_CONFIG_KEEP_DAYS  # days of history kept; 0: no age limit
+    # content held, all versions, and data ids held (tombstones included)
+    config_max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    config_max_configs: int = DEFAULT_MAX_CONFIGS
     # Serve config reads at once, without catching up from a majority (--config-force-ready:
     # the operator's override for a lone survivor; docs/CONFIG.md "The ready gate").
     config_force_ready: bool = False
@@ -119,9 +124,13 @@ class NodeConfig:
                 max_content_bytes=self.config_max_content_bytes,
                 keep_revisions=self.config_keep_revisions or None,
                 keep_seconds=self.config_keep_days * 86400.0 or None,
+                max_total_bytes=self.config_max_total_bytes,
+                max_configs=self.config_max_configs,
             )
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"config_max_content_bytes / config_keep_*: {exc}") from None
+            raise ConfigError(
+                f"config_max_content_bytes / config_max_total_bytes / config_keep_*: {exc}"
+            ) from None
 
     @property
     def address(self) -> str:
@@ -330,6 +339,8 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
 
         [config]                          # the configuration center (docs/CONFIG.md)
         max_content_bytes = 1048576       # bytes per content, at most 10 MiB
+        max_total_bytes = 268435456       # 256 MiB of content held, every kept version's
+        max_configs = 100000              # data ids held, deleted ones included (keep_days)
         keep_revisions = 100              # past revisions kept per data id (0: no limit)
         keep_days = 30                    # days of history kept (0: no limit)
         force_ready = false               # --config-force-ready: a lone survivor's override
@@ -356,7 +367,14 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
     limits = data.get("limits", {})
     allowed = {
         "node": {"host", "port", "advertise", "log_level", "data_dir"},
-        "config": {"max_content_bytes", "keep_revisions", "keep_days", "force_ready"},
+        "config": {
+            "max_content_bytes",
+            "max_total_bytes",
+            "max_configs",
+            "keep_revisions",
+            "keep_days",
+            "force_ready",
+        },
         "health": {f.name for f in fields(HealthPolicy)},
         "cluster": {f.name for f in fields(ClusterPolicy)}
         | {"node_id", "peers", "replication_batch"},
@@ -450,6 +468,8 @@ def _config_table(node: dict[str, Any], table: dict[str, Any], path: Path) -> di
         out["data_dir"] = str(path.parent / data_dir)
     for key, kinds in (
         ("max_content_bytes", (int,)),
+        ("max_total_bytes", (int,)),
+        ("max_configs", (int,)),
         ("keep_revisions", (int,)),
         ("keep_days", (int, float)),
     ):

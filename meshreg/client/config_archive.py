@@ -82,6 +82,7 @@ MAX_METADATA_BYTES = 256 * 1024 * 1024  # bytes of metadata JSON (history includ
 MAX_ITEMS = DEFAULT_MAX_CONFIGS  # data ids in one archive (a node's default cap)
 MAX_HISTORY_ITEMS = 1_000_000  # history versions listed in one archive, all data ids
 MAX_ARCHIVE_ENTRIES = 2 * MAX_ITEMS + 2 * MAX_HISTORY_ITEMS + 1  # zip members
+MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024  # bytes once inflated, every member (read whole)
 IMPORT_WINDOW = 64  # config calls in flight at once during an export or an import
 
 
@@ -275,6 +276,15 @@ def _read(zf: zipfile.ZipFile, where: str, with_history: bool = False) -> list[A
     infos = zf.infolist()
     if len(infos) > MAX_ARCHIVE_ENTRIES:
         raise ArchiveError(f"{where} has {len(infos)} files; at most {MAX_ARCHIVE_ENTRIES}")
+    # every member is read whole before anything is written: bound their sum up front by
+    # the sizes the archive declares (a read never passes a member's declared size), or
+    # a few MB of zip inflate to gigabytes in this process (review14a F5)
+    declared = sum(i.file_size for i in infos)
+    if declared > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(
+            f"{where} holds {declared} bytes once inflated; at most {MAX_ARCHIVE_BYTES} "
+            "(split the export by group: meshreg config export -g GROUP)"
+        )
     by_name = {i.filename: i for i in infos}
     meta_info = by_name.get(METADATA)
     listed: list[dict[str, Any]] = []
@@ -286,7 +296,8 @@ def _read(zf: zipfile.ZipFile, where: str, with_history: bool = False) -> list[A
             raise ArchiveError(f"{where}: {METADATA} is not JSON ({exc})") from None
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             raise ArchiveError(f"{where}: {METADATA} is not a meshreg config export")
-        if body.get("version") not in VERSIONS_READ:
+        version = body.get("version")
+        if type(version) is not int or version not in VERSIONS_READ:  # (True == 1)
             raise ArchiveError(
                 f"{where}: format version {body.get('version')!r}; this meshreg reads "
                 f"{', '.join(map(str, VERSIONS_READ))}"

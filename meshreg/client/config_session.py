@@ -74,6 +74,10 @@ MAX_SEEN = 100_000  # data ids whose highest seen revision is remembered
 MIN_BUDGET = 0.001  # s; what a retry gets when the call's budget is spent
 READ_RETRY_PAUSE = 0.05  # s; pause before a read every server refused is tried again
 READ_RETRY_MAX = 1.0  # s; the longest such pause (it doubles from READ_RETRY_PAUSE)
+# A listen or pull that failed while a push announced a newer revision is tried again after
+# a pause doubling from the first to the second, not at the next resync (review14a F4: a
+# listener whose only node was stopped and is catching up missed a change for 21 s)
+PULL_RETRY_FIRST, PULL_RETRY_MAX = 0.5, 8.0
 CONFIG_WRITES = frozenset(
     (
         "config_publish",
@@ -155,11 +159,14 @@ class ConfigPolicy:
         self._next_resync = math.inf
         self._from_disk = 0  # listens whose listeners hold the disk copy
         self._later: list[tuple[float, tuple[Any, ...]]] = []  # (when, _read's arguments)
+        # data id -> (when its pull is tried again, the pause after that one)
+        self._pull_retry: dict[ConfigKey, tuple[float, float]] = {}
 
     # -- what the session reads --------------------------------------------------------------
     def next_wake(self) -> float:
         wake = self._next_resync if self.listens else math.inf
-        return min(wake, min((when for when, _ in self._later), default=math.inf))
+        retry = min((when for when, _ in self._pull_retry.values()), default=math.inf)
+        return min(wake, retry, min((when for when, _ in self._later), default=math.inf))
 
     def seen_revision(self, key: ConfigKey) -> int:
         return self.seen.get(key, 0)
@@ -193,6 +200,13 @@ class ConfigPolicy:
             self._pull(lst)
 
     def tick(self, now: float) -> None:
+        if self._pull_retry:
+            for key, (when, _) in list(self._pull_retry.items()):
+                lst = self.listens.get(key)
+                if lst is None or not (lst.want > lst.revision or lst.recheck):
+                    del self._pull_retry[key]  # unlistened, or pulled meanwhile
+                elif when <= now and not lst.busy:
+                    self._pull(lst)
         if self._later and any(when <= now for when, _ in self._later):
             due = [args for when, args in self._later if when <= now]
             self._later = [item for item in self._later if item[0] > now]
@@ -496,11 +510,17 @@ class ConfigPolicy:
             if lst.known and lst.from_disk:
                 return  # served from disk, said so already; a node that answers ends it
             if lst.known:  # the listeners keep what they have; resync/failover retries
+                retry = self._retry_pull(lst)
                 self.s._warn(
                     ("config-listen", self.s.server),
                     f"listening to {key} on {self.s.server} failed ({exc}); keeping revision "
-                    f"{lst.revision}, retrying at the next resync ({CONFIG_RESYNC_INTERVAL:g}s) "
-                    "or server switch",
+                    f"{lst.revision}, "
+                    + (
+                        f"retrying in {retry:g}s (a change was announced)"
+                        if retry
+                        else f"retrying at the next resync ({CONFIG_RESYNC_INTERVAL:g}s) "
+                        "or server switch"
+                    ),
                 )
                 return
             if lst.saved is not None:
@@ -534,6 +554,16 @@ class ConfigPolicy:
         if not lst.listeners:
             self._drop(lst)
 
+    def _retry_pull(self, lst: Listening) -> float:
+        """After a failed listen or pull: if a push announced a newer revision (or another
+        version at the held one), pull it again after a pause (doubling, per data id);
+        0 if nothing is wanted (the resync is the backstop)."""
+        if not (lst.want > lst.revision or lst.recheck):
+            return 0.0
+        _, pause = self._pull_retry.get(lst.key, (0.0, PULL_RETRY_FIRST))
+        self._pull_retry[lst.key] = (self.s._now + pause, min(PULL_RETRY_MAX, 2 * pause))
+        return pause
+
     def _pull(self, lst: Listening) -> None:
         """Fetch the version a push announced (resolved for this client: its labels)."""
         key = lst.key
@@ -551,6 +581,8 @@ class ConfigPolicy:
                 self._deliver(lst, info, info.revision)
             if lst.want > lst.revision or lst.recheck:
                 self._pull(lst)
+            else:
+                self._pull_retry.pop(key, None)
 
         def failed(exc: BaseException) -> None:
             lst.busy = False
@@ -559,10 +591,12 @@ class ConfigPolicy:
             if getattr(exc, "code", None) == ErrorCode.NOT_FOUND and want > lst.revision:
                 self._deliver(lst, None, want)  # deleted meanwhile
                 return
+            lst.want = max(lst.want, want)
+            retry = self._retry_pull(lst)
             self.s._warn(
                 ("config-pull", self.s.server),
                 f"could not fetch revision {want} of {key} from {self.s.server} ({exc}); "
-                f"keeping revision {lst.revision}, retrying at the next resync",
+                f"keeping revision {lst.revision}, retrying in {retry:g}s",
             )
 
         timeout = max(3.0, self.s.settings.attempt_timeout)

@@ -160,6 +160,11 @@ def list_cursor(key: ConfigKey) -> str:
     return f"{key.group}/{key.data_id}"
 
 
+# content per history page at most (a page stops at the revision that reaches it; at least
+# one): what one request makes the node build, and hold until its turn's commit
+HISTORY_PAGE_BYTES = 4 * 1024 * 1024
+
+
 class ConfigStore:
     """Every config this node holds, with history; sans-IO (see the module docstring)."""
 
@@ -323,7 +328,10 @@ class ConfigStore:
         self, key: ConfigKey, page_size: int = DEFAULT_HISTORY_PAGE, before: int | None = None
     ) -> HistoryPage:
         """The versions of a data id, newest revision first (at one revision: the merge
-        winner first), below revision ``before`` if given."""
+        winner first), below revision ``before`` if given: at most ``page_size`` revisions'
+        worth, and at most ``HISTORY_PAGE_BYTES`` of content (at least one revision's):
+        a page of 200 versions at the content cap was 200 MiB to build and hold
+        (review14a F1); the cursor gives the rest."""
         if type(page_size) is not int or not 1 <= page_size <= MAX_HISTORY_PAGE:
             raise invalid(
                 f"field 'page_size' must be an integer in 1..{MAX_HISTORY_PAGE}", "bad_page"
@@ -333,14 +341,14 @@ class ConfigStore:
             revisions = [r for r in revisions if r < before]
         items: list[ConfigEntry] = []
         by_rev = self._history.get(key, {})
+        size = 0
         for i, rev in enumerate(revisions):
-            if len(items) >= page_size:
+            if len(items) >= page_size or (items and size >= HISTORY_PAGE_BYTES):
                 return HistoryPage(items, revisions[i - 1])
-            items.extend(
-                v
-                for v in sorted(by_rev[rev], key=merge_order, reverse=True)
-                if not self.attempt_superseded(v)
-            )
+            for v in sorted(by_rev[rev], key=merge_order, reverse=True):
+                if not self.attempt_superseded(v):
+                    items.append(v)
+                    size += content_size(v)
         return HistoryPage(items, None)
 
     def find_request(self, key: ConfigKey, request_id: str) -> ConfigEntry | None:
@@ -866,8 +874,10 @@ class ConfigStore:
         if prev is None and len(self._history) >= self.limits.max_configs:
             raise self._reject(
                 ErrorCode.RESOURCE_EXHAUSTED,
-                f"this node holds {len(self._history)} data ids, its limit "
-                f"(config_max_configs {self.limits.max_configs}); delete some first",
+                f"this node holds {len(self._history)} data ids, its limit ([config] "
+                f"max_configs {self.limits.max_configs}; deleted ones count until keep_days "
+                "purges them): raise max_configs on every node, or delete data ids and "
+                "wait for their purge",
                 "max_configs",
             )
         return prev
@@ -905,6 +915,7 @@ class ConfigStore:
             modified_by=by,
             **fields,
         )
+        self._admit(entry)
         self._store(entry)
         return entry
 
@@ -923,8 +934,26 @@ class ConfigStore:
             committed=False,
             **changes,
         )
+        self._admit(entry)
         self._store(entry)
         return entry
+
+    def _admit(self, entry: ConfigEntry) -> None:
+        """A local write's new version fits in ``max_total_bytes`` of content held (every
+        kept version's); a deletion always does.  Versions merged from peers are never
+        refused for it (they were admitted by their owner: refusing them would keep the
+        nodes apart), so this is the write's quota, as etcd's backend quota is."""
+        size = content_size(entry)
+        cap = self.limits.max_total_bytes
+        if size and self.content_bytes + size > cap:
+            raise self._reject(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{entry.key}: this node holds {self.content_bytes} bytes of config content "
+                f"(every kept version's), and {size} more would pass its limit "
+                f"(config_max_total_bytes {cap}); delete data ids, keep fewer revisions "
+                "(keep_revisions in [config]), or raise max_total_bytes",
+                "max_total_bytes",
+            )
 
     def _store(self, entry: ConfigEntry) -> None:
         key = entry.key

@@ -89,6 +89,9 @@ DEFAULT_KEEP_REVISIONS = 100  # revisions per data id
 DEFAULT_KEEP_SECONDS = 30 * 24 * 3600.0  # s (30 days)
 DEFAULT_PRUNE_STEP = 1000  # history entries removed per prune call at most (bounded work)
 DEFAULT_MAX_CONFIGS = 100_000  # data ids (tombstones included) per node; more: refused
+# content held per node, every kept version's (each node holds all of it, in memory as
+# well as on disk): a write beyond it is refused (review14b; etcd: --quota-backend-bytes)
+DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
 DEFAULT_LIST_PAGE = 100  # data ids per list page when not asked
 MAX_LIST_PAGE = 1000  # data ids per list page at most
 DEFAULT_HISTORY_PAGE = 20  # revisions per history page when not asked
@@ -335,6 +338,7 @@ class ConfigLimits:
     keep_seconds: float | None = DEFAULT_KEEP_SECONDS  # None: no age limit
     prune_step: int = DEFAULT_PRUNE_STEP
     max_configs: int = DEFAULT_MAX_CONFIGS
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
 
     def __post_init__(self) -> None:
         if not 0 < self.max_content_bytes <= HARD_MAX_CONTENT_BYTES:
@@ -348,6 +352,11 @@ class ConfigLimits:
             raise ValueError("keep_seconds must be above 0 (or None: no age limit)")
         if self.prune_step < 1 or self.max_configs < 1:
             raise ValueError("prune_step and max_configs must be at least 1")
+        if self.max_total_bytes < self.max_content_bytes:
+            raise ValueError(
+                f"max_total_bytes ({self.max_total_bytes}) must be at least max_content_bytes "
+                f"({self.max_content_bytes})"
+            )
 
 
 # -- checks (the core runs them; wire/config_messages runs the same on untrusted bodies) --

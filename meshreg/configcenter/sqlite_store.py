@@ -102,17 +102,28 @@ _DELETE = "DELETE FROM config_versions WHERE " + " AND ".join(
 )
 
 
+def create_private(path: Path) -> None:
+    """Create ``path`` empty, readable by its owner only, if it does not exist: SQLite
+    gives its -wal and -shm files the database file's mode, so configs (connection
+    strings, passwords) never land in a file every local user may read (review14b)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class SqliteConfigStore:
     """The config versions of one node, on disk (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
+            create_private(self.path)
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the config database {self.path}: {exc}") from None
         self._conn = conn
         getlimit = getattr(conn, "getlimit", None)  # Python 3.11+; else SQLite's old 999

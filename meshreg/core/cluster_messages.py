@@ -32,6 +32,7 @@ class Beacon:
     seq: int
     members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
     configured: tuple[str, ...] | None = None  # ids its peer list names (None: not told)
+    held: tuple[str, ...] | None = None  # ids it holds out of the members (a crash loop)
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -97,6 +97,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -121,11 +122,13 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     Broadcast,
     Effect,
     Forward,
+    HeldOut,
     MemberChanged,
     MemberState,
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
+    PeerHeld,
     PeerIntroduced,
     PeerListing,
     Rejected,
@@ -186,6 +189,10 @@ class ClusterPolicy:
             raise ValueError("beacon_interval must be > 0 and below peer_timeout")
         if not self.anti_entropy_interval > 0 or not self.peer_request_timeout > 0:
             raise ValueError("anti_entropy_interval and peer_request_timeout must be > 0")
+
+
+FLAP_RESTARTS = 2  # restarts of a peer within FLAP_WINDOW x evict_after: a crash loop
+FLAP_WINDOW = 4.0
 
 
 class NodeState(enum.Enum):
@@ -282,6 +289,13 @@ class DistroNode:
         self._owner_cache: dict[ServiceKey, str] = {}
         self._alone = (node_id,)  # the members when there is nobody else
         self._tally = OwnershipTally()  # services/instances per member, for ``cluster``
+        # Crash loops ("A node that keeps restarting"): when each peer restarted lately
+        # (by address, oldest first), the peers we hold out of the members (node id ->
+        # until when), and the peers that hold us out
+        self._restarts: dict[str, deque[float]] = {}
+        self._holding: dict[str, float] = {}
+        self.held_by: tuple[str, ...] = ()
+        self.ready_at = now  # when it last became ready (caught up, not held)
         self._tags = itertools.count(1)
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
@@ -310,6 +324,7 @@ class DistroNode:
             "joins_refused": 0,  # ... refused: MAX_ADDRESSES (or MAX_PENDING) held already
             "members_forgotten": 0,  # learned members dropped (unlisted us, gone, never heard)
             "duplicate_ids": 0,  # beacons naming a member id another address uses
+            "peers_held": 0,  # peers held out of the members (a crash loop)
         }
         self._configured_ids: tuple[int, tuple[str, ...]] = (-1, ())  # (revision, ids)
         self._introduced: dict[str, float] = {}  # peer -> no new join to it before
@@ -349,6 +364,7 @@ class DistroNode:
 
     def _caught_up_now(self, now: float) -> None:
         """Ready: a stall while catching up still leaves its rounds to finish first."""
+        self.ready_at = now
         self._to(NodeEvent.CAUGHT_UP)
         self._caught_up.clear()
         if self._resync and now < self._resync_until:
@@ -847,7 +863,13 @@ class DistroNode:
         elif peer is None or peer.node_id != b.node:
             self._check_duplicate_id(b, now)
         changes = membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now, b.members)
+        for change in changes:
+            if change.restarted:
+                self._peer_restarted(b.node, b.address, now)
         self._member_changes(changes, now)
+        heard = membership.peers.get(b.address)
+        if heard is not None:
+            heard.holds_us = b.held is not None and self.node_id in b.held
         if b.configured is not None and b.ready:  # (a node catching up has heard few yet)
             heard = membership.peers.get(b.address)
             lists_us = self.node_id in b.configured
@@ -1204,8 +1226,48 @@ class DistroNode:
             and bool(self._caught_up)
             and all(p.node_id in self._caught_up for p in self.membership.up_peers())
         )
-        if synced or waited:
+        if (synced or waited) and not self._held():
             self._caught_up_now(now)
+
+    def _held(self) -> bool:
+        """Caught up, but held out of the members: a ready peer's beacons name us in
+        ``held`` (we restarted again and again: ``_peer_restarted``).  Our beacons say not
+        ready meanwhile, so every node counts us out alike: our comings and goings move no
+        service and start no grace period anywhere (review14b)."""
+        up = self.membership.up_peers()
+        by = tuple(sorted(p.node_id for p in up if p.ready and p.holds_us and p.node_id))
+        if by and not self.held_by:
+            self.registry.queue(HeldOut(by))
+        self.held_by = by
+        return bool(by)
+
+    def _peer_restarted(self, node_id: str, address: str, now: float) -> None:
+        """A peer came back as a new incarnation.  ``FLAP_RESTARTS`` of them within
+        ``FLAP_WINDOW x evict_after``: a crash loop (systemd's Restart=, a request it dies
+        on).  Each return took its share back with a fresh grace period and each death gave
+        it back with another, so a dead instance of its services was judged by nobody while
+        it looped.  Held out of the members (our beacons' ``held``; it stays not ready once
+        caught up) until its current incarnation has been heard ``evict_after +
+        unhealthy_after``: the nodes that took its share when it died keep it long enough
+        to mark and evict (docs/DISTRO.md "A node that keeps restarting")."""
+        window = FLAP_WINDOW * self.policy.evict_after
+        hold = self.policy.evict_after + self.policy.unhealthy_after
+        seen = self._restarts.setdefault(address, deque(maxlen=FLAP_RESTARTS))
+        seen.append(now)
+        if node_id not in self._holding:
+            if len(seen) < FLAP_RESTARTS or now - seen[0] > window:
+                return
+            self.counters["peers_held"] += 1
+            self.registry.queue(PeerHeld(node_id, address, len(seen), window, hold))
+        self._holding[node_id] = now + hold  # a new incarnation of a held peer: again
+
+    def holding(self, now: float) -> tuple[str, ...]:
+        """The peers we hold out of the members now (beacons' ``held``)."""
+        if self._holding:
+            for node_id, until in list(self._holding.items()):
+                if now >= until:
+                    del self._holding[node_id]
+        return tuple(sorted(self._holding))
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
@@ -1236,6 +1298,7 @@ class DistroNode:
                     self.outbox.seq,
                     self._members,
                     self._configured(),
+                    self.holding(now) or None,
                 )
                 self.registry.queue(Broadcast(beacon))
             if now >= self._next_digest:
@@ -1267,6 +1330,8 @@ class DistroNode:
         next_check = self.registry.tick_health(now)
         if self.membership.peers:
             next_check = min(next_check, self._next_beacon, self._next_digest, next_round)
+            if self._holding:  # a hold ends: the next beacon says so
+                next_check = min(next_check, min(self._holding.values()))
         self.registry.wake_at = next_check
         return next_check
 
@@ -1309,6 +1374,8 @@ class DistroNode:
         """What the health sweep may do now, for ``stats``."""
         self._settle(now)
         if self.state is NodeState.CATCHING_UP:
+            if self.held_by:
+                return f"held out of the members by {', '.join(self.held_by)} (a crash loop?)"
             return "catching up"
         if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"

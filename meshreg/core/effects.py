@@ -295,6 +295,26 @@ class PeerForgotten:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldOut:
+    """Caught up, this node stays out of the members: the peers ``by`` hold it (it
+    restarted again and again; core/distro "A node that keeps restarting")."""
+
+    by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHeld:
+    """A peer restarted ``restarts`` times within ``window`` s: held out of the members
+    until it has stayed up ``hold`` s (its beacons' epoch unchanged)."""
+
+    node_id: str
+    address: str
+    restarts: int
+    window: float
+    hold: float
+
+
+@dataclass(frozen=True, slots=True)
 class PeerListing:
     """A configured peer's list came to name this node, or stopped naming it (its beacons'
     ``configured``): a node some configured peers do not list is their config learner
@@ -318,6 +338,8 @@ Effect = (
     | PeerIntroduced
     | PeerForgotten
     | PeerListing
+    | HeldOut
+    | PeerHeld
     | SelfPreservationStarted
     | SelfPreservationEnded
     | SelfPreservationExpired

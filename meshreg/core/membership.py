@@ -57,6 +57,7 @@ class Peer:
     configured: bool = True  # False: learned from its join, not from our peer list
     learned_at: float = float("-inf")  # when its join taught us the address
     lists_us: bool | None = None  # whether its beacons' ``configured`` name us (None: untold)
+    holds_us: bool = False  # its beacons' ``held`` name us (core/distro: a crash loop)
     down_since: float = float("-inf")
 
 

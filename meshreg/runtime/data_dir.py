@@ -11,12 +11,14 @@ holder's pid and address, for the error the next one gets.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 
 from meshreg.errors import ConfigError
 
 LOCK_FILE_NAME = "LOCK"
+log = logging.getLogger("meshreg.node")
 
 
 class DataDirLock:
@@ -28,8 +30,11 @@ class DataDirLock:
         path = Path(directory)
         self.path = path / LOCK_FILE_NAME
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # its own user only (configs hold connection strings and passwords); the
+            # parents as the umask says (review14b: 0755 and 0644 before)
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            open_to = path.stat().st_mode & 0o077
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise ConfigError(
                 f"cannot use data dir {path}: {exc.strerror}; check --data-dir (data_dir in "
@@ -46,6 +51,13 @@ class DataDirLock:
                 "each confirm config writes alone; give this one another --data-dir "
                 "(data_dir in [node])"
             ) from None
+        if open_to:
+            log.warning(
+                "data dir %s is open to other local users (mode %o): it holds the configs; "
+                "chmod 700 it (the node creates its data dir so)",
+                path,
+                path.stat().st_mode & 0o777,
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, node {holder}\n".encode(), 0)
         self._fd: int | None = fd

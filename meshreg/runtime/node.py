@@ -39,11 +39,13 @@ from meshreg.core.effects import (
     Broadcast,
     Effect,
     Forward,
+    HeldOut,
     MemberChanged,
     MemberState,
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
+    PeerHeld,
     PeerIntroduced,
     PeerListing,
     Rejected,
@@ -1517,6 +1519,24 @@ class NodeRuntime:
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case PeerListing():
                     self._config_members(now)
+                case HeldOut():
+                    log.warning(
+                        "caught up, but held out of the members by %s: this node restarted "
+                        "again and again (a crash loop?); its peers keep its services and "
+                        'judge them until it has stayed up a while (docs/DISTRO.md, "A node '
+                        'that keeps restarting")',
+                        ", ".join(effect.by),
+                    )
+                case PeerHeld():
+                    log.warning(
+                        "peer %s (%s) restarted %d times within %g s (a crash loop?): holding "
+                        "it out of the members until it has stayed up %g s",
+                        effect.node_id,
+                        effect.address,
+                        effect.restarts,
+                        effect.window,
+                        effect.hold,
+                    )
                 case MemberChanged():
                     self._config_members(now)
                     if effect.state is MemberState.UP:

@@ -33,6 +33,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from meshreg.configcenter.sqlite_store import create_private
 from meshreg.core.store import RegistryStore, Settings
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey
@@ -75,6 +76,7 @@ class RegistryStateFile:
         self.saves = 0  # transactions written (stats, tests)
         self.skipped = 0  # rows found unreadable at load
         try:
+            create_private(self.path)  # (operators' drains and weights: not for every user)
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -99,6 +101,11 @@ class RegistryStateFile:
                 f"{self.path}.damaged) and start the node again; in a cluster it gets the "
                 "service settings and instance overrides back from its peers, a lone node "
                 "loses them (set them again)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {self.path}: {exc.strerror}; check --data-dir (data_dir in "
+                "[node]) and its permissions"
             ) from None
 
     def load_into(self, store: RegistryStore, now: float) -> tuple[int, int]:

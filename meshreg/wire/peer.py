@@ -356,6 +356,8 @@ def encode_beacon(b: Beacon) -> list[bytes]:
         body["members"] = list(b.members)
     if b.configured is not None:
         body["configured"] = list(b.configured)
+    if b.held is not None:
+        body["held"] = list(b.held)
     return [b"beacon", msgpack.packb(body)]
 
 
@@ -510,8 +512,11 @@ def decode_replication(
         configured = m.get("configured")
         if configured is not None:
             configured = _beacon_view(address, configured)[1]  # node ids, like a view
+        held = m.get("held")
+        if held is not None:
+            held = _beacon_view(address, held)[1]  # node ids, like a view
         seq = _uint(m.get("seq"), "seq")
-        return Beacon(node, address, epoch, ready, seq, members, configured)
+        return Beacon(node, address, epoch, ready, seq, members, configured, held)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
     if kind == b"deltas":

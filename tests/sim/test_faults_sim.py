@@ -313,6 +313,7 @@ class Faults:
         self.minority: frozenset[str] = frozenset()  # cut off from the majority now
         self.active: dict[str, float] = {}  # fault label -> start
         self.exempt_until: dict[str, float] = {}  # node -> end of its recovery
+        self.was_ready: dict[str, bool] = {}  # node -> ready at the last sample
         self.open_ends: list[tuple[str, float]] = []  # faults over, cluster not converged yet
         self.converged: list[str] = []  # "label: 1.23s"
         self.slow: list[str] = []
@@ -458,9 +459,27 @@ class Faults:
             or self.exempt_until.get(node_id, 0.0) > self.net.now
         )
 
+    def _became_ready(self, live_nodes: list[Any]) -> None:
+        """A node faulted while not ready is faulted for a recovery budget after it turns
+        ready (a restarted node may be held out of the members a while first: core/distro
+        ``flap_hold``), and a fault that left it not ready converges from then on."""
+        now = self.net.now
+        for node in live_nodes:
+            ready = node.core.ready
+            if ready and not self.was_ready.get(node.node_id, True):
+                self.exempt_until[node.node_id] = max(
+                    self.exempt_until.get(node.node_id, 0.0), now + self.timings.budget
+                )
+                self.open_ends = [
+                    (label, max(t, now) if node.node_id in label.split() else t)
+                    for label, t in self.open_ends
+                ]
+            self.was_ready[node.node_id] = ready
+
     def sample(self) -> None:
         net, now, grace = self.net, self.net.now, self.timings.grace
         live_nodes = [n for n in net.nodes.values() if n.core is not None]
+        self._became_ready(live_nodes)
         missing: list[str] = []
         checked_anywhere: set[int] = set()
         exempt: list[str] = []
@@ -542,6 +561,8 @@ class Faults:
             for label, t in self.open_ends:
                 self.converged.append(f"{label}: {now - t:.2f}s")
             self.open_ends.clear()
+        elif any(n.core.held_by and not n.core.ready for n in live_nodes):
+            return  # a restarted node held out of the members: its budget starts when ready
         elif not self.active and now - t_end > self.timings.budget and not self.slow:
             self.slow.append(
                 f"t={now:.2f} not converged {now - t_end:.2f}s after {label} "
@@ -841,25 +862,22 @@ def plan_crash_loop(seed: int, trace: bool = False) -> tuple[Faults, float, floa
 
 
 def judged_in_the_loop(sc: Faults, t0: float, loop_end: float) -> list[str]:
-    """Each dead provider of a service the steady nodes own (not the looping node's:
-    those are adopted with a fresh grace each time it leaves, by design) is marked
-    unhealthy on every steady node within ``2 x unhealthy_after`` of the loop's start or
-    of its death, whichever is later, and evicted within ``evict_after +
-    unhealthy_after`` (plus a check interval, a peer timeout and the replication), while
-    the node still loops."""
+    """Each dead provider is marked unhealthy on every steady node within ``2 x
+    unhealthy_after`` of the loop's start or of its death, whichever is later, and evicted
+    within ``evict_after + unhealthy_after`` (plus a check interval, a peer timeout and
+    the replication), while the node still loops: those of the services the steady nodes
+    own (the run of member graces is bounded) and those of the looping node's own share
+    (it is held out of the members after each quick restart: core/distro ``flap_hold``;
+    before, each of its returns took its share back with a fresh grace)."""
     net, h, c = sc.net, sc.timings.health, sc.timings.cluster
     ids = list(net.nodes)
     steady = ids[:-1]
     slack = h.check_interval + c.peer_timeout + 1.0
     marked: dict[str, float] = {}
     evicted: dict[str, float] = {}
-    dead = [
-        p
-        for p in sc.beaters
-        if p.stop_at is not None
-        and not p.deregister
-        and responsible_node(p.key, tuple(ids)) != ids[-1]
-    ]
+    dead = [p for p in sc.beaters if p.stop_at is not None and not p.deregister]
+    looper_owns = sum(responsible_node(p.key, tuple(ids)) == ids[-1] for p in dead)
+    assert looper_owns, "no dead provider in the looping node's share: nothing checked there"
 
     def probe() -> None:
         for p in dead:
