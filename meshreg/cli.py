@@ -777,18 +777,29 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         f"{'id':<22} {'address':<22} {'state':<12} {'services':>8} {'instances':>9} {'lag':>5}"
     )
     joined = False
+    skewed: list[str] = []
     for m in result["members"]:
         mark = "*" if m["self"] else " "
         if m.get("configured") is False:  # absent: a node older than joins
             mark, joined = "+", True
+        offset = m.get("clock_offset")
+        clock = ""
+        if isinstance(offset, (int, float)) and abs(offset) >= 1.0:
+            clock = f"  clock {offset:+.1f}s"
+            skewed.append(m["address"])
         click.echo(
             f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
-            f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}"
+            f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}{clock}"
         )
     if joined:
         click.echo(
             "+ not in this node's peer list: it lists this node and introduced itself; kept "
             "while it does. Give every node the same list (--peer / [cluster] peers)."
+        )
+    if skewed:
+        click.echo(
+            "clock: that member's wall clock minus this node's (a beacon's delay included); "
+            'past 10 s one of them is counted out (docs/DISTRO.md "Clock skew"): fix NTP'
         )
     configs = result.get("config")
     if isinstance(configs, dict):

@@ -33,6 +33,7 @@ class Beacon:
     members: tuple[str, ...] | None = None  # the sender's member view (None: not told)
     configured: tuple[str, ...] | None = None  # ids its peer list names (None: not told)
     held: tuple[str, ...] | None = None  # ids it holds out of the members (a crash loop)
+    wall: int | None = None  # its wall clock when sent, ms since the epoch (clock skew)
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -120,6 +120,7 @@ from meshreg.core.digests import MASK, service_digest, settings_digest
 from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     Answer,
     Broadcast,
+    ClockSkew,
     Effect,
     Forward,
     HeldOut,
@@ -137,7 +138,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
-from meshreg.core.membership import MAX_ADDRESSES, MAX_PENDING, Membership, dialable
+from meshreg.core.membership import MAX_ADDRESSES, MAX_PENDING, Membership, Peer, dialable
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.registry import RegistryNode
@@ -150,8 +151,10 @@ from meshreg.core.requests import (
     GetStats,
     Join,
     ListDigests,
+    ListServices,
     PeerRequest,
     PushSessions,
+    QueryInstances,
     Reconcile,
     RegisterBatch,
     RegisterInstance,
@@ -173,6 +176,7 @@ CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do 
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 _ONE_WAY = ("sessions", "join")  # peer calls answered with a nil ack
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
+_READS = (QueryInstances, ListServices)  # refused by a node whose clock is wrong
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,10 @@ class ClusterPolicy:
 
 FLAP_RESTARTS = 2  # restarts of a peer within FLAP_WINDOW x evict_after: a crash loop
 FLAP_WINDOW = 4.0
+# s between two nodes' wall clocks (beacons' ``wall``) past which one of them is wrong;
+# back in below half of it (a beacon's own delay counts in the offset: "Clock skew")
+MAX_CLOCK_SKEW = 10.0
+CLOCK_OFF = "clock off"  # a member counted out for its clock (``cluster`` state)
 
 
 class NodeState(enum.Enum):
@@ -279,7 +287,7 @@ class DistroNode:
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
-        self._members_from: tuple[int, bool] | None = None
+        self._members_from: tuple[int, bool, int] | None = None
         # a lone node has nothing to catch up on
         self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
         self.ready = self.state is not NodeState.CATCHING_UP  # (kept by _to): caught up,
@@ -296,6 +304,11 @@ class DistroNode:
         self._holding: dict[str, float] = {}
         self.held_by: tuple[str, ...] = ()
         self.ready_at = now  # when it last became ready (caught up, not held)
+        # our wall clock is off a majority of the cluster's (``_check_clock``): we own
+        # nothing and serve no reads until it is back
+        self.clock_skewed = False
+        self.clock_trusted = True  # a strict majority we hear agrees with our clock
+        self._clock_revision = 0  # bumped when a clock verdict changes (members derive)
         self._tags = itertools.count(1)
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
@@ -403,12 +416,19 @@ class DistroNode:
     def _recompute_members(self, now: float) -> None:
         # The members are a function of the peers up (ids, ready flags) and our own
         # readiness: nothing to do while neither changed (a beacon that changes nothing).
-        basis = (self.membership.revision, self.ready)
+        basis = (self.membership.revision, self.ready, self._clock_revision)
         if basis == self._members_from:
             return
         self._members_from = basis
-        ids = [p.node_id for p in self.membership.up_peers() if p.ready and p.node_id]
-        if self.ready or not ids:
+        # a peer whose clock is far off ours is counted out, unless ours is the wrong one
+        trusted = self.clock_trusted  # in a majority that agrees: a far peer is out
+        ids = [
+            p.node_id
+            for p in self.membership.up_peers()
+            if p.ready and p.node_id and not (trusted and p.clock_far)
+        ]
+        skewed = self.clock_skewed
+        if (self.ready and not skewed) or not ids:
             ids.append(self.node_id)
         members = tuple(sorted(set(ids)))
         if members == self._members:
@@ -504,6 +524,15 @@ class DistroNode:
         a ``Reply`` or ``Rejected`` as ``RegistryNode.handle`` (``client`` too)."""
         t = type(req)
         try:
+            if self.clock_skewed and t in _READS:
+                raise RequestRejected(
+                    ErrorCode.UNAVAILABLE,
+                    f"{req.op}: this node's clock is off the other nodes' by more than "
+                    f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP); ask "
+                    "another node",
+                    req.req_id,
+                    req.op,
+                )
             # Alone, nothing is forwarded. Catching up in a 2-node cluster, the members
             # are just the peer, which owns everything: forward to it.
             if t is RegisterBatch and not forwarded and self._members != self._alone:
@@ -597,6 +626,8 @@ class DistroNode:
         client's next write (a deregistration) made meanwhile."""
         if deadline is None:
             return None
+        if self.clock_skewed:  # our wall clock is the wrong one: the client's deadline only
+            return deadline
         return min(deadline, now + self.registry.wall_offset + wait)
 
     def forward_failed(self, forward: Forward, now: float) -> Reply | Rejected:
@@ -870,6 +901,8 @@ class DistroNode:
         heard = membership.peers.get(b.address)
         if heard is not None:
             heard.holds_us = b.held is not None and self.node_id in b.held
+            if b.wall is not None and not self.registry.in_stale_window(now):
+                self._check_clock(heard, b.wall / 1000 - (now + self.registry.wall_offset), now)
         if b.configured is not None and b.ready:  # (a node catching up has heard few yet)
             heard = membership.peers.get(b.address)
             lists_us = self.node_id in b.configured
@@ -1261,6 +1294,43 @@ class DistroNode:
             self.registry.queue(PeerHeld(node_id, address, len(seen), window, hold))
         self._holding[node_id] = now + hold  # a new incarnation of a held peer: again
 
+    def _check_clock(self, peer: Peer, offset: float, now: float) -> None:
+        """A peer's beacon says its wall clock is ``offset`` s off ours (its delay in the
+        sockets included).  Past ``MAX_CLOCK_SKEW`` (back below half of it) the pair is
+        apart; when a strict majority of the cluster we hear (us included) is apart from
+        us, ours is the wrong clock: we count ourselves out of the members and refuse
+        reads (``clock_skewed``); when a strict majority agrees with us
+        (``clock_trusted``), we count that peer out.  Every stamp a node makes
+        is its wall clock, and a node two minutes behind rejected every peer's change as
+        from the future and answered reads, as a ready member, with an empty or
+        all-unhealthy registry; two minutes ahead, it refused every write of the services
+        it owned as past its deadline (review14b).  Two nodes alone cannot tell whose
+        clock is wrong: neither counts the other out, each warns (``ClockSkew``)."""
+        peer.clock_offset = offset
+        far = abs(offset) > (MAX_CLOCK_SKEW / 2 if peer.clock_far else MAX_CLOCK_SKEW)
+        changed = far != peer.clock_far
+        peer.clock_far = far
+        known = [p for p in self.membership.up_peers() if p.clock_offset is not None]
+        apart = sum(p.clock_far for p in known)
+        skewed = 2 * apart > len(known) + 1
+        trusted = 2 * (len(known) + 1 - apart) > len(known) + 1
+        if trusted != self.clock_trusted:
+            self.clock_trusted = trusted
+            changed = True
+        if skewed != self.clock_skewed:
+            self.clock_skewed = skewed
+            changed = True
+            offsets = sorted(p.clock_offset for p in known if p.clock_offset is not None)
+            median = offsets[len(offsets) // 2] if offsets else 0.0
+            self.registry.queue(ClockSkew(skewed, -median, len(known) + 1))
+        elif far and changed:  # (counted out only if a majority agrees with us)
+            self.registry.queue(
+                ClockSkew(False, offset, len(known) + 1, peer.address, self.clock_trusted)
+            )
+        if changed:
+            self._clock_revision += 1
+            self._recompute_members(now)
+
     def holding(self, now: float) -> tuple[str, ...]:
         """The peers we hold out of the members now (beacons' ``held``)."""
         if self._holding:
@@ -1299,6 +1369,7 @@ class DistroNode:
                     self._members,
                     self._configured(),
                     self.holding(now) or None,
+                    int((now + self.registry.wall_offset) * 1000),
                 )
                 self.registry.queue(Broadcast(beacon))
             if now >= self._next_digest:
@@ -1373,6 +1444,8 @@ class DistroNode:
     def judging(self, now: float) -> str:
         """What the health sweep may do now, for ``stats``."""
         self._settle(now)
+        if self.clock_skewed:
+            return "clock off the other nodes': owns nothing, serves no reads (fix its NTP)"
         if self.state is NodeState.CATCHING_UP:
             if self.held_by:
                 return f"held out of the members by {', '.join(self.held_by)} (a crash loop?)"
@@ -1389,11 +1462,15 @@ class DistroNode:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
         state = "up" if self.ready else "catching up"
+        if self.clock_skewed:
+            state = CLOCK_OFF
         members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True)]
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
             if peer.state is MemberState.UP and not peer.ready:
                 state = "catching up"
+            elif peer.state is MemberState.UP and peer.clock_far and self.clock_trusted:
+                state = CLOCK_OFF  # counted out: clients route nothing to it
             counts = owned.get(peer.node_id or "", [0, 0])
             applied = self.applied_seq.get(peer.node_id or "")
             lag = max(0, peer.last_seq - applied[1]) if applied else 0
@@ -1408,6 +1485,7 @@ class DistroNode:
                     lag,
                     round(now - peer.last_heard, 3) if peer.last_heard > -math.inf else None,
                     peer.configured,
+                    None if peer.clock_offset is None else round(peer.clock_offset, 3),
                 )
             )
         return ClusterResult(self.node_id, self.ready, tuple(members))
@@ -1421,5 +1499,6 @@ class DistroNode:
             self.judging(now),
             len(self.other_views()),
             self._members,
+            self.clock_skewed,
         )
         return self.registry.stats_result(now, member)

@@ -303,6 +303,19 @@ class HeldOut:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockSkew:
+    """A clock verdict changed: ``skewed`` True, this node's clock is ``offset`` s off
+    the median of the ``of`` nodes it hears (itself included); False with a ``peer``:
+    that peer's clock is ``offset`` s off ours (counted out); False alone: ours is back."""
+
+    skewed: bool
+    offset: float
+    of: int
+    peer: str = ""
+    counted_out: bool = False  # (with ``peer``) a majority agrees with us: it is out
+
+
+@dataclass(frozen=True, slots=True)
 class PeerHeld:
     """A peer restarted ``restarts`` times within ``window`` s: held out of the members
     until it has stayed up ``hold`` s (its beacons' epoch unchanged)."""
@@ -340,6 +353,7 @@ Effect = (
     | PeerListing
     | HeldOut
     | PeerHeld
+    | ClockSkew
     | SelfPreservationStarted
     | SelfPreservationEnded
     | SelfPreservationExpired

@@ -58,6 +58,8 @@ class Peer:
     learned_at: float = float("-inf")  # when its join taught us the address
     lists_us: bool | None = None  # whether its beacons' ``configured`` name us (None: untold)
     holds_us: bool = False  # its beacons' ``held`` name us (core/distro: a crash loop)
+    clock_offset: float | None = None  # its wall clock minus ours, s (its beacons' ``wall``)
+    clock_far: bool = False  # that offset is past MAX_CLOCK_SKEW (core/distro)
     down_since: float = float("-inf")
 
 

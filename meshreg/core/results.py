@@ -178,6 +178,7 @@ class MemberStats:
     health_judgment: str
     disputed_views: int
     members: tuple[str, ...]
+    clock_skewed: bool = False  # its clock is off a majority's: no reads, owns nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +232,7 @@ class MemberRow:
     lag: int  # deltas it announced that this node has not applied
     last_heard: float | None  # s ago (None: never)
     configured: bool = True  # False: not in this node's peer list (learned from a join)
+    clock_offset: float | None = None  # its wall clock minus ours, s (None: not told)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from meshreg.core.effects import (
     Answer,
     BatchJoin,
     Broadcast,
+    ClockSkew,
     Effect,
     Forward,
     HeldOut,
@@ -1526,6 +1527,27 @@ class NodeRuntime:
                         'judge them until it has stayed up a while (docs/DISTRO.md, "A node '
                         'that keeps restarting")',
                         ", ".join(effect.by),
+                    )
+                case ClockSkew(skewed=True):
+                    log.error(
+                        "this node's wall clock is %+.1f s off the median of the %d nodes it "
+                        "hears (itself included): it counts itself out of the members and "
+                        "refuses registry reads until its clock is fixed (NTP); writes are "
+                        "forwarded to the other nodes",
+                        effect.offset,
+                        effect.of,
+                    )
+                case ClockSkew(peer=""):
+                    log.warning("this node's wall clock agrees with its peers' again")
+                case ClockSkew():
+                    log.warning(
+                        "peer %s's wall clock is %+.1f s off this node's: %s (fix NTP)",
+                        effect.peer,
+                        effect.offset,
+                        "counted out of the members until it is back (a majority agrees with "
+                        "this node)"
+                        if effect.counted_out
+                        else "no majority tells whose clock is wrong, so it stays a member",
                     )
                 case PeerHeld():
                     log.warning(

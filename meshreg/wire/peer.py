@@ -358,6 +358,8 @@ def encode_beacon(b: Beacon) -> list[bytes]:
         body["configured"] = list(b.configured)
     if b.held is not None:
         body["held"] = list(b.held)
+    if b.wall is not None:
+        body["wall"] = b.wall
     return [b"beacon", msgpack.packb(body)]
 
 
@@ -516,7 +518,10 @@ def decode_replication(
         if held is not None:
             held = _beacon_view(address, held)[1]  # node ids, like a view
         seq = _uint(m.get("seq"), "seq")
-        return Beacon(node, address, epoch, ready, seq, members, configured, held)
+        wall = m.get("wall")
+        if wall is not None:
+            wall = _uint(wall, "wall")
+        return Beacon(node, address, epoch, ready, seq, members, configured, held, wall)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
     if kind == b"deltas":

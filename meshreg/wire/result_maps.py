@@ -186,6 +186,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
         m["health_judgment"] = member.health_judgment
         m["disputed_views"] = member.disputed_views
         m["members"] = list(member.members)
+        m["clock_skewed"] = member.clock_skewed
     if r.runtime is not None:
         m.update(r.runtime)
     return m
@@ -202,6 +203,7 @@ def _member_map(m: MemberRow) -> dict[str, Any]:
         "lag": m.lag,
         "last_heard": m.last_heard,
         "configured": m.configured,
+        "clock_offset": m.clock_offset,
     }
 
 

@@ -39,12 +39,29 @@ def _state(observer: NodeProcess, address: str) -> str | None:
     """C's state as ``observer`` sees it: up, catching up (or held out), down."""
     with Client([observer.address], timeout=2.0) as c:
         view = c.cluster()
-    return next((m["state"] for m in view["members"] if m["id"] == address), None)
+    return next((m["state"] for m in view["members"] if m["address"] == address), None)
 
 
 def _listed(node: NodeProcess, service: str) -> dict[str, bool]:
     with Client([node.address], timeout=2.0) as c:
         return {i.address: i.healthy for i in c.instances(service, healthy_only=False)}
+
+
+def _await_state(observer: NodeProcess, address: str, wanted: tuple[str, ...], what: str) -> None:
+    """Poll ``observer``'s view of ``address`` every 0.25 s (a client a poll: 50 a second
+    starve a 2-core box) for 30 s (on a loaded machine the observer's own loop may be late
+    past its stall threshold, and a stall counts its peers' silence from then: CI once
+    took more than 10 s to see C down); fail naming the states seen."""
+    seen: list[str | None] = []
+
+    def reached() -> bool:
+        seen.append(_state(observer, address))
+        return seen[-1] in wanted
+
+    try:
+        wait_until(reached, 30, 0.25, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; states seen, last ones: {seen[-8:]}") from None
 
 
 def test_a_node_in_a_crash_loop_does_not_stop_evictions_elsewhere(
@@ -69,6 +86,8 @@ def test_a_node_in_a_crash_loop_does_not_stop_evictions_elsewhere(
             timeout=10,
             what="the live instance on A",
         )
+        # (start_cluster waits for pings only: C may not have been heard yet)
+        _await_state(a, c.address, ("up",), "A to see C up before the loop")
         # the loop: kill C once A sees it up, start it again once A finds it down
         start = time.monotonic()
         evicted_at = None
@@ -76,8 +95,7 @@ def test_a_node_in_a_crash_loop_does_not_stop_evictions_elsewhere(
         while time.monotonic() - start < LOOP_LIMIT and cycles < MAX_CYCLES:
             cycles += 1
             c.kill()
-            # (polled every 0.25 s: a client a poll, 50 a second, starve a 2-core box)
-            wait_until(lambda: _state(a, c.address) == "down", 10, 0.25, "A to find C down")
+            _await_state(a, c.address, ("down",), "A to find C down")
             for node in (a, b):
                 assert _listed(node, live_svc) == {"10.8.0.2:80": True}, (node.address, cycles)
             gone = [s for s in (dead_svc, dead_of_c) if "10.8.0.1:80" not in _listed(a, s)]
@@ -85,9 +103,7 @@ def test_a_node_in_a_crash_loop_does_not_stop_evictions_elsewhere(
                 evicted_at = time.monotonic()
                 break
             c.start()
-            wait_until(
-                lambda: _state(a, c.address) in ("up", "catching up"), 15, 0.25, "A to see C back"
-            )
+            _await_state(a, c.address, ("up", "catching up"), "A to see C back")
         assert evicted_at is not None, (
             f"the dead instances of {dead_svc} (A's) and {dead_of_c} (C's) were not both "
             f"evicted on A after {cycles} crash cycles of C ({time.monotonic() - died:.1f} s "

@@ -56,10 +56,12 @@ def listing(node: NodeProcess, service: str, namespace: str = "public") -> dict[
     return {f"{i['ip']}:{i['port']}": i["healthy"] for i in reply["result"]["instances"]}
 
 
-def members_up(nodes: list[NodeProcess]) -> bool:
+def members_up(nodes: list[NodeProcess], states: tuple[str, ...] = ("up",)) -> bool:
+    """Every node lists every node in one of ``states`` (a node counted out for its
+    clock shows ``clock off``: core/distro "Clock skew")."""
     for n in nodes:
         view = raw_request(n.port, {"v": 1, "id": 1, "op": "cluster"}, timeout=3.0)["result"]
-        if sum(1 for m in view["members"] if m["state"] == "up") != len(nodes):
+        if sum(1 for m in view["members"] if m["state"] in states) != len(nodes):
             return False
     return True
 
