@@ -799,7 +799,7 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
     if skewed:
         click.echo(
             "clock: that member's wall clock minus this node's (a beacon's delay included); "
-            'past 10 s one of them is counted out (docs/DISTRO.md "Clock skew"): fix NTP'
+            'past 30 s one of them is counted out (docs/DISTRO.md "Clock skew"): fix NTP'
         )
     configs = result.get("config")
     if isinstance(configs, dict):

@@ -750,6 +750,12 @@ class ClientSession:
             pending.owner = owner
             if owner is not None and owner != self.server:
                 pending.via = owner
+                # half the budget straight to the owner at most, the rest through the
+                # server: a beat's whole budget is one attempt's, and a beat to an owner
+                # this client cannot reach (stopped, cut off from it but not from its
+                # server) was never sent through the server (review14c F7)
+                half = (pending.deadline - self._now) / 2
+                pending.attempt_deadline = min(pending.attempt_deadline, self._now + half)
         self._send(req_id, pending)
 
     def _send(self, req_id: int, pending: Pending) -> None:

@@ -198,8 +198,10 @@ class ClusterPolicy:
 FLAP_RESTARTS = 2  # restarts of a peer within FLAP_WINDOW x evict_after: a crash loop
 FLAP_WINDOW = 4.0
 # s between two nodes' wall clocks (beacons' ``wall``) past which one of them is wrong;
-# back in below half of it (a beacon's own delay counts in the offset: "Clock skew")
-MAX_CLOCK_SKEW = 10.0
+# back in below half of it (a beacon's own delay counts in the offset: "Clock skew").
+# Half of MAX_CLOCK_AHEAD: stamps are refused from 60 s on, and the system is meant to
+# work below that (the simulation runs clocks up to 10 s apart, with slow messages)
+MAX_CLOCK_SKEW = 30.0
 CLOCK_OFF = "clock off"  # a member counted out for its clock (``cluster`` state)
 
 
@@ -1244,6 +1246,13 @@ class DistroNode:
                 self._caught_up.add(node_id)
                 self._check_caught_up(now)
 
+    def _awake_since(self) -> float:
+        """Since when a starting node has listened for its peers: its start, or the end of
+        its last stall.  A node stopped (SIGSTOP) before it heard anyone counted its
+        stopped time as silence and declared itself ready alone at SIGCONT, with an
+        empty table, answering every live instance as missing (review14c F5)."""
+        return max(self.started_at, self.registry.resumed_at)
+
     def _check_caught_up(self, now: float) -> None:
         """Ready once synced with every peer that is up (each lists only what it owns)."""
         if self.ready:
@@ -1251,7 +1260,7 @@ class DistroNode:
         waited = now - self.started_at >= CATCH_UP_PATIENCE * self.cluster.peer_timeout
         # Every configured peer heard from, or silent for a whole peer timeout (down):
         # else the first peer to answer would make us ready without the others' services.
-        settled = now - self.started_at >= self.cluster.peer_timeout or all(
+        settled = now - self._awake_since() >= self.cluster.peer_timeout or all(
             p.last_heard != -math.inf for p in self.membership.peers.values()
         )
         synced = (
@@ -1350,7 +1359,7 @@ class DistroNode:
                 self.registry.start_grace(now)
             self._recompute_members(now)
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
-        waited = now - self.started_at >= self.cluster.peer_timeout
+        waited = now - self._awake_since() >= self.cluster.peer_timeout
         if not self.ready and waited and not self.membership.up_peers():
             self._caught_up_now(now)  # nobody to catch up from: start alone
         self.registry.end_stale_window(now)

@@ -232,3 +232,22 @@ def test_each_attempt_of_a_registry_write_carries_its_own_deadline() -> None:
     assert again.fields["deadline"] == first.fields["deadline"] + 500
     h.reply(again)
     assert h.outcome(handle).__class__.__name__ == "Complete"
+
+
+def test_a_write_whose_whole_budget_is_one_attempt_still_falls_back_to_the_server() -> None:
+    """review14c F7: a beat's budget is max(beat_interval, attempt_timeout), the same as its
+    first attempt, so a beat sent straight to a silent owner (stopped, cut off from this
+    client but not from its server) was resolved unanswered at its deadline and never sent
+    through the server: live instances were evicted everywhere.  A write that goes
+    straight to its owner now gets half its budget there, the rest through the server."""
+    h = Harness(servers=("a:1",), attempt_ms=500)
+    with_view(h)
+    reg, owner = owned_elsewhere()
+    handle = Handle()
+    h.do(Register(reg, 0.5, handle))  # the whole budget: one attempt's
+    assert h.requests("register")[-1].to == owner
+    h.advance(250)  # the owner does not answer: half the budget
+    last = h.requests("register")[-1]
+    assert last.to == "a:1", [r.to for r in h.requests("register")]
+    h.reply(last)
+    assert h.outcome(handle).__class__.__name__ == "Complete"
