@@ -209,6 +209,19 @@ def raw_request(
         sock.close()
 
 
+def service_owned_by(owner: str, members: list[str], prefix: str) -> str:
+    """The first service name ``prefix<i>`` that ``owner`` is responsible for among
+    ``members`` (rendezvous hashing, core/mapping)."""
+    from meshreg.core.mapping import responsible_node
+    from meshreg.model import ServiceKey
+
+    for i in range(1000):
+        name = f"{prefix}{i}"
+        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", name), members) == owner:
+            return name
+    raise AssertionError(f"no service name maps to {owner}")
+
+
 class RawDealer:
     """One raw client-protocol DEALER connection (optionally CURVE: client public,
     client secret, server public) that sends requests and reads replies in order."""

@@ -16,23 +16,13 @@ from __future__ import annotations
 import time
 
 from conftest import CLUSTER_CHECK_INTERVAL, CLUSTER_EVICT_AFTER, CLUSTER_UNHEALTHY_AFTER
-from helpers import NodeProcess, raw_request, wait_until
+from helpers import NodeProcess, raw_request, service_owned_by, wait_until
 
-from meshreg import Client, ServiceKey
-from meshreg.core.mapping import responsible_node
+from meshreg import Client
 
 FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
 LOOP_LIMIT = 40.0  # s: the loop never runs longer (bounded), nor more than MAX_CYCLES
 MAX_CYCLES = 20
-
-
-def _owned_by(owner: str, addresses: list[str], prefix: str) -> str:
-    """A service ``owner`` owns in the full view (one A owns, A owns without C too)."""
-    for i in range(1000):
-        name = f"{prefix}{i}"
-        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", name), addresses) == owner:
-            return name
-    raise AssertionError(f"no service name maps to {owner}")
 
 
 def _state(observer: NodeProcess, address: str) -> str | None:
@@ -69,9 +59,9 @@ def test_a_node_in_a_crash_loop_does_not_stop_evictions_elsewhere(
 ) -> None:
     a, b, c = start_cluster(3)  # type: ignore[operator]
     addresses = [a.address, b.address, c.address]
-    dead_svc = _owned_by(a.address, addresses, "looped-dead")
-    dead_of_c = _owned_by(c.address, addresses, "looped-c-dead")
-    live_svc = _owned_by(a.address, addresses, "looped-live")
+    dead_svc = service_owned_by(a.address, addresses, "looped-dead")
+    dead_of_c = service_owned_by(c.address, addresses, "looped-c-dead")
+    live_svc = service_owned_by(a.address, addresses, "looped-live")
     # the dead instances: registered and beaten twice through A, then silent for good
     for n, service in enumerate((dead_svc, dead_of_c)):
         where = {"v": 1, "service": service, "ip": "10.8.0.1", "port": 80}

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conftest import CLUSTER_TIMINGS
-from helpers import NodeProcess, free_port_pair, run_cli, start_all, wait_until
+from helpers import NodeProcess, free_port_pair, run_cli, service_owned_by, start_all, wait_until
 
-from meshreg import Client, ServiceKey
-from meshreg.core.mapping import responsible_node
+from meshreg import Client
 
 FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
 
@@ -26,14 +25,6 @@ def _peers(nodes: list[str]) -> list[str]:
     for address in nodes:
         args += ["--peer", address]
     return args
-
-
-def _owned_by(owner: str, members: list[str], prefix: str) -> str:
-    for i in range(1000):
-        name = f"{prefix}{i}"
-        if responsible_node(ServiceKey("public", "DEFAULT_GROUP", name), members) == owner:
-            return name
-    raise AssertionError(f"no service name maps to {owner}")
 
 
 def _members(node: NodeProcess) -> list[str]:
@@ -67,7 +58,7 @@ def test_a_node_added_to_its_own_list_only_joins_every_node(
         timeout=20,
         what="every node to see all four members",
     )
-    service = _owned_by(new.address, addrs, "scaled")
+    service = service_owned_by(new.address, addrs, "scaled")
     with Client([new.address], **FAST) as provider:
         provider.register(service, "10.7.0.1", 8080)
         wait_until(
@@ -110,7 +101,7 @@ def test_a_node_restarted_with_a_shorter_list_hears_the_others_again(
         timeout=20,
         what="the restarted node to hear B again",
     )
-    service = _owned_by(b.address, addrs, "kept")
+    service = service_owned_by(b.address, addrs, "kept")
     with Client([b.address], **FAST) as provider:
         provider.register(service, "10.7.0.2", 8080)
         wait_until(
