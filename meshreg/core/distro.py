@@ -905,13 +905,12 @@ class DistroNode:
             heard.holds_us = b.held is not None and self.node_id in b.held
             if b.wall is not None and not self.registry.in_stale_window(now):
                 self._check_clock(heard, b.wall / 1000 - (now + self.registry.wall_offset), now)
-        if b.configured is not None and b.ready:  # (a node catching up has heard few yet)
-            heard = membership.peers.get(b.address)
-            lists_us = self.node_id in b.configured
-            if heard is not None and heard.lists_us is not lists_us:
-                heard.lists_us = lists_us
-                if heard.configured:  # the config center's learner state (PeerListing)
-                    self.registry.queue(PeerListing(b.address, lists_us))
+            if b.configured is not None and b.ready:  # (one catching up has heard few yet)
+                lists_us = self.node_id in b.configured
+                if heard.lists_us is not lists_us:
+                    heard.lists_us = lists_us
+                    if heard.configured:  # the config center's learner state
+                        self.registry.queue(PeerListing(b.address, lists_us))
         applied = self.applied_seq.get(b.node)
         if applied is None or applied[0] != b.epoch:
             self.applied_seq[b.node] = (b.epoch, b.seq)  # start following its stream here

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import raw_request, wait_until
+from helpers import holds_for, raw_request
 from util14a import CappedNode, MiB, dealer, req, send
 
 from meshreg import Client
@@ -53,27 +53,29 @@ def test_a_burst_of_history_pages_does_not_stall_the_node_loop(capped: CappedNod
         send(
             sock, {**req("config_history", group="r14a", data_id="big", page_size=200), "id": i + 1}
         )
-    time.sleep(0.5)  # let the requests reach the node
+    assert sock.poll(30_000), "no history page answered in 30 s"  # the burst is being served
     sock.close()
     worst = 0.0
-    t_end = time.monotonic() + 10
-    try:
-        while time.monotonic() < t_end:
-            t0 = time.monotonic()
-            try:
-                raw_request(capped.port, req("ping"), timeout=10)
-            except Exception:  # noqa: BLE001 - zmq.Again: no answer in 10 s
-                worst = max(worst, 10.0)
-                break
-            worst = max(worst, time.monotonic() - t0)
-            time.sleep(0.1)
+
+    def ping_answered() -> bool:
+        nonlocal worst
         t0 = time.monotonic()
-        with Client([capped.address], timeout=30) as c:
-            c.config_publish("small", "x", group="r14a")
-        publish_s = time.monotonic() - t0
-    finally:
-        # let the node finish before the fixture kills it (nothing to wait for on a fix)
-        wait_until(lambda: True, timeout=1)
+        try:
+            raw_request(capped.port, req("ping"), timeout=10)
+        except Exception:  # noqa: BLE001 - zmq.Again: no answer in 10 s
+            worst = max(worst, 10.0)
+            return False
+        worst = max(worst, time.monotonic() - t0)
+        return True
+
+    try:  # pings every 0.1 s for 10 s while the gone client's burst is served
+        holds_for(ping_answered, 10.0, 0.1, "pings answered during the burst")
+    except AssertionError:
+        pass  # (worst is 10 s: reported below with the node's log)
+    t0 = time.monotonic()
+    with Client([capped.address], timeout=30) as c:
+        c.config_publish("small", "x", group="r14a")
+    publish_s = time.monotonic() - t0
     assert worst < 2.0 and publish_s < 3.0, (
         f"after a burst of 300 history requests from one (gone) client: worst ping "
         f"{worst:.1f} s over 10 s, a 1-byte publish took {publish_s:.1f} s (the CLI's "

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import CLUSTER_TIMINGS
-from helpers import NodeProcess, free_port_pair, raw_request, start_all, wait_until
+from helpers import NodeProcess, free_port_pair, holds_for, raw_request, start_all, wait_until
 
 from meshreg import Client
 
@@ -77,7 +77,14 @@ def test_a_listener_whose_only_node_was_stopped_hears_the_missed_change_promptly
             c.signal(signal.SIGSTOP)
             try:
                 changed = pub.config_publish("L", f"s{round_}", group="r14a")
-                time.sleep(6.0)  # > the peer timeout (1 s here) and every write timeout
+                # stopped > the peer timeout (1 s here) and every write timeout: a window
+                # in which its only node, stopped, cannot tell the listener anything
+                holds_for(
+                    lambda want=changed.revision: got[-1][1] < want,
+                    6.0,
+                    0.25,
+                    "the listener of a stopped node hears nothing",
+                )
             finally:
                 c.signal(signal.SIGCONT)
             resumed = time.monotonic()
