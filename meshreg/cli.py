@@ -778,6 +778,7 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
     )
     joined = False
     skewed: list[str] = []
+    deaf: list[str] = []
     for m in result["members"]:
         mark = "*" if m["self"] else " "
         if m.get("configured") is False:  # absent: a node older than joins
@@ -787,6 +788,10 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         if isinstance(offset, (int, float)) and abs(offset) >= 1.0:
             clock = f"  clock {offset:+.1f}s"
             skewed.append(m["address"])
+        silent = m.get("stream_silent")
+        if isinstance(silent, (int, float)):
+            clock += f"  stream silent {silent:.0f}s"
+            deaf.append(m["address"])
         click.echo(
             f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
             f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}{clock}"
@@ -800,6 +805,12 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         click.echo(
             "clock: that member's wall clock minus this node's (a beacon's delay included); "
             'past 30 s one of them is counted out (docs/DISTRO.md "Clock skew"): fix NTP'
+        )
+    if deaf:
+        click.echo(
+            "stream silent: nothing heard on that member's replication port (P+2) while its "
+            "beacons arrive by request: its changes reach this node by repair only. Open "
+            f"port P+2 of {', '.join(deaf)} towards this node (a firewall rule?)"
         )
     configs = result.get("config")
     if isinstance(configs, dict):

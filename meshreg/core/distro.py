@@ -133,6 +133,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     PeerIntroduced,
     PeerListing,
     Rejected,
+    ReplicationStream,
     Reply,
     SplitBatch,
 )
@@ -153,6 +154,7 @@ from meshreg.core.requests import (
     ListDigests,
     ListServices,
     PeerRequest,
+    PushBeacon,
     PushSessions,
     QueryInstances,
     Reconcile,
@@ -174,7 +176,7 @@ ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_aft
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
-_ONE_WAY = ("sessions", "join")  # peer calls answered with a nil ack
+_ONE_WAY = ("sessions", "join", "beacon")  # peer calls answered with a nil ack
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
 _READS = (QueryInstances, ListServices)  # refused by a node whose clock is wrong
 
@@ -287,6 +289,9 @@ class DistroNode:
         self._resync: set[str] = set()  # RESYNCING: peers to finish a round with first
         self._resync_until = -math.inf  # ... or until then at the latest
         self._disputed: list[tuple[str, ...]] = []  # peers' views that differ from ours
+        # while views differ: the members whose view is every view's union (they hear
+        # everyone anyone hears), who judge in their stead (``_judges``); () if none
+        self._full_hearers: tuple[str, ...] = ()
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
         self._members_from: tuple[int, bool, int] | None = None
@@ -340,6 +345,7 @@ class DistroNode:
             "members_forgotten": 0,  # learned members dropped (unlisted us, gone, never heard)
             "duplicate_ids": 0,  # beacons naming a member id another address uses
             "peers_held": 0,  # peers held out of the members (a crash loop)
+            "replication_streams_lost": 0,  # a peer heard by request only (its P+2 silent)
         }
         self._configured_ids: tuple[int, tuple[str, ...]] = (-1, ())  # (revision, ids)
         self._introduced: dict[str, float] = {}  # peer -> no new join to it before
@@ -365,7 +371,7 @@ class DistroNode:
         """The heartbeat fast path (``RegistryNode.fast_beat``) only where the full path
         would apply the beat here with no other effect: ready, and responsible for the
         service (its owner looked up already: else the full path decides), or alone."""
-        if not self.ready:
+        if not self.ready or self._disputed:  # disputed: the full path (``evidence_floor``)
             self.registry.fast_gate = False
         elif len(self._members) > 1:
             self.registry.fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
@@ -492,14 +498,73 @@ class DistroNode:
         return self._judges if self._disputed else self._owns
 
     def _judges(self, key: ServiceKey) -> bool:
-        """Whether our sweep judges ``key``: ours, and ours in every view a peer announces.
+        """Whether our sweep judges ``key`` while views disagree (``disputed_views``).
 
         Where views disagree (a peer hears someone we do not, or the other way round),
-        beats for the service may be going to a node we cannot hear: its instances are
-        left unjudged until the views agree again (``stats``: ``disputed_views``).
+        beats for a service may be going to a node its owner cannot hear.  The members
+        that hear every member anyone hears (their view is the union of all views: the
+        *full hearers*) hear every node's replicated evidence, and every node that applies
+        a beat for a service it does not judge replicates its evidence (``evidence_floor``):
+        so they judge, each the services hashed to it over them, and the others judge
+        nothing (review14c F1: before, a service whose owner the views disagreed on was
+        judged by nobody for as long as the views disagreed, dead instances kept healthy
+        cluster-wide).  With no full hearer (two cuts that cross), a service is judged
+        only by its owner in every view, as before: the rest waits for the views to agree.
         """
+        return self._judges_with(key, self._disputed, self._full_hearers)
+
+    def _judges_with(
+        self, key: ServiceKey, disputed: list[tuple[str, ...]], full: tuple[str, ...]
+    ) -> bool:
         me = self.node_id
-        return self._owns(key) and all(responsible_node(key, v) == me for v in self._disputed)
+        if not disputed:
+            return self._owns(key)
+        if full:
+            return me in full and responsible_node(key, full) == me
+        return self._owns(key) and all(responsible_node(key, v) == me for v in disputed)
+
+    def _hearers(self, disputed: list[tuple[str, ...]]) -> tuple[str, ...]:
+        """The full hearers among the views we know (ours and the peers' we hear)."""
+        views = {self.node_id: self._members}
+        for peer in self.membership.up_peers():
+            if peer.node_id and peer.view is not None:
+                views[peer.node_id] = peer.view
+        union = set(self._members).union(*disputed)
+        return tuple(sorted(n for n in union if n in views and set(views[n]) == union))
+
+    def _views_changed(self, now: float) -> None:
+        """The peers' views (or ours) changed: who judges what may have.  A service we
+        judge now whose judge until now was another node that owned it in its own view
+        gets a grace period: that node applied its beats without replicating the evidence
+        (a judge does not need to).  ``start_grace``: a run of graces is bounded, so a
+        flapping link does not hold judgment for good (core/health ``grace_threshold``)."""
+        old_disputed, old_full = self._disputed, self._full_hearers
+        self._disputed = disputed = self.other_views()
+        self._full_hearers = full = self._hearers(disputed) if disputed else ()
+        self._gate_fast_beats()
+        if (old_disputed, old_full) == (disputed, full):
+            return
+        me = self.node_id
+        views = {p.node_id: p.view for p in self.membership.up_peers() if p.node_id}
+        views[me] = self._members
+        for svc in self.store.records():
+            key = svc.key
+            if not self._judges_with(key, disputed, full):
+                continue
+            if old_disputed and old_full:
+                judge: str | None = responsible_node(key, old_full)
+            elif old_disputed:  # judged by its owner in every view, if there is one
+                owners = {responsible_node(key, v) for v in old_disputed}
+                owners.add(self.owner_of(key))
+                judge = owners.pop() if len(owners) == 1 else None
+            else:
+                judge = self.owner_of(key)
+            if judge is None or judge == me:
+                continue
+            view = views.get(judge)
+            if view is None or responsible_node(key, view) == judge:
+                self.registry.start_grace(now)
+                return
 
     def judges_sessions(self) -> bool:
         """Only if we hear every member a peer hears.  A session's renewals land on
@@ -513,7 +578,9 @@ class DistroNode:
         """Role: a beat applied away from the service's sweeper (forwarded to us, or the
         owner unreachable) refreshes evidence at most once per ``refresh_every``: the
         evidence must reach the sweeper."""
-        if self._members != self._alone and not self._owns(key):
+        if self._members != self._alone and (
+            not self._owns(key) or (self._disputed and not self._judges(key))
+        ):
             return self.registry.wall_stamp(now - self.refresh_every)
         return 0
 
@@ -674,6 +741,11 @@ class DistroNode:
         if t is PushSessions:
             self._count(req.op)
             self._on_sessions(req.beats, now)
+            return None
+        if t is PushBeacon:
+            self._count(req.op)
+            if req.beacon.node != self.node_id:
+                self._on_beacon(req.beacon, now, by_request=True)
             return None
         if t is Join:
             self._count(req.op)
@@ -884,9 +956,21 @@ class DistroNode:
         else:
             self._on_digest(msg, now)  # type: ignore[arg-type]
 
-    def _on_beacon(self, b: Beacon, now: float) -> None:
+    def _on_beacon(self, b: Beacon, now: float, by_request: bool = False) -> None:
+        """A peer's beacon, from its replication stream or (``by_request``) its second
+        path: either keeps it up; the stream's silence meanwhile is reported."""
         membership = self.membership
         peer = membership.peers.get(b.address)
+        stream_heard = True
+        if by_request:
+            if peer is None or (peer.node_id is not None and peer.node_id != b.node):
+                return  # we follow no stream at that address, or not that node's
+            stream_heard = now - peer.stream_heard < self.cluster.peer_timeout
+            self._by_request(peer, b.node, stream_heard, now)
+        elif peer is not None:
+            peer.stream_heard = now
+            if peer.by_request_since < math.inf:
+                self._by_request(peer, b.node, True, now)
         if peer is not None and not peer.configured:
             # (ready: it has heard the members it lists; a node starting again may not
             # have heard us yet, and its first beacons would make us forget it for nothing)
@@ -912,7 +996,9 @@ class DistroNode:
                     if heard.configured:  # the config center's learner state
                         self.registry.queue(PeerListing(b.address, lists_us))
         applied = self.applied_seq.get(b.node)
-        if applied is None or applied[0] != b.epoch:
+        if by_request and stream_heard:
+            pass  # its stream is heard: its own beacons tell the gaps (this one may overtake)
+        elif applied is None or applied[0] != b.epoch:
             self.applied_seq[b.node] = (b.epoch, b.seq)  # start following its stream here
             self._sync_wanted.add(b.node)
         elif b.seq > applied[1]:
@@ -922,6 +1008,26 @@ class DistroNode:
         view = b.members
         if view is not None and self.ready and b.ready and self.node_id not in view:
             self._introduce(b.node, b.address, now)  # (a view being caught up is partial)
+
+    def _by_request(self, peer: Peer, node_id: str, stream_heard: bool, now: float) -> None:
+        """Track a peer heard by request while its replication stream is silent: its
+        deltas then reach us by repair only (each beacon's ``seq`` tells the gap).  Once
+        that has lasted ``peer_timeout`` (not a stream still connecting), say so, and
+        again when the stream is back (``ReplicationStream``; stats, ``cluster``)."""
+        if stream_heard:
+            peer.by_request_since = math.inf
+            if peer.stream_lost:
+                peer.stream_lost = False
+                self.registry.queue(ReplicationStream(node_id, peer.address, False, 0.0))
+            return
+        if peer.by_request_since == math.inf:
+            peer.by_request_since = now
+        elif not peer.stream_lost and now - peer.by_request_since >= self.cluster.peer_timeout:
+            peer.stream_lost = True
+            self.counters["replication_streams_lost"] += 1
+            since = peer.stream_heard if peer.stream_heard > -math.inf else peer.by_request_since
+            silent = now - since
+            self.registry.queue(ReplicationStream(node_id, peer.address, True, silent))
 
     def _introduce(self, node_id: str, address: str, now: float) -> None:
         """Ready, we hear ``node_id``, a ready peer our list names, that does not hear us
@@ -1068,6 +1174,17 @@ class DistroNode:
         for peer in self.membership.up_peers():
             if peer.node_id:
                 self._call(peer.node_id, PushSessions(0, beats), "sessions", (peer.node_id,))
+
+    def _push_beacon(self, beacon: Beacon) -> None:
+        """Our beacon also goes to every peer that is up over the request path (DISTRO.md
+        "Beacons take two paths"): a peer that cannot hear our replication stream (port
+        P+2 dropped one way, a blackholed flow) but talks to us would otherwise count us
+        down while we count it up, and the views would disagree for as long as it lasts
+        (review14c F1/F2).  Not retried: the next beacon follows."""
+        push = PushBeacon(0, beacon)
+        for peer in self.membership.up_peers():
+            if peer.node_id:
+                self._call(peer.node_id, push, "beacon", (peer.node_id,))
 
     def _call(self, node_id: str, request: PeerRequest, kind: str, ctx: Any) -> None:
         """Queue ``request`` to ``node_id`` as a ``PeerCall`` (its id: a new tag)."""
@@ -1380,6 +1497,7 @@ class DistroNode:
                     int((now + self.registry.wall_offset) * 1000),
                 )
                 self.registry.queue(Broadcast(beacon))
+                self._push_beacon(beacon)
             if now >= self._next_digest:
                 self._next_digest = now + self.cluster.anti_entropy_interval
                 count, digest = self._summary(self.node_id)
@@ -1402,9 +1520,10 @@ class DistroNode:
             basis = (self.membership.revision, self._members)
             if basis != self._disputed_from:
                 self._disputed_from = basis
-                self._disputed = self.other_views()
-        else:
-            self._disputed = []
+                self._views_changed(now)
+        elif self._disputed:
+            self._disputed, self._full_hearers = [], ()
+            self._gate_fast_beats()
         self._tally.step(self.store, self.owner_of, self._members, now)
         next_check = self.registry.tick_health(now)
         if self.membership.peers:
@@ -1494,6 +1613,7 @@ class DistroNode:
                     round(now - peer.last_heard, 3) if peer.last_heard > -math.inf else None,
                     peer.configured,
                     None if peer.clock_offset is None else round(peer.clock_offset, 3),
+                    round(now - peer.stream_heard, 3) if peer.stream_lost else None,
                 )
             )
         return ClusterResult(self.node_id, self.ready, tuple(members))

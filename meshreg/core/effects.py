@@ -328,6 +328,18 @@ class PeerHeld:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicationStream:
+    """A peer's replication stream (its PUB, port P+2) has been silent ``silent`` s while
+    its beacons arrive over the request path (``lost`` True), or is heard again (False):
+    a firewall or a flow dropping P+2 one way; its changes reach us by repair only."""
+
+    node_id: str
+    address: str
+    lost: bool
+    silent: float
+
+
+@dataclass(frozen=True, slots=True)
 class PeerListing:
     """A configured peer's list came to name this node, or stopped naming it (its beacons'
     ``configured``): a node some configured peers do not list is their config learner
@@ -351,6 +363,7 @@ Effect = (
     | PeerIntroduced
     | PeerForgotten
     | PeerListing
+    | ReplicationStream
     | HeldOut
     | PeerHeld
     | ClockSkew

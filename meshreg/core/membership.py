@@ -61,6 +61,10 @@ class Peer:
     clock_offset: float | None = None  # its wall clock minus ours, s (its beacons' ``wall``)
     clock_far: bool = False  # that offset is past MAX_CLOCK_SKEW (core/distro)
     down_since: float = float("-inf")
+    # its replication stream (beacons on P+2) against its beacons' second path (requests):
+    stream_heard: float = float("-inf")  # its last beacon on the stream
+    by_request_since: float = float("inf")  # heard by request since, the stream silent
+    stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
 
 
 def dialable(address: str) -> bool:

@@ -15,7 +15,7 @@ from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 
 if TYPE_CHECKING:  # annotations only: a client parsing its own requests loads no peer types
-    from meshreg.core.cluster_messages import ServicePayload, SessionBeats
+    from meshreg.core.cluster_messages import Beacon, ServicePayload, SessionBeats
 
 DEFAULT_SERVICES_PAGE = 1000  # services per ``services`` reply when not asked (~50 KB)
 
@@ -254,7 +254,19 @@ class Join:
     op = "join"
 
 
-PeerRequest = ListDigests | Reconcile | PushSessions | Join
+@dataclass(frozen=True, slots=True)
+class PushBeacon:
+    """The ``beacon`` peer op: a node's beacon, sent over the request path to every peer
+    that is up as well as published (a second path, as for sessions): a replication
+    stream lost one way (a firewall missing port P+2, a blackholed flow) must not take
+    the node out of that peer's view while the two still talk (review14c F1/F2)."""
+
+    req_id: int
+    beacon: Beacon
+    op = "beacon"
+
+
+PeerRequest = ListDigests | Reconcile | PushSessions | Join | PushBeacon
 """A request only a peer sends (the peer plane)."""
 
 

@@ -233,6 +233,8 @@ class MemberRow:
     last_heard: float | None  # s ago (None: never)
     configured: bool = True  # False: not in this node's peer list (learned from a join)
     clock_offset: float | None = None  # its wall clock minus ours, s (None: not told)
+    stream_silent: float | None = None  # s its replication stream has been silent while
+    # its beacons arrive by request (None: the stream is heard)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from meshreg.core.effects import (
     PeerIntroduced,
     PeerListing,
     Rejected,
+    ReplicationStream,
     Reply,
     SelfPreservationEnded,
     SelfPreservationExpired,
@@ -1520,6 +1521,23 @@ class NodeRuntime:
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case PeerListing():
                     self._config_members(now)
+                case ReplicationStream(lost=True):
+                    log.warning(
+                        "peer %s (%s): nothing on its replication stream (port P+2 of %s) for "
+                        "%.1f s, while its beacons arrive over the request path: a firewall or "
+                        "a route dropping that port towards this node? Its changes now reach "
+                        "this node by repair only (seconds late); open port P+2 between them",
+                        effect.node_id,
+                        effect.address,
+                        effect.address,
+                        effect.silent,
+                    )
+                case ReplicationStream():
+                    log.warning(
+                        "peer %s (%s): its replication stream is heard again",
+                        effect.node_id,
+                        effect.address,
+                    )
                 case HeldOut():
                     log.warning(
                         "caught up, but held out of the members by %s: this node restarted "

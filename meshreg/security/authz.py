@@ -107,6 +107,7 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "reconcile": (Access.PEER, "none"),
     "sessions": (Access.PEER, "none"),
     "join": (Access.PEER, "none"),
+    "beacon": (Access.PEER, "none"),
     "config_get": (Access.READ, "config"),
     "config_list": (Access.READ, "config"),
     "config_history": (Access.READ, "config"),

@@ -97,7 +97,7 @@ REGISTRY_OPS = (
 # CONFIG_OPS (wire/config_messages): the configuration center's, served by
 # runtime/config_plane (the runtime routes them there before the registry's core sees them).
 CLIENT_OPS = REGISTRY_OPS + CONFIG_OPS
-PEER_OPS = ("digests", "reconcile", "sessions", "join")  # node to node only (wire/peer)
+PEER_OPS = ("digests", "reconcile", "sessions", "join", "beacon")  # node to node only (wire/peer)
 FORWARDED_OPS = ("register", "deregister", "beat", "update", "service_set", "register_batch")
 OPS = CLIENT_OPS  # the ops a client may send
 PEER_PLANE_OPS = PEER_OPS + FORWARDED_OPS  # what a node accepts from a peer

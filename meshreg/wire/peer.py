@@ -32,8 +32,9 @@ request envelope and reply shape of client requests: ``digests`` (page
 through the per-service checksums of the services the node is responsible
 for) and ``reconcile`` (send our records of some services, get the node's
 merged records back); the replies are checked here too (``parse_digest_page``,
-``parse_reconcile_reply``).  ``sessions`` and ``join`` (the addresses of members
-the receiver does not hear: core/distro ``_introduce``) are acknowledged with nil.
+``parse_reconcile_reply``).  ``sessions``, ``beacon`` (the replication message's
+fields: the beacon's second path) and ``join`` (the addresses of members the
+receiver does not hear: core/distro ``_introduce``) are acknowledged with nil.
 ``cluster`` (the member view) is a client op.
 
 Everything is validated here, with the checks client requests pass (names,
@@ -68,7 +69,7 @@ from meshreg.core.cluster_messages import (  # the core's types: parsed into her
 )
 from meshreg.core.effects import InstanceView
 from meshreg.core.membership import MAX_ADDRESSES
-from meshreg.core.requests import Join, ListDigests, PushSessions, Reconcile
+from meshreg.core.requests import Join, ListDigests, PushBeacon, PushSessions, Reconcile
 from meshreg.core.results import EntryRefused, EntryResult
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId
@@ -344,23 +345,7 @@ def decode_batch_reply(body: bytes, count: int) -> list[EntryResult]:
 
 # -- replication channel ---------------------------------------------------------
 def encode_beacon(b: Beacon) -> list[bytes]:
-    body = {
-        "v": limits.PROTOCOL_VERSION,
-        "node": b.node,
-        "address": b.address,
-        "epoch": b.epoch,
-        "ready": b.ready,
-        "seq": b.seq,
-    }
-    if b.members is not None:
-        body["members"] = list(b.members)
-    if b.configured is not None:
-        body["configured"] = list(b.configured)
-    if b.held is not None:
-        body["held"] = list(b.held)
-    if b.wall is not None:
-        body["wall"] = b.wall
-    return [b"beacon", msgpack.packb(body)]
+    return [b"beacon", msgpack.packb({"v": limits.PROTOCOL_VERSION, **beacon_fields(b)})]
 
 
 def encode_delta(d: ReplicatedDelta) -> list[bytes]:
@@ -494,6 +479,46 @@ def _beacon_view(address: Any, members: Any) -> tuple[str, tuple[str, ...] | Non
     return address, members
 
 
+def beacon_fields(b: Beacon) -> dict[str, Any]:
+    """A beacon's body fields but ``v`` (the replication message's, the ``beacon`` peer
+    op's: the same map)."""
+    body: dict[str, Any] = {
+        "node": b.node,
+        "address": b.address,
+        "epoch": b.epoch,
+        "ready": b.ready,
+        "seq": b.seq,
+    }
+    if b.members is not None:
+        body["members"] = list(b.members)
+    if b.configured is not None:
+        body["configured"] = list(b.configured)
+    if b.held is not None:
+        body["held"] = list(b.held)
+    if b.wall is not None:
+        body["wall"] = b.wall
+    return body
+
+
+def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
+    """A beacon's fields, checked (a replication ``beacon`` or a ``beacon`` peer op)."""
+    ready = m.get("ready")
+    if type(ready) is not bool:
+        raise _bad("ready must be a boolean")
+    address, members = _beacon_view(m.get("address"), m.get("members"))
+    configured = m.get("configured")
+    if configured is not None:
+        configured = _beacon_view(address, configured)[1]  # node ids, like a view
+    held = m.get("held")
+    if held is not None:
+        held = _beacon_view(address, held)[1]  # node ids, like a view
+    seq = _uint(m.get("seq"), "seq")
+    wall = m.get("wall")
+    if wall is not None:
+        wall = _uint(wall, "wall")
+    return Beacon(node, address, epoch, ready, seq, members, configured, held, wall)
+
+
 def decode_replication(
     frames: list[bytes],
 ) -> Beacon | ReplicatedDelta | DeltaBatch | DigestSummary | SessionBeats:
@@ -507,21 +532,7 @@ def decode_replication(
     node = check_node_id(m.get("node"))
     epoch = _uint(m.get("epoch"), "epoch")
     if kind == b"beacon":
-        ready = m.get("ready")
-        if type(ready) is not bool:
-            raise _bad("ready must be a boolean")
-        address, members = _beacon_view(m.get("address"), m.get("members"))
-        configured = m.get("configured")
-        if configured is not None:
-            configured = _beacon_view(address, configured)[1]  # node ids, like a view
-        held = m.get("held")
-        if held is not None:
-            held = _beacon_view(address, held)[1]  # node ids, like a view
-        seq = _uint(m.get("seq"), "seq")
-        wall = m.get("wall")
-        if wall is not None:
-            wall = _uint(wall, "wall")
-        return Beacon(node, address, epoch, ready, seq, members, configured, held, wall)
+        return _beacon(node, epoch, m)
     if kind == b"delta":
         return ReplicatedDelta(node, epoch, _uint(m.get("seq"), "seq"), payload_from_wire(m))
     if kind == b"deltas":
@@ -575,7 +586,9 @@ def parse_peer_message(msg: Any) -> Any:
     raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
 
 
-def peer_call_fields(req: ListDigests | Reconcile | PushSessions | Join) -> dict[str, Any]:
+def peer_call_fields(
+    req: ListDigests | Reconcile | PushSessions | Join | PushBeacon,
+) -> dict[str, Any]:
     """The fields of a peer call the core made (``PeerCall.request``), for
     ``replies.encode_request(req.op, tag, **fields)``: what ``parse_peer_op`` reads."""
     if type(req) is ListDigests:
@@ -590,6 +603,8 @@ def peer_call_fields(req: ListDigests | Reconcile | PushSessions | Join) -> dict
         return {"node": req.node, "services": [payload_to_wire(p) for p in req.services]}
     if type(req) is Join:
         return {"node": req.node, "addresses": list(req.addresses)}
+    if type(req) is PushBeacon:
+        return beacon_fields(req.beacon)
     assert type(req) is PushSessions
     beats = req.beats
     return {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
@@ -597,7 +612,7 @@ def peer_call_fields(req: ListDigests | Reconcile | PushSessions | Join) -> dict
 
 def parse_peer_op(
     op: str, msg: dict[str, Any], req_id: int
-) -> ListDigests | Reconcile | PushSessions | Join:
+) -> ListDigests | Reconcile | PushSessions | Join | PushBeacon:
     """Validate a peer op's fields (``messages.parse_peer_message``, for PEER_OPS)."""
     try:
         if op == "digests":
@@ -626,6 +641,9 @@ def parse_peer_op(
             if not isinstance(addresses, list) or not 0 < len(addresses) <= MAX_ADDRESSES:
                 raise _bad(f"addresses must be a list of 1..{MAX_ADDRESSES} host:port strings")
             return Join(req_id, node, tuple(check_address(a, "address") for a in addresses))
+        if op == "beacon":
+            node = check_node_id(msg.get("node"))
+            return PushBeacon(req_id, _beacon(node, _uint(msg.get("epoch"), "epoch"), msg))
         if op == "sessions":
             node = check_node_id(msg.get("node"))
             epoch = _uint(msg.get("epoch"), "epoch")

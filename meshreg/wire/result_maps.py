@@ -204,6 +204,7 @@ def _member_map(m: MemberRow) -> dict[str, Any]:
         "last_heard": m.last_heard,
         "configured": m.configured,
         "clock_offset": m.clock_offset,
+        "stream_silent": m.stream_silent,
     }
 
 

@@ -46,7 +46,7 @@ class Member:
         self.effects: list[object] = []
         self.beacons(("n1", "n2", "n3"))
         self.step()
-        for call in [e for e in self.effects if isinstance(e, PeerCall)]:
+        for call in [e for e in self.effects if isinstance(e, PeerCall) and e.op != "beacon"]:
             peer_reply(self.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
         self.step()
         assert self.node.ready and self.node.members() == ("n1", "n2", "n3")
@@ -142,21 +142,73 @@ def test_every_peer_down_at_once_suspects_itself_and_isolated_it_evicts_nobody()
     assert m.node.judging(m.now).startswith("isolated")
 
 
-def test_a_service_whose_owner_another_view_names_is_not_judged() -> None:
+def run_views(m: Member, seconds: float, n2: tuple[str, ...], n3: tuple[str, ...]) -> None:
+    """Tick every 0.1 s for ``seconds``, n2 and n3 beaconing their own views."""
+    for _ in range(round(seconds / 0.1)):
+        m.node.on_replication(Beacon("n2", A, 9, True, 0, n2), m.now)
+        m.node.on_replication(Beacon("n3", B, 9, True, 0, n3), m.now)
+        m.step(0.1)
+
+
+def judged(m: Member) -> set[ServiceKey]:
+    return {c.key for c in m.changes() if c.removed or any(not v.healthy for v in c.upserted)}
+
+
+FULL = ("n1", "n2", "n3")
+
+
+def test_while_views_disagree_the_members_that_hear_everyone_judge() -> None:
+    """n2 cannot hear n1 (its view lacks n1); n1 and n3 hear everyone: they judge, each
+    the services hashed to it over the two of them (review14c F1: before, a service whose
+    owner the views disagreed on was judged by nobody while they disagreed)."""
     m = Member()
-    # n2 announces a view without n1 (it cannot hear n1): it owns some of our services
-    view = ("n2", "n3")
-    disputed = [k for k in keys_owned_by("n1", ("n1", "n2", "n3"), 8)]
-    disputed = [k for k in disputed if responsible_node(k, view) != "n1"]
-    for key in disputed:
+    mine, n2s = keys_owned_by("n1", FULL, 4), keys_owned_by("n2", FULL, 12)
+    for key in mine:
+        m.request("register", key)
+    for key in n2s:  # replicated to us (n2 judges them while the views agree)
+        m.request("register", key, forwarded=True)
+    m.effects.clear()
+    run_views(m, POLICY.unhealthy_after + 1.0, FULL, FULL)  # silent that long: ours judged
+    assert judged(m) == set(mine)
+    run_views(m, 1.0, ("n2", "n3"), FULL)
+    assert judged(m) == set(mine)  # n2's, silent as long, in a grace: n2 heard their beats
+    run_views(m, 9.0, ("n2", "n3"), FULL)
+    assert m.node.members() == FULL
+    assert stats_map(m.node, m.now)["disputed_views"] == 1
+    taken = {k for k in n2s if responsible_node(k, ("n1", "n3")) == "n1"}
+    assert taken and taken != set(n2s)
+    # silent for 10 s: ours judged, and the share of n2's hashed to us (after a grace:
+    # n2 applied their beats without replicating them); the rest is n3's to judge
+    assert judged(m) == set(mine) | taken
+
+
+def test_a_node_that_does_not_hear_a_member_others_hear_judges_nothing() -> None:
+    """n2 and n3 hear n4, n1 does not: n1's evidence may be missing beats that went
+    through n4; the two that hear everyone judge."""
+    m = Member()
+    for key in keys_owned_by("n1", FULL, 8):
         m.request("register", key)
     m.effects.clear()
-    m.run(10.0, view=view)
-    assert m.node.members() == ("n1", "n2", "n3")
-    assert stats_map(m.node, m.now)["disputed_views"] == 1
-    assert not [c for c in m.changes() if c.removed or any(not v.healthy for v in c.upserted)]
-    m.run(10.0)  # views agree again: silent instances are judged
-    assert any(c.removed for c in m.changes())
+    wider = ("n1", "n2", "n3", "n4")
+    run_views(m, 10.0, wider, wider)
+    assert not judged(m)
+    run_views(m, 10.0, FULL, FULL)  # views agree again: silent instances are judged
+    assert judged(m)
+
+
+def test_with_no_member_hearing_everyone_only_owners_in_every_view_judge() -> None:
+    """Two cuts that cross (no view is the union of all): a service is judged only by its
+    owner in every view; the others wait for the views to agree."""
+    m = Member()
+    n2_view, n3_view = ("n1", "n2", "n4"), ("n1", "n3")
+    mine = keys_owned_by("n1", FULL, 12)
+    for key in mine:
+        m.request("register", key)
+    m.effects.clear()
+    run_views(m, 10.0, n2_view, n3_view)
+    every = {k for k in mine if all(responsible_node(k, v) == "n1" for v in (n2_view, n3_view))}
+    assert every and every != set(mine)
+    assert judged(m) == every
 
 
 def test_the_first_beat_after_a_view_change_refreshes_and_replicates_the_evidence() -> None:
@@ -429,12 +481,16 @@ def test_a_repair_round_reply_for_a_third_nodes_service_is_not_merged() -> None:
     m.effects.clear()
     m.node.on_replication(Beacon("n2", A, 9, True, 5, ("n1", "n2", "n3")), m.now)  # a gap
     m.step(0.1)
-    (call,) = [e for e in m.effects if isinstance(e, PeerCall) and e.node_id == "n2"]
+    (call,) = [
+        e for e in m.effects if isinstance(e, PeerCall) and e.node_id == "n2" and e.op != "beacon"
+    ]
     page = {"node": "n2", "digests": [[key.namespace, key.group, key.service, 1, 1]], "more": False}
     peer_reply(m.node, call.tag, page, m.now)
     m.effects += m.node.take_effects()
     (rcall,) = [
-        e for e in m.effects if isinstance(e, PeerCall) and e.tag != call.tag and e.node_id == "n2"
+        e
+        for e in m.effects
+        if isinstance(e, PeerCall) and e.tag != call.tag and e.node_id == "n2" and e.op != "beacon"
     ]
     marked = _marked_by_a_judge_with_newer_basis(rec, key)
     m.node.peer_reply(rcall.tag, ReconcileReply((marked,)), m.now)
@@ -465,3 +521,28 @@ def test_a_write_past_its_deadline_is_refused_counted_and_changes_nothing() -> N
     )
     m.node.handle(in_time, m.now, forwarded=True)
     assert IID in m.node.store.services[key].instances
+
+
+def test_an_owner_that_does_not_judge_replicates_the_evidence_of_its_beats() -> None:
+    """While views disagree, beats are applied by whichever node the entry's view names;
+    one that does not judge the service (here n1, deaf to n4) replicates their evidence,
+    at most every half ``unhealthy_after``, so that the judges hear it."""
+    m = Member()
+    (key,) = keys_owned_by("n1", FULL, 1)
+    m.request("register", key)
+    rec = m.node.store.services[key].instances[IID]
+    m.run(1.0)
+    assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    wider = ("n1", "n2", "n3", "n4")
+    run_views(m, 1.0, wider, wider)
+    assert not m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.effects.clear()
+    before = rec.alive
+    m.request("beat", key)
+    assert rec.alive > before
+    (delta,) = [d for d in m.deltas() if d.payload.key == key]
+    assert delta.payload.upserts[0].alive == rec.alive
+    m.effects.clear()
+    run_views(m, 0.5, wider, wider)
+    m.request("beat", key)  # within refresh_every: noted, not replicated again
+    assert not [d for d in m.deltas() if d.payload.key == key]

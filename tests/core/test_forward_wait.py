@@ -51,7 +51,7 @@ def pair(peer_request_timeout: float = 2.0) -> tuple[DistroNode, ServiceKey]:
     )
     node.on_replication(Beacon("n2", "10.0.0.2:7800", 99, True, 0), 0.0)
     node.tick(0.0)
-    (call,) = [e for e in node.take_effects() if isinstance(e, PeerCall)]
+    (call,) = [e for e in node.take_effects() if isinstance(e, PeerCall) and e.op != "beacon"]
     peer_reply(node, call.tag, {"node": "n2", "digests": [], "more": False}, 0.0)
     assert node.ready and node.members() == ("n1", "n2")
     key = next(

@@ -182,7 +182,7 @@ def deliver_reconcile(node: DistroNode, wires: list[dict[str, Any]], now: float)
 def run_round(node: DistroNode, draw: st.DrawFn, now: float) -> None:
     """Whatever calls the node has in flight get random, partly valid replies."""
     for _ in range(3):
-        calls = [e for e in node.take_effects() if type(e) is PeerCall]
+        calls = [e for e in node.take_effects() if type(e) is PeerCall and e.op != "beacon"]
         if not calls:
             return
         for call in calls:

@@ -42,7 +42,7 @@ def ready_node(now: float = 0.0) -> DistroNode:
     for peer in (A, B):
         node.on_replication(Beacon(peer, peer, 99, True, 0, (A, B, SELF)), now)
     node.tick(now)
-    for call in [e for e in node.take_effects() if isinstance(e, PeerCall)]:
+    for call in [e for e in node.take_effects() if isinstance(e, PeerCall) and e.op != "beacon"]:
         peer_reply(node, call.tag, {"node": call.node_id, "digests": [], "more": False}, now)
     node.tick(now)
     node.take_effects()

@@ -297,7 +297,7 @@ class Member:
         self.effects: list[Any] = []
         self.beacons()
         self.step()
-        for call in [e for e in self.effects if isinstance(e, PeerCall)]:
+        for call in [e for e in self.effects if isinstance(e, PeerCall) and e.op != "beacon"]:
             peer_reply(self.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
         self.step()
         assert self.node.ready

@@ -35,6 +35,7 @@ import zmq
 from meshreg.core.distro import NodeState
 from meshreg.model import ServiceKey
 from meshreg.runtime.node import TURN_ENTRIES
+from meshreg.transport.memory import MemPub
 from meshreg.wire.batching import CHECK_EVERY
 from meshreg.wire.messages import decode_body
 from meshreg.wire.notifications import topic_for
@@ -271,6 +272,9 @@ def test_a_write_is_pushed_and_replicated_before_its_reply(seed: int) -> None:
     sub.subscribe(topic_for(ServiceKey(WHERE["namespace"], WHERE["group"], service)))
     net.run_until(4.0)
     log.clear()
+    # one delay for every message: the reads arrive after the write, in its drain (random
+    # delays up to 20 ms against a 5 ms drain made that a matter of the seed's draws)
+    net.min_delay = net.max_delay = 0.002
     wrote = request(net, owner, "register", **register_fields(service, 0))
     reads = [request(net, owner, "instances", service=service, **WHERE) for _ in range(8)]
     net.run_until(6.0)
@@ -445,7 +449,7 @@ def test_a_flood_of_batches_is_served_over_several_turns(seed: int) -> None:
     assert not problems, scenario_message(net, "a flood of batches", problems)
 
 
-@pytest.mark.parametrize(("seed", "loss"), [(91, 0.0), (92, 0.1)])
+@pytest.mark.parametrize(("seed", "loss"), [(91, 0.0), (92, 0.5)])
 def test_a_batch_is_one_delta_per_service_and_every_node_converges(seed: int, loss: float) -> None:
     """``register_batch`` through n0 spanning every owner: each owner publishes one delta
     per service of its part (core/store, "Batches"), never one per entry, and every node
@@ -459,7 +463,15 @@ def test_a_batch_is_one_delta_per_service_and_every_node_converges(seed: int, lo
         for k in range(20)
     ]
     out = {n: core_of(net, n).counters["replication_out"] for n in owned}
-    net.loss = loss
+
+    def lose_deltas(src: Any, dst: Any, frames: list[bytes]) -> bool:
+        """``loss`` of the deltas only: a lost forward would make n0 apply the entries
+        itself after its timeout (one test at a time: this one checks the publishing)."""
+        return isinstance(src, MemPub) and frames[0] in (b"delta", b"deltas") and (
+            net.rng.random() < loss
+        )
+
+    net.drop = lose_deltas
     reply = request(net, net.nodes["n0"], "register_batch", namespace="public", instances=entries)
     net.run_until(net.now + 0.5)
     problems: list[str] = []
@@ -469,7 +481,7 @@ def test_a_batch_is_one_delta_per_service_and_every_node_converges(seed: int, lo
         published = core_of(net, n).counters["replication_out"] - out[n]
         if published != len(owned[n]):
             problems.append(f"{n} published {published} deltas for {len(owned[n])} services")
-    net.loss = 0.0
+    net.drop = None
     net.run_until(net.now + 12.0)  # anti-entropy repairs what was lost
     for node_id in owned:
         store = core_of(net, node_id).store

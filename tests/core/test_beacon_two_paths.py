@@ -1,0 +1,121 @@
+"""Beacons take two paths: the replication stream and the request path (review14c F1/F2).
+
+A node that could not hear a peer's replication stream (port P+2 dropped one way, the
+classic firewall rule missing one port) counted it down while the peer counted it up: the
+views disagreed for as long as it lasted, and the services whose owner they disagreed on
+were judged by nobody (dead instances healthy cluster-wide for the whole fault), or a node
+whose stream nobody heard had its beat-only providers judged silent everywhere.  Every
+node now also sends its beacon to every peer it hears as a ``beacon`` peer request: a peer
+heard either way is up.  Driven on a fake clock: n1 with peers n2 (stream silent) and n3.
+"""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from test_distro_faults import CLUSTER, Member
+
+from meshreg.core.distro import PeerCall
+from meshreg.core.effects import ReplicationStream
+from meshreg.core.requests import ListDigests, PushBeacon
+from meshreg.errors import ErrorCode, RequestRejected
+from meshreg.wire.peer import Beacon, parse_peer_request, peer_call_fields
+from meshreg.wire.replies import encode_request
+
+A, B = "10.0.0.2:7800", "10.0.0.3:7800"
+VIEW = ("n1", "n2", "n3")
+
+
+def by_request(m: Member, seq: int = 0, address: str = A, node: str = "n2") -> None:
+    m.node.handle(PushBeacon(5, Beacon(node, address, 9, True, seq, VIEW)), m.now)
+
+
+def run(m: Member, seconds: float, seq: int = 0, n2_stream: bool = False) -> None:
+    """Tick every 0.1 s: n3 beacons on its stream, n2 by request (and on its stream)."""
+    for _ in range(round(seconds / 0.1)):
+        m.beacons(VIEW, ("n2", "n3") if n2_stream else ("n3",))
+        by_request(m, seq)
+        m.step(0.1)
+
+
+def calls(m: Member, kind: type) -> list[PeerCall]:
+    return [e for e in m.effects if isinstance(e, PeerCall) and type(e.request) is kind]
+
+
+def test_a_peer_heard_by_request_only_stays_a_member_and_is_reported() -> None:
+    m = Member()
+    run(m, 10.0)  # n2's stream silent for 10 s (peer_timeout 1.5 s)
+    assert m.node.members() == VIEW
+    lost = [e for e in m.effects if isinstance(e, ReplicationStream)]
+    assert len(lost) == 1 and lost[0].lost and lost[0].node_id == "n2" and lost[0].address == A
+    rows = {r.address: r for r in m.node.cluster_result(m.now).members}
+    assert rows[A].state == "up" and rows[A].stream_silent is not None
+    assert rows[A].stream_silent >= CLUSTER.peer_timeout and rows[B].stream_silent is None
+    assert m.node.counters["replication_streams_lost"] == 1
+    run(m, 1.0, n2_stream=True)  # the firewall rule removed
+    back = [e for e in m.effects if isinstance(e, ReplicationStream)]
+    assert len(back) == 2 and not back[1].lost
+    rows = {r.address: r for r in m.node.cluster_result(m.now).members}
+    assert rows[A].stream_silent is None
+
+
+def test_without_the_second_path_the_peer_goes_down() -> None:
+    """The fault as it was: n2's stream silent and nothing else is n2 down."""
+    m = Member()
+    for _ in range(30):
+        m.beacons(VIEW, ("n3",))
+        m.step(0.1)
+    assert m.node.members() == ("n1", "n3")
+
+
+def test_a_stream_silent_at_start_is_not_reported_before_a_peer_timeout() -> None:
+    """A SUB still connecting misses the first beacons: not a lost stream."""
+    m = Member()
+    run(m, CLUSTER.peer_timeout * 0.8)
+    assert not [e for e in m.effects if isinstance(e, ReplicationStream)]
+
+
+def test_the_seq_of_a_beacon_by_request_repairs_only_while_the_stream_is_silent() -> None:
+    m = Member()
+    run(m, 0.5, seq=0, n2_stream=True)
+    gaps = m.node.counters["replication_gaps"]
+    pulls = len(calls(m, ListDigests))
+    by_request(m, seq=40)  # overtakes deltas still on the stream: no gap, no round
+    m.step(0.1)
+    assert m.node.counters["replication_gaps"] == gaps
+    assert len(calls(m, ListDigests)) == pulls
+    run(m, 3.0, seq=40)  # the stream silent now: the seq tells the deltas we missed
+    assert m.node.counters["replication_gaps"] > gaps
+    assert [c for c in calls(m, ListDigests)[pulls:] if c.node_id == "n2"]
+
+
+def test_a_node_sends_its_beacon_to_every_peer_up_each_interval() -> None:
+    m = Member()
+    before = len(calls(m, PushBeacon))
+    m.run(1.0)
+    sent = calls(m, PushBeacon)[before:]
+    assert {c.node_id for c in sent} == {"n2", "n3"}
+    per_peer = len(sent) / 2
+    assert 1.0 / CLUSTER.beacon_interval - 1 <= per_peer <= 1.0 / CLUSTER.beacon_interval + 1
+    beacon = sent[-1].request.beacon  # type: ignore[attr-defined]
+    assert beacon.node == "n1" and beacon.members == VIEW
+
+
+def test_a_beacon_by_request_from_an_address_not_followed_is_ignored() -> None:
+    m = Member()
+    by_request(m, address="10.9.9.9:7800", node="n9")
+    by_request(m, address=A, node="n7")  # another node than the one at that address
+    m.step(0.1)
+    assert m.node.members() == VIEW
+    assert "10.9.9.9:7800" not in m.node.membership.peers
+
+
+def test_the_beacon_peer_op_reads_back_as_sent() -> None:
+    push = PushBeacon(3, Beacon("n1", "10.0.0.1:7800", 9, True, 12, VIEW, VIEW, ("n4",), 1700))
+    body = encode_request(push.op, push.req_id, **peer_call_fields(push))
+    assert parse_peer_request(body) == push
+    bad = msgpack.unpackb(body)
+    bad["ready"] = "yes"
+    with pytest.raises(RequestRejected) as refused:
+        parse_peer_request(msgpack.packb(bad))
+    assert refused.value.code is ErrorCode.INVALID_ARGUMENT and "ready" in refused.value.message
