@@ -174,6 +174,7 @@ ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round faile
 ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_after / 4:
 # repair carries liveness evidence, so it must never wait long against the health rules)
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
+DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 _ONE_WAY = ("sessions", "join", "beacon")  # peer calls answered with a nil ack
@@ -292,6 +293,18 @@ class DistroNode:
         # while views differ: the members whose view is every view's union (they hear
         # everyone anyone hears), who judge in their stead (``_judges``); () if none
         self._full_hearers: tuple[str, ...] = ()
+        # while views differ and for a run of graces after (``_replicate_until``), every
+        # node replicates the evidence of the beats it applies (``evidence_floor``)
+        self._replicating = False
+        self._replicate_until = -math.inf
+        # views that differ for a moment are the lag of a member change (each node sees a
+        # peer go down within a beacon interval or two of the others): only a dispute that
+        # has lasted ``_patience`` moves judgment to the full hearers and makes every node
+        # replicate its evidence (a beat's full path, a delta per instance per half
+        # unhealthy_after): not every member change
+        self._disputed_since = math.inf
+        self._dispute_held = False
+        self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
         self._members_from: tuple[int, bool, int] | None = None
@@ -371,7 +384,7 @@ class DistroNode:
         """The heartbeat fast path (``RegistryNode.fast_beat``) only where the full path
         would apply the beat here with no other effect: ready, and responsible for the
         service (its owner looked up already: else the full path decides), or alone."""
-        if not self.ready or self._disputed:  # disputed: the full path (``evidence_floor``)
+        if not self.ready or self._replicating:  # the full path (``evidence_floor``)
             self.registry.fast_gate = False
         elif len(self._members) > 1:
             self.registry.fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
@@ -508,7 +521,8 @@ class DistroNode:
         so they judge, each the services hashed to it over them, and the others judge
         nothing (review14c F1: before, a service whose owner the views disagreed on was
         judged by nobody for as long as the views disagreed, dead instances kept healthy
-        cluster-wide).  With no full hearer (two cuts that cross), a service is judged
+        cluster-wide).  (Every node replicates its evidence while views differ: see
+        ``evidence_floor``.)  With no full hearer (two cuts that cross), a service is judged
         only by its owner in every view, as before: the rest waits for the views to agree.
         """
         return self._judges_with(key, self._disputed, self._full_hearers)
@@ -540,8 +554,12 @@ class DistroNode:
         flapping link does not hold judgment for good (core/health ``grace_threshold``)."""
         old_disputed, old_full = self._disputed, self._full_hearers
         self._disputed = disputed = self.other_views()
-        self._full_hearers = full = self._hearers(disputed) if disputed else ()
-        self._gate_fast_beats()
+        if not disputed:
+            self._disputed_since = math.inf
+        elif not old_disputed:
+            self._disputed_since = now
+        self._dispute_held = bool(disputed) and now >= self._disputed_since + self._patience
+        self._full_hearers = full = self._hearers(disputed) if self._dispute_held else ()
         if (old_disputed, old_full) == (disputed, full):
             return
         me = self.node_id
@@ -577,10 +595,12 @@ class DistroNode:
     def evidence_floor(self, key: ServiceKey, now: float) -> int:
         """Role: a beat applied away from the service's sweeper (forwarded to us, or the
         owner unreachable) refreshes evidence at most once per ``refresh_every``: the
-        evidence must reach the sweeper."""
-        if self._members != self._alone and (
-            not self._owns(key) or (self._disputed and not self._judges(key))
-        ):
+        evidence must reach the sweeper.  So does every beat while views differ and for
+        ``evict_after + unhealthy_after`` after (``_replicating``): the judge may move to
+        another node at the next view change, and its graces are bounded (a run), so it
+        must not find evidence older than that (oneway15, a flapping pair cut: a judge
+        taking over marked live beaters whose owner had never replicated their beats)."""
+        if self._members != self._alone and (self._replicating or not self._owns(key)):
             return self.registry.wall_stamp(now - self.refresh_every)
         return 0
 
@@ -1516,18 +1536,27 @@ class DistroNode:
                             self._start_round(node_id)
         if self.membership.peers:
             # derived from the peers' views (membership.revision) and ours: again only
-            # when one of them changed
+            # when one of them changed, or when a dispute has lasted DISPUTE_PATIENCE
             basis = (self.membership.revision, self._members)
-            if basis != self._disputed_from:
+            lasted = bool(self._disputed) and now >= self._disputed_since + self._patience
+            if basis != self._disputed_from or (lasted and not self._dispute_held):
                 self._disputed_from = basis
                 self._views_changed(now)
         elif self._disputed:
-            self._disputed, self._full_hearers = [], ()
+            self._disputed, self._full_hearers, self._dispute_held = [], (), False
+        if self._dispute_held:
+            policy = self.policy
+            self._replicate_until = now + policy.evict_after + policy.unhealthy_after
+        replicating = now < self._replicate_until
+        if replicating is not self._replicating:
+            self._replicating = replicating
             self._gate_fast_beats()
         self._tally.step(self.store, self.owner_of, self._members, now)
         next_check = self.registry.tick_health(now)
         if self.membership.peers:
             next_check = min(next_check, self._next_beacon, self._next_digest, next_round)
+            if self._disputed and not self._dispute_held:  # a dispute may have lasted
+                next_check = min(next_check, self._disputed_since + self._patience)
             if self._holding:  # a hold ends: the next beacon says so
                 next_check = min(next_check, min(self._holding.values()))
         self.registry.wake_at = next_check

@@ -839,10 +839,13 @@ class RegistryNode:
     def start_grace(self, now: float) -> None:
         """Judge nobody for a grace period from ``now`` (core/distro: every peer down at
         once, a member coming (back) into the view): we were cut off, so we cannot tell
-        who was silent.  A grace starting while the last one still holds evictions
-        (``evict_after``) continues its *run*, which bounds it (core/health
-        ``grace_threshold``)."""
-        if now >= self.watching_since + self.policy.evict_after:
+        who was silent.  A grace starting within ``evict_after + unhealthy_after`` of the
+        last one continues its *run*, which bounds it (core/health ``grace_threshold``):
+        with ``evict_after`` alone, a grace that came just as the evictions the last one
+        held fell due (a sweep had no time to make them, or its node was not judging)
+        started a new run, and again and again: no bound from the death (oneway15)."""
+        policy = self.policy
+        if now >= self.watching_since + policy.evict_after + policy.unhealthy_after:
             self.grace_run_began = now
         self.watching_since = max(self.watching_since, now)
 

@@ -10,7 +10,7 @@ from answers import peer_reply, served_map, stats_map
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.cluster_messages import ReconcileReply
-from meshreg.core.distro import Broadcast, DistroNode, PeerCall
+from meshreg.core.distro import DISPUTE_PATIENCE, Broadcast, DistroNode, PeerCall
 from meshreg.core.effects import InstanceView, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
@@ -546,3 +546,28 @@ def test_an_owner_that_does_not_judge_replicates_the_evidence_of_its_beats() -> 
     run_views(m, 0.5, wider, wider)
     m.request("beat", key)  # within refresh_every: noted, not replicated again
     assert not [d for d in m.deltas() if d.payload.key == key]
+
+
+def test_views_that_differ_for_a_moment_move_no_judgment() -> None:
+    """The lag of a member change (one node sees a peer go down a beacon interval before
+    another) is no dispute: below ``DISPUTE_PATIENCE`` the fast path stays, no evidence is
+    replicated for it and no grace starts; past it, the full hearers judge and every node
+    replicates its beats' evidence for ``evict_after + unhealthy_after`` after."""
+    m = Member()
+    (key,) = keys_owned_by("n1", FULL, 1)
+    m.request("register", key)
+    m.run(1.0)
+    patience = DISPUTE_PATIENCE * CLUSTER.peer_timeout
+    run_views(m, patience * 0.6, ("n1", "n2"), FULL)  # n2 lost n3 first
+    assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.run(1.0)
+    grace_before = m.node.registry.watching_since
+    assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    run_views(m, patience * 1.5, ("n1", "n2"), FULL)  # a real dispute
+    assert not m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.run(POLICY.evict_after + POLICY.unhealthy_after - 0.5)  # agreeing again: still replicating
+    assert not m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    m.run(1.0)
+    m.request("register", key)  # (silent since: evicted meanwhile)
+    assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
+    assert m.node.registry.watching_since == grace_before  # n1 judged its own all along

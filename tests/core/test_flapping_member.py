@@ -148,9 +148,10 @@ def test_one_return_still_gives_every_instance_the_whole_grace() -> None:
     assert stats_map(f.node, f.m.now)["judged_in_member_grace"] == 0
 
 
-@pytest.mark.parametrize("gap", [E + 0.5, 2 * E])
+@pytest.mark.parametrize("gap", [E + U + 0.5, 2 * (E + U)])
 def test_a_grace_after_the_run_ended_starts_a_new_run(gap: float) -> None:
-    """Graces less than ``evict_after`` apart are one run; further apart, a new one."""
+    """Graces less than ``evict_after + unhealthy_after`` apart are one run (a sweep has
+    had time to make the evictions the last one held); further apart, a new one."""
     f = Flapping()
     reg = f.node.registry
     reg.start_grace(100.0)
@@ -158,8 +159,11 @@ def test_a_grace_after_the_run_ended_starts_a_new_run(gap: float) -> None:
     reg.start_grace(102.0)  # within the run
     reg.start_grace(104.0)
     assert (reg.watching_since, reg.grace_run_began) == (104.0, 100.0)
-    reg.start_grace(104.0 + gap)  # the run's last grace held evictions until 104 + E
-    assert (reg.watching_since, reg.grace_run_began) == (104.0 + gap, 104.0 + gap)
+    reg.start_grace(104.0 + E + 0.5)  # as the evictions it held fall due: the same run
+    assert reg.grace_run_began == 100.0
+    reg.start_grace(104.0 + E + 0.5 + gap)
+    t = 104.0 + E + 0.5 + gap
+    assert (reg.watching_since, reg.grace_run_began) == (t, t)
 
 
 def test_the_threshold_in_a_run_of_graces() -> None:
