@@ -1,8 +1,10 @@
 """A provider for the chaos suite: registers instances through its local node and beats.
 
 Runs inside a node's namespace. Registers ``--per-service`` instances of each service
-(``ip`` given, ports ``20000 + 100*service_index + k``) with the documented Python client
-(``beat_interval`` as given), prints ``ready <monotonic time>``, then obeys stdin lines:
+(``ip`` given, ports ``port_base + 100*service_index + k``, ``--port-base`` 20000 by
+default) with the documented Python client (``beat_interval`` as given; ``--no-sessions``:
+per-instance beats, as a client of another language sends), prints ``ready <monotonic
+time>``, then obeys stdin lines:
 
     dereg SERVICE IP PORT   deregister one instance, in a thread of its own (several may run
                             at once); prints "ok SERVICE IP PORT <t_start> <t_end>" or "err ..."
@@ -32,14 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-service", type=int, default=3)
     p.add_argument("--beat-interval", type=float, default=0.5)
     p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--port-base", type=int, default=20000)
+    p.add_argument("--no-sessions", action="store_true")
     args = p.parse_args(argv)
     services = [s for s in args.services.split(",") if s]
     client = Client(
-        [args.server], beat_interval=args.beat_interval, timeout=5.0, attempt_timeout=1.0
+        [args.server],
+        beat_interval=args.beat_interval,
+        timeout=5.0,
+        attempt_timeout=1.0,
+        sessions=not args.no_sessions,
     )
     for si, svc in enumerate(services):
         for k in range(args.per_service):
-            client.register(svc, args.ip, 20000 + 100 * si + k)
+            client.register(svc, args.ip, args.port_base + 100 * si + k)
     print(f"ready {time.monotonic()}", flush=True)
     end = time.monotonic() + args.max_seconds
     lock = threading.Lock()

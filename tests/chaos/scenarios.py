@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from netlab import HERE, Lab, LabError, Proc, read_line
+from netlab import HERE, Lab, LabError, Proc, iptables_command, read_line, run
 
 Key = tuple[str, str]  # (service, "ip:port")
 
@@ -57,6 +57,7 @@ class Settings:
     converge_bound: float = 5.0  # s after the fault ends
     settle: float = 3.0  # s a converged cluster is watched before the run ends
     max_run_seconds: float = 110.0  # hard bound on one scenario (setup to teardown)
+    beat_only: bool = False  # also a provider with per-instance beats in every namespace
 
     def service_names(self) -> list[str]:
         return [f"chaos-s{i}" for i in range(self.services)]
@@ -65,7 +66,8 @@ class Settings:
     def for_scenario(cls, name: str) -> Settings:
         """The settings scenario ``name`` runs with: the defaults, and ``SHORT_HEALTH``
         for the scenarios whose fault is sized by evict_after (``SHORT_HEALTH_SCENARIOS``)."""
-        return replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
+        base = replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
+        return replace(base, beat_only=name in BEAT_ONLY_SCENARIOS)
 
 
 # Health timings for the scenarios whose fault must outlast evict_after (pause, partition)
@@ -79,6 +81,8 @@ class Settings:
 # retransmission backoff under 20 % loss does not shrink with the timings.
 SHORT_HEALTH = {"unhealthy_after": 2.0, "evict_after": 4.0}
 SHORT_HEALTH_SCENARIOS = ("provider-death", "pause", "partition")
+# the faults a client of another language (per-instance beats, no session) met otherwise
+BEAT_ONLY_SCENARIOS = ("oneway-port", "pub-blocked")
 
 
 @dataclass
@@ -246,7 +250,12 @@ class Run:
         ]
         self.lab.spawn(j, f"checker-{self.name(j)}", argv)
 
-    def start_provider(self, j: int) -> Proc:
+    def start_provider(self, j: int, index: int | None = None, sessions: bool = True) -> Proc:
+        """A provider in node j's namespace, through node j; ``index`` (>= nodes) names
+        a second one there (ports from 30000 + 1000 * index), ``sessions`` False: it
+        beats per instance (``Client(sessions=False)``)."""
+        index = j if index is None else index
+        port_base = 20000 if index == j else 30000 + 1000 * index
         argv = [
             sys.executable,
             str(HERE / "provider.py"),
@@ -262,13 +271,17 @@ class Run:
             str(self.s.beat_interval),
             "--max-seconds",
             str(self.s.max_run_seconds + 30),
-        ]
-        proc = self.lab.spawn(j, f"provider-{self.name(j)}", argv, pipe=True)
-        self.providers[j] = proc
+            "--port-base",
+            str(port_base),
+        ] + ([] if sessions else ["--no-sessions"])
+        label = self.name(j) if index == j else f"{self.name(j)}-{index}"
+        proc = self.lab.spawn(j, f"provider-{label}", argv, pipe=True)
+        self.providers.extend([None] * max(0, index + 1 - len(self.providers)))
+        self.providers[index] = proc
         for si, svc in enumerate(self.s.service_names()):
             for k in range(self.s.per_service):
-                key = (svc, f"{self.lab.addresses[j]}:{20000 + 100 * si + k}")
-                self.instances[key] = Inst(key, j)
+                key = (svc, f"{self.lab.addresses[j]}:{port_base + 100 * si + k}")
+                self.instances[key] = Inst(key, index)
         return proc
 
     # -- samples -------------------------------------------------------------------------
@@ -378,11 +391,14 @@ class Run:
         t = time.monotonic()
         self.wait_for(lambda: self.all_ready(t), 40, "every node ready with every peer up")
         self.event("cluster ready")
-        procs = [self.start_provider(j) for j in range(self.s.nodes)]
-        for j, proc in enumerate(procs):
+        n = self.s.nodes
+        procs = [self.start_provider(j) for j in range(n)]
+        if self.s.beat_only:
+            procs += [self.start_provider(j, n + j, sessions=False) for j in range(n)]
+        for i, proc in enumerate(procs):
             line = read_line(proc, 40)
             if not line or not line.startswith("ready"):
-                raise Abort(f"provider {self.name(j)} did not register: {line!r}")
+                raise Abort(f"provider {i} in {self.name(i % n)} did not register: {line!r}")
         t = self.event(f"providers registered {len(self.instances)} instances")
         self.wait_for(lambda: self.all_converged(t), 20, "every instance healthy on every node")
         self.judge_from = self.event("baseline converged; judging from here")
@@ -411,6 +427,51 @@ class Run:
                 stable_since = None
             time.sleep(self.s.sample_interval)
         self.poll()
+
+    def kill_provider(self, index: int) -> tuple[list[Key], float]:
+        """SIGKILL provider ``index``: its instances (returned, with when) must go."""
+        proc = self.providers[index]
+        assert proc is not None
+        t = time.monotonic()
+        proc.kill()
+        keys = sorted(k for k, m in self.instances.items() if m.provider == index)
+        for key in keys:
+            self.instances[key].removing_at, self.instances[key].removal = t, "dead"
+        self.event(f"provider {index} SIGKILL ({len(keys)} instances)")
+        return keys, t
+
+    def judge_death(self, keys: list[Key], died: float, bound: float) -> None:
+        """Dead instances gone from every node within ``bound`` s of the death, and for
+        good, judged on the samples up to now (a fault may still be on)."""
+        self.poll()
+        until = time.monotonic()
+        for j in range(self.s.nodes):
+            gone = None
+            for x in self.samples[j]:
+                if not died <= x["t0"] <= until or not x.get("ok"):
+                    continue
+                shown = [x["inst"].get(s, {}).get(a) for s, a in keys]
+                gone = (gone or x["t0"]) if all(v is None for v in shown) else None
+            took = "never" if gone is None else f"{gone - died:.1f}s"
+            self.notes.append(f"{self.name(j)}: dead instances gone for good after {took}")
+            if gone is None or gone - died > bound:
+                self.extra_violations.append(
+                    Violation(
+                        until,
+                        j,
+                        "dead-kept",
+                        f"{len(keys)} dead instances not gone within {bound:g}s during the "
+                        f"fault (gone for good after {took}, watched {until - died:.1f}s)",
+                    )
+                )
+
+    def drop_rule(self, j: int, rule: list[str], on: bool) -> None:
+        """Add (remove) an iptables rule in node j's namespace (it goes with the lab)."""
+        ipt = iptables_command()
+        if ipt is None:
+            raise Abort("iptables is not installed")
+        run("ip", "netns", "exec", self.lab.namespaces[j], ipt, "-A" if on else "-D", *rule,
+            check=on)  # fmt: skip
 
     def kill_node(self, j: int) -> None:
         node = self.nodes[j]
@@ -764,6 +825,47 @@ def sc_loss(r: Run, seconds: float = 20.0) -> None:
     r.notes.append(f"peer up->down transitions seen during the loss: {flaps}")
 
 
+def sc_oneway_port(r: Run, seconds: float = 25.0) -> None:
+    """A one-way link at the application level (review14c F1): node b drops what node a's
+    replication port (P+2) sends it, everything else works. 3 s in, the providers of the
+    third node die: they must be gone from every node within evict_after + 4 s while the
+    fault is still on, and no live instance (sessions or per-instance beats) may look
+    unhealthy or missing anywhere meanwhile (before the fix: dead instances kept healthy
+    on every node for the whole fault)."""
+    a, b = r.rng.sample(range(r.s.nodes), 2)
+    c = next(j for j in range(r.s.nodes) if j not in (a, b))
+    rule = ["INPUT", "-i", "eth0", "-s", r.lab.addresses[a], "-p", "tcp", "--sport",
+            str(r.s.port + 2), "-j", "DROP"]  # fmt: skip
+    w = r.open_window(f"{r.name(b)} deaf to {r.name(a)}:P+2 {seconds:g}s", set(), set(), 8.0)
+    r.drop_rule(b, rule, True)
+    r.observe(3.0)
+    dead = [r.kill_provider(p) for p in (c, r.s.nodes + c)]
+    r.observe(seconds - (time.monotonic() - w.start))
+    r.judge_death(dead[0][0] + dead[1][0], dead[0][1], r.s.evict_after + 4.0)
+    r.drop_rule(b, rule, False)
+    r.close_window(w, r.event("rule removed"))
+    r.settle(w)
+
+
+def sc_pub_blocked(r: Run, seconds: float = 25.0) -> None:
+    """A firewall that forgot one port (review14c F2): node a's replication port (P+2)
+    closed to every peer; a hears everyone, requests work both ways. The per-instance
+    beaters talking to a must stay healthy on every node; 3 s in, another node's
+    providers die: gone everywhere within evict_after + 4 s, during the fault (before the
+    fix: a's beat-only instances unhealthy on the other nodes for the whole fault)."""
+    a, c = r.rng.sample(range(r.s.nodes), 2)
+    rule = ["INPUT", "-i", "eth0", "-p", "tcp", "--dport", str(r.s.port + 2), "-j", "DROP"]
+    w = r.open_window(f"{r.name(a)}:P+2 closed {seconds:g}s", set(), set(), 5.0)
+    r.drop_rule(a, rule, True)
+    r.observe(3.0)
+    dead = [r.kill_provider(p) for p in (c, r.s.nodes + c)]
+    r.observe(seconds - (time.monotonic() - w.start))
+    r.judge_death(dead[0][0] + dead[1][0], dead[0][1], r.s.evict_after + 4.0)
+    r.drop_rule(a, rule, False)
+    r.close_window(w, r.event("rule removed"))
+    r.settle(w)
+
+
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "kill": sc_kill,
     "rolling-restart": sc_rolling,
@@ -772,6 +874,8 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "partition": sc_partition,
     "dereg-partition": sc_dereg_partition,
     "loss-delay": sc_loss,
+    "oneway-port": sc_oneway_port,
+    "pub-blocked": sc_pub_blocked,
 }
 
 from config_scenarios import CONFIG_SCENARIOS  # noqa: E402  (needs Run, defined above)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import netlab
 import pytest
+from netlab import iptables_command
 from scenarios import Settings, run_scenario
 
 _REASON = netlab.unavailable_reason()
@@ -81,6 +82,18 @@ def test_deregister_on_majority_during_short_partition() -> None:
 )
 def test_loss_and_delay() -> None:
     check("loss-delay")
+
+
+@pytest.mark.timeout(100)
+@pytest.mark.skipif(iptables_command() is None, reason="one-way faults need iptables")
+def test_replication_port_dropped_one_way() -> None:
+    check("oneway-port")
+
+
+@pytest.mark.timeout(100)
+@pytest.mark.skipif(iptables_command() is None, reason="one-way faults need iptables")
+def test_replication_port_closed_to_every_peer() -> None:
+    check("pub-blocked")
 
 
 @pytest.mark.timeout(120)
