@@ -304,6 +304,8 @@ class DistroNode:
         # unhealthy_after): not every member change
         self._disputed_since = math.inf
         self._dispute_held = False
+        # peers (id -> epoch) that answered a ``beacon`` request UNKNOWN_OP: older nodes
+        self._no_beacon_op: dict[str, int] = {}
         self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
@@ -1202,8 +1204,9 @@ class DistroNode:
         down while we count it up, and the views would disagree for as long as it lasts
         (review14c F1/F2).  Not retried: the next beacon follows."""
         push = PushBeacon(0, beacon)
+        older = self._no_beacon_op
         for peer in self.membership.up_peers():
-            if peer.node_id:
+            if peer.node_id and (not older or older.get(peer.node_id) != peer.epoch):
                 self._call(peer.node_id, push, "beacon", (peer.node_id,))
 
     def _call(self, node_id: str, request: PeerRequest, kind: str, ctx: Any) -> None:
@@ -1295,12 +1298,18 @@ class DistroNode:
         self._reports[what] = (now, 0)
         self.registry.queue(PeerDataRejected(peer, what, reason[:500], suppressed))
 
-    def peer_failed(self, tag: int, now: float) -> None:
-        """A PeerCall got no (or an error) reply; the round is retried later."""
+    def peer_failed(self, tag: int, now: float, unknown_op: bool = False) -> None:
+        """A PeerCall got no (or an error) reply; the round is retried later.
+        ``unknown_op``: the peer does not know the op (an older node, during a rolling
+        upgrade): no more ``beacon`` requests to that incarnation of it."""
         call = self._calls.pop(tag, None)
         if call is None:
             return
         kind, ctx = call
+        if kind == "beacon" and unknown_op:
+            peer = self.membership.peer_by_id(ctx[0])
+            if peer is not None and peer.epoch is not None:
+                self._no_beacon_op[ctx[0]] = peer.epoch
         if kind not in _ONE_WAY:  # a lost push or join: the next one carries it
             self._abort_round(ctx if kind == "digests" else ctx[0], now)
 

@@ -149,6 +149,7 @@ from meshreg.wire.peer import (
     encode_written_batch,
     parse_call_result,
     parse_peer_message,
+    refused_as_unknown,
 )
 from meshreg.wire.replies import beat_ok, encode_error, encode_ok, encode_request, with_deadline
 
@@ -1351,7 +1352,7 @@ class NodeRuntime:
                 if ok:
                     core.peer_reply(tag, parse_call_result(result), now)
                 else:
-                    core.peer_failed(tag, now)
+                    core.peer_failed(tag, now, refused_as_unknown(result))
 
     def _batch_part_replied(self, pending: Any, frames: list[bytes], now: float) -> None:
         """The owner's reply to a part of a split ``register_batch``: its per-entry

@@ -673,11 +673,19 @@ def _payloads(services: Any) -> tuple[ServicePayload, ...]:
 # -- replies to our peer calls (untrusted until here) ------------------------------------
 def decode_peer_reply(body: bytes) -> tuple[int, bool, Any]:
     """(id, ok, result) of a reply to a peer call, decoded within the peer plane's
-    limits (``messages.unpack_peer``); the result is checked by ``parse_*_reply``."""
+    limits (``messages.unpack_peer``); the result is checked by ``parse_*_reply``; for
+    an error, the ``error`` map (``refused_as_unknown``)."""
     reply = _unpack(body, "peer reply")
     if not isinstance(reply, dict) or type(reply.get("id")) is not int or "ok" not in reply:
         raise RemoteProtocolError("peer reply is not a map with 'id' and 'ok'")
-    return reply["id"], reply["ok"] is True, reply.get("result")
+    ok = reply["ok"] is True
+    return reply["id"], ok, reply.get("result") if ok else reply.get("error")
+
+
+def refused_as_unknown(error: Any) -> bool:
+    """Whether a peer call's error (``decode_peer_reply``) is UNKNOWN_OP: an older node
+    that does not know the op (a rolling upgrade)."""
+    return isinstance(error, dict) and error.get("code") == int(ErrorCode.UNKNOWN_OP)
 
 
 def parse_call_result(result: Any) -> CallReply:

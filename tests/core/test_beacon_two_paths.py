@@ -19,8 +19,14 @@ from meshreg.core.distro import PeerCall
 from meshreg.core.effects import ReplicationStream
 from meshreg.core.requests import ListDigests, PushBeacon
 from meshreg.errors import ErrorCode, RequestRejected
-from meshreg.wire.peer import Beacon, parse_peer_request, peer_call_fields
-from meshreg.wire.replies import encode_request
+from meshreg.wire.peer import (
+    Beacon,
+    decode_peer_reply,
+    parse_peer_request,
+    peer_call_fields,
+    refused_as_unknown,
+)
+from meshreg.wire.replies import encode_error, encode_request
 
 A, B = "10.0.0.2:7800", "10.0.0.3:7800"
 VIEW = ("n1", "n2", "n3")
@@ -119,3 +125,30 @@ def test_the_beacon_peer_op_reads_back_as_sent() -> None:
     with pytest.raises(RequestRejected) as refused:
         parse_peer_request(msgpack.packb(bad))
     assert refused.value.code is ErrorCode.INVALID_ARGUMENT and "ready" in refused.value.message
+
+
+def test_an_older_peer_that_does_not_know_the_op_gets_no_more_beacon_requests() -> None:
+    """A rolling upgrade: an older node answers ``beacon`` UNKNOWN_OP (and logs it); it
+    is sent no more until it restarts (a new epoch: upgraded, maybe)."""
+    m = Member()
+    m.run(0.5)
+    (call,) = [c for c in calls(m, PushBeacon) if c.node_id == "n2"][-1:]
+    m.node.peer_failed(call.tag, m.now, unknown_op=True)
+    before = len(calls(m, PushBeacon))
+    m.run(1.0)
+    sent = calls(m, PushBeacon)[before:]
+    assert sent and {c.node_id for c in sent} == {"n3"}
+    for _ in range(3):  # n2 restarted: a new epoch
+        m.node.on_replication(Beacon("n2", A, 10, True, 0, VIEW), m.now)
+        m.beacons(VIEW, ("n3",))
+        m.step(0.1)
+    assert [c for c in calls(m, PushBeacon)[before + len(sent) :] if c.node_id == "n2"]
+
+
+def test_a_peer_error_reply_says_whether_the_op_was_unknown() -> None:
+    unknown = encode_error(4, ErrorCode.UNKNOWN_OP, "unknown op 'beacon' on the peer port")
+    tag, ok, error = decode_peer_reply(unknown)
+    assert (tag, ok) == (4, False) and refused_as_unknown(error)
+    tag, ok, error = decode_peer_reply(encode_error(5, ErrorCode.UNAVAILABLE, "busy"))
+    assert not ok and not refused_as_unknown(error)
+    assert not refused_as_unknown(None) and not refused_as_unknown({"code": "3"})
