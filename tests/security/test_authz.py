@@ -48,6 +48,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "reconcile": {"node": "n1", "services": []},
     "sessions": {"node": "n1", "epoch": 1, "sessions": []},
     "join": {"node": "n1", "addresses": ["10.0.0.1:7800"]},
+    "beacon": {"node": "n1", "address": "10.0.0.1:7800", "epoch": 7, "ready": True, "seq": 0},
     "session_open": {"namespace": "public"},
     "session_renew": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
     "session_close": {"namespace": "public", "session": "0123456789abcdef0123456789abcdef"},
@@ -100,6 +101,7 @@ EXPECTED = {
     "reconcile": (Access.PEER, (None, None, None)),
     "sessions": (Access.PEER, (None, None, None)),
     "join": (Access.PEER, (None, None, None)),
+    "beacon": (Access.PEER, (None, None, None)),
     "session_open": (Access.WRITE, ("public", None, None)),
     "session_renew": (Access.WRITE, ("public", None, None)),
     "session_close": (Access.WRITE, ("public", None, None)),
@@ -150,6 +152,7 @@ ALLOWED = {
     "reconcile": set(),
     "sessions": set(),
     "join": set(),
+    "beacon": set(),
     # write on some service of the namespace (the session id is the capability)
     "session_open": {"writer", "admin", "configurer"},
     "session_renew": {"writer", "admin", "configurer"},
