@@ -1055,9 +1055,9 @@ class ConfigStore:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"cannot create {key}: this node holds {len(self._history)} data ids "
                 f"({len(self._tombstones)} of them deleted, purged beyond [config] "
-                f"max_tombstones {limits.max_tombstones}, the oldest first, "
-                f"{limits.prune_step} versions a second), its limit (2 x (max_configs + "
-                "max_tombstones)); retry in a few seconds",
+                f"max_tombstones {limits.max_tombstones}, the oldest first, up to "
+                f"{limits.prune_step} versions ten times a second), its limit (2 x "
+                "(max_configs + max_tombstones)); retry in a few seconds",
                 "held_limit",
             )
 

@@ -272,3 +272,23 @@ def test_the_settings_are_read_from_the_config_file(tmp_path: Path) -> None:
     path.write_text('[config]\nmax_tombstones = "many"\n')
     with pytest.raises(ConfigError, match="max_tombstones must be a number"):
         load_node_config(path)
+
+
+def test_creates_and_deletes_faster_than_the_purge_meet_the_backstop_until_it_catches_up() -> None:
+    """Local creates of new data ids stop at held_limit (deleted ones waiting for their
+    purge), with a message saying to retry; the next prune makes room."""
+    s = store(max_configs=1, max_tombstones=1, max_configs_per_namespace=0)
+    for i in range(4):  # no prune in between: 4 tombstones, held_limit 2 x (1 + 1)
+        s.publish(key("a", i), "x", now=1.0)
+        s.delete(key("a", i), now=1.0)
+    exc = refused(s.publish, key("a", 9), "x", now=1.0)
+    assert exc.reason == "held_limit" and exc.code is ErrorCode.RESOURCE_EXHAUSTED
+    for part in ("holds 4 data ids", "4 of them deleted", "max_tombstones 1", "retry"):
+        assert part in exc.message, exc.message
+    s.publish(key("a", 0), "again", now=1.0)  # a held one: no backstop, only the quotas
+    s.prune(2.0)
+    s.delete(key("a", 0), now=2.0)
+    s.prune(2.1)
+    assert s.stats()["tombstones"] == 1
+    s.publish(key("a", 9), "x", now=2.2)
+    check_counts(s)
