@@ -722,6 +722,17 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
             f"{configs.get('refused_minority')}, timed out {configs.get('timed_out')}; "
             f"data dir {configs.get('data_dir')}"
         )
+        by_ns = configs.get("configs_by_namespace")
+        limits = configs.get("limits")
+        if isinstance(by_ns, dict) and isinstance(limits, dict):
+            largest = ", ".join(f"{ns} {n}" for ns, n in by_ns.items()) or "none"
+            lines.append(
+                f"config quotas   {configs.get('namespaces')} namespaces, the largest: "
+                f"{largest} (live data ids; limit {limits.get('max_configs_per_namespace')} "
+                f"per namespace, 0: none; {limits.get('max_configs')} per node); deleted "
+                f"kept {configs.get('tombstones')} of {limits.get('max_tombstones')} "
+                f"({configs.get('tombstones_purged_early')} purged early)"
+            )
         if configs.get("commit_failing"):
             lines.append(
                 f"CONFIG DISK     saving fails ({configs.get('commit_error')}; "

@@ -25,7 +25,9 @@ from meshreg.configcenter.model import (
     DEFAULT_KEEP_REVISIONS,
     DEFAULT_KEEP_SECONDS,
     DEFAULT_MAX_CONFIGS,
+    DEFAULT_MAX_CONFIGS_PER_NAMESPACE,
     DEFAULT_MAX_CONTENT_BYTES,
+    DEFAULT_MAX_TOMBSTONES,
     DEFAULT_MAX_TOTAL_BYTES,
     ConfigLimits,
 )
@@ -108,9 +110,12 @@ class NodeConfig:
     config_max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES  # bytes per content (<= 10 MiB)
     config_keep_revisions: int = DEFAULT_KEEP_REVISIONS  # past revisions kept; 0: no count limit
     config_keep_days: float = DEFAULT_CONFIG_KEEP_DAYS  # days of history kept; 0: no age limit
-    # content held, all versions, and data ids held (tombstones included)
+    # content held, all versions; live data ids, in all and per namespace (0: no limit
+    # per namespace); deleted data ids kept (the oldest purged first beyond it)
     config_max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
     config_max_configs: int = DEFAULT_MAX_CONFIGS
+    config_max_configs_per_namespace: int = DEFAULT_MAX_CONFIGS_PER_NAMESPACE
+    config_max_tombstones: int = DEFAULT_MAX_TOMBSTONES
     # Serve config reads at once, without catching up from a majority (--config-force-ready:
     # the operator's override for a lone survivor; docs/CONFIG.md "The ready gate").
     config_force_ready: bool = False
@@ -126,11 +131,11 @@ class NodeConfig:
                 keep_seconds=self.config_keep_days * 86400.0 or None,
                 max_total_bytes=self.config_max_total_bytes,
                 max_configs=self.config_max_configs,
+                max_configs_per_namespace=self.config_max_configs_per_namespace,
+                max_tombstones=self.config_max_tombstones,
             )
         except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"config_max_content_bytes / config_max_total_bytes / config_keep_*: {exc}"
-            ) from None
+            raise ConfigError(f"[config]: {exc}") from None
 
     @property
     def address(self) -> str:
@@ -371,6 +376,8 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             "max_content_bytes",
             "max_total_bytes",
             "max_configs",
+            "max_configs_per_namespace",
+            "max_tombstones",
             "keep_revisions",
             "keep_days",
             "force_ready",
@@ -470,6 +477,8 @@ def _config_table(node: dict[str, Any], table: dict[str, Any], path: Path) -> di
         ("max_content_bytes", (int,)),
         ("max_total_bytes", (int,)),
         ("max_configs", (int,)),
+        ("max_configs_per_namespace", (int,)),
+        ("max_tombstones", (int,)),
         ("keep_revisions", (int,)),
         ("keep_days", (int, float)),
     ):

@@ -48,8 +48,19 @@ highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an 
   ``prune_step`` versions and scans at most ``prune_step`` data ids per call, resuming
   where it stopped (bounded work per tick).
 
+* **Quotas** (docs/CONFIG.md "Limits"): a local write that makes a data id live (a create,
+  or a publish or rollback of a deleted one) is refused (RESOURCE_EXHAUSTED) when its
+  namespace holds ``max_configs_per_namespace`` live data ids, or the node ``max_configs``;
+  updates and deletes always go, and versions merged from peers are never refused for
+  them (their owner decided: refusing would keep the nodes apart).  The counts are of the
+  live current versions this node holds, kept as each current version changes, so every
+  node counts the same once it holds the same versions.  Deleted data ids do not count:
+  they are bounded by ``max_tombstones`` (beyond it ``prune`` purges the oldest first,
+  before ``keep_seconds``), and every data id held by ``held_limit`` (the memory backstop).
+
 Invariants: a data id's current entry has the largest revision it holds; at most
-``MAX_VERSIONS_PER_REVISION`` versions per revision; at most ``max_configs`` data ids.
+``MAX_VERSIONS_PER_REVISION`` versions per revision; at most ``held_limit`` data ids held;
+``live_configs`` and ``live_by_namespace`` count the current versions that are not deletes.
 """
 
 from __future__ import annotations
@@ -98,6 +109,7 @@ from meshreg.core.sorted_keys import SortedKeys
 from meshreg.errors import ErrorCode
 
 MAX_VERSIONS_PER_REVISION = 8  # versions of one data id at one revision (owners racing)
+STATS_NAMESPACES = 20  # the largest namespaces stats() lists (live data ids each)
 HASH_PARTS_MAX = 131_072  # revisions whose part of the history hash text is kept
 # (ConfigStore._hash_parts, ~250 bytes each: ~32 MB at most); more: made at each hash
 SETTLE_SECONDS = 2.5  # s after its write (``modified``); a version no majority acknowledged
@@ -202,6 +214,14 @@ class ConfigStore:
         self.conflicts = 0  # versions of other writes stored at a revision already held
         self.history_entries = 0
         self.content_bytes = 0  # characters of content over every version held
+        # live (not deleted) current versions, in all and per namespace (the quotas);
+        # kept by _set_current, so O(1) per change and per check
+        self.live_configs = 0
+        self.live_by_namespace: dict[str, int] = {}
+        # the data ids whose current version is a delete, in the order they became one
+        # here (the oldest first: purged first beyond max_tombstones)
+        self._tombstones: dict[ConfigKey, None] = {}
+        self.tombstones_purged_early = 0  # purged beyond max_tombstones, before keep_seconds
 
     # -- reads -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -517,16 +537,32 @@ class ConfigStore:
         return "[" + ", ".join(text for _, text in parts.values()) + "]"
 
     def stats(self) -> dict[str, Any]:
-        live = sum(1 for e in self._current.values() if not e.deleted)
+        limits = self.limits
         return {
-            "configs": live,
-            "tombstones": len(self._current) - live,
+            "configs": self.live_configs,
+            "tombstones": len(self._tombstones),
+            "tombstones_purged_early": self.tombstones_purged_early,
+            "namespaces": len(self.live_by_namespace),
+            # the largest namespaces, live data ids each (what max_configs_per_namespace
+            # limits): at most STATS_NAMESPACES of them
+            "configs_by_namespace": self.namespace_counts(STATS_NAMESPACES),
+            "limits": {
+                "max_configs": limits.max_configs,
+                "max_configs_per_namespace": limits.max_configs_per_namespace,
+                "max_tombstones": limits.max_tombstones,
+                "max_total_bytes": limits.max_total_bytes,
+            },
             "history_entries": self.history_entries,
             "content_chars": self.content_bytes,
             "conflicts": self.conflicts,
             "hash_parts": self.hash_parts,
             "rejected": dict(self.rejected),
         }
+
+    def namespace_counts(self, top: int | None = None) -> dict[str, int]:
+        """Live data ids per namespace, the largest first (``top``: that many at most)."""
+        ranked = sorted(self.live_by_namespace.items(), key=lambda kv: (-kv[1], kv[0]))
+        return dict(ranked if top is None else ranked[:top])
 
     # -- local writes (the responsible node) ---------------------------------------------
     def publish(
@@ -736,8 +772,8 @@ class ConfigStore:
                     stored = self._replace_version(key, i, version.as_committed())
                 return Applied(Outcome.DUPLICATE, i == 0, stored, self._current.get(key))
         if len(held) >= MAX_VERSIONS_PER_REVISION or (
-            by_rev is None and len(self._history) >= self.limits.max_configs
-        ):
+            by_rev is None and len(self._history) >= self.limits.held_limit
+        ):  # (the memory backstop only: the quotas are the owner's, never checked here)
             self.rejected["replica_refused"] = self.rejected.get("replica_refused", 0) + 1
             return Applied(Outcome.REFUSED, False, None, self._current.get(key))
         cur = self._current.get(key)
@@ -767,15 +803,57 @@ class ConfigStore:
         return None
 
     # -- retention -----------------------------------------------------------------------
+    @property
+    def tombstones_over(self) -> int:
+        """Deleted data ids held beyond ``max_tombstones`` (the next prunes purge them)."""
+        return max(0, len(self._tombstones) - self.limits.max_tombstones)
+
     def prune(self, now: float) -> list[ConfigEntry]:
-        """Remove at most ``prune_step`` past versions (scanning at most ``prune_step`` data
-        ids), resuming after the last data id scanned; the removed versions, for the
-        persistence layer to delete."""
+        """Purge the oldest deleted data ids beyond ``max_tombstones`` (their versions,
+        ``prune_step`` at most, at least one data id's), then remove at most ``prune_step``
+        past versions (scanning at most ``prune_step`` data ids), resuming after the last
+        data id scanned; the removed versions, for the persistence layer to delete."""
         step = self.limits.prune_step
         keep_n = self.limits.keep_revisions
         cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
         self._age_cutoff = cutoff
         age_limit = float("-inf") if cutoff is None else cutoff
+        removed = self._purge_over(step)
+        if not removed:  # (a purge beyond max_tombstones is this call's work)
+            removed = self._prune_scan(step, keep_n, cutoff, age_limit)
+        return removed
+
+    def _purge_over(self, step: int) -> list[ConfigEntry]:
+        """The oldest deleted data ids beyond ``max_tombstones``, purged (``prune_step``
+        versions at most, at least one data id's), as ``keep_seconds`` purges them: their
+        revision goes into the bucket's floor, so a data id created again goes on above."""
+        removed: list[ConfigEntry] = []
+        over = self.tombstones_over
+        while over > 0:
+            key = next(iter(self._tombstones))
+            if removed and len(removed) + sum(map(len, self._history[key].values())) > step:
+                break
+            removed.extend(self._purge(key))
+            self.tombstones_purged_early += 1
+            over -= 1
+        return removed
+
+    def _purge(self, key: ConfigKey) -> list[ConfigEntry]:
+        """Drop a deleted data id, its revision kept in its bucket's floor."""
+        current = self._current[key]
+        bucket = floor_bucket(key)
+        if current.revision > self.purged_floors.get(bucket, 0):
+            self.purged_floors[bucket] = current.revision
+            self.floors_changed = True
+        return self._drop_key(key)
+
+    def _prune_scan(
+        self,
+        step: int,
+        keep_n: int | None,
+        cutoff: float | None,
+        age_limit: float,
+    ) -> list[ConfigEntry]:
         removed: list[ConfigEntry] = []
         start = self._prune_after
         keys = list(islice(self._keys.after(start) if start else iter(self._keys), step))
@@ -785,11 +863,7 @@ class ConfigStore:
             if current.deleted and cutoff is not None and current.modified < cutoff:
                 if removed and len(removed) + sum(map(len, by_rev.values())) > step:
                     return removed  # the whole data id goes next time
-                bucket = floor_bucket(key)
-                if current.revision > self.purged_floors.get(bucket, 0):
-                    self.purged_floors[bucket] = current.revision
-                    self.floors_changed = True
-                removed.extend(self._drop_key(key))
+                removed.extend(self._purge(key))
                 self._prune_after = key
                 continue
             old = self._oldest.get(key, 0.0) < age_limit  # some version may be too old
@@ -871,15 +945,6 @@ class ConfigStore:
                     f"with if_revision {have} (CLI: --if-revision {have})",
                     "cas_conflict",
                 )
-        if prev is None and len(self._history) >= self.limits.max_configs:
-            raise self._reject(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"this node holds {len(self._history)} data ids, its limit ([config] "
-                f"max_configs {self.limits.max_configs}; deleted ones count until keep_days "
-                "purges them): raise max_configs on every node, or delete data ids and "
-                "wait for their purge",
-                "max_configs",
-            )
         return prev
 
     def _existing(self, key: ConfigKey, if_revision: int | None, what: str) -> ConfigEntry:
@@ -915,7 +980,7 @@ class ConfigStore:
             modified_by=by,
             **fields,
         )
-        self._admit(entry)
+        self._admit(entry, prev)
         self._store(entry)
         return entry
 
@@ -934,15 +999,20 @@ class ConfigStore:
             committed=False,
             **changes,
         )
-        self._admit(entry)
+        self._admit(entry, prev)
         self._store(entry)
         return entry
 
-    def _admit(self, entry: ConfigEntry) -> None:
-        """A local write's new version fits in ``max_total_bytes`` of content held (every
-        kept version's); a deletion always does.  Versions merged from peers are never
-        refused for it (they were admitted by their owner: refusing them would keep the
-        nodes apart), so this is the write's quota, as etcd's backend quota is."""
+    def _admit(self, entry: ConfigEntry, prev: ConfigEntry | None) -> None:
+        """A local write's new version fits the quotas: ``max_total_bytes`` of content held
+        (every kept version's; a deletion always fits), and, if it makes the data id live
+        (a create, or a publish or rollback of a deleted one), ``max_configs_per_namespace``
+        live data ids in its namespace and ``max_configs`` in all (an update or a delete
+        always fits).  Versions merged from peers are never refused for them (they were
+        admitted by their owner: refusing them would keep the nodes apart), so these are
+        the write's quotas, as etcd's backend quota is."""
+        if not entry.deleted and (prev is None or prev.deleted):
+            self._check_room(entry.key, prev is None)
         size = content_size(entry)
         cap = self.limits.max_total_bytes
         if size and self.content_bytes + size > cap:
@@ -954,6 +1024,70 @@ class ConfigStore:
                 "(keep_revisions in [config]), or raise max_total_bytes",
                 "max_total_bytes",
             )
+
+    def _check_room(self, key: ConfigKey, new: bool) -> None:
+        """A data id may become live here: its namespace and the node are below their
+        limits of live data ids (``new``: it is not held at all: below ``held_limit``
+        too).  Raises RESOURCE_EXHAUSTED (counted) naming the figures and the setting."""
+        limits = self.limits
+        per_ns = limits.max_configs_per_namespace
+        in_ns = self.live_by_namespace.get(key.namespace, 0)
+        if per_ns and in_ns >= per_ns:
+            raise self._reject(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"cannot create {key}: namespace {key.namespace!r} holds {in_ns} live "
+                f"configs, its limit ([config] max_configs_per_namespace {per_ns}); delete "
+                "some of its configs (a deleted one stops counting at once), or raise "
+                "max_configs_per_namespace on every node (0: no per-namespace limit)",
+                "max_configs_per_namespace",
+            )
+        if self.live_configs >= limits.max_configs:
+            raise self._reject(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"cannot create {key}: this node holds {self.live_configs} live configs "
+                f"over {len(self.live_by_namespace)} namespaces, its limit ([config] "
+                f"max_configs {limits.max_configs}; deleted ones do not count); delete "
+                "configs, or raise max_configs on every node",
+                "max_configs",
+            )
+        if new and len(self._history) >= limits.held_limit:
+            raise self._reject(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"cannot create {key}: this node holds {len(self._history)} data ids "
+                f"({len(self._tombstones)} of them deleted, purged beyond [config] "
+                f"max_tombstones {limits.max_tombstones}, the oldest first, up to "
+                f"{limits.prune_step} versions ten times a second), its limit (2 x "
+                "(max_configs + max_tombstones)); retry in a few seconds",
+                "held_limit",
+            )
+
+    def _set_current(self, key: ConfigKey, new: ConfigEntry | None) -> None:
+        """Make ``new`` the data id's current version (None: drop it), keeping the live
+        counts and the tombstone order."""
+        old = self._current.get(key)
+        was_live = old is not None and not old.deleted
+        live = new is not None and not new.deleted
+        if new is None:
+            del self._current[key]
+        else:
+            self._current[key] = new
+        if was_live != live:
+            ns = key.namespace
+            if live:
+                self.live_configs += 1
+                self.live_by_namespace[ns] = self.live_by_namespace.get(ns, 0) + 1
+            else:
+                self.live_configs -= 1
+                left = self.live_by_namespace[ns] - 1
+                if left:
+                    self.live_by_namespace[ns] = left
+                else:
+                    del self.live_by_namespace[ns]
+        if new is not None and new.deleted:
+            if old is None or not old.deleted:
+                self._tombstones[key] = None
+        else:
+            self._tombstones.pop(key, None)
 
     def _store(self, entry: ConfigEntry) -> None:
         key = entry.key
@@ -970,7 +1104,7 @@ class ConfigStore:
         self.content_bytes += content_size(entry)
         current = self._current.get(key)
         if current is None or merge_order(entry) > merge_order(current):
-            self._current[key] = entry
+            self._set_current(key, entry)
         self._hashes.pop(key, None)  # its history changed
         if entry.modified < self._oldest.get(key, float("inf")):
             self._oldest[key] = entry.modified
@@ -982,7 +1116,7 @@ class ConfigStore:
         versions[index] = new
         current = self._current[key]
         if current is old or merge_order(new) > merge_order(current):
-            self._current[key] = new
+            self._set_current(key, new)
         return new
 
     def _forget(self, versions: list[ConfigEntry]) -> None:
@@ -1000,7 +1134,7 @@ class ConfigStore:
     def _drop_key(self, key: ConfigKey) -> list[ConfigEntry]:
         versions = [v for vs in self._history.pop(key).values() for v in vs]
         self._forget(versions)
-        del self._current[key]
+        self._set_current(key, None)
         self._oldest.pop(key, None)
         self._hashes.pop(key, None)
         self.hash_parts -= len(self._hash_parts.pop(key, ()))

@@ -88,7 +88,16 @@ MAX_REVISION_FLOOR = 2**62  # a write's ``revision_floor`` (import): at most thi
 DEFAULT_KEEP_REVISIONS = 100  # revisions per data id
 DEFAULT_KEEP_SECONDS = 30 * 24 * 3600.0  # s (30 days)
 DEFAULT_PRUNE_STEP = 1000  # history entries removed per prune call at most (bounded work)
-DEFAULT_MAX_CONFIGS = 100_000  # data ids (tombstones included) per node; more: refused
+DEFAULT_MAX_CONFIGS = 100_000  # live data ids per node (deleted ones not counted); a
+# create beyond it is refused
+DEFAULT_MAX_CONFIGS_PER_NAMESPACE = 10_000  # live data ids per namespace (0: no limit but
+# max_configs): one tenant cannot take every slot of the node (review14a/14b F3; Nacos's
+# per-tenant capacity)
+DEFAULT_MAX_TOMBSTONES = 100_000  # deleted data ids kept per node (each until keep_days);
+# beyond: the oldest are purged early (like the registry's [limits] max_tombstones)
+HELD_FACTOR = 2  # data ids held (live + deleted) at most: HELD_FACTOR * (max_configs +
+# max_tombstones), the memory backstop; a version of a new data id beyond it is refused,
+# from a peer too (only a peer with larger limits, or a flood faster than the purge)
 # content held per node, every kept version's (each node holds all of it, in memory as
 # well as on disk): a write beyond it is refused (review14b; etcd: --quota-backend-bytes)
 DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
@@ -339,6 +348,13 @@ class ConfigLimits:
     prune_step: int = DEFAULT_PRUNE_STEP
     max_configs: int = DEFAULT_MAX_CONFIGS
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    max_configs_per_namespace: int = DEFAULT_MAX_CONFIGS_PER_NAMESPACE  # 0: no such limit
+    max_tombstones: int = DEFAULT_MAX_TOMBSTONES
+
+    @property
+    def held_limit(self) -> int:
+        """Data ids held (live and deleted) at most: the memory backstop."""
+        return HELD_FACTOR * (self.max_configs + self.max_tombstones)
 
     def __post_init__(self) -> None:
         if not 0 < self.max_content_bytes <= HARD_MAX_CONTENT_BYTES:
@@ -352,6 +368,10 @@ class ConfigLimits:
             raise ValueError("keep_seconds must be above 0 (or None: no age limit)")
         if self.prune_step < 1 or self.max_configs < 1:
             raise ValueError("prune_step and max_configs must be at least 1")
+        if self.max_configs_per_namespace < 0:
+            raise ValueError("max_configs_per_namespace must be 0 (no limit) or more")
+        if self.max_tombstones < 1:
+            raise ValueError("max_tombstones must be at least 1")
         if self.max_total_bytes < self.max_content_bytes:
             raise ValueError(
                 f"max_total_bytes ({self.max_total_bytes}) must be at least max_content_bytes "

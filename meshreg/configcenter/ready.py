@@ -35,7 +35,7 @@ catch-up covers them).
   stopped coming (``SYNC_STALL`` without progress: the pushes were lost) is paged again
   from the start: the pages ask it to push again.
 * **Memory**: per peer a cursor and the data ids it is ahead on (at most its table,
-  itself bounded by ``max_configs``); nothing on the answering side.
+  itself bounded by ``held_limit``); nothing on the answering side.
 
 * **Again after an absence.**  A running node that was stopped longer than the peer
   timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged

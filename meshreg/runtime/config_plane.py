@@ -456,8 +456,9 @@ class ConfigPlane:
         if not self.ready:
             self._ask_digests(self.gate.tick(now))
         prune = now >= self._next_prune
-        if prune:
-            self._next_prune = now + PRUNE_INTERVAL
+        if prune:  # (deleted data ids beyond max_tombstones: purged ten times as often)
+            over = self.store.tombstones_over
+            self._next_prune = now + (PRUNE_INTERVAL / 10 if over else PRUNE_INTERVAL)
         self._wake = float("inf")  # recomputed by flush, from every deadline
         self.flush(now)  # this turn's versions are on disk before any is pruned
         if prune:
