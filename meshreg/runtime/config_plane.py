@@ -52,7 +52,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
@@ -165,7 +165,7 @@ class _PeerAsk:
     tag: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Reply:
     """A read's answer held until a commit (it shows a version saved in it)."""
 
@@ -173,6 +173,27 @@ class _Reply:
     body: bytes
     req_id: int  # a failed commit: an error answers it instead
     op: str
+    reserved: int = 0  # counted in its connection's reply bytes meanwhile (HeldReplies)
+
+
+class HeldReplies(Protocol):
+    """The runtime's per-connection reply budget (transport/replies ``ReplyGuard``): a
+    read's answer held for a commit counts in its connection's reply bytes from when it
+    is made, so a client pipelining large reads is paced (its next requests wait) instead
+    of having them all built, held, then released together past its budget (review14a
+    F1)."""
+
+    def reserve(self, envelope: list[bytes], size: int) -> int:
+        """Count ``size`` bytes for the connection; returns what was counted."""
+        ...
+
+    def send(self, envelope: list[bytes], body: bytes, reserved: int) -> None:
+        """Send a reply ``reserve`` counted ``reserved`` for."""
+        ...
+
+    def cancel(self, envelope: list[bytes], reserved: int) -> None:
+        """A reserved reply that will not go (an error answers its request instead)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -219,12 +240,15 @@ class ConfigPlane:
         limiter: LogLimiter | None = None,
         commit_thread: bool = False,
         watched: Callable[[ConfigKey], bool] | None = None,
+        held_replies: HeldReplies | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
         the simulation, the tests).  ``watched``: whether any listener subscription
         gets a data id's notifications (None: always); a change nobody gets is not
-        encoded nor sent (it is still recorded as announced)."""
+        encoded nor sent (it is still recorded as announced).  ``held_replies``: the
+        runtime's reply budget, told of the read answers held for a commit (None: not
+        counted; the simulation, the tests)."""
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
@@ -238,6 +262,7 @@ class ConfigPlane:
             self.db.load_floors(self.store)
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
+        self._held_replies = held_replies
         self._watched = watched
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
@@ -302,6 +327,7 @@ class ConfigPlane:
             "listens": 0,
             "unlistens": 0,
             "reads_waited": 0,
+            "reads_held": 0,  # read answers held for a commit (they show a version in it)
             "reads_not_ready": 0,
             "refused_disk": 0,  # writes refused: this node's commits keep failing
             "group_commits": 0,
@@ -550,6 +576,8 @@ class ConfigPlane:
                     "it with the same request_id, here or on another node",
                 )
             elif type(effect) is _Reply:
+                if effect.reserved and self._held_replies is not None:
+                    self._held_replies.cancel(effect.envelope, effect.reserved)
                 self._send_reply(effect.envelope, encode_error(effect.req_id,
                                  ErrorCode.UNAVAILABLE, f"{effect.op}: {why}; retry, or ask "
                                  "another node"))  # fmt: skip
@@ -592,9 +620,7 @@ class ConfigPlane:
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
             body = self._read(envelope, req, address, now)
-            if body is not None and self._commits.hold(
-                req.key, _Reply(envelope, body, req.req_id, req.op)
-            ):
+            if body is not None and self._hold(_Reply(envelope, body, req.req_id, req.op), req.key):
                 return None  # after the commit of the version it shows
             return body
         if kind is ListConfigs or kind is ConfigHistory:
@@ -613,7 +639,7 @@ class ConfigPlane:
             except ConfigRejected as exc:  # (the store's reads do not count their refusals)
                 self.count_refused(exc.reason)
                 raise _rejected(req, exc) from None
-            if self._commits.hold_any(_Reply(envelope, body, req.req_id, req.op)):
+            if self._hold(_Reply(envelope, body, req.req_id, req.op)):
                 return None  # it may show a version not committed yet: after the commit
             return body
         if kind is UnlistenConfig:
@@ -829,10 +855,20 @@ class ConfigPlane:
             body = self._read(p.envelope, p.req, p.address, now, p.deadline)
         except RequestRejected as exc:
             body = encode_error(exc.req_id, exc.code, exc.message)
-        if body is not None and not self._commits.hold(
-            p.req.key, _Reply(p.envelope, body, p.req.req_id, p.req.op)
+        if body is not None and not self._hold(
+            _Reply(p.envelope, body, p.req.req_id, p.req.op), p.req.key
         ):
             self._send_reply(p.envelope, body)
+
+    def _hold(self, reply: _Reply, key: ConfigKey | None = None) -> bool:
+        """Hold a read's answer behind the commit of ``key`` (None: of any data id: a list
+        or a history page); True: held, and counted in its connection's reply bytes."""
+        if not (self._commits.hold_any(reply) if key is None else self._commits.hold(key, reply)):
+            return False
+        self.counters["reads_held"] += 1
+        if self._held_replies is not None:
+            reply.reserved = self._held_replies.reserve(reply.envelope, len(reply.body))
+        return True
 
     # -- peer messages ------------------------------------------------------------------
     def on_peer(self, body: bytes, now: float) -> None:
@@ -987,7 +1023,10 @@ class ConfigPlane:
             case ReplyError():
                 self._reply_error(effect.request, effect.code, effect.message)
             case _Reply():
-                self._send_reply(effect.envelope, effect.body)
+                if effect.reserved and self._held_replies is not None:
+                    self._held_replies.send(effect.envelope, effect.body, effect.reserved)
+                else:
+                    self._send_reply(effect.envelope, effect.body)
 
     def _trace_effect(self, effect: Effect | _Reply) -> None:
         t = self._trace

@@ -195,6 +195,29 @@ _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 _SESSION_OPENS = (SessionOpen, SessionRenew, RegisterInstance, RegisterBatch)
 
 
+class _HeldReplies:
+    """The config plane's read answers held for a commit, counted in their client
+    connection's reply budget meanwhile (config_plane ``HeldReplies``)."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: NodeRuntime) -> None:
+        self._node = node
+
+    def reserve(self, envelope: list[bytes], size: int) -> int:
+        return self._node.replies.reserve(envelope[0], size) if envelope else 0
+
+    def send(self, envelope: list[bytes], body: bytes, reserved: int) -> None:
+        node = self._node
+        if node._router is None:
+            node.replies.release_reserved(envelope[0], reserved)
+            return
+        node.replies.send(node._router, [*envelope, body], node.clock(), True, reserved)
+
+    def cancel(self, envelope: list[bytes], reserved: int) -> None:
+        self._node.replies.release_reserved(envelope[0], reserved)
+
+
 def _client_of(principal: Principal, envelope: list[Any]) -> str | bytes | None:
     """Who a client request comes from, for its share of the sessions: its key's name,
     or on a node without keys its connection (the ROUTER's routing id, as the read rate
@@ -328,6 +351,7 @@ class NodeRuntime:
                 self._limiter,
                 commit_thread=transport is None if commit_thread is None else commit_thread,
                 watched=self._config_watched,
+                held_replies=_HeldReplies(self),
             )
             # service settings and instance overrides (runtime/registry_state): operators'
             # writes, which providers registering again cannot give back after a restart
@@ -669,6 +693,8 @@ class NodeRuntime:
             # first: on an empty socket a drain ends in a raised zmq.Again, which cost
             # ~2.5 us of a ~16 us idle turn.)
             self._drain_replication(sub)
+        if self.replies.waiting:  # requests waiting for their connection's replies
+            self._resume_waiting()
         now = self.clock()
         transport.tick(now)
         wake = core.tick(now)
@@ -693,6 +719,8 @@ class NodeRuntime:
             if deadline is not None:
                 wake = min(wake, deadline)
         self._flush_replication()  # nothing more to read this turn: send the batch
+        if self.replies.waiting:
+            wake = min(wake, self.replies.next_resume())
         if self._cut_short:  # requests left waiting in a socket: no sleep before them
             self._cut_short = False
             return 0.0
@@ -764,8 +792,12 @@ class NodeRuntime:
         replies = self.replies
         refused, small = replies.refused, replies.small
         recv, send = self._fast_io  # type: ignore[misc]
-        now = self.clock()
         self._entries = 0
+        if replies.waiting:  # a connection's requests wait for its replies: every request
+            self._drain_gated(router, BATCH)  # is checked (transport/replies back-pressure)
+            return
+        over = replies.over
+        now = self.clock()
         check = CHECK_EVERY
         for i in range(BATCH):
             if i == check:  # a long drain (wire/batching CHECK_EVERY)
@@ -799,7 +831,11 @@ class NodeRuntime:
                     else:  # a config get of a version read before: its packed reply
                         ok = fast_get(msg, now + offset)
                         if ok is not None and len(ok) > small:  # held within a byte budget
-                            replies.send(router, [rid, b"", ok], now)  # never raises
+                            replies.send(router, [rid, b"", ok], now, True)  # never raises
+                            if over(rid):  # its next requests wait for its replies
+                                replies.block(rid, now)
+                                self._drain_gated(router, BATCH - i - 1)
+                                return
                             continue
                 except Exception:  # a bad body, or a bug: _serve answers it (and logs a bug)
                     pass
@@ -833,7 +869,11 @@ class NodeRuntime:
                     send(router, reply[1], _SNDMORE)
                     send(router, reply[2], 0)
                     continue
-                replies.send(router, reply, now)
+                replies.send(router, reply, now, True)
+            if over(rid):  # a large reply, or one held for a commit: its next requests
+                replies.block(rid, now)  # wait for its replies (back-pressure)
+                self._drain_gated(router, BATCH - i - 1)
+                return
 
     def _drain_requests_secure(self, router: Channel) -> None:
         """The client port with CURVE: each request's principal from its ``User-Id``.
@@ -847,8 +887,12 @@ class NodeRuntime:
         sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
         recv, get, serve, replies = sock.recv, sock.get, self._serve, self.replies
         principals, has_effects = self._principals, self._write_effects()
-        now = self.clock()
+        small = replies.small
         self._entries = 0
+        if replies.waiting:  # a connection's requests wait for its replies (back-pressure)
+            self._drain_gated(router, BATCH)
+            return
+        now = self.clock()
         check = CHECK_EVERY
         for i in range(BATCH):
             if i == check:  # a long drain (wire/batching CHECK_EVERY)
@@ -876,7 +920,104 @@ class NodeRuntime:
             if has_effects():  # a change: pushed and replicated before its reply
                 self._after_write(router)
             if reply is not None:
-                replies.send(sock, reply, now)
+                replies.send(sock, reply, now, True)
+                if len(reply[-1]) <= small:  # never counted: cannot block it
+                    continue
+            rid = frames[0]
+            if replies.over(rid):  # its next requests wait for its replies (back-pressure)
+                replies.block(rid, now)
+                self._drain_gated(router, BATCH - i - 1)
+                return
+
+    def _drain_gated(self, router: Channel, count: int) -> None:
+        """The client port while some connection is blocked (transport/replies,
+        back-pressure): up to ``count`` requests, each checked first: one from a blocked
+        connection waits behind its earlier ones (``ReplyGuard.defer``: dropped unserved
+        past the bounds); the others are served as in the fast drains, through
+        ``_serve`` (a beat too: slower than the fast drain's, only while a connection is
+        blocked), and a connection their replies take over its budget is blocked."""
+        replies, waiting, serve_one = self.replies, self.replies.waiting, self._serve_waiting
+        recv = self._fast_io[0]  # type: ignore[index]
+        secure, principals = self.secure, self._principals
+        now = self.clock()
+        check = CHECK_EVERY
+        for i in range(count):
+            if i == check:
+                check += CHECK_EVERY
+                now = self._mid_drain()
+            if self._entries >= TURN_ENTRIES:
+                self._cut_short = True
+                return
+            try:
+                first = recv(router, _NOBLOCK, False)
+            except zmq.Again:
+                return
+            frames: list[Any] = [first.bytes]
+            frame = first
+            while frame.more:
+                frame = recv(router, 0, False)
+                frames.append(frame)
+            principal: Principal | None = OPEN
+            if secure:
+                try:
+                    user = str(first.get("User-Id"))
+                except zmq.ZMQError:
+                    user = ""
+                principal = principals.get(user) or self._principal(user)
+            if principal is None:  # its key left the ACL since it connected
+                principal = Principal("revoked key", ())
+            if len(frames) != 3 or frames[1]:  # not [id, b"", body]: as bytes, as the
+                frames = [frames[0], *(f.bytes for f in frames[1:])]  # fast drain does
+            rid = frames[0]
+            request = (frames, principal, first if secure else None)
+            if rid in waiting:
+                replies.defer(rid, request, sum(len(f) for f in frames), now)
+                continue
+            serve_one(router, request, now)
+
+    def _serve_waiting(self, router: Channel, request: Any, now: float) -> bool:
+        """Serve one request the gated drain let through or that waited; False: its
+        connection is now blocked (over its budget) or gone."""
+        frames, principal, first = request
+        rid = frames[0]
+        replies = self.replies
+        self._request_frame = first
+        reply = self._serve(frames, now, principal)
+        if self._write_effects()():  # a change: pushed and replicated before its reply
+            self._after_write(router)
+        if reply is not None:
+            unroutable = replies.unroutable
+            replies.send(router, reply, now, True)
+            if replies.unroutable != unroutable:  # gone: nobody reads what waits for it
+                replies.gone(rid)
+                return False
+        if replies.over(rid):
+            replies.block(rid, now)
+            return False
+        return True
+
+    def _resume_waiting(self) -> None:
+        """Serve, in order, the requests of the blocked connections whose replies have
+        drained under their budget (``RESUME_FIRST`` after a block, backing off while
+        none drains; at most ``BATCH`` requests a turn, connections in turn)."""
+        replies, router = self.replies, self._router
+        now = self.clock()
+        if router is None or not replies.resume_due(now):
+            return
+        served = 0
+        for rid in list(replies.waiting):
+            while served < BATCH:
+                request = replies.ready(rid)
+                if request is None:
+                    break
+                served += 1
+                if not self._serve_waiting(router, request, now):
+                    break
+            replies.rotate(rid)
+            if served >= BATCH:
+                self._cut_short = True  # more may be ready: the next turn at once
+                break
+        replies.resumed(self.clock(), served)
 
     def _drain_peer_requests(self, router: Channel) -> None:
         """The peer port: forwarded writes and peer calls, from peers only; config

@@ -27,10 +27,35 @@ queues past a bound, and this module decides and counts:
   the oldest.  Only large replies pay for the tracker (a few us next to building and
   copying tens of KB); beats never do.
 
+**Back-pressure per connection** (review14a F1).  A client that reads, but pipelines
+requests whose replies are large (40 `config_history` pages of 4 MiB, `config export`'s
+64), used to lose most of them: the node built them in one loop turn (or held them for
+a config commit and released them together) faster than the connection could take them,
+and the byte budget dropped all but the first.  So a connection's budget now paces what
+the node *serves* it, not only what it sends: its **reply bytes** are its large replies
+libzmq still holds plus those the config plane holds for a commit (``reserve``); while
+they are at or over ``per_connection`` the connection is *blocked*: the runtime keeps its
+further requests (``defer``, in order, without serving them) and serves them, in order,
+as its replies drain (``over`` turns False: the runtime looks again every
+``RESUME_FIRST`` s, backing off to ``RESUME_MOST`` while nothing drains: a tracker has
+no descriptor to poll).  A reply to a request the node served (``admitted``) is never
+dropped for its connection's budget: the gate bounds it (at most the budget plus the
+replies of the requests served just before it was reached: one, or one loop turn's held
+for a commit, each counted when made).  Waiting requests are bounded
+(``DEFER_REQUESTS`` and ``DEFER_CONNECTION_BYTES`` per connection, ``DEFER_NODE_BYTES``
+for all): what does not fit is dropped unserved and counted in ``dropped_bytes`` (its
+reply would have been over the budget), so a client that does not read is still cut
+off, at no cost but its request's bytes.  A connection that closed: its held replies are
+released by libzmq, the first of its waiting requests served gets ``EHOSTUNREACH`` and
+the rest are dropped (``unroutable``).  Other connections are not slowed: only the
+blocked connection's requests wait (the runtime's drain then checks each request's
+connection, a dict lookup; beats take the fast drain whenever no connection waits).
+
 A client that does not read loses the replies it does not read: its request times out
 (the Python client retries, on another server when it has one).  A client that reads
-keeps far fewer replies queued than the bounds (its window of requests in flight), so
-it never loses one.
+loses none: at most its window of requests in flight waits, and its replies go as fast
+as it takes them.  The node-wide budget (``per_node``) stays a hard bound: a reply that
+would pass it is dropped (many connections holding large replies at once).
 """
 
 from __future__ import annotations
@@ -50,6 +75,13 @@ CLIENT_CONNECTION_BYTES = 8 * 1024 * 1024  # large replies held per client conne
 CLIENT_NODE_BYTES = 128 * 1024 * 1024  # large replies held for all clients of a node
 PEER_CONNECTION_BYTES = 256 * 1024 * 1024  # large replies held per peer connection
 PEER_NODE_BYTES = 512 * 1024 * 1024  # large replies held for all peers of a node
+DEFER_REQUESTS = 1_000  # requests waiting per blocked connection (a reader's window of
+# requests in flight: the Python client has up to 512, `config export` 64)
+DEFER_CONNECTION_BYTES = 16 * 1024 * 1024  # their bytes per connection (16 config writes
+# at the 1 MiB content cap; a read request is ~100 bytes)
+DEFER_NODE_BYTES = 128 * 1024 * 1024  # their bytes for all connections of a node
+RESUME_FIRST = 0.001  # s; a blocked connection is looked at again this soon ...
+RESUME_MOST = 0.05  # s; ... backing off (x2) to this while none of them drains
 
 
 class ReplyGuard:
@@ -76,12 +108,44 @@ class ReplyGuard:
         self._held: dict[bytes, deque[tuple[Any, int]]] = {}  # rid -> (tracker, bytes)
         self._held_bytes: dict[bytes, int] = {}
         self.held = 0  # bytes of large replies libzmq still holds (as last reclaimed)
+        self._reserved: dict[bytes, int] = {}  # rid -> bytes of replies held for a commit
+        self.reserved = 0
+        # blocked connections (rid -> their waiting requests, in order), oldest first
+        self.waiting: dict[bytes, deque[tuple[Any, int]]] = {}
+        self._waiting_bytes: dict[bytes, int] = {}
+        self.waiting_bytes = 0
+        self.waiting_count = 0
+        self.defer_requests = DEFER_REQUESTS
+        self.defer_connection = DEFER_CONNECTION_BYTES
+        self.defer_node = DEFER_NODE_BYTES
+        self._resume_wait = RESUME_FIRST
+        self._resume_at = float("inf")
+        self.deferred = 0  # requests that waited (ever)
+        self.blocks = 0  # times a connection was blocked
         self.dropped_full = 0  # the connection's queue was full (it does not read)
         self.dropped_bytes = 0  # over the byte budget of its connection or the node
         self.unroutable = 0  # its connection had closed
 
-    def send(self, channel: Any, frames: list[Any], now: float) -> bool:
-        """Send one reply (``frames``: routing envelope then body); False: dropped."""
+    def send(
+        self,
+        channel: Any,
+        frames: list[Any],
+        now: float,
+        admitted: bool = False,
+        reserved: int = 0,
+    ) -> bool:
+        """Send one reply (``frames``: routing envelope then body); False: dropped.
+        ``admitted``: the reply of a request served while its connection was under its
+        budget (the runtime's drains): never dropped for the connection's budget, only
+        for the node's.  ``reserved``: what ``reserve`` counted for it (a reply held for
+        a commit; admitted)."""
+        if reserved:
+            rid = frames[0]
+            self._unreserve(rid, reserved)
+            admitted = True
+            if rid in self.waiting:  # a commit released it: its connection may go on soon
+                self._resume_wait = RESUME_FIRST
+                self._resume_at = min(self._resume_at, now + RESUME_FIRST)
         last = frames[-1]
         size = len(last) if len(frames) <= 3 else sum(len(f) for f in frames)
         if size <= self.small or not isinstance(channel, zmq.Socket):
@@ -98,21 +162,28 @@ class ReplyGuard:
         rid = frames[0]
         if isinstance(rid, zmq.Frame):
             rid = rid.bytes
-        if not self._fits(rid, size):
+        why = self._fits(rid, size, admitted)
+        if why:
             self.dropped_bytes += 1
-            self._limiter.warning(
-                (self.what, "bytes"),
-                now,
-                "dropped a %d-byte reply to a %s connection that is not reading its replies "
-                "(%d bytes of replies held for it, %d for all; limits %d and %d): its "
-                "request times out",
-                size,
-                self.what,
-                self._held_bytes.get(rid, 0),
-                self.held,
-                self.per_connection,
-                self.per_node,
-            )
+            if why == "node":
+                self._limiter.warning(
+                    (self.what, "node"),
+                    now,
+                    "dropped a %d-byte reply to a %s connection: the node holds %d bytes of "
+                    "replies not yet written for all its %ss (limit %d; many connections "
+                    "fetching large replies at once, or not reading them): its request "
+                    "times out",
+                    size, self.what, self.held, self.what, self.per_node,
+                )  # fmt: skip
+            else:
+                self._limiter.warning(
+                    (self.what, "bytes"),
+                    now,
+                    "dropped a %d-byte reply to a %s connection that is not reading its "
+                    "replies as fast as they come (%d bytes of its replies not yet written; "
+                    "limit %d): its request times out",
+                    size, self.what, self._held_bytes.get(rid, 0), self.per_connection,
+                )  # fmt: skip
             return False
         if isinstance(last, zmq.Frame):
             last = last.bytes
@@ -150,16 +221,19 @@ class ReplyGuard:
             self.hwm,
         )
 
-    def _fits(self, rid: bytes, size: int) -> bool:
+    def _fits(self, rid: bytes, size: int, admitted: bool) -> str:
         """Whether ``size`` more bytes may be held for ``rid`` (released first what libzmq
-        is done with: the connection's oldest replies, and all when the node is full)."""
+        is done with: the connection's oldest replies, and all when the node is full):
+        "" yes, else why not ("connection", "node").  ``admitted``: the connection's
+        budget was checked when its request was served (``over``)."""
         mine = self._release(rid)
-        if mine and mine + size > self.per_connection:
-            return False
+        if not admitted and mine and mine + size > self.per_connection:
+            return "connection"
         if self.held and self.held + size > self.per_node:
             self.reclaim()
-            return not self.held or self.held + size <= self.per_node
-        return True
+            if self.held and self.held + size > self.per_node:
+                return "node"
+        return ""
 
     def _release(self, rid: bytes) -> int:
         held = self._held.get(rid)
@@ -177,6 +251,136 @@ class ReplyGuard:
         self._held_bytes[rid] = left
         return left
 
+    # -- back-pressure (module docstring) ------------------------------------------------
+    def reserve(self, rid: bytes, size: int) -> int:
+        """A reply of ``size`` bytes for ``rid`` is held (for a config commit) before it is
+        sent: counted in its connection's reply bytes until ``send(reserved=...)``;
+        returns what was counted (0: a small reply, never counted)."""
+        if size <= self.small:
+            return 0
+        self._reserved[rid] = self._reserved.get(rid, 0) + size
+        self.reserved += size
+        return size
+
+    def _unreserve(self, rid: bytes, size: int) -> None:
+        left = self._reserved.get(rid, 0) - size
+        if left > 0:
+            self._reserved[rid] = left
+        else:
+            self._reserved.pop(rid, None)
+        self.reserved -= size
+
+    def release_reserved(self, rid: bytes, size: int) -> None:
+        """A reserved reply that will not be sent (an error goes instead)."""
+        if size:
+            self._unreserve(rid, size)
+
+    def over(self, rid: bytes) -> bool:
+        """Whether ``rid``'s reply bytes (large replies libzmq holds, and reserved ones)
+        are at or over its connection's budget: its requests wait (``block``)."""
+        reserved = self._reserved.get(rid, 0)
+        if not reserved and rid not in self._held:
+            return False
+        return self._release(rid) + reserved >= self.per_connection
+
+    def block(self, rid: bytes, now: float) -> None:
+        """``rid`` is over its budget: its next requests wait (``defer``) until it is not."""
+        if rid in self.waiting:
+            return
+        self.waiting[rid] = deque()
+        self._waiting_bytes[rid] = 0
+        self.blocks += 1
+        self._resume_wait = RESUME_FIRST
+        self._resume_at = min(self._resume_at, now + RESUME_FIRST)
+
+    def defer(self, rid: bytes, request: Any, size: int, now: float) -> bool:
+        """Keep a request of a blocked connection (``size``: its bytes) behind the ones it
+        sent before; False: dropped unserved (over the bounds), counted and logged."""
+        queue = self.waiting[rid]
+        mine = self._waiting_bytes[rid]
+        if (
+            len(queue) >= self.defer_requests
+            or (queue and mine + size > self.defer_connection)
+            or (self.waiting_count and self.waiting_bytes + size > self.defer_node)
+        ):
+            self.dropped_bytes += 1
+            self._limiter.warning(
+                (self.what, "waiting"),
+                now,
+                "dropped a request from a %s connection that is not reading its replies: "
+                "%d of its requests (%d bytes) already wait behind its replies not yet "
+                "written (limits: %d requests, %d bytes a connection, %d for all): its "
+                "request times out",
+                self.what, len(queue), mine, self.defer_requests, self.defer_connection,
+                self.defer_node,
+            )  # fmt: skip
+            return False
+        queue.append((request, size))
+        self._waiting_bytes[rid] = mine + size
+        self.waiting_bytes += size
+        self.waiting_count += 1
+        self.deferred += 1
+        return True
+
+    def resume_due(self, now: float) -> bool:
+        """Whether the blocked connections should be looked at now."""
+        return now >= self._resume_at
+
+    def next_resume(self) -> float:
+        """When the blocked connections are to be looked at (inf: none is)."""
+        return self._resume_at
+
+    def ready(self, rid: bytes) -> Any | None:
+        """The next waiting request of blocked ``rid`` if its replies are now under its
+        budget (served by the caller, in order), else None.  A connection with nothing
+        waiting and under budget is unblocked (its requests are served at once again)."""
+        if self.over(rid):
+            return None
+        queue = self.waiting.get(rid)
+        if queue is None:
+            return None
+        if not queue:
+            self._unblock(rid)
+            return None
+        request, size = queue.popleft()
+        self._waiting_bytes[rid] -= size
+        self.waiting_bytes -= size
+        self.waiting_count -= 1
+        return request
+
+    def resumed(self, now: float, served: int) -> None:
+        """The caller looked at the blocked connections (``served`` requests of theirs):
+        the next look ``RESUME_FIRST`` later if some drained, else twice the last wait
+        (at most ``RESUME_MOST``); none blocked: never."""
+        if not self.waiting:
+            self._resume_at = float("inf")
+            return
+        self._resume_wait = RESUME_FIRST if served else min(self._resume_wait * 2, RESUME_MOST)
+        self._resume_at = now + self._resume_wait
+
+    def rotate(self, rid: bytes) -> None:
+        """``rid`` had its turn: behind the other blocked connections next time."""
+        queue = self.waiting.pop(rid, None)
+        if queue is not None:
+            self.waiting[rid] = queue
+
+    def gone(self, rid: bytes) -> int:
+        """``rid``'s connection closed (a send was unroutable): its waiting requests are
+        dropped (counted ``unroutable``), it is unblocked; returns how many."""
+        queue = self.waiting.get(rid)
+        if queue is None:
+            return 0
+        n = len(queue)
+        self.unroutable += n
+        self.waiting_count -= n
+        self.waiting_bytes -= self._waiting_bytes[rid]
+        self._unblock(rid)
+        return n
+
+    def _unblock(self, rid: bytes) -> None:
+        del self.waiting[rid]
+        del self._waiting_bytes[rid]
+
     def reclaim(self) -> int:
         """Release every reply libzmq is done with; returns the bytes still held."""
         for rid in list(self._held):
@@ -190,6 +394,10 @@ class ReplyGuard:
             "dropped_bytes": self.dropped_bytes,
             "unroutable": self.unroutable,
             "held_bytes": self.reclaim(),
+            "reserved_bytes": self.reserved,  # held for a config commit, not sent yet
+            "blocked": len(self.waiting),  # connections whose requests wait now
+            "waiting": self.waiting_count,  # requests waiting now
+            "deferred": self.deferred,  # requests that waited (ever)
         }
 
 
@@ -197,8 +405,13 @@ __all__ = [
     "CLIENT_CONNECTION_BYTES",
     "CLIENT_NODE_BYTES",
     "CLIENT_REPLY_HWM",
+    "DEFER_CONNECTION_BYTES",
+    "DEFER_NODE_BYTES",
+    "DEFER_REQUESTS",
     "PEER_CONNECTION_BYTES",
     "PEER_NODE_BYTES",
+    "RESUME_FIRST",
+    "RESUME_MOST",
     "SMALL_REPLY_BYTES",
     "ReplyGuard",
 ]

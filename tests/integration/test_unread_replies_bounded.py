@@ -4,14 +4,17 @@ them all (review12 F-unread; transport/replies.py).
 Before: the client ROUTER queued up to 100,000 replies per connection whatever their
 size: 4,000 unread `instances` replies of a 1,000-instance service (~82 KB each) grew the
 node by 313 MB.  Now large replies are held within a byte budget per connection (and per
-node), small ones within a queue of 2,000; what does not fit is dropped and counted in
-`stats.replies`, and a client that reads its replies (a window of requests in flight, as
-the benchmark loaders and the Python client) loses none.
+node), small ones within a queue of 2,000; while a connection's large replies are over
+its budget its next requests wait unserved (back-pressure, up to 1,000 of them: review14a
+F1); what does not fit is dropped and counted in `stats.replies`, and a client that reads
+its replies (a window of requests in flight, as the benchmark loaders and the Python
+client) loses none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -20,7 +23,8 @@ import zmq
 from helpers import HOST, NodeProcess, raw_request, wait_until
 
 from meshreg import Client
-from meshreg.transport.replies import CLIENT_CONNECTION_BYTES, CLIENT_REPLY_HWM
+from meshreg.security.keys import generate_key_files, load_secret_key
+from meshreg.transport.replies import CLIENT_CONNECTION_BYTES, CLIENT_REPLY_HWM, DEFER_REQUESTS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,12 +81,17 @@ def test_unread_large_replies_of_one_connection_are_bounded_in_bytes(
             start = _answered(node)
             for _ in range(REQUESTS):
                 dealer.send_multipart([b"", body])
-            # the node answers them all (dropping what does not fit), or, before the fix,
-            # holds every reply; wait for the answers, bounded, then look at its memory
+
+            def dealt_with() -> bool:  # answered, waiting behind its replies, or dropped
+                replies = _stats(node)["replies"]
+                done = _answered(node) - start + replies["waiting"] + replies["dropped_bytes"]
+                return done >= REQUESTS
+
+            # the node serves them until the connection's replies reach its budget, keeps
+            # the next 1,000 (back-pressure) and drops the rest unserved, or, before the
+            # fix, holds every reply; wait for that, bounded, then look at its memory
             try:
-                wait_until(
-                    lambda: _answered(node) - start >= REQUESTS, 60, interval=0.25, what="answers"
-                )
+                wait_until(dealt_with, 60, interval=0.25, what="every request dealt with")
             except AssertionError:
                 pass
             grown = _rss_mb(node) - before
@@ -93,8 +102,11 @@ def test_unread_large_replies_of_one_connection_are_bounded_in_bytes(
             )
             replies = _stats(node)["replies"]
             # what the node did not keep, it says it dropped; what it keeps is within budget
+            # (the budget, plus the reply that reached it: docs/SECURITY.md)
             assert replies["dropped_bytes"] > REQUESTS // 2, replies
-            assert 0 < replies["held_bytes"] <= CLIENT_CONNECTION_BYTES, replies
+            reply = len(msgpack.packb(probe))
+            assert 0 < replies["held_bytes"] <= CLIENT_CONNECTION_BYTES + reply, replies
+            assert replies["waiting"] <= DEFER_REQUESTS, replies
             # another client is not affected: it gets its (large) reply
             assert len(c.instances("big")) == INSTANCES
         finally:
@@ -121,14 +133,17 @@ def test_unread_config_replies_are_bounded_in_bytes(
     try:
         for _ in range(400):
             dealer.send_multipart([b"", body])
-        # config_get is not counted in stats.requests: wait for the drops (or, before the
-        # fix, for the memory to pass the bound), 20 s at most
+
+        # config_get is not counted in stats.requests: wait for the requests the node did
+        # not serve, waiting behind the replies it holds (or, before the fix, for the memory
+        # to pass the bound), 20 s at most
+        def unserved() -> int:
+            replies = _stats(node).get("replies", {})
+            return int(replies.get("dropped_bytes", 0) + replies.get("waiting", 0))
+
         try:
             wait_until(
-                lambda: (
-                    _rss_mb(node) - before >= BOUND_MB
-                    or _stats(node).get("replies", {}).get("dropped_bytes", 0) >= 300
-                ),
+                lambda: _rss_mb(node) - before >= BOUND_MB or unserved() >= 300,
                 20,
                 interval=0.25,
             )
@@ -140,7 +155,9 @@ def test_unread_config_replies_are_bounded_in_bytes(
             f"{grown} MB"
         )
         replies = _stats(node)["replies"]
-        assert replies["dropped_bytes"] >= 300, replies
+        # a few served (their replies held up to the budget, or in the kernel's buffers),
+        # the rest wait unserved
+        assert replies["dropped_bytes"] + replies["waiting"] >= 300, replies
         assert replies["held_bytes"] <= CLIENT_CONNECTION_BYTES + 1_100_000, replies
     finally:
         dealer.close()
@@ -219,3 +236,55 @@ def test_a_reading_client_with_a_window_in_flight_loses_no_reply(
     finally:
         dealer.close()
         provider.close()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "curve"])
+def test_a_reading_client_with_large_config_reads_in_flight_loses_none(
+    start_node: Callable[..., NodeProcess], tmp_path: Path, secure: bool
+) -> None:
+    """40 `config_get`s of a ~1 MiB config pipelined at once by a DEALER that reads its
+    replies: 40 MiB of replies, five times the connection's budget.  Before per-connection
+    back-pressure (review14a F1) the node built them in one loop turn and the budget
+    dropped all but ~8; now the connection's next requests wait while its replies are over
+    the budget, and every one is answered.  With CURVE too (the secure drain)."""
+    curve = None
+    extra: tuple[str, ...] = ()
+    if secure:  # a keyed node without an ACL admits its own key's holders only
+        generate_key_files(tmp_path / "cluster")
+        server = load_secret_key(str(tmp_path / "cluster.key"))
+        assert server.secret is not None
+        curve = (server.public, server.secret, server.public)
+        extra = ("--key", str(tmp_path / "cluster.key"))
+        node = start_node(*extra, curve=curve)
+    else:
+        node = start_node()
+    content = "c" * 1_000_000
+    assert raw_request(
+        node.port,
+        {"v": 1, "id": 1, "op": "config_publish", "data_id": "big.txt", "content": content},
+        5.0,
+        curve,
+    )["ok"]
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        dealer.curve_publickey, dealer.curve_secretkey, dealer.curve_serverkey = curve
+    dealer.connect(f"tcp://{HOST}:{node.port}")
+    total, got = 40, set()
+    try:
+        for i in range(total):
+            req = {"v": 1, "id": i + 1, "op": "config_get", "data_id": "big.txt"}
+            dealer.send_multipart([b"", msgpack.packb(req)])
+        while len(got) < total and dealer.poll(10_000):  # each reply within 10 s
+            reply = msgpack.unpackb(dealer.recv_multipart()[-1])
+            assert reply["ok"] and reply["result"]["content"] == content, reply.get("error")
+            got.add(reply["id"])
+        stats = raw_request(node.port, {"v": 1, "id": 2, "op": "stats"}, 5.0, curve)["result"]
+        replies = stats["replies"]
+        assert len(got) == total and replies["dropped_bytes"] == 0, (
+            f"{len(got)} of {total} pipelined 1 MB config reads answered (the others got no "
+            f"reply within 10 s); {replies}"
+        )
+        assert replies["deferred"] > 0, replies  # they did wait for their connection
+    finally:
+        dealer.close()

@@ -121,4 +121,8 @@ def test_one_reply_larger_than_the_budget_goes_when_nothing_is_held(
         "dropped_bytes": 1,
         "unroutable": 0,
         "held_bytes": 0,
+        "reserved_bytes": 0,
+        "blocked": 0,
+        "waiting": 0,
+        "deferred": 0,
     }
