@@ -361,6 +361,7 @@ class DistroNode:
             "duplicate_ids": 0,  # beacons naming a member id another address uses
             "peers_held": 0,  # peers held out of the members (a crash loop)
             "replication_streams_lost": 0,  # a peer heard by request only (its P+2 silent)
+            "replication_unreachable": 0,  # ... whose P+3 fails our repair rounds too
         }
         self._configured_ids: tuple[int, tuple[str, ...]] = (-1, ())  # (revision, ids)
         self._introduced: dict[str, float] = {}  # peer -> no new join to it before
@@ -551,9 +552,14 @@ class DistroNode:
     def _views_changed(self, now: float) -> None:
         """The peers' views (or ours) changed: who judges what may have.  A service we
         judge now whose judge until now was another node that owned it in its own view
-        gets a grace period: that node applied its beats without replicating the evidence
-        (a judge does not need to).  ``start_grace``: a run of graces is bounded, so a
-        flapping link does not hold judgment for good (core/health ``grace_threshold``)."""
+        gets a grace period of its own (``watched_since``, as a service whose
+        responsibility moved here): that node applied its beats without replicating the
+        evidence (a judge need not).  Not while every node replicates its evidence already
+        (``_replicating``: a dispute held lately): then the evidence here is at most
+        ``refresh_every`` and a beat old.  So a flapping link grants one grace per service
+        per quiet spell, not one per flap.  (A run-bounded ``start_grace`` was used first:
+        review15 F3 saw it cut short by graces of the cluster's start, and live per-instance
+        beaters marked at the start of a pair cut, with 5 s beats.)"""
         old_disputed, old_full = self._disputed, self._full_hearers
         self._disputed = disputed = self.other_views()
         if not disputed:
@@ -562,7 +568,7 @@ class DistroNode:
             self._disputed_since = now
         self._dispute_held = bool(disputed) and now >= self._disputed_since + self._patience
         self._full_hearers = full = self._hearers(disputed) if self._dispute_held else ()
-        if (old_disputed, old_full) == (disputed, full):
+        if (old_disputed, old_full) == (disputed, full) or self._replicating:
             return
         me = self.node_id
         views = {p.node_id: p.view for p in self.membership.up_peers() if p.node_id}
@@ -583,8 +589,7 @@ class DistroNode:
                 continue
             view = views.get(judge)
             if view is None or responsible_node(key, view) == judge:
-                self.registry.start_grace(now)
-                return
+                svc.watched_since = max(svc.watched_since, now)
 
     def judges_sessions(self) -> bool:
         """Only if we hear every member a peer hears.  A session's renewals land on
@@ -1039,7 +1044,7 @@ class DistroNode:
         if stream_heard:
             peer.by_request_since = math.inf
             if peer.stream_lost:
-                peer.stream_lost = False
+                peer.stream_lost = peer.repair_failing = False
                 self.registry.queue(ReplicationStream(node_id, peer.address, False, 0.0))
             return
         if peer.by_request_since == math.inf:
@@ -1320,6 +1325,14 @@ class DistroNode:
         after a round that succeeds."""
         if self._rounds.pop(node_id, None) is not None:
             self._sync_wanted.add(node_id)
+            peer = self.membership.peer_by_id(node_id)
+            if peer is not None and peer.stream_lost and not peer.repair_failing:
+                # its stream silent and its requests failing: nothing of its reaches us
+                peer.repair_failing = True
+                self.counters["replication_unreachable"] += 1
+                self.registry.queue(
+                    ReplicationStream(node_id, peer.address, True, now - peer.stream_heard, True)
+                )
             _, last = self._round_backoff.get(node_id, (now, 0.0))
             cap = min(ROUND_BACKOFF_MAX, self.policy.unhealthy_after / 4)
             wait = min(max(2 * last, ROUND_BACKOFF_FIRST), cap)
@@ -1617,6 +1630,16 @@ class DistroNode:
             return "catching up"
         if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"
+        if self._full_hearers and self.node_id not in self._full_hearers:
+            return (
+                "not judging: member views differ and this node does not hear every member; "
+                f"{', '.join(self._full_hearers)} (hearing everyone) judge"
+            )
+        if self._dispute_held and not self._full_hearers:
+            return (
+                "member views differ and no member hears every other: judging only the "
+                "services owned here in every view, no session instances"
+            )
         registry = self.registry
         if now < max(registry.watching_since, registry.resumed_at) + self.policy.unhealthy_after:
             return "grace period (after a stall, an isolation or a member coming back)"

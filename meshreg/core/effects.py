@@ -337,6 +337,7 @@ class ReplicationStream:
     address: str
     lost: bool
     silent: float
+    repair_failing: bool = False  # and our repair rounds with it fail: nothing reaches us
 
 
 @dataclass(frozen=True, slots=True)

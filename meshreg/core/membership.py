@@ -65,6 +65,7 @@ class Peer:
     stream_heard: float = float("-inf")  # its last beacon on the stream
     by_request_since: float = float("inf")  # heard by request since, the stream silent
     stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
+    repair_failing: bool = False  # ... and a repair round with it failed (reported)
 
 
 def dialable(address: str) -> bool:

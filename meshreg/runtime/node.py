@@ -1663,12 +1663,24 @@ class NodeRuntime:
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case PeerListing():
                     self._config_members(now)
+                case ReplicationStream(repair_failing=True):
+                    log.error(
+                        "peer %s (%s): its replication stream (port P+2) is silent here and "
+                        "this node's repair requests to its port P+3 fail too: its changes "
+                        "cannot reach this node, whose copy of the services it judges goes "
+                        "stale (dead instances still listed); open ports P+2 and P+3 of %s "
+                        "towards this node (its beacons arrive, so the way back works)",
+                        effect.node_id,
+                        effect.address,
+                        effect.address,
+                    )
                 case ReplicationStream(lost=True):
                     log.warning(
                         "peer %s (%s): nothing on its replication stream (port P+2 of %s) for "
                         "%.1f s, while its beacons arrive over the request path: a firewall or "
                         "a route dropping that port towards this node? Its changes now reach "
-                        "this node by repair only (seconds late); open port P+2 between them",
+                        "this node by repair only (seconds late), as long as its port P+3 "
+                        "answers this node; open port P+2 between them",
                         effect.node_id,
                         effect.address,
                         effect.address,

@@ -152,3 +152,21 @@ def test_a_peer_error_reply_says_whether_the_op_was_unknown() -> None:
     tag, ok, error = decode_peer_reply(encode_error(5, ErrorCode.UNAVAILABLE, "busy"))
     assert not ok and not refused_as_unknown(error)
     assert not refused_as_unknown(None) and not refused_as_unknown({"code": "3"})
+
+
+def test_a_peer_heard_by_request_whose_repairs_fail_is_reported_unreachable() -> None:
+    """review15 F1: its stream silent here and our requests to it failing (a firewall on
+    it that misses this node), nothing of its reaches us: said loudly, not "by repair"."""
+    m = Member()
+    run(m, 4.0, seq=5)  # its stream silent, its beacons by request show deltas we lack
+    assert m.node.membership.peers[A].stream_lost
+    rounds = [c for c in calls(m, ListDigests) if c.node_id == "n2"]
+    assert rounds
+    for call in rounds:
+        m.node.peer_failed(call.tag, m.now)
+    m.effects += m.node.take_effects()
+    failing = [e for e in m.effects if isinstance(e, ReplicationStream) and e.repair_failing]
+    assert len(failing) == 1 and failing[0].node_id == "n2"
+    assert m.node.counters["replication_unreachable"] == 1
+    run(m, 1.0, n2_stream=True)  # both ports open again
+    assert not m.node.membership.peers[A].repair_failing

@@ -571,3 +571,39 @@ def test_views_that_differ_for_a_moment_move_no_judgment() -> None:
     m.request("register", key)  # (silent since: evicted meanwhile)
     assert m.node.fast_beat(tuple(key), tuple(IID), m.now)  # type: ignore[arg-type]
     assert m.node.registry.watching_since == grace_before  # n1 judged its own all along
+
+
+def test_a_take_over_soon_after_a_member_grace_still_waits_a_whole_grace() -> None:
+    """review15 F3: a full hearer taking over services whose owner never replicated their
+    beats gives each a grace of its own.  A run-bounded grace (the run begun by the
+    cluster's own start, less than evict_after + unhealthy_after before) let it judge at
+    once: live beaters (5 s beats) marked at the start of a pair cut."""
+    m = Member()
+    n2s = keys_owned_by("n2", FULL, 12)
+    for key in n2s:
+        m.request("register", key, forwarded=True)
+    m.node.registry.start_grace(m.now)  # e.g. a member coming in at the cluster's start
+    m.effects.clear()
+    run_views(m, 2 * POLICY.unhealthy_after + 1.0, FULL, FULL)
+    assert not judged(m)  # n2's to judge
+    taken = {k for k in n2s if responsible_node(k, ("n1", "n3")) == "n1"}
+    assert taken
+    patience = DISPUTE_PATIENCE * CLUSTER.peer_timeout
+    run_views(m, patience + POLICY.unhealthy_after - 0.5, ("n2", "n3"), FULL)
+    assert not judged(m)  # their beats went to n2: a whole grace first
+    run_views(m, 2.0, ("n2", "n3"), FULL)
+    assert judged(m) == taken  # silent all along: judged after it
+
+
+def test_health_judgment_says_who_judges_while_views_differ() -> None:
+    """review15 F5: a node that judges nothing while views differ said "judging"."""
+    m = Member()
+    wider = ("n1", "n2", "n3", "n4")
+    run_views(m, 2.0, wider, wider)  # n2 and n3 hear n4, n1 does not
+    said = stats_map(m.node, m.now)["health_judgment"]
+    assert said.startswith("not judging") and "n2, n3" in said
+    run_views(m, 2.0, ("n1", "n2", "n4"), ("n1", "n3"))  # crossing cuts: nobody hears all
+    said = stats_map(m.node, m.now)["health_judgment"]
+    assert "no member hears every other" in said and "no session" in said
+    run_views(m, 2.0, FULL, FULL)
+    assert stats_map(m.node, m.now)["health_judgment"] == "judging"

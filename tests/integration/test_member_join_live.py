@@ -116,7 +116,7 @@ def _up(node: NodeProcess) -> set[str]:
         return {m["address"] for m in c.cluster()["members"] if m["state"] == "up"}
 
 
-def _listed(node: NodeProcess) -> set[str]:
+def _rows(node: NodeProcess) -> set[str]:
     """Every member row's address, whatever its state."""
     with Client([node.address], timeout=3.0) as c:
         return {m["address"] for m in c.cluster()["members"]}
@@ -153,7 +153,7 @@ def test_a_typo_that_listed_another_clusters_node_is_undone_by_fixing_it(
     wait_until(
         lambda: (
             _up(yc) == {c, d}
-            and b not in _listed(yc)
+            and b not in _rows(yc)
             and _up(fixed) == {a, b}
             and _up(xa) == {a, b}
         ),
