@@ -34,6 +34,9 @@ class Beacon:
     configured: tuple[str, ...] | None = None  # ids its peer list names (None: not told)
     held: tuple[str, ...] | None = None  # ids it holds out of the members (a crash loop)
     wall: int | None = None  # its wall clock when sent, ms since the epoch (clock skew)
+    # ids of the peers it hears by request only and cannot reach (their P+2 and P+3):
+    # each pushes it its changes (core/distro ``_push_changes``)
+    unreachable: tuple[str, ...] | None = None
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -177,7 +177,7 @@ RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
-_ONE_WAY = ("sessions", "join", "beacon")  # peer calls answered with a nil ack
+_ONE_WAY = ("sessions", "join", "beacon", "push")  # peer calls whose answer is not read
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
 _READS = (QueryInstances, ListServices)  # refused by a node whose clock is wrong
 
@@ -306,6 +306,10 @@ class DistroNode:
         self._dispute_held = False
         # peers (id -> epoch) that answered a ``beacon`` request UNKNOWN_OP: older nodes
         self._no_beacon_op: dict[str, int] = {}
+        # peers that cannot reach us (their beacons say so) -> when our next whole push
+        # to them is due; the deltas published meanwhile, pushed at the next tick
+        self._push_full: dict[str, float] = {}
+        self._pending_push: list[ServicePayload] = []
         self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
@@ -362,6 +366,8 @@ class DistroNode:
             "peers_held": 0,  # peers held out of the members (a crash loop)
             "replication_streams_lost": 0,  # a peer heard by request only (its P+2 silent)
             "replication_unreachable": 0,  # ... whose P+3 fails our repair rounds too
+            "pushes_started": 0,  # peers that said they cannot reach us: we push them
+            "pushed": 0,  # service payloads pushed to them (reconcile calls)
         }
         self._configured_ids: tuple[int, tuple[str, ...]] = (-1, ())  # (revision, ids)
         self._introduced: dict[str, float] = {}  # peer -> no new join to it before
@@ -1014,6 +1020,10 @@ class DistroNode:
         heard = membership.peers.get(b.address)
         if heard is not None:
             heard.holds_us = b.held is not None and self.node_id in b.held
+            cut_off = b.unreachable is not None and self.node_id in b.unreachable
+            if cut_off is not heard.cannot_reach_us:
+                heard.cannot_reach_us = cut_off
+                self._push_targets(now)
             if b.wall is not None and not self.registry.in_stale_window(now):
                 self._check_clock(heard, b.wall / 1000 - (now + self.registry.wall_offset), now)
             if b.configured is not None and b.ready:  # (one catching up has heard few yet)
@@ -1182,6 +1192,8 @@ class DistroNode:
             self._sync_wanted.add(d.node)
 
     def _member_changes(self, changes: list[MemberChanged], now: float) -> None:
+        if self._push_full:
+            self._push_targets(now)  # (after the changes below too: a target gone down)
         for change in changes:
             self.registry.queue(change)
             if change.state is MemberState.UP:
@@ -1201,6 +1213,64 @@ class DistroNode:
         for peer in self.membership.up_peers():
             if peer.node_id:
                 self._call(peer.node_id, PushSessions(0, beats), "sessions", (peer.node_id,))
+
+    def _unreachable(self) -> tuple[str, ...]:
+        """The peers we hear by request only and cannot reach (their stream silent, our
+        repair rounds with them failing): our beacons name them, and each pushes us its
+        changes (``_push_changes``)."""
+        return tuple(
+            sorted(p.node_id for p in self.membership.up_peers() if p.repair_failing and p.node_id)
+        )
+
+    def _push_targets(self, now: float) -> None:
+        """The peers whose beacons say they cannot reach us (review15 F1: a firewall on
+        this node that misses them for P+2 and P+3, while we reach them): they can neither
+        hear our deltas nor pull them, so we push them ours, over our requests to them:
+        every service we own at once and every ``anti_entropy_interval``, and each delta
+        as it is published (``reconcile`` calls; they merge what the owner sends)."""
+        targets = {p.node_id for p in self.membership.up_peers() if p.cannot_reach_us and p.node_id}
+        for node_id in targets - set(self._push_full):
+            self._push_full[node_id] = now  # a whole push at the next tick
+            self.counters["pushes_started"] += 1
+        for node_id in set(self._push_full) - targets:
+            del self._push_full[node_id]
+        self.outbox.push_deltas = self._pending_push.append if self._push_full else None
+
+    def _push_changes(self, now: float) -> None:
+        """Carry out ``_push_targets``: the deltas published since the last tick, and a
+        whole push to each target due one (bounded chunks: ``_reconcile_chunks``)."""
+        pending, self._pending_push = self._pending_push, []
+        if self.outbox.push_deltas is not None:
+            self.outbox.push_deltas = self._pending_push.append
+        for node_id, due in list(self._push_full.items()):
+            if now >= due:
+                self._push_full[node_id] = now + self.cluster.anti_entropy_interval * 5
+                owned = [self.payload_of(s.key) for s in self.store.records() if self._owns(s.key)]
+                chunks = self._reconcile_chunks(owned)
+            else:
+                chunks = self._reconcile_chunks(pending)
+            for chunk in chunks:
+                self.counters["pushed"] += len(chunk)
+                self._call(node_id, Reconcile(0, self.node_id, chunk), "push", (node_id,))
+
+    @staticmethod
+    def _reconcile_chunks(payloads: list[ServicePayload]) -> list[tuple[ServicePayload, ...]]:
+        """``payloads`` in reconcile-sized chunks (services and entries bounded)."""
+        chunks: list[tuple[ServicePayload, ...]] = []
+        chunk: list[ServicePayload] = []
+        entries = 0
+        for payload in payloads:
+            size = len(payload.upserts) + len(payload.removals)
+            if chunk and (
+                len(chunk) >= MAX_RECONCILE_SERVICES or entries + size > RECONCILE_CHUNK_ENTRIES
+            ):
+                chunks.append(tuple(chunk))
+                chunk, entries = [], 0
+            chunk.append(payload)
+            entries += size
+        if chunk:
+            chunks.append(tuple(chunk))
+        return chunks
 
     def _push_beacon(self, beacon: Beacon) -> None:
         """Our beacon also goes to every peer that is up over the request path (DISTRO.md
@@ -1393,6 +1463,9 @@ class DistroNode:
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]
             self._round_backoff.pop(node_id, None)
+            peer = self.membership.peer_by_id(node_id)
+            if peer is not None:
+                peer.repair_failing = False  # it answers us: no push needed
             # Everything the peer had published when the round started is now here:
             # its stream is caught up to that seq (else every beacon asks for a new round).
             applied = self.applied_seq.get(node_id)
@@ -1537,6 +1610,7 @@ class DistroNode:
                     self._configured(),
                     self.holding(now) or None,
                     int((now + self.registry.wall_offset) * 1000),
+                    self._unreachable() or None,
                 )
                 self.registry.queue(Broadcast(beacon))
                 self._push_beacon(beacon)
@@ -1573,6 +1647,8 @@ class DistroNode:
         if replicating is not self._replicating:
             self._replicating = replicating
             self._gate_fast_beats()
+        if self._push_full:
+            self._push_changes(now)
         self._tally.step(self.store, self.owner_of, self._members, now)
         next_check = self.registry.tick_health(now)
         if self.membership.peers:

@@ -66,6 +66,7 @@ class Peer:
     by_request_since: float = float("inf")  # heard by request since, the stream silent
     stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
     repair_failing: bool = False  # ... and a repair round with it failed (reported)
+    cannot_reach_us: bool = False  # its beacons' ``unreachable`` name us: we push to it
 
 
 def dialable(address: str) -> bool:

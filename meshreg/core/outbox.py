@@ -65,6 +65,8 @@ class Outbox:
         self._sessions: dict[str, tuple[str, int]] = {}  # renewals to replicate
         # also sends each SessionBeats to the peers over the request path (core/distro)
         self.push_sessions: Callable[[SessionBeats], None] | None = None
+        # a cluster member with peers that cannot reach it: every delta also goes there
+        self.push_deltas: Callable[[ServicePayload], None] | None = None
 
     def changed(self, change: ServiceChanged) -> None:
         """A change made here (or passed on by the owner): publish it as it is."""
@@ -111,6 +113,8 @@ class Outbox:
         self.seq += 1
         self.counters["replication_out"] += 1
         self.emit(Broadcast(ReplicatedDelta(self.node_id, self.epoch, self.seq, payload)))
+        if self.push_deltas is not None:
+            self.push_deltas(payload)
 
     def flush(self) -> None:
         """The session renewals received since the last flush in one message (or a few),

@@ -1666,10 +1666,10 @@ class NodeRuntime:
                 case ReplicationStream(repair_failing=True):
                     log.error(
                         "peer %s (%s): its replication stream (port P+2) is silent here and "
-                        "this node's repair requests to its port P+3 fail too: its changes "
-                        "cannot reach this node, whose copy of the services it judges goes "
-                        "stale (dead instances still listed); open ports P+2 and P+3 of %s "
-                        "towards this node (its beacons arrive, so the way back works)",
+                        "this node's repair requests to its port P+3 fail too: nothing of its "
+                        "reaches this node by itself, so this node's beacons ask it to push "
+                        "its changes here (its beacons arrive: the way back works); open "
+                        "ports P+2 and P+3 of %s towards this node",
                         effect.node_id,
                         effect.address,
                         effect.address,

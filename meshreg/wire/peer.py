@@ -497,6 +497,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["held"] = list(b.held)
     if b.wall is not None:
         body["wall"] = b.wall
+    if b.unreachable is not None:
+        body["unreachable"] = list(b.unreachable)
     return body
 
 
@@ -516,7 +518,10 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     wall = m.get("wall")
     if wall is not None:
         wall = _uint(wall, "wall")
-    return Beacon(node, address, epoch, ready, seq, members, configured, held, wall)
+    unreachable = m.get("unreachable")
+    if unreachable is not None:
+        unreachable = _beacon_view(address, unreachable)[1]  # node ids, like a view
+    return Beacon(node, address, epoch, ready, seq, members, configured, held, wall, unreachable)
 
 
 def decode_replication(

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from test_distro_faults import CLUSTER, Member
+from test_distro_faults import CLUSTER, Member, keys_owned_by
 
-from meshreg.core.distro import PeerCall
+from meshreg.core.distro import Broadcast, PeerCall
 from meshreg.core.effects import ReplicationStream
-from meshreg.core.requests import ListDigests, PushBeacon
+from meshreg.core.requests import ListDigests, PushBeacon, Reconcile
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.wire.peer import (
     Beacon,
     decode_peer_reply,
+    decode_replication,
+    encode_beacon,
     parse_peer_request,
     peer_call_fields,
     refused_as_unknown,
@@ -120,6 +122,8 @@ def test_the_beacon_peer_op_reads_back_as_sent() -> None:
     push = PushBeacon(3, Beacon("n1", "10.0.0.1:7800", 9, True, 12, VIEW, VIEW, ("n4",), 1700))
     body = encode_request(push.op, push.req_id, **peer_call_fields(push))
     assert parse_peer_request(body) == push
+    cut = Beacon("n1", "10.0.0.1:7800", 9, True, 12, VIEW, None, None, None, ("n3", "n2"))
+    assert decode_replication(encode_beacon(cut)).unreachable == ("n2", "n3")  # type: ignore[union-attr]
     bad = msgpack.unpackb(body)
     bad["ready"] = "yes"
     with pytest.raises(RequestRejected) as refused:
@@ -170,3 +174,48 @@ def test_a_peer_heard_by_request_whose_repairs_fail_is_reported_unreachable() ->
     assert m.node.counters["replication_unreachable"] == 1
     run(m, 1.0, n2_stream=True)  # both ports open again
     assert not m.node.membership.peers[A].repair_failing
+
+
+def test_a_node_that_cannot_reach_a_peer_says_so_in_its_beacons() -> None:
+    """review15 F1, the deaf side: its stream silent and our rounds with it failing, our
+    beacons name it (``unreachable``), so that it pushes us its changes."""
+    m = Member()
+    run(m, 4.0, seq=5)
+    for call in [c for c in calls(m, ListDigests) if c.node_id == "n2"]:
+        m.node.peer_failed(call.tag, m.now)
+    m.effects.clear()
+    run(m, 1.0, seq=5)
+    beacons = [e.message for e in m.effects if isinstance(e, Broadcast)]
+    beacons = [b for b in beacons if isinstance(b, Beacon)]
+    assert beacons and beacons[-1].unreachable == ("n2",)
+
+
+def test_a_peer_that_cannot_reach_us_is_pushed_our_changes() -> None:
+    """review15 F1, the owner's side: n2's beacons say it cannot reach n1; n1 pushes it
+    every service it owns at once (reconcile calls), then each delta it publishes, until
+    n2's beacons stop saying so."""
+    m = Member()
+    mine = keys_owned_by("n1", VIEW, 3)
+    for key in mine:
+        m.request("register", key)
+    m.effects.clear()
+    cut_off = Beacon("n2", A, 9, True, 0, VIEW, None, None, None, ("n1",))
+    for _ in range(3):
+        m.node.on_replication(cut_off, m.now)
+        m.beacons(VIEW, ("n3",))
+        m.step(0.1)
+    pushed = [c for c in calls(m, Reconcile) if c.node_id == "n2"]
+    assert pushed and {p.key for c in pushed for p in c.request.services} >= set(mine)
+    assert not [c for c in calls(m, Reconcile) if c.node_id == "n3"]
+    m.effects.clear()
+    m.request("deregister", mine[0])
+    m.node.on_replication(cut_off, m.now)
+    m.step(0.1)
+    (push,) = [c for c in calls(m, Reconcile) if c.node_id == "n2"]
+    assert [p.key for p in push.request.services] == [mine[0]]
+    assert push.request.services[0].removals  # the tombstone
+    m.effects.clear()
+    run(m, 1.0, n2_stream=True)  # n2 reaches us again: its beacons say nothing
+    m.request("register", mine[1])
+    m.step(0.1)
+    assert not [c for c in calls(m, Reconcile) if c.node_id == "n2"]

@@ -84,6 +84,7 @@ from typing import Any
 
 import pytest
 
+from meshreg.addresses import PEER_PORT_OFFSET
 from meshreg.core.effects import MemberState
 from meshreg.transport.memory import MemChannel, MemPub
 
@@ -122,7 +123,7 @@ DEAD_BOUND = (
 FLAP_DEAD_BOUND = (
     2 * _h.evict_after + _h.unhealthy_after + _c.peer_timeout + 2 * _h.check_interval + CUT_MAX
 )
-SCENARIOS = ("pub-a-to-b", "pub-a-to-all", "pair-cut", "pair-flap")
+SCENARIOS = ("pub-a-to-b", "pub-a-to-all", "pair-cut", "pair-flap", "ports-a-from-b")
 REPLAY = (
     "MESHREG_SIM_ONEWAY_SEED={seed} MESHREG_SIM_ONEWAY_SCENARIO={scenario} "
     "pytest tests/sim/test_one_way_sim.py -k replay -s"
@@ -239,14 +240,26 @@ class OneWay:
         return Beater(self.net, TIMINGS, index, f"svc{service}", node_id, start, stop)
 
     # -- faults ------------------------------------------------------------------------
-    def _lose_pub(self, src: str, dsts: set[str]) -> None:
+    def _lose_pub(self, src: str, dsts: set[str], requests: bool = False) -> None:
         """From ``FAULT_AT`` to the fault's end: lose every message ``src``'s replication
-        PUB (port P+2) sends a node in ``dsts``; every other message goes through."""
+        PUB (port P+2) sends a node in ``dsts``; with ``requests``, also every message
+        between their DEALERs and ``src``'s peer port (P+3), both ways (TCP to a port a
+        firewall drops carries nothing either way); every other message goes through."""
         net, inspect = self.net, self.net.drop
         assert inspect is not None
         on = [False]
+        host, port = net.nodes[src].address.rsplit(":", 1)
+        peer_port = f"{host}:{int(port) + PEER_PORT_OFFSET}"
+
+        def to_peer_port(source: MemChannel, dest: MemChannel) -> bool:
+            if source.name in dsts and dest.name == src:
+                return dest.endpoint == peer_port
+            return source.name == src and dest.name in dsts and source.endpoint == peer_port
 
         def drop(source: MemChannel, dest: MemChannel, frames: list[bytes]) -> bool:
+            if requests and on[0] and to_peer_port(source, dest):
+                self.pub_lost["request"] = self.pub_lost.get("request", 0) + 1
+                return True
             if (
                 on[0]
                 and type(source) is MemPub
@@ -279,6 +292,12 @@ class OneWay:
     def _plan_pub_a_to_b(self) -> None:
         self.plan.append(f"PUB {self.a} -> {self.b} lost {FAULT_AT:g}+{FAULT_LENGTH:g}")
         self._lose_pub(self.a, {self.b})
+
+    def _plan_ports_a_from_b(self) -> None:
+        self.plan.append(
+            f"{self.b} cannot reach {self.a}'s P+2 nor P+3 {FAULT_AT:g}+{FAULT_LENGTH:g}"
+        )
+        self._lose_pub(self.a, {self.b}, requests=True)
 
     def _plan_pub_a_to_all(self) -> None:
         self.plan.append(f"PUB {self.a} -> everyone lost {FAULT_AT:g}+{FAULT_LENGTH:g}")
@@ -405,6 +424,15 @@ def test_replication_pub_lost_one_way_dead_removed_live_kept(seed: int) -> None:
     A provider killed meanwhile is evicted everywhere within the bound while the fault
     lasts; no live instance is ever missing or unhealthy."""
     check("pub-a-to-b", seed, replay_of("pub-a-to-b", seed))
+
+
+@pytest.mark.parametrize("seed", seeds(1900, SEEDS))
+def test_peer_ports_unreachable_one_way_dead_removed_live_kept(seed: int) -> None:
+    """review15 F1: b cannot reach a's P+2 nor P+3 (a firewall on a that misses b), a
+    reaches b.  a's beacons reach b by request, so the views agree, but b can neither
+    hear a's deltas nor pull them: a pushes them (b's beacons say it cannot reach a).  A
+    provider killed meanwhile is evicted everywhere, b included, within the bound."""
+    check("ports-a-from-b", seed, replay_of("ports-a-from-b", seed))
 
 
 @pytest.mark.parametrize("seed", seeds(1600, SEEDS))
