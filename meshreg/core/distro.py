@@ -565,7 +565,8 @@ class DistroNode:
         ``refresh_every`` and a beat old.  So a flapping link grants one grace per service
         per quiet spell, not one per flap.  (A run-bounded ``start_grace`` was used first:
         review15 F3 saw it cut short by graces of the cluster's start, and live per-instance
-        beaters marked at the start of a pair cut, with 5 s beats.)"""
+        beaters marked at the start of a pair cut, with 5 s beats; then no grace for a
+        service nobody judged while the dispute was young: its owner's beats before.)"""
         old_disputed, old_full = self._disputed, self._full_hearers
         self._disputed = disputed = self.other_views()
         if not disputed:
@@ -585,10 +586,11 @@ class DistroNode:
                 continue
             if old_disputed and old_full:
                 judge: str | None = responsible_node(key, old_full)
-            elif old_disputed:  # judged by its owner in every view, if there is one
+            elif old_disputed:  # judged by its owner in every view, if there is one;
+                # else by nobody since the dispute began: by its owner before (review15 F3)
                 owners = {responsible_node(key, v) for v in old_disputed}
                 owners.add(self.owner_of(key))
-                judge = owners.pop() if len(owners) == 1 else None
+                judge = owners.pop() if len(owners) == 1 else self.owner_of(key)
             else:
                 judge = self.owner_of(key)
             if judge is None or judge == me:

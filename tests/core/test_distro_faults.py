@@ -607,3 +607,22 @@ def test_health_judgment_says_who_judges_while_views_differ() -> None:
     assert "no member hears every other" in said and "no session" in said
     run_views(m, 2.0, FULL, FULL)
     assert stats_map(m.node, m.now)["health_judgment"] == "judging"
+
+
+def test_a_take_over_of_services_nobody_judged_while_the_dispute_was_young_waits_a_grace() -> None:
+    """review15 F3, second form (real processes, 5 s beats): a pair cut n2 <-> n3, n1 the
+    full hearer.  While the dispute was younger than the patience nobody judged n3's
+    services (their owner differs between the views), nor did anyone replicate their
+    beats: n1 taking them over must wait a whole grace, not judge at once."""
+    m = Member()
+    n3s = keys_owned_by("n3", FULL, 6)
+    for key in n3s:
+        m.request("register", key, forwarded=True)
+    m.effects.clear()
+    run_views(m, POLICY.unhealthy_after + 1.0, FULL, FULL)  # silent here: n3's to judge
+    assert not judged(m)
+    patience = DISPUTE_PATIENCE * CLUSTER.peer_timeout
+    run_views(m, patience + POLICY.unhealthy_after - 0.5, ("n1", "n2"), ("n1", "n3"))
+    assert not judged(m)
+    run_views(m, 2.0, ("n1", "n2"), ("n1", "n3"))
+    assert judged(m) == set(n3s)  # silent all along: judged after the grace
