@@ -133,6 +133,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     PeerIntroduced,
     PeerListing,
     Rejected,
+    RepairFailing,
     ReplicationStream,
     Reply,
     SplitBatch,
@@ -174,6 +175,7 @@ ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round faile
 ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_after / 4:
 # repair carries liveness evidence, so it must never wait long against the health rules)
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
+REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: logged
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
@@ -309,6 +311,7 @@ class DistroNode:
         # peers that cannot reach us (their beacons say so) -> when our next whole push
         # to them is due; the deltas published meanwhile, pushed at the next tick
         self._push_full: dict[str, float] = {}
+        self._rounds_failed: dict[str, int] = {}  # peer -> repair rounds failed in a row
         self._pending_push: list[ServicePayload] = []
         self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
@@ -366,6 +369,7 @@ class DistroNode:
             "peers_held": 0,  # peers held out of the members (a crash loop)
             "replication_streams_lost": 0,  # a peer heard by request only (its P+2 silent)
             "replication_unreachable": 0,  # ... whose P+3 fails our repair rounds too
+            "repair_rounds_failed": 0,  # repair rounds with a peer up that failed
             "pushes_started": 0,  # peers that said they cannot reach us: we push them
             "pushed": 0,  # service payloads pushed to them (reconcile calls)
         }
@@ -1409,6 +1413,11 @@ class DistroNode:
             cap = min(ROUND_BACKOFF_MAX, self.policy.unhealthy_after / 4)
             wait = min(max(2 * last, ROUND_BACKOFF_FIRST), cap)
             self._round_backoff[node_id] = (now + wait, wait)
+            self.counters["repair_rounds_failed"] += 1
+            failures = self._rounds_failed[node_id] = self._rounds_failed.get(node_id, 0) + 1
+            peer = self.membership.peer_by_id(node_id)
+            if failures == REPAIR_FAILURES_REPORTED and peer is not None:
+                self.registry.queue(RepairFailing(node_id, peer.address, failures))
 
     def _on_digest_page(self, node_id: str, page: DigestPage, now: float) -> None:
         rnd = self._rounds.get(node_id)
@@ -1468,6 +1477,8 @@ class DistroNode:
             peer = self.membership.peer_by_id(node_id)
             if peer is not None:
                 peer.repair_failing = False  # it answers us: no push needed
+                if self._rounds_failed.pop(node_id, 0) >= REPAIR_FAILURES_REPORTED:
+                    self.registry.queue(RepairFailing(node_id, peer.address, 0))
             # Everything the peer had published when the round started is now here:
             # its stream is caught up to that seq (else every beacon asks for a new round).
             applied = self.applied_seq.get(node_id)

@@ -341,6 +341,16 @@ class ReplicationStream:
 
 
 @dataclass(frozen=True, slots=True)
+class RepairFailing:
+    """Repair rounds with a peer that is up failed ``failures`` times in a row (its P+3
+    does not answer this node: a firewall one way?), or succeed again (``failures`` 0)."""
+
+    node_id: str
+    address: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
 class PeerListing:
     """A configured peer's list came to name this node, or stopped naming it (its beacons'
     ``configured``): a node some configured peers do not list is their config learner
@@ -365,6 +375,7 @@ Effect = (
     | PeerForgotten
     | PeerListing
     | ReplicationStream
+    | RepairFailing
     | HeldOut
     | PeerHeld
     | ClockSkew

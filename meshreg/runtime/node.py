@@ -50,6 +50,7 @@ from meshreg.core.effects import (
     PeerIntroduced,
     PeerListing,
     Rejected,
+    RepairFailing,
     ReplicationStream,
     Reply,
     SelfPreservationEnded,
@@ -1663,6 +1664,20 @@ class NodeRuntime:
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case PeerListing():
                     self._config_members(now)
+                case RepairFailing(failures=0):
+                    log.warning("peer %s (%s): repair rounds succeed again", effect.node_id,
+                                effect.address)  # fmt: skip
+                case RepairFailing():
+                    log.warning(
+                        "peer %s (%s) is up but %d repair rounds with it failed in a row: its "
+                        "port P+3 does not answer this node (a firewall one way?); writes "
+                        "forwarded to it are applied here instead, and lost deltas are not "
+                        "repaired from it; open port P+3 of %s towards this node",
+                        effect.node_id,
+                        effect.address,
+                        effect.failures,
+                        effect.address,
+                    )
                 case ReplicationStream(repair_failing=True):
                     log.error(
                         "peer %s (%s): its replication stream (port P+2) is silent here and "

@@ -836,13 +836,21 @@ def sc_oneway_port(r: Run, seconds: float = 25.0) -> None:
     c = next(j for j in range(r.s.nodes) if j not in (a, b))
     rule = ["INPUT", "-i", "eth0", "-s", r.lab.addresses[a], "-p", "tcp", "--sport",
             str(r.s.port + 2), "-j", "DROP"]  # fmt: skip
-    w = r.open_window(f"{r.name(b)} deaf to {r.name(a)}:P+2 {seconds:g}s", set(), set(), 8.0)
-    r.drop_rule(b, rule, True)
+    _port_fault(r, b, rule, f"{r.name(b)} deaf to {r.name(a)}:P+2", c, seconds, 8.0)
+
+
+def _port_fault(
+    r: Run, j: int, rule: list[str], name: str, victim: int, seconds: float, bound: float
+) -> None:
+    """``rule`` in node j's namespace for ``seconds``; 3 s in, both providers of node
+    ``victim`` die: gone from every node within evict_after + 4 s while the rule holds."""
+    w = r.open_window(f"{name} {seconds:g}s", set(), set(), bound)
+    r.drop_rule(j, rule, True)
     r.observe(3.0)
-    dead = [r.kill_provider(p) for p in (c, r.s.nodes + c)]
+    dead = [r.kill_provider(p) for p in (victim, r.s.nodes + victim)]
     r.observe(seconds - (time.monotonic() - w.start))
     r.judge_death(dead[0][0] + dead[1][0], dead[0][1], r.s.evict_after + 4.0)
-    r.drop_rule(b, rule, False)
+    r.drop_rule(j, rule, False)
     r.close_window(w, r.event("rule removed"))
     r.settle(w)
 
@@ -855,15 +863,7 @@ def sc_pub_blocked(r: Run, seconds: float = 25.0) -> None:
     fix: a's beat-only instances unhealthy on the other nodes for the whole fault)."""
     a, c = r.rng.sample(range(r.s.nodes), 2)
     rule = ["INPUT", "-i", "eth0", "-p", "tcp", "--dport", str(r.s.port + 2), "-j", "DROP"]
-    w = r.open_window(f"{r.name(a)}:P+2 closed {seconds:g}s", set(), set(), 5.0)
-    r.drop_rule(a, rule, True)
-    r.observe(3.0)
-    dead = [r.kill_provider(p) for p in (c, r.s.nodes + c)]
-    r.observe(seconds - (time.monotonic() - w.start))
-    r.judge_death(dead[0][0] + dead[1][0], dead[0][1], r.s.evict_after + 4.0)
-    r.drop_rule(a, rule, False)
-    r.close_window(w, r.event("rule removed"))
-    r.settle(w)
+    _port_fault(r, a, rule, f"{r.name(a)}:P+2 closed", c, seconds, 5.0)
 
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {

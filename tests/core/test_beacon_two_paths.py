@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from answers import peer_reply
 from test_distro_faults import CLUSTER, Member, keys_owned_by
 
 from meshreg.core.distro import Broadcast, PeerCall
-from meshreg.core.effects import ReplicationStream
+from meshreg.core.effects import RepairFailing, ReplicationStream
 from meshreg.core.requests import ListDigests, PushBeacon, Reconcile
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.wire.peer import (
@@ -219,3 +220,32 @@ def test_a_peer_that_cannot_reach_us_is_pushed_our_changes() -> None:
     m.request("register", mine[1])
     m.step(0.1)
     assert not [c for c in calls(m, Reconcile) if c.node_id == "n2"]
+
+
+def test_repair_rounds_failing_with_a_peer_up_are_reported_once_and_again_when_back() -> None:
+    """review15 F4: a peer whose P+3 does not answer this node (its P+2 fine) was
+    invisible; three failed rounds in a row are logged (``RepairFailing``), once."""
+    m = Member()
+    failed: set[int] = set()
+    for _ in range(60):  # 6 s: rounds back off 0.25 s doubling up to 0.75 s
+        m.node.on_replication(Beacon("n2", A, 9, True, 5, VIEW), m.now)  # a gap: a round
+        m.beacons(VIEW, ("n3",))
+        m.step(0.1)
+        for call in calls(m, ListDigests):
+            if call.node_id == "n2" and call.tag not in failed:
+                failed.add(call.tag)
+                m.node.peer_failed(call.tag, m.now)
+    m.effects += m.node.take_effects()
+    said = [e for e in m.effects if isinstance(e, RepairFailing)]
+    assert [(e.node_id, e.failures) for e in said] == [("n2", 3)]
+    assert m.node.counters["repair_rounds_failed"] >= 3
+    m.node.on_replication(Beacon("n2", A, 9, True, 5, VIEW), m.now)
+    for _ in range(20):  # P+3 open again: the next round completes
+        m.step(0.1)
+        for call in calls(m, ListDigests):
+            if call.node_id == "n2" and call.tag not in failed:
+                failed.add(call.tag)
+                peer_reply(m.node, call.tag, {"node": "n2", "digests": [], "more": False}, m.now)
+    m.effects += m.node.take_effects()
+    said = [e for e in m.effects if isinstance(e, RepairFailing)]
+    assert [(e.node_id, e.failures) for e in said] == [("n2", 3), ("n2", 0)]
