@@ -275,6 +275,15 @@ def test_a_reading_client_with_large_config_reads_in_flight_loses_none(
         for i in range(total):
             req = {"v": 1, "id": i + 1, "op": "config_get", "data_id": "big.txt"}
             dealer.send_multipart([b"", msgpack.packb(req)])
+
+        def deferring() -> bool:
+            stats = raw_request(node.port, {"v": 1, "id": 3, "op": "stats"}, 5.0, curve)
+            return stats["result"]["replies"]["deferred"] > 0
+
+        # not reading yet: 40 MiB of replies pass the budget whatever the node's pace, so
+        # its later requests wait (else, on a loaded machine, a node that took them a few
+        # at a time while this client read never had to: the check below was the seed's)
+        wait_until(deferring, 20, what="the connection's requests deferred")
         while len(got) < total and dealer.poll(10_000):  # each reply within 10 s
             reply = msgpack.unpackb(dealer.recv_multipart()[-1])
             assert reply["ok"] and reply["result"]["content"] == content, reply.get("error")
