@@ -550,12 +550,15 @@ class DistroNode:
             return me in full and responsible_node(key, full) == me
         return self._owns(key) and all(responsible_node(key, v) == me for v in disputed)
 
+    def _views(self) -> dict[str, tuple[str, ...]]:
+        """The member views we know: ours and those of the peers up that announce one."""
+        views = {p.node_id: p.view for p in self.membership.up_peers() if p.node_id and p.view}
+        views[self.node_id] = self._members
+        return views
+
     def _hearers(self, disputed: list[tuple[str, ...]]) -> tuple[str, ...]:
         """The full hearers among the views we know (ours and the peers' we hear)."""
-        views = {self.node_id: self._members}
-        for peer in self.membership.up_peers():
-            if peer.node_id and peer.view is not None:
-                views[peer.node_id] = peer.view
+        views = self._views()
         union = set(self._members).union(*disputed)
         return tuple(sorted(n for n in union if n in views and set(views[n]) == union))
 
@@ -582,22 +585,16 @@ class DistroNode:
         if (old_disputed, old_full) == (disputed, full) or self._replicating:
             return
         me = self.node_id
-        views = {p.node_id: p.view for p in self.membership.up_peers() if p.node_id}
-        views[me] = self._members
+        views = self._views()
         for svc in self.store.records():
             key = svc.key
             if not self._judges_with(key, disputed, full):
                 continue
-            if old_disputed and old_full:
-                judge: str | None = responsible_node(key, old_full)
-            elif old_disputed:  # judged by its owner in every view, if there is one;
-                # else by nobody since the dispute began: by its owner before (review15 F3)
-                owners = {responsible_node(key, v) for v in old_disputed}
-                owners.add(self.owner_of(key))
-                judge = owners.pop() if len(owners) == 1 else self.owner_of(key)
-            else:
-                judge = self.owner_of(key)
-            if judge is None or judge == me:
+            # the last node that judged it: over the full hearers, else its owner (in
+            # every view while a dispute is young, or, judged by nobody since the dispute
+            # began, before it: review15 F3)
+            judge = responsible_node(key, old_full) if old_full else self.owner_of(key)
+            if judge == me:
                 continue
             view = views.get(judge)
             if view is None or responsible_node(key, view) == judge:
