@@ -267,6 +267,11 @@ def test_a_reading_client_with_large_config_reads_in_flight_loses_none(
     )["ok"]
     dealer = zmq.Context.instance().socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
+    # a slow reader: libzmq's I/O thread takes one reply ahead of the application, the
+    # kernel a few more (else it reads all 40 MiB into the socket's queue while the test
+    # "does not read", and whether the node ever had to wait was the machine's pace)
+    dealer.setsockopt(zmq.RCVHWM, 1)
+    dealer.setsockopt(zmq.RCVBUF, 65536)
     if curve is not None:
         dealer.curve_publickey, dealer.curve_secretkey, dealer.curve_serverkey = curve
     dealer.connect(f"tcp://{HOST}:{node.port}")
@@ -280,9 +285,8 @@ def test_a_reading_client_with_large_config_reads_in_flight_loses_none(
             stats = raw_request(node.port, {"v": 1, "id": 3, "op": "stats"}, 5.0, curve)
             return stats["result"]["replies"]["deferred"] > 0
 
-        # not reading yet: 40 MiB of replies pass the budget whatever the node's pace, so
-        # its later requests wait (else, on a loaded machine, a node that took them a few
-        # at a time while this client read never had to: the check below was the seed's)
+        # not reading yet: 40 MiB of replies, of which the connection takes a few MiB, pass
+        # the budget whatever the node's pace, so its later requests wait
         wait_until(deferring, 20, what="the connection's requests deferred")
         while len(got) < total and dealer.poll(10_000):  # each reply within 10 s
             reply = msgpack.unpackb(dealer.recv_multipart()[-1])
