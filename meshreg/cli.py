@@ -803,8 +803,9 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         if isinstance(silent, (int, float)):
             clock += f"  stream silent {silent:.0f}s"
             deaf.append(m["address"])
+        name = m["id"] or "(never heard)"  # "" on the wire: its id is not known yet
         click.echo(
-            f"{mark}{m['id']:<21} {m['address']:<22} {m['state']:<12} "
+            f"{mark}{name:<21} {m['address']:<22} {m['state']:<12} "
             f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}{clock}"
         )
     if joined:

@@ -105,6 +105,7 @@ from typing import Any
 from meshreg.core.cluster_messages import (
     MAX_DIGEST_PAGE,
     MAX_RECONCILE_SERVICES,
+    MAX_SESSION_ENTRIES,
     Beacon,
     CallReply,
     DigestPage,
@@ -312,7 +313,15 @@ class DistroNode:
         # to them is due; the deltas published meanwhile, pushed at the next tick
         self._push_full: dict[str, float] = {}
         self._rounds_failed: dict[str, int] = {}  # peer -> repair rounds failed in a row
+        self._beacons_failed: dict[str, int] = {}  # peer -> beacon requests failed in a row
+        # ... reported when they cover a peer_timeout (at least 3)
+        self._beacon_failures_reported = max(
+            REPAIR_FAILURES_REPORTED, math.ceil(cluster.peer_timeout / cluster.beacon_interval)
+        )
         self._pending_push: list[ServicePayload] = []
+        # a peer's session renewals -> the peers we hear whose views lack it: we relay
+        # them the renewals that are news to us (``_relay_sessions``; review15 F2)
+        self._relay_to: dict[str, tuple[str, ...]] = {}
         self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
@@ -361,6 +370,7 @@ class DistroNode:
             "refuted": 0,
             "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
+            "sessions_relayed": 0,  # ... passed on to peers that do not hear their sender
             "joins_sent": 0,  # joins sent to peers whose views lacked members we hear
             "members_joined": 0,  # addresses a peer's join gave us (not in our peer list)
             "joins_refused": 0,  # ... refused: MAX_ADDRESSES (or MAX_PENDING) held already
@@ -370,6 +380,7 @@ class DistroNode:
             "replication_streams_lost": 0,  # a peer heard by request only (its P+2 silent)
             "replication_unreachable": 0,  # ... whose P+3 fails our repair rounds too
             "repair_rounds_failed": 0,  # repair rounds with a peer up that failed
+            "peer_requests_unanswered": 0,  # times a peer up stopped answering our beacons
             "pushes_started": 0,  # peers that said they cannot reach us: we push them
             "pushed": 0,  # service payloads pushed to them (reconcile calls)
         }
@@ -576,6 +587,7 @@ class DistroNode:
         service nobody judged while the dispute was young: its owner's beats before.)"""
         old_disputed, old_full = self._disputed, self._full_hearers
         self._disputed = disputed = self.other_views()
+        self._set_relays()
         if not disputed:
             self._disputed_since = math.inf
         elif not old_disputed:
@@ -601,12 +613,20 @@ class DistroNode:
                 svc.watched_since = max(svc.watched_since, now)
 
     def judges_sessions(self) -> bool:
-        """Only if we hear every member a peer hears.  A session's renewals land on
-        whichever node its client talks to, not on an owner: a node a peer hears and we
-        do not may be receiving them (a link lost one way).  Those sessions are judged by
-        the nodes that hear everyone, or once the views agree again."""
+        """Only if every member a peer hears is heard by us, or by a peer that hears us
+        (it relays us that member's renewals: ``_set_relays``).  A session's renewals
+        land on whichever node its client talks to, not on an owner: a node that a peer
+        hears and that neither we nor a relay hear may be receiving them (a link lost one
+        way).  With a full hearer (a view that is the union) only the full hearers judge
+        anything; with none (two cuts that cross) the owners in every view judge their
+        services' sessions by relayed renewals (review15 F2: before, nobody did)."""
         mine = set(self._members)
-        return all(mine.issuperset(view) for view in self._disputed)
+        if all(mine.issuperset(view) for view in self._disputed):
+            return True
+        me = self.node_id
+        relays = [view for node_id, view in self._views().items() if node_id != me and me in view]
+        unheard = set().union(*self._disputed) - mine
+        return all(any(n in view for view in relays) for n in unheard)
 
     def evidence_floor(self, key: ServiceKey, now: float) -> int:
         """Role: a beat applied away from the service's sweeper (forwarded to us, or the
@@ -776,7 +796,7 @@ class DistroNode:
             return self._reconcile(req, now)
         if t is PushSessions:
             self._count(req.op)
-            self._on_sessions(req.beats, now)
+            self._on_sessions(req.beats, now, req.relayed)
             return None
         if t is PushBeacon:
             self._count(req.op)
@@ -1157,16 +1177,22 @@ class DistroNode:
             self.applied_seq[d.node] = (d.epoch, d.seq)
         self._merge(d.payload, now, d.node)
 
-    def _on_sessions(self, b: SessionBeats, now: float) -> None:
+    def _on_sessions(self, b: SessionBeats, now: float, relayed: bool = False) -> None:
         """Renewals a peer received: its evidence is ours (core/sessions).  An entry with
         a stamp beyond ``stamp_limit`` is rejected (Bounded stamps); one naming a session
-        of another namespace is ignored (the id is taken there)."""
+        of another namespace is ignored (the id is taken there).  Those that are news
+        here go on to the peers that do not hear ``b.node`` (``_relay_sessions``), unless
+        ``relayed`` (a peer passed them on: one hop only)."""
         self.counters["session_beats_in"] += 1
         wall = now + self.registry.wall_offset
         limit = stamp_limit(wall)
         wall_us = self.registry.wall_stamp(now) >> TAG_BITS
         sessions, renew = self.store.sessions, self.registry.renew_session
-        for sid, namespace, alive in b.entries:
+        relay = None if relayed else self._relay_to.get(b.node)
+        news: list[tuple[str, str, int]] = []
+        origin = "" if relayed else b.node
+        for entry in b.entries:
+            sid, namespace, alive = entry
             if alive > limit:
                 self.counters["future_stamps"] += 1
                 self.counters["replication_errors"] += 1
@@ -1182,8 +1208,59 @@ class DistroNode:
             held = sessions.get(sid)
             if held is not None and held.namespace != namespace:
                 continue
+            is_news = held is None or alive > held.alive
+            if relay is not None and is_news:
+                news.append(entry)
             self.hlc.observe(alive)
-            renew(sid, namespace, now, evidence_time(alive, now, wall_us), alive)
+            sess = renew(sid, namespace, now, evidence_time(alive, now, wall_us), alive)
+            if is_news:
+                sess.via = origin
+        if news and relay is not None:
+            self._relay_sessions(SessionBeats(b.node, b.epoch, tuple(news)), relay)
+
+    def _relay_sessions(self, beats: SessionBeats, targets: tuple[str, ...]) -> None:
+        """Pass renewals on (``sessions`` requests marked ``relayed``; not retried)."""
+        for node_id in targets:
+            self._call(node_id, PushSessions(0, beats, relayed=True), "sessions", (node_id,))
+        self.counters["sessions_relayed"] += len(beats.entries) * len(targets)
+
+    def _set_relays(self) -> None:
+        """Views changed: whose renewals we relay to whom (review15 F2).  A session's
+        renewals reach the peers its client's node hears; where views differ, a peer we
+        hear may not hear that node (two cuts that cross: nobody hears everyone), so we
+        pass on the renewals we get from each peer to every peer we hear whose view lacks
+        it.  A peer that becomes a target for a peer's renewals first gets the latest
+        stamp of every session whose latest renewal came from that peer (``via``): the
+        relay must not start a renewal interval late."""
+        views = self._views()
+        me = self.node_id
+        relay: dict[str, tuple[str, ...]] = {}
+        for origin in views:
+            if origin != me:
+                lacking = (
+                    q for q, view in views.items() if q not in (me, origin) and origin not in view
+                )
+                targets = tuple(sorted(lacking))
+                if targets:
+                    relay[origin] = targets
+        old = self._relay_to
+        self._relay_to = relay
+        new = {o: tuple(q for q in ts if q not in old.get(o, ())) for o, ts in relay.items()}
+        new = {o: ts for o, ts in new.items() if ts}
+        if not new:
+            return
+        held: dict[str, list[tuple[str, str, int]]] = {o: [] for o in new}
+        for sess in self.store.sessions:
+            entries = held.get(sess.via)
+            if entries is not None:
+                entries.append((sess.id, sess.namespace, sess.alive))
+        for origin in sorted(new):
+            entries = held[origin]
+            peer = self.membership.peer_by_id(origin)
+            epoch = peer.epoch if peer is not None and peer.epoch is not None else 0
+            for start in range(0, len(entries), MAX_SESSION_ENTRIES):
+                chunk = tuple(entries[start : start + MAX_SESSION_ENTRIES])
+                self._relay_sessions(SessionBeats(origin, epoch, chunk), new[origin])
 
     def _on_digest(self, d: DigestSummary, now: float) -> None:
         peer = self.membership.peer_by_id(d.node)
@@ -1204,6 +1281,7 @@ class DistroNode:
                 self._round_backoff.pop(change.node_id, None)  # back: repair at once
             else:
                 self._rounds.pop(change.node_id, None)
+                self._beacons_failed.pop(change.node_id, None)
                 self._sync_wanted.discard(change.node_id)
                 self._resync.discard(change.node_id)
 
@@ -1315,6 +1393,11 @@ class DistroNode:
         if call is None:
             return
         kind, ctx = call
+        if kind == "beacon" and self._beacons_failed:
+            failed = self._beacons_failed.pop(ctx[0], 0)
+            peer = self.membership.peer_by_id(ctx[0])
+            if failed >= self._beacon_failures_reported and peer is not None:
+                self.registry.queue(RepairFailing(ctx[0], peer.address, 0, "beacon requests"))
         if kind in _ONE_WAY:
             return  # an ack (nil): nothing to learn from it
         node_id = ctx if kind == "digests" else ctx[0]
@@ -1388,8 +1471,24 @@ class DistroNode:
             peer = self.membership.peer_by_id(ctx[0])
             if peer is not None and peer.epoch is not None:
                 self._no_beacon_op[ctx[0]] = peer.epoch
+        elif kind == "beacon":
+            self._beacon_failed(ctx[0])
         if kind not in _ONE_WAY:  # a lost push or join: the next one carries it
             self._abort_round(ctx if kind == "digests" else ctx[0], now)
+
+    def _beacon_failed(self, node_id: str) -> None:
+        """A beacon request to ``node_id`` got no answer.  Sent every beacon interval to
+        every peer up, they find a P+3 that does not answer us (a firewall one way) when
+        no repair round is due: a peer_timeout's worth in a row is logged once and counted
+        (review15 F4: before, only failed repair rounds were, and a healthy cluster may try
+        none for as long as the fault lasts)."""
+        peer = self.membership.peer_by_id(node_id)
+        if peer is None or peer.state is not MemberState.UP:
+            return
+        failed = self._beacons_failed[node_id] = self._beacons_failed.get(node_id, 0) + 1
+        if failed == self._beacon_failures_reported:
+            self.counters["peer_requests_unanswered"] += 1
+            self.registry.queue(RepairFailing(node_id, peer.address, failed, "beacon requests"))
 
     def _abort_round(self, node_id: str, now: float) -> None:
         """Drop a round that failed; the next waits ROUND_BACKOFF_FIRST, doubling per
@@ -1722,9 +1821,14 @@ class DistroNode:
                 f"{', '.join(self._full_hearers)} (hearing everyone) judge"
             )
         if self._dispute_held and not self._full_hearers:
+            sessions = (
+                "their session instances by renewals relayed through the peers that hear both"
+                if self.judges_sessions()
+                else "no session instances (a member is heard by no peer that hears us)"
+            )
             return (
                 "member views differ and no member hears every other: judging only the "
-                "services owned here in every view, no session instances"
+                f"services owned here in every view, {sessions}"
             )
         registry = self.registry
         if now < max(registry.watching_since, registry.resumed_at) + self.policy.unhealthy_after:

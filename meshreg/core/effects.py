@@ -342,12 +342,15 @@ class ReplicationStream:
 
 @dataclass(frozen=True, slots=True)
 class RepairFailing:
-    """Repair rounds with a peer that is up failed ``failures`` times in a row (its P+3
-    does not answer this node: a firewall one way?), or succeed again (``failures`` 0)."""
+    """Requests to a peer that is up failed ``failures`` times in a row (its P+3 does not
+    answer this node: a firewall one way?), or succeed again (``failures`` 0).  ``what``:
+    which requests ("repair rounds", or "beacon requests": sent every beacon interval,
+    they find it even when no round is due: review15 F4)."""
 
     node_id: str
     address: str
     failures: int
+    what: str = "repair rounds"
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,10 +234,13 @@ class Reconcile:
 class PushSessions:
     """The ``sessions`` peer op: the renewals a node received, sent over the request
     path as well as published (a second path: a replication stream stalled by loss
-    does not silence every session renewed through its node)."""
+    does not silence every session renewed through its node).  ``relayed``: a peer
+    passes on renewals another node received, to a node that does not hear it (two
+    cuts that cross: core/distro ``_set_relays``); never relayed again."""
 
     req_id: int
     beats: SessionBeats
+    relayed: bool = False
     op = "sessions"
 
 

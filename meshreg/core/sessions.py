@@ -78,6 +78,7 @@ class SessionRecord:
         "count",
         "marked_at",
         "opener",
+        "via",
     )
 
     def __init__(
@@ -98,6 +99,10 @@ class SessionRecord:
         # a healthy instance. -inf: not marked.
         self.marked_at = -math.inf
         self.opener = opener  # the client whose share it counts in (None: nobody's)
+        # the peer whose renewal of it was the latest news here ("": ours, or none yet):
+        # where views differ, a peer starting to relay that peer's renewals to another
+        # first sends it these sessions' latest stamps (core/distro ``_set_relays``)
+        self.via = ""
 
 
 class Sessions:

@@ -1665,17 +1665,18 @@ class NodeRuntime:
                 case PeerListing():
                     self._config_members(now)
                 case RepairFailing(failures=0):
-                    log.warning("peer %s (%s): repair rounds succeed again", effect.node_id,
-                                effect.address)  # fmt: skip
+                    log.warning("peer %s (%s): %s succeed again", effect.node_id,
+                                effect.address, effect.what)  # fmt: skip
                 case RepairFailing():
                     log.warning(
-                        "peer %s (%s) is up but %d repair rounds with it failed in a row: its "
+                        "peer %s (%s) is up but %d %s to it failed in a row: its "
                         "port P+3 does not answer this node (a firewall one way?); writes "
                         "forwarded to it are applied here instead, and lost deltas are not "
                         "repaired from it; open port P+3 of %s towards this node",
                         effect.node_id,
                         effect.address,
                         effect.failures,
+                        effect.what,
                         effect.address,
                     )
                 case ReplicationStream(repair_failing=True):

@@ -612,7 +612,10 @@ def peer_call_fields(
         return beacon_fields(req.beacon)
     assert type(req) is PushSessions
     beats = req.beats
-    return {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
+    fields = {"node": beats.node, "epoch": beats.epoch, "sessions": beats.entries}
+    if req.relayed:
+        fields["relayed"] = True
+    return fields
 
 
 def parse_peer_op(
@@ -652,9 +655,11 @@ def parse_peer_op(
         if op == "sessions":
             node = check_node_id(msg.get("node"))
             epoch = _uint(msg.get("epoch"), "epoch")
-            return PushSessions(
-                req_id, SessionBeats(node, epoch, _session_entries(msg.get("sessions")))
-            )
+            relayed = msg.get("relayed", False)
+            if type(relayed) is not bool:
+                raise _bad("relayed must be a boolean")
+            entries = _session_entries(msg.get("sessions"))
+            return PushSessions(req_id, SessionBeats(node, epoch, entries), relayed)
     except RemoteProtocolError as exc:
         raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op) from None
     raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unknown peer op {op!r}", req_id)

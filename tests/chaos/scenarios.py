@@ -67,7 +67,8 @@ class Settings:
         """The settings scenario ``name`` runs with: the defaults, and ``SHORT_HEALTH``
         for the scenarios whose fault is sized by evict_after (``SHORT_HEALTH_SCENARIOS``)."""
         base = replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
-        return replace(base, beat_only=name in BEAT_ONLY_SCENARIOS)
+        nodes = 4 if name == "crossing-cuts" else base.nodes  # two cuts need four nodes
+        return replace(base, beat_only=name in BEAT_ONLY_SCENARIOS, nodes=nodes)
 
 
 # Health timings for the scenarios whose fault must outlast evict_after (pause, partition)
@@ -82,7 +83,7 @@ class Settings:
 SHORT_HEALTH = {"unhealthy_after": 2.0, "evict_after": 4.0}
 SHORT_HEALTH_SCENARIOS = ("provider-death", "pause", "partition")
 # the faults a client of another language (per-instance beats, no session) met otherwise
-BEAT_ONLY_SCENARIOS = ("oneway-port", "pub-blocked")
+BEAT_ONLY_SCENARIOS = ("oneway-port", "pub-blocked", "crossing-cuts")
 
 
 @dataclass
@@ -836,22 +837,30 @@ def sc_oneway_port(r: Run, seconds: float = 25.0) -> None:
     c = next(j for j in range(r.s.nodes) if j not in (a, b))
     rule = ["INPUT", "-i", "eth0", "-s", r.lab.addresses[a], "-p", "tcp", "--sport",
             str(r.s.port + 2), "-j", "DROP"]  # fmt: skip
-    _port_fault(r, b, rule, f"{r.name(b)} deaf to {r.name(a)}:P+2", c, seconds, 8.0)
+    _port_fault(r, [(b, rule)], f"{r.name(b)} deaf to {r.name(a)}:P+2", c, seconds, 8.0)
 
 
 def _port_fault(
-    r: Run, j: int, rule: list[str], name: str, victim: int, seconds: float, bound: float
+    r: Run,
+    rules: list[tuple[int, list[str]]],
+    name: str,
+    victim: int,
+    seconds: float,
+    bound: float,
 ) -> None:
-    """``rule`` in node j's namespace for ``seconds``; 3 s in, both providers of node
-    ``victim`` die: gone from every node within evict_after + 4 s while the rule holds."""
+    """Each (j, rule) in node j's namespace for ``seconds``; 3 s in, both providers of
+    node ``victim`` die: gone from every node within evict_after + 4 s while the rules
+    hold."""
     w = r.open_window(f"{name} {seconds:g}s", set(), set(), bound)
-    r.drop_rule(j, rule, True)
+    for j, rule in rules:
+        r.drop_rule(j, rule, True)
     r.observe(3.0)
     dead = [r.kill_provider(p) for p in (victim, r.s.nodes + victim)]
     r.observe(seconds - (time.monotonic() - w.start))
     r.judge_death(dead[0][0] + dead[1][0], dead[0][1], r.s.evict_after + 4.0)
-    r.drop_rule(j, rule, False)
-    r.close_window(w, r.event("rule removed"))
+    for j, rule in rules:
+        r.drop_rule(j, rule, False)
+    r.close_window(w, r.event("rules removed"))
     r.settle(w)
 
 
@@ -863,7 +872,22 @@ def sc_pub_blocked(r: Run, seconds: float = 25.0) -> None:
     fix: a's beat-only instances unhealthy on the other nodes for the whole fault)."""
     a, c = r.rng.sample(range(r.s.nodes), 2)
     rule = ["INPUT", "-i", "eth0", "-p", "tcp", "--dport", str(r.s.port + 2), "-j", "DROP"]
-    _port_fault(r, a, rule, f"{r.name(a)}:P+2 closed", c, seconds, 5.0)
+    _port_fault(r, [(a, rule)], f"{r.name(a)}:P+2 closed", c, seconds, 5.0)
+
+
+def sc_crossing_cuts(r: Run, seconds: float = 25.0) -> None:
+    """Two cuts that cross (review15 F2), four nodes: a <-> b and c <-> d cannot reach
+    each other, every other pair can, so no node hears every other. 3 s in, a's providers
+    (a session one and a per-instance-beat one) die: gone from every node within
+    evict_after + 4 s while the cuts last, and no live instance missing or unhealthy
+    anywhere (before the fix: the dead session instances stayed healthy on every node
+    for the whole fault; nobody judged sessions while the views differed this way)."""
+    a, b, c, d = r.rng.sample(range(r.s.nodes), 4)
+    rules = []
+    for x, y in ((a, b), (b, a), (c, d), (d, c)):  # each end drops what the other sends
+        rules.append((x, ["INPUT", "-i", "eth0", "-s", r.lab.addresses[y], "-j", "DROP"]))
+    name = f"cut {r.name(a)}<->{r.name(b)} and {r.name(c)}<->{r.name(d)}"
+    _port_fault(r, rules, name, a, seconds, 8.0)
 
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
@@ -876,6 +900,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "loss-delay": sc_loss,
     "oneway-port": sc_oneway_port,
     "pub-blocked": sc_pub_blocked,
+    "crossing-cuts": sc_crossing_cuts,
 }
 
 from config_scenarios import CONFIG_SCENARIOS  # noqa: E402  (needs Run, defined above)

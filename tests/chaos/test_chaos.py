@@ -96,6 +96,12 @@ def test_replication_port_closed_to_every_peer() -> None:
     check("pub-blocked")
 
 
+@pytest.mark.timeout(100)
+@pytest.mark.skipif(iptables_command() is None, reason="the cuts need iptables")
+def test_crossing_cuts_nobody_hears_everyone() -> None:
+    check("crossing-cuts")
+
+
 @pytest.mark.timeout(120)
 def test_config_partition_minority_refuses_writes() -> None:
     check("config-partition")

@@ -11,6 +11,8 @@ heard either way is up.  Driven on a fake clock: n1 with peers n2 (stream silent
 
 from __future__ import annotations
 
+import math
+
 import msgpack
 import pytest
 from answers import peer_reply
@@ -249,3 +251,42 @@ def test_repair_rounds_failing_with_a_peer_up_are_reported_once_and_again_when_b
     m.effects += m.node.take_effects()
     said = [e for e in m.effects if isinstance(e, RepairFailing)]
     assert [(e.node_id, e.failures) for e in said] == [("n2", 3), ("n2", 0)]
+
+
+def test_beacon_requests_unanswered_by_a_peer_up_are_reported_once_and_again_when_back() -> None:
+    """review15 F4 remainder: a peer whose P+3 does not answer us (its P+2 fine, so it
+    stays up) was reported only after three failed repair rounds, and a healthy cluster
+    may try none.  Our beacon requests go every beacon interval: a peer_timeout's worth
+    of them unanswered in a row is reported once, and again when one is answered."""
+    m = Member()
+    failed: set[int] = set()
+
+    def beacons_to_n2(answer: bool) -> None:
+        for call in calls(m, PushBeacon):
+            if call.node_id == "n2" and call.tag not in failed:
+                failed.add(call.tag)
+                if answer:
+                    peer_reply(m.node, call.tag, None, m.now)
+                else:
+                    m.node.peer_failed(call.tag, m.now)
+
+    threshold = math.ceil(CLUSTER.peer_timeout / CLUSTER.beacon_interval)
+    for _ in range(round(3 * CLUSTER.peer_timeout / 0.1)):
+        m.beacons(VIEW)  # n2 is heard (its P+2 works)
+        m.step(0.1)
+        beacons_to_n2(answer=False)
+    m.effects += m.node.take_effects()
+    said = [e for e in m.effects if isinstance(e, RepairFailing)]
+    assert [(e.node_id, e.failures, e.what) for e in said] == [("n2", threshold, "beacon requests")]
+    assert m.node.counters["peer_requests_unanswered"] == 1
+    assert m.node.members() == VIEW  # still up: reported, not counted down
+    for _ in range(5):
+        m.beacons(VIEW)
+        m.step(0.1)
+        beacons_to_n2(answer=True)
+    m.effects += m.node.take_effects()
+    said = [e for e in m.effects if isinstance(e, RepairFailing)]
+    assert [(e.failures, e.what) for e in said] == [
+        (threshold, "beacon requests"),
+        (0, "beacon requests"),
+    ]

@@ -8,6 +8,7 @@ import queue
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,18 @@ def test_unresolvable_server_is_one_line_error() -> None:
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "nosuchhost.invalid" in lines[0], out.stderr
+
+
+def test_cluster_names_a_listed_peer_never_heard_as_such(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    """review15 F6: a configured peer not heard from yet has no id; the table said ""
+    (an empty first column).  The JSON keeps "" (PROTOCOL.md 2.10); the table says so."""
+    silent = f"127.0.0.1:{free_port_pair()}"  # nothing runs there
+    node = start_node("--peer", silent)
+    shown = run_cli("cluster", "-s", node.address)
+    assert shown.returncode == 0, shown.stderr
+    (row,) = [line for line in shown.stdout.splitlines() if silent in line]
+    assert row.split()[:3] == ["(never", "heard)", silent], shown.stdout
+    listed = json.loads(run_cli("cluster", "--json", "-s", node.address).stdout)
+    assert [m["id"] for m in listed["members"] if m["address"] == silent] == [""]

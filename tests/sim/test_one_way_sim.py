@@ -1,8 +1,9 @@
 """Failure detection under one-way and partial link faults (review14c F1, F2, pair cuts).
 
-Three nodes at the short timings of ``test_faults_sim`` (check 0.5 s, unhealthy 3 s,
-evict 6 s, peer timeout 1.5 s, beats and renewals every 0.5 s); the roles ``a``, ``b``
-(the two ends of the faulty link) and ``c`` (the third node) are drawn from the seed.
+Three nodes (four for the crossing cuts) at the short timings of ``test_faults_sim``
+(check 0.5 s, unhealthy 3 s, evict 6 s, peer timeout 1.5 s, beats and renewals every 0.5 s); the roles ``a``, ``b``
+(the two ends of the faulty link) and ``c`` (the third node; with four, ``c`` and ``d``
+the ends of the second cut) are drawn from the seed.
 On every node, providers of both kinds talk to that node only (``Client([node])``):
 
 * a session client (``test_sessions_sim.SessionClient``, renewing every beat);
@@ -18,7 +19,10 @@ fault is on.  The faults, each longer than several ``evict_after``:
 2. **a's PUB lost to every peer** (review14c F2: a's P+2 closed; a hears everyone,
    requests work both ways);
 3. **a pair cut** a <-> b (``oneway_loss`` 1.0 both ways; c hears both);
-4. **a flapping pair cut**: the a <-> b cut toggling every 0.5-2 s (seeded) for 40 s.
+4. **a flapping pair cut**: the a <-> b cut toggling every 0.5-2 s (seeded) for 40 s;
+5. **two cuts that cross** (review15 F2): four nodes, a <-> b and c <-> d cut, so no
+   node hears every other; a session's renewals reach the judge of its services through
+   a node that hears both ends (relayed).
 
 Checked (every ``SAMPLE`` s of simulated time):
 
@@ -69,7 +73,8 @@ Replay one run with a trace (``MESHREG_SIM_TRACE=/tmp/t.txt`` writes it to a fil
     MESHREG_SIM_ONEWAY_SEED=1500 MESHREG_SIM_ONEWAY_SCENARIO=pub-a-to-b \\
         pytest tests/sim/test_one_way_sim.py -k replay -s
 
-(scenarios: ``pub-a-to-b``, ``pub-a-to-all``, ``pair-cut``, ``pair-flap``; the seed is
+(scenarios: ``pub-a-to-b``, ``pub-a-to-all``, ``pair-cut``, ``pair-flap``,
+``ports-a-from-b``, ``cross-cuts``; the seed is
 the network seed the failure message prints).  The number of seeds follows
 ``MESHREG_SIM_FAULT_SEEDS``: an eighth of it (at least 3) per fault that holds still, a
 quarter (at least 6) for the flapping cut, plus seed 1850 there (see its test).
@@ -123,7 +128,14 @@ DEAD_BOUND = (
 FLAP_DEAD_BOUND = (
     2 * _h.evict_after + _h.unhealthy_after + _c.peer_timeout + 2 * _h.check_interval + CUT_MAX
 )
-SCENARIOS = ("pub-a-to-b", "pub-a-to-all", "pair-cut", "pair-flap", "ports-a-from-b")
+SCENARIOS = (
+    "pub-a-to-b",
+    "pub-a-to-all",
+    "pair-cut",
+    "pair-flap",
+    "ports-a-from-b",
+    "cross-cuts",
+)
 REPLAY = (
     "MESHREG_SIM_ONEWAY_SEED={seed} MESHREG_SIM_ONEWAY_SCENARIO={scenario} "
     "pytest tests/sim/test_one_way_sim.py -k replay -s"
@@ -180,7 +192,8 @@ class OneWay:
         assert scenario in SCENARIOS, scenario
         self.scenario = scenario
         self.rng = random.Random(f"one-way-{scenario}-{seed}")  # the plan's own stream
-        ids = ["n0", "n1", "n2"]
+        crossing = scenario == "cross-cuts"
+        ids = ["n0", "n1", "n2", "n3"] if crossing else ["n0", "n1", "n2"]
         self.net = net = Network(
             seed,
             ids,
@@ -188,8 +201,11 @@ class OneWay:
             cluster=TIMINGS.cluster,
             trace=trace or bool(TRACE_FILE),
         )
-        self.a, self.b = self.rng.sample(ids, 2)
-        self.c = next(n for n in ids if n not in (self.a, self.b))
+        if crossing:  # a <-> b and c <-> d cut: nobody hears everyone
+            self.a, self.b, self.c, self.d = self.rng.sample(ids, 4)
+        else:
+            self.a, self.b = self.rng.sample(ids, 2)
+            self.c = next(n for n in ids if n not in (self.a, self.b))
         for i, node_id in enumerate(ids):
             net.at(0.1 * i, net.start, node_id)
         self.fault_end = FAULT_AT + FAULT_LENGTH
@@ -280,8 +296,8 @@ class OneWay:
         net.at(FAULT_AT, switch, True)
         net.at(self.fault_end, switch, False)
 
-    def _cut(self, state: bool) -> None:
-        a, b, net = self.a, self.b, self.net
+    def _cut(self, state: bool, a: str = "", b: str = "") -> None:
+        a, b, net = a or self.a, b or self.b, self.net
         if state:
             net.oneway_loss[(a, b)] = net.oneway_loss[(b, a)] = 1.0
         else:
@@ -307,6 +323,13 @@ class OneWay:
         self.plan.append(f"cut {self.a} <-> {self.b} {FAULT_AT:g}+{FAULT_LENGTH:g}")
         self.net.at(FAULT_AT, self._cut, True)
         self.net.at(self.fault_end, self._cut, False)
+
+    def _plan_cross_cuts(self) -> None:
+        a, b, c, d = self.a, self.b, self.c, self.d
+        self.plan.append(f"cut {a} <-> {b} and {c} <-> {d} {FAULT_AT:g}+{FAULT_LENGTH:g}")
+        for x, y in ((a, b), (c, d)):
+            self.net.at(FAULT_AT, self._cut, True, x, y)
+            self.net.at(self.fault_end, self._cut, False, x, y)
 
     def _plan_pair_flap(self) -> None:
         t, state, flips = FAULT_AT, True, 0
@@ -449,6 +472,18 @@ def test_pair_cut_dead_removed_live_kept_while_it_lasts(seed: int) -> None:
     meanwhile is evicted everywhere within the bound while the cut lasts, and no live
     instance (of a provider talking to a, b or c) is ever missing or unhealthy."""
     check("pair-cut", seed, replay_of("pair-cut", seed))
+
+
+@pytest.mark.parametrize("seed", seeds(2000, SEEDS))
+def test_crossing_cuts_dead_removed_live_kept_while_they_last(seed: int) -> None:
+    """review15 F2: four nodes, a <-> b and c <-> d cut for 40 s, so no node hears every
+    other.  Each service is judged by its owner in every view a node knows; a killed
+    session client's renewals reach that judge only through a node hearing both
+    (relayed).  Killed providers of both kinds are gone everywhere within the bound
+    while the cuts last; no live instance is ever missing or unhealthy.  Before: no node
+    judged session instances while the views differed this way (dead ones stayed
+    healthy cluster-wide for the whole fault)."""
+    check("cross-cuts", seed, replay_of("cross-cuts", seed))
 
 
 @pytest.mark.parametrize("seed", seeds(1800, FLAP_SEEDS, (1850,)))
