@@ -9,6 +9,7 @@ session's: client/config_session.py.  docs/CONFIG.md, "Client and CLI".
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -221,9 +222,14 @@ class ConfigMixin:
         Every write below takes it too.
         """
         key = self._config_key(data_id, group, namespace)
-        fields = {**_key_fields(key), "content": content}
+        # echo false: the answer leaves the content out (we have it: a 1 MiB publish does
+        # not cost 1 MiB back; older nodes ignore the field and send it)
+        fields = {**_key_fields(key), "content": content, "echo": False}
         fields.update(_present(type=type, if_revision=if_revision, desc=desc, tags=tags))
-        return self._config_write("config_publish", key, fields, request_id)  # type: ignore[no-any-return]
+        info = self._config_write("config_publish", key, fields, request_id)
+        if isinstance(info, ConfigInfo) and not info.gray_served and info.content != content:
+            info = dataclasses.replace(info, content=content)
+        return info  # type: ignore[no-any-return]
 
     def config_delete(
         self,
@@ -268,9 +274,12 @@ class ConfigMixin:
         ``labels`` or whose address (its IP address as the node sees it, no port) is in
         ``clients``."""
         key = self._config_key(data_id, group, namespace)
-        fields = {**_key_fields(key), "content": content}
+        fields = {**_key_fields(key), "content": content, "echo": False}  # (as config_publish)
         fields.update(_present(labels=labels, clients=clients, type=type, if_revision=if_revision))
-        return self._config_write("config_gray", key, fields, request_id)  # type: ignore[no-any-return]
+        info = self._config_write("config_gray", key, fields, request_id)
+        if isinstance(info, ConfigInfo) and info.gray is not None and info.gray.content != content:
+            info = dataclasses.replace(info, gray=dataclasses.replace(info.gray, content=content))
+        return info  # type: ignore[no-any-return]
 
     def config_promote(
         self,

@@ -275,8 +275,8 @@ ENTRY_OPS = frozenset(
 
 def decode_config_result(op: str, raw: Any) -> Any:
     """The typed result of a ``config_*`` op; RemoteProtocolError when malformed."""
-    if op in ENTRY_OPS:
-        return config_info_from_map(raw, "the result")
+    if op in ENTRY_OPS:  # a publish asked with ``echo`` false: no content (the caller has it)
+        return config_info_from_map(raw, "the result", op != "config_publish")
     if op == "config_list":
         return _page(raw, False, str)
     if op == "config_history":

@@ -122,6 +122,7 @@ from meshreg.wire.config_replies import (
     listen_result,
     pack_entry_result,
     parse_config_topic,
+    without_echo,
 )
 from meshreg.wire.replies import encode_error, encode_ok, encode_ok_packed
 
@@ -1188,7 +1189,10 @@ class ConfigPlane:
         if isinstance(request, _PeerAsk):
             self._reply_peer(request, ok=True, entry=entry_to_wire(entry), gray=gray)
         elif isinstance(request, _ClientAsk):
-            self._send_reply(request.envelope, encode_ok(request.req_id, entry_result(entry, gray)))
+            result = entry_result(entry, gray)
+            if request.msg.get("echo") is False:  # (validated: a bool)
+                result = without_echo(result, request.msg.get("op", ""))
+            self._send_reply(request.envelope, encode_ok(request.req_id, result))
 
     def _reply_error(self, request: Any, code: ErrorCode, message: str) -> None:
         if isinstance(request, _PeerAsk):

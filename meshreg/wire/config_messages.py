@@ -74,6 +74,7 @@ class PublishConfig:
     request_id: str = ""  # '' : none given (every write: PROTOCOL.md 2.15)
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     revision_floor: int = 0  # the revision made is at least this (an import's; 0: none)
+    echo: bool = True  # False: the result leaves out the content the client sent
     op = "config_publish"
 
 
@@ -167,6 +168,7 @@ class PublishGray:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    echo: bool = True  # False: the result leaves out the gray content the client sent
     op = "config_gray"
 
 
@@ -372,6 +374,7 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
             check_tags(msg.get("tags")),
             check_request_id(msg.get("request_id")),
             revision_floor=check_revision_floor(msg.get("revision_floor")),
+            echo=_echo(msg),
         )
     if op == "config_get":
         revision = _optional_revision(msg, "revision")
@@ -405,7 +408,7 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
         kind = None if msg.get("type") is None else check_type(msg.get("type"))
         rule = check_gray_rule(msg.get("labels"), msg.get("clients"))
         return PublishGray(req_id, key, content, kind, rule, _if_revision(msg),
-                           check_request_id(msg.get("request_id")))  # fmt: skip
+                           check_request_id(msg.get("request_id")), echo=_echo(msg))  # fmt: skip
     if op == "config_promote":
         return PromoteGray(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
     return DropGray(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
@@ -463,6 +466,18 @@ def _resend(msg: dict[str, Any]) -> bool:
 
 def _invalid(message: str) -> ConfigRejected:
     return ConfigRejected(ErrorCode.INVALID_ARGUMENT, message)
+
+
+def _echo(msg: dict[str, Any]) -> bool:
+    """``echo`` (publish, gray): false asks for a result without the content the client
+    sent (it has it: a 1 MiB publish need not cost 1 MiB back; PROTOCOL.md 2.16)."""
+    value = msg.get("echo", True)
+    if type(value) is not bool:
+        raise _invalid(
+            f"field 'echo' must be true or false (got {type(value).__name__}): false leaves "
+            "the content you sent out of the result"
+        )
+    return value
 
 
 def _required(msg: dict[str, Any], name: str) -> Any:

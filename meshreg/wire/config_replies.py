@@ -89,6 +89,17 @@ def entry_result(entry: ConfigEntry, gray_served: bool = False) -> dict[str, Any
     return out
 
 
+def without_echo(result: dict[str, Any], op: str) -> dict[str, Any]:
+    """A write's ``entry_result`` without the content its client sent (``echo`` false):
+    a publish's main content (unless the gray one was put in its place), a gray
+    publish's gray content."""
+    if op == "config_publish" and not result.get("gray_served"):
+        result.pop("content", None)
+    elif op == "config_gray" and isinstance(result.get("gray"), dict):
+        result["gray"].pop("content", None)
+    return result
+
+
 def pack_entry_result(entry: ConfigEntry, gray_served: bool = False) -> bytes:
     """``entry_result`` packed (for ``replies.encode_ok_packed``)."""
     packed: bytes = msgpack.packb(entry_result(entry, gray_served))
