@@ -576,7 +576,7 @@ def import_items(
         return ("config_publish", key(item), fields(
             item, content=state.content, type=state.type, if_revision=cas,
             desc=state.description or None, tags=state.tags or None,
-            revision_floor=floor, echo=False))  # fmt: skip  (the content is the archive's)
+            revision_floor=floor, echo=False))  # fmt: skip
 
     def kept(ident: tuple[str, str], state: ArchiveItem | ArchiveVersion, made: int) -> None:
         if made < _floor(state) and ident not in report.below:

@@ -1,9 +1,9 @@
 """Failure detection under one-way and partial link faults (review14c F1, F2, pair cuts).
 
 Three nodes (four for the crossing cuts) at the short timings of ``test_faults_sim``
-(check 0.5 s, unhealthy 3 s, evict 6 s, peer timeout 1.5 s, beats and renewals every 0.5 s); the roles ``a``, ``b``
-(the two ends of the faulty link) and ``c`` (the third node; with four, ``c`` and ``d``
-the ends of the second cut) are drawn from the seed.
+(check 0.5 s, unhealthy 3 s, evict 6 s, peer timeout 1.5 s, beats and renewals every
+0.5 s); the roles ``a``, ``b`` (the two ends of the faulty link) and ``c`` (the third
+node; with four, ``c`` and ``d`` the ends of the second cut) are drawn from the seed.
 On every node, providers of both kinds talk to that node only (``Client([node])``):
 
 * a session client (``test_sessions_sim.SessionClient``, renewing every beat);
