@@ -638,14 +638,21 @@ class RegistryNode:
         None: stamped here and told to the peers, core/outbox), or one a peer received
         and stamped ``alive`` (its evidence is ours); then the rules above."""
         seen_at = self.beat_time(now, seen_at)
+        sessions = self.store.sessions
+        before = sessions.last_renewed(sid)
         if alive is None:
             self.session_renewals += 1
             alive = self.stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
-            sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
+            sess = sessions.renew(sid, namespace, seen_at, alive, now)
             self.outbox.session_renewed(sess)
         else:
-            sess = self.store.sessions.renew(sid, namespace, seen_at, alive, now)
-        if now >= self._stale_until:  # else it may have waited out our stall: no heal
+            sess = sessions.renew(sid, namespace, seen_at, alive, now)
+        # Heal only on news that the session lives now: a renewal newer than any known,
+        # and recent.  An old one (a relayed renewal, a relay's first catch-up, a late
+        # copy from the second path) must not undo a judgment of silence (it healed the
+        # instances of dead sessions, and the healing write refuted their eviction).
+        fresh = seen_at > before and seen_at > now - self.policy.unhealthy_after
+        if fresh and now >= self._stale_until:  # else it may have waited out our stall
             self._heal_session(sess, now)
         return sess
 

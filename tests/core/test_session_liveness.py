@@ -361,6 +361,32 @@ def test_renewals_a_peer_received_keep_the_owners_instances_alive() -> None:
     assert not rec.healthy
 
 
+def test_an_old_renewal_does_not_heal_a_silent_session_and_a_fresh_one_does() -> None:
+    """A renewal heals the instances of a silent session only if it is news that the
+    session lives now: newer than any known, and within unhealthy_after.  A relayed one
+    (review15 F2), a relay's first catch-up or a late copy from the second path may be
+    old: healing on it (before) revived the instances of a dead session, and the healing
+    write refuted their eviction (the flapping pair cut sims: dead session instances
+    listed 20-24.5 s after the kill, bound 19.5 s)."""
+    m = Member()
+    (key,) = keys_owned_by("n1")
+    m.handle("register", service=key.service, ip="10.0.0.1", port=80, session=SID)
+    m.run(2.0, peer_renews=SID)
+    last = m.node.registry.wall_stamp(m.now - 0.1)  # the client's last renewal
+    m.run(4.5)  # silent since: marked
+    rec = m.node.store.services[key].instances[InstanceId("10.0.0.1", 80, "DEFAULT")]
+    assert not rec.healthy
+    for stamp in (last, m.node.registry.wall_stamp(m.now - POLICY.unhealthy_after - 0.5)):
+        m.node.on_replication(SessionBeats("n3", 9, ((SID, "public", stamp),)), m.now)
+        m.step()
+        assert not rec.healthy  # not news, or news of a time it was silent already
+    m.node.on_replication(
+        SessionBeats("n2", 9, ((SID, "public", m.node.registry.wall_stamp(m.now)),)), m.now
+    )
+    m.step()
+    assert rec.healthy
+
+
 def test_an_instance_learned_from_a_peer_gets_a_grace_period_from_first_sight() -> None:
     m = Member()
     (key,) = keys_owned_by("n1")
