@@ -179,6 +179,9 @@ YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because p
 # while it catches up from its peers: what its lists drop waits
 YOUNG_RECHECK = 1.0  # s; a list held back from a young node is pulled again this often
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
+# s a watch waits for its first push (the node answers a subscription it admits with the
+# service's revision at once) before saying the node may have refused it (review14b F5)
+SUBSCRIPTION_CONFIRM = 5.0
 BACKOFF_BASE = 0.5  # s; first pause after every server failed once
 BACKOFF_MAX = 30.0  # s; longest pause between switches while no server answers
 MAX_SERVERS = 64  # servers given plus cluster members learned from the view
@@ -254,6 +257,8 @@ class Watch:
     pinned: bool = False  # kept without listeners: a service the client asked for
     recheck_at: float = math.inf  # pull again then: a young node's list was held back
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
+    # subscribed on the current server then, and no push came since (inf: one came)
+    awaiting_push_since: float = math.inf
     waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
 
 
@@ -315,7 +320,7 @@ class ClientSession:
         # answer from any node, in order (a dict: ordered, no duplicates)
         self._silent_since = 0.0  # when the first of them failed
         self.offline = False  # every server is in _silent: see "Offline"
-        self._next_beat = self._next_resync = 0.0
+        self._next_beat = self._next_resync = self._next_push_check = 0.0
         self._next_recheck = math.inf  # <= every watch's recheck_at
         # bulk registration: (registration, caller's handle, deadline) waiting for a batch
         self._bulk: deque[tuple[Registration, ReplyTo, float]] = deque()
@@ -464,6 +469,7 @@ class ClientSession:
         watch = self.watches.get(note.key)
         if watch is None:
             return self._take()
+        watch.awaiting_push_since = math.inf  # the subscription holds
         if (
             isinstance(note, ServiceDelta)
             and self.settings.empty_protection
@@ -535,6 +541,9 @@ class ClientSession:
             self._refresh_view()
         if now >= self._session_retry_at and not self.offline:
             self._retry_session()
+        if now >= self._next_push_check:
+            self._next_push_check = now + 1.0
+            self._check_pushes()
         self.configs.tick(now)
         if (self.watches or self.configs.listens) and now >= self._next_probe:
             # A watcher sends nothing on its own: ping so a dead server is noticed.
@@ -547,6 +556,29 @@ class ClientSession:
             # node that comes back is heard at once and the backoff goes on.
             self.request("ping", {}, max(self.settings.attempt_timeout, self._next_switch - now))
         return self._take()
+
+    def _check_pushes(self) -> None:
+        """Say so when a watch had no push ``SUBSCRIPTION_CONFIRM`` after subscribing on a
+        server that answers: a node answers a subscription it admits with a push at once,
+        so it probably refused it (its subscription limit full, or its ACL); changes then
+        reach this client by the resync only (review14b F5: the refusal was silent)."""
+        if self.offline or self.server in self._silent:
+            return
+        late = self._now - SUBSCRIPTION_CONFIRM
+        refused = [k for k, w in self.watches.items() if w.awaiting_push_since <= late]
+        if not refused:
+            return
+        for key in refused:
+            self.watches[key].awaiting_push_since = math.inf  # said once per subscription
+        names = ", ".join(str(k) for k in refused[:5]) + (" ..." if len(refused) > 5 else "")
+        self._warn(
+            "subscription",
+            f"watch of {names}: meshreg server {self.server} sent no push within "
+            f"{SUBSCRIPTION_CONFIRM:g}s of the subscription; it may have refused it (its "
+            "subscription limit is full, or its ACL: `meshreg stats` on that node shows "
+            "subscriptions_refused). Changes reach this client by the resync every "
+            f"{self.settings.resync_interval:g}s only",
+        )
 
     def abandon(self, error: BaseException) -> list[Action]:
         """The loop is ending: fail every call still waiting with ``error``."""
@@ -617,6 +649,7 @@ class ClientSession:
             self._send(req_id, p)
         for key in self.watches:  # the new server may be another incarnation
             self.watches[key].pulling = False
+            self.watches[key].awaiting_push_since = now  # subscribed there anew
             self._pull(key)
         self.configs.relisten()  # pushes may have been missed meanwhile
 
@@ -1401,6 +1434,7 @@ class ClientSession:
             return
         if watch is None:
             watch = self.watches[key] = Watch(ServiceView(key))
+            watch.awaiting_push_since = self._now
             self._out.append(WatchTopic(key))
             if cmd.saved is not None:
                 watch.view.preload(list(cmd.saved))

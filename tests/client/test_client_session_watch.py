@@ -18,7 +18,12 @@ from session_harness import (
 
 from meshreg.client.actions import Complete, Fail, SaveToDisk, UnwatchTopic, WatchTopic
 from meshreg.client.commands import ReadCached, Register, Subscribe, Unsubscribe
-from meshreg.client.session import READ_YOUR_WRITES_WINDOW, YOUNG_NODE_GRACE
+from meshreg.client.messages import ServiceSync
+from meshreg.client.session import (
+    READ_YOUR_WRITES_WINDOW,
+    SUBSCRIPTION_CONFIRM,
+    YOUNG_NODE_GRACE,
+)
 from meshreg.errors import ServerUnreachableError
 from meshreg.model import Instance
 
@@ -263,3 +268,39 @@ def test_a_first_pull_no_node_answers_fails_the_subscribe_and_drops_the_watch() 
     done = h.outcome(handle)
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
     assert UnwatchTopic(SVC) in h.actions and not h.core.watching(SVC)
+
+
+def _keep_answering(h: Harness, ms: int) -> None:
+    """Move time on ``ms``, the server answering every ping and pull (it is up)."""
+    for _ in range(ms // 500):
+        h.advance(500)
+        h.answer_all("ping", {"epoch": 1, "version": "1", "address": h.connected})
+        h.answer_all("instances", snapshot(1, 5, "10.0.0.1"))
+
+
+def _refusal_warnings(h: Harness) -> list[str]:
+    return [line for line in h.logs("warning") if "may have refused it" in line]
+
+
+def test_a_watch_with_no_push_after_subscribing_is_said_once() -> None:
+    """review14b F5: a node whose subscription limit is full refuses a subscription
+    silently; the consumer then learns changes from its resync only.  A node answers a
+    subscription it admits with a push at once, so none within SUBSCRIPTION_CONFIRM on a
+    server that answers is said (once), naming the service, the server and what to check."""
+    h = Harness(resync_ms=60_000)
+    watching(h, "10.0.0.1")
+    _keep_answering(h, int(SUBSCRIPTION_CONFIRM * 1000) - 1000)
+    assert _refusal_warnings(h) == []
+    _keep_answering(h, 2000)
+    (line,) = _refusal_warnings(h)
+    assert str(SVC) in line and h.connected in line and "subscriptions_refused" in line
+    _keep_answering(h, 10_000)
+    assert len(_refusal_warnings(h)) == 1
+
+
+def test_a_watch_pushed_after_subscribing_is_not_said() -> None:
+    h = Harness(resync_ms=60_000)
+    watching(h, "10.0.0.1")
+    h.push(ServiceSync(SVC, 1, 5))  # the node's answer to the subscription
+    _keep_answering(h, 10_000)
+    assert _refusal_warnings(h) == []
