@@ -313,8 +313,9 @@ class DistroNode:
         # to them is due; the deltas published meanwhile, pushed at the next tick
         self._push_full: dict[str, float] = {}
         self._rounds_failed: dict[str, int] = {}  # peer -> repair rounds failed in a row
-        self._beacons_failed: dict[str, int] = {}  # peer -> beacon requests failed in a row
-        # ... reported when they cover a peer_timeout (at least 3)
+        # peer -> (beacon requests failed in a row, when the first of them failed)
+        self._beacons_failed: dict[str, tuple[int, float]] = {}
+        # ... reported when they cover a peer_timeout (at least 3) and span two
         self._beacon_failures_reported = max(
             REPAIR_FAILURES_REPORTED, math.ceil(cluster.peer_timeout / cluster.beacon_interval)
         )
@@ -322,6 +323,7 @@ class DistroNode:
         # a peer's session renewals -> the peers we hear whose views lack it: we relay
         # them the renewals that are news to us (``_relay_sessions``; review15 F2)
         self._relay_to: dict[str, tuple[str, ...]] = {}
+        self._ticked = -math.inf  # the latest tick's time (judges_sessions reads it)
         self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
@@ -623,8 +625,16 @@ class DistroNode:
         mine = set(self._members)
         if all(mine.issuperset(view) for view in self._disputed):
             return True
-        me = self.node_id
-        relays = [view for node_id, view in self._views().items() if node_id != me and me in view]
+        # a relay: a peer that hears us and whose requests reach us (relayed renewals go
+        # by request: its beacons by request arrive; review16 F1: a relay whose P+3 path
+        # to us was dropped counted, and live session instances were marked every
+        # unhealthy_after, refuted each time)
+        me, recent = self.node_id, self._ticked - self.cluster.peer_timeout
+        relays = [
+            p.view
+            for p in self.membership.up_peers()
+            if p.view is not None and me in p.view and p.request_heard > recent
+        ]
         unheard = set().union(*self._disputed) - mine
         return all(any(n in view for view in relays) for n in unheard)
 
@@ -1022,6 +1032,7 @@ class DistroNode:
             if peer is None or (peer.node_id is not None and peer.node_id != b.node):
                 return  # we follow no stream at that address, or not that node's
             stream_heard = now - peer.stream_heard < self.cluster.peer_timeout
+            peer.request_heard = now
             self._by_request(peer, b.node, stream_heard, now)
         elif peer is not None:
             peer.stream_heard = now
@@ -1394,9 +1405,9 @@ class DistroNode:
             return
         kind, ctx = call
         if kind == "beacon" and self._beacons_failed:
-            failed = self._beacons_failed.pop(ctx[0], 0)
+            failed = self._beacons_failed.pop(ctx[0], (0, now))
             peer = self.membership.peer_by_id(ctx[0])
-            if failed >= self._beacon_failures_reported and peer is not None:
+            if failed[0] < 0 and peer is not None:  # reported: say it answers again
                 self.registry.queue(RepairFailing(ctx[0], peer.address, 0, "beacon requests"))
         if kind in _ONE_WAY:
             return  # an ack (nil): nothing to learn from it
@@ -1472,23 +1483,34 @@ class DistroNode:
             if peer is not None and peer.epoch is not None:
                 self._no_beacon_op[ctx[0]] = peer.epoch
         elif kind == "beacon":
-            self._beacon_failed(ctx[0])
+            self._beacon_failed(ctx[0], now)
         if kind not in _ONE_WAY:  # a lost push or join: the next one carries it
             self._abort_round(ctx if kind == "digests" else ctx[0], now)
 
-    def _beacon_failed(self, node_id: str) -> None:
+    def _beacon_failed(self, node_id: str, now: float) -> None:
         """A beacon request to ``node_id`` got no answer.  Sent every beacon interval to
         every peer up, they find a P+3 that does not answer us (a firewall one way) when
-        no repair round is due: a peer_timeout's worth in a row is logged once and counted
-        (review15 F4: before, only failed repair rounds were, and a healthy cluster may try
-        none for as long as the fault lasts)."""
+        no repair round is due: a peer_timeout's worth in a row, failing for two
+        peer_timeouts while the peer stays up, is logged once and counted (review15 F4:
+        before, only failed repair rounds were, and a healthy cluster may try none for as
+        long as the fault lasts).  Two: a peer that was killed or restarts fails a send
+        at once (no connection), a beacon interval apart, for up to a peer_timeout before
+        it is seen down (review16 F2: the warning fired on plain restarts)."""
         peer = self.membership.peer_by_id(node_id)
         if peer is None or peer.state is not MemberState.UP:
             return
-        failed = self._beacons_failed[node_id] = self._beacons_failed.get(node_id, 0) + 1
-        if failed == self._beacon_failures_reported:
+        failed, since = self._beacons_failed.get(node_id, (0, now))
+        if failed < 0:
+            return  # reported already
+        failed += 1
+        if (
+            failed >= self._beacon_failures_reported
+            and now - since >= 2 * self.cluster.peer_timeout
+        ):
             self.counters["peer_requests_unanswered"] += 1
             self.registry.queue(RepairFailing(node_id, peer.address, failed, "beacon requests"))
+            failed = -1  # reported: once, until a beacon request is answered
+        self._beacons_failed[node_id] = (failed, since)
 
     def _abort_round(self, node_id: str, now: float) -> None:
         """Drop a round that failed; the next waits ROUND_BACKOFF_FIRST, doubling per
@@ -1690,6 +1712,7 @@ class DistroNode:
 
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
+        self._ticked = now
         self.registry.check_stall(now)  # first: a stalled node must not find its peers silent
         changes = self.membership.tick(now)
         if changes:

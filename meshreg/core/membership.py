@@ -63,6 +63,7 @@ class Peer:
     down_since: float = float("-inf")
     # its replication stream (beacons on P+2) against its beacons' second path (requests):
     stream_heard: float = float("-inf")  # its last beacon on the stream
+    request_heard: float = float("-inf")  # its last beacon by request (its requests reach us)
     by_request_since: float = float("inf")  # heard by request since, the stream silent
     stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
     repair_failing: bool = False  # ... and a repair round with it failed (reported)

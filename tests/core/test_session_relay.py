@@ -14,13 +14,14 @@ import pytest
 from answers import served, stats_map
 from test_distro_faults import FULL, Member, run_views
 
-from meshreg.core.cluster_messages import SessionBeats
+from meshreg.core.cluster_messages import Beacon, SessionBeats
 from meshreg.core.distro import PeerCall
-from meshreg.core.requests import PushSessions
+from meshreg.core.requests import PushBeacon, PushSessions
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.wire.peer import parse_peer_request, peer_call_fields
 
 SID, SID2 = "a" * 32, "b" * 32
+A = "10.0.0.2:7800"  # n2's address in Member
 
 
 def relays(m: Member) -> list[tuple[str, PushSessions]]:
@@ -74,16 +75,30 @@ def test_renewals_from_a_peer_go_on_to_the_peers_whose_views_lack_it() -> None:
     assert m.node.counters["sessions_relayed"] == 2  # SID to n3 at the start, SID2 to n3
 
 
+def run_relaying(
+    m: Member, seconds: float, n2: tuple[str, ...], n3: tuple[str, ...], n2_requests: bool = True
+) -> None:
+    """``run_views``, n2's beacons also by request (its requests reach us) if ``n2_requests``."""
+    for _ in range(round(seconds / 0.1)):
+        if n2_requests:
+            m.node.handle(PushBeacon(5, Beacon("n2", A, 9, True, 0, n2)), m.now)
+        run_views(m, 0.1, n2, n3)
+
+
 def test_with_crossing_cuts_a_node_judges_sessions_when_a_peer_relays_what_it_cannot_hear() -> None:
     """n1 hears n2 and n3; n2 hears n4 (n1 does not), n3 does not hear n2: no view is the
     union.  n4's renewals reach n2, which hears n1 and relays them: n1 judges sessions.
-    If no peer that hears n1 hears n4, n1 does not."""
+    If no peer that hears n1 hears n4, n1 does not; nor if that peer's requests do not
+    reach n1 (relayed renewals go by request; review16 F1: such a relay counted, and n1
+    marked live session instances every unhealthy_after)."""
     m = Member()
-    run_views(m, 2.0, ("n1", "n2", "n4"), ("n1", "n3"))
+    run_relaying(m, 2.0, ("n1", "n2", "n4"), ("n1", "n3"))
     assert m.node.judges_sessions()
     said = stats_map(m.node, m.now)["health_judgment"]
     assert "no member hears every other" in said and "relayed" in said
-    run_views(m, 2.0, ("n2", "n4"), ("n1", "n3"))  # n2 hears n4 but not n1: no relay for us
+    run_relaying(m, 2.0, ("n1", "n2", "n4"), ("n1", "n3"), n2_requests=False)
+    assert not m.node.judges_sessions()  # n2 heard on its stream only
+    run_relaying(m, 2.0, ("n2", "n4"), ("n1", "n3"))  # n2 hears n4 but not n1: no relay
     assert not m.node.judges_sessions()
     said = stats_map(m.node, m.now)["health_judgment"]
     assert "no session instances" in said
