@@ -1847,7 +1847,7 @@ class DistroNode:
             sessions = (
                 "their session instances by renewals relayed through the peers that hear both"
                 if self.judges_sessions()
-                else "no session instances (a member is heard by no peer that hears us)"
+                else "no session instances (a member is heard by no peer that relays to us)"
             )
             return (
                 "member views differ and no member hears every other: judging only the "
