@@ -645,8 +645,13 @@ class DistroNode:
         ``evict_after + unhealthy_after`` after (``_replicating``): the judge may move to
         another node at the next view change, and its graces are bounded (a run), so it
         must not find evidence older than that (oneway15, a flapping pair cut: a judge
-        taking over marked live beaters whose owner had never replicated their beats)."""
-        if self._members != self._alone and (self._replicating or not self._owns(key)):
+        taking over marked live beaters whose owner had never replicated their beats).
+        A node that hears no peer (isolated) replicates too: its peers may hear it while it
+        hears none (review16 F5: a firewall letting in P and P+2, out P+3 only), and judge
+        the providers that beat to it by that evidence alone."""
+        if (self._replicating or not self._owns(key)) and (
+            self._members != self._alone or self.membership.peers
+        ):
             return self.registry.wall_stamp(now - self.refresh_every)
         return 0
 
@@ -1775,7 +1780,9 @@ class DistroNode:
         if self._dispute_held:
             policy = self.policy
             self._replicate_until = now + policy.evict_after + policy.unhealthy_after
-        replicating = now < self._replicate_until
+        # isolated (peers, none heard): replicate while it lasts (see evidence_floor)
+        isolated = bool(self.membership.peers) and self._members == self._alone
+        replicating = now < self._replicate_until or isolated
         if replicating is not self._replicating:
             self._replicating = replicating
             self._gate_fast_beats()

@@ -628,3 +628,25 @@ def test_a_take_over_of_services_nobody_judged_while_the_dispute_was_young_waits
     assert not judged(m)
     run_views(m, 2.0, ("n1", "n2"), ("n1", "n3"))
     assert judged(m) == set(n3s)  # silent all along: judged after the grace
+
+
+def test_a_node_that_hears_no_peer_still_replicates_the_evidence_of_its_beats() -> None:
+    """review16 F5: a node that hears nobody (isolated in its own view) while its peers
+    hear its stream (a firewall letting in P and P+2 and out only P+3) owned everything
+    alone and replicated no beat: the peers, judging its services as full hearers, evicted
+    the live providers that beat to it.  Isolated, it replicates its beats' evidence as
+    while views differ (at most every unhealthy_after / 2)."""
+    m = Member()
+    (key,) = keys_owned_by("n2", FULL, 1)
+    m.request("register", key, forwarded=True)
+    m.run(2.0, view=None)  # n2 and n3 silent: isolated, n1 owns everything
+    assert m.node.members() == ("n1",)
+    m.effects.clear()
+    stamps = []
+    for _ in range(40):  # 4 s of beats every 0.1 s
+        m.request("beat", key)
+        m.step(0.1)
+        stamps += [d.payload.upserts[0].alive for d in m.deltas() if d.payload.key == key]
+        m.effects.clear()
+    assert len(stamps) >= 2  # replicated: its peers may be hearing this node
+    assert len(stamps) <= 40 * 0.1 / (POLICY.unhealthy_after / 2) + 1
