@@ -373,6 +373,7 @@ class DistroNode:
             "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
             "sessions_relayed": 0,  # ... passed on to peers that do not hear their sender
+            "sessions_relayed_in": 0,  # renewals peers relayed to us (of nodes we do not hear)
             "joins_sent": 0,  # joins sent to peers whose views lacked members we hear
             "members_joined": 0,  # addresses a peer's join gave us (not in our peer list)
             "joins_refused": 0,  # ... refused: MAX_ADDRESSES (or MAX_PENDING) held already
@@ -1200,6 +1201,8 @@ class DistroNode:
         here go on to the peers that do not hear ``b.node`` (``_relay_sessions``), unless
         ``relayed`` (a peer passed them on: one hop only)."""
         self.counters["session_beats_in"] += 1
+        if relayed:
+            self.counters["sessions_relayed_in"] += len(b.entries)
         wall = now + self.registry.wall_offset
         limit = stamp_limit(wall)
         wall_us = self.registry.wall_stamp(now) >> TAG_BITS

@@ -67,6 +67,7 @@ def test_renewals_from_a_peer_go_on_to_the_peers_whose_views_lack_it() -> None:
     m.step()
     assert relays(m) == []
     assert m.node.store.sessions.get(SID2).alive == stamp  # type: ignore[union-attr]
+    assert m.node.counters["sessions_relayed_in"] == 1
     # the views agree again: nothing more is relayed
     run_views(m, 1.0, FULL, FULL)
     m.effects.clear()
