@@ -675,6 +675,10 @@ class ClientSession:
     def _heard(self) -> None:
         """A node answered: the client is not offline; what was served stale is pulled
         again now rather than at the next resync."""
+        if self._silent:  # silent until now: its subscriptions may only now be arriving
+            for watch in self.watches.values():
+                if watch.awaiting_push_since < math.inf:
+                    watch.awaiting_push_since = self._now
         self._silent.clear()
         if not self.offline:
             return

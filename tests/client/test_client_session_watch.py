@@ -304,3 +304,19 @@ def test_a_watch_pushed_after_subscribing_is_not_said() -> None:
     h.push(ServiceSync(SVC, 1, 5))  # the node's answer to the subscription
     _keep_answering(h, 10_000)
     assert _refusal_warnings(h) == []
+
+
+def test_a_watch_made_while_no_server_answered_waits_from_when_one_does() -> None:
+    """The subscription reaches a node only once it answers: the wait starts then (else
+    a node that comes back after SUBSCRIPTION_CONFIRM was said to refuse at once)."""
+    h = Harness(servers=("a:1",), resync_ms=60_000)
+    saved = (Instance.from_wire(instance_map("10.0.0.1")),)  # its disk copy: served
+    h.do(Subscribe(SVC, lambda listing: None, 3.0, Handle(), saved=saved))
+    h.advance(10_000)  # nothing answers: its requests time out, it is silent
+    assert h.core.offline
+    while h.core.offline:  # it answers again (the client pings it on its backoff)
+        _keep_answering(h, 500)
+    _keep_answering(h, int(SUBSCRIPTION_CONFIRM * 1000) - 1000)
+    assert _refusal_warnings(h) == []
+    _keep_answering(h, 2000)
+    assert len(_refusal_warnings(h)) == 1  # and still sends no push
