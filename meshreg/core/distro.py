@@ -650,8 +650,8 @@ class DistroNode:
         A node that hears no peer (isolated) replicates too: its peers may hear it while it
         hears none (review16 F5: a firewall letting in P and P+2, out P+3 only), and judge
         the providers that beat to it by that evidence alone."""
-        if (self._replicating or not self._owns(key)) and (
-            self._members != self._alone or self.membership.peers
+        if (self._members != self._alone or self.membership.peers) and (
+            self._replicating or not self._owns(key)
         ):
             return self.registry.wall_stamp(now - self.refresh_every)
         return 0
