@@ -1236,8 +1236,19 @@ class NodeRuntime:
         return True
 
     def _config_reply(self, envelope: list[bytes], body: bytes) -> None:
-        if self._router is not None:
-            self.replies.send(self._router, [*envelope, body], self.clock())
+        """The answer to a config request served earlier (a write's, once committed; a
+        read that waited): admitted when its request was served, so only the node's
+        budget may drop it, and a connection it takes over its budget waits, as after a
+        reply sent at once (review14b F7: 16 pipelined 1 MiB publishes whose replies
+        echo the content lost 5-9 of 48 replies to the connection's budget)."""
+        router = self._router
+        if router is None:
+            return
+        replies, now = self.replies, self.clock()
+        replies.send(router, [*envelope, body], now, True)
+        rid = envelope[0]
+        if replies.over(rid):
+            replies.block(rid, now)
 
     def _send_frames(self, channel: Channel, frames: list[bytes], flags: int) -> None:
         """``send_multipart`` with plain int flags through the transport's ``fast_io``
