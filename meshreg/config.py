@@ -6,6 +6,7 @@ which the client imports instead of this module: these settings hold the core's 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -168,6 +169,33 @@ class NodeConfig:
         for addr in itself:
             log.info("peer %s is this node (%s); not treating it as a peer", addr, self.address)
         return peers
+
+    def peer_aliases(self) -> dict[str, str]:
+        """``ip:port`` -> the peer address that names it, for each peer named by a host
+        name (resolved now, once): a node announces the address it advertises (by default
+        its IP), which is not how a peer list naming it by host name spells it; without
+        this, such a peer was never heard at the address listed (a "(never heard)" row)
+        and counted as a configured member down: config writes and reads refused.  A name
+        that does not resolve (yet) gives no alias."""
+        aliases: dict[str, str] = {}
+        for addr in self.peer_addresses():
+            host, port = parse_address(addr)
+            try:
+                ipaddress.ip_address(host)
+                continue  # an address: spelled as announced
+            except ValueError:
+                pass
+            try:
+                infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+            except (OSError, UnicodeError) as exc:
+                log.warning("peer %s: host %s does not resolve (%s); its beacons are matched "
+                            "by that spelling only", addr, host, exc)  # fmt: skip
+                continue
+            for info in infos:
+                ip = str(info[4][0])
+                alias = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+                aliases.setdefault(alias, addr)
+        return aliases
 
     def _split_peers(self) -> tuple[list[str], list[str]]:
         """(the other nodes' addresses, the entries that name this node)."""

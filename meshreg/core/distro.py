@@ -268,7 +268,10 @@ class DistroNode:
         wall_offset: float = 0.0,
         detect_stalls: bool = True,
         limits: LimitsPolicy | None = None,
+        aliases: dict[str, str] | None = None,
     ) -> None:
+        """``aliases``: ``ip:port`` -> a listed peer address naming it by host name
+        (config ``peer_aliases``)."""
         self.registry = reg = RegistryNode(
             policy, epoch, now, address, node_id, wall_offset, detect_stalls, limits, role=self
         )
@@ -285,7 +288,7 @@ class DistroNode:
         # a tick this late is a stall (both policies are frozen: asked on every turn)
         self._stall_after = min(cluster.peer_timeout, policy.unhealthy_after) / 3
         self.node_id = node_id
-        self.membership = Membership(node_id, address, peers, cluster.peer_timeout)
+        self.membership = Membership(node_id, address, peers, cluster.peer_timeout, aliases)
         self.outbox.peers = bool(self.membership.peers)  # replicate to them (core/outbox)
         self.started_at = now
         self.view_stamp = 0  # stamp of our latest member view change (see alive_floor)
@@ -1078,7 +1081,7 @@ class DistroNode:
         """A peer's beacon, from its replication stream or (``by_request``) its second
         path: either keeps it up; the stream's silence meanwhile is reported."""
         membership = self.membership
-        peer = membership.peers.get(b.address)
+        peer = membership.peer_at(b.address)
         stream_heard = True
         if by_request:
             if peer is None or (peer.node_id is not None and peer.node_id != b.node):
@@ -1103,9 +1106,9 @@ class DistroNode:
         )
         for change in changes:
             if change.restarted:
-                self._peer_restarted(b.node, b.address, now)
+                self._peer_restarted(b.node, change.address, now)
         self._member_changes(changes, now)
-        heard = membership.peers.get(b.address)
+        heard = membership.peer_at(b.address)
         if heard is not None:
             heard.holds_us = b.held is not None and self.node_id in b.held
             cut_off = b.unreachable is not None and self.node_id in b.unreachable
@@ -1159,7 +1162,7 @@ class DistroNode:
         (its list does not name us): give it our address (``join``), at most once per
         ``peer_timeout``.  Without it, a node missing from one peer list keeps what it
         owns by its own view to itself (docs/DISTRO.md "Joining")."""
-        peer = self.membership.peers.get(address)
+        peer = self.membership.peer_at(address)
         if peer is None or not peer.configured or not dialable(self.address):
             return  # a learned peer lists us: it hears us once we are ready
         if now < self._introduced.get(node_id, -math.inf):

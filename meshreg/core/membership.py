@@ -82,9 +82,17 @@ class Membership:
     """The member list as this node sees it."""
 
     def __init__(
-        self, self_id: str, self_address: str, peer_addresses: list[str], peer_timeout: float
+        self,
+        self_id: str,
+        self_address: str,
+        peer_addresses: list[str],
+        peer_timeout: float,
+        aliases: dict[str, str] | None = None,
     ) -> None:
+        """``aliases``: ``ip:port`` -> the listed address of a peer our list names by host
+        name (config ``peer_aliases``): its beacons announce the former."""
         self.self_id = self_id
+        self.aliases = aliases or {}
         self.self_address = self_address
         self.peer_timeout = peer_timeout
         self.peers: dict[str, Peer] = {
@@ -115,6 +123,15 @@ class Membership:
         )
         self._live = tuple(sorted(ids))
 
+    def peer_at(self, address: str) -> Peer | None:
+        """The peer at ``address`` as it announces itself (our list may spell it by name)."""
+        peer = self.peers.get(address)
+        if peer is None and self.aliases:
+            listed = self.aliases.get(address)
+            if listed is not None:
+                peer = self.peers.get(listed)
+        return peer
+
     def peer_by_id(self, node_id: str) -> Peer | None:
         for p in self.peers.values():
             if p.node_id == node_id:
@@ -135,7 +152,7 @@ class Membership:
         """A beacon arrived; returns what changed (up, restart)."""
         if node_id == self.self_id:
             return []
-        peer = self.peers.get(address)
+        peer = self.peer_at(address)
         if peer is None:
             if now < self._forgotten.get(address, -math.inf):
                 return []  # sent before we unsubscribed
@@ -158,7 +175,7 @@ class Membership:
             self._oldest_heard = now
         if peer.state is MemberState.DOWN or restarted:
             peer.state = MemberState.UP
-            changes.append(MemberChanged(node_id, address, MemberState.UP, restarted))
+            changes.append(MemberChanged(node_id, peer.address, MemberState.UP, restarted))
         peer.epoch = epoch
         if changes:
             self.revision += 1
@@ -173,7 +190,7 @@ class Membership:
         refused = 0
         pending = sum(1 for p in self.peers.values() if not p.configured and p.node_id is None)
         for address in addresses:
-            if address == self.self_address or address in self.peers or not dialable(address):
+            if address == self.self_address or self.peer_at(address) or not dialable(address):
                 continue
             if len(self.peers) + 1 >= MAX_ADDRESSES or pending >= MAX_PENDING:
                 refused += 1

@@ -242,6 +242,7 @@ class ConfigPlane:
         commit_thread: bool = False,
         watched: Callable[[ConfigKey], bool] | None = None,
         held_replies: HeldReplies | None = None,
+        aliases: dict[str, str] | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
@@ -249,7 +250,10 @@ class ConfigPlane:
         gets a data id's notifications (None: always); a change nobody gets is not
         encoded nor sent (it is still recorded as announced).  ``held_replies``: the
         runtime's reply budget, told of the read answers held for a commit (None: not
-        counted; the simulation, the tests)."""
+        counted; the simulation, the tests).  ``aliases``: ``ip:port`` -> the listed
+        address of a peer our list names by host name (config ``peer_aliases``): its
+        messages name it by the former."""
+        self._aliases = aliases or {}
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
@@ -881,6 +885,11 @@ class ConfigPlane:
         except RemoteProtocolError as exc:
             self._peer_rejected(f"bad config message from a peer: {exc}", now)
             return
+        listed = self._aliases.get(msg.sender) if self._aliases else None
+        if listed is not None:  # a peer our list names by host name: spelled as listed
+            msg = replace(msg, sender=listed)
+            if type(msg) is ConfigBatch:
+                msg = replace(msg, items=tuple(replace(m, sender=listed) for m in msg.items))
         sender = msg.sender
         rep = self.replicator
         if sender == self.member or (sender not in rep.members and sender not in rep.learners):

@@ -292,6 +292,7 @@ class NodeRuntime:
         if wall_offset is None:
             wall_offset = time.time() - now
         self.peer_addresses = config.peer_addresses()
+        self.peer_aliases = config.peer_aliases() if self.peer_addresses else {}
         self.core = DistroNode(
             config.health,
             config.cluster,
@@ -302,6 +303,7 @@ class NodeRuntime:
             now,
             wall_offset=wall_offset,
             limits=config.limits,
+            aliases=self.peer_aliases,
         )
         self._stop = threading.Event()
         self.transport = transport
@@ -353,6 +355,7 @@ class NodeRuntime:
                 commit_thread=transport is None if commit_thread is None else commit_thread,
                 watched=self._config_watched,
                 held_replies=_HeldReplies(self),
+                aliases=self.peer_aliases,
             )
             # service settings and instance overrides (runtime/registry_state): operators'
             # writes, which providers registering again cannot give back after a restart

@@ -118,3 +118,30 @@ def test_an_advertised_address_must_be_the_one_the_list_names_the_node_by() -> N
     assert ok.address == "127.0.0.1:7800"
     not_listed = NodeConfig().with_overrides(advertise="localhost", peers=("10.0.0.9:7810",))
     assert not_listed.address == "localhost:7800"  # its list does not name it: nothing to check
+
+
+def test_peers_listed_by_host_name_get_the_addresses_they_resolve_to_as_aliases() -> None:
+    """config ``peer_aliases``: a host name in the peer list resolves (once, at start)
+    to the ``ip:port`` its node announces; an address, or a name that does not resolve,
+    gives none (tests/integration/test_peer_hostnames.py: the cluster it fixes)."""
+    cfg = NodeConfig().with_overrides(
+        port=7810, peers=("localhost:7820", "10.0.0.6:7800", "no-such-host.invalid:7800")
+    )
+    aliases = cfg.peer_aliases()
+    assert aliases.get("127.0.0.1:7820") == "localhost:7820"
+    assert "10.0.0.6:7800" not in aliases and set(aliases.values()) == {"localhost:7820"}
+
+
+def test_a_beacon_from_an_alias_is_the_listed_peer() -> None:
+    from meshreg.core.membership import Membership
+
+    m = Membership(
+        "n1", "127.0.0.1:7810", ["localhost:7820"], 3.0, {"127.0.0.1:7820": "localhost:7820"}
+    )
+    changes = m.heard("n2", "127.0.0.1:7820", 1, True, 0, 0.0, ("n1", "n2"))
+    assert [c.address for c in changes] == ["localhost:7820"]
+    assert (
+        list(m.peers) == ["localhost:7820"]
+        and m.peer_at("127.0.0.1:7820") is m.peers["localhost:7820"]
+    )
+    assert m.introduce(("127.0.0.1:7820",), 0.0) == ([], 0)  # a join naming it: known

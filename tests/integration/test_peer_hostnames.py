@@ -1,0 +1,61 @@
+"""A peer list that names a node by host name (``localhost:P`` for a node that announces
+``127.0.0.1:P``, as a list of ``node2.dc:7800`` names a node that advertises its IP).
+
+Before: the node's beacons and config messages named it by the address it announces, which
+its peer's list did not spell: the listed address stayed a member down, never heard (a
+"(never heard)" row in ``meshreg cluster``, the peer learned again as another row), and
+the configuration center counted two configured members of which one was never up:
+config reads refused ("catching up") and config writes refused (no majority), for good.
+Now a node resolves the host names of its peer list at start (config ``peer_aliases``)
+and takes what a peer announces at one of those addresses for the peer listed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from helpers import NodeProcess, free_port_pair, run_cli, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_peer_listed_by_host_name_is_one_member_and_configs_work(
+    start_node: Callable[..., NodeProcess], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    port_a, port_b = free_port_pair(), free_port_pair()
+    timing = ("--peer-timeout", "1.0")
+    a = NodeProcess(
+        "--peer", f"localhost:{port_b}", "--data-dir", str(tmp_path / "a"), *timing, port=port_a
+    )
+    b = NodeProcess(
+        "--peer", f"127.0.0.1:{port_a}", "--data-dir", str(tmp_path / "b"), *timing, port=port_b
+    )
+    for node in (a, b):
+        start_node(*node.extra, port=node.port)
+
+    def rows() -> list[dict]:  # type: ignore[type-arg]
+        out = run_cli("cluster", "--json", "-s", a.address)
+        return json.loads(out.stdout)["members"] if out.returncode == 0 else []
+
+    def settled() -> bool:
+        members = rows()
+        return len(members) == 2 and all(m["state"] == "up" for m in members)
+
+    wait_until(settled, 15.0, 0.1, "two members, both up, as node a sees them")
+    peer = next(m for m in rows() if m["id"] != a.address)
+    assert peer["id"] == b.address and peer["address"] == f"localhost:{port_b}"
+
+    def published() -> bool:
+        out = run_cli("config", "publish", "app.yaml", "--content", "k: 1", "-s", a.address)
+        return out.returncode == 0
+
+    wait_until(published, 15.0, 0.2, "a config publish acknowledged by both members")
+
+    def read_on_b() -> bool:
+        out = run_cli("config", "get", "app.yaml", "-s", b.address)
+        return out.returncode == 0 and out.stdout.strip() == "k: 1"
+
+    wait_until(read_on_b, 10.0, 0.1, "the config read on node b")
+    out = run_cli("config", "get", "app.yaml", "-s", a.address)
+    assert out.returncode == 0 and out.stdout.strip() == "k: 1", out.stderr
