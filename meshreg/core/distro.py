@@ -493,6 +493,10 @@ class DistroNode:
         if not self.registry.in_stale_window(now):
             self.registry.alive_floor = self.view_stamp
         joined = not set(members) <= set(old)
+        # A member left while views differ lately: a judge may have heard our evidence
+        # through it only.  Tell what we saw now, not at each record's next beat: the judge
+        # learns of the broken path only a peer timeout after it broke (``evidence_lag``).
+        lost = self._replicating and not set(old) <= set(members)
         if joined:
             # A member came (back): during the split, beats of services we own now may
             # have gone to it. Judge nobody for a grace period; stamp what we saw.
@@ -504,12 +508,13 @@ class DistroNode:
         for svc in self.store.records():
             ours_before = responsible_node(svc.key, old) == self.node_id
             if not self._owns(svc.key):
-                if not (joined and ours_before):
+                if not ((joined and ours_before) or lost):
                     continue
             elif not ours_before:
                 svc.watched_since = now
-                continue
-            elif not joined:
+                if not lost:
+                    continue
+            elif not (joined or lost):
                 continue
             for rec in svc.instances.values():
                 seen = self.registry.local_evidence(rec)
@@ -519,6 +524,15 @@ class DistroNode:
     def view_floor(self) -> int:
         """Role: evidence from before our latest view change is refreshed by a beat."""
         return self.view_stamp
+
+    def evidence_lag(self) -> float:
+        """Role: while views differ, a peer timeout.  The evidence judged then comes from
+        other nodes, refreshed once per ``refresh_every``; when the path from the node
+        that applies a provider's beats to the judge breaks, neither end knows for up to a
+        peer timeout, and the evidence in flight meanwhile is lost (a live beater marked
+        by a full hearer right after a cut changed: the one-way sim ``cross-then-five``).
+        After that the applier tells what it saw at once (``_recompute_members``)."""
+        return self.cluster.peer_timeout if self._disputed else 0.0
 
     def _refuting_evidence(self, now: float) -> Callable[[InstanceRecord], int]:
         """Our own evidence that may refute a judgment: a beat we saw less than

@@ -250,13 +250,15 @@ class SweepPass:
         judge_sessions: bool = True,
         sessions_only: bool = False,
         stalls: Sequence[tuple[float, float]] = (),
+        evidence_lag: float = 0.0,
     ) -> None:
         """``watching_since``: the node counts every instance as beating at that time at
         the latest (it was cut off before: it cannot tell who was silent);
         ``grace_run_began``: when the first of the run of graces ``watching_since`` ends
         began (``grace_threshold``); ``stalls``: the node's own stalls, (stopped,
         resumed), oldest first: a grace after the last, bounded in awake time
-        (``silent_before``);
+        (``silent_before``); ``evidence_lag``: s added to both timeouts (the evidence
+        judged comes from other nodes over paths that may break unnoticed: ``Role``);
         ``may_evict`` False: overdue instances are only marked unhealthy;
         ``judge_sessions`` False: sessions are left unjudged this pass (their renewals
         may be landing on a node this one cannot hear); ``sessions_only``: the session
@@ -266,7 +268,7 @@ class SweepPass:
         self.started = now
         # Silent means: no beat since the threshold (in a stall's grace: for the timeout
         # and a recovery period of our awake time), and we were watching since before it.
-        u, e = policy.unhealthy_after, policy.evict_after
+        u, e = policy.unhealthy_after + evidence_lag, policy.evict_after + evidence_lag
         run = grace_run_began if grace_run_began > -math.inf else watching_since
         before_u, before_e = silent_before(stalls, now, u, u), silent_before(stalls, now, e, u)
         self.unhealthy_before = grace_threshold(before_u, watching_since, run, u)

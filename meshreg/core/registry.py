@@ -146,6 +146,11 @@ class Role(Protocol):
         refreshed by the next beat (0: never)."""
         ...
 
+    def evidence_lag(self) -> float:
+        """s a sweep starting now adds to both timeouts: how long the evidence it judges
+        may lag behind beats elsewhere beyond what the refresh rules allow for."""
+        ...
+
     def stall_after(self) -> float:
         """s a tick may come later than asked before the node suspects it was stopped."""
         ...
@@ -176,6 +181,9 @@ class LoneRole:
 
     def view_floor(self) -> int:
         return 0
+
+    def evidence_lag(self) -> float:
+        return 0.0
 
     def stall_after(self) -> float:
         return self.policy.unhealthy_after / 3
@@ -901,6 +909,7 @@ class RegistryNode:
                 may_evict=may_evict,
                 judge_sessions=self.role.judges_sessions(),
                 stalls=self.own_stalls,
+                evidence_lag=self.role.evidence_lag(),
             )
             # Anchored on the start: after a stall we check once, not a burst of catch-ups.
             self.next_check_at = now + self.policy.check_interval
@@ -967,6 +976,7 @@ class RegistryNode:
             grace_run_began=self.grace_run_began,
             sessions_only=True,
             stalls=self.own_stalls,
+            evidence_lag=self.role.evidence_lag(),
         )
 
     # -- subscriptions -------------------------------------------------------

@@ -591,8 +591,8 @@ def test_a_take_over_soon_after_a_member_grace_still_waits_a_whole_grace() -> No
     patience = DISPUTE_PATIENCE * CLUSTER.peer_timeout
     run_views(m, patience + POLICY.unhealthy_after - 0.5, ("n2", "n3"), FULL)
     assert not judged(m)  # their beats went to n2: a whole grace first
-    run_views(m, 2.0, ("n2", "n3"), FULL)
-    assert judged(m) == taken  # silent all along: judged after it
+    run_views(m, 2.0 + CLUSTER.peer_timeout, ("n2", "n3"), FULL)
+    assert judged(m) == taken  # silent all along: judged after it (and ``evidence_lag``)
 
 
 def test_health_judgment_says_who_judges_while_views_differ() -> None:
@@ -626,8 +626,8 @@ def test_a_take_over_of_services_nobody_judged_while_the_dispute_was_young_waits
     patience = DISPUTE_PATIENCE * CLUSTER.peer_timeout
     run_views(m, patience + POLICY.unhealthy_after - 0.5, ("n1", "n2"), ("n1", "n3"))
     assert not judged(m)
-    run_views(m, 2.0, ("n1", "n2"), ("n1", "n3"))
-    assert judged(m) == set(n3s)  # silent all along: judged after the grace
+    run_views(m, 2.0 + CLUSTER.peer_timeout, ("n1", "n2"), ("n1", "n3"))
+    assert judged(m) == set(n3s)  # silent all along: judged after the grace (and the lag)
 
 
 def test_a_node_that_hears_no_peer_still_replicates_the_evidence_of_its_beats() -> None:
@@ -650,3 +650,53 @@ def test_a_node_that_hears_no_peer_still_replicates_the_evidence_of_its_beats() 
         m.effects.clear()
     assert len(stamps) >= 2  # replicated: its peers may be hearing this node
     assert len(stamps) <= 40 * 0.1 / (POLICY.unhealthy_after / 2) + 1
+
+
+def test_while_views_differ_a_judge_allows_a_peer_timeout_for_evidence_in_flight() -> None:
+    """While views differ the evidence judged comes from other nodes, and a path from the
+    node applying a provider's beats to the judge may break unnoticed for a peer timeout
+    (the one-way sim ``cross-then-five``: a full hearer marked a live beater whose
+    evidence was on such a path).  So a silence is judged only past the timeout plus a
+    peer timeout; with views agreeing, at the timeout as always."""
+    m = Member()
+    mine = [k for k in keys_owned_by("n1", FULL, 12) if responsible_node(k, ("n1", "n3")) == "n1"]
+    assert mine
+    for key in mine:
+        m.request("register", key)
+    m.effects.clear()
+    registered = m.now
+    n2_deaf = ("n2", "n3")  # n2 does not hear n1: n1 and n3 are the full hearers
+    run_views(m, POLICY.unhealthy_after + 0.9, n2_deaf, FULL)
+    assert not judged(m)  # silent past unhealthy_after, not yet past it plus a peer timeout
+    run_views(m, CLUSTER.peer_timeout + POLICY.check_interval, n2_deaf, FULL)
+    assert judged(m) == set(mine)
+    assert m.now - registered <= POLICY.unhealthy_after + CLUSTER.peer_timeout + 1.5
+    assert m.node.evidence_lag() == CLUSTER.peer_timeout
+    run_views(m, 1.0, FULL, FULL)
+    assert m.node.evidence_lag() == 0.0
+
+
+def test_a_member_lost_while_views_differ_gets_our_latest_beats_told_at_once() -> None:
+    """A node that applies beats while views differ lately (replicating their evidence
+    every half ``unhealthy_after``) and loses a member tells the evidence of the latest
+    beats it saw at once, without waiting for each record's next beat: the judge may have
+    heard it through that member only, and learns of the broken path only a peer
+    timeout later."""
+    m = Member()
+    (key,) = keys_owned_by("n1", FULL, 1)
+    m.request("register", key)
+    rec = m.node.store.services[key].instances[IID]
+    wider = ("n1", "n2", "n3", "n4")
+    run_views(m, 1.0, wider, wider)  # a dispute held: every node replicates its evidence
+    m.request("beat", key)  # evidence stamped and replicated
+    run_views(m, 0.5, wider, wider)
+    m.request("beat", key)  # within refresh_every: seen here, not replicated
+    told = rec.alive
+    assert m.node.registry.local_evidence(rec) > told
+    m.effects.clear()
+    for _ in range(round((CLUSTER.peer_timeout + 0.3) / 0.1)):  # n3 falls silent: lost
+        m.node.on_replication(Beacon("n2", A, 9, True, 0, wider), m.now)
+        m.step(0.1)
+    assert m.node.members() == ("n1", "n2")
+    (delta,) = [d for d in m.deltas() if d.payload.key == key]  # no beat since
+    assert delta.payload.upserts[0].alive == m.node.registry.local_evidence(rec) > told
