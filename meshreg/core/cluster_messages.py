@@ -37,6 +37,9 @@ class Beacon:
     # ids of the peers it hears by request only and cannot reach (their P+2 and P+3):
     # each pushes it its changes (core/distro ``_push_changes``)
     unreachable: tuple[str, ...] | None = None
+    # ids the member views it knows (its own, its peers') name and it does not hear: a
+    # peer that hears all it knows of may still not hear everyone (review16 F3)
+    unheard: tuple[str, ...] | None = None
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -299,6 +299,14 @@ class DistroNode:
         # while views differ: the members whose view is every view's union (they hear
         # everyone anyone hears), who judge in their stead (``_judges``); () if none
         self._full_hearers: tuple[str, ...] = ()
+        # ... and with a dispute held and no full hearer: the members anyone we hear knows
+        # of (``_known_members``); the owner over them judges, and every node relays what
+        # it learns (evidence, renewals: ``_flooding``) so that it reaches that judge
+        self._judge_over: tuple[str, ...] = ()
+        self._flooding = False
+        # the ids the views we know (ours, our peers') name and we do not hear: our
+        # beacons tell them (``Beacon.unheard``; review16 F3)
+        self._unheard: tuple[str, ...] = ()
         # while views differ and for a run of graces after (``_replicate_until``), every
         # node replicates the evidence of the beats it applies (``evidence_floor``)
         self._replicating = False
@@ -373,6 +381,7 @@ class DistroNode:
             "replication_errors": 0,  # peer messages rejected (invalid, or stamps ahead)
             "future_stamps": 0,  # ... of which: a stamp too far ahead of our clock
             "refuted": 0,
+            "passed_on": 0,  # peers' payloads passed on while nobody hears everyone
             "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
             "sessions_relayed": 0,  # ... passed on to peers that do not hear their sender
@@ -566,19 +575,23 @@ class DistroNode:
         nothing (review14c F1: before, a service whose owner the views disagreed on was
         judged by nobody for as long as the views disagreed, dead instances kept healthy
         cluster-wide).  (Every node replicates its evidence while views differ: see
-        ``evidence_floor``.)  With no full hearer (two cuts that cross), a service is judged
-        only by its owner in every view, as before: the rest waits for the views to agree.
+        ``evidence_floor``.)  With no full hearer (cuts that cross), each node judges the
+        services hashed to it over every member it knows of, and every node passes on
+        what it learns (``_flooding``) so that it reaches that judge (review16 F3).  While
+        a dispute is young, a service is judged only by its owner in every view.
         """
-        return self._judges_with(key, self._disputed, self._full_hearers)
+        return self._judges_with(key, self._disputed, self._judge_over)
 
     def _judges_with(
-        self, key: ServiceKey, disputed: list[tuple[str, ...]], full: tuple[str, ...]
+        self, key: ServiceKey, disputed: list[tuple[str, ...]], over: tuple[str, ...]
     ) -> bool:
+        """``over``: the full hearers, or the known members when there is none (a
+        dispute held), or () (a dispute too young to be held: the owner in every view)."""
         me = self.node_id
         if not disputed:
             return self._owns(key)
-        if full:
-            return me in full and responsible_node(key, full) == me
+        if over:
+            return me in over and responsible_node(key, over) == me
         return self._owns(key) and all(responsible_node(key, v) == me for v in disputed)
 
     def _views(self) -> dict[str, tuple[str, ...]]:
@@ -587,11 +600,22 @@ class DistroNode:
         views[self.node_id] = self._members
         return views
 
-    def _hearers(self, disputed: list[tuple[str, ...]]) -> tuple[str, ...]:
-        """The full hearers among the views we know (ours and the peers' we hear)."""
+    def _known_members(self) -> set[str]:
+        """Every member we know of: those the views we know name (ours, the peers' we
+        hear) and those our peers say their views name and they do not hear
+        (``Beacon.unheard``; review16 F3: five nodes, four cuts: a peer whose view was the
+        union of the views a node knew was taken for a full hearer, and it was not)."""
+        known = set(self._members)
+        for peer in self.membership.up_peers():
+            if peer.node_id and peer.view:
+                known.update(peer.view)
+                known.update(peer.unheard)
+        return known
+
+    def _hearers(self, known: set[str]) -> tuple[str, ...]:
+        """The full hearers: the members we know of whose view names all of them."""
         views = self._views()
-        union = set(self._members).union(*disputed)
-        return tuple(sorted(n for n in union if n in views and set(views[n]) == union))
+        return tuple(sorted(n for n in known if n in views and known.issubset(views[n])))
 
     def _views_changed(self, now: float) -> None:
         """The peers' views (or ours) changed: who judges what may have.  A service we
@@ -605,27 +629,36 @@ class DistroNode:
         review15 F3 saw it cut short by graces of the cluster's start, and live per-instance
         beaters marked at the start of a pair cut, with 5 s beats; then no grace for a
         service nobody judged while the dispute was young: its owner's beats before.)"""
-        old_disputed, old_full = self._disputed, self._full_hearers
+        old_disputed, old_over = self._disputed, self._judge_over
         self._disputed = disputed = self.other_views()
-        self._set_relays()
         if not disputed:
             self._disputed_since = math.inf
         elif not old_disputed:
             self._disputed_since = now
         self._dispute_held = bool(disputed) and now >= self._disputed_since + self._patience
-        self._full_hearers = full = self._hearers(disputed) if self._dispute_held else ()
-        if (old_disputed, old_full) == (disputed, full) or self._replicating:
+        views = self._views()
+        heard = set().union(*views.values()) if disputed else set(self._members)
+        self._unheard = tuple(sorted(heard - set(self._members)))
+        full: tuple[str, ...] = ()
+        over: tuple[str, ...] = ()
+        if self._dispute_held:
+            known = self._known_members()
+            full = self._hearers(known)
+            over = full or tuple(sorted(known))
+        self._full_hearers, self._judge_over = full, over
+        self._flooding = self._dispute_held and not full
+        self._set_relays()
+        if (old_disputed, old_over) == (disputed, over) or self._replicating:
             return
         me = self.node_id
-        views = self._views()
         for svc in self.store.records():
             key = svc.key
-            if not self._judges_with(key, disputed, full):
+            if not self._judges_with(key, disputed, over):
                 continue
-            # the last node that judged it: over the full hearers, else its owner (in
-            # every view while a dispute is young, or, judged by nobody since the dispute
-            # began, before it: review15 F3)
-            judge = responsible_node(key, old_full) if old_full else self.owner_of(key)
+            # the last node that judged it: over the full hearers or the known members,
+            # else its owner (in every view while a dispute is young, or, judged by
+            # nobody since the dispute began, before it: review15 F3)
+            judge = responsible_node(key, old_over) if old_over else self.owner_of(key)
             if judge == me:
                 continue
             view = views.get(judge)
@@ -638,22 +671,27 @@ class DistroNode:
         land on whichever node its client talks to, not on an owner: a node that a peer
         hears and that neither we nor a relay hear may be receiving them (a link lost one
         way).  With a full hearer (a view that is the union) only the full hearers judge
-        anything; with none (two cuts that cross) the owners in every view judge their
-        services' sessions by relayed renewals (review15 F2: before, nobody did)."""
+        anything; with none (cuts that cross) the owner over the known members judges
+        its services' sessions by renewals relayed to it (review15 F2: before, nobody
+        did), over as many hops as it takes (``_flooding``: a relay's coverage is what
+        it hears and what it knows of and does not hear, relayed to it in turn)."""
         mine = set(self._members)
-        if all(mine.issuperset(view) for view in self._disputed):
+        unheard = set().union(*self._disputed) - mine
+        if self._flooding:
+            unheard.update(n for n in self._judge_over if n not in mine)
+        if not unheard:
             return True
         # a relay: a peer that hears us and whose requests reach us (relayed renewals go
         # by request: its beacons by request arrive; review16 F1: a relay whose P+3 path
         # to us was dropped counted, and live session instances were marked every
         # unhealthy_after, refuted each time)
         me, recent = self.node_id, self._ticked - self.cluster.peer_timeout
+        flooding = self._flooding
         relays = [
-            p.view
+            (p.view + p.unheard) if flooding else p.view
             for p in self.membership.up_peers()
             if p.view is not None and me in p.view and p.request_heard > recent
         ]
-        unheard = set().union(*self._disputed) - mine
         return all(any(n in view for view in relays) for n in unheard)
 
     def evidence_floor(self, key: ServiceKey, now: float) -> int:
@@ -881,11 +919,19 @@ class DistroNode:
         for rec in refuted:  # a judgment our own evidence outranks: tell everyone
             self.counters["refuted"] += 1
             self.outbox.refreshed(payload.key, rec)
-        if self._owns(payload.key):  # the owner passes on what it learned
+        owns = self._owns(payload.key)
+        if owns or self._flooding:
+            # The owner passes on what it learned.  While nobody hears everyone, every
+            # node does: the judge may be several hops from the node that applied the
+            # beats, and its judgment from the nodes that do not hear it (review16 F3:
+            # five nodes, four cuts).  News only: a merge that changes nothing and
+            # raises no evidence passes nothing on, so nothing loops.
             if change is not None:
                 self.outbox.changed(change)
             for rec in quiet:
                 self.outbox.refreshed(payload.key, rec)
+            if not owns and (change is not None or quiet):
+                self.counters["passed_on"] += 1
         elif quiet and sender is not None and self.owner_of(payload.key) != sender:
             # Evidence published by a node that is not the owner (it applied beats the
             # owner did not get, over a link that may be losing them): relay it once, so
@@ -1069,7 +1115,9 @@ class DistroNode:
                 return
         elif peer is None or peer.node_id != b.node:
             self._check_duplicate_id(b, now)
-        changes = membership.heard(b.node, b.address, b.epoch, b.ready, b.seq, now, b.members)
+        changes = membership.heard(
+            b.node, b.address, b.epoch, b.ready, b.seq, now, b.members, b.unheard or ()
+        )
         for change in changes:
             if change.restarted:
                 self._peer_restarted(b.node, change.address, now)
@@ -1216,7 +1264,8 @@ class DistroNode:
         a stamp beyond ``stamp_limit`` is rejected (Bounded stamps); one naming a session
         of another namespace is ignored (the id is taken there).  Those that are news
         here go on to the peers that do not hear ``b.node`` (``_relay_sessions``), unless
-        ``relayed`` (a peer passed them on: one hop only)."""
+        ``relayed`` (a peer passed them on: one hop only) and views do not cross
+        (``_flooding``: then as many hops as it takes; news only, so no loops)."""
         self.counters["session_beats_in"] += 1
         if relayed:
             self.counters["sessions_relayed_in"] += len(b.entries)
@@ -1224,9 +1273,9 @@ class DistroNode:
         limit = stamp_limit(wall)
         wall_us = self.registry.wall_stamp(now) >> TAG_BITS
         sessions, renew = self.store.sessions, self.registry.renew_session
-        relay = None if relayed else self._relay_to.get(b.node)
+        relay = None if relayed and not self._flooding else self._relay_to.get(b.node)
         news: list[tuple[str, str, int]] = []
-        origin = "" if relayed else b.node
+        origin = b.node
         for entry in b.entries:
             sid, namespace, alive = entry
             if alive > limit:
@@ -1271,7 +1320,10 @@ class DistroNode:
         views = self._views()
         me = self.node_id
         relay: dict[str, tuple[str, ...]] = {}
-        for origin in views:
+        # while nobody hears everyone, also the renewals of the members we know of and do
+        # not hear: relayed to us, they go on (``_flooding``; review16 F3)
+        origins = self._judge_over if self._flooding else views
+        for origin in origins:
             if origin != me:
                 lacking = (
                     q for q, view in views.items() if q not in (me, origin) and origin not in view
@@ -1768,6 +1820,7 @@ class DistroNode:
                     self.holding(now) or None,
                     int((now + self.registry.wall_offset) * 1000),
                     self._unreachable() or None,
+                    self._unheard or None,
                 )
                 self.registry.queue(Broadcast(beacon))
                 self._push_beacon(beacon)
@@ -1797,6 +1850,7 @@ class DistroNode:
                 self._views_changed(now)
         elif self._disputed:
             self._disputed, self._full_hearers, self._dispute_held = [], (), False
+            self._judge_over, self._flooding, self._unheard = (), False, ()
         if self._dispute_held:
             policy = self.policy
             self._replicate_until = now + policy.evict_after + policy.unhealthy_after
@@ -1870,15 +1924,16 @@ class DistroNode:
                 "not judging: member views differ and this node does not hear every member; "
                 f"{', '.join(self._full_hearers)} (hearing everyone) judge"
             )
-        if self._dispute_held and not self._full_hearers:
+        if self._flooding:
             sessions = (
-                "their session instances by renewals relayed through the peers that hear both"
+                "their session instances by renewals relayed through the peers"
                 if self.judges_sessions()
                 else "no session instances (a member is heard by no peer that relays to us)"
             )
             return (
-                "member views differ and no member hears every other: judging only the "
-                f"services owned here in every view, {sessions}"
+                "member views differ and no member hears every other: judging the services "
+                f"owned here over the {len(self._judge_over)} members known, {sessions}; "
+                "every node relays the evidence it learns"
             )
         registry = self.registry
         if now < max(registry.watching_since, registry.resumed_at) + self.policy.unhealthy_after:

@@ -54,6 +54,7 @@ class Peer:
     last_heard: float = float("-inf")
     last_seq: int = 0  # the peer's newest delta sequence, from its beacons
     view: tuple[str, ...] | None = None  # the members it hashes over, from its beacons
+    unheard: tuple[str, ...] = ()  # ids views it knows name and it does not hear (beacons)
     configured: bool = True  # False: learned from its join, not from our peer list
     learned_at: float = float("-inf")  # when its join taught us the address
     lists_us: bool | None = None  # whether its beacons' ``configured`` name us (None: untold)
@@ -146,6 +147,7 @@ class Membership:
         seq: int,
         now: float,
         view: tuple[str, ...] | None = None,
+        unheard: tuple[str, ...] = (),
     ) -> list[MemberChanged]:
         """A beacon arrived; returns what changed (up, restart)."""
         if node_id == self.self_id:
@@ -160,10 +162,15 @@ class Membership:
         restarted = peer.epoch is not None and peer.epoch != epoch
         if peer.node_id not in (None, node_id):  # another node took this address
             restarted = True
-        if peer.node_id != node_id or peer.ready != ready or peer.view != view:
+        if (
+            peer.node_id != node_id
+            or peer.ready != ready
+            or peer.view != view
+            or peer.unheard != unheard
+        ):
             self.revision += 1
         peer.node_id, peer.ready, peer.last_heard, peer.last_seq = node_id, ready, now, seq
-        peer.view = view
+        peer.view, peer.unheard = view, unheard
         if now < self._oldest_heard:
             self._oldest_heard = now
         if peer.state is MemberState.DOWN or restarted:

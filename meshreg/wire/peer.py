@@ -499,6 +499,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["wall"] = b.wall
     if b.unreachable is not None:
         body["unreachable"] = list(b.unreachable)
+    if b.unheard is not None:
+        body["unheard"] = list(b.unheard)
     return body
 
 
@@ -521,7 +523,12 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     unreachable = m.get("unreachable")
     if unreachable is not None:
         unreachable = _beacon_view(address, unreachable)[1]  # node ids, like a view
-    return Beacon(node, address, epoch, ready, seq, members, configured, held, wall, unreachable)
+    unheard = m.get("unheard")
+    if unheard is not None:
+        unheard = _beacon_view(address, unheard)[1]  # node ids, like a view
+    return Beacon(
+        node, address, epoch, ready, seq, members, configured, held, wall, unreachable, unheard
+    )
 
 
 def decode_replication(

@@ -67,7 +67,8 @@ class Settings:
         """The settings scenario ``name`` runs with: the defaults, and ``SHORT_HEALTH``
         for the scenarios whose fault is sized by evict_after (``SHORT_HEALTH_SCENARIOS``)."""
         base = replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
-        nodes = 4 if name == "crossing-cuts" else base.nodes  # two cuts need four nodes
+        # two cuts that cross need four nodes; four cuts, a node three hops from another, five
+        nodes = {"crossing-cuts": 4, "five-cuts": 5}.get(name, base.nodes)
         return replace(base, beat_only=name in BEAT_ONLY_SCENARIOS, nodes=nodes)
 
 
@@ -83,7 +84,7 @@ class Settings:
 SHORT_HEALTH = {"unhealthy_after": 2.0, "evict_after": 4.0}
 SHORT_HEALTH_SCENARIOS = ("provider-death", "pause", "partition")
 # the faults a client of another language (per-instance beats, no session) met otherwise
-BEAT_ONLY_SCENARIOS = ("oneway-port", "pub-blocked", "crossing-cuts")
+BEAT_ONLY_SCENARIOS = ("oneway-port", "pub-blocked", "crossing-cuts", "five-cuts")
 
 
 @dataclass
@@ -890,6 +891,23 @@ def sc_crossing_cuts(r: Run, seconds: float = 25.0) -> None:
     _port_fault(r, rules, name, a, seconds, 8.0)
 
 
+def sc_five_cuts(r: Run, seconds: float = 25.0) -> None:
+    """Four cuts on five nodes (review16 F3): a <-> b, a <-> d, b <-> c and b <-> e cannot
+    reach each other, so no node hears every other and a is three hops from b (a hears c
+    and e, which hear d, which hears b).  3 s in, a's providers (a session one and a
+    per-instance-beat one) die: gone from every node within evict_after + 4 s while the
+    cuts last, and no live instance missing or unhealthy anywhere (before the fix: a and b
+    took peers for full hearers from the views they knew, and the dead instances of the
+    services owned by a or b stayed healthy on every node for the whole fault)."""
+    a, b, c, d, e = r.rng.sample(range(r.s.nodes), 5)
+    rules = []
+    for x, y in ((a, b), (a, d), (b, c), (b, e)):
+        for p, q in ((x, y), (y, x)):  # each end drops what the other sends
+            rules.append((p, ["INPUT", "-i", "eth0", "-s", r.lab.addresses[q], "-j", "DROP"]))
+    cuts = ", ".join(f"{r.name(x)}<->{r.name(y)}" for x, y in ((a, b), (a, d), (b, c), (b, e)))
+    _port_fault(r, rules, f"cut {cuts}", a, seconds, 8.0)
+
+
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "kill": sc_kill,
     "rolling-restart": sc_rolling,
@@ -901,6 +919,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "oneway-port": sc_oneway_port,
     "pub-blocked": sc_pub_blocked,
     "crossing-cuts": sc_crossing_cuts,
+    "five-cuts": sc_five_cuts,
 }
 
 from config_scenarios import CONFIG_SCENARIOS  # noqa: E402  (needs Run, defined above)

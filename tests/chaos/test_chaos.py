@@ -102,6 +102,12 @@ def test_crossing_cuts_nobody_hears_everyone() -> None:
     check("crossing-cuts")
 
 
+@pytest.mark.timeout(110)
+@pytest.mark.skipif(iptables_command() is None, reason="the cuts need iptables")
+def test_five_nodes_four_cuts_a_node_three_hops_from_another() -> None:
+    check("five-cuts")
+
+
 @pytest.mark.timeout(120)
 def test_config_partition_minority_refuses_writes() -> None:
     check("config-partition")

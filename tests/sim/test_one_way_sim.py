@@ -26,9 +26,8 @@ fault is on.  The faults, each longer than several ``evict_after``:
    a node that hears both ends (relayed);
 6. **four cuts on five nodes** (review16 F3): a <-> b, a <-> d, b <-> c, b <-> e cut, so
    a is three hops from b and neither knows the other's view: the judge of a service
-   may be three hops from the node its providers beat to (review16 F3 is open: the
-   dead instances of a's and b's services stay healthy while the cuts last; the test is
-   a strict xfail until it is fixed);
+   may be three hops from the node its providers beat to, and its judgment three hops
+   from the nodes that must show it (passed on by every node, news only);
 7. **crossing cuts, then four cuts**: five nodes, a <-> b and c <-> d cut for 20 s (e
    hears everyone), then every rule out for up to 0.2 s (as a firewall is rewritten)
    and the four cuts of 6 for 20 s: the cuts change while the views never agree, and a
@@ -543,11 +542,6 @@ def test_crossing_cuts_dead_removed_live_kept_while_they_last(seed: int) -> None
     check("cross-cuts", seed, replay_of("cross-cuts", seed))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review16 F3, open: the dead instances of the services owned by a or b stay "
-    "healthy while the four cuts last (live ones are kept); a fix was reverted (f868d20)",
-)
 @pytest.mark.parametrize("seed", seeds(2100, SEEDS))
 def test_five_nodes_four_cuts_dead_removed_live_kept_while_they_last(seed: int) -> None:
     """review16 F3: five nodes, a <-> b, a <-> d, b <-> c and b <-> e cut for 40 s: no
