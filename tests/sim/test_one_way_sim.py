@@ -32,7 +32,10 @@ fault is on.  The faults, each longer than several ``evict_after``:
    hears everyone), then every rule out for up to 0.2 s (as a firewall is rewritten)
    and the four cuts of 6 for 20 s: the cuts change while the views never agree, and a
    path from the node applying a provider's beats to the judge breaks unnoticed for a
-   peer timeout (before: a live beater marked by the full hearer, 1 seed in 50).
+   peer timeout (before: a live beater marked by the full hearer, 1 seed in 50);
+8. **the same with stalls**: every node stalls (SIGSTOP) three times around the change,
+   each for 5-10 % of ``unhealthy_after`` (the 1 s stalls of 5 nodes with 20,000
+   beaters on 2 cores).
 
 ``MESHREG_SIM_ONEWAY_TIMINGS=default`` runs them at the product's timings (5 s beats,
 15/30 s, peer timeout 3 s), the fault's times scaled by 5.
@@ -87,7 +90,8 @@ Replay one run with a trace (``MESHREG_SIM_TRACE=/tmp/t.txt`` writes it to a fil
         pytest tests/sim/test_one_way_sim.py -k replay -s
 
 (scenarios: ``pub-a-to-b``, ``pub-a-to-all``, ``pair-cut``, ``pair-flap``,
-``ports-a-from-b``, ``cross-cuts``, ``five-cuts``, ``cross-then-five``; the seed is
+``ports-a-from-b``, ``cross-cuts``, ``five-cuts``, ``cross-then-five``,
+``cross-then-five-stalls``; the seed is
 the network seed the failure message prints).  The number of seeds follows
 ``MESHREG_SIM_FAULT_SEEDS``: an eighth of it (at least 3) per fault that holds still, a
 quarter (at least 6) for the flapping cut, plus seed 1850 there (see its test).
@@ -155,6 +159,7 @@ SCENARIOS = (
     "cross-cuts",
     "five-cuts",
     "cross-then-five",
+    "cross-then-five-stalls",
 )
 REPLAY = (
     "MESHREG_SIM_ONEWAY_SEED={seed} MESHREG_SIM_ONEWAY_SCENARIO={scenario} "
@@ -213,7 +218,7 @@ class OneWay:
         self.scenario = scenario
         self.rng = random.Random(f"one-way-{scenario}-{seed}")  # the plan's own stream
         crossing = scenario == "cross-cuts"
-        five = scenario in ("five-cuts", "cross-then-five")
+        five = scenario in ("five-cuts", "cross-then-five", "cross-then-five-stalls")
         ids = [f"n{i}" for i in range(5 if five else 4 if crossing else 3)]
         self.net = net = Network(
             seed,
@@ -386,6 +391,28 @@ class OneWay:
             self.net.at(switch + gap, self._cut, True, x, y)
         for x, y in ((a, b), (a, d), (b, c), (b, e)):
             self.net.at(self.fault_end, self._cut, False, x, y)
+
+    def _plan_cross_then_five_stalls(self) -> None:
+        """``cross-then-five`` on a machine short of CPU: every node stalls three times
+        around the change of cuts, each for 5-10 % of ``unhealthy_after`` (0.75-1.5 s at
+        the product's timings: the 1 s stalls seen on 5 nodes with 20,000 beaters on 2
+        cores)."""
+        self._plan_cross_then_five()
+        switch = FAULT_AT + FAULT_LENGTH / 2
+        p, u = TIMINGS.cluster.peer_timeout, TIMINGS.health.unhealthy_after
+        for node_id in sorted(self.net.nodes):
+            for _ in range(3):
+                at = switch + self.rng.uniform(-2 * p, 6 * p)
+                length = self.rng.uniform(0.05 * u, 0.1 * u)
+                self.net.at(at, self._stall, node_id, length)
+                self.plan.append(f"stall {node_id} {at:.2f}+{length:.2f}")
+
+    def _stall(self, node_id: str, length: float) -> None:
+        net = self.net
+        if net.nodes[node_id].runtime is None or net.is_paused(node_id):
+            return
+        net.pause(node_id)
+        net.at(net.now + length, net.resume, node_id)
 
     def _plan_pair_flap(self) -> None:
         t, state, flips = FAULT_AT, True, 0
@@ -595,3 +622,9 @@ def test_crossing_cuts_then_four_cuts_live_never_judged(seed: int) -> None:
     the views never agree.  No live instance is ever missing or unhealthy; killed
     providers are gone everywhere within the bound."""
     check("cross-then-five", seed, replay_of("cross-then-five", seed))
+
+
+@pytest.mark.parametrize("seed", seeds(2300, SEEDS))
+def test_crossing_cuts_then_four_cuts_with_stalls_live_never_judged(seed: int) -> None:
+    """``cross-then-five`` with every node stalling three times around the change."""
+    check("cross-then-five-stalls", seed, replay_of("cross-then-five-stalls", seed))
