@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import msgpack
 from answers import served, stats_map
-from test_distro_faults import CLUSTER, FULL, A, B, Broadcast, Member, keys_owned_by
+from test_distro_faults import CLUSTER, FULL, POLICY, A, B, Broadcast, Member, keys_owned_by
 from test_session_relay import SID, relays
 
 from meshreg.core.cluster_messages import Beacon, ReplicatedDelta, ServicePayload, SessionBeats
@@ -144,3 +144,29 @@ def test_with_no_full_hearer_relayed_renewals_go_on_to_peers_lacking_their_origi
     m.step()
     assert relays(m) == []
     assert m.node.judges_sessions()  # n4's renewals reach us through n3
+
+
+def test_a_node_starting_to_pass_on_passes_on_the_evidence_it_learned_before() -> None:
+    """Evidence merged while the views settle into crossing cuts (a full hearer still
+    seen, or the dispute not yet held) was not passed on; when no full hearer is left,
+    n1 passes on, once, the evidence it learned less than ``unhealthy_after`` ago of the
+    services it does not own: it is news no more, and its sender refreshes it only every
+    ``refresh_every``, so a judge several hops away would find it too old."""
+    m = Member()
+    run_known(m, HELD, FULL, ("n1", "n3"))  # n1 and n2 hear everyone: no passing on
+    keys = [k for k in keys_owned_by("n3", FULL, 12) if responsible_node(k, KNOWN) != "n1"]
+    fresh, stale = keys[0], keys[1]
+    now_stamp = m.node.registry.wall_stamp(m.now)
+    old_stamp = m.node.registry.wall_stamp(m.now - 2 * POLICY.unhealthy_after)
+    m.node.on_replication(_delta(fresh, 1, now_stamp), m.now)
+    m.node.on_replication(_delta(stale, 2, old_stamp), m.now)
+    m.step()
+    m.effects.clear()
+    run_known(m, HELD, FULL, ("n1", "n3"), n2_unheard=("n4",))  # nobody hears everyone
+    assert m.node._flooding  # noqa: SLF001
+    passed = [d.payload for d in m.deltas()]
+    assert [p.key for p in passed] == [fresh]
+    assert passed[0].upserts[0].alive == now_stamp
+    m.effects.clear()
+    run_known(m, 1.0, FULL, ("n1", "n3"), n2_unheard=("n4",))  # still: once only
+    assert m.deltas() == []
