@@ -514,16 +514,12 @@ class DistroNode:
         # A member came back: stamp the beats we saw of what we judged until now, whether
         # it stays ours or moves to the newcomer: the newcomer may have judged it, cut off
         # from those beats, and its judgment must lose to them at once, on every node.
+        # A member left (``lost``): stamp the beats we saw of everything.
         for svc in self.store.records():
             ours_before = responsible_node(svc.key, old) == self.node_id
-            if not self._owns(svc.key):
-                if not ((joined and ours_before) or lost):
-                    continue
-            elif not ours_before:
+            if not ours_before and self._owns(svc.key):
                 svc.watched_since = now
-                if not lost:
-                    continue
-            elif not (joined or lost):
+            if not (lost or (joined and ours_before)):
                 continue
             for rec in svc.instances.values():
                 seen = self.registry.local_evidence(rec)
