@@ -603,8 +603,10 @@ class RegistryNode:
     # renewal from a client or one a peer received (``renew_session``); ``fast_beat`` is
     # ``renew``'s common case inlined, taken only where ``renew`` would do nothing more
     # (tests/core/test_fast_beat.py).  The rules, here and nowhere else:
-    # - a sign served right after a stall of ours proves life when the stall began, and
-    #   heals or refreshes nothing: it may have waited the stall out in the socket;
+    # - a sign served right after a stall of ours proves life when the stall began (it may
+    #   have waited the stall out in the socket): it heals nothing, and is told to peers
+    #   as evidence of then where ours is older than ``Role.evidence_floor`` (a judge
+    #   elsewhere must not find the stall's length added to the evidence's age);
     # - an instance in a session lives by its session's renewals, not by its beats;
     # - a sign of life heals what this node judges unhealthy (a visible change: watchers
     #   are notified and peers get the delta), stamped for when it was seen;
@@ -623,15 +625,17 @@ class RegistryNode:
             return rec
         if rec.session is not None:
             return rec  # in a session: its session's renewals judge it (PROTOCOL.md 2.3a)
-        if now < self._stale_until:
-            return rec  # it may have waited out our stall: evidence for our own judging only
+        if now < self._stale_until:  # it may have waited out our stall: it heals nothing
+            if rec.healthy and rec.alive < self.role.evidence_floor(key, now):
+                self._refresh_seen(key, rec)  # but proves life when the stall began
+            return rec
         if beat_time < now:  # evidence of life a while ago: it counts for what it is
-            seen = self.local_evidence(rec)  # its latest beat here, maybe a later one
             if not rec.healthy:
+                seen = self.local_evidence(rec)  # its latest beat here, maybe a later one
                 if seen > rec.down:
                     self.emit(self.store.set_health(key, (iid,), True, seen))
-            elif seen > rec.alive:
-                self.refresh_evidence(key, rec, seen)
+            else:
+                self._refresh_seen(key, rec)
             return rec
         if not rec.healthy:
             self.emit(self.store.set_health(key, (iid,), True, self.stamp(now)))
@@ -663,6 +667,12 @@ class RegistryNode:
         if fresh and now >= self._stale_until:  # else it may have waited out our stall
             self._heal_session(sess, now)
         return sess
+
+    def _refresh_seen(self, key: ServiceKey, rec: InstanceRecord) -> None:
+        """Tell our evidence of ``rec`` (its latest beat here) if it is newer than its own."""
+        seen = self.local_evidence(rec)
+        if seen > rec.alive:
+            self.refresh_evidence(key, rec, seen)
 
     def refresh_evidence(self, key: ServiceKey, rec: InstanceRecord, alive: int) -> None:
         """Stamp ``alive`` as ``rec``'s liveness evidence if newer, and tell the peers

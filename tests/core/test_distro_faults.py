@@ -267,6 +267,32 @@ def test_beats_served_right_after_a_stall_count_from_when_the_stall_began() -> N
     assert rec.last_beat == m.now
 
 
+def test_a_beat_served_right_after_a_stall_tells_peers_the_evidence_of_the_stall_start() -> None:
+    """Away from the service's judge, a beat served in the stale window heals nothing but
+    is told to peers as evidence of life when the stall began, once.  Before, it told
+    nothing: a judge elsewhere found the stall's length (and the window's) added to the
+    evidence's age, and marked live beaters when nodes stalled 1/3 of unhealthy_after
+    around a change of cuts (one-way sim ``cross-then-five-stalls``, seeds 2317, 2319)."""
+    m = Member()
+    (key,) = keys_owned_by("n2", ("n1", "n2", "n3"), 1)
+    m.request("register", key, forwarded=True)
+    m.run(2.0)
+    rec = m.node.store.services[key].instances[IID]
+    before = rec.alive
+    began = m.now  # the last tick before the stall
+    m.now += 1.0
+    m.step()  # the stall is noticed
+    m.beacons(("n1", "n2", "n3"))
+    m.effects.clear()
+    m.request("beat", key, forwarded=True)  # it may have waited the stall out
+    m.request("beat", key, forwarded=True)
+    (delta,) = [d for d in m.deltas() if d.payload.key == key]
+    told = delta.payload.upserts[0].alive
+    assert told == rec.alive > before
+    assert began <= (told >> 10) / 1e6 < began + 0.1  # the stall's start, not now
+    assert not [e for e in m.effects if isinstance(e, ServiceChanged)]  # nothing healed
+
+
 def test_a_mark_the_node_saw_a_beat_after_is_refuted_and_replicated() -> None:
     m = Member()
     (key,) = keys_owned_by("n2", ("n1", "n2", "n3"), 1)
