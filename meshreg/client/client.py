@@ -165,8 +165,8 @@ class Client(ConfigMixin):
         self._rng = rng or random.Random()
         self._failed_at: dict[str, float] = {}  # address -> monotonic time of its last failure
         self._failed_lock = threading.Lock()
-        cache = DiskCache(cache_dir) if cache_dir is not None else None
         self.labels = dict(labels or {})  # configs: config_api.py
+        cache = DiskCache(cache_dir, self.labels) if cache_dir is not None else None
         cap = HARD_MAX_CONTENT_BYTES
         if type(config_max_bytes) is not int or not 0 < config_max_bytes <= cap:
             raise ConfigError(

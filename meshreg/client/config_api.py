@@ -229,6 +229,8 @@ class ConfigMixin:
         info = self._config_write("config_publish", key, fields, request_id)
         if isinstance(info, ConfigInfo) and not info.gray_served and info.content != content:
             info = dataclasses.replace(info, content=content)
+        elif isinstance(info, ConfigInfo) and info.main is not None:  # what we published
+            info = dataclasses.replace(info, main=dataclasses.replace(info.main, content=content))
         return info  # type: ignore[no-any-return]
 
     def config_delete(

@@ -17,6 +17,7 @@ node may allow more, and keys a check does not know are allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,14 +46,30 @@ class GrayInfo:
     labels: dict[str, str] = field(default_factory=dict)
     clients: tuple[str, ...] = ()
 
+    def selects_labels(self, labels: dict[str, str]) -> bool:
+        """Whether the rule selects a client with ``labels`` by them (it may also select
+        it by its address: ``clients``)."""
+        return bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True)
+class MainInfo:
+    """A data id's main version, kept beside the gray one a client was served
+    (``ConfigInfo.main``)."""
+
+    content: str
+    type: str
+    md5: str
+
 
 @dataclass(frozen=True)
 class ConfigInfo:
     """One data id at one revision, as a node answered it (or as kept on disk).
 
     ``content``, ``type`` and ``md5`` are what this client is served: the gray version's
-    when ``gray_served`` (this client matches the gray rule), else the main one's.
-    ``from_cache``: read from the client's ``cache_dir`` because no node answered.
+    when ``gray_served`` (this client matches the gray rule), else the main one's;
+    ``main``: the main one's then (from nodes that send it).  ``from_cache``: read from
+    the client's ``cache_dir`` because no node answered.
     """
 
     namespace: str
@@ -72,6 +89,7 @@ class ConfigInfo:
     gray: GrayInfo | None = None
     gray_served: bool = False
     from_cache: bool = False
+    main: MainInfo | None = None
 
     @property
     def key(self) -> ConfigKey:
@@ -104,9 +122,32 @@ class ConfigInfo:
                 "labels": dict(self.gray.labels),
                 "clients": list(self.gray.clients),
             }
+        if self.main is not None:
+            out["main"] = {"content": self.main.content, "type": self.main.type,
+                           "md5": self.main.md5}  # fmt: skip
         if self.from_cache:
             out["from_cache"] = True
         return out
+
+    def served_to(self, labels: dict[str, str], host_selected: bool | None) -> ConfigInfo | None:
+        """This version as a client with ``labels`` is served it (the disk copy of another
+        client's read: review17 F1): the gray version if the rule's labels are among
+        ``labels``, or if it names hosts and ``host_selected`` (this host was served it
+        by address); else the main one.  None: the main one is needed and not here (a
+        copy saved by a gray client from a node that did not send ``main``)."""
+        gray = self.gray
+        if gray is None:
+            return None if self.gray_served else self
+        if gray.selects_labels(labels) or (bool(gray.clients) and host_selected is True):
+            main = self.main if self.gray_served else MainInfo(self.content, self.type, self.md5)
+            return dataclasses.replace(self, content=gray.content, type=gray.type,
+                                       md5=gray.md5, gray_served=True, main=main)  # fmt: skip
+        if not self.gray_served:
+            return self
+        if self.main is None:
+            return None
+        return dataclasses.replace(self, content=self.main.content, type=self.main.type,
+                                   md5=self.main.md5, gray_served=False, main=None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -214,6 +255,14 @@ def config_info_from_map(raw: Any, what: str = "the entry", content: bool = True
             _opt(g, "labels", _str_map, {}),
             tuple(clients),
         )
+    main = None
+    if m.get("main") is not None:
+        mm = _map(m["main"], f"{what} main")
+        main = MainInfo(
+            _content(mm.get("content", ""), f"{what} main content"),
+            _str(mm.get("type", "text"), f"{what} main type"),
+            _str(mm.get("md5", ""), f"{what} main md5"),
+        )
     text = m.get("content")
     return ConfigInfo(
         namespace=name("namespace"),
@@ -233,6 +282,7 @@ def config_info_from_map(raw: Any, what: str = "the entry", content: bool = True
         gray=gray,
         gray_served=_opt(m, "gray_served", _bool, False),
         from_cache=_opt(m, "from_cache", _bool, False),
+        main=main,
     )
 
 

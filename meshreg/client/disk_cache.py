@@ -63,8 +63,14 @@ def read_json(path: Path) -> Any:
 
 
 class DiskCache:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    """``labels``: the labels of the client reading and writing it: a config's disk copy
+    is served by them, whichever client saved it (``load_config``)."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], labels: dict[str, str] | None = None
+    ) -> None:
         self.directory = Path(directory)
+        self.labels = dict(labels or {})
 
     def path(self, key: ServiceKey) -> Path:
         for part in key:
@@ -139,14 +145,19 @@ class DiskCache:
                 return
             body = {"format": FORMAT, "saved_at": time.time(), "entry": entry.to_json()}
             body["entry"].pop("from_cache", None)
+            host = _host_selected(entry, self.labels)
+            if host is not None:
+                body["host_selected"] = host
             write_json_atomic(target, body)
         except (OSError, ValueError) as exc:
             log.warning("could not write the disk cache for config %s in %s: %s", key,
                         self.directory, exc)  # fmt: skip
 
     def load_config(self, key: ConfigKey) -> ConfigInfo | None:
-        """The disk copy of a config (marked ``from_cache``), or None when there is no
-        usable file (a file that cannot be read is logged and ignored)."""
+        """The disk copy of a config (marked ``from_cache``) as this client is served it
+        (``ConfigInfo.served_to``: the client that saved it may have had other labels), or
+        None when there is no usable file (a file that cannot be read is logged and
+        ignored)."""
         path: Path | str = self.directory
         try:
             path = self.config_path(key)
@@ -156,7 +167,15 @@ class DiskCache:
             entry = config_info_from_map(body.get("entry"), "the saved entry")
             if entry.key != key:
                 raise ValueError("not a cache file for this data id")
-            return dataclasses.replace(entry, from_cache=True)
+            host = body.get("host_selected")
+            served = entry.served_to(self.labels, host if type(host) is bool else None)
+            if served is None:
+                raise ValueError(
+                    "saved by a client served the gray version, without the main one (an "
+                    "older node or client), and this client's labels do not select the gray "
+                    "version"
+                )
+            return dataclasses.replace(served, from_cache=True)
         except FileNotFoundError:
             return None
         except Exception as exc:  # nothing a file holds may reach the caller
@@ -168,3 +187,15 @@ class DiskCache:
                 exc,
             )
             return None
+
+
+def _host_selected(entry: ConfigInfo, labels: dict[str, str]) -> bool | None:
+    """Whether the node served this host the gray version by its address (the rule names
+    hosts): True if served it and ``labels`` do not select it, False if not served it,
+    None when it cannot be told (not a host rule, or the labels selected it too)."""
+    gray = entry.gray
+    if gray is None or not gray.clients:
+        return None
+    if not entry.gray_served:
+        return False
+    return None if gray.selects_labels(labels) else True

@@ -6,7 +6,8 @@ Results (the ``result`` of a reply, wire/replies ``encode_ok``):
   revision, modified, modified_by, description, tags, deleted, change, origin, and
   ``gray`` when a gray version exists); a read resolved for one client also carries
   ``gray_served`` and, when it is true, the gray content, type and md5 in place of the
-  main ones.
+  main ones, and the main ones in ``main`` (so a client's disk copy can serve any client
+  by its own labels: review17 F1).
 * ``config_list``: ``{"items": [entry without content], "next_cursor": str or nil}``.
 * ``config_history``: ``{"items": [entry], "next_cursor": int or nil}``.
 * ``config_listen``: ``{"revision", "entry" (resolved, or nil), "deleted"}``.
@@ -77,10 +78,11 @@ def encode_config_change(entry: ConfigEntry) -> list[bytes]:
 
 def entry_result(entry: ConfigEntry, gray_served: bool = False) -> dict[str, Any]:
     """An entry as a client gets it: the gray version's content, type and md5 if the gray
-    rule selected the client."""
+    rule selected the client, the main version's then in ``main``."""
     out = entry.to_wire()
     out["gray_served"] = gray_served
     if gray_served and entry.gray is not None:
+        out["main"] = {"content": entry.content, "type": entry.type, "md5": entry.md5}
         out["content"], out["type"], out["md5"] = (
             entry.gray.content,
             entry.gray.type,
@@ -91,10 +93,12 @@ def entry_result(entry: ConfigEntry, gray_served: bool = False) -> dict[str, Any
 
 def without_echo(result: dict[str, Any], op: str) -> dict[str, Any]:
     """A write's ``entry_result`` without the content its client sent (``echo`` false):
-    a publish's main content (unless the gray one was put in its place), a gray
+    a publish's main content (in ``main`` if the gray one was put in its place), a gray
     publish's gray content."""
     if op == "config_publish" and not result.get("gray_served"):
         result.pop("content", None)
+    elif op == "config_publish" and isinstance(result.get("main"), dict):
+        result["main"].pop("content", None)
     elif op == "config_gray" and isinstance(result.get("gray"), dict):
         result["gray"].pop("content", None)
     return result

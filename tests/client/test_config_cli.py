@@ -27,7 +27,7 @@ from meshreg.client.config_archive import (
     import_items,
     read_archive,
 )
-from meshreg.client.configs import ConfigInfo, ConfigPage, GrayInfo
+from meshreg.client.configs import ConfigInfo, ConfigPage, GrayInfo, MainInfo
 from meshreg.client.disk_cache import DiskCache
 from meshreg.configcenter.model import ConfigKey, content_md5
 from meshreg.errors import ConflictError, NotFoundError, ServerUnreachableError
@@ -140,6 +140,67 @@ def test_the_config_disk_cache_ignores_a_file_it_cannot_trust(tmp_path: Path) ->
     assert cache.load_config(KEY) is None
     cache.save_config(KEY, None)  # deleted: the copy goes
     assert not path.exists()
+
+
+def _gray_versions(labels: dict[str, str], clients: tuple[str, ...]) -> tuple[ConfigInfo, ...]:
+    """One revision with a gray version, as a node serves it to a client it does not
+    select, and to one it selects (``main`` beside the gray content)."""
+    gray = GrayInfo("g: 1\n", "yaml", content_md5("g: 1\n"), labels, clients)
+    plain = info("app.yaml", "m: 1\n", 3, type="yaml", gray=gray)
+    main = MainInfo(plain.content, plain.type, plain.md5)
+    served = dataclasses.replace(plain, content=gray.content, md5=gray.md5, gray_served=True,
+                                 main=main)  # fmt: skip
+    return plain, served
+
+
+@pytest.mark.parametrize("saver", ["plain", "gray"])
+def test_the_config_disk_copy_is_served_by_the_labels_of_the_client_reading_it(
+    tmp_path: Path, saver: str
+) -> None:
+    """review17 F1: whoever saved it, a client reading the copy is served what the rule
+    gives its own labels."""
+    plain, served = _gray_versions({"env": "canary"}, ())
+    DiskCache(tmp_path, {"env": "canary"} if saver == "gray" else {}).save_config(
+        KEY, served if saver == "gray" else plain
+    )
+    stable = DiskCache(tmp_path).load_config(KEY)
+    canary = DiskCache(tmp_path, {"env": "canary", "zone": "a"}).load_config(KEY)
+    assert stable is not None and canary is not None
+    assert (stable.content, stable.gray_served, stable.from_cache) == ("m: 1\n", False, True)
+    assert (canary.content, canary.md5, canary.gray_served) == ("g: 1\n", served.md5, True)
+    assert canary.main == served.main
+
+
+def test_a_gray_rule_naming_hosts_serves_the_copy_as_the_node_served_this_host(
+    tmp_path: Path,
+) -> None:
+    """A rule naming hosts: the node selected this host by its address if it served the
+    gray version to a client its labels do not select; every client of the copy (on this
+    host) is then served it; a client of a host it did not select gets the main one."""
+    plain, served = _gray_versions({"env": "canary"}, ("10.0.0.7",))
+    DiskCache(tmp_path).save_config(KEY, served)  # no labels, served gray: by address
+    got = DiskCache(tmp_path, {"team": "x"}).load_config(KEY)
+    assert got is not None and got.content == "g: 1\n" and got.gray_served
+    DiskCache(tmp_path).save_config(KEY, plain)  # not served gray: not this host
+    got = DiskCache(tmp_path, {"team": "x"}).load_config(KEY)
+    assert got is not None and got.content == "m: 1\n"
+    DiskCache(tmp_path, {"env": "canary"}).save_config(KEY, served)  # by labels: can't tell
+    got = DiskCache(tmp_path).load_config(KEY)
+    assert got is not None and got.content == "m: 1\n"
+    assert DiskCache(tmp_path, {"env": "canary"}).load_config(KEY).content == "g: 1\n"  # type: ignore[union-attr]
+
+
+def test_a_gray_copy_without_the_main_version_is_not_served_to_another_client(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saved from a node that did not send ``main``: a client the rule does not select
+    has no copy (logged), rather than the gray content."""
+    _, served = _gray_versions({"env": "canary"}, ())
+    DiskCache(tmp_path, {"env": "canary"}).save_config(KEY, dataclasses.replace(served, main=None))
+    with caplog.at_level(logging.WARNING, logger="meshreg.client"):
+        assert DiskCache(tmp_path).load_config(KEY) is None
+    assert "without the main one" in caplog.text
+    assert DiskCache(tmp_path, {"env": "canary"}).load_config(KEY) is not None
 
 
 # -- the archive ---------------------------------------------------------------------------------

@@ -417,3 +417,23 @@ def test_the_store_refuses_a_dot_name_on_publish_and_stores_nothing() -> None:
         with pytest.raises(ConfigRejected, match="is not a name a config may have"):
             s.publish(key, "c", now=1.0)
         assert s.current(key) is None
+
+
+def test_a_read_resolved_to_the_gray_version_carries_the_main_one_too() -> None:
+    """review17 F1: a gray client's disk copy must serve another client the main version,
+    so the node sends it (``main``); a publish answered without echo leaves its content
+    out there too (the client sent it)."""
+    from meshreg.configcenter.model import content_md5
+    from meshreg.wire.config_replies import entry_result, without_echo
+
+    s = ConfigStore("n1")
+    k = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+    s.publish(k, "a: 1", now=1.0)
+    cur = s.publish_gray(k, "a: canary", labels={"env": "c"}, now=2.0)
+    gray = entry_result(cur, True)
+    assert gray["content"] == "a: canary" and gray["md5"] == content_md5("a: canary")
+    assert gray["main"] == {"content": "a: 1", "type": "text", "md5": content_md5("a: 1")}
+    assert "main" not in entry_result(cur)  # the main version is the one served
+    quiet = without_echo(entry_result(cur, True), "config_publish")
+    assert quiet["content"] == "a: canary" and "content" not in quiet["main"]
+    assert quiet["main"]["md5"] == content_md5("a: 1")
