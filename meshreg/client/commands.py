@@ -142,13 +142,15 @@ class Shutdown:
 class ConfigCall:
     """A ``config_*`` request: reads carry the highest revision seen of ``key`` (and the
     client's labels), results raise it (client/config_session.py).  ``key`` None:
-    config_list."""
+    config_list.  ``saved``: a ``config_get`` the caller can answer from its disk copy
+    (it fails as soon as the client is offline, rather than at its time-out)."""
 
     op: str
     key: ConfigKey | None
     fields: dict[str, Any]
     timeout: float
     reply_to: ReplyTo
+    saved: bool = False
 
 
 @dataclass(frozen=True)

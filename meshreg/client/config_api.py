@@ -87,8 +87,10 @@ class ConfigMixin:
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "revision": revision}
         self._config_check("config_get", fields)
+        cache = self._config_cache
+        saved = cache is not None and revision is None and cache.config_path(key).is_file()
         try:
-            info: ConfigInfo = self._config_call("config_get", key, fields)
+            info: ConfigInfo = self._config_call("config_get", key, fields, saved)
         except NotFoundError:
             return default
         except (ServerUnreachableError, ServerError) as exc:
@@ -96,9 +98,8 @@ class ConfigMixin:
             # up after a start without a majority, or behind what this client has seen)
             if isinstance(exc, ServerError) and exc.code != ErrorCode.UNAVAILABLE:
                 raise
-            cache = self._config_cache
-            saved = cache.load_config(key) if cache is not None and revision is None else None
-            if saved is None:
+            copy = cache.load_config(key) if cache is not None and revision is None else None
+            if copy is None:
                 raise
             with self._config_lock:
                 first = key not in self._config_logged
@@ -110,10 +111,10 @@ class ConfigMixin:
                     "no meshreg server answers"
                     if isinstance(exc, ServerUnreachableError)
                     else f"no meshreg server can serve it now ({exc})",
-                    saved.revision,
+                    copy.revision,
                     cache.directory if cache is not None else "",
                 )
-            return saved
+            return copy
         with self._config_lock:
             self._config_logged.discard(key)
         return info
@@ -400,11 +401,13 @@ class ConfigMixin:
         except (TypeError, ValueError) as exc:  # not even encodable
             raise InvalidArgumentError(4, f"{op}: {exc}") from None
 
-    def _config_call(self, op: str, key: ConfigKey | None, fields: dict[str, Any]) -> Any:
+    def _config_call(
+        self, op: str, key: ConfigKey | None, fields: dict[str, Any], saved: bool = False
+    ) -> Any:
         return self._config_wait(
             op,
             key,
-            lambda fut: self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut)),
+            lambda fut: self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut, saved)),
             fields.get("request_id") or "",
         )
 

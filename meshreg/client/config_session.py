@@ -40,9 +40,10 @@ Rules (each with its constant below):
   node answers anything (a probe, a push; listeners are called only if it differs).
 * **Offline** (every server failed an attempt since the last answer: ClientSession's
   ``offline``): a ``config_get`` fails at once with the error a time-out would give (the
-  Client then returns the disk copy, or raises), a first listen is served from the disk
-  copy at once (or fails at once without one), and so is a first listen waiting when
-  that becomes known.  The session's probe finds the node that comes back.
+  Client then returns the disk copy, or raises), and so does one in flight whose caller
+  holds a disk copy (``ConfigCall.saved``) when that becomes known; a first listen is
+  served from the disk copy at once (or fails at once without one), and so is a first
+  listen waiting when that becomes known.  The session's probe finds the node that comes back.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ class ConfigPolicy:
         self._later: list[tuple[float, tuple[Any, ...]]] = []  # (when, _read's arguments)
         # data id -> (when its pull is tried again, the pause after that one)
         self._pull_retry: dict[ConfigKey, tuple[float, float]] = {}
+        # config_get calls in flight the caller can answer from its disk copy: they fail
+        # as soon as the client is offline (id of the reply_to -> it)
+        self._with_copy: dict[int, ReplyTo] = {}
 
     # -- what the session reads --------------------------------------------------------------
     def next_wake(self) -> float:
@@ -229,7 +233,12 @@ class ConfigPolicy:
         return self._from_disk > 0
 
     def went_offline(self) -> None:
-        """No server answers: first listens waiting with a disk copy are served it now."""
+        """No server answers: reads and first listens waiting with a disk copy are served
+        it now (review17 F2: a process started in an outage waited its whole time-out for
+        its first config_get)."""
+        waiting, self._with_copy = self._with_copy, {}
+        for reply_to in waiting.values():
+            self._fail(reply_to, self.s.offline_error("config_get"))
         for lst in list(self.listens.values()):
             if lst.waiting and not lst.known and lst.saved is not None:
                 self._serve_disk(lst, self.s.offline_error("config_listen"))
@@ -275,15 +284,22 @@ class ConfigPolicy:
             self._fail(reply_to, self.s.offline_error("config_get"))
             return
         if cmd.op == "config_get" and key is not None:
+            if cmd.saved:
+                self._with_copy[id(reply_to)] = reply_to
 
             def got(info: ConfigInfo) -> None:
+                self._with_copy.pop(id(reply_to), None)
                 self.note(key, info.revision)
                 if cmd.fields.get("revision") is None:  # the current version: keep it
                     self._save(key, info, info.revision)
                 self._out(Complete(reply_to, info))
 
+            def failed(exc: BaseException) -> None:
+                self._with_copy.pop(id(reply_to), None)
+                self._fail(reply_to, exc)
+
             deadline = self.s._now + cmd.timeout
-            self._read(key, dict(cmd.fields), deadline, got, lambda e: self._fail(reply_to, e))
+            self._read(key, dict(cmd.fields), deadline, got, failed)
             return
 
         def done(result: Any) -> None:

@@ -264,3 +264,22 @@ def test_a_first_listen_waiting_when_every_server_failed_gets_its_disk_copy_then
     assert isinstance(done, Complete) and done.result.from_cache
     h.advance(5000)  # its listen fails meanwhile: not said again
     assert len([t for t in h.logs("warning") if str(KEY) in t]) == 1
+
+
+def test_a_first_config_get_waiting_when_every_server_failed_fails_then_if_a_copy_is_held() -> None:
+    """review17 F2: a process started in an outage waited its whole time-out for its first
+    config_get of a data id it held on disk; now the read fails (the Client then serves
+    the copy) as soon as every server failed an attempt.  Without a copy it waits on."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    with_copy, without = Handle(), Handle()
+    h.do(ConfigCall("config_get", KEY, dict(FIELDS), 8.0, with_copy, saved=True))
+    other = {**FIELDS, "data_id": "other.yaml"}
+    h.do(ConfigCall("config_get", KEY._replace(data_id="other.yaml"), other, 8.0, without))
+    h.advance(ATTEMPT_MS)  # a failed; b is tried
+    assert h.outcome(with_copy) is None and not h.core.offline
+    h.advance(ATTEMPT_MS)  # b failed too
+    assert h.core.offline
+    done = h.outcome(with_copy)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert "config_get: no reply from meshreg server(s) a:1, b:2" in str(done.error)
+    assert h.outcome(without) is None  # no copy to serve: its time-out decides
