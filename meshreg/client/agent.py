@@ -54,6 +54,7 @@ from meshreg.client.actions import (
 from meshreg.client.commands import Command, RegisterBatch, Subscribe
 from meshreg.client.configs import config_topic
 from meshreg.client.disk_cache import DiskCache
+from meshreg.client.handshakes import HandshakeWatch
 from meshreg.client.messages import decode_notification_frames, decode_reply_frames
 
 # Some constants are imported only for tests/wire/test_protocol_doc.py, which checks
@@ -146,6 +147,7 @@ class ClientAgent:
         self._dealer: zmq.Socket[bytes] | None = None
         self._sub: zmq.Socket[bytes] | None = None
         self._sub_endpoint = ""
+        self._sub_watch: HandshakeWatch | None = None  # with CURVE: refusals tried again
         self._poller = zmq.Poller()
         self._direct: dict[str, zmq.Socket[bytes]] = {}  # member address -> its DEALER
         self._direct_source: dict[zmq.Socket[bytes], str] = {}
@@ -206,6 +208,8 @@ class ClientAgent:
                 self._dead, self._death = True, death
                 self._wake_push.close(linger=0)
             self._abandon(ClientClosedError(death))
+            if self._sub_watch is not None and self._sub is not None:
+                self._sub_watch.close(self._sub)
             for sock in (self._dealer, self._sub, self._wake_pull):
                 if sock is not None:
                     sock.close(linger=0)
@@ -240,16 +244,23 @@ class ClientAgent:
             timeout_ms = 0  # commands wait: look at the sockets, then run more of them
         else:
             wake = self.core.next_wake(self._now)
+            if self._sub_watch is not None:
+                wake = min(wake, self._sub_watch.retry_at)
             timeout_ms = int(max(0.0, wake - self._now) * 1000.0) + 1
         events = self._poller.poll(timeout_ms)
         now = self._read_clock()
+        watch = self._sub_watch
         for sock, _ in events:
             if sock is self._wake_pull:
                 self._drain_wakeups()
             elif sock is self._sub:
                 self._drain_notifications(now)
+            elif watch is not None and sock is watch.monitor:
+                self._sub_refused(watch.drain(now), now)
             else:
                 self._drain_replies(sock, now)
+        if watch is not None and now >= watch.retry_at:
+            self._reconnect_sub(watch)
         if self._commands_left or any(sock is self._wake_pull for sock, _ in events):
             self._drain_commands(now)
         self._perform(self.core.tick(now), now)
@@ -333,6 +344,9 @@ class ClientAgent:
             for ckey in self.core.configs.listens:
                 self._sub.setsockopt(zmq.SUBSCRIBE, config_topic(ckey))
             self._poller.register(self._sub, zmq.POLLIN)
+            if self.curve is not None:
+                self._sub_watch = HandshakeWatch(self._sub)
+                self._poller.register(self._sub_watch.monitor, zmq.POLLIN)
         self._dealer = dealer
         self._poller.register(dealer, zmq.POLLIN)
         address = f"{host}:{port}"
@@ -352,6 +366,35 @@ class ClientAgent:
                     pass
             self._sub.connect(pub_endpoint)
             self._sub_endpoint = pub_endpoint
+
+    def _sub_refused(self, refused: str | None, now: float) -> None:
+        """The node refused the notification connection's handshake (``HandshakeWatch``)."""
+        watch = self._sub_watch
+        if refused is None or watch is None:
+            return
+        self._limiter.warning(
+            ("sub refused", self._sub_endpoint),
+            now,
+            "meshreg server %s refused this client's notification connection (%s): its key "
+            "is not accepted there now (the node's ACL); watches and config listeners get "
+            "changes only by their periodic re-pulls until it is; connecting again in %.3gs",
+            self.core.server,
+            refused,
+            max(0.0, watch.retry_at - now),
+        )
+
+    def _reconnect_sub(self, watch: HandshakeWatch) -> None:
+        """Connect the SUB to its endpoint again: libzmq gave up on it after a refusal; its
+        subscriptions go again on the new connection (and exact ones are answered with a
+        sync by the node, so nothing is missed)."""
+        watch.retried()
+        if self._sub is None or not self._sub_endpoint:
+            return
+        try:
+            self._sub.disconnect(self._sub_endpoint)
+        except zmq.ZMQError:
+            pass  # already gone
+        self._sub.connect(self._sub_endpoint)
 
     def _direct_socket(self, address: str, now: float) -> zmq.Socket[bytes] | None:
         """The DEALER to a member; None when its address cannot be used (unresolvable,
