@@ -290,6 +290,9 @@ class ClientSession:
         self.renewals_failed = 0  # session renewals that got an error or no answer
         self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
         self.epochs: dict[str, int | None] = {}  # server -> the incarnation it last answered
+        # who sent the reply being resolved (a request sent ``via`` a member may have been
+        # answered by the server after all: review17 F7)
+        self.replied_by = ""
         # a pull from (empty protection judges a restart per server, not per view)
         self.malformed: dict[str, tuple[str, float]] = {}  # server -> (its last unreadable
         # reply, when); forgotten when it answers properly
@@ -438,6 +441,7 @@ class ClientSession:
             self._pump()
         if pending is None:
             return self._take()  # a late answer to an attempt we already re-sent
+        self.replied_by = source
         if isinstance(reply, ReplyOk):
             try:
                 result = decode_result(pending.op, reply.result)
@@ -1494,7 +1498,7 @@ class ClientSession:
 
         def pulled(snap: InstancesSnapshot) -> None:
             watch.pulling = False
-            self._pulled(watch, snap, via or self.server, confirm)
+            self._pulled(watch, snap, self.replied_by, confirm)
 
         def failed(exc: BaseException) -> None:
             watch.pulling = False

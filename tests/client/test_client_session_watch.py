@@ -113,6 +113,20 @@ def test_an_empty_list_confirmed_by_another_server_is_taken() -> None:
     assert h.listener_calls()[-1] == []
 
 
+def test_a_confirmation_the_server_answered_for_a_dead_member_is_the_servers() -> None:
+    """review17 F7: the second opinion goes via b; b is dead, so the session's server a
+    answers it.  Its answer is a's (an incarnation already taken), not a young unknown
+    b's: the empty list is taken (before: kept for 15 s, the log blaming b)."""
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1", epoch=1)
+    h.push(removal(1, 5, "10.0.0.1"))
+    (confirm,) = h.unanswered("instances")
+    assert confirm.to == "b:2"
+    h.reply(confirm, snapshot(1, 6, uptime=1.2), source="a:1")  # a young cluster: a is 1.2 s old
+    assert h.listener_calls()[-1] == []
+    assert not [x for x in h.logs() if "b:2 started" in x]
+
+
 def test_the_confirmation_waits_for_the_other_servers_connection() -> None:
     from meshreg.client.actions import DirectSend
 
