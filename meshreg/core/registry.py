@@ -710,6 +710,12 @@ class RegistryNode:
         """Count an error answered outside ``handle`` (``stats``: ``errors``)."""
         self.stats.count_error(code)
 
+    def count_request(self, op: str) -> None:
+        """Count a valid request served outside ``handle`` (the config center's:
+        ``stats``: ``requests``)."""
+        requests = self.stats.requests
+        requests[op] = requests.get(op, 0) + 1
+
     # -- queries (for the runtime, which reads no core internals) ---------------------
     def holds(self, key: ServiceKey, iid: InstanceId) -> bool:
         """Whether this node holds instance ``iid`` of service ``key``."""

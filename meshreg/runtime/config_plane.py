@@ -243,6 +243,7 @@ class ConfigPlane:
         watched: Callable[[ConfigKey], bool] | None = None,
         held_replies: HeldReplies | None = None,
         aliases: dict[str, str] | None = None,
+        count_error: Callable[[ErrorCode], None] | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
@@ -252,7 +253,8 @@ class ConfigPlane:
         runtime's reply budget, told of the read answers held for a commit (None: not
         counted; the simulation, the tests).  ``aliases``: ``ip:port`` -> the listed
         address of a peer our list names by host name (config ``peer_aliases``): its
-        messages name it by the former."""
+        messages name it by the former.  ``count_error``: counts an error answered to a
+        client after its request was handed over (``stats.errors``; review17 F4)."""
         self._aliases = aliases or {}
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
@@ -269,6 +271,7 @@ class ConfigPlane:
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._held_replies = held_replies
         self._watched = watched
+        self._count_error = count_error or (lambda code: None)
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
@@ -583,6 +586,7 @@ class ConfigPlane:
             elif type(effect) is _Reply:
                 if effect.reserved and self._held_replies is not None:
                     self._held_replies.cancel(effect.envelope, effect.reserved)
+                self._count_error(ErrorCode.UNAVAILABLE)
                 self._send_reply(effect.envelope, encode_error(effect.req_id,
                                  ErrorCode.UNAVAILABLE, f"{effect.op}: {why}; retry, or ask "
                                  "another node"))  # fmt: skip
@@ -859,6 +863,7 @@ class ConfigPlane:
         try:
             body = self._read(p.envelope, p.req, p.address, now, p.deadline)
         except RequestRejected as exc:
+            self._count_error(exc.code)
             body = encode_error(exc.req_id, exc.code, exc.message)
         if body is not None and not self._hold(
             _Reply(p.envelope, body, p.req.req_id, p.req.op), p.req.key
@@ -1207,6 +1212,7 @@ class ConfigPlane:
         if isinstance(request, _PeerAsk):
             self._reply_peer(request, ok=False, code=int(code), message=message[:4096])
         elif isinstance(request, _ClientAsk):
+            self._count_error(code)
             self._send_reply(request.envelope, encode_error(request.req_id, code, message))
 
     def _reply_peer(self, request: _PeerAsk, **fields: Any) -> None:

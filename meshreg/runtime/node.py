@@ -356,6 +356,7 @@ class NodeRuntime:
                 watched=self._config_watched,
                 held_replies=_HeldReplies(self),
                 aliases=self.peer_aliases,
+                count_error=self.core.registry.count_error,
             )
             # service settings and instance overrides (runtime/registry_state): operators'
             # writes, which providers registering again cannot give back after a restart
@@ -1211,6 +1212,7 @@ class NodeRuntime:
     ) -> list[bytes] | None:
         address = self._peer_address(body, envelope)
         by = principal.name if principal is not OPEN and principal is not NODE else address or ""
+        self.core.registry.count_request(req.op)  # stats.requests (review17 F4)
         routing = [f.bytes if isinstance(f, zmq.Frame) else f for f in envelope]
         reply = self.configs.serve(routing, req, msg, by, address, now + self._wall_offset)
         return None if reply is None else envelope + [reply]
