@@ -65,7 +65,8 @@ from meshreg.configcenter.model import (
     check_tags,
     check_type,
 )
-from meshreg.errors import ConfigError, ConflictError, NotFoundError
+from meshreg.errors import ConfigError, ConflictError, NotFoundError, PermissionDeniedError
+from meshreg.wire.config_messages import MAX_REVISION
 
 if TYPE_CHECKING:
     from meshreg.client.client import Client
@@ -577,6 +578,39 @@ def import_items(
             item, content=state.content, type=state.type, if_revision=cas,
             desc=state.description or None, tags=state.tags or None,
             revision_floor=floor, echo=False))  # fmt: skip
+
+    # A replayed history whose data id must be deleted (at its end, or on the way) needs a
+    # key that may delete (admin): else its publishes were made and its delete refused,
+    # and a data id deleted at the source was left live here (review17 F6).  Asked once
+    # per group, before anything is written: a delete with a revision no data id holds
+    # (refused by the ACL first, else CONFLICT or NOT_FOUND: nothing is written).
+    deleting: dict[str, tuple[str, str]] = {}  # group -> a data id of it to ask with
+    for item in todo:
+        plan = plans[(item.group, item.data_id)]
+        if plan and (item.deleted or any(v.deleted for v in plan)):
+            deleting.setdefault(item.group, (item.group, item.data_id))
+    probes = [("config_delete", ConfigKey(namespace, g, d),
+               {"namespace": namespace, "group": g, "data_id": d, "if_revision": MAX_REVISION})
+              for g, d in deleting.values()]  # fmt: skip
+    asked = client._config_many(probes, IMPORT_WINDOW) if probes else []
+    denied = {
+        group: result
+        for group, result in zip(deleting, asked, strict=True)
+        if isinstance(result, PermissionDeniedError)
+    }
+    if denied:
+        keep: list[ArchiveItem] = []
+        for item in todo:
+            plan = plans[(item.group, item.data_id)]
+            why = denied.get(item.group)
+            if why is not None and plan and (item.deleted or any(v.deleted for v in plan)):
+                report.failed.append(((item.group, item.data_id), (
+                    f"its history deletes it, and this key may not delete in group "
+                    f"{item.group!r} ({why}); nothing of it was written: import it with a "
+                    "key allowed admin there, or without --history")))  # fmt: skip
+            else:
+                keep.append(item)
+        todo = keep
 
     def kept(ident: tuple[str, str], state: ArchiveItem | ArchiveVersion, made: int) -> None:
         if made < _floor(state) and ident not in report.below:

@@ -30,7 +30,12 @@ from meshreg.client.config_archive import (
 from meshreg.client.configs import ConfigInfo, ConfigPage, GrayInfo, MainInfo
 from meshreg.client.disk_cache import DiskCache
 from meshreg.configcenter.model import ConfigKey, content_md5
-from meshreg.errors import ConflictError, NotFoundError, ServerUnreachableError
+from meshreg.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServerUnreachableError,
+)
 
 KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
 
@@ -326,7 +331,7 @@ class FakeClient:
         for op, key, f in calls:
             try:
                 out.append(getattr(self, "_" + op)(key, f))
-            except (ConflictError, NotFoundError) as exc:
+            except (ConflictError, NotFoundError, PermissionDeniedError) as exc:
                 out.append(exc)
         return out
 
@@ -614,7 +619,21 @@ def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -
     gone_now = [target.configs[("g", "gone")], *target.history[("g", "gone")]]
     assert [(v.content, v.deleted) for v in reversed(gone_now)] == [
         ("x1", False), ("x2", False), ("", True)]  # fmt: skip
-    assert target.rounds[0] == ["config_publish", "config_publish"]  # step 1 of both at once
+    # first: may this key delete in group g? (a delete no data id matches: nothing written)
+    assert target.rounds[0] == ["config_delete"]
+    assert target.rounds[1] == ["config_publish", "config_publish"]  # step 1 of both at once
+    # a key that may not delete there: the data id deleted at the source is not replayed
+    denied = FakeClient("t", {})
+    refuse = PermissionDeniedError(7, "config_delete t/g/gone: needs admin")
+
+    def no_delete(key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        raise refuse
+
+    denied._config_delete = no_delete  # type: ignore[method-assign]
+    report = import_items(denied, items, history=True)  # type: ignore[arg-type]
+    assert [ident for ident, _ in report.failed] == [("g", "app"), ("g", "gone")]
+    assert "may not delete in group 'g'" in report.failed[0][1]
+    assert denied.configs == {} and [r for r in denied.rounds if r] == [["config_delete"]]
 
 
 def test_import_keeps_the_archived_revisions_and_they_only_grow() -> None:
