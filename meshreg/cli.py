@@ -695,7 +695,8 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
     if "security" in result:
         lines.append(
             f"security        {result['security']}; denied {result.get('permission_denied', 0)}, "
-            f"handshakes refused {result.get('handshakes_refused', 0)}, reads throttled "
+            f"handshakes refused {result.get('handshakes_refused', 0)}, peer handshakes failed "
+            f"{result.get('peer_handshakes_failed', 0)}, reads throttled "
             f"{result.get('reads_throttled', 0)}, client quota refusals "
             f"{result.get('client_quota_refused', 0)}"
         )

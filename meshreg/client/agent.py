@@ -23,6 +23,7 @@ import dataclasses
 import errno
 import functools
 import logging
+import math
 import queue
 import threading
 import time
@@ -54,7 +55,6 @@ from meshreg.client.actions import (
 from meshreg.client.commands import Command, RegisterBatch, Subscribe
 from meshreg.client.configs import config_topic
 from meshreg.client.disk_cache import DiskCache
-from meshreg.client.handshakes import HandshakeWatch
 from meshreg.client.messages import decode_notification_frames, decode_reply_frames
 
 # Some constants are imported only for tests/wire/test_protocol_doc.py, which checks
@@ -74,6 +74,7 @@ from meshreg.client.session import (  # noqa: F401
 from meshreg.errors import ClientClosedError, ConfigError, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.model import InstanceList
+from meshreg.transport.handshakes import HandshakeWatch
 from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire.notifications import topic_for
 from meshreg.wire.results import split_address
@@ -387,14 +388,11 @@ class ClientAgent:
         """Connect the SUB to its endpoint again: libzmq gave up on it after a refusal; its
         subscriptions go again on the new connection (and exact ones are answered with a
         sync by the node, so nothing is missed)."""
-        watch.retried()
-        if self._sub is None or not self._sub_endpoint:
-            return
-        try:
-            self._sub.disconnect(self._sub_endpoint)
-        except zmq.ZMQError:
-            pass  # already gone
-        self._sub.connect(self._sub_endpoint)
+        if self._sub is not None and self._sub_endpoint:
+            watch.refused = {self._sub_endpoint}  # its one endpoint (the server's, now)
+            watch.reconnect(self._sub)
+        else:
+            watch.retry_at = math.inf
 
     def _direct_socket(self, address: str, now: float) -> zmq.Socket[bytes] | None:
         """The DEALER to a member; None when its address cannot be used (unresolvable,

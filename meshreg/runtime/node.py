@@ -417,6 +417,7 @@ class NodeRuntime:
             else ("insecure" if self.config.security.insecure else "loopback"),
             "acl_clients": len(self.acl.clients),
             "handshakes_refused": transport.get("handshakes_refused", 0),
+            "peer_handshakes_failed": transport.get("peer_handshakes_failed", 0),
             "permission_denied": self.denied,
             "client_instances_held": self.holdings.count(),
             "client_quota_refused": self.holdings.refused,

@@ -26,6 +26,7 @@ from meshreg.errors import ConfigError
 from meshreg.log_limiter import LogLimiter
 from meshreg.transport.base import Poller, RecvFn, SendFn
 from meshreg.transport.descriptors import AcceptMonitor
+from meshreg.transport.handshakes import HandshakeWatch
 from meshreg.transport.sockets import (
     CurveKeys,
     PeerLiveness,
@@ -81,6 +82,11 @@ class ZmqTransport:
         self.keys: CurveKeys | None = None
         self._notify: tuple[zmq.Socket[bytes], str] | None = None  # the XPUB, its endpoint
         self.notification_resets = 0
+        # the handshakes of the sockets that connect to peers (review17 F3), by monitor
+        # monitor -> (its watch, the socket, the peers' port offset, the port's name)
+        self._handshakes: dict[Any, tuple[HandshakeWatch, Any, int, str]] = {}
+        self._poller: zmq.Poller | None = None
+        self.peer_handshakes_failed = 0
         try:
             # before the sockets: no handshake may go unanswered (the notification port
             # asks even without keys: its connections' ids, transport/zap)
@@ -147,6 +153,7 @@ class ZmqTransport:
     # -- connecting channels ---------------------------------------------------------
     def connect_replication(self, addresses: Sequence[str]) -> zmq.Socket[bytes]:
         sub = connect_replication_socket(self.ctx, self.keys, self.peer_liveness)
+        self._watch_handshakes(sub, REPLICATION_PORT_OFFSET, "replication")
         for address in addresses:
             host, port = parse_address(address)
             sub.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
@@ -158,8 +165,12 @@ class ZmqTransport:
 
     def remove_replication_peer(self, channel: Any, address: str) -> None:
         host, port = parse_address(address)
+        endpoint = connect_endpoint(host, port + REPLICATION_PORT_OFFSET)
+        for watch, sock, _, _ in self._handshakes.values():
+            if sock is channel:
+                watch.forget(endpoint)
         try:
-            channel.disconnect(connect_endpoint(host, port + REPLICATION_PORT_OFFSET))
+            channel.disconnect(endpoint)
         except zmq.ZMQError:  # not connected (ENOENT): nothing to undo
             pass
 
@@ -174,16 +185,51 @@ class ZmqTransport:
         set_options(sock, self.peer_liveness.connecting())
         keys = self.keys
         curve_client(sock, keys, keys.public if keys else None)
+        self._watch_handshakes(sock, PEER_PORT_OFFSET, "peer")
         sock.connect(connect_endpoint(host, port + PEER_PORT_OFFSET))  # (a name: resolved
         return sock  # by libzmq, never in the loop: a peer's address may name anything)
 
+    def _watch_handshakes(self, sock: zmq.Socket[bytes], offset: int, port_name: str) -> None:
+        """Report the failed handshakes of a socket connecting to peers' ``port_name``
+        ports (P+``offset``): a peer whose security differs from ours fails every one,
+        silently in libzmq."""
+        watch = HandshakeWatch(sock)
+        self._handshakes[watch.monitor] = (watch, sock, offset, port_name)
+        if self._poller is not None:
+            self._poller.register(watch.monitor, zmq.POLLIN)
+
+    def _handshake_events(self, watched: tuple[HandshakeWatch, Any, int, str], now: float) -> None:
+        watch, _, offset, port_name = watched
+        failed = watch.drain(now)
+        if failed is not None:
+            self.peer_handshakes_failed += 1
+            mine = "has a cluster key" if self.keys is not None else "runs without a key"
+            self._limiter.warning(
+                ("peer-handshake", watch.endpoint, failed[:24]),  # a new cause is said
+                now,
+                "handshake with peer %s failed: %s; the two nodes' security differs (this "
+                "node %s; a key from another cluster fails the same way): give every node "
+                "the same cluster key file (--key) or none (docs/SECURITY.md); until then "
+                "they do not hear each other (this node tries again, every 10 s at most)",
+                _peer_named(watch.endpoint, offset, port_name),
+                failed,
+                mine,
+            )
+        if watch.stopped:  # its socket was closed
+            self._handshakes.pop(watch.monitor, None)
+            if self._poller is not None:
+                self._poller.unregister(watch.monitor)
+            watch.close()
+
     # -- the loop --------------------------------------------------------------------
     def poller(self) -> Poller:
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         if self._zap is not None:
             poller.register(self._zap.socket, zmq.POLLIN)
         if self._accepts is not None:
             self._accepts.attach(poller)
+        for monitor in self._handshakes:
+            poller.register(monitor, zmq.POLLIN)
         return cast(Poller, poller)  # pyzmq types poll(timeout) as int ms; it takes floats
 
     def fast_io(self) -> tuple[RecvFn, SendFn]:
@@ -199,20 +245,31 @@ class ZmqTransport:
         if accepts is not None and channel is accepts.socket:
             accepts.drain(now)
             return True
+        watched = self._handshakes.get(channel)
+        if watched is not None:
+            self._handshake_events(watched, now)
+            return True
         return False
 
     def tick(self, now: float) -> None:
         if self._accepts is not None:
             self._accepts.tick(now)
+        for watch, sock, _, _ in self._handshakes.values():
+            if now >= watch.retry_at:  # libzmq gives up on some refusals: try again
+                watch.reconnect(sock)
 
     def stats(self) -> dict[str, Any]:
         zap, accepts = self._zap, self._accepts
         return {
             "handshakes_refused": zap.refused if zap is not None else 0,
             "accept_failures": accepts.failures if accepts is not None else 0,
+            "peer_handshakes_failed": self.peer_handshakes_failed,
         }
 
     def close(self) -> None:
+        for watch, _, _, _ in self._handshakes.values():
+            watch.close()
+        self._handshakes.clear()
         if self._accepts is not None:
             self._accepts.close()
             self._accepts = None
@@ -222,6 +279,14 @@ class ZmqTransport:
         if self.ctx is not None:
             self.ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
             self.ctx = None  # type: ignore[assignment]
+
+
+def _peer_named(endpoint: str, offset: int, port_name: str) -> str:
+    """``tcp://host:P+offset`` -> ``host:P (its <port_name> port P+offset)``."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    if not port.isdigit() or int(port) <= offset:
+        return endpoint or "?"
+    return f"{host}:{int(port) - offset} (its {port_name} port {port})"
 
 
 __all__ = ["MAX_POLL", "PEER_HWM", "ZmqTransport"]

@@ -1,0 +1,113 @@
+"""Handshakes that failed on a connecting socket, reported by a socket monitor.
+
+libzmq keeps a failed handshake to itself.  Two uses:
+
+* **a client's notification connection** (client/agent.py, review17 F5): libzmq ends a
+  connection whose CURVE handshake the node refused (its ZAP handler: a key the ACL
+  does not name) and never reconnects it.  A node drops every notification connection
+  when it reloads its ACL; a client whose key an operator's edit left out for a moment
+  was refused on reconnecting, and its SUB stayed without notifications for good after
+  the key was put back.  The client connects it again after ``retry_at`` (a pause
+  doubling from ``RETRY_FIRST`` to ``RETRY_MAX``) until a handshake succeeds.
+* **a node's connections to its peers** (transport/zeromq.py, review17 F3): a peer
+  whose security differs (no key, another cluster's key) failed silently on both sides,
+  like a firewall; the node logs it naming the peer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+REFUSED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+RETRY_FIRST, RETRY_MAX = 0.5, 10.0  # s
+
+
+class HandshakeWatch:
+    """The handshake events of one socket: ``drain(now)`` after its ``monitor`` polls
+    readable; ``retry_at``: when to connect the socket again (inf: no need)."""
+
+    def __init__(self, sock: zmq.Socket[bytes]) -> None:
+        events = REFUSED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_MONITOR_STOPPED
+        self.monitor = sock.get_monitor_socket(events)
+        self.retry_at = math.inf
+        self.pause = RETRY_FIRST
+        self.endpoint = ""  # the endpoint of the last refusal
+        self.refused: set[str] = set()  # endpoints refused since the last ``reconnect``
+        self.stopped = False  # the socket was closed: close ``monitor`` too
+
+    def drain(self, now: float) -> str | None:
+        """Read the events waiting; a refusal (what libzmq said) schedules a retry."""
+        refused = None
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return refused
+            if event["event"] == zmq.EVENT_MONITOR_STOPPED:
+                self.stopped = True
+                return refused
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.pause, self.retry_at = RETRY_FIRST, math.inf
+                refused = None
+                continue
+            self.endpoint = bytes(event.get("endpoint") or b"").decode(errors="replace")
+            if self.endpoint:
+                self.refused.add(self.endpoint)
+            refused = _why(event["event"], int(event["value"]))
+            if self.retry_at == math.inf:
+                self.retry_at = now + self.pause
+                self.pause = min(RETRY_MAX, self.pause * 2)
+
+    def reconnect(self, sock: zmq.Socket[bytes]) -> None:
+        """Connect ``sock`` again to the endpoints refused (libzmq gave up on some:
+        a refusal by ZAP, a mechanism mismatch); its subscriptions go again."""
+        self.retry_at = math.inf
+        refused, self.refused = self.refused, set()
+        for endpoint in refused:
+            try:
+                sock.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError:
+                pass  # (an endpoint it took before)
+
+    def forget(self, endpoint: str) -> None:
+        """The socket no longer connects to ``endpoint``: no reconnect of it."""
+        self.refused.discard(endpoint)
+
+    def close(self, sock: zmq.Socket[bytes] | None = None) -> None:
+        """Stop watching ``sock`` (None: it is closed already) and close the monitor."""
+        if sock is not None:
+            try:
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        self.monitor.close(linger=0)
+
+
+# libzmq's protocol error codes (EVENT_HANDSHAKE_FAILED_PROTOCOL's value) by value
+_PROTOCOL_ERRORS = {
+    int(getattr(zmq, n)): n.removeprefix("PROTOCOL_ERROR_").lower()
+    for n in dir(zmq)
+    if n.startswith("PROTOCOL_ERROR_")
+}
+
+
+def _why(event: int, value: int) -> str:
+    """What a failed handshake event says, in words."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"authentication refused (ZAP status {value})"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+            return "security mechanism mismatch (one side has a key, the other none)"
+        return f"protocol error {_PROTOCOL_ERRORS.get(value, hex(value))}"
+    return f"connection closed during the handshake ({zmq.strerror(value)})"
