@@ -766,11 +766,20 @@ class ConfigPlane:
         if not self.ready:
             self.counters["reads_not_ready"] += 1
             self.count_refused("not_ready")
+            members = len(self.replicator.members)
+            if self._majority_up:
+                hint = "retry shortly or on another node"
+            else:  # it cannot catch up as it is (review17 F9: it said "retry shortly")
+                hint = (
+                    f"it sees {len(self.replicator.up)} of them up, and needs {members // 2 + 1}"
+                    ": start the others, or, if they will not come back, serve what it holds "
+                    f"with `meshreg config force-ready -s {self.member}` (or start it with "
+                    '--config-force-ready; docs/CONFIG.md "The node")'
+                )
             raise RequestRejected(
                 ErrorCode.UNAVAILABLE,
                 f"{req.op}: this node is catching up on configs from a majority of its "
-                f"{len(self.replicator.members)} configured members {self._not_ready_why}; "
-                "retry shortly or on another node",
+                f"{members} configured members {self._not_ready_why}; {hint}",
                 req.req_id,
                 req.op,
             )
