@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from meshreg.client.configs import ConfigInfo, config_info_from_map
 from meshreg.configcenter.model import ConfigKey
 from meshreg.model import Instance, ServiceKey
@@ -32,6 +34,8 @@ log = logging.getLogger("meshreg.client")
 FORMAT = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024  # bytes; a larger file is not a cache file we wrote
 CONFIG_DIR = "+configs"  # configs' subdirectory ('+' is in no name)
+MAX_FILE_NAME = 255  # bytes (NAME_MAX on Linux and most file systems)
+LONG_NAME_KEPT = 200  # bytes of a name too long for a file name kept in its file's name
 
 
 def write_json_atomic(target: Path, body: Any) -> None:
@@ -76,7 +80,7 @@ class DiskCache:
         for part in key:
             if part in (".", "..") or "/" in part:
                 raise ValueError(f"unsafe name in {key}")
-        return self.directory / key.namespace / key.group / f"{key.service}.json"
+        return self.directory / key.namespace / key.group / _file_name(key.service)
 
     def save(self, key: ServiceKey, instances: list[Instance]) -> None:
         """Write the list atomically; errors are logged, never raised (a cache is optional)."""
@@ -133,7 +137,7 @@ class DiskCache:
         for part in key:
             if part in (".", "..") or "/" in part or not part:
                 raise ValueError(f"unsafe name in {key}")
-        return self.directory / CONFIG_DIR / key.namespace / key.group / f"{key.data_id}.json"
+        return self.directory / CONFIG_DIR / key.namespace / key.group / _file_name(key.data_id)
 
     def save_config(self, key: ConfigKey, entry: ConfigInfo | None) -> None:
         """Keep a config's version atomically (None: the data id was deleted: remove its
@@ -199,3 +203,15 @@ def _host_selected(entry: ConfigInfo, labels: dict[str, str]) -> bool | None:
     if not entry.gray_served:
         return False
     return None if gray.selects_labels(labels) else True
+
+
+def _file_name(name: str) -> str:
+    """``<name>.json``; a name too long for a file name (names are up to 256 characters,
+    file names up to 255 bytes: review17 F10) is cut, with a hash of the whole name
+    after it (the file names its service or data id inside: a load checks it)."""
+    whole = f"{name}.json"
+    if len(whole.encode()) <= MAX_FILE_NAME:
+        return whole
+    digest = xxhash.xxh64_hexdigest(name.encode())
+    cut = name.encode()[:LONG_NAME_KEPT].decode(errors="ignore")
+    return f"{cut}~{digest}.json"

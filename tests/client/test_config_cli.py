@@ -830,3 +830,27 @@ def test_cli_import_warns_about_configs_written_below_their_archived_revision(
     result = invoke("import", str(path))
     assert result.exit_code == 0 and "below" not in result.stderr, result.output
     assert target.configs[("g", "app")].revision == 7
+
+
+def test_names_too_long_for_a_file_name_are_cached_under_a_cut_name_and_a_hash(
+    tmp_path: Path,
+) -> None:
+    """review17 F10: names are up to 256 characters, file names up to 255 bytes:
+    ``<name>.json`` failed (ENAMETOOLONG) for names of 251+ characters, and such a
+    consumer had no disk copy in an outage.  Two long names that share their first 200
+    characters get two files."""
+    from meshreg.model import Instance, ServiceKey
+
+    cache = DiskCache(tmp_path)
+    long_a, long_b = "s" * 255 + "a", "s" * 255 + "b"
+    for name in (long_a, long_b):
+        key = ServiceKey("public", "DEFAULT_GROUP", name)
+        cache.save(key, [Instance("10.0.0.1", 80 if name == long_a else 81)])
+        assert len(cache.path(key).name.encode()) <= 255
+        loaded = cache.load(key)
+        assert loaded is not None and loaded[0][0].port == (80 if name == long_a else 81)
+    assert cache.path(ServiceKey("public", "g", "s" * 250)).name == "s" * 250 + ".json"
+    ckey = ConfigKey("public", "DEFAULT_GROUP", "d" * 256)
+    cache.save_config(ckey, info(ckey.data_id, "a: 1\n", 2))
+    copy = cache.load_config(ckey)
+    assert copy is not None and copy.content == "a: 1\n"
