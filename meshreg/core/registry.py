@@ -578,6 +578,27 @@ class RegistryNode:
         self.store.sessions.drop(sess.id)
         return removed
 
+    def revoke_sessions(self, allowed: Callable[[Hashable, ServiceKey], bool], now: float) -> int:
+        """After an access change: deregister (here, replicated as any write) each
+        instance of a session opened through this node whose opener may no longer
+        register it (``allowed(opener, key)`` False).  Its renewals are still allowed
+        (they need write on some service of the namespace) and kept every instance of
+        the session alive, while the same client's per-instance beats were refused and
+        theirs lapsed (review17 F8).  How many were removed."""
+        removed = 0
+        for sess in self.store.sessions:
+            opener = sess.opener
+            if opener is None:
+                continue
+            for key, ids in list(sess.instances.items()):
+                if allowed(opener, key):
+                    continue
+                change = self.store.deregister_all(key, list(ids), self.stamp(now), now)
+                if change is not None:
+                    removed += len(change.removed)
+                self.emit(change)
+        return removed
+
     def seen(self, rec: InstanceRecord) -> float:
         """When this node last saw ``rec`` alive: its last beat, or its session's renewal."""
         sid = rec.session

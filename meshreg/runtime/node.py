@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn, cast
 
@@ -71,6 +71,7 @@ from meshreg.core.results import (
 )
 from meshreg.errors import ConfigError, ErrorCode, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
+from meshreg.model import ServiceKey
 from meshreg.runtime.config_commit import SWITCH_INTERVAL
 from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.data_dir import DataDirLock
@@ -456,6 +457,14 @@ class NodeRuntime:
         self.acl = acl
         self._principals.clear()
         log.info("reload: ACL %s: %d clients", path, len(acl.clients))
+        if changed:
+            revoked = self.core.registry.revoke_sessions(self._may_register, self.clock())
+            if revoked:
+                log.warning(
+                    "reload: deregistered %d session instance(s) whose client may no longer "
+                    "register them (its sessions would have kept them alive)",
+                    revoked,
+                )
         if changed and self.transport is not None:
             # Requests are checked against the ACL one by one, but a subscription is
             # checked once, when admitted: drop every notification connection so that
@@ -466,6 +475,17 @@ class NodeRuntime:
                 "reload: the ACL changed: dropped every notification connection; "
                 "subscribers reconnect and are admitted under the new ACL"
             )
+
+    def _may_register(self, opener: Hashable, key: ServiceKey) -> bool:
+        """Whether a session's opener (its key's name) may register in ``key`` under the
+        ACL now; a key gone from the ACL is refused everything already (its instances
+        lapse), a client without a key (no ACL) may."""
+        if type(opener) is not str:
+            return True
+        principal = self.acl.by_name(opener)
+        return principal is None or principal.may(
+            Access.WRITE, key.namespace, key.group, key.service
+        )
 
     def _load_acl(self, path: str) -> Acl:
         acl = Acl.load(path)
