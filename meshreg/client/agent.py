@@ -371,7 +371,7 @@ class ClientAgent:
     def _sub_refused(self, refused: str | None, now: float) -> None:
         """The node refused the notification connection's handshake (``HandshakeWatch``)."""
         watch = self._sub_watch
-        if refused is None or watch is None:
+        if refused is None or watch is None or not watch.worth_saying():
             return
         self._limiter.warning(
             ("sub refused", self._sub_endpoint),

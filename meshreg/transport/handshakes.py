@@ -27,6 +27,7 @@ REFUSED = (
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
 RETRY_FIRST, RETRY_MAX = 0.5, 10.0  # s
+SAY_AFTER = 3  # connections closed mid-handshake in a row before it is said
 
 
 class HandshakeWatch:
@@ -40,6 +41,9 @@ class HandshakeWatch:
         self.pause = RETRY_FIRST
         self.endpoint = ""  # the endpoint of the last refusal
         self.refused: set[str] = set()  # endpoints refused since the last ``reconnect``
+        self.streak: dict[str, int] = {}  # endpoint -> failures since its last success
+        self.definitive = False  # the last failure was a refusal or a mismatch, not a
+        # connection closed mid-handshake (a peer restarting may do that once)
         self.stopped = False  # the socket was closed: close ``monitor`` too
 
     def drain(self, now: float) -> str | None:
@@ -53,17 +57,29 @@ class HandshakeWatch:
             if event["event"] == zmq.EVENT_MONITOR_STOPPED:
                 self.stopped = True
                 return refused
+            endpoint = bytes(event.get("endpoint") or b"").decode(errors="replace")
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.pause, self.retry_at = RETRY_FIRST, math.inf
-                refused = None
+                self.refused.discard(endpoint)
+                self.streak.pop(endpoint, None)
+                if not self.refused:
+                    self.pause, self.retry_at = RETRY_FIRST, math.inf
+                if endpoint == self.endpoint:
+                    refused = None
                 continue
-            self.endpoint = bytes(event.get("endpoint") or b"").decode(errors="replace")
-            if self.endpoint:
-                self.refused.add(self.endpoint)
+            self.endpoint = endpoint
+            if endpoint:
+                self.refused.add(endpoint)
+                self.streak[endpoint] = self.streak.get(endpoint, 0) + 1
+            self.definitive = event["event"] != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
             refused = _why(event["event"], int(event["value"]))
             if self.retry_at == math.inf:
                 self.retry_at = now + self.pause
                 self.pause = min(RETRY_MAX, self.pause * 2)
+
+    def worth_saying(self) -> bool:
+        """Whether the last failure says the two ends' security differs: a refusal or a
+        mismatch, or a connection closed mid-handshake ``SAY_AFTER`` times in a row."""
+        return self.definitive or self.streak.get(self.endpoint, 0) >= SAY_AFTER
 
     def reconnect(self, sock: zmq.Socket[bytes]) -> None:
         """Connect ``sock`` again to the endpoints refused (libzmq gave up on some:
@@ -83,6 +99,7 @@ class HandshakeWatch:
     def forget(self, endpoint: str) -> None:
         """The socket no longer connects to ``endpoint``: no reconnect of it."""
         self.refused.discard(endpoint)
+        self.streak.pop(endpoint, None)
 
     def close(self, sock: zmq.Socket[bytes] | None = None) -> None:
         """Stop watching ``sock`` (None: it is closed already) and close the monitor."""

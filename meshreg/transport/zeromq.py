@@ -203,6 +203,7 @@ class ZmqTransport:
         failed = watch.drain(now)
         if failed is not None:
             self.peer_handshakes_failed += 1
+        if failed is not None and watch.worth_saying():
             mine = "has a cluster key" if self.keys is not None else "runs without a key"
             self._limiter.warning(
                 ("peer-handshake", watch.endpoint, failed[:24]),  # a new cause is said
