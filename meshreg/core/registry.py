@@ -578,25 +578,29 @@ class RegistryNode:
         self.store.sessions.drop(sess.id)
         return removed
 
-    def revoke_sessions(self, allowed: Callable[[Hashable, ServiceKey], bool], now: float) -> int:
-        """After an access change: deregister (here, replicated as any write) each
-        instance of a session opened through this node whose opener may no longer
-        register it (``allowed(opener, key)`` False).  Its renewals are still allowed
-        (they need write on some service of the namespace) and kept every instance of
-        the session alive, while the same client's per-instance beats were refused and
-        theirs lapsed (review17 F8).  How many were removed."""
+    def check_session_access(
+        self, sid: str, generation: int, allowed: Callable[[ServiceKey], bool], now: float
+    ) -> int:
+        """A renewal of session ``sid`` by its client, whose access (the runtime's ACL) is
+        at ``generation``: once per generation, deregister (here, replicated as any write)
+        each instance of the session in a service the client may no longer register in
+        (``allowed`` False).  A renewal needs write on some service of the namespace only,
+        so it kept every instance of the session alive after an ACL reload narrowed its
+        client's access (review17 F8), also where the session was renewed after a
+        fail-over or a restart, or under a renamed ACL entry (review18 F1, F2).  How many
+        were removed."""
+        sess = self.store.sessions.get(sid)
+        if sess is None or sess.access_checked == generation:
+            return 0
+        sess.access_checked = generation
         removed = 0
-        for sess in self.store.sessions:
-            opener = sess.opener
-            if opener is None:
+        for key, ids in list(sess.instances.items()):
+            if allowed(key):
                 continue
-            for key, ids in list(sess.instances.items()):
-                if allowed(opener, key):
-                    continue
-                change = self.store.deregister_all(key, list(ids), self.stamp(now), now)
-                if change is not None:
-                    removed += len(change.removed)
-                self.emit(change)
+            change = self.store.deregister_all(key, list(ids), self.stamp(now), now)
+            if change is not None:
+                removed += len(change.removed)
+            self.emit(change)
         return removed
 
     def seen(self, rec: InstanceRecord) -> float:

@@ -79,6 +79,7 @@ class SessionRecord:
         "marked_at",
         "opener",
         "via",
+        "access_checked",
     )
 
     def __init__(
@@ -103,6 +104,11 @@ class SessionRecord:
         # where views differ, a peer starting to relay that peer's renewals to another
         # first sends it these sessions' latest stamps (core/distro ``_set_relays``)
         self.via = ""
+        # the access generation (runtime: ACL reloads) its instances were last checked
+        # against, at a renewal by its client (core/registry ``check_session_access``);
+        # -1: never, or a service entered the session since (registered through a node
+        # whose ACL was another, in a rolling restart: review18 F1)
+        self.access_checked = -1
 
 
 class Sessions:
@@ -185,6 +191,7 @@ class Sessions:
         ids = sess.instances.get(key)
         if ids is None:
             ids = sess.instances[key] = set()
+            sess.access_checked = -1  # a service its client's access was not checked for
         if iid not in ids:
             ids.add(iid)
             sess.count += 1

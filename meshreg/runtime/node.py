@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn, cast
 
@@ -330,6 +330,7 @@ class NodeRuntime:
         self._wall_offset = wall_offset
         self._request_frame: Any = None  # the secure drain's current request (Peer-Address)
         self._reload = threading.Event()
+        self._access_generation = 0  # ACL reloads that changed it: sessions check again
         self.keys: CurveKeys | None = None
         self.acl = Acl.empty()
         if config.security.key:
@@ -457,14 +458,8 @@ class NodeRuntime:
         self.acl = acl
         self._principals.clear()
         log.info("reload: ACL %s: %d clients", path, len(acl.clients))
-        if changed:
-            revoked = self.core.registry.revoke_sessions(self._may_register, self.clock())
-            if revoked:
-                log.warning(
-                    "reload: deregistered %d session instance(s) whose client may no longer "
-                    "register them (its sessions would have kept them alive)",
-                    revoked,
-                )
+        if changed:  # each session's instances are checked again at its next renewal
+            self._access_generation += 1
         if changed and self.transport is not None:
             # Requests are checked against the ACL one by one, but a subscription is
             # checked once, when admitted: drop every notification connection so that
@@ -476,16 +471,22 @@ class NodeRuntime:
                 "subscribers reconnect and are admitted under the new ACL"
             )
 
-    def _may_register(self, opener: Hashable, key: ServiceKey) -> bool:
-        """Whether a session's opener (its key's name) may register in ``key`` under the
-        ACL now; a key gone from the ACL is refused everything already (its instances
-        lapse), a client without a key (no ACL) may."""
-        if type(opener) is not str:
-            return True
-        principal = self.acl.by_name(opener)
-        return principal is None or principal.may(
-            Access.WRITE, key.namespace, key.group, key.service
-        )
+    def _check_session_access(self, principal: Principal, req: SessionRenew, now: float) -> None:
+        """A client's session renewal: its instances in services the client may no longer
+        register in are deregistered (once per ACL reload; core/registry)."""
+
+        def allowed(key: ServiceKey) -> bool:
+            return principal.may(Access.WRITE, key.namespace, key.group, key.service)
+
+        registry = self.core.registry
+        removed = registry.check_session_access(req.session, self._access_generation, allowed, now)
+        if removed:
+            log.warning(
+                "deregistered %d instance(s) of a session of client %r: after the ACL "
+                "reload it may no longer register them (its renewals kept them alive)",
+                removed,
+                principal.name,
+            )
 
     def _load_acl(self, path: str) -> Acl:
         acl = Acl.load(path)
@@ -1160,6 +1161,8 @@ class NodeRuntime:
                     req = self._screen_batch(principal, req, now)
                 else:
                     self._client_limits(principal.name, req, now)
+                if type(req) is SessionRenew:
+                    self._check_session_access(principal, req, now)
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)

@@ -549,3 +549,30 @@ def test_a_pushed_renewal_counts_like_a_published_one() -> None:
         assert served(m.node, parse_peer_message(decode_body(push)), m.now, True) is None
         m.run(1.0)
     assert rec.healthy and m.node.counters["session_beats_in"] == 12
+
+
+def test_a_session_is_checked_against_its_clients_access_per_generation_and_service() -> None:
+    """review17 F8, review18 F1: a renewal by the session's client checks its instances
+    against the client's access (``check_session_access``): once per access generation,
+    and again when a service entered the session since (registered through another node,
+    under another ACL, in a rolling restart)."""
+    m = Lone()
+    m.handle("session_open", session=SID)
+    m.register("s1", "10.0.0.1")
+    asked: list[str] = []
+
+    def only_s1(key: ServiceKey) -> bool:
+        asked.append(key.service)
+        return key.service == "s1"
+
+    assert m.node.check_session_access(SID, 0, only_s1, m.now) == 0
+    assert asked == ["s1"]
+    assert m.node.check_session_access(SID, 0, only_s1, m.now) == 0  # checked already
+    assert asked == ["s1"]
+    m.register("s2", "10.0.0.2")  # a service new to the session: checked again
+    assert m.node.check_session_access(SID, 0, only_s1, m.now) == 1
+    assert m.healthy("s2") == {} and m.healthy("s1") == {"10.0.0.1": True}
+    removed = [e for e in m.node.take_effects() + m.effects if isinstance(e, ServiceChanged)]
+    assert any(c.key.service == "s2" and c.removed for c in removed)
+    assert m.node.check_session_access(SID, 1, lambda key: False, m.now) == 1  # a reload
+    assert m.healthy("s1") == {}
