@@ -10,7 +10,9 @@ session's: client/config_session.py.  docs/CONFIG.md, "Client and CLI".
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import queue
 import secrets
 import threading
 from collections.abc import Callable
@@ -60,6 +62,7 @@ class ConfigMixin:
     _config_cache: DiskCache | None
     _config_logged: set[ConfigKey]
     _config_lock: threading.Lock
+    _notifications: queue.SimpleQueue[Any]  # the notifier thread's (client.py)
 
     if TYPE_CHECKING:
 
@@ -227,12 +230,12 @@ class ConfigMixin:
         # not cost 1 MiB back; older nodes ignore the field and send it)
         fields = {**_key_fields(key), "content": content, "echo": False}
         fields.update(_present(type=type, if_revision=if_revision, desc=desc, tags=tags))
-        info = self._config_write("config_publish", key, fields, request_id)
+        info = self._config_write("config_publish", key, fields, request_id, keep=False)
         if isinstance(info, ConfigInfo) and not info.gray_served and info.content != content:
             info = dataclasses.replace(info, content=content)
         elif isinstance(info, ConfigInfo) and info.main is not None:  # what we published
             info = dataclasses.replace(info, main=dataclasses.replace(info.main, content=content))
-        return info  # type: ignore[no-any-return]
+        return self._keep_written(key, info)
 
     def config_delete(
         self,
@@ -279,10 +282,10 @@ class ConfigMixin:
         key = self._config_key(data_id, group, namespace)
         fields = {**_key_fields(key), "content": content, "echo": False}  # (as config_publish)
         fields.update(_present(labels=labels, clients=clients, type=type, if_revision=if_revision))
-        info = self._config_write("config_gray", key, fields, request_id)
+        info = self._config_write("config_gray", key, fields, request_id, keep=False)
         if isinstance(info, ConfigInfo) and info.gray is not None and info.gray.content != content:
             info = dataclasses.replace(info, gray=dataclasses.replace(info.gray, content=content))
-        return info  # type: ignore[no-any-return]
+        return self._keep_written(key, info)
 
     def config_promote(
         self,
@@ -367,18 +370,37 @@ class ConfigMixin:
     def _config_key(self, data_id: str, group: str | None, namespace: str | None) -> ConfigKey:
         return ConfigKey(namespace or self.namespace, group or self.group, data_id)
 
+    def _keep_written(self, key: ConfigKey, info: Any) -> ConfigInfo:
+        """A write's result, kept on disk as a read's is (on the notifier thread, in turn
+        with the reads' and pushes' copies): else a read that fell back on the disk copy
+        while no node answered went back to the version this write replaced (review18
+        F6).  A delete removes the copy."""
+        cache = self._config_cache
+        if cache is not None and isinstance(info, ConfigInfo):
+            kept = None if info.deleted else info
+            self._notifications.put((functools.partial(cache.save_config, key, kept), None))
+        return info  # type: ignore[no-any-return]
+
     def _config_write(
-        self, op: str, key: ConfigKey, fields: dict[str, Any], request_id: str | None = None
+        self,
+        op: str,
+        key: ConfigKey,
+        fields: dict[str, Any],
+        request_id: str | None = None,
+        keep: bool = True,
     ) -> Any:
         """One logical write: the caller's ``request_id``, else a fresh one (32 random hex
         digits), the same on every re-send of it (after a timeout, an UNAVAILABLE, a
         failover), so the cluster applies it at most once.  A caller re-sends a write whose
-        outcome was unknown (``OutcomeUnknownError.request_id``) by passing that id."""
+        outcome was unknown (``OutcomeUnknownError.request_id``) by passing that id.
+        ``keep``: keep the result on disk (``_keep_written``; False: the caller does,
+        once it has put back the content the node left out)."""
         fields["request_id"] = request_id if request_id is not None else secrets.token_hex(16)
         if request_id is not None:  # the caller's own id: a re-send of an earlier call
             fields["resend"] = True
         self._config_check(op, fields, self.config_max_bytes)
-        return self._config_call(op, key, fields)
+        result = self._config_call(op, key, fields)
+        return self._keep_written(key, result) if keep else result
 
     @staticmethod
     def _config_check(

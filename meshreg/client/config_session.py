@@ -65,7 +65,13 @@ from meshreg.client.actions import (
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
 from meshreg.configcenter.model import CONFIG_BEHIND_ATTEMPT, CONFIG_WRITE_ATTEMPT, ConfigKey
-from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerError, ServerUnreachableError
+from meshreg.errors import (
+    ErrorCode,
+    NotFoundError,
+    OutcomeUnknownError,
+    ServerError,
+    ServerUnreachableError,
+)
 
 if TYPE_CHECKING:
     from meshreg.client.session import ClientSession
@@ -296,6 +302,11 @@ class ConfigPolicy:
 
             def failed(exc: BaseException) -> None:
                 self._with_copy.pop(id(reply_to), None)
+                if isinstance(exc, NotFoundError) and cmd.fields.get("revision") is None:
+                    # deleted (or never there): its disk copy goes, as after a pushed
+                    # delete (review18 F5: the deleted content came back in an outage)
+                    self.saved.pop(key, None)
+                    self._out(SaveConfig(key, None))
                 self._fail(reply_to, exc)
 
             deadline = self.s._now + cmd.timeout

@@ -16,6 +16,7 @@ libzmq keeps a failed handshake to itself.  Two uses:
 
 from __future__ import annotations
 
+import errno
 import math
 
 import zmq
@@ -66,6 +67,12 @@ class HandshakeWatch:
                 if endpoint == self.endpoint:
                     refused = None
                 continue
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and event["value"] in (
+                errno.EAGAIN,
+                errno.ETIMEDOUT,
+            ):
+                continue  # the handshake timed out: a peer stopped or busy, not its keys
+                # (review18 F3: a SIGSTOPped peer was said to differ in security)
             self.endpoint = endpoint
             if endpoint:
                 self.refused.add(endpoint)
