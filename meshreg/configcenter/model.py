@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -627,6 +628,8 @@ def check_gray_rule(labels: Any, addresses: Any, *, stored: bool = False) -> Gra
                     "connection, never its port, so it would match no client",
                     "bad_gray_rule",
                 )
+            if not stored:
+                _check_client_ip(a)
             hosts.add(a)
     if not pairs and not hosts:
         raise invalid(
@@ -635,6 +638,29 @@ def check_gray_rule(labels: Any, addresses: Any, *, stored: bool = False) -> Gra
             "gray_without_selector",
         )
     return GrayRule(tuple(sorted(pairs)), frozenset(hosts))
+
+
+def _check_client_ip(address: str) -> None:
+    """A gray rule's client entry is matched against the IP address of a connection, as
+    the node prints it: anything else (a host name, ``*``, a network, a padded or
+    IPv4-mapped form) would match no client, silently (review18 F7)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise invalid(
+            f"client address {address!r} is not an IP address: the node knows a client by "
+            "the IP address of its connection (no host names, wildcards or networks); "
+            "give each client's IP address",
+            "bad_gray_rule",
+        ) from None
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    shown = str(mapped or ip)
+    if shown != address:
+        raise invalid(
+            f"client address {address!r} is written {shown!r} where the node compares it; "
+            f"give {shown!r}",
+            "bad_gray_rule",
+        )
 
 
 def pattern_regex(pattern: Any) -> re.Pattern[str]:

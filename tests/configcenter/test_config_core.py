@@ -191,11 +191,11 @@ def test_gray_release_resolve_promote_drop() -> None:
     p = s.promote(K, now=4.0)
     assert (p.revision, p.content, p.gray, p.md5) == (4, "gray", None, content_md5("gray"))
     assert rejected(s.promote, K, now=5.0).reason == "no_gray"
-    s.publish_gray(K, "g2", clients=["h"], now=5.0)
+    s.publish_gray(K, "g2", clients=["10.0.0.9"], now=5.0)
     d = s.drop_gray(K, now=6.0)
     assert d.gray is None and d.content == "gray" and d.revision == 6
     assert rejected(s.drop_gray, K, now=7.0).reason == "no_gray"
-    assert rejected(s.publish_gray, ConfigKey("public", "g", "nope"), "x", clients=["h"],
+    assert rejected(s.publish_gray, ConfigKey("public", "g", "nope"), "x", clients=["10.0.0.9"],
                     now=8.0).code is ErrorCode.NOT_FOUND  # fmt: skip
 
 
@@ -212,10 +212,29 @@ def test_a_gray_client_address_with_a_port_is_refused_naming_it(entry: str) -> N
     assert current is not None and (current.revision, current.gray) == (1, None)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "fe80::1", "host.example"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "fe80::1"])
 def test_a_gray_client_host_is_accepted_and_matches_that_ip(host: str) -> None:
     rule = check_gray_rule(None, [host])
     assert rule.matches({}, host) and not rule.matches({}, "10.9.9.9")
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ("host.example", "not an IP address"),
+        ("*", "not an IP address"),
+        ("10.0.0.0/8", "not an IP address"),
+        ("::ffff:127.0.0.1", "give '127.0.0.1'"),
+        ("0:0::1", "give '::1'"),
+    ],
+)
+def test_a_gray_client_entry_that_no_connection_shows_is_refused(entry: str, said: str) -> None:
+    """review18 F7: the node compares an entry with the IP address of a connection as it
+    prints it: a host name, a wildcard, a network or another spelling matched nobody."""
+    with pytest.raises(ConfigRejected) as exc:
+        check_gray_rule(None, [entry])
+    assert exc.value.reason == "bad_gray_rule" and said in str(exc.value), str(exc.value)
+    assert check_gray_rule(None, [entry], stored=True).addresses == frozenset({entry})
 
 
 def test_a_stored_rule_with_a_host_port_entry_is_still_read_and_matches_no_one() -> None:
@@ -426,8 +445,10 @@ def test_a_bad_revision_floor_is_refused_counted_and_changes_nothing(floor: obje
     s = store()
     s.publish(K, "a", now=1.0)
     before = (s.stats(), s.entries(K))
-    for write in (lambda: s.publish(K, "b", now=2.0, revision_floor=floor),  # type: ignore[arg-type]
-                  lambda: s.delete(K, now=2.0, revision_floor=floor)):  # type: ignore[arg-type]
+    for write in (
+        lambda: s.publish(K, "b", now=2.0, revision_floor=floor),  # type: ignore[arg-type]
+        lambda: s.delete(K, now=2.0, revision_floor=floor),
+    ):  # type: ignore[arg-type]
         exc = rejected(write)
         assert exc.code is INVALID and "'revision_floor'" in exc.message, exc.message
     after = s.stats()

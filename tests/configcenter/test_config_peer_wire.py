@@ -6,6 +6,7 @@ RemoteProtocolError)."""
 from __future__ import annotations
 
 import copy
+import ipaddress
 import math
 from dataclasses import replace
 from typing import Any
@@ -279,9 +280,10 @@ def test_batches_are_bounded_by_items_and_content() -> None:
     assert len(messages) == 3  # 4 + 4 + 2 records: a batch stays within 4 MiB
     assert all(len(m[1]) <= VERSIONS_CHUNK_BYTES + 200 for m in messages)
     assert [i.entry for m in messages for i in decoded(m).items] == [r.entry for r in big]
-    # metadata counts too: gray rules naming 1,000 client addresses of ~250 bytes each
-    clients = [f"{i}.example-{'x' * 230}.org" for i in range(1000)]
-    keys = [ConfigKey("public", "G", f"w{i}") for i in range(40)]
+    # metadata counts too: gray rules naming 1,000 client addresses of ~39 bytes each
+    clients = [str(ipaddress.IPv6Address((0x2001_0DB8_AAAA_BBBB_CCCC_DDDD << 32) + 0x1111_1111 + i))
+               for i in range(1000)]  # fmt: skip
+    keys = [ConfigKey("public", "G", f"w{i}") for i in range(240)]
     for k in keys:
         store.publish(k, "main", now=1.0)
     wide = [SendRecord("p", store.publish_gray(k, "g", clients=clients, now=2.0)) for k in keys]
@@ -591,10 +593,16 @@ def test_batches_for_several_peers_reuse_the_packed_items_byte_for_byte() -> Non
     twin = ConfigEntry(**{f: getattr(ENTRIES[1], f) for f in ENTRIES[1].__slots__})
     for_peer = {
         "p1": [*EFFECTS[:4], SendRecord("p1", ENTRIES[0])],
-        "p2": [SendRecord("p2", ENTRIES[1]), EFFECTS[3], SendAck("p2", KEY, 2, ME, "0" * 32,
-               True, None), SendRecord("p2", twin)],  # fmt: skip
-        "p3": [SendCommit("p3", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5),
-               SendCommit("p3", KEY, 3, ENTRIES[2].origin, ENTRIES[2].md5)],  # fmt: skip
+        "p2": [
+            SendRecord("p2", ENTRIES[1]),
+            EFFECTS[3],
+            SendAck("p2", KEY, 2, ME, "0" * 32, True, None),
+            SendRecord("p2", twin),
+        ],  # fmt: skip
+        "p3": [
+            SendCommit("p3", KEY, 2, ENTRIES[1].origin, ENTRIES[1].md5),
+            SendCommit("p3", KEY, 3, ENTRIES[2].origin, ENTRIES[2].md5),
+        ],  # fmt: skip
     }
     packed: dict[Any, Any] = {}
     for peer, effects in for_peer.items():
