@@ -14,17 +14,23 @@ operator is sent to check key files that are fine (the warning is also counted i
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import zmq.auth
 from click.testing import CliRunner
 from conftest import CLUSTER_TIMINGS
-from helpers import NodeProcess, free_port_pair, raw_request, start_all, wait_until
+from helpers import (
+    NodeProcess,
+    free_port_pair,
+    holds_for,
+    raw_request,
+    start_all,
+    wait_until,
+)
 
 from meshreg.cli import main
 
-STALL = 8.0  # s
+STALL = 6.0  # s the stopped node stays down on its peers
 
 
 def test_stalled_peer_is_not_reported_as_security_mismatch(started_nodes, tmp_path: Path) -> None:
@@ -49,9 +55,20 @@ def test_stalled_peer_is_not_reported_as_security_mismatch(started_nodes, tmp_pa
 
     wait_until(up_everywhere, 15.0, 0.3, "3 members up on every node")
     assert not any("security differs" in n.log() for n in nodes)
+
+    def c_down_on_a_and_b() -> bool:
+        for n in (a, b):
+            r = raw_request(n.port, {"v": 1, "id": 1, "op": "cluster"}, 3.0, n.curve)
+            members = r["result"]["members"] if r.get("ok") else []
+            if any(m.get("address") == c.address and m.get("state") == "up" for m in members):
+                return False
+        return True
+
     c.signal(signal.SIGSTOP)
-    try:
-        time.sleep(STALL)
+    try:  # stopped until both peers count it down, then for STALL more (each reconnects
+        # and times out its handshakes with it meanwhile): an observation window
+        wait_until(c_down_on_a_and_b, 10.0, 0.2, "the stopped node down on its peers")
+        holds_for(c_down_on_a_and_b, STALL, 0.5, "the stopped node stays down")
     finally:
         c.signal(signal.SIGCONT)
     wait_until(up_everywhere, 15.0, 0.3, "3 members up again after the stall")
