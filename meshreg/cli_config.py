@@ -296,6 +296,7 @@ def _listed(info: ConfigInfo) -> dict[str, Any]:
     out = info.to_json()
     out.pop("content", None)
     out.pop("gray_served", None)
+    out.pop("gray_host", None)
     out.pop("main", None)
     if "gray" in out:
         out["gray"].pop("content", None)

@@ -68,8 +68,10 @@ class ConfigInfo:
 
     ``content``, ``type`` and ``md5`` are what this client is served: the gray version's
     when ``gray_served`` (this client matches the gray rule), else the main one's;
-    ``main``: the main one's then (from nodes that send it).  ``from_cache``: read from
-    the client's ``cache_dir`` because no node answered.
+    ``main``: the main one's then (from nodes that send it).  ``gray_host``: whether the
+    gray rule lists this client's address, whatever its labels (None: the rule names no
+    hosts, or the node did not say).  ``from_cache``: read from the client's
+    ``cache_dir`` because no node answered.
     """
 
     namespace: str
@@ -90,6 +92,7 @@ class ConfigInfo:
     gray_served: bool = False
     from_cache: bool = False
     main: MainInfo | None = None
+    gray_host: bool | None = None
 
     @property
     def key(self) -> ConfigKey:
@@ -125,6 +128,8 @@ class ConfigInfo:
         if self.main is not None:
             out["main"] = {"content": self.main.content, "type": self.main.type,
                            "md5": self.main.md5}  # fmt: skip
+        if self.gray_host is not None:
+            out["gray_host"] = self.gray_host
         if self.from_cache:
             out["from_cache"] = True
         return out
@@ -283,6 +288,7 @@ def config_info_from_map(raw: Any, what: str = "the entry", content: bool = True
         gray_served=_opt(m, "gray_served", _bool, False),
         from_cache=_opt(m, "from_cache", _bool, False),
         main=main,
+        gray_host=_opt(m, "gray_host", _bool, None),
     )
 
 

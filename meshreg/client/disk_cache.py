@@ -194,12 +194,15 @@ class DiskCache:
 
 
 def _host_selected(entry: ConfigInfo, labels: dict[str, str]) -> bool | None:
-    """Whether the node served this host the gray version by its address (the rule names
-    hosts): True if served it and ``labels`` do not select it, False if not served it,
-    None when it cannot be told (not a host rule, or the labels selected it too)."""
+    """Whether the node serves this host the gray version by its address (the rule names
+    hosts): as the node said (``gray_host``); from a node that did not say, True if
+    served it and ``labels`` do not select it, False if not served it, None when it
+    cannot be told (the labels selected it too: review18 F4)."""
     gray = entry.gray
     if gray is None or not gray.clients:
         return None
+    if entry.gray_host is not None:
+        return entry.gray_host
     if not entry.gray_served:
         return False
     return None if gray.selects_labels(labels) else True

@@ -136,10 +136,14 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class ConfigView:
-    """What one client gets for a data id: the main version or the gray one."""
+    """What one client gets for a data id: the main version or the gray one.  ``listed``:
+    whether the gray rule lists the client's address (None: the rule names no hosts), told
+    to the client so that a disk copy shared with clients of other labels on this host
+    can be served to them as the node would (review18 F4)."""
 
     entry: ConfigEntry
     gray: bool
+    listed: bool | None = None
 
     @property
     def content(self) -> str:
@@ -295,8 +299,11 @@ class ConfigStore:
     ) -> ConfigView:
         """The version this client gets: gray if the entry's gray rule selects it."""
         entry = self.get(key, min_revision=min_revision, now=now)
-        gray = entry.gray is not None and entry.gray.rule.matches(client_labels, client_address)
-        return ConfigView(entry, gray)
+        if entry.gray is None:
+            return ConfigView(entry, False)
+        rule = entry.gray.rule
+        listed = rule.lists(client_address) if rule.addresses else None
+        return ConfigView(entry, listed is True or rule.matches(client_labels, None), listed)
 
     def list_page(
         self,

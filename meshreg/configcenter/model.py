@@ -178,12 +178,13 @@ class GrayRule:
     def matches(self, client_labels: Mapping[str, str], client_address: str | None) -> bool:
         if self.labels and all(client_labels.get(k) == v for k, v in self.labels):
             return True
-        if client_address and self.addresses:
-            if client_address in self.addresses:
-                return True
-            host = _host_of(client_address)
-            return host in self.addresses
-        return False
+        return self.lists(client_address)
+
+    def lists(self, client_address: str | None) -> bool:
+        """Whether ``client_address`` is among the rule's clients, whatever the labels."""
+        if not client_address or not self.addresses:
+            return False
+        return client_address in self.addresses or _host_of(client_address) in self.addresses
 
     def to_wire(self) -> dict[str, Any]:
         return {"labels": dict(self.labels), "clients": sorted(self.addresses)}

@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from meshreg.config import NodeConfig
-from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore
+from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore, ConfigView
 from meshreg.configcenter.model import BEHIND_WAIT, ConfigEntry, ConfigKey, ConfigRejected
 from meshreg.configcenter.ready import ReadyGate
 from meshreg.configcenter.replication import (
@@ -320,9 +320,10 @@ class ConfigPlane:
         # peers' (the same items): emptied at the end of each ``_finish_turns``
         self._packed: dict[Any, tuple[Any, bytes]] = {}
         self._disk_failed_since: float | None = None  # for the "works again" log line
-        # (data id, gray served) -> (the entry, its packed get result): the current entry's
-        # result is packed once, not per get (the entry object is immutable: `is` checks it)
-        self._replies: dict[tuple[ConfigKey, bool], tuple[ConfigEntry, bytes]] = {}
+        # (data id, gray served, gray host) -> (the entry, its packed get result): the
+        # current entry's result is packed once, not per get (the entry object is
+        # immutable: `is` checks it)
+        self._replies: dict[tuple[ConfigKey, bool, bool | None], tuple[ConfigEntry, bytes]] = {}
         self._replies_bytes = 0
         self.counters = {
             "peer_messages_in": 0,
@@ -689,7 +690,7 @@ class ConfigPlane:
             principal, Access.READ, key.namespace, key.group, ALL
         ):
             return None  # the full path refuses it, and counts it
-        cached = self._replies.get((key, False))
+        cached = self._replies.get((key, False, None))
         if cached is None:
             return None
         entry = cached[0]
@@ -809,14 +810,14 @@ class ConfigPlane:
                 )
             ):  # newer, or maybe another version at the held revision (PROTOCOL.md 2.22)
                 view = self.store.resolve(req.key, labels, address, now=now)
-                resolved = entry_result(view.entry, view.gray)
+                resolved = entry_result(view.entry, view.gray, view.listed)
             return encode_ok(req.req_id, listen_result(current, req.revision, resolved, req.md5))
         try:
             if req.revision is not None:
                 entry = self.store.get(req.key, req.revision, req.min_revision, now)
                 return encode_ok(req.req_id, entry_result(entry))
             view = self.store.resolve(req.key, labels, address, req.min_revision, now)
-            return encode_ok_packed(req.req_id, self._packed_result(view.entry, view.gray))
+            return encode_ok_packed(req.req_id, self._packed_result(view))
         except ConfigRejected as exc:
             first = deadline is None
             deadline = now + PARK_SECONDS if deadline is None else deadline
@@ -829,19 +830,21 @@ class ConfigPlane:
                 return None
             raise _rejected(req, exc) from None
 
-    def _packed_result(self, entry: ConfigEntry, gray: bool) -> bytes:
-        cached = self._replies.get((entry.key, gray))
+    def _packed_result(self, view: ConfigView) -> bytes:
+        entry = view.entry
+        slot = (entry.key, view.gray, view.listed)
+        cached = self._replies.get(slot)
         if cached is not None and cached[0] is entry:
             return cached[1]
-        packed = pack_entry_result(entry, gray)
+        packed = pack_entry_result(entry, view.gray, view.listed)
         if cached is not None:
-            del self._replies[(entry.key, gray)]
+            del self._replies[slot]
             self._replies_bytes -= len(cached[1])
         if len(packed) <= CACHED_REPLY_MAX:
             if self._replies_bytes + len(packed) > CACHED_REPLIES_BYTES:
                 self._replies.clear()
                 self._replies_bytes = 0
-            self._replies[(entry.key, gray)] = (entry, packed)
+            self._replies[slot] = (entry, packed)
             self._replies_bytes += len(packed)
         return packed
 

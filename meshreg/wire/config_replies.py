@@ -76,11 +76,16 @@ def encode_config_change(entry: ConfigEntry) -> list[bytes]:
     return [config_topic(key), msgpack.packb(body)]
 
 
-def entry_result(entry: ConfigEntry, gray_served: bool = False) -> dict[str, Any]:
+def entry_result(
+    entry: ConfigEntry, gray_served: bool = False, gray_host: bool | None = None
+) -> dict[str, Any]:
     """An entry as a client gets it: the gray version's content, type and md5 if the gray
-    rule selected the client, the main version's then in ``main``."""
+    rule selected the client, the main version's then in ``main``; ``gray_host`` (a read
+    of a rule naming hosts): whether the client's address is among them."""
     out = entry.to_wire()
     out["gray_served"] = gray_served
+    if gray_host is not None:
+        out["gray_host"] = gray_host
     if gray_served and entry.gray is not None:
         out["main"] = {"content": entry.content, "type": entry.type, "md5": entry.md5}
         out["content"], out["type"], out["md5"] = (
@@ -104,9 +109,11 @@ def without_echo(result: dict[str, Any], op: str) -> dict[str, Any]:
     return result
 
 
-def pack_entry_result(entry: ConfigEntry, gray_served: bool = False) -> bytes:
+def pack_entry_result(
+    entry: ConfigEntry, gray_served: bool = False, gray_host: bool | None = None
+) -> bytes:
     """``entry_result`` packed (for ``replies.encode_ok_packed``)."""
-    packed: bytes = msgpack.packb(entry_result(entry, gray_served))
+    packed: bytes = msgpack.packb(entry_result(entry, gray_served, gray_host))
     return packed
 
 

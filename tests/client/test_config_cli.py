@@ -193,6 +193,12 @@ def test_a_gray_rule_naming_hosts_serves_the_copy_as_the_node_served_this_host(
     got = DiskCache(tmp_path).load_config(KEY)
     assert got is not None and got.content == "m: 1\n"
     assert DiskCache(tmp_path, {"env": "canary"}).load_config(KEY).content == "g: 1\n"  # type: ignore[union-attr]
+    # review18 F4: a node that says whether this host is listed (gray_host) settles it
+    for listed, expected in ((True, "g: 1\n"), (False, "m: 1\n")):
+        told = dataclasses.replace(served, gray_host=listed)
+        DiskCache(tmp_path, {"env": "canary"}).save_config(KEY, told)
+        got = DiskCache(tmp_path).load_config(KEY)
+        assert got is not None and got.content == expected and got.gray_host is listed
 
 
 def test_a_gray_copy_without_the_main_version_is_not_served_to_another_client(

@@ -185,6 +185,10 @@ def test_gray_release_resolve_promote_drop() -> None:
     assert s.resolve(K, {}, "10.0.0.5:4000").content == "gray"
     assert s.resolve(K, {}, "10.0.0.5").gray
     assert s.resolve(K, {}, "10.0.0.6:4000").content == "main"
+    # whether the address is listed is told whatever the labels (review18 F4)
+    assert s.resolve(K, {"env": "canary"}, "10.0.0.5:4000").listed is True
+    assert s.resolve(K, {"env": "canary"}, "10.0.0.6:4000").listed is False
+    assert s.resolve(K, {"env": "canary"}, None).listed is False
     # publishing main keeps the gray version
     s.publish(K, "main2", now=3.0)
     assert s.resolve(K, {"env": "canary"}, None).content == "gray"
