@@ -68,19 +68,24 @@ class RequestRejected(RemoteProtocolError):
         req_id: int = 0,
         op: str | None = None,
         reason: str = "",
+        unwritten: bool = False,
     ) -> None:
         super().__init__(message, code)
         self.req_id = req_id
         self.op = op
         self.reason = reason  # why, for a counter by reason ('': the code's name)
+        self.unwritten = unwritten  # a config write refused before anything was written
 
 
 class ServerError(MeshregError):
     """A node answered a request with an error reply."""
 
-    def __init__(self, code: int, message: str, server: str = "") -> None:
+    def __init__(self, code: int, message: str, server: str = "", unwritten: bool = False) -> None:
         self.code = code
         self.server = server
+        # a config write the node refused before writing anything (``error.written``
+        # false): it may be sent again anywhere, with or without its request id
+        self.unwritten = unwritten
         try:
             name = ErrorCode(code).name
         except ValueError:
@@ -143,7 +148,7 @@ class CallFailedError(MeshregError):
         self.attempts = attempts
 
 
-def server_error(code: int, message: str, server: str = "") -> ServerError:
+def server_error(code: int, message: str, server: str = "", unwritten: bool = False) -> ServerError:
     """Build the most specific :class:`ServerError` subclass for a wire code."""
     if code == ErrorCode.NOT_FOUND:
         return NotFoundError(code, message, server)
@@ -155,4 +160,4 @@ def server_error(code: int, message: str, server: str = "") -> ServerError:
         return ResourceExhaustedError(code, message, server)
     if code == ErrorCode.CONFLICT:
         return ConflictError(code, message, server)
-    return ServerError(code, message, server)
+    return ServerError(code, message, server, unwritten)

@@ -395,7 +395,9 @@ class ConfigPolicy:
                 done = (*tried, target)
                 nxt = self._another_server(done)
                 now = self.s._now
-                refused = isinstance(exc, ServerError) and "nothing was written" in exc.detail
+                refused = isinstance(exc, ServerError) and (
+                    exc.unwritten or "nothing was written" in exc.detail  # (older nodes)
+                )
                 unknown_now = unknown or timed_out
                 was_unknown = unknown_now or (write and not refused)
                 said = exc if isinstance(exc, ServerError) else answer
@@ -459,6 +461,7 @@ class ConfigPolicy:
             f"{detail} (servers tried: {', '.join(dict.fromkeys(tried))}; this client has "
             f"seen revision {self.seen_revision(key)} of {key}); {hint}",
             answer.server,
+            answer.unwritten,
         )
 
     def _another_server(self, tried: tuple[str, ...]) -> str | None:

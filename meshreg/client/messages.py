@@ -51,6 +51,7 @@ class ReplyError:
     request_id: int
     code: int
     message: str
+    unwritten: bool = False  # ``error.written`` false: a config write that wrote nothing
 
 
 Reply = ReplyOk | ReplyError
@@ -64,7 +65,8 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
     if msg["ok"]:
         return ReplyOk(msg["id"], msg.get("result"))
     err = msg["error"]
-    return ReplyError(msg["id"], err["code"], str(err.get("message", ""))[:MAX_ERROR_MESSAGE])
+    message = str(err.get("message", ""))[:MAX_ERROR_MESSAGE]
+    return ReplyError(msg["id"], err["code"], message, err.get("written") is False)
 
 
 # -- results -------------------------------------------------------------------------------

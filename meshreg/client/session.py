@@ -453,7 +453,8 @@ class ClientSession:
             self._resolve(pending, result, None)
         else:
             self.malformed.pop(source, None)
-            self._resolve(pending, None, server_error(reply.code, reply.message, source))
+            error = server_error(reply.code, reply.message, source, reply.unwritten)
+            self._resolve(pending, None, error)
         return self._take()
 
     def on_malformed_reply(self, source: str, why: str, now: float) -> list[Action]:

@@ -289,6 +289,7 @@ class ReplyError:
     request: Any
     code: ErrorCode
     message: str
+    unwritten: bool = False  # a write refused before anything was written (wire ``written``)
 
 
 Effect = (
@@ -508,6 +509,7 @@ class ConfigReplicator:
                     "do not name it yet) and no other member is up to take the write: "
                     "nothing was written; retry on another node, and give every node the "
                     "same peer list",
+                    unwritten=True,
                 )
             ]
         if len(self.up) < self.majority:
@@ -521,6 +523,7 @@ class ConfigReplicator:
                     f"config writes need a majority of the {len(self.members)} configured "
                     f"members ({self.majority}); this node sees {len(self.up)} up: nothing was "
                     "written; retry on a node of the majority side",
+                    unwritten=True,
                 )
             ]
         # A re-send that made no version here may have made one on the owner before (the
@@ -804,6 +807,7 @@ class ConfigReplicator:
                         f"{key}: could not read it from a majority ({self.majority}) of the "
                         f"{len(self.members)} configured members within {self.ack_timeout:g} "
                         "s; nothing was written: retry",
+                        unwritten=True,
                     )
                     for w, _ in catch_up.writes
                 )

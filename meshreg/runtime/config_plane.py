@@ -662,7 +662,7 @@ class ConfigPlane:
             self.counters["refused_disk"] += 1
             self.count_refused("disk_failing")
             raise RequestRejected(ErrorCode.UNAVAILABLE, f"{req.op}: {refusal}", req.req_id,
-                                  req.op)  # fmt: skip
+                                  req.op, unwritten=True)  # fmt: skip
         ask = _ClientAsk(envelope, req.req_id, msg)
         if self._trace.on:
             self._trace("write_in", req.key, 0)  # type: ignore[union-attr]
@@ -876,7 +876,7 @@ class ConfigPlane:
             body = self._read(p.envelope, p.req, p.address, now, p.deadline)
         except RequestRejected as exc:
             self._count_error(exc.code)
-            body = encode_error(exc.req_id, exc.code, exc.message)
+            body = encode_error(exc.req_id, exc.code, exc.message, exc.unwritten)
         if body is not None and not self._hold(
             _Reply(p.envelope, body, p.req.req_id, p.req.op), p.req.key
         ):
@@ -969,7 +969,7 @@ class ConfigPlane:
                 refusal = self.disk_refusal(now)
                 if refusal is not None:  # the owner's disk: refused, as at the entry
                     self.counters["refused_disk"] += 1
-                    effects = [ReplyError(write.request, ErrorCode.UNAVAILABLE, refusal)]
+                    effects = [ReplyError(write.request, ErrorCode.UNAVAILABLE, refusal, True)]
                 else:
                     effects = rep.write(now, replace(write, forwarded=True))
             case ConfigForwardReply():
@@ -983,7 +983,7 @@ class ConfigPlane:
         del self._forwards[msg.tag]
         if not msg.ok or msg.entry is None:
             assert msg.code is not None
-            self._reply_error(fwd.ask, msg.code, msg.message)
+            self._reply_error(fwd.ask, msg.code, msg.message, msg.unwritten)
             return []
         # read-your-writes here too: hold the acknowledged version before answering
         effects = self.replicator.on_versions([msg.entry])
@@ -1048,7 +1048,7 @@ class ConfigPlane:
             case ReplyEntry():
                 self._reply_entry(effect.request, effect.entry, effect.gray)
             case ReplyError():
-                self._reply_error(effect.request, effect.code, effect.message)
+                self._reply_error(effect.request, effect.code, effect.message, effect.unwritten)
             case _Reply():
                 if effect.reserved and self._held_replies is not None:
                     self._held_replies.send(effect.envelope, effect.body, effect.reserved)
@@ -1142,7 +1142,7 @@ class ConfigPlane:
         assert isinstance(ask, _ClientAsk)
         if len(self._forwards) >= MAX_FORWARDS:
             self._reply_error(ask, ErrorCode.UNAVAILABLE, "too many config writes in flight "
-                              "on this node; nothing was written: retry shortly")  # fmt: skip
+                              "on this node; nothing was written: retry shortly", True)  # fmt: skip
             return
         self._next_tag += 1
         tag = self._next_tag
@@ -1209,6 +1209,7 @@ class ConfigPlane:
                 f"the data id's responsible node {u.peer} is not reachable from this node "
                 f"(no connection for {self.forward_grace:g} s); nothing was written: retry "
                 "shortly or on another node",
+                unwritten=True,
             )
 
     def _reply_entry(self, request: Any, entry: ConfigEntry, gray: bool) -> None:
@@ -1220,12 +1221,18 @@ class ConfigPlane:
                 result = without_echo(result, request.msg.get("op", ""))
             self._send_reply(request.envelope, encode_ok(request.req_id, result))
 
-    def _reply_error(self, request: Any, code: ErrorCode, message: str) -> None:
+    def _reply_error(
+        self, request: Any, code: ErrorCode, message: str, unwritten: bool = False
+    ) -> None:
+        """``unwritten``: refused before anything was written (the client may retry
+        anywhere): said in the reply (``error.written``), relayed by a forwarder."""
         if isinstance(request, _PeerAsk):
-            self._reply_peer(request, ok=False, code=int(code), message=message[:4096])
+            more = {"written": False} if unwritten else {}
+            self._reply_peer(request, ok=False, code=int(code), message=message[:4096], **more)
         elif isinstance(request, _ClientAsk):
             self._count_error(code)
-            self._send_reply(request.envelope, encode_error(request.req_id, code, message))
+            body = encode_error(request.req_id, code, message, unwritten)
+            self._send_reply(request.envelope, body)
 
     def _reply_peer(self, request: _PeerAsk, **fields: Any) -> None:
         """The answer to a forwarded write, kept for a resend if the connection is down."""

@@ -1202,7 +1202,7 @@ class NodeRuntime:
             ):  # a config request refused before the plane saw it (validation, the ACL,
                 # a client's limits): in stats.config.rejected too, as every refusal
                 self.configs.count_refused(exc.reason or exc.code.name.lower())
-            return envelope + [encode_error(exc.req_id, exc.code, exc.message)]
+            return envelope + [encode_error(exc.req_id, exc.code, exc.message, exc.unwritten)]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
             self.core.registry.count_error(ErrorCode.INTERNAL)

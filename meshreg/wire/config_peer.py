@@ -28,7 +28,8 @@ config_digests         digests, reply, after + upto (keys or nil, optional): ant
 config_versions        entries: versions where the sender is ahead
 config_forward         tag, request (the client's request map), by: a write for the
                        responsible node
-config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok)
+config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok; ``written``
+                       false: refused before anything was written)
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
@@ -241,6 +242,7 @@ class ConfigForwardReply:
     gray: bool
     code: ErrorCode | None  # None: ok
     message: str
+    unwritten: bool = False  # refused before anything was written (``written`` false)
 
 
 @dataclass(frozen=True, slots=True)
@@ -643,7 +645,10 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
     message = msg.get("message")
     if type(message) is not str or len(message) > MAX_ERROR_MESSAGE:
         raise _bad(f"field 'message' must be text of at most {MAX_ERROR_MESSAGE} characters")
-    return ConfigForwardReply(sender, tag, False, None, False, error, message)
+    written = msg.get("written", True)
+    if written is not True and written is not False:
+        raise _bad("field 'written' must be a boolean")
+    return ConfigForwardReply(sender, tag, False, None, False, error, message, not written)
 
 
 _WRITE_OPS = (

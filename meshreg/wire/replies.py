@@ -99,16 +99,13 @@ def beat_ok(req_id: int) -> bytes:
     return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
 
 
-def encode_error(req_id: int, code: ErrorCode, message: str) -> bytes:
-    """Encode an error reply."""
-    return _packb(
-        {
-            "v": limits.PROTOCOL_VERSION,
-            "id": req_id,
-            "ok": False,
-            "error": {"code": int(code), "name": code.name, "message": message},
-        }
-    )
+def encode_error(req_id: int, code: ErrorCode, message: str, unwritten: bool = False) -> bytes:
+    """Encode an error reply; ``unwritten``: a config write refused before anything was
+    written (``error.written`` false: retry anywhere, no request id needed)."""
+    error: dict[str, Any] = {"code": int(code), "name": code.name, "message": message}
+    if unwritten:
+        error["written"] = False
+    return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": False, "error": error})
 
 
 def decode_reply(body: bytes) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from meshreg.wire.config_peer import (
     encode_replication_effect,
     entry_to_wire,
 )
+from meshreg.wire.replies import encode_error
 
 FUZZ = fuzz_settings(300)
 ME = "127.0.0.1:7800"
@@ -220,6 +221,28 @@ def test_forwards_round_trip() -> None:
     err = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=11,
                                      message="is at revision 3, not 2"))  # fmt: skip
     assert err.code is ErrorCode.CONFLICT and err.message == "is at revision 3, not 2"
+    assert not err.unwritten  # absent: the outcome may be a write
+    none = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
+                                      message="minority", written=False))  # fmt: skip
+    assert none.unwritten and none.code is ErrorCode.UNAVAILABLE
+    for bad in (0, "no", None):
+        with pytest.raises(RemoteProtocolError, match="'written' must be a boolean"):
+            decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
+                                       message="m", written=bad))  # fmt: skip
+
+
+def test_an_error_reply_says_a_write_wrote_nothing_in_a_field() -> None:
+    """review21 F5: ``error.written`` false (only then), decoded into the client's error."""
+    from meshreg.client.messages import decode_reply_frames
+    from meshreg.errors import server_error
+
+    body = encode_error(4, ErrorCode.UNAVAILABLE, "x: nothing was written", unwritten=True)
+    assert msgpack.unpackb(body)["error"]["written"] is False
+    reply = decode_reply_frames([b"", body])
+    assert reply.unwritten and server_error(reply.code, reply.message, "n", True).unwritten
+    plain = decode_reply_frames([b"", encode_error(4, ErrorCode.UNAVAILABLE, "unknown")])
+    assert "written" not in msgpack.unpackb(encode_error(4, ErrorCode.UNAVAILABLE, "u"))["error"]
+    assert not plain.unwritten
 
 
 def test_versions_are_sent_in_bounded_chunks() -> None:

@@ -151,7 +151,7 @@ class Net:
         try:
             body = plane.serve([client, b""], req, msg, "tester", "10.1.1.1", self.now)
         except RequestRejected as exc:  # as the runtime answers it
-            body = encode_error(exc.req_id, exc.code, exc.message)
+            body = encode_error(exc.req_id, exc.code, exc.message, exc.unwritten)
         if not self.batched:  # else the turn ends at the next tick
             plane.flush(self.now)  # the end of the loop turn: the group commit, then sends
         if body is not None:
@@ -236,7 +236,22 @@ def test_a_minority_refuses_and_writes_nothing() -> None:
     reply = net.call(ADDRESSES[0], "config_publish", data_id=f"m{0}", content="x")
     assert reply["error"]["name"] == "UNAVAILABLE"
     assert "nothing was written" in reply["error"]["message"]
+    assert reply["error"]["written"] is False  # said in a field, not only in the text
     assert len(plane.store) == 0 and plane.stats()["refused_minority"] == 1
+
+
+def test_an_owners_refusal_that_wrote_nothing_is_relayed_as_such() -> None:
+    """review21 F5: "nothing was written" is a field (``error.written`` false), which a
+    forwarding node relays; a client need not read the message text."""
+    net = Net(3)
+    owner = owner_of("x")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.planes[owner].set_members_up(set())  # the owner sees no peer: a minority
+    reply = net.call(other, "config_publish", data_id="x", content="1")
+    assert reply["error"]["name"] == "UNAVAILABLE", reply
+    assert "need a majority" in reply["error"]["message"]
+    assert reply["error"]["written"] is False
+    assert all(len(p.store) == 0 for p in net.planes.values())
 
 
 def test_a_forward_to_an_unreachable_owner_is_refused_after_the_grace() -> None:
@@ -253,6 +268,7 @@ def test_a_forward_to_an_unreachable_owner_is_refused_after_the_grace() -> None:
     assert reply["error"]["name"] == "UNAVAILABLE"
     assert "not reachable" in reply["error"]["message"]
     assert "nothing was written" in reply["error"]["message"]
+    assert reply["error"]["written"] is False
     assert net.planes[other].stats()["forwards_pending"] == 0
 
 
@@ -304,6 +320,7 @@ def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
         reply["error"]["name"] == "UNAVAILABLE"
         and "outcome is unknown" in (reply["error"]["message"])
     )
+    assert "written" not in reply["error"]  # it may have been written
 
 
 def test_ready_gate_a_restarted_node_catches_up_before_it_serves_reads() -> None:
@@ -735,7 +752,7 @@ def test_a_get_is_answered_from_the_packed_result_of_the_current_entry(
     packs: list[Any] = []
     original = plane_module.pack_entry_result
     monkeypatch.setattr(plane_module, "pack_entry_result",
-                        lambda e, g: packs.append(e.revision) or original(e, g))  # fmt: skip
+                        lambda e, *a: packs.append(e.revision) or original(e, *a))  # fmt: skip
 
     def get(**fields: Any) -> bytes:
         msg = {"v": 1, "id": 300, "op": "config_get", "data_id": "c", **fields}
@@ -753,15 +770,15 @@ def test_a_get_is_answered_from_the_packed_result_of_the_current_entry(
     assert msgpack.unpackb(get(labels={"k": "v"}), raw=False)["result"]["content"] == "canary"
     assert msgpack.unpackb(get(), raw=False)["result"]["content"] == "two"
     assert msgpack.unpackb(get(labels={"k": "v"}), raw=False)["result"]["content"] == "canary"
-    assert packs == [1, 2, 3, 3]  # one per (entry, gray served)
+    assert packs == [1, 2, 3, 3]  # one per (entry, gray served, address listed)
     assert plane._replies_bytes == sum(len(p) for _, p in plane._replies.values())
     monkeypatch.setattr(plane_module, "CACHED_REPLIES_BYTES", 1000)  # full: emptied first
     assert net.call(a, "config_publish", data_id="d", content="x" * 2000)["ok"]
     assert len(plane._replies) == 2
     assert msgpack.unpackb(get(data_id="d"), raw=False)["result"]["content"] == "x" * 2000
-    assert list(plane._replies) == [(ConfigKey("public", "DEFAULT_GROUP", "d"), False)]
+    assert list(plane._replies) == [(ConfigKey("public", "DEFAULT_GROUP", "d"), False, None)]
     assert plane._replies_bytes == len(
-        plane._replies[ConfigKey("public", "DEFAULT_GROUP", "d"), False][1]
+        plane._replies[ConfigKey("public", "DEFAULT_GROUP", "d"), False, None][1]
     )
 
 
