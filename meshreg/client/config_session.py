@@ -65,6 +65,7 @@ from meshreg.client.actions import (
 from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten, ReplyTo
 from meshreg.client.configs import ConfigChanged, ConfigInfo, ConfigListener, ListenAnswer
 from meshreg.configcenter.model import CONFIG_BEHIND_ATTEMPT, CONFIG_WRITE_ATTEMPT, ConfigKey
+from meshreg.core.requests import DEADLINE_SLACK
 from meshreg.errors import (
     ErrorCode,
     NotFoundError,
@@ -97,8 +98,11 @@ CONFIG_WRITES = frozenset(
 )
 
 
-def _outcome_unknown(op: str, exc: BaseException, request_id: str) -> OutcomeUnknownError:
-    """A write no node answered within the call's time-out: it may have been applied."""
+def _outcome_unknown(
+    op: str, exc: BaseException, request_id: str, stamped: bool = True
+) -> OutcomeUnknownError:
+    """A write no node answered within the call's time-out: it may have been applied, or
+    be applied until its last attempt's deadline (``stamped``: it carried deadlines)."""
     how = (
         f"re-send it with request_id={request_id!r} (Client: request_id=...; CLI: "
         f"--request-id {request_id}): the cluster applies it at most once and answers with "
@@ -106,9 +110,15 @@ def _outcome_unknown(op: str, exc: BaseException, request_id: str) -> OutcomeUnk
         if request_id
         else "it carried no request_id, so read the data id before writing again"
     )
+    until = (
+        f" until {DEADLINE_SLACK:g}s after this error at the latest: each attempt carries a "
+        "deadline past which no node applies it"
+        if stamped
+        else ""
+    )
     return OutcomeUnknownError(
         f"{exc}; the outcome of this {op} is unknown (it may have been applied, or may "
-        f"still be): {how}",
+        f"still be{until}): {how}",
         request_id,
     )
 
@@ -370,6 +380,8 @@ class ConfigPolicy:
             fields["labels"] = dict(self.labels)
         target = via or self.s.server
 
+        stamped = self.s.settings.wall_offset is not None  # writes carry deadlines
+
         def failed(exc: BaseException) -> None:
             # an attempt that timed out (the session failed over and sent it again) may
             # have landed: its outcome is unknown, whatever a later attempt says
@@ -383,14 +395,16 @@ class ConfigPolicy:
                     late += f" in the {budget:.2g}s left of this call's time-out"
                 said = f"{answer} ({late})"
                 exc = (
-                    _outcome_unknown(op, ServerUnreachableError(said), fields.get("request_id", ""))
+                    _outcome_unknown(
+                        op, ServerUnreachableError(said), fields.get("request_id", ""), stamped
+                    )
                     if write
                     else self._read_refused(
                         key, answer, f"{answer.detail} ({late})", (*tried, target)
                     )  # fmt: skip
                 )
             elif write and isinstance(exc, ServerUnreachableError):  # no answer at all
-                exc = _outcome_unknown(op, exc, fields.get("request_id", ""))
+                exc = _outcome_unknown(op, exc, fields.get("request_id", ""), stamped)
             elif getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
                 done = (*tried, target)
                 nxt = self._another_server(done)

@@ -125,7 +125,7 @@ from meshreg.client.commands import (
     Subscribe,
     Unsubscribe,
 )
-from meshreg.client.config_session import ConfigPolicy
+from meshreg.client.config_session import CONFIG_WRITES, ConfigPolicy
 from meshreg.client.configs import ConfigChanged
 from meshreg.client.messages import (
     BatchOutcome,
@@ -165,6 +165,9 @@ WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"
 # answer, or its own fallback), so the answer arrives before the attempt ends even when the
 # owner is stopped (core/requests: the timing contract; DEADLINE_SLACK is defined there).
 DEADLINE_OPS = frozenset(("register", "deregister", "update", "register_batch"))
+# Config writes carry one too (a write waiting in a stopped owner's socket would land on
+# top of the client's later writes: review19 F1); their time-outs are the config plane's
+STAMPED_OPS = DEADLINE_OPS | CONFIG_WRITES
 # Writes whose time-out raises OutcomeUnknownError naming each attempt (beats: logged only)
 UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
@@ -805,7 +808,7 @@ class ClientSession:
             pending.fields = {**pending.fields, "resend": True}  # a config write sent again:
             pending.body = encode_request(pending.op, req_id, **pending.fields)  # say so
         offset = self.settings.wall_offset
-        if offset is not None and pending.op in DEADLINE_OPS:  # each attempt its own
+        if offset is not None and pending.op in STAMPED_OPS:  # each attempt its own
             now = self._now
             ends = now + offset + max(pending.attempt_deadline - now, 0.0) + DEADLINE_SLACK
             pending.fields = {**pending.fields, "deadline": round(ends * 1000)}

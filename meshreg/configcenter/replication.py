@@ -162,6 +162,7 @@ class ConfigWrite:
     forwarded: bool = False
     request_id: str = ""  # the client's id of this logical write ('': none, no dedup)
     resend: bool = False  # the client sent it before (an attempt timed out or failed over)
+    deadline: float | None = None  # wall s past which it must not make a version (None: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,10 +356,14 @@ class _HaveQueue:
 
 @dataclass(slots=True)
 class _CatchUp:
+    """The writes of one data id waiting for a majority's versions of it, in the order
+    they arrived (one round per data id, so they are applied in that order: review19 F1),
+    and per request id asked about ('': the plain catch-up) the members that answered."""
+
     writes: list[tuple[ConfigWrite, float]]  # with the time each arrived
     deadline: float
     resend_at: float
-    answered: set[str]
+    answered: dict[str, set[str]]
 
 
 class ConfigReplicator:
@@ -406,9 +411,9 @@ class ConfigReplicator:
         # turn, was a scan of every write in flight)
         self._pending_times: list[tuple[float, int, tuple[ConfigKey, int, str, str]]] = []
         self._pending_pushes = 0
-        # (data id, '') -> the catch-up after a view change; (data id, request id) -> the
-        # request check of a re-sent write this node holds no version of (``write``)
-        self._catching_up: dict[tuple[ConfigKey, str], _CatchUp] = {}
+        # data id -> its catch-up after a view change, with the request checks of re-sent
+        # writes this node holds no version of (``write``)
+        self._catching_up: dict[ConfigKey, _CatchUp] = {}
         self._view = 0  # bumped on every change of ``up``
         self._returned: set[str] = set()  # peers seen up again: digests at the next tick
         self._seen_up: set[str] = set()  # peers ever seen up (the first time is the start's
@@ -428,7 +433,7 @@ class ConfigReplicator:
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
                          "deduplicated": 0, "request_checks": 0, "pushed": 0,
                          "push_steps": 0, "sync_pages_out": 0, "have_steps": 0,
-                         "refused_learner": 0}  # fmt: skip
+                         "refused_learner": 0, "late_writes": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -494,6 +499,8 @@ class ConfigReplicator:
         done = self.store.find_request(write.key, write.request_id)
         if done is not None and done.committed:  # any node that holds it committed answers
             return self._replay(now, write, done, arrived)
+        if done is None and write.deadline is not None and now > write.deadline:
+            return [self._late(write, now)]
         owner = self.responsible(write.key)
         if owner != self.node_id and not write.forwarded:
             self.counters["forwarded"] += 1
@@ -531,16 +538,19 @@ class ConfigReplicator:
         # (so may any write that waited here while this node was away: not caught up since)
         suspect = write.resend or self._fresh.get(write.key, -1) < self._away_view
         check = write.request_id if suspect and done is None else ""
-        if (self._fresh.get(write.key) != self._view or check) and self.majority > 1:
-            round_key = (write.key, check)
-            catch_up = self._catching_up.get(round_key)
-            if catch_up is not None:
-                catch_up.writes.append((write, arrived))
+        catch_up = self._catching_up.get(write.key)
+        if catch_up is not None:  # after the writes before it, in their order
+            catch_up.writes.append((write, arrived))
+            if check in catch_up.answered:
                 return []
             self.counters["request_checks"] += bool(check)  # a re-send asked about
-            self._catching_up[round_key] = _CatchUp(
+            catch_up.answered[check] = {self.node_id}
+            return [FetchVersions(p, write.key, check) for p in self.peers]
+        if (self._fresh.get(write.key) != self._view or check) and self.majority > 1:
+            self.counters["request_checks"] += bool(check)  # a re-send asked about
+            self._catching_up[write.key] = _CatchUp(
                 [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
-                {self.node_id},
+                {check: {self.node_id}},
             )  # fmt: skip
             return [FetchVersions(p, write.key, check) for p in self.peers]
         if done is not None:  # a re-send: the version it made, never a second one
@@ -674,17 +684,22 @@ class ConfigReplicator:
         request_id: str = "",
     ) -> list[Effect]:
         effects = self._merge(entries)
-        catch_up = self._catching_up.get((key, request_id))
+        catch_up = self._catching_up.get(key)
         if catch_up is None or sender not in self.members:
             return effects
-        catch_up.answered.add(sender)
-        if len(catch_up.answered) < self.majority:
+        answered = catch_up.answered.get(request_id)
+        if answered is None:
             return effects
-        del self._catching_up[(key, request_id)]
+        answered.add(sender)
+        if any(len(a) < self.majority for a in catch_up.answered.values()):
+            return effects
+        del self._catching_up[key]
         self._fresh[key] = self._view
-        for write, arrived in catch_up.writes:  # checked: a majority's versions are here
-            effects += self.write(now, replace(write, resend=False) if request_id else write,
-                                  arrived)  # fmt: skip
+        checked = catch_up.answered.keys() - {""}
+        for write, arrived in catch_up.writes:  # a majority's versions are here: in order
+            if write.request_id in checked:
+                write = replace(write, resend=False)
+            effects += self.write(now, write, arrived)
         return effects
 
     def on_commit(self, key: ConfigKey, revision: int, origin: str, md5: str) -> list[Effect]:
@@ -796,9 +811,9 @@ class ConfigReplicator:
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        for (key, rid), catch_up in list(self._catching_up.items()):
+        for key, catch_up in list(self._catching_up.items()):
             if now >= catch_up.deadline:
-                del self._catching_up[(key, rid)]
+                del self._catching_up[key]
                 self.counters["timed_out"] += 1
                 effects.extend(
                     ReplyError(
@@ -814,7 +829,10 @@ class ConfigReplicator:
             elif now >= catch_up.resend_at:
                 catch_up.resend_at = now + self.resend_interval
                 effects.extend(
-                    FetchVersions(p, key, rid) for p in self.peers if p not in catch_up.answered
+                    FetchVersions(p, key, rid)
+                    for rid, answered in catch_up.answered.items()
+                    for p in self.peers
+                    if p not in answered
                 )
         for pkey, pending in list(self._pending.items()):
             if now >= pending.deadline:
@@ -1192,6 +1210,23 @@ class ConfigReplicator:
             ReplyError(r, ErrorCode.UNAVAILABLE, message)
             for r in (pending.write.request, *pending.joined)
         ]
+
+    def _late(self, write: ConfigWrite, now: float) -> ReplyError:
+        """A write past its ``deadline`` (the client's wall clock) makes no version: it
+        waited (in a stopped owner's socket, a forward, a catch-up) while its client gave
+        up on it and may have written since; applied now, it would land on top of those
+        writes (review19 F1; a registry write's rule, PROTOCOL.md 2.1 "Deadline")."""
+        self.counters["late_writes"] += 1
+        assert write.deadline is not None
+        return ReplyError(
+            write.request,
+            ErrorCode.UNAVAILABLE,
+            f"{write.key}: the write reached node {self.node_id} {now - write.deadline:.3g}s "
+            "after its deadline (the client's clock): nothing was written (the client has "
+            "sent it again or given up); if every write is refused so, this node's clock is "
+            "ahead of the client's: check the clocks (NTP)",
+            unwritten=True,
+        )
 
     def _replay(
         self, now: float, write: ConfigWrite, done: ConfigEntry, arrived: float

@@ -73,6 +73,7 @@ class PublishConfig:
     tags: tuple[tuple[str, str], ...]
     request_id: str = ""  # '' : none given (every write: PROTOCOL.md 2.15)
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    deadline: float | None = None  # wall s after which it is void (None: none given)
     revision_floor: int = 0  # the revision made is at least this (an import's; 0: none)
     echo: bool = True  # False: the result leaves out the content the client sent
     op = "config_publish"
@@ -99,6 +100,7 @@ class DeleteConfig:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    deadline: float | None = None  # wall s after which it is void (None: none given)
     revision_floor: int = 0  # as PublishConfig's
     op = "config_delete"
 
@@ -132,6 +134,7 @@ class RollbackConfig:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    deadline: float | None = None  # wall s after which it is void (None: none given)
     op = "config_rollback"
 
 
@@ -168,6 +171,7 @@ class PublishGray:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    deadline: float | None = None  # wall s after which it is void (None: none given)
     echo: bool = True  # False: the result leaves out the gray content the client sent
     op = "config_gray"
 
@@ -179,6 +183,7 @@ class PromoteGray:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    deadline: float | None = None  # wall s after which it is void (None: none given)
     op = "config_promote"
 
 
@@ -189,6 +194,7 @@ class DropGray:
     if_revision: int | None
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
+    deadline: float | None = None  # wall s after which it is void (None: none given)
     op = "config_gray_drop"
 
 
@@ -333,6 +339,8 @@ def parse_config_message(
         request = _parse(msg, req_id, op, max_content_bytes)
         if op in CONFIG_WRITE_OPS and msg.get("resend") is not None:
             request = replace(request, resend=_resend(msg))  # type: ignore[arg-type]
+        if op in CONFIG_WRITE_OPS and msg.get("deadline") is not None:
+            request = replace(request, deadline=_deadline(msg))  # type: ignore[arg-type]
         return request
     except ConfigRejected as exc:
         raise RequestRejected(exc.code, f"{op}: {exc.message}", req_id, op, exc.reason) from None
@@ -446,8 +454,24 @@ def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> Conf
         raise TypeError(f"{request.op} is not a write")
     return ConfigWrite(
         reply_to, op, request.key, args, request.if_revision, request_id=request.request_id,
-        resend=request.resend,
+        resend=request.resend, deadline=request.deadline,
     )  # fmt: skip
+
+
+MAX_DEADLINE_MS = 2**53  # as a registry write's (wire/messages): a JSON number keeps it
+
+
+def _deadline(msg: dict[str, Any]) -> float:
+    """A write's optional ``deadline``: the client's wall clock, in milliseconds since the
+    Unix epoch, after which no node may apply it (PROTOCOL.md 2.15: a write that waited
+    in a stopped owner's socket would otherwise land on top of the client's later ones)."""
+    value = msg.get("deadline")
+    if type(value) is not int or not 0 < value < MAX_DEADLINE_MS:
+        raise _invalid(
+            "field 'deadline' must be an integer of milliseconds since the Unix epoch "
+            f"(0 < deadline < 2**53), got {str(value)[:32]}"
+        )
+    return value / 1000.0
 
 
 def _resend(msg: dict[str, Any]) -> bool:

@@ -605,3 +605,60 @@ def test_the_request_index_keeps_every_revision_until_each_is_pruned() -> None:
     found = s.find_request(K, RID)
     assert found is not None and found.same_version(x2)
     assert s.find_request(K, RID2) is None  # W's revision went with X1's
+
+
+def test_writes_of_one_data_id_waiting_for_checks_are_applied_in_arrival_order() -> None:
+    """review19 F1: two re-sent writes of one data id, each with its request check, wait in
+    one round and are applied in the order they came, whichever check is answered first
+    (in rounds of their own, the later one's could finish first: the earlier write then
+    landed on top of it)."""
+    net = Net3()
+    first = ConfigWrite("w1", "publish", K, {"content": "first"}, request_id=RID, resend=True)
+    second = ConfigWrite("w2", "publish", K, {"content": "second"}, request_id=RID2,
+                         resend=True)  # fmt: skip
+    net.write(OWNER, first)
+    net.write(OWNER, second)
+    net.drop = lambda m: isinstance(m, FetchVersions) and m.request_id == RID  # slow answers
+    net.deliver()
+    assert net.answers("w1") == [] and net.answers("w2") == []  # the second waits its turn
+    net.drop = lambda m: False
+    net.tick(1.0)  # the first's check is asked again and answered
+    (w1,), (w2,) = net.answers("w1"), net.answers("w2")
+    assert isinstance(w1, ReplyEntry) and isinstance(w2, ReplyEntry), (w1, w2)
+    assert (w1.entry.revision, w2.entry.revision) == (1, 2)
+    assert net.reps[OWNER].store.current(K).content == "second"  # type: ignore[union-attr]
+
+
+def test_a_write_past_its_deadline_makes_no_version() -> None:
+    """review19 F1: a write that waited (a stopped owner's socket, a forward, a catch-up)
+    past its client's deadline is refused, nothing written (``unwritten``), counted; a
+    re-send of one that made a version is still answered with that version."""
+    net = Net3()
+    net.now = 100.0
+    late = ConfigWrite("late", "publish", K, {"content": "x"}, request_id=RID, deadline=99.0)
+    net.write(OWNER, late)
+    (refused,) = net.answers("late")
+    assert isinstance(refused, ReplyError) and refused.code is ErrorCode.UNAVAILABLE
+    assert refused.unwritten and "after its deadline" in refused.message
+    assert versions(net, OWNER) == [] and net.reps[OWNER].counters["late_writes"] == 1
+    # in time when it came, past its deadline when its catch-up round ends: refused too
+    net.reps[OWNER]._fresh.clear()
+    net.cut = set(OTHERS)
+    net.write(OWNER, ConfigWrite("slow", "publish", K, {"content": "y"}, request_id=RID2,
+                                 deadline=100.5))  # fmt: skip
+    net.tick(0.6)
+    net.cut = set()
+    net.tick(0.6)
+    (slow,) = net.answers("slow")
+    assert isinstance(slow, ReplyError) and slow.unwritten, slow
+    assert versions(net, OWNER) == []
+    # a write that made its version: a late re-send is answered with it, not refused
+    net.write(OWNER, ConfigWrite("made", "publish", K, {"content": "z"}, request_id=RID))
+    net.deliver()
+    (made,) = net.answers("made")
+    assert isinstance(made, ReplyEntry)
+    net.write(OWNER, ConfigWrite("again", "publish", K, {"content": "z"}, request_id=RID,
+                                 resend=True, deadline=net.now - 1))  # fmt: skip
+    net.deliver()
+    (again,) = net.answers("again")
+    assert isinstance(again, ReplyEntry) and again.entry.same_version(made.entry)
