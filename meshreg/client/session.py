@@ -164,7 +164,9 @@ WRITE_OPS = frozenset(("register", "deregister", "beat", "update", "service_set"
 # A node that forwards such a write answers it FORWARD_LEAD before its deadline (the owner's
 # answer, or its own fallback), so the answer arrives before the attempt ends even when the
 # owner is stopped (core/requests: the timing contract; DEADLINE_SLACK is defined there).
-DEADLINE_OPS = frozenset(("register", "deregister", "update", "register_batch"))
+DEADLINE_OPS = frozenset(
+    ("register", "deregister", "update", "register_batch", "service_set", "session_close")
+)
 # Config writes carry one too (a write waiting in a stopped owner's socket would land on
 # top of the client's later writes: review19 F1); their time-outs are the config plane's
 STAMPED_OPS = DEADLINE_OPS | CONFIG_WRITES

@@ -335,6 +335,8 @@ class RegistryNode:
                 sid, sess.count, self.policy.unhealthy_after, self.policy.evict_after
             )
         if type(req) is SessionClose:
+            if req.deadline is not None and now + self.wall_offset > req.deadline:
+                self._past_deadline(req, now)  # (review20 F1: it undid a newer register)
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             return SessionClosed(0 if sess is None else self._close_session(sess, now))
         if type(req) is DeregisterInstance:
@@ -348,6 +350,8 @@ class RegistryNode:
             self.emit(change)
             return None
         if type(req) is SetService:
+            if req.deadline is not None and now + self.wall_offset > req.deadline:
+                self._past_deadline(req, now)  # (review20 F2: it undid a later setting)
             exceeded = self.quotas.check_service_set(self.store, req.key, req.metadata)
             if exceeded is not None:
                 raise _over_quota(exceeded, req)
@@ -802,9 +806,13 @@ class RegistryNode:
         (a deregistration, a registration again).  Nothing changes; counted."""
         self.late_writes += 1
         late = now + self.wall_offset - req.deadline
+        if type(req) is SessionClose:
+            what = f"session {req.session} of namespace {req.namespace}"
+        else:
+            what = f"{req.key}" + (f" {req.instance}" if hasattr(req, "instance") else "")
         raise RequestRejected(
             ErrorCode.UNAVAILABLE,
-            f"{req.op}: {req.key} {req.instance} reached node {self.address} {late:.3g}s "
+            f"{req.op}: {what} reached node {self.address} {late:.3g}s "
             "after its deadline (the client's clock): not applied (the client has sent it "
             "again or given up); if every write is refused so, this node's clock is ahead "
             "of the client's: check the clocks (NTP)",

@@ -96,6 +96,7 @@ class SessionClose:
     req_id: int
     namespace: str
     session: str
+    deadline: float | None = None  # wall time (s) after which it is void (PROTOCOL.md 2.1)
     op = "session_close"
 
 
@@ -142,6 +143,7 @@ class SetService:
     key: ServiceKey
     protect_threshold: float | None
     metadata: dict[str, str] | None
+    deadline: float | None = None  # wall time (s) after which it is void (PROTOCOL.md 2.1)
     op = "service_set"
 
 

@@ -235,7 +235,9 @@ def _client_of(principal: Principal, envelope: list[Any]) -> str | bytes | None:
 
 # writes that may carry a client deadline (PROTOCOL.md 2.1): judged by the clock read
 # when they are served, not the drain's (a stop in the middle of a drain: see _serve)
-_DEADLINE_WRITES = frozenset({RegisterInstance, DeregisterInstance, UpdateInstance, RegisterBatch})
+_DEADLINE_WRITES = frozenset(
+    {RegisterInstance, DeregisterInstance, UpdateInstance, RegisterBatch, SetService, SessionClose}
+)
 # the configuration center's requests: served by runtime/config_plane, not the core
 _CONFIG_REQUESTS = frozenset(
     {

@@ -325,6 +325,7 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
             _service_key(msg, req_id, op),
             threshold,
             service_metadata,
+            _deadline(msg, req_id, op),
         )
     if op == "instances":
         return QueryInstances(
@@ -748,7 +749,9 @@ def _session_op(
     if session is None:
         raise _reject(req_id, op, "field 'session' is required (the id session_open returned)")
     sid = _session_id(session, req_id, op)
-    return SessionRenew(req_id, ns, sid) if op == "session_renew" else SessionClose(req_id, ns, sid)
+    if op == "session_renew":
+        return SessionRenew(req_id, ns, sid)
+    return SessionClose(req_id, ns, sid, _deadline(msg, req_id, op))
 
 
 def _update(msg: dict[str, Any], req_id: int) -> UpdateInstance:

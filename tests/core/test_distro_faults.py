@@ -549,6 +549,33 @@ def test_a_write_past_its_deadline_is_refused_counted_and_changes_nothing() -> N
     assert IID in m.node.store.services[key].instances
 
 
+def test_a_service_set_or_session_close_past_its_deadline_changes_nothing() -> None:
+    """review20 F1, F2: a late service_set undid the operator's later setting; a late
+    session_close removed an instance registered again in another session since."""
+    from meshreg.core.effects import Rejected, Reply
+    from meshreg.core.requests import RegisterInstance, SessionClose, SessionOpen, SetService
+
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    wall = m.now + m.node.registry.wall_offset
+    ok = m.node.handle(SetService(1, key, 0.5, {"v": "1"}, wall + 1.0), m.now)
+    assert isinstance(ok, Reply)
+    late = m.node.handle(SetService(2, key, 0.0, {"v": "0"}, wall - 1.0), m.now)
+    assert isinstance(late, Rejected) and late.code.name == "UNAVAILABLE"
+    assert "deadline" in late.message
+    assert m.node.store.settings[key][2] == {"v": "1"}
+    opened = m.node.handle(SessionOpen(3, key.namespace, None), m.now)
+    sid = opened.result.session  # type: ignore[union-attr]
+    m.node.handle(RegisterInstance(4, key, IID, 1.0, True, {}, sid), m.now)
+    refused = m.node.handle(SessionClose(5, key.namespace, sid, wall - 1.0), m.now)
+    assert isinstance(refused, Rejected) and "deadline" in refused.message
+    assert IID in m.node.store.services[key].instances
+    assert stats_map(m.node, m.now)["late_writes"] == 2
+    m.node.handle(SessionClose(6, key.namespace, sid, wall + 1.0), m.now)  # in time
+    svc = m.node.store.services.get(key)
+    assert svc is None or IID not in svc.instances
+
+
 def test_an_owner_that_does_not_judge_replicates_the_evidence_of_its_beats() -> None:
     """While views disagree, beats are applied by whichever node the entry's view names;
     one that does not judge the service (here n1, deaf to n4) replicates their evidence,

@@ -521,3 +521,13 @@ def test_a_deadline_is_read_in_milliseconds_and_a_batch_gives_its_own_to_every_e
     }
     entries = parse_request(msgpack.packb(batch)).entries
     assert [e.deadline for e in entries] == [1_700_000_000.0, 1_700_000_000.0]
+    # service_set and session_close take one too (review20 F1, F2)
+    ms = 1_700_000_000_500
+    setting = {"v": 1, "id": 9, "op": "service_set", "service": "s", "metadata": {}}
+    assert parse_request(msgpack.packb({**setting, "deadline": ms})).deadline == ms / 1000
+    close = {"v": 1, "id": 9, "op": "session_close", "session": "5e" * 16}
+    assert parse_request(msgpack.packb({**close, "deadline": ms})).deadline == ms / 1000
+    assert parse_request(msgpack.packb(close)).deadline is None
+    for body in (setting, close):
+        exc = rejected(msgpack.packb({**body, "deadline": "soon"}))
+        assert exc.code is ErrorCode.INVALID_ARGUMENT and "'deadline'" in exc.message
