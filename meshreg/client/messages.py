@@ -136,6 +136,7 @@ class BatchOutcome:
 class SessionRenewal:
     instances: int  # instances the node holds in the session
     known: bool | None  # False: the node had never heard of the session (None: not said)
+    ready: bool = True  # False: the node is still catching up (the two above may lag)
 
 
 def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
@@ -173,7 +174,7 @@ def decode_result(op: str, raw: Any) -> Any:
         members = tuple(Member(m["id"], m["address"], m["state"]) for m in r["members"])
         return ClusterView(r["node"], members, r)
     if op == "session_renew":
-        return SessionRenewal(r["instances"], r.get("known"))
+        return SessionRenewal(r["instances"], r.get("known"), r.get("ready") is not False)
     if op == "register_batch":
         return BatchOutcome(
             tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])

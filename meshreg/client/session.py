@@ -1281,6 +1281,8 @@ class ClientSession:
 
         def renewed(result: SessionRenewal) -> None:
             self._session_answered(result)
+            if not result.ready:  # a member catching up: what it holds may lag (2.3a)
+                return
             held, acked = result.instances, self._session_acked
             if result.known is False and acked:
                 self._short_renewals = SHORT_RENEWALS  # the node never heard of it

@@ -162,10 +162,18 @@ from meshreg.core.requests import (
     Reconcile,
     RegisterBatch,
     RegisterInstance,
+    SessionRenew,
     SetService,
     UpdateInstance,
 )
-from meshreg.core.results import ClusterResult, MemberRow, MemberStats, Result, StatsResult
+from meshreg.core.results import (
+    ClusterResult,
+    MemberRow,
+    MemberStats,
+    Result,
+    SessionRenewed,
+    StatsResult,
+)
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, RequestRejected
@@ -900,7 +908,13 @@ class DistroNode:
         if t is GetStats:  # the registry's, with the member's (``stats_result``)
             self._count(req.op)
             return self.stats_result(now)
-        return self.registry.apply(req, now, received_at, client)
+        result = self.registry.apply(req, now, received_at, client)
+        if t is SessionRenew and not self.ready and type(result) is SessionRenewed:
+            # Catching up, we may not hold the session (or all of it) yet: renewed here
+            # and replicated all the same, but "unknown" or short must not make the client
+            # register everything again (review21 F8: the storm UNAVAILABLE spares beats)
+            return replace(result, ready=False)
+        return result
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1

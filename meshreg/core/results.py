@@ -82,6 +82,7 @@ class SessionOpened:
 class SessionRenewed:
     instances: int
     known: bool  # False: the node had not heard of the session (it opened it now)
+    ready: bool = True  # False: a member still catching up (``known``/``instances`` may lag)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,8 @@ def session_opened_map(r: SessionOpened) -> dict[str, Any]:
 
 
 def session_renewed_map(r: SessionRenewed) -> dict[str, Any]:
+    if not r.ready:  # (only then: the usual reply keeps its bytes)
+        return {"instances": r.instances, "known": r.known, "ready": False}
     return {"instances": r.instances, "known": r.known}
 
 

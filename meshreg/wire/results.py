@@ -207,6 +207,7 @@ def check_session_renew(result: Any) -> dict[str, Any]:
     r = _map(result, "the result")
     _int(r.get("instances"), "instances")
     _optional(r, "known", _bool, "known")
+    _optional(r, "ready", _bool, "ready")
     return r
 
 

@@ -142,6 +142,24 @@ def test_a_lost_session_is_opened_again_by_registering_its_instances_again(
     assert len([x for x in h.logs() if "registering them again" in x]) == 1
 
 
+def test_a_catching_up_node_s_unknown_or_short_renewals_register_nothing_again() -> None:
+    """review21 F8: a member still catching up (``ready: false``) may not hold the session
+    yet; registering every instance again on its word is the storm the beat rule avoids.
+    Once it answers ready and still does not know the session, the client registers."""
+    h = Harness(beat_ms=1000, session=True)
+    registered(h, 5, session=True)
+    for answer in [{"instances": 0, "known": False, "ready": False}] * (SHORT_RENEWALS + 1):
+        h.advance(1000)
+        (renewal,) = h.unanswered("session_renew")
+        h.reply(renewal, answer)
+        assert h.unanswered("register") == h.unanswered("register_batch") == []
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    h.reply(renewal, {"instances": 0, "known": False})  # caught up: it really is lost
+    (again,) = h.unanswered("register_batch")
+    assert len(again.fields["instances"]) == 5
+
+
 def test_one_short_renewal_is_not_enough_to_register_again() -> None:
     h = Harness(beat_ms=1000, session=True)
     registered(h, 5, session=True)

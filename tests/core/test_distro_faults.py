@@ -753,3 +753,21 @@ def test_a_member_lost_while_views_differ_gets_our_latest_beats_told_at_once() -
     assert m.node.members() == ("n1", "n2")
     (delta,) = [d for d in m.deltas() if d.payload.key == key]  # no beat since
     assert delta.payload.upserts[0].alive == m.node.registry.local_evidence(rec) > told
+
+
+def test_a_catching_up_member_says_so_in_a_session_renewal() -> None:
+    """review21 F8: renewed and replicated as ever, but ``ready: false``, so the client does
+    not register everything again on a session this member does not hold yet."""
+    from meshreg.core.effects import Reply
+    from meshreg.core.requests import SessionRenew
+    from meshreg.wire.result_maps import session_renewed_map
+
+    node = DistroNode(POLICY, CLUSTER, "n1", "10.0.0.1:7800", [A, B], 7, 0.0)
+    assert not node.ready
+    answer = node.handle(SessionRenew(1, "public", "5e" * 16), 0.1)
+    assert isinstance(answer, Reply)
+    assert session_renewed_map(answer.result) == {"instances": 0, "known": False,  # type: ignore[arg-type]
+                                                  "ready": False}  # fmt: skip
+    ready = Member()
+    answer = ready.node.handle(SessionRenew(2, "public", "5e" * 16), ready.now)
+    assert session_renewed_map(answer.result) == {"instances": 0, "known": False}  # type: ignore[union-attr,arg-type]
