@@ -116,6 +116,13 @@ class ClusterView:
     def up(self) -> tuple[Member, ...]:
         return tuple(m for m in self.members if m.state == "up")
 
+    def majority(self) -> tuple[int, int, bool]:
+        """(configured members the node sees up, itself included; configured members;
+        whether that is a majority)."""
+        rows = [m for m in self.raw.get("members", ()) if m.get("configured", True)]
+        up = sum(1 for m in rows if m.get("state") == "up")
+        return up, len(rows), up * 2 > len(rows)
+
 
 @dataclass(frozen=True)
 class EntryRefusal:
@@ -137,6 +144,7 @@ class SessionRenewal:
     instances: int  # instances the node holds in the session
     known: bool | None  # False: the node had never heard of the session (None: not said)
     ready: bool = True  # False: the node is still catching up (the two above may lag)
+    minority: tuple[int, int] | None = None  # (members up, members): it sees no majority
 
 
 def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
@@ -174,7 +182,8 @@ def decode_result(op: str, raw: Any) -> Any:
         members = tuple(Member(m["id"], m["address"], m["state"]) for m in r["members"])
         return ClusterView(r["node"], members, r)
     if op == "session_renew":
-        return SessionRenewal(r["instances"], r.get("known"), r.get("ready") is not False)
+        seen = (r["members_up"], r["members"]) if "members" in r and "members_up" in r else None
+        return SessionRenewal(r["instances"], r.get("known"), r.get("ready") is not False, seen)
     if op == "register_batch":
         return BatchOutcome(
             tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])

@@ -193,6 +193,9 @@ MAX_SERVERS = 64  # servers given plus cluster members learned from the view
 PROBE_INTERVAL = 5.0  # s; a client that only watches pings its server this often
 DIRECT_RETRY = 0.05  # s; wait before trying again a member whose connection is coming up
 DIRECT_INSIST = 20  # tries (about 1 s) to reach a member that must answer (a confirmation)
+# A server that sees no majority of the configured members: at most this many other
+# servers are asked for their view, at most once per beat interval (and this often)
+MAJORITY_PROBES, MAJORITY_PROBE_MIN = 8, 1.0
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
 MAX_WHY = 500  # chars of an unreadable reply kept to explain a later time-out
 BATCH_ENTRIES = 256  # instances per register_batch (the node takes up to 1000)
@@ -320,6 +323,7 @@ class ClientSession:
         self._members: tuple[str, ...] = ()
         self._member_address: dict[str, str] = {}
         self._next_view = 0.0
+        self._next_majority_probe = 0.0  # (``_seek_majority``)
         self._next_probe = 0.0
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # before this, no switch again (backoff)
@@ -650,6 +654,12 @@ class ClientSession:
                 f"{self.settings.attempt_timeout:g}s per attempt, a config write "
                 f"{CONFIG_WRITE_ATTEMPT:g}s); trying {self.server}",
             )
+        self._use_server()
+
+    def _use_server(self) -> None:
+        """The server changed: connect, send what is in flight there, pull and listen
+        again (the new server may be another incarnation)."""
+        now = self._now
         self._connect()
         self._forget_view()
         for req_id, p in self._pending.items():
@@ -657,11 +667,50 @@ class ClientSession:
             p.tried.append(self.server)
             p.via = None
             self._send(req_id, p)
-        for key in self.watches:  # the new server may be another incarnation
+        for key in self.watches:
             self.watches[key].pulling = False
             self.watches[key].awaiting_push_since = now  # subscribed there anew
             self._pull(key)
         self.configs.relisten()  # pushes may have been missed meanwhile
+
+    def _seek_majority(self, seen: tuple[int, int]) -> None:
+        """The server sees no majority of the configured members (``seen``: up, of how
+        many): cut off from the others, it cannot pass on what this client renews or
+        beats there, and they may judge its instances silent (review20 F3: a provider
+        that reaches every node lost its instances on the majority side).  Ask the
+        other servers for their view; move to one that sees a majority."""
+        now = self._now
+        if now < self._next_majority_probe or len(self.servers) < 2:
+            return
+        self._next_majority_probe = now + max(self.settings.beat_interval, MAJORITY_PROBE_MIN)
+        current = self.server
+        others = [a for a in map(self._address, range(len(self.servers))) if a != current]
+        for address in others[:MAJORITY_PROBES]:
+
+            def got(view: ClusterView, address: str = address) -> None:
+                up, total, majority = view.majority()
+                if majority and self.server == current and view.node != "":
+                    self._move_to(address, seen, (up, total))
+
+            self.request("cluster", {}, self.settings.attempt_timeout, on_reply=got,
+                         on_error=lambda exc: None, via=address)  # fmt: skip
+
+    def _move_to(self, address: str, seen: tuple[int, int], there: tuple[int, int]) -> None:
+        """Use ``address`` as the server (it sees a majority; the current one did not)."""
+        indices = [i for i in range(len(self.servers)) if self._address(i) == address]
+        if not indices or address == self.server:
+            return
+        old = self.server
+        self._server_index = indices[0]
+        self.server = address
+        self._status_changed = True
+        self._warn(
+            "majority",
+            f"meshreg server {old} sees only {seen[0]} of the {seen[1]} configured members "
+            f"(cut off from the others: what this client renews or beats there does not "
+            f"reach them); using {address}, which sees {there[0]} of {there[1]}",
+        )
+        self._use_server()
 
     # -- offline: every server failed (see the theory of operation) -----------------------------
     def _went_silent(self, server: str) -> None:
@@ -726,6 +775,9 @@ class ClientSession:
         self._next_view = self._now + VIEW_INTERVAL
 
         def got(view: ClusterView) -> None:
+            seen_up, configured, majority = view.majority()
+            if configured > 1 and not majority:  # (beats only: no renewal says it)
+                self._seek_majority((seen_up, configured))
             up = view.up()
             self._members = tuple(sorted({m.id for m in up}))
             self._member_address = {m.id: m.address for m in up}
@@ -1281,6 +1333,8 @@ class ClientSession:
 
         def renewed(result: SessionRenewal) -> None:
             self._session_answered(result)
+            if result.minority is not None:
+                self._seek_majority(result.minority)
             if not result.ready:  # a member catching up: what it holds may lag (2.3a)
                 return
             held, acked = result.instances, self._session_acked

@@ -909,12 +909,29 @@ class DistroNode:
             self._count(req.op)
             return self.stats_result(now)
         result = self.registry.apply(req, now, received_at, client)
-        if t is SessionRenew and not self.ready and type(result) is SessionRenewed:
-            # Catching up, we may not hold the session (or all of it) yet: renewed here
-            # and replicated all the same, but "unknown" or short must not make the client
-            # register everything again (review21 F8: the storm UNAVAILABLE spares beats)
-            return replace(result, ready=False)
+        if t is SessionRenew and type(result) is SessionRenewed:
+            if not self.ready:
+                # Catching up, we may not hold the session (or all of it) yet: renewed
+                # here and replicated all the same, but "unknown" or short must not make
+                # the client register everything again (review21 F8: the storm
+                # UNAVAILABLE spares beats)
+                result = replace(result, ready=False)
+            minority = self._minority() if self.ready else None  # (starting: not heard yet)
+            if minority is not None:  # (review20 F3)
+                result = replace(result, minority=minority)
         return result
+
+    def _minority(self) -> tuple[int, int] | None:
+        """(configured members up, itself included; configured members) when that is no
+        majority: this node is cut off from most of the others, so what a client renews
+        or beats here does not reach them, and they may judge its instances silent.  A
+        client that can reach a node seeing a majority moves there (PROTOCOL.md 2.3a)."""
+        total = up = 1
+        for peer in self.membership.peers.values():
+            if peer.configured:
+                total += 1
+                up += peer.state is MemberState.UP
+        return (up, total) if total > 1 and up * 2 <= total else None
 
     def _count(self, op: str) -> None:
         self.stats.requests[op] = self.stats.requests.get(op, 0) + 1

@@ -83,6 +83,9 @@ class SessionRenewed:
     instances: int
     known: bool  # False: the node had not heard of the session (it opened it now)
     ready: bool = True  # False: a member still catching up (``known``/``instances`` may lag)
+    # (configured members this node sees up, itself included; configured members) when
+    # that is no majority: cut off from the others, the client had better renew elsewhere
+    minority: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

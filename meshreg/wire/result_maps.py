@@ -83,9 +83,12 @@ def session_opened_map(r: SessionOpened) -> dict[str, Any]:
 
 
 def session_renewed_map(r: SessionRenewed) -> dict[str, Any]:
+    out: dict[str, Any] = {"instances": r.instances, "known": r.known}
     if not r.ready:  # (only then: the usual reply keeps its bytes)
-        return {"instances": r.instances, "known": r.known, "ready": False}
-    return {"instances": r.instances, "known": r.known}
+        out["ready"] = False
+    if r.minority is not None:
+        out["members_up"], out["members"] = r.minority
+    return out
 
 
 def session_closed_map(r: SessionClosed) -> dict[str, Any]:

@@ -208,6 +208,8 @@ def check_session_renew(result: Any) -> dict[str, Any]:
     _int(r.get("instances"), "instances")
     _optional(r, "known", _bool, "known")
     _optional(r, "ready", _bool, "ready")
+    _optional(r, "members_up", _int, "members_up")
+    _optional(r, "members", _int, "members")
     return r
 
 

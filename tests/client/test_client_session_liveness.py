@@ -223,3 +223,38 @@ def test_a_client_that_never_registered_closes_without_a_session_close() -> None
     registered(h2, 2, session=True)
     h2.do(CloseSession(5.0, Handle()))
     assert len(h2.requests("session_close")) == 1
+
+
+def _view(node: str, states: dict[str, str]) -> dict[str, object]:
+    members = [
+        {"id": a, "address": a, "state": s, "self": a == node, "services": 0, "instances": 0,
+         "lag": 0, "configured": True}
+        for a, s in states.items()
+    ]  # fmt: skip
+    return {"node": node, "ready": True, "members": members}
+
+
+def test_a_server_cut_off_from_the_majority_is_left_for_one_that_sees_it() -> None:
+    """review20 F3: the server renews the session but sees 1 of 3 members (cut off from
+    the others, which judge the session silent); the client asks the other servers for
+    their view and moves to one that sees a majority.  One that sees none is not used."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), beat_ms=1000, session=True)
+    registered(h, 5, session=True)
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    h.reply(renewal, {"instances": 5, "known": True, "members_up": 1, "members": 3})
+    probes = {p.to: p for p in h.unanswered("cluster")}
+    assert set(probes) == {"b:2", "c:3"}, probes
+    h.reply(probes["c:3"], _view("c:3", {"a:1": "down", "b:2": "down", "c:3": "up"}))
+    assert h.core.server == "a:1"  # c sees no majority either: stay
+    h.reply(probes["b:2"], _view("b:2", {"a:1": "down", "b:2": "up", "c:3": "up"}))
+    assert h.core.server == "b:2" and h.connects()[-1] == "b:2"
+    assert any("sees only 1 of the 3 configured members" in x for x in h.logs("warning"))
+    majority_view = _view("b:2", {"a:1": "down", "b:2": "up", "c:3": "up"})
+    h.advance(600)  # the new server's view is asked for
+    h.answer_all("cluster", majority_view)
+    h.advance(400)
+    assert {r.to for r in h.unanswered("session_renew")} == {"b:2"}
+    h.answer_all("session_renew", {"instances": 5, "known": True})
+    h.advance(1000)  # a server that sees a majority: nobody is asked
+    assert [p.to for p in h.unanswered("cluster") if p.to != "b:2"] == []

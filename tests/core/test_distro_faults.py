@@ -771,3 +771,23 @@ def test_a_catching_up_member_says_so_in_a_session_renewal() -> None:
     ready = Member()
     answer = ready.node.handle(SessionRenew(2, "public", "5e" * 16), ready.now)
     assert session_renewed_map(answer.result) == {"instances": 0, "known": False}  # type: ignore[union-attr,arg-type]
+
+
+def test_a_member_cut_off_from_the_majority_says_so_in_a_session_renewal() -> None:
+    """review20 F3: a client renewing through a node that sees no majority of the
+    configured members learns it (``members_up``/``members``) and can move to a node that
+    does; with a majority up the reply is as ever."""
+    from meshreg.core.requests import SessionRenew
+    from meshreg.wire.result_maps import session_renewed_map
+
+    m = Member()
+    sid = "5e" * 16
+    answer = m.node.handle(SessionRenew(1, "public", sid), m.now)
+    assert set(session_renewed_map(answer.result)) == {"instances", "known"}  # type: ignore[union-attr,arg-type]
+    m.run(CLUSTER.peer_timeout + 1.0, None)  # n2 and n3 fall silent
+    answer = m.node.handle(SessionRenew(2, "public", sid), m.now)
+    said = session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]
+    assert (said["members_up"], said["members"]) == (1, 3), said
+    m.run(1.0, ("n1", "n2", "n3"))  # back
+    answer = m.node.handle(SessionRenew(3, "public", sid), m.now)
+    assert "members" not in session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]
