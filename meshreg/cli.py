@@ -223,7 +223,8 @@ def main() -> None:
     "config_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="TOML config file ([node], [health], [cluster], [limits]).",
+    help="TOML config file ([node], [health], [cluster], [config], [security], [limits]; "
+    "deploy/node.toml lists every key).",
 )
 @click.option(
     "--check-interval", type=float, default=None, help="Seconds between health sweeps (5)."

@@ -202,7 +202,12 @@ class NodeConfig:
         out: list[str] = []
         itself: list[str] = []
         for text in self.peers:
-            host, port = parse_address(text)
+            host, port = parse_address(text, default_port=0)
+            if port == 0:  # (review19 F3: taken as 7800, silently; this node itself if so)
+                raise ConfigError(
+                    f"peer {text!r} has no port: give every peer as host:port (the request "
+                    f"port of that node, e.g. {host}:{DEFAULT_PORT})"
+                )
             addr = f"{host}:{port}"
             if addr in out or addr in itself:
                 continue
@@ -309,9 +314,9 @@ class NodeConfig:
                 f"message; default {BATCH_DELTAS}), got {batch!r}"
             )
         if type(self.config_keep_revisions) is not int or self.config_keep_revisions < 0:
-            raise ConfigError("config_keep_revisions must be a whole number >= 0 (0: no limit)")
+            raise ConfigError("[config] keep_revisions must be a whole number >= 0 (0: no limit)")
         if type(self.config_keep_days) not in (int, float) or not self.config_keep_days >= 0:
-            raise ConfigError("config_keep_days must be a number of days >= 0 (0: no limit)")
+            raise ConfigError("[config] keep_days must be a number of days >= 0 (0: no limit)")
         self.config_limits()
 
     def _validate_timings(self) -> None:

@@ -523,7 +523,7 @@ def _too_large(field_name: str, size: int, max_bytes: int, qualifier: str = "") 
     return ConfigRejected(
         ErrorCode.TOO_LARGE,
         f"field '{field_name}' is {qualifier}{size} bytes; this node's limit is {max_bytes} bytes "
-        f"(config_max_content_bytes; hard cap {HARD_MAX_CONTENT_BYTES})",
+        f"(the node's [config] max_content_bytes; hard cap {HARD_MAX_CONTENT_BYTES})",
         "too_large",
     )
 

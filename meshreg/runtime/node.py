@@ -197,6 +197,20 @@ _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 _SESSION_OPENS = (SessionOpen, SessionRenew, RegisterInstance, RegisterBatch)
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IPv4 or IPv6 address, or a name) is this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        return all(
+            ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None)
+        )
+    except (OSError, ValueError):
+        return False
+
+
 class _HeldReplies:
     """The config plane's read answers held for a commit, counted in their client
     connection's reply budget meanwhile (config_plane ``HeldReplies``)."""
@@ -392,18 +406,16 @@ class NodeRuntime:
         cfg = self.config
         if self.secure:
             return
-        try:
-            loopback = ipaddress.ip_address(socket.gethostbyname(cfg.host)).is_loopback
-        except (OSError, ValueError):
-            loopback = False
-        if loopback:
+        if _is_loopback(cfg.host):
             return
         if not cfg.security.insecure:
+            where = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
             raise ConfigError(
-                f"refusing to serve on {cfg.host}:{cfg.port} without a key: anyone who can "
+                f"refusing to serve on {where}:{cfg.port} without a key: anyone who can "
                 "reach it could read and change the registry. Make a key (meshreg keygen "
                 "cluster) and start with --key cluster.key [--acl acl.toml] (docs/SECURITY.md); "
-                "or, on a network you trust, pass --insecure"
+                "or, on a network you trust, pass --insecure (config file: [security] "
+                "insecure = true)"
             )
         log.warning(
             "INSECURE: serving on %s:%d without encryption or authentication (--insecure); "

@@ -180,3 +180,28 @@ def test_config_force_ready_from_the_file_and_the_flag(tmp_path: Path) -> None:
             load(tmp_path, f"[config]\nforce_ready = {bad}\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load(tmp_path, "[config]\nforce_readyy = true\n")
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "node-b", "[::1]"])
+def test_a_peer_without_a_port_is_refused_naming_it(tmp_path: Path, peer: str) -> None:
+    """review19 F3: it was taken as port 7800, silently (on a node at 7800: itself, so the
+    node ran alone)."""
+    with pytest.raises(ConfigError, match=r"has no port: give every peer as host:port"):
+        load(tmp_path, f'[cluster]\npeers = ["{peer}", "127.0.0.1:7810"]\n')
+
+
+def test_config_center_settings_are_named_as_in_the_file(tmp_path: Path) -> None:
+    """review19 F2: errors named internal names (config_keep_days) a user cannot find."""
+    with pytest.raises(ConfigError, match=r"\[config\] keep_days must be"):
+        load(tmp_path, "[config]\nkeep_days = -1\n")
+    with pytest.raises(ConfigError, match=r"\[config\] keep_revisions must be"):
+        load(tmp_path, "[config]\nkeep_revisions = -5\n")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_a_loopback_host_needs_no_key(host: str) -> None:
+    """review19 F9: ``::1`` was refused as "not loopback" (an IPv4-only lookup)."""
+    from meshreg.runtime.node import _is_loopback
+
+    assert _is_loopback(host)
+    assert not _is_loopback("10.255.255.1") and not _is_loopback("no-such-host.invalid")
