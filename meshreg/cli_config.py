@@ -603,6 +603,16 @@ def import_(
         )
         for (g, d), error in report.failed:
             click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)
+        if report.failed:  # (review19 F7: the per-item advice names request ids it never shows)
+            again = "skip" if on_conflict != "overwrite" else "overwrite"
+            click.echo(
+                f"{len(report.failed)} config(s) not imported: once the cluster answers again "
+                f"(a majority up), run the same import with --on-conflict {again}: what was "
+                "written meanwhile is "
+                + ("skipped" if again == "skip" else "written again")
+                + ", the rest imported",
+                err=True,
+            )
         if report.below:
             shown = ", ".join(f"{_safe(g)}/{_safe(d)}" for g, d in report.below[:10])
             more = f" and {len(report.below) - 10} more" if len(report.below) > 10 else ""

@@ -860,3 +860,24 @@ def test_names_too_long_for_a_file_name_are_cached_under_a_cut_name_and_a_hash(
     cache.save_config(ckey, info(ckey.data_id, "a: 1\n", 2))
     copy = cache.load_config(ckey)
     assert copy is not None and copy.content == "a: 1\n"
+
+
+def test_an_import_with_failures_says_how_to_finish_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review19 F7: after a majority loss each failed item's advice names a request id the
+    user never sees; the summary says what to run instead."""
+    from click.testing import CliRunner
+
+    import meshreg.client.config_archive as archive
+    from meshreg.cli import main
+
+    report = archive.ImportReport(created=[("G", "a")])
+    report.failed.append((("G", "b"), "UNAVAILABLE: this attempt wrote nothing; ..."))
+    monkeypatch.setattr(archive, "read_archive", lambda *a, **k: [])
+    monkeypatch.setattr(archive, "import_items", lambda *a, **k: report)
+    zip_path = tmp_path / "x.zip"
+    zip_path.write_bytes(b"")
+    out = CliRunner().invoke(main, ["config", "import", str(zip_path), "-s", "127.0.0.1:1"])
+    assert out.exit_code == 1, out.output
+    assert "run the same import with --on-conflict skip" in out.output, out.output
