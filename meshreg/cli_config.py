@@ -326,14 +326,27 @@ def history(
             f"no history of {data_id!r} in namespace {namespace!r}, group {group!r} (never "
             "published here, or its tombstone was pruned); see `meshreg config list`"
         )
-    if as_json:
-        click.echo(json.dumps([i.to_json() for i in items], sort_keys=True))
-        return
+    # Two versions of one revision (two owners for a moment): the node lists the merge
+    # winner first; the others lost and were never in effect (review19 F5: nothing said
+    # which, and a rollback to the revision takes the winner)
+    seen: set[int] = set()
+    lost = []
     for i in items:
+        lost.append(i.revision in seen)
+        seen.add(i.revision)
+    if as_json:
+        shown = [
+            i.to_json() | ({"superseded": True} if x else {})
+            for i, x in zip(items, lost, strict=True)
+        ]
+        click.echo(json.dumps(shown, sort_keys=True))
+        return
+    for i, x in zip(items, lost, strict=True):
         by = f" by {_safe(i.modified_by)}" if i.modified_by else ""
+        note = "  (lost to the version above at this revision: never in effect)" if x else ""
         click.echo(
             f"rev {i.revision:<6} {i.change:<9} {_when(i.modified)}{by}  md5 {i.md5}  "
-            f"{len(i.content.encode())} bytes {i.type}"
+            f"{len(i.content.encode())} bytes {i.type}{note}"
         )
 
 

@@ -881,3 +881,19 @@ def test_an_import_with_failures_says_how_to_finish_it(
     out = CliRunner().invoke(main, ["config", "import", str(zip_path), "-s", "127.0.0.1:1"])
     assert out.exit_code == 1, out.output
     assert "run the same import with --on-conflict skip" in out.output, out.output
+
+
+def test_history_marks_the_version_that_lost_its_revision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """review19 F5: two versions of one revision (two owners for a moment): the node lists
+    the winner first; the other was never in effect and is marked so."""
+    from meshreg.client.config_api import ConfigMixin
+
+    items = [info("app.yaml", "b", 7), info("app.yaml", "a", 7), info("app.yaml", "x", 6)]
+    monkeypatch.setattr(ConfigMixin, "config_history", lambda self, *a, **k: items)
+    out = CliRunner().invoke(main, ["config", "history", "app.yaml", "-s", "127.0.0.1:1"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert ["lost to the version above" in x for x in lines] == [False, True, False], lines
+    out = CliRunner().invoke(main, ["config", "history", "app.yaml", "--json", "-s",
+                                    "127.0.0.1:1"])  # fmt: skip
+    assert [x.get("superseded", False) for x in json.loads(out.output)] == [False, True, False]
