@@ -116,7 +116,10 @@ class ConflictError(ServerError):
 
 
 class ServerUnreachableError(MeshregError):
-    """No node in the server list answered in time."""
+    """No node in the server list answered in time.  ``unsent``: the request never left
+    this client (no connection completed its handshake): a write was not applied."""
+
+    unsent = False
 
 
 class OutcomeUnknownError(ServerUnreachableError):

@@ -33,6 +33,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from meshreg.addresses import PUB_PORT_OFFSET
 from meshreg.client.actions import (
@@ -146,6 +147,9 @@ class ClientAgent:
         self._wake_push.connect(self._wake_endpoint)
         self._commands_left = False  # commands queued that a turn left for the next
         self._dealer: zmq.Socket[bytes] | None = None
+        # the server DEALER's completed handshakes: until one, what it queued never left
+        # (a write that timed out so was not applied: review19 F8)
+        self._dealer_monitor: zmq.Socket[bytes] | None = None
         self._sub: zmq.Socket[bytes] | None = None
         self._sub_endpoint = ""
         self._sub_watch: HandshakeWatch | None = None  # with CURVE: refusals tried again
@@ -211,6 +215,7 @@ class ClientAgent:
             self._abandon(ClientClosedError(death))
             if self._sub_watch is not None and self._sub is not None:
                 self._sub_watch.close(self._sub)
+            self._close_dealer_monitor()
             for sock in (self._dealer, self._sub, self._wake_pull):
                 if sock is not None:
                     sock.close(linger=0)
@@ -258,6 +263,8 @@ class ClientAgent:
                 self._drain_notifications(now)
             elif watch is not None and sock is watch.monitor:
                 self._sub_refused(watch.drain(now), now)
+            elif sock is self._dealer_monitor:
+                self._dealer_events(sock)
             else:
                 self._drain_replies(sock, now)
         if watch is not None and now >= watch.retry_at:
@@ -332,8 +339,11 @@ class ClientAgent:
         """A new DEALER to the server; the SUB moves to its notification port."""
         if self._dealer is not None:
             self._poller.unregister(self._dealer)
+            self._close_dealer_monitor()
             self._dealer.close(linger=0)
         dealer = self._socket(zmq.DEALER)
+        self._dealer_monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._poller.register(self._dealer_monitor, zmq.POLLIN)
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
         if self._sub is None:
@@ -367,6 +377,28 @@ class ClientAgent:
                     pass
             self._sub.connect(pub_endpoint)
             self._sub_endpoint = pub_endpoint
+
+    def _dealer_events(self, monitor: zmq.Socket[bytes]) -> None:
+        """The server connection's handshake completed: tell the session."""
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.core.server_handshaken()
+
+    def _close_dealer_monitor(self) -> None:
+        monitor, self._dealer_monitor = self._dealer_monitor, None
+        if monitor is None:
+            return
+        self._poller.unregister(monitor)
+        if self._dealer is not None:
+            try:
+                self._dealer.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        monitor.close(linger=0)
 
     def _sub_refused(self, refused: str | None, now: float) -> None:
         """The node refused the notification connection's handshake (``HandshakeWatch``)."""

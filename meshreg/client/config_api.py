@@ -513,7 +513,9 @@ class ConfigMixin:
         except ServerUnreachableError as exc:
             if key is None:
                 raise
-            raise ServerUnreachableError(f"{key}: {exc}") from None
+            named = ServerUnreachableError(f"{key}: {exc}")
+            named.unsent = exc.unsent
+            raise named from None
 
 
 def _present(**fields: Any) -> dict[str, Any]:

@@ -404,7 +404,8 @@ class ConfigPolicy:
                     )  # fmt: skip
                 )
             elif write and isinstance(exc, ServerUnreachableError):  # no answer at all
-                exc = _outcome_unknown(op, exc, fields.get("request_id", ""), stamped)
+                if not (exc.unsent and not unknown):  # (unsent: it never left, review19 F8)
+                    exc = _outcome_unknown(op, exc, fields.get("request_id", ""), stamped)
             elif getattr(exc, "code", None) == ErrorCode.UNAVAILABLE:
                 done = (*tried, target)
                 nxt = self._another_server(done)

@@ -243,6 +243,8 @@ class Pending:
     attempts: list[tuple[str, float]] = field(default_factory=list)  # (to whom, when sent)
     owner: str | None = None  # a write: its responsible node's address by the view (None:
     # no view when it was first sent)
+    delivered: bool = False  # it may have reached a node: sent on a connection whose
+    # handshake completed (else it never left this client: review19 F8)
 
 
 @dataclass(slots=True)
@@ -324,6 +326,7 @@ class ClientSession:
         self._member_address: dict[str, str] = {}
         self._next_view = 0.0
         self._next_majority_probe = 0.0  # (``_seek_majority``)
+        self._link_up = False  # the server connection's handshake completed (``delivered``)
         self._next_probe = 0.0
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # before this, no switch again (backoff)
@@ -509,10 +512,19 @@ class ClientSession:
     def server_connected(self, address: str, error: str | None) -> None:
         """The loop's outcome of ``ConnectServer``: an error keeps the unconnected socket
         (its requests time out and the next server is tried) and is named in the error."""
+        self._link_up = False  # a new connection: nothing sent on it has left yet
         if error is None:
             self.connect_errors.pop(address, None)
         else:
             self.connect_errors[address] = error
+
+    def server_handshaken(self) -> None:
+        """The loop saw the server connection's handshake complete: what was queued on it
+        leaves now (until then libzmq holds it, and drops it with the connection)."""
+        self._link_up = True
+        for p in self._pending.values():
+            if p.via is None and p.sent:
+                p.delivered = True
 
     def direct_send_result(self, request_id: int, outcome: DirectSend, now: float) -> list[Action]:
         """The loop's outcome of a ``SendRequest`` via a member.  Not connected yet: wait
@@ -524,6 +536,7 @@ class ClientSession:
             return self._take()
         if outcome is DirectSend.SENT:
             p.insist = 0  # from now on an ordinary attempt
+            p.delivered = True  # (an IMMEDIATE socket sends only on a connection)
         elif outcome is DirectSend.NOT_CONNECTED and p.insist > 0:
             p.insist -= 1  # a second opinion must come from that node: wait for it
             p.attempt_deadline = min(p.deadline, now + DIRECT_RETRY)
@@ -868,6 +881,8 @@ class ClientSession:
             pending.fields = {**pending.fields, "deadline": round(ends * 1000)}
             pending.body = encode_request(pending.op, req_id, **pending.fields)
         pending.sent += 1
+        if pending.via is None and self._link_up:
+            pending.delivered = True
         to = pending.via or self.server
         if not (pending.insist and pending.attempts and pending.attempts[-1][0] == to):
             pending.attempts.append((to, self._now))  # (a retry while connecting is not one)
@@ -921,7 +936,7 @@ class ClientSession:
 
     def _unanswered(self, p: Pending) -> MeshregError:
         """The error of a call no server answered within its deadline."""
-        if p.op in UNKNOWN_OUTCOME_OPS and p.sent:
+        if p.op in UNKNOWN_OUTCOME_OPS and p.sent and p.delivered:
             return self._write_unanswered(p)
         tried = list(dict.fromkeys(p.tried))
         errors = self.connect_errors
@@ -930,10 +945,19 @@ class ClientSession:
         garbled = [s for s in tried if self.malformed.get(s, ("", -1.0))[1] >= since]
         if garbled:  # it did answer, with something we cannot read
             return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
-        return ServerUnreachableError(
+        unsent = ""
+        if not p.delivered and p.sent:  # a write, or a read: it never left this client
+            unsent = (
+                "; no connection to them completed its handshake, so the request never "
+                "left this client"
+                + (" (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else "")
+            )
+        error = ServerUnreachableError(
             f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
-            f"within {p.timeout:.3g}s{why}; " + self._unreachable_hint()
+            f"within {p.timeout:.3g}s{why}{unsent}; " + self._unreachable_hint()
         )
+        error.unsent = not p.delivered
+        return error
 
     def _write_unanswered(self, p: Pending) -> OutcomeUnknownError:
         """The error of a registry write no node answered: it went out, so it may have been

@@ -145,3 +145,23 @@ def test_a_read_that_times_out_is_still_unreachable_not_unknown() -> None:
     h.advance(1000)
     done = h.outcome(handle)
     assert isinstance(done, Fail) and type(done.error) is ServerUnreachableError
+
+
+def test_a_write_that_never_left_the_client_is_not_an_unknown_outcome() -> None:
+    """review19 F8: no server connection completed its handshake (nothing listens, the node
+    is stopped, the keys differ): libzmq still held the write, and dropped it with the
+    connection; it was not applied, and the error says so, naming no outcome."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=500, handshake=False, wall_offset=WALL)
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and type(done.error) is ServerUnreachableError, done
+    assert done.error.unsent and "never left this client (not applied)" in str(done.error)
+    h2 = Harness(servers=("a:1",), attempt_ms=500, handshake=False, wall_offset=WALL)
+    h2.do(Call("deregister", {**registration(0).fields}, 1.0, handle2 := Handle("r2")))
+    h2.advance(200)
+    h2.core.server_handshaken()  # the connection comes up: the write leaves
+    h2.advance(800)
+    late = h2.outcome(handle2)
+    assert isinstance(late, Fail) and isinstance(late.error, OutcomeUnknownError), late

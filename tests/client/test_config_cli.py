@@ -557,21 +557,46 @@ def test_a_caller_chosen_request_id_is_sent_and_a_bad_one_refused_before_sending
 
 
 def test_a_write_no_node_answers_names_the_request_id_to_resend_with() -> None:
-    from meshreg import Client, OutcomeUnknownError
+    """A write that reached something that never answers (a ROUTER that reads and says
+    nothing: a stopped or wedged node) may have been applied: the request id to re-send
+    with is named.  One that never left (nothing listens: no connection completed its
+    handshake) was not applied, and says so (review19 F8)."""
+    import zmq
+
+    from meshreg import Client, OutcomeUnknownError, ServerUnreachableError
 
     rid = "0123456789abcdef0123456789abcdef"
     port = free_port_pair()
-    result = invoke("publish", "x", "--content", "a", "--type", "text", "--request-id", rid,
-                    "-s", f"127.0.0.1:{port}", "--timeout", "0.3")  # fmt: skip
-    assert result.exit_code == 1, result.output
-    assert "outcome of this config_publish is unknown" in result.output
-    assert f"--request-id {rid}" in result.output
-    c = Client([f"127.0.0.1:{port}"], timeout=0.3)
+    silent = zmq.Context.instance().socket(zmq.ROUTER)
+    silent.setsockopt(zmq.LINGER, 0)
+    silent.bind(f"tcp://127.0.0.1:{port}")
     try:
-        with pytest.raises(OutcomeUnknownError) as info:
+        result = invoke("publish", "x", "--content", "a", "--type", "text", "--request-id",
+                        rid, "-s", f"127.0.0.1:{port}", "--timeout", "0.5")  # fmt: skip
+        assert result.exit_code == 1, result.output
+        assert "outcome of this config_publish is unknown" in result.output
+        assert f"--request-id {rid}" in result.output
+        c = Client([f"127.0.0.1:{port}"], timeout=0.5)
+        try:
+            with pytest.raises(OutcomeUnknownError) as info:
+                c.config_delete("x")
+            assert len(info.value.request_id) == 32 and info.value.request_id in str(info.value)
+            assert "public/DEFAULT_GROUP/x" in str(info.value)
+        finally:
+            c.close(timeout=0.2)
+    finally:
+        silent.close()
+    nobody = free_port_pair()
+    result = invoke("publish", "x", "--content", "a", "-s", f"127.0.0.1:{nobody}",
+                    "--timeout", "0.3")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "never left this client (not applied)" in result.output, result.output
+    assert "outcome" not in result.output
+    c = Client([f"127.0.0.1:{nobody}"], timeout=0.3)
+    try:
+        with pytest.raises(ServerUnreachableError) as unsent:
             c.config_delete("x")
-        assert len(info.value.request_id) == 32 and info.value.request_id in str(info.value)
-        assert "public/DEFAULT_GROUP/x" in str(info.value)
+        assert unsent.value.unsent and not isinstance(unsent.value, OutcomeUnknownError)
     finally:
         c.close(timeout=0.2)
 
