@@ -16,7 +16,7 @@ import click
 from meshreg import __version__
 from meshreg.addresses import parse_address
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
-from meshreg.errors import ConfigError, MeshregError
+from meshreg.errors import ConfigError, MeshregError, ServerUnreachableError
 from meshreg.model import DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance
 
 if TYPE_CHECKING:
@@ -188,8 +188,8 @@ def _instance_line(i: Instance) -> str:
     ).rstrip()
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def _stop_event() -> threading.Event:
+    """An event set by SIGINT or SIGTERM."""
     done = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -197,6 +197,12 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    return done
+
+
+def _wait_for_signal(done: threading.Event | None = None) -> None:
+    """Block until SIGINT or SIGTERM."""
+    done = done or _stop_event()
     while not done.wait(0.5):
         pass
 
@@ -419,14 +425,26 @@ def register(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    stop = _stop_event()
     with _client(servers, namespace, group, timeout, beat_interval=beat_interval) as c:
-        c.register(service, host, port, weight=weight, metadata=metadata, cluster=cluster)
+        pause = 1.0
+        while True:  # a sidecar started while no node answers waits for one (review20)
+            try:
+                c.register(service, host, port, weight=weight, metadata=metadata,
+                           cluster=cluster)  # fmt: skip
+                break
+            except ServerUnreachableError as exc:  # (an unknown outcome: idempotent)
+                click.echo(f"meshreg: {exc}; trying again in {pause:g}s (Ctrl-C to stop)",
+                           err=True)  # fmt: skip
+                if stop.wait(pause):
+                    sys.exit(1)
+                pause = min(pause * 2, 10.0)
         click.echo(
             f"registered {service} {address} on {c.server}; beating every {beat_interval:g}s "
             "(Ctrl-C to deregister)",
             err=True,
         )
-        _wait_for_signal()
+        _wait_for_signal(stop)
         click.echo(f"deregistering {service} {address}", err=True)
         c.deregister(service, host, port, cluster=cluster)  # an error here exits 1
 

@@ -32,10 +32,10 @@ def run(
 class LineReader:
     """Reads a process's stdout lines on a thread, so tests can wait with a deadline."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], name: str = "stdout") -> None:
         self.lines: queue.Queue[str] = queue.Queue()
-        assert proc.stdout is not None
-        stream = proc.stdout
+        stream = getattr(proc, name)
+        assert stream is not None
         threading.Thread(target=lambda: [self.lines.put(x) for x in stream], daemon=True).start()
 
     def next(self, timeout: float = 10.0) -> str:
@@ -86,6 +86,38 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
         sidecar.terminate()
         assert sidecar.wait(10) == 0
         assert listed() == []
+    finally:
+        sidecar.kill()
+        sidecar.wait(5)
+
+
+def test_a_sidecar_started_before_any_node_waits_for_one(started_nodes) -> None:
+    """review20: the quick start's sidecar exited 1 after 3 s when no node answered yet
+    (and said the registration "may have been applied"); it now says so and tries again
+    until a node answers, then beats as ever."""
+    port = free_port_pair()
+    address = f"127.0.0.1:{port}"
+    sidecar = subprocess.Popen(
+        meshreg_cmd("register", "late", "10.2.0.9:8000", "-s", address, "--timeout", "1",
+                    "--beat-interval", "0.2"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    reader = LineReader(sidecar, "stderr")
+    try:
+        seen: list[str] = []
+        while not any("trying again" in x for x in seen):  # (log lines come too)
+            seen.append(reader.next(15))
+        said = next(x for x in seen if "trying again" in x)
+        assert "never left this client" in said, said
+        node = NodeProcess(port=port)
+        started_nodes.append(node)
+        node.start()
+        wait_until(
+            lambda: "10.2.0.9" in run_cli("instances", "late", "-s", address).stdout,
+            15, 0.2, "the sidecar registered once the node answered",
+        )  # fmt: skip
+        sidecar.terminate()
+        assert sidecar.wait(10) == 0
     finally:
         sidecar.kill()
         sidecar.wait(5)
