@@ -245,6 +245,7 @@ class Pending:
     # no view when it was first sent)
     delivered: bool = False  # it may have reached a node: sent on a connection whose
     # handshake completed (else it never left this client: review19 F8)
+    direct_only: bool = False  # ``via`` or nothing: never through the server (a probe)
 
 
 @dataclass(slots=True)
@@ -541,6 +542,9 @@ class ClientSession:
             p.insist -= 1  # a second opinion must come from that node: wait for it
             p.attempt_deadline = min(p.deadline, now + DIRECT_RETRY)
             self._earliest = min(self._earliest, p.attempt_deadline)
+        elif p.direct_only:  # that node or nobody: it is not reachable
+            del self._pending[request_id]
+            self._resolve(p, None, ServerUnreachableError(f"{p.op}: {p.via} not reachable"))
         else:
             p.via = None  # the server forwards it
             self._send(request_id, p)
@@ -698,15 +702,16 @@ class ClientSession:
         self._next_majority_probe = now + max(self.settings.beat_interval, MAJORITY_PROBE_MIN)
         current = self.server
         others = [a for a in map(self._address, range(len(self.servers))) if a != current]
-        for address in others[:MAJORITY_PROBES]:
+        for address in others[:MAJORITY_PROBES]:  # a ping is cheap (a cluster view is not)
 
-            def got(view: ClusterView, address: str = address) -> None:
-                up, total, majority = view.majority()
-                if majority and self.server == current and view.node != "":
+            def got(pong: Any, address: str = address) -> None:
+                up, total = pong.get("members_up"), pong.get("members")
+                sees = type(up) is int and type(total) is int and up * 2 > total > 1
+                if sees and self.server == current:
                     self._move_to(address, seen, (up, total))
 
-            self.request("cluster", {}, self.settings.attempt_timeout, on_reply=got,
-                         on_error=lambda exc: None, via=address)  # fmt: skip
+            self.request("ping", {}, self.settings.attempt_timeout, on_reply=got,
+                         on_error=lambda exc: None, via=address, direct_only=True)  # fmt: skip
 
     def _move_to(self, address: str, seen: tuple[int, int], there: tuple[int, int]) -> None:
         """Use ``address`` as the server (it sees a majority; the current one did not)."""
@@ -823,10 +828,12 @@ class ClientSession:
         via: str | None = None,
         priority: bool = False,
         attempt_timeout: float | None = None,
+        direct_only: bool = False,
     ) -> None:
         """Send ``op`` (or queue it behind MAX_IN_FLIGHT, FIFO); ``priority``: at once,
         past the window and its backlog (session renewals); ``attempt_timeout``: this
-        request's first attempt budget (None: the setting)."""
+        request's first attempt budget (None: the setting); ``direct_only``: to ``via``
+        or not at all (a probe of that node: never through the server)."""
         req_id = next(self._ids)
         now = self._now
         attempt = self.settings.attempt_timeout if attempt_timeout is None else attempt_timeout
@@ -845,6 +852,7 @@ class ClientSession:
         if via is not None:
             pending.via = via
             pending.insist = DIRECT_INSIST
+            pending.direct_only = direct_only
         if not priority and (self._backlog or len(self._pending) >= MAX_IN_FLIGHT):
             self._backlog.append((req_id, pending))  # waits its turn (FIFO): ``_pump``
             return
@@ -1033,6 +1041,9 @@ class ClientSession:
             elif now >= p.attempt_deadline:
                 if p.via is not None and p.insist > 0:
                     self._send(req_id, p)  # still connecting to the node we must ask
+                elif p.direct_only:  # a probe of a node that is silent: nothing more
+                    del self._pending[req_id]
+                    self._resolve(p, None, ServerUnreachableError(f"{p.op}: {p.via} silent"))
                 elif p.via is not None:  # the responsible node is silent: go through the server
                     p.via = None
                     p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)

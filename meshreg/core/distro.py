@@ -156,6 +156,7 @@ from meshreg.core.requests import (
     ListDigests,
     ListServices,
     PeerRequest,
+    Ping,
     PushBeacon,
     PushSessions,
     QueryInstances,
@@ -170,6 +171,7 @@ from meshreg.core.results import (
     ClusterResult,
     MemberRow,
     MemberStats,
+    PingResult,
     Result,
     SessionRenewed,
     StatsResult,
@@ -919,18 +921,27 @@ class DistroNode:
             minority = self._minority() if self.ready else None  # (starting: not heard yet)
             if minority is not None:  # (review20 F3)
                 result = replace(result, minority=minority)
+        elif t is Ping and type(result) is PingResult and self.ready:
+            counts = self._member_counts()  # what a client seeking a majority asks
+            if counts[1] > 1:
+                result = replace(result, members=counts)
         return result
 
-    def _minority(self) -> tuple[int, int] | None:
-        """(configured members up, itself included; configured members) when that is no
-        majority: this node is cut off from most of the others, so what a client renews
-        or beats here does not reach them, and they may judge its instances silent.  A
-        client that can reach a node seeing a majority moves there (PROTOCOL.md 2.3a)."""
+    def _member_counts(self) -> tuple[int, int]:
+        """(configured members it sees up, itself included; configured members)."""
         total = up = 1
         for peer in self.membership.peers.values():
             if peer.configured:
                 total += 1
                 up += peer.state is MemberState.UP
+        return up, total
+
+    def _minority(self) -> tuple[int, int] | None:
+        """``_member_counts`` when that is no majority: this node is cut off from most of
+        the others, so what a client renews or beats here does not reach them, and they
+        may judge its instances silent.  A client that can reach a node seeing a majority
+        moves there (PROTOCOL.md 2.3a)."""
+        up, total = self._member_counts()
         return (up, total) if total > 1 and up * 2 <= total else None
 
     def _count(self, op: str) -> None:

@@ -67,6 +67,9 @@ class PingResult:
     epoch: int
     version: str
     address: str
+    # a cluster member's (configured members it sees up, itself included; configured
+    # members): whether it sees a majority (a client cut off from one moves to it)
+    members: tuple[int, int] | None = None
 
 
 # -- sessions and batches --------------------------------------------------------------------

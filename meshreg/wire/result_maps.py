@@ -70,7 +70,10 @@ def services_map(r: ServicesResult) -> dict[str, Any]:
 
 
 def ping_map(r: PingResult) -> dict[str, Any]:
-    return {"epoch": r.epoch, "version": r.version, "address": r.address}
+    out: dict[str, Any] = {"epoch": r.epoch, "version": r.version, "address": r.address}
+    if r.members is not None:
+        out["members_up"], out["members"] = r.members
+    return out
 
 
 def session_opened_map(r: SessionOpened) -> dict[str, Any]:

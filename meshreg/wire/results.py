@@ -170,6 +170,8 @@ def check_ping(result: Any) -> dict[str, Any]:
     _int(r.get("epoch"), "epoch")
     _str(r.get("version"), "version", 64)
     _str(r.get("address"), "address", MAX_ADDRESS_LEN)
+    _optional(r, "members_up", _int, "members_up")
+    _optional(r, "members", _int, "members")
     return r
 
 

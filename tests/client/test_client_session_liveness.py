@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from session_harness import SID, Handle, Harness, registration
 
-from meshreg.client.actions import Complete
+from meshreg.client.actions import Complete, DirectSend
 from meshreg.client.commands import CloseSession, Deregister, Register, RegisterBatch
 from meshreg.client.session import SHORT_RENEWALS
 from meshreg.errors import ErrorCode
@@ -236,18 +236,20 @@ def _view(node: str, states: dict[str, str]) -> dict[str, object]:
 
 def test_a_server_cut_off_from_the_majority_is_left_for_one_that_sees_it() -> None:
     """review20 F3: the server renews the session but sees 1 of 3 members (cut off from
-    the others, which judge the session silent); the client asks the other servers for
-    their view and moves to one that sees a majority.  One that sees none is not used."""
+    the others, which judge the session silent); the client pings the other servers
+    (straight, never through its server) and moves to one that sees a majority.  One
+    that sees none is not used."""
     h = Harness(servers=("a:1", "b:2", "c:3"), beat_ms=1000, session=True)
     registered(h, 5, session=True)
     h.advance(1000)
     (renewal,) = h.unanswered("session_renew")
     h.reply(renewal, {"instances": 5, "known": True, "members_up": 1, "members": 3})
-    probes = {p.to: p for p in h.unanswered("cluster")}
+    probes = {p.to: p for p in h.unanswered("ping")}
     assert set(probes) == {"b:2", "c:3"}, probes
-    h.reply(probes["c:3"], _view("c:3", {"a:1": "down", "b:2": "down", "c:3": "up"}))
+    pong = {"epoch": 1, "version": "0", "address": "x"}
+    h.reply(probes["c:3"], {**pong, "members_up": 1, "members": 3})
     assert h.core.server == "a:1"  # c sees no majority either: stay
-    h.reply(probes["b:2"], _view("b:2", {"a:1": "down", "b:2": "up", "c:3": "up"}))
+    h.reply(probes["b:2"], {**pong, "members_up": 2, "members": 3})
     assert h.core.server == "b:2" and h.connects()[-1] == "b:2"
     assert any("sees only 1 of the 3 configured members" in x for x in h.logs("warning"))
     majority_view = _view("b:2", {"a:1": "down", "b:2": "up", "c:3": "up"})
@@ -257,4 +259,22 @@ def test_a_server_cut_off_from_the_majority_is_left_for_one_that_sees_it() -> No
     assert {r.to for r in h.unanswered("session_renew")} == {"b:2"}
     h.answer_all("session_renew", {"instances": 5, "known": True})
     h.advance(1000)  # a server that sees a majority: nobody is asked
-    assert [p.to for p in h.unanswered("cluster") if p.to != "b:2"] == []
+    assert [p.to for p in h.unanswered("ping")] == []
+
+
+def test_a_probe_of_an_unreachable_server_never_goes_through_the_server() -> None:
+    """The probe is about that node: not connected, or silent, it is dropped (through the
+    server it would only ask the node that sees no majority, and cost it a request)."""
+    for direct in (DirectSend.NOT_CONNECTED, DirectSend.SENT):
+        h = Harness(servers=("a:1", "b:2"), beat_ms=1000, session=True, direct=direct)
+        registered(h, 2, session=True)
+        h.advance(1000)
+        (renewal,) = h.unanswered("session_renew")
+        h.reply(renewal, {"instances": 2, "known": True, "members_up": 1, "members": 2})
+        for _ in range(12):  # connecting retries, then the attempt: given up
+            h.advance(250)
+            h.answer_all("session_renew", {"instances": 2, "known": True})
+            h.answer_all("cluster", {"node": "n0", "ready": True, "members": []})
+        assert h.requests("ping") and {s.to for s in h.requests("ping")} == {"b:2"}
+        assert h.unanswered("ping") == []  # dropped, not re-sent through a:1
+        assert h.core.server == "a:1" and h.connects() == ["a:1"]

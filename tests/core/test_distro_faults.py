@@ -791,3 +791,16 @@ def test_a_member_cut_off_from_the_majority_says_so_in_a_session_renewal() -> No
     m.run(1.0, ("n1", "n2", "n3"))  # back
     answer = m.node.handle(SessionRenew(3, "public", sid), m.now)
     assert "members" not in session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]
+
+
+def test_a_members_ping_says_how_many_configured_members_it_sees() -> None:
+    """review20 F3: what a client seeking a majority asks (2.9): cheap, unlike ``cluster``."""
+    from meshreg.core.requests import Ping
+    from meshreg.wire.result_maps import ping_map
+
+    m = Member()
+    said = ping_map(m.node.handle(Ping(1), m.now).result)  # type: ignore[union-attr,arg-type]
+    assert (said["members_up"], said["members"]) == (3, 3)
+    m.run(CLUSTER.peer_timeout + 1.0, None)
+    said = ping_map(m.node.handle(Ping(2), m.now).result)  # type: ignore[union-attr,arg-type]
+    assert (said["members_up"], said["members"]) == (1, 3)
