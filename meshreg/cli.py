@@ -434,6 +434,8 @@ def register(
                            cluster=cluster)  # fmt: skip
                 break
             except ServerUnreachableError as exc:  # (an unknown outcome: idempotent)
+                if exc.refused:  # the node will not take this key: waiting changes nothing
+                    raise
                 click.echo(f"meshreg: {exc}; trying again in {pause:g}s (Ctrl-C to stop)",
                            err=True)  # fmt: skip
                 if stop.wait(pause):

@@ -206,7 +206,7 @@ class NodeConfig:
             if port == 0:  # (review19 F3: taken as 7800, silently; this node itself if so)
                 raise ConfigError(
                     f"peer {text!r} has no port: give every peer as host:port (the request "
-                    f"port of that node, e.g. {host}:{DEFAULT_PORT})"
+                    f"port of that node, e.g. {_with_port_example(host)})"
                 )
             addr = f"{host}:{port}"
             if addr in out or addr in itself:
@@ -544,6 +544,22 @@ def _security_table(table: dict[str, Any], path: Path) -> SecurityConfig:
     if type(insecure) is not bool:
         raise ConfigError(f"config file {path}: [security] insecure must be true or false")
     return SecurityConfig(key=paths["key"], acl=paths["acl"], insecure=insecure)
+
+
+def _with_port_example(host: str) -> str:
+    """``host:7800``, an IPv6 address in brackets; an unbracketed one whose last group
+    may be the port the operator meant (``::1:7800``) is shown that way too."""
+    if ":" not in host:
+        return f"{host}:{DEFAULT_PORT}"
+    example = f"[{host}]:{DEFAULT_PORT}"
+    head, _, tail = host.rpartition(":")
+    try:
+        ipaddress.ip_address(head)
+    except ValueError:
+        return example
+    if tail.isdigit() and 0 < int(tail) < 65536:
+        example += f", or [{head}]:{tail} if {tail} is the port: an IPv6 address takes brackets"
+    return example
 
 
 def _same_host(a: str, b: str) -> bool:

@@ -117,9 +117,11 @@ class ConflictError(ServerError):
 
 class ServerUnreachableError(MeshregError):
     """No node in the server list answered in time.  ``unsent``: the request never left
-    this client (no connection completed its handshake): a write was not applied."""
+    this client (no connection completed its handshake): a write was not applied;
+    ``refused``: the server refused the handshake (its ACL, or the keys differ)."""
 
     unsent = False
+    refused = False
 
 
 class OutcomeUnknownError(ServerUnreachableError):

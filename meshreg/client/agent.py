@@ -75,7 +75,7 @@ from meshreg.client.session import (  # noqa: F401
 from meshreg.errors import ClientClosedError, ConfigError, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.model import InstanceList
-from meshreg.transport.handshakes import HandshakeWatch
+from meshreg.transport.handshakes import REFUSED, HandshakeWatch, handshake_failure
 from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire.notifications import topic_for
 from meshreg.wire.results import split_address
@@ -342,7 +342,7 @@ class ClientAgent:
             self._close_dealer_monitor()
             self._dealer.close(linger=0)
         dealer = self._socket(zmq.DEALER)
-        self._dealer_monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._dealer_monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | REFUSED)
         self._poller.register(self._dealer_monitor, zmq.POLLIN)
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
@@ -379,7 +379,7 @@ class ClientAgent:
             self._sub_endpoint = pub_endpoint
 
     def _dealer_events(self, monitor: zmq.Socket[bytes]) -> None:
-        """The server connection's handshake completed: tell the session."""
+        """The server connection's handshake completed, or failed: tell the session."""
         while True:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
@@ -387,6 +387,10 @@ class ClientAgent:
                 return
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.core.server_handshaken()
+                continue
+            failure = handshake_failure(event["event"], int(event["value"]))
+            if failure is not None:
+                self.core.server_refused(*failure)
 
     def _close_dealer_monitor(self) -> None:
         monitor, self._dealer_monitor = self._dealer_monitor, None

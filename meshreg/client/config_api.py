@@ -514,7 +514,7 @@ class ConfigMixin:
             if key is None:
                 raise
             named = ServerUnreachableError(f"{key}: {exc}")
-            named.unsent = exc.unsent
+            named.unsent, named.refused = exc.unsent, exc.refused
             raise named from None
 
 

@@ -328,6 +328,8 @@ class ClientSession:
         self._next_view = 0.0
         self._next_majority_probe = 0.0  # (``_seek_majority``)
         self._link_up = False  # the server connection's handshake completed (``delivered``)
+        # the last failure of its handshake since it was made: (what libzmq said, definitive)
+        self._link_refused: tuple[str, bool] | None = None
         self._next_probe = 0.0
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # before this, no switch again (backoff)
@@ -514,6 +516,7 @@ class ClientSession:
         """The loop's outcome of ``ConnectServer``: an error keeps the unconnected socket
         (its requests time out and the next server is tried) and is named in the error."""
         self._link_up = False  # a new connection: nothing sent on it has left yet
+        self._link_refused = None
         if error is None:
             self.connect_errors.pop(address, None)
         else:
@@ -523,9 +526,15 @@ class ClientSession:
         """The loop saw the server connection's handshake complete: what was queued on it
         leaves now (until then libzmq holds it, and drops it with the connection)."""
         self._link_up = True
+        self._link_refused = None
         for p in self._pending.values():
             if p.via is None and p.sent:
                 p.delivered = True
+
+    def server_refused(self, why: str, definitive: bool) -> None:
+        """The loop saw the server connection's handshake fail (``why``); ``definitive``:
+        a refusal or a mismatch (the ACL, the keys), not a connection closed midway."""
+        self._link_refused = (why, definitive)
 
     def direct_send_result(self, request_id: int, outcome: DirectSend, now: float) -> list[Action]:
         """The loop's outcome of a ``SendRequest`` via a member.  Not connected yet: wait
@@ -954,10 +963,12 @@ class ClientSession:
         if garbled:  # it did answer, with something we cannot read
             return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
         unsent = ""
+        refused = self._link_refused
         if not p.delivered and p.sent:  # a write, or a read: it never left this client
+            said = f" ({self.server} said: {refused[0]})" if refused else ""
             unsent = (
-                "; no connection to them completed its handshake, so the request never "
-                "left this client"
+                f"; no connection to them completed its handshake{said}, so the request "
+                "never left this client"
                 + (" (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else "")
             )
         error = ServerUnreachableError(
@@ -965,6 +976,7 @@ class ClientSession:
             f"within {p.timeout:.3g}s{why}{unsent}; " + self._unreachable_hint()
         )
         error.unsent = not p.delivered
+        error.refused = bool(not p.delivered and refused and refused[1])
         return error
 
     def _write_unanswered(self, p: Pending) -> OutcomeUnknownError:

@@ -126,6 +126,21 @@ _PROTOCOL_ERRORS = {
 }
 
 
+def handshake_failure(event: int, value: int) -> tuple[str, bool] | None:
+    """A failed handshake event in words, and whether it is definitive (a refusal or a
+    mismatch: the node will not take this client as it is); None: not a failure that
+    says anything (a handshake that timed out: a node stopped or busy)."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and value in (errno.EAGAIN, errno.ETIMEDOUT):
+        return None
+    if event not in (
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+    ):
+        return None
+    return _why(event, value), event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+
 def _why(event: int, value: int) -> str:
     """What a failed handshake event says, in words."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:

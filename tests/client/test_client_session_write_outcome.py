@@ -165,3 +165,20 @@ def test_a_write_that_never_left_the_client_is_not_an_unknown_outcome() -> None:
     h2.advance(800)
     late = h2.outcome(handle2)
     assert isinstance(late, Fail) and isinstance(late.error, OutcomeUnknownError), late
+
+
+def test_a_refused_handshake_is_named_and_marked_definitive() -> None:
+    """review22 F1: the node's ACL refused this client's key (ZAP 400): the error says so
+    and is ``refused`` (a sidecar stops waiting); a connection closed midway is named
+    but not definitive (a node restarting does that)."""
+    for why, definitive in (("authentication refused (ZAP status 400)", True),
+                            ("connection closed during the handshake", False)):  # fmt: skip
+        h = Harness(servers=("a:1",), attempt_ms=500, handshake=False, wall_offset=WALL)
+        h.core.server_refused(why, definitive)
+        handle = Handle("r")
+        h.do(Call("deregister", {**registration(0).fields}, 1.0, handle))
+        h.advance(1000)
+        done = h.outcome(handle)
+        assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+        assert done.error.unsent and f"(a:1 said: {why})" in str(done.error)
+        assert done.error.refused is definitive
