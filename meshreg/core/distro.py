@@ -189,6 +189,7 @@ RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.
 REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: logged
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
+CLOCK_LEAD_MIN = 0.25  # s ahead of the peers' clocks before deadlines are judged by theirs
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 _ONE_WAY = ("sessions", "join", "beacon", "push")  # peer calls whose answer is not read
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
@@ -1817,6 +1818,7 @@ class DistroNode:
         changed = far != peer.clock_far
         peer.clock_far = far
         known = [p for p in self.membership.up_peers() if p.clock_offset is not None]
+        self._clock_lead(known)
         apart = sum(p.clock_far for p in known)
         skewed = 2 * apart > len(known) + 1
         trusted = 2 * (len(known) + 1 - apart) > len(known) + 1
@@ -1836,6 +1838,21 @@ class DistroNode:
         if changed:
             self._clock_revision += 1
             self._recompute_members(now)
+
+    def _clock_lead(self, known: list[Peer]) -> None:
+        """How far our wall clock runs ahead of our peers' (the median of what their
+        beacons say, within ``MAX_CLOCK_SKEW``; 0 when not ahead by ``CLOCK_LEAD_MIN``):
+        client deadlines are judged by it, so a node a few seconds ahead (not yet counted
+        out) does not refuse every write it owns as late (review22: the config writes of
+        a node 5 s ahead all failed, and no other node could take them)."""
+        offsets = sorted(p.clock_offset for p in known if p.clock_offset is not None)
+        lead = 0.0
+        if offsets:
+            mid = len(offsets) // 2
+            median = offsets[mid] if len(offsets) % 2 else (offsets[mid - 1] + offsets[mid]) / 2
+            if -median >= CLOCK_LEAD_MIN:
+                lead = min(-median, MAX_CLOCK_SKEW)
+        self.registry.clock_lead = lead
 
     def holding(self, now: float) -> tuple[str, ...]:
         """The peers we hold out of the members now (beacons' ``held``)."""

@@ -221,6 +221,9 @@ class RegistryNode:
         self.detect_stalls = detect_stalls
         self.hlc = HybridClock(node_id)
         self.wall_offset = wall_offset  # wall clock = now + offset (skew in simulations)
+        # s this node's wall clock runs ahead of its peers' (core/distro ``_check_clock``):
+        # deadlines are judged by the cluster's clock, not a clock that runs ahead
+        self.clock_lead = 0.0
         # A beat for a record whose liveness evidence is older than this stamp refreshes it
         # (and the refresh is replicated); 0: never (a lone node has nobody to tell).
         self.alive_floor = 0
@@ -299,7 +302,7 @@ class RegistryNode:
             self._beat(req, now, received_at)
             return None
         if type(req) is RegisterInstance:
-            if req.deadline is not None and now + self.wall_offset > req.deadline:
+            if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)
             exceeded = self.quotas.check_register(self.store, req.key, req.instance, req.metadata)
             if exceeded is not None:
@@ -335,12 +338,12 @@ class RegistryNode:
                 sid, sess.count, self.policy.unhealthy_after, self.policy.evict_after
             )
         if type(req) is SessionClose:
-            if req.deadline is not None and now + self.wall_offset > req.deadline:
+            if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)  # (review20 F1: it undid a newer register)
             sess = self._session_for(req, req.session, req.namespace, now, create=False)
             return SessionClosed(0 if sess is None else self._close_session(sess, now))
         if type(req) is DeregisterInstance:
-            if req.deadline is not None and now + self.wall_offset > req.deadline:
+            if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)
             version = self.stamp(now)
             change = self.store.deregister(req.key, req.instance, version, now)
@@ -350,7 +353,7 @@ class RegistryNode:
             self.emit(change)
             return None
         if type(req) is SetService:
-            if req.deadline is not None and now + self.wall_offset > req.deadline:
+            if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)  # (review20 F2: it undid a later setting)
             exceeded = self.quotas.check_service_set(self.store, req.key, req.metadata)
             if exceeded is not None:
@@ -361,7 +364,7 @@ class RegistryNode:
             self.emit(change)
             return None
         if type(req) is UpdateInstance:
-            if req.deadline is not None and now + self.wall_offset > req.deadline:
+            if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)
             self._update(req, now)
             return None
@@ -805,7 +808,7 @@ class RegistryNode:
         stamp newer than everything since, could undo a later write of the same client
         (a deregistration, a registration again).  Nothing changes; counted."""
         self.late_writes += 1
-        late = now + self.wall_offset - req.deadline
+        late = now + self.wall_offset - self.clock_lead - req.deadline
         if type(req) is SessionClose:
             what = f"session {req.session} of namespace {req.namespace}"
         else:

@@ -244,6 +244,7 @@ class ConfigPlane:
         held_replies: HeldReplies | None = None,
         aliases: dict[str, str] | None = None,
         count_error: Callable[[ErrorCode], None] | None = None,
+        clock_lead: Callable[[], float] | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
@@ -254,7 +255,9 @@ class ConfigPlane:
         counted; the simulation, the tests).  ``aliases``: ``ip:port`` -> the listed
         address of a peer our list names by host name (config ``peer_aliases``): its
         messages name it by the former.  ``count_error``: counts an error answered to a
-        client after its request was handed over (``stats.errors``; review17 F4)."""
+        client after its request was handed over (``stats.errors``; review17 F4).
+        ``clock_lead``: how far this node's wall clock runs ahead of its peers' (write
+        deadlines are judged by theirs: core/distro ``_clock_lead``)."""
         self._aliases = aliases or {}
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
@@ -272,6 +275,7 @@ class ConfigPlane:
         self._held_replies = held_replies
         self._watched = watched
         self._count_error = count_error or (lambda code: None)
+        self._clock_lead = clock_lead or (lambda: 0.0)
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
@@ -627,6 +631,7 @@ class ConfigPlane:
         """A parsed, authorized config request: the reply body now, or None (the answer
         comes later through ``send_reply``).  Raises RequestRejected."""
         self._now = now
+        self.replicator.clock_lead = self._clock_lead()
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
             body = self._read(envelope, req, address, now)
@@ -896,6 +901,7 @@ class ConfigPlane:
     def on_peer(self, body: bytes, now: float) -> None:
         """One config message from a peer (the peer port); never raises on bad input."""
         self._now = now
+        self.replicator.clock_lead = self._clock_lead()
         self.counters["peer_messages_in"] += 1
         try:
             msg = decode_config_peer(body, self.max_content_bytes)

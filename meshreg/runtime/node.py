@@ -375,6 +375,7 @@ class NodeRuntime:
                 held_replies=_HeldReplies(self),
                 aliases=self.peer_aliases,
                 count_error=self.core.registry.count_error,
+                clock_lead=lambda: self.core.registry.clock_lead,
             )
             # service settings and instance overrides (runtime/registry_state): operators'
             # writes, which providers registering again cannot give back after a restart

@@ -662,3 +662,10 @@ def test_a_write_past_its_deadline_makes_no_version() -> None:
     net.deliver()
     (again,) = net.answers("again")
     assert isinstance(again, ReplyEntry) and again.entry.same_version(made.entry)
+    # an owner whose clock runs ahead of its peers' judges by theirs (review22 F3)
+    net.reps[OWNER].clock_lead = 5.0
+    net.write(OWNER, ConfigWrite("ahead", "publish", K, {"content": "w"}, request_id="a" * 32,
+                                 deadline=net.now - 2.0))  # fmt: skip
+    net.deliver()
+    (ahead,) = net.answers("ahead")
+    assert isinstance(ahead, ReplyEntry), ahead

@@ -804,3 +804,30 @@ def test_a_members_ping_says_how_many_configured_members_it_sees() -> None:
     m.run(CLUSTER.peer_timeout + 1.0, None)
     said = ping_map(m.node.handle(Ping(2), m.now).result)  # type: ignore[union-attr,arg-type]
     assert (said["members_up"], said["members"]) == (1, 3)
+
+
+def test_deadlines_are_judged_by_the_peers_clock_when_ours_runs_ahead() -> None:
+    """review22 F3: a node 5 s ahead of its peers (far below the 30 s at which it is
+    counted out) refused every write it owned as past its client's deadline; it now
+    judges deadlines by the median of its peers' clocks.  Behind them, nothing changes
+    (being behind only makes it lenient already)."""
+    from meshreg.core.effects import Rejected, Reply
+    from meshreg.core.requests import SetService
+
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    wall = m.now + m.node.registry.wall_offset
+
+    def beacons(offset: float) -> None:  # the peers' clocks ``offset`` s off ours
+        for peer, address in (("n2", A), ("n3", B)):
+            w = round((m.now + m.node.registry.wall_offset + offset) * 1000)
+            m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w), m.now)
+
+    late = SetService(1, key, 0.5, {"v": "1"}, wall - 2.0)  # 2 s "late" by our clock
+    assert isinstance(m.node.handle(late, m.now), Rejected)
+    beacons(-5.0)  # we run 5 s ahead of both peers
+    assert abs(m.node.registry.clock_lead - 5.0) < 0.05
+    assert isinstance(m.node.handle(late, m.now), Reply)  # 3 s early by the cluster's
+    beacons(+5.0)  # behind them: no lead
+    assert m.node.registry.clock_lead == 0.0
+    assert isinstance(m.node.handle(SetService(2, key, 0.5, None, wall - 2.0), m.now), Rejected)
