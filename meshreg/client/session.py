@@ -195,7 +195,7 @@ DIRECT_RETRY = 0.05  # s; wait before trying again a member whose connection is 
 DIRECT_INSIST = 20  # tries (about 1 s) to reach a member that must answer (a confirmation)
 # A server that sees no majority of the configured members: at most this many other
 # servers are asked for their view, at most once per beat interval (and this often)
-MAJORITY_PROBES, MAJORITY_PROBE_MIN = 8, 1.0
+MAJORITY_PROBES, MAJORITY_PROBE_MIN, MAJORITY_PROBE_MAX = 8, 1.0, 60.0
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
 MAX_WHY = 500  # chars of an unreadable reply kept to explain a later time-out
 BATCH_ENTRIES = 256  # instances per register_batch (the node takes up to 1000)
@@ -327,6 +327,7 @@ class ClientSession:
         self._member_address: dict[str, str] = {}
         self._next_view = 0.0
         self._next_majority_probe = 0.0  # (``_seek_majority``)
+        self._majority_pause = 0.0  # s between two probes (doubling; 0 after a move)
         self._link_up = False  # the server connection's handshake completed (``delivered``)
         # the last failure of its handshake since it was made: (what libzmq said, definitive)
         self._link_refused: tuple[str, bool] | None = None
@@ -708,7 +709,11 @@ class ClientSession:
         now = self._now
         if now < self._next_majority_probe or len(self.servers) < 2:
             return
-        self._next_majority_probe = now + max(self.settings.beat_interval, MAJORITY_PROBE_MIN)
+        # again after a pause doubling while no move comes of it (a 2|2 split, a 2-node
+        # cluster with one down: no node sees a majority for as long as it lasts)
+        first = max(self.settings.beat_interval, MAJORITY_PROBE_MIN)
+        self._majority_pause = min(max(self._majority_pause * 2, first), MAJORITY_PROBE_MAX)
+        self._next_majority_probe = now + self._majority_pause
         current = self.server
         others = [a for a in map(self._address, range(len(self.servers))) if a != current]
         for address in others[:MAJORITY_PROBES]:  # a ping is cheap (a cluster view is not)
@@ -731,6 +736,7 @@ class ClientSession:
         self._server_index = indices[0]
         self.server = address
         self._status_changed = True
+        self._majority_pause = 0.0
         self._warn(
             "majority",
             f"meshreg server {old} sees only {seen[0]} of the {seen[1]} configured members "
@@ -1382,6 +1388,8 @@ class ClientSession:
             self._session_answered(result)
             if result.minority is not None:
                 self._seek_majority(result.minority)
+            else:  # (the next minority is probed at once)
+                self._majority_pause, self._next_majority_probe = 0.0, 0.0
             if not result.ready:  # a member catching up: what it holds may lag (2.3a)
                 return
             held, acked = result.instances, self._session_acked

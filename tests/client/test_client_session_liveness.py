@@ -278,3 +278,20 @@ def test_a_probe_of_an_unreachable_server_never_goes_through_the_server() -> Non
         assert h.requests("ping") and {s.to for s in h.requests("ping")} == {"b:2"}
         assert h.unanswered("ping") == []  # dropped, not re-sent through a:1
         assert h.core.server == "a:1" and h.connects() == ["a:1"]
+
+
+def test_while_no_node_sees_a_majority_the_probes_back_off() -> None:
+    """review22: a 2|2 split (or a 2-node cluster with one node down) lasts as long as it
+    lasts; a probe per renewal for all of it is load with no move possible."""
+    h = Harness(servers=("a:1", "b:2"), beat_ms=1000, session=True)
+    registered(h, 2, session=True)
+    for _ in range(20):
+        h.advance(1000)
+        h.answer_all("session_renew", {"instances": 2, "known": True, "members_up": 1,
+                                       "members": 2})  # fmt: skip
+        h.answer_all("ping", {"epoch": 1, "version": "0", "address": "b:2", "members_up": 1,
+                              "members": 2})  # fmt: skip
+        h.answer_all("cluster", {"node": "n0", "ready": True, "members": []})
+    probes = [s for s in h.requests("ping") if s.to == "b:2"]
+    assert 3 <= len(probes) <= 5, len(probes)  # 1, 2, 4, 8 s apart: not one a second
+    assert h.core.server == "a:1"
