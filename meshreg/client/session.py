@@ -707,7 +707,7 @@ class ClientSession:
         that reaches every node lost its instances on the majority side).  Ask the
         other servers for their view; move to one that sees a majority."""
         now = self._now
-        if now < self._next_majority_probe or len(self.servers) < 2:
+        if now < self._next_majority_probe or len(self.servers) < 2 or self._closing():
             return
         # again after a pause doubling while no move comes of it (a 2|2 split, a 2-node
         # cluster with one down: no node sees a majority for as long as it lasts)
@@ -727,10 +727,15 @@ class ClientSession:
             self.request("ping", {}, self.settings.attempt_timeout, on_reply=got,
                          on_error=lambda exc: None, via=address, direct_only=True)  # fmt: skip
 
+    def _closing(self) -> bool:
+        """A session close is in flight: no server move meanwhile (it would send the
+        close again to a node whose table may be older than the one that had it)."""
+        return any(p.op == "session_close" for p in self._pending.values())
+
     def _move_to(self, address: str, seen: tuple[int, int], there: tuple[int, int]) -> None:
         """Use ``address`` as the server (it sees a majority; the current one did not)."""
         indices = [i for i in range(len(self.servers)) if self._address(i) == address]
-        if not indices or address == self.server:
+        if not indices or address == self.server or self._closing():
             return
         old = self.server
         self._server_index = indices[0]

@@ -190,6 +190,8 @@ REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: lo
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 CLOCK_LEAD_MIN = 0.25  # s ahead of the peers' clocks before deadlines are judged by theirs
+LEAD_SAMPLES = 16  # beacons per peer whose clock samples are kept (8 s at 0.5 s)
+LEAD_SPAN = 3.0  # s a peer's samples must span (by when heard) before they count
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 _ONE_WAY = ("sessions", "join", "beacon", "push")  # peer calls whose answer is not read
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
@@ -919,14 +921,21 @@ class DistroNode:
                 # the client register everything again (review21 F8: the storm
                 # UNAVAILABLE spares beats)
                 result = replace(result, ready=False)
-            minority = self._minority() if self.ready else None  # (starting: not heard yet)
+            minority = self._minority() if self._knows_members(now) else None
             if minority is not None:  # (review20 F3)
                 result = replace(result, minority=minority)
-        elif t is Ping and type(result) is PingResult and self.ready:
+        elif t is Ping and type(result) is PingResult and self._knows_members(now):
             counts = self._member_counts()  # what a client seeking a majority asks
             if counts[1] > 1:
                 result = replace(result, members=counts)
         return result
+
+    def _knows_members(self, now: float) -> bool:
+        """Whether our view of who is up is worth telling a client: not while catching
+        up (not heard yet), nor just after a stall of ours (the view is from before it:
+        a node that was stopped said it saw everyone, and a client closing its session
+        moved to it, and its close removed there an instance registered again since)."""
+        return self.ready and not self.registry.in_stale_window(now)
 
     def _member_counts(self) -> tuple[int, int]:
         """(configured members it sees up, itself included; configured members)."""
@@ -1818,6 +1827,11 @@ class DistroNode:
         changed = far != peer.clock_far
         peer.clock_far = far
         known = [p for p in self.membership.up_peers() if p.clock_offset is not None]
+        if not self.registry.in_stale_window(now):  # (a beacon that waited out our stall
+            samples = peer.lead_samples  # would make us look ahead by the stall)
+            samples.append((now, -offset))
+            if len(samples) > LEAD_SAMPLES:
+                del samples[0]
         self._clock_lead(known)
         apart = sum(p.clock_far for p in known)
         skewed = 2 * apart > len(known) + 1
@@ -1840,18 +1854,27 @@ class DistroNode:
             self._recompute_members(now)
 
     def _clock_lead(self, known: list[Peer]) -> None:
-        """How far our wall clock runs ahead of our peers' (the median of what their
-        beacons say, within ``MAX_CLOCK_SKEW``; 0 when not ahead by ``CLOCK_LEAD_MIN``):
+        """How far our wall clock runs ahead of our peers' (per peer the least of its last
+        beacons' samples, once they span ``LEAD_SPAN`` s: a beacon's delay only adds to
+        one, and a burst read at once, the beacons that waited out a stall of ours or a
+        busy loop, is never the only word; the median over the peers,
+        within ``MAX_CLOCK_SKEW``; 0 when not ahead by ``CLOCK_LEAD_MIN``; forgotten
+        when we stall, and no sample taken in the stale window after: a beacon that
+        waited our stall out would make us look ahead by it, review22's late close):
         client deadlines are judged by it, so a node a few seconds ahead (not yet counted
         out) does not refuse every write it owns as late (review22: the config writes of
         a node 5 s ahead all failed, and no other node could take them)."""
-        offsets = sorted(p.clock_offset for p in known if p.clock_offset is not None)
+        leads = sorted(
+            min(lead for _, lead in p.lead_samples)
+            for p in known
+            if p.lead_samples and p.lead_samples[-1][0] - p.lead_samples[0][0] >= LEAD_SPAN
+        )
         lead = 0.0
-        if offsets:
-            mid = len(offsets) // 2
-            median = offsets[mid] if len(offsets) % 2 else (offsets[mid - 1] + offsets[mid]) / 2
-            if -median >= CLOCK_LEAD_MIN:
-                lead = min(-median, MAX_CLOCK_SKEW)
+        if leads:
+            mid = len(leads) // 2
+            median = leads[mid] if len(leads) % 2 else (leads[mid - 1] + leads[mid]) / 2
+            if median >= CLOCK_LEAD_MIN:
+                lead = min(median, MAX_CLOCK_SKEW)
         self.registry.clock_lead = lead
 
     def holding(self, now: float) -> tuple[str, ...]:
@@ -1865,7 +1888,10 @@ class DistroNode:
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> float:
         self._ticked = now
-        self.registry.check_stall(now)  # first: a stalled node must not find its peers silent
+        if self.registry.check_stall(now):  # first: a stalled node must not find its peers
+            for member in self.membership.peers.values():  # silent, nor itself ahead of them
+                member.lead_samples.clear()
+            self.registry.clock_lead = 0.0
         changes = self.membership.tick(now)
         if changes:
             self._member_changes(changes, now)

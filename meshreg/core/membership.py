@@ -29,7 +29,7 @@ and a learned address cannot stay for good.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshreg.core.effects import MemberChanged, MemberState
 
@@ -61,6 +61,10 @@ class Peer:
     holds_us: bool = False  # its beacons' ``held`` name us (core/distro: a crash loop)
     clock_offset: float | None = None  # its wall clock minus ours, s (its beacons' ``wall``)
     clock_far: bool = False  # that offset is past MAX_CLOCK_SKEW (core/distro)
+    # (when heard, how far our clock ran ahead of its) beacon by beacon, the last
+    # LEAD_SAMPLES (core/distro ``_clock_lead``): a beacon's delay only adds to the
+    # second, so the least is the best estimate
+    lead_samples: list[tuple[float, float]] = field(default_factory=list)
     down_since: float = float("-inf")
     # its replication stream (beacons on P+2) against its beacons' second path (requests):
     stream_heard: float = float("-inf")  # its last beacon on the stream

@@ -295,3 +295,15 @@ def test_while_no_node_sees_a_majority_the_probes_back_off() -> None:
     probes = [s for s in h.requests("ping") if s.to == "b:2"]
     assert 3 <= len(probes) <= 5, len(probes)  # 1, 2, 4, 8 s apart: not one a second
     assert h.core.server == "a:1"
+
+
+def test_a_client_closing_its_session_does_not_move() -> None:
+    """A move sends what is in flight to the new server: a session close sent there, to
+    a node whose table may be older, removed an instance registered again since."""
+    h = Harness(servers=("a:1", "b:2"), beat_ms=1000, session=True)
+    registered(h, 2, session=True)
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    h.do(CloseSession(2.0, Handle("close")))
+    h.reply(renewal, {"instances": 2, "known": True, "members_up": 1, "members": 2})
+    assert h.unanswered("session_close") and h.unanswered("ping") == []

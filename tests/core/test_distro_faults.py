@@ -823,11 +823,65 @@ def test_deadlines_are_judged_by_the_peers_clock_when_ours_runs_ahead() -> None:
             w = round((m.now + m.node.registry.wall_offset + offset) * 1000)
             m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w), m.now)
 
-    late = SetService(1, key, 0.5, {"v": "1"}, wall - 2.0)  # 2 s "late" by our clock
-    assert isinstance(m.node.handle(late, m.now), Rejected)
-    beacons(-5.0)  # we run 5 s ahead of both peers
+    beacons(-5.0)  # we run 5 s ahead of both peers: one beacon is not enough to say so
+    assert m.node.registry.clock_lead == 0.0
+    late = SetService(1, key, 0.5, {"v": "1"}, m.now + m.node.registry.wall_offset - 2.0)
+    assert isinstance(m.node.handle(late, m.now), Rejected)  # 2 s "late" by our clock
+    for _ in range(7):  # beacons over 3.5 s say so
+        m.step(0.5)
+        beacons(-5.0)
     assert abs(m.node.registry.clock_lead - 5.0) < 0.05
+    late = SetService(1, key, 0.5, {"v": "1"}, m.now + m.node.registry.wall_offset - 2.0)
     assert isinstance(m.node.handle(late, m.now), Reply)  # 3 s early by the cluster's
     beacons(+5.0)  # behind them: no lead
     assert m.node.registry.clock_lead == 0.0
+    wall = m.now + m.node.registry.wall_offset
     assert isinstance(m.node.handle(SetService(2, key, 0.5, None, wall - 2.0), m.now), Rejected)
+
+
+def test_beacons_that_waited_out_our_stall_do_not_make_us_look_ahead() -> None:
+    """A stopped node reads, on waking, the beacons its peers sent meanwhile: each says
+    its peer's clock is behind ours by its wait.  Taken as clock samples, the node judged
+    write deadlines leniently by the stall's length and applied a session close that had
+    waited in its socket, removing an instance registered again since (seen in CI on the
+    first version of the clock lead).  A stall forgets the samples; the stale window after
+    it takes none; then the least of a peer's samples (a delay only adds to one) counts."""
+    m = Member()
+
+    def beacon(peer: str, address: str, behind: float) -> None:
+        w = round((m.now + m.node.registry.wall_offset - behind) * 1000)
+        m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w), m.now)
+
+    for _ in range(3):
+        beacon("n2", A, 0.0)
+        beacon("n3", B, 0.0)
+    m.step(6.0)  # stopped 6 s: the tick comes late (a stall)
+    for waited in (5.5, 4.0, 2.5, 1.0):  # queued during the stop, read now
+        beacon("n2", A, waited)
+        beacon("n3", B, waited)
+    assert m.node.registry.clock_lead == 0.0
+    for _ in range(6):  # past the stale window (ticking as asked: no stall)
+        m.step(0.25)
+    assert not m.node.registry.in_stale_window(m.now)
+    # a burst read at once (a busy loop that read them late): not enough
+    for waited in (3.0, 2.5, 2.0):
+        beacon("n2", A, waited)
+        beacon("n3", B, waited)
+    assert m.node.registry.clock_lead == 0.0
+    for _ in range(8):  # fresh beacons over 4 s: the least of a peer's samples counts
+        m.step(0.5)
+        beacon("n2", A, 0.0)
+        beacon("n3", B, 0.0)
+    assert m.node.registry.clock_lead == 0.0
+
+
+def test_just_after_a_stall_a_member_tells_no_member_counts() -> None:
+    """Its view is from before the stall: a node that was stopped said it saw everyone,
+    and a client closing its session moved to it (CI, review20's late-close test)."""
+    from meshreg.core.requests import Ping
+    from meshreg.wire.result_maps import ping_map
+
+    m = Member()
+    m.step(6.0)  # stopped: the tick comes late
+    assert m.node.registry.in_stale_window(m.now)
+    assert "members" not in ping_map(m.node.handle(Ping(1), m.now).result)  # type: ignore[union-attr,arg-type]
