@@ -190,7 +190,8 @@ REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: lo
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 CLOCK_LEAD_MIN = 0.25  # s ahead of the peers' clocks before deadlines are judged by theirs
-LEAD_SAMPLES = 16  # beacons per peer whose clock samples are kept (8 s at 0.5 s)
+LEAD_SAMPLES = 256  # clock samples kept per peer at most (beacons come by two paths)
+LEAD_WINDOW = 8.0  # s of a peer's clock samples kept (by when heard)
 LEAD_SPAN = 3.0  # s a peer's samples must span (by when heard) before they count
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 _ONE_WAY = ("sessions", "join", "beacon", "push")  # peer calls whose answer is not read
@@ -1830,7 +1831,7 @@ class DistroNode:
         if not self.registry.in_stale_window(now):  # (a beacon that waited out our stall
             samples = peer.lead_samples  # would make us look ahead by the stall)
             samples.append((now, -offset))
-            if len(samples) > LEAD_SAMPLES:
+            while len(samples) > LEAD_SAMPLES or now - samples[0][0] > LEAD_WINDOW:
                 del samples[0]
         self._clock_lead(known)
         apart = sum(p.clock_far for p in known)
@@ -2085,5 +2086,6 @@ class DistroNode:
             len(self.other_views()),
             self._members,
             self.clock_skewed,
+            round(self.registry.clock_lead, 3),
         )
         return self.registry.stats_result(now, member)

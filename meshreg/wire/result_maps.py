@@ -195,6 +195,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
         m["disputed_views"] = member.disputed_views
         m["members"] = list(member.members)
         m["clock_skewed"] = member.clock_skewed
+        m["clock_lead"] = member.clock_lead
     if r.runtime is not None:
         m.update(r.runtime)
     return m

@@ -78,6 +78,12 @@ def test_config_writes_owned_by_a_node_5s_ahead_succeed(tmp_path: Path) -> None:
             return bool(cfg.get("ready")) and cfg.get("members_up") == 3
 
         wait_until(lambda: all(config_ready(n) for n in nodes), 20, 0.2, "configs ready")
+
+        def lead() -> float:  # 3 s of beacons say it runs ahead (PROTOCOL.md 2.8)
+            r = raw_request(nodes[0].port, {"v": 1, "id": 1, "op": "stats"}, 2.0)
+            return float(r["result"].get("clock_lead", 0.0)) if r.get("ok") else 0.0
+
+        wait_until(lambda: lead() > 4.0, 20, 0.2, "the skewed node knows it runs ahead")
         with Client([n.address for n in nodes[1:]], timeout=4.0) as c:
             failed = {}
             for i in range(9):
