@@ -53,6 +53,9 @@ class ServicePayload:
     # operator overrides (core/overrides): (id, weight, enabled, weight's stamp, enabled's
     # stamp); None: not set
     overrides: tuple[tuple[InstanceId, float | None, bool | None, int, int], ...] = ()
+    # the removals that are of one session only (core/store ``_written_before``): (id,
+    # session, base); a removal not listed outranks every copy written before it
+    scopes: tuple[tuple[InstanceId, str, int], ...] = ()
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

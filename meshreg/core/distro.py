@@ -982,6 +982,7 @@ class DistroNode:
             self.registry.wall_stamp(now) >> TAG_BITS,
             self._refuting_evidence(now),
             payload.overrides,
+            payload.scopes,
         )
         if change is not None:
             self.registry.queue(change)  # local watchers see it
@@ -1030,7 +1031,8 @@ class DistroNode:
             return ServicePayload(key, (), (), None, overrides)
         tomb = self.store.tombstones.get(key, {}).get(iid)
         if tomb is not None:
-            return ServicePayload(key, (), ((iid, tomb[0], tomb[1]),), None)
+            scopes = () if tomb[3] is None else ((iid, tomb[3], tomb[4]),)
+            return ServicePayload(key, (), ((iid, tomb[0], tomb[1]),), None, (), scopes)
         return None
 
     def written_batch(self, req: RegisterBatch) -> list[ServicePayload]:
@@ -1062,6 +1064,7 @@ class DistroNode:
             tuple(self.store.tombstones_of(key)),
             self.store.settings.get(key),
             self.store.overrides.entries(key),
+            tuple(self.store.tombstone_scopes_of(key)),
         )
 
     def _known_keys(self) -> set[ServiceKey]:

@@ -75,6 +75,8 @@ class ServiceChanged:
     reason: str  # registered, deregistered, unhealthy, recovered, evicted, updated, replicated
     # parallel to removed: each removal's tombstone, (write stamp, alive stamp) (core/store)
     removed_versions: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    # the removals of ``removed`` that are of one session only: (id, session, base)
+    removed_scopes: tuple[tuple[InstanceId, str, int], ...] = field(default=(), compare=False)
     protect_threshold: float = field(default=0.0, compare=False)  # the service's, after it
     settings_version: int = field(default=0, compare=False)  # stamp of that setting
     service_metadata: dict[str, str] = field(default_factory=dict, compare=False)

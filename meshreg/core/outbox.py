@@ -84,7 +84,14 @@ class Outbox:
             else None
         )
         self.publish(
-            ServicePayload(change.key, change.upserted, removals, settings, change.overrides)
+            ServicePayload(
+                change.key,
+                change.upserted,
+                removals,
+                settings,
+                change.overrides,
+                change.removed_scopes,
+            )
         )
 
     def overrides_changed(self, key: ServiceKey, entries: tuple[WireOverride, ...]) -> None:

@@ -574,11 +574,14 @@ class RegistryNode:
         sess.suspect = left
 
     def _close_session(self, sess: SessionRecord, now: float) -> int:
-        """Deregister every instance of a session (a provider's shutdown) and forget it."""
+        """Deregister every instance of a session (a provider's shutdown) and forget it.
+        Each removal is of the session's copy only (core/store ``_written_before``): this
+        node's table may be stale (just back from a stall, or across a partition), and a
+        fresh stamp must not remove a registration of the same address by a new process."""
         removed = 0
         for key, ids in list(sess.instances.items()):
             version = self.stamp(now)
-            change = self.store.deregister_all(key, list(ids), version, now)
+            change = self.store.deregister_all(key, list(ids), version, now, scoped=True)
             if change is not None:
                 removed += len(change.removed)
             self.emit(change)
@@ -604,7 +607,7 @@ class RegistryNode:
         for key, ids in list(sess.instances.items()):
             if allowed(key):
                 continue
-            change = self.store.deregister_all(key, list(ids), self.stamp(now), now)
+            change = self.store.deregister_all(key, list(ids), self.stamp(now), now, scoped=True)
             if change is not None:
                 removed += len(change.removed)
             self.emit(change)

@@ -231,19 +231,64 @@ def _stored_id(iid: InstanceId) -> InstanceId:
     return InstanceId(iid.ip, iid.port, sys.intern(cluster))
 
 
-def _absorbed(version: int, alive: int, tomb: tuple[float, ...]) -> bool:
+# A tombstone: (version, alive, when written here, session, base).  ``session`` None: the
+# removal outranks every copy written at ``version`` or before (``base == version``).  A
+# session's close (or its access narrowed) removes only what the session held: a copy
+# another session wrote after ``base`` (the stamp of the copy the closing node held)
+# outlives it, however new the close's own stamp (``_written_before``).
+Tomb = tuple[int, int, float, str | None, int]
+# A scoped removal as replicated: (instance, session, base) beside its (id, version, alive)
+RemovalScope = tuple[InstanceId, str, int]
+
+
+def _written_before(version: int, session: str | None, tomb: Tomb) -> bool:
+    """Whether a copy written at ``version`` by ``session`` is one the removal removed:
+    written no later than its stamp, and, for a session-scoped removal, by that session
+    or no later than the copy the remover held.  Why scoped: a close applied on a node
+    whose table was stale (a stall, a partition, a clock ahead) stamped removals newer
+    than a registration of the same address by a new process, and removed it everywhere
+    (review20 F2's open remainder)."""
+    if version > tomb[0]:
+        return False
+    scope = tomb[3]
+    return scope is None or session == scope or version <= tomb[4]
+
+
+def _absorbed(version: int, alive: int, tomb: Tomb, session: str | None = None) -> bool:
     """An unhealthy record newer than an eviction: the eviction takes its evidence."""
-    return bool(tomb[1]) and version > tomb[0] and alive > tomb[1]
+    return bool(tomb[1]) and not _written_before(version, session, tomb) and alive > tomb[1]
 
 
-def _survives(version: int, alive: int, down: int, tomb: tuple[float, ...]) -> bool:
-    """Whether a record outlives a tombstone ``(version, alive, ...)``: newer on both
-    counts, and, against an eviction, not itself judged stale since (``down < alive``):
-    an instance evicted on old evidence and marked unhealthy on its newer evidence
-    has no evidence of life after either judgment, so it stays removed."""
-    if version <= tomb[0] or alive <= tomb[1]:
+def _survives(version: int, alive: int, down: int, tomb: Tomb, session: str | None = None) -> bool:
+    """Whether a record (written by ``session``) outlives a tombstone: newer on both
+    counts (for a scoped one, ``_written_before``), and, against an eviction, not itself
+    judged stale since (``down < alive``): an instance evicted on old evidence and
+    marked unhealthy on its newer evidence has no evidence of life after either
+    judgment, so it stays removed."""
+    if alive <= tomb[1] or _written_before(version, session, tomb):
         return False
     return not tomb[1] or down < alive
+
+
+def _joined(
+    held: Tomb | None, version: int, alive: int, session: str | None, base: int
+) -> tuple[int, int, str | None, int]:
+    """A tombstone ``held`` joined with a removal (version, alive, session, base): the
+    highest stamps; the scope of the newer write part (unscoped on a tie), whose base
+    also covers the other's unscoped part (``base``: the stamp below which every copy,
+    whatever its session, is removed).  The other's part for its own session only is
+    dropped: at worst a closed session's copy comes back and expires with its session."""
+    if session is None:
+        base = version
+    if held is None:
+        return version, alive, session, base
+    h_version, h_alive, _, h_session, h_base = held
+    if version > h_version or (version == h_version and session is None):
+        scope = session
+    else:
+        scope = h_session
+    top = max(version, h_version)
+    return top, max(alive, h_alive), scope, top if scope is None else max(base, h_base)
 
 
 def evidence_time(alive: int, now: float, wall_us: int | None) -> float:
@@ -287,7 +332,7 @@ class RegistryStore:
         # operators' weight/enabled per instance, over the providers' own (core/overrides)
         self.overrides = Overrides()
         # (write stamp, alive stamp, removed_at) of removed instances: stale copies stay dead
-        self.tombstones: dict[ServiceKey, dict[InstanceId, tuple[int, int, float]]] = {}
+        self.tombstones: dict[ServiceKey, dict[InstanceId, Tomb]] = {}
         # -- running counts (module docstring, "Bounds"); ``recount`` checks them
         self.instance_total = 0
         self.unhealthy_total = 0
@@ -539,10 +584,16 @@ class RegistryStore:
         return self._remove(key, (iid,), "deregistered", now, version)
 
     def deregister_all(
-        self, key: ServiceKey, iids: Iterable[InstanceId], version: int, now: float
+        self,
+        key: ServiceKey,
+        iids: Iterable[InstanceId],
+        version: int,
+        now: float,
+        scoped: bool = False,
     ) -> ServiceChanged | None:
-        """Deregister several instances of one service: one change (a session's close)."""
-        return self._remove(key, iids, "deregistered", now, version)
+        """Deregister several instances of one service: one change (a session's close).
+        ``scoped``: each removal is of its record's session only (``_written_before``)."""
+        return self._remove(key, iids, "deregistered", now, version, scoped=scoped)
 
     def remember_removal(self, key: ServiceKey, iid: InstanceId, version: int, now: float) -> bool:
         """A deregistration of an instance not in the table: keep its tombstone anyway, so
@@ -552,7 +603,7 @@ class RegistryStore:
         held = tombs.get(iid)
         if held is not None and held[0] >= version:
             return False
-        self._set_tombstone(tombs, key, _stored_id(iid), version, held[1] if held else 0, now)
+        self._set_tombstone(tombs, key, _stored_id(iid), *_joined(held, version, 0, None, 0), now)
         self._enforce_tombstone_cap()
         return True
 
@@ -645,8 +696,10 @@ class RegistryStore:
         now: float,
         version: int | None,
         evidence: Callable[[InstanceRecord], int] | None = None,
+        scoped: bool = False,
     ) -> ServiceChanged | None:
-        """Remove instances: ``version`` None is an eviction, else a deregistration."""
+        """Remove instances: ``version`` None is an eviction, else a deregistration
+        (``scoped``: of each record's session only)."""
         svc = self.services.get(key)
         if svc is None:
             return None
@@ -656,6 +709,7 @@ class RegistryStore:
             return None
         tombs = self.tombstones.setdefault(key, {})
         stamps = []
+        scopes: list[RemovalScope] = []
         for rec in removed:
             svc.left(rec)
             self._count_out(rec)
@@ -663,15 +717,17 @@ class RegistryStore:
                 self.sessions.detach(rec.session, key, rec.id)
             if version is None:
                 seen = evidence(rec) if evidence is not None else 0
-                stamp = (0, max(rec.alive, seen))
+                tomb = _joined(tombs.get(rec.id), 0, max(rec.alive, seen), None, 0)
             else:
-                stamp = (version, 0)
-            held = tombs.get(rec.id)
-            if held is not None:
-                stamp = (max(held[0], stamp[0]), max(held[1], stamp[1]))
-            self._set_tombstone(tombs, key, rec.id, stamp[0], stamp[1], now)
-            stamps.append(stamp)
-        change = self._changed(svc, (), tuple(rec.id for rec in removed), reason, tuple(stamps))
+                scope = rec.session if scoped else None
+                tomb = _joined(tombs.get(rec.id), version, 0, scope, rec.version)
+            self._set_tombstone(tombs, key, rec.id, *tomb, now)
+            stamps.append((tomb[0], tomb[1]))
+            if tomb[2] is not None:
+                scopes.append((rec.id, tomb[2], tomb[3]))
+        change = self._changed(
+            svc, (), tuple(rec.id for rec in removed), reason, tuple(stamps), tuple(scopes)
+        )
         if not svc.instances:
             self._drop_service(key)
         self._enforce_tombstone_cap()
@@ -688,6 +744,7 @@ class RegistryStore:
         wall_us: int | None = None,
         local_evidence: Callable[[InstanceRecord], int] | None = None,
         overrides: Iterable[WireOverride] = (),
+        scopes: Iterable[RemovalScope] = (),
     ) -> tuple[ServiceChanged | None, tuple[InstanceRecord, ...], tuple[InstanceRecord, ...]]:
         """Join a peer's records, tombstones and settings into ours (the merge rule above).
 
@@ -709,12 +766,14 @@ class RegistryStore:
 
         ``overrides``: operator overrides (core/overrides), each kept if newer than
         ours; one that changes what watchers see of a record held here makes it visible.
+        ``scopes``: the session scopes of ``removals`` that have one (``_written_before``).
         """
         changed: list[InstanceRecord] = []
         quiet: list[InstanceRecord] = []
         refuted: list[InstanceRecord] = []
         removed: list[InstanceId] = []
         removed_stamps: list[tuple[int, int]] = []
+        removed_scopes: list[RemovalScope] = []
         svc = self.services.get(key)
         tombs = self.tombstones.get(key)
         for v in upserts:
@@ -725,9 +784,9 @@ class RegistryStore:
             rec = svc.instances.get(iid) if svc is not None else None
             if rec is None:
                 tomb = tombs.get(iid) if tombs is not None else None
-                if tomb is not None and not _survives(v.version, alive, down, tomb):
-                    if _absorbed(v.version, alive, tomb):  # evicted, judged stale since
-                        tombs[iid] = (tomb[0], alive, tomb[2])  # type: ignore[index]
+                if tomb is not None and not _survives(v.version, alive, down, tomb, v.session):
+                    if _absorbed(v.version, alive, tomb, v.session):  # evicted, stale since
+                        tombs[iid] = (tomb[0], alive, tomb[2], tomb[3], tomb[4])  # type: ignore[index]
                     continue  # removed on evidence at least as new: stays removed
                 if svc is None:
                     svc = self._add_service(key)
@@ -792,10 +851,14 @@ class RegistryStore:
                 quiet.append(rec)
             if not healthy and rec.healthy and alive and rec not in refuted:
                 refuted.append(rec)  # a mark we overrule: the judge must hear why
+        scope_of = {s[0]: s for s in scopes} if scopes else None
         for iid, t_version, t_alive in removals:
+            scope = scope_of.get(iid) if scope_of is not None else None
+            t_session, t_base = (None, t_version) if scope is None else (scope[1], scope[2])
+            incoming: Tomb = (t_version, t_alive, now, t_session, t_base)
             rec = svc.instances.get(iid) if svc is not None else None
             if rec is not None:
-                if _survives(rec.version, rec.alive, rec.down, (t_version, t_alive)):
+                if _survives(rec.version, rec.alive, rec.down, incoming, rec.session):
                     if t_alive and rec not in refuted:
                         refuted.append(rec)  # an eviction we overrule: the judge must hear why
                     continue  # newer on both counts than what removed it elsewhere: stays
@@ -809,7 +872,7 @@ class RegistryStore:
                             changed.append(rec)
                         refuted.append(rec)
                         continue
-                if _absorbed(rec.version, rec.alive, (t_version, t_alive)):
+                if _absorbed(rec.version, rec.alive, incoming, rec.session):
                     t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
                 svc.left(rec)  # type: ignore[union-attr]
@@ -821,17 +884,13 @@ class RegistryStore:
             if tombs is None:
                 tombs = self.tombstones.setdefault(key, {})
             held = tombs.get(iid)
+            joined = _joined(held, t_version, t_alive, t_session, t_base)
             if rec is not None:
-                if held is None:
-                    removed_stamps.append((t_version, t_alive))
-                else:
-                    removed_stamps.append((max(held[0], t_version), max(held[1], t_alive)))
-            if held is None:
-                self._set_tombstone(tombs, key, iid, t_version, t_alive, now)
-            elif t_version > held[0] or t_alive > held[1]:
-                self._set_tombstone(
-                    tombs, key, iid, max(held[0], t_version), max(held[1], t_alive), now
-                )
+                removed_stamps.append((joined[0], joined[1]))
+                if joined[2] is not None:
+                    removed_scopes.append((iid, joined[2], joined[3]))
+            if held is None or joined != (held[0], held[1], held[3], held[4]):
+                self._set_tombstone(tombs, key, iid, *joined, now)
         self._enforce_tombstone_cap()
         for iid, o_weight, o_enabled, o_wv, o_ev in overrides:
             entry = self.overrides.get(key, iid)
@@ -854,14 +913,24 @@ class RegistryStore:
         if svc is None:  # settings only: a record for the change, not kept
             svc = ServiceRecord(key)
         change = self._changed(
-            svc, tuple(changed), tuple(removed), "replicated", tuple(removed_stamps)
+            svc,
+            tuple(changed),
+            tuple(removed),
+            "replicated",
+            tuple(removed_stamps),
+            tuple(removed_scopes),
         )
         if held_here and not svc.instances:
             self._drop_service(key)
         return change, tuple(quiet), tuple(refuted)
 
     def tombstones_of(self, key: ServiceKey) -> list[tuple[InstanceId, int, int]]:
-        return [(iid, v, a) for iid, (v, a, _) in self.tombstones.get(key, {}).items()]
+        return [(iid, t[0], t[1]) for iid, t in self.tombstones.get(key, {}).items()]
+
+    def tombstone_scopes_of(self, key: ServiceKey) -> list[RemovalScope]:
+        """The session scopes of ``tombstones_of(key)`` that have one."""
+        tombs = self.tombstones.get(key, {})
+        return [(iid, t[3], t[4]) for iid, t in tombs.items() if t[3] is not None]
 
     def purge_tombstones(self, now: float, ttl: float) -> int:
         """Forget tombstones older than ``ttl`` seconds; returns how many.
@@ -881,17 +950,19 @@ class RegistryStore:
 
     def _set_tombstone(
         self,
-        tombs: dict[InstanceId, tuple[int, int, float]],
+        tombs: dict[InstanceId, Tomb],
         key: ServiceKey,
         iid: InstanceId,
         version: int,
         alive: int,
+        session: str | None,
+        base: int,
         now: float,
     ) -> None:
         """Write a tombstone of ``key`` (``tombs``: its dict in ``self.tombstones``)."""
         if iid not in tombs:
             self.tombstone_count += 1
-        tombs[iid] = (version, alive, now)
+        tombs[iid] = (version, alive, now, session, base)
         order = self._tombstone_order
         order.append((now, key, iid))
         if len(order) > 2 * self.tombstone_count + 1024:
@@ -902,7 +973,7 @@ class RegistryStore:
         live = [
             (at, key, iid)
             for key, tombs in self.tombstones.items()
-            for iid, (_, _, at) in tombs.items()
+            for iid, (_, _, at, _, _) in tombs.items()
         ]
         live.sort(key=lambda entry: entry[0])
         self._tombstone_order = deque(live)
@@ -1128,6 +1199,7 @@ class RegistryStore:
         removed: tuple[InstanceId, ...],
         reason: str,
         removed_versions: tuple[tuple[int, int], ...] = (),
+        removed_scopes: tuple[RemovalScope, ...] = (),
     ) -> ServiceChanged:
         base = svc.revision
         svc.touched(upserted)
@@ -1147,6 +1219,7 @@ class RegistryStore:
             removed,
             reason,
             removed_versions,
+            removed_scopes,
             threshold,
             settings_version,
             service_metadata,

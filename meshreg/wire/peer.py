@@ -11,7 +11,10 @@ Replication channel (each node's XPUB... PUB on ``port + 2``), frames
   "upsert":[instance + "version", "alive", "down"],
   "remove":[[ip, port, cluster, version, alive]]}`` (the stamps of core/store's
   merge rule; a 4-element removal and an upsert without alive/down, from an
-  older node, read as alive = version and down = 0, or = alive if unhealthy).
+  older node, read as alive = version and down = 0, or = alive if unhealthy);
+  optional ``"scoped":[[ip, port, cluster, session, base]]``: the removals of that
+  list that are of one session only (a session's close; core/store
+  ``_written_before``); a node that ignores it removes more, never less.
 * digest: ``{"v","node","epoch","services","digest"}``: how many services the
   sender is responsible for and one checksum over them (see core/digests).
 * deltas: ``{"v","node","epoch","seq","deltas":[payload, ...]}``: consecutive deltas
@@ -193,6 +196,12 @@ def _removal(r: Any) -> tuple[InstanceId, int, int]:
     return iid, _stamp(r[3], "version"), alive
 
 
+def _scope(r: Any) -> tuple[InstanceId, str, int]:
+    if not isinstance(r, list) or len(r) != 5:
+        raise _bad("scoped removal must be [ip, port, cluster, session, base]")
+    return check_instance_id(r[0], r[1], r[2]), check_session_id(r[3]), _stamp(r[4], "base")
+
+
 def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
     return {
         "namespace": p.key.namespace,
@@ -201,6 +210,11 @@ def payload_to_wire(p: ServicePayload) -> dict[str, Any]:
         "upsert": [instance_to_peer(v) for v in p.upserts],
         "remove": [[i.ip, i.port, i.cluster, ver, alive] for i, ver, alive in p.removals],
         "settings": None if p.settings is None else list(p.settings),
+        **(
+            {"scoped": [[i.ip, i.port, i.cluster, s, b] for i, s, b in p.scopes]}
+            if p.scopes
+            else {}
+        ),
         **(
             {
                 "overrides": [
@@ -265,12 +279,16 @@ def payload_from_wire(d: Any, max_entries: int = MAX_DELTA_ENTRIES) -> ServicePa
             f"{len(overrides)} overrides in one service payload; the limit is {max_entries}",
             ErrorCode.TOO_LARGE,
         )
+    scoped = d.get("scoped", [])
+    if not isinstance(scoped, list) or len(scoped) > len(remove):
+        raise _bad("scoped must be a list of at most as many entries as remove")
     return ServicePayload(
         key,
         tuple(upserts),
         tuple(_removal(x) for x in remove),
         settings,
         tuple(_override(x) for x in overrides),
+        tuple(_scope(x) for x in scoped),
     )
 
 

@@ -66,6 +66,7 @@ from meshreg.core.events import PeerDataRejected, ServiceChanged, StallDetected
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberChanged
 from meshreg.core.preservation import SelfPreservationEnded, SelfPreservationStarted
+from meshreg.core.store import _joined, _written_before
 from meshreg.errors import ErrorCode
 from meshreg.runtime.node import NodeRuntime
 from meshreg.security.keys import generate_key_files, load_secret_key
@@ -141,7 +142,7 @@ class SimNode:
         self.changes: list[tuple[float, ServiceChanged]] = []  # this incarnation's changes
         self.member_events: list[tuple[float, MemberChanged]] = []  # this incarnation's
         # (service, instance) -> (record stamps, tombstone stamps) this incarnation holds
-        self.versions: dict[tuple[Any, Any], tuple[Any, Any]] = {}
+        self.versions: dict[tuple[Any, Any], tuple[Any, Any, Any]] = {}
 
     @property
     def core(self) -> DistroNode | None:
@@ -426,27 +427,34 @@ class Network(MemoryNetwork):
         down) or, once removed, its tombstone's (write, alive).  A record may
         only move to stamps at least as high, one of them higher; a removal
         must leave a tombstone the record does not survive; a record coming
-        back must be newer on both counts than the tombstone.  Anything else
+        back must be newer on both counts than the tombstone (a session-scoped
+        one: or written by another session after its base).  Anything else
         is a stale copy winning: a resurrection or a lost write.
         """
         key = change.key
         for v in change.upserted:
             iid = (v.ip, v.port, v.cluster)
-            rec, tomb = node.versions.get((key, iid), (None, None))
+            rec, tomb, _ = node.versions.get((key, iid), (None, None, None))
             new = (v.version, v.alive, v.down)
             if rec is not None:
                 bad = any(a < b for a, b in zip(new, rec, strict=True)) or new == rec
             else:
-                bad = tomb is not None and not (v.version > tomb[0] and v.alive > tomb[1])
+                bad = tomb is not None and (
+                    v.alive <= tomb[1] or _written_before(v.version, v.session, tomb)
+                )
             if bad:
                 self._went_back(node, key, iid, f"record {new} after {rec} / {tomb}", change)
-            node.versions[(key, iid)] = (new, tomb)
+            node.versions[(key, iid)] = (new, tomb, v.session)
+        scopes = {s[0]: s for s in change.removed_scopes}
         for iid, stamps in zip(change.removed, change.removed_versions, strict=True):
-            rec, tomb = node.versions.get((key, tuple(iid)), (None, None))
-            joined = stamps if tomb is None else (max(stamps[0], tomb[0]), max(stamps[1], tomb[1]))
-            if rec is not None and rec[0] > joined[0] and rec[1] > joined[1]:
+            rec, tomb, session = node.versions.get((key, tuple(iid)), (None, None, None))
+            scope = scopes.get(iid)
+            s, base = (None, stamps[0]) if scope is None else (scope[1], scope[2])
+            version, alive, s, base = _joined(tomb, stamps[0], stamps[1], s, base)
+            joined = (version, alive, 0.0, s, base)  # a tombstone as core/store holds it
+            if rec is not None and rec[1] > alive and not _written_before(rec[0], session, joined):
                 self._went_back(node, key, tuple(iid), f"removal {stamps} of {rec}", change)
-            node.versions[(key, tuple(iid))] = (None, joined)
+            node.versions[(key, tuple(iid))] = (None, joined, None)
 
     def _went_back(
         self, node: SimNode, key: Any, iid: Any, what: str, change: ServiceChanged
