@@ -49,8 +49,9 @@ Rules (each with its constant below):
   without the op (UNKNOWN_OP) gets single ``register`` requests from then on.
 * **Priority.** Session opens and renewals skip the request window and its backlog:
   they never queue behind registrations.
-* **Liveness.** Per-instance beats every ``beat_interval``; or, with a client session,
-  one ``session_renew`` for all of them.  A beat answered NOT_FOUND registers that
+* **Liveness.** Per-instance beats every ``beat_interval`` (and one ``ping`` of the
+  server: does it see a majority?); or, with a client session, one ``session_renew``
+  for all of them.  A beat answered NOT_FOUND registers that
   instance again; UNAVAILABLE (a member still catching up) is left alone (the next
   beat retries; docs/PROTOCOL.md 5.2); other errors are logged.  A renewal that holds
   fewer instances than acknowledged ``SHORT_RENEWALS`` times in a row, or that the node
@@ -1348,15 +1349,32 @@ class ClientSession:
             if self._session_acked >= len(self.registrations):
                 return  # every registration is in the session: no loop over them
         timeout = self._liveness_timeout()
+        beats = 0
         for reg in list(self.registrations.values()):
             if reg.session is not None:
                 continue  # kept alive by the session's renewal
+            beats += 1
             self.request(
                 "beat",
                 reg.beat_fields,
                 timeout,
                 on_error=lambda exc, reg=reg: self._beat_failed(reg, exc),
             )
+        if beats and len(self.servers) > 1:
+            # A beat's reply says nothing of the node's view; one ping per interval does
+            # (``members_up``/``members`` from a node that sees no majority), as a
+            # renewal's reply does for session clients: without it, a per-instance
+            # client learned that its server was cut off only from the cluster view's
+            # refresh (VIEW_INTERVAL), when its instances could already be marked.
+            self.request("ping", {}, timeout, on_reply=self._pinged, on_error=lambda exc: None)
+
+    def _pinged(self, pong: Any) -> None:
+        """The server's ``ping`` reply: seek a majority if it sees none."""
+        up, total = pong.get("members_up"), pong.get("members")
+        if type(up) is int and type(total) is int and total > 1 and up * 2 <= total:
+            self._seek_majority((up, total))
+        else:  # (the next minority is probed at once)
+            self._majority_pause, self._next_majority_probe = 0.0, 0.0
 
     def _beat_failed(self, reg: Registration, exc: BaseException) -> None:
         code = getattr(exc, "code", None)

@@ -38,6 +38,7 @@ from meshreg.model import Instance, InstanceId, ServiceKey
 
 SID = "0123456789abcdef0123456789abcdef"
 SVC = ServiceKey("public", "DEFAULT_GROUP", "orders")
+PONG = {"epoch": 1, "version": "0", "address": "a:1"}  # a node's ping reply (a majority seen)
 
 
 @dataclass

@@ -4,7 +4,7 @@ log line per problem, never one per instance (fake clock, ms)."""
 from __future__ import annotations
 
 import pytest
-from session_harness import SID, Handle, Harness, registration
+from session_harness import PONG, SID, Handle, Harness, registration
 
 from meshreg.client.actions import Complete, DirectSend
 from meshreg.client.commands import CloseSession, Deregister, Register, RegisterBatch
@@ -34,6 +34,7 @@ def test_each_registration_beats_once_per_interval() -> None:
     assert sorted(b.fields["ip"] for b in beats) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     assert set(beats[0].fields) == {"namespace", "group", "service", "ip", "port", "cluster"}
     h.answer_all("beat")
+    h.answer_all("ping", PONG)  # one a beat interval: it tells whether a:1 sees a majority
     h.advance(1000)
     assert len(h.requests("beat")) == 6
 
@@ -80,6 +81,7 @@ def test_a_beat_refused_otherwise_is_logged_once_per_interval() -> None:
     for _ in range(3):
         h.advance(1000)
         assert h.fail_all("beat", ErrorCode.PERMISSION_DENIED, "beat: not allowed") == 20
+        h.answer_all("ping", PONG)
     lines = h.logs("warning")
     assert len(lines) == 1 and "beats refused by a:1" in lines[0], lines
     assert h.unanswered("register") == []
@@ -307,3 +309,34 @@ def test_a_client_closing_its_session_does_not_move() -> None:
     h.do(CloseSession(2.0, Handle("close")))
     h.reply(renewal, {"instances": 2, "known": True, "members_up": 1, "members": 2})
     assert h.unanswered("session_close") and h.unanswered("ping") == []
+
+
+def test_a_per_instance_client_learns_of_a_cut_off_server_from_its_ping() -> None:
+    """A beat's reply says nothing of the node's view: a client without a session pings
+    its server once per beat interval, and moves as a session client does (before, it
+    learned only from the cluster view's refresh, 10 s, when its instances could already
+    be marked silent on the majority side)."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), beat_ms=1000)
+    registered(h, 3)
+    h.advance(1000)
+    assert len(h.unanswered("beat")) == 3
+    (ping,) = [p for p in h.unanswered("ping") if p.to == "a:1"]
+    h.answer_all("beat")
+    pong = {"epoch": 1, "version": "0", "address": "a:1"}
+    h.reply(ping, {**pong, "members_up": 1, "members": 3})
+    probes = {p.to: p for p in h.unanswered("ping")}
+    assert set(probes) == {"b:2", "c:3"}, probes
+    h.reply(probes["b:2"], {**pong, "members_up": 3, "members": 3})
+    assert h.core.server == "b:2" and h.connects()[-1] == "b:2"
+    assert any("sees only 1 of the 3 configured members" in x for x in h.logs("warning"))
+
+
+def test_a_per_instance_client_of_a_whole_cluster_pings_nobody_else() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"), beat_ms=1000)
+    registered(h, 2)
+    for _ in range(5):
+        h.advance(1000)
+        h.answer_all("beat")
+        h.answer_all("ping", {"epoch": 1, "version": "0", "address": "a:1"})
+    assert {p.to for p in h.requests("ping")} == {"a:1"}  # one a beat interval, no probe
+    assert len(h.requests("ping")) == 5 and h.core.server == "a:1"

@@ -5,7 +5,7 @@ registrations, kept alive by per-instance beats, and the session is tried again 
 
 from __future__ import annotations
 
-from session_harness import SID, Handle, Harness, registration
+from session_harness import PONG, SID, Handle, Harness, registration
 
 from meshreg.client.actions import Complete, Fail
 from meshreg.client.commands import Register, RegisterBatch
@@ -35,6 +35,7 @@ def live(h: Harness, ms: int) -> None:
     for _ in range(ms // 1000):
         h.advance(1000)
         h.answer_all("beat")
+        h.answer_all("ping", PONG)  # (a per-instance client pings its server each interval)
 
 
 def test_a_refused_session_leaves_the_registrations_on_beats() -> None:
