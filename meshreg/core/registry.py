@@ -35,6 +35,7 @@ time).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -224,6 +225,9 @@ class RegistryNode:
         # s this node's wall clock runs ahead of its peers' (core/distro ``_check_clock``):
         # deadlines are judged by the cluster's clock, not a clock that runs ahead
         self.clock_lead = 0.0
+        # the key of the session ids this node chooses (``_new_session_id``): set by the
+        # runtime from the OS's randomness (the core draws none: it is sans-IO)
+        self.session_secret = b""
         # A beat for a record whose liveness evidence is older than this stamp refreshes it
         # (and the refresh is replicated); 0: never (a lone node has nobody to tell).
         self.alive_floor = 0
@@ -548,8 +552,17 @@ class RegistryNode:
         )
 
     def _new_session_id(self) -> str:
-        """A session id unique to this incarnation (node id, random epoch, a counter)."""
+        """A session id for a client that lets the node choose: 128 bits of a keyed hash
+        (BLAKE2b) of a counter under ``session_secret``, which the runtime draws from the
+        OS at start.  The id is the capability to renew and close the session, so it must
+        not be guessable: it was a plain hash of the node's address, node id, epoch and
+        the counter, all of which any client reads from ``ping`` and ``cluster``, and a key
+        allowed to write one service computed another app's id and closed its session
+        (review23 F7).  Without a secret (a test's node): address, epoch and counter."""
         self._sessions_opened += 1
+        count = self._sessions_opened.to_bytes(8, "big")
+        if self.session_secret:
+            return hashlib.blake2b(count, key=self.session_secret, digest_size=16).hexdigest()
         seed = f"{self.address}|{self.hlc.tag}|{self.epoch}|{self._sessions_opened}"
         return xxhash.xxh3_128_hexdigest(seed.encode())
 
@@ -589,7 +602,12 @@ class RegistryNode:
         return removed
 
     def check_session_access(
-        self, sid: str, generation: int, allowed: Callable[[ServiceKey], bool], now: float
+        self,
+        sid: str,
+        namespace: str,
+        generation: int,
+        allowed: Callable[[ServiceKey], bool],
+        now: float,
     ) -> int:
         """A renewal of session ``sid`` by its client, whose access (the runtime's ACL) is
         at ``generation``: once per generation, deregister (here, replicated as any write)
@@ -598,9 +616,11 @@ class RegistryNode:
         so it kept every instance of the session alive after an ACL reload narrowed its
         client's access (review17 F8), also where the session was renewed after a
         fail-over or a restart, or under a renamed ACL entry (review18 F1, F2).  How many
-        were removed."""
+        were removed.  A renewal naming the session under another ``namespace`` is refused
+        (NOT_FOUND) and checks nothing: it deregistered the session's instances with the
+        sender's rights, a key of another namespace (review23 F2)."""
         sess = self.store.sessions.get(sid)
-        if sess is None or sess.access_checked == generation:
+        if sess is None or sess.namespace != namespace or sess.access_checked == generation:
             return 0
         sess.access_checked = generation
         removed = 0

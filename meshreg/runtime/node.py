@@ -322,6 +322,7 @@ class NodeRuntime:
             limits=config.limits,
             aliases=self.peer_aliases,
         )
+        self.core.registry.session_secret = secrets.token_bytes(32)  # (review23 F7)
         self._stop = threading.Event()
         self.transport = transport
         self._router: Channel | None = None
@@ -494,7 +495,9 @@ class NodeRuntime:
             return principal.may(Access.WRITE, key.namespace, key.group, key.service)
 
         registry = self.core.registry
-        removed = registry.check_session_access(req.session, self._access_generation, allowed, now)
+        removed = registry.check_session_access(
+            req.session, req.namespace, self._access_generation, allowed, now
+        )
         if removed:
             log.warning(
                 "deregistered %d instance(s) of a session of client %r: after the ACL "

@@ -565,14 +565,26 @@ def test_a_session_is_checked_against_its_clients_access_per_generation_and_serv
         asked.append(key.service)
         return key.service == "s1"
 
-    assert m.node.check_session_access(SID, 0, only_s1, m.now) == 0
+    assert m.node.check_session_access(SID, "public", 0, only_s1, m.now) == 0
     assert asked == ["s1"]
-    assert m.node.check_session_access(SID, 0, only_s1, m.now) == 0  # checked already
+    assert m.node.check_session_access(SID, "public", 0, only_s1, m.now) == 0  # checked already
     assert asked == ["s1"]
     m.register("s2", "10.0.0.2")  # a service new to the session: checked again
-    assert m.node.check_session_access(SID, 0, only_s1, m.now) == 1
+    assert m.node.check_session_access(SID, "public", 0, only_s1, m.now) == 1
     assert m.healthy("s2") == {} and m.healthy("s1") == {"10.0.0.1": True}
     removed = [e for e in m.node.take_effects() + m.effects if isinstance(e, ServiceChanged)]
     assert any(c.key.service == "s2" and c.removed for c in removed)
-    assert m.node.check_session_access(SID, 1, lambda key: False, m.now) == 1  # a reload
+    assert m.node.check_session_access(SID, "public", 1, lambda key: False, m.now) == 1  # a reload
     assert m.healthy("s1") == {}
+
+
+def test_a_renewal_naming_another_namespace_checks_nothing() -> None:
+    """review23 F2: a renewal of the session under another namespace is refused; the
+    access check ran before with the sender's rights (a key of that other namespace, which
+    may write nothing here) and deregistered every instance of the session."""
+    m = Lone()
+    m.handle("session_open", session=SID)
+    m.register("s1", "10.0.0.1")
+    assert m.node.check_session_access(SID, "other", 0, lambda key: False, m.now) == 0
+    assert m.healthy("s1") == {"10.0.0.1": True}
+    assert m.node.check_session_access(SID, "public", 0, lambda key: True, m.now) == 0
