@@ -61,6 +61,7 @@ from meshreg.core.overrides import MAX_OVERRIDES
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
+    SERVICES_SCAN_LIMIT,
     Beat,
     DeregisterInstance,
     EntryRejected,
@@ -814,15 +815,32 @@ class RegistryNode:
         )
 
     def services_result(self, req: ListServices) -> ServicesResult:
-        """One page of a namespace's services: O(log N + page), never O(N)."""
+        """One page of a namespace's services: O(log N + page), never O(N).  For a client
+        that may read only some (``req.visible``): the page holds only those, ``count``
+        counts only them (the total would say what exists), and the cursor is the last
+        service examined (up to SERVICES_SCAN_LIMIT), which the runtime seals when the
+        client may not read it: the cursor named it (review23 F5)."""
         store = self.store
-        page, more = store.service_page(req.namespace, req.group, req.after, req.page_size)
-        return ServicesResult(
-            req.namespace,
-            tuple(page),
-            store.service_count(req.namespace, req.group),  # all pages together
-            services_cursor(*page[-1]) if more else None,
-        )
+        visible = req.visible
+        if visible is None:
+            page, more = store.service_page(req.namespace, req.group, req.after, req.page_size)
+            return ServicesResult(
+                req.namespace,
+                tuple(page),
+                store.service_count(req.namespace, req.group),  # all pages together
+                services_cursor(*page[-1]) if more else None,
+            )
+        keep: list[tuple[str, str]] = []
+        after, examined, more = req.after, 0, True
+        while more and len(keep) < req.page_size and examined < SERVICES_SCAN_LIMIT:
+            chunk = min(req.page_size - len(keep), SERVICES_SCAN_LIMIT - examined)
+            page, more = store.service_page(req.namespace, req.group, after, chunk)
+            examined += len(page)
+            keep.extend(e for e in page if visible(*e))
+            if page:
+                after = page[-1]
+        cursor = services_cursor(*after) if more and after is not None else None
+        return ServicesResult(req.namespace, tuple(keep), len(keep), cursor)
 
     def _past_deadline(self, req: Any, now: float) -> None:
         """Refuse a registry write that arrives after its ``deadline`` (the client's wall

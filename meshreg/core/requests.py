@@ -8,7 +8,8 @@ peer port; ``ListDigests``, ``Reconcile`` and ``PushSessions`` only from peers (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from meshreg.errors import ErrorCode
@@ -164,7 +165,18 @@ class ListServices:
     group: str | None  # None: every group of the namespace
     page_size: int = DEFAULT_SERVICES_PAGE
     after: tuple[str, str] | None = None  # (group, service) from the cursor; None: first page
+    # a cursor the node sealed (it named a service the client may not read): the runtime
+    # opens it into ``after`` (meshreg/security/cursors)
+    sealed: str | None = None
+    # the client's read access, (group, service) -> may it read it (None: everything);
+    # set by the runtime from the ACL, never on the wire
+    visible: Callable[[str, str], bool] | None = field(default=None, compare=False)
     op = "services"
+
+
+# services a filtered ``services`` page examines at most (a client that may read few of a
+# namespace's many services: the page ends early with a sealed cursor, not an O(N) scan)
+SERVICES_SCAN_LIMIT = 5000
 
 
 @dataclass(frozen=True, slots=True)

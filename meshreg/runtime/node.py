@@ -81,7 +81,8 @@ from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
-from meshreg.security.authz import authorize, authorize_entries, authorize_topic, visible_services
+from meshreg.security.authz import authorize, authorize_entries, authorize_topic
+from meshreg.security.cursors import CursorSeal
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
 from meshreg.transport.replies import (
@@ -132,6 +133,7 @@ from meshreg.wire.messages import (
     beat_fields,
     decode_body,
     encode_batch_entry,
+    parse_cursor,
     parse_message,
 )
 from meshreg.wire.notifications import encode_change, encode_sync
@@ -390,6 +392,7 @@ class NodeRuntime:
         self._principals: dict[str, Principal] = {}  # User-Id -> principal (reset on reload)
         limits_policy = config.limits
         self.holdings = ClientHoldings(limits_policy.max_instances_per_client)
+        self._cursor_seal = CursorSeal()  # services cursors naming what a client may not read
         self.read_rate = ReadRate(
             limits_policy.read_rate_per_client, limits_policy.read_rate_per_node
         )
@@ -1194,6 +1197,8 @@ class NodeRuntime:
                 # of one reads what arrived meanwhile with the time from before the stop,
                 # and would apply a write past its deadline (review13): read it again.
                 now = max(now, self.clock())
+            if type(req) is ListServices:
+                req = self._services_request(req, principal)
             if type(req) in _SESSION_OPENS and not peer:  # the client's share: who it is
                 answer = self.core.handle(req, now, peer, _client_of(principal, envelope))
             else:
@@ -1354,12 +1359,8 @@ class NodeRuntime:
                 elif peer and type(req) is RegisterBatch:  # the same, for a batch's part
                     batch = encode_written_batch(self.core.written_batch(req))
                     return [encode_ok(req_id, result), batch]
-                if (
-                    type(result) is ServicesResult
-                    and principal is not OPEN
-                    and principal is not NODE
-                ):
-                    result = self._visible(principal, result)
+                if type(result) is ServicesResult and type(req) is ListServices:
+                    result = self._sealed_cursor(req, result)
                 elif type(result) is StatsResult:
                     result = replace(result, runtime=self._runtime_stats())
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
@@ -1471,14 +1472,36 @@ class NodeRuntime:
                 req.req_id,
             )
 
-    def _visible(self, principal: Principal, result: ServicesResult) -> ServicesResult:
-        """A ``services`` page cut down to what the principal may read; ``count`` then
-        counts only this page's visible services (the total would say what exists)."""
-        ns = result.namespace
-        keep = tuple(e for e in result.services if visible_services(principal, ns, e[0], [e[1]]))
-        if len(keep) == len(result.services) and principal.may_all(Access.READ, ns):
+    def _services_request(self, req: ListServices, principal: Principal) -> ListServices:
+        """A ``services`` request as the core takes it: a sealed cursor opened, and, for a
+        client that may not read the whole namespace, its read access (the core lists only
+        what it may read: core/registry ``services_result``)."""
+        if req.sealed is not None:
+            opened = self._cursor_seal.open(req.sealed)
+            if opened is None:
+                raise RequestRejected(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "services: this cursor was not made by this node in its current run (a "
+                    "sealed cursor is good only there): list again from the first page",
+                    req.req_id,
+                    "services",
+                )
+            req = replace(req, after=parse_cursor(opened, req.req_id), sealed=None)
+        if principal is OPEN or principal is NODE or principal.may_all(Access.READ, req.namespace):
+            return req
+        ns = req.namespace
+
+        def visible(group: str, service: str) -> bool:
+            return principal.may(Access.READ, ns, group, service)
+
+        return replace(req, visible=visible)
+
+    def _sealed_cursor(self, req: ListServices, result: ServicesResult) -> ServicesResult:
+        """Seal a filtered page's cursor that names a service the client may not read."""
+        cursor, visible = result.next_cursor, req.visible
+        if cursor is None or visible is None or visible(*cursor.split("/", 1)):
             return result
-        return replace(result, services=keep, count=len(keep))
+        return replace(result, next_cursor=self._cursor_seal.seal(cursor))
 
     def _rejected(
         self, exc: RequestRejected, now: float, who: tuple[str, str] = ("", "a client")

@@ -343,7 +343,12 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
             raise _reject(
                 req_id, op, f"field 'page_size' must be an integer in 1..{limits.MAX_SERVICES_PAGE}"
             )
-        return ListServices(req_id, ns, group, page_size, parse_cursor(msg.get("cursor"), req_id))
+        cursor = msg.get("cursor")
+        if type(cursor) is str and cursor.startswith("~"):  # sealed (meshreg/security/cursors)
+            if len(cursor) > MAX_SEALED_CURSOR or _SEALED_RE.fullmatch(cursor) is None:
+                raise _reject(req_id, op, _NOT_A_CURSOR)
+            return ListServices(req_id, ns, group, page_size, None, cursor)
+        return ListServices(req_id, ns, group, page_size, parse_cursor(cursor, req_id))
     if op == "stats":
         return GetStats(req_id)
     if op == "ping":
@@ -376,13 +381,17 @@ def parse_cursor(cursor: Any, req_id: int) -> tuple[str, str] | None:
         or _NAME_RE.match(group) is None
         or _NAME_RE.match(service) is None
     ):
-        raise _reject(
-            req_id,
-            "services",
-            "field 'cursor' is not a cursor from a services reply: pass the 'next_cursor' of "
-            "the previous page unchanged, or leave it out for the first page",
-        )
+        raise _reject(req_id, "services", _NOT_A_CURSOR)
     return group, service
+
+
+_NOT_A_CURSOR = (
+    "field 'cursor' is not a cursor from a services reply: pass the 'next_cursor' of "
+    "the previous page unchanged, or leave it out for the first page"
+)
+# a sealed cursor: "~" and base64url (nonce, a group/service name, tag)
+MAX_SEALED_CURSOR = 1 + (12 + limits.MAX_GROUP_LEN + 1 + limits.MAX_SERVICE_LEN + 16) * 4 // 3 + 4
+_SEALED_RE = re.compile(r"~[A-Za-z0-9_-]+")
 
 
 def _reject(

@@ -1,0 +1,70 @@
+"""The fix of review23 F5 where the scan stops before the page fills: a key that may read
+a few services behind thousands it may not gets a sealed cursor (no name in it), which
+leads on to its services on this node; a tampered copy is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import RawDealer
+from r23lib import keyed_node, make_keys, reply_text
+
+from meshreg.core.requests import SERVICES_SCAN_LIMIT
+
+ACL = """
+[[client]]
+name = "owner"
+key_file = "owner.pub"
+allow = [{ namespace = "a", access = "write" }]
+[[client]]
+name = "narrow"
+key_file = "narrow.pub"
+allow = [{ namespace = "a", group = "g1", service = "z*", access = "read" }]
+"""
+HIDDEN = SERVICES_SCAN_LIMIT + 200  # g1/h00000 ... : before the visible ones (z1, z2)
+
+
+@pytest.mark.timeout(90)
+def test_a_scan_past_the_limit_ends_with_a_sealed_cursor_that_leads_on(tmp_path: Path) -> None:
+    keys = make_keys(tmp_path, "owner", "narrow")
+    node = keyed_node(tmp_path, ACL, keys)
+    owner = narrow = None
+    try:
+        node.start()
+        owner = RawDealer(node.port, keys["owner"])
+        narrow = RawDealer(node.port, keys["narrow"])
+        names = [f"h{i:05d}" for i in range(HIDDEN)] + ["z1", "z2"]
+        for start in range(0, len(names), 500):
+            entries = [{"group": "g1", "service": s, "ip": "10.0.0.1", "port": 1}
+                       for s in names[start : start + 500]]  # fmt: skip
+            r = owner.call("register_batch", namespace="a", instances=entries, timeout=20)
+            assert r["ok"], reply_text(r)
+        first = narrow.call("services", namespace="a", page_size=10)
+        assert first["ok"], reply_text(first)
+        assert first["result"]["services"] == []  # 5000 examined, none readable
+        sealed = first["result"]["next_cursor"]
+        assert sealed.startswith("~") and "h0" not in sealed and "/" not in sealed
+        listed: list[str] = []
+        cursor = sealed
+        for _ in range(5):
+            r = narrow.call("services", namespace="a", page_size=10, cursor=cursor)
+            assert r["ok"], reply_text(r)
+            listed += [s["service"] for s in r["result"]["services"]]
+            cursor = r["result"]["next_cursor"]
+            if cursor is None:
+                break
+        assert listed == ["z1", "z2"] and cursor is None
+        tampered = sealed[:-2] + ("AA" if sealed[-2:] != "AA" else "BB")
+        r = narrow.call("services", namespace="a", page_size=10, cursor=tampered)
+        assert not r["ok"] and r["error"]["name"] == "INVALID_ARGUMENT", reply_text(r)
+        assert "list again from the first page" in r["error"]["message"]
+        # the owner (may read everything) pages with plain cursors, as before
+        r = owner.call("services", namespace="a", page_size=3)
+        assert r["result"]["next_cursor"] == "g1/h00002", reply_text(r)
+    finally:
+        for d in (owner, narrow):
+            if d is not None:
+                d.close()
+        node.cleanup()
