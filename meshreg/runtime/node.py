@@ -136,7 +136,7 @@ from meshreg.wire.messages import (
     parse_cursor,
     parse_message,
 )
-from meshreg.wire.notifications import encode_change, encode_sync
+from meshreg.wire.notifications import encode_change_bounded, encode_sync
 from meshreg.wire.peer import (
     Beacon,
     DeltaBatch,
@@ -393,6 +393,7 @@ class NodeRuntime:
         limits_policy = config.limits
         self.holdings = ClientHoldings(limits_policy.max_instances_per_client)
         self._cursor_seal = CursorSeal()  # services cursors naming what a client may not read
+        self._deltas_as_sync = 0  # notifications too large for a delta (wire/notifications)
         self.read_rate = ReadRate(
             limits_policy.read_rate_per_client, limits_policy.read_rate_per_node
         )
@@ -447,6 +448,8 @@ class NodeRuntime:
             "subscriptions_admitted": self.gate.total,
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
+            # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
+            "deltas_notified_as_sync": self._deltas_as_sync,
             "replies": self.replies.stats(),
             "peer_replies": self.peer_replies.stats(),
             "subscriptions_refused": {
@@ -1707,7 +1710,9 @@ class NodeRuntime:
             match effect:
                 case ServiceChanged():
                     if watched(effect.key):
-                        self._notify(xpub, encode_change(effect, epoch))
+                        frames, as_sync = encode_change_bounded(effect, epoch)
+                        self._notify(xpub, frames)
+                        self._deltas_as_sync += as_sync
                     if effect.reason in HEALTH_REASONS:
                         if health_log is None:
                             health_log = HealthLog()

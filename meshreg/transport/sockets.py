@@ -24,8 +24,16 @@ from meshreg.errors import ConfigError
 from meshreg.transport.replies import CLIENT_REPLY_HWM
 from meshreg.wire import limits
 
-NOTIFY_SNDHWM = 10_000  # messages per subscriber; a subscriber that far behind loses
-# notifications (it sees the revision gap and re-pulls) rather than growing the node
+NOTIFY_SNDHWM = 1_000  # messages per subscriber; a subscriber that far behind loses
+# notifications (it sees the revision gap and re-pulls) rather than growing the node.  A
+# delta above wire/notifications MAX_DELTA_NOTIFICATION_BYTES goes out as a sync (the
+# watcher pulls), so one subscriber holds at most ~16 MiB here (review23 F1: 10,000
+# deltas of 16 KiB metadata, 160 MB per connection that never read)
+# ZMTP heartbeats on the notification port: a subscriber whose libzmq stops reading (its
+# queue full: the application does not read) answers no PING and is disconnected, and
+# what the node queued for it is freed; one that reads (or idles) answers at once
+NOTIFY_HEARTBEAT_IVL = 5_000  # ms
+NOTIFY_HEARTBEAT_TIMEOUT = 20_000  # ms
 REPLICATION_SNDHWM = 100_000  # messages per peer; a burst of changes should not drop
 ROUTER_SNDHWM = CLIENT_REPLY_HWM  # replies queued per client connection; then a send
 # raises (ROUTER_MANDATORY) and the reply is dropped and counted (transport/replies.py,
@@ -263,6 +271,8 @@ def bind_notify_socket(
     options = {
         zmq.LINGER: 200,
         zmq.SNDHWM: NOTIFY_SNDHWM,
+        zmq.HEARTBEAT_IVL: NOTIFY_HEARTBEAT_IVL,
+        zmq.HEARTBEAT_TIMEOUT: NOTIFY_HEARTBEAT_TIMEOUT,
         zmq.MAXMSGSIZE: SUBSCRIPTION_FRAME_BYTES,
         zmq.XPUB_VERBOSER: 1,
         zmq.XPUB_MANUAL: 1,

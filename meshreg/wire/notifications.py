@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # annotations only: a client decodes without loading the node
     from meshreg.core.effects import InstanceView, ServiceChanged, SyncAnnounced
 
 SEP = b"\x00"
+# A delta whose body is larger goes out as a sync (the watcher sees a newer revision and
+# pulls): a subscriber's queue on the node is bounded in messages only (transport/sockets
+# NOTIFY_SNDHWM), so the size of each bounds what one that never reads pins (review23 F1)
+MAX_DELTA_NOTIFICATION_BYTES = 16 * 1024
 
 
 def topic_for(key: ServiceKey) -> bytes:
@@ -95,6 +99,24 @@ def encode_change(change: ServiceChanged, epoch: int) -> list[bytes]:
         "service_metadata": change.service_metadata,
     }
     return [topic_for(key), msgpack.packb(body)]
+
+
+def encode_change_bounded(change: ServiceChanged, epoch: int) -> tuple[list[bytes], bool]:
+    """``encode_change``, or a sync when the delta is above MAX_DELTA_NOTIFICATION_BYTES
+    (True: sent as a sync)."""
+    frames = encode_change(change, epoch)
+    if len(frames[1]) <= MAX_DELTA_NOTIFICATION_BYTES:
+        return frames, False
+    body = {
+        "v": limits.PROTOCOL_VERSION,
+        "kind": "sync",
+        "epoch": epoch,
+        "namespace": change.key.namespace,
+        "group": change.key.group,
+        "service": change.key.service,
+        "revision": change.revision,
+    }
+    return [frames[0], msgpack.packb(body)], True
 
 
 def encode_sync(sync: SyncAnnounced, epoch: int) -> list[bytes]:
