@@ -25,6 +25,7 @@ from meshreg.addresses import parse_address as parse_address
 from meshreg.configcenter.model import (
     DEFAULT_KEEP_REVISIONS,
     DEFAULT_KEEP_SECONDS,
+    DEFAULT_MAX_BYTES_PER_NAMESPACE,
     DEFAULT_MAX_CONFIGS,
     DEFAULT_MAX_CONFIGS_PER_NAMESPACE,
     DEFAULT_MAX_CONTENT_BYTES,
@@ -117,6 +118,7 @@ class NodeConfig:
     config_max_configs: int = DEFAULT_MAX_CONFIGS
     config_max_configs_per_namespace: int = DEFAULT_MAX_CONFIGS_PER_NAMESPACE
     config_max_tombstones: int = DEFAULT_MAX_TOMBSTONES
+    config_max_bytes_per_namespace: int = DEFAULT_MAX_BYTES_PER_NAMESPACE  # 0: no such limit
     # Serve config reads at once, without catching up from a majority (--config-force-ready:
     # the operator's override for a lone survivor; docs/CONFIG.md "The ready gate").
     config_force_ready: bool = False
@@ -134,6 +136,7 @@ class NodeConfig:
                 max_configs=self.config_max_configs,
                 max_configs_per_namespace=self.config_max_configs_per_namespace,
                 max_tombstones=self.config_max_tombstones,
+                max_bytes_per_namespace=self.config_max_bytes_per_namespace,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"[config]: {exc}") from None
@@ -371,6 +374,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_instances_per_service = 50000
         max_instances = 2000000
         max_metadata_bytes = 536870912   # 512 MiB
+        max_metadata_bytes_per_namespace = 0  # 0: max_metadata_bytes // 4
         max_tombstones = 500000
         max_sessions = 100000
         max_sessions_per_client = 0       # 0: max_sessions // 16
@@ -378,6 +382,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         [config]                          # the configuration center (docs/CONFIG.md)
         max_content_bytes = 1048576       # bytes per content, at most 10 MiB
         max_total_bytes = 268435456       # 256 MiB of content held, every kept version's
+        max_bytes_per_namespace = 67108864  # 64 MiB of it per namespace (0: no limit)
         max_configs = 100000              # data ids held, deleted ones included (keep_days)
         keep_revisions = 100              # past revisions kept per data id (0: no limit)
         keep_days = 30                    # days of history kept (0: no limit)
@@ -410,6 +415,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             "max_total_bytes",
             "max_configs",
             "max_configs_per_namespace",
+            "max_bytes_per_namespace",
             "max_tombstones",
             "keep_revisions",
             "keep_days",
@@ -511,6 +517,7 @@ def _config_table(node: dict[str, Any], table: dict[str, Any], path: Path) -> di
         ("max_total_bytes", (int,)),
         ("max_configs", (int,)),
         ("max_configs_per_namespace", (int,)),
+        ("max_bytes_per_namespace", (int,)),
         ("max_tombstones", (int,)),
         ("keep_revisions", (int,)),
         ("keep_days", (int, float)),

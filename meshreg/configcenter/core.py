@@ -218,6 +218,7 @@ class ConfigStore:
         self.conflicts = 0  # versions of other writes stored at a revision already held
         self.history_entries = 0
         self.content_bytes = 0  # characters of content over every version held
+        self.bytes_by_namespace: dict[str, int] = {}  # the same, per namespace
         # live (not deleted) current versions, in all and per namespace (the quotas);
         # kept by _set_current, so O(1) per change and per check
         self.live_configs = 0
@@ -558,6 +559,7 @@ class ConfigStore:
                 "max_configs_per_namespace": limits.max_configs_per_namespace,
                 "max_tombstones": limits.max_tombstones,
                 "max_total_bytes": limits.max_total_bytes,
+                "max_bytes_per_namespace": limits.max_bytes_per_namespace,
             },
             "history_entries": self.history_entries,
             "content_chars": self.content_bytes,
@@ -1031,6 +1033,19 @@ class ConfigStore:
                 "(keep_revisions in [config]), or raise max_total_bytes",
                 "max_total_bytes",
             )
+        per_ns = self.limits.max_bytes_per_namespace
+        ns = entry.key.namespace
+        in_ns = self.bytes_by_namespace.get(ns, 0)
+        if size and per_ns and in_ns + size > per_ns:
+            raise self._reject(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{entry.key}: namespace {ns!r} holds {in_ns} bytes of config content (every "
+                f"kept version's), and {size} more would pass its limit ([config] "
+                f"max_bytes_per_namespace {per_ns}); delete data ids of it, keep fewer "
+                "revisions (keep_revisions in [config]), or raise max_bytes_per_namespace "
+                "on every node (0: no per-namespace limit)",
+                "max_bytes_per_namespace",
+            )
 
     def _check_room(self, key: ConfigKey, new: bool) -> None:
         """A data id may become live here: its namespace and the node are below their
@@ -1108,7 +1123,11 @@ class ConfigStore:
             if entry.revision not in revisions:
                 bisect.insort(revisions, entry.revision)
         self.history_entries += 1
-        self.content_bytes += content_size(entry)
+        size = content_size(entry)
+        self.content_bytes += size
+        if size:
+            ns = key.namespace
+            self.bytes_by_namespace[ns] = self.bytes_by_namespace.get(ns, 0) + size
         current = self._current.get(key)
         if current is None or merge_order(entry) > merge_order(current):
             self._set_current(key, entry)
@@ -1136,7 +1155,16 @@ class ConfigStore:
                     if not revisions:
                         del self._requests[(v.key, v.request_id)]
         self.history_entries -= len(versions)
-        self.content_bytes -= sum(map(content_size, versions))
+        by_ns = self.bytes_by_namespace
+        for v in versions:
+            size = content_size(v)
+            if size:
+                self.content_bytes -= size
+                remaining = by_ns[v.key.namespace] - size
+                if remaining:
+                    by_ns[v.key.namespace] = remaining
+                else:
+                    del by_ns[v.key.namespace]
 
     def _drop_key(self, key: ConfigKey) -> list[ConfigEntry]:
         versions = [v for vs in self._history.pop(key).values() for v in vs]

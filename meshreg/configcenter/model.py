@@ -102,6 +102,10 @@ HELD_FACTOR = 2  # data ids held (live + deleted) at most: HELD_FACTOR * (max_co
 # content held per node, every kept version's (each node holds all of it, in memory as
 # well as on disk): a write beyond it is refused (review14b; etcd: --quota-backend-bytes)
 DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
+# content held per namespace, every kept version's (0: no limit but max_total_bytes): one
+# tenant cannot take the whole of it (review23 F4: 256 publishes of 1 MiB in one namespace,
+# then no other namespace could publish 4 bytes; Nacos's per-tenant capacity)
+DEFAULT_MAX_BYTES_PER_NAMESPACE = DEFAULT_MAX_TOTAL_BYTES // 4
 DEFAULT_LIST_PAGE = 100  # data ids per list page when not asked
 MAX_LIST_PAGE = 1000  # data ids per list page at most
 DEFAULT_HISTORY_PAGE = 20  # revisions per history page when not asked
@@ -352,6 +356,7 @@ class ConfigLimits:
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
     max_configs_per_namespace: int = DEFAULT_MAX_CONFIGS_PER_NAMESPACE  # 0: no such limit
     max_tombstones: int = DEFAULT_MAX_TOMBSTONES
+    max_bytes_per_namespace: int = DEFAULT_MAX_BYTES_PER_NAMESPACE  # 0: no such limit
 
     @property
     def held_limit(self) -> int:
@@ -378,6 +383,11 @@ class ConfigLimits:
             raise ValueError(
                 f"max_total_bytes ({self.max_total_bytes}) must be at least max_content_bytes "
                 f"({self.max_content_bytes})"
+            )
+        if self.max_bytes_per_namespace and self.max_bytes_per_namespace < self.max_content_bytes:
+            raise ValueError(
+                f"max_bytes_per_namespace ({self.max_bytes_per_namespace}) must be 0 (no "
+                f"limit) or at least max_content_bytes ({self.max_content_bytes})"
             )
 
 

@@ -58,6 +58,9 @@ DEFAULT_OVERRIDE_TTL = 600.0
 CLEARED_TTL = 600.0  # s a cleared entry is remembered (stale copies stay cleared; as tombstones)
 ABSENCE_CHECK_INTERVAL = 5.0  # s between walks over the entries (expiry is coarse on purpose)
 MAX_OVERRIDES = 100_000  # entries written by clients, in all (~200 bytes each: ~20 MB)
+# of them in one namespace: an admin of one namespace cannot take them all, and leave
+# every other tenant unable to drain an instance (review23 F6)
+MAX_OVERRIDES_PER_NAMESPACE = MAX_OVERRIDES // 4
 
 # (weight, enabled, weight's stamp, enabled's stamp, stored at)
 Entry = tuple[float | None, bool | None, int, int, float]
@@ -76,6 +79,7 @@ class Overrides:
     def __init__(self) -> None:
         self.by_service: dict[ServiceKey, dict[InstanceId, Entry]] = {}
         self.count = 0  # entries held (active and cleared)
+        self.by_namespace: dict[str, int] = {}  # the same, per namespace
         self.active = 0  # entries that override something
         self.expired = 0  # cleared here because their instance stayed absent (stats)
         self.changed: dict[ServiceKey, set[InstanceId]] = {}  # to persist (runtime)
@@ -150,6 +154,8 @@ class Overrides:
             return False
         if new:
             self.count += 1
+            ns = key.namespace
+            self.by_namespace[ns] = self.by_namespace.get(ns, 0) + 1
         elif entry[0] is not None or entry[1] is not None:
             self.active -= 1
         if w is not None or e is not None:
@@ -162,6 +168,11 @@ class Overrides:
         held = self.by_service[key]
         entry = held.pop(iid)
         self.count -= 1
+        ns = key.namespace
+        if self.by_namespace[ns] > 1:
+            self.by_namespace[ns] -= 1
+        else:
+            del self.by_namespace[ns]
         if entry[0] is not None or entry[1] is not None:
             self.active -= 1
         if not held:
@@ -230,6 +241,7 @@ __all__ = [
     "CLEARED_TTL",
     "DEFAULT_OVERRIDE_TTL",
     "MAX_OVERRIDES",
+    "MAX_OVERRIDES_PER_NAMESPACE",
     "Entry",
     "Overrides",
     "WireOverride",

@@ -75,6 +75,10 @@ class LimitsPolicy:
     # bytes of instance metadata (each instance counted) plus service metadata; 512 MiB
     # is a million instances with 512 bytes each (the usual is tens of bytes)
     max_metadata_bytes: int = 512 * MIB
+    # of it in one namespace: 0 is a quarter of max_metadata_bytes (128 MiB by default), so
+    # one tenant confined to its namespace cannot take it all and leave every other
+    # tenant's register with metadata refused (review23 F3); max_metadata_bytes: no share
+    max_metadata_bytes_per_namespace: int = 0
     # tombstones (removed instances remembered so stale copies stay dead, ~350 bytes
     # each: 175 MB); above it the oldest are dropped first (core/store,
     # _enforce_tombstone_cap); churn of 830 removals/s for the 600 s they are kept
@@ -99,17 +103,33 @@ class LimitsPolicy:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            least = 0 if f.name == "max_sessions_per_client" else 1
+            zero = _ZERO_MEANS.get(f.name)
+            least = 0 if zero is not None else 1
             if type(value) is not int or value < least:
                 raise ConfigError(
                     f"[limits] {f.name} must be a whole number >= {least}, got {value!r}"
-                    + (" (0: max_sessions // 16)" if least == 0 else "")
+                    + (f" (0: {zero})" if zero is not None else "")
                 )
+
+    @property
+    def metadata_per_namespace(self) -> int:
+        """The share in effect: ``max_metadata_bytes_per_namespace``, or a quarter."""
+        return self.max_metadata_bytes_per_namespace or max(
+            1, self.max_metadata_bytes // METADATA_SHARE_DIVISOR
+        )
 
     @property
     def sessions_per_client(self) -> int:
         """The share in effect: ``max_sessions_per_client``, or max_sessions // 16."""
         return self.max_sessions_per_client or max(1, self.max_sessions // SESSION_SHARE_DIVISOR)
+
+
+# settings whose 0 stands for a share of another (what it is, for the error)
+_ZERO_MEANS = {
+    "max_sessions_per_client": "max_sessions // 16",
+    "max_metadata_bytes_per_namespace": "max_metadata_bytes // 4",
+}
+METADATA_SHARE_DIVISOR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,21 +191,45 @@ class Quotas:
             )
         return None
 
-    def _room_for_any_metadata(self, store: RegistryStore) -> bool:
-        """True while no single write can reach the metadata limit (the usual case)."""
-        return store.metadata_bytes + METADATA_BYTES_BOUND <= self.policy.max_metadata_bytes
+    def _room_for_any_metadata(self, store: RegistryStore, namespace: str) -> bool:
+        """True while no single write can reach a metadata limit (the usual case)."""
+        p = self.policy
+        return (
+            store.metadata_bytes + METADATA_BYTES_BOUND <= p.max_metadata_bytes
+            and store.metadata_by_namespace.get(namespace, 0) + METADATA_BYTES_BOUND
+            <= p.metadata_per_namespace
+        )
 
     def _metadata(
         self, store: RegistryStore, key: ServiceKey, op: str, grows: int, what: str
     ) -> QuotaExceeded | None:
+        """The node's limit first (when both are reached, it is the one to raise), then
+        the namespace's share."""
+        if grows <= 0:
+            return None
         p = self.policy
-        if grows > 0 and store.metadata_bytes + grows > p.max_metadata_bytes:
+        if store.metadata_bytes + grows > p.max_metadata_bytes:
             return self._exceeded(
                 "max_metadata_bytes",
                 f"{op}: quota reached: metadata on this node totals {store.metadata_bytes} "
                 f"bytes ([limits] max_metadata_bytes = {p.max_metadata_bytes}); {what} of "
                 f"{key.namespace}/{key.group}/{key.service} would add {grows}; "
                 + _advice("max_metadata_bytes", "use less metadata or deregister instances"),
+            )
+        in_ns = store.metadata_by_namespace.get(key.namespace, 0)
+        share = p.metadata_per_namespace
+        if in_ns + grows > share:
+            default = "" if p.max_metadata_bytes_per_namespace else ": max_metadata_bytes // 4"
+            return self._exceeded(
+                "max_metadata_bytes_per_namespace",
+                f"{op}: quota reached: metadata in namespace {key.namespace!r} totals {in_ns} "
+                f"bytes on this node ([limits] max_metadata_bytes_per_namespace = {share}"
+                f"{default}); {what} of {key.namespace}/{key.group}/{key.service} would add "
+                f"{grows}; "
+                + _advice(
+                    "max_metadata_bytes_per_namespace",
+                    "use less metadata or deregister instances of the namespace",
+                ),
             )
         return None
 
@@ -197,7 +241,7 @@ class Quotas:
         svc = store.services.get(key)
         rec = svc.instances.get(iid) if svc is not None else None
         if rec is not None:  # already in: only its metadata can grow
-            if metadata == rec.metadata or self._room_for_any_metadata(store):
+            if metadata == rec.metadata or self._room_for_any_metadata(store, key.namespace):
                 return None
             grows = metadata_size(metadata) - metadata_size(rec.metadata)
             return self._metadata(store, key, "register", grows, f"instance {iid}'s metadata")
@@ -222,7 +266,7 @@ class Quotas:
                 f"{key.namespace}/{key.group}/{key.service} would be a new one; "
                 + _advice("max_instances", "deregister instances"),
             )
-        if metadata and not self._room_for_any_metadata(store):
+        if metadata and not self._room_for_any_metadata(store, key.namespace):
             grows = metadata_size(metadata)
             return self._metadata(store, key, "register", grows, f"instance {iid}'s metadata")
         return None
@@ -236,7 +280,7 @@ class Quotas:
             exceeded = self._new_service(store, key, "service_set")
             if exceeded is not None:
                 return exceeded
-        if metadata and not self._room_for_any_metadata(store):
+        if metadata and not self._room_for_any_metadata(store, key.namespace):
             grows = metadata_size(metadata) - (metadata_size(current[2]) if current else 0)
             return self._metadata(store, key, "service_set", grows, "the service metadata")
         return None

@@ -57,7 +57,7 @@ from meshreg.core.effects import (
 )
 from meshreg.core.health import HealthPolicy
 from meshreg.core.outbox import Outbox
-from meshreg.core.overrides import MAX_OVERRIDES
+from meshreg.core.overrides import MAX_OVERRIDES, MAX_OVERRIDES_PER_NAMESPACE
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
@@ -393,6 +393,18 @@ class RegistryNode:
                 f"update: node {self.address} holds {len(overrides)} operator overrides, "
                 f"the most it takes ({MAX_OVERRIDES}): clear some (instance-set --clear) "
                 f"before overriding {req.instance} of {req.key}",
+                req.req_id,
+                "update",
+            )
+        in_ns = overrides.by_namespace.get(req.key.namespace, 0)
+        if held is None and not req.clear and in_ns >= MAX_OVERRIDES_PER_NAMESPACE:
+            raise RequestRejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"update: namespace {req.key.namespace!r} holds {in_ns} operator overrides on "
+                f"node {self.address}, the most one namespace takes "
+                f"({MAX_OVERRIDES_PER_NAMESPACE}, a quarter of the node's {MAX_OVERRIDES}): "
+                f"clear some of it (instance-set --clear) before overriding {req.instance} of "
+                f"{req.key}",
                 req.req_id,
                 "update",
             )

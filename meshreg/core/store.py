@@ -337,6 +337,7 @@ class RegistryStore:
         self.instance_total = 0
         self.unhealthy_total = 0
         self.metadata_bytes = 0  # instance metadata (each record counted) + service metadata
+        self.metadata_by_namespace: dict[str, int] = {}  # the same, per namespace
         self.tombstone_count = 0
         self.tombstones_dropped = 0  # dropped by the cap before their time-to-live
         self.max_tombstones = max_tombstones
@@ -443,7 +444,7 @@ class RegistryStore:
             rec = svc.instances[iid] = InstanceRecord(
                 iid, _stored_weight(weight), enabled, svc.shared_metadata(metadata), now, version
             )
-            self._count_in(rec)
+            self._count_in(rec, key.namespace)
             if session is not None:
                 rec.session = session
                 self.sessions.attach(session, key, iid, now, True)
@@ -467,7 +468,7 @@ class RegistryStore:
             return None
         if not same:
             rec.weight, rec.enabled = _stored_weight(weight), enabled
-            self._set_metadata(rec, svc.shared_metadata(metadata))
+            self._set_metadata(rec, svc.shared_metadata(metadata), key.namespace)
             self._move_session(key, rec, session, now)
             _written(rec, version)
         if not rec.healthy:
@@ -712,7 +713,7 @@ class RegistryStore:
         scopes: list[RemovalScope] = []
         for rec in removed:
             svc.left(rec)
-            self._count_out(rec)
+            self._count_out(rec, key.namespace)
             if rec.session is not None:
                 self.sessions.detach(rec.session, key, rec.id)
             if version is None:
@@ -798,7 +799,7 @@ class RegistryStore:
                 rec.alive, rec.down, rec.healthy = alive, down, healthy
                 rec.registered_at = -math.inf  # not registered here: counts as beating
                 rec.last_beat = evidence_time(alive, now, wall_us)
-                self._count_in(rec)
+                self._count_in(rec, key.namespace)
                 if v.session is not None:
                     rec.session = v.session
                     self.sessions.attach(v.session, key, iid, now, healthy)
@@ -815,7 +816,8 @@ class RegistryStore:
             if v.version > rec.version:
                 if rec.weight != v.weight or rec.enabled != v.enabled or rec.metadata != v.metadata:
                     rec.weight, rec.enabled = _stored_weight(v.weight), v.enabled
-                    self._set_metadata(rec, svc.shared_metadata(v.metadata, copy=True))  # type: ignore[union-attr]
+                    shared = svc.shared_metadata(v.metadata, copy=True)  # type: ignore[union-attr]
+                    self._set_metadata(rec, shared, key.namespace)
                     visible = True
                 if rec.session != v.session:
                     self._move_session(key, rec, v.session, now)
@@ -876,7 +878,7 @@ class RegistryStore:
                     t_alive = rec.alive  # evicted, and judged stale since: dead
                 del svc.instances[iid]  # type: ignore[union-attr]
                 svc.left(rec)  # type: ignore[union-attr]
-                self._count_out(rec)
+                self._count_out(rec, key.namespace)
                 if rec.session is not None:
                     self.sessions.detach(rec.session, key, rec.id)
                 removed.append(rec.id)
@@ -1062,19 +1064,30 @@ class RegistryStore:
             del self.namespaces[namespace]
         self.known_services += delta
 
-    def _count_in(self, rec: InstanceRecord) -> None:
+    def _count_in(self, rec: InstanceRecord, namespace: str) -> None:
         self.instance_total += 1
         if not rec.healthy:
             self.unhealthy_total += 1
         if rec.metadata:
-            self.metadata_bytes += metadata_size(rec.metadata)
+            self._metadata_grew(namespace, metadata_size(rec.metadata))
 
-    def _count_out(self, rec: InstanceRecord) -> None:
+    def _count_out(self, rec: InstanceRecord, namespace: str) -> None:
         self.instance_total -= 1
         if not rec.healthy:
             self.unhealthy_total -= 1
         if rec.metadata:
-            self.metadata_bytes -= metadata_size(rec.metadata)
+            self._metadata_grew(namespace, -metadata_size(rec.metadata))
+
+    def _metadata_grew(self, namespace: str, delta: int) -> None:
+        """Count ``delta`` bytes of metadata in, node-wide and in ``namespace``."""
+        if delta:
+            self.metadata_bytes += delta
+            by_ns = self.metadata_by_namespace
+            left = by_ns.get(namespace, 0) + delta
+            if left:
+                by_ns[namespace] = left
+            else:
+                del by_ns[namespace]
 
     def _move_session(
         self, key: ServiceKey, rec: InstanceRecord, session: str | None, now: float
@@ -1088,10 +1101,10 @@ class RegistryStore:
         if session is not None:
             self.sessions.attach(session, key, rec.id, now, rec.healthy)
 
-    def _set_metadata(self, rec: InstanceRecord, metadata: dict[str, str]) -> None:
+    def _set_metadata(self, rec: InstanceRecord, metadata: dict[str, str], namespace: str) -> None:
         old = rec.metadata
         if metadata is not old:
-            self.metadata_bytes += metadata_size(metadata) - metadata_size(old)
+            self._metadata_grew(namespace, metadata_size(metadata) - metadata_size(old))
             rec.metadata = metadata
 
     def recount(self) -> dict[str, int]:
@@ -1101,7 +1114,15 @@ class RegistryStore:
         for key in known:
             namespaces[key.namespace] = namespaces.get(key.namespace, 0) + 1
         records = [rec for svc in self.services.values() for rec in svc.instances.values()]
+        by_ns: dict[str, int] = {}
+        for svc in self.services.values():
+            for rec in svc.instances.values():
+                ns = svc.key.namespace
+                by_ns[ns] = by_ns.get(ns, 0) + metadata_size(rec.metadata)
+        for key, s in self.settings.items():
+            by_ns[key.namespace] = by_ns.get(key.namespace, 0) + metadata_size(s[2])
         return {
+            "metadata_by_namespace": hash(frozenset((k, v) for k, v in by_ns.items() if v)),
             "instances": len(records),
             "unhealthy": sum(1 for rec in records if not rec.healthy),
             "metadata_bytes": sum(metadata_size(rec.metadata) for rec in records)
@@ -1120,6 +1141,7 @@ class RegistryStore:
             "instances": self.instance_total,
             "unhealthy": self.unhealthy_total,
             "metadata_bytes": self.metadata_bytes,
+            "metadata_by_namespace": hash(frozenset(self.metadata_by_namespace.items())),
             "tombstones": self.tombstone_count,
             "known_services": self.known_services,
             "namespaces": len(self.namespaces),
@@ -1135,8 +1157,9 @@ class RegistryStore:
             return False
         if current is None and key not in self.services:
             self._known(key.namespace, 1)
-        self.metadata_bytes += metadata_size(settings[2]) - (
-            metadata_size(current[2]) if current is not None else 0
+        self._metadata_grew(
+            key.namespace,
+            metadata_size(settings[2]) - (metadata_size(current[2]) if current is not None else 0),
         )
         self.settings[key] = settings
         self.settings_changed.add(key)

@@ -292,3 +292,22 @@ def test_creates_and_deletes_faster_than_the_purge_meet_the_backstop_until_it_ca
     assert s.stats()["tombstones"] == 1
     s.publish(key("a", 9), "x", now=2.2)
     check_counts(s)
+
+
+def test_one_namespace_takes_at_most_its_share_of_the_content_bytes() -> None:
+    """review23 F4: one tenant's publishes of its own data ids filled max_total_bytes and no
+    other namespace could publish 4 bytes (for as long as the history is kept)."""
+    s = store(max_content_bytes=10, max_bytes_per_namespace=20, max_total_bytes=100)
+    s.publish(key("a", 0), "x" * 10, now=1.0)
+    s.publish(key("a", 0), "y" * 10, now=2.0)  # history: both versions count
+    exc = refused(s.publish, key("a", 1), "z", now=3.0)
+    assert exc.code is ErrorCode.RESOURCE_EXHAUSTED and exc.reason == "max_bytes_per_namespace"
+    for part in ("namespace 'a' holds 20 bytes", "max_bytes_per_namespace 20", "a/g/d1"):
+        assert part in exc.message, exc.message
+    assert s.current(key("a", 1)) is None
+    s.publish(key("b", 0), "w" * 10, now=3.0)  # another namespace: room
+    s.delete(key("a", 0), now=4.0)  # a delete always goes
+    assert s.bytes_by_namespace == {"a": 20, "b": 10}
+    assert s.stats()["limits"]["max_bytes_per_namespace"] == 20
+    with pytest.raises(ValueError, match="max_bytes_per_namespace"):
+        ConfigLimits(max_content_bytes=10, max_bytes_per_namespace=5)

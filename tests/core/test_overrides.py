@@ -289,3 +289,33 @@ def test_a_clear_of_an_absent_instances_override_reaches_the_peers() -> None:
     # the provider comes back through n2: its own values, no drain
     served(n2, RegisterInstance(6, KEY, I1, 1.0, True, {}), 4.0, forwarded=True)
     assert n2.registry.instances_result(KEY, True).instances[0][4] is True
+
+
+def test_one_namespace_takes_at_most_a_quarter_of_the_overrides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review23 F6: an admin of one namespace filled the node's 100,000 overrides and every
+    other tenant's drain was refused.  (The bound is lowered here: 8, a namespace 2.)"""
+    import meshreg.core.registry as registry
+
+    monkeypatch.setattr(registry, "MAX_OVERRIDES", 8)
+    monkeypatch.setattr(registry, "MAX_OVERRIDES_PER_NAMESPACE", 2)
+    n = _lone()
+    tenant_b = ServiceKey("b", "DEFAULT_GROUP", "web")
+    for i, key in enumerate((KEY, KEY, KEY, tenant_b)):
+        served(
+            n,
+            RegisterInstance(1, key, InstanceId(f"10.2.0.{i}", 80, "DEFAULT"), 1.0, True, {}),
+            1.0,
+        )
+    served(n, UpdateInstance(2, KEY, InstanceId("10.2.0.0", 80, "DEFAULT"), 2.0, None), 1.0)
+    served(n, UpdateInstance(3, KEY, InstanceId("10.2.0.1", 80, "DEFAULT"), 2.0, None), 1.0)
+    with pytest.raises(RequestRejected) as caught:
+        served(n, UpdateInstance(4, KEY, InstanceId("10.2.0.2", 80, "DEFAULT"), 2.0, None), 1.0)
+    assert caught.value.code is ErrorCode.RESOURCE_EXHAUSTED
+    assert "namespace 'public' holds 2 operator overrides" in caught.value.message
+    assert len(n.store.overrides) == 2  # nothing changed
+    # another namespace drains as before; an override held may be changed or cleared
+    served(n, UpdateInstance(5, tenant_b, InstanceId("10.2.0.3", 80, "DEFAULT"), None, False), 1.0)
+    served(n, UpdateInstance(6, KEY, InstanceId("10.2.0.0", 80, "DEFAULT"), 3.0, None), 1.0)
+    assert n.store.overrides.by_namespace == {"public": 2, "b": 1}

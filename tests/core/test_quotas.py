@@ -106,30 +106,44 @@ CASES = [
         ["holds 2 services", "max_services = 2", "n3/G/c"],
     ),
     (
-        {"max_metadata_bytes": 20},
+        {"max_metadata_bytes": 20, "max_metadata_bytes_per_namespace": 20},
         [register(key(), iid(1), {"zone": "abcdefgh"})],  # 12 bytes
         register(key(), iid(2), {"zone": "abcdefgh"}),  # 12 more: 24 > 20
         "max_metadata_bytes",
         ["totals 12 bytes", "max_metadata_bytes = 20", "would add 12"],
     ),
     (
-        {"max_metadata_bytes": 20},
+        {"max_metadata_bytes": 20, "max_metadata_bytes_per_namespace": 20},
         [register(key(), iid(1), {"zone": "a"})],
         register(key(), iid(1), {"zone": "a" * 20}),  # the same instance, more metadata
         "max_metadata_bytes",
         ["instance 10.0.0.1:8080", "would add 19"],
     ),
     (
-        {"max_metadata_bytes": 20},
+        {"max_metadata_bytes": 20, "max_metadata_bytes_per_namespace": 20},
         [register(key(), iid(1), {"zone": "abcdefgh"})],
         SetService(1, key(), None, {"owner": "team-x"}),  # 11 more: 23 > 20
         "max_metadata_bytes",
         ["service_set", "the service metadata", "would add 11"],
     ),
     (
-        {"max_metadata_bytes": 10},
+        {"max_metadata_bytes": 10, "max_metadata_bytes_per_namespace": 10},
         [],
         register(key(), iid(), {"é": "ü" * 3}),  # UTF-8: 2 + 6 = 8 bytes, fits
+        None,
+        [],
+    ),
+    (  # review23 F3: one namespace takes at most its share (a quarter by default)
+        {"max_metadata_bytes": 48},
+        [register(key(), iid(1), {"zone": "abcdefgh"})],  # 12 bytes: all of public's share
+        register(key(), iid(2), {"z": "1"}),  # 2 more in the same namespace
+        "max_metadata_bytes_per_namespace",
+        ["namespace 'public' totals 12 bytes", "= 12: max_metadata_bytes // 4", "would add 2"],
+    ),
+    (  # ... another namespace is not touched by it
+        {"max_metadata_bytes": 48},
+        [register(key(), iid(1), {"zone": "abcdefgh"})],
+        register(key(namespace="tenant-b"), iid(2), {"zone": "abcdefgh"}),
         None,
         [],
     ),
@@ -167,11 +181,16 @@ def test_a_write_over_a_quota_is_refused_and_changes_nothing(
     assert node.take_effects() == []
     stats = stats_map(node, 1.0)
     assert stats["rejected_quota"] == {limit: 1}
-    assert stats["limits"][limit] == limits[limit]
+    assert stats["limits"][limit] == limits.get(limit, 0)  # (0: a share of another limit)
 
 
 def test_beats_deregistrations_updates_and_repeats_are_never_refused() -> None:
-    node = node_with(max_instances=1, max_metadata_bytes=8, max_instances_per_service=1)
+    node = node_with(
+        max_instances=1,
+        max_metadata_bytes=8,
+        max_metadata_bytes_per_namespace=8,
+        max_instances_per_service=1,
+    )
     k, i = key(), iid()
     served(node, register(k, i, {"z": "1234567"}), 0.0)  # 8 bytes: exactly full
     served(node, register(k, i, {"z": "1234567"}), 1.0)  # a repeat: only a beat

@@ -19,7 +19,10 @@ def test_a_quota_rejection_reaches_the_client_with_its_message_and_paging_follow
     start_node: Callable[..., NodeProcess], tmp_path: Path
 ) -> None:
     config = tmp_path / "node.toml"
-    config.write_text("[limits]\nmax_instances_per_service = 3\nmax_metadata_bytes = 4096\n")
+    config.write_text(
+        "[limits]\nmax_instances_per_service = 3\nmax_metadata_bytes = 4096\n"
+        "max_metadata_bytes_per_namespace = 4096\n"
+    )
     node = start_node(*FAST_TIMINGS, "--config", str(config))
     with Client([node.address], **FAST_CLIENT) as c:
         for i in range(3):
