@@ -176,6 +176,7 @@ from meshreg.core.results import (
     SessionRenewed,
     StatsResult,
 )
+from meshreg.core.sessions import session_label
 from meshreg.core.store import InstanceRecord, evidence_time
 from meshreg.core.versions import MAX_CLOCK_AHEAD, TAG_BITS, stamp_limit, stamp_seconds
 from meshreg.errors import ErrorCode, LocalProtocolError, RemoteProtocolError, RequestRejected
@@ -1357,7 +1358,7 @@ class DistroNode:
                     now,
                     "sessions",
                     b.node,
-                    f"a renewal of session {sid} carries a stamp "
+                    f"a renewal of session {session_label(sid)} carries a stamp "
                     f"{stamp_seconds(alive) - wall:.1f} s ahead of this node's clock (the limit "
                     f"is {MAX_CLOCK_AHEAD:g} s); ignored: check both nodes' clocks (NTP)",
                 )

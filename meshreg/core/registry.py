@@ -98,7 +98,7 @@ from meshreg.core.results import (
     Timings,
     Usage,
 )
-from meshreg.core.sessions import SessionRecord
+from meshreg.core.sessions import SessionRecord, session_label
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore
 from meshreg.core.subscriber_counts import SubscriberCounts
@@ -509,8 +509,9 @@ class RegistryNode:
         if sess is not None and sess.namespace != namespace:
             raise RequestRejected(
                 ErrorCode.NOT_FOUND if req.op != "register" else ErrorCode.INVALID_ARGUMENT,
-                f"{req.op}: session {sid} belongs to another namespace than {namespace!r}; "
-                "a session holds instances of one namespace: open one per namespace",
+                f"{req.op}: session {session_label(sid)} belongs to another namespace than "
+                f"{namespace!r}; a session holds instances of one namespace: open one per "
+                "namespace",
                 req.req_id,
                 req.op,
             )
@@ -863,7 +864,7 @@ class RegistryNode:
         self.late_writes += 1
         late = now + self.wall_offset - self.clock_lead - req.deadline
         if type(req) is SessionClose:
-            what = f"session {req.session} of namespace {req.namespace}"
+            what = f"session {session_label(req.session)} of namespace {req.namespace}"
         else:
             what = f"{req.key}" + (f" {req.instance}" if hasattr(req, "instance") else "")
         raise RequestRejected(

@@ -63,6 +63,13 @@ from meshreg.model import InstanceId, ServiceKey
 DEFAULT_MAX_SESSIONS = 100_000  # sessions per node (core/quotas.LimitsPolicy.max_sessions)
 
 
+def session_label(sid: str) -> str:
+    """A session id as messages and logs show it: its first 8 characters.  The id is the
+    capability to renew and close the session, and node logs are read by more people
+    than its client (review23: rejection lines printed whole ids)."""
+    return sid[:8] + "..."
+
+
 class SessionRecord:
     """One session: its namespace, liveness and the instances it holds."""
 
