@@ -388,11 +388,14 @@ class ConfigReplicator:
         self.sync_interval = sync_interval
         self.up: frozenset[str] = frozenset({node_id})
         self._up_sorted = [node_id]  # ``up`` sorted (responsible(): once per view, not write)
+        self._owners = [node_id]  # ``up`` but ``not_owners``, sorted: who owns data ids
         # Learners (etcd's): members up that our list does not name (joined: core/distro),
         # pushed every version this node commits, never counted; and the configured peers
         # up whose lists do not name us: while there are any, we are their learner (we own
         # no data id and forward every write). ``set_learners``; docs/CONFIG.md.
         self.learners: frozenset[str] = frozenset()
+        self.lists_apart: frozenset[str] = frozenset()  # ``set_lists_apart``
+        self.not_owners: frozenset[str] = frozenset()  # ``set_not_owners``
         self.unlisted: frozenset[str] = frozenset()
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
@@ -437,7 +440,8 @@ class ConfigReplicator:
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
                          "deduplicated": 0, "request_checks": 0, "pushed": 0,
                          "push_steps": 0, "sync_pages_out": 0, "have_steps": 0,
-                         "refused_learner": 0, "late_writes": 0}  # fmt: skip
+                         "refused_learner": 0, "late_writes": 0,
+                         "refused_lists_apart": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -451,6 +455,7 @@ class ConfigReplicator:
         if new != self.up:
             self.up = new
             self._up_sorted = sorted(new)
+            self._owners = [m for m in self._up_sorted if m not in self.not_owners]
             self._view += 1
             self._fresh.clear()
 
@@ -467,6 +472,29 @@ class ConfigReplicator:
             self.unlisted = unlisted
             self._view += 1  # who owns what changed: catch up again before a write
             self._fresh.clear()
+
+    def set_not_owners(self, members: Iterable[str]) -> None:
+        """Configured members up that own no data id: the learners of a configured peer
+        up (its list does not name them), which refuse a write as owner; every node
+        counts them out alike (review25 F6: a node restarted with a longer list forwarded
+        writes to a new member that the others' lists did not name yet)."""
+        new = frozenset(members) - {self.node_id}
+        if new != self.not_owners:
+            self.not_owners = new
+            self._set_owners()
+
+    def _set_owners(self) -> None:
+        owners = [m for m in self._up_sorted if m not in self.not_owners]
+        if owners != self._owners:
+            self._owners = owners
+            self._view += 1  # who owns what changed: catch up again before a write
+            self._fresh.clear()
+
+    def set_lists_apart(self, peers: Iterable[str]) -> None:
+        """The configured peers up whose peer lists are so unlike ours that a majority of
+        each may share no member (core/membership ``majorities_may_miss``): while any,
+        this node takes no config write as its owner (review25 F4)."""
+        self.lists_apart = frozenset(peers)
 
     @property
     def is_learner(self) -> bool:
@@ -486,9 +514,9 @@ class ConfigReplicator:
         """The data id's owner among the configured members up; a learner counts itself
         out, as the peers whose lists do not name it do (their view)."""
         if self.unlisted:
-            others = [m for m in self._up_sorted if m != self.node_id]
+            others = [m for m in self._owners if m != self.node_id]
             return responsible_config_node(key, others) if others else self.node_id
-        return responsible_config_node(key, self._up_sorted)
+        return responsible_config_node(key, self._owners)
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -520,6 +548,22 @@ class ConfigReplicator:
                     "do not name it yet) and no other member is up to take the write: "
                     "nothing was written; retry on another node, and give every node the "
                     "same peer list",
+                    unwritten=True,
+                )
+            ]
+        if self.lists_apart:  # a majority of ours and of theirs may share no member
+            self.counters["refused_lists_apart"] += 1
+            names = ", ".join(sorted(self.lists_apart))
+            return [
+                ReplyError(
+                    write.request,
+                    ErrorCode.UNAVAILABLE,
+                    f"{write.key}: config writes are refused while the peer lists of this "
+                    f"node ({len(self.members)} members) and of {names} differ by more than "
+                    "one member: a majority of each could share no node, and two writes of "
+                    "one revision could both be acknowledged; nothing was written. Finish "
+                    "the rolling restart with one list, and add or remove one node at a time "
+                    '(docs/CONFIG.md, "Changing the members")',
                     unwritten=True,
                 )
             ]

@@ -40,6 +40,10 @@ class Beacon:
     # ids the member views it knows (its own, its peers') name and it does not hear: a
     # peer that hears all it knows of may still not hear everyone (review16 F3)
     unheard: tuple[str, ...] | None = None
+    # how many members its peer list names, itself included (with ``configured``: whether
+    # its list and ours can make two disjoint config majorities, core/membership
+    # ``majorities_may_miss``; review25 F4)
+    listed: int | None = None
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

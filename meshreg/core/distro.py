@@ -1206,9 +1206,12 @@ class DistroNode:
                 self._check_clock(heard, b.wall / 1000 - (now + self.registry.wall_offset), now)
             if b.configured is not None and b.ready:  # (one catching up has heard few yet)
                 lists_us = self.node_id in b.configured
-                if heard.lists_us is not lists_us:
-                    heard.lists_us = lists_us
-                    if heard.configured:  # the config center's learner state
+                listed = (
+                    None if b.listed is None else (b.listed, frozenset(b.configured) | {b.node})
+                )
+                if heard.lists_us is not lists_us or heard.listed != listed:
+                    heard.lists_us, heard.listed = lists_us, listed
+                    if heard.configured:  # the config center's learner state, lists apart
                         self.registry.queue(PeerListing(b.address, lists_us))
         applied = self.applied_seq.get(b.node)
         if by_request and stream_heard:
@@ -1927,6 +1930,7 @@ class DistroNode:
                     int((now + self.registry.wall_offset) * 1000),
                     self._unreachable() or None,
                     self._unheard or None,
+                    self.membership.listed(),
                 )
                 self.registry.queue(Broadcast(beacon))
                 self._push_beacon(beacon)

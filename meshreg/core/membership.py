@@ -58,6 +58,9 @@ class Peer:
     configured: bool = True  # False: learned from its join, not from our peer list
     learned_at: float = float("-inf")  # when its join taught us the address
     lists_us: bool | None = None  # whether its beacons' ``configured`` name us (None: untold)
+    # its peer list as its beacons tell it: how many members, and the ids of those it has
+    # heard (itself included); None: untold (``majorities_may_miss``)
+    listed: tuple[int, frozenset[str]] | None = None
     holds_us: bool = False  # its beacons' ``held`` name us (core/distro: a crash loop)
     clock_offset: float | None = None  # its wall clock minus ours, s (its beacons' ``wall``)
     clock_far: bool = False  # that offset is past MAX_CLOCK_SKEW (core/distro)
@@ -73,6 +76,26 @@ class Peer:
     stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
     repair_failing: bool = False  # ... and a repair round with it failed (reported)
     cannot_reach_us: bool = False  # its beacons' ``unreachable`` name us: we push to it
+
+
+def majorities_may_miss(
+    mine: int, my_ids: frozenset[str], theirs: int, their_ids: frozenset[str]
+) -> bool:
+    """Whether a majority of our peer list (``mine`` members; the ids of those we have
+    heard, ourselves included) and a majority of another member's (``theirs``, its
+    heard ids) may share no member: then two nodes could each gather a config majority
+    and commit the same revision (review25 F4: 3 -> 5 members in one rolling restart,
+    {A, D, E} and {B, C}).  A list and the same list with one member added or removed
+    always share one; two added, or one replaced in a 3-member list, may not.  Members
+    whose ids are not known yet (not heard) are taken as shared: no alarm while a cluster
+    starts, one as soon as the ids show the lists apart.  A majority of ours avoids the
+    shared members as far as it can (those only ours first), and so does theirs; they
+    must still meet in the shared ones."""
+    known = len(my_ids & their_ids)
+    shared = min(mine, theirs, known + (mine - len(my_ids)) + (theirs - len(their_ids)))
+    in_shared_ours = mine // 2 + 1 - (mine - shared)
+    in_shared_theirs = theirs // 2 + 1 - (theirs - shared)
+    return in_shared_ours + in_shared_theirs <= shared
 
 
 def dialable(address: str) -> bool:
@@ -230,6 +253,10 @@ class Membership:
             elif p.node_id is not None and now - p.down_since >= down:
                 stale.append((p.address, f"down for {down:g} s"))
         return stale
+
+    def listed(self) -> int:
+        """How many members our peer list names, ourselves included."""
+        return 1 + sum(1 for p in self.peers.values() if p.configured)
 
     def configured_ids(self) -> tuple[str, ...]:
         """Ids of the peers our list names that we have heard (beacons carry them)."""

@@ -418,6 +418,31 @@ class ConfigPlane:
         elif before[1] and not rep.unlisted:
             log.info("configs: every configured peer up lists this node: a full member")
 
+    def set_not_owners(self, members: frozenset[str]) -> None:
+        """Configured members up that some configured peer up does not list (its
+        learners): no data id's owner (``ConfigReplicator.set_not_owners``)."""
+        self.replicator.set_not_owners(members)
+
+    def set_lists_apart(self, apart: dict[str, int]) -> None:
+        """Configured peers up whose lists may make a majority disjoint from ours (address
+        -> how many members its list names): config writes are refused meanwhile."""
+        rep = self.replicator
+        before = rep.lists_apart
+        rep.set_lists_apart(apart)
+        if rep.lists_apart and rep.lists_apart != before:
+            log.error(
+                "configs: this node lists %d members and %s: a majority of each list may "
+                "share no node, so config writes are REFUSED until the lists agree; finish "
+                "the rolling restart with one list, and add or remove one node at a time "
+                '(docs/CONFIG.md, "Changing the members")',
+                len(rep.members),
+                ", ".join(f"{a} lists {n}" for a, n in sorted(apart.items())),
+            )
+        elif before and not rep.lists_apart:
+            log.info(
+                "configs: the peer lists agree again (within one member): config writes resume"
+            )
+
     def set_members_up(self, up: set[str] | frozenset[str], now: float | None = None) -> None:
         """The peers this node sees up.  Seeing a majority again after it saw none: what
         the majority acknowledged meanwhile is missing here, so config reads wait for a

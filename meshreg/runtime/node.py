@@ -61,6 +61,7 @@ from meshreg.core.effects import (
     StallDetected,
     SyncAnnounced,
 )
+from meshreg.core.membership import majorities_may_miss
 from meshreg.core.results import (
     BatchResult,
     ClusterResult,
@@ -1347,6 +1348,29 @@ class NodeRuntime:
                     except zmq.Again:  # cannot be made (logged): config sends fail
                         pass
         self.configs.set_learners(learners, unlisted)
+        membership = self.core.membership
+        mine = membership.listed()
+        my_ids = frozenset(membership.configured_ids()) | {self.core.node_id}
+        # every configured peer whose list we were told, up or not: a peer cut off from
+        # us still counts its own majority (review25 F4: the cut made the two)
+        apart = {
+            p.address: p.listed[0]
+            for p in membership.peers.values()
+            if p.configured
+            and p.listed is not None
+            and majorities_may_miss(mine, my_ids, p.listed[0], p.listed[1])
+        }
+        self.configs.set_lists_apart(apart)
+        # members up that a configured peer up does not list are its learners: they own
+        # no data id in its view, so in none (review25 F6: writes forwarded to them failed)
+        told = [p.listed[1] for p in up_peers if p.configured and p.listed is not None]
+        self.configs.set_not_owners(
+            frozenset(
+                p.address
+                for p in up_peers
+                if p.configured and p.node_id and any(p.node_id not in ids for ids in told)
+            )
+        )
         self.configs.set_members_up(frozenset(up), now + self._wall_offset)
 
     def _reply_frames(

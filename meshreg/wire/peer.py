@@ -519,6 +519,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["unreachable"] = list(b.unreachable)
     if b.unheard is not None:
         body["unheard"] = list(b.unheard)
+    if b.listed is not None:
+        body["listed"] = b.listed
     return body
 
 
@@ -544,8 +546,22 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     unheard = m.get("unheard")
     if unheard is not None:
         unheard = _beacon_view(address, unheard)[1]  # node ids, like a view
+    listed = m.get("listed")
+    if listed is not None and (type(listed) is not int or not 1 <= listed <= MAX_MEMBERS + 1):
+        raise _bad(f"listed must be an integer in 1..{MAX_MEMBERS + 1}")
     return Beacon(
-        node, address, epoch, ready, seq, members, configured, held, wall, unreachable, unheard
+        node,
+        address,
+        epoch,
+        ready,
+        seq,
+        members,
+        configured,
+        held,
+        wall,
+        unreachable,
+        unheard,
+        listed,
     )
 
 
