@@ -191,6 +191,7 @@ class Rejected:
     code: ErrorCode
     message: str
     op: str | None = None
+    unwritten: bool = False  # nothing was written (``error.written`` false on the wire)
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,7 +290,7 @@ class RegistryNode:
 
     def refused(self, exc: RequestRejected) -> Rejected:
         self.stats.count_error(exc.code)
-        return Rejected(exc.req_id, exc.code, exc.message, exc.op)
+        return Rejected(exc.req_id, exc.code, exc.message, exc.op, exc.unwritten)
 
     def apply(
         self, req: Any, now: float, received_at: float, client: Hashable | None = None
@@ -875,6 +875,7 @@ class RegistryNode:
             "of the client's: check the clocks (NTP)",
             req.req_id,
             req.op,
+            unwritten=True,  # (a forwarder whose copy it was applies it itself: runtime)
         )
 
     def stats_result(self, now: float, member: MemberStats | None = None) -> StatsResult:

@@ -186,7 +186,7 @@ class MemberStats:
     disputed_views: int
     members: tuple[str, ...]
     clock_skewed: bool = False  # its clock is off a majority's: no reads, owns nothing
-    clock_lead: float = 0.0  # s its clock runs ahead of its peers' (deadlines judged by theirs)
+    clock_lead: float = 0.0  # s its clock runs ahead of the cluster's (< 0: behind; deadlines)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,14 @@ from meshreg.wire.peer import (
     parse_peer_message,
     refused_as_unknown,
 )
-from meshreg.wire.replies import beat_ok, encode_error, encode_ok, encode_request, with_deadline
+from meshreg.wire.replies import (
+    beat_ok,
+    decode_reply,
+    encode_error,
+    encode_ok,
+    encode_request,
+    with_deadline,
+)
 
 log = logging.getLogger("meshreg.node")
 
@@ -395,6 +402,7 @@ class NodeRuntime:
         self.holdings = ClientHoldings(limits_policy.max_instances_per_client)
         self._cursor_seal = CursorSeal()  # services cursors naming what a client may not read
         self._deltas_as_sync = 0  # notifications too large for a delta (wire/notifications)
+        self._counted_fallbacks = 0  # copies the owner refused as late: applied here
         self.read_rate = ReadRate(
             limits_policy.read_rate_per_client, limits_policy.read_rate_per_node
         )
@@ -451,6 +459,9 @@ class NodeRuntime:
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
             "deltas_notified_as_sync": self._deltas_as_sync,
+            # forwarded writes whose owner refused our copy as late (its clock ahead of
+            # ours): applied here (review25 F2)
+            "forwards_refused_late": self._counted_fallbacks,
             "replies": self.replies.stats(),
             "peer_replies": self.peer_replies.stats(),
             "subscriptions_refused": {
@@ -1396,7 +1407,7 @@ class NodeRuntime:
             case Rejected():
                 who = self._sender(None, principal, peer)
                 self._log_rejected(answer.code, answer.message, now, who)
-                return [encode_error(answer.req_id, answer.code, answer.message)]
+                return [encode_error(answer.req_id, answer.code, answer.message, answer.unwritten)]
             case Forward() | SplitBatch():  # only handle() forwards, and _serve relays those
                 raise AssertionError(f"a forward of a forwarded request: {answer}")
             case _:
@@ -1583,6 +1594,10 @@ class NodeRuntime:
                 if pending.join is not None:
                     self._batch_part_replied(pending, frames, now)
                     continue
+                if len(frames) == 3 and self._copy_refused_late(pending.request, frames[2]):
+                    self._counted_fallbacks += 1
+                    self._fall_back(pending, now)
+                    continue
                 if len(frames) == 4:  # what the write left on the owner: hold it first
                     try:
                         core.adopt_written(decode_written(frames[3]), pending.address, now)
@@ -1624,25 +1639,50 @@ class NodeRuntime:
 
     def _expire(self, peers: PeerLinks, now: float) -> None:
         forwards, calls = peers.expired(now)
-        router = self._router
-        assert router is not None
         for pending in forwards:  # the owner did not answer: the core decides
             if pending.join is not None:
                 join, indices = pending.join
                 self._batch_part_done(join, indices, self._batch_fallback(pending.request, now))
                 continue
-            answer = self.core.forward_failed(pending.request, now)
-            match answer:
-                case Reply():
-                    body = encode_ok(answer.req_id, answer.result)
-                case Rejected():
-                    self._log_rejected(answer.code, answer.message, now)
-                    body = encode_error(answer.req_id, answer.code, answer.message)
-                case _:
-                    assert_never(answer)
-            self.replies.send(router, pending.envelope + [body], now)
+            self._fall_back(pending, now)
         for tag in calls:
             self.core.peer_failed(tag, now)
+
+    def _fall_back(self, pending: Any, now: float) -> None:
+        """Apply a forwarded write here after all (the core decides) and answer it."""
+        router = self._router
+        assert router is not None
+        answer = self.core.forward_failed(pending.request, now)
+        match answer:
+            case Reply():
+                body = encode_ok(answer.req_id, answer.result)
+            case Rejected():
+                self._log_rejected(answer.code, answer.message, now)
+                body = encode_error(answer.req_id, answer.code, answer.message, answer.unwritten)
+            case _:
+                assert_never(answer)
+        self.replies.send(router, pending.envelope + [body], now)
+
+    def _copy_refused_late(self, forward: Forward, body: bytes) -> bool:
+        """The owner refused our copy of a write as past its deadline, nothing written,
+        and that deadline was ours (the end of our wait, earlier than the client's): the
+        clocks of this node and the owner disagree (review25 F2: this node 2 s or more
+        behind, every copy was void on arrival), not the client late: apply it here, as
+        when the owner does not answer (the core checks the client's own deadline)."""
+        req = forward.request
+        deadline = getattr(req, "deadline", None)
+        if forward.copy_deadline is None or deadline is None or forward.copy_deadline >= deadline:
+            return False
+        try:
+            reply = decode_reply(body)
+        except RemoteProtocolError:
+            return False
+        error = reply.get("error") or {}
+        return (
+            not reply.get("ok")
+            and error.get("code") == int(ErrorCode.UNAVAILABLE)
+            and error.get("written") is False
+        )
 
     def _drain_replication(self, sub: Channel, budget: int = BATCH) -> None:
         core = self.core

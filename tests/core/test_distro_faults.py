@@ -809,8 +809,8 @@ def test_a_members_ping_says_how_many_configured_members_it_sees() -> None:
 def test_deadlines_are_judged_by_the_peers_clock_when_ours_runs_ahead() -> None:
     """review22 F3: a node 5 s ahead of its peers (far below the 30 s at which it is
     counted out) refused every write it owned as past its client's deadline; it now
-    judges deadlines by the median of its peers' clocks.  Behind them, nothing changes
-    (being behind only makes it lenient already)."""
+    judges deadlines by the median of its peers' clocks (and its own).  Behind them too
+    (review25 F1: a node 8 s behind applied a void write on top of an acknowledged one)."""
     from meshreg.core.effects import Rejected, Reply
     from meshreg.core.requests import SetService
 
@@ -833,10 +833,13 @@ def test_deadlines_are_judged_by_the_peers_clock_when_ours_runs_ahead() -> None:
     assert abs(m.node.registry.clock_lead - 5.0) < 0.05
     late = SetService(1, key, 0.5, {"v": "1"}, m.now + m.node.registry.wall_offset - 2.0)
     assert isinstance(m.node.handle(late, m.now), Reply)  # 3 s early by the cluster's
-    beacons(+5.0)  # behind them: no lead
-    assert m.node.registry.clock_lead == 0.0
+    for _ in range(17):  # now behind them by 5 s (the samples of 8 s): a lead of -5 s
+        m.step(0.5)
+        beacons(+5.0)
+    assert abs(m.node.registry.clock_lead + 5.0) < 0.05
     wall = m.now + m.node.registry.wall_offset
-    assert isinstance(m.node.handle(SetService(2, key, 0.5, None, wall - 2.0), m.now), Rejected)
+    early = SetService(2, key, 0.5, None, wall + 3.0)  # 3 s early by ours: 2 s late by theirs
+    assert isinstance(m.node.handle(early, m.now), Rejected)
 
 
 def test_beacons_that_waited_out_our_stall_do_not_make_us_look_ahead() -> None:
@@ -885,3 +888,38 @@ def test_just_after_a_stall_a_member_tells_no_member_counts() -> None:
     m.step(6.0)  # stopped: the tick comes late
     assert m.node.registry.in_stale_window(m.now)
     assert "members" not in ping_map(m.node.handle(Ping(1), m.now).result)  # type: ignore[union-attr,arg-type]
+
+
+def test_one_peer_off_does_not_move_a_correct_nodes_lead() -> None:
+    """review25 F1b: the median over the peers only: with one of two peers 8 s behind,
+    a correct node took a lead of 4 s and applied writes 4 s past their deadline."""
+    m = Member()
+
+    def beacons() -> None:
+        wall = m.now + m.node.registry.wall_offset
+        for peer, address, off in (("n2", A, -8.0), ("n3", B, 0.0)):
+            w = round((wall + off) * 1000)
+            m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w), m.now)
+
+    for _ in range(8):
+        beacons()
+        m.step(0.5)
+    assert m.node.registry.clock_lead == 0.0
+
+
+def test_behind_is_known_at_once_and_one_peer_ahead_does_not_make_us_look_behind() -> None:
+    """review25 F1: a node behind its peers learns it from their first beacons (a delay
+    only hides how far behind); one peer ahead of everyone, before the samples span the
+    3 s a lead needs, does not make a correct node look behind."""
+    behind, right = Member(), Member()
+
+    def beacons(m: Member, offsets: tuple[float, float]) -> None:
+        wall = m.now + m.node.registry.wall_offset
+        for (peer, address), off in zip((("n2", A), ("n3", B)), offsets, strict=True):
+            w = round((wall + off) * 1000)
+            m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w), m.now)
+
+    beacons(behind, (8.0, 8.0))  # both peers 8 s ahead of us: we are 8 s behind
+    assert abs(behind.node.registry.clock_lead + 8.0) < 0.05
+    beacons(right, (8.0, 0.0))  # one peer 8 s ahead, the other with us
+    assert right.node.registry.clock_lead == 0.0

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "review20"))
 from helpers import HOST, NodeProcess, free_port_pair  # noqa: E402
-from r20lib import listing, req  # noqa: E402,F401
+from r20lib import listing, members_up, req  # noqa: E402,F401
 
 # a node process whose time.time() is off by SKEW s (its wall clock; the node reads
 # time.time() once at start, runtime/node.py, so this is a node whose clock is off)

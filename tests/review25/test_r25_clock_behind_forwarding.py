@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 from helpers import service_owned_by, start_all, wait_until
-from r20lib import members_up  # noqa: E402
-from r25lib import make_nodes, new_ports
+from r25lib import make_nodes, members_up, new_ports
 
 from meshreg import Client
 from meshreg.errors import MeshregError

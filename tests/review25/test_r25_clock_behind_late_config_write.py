@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 from helpers import raw_request, start_all, wait_until
-from r20lib import members_up  # noqa: E402
-from r25lib import make_nodes, new_ports  # (puts review20 on the path)
+from r25lib import make_nodes, members_up, new_ports
 
 from meshreg import Client
 from meshreg.configcenter.model import ConfigKey

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers import holds_for, service_owned_by, start_all, wait_until
-from r20lib import members_up  # noqa: E402
-from r25lib import make_nodes, new_ports, req
+from r25lib import make_nodes, members_up, new_ports, req
 
 from meshreg import Client
 
