@@ -144,7 +144,7 @@ def block(src: GidNode, dst: GidNode) -> None:
     packets on it are dropped too. With ``block(dst, src)``, the pair is cut both ways."""
     ipt, mark = iptables() or "iptables", str(next(_marks))
     _run(ipt, "-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--gid-owner", str(src.gid),
-         "--dport", f"{dst.port + 2}:{dst.port + 3}", "-j", "CONNMARK", "--set-mark", mark)  # noqa: E501  # fmt: skip
+         "--dport", f"{dst.port + 2}:{dst.port + 3}", "-j", "CONNMARK", "--set-mark", mark)  # fmt: skip  # noqa: E501
     _run(ipt, "-A", "OUTPUT", "-m", "connmark", "--mark", mark, "-j", "DROP")
 
 

@@ -48,12 +48,12 @@ def test_acknowledged_config_writes_survive_killing_every_node_at_once(
         wait_until(lambda: all(_ready(n) for n in nodes), 30, 0.2, f"round {rnd}: ready")
         stop = threading.Event()
 
-        def writer(k: int) -> None:
+        def writer(k: int, stop: threading.Event = stop, rnd: int = rnd) -> None:
             with Client([nodes[k].address], timeout=2.0) as c:
                 i = 0
-                while not stop.is_set() and i < 100_000:  # noqa: B023
+                while not stop.is_set() and i < 100_000:
                     did = IDS[(i + k) % len(IDS)]
-                    body = f"r{rnd} w{k} #{i}"  # noqa: B023
+                    body = f"r{rnd} w{k} #{i}"
                     i += 1
                     try:
                         got = c.config_publish(did, body)
@@ -65,7 +65,8 @@ def test_acknowledged_config_writes_survive_killing_every_node_at_once(
         for t in ts:
             t.start()
         before = len(acked)
-        wait_until(lambda: len(acked) >= before + 40 + 20 * rnd, 30, 0.01, "writes acknowledged")  # noqa: B023
+        want = before + 40 + 20 * rnd
+        wait_until(lambda: len(acked) >= want, 30, 0.01, "writes acknowledged")  # noqa: B023
         for n in nodes:  # all at once
             n.signal(signal.SIGKILL)
         stop.set()

@@ -33,7 +33,7 @@ TIMINGS = ("--check-interval", "0.2", "--unhealthy-after", "3", "--evict-after",
            "--peer-timeout", "1.0")  # fmt: skip
 
 
-def drive() -> dict:
+def drive(mode: str = "grow") -> dict:
     sys.path.insert(0, str(HERE.parent))
     import tempfile
 
@@ -49,15 +49,18 @@ def drive() -> dict:
     ports = [free_port_pair() for _ in range(5)]
     addrs = [f"127.0.0.1:{p}" for p in ports]
 
-    def peers(k: int) -> list[str]:
-        return sum((["--peer", a] for a in addrs[:k]), [])
+    old = [0, 1, 2]
+    # grow: D, E added (3 -> 5); replace: C swapped for D, D started first (README: "Start a
+    # new node first") while C still runs (the new list {A, B, D})
+    new = [0, 1, 2, 3, 4] if mode == "grow" else [0, 1, 3]
 
-    def node(i: int, k: int) -> nslab.GidNode:
-        return nslab.GidNode(*TIMINGS, *peers(k), "--data-dir", f"{tmp}/d{i}", port=ports[i],
+    def node(i: int, members: list[int]) -> nslab.GidNode:
+        peers = sum((["--peer", addrs[j]] for j in members), [])
+        return nslab.GidNode(*TIMINGS, *peers, "--data-dir", f"{tmp}/d{i}", port=ports[i],
                              gid=42601 + i)  # fmt: skip
 
-    nodes = [node(i, 3) for i in range(3)] + [node(i, 5) for i in (3, 4)]
-    a, b, c, d, e = nodes
+    nodes = [node(i, old) for i in old] + [node(i, new) for i in new if i not in old]
+    a, b, c, d = nodes[:4]
     out: dict = {"events": []}
 
     def ev(what: str) -> None:
@@ -81,16 +84,17 @@ def drive() -> dict:
         start_all(nodes[3:])
         wait_until(lambda: all(cfg(n).get("ready") for n in nodes[3:]), 30, 0.2,
                    "new nodes ready (learners)")  # fmt: skip
-        ev("D, E ready (5-member lists)")
+        ev(f"new nodes ready (lists {new})")
         # step 2 of the scale-out: restart the old nodes with the new list, A first
         a.stop()
-        nodes[0] = a = node(0, 5)
+        nodes[0] = a = node(0, new)
         a.start()
-        wait_until(lambda: cfg(a).get("ready") and cfg(a).get("members_up") == 5, 30, 0.2,
-                   "A (restarted with 5) sees 5 members")  # fmt: skip
-        ev(f"A restarted with the 5-member list: {cfg(a)}")
+        wait_until(lambda: cfg(a).get("ready") and cfg(a).get("members_up") == len(new), 30,
+                   0.2, "A (restarted with the new list) sees every member up")  # fmt: skip
+        ev(f"A restarted with the new list: {cfg(a)}")
+        every = [addrs[i] for i in sorted(set(old) | set(new))]
         did = next(f"grow25-{i}" for i in range(5000)
-                   if responsible_config_node(ConfigKey("public", "DEFAULT_GROUP", f"grow25-{i}"), addrs) == addrs[0])  # noqa: E501  # fmt: skip
+                   if responsible_config_node(ConfigKey("public", "DEFAULT_GROUP", f"grow25-{i}"), every) == addrs[0])  # fmt: skip  # noqa: E501
         try:
             with Client([b.address], timeout=5) as w:
                 w.config_publish(did, "init")
@@ -106,6 +110,9 @@ def drive() -> dict:
             lc.config_listen(did, lambda content, rev, h=heard[name]: h.append((content, rev)))
         nslab.cut(a, b)
         nslab.cut(a, c)
+        if mode == "replace":  # {A, D} | {B, C}
+            nslab.cut(d, b)
+            nslab.cut(d, c)
 
         def cut_seen() -> bool:
             va, vb, vc = cluster_view(a) or {}, cluster_view(b) or {}, cluster_view(c) or {}
@@ -167,7 +174,8 @@ def drive() -> dict:
         out["listeners_stale"] = stale() if want is not None else []
         for lc in listeners:
             lc.close()
-        out["history"] = {name: dump(n) for name, n in zip("ABCDE", nodes, strict=True)}
+        out["history"] = {name: dump(n) for name, n in zip("ABCDE", nodes, strict=False)}
+        out["mode"] = mode
         out["ok"] = True
     except Exception as exc:  # noqa: BLE001
         out["error"] = f"{type(exc).__name__}: {exc}"[:3000]
@@ -178,12 +186,13 @@ def drive() -> dict:
 
 
 @pytest.mark.timeout(240)
-def test_scale_out_does_not_make_two_majorities() -> None:
+@pytest.mark.parametrize("mode", ["grow", "replace"])
+def test_scale_out_does_not_make_two_majorities(mode: str) -> None:
     why = nslab.unavailable_reason()
     if why:
         pytest.skip(why)
     with nslab.NsLab() as lab:
-        v = lab.drive(Path(__file__), "--drive", timeout=200)
+        v = lab.drive(Path(__file__), "--drive", mode, timeout=200)
     assert v.get("ok"), v
     acks = v["acks"]
     acked = {k: r for k, r in acks.items() if isinstance(r, int)}
@@ -208,4 +217,4 @@ def test_scale_out_does_not_make_two_majorities() -> None:
 
 
 if __name__ == "__main__" and "--drive" in sys.argv:
-    print(json.dumps(drive(), default=str))
+    print(json.dumps(drive(sys.argv[sys.argv.index("--drive") + 1]), default=str))

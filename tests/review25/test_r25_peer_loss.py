@@ -67,7 +67,7 @@ def drive(loss: float) -> dict:
                     cl.register(s, ip, 80)
                     live[s].add(f"{ip}:80")
         wait_until(lambda: all(all((listing(n, s) or {}).get(x) is True for s in svcs
-                                   for x in live[s]) for n in nodes), 15, 0.2, "all healthy")  # noqa: E501  # fmt: skip
+                                   for x in live[s]) for n in nodes), 15, 0.2, "all healthy")  # fmt: skip  # noqa: E501
 
         def writer(k: int) -> None:
             seen: dict[str, int] = {}
@@ -104,7 +104,7 @@ def drive(loss: float) -> dict:
             for flag in ("--dports", "--sports"):
                 nslab._run(ipt, "-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--gid-owner",
                            str(n.gid), "-m", "multiport", flag, plist, "-m", "statistic",
-                           "--mode", "random", "--probability", str(loss), "-j", "DROP")  # noqa: E501  # fmt: skip
+                           "--mode", "random", "--probability", str(loss), "-j", "DROP")  # fmt: skip  # noqa: E501
         time.sleep(LOSS_FOR)
         out["dropped"] = [
             ln.split()[:2]
