@@ -29,6 +29,7 @@ import zmq
 import zmq.utils.z85
 
 from meshreg import __version__
+from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET
 from meshreg.config import NodeConfig
 from meshreg.configcenter.model import ConfigKey
 from meshreg.core.client_limits import ClientHoldings, ReadRate
@@ -46,9 +47,11 @@ from meshreg.core.effects import (
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
+    PeerHeardAtLast,
     PeerHeld,
     PeerIntroduced,
     PeerListing,
+    PeersNeverHeard,
     Rejected,
     RepairFailing,
     ReplicationStream,
@@ -197,6 +200,16 @@ _RELAYED_WRITES = (
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 # requests that may open a session: counted in their client's share (core/sessions)
 _SESSION_OPENS = (SessionOpen, SessionRenew, RegisterInstance, RegisterBatch)
+
+
+def _peer_ports(address: str) -> str:
+    """``host:P`` -> ``host:P+2/P+3`` (with the numbers): the ports a peer must let us
+    reach (its replication stream, its peer requests)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return address
+    p = int(port)
+    return f"{host}:{p + REPLICATION_PORT_OFFSET}/{p + PEER_PORT_OFFSET}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -1750,6 +1763,32 @@ class NodeRuntime:
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case PeerListing():
                     self._config_members(now)
+                case PeersNeverHeard():
+                    port, many = self.config.port, len(effect.addresses) > 1
+                    log.warning(
+                        "configured peer%s %s never heard from since this node started %.0fs "
+                        "ago: check the peer list for a typo, and the firewall: this node "
+                        "connects to ports P+2 (replication) and P+3 (peer requests) of every "
+                        "peer (here %s), and every peer to this node's %d and %d; meanwhile "
+                        "this node runs without %s (its registry is not theirs, and config "
+                        "writes need a majority of the configured members); said again every "
+                        "%gs while it lasts",
+                        "s" if many else "",
+                        ", ".join(effect.addresses),
+                        effect.waited,
+                        ", ".join(_peer_ports(a) for a in effect.addresses),
+                        port + REPLICATION_PORT_OFFSET,
+                        port + PEER_PORT_OFFSET,
+                        "them" if many else "it",
+                        effect.again_in,
+                    )
+                case PeerHeardAtLast():
+                    log.info(
+                        "configured peer %s (%s) heard from at last, %.0fs after this node started",
+                        effect.address,
+                        effect.node_id,
+                        effect.waited,
+                    )
                 case RepairFailing(failures=0):
                     log.warning("peer %s (%s): %s succeed again", effect.node_id,
                                 effect.address, effect.what)  # fmt: skip
