@@ -855,17 +855,45 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         click.echo(f"configs: {state}" + (f"; WRITES REFUSED: {refusal}" if refusal else ""))
 
 
+def _readiness(result: dict[str, Any]) -> str | None:
+    """What a ``ping`` reply says is not ready yet (None: ready; a node too old to say
+    counts as ready)."""
+    waiting = []
+    if result.get("ready") is False:
+        waiting.append("registry catching up from its peers")
+    if result.get("config_ready") is False:
+        waiting.append("configs catching up from a majority of the configured members")
+    return "; ".join(waiting) or None
+
+
 @main.command()
+@click.option(
+    "--ready",
+    "need_ready",
+    is_flag=True,
+    help="Exit 1 unless the node has caught up (registry and configs): a readiness check "
+    "for rolling restarts.",
+)
 @server_option
 @timeout_option
 @security_options
-def ping(servers: str, timeout: float) -> None:
-    """Check that a node answers."""
+def ping(need_ready: bool, servers: str, timeout: float) -> None:
+    """Check that a node answers (and, with --ready, that it has caught up)."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
         result = c.ping()
+        server = c.server
+    waiting = _readiness(result)
+    state = f"not ready: {waiting}" if waiting else "ready"
+    click.echo(
+        f"pong from {server} (meshreg {_safe(result['version'])}, epoch {result['epoch']}): {state}"
+    )
+    if need_ready and waiting:
         click.echo(
-            f"pong from {c.server} (meshreg {_safe(result['version'])}, epoch {result['epoch']})"
+            f"meshreg: {server} is not ready yet ({waiting}); try again in a moment "
+            "(`meshreg cluster` shows which peers it waits for)",
+            err=True,
         )
+        sys.exit(1)
 
 
 @main.command()

@@ -62,3 +62,12 @@ def test_the_example_config_loads_with_every_commented_key_uncommented(tmp_path:
     path.write_text(opened)
     config = load_node_config(path)
     assert config.data_dir == "/var/lib/meshreg"
+
+
+def test_the_unit_waits_for_the_node_to_catch_up() -> None:
+    """review24 F12: Type=notify (the node sends READY=1 once caught up, runtime/node.py
+    ``_systemd_ready``), so `systemctl restart` of a rolling restart waits for it."""
+    service = _unit()["Service"]
+    assert service.get("Type") == "notify"
+    assert service.get("NotifyAccess", "main") == "main"  # the node is the main process
+    assert "meshreg node" in service.get("ExecStart", "")

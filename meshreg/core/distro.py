@@ -936,10 +936,13 @@ class DistroNode:
             minority = self._minority() if self._knows_members(now) else None
             if minority is not None:  # (review20 F3)
                 result = replace(result, minority=minority)
-        elif t is Ping and type(result) is PingResult and self._knows_members(now):
-            counts = self._member_counts()  # what a client seeking a majority asks
-            if counts[1] > 1:
-                result = replace(result, members=counts)
+        elif t is Ping and type(result) is PingResult:
+            if not self.ready:  # a readiness probe's answer (``meshreg ping --ready``)
+                result = replace(result, ready=False)
+            elif self._knows_members(now):
+                counts = self._member_counts()  # what a client seeking a majority asks
+                if counts[1] > 1:
+                    result = replace(result, members=counts)
         return result
 
     def _knows_members(self, now: float) -> bool:

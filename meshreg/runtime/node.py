@@ -69,6 +69,7 @@ from meshreg.core.results import (
     ClusterResult,
     EntryRefused,
     EntryResult,
+    PingResult,
     ServicesResult,
     StatsResult,
 )
@@ -82,6 +83,7 @@ from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
+from meshreg.runtime.sd_notify import SystemdNotifier
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic
@@ -349,6 +351,12 @@ class NodeRuntime:
         self._poller: Poller | None = None
         self._dealers: set[Channel] = set()
         self._state_seen = NodeState.CATCHING_UP  # the core's state at the last turn
+        # systemd's Type=notify (runtime/sd_notify): READY=1 once caught up; "told" when
+        # there is nothing (more) to tell, "configs_waiting" while READY=1 went out with
+        # the config center still waiting for a majority (its STATUS says so until then)
+        self._systemd = SystemdNotifier()
+        self._systemd_told = not self._systemd.enabled
+        self._systemd_configs_waiting = False
         self._fast_io: tuple[RecvFn, SendFn] | None = None  # the transport's, for the beat path
         self._own_transport = transport is None  # made (and dropped) by bind()/close()
         self._limiter = LogLimiter(log)
@@ -621,6 +629,7 @@ class NodeRuntime:
                 cfg.cluster.peer_timeout,
                 f"; {liveness.describe()}" if liveness else "",
             )
+        self._tell_systemd("STATUS=catching up from its peers")
         if keys is not None:
             log.info(
                 "security: CURVE on every socket, cluster key %s, ACL %s (%d clients)",
@@ -631,6 +640,45 @@ class NodeRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _systemd_ready(self) -> None:
+        """READY=1 to systemd (Type=notify) once the registry has caught up from its peers
+        and the config center from a majority; or, when no majority of the configured
+        members is up (a cluster starting from nothing, one node after the other), once
+        the registry has: the config center cannot catch up before more members start,
+        and a unit that never became "started" would hold those starts back.  ``meshreg
+        ping --ready`` stays strict meanwhile (configs not ready)."""
+        if not self.core.ready:
+            return
+        configs, replicator = self.configs, self.configs.replicator
+        up, members = len(replicator.up), len(replicator.members)
+        if self._systemd_configs_waiting:
+            if configs.ready:
+                self._systemd_told = True
+                self._tell_systemd("STATUS=ready")
+            return
+        if not configs.ready and up >= replicator.majority:
+            return  # a majority is up: the config center catches up from it first
+        if configs.ready:
+            self._systemd_told = True
+            self._tell_systemd("READY=1", "STATUS=ready")
+        else:
+            self._systemd_configs_waiting = True
+            self._tell_systemd(
+                "READY=1",
+                f"STATUS=registry ready; configs wait for a majority ({up} of {members} "
+                "configured members up)",
+            )
+
+    def _tell_systemd(self, *lines: str) -> None:
+        if not self._systemd.enabled:
+            return
+        try:
+            self._systemd.notify(*lines)
+        except OSError as exc:
+            log.warning("cannot notify systemd at $NOTIFY_SOCKET (%s); not trying again", exc)
+            self._systemd = SystemdNotifier({})
+            self._systemd_told = True
 
     def close(self) -> None:
         """Close everything at once (what ``finish`` did not drain is dropped: the
@@ -775,6 +823,8 @@ class NodeRuntime:
                     ", ".join(core.members()),
                 )
             self._state_seen = core.state
+        if not self._systemd_told:
+            self._systemd_ready()
         offset = self._wall_offset  # the config plane runs on the wall clock
         wake = min(wake, self.configs.tick(now + offset) - offset)
         if peers is not None:
@@ -824,6 +874,7 @@ class NodeRuntime:
     def finish(self) -> None:
         """Leave the loop: what this turn changed still goes out; close the sockets."""
         log.info("meshreg node on %s stopping", self.config.address)
+        self._tell_systemd("STOPPING=1")
         try:  # the config turns queued or being committed: committed and answered first
             self.configs.close(self.clock() + self._wall_offset)
         except Exception:
@@ -1379,6 +1430,8 @@ class NodeRuntime:
                     result = self._sealed_cursor(req, result)
                 elif type(result) is StatsResult:
                     result = replace(result, runtime=self._runtime_stats())
+                elif type(result) is PingResult:  # a readiness probe: the config center's
+                    result = replace(result, config_ready=self.configs.ready)
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
                     result = replace(result, runtime={"config": self.configs.status(now)})
                 return [encode_ok(req_id, result)]
