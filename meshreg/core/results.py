@@ -175,6 +175,7 @@ class SessionStats:
     renewals: int
     silent: int
     forgotten: int = 0  # empty sessions dropped (core/sessions, "Forgetting")
+    renewals_per_second: float = 0.0  # over about the last RATE_WINDOW (core/stats)
 
 
 @dataclass(frozen=True, slots=True)

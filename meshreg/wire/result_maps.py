@@ -185,6 +185,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
             "count": sessions.count,
             "instances": sessions.instances,
             "renewals": sessions.renewals,
+            "renewals_per_second": sessions.renewals_per_second,
             "silent": sessions.silent,
             "forgotten": sessions.forgotten,
         },
