@@ -326,6 +326,8 @@ class NodeRuntime:
         if wall_offset is None:
             wall_offset = time.time() - now
         self.peer_addresses = config.peer_addresses()
+        for addr in config.self_peers():  # once here (the list is read in several places)
+            log.info("peer %s is this node (%s); not treating it as a peer", addr, config.address)
         self.peer_aliases = config.peer_aliases() if self.peer_addresses else {}
         self.core = DistroNode(
             config.health,
