@@ -24,6 +24,8 @@ def test_the_textfile_is_written_then_says_down(tmp_path) -> None:
         assert value(families, "meshreg_requests_total", op="stats") >= 1
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no tmp
         assert oct(prom.stat().st_mode & 0o777) == "0o644"
+        text = run_cli("stats", "-s", node.address).stdout  # the text shows renewals too
+        assert "beats/s         0.0 (session renewals/s 0.0)" in text, text
     finally:
         node.cleanup()
     silent = f"{HOST}:{free_port_pair()}"
