@@ -148,7 +148,7 @@ def _members(convert: Callable[[Mapping[str, Any]], Any]) -> Callable[..., list[
 
 
 _FAMILIES: tuple[Family, ...] = (
-    Family("up", "gauge", "1: the node answered this scrape (the timer writes 0 when not)",
+    Family("up", "gauge", "1: the node answered (stats --output writes 0 when it does not)",
            lambda s, c: [({}, 1)]),
     Family("info", "gauge", "the node's version and node id (always 1)", _info,
            ("epoch",)),
