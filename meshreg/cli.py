@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -678,18 +679,89 @@ def watch(
         _wait_for_signal()
 
 
+def _write_atomically(path: str, text: str) -> None:
+    """``text`` to ``path`` by a temporary file in its directory renamed over it."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)  # node_exporter runs as another user
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc}")
+
+
+def _emit(text: str, output_file: str | None) -> None:
+    if output_file is None:
+        click.echo(text, nl=False)
+    else:
+        _write_atomically(output_file, text)
+
+
+def _renewal_rate(result: dict[str, Any]) -> str:
+    """`` (session renewals/s R)``: providers on sessions renew instead of beating, so a
+    node whose providers are all alive can show 0 beats/s (review24)."""
+    sessions = result.get("sessions")
+    rate = sessions.get("renewals_per_second") if isinstance(sessions, dict) else None
+    return f" (session renewals/s {rate})" if isinstance(rate, int | float) else ""
+
+
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The stats reply as one JSON document.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json", "prometheus"]),
+    default="text",
+    show_default=True,
+    help="prometheus: Prometheus text exposition (node_exporter's textfile collector; "
+    "README Monitoring).",
+)
+@click.option(
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write to this file (a temporary file renamed over it: a textfile collector "
+    "never reads half of it) instead of stdout; with --format prometheus, a node that "
+    "does not answer gets meshreg_up 0 there (and exit 1).",
+)
 @server_option
 @timeout_option
 @security_options
-def stats(as_json: bool, servers: str, timeout: float) -> None:
+def stats(
+    as_json: bool, output: str, output_file: str | None, servers: str, timeout: float
+) -> None:
     """Show a node's counters."""
-    with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
-        result = c.stats()
     if as_json:
-        click.echo(json.dumps(result, sort_keys=True))
+        output = "json"
+    try:
+        with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
+            result = c.stats()
+            view = c.cluster() if output == "prometheus" else None  # per-member lag, state
+    except SystemExit:
+        if output_file is not None and output == "prometheus":
+            from meshreg.metrics import prometheus_down
+
+            _write_atomically(output_file, prometheus_down(servers.split(",")[0].strip()))
+        raise
+    if output == "prometheus":
+        from meshreg.metrics import prometheus_text
+
+        _emit(prometheus_text(result, view), output_file)
         return
+    if output == "json":
+        _emit(json.dumps(result, sort_keys=True) + "\n", output_file)
+        return
+    if output_file is not None:
+        _fail("--output goes with --format json or prometheus")
     result = _safe_tree(result)
     inst = result["instances"]
     lines = [
@@ -699,7 +771,7 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         f"services        {result['services']}",
         f"instances       {inst['total']} "
         f"({inst['healthy']} healthy, {inst['unhealthy']} unhealthy)",
-        f"beats/s         {result['beats_per_second']}",
+        f"beats/s         {result['beats_per_second']}{_renewal_rate(result)}",
         f"subscribers     {result['subscribers']}",
         f"errors          {result['errors_total']} {json.dumps(result['errors'])}",
         f"requests        {json.dumps(result['requests'], sort_keys=True)}",
@@ -734,12 +806,20 @@ def stats(as_json: bool, servers: str, timeout: float) -> None:
         )
     configs = result.get("config")
     if isinstance(configs, dict):
+        learner = ""
+        if configs.get("learner_of"):  # its configured peers' lists lack it (CONFIG.md)
+            learner = (
+                f"; LEARNER of {configs.get('learner_of')} members whose lists do not name "
+                "this node (not counted in majorities; forwards its config writes)"
+            )
+        elif configs.get("learners"):
+            learner = f"; {configs.get('learners')} learners (members this list does not name)"
         lines.append(
             f"configs         {configs.get('configs')} data ids "
             f"({configs.get('tombstones')} deleted), {configs.get('history_entries')} "
             f"versions kept, {'ready' if configs.get('ready') else 'catching up'}; majority "
             f"{configs.get('majority')} of {configs.get('members')} "
-            f"({configs.get('members_up')} up); listens {configs.get('listens')}, "
+            f"({configs.get('members_up')} up){learner}; listens {configs.get('listens')}, "
             f"conflicts {configs.get('conflicts')}, refused (minority) "
             f"{configs.get('refused_minority')}, timed out {configs.get('timed_out')}; "
             f"data dir {configs.get('data_dir')}"
@@ -855,17 +935,45 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         click.echo(f"configs: {state}" + (f"; WRITES REFUSED: {refusal}" if refusal else ""))
 
 
+def _readiness(result: dict[str, Any]) -> str | None:
+    """What a ``ping`` reply says is not ready yet (None: ready; a node too old to say
+    counts as ready)."""
+    waiting = []
+    if result.get("ready") is False:
+        waiting.append("registry catching up from its peers")
+    if result.get("config_ready") is False:
+        waiting.append("configs catching up from a majority of the configured members")
+    return "; ".join(waiting) or None
+
+
 @main.command()
+@click.option(
+    "--ready",
+    "need_ready",
+    is_flag=True,
+    help="Exit 1 unless the node has caught up (registry and configs): a readiness check "
+    "for rolling restarts.",
+)
 @server_option
 @timeout_option
 @security_options
-def ping(servers: str, timeout: float) -> None:
-    """Check that a node answers."""
+def ping(need_ready: bool, servers: str, timeout: float) -> None:
+    """Check that a node answers (and, with --ready, that it has caught up)."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
         result = c.ping()
+        server = c.server
+    waiting = _readiness(result)
+    state = f"not ready: {waiting}" if waiting else "ready"
+    click.echo(
+        f"pong from {server} (meshreg {_safe(result['version'])}, epoch {result['epoch']}): {state}"
+    )
+    if need_ready and waiting:
         click.echo(
-            f"pong from {c.server} (meshreg {_safe(result['version'])}, epoch {result['epoch']})"
+            f"meshreg: {server} is not ready yet ({waiting}); try again in a moment "
+            "(`meshreg cluster` shows which peers it waits for)",
+            err=True,
         )
+        sys.exit(1)
 
 
 @main.command()

@@ -167,11 +167,13 @@ class NodeConfig:
 
     def peer_addresses(self) -> list[str]:
         """Normalised peer addresses, without this node's own (an entry naming this node,
-        e.g. ``localhost:P`` for a node on ``127.0.0.1:P``, is dropped and logged)."""
-        peers, itself = self._split_peers()
-        for addr in itself:
-            log.info("peer %s is this node (%s); not treating it as a peer", addr, self.address)
-        return peers
+        e.g. ``localhost:P`` for a node on ``127.0.0.1:P``, is dropped: ``self_peers``;
+        the runtime logs it once at start)."""
+        return self._split_peers()[0]
+
+    def self_peers(self) -> list[str]:
+        """The entries of the peer list that name this node itself."""
+        return self._split_peers()[1]
 
     def peer_aliases(self) -> dict[str, str]:
         """``ip:port`` -> the peer address that names it, for each peer named by a host

@@ -62,3 +62,31 @@ def test_the_example_config_loads_with_every_commented_key_uncommented(tmp_path:
     path.write_text(opened)
     config = load_node_config(path)
     assert config.data_dir == "/var/lib/meshreg"
+
+
+def test_the_unit_waits_for_the_node_to_catch_up() -> None:
+    """review24 F12: Type=notify (the node sends READY=1 once caught up, runtime/node.py
+    ``_systemd_ready``), so `systemctl restart` of a rolling restart waits for it."""
+    service = _unit()["Service"]
+    assert service.get("Type") == "notify"
+    assert service.get("NotifyAccess", "main") == "main"  # the node is the main process
+    assert "meshreg node" in service.get("ExecStart", "")
+
+
+def test_the_metrics_timer_writes_where_the_unit_may_write() -> None:
+    """review24 F5: deploy/meshreg-metrics.{service,timer} run `meshreg stats --format
+    prometheus --output F` into node_exporter's textfile directory, writable there."""
+    unit = configparser.RawConfigParser(strict=False)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "meshreg-metrics.service")
+    service = unit["Service"]
+    argv = service["ExecStart"].split()
+    assert argv[1:4] == ["stats", "--format", "prometheus"]
+    output = argv[argv.index("--output") + 1]
+    assert output.endswith(".prom")
+    writable = service.get("ReadWritePaths", "").split()
+    assert any(output.startswith(w.rstrip("/") + "/") for w in writable), (output, writable)
+    timer = configparser.RawConfigParser(strict=False)
+    timer.read(DEPLOY / "meshreg-metrics.timer")
+    assert float(timer["Timer"]["OnUnitActiveSec"]) <= 60
+    assert timer["Install"]["WantedBy"] == "timers.target"

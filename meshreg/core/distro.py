@@ -130,9 +130,11 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
+    PeerHeardAtLast,
     PeerHeld,
     PeerIntroduced,
     PeerListing,
+    PeersNeverHeard,
     Rejected,
     RepairFailing,
     ReplicationStream,
@@ -190,6 +192,10 @@ RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.
 REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: logged
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
+NEVER_HEARD_REPORT_EVERY = 60.0  # s between warnings about configured peers never heard
+# (the first comes one peer timeout after the start: a typo in the peer list or a firewall
+# is the most common day-one mistake, and the node meanwhile runs without those peers;
+# once a minute keeps it in view in the log without flooding it: review24 F14)
 CLOCK_LEAD_MIN = 0.25  # s ahead of the peers' clocks before deadlines are judged by theirs
 LEAD_SAMPLES = 256  # clock samples kept per peer at most (beacons come by two paths)
 LEAD_WINDOW = 8.0  # s of a peer's clock samples kept (by when heard)
@@ -306,6 +312,10 @@ class DistroNode:
         self.membership = Membership(node_id, address, peers, cluster.peer_timeout, aliases)
         self.outbox.peers = bool(self.membership.peers)  # replicate to them (core/outbox)
         self.started_at = now
+        # configured peers never heard (``_report_never_heard``): when to warn next, and
+        # the addresses last warned about (one INFO each when it answers at last)
+        self._never_heard_next = -math.inf
+        self._never_heard_said: tuple[str, ...] = ()
         self.view_stamp = 0  # stamp of our latest member view change (see alive_floor)
         self.refresh_every = policy.unhealthy_after / 2  # s between refreshes of one record
         self._resync: set[str] = set()  # RESYNCING: peers to finish a round with first
@@ -929,10 +939,13 @@ class DistroNode:
             minority = self._minority() if self._knows_members(now) else None
             if minority is not None:  # (review20 F3)
                 result = replace(result, minority=minority)
-        elif t is Ping and type(result) is PingResult and self._knows_members(now):
-            counts = self._member_counts()  # what a client seeking a majority asks
-            if counts[1] > 1:
-                result = replace(result, members=counts)
+        elif t is Ping and type(result) is PingResult:
+            if not self.ready:  # a readiness probe's answer (``meshreg ping --ready``)
+                result = replace(result, ready=False)
+            elif self._knows_members(now):
+                counts = self._member_counts()  # what a client seeking a majority asks
+                if counts[1] > 1:
+                    result = replace(result, members=counts)
         return result
 
     def _knows_members(self, now: float) -> bool:
@@ -1778,6 +1791,29 @@ class DistroNode:
                 self._caught_up.add(node_id)
                 self._check_caught_up(now)
 
+    def _report_never_heard(self, now: float) -> None:
+        """Warn about configured peers not heard once since the start, one peer timeout
+        after it (when a node with no peer up starts alone) and every
+        ``NEVER_HEARD_REPORT_EVERY`` s while any stays silent; and say once when one of
+        them answers at last.  A peer that was heard and went silent is not one of
+        them: ``MemberChanged`` reports it down."""
+        if now - self._awake_since() < self.cluster.peer_timeout:
+            return
+        silent = self.membership.never_heard()
+        if self._never_heard_said:
+            peers = self.membership.peers
+            for address in self._never_heard_said:
+                peer = peers.get(address)
+                if peer is not None and address not in silent:
+                    waited = now - self.started_at
+                    self.registry.queue(PeerHeardAtLast(peer.node_id or "", address, waited))
+            self._never_heard_said = tuple(a for a in self._never_heard_said if a in silent)
+        if silent and now >= self._never_heard_next:
+            self._never_heard_next = now + NEVER_HEARD_REPORT_EVERY
+            self._never_heard_said = silent
+            waited = now - self.started_at
+            self.registry.queue(PeersNeverHeard(silent, waited, NEVER_HEARD_REPORT_EVERY))
+
     def _awake_since(self) -> float:
         """Since when a starting node has listened for its peers: its start, or the end of
         its last stall.  A node stopped (SIGSTOP) before it heard anyone counted its
@@ -1955,6 +1991,7 @@ class DistroNode:
                 self._next_beacon = now + self.cluster.beacon_interval
                 for address, why in self.membership.stale_learned(now):
                     self._forget(address, now, why)
+                self._report_never_heard(now)
                 beacon = Beacon(
                     self.node_id,
                     self.address,

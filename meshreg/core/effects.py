@@ -15,7 +15,8 @@ comes back as one of the small frozen dataclasses below (raft's ``Ready``):
 * ``take_effects()`` drains everything else the inputs caused, in the order they
   were made: publications to watchers (``ServiceChanged``, ``SyncAnnounced``),
   cluster traffic (``Broadcast``, ``PeerCall``) and news for the log
-  (``StallDetected``, ``PeerDataRejected``, ``MemberChanged``, ``SelfPreservation*``).
+  (``StallDetected``, ``PeerDataRejected``, ``MemberChanged``, ``PeersNeverHeard``,
+  ``SelfPreservation*``).
 
 The union is closed: the runtime carries effects out with an exhaustive ``match``
 ending in ``assert_never``, so a new effect that nobody carries out is a type error.
@@ -366,6 +367,27 @@ class PeerListing:
     lists_us: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PeersNeverHeard:
+    """Configured peers this node has not heard from once since it started (a typo in
+    the peer list, a firewall): ``addresses`` (their listed ``host:port``), ``waited`` s
+    after the start; reported again every ``again_in`` s while any stays silent."""
+
+    addresses: tuple[str, ...]
+    waited: float
+    again_in: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHeardAtLast:
+    """A configured peer reported as never heard (``PeersNeverHeard``) answered at last,
+    ``waited`` s after this node started."""
+
+    node_id: str
+    address: str
+    waited: float
+
+
 Effect = (
     Reply
     | Rejected
@@ -380,6 +402,8 @@ Effect = (
     | PeerIntroduced
     | PeerForgotten
     | PeerListing
+    | PeersNeverHeard
+    | PeerHeardAtLast
     | ReplicationStream
     | RepairFailing
     | HeldOut

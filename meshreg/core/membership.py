@@ -258,6 +258,12 @@ class Membership:
         """How many members our peer list names, ourselves included."""
         return 1 + sum(1 for p in self.peers.values() if p.configured)
 
+    def never_heard(self) -> tuple[str, ...]:
+        """Sorted addresses of the configured peers not heard once (a typo, a firewall)."""
+        return tuple(
+            sorted(a for a, p in self.peers.items() if p.configured and p.last_heard == -math.inf)
+        )
+
     def configured_ids(self) -> tuple[str, ...]:
         """Ids of the peers our list names that we have heard (beacons carry them)."""
         return tuple(sorted({p.node_id for p in self.peers.values() if p.configured and p.node_id}))

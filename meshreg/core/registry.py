@@ -927,6 +927,7 @@ class RegistryNode:
                 self.session_renewals,
                 self.silent_sessions,
                 store.sessions.forgotten,
+                round(stats.renewal_rate(now, self.session_renewals), 1),
             ),
             member=member,
         )
@@ -1045,7 +1046,7 @@ class RegistryNode:
                 self.store.purge_tombstones(now, TOMBSTONE_TTL)
                 self._expire_overrides(now)
                 self.store.sessions.collect(now, self.policy.empty_session_ttl)
-                self.stats.sample(now)
+                self.stats.sample(now, self.session_renewals)
         if not self.store.sessions:
             return self.next_check_at
         return min(self.next_check_at, self.next_session_check)

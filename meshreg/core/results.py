@@ -70,6 +70,8 @@ class PingResult:
     # a cluster member's (configured members it sees up, itself included; configured
     # members): whether it sees a majority (a client cut off from one moves to it)
     members: tuple[int, int] | None = None
+    ready: bool = True  # False while the node catches up from its peers (registry)
+    config_ready: bool | None = None  # the config center's ready gate (runtime's; None: none)
 
 
 # -- sessions and batches --------------------------------------------------------------------
@@ -173,6 +175,7 @@ class SessionStats:
     renewals: int
     silent: int
     forgotten: int = 0  # empty sessions dropped (core/sessions, "Forgetting")
+    renewals_per_second: float = 0.0  # over about the last RATE_WINDOW (core/stats)
 
 
 @dataclass(frozen=True, slots=True)

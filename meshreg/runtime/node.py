@@ -29,6 +29,7 @@ import zmq
 import zmq.utils.z85
 
 from meshreg import __version__
+from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET
 from meshreg.config import NodeConfig
 from meshreg.configcenter.model import ConfigKey
 from meshreg.core.client_limits import ClientHoldings, ReadRate
@@ -46,9 +47,11 @@ from meshreg.core.effects import (
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
+    PeerHeardAtLast,
     PeerHeld,
     PeerIntroduced,
     PeerListing,
+    PeersNeverHeard,
     Rejected,
     RepairFailing,
     ReplicationStream,
@@ -67,6 +70,7 @@ from meshreg.core.results import (
     ClusterResult,
     EntryRefused,
     EntryResult,
+    PingResult,
     ServicesResult,
     StatsResult,
 )
@@ -80,6 +84,7 @@ from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
+from meshreg.runtime.sd_notify import SystemdNotifier
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
 from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic
@@ -207,6 +212,16 @@ _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
 _SESSION_OPENS = (SessionOpen, SessionRenew, RegisterInstance, RegisterBatch)
 
 
+def _peer_ports(address: str) -> str:
+    """``host:P`` -> ``host:P+2/P+3`` (with the numbers): the ports a peer must let us
+    reach (its replication stream, its peer requests)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return address
+    p = int(port)
+    return f"{host}:{p + REPLICATION_PORT_OFFSET}/{p + PEER_PORT_OFFSET}"
+
+
 def _is_loopback(host: str) -> bool:
     """Whether ``host`` (an IPv4 or IPv6 address, or a name) is this machine only."""
     try:
@@ -319,6 +334,8 @@ class NodeRuntime:
         if wall_offset is None:
             wall_offset = time.time() - now
         self.peer_addresses = config.peer_addresses()
+        for addr in config.self_peers():  # once here (the list is read in several places)
+            log.info("peer %s is this node (%s); not treating it as a peer", addr, config.address)
         self.peer_aliases = config.peer_aliases() if self.peer_addresses else {}
         self.core = DistroNode(
             config.health,
@@ -344,6 +361,12 @@ class NodeRuntime:
         self._poller: Poller | None = None
         self._dealers: set[Channel] = set()
         self._state_seen = NodeState.CATCHING_UP  # the core's state at the last turn
+        # systemd's Type=notify (runtime/sd_notify): READY=1 once caught up; "told" when
+        # there is nothing (more) to tell, "configs_waiting" while READY=1 went out with
+        # the config center still waiting for a majority (its STATUS says so until then)
+        self._systemd = SystemdNotifier()
+        self._systemd_told = not self._systemd.enabled
+        self._systemd_configs_waiting = False
         self._fast_io: tuple[RecvFn, SendFn] | None = None  # the transport's, for the beat path
         self._own_transport = transport is None  # made (and dropped) by bind()/close()
         self._limiter = LogLimiter(log)
@@ -620,6 +643,7 @@ class NodeRuntime:
                 cfg.cluster.peer_timeout,
                 f"; {liveness.describe()}" if liveness else "",
             )
+        self._tell_systemd("STATUS=catching up from its peers")
         if keys is not None:
             log.info(
                 "security: CURVE on every socket, cluster key %s, ACL %s (%d clients)",
@@ -630,6 +654,45 @@ class NodeRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _systemd_ready(self) -> None:
+        """READY=1 to systemd (Type=notify) once the registry has caught up from its peers
+        and the config center from a majority; or, when no majority of the configured
+        members is up (a cluster starting from nothing, one node after the other), once
+        the registry has: the config center cannot catch up before more members start,
+        and a unit that never became "started" would hold those starts back.  ``meshreg
+        ping --ready`` stays strict meanwhile (configs not ready)."""
+        if not self.core.ready:
+            return
+        configs, replicator = self.configs, self.configs.replicator
+        up, members = len(replicator.up), len(replicator.members)
+        if self._systemd_configs_waiting:
+            if configs.ready:
+                self._systemd_told = True
+                self._tell_systemd("STATUS=ready")
+            return
+        if not configs.ready and up >= replicator.majority:
+            return  # a majority is up: the config center catches up from it first
+        if configs.ready:
+            self._systemd_told = True
+            self._tell_systemd("READY=1", "STATUS=ready")
+        else:
+            self._systemd_configs_waiting = True
+            self._tell_systemd(
+                "READY=1",
+                f"STATUS=registry ready; configs wait for a majority ({up} of {members} "
+                "configured members up)",
+            )
+
+    def _tell_systemd(self, *lines: str) -> None:
+        if not self._systemd.enabled:
+            return
+        try:
+            self._systemd.notify(*lines)
+        except OSError as exc:
+            log.warning("cannot notify systemd at $NOTIFY_SOCKET (%s); not trying again", exc)
+            self._systemd = SystemdNotifier({})
+            self._systemd_told = True
 
     def close(self) -> None:
         """Close everything at once (what ``finish`` did not drain is dropped: the
@@ -774,6 +837,8 @@ class NodeRuntime:
                     ", ".join(core.members()),
                 )
             self._state_seen = core.state
+        if not self._systemd_told:
+            self._systemd_ready()
         offset = self._wall_offset  # the config plane runs on the wall clock
         wake = min(wake, self.configs.tick(now + offset) - offset)
         if peers is not None:
@@ -823,6 +888,7 @@ class NodeRuntime:
     def finish(self) -> None:
         """Leave the loop: what this turn changed still goes out; close the sockets."""
         log.info("meshreg node on %s stopping", self.config.address)
+        self._tell_systemd("STOPPING=1")
         try:  # the config turns queued or being committed: committed and answered first
             self.configs.close(self.clock() + self._wall_offset)
         except Exception:
@@ -1401,6 +1467,8 @@ class NodeRuntime:
                     result = self._sealed_cursor(req, result)
                 elif type(result) is StatsResult:
                     result = replace(result, runtime=self._runtime_stats())
+                elif type(result) is PingResult:  # a readiness probe: the config center's
+                    result = replace(result, config_ready=self.configs.ready)
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
                     result = replace(result, runtime={"config": self.configs.status(now)})
                 return [encode_ok(req_id, result)]
@@ -1814,6 +1882,32 @@ class NodeRuntime:
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)
                 case PeerListing():
                     self._config_members(now)
+                case PeersNeverHeard():
+                    port, many = self.config.port, len(effect.addresses) > 1
+                    log.warning(
+                        "configured peer%s %s never heard from since this node started %.0fs "
+                        "ago: check the peer list for a typo, and the firewall: this node "
+                        "connects to ports P+2 (replication) and P+3 (peer requests) of every "
+                        "peer (here %s), and every peer to this node's %d and %d; meanwhile "
+                        "this node runs without %s (its registry is not theirs, and config "
+                        "writes need a majority of the configured members); said again every "
+                        "%gs while it lasts",
+                        "s" if many else "",
+                        ", ".join(effect.addresses),
+                        effect.waited,
+                        ", ".join(_peer_ports(a) for a in effect.addresses),
+                        port + REPLICATION_PORT_OFFSET,
+                        port + PEER_PORT_OFFSET,
+                        "them" if many else "it",
+                        effect.again_in,
+                    )
+                case PeerHeardAtLast():
+                    log.info(
+                        "configured peer %s (%s) heard from at last, %.0fs after this node started",
+                        effect.address,
+                        effect.node_id,
+                        effect.waited,
+                    )
                 case RepairFailing(failures=0):
                     log.warning("peer %s (%s): %s succeed again", effect.node_id,
                                 effect.address, effect.what)  # fmt: skip

@@ -73,6 +73,9 @@ def ping_map(r: PingResult) -> dict[str, Any]:
     out: dict[str, Any] = {"epoch": r.epoch, "version": r.version, "address": r.address}
     if r.members is not None:
         out["members_up"], out["members"] = r.members
+    out["ready"] = r.ready
+    if r.config_ready is not None:
+        out["config_ready"] = r.config_ready
     return out
 
 
@@ -182,6 +185,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
             "count": sessions.count,
             "instances": sessions.instances,
             "renewals": sessions.renewals,
+            "renewals_per_second": sessions.renewals_per_second,
             "silent": sessions.silent,
             "forgotten": sessions.forgotten,
         },

@@ -484,4 +484,5 @@ def test_ping() -> None:
         "epoch": EPOCH,
         "version": __version__,
         "address": "127.0.0.1:7800",
+        "ready": True,  # the runtime adds config_ready (review24 F12)
     }

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLUSTER_TIMINGS
-from helpers import NodeProcess, free_port_pair, wait_until
+from helpers import NodeProcess, free_port_pair, run_cli, wait_until
 from test_configs import Conn, config_ready, start_nodes
 
 pytestmark = pytest.mark.timeout(150)
@@ -57,6 +57,10 @@ def test_a_new_node_first_serves_configs_as_a_learner(tmp_path: Path) -> None:
         stats = d.ok("stats")["config"]
         assert stats["learner_of"] == 3, stats  # none of the old lists names it
         assert a.ok("stats")["config"]["learners"] == 1
+        # ... and the text of `meshreg stats` says so too (review24: only --json did)
+        text = run_cli("stats", "-s", new.address).stdout
+        assert "LEARNER of 3 members" in text, text
+        assert "1 learners" in run_cli("stats", "-s", old[0].address).stdout
         # a change published on an old node reaches the new node's listener
         heard: list[dict[str, object]] = []
         done = threading.Event()

@@ -3,7 +3,6 @@ itself, and the port range (issue 10: M10, L5)."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 from pathlib import Path
 
@@ -87,17 +86,16 @@ def test_node_id_with_control_characters_is_rejected() -> None:
     assert load_node_config(None).with_overrides(node_id="node-a").effective_node_id == "node-a"
 
 
-def test_a_peer_entry_naming_this_node_is_dropped_and_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_peer_entry_naming_this_node_is_dropped() -> None:
+    """Dropped here, logged once by the node at start (review24 F13: the list is read in
+    several places, and each read logged it)."""
     cfg = NodeConfig(
         host="127.0.0.1",
         port=7800,
         peers=("localhost:7800", "127.0.0.1:7800", "127.0.0.1:7900", "localhost:7901"),
     )
-    with caplog.at_level(logging.INFO, logger="meshreg.node"):
-        assert cfg.peer_addresses() == ["127.0.0.1:7900", "localhost:7901"]
-    assert "peer localhost:7800 is this node" in caplog.text
+    assert cfg.peer_addresses() == ["127.0.0.1:7900", "localhost:7901"]
+    assert cfg.self_peers() == ["localhost:7800", "127.0.0.1:7800"]
 
 
 def test_a_node_on_every_interface_knows_its_loopback_name() -> None:
