@@ -81,6 +81,7 @@ class InstancesSnapshot:
     protect_threshold: float | None = None  # None: not sent (the last known one holds)
     service_metadata: dict[str, str] | None = None  # None: not sent
     uptime: float | None = None  # s the answering node has been up (None: not sent)
+    synced: bool = False  # the node caught up from its peers: its list is the cluster's
 
     def listing(self) -> InstanceList:
         """As the user gets it from a query answered by the node."""
@@ -160,6 +161,7 @@ def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
         float(threshold) if threshold is not None else None,
         {str(k): str(v) for k, v in metadata.items()} if metadata is not None else None,
         float(uptime) if uptime is not None else None,
+        r.get("synced") is True,
     )
 
 

@@ -135,6 +135,7 @@ from meshreg.client.messages import (
     InstancesSnapshot,
     Pushed,
     Reply,
+    ReplyError,
     ReplyOk,
     ServiceDelta,
     SessionRenewal,
@@ -173,6 +174,8 @@ DEADLINE_OPS = frozenset(
 STAMPED_OPS = DEADLINE_OPS | CONFIG_WRITES
 # Writes whose time-out raises OutcomeUnknownError naming each attempt (beats: logged only)
 UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
+_READ_OPS = frozenset(("instances", "services"))  # a node catching up refuses them
+CATCHING_UP_RETRY = 0.25  # s before a read refused by a node catching up is sent again
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
@@ -247,6 +250,9 @@ class Pending:
     delivered: bool = False  # it may have reached a node: sent on a connection whose
     # handshake completed (else it never left this client: review19 F8)
     direct_only: bool = False  # ``via`` or nothing: never through the server (a probe)
+    # a read the server refused while catching up, sent to it again at ``attempt_deadline``
+    # (every server refused it: they are all catching up, or there is only one)
+    again: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -470,9 +476,34 @@ class ClientSession:
             self._resolve(pending, result, None)
         else:
             self.malformed.pop(source, None)
+            if self._catching_up(pending, reply, source):
+                self._pending[reply.request_id] = pending
+                if len({*pending.tried, source}) < len(self.servers):
+                    # the next server answers it: its attempt ends now, and the next tick
+                    # fails over as for a server that did not answer (not here: the loop
+                    # is reading the server's socket, which a failover replaces)
+                    pending.attempt_deadline = now
+                else:  # every server is catching up (or there is one): ask again shortly
+                    pending.again = server_error(reply.code, reply.message, source)
+                    pending.attempt_deadline = min(pending.deadline, now + CATCHING_UP_RETRY)
+                self._earliest = min(self._earliest, pending.attempt_deadline)
+                return self._take()
             error = server_error(reply.code, reply.message, source, reply.unwritten)
             self._resolve(pending, None, error)
         return self._take()
+
+    def _catching_up(self, pending: Pending, reply: ReplyError, source: str) -> bool:
+        """A read our server refused as UNAVAILABLE: a cluster member catching up from its
+        peers answers none (review24 F8: it answered what it held so far, nothing of a
+        live service to a consumer starting then).  Move on to the next server, unless
+        every server has refused it already."""
+        return (
+            reply.code == ErrorCode.UNAVAILABLE
+            and pending.op in _READ_OPS
+            and pending.via is None
+            and source == self.server
+            and self._now + CATCHING_UP_RETRY < pending.deadline
+        )
 
     def on_malformed_reply(self, source: str, why: str, now: float) -> list[Action]:
         """Something from ``source`` that is not a reply: no id to tell whose it was, so
@@ -1058,12 +1089,19 @@ class ClientSession:
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
                 del self._pending[req_id]
+                if p.again is not None:  # refused (catching up) to the end: say so
+                    self._resolve(p, None, p.again)
+                    continue
                 # it never answered: try the next server for the rest; not when it went
                 # straight to another member (that says nothing of the server's health)
                 suspect = suspect or p.via is None
                 self._resolve(p, None, self._unanswered(p))
             elif now >= p.attempt_deadline:
-                if p.via is not None and p.insist > 0:
+                if p.again is not None:  # refused while catching up: ask it again
+                    p.again = None
+                    p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                    self._send(req_id, p)
+                elif p.via is not None and p.insist > 0:
                     self._send(req_id, p)  # still connecting to the node we must ask
                 elif p.direct_only:  # a probe of a node that is silent: nothing more
                     del self._pending[req_id]
@@ -1659,6 +1697,7 @@ class ClientSession:
         # not heard before), and young: what its list drops may only be missing there yet
         young = (
             snap.epoch != self.epochs.get(source)
+            and not snap.synced  # caught up from its peers: its list is the cluster's
             and snap.uptime is not None
             and snap.uptime < YOUNG_NODE_GRACE
         )

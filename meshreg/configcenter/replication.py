@@ -396,6 +396,7 @@ class ConfigReplicator:
         self.learners: frozenset[str] = frozenset()
         self.lists_apart: frozenset[str] = frozenset()  # ``set_lists_apart``
         self.not_owners: frozenset[str] = frozenset()  # ``set_not_owners``
+        self.cannot_save = False  # ``set_cannot_save``
         self.unlisted: frozenset[str] = frozenset()
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
@@ -513,10 +514,20 @@ class ConfigReplicator:
     def responsible(self, key: ConfigKey) -> str:
         """The data id's owner among the configured members up; a learner counts itself
         out, as the peers whose lists do not name it do (their view)."""
-        if self.unlisted:
+        if self.unlisted or self.cannot_save:
             others = [m for m in self._owners if m != self.node_id]
             return responsible_config_node(key, others) if others else self.node_id
         return responsible_config_node(key, self._owners)
+
+    def set_cannot_save(self, failing: bool) -> None:
+        """This node's saves keep failing (a full disk): it counts itself out of the
+        owners, as a learner does, and passes on the writes forwarded to it as their
+        owner in the others' view (review25 F7: its data ids could be written through no
+        node while the other two, a majority, were fine)."""
+        if failing != self.cannot_save:
+            self.cannot_save = failing
+            self._view += 1  # who owns what changed here: catch up again before a write
+            self._fresh.clear()
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -534,7 +545,10 @@ class ConfigReplicator:
         if done is None and write.deadline is not None and now - self.clock_lead > write.deadline:
             return [self._late(write, now)]
         owner = self.responsible(write.key)
-        if owner != self.node_id and not write.forwarded:
+        # a forwarded write is applied where it lands, but by a node that counts itself
+        # out (a learner, a disk that fails), which passes it on once more: the next node
+        # applies it (it never forwards a forwarded write), so there is no loop
+        if owner != self.node_id and (not write.forwarded or self.unlisted or self.cannot_save):
             self.counters["forwarded"] += 1
             return [ForwardWrite(owner, replace(write, forwarded=True))]
         if self.unlisted:  # a learner: the peers that do not list it would refuse its records
@@ -548,6 +562,17 @@ class ConfigReplicator:
                     "do not name it yet) and no other member is up to take the write: "
                     "nothing was written; retry on another node, and give every node the "
                     "same peer list",
+                    unwritten=True,
+                )
+            ]
+        if self.cannot_save:  # nobody else up to pass it on to
+            return [
+                ReplyError(
+                    write.request,
+                    ErrorCode.UNAVAILABLE,
+                    f"{write.key}: this node cannot save configs to its disk and no other "
+                    "member is up to take the write: nothing was written; fix the disk (free "
+                    "space, permissions, the device)",
                     unwritten=True,
                 )
             ]

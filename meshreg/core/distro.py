@@ -463,6 +463,9 @@ class DistroNode:
     def _caught_up_now(self, now: float) -> None:
         """Ready: a stall while catching up still leaves its rounds to finish first."""
         self.ready_at = now
+        # from peers up: our table is the cluster's (reads say ``synced``); none up: we
+        # start alone, with what is registered here from now on
+        self.registry.synced = bool(self.membership.up_peers())
         self._to(NodeEvent.CAUGHT_UP)
         self._caught_up.clear()
         if self._resync and now < self._resync_until:
@@ -767,6 +770,15 @@ class DistroNode:
                     f"{req.op}: this node's clock is off the other nodes' by more than "
                     f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP); ask "
                     "another node",
+                    req.req_id,
+                    req.op,
+                )
+            if t in _READS and not self.ready:
+                raise RequestRejected(
+                    ErrorCode.UNAVAILABLE,
+                    f"{req.op}: node {self.address} is still catching up from its peers (it "
+                    "started or came back moments ago) and may not hold every instance yet: "
+                    "ask another node, or again in a moment",
                     req.req_id,
                     req.op,
                 )

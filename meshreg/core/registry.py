@@ -229,6 +229,8 @@ class RegistryNode:
         # the key of the session ids this node chooses (``_new_session_id``): set by the
         # runtime from the OS's randomness (the core draws none: it is sans-IO)
         self.session_secret = b""
+        # caught up from peers up at the start (core/distro), so its table is the cluster's
+        self.synced = False
         # A beat for a record whose liveness evidence is older than this stamp refreshes it
         # (and the refresh is replicated); 0: never (a lone node has nobody to tell).
         self.alive_floor = 0
@@ -825,6 +827,7 @@ class RegistryNode:
             service_metadata,
             tuple(instances),
             round(self.stats.uptime(now), 3) if now is not None else None,
+            self.synced if now is not None else None,
         )
 
     def services_result(self, req: ListServices) -> ServicesResult:

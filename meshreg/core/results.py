@@ -50,6 +50,10 @@ class InstancesResult:
     # s the answering node has been up (None: not told): an empty list from a node that
     # has just (re)started may only mean its providers have not registered again yet
     uptime: float | None = None
+    # the node caught up from peers up when it started (its table is the cluster's, not
+    # only what was registered here since): a client trusts it however young (None: not
+    # told; review24 F1: a consumer kept a deregistered list 15 s after its node restarted)
+    synced: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

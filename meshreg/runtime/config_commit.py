@@ -668,7 +668,8 @@ class CommitPipeline:
             if error is None:
                 self.counters["commit_turns"] += 1
                 self._drop_unsaved(turn)
-                self.failing, self.failures_in_a_row = None, 0
+                if turn.versions:  # (a turn of marks only proves little of a full disk)
+                    self.failing, self.failures_in_a_row = None, 0
             else:
                 self.counters["commit_failures"] += 1
                 failed.append(turn)

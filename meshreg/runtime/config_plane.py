@@ -657,6 +657,7 @@ class ConfigPlane:
         comes later through ``send_reply``).  Raises RequestRejected."""
         self._now = now
         self.replicator.clock_lead = self._clock_lead()
+        self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
             body = self._read(envelope, req, address, now)
@@ -927,6 +928,7 @@ class ConfigPlane:
         """One config message from a peer (the peer port); never raises on bad input."""
         self._now = now
         self.replicator.clock_lead = self._clock_lead()
+        self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         self.counters["peer_messages_in"] += 1
         try:
             msg = decode_config_peer(body, self.max_content_bytes)
@@ -997,12 +999,9 @@ class ConfigPlane:
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
                 write = as_config_write(msg.request, _PeerAsk(sender, msg.tag), msg.by)
-                refusal = self.disk_refusal(now)
-                if refusal is not None:  # the owner's disk: refused, as at the entry
-                    self.counters["refused_disk"] += 1
-                    effects = [ReplyError(write.request, ErrorCode.UNAVAILABLE, refusal, True)]
-                else:
-                    effects = rep.write(now, replace(write, forwarded=True))
+                # (our disk failing: ``cannot_save`` passes it on to the owner over the
+                # others, which applies it; refused only if nobody else is up)
+                effects = rep.write(now, replace(write, forwarded=True))
             case ConfigForwardReply():
                 effects = self._forward_answered(msg, now)
         return effects

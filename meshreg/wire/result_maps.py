@@ -57,6 +57,8 @@ def instances_map(r: InstancesResult) -> dict[str, Any]:
     }
     if r.uptime is not None:
         m["uptime"] = r.uptime
+    if r.synced is not None:
+        m["synced"] = r.synced
     return m
 
 

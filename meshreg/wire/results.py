@@ -123,6 +123,7 @@ def check_instances(result: Any) -> dict[str, Any]:
     if "protected" in r:
         _bool(r["protected"], "protected")
     _optional(r, "uptime", _number, "uptime")
+    _optional(r, "synced", _bool, "synced")
     return _check_settings(r)
 
 

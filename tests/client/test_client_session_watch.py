@@ -24,7 +24,7 @@ from meshreg.client.session import (
     SUBSCRIPTION_CONFIRM,
     YOUNG_NODE_GRACE,
 )
-from meshreg.errors import ServerUnreachableError
+from meshreg.errors import ErrorCode, ServerUnreachableError
 from meshreg.model import Instance
 
 
@@ -334,3 +334,34 @@ def test_a_watch_made_while_no_server_answered_waits_from_when_one_does() -> Non
     assert _refusal_warnings(h) == []
     _keep_answering(h, 2000)
     assert len(_refusal_warnings(h)) == 1  # and still sends no push
+
+
+def test_a_young_node_caught_up_from_its_peers_is_taken_at_once() -> None:
+    """review24 F1: after its server restarted, a consumer kept its old list for 15 s (a
+    deregistered instance served, its replacement hidden), though the node had caught up
+    from its peers 0.2 s after start: such an answer says ``synced`` and is taken."""
+    h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
+    watching(h, "10.0.0.1", "10.0.0.2", epoch=1)
+    h.advance(1000)
+    (pull,) = h.unanswered("instances")
+    synced = {**snapshot(2, 2, "10.0.0.2", "10.0.0.3", uptime=0.3), "synced": True}
+    h.reply(pull, synced)
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.2", "10.0.0.3"]
+    assert not any("started" in x for x in h.logs())
+
+
+def test_a_server_catching_up_is_asked_no_read_the_next_one_answers() -> None:
+    """review24 F8: a node catching up answers reads UNAVAILABLE; the pull goes to the
+    next server at once (a fresh consumer got an empty list of a live service before)."""
+    h = Harness(servers=("a:1", "b:2"), resync_ms=60_000)
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda listing: None, 3.0, handle))
+    (pull,) = h.unanswered("instances")
+    assert pull.to == "a:1"
+    h.fail(pull, ErrorCode.UNAVAILABLE, "instances: node a:1 is still catching up")
+    h.advance(1)  # the next tick moves to the next server, which is asked the read
+    again = h.unanswered("instances")[-1]
+    assert again.to == "b:2" and h.core.server == "b:2"
+    h.reply(again, {**snapshot(1, 1, "10.0.0.1", uptime=100.0), "synced": True})
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and ips(done.result) == ["10.0.0.1"]

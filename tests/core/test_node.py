@@ -89,6 +89,7 @@ def test_register_returns_none_and_emits_registered() -> None:
         "protected": False,
         "service_metadata": {},
         "uptime": 0.0,
+        "synced": False,
         "instances": [
             {
                 "ip": "10.0.0.1",

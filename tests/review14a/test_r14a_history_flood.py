@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import holds_for, raw_request, wait_until
@@ -27,8 +28,11 @@ CONTENT = MiB - 4096  # under the default 1 MiB cap
 
 
 @pytest.fixture
-def capped() -> Iterator[CappedNode]:
-    node = CappedNode(cap_bytes=CAP)
+def capped(tmp_path: Path) -> Iterator[CappedNode]:
+    # ~100 MiB of history in one namespace: above its default share (64 MiB, review23 F4)
+    conf = tmp_path / "node.toml"
+    conf.write_text("[config]\nmax_bytes_per_namespace = 0\n")
+    node = CappedNode("--config", str(conf), cap_bytes=CAP)
     try:
         yield node.start()
     finally:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 
-from helpers import wait_until
+from helpers import raw_request, wait_until
 
 from meshreg import Client
 
@@ -29,6 +29,11 @@ def test_deregistration_reaches_consumer_when_confirming_server_is_dead(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="meshreg.client")
     a, b = start_cluster(2)
+    # both caught up (a node catching up answers no read: the consumer would start on B,
+    # and A, left alone when B is killed before it caught up, is rightly not trusted)
+    wait_until(lambda: all(raw_request(n.port, {"v": 1, "id": 1, "op": "ping"})
+                           .get("result", {}).get("ready") for n in (a, b)),
+               10.0, 0.05, "both nodes ready")  # fmt: skip
     provider = Client([a.address], beat_interval=0.5)
     consumer = Client([a.address, b.address])
     seen: list[list[str]] = []
