@@ -57,6 +57,11 @@ Rules (each with its constant below):
   fewer instances than acknowledged ``SHORT_RENEWALS`` times in a row, or that the node
   does not know, registers the session's instances again (redo).  A node that does not
   know sessions (UNKNOWN_OP) turns the session off for good: per-instance beats.
+  A session's renewals go out at least every ``unhealthy_after / BEATS_PER_UNHEALTHY``
+  of the node (told by the ``session_open`` reply; never more often than every
+  ``MIN_BEAT_INTERVAL``), said in one warning, so that a node tuned for fast failure
+  detection does not see every instance flap between two beats (review24 F11); a
+  per-instance client is told nothing (beat and ping replies do not carry it).
   A node whose session table (or this client's share of it) is full refuses the open
   or the renewal with RESOURCE_EXHAUSTED: the session is *suspended* (one log line),
   the registrations are kept alive with per-instance beats (those the node held in the
@@ -179,6 +184,11 @@ SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledge
 # s between tries to open the session again after a node refused it (RESOURCE_EXHAUSTED:
 # its session table, or this client's share of it, is full); per-instance beats meanwhile
 SESSION_RETRY = 30.0
+# A node marks an instance unhealthy after ``unhealthy_after`` without a beat: at least this
+# many beats (or renewals) fit in it, so one lost or late beat never marks it (Nacos: 5 s
+# beats against 15 s)
+BEATS_PER_UNHEALTHY = 3
+MIN_BEAT_INTERVAL = 0.1  # s; never beat or renew more often, whatever a node says
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals), or only part of a service
@@ -321,6 +331,9 @@ class ClientSession:
         self._short_renewals = 0  # renewals in a row that held fewer than that
         self._session_opened = False
         self._session_confirmed = False  # a node answered its open or a renewal
+        # s between two renewals (or rounds of beats): beat_interval, or less for a node
+        # whose unhealthy_after is short (``_learn_timings``)
+        self.beat_every = settings.beat_interval
         self._suspended: tuple[str, str] | None = None  # the session a refusal set aside
         self._session_retry_at = math.inf  # when to try opening it again (SESSION_RETRY)
         # The cluster view: writes go straight to a service's responsible node.
@@ -395,7 +408,7 @@ class ClientSession:
     # -- inputs ------------------------------------------------------------------------------
     def start(self, now: float) -> list[Action]:
         self._now = now
-        self._next_beat = now + self.settings.beat_interval
+        self._next_beat = now + self.beat_every
         self._next_resync = now + self.settings.resync_interval
         self._connect()
         return self._take()
@@ -565,7 +578,7 @@ class ClientSession:
         """Timers: beats or renewal, resync, the cluster view, the probe, deadlines."""
         self._now = now
         if now >= self._next_beat:
-            self._next_beat = now + self.settings.beat_interval
+            self._next_beat = now + self.beat_every
             self._send_beats()
         if now >= self._next_resync:
             self._next_resync = now + self.settings.resync_interval
@@ -1320,7 +1333,7 @@ class ClientSession:
             watch.fresh_reads_until = self._now + READ_YOUR_WRITES_WINDOW
 
     def _liveness_timeout(self) -> float:
-        return max(self.settings.beat_interval, self.settings.attempt_timeout)
+        return max(self.beat_every, self.settings.attempt_timeout)
 
     def _open_session(self) -> None:
         """Open the session before the first registration names it (a node that has not
@@ -1334,14 +1347,42 @@ class ClientSession:
             "session_open",
             {"namespace": namespace, "session": sid},
             self._liveness_timeout(),
-            on_reply=self._session_answered,
+            on_reply=self._session_opened_by,
             on_error=self._renewal_failed,
             priority=True,
         )
 
+    def _session_opened_by(self, result: Any) -> None:
+        self._session_answered(result)
+        self._learn_timings(result)
+
     def _session_answered(self, _: Any) -> None:
         if self.session is not None:
             self._session_confirmed = True
+
+    def _learn_timings(self, result: Any) -> None:
+        """A node's ``unhealthy_after`` (a map that may hold it): beat or renew at least
+        ``BEATS_PER_UNHEALTHY`` times within it (module docstring, "Liveness")."""
+        if not isinstance(result, dict):
+            return
+        unhealthy = result.get("unhealthy_after")
+        if type(unhealthy) not in (int, float) or not 0 < unhealthy < math.inf:
+            return
+        fit = max(MIN_BEAT_INTERVAL, unhealthy / BEATS_PER_UNHEALTHY)
+        every = min(self.settings.beat_interval, fit)
+        if every == self.beat_every:
+            return
+        self.beat_every = every
+        self._next_beat = min(self._next_beat, self._now + every)
+        if every < self.settings.beat_interval:
+            self._warn(
+                ("beat-interval", unhealthy),
+                f"meshreg server {self.server} marks instances unhealthy after "
+                f"{unhealthy:g}s without a beat (its unhealthy_after), less than "
+                f"{BEATS_PER_UNHEALTHY} of this client's beat intervals (beat_interval "
+                f"{self.settings.beat_interval:g}s): renewing every {every:g}s instead; "
+                f"set beat_interval to {fit:g}s or less, or raise the node's unhealthy_after",
+            )
 
     def _send_beats(self) -> None:
         if self.session is not None and self._session_acked:
@@ -1525,7 +1566,8 @@ class ClientSession:
         self._session_retry_at = math.inf  # one try in flight
         namespace, sid = self._suspended
 
-        def opened(_: Any) -> None:
+        def opened(result: Any) -> None:
+            self._learn_timings(result)
             if self._suspended is None or self.closed:
                 return
             self.session, self._suspended = self._suspended, None
