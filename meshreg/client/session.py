@@ -79,11 +79,18 @@ Rules (each with its constant below):
   or its providers may not have registered again), is not believed: the view is kept and
   pulled again ``YOUNG_RECHECK`` later, until that node answers without dropping any, or
   is old enough.  Otherwise an answer or push that would empty it makes the client ask
-  another server (the same one, with one), and that answer is taken as it is.
+  another server (the same one, with one), and that answer is taken as it is; only an
+  answer that contradicts the empty one is worth a warning (a confirmed scale to zero is
+  an INFO line).  An emptying change this client made itself (its ``deregister`` or
+  ``close()`` removed every instance left, within ``OWN_REMOVAL_WINDOW``) needs no
+  second opinion.
 * **Reading your writes.** For ``READ_YOUR_WRITES_WINDOW`` after this client's own write
   to a watched service, reads go to the server rather than to the pushed view.
 * **Logging.** Problems are logged at most once per kind and server per ``LOG_INTERVAL``
-  (with a count of those suppressed), never once per instance.
+  (with a count of those suppressed), never once per instance.  What concerns many
+  watched services at once (a node's restart, a provider's scale to zero) is one line
+  per kind and server per ``LOG_INTERVAL`` naming how many services (``_note``): the
+  first at once, the ones after it in the same interval summed up when it ends.
 """
 
 from __future__ import annotations
@@ -194,6 +201,10 @@ YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because p
 # have not registered again yet (three default beat intervals), or only part of a service
 # while it catches up from its peers: what its lists drop waits
 YOUNG_RECHECK = 1.0  # s; a list held back from a young node is pulled again this often
+# s after this client's own deregister or close during which an emptying push of a
+# service whose instances it all removed itself is its own doing: applied at once
+OWN_REMOVAL_WINDOW = 10.0
+NOTED_KEYS = 10_000  # distinct services a summed-up log line counts (more: not told apart)
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
 # s a watch waits for its first push (the node answers a subscription it admits with the
 # service's revision at once) before saying the node may have refused it (review14b F5)
@@ -278,6 +289,7 @@ class Watch:
     fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
     pinned: bool = False  # kept without listeners: a service the client asked for
     recheck_at: float = math.inf  # pull again then: a young node's list was held back
+    confirming: tuple[str, str] | None = None  # (why, whose) an empty list awaits a 2nd opinion
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
     # subscribed on the current server then, and no push came since (inf: one came)
     awaiting_push_since: float = math.inf
@@ -321,6 +333,11 @@ class ClientSession:
         self._now = 0.0
         self._out: list[Action] = []
         self._log = LogBudget()
+        # (kind, server) -> (level, what is said, services concerned): lines about many
+        # watched services, said once per LOG_INTERVAL (``_note``); when each was last said
+        self._notes: dict[tuple[str, str], tuple[str, str, dict[ServiceKey, None]]] = {}
+        self._noted_at: dict[tuple[str, str], float] = {}
+        self._own_removals: dict[tuple[ServiceKey, InstanceId], float] = {}  # -> when
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
@@ -382,6 +399,8 @@ class ClientSession:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
             wake = min(wake, self._next_probe)
+        for kind in self._notes:
+            wake = min(wake, self._noted_at.get(kind, -math.inf) + self._log.interval)
         if self.offline and not self._pending and not self._backlog:
             wake = now  # the offline probe goes out (tick)
         return min(wake, self.configs.next_wake())
@@ -399,6 +418,8 @@ class ClientSession:
         )
 
     def _take(self) -> list[Action]:
+        if self._notes:
+            self._flush_notes()
         out, self._out = self._out, []
         if self._status_changed:
             self._status_changed = False
@@ -509,6 +530,7 @@ class ClientSession:
             isinstance(note, ServiceDelta)
             and self.settings.empty_protection
             and watch.view.would_be_emptied_by(note)
+            and not self._own_emptying(watch)
         ):
             self._confirm_empty(note.key, f"a push from {self.server} would empty it")
             return self._take()
@@ -659,6 +681,51 @@ class ClientSession:
         line = self._log.line(kind, self._now, text)
         if line is not None:
             self._out.append(LogLine("warning", line))
+
+    def _note(self, level: str, kind: str, server: str, key: ServiceKey, text: str) -> None:
+        """``key``: ``text`` at ``level``, said with the other services of the same kind and
+        server in one line per LOG_INTERVAL (module docstring, "Logging")."""
+        noted = self._notes.get((kind, server))
+        if noted is None:
+            noted = self._notes[(kind, server)] = (level, text, {})
+        if len(noted[2]) < NOTED_KEYS:
+            noted[2][key] = None
+
+    def _flush_notes(self) -> None:
+        for kind, (level, text, keys) in list(self._notes.items()):
+            if self._now < self._noted_at.get(kind, -math.inf) + self._log.interval:
+                continue  # said within the interval: summed up when it ends
+            del self._notes[kind]
+            self._noted_at[kind] = self._now
+            if len(self._noted_at) > 1024:  # kinds x servers: a small set; never unbounded
+                self._noted_at = {k: t for k, t in self._noted_at.items() if k in self._notes}
+            first = next(iter(keys))
+            subject = (
+                str(first)
+                if len(keys) == 1
+                else f"{len(keys)}{'+' if len(keys) >= NOTED_KEYS else ''} watched services "
+                f"(e.g. {first})"
+            )
+            self._out.append(LogLine(level, f"{subject}: {text}"))
+
+    def _own_emptying(self, watch: Watch) -> bool:
+        """Every instance of the view is one this client removed itself just now."""
+        if not watch.view.instances or not self._own_removals:
+            return False
+        since = self._now - OWN_REMOVAL_WINDOW
+        key = watch.view.key
+        return all(
+            self._own_removals.get((key, iid), -math.inf) >= since for iid in watch.view.instances
+        )
+
+    def _removed_own(self, key: ServiceKey, iid: InstanceId) -> None:
+        """This client deregistered (or closed the session of) ``iid`` of ``key``."""
+        if key not in self.watches:
+            return
+        if len(self._own_removals) >= 4 * MAX_IN_FLIGHT:  # bounded: drop the stale ones
+            since = self._now - OWN_REMOVAL_WINDOW
+            self._own_removals = {k: t for k, t in self._own_removals.items() if t >= since}
+        self._own_removals[(key, iid)] = self._now
 
     # -- connections --------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -1324,6 +1391,7 @@ class ClientSession:
         reg = self.registrations.pop((key, iid), None)
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
+        self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
 
     def _wrote(self, key: ServiceKey) -> None:
@@ -1611,6 +1679,7 @@ class ClientSession:
         for ident, reg in list(self.registrations.items()):
             if reg.session is not None:
                 del self.registrations[ident]
+                self._removed_own(*ident)
         self._session_acked = 0
         self.request("session_close", {"namespace": namespace, "session": sid}, timeout, reply_to)
 
@@ -1705,9 +1774,12 @@ class ClientSession:
             and snap.uptime < YOUNG_NODE_GRACE
         )
         if young and self._would_drop(watch, snap):
-            self._warn(
-                ("young", key),
-                f"{key}: {source} started {snap.uptime:.1f}s ago and lists "
+            self._note(
+                "warning",
+                "young",
+                source,
+                key,
+                f"{source} started {snap.uptime:.1f}s ago and lists "
                 + ("nothing" if not snap.instances else "only part of it")
                 + " yet; keeping the last list until its providers have had time to register "
                 "again and it has caught up from its peers",
@@ -1720,9 +1792,23 @@ class ClientSession:
         self.epochs[source] = snap.epoch  # an answer of this incarnation is taken
         if len(self.epochs) > MAX_SERVERS:
             del self.epochs[next(iter(self.epochs))]
-        if not confirm and self._would_empty(watch, snap):
+        if not confirm and self._would_empty(watch, snap) and not self._own_emptying(watch):
             self._confirm_empty(key, f"{source} answered an empty list")
             return
+        if confirm and watch.confirming is not None:
+            (why, whose), watch.confirming = watch.confirming, None
+            if not snap.instances:  # a scale to zero (a provider stopped): not a fault
+                self._note("info", "emptied", whose, key, f"emptied ({why}; {source} agrees)")
+            elif watch.view.instances:
+                self._note(
+                    "warning",
+                    "contradicted",
+                    whose,
+                    key,
+                    f"{why}, but {source} lists {len(snap.instances)} instances; keeping the "
+                    "last list as that server lists it (a node that lags or lost its "
+                    "providers?)",
+                )
         outcome = watch.view.apply_snapshot(snap)
         listing = watch.view.listing()
         if watch.said_stale:
@@ -1785,8 +1871,11 @@ class ClientSession:
         )
 
     def _confirm_empty(self, key: ServiceKey, why: str) -> None:
-        self._warn(
-            ("empty", key),
-            f"{key}: {why}; keeping the last list until a fresh query confirms it",
+        """Keep the list until a second opinion: said only if it contradicts (``_pulled``)."""
+        watch = self.watches.get(key)
+        if watch is not None:
+            watch.confirming = (why, self.server)
+        self._out.append(
+            LogLine("debug", f"{key}: {why}; asking for a second opinion before taking it")
         )
         self._pull(key, confirm=True)
