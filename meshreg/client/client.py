@@ -660,6 +660,9 @@ class Client(ConfigMixin):
             pass
         finally:
             self._agent.join(budget + 1.0)
+            writer = self._agent.writer  # the last lists reach the disk cache
+            if writer is not None and not writer.flush(budget):
+                log.warning("disk cache: not every list was written within %gs of close", budget)
             self._notifications.put(None)
             if threading.current_thread() is not self._notifier:
                 self._notifier.join(budget + 1.0)
