@@ -553,7 +553,7 @@ class ClientAgent:
             ):
                 saved = self.cache.load(command.key)  # the disk copy, until a node answers
                 if saved is not None:
-                    command = dataclasses.replace(command, saved=tuple(saved[0]))
+                    command = dataclasses.replace(command, saved=tuple(saved[0]), saved_at=saved[1])
             try:
                 self._perform(self.core.handle(command, now), now)
             except Exception as exc:  # pragma: no cover - a bug in a command

@@ -296,6 +296,17 @@ class Watch:
     waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
 
 
+def _age(seconds: float) -> str:
+    """A duration for a person: 42s, 17 min, 5.2 h, 90 days."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 def malformed_reply_error(op: str, source: str, why: object) -> RemoteProtocolError:
     """The error a caller sees when a node answered with something we cannot read."""
     return RemoteProtocolError(
@@ -1696,7 +1707,11 @@ class ClientSession:
             watch.awaiting_push_since = self._now
             self._out.append(WatchTopic(key))
             if cmd.saved is not None:
-                watch.view.preload(list(cmd.saved))
+                wall = self.settings.wall_offset
+                age = None
+                if cmd.saved_at is not None and wall is not None:
+                    age = max(0.0, self._now + wall - cmd.saved_at)
+                watch.view.preload(list(cmd.saved), age)
         watch.pinned = watch.pinned or cmd.pinned
         if listener is not None:
             watch.listeners.append(listener)
@@ -1841,7 +1856,10 @@ class ClientSession:
         """Log, once until a node answers again, that a watch serves an unconfirmed list."""
         if not watch.said_stale:
             watch.said_stale = True
-            source = "disk cache" if watch.view.from_disk else "last known list"
+            source = "last known list"
+            if watch.view.from_disk:
+                age = watch.view.disk_age
+                source = "disk cache" + (f" (written {_age(age)} ago)" if age is not None else "")
             text = f"{watch.view.key}: no meshreg server answers ({exc}); serving the {source}"
             self._out.append(LogLine("warning", text))
 

@@ -284,6 +284,16 @@ def test_a_disk_copy_is_served_only_when_no_node_answers() -> None:
     assert any("serving the disk cache" in x for x in h.logs())
 
 
+def test_serving_a_disk_copy_says_how_old_it_is() -> None:
+    """review24 (notes): a 90-day-old copy was served with no word of its age."""
+    h = Harness(servers=("a:1",), attempt_ms=300, wall_offset=1e9)  # wall = now + 1e9 s
+    saved = (Instance.from_wire(instance_map("10.9.9.9")),)
+    written = 1e9 - 90 * 86400.0
+    h.do(Subscribe(SVC, None, 1.0, Handle(), pinned=True, saved=saved, saved_at=written))
+    h.advance(1000)
+    assert any("serving the disk cache (written 90 days ago)" in x for x in h.logs("warning"))
+
+
 def test_a_first_pull_no_node_answers_fails_the_subscribe_and_drops_the_watch() -> None:
     h = Harness(servers=("a:1",), attempt_ms=300)
     handle = Handle()
