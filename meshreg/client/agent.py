@@ -344,7 +344,9 @@ class ClientAgent:
             self._close_dealer_monitor()
             self._dealer.close(linger=0)
         dealer = self._socket(zmq.DEALER)
-        self._dealer_monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | REFUSED)
+        self._dealer_monitor = dealer.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | REFUSED | zmq.EVENT_DISCONNECTED
+        )
         self._poller.register(self._dealer_monitor, zmq.POLLIN)
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
@@ -389,6 +391,9 @@ class ClientAgent:
                 return
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.core.server_handshaken()
+                continue
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.core.server_disconnected()
                 continue
             failure = handshake_failure(event["event"], int(event["value"]))
             if failure is not None:

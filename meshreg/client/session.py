@@ -579,6 +579,13 @@ class ClientSession:
             if p.via is None and p.sent:
                 p.delivered = True
 
+    def server_disconnected(self) -> None:
+        """The loop saw the server connection drop (the node stopped or died): what is
+        sent from now on waits in libzmq until a handshake completes again, so it has not
+        left this client (review24 notes: the first write after every node went down was
+        reported as an unknown outcome)."""
+        self._link_up = False
+
     def server_refused(self, why: str, definitive: bool) -> None:
         """The loop saw the server connection's handshake fail (``why``); ``definitive``:
         a refusal or a mismatch (the ACL, the keys), not a connection closed midway."""
