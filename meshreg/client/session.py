@@ -71,8 +71,11 @@ Rules (each with its constant below):
   node refuses with RESOURCE_EXHAUSTED (it could not open the session there) is sent
   once more without it.
 * **Watches.** A watched service is a pushed view (cache.ServiceView): deltas, a gap
-  -> pull, a pull every ``resync_interval``.  A watcher that sends nothing else pings
-  every ``PROBE_INTERVAL`` so a dead server is noticed.
+  -> pull, a pull every ``resync_interval``.  A view kept only because it was read
+  (``pinned``, no listener) and not read for ``PIN_IDLE`` is dropped at a resync (while
+  a node answers): a read of many services once does not cost their pulls forever.  A
+  watcher that sends nothing else pings every ``PROBE_INTERVAL`` so a dead server is
+  noticed.
 * **Empty protection.** An answer that would drop instances from a non-empty view, from
   a node younger than ``YOUNG_NODE_GRACE`` in an incarnation this client has not taken an
   answer from yet (a restart, or a node not heard before: it may still be catching up,
@@ -205,6 +208,8 @@ YOUNG_RECHECK = 1.0  # s; a list held back from a young node is pulled again thi
 # service whose instances it all removed itself is its own doing: applied at once
 OWN_REMOVAL_WINDOW = 10.0
 NOTED_KEYS = 10_000  # distinct services a summed-up log line counts (more: not told apart)
+# s a view kept only because it was read (no listener) stays watched after its last read
+PIN_IDLE = 300.0
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
 # s a watch waits for its first push (the node answers a subscription it admits with the
 # service's revision at once) before saying the node may have refused it (review14b F5)
@@ -288,6 +293,7 @@ class Watch:
     repull: bool = False  # a gap was seen while a pull was in flight
     fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
     pinned: bool = False  # kept without listeners: a service the client asked for
+    read_at: float = 0.0  # the last read of the view (a pinned one is dropped PIN_IDLE after)
     recheck_at: float = math.inf  # pull again then: a young node's list was held back
     confirming: tuple[str, str] | None = None  # (why, whose) an empty list awaits a 2nd opinion
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
@@ -622,6 +628,7 @@ class ClientSession:
             self._send_beats()
         if now >= self._next_resync:
             self._next_resync = now + self.settings.resync_interval
+            self._drop_idle_views()
             for key in list(self.watches):
                 self._pull(key)
         if now >= self._next_recheck:
@@ -1720,6 +1727,7 @@ class ClientSession:
                     age = max(0.0, self._now + wall - cmd.saved_at)
                 watch.view.preload(list(cmd.saved), age)
         watch.pinned = watch.pinned or cmd.pinned
+        watch.read_at = self._now
         if listener is not None:
             watch.listeners.append(listener)
         if self.offline and watch.view.from_disk and not watch.said_stale:
@@ -1742,6 +1750,17 @@ class ClientSession:
                 self._drop_watch(key)
         self._out.append(Complete(reply_to, None))
 
+    def _drop_idle_views(self) -> None:
+        """Views kept only for reads that nobody read for PIN_IDLE: no longer watched (a
+        later read pulls the service again).  Not while no node answers: the view may be
+        all there is to serve."""
+        if self.offline or self._silent:
+            return
+        idle = self._now - PIN_IDLE
+        for key, w in list(self.watches.items()):
+            if w.pinned and not w.listeners and not w.waiting and w.read_at <= idle:
+                self._drop_watch(key)
+
     def _drop_watch(self, key: ServiceKey) -> None:
         del self.watches[key]
         self._out.append(UnwatchTopic(key))
@@ -1750,6 +1769,7 @@ class ClientSession:
         watch = self.watches.get(key)
         if watch is None or not watch.view.loaded:
             return ("none", None)
+        watch.read_at = self._now
         if self._now < watch.fresh_reads_until:
             return ("bypass", watch.view.listing(healthy_only))
         return ("view", watch.view.listing(healthy_only))

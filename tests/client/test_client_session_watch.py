@@ -29,6 +29,7 @@ from meshreg.client.commands import (
 )
 from meshreg.client.messages import ServiceSync
 from meshreg.client.session import (
+    PIN_IDLE,
     READ_YOUR_WRITES_WINDOW,
     SUBSCRIPTION_CONFIRM,
     YOUNG_NODE_GRACE,
@@ -440,3 +441,24 @@ def test_a_restarted_server_holding_back_many_services_is_one_warning_per_interv
     assert len(warnings) == 2, warnings
     assert "lists nothing yet" in warnings[0]
     assert warnings[1].startswith("200 watched services (e.g. public/DEFAULT_GROUP/s")
+
+
+def test_a_view_kept_only_for_reads_is_dropped_after_pin_idle_without_a_read() -> None:
+    """review24 (notes): instances() of 3,000 services once left 3,000 subscriptions and
+    300 pulls/s, forever.  A view read within PIN_IDLE, or with a listener, is kept."""
+    h = Harness(servers=("a:1",), resync_ms=10_000)
+    keys = [ServiceKey("public", "DEFAULT_GROUP", f"r{n}") for n in range(3)]
+    for key in keys:
+        h.do(Subscribe(key, None, 3.0, Handle(), pinned=True))
+    h.do(Subscribe(SVC, lambda xs: None, 3.0, Handle()))  # a listener: kept
+    elapsed = 0
+    while elapsed < PIN_IDLE * 1000 + 20_000:
+        h.answer_all("instances", snapshot(1, 5, "10.0.0.1"))
+        h.answer_all("ping", PONG)
+        if elapsed == 200_000:
+            h.do(ReadCached(keys[0], True, Handle()))  # read: kept PIN_IDLE from now
+        h.advance(500)
+        elapsed += 500
+    dropped = [a.key for a in h.actions if isinstance(a, UnwatchTopic)]
+    assert dropped == keys[1:], dropped
+    assert h.core.watching(keys[0]) and h.core.watching(SVC)
