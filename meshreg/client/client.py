@@ -118,6 +118,7 @@ def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
 
 
 EXIT_CLOSE_TIMEOUT = 1.0  # s; budget of the close of a client left open at interpreter exit
+EXIT_CLOSE_BUDGET = 3.0  # s; all such closes together at most (then the process just ends)
 SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM  # 143: a shell's status for "ended by SIGTERM"
 
 _open_clients: set[Client] = set()  # clients not closed yet: the atexit hook closes them
@@ -126,12 +127,19 @@ _exit_hooked = False
 
 
 def _close_open_clients() -> None:
-    """atexit: close every client still open (best effort, a short budget each)."""
+    """atexit: close every client still open (best effort: a short budget each, and
+    ``EXIT_CLOSE_BUDGET`` for all, so many clients of a dead cluster cannot hold the exit;
+    one that registered nothing closes at once)."""
     with _open_lock:
         left = list(_open_clients)
+    end = time.monotonic() + EXIT_CLOSE_BUDGET
     for client in left:
+        budget = min(client.timeout, EXIT_CLOSE_TIMEOUT, end - time.monotonic())
+        if budget < 0.01:
+            log.debug("exit: no time left to close %d meshreg clients", len(_open_clients))
+            return
         try:
-            client.close(timeout=min(client.timeout, EXIT_CLOSE_TIMEOUT))
+            client.close(timeout=budget)
         except Exception:  # exiting anyway: never mask the process's own exit
             log.debug("closing %r at exit failed", client, exc_info=True)
 

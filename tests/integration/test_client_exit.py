@@ -11,9 +11,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from helpers import NodeProcess, raw_request, wait_until
+
+from meshreg.client.client import EXIT_CLOSE_BUDGET
 
 PROVIDER = textwrap.dedent(
     """
@@ -102,6 +105,41 @@ def test_the_client_leaves_sigterm_alone_when_asked_or_taken(node: NodeProcess, 
             proc.send_signal(signal.SIGTERM)
             assert proc.stdout.readline().strip() == "own handler"  # theirs, not ours
             assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+MANY = textwrap.dedent(
+    """
+    import sys
+    from meshreg import Client
+    clients = [Client([sys.argv[1]], timeout=3.0) for _ in range(6)]
+    for n, c in enumerate(clients):
+        c.register("app", "10.3.0.%d" % (n + 1), 8080)
+    print("registered", flush=True)
+    sys.stdin.readline()  # the node is gone: each atexit close finds nobody
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_closing_at_exit_is_bounded_when_no_node_answers(node: NodeProcess) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MANY, node.address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().startswith("registered")
+        node.kill()
+        t0 = time.monotonic()
+        proc.stdin.write("end\n")
+        proc.stdin.flush()
+        assert proc.wait(30) == 0
+        took = time.monotonic() - t0
+        # EXIT_CLOSE_BUDGET (3 s) for all, plus one close's overrun: not 6 x 1 s or 6 x 3 s
+        assert took < EXIT_CLOSE_BUDGET + 2.5, f"{took:.1f}s to exit"
     finally:
         proc.kill()
         proc.wait(5)
