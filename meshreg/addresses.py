@@ -29,10 +29,24 @@ PORT_SPAN = 4  # ports a node uses: port .. port + 3
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host:port`` (or ``[v6]:port``, or ``host``) -> (host, port)."""
-    text = text.strip()
+    """``host:port`` (or ``[v6]:port``, or ``host``; each may be written as a ZeroMQ TCP
+    endpoint, ``tcp://host:port``) -> (host, port).  Another scheme is refused."""
+    text = given = text.strip()
     if not text:
         raise ConfigError("empty server address; expected host:port, e.g. 127.0.0.1:7800")
+    scheme, sep, rest = text.partition("://")
+    if sep:  # a URL: meshreg speaks ZeroMQ over TCP, whose endpoints read tcp://host:port
+        if scheme.lower() != "tcp":
+            raise ConfigError(
+                f"bad address {given!r}: meshreg nodes are reached over TCP; give host:port "
+                f"(or tcp://host:port), e.g. 127.0.0.1:7800, not a {scheme}:// URL"
+            )
+        text = rest
+        if not text or "/" in text:
+            raise ConfigError(
+                f"bad address {given!r}: expected tcp://host:port (no path), e.g. "
+                "tcp://127.0.0.1:7800"
+            )
     if any(c.isspace() for c in text):
         raise ConfigError(
             f"bad address {text!r}: separate several servers with commas, e.g. a:7800,b:7800"

@@ -55,7 +55,7 @@ from meshreg.client.actions import (
 )
 from meshreg.client.commands import Command, RegisterBatch, Subscribe
 from meshreg.client.configs import config_topic
-from meshreg.client.disk_cache import DiskCache
+from meshreg.client.disk_cache import DiskCache, DiskWriter
 from meshreg.client.messages import decode_notification_frames, decode_reply_frames
 
 # Some constants are imported only for tests/wire/test_protocol_doc.py, which checks
@@ -134,6 +134,8 @@ class ClientAgent:
         self.core = ClientSession(servers, settings, session)
         self.curve = curve
         self.cache = cache
+        # disk saves on their own thread, never ahead of a listener (review24 F3)
+        self.writer = DiskWriter(cache) if cache is not None else None
         self.notify = notify
         self._clock = clock
         self._now = 0.0
@@ -288,8 +290,8 @@ class ClientAgent:
                 case CallListener(listener, listing):
                     self.notify(listener, listing)
                 case SaveToDisk(key, listing):
-                    if self.cache is not None:  # on the notifier thread: no file I/O here
-                        self.notify(functools.partial(self.cache.save, key), listing)
+                    if self.writer is not None:  # its own thread: no file I/O here
+                        self.writer.save(key, listing)
                 case WatchTopic(key):
                     assert self._sub is not None
                     self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
@@ -303,8 +305,8 @@ class ClientAgent:
                 case CallConfigListener(listener, content, revision):
                     self.notify(functools.partial(listener, content, revision), None)
                 case SaveConfig(key, entry):
-                    if self.cache is not None:  # on the notifier thread: no file I/O here
-                        self.notify(functools.partial(self.cache.save_config, key, entry), None)
+                    if self.writer is not None:  # its own thread: no file I/O here
+                        self.writer.save_config(key, entry)
                 case WatchConfigTopic(key):
                     assert self._sub is not None
                     self._sub.setsockopt(zmq.SUBSCRIBE, config_topic(key))
@@ -342,7 +344,9 @@ class ClientAgent:
             self._close_dealer_monitor()
             self._dealer.close(linger=0)
         dealer = self._socket(zmq.DEALER)
-        self._dealer_monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | REFUSED)
+        self._dealer_monitor = dealer.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | REFUSED | zmq.EVENT_DISCONNECTED
+        )
         self._poller.register(self._dealer_monitor, zmq.POLLIN)
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
@@ -387,6 +391,9 @@ class ClientAgent:
                 return
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.core.server_handshaken()
+                continue
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.core.server_disconnected()
                 continue
             failure = handshake_failure(event["event"], int(event["value"]))
             if failure is not None:
@@ -551,7 +558,7 @@ class ClientAgent:
             ):
                 saved = self.cache.load(command.key)  # the disk copy, until a node answers
                 if saved is not None:
-                    command = dataclasses.replace(command, saved=tuple(saved[0]))
+                    command = dataclasses.replace(command, saved=tuple(saved[0]), saved_at=saved[1])
             try:
                 self._perform(self.core.handle(command, now), now)
             except Exception as exc:  # pragma: no cover - a bug in a command

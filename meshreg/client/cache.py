@@ -45,6 +45,7 @@ class ServiceView:
         self.instances: dict[InstanceId, Instance] = {}
         self.loaded = False  # True once a snapshot was applied (or a disk copy preloaded)
         self.from_disk = False  # the view is a disk copy, not yet confirmed by a node
+        self.disk_age: float | None = None  # s: how old that copy was when it was read
         self.protect_threshold = 0.0  # the service's protection threshold, as last heard
         self.service_metadata: dict[str, str] = {}  # the service's metadata, as last heard
         self._hint: tuple[int, int] | None = None  # newest (epoch, revision) heard before loading
@@ -72,8 +73,10 @@ class ServiceView:
         if metadata is not None:
             self.service_metadata = dict(metadata)
 
-    def preload(self, instances: list[Instance]) -> None:
-        """Start from a disk copy; the first snapshot from a node replaces it."""
+    def preload(self, instances: list[Instance], age: float | None = None) -> None:
+        """Start from a disk copy (``age`` seconds old); the first snapshot from a node
+        replaces it."""
+        self.disk_age = age
         self.instances = {i.id: i for i in instances}
         self.epoch, self.revision, self.loaded, self.from_disk = None, 0, True, True
 

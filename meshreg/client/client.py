@@ -4,15 +4,30 @@ All methods are safe to call from several threads: each one queues a command
 for the background I/O thread (:mod:`meshreg.client.agent`) and waits for its
 answer with a bounded timeout.  Listeners run on a separate notifier thread,
 so a slow listener never delays beats.
+
+Ending the process
+------------------
+A client left open when the interpreter exits (a script that never calls ``close()``)
+is closed by an ``atexit`` hook, with a short budget (``EXIT_CLOSE_TIMEOUT``): its
+instances are deregistered at once rather than left listed healthy for the node's
+``unhealthy_after``.  Python's default SIGTERM (what systemd, Kubernetes and docker stop
+send) ends the process without unwinding anything, so a client also installs a SIGTERM
+handler, once, when it is made on the main thread of a process whose SIGTERM is still
+at its default: the handler raises ``SystemExit(143)`` in the main thread, so ``with``
+blocks, ``finally`` clauses and the atexit hook run (as a JVM shutdown hook does for a
+Nacos client), and puts the default back, so a second SIGTERM ends the process at once.
+``Client(..., handle_sigterm=False)`` opts out; a process with its own handler keeps it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import random
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -102,6 +117,58 @@ def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
     return parsed
 
 
+EXIT_CLOSE_TIMEOUT = 1.0  # s; budget of the close of a client left open at interpreter exit
+EXIT_CLOSE_BUDGET = 3.0  # s; all such closes together at most (then the process just ends)
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM  # 143: a shell's status for "ended by SIGTERM"
+
+_open_clients: set[Client] = set()  # clients not closed yet: the atexit hook closes them
+_open_lock = threading.Lock()
+_exit_hooked = False
+
+
+def _close_open_clients() -> None:
+    """atexit: close every client still open (best effort: a short budget each, and
+    ``EXIT_CLOSE_BUDGET`` for all, so many clients of a dead cluster cannot hold the exit;
+    one that registered nothing closes at once)."""
+    with _open_lock:
+        left = list(_open_clients)
+    end = time.monotonic() + EXIT_CLOSE_BUDGET
+    for client in left:
+        budget = min(client.timeout, EXIT_CLOSE_TIMEOUT, end - time.monotonic())
+        if budget < 0.01:
+            log.debug("exit: no time left to close %d meshreg clients", len(_open_clients))
+            return
+        try:
+            client.close(timeout=budget)
+        except Exception:  # exiting anyway: never mask the process's own exit
+            log.debug("closing %r at exit failed", client, exc_info=True)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM: unwind the main thread (``with`` blocks, atexit) as SystemExit(143).
+    The default comes back first: a second SIGTERM ends the process at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(SIGTERM_EXIT_STATUS)
+
+
+def _track(client: Client, handle_sigterm: bool) -> None:
+    """Remember an open client for the atexit hook, and install the SIGTERM handler if
+    ``handle_sigterm`` and nobody else handles SIGTERM (module docstring)."""
+    global _exit_hooked
+    with _open_lock:
+        _open_clients.add(client)
+        if not _exit_hooked:
+            _exit_hooked = True
+            atexit.register(_close_open_clients)
+    if not handle_sigterm or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        pass
+
+
 AHEAD_CHUNKS = 8  # register_many: chunks of 1,000 checked and queued ahead of the replies
 
 
@@ -130,6 +197,7 @@ class Client(ConfigMixin):
         sessions: bool = True,
         labels: dict[str, str] | None = None,
         config_max_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+        handle_sigterm: bool = True,
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
@@ -141,7 +209,12 @@ class Client(ConfigMixin):
 
         ``labels``: this client's labels; a config's gray version whose selector they match
         is served to it (docs/CONFIG.md). ``config_max_bytes``: the largest config content
-        this client sends (the nodes' default cap, 1 MiB; at most 10 MiB)."""
+        this client sends (the nodes' default cap, 1 MiB; at most 10 MiB).
+
+        ``handle_sigterm``: made on the main thread of a process whose SIGTERM is at its
+        default, install a handler that turns SIGTERM into ``SystemExit(143)`` so that
+        ``with`` blocks and the atexit close run and deregister (module docstring).
+        A client left open is closed at interpreter exit either way."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
@@ -201,6 +274,7 @@ class Client(ConfigMixin):
         self._agent.start()
         self._close_lock = threading.Lock()
         self._closed = False
+        _track(self, handle_sigterm)
 
     # -- providers -----------------------------------------------------------
     def register(
@@ -558,6 +632,8 @@ class Client(ConfigMixin):
             if self._closed:
                 return
             self._closed = True
+        with _open_lock:
+            _open_clients.discard(self)
         budget = self.timeout if timeout is None else timeout
         try:
             if self.session is not None:  # one message deregisters the session's instances
@@ -592,6 +668,9 @@ class Client(ConfigMixin):
             pass
         finally:
             self._agent.join(budget + 1.0)
+            writer = self._agent.writer  # the last lists reach the disk cache
+            if writer is not None and not writer.flush(budget):
+                log.warning("disk cache: not every list was written within %gs of close", budget)
             self._notifications.put(None)
             if threading.current_thread() is not self._notifier:
                 self._notifier.join(budget + 1.0)

@@ -92,6 +92,7 @@ class Subscribe:
     reply_to: ReplyTo
     pinned: bool = False  # kept without listeners (a service the client queried)
     saved: tuple[Instance, ...] | None = None
+    saved_at: float | None = None  # when the disk copy was written (wall clock, s)
 
 
 @dataclass(frozen=True)

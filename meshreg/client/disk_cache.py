@@ -9,6 +9,13 @@ Layout: ``<dir>/<namespace>/<group>/<service>.json``, and configs (the last vers
 read or pushed) in ``<dir>/+configs/<namespace>/<group>/<data_id>.json``;
 names are restricted to ``[0-9A-Za-z@.:_-]`` by the protocol, so they are
 safe path components.
+
+Writes are off the push path (review24 F3): the client hands each change to a
+:class:`DiskWriter`, whose own thread writes the latest list of each service (or config)
+that waits, so a burst of N changes costs the listeners nothing, and N saves of one
+service cost one.  A client's ``close()`` flushes it.  A directory that cannot be written
+is logged once per kind (services, configs) per ``LOG_INTERVAL``, with a count of the
+saves that failed since (review24 F7).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,7 @@ import xxhash
 
 from meshreg.client.configs import ConfigInfo, config_info_from_map
 from meshreg.configcenter.model import ConfigKey
+from meshreg.log_limiter import LogLimiter
 from meshreg.model import Instance, ServiceKey
 from meshreg.wire.results import check_instance
 
@@ -36,6 +46,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # bytes; a larger file is not a cache file we
 CONFIG_DIR = "+configs"  # configs' subdirectory ('+' is in no name)
 MAX_FILE_NAME = 255  # bytes (NAME_MAX on Linux and most file systems)
 LONG_NAME_KEPT = 200  # bytes of a name too long for a file name kept in its file's name
+# services and configs whose latest version waits to be written; beyond, the one that
+# waited longest is dropped (counted: ``DiskWriter.dropped``); one slot per name
+MAX_PENDING_SAVES = 100_000
 
 
 def write_json_atomic(target: Path, body: Any) -> None:
@@ -75,6 +88,7 @@ class DiskCache:
     ) -> None:
         self.directory = Path(directory)
         self.labels = dict(labels or {})
+        self._limiter = LogLimiter(log)  # write failures: once per kind per LOG_INTERVAL
 
     def path(self, key: ServiceKey) -> Path:
         for part in key:
@@ -95,7 +109,14 @@ class DiskCache:
             }
             write_json_atomic(self.path(key), body)
         except (OSError, ValueError) as exc:
-            log.warning("could not write the disk cache for %s in %s: %s", key, self.directory, exc)
+            self._limiter.warning(
+                ("write", "service"),
+                time.monotonic(),
+                "could not write the disk cache for %s in %s: %s",
+                key,
+                self.directory,
+                exc,
+            )
 
     def load(self, key: ServiceKey) -> tuple[list[Instance], float] | None:
         """(instances, saved_at) from disk, or None when there is no usable file."""
@@ -154,8 +175,14 @@ class DiskCache:
                 body["host_selected"] = host
             write_json_atomic(target, body)
         except (OSError, ValueError) as exc:
-            log.warning("could not write the disk cache for config %s in %s: %s", key,
-                        self.directory, exc)  # fmt: skip
+            self._limiter.warning(
+                ("write", "config"),
+                time.monotonic(),
+                "could not write the disk cache for config %s in %s: %s",
+                key,
+                self.directory,
+                exc,
+            )
 
     def load_config(self, key: ConfigKey) -> ConfigInfo | None:
         """The disk copy of a config (marked ``from_cache``) as this client is served it
@@ -191,6 +218,74 @@ class DiskCache:
                 exc,
             )
             return None
+
+
+class DiskWriter:
+    """Writes a :class:`DiskCache` on its own thread (module docstring): the latest
+    version of each service or config waiting, oldest waiting first."""
+
+    def __init__(self, cache: DiskCache) -> None:
+        self.cache = cache
+        self.dropped = 0  # saves dropped because MAX_PENDING_SAVES were waiting
+        self._pending: dict[tuple[str, Hashable], Callable[[], None]] = {}  # ordered
+        self._cond = threading.Condition()
+        self._busy = False  # a save is being written
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def save(self, key: ServiceKey, instances: list[Instance]) -> None:
+        self._put(("service", key), lambda: self.cache.save(key, instances))
+
+    def save_config(self, key: ConfigKey, entry: ConfigInfo | None) -> None:
+        self._put(("config", key), lambda: self.cache.save_config(key, entry))
+
+    def _put(self, slot: tuple[str, Hashable], job: Callable[[], None]) -> None:
+        with self._cond:
+            if self._stopped:
+                return  # closed: nothing is written after the flush
+            if slot not in self._pending and len(self._pending) >= MAX_PENDING_SAVES:
+                del self._pending[next(iter(self._pending))]
+                self.dropped += 1
+            self._pending[slot] = job  # a newer version replaces the one waiting, in place
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="meshreg-client-disk", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopped:
+                    self._cond.wait()
+                if not self._pending:
+                    return  # stopped, and everything written
+                slot = next(iter(self._pending))
+                job = self._pending.pop(slot)
+                self._busy = True
+            try:
+                job()  # logs its own errors (rate-limited), never raises them
+            except Exception:
+                log.exception("meshreg client: disk cache write failed")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Write what waits (at most ``timeout`` seconds), then stop; False: time ran out
+        (what was left is not written)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                self._cond.wait(left)
+        return True
 
 
 def _host_selected(entry: ConfigInfo, labels: dict[str, str]) -> bool | None:

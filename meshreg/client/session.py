@@ -57,6 +57,11 @@ Rules (each with its constant below):
   fewer instances than acknowledged ``SHORT_RENEWALS`` times in a row, or that the node
   does not know, registers the session's instances again (redo).  A node that does not
   know sessions (UNKNOWN_OP) turns the session off for good: per-instance beats.
+  A session's renewals go out at least every ``unhealthy_after / BEATS_PER_UNHEALTHY``
+  of the node (told by the ``session_open`` reply; never more often than every
+  ``MIN_BEAT_INTERVAL``), said in one warning, so that a node tuned for fast failure
+  detection does not see every instance flap between two beats (review24 F11); a
+  per-instance client is told nothing (beat and ping replies do not carry it).
   A node whose session table (or this client's share of it) is full refuses the open
   or the renewal with RESOURCE_EXHAUSTED: the session is *suspended* (one log line),
   the registrations are kept alive with per-instance beats (those the node held in the
@@ -66,19 +71,29 @@ Rules (each with its constant below):
   node refuses with RESOURCE_EXHAUSTED (it could not open the session there) is sent
   once more without it.
 * **Watches.** A watched service is a pushed view (cache.ServiceView): deltas, a gap
-  -> pull, a pull every ``resync_interval``.  A watcher that sends nothing else pings
-  every ``PROBE_INTERVAL`` so a dead server is noticed.
+  -> pull, a pull every ``resync_interval``.  A view kept only because it was read
+  (``pinned``, no listener) and not read for ``PIN_IDLE`` is dropped at a resync (while
+  a node answers): a read of many services once does not cost their pulls forever.  A
+  watcher that sends nothing else pings every ``PROBE_INTERVAL`` so a dead server is
+  noticed.
 * **Empty protection.** An answer that would drop instances from a non-empty view, from
   a node younger than ``YOUNG_NODE_GRACE`` in an incarnation this client has not taken an
   answer from yet (a restart, or a node not heard before: it may still be catching up,
   or its providers may not have registered again), is not believed: the view is kept and
   pulled again ``YOUNG_RECHECK`` later, until that node answers without dropping any, or
   is old enough.  Otherwise an answer or push that would empty it makes the client ask
-  another server (the same one, with one), and that answer is taken as it is.
+  another server (the same one, with one), and that answer is taken as it is; only an
+  answer that contradicts the empty one is worth a warning (a confirmed scale to zero is
+  an INFO line).  An emptying change this client made itself (its ``deregister`` or
+  ``close()`` removed every instance left, within ``OWN_REMOVAL_WINDOW``) needs no
+  second opinion.
 * **Reading your writes.** For ``READ_YOUR_WRITES_WINDOW`` after this client's own write
   to a watched service, reads go to the server rather than to the pushed view.
 * **Logging.** Problems are logged at most once per kind and server per ``LOG_INTERVAL``
-  (with a count of those suppressed), never once per instance.
+  (with a count of those suppressed), never once per instance.  What concerns many
+  watched services at once (a node's restart, a provider's scale to zero) is one line
+  per kind and server per ``LOG_INTERVAL`` naming how many services (``_note``): the
+  first at once, the ones after it in the same interval summed up when it ends.
 """
 
 from __future__ import annotations
@@ -182,11 +197,22 @@ SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledge
 # s between tries to open the session again after a node refused it (RESOURCE_EXHAUSTED:
 # its session table, or this client's share of it, is full); per-instance beats meanwhile
 SESSION_RETRY = 30.0
+# A node marks an instance unhealthy after ``unhealthy_after`` without a beat: at least this
+# many beats (or renewals) fit in it, so one lost or late beat never marks it (Nacos: 5 s
+# beats against 15 s)
+BEATS_PER_UNHEALTHY = 3
+MIN_BEAT_INTERVAL = 0.1  # s; never beat or renew more often, whatever a node says
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals), or only part of a service
 # while it catches up from its peers: what its lists drop waits
 YOUNG_RECHECK = 1.0  # s; a list held back from a young node is pulled again this often
+# s after this client's own deregister or close during which an emptying push of a
+# service whose instances it all removed itself is its own doing: applied at once
+OWN_REMOVAL_WINDOW = 10.0
+NOTED_KEYS = 10_000  # distinct services a summed-up log line counts (more: not told apart)
+# s a view kept only because it was read (no listener) stays watched after its last read
+PIN_IDLE = 300.0
 READ_YOUR_WRITES_WINDOW = 2.0  # s after a write during which reads bypass the pushed view
 # s a watch waits for its first push (the node answers a subscription it admits with the
 # service's revision at once) before saying the node may have refused it (review14b F5)
@@ -273,11 +299,24 @@ class Watch:
     repull: bool = False  # a gap was seen while a pull was in flight
     fresh_reads_until: float = 0.0  # after our own write: read from the server, not the view
     pinned: bool = False  # kept without listeners: a service the client asked for
+    read_at: float = 0.0  # the last read of the view (a pinned one is dropped PIN_IDLE after)
     recheck_at: float = math.inf  # pull again then: a young node's list was held back
+    confirming: tuple[str, str] | None = None  # (why, whose) an empty list awaits a 2nd opinion
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
     # subscribed on the current server then, and no push came since (inf: one came)
     awaiting_push_since: float = math.inf
     waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
+
+
+def _age(seconds: float) -> str:
+    """A duration for a person: 42s, 17 min, 5.2 h, 90 days."""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
 
 
 def malformed_reply_error(op: str, source: str, why: object) -> RemoteProtocolError:
@@ -317,6 +356,11 @@ class ClientSession:
         self._now = 0.0
         self._out: list[Action] = []
         self._log = LogBudget()
+        # (kind, server) -> (level, what is said, services concerned): lines about many
+        # watched services, said once per LOG_INTERVAL (``_note``); when each was last said
+        self._notes: dict[tuple[str, str], tuple[str, str, dict[ServiceKey, None]]] = {}
+        self._noted_at: dict[tuple[str, str], float] = {}
+        self._own_removals: dict[tuple[ServiceKey, InstanceId], float] = {}  # -> when
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._backlog: deque[tuple[int, Pending]] = deque()  # beyond MAX_IN_FLIGHT, FIFO
@@ -327,6 +371,9 @@ class ClientSession:
         self._short_renewals = 0  # renewals in a row that held fewer than that
         self._session_opened = False
         self._session_confirmed = False  # a node answered its open or a renewal
+        # s between two renewals (or rounds of beats): beat_interval, or less for a node
+        # whose unhealthy_after is short (``_learn_timings``)
+        self.beat_every = settings.beat_interval
         self._suspended: tuple[str, str] | None = None  # the session a refusal set aside
         self._session_retry_at = math.inf  # when to try opening it again (SESSION_RETRY)
         # The cluster view: writes go straight to a service's responsible node.
@@ -375,6 +422,8 @@ class ClientSession:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
             wake = min(wake, self._next_probe)
+        for kind in self._notes:
+            wake = min(wake, self._noted_at.get(kind, -math.inf) + self._log.interval)
         if self.offline and not self._pending and not self._backlog:
             wake = now  # the offline probe goes out (tick)
         return min(wake, self.configs.next_wake())
@@ -392,6 +441,8 @@ class ClientSession:
         )
 
     def _take(self) -> list[Action]:
+        if self._notes:
+            self._flush_notes()
         out, self._out = self._out, []
         if self._status_changed:
             self._status_changed = False
@@ -401,7 +452,7 @@ class ClientSession:
     # -- inputs ------------------------------------------------------------------------------
     def start(self, now: float) -> list[Action]:
         self._now = now
-        self._next_beat = now + self.settings.beat_interval
+        self._next_beat = now + self.beat_every
         self._next_resync = now + self.settings.resync_interval
         self._connect()
         return self._take()
@@ -527,6 +578,7 @@ class ClientSession:
             isinstance(note, ServiceDelta)
             and self.settings.empty_protection
             and watch.view.would_be_emptied_by(note)
+            and not self._own_emptying(watch)
         ):
             self._confirm_empty(note.key, f"a push from {self.server} would empty it")
             return self._take()
@@ -564,6 +616,13 @@ class ClientSession:
             if p.via is None and p.sent:
                 p.delivered = True
 
+    def server_disconnected(self) -> None:
+        """The loop saw the server connection drop (the node stopped or died): what is
+        sent from now on waits in libzmq until a handshake completes again, so it has not
+        left this client (review24 notes: the first write after every node went down was
+        reported as an unknown outcome)."""
+        self._link_up = False
+
     def server_refused(self, why: str, definitive: bool) -> None:
         """The loop saw the server connection's handshake fail (``why``); ``definitive``:
         a refusal or a mismatch (the ACL, the keys), not a connection closed midway."""
@@ -596,10 +655,11 @@ class ClientSession:
         """Timers: beats or renewal, resync, the cluster view, the probe, deadlines."""
         self._now = now
         if now >= self._next_beat:
-            self._next_beat = now + self.settings.beat_interval
+            self._next_beat = now + self.beat_every
             self._send_beats()
         if now >= self._next_resync:
             self._next_resync = now + self.settings.resync_interval
+            self._drop_idle_views()
             for key in list(self.watches):
                 self._pull(key)
         if now >= self._next_recheck:
@@ -677,6 +737,51 @@ class ClientSession:
         line = self._log.line(kind, self._now, text)
         if line is not None:
             self._out.append(LogLine("warning", line))
+
+    def _note(self, level: str, kind: str, server: str, key: ServiceKey, text: str) -> None:
+        """``key``: ``text`` at ``level``, said with the other services of the same kind and
+        server in one line per LOG_INTERVAL (module docstring, "Logging")."""
+        noted = self._notes.get((kind, server))
+        if noted is None:
+            noted = self._notes[(kind, server)] = (level, text, {})
+        if len(noted[2]) < NOTED_KEYS:
+            noted[2][key] = None
+
+    def _flush_notes(self) -> None:
+        for kind, (level, text, keys) in list(self._notes.items()):
+            if self._now < self._noted_at.get(kind, -math.inf) + self._log.interval:
+                continue  # said within the interval: summed up when it ends
+            del self._notes[kind]
+            self._noted_at[kind] = self._now
+            if len(self._noted_at) > 1024:  # kinds x servers: a small set; never unbounded
+                self._noted_at = {k: t for k, t in self._noted_at.items() if k in self._notes}
+            first = next(iter(keys))
+            subject = (
+                str(first)
+                if len(keys) == 1
+                else f"{len(keys)}{'+' if len(keys) >= NOTED_KEYS else ''} watched services "
+                f"(e.g. {first})"
+            )
+            self._out.append(LogLine(level, f"{subject}: {text}"))
+
+    def _own_emptying(self, watch: Watch) -> bool:
+        """Every instance of the view is one this client removed itself just now."""
+        if not watch.view.instances or not self._own_removals:
+            return False
+        since = self._now - OWN_REMOVAL_WINDOW
+        key = watch.view.key
+        return all(
+            self._own_removals.get((key, iid), -math.inf) >= since for iid in watch.view.instances
+        )
+
+    def _removed_own(self, key: ServiceKey, iid: InstanceId) -> None:
+        """This client deregistered (or closed the session of) ``iid`` of ``key``."""
+        if key not in self.watches:
+            return
+        if len(self._own_removals) >= 4 * MAX_IN_FLIGHT:  # bounded: drop the stale ones
+            since = self._now - OWN_REMOVAL_WINDOW
+            self._own_removals = {k: t for k, t in self._own_removals.items() if t >= since}
+        self._own_removals[(key, iid)] = self._now
 
     # -- connections --------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -1349,6 +1454,7 @@ class ClientSession:
         reg = self.registrations.pop((key, iid), None)
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
+        self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
 
     def _wrote(self, key: ServiceKey) -> None:
@@ -1358,7 +1464,7 @@ class ClientSession:
             watch.fresh_reads_until = self._now + READ_YOUR_WRITES_WINDOW
 
     def _liveness_timeout(self) -> float:
-        return max(self.settings.beat_interval, self.settings.attempt_timeout)
+        return max(self.beat_every, self.settings.attempt_timeout)
 
     def _open_session(self) -> None:
         """Open the session before the first registration names it (a node that has not
@@ -1372,14 +1478,42 @@ class ClientSession:
             "session_open",
             {"namespace": namespace, "session": sid},
             self._liveness_timeout(),
-            on_reply=self._session_answered,
+            on_reply=self._session_opened_by,
             on_error=self._renewal_failed,
             priority=True,
         )
 
+    def _session_opened_by(self, result: Any) -> None:
+        self._session_answered(result)
+        self._learn_timings(result)
+
     def _session_answered(self, _: Any) -> None:
         if self.session is not None:
             self._session_confirmed = True
+
+    def _learn_timings(self, result: Any) -> None:
+        """A node's ``unhealthy_after`` (a map that may hold it): beat or renew at least
+        ``BEATS_PER_UNHEALTHY`` times within it (module docstring, "Liveness")."""
+        if not isinstance(result, dict):
+            return
+        unhealthy = result.get("unhealthy_after")
+        if type(unhealthy) not in (int, float) or not 0 < unhealthy < math.inf:
+            return
+        fit = max(MIN_BEAT_INTERVAL, unhealthy / BEATS_PER_UNHEALTHY)
+        every = min(self.settings.beat_interval, fit)
+        if every == self.beat_every:
+            return
+        self.beat_every = every
+        self._next_beat = min(self._next_beat, self._now + every)
+        if every < self.settings.beat_interval:
+            self._warn(
+                ("beat-interval", unhealthy),
+                f"meshreg server {self.server} marks instances unhealthy after "
+                f"{unhealthy:g}s without a beat (its unhealthy_after), less than "
+                f"{BEATS_PER_UNHEALTHY} of this client's beat intervals (beat_interval "
+                f"{self.settings.beat_interval:g}s): renewing every {every:g}s instead; "
+                f"set beat_interval to {fit:g}s or less, or raise the node's unhealthy_after",
+            )
 
     def _send_beats(self) -> None:
         if self.session is not None and self._session_acked:
@@ -1563,7 +1697,8 @@ class ClientSession:
         self._session_retry_at = math.inf  # one try in flight
         namespace, sid = self._suspended
 
-        def opened(_: Any) -> None:
+        def opened(result: Any) -> None:
+            self._learn_timings(result)
             if self._suspended is None or self.closed:
                 return
             self.session, self._suspended = self._suspended, None
@@ -1607,6 +1742,7 @@ class ClientSession:
         for ident, reg in list(self.registrations.items()):
             if reg.session is not None:
                 del self.registrations[ident]
+                self._removed_own(*ident)
         self._session_acked = 0
         self.request("session_close", {"namespace": namespace, "session": sid}, timeout, reply_to)
 
@@ -1623,8 +1759,13 @@ class ClientSession:
             watch.awaiting_push_since = self._now
             self._out.append(WatchTopic(key))
             if cmd.saved is not None:
-                watch.view.preload(list(cmd.saved))
+                wall = self.settings.wall_offset
+                age = None
+                if cmd.saved_at is not None and wall is not None:
+                    age = max(0.0, self._now + wall - cmd.saved_at)
+                watch.view.preload(list(cmd.saved), age)
         watch.pinned = watch.pinned or cmd.pinned
+        watch.read_at = self._now
         if listener is not None:
             watch.listeners.append(listener)
         if self.offline and watch.view.from_disk and not watch.said_stale:
@@ -1647,6 +1788,17 @@ class ClientSession:
                 self._drop_watch(key)
         self._out.append(Complete(reply_to, None))
 
+    def _drop_idle_views(self) -> None:
+        """Views kept only for reads that nobody read for PIN_IDLE: no longer watched (a
+        later read pulls the service again).  Not while no node answers: the view may be
+        all there is to serve."""
+        if self.offline or self._silent:
+            return
+        idle = self._now - PIN_IDLE
+        for key, w in list(self.watches.items()):
+            if w.pinned and not w.listeners and not w.waiting and w.read_at <= idle:
+                self._drop_watch(key)
+
     def _drop_watch(self, key: ServiceKey) -> None:
         del self.watches[key]
         self._out.append(UnwatchTopic(key))
@@ -1655,6 +1807,7 @@ class ClientSession:
         watch = self.watches.get(key)
         if watch is None or not watch.view.loaded:
             return ("none", None)
+        watch.read_at = self._now
         if self._now < watch.fresh_reads_until:
             return ("bypass", watch.view.listing(healthy_only))
         return ("view", watch.view.listing(healthy_only))
@@ -1702,9 +1855,12 @@ class ClientSession:
             and snap.uptime < YOUNG_NODE_GRACE
         )
         if young and self._would_drop(watch, snap):
-            self._warn(
-                ("young", key),
-                f"{key}: {source} started {snap.uptime:.1f}s ago and lists "
+            self._note(
+                "warning",
+                "young",
+                source,
+                key,
+                f"{source} started {snap.uptime:.1f}s ago and lists "
                 + ("nothing" if not snap.instances else "only part of it")
                 + " yet; keeping the last list until its providers have had time to register "
                 "again and it has caught up from its peers",
@@ -1717,9 +1873,23 @@ class ClientSession:
         self.epochs[source] = snap.epoch  # an answer of this incarnation is taken
         if len(self.epochs) > MAX_SERVERS:
             del self.epochs[next(iter(self.epochs))]
-        if not confirm and self._would_empty(watch, snap):
+        if not confirm and self._would_empty(watch, snap) and not self._own_emptying(watch):
             self._confirm_empty(key, f"{source} answered an empty list")
             return
+        if confirm and watch.confirming is not None:
+            (why, whose), watch.confirming = watch.confirming, None
+            if not snap.instances:  # a scale to zero (a provider stopped): not a fault
+                self._note("info", "emptied", whose, key, f"emptied ({why}; {source} agrees)")
+            elif watch.view.instances:
+                self._note(
+                    "warning",
+                    "contradicted",
+                    whose,
+                    key,
+                    f"{why}, but {source} lists {len(snap.instances)} instances; keeping the "
+                    "last list as that server lists it (a node that lags or lost its "
+                    "providers?)",
+                )
         outcome = watch.view.apply_snapshot(snap)
         listing = watch.view.listing()
         if watch.said_stale:
@@ -1752,7 +1922,10 @@ class ClientSession:
         """Log, once until a node answers again, that a watch serves an unconfirmed list."""
         if not watch.said_stale:
             watch.said_stale = True
-            source = "disk cache" if watch.view.from_disk else "last known list"
+            source = "last known list"
+            if watch.view.from_disk:
+                age = watch.view.disk_age
+                source = "disk cache" + (f" (written {_age(age)} ago)" if age is not None else "")
             text = f"{watch.view.key}: no meshreg server answers ({exc}); serving the {source}"
             self._out.append(LogLine("warning", text))
 
@@ -1782,8 +1955,11 @@ class ClientSession:
         )
 
     def _confirm_empty(self, key: ServiceKey, why: str) -> None:
-        self._warn(
-            ("empty", key),
-            f"{key}: {why}; keeping the last list until a fresh query confirms it",
+        """Keep the list until a second opinion: said only if it contradicts (``_pulled``)."""
+        watch = self.watches.get(key)
+        if watch is not None:
+            watch.confirming = (why, self.server)
+        self._out.append(
+            LogLine("debug", f"{key}: {why}; asking for a second opinion before taking it")
         )
         self._pull(key, confirm=True)

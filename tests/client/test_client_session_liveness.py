@@ -340,3 +340,53 @@ def test_a_per_instance_client_of_a_whole_cluster_pings_nobody_else() -> None:
         h.answer_all("ping", {"epoch": 1, "version": "0", "address": "a:1"})
     assert {p.to for p in h.requests("ping")} == {"a:1"}  # one a beat interval, no probe
     assert len(h.requests("ping")) == 5 and h.core.server == "a:1"
+
+
+# -- the node's unhealthy_after bounds the interval (review24 F11) --------------------------------
+def opened_with(h: Harness, unhealthy_after: float) -> None:
+    items = ((registration(0, True), Handle()),)
+    h.do(RegisterBatch(items, 5.0))
+    h.answer_batches()
+    opened = {"session": SID, "instances": 1, "unhealthy_after": unhealthy_after,
+              "evict_after": 2 * unhealthy_after}  # fmt: skip
+    h.answer_all("session_open", opened)
+    h.advance(0)
+    h.answer_view()
+
+
+@pytest.mark.parametrize(
+    ("unhealthy_ms", "every_ms"),
+    [(3000, 1000), (150, 100), (15_000, 5000), (30_000, 5000)],
+    ids=["3s-node", "below-the-floor", "default-node", "slower-node"],
+)
+def test_renewals_fit_three_times_in_the_node_s_unhealthy_after(
+    unhealthy_ms: int, every_ms: int
+) -> None:
+    """A 5 s client of a node with unhealthy_after 3 s renews every second (a third of
+    it; never more often than every 0.1 s) and says so in one warning; a node that allows
+    5 s beats keeps beat_interval, with nothing logged."""
+    h = Harness(beat_ms=5000, session=True)
+    opened_with(h, unhealthy_ms / 1000)
+    for _ in range(10):
+        h.advance(every_ms)
+        h.answer_all("session_renew", {"instances": 1})
+    h.advance(every_ms // 2)  # (float rounding of the fake clock: a renewal due at 10 x)
+    assert len(h.requests("session_renew")) == 10
+    warned = [t for t in h.logs("warning") if "unhealthy_after" in t]
+    if every_ms < 5000:
+        assert len(warned) == 1, h.logs()
+        assert f"renewing every {every_ms / 1000:g}s instead" in warned[0]
+    else:
+        assert warned == []
+
+
+def test_the_renewal_interval_follows_the_node_it_opened_on_last() -> None:
+    """A session opened again on a node with a longer unhealthy_after goes back to
+    beat_interval (never beyond it)."""
+    h = Harness(beat_ms=5000, session=True)
+    opened_with(h, 3.0)
+    assert h.core.beat_every == 1.0
+    h.core._learn_timings({"unhealthy_after": 60.0})
+    assert h.core.beat_every == 5.0
+    h.core._learn_timings({"unhealthy_after": "soon"})  # not a number: ignored
+    assert h.core.beat_every == 5.0

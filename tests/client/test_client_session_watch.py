@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from session_harness import (
+    PONG,
+    SID,
     SVC,
     Handle,
     Harness,
@@ -17,15 +19,24 @@ from session_harness import (
 )
 
 from meshreg.client.actions import Complete, Fail, SaveToDisk, UnwatchTopic, WatchTopic
-from meshreg.client.commands import ReadCached, Register, Subscribe, Unsubscribe
+from meshreg.client.commands import (
+    CloseSession,
+    Deregister,
+    ReadCached,
+    Register,
+    Subscribe,
+    Unsubscribe,
+)
 from meshreg.client.messages import ServiceSync
 from meshreg.client.session import (
+    PIN_IDLE,
     READ_YOUR_WRITES_WINDOW,
     SUBSCRIPTION_CONFIRM,
     YOUNG_NODE_GRACE,
 )
 from meshreg.errors import ErrorCode, ServerUnreachableError
-from meshreg.model import Instance
+from meshreg.log_limiter import LOG_INTERVAL
+from meshreg.model import Instance, ServiceKey
 
 
 def ips(listing: list[Instance]) -> list[str]:
@@ -274,6 +285,16 @@ def test_a_disk_copy_is_served_only_when_no_node_answers() -> None:
     assert any("serving the disk cache" in x for x in h.logs())
 
 
+def test_serving_a_disk_copy_says_how_old_it_is() -> None:
+    """review24 (notes): a 90-day-old copy was served with no word of its age."""
+    h = Harness(servers=("a:1",), attempt_ms=300, wall_offset=1e9)  # wall = now + 1e9 s
+    saved = (Instance.from_wire(instance_map("10.9.9.9")),)
+    written = 1e9 - 90 * 86400.0
+    h.do(Subscribe(SVC, None, 1.0, Handle(), pinned=True, saved=saved, saved_at=written))
+    h.advance(1000)
+    assert any("serving the disk cache (written 90 days ago)" in x for x in h.logs("warning"))
+
+
 def test_a_first_pull_no_node_answers_fails_the_subscribe_and_drops_the_watch() -> None:
     h = Harness(servers=("a:1",), attempt_ms=300)
     handle = Handle()
@@ -365,3 +386,110 @@ def test_a_server_catching_up_is_asked_no_read_the_next_one_answers() -> None:
     h.reply(again, {**snapshot(1, 1, "10.0.0.1", uptime=100.0), "synced": True})
     done = h.outcome(handle)
     assert isinstance(done, Complete) and ips(done.result) == ["10.0.0.1"]
+
+
+# -- what empty protection says (review24 F6, F9) ----------------------------------------------
+def many_watched(h: Harness, count: int, epoch: int = 1) -> list[ServiceKey]:
+    keys = [ServiceKey("public", "DEFAULT_GROUP", f"s{n}") for n in range(count)]
+    for key in keys:
+        h.do(Subscribe(key, lambda xs: None, 3.0, Handle()))
+    for pull in h.unanswered("instances"):
+        svc = pull.fields["service"]
+        h.reply(pull, {**snapshot(epoch, 5, "10.0.0.1"), "service": svc})
+    return keys
+
+
+def test_the_clients_own_deregistration_empties_its_watch_at_once_and_quietly() -> None:
+    """The README quick start: a client watching the service it registered in closes;
+    the push of its own removal is applied without a second opinion or a warning."""
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1")
+    reg = registration(0)  # 10.0.0.1
+    h.do(Register(reg, 3.0, Handle()))
+    h.answer_all("register")
+    h.do(Deregister(SVC, reg.iid, reg.fields, 3.0, Handle()))
+    h.push(removal(1, 5, "10.0.0.1"))
+    assert h.listener_calls()[-1] == []
+    assert h.unanswered("instances") == []  # no confirmation asked
+    assert h.logs("warning") == [] and h.logs("info") == []
+
+
+def test_closing_the_session_empties_its_watches_quietly() -> None:
+    h = Harness(servers=("a:1",), session=True)
+    watching(h, "10.0.0.1")
+    h.do(Register(registration(0, session=True), 3.0, Handle()))
+    h.answer_all("session_open", {"session": SID})
+    h.answer_all("register")
+    h.do(CloseSession(3.0, Handle()))
+    h.push(removal(1, 5, "10.0.0.1"))
+    assert h.listener_calls()[-1] == []
+    assert h.unanswered("instances") == [] and h.logs("warning") == []
+
+
+def test_someone_elses_removal_still_needs_a_second_opinion_after_our_own() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1", "10.0.0.2")
+    reg = registration(0)  # 10.0.0.1: ours; 10.0.0.2: another provider's
+    h.do(Register(reg, 3.0, Handle()))
+    h.answer_all("register")
+    h.do(Deregister(SVC, reg.iid, reg.fields, 3.0, Handle()))
+    h.push(removal(1, 5, "10.0.0.1", "10.0.0.2"))
+    (confirm,) = h.unanswered("instances")
+    assert confirm.to == "b:2"
+
+
+def test_a_confirmed_scale_to_zero_of_many_services_is_one_info_line_per_interval() -> None:
+    """A provider of 50 services stops: every consumer used to log 50 WARNINGs."""
+    h = Harness(servers=("a:1", "b:2"), resync_ms=60_000)
+    keys = many_watched(h, 50)
+    for key in keys:
+        h.push(removal(1, 5, "10.0.0.1", key=key))
+    for confirm in h.unanswered("instances"):
+        h.reply(confirm, snapshot(1, 6))
+    assert all(calls == [] for calls in h.listener_calls()[-50:])
+    assert h.logs("warning") == []
+    assert len(h.logs("info")) == 1 and "agrees" in h.logs("info")[0]
+    for _ in range(int(LOG_INTERVAL) * 10):  # the probe's pings answered as they go
+        h.answer_all("ping", PONG)
+        h.advance(100)
+    assert len(h.logs("info")) == 2
+    assert h.logs("info")[1].startswith("49 watched services (e.g. public/DEFAULT_GROUP/s1)")
+    assert h.logs("warning") == []
+
+
+def test_a_restarted_server_holding_back_many_services_is_one_warning_per_interval() -> None:
+    h = Harness(servers=("a:1",), resync_ms=1000)
+    many_watched(h, 200)
+    h.advance(1000)  # resync: the node restarted (epoch 2), up 0.5 s, lists nothing yet
+    for pull in h.unanswered("instances"):
+        h.reply(pull, {**snapshot(2, 0, uptime=0.5), "service": pull.fields["service"]})
+    for _ in range(int(LOG_INTERVAL)):  # held back, pulled again every second
+        h.advance(1000)
+        for pull in h.unanswered("instances"):
+            h.reply(pull, {**snapshot(2, 0, uptime=0.5), "service": pull.fields["service"]})
+    h.advance(1)
+    warnings = [x for x in h.logs("warning") if "started" in x]
+    assert len(warnings) == 2, warnings
+    assert "lists nothing yet" in warnings[0]
+    assert warnings[1].startswith("200 watched services (e.g. public/DEFAULT_GROUP/s")
+
+
+def test_a_view_kept_only_for_reads_is_dropped_after_pin_idle_without_a_read() -> None:
+    """review24 (notes): instances() of 3,000 services once left 3,000 subscriptions and
+    300 pulls/s, forever.  A view read within PIN_IDLE, or with a listener, is kept."""
+    h = Harness(servers=("a:1",), resync_ms=10_000)
+    keys = [ServiceKey("public", "DEFAULT_GROUP", f"r{n}") for n in range(3)]
+    for key in keys:
+        h.do(Subscribe(key, None, 3.0, Handle(), pinned=True))
+    h.do(Subscribe(SVC, lambda xs: None, 3.0, Handle()))  # a listener: kept
+    elapsed = 0
+    while elapsed < PIN_IDLE * 1000 + 20_000:
+        h.answer_all("instances", snapshot(1, 5, "10.0.0.1"))
+        h.answer_all("ping", PONG)
+        if elapsed == 200_000:
+            h.do(ReadCached(keys[0], True, Handle()))  # read: kept PIN_IDLE from now
+        h.advance(500)
+        elapsed += 500
+    dropped = [a.key for a in h.actions if isinstance(a, UnwatchTopic)]
+    assert dropped == keys[1:], dropped
+    assert h.core.watching(keys[0]) and h.core.watching(SVC)

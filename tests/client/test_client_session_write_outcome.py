@@ -167,6 +167,23 @@ def test_a_write_that_never_left_the_client_is_not_an_unknown_outcome() -> None:
     assert isinstance(late, Fail) and isinstance(late.error, OutcomeUnknownError), late
 
 
+def test_a_write_sent_after_the_connection_dropped_never_left_the_client() -> None:
+    """review24 (notes): every node went down after the handshake; the first write after
+    it was called an unknown outcome, blaming a stopped or overloaded node."""
+    h = Harness(servers=("a:1",), attempt_ms=500, wall_offset=WALL)
+    before = Handle("before")
+    h.do(Call("deregister", {**registration(0).fields}, 1.0, before))  # left on a live link
+    h.core.server_disconnected()  # the node died: no connection completes from now on
+    h.handshake = False
+    after = Handle("after")
+    h.do(Call("deregister", {**registration(1).fields}, 1.0, after))
+    h.advance(1000)
+    early, late = h.outcome(before), h.outcome(after)
+    assert isinstance(early, Fail) and isinstance(early.error, OutcomeUnknownError), early
+    assert isinstance(late, Fail) and type(late.error) is ServerUnreachableError, late
+    assert late.error.unsent and "never left this client (not applied)" in str(late.error)
+
+
 def test_a_refused_handshake_is_named_and_marked_definitive() -> None:
     """review22 F1: the node's ACL refused this client's key (ZAP 400): the error says so
     and is ``refused`` (a sidecar stops waiting); a connection closed midway is named

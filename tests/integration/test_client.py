@@ -117,7 +117,9 @@ def test_provider_killed_goes_unhealthy_then_evicted(node: NodeProcess) -> None:
 
 def test_beat_heals_an_unhealthy_instance(start_node) -> None:  # type: ignore[no-untyped-def]
     node = start_node("--check-interval", "0.05", "--unhealthy-after", "0.3", "--evict-after", "60")
-    with Client([node.address], beat_interval=0.8, attempt_timeout=0.5) as c:
+    # per-instance beats: a session client would renew every unhealthy_after / 3 (the
+    # session_open reply says 0.3 s) and never go unhealthy (review24 F11)
+    with Client([node.address], beat_interval=0.8, attempt_timeout=0.5, sessions=False) as c:
         c.register("slow", "10.0.0.9", 1)
         wait_until(lambda: not c.instances("slow", healthy_only=False)[0].healthy, timeout=5)
         # the next beat (every 0.8 s) heals it at once

@@ -1,0 +1,81 @@
+"""Servers and peers written as ZeroMQ endpoints (review24 F10): ``tcp://host:port`` is
+host:port; another scheme is refused at once, saying what to write."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from helpers import NodeProcess, run_cli
+
+from meshreg import Client
+from meshreg.addresses import parse_address
+from meshreg.config import load_node_config
+from meshreg.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tcp://127.0.0.1:27800", ("127.0.0.1", 27800)),
+        ("TCP://node-a:7810", ("node-a", 7810)),
+        ("tcp://[::1]:7800", ("::1", 7800)),
+        ("tcp://node-a", ("node-a", 7800)),  # the default port, as for "node-a"
+        (" 127.0.0.1:7800 ", ("127.0.0.1", 7800)),
+    ],
+)
+def test_a_tcp_endpoint_is_its_host_and_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("http://127.0.0.1:7800", "not a http:// URL"),
+        ("ipc:///tmp/meshreg", "not a ipc:// URL"),
+        ("tcp://", r"expected tcp://host:port \(no path\)"),
+        ("tcp://127.0.0.1:7800/x", r"expected tcp://host:port \(no path\)"),
+    ],
+)
+def test_another_url_is_refused_saying_what_to_write(text: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why):
+        parse_address(text)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="bad address"):
+        Client(text)  # at construction: no time-out to wait
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_a_client_takes_tcp_endpoints_as_servers() -> None:
+    c = Client("tcp://127.0.0.1:27800,tcp://127.0.0.1:27804")
+    try:
+        assert c.servers == [("127.0.0.1", 27800), ("127.0.0.1", 27804)]
+    finally:
+        c.close(timeout=0.5)
+
+
+def test_a_node_takes_tcp_endpoints_as_peers(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(
+        '[node]\nport = 27900\n[cluster]\npeers = ["tcp://127.0.0.1:27900", '
+        '"tcp://127.0.0.1:27910"]\n'
+    )
+    assert load_node_config(path).peer_addresses() == ["127.0.0.1:27910"]
+    path.write_text('[cluster]\npeers = ["tcp://127.0.0.1"]\n')
+    with pytest.raises(ConfigError, match=r"has no port.*e\.g\. 127\.0\.0\.1:7800\)"):
+        load_node_config(path).peer_addresses()
+
+
+@pytest.mark.timeout(60)
+def test_the_cli_pings_a_tcp_endpoint(tmp_path: Path) -> None:
+    node = NodeProcess("--data-dir", str(tmp_path / "d"))
+    try:
+        node.start()
+        out = run_cli("ping", "-s", f"tcp://{node.address}")
+        assert out.returncode == 0, out.stderr
+        assert "pong" in out.stdout
+        bad = run_cli("ping", "-s", f"http://{node.address}")
+        assert bad.returncode != 0 and "not a http:// URL" in bad.stderr + bad.stdout
+    finally:
+        node.cleanup()
