@@ -80,6 +80,8 @@ from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire.notifications import topic_for
 from meshreg.wire.results import split_address
 
+SUB_RCVHWM = 100_000  # notifications this client queues before its loop reads them
+
 log = logging.getLogger("meshreg.client")
 
 COMMANDS_PER_TURN = 256  # commands run before the sockets are looked at again
@@ -352,6 +354,10 @@ class ClientAgent:
             dealer.setsockopt(zmq.IPV6, 1)
         if self._sub is None:
             self._sub = self._socket(zmq.SUB)
+            # our own queue, ours to hold: a burst of notifications (a rolling deploy of
+            # every watched service) drains from the node's queue of 1,000 per subscriber
+            # (review23 F1) into this one, not dropped there
+            self._sub.setsockopt(zmq.RCVHWM, SUB_RCVHWM)
             if ":" in host:
                 self._sub.setsockopt(zmq.IPV6, 1)
             for key in self.core.watches:
