@@ -1532,7 +1532,7 @@ class ClientSession:
                 timeout,
                 on_error=lambda exc, reg=reg: self._beat_failed(reg, exc),
             )
-        if beats and len(self.servers) > 1:
+        if beats:
             # A beat's reply says nothing of the node's view; one ping per interval does
             # (``members_up``/``members`` from a node that sees no majority), as a
             # renewal's reply does for session clients: without it, a per-instance
@@ -1541,7 +1541,9 @@ class ClientSession:
             self.request("ping", {}, timeout, on_reply=self._pinged, on_error=lambda exc: None)
 
     def _pinged(self, pong: Any) -> None:
-        """The server's ``ping`` reply: seek a majority if it sees none."""
+        """The server's ``ping`` reply: its ``unhealthy_after`` (beat often enough: a
+        beat's reply says nothing of it); seek a majority if it sees none."""
+        self._learn_timings(pong)
         up, total = pong.get("members_up"), pong.get("members")
         if type(up) is int and type(total) is int and total > 1 and up * 2 <= total:
             self._seek_majority((up, total))

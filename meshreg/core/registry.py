@@ -382,7 +382,9 @@ class RegistryNode:
         if type(req) is GetStats:
             return self.stats_result(now)
         if type(req) is Ping:
-            return PingResult(self.epoch, __version__, self.address)
+            return PingResult(
+                self.epoch, __version__, self.address, unhealthy_after=self.policy.unhealthy_after
+            )
         raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unhandled op {op!r}", req.req_id)
 
     def _update(self, req: UpdateInstance, now: float) -> None:

@@ -76,6 +76,9 @@ class PingResult:
     members: tuple[int, int] | None = None
     ready: bool = True  # False while the node catches up from its peers (registry)
     config_ready: bool | None = None  # the config center's ready gate (runtime's; None: none)
+    # s without a beat before it marks an instance unhealthy: a client that beats per
+    # instance learns it here (a session's open says it too) and beats often enough
+    unhealthy_after: float | None = None
 
 
 # -- sessions and batches --------------------------------------------------------------------

@@ -78,6 +78,8 @@ def ping_map(r: PingResult) -> dict[str, Any]:
     out["ready"] = r.ready
     if r.config_ready is not None:
         out["config_ready"] = r.config_ready
+    if r.unhealthy_after is not None:
+        out["unhealthy_after"] = r.unhealthy_after
     return out
 
 

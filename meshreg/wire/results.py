@@ -173,6 +173,7 @@ def check_ping(result: Any) -> dict[str, Any]:
     _str(r.get("address"), "address", MAX_ADDRESS_LEN)
     _optional(r, "members_up", _int, "members_up")
     _optional(r, "members", _int, "members")
+    _optional(r, "unhealthy_after", _number, "unhealthy_after")
     return r
 
 

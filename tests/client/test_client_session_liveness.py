@@ -390,3 +390,17 @@ def test_the_renewal_interval_follows_the_node_it_opened_on_last() -> None:
     assert h.core.beat_every == 5.0
     h.core._learn_timings({"unhealthy_after": "soon"})  # not a number: ignored
     assert h.core.beat_every == 5.0
+
+
+def test_a_per_instance_client_learns_a_short_unhealthy_after_from_its_ping() -> None:
+    """review24 F11's remainder: a client without a session was told nothing of a node's
+    short ``unhealthy_after``; its ping reply says it, and the beats follow it."""
+    h = Harness(servers=("a:1",), beat_ms=1000)
+    registered(h, 1)
+    h.advance(1000)
+    h.answer_all("beat")
+    h.answer_all("ping", {**PONG, "unhealthy_after": 0.9})  # 1 s beats would be too slow
+    assert any("renewing every 0.3s" in x for x in h.logs("warning")), h.logs()
+    sent = len(h.requests("beat"))
+    h.advance(300)
+    assert len(h.requests("beat")) == sent + 1

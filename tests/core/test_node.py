@@ -486,4 +486,5 @@ def test_ping() -> None:
         "version": __version__,
         "address": "127.0.0.1:7800",
         "ready": True,  # the runtime adds config_ready (review24 F12)
+        "unhealthy_after": 15.0,  # a client beating per instance learns it here
     }
