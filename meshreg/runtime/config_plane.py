@@ -164,6 +164,7 @@ class _PeerAsk:
 
     sender: str
     tag: int
+    msg: dict[str, Any] | None = None  # the request as it came: passed on by a learner
 
 
 @dataclass(slots=True)
@@ -199,7 +200,7 @@ class HeldReplies(Protocol):
 
 @dataclass(slots=True)
 class _Forward:
-    ask: _ClientAsk
+    ask: _ClientAsk | _PeerAsk
     owner: str
     deadline: float
 
@@ -998,7 +999,7 @@ class ConfigPlane:
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
-                write = as_config_write(msg.request, _PeerAsk(sender, msg.tag), msg.by)
+                write = as_config_write(msg.request, _PeerAsk(sender, msg.tag, msg.raw), msg.by)
                 # (our disk failing: ``cannot_save`` passes it on to the owner over the
                 # others, which applies it; refused only if nobody else is up)
                 effects = rep.write(now, replace(write, forwarded=True))
@@ -1169,7 +1170,8 @@ class ConfigPlane:
 
     def _forward(self, effect: ForwardWrite, now: float, arrived: float | None = None) -> None:
         ask = effect.write.request
-        assert isinstance(ask, _ClientAsk)
+        # a client's, or a peer's that this node passes on (a learner, a failing disk)
+        assert isinstance(ask, _ClientAsk | _PeerAsk) and ask.msg is not None
         if len(self._forwards) >= MAX_FORWARDS:
             self._reply_error(ask, ErrorCode.UNAVAILABLE, "too many config writes in flight "
                               "on this node; nothing was written: retry shortly", True)  # fmt: skip

@@ -231,6 +231,7 @@ class ConfigForward:
     tag: int
     request: Any
     by: str
+    raw: dict[str, Any] | None = None  # the request map as it came (passed on as it is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,7 +630,7 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
             parsed = parse_config_message(request, cap)
         except RequestRejected as exc:
             raise _bad(f"field 'request': {exc.message}") from None
-        return ConfigForward(sender, tag, parsed, check_modified_by(msg.get("by")))
+        return ConfigForward(sender, tag, parsed, check_modified_by(msg.get("by")), request)
     # config_forward_reply
     tag = _int(msg.get("tag"), "tag", 0, MAX_TAG)
     if _bool(msg.get("ok"), "ok"):
