@@ -307,6 +307,9 @@ class SweepPass:
         self._to_apply = []
         self._applied = 0
         self.silent_sessions = 0  # sessions found silent (their instances judged)
+        # beat streams the silent instances came from: each instance beating on its own,
+        # each renewed session (core/preservation MIN_SILENT_STREAMS)
+        self.silent_streams = 0
 
     @property
     def done(self) -> bool:
@@ -350,6 +353,7 @@ class SweepPass:
                         to_mark.append(rec.id)
             svc.oldest_beat = oldest  # exact now; beats only raise it
             self.silent += silent - unproven
+            self.silent_streams += silent - unproven
             self.total -= unproven
             self.unproven += unproven
             if to_mark or to_evict:
@@ -375,6 +379,7 @@ class SweepPass:
             if quick and sess.marked_at == last:
                 continue  # marked already at this renewal: the sweep evicts it
             judged = False
+            streamed = False
             # every instance this node judges is lined up or already unhealthy (those of
             # services another node owns are its to judge; an adopted service gets a
             # grace period, and the sweep reads it when that ends)
@@ -407,6 +412,9 @@ class SweepPass:
                 if sess.renewed:
                     self.silent += silent
                     self.overdue += len(to_evict)
+                    if silent and not streamed:
+                        streamed = True
+                        self.silent_streams += 1
                 else:  # never renewed since first seen here: no stream stopped
                     self.total -= silent
                     self.unproven += silent
@@ -448,7 +456,7 @@ class SweepPass:
         """Decide whether this pass may evict (self-preservation, once) and line up what
         it found, one entry per service (its own silent instances and its sessions')."""
         self._evicting = preservation is None or preservation.assess(
-            now, self.silent, self.total, self.overdue
+            now, self.silent, self.total, self.overdue, self.silent_streams
         )
         self._finish_args = (now, version, evidence)
         grouped: dict[ServiceKey, tuple[list[InstanceId], list[InstanceRecord]]] = {}

@@ -35,7 +35,9 @@ no local registration time and always counts).
 
 *Tripping.*  The node is *tripped* when ``silent >= self_preservation_min``
 and ``silent > self_preservation_threshold * total`` (defaults: at least 10,
-and more than 85%).  Outside the mode a silent instance is evicted
+and more than 85%), from at least ``MIN_SILENT_STREAMS`` (2) beat streams: an
+instance beating on its own is one, a client session (one process, all its
+instances) is one.  Outside the mode a silent instance is evicted
 ``evict_after - unhealthy_after`` (15 s) after it turned silent, so the silent
 set only ever holds instances that went quiet within that one span: a share
 of it is "missed their beats at once".  Instances dying one after another are
@@ -114,6 +116,12 @@ from meshreg.core.effects import (  # re-exported: defined with every other effe
 from meshreg.core.health import HealthPolicy
 from meshreg.core.results import PreservationStats
 
+# Silent instances from one stream (one client session: one process) are one provider
+# that stopped, not this node's network: evicted on time (review24 F4: one crashed
+# process with 20 of a node's 21 instances held them, and served them under a protect
+# threshold, up to self_preservation_max)
+MIN_SILENT_STREAMS = 2
+
 
 class PreservationState(enum.Enum):
     NORMAL = "normal"  # evicting as usual
@@ -140,19 +148,25 @@ class SelfPreservation:
     def active(self) -> bool:
         return self.state is PreservationState.PRESERVING
 
-    def tripped(self, silent: int, total: int) -> bool:
-        """More than the threshold share, and at least the minimum, silent at once."""
+    def tripped(self, silent: int, total: int, streams: int | None = None) -> bool:
+        """More than the threshold share, and at least the minimum, silent at once, from
+        at least MIN_SILENT_STREAMS beat streams (``streams``: None, not counted)."""
         p = self.policy
         return (
             p.self_preservation
             and silent >= p.self_preservation_min
             and silent > p.self_preservation_threshold * total
+            and (streams is None or streams >= MIN_SILENT_STREAMS)
         )
 
-    def assess(self, now: float, silent: int, total: int, overdue: int) -> bool:
-        """One sweep's counts in; whether this sweep may evict out (the table above)."""
+    def assess(
+        self, now: float, silent: int, total: int, overdue: int, streams: int | None = None
+    ) -> bool:
+        """One sweep's counts in; whether this sweep may evict out (the table above).
+        ``streams``: how many beat streams the silent instances came from (an instance
+        beating on its own is one; a client session, all its instances, is one)."""
         self.silent, self.total = silent, total
-        tripped = self.tripped(silent, total)
+        tripped = self.tripped(silent, total, streams)
         if self.state is PreservationState.EXPIRED:
             if not tripped:
                 self.state = PreservationState.NORMAL  # armed again

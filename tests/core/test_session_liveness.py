@@ -252,20 +252,32 @@ def test_the_sweep_reads_sessions_not_the_instances_they_keep_alive() -> None:
     assert run.silent == 0 and run.found == [] and run.total == 5000
 
 
-def test_self_preservation_counts_a_silent_session() -> None:
+def test_self_preservation_counts_silent_sessions_as_streams() -> None:
+    """Two silent sessions holding most instances look like this node's network: held.
+    One is one process that stopped (review24 F4: its 20 of 21 instances were held, and
+    served under a protect threshold, up to self_preservation_max): evicted on time."""
     policy = HealthPolicy(check_interval=1.0, unhealthy_after=3.0, evict_after=6.0)
-    n = Lone(policy)
-    n.handle("session_open", session=SID)
-    for i in range(20):
-        n.register("orders", f"10.0.0.{i + 1}")
-    n.register("orders", "10.0.1.1", session=None)
-    n.run(2.0, renew=SID)  # proven: renewed after registering
-    for _ in range(100):  # silent for 10 s, the lone instance beating
-        n.handle("beat", service="orders", ip="10.0.1.1", port=80)
-        n.run(0.1)
-    assert n.node.preservation.active
-    assert len(n.healthy("orders")) == 21  # held: marked, not evicted
-    assert list(n.healthy("orders").values()).count(False) == 20
+    for sessions, held in ((1, False), (2, True)):
+        n = Lone(policy)
+        sids = [SID, SID2][:sessions]
+        for sid in sids:
+            n.handle("session_open", session=sid)
+        for i in range(20):
+            n.register("orders", f"10.0.0.{i + 1}", session=sids[i % sessions])
+        n.register("orders", "10.0.1.1", session=None)
+        for _ in range(20):  # proven: renewed after registering
+            for sid in sids:
+                n.handle("session_renew", session=sid)
+            n.run(0.1)
+        for _ in range(100):  # silent for 10 s, the lone instance beating
+            n.handle("beat", service="orders", ip="10.0.1.1", port=80)
+            n.run(0.1)
+        assert n.node.preservation.active is held, sessions
+        if held:
+            assert len(n.healthy("orders")) == 21  # held: marked, not evicted
+            assert list(n.healthy("orders").values()).count(False) == 20
+        else:
+            assert n.healthy("orders") == {"10.0.1.1": True}  # evicted on time
 
 
 def test_a_session_never_renewed_is_evicted_even_while_preserving() -> None:
