@@ -534,6 +534,43 @@ class ConfigReplicator:
         """The configured members but this node (fixed at construction)."""
         return self._peers
 
+    def _refusal(self, write: ConfigWrite) -> tuple[str, str] | None:
+        """Why this node, the write's owner, cannot take it (its counter, the message):
+        nothing is written (UNAVAILABLE, ``written: false``); None: it can."""
+        key = write.key
+        if self.unlisted:  # a learner: the peers that do not list it would refuse its records
+            names = ", ".join(sorted(self.unlisted))
+            return "refused_learner", (
+                f"{key}: this node is a config learner (the peer lists of {names} do not "
+                "name it yet) and no other member is up to take the write: nothing was "
+                "written; retry on another node, and give every node the same peer list"
+            )
+        if self.cannot_save:  # nobody else up to pass it on to
+            return "", (
+                f"{key}: this node cannot save configs to its disk and no other member is up "
+                "to take the write: nothing was written; fix the disk (free space, "
+                "permissions, the device)"
+            )
+        if self.lists_apart:  # a majority of ours and of theirs may share no member
+            names = ", ".join(sorted(self.lists_apart))
+            return "refused_lists_apart", (
+                f"{key}: config writes are refused while the peer lists of this node "
+                f"({len(self.members)} members) and of {names} differ by more than one "
+                "member: a majority of each could share no node, and two writes of one "
+                "revision could both be acknowledged; nothing was written. Finish the "
+                "rolling restart with one list, and add or remove one node at a time "
+                '(docs/CONFIG.md, "Changing the members")'
+            )
+        if len(self.up) < self.majority:
+            rejected = self.store.rejected  # (every refused config request is there too)
+            rejected["minority"] = rejected.get("minority", 0) + 1
+            return "refused_minority", (
+                f"config writes need a majority of the {len(self.members)} configured "
+                f"members ({self.majority}); this node sees {len(self.up)} up: nothing was "
+                "written; retry on a node of the majority side"
+            )
+        return None
+
     # -- client requests -----------------------------------------------------------------
     def write(self, now: float, write: ConfigWrite, arrived: float | None = None) -> list[Effect]:
         """A client's write (``arrived``: when it came, if it waited for a catch-up): on
@@ -551,61 +588,12 @@ class ConfigReplicator:
         if owner != self.node_id and (not write.forwarded or self.unlisted or self.cannot_save):
             self.counters["forwarded"] += 1
             return [ForwardWrite(owner, replace(write, forwarded=True))]
-        if self.unlisted:  # a learner: the peers that do not list it would refuse its records
-            self.counters["refused_learner"] += 1
-            names = ", ".join(sorted(self.unlisted))
-            return [
-                ReplyError(
-                    write.request,
-                    ErrorCode.UNAVAILABLE,
-                    f"{write.key}: this node is a config learner (the peer lists of {names} "
-                    "do not name it yet) and no other member is up to take the write: "
-                    "nothing was written; retry on another node, and give every node the "
-                    "same peer list",
-                    unwritten=True,
-                )
-            ]
-        if self.cannot_save:  # nobody else up to pass it on to
-            return [
-                ReplyError(
-                    write.request,
-                    ErrorCode.UNAVAILABLE,
-                    f"{write.key}: this node cannot save configs to its disk and no other "
-                    "member is up to take the write: nothing was written; fix the disk (free "
-                    "space, permissions, the device)",
-                    unwritten=True,
-                )
-            ]
-        if self.lists_apart:  # a majority of ours and of theirs may share no member
-            self.counters["refused_lists_apart"] += 1
-            names = ", ".join(sorted(self.lists_apart))
-            return [
-                ReplyError(
-                    write.request,
-                    ErrorCode.UNAVAILABLE,
-                    f"{write.key}: config writes are refused while the peer lists of this "
-                    f"node ({len(self.members)} members) and of {names} differ by more than "
-                    "one member: a majority of each could share no node, and two writes of "
-                    "one revision could both be acknowledged; nothing was written. Finish "
-                    "the rolling restart with one list, and add or remove one node at a time "
-                    '(docs/CONFIG.md, "Changing the members")',
-                    unwritten=True,
-                )
-            ]
-        if len(self.up) < self.majority:
-            self.counters["refused_minority"] += 1
-            rejected = self.store.rejected  # (every refused config request is there too)
-            rejected["minority"] = rejected.get("minority", 0) + 1
-            return [
-                ReplyError(
-                    write.request,
-                    ErrorCode.UNAVAILABLE,
-                    f"config writes need a majority of the {len(self.members)} configured "
-                    f"members ({self.majority}); this node sees {len(self.up)} up: nothing was "
-                    "written; retry on a node of the majority side",
-                    unwritten=True,
-                )
-            ]
+        refusal = self._refusal(write)
+        if refusal is not None:
+            counter, message = refusal
+            if counter:
+                self.counters[counter] += 1
+            return [ReplyError(write.request, ErrorCode.UNAVAILABLE, message, unwritten=True)]
         # A re-send that made no version here may have made one on the owner before (the
         # owner changed, or its answer was lost): ask a majority for the request id first
         # (so may any write that waited here while this node was away: not caught up since)
