@@ -31,8 +31,8 @@ PROVIDER = textwrap.dedent(
     if mode == "just-end":
         sys.stdin.readline()  # the test has seen the instance listed
         sys.exit(0)  # no close(): the atexit hook closes the client
-    while True:
-        time.sleep(0.05)
+    while True:  # until the test's signal
+        signal.pause()
     """
 )
 

@@ -29,13 +29,13 @@ from meshreg import Client
 
 BIG = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys
     from meshreg import Client
     c = Client([sys.argv[1]], beat_interval=0.5)
     c.register_many([{"service": "gw", "ip": "10.20.0.1", "port": 8000 + i} for i in range(20)])
     print("registered", flush=True)
-    while True:
-        time.sleep(0.1)
+    while True:  # until the test's SIGKILL
+        signal.pause()
     """
 )
 

@@ -26,13 +26,13 @@ from r24lib import addresses
 
 PROVIDER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys
     from meshreg import Client
     with Client([sys.argv[1]]) as c:
         c.register("app", "10.3.0.1", 8080)
         print("registered", flush=True)
-        while True:
-            time.sleep(0.1)
+        while True:  # until the test's SIGTERM
+            signal.pause()
     """
 )
 
