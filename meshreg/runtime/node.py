@@ -82,6 +82,7 @@ from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
+from meshreg.runtime.notify_outbox import NotifyOutbox
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.sd_notify import SystemdNotifier
@@ -354,6 +355,8 @@ class NodeRuntime:
         self.transport = transport
         self._router: Channel | None = None
         self._xpub: Channel | None = None
+        # notifications wait there while a subscriber's queue is full (XPUB_NODROP)
+        self.outbox = NotifyOutbox(self._send_notification, self._notify_lossy)
         self._repl_pub: Channel | None = None
         self._repl_sub: Channel | None = None
         self._peers: PeerLinks | None = None
@@ -482,6 +485,11 @@ class NodeRuntime:
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
             "deltas_notified_as_sync": self._deltas_as_sync,
+            # notifications a subscriber's full queue made wait (sent later, in order),
+            # and those sent lossy after waiting 0.5 s in vain (runtime/notify_outbox)
+            "notifications_held": self.outbox.held,
+            "notifications_held_total": self.outbox.held_total,
+            "notifications_sent_lossy": self.outbox.sent_lossy,
             # forwarded writes whose owner refused our copy as late (its clock ahead of
             # ours): applied here (review25 F2)
             "forwards_refused_late": self._counted_fallbacks,
@@ -847,6 +855,10 @@ class NodeRuntime:
             if deadline is not None:
                 wake = min(wake, deadline)
         self._flush_replication()  # nothing more to read this turn: send the batch
+        if self.outbox.held:  # notifications a full subscriber queue refused: in order
+            retry = self.outbox.flush(now)
+            if retry is not None:
+                wake = min(wake, retry)
         if self.replies.waiting:
             wake = min(wake, self.replies.next_resume())
         if self._cut_short:  # requests left waiting in a socket: no sleep before them
@@ -1406,7 +1418,7 @@ class NodeRuntime:
 
     def _config_notify(self, frames: list[bytes]) -> None:
         if self._xpub is not None:
-            self._notify(self._xpub, frames)
+            self.outbox.send(frames, self.clock())
 
     def _config_members(self, now: float) -> None:
         """The config center's view: the peers up; the learned ones among them (its
@@ -1835,15 +1847,14 @@ class NodeRuntime:
         """Carry out what the core queued, in its order; it decided everything already."""
         if not effects:
             return
-        xpub, epoch, watched = self._xpub, self.epoch, self.core.registry.watched
-        assert xpub is not None
+        outbox, epoch, watched = self.outbox, self.epoch, self.core.registry.watched
         health_log = None  # bounded: a few lines per turn, then a count (made when needed)
         for effect in effects:
             match effect:
                 case ServiceChanged():
                     if watched(effect.key):
                         frames, as_sync = encode_change_bounded(effect, epoch)
-                        self._notify(xpub, frames)
+                        outbox.send(frames, now)
                         self._deltas_as_sync += as_sync
                     if effect.reason in HEALTH_REASONS:
                         if health_log is None:
@@ -1852,7 +1863,7 @@ class NodeRuntime:
                 case Broadcast():
                     self._broadcast(effect.message, now)
                 case SyncAnnounced():
-                    self._notify(xpub, encode_sync(effect, epoch))
+                    outbox.send(encode_sync(effect, epoch), now)
                 case PeerCall():
                     peers = self._peers
                     if peers is None or not peers.call(effect, now):
@@ -2056,11 +2067,14 @@ class NodeRuntime:
         for line in health_log.lines() if health_log is not None else ():
             log.info("%s", line)
 
-    def _notify(self, xpub: Channel, frames: list[bytes]) -> None:
-        try:
-            self._send_frames(xpub, frames, _NOBLOCK)
-        except zmq.Again:
-            pass  # over HWM: watchers detect the gap by revision and re-pull
+    def _send_notification(self, frames: list[bytes]) -> None:
+        """Raises zmq.Again when a subscriber it matches has a full queue (XPUB_NODROP)."""
+        if self._xpub is not None:
+            self._send_frames(self._xpub, frames, _NOBLOCK)
+
+    def _notify_lossy(self, lossy: bool) -> None:
+        if self._xpub is not None:
+            self._xpub.setsockopt(zmq.XPUB_NODROP, 0 if lossy else 1)
 
     def _broadcast(self, message: Any, now: float) -> None:
         """Deltas go to the batcher; anything else after the deltas held (the order the

@@ -24,8 +24,9 @@ from meshreg.errors import ConfigError
 from meshreg.transport.replies import CLIENT_REPLY_HWM
 from meshreg.wire import limits
 
-NOTIFY_SNDHWM = 1_000  # messages per subscriber; a subscriber that far behind loses
-# notifications (it sees the revision gap and re-pulls) rather than growing the node.  A
+NOTIFY_SNDHWM = 1_000  # messages per subscriber; then the runtime holds notifications
+# for up to 0.5 s (runtime/notify_outbox), then a subscriber that far
+# behind loses them (it sees the revision gap and re-pulls) rather than growing the node.  A
 # delta above wire/notifications MAX_DELTA_NOTIFICATION_BYTES goes out as a sync (the
 # watcher pulls), so one subscriber holds at most ~16 MiB here (review23 F1: 10,000
 # deltas of 16 KiB metadata, 160 MB per connection that never read)
@@ -276,6 +277,9 @@ def bind_notify_socket(
         zmq.MAXMSGSIZE: SUBSCRIPTION_FRAME_BYTES,
         zmq.XPUB_VERBOSER: 1,
         zmq.XPUB_MANUAL: 1,
+        # a send a full subscriber queue refuses raises zmq.Again: the runtime holds it
+        # (runtime/notify_outbox) rather than libzmq dropping it for that subscriber
+        zmq.XPUB_NODROP: 1,
     }
     if keys is None:
         # Every handshake asks the ZAP handler even without CURVE (NULL), for the id it
