@@ -71,6 +71,14 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
 
 # -- results -------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class RevisionCheck:
+    """The ``revisions`` result: the node's epoch and the indices of the stale entries."""
+
+    epoch: int
+    stale: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class InstancesSnapshot:
     """The ``instances`` result: a service's list at (epoch, revision)."""
 
@@ -173,6 +181,8 @@ def decode_result(op: str, raw: Any) -> Any:
     r = check_result(op, raw)
     if op == "instances":
         return snapshot_from_map(r)
+    if op == "revisions":
+        return RevisionCheck(r["epoch"], tuple(r["stale"]))
     if op == "services":
         count = r.get("count")
         return ServicesPage(

@@ -151,6 +151,7 @@ from meshreg.core.requests import (
     FORWARD_LEAD,
     FORWARD_MIN_WAIT,
     Beat,
+    CheckRevisions,
     DeregisterInstance,
     GetCluster,
     GetStats,
@@ -203,7 +204,8 @@ LEAD_SPAN = 3.0  # s a peer's samples must span (by when heard) before they coun
 REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others counted in it)
 _ONE_WAY = ("sessions", "join", "beacon", "push")  # peer calls whose answer is not read
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
-_READS = (QueryInstances, ListServices)  # refused by a node whose clock is wrong
+# refused by a node whose clock is wrong, or still catching up
+_READS = (QueryInstances, ListServices, CheckRevisions)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
     SERVICES_SCAN_LIMIT,
     Beat,
+    CheckRevisions,
     DeregisterInstance,
     EntryRejected,
     GetStats,
@@ -89,6 +90,7 @@ from meshreg.core.results import (
     MemberStats,
     PingResult,
     Result,
+    RevisionsResult,
     ServicesResult,
     SessionClosed,
     SessionOpened,
@@ -377,6 +379,8 @@ class RegistryNode:
             return None
         if type(req) is QueryInstances:
             return self.instances_result(req.key, req.healthy_only, now)
+        if type(req) is CheckRevisions:
+            return self.revisions_result(req)
         if type(req) is ListServices:
             return self.services_result(req)
         if type(req) is GetStats:
@@ -831,6 +835,30 @@ class RegistryNode:
             round(self.stats.uptime(now), 3) if now is not None else None,
             self.synced if now is not None else None,
         )
+
+    def revisions_result(self, req: CheckRevisions) -> RevisionsResult:
+        """The entries whose view a pull would change: another epoch (every one), a
+        service held here at another revision, or one not held here (no instances, no
+        settings) that the view holds instances of.  A view of a service absent here
+        and empty there is current whatever revision it holds: an absent service's
+        revision is the node-wide one, which moves with every change elsewhere."""
+        if req.epoch != self.epoch:
+            return RevisionsResult(self.epoch, tuple(range(len(req.entries))))
+        ns, services, settings = req.namespace, self.store.services, self.store.settings
+        visible = req.visible
+        stale = []
+        for i, (group, service, revision, held) in enumerate(req.entries):
+            if visible is not None and not visible(group, service):
+                stale.append(i)  # its pull is refused: the client learns it there
+                continue
+            key = ServiceKey(ns, group, service)
+            svc = services.get(key)
+            if svc is not None:
+                if svc.revision != revision:
+                    stale.append(i)
+            elif held or key in settings:
+                stale.append(i)
+        return RevisionsResult(self.epoch, tuple(stale))
 
     def services_result(self, req: ListServices) -> ServicesResult:
         """One page of a namespace's services: O(log N + page), never O(N).  For a client

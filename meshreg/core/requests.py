@@ -157,6 +157,23 @@ class QueryInstances:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckRevisions:
+    """Which of a client's views of a namespace's services are stale on this node
+    (docs/PROTOCOL.md ``revisions``): the periodic resync of a watcher in one request, so
+    an idle client costs one request per resync, not one pull per watched service."""
+
+    req_id: int
+    namespace: str
+    epoch: int  # the epoch the client's views were pulled in (another: every one is stale)
+    # (group, service, revision the view holds, whether it holds instances)
+    entries: tuple[tuple[str, str, int, bool], ...]
+    # the client's read access, (group, service) -> may it read it (None: everything);
+    # set by the runtime from the ACL, never on the wire: one it may not read is stale
+    visible: Callable[[str, str], bool] | None = field(default=None, compare=False)
+    op = "revisions"
+
+
+@dataclass(frozen=True, slots=True)
 class ListServices:
     """One page of a namespace's services (docs/PROTOCOL.md, ``services``)."""
 
@@ -207,6 +224,7 @@ Request = (
     | UpdateInstance
     | SetService
     | QueryInstances
+    | CheckRevisions
     | ListServices
     | GetStats
     | Ping

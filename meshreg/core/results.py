@@ -57,6 +57,15 @@ class InstancesResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RevisionsResult:
+    """The entries of a ``revisions`` request whose view is stale here (their indices,
+    ascending): pull those again."""
+
+    epoch: int
+    stale: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ServicesResult:
     """One page of a namespace's services."""
 
@@ -265,6 +274,7 @@ class ClusterResult:
 
 Result = (
     InstancesResult
+    | RevisionsResult
     | ServicesResult
     | PingResult
     | SessionOpened

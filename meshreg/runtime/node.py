@@ -124,6 +124,7 @@ from meshreg.wire.config_peer import CONFIG_FRAME, config_frame_bytes, config_pe
 from meshreg.wire.config_replies import config_topic
 from meshreg.wire.envelope import routable_envelope, split_envelope
 from meshreg.wire.messages import (
+    CheckRevisions,
     DeregisterInstance,
     EntryRejected,
     GetCluster,
@@ -191,6 +192,17 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 def _never() -> bool:
     return False
+
+
+def _read_filter(principal: Principal, ns: str) -> Callable[[str, str], bool] | None:
+    """Whether ``principal`` may read (group, service) of ``ns``; None: all of it."""
+    if principal is OPEN or principal is NODE or principal.may_all(Access.READ, ns):
+        return None
+
+    def visible(group: str, service: str) -> bool:
+        return principal.may(Access.READ, ns, group, service)
+
+    return visible
 
 
 # reads whose cost grows with the registry or the cluster, rate-limited per client
@@ -1292,6 +1304,8 @@ class NodeRuntime:
                 now = max(now, self.clock())
             if type(req) is ListServices:
                 req = self._services_request(req, principal)
+            elif type(req) is CheckRevisions:
+                req = self._revisions_request(req, principal)
             if type(req) in _SESSION_OPENS and not peer:  # the client's share: who it is
                 answer = self.core.handle(req, now, peer, _client_of(principal, envelope))
             else:
@@ -1605,14 +1619,14 @@ class NodeRuntime:
                     "services",
                 )
             req = replace(req, after=parse_cursor(opened, req.req_id), sealed=None)
-        if principal is OPEN or principal is NODE or principal.may_all(Access.READ, req.namespace):
-            return req
-        ns = req.namespace
+        visible = _read_filter(principal, req.namespace)
+        return req if visible is None else replace(req, visible=visible)
 
-        def visible(group: str, service: str) -> bool:
-            return principal.may(Access.READ, ns, group, service)
-
-        return replace(req, visible=visible)
+    def _revisions_request(self, req: CheckRevisions, principal: Principal) -> CheckRevisions:
+        """A ``revisions`` request with the client's read access, when it may not read
+        the whole namespace: what it may not read is answered stale (core/registry)."""
+        visible = _read_filter(principal, req.namespace)
+        return req if visible is None else replace(req, visible=visible)
 
     def _sealed_cursor(self, req: ListServices, result: ServicesResult) -> ServicesResult:
         """Seal a filtered page's cursor that names a service the client may not read."""

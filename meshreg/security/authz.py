@@ -13,6 +13,9 @@ row).
 op           access  scope
 ===========  ======  =========================================================
 instances    read    the service
+revisions    read    the namespace: allowed if the client may read some service
+                     there; an entry it may not read is answered stale (its pull
+                     is then refused on its own)
 services     read    the namespace (and group): allowed if the client may read
                      some service there; the listing is then filtered to what
                      it may read (:func:`visible_services`)
@@ -90,6 +93,7 @@ from meshreg.wire.notifications import SEP
 # "everything" (node-wide), "none" (not about names).  Ops missing here need Access.PEER.
 OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "instances": (Access.READ, "service"),
+    "revisions": (Access.READ, "listing"),
     "services": (Access.READ, "listing"),
     "register": (Access.WRITE, "service"),
     "register_batch": (Access.WRITE, "namespace"),
@@ -162,8 +166,8 @@ def required_access(req: Any) -> tuple[Access, str | None, str | None, str | Non
     if scope == "service":
         key = req.key
         return access, key.namespace, key.group, key.service
-    if scope == "listing":
-        return access, req.namespace, req.group, None
+    if scope == "listing":  # (``revisions`` names no group: the namespace's)
+        return access, req.namespace, getattr(req, "group", None), None
     if scope == "namespace":
         return access, req.namespace, None, None
     if scope == "everything":

@@ -38,6 +38,8 @@ MAX_METADATA_VALUE_LEN = 1024  # chars
 MAX_REQUEST_ID = 2**64 - 1
 MAX_BATCH_REGISTER = 1000  # entries per register_batch (within MAX_ARRAY_LEN and the 64 KiB
 # body: ~100 bytes an entry; the Python client sends at most 256, or 48 KiB)
+MAX_REVISIONS_CHECK = 1000  # entries per ``revisions`` request (the Python client sends at
+# most 500, or 48 KiB: names are up to 128 + 256 characters)
 MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)
 MAX_NODE_ID_LEN = 256  # chars; a node id in peer messages (printable, no control chars)
 MAX_ADDRESS_LEN = 300  # chars; a node's host:port in its beacons

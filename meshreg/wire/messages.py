@@ -27,6 +27,7 @@ import msgpack
 
 from meshreg.core.requests import (  # the core's request types: parsed into here
     Beat,
+    CheckRevisions,
     DeregisterInstance,
     EntryRejected,
     GetCluster,
@@ -56,13 +57,14 @@ from meshreg.wire import limits
 from meshreg.wire.bodies import _decode_error as _decode_error  # re-exported (wire/peer)
 from meshreg.wire.bodies import _header as _header
 from meshreg.wire.config_messages import CONFIG_OPS, parse_config_message
+from meshreg.wire.limits import MAX_STAMP
 
 # Nacos-compatible name alphabets (ASCII only: names become PUB/SUB topics,
 # joined by NUL, so NUL and anything outside these sets must never get in).
 # re-exported: the request types lived here before they moved to core/requests
 __all__ = ["Beat", "DeregisterInstance", "GetCluster", "GetStats", "ListServices", "Ping"]
 __all__ += ["QueryInstances", "RegisterInstance", "Request", "RequestRejected", "SessionClose"]
-__all__ += ["EntryRejected", "RegisterBatch"]
+__all__ += ["CheckRevisions", "EntryRejected", "RegisterBatch"]
 __all__ += ["SessionOpen", "SessionRenew", "SetService", "UpdateInstance", "services_cursor"]
 
 _NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
@@ -85,6 +87,7 @@ REGISTRY_OPS = (
     "update",
     "service_set",
     "instances",
+    "revisions",
     "services",
     "stats",
     "ping",
@@ -331,6 +334,8 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         return QueryInstances(
             req_id, _service_key(msg, req_id, op), _bool(msg, "healthy_only", False, req_id, op)
         )
+    if op == "revisions":
+        return _revisions(msg, req_id)
     if op == "services":
         ns = _name(msg, "namespace", DEFAULT_NAMESPACE, limits.MAX_NAMESPACE_LEN, req_id, op)
         group = None
@@ -673,6 +678,51 @@ def _register_batch(msg: dict[str, Any], req_id: int) -> RegisterBatch:
         ns,
         tuple(_batch_entry(e, ns, req_id, i, deadline) for i, e in enumerate(items)),
     )
+
+
+def _revisions(msg: dict[str, Any], req_id: int) -> CheckRevisions:
+    """``revisions``: the namespace, the views' epoch and the entries, each checked whole
+    (one bad entry refuses the request, naming it: it is a client's bug, not data)."""
+    op = "revisions"
+    ns = _name(msg, "namespace", DEFAULT_NAMESPACE, limits.MAX_NAMESPACE_LEN, req_id, op)
+    epoch = msg.get("epoch")
+    if type(epoch) is not int or not 0 <= epoch <= MAX_STAMP:
+        raise _reject(req_id, op, "field 'epoch' must be an integer in 0..2^63-1 (the views')")
+    items = msg.get("services")
+    if type(items) is not list:
+        raise _reject(
+            req_id, op, "field 'services' must be an array of [group, service, revision, held]"
+        )
+    if len(items) > limits.MAX_REVISIONS_CHECK:
+        raise _reject(
+            req_id,
+            op,
+            f"field 'services' has {len(items)} entries; the limit is "
+            f"{limits.MAX_REVISIONS_CHECK}: split the check",
+            ErrorCode.TOO_LARGE,
+        )
+    entries = []
+    for i, e in enumerate(items):
+        if (
+            type(e) is not list
+            or len(e) != 4
+            or type(e[2]) is not int
+            or not 0 <= e[2] <= MAX_STAMP
+            or type(e[3]) is not bool
+        ):
+            raise _reject(
+                req_id,
+                op,
+                f"services[{i}] must be [group, service, revision, held]: two names, an "
+                "integer in 0..2^63-1 and true or false",
+            )
+        try:
+            group = check_name(e[0], "group", limits.MAX_GROUP_LEN)
+            service = check_name(e[1], "service", limits.MAX_SERVICE_LEN)
+        except RemoteProtocolError as exc:
+            raise _reject(req_id, op, f"services[{i}]: {exc.message}") from None
+        entries.append((group, service, e[2], e[3]))
+    return CheckRevisions(req_id, ns, epoch, tuple(entries))
 
 
 def _batch_entry(

@@ -22,6 +22,7 @@ from meshreg.core.results import (
     MemberRow,
     PingResult,
     PreservationStats,
+    RevisionsResult,
     ServicesResult,
     SessionClosed,
     SessionOpened,
@@ -29,6 +30,10 @@ from meshreg.core.results import (
     StatsResult,
 )
 from meshreg.wire.peer import payload_to_wire
+
+
+def revisions_map(r: RevisionsResult) -> dict[str, Any]:
+    return {"epoch": r.epoch, "stale": list(r.stale)}
 
 
 def instances_map(r: InstancesResult) -> dict[str, Any]:
@@ -247,6 +252,7 @@ def reconcile_map(r: ReconcileReply) -> dict[str, Any]:
 
 RESULT_MAPS: dict[type, Callable[[Any], Any]] = {
     InstancesResult: instances_map,
+    RevisionsResult: revisions_map,
     ServicesResult: services_map,
     PingResult: ping_map,
     SessionOpened: session_opened_map,

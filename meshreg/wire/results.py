@@ -229,6 +229,15 @@ def check_register_batch(result: Any) -> dict[str, Any]:
     return r
 
 
+def check_revisions(result: Any) -> dict[str, Any]:
+    r = _map(result, "the result")
+    _int(r.get("epoch"), "epoch")
+    for i, s in enumerate(_list(r.get("stale"), "stale")):
+        if type(s) is not int or s < 0:
+            raise _bad(f"stale[{i}] must be an entry's index (an integer from 0)")
+    return r
+
+
 def check_session_close(result: Any) -> dict[str, Any]:
     r = _map(result, "the result")
     _int(r.get("deregistered"), "deregistered")
@@ -241,6 +250,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "session_close": check_session_close,
     "register_batch": check_register_batch,
     "instances": check_instances,
+    "revisions": check_revisions,
     "services": check_services,
     "cluster": check_cluster,
     "ping": check_ping,

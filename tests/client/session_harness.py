@@ -146,6 +146,12 @@ class Harness:
             done += todo
         return done
 
+    def all_stale(self, epoch: int = 0) -> None:
+        """Answer every ``revisions`` check not answered yet: every view it names is stale
+        (the node restarted, say): the session pulls each of them."""
+        for req in self.unanswered("revisions"):
+            self.reply(req, {"epoch": epoch, "stale": list(range(len(req.fields["services"])))})
+
     def answer_batches(self, refused: dict[str, tuple[ErrorCode, str]] | None = None) -> list[Sent]:
         """Reply to every ``register_batch`` not answered yet (and to those the replies let
         out): each entry registered, but those whose ip is in ``refused`` (code, message)."""

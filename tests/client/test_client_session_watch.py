@@ -80,18 +80,72 @@ def test_a_gap_pulls_once_and_a_second_gap_meanwhile_pulls_again_after() -> None
     assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
 
 
-def test_every_watched_service_is_pulled_again_each_resync_interval() -> None:
-    h = Harness(resync_ms=2000)
+def _two_watches(h: Harness) -> int:
+    """SVC watched at revision 5 with one instance, payments pinned at 1, empty; the
+    number of pulls so far."""
     watching(h, "10.0.0.1")
     other = SVC._replace(service="payments")
     h.do(Subscribe(other, None, 3.0, Handle(), pinned=True))
     h.reply(h.unanswered("instances")[0], dict(snapshot(1, 1), service="payments"))
-    pulls = len(h.requests("instances"))
+    return len(h.requests("instances"))
+
+
+def test_each_resync_checks_every_view_in_one_request_and_pulls_only_the_stale() -> None:
+    h = Harness(resync_ms=2000)
+    pulls = _two_watches(h)
     h.advance(1999)
-    assert len(h.requests("instances")) == pulls
+    assert h.requests("revisions") == []
     h.advance(1)
+    (check,) = h.unanswered("revisions")
+    assert check.fields == {
+        "namespace": "public",
+        "epoch": 1,
+        "services": [["DEFAULT_GROUP", "orders", 5, True], ["DEFAULT_GROUP", "payments", 1, False]],
+    }
+    assert len(h.requests("instances")) == pulls  # nothing pulled before the answer
+    h.reply(check, {"epoch": 1, "stale": [1]})
+    assert [r.fields["service"] for r in h.requests("instances")[pulls:]] == ["payments"]
+    h.reply(h.unanswered("instances")[0], dict(snapshot(1, 9), service="payments"))
+    h.advance(2000)
+    h.reply(h.unanswered("revisions")[0], {"epoch": 1, "stale": []})
+    assert len(h.requests("instances")) == pulls + 1  # nothing stale: nothing pulled
+
+
+def test_a_node_that_does_not_know_revisions_gets_pulls_as_before() -> None:
+    h = Harness(resync_ms=2000)
+    pulls = _two_watches(h)
+    h.advance(2000)
+    h.fail(h.unanswered("revisions")[0], ErrorCode.UNKNOWN_OP, "unknown op 'revisions'")
+    assert {r.fields["service"] for r in h.requests("instances")[pulls:]} == {"orders", "payments"}
+    h.answer_all("instances", snapshot(1, 5, "10.0.0.1"))
+    pulls = len(h.requests("instances"))
+    h.advance(2000)
+    assert len(h.requests("revisions")) == 1  # not asked again: pulled
     assert len(h.requests("instances")) == pulls + 2
-    assert {r.fields["service"] for r in h.requests("instances")[-2:]} == {"orders", "payments"}
+
+
+def test_a_failed_check_pulls_every_view_it_named() -> None:
+    h = Harness(resync_ms=2000)
+    pulls = _two_watches(h)
+    h.advance(2000)
+    h.fail(h.unanswered("revisions")[0], ErrorCode.UNAVAILABLE, "catching up")
+    assert len(h.requests("instances")) == pulls + 2
+
+
+def test_a_view_from_another_incarnation_is_pulled_not_checked() -> None:
+    """The server restarted (a pull of another service answered a new epoch): the view
+    of SVC, of the old epoch, is pulled; the check names only the new epoch's views."""
+    h = Harness(resync_ms=2000)
+    pulls = _two_watches(h)
+    h.advance(1000)
+    h.push(ServiceSync(SVC._replace(service="payments"), 2, 3))  # a restarted node's sync
+    h.reply(h.unanswered("instances")[0], dict(snapshot(2, 3), service="payments"))
+    pulls = len(h.requests("instances"))
+    h.advance(1000)
+    assert [r.fields["service"] for r in h.requests("instances")[pulls:]] == ["orders"]
+    (check,) = h.unanswered("revisions")
+    assert check.fields["epoch"] == 2
+    assert check.fields["services"] == [["DEFAULT_GROUP", "payments", 3, False]]
 
 
 def test_unsubscribing_the_last_listener_stops_watching() -> None:
@@ -153,12 +207,14 @@ def test_an_empty_snapshot_from_a_node_that_just_restarted_keeps_the_list() -> N
     h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
     watching(h, "10.0.0.1", epoch=1)
     h.advance(1000)  # resync: a restarted meanwhile (epoch 2), up for 3 s, empty
+    h.all_stale()  # its check says the view is stale: pulled
     (pull,) = h.unanswered("instances")
     h.reply(pull, snapshot(2, 0, uptime=3.0))
     assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
     assert h.unanswered("instances") == []  # no second opinion needed: wait for providers
     assert any("started 3.0s ago and lists nothing yet" in x for x in h.logs())
     h.advance(1000)  # later, once it is no longer young, its empty answer is confirmed
+    h.all_stale()  # its check says the view is stale: pulled
     h.reply(h.unanswered("instances")[0], snapshot(2, 0, uptime=YOUNG_NODE_GRACE + 1))
     assert h.unanswered("instances")[0].to == "b:2"
 
@@ -170,10 +226,12 @@ def test_a_restarted_nodes_second_empty_answer_within_the_grace_keeps_the_list()
     h = Harness(servers=("a:1",), resync_ms=1000)
     watching(h, "10.0.0.1", epoch=1)
     h.advance(1000)  # resync: the node restarted (epoch 2), up 0.5 s, lists nothing yet
+    h.all_stale()  # its check says the view is stale: pulled
     (pull,) = h.unanswered("instances")
     h.reply(pull, snapshot(2, 0, uptime=0.5))
     assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
     h.advance(1000)  # pulled again: the same incarnation, up 1.5 s, still empty
+    h.all_stale()  # its check says the view is stale: pulled
     (pull,) = h.unanswered("instances")
     h.reply(pull, snapshot(2, 0, uptime=1.5))
     for confirm in h.unanswered("instances"):  # (none expected: nothing to confirm yet)
@@ -208,6 +266,7 @@ def test_a_young_nodes_list_that_drops_nothing_is_taken_at_once() -> None:
     h = Harness(servers=("a:1",), resync_ms=1000)
     watching(h, "10.0.0.1", epoch=1)
     h.advance(1000)
+    h.all_stale()  # its check says the view is stale: pulled
     (pull,) = h.unanswered("instances")
     h.reply(pull, snapshot(2, 2, "10.0.0.1", "10.0.0.3", uptime=0.5))
     assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.3"]
@@ -364,6 +423,7 @@ def test_a_young_node_caught_up_from_its_peers_is_taken_at_once() -> None:
     h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
     watching(h, "10.0.0.1", "10.0.0.2", epoch=1)
     h.advance(1000)
+    h.all_stale()  # its check says the view is stale: pulled
     (pull,) = h.unanswered("instances")
     synced = {**snapshot(2, 2, "10.0.0.2", "10.0.0.3", uptime=0.3), "synced": True}
     h.reply(pull, synced)
@@ -386,6 +446,10 @@ def test_a_server_catching_up_is_asked_no_read_the_next_one_answers() -> None:
     h.reply(again, {**snapshot(1, 1, "10.0.0.1", uptime=100.0), "synced": True})
     done = h.outcome(handle)
     assert isinstance(done, Complete) and ips(done.result) == ["10.0.0.1"]
+    # said as what it was: a refusal, not a silence (the server answered)
+    (moved,) = [x for x in h.logs("warning") if "a:1" in x]
+    assert "catching up" in moved and "did not answer" not in moved, moved
+    assert not h.core.offline and "a:1" not in h.core._silent
 
 
 # -- what empty protection says (review24 F6, F9) ----------------------------------------------
@@ -461,6 +525,7 @@ def test_a_restarted_server_holding_back_many_services_is_one_warning_per_interv
     h = Harness(servers=("a:1",), resync_ms=1000)
     many_watched(h, 200)
     h.advance(1000)  # resync: the node restarted (epoch 2), up 0.5 s, lists nothing yet
+    h.all_stale()  # its check says the view is stale: pulled
     for pull in h.unanswered("instances"):
         h.reply(pull, {**snapshot(2, 0, uptime=0.5), "service": pull.fields["service"]})
     for _ in range(int(LOG_INTERVAL)):  # held back, pulled again every second

@@ -188,6 +188,9 @@ def valid_maps(draw: st.DrawFn) -> dict[str, Any]:
         msg["healthy_only"] = draw(st.booleans())
     if op == "services":
         msg["namespace"] = key.namespace
+    if op == "revisions":
+        msg.update(namespace=key.namespace, epoch=draw(st.integers(0, 2**63 - 1)))
+        msg["services"] = [[key.group, key.service, draw(st.integers(0, 99)), draw(st.booleans())]]
     if op == "register_batch":
         msg["namespace"] = key.namespace
         msg["instances"] = [
@@ -291,6 +294,8 @@ def test_valid_requests_of_every_op_pass_the_same_checks() -> None:
                 msg.update(session="0123456789abcdef0123456789abcdef")
             if op == "register_batch":
                 msg.update(instances=[{"service": "orders", "ip": ip, "port": 8080}])
+            if op == "revisions":
+                msg.update(epoch=7, services=[["DEFAULT_GROUP", "orders", 3, True]])
             exc = check(node, msgpack.packb(msg))
             if op in ("beat", "update") and ip == "10.0.0.2":
                 assert exc is not None and exc.code is ErrorCode.NOT_FOUND

@@ -41,6 +41,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "service_set": {**SERVICE, "protect_threshold": 0.5},
     "instances": dict(SERVICE),
     "services": {"namespace": "public"},
+    "revisions": {
+        "namespace": "public",
+        "epoch": 1,
+        "services": [["DEFAULT_GROUP", "payments", 1, True]],
+    },
     "stats": {},
     "ping": {},
     "cluster": {},
@@ -93,6 +98,7 @@ EXPECTED = {
     "update": (Access.ADMIN, ("public", "DEFAULT_GROUP", "payments")),
     "service_set": (Access.ADMIN, ("public", "DEFAULT_GROUP", "payments")),
     "services": (Access.READ, ("public", None, None)),
+    "revisions": (Access.READ, ("public", None, None)),  # then each entry (stale if not)
     "stats": (Access.READ, ("*", "*", "*")),
     "config_force_ready": (Access.ADMIN, ("*", "*", "*")),  # node-wide
     "ping": (Access.NONE, (None, None, None)),
@@ -138,6 +144,7 @@ OPERATOR = Principal("operator", (Rule("*", "*", "*", Access.ADMIN),))
 ALLOWED = {
     "instances": {"reader", "writer", "admin", "monitor", "configurer"},
     "services": {"reader", "writer", "admin", "monitor", "configurer"},
+    "revisions": {"reader", "writer", "admin", "monitor", "configurer"},
     "register": {"writer", "admin", "configurer"},
     "beat": {"writer", "admin", "configurer"},
     "deregister": {"writer", "admin", "configurer"},
