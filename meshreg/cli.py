@@ -482,11 +482,10 @@ def deregister(
     if listed is False:  # idempotent: said so, not an error
         click.echo(
             f"nothing to deregister: {service} {address} (cluster {cluster}) was not listed "
-            f"at {servers} (check the address, -n/-g and --cluster); nothing changed",
-            err=True,
+            f"at {servers} (check the address, -n/-g and --cluster); nothing changed"
         )
     else:
-        click.echo(f"deregistered {service} {address}", err=True)
+        click.echo(f"deregistered {service} {address}")
 
 
 def _listed(c: Client, service: str, host: str, port: int, cluster: str) -> bool | None:
@@ -513,13 +512,29 @@ def instances(
     timeout: float,
 ) -> None:
     """List the instances of SERVICE (healthy ones unless --all)."""
+    hidden = 0
     with _client(servers, namespace, group, timeout) as c:
         found = c.instances(service, healthy_only=not show_all)
+        if not found and not show_all and not as_json:
+            hidden = len(c.instances(service, healthy_only=False))
     if as_json:
         click.echo(json.dumps([_instance_json(i) for i in found]))
-    else:
-        for i in found:
-            click.echo(_instance_line(i))
+        return
+    for i in found:
+        click.echo(_instance_line(i))
+    if not found:  # said, on stderr: an empty stdout alone reads like a failure
+        where = f"{_safe(service)} (namespace {namespace}, group {group}) at {servers}"
+        if hidden:
+            click.echo(
+                f"no healthy, enabled instance of {where}; {hidden} unhealthy or disabled: "
+                "--all lists them",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"no instance of {where}: none registered (check the name, -n and -g)",
+                err=True,
+            )
 
 
 @main.command("service-set")
@@ -549,7 +564,7 @@ def service_set(
         raise click.UsageError("give --protect-threshold, --meta k=v or --clear-meta")
     with _client(servers, namespace, group, timeout) as c:
         c.set_service(service, protect_threshold=protect_threshold, metadata=metadata)
-        click.echo(f"updated service {service}", err=True)
+        click.echo(f"updated service {service}")
 
 
 @main.command("instance-set")
@@ -592,7 +607,7 @@ def instance_set(
         c.set_instance(
             service, host, port, cluster=cluster, weight=weight, enabled=enabled, clear=clear
         )
-        click.echo(f"{'cleared' if clear else 'updated'} {service} {address}", err=True)
+        click.echo(f"{'cleared' if clear else 'updated'} {service} {address}")
 
 
 @main.command()

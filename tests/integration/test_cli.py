@@ -91,6 +91,18 @@ def test_register_sidecar_lists_and_deregisters_on_sigterm(node: NodeProcess) ->
         sidecar.wait(5)
 
 
+def test_an_empty_list_is_said_on_stderr(node: NodeProcess) -> None:
+    """review24 note: ``meshreg instances`` printed nothing at all for an empty service."""
+    out = run_cli("instances", "nosuch", "-s", node.address)
+    assert out.returncode == 0 and out.stdout == ""
+    assert "no instance of nosuch (namespace public, group DEFAULT_GROUP)" in out.stderr
+    with Client([node.address]) as c:
+        c.register("drained", "10.3.0.5", 80, enabled=False)
+        out = run_cli("instances", "drained", "-s", node.address)
+        assert out.stdout == "" and "1 unhealthy or disabled: --all lists them" in out.stderr
+        assert "10.3.0.5:80" in run_cli("instances", "drained", "--all", "-s", node.address).stdout
+
+
 def test_a_sidecar_started_before_any_node_waits_for_one(started_nodes) -> None:
     """review20: the quick start's sidecar exited 1 after 3 s when no node answered yet
     (and said the registration "may have been applied"); it now says so and tries again
@@ -128,12 +140,12 @@ def test_deregister_command(node: NodeProcess) -> None:
         c.register("api", "10.3.0.1", 80)
         out = run_cli("deregister", "api", "10.3.0.1:80", "-s", node.address)
         assert out.returncode == 0, out.stderr
-        assert "deregistered api 10.3.0.1:80" in out.stderr
+        assert "deregistered api 10.3.0.1:80" in out.stdout  # the outcome: stdout
         assert c.instances("api") == []
     # an instance that is not registered: idempotent (rc 0), and said so
     out = run_cli("deregister", "api", "10.3.0.9:80", "-s", node.address)
     assert out.returncode == 0, out.stderr
-    assert "nothing to deregister: api 10.3.0.9:80 (cluster DEFAULT) was not listed" in out.stderr
+    assert "nothing to deregister: api 10.3.0.9:80 (cluster DEFAULT) was not listed" in out.stdout
 
 
 def test_watch_json_prints_one_line_per_change(node: NodeProcess) -> None:

@@ -44,6 +44,7 @@ def test_a_drain_outlives_the_provider_registering_again(
             wait_until(lambda: _enabled_everywhere(nodes, "maint") == [both] * 3, timeout=10)
             out = _cli("instance-set", "maint", "10.7.0.1:1", "--enabled", "false", "-s", b.address)
             assert out.returncode == 0, out.stderr
+            assert out.stdout.strip() == "updated maint 10.7.0.1:1"  # the outcome: stdout
             wait_until(lambda: _enabled_everywhere(nodes, "maint") == [drained] * 3, timeout=10)
             # the app restarts: deregisters on shutdown, registers again on start
             provider.deregister("maint", "10.7.0.1", 1)
