@@ -243,7 +243,7 @@ def test_a_write_is_pushed_and_replicated_before_its_reply(seed: int) -> None:
     service = owned_by(net, "n0")[0]
     log: list[str] = []
     recv, send = rt._fast_io
-    serve, publish, notify = rt._serve, rt._publish, rt._notify
+    serve, publish, notify = rt._serve, rt._publish, rt.outbox.send
 
     def spy_send(sock: Any, data: Any, flags: int = 0) -> Any:
         if sock is rt._router and not flags & zmq.SNDMORE:
@@ -259,14 +259,14 @@ def test_a_write_is_pushed_and_replicated_before_its_reply(seed: int) -> None:
         log.append("publish")
         publish(frames)
 
-    def spy_notify(xpub: Any, frames: list[bytes]) -> None:
+    def spy_notify(frames: list[bytes], now: float) -> None:
         log.append("push")
-        notify(xpub, frames)
+        notify(frames, now)
 
     rt._fast_io = (recv, spy_send)
     rt._serve = spy_serve  # type: ignore[method-assign]
     rt._publish = spy_publish  # type: ignore[method-assign]
-    rt._notify = spy_notify  # type: ignore[method-assign]
+    rt.outbox.send = spy_notify  # type: ignore[method-assign]
     got: list[bytes] = []
     sub = net.subscriber(owner, got.append)
     sub.subscribe(topic_for(ServiceKey(WHERE["namespace"], WHERE["group"], service)))
