@@ -394,6 +394,7 @@ class DistroNode:
         # peer -> (no new round before, the last wait): failed rounds back off
         self._round_backoff: dict[str, tuple[float, float]] = {}
         self._caught_up: set[str] = set()  # peers synced with while catching up
+        self._synced_with: set[str] = set()  # ... since a start alone (``_check_synced``)
         self._next_beacon = now
         self._next_digest = now + cluster.anti_entropy_interval
         self._recompute_members(now)
@@ -1804,6 +1805,8 @@ class DistroNode:
             if not self.ready:
                 self._caught_up.add(node_id)
                 self._check_caught_up(now)
+            elif not self.registry.synced:
+                self._check_synced(node_id)
 
     def _report_never_heard(self, now: float) -> None:
         """Warn about configured peers not heard once since the start, one peer timeout
@@ -1852,6 +1855,16 @@ class DistroNode:
         )
         if (synced or waited) and not self._held():
             self._caught_up_now(now)
+
+    def _check_synced(self, node_id: str) -> None:
+        """A node that started alone (no peer up: not ``synced``) is synced once it has
+        done a round with every peer up since, as one that caught up at its start: its
+        table is then the cluster's, and its reads say so (a client trusts them however
+        young the node is; it held them back 15 s before)."""
+        self._synced_with.add(node_id)
+        up = self.membership.up_peers()
+        if up and all(p.node_id in self._synced_with for p in up):
+            self.registry.synced = True
 
     def _held(self) -> bool:
         """Caught up, but held out of the members: a ready peer's beacons name us in

@@ -52,3 +52,25 @@ def test_a_peer_silent_for_a_whole_peer_timeout_counts_as_down() -> None:
     node.on_replication(Beacon("n2", A, 99, True, 0), timeout)
     node.tick(timeout)
     assert node.ready  # n3 never spoke: down, nothing to wait for
+
+
+def test_a_node_that_started_alone_is_synced_once_it_synced_with_every_peer_up() -> None:
+    """Started with no peer up, it serves alone and its reads do not say ``synced`` (its
+    table holds only what was registered there); once it has done a round with every
+    peer that came up since, they do (a client held its answers back 15 s before)."""
+    node = starting_node()
+    t = 0.0
+    while not node.ready:  # nobody answers: ready alone after the patience
+        t = round(t + 0.1, 6)
+        node.tick(t)
+    assert node.registry.synced is False
+    node.on_replication(Beacon("n3", B, 99, True, 0), t + 0.05)  # n3 is up: its round
+    node.tick(t + 0.05)  # starts, unanswered yet
+    n3_round = [e for e in node.take_effects() if isinstance(e, PeerCall) and e.op != "beacon"]
+    assert n3_round
+    sync_with(node, "n2", A, t + 0.1)
+    assert node.registry.synced is False  # n3 is up too and not synced with yet
+    for call in n3_round:
+        peer_reply(node, call.tag, {"node": "n3", "digests": [], "more": False}, t + 0.2)
+    node.tick(t + 0.2)
+    assert node.registry.synced is True
