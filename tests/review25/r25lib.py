@@ -95,6 +95,7 @@ class Sampler:
         self.nodes, self.services, self.every, self.limit = nodes, services, every, limit
         self.samples: list[tuple[float, int, str, dict[str, bool] | None]] = []
         self.skip: set[int] = set()
+        self.rounds = 0  # full passes over the nodes done
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -111,7 +112,17 @@ class Sampler:
                 for s in self.services:
                     got = listing(n, s, 0.5)
                     self.samples.append((time.monotonic(), i, s, got))
+            self.rounds += 1
             self._stop.wait(self.every)
+
+    def observe(self, rounds: int) -> None:
+        """Wait until the sampler has made ``rounds`` more passes over the nodes: the
+        cluster is watched for that long between two steps of a test."""
+        start = self.rounds
+        deadline = time.monotonic() + rounds * (self.every + 5.0)
+        while self.rounds < start + rounds:
+            assert time.monotonic() < deadline, f"{self.rounds - start} of {rounds} rounds"
+            self._stop.wait(self.every / 4)
 
     def stop(self) -> None:
         self._stop.set()

@@ -74,26 +74,26 @@ def test_grow_and_shrink_keep_every_live_instance(started_nodes, tmp_path: Path)
         ev(f"node {'ABCDE'[i]} restarted with a {k}-member list, ready")
 
     try:
-        time.sleep(2)
+        sm.observe(5)
         start_all(sampled[3:5])
         wait_until(lambda: all(stats(sampled[i]).get("ready") for i in (3, 4)), 30, 0.2, "D, E")
         sm.skip.difference_update({3, 4})
         ev("D, E started (5-member list), ready")
-        time.sleep(3)
+        sm.observe(8)
         for i in range(3):
             replace(i, 5)
-            time.sleep(3)
+            sm.observe(8)
         ev("grown")
         for i in (3, 4):
             sm.skip.add(i)
             sampled[i].kill()
         ev("D, E killed")
-        time.sleep(4)
+        sm.observe(10)
         for i in range(3):
             replace(i, 3)
-            time.sleep(3)
+            sm.observe(8)
         ev("shrunk")
-        time.sleep(6)
+        sm.observe(15)
     finally:
         sm.stop()
         for c in clients:
