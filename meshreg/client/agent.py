@@ -347,7 +347,10 @@ class ClientAgent:
             self._dealer.close(linger=0)
         dealer = self._socket(zmq.DEALER)
         self._dealer_monitor = dealer.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED | REFUSED | zmq.EVENT_DISCONNECTED
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | REFUSED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_CONNECT_RETRIED
         )
         self._poller.register(self._dealer_monitor, zmq.POLLIN)
         if ":" in host:
@@ -399,8 +402,13 @@ class ClientAgent:
                 self.core.server_handshaken()
                 continue
             if event["event"] == zmq.EVENT_DISCONNECTED:
-                self.core.server_disconnected()
-                continue
+                now = self._read_clock()
+                self._perform(self.core.server_disconnected(now), now)
+                return  # (a failover replaced the socket and its monitor)
+            if event["event"] == zmq.EVENT_CONNECT_RETRIED:
+                now = self._read_clock()
+                self._perform(self.core.server_unreachable(now), now)
+                return
             failure = handshake_failure(event["event"], int(event["value"]))
             if failure is not None:
                 self.core.server_refused(*failure)

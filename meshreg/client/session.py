@@ -354,6 +354,7 @@ class ClientSession:
         self.epochs: dict[str, int | None] = {}  # server -> the incarnation it last answered
         self._no_revisions: set[str] = set()  # servers that answered ``revisions`` UNKNOWN_OP
         self._catching_up_at: str | None = None  # refused a read as catching up: move on
+        self._leaving: str | None = None  # why the next failover leaves its server, if not silence
         # who sent the reply being resolved (a request sent ``via`` a member may have been
         # answered by the server after all: review17 F7)
         self.replied_by = ""
@@ -624,12 +625,31 @@ class ClientSession:
             if p.via is None and p.sent:
                 p.delivered = True
 
-    def server_disconnected(self) -> None:
+    def server_disconnected(self, now: float) -> list[Action]:
         """The loop saw the server connection drop (the node stopped or died): what is
         sent from now on waits in libzmq until a handshake completes again, so it has not
         left this client (review24 notes: the first write after every node went down was
-        reported as an unknown outcome)."""
+        reported as an unknown outcome).  With another server to go to, go now: waiting
+        for an attempt to time out (1 s), or for the next probe of a client that only
+        watches (5 s), stalled every client of a node stopped for a rolling restart and
+        left its consumers' views frozen meanwhile (review27 F2, F7)."""
+        self._now = now
         self._link_up = False
+        if len(self.servers) > 1 and not self.closed and not self._closing():
+            self._leaving = "closed the connection (it stopped or restarted)"
+            self._failover()
+        return self._take()
+
+    def server_unreachable(self, now: float) -> list[Action]:
+        """The loop saw a connection attempt to the server fail (nothing listens there: a
+        node down, or awaiting replacement) before any handshake on it: with another
+        server to go to, go now rather than after an attempt's time-out (review27 F8:
+        every new client paid 1 s on a dead member first in its list)."""
+        self._now = now
+        if not self._link_up and len(self.servers) > 1 and not self.closed and not self._closing():
+            self._leaving = "refused the connection (no node listens there)"
+            self._failover()
+        return self._take()
 
     def server_refused(self, why: str, definitive: bool) -> None:
         """The loop saw the server connection's handshake fail (``why``); ``definitive``:
@@ -806,6 +826,7 @@ class ClientSession:
         self._failed_switches += 1
         catching_up = self._catching_up_at == self.server  # it answered: a refusal
         self._catching_up_at = None
+        leaving, self._leaving = self._leaving, None
         if not catching_up:
             self._went_silent(self.server)
         if self._failed_switches > len(self.servers):
@@ -822,13 +843,18 @@ class ClientSession:
         self.server = self._address(self._server_index)
         self._status_changed = True
         if self.server != old:
-            why = (
-                "is still catching up from its peers (it started moments ago) and answers "
-                "no read yet"
-                if catching_up
-                else f"did not answer in time (a read waits {self.settings.attempt_timeout:g}s "
-                f"per attempt, a config write {CONFIG_WRITE_ATTEMPT:g}s)"
-            )
+            if catching_up:
+                why = (
+                    "is still catching up from its peers (it started moments ago) and "
+                    "answers no read yet"
+                )
+            elif leaving is not None:
+                why = leaving
+            else:
+                why = (
+                    f"did not answer in time (a read waits {self.settings.attempt_timeout:g}s "
+                    f"per attempt, a config write {CONFIG_WRITE_ATTEMPT:g}s)"
+                )
             self._warn("failover", f"meshreg server {old} {why}; trying {self.server}")
         self._use_server()
 

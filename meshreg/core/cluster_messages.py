@@ -44,6 +44,9 @@ class Beacon:
     # its list and ours can make two disjoint config majorities, core/membership
     # ``majorities_may_miss``; review25 F4)
     listed: int | None = None
+    # its last: it is stopping (SIGTERM): count it down now, not after peer_timeout
+    # (review27 F1: config writes to the data ids it owned failed for 3 s)
+    leaving: bool = False
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -420,6 +420,7 @@ class DistroNode:
             "members_forgotten": 0,  # learned members dropped (unlisted us, gone, never heard)
             "duplicate_ids": 0,  # beacons naming a member id another address uses
             "peers_held": 0,  # peers held out of the members (a crash loop)
+            "peers_left": 0,  # peers that said they were stopping (their last beacon)
             "replication_streams_lost": 0,  # a peer heard by request only (its P+2 silent)
             "replication_unreachable": 0,  # ... whose P+3 fails our repair rounds too
             "repair_rounds_failed": 0,  # repair rounds with a peer up that failed
@@ -1199,6 +1200,13 @@ class DistroNode:
         """A peer's beacon, from its replication stream or (``by_request``) its second
         path: either keeps it up; the stream's silence meanwhile is reported."""
         membership = self.membership
+        if b.leaving:  # stopping (SIGTERM): down now (DISTRO.md "A node that stops")
+            changes = membership.left(b.node, b.address, b.epoch, now)
+            if changes:
+                self.counters["peers_left"] += 1
+                self._member_changes(changes, now)
+                self._recompute_members(now)
+            return
         peer = membership.peer_at(b.address)
         stream_heard = True
         if by_request:
@@ -1855,6 +1863,19 @@ class DistroNode:
         )
         if (synced or waited) and not self._held():
             self._caught_up_now(now)
+
+    def leaving_beacon(self, now: float) -> Beacon:
+        """The last beacon of a node that stops: its peers count it down at once and take
+        what it owned (rather than after ``peer_timeout`` of silence)."""
+        return Beacon(
+            self.node_id,
+            self.address,
+            self.epoch,
+            False,
+            self.outbox.seq,
+            wall=int((now + self.registry.wall_offset) * 1000),
+            leaving=True,
+        )
 
     def _check_synced(self, node_id: str) -> None:
         """A node that started alone (no peer up: not ``synced``) is synced once it has

@@ -76,6 +76,7 @@ class Peer:
     stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
     repair_failing: bool = False  # ... and a repair round with it failed (reported)
     cannot_reach_us: bool = False  # its beacons' ``unreachable`` name us: we push to it
+    left_epoch: int | None = None  # the incarnation that said it was leaving (``left``)
 
 
 def majorities_may_miss(
@@ -185,6 +186,8 @@ class Membership:
                 return []  # sent before we unsubscribed
             # we subscribed to it: our list names it, spelled otherwise
             peer = self.peers[address] = Peer(address)
+        if peer.left_epoch == epoch and peer.node_id == node_id:
+            return []  # its beacons from before its leave, still on the way
         changes: list[MemberChanged] = []
         restarted = peer.epoch is not None and peer.epoch != epoch
         if peer.node_id not in (None, node_id):  # another node took this address
@@ -208,6 +211,21 @@ class Membership:
             self.revision += 1
             self._recompute()
         return changes
+
+    def left(self, node_id: str, address: str, epoch: int, now: float) -> list[MemberChanged]:
+        """A peer said it is stopping (its last beacon): down now, and its incarnation's
+        beacons still on the way are ignored; its next incarnation is heard as usual."""
+        peer = self.peer_at(address)
+        if peer is None or peer.node_id != node_id or peer.epoch != epoch:
+            return []  # not the incarnation we know at that address
+        peer.left_epoch = epoch
+        if peer.state is not MemberState.UP:
+            return []
+        peer.state = MemberState.DOWN
+        peer.down_since = now
+        self.revision += 1
+        self._recompute()
+        return [MemberChanged(node_id, peer.address, MemberState.DOWN)]
 
     def introduce(self, addresses: tuple[str, ...], now: float) -> tuple[list[str], int]:
         """Addresses a member gave us (``join``): the ones we did not know are kept as

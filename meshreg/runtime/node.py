@@ -919,6 +919,8 @@ class NodeRuntime:
             log.exception("configs: draining at stop")
         try:
             self._flush_replication()
+            if self._repl_pub is not None:  # the last beacon: peers count us down now
+                self._publish(encode_beacon(self.core.leaving_beacon(self.clock())))
         except zmq.ZMQError:
             pass
         store = self.core.store

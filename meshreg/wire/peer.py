@@ -521,6 +521,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["unheard"] = list(b.unheard)
     if b.listed is not None:
         body["listed"] = b.listed
+    if b.leaving:
+        body["leaving"] = True
     return body
 
 
@@ -549,6 +551,9 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     listed = m.get("listed")
     if listed is not None and (type(listed) is not int or not 1 <= listed <= MAX_MEMBERS + 1):
         raise _bad(f"listed must be an integer in 1..{MAX_MEMBERS + 1}")
+    leaving = m.get("leaving", False)
+    if type(leaving) is not bool:
+        raise _bad("leaving must be a boolean")
     return Beacon(
         node,
         address,
@@ -562,6 +567,7 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
         unreachable,
         unheard,
         listed,
+        leaving,
     )
 
 

@@ -251,3 +251,48 @@ def test_a_write_whose_whole_budget_is_one_attempt_still_falls_back_to_the_serve
     assert last.to == "a:1", [r.to for r in h.requests("register")]
     h.reply(last)
     assert h.outcome(handle).__class__.__name__ == "Complete"
+
+
+# -- a node that stops or is down: the connection says so (review27 F2, F7, F8) --------------
+def test_a_dropped_connection_moves_to_the_next_server_at_once_and_pulls_again() -> None:
+    """A node stopped for a rolling restart closes its connections: the client moves on
+    now, not after an attempt's time-out, nor (a watcher) at its next 5 s probe."""
+    h = Harness(servers=("a:1", "b:2"))
+    h.do(Subscribe(SVC, lambda listing: None, 3.0, Handle()))
+    h.answer_all("instances", {"epoch": 1, "revision": 1, "instances": []})
+    pending = Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, pending))  # in flight on a
+    h.advance(100)
+    pulls = len(h.requests("instances"))
+    h.run(h.core.server_disconnected(h.now))
+    assert h.connects() == ["a:1", "b:2"] and h.core.server == "b:2"
+    assert [r.to for r in h.requests("services")] == ["a:1", "b:2"]  # re-sent there
+    assert [r.to for r in h.requests("instances")[pulls:]] == ["b:2"]  # pulled again
+    (said,) = [x for x in h.logs("warning") if "a:1" in x]
+    assert "closed the connection" in said and "did not answer" not in said
+
+
+def test_a_refused_connection_moves_to_the_next_server_at_once() -> None:
+    h = Harness(servers=("a:1", "b:2"), handshake=False)
+    handle = Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, handle))
+    h.run(h.core.server_unreachable(h.now))  # nothing listens on a
+    assert h.core.server == "b:2"
+    assert [r.to for r in h.requests("services")] == ["a:1", "b:2"]
+    assert any("refused the connection" in x for x in h.logs("warning"))
+
+
+def test_with_one_server_a_dropped_connection_waits_for_it() -> None:
+    h = Harness(servers=("a:1",))
+    h.run(h.core.server_disconnected(h.now))
+    h.run(h.core.server_unreachable(h.now))
+    assert h.connects() == ["a:1"] and not h.logs("warning")
+
+
+def test_a_refusal_after_the_link_was_up_is_a_reconnect_not_a_failover() -> None:
+    """libzmq retries a dropped connection: the retry's refusal comes after the drop, which
+    has moved the client already; an up link is never left on a stale event."""
+    h = Harness(servers=("a:1", "b:2"))
+    assert h.core._link_up
+    h.run(h.core.server_unreachable(h.now))
+    assert h.core.server == "a:1"

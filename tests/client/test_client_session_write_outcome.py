@@ -173,7 +173,7 @@ def test_a_write_sent_after_the_connection_dropped_never_left_the_client() -> No
     h = Harness(servers=("a:1",), attempt_ms=500, wall_offset=WALL)
     before = Handle("before")
     h.do(Call("deregister", {**registration(0).fields}, 1.0, before))  # left on a live link
-    h.core.server_disconnected()  # the node died: no connection completes from now on
+    h.run(h.core.server_disconnected(h.now))  # the node died: none completes from now on
     h.handshake = False
     after = Handle("after")
     h.do(Call("deregister", {**registration(1).fields}, 1.0, after))

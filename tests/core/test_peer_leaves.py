@@ -1,0 +1,50 @@
+"""A node that stops says so in its last beacon (``leaving``): its peers count it down at
+once and take what it owned, instead of after ``peer_timeout`` of silence (review27 F1:
+config writes to the data ids it owned failed for 3 s after its SIGTERM)."""
+
+from __future__ import annotations
+
+from test_catch_up_all_peers import A, sync_with
+
+from meshreg.config import ClusterPolicy
+from meshreg.core.distro import DistroNode
+from meshreg.core.health import HealthPolicy
+from meshreg.core.membership import MemberState
+from meshreg.wire.peer import Beacon, decode_replication, encode_beacon
+
+
+def two_members() -> DistroNode:
+    node = DistroNode(HealthPolicy(), ClusterPolicy(), "n1", "10.0.0.1:7800", [A], 7, 0.0)
+    sync_with(node, "n2", A, 0.2)
+    assert node.ready and node.members() == ("n1", "n2")
+    return node
+
+
+def test_a_leaving_beacon_counts_the_peer_down_at_once_and_its_stale_beacons_are_ignored() -> None:
+    node = two_members()
+    node.on_replication(Beacon("n2", A, 99, False, 0, leaving=True), 0.3)
+    assert node.members() == ("n1",)
+    assert node.membership.peer_at(A).state is MemberState.DOWN  # type: ignore[union-attr]
+    assert node.counters["peers_left"] == 1
+    # a beacon of that incarnation sent before its leave, arriving after: still gone
+    node.on_replication(Beacon("n2", A, 99, True, 0), 0.35)
+    assert node.members() == ("n1",)
+    # its next incarnation (a restart) is heard as usual
+    node.on_replication(Beacon("n2", A, 100, True, 0), 1.1)
+    assert node.membership.peer_at(A).state is MemberState.UP  # type: ignore[union-attr]
+
+
+def test_a_leaving_beacon_of_another_incarnation_changes_nothing() -> None:
+    node = two_members()
+    node.on_replication(Beacon("n2", A, 98, False, 0, leaving=True), 0.3)  # an old one
+    assert node.members() == ("n1", "n2")
+
+
+def test_the_leaving_beacon_travels_and_says_not_ready() -> None:
+    node = two_members()
+    b = node.leaving_beacon(0.5)
+    assert b.leaving and not b.ready and b.node == "n1" and b.epoch == 7
+    back = decode_replication(encode_beacon(b))
+    assert isinstance(back, Beacon) and back.leaving
+    plain = decode_replication(encode_beacon(Beacon("n1", "10.0.0.1:7800", 7, True, 0)))
+    assert isinstance(plain, Beacon) and not plain.leaving
