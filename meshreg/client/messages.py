@@ -154,6 +154,7 @@ class SessionRenewal:
     known: bool | None  # False: the node had never heard of the session (None: not said)
     ready: bool = True  # False: the node is still catching up (the two above may lag)
     minority: tuple[int, int] | None = None  # (members up, members): it sees no majority
+    unhealthy_after: float | None = None  # the node's (s): renew at least 3 times within it
 
 
 def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
@@ -195,7 +196,14 @@ def decode_result(op: str, raw: Any) -> Any:
         return ClusterView(r["node"], members, r)
     if op == "session_renew":
         seen = (r["members_up"], r["members"]) if "members" in r and "members_up" in r else None
-        return SessionRenewal(r["instances"], r.get("known"), r.get("ready") is not False, seen)
+        unhealthy = r.get("unhealthy_after")
+        return SessionRenewal(
+            r["instances"],
+            r.get("known"),
+            r.get("ready") is not False,
+            seen,
+            float(unhealthy) if unhealthy is not None else None,
+        )
     if op == "register_batch":
         return BatchOutcome(
             tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])

@@ -1621,6 +1621,8 @@ class ClientSession:
 
         def renewed(result: SessionRenewal) -> None:
             self._session_answered(result)
+            if result.unhealthy_after is not None:  # (an operator may have changed it)
+                self._learn_timings({"unhealthy_after": result.unhealthy_after})
             if result.minority is not None:
                 self._seek_majority(result.minority)
             else:  # (the next minority is probed at once)

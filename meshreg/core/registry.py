@@ -338,7 +338,7 @@ class RegistryNode:
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now, True, client)
             self.renew_session(req.session, req.namespace, now, now)
-            return SessionRenewed(sess.count, known)
+            return SessionRenewed(sess.count, known, unhealthy_after=self.policy.unhealthy_after)
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now, True, client)

@@ -107,6 +107,9 @@ class SessionRenewed:
     # (configured members this node sees up, itself included; configured members) when
     # that is no majority: cut off from the others, the client had better renew elsewhere
     minority: tuple[int, int] | None = None
+    # s, the node's ``unhealthy_after``: a client that opened its session before an
+    # operator lowered it renews fast enough again (review27 F6: its instances flapped)
+    unhealthy_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,8 @@ def session_renewed_map(r: SessionRenewed) -> dict[str, Any]:
         out["ready"] = False
     if r.minority is not None:
         out["members_up"], out["members"] = r.minority
+    if r.unhealthy_after is not None:
+        out["unhealthy_after"] = r.unhealthy_after
     return out
 
 

@@ -214,6 +214,7 @@ def check_session_renew(result: Any) -> dict[str, Any]:
     _optional(r, "ready", _bool, "ready")
     _optional(r, "members_up", _int, "members_up")
     _optional(r, "members", _int, "members")
+    _optional(r, "unhealthy_after", _number, "unhealthy_after")
     return r
 
 

@@ -392,6 +392,22 @@ def test_the_renewal_interval_follows_the_node_it_opened_on_last() -> None:
     assert h.core.beat_every == 5.0
 
 
+def test_an_open_session_follows_an_unhealthy_after_lowered_since_from_its_renewals() -> None:
+    """review27 F6: the operator lowered unhealthy_after to 3 s by a rolling restart; a
+    session opened before renewed every 5 s, and its instances flapped unhealthy on every
+    node for as long as the process ran.  Renewal replies carry the node's value."""
+    h = Harness(beat_ms=5000, session=True)
+    opened_with(h, 15.0)
+    assert h.core.beat_every == 5.0
+    h.advance(5000)
+    h.answer_all("session_renew", {"instances": 1, "unhealthy_after": 3.0})
+    assert h.core.beat_every == 1.0
+    renewals = len(h.requests("session_renew"))
+    h.advance(1000)
+    assert len(h.requests("session_renew")) == renewals + 1
+    assert any("renewing every 1s instead" in t for t in h.logs("warning"))
+
+
 def test_a_per_instance_client_learns_a_short_unhealthy_after_from_its_ping() -> None:
     """review24 F11's remainder: a client without a session was told nothing of a node's
     short ``unhealthy_after``; its ping reply says it, and the beats follow it."""

@@ -766,11 +766,13 @@ def test_a_catching_up_member_says_so_in_a_session_renewal() -> None:
     assert not node.ready
     answer = node.handle(SessionRenew(1, "public", "5e" * 16), 0.1)
     assert isinstance(answer, Reply)
-    assert session_renewed_map(answer.result) == {"instances": 0, "known": False,  # type: ignore[arg-type]
-                                                  "ready": False}  # fmt: skip
+    after = POLICY.unhealthy_after
+    want = {"instances": 0, "known": False, "ready": False, "unhealthy_after": after}
+    assert session_renewed_map(answer.result) == want  # type: ignore[arg-type]
     ready = Member()
     answer = ready.node.handle(SessionRenew(2, "public", "5e" * 16), ready.now)
-    assert session_renewed_map(answer.result) == {"instances": 0, "known": False}  # type: ignore[union-attr,arg-type]
+    assert session_renewed_map(answer.result) == {"instances": 0, "known": False,  # type: ignore[union-attr,arg-type]
+                                                  "unhealthy_after": after}  # fmt: skip
 
 
 def test_a_member_cut_off_from_the_majority_says_so_in_a_session_renewal() -> None:
@@ -783,7 +785,7 @@ def test_a_member_cut_off_from_the_majority_says_so_in_a_session_renewal() -> No
     m = Member()
     sid = "5e" * 16
     answer = m.node.handle(SessionRenew(1, "public", sid), m.now)
-    assert set(session_renewed_map(answer.result)) == {"instances", "known"}  # type: ignore[union-attr,arg-type]
+    assert set(session_renewed_map(answer.result)) == {"instances", "known", "unhealthy_after"}  # type: ignore[union-attr,arg-type]
     m.run(CLUSTER.peer_timeout + 1.0, None)  # n2 and n3 fall silent
     answer = m.node.handle(SessionRenew(2, "public", sid), m.now)
     said = session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]

@@ -97,7 +97,9 @@ def test_renewals_keep_every_instance_alive_and_silence_marks_then_evicts() -> N
     n.register("payments", "10.0.0.3")
     n.run(20.0, renew=SID)  # well past evict_after: renewals alone keep them
     assert n.healthy("orders") == {"10.0.0.1": True, "10.0.0.2": True}
-    assert n.handle("session_renew", session=SID) == {"instances": 3, "known": True}
+    renewed = n.handle("session_renew", session=SID)
+    assert renewed == {"instances": 3, "known": True, "unhealthy_after": renewed["unhealthy_after"]}
+    assert renewed["unhealthy_after"] > 0  # the node's own (review27 F6)
     n.effects.clear()
     last = n.now
     n.run(2.9)  # silent: unhealthy after 3 s, at the first sweep from then on
@@ -112,7 +114,8 @@ def test_renewals_keep_every_instance_alive_and_silence_marks_then_evicts() -> N
     assert ("orders", "evicted") in n.reasons() and ("payments", "evicted") in n.reasons()
     # empty and silent for evict_after: forgotten; a late renewal says it holds nothing
     assert n.node.store.sessions.get(SID) is None
-    assert n.handle("session_renew", session=SID) == {"instances": 0, "known": False}
+    gone = n.handle("session_renew", session=SID)
+    assert (gone["instances"], gone["known"]) == (0, False)
     assert n.node.store.recount() == n.node.store.counts()
 
 
