@@ -379,6 +379,8 @@ def node(
     raise_descriptor_limit()  # this process is the node: one descriptor per connection
     try:
         runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
+        if config_path:  # a reload says what of the file it does not apply (review27 F5)
+            runtime.config_file = (config_path, load_node_config(config_path))
         runtime.bind()
     except ConfigError as exc:
         _fail(str(exc))

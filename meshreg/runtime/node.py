@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any, NoReturn, cast
 
 import zmq
@@ -30,7 +30,7 @@ import zmq.utils.z85
 
 from meshreg import __version__
 from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET
-from meshreg.config import NodeConfig
+from meshreg.config import NodeConfig, load_node_config
 from meshreg.configcenter.model import ConfigKey
 from meshreg.core.client_limits import ClientHoldings, ReadRate
 from meshreg.core.distro import DistroNode, NodeState
@@ -192,6 +192,18 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 def _never() -> bool:
     return False
+
+
+def _changed_settings(old: dict[str, Any], new: dict[str, Any], where: str = "") -> list[str]:
+    """``key old -> new`` for every setting that differs (nested tables by dotted name)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed_settings(a, b, f"{where}{key}.")
+        elif a != b:
+            out.append(f"{where}{key} {a!r} -> {b!r}")
+    return out
 
 
 def _read_filter(principal: Principal, ns: str) -> Callable[[str, str], bool] | None:
@@ -395,6 +407,8 @@ class NodeRuntime:
         self._wall_offset = wall_offset
         self._request_frame: Any = None  # the secure drain's current request (Peer-Address)
         self._reload = threading.Event()
+        # (path, the node config file as read at start): a reload compares it (``meshreg node``)
+        self.config_file: tuple[str, NodeConfig] | None = None
         self._access_generation = 0  # ACL reloads that changed it: sessions check again
         self.keys: CurveKeys | None = None
         self.acl = Acl.empty()
@@ -520,6 +534,28 @@ class NodeRuntime:
     def reload(self) -> None:
         """Re-read the ACL file at the next loop turn (SIGHUP)."""
         self._reload.set()
+
+    def _check_config_file(self) -> None:
+        """A reload applies the ACL file only: say which other settings of the node's
+        config file changed since the start, so that an operator who edited them and
+        reloaded knows they wait for a restart (review27 F5: said nothing)."""
+        if self.config_file is None:
+            return
+        path, at_start = self.config_file
+        try:
+            now = load_node_config(path)
+        except ConfigError as exc:
+            log.error("reload: %s; the node runs on as it started", exc)
+            return
+        changed = _changed_settings(asdict(at_start), asdict(now))
+        if changed:
+            log.warning(
+                "reload: %s changed in settings a reload does not apply: %s; restart the "
+                "node to apply them (a reload rereads only the ACL file)",
+                path,
+                "; ".join(changed[:20])
+                + (f"; and {len(changed) - 20} more" if len(changed) > 20 else ""),
+            )
 
     def _reload_acl(self) -> None:
         path = self.config.security.acl
@@ -832,6 +868,7 @@ class NodeRuntime:
         assert transport is not None
         if self._reload.is_set():
             self._reload.clear()
+            self._check_config_file()
             self._reload_acl()
         if sub is not None and sub.get(_EVENTS) & _POLLIN:
             # Beacons queued while we were busy come first: after a long step
