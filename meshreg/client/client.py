@@ -198,6 +198,7 @@ class Client(ConfigMixin):
         labels: dict[str, str] | None = None,
         config_max_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
         handle_sigterm: bool = True,
+        server_order: str = "random",
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
@@ -214,7 +215,12 @@ class Client(ConfigMixin):
         ``handle_sigterm``: made on the main thread of a process whose SIGTERM is at its
         default, install a handler that turns SIGTERM into ``SystemExit(143)`` so that
         ``with`` blocks and the atexit close run and deregister (module docstring).
-        A client left open is closed at interpreter exit either way."""
+        A client left open is closed at interpreter exit either way.
+
+        ``server_order``: ``"random"`` starts at a random server of the list and fails
+        over in its order from there, so that clients given the same list spread over the
+        nodes (as Nacos's and etcd's clients do; review27 F3: every client used the first
+        node); ``"listed"`` starts at the first."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
@@ -229,6 +235,10 @@ class Client(ConfigMixin):
                     f"Client: {name} must be in {low:g}..{high:g} seconds, got {value!r}"
                 )
         self.servers = _parse_servers(servers)
+        if server_order not in ("random", "listed"):
+            raise ConfigError(
+                f"Client: server_order must be 'random' or 'listed', got {server_order!r}"
+            )
         self.namespace = namespace
         self.group = group
         # 128 random bits: the session id is the capability to renew and close it
@@ -258,8 +268,9 @@ class Client(ConfigMixin):
             target=self._run_notifier, name="meshreg-client-notify", daemon=True
         )
         self._notifier.start()
+        start = random.randrange(len(self.servers)) if server_order == "random" else 0
         self._agent = ClientAgent(
-            self.servers,
+            self.servers[start:] + self.servers[:start],
             beat_interval,
             attempt_timeout,
             resync_interval,

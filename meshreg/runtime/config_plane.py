@@ -203,6 +203,8 @@ class _Forward:
     ask: _ClientAsk | _PeerAsk
     owner: str
     deadline: float
+    write: ForwardWrite | None = None  # to decide it again if its owner leaves the view
+    arrived: float = 0.0
 
 
 @dataclass(slots=True)
@@ -334,6 +336,7 @@ class ConfigPlane:
             "peer_messages_in": 0,
             "peer_messages_rejected": 0,
             "peer_sends_failed": 0,
+            "forwards_redecided": 0,  # forwards whose owner left the view: decided again
             "forwards_waiting": 0,  # forwards that found no connection to the owner at first
             "subscription_syncs": 0,  # current versions sent on a new exact config subscription
             "notifications": 0,
@@ -451,10 +454,28 @@ class ConfigPlane:
         self.replicator.set_members_up(up | {self.member})
         if self.replicator.next_wake() < self._wake:  # a peer came back: digests now
             self._wake = -math.inf
+        if self._forwards:
+            self._redecide_forwards(self._now if now is None else now)
         majority_up = len(self.replicator.up) >= self.replicator.majority
         if majority_up and not self._majority_up:
             self.rearm(self._now if now is None else now, "after it was cut off from a majority")
         self._majority_up = majority_up
+
+    def _redecide_forwards(self, now: float) -> None:
+        """Forwards waiting on an owner no longer up (it stopped: its leave beacon, or it
+        went silent) are decided again now, when they carry a ``request_id`` (applied at
+        most once: the new owner answers with the version if the old one committed it);
+        they waited ``FORWARD_TIMEOUT`` and failed with an unknown outcome before
+        (review27 F1).  One without waits, as before: sent again it could apply twice."""
+        up = self.replicator.up
+        for tag, fwd in list(self._forwards.items()):
+            msg = fwd.ask.msg
+            if fwd.owner in up or fwd.write is None or msg is None or not msg.get("request_id"):
+                continue
+            del self._forwards[tag]
+            self.counters["forwards_redecided"] += 1
+            again = replace(fwd.write.write, forwarded=False)
+            self._run_now(self.replicator.write(now, again, fwd.arrived), now, fwd.arrived)
 
     def stalled(self, now: float, late: float) -> None:
         """The loop found it was stopped ``late`` s (SIGSTOP, a VM freeze, starvation).
@@ -1183,7 +1204,9 @@ class ConfigPlane:
         )
         arrived = now if arrived is None else arrived  # answered within FORWARD_TIMEOUT of it
         if self._send_peer(effect.peer, frames):
-            self._forwards[tag] = _Forward(ask, effect.peer, arrived + FORWARD_TIMEOUT)
+            self._forwards[tag] = _Forward(
+                ask, effect.peer, arrived + FORWARD_TIMEOUT, effect, arrived
+            )
             return
         self.counters["forwards_waiting"] += 1
         until = arrived + self.forward_grace

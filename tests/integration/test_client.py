@@ -224,6 +224,8 @@ def test_bad_client_settings_raise_meshreg_errors() -> None:
             Client(["127.0.0.1:7800"], **kwargs)
     with pytest.raises(ConfigError, match="commas"):
         Client("127.0.0.1:7800 127.0.0.1:7801")
+    with pytest.raises(ConfigError, match="server_order must be 'random' or 'listed'"):
+        Client(["127.0.0.1:7800"], server_order="first")  # type: ignore[arg-type]
 
 
 def test_a_watcher_fails_over_then_hears_pushes_from_the_new_server(start_node) -> None:  # type: ignore[no-untyped-def]
@@ -234,7 +236,8 @@ def test_a_watcher_fails_over_then_hears_pushes_from_the_new_server(start_node) 
     with Client([second.address], **FAST_CLIENT) as provider:
         provider.register("w", "10.0.0.4", 4)
         seen: list[set[str]] = []
-        with Client([first.address, second.address], **FAST_CLIENT) as watcher:
+        pair = [first.address, second.address]
+        with Client(pair, **FAST_CLIENT, server_order="listed") as watcher:
             watcher.subscribe("w", lambda xs: seen.append(addresses(xs)))
             # the first server knows nothing of it (listeners run on the notifier thread)
             wait_until(lambda: seen == [set()], what="the first list")

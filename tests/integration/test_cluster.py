@@ -128,7 +128,7 @@ def test_killed_node_loses_nothing_and_restarted_node_catches_up(
 
     # providers talk to B first (then A) and keep beating through the kill
     with (
-        Client([b.address, a.address], **FAST) as provider,
+        Client([b.address, a.address], **FAST, server_order="listed") as provider,
         Client([c.address], **FAST) as watcher,
     ):
         for n, service in enumerate(services):

@@ -160,7 +160,9 @@ def test_a_listener_whose_node_dies_gets_what_it_missed_from_another(
     a, b, c = start_cluster(3)
     with (
         Client([a.address], timeout=5) as writer,
-        Client([c.address, b.address], timeout=3, attempt_timeout=0.5) as reader,
+        Client(
+            [c.address, b.address], timeout=3, attempt_timeout=0.5, server_order="listed"
+        ) as reader,
     ):
         wait_until(lambda: _publishes(writer), 20, what="the cluster to accept config writes")
         calls = Calls()

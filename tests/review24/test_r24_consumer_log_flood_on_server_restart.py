@@ -33,7 +33,7 @@ def test_one_server_restart_logs_a_few_lines_not_one_per_service(tmp_path, caplo
         wait_until(lambda: all_up(nodes), 20, 0.1, "3 members up")
         prov = Client([b.address, c.address])
         prov.register_many([{"service": f"f{i}", "ip": "10.21.0.1", "port": 80} for i in range(N)])
-        cons = Client([n.address for n in nodes])
+        cons = Client([n.address for n in nodes], server_order="listed")
         assert cons.server == a.address
         seen: set[str] = set()
         for i in range(N):

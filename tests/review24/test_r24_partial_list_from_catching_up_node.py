@@ -52,7 +52,7 @@ def test_a_catching_up_server_never_shrinks_a_consumers_list(tmp_path) -> None:
             prov.register(s, "10.22.0.2", 80)
         wait_until(lambda: all(set(addresses(n, s) or []) == LIVE for n in nodes for s in svcs),
                    10, 0.05, "listed everywhere")  # fmt: skip
-        cons = Client(members)
+        cons = Client(members, server_order="listed")
         assert cons.server == a.address
         views: dict[str, list[set[str]]] = {s: [] for s in svcs}
         for s in svcs:

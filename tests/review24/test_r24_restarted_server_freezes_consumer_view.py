@@ -36,7 +36,7 @@ def test_consumer_sees_changes_made_while_its_server_was_down(tmp_path) -> None:
         prov = Client([b.address, c.address], beat_interval=0.5)
         prov.register("orders", "10.5.0.1", 80)
         prov.register("orders", "10.5.0.2", 80)
-        cons = Client([a.address, b.address, c.address])
+        cons = Client([a.address, b.address, c.address], server_order="listed")
         assert cons.server == a.address
         views: list[list[str]] = []
         cons.subscribe("orders", lambda xs: views.append(sorted(i.address for i in xs)))

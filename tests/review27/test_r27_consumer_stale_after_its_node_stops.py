@@ -35,7 +35,7 @@ from meshreg import Client
 @pytest.mark.timeout(120)
 def test_a_consumer_sees_changes_soon_after_its_node_is_stopped(tmp_path) -> None:
     nodes = cluster(3, str(tmp_path))
-    consumer = Client([n.address for n in nodes], handle_sigterm=False)
+    consumer = Client([n.address for n in nodes], handle_sigterm=False, server_order="listed")
     provider = Client([nodes[2].address, nodes[1].address], handle_sigterm=False)
     seen: dict[str, float] = {}
     lock = threading.Lock()

@@ -30,7 +30,7 @@ from meshreg import Client
 def test_a_graceful_stop_does_not_stall_the_clients_of_the_stopped_node(tmp_path) -> None:
     nodes = cluster(3, str(tmp_path))
     victim = nodes[0]
-    c = Client([n.address for n in nodes], handle_sigterm=False)
+    c = Client([n.address for n in nodes], handle_sigterm=False, server_order="listed")
     try:
         wait_until(lambda: all_ready(nodes), 30, 0.1, "3 members up and ready")
         assert c.server == victim.address  # the first listed node

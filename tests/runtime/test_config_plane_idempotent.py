@@ -115,3 +115,39 @@ def test_a_resend_after_the_owner_died_gets_the_original_from_the_new_owner(
         assert [e.revision for e in net.planes[address].store.entries(K)] == [1]
     fresh = net.call(heir, "config_publish", data_id="x", content="1", request_id="9" * 32)
     assert fresh["ok"] and fresh["result"]["revision"] == 2  # a new id: a new write
+
+
+def test_a_forward_whose_owner_leaves_the_view_is_decided_again_at_once() -> None:
+    """review27 F1: the owner stopped (SIGTERM) after the forward reached it, unanswered;
+    its leave beacon drops it from the view: the write goes to the new owner now (the
+    request id keeps it at most once) instead of failing after FORWARD_TIMEOUT."""
+    net = Net(3)
+    owner = owner_of("x")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.request(other, b"cli", "config_publish", data_id="x", content="1", request_id=RID)
+    net.queue.clear()  # the forward reached the owner, which stops without answering
+    net.down = {owner}
+    net.all_up()  # its leave: the others count it down at once
+    net.tick(0.1)
+    reply = net.last(b"cli")
+    assert reply["ok"], reply
+    survivors = tuple(a for a in ADDRESSES if a != owner)
+    assert reply["result"]["origin"] == owner_of("x", survivors)
+    assert net.planes[other].stats()["forwards_redecided"] == 1
+
+
+def test_a_forward_without_a_request_id_is_not_sent_twice() -> None:
+    """Sent again, a write without a request id could be applied twice: it waits and
+    fails with an unknown outcome, as before."""
+    net = Net(3)
+    owner = owner_of("x")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.request(other, b"cli", "config_publish", data_id="x", content="1")
+    net.queue.clear()
+    net.down = {owner}
+    net.all_up()
+    net.tick(0.1)
+    assert b"cli" not in net.replies
+    assert net.planes[other].stats()["forwards_redecided"] == 0
+    net.tick(FORWARD_TIMEOUT)
+    assert "outcome is unknown" in net.last(b"cli")["error"]["message"]
