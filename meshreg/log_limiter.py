@@ -42,3 +42,9 @@ class LogLimiter:
         line = self._budget.line(kind, now, msg)
         if line is not None:
             self.logger.warning(line, *args)
+
+    def info(self, kind: Hashable, now: float, msg: str, *args: object) -> None:
+        """As ``warning``, at INFO: what is routine but still worth a (bounded) line."""
+        line = self._budget.line(kind, now, msg)
+        if line is not None:
+            self.logger.info(line, *args)

@@ -1706,6 +1706,17 @@ class NodeRuntime:
         if code == ErrorCode.NOT_FOUND:
             log.debug("%s", message)  # routine: evicted or restarted; client re-registers
             return
+        if code == ErrorCode.UNAVAILABLE and "still catching up" in message:
+            # routine at every start (review27 notes: a WARNING at each rolling-restart
+            # step): beats wait for the next one, reads go to another node
+            self._limiter.info(
+                (code, who[0]),
+                now,
+                "refused a request from %s while catching up: %s",
+                who[1],
+                message,
+            )
+            return
         self._limiter.warning(
             (code, who[0]), now, "rejected a request from %s: %s: %s", who[1], code.name, message
         )
