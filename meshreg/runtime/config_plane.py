@@ -156,6 +156,9 @@ class _ClientAsk:
     envelope: list[bytes]
     req_id: int
     msg: dict[str, Any]  # the request as it came, to forward it
+    # decided again after its owner left unanswered (``_redecide_forwards``): the first
+    # attempt may have been written, so no refusal of it may say "nothing was written"
+    maybe_written: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ class _PeerAsk:
     sender: str
     tag: int
     msg: dict[str, Any] | None = None  # the request as it came: passed on by a learner
+    maybe_written: bool = False  # as _ClientAsk's
 
 
 @dataclass(slots=True)
@@ -474,7 +478,8 @@ class ConfigPlane:
                 continue
             del self._forwards[tag]
             self.counters["forwards_redecided"] += 1
-            again = replace(fwd.write.write, forwarded=False)
+            ask = replace(fwd.ask, maybe_written=True)
+            again = replace(fwd.write.write, forwarded=False, request=ask)
             self._run_now(self.replicator.write(now, again, fwd.arrived), now, fwd.arrived)
 
     def stalled(self, now: float, late: float) -> None:
@@ -1281,6 +1286,14 @@ class ConfigPlane:
     ) -> None:
         """``unwritten``: refused before anything was written (the client may retry
         anywhere): said in the reply (``error.written``), relayed by a forwarder."""
+        if getattr(request, "maybe_written", False):  # an earlier attempt may have been
+            unwritten = False
+            message = message.replace(
+                "nothing was written",
+                "an earlier attempt of this write (to an owner that left before answering) "
+                "may have been written: re-send it with the same request_id (applied at most "
+                "once), or read the data id",
+            )
         if isinstance(request, _PeerAsk):
             more = {"written": False} if unwritten else {}
             self._reply_peer(request, ok=False, code=int(code), message=message[:4096], **more)
