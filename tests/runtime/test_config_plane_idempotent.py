@@ -151,3 +151,22 @@ def test_a_forward_without_a_request_id_is_not_sent_twice() -> None:
     assert net.planes[other].stats()["forwards_redecided"] == 0
     net.tick(FORWARD_TIMEOUT)
     assert "outcome is unknown" in net.last(b"cli")["error"]["message"]
+
+
+def test_a_redecided_forward_refused_never_says_nothing_was_written() -> None:
+    """Its first attempt reached the owner, which may have written it before leaving: a
+    refusal of the second decision (here: no majority left) may not say "nothing was
+    written" (the config sim's learner seed 26 caught one that had been written)."""
+    net = Net(3)
+    owner = owner_of("x")
+    other, third = (a for a in ADDRESSES if a != owner)
+    net.request(other, b"cli", "config_publish", data_id="x", content="1", request_id=RID)
+    net.queue.clear()
+    net.down = {owner, third}  # the owner left; the third is gone too: no majority
+    net.all_up()
+    net.tick(0.1)
+    reply = net.last(b"cli")
+    assert not reply["ok"], reply
+    assert "nothing was written" not in reply["error"]["message"], reply
+    assert "written" not in reply["error"], reply  # (written: false would invite a retry)
+    assert "may have been written" in reply["error"]["message"]
