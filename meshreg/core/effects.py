@@ -108,6 +108,11 @@ class StallDetected:
 
     late: float
     grace: float
+    # s since its last turn before the stop: how long its peers may have gone without a
+    # beacon from it (``late`` counts from the wake it asked for, up to a beacon interval
+    # after that turn: a config plane judging its absence by ``late`` missed pauses just
+    # past the peer timeout and served reads older than what was acknowledged meanwhile)
+    silent_for: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

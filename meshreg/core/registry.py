@@ -1024,7 +1024,9 @@ class RegistryNode:
         stopped = min(last, asked)  # stopped after its last turn, or it would have woken
         self.own_stalls.append((stopped, now))
         self.resumed_at = now
-        self._effects.append(StallDetected(round(late, 3), self.policy.unhealthy_after))
+        self._effects.append(
+            StallDetected(round(late, 3), self.policy.unhealthy_after, round(now - last, 3))
+        )
         self.role.stalled(now)
         return True
 

@@ -2116,7 +2116,8 @@ class NodeRuntime:
                         more,
                     )
                 case StallDetected():
-                    self.configs.stalled(now + self._wall_offset, effect.late)
+                    silent = max(effect.late, effect.silent_for)  # (see StallDetected)
+                    self.configs.stalled(now + self._wall_offset, silent)
                     log.warning(
                         "this node was stalled for %.1fs (stopped, frozen or starved): judging "
                         "nobody's health for %gs (but instances silent for that much more of "
