@@ -656,6 +656,25 @@ def services(as_json: bool, servers: str, namespace: str, group: str, timeout: f
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of objects.")
+@server_option
+@timeout_option
+@security_options
+def namespaces(as_json: bool, servers: str, timeout: float) -> None:
+    """List every namespace holding services or configs, with their counts (a backup
+    script exports each: `meshreg config export -n NS`)."""
+    with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
+        found = c.namespaces()
+    if as_json:
+        click.echo(json.dumps([vars(n) for n in found]))
+        return
+    if not found:
+        click.echo("no namespace holds a service or a config", err=True)
+    for n in found:
+        click.echo(f"{_safe(n.namespace)}\t{n.services} service(s)\t{n.configs} config(s)")
+
+
+@main.command()
 @click.argument("service")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per change.")
 @client_options
@@ -1018,6 +1037,9 @@ def keygen(name: str, force: bool) -> None:
 from meshreg.cli_config import config as _config_commands  # noqa: E402 (needs the above)
 
 main.add_command(_config_commands)
+from meshreg.cli_snapshot import snapshot as _snapshot_commands  # noqa: E402
+
+main.add_command(_snapshot_commands)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -60,7 +60,13 @@ from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERV
 from meshreg.client.defaults import DEFAULT_RESYNC_INTERVAL as DEFAULT_RESYNC_INTERVAL
 from meshreg.client.defaults import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from meshreg.client.disk_cache import DiskCache
-from meshreg.client.messages import ClusterView, InstancesSnapshot, ServicesPage
+from meshreg.client.messages import (
+    ClusterView,
+    InstancesSnapshot,
+    NamespaceInfo,
+    NamespacesPage,
+    ServicesPage,
+)
 from meshreg.client.selection import choose, eligible
 from meshreg.configcenter.model import (
     DEFAULT_MAX_CONTENT_BYTES,
@@ -584,19 +590,37 @@ class Client(ConfigMixin):
             "group": group or self.group,
             "page_size": page_size,
         }
-        self._validate("services", fields)
-        names: list[str] = []
+        pages: list[ServicesPage] = self._pages("services", fields, "cursor", "next_cursor")
+        return [name for page in pages for name in page.services]
+
+    def namespaces(self, page_size: int = 1000) -> list[NamespaceInfo]:
+        """Every namespace the server holds services or live configs in, by name (only
+        those this client may read something in), with their counts: what a backup
+        script exports one by one (``config export -n``), a console lists.
+
+        The node answers in pages of ``page_size`` (at most 10000); this follows them to
+        the end. A page names the last namespace listed, so the next may come from
+        another node after a failover."""
+        fields: dict[str, Any] = {"page_size": page_size}
+        pages: list[NamespacesPage] = self._pages("namespaces", fields, "after", "next_after")
+        return [n for page in pages for n in page.namespaces]
+
+    def _pages(self, op: str, fields: dict[str, Any], resume: str, next_key: str) -> list[Any]:
+        """Every page of a paged read: each request sends the previous page's
+        ``next_key`` as ``resume``, until a page has none."""
+        self._validate(op, fields)
+        pages = []
         while True:
-            page: ServicesPage = self._call("services", fields)
-            names.extend(page.services)
-            cursor = page.next_cursor
-            if cursor is None:
-                return names
-            if cursor == fields.get("cursor"):  # a node that does not move on: stop
+            page = self._call(op, fields)
+            pages.append(page)
+            token = getattr(page, next_key)
+            if token is None:
+                return pages
+            if token == fields.get(resume):  # a node that does not move on: stop
                 raise ServerError(
-                    int(ErrorCode.INTERNAL), f"services: the node returned cursor {cursor!r} twice"
+                    int(ErrorCode.INTERNAL), f"{op}: the node returned {resume} {token!r} twice"
                 )
-            fields["cursor"] = cursor
+            fields[resume] = token
 
     def subscribe(self, service: str, callback: Listener) -> None:
         """Call ``callback(instances)`` now with the current list and on every change.

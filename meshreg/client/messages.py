@@ -110,6 +110,22 @@ class ServicesPage:
 
 
 @dataclass(frozen=True)
+class NamespaceInfo:
+    """A namespace a node holds something in: its services (with instances or settings)
+    and its live configs (data ids that are not deleted)."""
+
+    namespace: str
+    services: int
+    configs: int
+
+
+@dataclass(frozen=True)
+class NamespacesPage:
+    namespaces: tuple[NamespaceInfo, ...]
+    next_after: str | None  # None on the last page
+
+
+@dataclass(frozen=True)
 class Member:
     id: str
     address: str  # host:port of its request socket
@@ -190,6 +206,13 @@ def decode_result(op: str, raw: Any) -> Any:
             tuple(s["service"] for s in r["services"]),
             r.get("next_cursor"),
             count if type(count) is int else None,
+        )
+    if op == "namespaces":
+        return NamespacesPage(
+            tuple(
+                NamespaceInfo(n["namespace"], n["services"], n["configs"]) for n in r["namespaces"]
+            ),
+            r.get("next_after"),
         )
     if op == "cluster":
         members = tuple(Member(m["id"], m["address"], m["state"]) for m in r["members"])

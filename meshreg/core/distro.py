@@ -157,6 +157,7 @@ from meshreg.core.requests import (
     GetStats,
     Join,
     ListDigests,
+    ListNamespaces,
     ListServices,
     PeerRequest,
     Ping,
@@ -205,7 +206,7 @@ REPORT_INTERVAL = 10.0  # s; at most one PeerDataRejected per kind (the others c
 _ONE_WAY = ("sessions", "join", "beacon", "push")  # peer calls whose answer is not read
 _WRITES = (Beat, RegisterInstance, DeregisterInstance, UpdateInstance, SetService)  # forwarded
 # refused by a node whose clock is wrong, or still catching up
-_READS = (QueryInstances, ListServices, CheckRevisions)
+_READS = (QueryInstances, ListServices, CheckRevisions, ListNamespaces)
 
 
 @dataclass(frozen=True)

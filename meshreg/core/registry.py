@@ -67,6 +67,7 @@ from meshreg.core.requests import (
     DeregisterInstance,
     EntryRejected,
     GetStats,
+    ListNamespaces,
     ListServices,
     Ping,
     QueryInstances,
@@ -88,6 +89,7 @@ from meshreg.core.results import (
     InstanceRow,
     InstancesResult,
     MemberStats,
+    NamespacesResult,
     PingResult,
     Result,
     RevisionsResult,
@@ -383,6 +385,8 @@ class RegistryNode:
             return self.revisions_result(req)
         if type(req) is ListServices:
             return self.services_result(req)
+        if type(req) is ListNamespaces:
+            return self.namespaces_result(req)
         if type(req) is GetStats:
             return self.stats_result(now)
         if type(req) is Ping:
@@ -859,6 +863,21 @@ class RegistryNode:
             elif held or key in settings:
                 stale.append(i)
         return RevisionsResult(self.epoch, tuple(stale))
+
+    def namespaces_result(self, req: ListNamespaces) -> NamespacesResult:
+        """One page of the namespaces holding services (with instances or settings) or
+        live configs, by name, after ``req.after``; those the client may not read are
+        not named.  O(N log N) in namespaces (at most ``max_namespaces`` with services,
+        configs' bounded by ``max_configs``): a rate-limited read, never on a hot path."""
+        services, configs, visible = self.store.namespaces, req.configs, req.visible
+        holding = {ns for ns, n in services.items() if n}
+        holding.update(ns for ns, n in configs.items() if n)
+        names = sorted(ns for ns in holding if ns > req.after and (visible is None or visible(ns)))
+        page = names[: req.page_size]
+        return NamespacesResult(
+            tuple((ns, services.get(ns, 0), configs.get(ns, 0)) for ns in page),
+            page[-1] if len(names) > len(page) else None,
+        )
 
     def services_result(self, req: ListServices) -> ServicesResult:
         """One page of a namespace's services: O(log N + page), never O(N).  For a client

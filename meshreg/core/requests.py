@@ -8,7 +8,7 @@ peer port; ``ListDigests``, ``Reconcile`` and ``PushSessions`` only from peers (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -196,6 +196,27 @@ class ListServices:
 SERVICES_SCAN_LIMIT = 5000
 
 
+DEFAULT_NAMESPACES_PAGE = 1000  # namespaces per ``namespaces`` reply unless asked
+
+
+@dataclass(frozen=True, slots=True)
+class ListNamespaces:
+    """One page of the namespaces this node holds something in, by name (docs/PROTOCOL.md
+    ``namespaces``): a backup script finds every namespace to export, a console lists
+    tenants; ``stats`` names only the largest."""
+
+    req_id: int
+    after: str = ""  # the last namespace of the previous page; "": from the first
+    page_size: int = DEFAULT_NAMESPACES_PAGE
+    # live data ids per namespace (the configuration center's), set by the runtime; the
+    # registry's services the core counts itself
+    configs: Mapping[str, int] = field(default_factory=dict, compare=False)
+    # the namespaces the client may read something in (None: every one); set by the
+    # runtime from the ACL, never on the wire: the others are not named
+    visible: Callable[[str], bool] | None = field(default=None, compare=False)
+    op = "namespaces"
+
+
 @dataclass(frozen=True, slots=True)
 class GetStats:
     req_id: int
@@ -226,6 +247,7 @@ Request = (
     | QueryInstances
     | CheckRevisions
     | ListServices
+    | ListNamespaces
     | GetStats
     | Ping
     | GetCluster

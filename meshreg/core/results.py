@@ -76,6 +76,14 @@ class ServicesResult:
 
 
 @dataclass(frozen=True, slots=True)
+class NamespacesResult:
+    """One page of namespaces: (name, services, live data ids), by name."""
+
+    namespaces: tuple[tuple[str, int, int], ...]
+    next_after: str | None  # the ``after`` of the next page; None: the last page
+
+
+@dataclass(frozen=True, slots=True)
 class PingResult:
     epoch: int
     version: str
@@ -279,6 +287,7 @@ Result = (
     InstancesResult
     | RevisionsResult
     | ServicesResult
+    | NamespacesResult
     | PingResult
     | SessionOpened
     | SessionRenewed

@@ -87,7 +87,7 @@ from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.sd_notify import SystemdNotifier
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
-from meshreg.security.acl import NODE, OPEN, Access, Acl, Principal
+from meshreg.security.acl import ALL, NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic
 from meshreg.security.cursors import CursorSeal
 from meshreg.security.keys import load_secret_key
@@ -129,6 +129,7 @@ from meshreg.wire.messages import (
     EntryRejected,
     GetCluster,
     GetStats,
+    ListNamespaces,
     ListServices,
     RegisterBatch,
     RegisterInstance,
@@ -220,6 +221,7 @@ def _read_filter(principal: Principal, ns: str) -> Callable[[str, str], bool] | 
 # reads whose cost grows with the registry or the cluster, rate-limited per client
 _EXPENSIVE_READS: dict[type, str] = {
     ListServices: "services",
+    ListNamespaces: "namespaces",
     GetCluster: "cluster",
     GetStats: "stats",
 }
@@ -1345,6 +1347,8 @@ class NodeRuntime:
                 req = self._services_request(req, principal)
             elif type(req) is CheckRevisions:
                 req = self._revisions_request(req, principal)
+            elif type(req) is ListNamespaces:
+                req = self._namespaces_request(req, principal)
             if type(req) in _SESSION_OPENS and not peer:  # the client's share: who it is
                 answer = self.core.handle(req, now, peer, _client_of(principal, envelope))
             else:
@@ -1638,8 +1642,8 @@ class NodeRuntime:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"{_EXPENSIVE_READS[type(req)]}: rate limit: at most "
                 f"{rate.read_rate_per_client}/s per client and {rate.read_rate_per_node}/s "
-                f"per node of services, cluster and stats ([limits] read_rate_per_client, "
-                f"read_rate_per_node); retry in {wait * 1000:.0f} ms",
+                f"per node of services, namespaces, cluster and stats ([limits] "
+                f"read_rate_per_client, read_rate_per_node); retry in {wait * 1000:.0f} ms",
                 req.req_id,
             )
 
@@ -1666,6 +1670,18 @@ class NodeRuntime:
         the whole namespace: what it may not read is answered stale (core/registry)."""
         visible = _read_filter(principal, req.namespace)
         return req if visible is None else replace(req, visible=visible)
+
+    def _namespaces_request(self, req: ListNamespaces, principal: Principal) -> ListNamespaces:
+        """A ``namespaces`` request with the configuration center's counts and, for a
+        client that may not read everything, the namespaces it may read something in."""
+        configs = self.configs.store.live_by_namespace
+        if principal is OPEN or principal is NODE or principal.may_all(Access.READ, ALL):
+            return replace(req, configs=configs)
+
+        def visible(ns: str) -> bool:
+            return principal.may_some(Access.READ, ns)
+
+        return replace(req, configs=configs, visible=visible)
 
     def _sealed_cursor(self, req: ListServices, result: ServicesResult) -> ServicesResult:
         """Seal a filtered page's cursor that names a service the client may not read."""

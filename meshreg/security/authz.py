@@ -27,6 +27,8 @@ beat         write   the service
 deregister   write   the service
 update       admin   the service (instance-set: drain, weight)
 service_set  admin   the service (protection threshold, service metadata)
+namespaces   none    any authenticated principal; the listing names only the
+                     namespaces where it may read some service or data id
 stats        read    every namespace: node-wide figures, so only a client that
                      may read everything (namespace, group and service "*")
 ping         none    any authenticated principal
@@ -95,6 +97,7 @@ OP_ACCESS: Mapping[str, tuple[Access, str]] = {
     "instances": (Access.READ, "service"),
     "revisions": (Access.READ, "listing"),
     "services": (Access.READ, "listing"),
+    "namespaces": (Access.NONE, "none"),
     "register": (Access.WRITE, "service"),
     "register_batch": (Access.WRITE, "namespace"),
     "beat": (Access.WRITE, "service"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # Defined below the wire (core/versions: the stamp format; model: metadata), re-exported
 # here so every limit is read from one place; wire depends on core, never the reverse.
+from meshreg.core.requests import DEFAULT_NAMESPACES_PAGE as DEFAULT_NAMESPACES_PAGE
 from meshreg.core.requests import DEFAULT_SERVICES_PAGE as DEFAULT_SERVICES_PAGE
 from meshreg.core.versions import MAX_CLOCK_AHEAD as MAX_CLOCK_AHEAD
 from meshreg.core.versions import MAX_STAMP as MAX_STAMP
@@ -40,6 +41,7 @@ MAX_BATCH_REGISTER = 1000  # entries per register_batch (within MAX_ARRAY_LEN an
 # body: ~100 bytes an entry; the Python client sends at most 256, or 48 KiB)
 MAX_REVISIONS_CHECK = 1000  # entries per ``revisions`` request (the Python client sends at
 # most 500, or 48 KiB: names are up to 128 + 256 characters)
+MAX_NAMESPACES_PAGE = 10_000  # namespaces per ``namespaces`` reply at most (~1.5 MB)
 MAX_SERVICES_PAGE = 10_000  # services per ``services`` reply at most (~500 KB, O(page) cost)
 MAX_NODE_ID_LEN = 256  # chars; a node id in peer messages (printable, no control chars)
 MAX_ADDRESS_LEN = 300  # chars; a node's host:port in its beacons

@@ -32,6 +32,7 @@ from meshreg.core.requests import (  # the core's request types: parsed into her
     EntryRejected,
     GetCluster,
     GetStats,
+    ListNamespaces,
     ListServices,
     Ping,
     QueryInstances,
@@ -64,7 +65,7 @@ from meshreg.wire.limits import MAX_STAMP
 # re-exported: the request types lived here before they moved to core/requests
 __all__ = ["Beat", "DeregisterInstance", "GetCluster", "GetStats", "ListServices", "Ping"]
 __all__ += ["QueryInstances", "RegisterInstance", "Request", "RequestRejected", "SessionClose"]
-__all__ += ["CheckRevisions", "EntryRejected", "RegisterBatch"]
+__all__ += ["CheckRevisions", "EntryRejected", "ListNamespaces", "RegisterBatch"]
 __all__ += ["SessionOpen", "SessionRenew", "SetService", "UpdateInstance", "services_cursor"]
 
 _NAME_RE = re.compile(r"[0-9A-Za-z@.:_\-]+\Z")
@@ -89,6 +90,7 @@ REGISTRY_OPS = (
     "instances",
     "revisions",
     "services",
+    "namespaces",
     "stats",
     "ping",
     "cluster",
@@ -341,19 +343,17 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
         group = None
         if msg.get("group") is not None:
             group = _name(msg, "group", DEFAULT_GROUP, limits.MAX_GROUP_LEN, req_id, op)
-        page_size = msg.get("page_size")
-        if page_size is None:
-            page_size = limits.DEFAULT_SERVICES_PAGE
-        elif type(page_size) is not int or not 1 <= page_size <= limits.MAX_SERVICES_PAGE:
-            raise _reject(
-                req_id, op, f"field 'page_size' must be an integer in 1..{limits.MAX_SERVICES_PAGE}"
-            )
+        page_size = _page_size(
+            msg, limits.DEFAULT_SERVICES_PAGE, limits.MAX_SERVICES_PAGE, req_id, op
+        )
         cursor = msg.get("cursor")
         if type(cursor) is str and cursor.startswith("~"):  # sealed (meshreg/security/cursors)
             if len(cursor) > MAX_SEALED_CURSOR or _SEALED_RE.fullmatch(cursor) is None:
                 raise _reject(req_id, op, _NOT_A_CURSOR)
             return ListServices(req_id, ns, group, page_size, None, cursor)
         return ListServices(req_id, ns, group, page_size, parse_cursor(cursor, req_id))
+    if op == "namespaces":
+        return _namespaces(msg, req_id)
     if op == "stats":
         return GetStats(req_id)
     if op == "ping":
@@ -723,6 +723,26 @@ def _revisions(msg: dict[str, Any], req_id: int) -> CheckRevisions:
             raise _reject(req_id, op, f"services[{i}]: {exc.message}") from None
         entries.append((group, service, e[2], e[3]))
     return CheckRevisions(req_id, ns, epoch, tuple(entries))
+
+
+def _namespaces(msg: dict[str, Any], req_id: int) -> ListNamespaces:
+    """``namespaces``: ``after`` (a namespace name, or absent: the first page) and
+    ``page_size``."""
+    op = "namespaces"
+    after = ""
+    if msg.get("after") is not None:
+        after = _name(msg, "after", "", limits.MAX_NAMESPACE_LEN, req_id, op)
+    size = _page_size(msg, limits.DEFAULT_NAMESPACES_PAGE, limits.MAX_NAMESPACES_PAGE, req_id, op)
+    return ListNamespaces(req_id, after, size)
+
+
+def _page_size(msg: dict[str, Any], default: int, most: int, req_id: int, op: str) -> int:
+    page_size = msg.get("page_size")
+    if page_size is None:
+        return default
+    if type(page_size) is not int or not 1 <= page_size <= most:
+        raise _reject(req_id, op, f"field 'page_size' must be an integer in 1..{most}")
+    return page_size
 
 
 def _batch_entry(

@@ -20,6 +20,7 @@ from meshreg.core.results import (
     EntryRefused,
     InstancesResult,
     MemberRow,
+    NamespacesResult,
     PingResult,
     PreservationStats,
     RevisionsResult,
@@ -34,6 +35,16 @@ from meshreg.wire.peer import payload_to_wire
 
 def revisions_map(r: RevisionsResult) -> dict[str, Any]:
     return {"epoch": r.epoch, "stale": list(r.stale)}
+
+
+def namespaces_map(r: NamespacesResult) -> dict[str, Any]:
+    return {
+        "namespaces": [
+            {"namespace": ns, "services": services, "configs": configs}
+            for ns, services, configs in r.namespaces
+        ],
+        "next_after": r.next_after,
+    }
 
 
 def instances_map(r: InstancesResult) -> dict[str, Any]:
@@ -256,6 +267,7 @@ RESULT_MAPS: dict[type, Callable[[Any], Any]] = {
     InstancesResult: instances_map,
     RevisionsResult: revisions_map,
     ServicesResult: services_map,
+    NamespacesResult: namespaces_map,
     PingResult: ping_map,
     SessionOpened: session_opened_map,
     SessionRenewed: session_renewed_map,

@@ -239,6 +239,20 @@ def check_revisions(result: Any) -> dict[str, Any]:
     return r
 
 
+def check_namespaces(result: Any) -> dict[str, Any]:
+    r = _map(result, "the result")
+    for i, n in enumerate(_list(r.get("namespaces"), "namespaces")):
+        entry = _map(n, f"namespaces[{i}]")
+        if type(entry.get("namespace")) is not str or not entry["namespace"]:
+            raise _bad(f"namespaces[{i}].namespace must be a name")
+        _int(entry.get("services"), f"namespaces[{i}].services")
+        _int(entry.get("configs"), f"namespaces[{i}].configs")
+    after = r.get("next_after")
+    if after is not None and type(after) is not str:
+        raise _bad("next_after must be a namespace name or nil")
+    return r
+
+
 def check_session_close(result: Any) -> dict[str, Any]:
     r = _map(result, "the result")
     _int(r.get("deregistered"), "deregistered")
@@ -253,6 +267,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "instances": check_instances,
     "revisions": check_revisions,
     "services": check_services,
+    "namespaces": check_namespaces,
     "cluster": check_cluster,
     "ping": check_ping,
     "stats": check_stats,

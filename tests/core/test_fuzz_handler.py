@@ -188,6 +188,8 @@ def valid_maps(draw: st.DrawFn) -> dict[str, Any]:
         msg["healthy_only"] = draw(st.booleans())
     if op == "services":
         msg["namespace"] = key.namespace
+    if op == "namespaces":
+        msg["page_size"] = draw(st.integers(1, 10_000))
     if op == "revisions":
         msg.update(namespace=key.namespace, epoch=draw(st.integers(0, 2**63 - 1)))
         msg["services"] = [[key.group, key.service, draw(st.integers(0, 99)), draw(st.booleans())]]

@@ -294,3 +294,25 @@ def test_cli_with_keys_from_flags_and_environment(keys: Keys, secure_node: NodeP
             timeout=30,
         )
         assert allowed.returncode == 0, allowed.stderr
+
+
+def test_namespaces_lists_only_what_the_key_may_read(keys: Keys, secure_node: NodeProcess) -> None:
+    with (
+        keys.client("app", secure_node.address) as app,
+        keys.client("cluster", secure_node.address, namespace="team-secret") as operator,
+    ):
+        app.register("orders", "10.0.0.1", 8080)
+        operator.register("ledger", "10.0.0.9", 8080)  # the cluster key may do everything
+        operator.config_publish("db.yaml", "password: x\n")
+        wait_until(
+            lambda: [n.namespace for n in operator.namespaces()] == ["public", "team-secret"],
+            5.0,
+            what="both namespaces listed for the cluster key",
+        )
+        with keys.client("reader", secure_node.address) as reader:
+            assert [(n.namespace, n.services) for n in reader.namespaces()] == [("public", 1)]
+        with (
+            keys.client("stranger", secure_node.address) as stranger,
+            pytest.raises((PermissionDeniedError, ServerUnreachableError)),
+        ):
+            stranger.namespaces()  # a key the ACL does not name gets nothing

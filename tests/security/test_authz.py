@@ -46,6 +46,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "epoch": 1,
         "services": [["DEFAULT_GROUP", "payments", 1, True]],
     },
+    "namespaces": {},
     "stats": {},
     "ping": {},
     "cluster": {},
@@ -99,6 +100,7 @@ EXPECTED = {
     "service_set": (Access.ADMIN, ("public", "DEFAULT_GROUP", "payments")),
     "services": (Access.READ, ("public", None, None)),
     "revisions": (Access.READ, ("public", None, None)),  # then each entry (stale if not)
+    "namespaces": (Access.NONE, (None, None, None)),  # the listing names what it may read
     "stats": (Access.READ, ("*", "*", "*")),
     "config_force_ready": (Access.ADMIN, ("*", "*", "*")),  # node-wide
     "ping": (Access.NONE, (None, None, None)),
@@ -155,6 +157,9 @@ ALLOWED = {
     "config_force_ready": {"operator"},
     "ping": {"reader", "writer", "admin", "other", "monitor", "pinger", "configurer"},
     "cluster": {"reader", "writer", "admin", "other", "monitor", "pinger", "configurer"},
+    "namespaces": {
+        *("reader", "writer", "admin", "other", "monitor", "pinger", "configurer", "operator"),
+    },
     "digests": set(),
     "reconcile": set(),
     "sessions": set(),
