@@ -147,6 +147,11 @@ CACHED_REPLIES_BYTES = 16 * 1024 * 1024  # ... while all of them stay below this
 SendPeer = Callable[[str, list[bytes]], bool]  # (member address, frames) -> sent now?
 SendReply = Callable[[list[bytes], bytes], None]  # (client envelope, reply body)
 Notify = Callable[[list[bytes]], None]
+SendBack = Callable[[bytes, list[bytes]], bool]  # (routing id on the peer port, frames)
+
+
+def _cannot_send_back(_via: bytes, _frames: list[bytes]) -> bool:
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,9 @@ class _PeerAsk:
     tag: int
     msg: dict[str, Any] | None = None  # the request as it came: passed on by a learner
     maybe_written: bool = False  # as _ClientAsk's
+    # the routing id of the connection it came on, when the sender reads answers there
+    # (``reply_here``): the answer goes back on it, the path known to work
+    via: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -252,6 +260,7 @@ class ConfigPlane:
         aliases: dict[str, str] | None = None,
         count_error: Callable[[ErrorCode], None] | None = None,
         clock_lead: Callable[[], float] | None = None,
+        send_back: SendBack | None = None,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
@@ -264,7 +273,9 @@ class ConfigPlane:
         messages name it by the former.  ``count_error``: counts an error answered to a
         client after its request was handed over (``stats.errors``; review17 F4).
         ``clock_lead``: how far this node's wall clock runs ahead of its peers' (write
-        deadlines are judged by theirs: core/distro ``_clock_lead``)."""
+        deadlines are judged by theirs: core/distro ``_clock_lead``).  ``send_back``:
+        frames to the peer connection with this routing id on the peer port (the answer
+        to a forward that asked for it); False: not sent (then the DEALER way)."""
         self._aliases = aliases or {}
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
@@ -279,6 +290,7 @@ class ConfigPlane:
             self.db.load_floors(self.store)
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
+        self._send_back = send_back or _cannot_send_back
         self._held_replies = held_replies
         self._watched = watched
         self._count_error = count_error or (lambda code: None)
@@ -951,8 +963,10 @@ class ConfigPlane:
         return True
 
     # -- peer messages ------------------------------------------------------------------
-    def on_peer(self, body: bytes, now: float) -> None:
-        """One config message from a peer (the peer port); never raises on bad input."""
+    def on_peer(self, body: bytes, now: float, via: bytes | None = None) -> None:
+        """One config message from a peer (the peer port, or an answer on our DEALER);
+        never raises on bad input.  ``via``: the routing id of the connection it came on
+        (the peer port's), for answers the sender reads there."""
         self._now = now
         self.replicator.clock_lead = self._clock_lead()
         self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
@@ -984,10 +998,10 @@ class ConfigPlane:
                 items = tuple(m for m in items if type(m) in _FROM_LEARNERS)
         effects = []
         for item in items:
-            effects += self._handle(item, now)
+            effects += self._handle(item, now, via)
         self._run(effects, now)
 
-    def _handle(self, msg: Any, now: float) -> list[Effect]:
+    def _handle(self, msg: Any, now: float, via: bytes | None = None) -> list[Effect]:
         """One validated peer message (or batch item) from a configured peer."""
         sender, rep = msg.sender, self.replicator
         effects: list[Effect] = []
@@ -1025,7 +1039,9 @@ class ConfigPlane:
             case ConfigVersions():
                 effects = rep.on_versions(msg.entries)
             case ConfigForward():
-                write = as_config_write(msg.request, _PeerAsk(sender, msg.tag, msg.raw), msg.by)
+                back = via if msg.reply_here else None
+                ask = _PeerAsk(sender, msg.tag, msg.raw, via=back)
+                write = as_config_write(msg.request, ask, msg.by)
                 # (our disk failing: ``cannot_save`` passes it on to the owner over the
                 # others, which applies it; refused only if nobody else is up)
                 effects = rep.write(now, replace(write, forwarded=True))
@@ -1205,7 +1221,12 @@ class ConfigPlane:
         self._next_tag += 1
         tag = self._next_tag
         frames = encode_config_peer(
-            "config_forward", self.member, tag=tag, request=ask.msg, by=effect.write.args["by"]
+            "config_forward",
+            self.member,
+            tag=tag,
+            request=ask.msg,
+            by=effect.write.args["by"],
+            reply_here=True,  # answer on our connection: the owner's to us may be cut
         )
         arrived = now if arrived is None else arrived  # answered within FORWARD_TIMEOUT of it
         if self._send_peer(effect.peer, frames):
@@ -1305,6 +1326,8 @@ class ConfigPlane:
     def _reply_peer(self, request: _PeerAsk, **fields: Any) -> None:
         """The answer to a forwarded write, kept for a resend if the connection is down."""
         frames = encode_config_peer("config_forward_reply", self.member, tag=request.tag, **fields)
+        if request.via is not None and self._send_back(request.via, frames):
+            return  # on the forward's own connection
         self._send_or_keep(request.sender, frames, self._now)
 
     # -- stats --------------------------------------------------------------------------

@@ -441,6 +441,7 @@ class NodeRuntime:
                 aliases=self.peer_aliases,
                 count_error=self.core.registry.count_error,
                 clock_lead=lambda: self.core.registry.clock_lead,
+                send_back=self._config_send_back,
             )
             # service settings and instance overrides (runtime/registry_state): operators'
             # writes, which providers registering again cannot give back after a restart
@@ -1228,7 +1229,7 @@ class NodeRuntime:
                 return
             if len(frames) == 3 and frames[1] == CONFIG_FRAME:
                 try:
-                    self.configs.on_peer(frames[2], self.clock() + self._wall_offset)
+                    self.configs.on_peer(frames[2], self.clock() + self._wall_offset, frames[0])
                 except Exception:  # a bug must not take the node down
                     log.exception("internal error while handling a config peer message")
                 continue
@@ -1436,6 +1437,14 @@ class NodeRuntime:
         except zmq.Again:
             return False
         return True
+
+    def _config_send_back(self, via: bytes, frames: list[bytes]) -> bool:
+        """A config message on the peer port's connection ``via`` (to the peer's DEALER
+        that sent there): the answer to a forward, on the path the forward came by."""
+        router = self._peer_router
+        if router is None:
+            return False
+        return self.peer_replies.send(router, [via, *frames], self.clock())
 
     def _config_reply(self, envelope: list[bytes], body: bytes) -> None:
         """The answer to a config request served earlier (a write's, once committed; a
@@ -1766,6 +1775,11 @@ class NodeRuntime:
                             "written", now, "bad write result from %s: %s", pending.address, exc
                         )
                 self.replies.send(router, pending.envelope + [frames[2]], now)
+            elif len(frames) == 2 and frames[0] == CONFIG_FRAME:  # a forward's answer
+                try:
+                    self.configs.on_peer(frames[1], now + self._wall_offset)
+                except Exception:  # a bug must not take the node down
+                    log.exception("internal error while handling a config peer message")
             elif len(frames) == 2 and frames[0] == b"":  # a peer call's reply
                 try:
                     tag, ok, result = decode_call_reply(frames[1])

@@ -27,7 +27,11 @@ config_digests         digests, reply, after + upto (keys or nil, optional): ant
                        ask (optional): the config_sync's this page answers
 config_versions        entries: versions where the sender is ahead
 config_forward         tag, request (the client's request map), by: a write for the
-                       responsible node
+                       responsible node; reply_here (optional, true): answer on this
+                       connection (the ROUTER's routing id back to the sender's DEALER),
+                       which works whenever the forward arrived, also while the owner's
+                       own connection to the sender is cut (review26 F1); absent (older
+                       nodes): the reply goes out on the owner's DEALER
 config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok; ``written``
                        false: refused before anything was written)
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
@@ -232,6 +236,7 @@ class ConfigForward:
     request: Any
     by: str
     raw: dict[str, Any] | None = None  # the request map as it came (passed on as it is)
+    reply_here: bool = False  # answer on the connection it came on (the sender reads it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,7 +635,10 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
             parsed = parse_config_message(request, cap)
         except RequestRejected as exc:
             raise _bad(f"field 'request': {exc.message}") from None
-        return ConfigForward(sender, tag, parsed, check_modified_by(msg.get("by")), request)
+        by = check_modified_by(msg.get("by"))
+        return ConfigForward(
+            sender, tag, parsed, by, request, _bool(msg.get("reply_here", False), "reply_here")
+        )
     # config_forward_reply
     tag = _int(msg.get("tag"), "tag", 0, MAX_TAG)
     if _bool(msg.get("ok"), "ok"):

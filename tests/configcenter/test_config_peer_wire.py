@@ -215,6 +215,14 @@ def test_forwards_round_trip() -> None:
     fwd = decoded(encode_config_peer("config_forward", ME, tag=5, request=request, by="ops"))
     assert isinstance(fwd, ConfigForward) and fwd.tag == 5 and fwd.by == "ops"
     assert fwd.request.key == KEY and fwd.request.content == "x"
+    assert not fwd.reply_here  # absent (an older node): answered on the owner's DEALER
+    here = decoded(encode_config_peer("config_forward", ME, tag=5, request=request, by="ops",
+                                      reply_here=True))  # fmt: skip
+    assert here.reply_here
+    for bad in (1, "yes"):
+        with pytest.raises(RemoteProtocolError, match="'reply_here' must be true or false"):
+            decoded(encode_config_peer("config_forward", ME, tag=5, request=request, by="o",
+                                       reply_here=bad))  # fmt: skip
     ok = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=True,
                                     entry=entry_to_wire(ENTRIES[0]), gray=False))  # fmt: skip
     assert ok == ConfigForwardReply(ME, 5, True, ENTRIES[0], False, None, "")

@@ -65,6 +65,8 @@ class Net:
         self.addresses = ADDRESSES[:n]
         self.data_dir = data_dir
         self.down: set[str] = set()
+        self.cut: set[tuple[str, str]] = set()  # (from, to): its own connections drop
+        self.answer_back = True  # the owner answers on the forward's connection (a ROUTER)
         self.planes: dict[str, ConfigPlane] = {}
         self.batched = False  # True: loop turns of several messages, one flush each
         for address in self.addresses:
@@ -93,6 +95,7 @@ class Net:
             lambda frames, me=address: self.notes.setdefault(me, []).append(
                 msgpack.unpackb(frames[1], raw=False)
             ),
+            send_back=lambda via, frames, me=address: self._send_back(me, via, frames),
         )
         self.planes[address] = plane
         self.down.discard(address)
@@ -108,10 +111,25 @@ class Net:
         self.batches += msgpack.unpackb(frames[1], raw=False)["op"] == "config_batch"
         if to in self.down:
             return False
-        if self.loss and self.rng.random() < self.loss:
+        if (self.loss and self.rng.random() < self.loss) or (sender, to) in self.cut:
             return True  # sent, then lost
         self.queue.append((to, frames[1]))
         return True
+
+    def _send_back(self, sender: str, via: bytes, frames: list[bytes]) -> bool:
+        """On the connection a message came by (the peer's own: a cut of ours spares it)."""
+        if not self.answer_back:
+            return False
+        assert frames[0] == CONFIG_FRAME
+        to = via.decode()
+        self.sent.extend((sender, to, m["op"]) for m in unbatched(frames[1]))
+        if to not in self.down:
+            self.queue.append((to, frames[1]))
+        return True
+
+    def _on_peer(self, to: str, body: bytes) -> None:
+        sender = msgpack.unpackb(body, raw=False)["from"]  # the connection it came by
+        self.planes[to].on_peer(body, self.now, sender.encode())
 
     def deliver(self, limit: int = 100_000, shuffle: bool = False) -> None:
         for _ in range(limit):
@@ -124,14 +142,14 @@ class Net:
                 for _ in range(min(self.rng.randrange(1, 9), len(self.queue))):
                     to, body = self.queue.popleft()
                     if to not in self.down:
-                        self.planes[to].on_peer(body, self.now)
+                        self._on_peer(to, body)
                         touched[to] = None
                 for to in touched:
                     self.planes[to].flush(self.now)
                 continue
             to, body = self.queue.popleft()
             if to not in self.down:
-                self.planes[to].on_peer(body, self.now)
+                self._on_peer(to, body)
                 self.planes[to].flush(self.now)  # one message per loop turn here
         raise AssertionError("messages kept flowing")
 
@@ -306,6 +324,24 @@ def test_a_forward_to_an_owner_that_died_goes_to_the_new_owner() -> None:
     assert reply["ok"], reply
     survivors = tuple(a for a in ADDRESSES if a != owner)
     assert reply["result"]["origin"] == owner_of("moved", survivors)
+
+
+def test_the_owner_answers_a_forward_on_its_connection_when_its_own_is_cut() -> None:
+    """review26 F1: the owner cannot reach the forwarding node (a one-way cut), which
+    reaches it: the answer goes back on the forward's connection, at once."""
+    net = Net(3)
+    owner = owner_of("x")
+    other = next(a for a in ADDRESSES if a != owner)
+    net.cut.add((owner, other))
+    reply = net.call(other, "config_publish", data_id="x", content="1")  # no time passes
+    assert reply["ok"] and reply["result"]["revision"] == 1, reply
+    # an older forwarder (or a send back that fails): the DEALER way, which the cut drops
+    net.answer_back = False
+    net.request(other, b"old", "config_publish", data_id="x", content="2")
+    net.deliver()
+    assert b"old" not in net.replies
+    net.tick(6.0)
+    assert "outcome is unknown" in net.last(b"old")["error"]["message"]
 
 
 def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
@@ -854,10 +890,22 @@ def test_a_page_outside_its_range_is_refused_and_moves_nothing(
                for d in ahead.digests()]  # fmt: skip
     bodies = [
         # claims (p0, p1]: holds p0..p4
-        encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
-                           after=digests[0][:3], upto=digests[1][:3])[1],  # fmt: skip
-        encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
-                           after=digests[1][:3], upto=digests[0][:3])[1],  # fmt: skip
+        encode_config_peer(
+            "config_digests",
+            ADDRESSES[0],
+            digests=digests,
+            reply=False,
+            after=digests[0][:3],
+            upto=digests[1][:3],
+        )[1],  # fmt: skip
+        encode_config_peer(
+            "config_digests",
+            ADDRESSES[0],
+            digests=digests,
+            reply=False,
+            after=digests[1][:3],
+            upto=digests[0][:3],
+        )[1],  # fmt: skip
     ]
     with caplog.at_level(logging.WARNING, logger="meshreg.node"):
         for body in bodies * 50:
