@@ -890,22 +890,10 @@ def test_a_page_outside_its_range_is_refused_and_moves_nothing(
                for d in ahead.digests()]  # fmt: skip
     bodies = [
         # claims (p0, p1]: holds p0..p4
-        encode_config_peer(
-            "config_digests",
-            ADDRESSES[0],
-            digests=digests,
-            reply=False,
-            after=digests[0][:3],
-            upto=digests[1][:3],
-        )[1],  # fmt: skip
-        encode_config_peer(
-            "config_digests",
-            ADDRESSES[0],
-            digests=digests,
-            reply=False,
-            after=digests[1][:3],
-            upto=digests[0][:3],
-        )[1],  # fmt: skip
+        encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
+                           after=digests[0][:3], upto=digests[1][:3])[1],  # fmt: skip
+        encode_config_peer("config_digests", ADDRESSES[0], digests=digests, reply=False,
+                           after=digests[1][:3], upto=digests[0][:3])[1],  # fmt: skip
     ]
     with caplog.at_level(logging.WARNING, logger="meshreg.node"):
         for body in bodies * 50:
