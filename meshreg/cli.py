@@ -964,11 +964,27 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         )
     configs = result.get("config")
     if isinstance(configs, dict):
-        refusal = configs.get("disk_refusal")
+        refusal = configs.get("disk_refusal") or _minority(configs)
         state = "ready" if configs.get("ready") else "catching up (config reads refused)"
         if configs.get("forced_ready"):
             state = "ready (FORCED by the operator, not caught up from a majority)"
         click.echo(f"configs: {state}" + (f"; WRITES REFUSED: {refusal}" if refusal else ""))
+
+
+def _minority(counts: dict[str, Any]) -> str | None:
+    """Why config writes are refused for want of a majority (None: they are not, or the
+    node does not say), from ``members_up`` and ``members`` (and ``majority``)."""
+    up, members = counts.get("members_up"), counts.get("members")
+    if not isinstance(up, int) or not isinstance(members, int) or members < 1:
+        return None
+    majority = counts.get("majority")
+    need = majority if isinstance(majority, int) else members // 2 + 1
+    if up >= need:
+        return None
+    return (
+        f"this node sees {up} of its {members} configured members up and a config write "
+        f"needs {need} (registry reads and writes go on)"
+    )
 
 
 def _readiness(result: dict[str, Any]) -> str | None:
@@ -1000,6 +1016,9 @@ def ping(need_ready: bool, servers: str, timeout: float) -> None:
         server = c.server
     waiting = _readiness(result)
     state = f"not ready: {waiting}" if waiting else "ready"
+    minority = _minority(result) if result.get("config_ready") is not None else None
+    if minority:  # ready means caught up; say that writes wait for members all the same
+        state += f"; config writes refused: {minority}"
     click.echo(
         f"pong from {server} (meshreg {_safe(result['version'])}, epoch {result['epoch']}): {state}"
     )

@@ -789,9 +789,13 @@ class ConfigPlane:
         )
 
     def status(self, now: float) -> dict[str, Any]:
-        """Readiness for ``cluster``: caught up, and whether the disk takes writes."""
+        """Readiness for ``cluster``: caught up, whether the disk takes writes, and the
+        majority a write needs against the configured members seen up (reads may be
+        ready while writes are refused: review27 notes)."""
+        rep = self.replicator
         return {"ready": self.ready, "forced_ready": self.forced_ready,
-                "disk_refusal": self.disk_refusal(now)}  # fmt: skip
+                "disk_refusal": self.disk_refusal(now), "members": len(rep.members),
+                "members_up": len(rep.up), "majority": rep.majority}  # fmt: skip
 
     def force_ready(self, principal: str, now: float) -> dict[str, Any]:
         """The operator's override of the ready gate at run time (``meshreg config

@@ -84,6 +84,9 @@ def test_an_admin_forces_a_lone_survivor_ready_at_run_time(tmp_path: Path) -> No
         assert "READY FORCED by 'ops' (admin op config_force_ready)" in lone.log()
         shown = run_cli("cluster", "-s", lone.address, *keys).stdout
         assert "configs: ready (FORCED by the operator" in shown, shown
+        # ready is for reads: both commands say that writes wait for a majority (review27)
+        assert "WRITES REFUSED: this node sees 1 of its 3 configured members up and a config " \
+            "write needs 2" in shown, shown  # fmt: skip
         name, message = conn(lone.port, "ops").error("config_publish", data_id="gate.txt",
                                                      content="alone")  # fmt: skip
         assert name == "UNAVAILABLE" and "need a majority" in message  # writes: unchanged
