@@ -160,6 +160,9 @@ class ClientAgent:
         self._poller = zmq.Poller()
         self._direct: dict[str, zmq.Socket[bytes]] = {}  # member address -> its DEALER
         self._direct_source: dict[zmq.Socket[bytes], str] = {}
+        # each member DEALER's monitor -> the member: a dropped connection re-sends what
+        # went straight to it through the server at once (it stopped or died)
+        self._direct_monitors: dict[zmq.Socket[bytes], str] = {}
         self._unusable: dict[str, float] = {}  # member address -> when to try it again
         self._limiter = LogLimiter(log)
         self._dead = False  # the I/O thread ended; ``_death`` says why
@@ -223,6 +226,8 @@ class ClientAgent:
             for sock in (self._dealer, self._sub, self._wake_pull):
                 if sock is not None:
                     sock.close(linger=0)
+            for monitor in self._direct_monitors:
+                monitor.close(linger=0)
             for sock in self._direct.values():
                 sock.close(linger=0)
             self.ctx.term()
@@ -269,6 +274,8 @@ class ClientAgent:
                 self._sub_refused(watch.drain(now), now)
             elif sock is self._dealer_monitor:
                 self._dealer_events(sock)
+            elif sock in self._direct_monitors:
+                self._member_events(sock, now)
             else:
                 self._drain_replies(sock, now)
         if watch is not None and now >= watch.retry_at:
@@ -477,7 +484,22 @@ class ClientAgent:
             self._direct[address] = sock
             self._direct_source[sock] = address
             self._poller.register(sock, zmq.POLLIN)
+            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self._direct_monitors[monitor] = address
+            self._poller.register(monitor, zmq.POLLIN)
         return sock
+
+    def _member_events(self, monitor: zmq.Socket[bytes], now: float) -> None:
+        """A member's connection dropped: what went straight to it goes another way."""
+        dropped = False
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            dropped = dropped or event["event"] == zmq.EVENT_DISCONNECTED
+        if dropped:
+            self._perform(self.core.member_disconnected(self._direct_monitors[monitor], now), now)
 
     def _not_usable(self, address: str, now: float, exc: BaseException) -> None:
         if len(self._unusable) >= MAX_SERVERS:  # addresses come from the network: bounded

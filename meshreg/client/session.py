@@ -679,6 +679,28 @@ class ClientSession:
             self._send(request_id, p)
         return self._take()
 
+    def member_disconnected(self, address: str, now: float) -> list[Action]:
+        """The loop saw the connection to a member that writes went straight to drop (it
+        stopped, or died): what waits on it goes through the server now, not at the end
+        of its attempt; the view is forgotten until fetched again (that member may have
+        left it).  A probe of that node alone fails; a request that must come from that
+        node (``insist``) waits its turn as before."""
+        self._now = now
+        sent_there = [(r, p) for r, p in self._pending.items() if p.via == address]
+        if sent_there:
+            self._forget_view()
+        for req_id, p in sent_there:
+            if p.insist > 0:
+                continue
+            if p.direct_only:
+                del self._pending[req_id]
+                self._resolve(p, None, ServerUnreachableError(f"{p.op}: {address} went away"))
+                continue
+            p.via = None
+            p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+            self._send(req_id, p)
+        return self._take()
+
     def tick(self, now: float) -> list[Action]:
         """Timers: beats or renewal, resync, the cluster view, the probe, deadlines."""
         self._now = now

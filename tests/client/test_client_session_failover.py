@@ -216,6 +216,27 @@ def test_a_silent_owner_makes_the_session_forget_the_view_and_use_the_server() -
     assert h.requests("register")[-1].to == "a:1"  # the view is forgotten until refreshed
 
 
+def test_a_dropped_owner_connection_sends_its_write_through_the_server_at_once() -> None:
+    """The owner the write went straight to stopped or died (the loop saw its connection
+    drop): through the server now, not at the end of the attempt."""
+    h = Harness(servers=("a:1",), attempt_ms=5000)
+    with_view(h)
+    reg, owner = owned_elsewhere()
+    handle = Handle()
+    h.do(Register(reg, 30.0, handle))
+    assert h.requests("register")[-1].to == owner
+    h.run(h.core.member_disconnected("z:9", h.now))  # another member: nothing moves
+    assert h.requests("register")[-1].to == owner
+    h.run(h.core.member_disconnected(owner, h.now))  # no time passes
+    last = h.requests("register")[-1]
+    assert last.to == "a:1" and h.connects() == ["a:1"]  # the server, no failover
+    h.reply(last)
+    assert h.outcome(handle).__class__.__name__ == "Complete"
+    reg2, _ = owned_elsewhere()
+    h.do(Register(reg2, 3.0, Handle()))
+    assert h.requests("register")[-1].to == "a:1"  # the view is forgotten until refreshed
+
+
 def test_each_attempt_of_a_registry_write_carries_its_own_deadline() -> None:
     """PROTOCOL.md 2.1 "Deadline": the attempt's end plus DEADLINE_SLACK on the wall clock;
     the re-send to the next server gets a new one (a late copy of the first is void)."""
