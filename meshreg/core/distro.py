@@ -366,7 +366,7 @@ class DistroNode:
         self._patience = DISPUTE_PATIENCE * cluster.peer_timeout
         # what _disputed and _members were derived from last (see _recompute_members)
         self._disputed_from: tuple[int, tuple[str, ...]] | None = None
-        self._members_from: tuple[int, bool, int] | None = None
+        self._members_from: tuple[int, bool, int, int, tuple[str, ...]] | None = None
         # a lone node has nothing to catch up on
         self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
         self.ready = self.state is not NodeState.CATCHING_UP  # (kept by _to): caught up,
@@ -381,6 +381,7 @@ class DistroNode:
         # until when), and the peers that hold us out
         self._restarts: dict[str, deque[float]] = {}
         self._holding: dict[str, float] = {}
+        self._hold_revision = 0  # bumped when ``_holding`` gains or loses a peer
         self.held_by: tuple[str, ...] = ()
         self.ready_at = now  # when it last became ready (caught up, not held)
         # our wall clock is off a majority of the cluster's (``_check_clock``): we own
@@ -509,19 +510,28 @@ class DistroNode:
     def _recompute_members(self, now: float) -> None:
         # The members are a function of the peers up (ids, ready flags) and our own
         # readiness: nothing to do while neither changed (a beacon that changes nothing).
-        basis = (self.membership.revision, self.ready, self._clock_revision)
+        basis = (
+            self.membership.revision,
+            self.ready,
+            self._clock_revision,
+            self._hold_revision,
+            self.held_by,
+        )
         if basis == self._members_from:
             return
         self._members_from = basis
         # a peer whose clock is far off ours is counted out, unless ours is the wrong one
         trusted = self.clock_trusted  # in a majority that agrees: a far peer is out
+        # a peer we hold (a crash loop) is out even if it caught up before our beacons
+        # told it so (review28 F6: it did within a second and took its share back)
+        holding = self._holding
         ids = [
             p.node_id
             for p in self.membership.up_peers()
-            if p.ready and p.node_id and not (trusted and p.clock_far)
+            if p.ready and p.node_id and not (trusted and p.clock_far) and p.node_id not in holding
         ]
         skewed = self.clock_skewed
-        if (self.ready and not skewed) or not ids:
+        if (self.ready and not skewed and not self.held_by) or not ids:
             ids.append(self.node_id)
         members = tuple(sorted(set(ids)))
         if members == self._members:
@@ -1238,6 +1248,8 @@ class DistroNode:
         heard = membership.peer_at(b.address)
         if heard is not None:
             heard.holds_us = b.held is not None and self.node_id in b.held
+            if self.ready and (heard.holds_us or self.held_by):  # held once ready too:
+                self._held(now)  # out of our members, and our beacons say not ready
             cut_off = b.unreachable is not None and self.node_id in b.unreachable
             if cut_off is not heard.cannot_reach_us:
                 heard.cannot_reach_us = cut_off
@@ -1862,7 +1874,7 @@ class DistroNode:
             and bool(self._caught_up)
             and all(p.node_id in self._caught_up for p in self.membership.up_peers())
         )
-        if (synced or waited) and not self._held():
+        if (synced or waited) and not self._held(now):
             self._caught_up_now(now)
 
     def leaving_beacon(self, now: float) -> Beacon:
@@ -1888,7 +1900,7 @@ class DistroNode:
         if up and all(p.node_id in self._synced_with for p in up):
             self.registry.synced = True
 
-    def _held(self) -> bool:
+    def _held(self, now: float) -> bool:
         """Caught up, but held out of the members: a ready peer's beacons name us in
         ``held`` (we restarted again and again: ``_peer_restarted``).  Our beacons say not
         ready meanwhile, so every node counts us out alike: our comings and goings move no
@@ -1897,6 +1909,8 @@ class DistroNode:
         by = tuple(sorted(p.node_id for p in up if p.ready and p.holds_us and p.node_id))
         if by and not self.held_by:
             self.registry.queue(HeldOut(by))
+        elif self.held_by and not by and self.ready:  # (held once ready) a member again
+            self.ready_at = now
         self.held_by = by
         return bool(by)
 
@@ -1918,6 +1932,7 @@ class DistroNode:
                 return
             self.counters["peers_held"] += 1
             self.registry.queue(PeerHeld(node_id, address, len(seen), window, hold))
+            self._hold_revision += 1
         self._holding[node_id] = now + hold  # a new incarnation of a held peer: again
 
     def _check_clock(self, peer: Peer, offset: float, now: float) -> None:
@@ -2012,6 +2027,7 @@ class DistroNode:
             for node_id, until in list(self._holding.items()):
                 if now >= until:
                     del self._holding[node_id]
+                    self._hold_revision += 1  # counted in again (``_recompute_members``)
         return tuple(sorted(self._holding))
 
     # -- time ------------------------------------------------------------------------------
@@ -2045,7 +2061,7 @@ class DistroNode:
                     self.node_id,
                     self.address,
                     self.epoch,
-                    self.ready,
+                    self.ready and not self.held_by,  # held: every node counts us out
                     self.outbox.seq,
                     self._members,
                     self._configured(),
@@ -2183,8 +2199,8 @@ class DistroNode:
         members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True)]
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
-            if peer.state is MemberState.UP and not peer.ready:
-                state = "catching up"
+            if peer.state is MemberState.UP and (not peer.ready or peer.node_id in self._holding):
+                state = "catching up"  # (held: counted out, whatever its beacons say)
             elif peer.state is MemberState.UP and peer.clock_far and self.clock_trusted:
                 state = CLOCK_OFF  # counted out: clients route nothing to it
             counts = owned.get(peer.node_id or "", [0, 0])

@@ -57,7 +57,8 @@ class Flapping:
     """n1 (a ready ``Member``) holding a dead and a live instance of a service it owns in
     every view, while n3 restarts every ``UP + DOWN`` s; records n1's judgments."""
 
-    def __init__(self) -> None:
+    def __init__(self, restarts: bool = True) -> None:
+        self.restarts = restarts  # False: a flapping link (the same incarnation back)
         self.m = Member()
         self.node = self.m.node
         # n1's with n3 or without it (a member leaving moves only its own services)
@@ -89,7 +90,7 @@ class Flapping:
             m.now = round(m.now + STEP, 6)
             phase = (m.now - start) % (UP + DOWN) if flapping else 0.0
             up = phase < UP
-            if up and not was_up:
+            if up and not was_up and self.restarts:
                 self.epoch += 1  # a restart: a new incarnation
             was_up = up
             view = ("n1", "n2", "n3") if up else ("n1", "n2")
@@ -108,8 +109,11 @@ class Flapping:
         return next((t for t, i, r in self.judged if i == iid and r == reason), None)
 
 
-def test_a_peer_in_a_crash_loop_does_not_stop_the_judging_of_a_dead_instance() -> None:
-    f = Flapping()
+@pytest.mark.parametrize("restarts", [True, False], ids=["crash loop", "flapping link"])
+def test_a_peer_in_a_crash_loop_does_not_stop_the_judging_of_a_dead_instance(
+    restarts: bool,
+) -> None:
+    f = Flapping(restarts)
     start = f.m.now
     f.run(1.0, flapping=False, dead_beats_until=start + 1.0)  # both beat, n3 steady
     last_dead_beat = f.m.now
@@ -122,7 +126,11 @@ def test_a_peer_in_a_crash_loop_does_not_stop_the_judging_of_a_dead_instance() -
     assert evicted is not None, f"never evicted while n3 flapped: {f.judged}"
     assert evicted <= run_start + E + U + slack, (evicted, run_start)
     assert not [j for j in f.judged if j[1] == LIVE], f"a live instance was judged: {f.judged}"
-    assert stats_map(f.node, f.m.now)["judged_in_member_grace"] >= 1
+    stats = stats_map(f.node, f.m.now)
+    if restarts:  # held out from its second restart: its returns start no grace here
+        assert stats["peers_held"] == 1
+    else:  # a link: never held; the run of graces is bounded
+        assert stats["peers_held"] == 0 and stats["judged_in_member_grace"] >= 1
 
 
 def test_one_return_still_gives_every_instance_the_whole_grace() -> None:

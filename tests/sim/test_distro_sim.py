@@ -466,7 +466,7 @@ def run_settled(net: Network, end: float) -> list[str]:
     net.run_until(end - QUIET)
     h = net.health
     limit = net.now + 2 * (h.evict_after + h.unhealthy_after)
-    while net.now < limit and any(n.core.held_by and not n.core.ready for n in net.live()):
+    while net.now < limit and any(n.core.held_by for n in net.live()):
         net.run_until(net.now + 0.5)
     # a member that came in (its hold over) started a grace: evictions a grace later
     joined = max((n.core.ready_at for n in net.live()), default=0.0)
