@@ -136,11 +136,20 @@ def _replaced(lst: Listening, note: ConfigChanged) -> bool:
     """A push at the held revision announces another version than the one held: two
     owners assigned that revision during a membership change and the one a majority
     acknowledged won on the pushing node (docs/CONFIG.md, the merge rule).  Held gray:
-    the push's md5 is the main one, so it cannot tell; pull to see."""
+    compared with the push's ``gray_md5`` (an older node sends none: pull to see)."""
     held = lst.entry
     if held is None:
         return not note.deleted
-    return note.deleted or held.gray_served or held.md5 != note.md5
+    if note.deleted:
+        return True
+    if held.gray_served:
+        main = held.main.md5 if held.main is not None else None
+        return (
+            note.gray_md5 is None
+            or held.md5 != note.gray_md5
+            or (main is not None and main != note.md5)
+        )
+    return held.md5 != note.md5
 
 
 @dataclass

@@ -182,6 +182,8 @@ class ConfigChanged:
     md5: str
     deleted: bool = False
     gray: bool = False
+    # the gray version's md5 ("" without one; None: a node that does not send it)
+    gray_md5: str | None = None
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -384,4 +386,5 @@ def decode_config_notification(frames: list[bytes]) -> ConfigChanged:
         _opt(m, "md5", _str, ""),
         _opt(m, "deleted", _bool, False),
         _opt(m, "gray", _bool, False),
+        _opt(m, "gray_md5", _str, None),
     )

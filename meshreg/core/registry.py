@@ -1153,14 +1153,22 @@ class RegistryNode:
         subs = self.subscriptions.by_service
         return key in subs or None in subs
 
-    def subscription_changed(self, key: ServiceKey | None, subscribed: bool) -> None:
-        """A watcher (un)subscribed; a new one is told the current revision."""
+    def subscription_changed(
+        self, key: ServiceKey | None, subscribed: bool, sync: bool = True
+    ) -> None:
+        """A watcher (un)subscribed; a new one is told the current revision (``sync``
+        False: by a sync the runtime defers, shared with the topic's other newcomers:
+        runtime/sync_pacer, ``announce``)."""
         if subscribed:
             self.subscriptions.subscribed(key)
-            if key is not None:
-                self._effects.append(SyncAnnounced(key, self.store.revision_of(key)))
+            if key is not None and sync:
+                self.announce(key)
         else:
             self.subscriptions.unsubscribed(key)
+
+    def announce(self, key: ServiceKey) -> None:
+        """Publish a sync of ``key`` (its current revision) to its watchers."""
+        self._effects.append(SyncAnnounced(key, self.store.revision_of(key)))
 
     # -- effects -------------------------------------------------------------
     def stamp(self, now: float) -> int:

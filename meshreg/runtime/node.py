@@ -87,6 +87,7 @@ from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.sd_notify import SystemdNotifier
 from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
+from meshreg.runtime.sync_pacer import SyncPacer
 from meshreg.security.acl import ALL, NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic
 from meshreg.security.cursors import CursorSeal
@@ -383,6 +384,7 @@ class NodeRuntime:
         self._xpub: Channel | None = None
         # notifications wait there while a subscriber's queue is full (XPUB_NODROP)
         self.outbox = NotifyOutbox(self._send_notification, self._notify_lossy)
+        self.sync_pacer = SyncPacer()  # a topic's subscription syncs: one per 0.2 s at most
         self._repl_pub: Channel | None = None
         self._repl_sub: Channel | None = None
         self._peers: PeerLinks | None = None
@@ -519,6 +521,7 @@ class NodeRuntime:
             "notifications_held": self.outbox.held,
             "notifications_held_total": self.outbox.held_total,
             "notifications_sent_lossy": self.outbox.sent_lossy,
+            "syncs_deferred": self.sync_pacer.deferred,
             # forwarded writes whose owner refused our copy as late (its clock ahead of
             # ours): applied here (review25 F2)
             "forwards_refused_late": self._counted_fallbacks,
@@ -907,6 +910,13 @@ class NodeRuntime:
             if deadline is not None:
                 wake = min(wake, deadline)
         self._flush_replication()  # nothing more to read this turn: send the batch
+        due = self.sync_pacer.next_due()
+        if due is not None:  # subscription syncs deferred (a topic subscribed again soon)
+            if due <= now:
+                self._deferred_syncs(now)
+                due = self.sync_pacer.next_due()
+            if due is not None:
+                wake = min(wake, due)
         if self.outbox.held:  # notifications a full subscriber queue refused: in order
             retry = self.outbox.flush(now)
             if retry is not None:
@@ -1918,9 +1928,24 @@ class NodeRuntime:
                 continue  # this connection holds it already: libzmq keeps one entry
             if why is None:
                 xpub.setsockopt(zmq.SUBSCRIBE, topic)
+                # its sync goes to every watcher of the topic: paced (runtime/sync_pacer)
+                sync = self.sync_pacer.admit(topic, now)
+                if not sync:  # (a fleet starting together, too: INFO)
+                    self._limiter.info(
+                        "sync deferred",
+                        now,
+                        "subscriptions to %r come faster than one per %.1f s (last from "
+                        "%s): its watchers get one sync per %.1f s, shared (%d deferred in "
+                        "all; a client subscribing in a loop?)",
+                        topic[:80],
+                        self.sync_pacer.every,
+                        principal.name if principal is not None else "?",
+                        self.sync_pacer.every,
+                        self.sync_pacer.deferred,
+                    )
                 if not is_config_topic(topic):  # the core counts service watchers only
-                    core.registry.subscription_changed(topic_key(topic), True)
-                else:  # as a service's sync: a (re)connecting listener learns what it missed
+                    core.registry.subscription_changed(topic_key(topic), True, sync)
+                elif sync:  # as a service's sync: a (re)connecting listener learns what it missed
                     self.configs.subscribed(topic)
             else:
                 self._limiter.warning(
@@ -1936,6 +1961,21 @@ class NodeRuntime:
                         "full": f"the node holds {gate.max_subscriptions} subscriptions",
                     }[why],
                 )
+
+    def _deferred_syncs(self, now: float) -> None:
+        """The syncs of topics subscribed again within their window, one per topic (the
+        topic's watchers still there get it; nobody left: nothing)."""
+        registry, gate = self.core.registry, self.gate
+        for topic in self.sync_pacer.take_due(now):
+            if not gate.watches(topic):
+                continue
+            if is_config_topic(topic):
+                self.configs.subscribed(topic)
+            else:
+                key = topic_key(topic)
+                if key is not None:
+                    registry.announce(key)
+        self._carry_out(self.core.take_effects(), now)
 
     def _carry_out(self, effects: list[Effect], now: float) -> None:
         """Carry out what the core queued, in its order; it decided everything already."""

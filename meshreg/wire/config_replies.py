@@ -72,6 +72,9 @@ def encode_config_change(entry: ConfigEntry) -> list[bytes]:
         "md5": entry.md5,
         "deleted": entry.deleted,
         "gray": entry.gray is not None,
+        # a listener served the gray version tells from it whether what it holds changed
+        # (without it, it pulled again on every notification: review29 F2)
+        "gray_md5": entry.gray.md5 if entry.gray is not None else "",
     }
     return [config_topic(key), msgpack.packb(body)]
 

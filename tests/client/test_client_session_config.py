@@ -362,6 +362,30 @@ def test_a_push_of_another_version_at_the_held_revision_pulls_it() -> None:
     assert h.unanswered("config_get") == []
 
 
+def test_a_listener_served_the_gray_version_pulls_only_when_a_push_says_it_changed() -> None:
+    """review29 F2: every sync of the held revision made a gray listener pull the whole
+    content again; the push's ``gray_md5`` tells it (an older node sends none: pull)."""
+    h = Harness()
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 3.0, handle))
+    (req,) = h.unanswered("config_listen")
+    main, gray = content_md5("a: 1"), content_md5("a: canary")
+    held = entry(3, "a: canary", gray_served=True,
+                 main={"content": "a: 1", "type": "yaml", "md5": main})  # fmt: skip
+    h.reply(req, {"revision": 3, "entry": held, "deleted": False})
+    for _ in range(3):  # syncs of what is held: nothing to pull
+        h.push(ConfigChanged(KEY, 3, main, gray=True, gray_md5=gray))
+    assert h.unanswered("config_get") == []
+    h.push(ConfigChanged(KEY, 3, main, gray=True, gray_md5=content_md5("a: other")))
+    (pull,) = h.unanswered("config_get")
+    h.reply(pull, held)
+    h.push(ConfigChanged(KEY, 3, content_md5("a: won"), gray=True, gray_md5=gray))  # main
+    (pull,) = h.unanswered("config_get")
+    h.reply(pull, held)
+    h.push(ConfigChanged(KEY, 3, main, gray=True))  # an older node: cannot tell, pull
+    assert len(h.unanswered("config_get")) == 1
+
+
 def test_every_listened_data_id_is_listened_again_each_resync_interval() -> None:
     h = Harness()
     listening(h, 3)
