@@ -16,8 +16,10 @@ drops it within 20 s) must not hold the others for long: once a topic's oldest h
 waited ``HOLD_S`` with nothing of it sent, it goes lossy (libzmq's default: every
 subscriber with room gets it, a full one loses it and is left out until it reads), and
 the rest follow as before.  Held messages are shared by every subscriber (one copy
-each), at most ``MAX_HELD_BYTES`` (then all go lossy at once), so what a subscriber that
-does not read pins stays bounded by the socket's HWM.
+each), at most ``MAX_HELD_BYTES``: beyond it the oldest go lossy, ``OVERFLOW_STEP`` at a
+time (at the send that overflows and at each loop turn, down to three quarters of it), so
+no turn of the loop blocks on it and what a subscriber that does not read pins stays
+bounded by the socket's HWM.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ import zmq
 
 HOLD_S = 0.5  # a topic's oldest held notification waits this long in vain, then lossy
 RETRY_S = 0.001  # the loop's next turn while anything is held
-MAX_HELD_BYTES = 16 * 1024 * 1024  # held (shared by every subscriber), then all lossy
+MAX_HELD_BYTES = 16 * 1024 * 1024  # held (shared by every subscriber), then shed lossy
+# held notifications sent lossy per step once over MAX_HELD_BYTES (one step per send that
+# overflows, one per loop turn), down to 3/4 of it: a step is milliseconds, never the
+# whole 16 MiB of small syncs at once (review29 F4: 142,000 sends, a 0.4-2 s stall)
+OVERFLOW_STEP = 1000
 
 
 class NotifyOutbox:
@@ -77,9 +83,13 @@ class NotifyOutbox:
         alone.  libzmq then leaves the full subscriber out (its pipe inactive, skipped by
         later sends until it has read its queue down), so the rest of the topic goes on
         with NODROP: a subscriber that reads gets it all, at the pace it reads."""
+        if self._bytes > MAX_HELD_BYTES:
+            self._shed()
         send, since = self._send, self._since
+        budget = OVERFLOW_STEP  # sends per turn: the rest at the next turn, at once
         for topic, queue in list(self._held.items()):
-            while queue:
+            while queue and budget:
+                budget -= 1
                 try:
                     send(queue[0])
                 except zmq.Again:
@@ -91,6 +101,8 @@ class NotifyOutbox:
                 since[topic] = now
             if not queue:
                 del self._held[topic], since[topic]
+            if not budget:
+                return now  # more to send: the next turn without waiting
         return now + RETRY_S if self._count else None
 
     def _hold(self, queue: deque[list[bytes]], frames: list[bytes], now: float) -> None:
@@ -98,13 +110,25 @@ class NotifyOutbox:
         self._count += 1
         self._bytes += _size(frames)
         self.held_total += 1
-        if self._bytes > MAX_HELD_BYTES:  # memory first: everything held goes, lossy
-            for waiting in self._held.values():
-                for held in waiting:
-                    self._lossy(held)
-            self._held.clear()
-            self._since.clear()
-            self._count = self._bytes = 0
+        if self._bytes > MAX_HELD_BYTES:  # memory first: the oldest go, lossy, a step
+            self._shed()
+
+    def _shed(self) -> None:
+        """Send lossy the oldest held notifications, topic by topic in the order they
+        began to wait (each topic's in order), ``OVERFLOW_STEP`` at most, until what is
+        held is down to three quarters of ``MAX_HELD_BYTES``."""
+        budget, target = OVERFLOW_STEP, MAX_HELD_BYTES * 3 // 4
+        for topic, queue in list(self._held.items()):
+            while queue and budget and self._bytes > target:
+                frames = queue.popleft()
+                self._lossy(frames)
+                self._bytes -= _size(frames)
+                self._count -= 1
+                budget -= 1
+            if not queue:
+                del self._held[topic], self._since[topic]
+            if not budget or self._bytes <= target:
+                return
 
     def _lossy(self, frames: list[bytes]) -> None:
         self._set_lossy(True)
