@@ -384,6 +384,7 @@ class NodeRuntime:
         self._xpub: Channel | None = None
         # notifications wait there while a subscriber's queue is full (XPUB_NODROP)
         self.outbox = NotifyOutbox(self._send_notification, self._notify_lossy)
+        self._forwards_view = -1  # the member view the pending forwards were checked in
         self.sync_pacer = SyncPacer()  # a topic's subscription syncs: one per 0.2 s at most
         self._repl_pub: Channel | None = None
         self._repl_sub: Channel | None = None
@@ -1823,6 +1824,11 @@ class NodeRuntime:
 
     def _expire(self, peers: PeerLinks, now: float) -> None:
         forwards, calls = peers.expired(now)
+        view = self.core.membership.revision
+        if view != self._forwards_view and peers.forwards:  # a member went: its forwards
+            self._forwards_view = view  # now (review28 F5: a SIGTERMed owner's took 2 s)
+            up = {p.address for p in self.core.membership.up_peers()}
+            forwards += peers.orphaned(up)
         for pending in forwards:  # the owner did not answer: the core decides
             if pending.join is not None:
                 join, indices = pending.join

@@ -104,6 +104,13 @@ class PeerLinks:
         heapq.heappush(self._expiry, (deadline, fid))
         return True
 
+    def orphaned(self, up: set[str]) -> list[PendingForward]:
+        """The forwards waiting on an owner no longer up (it left, or was counted down),
+        taken out: decided again now rather than at their deadline."""
+        gone = [fid for fid, p in self.forwards.items() if p.address not in up]
+        self.forward_failures += len(gone)
+        return [self.forwards.pop(fid) for fid in gone]
+
     def call(self, effect: PeerCall, now: float) -> bool:
         body = encode_request(effect.op, effect.tag, **peer_call_fields(effect.request))
         try:
