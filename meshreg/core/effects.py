@@ -145,6 +145,10 @@ class MemberChanged:
     address: str
     state: MemberState
     restarted: bool = False
+    left: bool = False  # down by its leave beacon (it stopped), not by silence
+    # up again: it said it was leaving, yet beacons a peer timeout later (a forged leave
+    # on a cluster without keys: review29 F3; before, it stayed down until it restarted)
+    leave_revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

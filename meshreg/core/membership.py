@@ -77,6 +77,7 @@ class Peer:
     repair_failing: bool = False  # ... and a repair round with it failed (reported)
     cannot_reach_us: bool = False  # its beacons' ``unreachable`` name us: we push to it
     left_epoch: int | None = None  # the incarnation that said it was leaving (``left``)
+    left_at: float = -math.inf  # when it said so
 
 
 def majorities_may_miss(
@@ -186,8 +187,11 @@ class Membership:
                 return []  # sent before we unsubscribed
             # we subscribed to it: our list names it, spelled otherwise
             peer = self.peers[address] = Peer(address)
+        revoked = False
         if peer.left_epoch == epoch and peer.node_id == node_id:
-            return []  # its beacons from before its leave, still on the way
+            if now - peer.left_at < self.peer_timeout:
+                return []  # its beacons from before its leave, still on the way
+            peer.left_epoch, revoked = None, True  # still beaconing: it did not leave
         changes: list[MemberChanged] = []
         restarted = peer.epoch is not None and peer.epoch != epoch
         if peer.node_id not in (None, node_id):  # another node took this address
@@ -205,7 +209,11 @@ class Membership:
             self._oldest_heard = now
         if peer.state is MemberState.DOWN or restarted:
             peer.state = MemberState.UP
-            changes.append(MemberChanged(node_id, peer.address, MemberState.UP, restarted))
+            changes.append(
+                MemberChanged(
+                    node_id, peer.address, MemberState.UP, restarted, leave_revoked=revoked
+                )  # fmt: skip
+            )
         peer.epoch = epoch
         if changes:
             self.revision += 1
@@ -214,18 +222,20 @@ class Membership:
 
     def left(self, node_id: str, address: str, epoch: int, now: float) -> list[MemberChanged]:
         """A peer said it is stopping (its last beacon): down now, and its incarnation's
-        beacons still on the way are ignored; its next incarnation is heard as usual."""
+        beacons still on the way are ignored for ``peer_timeout``; its next incarnation is
+        heard as usual.  One that still beacons after that did not stop (a forged leave):
+        counted up again (``leave_revoked``)."""
         peer = self.peer_at(address)
         if peer is None or peer.node_id != node_id or peer.epoch != epoch:
             return []  # not the incarnation we know at that address
-        peer.left_epoch = epoch
+        peer.left_epoch, peer.left_at = epoch, now
         if peer.state is not MemberState.UP:
             return []
         peer.state = MemberState.DOWN
         peer.down_since = now
         self.revision += 1
         self._recompute()
-        return [MemberChanged(node_id, peer.address, MemberState.DOWN)]
+        return [MemberChanged(node_id, peer.address, MemberState.DOWN, left=True)]
 
     def introduce(self, addresses: tuple[str, ...], now: float) -> tuple[list[str], int]:
         """Addresses a member gave us (``join``): the ones we did not know are kept as

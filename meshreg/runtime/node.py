@@ -2144,9 +2144,20 @@ class NodeRuntime:
                     )
                 case MemberChanged():
                     self._config_members(now)
-                    if effect.state is MemberState.UP:
+                    if effect.leave_revoked:
+                        log.warning(
+                            "peer %s (%s) said it was leaving but still beacons a peer "
+                            "timeout later: counted up again (a leave beacon it did not send? "
+                            "on a cluster without keys anyone can send one: run with --key)",
+                            effect.node_id,
+                            effect.address,
+                        )
+                    elif effect.state is MemberState.UP:
                         how = "restarted" if effect.restarted else "up"
                         log.info("peer %s (%s) is %s", effect.node_id, effect.address, how)
+                    elif effect.left:
+                        log.info("peer %s (%s) left (it is stopping)", effect.node_id,
+                                 effect.address)  # fmt: skip
                     else:
                         log.warning("peer %s (%s) is down", effect.node_id, effect.address)
                 case SelfPreservationStarted():

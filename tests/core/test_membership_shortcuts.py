@@ -77,3 +77,23 @@ def test_a_peer_goes_down_exactly_at_its_deadline() -> None:
     assert m.tick(4.9) == []
     m.heard("n3", ADDRESSES[1], 1, True, 0, 0.5)  # an earlier time: its deadline moves back
     assert [c.node_id for c in m.tick(3.5)] == ["n3"]
+
+
+def test_a_leave_holds_for_a_peer_timeout_then_a_peer_still_beaconing_is_up_again() -> None:
+    """review29 F3: a leave beacon (forged, on a cluster without keys) kept a live peer
+    down until it restarted; beacons of that incarnation still on the way after a real
+    leave are ignored, but one that keeps beaconing a peer timeout later did not leave."""
+    a = ADDRESSES[0]
+    m = Membership("n1", "10.0.0.1:7400", ADDRESSES, TIMEOUT)
+    m.heard("n2", a, 1, True, 0, 0.0)
+    (down,) = m.left("n2", a, 1, 1.0)
+    assert down.state is MemberState.DOWN and down.left
+    assert m.heard("n2", a, 1, True, 1, 1.5) == []  # on its way before the leave
+    assert m.heard("n2", a, 1, True, 2, 1.0 + TIMEOUT - 0.01) == []
+    assert not m.up_peers()
+    (up,) = m.heard("n2", a, 1, True, 3, 1.0 + TIMEOUT)
+    assert up.state is MemberState.UP and up.leave_revoked and not up.restarted
+    assert [p.node_id for p in m.up_peers()] == ["n2"]
+    assert m.left("n2", a, 1, 9.0)[0].left  # a later (real) leave counts again
+    (back,) = m.heard("n2", a, 2, True, 0, 9.5)  # its next incarnation: at once
+    assert back.restarted and not back.leave_revoked
