@@ -35,6 +35,11 @@ NOTIFY_SNDHWM = 1_000  # messages per subscriber; then the runtime holds notific
 # what the node queued for it is freed; one that reads (or idles) answers at once
 NOTIFY_HEARTBEAT_IVL = 5_000  # ms
 NOTIFY_HEARTBEAT_TIMEOUT = 20_000  # ms
+# ... and TCP's own bound for one that sends PINGs of its own while it reads nothing (its
+# libzmq answers and pings from its I/O thread: review29 F1, 47 MB held per 3 such
+# connections for good): data the subscriber's kernel has not taken for this long (its
+# window stays shut) ends the connection (TCP_USER_TIMEOUT, zero-window probes included)
+NOTIFY_TCP_MAXRT = 20_000  # ms
 REPLICATION_SNDHWM = 100_000  # messages per peer; a burst of changes should not drop
 ROUTER_SNDHWM = CLIENT_REPLY_HWM  # replies queued per client connection; then a send
 # raises (ROUTER_MANDATORY) and the reply is dropped and counted (transport/replies.py,
@@ -274,6 +279,7 @@ def bind_notify_socket(
         zmq.SNDHWM: NOTIFY_SNDHWM,
         zmq.HEARTBEAT_IVL: NOTIFY_HEARTBEAT_IVL,
         zmq.HEARTBEAT_TIMEOUT: NOTIFY_HEARTBEAT_TIMEOUT,
+        zmq.TCP_MAXRT: NOTIFY_TCP_MAXRT,
         zmq.MAXMSGSIZE: SUBSCRIPTION_FRAME_BYTES,
         zmq.XPUB_VERBOSER: 1,
         zmq.XPUB_MANUAL: 1,
