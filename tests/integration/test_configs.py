@@ -342,6 +342,7 @@ def test_publish_on_one_node_read_and_notified_on_another(trio: list[NodeProcess
             "md5": entry["md5"],
             "deleted": False,
             "gray": False,
+            "gray_md5": "",
         }
         got = on_c.ok("config_get", data_id="notify.yaml", min_revision=entry["revision"])
         assert got["content"] == "x: 1" and got["revision"] == entry["revision"]
