@@ -266,6 +266,8 @@ class ClientAgent:
         now = self._read_clock()
         watch = self._sub_watch
         for sock, _ in events:
+            if sock.closed:  # closed by a failover earlier in this turn (its replies with it)
+                continue
             if sock is self._wake_pull:
                 self._drain_wakeups()
             elif sock is self._sub:
