@@ -14,6 +14,7 @@ import pytest
 from helpers import service_owned_by, wait_until
 
 from meshreg import Client
+from meshreg.client.session import DirectSend
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "review27"))
 from r27lib import all_ready, cluster  # noqa: E402
@@ -47,9 +48,27 @@ def test_a_write_in_flight_to_an_owner_that_dies_goes_through_the_server(tmp_pat
         wait_until(lambda: len(client._agent.status.servers) == 3, 10, 0.05, "the view")
         service = service_owned_by(c.address, addresses, "direct")
         # a first write makes the client's connection to the owner (the first goes
-        # through the server while it connects); the next goes straight to it
-        client.register(service, "10.0.0.6", 80)
-        wait_until(lambda: client._agent.core._member_address, 10, 0.05, "the members")
+        # through the server while it connects); once the connection's handshake is done
+        # (its DEALER is IMMEDIATE: it takes a message only then) writes go straight to it.
+        # CI on 2abf900: on a loaded machine one write was not enough, the handshake was
+        # not done when the owner was stopped and the write under test went through the
+        # server (sent straight only on a connection, as it should be)
+        core = client._agent.core
+        outcomes: list[tuple[str | None, DirectSend]] = []
+        send_result = core.direct_send_result
+
+        def spy(request_id: int, outcome: DirectSend, now: float):  # the agent's thread
+            pending = core._pending.get(request_id)
+            outcomes.append((pending.via if pending else None, outcome))
+            return send_result(request_id, outcome, now)
+
+        core.direct_send_result = spy
+
+        def sent_straight() -> bool:
+            client.register(service, "10.0.0.6", 80)
+            return (c.address, DirectSend.SENT) in outcomes
+
+        wait_until(sent_straight, 10, 0.05, "a write sent straight to the owner")
         before = bytes_waiting_at(c.port)
         c.signal(signal.SIGSTOP)
         done: list[float] = []
