@@ -127,7 +127,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # Tests that load the machine on purpose or judge real-time bounds under injected faults
 # (the chaos suite, the benchmark smoke runs): under pytest-xdist they form one group, run
 # one at a time on one worker, so two never compete for the 2 cores while a bound is
-# judged; the simulation, unit and integration tests fill the other worker.  Integration
+# judged; the simulation, unit and integration tests fill the other workers.  Integration
 # tests (real clusters with generous deadlines, checked beside a CPU hog) may run beside
 # one of them: grouped with them, the group was ~600 s of one worker and the suite ~60 s
 # longer (measured 2026-12-02).
