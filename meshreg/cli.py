@@ -165,6 +165,14 @@ def _host_port(text: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from None
 
 
+def _filter_text(clusters: tuple[str, ...] | None, pairs: dict[str, str]) -> str:
+    """`` in cluster a, b with metadata zone=x``: what --cluster/--meta narrowed to."""
+    text = f" in cluster {', '.join(_safe(c) for c in clusters)}" if clusters else ""
+    if pairs:
+        text += " with metadata " + ", ".join(f"{_safe(k)}={_safe(v)}" for k, v in pairs.items())
+    return text
+
+
 def _parse_meta(items: tuple[str, ...]) -> dict[str, str]:
     metadata = {}
     for item in items:
@@ -503,22 +511,29 @@ def _listed(c: Client, service: str, host: str, port: int, cluster: str) -> bool
 @click.argument("service")
 @click.option("--all", "show_all", is_flag=True, help="Include unhealthy and disabled instances.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--cluster", "clusters", multiple=True, help="Only this cluster's; repeatable.")
+@click.option("--meta", multiple=True, help="k=v: only instances with it; repeatable.")
 @client_options
 def instances(
     service: str,
     show_all: bool,
     as_json: bool,
+    clusters: tuple[str, ...],
+    meta: tuple[str, ...],
     servers: str,
     namespace: str,
     group: str,
     timeout: float,
 ) -> None:
     """List the instances of SERVICE (healthy ones unless --all)."""
-    hidden = 0
+    hidden = total = 0
+    wanted, pairs = (clusters or None), _parse_meta(meta)
     with _client(servers, namespace, group, timeout) as c:
-        found = c.instances(service, healthy_only=not show_all)
-        if not found and not show_all and not as_json:
-            hidden = len(c.instances(service, healthy_only=False))
+        found = c.instances(service, healthy_only=not show_all, clusters=wanted, metadata=pairs)
+        if not found and not as_json:
+            total = len(c.instances(service, healthy_only=False))  # all registered
+            if not show_all:  # those the filters match but unhealthy or disabled
+                hidden = len(c.instances(service, False, wanted, pairs))
     if as_json:
         click.echo(json.dumps([_instance_json(i) for i in found]))
         return
@@ -526,17 +541,17 @@ def instances(
         click.echo(_instance_line(i))
     if not found:  # said, on stderr: an empty stdout alone reads like a failure
         where = f"{_safe(service)} (namespace {namespace}, group {group}) at {servers}"
-        if hidden:
-            click.echo(
-                f"no healthy, enabled instance of {where}; {hidden} unhealthy or disabled: "
-                "--all lists them",
-                err=True,
+        narrowed = _filter_text(wanted, pairs)
+        if not total:
+            text = f"no instance of {where}: none registered (check the name, -n and -g)"
+        elif hidden:
+            text = (
+                f"no healthy, enabled instance of {where}{narrowed}; {hidden} unhealthy or "
+                "disabled: --all lists them"
             )
         else:
-            click.echo(
-                f"no instance of {where}: none registered (check the name, -n and -g)",
-                err=True,
-            )
+            text = f"no instance of {where}{narrowed}; {total} registered without that filter"
+        click.echo(text, err=True)
 
 
 @main.command("service-set")
@@ -614,7 +629,8 @@ def instance_set(
 
 @main.command()
 @click.argument("service")
-@click.option("--cluster", default=None, help="Only instances of this cluster.")
+@click.option("--cluster", "clusters", multiple=True, help="Only this cluster's; repeatable.")
+@click.option("--meta", multiple=True, help="k=v: only instances with it; repeatable.")
 @click.option(
     "--cache-dir",
     default=None,
@@ -624,7 +640,8 @@ def instance_set(
 @client_options
 def select(
     service: str,
-    cluster: str | None,
+    clusters: tuple[str, ...],
+    meta: tuple[str, ...],
     cache_dir: str | None,
     servers: str,
     namespace: str,
@@ -638,7 +655,8 @@ def select(
         handler.setLevel(logging.WARNING)
         logging.getLogger("meshreg.client").addHandler(handler)
     with _client(servers, namespace, group, timeout, cache_dir=cache_dir) as c:
-        click.echo(_safe(c.select(service, cluster=cluster).address))
+        chosen = c.select(service, cluster=clusters or None, metadata=_parse_meta(meta))
+        click.echo(_safe(chosen.address))
 
 
 @main.command()

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -207,6 +208,14 @@ def publish(
     _written("published", info, as_json)
 
 
+label_option = click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="K=V: read as a client with this label does (a gray version for it); repeatable.",
+)
+
+
 @config.command()
 @click.argument("data_id")
 @click.option("--revision", type=click.IntRange(1), default=None, help="A past revision.")
@@ -216,20 +225,26 @@ def publish(
     envvar="MESHREG_CACHE_DIR",
     help="Disk cache directory: keeps what is read, serves it when no node answers.",
 )
+@label_option
 @json_option
 @client_options
 def get(
     data_id: str,
     revision: int | None,
     cache_dir: str | None,
+    labels: tuple[str, ...],
     as_json: bool,
     servers: str,
     namespace: str,
     group: str,
     timeout: float,
 ) -> None:
-    """Print DATA_ID's content as it is (--json: one object with its metadata)."""
-    with _client(servers, namespace, group, timeout, cache_dir=cache_dir) as c:
+    """Print DATA_ID's content as it is (--json: one object with its metadata).
+
+    With --label, what a client with those labels gets: a gray version whose label
+    selector they match, else the main one (said on stderr)."""
+    mine = _pairs(labels, "--label") or None
+    with _client(servers, namespace, group, timeout, cache_dir=cache_dir, labels=mine) as c:
         info = c.config_get(data_id, revision=revision)
     if info is None:
         at = f" at revision {revision}" if revision is not None else ""
@@ -242,11 +257,19 @@ def get(
             f"meshreg: no node answers; this is the disk cache copy (revision {info.revision})",
             err=True,
         )
+    if mine and not as_json:  # which version: the content alone does not say
+        which = "the gray version" if info.gray_served else "the main version"
+        rule = "" if info.gray is None else f" (gray rule: labels {_rule(info.gray.labels)})"
+        click.echo(f"meshreg: {which} for labels {_rule(mine)}{rule}", err=True)
     if as_json:
         click.echo(json.dumps(info.to_json(), sort_keys=True))
     else:
         sys.stdout.write(info.content)
         sys.stdout.flush()
+
+
+def _rule(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{_safe(k)}={_safe(v)}" for k, v in sorted(labels.items())) or "none"
 
 
 @config.command()
@@ -383,11 +406,20 @@ def rollback(
 @config.command()
 @click.argument("data_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line and change.")
+@label_option
 @client_options
 def watch(
-    data_id: str, as_json: bool, servers: str, namespace: str, group: str, timeout: float
+    data_id: str,
+    as_json: bool,
+    labels: tuple[str, ...],
+    servers: str,
+    namespace: str,
+    group: str,
+    timeout: float,
 ) -> None:
-    """Print DATA_ID now and on every change until interrupted."""
+    """Print DATA_ID now and on every change until interrupted (--label: as a client
+    with those labels sees it, gray versions included)."""
+    mine = _pairs(labels, "--label") or None
     out_lock = threading.Lock()
 
     def changed(content: str | None, revision: int) -> None:
@@ -410,7 +442,7 @@ def watch(
                 click.echo(content)
             sys.stdout.flush()
 
-    with _client(servers, namespace, group, timeout) as c:
+    with _client(servers, namespace, group, timeout, labels=mine) as c:
         c.config_listen(data_id, changed)
         _wait_for_signal()
 

@@ -5,6 +5,7 @@ An instance is identified inside its service by ``(ip, port, cluster)``.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -129,6 +130,26 @@ class InstanceList(list[Instance]):
     def copy(self) -> InstanceList:
         return InstanceList(
             self, self.revision, self.epoch, self.protected, dict(self.service_metadata)
+        )
+
+    def where(
+        self, clusters: Collection[str] | None = None, metadata: Mapping[str, str] | None = None
+    ) -> InstanceList:
+        """The instances of one of ``clusters`` (None: any) whose metadata holds every
+        pair of ``metadata`` (Nacos's ``selectInstances(service, clusters, ...)``, Consul's
+        ``?filter=``); the revision and flags of this list."""
+        pairs = tuple((metadata or {}).items())
+        return InstanceList(
+            (
+                i
+                for i in self
+                if (clusters is None or i.cluster in clusters)
+                and all(i.metadata.get(k) == v for k, v in pairs)
+            ),
+            self.revision,
+            self.epoch,
+            self.protected,
+            dict(self.service_metadata),
         )
 
 

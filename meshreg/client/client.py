@@ -31,7 +31,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -67,7 +67,7 @@ from meshreg.client.messages import (
     NamespacesPage,
     ServicesPage,
 )
-from meshreg.client.selection import choose, eligible
+from meshreg.client.selection import choose, cluster_set, eligible
 from meshreg.configcenter.model import (
     DEFAULT_MAX_CONTENT_BYTES,
     HARD_MAX_CONTENT_BYTES,
@@ -466,8 +466,19 @@ class Client(ConfigMixin):
         self._agent.submit(NoteWrite(self._key(service)))
 
     # -- consumers -------------------------------------------------------------
-    def instances(self, service: str, healthy_only: bool = True) -> InstanceList:
+    def instances(
+        self,
+        service: str,
+        healthy_only: bool = True,
+        clusters: str | Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> InstanceList:
         """Instances of a service (healthy and enabled ones only by default).
+
+        ``clusters``: only instances of this cluster or of these clusters (Nacos's
+        ``selectInstances(service, clusters, healthy)``); ``metadata``: only instances
+        whose metadata holds every one of these pairs.  Both filter the list this
+        client keeps: one view per service, whatever the filters.
 
         The first call for a service caches it (a pushed, locally kept view, saved
         to ``cache_dir`` when given); later calls are answered from memory without
@@ -475,6 +486,13 @@ class Client(ConfigMixin):
         to the server so that they see it. While no node answers, the cached list
         is served.
         """
+        wanted = cluster_set(clusters)
+        listing = self._instances(service, healthy_only)
+        if wanted is None and not metadata:
+            return listing
+        return listing.where(wanted, metadata)
+
+    def _instances(self, service: str, healthy_only: bool) -> InstanceList:
         key = self._key(service)
         self._validate(
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
@@ -508,17 +526,24 @@ class Client(ConfigMixin):
             return listing.copy()  # type: ignore[no-any-return]  # the view it is, then
         return result.listing()
 
-    def select(self, service: str, cluster: str | None = None) -> Instance:
+    def select(
+        self,
+        service: str,
+        cluster: str | Iterable[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Instance:
         """One healthy, enabled instance, at random in proportion to weight.
 
-        Instances that recently failed a ``call()`` are chosen only when nothing
-        else is left. Raises NoInstanceAvailableError when there is none.
+        ``cluster``: one cluster's name or several; ``metadata``: pairs the instance's
+        metadata must hold (as ``instances``).  Instances that recently failed a
+        ``call()`` are chosen only when nothing else is left. Raises
+        NoInstanceAvailableError when there is none.
         """
         listing = self.instances(service, healthy_only=True)
-        candidates = eligible(listing, cluster, getattr(listing, "protected", False))
+        candidates = eligible(listing, cluster, listing.protected, metadata)
         chosen = choose(candidates, self._rng, self._avoided())
         if chosen is None:
-            where = f" in cluster {cluster!r}" if cluster else ""
+            where = _filter_words(cluster_set(cluster), metadata)
             raise NoInstanceAvailableError(
                 f"no healthy, enabled instance with weight > 0 of service {service!r}{where} "
                 f"(namespace {self.namespace!r}, group {self.group!r}); check `meshreg instances "
@@ -531,8 +556,9 @@ class Client(ConfigMixin):
         service: str,
         fn: Callable[[Instance], Any],
         retries: int | None = None,
-        cluster: str | None = None,
+        cluster: str | Iterable[str] | None = None,
         retry_on: tuple[type[BaseException], ...] = CONNECTION_ERRORS,
+        metadata: Mapping[str, str] | None = None,
     ) -> Any:
         """``fn(instance)`` on a selected instance; on a connection-type error, the next one.
 
@@ -540,11 +566,12 @@ class Client(ConfigMixin):
         avoiding those that failed recently); ``retries`` caps the extra attempts
         (None: until every instance was tried). Other exceptions from ``fn`` pass
         through at once. When every attempt fails, CallFailedError lists them.
+        ``cluster`` and ``metadata`` narrow the candidates as in ``select``.
         """
         listing = self.instances(service, healthy_only=True)
-        candidates = eligible(listing, cluster, getattr(listing, "protected", False))
+        candidates = eligible(listing, cluster, listing.protected, metadata)
         if not candidates:
-            self.select(service, cluster)  # raises the clear "none available" error
+            self.select(service, cluster, metadata)  # raises the clear "none available" error
         limit = len(candidates) if retries is None else min(len(candidates), retries + 1)
         attempts: list[tuple[str, BaseException]] = []
         tried: set[str] = set()
@@ -767,6 +794,17 @@ class Client(ConfigMixin):
                 callback(instances.copy()) if instances is not None else callback()
             except Exception:
                 log.exception("meshreg subscriber callback %r raised", callback)
+
+
+def _filter_words(clusters: frozenset[str] | None, metadata: Mapping[str, str] | None) -> str:
+    """`` in cluster 'a' with metadata zone=b``: what a selection was narrowed to."""
+    words = ""
+    if clusters is not None:
+        names = ", ".join(repr(c) for c in sorted(clusters))
+        words = f" in cluster {names}" if len(clusters) == 1 else f" in clusters {names}"
+    if metadata:
+        words += " with metadata " + ", ".join(f"{k}={v}" for k, v in sorted(metadata.items()))
+    return words
 
 
 def _curve(

@@ -9,26 +9,46 @@ still has somewhere to go when every instance has failed once.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from meshreg.model import Instance
 
 
+def cluster_set(cluster: str | Iterable[str] | None) -> frozenset[str] | None:
+    """``cluster`` arguments as a set: one name or several (Nacos's ``clusters``
+    list); None: any cluster.  A name must be a string: a stray int or bytes would
+    match nothing, silently."""
+    if cluster is None:
+        return None
+    names = frozenset((cluster,) if isinstance(cluster, str) else cluster)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"cluster names are strings, not {type(name).__name__}: {name!r}")
+    return names
+
+
 def eligible(
-    instances: Iterable[Instance], cluster: str | None = None, protected: bool = False
+    instances: Iterable[Instance],
+    cluster: str | Iterable[str] | None = None,
+    protected: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> list[Instance]:
-    """Instances a call may go to: healthy, enabled, weight above 0 (optionally one cluster).
+    """Instances a call may go to: healthy, enabled, weight above 0 (optionally of one
+    cluster or several, and with every pair of ``metadata`` in theirs).
 
     ``protected``: the service's protection threshold is in force, so unhealthy
     instances take their share too (a mass failure must not crush the survivors).
     """
+    clusters = cluster_set(cluster)
+    pairs = tuple((metadata or {}).items())
     return [
         i
         for i in instances
         if (i.healthy or protected)
         and i.enabled
         and i.weight > 0
-        and (cluster is None or i.cluster == cluster)
+        and (clusters is None or i.cluster in clusters)
+        and all(i.metadata.get(k) == v for k, v in pairs)
     ]
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from meshreg.client.selection import choose, eligible
-from meshreg.model import Instance
+from meshreg.model import Instance, InstanceList
 
 
 def inst(port: int, weight: float = 1.0, **kw: object) -> Instance:
@@ -25,6 +25,46 @@ def test_eligible_drops_unhealthy_disabled_zero_weight_and_other_clusters() -> N
     ]
     assert [i.port for i in eligible(xs)] == [1, 5]
     assert [i.port for i in eligible(xs, cluster="B")] == [5]
+
+
+def test_eligible_takes_several_clusters_and_metadata_pairs() -> None:
+    """review24 note: only one ``cluster=`` and no metadata filter (Nacos's
+    ``selectInstances(service, clusters, ...)`` takes a list)."""
+    xs = [
+        Instance("10.0.0.1", 1, cluster="A", metadata={"zone": "a", "v": "2"}),
+        Instance("10.0.0.1", 2, cluster="B", metadata={"zone": "b", "v": "2"}),
+        Instance("10.0.0.1", 3, cluster="C", metadata={"zone": "a"}),
+        Instance("10.0.0.1", 4, cluster="A", metadata={"zone": "a", "v": "2"}, healthy=False),
+    ]
+    assert [i.port for i in eligible(xs, ["A", "B"])] == [1, 2]
+    assert [i.port for i in eligible(xs, ("C",))] == [3]
+    assert [i.port for i in eligible(xs, metadata={"zone": "a"})] == [1, 3]
+    assert [i.port for i in eligible(xs, metadata={"zone": "a", "v": "2"})] == [1]
+    assert [i.port for i in eligible(xs, "A", metadata={"v": "2"})] == [1]
+    assert [i.port for i in eligible(xs, "A", True, {"v": "2"})] == [1, 4]  # protected
+    assert eligible(xs, [], metadata=None) == []  # no cluster named: none
+    with pytest.raises(TypeError, match="cluster names are strings"):
+        eligible(xs, [b"A"])  # type: ignore[list-item]
+
+
+def test_an_instance_list_filtered_keeps_its_revision_and_flags() -> None:
+    listing = InstanceList(
+        [
+            Instance("10.0.0.1", 1, cluster="A", metadata={"zone": "a"}),
+            Instance("10.0.0.1", 2, cluster="B", metadata={"zone": "b"}),
+        ],
+        revision=7,
+        epoch=3,
+        protected=True,
+        service_metadata={"owner": "team-x"},
+    )
+    only_b = listing.where(frozenset({"B"}))
+    assert [i.port for i in only_b] == [2]
+    assert (only_b.revision, only_b.epoch, only_b.protected) == (7, 3, True)
+    assert only_b.service_metadata == {"owner": "team-x"}
+    assert [i.port for i in listing.where(None, {"zone": "a"})] == [1]
+    assert [i.port for i in listing.where(None, {"zone": "c"})] == []
+    assert len(listing) == 2  # a filtered copy; the list itself unchanged
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

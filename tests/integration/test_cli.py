@@ -15,6 +15,7 @@ import pytest
 from helpers import NodeProcess, free_port_pair, meshreg_cmd, raw_request, run_cli, wait_until
 
 from meshreg import Client
+from meshreg.errors import NoInstanceAvailableError
 
 
 def run(
@@ -101,6 +102,45 @@ def test_an_empty_list_is_said_on_stderr(node: NodeProcess) -> None:
         out = run_cli("instances", "drained", "-s", node.address)
         assert out.stdout == "" and "1 unhealthy or disabled: --all lists them" in out.stderr
         assert "10.3.0.5:80" in run_cli("instances", "drained", "--all", "-s", node.address).stdout
+
+
+def test_instances_and_select_filter_by_clusters_and_metadata(node: NodeProcess) -> None:
+    """review24 note: no multi-cluster or metadata filter in ``instances()`` or
+    ``meshreg instances``/``select`` (only one ``--cluster`` in ``select``)."""
+    with Client([node.address]) as c:
+        c.register("pay", "10.4.0.1", 80, cluster="A", metadata={"zone": "a"})
+        c.register("pay", "10.4.0.2", 80, cluster="B", metadata={"zone": "b"})
+        c.register("pay", "10.4.0.3", 80, cluster="C", metadata={"zone": "a", "v": "2"})
+        c.register("pay", "10.4.0.4", 80, cluster="A", metadata={"zone": "b"}, enabled=False)
+        assert {i.ip for i in c.instances("pay", clusters=["A", "B"])} == {"10.4.0.1", "10.4.0.2"}
+        assert {i.ip for i in c.instances("pay", clusters="C")} == {"10.4.0.3"}
+        zone_a = c.instances("pay", metadata={"zone": "a"})
+        assert {i.ip for i in zone_a} == {"10.4.0.1", "10.4.0.3"}
+        every = c.instances("pay", healthy_only=False, clusters=["A"], metadata={"zone": "b"})
+        assert [i.ip for i in every] == ["10.4.0.4"] and every.revision > 0
+        assert c.select("pay", cluster=["B", "C"], metadata={"zone": "a"}).ip == "10.4.0.3"
+        none = "in clusters 'A', 'B' with metadata v=2"
+        with pytest.raises(NoInstanceAvailableError, match=none):
+            c.select("pay", cluster=["A", "B"], metadata={"v": "2"})
+        assert c.call("pay", lambda i: i.ip, cluster="A", metadata={"zone": "a"}) == "10.4.0.1"
+
+        def ips(*args: str) -> tuple[list[str], str]:
+            out = run_cli("instances", "pay", *args, "-s", node.address)
+            assert out.returncode == 0, out.stderr
+            return sorted(line.split()[0] for line in out.stdout.splitlines()), out.stderr
+
+        assert ips("--cluster", "A", "--cluster", "C")[0] == ["10.4.0.1:80", "10.4.0.3:80"]
+        assert ips("--meta", "zone=a", "--meta", "v=2")[0] == ["10.4.0.3:80"]
+        assert ips("--all", "--cluster", "A", "--meta", "zone=b")[0] == ["10.4.0.4:80"]
+        listed, said = ips("--cluster", "A", "--meta", "zone=b")
+        assert listed == [] and "in cluster A with metadata zone=b; 1 unhealthy or disabled" in said
+        listed, said = ips("--cluster", "Z")
+        assert listed == [] and "in cluster Z; 4 registered without that filter" in said
+        out = run_cli("select", "pay", "--cluster", "B", "--cluster", "C", "--meta", "zone=b",
+                      "-s", node.address)  # fmt: skip
+        assert out.returncode == 0 and out.stdout.strip() == "10.4.0.2:80", out.stderr
+        out = run_cli("instances", "pay", "--meta", "zone", "-s", node.address)
+        assert out.returncode != 0 and "expected key=value" in out.stderr
 
 
 def test_a_sidecar_started_before_any_node_waits_for_one(started_nodes) -> None:

@@ -178,6 +178,13 @@ def test_a_listener_whose_node_dies_gets_what_it_missed_from_another(
         assert reader.server == b.address
 
 
+def _line_within(stream: Any, seconds: float) -> str:
+    """The next line of ``stream`` (a process's stdout), read on a thread: a deadline."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    return lines.get(timeout=seconds)
+
+
 def _publishes(c: Client) -> bool:
     try:
         c.config_publish("probe", "x")
@@ -265,6 +272,30 @@ def test_gray_release_for_a_labelled_client_and_not_for_an_unlabelled_one(
         mine = plain.config_get("feature.properties")
         assert mine.content == "flag=off" and not mine.gray_served
         assert plain_calls.none_within(1.0)  # the gray revision changed nothing for it
+        # review24 note: an operator sees what a labelled client gets, from the CLI
+        seen = ok(cfg(c, "get", "feature.properties", "--label", "env=canary"))
+        assert seen.stdout == "flag=on"
+        said = "the gray version for labels env=canary (gray rule: labels env=canary)"
+        assert said in seen.stderr, seen.stderr
+        seen = ok(cfg(c, "get", "feature.properties", "--label", "env=prod"))
+        assert seen.stdout == "flag=off" and "the main version for labels env=prod" in seen.stderr
+        assert ok(cfg(c, "get", "feature.properties")).stdout == "flag=off"
+        as_json = json.loads(ok(cfg(b, "get", "feature.properties", "--label", "env=canary",
+                                    "--label", "zone=y", "--json")).stdout)  # fmt: skip
+        assert as_json["content"] == "flag=on" and as_json["gray_served"] is True
+        assert cfg(c, "get", "feature.properties", "--label", "env").returncode != 0
+        watcher = subprocess.Popen(
+            meshreg_cmd("config", "watch", "feature.properties", "--json", "--label",
+                        "env=canary", "-s", c.address),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert watcher.stdout is not None
+            first = json.loads(_line_within(watcher.stdout, 10))
+            assert first["content"] == "flag=on", first
+        finally:
+            watcher.terminate()
+            watcher.wait(10)
         ok(cfg(a, "promote", "feature.properties"))
         assert plain_calls.next()[0] == "flag=on"
         assert plain.config_get("feature.properties").content == "flag=on"
