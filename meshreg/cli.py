@@ -139,7 +139,7 @@ def _client(
             timeout=timeout,
             attempt_timeout=min(1.0, timeout),
             **_keys(),
-            **kw,
+            **{"fail_when_refused": True, **kw},  # one-shot: nothing listening, said at once
         )
     except (MeshregError, ValueError) as exc:
         _fail(str(exc))
@@ -437,7 +437,8 @@ def register(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     stop = _stop_event()
-    with _client(servers, namespace, group, timeout, beat_interval=beat_interval) as c:
+    sidecar = {"beat_interval": beat_interval, "fail_when_refused": False}  # nodes restart
+    with _client(servers, namespace, group, timeout, **sidecar) as c:
         pause = 1.0
         while True:  # a sidecar started while no node answers waits for one (review20)
             try:
@@ -728,7 +729,7 @@ def watch(
                 )
             sys.stdout.flush()
 
-    with _client(servers, namespace, group, timeout) as c:
+    with _client(servers, namespace, group, timeout, fail_when_refused=False) as c:  # long-lived
         c.subscribe(service, changed)
         _wait_for_signal()
 

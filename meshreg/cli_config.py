@@ -442,7 +442,7 @@ def watch(
                 click.echo(content)
             sys.stdout.flush()
 
-    with _client(servers, namespace, group, timeout, labels=mine) as c:
+    with _client(servers, namespace, group, timeout, labels=mine, fail_when_refused=False) as c:
         c.config_listen(data_id, changed)
         _wait_for_signal()
 

@@ -118,6 +118,7 @@ class ClientAgent:
         clock: Callable[[], float] = time.monotonic,
         labels: dict[str, str] | None = None,
         wall_offset: float | None = None,
+        fail_when_refused: bool = False,
     ) -> None:
         """``curve``: this client's key pair and the cluster's public key (z85);
         ``session``: (namespace, session id) registrations are kept alive by (None:
@@ -132,6 +133,7 @@ class ClientAgent:
             curve is not None,
             tuple(sorted((labels or {}).items())),
             wall_offset,
+            fail_when_refused,
         )
         self.core = ClientSession(servers, settings, session)
         self.curve = curve

@@ -205,6 +205,7 @@ class Client(ConfigMixin):
         config_max_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
         handle_sigterm: bool = True,
         server_order: str = "random",
+        fail_when_refused: bool = False,
     ) -> None:
         """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
@@ -226,7 +227,11 @@ class Client(ConfigMixin):
         ``server_order``: ``"random"`` starts at a random server of the list and fails
         over in its order from there, so that clients given the same list spread over the
         nodes (as Nacos's and etcd's clients do; review27 F3: every client used the first
-        node); ``"listed"`` starts at the first."""
+        node); ``"listed"`` starts at the first.
+
+        ``fail_when_refused``: a call fails as soon as every server has refused the
+        connection (nothing listens there), not at the end of ``timeout``; for one-shot
+        tools (the CLI sets it). By default a call waits: a node may be starting."""
         curve = _curve(key, server_key)
         for name, value in (
             ("beat_interval", beat_interval),
@@ -287,6 +292,7 @@ class Client(ConfigMixin):
             session=(namespace, self.session) if self.session is not None else None,
             labels=self.labels,
             wall_offset=time.time() - time.monotonic(),  # registry writes' deadlines
+            fail_when_refused=fail_when_refused,
         )
         self._agent.start()
         self._close_lock = threading.Lock()

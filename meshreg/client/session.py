@@ -248,6 +248,10 @@ class SessionSettings:
     secure: bool = False  # CURVE is on: an unanswered call hints at keys and the ACL
     labels: tuple[tuple[str, str], ...] = ()  # this client's labels (config gray release)
     wall_offset: float | None = None  # wall clock = now + this; None: writes carry no deadline
+    # a call not sent yet fails as soon as every server refused the connection (nothing
+    # listens there), not at its time-out: for one-shot commands (the CLI), which have
+    # nothing to wait for; a long-lived client waits, a node may be starting
+    fail_when_refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -391,6 +395,7 @@ class ClientSession:
         self._next_majority_probe = 0.0  # (``_seek_majority``)
         self._majority_pause = 0.0  # s between two probes (doubling; 0 after a move)
         self._link_up = False  # the server connection's handshake completed (``delivered``)
+        self._refused_by: set[str] = set()  # servers that refused a connection since a link
         # the last failure of its handshake since it was made: (what libzmq said, definitive)
         self._link_refused: tuple[str, bool] | None = None
         self._next_probe = 0.0
@@ -621,6 +626,7 @@ class ClientSession:
         leaves now (until then libzmq holds it, and drops it with the connection)."""
         self._link_up = True
         self._link_refused = None
+        self._refused_by.clear()
         for p in self._pending.values():
             if p.via is None and p.sent:
                 p.delivered = True
@@ -646,10 +652,33 @@ class ClientSession:
         server to go to, go now rather than after an attempt's time-out (review27 F8:
         every new client paid 1 s on a dead member first in its list)."""
         self._now = now
-        if not self._link_up and len(self.servers) > 1 and not self.closed and not self._closing():
+        if self._link_up:
+            return self._take()
+        self._refused_by.add(self.server)
+        if self.settings.fail_when_refused and len(self._refused_by) >= len(self.servers):
+            self._fail_unsent()
+        if len(self.servers) > 1 and not self.closed and not self._closing():
             self._leaving = "refused the connection (no node listens there)"
             self._failover()
         return self._take()
+
+    def _fail_unsent(self) -> None:
+        """Every server refused the connection (``fail_when_refused``): fail what has
+        not left this client, now (it would wait in libzmq to its time-out)."""
+        where = ", ".join(sorted(self._refused_by))
+        for req_id, p in list(self._pending.items()):
+            if p.via is not None or p.delivered:
+                continue
+            del self._pending[req_id]
+            unapplied = " (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else ""
+            error = ServerUnreachableError(
+                f"{p.op}: meshreg server(s) {where} refused the connection (nothing listens "
+                f"there), so the request never left this client{unapplied}; "
+                + self._unreachable_hint()
+            )
+            error.unsent = True
+            self._resolve(p, None, error)
+        self._pump()  # what waited in the backlog goes, and fails at the next refusal
 
     def server_refused(self, why: str, definitive: bool) -> None:
         """The loop saw the server connection's handshake fail (``why``); ``definitive``:
@@ -985,6 +1014,12 @@ class ClientSession:
         """The error of a read made while offline that nothing cached can answer: what a
         time-out would say, without waiting for one."""
         tried = list(self._silent)
+        if all(s in self._refused_by for s in tried):  # none was given time: none listens
+            return ServerUnreachableError(
+                f"{op}: meshreg server(s) {', '.join(tried)} refused the connection (nothing "
+                "listens there); this read does not wait while none answers (the client "
+                "keeps trying them in the background); " + self._unreachable_hint()
+            )
         errors = self.connect_errors
         why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
         since = self._now - self._silent_since + self.settings.attempt_timeout

@@ -73,12 +73,14 @@ class Harness:
     connected: str = ""
     wall_offset: float | None = None  # registry writes carry deadlines when set
     handshake: bool = True  # a server connection completes its handshake (as the loop says)
+    fail_when_refused: bool = False  # the CLI's setting
 
     def __post_init__(self) -> None:
         addresses = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in self.servers)]
         settings = SessionSettings(
             self.beat_ms / 1000, self.attempt_ms / 1000, self.resync_ms / 1000,
             self.empty_protection, wall_offset=self.wall_offset,
+            fail_when_refused=self.fail_when_refused,
         )  # fmt: skip
         self.core = ClientSession(addresses, settings, ("public", SID) if self.session else None)
         self.run(self.core.start(self.now))

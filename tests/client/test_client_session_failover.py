@@ -303,6 +303,53 @@ def test_a_refused_connection_moves_to_the_next_server_at_once() -> None:
     assert any("refused the connection" in x for x in h.logs("warning"))
 
 
+@pytest.mark.parametrize("servers", [("a:1",), ("a:1", "b:2")])
+def test_a_one_shot_client_fails_at_once_when_every_server_refused(servers) -> None:
+    """review24 note: a CLI command against an address where nothing listens waited its
+    whole time-out (3 s; ``meshreg deregister`` 6 s: a read, then the write) to say so.
+    With ``fail_when_refused`` (the CLI's), a call not sent yet fails as soon as every
+    server has refused the connection, saying so; a long-lived client still waits."""
+    h = Harness(servers=servers, handshake=False, fail_when_refused=True)
+    read, write = Handle(), Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, read))
+    instance = {"namespace": "public", "group": "DEFAULT_GROUP", "service": "orders",
+                "ip": "10.0.0.1", "port": 80}  # fmt: skip
+    h.do(Call("deregister", instance, 3.0, write))
+    for _ in servers[:-1]:
+        h.run(h.core.server_unreachable(h.now))  # one refused: the next is tried
+        assert h.outcome(read) is None
+    h.run(h.core.server_unreachable(h.now))  # every one refused, no time passed
+    for handle, unapplied in ((read, False), (write, True)):
+        failed = h.outcome(handle)
+        assert isinstance(failed, Fail), failed
+        error = failed.error
+        assert isinstance(error, ServerUnreachableError) and error.unsent and not error.refused
+        assert "refused the connection (nothing listens there)" in str(error), error
+        assert ", ".join(sorted(servers)) in str(error)
+        assert ("(not applied)" in str(error)) is unapplied
+    # later calls fail at the next refusal too; a completed handshake ends it
+    later = Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, later))
+    h.run(h.core.server_unreachable(h.now))
+    assert isinstance(h.outcome(later), Fail)
+    h.core.server_handshaken()
+    after = Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, after))
+    h.run(h.core.server_unreachable(h.now))  # a stale event after the link came up
+    assert h.outcome(after) is None
+
+
+def test_a_long_lived_client_waits_when_every_server_refused() -> None:
+    h = Harness(servers=("a:1",), handshake=False)
+    read = Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, read))
+    h.run(h.core.server_unreachable(h.now))
+    assert h.outcome(read) is None  # a node may be starting: it waits its time-out
+    h.advance(3100)
+    failed = h.outcome(read)
+    assert isinstance(failed, Fail) and "within 3s" in str(failed.error)
+
+
 def test_with_one_server_a_dropped_connection_waits_for_it() -> None:
     h = Harness(servers=("a:1",))
     h.run(h.core.server_disconnected(h.now))

@@ -143,6 +143,20 @@ def test_instances_and_select_filter_by_clusters_and_metadata(node: NodeProcess)
         assert out.returncode != 0 and "expected key=value" in out.stderr
 
 
+def test_a_command_against_an_address_where_nothing_listens_says_so_at_once() -> None:
+    """review24 note: ``meshreg deregister`` waited 6 s (its read, then its write, 3 s
+    each) to say that no node answered at an address refusing connections; the message
+    said "no reply within 3s".  One-shot commands now fail at the refusal, saying so (the
+    message is only made there: no time-out passes)."""
+    address = f"127.0.0.1:{free_port_pair()}"  # nothing listens
+    for args in (("deregister", "x", "10.0.0.1:80"), ("instances", "x"), ("config", "get", "x")):
+        out = run_cli(*args, "-s", address, "--timeout", "30")
+        assert out.returncode == 1, (args, out.stdout, out.stderr)
+        said = out.stderr
+        assert f"{address} refused the connection (nothing listens there)" in said, said
+        assert "never left this client" in said and "is `meshreg node` running there?" in said
+
+
 def test_a_sidecar_started_before_any_node_waits_for_one(started_nodes) -> None:
     """review20: the quick start's sidecar exited 1 after 3 s when no node answered yet
     (and said the registration "may have been applied"); it now says so and tries again
