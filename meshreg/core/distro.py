@@ -1242,7 +1242,7 @@ class DistroNode:
             b.node, b.address, b.epoch, b.ready, b.seq, now, b.members, b.unheard or ()
         )
         for change in changes:
-            if change.restarted:
+            if change.restarted and not change.after_leave:  # a planned restart: not a loop
                 self._peer_restarted(b.node, change.address, now)
         self._member_changes(changes, now)
         heard = membership.peer_at(b.address)
@@ -1922,7 +1922,9 @@ class DistroNode:
         it looped.  Held out of the members (our beacons' ``held``; it stays not ready once
         caught up) until its current incarnation has been heard ``evict_after +
         unhealthy_after``: the nodes that took its share when it died keep it long enough
-        to mark and evict (docs/DISTRO.md "A node that keeps restarting")."""
+        to mark and evict (docs/DISTRO.md "A node that keeps restarting").  Not called for
+        a restart after a leave beacon (a planned one: review30 F3, a rolling restart done
+        twice was held 45 s per node); a node whose loop dies on an error sends none."""
         window = FLAP_WINDOW * self.policy.evict_after
         hold = self.policy.evict_after + self.policy.unhealthy_after
         seen = self._restarts.setdefault(address, deque(maxlen=FLAP_RESTARTS))

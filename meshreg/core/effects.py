@@ -149,6 +149,9 @@ class MemberChanged:
     # up again: it said it was leaving, yet beacons a peer timeout later (a forged leave
     # on a cluster without keys: review29 F3; before, it stayed down until it restarted)
     leave_revoked: bool = False
+    # restarted after its previous incarnation said it was leaving (a planned restart:
+    # SIGTERM, then a start); not counted towards a crash loop (review30 F3)
+    after_leave: bool = False
 
 
 @dataclass(frozen=True, slots=True)

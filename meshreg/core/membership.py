@@ -194,6 +194,7 @@ class Membership:
             peer.left_epoch, revoked = None, True  # still beaconing: it did not leave
         changes: list[MemberChanged] = []
         restarted = peer.epoch is not None and peer.epoch != epoch
+        after_leave = restarted and peer.left_epoch == peer.epoch and peer.node_id == node_id
         if peer.node_id not in (None, node_id):  # another node took this address
             restarted = True
         if (
@@ -211,8 +212,13 @@ class Membership:
             peer.state = MemberState.UP
             changes.append(
                 MemberChanged(
-                    node_id, peer.address, MemberState.UP, restarted, leave_revoked=revoked
-                )  # fmt: skip
+                    node_id,
+                    peer.address,
+                    MemberState.UP,
+                    restarted,
+                    leave_revoked=revoked,
+                    after_leave=after_leave,
+                )
             )
         peer.epoch = epoch
         if changes:

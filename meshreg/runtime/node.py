@@ -970,7 +970,9 @@ class NodeRuntime:
             log.exception("configs: draining at stop")
         try:
             self._flush_replication()
-            if self._repl_pub is not None:  # the last beacon: peers count us down now
+            # the last beacon: peers count us down now, and do not count our next start
+            # towards a crash loop; not when an error unwinds the loop (a crash is one)
+            if self._repl_pub is not None and self._stop.is_set():
                 self._publish(encode_beacon(self.core.leaving_beacon(self.clock())))
         except zmq.ZMQError:
             pass

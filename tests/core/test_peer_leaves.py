@@ -48,3 +48,27 @@ def test_the_leaving_beacon_travels_and_says_not_ready() -> None:
     assert isinstance(back, Beacon) and back.leaving
     plain = decode_replication(encode_beacon(Beacon("n1", "10.0.0.1:7800", 7, True, 0)))
     assert isinstance(plain, Beacon) and not plain.leaving
+
+
+def test_planned_restarts_are_not_a_crash_loop_but_crashes_still_are() -> None:
+    """review30 F3: a rolling restart done twice (SIGTERM, start; again within
+    ``4 x evict_after``) was held as a crash loop: out of the members 45 s, `ping --ready`
+    failing.  A restart after the incarnation's leave beacon is planned: not counted."""
+    node = two_members()
+    t, epoch = 1.0, 99
+    for _ in range(3):  # three planned restarts in a few seconds
+        node.on_replication(Beacon("n2", A, epoch, True, 0), t)
+        node.on_replication(Beacon("n2", A, epoch, False, 0, leaving=True), t + 0.1)
+        epoch, t = epoch + 1, t + 0.7
+        node.on_replication(Beacon("n2", A, epoch, True, 0), t)
+        node.tick(t)
+        t += 1.0
+    assert node.counters["peers_held"] == 0 and not node.holding(t)
+    assert node.members() == ("n1", "n2")
+    # two crashes (no leave beacon: silence, then a new incarnation): held
+    for _ in range(2):
+        epoch, t = epoch + 1, t + 0.7
+        node.on_replication(Beacon("n2", A, epoch, True, 0), t)
+        node.tick(t)
+    assert node.counters["peers_held"] == 1 and node.holding(t) == ("n2",)
+    assert node.members() == ("n1",)
