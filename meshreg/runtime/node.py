@@ -1413,6 +1413,8 @@ class NodeRuntime:
         except RequestRejected as exc:
             if exc.code is ErrorCode.TOO_LARGE and "config request body" in exc.message:
                 raise  # a config body above its own limit: that message names it
+            if exc.code is ErrorCode.INVALID_ARGUMENT and exc.op in CONFIG_OPS:
+                raise  # a config op's str not UTF-8: said with its id (review30 F4)
             raise too_large from None
         if type(msg) is not dict or msg.get("op") not in CONFIG_OPS:
             raise too_large

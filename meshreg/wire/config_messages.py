@@ -50,7 +50,7 @@ from meshreg.configcenter.model import (
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import DEFAULT_NAMESPACE
 from meshreg.wire import limits
-from meshreg.wire.bodies import _decode_error, _header
+from meshreg.wire.bodies import _decode_error, _header, not_utf8_error
 
 if TYPE_CHECKING:  # the node's type: imported where it is built (as_config_write)
     from meshreg.configcenter.replication import ConfigWrite
@@ -272,6 +272,8 @@ def decode_config_body(body: bytes, max_content_bytes: int = HARD_MAX_CONTENT_BY
             max_map_len=limits.MAX_MAP_ENTRIES,
             max_array_len=limits.MAX_ARRAY_LEN,
         )
+    except UnicodeDecodeError:  # with the request's id and op (review30 F4: TOO_LARGE, id 0)
+        raise not_utf8_error(body) from None
     except Exception as exc:
         raise _decode_error(exc) from None
 
