@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
@@ -235,6 +235,23 @@ class ConfigStore:
     def current(self, key: ConfigKey) -> ConfigEntry | None:
         """The current version (a tombstone included), or None."""
         return self._current.get(key)
+
+    def live_by_namespace_where(self, readable: Callable[[str, str], bool]) -> dict[str, int]:
+        """``live_by_namespace`` counting only the data ids of the (namespace, group)s
+        ``readable`` accepts: what a client the ACL confines may be told (review30 F2).
+        O(data ids): for a rate-limited read."""
+        counts: dict[str, int] = {}
+        seen: dict[tuple[str, str], bool] = {}
+        for key, entry in self._current.items():
+            if entry.deleted:
+                continue
+            where = (key.namespace, key.group)
+            ok = seen.get(where)
+            if ok is None:
+                ok = seen[where] = readable(*where)
+            if ok:
+                counts[key.namespace] = counts.get(key.namespace, 0) + 1
+        return counts
 
     def shown(self, key: ConfigKey, now: float | None) -> ConfigEntry | None:
         """The version reads and listeners get at ``now``: the current one if a majority

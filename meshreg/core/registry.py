@@ -870,6 +870,8 @@ class RegistryNode:
         not named.  O(N log N) in namespaces (at most ``max_namespaces`` with services,
         configs' bounded by ``max_configs``): a rate-limited read, never on a hot path."""
         services, configs, visible = self.store.namespaces, req.configs, req.visible
+        if req.readable is not None:  # a confined client: what it may read, counted
+            services = self.store.count_by_namespace(req.readable, visible)
         holding = {ns for ns, n in services.items() if n}
         holding.update(ns for ns, n in configs.items() if n)
         names = sorted(ns for ns in holding if ns > req.after and (visible is None or visible(ns)))

@@ -214,6 +214,10 @@ class ListNamespaces:
     # the namespaces the client may read something in (None: every one); set by the
     # runtime from the ACL, never on the wire: the others are not named
     visible: Callable[[str], bool] | None = field(default=None, compare=False)
+    # the services the client may read (None: every one); set with ``visible``: only they
+    # are counted, and a namespace is named only where it may read a service or a data
+    # id (review30 F2: the totals said what a confined key may not read)
+    readable: Callable[[ServiceKey], bool] | None = field(default=None, compare=False)
     op = "namespaces"
 
 

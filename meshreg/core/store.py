@@ -1107,6 +1107,19 @@ class RegistryStore:
             self._metadata_grew(namespace, metadata_size(metadata) - metadata_size(old))
             rec.metadata = metadata
 
+    def count_by_namespace(
+        self, readable: Callable[[ServiceKey], bool], namespaces: Callable[[str], bool] | None
+    ) -> dict[str, int]:
+        """``namespaces``' counts of the services (with instances or settings) that
+        ``readable`` accepts, in the namespaces ``namespaces`` accepts (None: all): what a
+        client the ACL confines may be told.  O(services): for a rate-limited read."""
+        counts: dict[str, int] = {}
+        for key in set(self.services).union(self.settings):
+            ns = key.namespace
+            if (namespaces is None or namespaces(ns)) and readable(key):
+                counts[ns] = counts.get(ns, 0) + 1
+        return counts
+
     def recount(self) -> dict[str, int]:
         """The running counts, recounted from the table (O(N): for tests and checks)."""
         known = set(self.services).union(self.settings)

@@ -1698,14 +1698,21 @@ class NodeRuntime:
     def _namespaces_request(self, req: ListNamespaces, principal: Principal) -> ListNamespaces:
         """A ``namespaces`` request with the configuration center's counts and, for a
         client that may not read everything, the namespaces it may read something in."""
-        configs = self.configs.store.live_by_namespace
+        store = self.configs.store
         if principal is OPEN or principal is NODE or principal.may_all(Access.READ, ALL):
-            return replace(req, configs=configs)
+            return replace(req, configs=store.live_by_namespace)
 
         def visible(ns: str) -> bool:
             return principal.may_some(Access.READ, ns)
 
-        return replace(req, configs=configs, visible=visible)
+        def readable(key: ServiceKey) -> bool:
+            return principal.may(Access.READ, key.namespace, key.group, key.service)
+
+        def config_group(ns: str, group: str) -> bool:  # config reads: the group's "*"
+            return principal.may_all(Access.READ, ns, group)
+
+        configs = store.live_by_namespace_where(config_group)
+        return replace(req, configs=configs, visible=visible, readable=readable)
 
     def _sealed_cursor(self, req: ListServices, result: ServicesResult) -> ServicesResult:
         """Seal a filtered page's cursor that names a service the client may not read."""
