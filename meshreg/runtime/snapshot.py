@@ -45,6 +45,7 @@ import sqlite3
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,16 @@ def save_snapshot(data_dir: str, out: str, now: float | None = None) -> dict[str
         )
     taken = time.time() if now is None else now
     target = Path(out)
-    with tempfile.TemporaryDirectory(prefix=".meshreg-snapshot-", dir=target.parent) as tmp:
+    if not target.parent.is_dir():  # (review30 F7: an unmounted backup volume: a traceback)
+        raise ConfigError(
+            f"cannot write the snapshot {target}: the directory {target.parent} does not "
+            "exist (is the backup volume mounted?)"
+        )
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix=".meshreg-snapshot-", dir=target.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the snapshot {target}: {exc.strerror}") from None
+    with scratch as tmp:
         copies: dict[str, Path] = {}
         for name in MEMBERS:
             path = source / name
@@ -127,7 +137,7 @@ def read_manifest(archive: str) -> dict[str, Any]:
         for name, facts in manifest["files"].items():
             digest = hashlib.sha256()
             size = 0
-            for chunk in _member_chunks(tar, name, archive):
+            for chunk in _member_chunks(tar, name, archive, _listed_size(facts)):
                 digest.update(chunk)
                 size += len(chunk)
             _check_facts(archive, name, facts, size, digest.hexdigest())
@@ -186,13 +196,21 @@ def _extract_checked(archive: str, into: Path) -> dict[str, Any]:
             path = into / name
             digest = hashlib.sha256()
             size = 0
-            with open(path, "wb") as fh:
-                for chunk in _member_chunks(tar, name, archive):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
+            # (review30 F5: a member bigger than the manifest says was written whole first)
+            chunks = _member_chunks(tar, name, archive, _listed_size(facts))
+            try:
+                with open(path, "wb") as fh:
+                    for chunk in chunks:
+                        digest.update(chunk)
+                        size += len(chunk)
+                        fh.write(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # a full disk, a file size limit
+                raise ConfigError(
+                    f"cannot write {name} into {into.parent} while restoring {archive}: "
+                    f"{exc.strerror}; nothing in the data dir was changed"
+                ) from None
             _check_facts(archive, name, facts, size, digest.hexdigest())
             if name in DATABASES:
                 _check_database(archive, name, path, DATABASES[name])
@@ -269,6 +287,13 @@ def _file_facts(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+def _listed_size(facts: Any) -> int:
+    """The size the manifest gives a file: a member must be exactly that big (read no
+    further); a manifest without one matches no member."""
+    size = facts.get("bytes") if isinstance(facts, dict) else None
+    return size if type(size) is int and size >= 0 else -1
+
+
 def _check_facts(archive: str, name: str, facts: Any, size: int, sha256: str) -> None:
     if not isinstance(facts, dict) or facts.get("bytes") != size or facts.get("sha256") != sha256:
         raise ConfigError(
@@ -311,17 +336,36 @@ def _manifest(tar: tarfile.TarFile, archive: str) -> dict[str, Any]:
 def _member_chunks(
     tar: tarfile.TarFile, name: str, archive: str, limit: int | None = None
 ) -> Iterator[bytes]:
-    """The bytes of one regular-file member, by name (never a path from the archive)."""
+    """The bytes of one regular-file member, by name (never a path from the archive), at
+    most ``limit`` of them (a bigger member is refused before any is read).  A truncated
+    or damaged archive is a ConfigError (review30 F6: gzip's EOFError reached click, which
+    printed only "Aborted!")."""
     try:
         member = tar.getmember(name)
     except KeyError:
         raise ConfigError(f"{archive} lacks {name}: it is not a complete snapshot") from None
+    except (EOFError, OSError, tarfile.TarError, zlib.error) as exc:
+        raise _damaged(archive, exc) from None
     if not member.isfile() or (limit is not None and member.size > limit):
-        raise ConfigError(f"{name} in {archive} is not a regular file of a snapshot")
+        raise ConfigError(
+            f"{name} in {archive} does not match its manifest (not a regular file of the "
+            "size it gives): the file is damaged or was changed; take another snapshot"
+        )
     fh = tar.extractfile(member)
     assert fh is not None  # a regular file
-    while chunk := fh.read(1 << 20):
-        yield chunk
+    try:
+        while chunk := fh.read(1 << 20):
+            yield chunk
+    except (EOFError, OSError, tarfile.TarError, zlib.error) as exc:
+        raise _damaged(archive, exc) from None
+
+
+def _damaged(archive: str, exc: BaseException) -> ConfigError:
+    why = str(exc) or type(exc).__name__
+    return ConfigError(
+        f"{archive} is truncated or damaged ({why}): it cannot be read to its end; check the "
+        "copy (its size against the original) or take another snapshot"
+    )
 
 
 def _lock_holder(directory: Path) -> str | None:
