@@ -93,8 +93,9 @@ def inspect(archive: str, as_json: bool) -> None:
 )
 def restore(archive: str, data_dir: str | None, config_file: str | None, force: bool) -> None:
     """Put a snapshot into a stopped node's data dir, then start the node. For a lost
-    cluster: restore every member's data dir from one snapshot (or one, and start the
-    others empty: they catch up from it)."""
+    cluster: restore this same snapshot into every member's data dir before any starts
+    (members started empty beside a restored one are a majority: they acknowledge writes
+    that the restored data then overrides)."""
     from meshreg.runtime.snapshot import restore_snapshot
 
     target = _data_dir(data_dir, config_file)
@@ -105,7 +106,11 @@ def restore(archive: str, data_dir: str | None, config_file: str | None, force: 
     click.echo(f"restored {archive} into {target}: {_summary(manifest)}")
     if manifest["replaced"]:
         click.echo(f"what {target} held before is in {manifest['replaced']}")
-    click.echo("start the node on this data dir; it merges with its peers as after a restart")
+    click.echo(
+        "start the node on this data dir; it merges with its peers as after a restart. "
+        "Rebuilding a lost cluster: restore this same snapshot into every member's data dir "
+        "before starting any (never start members with empty data dirs beside it)"
+    )
 
 
 def _summary(manifest: dict[str, Any]) -> str:

@@ -90,9 +90,13 @@ def test_a_drain_survives_the_documented_disaster_recovery(tmp_path) -> None:
             n.kill()
         for i in range(3):
             shutil.rmtree(os.path.join(str(tmp_path), f"data{i}"))
-        # restore one member; the others start empty and catch up from it
-        out = run_cli("snapshot", "restore", archive, "--data-dir", str(tmp_path / "data0"))
-        assert out.returncode == 0, out.stdout + out.stderr
+        # restore the same snapshot into every member (docs/OPERATIONS.md; review30 F1:
+        # one restored member and two empty ones lose writes the empty ones acknowledge)
+        for i in range(3):
+            where = str(tmp_path / f"data{i}")
+            out = run_cli("snapshot", "restore", archive, "--data-dir", where)
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "every member's data dir" in out.stdout, out.stdout
         for n in nodes:
             n.launch()
         for n in nodes:
