@@ -261,6 +261,7 @@ class ConfigPlane:
         count_error: Callable[[ErrorCode], None] | None = None,
         clock_lead: Callable[[], float] | None = None,
         send_back: SendBack | None = None,
+        first_tag: int = 0,
     ) -> None:
         """``commit_thread``: commit on a writer thread (a node; its runtime polls
         ``wakeup_fd`` and calls ``committed``), else inline in ``flush`` (deterministic:
@@ -275,7 +276,10 @@ class ConfigPlane:
         ``clock_lead``: how far this node's wall clock runs ahead of its peers' (write
         deadlines are judged by theirs: core/distro ``_clock_lead``).  ``send_back``:
         frames to the peer connection with this routing id on the peer port (the answer
-        to a forward that asked for it); False: not sent (then the DEALER way)."""
+        to a forward that asked for it); False: not sent (then the DEALER way).
+        ``first_tag``: forwards are tagged from it up (a node passes its incarnation's
+        epoch in the high bits: an owner's late answer to the previous incarnation's forward
+        cannot match a new one's tag; review30, suspected)."""
         self._aliases = aliases or {}
         self.member = config.address
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
@@ -324,7 +328,7 @@ class ConfigPlane:
         self._forwards: dict[int, _Forward] = {}
         self._unsent: list[_Unsent] = []
         self._now = now  # the time of the input being handled (replies kept for a resend)
-        self._next_tag = 0
+        self._next_tag = first_tag
         self._parked: dict[ConfigKey, list[_Parked]] = {}
         self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
         self._trace = HopTrace(self.member)  # off unless MESHREG_CONFIG_TRACE is set

@@ -445,6 +445,7 @@ class NodeRuntime:
                 count_error=self.core.registry.count_error,
                 clock_lead=lambda: self.core.registry.clock_lead,
                 send_back=self._config_send_back,
+                first_tag=(self.epoch & 0xFFFF_FFFF) << 32,  # this incarnation's tags
             )
             # service settings and instance overrides (runtime/registry_state): operators'
             # writes, which providers registering again cannot give back after a restart
