@@ -664,11 +664,15 @@ class ClientSession:
 
     def _fail_unsent(self) -> None:
         """Every server refused the connection (``fail_when_refused``): fail what has
-        not left this client, now (it would wait in libzmq to its time-out)."""
+        not left this client, now (it would wait in libzmq to its time-out), and replace
+        the server's DEALER, whose queue holds them: libzmq would deliver them once a node
+        listens there, and a write said "not applied" would be applied (review31 F1)."""
         where = ", ".join(sorted(self._refused_by))
+        failed = False
         for req_id, p in list(self._pending.items()):
             if p.via is not None or p.delivered:
                 continue
+            failed = True
             del self._pending[req_id]
             unapplied = " (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else ""
             error = ServerUnreachableError(
@@ -678,6 +682,8 @@ class ClientSession:
             )
             error.unsent = True
             self._resolve(p, None, error)
+        if failed:
+            self._connect()  # a new socket to the same server: the old queue dropped
         self._pump()  # what waited in the backlog goes, and fails at the next refusal
 
     def server_refused(self, why: str, definitive: bool) -> None:
