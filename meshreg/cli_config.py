@@ -257,15 +257,40 @@ def get(
             f"meshreg: no node answers; this is the disk cache copy (revision {info.revision})",
             err=True,
         )
-    if mine and not as_json:  # which version: the content alone does not say
-        which = "the gray version" if info.gray_served else "the main version"
-        rule = "" if info.gray is None else f" (gray rule: labels {_rule(info.gray.labels)})"
-        click.echo(f"meshreg: {which} for labels {_rule(mine)}{rule}", err=True)
+    if mine:  # what a client with those labels gets on another host (review31 F4: a rule
+        # naming this host's address served the gray version whatever the labels)
+        info = _as_labelled(info, mine, as_json)
     if as_json:
         click.echo(json.dumps(info.to_json(), sort_keys=True))
     else:
         sys.stdout.write(info.content)
         sys.stdout.flush()
+
+
+def _as_labelled(info: ConfigInfo, labels: dict[str, str], quiet: bool) -> ConfigInfo:
+    """``info`` as a client with ``labels`` on another host is served it, which version
+    said on stderr (unless ``quiet``: --json says it).  The node served this host: a gray
+    rule naming its address gave it the gray version whatever the labels."""
+    gray = info.gray
+    shown = info.served_to(labels, False)
+    if shown is None:  # the main version is needed and the node did not send it
+        shown = info
+        click.echo("meshreg: this node does not send the main version beside the gray "
+                   "one; showing what this host gets", err=True)  # fmt: skip
+    if quiet:
+        return shown
+    which = "the gray version" if shown.gray_served else "the main version"
+    rule = ""
+    if gray is not None:
+        rule = f" (gray rule: labels {_rule(gray.labels)}"
+        if gray.clients:
+            rule += ", clients " + ", ".join(_safe(c) for c in gray.clients)
+        rule += ")"
+    click.echo(f"meshreg: {which} for labels {_rule(labels)}{rule}", err=True)
+    if info.gray_host and not shown.gray_served:
+        click.echo("meshreg: the gray rule names this host: a client here gets the gray "
+                   "version whatever its labels", err=True)  # fmt: skip
+    return shown
 
 
 def _rule(labels: Mapping[str, str]) -> str:

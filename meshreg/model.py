@@ -133,11 +133,17 @@ class InstanceList(list[Instance]):
         )
 
     def where(
-        self, clusters: Collection[str] | None = None, metadata: Mapping[str, str] | None = None
+        self,
+        clusters: str | Collection[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> InstanceList:
-        """The instances of one of ``clusters`` (None: any) whose metadata holds every
-        pair of ``metadata`` (Nacos's ``selectInstances(service, clusters, ...)``, Consul's
-        ``?filter=``); the revision and flags of this list."""
+        """The instances of ``clusters`` (one name or several; None or empty: any, as
+        Nacos's ``selectInstances(service, clusters, ...)``) whose metadata holds every
+        pair of ``metadata`` (Consul's ``?filter=``); the revision and flags of this list."""
+        if isinstance(clusters, str):  # one name, not its characters (review31 F5)
+            clusters = (clusters,)
+        if not clusters:
+            clusters = None
         pairs = tuple((metadata or {}).items())
         return InstanceList(
             (

@@ -16,11 +16,13 @@ from meshreg.model import Instance
 
 def cluster_set(cluster: str | Iterable[str] | None) -> frozenset[str] | None:
     """``cluster`` arguments as a set: one name or several (Nacos's ``clusters``
-    list); None: any cluster.  A name must be a string: a stray int or bytes would
-    match nothing, silently."""
+    list); None or an empty list: any cluster (as Nacos's; review31 F2).  A name must be
+    a string: a stray int or bytes would match nothing, silently."""
     if cluster is None:
         return None
     names = frozenset((cluster,) if isinstance(cluster, str) else cluster)
+    if not names:
+        return None
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"cluster names are strings, not {type(name).__name__}: {name!r}")

@@ -307,6 +307,8 @@ def _open_archive(archive: str) -> tarfile.TarFile:
         return tarfile.open(archive, mode="r:gz")
     except FileNotFoundError:
         raise ConfigError(f"no snapshot at {archive}: check the path") from None
+    except (EOFError, zlib.error) as exc:  # cut in its first bytes (review31 F3)
+        raise _damaged(archive, exc) from None
     except (OSError, tarfile.TarError) as exc:
         raise ConfigError(
             f"{archive} is not a meshreg snapshot (a gzip tar from `meshreg snapshot save`): {exc}"

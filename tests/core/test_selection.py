@@ -42,7 +42,7 @@ def test_eligible_takes_several_clusters_and_metadata_pairs() -> None:
     assert [i.port for i in eligible(xs, metadata={"zone": "a", "v": "2"})] == [1]
     assert [i.port for i in eligible(xs, "A", metadata={"v": "2"})] == [1]
     assert [i.port for i in eligible(xs, "A", True, {"v": "2"})] == [1, 4]  # protected
-    assert eligible(xs, [], metadata=None) == []  # no cluster named: none
+    assert [i.port for i in eligible(xs, [])] == [1, 2, 3]  # none named: any (as Nacos)
     with pytest.raises(TypeError, match="cluster names are strings"):
         eligible(xs, [b"A"])  # type: ignore[list-item]
 
@@ -64,6 +64,8 @@ def test_an_instance_list_filtered_keeps_its_revision_and_flags() -> None:
     assert only_b.service_metadata == {"owner": "team-x"}
     assert [i.port for i in listing.where(None, {"zone": "a"})] == [1]
     assert [i.port for i in listing.where(None, {"zone": "c"})] == []
+    assert [i.port for i in listing.where("A")] == [1]  # one name, not its characters
+    assert [i.port for i in listing.where([])] == [1, 2]  # none named: any
     assert len(listing) == 2  # a filtered copy; the list itself unchanged
 
 
