@@ -226,6 +226,10 @@ class ClusterPolicy:
 
 
 FLAP_RESTARTS = 2  # restarts of a peer within FLAP_WINDOW x evict_after: a crash loop
+# planned restarts (after a leave beacon) within the same window: a loop all the same (a
+# supervisor that stops it with SIGTERM each time, a liveness probe failing it), while a
+# rolling restart done two or three times in a row is not one (review30 F3, review31)
+PLANNED_FLAP_RESTARTS = 4
 FLAP_WINDOW = 4.0
 # s between two nodes' wall clocks (beacons' ``wall``) past which one of them is wrong;
 # back in below half of it (a beacon's own delay counts in the offset: "Clock skew").
@@ -380,6 +384,7 @@ class DistroNode:
         # (by address, oldest first), the peers we hold out of the members (node id ->
         # until when), and the peers that hold us out
         self._restarts: dict[str, deque[float]] = {}
+        self._planned_restarts: dict[str, deque[float]] = {}  # after a leave beacon
         self._holding: dict[str, float] = {}
         self._hold_revision = 0  # bumped when ``_holding`` gains or loses a peer
         self.held_by: tuple[str, ...] = ()
@@ -1242,8 +1247,8 @@ class DistroNode:
             b.node, b.address, b.epoch, b.ready, b.seq, now, b.members, b.unheard or ()
         )
         for change in changes:
-            if change.restarted and not change.after_leave:  # a planned restart: not a loop
-                self._peer_restarted(b.node, change.address, now)
+            if change.restarted:
+                self._peer_restarted(b.node, change.address, now, change.after_leave)
         self._member_changes(changes, now)
         heard = membership.peer_at(b.address)
         if heard is not None:
@@ -1914,7 +1919,9 @@ class DistroNode:
         self.held_by = by
         return bool(by)
 
-    def _peer_restarted(self, node_id: str, address: str, now: float) -> None:
+    def _peer_restarted(
+        self, node_id: str, address: str, now: float, planned: bool = False
+    ) -> None:
         """A peer came back as a new incarnation.  ``FLAP_RESTARTS`` of them within
         ``FLAP_WINDOW x evict_after``: a crash loop (systemd's Restart=, a request it dies
         on).  Each return took its share back with a fresh grace period and each death gave
@@ -1922,15 +1929,19 @@ class DistroNode:
         it looped.  Held out of the members (our beacons' ``held``; it stays not ready once
         caught up) until its current incarnation has been heard ``evict_after +
         unhealthy_after``: the nodes that took its share when it died keep it long enough
-        to mark and evict (docs/DISTRO.md "A node that keeps restarting").  Not called for
-        a restart after a leave beacon (a planned one: review30 F3, a rolling restart done
-        twice was held 45 s per node); a node whose loop dies on an error sends none."""
+        to mark and evict (docs/DISTRO.md "A node that keeps restarting").  A ``planned``
+        restart (after the incarnation's leave beacon) counts apart, and it takes
+        ``PLANNED_FLAP_RESTARTS`` of them: a rolling restart done twice was held 45 s per
+        node (review30 F3), a supervisor's SIGTERM loop must still be (review31); a node
+        whose loop dies on an error sends no leave beacon."""
         window = FLAP_WINDOW * self.policy.evict_after
         hold = self.policy.evict_after + self.policy.unhealthy_after
-        seen = self._restarts.setdefault(address, deque(maxlen=FLAP_RESTARTS))
+        limit = PLANNED_FLAP_RESTARTS if planned else FLAP_RESTARTS
+        book = self._planned_restarts if planned else self._restarts
+        seen = book.setdefault(address, deque(maxlen=limit))
         seen.append(now)
         if node_id not in self._holding:
-            if len(seen) < FLAP_RESTARTS or now - seen[0] > window:
+            if len(seen) < limit or now - seen[0] > window:
                 return
             self.counters["peers_held"] += 1
             self.registry.queue(PeerHeld(node_id, address, len(seen), window, hold))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from test_catch_up_all_peers import A, sync_with
 
 from meshreg.config import ClusterPolicy
-from meshreg.core.distro import DistroNode
+from meshreg.core.distro import PLANNED_FLAP_RESTARTS, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.membership import MemberState
 from meshreg.wire.peer import Beacon, decode_replication, encode_beacon
@@ -56,7 +56,7 @@ def test_planned_restarts_are_not_a_crash_loop_but_crashes_still_are() -> None:
     failing.  A restart after the incarnation's leave beacon is planned: not counted."""
     node = two_members()
     t, epoch = 1.0, 99
-    for _ in range(3):  # three planned restarts in a few seconds
+    for _ in range(PLANNED_FLAP_RESTARTS - 1):  # a rolling restart done three times
         node.on_replication(Beacon("n2", A, epoch, True, 0), t)
         node.on_replication(Beacon("n2", A, epoch, False, 0, leaving=True), t + 0.1)
         epoch, t = epoch + 1, t + 0.7
@@ -72,3 +72,23 @@ def test_planned_restarts_are_not_a_crash_loop_but_crashes_still_are() -> None:
         node.tick(t)
     assert node.counters["peers_held"] == 1 and node.holding(t) == ("n2",)
     assert node.members() == ("n1",)
+
+
+def test_a_supervisors_sigterm_loop_is_held_all_the_same() -> None:
+    """review31: a node a supervisor stops with SIGTERM again and again (a liveness probe
+    failing it) announces each stop; ``PLANNED_FLAP_RESTARTS`` planned restarts within
+    ``4 x evict_after`` are a loop all the same: held."""
+    node = two_members()
+    t, epoch = 1.0, 99
+    node.on_replication(Beacon("n2", A, epoch, True, 0), t)
+    held_after = None
+    for k in range(1, PLANNED_FLAP_RESTARTS + 1):
+        node.on_replication(Beacon("n2", A, epoch, False, 0, leaving=True), t + 0.1)
+        epoch, t = epoch + 1, t + 0.7
+        node.on_replication(Beacon("n2", A, epoch, True, 0), t)
+        node.tick(t)
+        if held_after is None and node.holding(t):
+            held_after = k
+        t += 5.0
+    assert held_after == PLANNED_FLAP_RESTARTS, held_after
+    assert node.counters["peers_held"] == 1 and node.members() == ("n1",)
