@@ -18,7 +18,13 @@ from meshreg import __version__
 from meshreg.addresses import parse_address
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
 from meshreg.errors import ConfigError, MeshregError, ServerUnreachableError
-from meshreg.model import DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance
+from meshreg.model import (
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE,
+    Instance,
+    InstanceFilter,
+)
 
 if TYPE_CHECKING:
     from meshreg.client.client import Client
@@ -163,14 +169,6 @@ def _host_port(text: str) -> tuple[str, int]:
         return parse_address(text, default_port=0)
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-def _filter_text(clusters: tuple[str, ...] | None, pairs: dict[str, str]) -> str:
-    """`` in cluster a, b with metadata zone=x``: what --cluster/--meta narrowed to."""
-    text = f" in cluster {', '.join(_safe(c) for c in clusters)}" if clusters else ""
-    if pairs:
-        text += " with metadata " + ", ".join(f"{_safe(k)}={_safe(v)}" for k, v in pairs.items())
-    return text
 
 
 def _parse_meta(items: tuple[str, ...]) -> dict[str, str]:
@@ -542,7 +540,7 @@ def instances(
         click.echo(_instance_line(i))
     if not found:  # said, on stderr: an empty stdout alone reads like a failure
         where = f"{_safe(service)} (namespace {namespace}, group {group}) at {servers}"
-        narrowed = _filter_text(wanted, pairs)
+        narrowed = _safe(InstanceFilter.of(wanted, pairs).words(quote=False))
         if not total:
             text = f"no instance of {where}: none registered (check the name, -n and -g)"
         elif hidden:

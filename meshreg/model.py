@@ -5,7 +5,7 @@ An instance is identified inside its service by ``(ip, port, cluster)``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -134,29 +134,65 @@ class InstanceList(list[Instance]):
 
     def where(
         self,
-        clusters: str | Collection[str] | None = None,
+        clusters: str | Iterable[str] | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> InstanceList:
-        """The instances of ``clusters`` (one name or several; None or empty: any, as
-        Nacos's ``selectInstances(service, clusters, ...)``) whose metadata holds every
-        pair of ``metadata`` (Consul's ``?filter=``); the revision and flags of this list."""
-        if isinstance(clusters, str):  # one name, not its characters (review31 F5)
-            clusters = (clusters,)
-        if not clusters:
-            clusters = None
-        pairs = tuple((metadata or {}).items())
+        """The instances ``InstanceFilter.of(clusters, metadata)`` keeps, with the
+        revision and flags of this list."""
+        keep = InstanceFilter.of(clusters, metadata).matches
         return InstanceList(
-            (
-                i
-                for i in self
-                if (clusters is None or i.cluster in clusters)
-                and all(i.metadata.get(k) == v for k, v in pairs)
-            ),
+            (i for i in self if keep(i)),
             self.revision,
             self.epoch,
             self.protected,
             dict(self.service_metadata),
         )
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    """What a read narrows a service's instances to: ``clusters`` (None: any) and
+    ``pairs`` an instance's metadata must all hold (Nacos's ``selectInstances(service,
+    clusters, ...)``, Consul's ``?filter=``).  One definition for the client's
+    ``instances``/``select``/``call`` and the CLI."""
+
+    clusters: frozenset[str] | None = None
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(
+        cls, clusters: str | Iterable[str] | None, metadata: Mapping[str, str] | None
+    ) -> InstanceFilter:
+        """``clusters``: one name (not its characters: review31 F5) or several; None or
+        empty: any (as Nacos's; review31 F2).  A name must be a string: a stray int or
+        bytes would match nothing, silently."""
+        names = None
+        if clusters is not None:
+            names = frozenset((clusters,) if isinstance(clusters, str) else clusters) or None
+            for name in names or ():
+                if not isinstance(name, str):
+                    raise TypeError(
+                        f"cluster names are strings, not {type(name).__name__}: {name!r}"
+                    )
+        return cls(names, tuple(sorted((metadata or {}).items())))
+
+    def __bool__(self) -> bool:
+        return self.clusters is not None or bool(self.pairs)
+
+    def matches(self, inst: Instance) -> bool:
+        return (self.clusters is None or inst.cluster in self.clusters) and all(
+            inst.metadata.get(k) == v for k, v in self.pairs
+        )
+
+    def words(self, quote: bool = True) -> str:
+        """`` in cluster 'a' with metadata zone=b``: what the filter narrows to."""
+        text = ""
+        if self.clusters is not None:
+            names = ", ".join(repr(c) if quote else c for c in sorted(self.clusters))
+            text = f" in cluster{'s' if len(self.clusters) > 1 else ''} {names}"
+        if self.pairs:
+            text += " with metadata " + ", ".join(f"{k}={v}" for k, v in self.pairs)
+        return text
 
 
 def protection_active(healthy: int, total: int, threshold: float) -> bool:

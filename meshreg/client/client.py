@@ -67,7 +67,7 @@ from meshreg.client.messages import (
     NamespacesPage,
     ServicesPage,
 )
-from meshreg.client.selection import choose, cluster_set, eligible
+from meshreg.client.selection import choose, eligible
 from meshreg.configcenter.model import (
     DEFAULT_MAX_CONTENT_BYTES,
     HARD_MAX_CONTENT_BYTES,
@@ -88,6 +88,7 @@ from meshreg.model import (
     DEFAULT_GROUP,
     DEFAULT_NAMESPACE,
     Instance,
+    InstanceFilter,
     InstanceId,
     InstanceList,
     ServiceKey,
@@ -492,11 +493,11 @@ class Client(ConfigMixin):
         to the server so that they see it. While no node answers, the cached list
         is served.
         """
-        wanted = cluster_set(clusters)
+        narrowed = InstanceFilter.of(clusters, metadata)
         listing = self._instances(service, healthy_only)
-        if wanted is None and not metadata:
+        if not narrowed:
             return listing
-        return listing.where(wanted, metadata)
+        return listing.where(narrowed.clusters, metadata)
 
     def _instances(self, service: str, healthy_only: bool) -> InstanceList:
         key = self._key(service)
@@ -549,7 +550,7 @@ class Client(ConfigMixin):
         candidates = eligible(listing, cluster, listing.protected, metadata)
         chosen = choose(candidates, self._rng, self._avoided())
         if chosen is None:
-            where = _filter_words(cluster_set(cluster), metadata)
+            where = InstanceFilter.of(cluster, metadata).words()
             raise NoInstanceAvailableError(
                 f"no healthy, enabled instance with weight > 0 of service {service!r}{where} "
                 f"(namespace {self.namespace!r}, group {self.group!r}); check `meshreg instances "
@@ -800,17 +801,6 @@ class Client(ConfigMixin):
                 callback(instances.copy()) if instances is not None else callback()
             except Exception:
                 log.exception("meshreg subscriber callback %r raised", callback)
-
-
-def _filter_words(clusters: frozenset[str] | None, metadata: Mapping[str, str] | None) -> str:
-    """`` in cluster 'a' with metadata zone=b``: what a selection was narrowed to."""
-    words = ""
-    if clusters is not None:
-        names = ", ".join(repr(c) for c in sorted(clusters))
-        words = f" in cluster {names}" if len(clusters) == 1 else f" in clusters {names}"
-    if metadata:
-        words += " with metadata " + ", ".join(f"{k}={v}" for k, v in sorted(metadata.items()))
-    return words
 
 
 def _curve(

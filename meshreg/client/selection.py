@@ -11,22 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Iterable, Mapping
 
-from meshreg.model import Instance
-
-
-def cluster_set(cluster: str | Iterable[str] | None) -> frozenset[str] | None:
-    """``cluster`` arguments as a set: one name or several (Nacos's ``clusters``
-    list); None or an empty list: any cluster (as Nacos's; review31 F2).  A name must be
-    a string: a stray int or bytes would match nothing, silently."""
-    if cluster is None:
-        return None
-    names = frozenset((cluster,) if isinstance(cluster, str) else cluster)
-    if not names:
-        return None
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"cluster names are strings, not {type(name).__name__}: {name!r}")
-    return names
+from meshreg.model import Instance, InstanceFilter
 
 
 def eligible(
@@ -41,16 +26,9 @@ def eligible(
     ``protected``: the service's protection threshold is in force, so unhealthy
     instances take their share too (a mass failure must not crush the survivors).
     """
-    clusters = cluster_set(cluster)
-    pairs = tuple((metadata or {}).items())
+    keep = InstanceFilter.of(cluster, metadata).matches
     return [
-        i
-        for i in instances
-        if (i.healthy or protected)
-        and i.enabled
-        and i.weight > 0
-        and (clusters is None or i.cluster in clusters)
-        and all(i.metadata.get(k) == v for k, v in pairs)
+        i for i in instances if (i.healthy or protected) and i.enabled and i.weight > 0 and keep(i)
     ]
 
 
