@@ -155,6 +155,14 @@ class SqliteConfigStore:
     def close(self) -> None:
         self._conn.close()
 
+    def defer_checkpoints(self, wal_keep_bytes: int) -> None:
+        """This connection's commits never copy the WAL into the database
+        (``wal_autocheckpoint=0``: runtime/config_commit.py ``WalCheckpointer`` does), and
+        when the WAL starts over, its file is cut back to ``wal_keep_bytes``
+        (``journal_size_limit``: a WAL that grew while copies lagged does not stay big)."""
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._conn.execute(f"PRAGMA journal_size_limit={int(wal_keep_bytes)}")
+
     def _migrate(self, version: int) -> None:
         """Bring a database of an older schema version to ``SCHEMA_VERSION`` (one
         transaction: a crash midway leaves it at its old version, migrated again)."""
