@@ -129,15 +129,10 @@ class Bystander:
     def __init__(
         self, procs: Procs, ctx: Any, port: int, rate: float, limit: float, curve: Curve | None
     ) -> None:
-        ready, self.stop_event, self.out = ctx.Queue(), ctx.Event(), ctx.Queue()
-        self.proc = ctx.Process(
-            target=_bystander_main,
-            args=(port, rate, limit, curve, ready, self.stop_event, self.out),
-            daemon=True,
+        what = "the bystander's first ping"
+        (self.proc,), self.stop_event, self.out = procs.start_workers(
+            ctx, _bystander_main, [(port, rate, limit, curve)], what
         )
-        procs.children.append(self.proc)
-        self.proc.start()
-        collect(ready, 1, [self.proc], READY_SECONDS, "the bystander's first ping")
 
     def stop(self) -> dict[str, Any]:
         self.stop_event.set()

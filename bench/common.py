@@ -770,27 +770,22 @@ def ranged(kind: Any, low: float, high: float) -> Any:
     return parse
 
 
-def parse_rates(text: str) -> tuple[float, ...]:
-    """Request rates per second, comma-separated (``500,1000,2000``)."""
-    try:
-        rates = tuple(float(s.replace("_", "")) for s in text.split(",") if s.strip())
-    except ValueError:
-        rates = ()
-    if not rates or not all(1 <= r <= 1_000_000 for r in rates):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: rates are requests/s in 1..1000000, comma-separated, e.g. 500,1000"
-        )
-    return rates
+def parse_list(kind: Any, low: float, high: float, what: str, example: str) -> Any:
+    """An argparse type: comma-separated ``kind`` values in [low, high] (``_`` allowed)."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            values = tuple(kind(s.replace("_", "")) for s in text.split(",") if s.strip())
+        except ValueError:
+            values = ()
+        if not values or not all(low <= v <= high for v in values):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {what} in {low:.0f}..{high:.0f}, comma-separated, e.g. {example}"
+            )
+        return values
+
+    return parse
 
 
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """Instance counts, comma-separated (``100000,1000000``)."""
-    try:
-        sizes = tuple(int(s.replace("_", "")) for s in text.split(",") if s.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or not all(1 <= s <= 4_000_000 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: sizes are instance counts in 1..4000000, comma-separated, e.g. 100000"
-        )
-    return sizes
+parse_rates = parse_list(float, 1, 1_000_000, "rates are requests/s", "500,1000")
+parse_sizes = parse_list(int, 1, 4_000_000, "sizes are instance counts", "100000")

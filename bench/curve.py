@@ -183,8 +183,10 @@ def report(result: dict[str, Any], say: Say) -> None:
     say(fmt_table(head, summary(result), right={2, 3, 4}))
     share = lost_share(result)
     if share is not None:
-        say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: "
-            f"{met(share < GOAL_LOST)})")
+        say(
+            f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: "
+            f"{met(share < GOAL_LOST)})"
+        )
     load_notes(result["rows"], say, lambda r: f"{r['workload']} {r['security']}")
     for mode, p in (result.get("propagation") or {}).items():
         if p["timeouts"] or p["errors"]:

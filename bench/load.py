@@ -287,7 +287,7 @@ def echo_batch(sock: Any, limit: int = 512) -> int:
 
 
 def _echo_main(
-    port: int, lifetime: float, ready: Any, server: tuple[bytes, bytes] | None = None
+    port: int, lifetime: float, server: tuple[bytes, bytes] | None, ready: Any, go: Any, out: Any
 ) -> None:
     """The ceiling: a bare ROUTER returning every message as received (a CURVE server that
     lets any client key in with ``server`` = (public, secret)).  It uses the same lean
@@ -430,11 +430,8 @@ def start_echo(
     """The raw ceiling's server in its own process: (port, pid); a CURVE server with
     ``server`` (its public and secret key)."""
     port = free_port_block(1)
-    ready = ctx.Queue()
-    p = ctx.Process(target=_echo_main, args=(port, lifetime, ready, server), daemon=True)
-    procs.start_children([p])
-    collect(ready, 1, [p], READY_SECONDS, "the echo server to start")
-    assert p.pid is not None
+    what = "the echo server to start"
+    (p,), _, _ = procs.start_workers(ctx, _echo_main, [(port, lifetime, server)], what)
     return port, p.pid
 
 
