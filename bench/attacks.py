@@ -305,7 +305,7 @@ class Env:
     keys: BenchKeys
     secure: bool  # the nodes have a key
     attacker: Curve | None  # the attacker's keys (None: no CURVE)
-    busy: Any = None  # a BackgroundLoad keeping the node busy (M1)
+    busy: Any = None  # stops the background load keeping the node busy (M1)
 
     @property
     def node(self) -> NodeProc:
@@ -548,8 +548,8 @@ def h4(env: Env, atk: Attacker) -> dict[str, Any]:
 
 def _busy(env: Env) -> None:
     env.busy = start_background(
-        env.procs, env.ctx, [(env.node.port, ("busy-0", "busy-1"))], env.opts.busy_rate, 1000,
-        limit=env.opts.max_attack_seconds + 60, curve=env.client,
+        env.procs, env.ctx, [env.node], env.opts.busy_rate, 1000,
+        limit=env.opts.max_attack_seconds + 60, curve=env.client, services=("busy-0", "busy-1"),
     )  # fmt: skip
 
 
@@ -558,7 +558,7 @@ def m1(env: Env, atk: Attacker) -> dict[str, Any]:
     try:
         sent = big_frames(env, atk, b"\0" * size, n, 10)
     finally:
-        env.busy.stop()
+        env.busy()
     return {"sent": f"{sent} x {size / MB:g} MiB, node at {env.opts.busy_rate:,.0f} beats/s"}
 
 

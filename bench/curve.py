@@ -22,7 +22,6 @@ from bench.common import (
     make_keys,
     met,
     node_args,
-    owned_services,
     ratio,
     start_cluster,
 )
@@ -123,19 +122,10 @@ def _propagation(
     try:
         nodes = start_cluster(procs, 3, log_dir, extra, curve)
         say(f"3-node cluster, {mode}: {', '.join(n.address for n in nodes)} ...")
-        bg = None
-        if opts.load:
-            owned = owned_services([n.address for n in nodes], 2)
-            bg = start_background(
-                procs, ctx, [(n.port, owned[n.address]) for n in nodes], opts.load, 500,
-                curve=curve,
-            )  # fmt: skip
-        try:
-            kw = keys.client_kwargs() if secure else None
-            return cluster.run_propagation(f"3 nodes, {mode}", nodes, opts, octet, say, kw)
-        finally:
-            if bg is not None:
-                bg.stop()
+        if opts.load:  # stopped with the nodes
+            start_background(procs, ctx, nodes, opts.load, 500, curve=curve)
+        kw = keys.client_kwargs() if secure else None
+        return cluster.run_propagation(f"3 nodes, {mode}", nodes, opts, octet, say, kw)
     finally:
         procs.stop_all()
 

@@ -22,10 +22,12 @@ from bench.common import (
     NS,
     READY_SECONDS,
     Curve,
+    NodeProc,
     Procs,
     collect,
     cpu_seconds,
     free_port_block,
+    owned_services,
     percentile,
     process_table,
     stop_processes,
@@ -399,21 +401,6 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class BackgroundLoad:
-    """Loaders sending at a fixed total ``rate`` until stopped (or ``limit`` seconds)."""
-
-    def __init__(
-        self, procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], rate: float,
-        limit: float, curve: Curve | None = None,
-    ) -> None:  # fmt: skip
-        kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets), "curve": curve}
-        self.loaders, go, _ = start_loaders(procs, ctx, targets, kwargs, "background loaders")
-        go.set()
-
-    def stop(self) -> None:
-        stop_processes(self.loaders)
-
-
 def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:
     """``repeat`` calls of ``run()``; the median run stands for them: by ops/s, or for a
     paced load (every run at the same rate) by p99 latency."""
@@ -451,17 +438,22 @@ def preload(
 
 
 def start_background(
-    procs: Procs, ctx: Any, ports_and_services: list[tuple[int, tuple[str, ...]]], rate: float,
-    per_node: int, limit: float = 900.0, curve: Curve | None = None, kind: str = "beat",
-) -> BackgroundLoad:  # fmt: skip
-    """Register ``per_node`` instances on each node (of services it owns) and beat them all
-    at ``rate`` beats/s in total, one paced loader per node, until stopped.
-    ``kind="churn"``: register and deregister them in turn instead (``rate`` changes/s,
-    every one replicated), nothing registered first."""
+    procs: Procs, ctx: Any, nodes: list[NodeProc], rate: float, per_node: int,
+    limit: float = 900.0, curve: Curve | None = None, kind: str = "beat",
+    services: tuple[str, ...] | None = None,
+) -> Callable[[], None]:  # fmt: skip
+    """Register ``per_node`` instances on each node (of ``services``, by default two it
+    owns) and beat them all at ``rate`` beats/s in total, one paced loader per node, until
+    the function returned is called (or ``limit`` s).  ``kind="churn"``: register and
+    deregister them in turn instead (``rate`` changes/s, every one replicated)."""
+    owned = owned_services([n.address for n in nodes], 2)
     targets: list[tuple[int, Spec]] = []
-    for k, (port, services) in enumerate(ports_and_services):
-        first = BACKGROUND_FIRST + k * per_node
+    for k, node in enumerate(nodes):
+        spec = (kind, per_node, services or owned[node.address], BACKGROUND_FIRST + k * per_node)
         if kind == "beat":
-            preload(port, "register", per_node, services, first, curve=curve)
-        targets.append((port, (kind, per_node, services, first)))
-    return BackgroundLoad(procs, ctx, targets, rate, limit, curve)
+            preload(node.port, "register", *spec[1:], curve=curve)
+        targets.append((node.port, spec))
+    kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets), "curve": curve}
+    loaders, go, _ = start_loaders(procs, ctx, targets, kwargs, "background loaders")
+    go.set()
+    return lambda: stop_processes(loaders)
