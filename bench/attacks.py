@@ -35,6 +35,7 @@ from bench.common import (
     Say,
     Scenario,
     collect,
+    connect,
     dist_ms,
     make_keys,
     ping,
@@ -63,11 +64,7 @@ def _bystander_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     pc = time.perf_counter
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(sock)
-    sock.connect(f"tcp://{HOST}:{port}")
+    sock = connect(ctx, zmq.DEALER, port, curve)
     sent: dict[int, float] = {}
     latencies: list[float] = []
     errors: Counter[str] = Counter()

@@ -210,16 +210,27 @@ def make_keys(directory: str) -> BenchKeys:
 
 
 # -- one request --------------------------------------------------------------------
+def connect(
+    ctx: zmq.Context[Any], kind: int, port: int | str, curve: Curve | None = None, **options: Any
+) -> zmq.Socket[Any]:
+    """A ``kind`` socket connected to 127.0.0.1:``port`` (or to an endpoint), no linger,
+    ``options`` (by name: ``SNDHWM=0``) and CURVE ``curve`` set before it connects."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    for name, value in options.items():
+        sock.setsockopt(getattr(zmq, name), value)
+    if curve is not None:
+        curve.apply(sock)
+    sock.connect(port if isinstance(port, str) else f"tcp://{HOST}:{port}")
+    return sock
+
+
 def request(port: int, body: bytes, curve: Curve | None = None, timeout: float = 5.0) -> Any:
     """One raw request over a fresh REQ socket (CURVE with ``curve``): the decoded reply,
     None if unanswered within ``timeout``."""
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(sock)
+    sock = connect(ctx, zmq.REQ, port, curve)
     try:
-        sock.connect(f"tcp://{HOST}:{port}")
         sock.send(body)
         return msgpack.unpackb(sock.recv()) if sock.poll(timeout * 1000.0) else None
     finally:

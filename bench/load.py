@@ -25,6 +25,7 @@ from bench.common import (
     NodeProc,
     Procs,
     collect,
+    connect,
     cpu_seconds,
     free_port_block,
     owned_services,
@@ -122,13 +123,8 @@ def drive(
     if max_ops is None:
         max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, max(1000, 2 * window))
-    sock.setsockopt(zmq.RCVHWM, max(1000, 2 * window))
-    if curve is not None:
-        curve.apply(sock)
-    sock.connect(endpoint)
+    hwm = max(1000, 2 * window)
+    sock = connect(ctx, zmq.DEALER, endpoint, curve, SNDHWM=hwm, RCVHWM=hwm)
     try:
         if ready is not None:
             ready.put(os.getpid())

@@ -20,8 +20,8 @@ import msgpack
 import zmq
 
 from bench.common import (
-    HOST,
     NODE_START_SECONDS,
+    connect,
     cpu_seconds,
     free_port_block,
     ping,
@@ -71,10 +71,7 @@ def node_start_once(env: dict[str, str], data_dir: str) -> tuple[float, float]:
     """(seconds until a spawned node answers a ping, its CPU seconds by then)."""
     port = free_port_block()
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RECONNECT_IVL, 2)  # ms: retry the connect often while it starts
-    sock.connect(f"tcp://{HOST}:{port}")
+    sock = connect(ctx, zmq.DEALER, port, RECONNECT_IVL=2)  # ms: retry often while it starts
     cmd = _meshreg("node", "--port", str(port), "--data-dir", data_dir, "--log-level", "error")
     t0 = time.perf_counter()
     proc = subprocess.Popen(
