@@ -27,7 +27,7 @@ from bench.common import (
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
 from bench.runner import run_alone
-from bench.throughput import PER_LOADER, register_share
+from bench.throughput import beat_targets, register_targets
 
 MODES = ("plain", "CURVE")
 GOAL_LOST = 0.10  # the goal: CURVE costs less than 10% of the beats/s
@@ -62,9 +62,6 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
 
     per_loader = max(1, opts.instances // clients)
 
-    def beats(port: int) -> list[Any]:
-        return [(port, ("beat", per_loader, None, c * per_loader)) for c in range(clients)]
-
     # 1. the raw echo, plain and as a CURVE server
     lifetime = 2 * opts.repeat * (opts.warmup + opts.seconds + 10) + 120
     echo = {
@@ -72,7 +69,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
         "CURVE": start_echo(procs, ctx, lifetime, keys.server_pair()),
     }
     say("raw zmq echo, plain and CURVE ...")
-    targets = {m: beats(echo[m][0]) for m in MODES}
+    targets = {m: beat_targets(echo[m][0], opts, clients) for m in MODES}
     pids = {m: [echo[m][1]] for m in MODES}
     add("raw zmq echo", _measure_pair(opts.repeat, load(targets, pids, echo=True)))
     procs.stop_children()  # the echo servers must not compete with the nodes
@@ -89,15 +86,9 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
         preload(node[mode].port, "register", per_loader * clients, curve=curve[mode])
     say(f"meshreg nodes: plain {node['plain'].address}, CURVE {node['CURVE'].address} ...")
     pids = {m: [node[m].pid] for m in MODES}
-    targets = {m: beats(node[m].port) for m in MODES}
+    targets = {m: beat_targets(node[m].port, opts, clients) for m in MODES}
     add("beat, 1 node", _measure_pair(opts.repeat, load(targets, pids)))
-    targets = {
-        m: [
-            (node[m].port, ("register", register_share(opts), None, c * PER_LOADER))
-            for c in range(clients)
-        ]
-        for m in MODES
-    }
+    targets = {m: register_targets(node[m].port, opts) for m in MODES}
     top = _measure_pair(opts.repeat, load(targets, pids))
     add("register, 1 node, max", top)
     rate = top["plain"]["ops_per_second"] * 0.5

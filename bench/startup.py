@@ -147,23 +147,22 @@ def main(argv: list[str] | None = None) -> int:
             rows = {k: v for k, v in rows.items() if k in keep}
         modes = ["warm"] + ([] if opts.no_cold else ["cold"])
         samples: dict[str, list[tuple[float, float]]] = {}
+
+        def once(cmd: list[str] | None, env: dict[str, str]) -> tuple[float, float]:
+            if cmd is None:  # the node's own row
+                return node_start_once(env, tempfile.mkdtemp(dir=tmp))
+            return run_once(cmd, env)
+
         for row, cmd in rows.items():
             for mode in modes:
                 names = list(variants)
                 if mode == "warm":  # fill the bytecode caches first
                     for name in names:
-                        if cmd is None:
-                            node_start_once(_env(variants[name], None), tempfile.mkdtemp(dir=tmp))
-                        else:
-                            run_once(cmd, _env(variants[name], None))
+                        once(cmd, _env(variants[name], None))
                 for i in range(opts.runs):
                     for name in names if i % 2 == 0 else names[::-1]:
                         cold = tempfile.mkdtemp(dir=tmp) if mode == "cold" else None
-                        env = _env(variants[name], cold)
-                        if cmd is None:
-                            sample = node_start_once(env, tempfile.mkdtemp(dir=tmp))
-                        else:
-                            sample = run_once(cmd, env)
+                        sample = once(cmd, _env(variants[name], cold))
                         samples.setdefault(f"{row}|{mode}|{name}", []).append(sample)
                         if cold is not None:
                             shutil.rmtree(cold, ignore_errors=True)
