@@ -109,19 +109,17 @@ def templates_for(
 # -- the load generator ---------------------------------------------------------
 def drive(
     endpoint: str, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
-    warmup: float = 0.0, max_ops: int | None = None, echo: bool = False,
-    drain_seconds: float = DRAIN_SECONDS, go: Any = None, ready: Any = None,
+    warmup: float = 0.0, echo: bool = False, drain_seconds: float = DRAIN_SECONDS,
+    go: Any = None, ready: Any = None,
     rate: float | None = None, curve: Curve | None = None, once: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds`` (CURVE
     with ``curve``; paced at ``rate`` requests/s if given; each template sent once with
     ``once``).  Replies inside the measuring window (after the warm-up) count towards
     ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.  Bounded: at most
-    ``max_ops`` requests, ``warmup + seconds`` of sending, then ``drain_seconds``."""
-    if once:
-        max_ops = len(templates)
-    if max_ops is None:
-        max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
+    MAX_OPS_PER_SECOND requests a second, ``warmup + seconds`` of sending, then
+    ``drain_seconds``."""
+    max_ops = len(templates) if once else max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
     ctx = zmq.Context()
     hwm = max(1000, 2 * window)
     sock = connect(ctx, zmq.DEALER, endpoint, curve, SNDHWM=hwm, RCVHWM=hwm)
@@ -324,15 +322,15 @@ def start_loaders(
 
 def run_load(
     procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], server_pids: list[int],
-    window: int, seconds: float, warmup: float, echo: bool = False, max_ops: int | None = None,
-    rate: float | None = None, curve: Curve | None = None,
+    window: int, seconds: float, warmup: float, echo: bool = False, rate: float | None = None,
+    curve: Curve | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One load-generator process per ``(port, spec)`` target, all started together;
     ``rate`` (requests/s, all loaders together) paces them instead of keeping their
     windows full.  Also measures the servers' CPU over the run (``/proc``)."""
     rate = rate / len(targets) if rate else None
-    kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "max_ops": max_ops,
-              "echo": echo, "rate": rate, "curve": curve}  # fmt: skip
+    kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "echo": echo, "rate": rate,
+              "curve": curve}  # fmt: skip
     loaders, go, out = start_loaders(procs, ctx, targets, kwargs, "the load generators to start")
     budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
     return measure_cpu(loaders, go, out, server_pids, budget, window, "the load generators")
