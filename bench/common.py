@@ -215,7 +215,7 @@ def connect(
 ) -> zmq.Socket[Any]:
     """A ``kind`` socket connected to 127.0.0.1:``port`` (or to an endpoint), no linger,
     ``options`` (by name: ``SNDHWM=0``) and CURVE ``curve`` set before it connects."""
-    sock = ctx.socket(kind)
+    sock: zmq.Socket[Any] = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     for name, value in options.items():
         sock.setsockopt(getattr(zmq, name), value)

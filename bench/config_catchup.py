@@ -118,9 +118,9 @@ def run(
                 b.store.apply(e)
         b.store.digests()
     nodes = {A: a, B: b}
-    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "versions": 0,
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
-             "first_all_current_at": None}  # fmt: skip
+    stats: dict[str, Any] = {"messages": 0, "bytes": 0, "largest_bytes": 0, "versions": 0,
+                             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
+                             "first_all_current_at": None}  # fmt: skip
     now = 5.0
     starter, starter_id = (a, A) if peer_keep is None else (b, B)
     started = time.perf_counter()
@@ -211,10 +211,10 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
     planes = {A: a, B: b}
     for me, p in planes.items():
         p.set_members_up({A, B} - {me})
-    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "", "longest_gc_s": 0.0,
-             "longest_own_s": 0.0, "longest_own_what": "", "ready_at": None,
-             "all_at": None}  # fmt: skip
+    stats: dict[str, Any] = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
+                             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
+                             "longest_gc_s": 0.0, "longest_own_s": 0.0, "longest_own_what": "",
+                             "ready_at": None, "all_at": None}  # fmt: skip
     start = now
     by_op: dict[str, float] = {}  # the longest handling of each kind (ms)
     own_by_op: dict[str, float] = {}  # the longest handling of each kind less its GC (ms)

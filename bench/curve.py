@@ -53,7 +53,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
         for mode in MODES:
             rows.append({"workload": workload, "security": mode, **extra, **pair[mode]})
 
-    def load(targets: list[Any], pids: dict[str, list[int]], rate: float | None = None,
+    def load(targets: dict[str, Any], pids: dict[str, list[int]], rate: float | None = None,
              echo: bool = False) -> Any:  # fmt: skip
         return lambda mode: run_load(
             procs, ctx, targets[mode], pids[mode], window, opts.seconds, opts.warmup,
