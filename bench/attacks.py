@@ -35,6 +35,7 @@ from bench.common import (
     Say,
     Scenario,
     collect,
+    connect,
     dist_ms,
     make_keys,
     ping,
@@ -63,11 +64,7 @@ def _bystander_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     pc = time.perf_counter
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(sock)
-    sock.connect(f"tcp://{HOST}:{port}")
+    sock = connect(ctx, zmq.DEALER, port, curve)
     sent: dict[int, float] = {}
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -129,15 +126,10 @@ class Bystander:
     def __init__(
         self, procs: Procs, ctx: Any, port: int, rate: float, limit: float, curve: Curve | None
     ) -> None:
-        ready, self.stop_event, self.out = ctx.Queue(), ctx.Event(), ctx.Queue()
-        self.proc = ctx.Process(
-            target=_bystander_main,
-            args=(port, rate, limit, curve, ready, self.stop_event, self.out),
-            daemon=True,
+        what = "the bystander's first ping"
+        (self.proc,), self.stop_event, self.out = procs.start_workers(
+            ctx, _bystander_main, [(port, rate, limit, curve)], what
         )
-        procs.children.append(self.proc)
-        self.proc.start()
-        collect(ready, 1, [self.proc], READY_SECONDS, "the bystander's first ping")
 
     def stop(self) -> dict[str, Any]:
         self.stop_event.set()
@@ -310,7 +302,7 @@ class Env:
     keys: BenchKeys
     secure: bool  # the nodes have a key
     attacker: Curve | None  # the attacker's keys (None: no CURVE)
-    busy: Any = None  # a BackgroundLoad keeping the node busy (M1)
+    busy: Any = None  # stops the background load keeping the node busy (M1)
 
     @property
     def node(self) -> NodeProc:
@@ -553,8 +545,8 @@ def h4(env: Env, atk: Attacker) -> dict[str, Any]:
 
 def _busy(env: Env) -> None:
     env.busy = start_background(
-        env.procs, env.ctx, [(env.node.port, ("busy-0", "busy-1"))], env.opts.busy_rate, 1000,
-        limit=env.opts.max_attack_seconds + 60, curve=env.client,
+        env.procs, env.ctx, [env.node], env.opts.busy_rate, 1000,
+        limit=env.opts.max_attack_seconds + 60, curve=env.client, services=("busy-0", "busy-1"),
     )  # fmt: skip
 
 
@@ -563,7 +555,7 @@ def m1(env: Env, atk: Attacker) -> dict[str, Any]:
     try:
         sent = big_frames(env, atk, b"\0" * size, n, 10)
     finally:
-        env.busy.stop()
+        env.busy()
     return {"sent": f"{sent} x {size / MB:g} MiB, node at {env.opts.busy_rate:,.0f} beats/s"}
 
 

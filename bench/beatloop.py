@@ -10,7 +10,7 @@ from typing import Any
 
 import zmq
 
-from bench.common import HOST, Say, Scenario, free_port_block
+from bench.common import HOST, Say, Scenario, connect, free_port_block
 from bench.load import echo_batch
 from bench.runner import run_alone
 from meshreg.config import NodeConfig
@@ -32,11 +32,8 @@ def _cpu_per_message(
     """Queue ``bodies`` at ``port`` from a DEALER, then ``drain()`` until ``done()``: the
     draining thread's CPU microseconds per message (the replies read, so the next run
     starts empty)."""
-    dealer = ctx.socket(zmq.DEALER)
-    for opt in (zmq.LINGER, zmq.SNDHWM, zmq.RCVHWM):
-        dealer.setsockopt(opt, 0)  # HWM 0: bounded by len(bodies)
+    dealer = connect(ctx, zmq.DEALER, port, SNDHWM=0, RCVHWM=0)  # HWM 0: bounded by len(bodies)
     try:
-        dealer.connect(f"tcp://{HOST}:{port}")
         for body in bodies:
             dealer.send_multipart([b"", body])
         cpu, deadline = 0.0, time.monotonic() + DRAIN_SECONDS

@@ -25,7 +25,6 @@ from bench.common import (
     dist_ms,
     fmt_table,
     node_args,
-    owned_services,
     percentile,
     settings,
     start_cluster,
@@ -611,8 +610,6 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_
     rows = [run_propagation("single node, no load", [lone], opts, 71, say)]
     lone.stop()
     nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
-    owned = owned_services([n.address for n in nodes], 2)
-    targets = [(n.port, owned[n.address]) for n in nodes]
 
     def counted(kind: str, rate: float, label: str, octet: int) -> dict[str, Any]:
         """One run under background ``kind`` load, with what the nodes counted
@@ -627,13 +624,13 @@ def propagation(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_
 
         what = "beats" if kind == "beat" else "changes"
         say(f"3 nodes; background load {rate:,.0f} {what}/s ...")
-        bg = start_background(procs, ctx, targets, rate, opts.load_instances, kind=kind)
+        stop_load = start_background(procs, ctx, nodes, rate, opts.load_instances, kind=kind)
         (c0, m0), t0 = count(), pc()
         try:
             row = run_propagation(label, nodes, opts, octet, say)
         finally:
             (c1, m1), took = count(), pc() - t0
-            bg.stop()
+            stop_load()
         row[f"background_{what}_per_second"] = round((c1 - c0) / took)
         if kind == "churn":
             row["deltas_per_message"] = round((c1 - c0) / max(1, m1 - m0), 2)
@@ -652,14 +649,12 @@ def failover(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir
     opts.observe = opts.observe or opts.unhealthy_after + 2
     with client_log() as log:
         nodes = start_cluster(procs, 3, log_dir, node_args(opts, cluster=True))
-        owned = owned_services([n.address for n in nodes], 2)
         say(f"3-node cluster; background load {opts.load:,.0f} beats/s ...")
-        bg = start_background(procs, ctx, [(n.port, owned[n.address]) for n in nodes],
-                              opts.load, opts.load_instances)  # fmt: skip
+        stop_load = start_background(procs, ctx, nodes, opts.load, opts.load_instances)
         try:
             result = KillRun(nodes, opts, log, say).run()
         finally:
-            bg.stop()
+            stop_load()
     since = result["kill"]["kill_wall"]
     result["log_events_since_kill"] = interesting_log_lines(nodes, since)
     result["settings"] = {**settings(opts), "node_flags": node_args(opts, cluster=True)}

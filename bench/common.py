@@ -210,16 +210,27 @@ def make_keys(directory: str) -> BenchKeys:
 
 
 # -- one request --------------------------------------------------------------------
+def connect(
+    ctx: zmq.Context[Any], kind: int, port: int | str, curve: Curve | None = None, **options: Any
+) -> zmq.Socket[Any]:
+    """A ``kind`` socket connected to 127.0.0.1:``port`` (or to an endpoint), no linger,
+    ``options`` (by name: ``SNDHWM=0``) and CURVE ``curve`` set before it connects."""
+    sock: zmq.Socket[Any] = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    for name, value in options.items():
+        sock.setsockopt(getattr(zmq, name), value)
+    if curve is not None:
+        curve.apply(sock)
+    sock.connect(port if isinstance(port, str) else f"tcp://{HOST}:{port}")
+    return sock
+
+
 def request(port: int, body: bytes, curve: Curve | None = None, timeout: float = 5.0) -> Any:
     """One raw request over a fresh REQ socket (CURVE with ``curve``): the decoded reply,
     None if unanswered within ``timeout``."""
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(sock)
+    sock = connect(ctx, zmq.REQ, port, curve)
     try:
-        sock.connect(f"tcp://{HOST}:{port}")
         sock.send(body)
         return msgpack.unpackb(sock.recv()) if sock.poll(timeout * 1000.0) else None
     finally:
@@ -770,27 +781,22 @@ def ranged(kind: Any, low: float, high: float) -> Any:
     return parse
 
 
-def parse_rates(text: str) -> tuple[float, ...]:
-    """Request rates per second, comma-separated (``500,1000,2000``)."""
-    try:
-        rates = tuple(float(s.replace("_", "")) for s in text.split(",") if s.strip())
-    except ValueError:
-        rates = ()
-    if not rates or not all(1 <= r <= 1_000_000 for r in rates):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: rates are requests/s in 1..1000000, comma-separated, e.g. 500,1000"
-        )
-    return rates
+def parse_list(kind: Any, low: float, high: float, what: str, example: str) -> Any:
+    """An argparse type: comma-separated ``kind`` values in [low, high] (``_`` allowed)."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            values = tuple(kind(s.replace("_", "")) for s in text.split(",") if s.strip())
+        except ValueError:
+            values = ()
+        if not values or not all(low <= v <= high for v in values):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {what} in {low:.0f}..{high:.0f}, comma-separated, e.g. {example}"
+            )
+        return values
+
+    return parse
 
 
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """Instance counts, comma-separated (``100000,1000000``)."""
-    try:
-        sizes = tuple(int(s.replace("_", "")) for s in text.split(",") if s.strip())
-    except ValueError:
-        sizes = ()
-    if not sizes or not all(1 <= s <= 4_000_000 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: sizes are instance counts in 1..4000000, comma-separated, e.g. 100000"
-        )
-    return sizes
+parse_rates = parse_list(float, 1, 1_000_000, "rates are requests/s", "500,1000")
+parse_sizes = parse_list(int, 1, 4_000_000, "sizes are instance counts", "100000")

@@ -44,6 +44,7 @@ from bench.common import (
     Procs,
     Say,
     Scenario,
+    connect,
     dist_ms,
     fmt_table,
     load_notes,
@@ -162,12 +163,8 @@ def listener_latency(
     node at ``pub_port``; a SUB on ``sub_port`` (another node's P+1) subscribed to the
     namespace's config topic.  Per change: send -> reply (ack) and send -> notification."""
     zctx = zmq.Context()
-    dealer, sub = zctx.socket(zmq.DEALER), zctx.socket(zmq.SUB)
-    for s in (dealer, sub):
-        s.setsockopt(zmq.LINGER, 0)
-    dealer.connect(f"tcp://{HOST}:{pub_port}")
-    sub.setsockopt(zmq.SUBSCRIBE, TOPIC + NS.encode() + b"\x00")
-    sub.connect(f"tcp://{HOST}:{sub_port}")
+    dealer = connect(zctx, zmq.DEALER, pub_port)
+    sub = connect(zctx, zmq.SUB, sub_port, SUBSCRIBE=TOPIC + NS.encode() + b"\x00")
     poller = zmq.Poller()
     poller.register(dealer, zmq.POLLIN)
     poller.register(sub, zmq.POLLIN)

@@ -1,22 +1,7 @@
 """``python -m bench.config_catchup``: one anti-entropy round between a node holding a big
-config table and a fresh node that holds none of it (docs/CONFIG.md, "Anti-entropy").
-
-In one process: two ``ConfigReplicator`` s, every message encoded and decoded with the
-peer wire (``wire/config_peer``) as the runtime does, delivered at once; the clock is
-fake (it jumps to the next wake-up: the push steps' 20 ms gaps), the handling is timed
-for real. Reported: messages and bytes, the largest message, the longest single handling
-(a loop stall on either side: the sender's tick or answer with its encoding, or the
-receiver's decoding and merge), the handling in total, and the catch-up's span on the
-fake clock. ``--scenario sync``: a fresh node's start instead (two ``ConfigPlane`` s: the
-ready gate's ``config_sync``, its answer, the pushes), against ``--ids`` data ids of one
-revision, until the fresh node is ready and holds them all; the longest handling of each
-kind too, and how much of it was Python's garbage collector (``gc.callbacks``).
-``--gc node`` (the default) runs under the node's GC policy (runtime/gc_policy: no
-automatic full collections), as a ``meshreg node`` process does; ``--gc python`` under
-Python's own thresholds, whose full collections walk the whole heap of both stores (at
-100,000 data ids: passes of 0.5-1 s over ~1 M objects landing in whichever handling
-allocates; docs/CONFIG.md "What is left"). Runs on this tree's code or, with
-``PYTHONPATH=<a copy of main>``, on that.
+config table and a fresh node (``--scenario sync``: a fresh node's start), in one process
+over the real peer wire with a fake clock, every handling timed for real.  bench/README.md
+("A fresh node's anti-entropy catch-up") says what it prints and what it found.
 """
 
 from __future__ import annotations
@@ -26,6 +11,7 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -100,20 +86,11 @@ def fill(store: ConfigStore, ids: int, revisions: int, size: int) -> None:
 
 
 def handle(rep: ConfigReplicator, sender: str, msg: Any, now: float) -> list[Any]:
-    """The runtime's dispatch of the three anti-entropy messages (``now`` where taken)."""
+    """The runtime's dispatch of the three anti-entropy messages (runtime/config_plane.py)."""
     if isinstance(msg, ConfigDigests):
-        args = (sender, msg.digests, msg.reply, msg.after, msg.upto)
-        try:
-            return rep.on_digests(*args, now)  # type: ignore[call-arg]
-        except TypeError:  # a tree before the push steps
-            return rep.on_digests(*args)
+        return rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto, now)
     if isinstance(msg, ConfigHave):
-        try:
-            keep = getattr(msg, "keep", None)  # (a tree before it: no such field)
-            extra = () if keep is None else (keep,)
-            return rep.on_have(sender, msg.items, msg.reply, now, *extra)  # type: ignore[call-arg]
-        except TypeError:
-            return rep.on_have(sender, msg.items, msg.reply)
+        return rep.on_have(sender, msg.items, msg.reply, now, msg.keep)
     assert isinstance(msg, ConfigVersions)
     return rep.on_versions(msg.entries)
 
@@ -141,9 +118,9 @@ def run(
                 b.store.apply(e)
         b.store.digests()
     nodes = {A: a, B: b}
-    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "versions": 0,
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
-             "first_all_current_at": None}  # fmt: skip
+    stats: dict[str, Any] = {"messages": 0, "bytes": 0, "largest_bytes": 0, "versions": 0,
+                             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
+                             "first_all_current_at": None}  # fmt: skip
     now = 5.0
     starter, starter_id = (a, A) if peer_keep is None else (b, B)
     started = time.perf_counter()
@@ -200,6 +177,12 @@ def run(
             "revisions": revisions, "size": size}  # fmt: skip
 
 
+def receive(plane: Any, body: bytes, now: float) -> None:
+    """What the runtime does with a peer message: handle it, send what it caused."""
+    plane.on_peer(body, now)
+    plane.flush(now)
+
+
 def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
     """A fresh node's start (the ready gate's ``config_sync``) against one holding ``ids``
     data ids of one revision: two ``ConfigPlane`` s (memory only) whose peer messages go
@@ -228,17 +211,19 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
     planes = {A: a, B: b}
     for me, p in planes.items():
         p.set_members_up({A, B} - {me})
-    stats = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
-             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "", "longest_gc_s": 0.0,
-             "longest_own_s": 0.0, "longest_own_what": "", "ready_at": None,
-             "all_at": None}  # fmt: skip
+    stats: dict[str, Any] = {"messages": 0, "bytes": 0, "largest_bytes": 0, "largest_op": "",
+                             "handling_s": 0.0, "longest_s": 0.0, "longest_what": "",
+                             "longest_gc_s": 0.0, "longest_own_s": 0.0, "longest_own_what": "",
+                             "ready_at": None, "all_at": None}  # fmt: skip
     start = now
-
     by_op: dict[str, float] = {}  # the longest handling of each kind (ms)
     own_by_op: dict[str, float] = {}  # the longest handling of each kind less its GC (ms)
-    clock = GcClock()
 
-    def account(spent: float, what: str, gc_s: float) -> None:
+    def timed(what: str, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``, its time (and the GC's share of it) accounted as ``what``."""
+        t0, g0 = time.perf_counter(), clock.spent
+        out = call(*args)
+        spent, gc_s = time.perf_counter() - t0, clock.spent - g0
         stats["handling_s"] += spent
         by_op[what] = max(by_op.get(what, 0.0), round(spent * 1e3, 2))
         own = spent - gc_s
@@ -248,61 +233,35 @@ def run_sync(ids: int, size: int, limit: float = 120.0) -> dict[str, Any]:
             stats["longest_gc_s"] = gc_s
         if own > stats["longest_own_s"]:
             stats["longest_own_s"], stats["longest_own_what"] = own, what
+        return out
 
     wakes = {A: now, B: now}
-    clock.__enter__()
-    try:
-        _sync_loop(planes, wire, wakes, stats, account, clock, keys, ids, now, start, limit)
-    finally:
-        clock.__exit__()
+    with GcClock() as clock:
+        while now - start < limit:  # bounded by the fake clock
+            for me, p in planes.items():
+                if now >= wakes[me]:
+                    wakes[me] = timed(f"tick at {me}", p.tick, now)
+            while wire:
+                src, dst, frames = wire.pop(0)
+                n, op = sum(map(len, frames)), msgpack.unpackb(frames[-1], raw=False)["op"]
+                stats["messages"] += 1
+                stats["bytes"] += n
+                if n > stats["largest_bytes"]:
+                    stats["largest_bytes"], stats["largest_op"] = n, op
+                timed(f"{op} at {dst}", receive, planes[dst], frames[-1], now)
+                wakes[dst] = min(wakes[dst], planes[dst].tick(now))
+            if stats["ready_at"] is None and b.ready:
+                stats["ready_at"] = now - start
+            if (
+                b.ready
+                and len(b.store) == ids
+                and all(b.store.current(k) == a.store.current(k) for k in keys)
+            ):
+                stats["all_at"] = now - start
+                break
+            now = max(now + 0.001, min(wakes.values()))
     return {**stats, **clock.summary(), "ids": ids, "size": size,
             "longest_ms_by_kind": by_op, "longest_own_ms_by_kind": own_by_op}  # fmt: skip
-
-
-def _sync_loop(
-    planes: dict[str, Any],
-    wire: list[tuple[str, str, list[bytes]]],
-    wakes: dict[str, float],
-    stats: dict[str, Any],
-    account: Any,
-    clock: GcClock,
-    keys: list[ConfigKey],
-    ids: int,
-    now: float,
-    start: float,
-    limit: float,
-) -> None:
-    a, b = planes[A], planes[B]
-    while now - start < limit:
-        for me, p in planes.items():
-            if now >= wakes[me]:
-                t0, g0 = time.perf_counter(), clock.spent
-                wakes[me] = p.tick(now)
-                account(time.perf_counter() - t0, f"tick at {me}", clock.spent - g0)
-        while wire:
-            src, dst, frames = wire.pop(0)
-            n = sum(map(len, frames))
-            stats["messages"] += 1
-            stats["bytes"] += n
-            if n > stats["largest_bytes"]:
-                op = msgpack.unpackb(frames[-1], raw=False)["op"]
-                stats["largest_bytes"], stats["largest_op"] = n, op
-            t0, g0 = time.perf_counter(), clock.spent
-            planes[dst].on_peer(frames[-1], now)
-            planes[dst].flush(now)
-            spent, gc_s = time.perf_counter() - t0, clock.spent - g0
-            account(spent, f"{msgpack.unpackb(frames[-1], raw=False)['op']} at {dst}", gc_s)
-            wakes[dst] = min(wakes[dst], planes[dst].tick(now))
-        if stats["ready_at"] is None and b.ready:
-            stats["ready_at"] = now - start
-        if (
-            b.ready
-            and len(b.store) == ids
-            and all(b.store.current(k) == a.store.current(k) for k in keys)
-        ):
-            stats["all_at"] = now - start
-            break
-        now = max(now + 0.001, min(wakes.values()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,13 +22,12 @@ from bench.common import (
     make_keys,
     met,
     node_args,
-    owned_services,
     ratio,
     start_cluster,
 )
 from bench.load import preload, run_load, run_rows, start_background, start_echo
 from bench.runner import run_alone
-from bench.throughput import PER_LOADER, register_share
+from bench.throughput import beat_targets, register_targets
 
 MODES = ("plain", "CURVE")
 GOAL_LOST = 0.10  # the goal: CURVE costs less than 10% of the beats/s
@@ -54,7 +53,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
         for mode in MODES:
             rows.append({"workload": workload, "security": mode, **extra, **pair[mode]})
 
-    def load(targets: list[Any], pids: dict[str, list[int]], rate: float | None = None,
+    def load(targets: dict[str, Any], pids: dict[str, list[int]], rate: float | None = None,
              echo: bool = False) -> Any:  # fmt: skip
         return lambda mode: run_load(
             procs, ctx, targets[mode], pids[mode], window, opts.seconds, opts.warmup,
@@ -63,9 +62,6 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
 
     per_loader = max(1, opts.instances // clients)
 
-    def beats(port: int) -> list[Any]:
-        return [(port, ("beat", per_loader, None, c * per_loader)) for c in range(clients)]
-
     # 1. the raw echo, plain and as a CURVE server
     lifetime = 2 * opts.repeat * (opts.warmup + opts.seconds + 10) + 120
     echo = {
@@ -73,7 +69,7 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
         "CURVE": start_echo(procs, ctx, lifetime, keys.server_pair()),
     }
     say("raw zmq echo, plain and CURVE ...")
-    targets = {m: beats(echo[m][0]) for m in MODES}
+    targets = {m: beat_targets(echo[m][0], opts, clients) for m in MODES}
     pids = {m: [echo[m][1]] for m in MODES}
     add("raw zmq echo", _measure_pair(opts.repeat, load(targets, pids, echo=True)))
     procs.stop_children()  # the echo servers must not compete with the nodes
@@ -90,15 +86,9 @@ def run(procs: Procs, ctx: Any, opts: argparse.Namespace, say: Say, log_dir: str
         preload(node[mode].port, "register", per_loader * clients, curve=curve[mode])
     say(f"meshreg nodes: plain {node['plain'].address}, CURVE {node['CURVE'].address} ...")
     pids = {m: [node[m].pid] for m in MODES}
-    targets = {m: beats(node[m].port) for m in MODES}
+    targets = {m: beat_targets(node[m].port, opts, clients) for m in MODES}
     add("beat, 1 node", _measure_pair(opts.repeat, load(targets, pids)))
-    targets = {
-        m: [
-            (node[m].port, ("register", register_share(opts), None, c * PER_LOADER))
-            for c in range(clients)
-        ]
-        for m in MODES
-    }
+    targets = {m: register_targets(node[m].port, opts) for m in MODES}
     top = _measure_pair(opts.repeat, load(targets, pids))
     add("register, 1 node, max", top)
     rate = top["plain"]["ops_per_second"] * 0.5
@@ -123,19 +113,10 @@ def _propagation(
     try:
         nodes = start_cluster(procs, 3, log_dir, extra, curve)
         say(f"3-node cluster, {mode}: {', '.join(n.address for n in nodes)} ...")
-        bg = None
-        if opts.load:
-            owned = owned_services([n.address for n in nodes], 2)
-            bg = start_background(
-                procs, ctx, [(n.port, owned[n.address]) for n in nodes], opts.load, 500,
-                curve=curve,
-            )  # fmt: skip
-        try:
-            kw = keys.client_kwargs() if secure else None
-            return cluster.run_propagation(f"3 nodes, {mode}", nodes, opts, octet, say, kw)
-        finally:
-            if bg is not None:
-                bg.stop()
+        if opts.load:  # stopped with the nodes
+            start_background(procs, ctx, nodes, opts.load, 500, curve=curve)
+        kw = keys.client_kwargs() if secure else None
+        return cluster.run_propagation(f"3 nodes, {mode}", nodes, opts, octet, say, kw)
     finally:
         procs.stop_all()
 
@@ -183,8 +164,10 @@ def report(result: dict[str, Any], say: Say) -> None:
     say(fmt_table(head, summary(result), right={2, 3, 4}))
     share = lost_share(result)
     if share is not None:
-        say(f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: "
-            f"{met(share < GOAL_LOST)})")
+        say(
+            f"  beats/s lost with CURVE: {share:.1%} (goal < {GOAL_LOST:.0%}: "
+            f"{met(share < GOAL_LOST)})"
+        )
     load_notes(result["rows"], say, lambda r: f"{r['workload']} {r['security']}")
     for mode, p in (result.get("propagation") or {}).items():
         if p["timeouts"] or p["errors"]:

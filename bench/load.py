@@ -22,10 +22,13 @@ from bench.common import (
     NS,
     READY_SECONDS,
     Curve,
+    NodeProc,
     Procs,
     collect,
+    connect,
     cpu_seconds,
     free_port_block,
+    owned_services,
     percentile,
     process_table,
     stop_processes,
@@ -106,27 +109,20 @@ def templates_for(
 # -- the load generator ---------------------------------------------------------
 def drive(
     endpoint: str, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
-    warmup: float = 0.0, max_ops: int | None = None, echo: bool = False,
-    drain_seconds: float = DRAIN_SECONDS, go: Any = None, ready: Any = None,
+    warmup: float = 0.0, echo: bool = False, drain_seconds: float = DRAIN_SECONDS,
+    go: Any = None, ready: Any = None,
     rate: float | None = None, curve: Curve | None = None, once: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds`` (CURVE
     with ``curve``; paced at ``rate`` requests/s if given; each template sent once with
     ``once``).  Replies inside the measuring window (after the warm-up) count towards
     ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.  Bounded: at most
-    ``max_ops`` requests, ``warmup + seconds`` of sending, then ``drain_seconds``."""
-    if once:
-        max_ops = len(templates)
-    if max_ops is None:
-        max_ops = max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
+    MAX_OPS_PER_SECOND requests a second, ``warmup + seconds`` of sending, then
+    ``drain_seconds``."""
+    max_ops = len(templates) if once else max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, max(1000, 2 * window))
-    sock.setsockopt(zmq.RCVHWM, max(1000, 2 * window))
-    if curve is not None:
-        curve.apply(sock)
-    sock.connect(endpoint)
+    hwm = max(1000, 2 * window)
+    sock = connect(ctx, zmq.DEALER, endpoint, curve, SNDHWM=hwm, RCVHWM=hwm)
     try:
         if ready is not None:
             ready.put(os.getpid())
@@ -287,7 +283,7 @@ def echo_batch(sock: Any, limit: int = 512) -> int:
 
 
 def _echo_main(
-    port: int, lifetime: float, ready: Any, server: tuple[bytes, bytes] | None = None
+    port: int, lifetime: float, server: tuple[bytes, bytes] | None, ready: Any, go: Any, out: Any
 ) -> None:
     """The ceiling: a bare ROUTER returning every message as received (a CURVE server that
     lets any client key in with ``server`` = (public, secret)).  It uses the same lean
@@ -326,15 +322,15 @@ def start_loaders(
 
 def run_load(
     procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], server_pids: list[int],
-    window: int, seconds: float, warmup: float, echo: bool = False, max_ops: int | None = None,
-    rate: float | None = None, curve: Curve | None = None,
+    window: int, seconds: float, warmup: float, echo: bool = False, rate: float | None = None,
+    curve: Curve | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One load-generator process per ``(port, spec)`` target, all started together;
     ``rate`` (requests/s, all loaders together) paces them instead of keeping their
     windows full.  Also measures the servers' CPU over the run (``/proc``)."""
     rate = rate / len(targets) if rate else None
-    kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "max_ops": max_ops,
-              "echo": echo, "rate": rate, "curve": curve}  # fmt: skip
+    kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "echo": echo, "rate": rate,
+              "curve": curve}  # fmt: skip
     loaders, go, out = start_loaders(procs, ctx, targets, kwargs, "the load generators to start")
     budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
     return measure_cpu(loaders, go, out, server_pids, budget, window, "the load generators")
@@ -399,21 +395,6 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class BackgroundLoad:
-    """Loaders sending at a fixed total ``rate`` until stopped (or ``limit`` seconds)."""
-
-    def __init__(
-        self, procs: Procs, ctx: Any, targets: list[tuple[int, Spec]], rate: float,
-        limit: float, curve: Curve | None = None,
-    ) -> None:  # fmt: skip
-        kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets), "curve": curve}
-        self.loaders, go, _ = start_loaders(procs, ctx, targets, kwargs, "background loaders")
-        go.set()
-
-    def stop(self) -> None:
-        stop_processes(self.loaders)
-
-
 def run_rows(repeat: int, run: Any, paced: bool = False) -> dict[str, Any]:
     """``repeat`` calls of ``run()``; the median run stands for them: by ops/s, or for a
     paced load (every run at the same rate) by p99 latency."""
@@ -430,11 +411,8 @@ def start_echo(
     """The raw ceiling's server in its own process: (port, pid); a CURVE server with
     ``server`` (its public and secret key)."""
     port = free_port_block(1)
-    ready = ctx.Queue()
-    p = ctx.Process(target=_echo_main, args=(port, lifetime, ready, server), daemon=True)
-    procs.start_children([p])
-    collect(ready, 1, [p], READY_SECONDS, "the echo server to start")
-    assert p.pid is not None
+    what = "the echo server to start"
+    (p,), _, _ = procs.start_workers(ctx, _echo_main, [(port, lifetime, server)], what)
     return port, p.pid
 
 
@@ -454,17 +432,22 @@ def preload(
 
 
 def start_background(
-    procs: Procs, ctx: Any, ports_and_services: list[tuple[int, tuple[str, ...]]], rate: float,
-    per_node: int, limit: float = 900.0, curve: Curve | None = None, kind: str = "beat",
-) -> BackgroundLoad:  # fmt: skip
-    """Register ``per_node`` instances on each node (of services it owns) and beat them all
-    at ``rate`` beats/s in total, one paced loader per node, until stopped.
-    ``kind="churn"``: register and deregister them in turn instead (``rate`` changes/s,
-    every one replicated), nothing registered first."""
+    procs: Procs, ctx: Any, nodes: list[NodeProc], rate: float, per_node: int,
+    limit: float = 900.0, curve: Curve | None = None, kind: str = "beat",
+    services: tuple[str, ...] | None = None,
+) -> Callable[[], None]:  # fmt: skip
+    """Register ``per_node`` instances on each node (of ``services``, by default two it
+    owns) and beat them all at ``rate`` beats/s in total, one paced loader per node, until
+    the function returned is called (or ``limit`` s).  ``kind="churn"``: register and
+    deregister them in turn instead (``rate`` changes/s, every one replicated)."""
+    owned = owned_services([n.address for n in nodes], 2)
     targets: list[tuple[int, Spec]] = []
-    for k, (port, services) in enumerate(ports_and_services):
-        first = BACKGROUND_FIRST + k * per_node
+    for k, node in enumerate(nodes):
+        spec = (kind, per_node, services or owned[node.address], BACKGROUND_FIRST + k * per_node)
         if kind == "beat":
-            preload(port, "register", per_node, services, first, curve=curve)
-        targets.append((port, (kind, per_node, services, first)))
-    return BackgroundLoad(procs, ctx, targets, rate, limit, curve)
+            preload(node.port, "register", *spec[1:], curve=curve)
+        targets.append((node.port, spec))
+    kwargs = {"window": 256, "seconds": limit, "rate": rate / len(targets), "curve": curve}
+    loaders, go, _ = start_loaders(procs, ctx, targets, kwargs, "background loaders")
+    go.set()
+    return lambda: stop_processes(loaders)

@@ -10,7 +10,7 @@ from typing import Any
 
 import zmq
 
-from bench.common import Say, Scenario, fmt_table, free_port_block
+from bench.common import Say, Scenario, connect, free_port_block, table
 from bench.runner import run_alone
 from meshreg.core.distro import Broadcast, ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
@@ -53,16 +53,13 @@ def make_deltas(n: int) -> list[ReplicatedDelta]:
 
 def run_once(deltas: list[ReplicatedDelta], batcher: DeltaBatcher) -> dict[str, Any]:
     ctx = zmq.Context()
-    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    port = free_port_block(1)
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.setsockopt(zmq.SNDHWM, 0)  # bounded by len(deltas): nothing dropped
+    pub.bind(f"tcp://127.0.0.1:{port}")
+    sub = connect(ctx, zmq.SUB, port, RCVHWM=0, SUBSCRIBE=b"")
     try:
-        for s in (pub, sub):
-            s.setsockopt(zmq.LINGER, 0)
-        pub.setsockopt(zmq.SNDHWM, 0)  # bounded by len(deltas): nothing dropped
-        sub.setsockopt(zmq.RCVHWM, 0)
-        port = free_port_block(1)
-        pub.bind(f"tcp://127.0.0.1:{port}")
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect(f"tcp://127.0.0.1:{port}")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the slow joiner: until a probe gets through
             pub.send_multipart([b"probe", b""])
@@ -138,18 +135,13 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = ["mode", "deltas", "messages", "bytes/delta", "sender us/delta", "receiver us/delta"]
-    out = [
-        [r["mode"], f"{r['applied']:,}", f"{r['messages']:,}", r["bytes_per_delta"],
-         f"{r['sender_us_per_delta']:.2f}", f"{r['receiver_us_per_delta']:.2f}"]
-        for r in rows
-    ]  # fmt: skip
-    return "CPU time of the calling thread\n" + fmt_table(head, out)
-
-
 def report(result: dict[str, Any], say: Say) -> None:
-    say(table(result["rows"]))
+    say("CPU time of the calling thread\n" + table(result["rows"], [
+        ("mode", "mode", "{}"), ("deltas", "applied", "{:,}"), ("messages", "messages", "{:,}"),
+        ("bytes/delta", "bytes_per_delta", "{}"),
+        ("sender us/delta", "sender_us_per_delta", "{:.2f}"),
+        ("receiver us/delta", "receiver_us_per_delta", "{:.2f}"),
+    ]))  # fmt: skip
 
 
 SCENARIOS = (

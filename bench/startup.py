@@ -20,8 +20,8 @@ import msgpack
 import zmq
 
 from bench.common import (
-    HOST,
     NODE_START_SECONDS,
+    connect,
     cpu_seconds,
     free_port_block,
     ping,
@@ -71,10 +71,7 @@ def node_start_once(env: dict[str, str], data_dir: str) -> tuple[float, float]:
     """(seconds until a spawned node answers a ping, its CPU seconds by then)."""
     port = free_port_block()
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RECONNECT_IVL, 2)  # ms: retry the connect often while it starts
-    sock.connect(f"tcp://{HOST}:{port}")
+    sock = connect(ctx, zmq.DEALER, port, RECONNECT_IVL=2)  # ms: retry often while it starts
     cmd = _meshreg("node", "--port", str(port), "--data-dir", data_dir, "--log-level", "error")
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -150,23 +147,22 @@ def main(argv: list[str] | None = None) -> int:
             rows = {k: v for k, v in rows.items() if k in keep}
         modes = ["warm"] + ([] if opts.no_cold else ["cold"])
         samples: dict[str, list[tuple[float, float]]] = {}
+
+        def once(cmd: list[str] | None, env: dict[str, str]) -> tuple[float, float]:
+            if cmd is None:  # the node's own row
+                return node_start_once(env, tempfile.mkdtemp(dir=tmp))
+            return run_once(cmd, env)
+
         for row, cmd in rows.items():
             for mode in modes:
                 names = list(variants)
                 if mode == "warm":  # fill the bytecode caches first
                     for name in names:
-                        if cmd is None:
-                            node_start_once(_env(variants[name], None), tempfile.mkdtemp(dir=tmp))
-                        else:
-                            run_once(cmd, _env(variants[name], None))
+                        once(cmd, _env(variants[name], None))
                 for i in range(opts.runs):
                     for name in names if i % 2 == 0 else names[::-1]:
                         cold = tempfile.mkdtemp(dir=tmp) if mode == "cold" else None
-                        env = _env(variants[name], cold)
-                        if cmd is None:
-                            sample = node_start_once(env, tempfile.mkdtemp(dir=tmp))
-                        else:
-                            sample = run_once(cmd, env)
+                        sample = once(cmd, _env(variants[name], cold))
                         samples.setdefault(f"{row}|{mode}|{name}", []).append(sample)
                         if cold is not None:
                             shutil.rmtree(cold, ignore_errors=True)

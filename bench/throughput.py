@@ -36,6 +36,18 @@ def register_share(opts: argparse.Namespace) -> int:
     return min(PER_LOADER, max(1000, int((opts.warmup + opts.seconds) * PER_LOADER_RATE)))
 
 
+def beat_targets(port: int, o: argparse.Namespace, loaders: int) -> Any:
+    """``loaders`` beat loaders on ``port`` sharing the instances registered there
+    (``--instances`` rounded to ``--clients`` loaders' shares)."""
+    share = max(1, max(1, o.instances // o.clients) * o.clients // loaders)
+    return [(port, ("beat", share, None, c * share)) for c in range(loaders)]
+
+
+def register_targets(port: int, o: argparse.Namespace) -> Any:
+    """``--clients`` register loaders on ``port``, each over its own instances."""
+    return [(port, ("register", register_share(o), None, c * PER_LOADER)) for c in range(o.clients)]
+
+
 class Bench:
     """What both scenarios share: the options, the rows, one measuring call."""
 
@@ -93,10 +105,6 @@ def _heartbeat(log_dir: str, b: Bench) -> dict[str, Any]:
     clients = o.clients
     per_loader = max(1, o.instances // clients)
 
-    def beats(port: int, services: Any, loaders: int) -> list[Any]:
-        share = max(1, per_loader * clients // loaders)
-        return [(port, ("beat", share, services, c * share)) for c in range(loaders)]
-
     # On 2 cores every extra loader process takes CPU from the server: the rows are also
     # measured with one loader when --clients is larger (how much of a shortfall is the box).
     counts = [clients] + ([1] if clients > 1 else [])
@@ -104,7 +112,7 @@ def _heartbeat(log_dir: str, b: Bench) -> dict[str, Any]:
     echo_port, echo_pid = start_echo(procs, b.ctx, lifetime)
     b.say(f"raw zmq echo on port {echo_port} ...")
     for c in counts:
-        b.add("raw zmq echo", b.measure(beats(echo_port, None, c), [echo_pid], echo=True))
+        b.add("raw zmq echo", b.measure(beat_targets(echo_port, o, c), [echo_pid], echo=True))
     procs.stop_children()  # the echo server must not compete with the node for a core
 
     prefix = ["-m", "cProfile", "-o", o.profile_node] if o.profile_node else None
@@ -114,7 +122,7 @@ def _heartbeat(log_dir: str, b: Bench) -> dict[str, Any]:
     took = preload(node.port, "register", per_loader * clients)
     b.say(f"registered {per_loader * clients} instances in {took:.2f}s")
     for c in counts:
-        b.add("meshreg beat, 1 node", b.measure(beats(node.port, None, c), [node.pid]))
+        b.add("meshreg beat, 1 node", b.measure(beat_targets(node.port, o, c), [node.pid]))
     node_stats = stats(node.port)
     procs.stop_all()
 
@@ -138,10 +146,9 @@ def _register(log_dir: str, b: Bench) -> dict[str, Any]:
 
     node = procs.node(log_dir, QUIET)
     b.say(f"meshreg node on {node.address} (pid {node.pid}) ...")
-    targets = [
-        (node.port, ("register", register_share(o), None, c * PER_LOADER)) for c in range(o.clients)
-    ]
-    b.max_and_paced("meshreg register, 1 node", targets, [node.pid], (50, 25))
+    b.max_and_paced(
+        "meshreg register, 1 node", register_targets(node.port, o), [node.pid], (50, 25)
+    )
     procs.stop_all()
 
     # direct to the owner, and through a node that forwards; --unbatched: also as before
