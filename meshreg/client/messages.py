@@ -90,6 +90,9 @@ class InstancesSnapshot:
     service_metadata: dict[str, str] | None = None  # None: not sent
     uptime: float | None = None  # s the answering node has been up (None: not sent)
     synced: bool = False  # the node caught up from its peers: its list is the cluster's
+    # s the node's table has collected registrations (None: not sent): young after a
+    # whole-cluster restart though synced (review33 F1)
+    table_age: float | None = None
 
     def listing(self) -> InstanceList:
         """As the user gets it from a query answered by the node."""
@@ -178,6 +181,7 @@ def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
     threshold = r.get("protect_threshold")
     metadata = r.get("service_metadata")
     uptime = r.get("uptime")
+    table_age = r.get("table_age")
     return InstancesSnapshot(
         r.get("epoch"),
         r.get("revision", 0),
@@ -187,6 +191,7 @@ def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
         {str(k): str(v) for k, v in metadata.items()} if metadata is not None else None,
         float(uptime) if uptime is not None else None,
         r.get("synced") is True,
+        float(table_age) if table_age is not None else None,
     )
 
 

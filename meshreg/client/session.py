@@ -2018,19 +2018,21 @@ class ClientSession:
         key = watch.view.key
         # not an incarnation of this server we took an answer from (a restart, or a server
         # not heard before), and young: what its list drops may only be missing there yet
-        young = (
-            snap.epoch != self.epochs.get(source)
-            and not snap.synced  # caught up from its peers: its list is the cluster's
-            and snap.uptime is not None
-            and snap.uptime < YOUNG_NODE_GRACE
-        )
+        age = _table_age(snap)
+        young = snap.epoch != self.epochs.get(source) and age is not None and age < YOUNG_NODE_GRACE
         if young and self._would_drop(watch, snap):
             self._note(
                 "warning",
                 "young",
                 source,
                 key,
-                f"{source} started {snap.uptime:.1f}s ago and lists "
+                (
+                    f"{source} and the peers it caught up from started {age:.1f}s ago "
+                    "(the whole cluster restarted)"
+                    if snap.synced
+                    else f"{source} started {age:.1f}s ago"
+                )
+                + " and lists "
                 + ("nothing" if not snap.instances else "only part of it")
                 + " yet; keeping the last list until its providers have had time to register "
                 "again and it has caught up from its peers",
@@ -2133,3 +2135,12 @@ class ClientSession:
             LogLine("debug", f"{key}: {why}; asking for a second opinion before taking it")
         )
         self._pull(key, confirm=True)
+
+
+def _table_age(snap: InstancesSnapshot) -> float | None:
+    """How long the answering node's table has collected registrations: ``table_age``;
+    from a node that does not send it, its uptime unless it caught up from its peers
+    (``synced``: its table is theirs, taken as old).  None: old enough."""
+    if snap.table_age is not None:
+        return snap.table_age
+    return None if snap.synced else snap.uptime

@@ -47,6 +47,11 @@ class Beacon:
     # its last: it is stopping (SIGTERM): count it down now, not after peer_timeout
     # (review27 F1: config writes to the data ids it owned failed for 3 s)
     leaving: bool = False
+    # ms its registry table has been collecting registrations (``table_age`` of reads):
+    # since its start, or since the oldest start among the peers it caught up from; a
+    # whole-cluster restart makes every table young at once (review33 F1).  None: an
+    # older node (not told)
+    table_age: int | None = None
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

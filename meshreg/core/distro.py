@@ -477,6 +477,7 @@ class DistroNode:
         # from peers up: our table is the cluster's (reads say ``synced``); none up: we
         # start alone, with what is registered here from now on
         self.registry.synced = bool(self.membership.up_peers())
+        self._inherit_table_age(self._caught_up)
         self._to(NodeEvent.CAUGHT_UP)
         self._caught_up.clear()
         if self._resync and now < self._resync_until:
@@ -1253,6 +1254,7 @@ class DistroNode:
         heard = membership.peer_at(b.address)
         if heard is not None:
             heard.holds_us = b.held is not None and self.node_id in b.held
+            heard.table_since = -math.inf if b.table_age is None else now - b.table_age / 1000
             if self.ready and (heard.holds_us or self.held_by):  # held once ready too:
                 self._held(now)  # out of our members, and our beacons say not ready
             cut_off = b.unreachable is not None and self.node_id in b.unreachable
@@ -1882,6 +1884,16 @@ class DistroNode:
         if (synced or waited) and not self._held(now):
             self._caught_up_now(now)
 
+    def _table_age_ms(self, now: float) -> int | None:
+        """Our beacons' ``table_age``: ms since our table's start (None: a source of it
+        did not tell, so it counts as old, as that source did)."""
+        since = self.registry.table_since
+        if since is None:
+            since = self.started_at
+        if since == -math.inf:
+            return None
+        return int(max(now - since, 0.0) * 1000)
+
     def leaving_beacon(self, now: float) -> Beacon:
         """The last beacon of a node that stops: its peers count it down at once and take
         what it owned (rather than after ``peer_timeout`` of silence)."""
@@ -1904,6 +1916,20 @@ class DistroNode:
         up = self.membership.up_peers()
         if up and all(p.node_id in self._synced_with for p in up):
             self.registry.synced = True
+            self._inherit_table_age(self._synced_with)
+
+    def _inherit_table_age(self, sources: set[str]) -> None:
+        """Our table now holds what the peers ``sources`` (node ids) held: it has collected
+        registrations since the oldest of their tables' starts, or of ours.  After a
+        whole-cluster restart every source is as young as we are, so reads still say the
+        table is young, though ``synced`` (review33 F1: consumers were pushed an empty
+        list, then a partial one, before the providers had registered again)."""
+        reg = self.registry
+        since = self.started_at if reg.table_since is None else reg.table_since
+        for peer in self.membership.up_peers():
+            if peer.node_id in sources:
+                since = min(since, peer.table_since)
+        reg.table_since = since
 
     def _held(self, now: float) -> bool:
         """Caught up, but held out of the members: a ready peer's beacons name us in
@@ -2083,6 +2109,7 @@ class DistroNode:
                     self._unreachable() or None,
                     self._unheard or None,
                     self.membership.listed(),
+                    table_age=self._table_age_ms(now),
                 )
                 self.registry.queue(Broadcast(beacon))
                 self._push_beacon(beacon)

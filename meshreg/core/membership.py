@@ -62,6 +62,9 @@ class Peer:
     # heard (itself included); None: untold (``majorities_may_miss``)
     listed: tuple[int, frozenset[str]] | None = None
     holds_us: bool = False  # its beacons' ``held`` name us (core/distro: a crash loop)
+    # since when (our clock) its registry table has collected registrations, from its
+    # beacons' ``table_age``; -inf: not told (an older node: its table counts as old)
+    table_since: float = -math.inf
     clock_offset: float | None = None  # its wall clock minus ours, s (its beacons' ``wall``)
     clock_far: bool = False  # that offset is past MAX_CLOCK_SKEW (core/distro)
     # (when heard, how far our clock ran ahead of its) beacon by beacon, the last

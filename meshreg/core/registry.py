@@ -235,6 +235,11 @@ class RegistryNode:
         self.session_secret = b""
         # caught up from peers up at the start (core/distro), so its table is the cluster's
         self.synced = False
+        # since when (our clock) the table has collected registrations: None since this
+        # node's start; core/distro moves it back to the oldest start among the peers it
+        # caught up from (-inf: one of them did not tell, an older node).  Reads say its
+        # age (``table_age``): after a whole-cluster restart every table is young
+        self.table_since: float | None = None
         # A beat for a record whose liveness evidence is older than this stamp refreshes it
         # (and the refresh is replicated); 0: never (a lone node has nobody to tell).
         self.alive_floor = 0
@@ -838,7 +843,15 @@ class RegistryNode:
             tuple(instances),
             round(self.stats.uptime(now), 3) if now is not None else None,
             self.synced if now is not None else None,
+            self.table_age(now) if now is not None else None,
         )
+
+    def table_age(self, now: float) -> float | None:
+        """s the table has collected registrations (None: a source did not tell)."""
+        since = self.table_since
+        if since is None:
+            return round(self.stats.uptime(now), 3)
+        return round(max(now - since, 0.0), 3) if since > -math.inf else None
 
     def revisions_result(self, req: CheckRevisions) -> RevisionsResult:
         """The entries whose view a pull would change: another epoch (every one), a

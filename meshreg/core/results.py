@@ -54,6 +54,10 @@ class InstancesResult:
     # only what was registered here since): a client trusts it however young (None: not
     # told; review24 F1: a consumer kept a deregistered list 15 s after its node restarted)
     synced: bool | None = None
+    # s its table has collected registrations: since its start, or since the oldest start
+    # of the peers it caught up from (None: not told, or a source did not tell).  Young
+    # after a whole-cluster restart though ``synced`` (review33 F1)
+    table_age: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

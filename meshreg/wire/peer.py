@@ -523,6 +523,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["listed"] = b.listed
     if b.leaving:
         body["leaving"] = True
+    if b.table_age is not None:
+        body["table_age"] = b.table_age
     return body
 
 
@@ -554,6 +556,9 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     leaving = m.get("leaving", False)
     if type(leaving) is not bool:
         raise _bad("leaving must be a boolean")
+    table_age = m.get("table_age")
+    if table_age is not None:
+        table_age = _uint(table_age, "table_age")
     return Beacon(
         node,
         address,
@@ -568,6 +573,7 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
         unheard,
         listed,
         leaving,
+        table_age,
     )
 
 

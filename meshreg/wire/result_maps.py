@@ -75,6 +75,8 @@ def instances_map(r: InstancesResult) -> dict[str, Any]:
         m["uptime"] = r.uptime
     if r.synced is not None:
         m["synced"] = r.synced
+    if r.table_age is not None:
+        m["table_age"] = r.table_age
     return m
 
 

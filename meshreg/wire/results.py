@@ -124,6 +124,7 @@ def check_instances(result: Any) -> dict[str, Any]:
         _bool(r["protected"], "protected")
     _optional(r, "uptime", _number, "uptime")
     _optional(r, "synced", _bool, "synced")
+    _optional(r, "table_age", _number, "table_age")
     return _check_settings(r)
 
 

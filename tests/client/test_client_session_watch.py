@@ -431,6 +431,44 @@ def test_a_young_node_caught_up_from_its_peers_is_taken_at_once() -> None:
     assert not any("started" in x for x in h.logs())
 
 
+def test_a_young_node_caught_up_from_old_peers_tells_their_tables_age_and_is_taken() -> None:
+    """The same with ``table_age``: up 0.3 s, its table (its peers') an hour old."""
+    h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
+    watching(h, "10.0.0.1", "10.0.0.2", epoch=1)
+    h.advance(1000)
+    h.all_stale()
+    (pull,) = h.unanswered("instances")
+    old = {**snapshot(2, 2, "10.0.0.2", uptime=0.3), "synced": True, "table_age": 3600.0}
+    h.reply(pull, old)
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.2"]
+
+
+def test_after_a_whole_cluster_restart_a_synced_answer_with_a_young_table_is_held() -> None:
+    """review33 F1: every node restarted; each caught up from peers as empty as itself,
+    so it says ``synced``, with a young ``table_age``: a list that drops instances (empty,
+    then partial, while the providers register again) is held, pulled again every
+    second, and taken once whole, or once the table is ``YOUNG_NODE_GRACE`` old."""
+    h = Harness(servers=("a:1",), resync_ms=1000)
+    watching(h, "10.0.0.1", "10.0.0.2", epoch=1)
+    h.advance(1000)
+    h.all_stale()
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, {**snapshot(2, 0, uptime=1.0), "synced": True, "table_age": 1.2})
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.2"]
+    assert any("the whole cluster restarted" in x for x in h.logs())
+    assert h.unanswered("instances") == []  # no second opinion: held, asked again later
+    h.advance(1000)  # one provider has registered again: still partial, still held
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, {**snapshot(2, 1, "10.0.0.2", uptime=2.0), "synced": True, "table_age": 2.2})
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1", "10.0.0.2"]
+    h.advance(1000)  # 10.0.0.1 is gone for good: once the table is old enough, taken
+    (pull,) = h.unanswered("instances")
+    grown = YOUNG_NODE_GRACE + 0.5
+    h.reply(pull, {**snapshot(2, 1, "10.0.0.2", uptime=grown), "synced": True,
+                   "table_age": grown})  # fmt: skip
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.2"]
+
+
 def test_a_server_catching_up_is_asked_no_read_the_next_one_answers() -> None:
     """review24 F8: a node catching up answers reads UNAVAILABLE; the pull goes to the
     next server at once (a fresh consumer got an empty list of a live service before)."""

@@ -90,6 +90,7 @@ def test_register_returns_none_and_emits_registered() -> None:
         "service_metadata": {},
         "uptime": 0.0,
         "synced": False,
+        "table_age": 0.0,  # a lone node: its table is as old as the node
         "instances": [
             {
                 "ip": "10.0.0.1",
