@@ -665,11 +665,20 @@ def services(as_json: bool, servers: str, namespace: str, group: str, timeout: f
     """List the services of a namespace and group."""
     with _client(servers, namespace, group, timeout) as c:
         names = c.services()
+        others = {} if names else c.services_by_group()
     if as_json:
         click.echo(json.dumps(names))
     else:
         for name in names:
             click.echo(_safe(name))
+    if not names:  # an empty stdout alone reads like a failure (review33 F3)
+        where = f"namespace {_safe(namespace)}"
+        if others:
+            groups = ", ".join(f"{_safe(g)} ({len(s)})" for g, s in sorted(others.items()))
+            click.echo(f"no service with instances in {where}, group {_safe(group)}; "
+                       f"other groups hold some: {groups} (use -g GROUP)", err=True)  # fmt: skip
+        else:
+            click.echo(f"no service with instances in {where} (any group)", err=True)
 
 
 @main.command()

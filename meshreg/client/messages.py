@@ -110,6 +110,7 @@ class ServicesPage:
     services: tuple[str, ...]
     next_cursor: Any  # None on the last page; otherwise sent back as it came
     count: int | None = None  # services in the namespace and group (None: not sent)
+    groups: tuple[str, ...] = ()  # the group of each service, in the same order
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ def decode_result(op: str, raw: Any) -> Any:
             tuple(s["service"] for s in r["services"]),
             r.get("next_cursor"),
             count if type(count) is int else None,
+            tuple(s["group"] for s in r["services"]),
         )
     if op == "namespaces":
         return NamespacesPage(
