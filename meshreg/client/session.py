@@ -668,6 +668,13 @@ class ClientSession:
         the server's DEALER, whose queue holds them: libzmq would deliver them once a node
         listens there, and a write said "not applied" would be applied (review31 F1)."""
         where = ", ".join(sorted(self._refused_by))
+        refused = self._link_refused  # a node listens there: its handshake failed
+        cause = (
+            f"the handshake with meshreg server(s) {where} failed ({self.server} said: "
+            f"{refused[0]})"
+            if refused is not None
+            else f"meshreg server(s) {where} refused the connection (nothing listens there)"
+        )
         failed = False
         for req_id, p in list(self._pending.items()):
             if p.via is not None or p.delivered:
@@ -676,8 +683,7 @@ class ClientSession:
             del self._pending[req_id]
             unapplied = " (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else ""
             error = ServerUnreachableError(
-                f"{p.op}: meshreg server(s) {where} refused the connection (nothing listens "
-                f"there), so the request never left this client{unapplied}; "
+                f"{p.op}: {cause}, so the request never left this client{unapplied}; "
                 + self._unreachable_hint()
             )
             error.unsent = True
