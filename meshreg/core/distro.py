@@ -1887,12 +1887,8 @@ class DistroNode:
     def _table_age_ms(self, now: float) -> int | None:
         """Our beacons' ``table_age``: ms since our table's start (None: a source of it
         did not tell, so it counts as old, as that source did)."""
-        since = self.registry.table_since
-        if since is None:
-            since = self.started_at
-        if since == -math.inf:
-            return None
-        return int(max(now - since, 0.0) * 1000)
+        age = self.registry.table_age(now)
+        return None if age is None else int(age * 1000)
 
     def leaving_beacon(self, now: float) -> Beacon:
         """The last beacon of a node that stops: its peers count it down at once and take

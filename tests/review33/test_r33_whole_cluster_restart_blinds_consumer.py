@@ -33,13 +33,13 @@ from meshreg import Client  # noqa: E402
 TIMINGS = ("--check-interval", "0.5", "--unhealthy-after", "2", "--evict-after", "4")
 PEER = ("--peer-timeout", "1.5")
 PROVIDER = """
-import sys, time
+import sys
 from meshreg import Client
 c = Client(sys.argv[1].split(","), beat_interval=0.5, handle_sigterm=False)
 for port in (80, 81, 82):
     c.register("web", "10.0.0.1", port)
 print("registered", flush=True)
-time.sleep(120)
+sys.stdin.read()  # alive (beating) until the test closes its stdin or kills it
 """
 
 
@@ -60,6 +60,7 @@ def test_whole_cluster_restart_never_pushes_fewer_instances(tmp_path) -> None:
         start_all(nodes, 30)
         provider = subprocess.Popen(
             [sys.executable, "-c", PROVIDER, ",".join(addrs)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
