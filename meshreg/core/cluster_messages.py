@@ -52,6 +52,11 @@ class Beacon:
     # whole-cluster restart makes every table young at once (review33 F1).  None: an
     # older node (not told)
     table_age: int | None = None
+    # per peer it samples (node id, ms): how far its wall clock ran ahead of that peer's
+    # by that peer's beacons, the least of its samples (a beacon's delay only adds; < 0:
+    # behind).  With the receiver's own samples of the sender, a bound both ways on the
+    # pair's offset, whatever the delays (core/distro ``_clock_lead``).  None: not told
+    leads: tuple[tuple[str, int], ...] | None = None
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -1255,6 +1255,9 @@ class DistroNode:
         if heard is not None:
             heard.holds_us = b.held is not None and self.node_id in b.held
             heard.table_since = -math.inf if b.table_age is None else now - b.table_age / 1000
+            if b.leads is not None:  # (its samples of our beacons: our stall moves none)
+                heard.told_lead = next((ms / 1000 for i, ms in b.leads if i == self.node_id), None)
+                heard.told_at = now
             if self.ready and (heard.holds_us or self.held_by):  # held once ready too:
                 self._held(now)  # out of our members, and our beacons say not ready
             cut_off = b.unreachable is not None and self.node_id in b.unreachable
@@ -1992,7 +1995,7 @@ class DistroNode:
             samples.append((now, -offset))
             while len(samples) > LEAD_SAMPLES or now - samples[0][0] > LEAD_WINDOW:
                 del samples[0]
-        self._clock_lead(known)
+        self._clock_lead(now)
         apart = sum(p.clock_far for p in known)
         skewed = 2 * apart > len(known) + 1
         trusted = 2 * (len(known) + 1 - apart) > len(known) + 1
@@ -2013,48 +2016,64 @@ class DistroNode:
             self._clock_revision += 1
             self._recompute_members(now)
 
-    def _clock_lead(self, known: list[Peer]) -> None:
-        """How far our wall clock runs ahead of the cluster's, negative when behind (per
-        peer the least of its last beacons' samples, once they span ``LEAD_SPAN`` s: a
-        beacon's delay only adds to one, and a burst read at once, the beacons that waited
-        out a stall of ours or a busy loop, is never the only word; the median over the
-        peers and ourselves (0), within ``MAX_CLOCK_SKEW``; 0 when under ``CLOCK_LEAD_MIN``
-        either way; kept through a stall, with no sample taken in the stale window after:
-        a beacon that waited our stall out would make us look ahead by it, review22's
-        late close; until samples span LEAD_SPAN again, the last value stands):
-        client deadlines are judged by it, so a node a few seconds ahead (not yet counted
-        out) does not refuse every write it owns as late (review22: the config writes of
-        a node 5 s ahead all failed, and no other node could take them)."""
-        # A sample is our clock less theirs plus the beacon's delay: one that says we are
-        # behind says so at once (a delay only hides it); "ahead" needs samples spanning
-        # LEAD_SPAN (the least of them: a burst read late is not a lead), and counts as 0
-        # (no word) until then, so one peer ahead of everyone does not make us look behind
-        leads = []
-        told = False
-        for p in known:
+    def _leads_ms(self, now: float) -> tuple[tuple[str, int], ...] | None:
+        """Our beacons' ``leads``: per peer heard within ``LEAD_WINDOW``, the least of our
+        samples of its clock (ours less its plus a delay), ms.  It tells each peer a
+        bound on its own lead over us that no delay widens (``_clock_lead``)."""
+        out = []
+        for p in self.membership.peers.values():
             samples = p.lead_samples
-            if samples:
+            if p.node_id and samples and now - samples[-1][0] <= LEAD_WINDOW:
+                out.append((p.node_id, round(min(lead for _, lead in samples) * 1000)))
+        return tuple(sorted(out)) or None
+
+    def _clock_lead(self, now: float) -> None:
+        """How far our wall clock runs ahead of the cluster's, negative when behind.
+        Client deadlines are judged by it (``registry.clock_lead``), so it errs on the
+        late side: a write judged in time here must be in time on the cluster's clock
+        (review25 F1: an owner 8 s behind applied a void write on top of an acknowledged
+        one), and a node a few seconds ahead must not refuse every write it owns as late
+        (review22: its config writes all failed, and no other node could take them).
+
+        Per peer heard within ``LEAD_WINDOW`` (down or up: one peer's beacons held up
+        for a peer timeout must not halve the estimate, review25 F1 again in CI), a
+        bound on our lead over it: our samples (ours less its plus the beacon's delay)
+        bound it from above, its beacons' ``leads`` (its clock less ours plus our
+        beacon's delay) from below; the lower bound counts, as the later cluster time.
+        Without the peer's word (an older node), our least sample: a delay only adds to
+        it; one that says we are ahead counts only once the samples span ``LEAD_SPAN``
+        (a burst read at once after a stall or a busy loop is not a lead; no sample is
+        taken in the stale window after a stall).  Then the median over those peers and
+        ourselves (0; even: the lower middle), so one peer's clock off does not move the
+        correct nodes' (review25 F1b: one node 8 s behind made two correct nodes take
+        writes 4 s late); within ``MAX_CLOCK_SKEW``; a lead ahead under
+        ``CLOCK_LEAD_MIN`` is 0 (judging by our own clock errs late).  Kept through a
+        stall and while no peer tells (the deadlines of what waited in our sockets are
+        judged right after it)."""
+        leads = [0.0]
+        for p in self.membership.peers.values():
+            if not p.node_id:
+                continue
+            samples = p.lead_samples
+            upper = None
+            fresh = bool(samples) and now - samples[-1][0] <= LEAD_WINDOW
+            if fresh:
                 least = min(lead for _, lead in samples)
                 if least < 0 or samples[-1][0] - samples[0][0] >= LEAD_SPAN:
-                    leads.append(least)
-                    told = True
-                    continue
-            leads.append(0.0)
-        if not told:  # (too few samples since a stall or a start: the last word stands)
+                    upper = least
+            if p.told_lead is not None and now - p.told_at <= LEAD_WINDOW:
+                lower = -p.told_lead
+                leads.append(lower if upper is None else min(lower, upper))
+            elif upper is not None:
+                leads.append(upper)
+            elif fresh:
+                leads.append(0.0)  # (too few samples yet: no word either way)
+        if len(leads) == 1:  # no peer heard lately: the last word stands
             return
-        lead = 0.0
-        if leads:
-            # ours among them (0): one peer's clock off does not move the correct nodes'
-            # (review25 F1b: one node 8 s behind made two correct nodes' lead 4 s, and they
-            # took writes 4 s late); and behind as well as ahead (F1: a node 8 s behind
-            # applied a void write on top of an acknowledged one)
-            leads.append(0.0)
-            leads.sort()
-            mid = len(leads) // 2
-            median = leads[mid] if len(leads) % 2 else (leads[mid - 1] + leads[mid]) / 2
-            if abs(median) >= CLOCK_LEAD_MIN:
-                lead = max(-MAX_CLOCK_SKEW, min(median, MAX_CLOCK_SKEW))
-        self.registry.clock_lead = lead
+        leads.sort()
+        median = leads[(len(leads) - 1) // 2]
+        lead = 0.0 if 0 <= median < CLOCK_LEAD_MIN else median
+        self.registry.clock_lead = max(-MAX_CLOCK_SKEW, min(lead, MAX_CLOCK_SKEW))
 
     def holding(self, now: float) -> tuple[str, ...]:
         """The peers we hold out of the members now (beacons' ``held``)."""
@@ -2106,6 +2125,7 @@ class DistroNode:
                     self._unheard or None,
                     self.membership.listed(),
                     table_age=self._table_age_ms(now),
+                    leads=self._leads_ms(now),
                 )
                 self.registry.queue(Broadcast(beacon))
                 self._push_beacon(beacon)

@@ -71,6 +71,11 @@ class Peer:
     # LEAD_SAMPLES (core/distro ``_clock_lead``): a beacon's delay only adds to the
     # second, so the least is the best estimate
     lead_samples: list[tuple[float, float]] = field(default_factory=list)
+    # its beacons' ``leads`` entry for us, s: how far its clock ran ahead of ours by our
+    # beacons (the least of its samples: our beacons' delay only adds), and when heard;
+    # so our clock runs at least ``-told_lead`` ahead of its (core/distro ``_clock_lead``)
+    told_lead: float | None = None
+    told_at: float = float("-inf")
     down_since: float = float("-inf")
     # its replication stream (beacons on P+2) against its beacons' second path (requests):
     stream_heard: float = float("-inf")  # its last beacon on the stream

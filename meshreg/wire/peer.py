@@ -525,6 +525,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["leaving"] = True
     if b.table_age is not None:
         body["table_age"] = b.table_age
+    if b.leads is not None:
+        body["leads"] = dict(b.leads)
     return body
 
 
@@ -559,6 +561,9 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     table_age = m.get("table_age")
     if table_age is not None:
         table_age = _uint(table_age, "table_age")
+    leads = m.get("leads")
+    if leads is not None:
+        leads = _leads(leads)
     return Beacon(
         node,
         address,
@@ -574,7 +579,24 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
         listed,
         leaving,
         table_age,
+        leads,
     )
+
+
+MAX_LEAD_MS = 10**12  # ms (~31 years): a clock sample beyond it is no clock
+
+
+def _leads(value: Any) -> tuple[tuple[str, int], ...]:
+    """A beacon's ``leads``: a map of node id to a signed ms sample, at most
+    ``MAX_MEMBERS`` entries."""
+    if type(value) is not dict or len(value) > MAX_MEMBERS:
+        raise _bad(f"leads must be a map of at most {MAX_MEMBERS} node ids to ms")
+    out = []
+    for node_id, ms in value.items():
+        if type(ms) is not int or not -MAX_LEAD_MS <= ms <= MAX_LEAD_MS:
+            raise _bad(f"leads values must be integers in -{MAX_LEAD_MS}..{MAX_LEAD_MS} (ms)")
+        out.append((check_node_id(node_id, "leads node id"), ms))
+    return tuple(sorted(out))
 
 
 def decode_replication(

@@ -925,3 +925,58 @@ def test_behind_is_known_at_once_and_one_peer_ahead_does_not_make_us_look_behind
     assert abs(behind.node.registry.clock_lead + 8.0) < 0.05
     beacons(right, (8.0, 0.0))  # one peer 8 s ahead, the other with us
     assert right.node.registry.clock_lead == 0.0
+
+
+def test_a_beacons_delay_does_not_make_a_node_behind_judge_deadlines_late() -> None:
+    """review25 F1 in CI: an owner 8 s behind applied a write 0.2 s past its deadline;
+    its lead came from its own samples of the peers' beacons, each late by its delay in
+    the sockets, so it looked less behind than it was by that delay.  The peers' beacons
+    now tell how far ahead of us they sampled our clock (``leads``: our beacons' delay
+    only adds to it), a bound from the other side: the node judges by the later clock."""
+    from meshreg.core.effects import Rejected
+    from meshreg.core.requests import SetService
+
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+
+    def beacons(m: Member, told: bool) -> None:  # peers 8 s ahead, their beacons 0.4 s late
+        wall = m.now + m.node.registry.wall_offset
+        for peer, address in (("n2", A), ("n3", B)):
+            w = round((wall + 8.0 - 0.4) * 1000)
+            leads = (("n1", 8_010),) if told else None  # ours reach them in 10 ms
+            m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w, leads=leads),
+                                  m.now)  # fmt: skip
+
+    old, new = Member(), Member()
+    for _ in range(4):
+        for m in (old, new):
+            beacons(m, m is new)
+            m.step(0.5)
+    assert abs(old.node.registry.clock_lead + 7.6) < 0.01  # (peers that do not tell)
+    assert abs(new.node.registry.clock_lead + 8.01) < 0.01
+    cluster_now = new.now + new.node.registry.wall_offset + 8.0
+    late = SetService(1, key, 0.5, {"v": "1"}, cluster_now - 0.2)  # 0.2 s past, theirs
+    assert isinstance(new.node.handle(late, new.now), Rejected)
+
+
+def test_a_peer_silent_for_a_peer_timeout_does_not_halve_a_nodes_lead() -> None:
+    """Under load one peer's beacons stop for a peer timeout: counted down, it dropped
+    out of the median, which over the other peer and ourselves (0) halved a lead of
+    -8 s to -4 s, and deadlines were judged 4 s late until it came back.  A peer heard
+    within the samples' window still counts."""
+    m = Member()
+
+    def beacons(who: tuple[tuple[str, str], ...]) -> None:
+        wall = m.now + m.node.registry.wall_offset
+        for peer, address in who:
+            w = round((wall + 8.0) * 1000)
+            m.node.on_replication(Beacon(peer, address, 9, True, 0, None, wall=w), m.now)
+
+    for _ in range(4):
+        beacons((("n2", A), ("n3", B)))
+        m.step(0.5)
+    assert abs(m.node.registry.clock_lead + 8.0) < 0.01
+    for _ in range(8):  # n3 silent 4 s: down after 1.5 s
+        beacons((("n2", A),))
+        m.step(0.5)
+    assert [p.node_id for p in m.node.membership.up_peers()] == ["n2"]
+    assert abs(m.node.registry.clock_lead + 8.0) < 0.01

@@ -297,11 +297,22 @@ def test_beacon_addresses_that_nodes_use_pass(address: str) -> None:
         {"members": ["n1"] * (MAX_MEMBERS + 1)},
         {"members": [1]},
         {"node": "\x1b]0;pwned\x07"},
+        {"leads": ["n1", 5]},
+        {"leads": {"n1": 1.5}},
+        {"leads": {"n1": 10**13}},
+        {"leads": {"n\0": 5}},
+        {"leads": {f"n{i}": 1 for i in range(MAX_MEMBERS + 1)}},
     ],
 )
 def test_bad_beacons_are_rejected(changes: dict[str, Any]) -> None:
     with pytest.raises(RemoteProtocolError):
         decode_replication(beacon(**changes))
+
+
+def test_a_beacons_leads_read_back_sorted_and_signed() -> None:
+    b = Beacon("n2", "10.0.0.2:7400", 1, True, 3, leads=(("n3", -8012), ("n1", 40)))
+    assert decode_replication(encode_beacon(b)).leads == (("n1", 40), ("n3", -8012))  # type: ignore[union-attr]
+    assert decode_replication(beacon()).leads is None  # type: ignore[union-attr]
 
 
 def test_replication_bodies_are_bounded_like_peer_requests() -> None:
