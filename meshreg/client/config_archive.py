@@ -111,11 +111,22 @@ class ArchiveVersion:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
+    gray: ArchiveGray | None = None  # its gray version then (replayed: import --history)
 
     def state(self) -> tuple[Any, ...]:
         if self.deleted:
             return (True,)
         return (False, self.content, self.type, self.description, sorted(self.tags.items()))
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """One write of an ``import --history`` replay: ``op`` (publish, delete, gray,
+    gray_drop, promote) to reach ``version``'s state, making at least revision ``floor``."""
+
+    op: str
+    version: ArchiveVersion
+    floor: int
 
 
 @dataclass(frozen=True)
@@ -464,11 +475,14 @@ def _past(
         if type(deleted) is not bool:
             raise ArchiveError(f"{at}: 'deleted' must be true or false")
         raw = _member(zf, by_name[v["file"]], HARD_MAX_CONTENT_BYTES, at)
+        gray = v.get("gray")
+        if gray is not None and not deleted:
+            gray = _gray(zf, by_name, gray, f"{at} gray")
         try:
             out.append(ArchiveVersion(
                 v["revision"], check_content(raw, HARD_MAX_CONTENT_BYTES),
                 check_type(v.get("type")), check_description(v.get("description")),
-                dict(check_tags(v.get("tags"))), deleted,
+                dict(check_tags(v.get("tags"))), deleted, gray if not deleted else None,
             ))  # fmt: skip
         except ConfigRejected as exc:
             raise ArchiveError(f"{at}: {exc.message}") from None
@@ -566,18 +580,33 @@ def import_items(
         base = {"namespace": namespace, "group": item.group, "data_id": item.data_id}
         return {**base, **{k: v for k, v in more.items() if v is not None}}
 
-    def write(item: ArchiveItem, state: ArchiveItem | ArchiveVersion, cas: int) -> Any:
+    def write(item: ArchiveItem, state: ArchiveItem | ArchiveVersion, cas: int, floor: int) -> Any:
         # at least the source's revision (nil: none known): no running client that saw it
-        # there is left behind (PROTOCOL.md 2.15 ``revision_floor``); a main version whose
-        # gray version follows: one below, so the gray write makes the source's revision
-        floor = _floor(state) or None
+        # there is left behind (PROTOCOL.md 2.15 ``revision_floor``)
         if state.deleted:
             return ("config_delete", key(item), fields(item, if_revision=cas,
-                                                       revision_floor=floor))  # fmt: skip
+                                                       revision_floor=floor or None))  # fmt: skip
         return ("config_publish", key(item), fields(
             item, content=state.content, type=state.type, if_revision=cas,
             desc=state.description or None, tags=state.tags or None,
-            revision_floor=floor, echo=False))  # fmt: skip
+            revision_floor=floor or None, echo=False))  # fmt: skip
+
+    def write_gray(item: ArchiveItem, gray: ArchiveGray | None, cas: int, floor: int) -> Any:
+        if gray is None:
+            return ("config_gray_drop", key(item),
+                    fields(item, if_revision=cas, revision_floor=floor or None))  # fmt: skip
+        return ("config_gray", key(item), fields(
+            item, content=gray.content, type=gray.type, labels=gray.labels or None,
+            clients=list(gray.clients) or None, if_revision=cas,
+            revision_floor=floor or None))  # fmt: skip
+
+    def write_step(item: ArchiveItem, step: ReplayStep, cas: int) -> Any:
+        if step.op in ("publish", "delete"):
+            return write(item, step.version, cas, step.floor)
+        if step.op == "promote":
+            return ("config_promote", key(item),
+                    fields(item, if_revision=cas, revision_floor=step.floor))  # fmt: skip
+        return write_gray(item, step.version.gray if step.op == "gray" else None, cas, step.floor)
 
     # A replayed history whose data id must be deleted (at its end, or on the way) needs a
     # key that may delete (admin): else its publishes were made and its delete refused,
@@ -587,7 +616,7 @@ def import_items(
     deleting: dict[str, tuple[str, str]] = {}  # group -> a data id of it to ask with
     for item in todo:
         plan = plans[(item.group, item.data_id)]
-        if plan and (item.deleted or any(v.deleted for v in plan)):
+        if plan and (item.deleted or any(s.op == "delete" for s in plan)):
             deleting.setdefault(item.group, (item.group, item.data_id))
     probes = [("config_delete", ConfigKey(namespace, g, d),
                {"namespace": namespace, "group": g, "data_id": d, "if_revision": MAX_REVISION})
@@ -603,7 +632,7 @@ def import_items(
         for item in todo:
             plan = plans[(item.group, item.data_id)]
             why = denied.get(item.group)
-            if why is not None and plan and (item.deleted or any(v.deleted for v in plan)):
+            if why is not None and plan and (item.deleted or any(s.op == "delete" for s in plan)):
                 report.failed.append(((item.group, item.data_id), (
                     f"its history deletes it, and this key may not delete in group "
                     f"{item.group!r} ({why}); nothing of it was written: import it with a "
@@ -612,8 +641,8 @@ def import_items(
                 keep.append(item)
         todo = keep
 
-    def kept(ident: tuple[str, str], state: ArchiveItem | ArchiveVersion, made: int) -> None:
-        if made < _floor(state) and ident not in report.below:
+    def kept(ident: tuple[str, str], floor: int, made: int) -> None:
+        if made < floor and ident not in report.below:
             report.below.append(ident)
 
     # where each data id stands: its revision (the CAS of its next write), live or not
@@ -621,32 +650,50 @@ def import_items(
           if (i.group, i.data_id) in existing else 0 for i in todo}  # fmt: skip
     live = {ident: ident in existing for ident in at}
     failed: set[tuple[str, str]] = set()
-    for step in range(max((len(p) for p in plans.values()), default=0)):
+    for n in range(max((len(p) for p in plans.values()), default=0)):
         calls, whose = [], []
         for item in todo:
             ident = (item.group, item.data_id)
             plan = plans[ident]
-            if ident in failed or step >= len(plan) or (plan[step].deleted and not live[ident]):
+            if ident in failed or n >= len(plan) or (plan[n].op == "delete" and not live[ident]):
                 continue
-            calls.append(write(item, plan[step], at[ident]))
-            whose.append((item, plan[step]))
-        for (item, version), result in zip(whose, client._config_many(calls, IMPORT_WINDOW),
-                                           strict=True):  # fmt: skip
+            calls.append(write_step(item, plan[n], at[ident]))
+            whose.append((item, plan[n]))
+        for (item, step), result in zip(whose, client._config_many(calls, IMPORT_WINDOW),
+                                        strict=True):  # fmt: skip
             ident = (item.group, item.data_id)
             if isinstance(result, BaseException):
                 failed.add(ident)
-                report.failed.append((ident, f"history revision {version.revision}: {result}"))
+                report.failed.append(
+                    (ident, f"history revision {step.version.revision} ({step.op}): {result}")
+                )
                 continue
-            live[ident] = not version.deleted  # (after a delete, a write's CAS is 0)
+            live[ident] = step.op != "delete"  # (after a delete, a write's CAS is 0)
             at[ident] = result.revision if live[ident] else 0
-            kept(ident, version, result.revision)
+            kept(ident, step.floor, result.revision)
             report.history += 1
+
+    def gray_after(item: ArchiveItem) -> tuple[bool, ArchiveGray | None]:
+        """Whether the item's main version is followed by a gray write, and which (None:
+        a drop): against what the replay left, or without one what the target holds."""
+        plan = plans[(item.group, item.data_id)]
+        if plan:
+            end = plan[-1].version
+            held = None if end.deleted else end.gray
+            return item.gray != held, item.gray
+        current = existing.get((item.group, item.data_id))
+        return item.gray is not None or (
+            current is not None and current.gray is not None
+        ), item.gray
+
     mains, whose_main = [], []
+    made_by_replay: list[ArchiveItem] = []  # the replay left the main version as it is
     tombstones: set[tuple[str, str]] = set()  # deleted at the source, not live here
     for item in todo:
         ident = (item.group, item.data_id)
         if ident in failed:
             continue
+        plan = plans[ident]
         if item.deleted and not live[ident]:
             if not item.revision:
                 report.absent.append(ident)  # (its history, replayed, ends deleted already)
@@ -655,10 +702,26 @@ def import_items(
             # later create goes on above it (the node answers NOT_FOUND where it holds as
             # much; a node older than revision_floor, always)
             tombstones.add(ident)
-        mains.append(write(item, item, at[ident]))
+        elif not item.deleted and plan and plan[-1].version.state() == item.state():
+            made_by_replay.append(item)  # only its gray version may be left to write
+            continue
+        follows = not item.deleted and gray_after(item)[0]
+        floor = item.revision - 1 if follows and item.revision > 1 else item.revision
+        mains.append(write(item, item, at[ident], floor))
         whose_main.append(item)
     results = client._config_many(mains, IMPORT_WINDOW)
     grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
+
+    def gray_write(item: ArchiveItem, revision: int) -> None:
+        follows, gray = gray_after(item)
+        if follows:
+            op, _, args = write_gray(item, gray, revision, item.revision)
+            grays.append((item, op, args))
+
+    for item in made_by_replay:
+        ident = (item.group, item.data_id)
+        (report.created if ident not in existing else report.overwritten).append(ident)
+        gray_write(item, at[ident])
     for item, result in zip(whose_main, results, strict=True):
         ident = (item.group, item.data_id)
         if ident in tombstones:  # nothing visible changes: absent here, as at the source
@@ -671,52 +734,71 @@ def import_items(
             report.failed.append((ident, str(result)))
             continue
         current = existing.get(ident)
-        kept(ident, item, result.revision)
+        follows = not item.deleted and gray_after(item)[0]
+        kept(ident, item.revision - 1 if follows and item.revision > 1 else item.revision,
+             result.revision)  # fmt: skip
         if item.deleted:
             report.deleted.append(ident)
             continue
         (report.created if current is None else report.overwritten).append(ident)
-        if item.gray is not None:
-            g = item.gray
-            grays.append((item, "config_gray", fields(
-                item, content=g.content, type=g.type, labels=g.labels or None,
-                clients=list(g.clients) or None, if_revision=result.revision)))  # fmt: skip
-        elif current is not None and current.gray is not None:
-            grays.append((item, "config_gray_drop", fields(item, if_revision=result.revision)))
+        gray_write(item, result.revision)
     done = client._config_many([(op, key(i), f) for i, op, f in grays], IMPORT_WINDOW)
     for (item, op, _), result in zip(grays, done, strict=True):
         ident = (item.group, item.data_id)
         if isinstance(result, BaseException):
             what = "gray" if op == "config_gray" else "dropping its gray version"
             report.failed.append((ident, f"{what}: {result}"))
-        elif op == "config_gray":
-            report.gray.append(ident)
+        else:
+            if op == "config_gray":
+                report.gray.append(ident)
+            kept(ident, item.revision, result.revision)
     return report
 
 
-def _floor(state: ArchiveItem | ArchiveVersion) -> int:
-    """The ``revision_floor`` of the write of an archived state: its source revision, but
-    one below for a main version a gray write follows (that one then makes it)."""
-    if isinstance(state, ArchiveItem) and state.gray is not None and state.revision > 1:
-        return state.revision - 1
-    return state.revision
-
-
-def _replay_plan(item: ArchiveItem) -> list[ArchiveVersion]:
-    """The past versions to replay before ``item``'s current state, oldest first: the
-    archive's history without its newest entry (the current version itself), leading
-    deletes (nothing to delete yet), versions whose main state equals the one before
-    (gray steps: the gray versions are not replayed), and a last one equal to the
-    current state."""
-    plan: list[ArchiveVersion] = []
-    before: tuple[Any, ...] = (True,)  # nothing: like deleted
+def _replay_plan(item: ArchiveItem) -> list[ReplayStep]:
+    """The writes that replay ``item``'s past versions before its current state, oldest
+    first, each at its archived revision: the archive's history without its newest entry
+    (the current version itself), leading deletes (nothing to delete yet) and versions
+    whose state (main and gray) equals the one before left out.  A version whose main
+    state changed is a publish (or a delete), one whose gray version alone changed a gray
+    write or drop, one whose gray version became the main one a promote, so the copy's
+    revisions and states are the source's (review33 F5: gray steps were skipped, and the
+    import's gray write went on top of the current version, one revision above the
+    source's).  Main and gray changed at once (the history pruned between them): the
+    publish one below, the gray write at the revision."""
+    plan: list[ReplayStep] = []
+    main: tuple[Any, ...] = (True,)  # nothing: like deleted
+    gray: ArchiveGray | None = None
     for v in reversed(item.past[1:]):
-        if v.state() != before:
-            plan.append(v)
-            before = v.state()
-    if plan and plan[-1].state() == item.state():
-        plan.pop()
+        plan += _steps_to(v, main, gray)
+        main, gray = v.state(), v.gray
     return plan
+
+
+def _steps_to(
+    v: ArchiveVersion, main: tuple[Any, ...], gray: ArchiveGray | None
+) -> list[ReplayStep]:
+    """The writes from a data id holding ``main`` and ``gray`` to version ``v``."""
+    r = v.revision
+    if v.deleted:
+        return [] if main == (True,) else [ReplayStep("delete", v, r)]
+    if v.state() == main:
+        if v.gray == gray:
+            return []
+        return [ReplayStep("gray" if v.gray is not None else "gray_drop", v, r)]
+    if v.gray == gray:
+        return [ReplayStep("publish", v, r)]
+    if (
+        v.gray is None
+        and gray is not None
+        and main != (True,)
+        and v.state() == (False, gray.content, gray.type, *main[3:])
+    ):
+        return [ReplayStep("promote", v, r)]
+    return [
+        ReplayStep("publish", v, r - 1 if r > 1 else r),
+        ReplayStep("gray" if v.gray is not None else "gray_drop", v, r),
+    ]
 
 
 def archive_bytes(items: Iterable[ArchiveItem], namespace: str = "public") -> bytes:

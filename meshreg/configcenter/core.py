@@ -729,9 +729,12 @@ class ConfigStore:
         by: str = "",
         if_revision: int | None = None,
         request_id: str = "",
+        revision_floor: int = 0,
     ) -> ConfigEntry:
-        """Set (or replace) the gray version of an existing data id."""
+        """Set (or replace) the gray version of an existing data id (``revision_floor``
+        as ``publish``'s: an import replays a gray step at its source's revision)."""
         try:
+            floor = check_revision_floor(revision_floor)
             text = check_content(content, self.limits.max_content_bytes)
             rule = check_gray_rule(labels, clients)
             by = check_modified_by(by)
@@ -740,7 +743,8 @@ class ConfigStore:
             raise self._count(exc) from None
         prev = self._existing(key, if_revision, "publish a gray version of")
         gray = GrayRelease(text, kind or prev.type, content_md5(text), rule)
-        return self._derive(prev, now, by, gray=gray, change=Change.GRAY, request_id=request_id)
+        return self._derive(prev, now, by, floor, gray=gray, change=Change.GRAY,
+                            request_id=request_id)  # fmt: skip
 
     def promote(
         self,
@@ -750,11 +754,13 @@ class ConfigStore:
         by: str = "",
         if_revision: int | None = None,
         request_id: str = "",
+        revision_floor: int = 0,
     ) -> ConfigEntry:
         """The gray version becomes the main one (for everyone)."""
+        floor = self._floor_checked(revision_floor)
         prev, g = self._with_gray(key, by, if_revision, "promote the gray version of")
         return self._derive(
-            prev, now, by, content=g.content, type=g.type, md5=g.md5, gray=None,
+            prev, now, by, floor, content=g.content, type=g.type, md5=g.md5, gray=None,
             change=Change.PROMOTE, request_id=request_id,
         )  # fmt: skip
 
@@ -766,12 +772,20 @@ class ConfigStore:
         by: str = "",
         if_revision: int | None = None,
         request_id: str = "",
+        revision_floor: int = 0,
     ) -> ConfigEntry:
         """Remove the gray version; every client gets the main one again."""
+        floor = self._floor_checked(revision_floor)
         prev, _ = self._with_gray(key, by, if_revision, "drop the gray version of")
         return self._derive(
-            prev, now, by, gray=None, change=Change.GRAY_DROP, request_id=request_id
+            prev, now, by, floor, gray=None, change=Change.GRAY_DROP, request_id=request_id
         )
+
+    def _floor_checked(self, revision_floor: int) -> int:
+        try:
+            return check_revision_floor(revision_floor)
+        except ConfigRejected as exc:
+            raise self._count(exc) from None
 
     def _with_gray(
         self, key: ConfigKey, by: str, if_revision: int | None, what: str
@@ -1014,11 +1028,13 @@ class ConfigStore:
         """The revision a data id not held goes on above: its bucket's purged floor."""
         return self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
 
-    def _derive(self, prev: ConfigEntry, now: float, by: str, **changes: Any) -> ConfigEntry:
+    def _derive(
+        self, prev: ConfigEntry, now: float, by: str, floor: int = 0, **changes: Any
+    ) -> ConfigEntry:
         changes.setdefault("request_id", "")  # never the previous write's id
         entry = replace(
             prev,
-            revision=prev.revision + 1,
+            revision=max(prev.revision + 1, floor),
             origin=self.node_id,
             modified=now,
             modified_by=by,

@@ -1174,6 +1174,7 @@ class ConfigReplicator:
         if write.op == "rollback":
             return s.rollback(key, a.get("revision"), now=now, by=by, if_revision=cas,  # type: ignore[arg-type]
                               request_id=rid)  # fmt: skip
+        floor = a.get("revision_floor", 0)
         if write.op == "gray":
             return s.publish_gray(
                 key,
@@ -1185,11 +1186,14 @@ class ConfigReplicator:
                 by=by,
                 if_revision=cas,
                 request_id=rid,
+                revision_floor=floor,
             )
         if write.op == "promote":
-            return s.promote(key, now=now, by=by, if_revision=cas, request_id=rid)
+            return s.promote(key, now=now, by=by, if_revision=cas, request_id=rid,
+                             revision_floor=floor)  # fmt: skip
         if write.op == "gray_drop":
-            return s.drop_gray(key, now=now, by=by, if_revision=cas, request_id=rid)
+            return s.drop_gray(key, now=now, by=by, if_revision=cas, request_id=rid,
+                               revision_floor=floor)  # fmt: skip
         raise ConfigRejected(ErrorCode.UNKNOWN_OP, f"unknown config write {write.op!r}")
 
     def _commit(self, pending: _Pending) -> list[Effect]:

@@ -173,6 +173,7 @@ class PublishGray:
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     deadline: float | None = None  # wall s after which it is void (None: none given)
     echo: bool = True  # False: the result leaves out the gray content the client sent
+    revision_floor: int = 0  # as PublishConfig's (an import's replayed gray step)
     op = "config_gray"
 
 
@@ -184,6 +185,7 @@ class PromoteGray:
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     deadline: float | None = None  # wall s after which it is void (None: none given)
+    revision_floor: int = 0  # as PublishConfig's (an import's replayed promote)
     op = "config_promote"
 
 
@@ -195,6 +197,7 @@ class DropGray:
     request_id: str = ""
     resend: bool = False  # an earlier attempt was sent (PROTOCOL.md 2.15)
     deadline: float | None = None  # wall s after which it is void (None: none given)
+    revision_floor: int = 0  # as PublishConfig's (an import's replayed gray drop)
     op = "config_gray_drop"
 
 
@@ -417,11 +420,13 @@ def _parse(msg: dict[str, Any], req_id: int, op: str, cap: int) -> ConfigRequest
         content = check_content(_required(msg, "content"), cap)
         kind = None if msg.get("type") is None else check_type(msg.get("type"))
         rule = check_gray_rule(msg.get("labels"), msg.get("clients"))
+        floor = check_revision_floor(msg.get("revision_floor"))
         return PublishGray(req_id, key, content, kind, rule, _if_revision(msg),
-                           check_request_id(msg.get("request_id")), echo=_echo(msg))  # fmt: skip
-    if op == "config_promote":
-        return PromoteGray(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
-    return DropGray(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")))
+                           check_request_id(msg.get("request_id")), echo=_echo(msg),
+                           revision_floor=floor)  # fmt: skip
+    kind_of = PromoteGray if op == "config_promote" else DropGray
+    return kind_of(req_id, key, _if_revision(msg), check_request_id(msg.get("request_id")),
+                   revision_floor=check_revision_floor(msg.get("revision_floor")))  # fmt: skip
 
 
 def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> ConfigWrite:
@@ -431,16 +436,15 @@ def as_config_write(request: ConfigRequest, reply_to: Any, by: str = "") -> Conf
     from meshreg.configcenter.replication import ConfigWrite
 
     args: dict[str, Any] = {"by": by}
+    floor = getattr(request, "revision_floor", 0)  # (a rollback has none)
+    if floor:
+        args["revision_floor"] = floor
     if isinstance(request, PublishConfig):
         op = "publish"
         args.update(content=request.content, type=request.type, desc=request.desc,
                     tags=dict(request.tags))  # fmt: skip
-        if request.revision_floor:
-            args["revision_floor"] = request.revision_floor
     elif isinstance(request, DeleteConfig):
         op = "delete"
-        if request.revision_floor:
-            args["revision_floor"] = request.revision_floor
     elif isinstance(request, RollbackConfig):
         op, args["revision"] = "rollback", request.revision
     elif isinstance(request, PublishGray):

@@ -371,18 +371,74 @@ class FakeClient:
                                    tags=f.get("tags") or {}, gray=gray))  # fmt: skip
 
     def _config_gray(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
-        current = self._cas(key, f)
-        assert current is not None
-        g = GrayInfo(f["content"], f.get("type") or current.type, content_md5(f["content"]),
+        g = GrayInfo(f["content"], f.get("type") or "", content_md5(f["content"]),
                      f.get("labels") or {}, tuple(f.get("clients") or ()))  # fmt: skip
-        return self._put(key, dataclasses.replace(current, revision=current.revision + 1,
-                                                  gray=g, change="gray"))  # fmt: skip
+        return self._derive("gray", key, f, gray=g)
 
     def _config_gray_drop(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        return self._derive("gray_drop", key, f, gray=None)
+
+    def _config_promote(self, key: ConfigKey, f: dict[str, Any]) -> ConfigInfo:
+        return self._derive("promote", key, f, gray=None)
+
+    def _derive(self, op: str, key: ConfigKey, f: dict[str, Any], **changes: Any) -> ConfigInfo:
+        """A gray step, as the store's (a new revision of the current version)."""
         current = self._cas(key, f)
-        assert current is not None and current.gray is not None
-        return self._put(key, dataclasses.replace(current, revision=current.revision + 1,
-                                                  gray=None, change="gray_drop"))  # fmt: skip
+        assert current is not None and (op == "gray" or current.gray is not None)
+        g = changes["gray"]
+        if g is not None and not g.type:
+            changes["gray"] = dataclasses.replace(g, type=current.type)
+        if op == "promote":
+            old = current.gray
+            changes.update(content=old.content, type=old.type, md5=old.md5)
+        revision = self._next(op, key, current, f)
+        return self._put(key, dataclasses.replace(current, change=op, revision=revision,
+                                                  **changes))  # fmt: skip
+
+def _states(client: FakeClient, ident: tuple[str, str]) -> list[tuple[Any, ...]]:
+    """Oldest first: (revision, change, main content, gray content or None)."""
+    versions = [client.configs[ident], *client.history.get(ident, [])]
+    return [(v.revision, v.change, v.content, v.gray.content if v.gray else None)
+            for v in reversed(versions)]  # fmt: skip
+
+
+@pytest.mark.parametrize("keep", [None, 3, 2])
+def test_import_history_replays_gray_steps_at_their_revisions(keep: int | None) -> None:
+    """review33 F5: ``import --history`` skipped the gray steps of a data id's history and
+    wrote its gray version after the current one, so a data id whose gray version was
+    made before its last publishes ended one revision above the source's (5 for 4), and
+    the copy's versions in between held no gray version where the source's did.  Every
+    step now goes at its own revision (a publish, a gray write or drop, a promote), also
+    when the history was pruned to its last versions (``keep``): the first replayed one,
+    main and gray at once, as a publish one below and a gray write at its revision."""
+
+    def gray(content: str) -> GrayInfo:
+        return GrayInfo(content, "text", content_md5(content), {"env": "c"})
+
+    steps = [  # (revision, change, main, gray)
+        (1, "publish", "v1", None), (2, "gray", "v1", "g1"), (3, "publish", "v2", "g1"),
+        (4, "publish", "v3", "g1"), (5, "gray_drop", "v3", None), (6, "gray", "v3", "g2"),
+        (7, "promote", "g2", None), (8, "publish", "v4", None), (9, "gray", "v4", "g3"),
+        (10, "publish", "v5", "g3"),
+    ]  # fmt: skip
+    versions = [info("app", main, r, "g", change=change, gray=gray(g) if g else None)
+                for r, change, main, g in steps]  # fmt: skip
+    kept = versions if keep is None else versions[-keep:]
+    source = FakeClient("public", {("g", "app"): versions[-1]})
+    source.history[("g", "app")] = list(reversed(kept[:-1]))
+    buf = io.BytesIO()
+    export_namespace(source, buf)  # type: ignore[arg-type]
+    items = read_archive(io.BytesIO(buf.getvalue()), history=True)
+    target = FakeClient("t", {})
+    report = import_items(target, items, history=True)  # type: ignore[arg-type]
+    assert report.failed == [] and report.below == [], report
+    copy = _states(target, ("g", "app"))
+    want = _states(source, ("g", "app"))
+    if keep == 2:  # v4 at 8 (one below), its gray version at 9, then v5 at 10: the source's
+        assert copy == [(8, "publish", "v4", None), *want]
+    else:
+        assert copy == want
+    assert target.configs[("g", "app")].revision == 10
 
 
 def test_export_then_import_into_another_namespace_keeps_content_type_and_metadata() -> None:
@@ -606,8 +662,9 @@ def test_a_write_no_node_answers_names_the_request_id_to_resend_with() -> None:
 def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -> None:
     """A deleted data id travels as a tombstone (no content file) and deletes the data id
     where it exists (overwrite); ``history=True`` replays the past versions as revisions,
-    oldest first (the gray step, whose main state is unchanged, is not replayed; a delete
-    in the middle is), one round per step, then the current version."""
+    oldest first (a delete in the middle too), one round per step, then the current
+    version: here its main state is the last replayed one's, so only its gray version is
+    written."""
     source = FakeClient("public", {
         ("g", "app"): info("app", "v4", 6, "g", change="gray", gray=GrayInfo(
             "canary", "text", content_md5("canary"), {"env": "c"})),
@@ -641,7 +698,7 @@ def test_tombstones_are_exported_and_import_replays_the_history_oldest_first() -
     items = read_archive(io.BytesIO(buf.getvalue()), history=True)
     target = FakeClient("t", {})
     report = import_items(target, items, history=True)  # type: ignore[arg-type]
-    assert report.failed == [] and report.history == 6 and report.created == [("g", "app")]
+    assert report.failed == [] and report.history == 7 and report.created == [("g", "app")]
     assert report.deleted == [("g", "gone")]  # its history (x1, x2), then its tombstone
     app = [target.configs[("g", "app")], *target.history[("g", "app")]]
     assert [(v.revision, v.content, v.type, v.deleted, v.change) for v in reversed(app)] == [

@@ -400,6 +400,23 @@ def test_a_revision_floor_keeps_an_imported_revision_and_revisions_only_grow() -
     assert s.publish(other, "y", now=8.0, revision_floor=None).revision == 2  # type: ignore[arg-type]
 
 
+def test_gray_writes_take_a_revision_floor_too() -> None:
+    """``import --history`` replays a gray step at its source's revision (review33 F5):
+    a gray write, a drop and a promote make the next revision or the floor, whichever is
+    higher; a bad floor is refused, counted, and changes nothing."""
+    s = store()
+    s.publish(K, "v1", now=1.0)
+    g = s.publish_gray(K, "g1", labels={"env": "c"}, now=2.0, revision_floor=4)
+    assert (g.revision, g.gray.content if g.gray else None) == (4, "g1")
+    assert s.drop_gray(K, now=3.0, revision_floor=2).revision == 5  # never down
+    s.publish_gray(K, "g2", labels={"env": "c"}, now=4.0)
+    promoted = s.promote(K, now=5.0, revision_floor=9)
+    assert (promoted.revision, promoted.content, promoted.gray) == (9, "g2", None)
+    with pytest.raises(ConfigRejected) as bad:
+        s.publish_gray(K, "g3", labels={"env": "c"}, now=6.0, revision_floor=-1)
+    assert bad.value.code is ErrorCode.INVALID_ARGUMENT and s.current(K).revision == 9  # type: ignore[union-attr]
+
+
 def test_a_revision_floor_after_a_purged_tombstone_is_the_higher_of_the_two() -> None:
     s = store(keep_seconds=30 * DAY)
     for n in range(4):

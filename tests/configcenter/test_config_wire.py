@@ -123,6 +123,12 @@ def test_fields_are_typed_and_defaulted() -> None:
          ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
         (body("config_delete", data_id="x", revision_floor=True),
          ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
+        (body("config_gray", data_id="x", content="x", labels={"a": "b"}, revision_floor=-1),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
+        (body("config_promote", data_id="x", revision_floor="3"),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
+        (body("config_gray_drop", data_id="x", revision_floor=1.5),
+         ErrorCode.INVALID_ARGUMENT, "'revision_floor'"),
         (body("config_gray", data_id="x", content="x"), ErrorCode.INVALID_ARGUMENT, "selector"),
         (body("config_rollback", data_id="x"), ErrorCode.INVALID_ARGUMENT, "'revision'"),
         (body("config_get", data_id="x", revision=0), ErrorCode.INVALID_ARGUMENT, "'revision'"),
@@ -213,6 +219,11 @@ def test_a_revision_floor_goes_with_a_publish_or_delete_to_the_store() -> None:
     w = as_config_write(parse_config_message(body(
         "config_publish", data_id="x", content="a", if_revision=0, revision_floor=6)), None)
     assert w.args["revision_floor"] == 6
+    for op, more in (("config_gray", {"content": "g", "labels": {"a": "b"}}),
+                     ("config_promote", {}), ("config_gray_drop", {})):  # fmt: skip
+        g = as_config_write(parse_config_message(body(op, data_id="x", revision_floor=4, **more)),
+                            None)  # fmt: skip
+        assert g.args["revision_floor"] == 4, op  # an import's replayed gray step
     d = parse_config_message(body("config_delete", data_id="x", revision_floor=9))
     assert isinstance(d, DeleteConfig) and as_config_write(d, None).args["revision_floor"] == 9
     store = ConfigStore("n1")
