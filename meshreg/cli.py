@@ -452,7 +452,7 @@ def register(
                     sys.exit(1)
                 pause = min(pause * 2, 10.0)
         click.echo(
-            f"registered {service} {address} on {c.server}; beating every {beat_interval:g}s "
+            f"registered {service} {address} on {c.server}; beating every {c.beat_every:.3g}s "
             "(Ctrl-C to deregister)",
             err=True,
         )

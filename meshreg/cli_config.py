@@ -346,7 +346,7 @@ def _listed(info: ConfigInfo) -> dict[str, Any]:
     out.pop("gray_served", None)
     out.pop("gray_host", None)
     out.pop("main", None)
-    if "gray" in out:
+    if out["gray"] is not None:
         out["gray"].pop("content", None)
     return out
 

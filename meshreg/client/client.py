@@ -706,6 +706,12 @@ class Client(ConfigMixin):
         """The server currently in use (host:port)."""
         return self._agent.status.server
 
+    @property
+    def beat_every(self) -> float:
+        """Seconds between this client's beats (or session renewals): ``beat_interval``,
+        or less where a node's ``unhealthy_after`` needs more (logged when so)."""
+        return self._agent.status.beat_every
+
     def close(self, timeout: float | None = None) -> None:
         """Deregister what this client registered, then stop its threads."""
         with self._close_lock:

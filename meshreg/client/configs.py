@@ -116,6 +116,7 @@ class ConfigInfo:
             "change": self.change,
             "origin": self.origin,
             "gray_served": self.gray_served,
+            "gray": None,  # (always there: review33's nit, the documented keys)
         }
         if self.gray is not None:
             out["gray"] = {

@@ -203,6 +203,7 @@ SESSION_RETRY = 30.0
 # beats against 15 s)
 BEATS_PER_UNHEALTHY = 3
 MIN_BEAT_INTERVAL = 0.1  # s; never beat or renew more often, whatever a node says
+CUT_SHORT = 0.1  # s; an attempt ended sooner was not timed out: its link went (errors say so)
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals), or only part of a service
@@ -262,6 +263,7 @@ class SessionStatus:
     servers: tuple[tuple[str, int], ...]
     session_id: str | None  # None: sessions off, or fallen back on per-instance beats
     renewals_failed: int
+    beat_every: float  # s between beats or renewals: beat_interval, or less (a node's timings)
 
 
 @dataclass(slots=True)
@@ -451,6 +453,7 @@ class ClientSession:
             tuple(self.servers),
             self.session[1] if self.session is not None else None,
             self.renewals_failed,
+            self.beat_every,
         )
 
     def _take(self) -> list[Action]:
@@ -1260,7 +1263,15 @@ class ClientSession:
             else:
                 role = "applies it or forwards it to the service's responsible node"
             why = f", {errors[to]}" if to in errors else ""
-            steps.append(f"{to} ({role}): no reply in {ended - sent_at:.2g}s{why}")
+            took = ended - sent_at
+            if took < CUT_SHORT:  # not a time-out: the link went (review33: "in 0s")
+                said = (
+                    f"no reply, attempt cut short after {took * 1000:.0f} ms (its connection "
+                    "closed or was refused)"
+                )
+            else:
+                said = f"no reply in {took:.2g}s"
+            steps.append(f"{to} ({role}): {said}{why}")
         why_silent = ""
         if self.settings.wall_offset is not None and p.op in DEADLINE_OPS:
             until = (
@@ -1611,6 +1622,7 @@ class ClientSession:
         if every == self.beat_every:
             return
         self.beat_every = every
+        self._status_changed = True
         self._next_beat = min(self._next_beat, self._now + every)
         if every < self.settings.beat_interval:
             self._warn(

@@ -199,3 +199,20 @@ def test_a_refused_handshake_is_named_and_marked_definitive() -> None:
         assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
         assert done.error.unsent and f"(a:1 said: {why})" in str(done.error)
         assert done.error.refused is definitive
+
+
+def test_an_attempt_cut_short_by_a_closed_connection_is_not_called_a_time_out() -> None:
+    """review33 nit: a deregister whose node was being stopped reported "no reply in 0s"
+    for the attempt its closed connection ended at once."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000)
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 2.0, handle))
+    h.advance(3)
+    h.run(h.core.server_disconnected(h.now))  # a:1 stopped: over to b:2 at once
+    h.advance(2000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError)
+    text = str(done.error)
+    role = "applies it or forwards it to the service's responsible node"
+    assert f"a:1 ({role}): no reply, attempt cut short after 3 ms (its connection " in text
+    assert f"b:2 ({role}): no reply in " in text and "in 0s" not in text
