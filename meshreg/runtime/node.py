@@ -1246,7 +1246,8 @@ class NodeRuntime:
                 return
             if len(frames) == 3 and frames[1] == CONFIG_FRAME:
                 try:
-                    self.configs.on_peer(frames[2], self.clock() + self._wall_offset, frames[0])
+                    now = self._now_checked()  # (a forwarded write: after a stall, known)
+                    self.configs.on_peer(frames[2], now + self._wall_offset, frames[0])
                 except Exception:  # a bug must not take the node down
                     log.exception("internal error while handling a config peer message")
                 continue
