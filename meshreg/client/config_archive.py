@@ -127,6 +127,7 @@ class ReplayStep:
     op: str
     version: ArchiveVersion
     floor: int
+    current: bool = False  # a write of the current version (the last steps), not history
 
 
 @dataclass(frozen=True)
@@ -561,10 +562,10 @@ def import_items(
         )
     report = ImportReport()
     todo: list[ArchiveItem] = []
-    plans: dict[tuple[str, str], list[ArchiveVersion]] = {}
+    plans: dict[tuple[str, str], list[ReplayStep]] = {}
     for item in items:
         ident = (item.group, item.data_id)
-        plan = _replay_plan(item) if history else []
+        plan = _replay_plan(item, existing.get(ident)) if history else []
         if ident in existing and on_conflict == "skip":
             report.skipped.append(ident)
         elif item.deleted and ident not in existing and not plan and not item.revision:
@@ -671,29 +672,27 @@ def import_items(
             live[ident] = step.op != "delete"  # (after a delete, a write's CAS is 0)
             at[ident] = result.revision if live[ident] else 0
             kept(ident, step.floor, result.revision)
-            report.history += 1
+            report.history += not step.current
 
-    def gray_after(item: ArchiveItem) -> tuple[bool, ArchiveGray | None]:
-        """Whether the item's main version is followed by a gray write, and which (None:
-        a drop): against what the replay left, or without one what the target holds."""
-        plan = plans[(item.group, item.data_id)]
-        if plan:
-            end = plan[-1].version
-            held = None if end.deleted else end.gray
-            return item.gray != held, item.gray
+    def gray_after(item: ArchiveItem) -> bool:
+        """Whether the item's main version is followed by a gray write (a drop where the
+        target holds a gray version and the item none)."""
         current = existing.get((item.group, item.data_id))
-        return item.gray is not None or (
-            current is not None and current.gray is not None
-        ), item.gray
+        return item.gray is not None or (current is not None and current.gray is not None)
 
     mains, whose_main = [], []
-    made_by_replay: list[ArchiveItem] = []  # the replay left the main version as it is
     tombstones: set[tuple[str, str]] = set()  # deleted at the source, not live here
+    grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
     for item in todo:
         ident = (item.group, item.data_id)
         if ident in failed:
             continue
         plan = plans[ident]
+        if plan and plan[-1].current:  # the replay wrote the current version too
+            (report.created if ident not in existing else report.overwritten).append(ident)
+            if item.gray is not None:
+                report.gray.append(ident)
+            continue
         if item.deleted and not live[ident]:
             if not item.revision:
                 report.absent.append(ident)  # (its history, replayed, ends deleted already)
@@ -702,26 +701,11 @@ def import_items(
             # later create goes on above it (the node answers NOT_FOUND where it holds as
             # much; a node older than revision_floor, always)
             tombstones.add(ident)
-        elif not item.deleted and plan and plan[-1].version.state() == item.state():
-            made_by_replay.append(item)  # only its gray version may be left to write
-            continue
-        follows = not item.deleted and gray_after(item)[0]
+        follows = not item.deleted and gray_after(item)
         floor = item.revision - 1 if follows and item.revision > 1 else item.revision
         mains.append(write(item, item, at[ident], floor))
         whose_main.append(item)
     results = client._config_many(mains, IMPORT_WINDOW)
-    grays: list[tuple[ArchiveItem, str, dict[str, Any]]] = []
-
-    def gray_write(item: ArchiveItem, revision: int) -> None:
-        follows, gray = gray_after(item)
-        if follows:
-            op, _, args = write_gray(item, gray, revision, item.revision)
-            grays.append((item, op, args))
-
-    for item in made_by_replay:
-        ident = (item.group, item.data_id)
-        (report.created if ident not in existing else report.overwritten).append(ident)
-        gray_write(item, at[ident])
     for item, result in zip(whose_main, results, strict=True):
         ident = (item.group, item.data_id)
         if ident in tombstones:  # nothing visible changes: absent here, as at the source
@@ -734,14 +718,16 @@ def import_items(
             report.failed.append((ident, str(result)))
             continue
         current = existing.get(ident)
-        follows = not item.deleted and gray_after(item)[0]
+        follows = not item.deleted and gray_after(item)
         kept(ident, item.revision - 1 if follows and item.revision > 1 else item.revision,
              result.revision)  # fmt: skip
         if item.deleted:
             report.deleted.append(ident)
             continue
         (report.created if current is None else report.overwritten).append(ident)
-        gray_write(item, result.revision)
+        if follows:
+            op, _, args = write_gray(item, item.gray, result.revision, item.revision)
+            grays.append((item, op, args))
     done = client._config_many([(op, key(i), f) for i, op, f in grays], IMPORT_WINDOW)
     for (item, op, _), result in zip(grays, done, strict=True):
         ident = (item.group, item.data_id)
@@ -755,24 +741,39 @@ def import_items(
     return report
 
 
-def _replay_plan(item: ArchiveItem) -> list[ReplayStep]:
-    """The writes that replay ``item``'s past versions before its current state, oldest
-    first, each at its archived revision: the archive's history without its newest entry
-    (the current version itself), leading deletes (nothing to delete yet) and versions
-    whose state (main and gray) equals the one before left out.  A version whose main
-    state changed is a publish (or a delete), one whose gray version alone changed a gray
-    write or drop, one whose gray version became the main one a promote, so the copy's
-    revisions and states are the source's (review33 F5: gray steps were skipped, and the
-    import's gray write went on top of the current version, one revision above the
-    source's).  Main and gray changed at once (the history pruned between them): the
-    publish one below, the gray write at the revision."""
-    plan: list[ReplayStep] = []
+def _replay_plan(item: ArchiveItem, target: ConfigInfo | None) -> list[ReplayStep]:
+    """The writes that replay ``item``'s past versions and then make its current state,
+    oldest first, each at its archived revision, starting from what the ``target``
+    holds (None: nothing).  A version whose state (main and gray) equals the one before
+    is left out; one whose main state changed is a publish (or a delete), one whose gray
+    version alone changed a gray write or drop, one whose gray version became the main
+    one a promote, so the copy's revisions and states are the source's (review33 F5:
+    gray steps were skipped, and the gray write went on top of the current version, one
+    revision above the source's).  Main and gray changed at once (the history pruned
+    between them, or the target's own gray version to drop): the publish one below, the
+    gray write at the revision.  The current version (``current`` steps): the write that
+    makes it, or, where its state equals the last replayed one (a rollback to the version
+    in force, the same file published again), a publish of it all the same, so the data
+    id reaches the source's revision (review34 F1); a deleted one is left to the main
+    write (its delete, or its tombstone)."""
     main: tuple[Any, ...] = (True,)  # nothing: like deleted
     gray: ArchiveGray | None = None
+    if target is not None and not target.deleted:  # (its contents are not read: they
+        main = ("the target's",)  # equal no archived state, nor its gray version any)
+        gray = _TARGETS_GRAY if target.gray is not None else None
+    plan: list[ReplayStep] = []
     for v in reversed(item.past[1:]):
         plan += _steps_to(v, main, gray)
         main, gray = v.state(), v.gray
-    return plan
+    if not plan or item.deleted:
+        return plan  # (nothing replayed: the main and gray writes as without --history)
+    now = ArchiveVersion(item.revision, item.content, item.type, item.description,
+                         dict(item.tags), False, item.gray)  # fmt: skip
+    last = _steps_to(now, main, gray) or [ReplayStep("publish", now, item.revision)]
+    return plan + [replace(step, current=True) for step in last]
+
+
+_TARGETS_GRAY = ArchiveGray("", "")  # the target's gray version (not read): equals none
 
 
 def _steps_to(
@@ -791,6 +792,7 @@ def _steps_to(
     if (
         v.gray is None
         and gray is not None
+        and gray is not _TARGETS_GRAY
         and main != (True,)
         and v.state() == (False, gray.content, gray.type, *main[3:])
     ):

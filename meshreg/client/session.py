@@ -665,6 +665,18 @@ class ClientSession:
             self._failover()
         return self._take()
 
+    def _drop_unsent(self) -> None:
+        """Replace the server's DEALER: its queue holds what never left this client (no
+        handshake completed on it), which libzmq delivers once one does, after the call
+        was failed as "never left this client (not applied)" (review34: a config write so
+        failed was applied 0.13 s later, when its stopped node resumed; with one server
+        the failover that replaces the socket was backing off).  What else waits on it
+        goes again on the new one (its old copies are dropped with the socket)."""
+        self._connect()
+        for req_id, p in self._pending.items():
+            if p.via is None and p.sent and not p.delivered:
+                self._send(req_id, p)
+
     def _fail_unsent(self) -> None:
         """Every server refused the connection (``fail_when_refused``): fail what has
         not left this client, now (it would wait in libzmq to its time-out), and replace
@@ -1308,13 +1320,16 @@ class ClientSession:
         if now < self._earliest:
             return
         self._earliest = math.inf  # lowered again by every _send below
-        suspect = False
+        suspect = dropped = False
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
                 del self._pending[req_id]
                 if p.again is not None:  # refused (catching up) to the end: say so
                     self._resolve(p, None, p.again)
                     continue
+                if not dropped and p.via is None and p.sent and not p.delivered:
+                    dropped = True  # before its error says "not applied"
+                    self._drop_unsent()
                 # it never answered: try the next server for the rest; not when it went
                 # straight to another member (that says nothing of the server's health)
                 suspect = suspect or p.via is None

@@ -15,7 +15,7 @@ import pytest
 from session_harness import Handle, Harness, Sent, registration
 from test_client_session_failover import owned_elsewhere, with_view
 
-from meshreg.client.actions import Complete, Fail
+from meshreg.client.actions import Complete, ConnectServer, Fail, SendRequest
 from meshreg.client.commands import Call, Register
 from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_TIMEOUT
 from meshreg.core.requests import FORWARD_LEAD, FORWARD_MARGIN, FORWARD_MIN_WAIT
@@ -216,3 +216,30 @@ def test_an_attempt_cut_short_by_a_closed_connection_is_not_called_a_time_out() 
     role = "applies it or forwards it to the service's responsible node"
     assert f"a:1 ({role}): no reply, attempt cut short after 3 ms (its connection " in text
     assert f"b:2 ({role}): no reply in " in text and "in 0s" not in text
+
+
+def test_a_write_failed_as_never_sent_is_dropped_from_the_socket_first() -> None:
+    """review34 F4: with one server, a config write that waited in the connection's queue
+    (the node stopped before the handshake) was failed as "never left this client (not
+    applied)", and the queue kept it: the node resumed 0.13 s later and applied it.  The
+    socket is replaced (its queue dropped) before that error, and what else waited on
+    it is sent again on the new one."""
+    h = Harness(servers=("a:1",), attempt_ms=500, handshake=False, wall_offset=WALL)
+    first, second = Handle("first"), Handle("second")
+    h.do(Call("deregister", {**registration(0).fields}, 2.0, first))
+    h.advance(1000)
+    h.do(Call("deregister", {**registration(1).fields}, 3.0, second))
+    h.advance(1000)
+    done = h.outcome(first)
+    assert isinstance(done, Fail) and "never left this client (not applied)" in str(done.error)
+    failed_at = next(i for i, a in enumerate(h.actions) if isinstance(a, Fail)
+                     and a.reply_to is first)  # fmt: skip
+    first_id = next(s.id for s in h.sent if s.fields.get("ip") == registration(0).iid.ip
+                    and s.fields.get("port") == registration(0).iid.port)  # fmt: skip
+    last_send = max(i for i, a in enumerate(h.actions)
+                    if isinstance(a, SendRequest) and a.request_id == first_id)  # fmt: skip
+    connects = [i for i, a in enumerate(h.actions) if isinstance(a, ConnectServer)]
+    assert any(last_send < i < failed_at for i in connects), h.actions[last_send:failed_at + 1]
+    again = [i for i, a in enumerate(h.actions) if isinstance(a, SendRequest)
+             and a.request_id != first_id and i > failed_at - 3]  # fmt: skip
+    assert again, "the other waiting write was not sent again on the new socket"

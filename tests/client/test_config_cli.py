@@ -441,6 +441,53 @@ def test_import_history_replays_gray_steps_at_their_revisions(keep: int | None) 
     assert target.configs[("g", "app")].revision == 10
 
 
+@pytest.mark.parametrize("last", ["promote", "same again", "rollback in force"])
+def test_import_history_makes_the_current_version_at_its_revision(last: str) -> None:
+    """review34 F1, F2: a current version that is a promote was replayed as a publish and
+    a drop (one revision above the source's, with a state the source never had); one
+    equal to the version before (a rollback to the version in force, the same file
+    published again) was not written at all (the copy one revision below the source's,
+    and a client that saw it there refused every read)."""
+    def gray(content: str) -> GrayInfo:
+        return GrayInfo(content, "text", content_md5(content), {"env": "c"})
+
+    steps = [(1, "publish", "v1", None), (2, "gray", "v1", "g1")]
+    steps.append({"promote": (3, "promote", "g1", None), "same again": (3, "publish", "v1", "g1"),
+                  "rollback in force": (3, "rollback", "v1", "g1")}[last])  # fmt: skip
+    versions = [info("app", main, r, "g", change=change, gray=gray(g) if g else None)
+                for r, change, main, g in steps]  # fmt: skip
+    source = FakeClient("public", {("g", "app"): versions[-1]})
+    source.history[("g", "app")] = list(reversed(versions[:-1]))
+    buf = io.BytesIO()
+    export_namespace(source, buf)  # type: ignore[arg-type]
+    target = FakeClient("t", {})
+    report = import_items(target, read_archive(io.BytesIO(buf.getvalue()), history=True),
+                          history=True)  # type: ignore[arg-type]  # fmt: skip
+    assert report.failed == [] and report.below == [] and report.history == 2, report
+    copy = _states(target, ("g", "app"))
+    want = [(r, c if c != "rollback" else "publish", m, g) for r, c, m, g in steps]
+    assert copy == want
+
+
+def test_import_history_over_a_target_with_a_gray_version_drops_it() -> None:
+    """review34 F3: ``--on-conflict overwrite --history`` left the target's own gray
+    version in force although no archived version has one (without ``--history`` it is
+    dropped): the replay started from "no gray version"."""
+    source = FakeClient("public", {("g", "app"): info("app", "v2", 2, "g")})
+    source.history[("g", "app")] = [info("app", "v1", 1, "g")]
+    buf = io.BytesIO()
+    export_namespace(source, buf)  # type: ignore[arg-type]
+    theirs = GrayInfo("old canary", "text", content_md5("old canary"), {"env": "c"})
+    target = FakeClient("t", {("g", "app"): info("app", "mine", 5, "g", gray=theirs)})
+    report = import_items(target, read_archive(io.BytesIO(buf.getvalue()), history=True),
+                          "overwrite", history=True)  # type: ignore[arg-type]  # fmt: skip
+    assert report.failed == [] and report.overwritten == [("g", "app")], report
+    now = target.configs[("g", "app")]
+    assert (now.content, now.gray) == ("v2", None)
+    assert [c for _, c, _, _ in _states(target, ("g", "app"))] == [
+        "publish", "publish", "gray_drop", "publish"]  # fmt: skip
+
+
 def test_export_then_import_into_another_namespace_keeps_content_type_and_metadata() -> None:
     source = FakeClient("public", {
         ("DEFAULT_GROUP", "app.yaml"): info("app.yaml", "a: 1\n", 7, type="yaml",
