@@ -1645,8 +1645,9 @@ class ClientSession:
                 f"meshreg server {self.server} marks instances unhealthy after "
                 f"{unhealthy:g}s without a beat (its unhealthy_after), less than "
                 f"{BEATS_PER_UNHEALTHY} of this client's beat intervals (beat_interval "
-                f"{self.settings.beat_interval:g}s): renewing every {every:g}s instead; "
-                f"set beat_interval to {fit:g}s or less, or raise the node's unhealthy_after",
+                f"{self.settings.beat_interval:g}s): renewing every {every:.3g}s instead; "
+                f"set beat_interval to {math.floor(fit * 1000) / 1000:g}s or less, or raise "
+                "the node's unhealthy_after",
             )
 
     def _send_beats(self) -> None:
