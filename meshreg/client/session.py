@@ -290,6 +290,10 @@ class Pending:
     # a read the server refused while catching up, sent to it again at ``attempt_deadline``
     # (every server refused it: they are all catching up, or there is only one)
     again: BaseException | None = None
+    # a write of which one copy was refused unwritten while others were out (on_reply):
+    # what that node said, for the error if no other copy answers
+    refused_copy: str | None = None
+    refusals: int = 0  # copies refused unwritten (all of them: the call was not applied)
 
 
 @dataclass(slots=True)
@@ -557,6 +561,19 @@ class ClientSession:
                 self._earliest = min(self._earliest, pending.attempt_deadline)
                 return self._take()
             error = server_error(reply.code, reply.message, source, reply.unwritten)
+            pending.refusals += reply.unwritten
+            if reply.unwritten and pending.refusals < pending.sent and pending.op in STAMPED_OPS:
+                # One copy was not applied (refused as late: it waited out its deadline in
+                # a stopped node), not the call: a copy sent since may be, and the first
+                # answer under the call's id was taken as the call's ("not applied", and
+                # the instance was registered: review35 F1).  Wait for the others (every
+                # copy refused so: not applied); at the call's end with no other answer,
+                # its outcome is unknown.
+                pending.refused_copy = f"{source} refused one copy: {reply.message}"
+                pending.delivered = True  # (that copy reached a node: so may the others)
+                self._pending[reply.request_id] = pending
+                self._earliest = min(self._earliest, pending.attempt_deadline)
+                return self._take()
             self._resolve(pending, None, error)
         return self._take()
 
@@ -1241,9 +1258,12 @@ class ClientSession:
                 "never left this client"
                 + (" (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else "")
             )
+        copy = (
+            f"; meanwhile {p.refused_copy} (another copy may be applied)" if p.refused_copy else ""
+        )
         error = ServerUnreachableError(
             f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
-            f"within {p.timeout:.3g}s{why}{unsent}; " + self._unreachable_hint()
+            f"within {p.timeout:.3g}s{why}{unsent}{copy}; " + self._unreachable_hint()
         )
         error.unsent = not p.delivered
         error.refused = bool(not p.delivered and refused and refused[1])
@@ -1307,7 +1327,13 @@ class ClientSession:
         return OutcomeUnknownError(
             f"{p.op} {what}: outcome unknown: no answer within the call's {p.timeout:.3g}s "
             f"time-out, so it may have been applied, or may still be{until}, or send it again "
-            f"(registry writes are idempotent). Attempts: {'; '.join(steps)}{why_silent}" + hint
+            f"(registry writes are idempotent). Attempts: {'; '.join(steps)}{why_silent}"
+            + (
+                f". Meanwhile {p.refused_copy} (another copy may be applied)"
+                if p.refused_copy
+                else ""
+            )
+            + hint
         )
 
     def _check_deadlines(self) -> None:

@@ -18,8 +18,9 @@ from test_client_session_failover import owned_elsewhere, with_view
 from meshreg.client.actions import Complete, ConnectServer, Fail, SendRequest
 from meshreg.client.commands import Call, Register
 from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_TIMEOUT
+from meshreg.client.messages import ReplyError
 from meshreg.core.requests import FORWARD_LEAD, FORWARD_MARGIN, FORWARD_MIN_WAIT
-from meshreg.errors import OutcomeUnknownError, ServerUnreachableError
+from meshreg.errors import ErrorCode, OutcomeUnknownError, ServerUnreachableError
 
 WALL = 1_800_000_000.0  # the client's wall clock is its monotonic clock plus this
 PEER_REQUEST_TIMEOUT = 2.0  # s; the nodes' default
@@ -243,3 +244,52 @@ def test_a_write_failed_as_never_sent_is_dropped_from_the_socket_first() -> None
     again = [i for i, a in enumerate(h.actions) if isinstance(a, SendRequest)
              and a.request_id != first_id and i > failed_at - 3]  # fmt: skip
     assert again, "the other waiting write was not sent again on the new socket"
+
+
+def _late_refusal(h: Harness, req: Sent) -> None:
+    message = "register: reached node n1 0.2s after its deadline: not applied"
+    h.run(h.core.on_reply(req.to, ReplyError(req.id, int(ErrorCode.UNAVAILABLE), message,
+                                             unwritten=True), h.now))  # fmt: skip
+
+
+@pytest.mark.parametrize("other", ["answers", "silent"])
+def test_one_copy_refused_as_late_is_not_the_calls_answer(other: str) -> None:
+    """review35 F1: a write sent straight to its owner, then again through the server
+    under the same id; the owner, resumed from a stop, refused the first copy as late
+    ("not applied") and the client took that for the call's answer, while the second
+    copy was applied.  Now the refusal ends nothing while another copy is out: the
+    other's answer is the call's, or, if none comes, the outcome is unknown."""
+    h = Harness(servers=("a:1",), attempt_ms=1000, wall_offset=WALL)
+    with_view(h)
+    reg, owner = owned_elsewhere()
+    handle = Handle("r")
+    h.do(Register(reg, 3.0, handle))
+    h.advance(1000)  # the owner silent: the same write again through the server
+    copies = [s for s in h.requests("register") if s.fields.get("service") == reg.key.service]
+    assert [c.to for c in copies] == [owner, "a:1"]
+    _late_refusal(h, copies[0])
+    assert h.outcome(handle) is None  # not the call's answer
+    if other == "answers":
+        h.reply(copies[1])
+        assert isinstance(h.outcome(handle), Complete)
+        return
+    h.advance(2500)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError), done
+    assert f"Meanwhile {owner} refused one copy" in str(done.error)
+
+
+def test_a_write_whose_every_copy_was_refused_as_late_was_not_applied() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=1000, wall_offset=WALL)
+    with_view(h)
+    reg, owner = owned_elsewhere()
+    handle = Handle("r")
+    h.do(Register(reg, 3.0, handle))
+    h.advance(1000)
+    copies = [s for s in h.requests("register") if s.fields.get("service") == reg.key.service]
+    _late_refusal(h, copies[0])
+    assert h.outcome(handle) is None
+    _late_refusal(h, copies[1])  # (the one answer each copy gets)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and not isinstance(done.error, OutcomeUnknownError), done
+    assert "not applied" in str(done.error)
