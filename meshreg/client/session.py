@@ -294,6 +294,8 @@ class Pending:
     # what that node said, for the error if no other copy answers
     refused_copy: str | None = None
     refusals: int = 0  # copies refused unwritten (all of them: the call was not applied)
+    copies: int = 0  # copies that may have reached a node (sent on a live connection)
+    queued: int = 0  # copies waiting on the server connection's handshake (may leave yet)
 
 
 @dataclass(slots=True)
@@ -562,7 +564,7 @@ class ClientSession:
                 return self._take()
             error = server_error(reply.code, reply.message, source, reply.unwritten)
             pending.refusals += reply.unwritten
-            if reply.unwritten and pending.refusals < pending.sent and pending.op in STAMPED_OPS:
+            if reply.unwritten and pending.refusals < pending.copies and pending.op in STAMPED_OPS:
                 # One copy was not applied (refused as late: it waited out its deadline in
                 # a stopped node), not the call: a copy sent since may be, and the first
                 # answer under the call's id was taken as the call's ("not applied", and
@@ -650,6 +652,7 @@ class ClientSession:
         for p in self._pending.values():
             if p.via is None and p.sent:
                 p.delivered = True
+                p.copies, p.queued = p.copies + p.queued, 0
 
     def server_disconnected(self, now: float) -> list[Action]:
         """The loop saw the server connection drop (the node stopped or died): what is
@@ -740,6 +743,7 @@ class ClientSession:
         if outcome is DirectSend.SENT:
             p.insist = 0  # from now on an ordinary attempt
             p.delivered = True  # (an IMMEDIATE socket sends only on a connection)
+            p.copies += 1
         elif outcome is DirectSend.NOT_CONNECTED and p.insist > 0:
             p.insist -= 1  # a second opinion must come from that node: wait for it
             p.attempt_deadline = min(p.deadline, now + DIRECT_RETRY)
@@ -909,6 +913,8 @@ class ClientSession:
     def _connect(self) -> None:
         host, port = self.servers[self._server_index]
         self._out.append(ConnectServer(host, port))
+        for p in self._pending.values():  # dropped with the old socket: they never left
+            p.queued = 0
 
     def _failover(self) -> None:
         """The current server did not answer in time: reconnect (to the next one).
@@ -1185,8 +1191,12 @@ class ClientSession:
             pending.fields = {**pending.fields, "deadline": round(ends * 1000)}
             pending.body = encode_request(pending.op, req_id, **pending.fields)
         pending.sent += 1
-        if pending.via is None and self._link_up:
-            pending.delivered = True
+        if pending.via is None:
+            if self._link_up:
+                pending.delivered = True
+                pending.copies += 1
+            else:
+                pending.queued += 1
         to = pending.via or self.server
         if not (pending.insist and pending.attempts and pending.attempts[-1][0] == to):
             pending.attempts.append((to, self._now))  # (a retry while connecting is not one)

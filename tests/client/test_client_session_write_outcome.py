@@ -293,3 +293,21 @@ def test_a_write_whose_every_copy_was_refused_as_late_was_not_applied() -> None:
     done = h.outcome(handle)
     assert isinstance(done, Fail) and not isinstance(done.error, OutcomeUnknownError), done
     assert "not applied" in str(done.error)
+
+
+def test_a_copy_that_never_left_does_not_hold_back_a_refusal() -> None:
+    """A copy queued on a connection that never completed its handshake (nothing listened
+    there: the client moved to the next server, the socket and its queue replaced) is
+    no copy: the next server's refusal that wrote nothing is the call's answer at once
+    (CI on b58ffc9: a client given three servers, two of them killed, waited out its
+    time-out and said "outcome unknown" instead of "UNAVAILABLE ... need a majority")."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000, handshake=False, wall_offset=WALL)
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 3.0, handle))
+    h.handshake = True  # the next connection completes
+    h.run(h.core.server_unreachable(h.now))  # nothing listens at a:1: over to b:2
+    (there,) = [s for s in h.requests("deregister") if s.to == "b:2"]
+    _late_refusal(h, there)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and not isinstance(done.error, OutcomeUnknownError), done
+    assert "not applied" in str(done.error)
