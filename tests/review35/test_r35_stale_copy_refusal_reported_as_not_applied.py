@@ -31,7 +31,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "review25"))
-from helpers import service_owned_by, start_all, wait_until
+from helpers import raw_request, service_owned_by, start_all, wait_until
 from r25lib import listing, make_nodes, members_up, new_ports
 
 from meshreg.client import Client
@@ -42,6 +42,11 @@ TIMINGS = ("--check-interval", "0.2", "--unhealthy-after", "3", "--evict-after",
 # the first copy (straight to the owner) carries call start + 1.0 + 0.5 s; the forwarder
 # waits for the owner until the second copy's deadline (start + 2.5 s) less 0.8 s
 RESUME_AT = (1.56, 1.6, 1.64, 1.58, 1.62)
+
+
+def _judging(node) -> str:
+    r = raw_request(node.port, {"v": 1, "id": 1, "op": "stats"}, 2.0)
+    return str(r.get("result", {}).get("health_judgment", "")) if r.get("ok") else ""
 
 
 @pytest.mark.timeout(150)
@@ -56,8 +61,8 @@ def test_a_write_failed_as_not_applied_is_not_applied(started_nodes, tmp_path: P
     bad = []
     try:
         client.register(svc, "10.35.9.1", 1)  # the view: writes go straight to the owner
-        wait_until(lambda: "10.35.9.1:1" in (listing(owner, svc) or {}), 10, 0.1, "warm-up")
-        time.sleep(0.5)
+        wait_until(lambda: all("10.35.9.1:1" in (listing(n, svc) or {}) for n in nodes), 10,
+                   0.1, "warm-up: on every node")  # fmt: skip
         for i, resume in enumerate(RESUME_AT):
             port = 100 + i
             out: dict[str, object] = {}
@@ -74,18 +79,27 @@ def test_a_write_failed_as_not_applied_is_not_applied(started_nodes, tmp_path: P
             th = threading.Thread(target=call)
             th.start()
             wait_until(lambda out=out: "t0" in out, 2, 0.001, "call started")
-            time.sleep(max(0.0, out["t0"] + resume - time.monotonic()))  # type: ignore[operator]
+            at = float(out["t0"]) + resume  # type: ignore[arg-type]
+            wait_until(lambda at=at: time.monotonic() >= at, 5, 0.002, "the resume time")
             owner.signal(signal.SIGCONT)
             th.join(10)
             r = out.get("r")
             if isinstance(r, MeshregError) and "not applied" in str(r):
-                time.sleep(2.0)  # its promise, and some: the copies are all decided
-                where = [n.address for n in nodes
-                         if f"10.35.9.1:{port}" in (listing(n, svc, 2.0) or {})]  # fmt: skip
-                if where:
+                # watched until its promise, and some, has passed (the copies all decided)
+                until = time.monotonic() + 2.0
+
+                def registered(port: int = port, until: float = until) -> list[str] | bool:
+                    where = [n.address for n in nodes
+                             if f"10.35.9.1:{port}" in (listing(n, svc, 2.0) or {})]  # fmt: skip
+                    return where or time.monotonic() >= until
+
+                where = wait_until(registered, 10, 0.1, "registered, or its promise passed")
+                if where is not True:
                     bad.append(f"resumed at +{resume}s: {type(r).__name__}: {str(r)[:200]} "
                                f"-> yet registered on {where}")  # fmt: skip
-            time.sleep(1.5)  # the owner settles (its stall grace) before the next round
+            # the owner settles (resynced after its stall) before the next round
+            wait_until(lambda: members_up(nodes) and _judging(owner) != "resyncing after a "
+                       "stall", 10, 0.1, "the owner resynced")  # fmt: skip
         assert not bad, "a register failed as 'not applied' was applied:\n" + "\n".join(bad)
     finally:
         owner.signal(signal.SIGCONT)
