@@ -1452,7 +1452,7 @@ class DistroNode:
         peer = self.membership.peer_by_id(node_id)
         if peer is None or not peer.lead_samples:
             return 0.0
-        lead = min(sample for _, sample in peer.lead_samples)
+        lead = peer.least_lead()
         return lead if abs(lead) >= CLOCK_LEAD_MIN else 0.0
 
     def _relay_sessions(self, beats: SessionBeats, targets: tuple[str, ...]) -> None:
@@ -2024,7 +2024,7 @@ class DistroNode:
         for p in self.membership.peers.values():
             samples = p.lead_samples
             if p.node_id and samples and now - samples[-1][0] <= LEAD_WINDOW:
-                out.append((p.node_id, round(min(lead for _, lead in samples) * 1000)))
+                out.append((p.node_id, round(p.least_lead() * 1000)))
         return tuple(sorted(out)) or None
 
     def _clock_lead(self, now: float) -> None:
@@ -2058,7 +2058,7 @@ class DistroNode:
             upper = None
             fresh = bool(samples) and now - samples[-1][0] <= LEAD_WINDOW
             if fresh:
-                least = min(lead for _, lead in samples)
+                least = p.least_lead()
                 if least < 0 or samples[-1][0] - samples[0][0] >= LEAD_SPAN:
                     upper = least
             if p.told_lead is not None and now - p.told_at <= LEAD_WINDOW:

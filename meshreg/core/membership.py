@@ -87,6 +87,11 @@ class Peer:
     left_epoch: int | None = None  # the incarnation that said it was leaving (``left``)
     left_at: float = -math.inf  # when it said so
 
+    def least_lead(self) -> float:
+        """The least of ``lead_samples`` (there must be some): the best estimate of how
+        far our clock runs ahead of its, an upper bound whatever the beacons' delays."""
+        return min(lead for _, lead in self.lead_samples)
+
 
 def majorities_may_miss(
     mine: int, my_ids: frozenset[str], theirs: int, their_ids: frozenset[str]
