@@ -24,6 +24,10 @@ class ConnectServer:
 
     host: str
     port: int
+    # the number of the connection this one replaces when calls wait on whether it
+    # completed a handshake not reported yet: close it first and tell the session
+    # (``previous_connection_closed``); None: nothing waits on that
+    settle: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

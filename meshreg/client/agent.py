@@ -22,8 +22,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import itertools
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -75,7 +77,12 @@ from meshreg.client.session import (  # noqa: F401
 from meshreg.errors import ClientClosedError, ConfigError, RemoteProtocolError
 from meshreg.log_limiter import LogLimiter
 from meshreg.model import InstanceList
-from meshreg.transport.handshakes import REFUSED, HandshakeWatch, handshake_failure
+from meshreg.transport.handshakes import (
+    REFUSED,
+    HandshakeWatch,
+    close_seeing_handshake,
+    handshake_failure,
+)
 from meshreg.transport.sockets import CurveKeys, curve_client, tcp_endpoint
 from meshreg.wire.notifications import topic_for
 from meshreg.wire.results import split_address
@@ -87,6 +94,17 @@ log = logging.getLogger("meshreg.client")
 COMMANDS_PER_TURN = 256  # commands run before the sockets are looked at again
 UNUSABLE_FOR = 10.0  # s; a member address that could not be connected is not retried sooner
 ERROR_PAUSE_MAX = 1.0  # s; longest pause after a loop turn failed (doubling from 1 ms)
+SETTLE_WAIT = 0.2  # s; longest wait for a closed server DEALER's monitor to stop
+_MONITOR_IDS = itertools.count()
+
+
+def _monitor_endpoint() -> str:
+    """A monitor's inproc endpoint of its own. pyzmq names it after the socket's
+    descriptor, which a socket made next reuses while the closed one's endpoint may
+    still be bound (libzmq releases it asynchronously): "Address already in use"."""
+    return f"inproc://meshreg.client-monitor.{os.getpid()}.{next(_MONITOR_IDS)}"
+
+
 DRAIN_BATCH = 1024  # messages read from one socket in one turn
 # ZeroMQ errors after which no socket of the context works again: the thread ends.
 FATAL_ERRNOS = frozenset((zmq.ETERM, errno.ENOTSOCK))
@@ -311,8 +329,12 @@ class ClientAgent:
                 case UnwatchTopic(key):
                     assert self._sub is not None
                     self._sub.setsockopt(zmq.UNSUBSCRIBE, topic_for(key))
-                case ConnectServer(host, port):
-                    self._connect(host, port)
+                case ConnectServer(host, port, settle):
+                    handshaken = self._connect(host, port, settle is not None)
+                    if settle is not None:
+                        now = self._read_clock()
+                        closed = self.core.previous_connection_closed(settle, handshaken, now)
+                        self._perform(closed, now)
                 case LogLine(level, text):
                     log.log(LOG_LEVELS[level], "%s", text)
                 case CallConfigListener(listener, content, revision):
@@ -350,18 +372,40 @@ class ClientAgent:
             curve_client(sock, self.curve[0], self.curve[1])
         return sock
 
-    def _connect(self, host: str, port: int) -> None:
-        """A new DEALER to the server; the SUB moves to its notification port."""
+    def _connect(self, host: str, port: int, settle: bool = False) -> bool:
+        """A new DEALER to the server; the SUB moves to its notification port.
+
+        ``settle``: close the old DEALER first and return whether it completed a
+        handshake this loop had not seen yet (``_close_watching``)."""
+        handshaken = False
         if self._dealer is not None:
             self._poller.unregister(self._dealer)
-            self._close_dealer_monitor()
-            self._dealer.close(linger=0)
+            if settle:
+                handshaken = self._close_watching()
+            else:
+                self._close_dealer_monitor()
+                self._dealer.close(linger=0)
+        self._open_dealer(host, port)
+        return handshaken
+
+    def _close_watching(self) -> bool:
+        """Close the server DEALER and say whether a handshake on it completed that
+        ``_dealer_events`` has not reported: then what it queued may have left."""
+        assert self._dealer is not None and self._dealer_monitor is not None
+        dealer, monitor = self._dealer, self._dealer_monitor
+        self._dealer = self._dealer_monitor = None
+        self._poller.unregister(monitor)
+        return close_seeing_handshake(dealer, monitor, self._read_clock, SETTLE_WAIT)
+
+    def _open_dealer(self, host: str, port: int) -> None:
         dealer = self._socket(zmq.DEALER)
         self._dealer_monitor = dealer.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED
             | REFUSED
             | zmq.EVENT_DISCONNECTED
             | zmq.EVENT_CONNECT_RETRIED
+            | zmq.EVENT_MONITOR_STOPPED,
+            _monitor_endpoint(),
         )
         self._poller.register(self._dealer_monitor, zmq.POLLIN)
         if ":" in host:
@@ -419,6 +463,8 @@ class ClientAgent:
             if event["event"] == zmq.EVENT_CONNECT_RETRIED:
                 now = self._read_clock()
                 self._perform(self.core.server_unreachable(now), now)
+                return
+            if event["event"] == zmq.EVENT_MONITOR_STOPPED:
                 return
             failure = handshake_failure(event["event"], int(event["value"]))
             if failure is not None:
@@ -488,7 +534,7 @@ class ClientAgent:
             self._direct[address] = sock
             self._direct_source[sock] = address
             self._poller.register(sock, zmq.POLLIN)
-            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED, _monitor_endpoint())
             self._direct_monitors[monitor] = address
             self._poller.register(monitor, zmq.POLLIN)
         return sock

@@ -406,6 +406,13 @@ class ClientSession:
         self._refused_by: set[str] = set()  # servers that refused a connection since a link
         # the last failure of its handshake since it was made: (what libzmq said, definitive)
         self._link_refused: tuple[str, bool] | None = None
+        # per replaced connection (its number): calls about to be failed as "never left"
+        # (with that error), and the copies of calls in flight that were queued on it;
+        # what they are depends on whether it completed a handshake the loop had not seen
+        # yet (``previous_connection_closed``)
+        self._connection = 0  # the number of the server connection (one per ConnectServer)
+        self._settling: dict[int, list[tuple[int, Pending, MeshregError]]] = {}
+        self._riding: dict[int, dict[int, int]] = {}
         self._next_probe = 0.0
         self._failed_switches = 0  # server switches since the last reply from anyone
         self._next_switch = 0.0  # before this, no switch again (backoff)
@@ -654,6 +661,39 @@ class ClientSession:
                 p.delivered = True
                 p.copies, p.queued = p.copies + p.queued, 0
 
+    def previous_connection_closed(
+        self, connection: int, handshaken: bool, now: float
+    ) -> list[Action]:
+        """The loop's answer to ``ConnectServer(settle=connection)``: whether the
+        connection it replaced completed a handshake the loop had not reported yet before
+        it was closed. If it did, what was queued on it may have left: a call about to be
+        failed as "never left (not applied)" had its outcome unknown (at its deadline) or
+        goes on (on the new connection); a copy queued there counts as one that may have
+        reached a node. (The window the loop's poll leaves: a handshake completing between
+        the poll and the deadline check; review34 and review35 notes.)"""
+        self._now = now
+        settling = self._settling.pop(connection, [])
+        riding = self._riding.pop(connection, {})
+        if handshaken:
+            for req_id, queued in riding.items():
+                p = self._pending.get(req_id)
+                if p is not None and queued:
+                    p.delivered = True
+                    p.copies += queued
+        for req_id, p, unsent_error in settling:
+            if not handshaken:
+                self._resolve(p, None, unsent_error)
+                continue
+            p.delivered = True
+            p.copies += riding.get(req_id, 0) or 1
+            if now < p.deadline:  # its answer went to the closed socket: ask again
+                self._pending[req_id] = p
+                p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                self._send(req_id, p)
+            else:
+                self._resolve(p, None, self._unanswered(p))
+        return self._take()
+
     def server_disconnected(self, now: float) -> list[Action]:
         """The loop saw the server connection drop (the node stopped or died): what is
         sent from now on waits in libzmq until a handshake completes again, so it has not
@@ -685,16 +725,19 @@ class ClientSession:
             self._failover()
         return self._take()
 
-    def _drop_unsent(self) -> None:
+    def _drop_unsent(self, connection: int) -> None:
         """Replace the server's DEALER: its queue holds what never left this client (no
         handshake completed on it), which libzmq delivers once one does, after the call
         was failed as "never left this client (not applied)" (review34: a config write so
         failed was applied 0.13 s later, when its stopped node resumed; with one server
         the failover that replaces the socket was backing off).  What else waits on it
-        goes again on the new one (its old copies are dropped with the socket)."""
-        self._connect()
+        goes again on the new one (its old copies are dropped with the socket); not what
+        is past its deadline: it is failed, and a copy on the new connection could be
+        applied once that connects."""
+        self._connect(settle=connection)
+        now = self._now
         for req_id, p in self._pending.items():
-            if p.via is None and p.sent and not p.delivered:
+            if p.via is None and p.sent and not p.delivered and now < p.deadline:
                 self._send(req_id, p)
 
     def _fail_unsent(self) -> None:
@@ -710,7 +753,7 @@ class ClientSession:
             if refused is not None
             else f"meshreg server(s) {where} refused the connection (nothing listens there)"
         )
-        failed = False
+        failed, connection = False, self._connection
         for req_id, p in list(self._pending.items()):
             if p.via is not None or p.delivered:
                 continue
@@ -722,9 +765,10 @@ class ClientSession:
                 + self._unreachable_hint()
             )
             error.unsent = True
-            self._resolve(p, None, error)
+            # failed once the loop has closed the socket it waits on (below)
+            self._settling.setdefault(connection, []).append((req_id, p, error))
         if failed:
-            self._connect()  # a new socket to the same server: the old queue dropped
+            self._connect(settle=connection)  # a new socket to the same server
         self._pump()  # what waited in the backlog goes, and fails at the next refusal
 
     def server_refused(self, why: str, definitive: bool) -> None:
@@ -841,11 +885,13 @@ class ClientSession:
 
     def abandon(self, error: BaseException) -> list[Action]:
         """The loop is ending: fail every call still waiting with ``error``."""
-        for p in [*self._pending.values(), *(p for _, p in self._backlog)]:
+        settling = [p for waiting in self._settling.values() for _, p, _ in waiting]
+        for p in [*self._pending.values(), *(p for _, p in self._backlog), *settling]:
             if p.reply_to is not None:
                 self._out.append(Fail(p.reply_to, error))
         self._pending.clear()
         self._backlog.clear()
+        self._settling.clear()
         for items in [list(self._bulk), *self._batches_out.values()]:
             for _, slot, _ in items:
                 self._entry_done(slot, error)
@@ -910,11 +956,21 @@ class ClientSession:
         self._own_removals[(key, iid)] = self._now
 
     # -- connections --------------------------------------------------------------------------
-    def _connect(self) -> None:
+    def _connect(self, settle: int | None = None) -> None:
+        """A new connection to the current server. Calls failed as "never left" on the
+        old one (``settle``: its number) wait on whether it completed a handshake unseen
+        (``previous_connection_closed``); so do the copies queued on it, which count as
+        not sent until the loop says."""
         host, port = self.servers[self._server_index]
-        self._out.append(ConnectServer(host, port))
-        for p in self._pending.values():  # dropped with the old socket: they never left
+        old = self._connection
+        riding = {req_id: p.queued for req_id, p in self._pending.items() if p.queued}
+        for p in self._pending.values():  # dropped with the old socket
             p.queued = 0
+        if riding:
+            self._riding[old] = riding
+        self._connection += 1
+        ask = old if riding or settle is not None else None
+        self._out.append(ConnectServer(host, port, ask))
 
     def _failover(self) -> None:
         """The current server did not answer in time: reconnect (to the next one).
@@ -1357,15 +1413,23 @@ class ClientSession:
             return
         self._earliest = math.inf  # lowered again by every _send below
         suspect = dropped = False
+        connection = self._connection  # the one undelivered copies wait on
         for req_id, p in list(self._pending.items()):
             if now >= p.deadline:
                 del self._pending[req_id]
                 if p.again is not None:  # refused (catching up) to the end: say so
                     self._resolve(p, None, p.again)
                     continue
-                if not dropped and p.via is None and p.sent and not p.delivered:
-                    dropped = True  # before its error says "not applied"
-                    self._drop_unsent()
+                if p.via is None and p.sent and not p.delivered:
+                    # "never left (not applied)", once the loop has closed the socket
+                    # it waits on and seen that no handshake let it out meanwhile
+                    unsent_error = self._unanswered(p)
+                    self._settling.setdefault(connection, []).append((req_id, p, unsent_error))
+                    if not dropped:
+                        dropped = True
+                        self._drop_unsent(connection)
+                    suspect = True
+                    continue
                 # it never answered: try the next server for the rest; not when it went
                 # straight to another member (that says nothing of the server's health)
                 suspect = suspect or p.via is None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import math
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -150,3 +151,31 @@ def _why(event: int, value: int) -> str:
             return "security mechanism mismatch (one side has a key, the other none)"
         return f"protocol error {_PROTOCOL_ERRORS.get(value, hex(value))}"
     return f"connection closed during the handshake ({zmq.strerror(value)})"
+
+
+def close_seeing_handshake(
+    sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes], clock: Callable[[], float], wait: float
+) -> bool:
+    """Close ``sock`` and say whether its ``monitor`` (which must watch
+    HANDSHAKE_SUCCEEDED and MONITOR_STOPPED) reports a handshake completed since it was
+    last read: then what was queued on ``sock`` may have left; closes ``monitor`` too.
+
+    libzmq reports a completed handshake before the connection takes the first message
+    from the queue, and stops the monitor only once the closed socket is gone (its
+    connections with it): no HANDSHAKE_SUCCEEDED before MONITOR_STOPPED means nothing
+    queued left. Waits at most ``wait`` s (the stop takes a fraction of a millisecond);
+    a monitor not stopped by then counts as a handshake (it may have left)."""
+    sock.close(linger=0)
+    left = False
+    ends = clock() + wait
+    try:
+        while True:
+            wait_ms = (ends - clock()) * 1000.0
+            if wait_ms <= 0 or not monitor.poll(max(1, int(wait_ms))):
+                return True  # not stopped in time: it may have connected
+            event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
+            if event == zmq.EVENT_MONITOR_STOPPED:
+                return left
+            left = left or event == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    finally:
+        monitor.close(linger=0)

@@ -73,6 +73,8 @@ class Harness:
     connected: str = ""
     wall_offset: float | None = None  # registry writes carry deadlines when set
     handshake: bool = True  # a server connection completes its handshake (as the loop says)
+    # a replaced connection completed a handshake the loop saw only when it closed it
+    late_handshake: bool = False
     fail_when_refused: bool = False  # the CLI's setting
 
     def __post_init__(self) -> None:
@@ -95,6 +97,11 @@ class Harness:
             self.actions.append(action)
             if isinstance(action, ConnectServer):
                 self.connected = f"{action.host}:{action.port}"
+                if action.settle is not None:  # the old connection closed: did it connect?
+                    closed = self.core.previous_connection_closed(
+                        action.settle, self.late_handshake, self.now
+                    )
+                    self.run(closed)
                 if self.handshake:  # (a connect error, set by a test, stays named)
                     self.core.server_handshaken()
             elif isinstance(action, SendRequest):

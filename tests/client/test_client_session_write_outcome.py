@@ -311,3 +311,72 @@ def test_a_copy_that_never_left_does_not_hold_back_a_refusal() -> None:
     done = h.outcome(handle)
     assert isinstance(done, Fail) and not isinstance(done.error, OutcomeUnknownError), done
     assert "not applied" in str(done.error)
+
+
+def test_a_late_handshake_on_the_dropped_socket_makes_never_left_unknown() -> None:
+    """review34/35 notes: a handshake completing between the loop's poll and the deadline
+    check let a queued write leave that the client then failed as "never left (not
+    applied)".  The error waits until the loop has closed that socket and said whether
+    it connected meanwhile: if it did, the outcome is unknown."""
+    h = Harness(servers=("a:1",), attempt_ms=500, handshake=False, wall_offset=WALL)
+    h.late_handshake = True  # seen only when the socket was closed
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError), done
+    assert "never left" not in str(done.error)
+    settles = [a for a in h.actions if isinstance(a, ConnectServer) and a.settle is not None]
+    assert settles, "the socket the write waited on was replaced without asking"
+
+
+def test_writes_past_their_deadline_are_not_sent_again_on_the_new_socket() -> None:
+    """Two undelivered writes reach their deadline in one turn: both are failed as never
+    sent, so neither may go out again on the socket that replaces the dropped one (the
+    second was, and would be applied once that connected)."""
+    h = Harness(servers=("a:1",), attempt_ms=2000, handshake=False, wall_offset=WALL)
+    first, second = Handle("first"), Handle("second")
+    h.do(Call("deregister", {**registration(0).fields}, 1.0, first))
+    h.do(Call("deregister", {**registration(1).fields}, 1.0, second))
+    ids = {s.id for s in h.requests("deregister")}
+    before = len(h.actions)
+    h.advance(1000)
+    for handle in (first, second):
+        done = h.outcome(handle)
+        assert isinstance(done, Fail) and "never left this client (not applied)" in str(
+            done.error
+        ), done
+    replaced = min(i for i, a in enumerate(h.actions) if isinstance(a, ConnectServer)
+                   and i >= before)  # fmt: skip
+    again = [a for a in h.actions[replaced:] if isinstance(a, SendRequest)
+             and a.request_id in ids]  # fmt: skip
+    assert not again, again
+
+
+def test_every_server_refusing_with_a_late_handshake_keeps_the_call() -> None:
+    """``fail_when_refused`` (the CLI): every server refused the connection, so what waits
+    is failed as never sent; if the socket turns out to have connected before it was
+    closed, the call may have left: it goes on (sent again) instead of "not applied"."""
+    h = Harness(servers=("a:1",), attempt_ms=500, handshake=False, wall_offset=WALL,
+                fail_when_refused=True)  # fmt: skip
+    h.late_handshake = True
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 2.0, handle))
+    h.run(h.core.server_unreachable(h.now))
+    assert h.outcome(handle) is None
+    assert len(h.requests("deregister")) == 2  # sent again on the new connection
+
+
+def test_a_copy_queued_on_a_socket_that_connected_late_holds_back_a_refusal() -> None:
+    """The converse of the test above: the client moved on from a:1, whose socket had
+    connected (unseen) before it was closed: that copy may have reached a:1, so the
+    next server's refusal is not the call's answer."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000, handshake=False, wall_offset=WALL)
+    h.late_handshake = True
+    handle = Handle("r")
+    h.do(Call("deregister", {**registration(0).fields}, 3.0, handle))
+    h.handshake = True
+    h.run(h.core.server_unreachable(h.now))
+    (there,) = [s for s in h.requests("deregister") if s.to == "b:2"]
+    _late_refusal(h, there)
+    assert h.outcome(handle) is None

@@ -870,10 +870,12 @@ class SessionListener:
                     else:  # straight to a member (registry writes only): not here
                         result = session.direct_send_result(rid, DirectSend.UNUSABLE, net.now)
                         self.perform(result)
-                case ConnectServer(host=host, port=port):
+                case ConnectServer(host=host, port=port, settle=settle):
                     address = f"{host}:{port}"
                     self.dealer = net.client(address, self._replied)
                     session.server_connected(address, None)
+                    if settle is not None:  # what the old one sent is out (no handshake here)
+                        self.perform(session.previous_connection_closed(settle, True, net.now))
                     endpoint = f"{host}:{port + PUB_PORT_OFFSET}"
                     if self.sub is None or self.sub.endpoint != endpoint:
                         if self.sub is not None:
