@@ -1327,9 +1327,20 @@ class ClientSession:
         copy = (
             f"; meanwhile {p.refused_copy} (another copy may be applied)" if p.refused_copy else ""
         )
+        # it reached a node (review34 nit: "is `meshreg node` running there? ... keys"
+        # misled about a node that was only stopped or overloaded)
+        last = p.attempts[-1][0] if p.attempts else self.server
+        hint = (
+            f"it reached {last} (the connection completed its handshake: a node runs "
+            "there and took this client's key), which did not answer: it may be stopped, "
+            f"overloaded or waiting on its peers; `meshreg stats -s {last}` and its log "
+            "say which"
+            if p.delivered
+            else self._unreachable_hint()
+        )
         error = ServerUnreachableError(
             f"{p.op}: no reply from meshreg server(s) {', '.join(tried)} "
-            f"within {p.timeout:.3g}s{why}{unsent}{copy}; " + self._unreachable_hint()
+            f"within {p.timeout:.3g}s{why}{unsent}{copy}; " + hint
         )
         error.unsent = not p.delivered
         error.refused = bool(not p.delivered and refused and refused[1])
