@@ -351,7 +351,7 @@ def node(
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
     from meshreg.config import default_data_dir, load_node_config
-    from meshreg.runtime.node import NodeRuntime
+    from meshreg.runtime.node import NodeRuntime, StartOver
     from meshreg.transport.descriptors import raise_descriptor_limit
 
     try:
@@ -386,27 +386,37 @@ def node(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     raise_descriptor_limit()  # this process is the node: one descriptor per connection
-    try:
-        runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
-        if config_path:  # a reload says what of the file it does not apply (review27 F5)
-            runtime.config_file = (config_path, load_node_config(config_path))
-        runtime.bind()
-    except ConfigError as exc:
-        _fail(str(exc))
+
+    def start() -> NodeRuntime:
+        try:
+            runtime = NodeRuntime(cfg, avoid_full_gc=True)  # this process is the node
+            if config_path:  # a reload says what of the file it does not apply (review27 F5)
+                runtime.config_file = (config_path, load_node_config(config_path))
+            runtime.bind()
+        except ConfigError as exc:
+            _fail(str(exc))
+        return runtime
+
+    running = [start()]
 
     def stop(signum: int, frame: object) -> None:
         logging.getLogger("meshreg.node").info(
             "received %s; shutting down", signal.Signals(signum).name
         )
-        runtime.stop()
+        running[0].stop()
 
     def reload(signum: int, frame: object) -> None:
-        runtime.reload()
+        running[0].reload()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, reload)
-    runtime.run()
+    while True:
+        try:
+            running[0].run()
+            return
+        except StartOver:  # back from a stall too long to keep its table (logged)
+            running[0] = start()  # (its loop closed everything on the way out)
 
 
 @main.command()
@@ -1025,7 +1035,15 @@ def _readiness(result: dict[str, Any]) -> str | None:
     """What a ``ping`` reply says is not ready yet (None: ready; a node too old to say
     counts as ready)."""
     waiting = []
-    if result.get("ready") is False:
+    held_by = result.get("held_by")
+    if result.get("ready") is False and held_by:
+        waiting.append(
+            f"registry caught up, but held out of the members by {', '.join(held_by)}: it "
+            "restarted again and again, which they take for a crash loop; it is counted in "
+            "again by itself within evict_after + unhealthy_after (45 s at the defaults) "
+            "of its last start (docs/DISTRO.md, 'A node that keeps restarting')"
+        )
+    elif result.get("ready") is False:
         waiting.append("registry catching up from its peers")
     if result.get("config_ready") is False:
         waiting.append("configs catching up from a majority of the configured members")
@@ -1057,9 +1075,13 @@ def ping(need_ready: bool, servers: str, timeout: float) -> None:
         f"pong from {server} (meshreg {_safe(result['version'])}, epoch {result['epoch']}): {state}"
     )
     if need_ready and waiting:
+        hint = (
+            "`meshreg cluster` on a peer shows it `held out`"
+            if result.get("held_by")
+            else "`meshreg cluster` shows which peers it waits for"
+        )
         click.echo(
-            f"meshreg: {server} is not ready yet ({waiting}); try again in a moment "
-            "(`meshreg cluster` shows which peers it waits for)",
+            f"meshreg: {server} is not ready yet ({waiting}); try again in a moment ({hint})",
             err=True,
         )
         sys.exit(1)

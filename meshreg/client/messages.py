@@ -175,6 +175,10 @@ class SessionRenewal:
     ready: bool = True  # False: the node is still catching up (the two above may lag)
     minority: tuple[int, int] | None = None  # (members up, members): it sees no majority
     unhealthy_after: float | None = None  # the node's (s): renew at least 3 times within it
+    # asked for (``list``): the session's instances on the node, as (group, service, ip,
+    # port, cluster); ``held_more``: it holds more than it named
+    held: tuple[tuple[str, str, str, int, str], ...] | None = None
+    held_more: bool = False
 
 
 def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
@@ -227,12 +231,17 @@ def decode_result(op: str, raw: Any) -> Any:
     if op == "session_renew":
         seen = (r["members_up"], r["members"]) if "members" in r and "members_up" in r else None
         unhealthy = r.get("unhealthy_after")
+        held = r.get("held")
         return SessionRenewal(
             r["instances"],
             r.get("known"),
             r.get("ready") is not False,
             seen,
             float(unhealthy) if unhealthy is not None else None,
+            None
+            if held is None
+            else tuple((h["group"], h["service"], h["ip"], h["port"], h["cluster"]) for h in held),
+            r.get("held_more") is True,
         )
     if op == "register_batch":
         return BatchOutcome(

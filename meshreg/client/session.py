@@ -169,7 +169,7 @@ from meshreg.errors import (
     server_error,
 )
 from meshreg.log_limiter import LogBudget
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import DEFAULT_CLUSTER, InstanceId, ServiceKey
 from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
 
@@ -195,6 +195,9 @@ CATCHING_UP_RETRY = 0.25  # s before a read refused by a node catching up is sen
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
+# renewals in a row holding more instances than this client holds in the session: the next
+# one asks the node to name them, and those this client does not hold are deregistered
+LONG_RENEWALS = 3
 # s between tries to open the session again after a node refused it (RESOURCE_EXHAUSTED:
 # its session table, or this client's share of it, is full); per-instance beats meanwhile
 SESSION_RETRY = 30.0
@@ -362,6 +365,7 @@ class ClientSession:
         self.watches: dict[ServiceKey, Watch] = {}
         self.closed = False
         self.renewals_failed = 0  # session renewals that got an error or no answer
+        self.strays_dropped = 0  # instances deregistered again (``_drop_strays``)
         self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
         self.epochs: dict[str, int | None] = {}  # server -> the incarnation it last answered
         self._no_revisions: set[str] = set()  # servers that answered ``revisions`` UNKNOWN_OP
@@ -389,6 +393,8 @@ class ClientSession:
         self.server = self._address(0)  # the server in use, host:port
         self._session_acked = 0  # registrations in the session the node acknowledged
         self._short_renewals = 0  # renewals in a row that held fewer than that
+        self._long_renewals = 0  # ... more than that (``_drop_strays``)
+        self._list_session = False  # the next renewal asks the node to name them
         self._session_opened = False
         self._session_confirmed = False  # a node answered its open or a renewal
         # s between two renewals (or rounds of beats): beat_interval, or less for a node
@@ -1838,6 +1844,11 @@ class ClientSession:
             if not result.ready:  # a member catching up: what it holds may lag (2.3a)
                 return
             held, acked = result.instances, self._session_acked
+            if result.held is not None:
+                self._drop_strays(result)
+            self._long_renewals = self._long_renewals + 1 if held > acked else 0
+            if self._long_renewals >= LONG_RENEWALS:
+                self._long_renewals, self._list_session = 0, True
             if result.known is False and acked:
                 self._short_renewals = SHORT_RENEWALS  # the node never heard of it
             elif held < acked:
@@ -1856,14 +1867,60 @@ class ClientSession:
                 )
                 self._reregister_session()
 
+        fields: dict[str, Any] = {"namespace": namespace, "session": sid}
+        if self._list_session:
+            fields["list"] = True
         self.request(
             "session_renew",
-            {"namespace": namespace, "session": sid},
+            fields,
             self._liveness_timeout(),
             on_reply=renewed,
             on_error=self._renewal_failed,
             priority=True,
         )
+
+    def _drop_strays(self, result: SessionRenewal) -> None:
+        """The node named the instances it holds in this client's session: deregister
+        those this client does not hold (nor is registering). Its renewals would keep
+        them alive for good: a deregistration lost with the node that applied it (it died
+        before replicating it), or undone by a node back from a stall longer than removals
+        are remembered (review36 F2, F3)."""
+        assert result.held is not None and self.session is not None
+        self._list_session = result.held_more  # more to look at: name them again
+        namespace = self.session[0]
+        busy = self._registering()
+        strays = []
+        for group, service, ip, port, cluster in result.held:
+            ident = (ServiceKey(namespace, group, service), InstanceId(ip, port, cluster))
+            if ident not in self.registrations and ident not in busy:
+                strays.append(ident)
+        if not strays:
+            return
+        self.strays_dropped += len(strays)
+        named = ", ".join(f"{k.service} {i}" for k, i in strays[:5])
+        self._warn(
+            ("session-strays", self.server),
+            f"meshreg server {self.server} holds {len(strays)} instance(s) in this client's "
+            f"session that this client deregistered (e.g. {named}): a deregistration lost "
+            "with a node that died before passing it on, or undone by a node back from a "
+            "long stall; deregistering them again",
+        )
+        for key, iid in strays:
+            fields = {"namespace": key.namespace, "group": key.group, "service": key.service,
+                      "ip": iid.ip, "port": iid.port, "cluster": iid.cluster}  # fmt: skip
+            self.request("deregister", fields, self._liveness_timeout())
+
+    def _registering(self) -> set[tuple[ServiceKey, InstanceId]]:
+        """What this client is registering now (not acknowledged yet)."""
+        busy = {(reg.key, reg.iid) for reg, _, _ in self._bulk}
+        for items in self._batches_out.values():
+            busy.update((item[0].key, item[0].iid) for item in items)
+        for p in [*self._pending.values(), *(p for _, p in self._backlog)]:
+            if p.op == "register":
+                f = p.fields
+                key = ServiceKey(f["namespace"], f["group"], f["service"])
+                busy.add((key, InstanceId(f["ip"], f["port"], f.get("cluster", DEFAULT_CLUSTER))))
+        return busy
 
     def _reregister_session(self) -> None:
         timeout = self._liveness_timeout() + len(self.registrations) / 5000

@@ -237,6 +237,7 @@ FLAP_WINDOW = 4.0
 # work below that (the simulation runs clocks up to 10 s apart, with slow messages)
 MAX_CLOCK_SKEW = 30.0
 CLOCK_OFF = "clock off"  # a member counted out for its clock (``cluster`` state)
+HELD_OUT = "held out"  # a member its peers hold out (it restarted again and again)
 
 
 class NodeState(enum.Enum):
@@ -373,6 +374,7 @@ class DistroNode:
         self._members_from: tuple[int, bool, int, int, tuple[str, ...]] | None = None
         # a lone node has nothing to catch up on
         self.state = NodeState.CATCHING_UP if self.membership.peers else NodeState.SERVING
+        self._reads_held = False  # reads refused while resyncing after a long stall
         self.ready = self.state is not NodeState.CATCHING_UP  # (kept by _to): caught up,
         # it owns services (peers count it in) and serves every write
         self.applied_seq: dict[str, tuple[int, int]] = {}  # peer -> (epoch, last seq applied)
@@ -453,6 +455,8 @@ class DistroNode:
             )
         self.state = state
         self.ready = state is not NodeState.CATCHING_UP  # read by the hot path: a plain bool
+        if state is NodeState.SERVING:
+            self._reads_held = False  # (``stalled``)
         self._gate_fast_beats()
 
     def _gate_fast_beats(self) -> None:
@@ -794,6 +798,17 @@ class DistroNode:
                     req.req_id,
                     req.op,
                 )
+            if t in _READS and self._reads_held:
+                self._settle(now)
+                if self._reads_held:
+                    raise RequestRejected(
+                        ErrorCode.UNAVAILABLE,
+                        f"{req.op}: node {self.address} was stopped long enough for its peers "
+                        "to count it down and is resyncing with them: what changed meanwhile "
+                        "may be missing here: ask another node, or again in a moment",
+                        req.req_id,
+                        req.op,
+                    )
             if t in _READS and not self.ready:
                 raise RequestRejected(
                     ErrorCode.UNAVAILABLE,
@@ -974,7 +989,7 @@ class DistroNode:
                 result = replace(result, minority=minority)
         elif t is Ping and type(result) is PingResult:
             if not self.ready:  # a readiness probe's answer (``meshreg ping --ready``)
-                result = replace(result, ready=False)
+                result = replace(result, ready=False, held_by=self.held_by)
             elif self._knows_members(now):
                 counts = self._member_counts()  # what a client seeking a majority asks
                 if counts[1] > 1:
@@ -2189,9 +2204,16 @@ class DistroNode:
     def stall_after(self) -> float:
         return self._stall_after
 
-    def stalled(self, now: float) -> None:
+    def has_peers(self) -> bool:
+        return bool(self.membership.peers)
+
+    def stalled(self, now: float, silent_for: float) -> None:
         """After a stall: beacons may be waiting unread, so peers' silence counts from
-        now; and a fresh round with each of them before the next sweep."""
+        now; and a fresh round with each of them before the next sweep.  A stall long
+        enough for the peers to count this node down (``silent_for``) holds reads too
+        until those rounds are done: what changed meanwhile went to the others only, and
+        this table would answer with what it held before (review36 F1: a deregistered
+        instance listed healthy, as ``synced``, for 0.25 s after SIGCONT)."""
         for peer in self.membership.up_peers():
             peer.last_heard = max(peer.last_heard, now)
             if peer.node_id:
@@ -2203,6 +2225,8 @@ class DistroNode:
         self._resync_until = until
         if self._resync:
             self._to(NodeEvent.STALLED)
+            absent_after = self.cluster.peer_timeout - self.cluster.beacon_interval
+            self._reads_held = self._reads_held or silent_for >= absent_after
 
     def may_judge(self, now: float) -> tuple[bool, bool]:
         """Sweep only when serving (ready, resynced after a stall); evict only if not
@@ -2220,7 +2244,10 @@ class DistroNode:
             return "clock off the other nodes': owns nothing, serves no reads (fix its NTP)"
         if self.state is NodeState.CATCHING_UP:
             if self.held_by:
-                return f"held out of the members by {', '.join(self.held_by)} (a crash loop?)"
+                return (
+                    f"held out of the members by {', '.join(self.held_by)} (it restarted "
+                    "again and again: a crash loop to them, or planned restarts in a row)"
+                )
             return "catching up"
         if self.state is NodeState.RESYNCING:
             return "resyncing after a stall"
@@ -2249,14 +2276,16 @@ class DistroNode:
     def cluster_result(self, now: float) -> ClusterResult:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
-        state = "up" if self.ready else "catching up"
+        state = "up" if self.ready else HELD_OUT if self.held_by else "catching up"
         if self.clock_skewed:
             state = CLOCK_OFF
         members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True)]
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
-            if peer.state is MemberState.UP and (not peer.ready or peer.node_id in self._holding):
-                state = "catching up"  # (held: counted out, whatever its beacons say)
+            if peer.state is MemberState.UP and peer.node_id in self._holding:
+                state = HELD_OUT  # counted out, whatever its beacons say
+            elif peer.state is MemberState.UP and not peer.ready:
+                state = "catching up"
             elif peer.state is MemberState.UP and peer.clock_far and self.clock_trusted:
                 state = CLOCK_OFF  # counted out: clients route nothing to it
             counts = owned.get(peer.node_id or "", [0, 0])

@@ -113,6 +113,11 @@ class StallDetected:
     # after that turn: a config plane judging its absence by ``late`` missed pauses just
     # past the peer timeout and served reads older than what was acknowledged meanwhile)
     silent_for: float = 0.0
+    # the stall outlasted half of how long removals are remembered (core/registry
+    # TOMBSTONE_TTL) on a node with peers: its table may hold instances removed meanwhile
+    # whose tombstones are gone, and would bring them back on every node (review36 F3):
+    # the node starts over, empty, and catches up from its peers as after a restart
+    start_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Hashable
+from dataclasses import replace
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -121,6 +122,10 @@ STALLS_KEPT = 64
 HELD_SWEEP_RETRY = 0.25  # s; a sweep the node may not run yet (resyncing) is asked again then
 EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment's basis
 TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
+# a stall this share of TOMBSTONE_TTL or longer makes a node with peers start over (the
+# removals made early in it may be forgotten by the time it ends: ``StallDetected``)
+START_OVER_SHARE = 0.5
+HELD_LIST_MAX = 1000  # instances a listed session renewal names (``SessionRenewed.held``)
 
 
 class Role(Protocol):
@@ -161,8 +166,13 @@ class Role(Protocol):
         """s a tick may come later than asked before the node suspects it was stopped."""
         ...
 
-    def stalled(self, now: float) -> None:
-        """The node found it was stopped (``check_stall``): what else that means."""
+    def stalled(self, now: float, silent_for: float) -> None:
+        """The node found it was stopped (``check_stall``) after ``silent_for`` s without
+        a turn: what else that means."""
+        ...
+
+    def has_peers(self) -> bool:
+        """Whether there are peers to catch up from (``StallDetected.start_over``)."""
         ...
 
 
@@ -194,8 +204,11 @@ class LoneRole:
     def stall_after(self) -> float:
         return self.policy.unhealthy_after / 3
 
-    def stalled(self, now: float) -> None:
+    def stalled(self, now: float, silent_for: float) -> None:
         pass
+
+    def has_peers(self) -> bool:
+        return False
 
 
 class RegistryNode:
@@ -345,7 +358,8 @@ class RegistryNode:
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now, True, client)
             self.renew_session(req.session, req.namespace, now, now)
-            return SessionRenewed(sess.count, known, unhealthy_after=self.policy.unhealthy_after)
+            renewed = SessionRenewed(sess.count, known, unhealthy_after=self.policy.unhealthy_after)
+            return renewed if not req.listed else _with_held(renewed, sess)
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now, True, client)
@@ -1058,10 +1072,12 @@ class RegistryNode:
         stopped = min(last, asked)  # stopped after its last turn, or it would have woken
         self.own_stalls.append((stopped, now))
         self.resumed_at = now
+        silent = now - last
+        start_over = silent >= TOMBSTONE_TTL * START_OVER_SHARE and self.role.has_peers()
         self._effects.append(
-            StallDetected(round(late, 3), self.policy.unhealthy_after, round(now - last, 3))
+            StallDetected(round(late, 3), self.policy.unhealthy_after, round(silent, 3), start_over)
         )
-        self.role.stalled(now)
+        self.role.stalled(now, silent)
         return True
 
     def tick_health(self, now: float) -> float:
@@ -1220,3 +1236,16 @@ def _everything(key: ServiceKey) -> bool:
 
 def _over_quota(exceeded: QuotaExceeded, req: Request) -> RequestRejected:
     return RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, exceeded.message, req.req_id, req.op)
+
+
+def _with_held(renewed: SessionRenewed, sess: SessionRecord) -> SessionRenewed:
+    """``renewed`` naming the session's instances here (at most HELD_LIST_MAX): its client
+    deregisters those it no longer holds, whose deregistration this node never got (lost
+    with the node that applied it, review36 F2)."""
+    held: list[tuple[ServiceKey, InstanceId]] = []
+    for key, ids in sess.instances.items():
+        for iid in ids:
+            if len(held) == HELD_LIST_MAX:
+                return replace(renewed, held=tuple(held), held_more=True)
+            held.append((key, iid))
+    return replace(renewed, held=tuple(held))

@@ -87,6 +87,9 @@ class SessionRenew:
     req_id: int
     namespace: str
     session: str
+    # list the session's instances in the reply (``SessionRenewed.held``): the client
+    # holds fewer than the node says and looks for those it no longer registers
+    listed: bool = False
     op = "session_renew"
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshreg.core.cluster_messages import DigestPage, ReconcileReply
-from meshreg.model import ServiceKey
+from meshreg.model import InstanceId, ServiceKey
 
 if TYPE_CHECKING:
     from meshreg.core.quotas import LimitsPolicy
@@ -96,6 +96,9 @@ class PingResult:
     # members): whether it sees a majority (a client cut off from one moves to it)
     members: tuple[int, int] | None = None
     ready: bool = True  # False while the node catches up from its peers (registry)
+    # not ready because these peers hold it out of the members (it restarted again and
+    # again: DISTRO.md "A node that keeps restarting"), not because it is catching up
+    held_by: tuple[str, ...] = ()
     config_ready: bool | None = None  # the config center's ready gate (runtime's; None: none)
     # s without a beat before it marks an instance unhealthy: a client that beats per
     # instance learns it here (a session's open says it too) and beats often enough
@@ -122,6 +125,10 @@ class SessionRenewed:
     # s, the node's ``unhealthy_after``: a client that opened its session before an
     # operator lowered it renews fast enough again (review27 F6: its instances flapped)
     unhealthy_after: float | None = None
+    # asked for (``SessionRenew.listed``): the session's instances here, at most
+    # HELD_LIST_MAX (``held_more``: there are more); None: not asked
+    held: tuple[tuple[ServiceKey, InstanceId], ...] | None = None
+    held_more: bool = False
 
 
 @dataclass(frozen=True, slots=True)

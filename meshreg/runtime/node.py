@@ -32,6 +32,7 @@ from meshreg import __version__
 from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET
 from meshreg.config import NodeConfig, load_node_config
 from meshreg.configcenter.model import ConfigKey
+from meshreg.core import registry as registry_module
 from meshreg.core.client_limits import ClientHoldings, ReadRate
 from meshreg.core.distro import DistroNode, NodeState
 from meshreg.core.effects import (
@@ -236,6 +237,15 @@ _RELAYED_WRITES = (
     SetService,
 )
 _UNDECODED: Any = object()  # _serve's msg: the body is still to be decoded
+
+
+class StartOver(BaseException):
+    """The node must start over, empty (``StallDetected.start_over``): raised out of the
+    loop before it serves anything more, so ``run`` ends; whoever runs the node runs a
+    new one (``meshreg node`` does).  A BaseException: no ``except Exception`` on the
+    way (a request's error handling) may swallow it."""
+
+
 # requests that may open a session: counted in their client's share (core/sessions)
 _SESSION_OPENS = (SessionOpen, SessionRenew, RegisterInstance, RegisterBatch)
 
@@ -2235,6 +2245,17 @@ class NodeRuntime:
                     )
                 case StallDetected():
                     silent = max(effect.late, effect.silent_for)  # (see StallDetected)
+                    if effect.start_over:
+                        log.error(
+                            "this node was stalled for %.0fs (stopped, frozen or suspended), "
+                            "longer than half of the %gs the cluster remembers removals: its "
+                            "table may hold instances removed meanwhile and would bring them "
+                            "back on every node; starting over, empty, to catch up from its "
+                            "peers as after a restart",
+                            silent,
+                            registry_module.TOMBSTONE_TTL,
+                        )
+                        raise StartOver(silent)
                     self.configs.stalled(now + self._wall_offset, silent)
                     log.warning(
                         "this node was stalled for %.1fs (stopped, frozen or starved): judging "

@@ -832,7 +832,10 @@ def _session_op(
         raise _reject(req_id, op, "field 'session' is required (the id session_open returned)")
     sid = _session_id(session, req_id, op)
     if op == "session_renew":
-        return SessionRenew(req_id, ns, sid)
+        listed = msg.get("list", False)
+        if type(listed) is not bool:
+            raise _reject(req_id, op, "field 'list' must be true or false")
+        return SessionRenew(req_id, ns, sid, listed)
     return SessionClose(req_id, ns, sid, _deadline(msg, req_id, op))
 
 

@@ -94,6 +94,8 @@ def ping_map(r: PingResult) -> dict[str, Any]:
     if r.members is not None:
         out["members_up"], out["members"] = r.members
     out["ready"] = r.ready
+    if r.held_by:
+        out["held_by"] = list(r.held_by)
     if r.config_ready is not None:
         out["config_ready"] = r.config_ready
     if r.unhealthy_after is not None:
@@ -118,6 +120,13 @@ def session_renewed_map(r: SessionRenewed) -> dict[str, Any]:
         out["members_up"], out["members"] = r.minority
     if r.unhealthy_after is not None:
         out["unhealthy_after"] = r.unhealthy_after
+    if r.held is not None:
+        out["held"] = [
+            {"group": k.group, "service": k.service, "ip": i.ip, "port": i.port,
+             "cluster": i.cluster}
+            for k, i in r.held
+        ]  # fmt: skip
+        out["held_more"] = r.held_more
     return out
 
 

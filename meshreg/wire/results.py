@@ -175,6 +175,8 @@ def check_ping(result: Any) -> dict[str, Any]:
     _optional(r, "members_up", _int, "members_up")
     _optional(r, "members", _int, "members")
     _optional(r, "unhealthy_after", _number, "unhealthy_after")
+    for i, who in enumerate(_list(r.get("held_by", []), "held_by")):
+        _str(who, f"held_by[{i}]", MAX_ADDRESS_LEN)
     return r
 
 
@@ -216,6 +218,13 @@ def check_session_renew(result: Any) -> dict[str, Any]:
     _optional(r, "members_up", _int, "members_up")
     _optional(r, "members", _int, "members")
     _optional(r, "unhealthy_after", _number, "unhealthy_after")
+    _optional(r, "held_more", _bool, "held_more")
+    for i, e in enumerate(_list(r.get("held", []), "held")):
+        m = _map(e, f"held[{i}]")
+        for name in ("group", "service", "ip", "cluster"):
+            if type(m.get(name)) is not str:
+                raise _bad(f"held[{i}].{name} must be a string")
+        _int(m.get("port"), f"held[{i}].port")
     return r
 
 

@@ -7,8 +7,14 @@ import pytest
 from session_harness import PONG, SID, Handle, Harness, registration
 
 from meshreg.client.actions import Complete, DirectSend
-from meshreg.client.commands import CloseSession, Deregister, Register, RegisterBatch
-from meshreg.client.session import SHORT_RENEWALS
+from meshreg.client.commands import (
+    CloseSession,
+    Deregister,
+    Register,
+    RegisterBatch,
+    Registration,
+)
+from meshreg.client.session import LONG_RENEWALS, SHORT_RENEWALS
 from meshreg.errors import ErrorCode
 from meshreg.log_limiter import LOG_INTERVAL
 
@@ -420,3 +426,49 @@ def test_a_per_instance_client_learns_a_short_unhealthy_after_from_its_ping() ->
     sent = len(h.requests("beat"))
     h.advance(300)
     assert len(h.requests("beat")) == sent + 1
+
+
+def _held(*regs: Registration) -> list[dict[str, object]]:
+    return [{"group": r.key.group, "service": r.key.service, "ip": r.iid.ip,
+             "port": r.iid.port, "cluster": r.iid.cluster} for r in regs]  # fmt: skip
+
+
+def test_instances_the_node_holds_in_the_session_beyond_ours_are_deregistered_again() -> None:
+    """review36 F2: a deregistration acknowledged by a node that died before passing it
+    on left the instance on every other node, named in this client's session, whose
+    renewals then kept it alive for good.  Renewals that hold more than this client holds
+    (three in a row) make the next one ask the node to name them; those this client does
+    not hold, nor is registering, are deregistered again (and said so, once)."""
+    h = Harness(beat_ms=1000, session=True)
+    registered(h, 3, session=True)
+    gone = registration(3, session=True)  # deregistered by this client; the node kept it
+    for _ in range(LONG_RENEWALS):
+        h.advance(1000)
+        (renewal,) = h.unanswered("session_renew")
+        assert "list" not in renewal.fields
+        h.reply(renewal, {"instances": 4})
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    assert renewal.fields.get("list") is True
+    kept = [registration(n, session=True) for n in range(3)]
+    h.reply(renewal, {"instances": 4, "held": _held(*kept, gone), "held_more": False})
+    (dereg,) = h.unanswered("deregister")
+    assert (dereg.fields["ip"], dereg.fields["port"]) == (gone.iid.ip, gone.iid.port)
+    assert len([x for x in h.logs() if "deregistering them again" in x]) == 1
+    assert h.core.strays_dropped == 1
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    assert "list" not in renewal.fields  # named once: no more listing
+
+
+def test_a_registration_in_flight_is_not_taken_for_a_stray() -> None:
+    h = Harness(beat_ms=1000, session=True)
+    registered(h, 2, session=True)
+    late = registration(5, session=True)
+    h.do(Register(late, 5.0, Handle()))  # not acknowledged yet; the node holds it already
+    for _ in range(LONG_RENEWALS + 1):
+        h.advance(1000)
+        for renewal in h.unanswered("session_renew"):
+            held = [registration(n, session=True) for n in range(2)] + [late]
+            h.reply(renewal, {"instances": 3, "held": _held(*held)})
+    assert h.unanswered("deregister") == []

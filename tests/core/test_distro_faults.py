@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import msgpack
+import pytest
 from answers import peer_reply, served_map, stats_map
 
 from meshreg.config import ClusterPolicy
@@ -16,6 +17,7 @@ from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.registry import RegistryNode
 from meshreg.core.requests import Reconcile
+from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import parse_request
 from meshreg.wire.peer import Beacon, ReplicatedDelta, ServicePayload, parse_peer_request
@@ -980,3 +982,75 @@ def test_a_peer_silent_for_a_peer_timeout_does_not_halve_a_nodes_lead() -> None:
         m.step(0.5)
     assert [p.node_id for p in m.node.membership.up_peers()] == ["n2"]
     assert abs(m.node.registry.clock_lead + 8.0) < 0.01
+
+
+def test_a_stall_past_half_the_removal_memory_makes_a_member_start_over() -> None:
+    """review36 F3: a node stopped longer than the cluster remembers removals (600 s) came
+    back with instances removed meanwhile, their tombstones gone, and its table brought
+    them back on every node.  From half of that on, the stall says the node must start
+    over (empty, caught up from its peers); shorter stalls resync as before."""
+    from meshreg.core.registry import START_OVER_SHARE, TOMBSTONE_TTL
+
+    m = Member()
+    m.effects.clear()
+    m.now += TOMBSTONE_TTL * START_OVER_SHARE - 5.0
+    m.step()
+    (short,) = [e for e in m.effects if isinstance(e, StallDetected)]
+    assert not short.start_over
+    m.run(1.0)
+    m.effects.clear()
+    m.now += TOMBSTONE_TTL * START_OVER_SHARE + 1.0
+    m.step()
+    (long,) = [e for e in m.effects if isinstance(e, StallDetected)]
+    assert long.start_over and long.silent_for >= TOMBSTONE_TTL * START_OVER_SHARE
+
+
+def test_a_lone_node_never_starts_over_after_a_stall() -> None:
+    """Alone, its table is the only one: nobody to catch up from."""
+    from meshreg.core.registry import TOMBSTONE_TTL
+
+    node = RegistryNode(POLICY, 1, 0.0)
+    node.tick(0.0)
+    node.take_effects()
+    node.tick(TOMBSTONE_TTL * 2)
+    (stall,) = [e for e in node.take_effects() if isinstance(e, StallDetected)]
+    assert not stall.start_over
+
+
+def _read(m: Member, key: ServiceKey) -> object:
+    body = {"v": 1, "id": 2, "op": "instances", "namespace": key.namespace,
+            "group": key.group, "service": key.service}  # fmt: skip
+    return served_map(m.node, parse_request(msgpack.packb(body)), m.now)
+
+
+def _finish_rounds(m: Member) -> None:
+    for call in [e for e in m.effects if isinstance(e, PeerCall) and e.op != "beacon"]:
+        peer_reply(m.node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+    m.effects.clear()
+    m.step()
+
+
+def test_after_a_stall_its_peers_noticed_reads_wait_for_the_resync() -> None:
+    """review36 F1: a node resumed from a stall its peers counted it down for answered
+    reads from its pre-stall table (a deregistered instance listed healthy, ``synced``)
+    until its resync rounds were done.  Reads are refused meanwhile (UNAVAILABLE, as
+    while catching up); a stall too short for the peers to notice holds none."""
+    m = Member()
+    (key,) = keys_owned_by("n1", ("n1", "n2", "n3"), 1)
+    m.request("register", key)
+    m.run(1.0)
+    m.effects.clear()
+    m.now += 0.9  # a stall (> 0.5 s), shorter than the peers' absent_after (1.25 s)
+    m.step()
+    assert any(isinstance(e, StallDetected) for e in m.effects)
+    assert "instances" in str(_read(m, key)), "a short stall must not hold reads"
+    _finish_rounds(m)
+    m.run(1.0)
+    m.effects.clear()
+    m.now += 8.0  # the peers counted it down
+    m.step()
+    with pytest.raises(RequestRejected) as refused:
+        _read(m, key)
+    assert refused.value.code == ErrorCode.UNAVAILABLE and "resyncing" in str(refused.value)
+    _finish_rounds(m)  # a round with each peer
+    assert "instances" in str(_read(m, key))

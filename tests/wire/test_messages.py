@@ -531,3 +531,12 @@ def test_a_deadline_is_read_in_milliseconds_and_a_batch_gives_its_own_to_every_e
     for body in (setting, close):
         exc = rejected(msgpack.packb({**body, "deadline": "soon"}))
         assert exc.code is ErrorCode.INVALID_ARGUMENT and "'deadline'" in exc.message
+
+
+def test_session_renew_may_ask_for_the_session_s_instances() -> None:
+    """review36 F2: ``list`` asks the node to name what it holds in the session."""
+    renew = {"v": 1, "id": 3, "op": "session_renew", "session": "5e" * 16}
+    assert parse_request(msgpack.packb(renew)).listed is False
+    assert parse_request(msgpack.packb({**renew, "list": True})).listed is True
+    exc = rejected(msgpack.packb({**renew, "list": 1}))
+    assert exc.code is ErrorCode.INVALID_ARGUMENT and "'list'" in exc.message

@@ -144,3 +144,23 @@ def test_split_address_forms() -> None:
         except RemoteProtocolError:
             continue
         raise AssertionError(f"{bad!r} accepted")
+
+
+def test_a_listed_session_renewal_round_trips_and_bad_lists_are_refused() -> None:
+    from meshreg.core.results import SessionRenewed
+    from meshreg.model import InstanceId
+    from meshreg.wire.result_maps import session_renewed_map
+
+    key = ServiceKey("public", "g", "s")
+    held = ((key, InstanceId("10.0.0.1", 80, "DEFAULT")),)
+    wire = session_renewed_map(SessionRenewed(1, True, held=held, held_more=True))
+    renewal = decode_result("session_renew", check_result("session_renew", wire))
+    assert renewal.held == (("g", "s", "10.0.0.1", 80, "DEFAULT"),) and renewal.held_more
+    assert "held" not in session_renewed_map(SessionRenewed(1, True))
+    entry = {"group": "g", "service": "s", "ip": "x", "port": 80, "cluster": "D"}
+    for bad in ([{**entry, "port": "80"}], [{**entry, "group": 1}], ["x"]):
+        try:
+            check_result("session_renew", {"instances": 1, "held": bad})
+        except RemoteProtocolError:
+            continue
+        raise AssertionError(f"accepted held={bad!r}")
