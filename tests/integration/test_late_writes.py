@@ -37,6 +37,8 @@ def _listed(node: NodeProcess, service: str) -> list[str] | None:
         reply = raw_request(node.port, {"v": 1, "id": 1, "op": "instances", "service": service}, 2)
     except zmq.Again:  # a frozen node does not answer
         return None
+    if not reply["ok"] and reply["error"]["name"] == "UNAVAILABLE":
+        return None  # (back from the freeze: no read before it has resynced)
     return sorted(f"{i['ip']}:{i['port']}" for i in reply["result"]["instances"])
 
 

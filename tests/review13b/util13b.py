@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from conftest import CLUSTER_TIMINGS
@@ -18,7 +19,13 @@ def views(nodes: list[NodeProcess], service: str) -> list[dict[str, tuple[bool, 
     out = []
     for n in nodes:
         body = {"v": 1, "id": 1, "op": "instances", "service": service, "healthy_only": False}
-        reply = raw_request(n.port, body)
+
+        def answered(n: NodeProcess = n, body: dict[str, Any] = body) -> dict[str, Any] | None:
+            reply = raw_request(n.port, body)  # a node back from a freeze refuses reads
+            refused = reply.get("error", {}).get("name") == "UNAVAILABLE"  # until resynced
+            return None if refused else reply
+
+        reply = wait_until(answered, 10, 0.05, f"{n.address} answers a read")
         assert reply["ok"], reply
         out.append(
             {
