@@ -898,7 +898,7 @@ class RegistryNode:
         configs' bounded by ``max_configs``): a rate-limited read, never on a hot path."""
         services, configs, visible = self.store.namespaces, req.configs, req.visible
         if req.readable is not None:  # a confined client: what it may read, counted
-            services = self.store.count_by_namespace(req.readable, visible)
+            services = self.store.count_by_namespace(req.readable, visible, req.whole)
         holding = {ns for ns, n in services.items() if n}
         holding.update(ns for ns, n in configs.items() if n)
         names = sorted(ns for ns in holding if ns > req.after and (visible is None or visible(ns)))

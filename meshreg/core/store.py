@@ -1108,16 +1108,37 @@ class RegistryStore:
             rec.metadata = metadata
 
     def count_by_namespace(
-        self, readable: Callable[[ServiceKey], bool], namespaces: Callable[[str], bool] | None
+        self,
+        readable: Callable[[ServiceKey], bool],
+        namespaces: Callable[[str], bool] | None,
+        whole: Callable[[str], bool] | None = None,
     ) -> dict[str, int]:
         """``namespaces``' counts of the services (with instances or settings) that
         ``readable`` accepts, in the namespaces ``namespaces`` accepts (None: all): what a
-        client the ACL confines may be told.  O(services): for a rate-limited read."""
+        client the ACL confines may be told.  A namespace ``whole`` accepts (the client may
+        read all of it) takes its running count; only the others' services are looked at,
+        one namespace at a time: O(namespaces + services of those), not O(every service
+        of every tenant), which cost 180 ms of the loop per request (review37 F6)."""
         counts: dict[str, int] = {}
-        for key in set(self.services).union(self.settings):
-            ns = key.namespace
-            if (namespaces is None or namespaces(ns)) and readable(key):
-                counts[ns] = counts.get(ns, 0) + 1
+        partial = []
+        for ns, n in self.namespaces.items():
+            if namespaces is not None and not namespaces(ns):
+                continue
+            if whole is not None and whole(ns):
+                counts[ns] = n
+            else:
+                partial.append(ns)
+        if not partial:
+            return counts
+        wanted = set(partial)
+        settings = [k for k in self.settings if k.namespace in wanted]
+        for ns in partial:
+            index = self._index.get(ns)
+            keys = set(index.after(ServiceKey(ns, "", ""), inclusive=True)) if index else set()
+            keys.update(k for k in settings if k.namespace == ns)
+            n = sum(1 for key in keys if readable(key))
+            if n:
+                counts[ns] = n
         return counts
 
     def recount(self) -> dict[str, int]:

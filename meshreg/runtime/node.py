@@ -1741,8 +1741,11 @@ class NodeRuntime:
         def config_group(ns: str, group: str) -> bool:  # config reads: the group's "*"
             return principal.may_all(Access.READ, ns, group)
 
+        def whole(ns: str) -> bool:
+            return principal.may_all(Access.READ, ns)
+
         configs = store.live_by_namespace_where(config_group)
-        return replace(req, configs=configs, visible=visible, readable=readable)
+        return replace(req, configs=configs, visible=visible, readable=readable, whole=whole)
 
     def _sealed_cursor(self, req: ListServices, result: ServicesResult) -> ServicesResult:
         """Seal a filtered page's cursor that names a service the client may not read."""

@@ -101,3 +101,31 @@ def test_bad_fields_are_refused_naming_them(fields: dict[str, Any], problem: str
         parse_request(body)
     assert info.value.code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE)
     assert problem in info.value.message
+
+
+def test_a_confined_client_s_counts_look_only_at_the_namespaces_it_reads_in_part() -> None:
+    """review37 F6: every ``namespaces`` request of a client that may not read everything
+    looked at every service of every tenant (180 ms of the loop per request with 56,000
+    services).  A namespace it may read whole takes its running count; only namespaces it
+    reads in part are looked at, and the counts are what a look at every service gives."""
+    node = RegistryNode(HealthPolicy(), 7, 0.0)
+    for ns, n in (("mine", 30), ("part", 5), ("other", 40)):
+        for i in range(n):
+            key = ServiceKey(ns, "G", f"s{i}")
+            served_map(node, RegisterInstance(1, key, IID, 1.0, True, {}), 0.0)
+    served_map(node, SetService(1, ServiceKey("part", "G", "only-settings"), 0.5, {}), 0.0)
+    looked: list[ServiceKey] = []
+
+    def readable(key: ServiceKey) -> bool:
+        looked.append(key)
+        return key.namespace == "mine" or key.service in ("s0", "s1", "s2")
+
+    req = parse_request(msgpack.packb({"v": 1, "id": 1, "op": "namespaces"}))
+    req = replace(req, visible=lambda ns: ns in ("mine", "part"), readable=readable,
+                  whole=lambda ns: ns == "mine")  # fmt: skip
+    r = served_map(node, req, 1.0)
+    assert r["namespaces"] == [
+        {"namespace": "mine", "services": 30, "configs": 0},
+        {"namespace": "part", "services": 3, "configs": 0},  # s0, s1, s2 (not s3, s4, "only-")
+    ]
+    assert {k.namespace for k in looked} == {"part"} and len(looked) == 6
