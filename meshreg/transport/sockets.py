@@ -47,6 +47,13 @@ ROUTER_SNDHWM = CLIENT_REPLY_HWM  # replies queued per client connection; then a
 PEER_SNDHWM = 100_000  # replies queued per peer connection (peers are authenticated nodes)
 ROUTER_RCVHWM = 1_000  # requests queued per connection; then TCP backpressure, not memory
 PEER_RCVHWM = 100_000  # requests queued per peer (peers are authenticated nodes)
+# No limit on what a connecting peer socket (replication SUB, peer DEALER) queues for the
+# loop: a full queue stops libzmq's input on that connection, its heartbeats then time it
+# out, and the connection made again aborts the process when the loop reads on (libzmq
+# issue 3937, open in 4.3.5: "Assertion failed: _input_stopped"; review37 F7, every node
+# of a cluster loaded by one tenant's 56,000 registrations).  What a peer sends is
+# bounded by its own send queue and the node's own calls; the loop catches up.
+CONNECTING_PEER_RCVHWM = 0
 # The reply ROUTERs (P, P+3): a send to a connection whose queue is full raises zmq.Again
 # (to one that closed, EHOSTUNREACH) at once, never blocks: transport/replies.py drops
 # and counts it
@@ -324,6 +331,7 @@ def connect_replication_socket(
     sock: zmq.Socket[Any] = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, REPLICATION_FRAME_BYTES)
+    sock.setsockopt(zmq.RCVHWM, CONNECTING_PEER_RCVHWM)
     if liveness is not None:
         set_options(sock, liveness.connecting())
     curve_client(sock, keys, keys.public if keys else None)

@@ -28,6 +28,7 @@ from meshreg.transport.base import Poller, RecvFn, SendFn
 from meshreg.transport.descriptors import AcceptMonitor
 from meshreg.transport.handshakes import HandshakeWatch
 from meshreg.transport.sockets import (
+    CONNECTING_PEER_RCVHWM,
     CurveKeys,
     PeerLiveness,
     bind_notify_socket,
@@ -180,7 +181,7 @@ class ZmqTransport:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # no live connection: a send fails at once
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
-        sock.setsockopt(zmq.RCVHWM, PEER_HWM)
+        sock.setsockopt(zmq.RCVHWM, CONNECTING_PEER_RCVHWM)  # (libzmq issue 3937)
         sock.setsockopt(zmq.MAXMSGSIZE, limits.MAX_PEER_REPLY_BYTES)
         set_options(sock, self.peer_liveness.connecting())
         keys = self.keys
