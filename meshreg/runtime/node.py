@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import secrets
 import socket
 import sqlite3
@@ -86,7 +87,12 @@ from meshreg.runtime.notify_outbox import NotifyOutbox
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.sd_notify import SystemdNotifier
-from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
+from meshreg.runtime.subscription_gate import (
+    MAX_REFUSED,
+    SubscriptionGate,
+    is_config_topic,
+    topic_key,
+)
 from meshreg.runtime.sync_pacer import SyncPacer
 from meshreg.security.acl import ALL, NODE, OPEN, Access, Acl, Principal
 from meshreg.security.authz import authorize, authorize_entries, authorize_topic
@@ -185,6 +191,7 @@ else:  # pragma: no cover
         raise AssertionError(f"unhandled: {value!r}")
 
 
+OVERFLOW_RESET_EVERY = 1.0  # s; at most one drop of the notification connections (F1)
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
 # flood of batches must not keep beacons, renewals and peers waiting
@@ -386,6 +393,8 @@ class NodeRuntime:
         self.outbox = NotifyOutbox(self._send_notification, self._notify_lossy)
         self._forwards_view = -1  # the member view the pending forwards were checked in
         self.sync_pacer = SyncPacer()  # a topic's subscription syncs: one per 0.2 s at most
+        self.notification_resets = 0  # every notification connection dropped (ACL, F1)
+        self._overflow_reset_at = -math.inf  # the last drop for refused subscriptions
         self._repl_pub: Channel | None = None
         self._repl_sub: Channel | None = None
         self._peers: PeerLinks | None = None
@@ -515,6 +524,8 @@ class NodeRuntime:
             "accept_failures": transport.get("accept_failures", 0),
             "subscriptions_admitted": self.gate.total,
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
+            "subscriptions_refused_held": self.gate.refused_held,  # libzmq holds them (F1)
+            "notification_resets": self.notification_resets,
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
             "deltas_notified_as_sync": self._deltas_as_sync,
@@ -586,11 +597,31 @@ class NodeRuntime:
             # checked once, when admitted: drop every notification connection so that
             # each subscribes again under the new ACL (a revoked key cannot even
             # reconnect). Subscribers lose nothing: each new subscription gets a sync.
-            self.transport.reset_notifications()
+            self._reset_notifications()
             log.info(
                 "reload: the ACL changed: dropped every notification connection; "
                 "subscribers reconnect and are admitted under the new ACL"
             )
+
+    def _reset_notifications(self) -> None:
+        if self.transport is not None:
+            self.transport.reset_notifications()
+            self.notification_resets += 1
+
+    def _refused_overflow(self, now: float) -> None:
+        """Too many refused subscriptions held (runtime/subscription_gate): drop every
+        notification connection, at most once per ``OVERFLOW_RESET_EVERY``; their
+        unsubscriptions empty the gate's table and subscribers reconnect (review37 F1)."""
+        if now - self._overflow_reset_at < OVERFLOW_RESET_EVERY:
+            return
+        self._overflow_reset_at = now
+        self._reset_notifications()
+        log.warning(
+            "dropped every notification connection: %d refused subscriptions held (above "
+            "%d; a client subscribing to topics it may not read?); subscribers reconnect",
+            self.gate.refused_held,
+            MAX_REFUSED,
+        )
 
     def _check_session_access(self, principal: Principal, req: SessionRenew, now: float) -> None:
         """A client's session renewal: its instances in services the client may no longer
@@ -1942,7 +1973,7 @@ class NodeRuntime:
             try:
                 frame = xpub.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                break
             msg = frame.bytes
             if not msg or msg[0] not in (0, 1):
                 continue  # XPUB upstream data we do not use
@@ -1998,6 +2029,8 @@ class NodeRuntime:
                         "full": f"the node holds {gate.max_subscriptions} subscriptions",
                     }[why],
                 )
+        if gate.overflowing:
+            self._refused_overflow(now)
 
     def _deferred_syncs(self, now: float) -> None:
         """The syncs of topics subscribed again within their window, one per topic (the
