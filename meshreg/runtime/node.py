@@ -1610,7 +1610,11 @@ class NodeRuntime:
                 if type(result) is ServicesResult and type(req) is ListServices:
                     result = self._sealed_cursor(req, result)
                 elif type(result) is StatsResult:
-                    result = replace(result, runtime=self._runtime_stats())
+                    requests = dict(result.requests)  # with the config gets answered
+                    fast = self.configs.fast_gets  # in the drain (review37 F3)
+                    if fast:
+                        requests["config_get"] = requests.get("config_get", 0) + fast
+                    result = replace(result, runtime=self._runtime_stats(), requests=requests)
                 elif type(result) is PingResult:  # a readiness probe: the config center's
                     result = replace(result, config_ready=self.configs.ready)
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
