@@ -1420,6 +1420,8 @@ class NodeRuntime:
                 answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.registry.holds)
+            elif type(answer) is not Forward:  # (a forward's: when the owner answers)
+                self._settle_holdings(req, type(answer) is Rejected)
             if type(answer) is SplitBatch:
                 return self._split_batch(envelope, answer, now)
             if type(answer) is Forward:
@@ -1636,10 +1638,17 @@ class NodeRuntime:
             why = self.holdings.admit(client, req.key, req.instance, now)
             if why is not None:
                 raise RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, why, req.req_id, "register")
-        elif kind is DeregisterInstance:
-            self.holdings.release(client, req.key, req.instance)
         elif kind in _EXPENSIVE_READS:
             self._read_allowed(client, req, now)
+
+    def _settle_holdings(self, req: Any, refused: bool) -> None:
+        """A client's count of instances after its write was answered (core/client_limits
+        ``release_gone``): a deregister frees the instance only if it is gone from the
+        store (one refused, e.g. as late, frees nothing: review37 F5), and so does a
+        register refused here (counted when admitted)."""
+        kind = type(req)
+        if kind is DeregisterInstance or (kind is RegisterInstance and refused):
+            self.holdings.release_gone(req.key, req.instance, self.core.registry.holds)
 
     def _screen_batch(self, principal: Principal, req: RegisterBatch, now: float) -> RegisterBatch:
         """A batch's entries through the ACL and the client's quota, one by one: an entry
@@ -1851,6 +1860,7 @@ class NodeRuntime:
                         self._limiter.warning(
                             "written", now, "bad write result from %s: %s", pending.address, exc
                         )
+                    self._settle_holdings(pending.request.request, False)
                 self.replies.send(router, pending.envelope + [frames[2]], now)
             elif len(frames) == 2 and frames[0] == CONFIG_FRAME:  # a forward's answer
                 try:
@@ -1909,6 +1919,7 @@ class NodeRuntime:
         router = self._router
         assert router is not None
         answer = self.core.forward_failed(pending.request, now)
+        self._settle_holdings(pending.request.request, type(answer) is Rejected)
         match answer:
             case Reply():
                 body = encode_ok(answer.req_id, answer.result)
