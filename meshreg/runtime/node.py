@@ -95,7 +95,7 @@ from meshreg.runtime.subscription_gate import (
 )
 from meshreg.runtime.sync_pacer import SyncPacer
 from meshreg.security.acl import ALL, NODE, OPEN, Access, Acl, Principal
-from meshreg.security.authz import authorize, authorize_entries, authorize_topic
+from meshreg.security.authz import authorize, authorize_entries, authorize_topic, permits
 from meshreg.security.cursors import CursorSeal
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
@@ -1620,7 +1620,7 @@ class NodeRuntime:
                 elif type(result) is PingResult:  # a readiness probe: the config center's
                     result = replace(result, config_ready=self.configs.ready)
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
-                    result = replace(result, runtime={"config": self.configs.status(now)})
+                    result = self._cluster_for(result, principal, now)
                 return [encode_ok(req_id, result)]
             case Rejected():
                 who = self._sender(None, principal, peer)
@@ -1640,6 +1640,17 @@ class NodeRuntime:
                 raise RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, why, req.req_id, "register")
         elif kind in _EXPENSIVE_READS:
             self._read_allowed(client, req, now)
+
+    def _cluster_for(self, result: ClusterResult, principal: Principal, now: float) -> Any:
+        """``cluster`` with the config readiness; its services and instances per member
+        are node-wide figures, so only a client that may read everything gets them, as
+        for ``stats``: any other gets 0 and ``counts`` false (review37 F4: a key confined
+        to its namespace watched every other tenant's registrations there)."""
+        runtime: dict[str, Any] = {"config": self.configs.status(now)}
+        if permits(principal, Access.READ, ALL, ALL, ALL):  # (stats' rule: authz)
+            return replace(result, runtime=runtime)
+        members = tuple(replace(m, services=0, instances=0) for m in result.members)
+        return replace(result, members=members, runtime={**runtime, "counts": False})
 
     def _settle_holdings(self, req: Any, refused: bool) -> None:
         """A client's count of instances after its write was answered (core/client_limits
