@@ -972,6 +972,7 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
     joined = False
     skewed: list[str] = []
     deaf: list[str] = []
+    counted = result.get("counts") is not False  # false: the key may not read everything
     for m in result["members"]:
         mark = "*" if m["self"] else " "
         if m.get("configured") is False:  # absent: a node older than joins
@@ -986,9 +987,15 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
             clock += f"  stream silent {silent:.0f}s"
             deaf.append(m["address"])
         name = m["id"] or "(never heard)"  # "" on the wire: its id is not known yet
+        services, instances = (m["services"], m["instances"]) if counted else ("-", "-")
         click.echo(
             f"{mark}{name:<21} {m['address']:<22} {m['state']:<12} "
-            f"{m['services']:>8} {m['instances']:>9} {m['lag']:>5}{clock}"
+            f"{services:>8} {instances:>9} {m['lag']:>5}{clock}"
+        )
+    if not counted:
+        click.echo(
+            "services, instances: shown only to a key that may read everything (they count "
+            "every namespace's; docs/SECURITY.md)"
         )
     if joined:
         click.echo(

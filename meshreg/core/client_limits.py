@@ -10,9 +10,13 @@ these stop one client from taking all of it from the others.
   ``max_instances_per_client`` with RESOURCE_EXHAUSTED.  The count is per entry
   node: a client that fails over to another node starts a count there, so a client
   holds at most the limit times the nodes it talks to (one at a time, normally).
-  Instances deregistered through the node leave the count at once; instances
-  removed otherwise (evicted, deregistered elsewhere) leave it when :meth:`prune`
-  finds them gone from the store, which it checks in bounded steps.
+  Instances deregistered through the node leave the count once the deregister is
+  applied (answered here, or the owner's answer relayed): :meth:`release_gone`, only if
+  the store no longer holds the instance (review37 F5: a deregister refused as late
+  freed its place, and a key held any number of instances); a register refused here
+  leaves it the same way; instances removed otherwise (evicted, deregistered
+  elsewhere) leave it when :meth:`prune` finds them gone from the store, which it
+  checks in bounded steps.
 * **Expensive reads.**  ``services``, ``cluster`` and ``stats`` cost the node
   O(page) or O(members) work; each client has a token bucket of
   ``read_rate_per_client`` per second (burst: twice that), and the node one of
@@ -76,6 +80,16 @@ class ClientHoldings:
             mine.pop((key, iid), None)
             if not mine:
                 del self.held[client]
+
+    def release_gone(self, key: ServiceKey, iid: InstanceId, holds: Holds) -> None:
+        """After a deregister (or a refused register) was answered: every client's count
+        forgets the instance if the store no longer holds it; a request that removed
+        nothing frees nothing."""
+        if not self.held or holds(key, iid):
+            return
+        entry = (key, iid)
+        for client in [c for c, mine in self.held.items() if entry in mine]:
+            self.release(client, key, iid)
 
     def forget_gone(self, client: str, holds: Holds) -> None:
         """Forget at once what ``client`` holds that the store no longer has (after a

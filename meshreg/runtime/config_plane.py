@@ -282,6 +282,7 @@ class ConfigPlane:
         cannot match a new one's tag; review30, suspected)."""
         self._aliases = aliases or {}
         self.member = config.address
+        self.fast_gets = 0  # config gets ``fast_get`` answered (stats.requests: review37 F3)
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
         self.store = ConfigStore(self.member, config.config_limits())
@@ -776,6 +777,7 @@ class ConfigPlane:
         ):
             return None
         self._now = now
+        self.fast_gets += 1
         return encode_ok_packed(req_id, cached[1])
 
     def disk_refusal(self, now: float) -> str | None:

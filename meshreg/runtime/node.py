@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import secrets
 import socket
 import sqlite3
@@ -87,10 +88,15 @@ from meshreg.runtime.notify_outbox import NotifyOutbox
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.sd_notify import SystemdNotifier
-from meshreg.runtime.subscription_gate import SubscriptionGate, is_config_topic, topic_key
+from meshreg.runtime.subscription_gate import (
+    MAX_REFUSED,
+    SubscriptionGate,
+    is_config_topic,
+    topic_key,
+)
 from meshreg.runtime.sync_pacer import SyncPacer
 from meshreg.security.acl import ALL, NODE, OPEN, Access, Acl, Principal
-from meshreg.security.authz import authorize, authorize_entries, authorize_topic
+from meshreg.security.authz import authorize, authorize_entries, authorize_topic, permits
 from meshreg.security.cursors import CursorSeal
 from meshreg.security.keys import load_secret_key
 from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
@@ -186,6 +192,7 @@ else:  # pragma: no cover
         raise AssertionError(f"unhandled: {value!r}")
 
 
+OVERFLOW_RESET_EVERY = 1.0  # s; at most one drop of the notification connections (F1)
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
 # flood of batches must not keep beacons, renewals and peers waiting
@@ -396,6 +403,8 @@ class NodeRuntime:
         self.outbox = NotifyOutbox(self._send_notification, self._notify_lossy)
         self._forwards_view = -1  # the member view the pending forwards were checked in
         self.sync_pacer = SyncPacer()  # a topic's subscription syncs: one per 0.2 s at most
+        self.notification_resets = 0  # every notification connection dropped (ACL, F1)
+        self._overflow_reset_at = -math.inf  # the last drop for refused subscriptions
         self._repl_pub: Channel | None = None
         self._repl_sub: Channel | None = None
         self._peers: PeerLinks | None = None
@@ -525,6 +534,8 @@ class NodeRuntime:
             "accept_failures": transport.get("accept_failures", 0),
             "subscriptions_admitted": self.gate.total,
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
+            "subscriptions_refused_held": self.gate.refused_held,  # libzmq holds them (F1)
+            "notification_resets": self.notification_resets,
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
             "deltas_notified_as_sync": self._deltas_as_sync,
@@ -596,11 +607,31 @@ class NodeRuntime:
             # checked once, when admitted: drop every notification connection so that
             # each subscribes again under the new ACL (a revoked key cannot even
             # reconnect). Subscribers lose nothing: each new subscription gets a sync.
-            self.transport.reset_notifications()
+            self._reset_notifications()
             log.info(
                 "reload: the ACL changed: dropped every notification connection; "
                 "subscribers reconnect and are admitted under the new ACL"
             )
+
+    def _reset_notifications(self) -> None:
+        if self.transport is not None:
+            self.transport.reset_notifications()
+            self.notification_resets += 1
+
+    def _refused_overflow(self, now: float) -> None:
+        """Too many refused subscriptions held (runtime/subscription_gate): drop every
+        notification connection, at most once per ``OVERFLOW_RESET_EVERY``; their
+        unsubscriptions empty the gate's table and subscribers reconnect (review37 F1)."""
+        if now - self._overflow_reset_at < OVERFLOW_RESET_EVERY:
+            return
+        self._overflow_reset_at = now
+        self._reset_notifications()
+        log.warning(
+            "dropped every notification connection: %d refused subscriptions held (above "
+            "%d; a client subscribing to topics it may not read?); subscribers reconnect",
+            self.gate.refused_held,
+            MAX_REFUSED,
+        )
 
     def _check_session_access(self, principal: Principal, req: SessionRenew, now: float) -> None:
         """A client's session renewal: its instances in services the client may no longer
@@ -1399,6 +1430,8 @@ class NodeRuntime:
                 answer = self.core.handle(req, now, peer)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.registry.holds)
+            elif type(answer) is not Forward:  # (a forward's: when the owner answers)
+                self._settle_holdings(req, type(answer) is Rejected)
             if type(answer) is SplitBatch:
                 return self._split_batch(envelope, answer, now)
             if type(answer) is Forward:
@@ -1589,11 +1622,15 @@ class NodeRuntime:
                 if type(result) is ServicesResult and type(req) is ListServices:
                     result = self._sealed_cursor(req, result)
                 elif type(result) is StatsResult:
-                    result = replace(result, runtime=self._runtime_stats())
+                    requests = dict(result.requests)  # with the config gets answered
+                    fast = self.configs.fast_gets  # in the drain (review37 F3)
+                    if fast:
+                        requests["config_get"] = requests.get("config_get", 0) + fast
+                    result = replace(result, runtime=self._runtime_stats(), requests=requests)
                 elif type(result) is PingResult:  # a readiness probe: the config center's
                     result = replace(result, config_ready=self.configs.ready)
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
-                    result = replace(result, runtime={"config": self.configs.status(now)})
+                    result = self._cluster_for(result, principal, now)
                 return [encode_ok(req_id, result)]
             case Rejected():
                 who = self._sender(None, principal, peer)
@@ -1611,10 +1648,28 @@ class NodeRuntime:
             why = self.holdings.admit(client, req.key, req.instance, now)
             if why is not None:
                 raise RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, why, req.req_id, "register")
-        elif kind is DeregisterInstance:
-            self.holdings.release(client, req.key, req.instance)
         elif kind in _EXPENSIVE_READS:
             self._read_allowed(client, req, now)
+
+    def _cluster_for(self, result: ClusterResult, principal: Principal, now: float) -> Any:
+        """``cluster`` with the config readiness; its services and instances per member
+        are node-wide figures, so only a client that may read everything gets them, as
+        for ``stats``: any other gets 0 and ``counts`` false (review37 F4: a key confined
+        to its namespace watched every other tenant's registrations there)."""
+        runtime: dict[str, Any] = {"config": self.configs.status(now)}
+        if permits(principal, Access.READ, ALL, ALL, ALL):  # (stats' rule: authz)
+            return replace(result, runtime=runtime)
+        members = tuple(replace(m, services=0, instances=0) for m in result.members)
+        return replace(result, members=members, runtime={**runtime, "counts": False})
+
+    def _settle_holdings(self, req: Any, refused: bool) -> None:
+        """A client's count of instances after its write was answered (core/client_limits
+        ``release_gone``): a deregister frees the instance only if it is gone from the
+        store (one refused, e.g. as late, frees nothing: review37 F5), and so does a
+        register refused here (counted when admitted)."""
+        kind = type(req)
+        if kind is DeregisterInstance or (kind is RegisterInstance and refused):
+            self.holdings.release_gone(req.key, req.instance, self.core.registry.holds)
 
     def _screen_batch(self, principal: Principal, req: RegisterBatch, now: float) -> RegisterBatch:
         """A batch's entries through the ACL and the client's quota, one by one: an entry
@@ -1829,6 +1884,7 @@ class NodeRuntime:
                         self._limiter.warning(
                             "written", now, "bad write result from %s: %s", pending.address, exc
                         )
+                    self._settle_holdings(pending.request.request, False)
                 self.replies.send(router, pending.envelope + [frames[2]], now)
             elif len(frames) == 2 and frames[0] == CONFIG_FRAME:  # a forward's answer
                 try:
@@ -1887,6 +1943,7 @@ class NodeRuntime:
         router = self._router
         assert router is not None
         answer = self.core.forward_failed(pending.request, now)
+        self._settle_holdings(pending.request.request, type(answer) is Rejected)
         match answer:
             case Reply():
                 body = encode_ok(answer.req_id, answer.result)
@@ -1955,7 +2012,7 @@ class NodeRuntime:
             try:
                 frame = xpub.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
+                break
             msg = frame.bytes
             if not msg or msg[0] not in (0, 1):
                 continue  # XPUB upstream data we do not use
@@ -2011,6 +2068,8 @@ class NodeRuntime:
                         "full": f"the node holds {gate.max_subscriptions} subscriptions",
                     }[why],
                 )
+        if gate.overflowing:
+            self._refused_overflow(now)
 
     def _deferred_syncs(self, now: float) -> None:
         """The syncs of topics subscribed again within their window, one per topic (the

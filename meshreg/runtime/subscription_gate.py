@@ -18,7 +18,15 @@ The unsubscriptions libzmq makes up carry no sender (and it makes them for topic
 refused too), so each topic keeps two counts, admitted and refused, and such an
 unsubscription takes one from refused first: a wrong match can only leave a topic
 counted as watched a little longer (a notification encoded for nobody), never make a
-watched topic look unwatched.  Which connections hold a topic is remembered to tell
+watched topic look unwatched.  That needs *every* refusal of a valid topic remembered:
+one that was not (review37 F1: a table full of 100,000 refused topics "forgot" the next)
+made its closed connection's unsubscription take another connection's admitted one,
+and the node stopped publishing to a subscriber libzmq still held.  An invalid topic
+(``is_topic`` false) is never admitted, so its refusals need no memory and its
+unsubscriptions are ignored.  The memory of refused valid topics is bounded by the
+runtime, not by forgetting: past ``MAX_REFUSED`` it drops every notification
+connection (``overflowing``; transport ``reset_notifications``), whose unsubscriptions
+then empty the table exactly.  Which connections hold a topic is remembered to tell
 repeats (``_holders``); an unsubscription without a sender cannot say whose entry
 ended, so a topic keeps at most ``HOLDER_SLACK`` entries more than it counts, the
 oldest dropped first (a live connection forgotten that way counts once more if it
@@ -35,7 +43,7 @@ from meshreg.wire.config_replies import parse_config_topic
 from meshreg.wire.notifications import SEP, parse_topic
 
 DEFAULT_MAX_SUBSCRIPTIONS = 200_000  # per node; ~0.5 KB each in libzmq's trie
-MAX_REFUSED_TOPICS = 100_000  # distinct refused topics remembered (see above)
+MAX_REFUSED = 100_000  # refused subscriptions of valid topics held before a reset (above)
 HOLDER_SLACK = 64  # connections remembered per topic beyond those it counts (see above)
 
 
@@ -76,6 +84,7 @@ class SubscriptionGate:
         self.refused_invalid = 0
         self.refused_full = 0
         self.repeats = 0  # subscriptions a connection held already: not counted again
+        self.refused_held = 0  # refused subscriptions of valid topics libzmq holds
 
     def subscribe(self, topic: bytes, readable: bool, conn: str = "") -> str | None:
         """None if admitted, ``again`` if ``conn`` holds it admitted already (nothing
@@ -89,24 +98,24 @@ class SubscriptionGate:
             self.repeats += 1
             return "again"
         why = None
-        if not is_topic(topic):
-            why, self.refused_invalid = "invalid", self.refused_invalid + 1
-        elif not readable:
+        if not is_topic(topic):  # never admitted: nothing to remember (module docstring)
+            self.refused_invalid += 1
+            return "invalid"
+        if not readable:
             why, self.refused_acl = "denied", self.refused_acl + 1
         elif self.total >= self.max_subscriptions:
             why, self.refused_full = "full", self.refused_full + 1
         if why is None:
-            if held is not None:  # refused before on this connection: now admitted
-                self._take(self.refused, topic)
+            if held is not None and self._take(self.refused, topic):  # refused before
+                self.refused_held -= 1  # on this connection: now admitted
             self.admitted[topic] += 1
             self.total += 1
             self.config_total += is_config_topic(topic)
         elif held is not None:
             return why  # refused before on this connection: counted there already
-        elif topic in self.refused or len(self.refused) < MAX_REFUSED_TOPICS:
+        else:  # every one: see the module docstring (the runtime bounds them)
             self.refused[topic] += 1
-        else:
-            return why  # not remembered (bounded): nor its connection
+            self.refused_held += 1
         if conn:
             if holders is None:
                 holders = self._holders[topic] = {}
@@ -136,18 +145,26 @@ class SubscriptionGate:
         ``conn``: the connection that unsubscribed ("": libzmq's, for a closed one)."""
         holders = self._holders.get(topic)
         if conn and holders is not None and conn in holders:  # its own: exact
-            counts = self.admitted if holders.pop(conn) else self.refused
-            ended = self._take(counts, topic) and counts is self.admitted
-        elif self._take(self.refused, topic):  # no sender: a refused one first (above)
-            ended = False
-        else:
-            ended = self._take(self.admitted, topic)
+            admitted = holders.pop(conn)
+            took = self._take(self.admitted if admitted else self.refused, topic)
+            ended, refused = took and admitted, took and not admitted
+        else:  # no sender: a refused one first (above)
+            refused = self._take(self.refused, topic)
+            ended = not refused and self._take(self.admitted, topic)
+        if refused:
+            self.refused_held -= 1
         if ended:
             self.total -= 1
             self.config_total -= is_config_topic(topic)
         if holders is not None:
             self._trim(topic, holders)
         return ended
+
+    @property
+    def overflowing(self) -> bool:
+        """More refused subscriptions of valid topics held than ``MAX_REFUSED``: the
+        runtime drops every notification connection (module docstring)."""
+        return self.refused_held > MAX_REFUSED
 
     @staticmethod
     def _take(counts: Counter[bytes], topic: bytes) -> bool:

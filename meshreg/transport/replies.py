@@ -19,10 +19,22 @@ queues past a bound, and this module decides and counts:
   benchmark loaders 128, so 2,000 leaves room for W up to about 1,000.
 * A larger reply is sent zero-copy with a pyzmq ``MessageTracker``, which says when
   libzmq has written it to the kernel (or dropped it with its connection): until then
-  its bytes are *held*.  A large reply goes only if its connection's held bytes stay
-  within ``per_connection`` and the node's within ``per_node`` (one reply may always go
-  on a connection, and at a node, holding nothing, so a reply larger than a budget is
-  never refused for its size alone); otherwise it is dropped and counted.  A connection
+  its bytes are *held*.  Its ``zmq.Frame`` is made zero-copy explicitly: the socket
+  would copy any message under pyzmq's ``copy_threshold`` (64 KiB) and hand back a
+  tracker already done, so 4-64 KiB replies were never held (review37 F2: +646 MB).
+  Zero-copy below 64 KiB costs (pyzmq frees each message through its garbage-collector
+  thread): a node answering 8 KB `config_get`s spent 40 us a reply against 20.  So a
+  reply under ``COPY_BYTES`` is copied, untracked, while its connection's replies copied
+  since its last tracked one (its *tail*) stay within ``TAIL_BYTES``; the reply that
+  would pass it is tracked and holds the tail's bytes with its own: a connection writes
+  in order, so when libzmq is done with it, it is done with those before it.  What is
+  not held is thus at most ``TAIL_BYTES`` a connection (the tails of ``MAX_TAILS``
+  connections are remembered, the least recent forgotten first: a connection
+  forgotten that way may copy one more tail).  A large reply goes only if its
+  connection's held bytes stay within ``per_connection`` and the node's within
+  ``per_node`` (one reply may always go on a connection, and at a node, holding nothing,
+  so a reply larger than a budget is never refused for its size alone); otherwise it is
+  dropped and counted.  A connection
   delivers its messages in order, so a connection's held replies are released from
   the oldest.  Only large replies pay for the tracker (a few us next to building and
   copying tens of KB); beats never do.
@@ -70,6 +82,9 @@ from meshreg.log_limiter import LogLimiter
 
 _SNDMORE = int(zmq.SNDMORE)
 SMALL_REPLY_BYTES = 4096  # replies up to this are bounded by the queue's count only
+COPY_BYTES = 65536  # pyzmq's zero-copy threshold: below, a tracked send costs twice a copy
+TAIL_BYTES = 256 * 1024  # large replies below COPY_BYTES sent untracked per connection
+MAX_TAILS = 4096  # connections whose untracked replies are remembered
 CLIENT_REPLY_HWM = 2_000  # replies queued per client connection (all sizes)
 CLIENT_CONNECTION_BYTES = 8 * 1024 * 1024  # large replies held per client connection
 CLIENT_NODE_BYTES = 128 * 1024 * 1024  # large replies held for all clients of a node
@@ -107,6 +122,9 @@ class ReplyGuard:
         self._limiter = limiter
         self._held: dict[bytes, deque[tuple[Any, int]]] = {}  # rid -> (tracker, bytes)
         self._held_bytes: dict[bytes, int] = {}
+        # rid -> bytes of the large replies copied since its last tracked one (at most
+        # TAIL_BYTES each; MAX_TAILS connections, the least recent forgotten first)
+        self._tails: dict[bytes, int] = {}
         self.held = 0  # bytes of large replies libzmq still holds (as last reclaimed)
         self._reserved: dict[bytes, int] = {}  # rid -> bytes of replies held for a commit
         self.reserved = 0
@@ -187,14 +205,29 @@ class ReplyGuard:
             return False
         if isinstance(last, zmq.Frame):
             last = last.bytes
+        tails = self._tails
+        tail = tails.pop(rid, 0)
+        copied = size < COPY_BYTES and tail + size <= TAIL_BYTES  # (module docstring)
         try:
             channel.send(frames[0], _SNDMORE)
             for i in range(1, len(frames) - 1):
                 channel.send(frames[i], _SNDMORE)
-            tracker = channel.send(last, 0, copy=False, track=True)
+            if copied:
+                channel.send(last, 0)
+            else:  # zero-copy made here: pyzmq's socket would copy it under 64 KiB and
+                # hand back a tracker already done (review37 F2)
+                tracker = channel.send(zmq.Frame(last, copy=False, track=True), 0, copy=False)
         except zmq.ZMQError as exc:
+            if tail:
+                tails[rid] = tail
             self.refused(exc, rid, now)
             return False
+        if copied:
+            if len(tails) >= MAX_TAILS:  # the least recent connection's is forgotten
+                del tails[next(iter(tails))]
+            tails[rid] = tail + size
+            return True
+        size += tail  # the copies before it are written before it (in order)
         held = self._held.get(rid)
         if held is None:
             held = self._held[rid] = deque()

@@ -164,6 +164,7 @@ def check_cluster(result: Any) -> dict[str, Any]:
             _int(m.get(key), f"members[{i}] {key}")
         _optional(m, "last_heard", _number, f"members[{i}] last_heard")
         _optional(m, "configured", _bool, f"members[{i}] configured")  # absent: older node
+    _optional(r, "counts", _bool, "counts")  # false: services and instances not shown
     return r
 
 

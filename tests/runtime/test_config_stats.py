@@ -98,3 +98,16 @@ def test_config_subscriptions_are_counted_apart_from_service_subscribers(rt: Nod
     assert gate.unsubscribe(topic) is True
     assert gate.unsubscribe(config_topic(ConfigKey("public", "g", "x"))) is False  # refused one
     assert (stats(rt)["subscribers"], gate.total) == (1, 2)
+
+
+def test_every_config_get_is_counted_in_requests_the_fast_ones_too(rt: NodeRuntime) -> None:
+    """review37 F3: a get of a version read before is answered by ConfigPlane.fast_get,
+    which skipped the count: 50 gets grew ``stats.requests.config_get`` by 1."""
+    publish = encode_request("config_publish", 1, data_id="c", content="x")
+    assert rt._serve([b"client-1", b"", publish], START) is None  # answered once committed
+    rt.configs.flush(START)
+    for _ in range(5):
+        assert call(rt, "config_get", data_id="c")["ok"]
+    requests = call(rt, "stats")["result"]["requests"]
+    assert requests["config_get"] == 5 and requests["config_publish"] == 1
+    assert rt.configs.fast_gets == 4  # the fast path answered all but the first

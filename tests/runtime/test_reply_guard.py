@@ -13,7 +13,7 @@ import zmq
 from helpers import wait_until
 
 from meshreg.log_limiter import LogLimiter
-from meshreg.transport.replies import ReplyGuard
+from meshreg.transport.replies import TAIL_BYTES, ReplyGuard
 from meshreg.transport.sockets import REPLY_OPTIONS, set_options
 
 pytestmark = pytest.mark.timeout(30)
@@ -102,6 +102,27 @@ def test_large_replies_are_held_within_the_connection_and_node_budgets(
     wait_until(lambda: guard.reclaim() == 200 * KB, 5, what="A's replies released")
     assert guard.send(router, [b"A", b"", big], 0.0)
     assert guard.dropped_full == 0 and guard.unroutable == 0
+
+
+def test_replies_below_pyzmqs_copy_threshold_are_held_too(ctx: zmq.Context[Any]) -> None:
+    """review37 F2: pyzmq copies a message under its ``copy_threshold`` (64 KiB) even
+    with copy=False and returns a finished tracker: 4-64 KiB replies were never held.
+    Now a connection's copies pass ``TAIL_BYTES`` only with a tracked reply holding them."""
+    router = _router(ctx, "mid", hwm=1000)
+    a = _client(ctx, "mid", b"A")
+    _connected(router, a)
+    guard = _guard(per_connection=500 * KB, per_node=10_000 * KB)
+    reply = b"m" * (60 * KB)
+    sent = [guard.send(router, [b"A", b"", reply], 0.0) for _ in range(20)]
+    # 4 copied (240 KB <= TAIL_BYTES), the 5th tracked holds 300 KB; 4 more, the 10th
+    # holds 600 KB: the connection is over its budget, the rest are dropped
+    assert TAIL_BYTES // reply.__len__() == 4
+    assert sum(sent) == 10 and guard.dropped_bytes == 10
+    assert guard.reclaim() == 600 * KB and guard.over(b"A")
+    for _ in range(10):
+        assert a.poll(5000) and a.recv_multipart()[-1] == reply
+    wait_until(lambda: guard.reclaim() == 0, 5, what="released")
+    assert not guard.over(b"A")
 
 
 def test_one_reply_larger_than_the_budget_goes_when_nothing_is_held(

@@ -125,3 +125,44 @@ def test_connections_remembered_per_topic_are_bounded_by_what_it_counts() -> Non
     assert gate.holders_remembered() <= 1 + HOLDER_SLACK
     assert gate.unsubscribe(SERVICE) is True  # the last one closes
     assert gate.total == 0 and gate.holders_remembered() == 0
+
+
+def test_a_closed_connections_refusals_never_end_another_connections_subscription() -> None:
+    """review37 F1: a connection refused more topics than a bounded table remembered;
+    libzmq's unsubscriptions for its closed connection (no sender) then took the victim's
+    admitted subscription of a topic it had been refused too.  Every refusal of a valid
+    topic is remembered now (invalid topics are never admitted: nothing to remember)."""
+    gate = SubscriptionGate()
+    assert gate.subscribe(SERVICE, True, "victim") is None
+    junk = [b"junk%06d" % i for i in range(100_010)]  # above the old table's 100,000
+    denied = [b"other%06d\x00" % i for i in range(100_010)]
+    for topic in junk:
+        assert gate.subscribe(topic, False, "attacker") == "invalid"
+    for topic in denied:
+        assert gate.subscribe(topic, False, "attacker") == "denied"
+    assert gate.subscribe(SERVICE, False, "attacker") == "denied"
+    for topic in [*junk, *denied, SERVICE]:  # the attacker's connection closes
+        assert gate.unsubscribe(topic) is False
+    assert gate.total == 1 and gate.watches(SERVICE)
+    assert not gate.refused
+    assert gate.unsubscribe(SERVICE) is True  # the victim's own close
+    assert gate.total == 0 and gate.holders_remembered() == 0
+
+
+def test_refused_subscriptions_held_past_the_bound_make_the_gate_overflow() -> None:
+    """The table of refusals is exact, so its memory is bounded by the runtime: past
+    MAX_REFUSED it drops every notification connection (tests/runtime/test_notify_reset)."""
+    from meshreg.runtime.subscription_gate import MAX_REFUSED
+
+    gate = SubscriptionGate()
+    for i in range(MAX_REFUSED + 1):
+        assert gate.subscribe(b"junk%d" % i, False, "a") == "invalid"  # costs nothing
+    assert gate.refused_held == 0 and gate.holders_remembered() == 0
+    for i in range(MAX_REFUSED):
+        assert gate.subscribe(b"other%d\x00" % i, False, "a") == "denied"
+    assert not gate.overflowing
+    assert gate.subscribe(b"other\x00", False, "a") == "denied"
+    assert gate.subscribe(b"other\x00", False, "a") == "denied"  # a repeat: held once
+    assert gate.overflowing and gate.refused_held == MAX_REFUSED + 1
+    assert gate.unsubscribe(b"other\x00") is False
+    assert not gate.overflowing
