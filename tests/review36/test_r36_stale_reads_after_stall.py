@@ -75,13 +75,15 @@ def test_resumed_node_does_not_answer_from_its_stale_table(cluster: list[Node]) 
                    "both running nodes list the new state")  # fmt: skip
 
         queued: dict[str, Any] = {}
+        asking = threading.Event()
 
-        def read_while_stopped() -> None:  # a read that waits in the stopped node's socket
+        def read_while_stopped() -> None:  # a read that waits for the stopped node
+            asking.set()
             queued["r"] = victim.req("instances", 30.0, service=SVC)
 
         th = threading.Thread(target=read_while_stopped)
         th.start()
-        time.sleep(0.5)  # (the request reaches the socket; not a check)
+        assert asking.wait(10), "the read was not sent"
 
         victim.signal(signal.SIGCONT)
         t_cont = time.monotonic()
@@ -96,7 +98,6 @@ def test_resumed_node_does_not_answer_from_its_stale_table(cluster: list[Node]) 
                     assert r is not None
                     stale.append((round(time.monotonic() - t_cont, 3), sorted(got),
                                   bool(r["result"].get("synced"))))  # fmt: skip
-            time.sleep(0.005)  # (a poll interval: modest load)
         th.join(35)
         q = _healthy(queued.get("r"))
         msgs = []

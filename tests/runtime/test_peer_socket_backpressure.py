@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
             try:
                 pub.send(b"x" * 2000, zmq.NOBLOCK)
             except zmq.Again:
-                time.sleep(0.001)
+                pub.poll(1, zmq.POLLOUT)
         for _ in range(5000):  # the loop reads again
             if not sub.poll(0):
                 break
