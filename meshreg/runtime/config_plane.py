@@ -233,6 +233,7 @@ class _Unsent:
     next_try: float
     write: ForwardWrite | None = None  # a forward, or None: a forward's reply
     arrived: float = 0.0  # a forward: when the client's write arrived here
+    why: str = ""  # a forward: the owner's refusal to relay at the end (else "not reachable")
 
 
 @dataclass(slots=True)
@@ -359,6 +360,8 @@ class ConfigPlane:
             "peer_sends_failed": 0,
             "forwards_redecided": 0,  # forwards whose owner left the view: decided again
             "forwards_waiting": 0,  # forwards that found no connection to the owner at first
+            "forwards_unheard": 0,  # forwards the owner had not heard us for: tried again
+            "forwards_refused_unheard": 0,  # forwards from a node not heard yet: refused
             "subscription_syncs": 0,  # current versions sent on a new exact config subscription
             "notifications": 0,
             "notifications_unwatched": 0,  # changes no listener subscription gets: not sent
@@ -995,6 +998,8 @@ class ConfigPlane:
         rep = self.replicator
         if sender == self.member or (sender not in rep.members and sender not in rep.learners):
             self._peer_rejected(f"config message from {sender!r}, not a configured peer", now)
+            if type(msg) is ConfigForward and msg.reply_here and via is not None:
+                self._refuse_unheard(msg, via)
             return
         items: tuple[Any, ...] = msg.items if type(msg) is ConfigBatch else (msg,)
         if sender not in rep.members:  # a learner: it reads and catches up, never votes
@@ -1059,11 +1064,37 @@ class ConfigPlane:
                 effects = self._forward_answered(msg, now)
         return effects
 
+    def _refuse_unheard(self, msg: ConfigForward, via: bytes) -> None:
+        """A forward from a node neither our list names nor we have heard yet (a node
+        just started as a learner, whose beacons have not reached us): answered at once,
+        nothing written, so that it tries again instead of waiting out its deadline (CI
+        once: "outcome unknown" 2.2 s later, the forward dropped here in silence)."""
+        self.counters["forwards_refused_unheard"] += 1
+        message = (
+            f"the data id's responsible node {self.member} has not heard node "
+            f"{msg.sender} yet (its peer list does not name it and no beacon of it has "
+            "arrived); nothing was written: retry shortly, and give every node the same "
+            'peer list (docs/CONFIG.md, "A new node: learner")'
+        )
+        self._send_back(via, encode_config_peer(
+            "config_forward_reply", self.member, tag=msg.tag, ok=False,
+            code=int(ErrorCode.UNAVAILABLE), message=message, written=False, unheard=True,
+        ))  # fmt: skip
+
     def _forward_answered(self, msg: ConfigForwardReply, now: float) -> list[Effect]:
         fwd = self._forwards.get(msg.tag)
         if fwd is None or fwd.owner != msg.sender:
             return []  # late (already answered UNAVAILABLE) or not ours
         del self._forwards[msg.tag]
+        if msg.unheard and fwd.write is not None and now < fwd.arrived + self.forward_grace:
+            # the owner has not heard us yet (we just started): it will within a beacon
+            # or two; decided again every RESEND_EVERY until the grace, then refused
+            self.counters["forwards_unheard"] += 1
+            until = fwd.arrived + self.forward_grace
+            again = _Unsent(fwd.owner, [], until, now + RESEND_EVERY, fwd.write, fwd.arrived)
+            again.why = msg.message  # relayed if the grace ends first
+            self._keep(again, now)
+            return []
         if not msg.ok or msg.entry is None:
             assert msg.code is not None
             self._reply_error(fwd.ask, msg.code, msg.message, msg.unwritten)
@@ -1291,13 +1322,14 @@ class ConfigPlane:
 
     def _give_up(self, u: _Unsent) -> None:
         self.counters["peer_sends_failed"] += 1
-        if u.write is not None:  # it never left: nothing was written
+        if u.write is not None:  # it never left (or was never taken): nothing was written
             ask = u.write.write.request
-            assert isinstance(ask, _ClientAsk)
+            assert isinstance(ask, _ClientAsk | _PeerAsk)
             self._reply_error(
                 ask,
                 ErrorCode.UNAVAILABLE,
-                f"the data id's responsible node {u.peer} is not reachable from this node "
+                u.why
+                or f"the data id's responsible node {u.peer} is not reachable from this node "
                 f"(no connection for {self.forward_grace:g} s); nothing was written: retry "
                 "shortly or on another node",
                 unwritten=True,

@@ -33,7 +33,10 @@ config_forward         tag, request (the client's request map), by: a write for 
                        own connection to the sender is cut (review26 F1); absent (older
                        nodes): the reply goes out on the owner's DEALER
 config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok; ``written``
-                       false: refused before anything was written)
+                       false: refused before anything was written); ``unheard``
+                       (optional, true, with ``written`` false): the sender is neither in
+                       the owner's list nor a learner it has heard yet (a node just
+                       started): the sender tries the forward again for its grace
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
@@ -249,6 +252,7 @@ class ConfigForwardReply:
     code: ErrorCode | None  # None: ok
     message: str
     unwritten: bool = False  # refused before anything was written (``written`` false)
+    unheard: bool = False  # the owner has not heard the sender yet: worth trying again
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,7 +661,10 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
     written = msg.get("written", True)
     if written is not True and written is not False:
         raise _bad("field 'written' must be a boolean")
-    return ConfigForwardReply(sender, tag, False, None, False, error, message, not written)
+    unheard = _bool(msg.get("unheard", False), "unheard")
+    if unheard and written:
+        raise _bad("field 'unheard' needs 'written' false (the forward was not taken)")
+    return ConfigForwardReply(sender, tag, False, None, False, error, message, not written, unheard)
 
 
 _WRITE_OPS = (

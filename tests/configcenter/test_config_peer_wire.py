@@ -233,10 +233,21 @@ def test_forwards_round_trip() -> None:
     none = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
                                       message="minority", written=False))  # fmt: skip
     assert none.unwritten and none.code is ErrorCode.UNAVAILABLE
+    assert not none.unheard  # absent: an owner's refusal, relayed as it is
     for bad in (0, "no", None):
         with pytest.raises(RemoteProtocolError, match="'written' must be a boolean"):
             decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
                                        message="m", written=bad))  # fmt: skip
+    # an owner that has not heard the sender yet: nothing written, worth trying again
+    unheard = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
+                                         message="m", written=False, unheard=True))  # fmt: skip
+    assert unheard.unheard and unheard.unwritten
+    with pytest.raises(RemoteProtocolError, match="'unheard' must be true or false"):
+        decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
+                                   message="m", written=False, unheard=1))  # fmt: skip
+    with pytest.raises(RemoteProtocolError, match="'unheard' needs 'written' false"):
+        decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
+                                   message="m", unheard=True))  # fmt: skip
 
 
 def test_an_error_reply_says_a_write_wrote_nothing_in_a_field() -> None:

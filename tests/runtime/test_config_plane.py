@@ -80,9 +80,10 @@ class Net:
             else:
                 raise AssertionError("the planes never got ready")
 
-    def start(self, address: str) -> ConfigPlane:
+    def start(self, address: str, peers: tuple[str, ...] = ()) -> ConfigPlane:
+        """``peers``: the node's list (default: every address of the net)."""
         port = int(address.rpartition(":")[2])
-        peers = tuple(a for a in self.addresses)
+        peers = peers or tuple(self.addresses)
         data_dir = str(self.data_dir / str(port)) if self.data_dir else ""
         config = NodeConfig(port=port, peers=peers, data_dir=data_dir)
         plane = ConfigPlane(
@@ -357,6 +358,54 @@ def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
         and "outcome is unknown" in (reply["error"]["message"])
     )
     assert "written" not in reply["error"]  # it may have been written
+
+
+def _with_learner(net: Net, counted_by: set[str]) -> str:
+    """A fourth node whose list names everyone, while the old lists do not name it (a
+    scale-out: docs/CONFIG.md "A new node: learner"); ``counted_by``: the old nodes that
+    have heard its beacons already (their learner)."""
+    new = "127.0.0.1:7830"
+    learner = net.start(new, (*net.addresses, new))
+    learner.set_members_up(set(net.addresses))
+    learner.set_learners(frozenset(), frozenset(net.addresses))
+    for address in counted_by:
+        net.planes[address].set_learners(frozenset({new}), frozenset())
+    return new
+
+
+def test_a_write_through_a_learner_waits_for_an_owner_that_has_not_heard_it_yet() -> None:
+    """CI, once: a node just started as a learner forwarded a write to an owner that had
+    not heard its beacons yet; the owner dropped the forward as from "not a configured
+    peer" and the client got "outcome unknown" 2.2 s later. The owner now says it has not
+    heard the sender (nothing written), and the learner tries again until its grace."""
+    net = Net(3)
+    owner = owner_of("scale")
+    new = _with_learner(net, {a for a in ADDRESSES if a != owner})
+    net.request(new, b"cli", "config_publish", data_id="scale", content="1")
+    net.tick(0.5)
+    assert b"cli" not in net.replies  # waiting: no "outcome unknown", no refusal yet
+    assert net.planes[owner].stats()["peer_messages_rejected"] >= 1
+    net.planes[owner].set_learners(frozenset({new}), frozenset())  # its beacons heard
+    net.tick(0.2)
+    reply = net.last(b"cli")
+    assert reply["ok"], reply
+    assert reply["result"]["origin"] == owner
+    assert net.planes[new].stats()["forwards_pending"] == 0
+
+
+def test_a_learner_the_owner_never_hears_is_refused_as_nothing_written() -> None:
+    net = Net(3)
+    owner = owner_of("scale")
+    new = _with_learner(net, set())
+    grace = net.planes[new].forward_grace
+    net.request(new, b"cli", "config_publish", data_id="scale", content="1")
+    net.tick(grace + 0.1)
+    reply = net.last(b"cli")
+    assert reply["error"]["name"] == "UNAVAILABLE", reply
+    assert reply["error"]["written"] is False
+    message = reply["error"]["message"]
+    assert owner in message and "has not heard" in message and "nothing was written" in message
+    assert all(len(net.planes[a].store) == 0 for a in ADDRESSES)
 
 
 def test_ready_gate_a_restarted_node_catches_up_before_it_serves_reads() -> None:
