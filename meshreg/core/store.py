@@ -61,6 +61,8 @@ Theory of operation
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import sys
 from collections import deque
@@ -386,6 +388,26 @@ class RegistryStore:
             index = self._index.get(namespace)
             return len(index) if index is not None else 0
         return self._group_sizes.get((namespace, group), 0)
+
+    def keys_after(
+        self, after: ServiceKey | None, extra: Iterable[ServiceKey] = ()
+    ) -> Iterator[ServiceKey]:
+        """Every service with instances, and the ``extra`` keys known otherwise (settings,
+        overrides), in ascending order after ``after``: a binary search per namespace,
+        then a step per key, so a page of anti-entropy digests costs O(log N + page)
+        instead of sorting every key (review37 F7: rounds paged through 56,000 services
+        sorted them all once per page).  The store must not change while it is in use."""
+        streams: list[Iterable[ServiceKey]] = []
+        for ns in sorted(self._index):
+            if after is not None and ns <= after.namespace:
+                if ns == after.namespace:
+                    streams.append(self._index[ns].after(after))
+                continue
+            streams.append(self._index[ns])
+        services = self.services
+        others = sorted(k for k in extra if k not in services and (after is None or k > after))
+        ordered = itertools.chain.from_iterable(streams)
+        return heapq.merge(ordered, others) if others else ordered
 
     def service_page(
         self, namespace: str, group: str | None, after: tuple[str, str] | None, limit: int
