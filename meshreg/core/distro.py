@@ -2016,17 +2016,30 @@ class DistroNode:
         from the future and answered reads, as a ready member, with an empty or
         all-unhealthy registry; two minutes ahead, it refused every write of the services
         it owned as past its deadline (review14b).  Two nodes alone cannot tell whose
-        clock is wrong: neither counts the other out, each warns (``ClockSkew``)."""
+        clock is wrong: neither counts the other out, each warns (``ClockSkew``).
+
+        A beacon's delay only adds to our lead as its sample shows it: a sample that
+        says the peer is ahead proves it; one that says it is behind must be borne out
+        by a bound no delay of its beacons moves: the peer's word (its beacons'
+        ``leads``: its least sample of our clock), or, without it, our least sample
+        within ``LEAD_WINDOW``.  A beacon that waited 31 s behind a backed-up stream was
+        taken for a clock 31 s off, and the node counted itself out (review37 F7)."""
         peer.clock_offset = offset
-        far = abs(offset) > (MAX_CLOCK_SKEW / 2 if peer.clock_far else MAX_CLOCK_SKEW)
-        changed = far != peer.clock_far
-        peer.clock_far = far
-        known = [p for p in self.membership.up_peers() if p.clock_offset is not None]
         if not self.registry.in_stale_window(now):  # (a beacon that waited out our stall
             samples = peer.lead_samples  # would make us look ahead by the stall)
             samples.append((now, -offset))
             while len(samples) > LEAD_SAMPLES or now - samples[0][0] > LEAD_WINDOW:
                 del samples[0]
+        limit = MAX_CLOCK_SKEW / 2 if peer.clock_far else MAX_CLOCK_SKEW
+        lead = -offset  # our lead over it, at most (its beacon's delay added)
+        if peer.told_lead is not None and now - peer.told_at <= LEAD_WINDOW:
+            lower = -peer.told_lead  # our lead, at least (our beacons' delay taken off)
+        else:
+            lower = peer.least_lead() if peer.lead_samples else lead
+        far = lead < -limit or (lead > limit and lower > limit)
+        changed = far != peer.clock_far
+        peer.clock_far = far
+        known = [p for p in self.membership.up_peers() if p.clock_offset is not None]
         self._clock_lead(now)
         apart = sum(p.clock_far for p in known)
         skewed = 2 * apart > len(known) + 1

@@ -94,3 +94,56 @@ def test_two_nodes_cannot_tell_whose_clock_is_wrong() -> None:
     assert not m.node.clock_skewed  # 1 apart of 2 (itself, n2): not a strict majority
     assert m.node.members() == ("n1", "n2", "n3")  # nor is n2 counted out
     assert "instances" in query(m)
+
+
+def late_beacons(m: Member, delay: float, told_ms: int | None) -> None:
+    """n3 beacons on time; n2's beacons reach n1 ``delay`` s after they were sent (a
+    stream backed up behind a load), and say n2's least sample of n1's clock is
+    ``told_ms`` ahead of n1's (None: n2 tells nothing, an older node)."""
+    view = ("n1", "n2", "n3")
+    wall_now = m.now + m.node.registry.wall_offset
+    leads = None if told_ms is None else (("n1", told_ms),)
+    late = int((wall_now - delay) * 1000)
+    m.node.on_replication(Beacon("n2", A, 9, True, 0, view, None, None, late, leads=leads), m.now)
+    m.node.on_replication(Beacon("n3", B, 9, True, 0, view, None, None, int(wall_now * 1000)),
+                          m.now)  # fmt: skip
+
+
+def test_beacons_that_waited_in_a_backed_up_stream_are_not_a_clock_off() -> None:
+    """review37 F7: under one tenant's bulk registrations a beacon reached a node 31 s
+    after it was sent; the node took it for a clock 31 s off. The peer's word (its least
+    sample of our clock, about 0: our beacons reach it on time) bounds the pair's offset
+    whatever the delay: the sample alone no longer counts the peer out."""
+    m = Member()
+    run(m, 1.0, {"n2": 0.0, "n3": 0.0})
+    for _ in range(30):
+        late_beacons(m, 31.0, 40)  # n2 saw n1's clock 40 ms ahead: the clocks agree
+        m.step(0.1)
+    assert m.node.members() == ("n1", "n2", "n3")
+    assert not any(isinstance(e, ClockSkew) for e in m.effects)
+    rows = {r.address: r.state for r in m.node.cluster_result(m.now).members}
+    assert rows[A] == "up"
+
+
+def test_a_peer_behind_by_its_own_word_is_counted_out_at_once() -> None:
+    """The same delay, but the peer's word agrees: its clock is 60 s behind ours."""
+    m = Member()
+    run(m, 1.0, {"n2": 0.0, "n3": 0.0})
+    late_beacons(m, 60.0, -60_000)
+    m.step(0.1)
+    assert m.node.members() == ("n1", "n3")
+    assert [e for e in m.effects if isinstance(e, ClockSkew) and e.peer == A]
+
+
+def test_without_the_peers_word_one_late_beacon_is_not_a_clock_off() -> None:
+    """An older peer tells nothing: our least sample of the last LEAD_WINDOW must say
+    so too, so one beacon delayed past the limit among prompt ones counts nobody out."""
+    m = Member()
+    run(m, 1.0, {"n2": 0.0, "n3": 0.0})
+    late_beacons(m, 31.0, None)
+    m.step(0.1)
+    assert m.node.members() == ("n1", "n2", "n3")
+    for _ in range(100):  # every beacon late for longer than the window: counted out
+        late_beacons(m, 31.0, None)
+        m.step(0.1)
+    assert m.node.members() == ("n1", "n3")
