@@ -69,23 +69,35 @@ class RequestRejected(RemoteProtocolError):
         op: str | None = None,
         reason: str = "",
         unwritten: bool = False,
+        revision: int | None = None,
     ) -> None:
         super().__init__(message, code)
         self.req_id = req_id
         self.op = op
         self.reason = reason  # why, for a counter by reason ('': the code's name)
         self.unwritten = unwritten  # a config write refused before anything was written
+        self.revision = revision  # a config read's NOT_FOUND of a delete: its revision
 
 
 class ServerError(MeshregError):
     """A node answered a request with an error reply."""
 
-    def __init__(self, code: int, message: str, server: str = "", unwritten: bool = False) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        server: str = "",
+        unwritten: bool = False,
+        revision: int | None = None,
+    ) -> None:
         self.code = code
         self.server = server
         # a config write the node refused before writing anything (``error.written``
         # false): it may be sent again anywhere, with or without its request id
         self.unwritten = unwritten
+        # a config_get's NOT_FOUND of a deleted data id: the delete's revision (a floor
+        # for this client's later reads of it, ``error.revision``)
+        self.revision = revision
         try:
             name = ErrorCode(code).name
         except ValueError:
@@ -153,10 +165,12 @@ class CallFailedError(MeshregError):
         self.attempts = attempts
 
 
-def server_error(code: int, message: str, server: str = "", unwritten: bool = False) -> ServerError:
+def server_error(
+    code: int, message: str, server: str = "", unwritten: bool = False, revision: int | None = None
+) -> ServerError:
     """Build the most specific :class:`ServerError` subclass for a wire code."""
     if code == ErrorCode.NOT_FOUND:
-        return NotFoundError(code, message, server)
+        return NotFoundError(code, message, server, revision=revision)
     if code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE):
         return InvalidArgumentError(code, message, server)
     if code == ErrorCode.PERMISSION_DENIED:

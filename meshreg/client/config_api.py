@@ -505,7 +505,9 @@ class ConfigMixin:
             if key is None or str(key) in exc.detail or key.data_id in exc.detail:
                 raise
             detail = exc.detail.removeprefix(f"{op}: ")
-            raise type(exc)(exc.code, f"{op}{where}: {detail}", exc.server, exc.unwritten) from None
+            raise type(exc)(
+                exc.code, f"{op}{where}: {detail}", exc.server, exc.unwritten, exc.revision
+            ) from None
         except OutcomeUnknownError as exc:
             if key is None or str(key) in str(exc):
                 raise

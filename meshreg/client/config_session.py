@@ -326,6 +326,8 @@ class ConfigPolicy:
                     # delete (review18 F5: the deleted content came back in an outage)
                     self.saved.pop(key, None)
                     self._out(SaveConfig(key, None))
+                    if exc.revision is not None:  # the delete's: no older version after it
+                        self.note(key, exc.revision)  # (review38 F1: a node behind served one)
                 self._fail(reply_to, exc)
 
             deadline = self.s._now + cmd.timeout

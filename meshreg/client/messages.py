@@ -52,6 +52,7 @@ class ReplyError:
     code: int
     message: str
     unwritten: bool = False  # ``error.written`` false: a config write that wrote nothing
+    revision: int | None = None  # ``error.revision``: a config_get's NOT_FOUND of a delete
 
 
 Reply = ReplyOk | ReplyError
@@ -66,7 +67,10 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
         return ReplyOk(msg["id"], msg.get("result"))
     err = msg["error"]
     message = str(err.get("message", ""))[:MAX_ERROR_MESSAGE]
-    return ReplyError(msg["id"], err["code"], message, err.get("written") is False)
+    revision = err.get("revision")
+    if revision is not None and (type(revision) is not int or not 0 < revision < 2**63):
+        raise RemoteProtocolError(f"error reply: 'revision' {revision!r} is not a revision")
+    return ReplyError(msg["id"], err["code"], message, err.get("written") is False, revision)
 
 
 # -- results -------------------------------------------------------------------------------

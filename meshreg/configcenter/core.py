@@ -304,7 +304,9 @@ class ConfigStore:
             return found
         if entry is None or entry.deleted:
             where = f" (deleted at revision {entry.revision})" if entry else ""
-            raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist{where}", "not_found")
+            exc = self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist{where}", "not_found")
+            exc.revision = entry.revision if entry else None  # a floor for the client's reads
+            raise exc
         return entry
 
     def resolve(

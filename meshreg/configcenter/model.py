@@ -116,9 +116,12 @@ class ConfigRejected(ProtocolError):
     """A config operation was refused; ``code`` goes on the wire, the message names what
     failed.  Nothing was changed."""
 
-    def __init__(self, code: ErrorCode, message: str, reason: str = "") -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, reason: str = "", revision: int | None = None
+    ) -> None:
         super().__init__(message, code)
         self.reason = reason or code.name.lower()
+        self.revision = revision  # NOT_FOUND of a deleted data id: the delete's revision
 
 
 def invalid(message: str, reason: str) -> ConfigRejected:

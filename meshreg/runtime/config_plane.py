@@ -707,7 +707,15 @@ class ConfigPlane:
         self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
-            body = self._read(envelope, req, address, now)
+            try:
+                body = self._read(envelope, req, address, now)
+            except RequestRejected as exc:
+                if exc.revision is None:
+                    raise
+                # a delete's NOT_FOUND names its revision (the client's floor): held
+                # behind this node's commit of it, as the version a read shows
+                self._count_error(exc.code)
+                body = encode_error(exc.req_id, exc.code, exc.message, revision=exc.revision)
             if body is not None and self._hold(_Reply(envelope, body, req.req_id, req.op), req.key):
                 return None  # after the commit of the version it shows
             return body
@@ -959,7 +967,7 @@ class ConfigPlane:
             body = self._read(p.envelope, p.req, p.address, now, p.deadline)
         except RequestRejected as exc:
             self._count_error(exc.code)
-            body = encode_error(exc.req_id, exc.code, exc.message, exc.unwritten)
+            body = encode_error(exc.req_id, exc.code, exc.message, exc.unwritten, exc.revision)
         if body is not None and not self._hold(
             _Reply(p.envelope, body, p.req.req_id, p.req.op), p.req.key
         ):
@@ -1408,4 +1416,7 @@ def _identity(entry: ConfigEntry) -> tuple[int, str, str, bool]:
 
 
 def _rejected(req: ConfigRequest, exc: ConfigRejected) -> RequestRejected:
-    return RequestRejected(exc.code, f"{req.op}: {exc.message}", req.req_id, req.op)
+    revision = exc.revision if type(req) is GetConfig and req.revision is None else None
+    return RequestRejected(
+        exc.code, f"{req.op}: {exc.message}", req.req_id, req.op, revision=revision
+    )

@@ -99,12 +99,18 @@ def beat_ok(req_id: int) -> bytes:
     return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
 
 
-def encode_error(req_id: int, code: ErrorCode, message: str, unwritten: bool = False) -> bytes:
+def encode_error(
+    req_id: int, code: ErrorCode, message: str, unwritten: bool = False, revision: int | None = None
+) -> bytes:
     """Encode an error reply; ``unwritten``: a config write refused before anything was
-    written (``error.written`` false: retry anywhere, no request id needed)."""
+    written (``error.written`` false: retry anywhere, no request id needed); ``revision``:
+    a config read's NOT_FOUND of a deleted data id, the delete's revision (``error.revision``:
+    the client's floor for later reads, review38 F1)."""
     error: dict[str, Any] = {"code": int(code), "name": code.name, "message": message}
     if unwritten:
         error["written"] = False
+    if revision is not None:
+        error["revision"] = revision
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": False, "error": error})
 
 

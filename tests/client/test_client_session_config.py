@@ -33,7 +33,7 @@ from meshreg.client.configs import (
     decode_config_notification,
     decode_config_result,
 )
-from meshreg.client.messages import decode_notification_frames
+from meshreg.client.messages import ReplyError, decode_notification_frames
 from meshreg.client.session import ClientSession
 from meshreg.configcenter.model import CONFIG_BEHIND_ATTEMPT, ConfigKey, content_md5
 from meshreg.errors import (
@@ -102,6 +102,32 @@ def listening(h: Harness, revision: int = 3, content: str = "a: 1") -> Handle:
 
 
 # -- never backwards, read your writes ----------------------------------------------------------
+def test_a_read_that_finds_the_data_id_deleted_keeps_the_deletes_revision() -> None:
+    """review38 F1: a client read a data id deleted at revision 2 (NOT_FOUND), then read
+    revision 1 from a node that had not heard of the delete, and wrote it back to its
+    disk copy. The NOT_FOUND names the delete's revision (``error.revision``): the next
+    read asks for at least it."""
+    h = Harness()
+    get(h)
+    h.reply(h.unanswered("config_get")[0], entry(1))
+    get(h)
+    (req,) = h.unanswered("config_get")
+    gone = ReplyError(req.id, int(ErrorCode.NOT_FOUND), "does not exist (deleted at rev 2)",
+                      revision=2)  # fmt: skip
+    h.run(h.core.on_reply(req.to, gone, h.now))
+    assert h.core.configs.seen_revision(KEY) == 2
+    assert saves(h) == [1, None]  # the disk copy went
+    get(h)
+    assert h.unanswered("config_get")[0].fields["min_revision"] == 2
+    # never there (no revision): nothing noted, as before
+    other = KEY._replace(data_id="never")
+    handle = Handle()
+    h.do(ConfigCall("config_get", other, {**FIELDS, "data_id": "never"}, 3.0, handle))
+    (req,) = [r for r in h.unanswered("config_get") if r.fields["data_id"] == "never"]
+    h.fail(req, ErrorCode.NOT_FOUND, "does not exist")
+    assert h.core.configs.seen_revision(other) == 0
+
+
 def test_a_read_carries_the_highest_revision_seen_and_a_write_raises_it() -> None:
     h = Harness()
     get(h)

@@ -689,3 +689,22 @@ def test_a_peer_version_whose_gray_rule_names_a_host_port_is_still_accepted() ->
                    "clients": ["127.0.0.1:1"]}  # fmt: skip
     entry = parse_entry(raw, 1 << 20)
     assert entry.gray is not None and entry.gray.rule.addresses == frozenset({"127.0.0.1:1"})
+
+
+def test_a_not_found_reply_of_a_delete_carries_its_revision_in_a_field() -> None:
+    """review38 F1: ``error.revision`` (a config_get of a deleted data id), decoded into
+    the client's NotFoundError; a reply whose revision is not one is refused."""
+    from meshreg.client.messages import decode_reply_frames
+    from meshreg.errors import NotFoundError, server_error
+
+    body = encode_error(4, ErrorCode.NOT_FOUND, "x does not exist", revision=7)
+    assert msgpack.unpackb(body)["error"]["revision"] == 7
+    reply = decode_reply_frames([b"", body])
+    exc = server_error(reply.code, reply.message, "n", reply.unwritten, reply.revision)
+    assert isinstance(exc, NotFoundError) and exc.revision == 7
+    assert decode_reply_frames([b"", encode_error(4, ErrorCode.NOT_FOUND, "x")]).revision is None
+    for bad in (0, -1, True, "7", 2**63):
+        err = {"code": int(ErrorCode.NOT_FOUND), "name": "NOT_FOUND", "message": "m",
+               "revision": bad}  # fmt: skip
+        with pytest.raises(RemoteProtocolError, match="'revision'"):
+            decode_reply_frames([b"", msgpack.packb({"v": 1, "id": 4, "ok": False, "error": err})])

@@ -360,6 +360,23 @@ def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
     assert "written" not in reply["error"]  # it may have been written
 
 
+def test_a_get_of_a_deleted_data_id_names_the_deletes_revision() -> None:
+    """review38 F1: the client keeps it as a floor (``error.revision``); a data id never
+    written has none, nor does a get of one revision."""
+    net = Net(3)
+    net.call(ADDRESSES[0], "config_publish", data_id="x", content="1")
+    gone = net.call(ADDRESSES[1], "config_delete", data_id="x")
+    assert gone["ok"], gone
+    for address in ADDRESSES:
+        reply = net.call(address, "config_get", data_id="x")
+        assert reply["error"]["name"] == "NOT_FOUND", reply
+        assert reply["error"]["revision"] == 2, reply
+    never = net.call(ADDRESSES[0], "config_get", data_id="never")
+    assert never["error"]["name"] == "NOT_FOUND" and "revision" not in never["error"]
+    old = net.call(ADDRESSES[0], "config_get", data_id="x", revision=2)
+    assert old["error"]["name"] == "NOT_FOUND" and "revision" not in old["error"]
+
+
 def _with_learner(net: Net, counted_by: set[str]) -> str:
     """A fourth node whose list names everyone, while the old lists do not name it (a
     scale-out: docs/CONFIG.md "A new node: learner"); ``counted_by``: the old nodes that
