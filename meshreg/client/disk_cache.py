@@ -97,8 +97,13 @@ class DiskCache:
         return self.directory / key.namespace / key.group / _file_name(key.service)
 
     def save(self, key: ServiceKey, instances: list[Instance]) -> None:
-        """Write the list atomically; errors are logged, never raised (a cache is optional)."""
+        """Write the list atomically; errors are logged, never raised (a cache is optional).
+        An empty list removes the file (and directories left empty): a consumer reading
+        churning names kept one file per service it ever read, for good (review39 F2)."""
         try:
+            if not instances:
+                self._remove(self.path(key))
+                return
             body = {
                 "format": FORMAT,
                 "namespace": key.namespace,
@@ -117,6 +122,18 @@ class DiskCache:
                 self.directory,
                 exc,
             )
+
+    def _remove(self, target: Path) -> None:
+        """Unlink a copy, then its directories up to the cache's own while they are empty
+        (one per namespace and group once read); raises OSError as the writes do."""
+        target.unlink(missing_ok=True)
+        parent = target.parent
+        while parent != self.directory and self.directory in parent.parents:
+            try:
+                parent.rmdir()  # only if empty (another client may have written since)
+            except OSError:
+                return
+            parent = parent.parent
 
     def load(self, key: ServiceKey) -> tuple[list[Instance], float] | None:
         """(instances, saved_at) from disk, or None when there is no usable file."""
@@ -166,7 +183,7 @@ class DiskCache:
         try:
             target = self.config_path(key)
             if entry is None:
-                target.unlink(missing_ok=True)
+                self._remove(target)
                 return
             body = {"format": FORMAT, "saved_at": time.time(), "entry": entry.to_json()}
             body["entry"].pop("from_cache", None)

@@ -136,6 +136,8 @@ HAVE_STEP_REVISIONS = 2048
 # peer hash 204,800 revisions in one call (365-418 ms, ``bench.config_catchup --ids
 # 2000``); 64 data ids of 100 revisions: 6,400 hashes, ~15-25 ms.
 HAVE_STEP_KEYS = 64
+FRESH_SLACK = 64  # caught-up entries beyond twice the data ids held before a sweep of
+# those purged (amortized O(1) per entry: ``tick``)
 # Versions committed with ``saved`` records whose other peers had not answered yet: each
 # gets a commit message on its answer unless it marked the version itself (``on_ack``).
 # Past this many the oldest is dropped (that peer's flag then comes with anti-entropy).
@@ -872,6 +874,12 @@ class ConfigReplicator:
     # -- time ------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
+        if len(self._fresh) > 2 * len(self.store) + FRESH_SLACK:
+            # data ids purged since (deleted past keep_days or beyond max_tombstones):
+            # their entries go, or a stable cluster creating and deleting data ids kept
+            # one per data id ever written (review39 F1); a create catches up again
+            current = self.store.current
+            self._fresh = {k: v for k, v in self._fresh.items() if current(k) is not None}
         for key, catch_up in list(self._catching_up.items()):
             if now >= catch_up.deadline:
                 del self._catching_up[key]
