@@ -28,13 +28,16 @@ def test_first_config_get_offline_waits_attempts_not_timeout(
     caplog.set_level(logging.ERROR)
     node = start_node()
     cache = str(tmp_path / "cache")
+    provider = Client([node.address], timeout=1.0)  # stays registered until the node dies
+    provider.register("orders", "10.0.0.5", 8080)
     with Client([node.address], cache_dir=cache) as c:
         c.config_publish("app.yaml", "a: 1\n", type="yaml")
-        c.register("orders", "10.0.0.5", 8080)
         assert c.config_get("app.yaml").content == "a: 1\n"
         assert [i.address for i in c.instances("orders")] == ["10.0.0.5:8080"]
-    # (close deregistered orders; the disk cache still holds the last list and the config)
+    # the disk cache holds the last list (an emptied list removes its file: review39 F2,
+    # so the provider is not closed before the node dies) and the config
     node.kill()
+    provider.close()
 
     # the registry read, for comparison: one attempt (1 s), then the disk copy
     with Client([node.address], cache_dir=cache, timeout=TIMEOUT) as c1:
