@@ -327,3 +327,32 @@ def test_beacon_requests_failing_to_a_peer_that_restarts_are_not_reported() -> N
     assert failed >= math.ceil(CLUSTER.peer_timeout / CLUSTER.beacon_interval)
     assert not [e for e in m.effects if isinstance(e, RepairFailing)]
     assert m.node.counters["peer_requests_unanswered"] == 0
+
+
+def test_repair_rounds_failing_right_after_our_own_stall_are_not_reported() -> None:
+    """review40 S1: 0.35 s after a 2.6 s SIGSTOP a node warned that 3 repair rounds to a
+    live peer failed in a row ("a firewall one way?"): the stall had dropped its peer
+    connections, and sends fail at once until they are made again. Failures within a
+    peer_timeout of our stall's end are not counted; later ones are, as before."""
+    m = Member()
+    failed: set[int] = set()
+
+    def fail_rounds(seconds: float) -> None:
+        for _ in range(round(seconds / 0.1)):
+            m.node.on_replication(Beacon("n2", A, 9, True, 5, VIEW), m.now)  # a gap
+            m.beacons(VIEW, ("n3",))
+            m.step(0.1)
+            for call in calls(m, ListDigests):
+                if call.node_id == "n2" and call.tag not in failed:
+                    failed.add(call.tag)
+                    m.node.peer_failed(call.tag, m.now)
+
+    m.node.stalled(m.now, 2.6)
+    fail_rounds(CLUSTER.peer_timeout * 0.9)
+    m.effects += m.node.take_effects()
+    assert m.node.counters["repair_rounds_failed"] >= 3
+    assert not [e for e in m.effects if isinstance(e, RepairFailing)]
+    fail_rounds(6.0)  # the fault lasts past a peer_timeout: reported, once
+    m.effects += m.node.take_effects()
+    said = [e for e in m.effects if isinstance(e, RepairFailing)]
+    assert [(e.node_id, e.failures) for e in said] == [("n2", 3)]
