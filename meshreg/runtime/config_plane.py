@@ -140,6 +140,8 @@ CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried 
 FORWARD_WAIT_MAX = 2.0  # s; under FORWARD_TIMEOUT (2.2 s): a forward that never left is
 # answered "nothing was written" before the forward's own deadline
 RESEND_EVERY = 0.05  # s; ... at this interval (a DEALER connecting, or reconnecting)
+UNHEARD_RETRY = 0.2  # s; a forward refused by an owner that has not heard us yet is sent
+# again this much later (it hears us within a beacon or two: ~10 tries at most per write)
 MAX_UNSENT = 10_000  # peer messages waiting for a connection; more: given up at once
 CACHED_REPLY_MAX = 64 * 1024  # bytes; a get's packed result up to this size is kept ...
 CACHED_REPLIES_BYTES = 16 * 1024 * 1024  # ... while all of them stay below this (else cleared)
@@ -1096,10 +1098,10 @@ class ConfigPlane:
         del self._forwards[msg.tag]
         if msg.unheard and fwd.write is not None and now < fwd.arrived + self.forward_grace:
             # the owner has not heard us yet (we just started): it will within a beacon
-            # or two; decided again every RESEND_EVERY until the grace, then refused
+            # or two; decided again every UNHEARD_RETRY until the grace, then refused
             self.counters["forwards_unheard"] += 1
             until = fwd.arrived + self.forward_grace
-            again = _Unsent(fwd.owner, [], until, now + RESEND_EVERY, fwd.write, fwd.arrived)
+            again = _Unsent(fwd.owner, [], until, now + UNHEARD_RETRY, fwd.write, fwd.arrived)
             again.why = msg.message  # relayed if the grace ends first
             self._keep(again, now)
             return []
