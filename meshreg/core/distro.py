@@ -1156,13 +1156,33 @@ class DistroNode:
         return None
 
     def _summary(self, owner: str) -> tuple[int, int]:
-        """(count, sum of digests) over the services ``owner`` is responsible for."""
+        """(count, sum of digests) over the services ``owner`` is responsible for.
+
+        One pass over every known service, every ``anti_entropy_interval`` and for each
+        peer's summary: the idle cost of a large table (56,000 services, 3 nodes: ~9% of a
+        core per node, 80% of it here), so the common case is inlined: an owner and a
+        digest cached, no operator override (the same sum as ``_digest_of`` per key,
+        checked against it in tests/core/test_digest_pages.py)."""
         count = total = 0
-        for key in self._known_keys():
-            if self.owner_of(key) == owner:
+        cache, owner_of, digest_of = self._owner_cache, self.owner_of, self._digest_of
+        plain = not self.store.overrides.by_service  # else every digest takes the full path
+        services = self.store.services
+        for key, svc in services.items():
+            held = cache.get(key)
+            if (held if held is not None else owner_of(key)) != owner:
+                continue
+            count += 1
+            cached = svc.digest_cache if plain else None
+            total += cached if cached is not None else (digest_of(key) or 0)
+        # services known by their settings or an override only (no instances)
+        extra = set(self.store.settings)
+        if not plain:
+            extra.update(self.store.overrides.active_keys())
+        for key in extra:
+            if key not in services and owner_of(key) == owner:
                 count += 1
-                total = (total + (self._digest_of(key) or 0)) & MASK
-        return count, total
+                total += digest_of(key) or 0
+        return count, total & MASK
 
     def _known_in_order(self, after: ServiceKey | None) -> Iterator[ServiceKey]:
         """``_known_keys`` in ascending order after ``after``, without sorting them all

@@ -89,3 +89,43 @@ def test_a_round_looks_at_each_key_a_bounded_number_of_times() -> None:
         # each page starts at its cursor: about one look per key over the round (the
         # last key of each page is looked at twice); it was one look per key per page
         assert next(looked) <= n + 1 + n // MAX_DIGEST_PAGE + 10, caller
+
+
+def _summary_reference(node: distro.DistroNode, owner: str) -> tuple[int, int]:
+    """The summary as it was computed before it was inlined: every known key, one by one."""
+    count = total = 0
+    for key in node._known_keys():
+        if node.owner_of(key) == owner:
+            count += 1
+            total = (total + (node._digest_of(key) or 0)) & distro.MASK
+    return count, total
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(keys, st.integers(1, 3)), max_size=30),
+    st.lists(keys, max_size=8),
+    st.lists(keys, max_size=5),
+    st.lists(keys, max_size=10),
+)
+def test_the_inlined_summary_is_the_sum_of_every_owned_digest(
+    held: list[tuple[ServiceKey, int]],
+    with_settings: list[ServiceKey],
+    overridden: list[ServiceKey],
+    gone: list[ServiceKey],
+) -> None:
+    m = Member()
+    store = m.node.store
+    for key, port in held:
+        store.register(key, InstanceId("10.0.0.1", port, "DEFAULT"), 1.0, True, {}, 0.0)
+    for i, key in enumerate(with_settings):
+        store.set_service(key, 0.5, {"k": str(i)}, i + 1)
+    for i, key in enumerate(overridden):
+        store.overrides.put(key, IID, 0.0, None, i + 1, 0, 0.0)
+    for key in gone:
+        store.deregister(key, IID, 1)
+    for key in list(store.services):
+        if len(key.service) % 2:
+            m.node._digest_of(key)  # some digests cached, some not
+    for owner in ("n1", "n2", "n3"):
+        assert m.node._summary(owner) == _summary_reference(m.node, owner)
