@@ -1038,9 +1038,19 @@ def _minority(counts: dict[str, Any]) -> str | None:
     )
 
 
+OLDER_NODE = (
+    "an older version: its ping does not say whether it has caught up, its `cluster` "
+    "view says so; whether its peers count it in, `meshreg cluster` on a peer shows"
+)
+
+
 def _readiness(result: dict[str, Any]) -> str | None:
-    """What a ``ping`` reply says is not ready yet (None: ready; a node too old to say
-    counts as ready)."""
+    """What a ``ping`` reply says is not ready yet (None: ready).  A node too old to say
+    (no ``ready`` in its reply) is not taken for ready: ``ping`` asks its ``cluster`` view
+    first (review41 F2: a node rolled back to an older version was called ready while its
+    peers held it out, and nothing said it was older)."""
+    if "ready" not in result:
+        return OLDER_NODE
     waiting = []
     held_by = result.get("held_by")
     if result.get("ready") is False and held_by:
@@ -1073,8 +1083,13 @@ def ping(need_ready: bool, servers: str, timeout: float) -> None:
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
         result = c.ping()
         server = c.server
+        older = "ready" not in result  # an older node: its cluster view says (review41 F2)
+        if older:
+            result = {**result, "ready": c.cluster().get("ready") is True}
     waiting = _readiness(result)
     state = f"not ready: {waiting}" if waiting else "ready"
+    if older:
+        state += f" ({OLDER_NODE})"
     minority = _minority(result) if result.get("config_ready") is not None else None
     if minority:  # ready means caught up; say that writes wait for members all the same
         state += f"; config writes refused: {minority}"

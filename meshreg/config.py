@@ -118,7 +118,9 @@ class NodeConfig:
     config_max_configs: int = DEFAULT_MAX_CONFIGS
     config_max_configs_per_namespace: int = DEFAULT_MAX_CONFIGS_PER_NAMESPACE
     config_max_tombstones: int = DEFAULT_MAX_TOMBSTONES
-    config_max_bytes_per_namespace: int = DEFAULT_MAX_BYTES_PER_NAMESPACE  # 0: no such limit
+    # 0: no such limit; None: the default (64 MiB), under which a namespace already held
+    # above it (written before the limit existed: an upgrade) keeps room (review41 F1)
+    config_max_bytes_per_namespace: int | None = None
     # Serve config reads at once, without catching up from a majority (--config-force-ready:
     # the operator's override for a lone survivor; docs/CONFIG.md "The ready gate").
     config_force_ready: bool = False
@@ -136,7 +138,10 @@ class NodeConfig:
                 max_configs=self.config_max_configs,
                 max_configs_per_namespace=self.config_max_configs_per_namespace,
                 max_tombstones=self.config_max_tombstones,
-                max_bytes_per_namespace=self.config_max_bytes_per_namespace,
+                max_bytes_per_namespace=DEFAULT_MAX_BYTES_PER_NAMESPACE
+                if self.config_max_bytes_per_namespace is None
+                else self.config_max_bytes_per_namespace,
+                room_for_held=self.config_max_bytes_per_namespace is None,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"[config]: {exc}") from None

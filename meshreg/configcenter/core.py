@@ -219,6 +219,7 @@ class ConfigStore:
         self.history_entries = 0
         self.content_bytes = 0  # characters of content over every version held
         self.bytes_by_namespace: dict[str, int] = {}  # the same, per namespace
+        self.namespace_room: dict[str, int] = {}  # raised per-namespace limits (room_for_held)
         # live (not deleted) current versions, in all and per namespace (the quotas);
         # kept by _set_current, so O(1) per change and per check
         self.live_configs = 0
@@ -1071,6 +1072,8 @@ class ConfigStore:
         per_ns = self.limits.max_bytes_per_namespace
         ns = entry.key.namespace
         in_ns = self.bytes_by_namespace.get(ns, 0)
+        if per_ns and self.namespace_room:
+            per_ns = max(per_ns, self.namespace_room.get(ns, 0))
         if size and per_ns and in_ns + size > per_ns:
             raise self._reject(
                 ErrorCode.RESOURCE_EXHAUSTED,
@@ -1081,6 +1084,23 @@ class ConfigStore:
                 "on every node (0: no per-namespace limit)",
                 "max_bytes_per_namespace",
             )
+
+    def room_for_held(self) -> dict[str, tuple[int, int]]:
+        """Namespaces held above the default per-namespace limit (written before the limit
+        existed: after an upgrade every write of theirs was refused, review41 F1) keep a
+        quarter of the limit as room above what they hold now; called when the node has
+        loaded its disk and when it has caught up.  Returns the namespaces raised: name ->
+        (bytes held, the limit now).  Nothing when the limit was set (0 or a size)."""
+        per_ns = self.limits.max_bytes_per_namespace
+        if not (self.limits.room_for_held and per_ns):
+            return {}
+        raised = {}
+        for ns, held in self.bytes_by_namespace.items():
+            room = held + per_ns // 4
+            if held > per_ns and room > self.namespace_room.get(ns, 0):
+                self.namespace_room[ns] = room
+                raised[ns] = (held, room)
+        return raised
 
     def _check_room(self, key: ConfigKey, new: bool) -> None:
         """A data id may become live here: its namespace and the node are below their

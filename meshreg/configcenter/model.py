@@ -360,6 +360,10 @@ class ConfigLimits:
     max_configs_per_namespace: int = DEFAULT_MAX_CONFIGS_PER_NAMESPACE  # 0: no such limit
     max_tombstones: int = DEFAULT_MAX_TOMBSTONES
     max_bytes_per_namespace: int = DEFAULT_MAX_BYTES_PER_NAMESPACE  # 0: no such limit
+    # the limit is the default (not set): a namespace held above it when the node loads
+    # or catches up (written before the limit existed) keeps a quarter of it as room
+    # above what it holds (``ConfigStore.room_for_held``; review41 F1)
+    room_for_held: bool = False
 
     @property
     def held_limit(self) -> int:

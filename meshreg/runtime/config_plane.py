@@ -376,6 +376,7 @@ class ConfigPlane:
             "group_commits": 0,
             "group_commit_versions": 0,
         }
+        self._room_for_held("loaded")
         log.info(
             "configs: %s, %d versions of %d data ids loaded; %d configured members (majority %d)%s",
             f"database {self.db.path}" if self.db else "in memory only (no data_dir)",
@@ -1126,10 +1127,28 @@ class ConfigPlane:
             cursor = None if after is None else key_to_wire(after)
             self._send(peer, encode_config_peer("config_sync", self.member, after=cursor, **ask))
 
+    def _room_for_held(self, when: str) -> None:
+        raised = self.store.room_for_held()
+        if raised:
+            names = sorted(raised)
+            log.warning(
+                "configs: %d namespace(s) %s hold more config content than the default "
+                "per-namespace limit (%d bytes; every kept version's): %s. They keep room for "
+                "a quarter of it above what they hold (written before the limit existed, "
+                "e.g. by an older version); set [config] max_bytes_per_namespace on every "
+                'node (0: no per-namespace limit) to decide (docs/CONFIG.md "Limits")',
+                len(names),
+                when,
+                self.store.limits.max_bytes_per_namespace,
+                ", ".join(f"{ns!r} {raised[ns][0]} -> limit {raised[ns][1]}" for ns in names[:10])
+                + (f" (and {len(names) - 10} more)" if len(names) > 10 else ""),
+            )
+
     def _gate_check(self) -> None:
         if self.ready or not self.gate.ready:
             return
         self.ready = True
+        self._room_for_held("caught up")
         waiting, self._sync_at_ready = self._sync_at_ready, set()
         for key in sorted(waiting):  # the subscriptions made while it caught up
             self.subscribed(config_topic(key))

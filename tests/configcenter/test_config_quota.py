@@ -311,3 +311,31 @@ def test_one_namespace_takes_at_most_its_share_of_the_content_bytes() -> None:
     assert s.stats()["limits"]["max_bytes_per_namespace"] == 20
     with pytest.raises(ValueError, match="max_bytes_per_namespace"):
         ConfigLimits(max_content_bytes=10, max_bytes_per_namespace=5)
+
+
+def test_a_namespace_held_above_the_default_limit_keeps_room_after_an_upgrade() -> None:
+    """review41 F1: the per-namespace limit came with an upgrade; a namespace an older
+    version let grow past it refused every write after the upgrade, a 4-byte publish
+    included. Under the default limit (not set by the operator) such a namespace keeps a
+    quarter of the limit as room above what it held when the node loaded or caught up;
+    a limit the operator set is kept as set."""
+    old = store("n2", max_content_bytes=10, max_bytes_per_namespace=0)  # the older version
+    versions = [old.publish(key("a", i), "x" * 10, now=1.0) for i in range(4)]  # 40 bytes
+    for room_for_held, fits in ((True, True), (False, False)):
+        s = store(max_content_bytes=10, max_bytes_per_namespace=20, room_for_held=room_for_held)
+        for e in versions:
+            s.apply(e)  # from disk or peers: never refused
+        raised = s.room_for_held()
+        if fits:
+            assert raised == {"a": (40, 45)}
+            s.publish(key("a", 9), "y" * 4, now=2.0)  # 44 bytes: within its room
+            exc = refused(s.publish, key("a", 10), "z" * 2, now=3.0)  # 46: past it
+            assert "max_bytes_per_namespace 45" in exc.message, exc.message
+        else:  # the operator's own limit: as set
+            assert raised == {}
+            assert refused(s.publish, key("a", 9), "y", now=2.0).reason == (
+                "max_bytes_per_namespace"
+            )
+        s.publish(key("b", 0), "w" * 10, now=3.0)  # another namespace: the limit as set
+        s.publish(key("b", 1), "w" * 10, now=3.0)
+        assert refused(s.publish, key("b", 2), "w", now=3.0).reason == "max_bytes_per_namespace"

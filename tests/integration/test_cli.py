@@ -363,3 +363,16 @@ def test_cluster_names_a_listed_peer_never_heard_as_such(
     assert row.split()[:3] == ["(never", "heard)", silent], shown.stdout
     listed = json.loads(run_cli("cluster", "--json", "-s", node.address).stdout)
     assert [m["id"] for m in listed["members"] if m["address"] == silent] == [""]
+
+
+def test_ping_does_not_call_a_node_that_does_not_say_ready() -> None:
+    """review41 F2: a node of an older version sends no ``ready`` in its ping reply;
+    ``meshreg ping`` called it ready while its peers held it out after a rollback, and
+    nothing said it was older. Now ping reads its readiness from its ``cluster`` view and
+    says it is an older version (tests/review41 runs it against a real older node)."""
+    from meshreg import cli
+
+    older = {"epoch": 7, "version": "0.1.0", "address": "127.0.0.1:7800"}
+    assert cli._readiness(older) == cli.OLDER_NODE  # (ping asks its cluster view first)
+    assert cli._readiness({**older, "ready": True}) is None
+    assert "catching up" in (cli._readiness({**older, "ready": False}) or "")
