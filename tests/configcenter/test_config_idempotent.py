@@ -115,9 +115,11 @@ class Net3:
     (both ways) are dropped, ``drop``: messages dropped; replies are collected by request.
     Every node starts caught up on K (its first write needs no catch-up round)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ConfigLimits | None = None) -> None:
         self.now = 0.0
-        self.reps = {i: ConfigReplicator(i, IDS, ConfigStore(i), 0.0) for i in IDS}
+        self.reps = {
+            i: ConfigReplicator(i, IDS, ConfigStore(i, limits or ConfigLimits()), 0.0) for i in IDS
+        }
         for r in self.reps.values():
             r.set_members_up(IDS)
             r._fresh[K] = r._view
