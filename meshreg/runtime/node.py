@@ -194,6 +194,7 @@ else:  # pragma: no cover
 
 OVERFLOW_RESET_EVERY = 1.0  # s; at most one drop of the notification connections (F1)
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
+STOP_LINGER_MS = 500  # ms a stopping node gives its last replication and answers to leave
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
 # flood of batches must not keep beacons, renewals and peers waiting
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
@@ -799,15 +800,22 @@ class NodeRuntime:
             self._systemd = SystemdNotifier({})
             self._systemd_told = True
 
-    def close(self) -> None:
+    def close(self, linger_ms: int | None = None) -> None:
         """Close everything at once (what ``finish`` did not drain is dropped: the
-        simulation's crash calls this)."""
+        simulation's crash calls this).  ``linger_ms`` (``finish``): what the replication
+        PUB and the client ROUTER still hold (the last deltas, the leave beacon, the last
+        answers) gets that long to leave; with LINGER 0 a stopping node under load dropped
+        its leave beacon, and a config write forwarded to it as it stopped waited out its
+        2.2 s for nothing (CI once: review27's graceful-stop test)."""
         self.configs.close(drain=False)  # after finish(): nothing left to drain
         if self._peers is not None:
             self._peers.close()
             self._peers = None
+        flushed = (self._repl_pub, self._router)
         for sock in (self._router, self._xpub, self._repl_pub, self._repl_sub, self._peer_router):
-            if sock is not None:
+            if sock is not None and linger_ms is not None and sock in flushed:
+                sock.close(linger=linger_ms)  # (the context's end waits for it, bounded)
+            elif sock is not None:
                 sock.close()
         self._router = self._xpub = self._repl_pub = self._repl_sub = self._peer_router = None
         self._poller = None
@@ -1026,7 +1034,7 @@ class NodeRuntime:
             self._save_registry_state()
         if self.registry_state is not None:
             self.registry_state.close()
-        self.close()
+        self.close(STOP_LINGER_MS)
 
     # -- requests -------------------------------------------------------------
     def _drain_requests(self, router: Channel) -> None:
