@@ -42,7 +42,8 @@ def _round(node: str, cache: Path, tag: str) -> None:
         for i in range(ROUND):
             prov.register(f"{tag}-{i}", "127.0.0.1", 40000)
             assert cons.instances(f"{tag}-{i}")  # read: cached, written to disk
-        assert _files(cache) >= ROUND  # each read's list is on disk
+        # each read's list is on disk (written by the cache's own thread: waited for)
+        wait_until(lambda: _files(cache) >= ROUND, 10, what=f"{ROUND} lists written")
         for i in range(ROUND):
             prov.deregister(f"{tag}-{i}", "127.0.0.1", 40000)
         wait_until(
