@@ -224,12 +224,10 @@ def test_a_peer_that_cannot_reach_us_is_pushed_our_changes() -> None:
     assert not [c for c in calls(m, Reconcile) if c.node_id == "n2"]
 
 
-def test_repair_rounds_failing_with_a_peer_up_are_reported_once_and_again_when_back() -> None:
-    """review15 F4: a peer whose P+3 does not answer this node (its P+2 fine) was
-    invisible; three failed rounds in a row are logged (``RepairFailing``), once."""
-    m = Member()
-    failed: set[int] = set()
-    for _ in range(60):  # 6 s: rounds back off 0.25 s doubling up to 0.75 s
+def fail_rounds_to_n2(m: Member, seconds: float, failed: set[int]) -> None:
+    """n2 heard (a gap in its seqs: a repair round every so often), each round to it
+    failing (its P+3 does not answer); ``failed``: the calls failed so far."""
+    for _ in range(round(seconds / 0.1)):
         m.node.on_replication(Beacon("n2", A, 9, True, 5, VIEW), m.now)  # a gap: a round
         m.beacons(VIEW, ("n3",))
         m.step(0.1)
@@ -237,6 +235,14 @@ def test_repair_rounds_failing_with_a_peer_up_are_reported_once_and_again_when_b
             if call.node_id == "n2" and call.tag not in failed:
                 failed.add(call.tag)
                 m.node.peer_failed(call.tag, m.now)
+
+
+def test_repair_rounds_failing_with_a_peer_up_are_reported_once_and_again_when_back() -> None:
+    """review15 F4: a peer whose P+3 does not answer this node (its P+2 fine) was
+    invisible; three failed rounds in a row are logged (``RepairFailing``), once."""
+    m = Member()
+    failed: set[int] = set()
+    fail_rounds_to_n2(m, 6.0, failed)  # rounds back off 0.25 s doubling up to 0.75 s
     m.effects += m.node.take_effects()
     said = [e for e in m.effects if isinstance(e, RepairFailing)]
     assert [(e.node_id, e.failures) for e in said] == [("n2", 3)]
@@ -336,23 +342,12 @@ def test_repair_rounds_failing_right_after_our_own_stall_are_not_reported() -> N
     peer_timeout of our stall's end are not counted; later ones are, as before."""
     m = Member()
     failed: set[int] = set()
-
-    def fail_rounds(seconds: float) -> None:
-        for _ in range(round(seconds / 0.1)):
-            m.node.on_replication(Beacon("n2", A, 9, True, 5, VIEW), m.now)  # a gap
-            m.beacons(VIEW, ("n3",))
-            m.step(0.1)
-            for call in calls(m, ListDigests):
-                if call.node_id == "n2" and call.tag not in failed:
-                    failed.add(call.tag)
-                    m.node.peer_failed(call.tag, m.now)
-
     m.node.stalled(m.now, 2.6)
-    fail_rounds(CLUSTER.peer_timeout * 0.9)
+    fail_rounds_to_n2(m, CLUSTER.peer_timeout * 0.9, failed)
     m.effects += m.node.take_effects()
     assert m.node.counters["repair_rounds_failed"] >= 3
     assert not [e for e in m.effects if isinstance(e, RepairFailing)]
-    fail_rounds(6.0)  # the fault lasts past a peer_timeout: reported, once
+    fail_rounds_to_n2(m, 6.0, failed)  # the fault lasts past a peer_timeout: reported, once
     m.effects += m.node.take_effects()
     said = [e for e in m.effects if isinstance(e, RepairFailing)]
     assert [(e.node_id, e.failures) for e in said] == [("n2", 3)]
