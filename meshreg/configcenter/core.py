@@ -46,7 +46,9 @@ highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an 
   younger than ``keep_seconds``; the current entry always stays; a tombstone older than
   ``keep_seconds`` is purged with its data id.  ``prune(now)`` removes at most
   ``prune_step`` versions and scans at most ``prune_step`` data ids per call, resuming
-  where it stopped (bounded work per tick).
+  where it stopped (bounded work per tick); ``prune_behind`` says a call stopped at its
+  budget with versions left to remove, so the caller prunes again soon: writes faster
+  than one step per interval must not grow the history past its limits.
 
 * **Quotas** (docs/CONFIG.md "Limits"): a local write that makes a data id live (a create,
   or a publish or rollback of a deleted one) is refused (RESOURCE_EXHAUSTED) when its
@@ -198,6 +200,7 @@ class ConfigStore:
         # version its re-send made (find_request, history: one write, docs/CONFIG.md)
         self._requests: dict[tuple[ConfigKey, str], list[int]] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
+        self.prune_behind = False  # the last prune stopped at its budget: more to remove
         # the highest revision of the purged tombstones, per bucket of data ids
         # (``floor_bucket``): a data id created again after its tombstone was purged goes
         # on above it, never back to 1 (``_commit_local``); bounded: FLOOR_BUCKETS ints
@@ -861,9 +864,12 @@ class ConfigStore:
         cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
         self._age_cutoff = cutoff
         age_limit = float("-inf") if cutoff is None else cutoff
+        self.prune_behind = False
         removed = self._purge_over(step)
         if not removed:  # (a purge beyond max_tombstones is this call's work)
             removed = self._prune_scan(step, keep_n, cutoff, age_limit)
+        else:
+            self.prune_behind = self.tombstones_over > 0
         return removed
 
     def _purge_over(self, step: int) -> list[ConfigEntry]:
@@ -905,6 +911,7 @@ class ConfigStore:
             current = self._current[key]
             if current.deleted and cutoff is not None and current.modified < cutoff:
                 if removed and len(removed) + sum(map(len, by_rev.values())) > step:
+                    self.prune_behind = True
                     return removed  # the whole data id goes next time
                 removed.extend(self._purge(key))
                 self._prune_after = key
@@ -918,6 +925,7 @@ class ConfigStore:
                 ranked = islice(ranked, keep_n, None)
             for rank, rev in ranked:
                 if len(removed) >= step:
+                    self.prune_behind = True
                     return removed  # this data id is not done: resume at it
                 if rev == current.revision:
                     continue
@@ -932,7 +940,10 @@ class ConfigStore:
                 self._oldest[key] = min(v.modified for vs in by_rev.values() for v in vs)
             self._prune_after = key
         if len(keys) == step:
-            return removed  # more data ids after these: resume there next time
+            # more data ids after these: resume there next time (soon if this step was
+            # busy: data ids after may be as far over)
+            self.prune_behind = len(removed) >= step // 2
+            return removed
         self._prune_after = None  # a full pass ended: start over next time
         return removed
 
@@ -1133,7 +1144,7 @@ class ConfigStore:
                 f"cannot create {key}: this node holds {len(self._history)} data ids "
                 f"({len(self._tombstones)} of them deleted, purged beyond [config] "
                 f"max_tombstones {limits.max_tombstones}, the oldest first, up to "
-                f"{limits.prune_step} versions ten times a second), its limit (2 x "
+                f"{limits.prune_step} versions a step, every 20 ms while behind), its limit (2 x "
                 "(max_configs + max_tombstones)); retry in a few seconds",
                 "held_limit",
             )

@@ -132,6 +132,7 @@ PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long 
 # arrive (the client's attempt budget of such a read is above it: CONFIG_BEHIND_ATTEMPT)
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
+PRUNE_BEHIND_INTERVAL = 0.02  # s; the next step when the last stopped at its budget
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
 MAX_SYNCS_AT_READY = 10_000  # subscriptions made while catching up, synced once ready
 CONNECT_GRACE = 1.0  # s; a peer message that found no live connection is tried again this
@@ -570,13 +571,19 @@ class ConfigPlane:
         if not self.ready:
             self._ask_digests(self.gate.tick(now))
         prune = now >= self._next_prune
-        if prune:  # (deleted data ids beyond max_tombstones: purged ten times as often)
-            over = self.store.tombstones_over
-            self._next_prune = now + (PRUNE_INTERVAL / 10 if over else PRUNE_INTERVAL)
+        if prune:
+            self._next_prune = now + PRUNE_INTERVAL
         self._wake = float("inf")  # recomputed by flush, from every deadline
         self.flush(now)  # this turn's versions are on disk before any is pruned
         if prune:
             removed = self.store.prune(now)
+            if self.store.prune_behind:
+                # a step that stopped at its budget goes on soon (deleted data ids beyond
+                # max_tombstones too): writes faster than one step per interval (1,000
+                # versions/s) grew the history past keep_revisions until the namespace's
+                # byte limit refused every publish (bench config, 14 s rows)
+                self._next_prune = now + PRUNE_BEHIND_INTERVAL
+                self._wake = min(self._wake, self._next_prune)
             if removed and self._floors_saved(now):
                 self._commits.remove(removed)  # deleted after every earlier save
                 for key in {e.key for e in removed}:

@@ -24,7 +24,13 @@ from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.runtime.config_commit import LAZY_MARK_SECONDS
-from meshreg.runtime.config_plane import CONNECT_GRACE, PARK_SECONDS, PRUNE_INTERVAL, ConfigPlane
+from meshreg.runtime.config_plane import (
+    CONNECT_GRACE,
+    PARK_SECONDS,
+    PRUNE_BEHIND_INTERVAL,
+    PRUNE_INTERVAL,
+    ConfigPlane,
+)
 from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.wire.config_messages import parse_config_message
 from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
@@ -991,6 +997,31 @@ def test_an_empty_store_asks_for_no_prune_wake_up_and_a_held_data_id_does() -> N
     assert plane.tick(net.now) <= net.now + PRUNE_INTERVAL
     plane.tick(net.now + PRUNE_INTERVAL)
     assert plane.store._age_cutoff == net.now + PRUNE_INTERVAL - keep
+
+
+def test_writes_faster_than_one_prune_step_a_second_keep_the_history_at_its_limit() -> None:
+    """The prune takes 1,000 versions a step; a node taking more writes a second steps
+    again within PRUNE_BEHIND_INTERVAL while behind, so the history stays within one
+    interval's writes of keep_revisions per data id (before: one step a second, the
+    history grew by (rate - 1,000) a second, and bench config's 14 s rows at ~5,000
+    publishes a second grew it until the namespace's byte limit refused every publish:
+    37,180 RESOURCE_EXHAUSTED on one node)."""
+    net = Net(1)
+    plane = net.planes[ADDRESSES[0]]
+    keep = plane.store.limits.keep_revisions
+    assert keep == 100 and plane.store.limits.prune_step == 1000
+    rate, seconds, ids = 4000, 3.0, 4
+    most = 0
+    for i in range(int(rate * seconds)):
+        net.now += 1 / rate
+        reply = net.call(ADDRESSES[0], "config_publish", data_id=f"d{i % ids}", content=f"{i}")
+        assert reply["ok"], reply
+        plane.tick(net.now)
+        most = max(most, plane.stats()["history_entries"]) if i % 50 == 0 else most
+    # at most one interval's writes (and a step's) above what is kept; it was ~9,000
+    assert most <= ids * keep + rate * (PRUNE_INTERVAL + 2 * PRUNE_BEHIND_INTERVAL), most
+    net.tick(PRUNE_INTERVAL * 2)
+    assert plane.stats()["history_entries"] == ids * keep
 
 
 def _fast_and_full(plane: ConfigPlane, msg: dict[str, Any], now: float) -> tuple[Any, Any]:
