@@ -625,7 +625,7 @@ class ConfigStore:
             by = check_modified_by(by)
         except ConfigRejected as exc:
             raise self._count(exc) from None
-        prev = self._check_write(key, if_revision)
+        prev = self._check_write(key, if_revision, now)
         if kind is None:
             kind = prev.type if prev is not None and not prev.deleted else DEFAULT_CONFIG_TYPE
         return self._commit_local(
@@ -664,7 +664,7 @@ class ConfigStore:
             by = check_modified_by(by)
         except ConfigRejected as exc:
             raise self._count(exc) from None
-        prev = self._check_write(key, if_revision)
+        prev = self._check_write(key, if_revision, now)
         if prev is None or prev.deleted:
             held = prev.revision if prev is not None else self._purged_floor(key)
             if floor <= held:
@@ -708,7 +708,7 @@ class ConfigStore:
                 raise invalid("field 'revision' must be a positive integer", "bad_revision")
         except ConfigRejected as exc:
             raise self._count(exc) from None
-        prev = self._check_write(key, if_revision)
+        prev = self._check_write(key, if_revision, now)
         target = self.get(key, revision)  # NOT_FOUND if pruned or a delete (counted)
         return self._commit_local(
             key,
@@ -747,7 +747,7 @@ class ConfigStore:
             kind = None if type is None else check_type(type)
         except ConfigRejected as exc:
             raise self._count(exc) from None
-        prev = self._existing(key, if_revision, "publish a gray version of")
+        prev = self._existing(key, if_revision, "publish a gray version of", now)
         gray = GrayRelease(text, kind or prev.type, content_md5(text), rule)
         return self._derive(prev, now, by, floor, gray=gray, change=Change.GRAY,
                             request_id=request_id)  # fmt: skip
@@ -764,7 +764,7 @@ class ConfigStore:
     ) -> ConfigEntry:
         """The gray version becomes the main one (for everyone)."""
         floor = self._floor_checked(revision_floor)
-        prev, g = self._with_gray(key, by, if_revision, "promote the gray version of")
+        prev, g = self._with_gray(key, by, if_revision, "promote the gray version of", now)
         return self._derive(
             prev, now, by, floor, content=g.content, type=g.type, md5=g.md5, gray=None,
             change=Change.PROMOTE, request_id=request_id,
@@ -782,7 +782,7 @@ class ConfigStore:
     ) -> ConfigEntry:
         """Remove the gray version; every client gets the main one again."""
         floor = self._floor_checked(revision_floor)
-        prev, _ = self._with_gray(key, by, if_revision, "drop the gray version of")
+        prev, _ = self._with_gray(key, by, if_revision, "drop the gray version of", now)
         return self._derive(
             prev, now, by, floor, gray=None, change=Change.GRAY_DROP, request_id=request_id
         )
@@ -794,11 +794,11 @@ class ConfigStore:
             raise self._count(exc) from None
 
     def _with_gray(
-        self, key: ConfigKey, by: str, if_revision: int | None, what: str
+        self, key: ConfigKey, by: str, if_revision: int | None, what: str, now: float
     ) -> tuple[ConfigEntry, GrayRelease]:
         """The current version and its gray one, after the checks (refused: counted)."""
         self._checked_by(by)
-        prev = self._existing(key, if_revision, what)
+        prev = self._existing(key, if_revision, what, now)
         if prev.gray is None:
             raise self._reject(
                 ErrorCode.NOT_FOUND, f"cannot {what} {key}: it has no gray version", "no_gray"
@@ -972,8 +972,15 @@ class ConfigStore:
                 "behind",
             )
 
-    def _check_write(self, key: ConfigKey, if_revision: int | None) -> ConfigEntry | None:
-        """The current version, after the CAS check; raises (counted) on a mismatch."""
+    def _check_write(
+        self, key: ConfigKey, if_revision: int | None, now: float
+    ) -> ConfigEntry | None:
+        """The current version, after the CAS check; raises (counted) on a mismatch:
+        CONFLICT, or UNAVAILABLE (nothing written) when ``if_revision`` is what reads show
+        and the current version is one a majority has not acknowledged yet (``shown``):
+        whether the CAS holds is not known until that version settles, and a CONFLICT
+        naming a revision no read shows left a client re-reading and retrying in a loop
+        (review38, ~700 times a second on a cut-off owner)."""
         try:
             key = check_config_key(*key)
         except ConfigRejected as exc:
@@ -987,6 +994,7 @@ class ConfigStore:
             live = prev is not None and not prev.deleted
             have = prev.revision if prev is not None and live else 0
             if have != if_revision:
+                self._check_settled(key, prev, if_revision, now)
                 if not live:
                     state = "does not exist" + (
                         f" (deleted at revision {prev.revision})" if prev is not None else ""
@@ -1001,8 +1009,29 @@ class ConfigStore:
                 )
         return prev
 
-    def _existing(self, key: ConfigKey, if_revision: int | None, what: str) -> ConfigEntry:
-        prev = self._check_write(key, if_revision)
+    def _check_settled(
+        self, key: ConfigKey, prev: ConfigEntry | None, if_revision: int, now: float
+    ) -> None:
+        if prev is None or _settled(prev, now):
+            return
+        seen = self.shown(key, now)
+        shows = seen.revision if seen is not None and not seen.deleted else 0
+        if shows != if_revision:
+            return  # a CONFLICT whatever that write's fate
+        state = ("a delete at " if prev.deleted else "") + f"revision {prev.revision}"
+        raise self._reject(
+            ErrorCode.UNAVAILABLE,
+            f"{key}: {state} is being written and a majority has not acknowledged it yet "
+            f"(reads show {shows or 'none'}), so whether if_revision "
+            f"{if_revision} still holds is not known; nothing was written: retry in a "
+            f"moment (it settles within {SETTLE_SECONDS:g} s)",
+            "cas_in_flight",
+        )
+
+    def _existing(
+        self, key: ConfigKey, if_revision: int | None, what: str, now: float
+    ) -> ConfigEntry:
+        prev = self._check_write(key, if_revision, now)
         if prev is None or prev.deleted:
             raise self._reject(
                 ErrorCode.NOT_FOUND, f"cannot {what} {key}: it does not exist", "not_found"

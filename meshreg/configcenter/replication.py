@@ -620,8 +620,9 @@ class ConfigReplicator:
             return self._replay(now, write, done, arrived)
         try:
             entry = self._apply_local(now, write)
-        except ConfigRejected as exc:
-            return [ReplyError(write.request, exc.code, exc.message)]
+        except ConfigRejected as exc:  # (UNAVAILABLE: a CAS undecided, retry: nothing written)
+            unwritten = exc.code is ErrorCode.UNAVAILABLE
+            return [ReplyError(write.request, exc.code, exc.message, unwritten)]
         pending = _Pending(write, entry, arrived + self.ack_timeout, now + self.resend_interval,
                            {self.node_id}, set())  # fmt: skip
         if self.majority == 1:

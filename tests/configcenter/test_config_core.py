@@ -12,6 +12,7 @@ import pytest
 
 from meshreg.configcenter.core import (
     MAX_VERSIONS_PER_REVISION,
+    SETTLE_SECONDS,
     ConfigStore,
     Outcome,
     floor_bucket,
@@ -62,6 +63,7 @@ def test_revisions_grow_even_when_content_goes_back() -> None:
 def test_cas_zero_means_must_not_exist_and_mismatch_names_current() -> None:
     s = store()
     s.publish(K, "x", now=1.0, if_revision=0)
+    s.commit(K, 1, "n1", content_md5("x"))  # a majority acknowledged it
     exc = rejected(s.publish, K, "y", now=2.0, if_revision=0)
     assert exc.code is ErrorCode.CONFLICT and "revision 1" in exc.message
     exc = rejected(s.publish, K, "y", now=2.0, if_revision=5)
@@ -71,6 +73,48 @@ def test_cas_zero_means_must_not_exist_and_mismatch_names_current() -> None:
     s.publish(K, "y", now=2.0, if_revision=1)
     assert s.get(K).revision == 2
     assert s.stats()["rejected"] == {"cas_conflict": 2}
+
+
+def test_a_cas_on_what_reads_show_while_a_newer_version_waits_for_its_majority() -> None:
+    """review38: the owner held its own revision 14 that no majority had acknowledged
+    (reads show 13) and answered ``if_revision 13`` with CONFLICT "is at revision 14":
+    a client re-reading (13) and writing again spun ~700 times a second.  Until the
+    version settles (acknowledged, or SETTLE_SECONDS old) such a CAS is UNAVAILABLE,
+    nothing written; a CAS on neither revision is a CONFLICT at once; one on the
+    unacknowledged revision itself goes on from it."""
+    s = store()
+    s.publish(K, "a", now=1.0)
+    s.commit(K, 1, "n1", content_md5("a"))
+    s.publish(K, "b", now=2.0)  # revision 2: no majority yet
+    assert s.get(K, now=2.1).revision == 1
+    exc = rejected(s.publish, K, "c", now=2.1, if_revision=1)
+    assert exc.code is ErrorCode.UNAVAILABLE and "nothing was written" in exc.message
+    assert "revision 2 is being written" in exc.message and "reads show 1" in exc.message
+    exc = rejected(s.delete, K, now=2.1, if_revision=1)
+    assert exc.code is ErrorCode.UNAVAILABLE
+    exc = rejected(s.publish, K, "c", now=2.1, if_revision=7)
+    assert exc.code is ErrorCode.CONFLICT and "is at revision 2, not 7" in exc.message
+    assert s.stats()["rejected"] == {"cas_in_flight": 2, "cas_conflict": 1}
+    assert s.current(K).revision == 2  # nothing changed
+    # settled (outcome unknown, yet it stays: reads show it): the CAS on 1 conflicts
+    exc = rejected(s.publish, K, "c", now=2.0 + SETTLE_SECONDS, if_revision=1)
+    assert exc.code is ErrorCode.CONFLICT and "is at revision 2, not 1" in exc.message
+    # acknowledged: the same at once
+    s.publish(K, "c", now=5.0, if_revision=2)
+    s.commit(K, 3, "n1", content_md5("c"))
+    exc = rejected(s.publish, K, "d", now=5.1, if_revision=2)
+    assert exc.code is ErrorCode.CONFLICT
+    # a create racing a create: reads show none, the CAS 0 waits for the first
+    t = ConfigKey(K.namespace, K.group, "t")
+    s.publish(t, "x", now=6.0, if_revision=0)
+    exc = rejected(s.publish, t, "y", now=6.1, if_revision=0)
+    assert exc.code is ErrorCode.UNAVAILABLE and "reads show none" in exc.message
+    # a delete waiting for its majority: a CAS on the live revision it replaces waits
+    s.publish(t, "z", now=9.0, if_revision=1)  # settled 1 -> 2, unacknowledged
+    s.commit(t, 2, "n1", content_md5("z"))
+    s.delete(t, now=10.0, if_revision=2)
+    exc = rejected(s.publish, t, "w", now=10.1, if_revision=2)
+    assert exc.code is ErrorCode.UNAVAILABLE and "a delete at revision 3" in exc.message
 
 
 def test_delete_is_a_tombstone_revision_that_never_resurrects() -> None:

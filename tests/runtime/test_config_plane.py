@@ -366,6 +366,35 @@ def test_an_unanswered_forward_times_out_as_outcome_unknown() -> None:
     assert "written" not in reply["error"]  # it may have been written
 
 
+def test_a_cas_on_the_shown_revision_behind_an_unacknowledged_write_is_retried() -> None:
+    """review38: an owner cut off from its peers holds its own revision 2, which no
+    majority acknowledged (reads show 1); a CAS on 1, sent to it or through another node,
+    is UNAVAILABLE with ``written`` false (retry: nothing was written), not a CONFLICT
+    naming a revision no read shows; once the peers hear it again and acknowledge 2, the
+    CAS on 1 is a CONFLICT naming 2, which reads show."""
+    net = Net(3)
+    owner = owner_of("x")
+    others = [a for a in ADDRESSES if a != owner]
+    assert net.call(owner, "config_publish", data_id="x", content="1")["ok"]
+    net.cut.update((owner, a) for a in others)  # its records do not arrive
+    net.request(owner, b"w1", "config_publish", data_id="x", content="2")
+    net.deliver()
+    assert b"w1" not in net.replies  # waiting for a majority
+    assert net.call(owner, "config_get", data_id="x")["result"]["revision"] == 1
+    for via in (owner, others[0]):
+        reply = net.call(via, "config_publish", data_id="x", content="3", if_revision=1)
+        error = reply["error"]
+        assert error["name"] == "UNAVAILABLE" and error.get("written") is False, reply
+        assert "revision 2 is being written" in error["message"], reply
+    conflict = net.call(owner, "config_publish", data_id="x", content="3", if_revision=9)
+    assert conflict["error"]["name"] == "CONFLICT", conflict
+    net.cut.clear()
+    net.tick(0.5)  # the record is sent again and acknowledged
+    assert net.last(b"w1")["ok"], net.last(b"w1")
+    reply = net.call(owner, "config_publish", data_id="x", content="3", if_revision=1)
+    assert reply["error"]["name"] == "CONFLICT" and "is at revision 2" in reply["error"]["message"]
+
+
 def test_a_get_of_a_deleted_data_id_names_the_deletes_revision() -> None:
     """review38 F1: the client keeps it as a floor (``error.revision``); a data id never
     written has none, nor does a get of one revision."""
