@@ -46,9 +46,11 @@ highest of them by :func:`~meshreg.configcenter.model.merge_order`.  Time is an 
   younger than ``keep_seconds``; the current entry always stays; a tombstone older than
   ``keep_seconds`` is purged with its data id.  ``prune(now)`` removes at most
   ``prune_step`` versions and scans at most ``prune_step`` data ids per call, resuming
-  where it stopped (bounded work per tick); ``prune_behind`` says a call stopped at its
-  budget with versions left to remove, so the caller prunes again soon: writes faster
-  than one step per interval must not grow the history past its limits.
+  where it stopped (bounded work per tick); the data ids that went past
+  ``keep_revisions`` since their last prune go first (a hot data id among 100,000 does
+  not wait a pass over all of them); ``prune_behind`` says a call stopped at its budget
+  with versions left to remove, so the caller prunes again soon: writes faster than one
+  step per interval must not grow the history past its limits.
 
 * **Quotas** (docs/CONFIG.md "Limits"): a local write that makes a data id live (a create,
   or a publish or rollback of a deleted one) is refused (RESOURCE_EXHAUSTED) when its
@@ -201,6 +203,9 @@ class ConfigStore:
         self._requests: dict[tuple[ConfigKey, str], list[int]] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self.prune_behind = False  # the last prune stopped at its budget: more to remove
+        # data ids that went past keep_revisions since their last prune (an ordered set):
+        # pruned first, so a hot data id among many waits for no pass over all of them
+        self._over: dict[ConfigKey, None] = {}
         # the highest revision of the purged tombstones, per bucket of data ids
         # (``floor_bucket``): a data id created again after its tombstone was purged goes
         # on above it, never back to 1 (``_commit_local``); bounded: FLOOR_BUCKETS ints
@@ -867,7 +872,9 @@ class ConfigStore:
         self.prune_behind = False
         removed = self._purge_over(step)
         if not removed:  # (a purge beyond max_tombstones is this call's work)
-            removed = self._prune_scan(step, keep_n, cutoff, age_limit)
+            removed = self._trim_over(step, keep_n)
+            if not self.prune_behind:
+                removed = self._prune_scan(step, keep_n, cutoff, age_limit, removed)
         else:
             self.prune_behind = self.tombstones_over > 0
         return removed
@@ -896,14 +903,43 @@ class ConfigStore:
             self.floors_changed = True
         return self._drop_key(key)
 
+    def _trim_over(self, step: int, keep_n: int | None) -> list[ConfigEntry]:
+        """The data ids past ``keep_revisions`` since their last prune (``_over``), cut
+        back to it first: at most ``step`` versions removed and ``step`` data ids looked
+        at.  The scan (``_prune_scan``) visits ``step`` data ids a call, so with many data
+        ids a hot one waited a whole pass, growing by its write rate meanwhile."""
+        removed: list[ConfigEntry] = []
+        over = self._over
+        if keep_n is None:
+            over.clear()
+            return removed
+        for _ in range(min(step, len(over))):
+            key = next(iter(over))
+            by_rev = self._history.get(key)
+            if by_rev is not None and len(by_rev) > keep_n:
+                current = self._current[key].revision
+                for rev in sorted(by_rev, reverse=True)[keep_n:]:
+                    if len(removed) >= step:
+                        self.prune_behind = True
+                        return removed  # this data id is not done: first next time
+                    if rev != current:
+                        versions = by_rev.pop(rev)
+                        removed.extend(versions)
+                        self._forget(versions)
+                        self._hashes.pop(key, None)
+            del over[key]
+        self.prune_behind = bool(over)
+        return removed
+
     def _prune_scan(
         self,
         step: int,
         keep_n: int | None,
         cutoff: float | None,
         age_limit: float,
+        removed: list[ConfigEntry],
     ) -> list[ConfigEntry]:
-        removed: list[ConfigEntry] = []
+        trimmed = len(removed)  # (by _trim_over, first)
         start = self._prune_after
         keys = list(islice(self._keys.after(start) if start else iter(self._keys), step))
         for key in keys:
@@ -940,9 +976,9 @@ class ConfigStore:
                 self._oldest[key] = min(v.modified for vs in by_rev.values() for v in vs)
             self._prune_after = key
         if len(keys) == step:
-            # more data ids after these: resume there next time (soon if this step was
+            # more data ids after these: resume there next time (soon if this scan was
             # busy: data ids after may be as far over)
-            self.prune_behind = len(removed) >= step // 2
+            self.prune_behind = len(removed) - trimmed >= step // 2
             return removed
         self._prune_after = None  # a full pass ended: start over next time
         return removed
@@ -1213,6 +1249,9 @@ class ConfigStore:
             by_rev = self._history[key] = {}
             self._keys.add(key)
         by_rev.setdefault(entry.revision, []).append(entry)
+        keep = self.limits.keep_revisions
+        if keep is not None and len(by_rev) > keep:
+            self._over[key] = None
         if entry.request_id:
             revisions = self._requests.setdefault((key, entry.request_id), [])
             if entry.revision not in revisions:
@@ -1269,6 +1308,7 @@ class ConfigStore:
         self._hashes.pop(key, None)
         self.hash_parts -= len(self._hash_parts.pop(key, ()))
         self._keys.discard(key)
+        self._over.pop(key, None)
         return versions
 
 

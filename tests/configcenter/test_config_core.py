@@ -536,6 +536,33 @@ def test_prune_resumes_over_many_keys() -> None:
     assert total == 12 and s.stats()["history_entries"] == 12
 
 
+def test_a_hot_data_id_among_many_is_pruned_first() -> None:
+    """A prune step looks at ``prune_step`` data ids, resuming where it stopped; with
+    many data ids, one written often waited a whole pass (here 40 steps) and grew by its
+    write rate meanwhile.  The data ids that went past keep_revisions go first: the hot
+    one stays within one step's writes of its limit, and the scan still goes on over the
+    rest within the same budget."""
+    s = store(keep_revisions=3, keep_seconds=None, prune_step=10)
+    for i in range(400):
+        s.publish(ConfigKey("public", "g", f"cold{i:03d}"), "x", now=0.0)
+    hot = ConfigKey("public", "g", "hot")
+    most = 0
+    for i in range(600):
+        s.publish(hot, f"v{i}", now=1.0 + i)
+        if i % 5 == 4:  # a prune step every 5 writes: it keeps up, and behind says none
+            assert len(s.prune(2000.0)) <= 10
+            assert not s.prune_behind
+        most = max(most, s.stats()["history_entries"] - 400)
+    assert most <= 3 + 5, most  # before: up to ~200 (the writes of a 40-step pass)
+    # behind: a burst beyond one step's budget says so until it is cut back
+    for i in range(25):
+        s.publish(hot, f"w{i}", now=700.0 + i)
+    assert len(s.prune(2000.0)) == 10 and s.prune_behind
+    assert len(s.prune(2000.0)) == 10 and s.prune_behind
+    assert len(s.prune(2000.0)) == 5 and not s.prune_behind
+    assert len(s.history(hot, 100).items) == 3
+
+
 def _expected_after_prune(
     s: ConfigStore, now: float
 ) -> dict[ConfigKey, list[tuple[int, str, str]]]:
