@@ -9,6 +9,7 @@ from typing import Any
 
 from bench import cluster
 from bench.common import (
+    LOAD_COLUMNS,
     QUIET,
     BenchKeys,
     Curve,
@@ -128,13 +129,9 @@ def summary(result: dict[str, Any]) -> list[list[str]]:
     workloads = list(dict.fromkeys(r["workload"] for r in result["rows"]))
     for w in workloads:
         p, c = by[(w, "plain")], by[(w, "CURVE")]
-        figures = [
-            ("ops/s", "ops_per_second", "{:,.0f}"),
-            ("p50 ms", "p50_ms", "{:.2f}"),
-            ("p99 ms", "p99_ms", "{:.2f}"),
-        ]
-        figures.append(("server us/op", "server_cpu_us_per_op", "{:.1f}"))
-        for label, key, form in figures:
+        # ops/s, then the load columns p50, p99 and server us/op
+        for label, key, form in (("ops/s", "ops_per_second", "{:,.0f}"), *LOAD_COLUMNS[:2],
+                                 LOAD_COLUMNS[3]):  # fmt: skip
             out.append([w, label, form.format(p[key]), form.format(c[key]), ratio(c[key], p[key])])
     echo = {m: by.get(("raw zmq echo", m)) for m in MODES}
     beat = {m: by.get(("beat, 1 node", m)) for m in MODES}
