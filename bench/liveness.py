@@ -339,19 +339,15 @@ def table(result: dict[str, Any]) -> str:
             "etcd/meshreg CPU / RSS / clients / register"]  # fmt: skip
     out = []
     for r in result["rows"]:
-        if "aborted" in r:
-            why = "aborted: " + r["aborted"][:60]
-            out.append(
-                [r["mode"], f"{r['instances']:,}", r["clients"], why, "", "", "", "", "", "", ""]
-            )
+        first = [r["mode"], f"{r['instances']:,}", r["clients"]]
+        if "aborted" in r:  # why, and the other cells empty
+            out.append([*first, "aborted: " + r["aborted"][:60], *[""] * (len(head) - 4)])
             continue
         out.append([
-            r["mode"], f"{r['instances']:,}", r["clients"], f"{r['register_s']:.1f}",
-            f"{r['node_cpu']:.1%}", f"{r['rss_mb']:,.0f}", f"{r['bytes_per_instance']:,}",
-            f"{r['clients_cpu']:.1%}",
+            *first, f"{r['register_s']:.1f}", f"{r['node_cpu']:.1%}", f"{r['rss_mb']:,.0f}",
+            f"{r['bytes_per_instance']:,}", f"{r['clients_cpu']:.1%}",
             "yes" if r["all_healthy"] else f"no ({r['healthy_at_end']:,})",
-            "" if r.get("expiry_s", "") == "" else str(r["expiry_s"]),
-            _ratio(r, result["rows"]),
+            str(r.get("expiry_s", "")), _ratio(r, result["rows"]),
         ])  # fmt: skip
     return fmt_table(head, out, right={1, 2, 3, 4, 5, 6, 7, 10})
 
