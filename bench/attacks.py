@@ -175,20 +175,13 @@ class Attacker:
         self.events: Counter[str] = Counter()
         self.replies: Counter[str] = Counter()
 
-    def open(
-        self, kind: int, port: int, options: dict[int, Any] | None = None,
-        monitor: bool = False,
-    ) -> zmq.Socket:  # fmt: skip
-        """A connected socket; monitored if ``monitor`` or among the first ``monitored``."""
-        sock = self.ctx.socket(kind)
-        sock.setsockopt(zmq.LINGER, 0)
-        for opt, value in (options or {}).items():
-            sock.setsockopt(opt, value)
-        if self.curve is not None:
-            self.curve.apply(sock)
-        if monitor or len(self.monitors) < self.monitored:
-            self.monitors.append(sock.get_monitor_socket())
-        sock.connect(f"tcp://{HOST}:{port}")
+    def open(self, kind: int, port: int, monitor: bool = False, **options: Any) -> zmq.Socket:
+        """A connected socket (:func:`connect`); monitored if ``monitor`` or among the first
+        ``monitored``."""
+        watch = monitor or len(self.monitors) < self.monitored
+        sock = connect(
+            self.ctx, kind, port, self.curve, self.monitors if watch else None, **options
+        )
         self.socks.append(sock)
         return sock
 
@@ -253,7 +246,7 @@ class Attacker:
         """``n`` SUBs with a ``size``-byte topic (its frame size is what counts), held for
         ``seconds`` while their connection events are read."""
         for _ in range(n):
-            self.open(zmq.SUB, port, {zmq.SUBSCRIBE: b"\x01" * size})
+            self.open(zmq.SUB, port, SUBSCRIBE=b"\x01" * size)
         wait_until(lambda: self.read_events(), seconds, 0.1)  # never true: the whole time
 
     def close(self) -> None:
@@ -522,8 +515,7 @@ def big_frames(env: Env, atk: Attacker, body: bytes, n: int, batch: int) -> int:
         )
         # no reconnection: each frame goes out once, on its own connection
         socks = [
-            atk.open(zmq.DEALER, env.node.port, {zmq.RECONNECT_IVL: -1}, monitor=True)
-            for _ in range(k)
+            atk.open(zmq.DEALER, env.node.port, monitor=True, RECONNECT_IVL=-1) for _ in range(k)
         ]
         for s in socks:
             s.send_multipart([b"", frame], copy=False)
@@ -562,7 +554,7 @@ def m1(env: Env, atk: Attacker) -> dict[str, Any]:
 def m4(env: Env, atk: Attacker) -> dict[str, Any]:
     seconds = env.opts.slow_seconds
     for _ in range(3):  # subscribed to the whole namespace, never read
-        atk.open(zmq.SUB, env.node.port + 1, {zmq.SUBSCRIBE: NS.encode() + b"\0"})
+        atk.open(zmq.SUB, env.node.port + 1, SUBSCRIBE=NS.encode() + b"\0")
     atk.wait_events("HANDSHAKE_SUCCEEDED", 3, 5.0)
     row = run_load(
         env.procs, env.ctx, [(env.node.port, ("churn", 2000, None))], [env.node.pid],

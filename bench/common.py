@@ -211,16 +211,20 @@ def make_keys(directory: str) -> BenchKeys:
 
 # -- one request --------------------------------------------------------------------
 def connect(
-    ctx: zmq.Context[Any], kind: int, port: int | str, curve: Curve | None = None, **options: Any
-) -> zmq.Socket[Any]:
+    ctx: zmq.Context[Any], kind: int, port: int | str, curve: Curve | None = None,
+    monitors: list[zmq.Socket[Any]] | None = None, **options: Any,
+) -> zmq.Socket[Any]:  # fmt: skip
     """A ``kind`` socket connected to 127.0.0.1:``port`` (or to an endpoint), no linger,
-    ``options`` (by name: ``SNDHWM=0``) and CURVE ``curve`` set before it connects."""
+    ``options`` (by name: ``SNDHWM=0``) and CURVE ``curve`` set before it connects; with
+    ``monitors``, its monitor socket is added there first (it sees every event)."""
     sock: zmq.Socket[Any] = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     for name, value in options.items():
         sock.setsockopt(getattr(zmq, name), value)
     if curve is not None:
         curve.apply(sock)
+    if monitors is not None:
+        monitors.append(sock.get_monitor_socket())
     sock.connect(port if isinstance(port, str) else f"tcp://{HOST}:{port}")
     return sock
 
