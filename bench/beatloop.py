@@ -85,15 +85,9 @@ def run(opts: argparse.Namespace, say: Any = print) -> dict[str, Any]:
                 _cpu_per_message(ctx, echo_port, bodies, echo_drain, lambda: echoed[0] >= n)
             )
             target = rt.core.stats.beats + n
-            node_us.append(
-                _cpu_per_message(
-                    ctx,
-                    rt.config.port,
-                    bodies,
-                    lambda: rt._drain_requests(router),
-                    lambda target=target: rt.core.stats.beats >= target,
-                )  # fmt: skip
-            )
+            node_us.append(_cpu_per_message(ctx, rt.config.port, bodies,
+                                            lambda: rt._drain_requests(router),
+                                            lambda t=target: rt.core.stats.beats >= t))  # fmt: skip
         row = {
             "beats": n,
             "echo_us_per_message": round(min(echo_us), 2),
