@@ -159,8 +159,9 @@ def hold_row(
 ) -> dict[str, Any]:  # fmt: skip
     """K client processes (``setup(*args, first, count)``) register N instances on the
     server ``pid``; then its CPU share and RSS and the clients' CPU over ``--seconds``,
-    whether ``held()`` (instances held healthy) stays N, and with ``expiry`` the time from
-    SIGKILLing one client until ``gone(N, its count)``.  Fills ``row``."""
+    whether ``held()`` (instances held healthy) stays N, and with ``expiry`` (not with
+    ``--no-expiry``; ``--quick``: one client only) the time from SIGKILLing one client until
+    ``gone(N, its count)``.  Fills ``row``."""
     n, clients, label = row["instances"], row["clients"], row["mode"]
     ctx = mp.get_context("spawn")  # as a user's client process starts (not the fork server)
     rss_empty = rss_bytes(pid)
@@ -203,7 +204,7 @@ def hold_row(
         )
         say(f"    {label}: server CPU {row['node_cpu']:.1%}, RSS {row['rss_mb']:,.0f} MB, clients "
             f"CPU {row['clients_cpu']:.1%}, all healthy: {row['all_healthy']}")  # fmt: skip
-        if expiry:
+        if expiry and opts.expiry and not (opts.quick and clients > 1):
             victim, owned = next(iter(pids.items()))
             os.kill(victim, signal.SIGKILL)
             killed = time.perf_counter()
@@ -231,11 +232,10 @@ def run_row(
                            "clients": clients}  # fmt: skip
     try:
         setup = (node.address, sessions, opts.beat_interval)
-        expiry = sessions and opts.expiry and not (opts.quick and clients > 1)  # quick: once
         hold_row(procs, ctx, row, node.pid, _meshreg_holder, setup,
                  lambda: int(stats(port)["instances"]["healthy"]),
                  lambda _, owned: int(stats(port)["instances"]["unhealthy"]) >= owned,
-                 expiry, opts, say)  # fmt: skip
+                 sessions, opts, say)  # fmt: skip
         if "aborted" not in row:
             node_stats = stats(port)
             row.update(beats_per_s=node_stats["beats_per_second"],
@@ -263,9 +263,8 @@ def run_etcd_row(
             return int(_ints(rng(request, timeout=RPC_SECONDS)).get(4, 0))  # RangeResponse.count
 
         try:
-            expiry = opts.expiry and not (opts.quick and clients > 1)  # as meshreg's rows
             hold_row(procs, ctx, row, pid, _etcd_holder, (port, ttl, opts.beat_interval), count,
-                     lambda held, owned: count() <= held - owned, expiry, opts, say)  # fmt: skip
+                     lambda held, owned: count() <= held - owned, True, opts, say)  # fmt: skip
             return row
         finally:
             channel.close()
