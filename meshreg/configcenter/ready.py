@@ -37,6 +37,20 @@ catch-up covers them).
 * **Memory**: per peer a cursor and the data ids it is ahead on (at most its table,
   itself bounded by ``held_limit``); nothing on the answering side.
 
+* **A store that started empty** (a new or wiped data directory, a restored snapshot:
+  ``intact`` False; docs/CONFIG.md "The ready gate") may lack versions its former self
+  acknowledged, so the node does not count itself: it needs ``members - majority + 1``
+  peers whose stores are whole (they meet every majority's surviving members), or every
+  peer (review42 F1: a node replaced at its address with an empty data directory said
+  ready after hearing one peer that lacked an acknowledged write, and acknowledged a
+  second version at its revision).  Its pages say ``fresh`` and count for nobody.  A
+  new cluster has no whole store to catch up from: a node no peer it caught up from has
+  seen whole before (pages without ``known``: each node remembers the members whose
+  digests it got from a whole store) is a new member, and a majority, itself included,
+  will do.  A wiped node's peers have seen it (the anti-entropy rounds every few
+  seconds), so it waits for the whole stores.  This assumes that at most a minority of
+  the stores are lost at once, as any majority protocol does.
+
 * **Again after an absence.**  A running node that was stopped longer than the peer
   timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged
   meanwhile: ``rearm`` makes it not ready again and it catches up the same way, except
@@ -75,14 +89,23 @@ class _Peer:
     complete: bool = False  # the last page was reached: the whole key space seen
     next_ask: float = -math.inf  # when to ask for the page after ``cursor`` (again)
     progress_at: float = -math.inf  # when this node last caught up on a data id it was ahead on
+    fresh: bool = False  # its last page said its store is not intact (it counts for nobody)
+    known: bool = False  # its last page said it saw this node's store whole before
 
 
 class ReadyGate:
     """A starting node's catch-up with a majority's digests (module docstring)."""
 
-    def __init__(self, peers: Iterable[str], majority: int, store: ConfigStore) -> None:
+    def __init__(
+        self, peers: Iterable[str], majority: int, store: ConfigStore, intact: bool = True
+    ) -> None:
+        """``intact``: this node's store is whole (not a new or wiped data directory
+        that has not caught up yet: "A store that started empty" in the module
+        docstring)."""
         self.store = store
         self.majority = majority
+        self.intact = intact
+        self.new = False  # made ready as a new member (no peer had seen it: ``_enough``)
         self._peers = {p: _Peer() for p in peers}
         self._need: dict[str, dict[ConfigKey, Order]] = {p: {} for p in self._peers}
         self.synced: set[str] = set()  # peers caught up with
@@ -113,9 +136,14 @@ class ReadyGate:
             return []
         asks: list[Ask] = []
         for peer, state in self._peers.items():
-            if state.complete and self._need[peer] and now >= state.progress_at + SYNC_STALL:
-                state.complete, state.cursor = False, None  # its pushes stopped: again
+            if (
+                state.complete
+                and (self._need[peer] or state.fresh)
+                and (now >= state.progress_at + SYNC_STALL)
+            ):  # its pushes stopped, or it was catching up itself (counted once caught up)
+                state.complete, state.cursor = False, None
                 state.next_ask = -math.inf
+                self.synced.discard(peer)
                 self.counters["sync_restarts"] += 1
             if not state.complete and now >= state.next_ask:
                 state.next_ask = now + SYNC_ASK_INTERVAL
@@ -129,7 +157,7 @@ class ReadyGate:
             return math.inf
         return min(
             (s.progress_at + SYNC_STALL if s.complete else s.next_ask
-             for p, s in self._peers.items() if not s.complete or self._need[p]),
+             for p, s in self._peers.items() if not s.complete or self._need[p] or s.fresh),
             default=math.inf,
         )  # fmt: skip
 
@@ -141,6 +169,8 @@ class ReadyGate:
         after: ConfigKey | None,
         upto: ConfigKey | None,
         ask: int = 0,
+        fresh: bool = False,
+        known: bool = False,
     ) -> list[Ask]:
         """A peer's digests of every data id it holds in (``after``, ``upto``] (None: open):
         noted if the range starts at or below the peer's cursor; answered with the ask
@@ -161,6 +191,7 @@ class ReadyGate:
             self.counters["sync_pages_ignored"] += 1
             return []
         self.counters["sync_pages_in"] += 1
+        state.fresh, state.known = fresh, known
         need = self._need[sender]
         for d in digests:
             if cursor is not None and d.key <= cursor:
@@ -206,6 +237,10 @@ class ReadyGate:
         the peers were ahead on any more; free it."""
         self._need = {p: {} for p in self._peers}
 
+    def whole_synced(self) -> int:
+        """Peers caught up with whose stores are whole (not ``fresh``)."""
+        return sum(1 for p in self.synced if not self._peers[p].fresh)
+
     def waiting(self) -> int:
         """Data ids the peers not caught up with are still ahead on (stats)."""
         return sum(len(n) for n in self._need.values())
@@ -213,9 +248,24 @@ class ReadyGate:
     def _check(self, peer: str) -> None:
         if self._peers[peer].complete and not self._need[peer]:
             self.synced.add(peer)
-        if len(self.synced) + 1 >= self.majority:
-            self.ready = True
+        enough = self._enough()
+        if enough:
+            self.new = not self.intact and enough == "new"
+            self.ready = self.intact = True
             self._need = {p: {} for p in self._peers}  # freed: nothing reads it any more
+
+    def _enough(self) -> str:
+        """Caught up with enough members to hold every version a majority acknowledged
+        (the module docstring, "A store that started empty"): "" (not yet), "whole", or
+        "new" (a new member: no peer caught up with had seen it whole before)."""
+        peers, synced = self._peers, self.synced
+        whole = sum(1 for p in synced if not peers[p].fresh)
+        if self.intact:
+            return "whole" if whole + 1 >= self.majority else ""
+        if whole >= len(peers) + 1 - self.majority + 1 or len(synced) == len(peers):
+            return "whole"
+        unknown = not any(peers[p].known for p in synced)
+        return "new" if unknown and len(synced) + 1 >= self.majority else ""
 
 
 __all__ = ["SYNC_ASK_INTERVAL", "SYNC_STALL", "ReadyGate"]

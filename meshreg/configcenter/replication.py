@@ -230,6 +230,8 @@ class SendDigests:
     after: ConfigKey | None = None
     upto: ConfigKey | None = None
     ask: int = 0  # a page answering a ``config_sync`` that carried this ask number
+    fresh: bool = False  # the sender's store is not intact (``ConfigReplicator.intact``)
+    known: bool = False  # the sender saw the peer's store whole before (``seen_whole``)
 
 
 RevisionHash = tuple[int, int]  # a revision kept, and the hash of its versions held
@@ -272,6 +274,7 @@ class SendKeyVersions:
     key: ConfigKey
     entries: tuple[ConfigEntry, ...]
     request_id: str = ""  # the fetch's (which round it answers)
+    fresh: bool = False  # the sender's store is not intact (``ConfigReplicator.intact``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +402,17 @@ class ConfigReplicator:
         self.lists_apart: frozenset[str] = frozenset()  # ``set_lists_apart``
         self.not_owners: frozenset[str] = frozenset()  # ``set_not_owners``
         self.cannot_save = False  # ``set_cannot_save``
+        # False: this node's store started empty (a new or wiped data directory) and has
+        # not caught up since: it may lack versions its former self acknowledged, so it
+        # does not count itself among a catch-up's majority, and its answers say
+        # ``fresh`` (they count for nobody's); the runtime sets it (``set_intact``)
+        self.intact = True
+        self.new = False  # it became intact in this run as a new member (ready gate)
+        # the members whose digests came from a whole store (not ``fresh``): a page to one
+        # of them says ``known``, so that if its store started empty since (wiped), it
+        # does not take itself for a new cluster's member (ready gate); the runtime keeps
+        # it on disk (``saw_whole``)
+        self.seen_whole: set[str] = set()
         self.unlisted: frozenset[str] = frozenset()
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
@@ -531,6 +545,29 @@ class ConfigReplicator:
             self._view += 1  # who owns what changed here: catch up again before a write
             self._fresh.clear()
 
+    def saw_whole(self, sender: str) -> bool:
+        """Digests came from ``sender``'s whole store; True if it was not known yet."""
+        if sender in self.seen_whole or sender not in self.members:
+            return False
+        self.seen_whole.add(sender)
+        return True
+
+    def set_intact(self, now: float, new: bool = False) -> list[Effect]:
+        """This node's store caught up (the ready gate passed; ``new``: as a new
+        cluster's): it holds what a majority acknowledged, so it counts itself again; the
+        catch-ups that waited for an answer more go on."""
+        if self.intact:
+            return []
+        self.intact, self.new = True, new
+        for peer in self.peers:  # digests from a whole store: each peer sees it whole now
+            self._start_round(peer, now)  # (``seen_whole``), not only at its next round
+        effects: list[Effect] = []
+        for key, catch_up in list(self._catching_up.items()):
+            for answered in catch_up.answered.values():
+                answered.add(self.node_id)
+            effects += self._caught_up(now, key, catch_up)
+        return effects
+
     @property
     def peers(self) -> tuple[str, ...]:
         """The configured members but this node (fixed at construction)."""
@@ -607,13 +644,13 @@ class ConfigReplicator:
             if check in catch_up.answered:
                 return []
             self.counters["request_checks"] += bool(check)  # a re-send asked about
-            catch_up.answered[check] = {self.node_id}
+            catch_up.answered[check] = {self.node_id} if self.intact else set()
             return [FetchVersions(p, write.key, check) for p in self.peers]
         if (self._fresh.get(write.key) != self._view or check) and self.majority > 1:
             self.counters["request_checks"] += bool(check)  # a re-send asked about
             self._catching_up[write.key] = _CatchUp(
                 [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
-                {check: {self.node_id}},
+                {check: {self.node_id} if self.intact else set()},
             )  # fmt: skip
             return [FetchVersions(p, write.key, check) for p in self.peers]
         if done is not None:  # a re-send: the version it made, never a second one
@@ -737,7 +774,7 @@ class ConfigReplicator:
         made = [
             e for e in self.store.entries(key) if e.request_id == request_id and e not in top
         ] if request_id and self.store.find_request(key, request_id) else []  # fmt: skip
-        return [SendKeyVersions(sender, key, tuple(top + made), request_id)]
+        return [SendKeyVersions(sender, key, tuple(top + made), request_id, not self.intact)]
 
     def on_key_versions(
         self,
@@ -746,17 +783,34 @@ class ConfigReplicator:
         key: ConfigKey,
         entries: Iterable[ConfigEntry],
         request_id: str = "",
+        fresh: bool = False,
     ) -> list[Effect]:
+        """A peer's versions of a data id this node catches up on (``fresh``: the peer's
+        store is not intact: merged, not counted; it is asked again)."""
         effects = self._merge(entries)
         catch_up = self._catching_up.get(key)
-        if catch_up is None or sender not in self.members:
+        if catch_up is None or sender not in self.members or fresh:
             return effects
         answered = catch_up.answered.get(request_id)
         if answered is None:
             return effects
         answered.add(sender)
-        if any(len(a) < self.majority for a in catch_up.answered.values()):
-            return effects
+        return effects + self._caught_up(now, key, catch_up)
+
+    def _enough(self, answered: set[str]) -> bool:
+        """``answered`` (intact members, this node among them if it is intact) hold every
+        version a majority acknowledged: a majority when this node is intact; else
+        ``members - majority + 1`` others, which meet every majority's intact members
+        (a store that started empty holds none of what its former self acknowledged)."""
+        if self.intact:
+            return len(answered) >= self.majority
+        return len(answered - {self.node_id}) >= len(self.members) - self.majority + 1
+
+    def _caught_up(self, now: float, key: ConfigKey, catch_up: _CatchUp) -> list[Effect]:
+        """Once every round of ``catch_up`` is answered by enough members: its writes."""
+        if not all(self._enough(a) for a in catch_up.answered.values()):
+            return []
+        effects: list[Effect] = []
         del self._catching_up[key]
         self._fresh[key] = self._view
         checked = catch_up.answered.keys() - {""}
@@ -1126,7 +1180,10 @@ class ConfigReplicator:
         more = len(keys) > size
         keys = keys[:size]
         upto = keys[-1] if more else None
-        return SendDigests(peer, tuple(store.digests(keys)), False, after, upto)
+        return SendDigests(
+            peer, tuple(store.digests(keys)), False, after, upto, fresh=not self.intact,
+            known=peer in self.seen_whole,
+        )  # fmt: skip
 
     def next_wake(self) -> float:
         """The latest time ``tick`` must be called next."""

@@ -44,6 +44,9 @@ from meshreg.errors import ConfigError
 SCHEMA_VERSION = 2
 DB_FILE_NAME = "configs.sqlite3"  # inside the node's data directory
 FLOORS_FILE_NAME = "configs.purged-floors.json"  # beside it (``save_floors``)
+# whether the store is whole (``load_intact``): "fresh" from a start with an empty store
+# until the node caught up, then "intact"
+STORE_STATE_FILE_NAME = "configs.state.json"
 BUSY_TIMEOUT = 5.0  # s; another connection holding the write lock (only tools do) waits this
 
 _SCHEMA = """
@@ -254,19 +257,48 @@ class SqliteConfigStore:
     def save_floors(self, floors: dict[int, int]) -> None:
         """Write the floors durably (a temporary file, fsync, rename, fsync of the
         directory) before the tombstones they come from are deleted; raises OSError."""
-        path = self.floors_path
-        tmp = path.with_name(path.name + ".tmp")
         body = json.dumps({"version": 1, "floors": {str(b): r for b, r in sorted(floors.items())}})
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
+        _write_durably(self.floors_path, body)
+
+    @property
+    def state_path(self) -> Path:
+        return self.path.with_name(STORE_STATE_FILE_NAME)
+
+    def load_state(self, empty: bool) -> tuple[bool, set[str]]:
+        """Whether this store is whole, and the members seen whole (``ConfigReplicator.
+        seen_whole``).  Not whole: a store that started empty (``empty``: nothing loaded;
+        a new or wiped data directory) until ``save_state`` says so (the node caught up),
+        across restarts in between (a node killed while catching up may hold some
+        versions then, not all).  A data directory without the file (an older version's)
+        is whole unless empty.  The answer is on disk before it is returned; raises
+        ConfigError if the file is unreadable, OSError if it cannot be written."""
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            raw = json.loads(self.state_path.read_text(encoding="utf-8"))
+            state, seen = raw["store"], raw.get("seen", [])
+            if state not in ("fresh", "intact"):
+                raise ValueError(f"unknown store state {state!r}")
+            if not isinstance(seen, list) or not all(isinstance(s, str) for s in seen):
+                raise ValueError("'seen' is not a list of addresses")
+            return state == "intact", set(seen)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{self.state_path} is not a readable store state file ({exc}); it says "
+                "whether this node's configs were caught up since its data directory "
+                "started empty: move it away to start as a node whose store is whole (only "
+                "if this data directory was never wiped), or empty the data directory"
+            ) from None
+        intact = not empty
+        self.save_state(intact, set())
+        return intact, set()
+
+    def save_state(self, intact: bool, seen: set[str]) -> None:
+        """Write the store's state durably (raises OSError)."""
+        body = json.dumps(
+            {"version": 1, "store": "intact" if intact else "fresh", "seen": sorted(seen)}
+        )
+        _write_durably(self.state_path, body)
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM config_versions").fetchone()[0])
@@ -292,6 +324,30 @@ def _steps(conn: sqlite3.Connection, steps: list[tuple[str, list[Any]]]) -> None
             conn.execute(sql, params)
         else:
             conn.executemany(_DELETE, params)
+
+
+def mark_store_fresh(data_dir: str | os.PathLike[str]) -> None:
+    """The configs in ``data_dir`` count as a store that started empty (``load_intact``):
+    a snapshot restored into one member lacks what was acknowledged since it was taken,
+    so the node catches up from its peers before it counts itself (raises OSError)."""
+    body = json.dumps({"version": 1, "store": "fresh"})
+    _write_durably(Path(data_dir) / STORE_STATE_FILE_NAME, body)
+
+
+def _write_durably(path: Path, body: str) -> None:
+    """``body`` into ``path`` atomically and durably: a temporary file, fsync, rename,
+    fsync of the directory; raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def database_path(data_dir: str | os.PathLike[str]) -> Path:

@@ -293,11 +293,19 @@ class ConfigPlane:
         self.max_content_bytes = config.config_max_content_bytes
         self.db: SqliteConfigStore | None = None
         loaded = 0
+        # whole: not a store that started empty (a new, wiped or restored data directory,
+        # or none) and has not caught up since: such a node does not count itself among
+        # the majorities it catches up from (review42 F1; docs/CONFIG.md "The ready gate")
+        intact, seen = not self.peers, set[str]()
         if config.data_dir:
             self.db = SqliteConfigStore(database_path(config.data_dir))
             loaded = self.db.load_into(self.store)
             self.db.load_floors(self.store)
+            empty = not loaded and not self.store.purged_floors
+            if self.peers:
+                intact, seen = self.db.load_state(empty)
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
+        self.replicator.intact, self.replicator.seen_whole = intact, seen
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._send_back = send_back or _cannot_send_back
         self._held_replies = held_replies
@@ -308,7 +316,7 @@ class ConfigPlane:
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
         }
-        self.gate = ReadyGate(self.peers, self.replicator.majority, self.store)
+        self.gate = ReadyGate(self.peers, self.replicator.majority, self.store, intact)
         self.ready = self.gate.ready
         self._sync_at_ready: set[ConfigKey] = set()  # subscribed while not ready (subscribed)
         self.armed_at = now  # when the gate last started catching up (a start, an absence)
@@ -385,7 +393,15 @@ class ConfigPlane:
             len(self.store),
             len(self.replicator.members),
             self.replicator.majority,
-            "" if self.ready else "; catching up from the peers before serving reads",
+            ""
+            if self.ready
+            else "; catching up from the peers before serving reads"
+            + (
+                ""
+                if intact
+                else " (the store started empty: it counts only peers whose stores "
+                "are whole, not itself)"
+            ),
         )
 
     @property
@@ -869,7 +885,16 @@ class ConfigPlane:
             self.counters["reads_not_ready"] += 1
             self.count_refused("not_ready")
             members = len(self.replicator.members)
-            if self._majority_up:
+            need = members - members // 2  # members - majority + 1 (odd: a majority)
+            if not self.replicator.intact:
+                hint = (  # review42 F1: a majority with itself would not do
+                    "its data directory started empty (new, wiped or restored), so it counts "
+                    f"only peers whose stores are whole and needs {need} of them (caught up "
+                    f"with {self.gate.whole_synced()}, sees {len(self.replicator.up) - 1} "
+                    "up): retry on another node, and start the others if they are down "
+                    '(docs/CONFIG.md "The ready gate")'
+                )
+            elif self._majority_up:
                 hint = "retry shortly or on another node"
             else:  # it cannot catch up as it is (review17 F9: it said "retry shortly")
                 hint = (
@@ -1042,7 +1067,8 @@ class ConfigPlane:
             case ConfigSync() if msg.paged:
                 effects = rep.on_sync(sender, msg.after, msg.ask)
             case ConfigSync():  # a node before pages: every digest in one message
-                effects = [SendDigests(sender, tuple(self.store.digests()), False)]
+                effects = [SendDigests(sender, tuple(self.store.digests()), False,
+                                       fresh=not rep.intact)]  # fmt: skip
             case ConfigRecord():
                 if self._trace.on:
                     self._trace("record_in", msg.entry.key, msg.entry.revision, sender)
@@ -1059,12 +1085,16 @@ class ConfigPlane:
             case ConfigFetch():
                 effects = rep.on_fetch(sender, msg.key, msg.request_id)
             case ConfigKeyVersions():
-                effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id)
+                effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id,
+                                              msg.fresh)  # fmt: skip
             case ConfigDigests():
                 if not self.ready and not msg.reply:  # a page (or a round's step)
                     self._ask_digests(self.gate.on_page(now, sender, msg.digests, msg.after,
-                                                        msg.upto, msg.ask))  # fmt: skip
-                    self._gate_check()
+                                                        msg.upto, msg.ask, msg.fresh,
+                                                        msg.known))  # fmt: skip
+                    self._gate_check(now)
+                if not msg.fresh and rep.saw_whole(sender):
+                    self._save_state()
                 effects = rep.on_digests(sender, msg.digests, msg.reply, msg.after, msg.upto,
                                          now)  # fmt: skip
             case ConfigHave():
@@ -1134,6 +1164,32 @@ class ConfigPlane:
             cursor = None if after is None else key_to_wire(after)
             self._send(peer, encode_config_peer("config_sync", self.member, after=cursor, **ask))
 
+    def _now_intact(self, now: float, how: str) -> None:
+        """The store holds what a majority acknowledged (``how``: caught up, or forced by
+        the operator): it counts itself again, from now on and after a restart."""
+        if self.replicator.intact:
+            return
+        self.gate.intact = True
+        self._run(self.replicator.set_intact(now, self.gate.new), now)
+        self._save_state()
+        log.info("configs: this node's store, started empty, is whole (%s%s): it counts "
+                 "itself in the majorities it catches up from again", how,
+                 ", as a new member: no peer it caught up from had seen it before"
+                 if self.gate.new else "")  # fmt: skip
+
+    def _save_state(self) -> None:
+        """Whether the store is whole and the members seen whole, on disk (a failure is
+        logged: the next start may then catch up as a store that started empty, or not
+        tell a wiped peer from a new one: ``ConfigReplicator.seen_whole``)."""
+        if self.db is None:
+            return
+        rep = self.replicator
+        try:
+            self.db.save_state(rep.intact, rep.seen_whole)
+        except OSError as exc:
+            self._limiter.warning("config-state", self._now, "configs: could not write %s "
+                                  "(%s)", self.db.state_path, exc)  # fmt: skip
+
     def _room_for_held(self, when: str) -> None:
         raised = self.store.room_for_held()
         if raised:
@@ -1151,10 +1207,11 @@ class ConfigPlane:
                 + (f" (and {len(names) - 10} more)" if len(names) > 10 else ""),
             )
 
-    def _gate_check(self) -> None:
+    def _gate_check(self, now: float) -> None:
         if self.ready or not self.gate.ready:
             return
         self.ready = True
+        self._now_intact(now, "caught up")
         self._room_for_held("caught up")
         waiting, self._sync_at_ready = self._sync_at_ready, set()
         for key in sorted(waiting):  # the subscriptions made while it caught up
@@ -1176,7 +1233,7 @@ class ConfigPlane:
             stored = [e.key for f in effects if type(f) is Persist for e in f.entries]
             if stored:
                 self.gate.on_stored(now, stored)
-                self._gate_check()
+                self._gate_check(now)
 
     def _carry_out(self, effect: Effect | _Reply, now: float) -> None:
         self._now = now

@@ -51,7 +51,12 @@ from pathlib import Path
 from typing import Any
 
 from meshreg import __version__
-from meshreg.configcenter.sqlite_store import DB_FILE_NAME, FLOORS_FILE_NAME
+from meshreg.configcenter.sqlite_store import (
+    DB_FILE_NAME,
+    FLOORS_FILE_NAME,
+    STORE_STATE_FILE_NAME,
+    mark_store_fresh,
+)
 from meshreg.configcenter.sqlite_store import SCHEMA_VERSION as CONFIGS_SCHEMA
 from meshreg.errors import ConfigError
 from meshreg.runtime.data_dir import DataDirLock
@@ -160,7 +165,7 @@ def restore_snapshot(archive: str, data_dir: str, force: bool = False) -> dict[s
             manifest = _extract_checked(archive, Path(tmp))
             present = [
                 p
-                for name in MEMBERS
+                for name in (*MEMBERS, STORE_STATE_FILE_NAME)
                 for p in (target / name, target / f"{name}-wal", target / f"{name}-shm")
                 if p.exists()
             ]
@@ -181,6 +186,9 @@ def restore_snapshot(archive: str, data_dir: str, force: bool = False) -> dict[s
             for name in manifest["files"]:
                 os.chmod(Path(tmp) / name, 0o600)  # configs hold passwords (as the node's)
                 os.replace(Path(tmp) / name, target / name)
+            # it may lack what was acknowledged since: the node catches up before it
+            # counts itself (all members restored: they catch up from each other)
+            mark_store_fresh(target)
             _fsync_dir(target)
     finally:
         lock.release()

@@ -203,6 +203,7 @@ class ConfigKeyVersions:
     key: ConfigKey
     entries: tuple[ConfigEntry, ...]
     request_id: str = ""  # the fetch's
+    fresh: bool = False  # the sender's store is not intact: not counted (docs/CONFIG.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,8 @@ class ConfigDigests:
     after: ConfigKey | None = None  # the key range covered: (after, upto]; None: open
     upto: ConfigKey | None = None
     ask: int = 0  # the config_sync this page answers (0: none, or a round's step)
+    fresh: bool = False  # the sender's store is not intact: not counted (docs/CONFIG.md)
+    known: bool = False  # the sender saw the receiver's store whole before (docs/CONFIG.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +453,7 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                     key=key_to_wire(effect.key),
                     entries=[entry_to_wire(e) for e in effect.entries],
                     **rid,
+                    **({"fresh": True} if effect.fresh else {}),
                 )
             ]
         case SendDigests():
@@ -465,6 +469,8 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                     reply=effect.reply,
                     **ranged,
                     **({"ask": effect.ask} if effect.ask else {}),
+                    **({"fresh": True} if effect.fresh else {}),
+                    **({"known": True} if effect.known else {}),
                 )
             ]
         case SendHave():
@@ -602,7 +608,8 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
     if op == "config_key_versions":
         key = parse_key(msg.get("key"))
         return ConfigKeyVersions(sender, key, _entries(msg.get("entries"), cap, key),
-                                 check_request_id(msg.get("request_id")))  # fmt: skip
+                                 check_request_id(msg.get("request_id")),
+                                 _flag(msg, "fresh"))  # fmt: skip
     if op == "config_digests":
         raw = msg.get("digests")
         if not isinstance(raw, list):
@@ -619,7 +626,8 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
                     raise _bad(f"config_digests: the digest of {d.key} is outside the range "
                                "(after, upto] it claims to cover")  # fmt: skip
         return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto,
-                             _ask(msg.get("ask")))  # fmt: skip
+                             _ask(msg.get("ask")), _flag(msg, "fresh"),
+                             _flag(msg, "known"))  # fmt: skip
     if op == "config_have":
         keep = msg.get("keep")
         return ConfigHave(
@@ -871,6 +879,12 @@ def _bool(value: Any, name: str) -> bool:
     if type(value) is not bool:
         raise _bad(f"field '{name}' must be true or false")
     return value
+
+
+def _flag(msg: dict[str, Any], name: str) -> bool:
+    """An optional boolean field (absent or nil: False)."""
+    value = msg.get(name)
+    return False if value is None else _bool(value, name)
 
 
 def _bad(message: str) -> RemoteProtocolError:

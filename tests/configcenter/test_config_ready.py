@@ -264,3 +264,83 @@ def test_the_asks_number_is_echoed_in_the_page() -> None:
     assert isinstance(effect, SendDigests) and effect.ask == 5
     (effect,) = a.on_sync(B, None)
     assert isinstance(effect, SendDigests) and effect.ask == 0
+
+
+# -- a store that started empty (review42 F1) --------------------------------------------
+def _through(gate: ReadyGate, sender: str, rep: ConfigReplicator, asker: str = A) -> None:
+    """Every page of ``rep``'s digests to ``gate``, with its flags (``fresh``, ``known``)
+    as the replicator set them; then ``gate``'s store catches up on them."""
+    after = None
+    while True:
+        p = page(rep, asker, after)
+        gate.on_page(0.0, sender, p.digests, p.after, p.upto, 0, p.fresh, p.known)
+        if p.upto is None:
+            break
+        after = p.upto
+    copy_all(rep.store, gate.store, gate)
+
+
+def test_an_empty_started_store_counts_only_whole_peers_and_needs_members_minus_majority() -> None:
+    """A wiped node (``intact`` False) does not count itself: one whole peer of two is not
+    enough when that peer has seen it before (``known``); both are.  A peer whose store
+    started empty too (``fresh``) counts for nobody."""
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False)
+    b, c = holder(B, 3), holder(C, 3)
+    b.seen_whole.add(A)
+    _through(gate, B, b)
+    assert gate.synced == {B} and not gate.ready  # a majority with itself: not any more
+    c.intact = False  # C catching up itself: its pages say fresh
+    _through(gate, C, c)
+    assert gate.synced == {B, C} and gate.ready and not gate.new  # all peers: enough
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False)
+    c.intact = True
+    _through(gate, B, b)
+    _through(gate, C, c)
+    assert gate.ready and gate.whole_synced() == 2 and gate.intact
+
+
+def test_a_whole_node_does_not_count_a_fresh_peer_and_pages_it_again() -> None:
+    """An intact node's majority is itself and one whole peer: a peer whose pages say
+    ``fresh`` counts for nothing, and it is paged again SYNC_STALL later (it may be whole
+    by then)."""
+    gate = ReadyGate((B, C), 2, ConfigStore(A))
+    b = holder(B, 2)
+    b.intact = False
+    _through(gate, B, b)
+    assert gate.synced == {B} and not gate.ready
+    assert gate.tick(SYNC_STALL - 0.01) == [(C, None)]  # (C never answered)
+    assert gate.tick(SYNC_STALL) == [(B, None)] and gate.synced == set()
+    b.intact = True
+    _through(gate, B, b)
+    assert gate.ready
+
+
+def test_a_new_member_needs_a_majority_and_no_peer_that_saw_it_whole() -> None:
+    """A new cluster: every store started empty, no peer has seen this one before: a
+    majority with itself will do (a member missing); it is ready as a new member.  A peer
+    that has seen it whole (``known``: its former self, wiped since) stops that."""
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False)
+    b = holder(B, 0)
+    b.intact = False
+    _through(gate, B, b)
+    assert gate.ready and gate.new
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False)
+    b = holder(B, 2)  # a whole peer that has not seen A: A is a new member too
+    _through(gate, B, b)
+    assert gate.ready and gate.new
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False)
+    b.seen_whole.add(A)
+    _through(gate, B, b)
+    assert not gate.ready
+
+
+def test_pages_say_fresh_and_known_as_the_replicator_stands() -> None:
+    rep = holder(B, 2)
+    assert not page(rep, A, None).fresh and not page(rep, A, None).known
+    assert rep.saw_whole(A) and not rep.saw_whole(A)  # once
+    assert not rep.saw_whole("10.9.9.9:7800")  # not a member
+    assert page(rep, A, None).known and not page(rep, C, None).known
+    rep.intact = False
+    assert page(rep, A, None).fresh
+    effects = rep.set_intact(0.0)
+    assert rep.intact and not page(rep, A, None).fresh and effects == []

@@ -18,7 +18,7 @@ import pytest
 
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import ConfigKey, ConfigLimits
-from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path, mark_store_fresh
 from meshreg.errors import ConfigError
 
 K = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
@@ -294,3 +294,29 @@ def test_the_purged_tombstone_floors_survive_a_restart(tmp_path: Path) -> None:
     db.floors_path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match="revision floor file"):
         SqliteConfigStore(path).load_floors(ConfigStore("n1"))
+
+
+def test_the_store_state_says_whole_or_started_empty_across_restarts(tmp_path: Path) -> None:
+    """review42 F1: a store that started empty stays "fresh" until the node caught up,
+    a restart in between included (it may hold some versions by then); a data dir of an
+    older version (no state file) with versions is whole; the peers seen whole are kept;
+    an unreadable file stops the start with what to do."""
+    path = database_path(tmp_path / "a")
+    with SqliteConfigStore(path) as db:
+        assert db.load_state(empty=True) == (False, set())  # written at once
+        assert db.load_state(empty=False) == (False, set())  # killed before it caught up
+        db.save_state(True, {"10.0.0.2:7800"})
+        assert db.load_state(empty=True) == (True, {"10.0.0.2:7800"})
+    old = database_path(tmp_path / "b")
+    with SqliteConfigStore(old) as db:  # an older version's data dir: no file
+        assert db.load_state(empty=False) == (True, set())
+        assert db.state_path.exists()
+    for body in ("{", '{"store": "maybe"}', '{"store": "intact", "seen": [1]}'):
+        db.state_path.write_text(body)
+        with SqliteConfigStore(old) as again, pytest.raises(ConfigError) as info:
+            again.load_state(empty=False)
+        assert "not a readable store state file" in str(info.value)
+        assert "empty the data directory" in str(info.value)
+    mark_store_fresh(tmp_path / "b")
+    with SqliteConfigStore(old) as db:
+        assert db.load_state(empty=False) == (False, set())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
@@ -485,6 +486,93 @@ def test_ready_gate_a_restarted_node_catches_up_before_it_serves_reads() -> None
     assert got["content"] == "v2" and got["revision"] == 3
     history = net.call(late, "config_history", data_id="cfg")["result"]["items"]
     assert [h["revision"] for h in history] == [3, 2, 1]
+
+
+def test_a_node_back_with_an_empty_data_dir_waits_for_the_peer_holding_what_it_acked(
+    tmp_path: Path,
+) -> None:
+    """review42 F1: the owner acknowledged v1 with Y (Z was down), then lost its disk
+    and came back at its address with an empty data directory (README "Replace a dead
+    node") while Y was cut off and Z, back, lacked v1.  It counted its own empty store
+    in the majority: ready after Z's pages, it read v1 as absent and acknowledged a
+    create-if-absent at revision 1 again (with Z): two acknowledged writes at one
+    revision.  Now a store that started empty counts only whole peers and needs both:
+    not ready, the create refused (nothing written) until Y is heard, then v1 is there
+    and the create is a CONFLICT."""
+    net = Net(3, data_dir=tmp_path)
+    net.tick(0.5)  # a new cluster's nodes, each whole: a round to each peer at once
+    assert all(len(p.replicator.seen_whole) == 2 for p in net.planes.values())
+    owner = owner_of("cfg")
+    y, z = (a for a in ADDRESSES if a != owner)
+    net.down.add(z)
+    net.all_up()
+    first = net.call(owner, "config_publish", data_id="cfg", content="v1", if_revision=0)
+    assert first["ok"] and first["result"]["revision"] == 1, first
+    assert net.planes[z].store.current(ConfigKey("public", "DEFAULT_GROUP", "cfg")) is None
+    net.planes[owner].close(net.now, drain=False)  # SIGKILL; then its disk is lost
+    shutil.rmtree(tmp_path / owner.rpartition(":")[2])
+    net.down.discard(z)
+    net.cut.update({(y, owner), (owner, y)})  # Y unreachable for the new node
+    fresh = net.start(owner)
+    net.all_up()
+    net.tick(3.0)  # Z's pages came long ago
+    assert not fresh.ready and not fresh.replicator.intact
+    reply = net.call(owner, "config_get", data_id="cfg")
+    assert reply["error"]["name"] == "UNAVAILABLE", reply
+    assert "data directory started empty" in reply["error"]["message"], reply
+    net.request(owner, b"again", "config_publish", data_id="cfg", content="v2", if_revision=0)
+    net.tick(3.0)  # its catch-up of the data id never hears a second whole store
+    again = net.last(b"again")
+    assert again["error"]["name"] == "UNAVAILABLE" and again["error"]["written"] is False, again
+    net.cut.clear()
+    net.tick(3.0)
+    assert fresh.ready and fresh.replicator.intact
+    assert net.call(owner, "config_get", data_id="cfg")["result"]["content"] == "v1"
+    conflict = net.call(owner, "config_publish", data_id="cfg", content="v2", if_revision=0)
+    assert conflict["error"]["name"] == "CONFLICT", conflict
+    # whole from now on, across a restart (the state file says so)
+    fresh.close(net.now)
+    again_up = net.start(owner)
+    assert again_up.replicator.intact and again_up.gate.intact
+
+
+def test_a_new_cluster_gets_ready_with_a_member_missing_and_a_wiped_one_restarting_not(
+    tmp_path: Path,
+) -> None:
+    """Every store started empty (a new cluster), one member not started: the two others
+    are ready as a new cluster's nodes (each counts the other's pages, ``fresh`` or
+    ``new``), take writes, and the third, started later, catches up from both and is
+    whole.  A new node killed before it caught up keeps starting as a fresh one (the
+    state file), although it holds some versions by then."""
+    net = Net(3, data_dir=tmp_path, up=False)
+    late = ADDRESSES[2]
+    net.planes[late].close(net.now, drain=False)
+    del net.planes[late]
+    net.down.add(late)
+    net.all_up()
+    net.tick(2.0)
+    a, b = (net.planes[x] for x in ADDRESSES[:2])
+    assert a.ready and b.ready and a.replicator.new and b.replicator.new
+    key = next(f"k{i}" for i in range(50) if owner_of(f"k{i}") != late)
+    assert net.call(ADDRESSES[0], "config_publish", data_id=key, content="1")["ok"]
+    third = net.start(late)
+    net.down.discard(late)
+    net.all_up()
+    assert not third.replicator.intact
+    net.tick(2.0)
+    assert third.ready and third.replicator.intact and not third.replicator.new
+    assert net.call(late, "config_get", data_id=key)["result"]["content"] == "1"
+    # a fresh node killed before it caught up: still fresh at its next start
+    other = ADDRESSES[1]
+    net.planes[other].close(net.now, drain=False)
+    shutil.rmtree(tmp_path / other.rpartition(":")[2])
+    net.down.update({ADDRESSES[0], late})  # nobody to catch up from
+    restarted = net.start(other)
+    net.all_up()
+    assert not restarted.replicator.intact
+    net.deliver()
+    restarted.close(net.now)
+    assert not net.start(other).replicator.intact
 
 
 def test_force_ready_serves_a_lone_survivors_disk_at_once_and_is_idempotent(
