@@ -349,7 +349,9 @@ class ConfigPlane:
         for key in list(self.store.keys()):  # loaded, not shown yet: looked at again later
             current = self.store.current(key)
             if current is not None and self.store.shown(key, now) is not current:
-                self._unconfirmed[key] = min(current.modified + SETTLE_SECONDS, now + 10.0)
+                self._unconfirmed[key] = min(
+                    current.modified + SETTLE_SECONDS + self.store.clock_lead, now + 10.0
+                )
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
@@ -555,6 +557,7 @@ class ConfigPlane:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
         wall-clock time this must be called again at the latest."""
         self._now = now
+        self._take_clock_lead()
         if now < self._wake and (now < self._next_prune or not len(self.store)):
             if self._commits.busy():
                 self.flush(now)
@@ -729,7 +732,7 @@ class ConfigPlane:
         """A parsed, authorized config request: the reply body now, or None (the answer
         comes later through ``send_reply``).  Raises RequestRejected."""
         self._now = now
-        self.replicator.clock_lead = self._clock_lead()
+        self._take_clock_lead()
         self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
@@ -886,22 +889,24 @@ class ConfigPlane:
             self.count_refused("not_ready")
             members = len(self.replicator.members)
             need = members - members // 2  # members - majority + 1 (odd: a majority)
-            if not self.replicator.intact:
-                hint = (  # review42 F1: a majority with itself would not do
+            empty = (
+                ""
+                if self.replicator.intact
+                # review42 F1: not with itself
+                else (
                     "its data directory started empty (new, wiped or restored), so it counts "
                     f"only peers whose stores are whole and needs {need} of them (caught up "
-                    f"with {self.gate.whole_synced()}, sees {len(self.replicator.up) - 1} "
-                    "up): retry on another node, and start the others if they are down "
-                    '(docs/CONFIG.md "The ready gate")'
+                    f"with {self.gate.whole_synced()}); "
                 )
-            elif self._majority_up:
-                hint = "retry shortly or on another node"
+            )
+            if self._majority_up:
+                hint = f"{empty}retry shortly or on another node"
             else:  # it cannot catch up as it is (review17 F9: it said "retry shortly")
                 hint = (
-                    f"it sees {len(self.replicator.up)} of them up, and needs {members // 2 + 1}"
-                    ": start the others, or, if they will not come back, serve what it holds "
-                    f"with `meshreg config force-ready -s {self.member}` (or start it with "
-                    '--config-force-ready; docs/CONFIG.md "The node")'
+                    f"{empty}it sees {len(self.replicator.up)} of them up, and needs "
+                    f"{members // 2 + 1}: start the others, or, if they will not come back, "
+                    f"serve what it holds with `meshreg config force-ready -s {self.member}` "
+                    '(or start it with --config-force-ready; docs/CONFIG.md "The node")'
                 )
             raise RequestRejected(
                 ErrorCode.UNAVAILABLE,
@@ -1024,7 +1029,7 @@ class ConfigPlane:
         never raises on bad input.  ``via``: the routing id of the connection it came on
         (the peer port's), for answers the sender reads there."""
         self._now = now
-        self.replicator.clock_lead = self._clock_lead()
+        self._take_clock_lead()
         self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         self.counters["peer_messages_in"] += 1
         try:
@@ -1177,6 +1182,14 @@ class ConfigPlane:
                  ", as a new member: no peer it caught up from had seen it before"
                  if self.gate.new else "")  # fmt: skip
 
+    def _take_clock_lead(self) -> None:
+        """How far our clock runs ahead of the cluster's (``clock_lead``), for the write
+        deadlines (judged by the cluster's clock, negative leads too) and the settle time
+        (only a lead ahead: a node behind waits longer, never shows a version sooner)."""
+        lead = self._clock_lead()
+        self.replicator.clock_lead = lead
+        self.store.clock_lead = max(0.0, lead)
+
     def _save_state(self) -> None:
         """Whether the store is whole and the members seen whole, on disk (a failure is
         logged: the next start may then catch up as a store that started empty, or not
@@ -1315,7 +1328,9 @@ class ConfigPlane:
                 self._retry_parked(key, now)
             shown = self.store.shown(key, now)
             if shown is not current:  # look again once it has settled
-                self._unconfirmed[key] = min(current.modified + SETTLE_SECONDS, now + 10.0)
+                self._unconfirmed[key] = min(
+                    current.modified + SETTLE_SECONDS + self.store.clock_lead, now + 10.0
+                )
             else:
                 self._unconfirmed.pop(key, None)
             if shown is None:

@@ -117,6 +117,26 @@ def test_a_cas_on_what_reads_show_while_a_newer_version_waits_for_its_majority()
     assert exc.code is ErrorCode.UNAVAILABLE and "a delete at revision 3" in exc.message
 
 
+def test_a_node_ahead_settles_a_version_by_the_clusters_clock() -> None:
+    """review42 F2: ``modified`` is the writer's clock; a node whose clock runs 10 s ahead
+    found every unacknowledged version from its peers settled on arrival and showed it at
+    once.  With its lead (``clock_lead``, the runtime's estimate) the version settles
+    SETTLE_SECONDS after its write by the cluster's clock, as on the other nodes; a CAS
+    on what reads show waits for it the same."""
+    s = store()
+    s.publish(K, "a", now=100.0)
+    s.commit(K, 1, "n1", content_md5("a"))
+    late = ConfigEntry(K, 2, "n2", "b", "text", content_md5("b"), 200.0)
+    s.apply(late)  # a peer's record, written at 200.0 on its (right) clock
+    s.clock_lead = 10.0
+    assert s.shown(K, 210.01).revision == 1  # our clock: 210.01, the cluster's: 200.01
+    assert rejected(s.publish, K, "c", now=210.01, if_revision=1).code is ErrorCode.UNAVAILABLE
+    assert s.shown(K, 212.49).revision == 1
+    assert s.shown(K, 212.51).revision == 2  # 2.5 s after its write, by the cluster's clock
+    s.clock_lead = 0.0
+    assert s.shown(K, 202.51).revision == 2
+
+
 def test_delete_is_a_tombstone_revision_that_never_resurrects() -> None:
     s = store()
     s.publish(K, "x", now=1.0)
