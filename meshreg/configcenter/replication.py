@@ -886,7 +886,8 @@ class ConfigReplicator:
                 have.append(key)
         effects: list[Effect] = self._queue_push(sender, push, now)
         if want:
-            effects.append(SendDigests(sender, tuple(want), True))
+            # (fresh: else a peer would record this store as whole from an answer)
+            effects.append(SendDigests(sender, tuple(want), True, fresh=not self.intact))
         return effects + self._queue_have(sender, have, now)
 
     def on_have(

@@ -342,5 +342,10 @@ def test_pages_say_fresh_and_known_as_the_replicator_stands() -> None:
     assert page(rep, A, None).known and not page(rep, C, None).known
     rep.intact = False
     assert page(rep, A, None).fresh
+    # an answer to a peer's digests says it too (else that peer would take it for whole)
+    theirs = holder(A, 3)
+    answers = [e for e in rep.on_digests(A, tuple(theirs.store.digests()), False, None, None, 0.0)
+               if isinstance(e, SendDigests)]  # fmt: skip
+    assert answers and all(e.reply and e.fresh for e in answers)
     effects = rep.set_intact(0.0)
     assert rep.intact and not page(rep, A, None).fresh and effects == []
