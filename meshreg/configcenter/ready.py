@@ -49,7 +49,11 @@ catch-up covers them).
   digests it got from a whole store) is a new member, and a majority, itself included,
   will do.  A wiped node's peers have seen it (the anti-entropy rounds every few
   seconds), so it waits for the whole stores.  This assumes that at most a minority of
-  the stores are lost at once, as any majority protocol does.
+  the stores are lost at once, as any majority protocol does (review43 F1: a member
+  started for the first time, a wiped one and the only whole store cut off look like a
+  new cluster's start to every rule, and Raft elects an empty leader there too; F3: two
+  stores wiped one after the other take each other for new members when the whole third
+  one is heard late).
 
 * **Again after an absence.**  A running node that was stopped longer than the peer
   timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged

@@ -889,18 +889,22 @@ class ConfigPlane:
             self.count_refused("not_ready")
             members = len(self.replicator.members)
             need = members - members // 2  # members - majority + 1 (odd: a majority)
-            empty = (
-                ""
-                if self.replicator.intact
-                # review42 F1: not with itself
-                else (
+            empty, waits = "", ""
+            if not self.replicator.intact:  # review42 F1: not with itself
+                peers_up = len(self.replicator.up) - 1
+                waits = (  # review43 F2: say that it waits for the peers down
+                    f"; it sees {peers_up} peers up: start the ones that are down, it waits "
+                    "for them"
+                    if peers_up < need
+                    else ""
+                )
+                empty = (
                     "its data directory started empty (new, wiped or restored), so it counts "
                     f"only peers whose stores are whole and needs {need} of them (caught up "
-                    f"with {self.gate.whole_synced()}); "
+                    f"with {self.gate.whole_synced()}{waits}); "
                 )
-            )
             if self._majority_up:
-                hint = f"{empty}retry shortly or on another node"
+                hint = f"{empty}retry {'' if waits else 'shortly '}on another node"
             else:  # it cannot catch up as it is (review17 F9: it said "retry shortly")
                 hint = (
                     f"{empty}it sees {len(self.replicator.up)} of them up, and needs "

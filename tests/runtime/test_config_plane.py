@@ -521,6 +521,13 @@ def test_a_node_back_with_an_empty_data_dir_waits_for_the_peer_holding_what_it_a
     assert reply["error"]["name"] == "UNAVAILABLE", reply
     assert "data directory started empty" in reply["error"]["message"], reply
     assert "needs 2 of them (caught up with 1)" in reply["error"]["message"], reply
+    net.down.add(y)  # Y down, not only cut: it says that it waits for it (review43 F2)
+    net.all_up()
+    down = net.call(owner, "config_get", data_id="cfg")["error"]["message"]
+    assert "it sees 1 peers up: start the ones that are down, it waits for them" in down
+    assert "retry shortly" not in down and "retry on another node" in down
+    net.down.discard(y)
+    net.all_up()
     net.request(owner, b"again", "config_publish", data_id="cfg", content="v2", if_revision=0)
     net.tick(3.0)  # its catch-up of the data id never hears a second whole store
     again = net.last(b"again")
