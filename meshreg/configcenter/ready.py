@@ -48,12 +48,14 @@ catch-up covers them).
   seen whole before (pages without ``known``: each node remembers the members whose
   digests it got from a whole store) is a new member, and a majority, itself included,
   will do.  A wiped node's peers have seen it (the anti-entropy rounds every few
-  seconds), so it waits for the whole stores.  This assumes that at most a minority of
-  the stores are lost at once, as any majority protocol does (review43 F1: a member
-  started for the first time, a wiped one and the only whole store cut off look like a
-  new cluster's start to every rule, and Raft elects an empty leader there too; F3: two
-  stores wiped one after the other take each other for new members when the whole third
-  one is heard late).
+  seconds), so it waits for the whole stores.  A new member also waits two peer timeouts
+  from its start and for every peer whose pages came, however slow (review43 F3: two
+  stores wiped one after the other took each other for new members while the whole
+  third one, on a slow link, had not been heard yet; one heard later still is not
+  waited for).  This assumes that at most a minority of the
+  stores are lost at once, as any majority protocol does (review43 F1: a member started
+  for the first time, a wiped one and the only whole store cut off look like a new
+  cluster's start to every rule, and Raft elects an empty leader there too).
 
 * **Again after an absence.**  A running node that was stopped longer than the peer
   timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged
@@ -101,15 +103,24 @@ class ReadyGate:
     """A starting node's catch-up with a majority's digests (module docstring)."""
 
     def __init__(
-        self, peers: Iterable[str], majority: int, store: ConfigStore, intact: bool = True
+        self,
+        peers: Iterable[str],
+        majority: int,
+        store: ConfigStore,
+        intact: bool = True,
+        new_after: float = -math.inf,
     ) -> None:
         """``intact``: this node's store is whole (not a new or wiped data directory
         that has not caught up yet: "A store that started empty" in the module
-        docstring)."""
+        docstring).  ``new_after``: when it may be ready as a new member at the earliest
+        (the runtime: its start plus two peer timeouts, for slow peers to answer)."""
         self.store = store
         self.majority = majority
         self.intact = intact
         self.new = False  # made ready as a new member (no peer had seen it: ``_enough``)
+        self.new_after = new_after
+        self._heard: set[str] = set()  # peers a page came from (a new member waits for them)
+        self._now = -math.inf  # the time of the last input
         self._peers = {p: _Peer() for p in peers}
         self._need: dict[str, dict[ConfigKey, Order]] = {p: {} for p in self._peers}
         self.synced: set[str] = set()  # peers caught up with
@@ -138,6 +149,11 @@ class ReadyGate:
         last ask (or never asked yet)."""
         if self.ready:
             return []
+        self._now = now
+        if not self.intact and now >= self.new_after:
+            self._decide()  # a new member's wait for the peers that answer is over
+            if self.ready:
+                return []
         asks: list[Ask] = []
         for peer, state in self._peers.items():
             if (
@@ -159,11 +175,14 @@ class ReadyGate:
         """When ``tick`` has asks to send at the latest (inf: none)."""
         if self.ready:
             return math.inf
-        return min(
+        wake = min(
             (s.progress_at + SYNC_STALL if s.complete else s.next_ask
              for p, s in self._peers.items() if not s.complete or self._need[p] or s.fresh),
             default=math.inf,
         )  # fmt: skip
+        if not self.intact and self._now < self.new_after:
+            return min(wake, self.new_after)  # a new member's wait ends then
+        return wake
 
     def on_page(
         self,
@@ -185,6 +204,8 @@ class ReadyGate:
         state = self._peers.get(sender)
         if self.ready or state is None or state.complete:
             return []
+        self._now = now
+        self._heard.add(sender)
         if self.generation and ask != self.generation:
             self.counters["sync_pages_stale"] += 1
             return []
@@ -220,6 +241,7 @@ class ReadyGate:
         caught up with now."""
         if self.ready:
             return
+        self._now = now
         keys = set(keys)
         for peer, need in self._need.items():
             if not need:
@@ -252,6 +274,9 @@ class ReadyGate:
     def _check(self, peer: str) -> None:
         if self._peers[peer].complete and not self._need[peer]:
             self.synced.add(peer)
+        self._decide()
+
+    def _decide(self) -> None:
         enough = self._enough()
         if enough:
             self.new = not self.intact and enough == "new"
@@ -269,7 +294,8 @@ class ReadyGate:
         if whole >= len(peers) + 1 - self.majority + 1 or len(synced) == len(peers):
             return "whole"
         unknown = not any(peers[p].known for p in synced)
-        return "new" if unknown and len(synced) + 1 >= self.majority else ""
+        waited = self._now >= self.new_after and self._heard <= synced
+        return "new" if unknown and waited and len(synced) + 1 >= self.majority else ""
 
 
 __all__ = ["SYNC_ASK_INTERVAL", "SYNC_STALL", "ReadyGate"]

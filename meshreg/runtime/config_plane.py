@@ -316,7 +316,9 @@ class ConfigPlane:
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
         }
-        self.gate = ReadyGate(self.peers, self.replicator.majority, self.store, intact)
+        # a new member waits two peer timeouts for slow peers to answer (review43 F3)
+        self.gate = ReadyGate(self.peers, self.replicator.majority, self.store, intact,
+                              new_after=now + 2 * config.cluster.peer_timeout)  # fmt: skip
         self.ready = self.gate.ready
         self._sync_at_ready: set[ConfigKey] = set()  # subscribed while not ready (subscribed)
         self.armed_at = now  # when the gate last started catching up (a start, an absence)
@@ -589,6 +591,7 @@ class ConfigPlane:
             self._announce([k for k in due if k not in self._commits.unsaved], now)
         if not self.ready:
             self._ask_digests(self.gate.tick(now))
+            self._gate_check(now)  # (a new member's wait may have ended)
         prune = now >= self._next_prune
         if prune:
             self._next_prune = now + PRUNE_INTERVAL

@@ -349,3 +349,31 @@ def test_pages_say_fresh_and_known_as_the_replicator_stands() -> None:
     assert answers and all(e.reply and e.fresh for e in answers)
     effects = rep.set_intact(0.0)
     assert rep.intact and not page(rep, A, None).fresh and effects == []
+
+
+def test_a_new_member_waits_its_grace_and_for_every_peer_that_answered() -> None:
+    """review43 F3: two wiped stores took each other for new members while the whole
+    third one, on a slow link, had not answered yet.  A new member waits until
+    ``new_after`` and for every peer whose pages came; one never heard is not waited
+    for (a member missing at a new cluster's start)."""
+    c = holder(C, 0)
+    c.intact = False  # fresh itself, and it does not know A
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False, new_after=5.0)
+    _through(gate, C, c)
+    assert not gate.ready and gate.tick(1.0) != [] and not gate.ready
+    assert gate.next_wake() <= 5.0
+    gate.tick(5.0)
+    assert gate.ready and gate.new  # B never answered: a new cluster's missing member
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False, new_after=5.0)
+    b = holder(B, 3)
+    b.seen_whole.add(A)
+    b.sync_page = 1
+    first = page(b, A, None)  # B answers, slowly: one page of three so far
+    gate.on_page(1.0, B, first.digests, first.after, first.upto, 0, first.fresh, first.known)
+    _through(gate, C, c)
+    gate.tick(6.0)
+    assert not gate.ready  # B answered: waited for, and it knows A (wiped, not new)
+    _through(gate, B, b)
+    assert not gate.ready  # (C, fresh, was paged again at 6.0: it may be whole by now)
+    _through(gate, C, c)
+    assert gate.ready and not gate.new  # every peer: whole

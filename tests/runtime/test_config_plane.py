@@ -558,8 +558,11 @@ def test_a_new_cluster_gets_ready_with_a_member_missing_and_a_wiped_one_restarti
     del net.planes[late]
     net.down.add(late)
     net.all_up()
-    net.tick(2.0)
+    wait = 2 * NodeConfig().cluster.peer_timeout  # a new member waits (review43 F3)
+    net.tick(wait - 0.2)
     a, b = (net.planes[x] for x in ADDRESSES[:2])
+    assert not a.ready and not b.ready
+    net.tick(0.5)
     assert a.ready and b.ready and a.replicator.new and b.replicator.new
     key = next(f"k{i}" for i in range(50) if owner_of(f"k{i}") != late)
     assert net.call(ADDRESSES[0], "config_publish", data_id=key, content="1")["ok"]
