@@ -327,6 +327,15 @@ def main() -> None:
     "may miss writes acknowledged without this node; writes still need a majority. Remove "
     "it once the peers are back (docs/CONFIG.md, 'The ready gate').",
 )
+@click.option(
+    "--config-join-existing",
+    is_flag=True,
+    default=None,
+    help="This node joins a cluster that already holds configs: a member replaced with an "
+    "empty data directory, or added to a running cluster. Until its configs have caught "
+    "up from whole peers it never counts as a new cluster's member (etcd's "
+    "--initial-cluster-state existing; docs/CONFIG.md, 'A store that started empty').",
+)
 def node(
     host: str | None,
     port: int | None,
@@ -348,6 +357,7 @@ def node(
     insecure: bool | None,
     data_dir: str | None,
     config_force_ready: bool | None,
+    config_join_existing: bool | None,
 ) -> None:
     """Run a registry node (default 127.0.0.1:7800, no config needed)."""
     from meshreg.config import default_data_dir, load_node_config
@@ -375,6 +385,7 @@ def node(
             insecure=insecure,
             data_dir=data_dir,
             config_force_ready=config_force_ready,
+            config_join_existing=config_join_existing,
         )
         if not cfg.data_dir:  # the node keeps its configs on disk (docs/CONFIG.md)
             cfg = cfg.with_overrides(data_dir=str(default_data_dir(cfg.host, cfg.port)))
@@ -1063,7 +1074,12 @@ def _readiness(result: dict[str, Any]) -> str | None:
     elif result.get("ready") is False:
         waiting.append("registry catching up from its peers")
     if result.get("config_ready") is False:
-        waiting.append("configs catching up from a majority of the configured members")
+        # the node's reason when the wait does not end by itself (review43 F2)
+        waiting.append(
+            _safe(str(result["config_waiting"]))
+            if result.get("config_waiting")
+            else "configs catching up from a majority of the configured members"
+        )
     return "; ".join(waiting) or None
 
 
@@ -1102,10 +1118,14 @@ def ping(need_ready: bool, servers: str, timeout: float) -> None:
             if result.get("held_by")
             else "`meshreg cluster` shows which peers it waits for"
         )
-        click.echo(
-            f"meshreg: {server} is not ready yet ({waiting}); try again in a moment ({hint})",
-            err=True,
-        )
+        if result.get("config_waiting"):  # it will not be ready by itself (review43 F2)
+            click.echo(f"meshreg: {server} is not ready ({waiting}); it stays so until then",
+                       err=True)  # fmt: skip
+        else:
+            click.echo(
+                f"meshreg: {server} is not ready yet ({waiting}); try again in a moment ({hint})",
+                err=True,
+            )
         sys.exit(1)
 
 

@@ -124,6 +124,11 @@ class NodeConfig:
     # Serve config reads at once, without catching up from a majority (--config-force-ready:
     # the operator's override for a lone survivor; docs/CONFIG.md "The ready gate").
     config_force_ready: bool = False
+    # This node joins a cluster that holds configs already (--config-join-existing: a wiped
+    # or replaced member, a member added to a running cluster): while its store has not
+    # caught up it never counts as a new cluster's member (docs/CONFIG.md "A store that
+    # started empty"; etcd's --initial-cluster-state existing).
+    config_join_existing: bool = False
     # Deltas per replication message at most (wire/batching); 1 sends every change alone.
     replication_batch: int = BATCH_DELTAS
 
@@ -394,6 +399,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         keep_revisions = 100              # past revisions kept per data id (0: no limit)
         keep_days = 30                    # days of history kept (0: no limit)
         force_ready = false               # --config-force-ready: a lone survivor's override
+        join_existing = false             # --config-join-existing: a replaced or added member
         # [node] data_dir = "/var/lib/meshreg" (default: the user's state directory)
     """
     if path is None:
@@ -427,6 +433,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             "keep_revisions",
             "keep_days",
             "force_ready",
+            "join_existing",
         },
         "health": {f.name for f in fields(HealthPolicy)},
         "cluster": {f.name for f in fields(ClusterPolicy)}
@@ -537,6 +544,10 @@ def _config_table(node: dict[str, Any], table: dict[str, Any], path: Path) -> di
         if type(table["force_ready"]) is not bool:
             raise ConfigError(f"config file {path}: [config] force_ready must be true or false")
         out["config_force_ready"] = table["force_ready"]
+    if "join_existing" in table:  # a replaced or added member (docs/CONFIG.md)
+        if type(table["join_existing"]) is not bool:
+            raise ConfigError(f"config file {path}: [config] join_existing must be true or false")
+        out["config_join_existing"] = table["join_existing"]
     return out
 
 

@@ -52,10 +52,14 @@ catch-up covers them).
   from its start and for every peer whose pages came, however slow (review43 F3: two
   stores wiped one after the other took each other for new members while the whole
   third one, on a slow link, had not been heard yet; one heard later still is not
-  waited for).  This assumes that at most a minority of the
-  stores are lost at once, as any majority protocol does (review43 F1: a member started
-  for the first time, a wiped one and the only whole store cut off look like a new
-  cluster's start to every rule, and Raft elects an empty leader there too).
+  waited for).  Beyond that, only the operator knows that a cluster holds configs
+  already: a node started with ``--config-join-existing`` (etcd's
+  ``--initial-cluster-state existing``: a wiped or replaced member, a member added to a
+  running cluster) is never a new member, and its pages say ``joining``, so that no node
+  that hears one is either (review43 F1: a member started for the first time, a wiped one
+  and the only whole store cut off look like a new cluster's start to every other rule;
+  Raft elects an empty leader there too).  Without the flag, this assumes that at most a
+  minority of the stores are lost at once, as any majority protocol does.
 
 * **Again after an absence.**  A running node that was stopped longer than the peer
   timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged
@@ -97,6 +101,7 @@ class _Peer:
     progress_at: float = -math.inf  # when this node last caught up on a data id it was ahead on
     fresh: bool = False  # its last page said its store is not intact (it counts for nobody)
     known: bool = False  # its last page said it saw this node's store whole before
+    joining: bool = False  # its last page said it joins a cluster that holds configs
 
 
 class ReadyGate:
@@ -109,14 +114,18 @@ class ReadyGate:
         store: ConfigStore,
         intact: bool = True,
         new_after: float = -math.inf,
+        joining: bool = False,
     ) -> None:
         """``intact``: this node's store is whole (not a new or wiped data directory
         that has not caught up yet: "A store that started empty" in the module
         docstring).  ``new_after``: when it may be ready as a new member at the earliest
-        (the runtime: its start plus two peer timeouts, for slow peers to answer)."""
+        (the runtime: its start plus two peer timeouts, for slow peers to answer).
+        ``joining``: the operator said the cluster holds configs already
+        (``--config-join-existing``): never a new member."""
         self.store = store
         self.majority = majority
         self.intact = intact
+        self.joining = joining
         self.new = False  # made ready as a new member (no peer had seen it: ``_enough``)
         self.new_after = new_after
         self._heard: set[str] = set()  # peers a page came from (a new member waits for them)
@@ -194,6 +203,7 @@ class ReadyGate:
         ask: int = 0,
         fresh: bool = False,
         known: bool = False,
+        joining: bool = False,
     ) -> list[Ask]:
         """A peer's digests of every data id it holds in (``after``, ``upto``] (None: open):
         noted if the range starts at or below the peer's cursor; answered with the ask
@@ -216,7 +226,7 @@ class ReadyGate:
             self.counters["sync_pages_ignored"] += 1
             return []
         self.counters["sync_pages_in"] += 1
-        state.fresh, state.known = fresh, known
+        state.fresh, state.known, state.joining = fresh, known, joining
         need = self._need[sender]
         for d in digests:
             if cursor is not None and d.key <= cursor:
@@ -293,6 +303,8 @@ class ReadyGate:
             return "whole" if whole + 1 >= self.majority else ""
         if whole >= len(peers) + 1 - self.majority + 1 or len(synced) == len(peers):
             return "whole"
+        if self.joining or any(s.joining for s in peers.values()):
+            return ""  # the operator said the cluster holds configs: no new member here
         unknown = not any(peers[p].known for p in synced)
         waited = self._now >= self.new_after and self._heard <= synced
         return "new" if unknown and waited and len(synced) + 1 >= self.majority else ""

@@ -232,6 +232,8 @@ class SendDigests:
     ask: int = 0  # a page answering a ``config_sync`` that carried this ask number
     fresh: bool = False  # the sender's store is not intact (``ConfigReplicator.intact``)
     known: bool = False  # the sender saw the peer's store whole before (``seen_whole``)
+    joining: bool = False  # the sender's store is not intact and joins a cluster that holds
+    # configs (``ConfigReplicator.joining``): no new member may count it
 
 
 RevisionHash = tuple[int, int]  # a revision kept, and the hash of its versions held
@@ -407,6 +409,10 @@ class ConfigReplicator:
         # does not count itself among a catch-up's majority, and its answers say
         # ``fresh`` (they count for nobody's); the runtime sets it (``set_intact``)
         self.intact = True
+        # its store is not intact and the operator said the cluster holds configs already
+        # (``--config-join-existing``): its pages say ``joining``, so that no node takes
+        # itself for a new cluster's member while hearing it (ready gate; review43 F1)
+        self.joining = False
         self.new = False  # it became intact in this run as a new member (ready gate)
         # the members whose digests came from a whole store (not ``fresh``): a page to one
         # of them says ``known``, so that if its store started empty since (wiped), it
@@ -558,7 +564,7 @@ class ConfigReplicator:
         catch-ups that waited for an answer more go on."""
         if self.intact:
             return []
-        self.intact, self.new = True, new
+        self.intact, self.new, self.joining = True, new, False
         for peer in self.peers:  # digests from a whole store: each peer sees it whole now
             self._start_round(peer, now)  # (``seen_whole``), not only at its next round
         effects: list[Effect] = []
@@ -1183,7 +1189,7 @@ class ConfigReplicator:
         upto = keys[-1] if more else None
         return SendDigests(
             peer, tuple(store.digests(keys)), False, after, upto, fresh=not self.intact,
-            known=peer in self.seen_whole,
+            known=peer in self.seen_whole, joining=self.joining,
         )  # fmt: skip
 
     def next_wake(self) -> float:

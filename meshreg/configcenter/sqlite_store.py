@@ -35,7 +35,7 @@ import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshreg.configcenter.core import ConfigStore
 from meshreg.configcenter.model import Change, ConfigEntry, ConfigKey, GrayRelease, GrayRule
@@ -264,14 +264,17 @@ class SqliteConfigStore:
     def state_path(self) -> Path:
         return self.path.with_name(STORE_STATE_FILE_NAME)
 
-    def load_state(self, empty: bool) -> tuple[bool, set[str]]:
-        """Whether this store is whole, and the members seen whole (``ConfigReplicator.
-        seen_whole``).  Not whole: a store that started empty (``empty``: nothing loaded;
-        a new or wiped data directory) until ``save_state`` says so (the node caught up),
-        across restarts in between (a node killed while catching up may hold some
-        versions then, not all).  A data directory without the file (an older version's)
-        is whole unless empty.  The answer is on disk before it is returned; raises
-        ConfigError if the file is unreadable, OSError if it cannot be written."""
+    def load_state(self, empty: bool, join_existing: bool = False) -> StoreState:
+        """Whether this store is whole, the members seen whole (``ConfigReplicator.
+        seen_whole``), and whether it joins a cluster that holds configs.  Not whole: a
+        store that started empty (``empty``: nothing loaded; a new or wiped data
+        directory) until ``save_state`` says so (the node caught up), across restarts in
+        between (a node killed while catching up may hold some versions then, not all).
+        Joining: not whole, and started with ``join_existing`` (``--config-join-existing``)
+        since it started empty; kept across those restarts too (one without the flag
+        must not make it a new member).  A data directory without the file (an older
+        version's) is whole unless empty.  The answer is on disk before it is returned;
+        raises ConfigError if the file is unreadable, OSError if it cannot be written."""
         try:
             raw = json.loads(self.state_path.read_text(encoding="utf-8"))
             state, seen = raw["store"], raw.get("seen", [])
@@ -279,7 +282,13 @@ class SqliteConfigStore:
                 raise ValueError(f"unknown store state {state!r}")
             if not isinstance(seen, list) or not all(isinstance(s, str) for s in seen):
                 raise ValueError("'seen' is not a list of addresses")
-            return state == "intact", set(seen)
+            if type(raw.get("joining", False)) is not bool:
+                raise ValueError("'joining' is not true or false")
+            intact = state == "intact"
+            joining = not intact and (raw.get("joining", False) or join_existing)
+            if joining and not raw.get("joining", False):
+                self.save_state(intact, set(seen), joining)
+            return StoreState(intact, set(seen), joining)
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -290,15 +299,16 @@ class SqliteConfigStore:
                 "if this data directory was never wiped), or empty the data directory"
             ) from None
         intact = not empty
-        self.save_state(intact, set())
-        return intact, set()
+        joining = join_existing and not intact
+        self.save_state(intact, set(), joining)
+        return StoreState(intact, set(), joining)
 
-    def save_state(self, intact: bool, seen: set[str]) -> None:
+    def save_state(self, intact: bool, seen: set[str], joining: bool = False) -> None:
         """Write the store's state durably (raises OSError)."""
-        body = json.dumps(
-            {"version": 1, "store": "intact" if intact else "fresh", "seen": sorted(seen)}
-        )
-        _write_durably(self.state_path, body)
+        state = {"version": 1, "store": "intact" if intact else "fresh", "seen": sorted(seen)}
+        if joining and not intact:
+            state["joining"] = True
+        _write_durably(self.state_path, json.dumps(state))
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM config_versions").fetchone()[0])
@@ -324,6 +334,14 @@ def _steps(conn: sqlite3.Connection, steps: list[tuple[str, list[Any]]]) -> None
             conn.execute(sql, params)
         else:
             conn.executemany(_DELETE, params)
+
+
+class StoreState(NamedTuple):
+    """What ``configs.state.json`` says (``SqliteConfigStore.load_state``)."""
+
+    intact: bool  # whole: not started empty since it last caught up
+    seen: set[str]  # the members whose digests came from a whole store
+    joining: bool = False  # not whole, and joins a cluster that holds configs
 
 
 def mark_store_fresh(data_dir: str | os.PathLike[str]) -> None:

@@ -297,15 +297,18 @@ class ConfigPlane:
         # or none) and has not caught up since: such a node does not count itself among
         # the majorities it catches up from (review42 F1; docs/CONFIG.md "The ready gate")
         intact, seen = not self.peers, set[str]()
+        joining = bool(self.peers) and config.config_join_existing  # (review43 F1)
         if config.data_dir:
             self.db = SqliteConfigStore(database_path(config.data_dir))
             loaded = self.db.load_into(self.store)
             self.db.load_floors(self.store)
             empty = not loaded and not self.store.purged_floors
             if self.peers:
-                intact, seen = self.db.load_state(empty)
+                intact, seen, joining = self.db.load_state(empty, joining)
+        joining = joining and not intact
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
-        self.replicator.intact, self.replicator.seen_whole = intact, seen
+        rep = self.replicator
+        rep.intact, rep.seen_whole, rep.joining = intact, seen, joining
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._send_back = send_back or _cannot_send_back
         self._held_replies = held_replies
@@ -318,7 +321,8 @@ class ConfigPlane:
         }
         # a new member waits two peer timeouts for slow peers to answer (review43 F3)
         self.gate = ReadyGate(self.peers, self.replicator.majority, self.store, intact,
-                              new_after=now + 2 * config.cluster.peer_timeout)  # fmt: skip
+                              new_after=now + 2 * config.cluster.peer_timeout,
+                              joining=joining)  # fmt: skip
         self.ready = self.gate.ready
         self._sync_at_ready: set[ConfigKey] = set()  # subscribed while not ready (subscribed)
         self.armed_at = now  # when the gate last started catching up (a start, an absence)
@@ -404,7 +408,13 @@ class ConfigPlane:
                 ""
                 if intact
                 else " (the store started empty: it counts only peers whose stores "
-                "are whole, not itself)"
+                "are whole, not itself"
+                + (
+                    "; it joins a cluster that holds configs (--config-join-existing): "
+                    "never as a new member)"
+                    if joining
+                    else ")"
+                )
             ),
         )
 
@@ -886,6 +896,30 @@ class ConfigPlane:
         rejected = self.store.rejected
         rejected[reason] = rejected.get(reason, 0) + 1
 
+    def waiting_for_peers(self, now: float) -> str | None:
+        """Why config reads wait when the wait does not end by itself (peers down), for
+        ``ping`` (review43 F2: ``ping --ready`` said "try again in a moment" to a node
+        that waits for whole peers that are down); None: ready, or catching up."""
+        if self.ready:
+            return None
+        rep = self.replicator
+        members, up = len(rep.members), len(rep.up)
+        if not self._majority_up:
+            return (
+                f"configs: it sees {up} of {members} configured members up and needs "
+                f"{members // 2 + 1}: start the others, or, if they will not come back, "
+                f"`meshreg config force-ready -s {self.member}`"
+            )
+        need = members - members // 2  # members - majority + 1 (odd: a majority)
+        new_member_possible = not self.gate.joining and now < self.gate.new_after
+        if not rep.intact and len(rep.up) - 1 < need and not new_member_possible:
+            return (
+                "configs: its data directory started empty (new, wiped or restored), so it "
+                f"needs {need} peers whose stores are whole, and sees {up - 1} peers up: "
+                'start the ones that are down (docs/CONFIG.md "A store that started empty")'
+            )
+        return None
+
     def _check_ready(self, req: ConfigRequest) -> None:
         if not self.ready:
             self.counters["reads_not_ready"] += 1
@@ -1103,7 +1137,7 @@ class ConfigPlane:
                 if not self.ready and not msg.reply:  # a page (or a round's step)
                     self._ask_digests(self.gate.on_page(now, sender, msg.digests, msg.after,
                                                         msg.upto, msg.ask, msg.fresh,
-                                                        msg.known))  # fmt: skip
+                                                        msg.known, msg.joining))  # fmt: skip
                     self._gate_check(now)
                 if not msg.fresh and rep.saw_whole(sender):
                     self._save_state()
@@ -1205,7 +1239,7 @@ class ConfigPlane:
             return
         rep = self.replicator
         try:
-            self.db.save_state(rep.intact, rep.seen_whole)
+            self.db.save_state(rep.intact, rep.seen_whole, rep.joining)
         except OSError as exc:
             self._limiter.warning("config-state", self._now, "configs: could not write %s "
                                   "(%s)", self.db.state_path, exc)  # fmt: skip

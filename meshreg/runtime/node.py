@@ -1641,7 +1641,9 @@ class NodeRuntime:
                         requests["config_get"] = requests.get("config_get", 0) + fast
                     result = replace(result, runtime=self._runtime_stats(), requests=requests)
                 elif type(result) is PingResult:  # a readiness probe: the config center's
-                    result = replace(result, config_ready=self.configs.ready)
+                    waiting = self.configs.waiting_for_peers(now + self._wall_offset)
+                    result = replace(result, config_ready=self.configs.ready,
+                                     config_waiting=waiting)  # fmt: skip
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
                     result = self._cluster_for(result, principal, now)
                 return [encode_ok(req_id, result)]

@@ -216,6 +216,7 @@ class ConfigDigests:
     ask: int = 0  # the config_sync this page answers (0: none, or a round's step)
     fresh: bool = False  # the sender's store is not intact: not counted (docs/CONFIG.md)
     known: bool = False  # the sender saw the receiver's store whole before (docs/CONFIG.md)
+    joining: bool = False  # the sender's store is not whole and joins a cluster with configs
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +472,7 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                     **({"ask": effect.ask} if effect.ask else {}),
                     **({"fresh": True} if effect.fresh else {}),
                     **({"known": True} if effect.known else {}),
+                    **({"joining": True} if effect.joining else {}),
                 )
             ]
         case SendHave():
@@ -627,7 +629,7 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
                                "(after, upto] it claims to cover")  # fmt: skip
         return ConfigDigests(sender, digests, _bool(msg.get("reply"), "reply"), after, upto,
                              _ask(msg.get("ask")), _flag(msg, "fresh"),
-                             _flag(msg, "known"))  # fmt: skip
+                             _flag(msg, "known"), _flag(msg, "joining"))  # fmt: skip
     if op == "config_have":
         keep = msg.get("keep")
         return ConfigHave(

@@ -98,6 +98,8 @@ def ping_map(r: PingResult) -> dict[str, Any]:
         out["held_by"] = list(r.held_by)
     if r.config_ready is not None:
         out["config_ready"] = r.config_ready
+    if r.config_waiting:
+        out["config_waiting"] = r.config_waiting
     if r.unhealthy_after is not None:
         out["unhealthy_after"] = r.unhealthy_after
     return out

@@ -177,23 +177,25 @@ def test_a_catch_up_number_goes_with_the_ask_and_comes_back_with_the_page() -> N
 def test_a_store_that_started_empty_says_so_and_a_page_says_it_knew_the_asker() -> None:
     """review42 F1: ``fresh`` on digests and key versions (the sender's store started
     empty and has not caught up: counted by nobody), ``known`` on digests (the sender saw
-    the receiver's store whole before); absent when false; anything but a boolean (or
-    nil) is refused."""
+    the receiver's store whole before), ``joining`` on digests (review43 F1: it joins a
+    cluster that holds configs); absent when false; anything but a boolean (or nil) is
+    refused."""
     (frames,) = encode_replication_effect(
-        ME, SendDigests("p", (DIGEST,), False, None, KEY, fresh=True, known=True)
+        ME, SendDigests("p", (DIGEST,), False, None, KEY, fresh=True, known=True, joining=True)
     )
     page = decoded(frames)
-    assert isinstance(page, ConfigDigests) and page.fresh and page.known
+    assert isinstance(page, ConfigDigests) and page.fresh and page.known and page.joining
     (frames,) = encode_replication_effect(ME, SendDigests("p", (DIGEST,), False, None, KEY))
-    assert b"fresh" not in frames[1] and b"known" not in frames[1]
+    assert b"fresh" not in frames[1] and b"known" not in frames[1] and b"joining" not in frames[1]
     plain = decoded(frames)
     assert isinstance(plain, ConfigDigests) and not plain.fresh and not plain.known
+    assert not plain.joining
     (frames,) = encode_replication_effect(ME, SendKeyVersions("p", KEY, tuple(ENTRIES), "", True))
     versions = decoded(frames)
     assert isinstance(versions, ConfigKeyVersions) and versions.fresh
     nil = decode_config_peer(_digests_body([], after=None, upto=None, fresh=None))
     assert isinstance(nil, ConfigDigests) and not nil.fresh
-    for name in ("fresh", "known"):
+    for name in ("fresh", "known", "joining"):
         for bad in (1, "true", [], {}):
             with pytest.raises(RemoteProtocolError) as info:
                 decode_config_peer(_digests_body([], after=None, upto=None, **{name: bad}))

@@ -273,7 +273,7 @@ def _through(gate: ReadyGate, sender: str, rep: ConfigReplicator, asker: str = A
     after = None
     while True:
         p = page(rep, asker, after)
-        gate.on_page(0.0, sender, p.digests, p.after, p.upto, 0, p.fresh, p.known)
+        gate.on_page(0.0, sender, p.digests, p.after, p.upto, 0, p.fresh, p.known, p.joining)
         if p.upto is None:
             break
         after = p.upto
@@ -377,3 +377,35 @@ def test_a_new_member_waits_its_grace_and_for_every_peer_that_answered() -> None
     assert not gate.ready  # (C, fresh, was paged again at 6.0: it may be whole by now)
     _through(gate, C, c)
     assert gate.ready and not gate.new  # every peer: whole
+
+
+def test_a_node_that_joins_an_existing_cluster_is_never_a_new_member() -> None:
+    """review43 F1: a member started for the first time, a wiped one, and the only whole
+    store cut off: every other rule takes it for a new cluster's start.  The operator
+    says otherwise with ``--config-join-existing``: such a node is never a new member, and
+    its pages say ``joining``, so a node that hears one is not either; once every peer is
+    caught up with (the whole one back), both are whole."""
+    wiped = holder(B, 0)
+    wiped.intact, wiped.joining = False, True  # replaced at its address, with the flag
+    assert page(wiped, A, None).joining and page(wiped, A, None).fresh
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False, new_after=0.0)
+    _through(gate, B, wiped)  # the first-started A hears only the wiped B (C cut off)
+    gate.tick(10.0)
+    assert not gate.ready  # without the flag: ready as a new member (the F1 test above)
+    whole = holder(C, 3)
+    _through(gate, C, whole)  # C back
+    assert not gate.ready  # (B, fresh, was paged again at 10.0: it may be whole by now)
+    _through(gate, B, wiped)  # every peer caught up with
+    assert gate.ready and not gate.new and gate.store.current(next(iter(whole.store.keys())))
+    # the joining node itself: a majority of fresh peers that do not know it is not enough
+    gate = ReadyGate((A, C), 2, ConfigStore(B), intact=False, new_after=0.0, joining=True)
+    first = holder(A, 0)
+    first.intact = False
+    _through(gate, A, first, asker=B)
+    gate.tick(10.0)
+    assert not gate.ready
+    _through(gate, C, whole, asker=B)
+    _through(gate, A, first, asker=B)
+    assert gate.ready and not gate.new
+    # once whole, its pages no longer say joining
+    assert wiped.set_intact(0.0) == [] and not page(wiped, A, None).joining

@@ -303,15 +303,16 @@ def test_the_store_state_says_whole_or_started_empty_across_restarts(tmp_path: P
     an unreadable file stops the start with what to do."""
     path = database_path(tmp_path / "a")
     with SqliteConfigStore(path) as db:
-        assert db.load_state(empty=True) == (False, set())  # written at once
-        assert db.load_state(empty=False) == (False, set())  # killed before it caught up
+        assert db.load_state(empty=True) == (False, set(), False)  # written at once
+        assert db.load_state(empty=False) == (False, set(), False)  # killed before it caught up
         db.save_state(True, {"10.0.0.2:7800"})
-        assert db.load_state(empty=True) == (True, {"10.0.0.2:7800"})
+        assert db.load_state(empty=True) == (True, {"10.0.0.2:7800"}, False)
     old = database_path(tmp_path / "b")
     with SqliteConfigStore(old) as db:  # an older version's data dir: no file
-        assert db.load_state(empty=False) == (True, set())
+        assert db.load_state(empty=False) == (True, set(), False)
         assert db.state_path.exists()
-    for body in ("{", '{"store": "maybe"}', '{"store": "intact", "seen": [1]}'):
+    for body in ("{", '{"store": "maybe"}', '{"store": "intact", "seen": [1]}',
+                 '{"store": "fresh", "joining": 1}'):  # fmt: skip
         db.state_path.write_text(body)
         with SqliteConfigStore(old) as again, pytest.raises(ConfigError) as info:
             again.load_state(empty=False)
@@ -319,4 +320,21 @@ def test_the_store_state_says_whole_or_started_empty_across_restarts(tmp_path: P
         assert "empty the data directory" in str(info.value)
     mark_store_fresh(tmp_path / "b")
     with SqliteConfigStore(old) as db:
-        assert db.load_state(empty=False) == (False, set())
+        assert db.load_state(empty=False) == (False, set(), False)
+
+
+def test_a_store_joining_an_existing_cluster_stays_so_until_whole(tmp_path: Path) -> None:
+    """review43 F1: ``--config-join-existing`` on a store that started empty is kept in the
+    state file, so a restart before it caught up, without the flag, is still joining
+    (never a new member); a whole store ignores the flag, and whole again drops it."""
+    path = database_path(tmp_path / "a")
+    with SqliteConfigStore(path) as db:
+        assert db.load_state(empty=True, join_existing=True) == (False, set(), True)
+        assert db.load_state(empty=False) == (False, set(), True)  # restarted without it
+        db.save_state(True, {"10.0.0.2:7800"}, True)  # caught up
+        assert db.load_state(empty=False, join_existing=True) == (True, {"10.0.0.2:7800"}, False)
+    fresh = database_path(tmp_path / "b")
+    with SqliteConfigStore(fresh) as db:
+        assert db.load_state(empty=True) == (False, set(), False)  # a new cluster's member
+        assert db.load_state(empty=False, join_existing=True) == (False, set(), True)
+        assert db.load_state(empty=False) == (False, set(), True)

@@ -180,6 +180,20 @@ def test_config_force_ready_from_the_file_and_the_flag(tmp_path: Path) -> None:
         load(tmp_path, "[config]\nforce_readyy = true\n")
 
 
+def test_config_join_existing_from_the_file_and_the_flag(tmp_path: Path) -> None:
+    """``[config] join_existing`` is ``--config-join-existing`` in the file (review43 F1);
+    the flag, given, wins; anything but a boolean is refused."""
+    assert NodeConfig().config_join_existing is False
+    joining = load(tmp_path, "[config]\njoin_existing = true\n")
+    assert joining.config_join_existing is True
+    assert joining.with_overrides(config_join_existing=None).config_join_existing is True
+    plain = load(tmp_path, "[config]\nkeep_days = 7\n")
+    assert plain.with_overrides(config_join_existing=True).config_join_existing is True
+    for bad in ('"yes"', "1"):
+        with pytest.raises(ConfigError, match=r"\[config\] join_existing must be true or false"):
+            load(tmp_path, f"[config]\njoin_existing = {bad}\n")
+
+
 @pytest.mark.parametrize("peer", ["127.0.0.1", "node-b", "[::1]"])
 def test_a_peer_without_a_port_is_refused_naming_it(tmp_path: Path, peer: str) -> None:
     """review19 F3: it was taken as port 7800, silently (on a node at 7800: itself, so the

@@ -92,7 +92,7 @@ def test_a_snapshot_taken_during_writes_holds_one_committed_state(tmp_path: Path
     assert (restored / DB_FILE_NAME).stat().st_mode & 0o077 == 0  # private, as the node's
     # it may lack what was acknowledged since: it catches up before it counts itself
     with SqliteConfigStore(restored / DB_FILE_NAME) as db:
-        assert db.load_state(empty=False) == (False, set())
+        assert db.load_state(empty=False) == (False, set(), False)
 
 
 def test_restore_refuses_a_data_dir_a_node_runs_on(tmp_path: Path) -> None:

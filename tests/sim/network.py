@@ -216,6 +216,7 @@ class Network(MemoryNetwork):
         self.client_key = keys.app if keys is not None else None  # what clients present
         self.data_dir = data_dir  # each node's configs in <data_dir>/<node id> (None: memory)
         self.node_options = node_options or {}  # more NodeConfig fields (config_keep_*, ...)
+        self.options_of: dict[str, dict[str, Any]] = {}  # one node's, at its next starts
         self.req_ids = itertools.count(1)  # client request ids
         self.instance_ids = itertools.count(0)  # simulated providers' instance numbers
         self.health = health or HealthPolicy()
@@ -270,7 +271,7 @@ class Network(MemoryNetwork):
             if self.keys is not None
             else SecurityConfig(insecure=True),
             data_dir=os.path.join(self.data_dir, node_id) if self.data_dir else "",
-            **self.node_options,
+            **{**self.node_options, **self.options_of.get(node_id, {})},
         )
         transport = self.transport(node_id)
         runtime = NodeRuntime(

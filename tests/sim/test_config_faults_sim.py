@@ -972,6 +972,7 @@ class ConfigSim:
         self.kills: list[float] = []  # downtimes of the kills still to make after an ack
         self.kill_from = float("inf")  # no kill after an ack before this time
         self.wipe = False  # a kill after an ack also loses the node's disk
+        self.join_existing = False  # a wiped node restarts with --config-join-existing
         self.killed: list[str] = []
         self.writes_end = 0.0
         self.deaf_from = float("inf")  # listeners drop every push from then on
@@ -1038,6 +1039,8 @@ class ConfigSim:
             assert net.data_dir is not None
             net.at(net.now, shutil.rmtree, os.path.join(net.data_dir, owner))
             net.at(net.now, self.log.announced.append, (owner, WIPED, 0))
+            if self.join_existing:  # as docs/OPERATIONS.md says to replace a node
+                net.options_of[owner] = {"config_join_existing": True}
         net.at(net.now + downtime, self.start, owner)
 
     # -- faults -----------------------------------------------------------------------------
@@ -1244,9 +1247,12 @@ def test_owner_killed_and_wiped_right_after_an_ack_loses_nothing(seed: int, data
     their peers had both stored the version when the owner came back; the peer lacking
     it that F1 needs is made in tests/runtime/test_config_plane.py
     (``test_a_node_back_with_an_empty_data_dir_waits_for_the_peer_holding_what_it_acked``)
-    and in tests/review42 with real processes."""
+    and in tests/review42 with real processes.  Even seeds restart the wiped node with
+    ``--config-join-existing`` (review43 F1), as docs/OPERATIONS.md says to: it must
+    catch up and turn ready all the same."""
     sim = ConfigSim("kill and wipe", seed, data_dir)
     sim.wipe = True
+    sim.join_existing = seed % 2 == 0
     sim.kill_after_acks(6.0, [1.0])
     sim.net.at(16.0, sim.kill_after_acks, 16.0, [0.5])  # the first is ready by then
     name = "test_owner_killed_and_wiped_right_after_an_ack_loses_nothing"
@@ -1254,6 +1260,10 @@ def test_owner_killed_and_wiped_right_after_an_ack_loses_nothing(seed: int, data
     assert len(sim.killed) == 2, sim.killed
     ready = [r for r in sim.log.ready if r[1] > 6.0]
     assert len(ready) >= 2 and not any(lacks for _, _, lacks in ready), ready
+    if sim.join_existing:  # the flag was in force, and is gone once the store is whole
+        for node_id in sim.net.options_of:
+            plane = sim.net.nodes[node_id].runtime.configs  # type: ignore[union-attr]
+            assert plane.gate.joining and not plane.replicator.joining, node_id
 
 
 @pytest.mark.parametrize(("order", "seed"), [("runtime", 11), ("tick", 12), ("held", 13)])
