@@ -906,9 +906,9 @@ class ConfigPlane:
         members, up = len(rep.members), len(rep.up)
         if not self._majority_up:
             return (
-                f"configs: it sees {up} of {members} configured members up and needs "
-                f"{members // 2 + 1}: start the others, or, if they will not come back, "
-                f"`meshreg config force-ready -s {self.member}`"
+                f"configs wait for a majority of the {members} configured members to be up "
+                "(start the others, or, if they will not come back, `meshreg config "
+                f"force-ready -s {self.member}`)"
             )
         need = members - members // 2  # members - majority + 1 (odd: a majority)
         new_member_possible = not self.gate.joining and now < self.gate.new_after
