@@ -1030,6 +1030,15 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         state = "ready" if configs.get("ready") else "catching up (config reads refused)"
         if configs.get("forced_ready"):
             state = "ready (FORCED by the operator, not caught up from a majority)"
+        store = configs.get("store")
+        if store in ("fresh", "joining"):  # a store that started empty (review42 F1)
+            state += "; its store started empty and counts only peers whose stores are whole" + (
+                " (it joins an existing cluster: --config-join-existing)"
+                if store == "joining"
+                else ""
+            )
+        if configs.get("waiting"):  # it will not be ready by itself (review43 F2)
+            state += f"; it stays so: {_safe(configs['waiting'])}"
         click.echo(f"configs: {state}" + (f"; WRITES REFUSED: {refusal}" if refusal else ""))
 
 

@@ -852,9 +852,11 @@ class ConfigPlane:
         majority a write needs against the configured members seen up (reads may be
         ready while writes are refused: review27 notes)."""
         rep = self.replicator
+        store = "whole" if rep.intact else "joining" if rep.joining else "fresh"
         return {"ready": self.ready, "forced_ready": self.forced_ready,
                 "disk_refusal": self.disk_refusal(now), "members": len(rep.members),
-                "members_up": len(rep.up), "majority": rep.majority}  # fmt: skip
+                "members_up": len(rep.up), "majority": rep.majority, "store": store,
+                "waiting": self.waiting_for_peers(now)}  # fmt: skip
 
     def force_ready(self, principal: str, now: float) -> dict[str, Any]:
         """The operator's override of the ready gate at run time (``meshreg config

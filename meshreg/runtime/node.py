@@ -1671,7 +1671,7 @@ class NodeRuntime:
         are node-wide figures, so only a client that may read everything gets them, as
         for ``stats``: any other gets 0 and ``counts`` false (review37 F4: a key confined
         to its namespace watched every other tenant's registrations there)."""
-        runtime: dict[str, Any] = {"config": self.configs.status(now)}
+        runtime: dict[str, Any] = {"config": self.configs.status(now + self._wall_offset)}
         if permits(principal, Access.READ, ALL, ALL, ALL):  # (stats' rule: authz)
             return replace(result, runtime=runtime)
         members = tuple(replace(m, services=0, instances=0) for m in result.members)

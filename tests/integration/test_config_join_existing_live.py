@@ -73,6 +73,8 @@ def test_a_replaced_member_joining_an_existing_cluster_is_not_a_new_members_witn
                        what=f"{node.address} to say it waits for a whole peer")  # fmt: skip
         _, said = _ping_ready(n3)
         assert "try again in a moment" not in said, said
+        shown = run_cli("cluster", "-s", n2.address).stdout
+        assert "it joins an existing cluster" in shown and "it stays so: " in shown, shown
         c3 = Conn(n3.port)
         conns.append(c3)
         name, message = c3.error("config_get", data_id="joined.txt")
