@@ -121,6 +121,9 @@ class SqliteConfigStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # created by this open: whatever the state file beside it says, the store is empty
+        # (``load_state``: the database alone deleted, to "reset" the node's configs)
+        self.created = not self.path.exists()
         try:
             create_private(self.path)
             conn = sqlite3.connect(
@@ -273,7 +276,8 @@ class SqliteConfigStore:
         Joining: not whole, and started with ``join_existing`` (``--config-join-existing``)
         since it started empty; kept across those restarts too (one without the flag
         must not make it a new member).  A data directory without the file (an older
-        version's) is whole unless empty.  The answer is on disk before it is returned;
+        version's) is whole unless empty; not a file saying whole beside an empty database
+        created by this open (deleted alone).  The answer is on disk before it is returned;
         raises ConfigError if the file is unreadable, OSError if it cannot be written."""
         try:
             raw = json.loads(self.state_path.read_text(encoding="utf-8"))
@@ -284,9 +288,9 @@ class SqliteConfigStore:
                 raise ValueError("'seen' is not a list of addresses")
             if type(raw.get("joining", False)) is not bool:
                 raise ValueError("'joining' is not true or false")
-            intact = state == "intact"
+            intact = state == "intact" and not (self.created and empty)
             joining = not intact and (raw.get("joining", False) or join_existing)
-            if joining and not raw.get("joining", False):
+            if (intact, joining) != (state == "intact", raw.get("joining", False)):
                 self.save_state(intact, set(seen), joining)
             return StoreState(intact, set(seen), joining)
         except FileNotFoundError:
@@ -309,6 +313,8 @@ class SqliteConfigStore:
         if joining and not intact:
             state["joining"] = True
         _write_durably(self.state_path, json.dumps(state))
+        if intact:
+            self.created = False  # caught up since: what the file says holds from now
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM config_versions").fetchone()[0])

@@ -338,3 +338,21 @@ def test_a_store_joining_an_existing_cluster_stays_so_until_whole(tmp_path: Path
         assert db.load_state(empty=True) == (False, set(), False)  # a new cluster's member
         assert db.load_state(empty=False, join_existing=True) == (False, set(), True)
         assert db.load_state(empty=False) == (False, set(), True)
+
+
+def test_a_database_deleted_alone_is_a_store_that_started_empty(tmp_path: Path) -> None:
+    """The state file says whole, but the database beside it was deleted (to "reset" the
+    node's configs) and is created anew: the store is empty, so it is not whole (else the
+    node would count its empty store among a majority: review42 F1 by another road)."""
+    path = database_path(tmp_path / "a")
+    with SqliteConfigStore(path) as db:
+        assert db.load_state(empty=True) == (False, set(), False)
+        db.save_state(True, {"10.0.0.2:7800"})
+    for name in os.listdir(path.parent):
+        if name.startswith(path.name):
+            os.remove(path.parent / name)
+    with SqliteConfigStore(path) as db:
+        assert db.created
+        assert db.load_state(empty=True, join_existing=True) == (False, {"10.0.0.2:7800"}, True)
+    with SqliteConfigStore(path) as db:  # on disk: a restart before it caught up too
+        assert not db.created and db.load_state(empty=True) == (False, {"10.0.0.2:7800"}, True)
