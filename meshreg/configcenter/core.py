@@ -116,9 +116,10 @@ MAX_VERSIONS_PER_REVISION = 8  # versions of one data id at one revision (owners
 STATS_NAMESPACES = 20  # the largest namespaces stats() lists (live data ids each)
 HASH_PARTS_MAX = 131_072  # revisions whose part of the history hash text is kept
 # (ConfigStore._hash_parts, ~250 bytes each: ~32 MB at most); more: made at each hash
-SETTLE_SECONDS = 2.5  # s after its write (``modified``); a version no majority acknowledged
+SETTLE_SECONDS = 2.5  # s after it reached this node; a version no majority acknowledged
 # is shown to reads and listeners only this late: its owner answers within its 2 s ack
-# timeout (replication.DEFAULT_ACK_TIMEOUT), committed or "outcome unknown"
+# timeout (replication.DEFAULT_ACK_TIMEOUT), committed or "outcome unknown", and no copy
+# reaches a node before its owner made it (``ConfigStore.settles_at``)
 
 
 class Outcome(str, enum.Enum):
@@ -208,6 +209,15 @@ class ConfigStore:
         # the cluster's clock, not ours (review42 F2: a node 10 s ahead showed a version no
         # majority had acknowledged 0.01 s after it was written)
         self.clock_lead = 0.0
+        # the time of the input being handled (the runtime's clock; None: not given): a
+        # version stored from then on settles ``SETTLE_SECONDS`` after it reached this
+        # node, by this node's clock, whatever its writer's clock said (review44 F1: a
+        # writer 10 s behind stamped ``modified`` in the past, and every peer showed its
+        # unacknowledged versions at once; F2: one ahead made them wait 2.5 s + its lead)
+        self.now: float | None = None
+        # (key, revision, origin, md5) -> when that version, not acknowledged yet, settles
+        # here: versions stored with a known time only, until acknowledged or removed
+        self._settle_at: dict[tuple[ConfigKey, int, str, str], float] = {}
         # data ids that went past keep_revisions since their last prune (an ordered set):
         # pruned first, so a hot data id among many waits for no pass over all of them
         self._over: dict[ConfigKey, None] = {}
@@ -277,20 +287,29 @@ class ConfigStore:
         entry = self._current.get(key)
         if entry is None or now is None:
             return entry
-        now -= self.clock_lead  # ``modified`` is its writer's clock: judged by the cluster's
-        if _settled(entry, now):
+        if entry.committed or now >= self.settles_at(entry):
             return entry
         by_rev = self._history.get(key, {})
         below = by_rev.get(entry.revision - 1)  # the usual answer: no sort of the history
         if below:
-            settled = [e for e in below if _settled(e, now)]
+            settled = [e for e in below if e.committed or now >= self.settles_at(e)]
             if settled:
                 return max(settled, key=merge_order)
         for rev in sorted((r for r in by_rev if r < entry.revision), reverse=True):
-            settled = [e for e in by_rev[rev] if _settled(e, now)]
+            settled = [e for e in by_rev[rev] if e.committed or now >= self.settles_at(e)]
             if settled:
                 return max(settled, key=merge_order)
         return None
+
+    def settles_at(self, entry: ConfigEntry) -> float:
+        """When a version no majority acknowledged is shown here: ``SETTLE_SECONDS`` after
+        it reached this node (stored while ``now`` was given); else (loaded from disk at a
+        start) after its ``modified``, judged by the cluster's clock (``clock_lead``: a
+        node ahead waits for it, review42 F2)."""
+        at = self._settle_at.get((entry.key, entry.revision, entry.origin, entry.md5))
+        if at is not None:
+            return at
+        return entry.modified + SETTLE_SECONDS + self.clock_lead
 
     def get(
         self,
@@ -846,7 +865,7 @@ class ConfigStore:
             return Applied(Outcome.REFUSED, False, None, cur)
         if held and not _twin(entry, held):  # two writes at one revision: the loser stays
             self.conflicts += 1  # (two versions of one request id are one write: not counted)
-        self._store(entry)  # (appends to ``held``)
+        self._store(entry, self.now)  # (appends to ``held``)
         current = self._current[key]
         outcome = Outcome.CURRENT if current is entry else Outcome.HISTORY
         return Applied(outcome, not held, entry, current)
@@ -1056,7 +1075,7 @@ class ConfigStore:
     def _check_settled(
         self, key: ConfigKey, prev: ConfigEntry | None, if_revision: int, now: float
     ) -> None:
-        if prev is None or _settled(prev, now - self.clock_lead):
+        if prev is None or prev.committed or now >= self.settles_at(prev):
             return
         seen = self.shown(key, now)
         shows = seen.revision if seen is not None and not seen.deleted else 0
@@ -1108,7 +1127,7 @@ class ConfigStore:
             **fields,
         )
         self._admit(entry, prev)
-        self._store(entry)
+        self._store(entry, now)
         return entry
 
     def _purged_floor(self, key: ConfigKey) -> int:
@@ -1129,7 +1148,7 @@ class ConfigStore:
             **changes,
         )
         self._admit(entry, prev)
-        self._store(entry)
+        self._store(entry, now)
         return entry
 
     def _admit(self, entry: ConfigEntry, prev: ConfigEntry | None) -> None:
@@ -1250,8 +1269,10 @@ class ConfigStore:
         else:
             self._tombstones.pop(key, None)
 
-    def _store(self, entry: ConfigEntry) -> None:
+    def _store(self, entry: ConfigEntry, now: float | None) -> None:
         key = entry.key
+        if now is not None and not entry.committed:
+            self._settle_at[(key, entry.revision, entry.origin, entry.md5)] = now + SETTLE_SECONDS
         by_rev = self._history.get(key)
         if by_rev is None:
             by_rev = self._history[key] = {}
@@ -1281,6 +1302,8 @@ class ConfigStore:
         self._hashes.pop(key, None)
         versions = self._history[key][new.revision]
         old = versions[index]
+        if new.committed and self._settle_at:
+            self._settle_at.pop((key, old.revision, old.origin, old.md5), None)
         versions[index] = new
         current = self._current[key]
         if current is old or merge_order(new) > merge_order(current):
@@ -1288,6 +1311,9 @@ class ConfigStore:
         return new
 
     def _forget(self, versions: list[ConfigEntry]) -> None:
+        if self._settle_at:
+            for v in versions:
+                self._settle_at.pop((v.key, v.revision, v.origin, v.md5), None)
         for v in versions:  # (already out of the history)
             revisions = self._requests.get((v.key, v.request_id)) if v.request_id else None
             if revisions and v.revision in revisions:
@@ -1338,10 +1364,6 @@ def _request_order(entry: ConfigEntry) -> tuple[Any, ...]:
 def _hash_item(e: ConfigEntry) -> tuple[int, str, str, str, bool, bool]:
     """What ``history_hash`` hashes of a version (its identity and committed flag)."""
     return (e.revision, e.origin, e.md5, e.gray.md5 if e.gray else "", e.deleted, e.committed)
-
-
-def _settled(entry: ConfigEntry, now: float) -> bool:
-    return entry.committed or now >= entry.modified + SETTLE_SECONDS
 
 
 def _twin(entry: ConfigEntry, held: Iterable[ConfigEntry]) -> bool:

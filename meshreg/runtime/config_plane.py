@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from meshreg.config import NodeConfig
-from meshreg.configcenter.core import SETTLE_SECONDS, ConfigStore, ConfigView
+from meshreg.configcenter.core import ConfigStore, ConfigView
 from meshreg.configcenter.model import BEHIND_WAIT, ConfigEntry, ConfigKey, ConfigRejected
 from meshreg.configcenter.ready import ReadyGate
 from meshreg.configcenter.replication import (
@@ -355,9 +355,7 @@ class ConfigPlane:
         for key in list(self.store.keys()):  # loaded, not shown yet: looked at again later
             current = self.store.current(key)
             if current is not None and self.store.shown(key, now) is not current:
-                self._unconfirmed[key] = min(
-                    current.modified + SETTLE_SECONDS + self.store.clock_lead, now + 10.0
-                )
+                self._unconfirmed[key] = min(self.store.settles_at(current), now + 10.0)
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
@@ -569,7 +567,7 @@ class ConfigPlane:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
         wall-clock time this must be called again at the latest."""
         self._now = now
-        self._take_clock_lead()
+        self._take_time(now)
         if now < self._wake and (now < self._next_prune or not len(self.store)):
             if self._commits.busy():
                 self.flush(now)
@@ -745,7 +743,7 @@ class ConfigPlane:
         """A parsed, authorized config request: the reply body now, or None (the answer
         comes later through ``send_reply``).  Raises RequestRejected."""
         self._now = now
-        self._take_clock_lead()
+        self._take_time(now)
         self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         kind = type(req)
         if isinstance(req, GetConfig | ListenConfig):
@@ -1072,7 +1070,7 @@ class ConfigPlane:
         never raises on bad input.  ``via``: the routing id of the connection it came on
         (the peer port's), for answers the sender reads there."""
         self._now = now
-        self._take_clock_lead()
+        self._take_time(now)
         self.replicator.set_cannot_save(self._commits.failing is not None and self.db is not None)
         self.counters["peer_messages_in"] += 1
         try:
@@ -1225,10 +1223,14 @@ class ConfigPlane:
                  ", as a new member: no peer it caught up from had seen it before"
                  if self.gate.new else "")  # fmt: skip
 
-    def _take_clock_lead(self) -> None:
-        """How far our clock runs ahead of the cluster's (``clock_lead``), for the write
-        deadlines (judged by the cluster's clock, negative leads too) and the settle time
-        (only a lead ahead: a node behind waits longer, never shows a version sooner)."""
+    def _take_time(self, now: float) -> None:
+        """The input's time, for the store (a version stored now settles
+        ``SETTLE_SECONDS`` after it reached this node: ``ConfigStore.now``), and how far our
+        clock runs ahead of the cluster's (``clock_lead``), for the write deadlines (judged
+        by the cluster's clock, negative leads too) and the settle time of the versions
+        loaded at the start (only a lead ahead: a node behind waits longer, never shows a
+        version sooner)."""
+        self.store.now = now
         lead = self._clock_lead()
         self.replicator.clock_lead = lead
         self.store.clock_lead = max(0.0, lead)
@@ -1371,9 +1373,7 @@ class ConfigPlane:
                 self._retry_parked(key, now)
             shown = self.store.shown(key, now)
             if shown is not current:  # look again once it has settled
-                self._unconfirmed[key] = min(
-                    current.modified + SETTLE_SECONDS + self.store.clock_lead, now + 10.0
-                )
+                self._unconfirmed[key] = min(self.store.settles_at(current), now + 10.0)
             else:
                 self._unconfirmed.pop(key, None)
             if shown is None:

@@ -137,6 +137,53 @@ def test_a_node_ahead_settles_a_version_by_the_clusters_clock() -> None:
     assert s.shown(K, 202.51).revision == 2
 
 
+def test_a_version_settles_by_when_it_reached_this_node_whatever_its_writers_clock() -> None:
+    """review44 F1: a writer 10 s behind stamps ``modified`` 10 s in the past; every peer
+    with a right clock found its unacknowledged versions settled on arrival and showed
+    them (reads, listeners) while the write was still undecided, and such a version was
+    then lost.  F2: a writer 20 s ahead made them wait 2.5 s + 20 s.  A version stored
+    while the runtime gives the time (``now``) settles SETTLE_SECONDS after it reached
+    this node, by this node's clock: the writer's clock does not matter; acknowledged,
+    it shows at once; versions loaded at a start (no time given) keep the rule by
+    ``modified``."""
+    s = store()
+    s.now = 100.0
+    s.publish(K, "a", now=100.0)
+    s.commit(K, 1, "n1", content_md5("a"))
+    s.now = 300.0
+    behind = ConfigEntry(K, 2, "n2", "b", "text", content_md5("b"), 290.0)  # writer -10 s
+    s.apply(behind)
+    assert s.shown(K, 300.01).revision == 1  # by ``modified``: settled 7.5 s ago
+    assert rejected(s.publish, K, "c", now=300.01, if_revision=1).code is ErrorCode.UNAVAILABLE
+    assert s.settles_at(behind) == 300.0 + SETTLE_SECONDS
+    assert s.shown(K, 302.49).revision == 1 and s.shown(K, 302.51).revision == 2
+    s.now = 400.0
+    ahead = ConfigEntry(K, 3, "n2", "c", "text", content_md5("c"), 420.0)  # writer +20 s
+    s.apply(ahead)
+    assert s.shown(K, 402.49).revision == 2 and s.shown(K, 402.51).revision == 3
+    s.now = 500.0
+    s.apply(ConfigEntry(K, 4, "n2", "d", "text", content_md5("d"), 480.0, committed=True))
+    assert s.shown(K, 500.0).revision == 4  # acknowledged: at once
+    assert s._settle_at == {(K, 2, "n2", content_md5("b")): 302.5,
+                            (K, 3, "n2", content_md5("c")): 402.5}  # fmt: skip
+    s.commit(K, 3, "n2", content_md5("c"))  # acknowledged later: no longer kept
+    assert list(s._settle_at) == [(K, 2, "n2", content_md5("b"))]
+    # its own write (the writer's clock ahead of the cluster's): 2.5 s after, by its clock
+    own = store()
+    own.clock_lead = 20.0
+    own.now = 50.0
+    own.publish(K, "x", now=50.0)
+    assert own.shown(K, 52.49) is None and own.shown(K, 52.51).revision == 1
+    # a version removed from the history leaves nothing behind
+    pruned = store(keep_revisions=1)
+    pruned.now = 10.0
+    for i in range(5):
+        pruned.publish(K, f"v{i}", now=10.0 + i)
+    while pruned.prune(20.0):
+        pass
+    assert list(pruned._settle_at) == [(K, 5, "n1", content_md5("v4"))]
+
+
 def test_delete_is_a_tombstone_revision_that_never_resurrects() -> None:
     s = store()
     s.publish(K, "x", now=1.0)
