@@ -698,7 +698,7 @@ class ConfigStore:
             raise self._count(exc) from None
         prev = self._check_write(key, if_revision, now)
         if prev is None or prev.deleted:
-            held = prev.revision if prev is not None else self._purged_floor(key)
+            held = prev.revision if prev is not None else self.purged_floor(key)
             if floor <= held:
                 raise self._reject(ErrorCode.NOT_FOUND, f"{key} does not exist", "not_found")
             if prev is None:
@@ -1115,8 +1115,11 @@ class ConfigStore:
         unless ``gray`` is given."""
         if "gray" not in fields:
             fields["gray"] = prev.gray if prev is not None and not prev.deleted else None
-        # new, or created again after its tombstone was purged: above that one
-        base = prev.revision if prev is not None else self._purged_floor(key)
+        # new, or created again after its tombstone was purged: above that one; above the
+        # purged floor even when a version is held (review44 F5: an old member brought
+        # back revision 1 of a data id deleted and purged at revision 2 here, and this
+        # node acknowledged a new write at 2, which the tombstone kept elsewhere beat)
+        base = max(prev.revision if prev is not None else 0, self.purged_floor(key))
         entry = ConfigEntry(
             key=key,
             revision=max(base + 1, floor),
@@ -1130,7 +1133,16 @@ class ConfigStore:
         self._store(entry, now)
         return entry
 
-    def _purged_floor(self, key: ConfigKey) -> int:
+    def raise_floor(self, key: ConfigKey, revision: int) -> None:
+        """A peer's purged floor of ``key``'s bucket (a new owner's catch-up): a majority
+        that acknowledged a tombstone holds it or its floor, so the next revision goes on
+        above it here too (review44 F5)."""
+        bucket = floor_bucket(key)
+        if revision > self.purged_floors.get(bucket, 0):
+            self.purged_floors[bucket] = revision
+            self.floors_changed = True
+
+    def purged_floor(self, key: ConfigKey) -> int:
         """The revision a data id not held goes on above: its bucket's purged floor."""
         return self.purged_floors.get(floor_bucket(key), 0) if self.purged_floors else 0
 
@@ -1140,7 +1152,7 @@ class ConfigStore:
         changes.setdefault("request_id", "")  # never the previous write's id
         entry = replace(
             prev,
-            revision=max(prev.revision + 1, floor),
+            revision=max(prev.revision + 1, floor, self.purged_floor(prev.key) + 1),
             origin=self.node_id,
             modified=now,
             modified_by=by,

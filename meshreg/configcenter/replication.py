@@ -277,6 +277,7 @@ class SendKeyVersions:
     entries: tuple[ConfigEntry, ...]
     request_id: str = ""  # the fetch's (which round it answers)
     fresh: bool = False  # the sender's store is not intact (``ConfigReplicator.intact``)
+    floor: int = 0  # the sender's purged floor of the data id's bucket (review44 F5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -780,7 +781,8 @@ class ConfigReplicator:
         made = [
             e for e in self.store.entries(key) if e.request_id == request_id and e not in top
         ] if request_id and self.store.find_request(key, request_id) else []  # fmt: skip
-        return [SendKeyVersions(sender, key, tuple(top + made), request_id, not self.intact)]
+        floor = self.store.purged_floor(key)
+        return [SendKeyVersions(sender, key, tuple(top + made), request_id, not self.intact, floor)]
 
     def on_key_versions(
         self,
@@ -790,9 +792,14 @@ class ConfigReplicator:
         entries: Iterable[ConfigEntry],
         request_id: str = "",
         fresh: bool = False,
+        floor: int = 0,
     ) -> list[Effect]:
         """A peer's versions of a data id this node catches up on (``fresh``: the peer's
-        store is not intact: merged, not counted; it is asked again)."""
+        store is not intact: merged, not counted; it is asked again), and its purged floor
+        of the data id's bucket: the next revision goes above it (a majority that
+        acknowledged a tombstone purged since holds its revision there: review44 F5)."""
+        if floor:
+            self.store.raise_floor(key, floor)
         effects = self._merge(entries)
         catch_up = self._catching_up.get(key)
         if catch_up is None or sender not in self.members or fresh:

@@ -1132,7 +1132,7 @@ class ConfigPlane:
                 effects = rep.on_fetch(sender, msg.key, msg.request_id)
             case ConfigKeyVersions():
                 effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id,
-                                              msg.fresh)  # fmt: skip
+                                              msg.fresh, msg.floor)  # fmt: skip
             case ConfigDigests():
                 if not self.ready and not msg.reply:  # a page (or a round's step)
                     self._ask_digests(self.gate.on_page(now, sender, msg.digests, msg.after,

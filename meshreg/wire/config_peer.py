@@ -204,6 +204,7 @@ class ConfigKeyVersions:
     entries: tuple[ConfigEntry, ...]
     request_id: str = ""  # the fetch's
     fresh: bool = False  # the sender's store is not intact: not counted (docs/CONFIG.md)
+    floor: int = 0  # the sender's purged floor of the data id's bucket (docs/CONFIG.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +456,7 @@ def encode_replication_effect(sender: str, effect: Any) -> list[list[bytes]]:
                     entries=[entry_to_wire(e) for e in effect.entries],
                     **rid,
                     **({"fresh": True} if effect.fresh else {}),
+                    **({"floor": effect.floor} if effect.floor else {}),
                 )
             ]
         case SendDigests():
@@ -611,7 +613,9 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
         key = parse_key(msg.get("key"))
         return ConfigKeyVersions(sender, key, _entries(msg.get("entries"), cap, key),
                                  check_request_id(msg.get("request_id")),
-                                 _flag(msg, "fresh"))  # fmt: skip
+                                 _flag(msg, "fresh"),
+                                 0 if msg.get("floor") is None
+                                 else _int(msg["floor"], "floor", 0, MAX_REVISION))  # fmt: skip
     if op == "config_digests":
         raw = msg.get("digests")
         if not isinstance(raw, list):

@@ -203,6 +203,10 @@ def test_a_store_that_started_empty_says_so_and_a_page_says_it_knew_the_asker() 
     body = encode_config_peer("config_key_versions", ME, key=list(KEY), entries=[], fresh=2)[1]
     with pytest.raises(RemoteProtocolError):
         decode_config_peer(body)
+    for bad in (-1, "2", 2**63, True):  # review44 F5's purged floor: a revision or absent
+        body = encode_config_peer("config_key_versions", ME, key=list(KEY), entries=[], floor=bad)
+        with pytest.raises(RemoteProtocolError):
+            decode_config_peer(body[1])
 
 
 def test_a_page_of_digests_within_its_range_is_accepted() -> None:
