@@ -144,9 +144,15 @@ FRESH_SLACK = 64  # caught-up entries beyond twice the data ids held before a sw
 AWAITING_MAX = 4_096
 
 
-def responsible_config_node(key: ConfigKey, members: Iterable[str]) -> str:
-    """The member responsible for a data id: rendezvous hashing, ties to the larger id."""
-    return responsible_for_bytes(config_key_bytes(key), members)
+def responsible_config_node(
+    key: ConfigKey, members: Iterable[str], names: Mapping[str, str] | None = None
+) -> str:
+    """The member responsible for a data id: rendezvous hashing, ties to the larger id.
+    ``names``: a member hashed under another name (``ConfigReplicator.hash_names``)."""
+    if not names:
+        return responsible_for_bytes(config_key_bytes(key), members)
+    by_name = {names.get(m, m): m for m in members}
+    return by_name[responsible_for_bytes(config_key_bytes(key), by_name)]
 
 
 # -- commands and effects ------------------------------------------------------------------
@@ -421,6 +427,11 @@ class ConfigReplicator:
         # it on disk (``saw_whole``)
         self.seen_whole: set[str] = set()
         self.unlisted: frozenset[str] = frozenset()
+        # this node hashed under the name the peer list gives it, where that is not its
+        # address (``localhost:P`` for a node on 127.0.0.1:P): its peers hash over the
+        # list's names, and the owners must agree (review45 F1: with a list naming the
+        # nodes by host name, two or three nodes took themselves for a data id's owner)
+        self.hash_names: dict[str, str] = {}
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
         # With a majority of 2, a write's records say ``saved`` and follow this node's own
@@ -540,7 +551,7 @@ class ConfigReplicator:
         if self.unlisted or self.cannot_save:
             others = [m for m in self._owners if m != self.node_id]
             return responsible_config_node(key, others) if others else self.node_id
-        return responsible_config_node(key, self._owners)
+        return responsible_config_node(key, self._owners, self.hash_names)
 
     def set_cannot_save(self, failing: bool) -> None:
         """This node's saves keep failing (a full disk): it counts itself out of the

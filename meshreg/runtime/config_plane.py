@@ -309,6 +309,9 @@ class ConfigPlane:
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
         rep = self.replicator
         rep.intact, rep.seen_whole, rep.joining = intact, seen, joining
+        listed_as = [p for p in config.self_peers() if p != self.member]
+        if listed_as:  # hashed as its peers know it (review45 F1)
+            rep.hash_names = {self.member: listed_as[0]}
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._send_back = send_back or _cannot_send_back
         self._held_replies = held_replies
