@@ -56,7 +56,13 @@ from typing import Any, Protocol
 
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import ConfigStore, ConfigView
-from meshreg.configcenter.model import BEHIND_WAIT, ConfigEntry, ConfigKey, ConfigRejected
+from meshreg.configcenter.model import (
+    BEHIND_WAIT,
+    ConfigEntry,
+    ConfigKey,
+    ConfigRejected,
+    check_content,
+)
 from meshreg.configcenter.ready import ReadyGate
 from meshreg.configcenter.replication import (
     FORWARD_TIMEOUT,
@@ -89,6 +95,8 @@ from meshreg.wire.config_messages import (
     GetConfig,
     ListConfigs,
     ListenConfig,
+    PublishConfig,
+    PublishGray,
     UnlistenConfig,
     as_config_write,
     config_get_fields,
@@ -792,11 +800,29 @@ class ConfigPlane:
             self.count_refused("disk_failing")
             raise RequestRejected(ErrorCode.UNAVAILABLE, f"{req.op}: {refusal}", req.req_id,
                                   req.op, unwritten=True)  # fmt: skip
+        if type(req) is PublishConfig or type(req) is PublishGray:
+            self._check_content_size(req)
         ask = _ClientAsk(envelope, req.req_id, msg)
         if self._trace.on:
             self._trace("write_in", req.key, 0)  # type: ignore[union-attr]
         self._run(self.replicator.write(now, as_config_write(req, ask, by)), now)
         return None
+
+    def _check_content_size(self, req: PublishConfig | PublishGray) -> None:
+        """TOO_LARGE here, before the write is forwarded: its owner, bounding a peer
+        message by the same cap, dropped an oversized forward unanswered, and the client
+        heard "outcome unknown ... re-send it" 2.2 s later for a write never made
+        (review45 F2).  A str's UTF-8 is at most 4 bytes a character: most contents are
+        not encoded again here."""
+        cap = self.max_content_bytes
+        if len(req.content) * 4 <= cap:
+            return
+        name = "content" if type(req) is PublishConfig else "gray content"
+        try:
+            check_content(req.content, cap, name)
+        except ConfigRejected as exc:
+            self.count_refused(exc.reason)
+            raise _rejected(req, exc) from None
 
     def fast_get(self, msg: Any, now: float, principal: Principal | None = None) -> bytes | None:
         """A plain ``config_get`` answered from the packed reply the last full read of the
