@@ -131,6 +131,18 @@ def _escape(c: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def _warnings_to_stderr() -> None:
+    """A long-running command that prints to stdout (``watch``, ``config watch``) says on
+    stderr what the client warns of: its node lost, a list served from the cache
+    (review45 F3: with a node killed under it, it printed nothing, and an operator could
+    not tell "no change" from "blind")."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
 @contextmanager
 def _client(
     servers: str, namespace: str, group: str, timeout: float, **kw: Any
@@ -765,6 +777,7 @@ def watch(
                 )
             sys.stdout.flush()
 
+    _warnings_to_stderr()
     with _client(servers, namespace, group, timeout, fail_when_refused=False) as c:  # long-lived
         c.subscribe(service, changed)
         _wait_for_signal()

@@ -17,6 +17,7 @@ from meshreg.cli import (
     _fail,
     _safe,
     _wait_for_signal,
+    _warnings_to_stderr,
     client_options,
     key_option,
     namespace_option,
@@ -467,6 +468,7 @@ def watch(
                 click.echo(content)
             sys.stdout.flush()
 
+    _warnings_to_stderr()
     with _client(servers, namespace, group, timeout, labels=mine, fail_when_refused=False) as c:
         c.config_listen(data_id, changed)
         _wait_for_signal()
