@@ -395,7 +395,8 @@ class Client(ConfigMixin):
         enabled: bool,
     ) -> Registration:
         fields = self._instance_fields(service, ip, port, cluster)
-        fields.update(weight=float(weight), enabled=enabled, metadata=dict(metadata or {}))
+        fields.update(weight=_weight("register", weight), enabled=enabled,
+                      metadata=dict(metadata or {}))  # fmt: skip
         if self.session is not None:  # the I/O thread drops it after a fallback (old node)
             fields["session"] = self.session
         try:  # the node's rules on the fields as they are: register_many checks thousands
@@ -436,7 +437,7 @@ class Client(ConfigMixin):
         """
         fields = self._instance_fields(service, ip, port, cluster)
         if weight is not None:
-            fields["weight"] = float(weight)
+            fields["weight"] = _weight("update", weight)
         if enabled is not None:
             fields["enabled"] = enabled
         if clear:
@@ -843,3 +844,14 @@ def _curve(
             "(public and secret), and the cluster's .pub as server_key"
         )
     return CurveKeys(pair.public, pair.secret), load_public_key(server_key)
+
+
+def _weight(op: str, weight: Any) -> float:
+    """``weight`` as a float, or InvalidArgumentError naming the field (review45 F8: a
+    string escaped as a bare ValueError, past ``except MeshregError``)."""
+    if type(weight) is bool or not isinstance(weight, int | float):
+        raise InvalidArgumentError(
+            int(ErrorCode.INVALID_ARGUMENT),
+            f"{op}: field 'weight' must be a number (got {type(weight).__name__} {weight!r:.40})",
+        )
+    return float(weight)

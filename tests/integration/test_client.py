@@ -57,6 +57,11 @@ def test_invalid_arguments_are_rejected_before_sending(node: NodeProcess) -> Non
             c.register("orders", "10.0.0.5", 80, weight=-1)
         with pytest.raises(InvalidArgumentError, match="service"):
             c.register("bad name!", "10.0.0.5", 80)
+        for bad in ("x", None, True, [1]):  # review45 F8: "x" escaped as a bare ValueError
+            with pytest.raises(InvalidArgumentError, match="field 'weight' must be a number"):
+                c.register("orders", "10.0.0.5", 80, weight=bad)  # type: ignore[arg-type]
+            with pytest.raises(InvalidArgumentError, match="field 'weight' must be a number"):
+                c.set_instance("orders", "10.0.0.5", 80, weight=bad if bad is not None else "")  # type: ignore[arg-type]
         assert c.stats()["errors_total"] == 0  # nothing reached the node
 
 
