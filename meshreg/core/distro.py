@@ -794,8 +794,8 @@ class DistroNode:
                 raise RequestRejected(
                     ErrorCode.UNAVAILABLE,
                     f"{req.op}: this node's clock is off the other nodes' by more than "
-                    f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP); ask "
-                    "another node",
+                    f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP) and "
+                    "the node restarted (it reads the wall clock at its start); ask another node",
                     req.req_id,
                     req.op,
                 )

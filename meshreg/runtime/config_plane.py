@@ -82,6 +82,7 @@ from meshreg.configcenter.replication import (
     SendVersions,
 )
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
+from meshreg.core.distro import MAX_CLOCK_SKEW
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_commit import RETRY_INTERVAL, CommitPipeline, Turn
@@ -272,6 +273,7 @@ class ConfigPlane:
         aliases: dict[str, str] | None = None,
         count_error: Callable[[ErrorCode], None] | None = None,
         clock_lead: Callable[[], float] | None = None,
+        clock_skewed: Callable[[], bool] | None = None,
         send_back: SendBack | None = None,
         first_tag: int = 0,
     ) -> None:
@@ -326,6 +328,10 @@ class ConfigPlane:
         self._watched = watched
         self._count_error = count_error or (lambda code: None)
         self._clock_lead = clock_lead or (lambda: 0.0)
+        # this node's clock is off a majority's past MAX_CLOCK_SKEW (core/distro): it
+        # counts itself out and serves no registry reads; no config reads either (review44
+        # F4: it kept serving them)
+        self._clock_skewed = clock_skewed or (lambda: False)
         self._limiter = limiter or LogLimiter(log)
         self._announced: dict[ConfigKey, tuple[int, str, str, bool]] = {
             k: _identity(e) for k in list(self.store.keys()) if (e := self.store.shown(k, now))
@@ -838,7 +844,7 @@ class ConfigPlane:
         its way to disk (a full read would be held until that commit).  ``principal``: the
         client key of a node with ``--key`` (None: open): it must be allowed to read the group."""
         fields = config_get_fields(msg)
-        if fields is None or not self.ready:
+        if fields is None or not self.ready or self._clock_skewed():
             return None
         req_id, key, least = fields
         if principal is not None and not permits(
@@ -950,6 +956,16 @@ class ConfigPlane:
         return None
 
     def _check_ready(self, req: ConfigRequest) -> None:
+        if self._clock_skewed():
+            self.count_refused("clock_skewed")
+            raise RequestRejected(
+                ErrorCode.UNAVAILABLE,
+                f"{req.op}: this node's clock is off the other nodes' by more than "
+                f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP) and "
+                "the node restarted (it reads the wall clock at its start); ask another node",
+                req.req_id,
+                req.op,
+            )
         if not self.ready:
             self.counters["reads_not_ready"] += 1
             self.count_refused("not_ready")

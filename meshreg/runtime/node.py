@@ -193,6 +193,9 @@ else:  # pragma: no cover
 
 
 OVERFLOW_RESET_EVERY = 1.0  # s; at most one drop of the notification connections (F1)
+WALL_CHECK_INTERVAL = 5.0  # s between looks at the wall clock (``_wall_step``)
+WALL_STEP_WARN = 1.0  # s the wall clock must have moved since the start to be said
+WALL_STEP_REPEAT = 600.0  # s; a step still there is said again this often
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 STOP_LINGER_MS = 500  # ms a stopping node gives its last replication and answers to leave
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
@@ -377,8 +380,12 @@ class NodeRuntime:
         self.clock = clock
         self.epoch = epoch if epoch is not None else secrets.randbits(63)
         now = clock()
+        # the wall clock read now, once: stamps and the config plane run on it from here
+        # (a step later would move every deadline at once); a step is said (``_wall_step``)
+        self._wall_source: Callable[[], float] | None = None
         if wall_offset is None:
             wall_offset = time.time() - now
+            self._wall_source = time.time
         self.peer_addresses = config.peer_addresses()
         for addr in config.self_peers():  # once here (the list is read in several places)
             log.info("peer %s is this node (%s); not treating it as a peer", addr, config.address)
@@ -430,6 +437,9 @@ class NodeRuntime:
             self._limiter, "peer", PEER_CONNECTION_BYTES, PEER_NODE_BYTES, PEER_SNDHWM
         )
         self._wall_offset = wall_offset
+        self.wall_step = 0.0  # s the wall clock moved since the start, as last looked at
+        self._wall_checked = now
+        self._wall_said: tuple[float, float] | None = None  # (step, when) last logged
         self._request_frame: Any = None  # the secure drain's current request (Peer-Address)
         self._reload = threading.Event()
         # (path, the node config file as read at start): a reload compares it (``meshreg node``)
@@ -464,6 +474,7 @@ class NodeRuntime:
                 aliases=self.peer_aliases,
                 count_error=self.core.registry.count_error,
                 clock_lead=lambda: self.core.registry.clock_lead,
+                clock_skewed=lambda: self.core.clock_skewed,
                 send_back=self._config_send_back,
                 first_tag=(self.epoch & 0xFFFF_FFFF) << 32,  # this incarnation's tags
             )
@@ -518,6 +529,31 @@ class NodeRuntime:
             cfg.port,
         )
 
+    def _wall_step(self, now: float) -> None:
+        """Whether the wall clock was stepped since the start (NTP fixing a clock that
+        booted wrong): this node keeps the clock it read at its start, so a fix reaches
+        it only at a restart; say so (review44 F3: a node counted out for a clock 60 s
+        ahead kept refusing reads after NTP fixed it, and nothing said to restart it)."""
+        assert self._wall_source is not None
+        self._wall_checked = now
+        step = self._wall_source() - (now + self._wall_offset)
+        self.wall_step = round(step, 3) if abs(step) >= WALL_STEP_WARN else 0.0
+        said = self._wall_said
+        if self.wall_step and (
+            said is None
+            or abs(step - said[0]) >= WALL_STEP_WARN
+            or now >= said[1] + WALL_STEP_REPEAT
+        ):
+            self._wall_said = (step, now)
+            log.warning(
+                "the wall clock moved by %+.1fs since this node started (an NTP step?); "
+                "this node keeps the clock it read at its start for its stamps, its clock "
+                "checks and its configs: restart it (one node at a time, `meshreg ping "
+                "--ready` between) to take the clock as it is now (docs/DISTRO.md 'Clock "
+                "skew')",
+                step,
+            )
+
     def _runtime_stats(self) -> dict[str, Any]:
         """What the runtime, not the core, knows: security, subscriptions, descriptors."""
         transport = self.transport.stats() if self.transport is not None else {}
@@ -526,6 +562,7 @@ class NodeRuntime:
             if self.secure
             else ("insecure" if self.config.security.insecure else "loopback"),
             "acl_clients": len(self.acl.clients),
+            "wall_clock_step": self.wall_step,  # s since the start: restart (review44 F3)
             "handshakes_refused": transport.get("handshakes_refused", 0),
             "peer_handshakes_failed": transport.get("peer_handshakes_failed", 0),
             "permission_denied": self.denied,
@@ -959,6 +996,8 @@ class NodeRuntime:
             self._systemd_ready()
         offset = self._wall_offset  # the config plane runs on the wall clock
         wake = min(wake, self.configs.tick(now + offset) - offset)
+        if self._wall_source is not None and now >= self._wall_checked + WALL_CHECK_INTERVAL:
+            self._wall_step(now)
         if peers is not None:
             self._expire(peers, now)
             deadline = peers.next_deadline()

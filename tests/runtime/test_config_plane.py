@@ -413,6 +413,26 @@ def test_a_get_of_a_deleted_data_id_names_the_deletes_revision() -> None:
     assert old["error"]["name"] == "NOT_FOUND" and "revision" not in old["error"]
 
 
+def test_a_node_whose_clock_is_off_serves_no_config_reads() -> None:
+    """review44 F4: counted out for a clock off a majority's by more than 30 s, a node
+    refused registry reads but served config reads; now both (the fast path too), and
+    the answer says why.  Writes still go through it (forwarded to the owner)."""
+    net = Net(3)
+    off = net.planes[ADDRESSES[1]]
+    assert net.call(ADDRESSES[0], "config_publish", data_id="c", content="1")["ok"]
+    assert net.call(ADDRESSES[1], "config_get", data_id="c")["ok"]  # (its fast path cached)
+    off._clock_skewed = lambda: True
+    for op, fields in (("config_get", {"data_id": "c"}), ("config_listen", {"data_id": "c"}),
+                       ("config_list", {}), ("config_history", {"data_id": "c"})):  # fmt: skip
+        reply = net.call(ADDRESSES[1], op, **fields)
+        assert reply["error"]["name"] == "UNAVAILABLE", (op, reply)
+        assert "clock is off" in reply["error"]["message"] and "ask another" in reply["error"]["message"]
+    assert off.store.rejected["clock_skewed"] == 4
+    assert net.call(ADDRESSES[1], "config_publish", data_id="c", content="2")["ok"]
+    off._clock_skewed = lambda: False
+    assert net.call(ADDRESSES[1], "config_get", data_id="c")["result"]["content"] == "2"
+
+
 def _with_learner(net: Net, counted_by: set[str]) -> str:
     """A fourth node whose list names everyone, while the old lists do not name it (a
     scale-out: docs/CONFIG.md "A new node: learner"); ``counted_by``: the old nodes that
