@@ -791,14 +791,7 @@ class DistroNode:
         t = type(req)
         try:
             if self.clock_skewed and t in _READS:
-                raise RequestRejected(
-                    ErrorCode.UNAVAILABLE,
-                    f"{req.op}: this node's clock is off the other nodes' by more than "
-                    f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP) and "
-                    "the node restarted (it reads the wall clock at its start); ask another node",
-                    req.req_id,
-                    req.op,
-                )
+                raise clock_skewed_refusal(req.req_id, req.op)
             if t in _READS and self._reads_held:
                 self._settle(now)
                 if self._reads_held:
@@ -2379,3 +2372,15 @@ class DistroNode:
             round(self.registry.clock_lead, 3),
         )
         return self.registry.stats_result(now, member)
+
+
+def clock_skewed_refusal(req_id: Any, op: str) -> RequestRejected:
+    """A read refused by a node counted out for its clock (registry and config reads)."""
+    return RequestRejected(
+        ErrorCode.UNAVAILABLE,
+        f"{op}: this node's clock is off the other nodes' by more than {MAX_CLOCK_SKEW:g} s: "
+        "it serves no reads until it is fixed (NTP) and the node restarted (it reads the "
+        "wall clock at its start); ask another node",
+        req_id,
+        op,
+    )

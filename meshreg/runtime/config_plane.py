@@ -82,7 +82,7 @@ from meshreg.configcenter.replication import (
     SendVersions,
 )
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
-from meshreg.core.distro import MAX_CLOCK_SKEW
+from meshreg.core.distro import clock_skewed_refusal
 from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_commit import RETRY_INTERVAL, CommitPipeline, Turn
@@ -958,14 +958,7 @@ class ConfigPlane:
     def _check_ready(self, req: ConfigRequest) -> None:
         if self._clock_skewed():
             self.count_refused("clock_skewed")
-            raise RequestRejected(
-                ErrorCode.UNAVAILABLE,
-                f"{req.op}: this node's clock is off the other nodes' by more than "
-                f"{MAX_CLOCK_SKEW:g} s: it serves no reads until it is fixed (NTP) and "
-                "the node restarted (it reads the wall clock at its start); ask another node",
-                req.req_id,
-                req.op,
-            )
+            raise clock_skewed_refusal(req.req_id, req.op)
         if not self.ready:
             self.counters["reads_not_ready"] += 1
             self.count_refused("not_ready")
