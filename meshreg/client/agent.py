@@ -468,7 +468,8 @@ class ClientAgent:
                 return
             failure = handshake_failure(event["event"], int(event["value"]))
             if failure is not None:
-                self.core.server_refused(*failure)
+                now = self._read_clock()
+                self._perform(self.core.server_refused(*failure, now), now)
 
     def _close_dealer_monitor(self) -> None:
         monitor, self._dealer_monitor = self._dealer_monitor, None

@@ -771,16 +771,29 @@ class ClientSession:
                 + self._unreachable_hint()
             )
             error.unsent = True
+            error.refused = refused is not None and refused[1]  # (a sidecar stops waiting)
             # failed once the loop has closed the socket it waits on (below)
             self._settling.setdefault(connection, []).append((req_id, p, error))
         if failed:
             self._connect(settle=connection)  # a new socket to the same server
         self._pump()  # what waited in the backlog goes, and fails at the next refusal
 
-    def server_refused(self, why: str, definitive: bool) -> None:
+    def server_refused(self, why: str, definitive: bool, now: float | None = None) -> list[Action]:
         """The loop saw the server connection's handshake fail (``why``); ``definitive``:
-        a refusal or a mismatch (the ACL, the keys), not a connection closed midway."""
+        a refusal or a mismatch (the ACL, the keys), not a connection closed midway.  A
+        definitive one counts as refused for ``fail_when_refused`` (review45 F5: a CLI
+        command refused by the node's ACL waited its whole ``--timeout`` to say so)."""
         self._link_refused = (why, definitive)
+        if definitive and not self._link_up and self.settings.fail_when_refused:
+            if now is not None:
+                self._now = now
+            self._refused_by.add(self.server)
+            if len(self._refused_by) >= len(self.servers):
+                self._fail_unsent()
+            elif not self.closed and not self._closing():
+                self._leaving = f"refused this client's handshake ({why})"
+                self._failover()
+        return self._take()
 
     def direct_send_result(self, request_id: int, outcome: DirectSend, now: float) -> list[Action]:
         """The loop's outcome of a ``SendRequest`` via a member.  Not connected yet: wait

@@ -351,6 +351,30 @@ def test_a_one_shot_client_fails_at_once_when_every_server_refused(servers) -> N
     assert h.outcome(after) is None
 
 
+def test_a_one_shot_client_fails_at_once_when_every_server_refused_its_key() -> None:
+    """review45 F5: a CLI command whose key the node's ACL refused (ZAP 400) waited its
+    whole ``--timeout`` and then led with "no reply ... is `meshreg node` running there?".
+    A definitive handshake refusal counts as a refusal: the next server at once, and once
+    every one has refused, the call fails naming the refusal.  A handshake cut midway (a
+    node restarting) is not definitive: it waits, as a long-lived client always does."""
+    h = Harness(servers=("a:1", "b:2"), handshake=False, fail_when_refused=True)
+    read = Handle()
+    h.do(Call("services", {"namespace": "public"}, 10.0, read))
+    h.run(h.core.server_refused("connection closed during the handshake", False, h.now))
+    assert h.outcome(read) is None and h.core.server == "a:1"
+    h.run(h.core.server_refused("authentication refused (ZAP status 400)", True, h.now))
+    assert h.outcome(read) is None and h.core.server == "b:2"  # the next one, at once
+    h.run(h.core.server_refused("authentication refused (ZAP status 400)", True, h.now))
+    failed = h.outcome(read)
+    assert isinstance(failed, Fail) and failed.error.unsent and failed.error.refused
+    assert "b:2 said: authentication refused (ZAP status 400)" in str(failed.error)
+    waits = Harness(servers=("a:1",), handshake=False)  # long-lived: an ACL reload may come
+    later = Handle()
+    waits.do(Call("services", {"namespace": "public"}, 3.0, later))
+    waits.run(waits.core.server_refused("authentication refused (ZAP status 400)", True, 0.0))
+    assert waits.outcome(later) is None
+
+
 def test_a_long_lived_client_waits_when_every_server_refused() -> None:
     h = Harness(servers=("a:1",), handshake=False)
     read = Handle()

@@ -287,6 +287,17 @@ def test_cli_with_keys_from_flags_and_environment(keys: Keys, secure_node: NodeP
         assert refused.returncode != 0
         assert "may not register in public/DEFAULT_GROUP/orders" in refused.stderr
         assert "session" not in refused.stderr, refused.stderr
+        # a key the ACL does not name: said at once, not after the whole --timeout (review45
+        # F5: it waited 10 s, then led with "no reply ... is `meshreg node` running there?")
+        stranger = subprocess.run(
+            meshreg_cmd("ping", *base, "--key", keys.key("stranger"), "--timeout", "20"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert stranger.returncode == 1, stranger
+        assert "authentication refused (ZAP status 400)" in stranger.stderr, stranger.stderr
+        assert "within 20s" not in stranger.stderr, stranger.stderr  # not a time-out
         allowed = subprocess.run(
             meshreg_cmd("deregister", "orders", "10.0.0.5:80", *base, "--key", keys.key("app")),
             capture_output=True,
