@@ -131,7 +131,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # tests (real clusters with generous deadlines, checked beside a CPU hog) may run beside
 # one of them: grouped with them, the group was ~600 s of one worker and the suite ~60 s
 # longer (measured 2026-12-02).
-_ONE_AT_A_TIME = ("chaos", "bench", "review38", "review42", "review43")  # netns labs
+_ONE_AT_A_TIME = ("chaos", "bench", "review38", "review42", "review43", "review44")  # netns
 ONE_AT_A_TIME_GROUP = "load-and-faults"
 
 

@@ -116,6 +116,8 @@ MAX_VERSIONS_PER_REVISION = 8  # versions of one data id at one revision (owners
 STATS_NAMESPACES = 20  # the largest namespaces stats() lists (live data ids each)
 HASH_PARTS_MAX = 131_072  # revisions whose part of the history hash text is kept
 # (ConfigStore._hash_parts, ~250 bytes each: ~32 MB at most); more: made at each hash
+AGE_SKEW_MARGIN = 30.0  # s; the age rules (keep_seconds) wait this much more: a member's
+# clock may be this far off and stay one (core/distro MAX_CLOCK_SKEW)
 SETTLE_SECONDS = 2.5  # s after it reached this node; a version no majority acknowledged
 # is shown to reads and listeners only this late: its owner answers within its 2 s ack
 # timeout (replication.DEFAULT_ACK_TIMEOUT), committed or "outcome unknown", and no copy
@@ -893,7 +895,12 @@ class ConfigStore:
         data id scanned; the removed versions, for the persistence layer to delete."""
         step = self.limits.prune_step
         keep_n = self.limits.keep_revisions
-        cutoff = None if self.limits.keep_seconds is None else now - self.limits.keep_seconds
+        keep = self.limits.keep_seconds
+        # judged with the skew a member's clock may have as margin: a version's
+        # ``modified`` is its writer's clock, and one 25 s behind had its tombstone purged
+        # 25 s early on every peer, so a member away less than keep_days brought the data
+        # id back (review44 F5); beyond AGE_SKEW_MARGIN a node counts itself out
+        cutoff = None if keep is None else now - keep - AGE_SKEW_MARGIN
         self._age_cutoff = cutoff
         age_limit = float("-inf") if cutoff is None else cutoff
         self.prune_behind = False

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from meshreg.configcenter.core import (
+    AGE_SKEW_MARGIN,
     MAX_VERSIONS_PER_REVISION,
     SETTLE_SECONDS,
     ConfigStore,
@@ -635,7 +636,7 @@ def _expected_after_prune(
 ) -> dict[ConfigKey, list[tuple[int, str, str]]]:
     """What retention keeps, computed naively from every version held (the reference)."""
     keep_n, keep_s = s.limits.keep_revisions, s.limits.keep_seconds
-    cutoff = None if keep_s is None else now - keep_s
+    cutoff = None if keep_s is None else now - keep_s - AGE_SKEW_MARGIN
     kept: dict[ConfigKey, list[tuple[int, str, str]]] = {}
     held_keys = s.keys()
     for key in held_keys:

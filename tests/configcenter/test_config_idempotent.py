@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from meshreg.configcenter.core import ConfigStore
+from meshreg.configcenter.core import AGE_SKEW_MARGIN, ConfigStore
 from meshreg.configcenter.model import (
     MAX_REQUEST_ID_LEN,
     ConfigKey,
@@ -77,7 +77,8 @@ def test_the_dedup_window_is_the_history_retention() -> None:
     s.publish(K, "d", now=5.0, request_id=RID2)
     assert s.find_request(K, RID2) is not None
     s.delete(K, now=6.0)
-    s.prune(now=6.0 + 101.0)  # the tombstone is older than keep_seconds: all of it goes
+    s.prune(now=6.0 + 101.0 + AGE_SKEW_MARGIN)  # older than keep_seconds (+ the clock
+    # skew margin): all of it goes
     assert s.current(K) is None and s.find_request(K, RID2) is None
     assert s._requests == {}  # nothing left behind: the index is bounded by the history
 

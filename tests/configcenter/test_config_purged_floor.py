@@ -12,7 +12,7 @@ it asks (a majority that acknowledged the tombstone holds it, or its floor).
 
 from __future__ import annotations
 
-from meshreg.configcenter.core import ConfigStore, floor_bucket
+from meshreg.configcenter.core import AGE_SKEW_MARGIN, ConfigStore, floor_bucket
 from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigLimits, content_md5
 from meshreg.configcenter.replication import ConfigReplicator, SendKeyVersions
 from meshreg.wire.config_peer import decode_config_peer, encode_replication_effect
@@ -67,3 +67,16 @@ def test_a_new_owners_catch_up_takes_the_purged_floor_of_the_peers_it_asks() -> 
     assert isinstance(plain, SendKeyVersions) and plain.floor == 0
     (frames,) = encode_replication_effect("n2", plain)
     assert b"floor" not in frames[1]  # absent when 0 (older nodes: the same)
+
+
+def test_the_age_purge_leaves_a_clock_skews_margin() -> None:
+    """review44 F5, with a clock: a tombstone's ``modified`` is its writer's clock, and one
+    25 s behind had it purged 25 s early on every peer (a member away for less than
+    ``keep_days`` then brought the data id back).  The age rules wait AGE_SKEW_MARGIN (the
+    skew a member may have) more; beyond it, a node counts itself out."""
+    s = ConfigStore("n1", ConfigLimits(keep_seconds=100.0))
+    s.publish(K, "v1", now=0.0)
+    s.delete(K, now=1.0)
+    assert s.prune(1.0 + 100.0 + AGE_SKEW_MARGIN - 1.0) == []
+    assert s.current(K) is not None and s.current(K).deleted  # type: ignore[union-attr]
+    assert s.prune(1.0 + 100.0 + AGE_SKEW_MARGIN + 1.0) != [] and s.current(K) is None

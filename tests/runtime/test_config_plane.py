@@ -20,6 +20,7 @@ import msgpack
 import pytest
 
 from meshreg.config import NodeConfig
+from meshreg.configcenter.core import AGE_SKEW_MARGIN
 from meshreg.configcenter.model import ConfigKey
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
@@ -1140,12 +1141,12 @@ def test_an_empty_store_asks_for_no_prune_wake_up_and_a_held_data_id_does() -> N
     assert keep is not None
     later = net.now + 5.0
     assert plane.tick(later) == float("inf")
-    assert plane.store._age_cutoff == later - keep  # pruned on a turn that came anyway
+    assert plane.store._age_cutoff == later - keep - AGE_SKEW_MARGIN  # pruned on a turn anyway
     net.now = later
     assert net.call(ADDRESSES[0], "config_publish", data_id="a", content="x")["ok"]
     assert plane.tick(net.now) <= net.now + PRUNE_INTERVAL
     plane.tick(net.now + PRUNE_INTERVAL)
-    assert plane.store._age_cutoff == net.now + PRUNE_INTERVAL - keep
+    assert plane.store._age_cutoff == net.now + PRUNE_INTERVAL - keep - AGE_SKEW_MARGIN
 
 
 def test_writes_faster_than_one_prune_step_a_second_keep_the_history_at_its_limit() -> None:
