@@ -131,12 +131,14 @@ def _written(verb: str, info: ConfigInfo, as_json: bool) -> None:
         click.echo(json.dumps(info.to_json(), sort_keys=True))
         return
     gray = " (gray version kept)" if info.gray is not None and verb != "gray" else ""
-    md5 = f"md5 {info.md5}"
+    md5 = f" (md5 {info.md5})"
     if verb == "gray" and info.gray is not None:  # what was just written is the gray one
-        md5 = f"gray md5 {info.gray.md5}, main md5 {info.md5}"
+        md5 = f" (gray md5 {info.gray.md5}, main md5 {info.md5})"
+    if info.deleted:  # a tombstone has no content (review45 F10: "md5" of "" shown)
+        md5 = gray = ""
     click.echo(
         f"{verb} {_safe(info.namespace)}/{_safe(info.group)}/{_safe(info.data_id)}: revision "
-        f"{info.revision} ({md5}){gray}"
+        f"{info.revision}{md5}{gray}"
     )
 
 

@@ -2063,8 +2063,20 @@ class ClientSession:
             if reg.session is not None:
                 del self.registrations[ident]
                 self._removed_own(*ident)
-        self._session_acked = 0
-        self.request("session_close", {"namespace": namespace, "session": sid}, timeout, reply_to)
+        acked, self._session_acked = self._session_acked, 0
+        fields = {"namespace": namespace, "session": sid}
+        if self._session_confirmed or acked:
+            self.request("session_close", fields, timeout, reply_to)
+            return
+        # no node ever answered its open (nor acknowledged one of its registrations): a
+        # close no node answers is nothing to warn of (review45 F10: "could not close
+        # session ... on close" after a sidecar stopped before any node answered); sent
+        # all the same, in case a registration whose reply was lost opened it
+        self.request(
+            "session_close", fields, timeout,
+            on_reply=lambda result: self._out.append(Complete(reply_to, result)),
+            on_error=lambda exc: self._out.append(Complete(reply_to, {"deregistered": 0})),
+        )  # fmt: skip
 
     # -- watches -------------------------------------------------------------------------------
     def _subscribe(self, cmd: Subscribe) -> None:

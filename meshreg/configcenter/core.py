@@ -329,9 +329,15 @@ class ConfigStore:
             if not versions:
                 raise self._reject(
                     ErrorCode.NOT_FOUND,
-                    f"{key}: no revision {revision} here (current "
-                    f"{entry.revision if entry else 'none'}; history keeps the last "
-                    f"{self.limits.keep_revisions} revisions)",
+                    f"{key}: no revision {revision} here ("
+                    + (
+                        f"current {entry.revision}"
+                        if entry
+                        else "none shown yet"
+                        if key in self._current
+                        else "the data id does not exist"
+                    )
+                    + f"; history keeps the last {self.limits.keep_revisions} revisions)",
                     "not_found",
                 )
             found = max(versions, key=merge_order)

@@ -193,6 +193,7 @@ else:  # pragma: no cover
 
 
 OVERFLOW_RESET_EVERY = 1.0  # s; at most one drop of the notification connections (F1)
+LOOP_HINT_DEFERRED = 100  # deferred syncs before the log line suspects a client's loop
 WALL_CHECK_INTERVAL = 5.0  # s between looks at the wall clock (``_wall_step``)
 WALL_STEP_WARN = 1.0  # s the wall clock must have moved since the start to be said
 WALL_STEP_REPEAT = 600.0  # s; a step still there is said again this often
@@ -2092,18 +2093,21 @@ class NodeRuntime:
                 # its sync goes to every watcher of the topic: paced (runtime/sync_pacer)
                 sync = self.sync_pacer.admit(topic, now)
                 if not sync:  # (a fleet starting together, too: INFO)
+                    deferred = self.sync_pacer.deferred
+                    loop = deferred >= LOOP_HINT_DEFERRED
                     self._limiter.info(
                         "sync deferred",
                         now,
-                        "subscriptions to %r come faster than one per %.1f s (last from "
+                        "subscriptions to %s come faster than one per %.1f s (last from "
                         "%s): its watchers get one sync per %.1f s, shared (%d deferred in "
-                        "all; a client subscribing in a loop?)",
-                        topic[:80],
+                        "all%s)",
+                        topic[:80].rstrip(b"\0").replace(b"\0", b"/").decode("utf-8", "replace"),
                         self.sync_pacer.every,
                         principal.name if principal is not None else "?",
                         self.sync_pacer.every,
-                        self.sync_pacer.deferred,
-                    )
+                        deferred,
+                        "; a client subscribing in a loop?" if loop else "",
+                    )  # (review45 F10: the topic was a bytes repr, the hint said at once)
                 if not is_config_topic(topic):  # the core counts service watchers only
                     core.registry.subscription_changed(topic_key(topic), True, sync)
                 elif sync:  # as a service's sync: a (re)connecting listener learns what it missed

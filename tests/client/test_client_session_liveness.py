@@ -233,6 +233,21 @@ def test_a_client_that_never_registered_closes_without_a_session_close() -> None
     assert len(h2.requests("session_close")) == 1
 
 
+def test_a_session_no_node_ever_answered_closes_quietly() -> None:
+    """review45 F10: a sidecar stopped before any node answered warned "could not close
+    session ... on close (its instances are evicted when it expires)" for a session that
+    never opened anywhere.  The close is still sent (a registration whose reply was lost
+    may have opened it); no answer is then not a failure."""
+    h = Harness(session=True)
+    h.do(Register(registration(0, session=True), 3.0, Handle()))  # no node answers
+    done = Handle()
+    h.do(CloseSession(2.0, done))
+    assert len(h.requests("session_close")) == 1
+    h.advance(2500)
+    closed = h.outcome(done)
+    assert isinstance(closed, Complete) and closed.result == {"deregistered": 0}, closed
+
+
 def _view(node: str, states: dict[str, str]) -> dict[str, object]:
     members = [
         {"id": a, "address": a, "state": s, "self": a == node, "services": 0, "instances": 0,

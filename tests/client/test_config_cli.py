@@ -75,6 +75,19 @@ def test_usage_errors_say_what_to_give(args: list[str], message: str) -> None:
     assert message in result.output
 
 
+def test_a_delete_prints_no_md5_of_the_empty_content(capsys: pytest.CaptureFixture[str]) -> None:
+    """review45 F10: `config delete` printed "(md5 d41d8cd9...)", the md5 of "", while the
+    JSON of a tombstone says ``"md5": null``."""
+    from meshreg.cli_config import _written
+
+    _written("deleted", info("w.yaml", "", 3, deleted=True, change="delete"), False)
+    _written("published", info("w.yaml", "a: 1", 4), False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "deleted public/DEFAULT_GROUP/w.yaml: revision 3", out
+    md5 = content_md5("a: 1")
+    assert out[1] == f"published public/DEFAULT_GROUP/w.yaml: revision 4 (md5 {md5})"
+
+
 def test_a_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "blob.bin"
     path.write_bytes(b"ok\xff\xfe")

@@ -185,6 +185,17 @@ def test_a_version_settles_by_when_it_reached_this_node_whatever_its_writers_clo
     assert list(pruned._settle_at) == [(K, 5, "n1", content_md5("v4"))]
 
 
+def test_a_revision_of_a_data_id_that_does_not_exist_says_so() -> None:
+    """review45 F10: "no revision 99 here (current none; ...)" for a data id never written."""
+    exc = rejected(store().get, K, revision=99, now=1.0)
+    assert exc.code is ErrorCode.NOT_FOUND and "the data id does not exist" in exc.message
+    s = store()
+    s.publish(K, "a", now=1.0)
+    assert "(none shown yet;" in rejected(s.get, K, revision=99, now=1.0).message
+    s.commit(K, 1, "n1", content_md5("a"))
+    assert "(current 1;" in rejected(s.get, K, revision=99, now=1.0).message
+
+
 def test_delete_is_a_tombstone_revision_that_never_resurrects() -> None:
     s = store()
     s.publish(K, "x", now=1.0)
