@@ -19,6 +19,7 @@ from __future__ import annotations
 import pytest
 from configcenter.test_config_idempotent import IDS, Net3
 
+from meshreg.configcenter.core import AGE_SKEW_MARGIN
 from meshreg.configcenter.model import ConfigKey, ConfigLimits
 from meshreg.configcenter.replication import ConfigWrite, ReplyEntry
 
@@ -42,7 +43,7 @@ class Churn(Net3):
         assert got and isinstance(got[-1], ReplyEntry), got
 
     def purge(self) -> None:
-        self.now += KEEP + 1.0
+        self.now += KEEP + AGE_SKEW_MARGIN + 1.0  # (the age rules' clock-skew margin)
         for r in self.reps.values():
             for _ in range(1000):  # bounded steps (prune_step a call)
                 if not r.store.prune(self.now):

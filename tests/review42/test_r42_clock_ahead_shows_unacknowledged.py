@@ -73,7 +73,14 @@ def test_a_node_with_its_clock_ahead_shows_no_unacknowledged_version(tmp_path: P
         answer = read_line(writer.proc, 10) or ""
         lab.ev(f"v2 shown at {shown} s after the publish; the writer heard {answer[:200]}")
         print(lab.events)
-        assert "OutcomeUnknownError" in answer, answer  # no majority: the setup held
+        if "OutcomeUnknownError" not in answer:  # the setup did not hold: say why (CI, once,
+            # 2026-12-05: acknowledged in 0.02 s; unexplained, kept: runs/ci-30a.txt)
+            from netlab import iptables_command, run
+
+            rules = run("ip", "netns", "exec", lab.lab.namespaces[0], str(iptables_command()),
+                        "-L", "INPUT", "-v", "-n", check=False).stdout  # fmt: skip
+            raise AssertionError(f"v2 acknowledged with the acks to n1 dropped: {answer}; "
+                                 f"n1's INPUT rules: {rules}; events: {lab.events}")  # fmt: skip
         early = {k: t for k, t in shown.items() if t < 2.0}
         assert not early, (
             f"an unacknowledged version shown before its write was decided: {early} (all: {shown})"
