@@ -152,6 +152,9 @@ def _client(
         logging.getLogger("meshreg").propagate = False
     from meshreg.client.client import Client
 
+    if kw.get("fail_when_refused", True):  # one-shot: a name that resolves nowhere, now
+        _check_resolvable(servers)
+
     try:
         client = Client(
             servers,
@@ -171,6 +174,30 @@ def _client(
         _fail(str(exc))
     else:
         client.close()
+
+
+def _check_resolvable(servers: str) -> None:
+    """Fail at once when no server name resolves (review45 F5: a one-shot command waited
+    its whole --timeout to say it; a long-lived one waits, as DNS may come up)."""
+    import socket
+
+    from meshreg.client.client import _parse_servers
+
+    try:
+        parsed = _parse_servers(servers)
+    except (ConfigError, ValueError):
+        return  # the client says what is wrong with the list
+    failed = []
+    for host, port in parsed:
+        try:
+            socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+            return  # one resolves: the client tries it
+        except (OSError, UnicodeError) as exc:
+            failed.append(f"{host}:{port} ({exc})")
+    _fail(
+        f"cannot resolve the server name(s) {', '.join(failed)}: check --server / "
+        "MESHREG_SERVERS (host:port, e.g. 127.0.0.1:7800)"
+    )
 
 
 def _keys() -> dict[str, str | None]:

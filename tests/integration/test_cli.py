@@ -344,10 +344,14 @@ def test_bad_config_values_are_one_line_errors(
 
 
 def test_unresolvable_server_is_one_line_error() -> None:
-    out = run("services", "-s", "nosuchhost.invalid:7800", "--timeout", "1")
+    """One line, said at once, not after the --timeout (review45 F5: it waited it out and
+    asked whether a node ran there)."""
+    out = run("services", "-s", "nosuchhost.invalid:7800", "--timeout", "20")
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "nosuchhost.invalid" in lines[0], out.stderr
+    assert "cannot resolve the server name(s) nosuchhost.invalid:7800" in lines[0], lines
+    assert "within 20s" not in lines[0], lines  # not a time-out
 
 
 def test_cluster_names_a_listed_peer_never_heard_as_such(
