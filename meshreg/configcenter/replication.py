@@ -427,10 +427,8 @@ class ConfigReplicator:
         # it on disk (``saw_whole``)
         self.seen_whole: set[str] = set()
         self.unlisted: frozenset[str] = frozenset()
-        # this node hashed under the name the peer list gives it, where that is not its
-        # address (``localhost:P`` for a node on 127.0.0.1:P): its peers hash over the
-        # list's names, and the owners must agree (review45 F1: with a list naming the
-        # nodes by host name, two or three nodes took themselves for a data id's owner)
+        # the members hashed under another name than the list's: a peer the list names by
+        # host name, under the address it announces (``set_hash_names``)
         self.hash_names: dict[str, str] = {}
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
@@ -552,6 +550,18 @@ class ConfigReplicator:
             others = [m for m in self._owners if m != self.node_id]
             return responsible_config_node(key, others) if others else self.node_id
         return responsible_config_node(key, self._owners, self.hash_names)
+
+    def set_hash_names(self, names: dict[str, str]) -> None:
+        """Owners are hashed over the addresses the members announce, the same on every
+        node whatever its list's spelling (review45 F1: lists naming the nodes by host name,
+        ``localhost:P``, had each node hash itself as ``127.0.0.1:P`` and its peers as
+        listed, so two or three nodes took themselves for a data id's owner; review46 F1:
+        the same with lists that do not name the node itself).  A change moves owners:
+        every data id's next write here catches up first."""
+        if names != self.hash_names:
+            self.hash_names = names
+            self._view += 1
+            self._fresh.clear()
 
     def set_cannot_save(self, failing: bool) -> None:
         """This node's saves keep failing (a full disk): it counts itself out of the

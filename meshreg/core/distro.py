@@ -1299,6 +1299,7 @@ class DistroNode:
         self._member_changes(changes, now)
         heard = membership.peer_at(b.address)
         if heard is not None:
+            heard.announced = b.address
             heard.holds_us = b.held is not None and self.node_id in b.held
             heard.table_since = -math.inf if b.table_age is None else now - b.table_age / 1000
             if b.leads is not None:  # (its samples of our beacons: our stall moves none)

@@ -58,6 +58,7 @@ class Peer:
     configured: bool = True  # False: learned from its join, not from our peer list
     learned_at: float = float("-inf")  # when its join taught us the address
     lists_us: bool | None = None  # whether its beacons' ``configured`` name us (None: untold)
+    announced: str | None = None  # the address its beacons give (our list may spell it by name)
     # its peer list as its beacons tell it: how many members, and the ids of those it has
     # heard (itself included); None: untold (``majorities_may_miss``)
     listed: tuple[int, frozenset[str]] | None = None

@@ -319,9 +319,6 @@ class ConfigPlane:
         self.replicator = ConfigReplicator(self.member, self.peers, self.store, now)
         rep = self.replicator
         rep.intact, rep.seen_whole, rep.joining = intact, seen, joining
-        listed_as = [p for p in config.self_peers() if p != self.member]
-        if listed_as:  # hashed as its peers know it (review45 F1)
-            rep.hash_names = {self.member: listed_as[0]}
         self._send_peer, self._send_reply, self._notify = send_peer, send_reply, notify
         self._send_back = send_back or _cannot_send_back
         self._held_replies = held_replies
@@ -494,6 +491,11 @@ class ConfigPlane:
             )
         elif before[1] and not rep.unlisted:
             log.info("configs: every configured peer up lists this node: a full member")
+
+    def set_hash_names(self, names: dict[str, str]) -> None:
+        """The peers our list names by host name, under the address each announces: the
+        owners are hashed over announced addresses (``ConfigReplicator.set_hash_names``)."""
+        self.replicator.set_hash_names(names)
 
     def set_not_owners(self, members: frozenset[str]) -> None:
         """Configured members up that some configured peer up does not list (its

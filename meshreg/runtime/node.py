@@ -1634,6 +1634,9 @@ class NodeRuntime:
                     except zmq.Again:  # cannot be made (logged): config sends fail
                         pass
         self.configs.set_learners(learners, unlisted)
+        self.configs.set_hash_names(
+            {p.address: p.announced for p in up_peers if p.announced and p.announced != p.address}
+        )
         membership = self.core.membership
         mine = membership.listed()
         my_ids = frozenset(membership.configured_ids()) | {self.core.node_id}
