@@ -288,7 +288,8 @@ class SqliteConfigStore:
                 raise ValueError("'seen' is not a list of addresses")
             if type(raw.get("joining", False)) is not bool:
                 raise ValueError("'joining' is not true or false")
-            intact = state == "intact" and not (self.created and empty)
+            intact = state == "intact" and not self.created  # (review46 F2: with a purged
+            # floors file beside it, a database created anew was taken for a whole store)
             joining = not intact and (raw.get("joining", False) or join_existing)
             if (intact, joining) != (state == "intact", raw.get("joining", False)):
                 self.save_state(intact, set(seen), joining)

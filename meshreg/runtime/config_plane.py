@@ -312,7 +312,8 @@ class ConfigPlane:
             self.db = SqliteConfigStore(database_path(config.data_dir))
             loaded = self.db.load_into(self.store)
             self.db.load_floors(self.store)
-            empty = not loaded and not self.store.purged_floors
+            # (a database created by this start is empty, a floors file beside it or not)
+            empty = self.db.created or (not loaded and not self.store.purged_floors)
             if self.peers:
                 intact, seen, joining = self.db.load_state(empty, joining)
         joining = joining and not intact

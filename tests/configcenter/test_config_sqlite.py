@@ -356,3 +356,14 @@ def test_a_database_deleted_alone_is_a_store_that_started_empty(tmp_path: Path) 
         assert db.load_state(empty=True, join_existing=True) == (False, {"10.0.0.2:7800"}, True)
     with SqliteConfigStore(path) as db:  # on disk: a restart before it caught up too
         assert not db.created and db.load_state(empty=True) == (False, {"10.0.0.2:7800"}, True)
+    # review46 F2: a purged floors file left beside it made the store look not empty
+    floors = database_path(tmp_path / "b")
+    with SqliteConfigStore(floors) as db:
+        db.load_state(empty=True)
+        db.save_state(True, set())
+        db.save_floors({7: 5})
+    for name in os.listdir(floors.parent):
+        if name.startswith(floors.name):
+            os.remove(floors.parent / name)
+    with SqliteConfigStore(floors) as db:
+        assert db.created and db.load_state(empty=False) == (False, set(), False)
