@@ -305,9 +305,10 @@ class ConfigStore:
 
     def settles_at(self, entry: ConfigEntry) -> float:
         """When a version no majority acknowledged is shown here: ``SETTLE_SECONDS`` after
-        it reached this node (stored while ``now`` was given); else (loaded from disk at a
-        start) after its ``modified``, judged by the cluster's clock (``clock_lead``: a
-        node ahead waits for it, review42 F2)."""
+        it reached this node (stored while ``now`` was given: the runtime gives its start
+        time while it loads its disk); else (a store used without a time) after its
+        ``modified``, judged by the cluster's clock (``clock_lead``: a node ahead waits
+        for it, review42 F2)."""
         at = self._settle_at.get((entry.key, entry.revision, entry.origin, entry.md5))
         if at is not None:
             return at

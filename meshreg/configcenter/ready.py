@@ -273,6 +273,10 @@ class ReadyGate:
         the peers were ahead on any more; free it."""
         self._need = {p: {} for p in self._peers}
 
+    def joining_heard(self) -> bool:
+        """A peer's pages said it joins a cluster that holds configs: no new member here."""
+        return any(s.joining for s in self._peers.values())
+
     def whole_synced(self) -> int:
         """Peers caught up with whose stores are whole (not ``fresh``)."""
         return sum(1 for p in self.synced if not self._peers[p].fresh)

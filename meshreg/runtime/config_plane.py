@@ -300,6 +300,10 @@ class ConfigPlane:
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
         self.peers = tuple(config.peer_addresses())
         self.store = ConfigStore(self.member, config.config_limits())
+        # a version loaded unacknowledged reached this node before this start: it settles
+        # 2.5 s after the start, whatever its writer's clock (review46 F4: loaded versions
+        # settled by ``modified``, and a writer behind had them shown at once again)
+        self.store.now = now
         self.max_content_bytes = config.config_max_content_bytes
         self.db: SqliteConfigStore | None = None
         loaded = 0
@@ -953,10 +957,24 @@ class ConfigPlane:
         if not rep.intact and len(rep.up) - 1 < need and not new_member_possible:
             return (
                 "configs: its data directory started empty (new, wiped or restored), so it "
-                f"needs {need} peers whose stores are whole, and sees {up - 1} peers up: "
-                'start the ones that are down (docs/CONFIG.md "A store that started empty")'
+                f"needs {need} peers whose stores are whole, or every peer, and sees "
+                f"{up - 1} peers up: start the ones that are down"
+                + self._joining_said()
+                + ' (docs/CONFIG.md "A store that started empty")'
             )
         return None
+
+    def _joining_said(self) -> str:
+        """Why no node here is a new cluster's member, when that is the reason."""
+        if self.gate.joining:
+            return "; started with --config-join-existing, it is never a new cluster's member"
+        if self.gate.joining_heard():
+            return (
+                "; a peer started with --config-join-existing says this cluster holds configs"
+                " already, so no node takes itself for a new cluster's member (a new cluster:"
+                " start its members without that flag)"
+            )
+        return ""
 
     def _check_ready(self, req: ConfigRequest) -> None:
         if self._clock_skewed():
@@ -979,7 +997,7 @@ class ConfigPlane:
                 empty = (
                     "its data directory started empty (new, wiped or restored), so it counts "
                     f"only peers whose stores are whole and needs {need} of them (caught up "
-                    f"with {self.gate.whole_synced()}{waits}); "
+                    f"with {self.gate.whole_synced()}{waits}{self._joining_said()}); "
                 )
             if self._majority_up:
                 hint = f"{empty}retry {'' if waits else 'shortly '}on another node"

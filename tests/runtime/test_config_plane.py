@@ -21,7 +21,7 @@ import pytest
 
 from meshreg.config import NodeConfig
 from meshreg.configcenter.core import AGE_SKEW_MARGIN
-from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.model import ConfigEntry, ConfigKey, content_md5
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
@@ -412,6 +412,23 @@ def test_a_get_of_a_deleted_data_id_names_the_deletes_revision() -> None:
     assert never["error"]["name"] == "NOT_FOUND" and "revision" not in never["error"]
     old = net.call(ADDRESSES[0], "config_get", data_id="x", revision=2)
     assert old["error"]["name"] == "NOT_FOUND" and "revision" not in old["error"]
+
+
+def test_a_version_loaded_unacknowledged_settles_2_5_s_after_the_start(tmp_path: Path) -> None:
+    """review46 F4: the versions a node loads at its start settled by their writer's
+    ``modified``: one written by a node 50 s behind, never acknowledged, was shown at once
+    after a restart.  It reached this node before the start: it settles 2.5 s after it."""
+    port = ADDRESSES[0].rpartition(":")[2]
+    key = ConfigKey("public", "DEFAULT_GROUP", "loaded")
+    v1 = ConfigEntry(key, 1, "10.0.0.9:7800", "v1", "text", content_md5("v1"), T0 - 100.0,
+                     committed=True)  # fmt: skip
+    v2 = ConfigEntry(key, 2, "10.0.0.9:7800", "v2", "text", content_md5("v2"), T0 - 50.0)
+    with SqliteConfigStore(database_path(tmp_path / port)) as db:
+        db.save([v1, v2])
+    net = Net(1, data_dir=tmp_path)
+    assert net.call(ADDRESSES[0], "config_get", data_id="loaded")["result"]["revision"] == 1
+    net.now += 2.6
+    assert net.call(ADDRESSES[0], "config_get", data_id="loaded")["result"]["revision"] == 2
 
 
 def test_a_node_whose_clock_is_off_serves_no_config_reads() -> None:
