@@ -314,6 +314,24 @@ class ConfigStore:
             return at
         return entry.modified + SETTLE_SECONDS + self.clock_lead
 
+    def settle_loaded(self, start: float) -> None:
+        """After a start's load (stored with ``now`` = the start): a version written long
+        enough before the start that its owner decided it even if the writer's clock was
+        behind by all a member may be (``modified`` + SETTLE_SECONDS + AGE_SKEW_MARGIN at or
+        before the start) is settled as it was before the restart, not hidden again for
+        2.5 s (a reader would see an older version than before it)."""
+        for ident in [i for i in self._settle_at if self._old_at(i, start)]:
+            del self._settle_at[ident]
+
+    def _old_at(self, ident: tuple[ConfigKey, int, str, str], start: float) -> bool:
+        key, revision, origin, md5 = ident
+        versions = self._history.get(key, {}).get(revision, ())
+        return any(
+            v.origin == origin and v.md5 == md5
+            and v.modified + SETTLE_SECONDS + AGE_SKEW_MARGIN <= start
+            for v in versions
+        )  # fmt: skip
+
     def get(
         self,
         key: ConfigKey,

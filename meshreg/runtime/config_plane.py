@@ -315,6 +315,7 @@ class ConfigPlane:
         if config.data_dir:
             self.db = SqliteConfigStore(database_path(config.data_dir))
             loaded = self.db.load_into(self.store)
+            self.store.settle_loaded(now)  # (those long settled stay shown: review46 F4)
             self.db.load_floors(self.store)
             # (a database created by this start is empty, a floors file beside it or not)
             empty = self.db.created or (not loaded and not self.store.purged_floors)

@@ -21,12 +21,13 @@ sys.path.insert(0, str(HERE.parent / "review42"))
 sys.path.insert(0, str(HERE.parent / "review38"))
 sys.path.insert(0, str(HERE.parent / "chaos"))
 
-import netlab  # noqa: E402
-import r38lab  # noqa: E402
 import r42lab  # noqa: E402
 
-netlab.PREFIX = "r44"  # namespaces r44<pid>x<n>-sw / -n<i>
-r38lab.PORT = r42lab.PORT = PORT = 31400
+# (the reviewer's lab set netlab.PREFIX and r38lab.PORT/r42lab.PORT here, for its own
+# runs beside other reviewers': in the suite that changed the port of every later lab in
+# the worker, whose tests had imported PORT 7800, and review42's iptables rule missed its
+# node: CI failed twice.  Each lab has its own namespaces: the shared defaults are fine.)
+PORT = r42lab.PORT
 
 from r38lab import load  # noqa: E402
 from r42lab import Lab42, Repl, keep_workdir, skip_reason, wait  # noqa: E402
