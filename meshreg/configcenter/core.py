@@ -289,16 +289,16 @@ class ConfigStore:
         entry = self._current.get(key)
         if entry is None or now is None:
             return entry
-        if entry.committed or now >= self.settles_at(entry):
+        if self._settled(entry, now):
             return entry
         by_rev = self._history.get(key, {})
         below = by_rev.get(entry.revision - 1)  # the usual answer: no sort of the history
         if below:
-            settled = [e for e in below if e.committed or now >= self.settles_at(e)]
+            settled = [e for e in below if self._settled(e, now)]
             if settled:
                 return max(settled, key=merge_order)
         for rev in sorted((r for r in by_rev if r < entry.revision), reverse=True):
-            settled = [e for e in by_rev[rev] if e.committed or now >= self.settles_at(e)]
+            settled = [e for e in by_rev[rev] if self._settled(e, now)]
             if settled:
                 return max(settled, key=merge_order)
         return None
@@ -313,6 +313,9 @@ class ConfigStore:
         if at is not None:
             return at
         return entry.modified + SETTLE_SECONDS + self.clock_lead
+
+    def _settled(self, entry: ConfigEntry, now: float) -> bool:
+        return entry.committed or now >= self.settles_at(entry)
 
     def settle_loaded(self, start: float) -> None:
         """After a start's load (stored with ``now`` = the start): a version written long
@@ -955,11 +958,7 @@ class ConfigStore:
 
     def _purge(self, key: ConfigKey) -> list[ConfigEntry]:
         """Drop a deleted data id, its revision kept in its bucket's floor."""
-        current = self._current[key]
-        bucket = floor_bucket(key)
-        if current.revision > self.purged_floors.get(bucket, 0):
-            self.purged_floors[bucket] = current.revision
-            self.floors_changed = True
+        self.raise_floor(key, self._current[key].revision)
         return self._drop_key(key)
 
     def _trim_over(self, step: int, keep_n: int | None) -> list[ConfigEntry]:
@@ -1107,7 +1106,7 @@ class ConfigStore:
     def _check_settled(
         self, key: ConfigKey, prev: ConfigEntry | None, if_revision: int, now: float
     ) -> None:
-        if prev is None or prev.committed or now >= self.settles_at(prev):
+        if prev is None or self._settled(prev, now):
             return
         seen = self.shown(key, now)
         shows = seen.revision if seen is not None and not seen.deleted else 0
