@@ -38,6 +38,17 @@ DEFAULT_SERVERS = "127.0.0.1:7800"
 LOOKUP_SHARE = 0.25  # of a one-shot write's --timeout, for the read before it (its message)
 MIN_CALL_TIMEOUT = 0.05  # s; the least a call of a one-shot command is given
 
+
+def _servers(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A command's own ``-s`` wins; else ``meshreg -s X COMMAND`` (etcdctl's and consul's
+    users put connection flags first: review45 F10), then MESHREG_SERVERS."""
+    first = ctx.meta.get("meshreg.servers_first")
+    source = ctx.get_parameter_source(param.name or "servers")
+    if first and source is not click.core.ParameterSource.COMMANDLINE:
+        return str(first)
+    return value
+
+
 server_option = click.option(
     "--server",
     "-s",
@@ -45,7 +56,9 @@ server_option = click.option(
     envvar="MESHREG_SERVERS",
     default=DEFAULT_SERVERS,
     show_default=True,
-    help="host:port[,host:port...] of meshreg nodes (env MESHREG_SERVERS).",
+    callback=_servers,
+    help="host:port[,host:port...] of meshreg nodes (env MESHREG_SERVERS; also accepted "
+    "before the command: meshreg -s X ping).",
 )
 namespace_option = click.option("--namespace", "-n", default=DEFAULT_NAMESPACE, show_default=True)
 group_option = click.option("--group", "-g", default=DEFAULT_GROUP, show_default=True)
@@ -258,8 +271,19 @@ def _wait_for_signal(done: threading.Event | None = None) -> None:
 
 @click.group()
 @click.version_option(__version__, prog_name="meshreg")
-def main() -> None:
+@click.option(
+    "--server",
+    "-s",
+    "servers",
+    default=None,
+    metavar="HOST:PORT[,...]",
+    help="The nodes every command asks (as the command's own -s, which wins).",
+)
+@click.pass_context
+def main(ctx: click.Context, servers: str | None) -> None:
     """meshreg: service registry on a ZeroMQ peer mesh."""
+    if servers:
+        ctx.meta["meshreg.servers_first"] = servers
 
 
 @main.command()

@@ -1466,6 +1466,16 @@ class ConfigPlane:
         ask = effect.write.request
         # a client's, or a peer's that this node passes on (a learner, a failing disk)
         assert isinstance(ask, _ClientAsk | _PeerAsk) and ask.msg is not None
+        arrived = now if arrived is None else arrived  # answered within FORWARD_TIMEOUT of it
+        if effect.peer not in self.replicator.up:
+            # decided before its owner left: it waited for the turn in flight (it leaves
+            # after that turn's commit), so the leave found no forward to decide again
+            # and it went to a stopped owner (CI: review27's graceful stop); never sent
+            # anywhere, it is decided again now, request id or not
+            self.counters["forwards_redecided"] += 1
+            again = replace(effect.write, forwarded=False)
+            self._run_now(self.replicator.write(now, again, arrived), now, arrived)
+            return
         if len(self._forwards) >= MAX_FORWARDS:
             self._reply_error(ask, ErrorCode.UNAVAILABLE, "too many config writes in flight "
                               "on this node; nothing was written: retry shortly", True)  # fmt: skip
@@ -1480,7 +1490,6 @@ class ConfigPlane:
             by=effect.write.args["by"],
             reply_here=True,  # answer on our connection: the owner's to us may be cut
         )
-        arrived = now if arrived is None else arrived  # answered within FORWARD_TIMEOUT of it
         if self._send_peer(effect.peer, frames):
             self._forwards[tag] = _Forward(
                 ask, effect.peer, arrived + FORWARD_TIMEOUT, effect, arrived

@@ -251,6 +251,20 @@ def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
     assert "sessions        0 holding 0 instances" in human
 
 
+def test_server_given_before_the_command(node: NodeProcess) -> None:
+    """``meshreg -s X COMMAND`` (etcdctl --endpoints, consul -http-addr users write it so):
+    it beats MESHREG_SERVERS, and the command's own -s beats it; nested commands too."""
+    out = run_cli("-s", node.address, "stats", "--json", env={"MESHREG_SERVERS": "127.0.0.1:1"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["address"] == node.address
+    out = run_cli("-s", "127.0.0.1:1", "stats", "--json", "-s", node.address)
+    assert out.returncode == 0, out.stderr
+    wrong = run_cli("-s", "127.0.0.1:1", "config", "get", "x", "-s", "127.0.0.1:1")
+    assert wrong.returncode != 0 and "127.0.0.1:1" in wrong.stderr
+    absent = run_cli("-s", node.address, "config", "get", "never-published")
+    assert absent.returncode != 0 and "refused the connection" not in absent.stderr
+
+
 def test_unreachable_node_is_one_line_error_and_nonzero_exit() -> None:
     port = free_port_pair()
     start = time.monotonic()

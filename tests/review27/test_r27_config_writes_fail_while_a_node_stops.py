@@ -87,6 +87,7 @@ def test_config_writes_succeed_while_one_node_is_stopped_gracefully(tmp_path) ->
             f"{len(failures)} config writes (of {done + len(failures)}) by clients of the nodes "
             f"that stayed up failed while one node of three was stopped gracefully:\n"
             + "\n".join(failures)
+            + "".join(f"\n--- log of {n.address} ---\n{n.log()[-6000:]}" for n in nodes)
         )
     finally:
         for c in clients:

@@ -3,7 +3,8 @@ with rollback and the gray release writes.
 
 stdin, one command a line: ``get``, ``publish CONTENT [IF_REVISION]``, ``delete
 [IF_REVISION]``, ``rollback REV [IF_REVISION]``, ``gray CONTENT [IF_REVISION]`` (labels
-``gray=1``), ``promote [IF_REVISION]``, ``drop [IF_REVISION]``, ``history``, ``quit``.
+``gray=1``), ``promote [IF_REVISION]``, ``drop [IF_REVISION]``, ``history``, ``stats`` (the server's
+config ``history_entries``), ``quit``.
 stdout, one JSON line per command: {"ok": true, "rev", "content", "deleted", "gray",
 "server", "t"} or {"ok": false, "absent": true} or {"ok": false, "error", "reason", "msg"}.
 ``t``: the seconds the call took.  Prints {"ready": true} first.
@@ -57,6 +58,12 @@ def main() -> int:
                     info = c.config_promote(d, if_revision=rev(1))
                 elif w == "drop":
                     info = c.config_gray_drop(d, if_revision=rev(1))
+                elif w == "stats":  # the config store's history rows on the server
+                    s = c.stats().get("config", {})
+                    out = {"ok": True, "history_entries": s.get("history_entries"),
+                           "server": c.server}  # fmt: skip
+                    print(json.dumps(out), flush=True)
+                    continue
                 elif w == "history":
                     infos = c.config_history(d)
                     out = {

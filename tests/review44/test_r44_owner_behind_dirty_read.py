@@ -53,11 +53,16 @@ def test_a_version_shown_early_is_not_lost_under_a_reader(tmp_path: Path, skew: 
             lab.drop(0, ["OUTPUT", "-d", ip, "-p", "tcp", "-j", "DROP"])
             lab.drop(0, ["INPUT", "-s", ip, "-p", "tcp", "-j", "DROP"])
         lab.drop(0, ["INPUT", "-p", "tcp", "--dport", str(PORT + 3), "-j", "DROP"])
+        rows = x("stats")
+        assert rows.get("ok") and rows["server"] == lab.addr(2), rows
         assert writer.proc.popen.stdin is not None
         writer.proc.popen.stdin.write(b"publish v2\n")
         writer.proc.popen.stdin.flush()
         sent = time.monotonic()
-        time.sleep(0.3)  # the record reaches n3 (and would be shown there at 2.5 s)
+        # the record reaches n3 (and would be shown there at 2.5 s)
+        assert wait(
+            lambda: x("stats").get("history_entries", 0) > rows["history_entries"], 2
+        ), lab.events
         read = x("get")
         lab.ev(f"X read {read} {time.monotonic() - sent:.2f} s after v2 was sent")
         lab.kill(0)

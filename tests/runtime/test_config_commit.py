@@ -790,3 +790,39 @@ def test_under_load_records_leave_before_the_save_unflagged(tmp_path: Path) -> N
         w.commit()
     for p in net.planes.values():
         p.close()
+
+
+def test_a_forward_waiting_behind_a_commit_whose_owner_left_is_decided_again(
+    tmp_path: Path,
+) -> None:
+    """A forward rides on the turn in flight (it leaves after that turn's commit); its
+    owner left (the leave beacon) meanwhile, so no forward was waiting to be decided
+    again then: it went to the stopped owner and failed after FORWARD_TIMEOUT with an
+    unknown outcome (CI, review27's graceful-stop test, 1 write in ~5,000).  It is
+    decided again when it leaves: the new owner applies it, nothing goes to the old."""
+    net = Net(3, data_dir=tmp_path)
+    victim = owner_of("x")
+    other = next(a for a in ADDRESSES if a != victim)
+    mine = next(f"m{i}" for i in range(100) if owner_of(f"m{i}") == other)
+    assert net.call(other, "config_publish", data_id=mine, content="0")["ok"]  # (caught up)
+    writers = held(net)
+    net.request(other, b"own", "config_publish", data_id=mine, content="1")
+    assert writers[other].queue  # its version's turn is in flight
+    net.request(other, b"cli", "config_publish", data_id="x", content="1", request_id="ab" * 16)
+    net.down = {victim}
+    net.all_up()  # the victim's leave beacon, before the turn's commit
+    sent_before = len(net.sent)
+    for _ in range(40):
+        for address, writer in writers.items():
+            if writer.queue:
+                writer.commit()
+            net.planes[address].committed(net.now)
+        net.tick(0.05)
+        if b"cli" in net.replies and b"own" in net.replies:
+            break
+    assert (other, victim, "config_forward") not in net.sent[sent_before:]
+    reply = net.last(b"cli")
+    assert reply["ok"], reply
+    survivors = tuple(a for a in ADDRESSES if a != victim)
+    assert reply["result"]["origin"] == owner_of("x", survivors)
+    assert net.last(b"own")["ok"]
