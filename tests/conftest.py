@@ -131,7 +131,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # tests (real clusters with generous deadlines, checked beside a CPU hog) may run beside
 # one of them: grouped with them, the group was ~600 s of one worker and the suite ~60 s
 # longer (measured 2026-12-02).
-_ONE_AT_A_TIME = ("chaos", "bench", "review38", "review42", "review43", "review44")  # netns
+_ONE_AT_A_TIME = ("chaos", "bench", "review38", "review42", "review43", "review44",
+                  "review47")  # netns; review47: whole-cluster freezes, 1 s peer timeouts
 ONE_AT_A_TIME_GROUP = "load-and-faults"
 
 

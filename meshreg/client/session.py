@@ -33,7 +33,9 @@ Rules (each with its constant below):
   once with the error a time-out would give.  Meanwhile one ``ping`` is always in flight
   to the current server (its budget reaches the next switch), so the backoff goes on
   with nothing else to send, and a node that comes back is heard at once on the current
-  connection, or at the next switch: ``offline`` never outlives the backoff's pause.
+  connection; the other servers are pinged straight (``OFFLINE_PROBES`` a round, one
+  round every ``OFFLINE_PROBE_INTERVAL``), and the first of them that answers becomes
+  the server at once (``_probe_others``): ``offline`` never outlives a node's return.
   The first answer (or notification) ends it, and every service served stale is
   pulled again.
 * **Routing.** While the client has registrations it refreshes the cluster view every
@@ -231,6 +233,9 @@ DIRECT_INSIST = 20  # tries (about 1 s) to reach a member that must answer (a co
 # A server that sees no majority of the configured members: at most this many other
 # servers are asked for their view, at most once per beat interval (and this often)
 MAJORITY_PROBES, MAJORITY_PROBE_MIN, MAJORITY_PROBE_MAX = 8, 1.0, 60.0
+# Offline: the other servers are pinged directly, at most this many per round (taken in
+# turn from the list), one round this often; the first that answers becomes the server
+OFFLINE_PROBES, OFFLINE_PROBE_INTERVAL = 8, 1.0
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
 # views checked in one ``revisions`` request at most, and their names' bytes (the node
 # takes 1,000 entries and a 64 KiB body: names are up to 128 + 256 characters)
@@ -407,6 +412,9 @@ class ClientSession:
         self._member_address: dict[str, str] = {}
         self._next_view = 0.0
         self._next_majority_probe = 0.0  # (``_seek_majority``)
+        self._next_offline_probe = 0.0  # (``_probe_others``)
+        self._offline_probe_from = 0  # the list index the next round starts after
+        self._probing: set[str] = set()  # servers an offline probe is in flight to
         self._majority_pause = 0.0  # s between two probes (doubling; 0 after a move)
         self._link_up = False  # the server connection's handshake completed (``delivered``)
         self._refused_by: set[str] = set()  # servers that refused a connection since a link
@@ -458,8 +466,10 @@ class ClientSession:
             wake = min(wake, self._next_probe)
         for kind in self._notes:
             wake = min(wake, self._noted_at.get(kind, -math.inf) + self._log.interval)
-        if self.offline and not self._pending and not self._backlog:
-            wake = now  # the offline probe goes out (tick)
+        if self.offline:
+            wake = min(wake, self._next_offline_probe)  # the other servers' probes
+            if not self._pending and not self._backlog:
+                wake = now  # the offline probe goes out (tick)
         return min(wake, self.configs.next_wake())
 
     def _address(self, index: int) -> str:
@@ -877,6 +887,8 @@ class ClientSession:
             # Nothing else in flight: ask the current server until the next switch, so a
             # node that comes back is heard at once and the backoff goes on.
             self.request("ping", {}, max(self.settings.attempt_timeout, self._next_switch - now))
+        if self.offline and now >= self._next_offline_probe:
+            self._probe_others()
         return self._take()
 
     def _check_pushes(self) -> None:
@@ -1078,6 +1090,48 @@ class ClientSession:
             self.request("ping", {}, self.settings.attempt_timeout, on_reply=got,
                          on_error=lambda exc: None, via=address, direct_only=True)  # fmt: skip
 
+    def _probe_others(self) -> None:
+        """Offline: ping the other servers directly; the first that answers becomes the
+        server at once.  The backoff's pause is spent on the current server (its ping),
+        and a switch goes to the next in the list whether it is back or not: after a
+        freeze of every node, a provider waited up to 30 s on one still frozen (then on
+        the next frozen one) while others answered, and those evicted its live instances
+        (review47 F1); a client given one server stayed on the learned member it had
+        fallen back on after its own came back (review47 F2)."""
+        self._next_offline_probe = self._now + OFFLINE_PROBE_INTERVAL
+        count = len(self.servers)
+        if count < 2 or self._closing():
+            return
+        waiting_on = self.server
+        start, sent = self._offline_probe_from, 0
+        for step in range(1, count + 1):
+            index = (start + step) % count
+            address = self._address(index)
+            if address == waiting_on or address in self._probing:
+                continue
+            if sent == OFFLINE_PROBES:
+                break
+            sent += 1
+            self._offline_probe_from = index
+            self._probing.add(address)
+
+            def answered(pong: Any, address: str = address) -> None:
+                self._probing.discard(address)
+                if self.server == waiting_on != address and not self._closing():
+                    self._switch_to(
+                        address,
+                        f"meshreg server {waiting_on} still does not answer and {address} "
+                        f"does again; using {address}",
+                        "offline-probe",
+                    )
+
+            def failed(exc: BaseException, address: str = address) -> None:
+                self._probing.discard(address)
+
+            self.request("ping", {}, self.settings.attempt_timeout, on_reply=answered,
+                         on_error=failed, via=address, priority=True,
+                         direct_only=True)  # fmt: skip
+
     def _closing(self) -> bool:
         """A session close is in flight: no server move meanwhile (it would send the
         close again to a node whose table may be older than the one that had it)."""
@@ -1085,20 +1139,26 @@ class ClientSession:
 
     def _move_to(self, address: str, seen: tuple[int, int], there: tuple[int, int]) -> None:
         """Use ``address`` as the server (it sees a majority; the current one did not)."""
-        indices = [i for i in range(len(self.servers)) if self._address(i) == address]
-        if not indices or address == self.server or self._closing():
+        if address == self.server or self._closing():
             return
-        old = self.server
+        self._majority_pause = 0.0
+        self._switch_to(
+            address,
+            f"meshreg server {self.server} sees only {seen[0]} of the {seen[1]} configured "
+            f"members (cut off from the others: what this client renews or beats there does "
+            f"not reach them); using {address}, which sees {there[0]} of {there[1]}",
+            "majority",
+        )
+
+    def _switch_to(self, address: str, why: str, kind: str = "failover") -> None:
+        """Use ``address`` (a server of the list) as the server now, saying ``why``."""
+        indices = [i for i in range(len(self.servers)) if self._address(i) == address]
+        if not indices or address == self.server:
+            return
         self._server_index = indices[0]
         self.server = address
         self._status_changed = True
-        self._majority_pause = 0.0
-        self._warn(
-            "majority",
-            f"meshreg server {old} sees only {seen[0]} of the {seen[1]} configured members "
-            f"(cut off from the others: what this client renews or beats there does not "
-            f"reach them); using {address}, which sees {there[0]} of {there[1]}",
-        )
+        self._warn(kind, why)
         self._use_server()
 
     # -- offline: every server failed (see the theory of operation) -----------------------------

@@ -13,7 +13,12 @@ from session_harness import SVC, Handle, Harness, addition, instance_map, snapsh
 from meshreg.client.actions import Complete, Fail, SendRequest, WatchConfigTopic, WatchTopic
 from meshreg.client.commands import ConfigCall, ConfigListen, ReadCached, Subscribe
 from meshreg.client.configs import config_info_from_map
-from meshreg.client.session import BACKOFF_BASE, BACKOFF_MAX
+from meshreg.client.session import (
+    BACKOFF_BASE,
+    BACKOFF_MAX,
+    OFFLINE_PROBE_INTERVAL,
+    OFFLINE_PROBES,
+)
 from meshreg.configcenter.model import ConfigKey, content_md5
 from meshreg.errors import ServerUnreachableError
 from meshreg.model import Instance, ServiceKey
@@ -124,9 +129,74 @@ def test_offline_one_probe_is_always_in_flight_and_the_backoff_goes_on() -> None
     assert gaps[0] >= max(ATTEMPT_MS, int(BACKOFF_BASE * 1000))
     assert gaps == sorted(gaps) and max(gaps) <= int(BACKOFF_MAX * 1000) + 100
     assert max(gaps) >= int(BACKOFF_MAX * 1000)
-    pings = [r for r in h.sent if r.op == "ping" and r.id > 0]
+    probes = {a.request_id for a in h.actions if isinstance(a, SendRequest) and a.via}
+    pings = [r for r in h.sent if r.op == "ping" and r.id > 0 and r.id not in probes]
     assert len(pings) <= 2 * len(switches) + 4, (len(pings), switches)  # not one per tick
+    # and the other server is pinged straight, one round per OFFLINE_PROBE_INTERVAL
+    assert 60 <= len(probes) <= 120 / OFFLINE_PROBE_INTERVAL + 1, len(probes)
     assert h.core.offline
+
+
+@pytest.mark.parametrize("back", ["b:2", "c:3"])
+def test_offline_a_server_that_answers_again_is_used_at_once_not_at_the_next_switch(
+    back: str,
+) -> None:
+    """review47 F1: after a freeze of every node, some come back; the client, waiting
+    out its backoff on one still frozen (and due to switch next to another frozen one),
+    used a node that was back only when the rotation reached it (up to 30 s: its
+    instances were evicted meanwhile).  The other servers are pinged straight while
+    offline: the first that answers is the server at once, and what waits goes there."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    h.advance(40_000)  # deep in the backoff: pauses of 16 s and 30 s
+    waiting_on = h.connected
+    read(h, service(5), disk_copy("10.0.0.5"))  # (served from disk, pulled once back)
+    if back == waiting_on:
+        back = "a:1" if waiting_on != "a:1" else "b:2"
+    h.advance(int(OFFLINE_PROBE_INTERVAL * 1000) + 10)
+    todo = [r for r in h.unanswered("ping") if r.to == back]
+    assert todo, f"no probe of {back} in flight"
+    h.reply(todo[-1], PING)
+    assert h.connected == back and h.core.server == back and not h.core.offline
+    assert any(f"{waiting_on} still does not answer and {back} does again" in t
+               for t in h.logs("warning"))  # fmt: skip
+    assert [r for r in h.unanswered("instances") if r.to == back]  # pulled there now
+
+
+def test_a_single_given_server_back_is_used_again_over_a_frozen_learned_member() -> None:
+    """review47 F2: a client given one server (its local node) fell back on a member it
+    learned from the cluster view; both froze; its own server came back, the member did
+    not: the client stayed on the member (its writes failed "never left", its own node
+    marked its instances unhealthy).  The given server is probed like any other."""
+    h = Harness(servers=("a:1",), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    h.core.servers.append(("m", 9))  # learned from the view (``_learn_members``)
+    read(h, service(0), disk_copy("10.0.0.0"))
+    h.advance(ATTEMPT_MS)  # a:1 failed: on the member
+    assert h.connected == "m:9"
+    h.advance(ATTEMPT_MS)
+    assert h.core.offline
+    h.advance(20_000)
+    stuck = h.connected
+    other = "a:1" if stuck == "m:9" else "m:9"
+    h.advance(int(OFFLINE_PROBE_INTERVAL * 1000) + 10)
+    (probe, *_) = [r for r in h.unanswered("ping") if r.to == other]
+    h.reply(probe, PING)
+    assert h.connected == other and not h.core.offline
+
+
+def test_offline_probes_are_bounded_per_round_and_one_per_server_in_flight() -> None:
+    servers = tuple(f"s{i}:{i + 1}" for i in range(OFFLINE_PROBES * 2 + 3))
+    h = Harness(servers=servers, attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    before = {r.id for r in h.sent}
+    h.advance(10)
+    sent = [a for a in h.actions if isinstance(a, SendRequest) and a.via]
+    first = [a for a in sent if a.request_id not in before]
+    assert len(first) <= OFFLINE_PROBES
+    for _ in range(5):
+        h.advance(int(OFFLINE_PROBE_INTERVAL * 1000))
+        in_flight = [r.to for r in h.unanswered("ping") if r.to != h.connected]
+        assert len(in_flight) == len(set(in_flight)) <= len(servers) - 1
 
 
 def test_an_answer_on_the_current_connection_ends_offline_and_pulls_what_was_stale() -> None:

@@ -33,6 +33,7 @@ from answers import peer_reply
 
 from meshreg.client import agent, client
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
+from meshreg.client.session import OFFLINE_PROBE_INTERVAL
 from meshreg.config import NodeConfig
 from meshreg.configcenter.model import (
     CONFIG_BEHIND_ATTEMPT,
@@ -435,6 +436,7 @@ def timings_table() -> str:
         ("BACKOFF_BASE", agent.BACKOFF_BASE, "s; client: first failover pause"),
         ("BACKOFF_MAX", agent.BACKOFF_MAX, "s; client: longest failover pause"),
         ("PROBE_INTERVAL", agent.PROBE_INTERVAL, "s; client: ping when only watching"),
+        ("OFFLINE_PROBE_INTERVAL", OFFLINE_PROBE_INTERVAL, "s; client: offline, ping others"),
         ("check_interval", health.check_interval, "s; node: health sweep period"),
         ("unhealthy_after", health.unhealthy_after, "s; node: silence -> unhealthy"),
         ("evict_after", health.evict_after, "s; node: silence -> removed"),
