@@ -206,6 +206,13 @@ class ClientAgent:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    def forked(self, why: str) -> None:
+        """In a child process made by ``os.fork()``: the I/O thread and its sockets stay
+        in the parent, so every command fails at once with ``why``; the lock is made anew
+        (another thread of the parent may have held it at the fork)."""
+        self._wake_lock = threading.Lock()
+        self._dead, self._death = True, why
+
     @property
     def status(self) -> SessionStatus:
         """An immutable snapshot: the server in use, the servers known, the session."""

@@ -60,6 +60,7 @@ from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERV
 from meshreg.client.defaults import DEFAULT_RESYNC_INTERVAL as DEFAULT_RESYNC_INTERVAL
 from meshreg.client.defaults import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from meshreg.client.disk_cache import DiskCache
+from meshreg.client.listeners import ListenerTable
 from meshreg.client.messages import (
     ClusterView,
     InstancesSnapshot,
@@ -149,6 +150,26 @@ def _close_open_clients() -> None:
             client.close(timeout=budget)
         except Exception:  # exiting anyway: never mask the process's own exit
             log.debug("closing %r at exit failed", client, exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    """A child made by ``os.fork()`` (a pre-forking server that loaded the application
+    first: gunicorn --preload, uWSGI without lazy-apps) holds copies of its parent's open
+    clients, without their threads and sockets: each call waited its whole timeout, and
+    the child's exit tried to close the *parent's* session (review48 F2).  Each is marked
+    so: a call fails at once naming the fork, and the child's exit closes nothing (the
+    parent's registrations stay its own)."""
+    global _open_lock
+    _open_lock = threading.Lock()  # (a thread of the parent may have held it)
+    left = list(_open_clients)
+    _open_clients.clear()
+    parent = os.getppid()
+    for client in left:
+        client._forked(parent)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -276,6 +297,7 @@ class Client(ConfigMixin):
         self._notifications: queue.SimpleQueue[tuple[Any, InstanceList | None] | None] = (
             queue.SimpleQueue()
         )
+        self._listeners = ListenerTable()  # (un)subscribe, config_(un)listen: listeners.py
         self._notifier = threading.Thread(
             target=self._run_notifier, name="meshreg-client-notify", daemon=True
         )
@@ -678,14 +700,21 @@ class Client(ConfigMixin):
         self._validate(
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
         )
-        self._wait(
-            "subscribe",
-            lambda fut: self._agent.submit(Subscribe(key, callback, self.timeout, fut)),
-        )
+        live = self._listeners.add(key, callback)
+        try:
+            self._wait(
+                "subscribe",
+                lambda fut: self._agent.submit(Subscribe(key, live, self.timeout, fut)),
+            )
+        except BaseException:
+            self._listeners.discard(key, live)
+            raise
 
     def unsubscribe(self, service: str, callback: Listener | None = None) -> None:
-        """Stop calling ``callback`` (None: every callback) for a service."""
+        """Stop calling ``callback`` (None: every callback) for a service: once this
+        returns, it is not called again for it (a call running then finishes)."""
         key = self._key(service)
+        self._listeners.mute(key, callback)
         self._wait("unsubscribe", lambda fut: self._agent.submit(Unsubscribe(key, callback, fut)))
 
     # -- operations ----------------------------------------------------------------
@@ -762,6 +791,18 @@ class Client(ConfigMixin):
             if threading.current_thread() is not self._notifier:
                 self._notifier.join(budget + 1.0)
 
+    def _forked(self, parent: int) -> None:
+        """This process is a child of ``parent`` made by ``os.fork()`` after this client
+        was: unusable here (``_after_fork_in_child``), and closed without a message."""
+        self._close_lock = threading.Lock()
+        self._closed = True
+        self._agent.forked(
+            f"this meshreg Client was created in process {parent} before os.fork(): it "
+            f"does not work in the child process {os.getpid()} (its I/O thread and sockets "
+            "stay in the parent); create the Client in each worker after the fork "
+            "(gunicorn: in post_fork or without --preload; uWSGI: lazy-apps)"
+        )
+
     def __enter__(self) -> Client:
         return self
 
@@ -819,6 +860,17 @@ class Client(ConfigMixin):
                 callback(instances.copy()) if instances is not None else callback()
             except Exception:
                 log.exception("meshreg subscriber callback %r raised", callback)
+            except SystemExit as exc:  # it would end this thread alone, silently: every
+                # later callback of this client was lost (review48 F4)
+                log.error(
+                    "meshreg callback %r called sys.exit(%r) on the client's notifier "
+                    "thread: that does not stop the process (it ended only that thread, and "
+                    "with it every later callback); the callbacks go on. To stop the "
+                    "process from a callback, signal the main thread (os.kill(os.getpid(), "
+                    "signal.SIGTERM)) or call os._exit()",
+                    callback,
+                    exc.code,
+                )
 
 
 def _curve(

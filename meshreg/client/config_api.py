@@ -24,6 +24,7 @@ from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
 from meshreg.client.config_session import CONFIG_WRITES
 from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
+from meshreg.client.listeners import ListenerTable
 from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
 from meshreg.errors import (
     ConfigError,
@@ -63,6 +64,7 @@ class ConfigMixin:
     _config_logged: set[ConfigKey]
     _config_lock: threading.Lock
     _notifications: queue.SimpleQueue[Any]  # the notifier thread's (client.py)
+    _listeners: ListenerTable  # (listeners.py)
 
     if TYPE_CHECKING:
 
@@ -334,11 +336,16 @@ class ConfigMixin:
         self._config_check("config_listen", {**_key_fields(key), "revision": 0})
         cache = self._config_cache
         saved = cache.load_config(key) if cache is not None else None
-        result: ConfigInfo | None = self._config_wait(
-            "config_listen",
-            key,
-            lambda fut: self._agent.submit(ConfigListen(key, callback, self.timeout, fut, saved)),
-        )
+        live = self._listeners.add(key, callback)
+        try:
+            result: ConfigInfo | None = self._config_wait(
+                "config_listen",
+                key,
+                lambda fut: self._agent.submit(ConfigListen(key, live, self.timeout, fut, saved)),
+            )
+        except BaseException:
+            self._listeners.discard(key, live)
+            raise
         return result
 
     def config_unlisten(
@@ -348,8 +355,10 @@ class ConfigMixin:
         group: str | None = None,
         namespace: str | None = None,
     ) -> None:
-        """Stop calling ``callback`` (None: every callback) for the data id."""
+        """Stop calling ``callback`` (None: every callback) for the data id: once this
+        returns, it is not called again for it (a call running then finishes)."""
         key = self._config_key(data_id, group, namespace)
+        self._listeners.mute(key, callback)
         self._config_wait(
             "config_unlisten",
             key,
