@@ -83,7 +83,9 @@ Rules (each with its constant below):
   answer from yet (a restart, or a node not heard before: it may still be catching up,
   or its providers may not have registered again), is not believed: the view is kept and
   pulled again ``YOUNG_RECHECK`` later, until that node answers without dropping any, or
-  is old enough.  Otherwise an answer or push that would empty it makes the client ask
+  is old enough (but a young node, caught up from its peers, that agrees with an empty
+  list a trusted incarnation gave is believed: a new cluster's nodes are all young).
+  Otherwise an answer or push that would empty it makes the client ask
   another server (the same one, with one), and that answer is taken as it is; only an
   answer that contradicts the empty one is worth a warning (a confirmed scale to zero is
   an INFO line).  An emptying change this client made itself (its ``deregister`` or
@@ -2307,7 +2309,12 @@ class ClientSession:
         # not heard before), and young: what its list drops may only be missing there yet
         age = _table_age(snap)
         young = snap.epoch != self.epochs.get(source) and age is not None and age < YOUNG_NODE_GRACE
-        if young and self._would_drop(watch, snap):
+        # ... unless it is the second opinion on a list emptied by an incarnation already
+        # trusted (its push, or its answer), and agrees, caught up from its peers: in a new
+        # cluster every node is young, and a scale to zero reached consumers only once the
+        # tables were 15 s old (review48 F5: select() handed out the removed instance)
+        agrees = confirm and watch.confirming is not None and not snap.instances and snap.synced
+        if young and not agrees and self._would_drop(watch, snap):
             self._note(
                 "warning",
                 "young",

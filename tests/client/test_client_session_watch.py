@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from session_harness import (
     PONG,
     SID,
@@ -176,6 +177,30 @@ def test_an_empty_list_confirmed_by_another_server_is_taken() -> None:
     (confirm,) = h.unanswered("instances")
     h.reply(confirm, snapshot(2, 4))
     assert h.listener_calls()[-1] == []
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_in_a_new_cluster_a_young_second_opinion_that_agrees_empties_the_list(
+    synced: bool,
+) -> None:
+    """review48 F5: every node of a new cluster is young; the server the view came from
+    pushes the removal of the last instance, and the second opinion comes from a node
+    this client never took an answer from, caught up from its peers (``synced``) with a
+    young table: it agrees, so the list empties now (it was held until the tables were
+    15 s old, and select() handed out the removed instance).  A young node that has not
+    caught up is not believed, as before."""
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    (confirm,) = h.unanswered("instances")
+    assert confirm.to == "b:2"
+    young = {**snapshot(2, 4, uptime=3.0), "table_age": 3.0}
+    h.reply(confirm, {**young, "synced": True} if synced else young)
+    if synced:
+        assert h.listener_calls()[-1] == []
+    else:
+        assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+        assert any("started 3.0s ago" in x for x in h.logs())
 
 
 def test_a_confirmation_the_server_answered_for_a_dead_member_is_the_servers() -> None:
