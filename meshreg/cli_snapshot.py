@@ -91,19 +91,40 @@ def inspect(archive: str, as_json: bool) -> None:
     is_flag=True,
     help="Restore over a data dir that holds data (its files are moved into replaced-<time>/).",
 )
-def restore(archive: str, data_dir: str | None, config_file: str | None, force: bool) -> None:
+@click.option(
+    "--bump-revision",
+    "bump",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Raise every config revision by N (etcd's flag): for a whole lost cluster, N above "
+    "the writes of any data id since the snapshot (e.g. 1000000), the same N on every member; "
+    "never for one member of a running cluster.",
+)
+def restore(
+    archive: str, data_dir: str | None, config_file: str | None, force: bool, bump: int
+) -> None:
     """Put a snapshot into a stopped node's data dir, then start the node. For a lost
-    cluster: restore this same snapshot into every member's data dir before any starts
-    (members started empty beside a restored one are a majority: they acknowledge writes
-    that the restored data then overrides)."""
+    cluster: restore this same snapshot, with the same --bump-revision, into every
+    member's data dir before any starts (members started empty beside a restored one are
+    a majority: they acknowledge writes that the restored data then overrides)."""
     from meshreg.runtime.snapshot import restore_snapshot
 
     target = _data_dir(data_dir, config_file)
     try:
-        manifest = restore_snapshot(archive, target, force=force)
+        manifest = restore_snapshot(archive, target, force=force, bump_revision=bump)
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(f"restored {archive} into {target}: {_summary(manifest)}")
+    if bump:
+        click.echo(f"every config revision raised by {bump}")
+    elif manifest.get("counts", {}).get("data_ids"):
+        click.echo(
+            "config revisions are as in the snapshot: clients that ran through the outage "
+            "and saw newer revisions refuse to step back to them (their listeners are not "
+            "called until a data id's revision passes what they saw); restoring a whole "
+            "lost cluster, restore with --bump-revision N (the same N on every member)"
+        )
     if manifest["replaced"]:
         click.echo(f"what {target} held before is in {manifest['replaced']}")
     click.echo(

@@ -149,9 +149,17 @@ def read_manifest(archive: str) -> dict[str, Any]:
     return manifest
 
 
-def restore_snapshot(archive: str, data_dir: str, force: bool = False) -> dict[str, Any]:
+MAX_BUMP_REVISION = 1 << 50  # revisions stay exact in a JSON or JavaScript number (2**53)
+
+
+def restore_snapshot(
+    archive: str, data_dir: str, force: bool = False, bump_revision: int = 0
+) -> dict[str, Any]:
     """Put a snapshot's files into ``data_dir`` (no node may run there); returns the
-    manifest plus ``replaced`` (where the files found there went, or None)."""
+    manifest plus ``replaced`` (where the files found there went, or None).
+    ``bump_revision``: every config revision raised by that much (``bump_revisions``)."""
+    if type(bump_revision) is not int or not 0 <= bump_revision <= MAX_BUMP_REVISION:
+        raise ConfigError(f"--bump-revision must be 0..{MAX_BUMP_REVISION}, got {bump_revision!r}")
     target = Path(data_dir)
     try:
         lock = DataDirLock(str(target), "meshreg snapshot restore")
@@ -163,6 +171,8 @@ def restore_snapshot(archive: str, data_dir: str, force: bool = False) -> dict[s
     try:
         with tempfile.TemporaryDirectory(prefix=".restore-", dir=target) as tmp:
             manifest = _extract_checked(archive, Path(tmp))
+            if bump_revision:
+                bump_revisions(Path(tmp), bump_revision)
             present = [
                 p
                 for name in (*MEMBERS, STORE_STATE_FILE_NAME)
@@ -193,6 +203,35 @@ def restore_snapshot(archive: str, data_dir: str, force: bool = False) -> dict[s
     finally:
         lock.release()
     return {**manifest, "replaced": None if replaced is None else str(replaced)}
+
+
+def bump_revisions(folder: Path, bump: int) -> None:
+    """Raise every config version's revision, and every purged floor, by ``bump`` (etcd's
+    ``snapshot restore --bump-revision``).  Clients that ran through the outage hold a
+    revision floor per data id (they never step back); the cluster restored from an older
+    snapshot starts below it, so their listeners were never called again and their reads
+    were refused until each data id's revision passed the floor (review48 F1).  Raised
+    above every revision given since the snapshot, the restored versions and the writes
+    after them are newer than anything a client saw.  Every member restored with the
+    same snapshot and bump holds the same revisions."""
+    db = folder / DB_FILE_NAME
+    if db.exists():
+        conn = sqlite3.connect(db)
+        try:
+            with conn:  # through negatives: UNIQUE holds after each row's change
+                conn.execute("UPDATE config_versions SET revision = -(revision + ?)", (bump,))
+                conn.execute("UPDATE config_versions SET revision = -revision")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the file moved
+        finally:
+            conn.close()
+    floors = folder / FLOORS_FILE_NAME
+    if floors.exists():
+        try:
+            body = json.loads(floors.read_text(encoding="utf-8"))
+            body["floors"] = {b: int(r) + bump for b, r in body["floors"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"the snapshot's {FLOORS_FILE_NAME} is unreadable ({exc})") from None
+        floors.write_text(json.dumps(body), encoding="utf-8")
 
 
 def _extract_checked(archive: str, into: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meshreg.configcenter.sqlite_store import DB_FILE_NAME, SqliteConfigStore
+from meshreg.configcenter.sqlite_store import DB_FILE_NAME, FLOORS_FILE_NAME, SqliteConfigStore
 from meshreg.core.store import RegistryStore
 from meshreg.errors import ConfigError
 from meshreg.model import InstanceId, ServiceKey
@@ -190,3 +190,33 @@ def _write_tar(path: Path, members: dict[str, bytes]) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
+
+
+@pytest.mark.parametrize("bump", [1, 1_000_000])
+def test_restore_with_bump_revision_raises_every_revision_and_floor(
+    tmp_path: Path, bump: int
+) -> None:
+    """review48 F1 (etcd's --bump-revision): clients that saw revisions newer than the
+    snapshot take the restored versions as newer.  A bump of 1 shifts revisions 1, 2, 3
+    onto each other's values: the UNIQUE (data id, revision, ...) holds all along."""
+    d = data_dir(tmp_path)
+    conn = sqlite3.connect(d / DB_FILE_NAME)
+    with conn:
+        for data_id, revision in (("a", 1), ("a", 2), ("a", 3), ("b", 7)):
+            conn.execute(_ROW, ("public", data_id, revision))
+    conn.close()
+    (d / FLOORS_FILE_NAME).write_text(json.dumps({"version": 1, "floors": {"12": 9}}))
+    save_snapshot(str(d), str(tmp_path / "s.snap"))
+    target = tmp_path / "restored"
+    restore_snapshot(str(tmp_path / "s.snap"), str(target), bump_revision=bump)
+    conn = sqlite3.connect(target / DB_FILE_NAME)
+    rows = conn.execute("SELECT data_id, revision FROM config_versions ORDER BY seq").fetchall()
+    conn.close()
+    assert rows == [("a", 1 + bump), ("a", 2 + bump), ("a", 3 + bump), ("b", 7 + bump)]
+    floors = json.loads((target / FLOORS_FILE_NAME).read_text())
+    assert floors == {"version": 1, "floors": {"12": 9 + bump}}
+    assert not (target / f"{DB_FILE_NAME}-wal").exists()
+    with SqliteConfigStore(target / DB_FILE_NAME) as store:  # the node opens it as usual
+        assert store.count() == 4
+    with pytest.raises(ConfigError, match="--bump-revision must be"):
+        restore_snapshot(str(tmp_path / "s.snap"), str(tmp_path / "x"), bump_revision=-1)
