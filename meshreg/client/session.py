@@ -417,6 +417,7 @@ class ClientSession:
         self._next_offline_probe = 0.0  # (``_probe_others``)
         self._offline_probe_from = 0  # the list index the next round starts after
         self._probing: set[str] = set()  # servers an offline probe is in flight to
+        self._server_heard_at = -math.inf  # the current server's last reply or push
         self._majority_pause = 0.0  # s between two probes (doubling; 0 after a move)
         self._link_up = False  # the server connection's handshake completed (``delivered``)
         self._refused_by: set[str] = set()  # servers that refused a connection since a link
@@ -553,6 +554,8 @@ class ClientSession:
         """A decoded reply from ``source`` (the server, or a member a write went to)."""
         self._now = now
         self._failed_switches = self._backoff_rounds = 0  # somebody answers: no more backoff
+        if source == self.server:
+            self._server_heard_at = now
         if self._silent:
             self._heard()
         if self.configs.stale:
@@ -626,6 +629,7 @@ class ClientSession:
 
     def on_notification(self, note: Pushed, now: float) -> list[Action]:
         self._now = now
+        self._server_heard_at = now
         if self._silent:  # the current server publishes: it is up (its replies follow)
             self._heard()
         if isinstance(note, ConfigChanged):
@@ -1104,7 +1108,7 @@ class ClientSession:
         count = len(self.servers)
         if count < 2 or self._closing():
             return
-        waiting_on = self.server
+        waiting_on, asked = self.server, self._now
         start, sent = self._offline_probe_from, 0
         for step in range(1, count + 1):
             index = (start + step) % count
@@ -1119,7 +1123,12 @@ class ClientSession:
 
             def answered(pong: Any, address: str = address) -> None:
                 self._probing.discard(address)
-                if self.server == waiting_on != address and not self._closing():
+                # (not once the server waited on answered meanwhile: no needless move)
+                if (
+                    self.server == waiting_on != address
+                    and self._server_heard_at < asked
+                    and not self._closing()
+                ):
                     self._switch_to(
                         address,
                         f"meshreg server {waiting_on} still does not answer and {address} "

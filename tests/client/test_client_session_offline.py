@@ -163,6 +163,22 @@ def test_offline_a_server_that_answers_again_is_used_at_once_not_at_the_next_swi
     assert [r for r in h.unanswered("instances") if r.to == back]  # pulled there now
 
 
+def test_a_probe_answered_after_the_server_waited_on_came_back_moves_nothing() -> None:
+    """The server waited on answers first (it came back too): a probe's later answer
+    from another server is no reason to move."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    h.advance(40_000)
+    waiting_on = h.connected
+    h.advance(int(OFFLINE_PROBE_INTERVAL * 1000) + 10)
+    probes = [r for r in h.unanswered("ping") if r.to != waiting_on]
+    assert probes
+    answer_one(h)  # the server waited on is back
+    assert not h.core.offline and h.connected == waiting_on
+    h.reply(probes[0], PING)
+    assert h.connected == waiting_on and h.core.server == waiting_on
+
+
 def test_a_single_given_server_back_is_used_again_over_a_frozen_learned_member() -> None:
     """review47 F2: a client given one server (its local node) fell back on a member it
     learned from the cluster view; both froze; its own server came back, the member did
