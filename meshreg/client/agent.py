@@ -608,6 +608,8 @@ class ClientAgent:
                 self._perform(core.on_malformed_reply(source, str(exc), now), now)
                 continue
             self._perform(core.on_reply(source, reply, now), now)
+            if dealer.closed:  # a reply that moved the client closed it (its others with it)
+                return
 
     def _drain_notifications(self, now: float) -> None:
         assert self._sub is not None

@@ -1126,6 +1126,7 @@ class ClientSession:
                 # (not once the server waited on answered meanwhile: no needless move)
                 if (
                     self.server == waiting_on != address
+                    and self.replied_by == address  # (not re-sent through a server)
                     and self._server_heard_at < asked
                     and not self._closing()
                 ):

@@ -179,6 +179,20 @@ def test_a_probe_answered_after_the_server_waited_on_came_back_moves_nothing() -
     assert h.connected == waiting_on and h.core.server == waiting_on
 
 
+def test_a_probe_answered_through_the_server_moves_nothing() -> None:
+    """A probe re-sent through the server (a switch re-sends what is in flight there) and
+    answered by it is the server answering: no move.  (CI: a move made while the loop
+    read that server's socket closed it under the read, and the I/O thread died.)"""
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    h.advance(40_000)
+    waiting_on = h.connected
+    h.advance(int(OFFLINE_PROBE_INTERVAL * 1000) + 10)
+    probe = next(r for r in h.unanswered("ping") if r.to != waiting_on)
+    h.reply(probe, PING, source=waiting_on)
+    assert h.connected == waiting_on and not h.core.offline
+
+
 def test_a_single_given_server_back_is_used_again_over_a_frozen_learned_member() -> None:
     """review47 F2: a client given one server (its local node) fell back on a member it
     learned from the cluster view; both froze; its own server came back, the member did
