@@ -307,6 +307,7 @@ class ClientAgent:
                 self._member_events(sock, now)
             else:
                 self._drain_replies(sock, now)
+        watch = self._sub_watch  # (a server switch in this turn made a new SUB and watch)
         if watch is not None and now >= watch.retry_at:
             self._reconnect_sub(watch)
         if self._commands_left or any(sock is self._wake_pull for sock, _ in events):
@@ -418,21 +419,7 @@ class ClientAgent:
         if ":" in host:
             dealer.setsockopt(zmq.IPV6, 1)
         if self._sub is None:
-            self._sub = self._socket(zmq.SUB)
-            # our own queue, ours to hold: a burst of notifications (a rolling deploy of
-            # every watched service) drains from the node's queue of 1,000 per subscriber
-            # (review23 F1) into this one, not dropped there
-            self._sub.setsockopt(zmq.RCVHWM, SUB_RCVHWM)
-            if ":" in host:
-                self._sub.setsockopt(zmq.IPV6, 1)
-            for key in self.core.watches:
-                self._sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
-            for ckey in self.core.configs.listens:
-                self._sub.setsockopt(zmq.SUBSCRIBE, config_topic(ckey))
-            self._poller.register(self._sub, zmq.POLLIN)
-            if self.curve is not None:
-                self._sub_watch = HandshakeWatch(self._sub)
-                self._poller.register(self._sub_watch.monitor, zmq.POLLIN)
+            self._open_sub(":" in host)
         self._dealer = dealer
         self._poller.register(dealer, zmq.POLLIN)
         address = f"{host}:{port}"
@@ -445,13 +432,47 @@ class ClientAgent:
             return
         self.core.server_connected(address, None)
         if pub_endpoint != self._sub_endpoint:
-            if self._sub_endpoint:
-                try:
-                    self._sub.disconnect(self._sub_endpoint)
-                except zmq.ZMQError:
-                    pass
+            if self._sub_endpoint:  # a new SUB, not a disconnect: see ``_close_sub``
+                self._close_sub()
+                self._open_sub(":" in host)
+            assert self._sub is not None
             self._sub.connect(pub_endpoint)
             self._sub_endpoint = pub_endpoint
+
+    def _open_sub(self, ipv6: bool) -> None:
+        """The SUB, subscribed to every topic watched (connected by ``_open_dealer``)."""
+        sub = self._sub = self._socket(zmq.SUB)
+        # our own queue, ours to hold: a burst of notifications (a rolling deploy of
+        # every watched service) drains from the node's queue of 1,000 per subscriber
+        # (review23 F1) into this one, not dropped there
+        sub.setsockopt(zmq.RCVHWM, SUB_RCVHWM)
+        if ipv6:
+            sub.setsockopt(zmq.IPV6, 1)
+        for key in self.core.watches:
+            sub.setsockopt(zmq.SUBSCRIBE, topic_for(key))
+        for ckey in self.core.configs.listens:
+            sub.setsockopt(zmq.SUBSCRIBE, config_topic(ckey))
+        self._poller.register(sub, zmq.POLLIN)
+        if self.curve is not None:
+            self._sub_watch = HandshakeWatch(sub)
+            self._poller.register(self._sub_watch.monitor, zmq.POLLIN)
+
+    def _close_sub(self) -> None:
+        """Close the SUB of the server left, with what it still queues.  Disconnecting
+        it instead (one SUB for every server) aborted the process when a multipart
+        notification of the old server was queued: libzmq reads its first frame from the
+        pipe the disconnect terminated and asserts on the second ("Assertion failed:
+        !_more (src/fq.cpp:80)", libzmq issue 2163; review42's roll test, 3 in 17 runs).
+        What it held is pulled again on the new server (``_use_server``)."""
+        sub, watch = self._sub, self._sub_watch
+        self._sub, self._sub_watch, self._sub_endpoint = None, None, ""
+        if sub is None:
+            return
+        self._poller.unregister(sub)
+        if watch is not None:
+            self._poller.unregister(watch.monitor)
+            watch.close(sub)
+        sub.close(linger=0)
 
     def _dealer_events(self, monitor: zmq.Socket[bytes]) -> None:
         """The server connection's handshake completed, or failed: tell the session."""
