@@ -416,6 +416,9 @@ class NodeRuntime:
         self._overflow_reset_at = -math.inf  # the last drop for refused subscriptions
         self._repl_pub: Channel | None = None
         self._repl_sub: Channel | None = None
+        # learned peers forgotten: unsubscribed once the replication SUB is read empty
+        # (``_drain_replication``)
+        self._repl_forget: list[str] = []
         self._peers: PeerLinks | None = None
         self._peer_router: Channel | None = None
         self._poller: Poller | None = None
@@ -2041,6 +2044,8 @@ class NodeRuntime:
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
+                if self._repl_forget:
+                    self._unsubscribe_forgotten(sub)
                 return
             left -= 1
             try:
@@ -2060,6 +2065,18 @@ class NodeRuntime:
                     core.on_replication(delta, now)
             else:
                 core.on_replication(msg, now)
+
+    def _unsubscribe_forgotten(self, sub: Channel) -> None:
+        """Disconnect the replication SUB from the forgotten peers, right after it was read
+        empty: libzmq (issue 2163) aborts the process when a SUB disconnected from an
+        endpoint still queues a multipart message from it (every replication message is
+        two frames), and a peer forgotten for its beacon (its list no longer names this
+        node) is still publishing.  Disconnected when it was forgotten, mid-drain, its
+        next queued message would abort the node."""
+        assert self.transport is not None
+        forget, self._repl_forget = self._repl_forget, []
+        for address in forget:
+            self.transport.remove_replication_peer(sub, address)
 
     # -- subscriptions and notifications ---------------------------------------
     def _drain_subscriptions(self, xpub: Channel) -> None:
@@ -2173,7 +2190,9 @@ class NodeRuntime:
                     if peers is None or not peers.call(effect, now):
                         self.core.peer_failed(effect.tag, now)
                 case PeerIntroduced():
-                    if self._repl_sub is not None:
+                    if effect.address in self._repl_forget:  # learned again: still connected
+                        self._repl_forget.remove(effect.address)
+                    elif self._repl_sub is not None:
                         assert self.transport is not None
                         try:
                             self.transport.add_replication_peer(self._repl_sub, effect.address)
@@ -2190,8 +2209,8 @@ class NodeRuntime:
                     )
                 case PeerForgotten():
                     if self._repl_sub is not None:
-                        assert self.transport is not None
-                        self.transport.remove_replication_peer(self._repl_sub, effect.address)
+                        # (at the next empty read: every peer beacons twice a second)
+                        self._repl_forget.append(effect.address)
                     if self._peers is not None and effect.address not in self.peer_addresses:
                         self._peers.drop(effect.address)
                     log.warning("forgot learned peer %s: %s", effect.address, effect.why)

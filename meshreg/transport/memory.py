@@ -336,6 +336,13 @@ class MemSub(MemChannel):
         self.net.subscribers.setdefault(addr, []).append(self)
 
     def disconnect(self, addr: str) -> None:
+        # libzmq (issue 2163) aborts the process when a SUB disconnected from an
+        # endpoint still queues a multipart message from it: so does the simulation
+        if any(src is not None and src.endpoint == addr for src in self._inbox_src):
+            raise AssertionError(
+                f"SUB disconnected from {addr} with a message from it queued: libzmq "
+                "aborts the process here ('!_more', src/fq.cpp, issue 2163)"
+            )
         subs = self.net.subscribers.get(addr, [])
         if self in subs:
             subs.remove(self)
