@@ -84,7 +84,8 @@ Rules (each with its constant below):
   or its providers may not have registered again), is not believed: the view is kept and
   pulled again ``YOUNG_RECHECK`` later, until that node answers without dropping any, or
   is old enough (but a young node, caught up from its peers, that agrees with an empty
-  list a trusted incarnation gave is believed: a new cluster's nodes are all young).
+  list a trusted incarnation with a young table gave is believed: a new cluster's nodes
+  are all young).
   Otherwise an answer or push that would empty it makes the client ask
   another server (the same one, with one), and that answer is taken as it is; only an
   answer that contradicts the empty one is worth a warning (a confirmed scale to zero is
@@ -375,6 +376,8 @@ class ClientSession:
         self.strays_dropped = 0  # instances deregistered again (``_drop_strays``)
         self.connect_errors: dict[str, str] = {}  # server -> why it could not be used
         self.epochs: dict[str, int | None] = {}  # server -> the incarnation it last answered
+        # server -> until when the table of its last answer taken is young (YOUNG_NODE_GRACE)
+        self._young_until: dict[str, float] = {}
         self._no_revisions: set[str] = set()  # servers that answered ``revisions`` UNKNOWN_OP
         self._catching_up_at: str | None = None  # refused a read as catching up: move on
         self._leaving: str | None = None  # why the next failover leaves its server, if not silence
@@ -2320,10 +2323,19 @@ class ClientSession:
         age = _table_age(snap)
         young = snap.epoch != self.epochs.get(source) and age is not None and age < YOUNG_NODE_GRACE
         # ... unless it is the second opinion on a list emptied by an incarnation already
-        # trusted (its push, or its answer), and agrees, caught up from its peers: in a new
-        # cluster every node is young, and a scale to zero reached consumers only once the
-        # tables were 15 s old (review48 F5: select() handed out the removed instance)
-        agrees = confirm and watch.confirming is not None and not snap.instances and snap.synced
+        # trusted (its push, or its answer) whose table is young too, and agrees, caught up
+        # from its peers: in a new cluster every node is young, and a scale to zero reached
+        # consumers only once the tables were 15 s old (review48 F5: select() handed out
+        # the removed instance).  Not when the node that emptied it is old: a young node
+        # is then one that restarted, and both may be wrong for a moment (review49 F2: a
+        # provider's node crashed and restarted, consumers were called with [])
+        agrees = (
+            confirm
+            and watch.confirming is not None
+            and not snap.instances
+            and snap.synced
+            and self._young_until.get(watch.confirming[1], -math.inf) > self._now
+        )
         if young and not agrees and self._would_drop(watch, snap):
             self._note(
                 "warning",
@@ -2349,6 +2361,12 @@ class ClientSession:
         self.epochs[source] = snap.epoch  # an answer of this incarnation is taken
         if len(self.epochs) > MAX_SERVERS:
             del self.epochs[next(iter(self.epochs))]
+        if age is not None and age < YOUNG_NODE_GRACE:
+            self._young_until[source] = self._now + YOUNG_NODE_GRACE - age
+            if len(self._young_until) > MAX_SERVERS:
+                del self._young_until[next(iter(self._young_until))]
+        else:
+            self._young_until.pop(source, None)
         if not confirm and self._would_empty(watch, snap) and not self._own_emptying(watch):
             self._confirm_empty(key, f"{source} answered an empty list")
             return

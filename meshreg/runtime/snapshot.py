@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from meshreg import __version__
+from meshreg.configcenter.core import FLOOR_BUCKETS
 from meshreg.configcenter.sqlite_store import (
     DB_FILE_NAME,
     FLOORS_FILE_NAME,
@@ -193,7 +194,10 @@ def restore_snapshot(
                 replaced.mkdir(mode=0o700)
                 for p in present:
                     os.replace(p, replaced / p.name)
-            for name in manifest["files"]:
+            names = set(manifest["files"])
+            if bump_revision:  # (written by the bump when the snapshot had none)
+                names.add(FLOORS_FILE_NAME)
+            for name in sorted(names):
                 os.chmod(Path(tmp) / name, 0o600)  # configs hold passwords (as the node's)
                 os.replace(Path(tmp) / name, target / name)
             # it may lack what was acknowledged since: the node catches up before it
@@ -224,14 +228,18 @@ def bump_revisions(folder: Path, bump: int) -> None:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the file moved
         finally:
             conn.close()
+    # every bucket's floor too, not only those of purged tombstones: a data id created
+    # after the snapshot (not in it) starts above N, not at 1 again (review49 F1)
     floors = folder / FLOORS_FILE_NAME
+    held: dict[str, int] = {}
     if floors.exists():
         try:
             body = json.loads(floors.read_text(encoding="utf-8"))
-            body["floors"] = {b: int(r) + bump for b, r in body["floors"].items()}
+            held = {str(b): int(r) for b, r in body["floors"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"the snapshot's {FLOORS_FILE_NAME} is unreadable ({exc})") from None
-        floors.write_text(json.dumps(body), encoding="utf-8")
+    raised = {str(b): held.get(str(b), 0) + bump for b in range(FLOOR_BUCKETS)}
+    floors.write_text(json.dumps({"version": 1, "floors": raised}), encoding="utf-8")
 
 
 def _extract_checked(archive: str, into: Path) -> dict[str, Any]:

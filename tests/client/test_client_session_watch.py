@@ -184,13 +184,17 @@ def test_in_a_new_cluster_a_young_second_opinion_that_agrees_empties_the_list(
     synced: bool,
 ) -> None:
     """review48 F5: every node of a new cluster is young; the server the view came from
-    pushes the removal of the last instance, and the second opinion comes from a node
-    this client never took an answer from, caught up from its peers (``synced``) with a
-    young table: it agrees, so the list empties now (it was held until the tables were
-    15 s old, and select() handed out the removed instance).  A young node that has not
-    caught up is not believed, as before."""
+    (young itself) pushes the removal of the last instance, and the second opinion comes
+    from a node this client never took an answer from, caught up from its peers
+    (``synced``) with a young table: it agrees, so the list empties now (it was held
+    until the tables were 15 s old, and select() handed out the removed instance).  A
+    young node that has not caught up is not believed, as before."""
     h = Harness(servers=("a:1", "b:2"))
-    watching(h, "10.0.0.1")
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda listing: None, 3.0, handle))
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, {**snapshot(1, 5, "10.0.0.1", uptime=2.0), "synced": True, "table_age": 2.0})
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
     h.push(removal(1, 5, "10.0.0.1"))
     (confirm,) = h.unanswered("instances")
     assert confirm.to == "b:2"
@@ -201,6 +205,20 @@ def test_in_a_new_cluster_a_young_second_opinion_that_agrees_empties_the_list(
     else:
         assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
         assert any("started 3.0s ago" in x for x in h.logs())
+
+
+def test_a_young_node_agreeing_with_an_old_node_s_empty_list_is_not_believed() -> None:
+    """review49 F2: the view came from an old node; its list emptied for a moment when the
+    provider's node crashed and restarted, and that restarted node, young, agreed: the
+    consumer was called with [] for a live instance.  A young node's agreement counts
+    only when the node that emptied the list is young too (a new cluster)."""
+    h = Harness(servers=("a:1", "b:2"))
+    watching(h, "10.0.0.1")  # a:1's table is old (its answer says nothing of an age)
+    h.push(removal(1, 5, "10.0.0.1"))
+    (confirm,) = h.unanswered("instances")
+    h.reply(confirm, {**snapshot(2, 4, uptime=1.0), "synced": True, "table_age": 1.0})
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+    assert any("started 1.0s ago" in x for x in h.logs())
 
 
 def test_a_confirmation_the_server_answered_for_a_dead_member_is_the_servers() -> None:

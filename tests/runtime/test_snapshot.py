@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from meshreg.configcenter.core import FLOOR_BUCKETS
 from meshreg.configcenter.sqlite_store import DB_FILE_NAME, FLOORS_FILE_NAME, SqliteConfigStore
 from meshreg.core.store import RegistryStore
 from meshreg.errors import ConfigError
@@ -213,8 +214,10 @@ def test_restore_with_bump_revision_raises_every_revision_and_floor(
     rows = conn.execute("SELECT data_id, revision FROM config_versions ORDER BY seq").fetchall()
     conn.close()
     assert rows == [("a", 1 + bump), ("a", 2 + bump), ("a", 3 + bump), ("b", 7 + bump)]
-    floors = json.loads((target / FLOORS_FILE_NAME).read_text())
-    assert floors == {"version": 1, "floors": {"12": 9 + bump}}
+    floors = json.loads((target / FLOORS_FILE_NAME).read_text())["floors"]
+    # every bucket: a data id created after the snapshot starts above it (review49 F1)
+    assert len(floors) == FLOOR_BUCKETS and floors["12"] == 9 + bump
+    assert {r for b, r in floors.items() if b != "12"} == {bump}
     assert not (target / f"{DB_FILE_NAME}-wal").exists()
     with SqliteConfigStore(target / DB_FILE_NAME) as store:  # the node opens it as usual
         assert store.count() == 4
