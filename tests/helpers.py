@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import random
 import signal
@@ -379,3 +380,11 @@ def fuzz_settings(max_examples: int) -> Any:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+
+
+def serves_config_revision(address: str, data_id: str, revision: int) -> bool:
+    """Whether the node at ``address`` itself serves ``data_id`` at ``revision`` (a
+    one-shot ``meshreg config get``): a version acknowledged by a majority may not be on
+    every node yet (a snapshot of one node holds what that node holds)."""
+    out = run_cli("config", "get", data_id, "--json", "-s", address, "--timeout", "1")
+    return out.returncode == 0 and json.loads(out.stdout).get("revision") == revision

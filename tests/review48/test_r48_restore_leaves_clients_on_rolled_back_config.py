@@ -8,21 +8,14 @@ carry on by themselves (their disk caches and revision floors)"."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, serves_config_revision
 from r48lib import ConfigRecorder, client, new_nodes, running, wait_ready, wait_until
 
 BUMP = 1_000_000  # OPERATIONS.md "Restoring a lost cluster": --bump-revision
-
-
-def holds(node, data_id: str, revision: int) -> bool:  # type: ignore[no-untyped-def]
-    """Whether ``node`` itself serves ``data_id`` at ``revision`` (a one-shot read)."""
-    out = run_cli("config", "get", data_id, "--json", "-s", node.address, "--timeout", "1")
-    return out.returncode == 0 and json.loads(out.stdout).get("revision") == revision
 
 
 @pytest.mark.timeout(150)
@@ -42,7 +35,8 @@ def test_listener_and_reads_follow_the_restored_cluster(cache: bool) -> None:
             w.config_publish("app", "a1")
             w.config_publish("app", "a2")
             # the snapshot is n1's store: acknowledged by a majority, a2 may not be there yet
-            wait_until(lambda: holds(nodes[0], "app", 2), 10, what="n1 holds revision 2")
+            n1 = nodes[0].address
+            wait_until(lambda: serves_config_revision(n1, "app", 2), 10, what="n1 holds revision 2")
             r = run_cli("snapshot", "save", "--data-dir", nodes[0].data_dir, "--out", snap)
             assert r.returncode == 0, r.stderr
             for c in ("a3", "a4", "a5"):

@@ -12,22 +12,16 @@ next write is above N.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, serves_config_revision
 from r49lib import ConfigRecorder, client, new_nodes, running, wait_ready, wait_until
 
 BUMP = 1_000_000  # OPERATIONS.md "Restoring a lost cluster"
 
 
-
-def holds(node, data_id: str, revision: int) -> bool:  # type: ignore[no-untyped-def]
-    """Whether ``node`` itself serves ``data_id`` at ``revision`` (a one-shot read)."""
-    out = run_cli("config", "get", data_id, "--json", "-s", node.address, "--timeout", "1")
-    return out.returncode == 0 and json.loads(out.stdout).get("revision") == revision
 
 @pytest.mark.timeout(150)
 def test_data_id_created_after_the_snapshot_follows_the_restore() -> None:
@@ -44,7 +38,8 @@ def test_data_id_created_after_the_snapshot_follows_the_restore() -> None:
             clients.append(w)
             w.config_publish("old-id", "o1")  # the snapshot holds configs
             # (the snapshot is n1's store: acknowledged by a majority, o1 may not be there yet)
-            wait_until(lambda: holds(nodes[0], "old-id", 1), 10, what="n1 holds old-id")
+            n1 = nodes[0].address
+            wait_until(lambda: serves_config_revision(n1, "old-id", 1), 10, what="n1 holds old-id")
             r = run_cli("snapshot", "save", "--data-dir", nodes[0].data_dir, "--out", snap)
             assert r.returncode == 0, r.stderr
             for c in ("n1", "n2", "n3"):  # created after the snapshot
