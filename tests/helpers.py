@@ -323,6 +323,26 @@ class NodeProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
 
+    def stopped(self) -> bool:
+        """Every thread of the process is stopped (SIGSTOP delivered): a message sent
+        now waits unread.  ``kill`` returns before the target's threads stop: on a loaded
+        machine a thread still in the kernel can read a few more bytes (CI on 49566a4: a
+        write sent right after SIGSTOP was read by the "stopped" node)."""
+        assert self.proc is not None
+        try:
+            for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+                with open(f"/proc/{self.proc.pid}/task/{task}/stat", encoding="ascii") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] != "T":
+                        return False
+        except FileNotFoundError:  # a thread that exited while we looked: look again
+            return False
+        return True
+
+    def freeze(self) -> None:
+        """SIGSTOP, and wait until it has taken effect (``stopped``)."""
+        self.signal(signal.SIGSTOP)
+        wait_until(self.stopped, 5, 0.005, f"node {self.address} stopped (SIGSTOP)")
+
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
             return None

@@ -47,16 +47,8 @@ def _state(node: NodeProcess, of: NodeProcess) -> str:
     return next(str(m["state"]) for m in reply["result"]["members"] if m["address"] == of.address)
 
 
-def _stopped(node: NodeProcess) -> bool:
-    """The process is stopped (SIGSTOP delivered): a message sent now waits unread."""
-    assert node.proc is not None
-    with open(f"/proc/{node.proc.pid}/stat", encoding="ascii") as fh:
-        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
-
-
 def _freeze(node: NodeProcess) -> None:
-    node.signal(signal.SIGSTOP)
-    wait_until(lambda: _stopped(node), 5, what="the node stopped")
+    node.freeze()
 
 
 ATTEMPT = 1.0  # s: the Python client's attempt_timeout

@@ -67,12 +67,6 @@ def _listed(node: NodeProcess, service: str) -> list[str]:
     return sorted(f"{i['ip']}:{i['port']}" for i in reply["result"]["instances"])
 
 
-def _stopped(node: NodeProcess) -> bool:
-    assert node.proc is not None
-    with open(f"/proc/{node.proc.pid}/stat", encoding="ascii") as fh:
-        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
-
-
 @pytest.fixture
 def frozen() -> Iterator[list[NodeProcess]]:
     """Nodes a test froze: resumed (SIGCONT) whatever happens (the cluster fixture kills
@@ -85,8 +79,7 @@ def frozen() -> Iterator[list[NodeProcess]]:
 
 def _freeze(node: NodeProcess, frozen: list[NodeProcess]) -> None:
     frozen.append(node)
-    node.signal(signal.SIGSTOP)
-    wait_until(lambda: _stopped(node), 5, what="the node stopped")
+    node.freeze()
 
 
 def _client(nodes: list[NodeProcess]) -> Client:

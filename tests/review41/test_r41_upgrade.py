@@ -293,13 +293,26 @@ def test_rolling_upgrade_with_traffic_holds(
             if e["k"] == "ack":
                 acked.setdefault(e["data_id"], {})[e["rev"]] = e["content"]
     assert not problems, problems[:10]
-    history = run_py(old_checkout, HISTORY, servers, *sorted(acked))
-    for address, per_id in json.loads(history).items():
-        for data_id, items in per_id.items():
-            kept = {rev: content for rev, content in items}
-            low = min(kept)
-            lost = [r for r, c in acked[data_id].items() if r >= low and kept.get(r) != c]
-            assert not lost, (address, data_id, lost[:5])
+
+    def missing() -> list[tuple[str, str, list[int]]]:
+        history = run_py(old_checkout, HISTORY, servers, *sorted(acked))
+        out = []
+        for address, per_id in json.loads(history).items():
+            for data_id, items in per_id.items():
+                kept = {rev: content for rev, content in items}
+                low = min(kept)
+                lost = [r for r, c in acked[data_id].items() if r >= low and kept.get(r) != c]
+                if lost:
+                    out.append((address, data_id, lost[:5]))
+        return out
+
+    # a version acknowledged by a majority reaches the third node a moment later: read
+    # until every node has them (CI on be66e42: one node lacked the last write's revision
+    # when read at once; a version lost for good still fails here, after the deadline)
+    deadline = time.monotonic() + 20
+    while (lost := missing()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not lost, lost
 
 
 HISTORY = r"""
