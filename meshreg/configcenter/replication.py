@@ -171,6 +171,7 @@ class ConfigWrite:
     request_id: str = ""  # the client's id of this logical write ('': none, no dedup)
     resend: bool = False  # the client sent it before (an attempt timed out or failed over)
     deadline: float | None = None  # wall s past which it must not make a version (None: none)
+    caught_up: bool = False  # its CAS named a revision above this owner's: fetched once
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +472,7 @@ class ConfigReplicator:
         # every write it owned as late, and no other node could take them)
         self.clock_lead = 0.0
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
-                         "deduplicated": 0, "request_checks": 0, "pushed": 0,
+                         "deduplicated": 0, "request_checks": 0, "cas_catch_ups": 0, "pushed": 0,
                          "push_steps": 0, "sync_pages_out": 0, "have_steps": 0,
                          "refused_learner": 0, "late_writes": 0,
                          "refused_lists_apart": 0}  # fmt: skip
@@ -683,6 +684,18 @@ class ConfigReplicator:
             return [FetchVersions(p, write.key, check) for p in self.peers]
         if done is not None:  # a re-send: the version it made, never a second one
             return self._replay(now, write, done, arrived)
+        if self._behind_cas(write):
+            # the client saw a revision this owner does not hold: written by another owner
+            # while the member views differed (a node rejoining: each took itself for the
+            # owner), after this one caught up.  A majority holds it if it was
+            # acknowledged: fetch their versions once and decide on them, rather than a
+            # CONFLICT naming a revision no read shows (review41's rolling upgrade)
+            self.counters["cas_catch_ups"] += 1
+            self._catching_up[write.key] = _CatchUp(
+                [(replace(write, caught_up=True), arrived)], arrived + self.ack_timeout,
+                now + self.resend_interval, {"": {self.node_id} if self.intact else set()},
+            )  # fmt: skip
+            return [FetchVersions(p, write.key, "") for p in self.peers]
         try:
             entry = self._apply_local(now, write)
         except ConfigRejected as exc:  # (UNAVAILABLE: a CAS undecided, retry: nothing written)
@@ -702,6 +715,15 @@ class ConfigReplicator:
         # is durable, since everything the count leads to (the reply, the commit message)
         # is carried out after this Persist
         return [*(SendRecord(p, entry) for p in self.peers), Persist((entry,))]
+
+    def _behind_cas(self, write: ConfigWrite) -> bool:
+        """A compare-and-set on a revision above this node's current one (not asked
+        about yet): this owner may lack a version another owner wrote."""
+        if write.if_revision is None or write.caught_up or self.majority == 1:
+            return False
+        current = self.store.current(write.key)
+        held = current.revision if current is not None else 0
+        return type(write.if_revision) is int and write.if_revision > held
 
     def _records(self, entry: ConfigEntry, peers: Iterable[str], flagged: bool) -> list[Effect]:
         """Records of ``entry`` for ``peers``; ``flagged``: its write's records say

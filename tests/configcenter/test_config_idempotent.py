@@ -672,3 +672,44 @@ def test_a_write_past_its_deadline_makes_no_version() -> None:
     net.deliver()
     (ahead,) = net.answers("ahead")
     assert isinstance(ahead, ReplyEntry), ahead
+
+
+def test_a_cas_naming_a_revision_the_owner_lacks_is_decided_after_a_catch_up() -> None:
+    """Two owners while the member views differ (a node rejoining; review41's rolling
+    upgrade, session 32): the one that does not see the owner yet writes revision 2 with
+    the third node's vote.  The client reads it and sends a CAS on 2 to the owner, which
+    caught up before that write and lacks it: it fetches a majority's versions again and
+    decides on them, rather than answering CONFLICT "at revision 1, not 2" (a revision
+    no read shows any more)."""
+    net = Net3()
+    net.write(OWNER, publish("v1", "v1", RID, cas=0))
+    net.tick(0.3)
+    assert [e.revision for e in versions(net, OWNER)] == [1]
+    other = responsible_config_node(K, OTHERS)  # the owner of a view without OWNER
+    third = next(i for i in OTHERS if i != other)
+    net.reps[other].set_members_up((other, third))  # it does not see OWNER yet
+    net.drop = lambda m: OWNER in (getattr(m, "peer", None),)  # nor does OWNER hear it
+    net.write(other, publish("v2", "v2", RID2, cas=1))
+    net.deliver()
+    (v2,) = net.answers("v2")
+    assert isinstance(v2, ReplyEntry) and v2.entry.revision == 2, v2  # acknowledged
+    assert [e.revision for e in versions(net, OWNER)] == [1]  # not here yet
+    net.drop = lambda m: False
+    net.write(OWNER, publish("v3", "v3", "c" * 32, cas=2))  # the client read revision 2
+    net.deliver()
+    (v3,) = net.answers("v3")
+    assert isinstance(v3, ReplyEntry), v3  # not CONFLICT: revision 2 holds
+    assert v3.entry.revision == 3 and v3.entry.content == "v3"
+    assert net.reps[OWNER].counters["cas_catch_ups"] == 1
+    # a CAS on a revision nobody holds is still a CONFLICT, after one catch-up round
+    net.write(OWNER, publish("v9", "v9", "d" * 32, cas=9))
+    net.deliver()
+    (v9,) = net.answers("v9")
+    assert isinstance(v9, ReplyError) and v9.code is ErrorCode.CONFLICT, v9
+    assert "at revision 3, not 9" in v9.message
+    assert net.reps[OWNER].counters["cas_catch_ups"] == 2
+    # a CAS below what the owner holds is decided at once (no round: it cannot be behind)
+    net.write(OWNER, publish("v1b", "x", "e" * 32, cas=1))
+    (v1b,) = net.answers("v1b")
+    assert isinstance(v1b, ReplyError) and v1b.code is ErrorCode.CONFLICT
+    assert net.reps[OWNER].counters["cas_catch_ups"] == 2

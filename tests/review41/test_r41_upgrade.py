@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,6 +268,7 @@ def test_rolling_upgrade_with_traffic_holds(
         wait_acks(20)
         for n in cluster:
             n.stop()
+            all_new_at = time.time()  # the last old node stopped (the workloads' clock)
             n.start(NEW)
             wait_ready(n)
             wait_acks(10)  # traffic through the mixed cluster before the next node
@@ -282,7 +285,13 @@ def test_rolling_upgrade_with_traffic_holds(
     acked: dict[str, dict[int, str]] = {}
     for tag in ("oldc", "newc"):
         evs = [json.loads(line) for line in (out / f"{tag}.jsonl").read_text().splitlines()]
-        problems += [e for e in evs if e["k"] in ("werr", "backwards", "short")]
+        for e in evs:
+            if e["k"] not in ("werr", "backwards", "short"):
+                continue
+            if e["k"] == "werr" and _old_owner_cas_conflict(e, all_new_at):
+                warnings.warn(f"tolerated while a node ran {OLD_COMMIT[:7]}: {e}", stacklevel=1)
+                continue
+            problems.append(e)
         problems += [
             e for e in evs if e["k"] == "cb" and (e["n"], e["healthy"]) != (e["want"],) * 2
         ]
@@ -299,7 +308,9 @@ def test_rolling_upgrade_with_traffic_holds(
         out = []
         for address, per_id in json.loads(history).items():
             for data_id, items in per_id.items():
-                kept = {rev: content for rev, content in items}
+                kept: dict[int, str] = {}
+                for rev, content in items:  # two versions of one revision (two owners for
+                    kept.setdefault(rev, content)  # a moment): the winner comes first
                 low = min(kept)
                 lost = [r for r, c in acked[data_id].items() if r >= low and kept.get(r) != c]
                 if lost:
@@ -310,9 +321,29 @@ def test_rolling_upgrade_with_traffic_holds(
     # until every node has them (CI on be66e42: one node lacked the last write's revision
     # when read at once; a version lost for good still fails here, after the deadline)
     deadline = time.monotonic() + 20
-    while (lost := missing()) and time.monotonic() < deadline:
+    first = lost = missing()
+    while lost and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not lost, lost
+        lost = missing()
+    assert not lost, (lost, "at first:", first)
+    if first:  # (to tell a lag from a loss if it comes back)
+        warnings.warn(f"acknowledged versions missing at first, then there: {first}", stacklevel=1)
+
+
+def _old_owner_cas_conflict(event: dict[str, Any], all_new_at: float) -> bool:
+    """A compare-and-set refused as CONFLICT naming a revision below the one the client
+    read, while a node still ran the old version: two owners for a moment while a node
+    rejoins, the stale one lacking the other's acknowledged revision.  The old version
+    answers so; this one catches up first (CHANGELOG, session 32).  CI and the lab: 1
+    run in 15."""
+    m = re.search(r"is at revision (\d+), not (\d+)", event.get("err", ""))
+    return (
+        event["t"] < all_new_at
+        and event.get("data_id", "").startswith("cas-")
+        and "CONFLICT" in event.get("err", "")
+        and m is not None
+        and int(m.group(1)) < int(m.group(2))
+    )
 
 
 HISTORY = r"""
