@@ -258,6 +258,18 @@ class RawDealer:
         self.sock.close()
 
 
+def process_stopped(pid: int) -> bool:
+    """Every thread of process ``pid`` is stopped (state T: a SIGSTOP took effect)."""
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] != "T":
+                    return False
+    except FileNotFoundError:  # a thread that exited while we looked: look again
+        return False
+    return True
+
+
 class NodeProcess:
     """A real ``meshreg node`` process on free loopback ports."""
 
@@ -329,14 +341,7 @@ class NodeProcess:
         machine a thread still in the kernel can read a few more bytes (CI on 49566a4: a
         write sent right after SIGSTOP was read by the "stopped" node)."""
         assert self.proc is not None
-        try:
-            for task in os.listdir(f"/proc/{self.proc.pid}/task"):
-                with open(f"/proc/{self.proc.pid}/task/{task}/stat", encoding="ascii") as fh:
-                    if fh.read().rsplit(")", 1)[1].split()[0] != "T":
-                        return False
-        except FileNotFoundError:  # a thread that exited while we looked: look again
-            return False
-        return True
+        return process_stopped(self.proc.pid)
 
     def freeze(self) -> None:
         """SIGSTOP, and wait until it has taken effect (``stopped``)."""

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import queue
+import random
 import threading
 import time
 import traceback
@@ -93,6 +94,13 @@ log = logging.getLogger("meshreg.client")
 
 COMMANDS_PER_TURN = 256  # commands run before the sockets are looked at again
 UNUSABLE_FOR = 10.0  # s; a member address that could not be connected is not retried sooner
+# ms; a member's DEALER (writes straight to it, offline probes) that lost its connection
+# tries again after 100 ms, doubling up to this: it is kept for the client's life, and
+# libzmq's default (every 100 ms, forever) sent a member that died 10 connection attempts
+# a second from every client that ever probed it (review51 F3: 80 clients, 530/s).  Short
+# enough that a probe of a member back after a whole-cluster outage is answered within
+# about a probe round or two (review47 F1's reason for the probes).
+DIRECT_RECONNECT_IVL_MAX = 2_000
 ERROR_PAUSE_MAX = 1.0  # s; longest pause after a loop turn failed (doubling from 1 ms)
 SETTLE_WAIT = 0.2  # s; longest wait for a closed server DEALER's monitor to stop
 _MONITOR_IDS = itertools.count()
@@ -153,7 +161,7 @@ class ClientAgent:
             wall_offset,
             fail_when_refused,
         )
-        self.core = ClientSession(servers, settings, session)
+        self.core = ClientSession(servers, settings, session, shuffle=random.shuffle)
         self.curve = curve
         self.cache = cache
         # disk saves on their own thread, never ahead of a listener (review24 F3)
@@ -552,6 +560,7 @@ class ClientAgent:
                 return None
             sock = self._socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)  # no connection: fail now, use the server
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, DIRECT_RECONNECT_IVL_MAX)
             if ":" in host:
                 sock.setsockopt(zmq.IPV6, 1)
             try:

@@ -246,10 +246,12 @@ class Client(ConfigMixin):
         ``with`` blocks and the atexit close run and deregister (module docstring).
         A client left open is closed at interpreter exit either way.
 
-        ``server_order``: ``"random"`` starts at a random server of the list and fails
-        over in its order from there, so that clients given the same list spread over the
-        nodes (as Nacos's and etcd's clients do; review27 F3: every client used the first
-        node); ``"listed"`` starts at the first.
+        ``server_order``: ``"random"`` uses the list in an order of its own (shuffled): it
+        starts at a random server and fails over to the next of that order, so that
+        clients given the same list spread over the nodes, and the clients of a node that
+        stops spread over the others (as Consul's agents do; review27 F3: every client
+        used the first node; review51 F2: a rotated list sent every client of a dead
+        node to the same next one); ``"listed"`` uses the list as given.
 
         ``fail_when_refused``: a call fails as soon as every server has refused the
         connection (nothing listens there), not at the end of ``timeout``; for one-shot
@@ -302,9 +304,11 @@ class Client(ConfigMixin):
             target=self._run_notifier, name="meshreg-client-notify", daemon=True
         )
         self._notifier.start()
-        start = random.randrange(len(self.servers)) if server_order == "random" else 0
+        order = list(self.servers)
+        if server_order == "random":  # shuffled, not rotated: the clients of a node that
+            random.shuffle(order)  # dies spread over the others (review51 F2)
         self._agent = ClientAgent(
-            self.servers[start:] + self.servers[:start],
+            order,
             beat_interval,
             attempt_timeout,
             resync_interval,

@@ -363,12 +363,17 @@ class ClientSession:
         servers: list[tuple[str, int]],
         settings: SessionSettings,
         session: tuple[str, str] | None = None,
+        shuffle: Callable[[list[Any]], None] | None = None,
     ) -> None:
         """``session``: (namespace, session id) registrations are kept alive by (None:
-        per-instance beats)."""
+        per-instance beats).  ``shuffle``: puts the members learned from the cluster view
+        in this client's own order before they join the server list (the loop gives
+        ``random.shuffle``; None: the view's order), so the clients of a node that dies
+        do not all fail over to one member (review51 F2)."""
         self.settings = settings
         self.servers = list(servers)
         self.session = session
+        self._shuffle = shuffle
         self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self.watches: dict[ServiceKey, Watch] = {}
         self.closed = False
@@ -1251,8 +1256,10 @@ class ClientSession:
             up = view.up()
             self._members = tuple(sorted({m.id for m in up}))
             self._member_address = {m.id: m.address for m in up}
-            for m in view.members:  # every member is a server to fall back on
-                address = split_address(m.address)
+            learned = [split_address(m.address) for m in view.members]
+            if self._shuffle is not None:
+                self._shuffle(learned)  # (each client its own order: review51 F2)
+            for address in learned:  # every member is a server to fall back on
                 if address not in self.servers and len(self.servers) < MAX_SERVERS:
                     self.servers.append(address)
                     self._status_changed = True

@@ -195,6 +195,20 @@ def test_writes_go_straight_to_the_owner_from_the_cluster_view() -> None:
     assert h.requests("register")[-1].to == owner
 
 
+def test_learned_members_join_the_server_list_in_the_clients_own_order() -> None:
+    """review51 F2: every client learned the members in the view's order, so the clients
+    of a node that died all failed over to the same next one.  The loop gives the session
+    ``random.shuffle``; here a reversal stands for it (and None keeps the view's order)."""
+    orders = []
+    for shuffle in (None, list.reverse):
+        h = Harness(servers=("a:1",))
+        h.core._shuffle = shuffle
+        with_view(h)
+        orders.append([f"{host}:{port}" for host, port in h.core.servers])
+    assert orders[0] == ["a:1", "b:2", "c:3"]  # the view's order
+    assert orders[1] == ["a:1", "c:3", "b:2"]  # the client's own
+
+
 @pytest.mark.parametrize("outcome", [DirectSend.NOT_CONNECTED, DirectSend.UNUSABLE])
 def test_a_write_goes_through_the_server_when_the_owner_cannot_be_reached(
     outcome: DirectSend,
