@@ -25,7 +25,10 @@ Rules (each with its constant below):
   next server in the list is used and everything pending is sent again.  After a
   whole round of servers failed, further switches wait ``BACKOFF_BASE`` doubling to
   ``BACKOFF_MAX`` until some server answers.  A failover makes the loop move its
-  SUB too (``ConnectServer``) and re-pull every watched service.
+  SUB too (``ConnectServer``) and re-pull every watched service.  Away from its first
+  server (``_home``: the list is in the client's own order), the client pings it every
+  ``HOME_RETURN_INTERVAL`` and goes back once it answers ready and sees a majority
+  (``_probe_home``), so a fleet spreads again after an outage.
 * **Offline.** Once every server failed an attempt since the last answer from any node
   (``offline``), waiting again teaches nothing: a read of a service or data id with a
   disk copy is served from it at once (said once per service, as after a time-out),
@@ -239,6 +242,11 @@ MAJORITY_PROBES, MAJORITY_PROBE_MIN, MAJORITY_PROBE_MAX = 8, 1.0, 60.0
 # Offline: the other servers are pinged directly, at most this many per round (taken in
 # turn from the list), one round this often; the first that answers becomes the server
 OFFLINE_PROBES, OFFLINE_PROBE_INTERVAL = 8, 1.0
+# s; a client on another server than its first (after a failover, an outage) pings its
+# first this often and goes back to it once it answers ready and sees a majority: after
+# an outage the fleet was left on the node that came back first (review51 F1: 160
+# clients, 46/57/57 became 131/17/12 and stayed), as Consul's agents rebalance
+HOME_RETURN_INTERVAL = 30.0
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
 # views checked in one ``revisions`` request at most, and their names' bytes (the node
 # takes 1,000 entries and a 64 KiB body: names are up to 128 + 256 characters)
@@ -423,6 +431,11 @@ class ClientSession:
         self._next_view = 0.0
         self._next_majority_probe = 0.0  # (``_seek_majority``)
         self._next_offline_probe = 0.0  # (``_probe_others``)
+        # this client's first server (its own order: Client shuffles the list given); away
+        # from it, ``_probe_home`` asks it every HOME_RETURN_INTERVAL
+        self._home = self._address(0) if self.servers else ""
+        self._next_home_probe = math.inf
+        self._home_probing = False
         self._offline_probe_from = 0  # the list index the next round starts after
         self._probing: set[str] = set()  # servers an offline probe is in flight to
         self._server_heard_at = -math.inf  # the current server's last reply or push
@@ -477,6 +490,8 @@ class ClientSession:
             wake = min(wake, self._next_probe)
         for kind in self._notes:
             wake = min(wake, self._noted_at.get(kind, -math.inf) + self._log.interval)
+        if not self.offline and self.server != self._home:
+            wake = min(wake, self._next_home_probe)  # (inf: the next tick sets it)
         if self.offline:
             wake = min(wake, self._next_offline_probe)  # the other servers' probes
             if not self._pending and not self._backlog:
@@ -903,6 +918,12 @@ class ClientSession:
             self.request("ping", {}, max(self.settings.attempt_timeout, self._next_switch - now))
         if self.offline and now >= self._next_offline_probe:
             self._probe_others()
+        if self.offline or self.server == self._home:
+            self._next_home_probe = math.inf
+        elif self._next_home_probe == math.inf:  # away since now
+            self._next_home_probe = now + HOME_RETURN_INTERVAL
+        elif now >= self._next_home_probe:
+            self._probe_home()
         return self._take()
 
     def _check_pushes(self) -> None:
@@ -1152,6 +1173,42 @@ class ClientSession:
                          on_error=failed, via=address, priority=True,
                          direct_only=True)  # fmt: skip
 
+    def _probe_home(self) -> None:
+        """Away from this client's first server: ping it straight, and go back to it if it
+        answers ready and sees a majority of its cluster (the fleet spreads again over
+        the nodes after an outage, each client on its own first; review51 F1)."""
+        self._next_home_probe = self._now + HOME_RETURN_INTERVAL
+        if self._home_probing or self._closing():
+            return
+        home, away_on = self._home, self.server
+        self._home_probing = True
+
+        def answered(pong: Any) -> None:
+            self._home_probing = False
+            up, total = pong.get("members_up"), pong.get("members")
+            sees = type(up) is int and type(total) is int and (up * 2 > total or total <= 1)
+            if (
+                sees
+                and pong.get("ready") is not False
+                and self.replied_by == home  # (not re-sent through a server)
+                and self.server == away_on != home
+                and not self.offline
+                and not self._closing()
+            ):
+                self._switch_to(
+                    home,
+                    f"meshreg server {home} (this client's first) answers again; back to it "
+                    f"from {away_on}, so that the clients spread over the nodes again",
+                    "home",
+                    "info",
+                )
+
+        def failed(exc: BaseException) -> None:
+            self._home_probing = False
+
+        self.request("ping", {}, self.settings.attempt_timeout, on_reply=answered,
+                     on_error=failed, via=home, priority=True, direct_only=True)  # fmt: skip
+
     def _closing(self) -> bool:
         """A session close is in flight: no server move meanwhile (it would send the
         close again to a node whose table may be older than the one that had it)."""
@@ -1170,7 +1227,9 @@ class ClientSession:
             "majority",
         )
 
-    def _switch_to(self, address: str, why: str, kind: str = "failover") -> None:
+    def _switch_to(
+        self, address: str, why: str, kind: str = "failover", level: str = "warning"
+    ) -> None:
         """Use ``address`` (a server of the list) as the server now, saying ``why``."""
         indices = [i for i in range(len(self.servers)) if self._address(i) == address]
         if not indices or address == self.server:
@@ -1178,7 +1237,9 @@ class ClientSession:
         self._server_index = indices[0]
         self.server = address
         self._status_changed = True
-        self._warn(kind, why)
+        line = self._log.line(kind, self._now, why)
+        if line is not None:
+            self._out.append(LogLine(level, line))
         self._use_server()
 
     # -- offline: every server failed (see the theory of operation) -----------------------------

@@ -16,6 +16,7 @@ from meshreg.client.configs import config_info_from_map
 from meshreg.client.session import (
     BACKOFF_BASE,
     BACKOFF_MAX,
+    HOME_RETURN_INTERVAL,
     OFFLINE_PROBE_INTERVAL,
     OFFLINE_PROBES,
 )
@@ -383,3 +384,67 @@ def test_a_first_config_get_waiting_when_every_server_failed_fails_then_if_a_cop
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
     assert "config_get: no reply from meshreg server(s) a:1, b:2" in str(done.error)
     assert h.outcome(without) is None  # no copy to serve: its time-out decides
+
+
+# -- back to its first server (review51 F1) ---------------------------------------------------
+def away_from_home(h: Harness) -> None:
+    """a:1 (the client's first) stops answering: the client fails over to b:2, which
+    answers."""
+    first = read(h, service(0), None)
+    h.advance(ATTEMPT_MS)  # a:1 timed out
+    assert h.core.server == "b:2"
+    h.answer_all("instances", snapshot(2, 3, "10.0.0.1"))
+    h.answer_all("ping", PING)
+    assert isinstance(h.outcome(first), Complete) and not h.core.offline
+
+
+def home_pings(h: Harness) -> list:
+    return [r for r in h.unanswered("ping") if r.to == "a:1"]
+
+
+def live_on_b(h: Harness, ms: int) -> None:
+    """``ms`` pass while b:2 answers every request sent to it (a:1 is asked nothing but
+    its pings, left unanswered here)."""
+    end = h.now_ms + ms
+    while h.now_ms < end:
+        h.advance(min(100, end - h.now_ms))
+        answers = {"ping": PING, "instances": snapshot(2, 3, "10.0.0.1"),
+                   "revisions": {"epoch": 2, "stale": []}}  # fmt: skip
+        for op, result in answers.items():
+            for r in h.unanswered(op):
+                if r.to == "b:2":
+                    h.reply(r, result)
+
+
+def test_a_client_away_from_its_first_server_goes_back_once_it_answers() -> None:
+    """After an outage the fleet stayed on the node back first (160 clients: 46/57/57
+    became 131/17/12 for good).  Away from its first server, a client pings it every
+    HOME_RETURN_INTERVAL and goes back when it answers ready and sees a majority."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    away_from_home(h)
+    live_on_b(h, int(HOME_RETURN_INTERVAL * 1000) - 100)
+    assert not home_pings(h)  # not before the interval
+    live_on_b(h, 200)
+    (ping,) = home_pings(h)
+    h.reply(ping, {**PING, "ready": True, "members_up": 2, "members": 3}, source="a:1")
+    assert h.core.server == "a:1" and h.connected == "a:1"
+    assert any("back to it from b:2" in t for t in h.logs("info"))
+    assert not any("back to it" in t for t in h.logs("warning"))
+
+
+@pytest.mark.parametrize(
+    "pong",
+    [
+        {"ready": False, "members_up": 3, "members": 3},  # still catching up
+        {"ready": True, "members_up": 1, "members": 3},  # cut off: no majority
+    ],
+)
+def test_a_first_server_not_ready_or_without_a_majority_is_not_gone_back_to(pong: dict) -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    away_from_home(h)
+    live_on_b(h, int(HOME_RETURN_INTERVAL * 1000) + 100)
+    (ping,) = home_pings(h)
+    h.reply(ping, {**PING, **pong}, source="a:1")
+    assert h.core.server == "b:2"
+    live_on_b(h, int(HOME_RETURN_INTERVAL * 1000))  # asked again an interval later
+    assert len(home_pings(h)) == 1 and h.core.server == "b:2"

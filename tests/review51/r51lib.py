@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,11 +24,21 @@ from meshreg.client import Client  # noqa: E402
 def watching_clients(servers: list[str], n: int, service: str) -> Iterator[list[Client]]:
     """``n`` clients given ``servers`` (the default random order), each watching
     ``service``; closed at the end whatever happens."""
+    with fleet(servers, n, lambda c, i: c.subscribe(service, lambda xs: None)) as clients:
+        yield clients
+
+
+@contextmanager
+def fleet(
+    servers: list[str], n: int, setup: Callable[[Client, int], object]
+) -> Iterator[list[Client]]:
+    """``n`` clients given ``servers``, each set up by ``setup(client, i)``; closed at the
+    end whatever happens."""
     clients: list[Client] = []
     try:
-        for _ in range(n):
+        for i in range(n):
             c = Client(servers, handle_sigterm=False)
-            c.subscribe(service, lambda xs: None)
+            setup(c, i)
             clients.append(c)
         yield clients
     finally:
