@@ -20,8 +20,7 @@ of it, the node itself included, whether or not the others are up.
   a majority, and two majorities share a node, so a new owner never reassigns the revision
   of a version its predecessor had acknowledged (say, killed right after its reply).
   Writes to the data id wait for that round (``ack_timeout`` at most, else UNAVAILABLE:
-  nothing was written).  So does a compare-and-set naming a revision above the owner's
-  (``_behind_cas``): another owner may have written it meanwhile.
+  nothing was written).
 * **Write.** The responsible node assigns the next revision (the core checks the input
   and the compare-and-set), sends the version to every other configured member
   (``SendRecord``, again every ``resend_interval`` to those that have not answered) and
@@ -43,9 +42,7 @@ of it, the node itself included, whether or not the others are up.
   peers (``SendCommit``); the merge rule prefers the committed version at its revision.
   If ``ack_timeout`` passes first, or so many peers refused that a majority is out of
   reach, the client gets UNAVAILABLE saying the outcome is unknown (the version may
-  still spread and win): read, then retry.  A publish or delete without a CAS whose
-  version lost to a committed one (two owners for a moment) is applied again on top
-  instead (``_lost``): nothing conditions it.
+  still spread and win): read, then retry.
 * **Request ids: at most once.** A write may carry the client's request id (the same on
   every re-send of one logical write); the version it makes keeps it, so it replicates
   and is persisted with the version.  A write whose id already made a version held here
@@ -475,8 +472,7 @@ class ConfigReplicator:
         # every write it owned as late, and no other node could take them)
         self.clock_lead = 0.0
         self.counters = {"forwarded": 0, "refused_minority": 0, "timed_out": 0, "committed": 0,
-                         "deduplicated": 0, "request_checks": 0, "cas_catch_ups": 0,
-                         "lost_attempts_redone": 0, "pushed": 0,
+                         "deduplicated": 0, "request_checks": 0, "cas_catch_ups": 0, "pushed": 0,
                          "push_steps": 0, "sync_pages_out": 0, "have_steps": 0,
                          "refused_learner": 0, "late_writes": 0,
                          "refused_lists_apart": 0}  # fmt: skip
@@ -700,21 +696,13 @@ class ConfigReplicator:
                 now + self.resend_interval, {"": {self.node_id} if self.intact else set()},
             )  # fmt: skip
             return [FetchVersions(p, write.key, "") for p in self.peers]
-        return self._write_new(now, write, arrived)
-
-    def _write_new(
-        self, now: float, write: ConfigWrite, arrived: float, joined: list[Any] | None = None
-    ) -> list[Effect]:
-        """Apply ``write`` here as a new version and send it to the peers (the owner);
-        ``joined``: re-sends of it waiting for the same answer."""
         try:
             entry = self._apply_local(now, write)
         except ConfigRejected as exc:  # (UNAVAILABLE: a CAS undecided, retry: nothing written)
             unwritten = exc.code is ErrorCode.UNAVAILABLE
-            return [ReplyError(r, exc.code, exc.message, unwritten)
-                    for r in (write.request, *(joined or ()))]  # fmt: skip
+            return [ReplyError(write.request, exc.code, exc.message, unwritten)]
         pending = _Pending(write, entry, arrived + self.ack_timeout, now + self.resend_interval,
-                           {self.node_id}, set(), list(joined or ()))  # fmt: skip
+                           {self.node_id}, set())  # fmt: skip
         if self.majority == 1:
             return [Persist((entry,)), *self._commit(pending)]
         alone = not self._pending  # no other write of this node waits for its majority
@@ -824,7 +812,7 @@ class ConfigReplicator:
             return effects + self._commit(pending)
         if len(self.members) - len(pending.refused) < self.majority:
             del self._pending[(key, revision, origin, md5)]
-            return effects + self._lost(now, pending)
+            return effects + self._unknown(pending, "other versions were written concurrently")
         return effects
 
     def on_fetch(self, sender: str, key: ConfigKey, request_id: str = "") -> list[Effect]:
@@ -1387,36 +1375,6 @@ class ConfigReplicator:
             del self._awaiting[pkey]
         return [] if marked else [SendCommit(sender, key, revision, origin, md5)]
 
-    def _lost(self, now: float, pending: _Pending) -> list[Effect]:
-        """A write a majority refused: they hold another version at its revision.  One
-        that lost to a committed version never takes effect; a publish or delete without
-        a CAS has no condition to fail, so it is applied again on top, in the time left
-        (two owners while a node rejoins: the stale one's plain publish was answered
-        "outcome unknown", and its re-send CONFLICT; session 32).  Else ``_unknown``."""
-        w, e = pending.write, pending.entry
-        if (
-            w.if_revision is None
-            and w.op in ("publish", "delete")
-            and not (w.deadline is not None and now - self.clock_lead > w.deadline)
-            and self.responsible(e.key) == self.node_id  # (still its owner here)
-            and self._lost_to_committed(e)
-        ):
-            self.counters["lost_attempts_redone"] += 1
-            return self._write_new(now, w, pending.deadline - self.ack_timeout, pending.joined)
-        return self._unknown(pending, "other versions were written concurrently")
-
-    def _lost_to_committed(self, entry: ConfigEntry) -> bool:
-        """Another version of ``entry``'s revision is committed, and no version of its
-        request id is (that one would be its answer)."""
-        rid = entry.request_id
-        twin = self.store.find_request(entry.key, rid) if rid else None
-        if twin is not None and twin.committed:
-            return False
-        return any(
-            x.revision == entry.revision and x.committed and not x.same_version(entry)
-            for x in self.store.entries(entry.key)
-        )
-
     def _unknown(self, pending: _Pending, why: str) -> list[Effect]:
         """A pending write that will not commit here: answered with the committed version
         of the same request id if another owner's is held (two owners applied one re-send
@@ -1472,19 +1430,6 @@ class ConfigReplicator:
                 f"request_id {write.request_id!r} already made revision {done.revision} of "
                 f"{done.key} (a {done.change.value}), not a {write.op}: use a new request id "
                 "per write")]  # fmt: skip
-        if (
-            write.if_revision is None
-            and write.op in ("publish", "delete")
-            and _pending_key(done) not in self._pending
-            and self._lost_to_committed(done)
-        ):
-            # its attempt lost its revision to a concurrent version (two owners while a
-            # node rejoined) and never took effect; a publish or delete without a CAS has
-            # no condition to fail: applied now, on top (one write: ``find_request`` takes
-            # the committed version, history hides the lost attempt).  Before, the re-send
-            # of a plain publish was answered CONFLICT (session 32)
-            self.counters["lost_attempts_redone"] += 1
-            return self._write_new(now, write, arrived)
         self.counters["deduplicated"] += 1
         if done.committed:
             return [ReplyEntry(write.request, done)]

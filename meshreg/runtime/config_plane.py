@@ -556,7 +556,11 @@ class ConfigPlane:
             del self._forwards[tag]
             self.counters["forwards_redecided"] += 1
             ask = replace(fwd.ask, maybe_written=True)
-            again = replace(fwd.write.write, forwarded=False, request=ask)
+            # a re-send: the old owner may have applied it (and others written on top
+            # before it left), so the new owner asks a majority for its request id before
+            # applying it (review50 F4: without it, one client write was applied twice,
+            # the second time over another client's later write)
+            again = replace(fwd.write.write, forwarded=False, request=ask, resend=True)
             self._run_now(self.replicator.write(now, again, fwd.arrived), now, fwd.arrived)
 
     def stalled(self, now: float, late: float) -> None:
