@@ -1,11 +1,8 @@
-"""review46 helpers: real ``meshreg node`` processes on 127.0.0.1, ports 33000-33999 only
-(this review's slice), with the claim files of tests/helpers.py so that two sessions never
-take one block."""
+"""review46 helpers: real ``meshreg node`` processes on 127.0.0.1, on ports from
+tests/helpers.py's ``free_port_pair`` (below the kernel's ephemeral range, claimed)."""
 
 from __future__ import annotations
 
-import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -17,27 +14,17 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 import helpers  # noqa: E402
 from helpers import HOST, NodeProcess, raw_request, run_cli, start_all, wait_until  # noqa: E402
 
-LOW, HIGH = 33000, 34000
-
 __all__ = ["HOST", "NodeProcess", "port_block", "ping", "raw_request", "run_cli", "start_all",
            "wait_until"]  # fmt: skip
 
 
 def port_block(span: int = 4) -> int:
-    """A port p with p .. p+span-1 free on 127.0.0.1 and claimed, all in 33000-33999."""
-    os.makedirs(helpers._CLAIMS, exist_ok=True)
-    rng = random.Random()
-    for _ in range(400):
-        port = rng.randrange(LOW, HIGH - span, span)
-        block = range(port, port + span)
-        if helpers._handed_out.intersection(block):
-            continue
-        if not all(helpers._bindable(p) for p in block):
-            continue
-        if all(helpers._claim(p) for p in block):
-            helpers._handed_out.update(block)
-            return port
-    raise RuntimeError("no free block of ports in 33000-33999")
+    """A port p with p .. p+span-1 free on 127.0.0.1 and claimed.  The reviewer's slice,
+    33000-33999, lay in the ephemeral range (32768-60999 here), from which every outgoing
+    connection takes its local port: CI on 0877501 failed 3 tests when a restarted node
+    found its port taken ("Address already in use") while other tests' clients were
+    connecting."""
+    return helpers.free_port_pair(span)
 
 
 def ping(node: NodeProcess, timeout: float = 2.0) -> dict:
