@@ -62,3 +62,20 @@ def quiet_logs() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+
+
+def restore_lost_cluster(nodes: list[Node], snap: str, bump: int) -> None:
+    """The cluster is lost and restored from ``snap`` as OPERATIONS.md says: every node
+    killed, restored with ``--bump-revision bump``, started again, and ready."""
+    from helpers import run_cli
+
+    for n in nodes:
+        n.kill()
+    for n in nodes:
+        r = run_cli("snapshot", "restore", snap, "--data-dir", n.data_dir, "--force",
+                    "--bump-revision", str(bump))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    for n in nodes:
+        n.launch(n.peers)
+    for n in nodes:
+        wait_ready(n, 40)

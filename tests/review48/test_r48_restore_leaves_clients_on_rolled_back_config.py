@@ -13,7 +13,15 @@ import tempfile
 
 import pytest
 from helpers import run_cli, serves_config_revision
-from r48lib import ConfigRecorder, client, new_nodes, running, wait_ready, wait_until
+from r48lib import (
+    ConfigRecorder,
+    client,
+    new_nodes,
+    restore_lost_cluster,
+    running,
+    wait_ready,
+    wait_until,
+)
 
 BUMP = 1_000_000  # OPERATIONS.md "Restoring a lost cluster": --bump-revision
 
@@ -48,16 +56,7 @@ def test_listener_and_reads_follow_the_restored_cluster(cache: bool) -> None:
             app.config_listen("app", seen)
             wait_until(lambda: seen.last() == ("a5", 5), 10, what="listener at a5")
 
-            for n in nodes:  # the cluster is lost and restored, as OPERATIONS.md says
-                n.kill()
-            for n in nodes:
-                r = run_cli("snapshot", "restore", snap, "--data-dir", n.data_dir, "--force",
-                            "--bump-revision", str(BUMP))  # fmt: skip
-                assert r.returncode == 0, r.stderr
-            for n in nodes:
-                n.launch(n.peers)
-            for n in nodes:
-                wait_ready(n, 40)
+            restore_lost_cluster(nodes, snap, BUMP)  # as OPERATIONS.md says
             w2 = client(addrs)
             clients.append(w2)
             restored = w2.config_get("app")

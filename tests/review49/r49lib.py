@@ -15,6 +15,7 @@ from r48lib import (  # noqa: E402,F401
     client,
     holds_for,
     new_nodes,
+    restore_lost_cluster,
     running,
     wait_ready,
     wait_until,

@@ -17,10 +17,17 @@ import tempfile
 
 import pytest
 from helpers import run_cli, serves_config_revision
-from r49lib import ConfigRecorder, client, new_nodes, running, wait_ready, wait_until
+from r49lib import (
+    ConfigRecorder,
+    client,
+    new_nodes,
+    restore_lost_cluster,
+    running,
+    wait_ready,
+    wait_until,
+)
 
 BUMP = 1_000_000  # OPERATIONS.md "Restoring a lost cluster"
-
 
 
 @pytest.mark.timeout(150)
@@ -50,16 +57,7 @@ def test_data_id_created_after_the_snapshot_follows_the_restore() -> None:
             app.config_listen("new-id", seen)
             wait_until(lambda: seen.last() == ("n3", 3), 10, what="listener at n3")
 
-            for n in nodes:  # the cluster is lost and restored, as OPERATIONS.md says
-                n.kill()
-            for n in nodes:
-                r = run_cli("snapshot", "restore", snap, "--data-dir", n.data_dir, "--force",
-                            "--bump-revision", str(BUMP))  # fmt: skip
-                assert r.returncode == 0, r.stderr
-            for n in nodes:
-                n.launch(n.peers)
-            for n in nodes:
-                wait_ready(n, 40)
+            restore_lost_cluster(nodes, snap, BUMP)  # as OPERATIONS.md says
             w2 = client(addrs)
             clients.append(w2)
             assert w2.config_get("old-id").revision == 1 + BUMP  # the bump applied
