@@ -677,11 +677,7 @@ class ConfigReplicator:
             return [FetchVersions(p, write.key, check) for p in self.peers]
         if (self._fresh.get(write.key) != self._view or check) and self.majority > 1:
             self.counters["request_checks"] += bool(check)  # a re-send asked about
-            self._catching_up[write.key] = _CatchUp(
-                [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
-                {check: {self.node_id} if self.intact else set()},
-            )  # fmt: skip
-            return [FetchVersions(p, write.key, check) for p in self.peers]
+            return self._catch_up(now, write, arrived, check)
         if done is not None:  # a re-send: the version it made, never a second one
             return self._replay(now, write, done, arrived)
         if self._behind_cas(write):
@@ -691,11 +687,7 @@ class ConfigReplicator:
             # acknowledged: fetch their versions once and decide on them, rather than a
             # CONFLICT naming a revision no read shows (review41's rolling upgrade)
             self.counters["cas_catch_ups"] += 1
-            self._catching_up[write.key] = _CatchUp(
-                [(replace(write, caught_up=True), arrived)], arrived + self.ack_timeout,
-                now + self.resend_interval, {"": {self.node_id} if self.intact else set()},
-            )  # fmt: skip
-            return [FetchVersions(p, write.key, "") for p in self.peers]
+            return self._catch_up(now, replace(write, caught_up=True), arrived, "")
         try:
             entry = self._apply_local(now, write)
         except ConfigRejected as exc:  # (UNAVAILABLE: a CAS undecided, retry: nothing written)
@@ -715,6 +707,15 @@ class ConfigReplicator:
         # is durable, since everything the count leads to (the reply, the commit message)
         # is carried out after this Persist
         return [*(SendRecord(p, entry) for p in self.peers), Persist((entry,))]
+
+    def _catch_up(self, now: float, write: ConfigWrite, arrived: float, check: str) -> list[Effect]:
+        """Fetch a majority's versions of the data id (and of the request id ``check``)
+        before ``write`` is decided; it waits in the round (``_caught_up`` runs it)."""
+        self._catching_up[write.key] = _CatchUp(
+            [(write, arrived)], arrived + self.ack_timeout, now + self.resend_interval,
+            {check: {self.node_id} if self.intact else set()},
+        )  # fmt: skip
+        return [FetchVersions(p, write.key, check) for p in self.peers]
 
     def _behind_cas(self, write: ConfigWrite) -> bool:
         """A compare-and-set on a revision above this node's current one (not asked
