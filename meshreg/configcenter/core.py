@@ -283,21 +283,26 @@ class ConfigStore:
         """The version reads and listeners get at ``now``: the current one if a majority
         acknowledged it (``committed``) or it was written ``SETTLE_SECONDS`` ago (its
         write timed out: "outcome unknown", yet it stays), else the newest version below
-        it that is; ``now`` None: the current one.  A record may reach a peer before its
-        owner saved it (replication.py), so a version not yet acknowledged may still be
-        lost: it is not shown until then."""
+        it that is (at its own revision first: a version shown before another one won
+        that revision stays shown until the winner settles, not the revision below; the
+        fault simulation's seed 463: a node cut off alone showed its own r10 by the settle
+        rule, then, healed, r9 while the majority's r10 waited for its commit message);
+        ``now`` None: the current one.  A record may reach a peer before its owner saved
+        it (replication.py), so a version not yet acknowledged may still be lost: it is
+        not shown until then."""
         entry = self._current.get(key)
         if entry is None or now is None:
             return entry
         if self._settled(entry, now):
             return entry
         by_rev = self._history.get(key, {})
-        below = by_rev.get(entry.revision - 1)  # the usual answer: no sort of the history
-        if below:
-            settled = [e for e in below if self._settled(e, now)]
-            if settled:
-                return max(settled, key=merge_order)
-        for rev in sorted((r for r in by_rev if r < entry.revision), reverse=True):
+        for rev in (entry.revision, entry.revision - 1):  # the usual answer: no sort
+            held = by_rev.get(rev)
+            if held:
+                settled = [e for e in held if self._settled(e, now)]
+                if settled:
+                    return max(settled, key=merge_order)
+        for rev in sorted((r for r in by_rev if r < entry.revision - 1), reverse=True):
             settled = [e for e in by_rev[rev] if self._settled(e, now)]
             if settled:
                 return max(settled, key=merge_order)
@@ -316,6 +321,31 @@ class ConfigStore:
 
     def _settled(self, entry: ConfigEntry, now: float) -> bool:
         return entry.committed or now >= self.settles_at(entry)
+
+    def holds(self, key: ConfigKey, revision: int, origin: str, md5: str, committed: bool) -> bool:
+        """Whether this very version (revision, origin, md5) is held here, with its
+        committed flag if ``committed``."""
+        for v in self._history.get(key, {}).get(revision, ()):
+            if v.origin == origin and v.md5 == md5 and (v.committed or not committed):
+                return True
+        return False
+
+    def arrival_settle(self, entry: ConfigEntry) -> float:
+        """When ``entry``, unacknowledged, is shown here by this node's own clock (2.5 s
+        after it arrived); 0.0: not known (acknowledged, or stored without a time).  The
+        persistence layer keeps it with the version (sqlite_store ``settles_at``)."""
+        return self._settle_at.get((entry.key, entry.revision, entry.origin, entry.md5), 0.0)
+
+    def restore_settle(self, entry: ConfigEntry, at: float) -> None:
+        """At a load (``now`` = the start): ``entry``, just loaded unacknowledged, arrived
+        before the restart and is shown from ``at`` (its ``arrival_settle`` then), not
+        2.5 s after the start: a version this node showed before it stopped is shown at
+        once again (a reader would step back a revision).  Never later than the start's
+        rule (a clock set back since)."""
+        ident = (entry.key, entry.revision, entry.origin, entry.md5)
+        held = self._settle_at.get(ident)
+        if held is not None and at < held:
+            self._settle_at[ident] = at
 
     def settle_loaded(self, start: float) -> None:
         """After a start's load (stored with ``now`` = the start): a version written long

@@ -22,7 +22,16 @@ more than inserts, a committed-flag upgrade and deletes (pruning):
   loses nothing.  ``schema_version`` holds the format's number; an older database is
   migrated in place when opened (``MIGRATIONS``, one transaction), a newer one is refused
   with a clear error rather than misread.  Version 2 added ``request_id`` (the client's id
-  of the write that made a version; '' for versions of version 1 databases).
+  of the write that made a version; '' for versions of version 1 databases).  A column
+  with a default that a previous release may ignore is added in place without a new
+  version (``ADDED_COLUMNS``), so that release still opens the database (a downgrade):
+  ``settles_at``.
+* ``settles_at`` is when this node would show the version while no majority acknowledged
+  it, by its own wall clock (``ConfigStore.arrival_settle``: 2.5 s after it arrived;
+  0: not known, as for rows of older databases).  A save op may carry these times; at a
+  load a version this node had shown before a restart is shown again at once, not
+  hidden for 2.5 s after the start (a reader would step back a revision; the learner
+  simulation's seed 42: a node showed r21, crashed and showed r20 again at its ready).
 
 This is the one configcenter module that does I/O (sqlite3, os); the core stays pure.
 """
@@ -33,7 +42,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,18 +80,28 @@ CREATE TABLE IF NOT EXISTS config_versions (
     gray TEXT,                               -- JSON or NULL
     committed INTEGER NOT NULL,
     request_id TEXT NOT NULL DEFAULT '',     -- the write's request id ('' : none), v2
+    settles_at REAL NOT NULL DEFAULT 0,      -- shown unacknowledged from (0: unknown)
     UNIQUE (namespace, grp, data_id, revision, origin, md5, gray_md5, deleted)
 );
 """
 
 _COLUMNS = (
     "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted, content, type, "
-    "modified, modified_by, description, tags, change, gray, committed, request_id"
+    "modified, modified_by, description, tags, change, gray, committed, request_id, "
+    "settles_at"
 )
 # version -> the statements that take a database of that version to the next one
 MIGRATIONS = {
     1: ("ALTER TABLE config_versions ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",),
 }
+# columns added without a new schema version (a previous release reads and writes the
+# table without them): name -> its ALTER, run at an open that finds it missing
+ADDED_COLUMNS = {
+    "settles_at": "ALTER TABLE config_versions ADD COLUMN settles_at REAL NOT NULL DEFAULT 0",
+}
+# a save or a delete: (True: save, False: delete), the versions, and for a save, per version
+# when this node shows it unacknowledged (``settles_at``; empty or 0: not known)
+WriteOp = tuple[bool, Iterable[ConfigEntry]] | tuple[bool, Iterable[ConfigEntry], Sequence[float]]
 _UNIQUE = "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted"
 ROWS_PER_INSERT = 256  # versions per INSERT statement (within SQLite's variable limit): one
 # statement is one sqlite3 step, so the writer thread takes the GIL back once per statement,
@@ -151,6 +170,7 @@ class SqliteConfigStore:
                     f"{self.path} holds config schema version {row[0]}; this meshreg reads "
                     f"version {SCHEMA_VERSION}: use the matching meshreg, or move the file away"
                 )
+            self._add_columns()
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise ConfigError(f"{self.path} is not a usable config database: {exc}") from None
@@ -168,6 +188,21 @@ class SqliteConfigStore:
         (``journal_size_limit``: a WAL that grew while copies lagged does not stay big)."""
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._conn.execute(f"PRAGMA journal_size_limit={int(wal_keep_bytes)}")
+
+    def _add_columns(self) -> None:
+        """Add the ``ADDED_COLUMNS`` a database lacks (one written by a previous release;
+        another connection adding it at the same moment is no error)."""
+        conn = self._conn
+        for column, statement in ADDED_COLUMNS.items():
+            held = {r[1] for r in conn.execute("PRAGMA table_info(config_versions)")}
+            if column in held:
+                continue
+            try:
+                conn.execute(statement)
+            except sqlite3.OperationalError:
+                held = {r[1] for r in conn.execute("PRAGMA table_info(config_versions)")}
+                if column not in held:
+                    raise
 
     def _migrate(self, version: int) -> None:
         """Bring a database of an older schema version to ``SCHEMA_VERSION`` (one
@@ -195,10 +230,10 @@ class SqliteConfigStore:
         """Delete versions (pruned by the core), in one transaction."""
         self.write([(False, entries)])
 
-    def write(self, ops: Iterable[tuple[bool, Iterable[ConfigEntry]]]) -> None:
-        """``(True, entries)``: save them; ``(False, entries)``: delete them; every op in
-        its order, in ONE transaction, durable when this returns (nothing of it if it
-        raises)."""
+    def write(self, ops: Iterable[WriteOp]) -> None:
+        """``(True, entries[, settles_at])``: save them; ``(False, entries)``: delete them;
+        every op in its order, in ONE transaction, durable when this returns (nothing of
+        it if it raises)."""
         # Consecutive saves go in one INSERT (up to _rows_per_insert rows), whatever ops
         # they came in: a loop turn queues one op per version, and one statement per
         # version was one sqlite3 step (and GIL handoff) per version.  Rows keep their
@@ -212,9 +247,14 @@ class SqliteConfigStore:
                 steps.append((_upsert(len(chunk)), [v for row in chunk for v in row]))
             rows.clear()
 
-        for save, entries in ops:
+        for op in ops:
+            save, entries = op[0], op[1]
             if save:
-                rows.extend(map(_row, entries))
+                settles = op[2] if len(op) > 2 else ()
+                if settles:
+                    rows.extend(map(_row, entries, settles))
+                else:
+                    rows.extend(map(_row, entries))
             else:
                 keys = [_row(e)[:8] for e in entries]
                 if keys:
@@ -227,10 +267,14 @@ class SqliteConfigStore:
             self._transaction(lambda c: _steps(c, steps))
 
     def load_into(self, store: ConfigStore) -> int:
-        """Apply every stored version to ``store`` in write order; how many were read."""
+        """Apply every stored version to ``store`` in write order (with the time it is
+        shown unacknowledged, where known: ``settles_at``); how many were read."""
         count = 0
         for row in self._conn.execute(f"SELECT {_COLUMNS} FROM config_versions ORDER BY seq"):
-            store.apply(_entry(row))
+            entry = _entry(row)
+            store.apply(entry)
+            if row[-1] and not entry.committed:
+                store.restore_settle(entry, row[-1])
             count += 1
         return count
 
@@ -379,7 +423,7 @@ def database_path(data_dir: str | os.PathLike[str]) -> Path:
     return Path(data_dir) / DB_FILE_NAME
 
 
-def _row(e: ConfigEntry) -> tuple[Any, ...]:
+def _row(e: ConfigEntry, settles_at: float = 0.0) -> tuple[Any, ...]:
     gray = None
     if e.gray is not None:
         g = e.gray
@@ -411,12 +455,13 @@ def _row(e: ConfigEntry) -> tuple[Any, ...]:
         gray,
         int(e.committed),
         e.request_id,
+        settles_at,
     )
 
 
 def _entry(row: tuple[Any, ...]) -> ConfigEntry:
     (ns, grp, data_id, revision, origin, md5, _gm, deleted, content, kind, modified, by, desc,
-     tags, change, gray_json, committed, request_id) = row  # fmt: skip
+     tags, change, gray_json, committed, request_id, _settles_at) = row  # fmt: skip
     gray = None
     if gray_json is not None:
         g = json.loads(gray_json)

@@ -140,7 +140,10 @@ INLINE_BACKOFF = 0.5  # s; ... send the next turns to the writer thread for this
 # through each fsync, where the thread lets it serve the next message): past a couple of
 # ms the commit costs more than the handoff it saves
 
-Op = tuple[bool, tuple[ConfigEntry, ...]]  # (True: save, False: delete), versions
+# (True: save, False: delete), the versions, and for a save, per version when this node
+# shows it unacknowledged (``ConfigStore.arrival_settle``, taken on the loop thread; empty:
+# a delete or a flag, whose row exists already)
+Op = tuple[bool, tuple[ConfigEntry, ...], tuple[float, ...]]
 
 
 @dataclass(slots=True, eq=False)
@@ -460,12 +463,15 @@ class CommitPipeline:
         db: Callable[[], SqliteConfigStore | None] | None,
         thread: bool,
         clock: Callable[[], float] = time.monotonic,
+        settle_of: Callable[[ConfigEntry], float] | None = None,
     ) -> None:
         """``db``: the plane's database (None: in memory only); ``thread``: commit on a
         writer thread (the database then belongs to it; small turns with nothing in
         flight on the loop thread: ``InlineChoice``), else inline.  ``clock``: the
         commit latency in ``stats`` and the inline commits' duration (``InlineChoice``:
-        only with a thread, never in the simulation)."""
+        only with a thread, never in the simulation).  ``settle_of``: when a version
+        saved is shown unacknowledged (``ConfigStore.arrival_settle``), kept with it."""
+        self._settle_of = settle_of
         self.writer: InlineWriter | ThreadWriter | None = None
         if db is not None:
             store = db()
@@ -539,7 +545,7 @@ class CommitPipeline:
         waiting included: a flag written after its row's delete would bring it back)."""
         if entries:
             self._take_lazy(self.turn)
-            self.turn.ops.append((False, tuple(entries)))
+            self.turn.ops.append((False, tuple(entries), ()))
             self.turn.versions += len(entries)
 
     def hold(self, key: ConfigKey, reply: Any) -> bool:
@@ -654,7 +660,7 @@ class CommitPipeline:
     def _take_lazy(self, turn: Turn) -> None:
         """The flags waiting join ``turn``'s ops, after what it saves so far."""
         if self.lazy:
-            turn.ops.append((True, tuple(self.lazy)))
+            turn.ops.append((True, tuple(self.lazy), ()))
             turn.versions += len(self.lazy)
             self.lazy = []
         self._lazy_due = None
@@ -740,10 +746,12 @@ class CommitPipeline:
 
     # -- internals ------------------------------------------------------------------------
     def _save(self, turn: Turn, entries: tuple[ConfigEntry, ...], mark: bool = False) -> None:
-        turn.ops.append((True, entries))
         turn.versions += len(entries)
         if mark:  # a committed flag: what waits for the data id waits for its versions
+            turn.ops.append((True, entries, ()))
             return
+        settle = self._settle_of
+        turn.ops.append((True, entries, tuple(map(settle, entries)) if settle else ()))
         for e in entries:
             turn.keys.add(e.key)
             self.unsaved[e.key] = turn
@@ -800,7 +808,7 @@ class CommitPipeline:
         ops = [op for t in failed for op in t.ops]
         turn.ops[:0] = ops
         turn.versions += sum(t.versions for t in failed)
-        saved = tuple(e for save, entries in ops if save for e in entries)
+        saved = tuple(e for save, entries, _ in ops if save for e in entries)
         if saved:
             turn.effects.insert(0, Persist(saved))  # announced once the retry committed
         for t in failed:

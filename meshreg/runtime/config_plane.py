@@ -379,7 +379,9 @@ class ConfigPlane:
         self._parked_count = 0
         # this turn's effects until ``flush``, then on their way to disk (config_commit)
         self._commits = CommitPipeline(
-            (lambda: self.db) if self.db is not None else None, commit_thread
+            (lambda: self.db) if self.db is not None else None,
+            commit_thread,
+            settle_of=self.store.arrival_settle,
         )
         self._outbox: dict[str, list[SendRecord | SendAck | SendCommit]] = {}  # per peer
         # the records and commits packed for one peer's batch, reused for the other
@@ -701,7 +703,7 @@ class ConfigPlane:
         if error is not None and self._disk_failed_since is None:
             self._disk_failed_since = now
         if error is None:
-            saved = sum(len(entries) for save, entries in turn.ops if save)
+            saved = sum(len(entries) for save, entries, _ in turn.ops if save)
             if saved:
                 self.counters["group_commits"] += 1  # turns (a transaction may hold several)
                 self.counters["group_commit_versions"] += saved

@@ -138,6 +138,29 @@ def test_a_node_ahead_settles_a_version_by_the_clusters_clock() -> None:
     assert s.shown(K, 202.51).revision == 2
 
 
+def test_a_version_shown_before_another_won_its_revision_stays_shown_till_that_settles() -> None:
+    """The fault simulation's seed 463: a node cut off alone made r10 (never
+    acknowledged) and showed it by the settle rule; healed, the majority's r10 arrived
+    (a larger origin: it wins the revision) and waited for its commit message, and the
+    node showed r9 meanwhile: reads and listeners stepped back a revision.  The version
+    of the same revision that was shown stays shown until the winner settles."""
+    s = store()
+    s.now = 100.0
+    s.publish(K, "r9", now=100.0)
+    s.commit(K, 1, "n1", content_md5("r9"))
+    s.now = 101.0
+    mine = ConfigEntry(K, 2, "10.9.0.2:7400", "mine", "text", content_md5("mine"), 101.0)
+    s.apply(mine)  # its own write, cut off: no majority, outcome unknown
+    assert s.shown(K, 103.6) is mine
+    s.now = 110.0
+    theirs = ConfigEntry(K, 2, "10.9.0.3:7400", "theirs", "text", content_md5("theirs"), 109.0)
+    s.apply(theirs)  # the majority's, at the same revision: it wins, not settled here yet
+    assert s.current(K) is theirs
+    assert s.shown(K, 110.0) is mine  # not r1
+    s.commit(K, 2, "10.9.0.3:7400", content_md5("theirs"))
+    assert s.shown(K, 110.0).content == "theirs"
+
+
 def test_a_version_settles_by_when_it_reached_this_node_whatever_its_writers_clock() -> None:
     """review44 F1: a writer 10 s behind stamps ``modified`` 10 s in the past; every peer
     with a right clock found its unacknowledged versions settled on arrival and showed

@@ -107,6 +107,35 @@ def test_ready_once_every_data_id_the_peer_was_ahead_on_is_stored() -> None:
     assert gate.ready and gate.waiting() == 0
 
 
+def test_a_current_version_not_shown_yet_does_not_count_as_caught_up() -> None:
+    """The learner simulation's seed 345: a restarted node held r22 (its flag lost) and
+    got the record of r25, a write in flight, before the fetched r23-r24 acknowledged
+    meanwhile; r25 (not shown) is above the peer's r24, so the gate took the data id as
+    caught up and the node was ready showing r21 (a listener was synced with it).  It
+    is caught up when what it shows is as far, or it holds the peer's very version."""
+    a = holder(A, n=1)
+    key = KEYS[0]
+    for n in (2, 3):  # r2, r3 acknowledged at A
+        e = a.store.publish(key, f"v{n}", now=1.0)
+        a.store.commit(key, e.revision, e.origin, e.md5)
+    store = ConfigStore(B)
+    store.now = 5.0
+    store.apply(a.store.entries(key)[0])  # r1, committed
+    gate = ReadyGate((A, C), 2, store)
+    gate.tick(5.0)
+    feed(gate, 5.01, A, page(a, B, None))
+    assert gate.waiting() == 1
+    in_flight = a.store.publish(key, "v4", now=5.02)  # r4, a record: not acknowledged yet
+    store.apply(in_flight)
+    gate.on_stored(5.02, [key])
+    assert store.current(key) is in_flight and store.shown(key, 5.02).revision == 1
+    assert not gate.ready  # (it was: r4 is above r3)
+    for e in a.store.entries(key)[1:3]:  # the fetch answer: r2, r3
+        store.apply(e)
+    gate.on_stored(5.03, [key])
+    assert gate.ready and store.shown(key, 5.03).revision == 3
+
+
 def test_a_lost_ask_or_page_is_asked_again_from_the_same_cursor() -> None:
     a = holder(A)
     store = ConfigStore(B)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from meshreg.configcenter.core import ConfigStore
-from meshreg.configcenter.model import ConfigKey, ConfigLimits
+from meshreg.configcenter.model import ConfigEntry, ConfigKey, ConfigLimits, content_md5
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path, mark_store_fresh
 from meshreg.errors import ConfigError
 
@@ -367,3 +367,93 @@ def test_a_database_deleted_alone_is_a_store_that_started_empty(tmp_path: Path) 
             os.remove(floors.parent / name)
     with SqliteConfigStore(floors) as db:
         assert db.created and db.load_state(empty=False) == (False, set(), False)
+
+
+def _versions_arrived_at(arrived: float) -> tuple[ConfigStore, ConfigEntry, ConfigEntry]:
+    """r1 acknowledged, r2 not (its commit messages lost), both reached this node at
+    ``arrived`` (written by the owner just before)."""
+    store = ConfigStore("n1")
+    store.now = arrived
+    v1 = ConfigEntry(K, 1, "n9", "v1", "text", content_md5("v1"), arrived - 1.0, committed=True)
+    v2 = ConfigEntry(K, 2, "n9", "v2", "text", content_md5("v2"), arrived)
+    store.apply(v1)
+    store.apply(v2)
+    return store, v1, v2
+
+
+def _restart(path: Path, start: float) -> ConfigStore:
+    """What a node's start does (runtime/config_plane): load with ``now`` = the start."""
+    store = ConfigStore("n1")
+    store.now = start
+    with SqliteConfigStore(path) as db:
+        db.load_into(store)
+    store.settle_loaded(start)
+    return store
+
+
+def test_a_version_shown_unacknowledged_before_a_restart_is_shown_at_once_after_it(
+    tmp_path: Path,
+) -> None:
+    """The learner simulation's seed 42: a node showed r21 by the settle rule (its commit
+    messages lost), crashed and restarted 1 s later; loaded unacknowledged, r21 settled
+    only 2.5 s after the start, so a reader of that node stepped back to r20.  Each
+    version keeps when it settles here (``settles_at``, this node's clock)."""
+    path = database_path(tmp_path / "data")
+    before, v1, v2 = _versions_arrived_at(1000.0)
+    assert before.shown(K, 1002.4) is v1 and before.shown(K, 1002.5) is v2
+    assert (before.arrival_settle(v1), before.arrival_settle(v2)) == (0.0, 1002.5)
+    with SqliteConfigStore(path) as db:
+        db.write([(True, (v1, v2), (before.arrival_settle(v1), before.arrival_settle(v2)))])
+    shown_before = _restart(path, 1003.0)  # restarted after it showed r2: r2 at once
+    assert shown_before.current(K) == v2 and shown_before.shown(K, 1003.0) == v2
+    early = _restart(path, 1001.0)  # restarted before it showed r2: from 1002.5 as before
+    assert early.shown(K, 1002.4) == v1 and early.shown(K, 1002.5) == v2
+    set_back = _restart(path, 900.0)  # a clock set back since: never later than the start's rule
+    assert set_back.shown(K, 902.4) == v1 and set_back.shown(K, 902.5) == v2
+
+
+def test_a_version_saved_without_its_settle_time_settles_after_the_start(tmp_path: Path) -> None:
+    """A row without the time (``db.save``, a previous release's rows): 2.5 s after the
+    start, as before (review46 F4), not at once."""
+    path = database_path(tmp_path / "data")
+    _, v1, v2 = _versions_arrived_at(1000.0)
+    with SqliteConfigStore(path) as db:
+        db.save([v1, v2])
+    store = _restart(path, 1003.0)
+    assert store.shown(K, 1005.4) == v1 and store.shown(K, 1005.5) == v2
+
+
+def test_a_previous_releases_database_gains_the_column_and_stays_readable_by_it(
+    tmp_path: Path,
+) -> None:
+    """``settles_at`` is added in place, without a new schema version: the previous
+    release (which selects and inserts its own columns) still opens the database after
+    this one did (a downgrade)."""
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.execute("ALTER TABLE config_versions ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+    conn.execute("UPDATE schema_version SET version = 2")
+    conn.commit()
+    conn.close()
+    _, _, v2 = _versions_arrived_at(1000.0)
+    with SqliteConfigStore(path) as db:
+        db.write([(True, (v2,), (1002.5,))])
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    rows = conn.execute("SELECT revision, settles_at FROM config_versions ORDER BY seq")
+    assert rows.fetchall() == [(1, 0.0), (2, 1002.5)]
+    old_columns = (
+        "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted, content, type, "
+        "modified, modified_by, description, tags, change, gray, committed, request_id"
+    )
+    conn.execute(
+        f"INSERT INTO config_versions ({old_columns}) SELECT namespace, grp, data_id, 3, "
+        "origin, md5, gray_md5, deleted, content, type, modified, modified_by, description, "
+        "tags, change, gray, committed, request_id FROM config_versions WHERE revision = 2"
+    )  # what the previous release's insert is: its own columns
+    conn.commit()
+    assert len(conn.execute(f"SELECT {old_columns} FROM config_versions").fetchall()) == 3
+    conn.close()
+    with SqliteConfigStore(path) as db:  # and this release again
+        assert db.count() == 3

@@ -459,7 +459,7 @@ def test_records_leave_after_the_owners_save_and_the_peers_commit_on_their_own_s
     for peer in peers:  # saved with the flag, not yet on disk: not announced, no ack
         assert [n["revision"] for n in net.notes.get(peer, [])] == [1]
         (turn,) = writers[peer].queue
-        assert {(e.revision, e.committed) for _, es in turn.ops for e in es} == {(2, False),
+        assert {(e.revision, e.committed) for _, es, _ in turn.ops for e in es} == {(2, False),
                                                                                   (2, True)}
     assert not net.queue
     for peer in peers:

@@ -20,7 +20,7 @@ import msgpack
 import pytest
 
 from meshreg.config import NodeConfig
-from meshreg.configcenter.core import AGE_SKEW_MARGIN
+from meshreg.configcenter.core import AGE_SKEW_MARGIN, SETTLE_SECONDS
 from meshreg.configcenter.model import ConfigEntry, ConfigKey, content_md5
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
@@ -70,7 +70,7 @@ class Net:
         self.notes: dict[str, list[dict[str, Any]]] = {}
         self.sent: list[tuple[str, str, str]] = []  # (from, to, op), batch items one by one
         self.batches = 0  # config_batch messages sent
-        self.addresses = ADDRESSES[:n]
+        self.addresses = (*ADDRESSES, "127.0.0.1:7830")[:n]  # (a fourth: a majority of 3)
         self.data_dir = data_dir
         self.down: set[str] = set()
         self.cut: set[tuple[str, str]] = set()  # (from, to): its own connections drop
@@ -439,6 +439,21 @@ def test_a_version_loaded_unacknowledged_settles_2_5_s_after_the_start(tmp_path:
     assert net.call(ADDRESSES[0], "config_get", data_id="loaded")["result"]["revision"] == 2
 
 
+def test_every_node_keeps_with_a_version_when_it_settles_there(tmp_path: Path) -> None:
+    """The save ops carry ``ConfigStore.arrival_settle`` (taken on the loop thread): a
+    node restarted after it showed a version no commit message reached shows it at once
+    (test_config_sqlite.py; the learner simulation's seed 42)."""
+    net = Net(4, data_dir=tmp_path)  # (of 3, a peer saving a record makes the majority)
+    written = net.now
+    assert net.call(ADDRESSES[0], "config_publish", data_id="s", content="1")["ok"]
+    for address in net.addresses:
+        net.planes[address].close(net.now)
+        with SqliteConfigStore(database_path(tmp_path / address.rpartition(":")[2])) as db:
+            rows = db._conn.execute("SELECT settles_at FROM config_versions").fetchall()
+        assert len(rows) == 1 and written + SETTLE_SECONDS <= rows[0][0], (address, rows)
+        assert rows[0][0] <= net.now + SETTLE_SECONDS, (address, rows)
+
+
 def test_a_node_whose_clock_is_off_serves_no_config_reads() -> None:
     """review44 F4: counted out for a clock off a majority's by more than 30 s, a node
     refused registry reads but served config reads; now both (the fast path too), and
@@ -783,9 +798,9 @@ class _RecordingDb:
         self.db, self.log, self.me = db, log, me
 
     def write(self, ops: Any) -> None:  # what the plane's group commit calls
-        ops = [(save, list(entries)) for save, entries in ops]
+        ops = [(save, list(entries), settles) for save, entries, settles in ops]
         self.db.write(ops)  # the commit first, then the log entry: "on disk"
-        entries = [e for save, es in ops if save for e in es]
+        entries = [e for save, es, _ in ops if save for e in es]
         self.log.append(
             ("save", self.me, {(e.key.data_id, e.revision, e.committed) for e in entries})
         )
@@ -924,11 +939,11 @@ def test_the_order_check_fails_when_a_reply_leaves_before_the_commit(tmp_path: P
 
     def sends_first(now: float) -> None:  # the bug: carry out the effects, then save
         turn = plane._commits.turn
-        entries = [e for save, es in turn.ops if save for e in es]
+        entries = [e for save, es, _ in turn.ops if save for e in es]
         turn.ops.clear()
         ConfigPlane.flush(plane, now)
         assert plane.db is not None
-        plane.db.write([(True, entries)])
+        plane.db.write([(True, entries, ())])
 
     plane.flush = sends_first  # type: ignore[method-assign]
     net.call(ADDRESSES[0], "config_publish", data_id="early", content="x")
