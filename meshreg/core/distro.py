@@ -421,6 +421,7 @@ class DistroNode:
             "refuted": 0,
             "passed_on": 0,  # peers' payloads passed on while nobody hears everyone
             "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
+            "reconciles_unheard": 0,  # reconciles from a node not heard as a member: not merged
             "session_beats_in": 0,  # sessions messages from peers (renewals they received)
             "sessions_relayed": 0,  # ... passed on to peers that do not hear their sender
             "sessions_relayed_in": 0,  # renewals peers relayed to us (of nodes we do not hear)
@@ -1233,6 +1234,20 @@ class DistroNode:
         return False
 
     def _reconcile(self, req: Reconcile, now: float) -> ReconcileReply:
+        if req.node != self.node_id and self.membership.peer_by_id(req.node) is None:
+            # not a member this node has heard (a beacon): nothing of it is merged.  On a
+            # cluster without a key anyone may speak the peer port, and a reconcile in the
+            # name of a made-up node put 1,700 instances past every quota on both nodes,
+            # then kept by self-preservation (review52 F2).  A member that started after
+            # us and was not heard yet loses nothing: our own round with it pulls them.
+            self.counters["reconciles_unheard"] += 1
+            self._report(now, "reconcile", req.node, (
+                f"a reconcile of {len(req.services)} services from node {req.node!r}, "
+                "which this node has not heard as a member: nothing merged (a peer just "
+                "started, or something that is not a node speaks the peer port: give the "
+                "cluster a key, SECURITY.md)"
+            ))  # fmt: skip
+            return ReconcileReply(tuple(self.payload_of(p.key) for p in req.services))
         for payload in req.services:  # bad stamps are counted first, whoever owns it
             if self._too_far_ahead(payload, now, req.node, "reconcile"):
                 continue

@@ -57,6 +57,7 @@ from meshreg.core.effects import (
     SyncAnnounced,
 )
 from meshreg.core.health import HealthPolicy
+from meshreg.core.instance_views import MIN_ROWS, InstanceViews
 from meshreg.core.outbox import Outbox
 from meshreg.core.overrides import MAX_OVERRIDES, MAX_OVERRIDES_PER_NAMESPACE
 from meshreg.core.preservation import SelfPreservation
@@ -105,7 +106,7 @@ from meshreg.core.results import (
 )
 from meshreg.core.sessions import SessionRecord, session_label
 from meshreg.core.stats import NodeStats
-from meshreg.core.store import InstanceRecord, RegistryStore
+from meshreg.core.store import InstanceRecord, RegistryStore, ServiceRecord
 from meshreg.core.subscriber_counts import SubscriberCounts
 from meshreg.core.versions import TAG_BITS, HybridClock
 from meshreg.errors import ErrorCode, RequestRejected
@@ -280,6 +281,7 @@ class RegistryNode:
         self.store = RegistryStore(self.limits.max_tombstones)
         self.stats = NodeStats(now)
         self.subscriptions = SubscriberCounts()
+        self.views = InstanceViews()  # large services' rows between reads (review52 F3)
         self.preservation = SelfPreservation(policy)
         self.next_check_at = now + policy.check_interval
         self.next_session_check = now + health.session_check_interval(policy)
@@ -831,22 +833,18 @@ class RegistryNode:
         """``key``'s instances (only the healthy, enabled ones if ``healthy_only``,
         unless protection is on), with its settings; ``now``: tell the uptime too."""
         svc = self.store.get(key)
-        instances: list[InstanceRow] = []
         threshold, _, service_metadata = self.store.service_settings(key)
         protected = False
+        rows: tuple[InstanceRow, ...] = ()
         if svc is not None:
-            if threshold > 0:
-                healthy = sum(1 for r in svc.instances.values() if r.healthy)
-                protected = protection_active(healthy, len(svc.instances), threshold)
-            overrides = self.store.overrides.by_service.get(key)
-            for rec in svc.instances.values():
-                weight, enabled = rec.weight, rec.enabled
-                if overrides is not None:  # an operator's drain or weight (core/overrides)
-                    weight, enabled = self.store.effective(key, rec)
-                if healthy_only and not protected and not (rec.healthy and enabled):
-                    continue
-                instances.append(rec.id + (weight, enabled, rec.healthy, rec.metadata))
-        instances.sort(key=_BY_ID)  # (ip, port, cluster)
+            large = len(svc.instances) >= MIN_ROWS
+            kept = self.views.get(key, healthy_only, svc.revision) if large else None
+            if kept is not None:  # its rows at this revision (core/instance_views)
+                protected, rows = kept
+            else:
+                protected, rows = self._instance_rows(svc, key, healthy_only, threshold)
+                if large:
+                    self.views.put(key, healthy_only, svc.revision, protected, rows)
         return InstancesResult(
             key,
             self.epoch,
@@ -854,11 +852,31 @@ class RegistryNode:
             threshold,
             protected,
             service_metadata,
-            tuple(instances),
+            rows,
             round(self.stats.uptime(now), 3) if now is not None else None,
             self.synced if now is not None else None,
             self.table_age(now) if now is not None else None,
         )
+
+    def _instance_rows(
+        self, svc: ServiceRecord, key: ServiceKey, healthy_only: bool, threshold: float
+    ) -> tuple[bool, tuple[InstanceRow, ...]]:
+        """(protected, the rows of ``svc``'s instances ordered by (ip, port, cluster))."""
+        protected = False
+        if threshold > 0:
+            healthy = sum(1 for r in svc.instances.values() if r.healthy)
+            protected = protection_active(healthy, len(svc.instances), threshold)
+        instances: list[InstanceRow] = []
+        overrides = self.store.overrides.by_service.get(key)
+        for rec in svc.instances.values():
+            weight, enabled = rec.weight, rec.enabled
+            if overrides is not None:  # an operator's drain or weight (core/overrides)
+                weight, enabled = self.store.effective(key, rec)
+            if healthy_only and not protected and not (rec.healthy and enabled):
+                continue
+            instances.append(rec.id + (weight, enabled, rec.healthy, rec.metadata))
+        instances.sort(key=_BY_ID)  # (ip, port, cluster)
+        return protected, tuple(instances)
 
     def table_age(self, now: float) -> float | None:
         """s the table has collected registrations (None: a source did not tell)."""

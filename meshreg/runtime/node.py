@@ -346,6 +346,54 @@ _CONFIG_REQUESTS = frozenset(
 )
 
 
+def _frames_after(
+    recv: Any, sock: Channel, frame: Any, delimited: bool = False, copy: bool = True
+) -> tuple[list[Any], str]:
+    """The rest of a message from ``frame`` (received as a Frame; the routing id
+    before it already taken), as bytes (``copy`` False: the Frames), and "" ; or
+    ([its last Frame], why) for a message whose envelope is out of bounds: a frame before its last
+    above ``MAX_ROUTING_FRAME_BYTES`` (a routing frame, or a body with more after it),
+    or more than ``MAX_ENVELOPE_FRAMES`` of them.  Such a message is received to its end
+    and dropped without a copy, so it costs the loop microseconds whatever its size
+    (review52 F1: ``ping``s behind 15 routing frames of 2 MiB grew a node by GBs: each
+    was copied, and mirrored into its reply).  ``delimited``: the delimiter was taken."""
+    out: list[Any] = []
+    while frame.more:
+        size = len(frame)
+        if size > limits.MAX_ROUTING_FRAME_BYTES or len(out) >= limits.MAX_ENVELOPE_FRAMES:
+            if delimited:
+                why = "request must have exactly one body frame after the delimiter"
+            elif size > limits.MAX_ROUTING_FRAME_BYTES:
+                why = (
+                    f"a routing frame of {size} bytes before the delimiter (at most "
+                    f"{limits.MAX_ROUTING_FRAME_BYTES}: a ZeroMQ routing id); send [b'', body]"
+                )
+            else:
+                why = "too many routing frames before the delimiter"
+            while frame.more:
+                frame = recv(sock, 0, False)
+            return [frame], why  # (the Frame names the sender's address)
+        delimited = delimited or not size
+        out.append(frame.bytes if copy else frame)
+        frame = recv(sock, 0, False)
+    out.append(frame.bytes if copy else frame)
+    return out, ""
+
+
+def _too_large(size: int, cap: int) -> RequestRejected:
+    """Made when raised, never before the decode: an exception held in a local of the
+    frame it is raised from is a cycle (exception, traceback, frame) that keeps the
+    frame's locals alive, and one made before a long decode is old by the time it is
+    raised, so only a full collection, which the node turns off (runtime/gc_policy),
+    would free it with the decoded body (review52 F4: ~1.1 MiB leaked per oversized
+    non-config request)."""
+    return RequestRejected(
+        ErrorCode.TOO_LARGE,
+        f"request body is {size} bytes; the limit is {limits.MAX_BODY_BYTES} "
+        f"(config ops: the content cap {cap} + 64 KiB)",
+    )
+
+
 class NodeRuntime:
     """Binds the sockets and runs the loop until ``stop()``.
 
@@ -1158,12 +1206,15 @@ class NodeRuntime:
                     continue
                 frames: list[Any] = [rid, delimiter, frame]
             else:  # any other shape: as bytes, to _serve (which answers it)
-                frames = [rid, delimiter.bytes]
-                if frame is not delimiter:
-                    frames.append(frame.bytes)
-                while frame.more:
-                    frame = recv(router, 0, False)
-                    frames.append(frame.bytes)
+                if frame is delimiter:
+                    rest, why = _frames_after(recv, router, delimiter)
+                else:  # [id, b"", body, more frames]
+                    rest, why = _frames_after(recv, router, frame, delimited=True)
+                    rest.insert(0, b"")
+                if why:
+                    self._refuse_envelope(router, rid, why, now, OPEN, rest[-1])
+                    continue
+                frames = [rid, *rest]
             reply = serve(frames, now, OPEN, False, msg)
             if has_effects():  # a change: pushed and replicated before its reply
                 self._after_write(router)
@@ -1193,7 +1244,8 @@ class NodeRuntime:
         connection could take over an earlier one's.
         """
         sock = cast("zmq.Socket[bytes]", router)  # CURVE: only the ZeroMQ transport has it
-        recv, get, serve, replies = sock.recv, sock.get, self._serve, self.replies
+        recv, serve, replies = sock.recv, self._serve, self.replies
+        recv_frame = self._fast_io[0]  # type: ignore[index]
         principals, has_effects = self._principals, self._write_effects()
         small = replies.small
         self._entries = 0
@@ -1213,9 +1265,7 @@ class NodeRuntime:
                 first = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            frames = [first.bytes]
-            while get(_RCVMORE):
-                frames.append(recv(0))
+            rest, why = _frames_after(recv_frame, sock, recv_frame(sock, 0, False))
             try:
                 user = str(first.get("User-Id"))
             except zmq.ZMQError:
@@ -1224,6 +1274,10 @@ class NodeRuntime:
             principal = principals.get(user) or self._principal(user)
             if principal is None:  # its key left the ACL since it connected
                 principal = Principal("revoked key", ())
+            if why:
+                self._refuse_envelope(sock, first.bytes, why, now, principal, first)
+                continue
+            frames = [first.bytes, *rest]
             reply = serve(frames, now, principal)
             if has_effects():  # a change: pushed and replicated before its reply
                 self._after_write(router)
@@ -1260,11 +1314,8 @@ class NodeRuntime:
                 first = recv(router, _NOBLOCK, False)
             except zmq.Again:
                 return
-            frames: list[Any] = [first.bytes]
-            frame = first
-            while frame.more:
-                frame = recv(router, 0, False)
-                frames.append(frame)
+            rest, why = _frames_after(recv, router, recv(router, 0, False), copy=False)
+            frames: list[Any] = [first.bytes, *rest]
             principal: Principal | None = OPEN
             if secure:
                 try:
@@ -1274,6 +1325,9 @@ class NodeRuntime:
                 principal = principals.get(user) or self._principal(user)
             if principal is None:  # its key left the ACL since it connected
                 principal = Principal("revoked key", ())
+            if why:
+                self._refuse_envelope(router, frames[0], why, now, principal, rest[0])
+                continue
             if len(frames) != 3 or frames[1]:  # not [id, b"", body]: as bytes, as the
                 frames = [frames[0], *(f.bytes for f in frames[1:])]  # fast drain does
             rid = frames[0]
@@ -1331,15 +1385,21 @@ class NodeRuntime:
         """The peer port: forwarded writes and peer calls, from peers only; config
         messages (one-way, ``[CONFIG_FRAME, body]``) go to the config plane."""
         now, has_effects = self.clock(), self._write_effects()
+        recv = self._fast_io[0]  # type: ignore[index]
         self._entries = 0
         for _ in range(BATCH):
             if self._entries >= TURN_ENTRIES:
                 self._cut_short = True
                 return
             try:
-                frames = router.recv_multipart(_NOBLOCK)
+                rid = recv(router, _NOBLOCK, True)
             except zmq.Again:
                 return
+            rest, why = _frames_after(recv, router, recv(router, 0, False))
+            if why:
+                self._refuse_envelope(router, rid, why, now, NODE, rest[0], peer=True)
+                continue
+            frames = [rid, *rest]
             if len(frames) == 3 and frames[1] == CONFIG_FRAME:
                 try:
                     now = self._now_checked()  # (a forwarded write: after a stall, known)
@@ -1522,11 +1582,7 @@ class NodeRuntime:
         """A client body above ``MAX_BODY_BYTES``: decoded only if it is a config op's,
         within the content cap plus overhead; anything else stays TOO_LARGE."""
         cap = self.config.config_max_content_bytes
-        too_large = RequestRejected(
-            ErrorCode.TOO_LARGE,
-            f"request body is {len(body)} bytes; the limit is {limits.MAX_BODY_BYTES} "
-            f"(config ops: the content cap {cap} + 64 KiB)",
-        )
+        size = len(body)
         try:
             msg = decode_config_body(bytes(body), cap)
         except RequestRejected as exc:
@@ -1534,9 +1590,10 @@ class NodeRuntime:
                 raise  # a config body above its own limit: that message names it
             if exc.code is ErrorCode.INVALID_ARGUMENT and exc.op in CONFIG_OPS:
                 raise  # a config op's str not UTF-8: said with its id (review30 F4)
-            raise too_large from None
+            raise _too_large(size, cap) from None
         if type(msg) is not dict or msg.get("op") not in CONFIG_OPS:
-            raise too_large
+            del msg  # (not kept alive by the traceback's frame)
+            raise _too_large(size, cap)
         return msg
 
     def _serve_config(
@@ -1869,6 +1926,22 @@ class NodeRuntime:
         if cursor is None or visible is None or visible(*cursor.split("/", 1)):
             return result
         return replace(result, next_cursor=self._cursor_seal.seal(cursor))
+
+    def _refuse_envelope(
+        self, sock: Channel, rid: bytes, why: str, now: float, principal: Principal,
+        frame: Any, peer: bool = False,
+    ) -> None:  # fmt: skip
+        """A message whose envelope is out of bounds (``_frames_after``): counted, logged
+        within the budget, and answered MALFORMED to its connection alone (``[id, b"",
+        error]``, id 0), never mirroring what it sent; ``frame``: one of its Frames (the
+        log names its address)."""
+        exc = RequestRejected(ErrorCode.MALFORMED, why)
+        self._rejected(exc, now, self._sender([frame], principal, peer))
+        reply = [rid, b"", encode_error(0, exc.code, exc.message)]
+        if peer:
+            self.peer_replies.send(sock, reply, now)
+        else:
+            self.replies.send(sock, reply, now, True)
 
     def _rejected(
         self, exc: RequestRejected, now: float, who: tuple[str, str] = ("", "a client")

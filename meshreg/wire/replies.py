@@ -32,15 +32,19 @@ def _to_wire(obj: Any) -> Any:
 # core modules under them) cost every client and CLI process its start-up
 # (bench/startup.py).  A dict, not an import in ``_to_wire``: that costs microseconds a call.
 _ENCODERS: dict[type, Callable[[Any], Any]] = {}
+# type -> its whole result packed (bytes), where that is faster than through its map (a
+# large service's instances: wire/result_maps ``RESULT_PACKERS``); filled with _ENCODERS
+_PACKERS: dict[type, Callable[[Any], bytes]] = {}
 
 
 def _encoder(kind: type) -> Callable[[Any], Any]:
     from meshreg.core.cluster_messages import ServicePayload
     from meshreg.wire.peer import payload_to_wire
-    from meshreg.wire.result_maps import RESULT_MAPS
+    from meshreg.wire.result_maps import RESULT_MAPS, RESULT_PACKERS
 
     if not _ENCODERS:
         _ENCODERS.update(RESULT_MAPS)
+        _PACKERS.update(RESULT_PACKERS)
         _ENCODERS[ServicePayload] = payload_to_wire
     encode = _ENCODERS.get(kind)
     if encode is None:
@@ -79,6 +83,9 @@ def encode_ok(req_id: int, result: Any = None) -> bytes:
         if type(req_id) is int and 0 <= req_id < 2**64:  # every request's id (wire/messages)
             return _OK_PREFIX + _packed_id(req_id) + _OK_NONE_SUFFIX
         return _OK_PREFIX + _packb(req_id) + _OK_NONE_SUFFIX
+    packer = _PACKERS.get(type(result))
+    if packer is not None:
+        return encode_ok_packed(req_id, packer(result))
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result})
 
 

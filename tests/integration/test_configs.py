@@ -435,7 +435,8 @@ def test_owner_killed_minority_and_full_restart(tmp_path: Path) -> None:
             client.config_publish("durable.txt", "minority")
         text = str(caught.value)
         assert f"UNAVAILABLE from {nodes[i].address}" in text and "need a majority" in text
-        assert f"then no answer from {survivors[0].address}" in text, text
+        # (which of the two dead nodes it tried after: the client shuffles its list)
+        assert any(f"then no answer from {n.address}" in text for n in survivors), text
         assert back.ok("config_get", data_id="durable.txt")["content"] == "v5"  # reads: served
         assert back.ok("stats")["config"]["refused_minority"] >= 1
         # the full cluster restarts: everything is kept
