@@ -31,16 +31,16 @@ Rules (each with its constant below):
   (``_probe_home``), so a fleet spreads again after an outage.
 * **Offline.** Once every server failed an attempt since the last answer from any node
   (``offline``), waiting again teaches nothing: a read of a service or data id with a
-  disk copy is served from it at once (said once per service, as after a time-out),
-  and so are the reads waiting when that becomes known; a read with no copy fails at
-  once with the error a time-out would give.  Meanwhile one ``ping`` is always in flight
-  to the current server (its budget reaches the next switch), so the backoff goes on
-  with nothing else to send, and a node that comes back is heard at once on the current
-  connection; the other servers are pinged straight (``OFFLINE_PROBES`` a round, one
-  round every ``OFFLINE_PROBE_INTERVAL``), and the first of them that answers becomes
-  the server at once (``_probe_others``): ``offline`` never outlives a node's return.
-  The first answer (or notification) ends it, and every service served stale is
-  pulled again.
+  disk copy is served from it at once (said once until a node answers, as after a
+  time-out; for services with the others: see "Logging"), and so are the reads waiting
+  when that becomes known; a read with no copy fails at once with the error a time-out
+  would give.  Meanwhile one ``ping`` is always in flight to the current server (its
+  budget reaches the next switch), so the backoff goes on with nothing else to send,
+  and a node that comes back is heard at once on the current connection; the other
+  servers are pinged straight (``OFFLINE_PROBES`` a round, one round every
+  ``OFFLINE_PROBE_INTERVAL``), and the first of them that answers becomes the server at
+  once (``_probe_others``): ``offline`` never outlives a node's return.  The first
+  answer (or notification) ends it, and every service served stale is pulled again.
 * **Routing.** While the client has registrations it refreshes the cluster view every
   ``VIEW_INTERVAL``; a write goes straight to its service's responsible node
   (``core.mapping.responsible_node``), and through the server when that node is not
@@ -99,9 +99,10 @@ Rules (each with its constant below):
   to a watched service, reads go to the server rather than to the pushed view.
 * **Logging.** Problems are logged at most once per kind and server per ``LOG_INTERVAL``
   (with a count of those suppressed), never once per instance.  What concerns many
-  watched services at once (a node's restart, a provider's scale to zero) is one line
-  per kind and server per ``LOG_INTERVAL`` naming how many services (``_note``): the
-  first at once, the ones after it in the same interval summed up when it ends.
+  watched services at once (a node's restart, a provider's scale to zero, an outage:
+  lists served stale, then live data again) is one line per kind and server per
+  ``LOG_INTERVAL`` naming how many services (``_note``): the first at once, the ones
+  after it in the same interval summed up when it ends.
 """
 
 from __future__ import annotations
@@ -403,9 +404,10 @@ class ClientSession:
         self._now = 0.0
         self._out: list[Action] = []
         self._log = LogBudget()
-        # (kind, server) -> (level, what is said, services concerned): lines about many
-        # watched services, said once per LOG_INTERVAL (``_note``); when each was last said
-        self._notes: dict[tuple[str, str], tuple[str, str, dict[ServiceKey, None]]] = {}
+        # (kind, server) -> (level, what is said of one service, of several, services
+        # concerned): lines about many watched services, said once per LOG_INTERVAL
+        # (``_note``); when each was last said
+        self._notes: dict[tuple[str, str], tuple[str, str, str, dict[ServiceKey, None]]] = {}
         self._noted_at: dict[tuple[str, str], float] = {}
         self._own_removals: dict[tuple[ServiceKey, InstanceId], float] = {}  # -> when
         self._ids = itertools.count(1)
@@ -976,17 +978,20 @@ class ClientSession:
         if line is not None:
             self._out.append(LogLine("warning", line))
 
-    def _note(self, level: str, kind: str, server: str, key: ServiceKey, text: str) -> None:
+    def _note(
+        self, level: str, kind: str, server: str, key: ServiceKey, text: str, many: str = ""
+    ) -> None:
         """``key``: ``text`` at ``level``, said with the other services of the same kind and
-        server in one line per LOG_INTERVAL (module docstring, "Logging")."""
+        server in one line per LOG_INTERVAL (module docstring, "Logging"); ``many``: what
+        that line says when it names several (default ``text``: what the first's says)."""
         noted = self._notes.get((kind, server))
         if noted is None:
-            noted = self._notes[(kind, server)] = (level, text, {})
-        if len(noted[2]) < NOTED_KEYS:
-            noted[2][key] = None
+            noted = self._notes[(kind, server)] = (level, text, many or text, {})
+        if len(noted[3]) < NOTED_KEYS:
+            noted[3][key] = None
 
     def _flush_notes(self) -> None:
-        for kind, (level, text, keys) in list(self._notes.items()):
+        for kind, (level, one, many, keys) in list(self._notes.items()):
             if self._now < self._noted_at.get(kind, -math.inf) + self._log.interval:
                 continue  # said within the interval: summed up when it ends
             del self._notes[kind]
@@ -994,13 +999,14 @@ class ClientSession:
             if len(self._noted_at) > 1024:  # kinds x servers: a small set; never unbounded
                 self._noted_at = {k: t for k, t in self._noted_at.items() if k in self._notes}
             first = next(iter(keys))
+            if len(keys) == 1:
+                self._out.append(LogLine(level, f"{first}: {one}"))
+                continue
             subject = (
-                str(first)
-                if len(keys) == 1
-                else f"{len(keys)}{'+' if len(keys) >= NOTED_KEYS else ''} watched services "
+                f"{len(keys)}{'+' if len(keys) >= NOTED_KEYS else ''} watched services "
                 f"(e.g. {first})"
             )
-            self._out.append(LogLine(level, f"{subject}: {text}"))
+            self._out.append(LogLine(level, f"{subject}: {many}"))
 
     def _own_emptying(self, watch: Watch) -> bool:
         """Every instance of the view is one this client removed itself just now."""
@@ -2454,9 +2460,9 @@ class ClientSession:
                 )
         outcome = watch.view.apply_snapshot(snap)
         listing = watch.view.listing()
-        if watch.said_stale:
+        if watch.said_stale:  # said with the others back from ``source`` (``_say_stale``)
             watch.said_stale = False
-            self._out.append(LogLine("info", f"{key}: live data again from {source}"))
+            self._note("info", "live again", source, key, f"live data again from {source}")
         if outcome is not Outcome.UNCHANGED:
             self._out.append(SaveToDisk(key, listing))
             for cb in watch.listeners:
@@ -2481,15 +2487,26 @@ class ClientSession:
             self._drop_watch(key)
 
     def _say_stale(self, watch: Watch, exc: BaseException) -> None:
-        """Log, once until a node answers again, that a watch serves an unconfirmed list."""
-        if not watch.said_stale:
-            watch.said_stale = True
-            source = "last known list"
-            if watch.view.from_disk:
-                age = watch.view.disk_age
-                source = "disk cache" + (f" (written {_age(age)} ago)" if age is not None else "")
-            text = f"{watch.view.key}: no meshreg server answers ({exc}); serving the {source}"
-            self._out.append(LogLine("warning", text))
+        """Log, once until a node answers again, that a watch serves an unconfirmed list:
+        an outage concerns every watched service at once, so it is said with the others in
+        one line per LOG_INTERVAL naming how many (``_note``; review51 F4: 200 watched
+        services wrote 200 warnings, and 200 "live data again" lines when a node answered).
+        Not per server: none answers (the error names those tried)."""
+        if watch.said_stale:
+            return
+        watch.said_stale = True
+        key, why = watch.view.key, f"no meshreg server answers ({exc})"
+        if not watch.view.from_disk:
+            self._note("warning", "stale", "", key, f"{why}; serving the last known list")
+            return
+        why += "; serving the disk cache"
+        age = watch.view.disk_age
+        if age is None:
+            self._note("warning", "stale from disk", "", key, why)
+            return
+        written = f"written {_age(age)} ago"  # each copy's own: the line names the first's
+        many = f"{why} ({key.service}'s {written})"
+        self._note("warning", "stale from disk", "", key, f"{why} ({written})", many)
 
     def _resolve_waiting(self, watch: Watch) -> None:
         """Answer callers waiting on a pull with the list we keep."""

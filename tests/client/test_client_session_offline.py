@@ -22,6 +22,7 @@ from meshreg.client.session import (
 )
 from meshreg.configcenter.model import ConfigKey, content_md5
 from meshreg.errors import ServerUnreachableError
+from meshreg.log_limiter import LOG_INTERVAL
 from meshreg.model import Instance, ServiceKey
 
 ATTEMPT_MS = 500
@@ -86,13 +87,21 @@ def test_offline_every_later_read_with_a_disk_copy_is_served_at_once_and_said_on
     for n, handle in enumerate(handles, 1):  # the same instant: nobody waited
         done = h.outcome(handle)
         assert isinstance(done, Complete) and [i.ip for i in done.result] == [f"10.0.0.{n}"]
-    assert len(served(h)) == 20  # one line per service
+    # said once each, with the others (review51 F4: not one line per service): the first
+    # at once, the 19 served after it in the same LOG_INTERVAL in one line when it ends
+    (first,) = served(h)
+    assert first.startswith("public/DEFAULT_GROUP/s0: no meshreg server answers (instances: ")
     for n in range(20):  # later reads come from the view, and are not said again
         handle = Handle()
         h.do(ReadCached(service(n), True, handle))
         assert h.outcome(handle).result[0] == "view"  # type: ignore[union-attr]
-    h.advance(10_000)
-    assert len(served(h)) == 20
+    h.advance(int(LOG_INTERVAL * 1000))
+    assert served(h)[0] == first and len(served(h)) == 2
+    assert served(h)[1].startswith(
+        "19 watched services (e.g. public/DEFAULT_GROUP/s1): no meshreg server answers ("
+    )
+    h.advance(int(LOG_INTERVAL * 1000))
+    assert len(served(h)) == 2
     # a subscriber's callback gets the disk copy at once too
     calls: list[list[Instance]] = []
     handle = Handle()
@@ -243,9 +252,12 @@ def test_an_answer_on_the_current_connection_ends_offline_and_pulls_what_was_sta
         assert not h.core.offline
         for r in h.unanswered("instances"):  # the rest of the stale views are pulled
             h.reply(r, snapshot(2, 3, "10.0.0.1", "10.0.0.2"))
-        again = sorted(t.split(":")[0].split("/")[-1] for t in h.logs("info")[said:])
-        assert again == stale
         assert not any(w.said_stale for w in h.core.watches.values())
+        again = [t for t in h.logs("info")[said:] if "live data again" in t]
+        if wait == 2000:  # the first said at once; s1, back after it, when the interval ends
+            assert again == [f"public/DEFAULT_GROUP/s0: live data again from {h.connected}"]
+        else:  # within the interval: summed up with s1 when it ends (review51 F4)
+            assert again == []
         if wait == 2000:  # offline again for the second round: s2's read waits for it
             handle = read(h, service(2), disk_copy("10.0.0.2"))
             h.advance(ATTEMPT_MS * 2)
@@ -256,6 +268,12 @@ def test_an_answer_on_the_current_connection_ends_offline_and_pulls_what_was_sta
     (pull,) = [r for r in h.unanswered("instances") if r.fields["service"] == "s7"]
     h.reply(pull, snapshot(2, 1, "10.0.0.7"))
     assert isinstance(h.outcome(handle), Complete)
+    source = h.connected
+    h.advance(int(LOG_INTERVAL * 1000))  # s1 (1st round), s0, s1, s2 (2nd): 3 services
+    again = [t for t in h.logs("info") if "live data again" in t]
+    assert again[1:] == [
+        f"3 watched services (e.g. public/DEFAULT_GROUP/s1): live data again from {source}"
+    ]
 
 
 def test_a_notification_from_the_current_server_ends_offline_too() -> None:

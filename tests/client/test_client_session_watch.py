@@ -367,6 +367,7 @@ def test_while_no_node_answers_the_last_list_is_served_and_said_once() -> None:
     h.advance(10_000)  # nobody answers the pulls
     lines = [x for x in h.logs() if "no meshreg server answers" in x]
     assert len(lines) == 1 and "serving the last known list" in lines[0]
+    assert lines[0].startswith("public/DEFAULT_GROUP/orders: no meshreg server answers (")
     handle = Handle()
     h.do(ReadCached(SVC, True, handle))
     assert ips(h.outcome(handle).result[1]) == ["10.0.0.1"]  # type: ignore[union-attr]
@@ -395,6 +396,14 @@ def test_serving_a_disk_copy_says_how_old_it_is() -> None:
     h.do(Subscribe(SVC, None, 1.0, Handle(), pinned=True, saved=saved, saved_at=written))
     h.advance(1000)
     assert any("serving the disk cache (written 90 days ago)" in x for x in h.logs("warning"))
+    # more served in the same LOG_INTERVAL: one line when it ends, with the first one's age
+    for n, hours in enumerate((3.5, 1.0)):
+        key, at = SVC._replace(service=f"p{n}"), 1e9 - hours * 3600
+        h.do(Subscribe(key, None, 1.0, Handle(), pinned=True, saved=saved, saved_at=at))
+    h.advance(int(LOG_INTERVAL * 1000))
+    last = h.logs("warning")[-1]
+    assert last.startswith("2 watched services (e.g. public/DEFAULT_GROUP/p0): no meshreg ")
+    assert last.endswith("; serving the disk cache (p0's written 3.5 h ago)")
 
 
 def test_a_first_pull_no_node_answers_fails_the_subscribe_and_drops_the_watch() -> None:
@@ -618,6 +627,81 @@ def test_a_restarted_server_holding_back_many_services_is_one_warning_per_interv
     assert len(warnings) == 2, warnings
     assert "lists nothing yet" in warnings[0]
     assert warnings[1].startswith("200 watched services (e.g. public/DEFAULT_GROUP/s")
+
+
+# -- an outage of many watched services (review51 F4) --------------------------------------------
+def named(lines: list[str]) -> int:
+    """How many services ``lines`` name: "N watched services (e.g. ...): ..." names N."""
+    head = [line.split(" watched services (e.g. ", 1) for line in lines]
+    return sum(int(h[0]) if len(h) == 2 and h[0].isdigit() else 1 for h in head)
+
+
+def node_answers(h: Harness) -> None:
+    """The node is up: every ping, check and pull not answered yet is (nothing changed)."""
+    h.answer_all("ping", PONG)
+    h.answer_all("revisions", {"epoch": 1, "stale": []})
+    for pull in h.unanswered("instances"):
+        h.reply(pull, {**snapshot(1, 5, "10.0.0.1"), "service": pull.fields["service"]})
+
+
+def test_an_outage_of_200_watched_services_is_one_line_each_way_not_200() -> None:
+    """review51 F4: a consumer watching 200 services logged 200 WARNINGs "no meshreg server
+    answers (...); serving the last known list" when its one server went away and 200
+    INFOs "live data again" when it came back: one line per kind and LOG_INTERVAL now,
+    naming how many; every service is still counted, once each way."""
+    h = Harness(servers=("a:1",), resync_ms=1000, attempt_ms=300)
+    many_watched(h, 200)
+    h.advance(5_000)  # nobody answers: the check, then every pull, fails
+    assert h.core.offline and all(w.said_stale for w in h.core.watches.values())
+    stale = [x for x in h.logs() if "no meshreg server answers" in x]
+    assert len(stale) == 1 and h.logs("warning") == stale
+    assert stale[0].startswith(
+        "200 watched services (e.g. public/DEFAULT_GROUP/s0): no meshreg server answers "
+        "(instances: no reply from meshreg server(s) a:1"
+    )
+    assert stale[0].endswith("; serving the last known list")
+    for _ in range(int(LOG_INTERVAL) * 10 + 1):  # the node is back: the views pulled again
+        node_answers(h)
+        h.advance(100)
+    assert not h.core.offline and not any(w.said_stale for w in h.core.watches.values())
+    again = [x for x in h.logs() if "live data again" in x]
+    # the first at once, the 199 answered after it in the same interval when it ends
+    assert again == [
+        "public/DEFAULT_GROUP/s0: live data again from a:1",
+        "199 watched services (e.g. public/DEFAULT_GROUP/s1): live data again from a:1",
+    ]
+    assert h.logs("info") == again  # (a warning says the pushes are not confirmed: no SUB)
+    assert len([c for c in h.listener_calls() if c]) == 200  # each listener: its first pull
+
+
+def test_a_flapping_server_is_one_line_per_kind_per_interval_whatever_it_concerns() -> None:
+    """Six outages of 6 s, 3 s apart, 200 watched services served stale each time: each
+    kind of line at most once per LOG_INTERVAL (before review51 F4: 200 of each a flap)."""
+    h = Harness(servers=("a:1",), resync_ms=1000, attempt_ms=300)
+    many_watched(h, 200)
+    said: list[tuple[int, str]] = []  # (when, line)
+
+    def step(answer: bool = False) -> None:
+        if answer:
+            node_answers(h)
+            said.extend((h.now_ms, x) for x in h.logs()[len(said) :])
+        h.advance(100)
+        said.extend((h.now_ms, x) for x in h.logs()[len(said) :])
+
+    step()
+    assert said == []
+    for _ in range(6):
+        for up in (False, True):
+            for _ in range(30 if up else 60):
+                step(answer=up)
+            stale = [w.said_stale for w in h.core.watches.values()]
+            assert all(stale) if not up else not any(stale)  # served as before, each flap
+    for _ in range(int(LOG_INTERVAL) * 10):  # what the last interval held is summed up
+        step()
+    for kind in ("no meshreg server answers", "live data again"):
+        at = [ms for ms, x in said if kind in x]
+        assert 2 <= len(at) <= 8, said  # 64 s: the first at once, then one per interval
+        assert all(b - a >= LOG_INTERVAL * 1000 for a, b in zip(at, at[1:], strict=False))
 
 
 def test_a_view_kept_only_for_reads_is_dropped_after_pin_idle_without_a_read() -> None:

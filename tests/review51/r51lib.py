@@ -1,4 +1,4 @@
-"""review51 helpers (the two tests kept in the suite): a loopback cluster (review36's Node,
+"""review51 helpers (the tests kept in the suite): a loopback cluster (review36's Node,
 imported, never changed) and freezing a node until every thread is stopped.  The
 reviewer's fleets of clients, node figures and measurement scripts are on branch
 review51 (tests/review51/r51_fleet.py, measure_*.py)."""
