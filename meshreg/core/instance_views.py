@@ -64,3 +64,9 @@ class InstanceViews:
 
     def __len__(self) -> int:
         return len(self._views)
+
+    def stats(self) -> dict[str, int]:
+        """``stats.runtime.instance_lists``: lists kept, their rows, reads of a large
+        service answered from one (``reads_kept``) or built (``reads_built``)."""
+        return {"kept": len(self._views), "rows": self.rows, "reads_kept": self.hits,
+                "reads_built": self.misses}  # fmt: skip

@@ -621,6 +621,8 @@ class NodeRuntime:
             "client_instances_held": self.holdings.count(),
             "client_quota_refused": self.holdings.refused,
             "reads_throttled": self.read_rate.throttled,
+            # large services' instance lists kept between reads (core/instance_views)
+            "instance_lists": self.core.registry.views.stats(),
             "accept_failures": transport.get("accept_failures", 0),
             "subscriptions_admitted": self.gate.total,
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
