@@ -698,7 +698,9 @@ class Client(ConfigMixin):
         """Call ``callback(instances)`` now with the current list and on every change.
 
         ``instances`` holds every instance (check ``healthy``/``enabled``).
-        Callbacks run on the client's notifier thread, one at a time.
+        Callbacks run on the client's notifier thread, one at a time.  A callback
+        subscribed again to the same service (an equal one: the same function or bound
+        method) is called now, and still once per change, as with Nacos.
         """
         key = self._key(service)
         self._validate(

@@ -325,7 +325,8 @@ class ConfigMixin:
     ) -> ConfigInfo | None:
         """Call ``callback(content, revision)`` now and whenever what this client is served
         changes; content None: absent or deleted.  Returns the current version (None:
-        absent).  Callbacks run on the client's notifier thread, one at a time.
+        absent).  Callbacks run on the client's notifier thread, one at a time; the same
+        callback listening again to a data id is called now, and still once per change.
 
         A push from the server pulls the new version (gray resolved with this client's
         labels); every 30 s and after a server switch the client listens again with the

@@ -513,7 +513,8 @@ class ConfigPolicy:
             if self._next_resync == math.inf:
                 self._next_resync = self.s._now + CONFIG_RESYNC_INTERVAL
         if lst.known:
-            lst.listeners.append(cmd.listener)
+            if cmd.listener not in lst.listeners:  # the same callback twice: once (Nacos)
+                lst.listeners.append(cmd.listener)
             self._out(CallConfigListener(cmd.listener, lst.content, lst.revision))
             self._out(Complete(cmd.reply_to, lst.entry))
             return
@@ -682,7 +683,8 @@ class ConfigPolicy:
 
     def _resolve_waiting(self, lst: Listening) -> None:
         for reply_to, cb in lst.waiting:
-            lst.listeners.append(cb)
+            if cb not in lst.listeners:  # the same callback twice: called once a change
+                lst.listeners.append(cb)
             self._out(CallConfigListener(cb, lst.content, lst.revision))
             self._out(Complete(reply_to, lst.entry))
         lst.waiting.clear()

@@ -2247,7 +2247,7 @@ class ClientSession:
                 watch.view.preload(list(cmd.saved), age)
         watch.pinned = watch.pinned or cmd.pinned
         watch.read_at = self._now
-        if listener is not None:
+        if listener is not None and listener not in watch.listeners:  # (once, as Nacos)
             watch.listeners.append(listener)
         if self.offline and watch.view.from_disk and not watch.said_stale:
             self._say_stale(watch, self.offline_error("instances"))  # served now, said once

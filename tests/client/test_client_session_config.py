@@ -516,6 +516,26 @@ def test_a_first_listen_nobody_answers_without_a_disk_copy_fails() -> None:
     assert UnwatchConfigTopic(KEY) in h.actions
 
 
+def test_the_same_callback_listening_twice_is_called_once_per_change() -> None:
+    """review48: it ran twice for every change."""
+    h = Harness()
+    seen: list[tuple[str | None, int]] = []
+
+    def cb(content: str | None, revision: int) -> None:
+        seen.append((content, revision))
+
+    handle = Handle()
+    h.do(ConfigListen(KEY, cb, 3.0, handle))
+    h.do(ConfigListen(KEY, cb, 3.0, Handle()))  # before the first answer: both wait
+    (req,) = h.unanswered("config_listen")
+    h.reply(req, listen_answer(3, "a: 1"))
+    h.do(ConfigListen(KEY, cb, 3.0, Handle()))  # known now: called now
+    assert len(calls(h)) == 3
+    h.push(ConfigChanged(KEY, 5, content_md5("a: 2")))
+    h.reply(h.unanswered("config_get")[0], entry(5, "a: 2"))
+    assert calls(h)[3:] == [("a: 2", 5)]  # once
+
+
 def test_unlisten_the_last_listener_unsubscribes_and_tells_the_node() -> None:
     h = Harness()
     listening(h, 3)

@@ -19,7 +19,14 @@ from session_harness import (
     snapshot,
 )
 
-from meshreg.client.actions import Complete, Fail, SaveToDisk, UnwatchTopic, WatchTopic
+from meshreg.client.actions import (
+    CallListener,
+    Complete,
+    Fail,
+    SaveToDisk,
+    UnwatchTopic,
+    WatchTopic,
+)
 from meshreg.client.commands import (
     CloseSession,
     Deregister,
@@ -147,6 +154,23 @@ def test_a_view_from_another_incarnation_is_pulled_not_checked() -> None:
     (check,) = h.unanswered("revisions")
     assert check.fields["epoch"] == 2
     assert check.fields["services"] == [["DEFAULT_GROUP", "payments", 3, False]]
+
+
+def test_the_same_callback_subscribed_twice_is_called_once_per_change() -> None:
+    """review48: it ran twice for every change (Nacos keeps a set of listeners)."""
+    h = Harness()
+    calls = watching(h, "10.0.0.1")
+    assert len(calls) == 1
+    handle = Handle()
+    h.do(Subscribe(SVC, h.listener_calls().append, 3.0, handle))  # another callback
+    first = [a.listener for a in h.actions if isinstance(a, CallListener)][0]
+    h.do(Subscribe(SVC, first, 3.0, Handle()))  # the first one again: called now, once
+    assert len(h.listener_calls()) == 3
+    h.push(addition(1, 5, "10.0.0.2"))
+    assert len(h.listener_calls()) == 5  # each of the two callbacks once
+    h.do(Unsubscribe(SVC, first, Handle()))
+    h.push(addition(1, 6, "10.0.0.3"))
+    assert len(h.listener_calls()) == 6
 
 
 def test_unsubscribing_the_last_listener_stops_watching() -> None:
