@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -252,6 +253,13 @@ class ConfigStore:
         # the data ids whose current version is a delete, in the order they became one
         # here (the oldest first: purged first beyond max_tombstones)
         self._tombstones: dict[ConfigKey, None] = {}
+        # data ids this node purged (a tombstone beyond max_tombstones, or by age) -> the
+        # revision of the purged tombstone, the PURGED_KEPT most recent: a version at or
+        # below it is not taken back from a peer that has not purged the data id yet
+        # (review44's five-node test under load, 1 run in 3 on 8cb245a too: two nodes
+        # purged A, a third purged A, got it back from one of them a moment later as its
+        # newest tombstone, and purged B instead: the nodes held different data ids)
+        self._purged: OrderedDict[ConfigKey, int] = OrderedDict()
         self.tombstones_purged_early = 0  # purged beyond max_tombstones, before keep_seconds
 
     # -- reads -------------------------------------------------------------------------
@@ -909,6 +917,10 @@ class ConfigStore:
                 if entry.committed and not version.committed:
                     stored = self._replace_version(key, i, version.as_committed())
                 return Applied(Outcome.DUPLICATE, i == 0, stored, self._current.get(key))
+        if by_rev is None and entry.revision <= self._purged.get(key, 0):
+            # purged here (``_purge``): a peer that has not purged it yet sent it
+            self.rejected["replica_purged"] = self.rejected.get("replica_purged", 0) + 1
+            return Applied(Outcome.REFUSED, False, None, None)
         if len(held) >= MAX_VERSIONS_PER_REVISION or (
             by_rev is None and len(self._history) >= self.limits.held_limit
         ):  # (the memory backstop only: the quotas are the owner's, never checked here)
@@ -988,8 +1000,18 @@ class ConfigStore:
 
     def _purge(self, key: ConfigKey) -> list[ConfigEntry]:
         """Drop a deleted data id, its revision kept in its bucket's floor."""
-        self.raise_floor(key, self._current[key].revision)
+        revision = self._current[key].revision
+        self.raise_floor(key, revision)
+        self._purged[key] = revision
+        self._purged.move_to_end(key)
+        if len(self._purged) > PURGED_KEPT:
+            self._purged.popitem(last=False)
         return self._drop_key(key)
+
+    def purged_through(self, key: ConfigKey) -> int:
+        """The revision up to which ``key`` was purged here lately (0: not known): its
+        versions at or below it are not taken back (``apply``)."""
+        return self._purged.get(key, 0)
 
     def _trim_over(self, step: int, keep_n: int | None) -> list[ConfigEntry]:
         """The data ids past ``keep_revisions`` since their last prune (``_over``), cut
@@ -1420,6 +1442,7 @@ class ConfigStore:
 
 
 FLOOR_BUCKETS = 4096  # buckets of purged-tombstone revision floors (32 KB at most)
+PURGED_KEPT = 10_000  # purged data ids remembered (``ConfigStore.purged_through``)
 
 
 def floor_bucket(key: ConfigKey) -> int:

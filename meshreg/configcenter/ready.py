@@ -275,6 +275,8 @@ class ReadyGate:
         if shown is not None and merge_order(shown)[:4] >= theirs:
             return True
         revision, committed, origin, md5 = theirs
+        if revision <= self.store.purged_through(key):
+            return True  # purged here already: not taken back (core ``_purge``)
         return self.store.holds(key, revision, origin, md5, committed)
 
     def release(self) -> None:

@@ -4,6 +4,7 @@ clock: ``now`` is a number."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -899,3 +900,23 @@ def test_as_committed_is_replace_with_every_field_kept() -> None:
     assert all(getattr(e, n) != defaults[n] for n in names if n != "committed")
     assert e.as_committed() == dataclasses.replace(e, committed=True)
     assert e.as_committed().committed is True
+
+
+def test_a_purged_data_id_is_not_taken_back_from_a_peer_that_has_not_purged_it() -> None:
+    """review44's five-node test under load (1 run in 3, on 8cb245a too): two deletes,
+    ``max_tombstones = 1``; a node purged A, got A's versions back a moment later from a
+    peer that had not purged it yet (its newest tombstone then), and purged B instead:
+    the nodes held different data ids.  A version at or below the purged revision of a
+    data id purged here is refused; a new one above it is taken."""
+    s, peer = store(max_tombstones=1), store(max_tombstones=1)
+    a, b = ConfigKey("public", "g", "a"), ConfigKey("public", "g", "b")
+    for key in (a, b):
+        for version in (s.publish(key, "v1", now=1.0), s.delete(key, now=2.0)):
+            peer.apply(version)
+    assert [e.key for e in s.prune(3.0)] == [a, a] and s.purged_through(a) == 2
+    for version in peer.entries(a):  # the peer's round: what this node lacks
+        assert s.apply(version).outcome is Outcome.REFUSED
+    assert s.current(a) is None and s.current(b) is not None and s.tombstones_over == 0
+    assert s.rejected["replica_purged"] == 2
+    s.apply(dataclasses.replace(peer.entries(a)[-1], revision=3, deleted=False))  # re-created
+    assert s.current(a) is not None and s.current(a).revision == 3

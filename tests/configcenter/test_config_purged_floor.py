@@ -22,15 +22,28 @@ IDS = ("n0", "n1", "n2")
 DAY = 86400.0
 
 
-def purged(node: str) -> ConfigStore:
-    """A store that held ``K`` at 1, deleted it at 2 and purged the tombstone."""
+def purged(node: str, restarted: bool = True) -> ConfigStore:
+    """A store that held ``K`` at 1, deleted it at 2 and purged the tombstone; then
+    (``restarted``) started again: only the bucket's floor stays (from its file), not
+    the memory of what it purged, which refuses the old copy until then."""
     s = ConfigStore(node, ConfigLimits(keep_seconds=DAY))
     s.publish(K, "v1", now=0.0)
     assert s.delete(K, now=1.0).revision == 2
     while s.prune(2 * DAY):
         pass
     assert s.current(K) is None and s.purged_floor(K) == 2
-    return s
+    if not restarted:
+        return s
+    again = ConfigStore(node, ConfigLimits(keep_seconds=DAY))
+    again.purged_floors.update(s.purged_floors)  # (sqlite_store ``load_floors``)
+    return again
+
+
+def test_the_old_copy_is_refused_while_the_node_remembers_the_purge() -> None:
+    """(core ``_purge``: the last PURGED_KEPT data ids purged are remembered.)"""
+    s = purged("n1", restarted=False)
+    assert s.apply(old_v1()).outcome.name == "REFUSED" and s.current(K) is None
+    assert s.publish(K, "v2", now=2 * DAY).revision == 3
 
 
 def old_v1() -> ConfigEntry:

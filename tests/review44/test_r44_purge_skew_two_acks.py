@@ -31,6 +31,7 @@ holds the tombstone when n3 returns: passes).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -168,10 +169,10 @@ def test_a_purge_beyond_max_tombstones_never_lets_two_writes_be_acknowledged_at_
             d = lab.dump(j, a)
             return d is not None and d["cur"] is None and d["hist"] == []
 
-        assert wait(lambda: all(purged(j) for j in (1, 2, 3)), 20), (
-            "setup: n2..n4 did not purge A",
-            lab.events,
-        )
+        if not wait(lambda: all(purged(j) for j in (1, 2, 3)), 20):
+            held = {f"n{j + 1}": (lab.dump(j, a), lab.dump(j, b)) for j in (1, 2, 3)}
+            print("n2..n4 hold (A, B):", json.dumps(held))  # (what each holds: CI once)
+            raise AssertionError(("setup: n2..n4 did not purge A", lab.events))
         lab.ev(f"n2..n4 purged A; n5 purged A: {purged(4)}")
         lab.start_node(0)  # its old store: A v1 at revision 1
         assert lab.wait_ready(0, 4), ("setup: n1 not ready", lab.events)
