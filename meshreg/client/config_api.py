@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshreg.client")
 
 MAX_LIST_ITEMS = 1_000_000  # data ids config_list follows pages for at most
+DISK_SETTLE = 1.0  # s a read served from disk waits at most for this client's saves pending
 _MISSING: Any = object()
 
 
@@ -103,6 +104,9 @@ class ConfigMixin:
             # up after a start without a majority, or behind what this client has seen)
             if isinstance(exc, ServerError) and exc.code != ErrorCode.UNAVAILABLE:
                 raise
+            writer = getattr(self._agent, "writer", None)
+            if writer is not None:  # this client's own last write may still be on its way
+                writer.settle(DISK_SETTLE)  # to disk (review18's test, once in CI: r1 read)
             copy = cache.load_config(key) if cache is not None and revision is None else None
             if copy is None:
                 raise

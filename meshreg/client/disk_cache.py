@@ -290,6 +290,18 @@ class DiskWriter:
                     self._busy = False
                     self._cond.notify_all()
 
+    def settle(self, timeout: float) -> bool:
+        """Wait (``timeout`` s at most) until what waits is written; the writer goes on.
+        False: time ran out."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
     def flush(self, timeout: float) -> bool:
         """Write what waits (at most ``timeout`` seconds), then stop; False: time ran out
         (what was left is not written)."""
