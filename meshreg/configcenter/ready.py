@@ -49,17 +49,19 @@ catch-up covers them).
   digests it got from a whole store) is a new member, and a majority, itself included,
   will do.  A wiped node's peers have seen it (the anti-entropy rounds every few
   seconds), so it waits for the whole stores.  A new member also waits two peer timeouts
-  from its start and for every peer whose pages came, however slow (review43 F3: two
-  stores wiped one after the other took each other for new members while the whole
-  third one, on a slow link, had not been heard yet; one heard later still is not
-  waited for).  Beyond that, only the operator knows that a cluster holds configs
-  already: a node started with ``--config-join-existing`` (etcd's
-  ``--initial-cluster-state existing``: a wiped or replaced member, a member added to a
-  running cluster) is never a new member, and its pages say ``joining``, so that no node
-  that hears one is either (review43 F1: a member started for the first time, a wiped one
-  and the only whole store cut off look like a new cluster's start to every other rule;
-  Raft elects an empty leader there too).  Without the flag, this assumes that at most a
-  minority of the stores are lost at once, as any majority protocol does.
+  from its start, for every peer whose pages came, however slow, and for every peer up
+  (its beacons heard) while it is up (review43 F3: two stores wiped one after the other
+  took each other for new members while the whole third one, on a slow link, had not
+  been heard yet; then again when it was up but its pages, on the peer-request port,
+  were still on their way; one heard later still is not waited for).  Beyond that,
+  only the operator knows that a cluster holds configs already: a node started with
+  ``--config-join-existing`` (etcd's ``--initial-cluster-state existing``: a wiped or
+  replaced member, a member added to a running cluster) is never a new member, and its
+  pages say ``joining``, so that no node that hears one is either (review43 F1: a member
+  started for the first time, a wiped one and the only whole store cut off look like a
+  new cluster's start to every other rule; Raft elects an empty leader there too).
+  Without the flag, this assumes that at most a minority of the stores are lost at once,
+  as any majority protocol does.
 
 * **Again after an absence.**  A running node that was stopped longer than the peer
   timeout (SIGSTOP, a VM freeze) or cut off from a majority missed what was acknowledged
@@ -129,6 +131,7 @@ class ReadyGate:
         self.new = False  # made ready as a new member (no peer had seen it: ``_enough``)
         self.new_after = new_after
         self._heard: set[str] = set()  # peers a page came from (a new member waits for them)
+        self._up: frozenset[str] = frozenset()  # peers up now (a new member waits for them)
         self._now = -math.inf  # the time of the last input
         self._peers = {p: _Peer() for p in peers}
         self._need: dict[str, dict[ConfigKey, Order]] = {p: {} for p in self._peers}
@@ -279,6 +282,11 @@ class ReadyGate:
             return True  # purged here already: not taken back (core ``_purge``)
         return self.store.holds(key, revision, origin, md5, committed)
 
+    def set_up(self, peers: Iterable[str]) -> None:
+        """The peers this node sees up now (their beacons heard): a new member waits for
+        their pages too, while they are up (a whole store on a slow peer-request link)."""
+        self._up = frozenset(p for p in peers if p in self._peers)
+
     def release(self) -> None:
         """The operator forced the node ready (``config_force_ready``): nothing reads what
         the peers were ahead on any more; free it."""
@@ -321,7 +329,7 @@ class ReadyGate:
         if self.joining or any(s.joining for s in peers.values()):
             return ""  # the operator said the cluster holds configs: no new member here
         unknown = not any(peers[p].known for p in synced)
-        waited = self._now >= self.new_after and self._heard <= synced
+        waited = self._now >= self.new_after and self._heard | self._up <= synced
         return "new" if unknown and waited and len(synced) + 1 >= self.majority else ""
 
 

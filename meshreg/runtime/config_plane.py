@@ -535,6 +535,7 @@ class ConfigPlane:
         the majority acknowledged meanwhile is missing here, so config reads wait for a
         fresh catch-up (``rearm``); while cut off, reads are served from what it holds."""
         self.replicator.set_members_up(up | {self.member})
+        self.gate.set_up(up)
         if self.replicator.next_wake() < self._wake:  # a peer came back: digests now
             self._wake = -math.inf
         if self._forwards:

@@ -438,3 +438,31 @@ def test_a_node_that_joins_an_existing_cluster_is_never_a_new_member() -> None:
     assert gate.ready and not gate.new
     # once whole, its pages no longer say joining
     assert wiped.set_intact(0.0) == [] and not page(wiped, A, None).joining
+
+
+def test_a_new_member_waits_for_a_peer_up_whose_pages_have_not_come() -> None:
+    """review43 F3 again (failed once in CI): the whole third store was up (its beacons
+    heard) but its pages, on a slow peer-request link, had not come by ``new_after``, and
+    the two wiped stores took each other for new members.  A peer up is waited for while
+    it is up; one that goes down is not (a member lost at a new cluster's start)."""
+    c = holder(C, 0)
+    c.intact = False  # wiped too: it does not know A
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False, new_after=5.0)
+    gate.set_up({B, C})
+    _through(gate, C, c)
+    gate.tick(6.0)
+    assert not gate.ready  # B is up: its pages are on their way
+    b = holder(B, 3)
+    b.seen_whole.add(A)
+    _through(gate, B, b)
+    _through(gate, C, c)  # (C, fresh, was paged again at 6.0)
+    assert gate.ready and not gate.new  # B knew A whole: every peer, caught up
+    gate = ReadyGate((B, C), 2, ConfigStore(A), intact=False, new_after=5.0)
+    gate.set_up({B, C})
+    _through(gate, C, c)
+    gate.tick(6.0)
+    assert not gate.ready
+    gate.set_up({C})  # B went down before it answered
+    _through(gate, C, c)
+    gate.tick(6.5)
+    assert gate.ready and gate.new

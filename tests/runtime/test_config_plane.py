@@ -648,6 +648,37 @@ def test_a_new_cluster_gets_ready_with_a_member_missing_and_a_wiped_one_restarti
     assert not net.start(other).replicator.intact
 
 
+def test_two_wiped_nodes_wait_for_a_whole_peer_up_whose_pages_are_late(tmp_path: Path) -> None:
+    """review43 F3 again (its real-process test failed once in CI, under load): the whole
+    store's beacons were heard (up) but its pages, on a slow peer-request link, were still
+    on their way when the two wiped stores' grace ended, and they took each other for a
+    new cluster: one answered "absent" for an acknowledged data id.  A peer up is waited
+    for."""
+    net = Net(3, data_dir=tmp_path)
+    net.tick(0.5)  # each store seen whole by the others
+    assert net.call(owner_of("cfg"), "config_publish", data_id="cfg", content="v1")["ok"]
+    net.tick(0.5)
+    whole, *wiped = ADDRESSES
+    for address in wiped:
+        net.planes[address].close(net.now, drain=False)  # SIGKILL, then the disk is lost
+        shutil.rmtree(tmp_path / address.rpartition(":")[2])
+    for address in wiped:
+        net.start(address)
+        net.cut.update({(address, whole), (whole, address)})  # its asks do not get through
+    net.all_up()  # the whole one is up: its beacons are heard
+    net.tick(2 * NodeConfig().cluster.peer_timeout + 1.0)
+    for address in wiped:
+        assert not net.planes[address].ready, f"{address} took itself for a new member"
+        reply = net.call(address, "config_get", data_id="cfg")
+        assert reply["error"]["name"] == "UNAVAILABLE", reply
+    net.cut.clear()  # its pages come
+    net.tick(3.0)
+    for address in wiped:
+        plane = net.planes[address]
+        assert plane.ready and not plane.replicator.new
+        assert net.call(address, "config_get", data_id="cfg")["result"]["content"] == "v1"
+
+
 def test_force_ready_serves_a_lone_survivors_disk_at_once_and_is_idempotent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
