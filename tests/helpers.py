@@ -210,6 +210,28 @@ def raw_request(
         sock.close()
 
 
+def replication_barrier(ports: list[int], timeout: float = 10.0, service: str = "barrier") -> None:
+    """A register on each node, waited for on every other one: what a node replicated
+    before it has arrived everywhere (one ordered replication stream per pair), so a
+    test that checks that nothing was replicated waits no fixed time."""
+    for k, port in enumerate(ports):
+        body = {"v": 1, "id": 1, "op": "register", "namespace": "public", "service": service,
+                "ip": "10.99.0.1", "port": 1000 + k}  # fmt: skip
+        reply = raw_request(port, body)
+        assert reply["ok"], f"the barrier's register on :{port} was refused: {reply}"
+        for other in ports:
+            wait_until(
+                lambda o=other, p=1000 + k: any(
+                    i["port"] == p
+                    for i in raw_request(o, {"v": 1, "id": 2, "op": "instances", "namespace":
+                                             "public", "service": service})["result"]["instances"]
+                ),  # fmt: skip
+                timeout,
+                0.05,
+                f"the barrier's register on :{port} seen on :{other}",
+            )
+
+
 def service_owned_by(owner: str, members: list[str], prefix: str) -> str:
     """The first service name ``prefix<i>`` that ``owner`` is responsible for among
     ``members`` (rendezvous hashing, core/mapping)."""

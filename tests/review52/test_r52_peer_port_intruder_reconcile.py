@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port_pair, start_all
+from helpers import free_port_pair, replication_barrier, start_all
 from r52lib import NodeProcess, raw_request, stats
 
 TIMINGS = ("--check-interval", "0.2", "--unhealthy-after", "3", "--evict-after", "6",
@@ -72,7 +72,7 @@ def test_a_reconcile_from_a_non_member_is_not_merged_past_the_quotas(tmp_path: P
             assert time.monotonic() < deadline, f"cluster not up: {cl}"
             time.sleep(0.1)
         reply = _intruder_reconcile(a.port)
-        time.sleep(1.0)  # replicated to the other member meanwhile
+        replication_barrier(ports)  # what it replicated has arrived
         usage = {n.port: stats(n.port)["usage"] for n in nodes}
         register = raw_request(
             a.port,

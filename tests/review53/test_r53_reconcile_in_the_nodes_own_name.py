@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import replication_barrier
 from r53lib import HOST, TREE_NEW, TreeNode, free_port_pair, members_up, req, wait_for
 
 LIMITS = "[limits]\nmax_instances = 100\nmax_namespaces = 5\nmax_instances_per_service = 10\n"
@@ -80,7 +81,7 @@ def test_a_reconcile_naming_the_receiving_node_itself_is_not_merged(tmp_path: Pa
         for k, p in enumerate(ports):
             mine = _owned_namespaces(ids[k], ids, f"own{k}x", 8)
             answers[p] = (ids[k], _reconcile_as(p, ids[k], mine).get("ok"))
-        time.sleep(1.5)  # replicated meanwhile
+        replication_barrier(ports)  # what each replicated has arrived
         problems = []
         for p in ports:
             st = req(p, "stats", 5.0)["result"]
