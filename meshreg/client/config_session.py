@@ -57,7 +57,6 @@ from meshreg.client.actions import (
     CallConfigListener,
     Complete,
     Fail,
-    LogLine,
     SaveConfig,
     UnwatchConfigTopic,
     WatchConfigTopic,
@@ -592,12 +591,15 @@ class ConfigPolicy:
         """A first listen no node answers: its listeners get the disk copy (logged)."""
         saved = lst.saved
         assert saved is not None
-        self._out(
-            LogLine(
-                "warning",
-                f"{lst.key}: no meshreg server answers ({exc}); serving the disk cache copy "
-                f"(revision {saved.revision}) until one does",
-            )
+        self.s._note(
+            "warning",
+            "config from disk",
+            "",
+            lst.key,
+            f"no meshreg server answers ({exc}); serving the disk cache copy (revision "
+            f"{saved.revision}) until one does",
+            f"no meshreg server answers ({exc}); serving their disk cache copies until one does",
+            "listened data ids",
         )
         self._deliver(lst, saved, saved.revision, from_disk=True)
         self._resolve_waiting(lst)
@@ -674,7 +676,10 @@ class ConfigPolicy:
             if lst.from_disk:
                 lst.from_disk = False
                 self._from_disk -= 1
-                self._out(LogLine("info", f"{lst.key}: live data again from {self.s.server}"))
+                server = self.s.server
+                again = f"live data again from {server}"
+                self.s._note("info", "config live again", server, lst.key, again,
+                             what="listened data ids")  # fmt: skip
             self.note(lst.key, revision)
             self._save(lst.key, entry, revision)
         if before != _served(entry):

@@ -100,9 +100,10 @@ Rules (each with its constant below):
 * **Logging.** Problems are logged at most once per kind and server per ``LOG_INTERVAL``
   (with a count of those suppressed), never once per instance.  What concerns many
   watched services at once (a node's restart, a provider's scale to zero, an outage:
-  lists served stale, then live data again) is one line per kind and server per
-  ``LOG_INTERVAL`` naming how many services (``_note``): the first at once, the ones
-  after it in the same interval summed up when it ends.
+  lists served stale, then live data again; the same for listened configs) is one line
+  per kind and server per ``LOG_INTERVAL`` naming how many services or data ids
+  (``_note``): the first at once, the ones after it in the same interval summed up when
+  it ends.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ from meshreg.client.messages import (
     SessionRenewal,
     decode_result,
 )
-from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT
+from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT, ConfigKey
 from meshreg.core.mapping import responsible_node
 from meshreg.core.requests import DEADLINE_SLACK, FORWARD_LEAD
 from meshreg.errors import (
@@ -404,10 +405,10 @@ class ClientSession:
         self._now = 0.0
         self._out: list[Action] = []
         self._log = LogBudget()
-        # (kind, server) -> (level, what is said of one service, of several, services
-        # concerned): lines about many watched services, said once per LOG_INTERVAL
-        # (``_note``); when each was last said
-        self._notes: dict[tuple[str, str], tuple[str, str, str, dict[ServiceKey, None]]] = {}
+        # (kind, server) -> (level, what is said of one service, of several, what they
+        # are, services or data ids concerned): lines about many watched services or
+        # listened data ids, said once per LOG_INTERVAL (``_note``); when each was last said
+        self._notes: dict[tuple[str, str], tuple[str, str, str, str, dict[Any, None]]] = {}
         self._noted_at: dict[tuple[str, str], float] = {}
         self._own_removals: dict[tuple[ServiceKey, InstanceId], float] = {}  # -> when
         self._ids = itertools.count(1)
@@ -979,19 +980,27 @@ class ClientSession:
             self._out.append(LogLine("warning", line))
 
     def _note(
-        self, level: str, kind: str, server: str, key: ServiceKey, text: str, many: str = ""
+        self,
+        level: str,
+        kind: str,
+        server: str,
+        key: ServiceKey | ConfigKey,
+        text: str,
+        many: str = "",
+        what: str = "watched services",
     ) -> None:
-        """``key``: ``text`` at ``level``, said with the other services of the same kind and
+        """``key``: ``text`` at ``level``, said with the other keys of the same kind and
         server in one line per LOG_INTERVAL (module docstring, "Logging"); ``many``: what
-        that line says when it names several (default ``text``: what the first's says)."""
+        that line says when it names several (default ``text``: what the first's says);
+        ``what``: what it calls them."""
         noted = self._notes.get((kind, server))
         if noted is None:
-            noted = self._notes[(kind, server)] = (level, text, many or text, {})
-        if len(noted[3]) < NOTED_KEYS:
-            noted[3][key] = None
+            noted = self._notes[(kind, server)] = (level, text, many or text, what, {})
+        if len(noted[4]) < NOTED_KEYS:
+            noted[4][key] = None
 
     def _flush_notes(self) -> None:
-        for kind, (level, one, many, keys) in list(self._notes.items()):
+        for kind, (level, one, many, what, keys) in list(self._notes.items()):
             if self._now < self._noted_at.get(kind, -math.inf) + self._log.interval:
                 continue  # said within the interval: summed up when it ends
             del self._notes[kind]
@@ -1002,10 +1011,7 @@ class ClientSession:
             if len(keys) == 1:
                 self._out.append(LogLine(level, f"{first}: {one}"))
                 continue
-            subject = (
-                f"{len(keys)}{'+' if len(keys) >= NOTED_KEYS else ''} watched services "
-                f"(e.g. {first})"
-            )
+            subject = f"{len(keys)}{'+' if len(keys) >= NOTED_KEYS else ''} {what} (e.g. {first})"
             self._out.append(LogLine(level, f"{subject}: {many}"))
 
     def _own_emptying(self, watch: Watch) -> bool:

@@ -331,11 +331,15 @@ KEY = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
 FIELDS = {"namespace": KEY.namespace, "group": KEY.group, "data_id": KEY.data_id}
 
 
-def saved_config(revision: int, content: str = "a: 1"):
-    m = {**FIELDS, "content": content, "type": "yaml", "md5": content_md5(content),
+def config_map(revision: int, content: str = "a: 1", key: ConfigKey = KEY) -> dict:
+    return {**key._asdict(), "content": content, "type": "yaml", "md5": content_md5(content),
          "revision": revision, "modified": 1700000000.5, "modified_by": "n1", "tags": {},
          "description": "", "deleted": False, "change": "publish", "origin": "n1"}  # fmt: skip
-    return dataclasses.replace(config_info_from_map(m), from_cache=True)
+
+
+def saved_config(revision: int, content: str = "a: 1", key: ConfigKey = KEY):
+    return dataclasses.replace(config_info_from_map(config_map(revision, content, key)),
+                               from_cache=True)  # fmt: skip
 
 
 def test_offline_config_get_fails_at_once_so_the_client_serves_its_disk_copy() -> None:
@@ -372,6 +376,41 @@ def test_offline_a_first_listen_gets_its_disk_copy_at_once_or_fails_at_once() ->
     assert not h.core.offline
     (listen,) = h.unanswered("config_listen")
     assert listen.fields["data_id"] == "app.yaml"
+
+
+def test_many_listens_served_from_disk_then_live_again_are_one_line_per_kind() -> None:
+    """An application listening to 50 data ids started during an outage: one WARNING for
+    the disk copies and, once a node answers, one INFO for the live data, each naming the
+    first at once and the others summed up when LOG_INTERVAL ends (before: 50 of each;
+    review51 F4's rule for watched services)."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
+    offline(h)
+    keys = [KEY._replace(data_id=f"d{i}.yaml") for i in range(50)]
+    for key in keys:
+        h.do(ConfigListen(key, lambda c, r: None, 3.0, Handle(), saved_config(3, key=key)))
+    stale = [t for t in h.logs("warning") if "disk cache cop" in t]
+    assert len(stale) == 1, stale
+    assert stale[0].startswith("public/DEFAULT_GROUP/d0.yaml: no meshreg server answers")
+    assert stale[0].endswith("serving the disk cache copy (revision 3) until one does")
+    h.advance(int(LOG_INTERVAL * 1000) + 100)
+    stale = [t for t in h.logs("warning") if "disk cache cop" in t]
+    assert len(stale) == 2, stale
+    assert stale[1].startswith("49 listened data ids (e.g. public/DEFAULT_GROUP/d1.yaml): no ")
+    assert stale[1].endswith("serving their disk cache copies until one does")
+    answer_one(h)
+    assert not h.core.offline
+    for req in h.unanswered("config_listen"):
+        key = KEY._replace(data_id=req.fields["data_id"])
+        h.reply(req, {"revision": 4, "entry": config_map(4, "a: 2", key), "deleted": False})
+    assert not any(lst.from_disk for lst in h.core.configs.listens.values())
+    again = [t for t in h.logs("info") if "live data again" in t and "yaml" in t]
+    assert again == [f"public/DEFAULT_GROUP/d0.yaml: live data again from {h.connected}"]
+    h.advance(int(LOG_INTERVAL * 1000) + 100)
+    again = [t for t in h.logs("info") if "live data again" in t and "yaml" in t]
+    assert again[1:] == [
+        f"49 listened data ids (e.g. public/DEFAULT_GROUP/d1.yaml): live data again from "
+        f"{h.connected}"
+    ], again
 
 
 def test_a_first_listen_waiting_when_every_server_failed_gets_its_disk_copy_then() -> None:
