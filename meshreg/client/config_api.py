@@ -10,7 +10,6 @@ session's: client/config_session.py.  docs/CONFIG.md, "Client and CLI".
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import queue
 import secrets
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshreg.client")
 
 MAX_LIST_ITEMS = 1_000_000  # data ids config_list follows pages for at most
-DISK_SETTLE = 1.0  # s a read served from disk waits at most for this client's saves pending
+DISK_SETTLE = 1.0  # s a read served from disk waits at most for its data id's save pending
 _MISSING: Any = object()
 
 
@@ -104,10 +103,12 @@ class ConfigMixin:
             # up after a start without a majority, or behind what this client has seen)
             if isinstance(exc, ServerError) and exc.code != ErrorCode.UNAVAILABLE:
                 raise
+            if cache is None or revision is not None:
+                raise
             writer = getattr(self._agent, "writer", None)
-            if writer is not None:  # this client's own last write may still be on its way
-                writer.settle(DISK_SETTLE)  # to disk (review18's test, once in CI: r1 read)
-            copy = cache.load_config(key) if cache is not None and revision is None else None
+            if writer is not None:  # the version this client last read or wrote may still
+                writer.settle_config(key, DISK_SETTLE)  # be on its way to disk (review18)
+            copy = cache.load_config(key)
             if copy is None:
                 raise
             with self._config_lock:
@@ -385,14 +386,14 @@ class ConfigMixin:
         return ConfigKey(namespace or self.namespace, group or self.group, data_id)
 
     def _keep_written(self, key: ConfigKey, info: Any) -> ConfigInfo:
-        """A write's result, kept on disk as a read's is (on the notifier thread, in turn
-        with the reads' and pushes' copies): else a read that fell back on the disk copy
-        while no node answered went back to the version this write replaced (review18
-        F6).  A delete removes the copy."""
-        cache = self._config_cache
-        if cache is not None and isinstance(info, ConfigInfo):
-            kept = None if info.deleted else info
-            self._notifications.put((functools.partial(cache.save_config, key, kept), None))
+        """A write's result, kept on disk as a read's is, by the same writer and in turn
+        with the reads' and pushes' copies of the data id: else a read that fell back on
+        the disk copy while no node answered went back to the version this write replaced
+        (review18 F6); on another thread, a read's copy of the version before, saved
+        after it, did the same (review18's test, once in CI).  A delete removes the copy."""
+        writer = getattr(self._agent, "writer", None)
+        if writer is not None and isinstance(info, ConfigInfo):
+            writer.save_config(key, None if info.deleted else info)
         return info  # type: ignore[no-any-return]
 
     def _config_write(

@@ -179,7 +179,9 @@ class ConfigPolicy:
         self.s = session
         self.labels = dict(labels or {})
         self.seen: dict[ConfigKey, int] = {}  # data id -> highest revision seen
-        self.saved: dict[ConfigKey, int] = {}  # data id -> revision last saved to disk
+        # data id -> the version last saved to disk: its revision and what it serves (two
+        # versions can hold one revision: the one a majority acknowledged wins it later)
+        self.saved: dict[ConfigKey, tuple[int, tuple[str, str] | None]] = {}
         self.listens: dict[ConfigKey, Listening] = {}
         self._next_resync = math.inf
         self._from_disk = 0  # listens whose listeners hold the disk copy
@@ -291,11 +293,12 @@ class ConfigPolicy:
             self.seen[key] = revision
 
     def _save(self, key: ConfigKey, entry: ConfigInfo | None, revision: int) -> None:
-        if self.saved.get(key) == revision:
+        version = (revision, _served(entry))
+        if self.saved.get(key) == version:
             return  # on disk already: no write (and no fsync) per read
         if key not in self.saved and len(self.saved) >= MAX_SEEN:
             del self.saved[next(iter(self.saved))]
-        self.saved[key] = revision
+        self.saved[key] = version
         self._out(SaveConfig(key, entry))
 
     def _out(self, action: Action) -> None:
@@ -677,9 +680,10 @@ class ConfigPolicy:
                 lst.from_disk = False
                 self._from_disk -= 1
                 server = self.s.server
-                again = f"live data again from {server}"
-                self.s._note("info", "config live again", server, lst.key, again,
-                             what="listened data ids")  # fmt: skip
+                if not self.s._unnote(("config from disk",), lst.key):
+                    again = f"live data again from {server}"
+                    self.s._note("info", "config live again", server, lst.key, again,
+                                 what="listened data ids")  # fmt: skip
             self.note(lst.key, revision)
             self._save(lst.key, entry, revision)
         if before != _served(entry):

@@ -246,7 +246,7 @@ class DiskWriter:
         self.dropped = 0  # saves dropped because MAX_PENDING_SAVES were waiting
         self._pending: dict[tuple[str, Hashable], Callable[[], None]] = {}  # ordered
         self._cond = threading.Condition()
-        self._busy = False  # a save is being written
+        self._busy: tuple[str, Hashable] | None = None  # the slot being written
         self._stopped = False
         self._thread: threading.Thread | None = None
 
@@ -280,22 +280,23 @@ class DiskWriter:
                     return  # stopped, and everything written
                 slot = next(iter(self._pending))
                 job = self._pending.pop(slot)
-                self._busy = True
+                self._busy = slot
             try:
                 job()  # logs its own errors (rate-limited), never raises them
             except Exception:
                 log.exception("meshreg client: disk cache write failed")
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._busy = None
                     self._cond.notify_all()
 
-    def settle(self, timeout: float) -> bool:
-        """Wait (``timeout`` s at most) until what waits is written; the writer goes on.
-        False: time ran out."""
+    def settle_config(self, key: ConfigKey, timeout: float) -> bool:
+        """Wait (``timeout`` s at most) until the version of ``key`` waiting (if any) is
+        written; the writer goes on.  False: time ran out."""
+        slot = ("config", key)
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._busy:
+            while slot in self._pending or self._busy == slot:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -309,7 +310,7 @@ class DiskWriter:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-            while self._pending or self._busy:
+            while self._pending or self._busy is not None:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None:
                     return False

@@ -999,6 +999,20 @@ class ClientSession:
         if len(noted[4]) < NOTED_KEYS:
             noted[4][key] = None
 
+    def _unnote(self, kinds: tuple[str, ...], key: ServiceKey | ConfigKey) -> bool:
+        """Take ``key`` out of the lines of these kinds not said yet (a service back
+        before its "no server answers" was summed up: neither is said of it, else the
+        two came out in the wrong order); True if it was in one."""
+        found = False
+        for noted in [n for n in self._notes if n[0] in kinds]:
+            keys = self._notes[noted][4]
+            if key in keys:
+                found = True
+                del keys[key]
+                if not keys:
+                    del self._notes[noted]
+        return found
+
     def _flush_notes(self) -> None:
         for kind, (level, one, many, what, keys) in list(self._notes.items()):
             if self._now < self._noted_at.get(kind, -math.inf) + self._log.interval:
@@ -2468,7 +2482,8 @@ class ClientSession:
         listing = watch.view.listing()
         if watch.said_stale:  # said with the others back from ``source`` (``_say_stale``)
             watch.said_stale = False
-            self._note("info", "live again", source, key, f"live data again from {source}")
+            if not self._unnote(("stale", "stale from disk"), key):
+                self._note("info", "live again", source, key, f"live data again from {source}")
         if outcome is not Outcome.UNCHANGED:
             self._out.append(SaveToDisk(key, listing))
             for cb in watch.listeners:

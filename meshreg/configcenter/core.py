@@ -348,7 +348,8 @@ class ConfigStore:
         """At a load (``now`` = the start): ``entry``, just loaded unacknowledged, arrived
         before the restart and is shown from ``at`` (its ``arrival_settle`` then), not
         2.5 s after the start: a version this node showed before it stopped is shown at
-        once again (a reader would step back a revision).  Never later than the start's
+        once again (a reader would step back a revision), and one that arrived less than
+        2.5 s before is shown when it would have been.  Never later than the start's
         rule (a clock set back since)."""
         ident = (entry.key, entry.revision, entry.origin, entry.md5)
         held = self._settle_at.get(ident)
@@ -673,6 +674,7 @@ class ConfigStore:
             "configs": self.live_configs,
             "tombstones": len(self._tombstones),
             "tombstones_purged_early": self.tombstones_purged_early,
+            "purged_remembered": len(self._purged),
             "namespaces": len(self.live_by_namespace),
             # the largest namespaces, live data ids each (what max_configs_per_namespace
             # limits): at most STATS_NAMESPACES of them
@@ -1000,12 +1002,14 @@ class ConfigStore:
 
     def _purge(self, key: ConfigKey) -> list[ConfigEntry]:
         """Drop a deleted data id, its revision kept in its bucket's floor."""
-        revision = self._current[key].revision
-        self.raise_floor(key, revision)
-        self._purged[key] = revision
-        self._purged.move_to_end(key)
-        if len(self._purged) > PURGED_KEPT:
-            self._purged.popitem(last=False)
+        current = self._current[key]
+        self.raise_floor(key, current.revision)
+        if current.committed:  # (an unacknowledged one: another version may win its
+            # revision on a majority, and must not be refused then)
+            self._purged[key] = current.revision
+            self._purged.move_to_end(key)
+            if len(self._purged) > PURGED_KEPT:
+                self._purged.popitem(last=False)
         return self._drop_key(key)
 
     def purged_through(self, key: ConfigKey) -> int:

@@ -100,8 +100,8 @@ ADDED_COLUMNS = {
     "settles_at": "ALTER TABLE config_versions ADD COLUMN settles_at REAL NOT NULL DEFAULT 0",
 }
 # a save or a delete: (True: save, False: delete), the versions, and for a save, per version
-# when this node shows it unacknowledged (``settles_at``; empty or 0: not known)
-WriteOp = tuple[bool, Iterable[ConfigEntry]] | tuple[bool, Iterable[ConfigEntry], Sequence[float]]
+# when this node shows it unacknowledged (``settles_at``; empty, or 0: not known)
+WriteOp = tuple[bool, Sequence[ConfigEntry], Sequence[float]]
 _UNIQUE = "namespace, grp, data_id, revision, origin, md5, gray_md5, deleted"
 ROWS_PER_INSERT = 256  # versions per INSERT statement (within SQLite's variable limit): one
 # statement is one sqlite3 step, so the writer thread takes the GIL back once per statement,
@@ -224,14 +224,14 @@ class SqliteConfigStore:
 
     def save(self, entries: Iterable[ConfigEntry]) -> None:
         """Insert versions (or raise their committed flag), in one transaction, durably."""
-        self.write([(True, entries)])
+        self.write([(True, tuple(entries), ())])
 
     def remove(self, entries: Iterable[ConfigEntry]) -> None:
         """Delete versions (pruned by the core), in one transaction."""
-        self.write([(False, entries)])
+        self.write([(False, tuple(entries), ())])
 
     def write(self, ops: Iterable[WriteOp]) -> None:
-        """``(True, entries[, settles_at])``: save them; ``(False, entries)``: delete them;
+        """``(True, entries, settles_at)``: save them; ``(False, entries, ())``: delete them;
         every op in its order, in ONE transaction, durable when this returns (nothing of
         it if it raises)."""
         # Consecutive saves go in one INSERT (up to _rows_per_insert rows), whatever ops
@@ -247,14 +247,13 @@ class SqliteConfigStore:
                 steps.append((_upsert(len(chunk)), [v for row in chunk for v in row]))
             rows.clear()
 
-        for op in ops:
-            save, entries = op[0], op[1]
+        for save, entries, settles in ops:
             if save:
-                settles = op[2] if len(op) > 2 else ()
-                if settles:
-                    rows.extend(map(_row, entries, settles))
-                else:
-                    rows.extend(map(_row, entries))
+                rows.extend(
+                    map(_row, entries)
+                    if not settles
+                    else (_row(e, at) for e, at in zip(entries, settles, strict=True))
+                )
             else:
                 keys = [_row(e)[:8] for e in entries]
                 if keys:

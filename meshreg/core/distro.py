@@ -1241,7 +1241,8 @@ class DistroNode:
             # then kept by self-preservation (review52 F2).  A member that started after
             # us and was not heard yet loses nothing: our own round with it pulls them.
             self.counters["reconciles_unheard"] += 1
-            self._report(now, "reconcile", req.node, (
+            self._report(now, "reconcile (from a node not heard)", req.node, (  # (own budget:
+                # a stream of them must not silence the clock-ahead report of a reconcile)
                 f"a reconcile of {len(req.services)} services from node {req.node!r}, "
                 "which this node has not heard as a member: nothing merged (a peer just "
                 "started, or something that is not a node speaks the peer port: give the "

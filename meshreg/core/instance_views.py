@@ -49,13 +49,14 @@ class InstanceViews:
     def put(
         self, key: ServiceKey, healthy_only: bool, revision: int, protected: bool, rows: Rows
     ) -> None:
-        """Keep ``rows`` (built at ``revision``), in place of what was kept for them."""
-        if len(rows) > self.max_rows:
-            return
+        """Keep ``rows`` (built at ``revision``), in place of what was kept for them (a list
+        above ``max_rows`` is not kept, and the older one goes: it is stale)."""
         slot = (key, healthy_only)
         old = self._views.pop(slot, None)
         if old is not None:
             self.rows -= len(old[2])
+        if len(rows) > self.max_rows:
+            return
         self._views[slot] = (revision, protected, rows)
         self.rows += len(rows)
         while self.rows > self.max_rows:

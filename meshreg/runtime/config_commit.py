@@ -105,7 +105,7 @@ from typing import Any
 
 from meshreg.configcenter.model import ConfigEntry, ConfigKey
 from meshreg.configcenter.replication import Persist, SendCommit, SendRecord
-from meshreg.configcenter.sqlite_store import BUSY_TIMEOUT, SqliteConfigStore
+from meshreg.configcenter.sqlite_store import BUSY_TIMEOUT, SqliteConfigStore, WriteOp
 
 log = logging.getLogger("meshreg.node")
 
@@ -143,7 +143,7 @@ INLINE_BACKOFF = 0.5  # s; ... send the next turns to the writer thread for this
 # (True: save, False: delete), the versions, and for a save, per version when this node
 # shows it unacknowledged (``ConfigStore.arrival_settle``, taken on the loop thread; empty:
 # a delete or a flag, whose row exists already)
-Op = tuple[bool, tuple[ConfigEntry, ...], tuple[float, ...]]
+Op = WriteOp  # (sqlite_store: save or delete, the versions, when each settles)
 
 
 @dataclass(slots=True, eq=False)

@@ -180,6 +180,7 @@ from meshreg.wire.replies import (
     encode_request,
     with_deadline,
 )
+from meshreg.wire.result_maps import packed_stats
 
 log = logging.getLogger("meshreg.node")
 
@@ -349,14 +350,14 @@ _CONFIG_REQUESTS = frozenset(
 def _frames_after(
     recv: Any, sock: Channel, frame: Any, delimited: bool = False, copy: bool = True
 ) -> tuple[list[Any], str]:
-    """The rest of a message from ``frame`` (received as a Frame; the routing id
-    before it already taken), as bytes (``copy`` False: the Frames), and "" ; or
-    ([its last Frame], why) for a message whose envelope is out of bounds: a frame before its last
-    above ``MAX_ROUTING_FRAME_BYTES`` (a routing frame, or a body with more after it),
-    or more than ``MAX_ENVELOPE_FRAMES`` of them.  Such a message is received to its end
-    and dropped without a copy, so it costs the loop microseconds whatever its size
-    (review52 F1: ``ping``s behind 15 routing frames of 2 MiB grew a node by GBs: each
-    was copied, and mirrored into its reply).  ``delimited``: the delimiter was taken."""
+    """The rest of a message from ``frame`` (received as a Frame; the routing id before it
+    already taken): (its frames as bytes, or as Frames with ``copy`` False, ""); or ([its
+    last Frame], why) for a message whose envelope is out of bounds: a frame before its last
+    above ``MAX_ROUTING_FRAME_BYTES`` (a routing frame, or a body with more after it), or
+    more than ``MAX_ENVELOPE_FRAMES`` of them.  Such a message is received to its end and
+    dropped without a copy, so it costs the loop microseconds whatever its size (review52
+    F1: ``ping``s behind 15 routing frames of 2 MiB grew a node by GBs: each was copied, and
+    mirrored into its reply).  ``delimited``: the delimiter was taken."""
     out: list[Any] = []
     while frame.more:
         size = len(frame)
@@ -622,7 +623,7 @@ class NodeRuntime:
             "client_quota_refused": self.holdings.refused,
             "reads_throttled": self.read_rate.throttled,
             # large services' instance lists kept between reads (core/instance_views)
-            "instance_lists": self.core.registry.views.stats(),
+            "instance_lists": {**self.core.registry.views.stats(), **packed_stats()},
             "accept_failures": transport.get("accept_failures", 0),
             "subscriptions_admitted": self.gate.total,
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
@@ -1594,7 +1595,6 @@ class NodeRuntime:
                 raise  # a config op's str not UTF-8: said with its id (review30 F4)
             raise _too_large(size, cap) from None
         if type(msg) is not dict or msg.get("op") not in CONFIG_OPS:
-            del msg  # (not kept alive by the traceback's frame)
             raise _too_large(size, cap)
         return msg
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from meshreg.core.cluster_messages import DigestPage, ReconcileReply
-from meshreg.core.instance_views import MIN_ROWS
+from meshreg.core.instance_views import MAX_ROWS, MIN_ROWS
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.results import (
     BatchResult,
@@ -89,31 +89,39 @@ def _instance_maps(rows: tuple[Any, ...]) -> list[dict[str, Any]]:
 
 # a large service's instance list, packed: its rows' identity (the core keeps the same
 # tuple while the service's revision stands: core/instance_views) -> (the rows, kept so
-# the identity is not reused, and their packed array); the most recently packed first
-# kept, within PACKED_ROWS_BYTES (review52 F3: mapping and packing 50,000 instances was
-# most of an ``instances`` read's 250 ms)
+# the identity is not reused, and their packed array); the most recently packed kept,
+# within PACKED_ROWS_BYTES counting each twice (the array, and about as much for the
+# rows it holds on to: those of a revision the core dropped stay until then) (review52
+# F3: mapping and packing 50,000 instances was most of an ``instances`` read's 250 ms)
 PACKED_ROWS_BYTES = 32 * 1024 * 1024
 _packed_rows: OrderedDict[int, tuple[tuple[Any, ...], bytes]] = OrderedDict()
-_packed_bytes = [0]
+_packed_bytes = [0]  # the arrays' bytes, counted twice
+
+
+def packed_stats() -> dict[str, int]:
+    """``stats.runtime.instance_lists``' ``packed`` lists and their ``packed_bytes``."""
+    return {"packed": len(_packed_rows), "packed_bytes": _packed_bytes[0] // 2}
 
 
 def instances_packed(r: InstancesResult) -> bytes:
     """``msgpack.packb(instances_map(r))``, the same bytes, with a large service's
-    instance array packed once for as long as the core keeps its rows."""
+    instance array packed once for as long as the core keeps its rows (a list above
+    the core's ``MAX_ROWS`` is built anew per read: not kept here either)."""
     rows = r.instances
     if len(rows) < MIN_ROWS:
         return msgpack.packb(instances_map(r))  # type: ignore[no-any-return]
-    held = _packed_rows.get(id(rows))
-    if held is not None and held[0] is rows:
+    held = _packed_rows.get(id(rows))  # (its rows held: the identity is that tuple's)
+    if held is not None:
         _packed_rows.move_to_end(id(rows))
         array = held[1]
     else:
         array = msgpack.packb(_instance_maps(rows))
-        _packed_rows[id(rows)] = (rows, array)
-        _packed_bytes[0] += len(array) - (len(held[1]) if held is not None else 0)
-        while _packed_bytes[0] > PACKED_ROWS_BYTES and len(_packed_rows) > 1:
-            _, (_, dropped) = _packed_rows.popitem(last=False)
-            _packed_bytes[0] -= len(dropped)
+        if len(rows) <= MAX_ROWS:
+            _packed_rows[id(rows)] = (rows, array)
+            _packed_bytes[0] += 2 * len(array)
+            while _packed_bytes[0] > PACKED_ROWS_BYTES and len(_packed_rows) > 1:
+                _, (_, dropped) = _packed_rows.popitem(last=False)
+                _packed_bytes[0] -= 2 * len(dropped)
     head = _instances_head(r)
     tail: dict[str, Any] = {}
     _instances_tail(r, tail)

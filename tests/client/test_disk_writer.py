@@ -76,3 +76,30 @@ def test_a_directory_that_cannot_be_written_is_one_warning_per_kind(
     assert "Not a directory" in lines[0]
     assert "config" in lines[1]
     assert "(49 similar suppressed in the last 10 s)" in lines[2]
+
+
+@pytest.mark.timeout(30)
+def test_settle_config_waits_for_its_data_id_only(tmp_path: Path) -> None:
+    """A read served from disk waits for its own data id's save (review18), not for a
+    slow service list queued before it."""
+    cache = DiskCache(tmp_path)
+    gate, entered = threading.Event(), threading.Event()
+    real = cache.save
+
+    def save(key: ServiceKey, instances: list[Instance]) -> None:
+        entered.set()
+        assert gate.wait(10)
+        real(key, instances)
+
+    cache.save = save  # type: ignore[method-assign]
+    writer = DiskWriter(cache)
+    config = ConfigKey("public", "DEFAULT_GROUP", "app.yaml")
+    writer.save(KEY, [inst("10.0.0.1")])
+    assert entered.wait(10)  # the list is being written, slowly
+    assert writer.settle_config(config, 0.0)  # nothing of the data id waits
+    writer.save(KEY._replace(service="other"), [inst("10.0.0.2")])
+    writer.save_config(config, None)  # waits behind the slow list
+    assert not writer.settle_config(config, 0.05)
+    gate.set()
+    assert writer.settle_config(config, 10)
+    assert writer.flush(10)

@@ -913,6 +913,7 @@ def test_a_purged_data_id_is_not_taken_back_from_a_peer_that_has_not_purged_it()
     for key in (a, b):
         for version in (s.publish(key, "v1", now=1.0), s.delete(key, now=2.0)):
             peer.apply(version)
+            s.commit(key, version.revision, version.origin, version.md5)  # acknowledged
     assert [e.key for e in s.prune(3.0)] == [a, a] and s.purged_through(a) == 2
     for version in peer.entries(a):  # the peer's round: what this node lacks
         assert s.apply(version).outcome is Outcome.REFUSED
@@ -920,3 +921,14 @@ def test_a_purged_data_id_is_not_taken_back_from_a_peer_that_has_not_purged_it()
     assert s.rejected["replica_purged"] == 2
     s.apply(dataclasses.replace(peer.entries(a)[-1], revision=3, deleted=False))  # re-created
     assert s.current(a) is not None and s.current(a).revision == 3
+    # a tombstone no majority acknowledged, purged: another version of its revision may
+    # be the one a majority acknowledged, and is taken (not refused as purged)
+    t = store(max_tombstones=1)
+    lost = t.apply(dataclasses.replace(peer.entries(b)[-1], origin="x")).outcome
+    for version in peer.entries(a):  # a newer tombstone: b's is the one beyond the bound
+        t.apply(dataclasses.replace(version, committed=True))
+    assert lost is not Outcome.REFUSED and t.prune(3.0) and t.current(b) is None
+    assert t.purged_through(b) == 0
+    won = dataclasses.replace(peer.entries(b)[-1], deleted=False, content="v2",
+                              md5=content_md5("v2"), committed=True)  # fmt: skip
+    assert t.apply(won).outcome is not Outcome.REFUSED and t.current(b) == won

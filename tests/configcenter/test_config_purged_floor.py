@@ -28,7 +28,9 @@ def purged(node: str, restarted: bool = True) -> ConfigStore:
     the memory of what it purged, which refuses the old copy until then."""
     s = ConfigStore(node, ConfigLimits(keep_seconds=DAY))
     s.publish(K, "v1", now=0.0)
-    assert s.delete(K, now=1.0).revision == 2
+    deleted = s.delete(K, now=1.0)
+    assert deleted.revision == 2
+    s.commit(K, 2, deleted.origin, deleted.md5)  # acknowledged
     while s.prune(2 * DAY):
         pass
     assert s.current(K) is None and s.purged_floor(K) == 2

@@ -82,10 +82,10 @@ def test_one_write_of_many_versions_saves_and_removes_in_order(tmp_path: Path) -
     assert marked is not None
     gone = entries[5]
     with SqliteConfigStore(path) as db:
-        db.write([(True, [*entries, marked, first]), (False, [gone])])
+        db.write([(True, [*entries, marked, first], ()), (False, [gone], ())])
         assert db.count() == 299
         late = core.publish(keys[1], "late", now=999.0)
-        db.write([(True, [late])])
+        db.write([(True, [late], ())])
     again = reopen(path)
     assert again.current(first.key) == marked  # the flag raised, never lowered
     assert again.current(gone.key) is None
@@ -107,12 +107,12 @@ def test_consecutive_save_ops_share_one_insert_in_their_order(tmp_path: Path) ->
     with SqliteConfigStore(path) as db:
         statements: list[str] = []
         db._conn.set_trace_callback(statements.append)
-        db.write([(True, [e]) for e in entries] + [(True, [marked])])
+        db.write([(True, [e], ()) for e in entries] + [(True, [marked], ())])
         inserts = [s for s in statements if s.startswith("INSERT")]
         assert len(inserts) == 1 and not any(s.startswith("BEGIN") for s in statements)
         statements.clear()
         later = core.publish(keys[1], "w", now=9.0)
-        db.write([(True, [later]), (False, [entries[3]]), (True, [entries[3]])])
+        db.write([(True, [later], ()), (False, [entries[3]], ()), (True, [entries[3]], ())])
         assert [s.split()[0] for s in statements if s.split()[0] in ("INSERT", "DELETE")] == [
             "INSERT", "DELETE", "INSERT"]  # fmt: skip
         db._conn.set_trace_callback(None)

@@ -106,3 +106,39 @@ def test_the_kept_rows_are_bounded_and_the_least_recently_read_go_first() -> Non
     assert views.get(keys[1], False, 1) is None
     assert views.get(keys[0], False, 1) is not None
     assert views.get(keys[0], False, 2) is None  # another revision: not kept
+    big = rows * 4  # above the bound: not kept, and the older list of it goes (stale)
+    views.put(keys[0], False, 2, False, big)
+    assert views.get(keys[0], False, 1) is None and views.rows == 2 * MIN_ROWS
+
+
+def test_the_packed_lists_are_bounded_and_one_too_large_to_keep_is_not_packed_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wire's packed arrays (``instances_packed``) stay within their bound, the
+    rows they hold counted too; a list the core does not keep (above ``MAX_ROWS``) is
+    not kept packed either (it would push out the useful ones, for nothing)."""
+    from meshreg.core.results import InstancesResult
+    from meshreg.wire import result_maps
+
+    monkeypatch.setattr(result_maps, "_packed_rows", type(result_maps._packed_rows)())
+    monkeypatch.setattr(result_maps, "_packed_bytes", [0])
+    monkeypatch.setattr(result_maps, "MAX_ROWS", 2 * MIN_ROWS)
+
+    def result(n: int, tag: str) -> InstancesResult:
+        rows = tuple((f"10.{tag}.{i >> 8}.{i & 255}", 1, "DEFAULT", 1.0, True, True, {})
+                     for i in range(n))  # fmt: skip
+        return InstancesResult(SVC, 1, 1, 0.0, False, {}, rows)
+
+    one = result(MIN_ROWS, "1")
+    packed = result_maps.instances_packed(one)
+    assert packed == msgpack.packb(result_maps.instances_map(one))
+    first = result_maps.packed_stats()
+    assert first["packed"] == 1 and 0 < first["packed_bytes"] < len(packed), first
+    result_maps.instances_packed(result(3 * MIN_ROWS, "2"))  # above MAX_ROWS: not kept
+    assert result_maps.packed_stats()["packed"] == 1
+    size = result_maps.packed_stats()["packed_bytes"]
+    monkeypatch.setattr(result_maps, "PACKED_ROWS_BYTES", 5 * size)  # room for two
+    for tag in "345":
+        result_maps.instances_packed(result(MIN_ROWS, tag))
+    stats = result_maps.packed_stats()
+    assert stats["packed"] == 2 and 2 * stats["packed_bytes"] <= 5 * size, stats

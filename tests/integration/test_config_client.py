@@ -220,6 +220,33 @@ def test_a_client_started_while_no_node_answers_gets_its_disk_copy(
         assert not c.config_get("app.yaml").from_cache
 
 
+def test_an_own_write_is_saved_after_the_read_before_it_whatever_the_disk_pace(
+    node: NodeProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review18's test failed once in CI: a read's copy of revision 1 and the client's
+    own write of revision 2 were saved by two threads, and the slower read's landed last:
+    the disk said revision 1 after the client wrote 2.  Both go through one writer now,
+    in turn.  A slow disk for revision 1 makes the order deterministic here."""
+    from meshreg.client.disk_cache import DiskCache
+
+    save = DiskCache.save_config
+    slow = threading.Event()
+
+    def slow_first(self: DiskCache, key: Any, entry: Any) -> None:
+        if entry is not None and entry.revision == 1:
+            slow.wait(0.5)  # a slow disk (the event is never set: a bounded stall)
+        save(self, key, entry)
+
+    monkeypatch.setattr(DiskCache, "save_config", slow_first)
+    with Client([node.address], timeout=5, cache_dir=tmp_path / "cache") as c:
+        c.config_publish("order.txt", "v1")
+        assert c.config_get("order.txt").revision == 1  # its copy: on its way, slowly
+        assert c.config_publish("order.txt", "v2").revision == 2
+        key = c._config_key("order.txt", None, None)
+    kept = DiskCache(tmp_path / "cache").load_config(key)  # closed: every save written
+    assert kept is not None and (kept.revision, kept.content) == (2, "v2"), kept
+
+
 def test_the_disk_copy_is_served_while_the_only_node_back_cannot_serve_yet(
     start_cluster: Callable[..., list[NodeProcess]], tmp_path: Path
 ) -> None:

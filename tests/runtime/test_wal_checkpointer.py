@@ -64,7 +64,7 @@ def test_the_writer_thread_commits_never_copy_and_its_checkpointer_does(tmp_path
     try:
         entries = versions(200, 20_000)
         for seq, entry in enumerate(entries, 1):
-            turn = Turn(seq, ops=[(True, (entry,))], versions=1)
+            turn = Turn(seq, ops=[(True, (entry,), ())], versions=1)
             writer.submit([turn])
         done: list[int] = []
 
