@@ -58,7 +58,7 @@ max_bytes_option = click.option(
     default=DEFAULT_MAX_CONTENT_BYTES,
     envvar="MESHREG_CONFIG_MAX_BYTES",
     show_default=True,
-    help="Largest content sent (the nodes' config_max_content_bytes) "
+    help="Largest content sent (the nodes' [config] max_content_bytes) "
     "(env MESHREG_CONFIG_MAX_BYTES).",
 )
 if_revision_option = click.option(

@@ -506,6 +506,9 @@ class ClientAgent:
             if failure is not None:
                 now = self._read_clock()
                 self._perform(self.core.server_refused(*failure, now), now)
+                if monitor is not self._dealer_monitor:
+                    return  # a failover replaced the socket and closed this monitor (review54
+                    # F1: read after that, it stopped the client's I/O thread)
 
     def _close_dealer_monitor(self) -> None:
         monitor, self._dealer_monitor = self._dealer_monitor, None

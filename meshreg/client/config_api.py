@@ -430,7 +430,7 @@ class ConfigMixin:
                 raise InvalidArgumentError(
                     int(exc.code),
                     f"{exc.message}. This client's config_max_bytes is {max_bytes} (the nodes' "
-                    "default cap); if your nodes allow more (config_max_content_bytes), raise "
+                    "default cap); if your nodes allow more ([config] max_content_bytes), raise "
                     "it: Client(config_max_bytes=...), CLI --max-bytes / "
                     "MESHREG_CONFIG_MAX_BYTES",
                 ) from None

@@ -751,9 +751,14 @@ class ClientSession:
         watches (5 s), stalled every client of a node stopped for a rolling restart and
         left its consumers' views frozen meanwhile (review27 F2, F7)."""
         self._now = now
-        self._link_up = False
+        was_up, self._link_up = self._link_up, False
         if len(self.servers) > 1 and not self.closed and not self._closing():
-            self._leaving = "closed the connection (it stopped or restarted)"
+            refused = self._link_refused
+            self._leaving = (
+                f"refused this client's handshake ({refused[0]})"
+                if refused is not None and not was_up  # (review54 F3: it said "stopped")
+                else "closed the connection (it stopped or restarted)"
+            )
             self._failover()
         return self._take()
 

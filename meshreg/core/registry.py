@@ -59,7 +59,7 @@ from meshreg.core.effects import (
 from meshreg.core.health import HealthPolicy
 from meshreg.core.instance_views import MIN_ROWS, InstanceViews
 from meshreg.core.outbox import Outbox
-from meshreg.core.overrides import MAX_OVERRIDES, MAX_OVERRIDES_PER_NAMESPACE
+from meshreg.core.overrides import CLEARED_TTL, MAX_OVERRIDES, MAX_OVERRIDES_PER_NAMESPACE
 from meshreg.core.preservation import SelfPreservation
 from meshreg.core.quotas import LimitsPolicy, QuotaExceeded, Quotas
 from meshreg.core.requests import (
@@ -423,9 +423,11 @@ class RegistryNode:
         if held is None and not req.clear and len(overrides) >= MAX_OVERRIDES:
             raise RequestRejected(
                 ErrorCode.RESOURCE_EXHAUSTED,
-                f"update: node {self.address} holds {len(overrides)} operator overrides, "
-                f"the most it takes ({MAX_OVERRIDES}): clear some (instance-set --clear) "
-                f"before overriding {req.instance} of {req.key}",
+                f"update: node {self.address} holds {len(overrides)} operator overrides "
+                f"({overrides.active} in force, the others cleared in the last "
+                f"{CLEARED_TTL:g} s), the most it takes ({MAX_OVERRIDES}): clear some "
+                f"(instance-set --clear; their room comes back {CLEARED_TTL:g} s later) before "
+                f"overriding {req.instance} of {req.key}",
                 req.req_id,
                 "update",
             )
@@ -1014,8 +1016,9 @@ class RegistryNode:
                 store.metadata_bytes,
                 store.tombstone_count,
                 store.tombstones_dropped,
-                len(store.overrides),
+                store.overrides.active,
                 store.overrides.expired,
+                len(store.overrides) - store.overrides.active,
             ),
             limits=self.limits,
             rejected_quota=self.quotas.result(),

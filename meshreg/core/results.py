@@ -204,8 +204,9 @@ class Usage:
     metadata_bytes: int
     tombstones: int
     tombstones_dropped: int
-    overrides: int = 0  # operator overrides held, active and cleared (core/overrides)
+    overrides: int = 0  # operator overrides in force (core/overrides)
     overrides_expired: int = 0  # cleared here: their instance stayed absent override_ttl
+    overrides_cleared: int = 0  # cleared ones remembered CLEARED_TTL for the merge
 
 
 @dataclass(frozen=True, slots=True)

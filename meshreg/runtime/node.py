@@ -159,6 +159,7 @@ from meshreg.wire.peer import (
     DeltaBatch,
     ReplicatedDelta,
     SessionBeats,
+    client_write_on_peer_port,
     decode_batch_reply,
     decode_replication,
     decode_written,
@@ -1497,6 +1498,10 @@ class NodeRuntime:
                     ):
                         raise
                     msg = self._decode_config(body)
+                if peer and len(envelope) < 3:  # [id, b""]: no forward id, not a node's
+                    wrong = client_write_on_peer_port(msg, self.config.host, self.config.port)
+                    if wrong is not None:
+                        raise wrong
                 beat = beat_fields(msg)
                 if beat is not None:
                     if (principal is OPEN or principal.may(Access.WRITE, *beat[1])) and (

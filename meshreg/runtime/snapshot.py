@@ -327,8 +327,9 @@ def _counts(copies: dict[str, Path]) -> dict[str, int]:
             counts["service_settings"] = conn.execute(
                 "SELECT COUNT(*) FROM service_settings"
             ).fetchone()[0]
-            counts["instance_overrides"] = conn.execute(
+            counts["instance_overrides"] = conn.execute(  # in force (not cleared ones)
                 "SELECT COUNT(*) FROM instance_field_overrides"
+                " WHERE weight IS NOT NULL OR enabled IS NOT NULL"
             ).fetchone()[0]
         conn.close()
     return counts

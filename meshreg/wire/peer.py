@@ -666,6 +666,23 @@ def parse_peer_message(msg: Any) -> Any:
     raise _unknown_op(op, req_id, PEER_PLANE_OPS, " on the peer port")
 
 
+def client_write_on_peer_port(msg: Any, host: str, port: int) -> RequestRejected | None:
+    """A client's write sent to the peer port (P+3) by mistake: it carries no forward id
+    (a node's forward does: ``[fid, b"", body]``), so it is refused, not applied as a
+    forward, and told which port to use (review54 F5: a ``register`` there was applied,
+    answered in a forward's frames the client could not read, and left behind)."""
+    op = msg.get("op") if type(msg) is dict else None
+    if op not in FORWARDED_OPS:
+        return None
+    req_id = msg.get("id") if type(msg.get("id")) is int else 0
+    return RequestRejected(
+        ErrorCode.UNKNOWN_OP,
+        f"{op} sent to {host}:{port + 3}, this node's peer port (P+3: the other nodes' "
+        f"forwards and calls); nothing was applied: clients use port P, {host}:{port}",
+        req_id,
+    )
+
+
 def peer_call_fields(
     req: ListDigests | Reconcile | PushSessions | Join | PushBeacon,
 ) -> dict[str, Any]:

@@ -283,6 +283,7 @@ def stats_map(r: StatsResult) -> dict[str, Any]:
             "tombstones_dropped": usage.tombstones_dropped,
             "overrides": usage.overrides,
             "overrides_expired": usage.overrides_expired,
+            "overrides_cleared": usage.overrides_cleared,
         },
         "limits": _limits_map(r.limits),
         "rejected_quota": dict(r.rejected_quota),

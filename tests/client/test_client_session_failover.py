@@ -314,6 +314,20 @@ def test_a_dropped_connection_moves_to_the_next_server_at_once_and_pulls_again()
     assert "closed the connection" in said and "did not answer" not in said
 
 
+def test_a_connection_dropped_after_a_refused_handshake_says_refused_not_stopped() -> None:
+    """review54 F3: a key the node's ACL does not know, two servers: the node closes the
+    connection after refusing the handshake, and the client said the node "stopped or
+    restarted" (both ran throughout)."""
+    h = Harness(servers=("a:1", "b:2"), handshake=False)
+    h.do(Call("services", {"namespace": "public"}, 3.0, Handle()))
+    h.run(h.core.server_refused("authentication refused (ZAP status 400)", True, h.now))
+    h.run(h.core.server_disconnected(h.now))
+    assert h.core.server == "b:2"
+    (said,) = [x for x in h.logs("warning") if "a:1" in x]
+    assert "refused this client's handshake (authentication refused" in said, said
+    assert "stopped or restarted" not in said
+
+
 def test_a_refused_connection_moves_to_the_next_server_at_once() -> None:
     h = Harness(servers=("a:1", "b:2"), handshake=False)
     handle = Handle()

@@ -242,6 +242,7 @@ def test_stats_show_usage_with_empty_services_tombstones_and_metadata() -> None:
         "tombstones_dropped": 0,
         "overrides": 0,
         "overrides_expired": 0,
+        "overrides_cleared": 0,
     }
     assert stats_map(node, 1.0)["services"] == 1  # with instances, as before
 
