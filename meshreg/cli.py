@@ -895,6 +895,8 @@ def stats(
     as_json: bool, output: str, output_file: str | None, servers: str, timeout: float
 ) -> None:
     """Show a node's counters."""
+    if as_json and output != "text" and output != "json":
+        raise click.UsageError(f"--json and --format {output} ask for two formats: give one")
     if as_json:
         output = "json"
     try:

@@ -49,7 +49,8 @@ class DataDirLock:
                 f"data dir {path} is in use by another meshreg node ({held_by}; lock "
                 f"{self.path}): every node needs a data dir of its own, or two nodes would "
                 "each confirm config writes alone; give this one another --data-dir "
-                "(data_dir in [node])"
+                "(data_dir in [node]); a second node on this host also needs its own "
+                "--port (the default data dir is named after the host and port)"
             ) from None
         if open_to:
             log.warning(

@@ -248,6 +248,9 @@ def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
     assert stats["address"] == node.address
     human = run_cli("stats", "-s", node.address).stdout
     assert "beats/s" in human and "instances" in human
+    # two formats asked for (review54: JSON was printed without a word)
+    both = run_cli("stats", "--json", "--format", "prometheus", "-s", node.address)
+    assert both.returncode == 2 and "give one" in both.stderr and both.stdout == "", both
     assert "sessions        0 holding 0 instances" in human
 
 
