@@ -181,7 +181,7 @@ from meshreg.wire.replies import (
     encode_request,
     with_deadline,
 )
-from meshreg.wire.result_maps import packed_stats
+from meshreg.wire.result_maps import clear_packed, packed_stats
 
 log = logging.getLogger("meshreg.node")
 
@@ -901,6 +901,7 @@ class NodeRuntime:
         its leave beacon, and a config write forwarded to it as it stopped waited out its
         2.2 s for nothing (CI once: review27's graceful-stop test)."""
         self.configs.close(drain=False)  # after finish(): nothing left to drain
+        clear_packed()
         if self._peers is not None:
             self._peers.close()
             self._peers = None
