@@ -33,9 +33,7 @@ def test_bad_arguments_raise_meshreg_errors_at_once(start_node: Any) -> None:
         client.register("r55-args", "10.55.0.9", 1)
         cases = {
             "instances(clusters=5)": lambda: client.instances("r55-args", clusters=5),
-            "instances(metadata='zone=a')": lambda: client.instances(
-                "r55-args", metadata="zone=a"
-            ),
+            "instances(metadata='zone=a')": lambda: client.instances("r55-args", metadata="zone=a"),
             "select(metadata=[('a', 'b')])": lambda: client.select(
                 "r55-args", metadata=[("a", "b")]
             ),

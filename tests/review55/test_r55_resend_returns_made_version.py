@@ -55,3 +55,24 @@ def test_a_resent_publish_returns_the_version_the_cluster_made(
         f"the disk copy served in an outage holds {copy.content!r} at revision "
         f"{copy.revision}; the cluster's revision {copy.revision} is 'first'"
     )
+
+
+@pytest.mark.timeout(60)
+def test_a_resent_gray_returns_the_gray_version_the_cluster_made(start_node: Any) -> None:
+    """The same with ``config_gray`` (its ``gray.content`` is filled in the same way)."""
+    node = start_node()
+    rid = "r55-gray-resend-0123456789"
+    client = Client([node.address], handle_sigterm=False)
+    try:
+        client.config_publish("r55.gray", "main")
+        first = client.config_gray("r55.gray", "g-first", labels={"env": "x"}, request_id=rid)
+        again = client.config_gray("r55.gray", "g-second", labels={"env": "x"}, request_id=rid)
+    finally:
+        client.close()
+    assert first.gray is not None and again.gray is not None
+    assert again.revision == first.revision
+    assert again.gray.md5 == hashlib.md5(b"g-first").hexdigest()
+    assert again.gray.content == "g-first", (
+        f"the re-sent gray write returned gray content {again.gray.content!r} with the md5 "
+        f"of 'g-first' at revision {again.revision}: a version the cluster never made"
+    )
