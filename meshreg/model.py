@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from meshreg.errors import ErrorCode, InvalidArgumentError
+
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
 DEFAULT_CLUSTER = "DEFAULT"
@@ -149,6 +151,10 @@ class InstanceList(list[Instance]):
         )
 
 
+def _bad_filter(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(int(ErrorCode.INVALID_ARGUMENT), message)
+
+
 @dataclass(frozen=True)
 class InstanceFilter:
     """What a read narrows a service's instances to: ``clusters`` (None: any) and
@@ -168,12 +174,19 @@ class InstanceFilter:
         bytes would match nothing, silently."""
         names = None
         if clusters is not None:
+            if not isinstance(clusters, str | Iterable):
+                raise _bad_filter(f"clusters: a name or several, not {clusters!r}")
             names = frozenset((clusters,) if isinstance(clusters, str) else clusters) or None
             for name in names or ():
                 if not isinstance(name, str):
-                    raise TypeError(
+                    raise _bad_filter(
                         f"cluster names are strings, not {type(name).__name__}: {name!r}"
                     )
+        if metadata is not None and not (
+            isinstance(metadata, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):  # (review55 F6: a str or a list of pairs escaped as an AttributeError)
+            raise _bad_filter(f"metadata: a mapping of strings to strings, not {metadata!r}")
         return cls(names, tuple(sorted((metadata or {}).items())))
 
     def __bool__(self) -> bool:

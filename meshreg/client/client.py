@@ -53,7 +53,7 @@ from meshreg.client.commands import (
     Subscribe,
     Unsubscribe,
 )
-from meshreg.client.config_api import ConfigMixin
+from meshreg.client.config_api import ConfigMixin, _check_callable
 from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
 from meshreg.client.defaults import DEFAULT_AVOID_FAILED_FOR as DEFAULT_AVOID_FAILED_FOR
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERVAL
@@ -706,6 +706,7 @@ class Client(ConfigMixin):
         self._validate(
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
         )
+        _check_callable("subscribe", callback)
         live = self._listeners.add(key, callback)
         try:
             self._wait(
@@ -715,6 +716,7 @@ class Client(ConfigMixin):
         except BaseException:
             self._listeners.discard(key, live)
             raise
+        self._listeners.take(live)
 
     def unsubscribe(self, service: str, callback: Listener | None = None) -> None:
         """Stop calling ``callback`` (None: every callback) for a service: once this
@@ -772,7 +774,7 @@ class Client(ConfigMixin):
                     )
             # Deregister the rest at once, then wait for all within one budget.
             fut = Future()
-            self._agent.submit(ListRegistrations(fut))
+            self._agent.submit(ListRegistrations(fut, closing=True, wait=budget / 2))
             pending = []
             for key, iid, fields in fut.result(budget + 1.0):
                 fut = Future()

@@ -122,9 +122,14 @@ class CloseSession:
 
 @dataclass(frozen=True)
 class ListRegistrations:
-    """Completes with a tuple of (key, iid, id fields) of what is kept alive."""
+    """Completes with a tuple of (key, iid, id fields) of what is kept alive.
+    ``closing``: the client's close asks: registrations are refused from now on, and the
+    list waits (``wait`` s at most) for the registrations in flight to be answered, so
+    that none lands after the close deregistered the rest (review55 F3)."""
 
     reply_to: ReplyTo
+    closing: bool = False
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from meshreg.client.config_session import CONFIG_WRITES
 from meshreg.client.config_session import key_fields as _key_fields
 from meshreg.client.configs import ConfigInfo, ConfigListener, ConfigPage
 from meshreg.client.listeners import ListenerTable
-from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey
+from meshreg.configcenter.model import HARD_MAX_CONTENT_BYTES, ConfigKey, content_md5
 from meshreg.errors import (
     ConfigError,
     ErrorCode,
@@ -49,6 +49,21 @@ log = logging.getLogger("meshreg.client")
 MAX_LIST_ITEMS = 1_000_000  # data ids config_list follows pages for at most
 DISK_SETTLE = 1.0  # s a read served from disk waits at most for its data id's save pending
 _MISSING: Any = object()
+
+
+def _check_callable(op: str, callback: Any) -> None:
+    """A callback that cannot be called is refused at once (review55 F6: it was taken,
+    and its TypeError only logged at every change)."""
+    if not callable(callback):
+        raise InvalidArgumentError(
+            int(ErrorCode.INVALID_ARGUMENT),
+            f"{op}: the callback must be callable, not {type(callback).__name__} {callback!r}",
+        )
+
+
+def _text(content: str | bytes) -> str:
+    """The content as the nodes keep it (bytes are sent as UTF-8 text)."""
+    return content.decode("utf-8") if isinstance(content, bytes) else content
 
 
 class ConfigMixin:
@@ -196,6 +211,11 @@ class ConfigMixin:
         """The data id's kept revisions, newest first (at most ``limit``), content included;
         several versions of one revision (owners racing): the winner first."""
         key = self._config_key(data_id, group, namespace)
+        if type(limit) is not int or limit < 1:
+            raise InvalidArgumentError(
+                int(ErrorCode.INVALID_ARGUMENT),
+                f"config_history {key}: limit must be a whole number of at least 1, not {limit!r}",
+            )
         fields: dict[str, Any] = {**_key_fields(key), "page_size": max(1, min(limit, 200))}
         self._config_check("config_history", fields)
         items: list[ConfigInfo] = []
@@ -238,10 +258,15 @@ class ConfigMixin:
         fields = {**_key_fields(key), "content": content, "echo": False}
         fields.update(_present(type=type, if_revision=if_revision, desc=desc, tags=tags))
         info = self._config_write("config_publish", key, fields, request_id, keep=False)
-        if isinstance(info, ConfigInfo) and not info.gray_served and info.content != content:
-            info = dataclasses.replace(info, content=content)
-        elif isinstance(info, ConfigInfo) and info.main is not None:  # what we published
-            info = dataclasses.replace(info, main=dataclasses.replace(info.main, content=content))
+        text = _text(content)
+        if isinstance(info, ConfigInfo):
+            main = info.main if info.gray_served and info.main is not None else info
+            if main.md5 != content_md5(text):  # a re-send whose id made another version
+                info = self._echoed("config_publish", key, fields)
+            elif not info.gray_served:
+                info = dataclasses.replace(info, content=text)
+            elif info.main is not None:  # what we published
+                info = dataclasses.replace(info, main=dataclasses.replace(info.main, content=text))
         return self._keep_written(key, info)
 
     def config_delete(
@@ -290,8 +315,12 @@ class ConfigMixin:
         fields = {**_key_fields(key), "content": content, "echo": False}  # (as config_publish)
         fields.update(_present(labels=labels, clients=clients, type=type, if_revision=if_revision))
         info = self._config_write("config_gray", key, fields, request_id, keep=False)
-        if isinstance(info, ConfigInfo) and info.gray is not None and info.gray.content != content:
-            info = dataclasses.replace(info, gray=dataclasses.replace(info.gray, content=content))
+        text = _text(content)
+        if isinstance(info, ConfigInfo) and info.gray is not None:
+            if info.gray.md5 != content_md5(text):  # a re-send whose id made another version
+                info = self._echoed("config_gray", key, fields)
+            else:
+                info = dataclasses.replace(info, gray=dataclasses.replace(info.gray, content=text))
         return self._keep_written(key, info)
 
     def config_promote(
@@ -342,6 +371,7 @@ class ConfigMixin:
         self._config_check("config_listen", {**_key_fields(key), "revision": 0})
         cache = self._config_cache
         saved = cache.load_config(key) if cache is not None else None
+        _check_callable("config_listen", callback)
         live = self._listeners.add(key, callback)
         try:
             result: ConfigInfo | None = self._config_wait(
@@ -352,6 +382,7 @@ class ConfigMixin:
         except BaseException:
             self._listeners.discard(key, live)
             raise
+        self._listeners.take(live)
         return result
 
     def config_unlisten(
@@ -382,6 +413,13 @@ class ConfigMixin:
         return result
 
     # -- internals ----------------------------------------------------------------------------
+    def _echoed(self, op: str, key: ConfigKey, fields: dict[str, Any]) -> Any:
+        """The version a re-sent write's id made, content included: sent once more with
+        ``echo`` (applied at most once, so nothing changes).  Its content is not the one
+        given: the id was used for another write first (review55 F2: the given content was
+        returned, and kept on disk, with the other version's revision and md5)."""
+        return self._config_write(op, key, {**fields, "echo": True}, fields["request_id"], False)
+
     def _config_key(self, data_id: str, group: str | None, namespace: str | None) -> ConfigKey:
         return ConfigKey(namespace or self.namespace, group or self.group, data_id)
 

@@ -20,11 +20,13 @@ class LiveListener:
     """A user's callback as the I/O thread holds it; equal to that callback (removals
     name the callback), called only while ``live``."""
 
-    __slots__ = ("fn", "live")
+    __slots__ = ("fn", "live", "pending", "taken")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self.live = True
+        self.pending = 0  # its subscriptions not answered yet (``add``)
+        self.taken = False  # one of them was answered: it stays (``discard``)
 
     def __call__(self, *args: Any) -> None:
         if self.live:
@@ -47,10 +49,23 @@ class ListenerTable:
         self._by_key: dict[Hashable, list[LiveListener]] = {}
 
     def add(self, key: Hashable, fn: Callable[..., Any]) -> LiveListener:
-        live = LiveListener(fn)
+        """``fn``'s listener of ``key``: the one held if ``fn`` (an equal callback) was
+        added before, else a new one (review55 F4: one more per repeated subscribe, for
+        good)."""
         with self._lock:
-            self._by_key.setdefault(key, []).append(live)
+            held = self._by_key.setdefault(key, [])
+            live = next((x for x in held if x == fn), None)
+            if live is None:
+                live = LiveListener(fn)
+                held.append(live)
+            live.pending += 1
         return live
+
+    def take(self, live: LiveListener) -> None:
+        """A subscription of ``live`` (``add``) was answered: it stays until muted."""
+        with self._lock:
+            live.pending -= 1
+            live.taken = True
 
     def mute(self, key: Hashable, fn: Callable[..., Any] | None) -> None:
         """``fn``'s listeners of ``key`` (None: all of them) are called no more."""
@@ -66,8 +81,12 @@ class ListenerTable:
                 self._by_key[key] = kept
 
     def discard(self, key: Hashable, live: LiveListener) -> None:
-        """``live`` was never taken (its subscription failed): forget it."""
+        """A subscription of ``live`` failed: forget it, unless another one of the same
+        callback was answered or is still on its way."""
         with self._lock:
+            live.pending -= 1
+            if live.taken or live.pending > 0:
+                return
             held = self._by_key.get(key, [])
             self._by_key[key] = [x for x in held if x is not live]
             if not self._by_key[key]:

@@ -171,6 +171,7 @@ from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT, ConfigKey
 from meshreg.core.mapping import responsible_node
 from meshreg.core.requests import DEADLINE_SLACK, FORWARD_LEAD
 from meshreg.errors import (
+    ClientClosedError,
     ErrorCode,
     MeshregError,
     OutcomeUnknownError,
@@ -466,6 +467,10 @@ class ClientSession:
         self._next_recheck = math.inf  # <= every watch's recheck_at
         # bulk registration: (registration, caller's handle, deadline) waiting for a batch
         self._bulk: deque[tuple[Registration, ReplyTo, float]] = deque()
+        self._closing_client = False  # the client's close began: no registration from now
+        self._abandoned: BaseException | None = None  # the loop ended (``abandon``): why
+        self._listing: tuple[ReplyTo, float] | None = None  # close's list, and until when it
+        # waits for the registrations in flight
         self._batches_in_flight = 0
         self._batches_out: dict[int, list[Any]] = {}  # batch number -> its items, in flight
         self._batch_numbers = itertools.count(1)
@@ -487,6 +492,8 @@ class ClientSession:
         """When ``tick`` has something to do next (at most a second away)."""
         wake = min(now + 1.0, self._next_beat, self._next_resync, self._earliest,
                    self._next_recheck, self._session_retry_at)  # fmt: skip
+        if self._listing is not None:
+            wake = min(wake, self._listing[1])
         if self.registrations:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
@@ -514,7 +521,32 @@ class ClientSession:
             self.beat_every,
         )
 
+    def _list_registrations(self) -> None:
+        """Answer the close's list once no registration is in flight (or its wait is
+        over): one answered after the list would stay registered (review55 F3)."""
+        if self._listing is None:
+            return
+        reply_to, until = self._listing
+        in_flight = (
+            self._bulk
+            or self._batches_out
+            or any(
+                p.op == "register"
+                for p in (*self._pending.values(), *(p for _, p in self._backlog))
+            )
+        )
+        if in_flight and self._now < until:
+            return
+        self._listing = None
+        ids = ("namespace", "group", "service", "ip", "port", "cluster")
+        listed = tuple(
+            (r.key, r.iid, {k: r.fields[k] for k in ids}) for r in self.registrations.values()
+        )
+        self._out.append(Complete(reply_to, listed))
+
     def _take(self) -> list[Action]:
+        if self._listing is not None:
+            self._list_registrations()
         if self._notes:
             self._flush_notes()
         out, self._out = self._out, []
@@ -558,13 +590,10 @@ class ClientSession:
                 self._out.append(Complete(reply_to, self._read_cached(key, healthy_only)))
             case CloseSession(timeout, reply_to):
                 self._close_session(timeout, reply_to)
-            case ListRegistrations(reply_to):
-                ids = ("namespace", "group", "service", "ip", "port", "cluster")
-                listed = tuple(
-                    (r.key, r.iid, {k: r.fields[k] for k in ids})
-                    for r in self.registrations.values()
-                )
-                self._out.append(Complete(reply_to, listed))
+            case ListRegistrations(reply_to, closing, wait):
+                self._closing_client = self._closing_client or closing
+                self._listing = (reply_to, self._now + wait)
+                self._list_registrations()
             case ForgetRegistrations(reply_to):
                 self.registrations.clear()
                 self._session_acked = 0
@@ -957,15 +986,30 @@ class ClientSession:
             f"{self.settings.resync_interval:g}s only",
         )
 
+    def _fail_request(
+        self,
+        reply_to: ReplyTo,
+        on_error: Callable[[BaseException], None] | None,
+        error: BaseException,
+    ) -> None:
+        """A request that will never be answered: its caller's handle fails, or its
+        callback gets the error (config calls and registrations wait on callbacks: review55
+        F1, they waited out their time-out after a close)."""
+        if reply_to is not None:
+            self._out.append(Fail(reply_to, error))
+        elif on_error is not None:
+            on_error(error)
+
     def abandon(self, error: BaseException) -> list[Action]:
         """The loop is ending: fail every call still waiting with ``error``."""
+        self._abandoned = error  # a request made from now on (a callback's retry) fails
         settling = [p for waiting in self._settling.values() for _, p, _ in waiting]
-        for p in [*self._pending.values(), *(p for _, p in self._backlog), *settling]:
-            if p.reply_to is not None:
-                self._out.append(Fail(p.reply_to, error))
+        waiting = [*self._pending.values(), *(p for _, p in self._backlog), *settling]
         self._pending.clear()
         self._backlog.clear()
         self._settling.clear()
+        for p in waiting:
+            self._fail_request(p.reply_to, p.on_error, error)
         for items in [list(self._bulk), *self._batches_out.values()]:
             for _, slot, _ in items:
                 self._entry_done(slot, error)
@@ -1385,6 +1429,9 @@ class ClientSession:
         past the window and its backlog (session renewals); ``attempt_timeout``: this
         request's first attempt budget (None: the setting); ``direct_only``: to ``via``
         or not at all (a probe of that node: never through the server)."""
+        if self._abandoned is not None:  # the loop is ending: nothing leaves any more
+            self._fail_request(reply_to, on_error, self._abandoned)
+            return
         req_id = next(self._ids)
         now = self._now
         attempt = self.settings.attempt_timeout if attempt_timeout is None else attempt_timeout
@@ -1669,6 +1716,16 @@ class ClientSession:
         done: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         """``done``: called with None once registered, or with the error."""
+        if self._closing_client:  # (the close lists what to deregister: not this one)
+            error = ClientClosedError(
+                f"register {reg.key} {reg.iid}: this meshreg Client is closing; nothing was "
+                "registered"
+            )
+            if done is not None:
+                done(error)
+            if reply_to is not None:
+                self._out.append(Fail(reply_to, error))
+            return
         if self.session is None:
             reg.fields.pop("session", None)  # sessions off, or fallen back on beats
         self._open_session()
@@ -1713,6 +1770,11 @@ class ClientSession:
 
     def _register_bulk(self, items: Any, timeout: float) -> None:
         """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
+        if self._closing_client:
+            error = ClientClosedError("register_many: this meshreg Client is closing")
+            for _, slot in items:
+                self._entry_done(slot, error)
+            return
         if not self._batches:  # an older server: one register each
             for reg, slot in items:
                 self._register_single(reg, timeout, slot)

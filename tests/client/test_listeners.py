@@ -38,3 +38,27 @@ def test_a_listener_whose_subscription_failed_is_forgotten() -> None:
     assert not table._by_key
     table.mute("svc", print)  # nothing left to mute: no error
     assert live.live  # (never handed to the I/O thread)
+
+
+def test_an_equal_callback_is_held_once_and_a_failed_repeat_keeps_the_one_taken() -> None:
+    """review55 F4: each repeated subscribe of one callback added an entry for good.  The
+    one held is returned again; a repeat that fails does not drop the one subscribed
+    before, nor one still on its way in another thread."""
+    table = ListenerTable()
+    calls: list[int] = []
+    first = table.add("k", calls.append)
+    table.take(first)
+    again = table.add("k", calls.append)
+    assert again is first
+    table.discard("k", again)  # the repeat failed (a time-out): the first one stays
+    first(1)
+    assert calls == [1]
+    racing = table.add("k2", calls.append)
+    other = table.add("k2", calls.append)  # two threads at once
+    table.discard("k2", racing)  # one fails: the other is still on its way
+    table.take(other)
+    other(2)
+    assert calls == [1, 2]
+    lone = table.add("k3", calls.append)
+    table.discard("k3", lone)  # never taken: forgotten
+    assert table.add("k3", calls.append) is not lone

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from meshreg.client.selection import choose, eligible
+from meshreg.errors import InvalidArgumentError
 from meshreg.model import Instance, InstanceList
 
 
@@ -43,7 +44,7 @@ def test_eligible_takes_several_clusters_and_metadata_pairs() -> None:
     assert [i.port for i in eligible(xs, "A", metadata={"v": "2"})] == [1]
     assert [i.port for i in eligible(xs, "A", True, {"v": "2"})] == [1, 4]  # protected
     assert [i.port for i in eligible(xs, [])] == [1, 2, 3]  # none named: any (as Nacos)
-    with pytest.raises(TypeError, match="cluster names are strings"):
+    with pytest.raises(InvalidArgumentError, match="cluster names are strings"):
         eligible(xs, [b"A"])  # type: ignore[list-item]
 
 
