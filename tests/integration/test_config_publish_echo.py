@@ -118,9 +118,12 @@ def test_the_client_asks_for_no_echo_and_fills_in_what_it_sent(
     from meshreg.client.configs import decode_config_result
 
     sent: list[dict[str, object]] = []
+    from meshreg.configcenter.model import content_md5
+
     entry = {"namespace": "public", "group": "DEFAULT_GROUP", "data_id": "a.txt",
-             "type": "text", "md5": "m", "revision": 3, "modified": 1.0}  # fmt: skip
-    gray = {"type": "text", "md5": "g", "labels": {"env": "c"}, "clients": []}
+             "type": "text", "md5": content_md5("mine"), "revision": 3,
+             "modified": 1.0}  # fmt: skip
+    gray = {"type": "text", "md5": content_md5("grey"), "labels": {"env": "c"}, "clients": []}
     answers = {"config_publish": entry, "config_gray": {**entry, "content": "x", "gray": gray}}
 
     def call(op: str, key: object, fields: dict[str, object]) -> object:
@@ -136,3 +139,32 @@ def test_the_client_asks_for_no_echo_and_fills_in_what_it_sent(
     finally:
         c.close(timeout=0.2)
     assert [f["echo"] for f in sent] == [False, False]
+
+
+def test_a_resent_id_that_made_another_version_is_asked_again_with_echo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """review55 F2: the answer's md5 is not the content's (the request id made another
+    version first): the client asks once more with ``echo`` and returns that version."""
+    from meshreg.client.configs import decode_config_result
+    from meshreg.configcenter.model import content_md5
+
+    sent: list[dict[str, object]] = []
+    made = {"namespace": "public", "group": "DEFAULT_GROUP", "data_id": "a.txt",
+            "type": "text", "md5": content_md5("first"), "revision": 1,
+            "modified": 1.0}  # fmt: skip
+
+    def call(op: str, key: object, fields: dict[str, object]) -> object:
+        sent.append(dict(fields))
+        echoed = {**made, "content": "first"} if fields["echo"] else made
+        return decode_config_result(op, echoed)
+
+    c = Client(["127.0.0.1:1"], timeout=0.3)
+    try:
+        monkeypatch.setattr(c, "_config_call", call)
+        got = c.config_publish("a.txt", "second", request_id="r55-" + "0" * 16)
+    finally:
+        c.close(timeout=0.2)
+    assert (got.content, got.revision, got.md5) == ("first", 1, content_md5("first"))
+    assert [f["echo"] for f in sent] == [False, True]
+    assert sent[0]["request_id"] == sent[1]["request_id"] and sent[1]["resend"] is True
