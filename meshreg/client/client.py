@@ -390,8 +390,16 @@ class Client(ConfigMixin):
                         d.get("cluster", DEFAULT_CLUSTER),
                         d.get("enabled", True),
                     )
-                except (InvalidArgumentError, KeyError, TypeError) as exc:
+                except InvalidArgumentError as exc:
                     failed.append((d, exc))
+                    continue
+                except (KeyError, TypeError, AttributeError) as exc:  # (review55: a KeyError)
+                    what = f"field {exc}" if isinstance(exc, KeyError) else str(exc)
+                    failed.append((d, InvalidArgumentError(
+                        int(ErrorCode.INVALID_ARGUMENT),
+                        f"register_many: an instance needs service, ip and port (a map): "
+                        f"{what} missing or wrong in {d!r:.200}",
+                    )))  # fmt: skip
                     continue
                 batch.append((reg, None))
                 sent.append(d)

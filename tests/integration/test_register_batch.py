@@ -10,6 +10,7 @@ from helpers import NodeProcess, raw_request, wait_until
 
 from meshreg import Client, ServiceKey
 from meshreg.core.mapping import responsible_node
+from meshreg.errors import InvalidArgumentError
 
 FAST = {"beat_interval": 0.3, "timeout": 5.0, "attempt_timeout": 1.0}
 
@@ -103,8 +104,11 @@ def test_register_many_in_a_cluster_registers_through_batches_and_keeps_them_ali
             for i in range(3000)
         ]
         items.append({"service": "many0", "ip": "bad host!", "port": 80})
+        items.append({"service": "many0", "ip": "10.3.99.1"})  # no port (review55: KeyError)
         failed = c.register_many(items)
-        assert [f[0]["ip"] for f in failed] == ["bad host!"]  # checked before sending
+        assert [f[0]["ip"] for f in failed] == ["bad host!", "10.3.99.1"]  # checked first
+        assert all(isinstance(f[1], InvalidArgumentError) for f in failed), failed
+        assert "'port' missing" in str(failed[1][1]), failed
         stats = [raw_request(n.port, {"v": 1, "id": 1, "op": "stats"})["result"] for n in nodes]
         batches = sum(s["requests"].get("register_batch", 0) for s in stats)
         # 3,000 instances in batches of 256, not one each: 12 requests, counted on the node
