@@ -22,8 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import NodeProcess, free_port_pair, wait_until
-from r54lib import cli
+from r54lib import cli, keyed_pair
 
 from meshreg import Client
 from meshreg.errors import MeshregError, ServerUnreachableError
@@ -31,29 +30,8 @@ from meshreg.errors import MeshregError, ServerUnreachableError
 
 @pytest.mark.timeout(60)
 def test_unknown_key_with_two_servers_is_refused_not_a_crash(tmp_path: Path) -> None:
-    for name in ("cluster", "ops", "stranger"):
-        assert cli("keygen", name, cwd=tmp_path).returncode == 0
-    (tmp_path / "acl.toml").write_text(
-        '[[client]]\nname = "ops"\nkey_file = "ops.pub"\n'
-        'allow = [{ namespace = "*", access = "admin" }]\n'
-    )
-    ports = [free_port_pair() for _ in range(2)]
-    peers = [a for p in ports for a in ("--peer", f"127.0.0.1:{p}")]
-    nodes = [
-        NodeProcess(*peers, "--key", str(tmp_path / "cluster.key"), "--acl",
-                    str(tmp_path / "acl.toml"), "--data-dir", str(tmp_path / f"d{p}"), port=p)
-        for p in ports
-    ]  # fmt: skip
+    nodes = keyed_pair(tmp_path, "stranger")
     try:
-        for node in nodes:
-            node.launch()
-        # ready: the admitted key answers on both
-        for node in nodes:
-            wait_until(
-                lambda n=node: cli("ping", "--key", "ops.key", "--server-key", "cluster.pub",
-                                   "-s", n.address, cwd=tmp_path).returncode == 0,
-                30, 0.3, f"{node.address} answers the admitted key",
-            )  # fmt: skip
         servers = ",".join(n.address for n in nodes)
         outcomes = []
         for _ in range(3):
