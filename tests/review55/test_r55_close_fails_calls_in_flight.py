@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 from meshreg import Client
 from meshreg.errors import ClientClosedError, OutcomeUnknownError
@@ -52,7 +53,8 @@ def test_close_fails_calls_in_flight_at_once(start_node: Any) -> None:
         threads = [threading.Thread(target=run, args=item) for item in calls.items()]
         for t in threads:
             t.start()
-        time.sleep(0.3)  # (all three queued and sent to the frozen node)
+        core = client._agent.core  # every call sent to the frozen node (read only)
+        wait_until(lambda: len(core._pending) >= len(calls), 5.0, 0.02, "every call in flight")
         client.close(timeout=1.0)
         closed_at = time.monotonic()
         for t in threads:
