@@ -210,6 +210,24 @@ def raw_request(
         sock.close()
 
 
+def forged_reconcile_services(namespaces: list[str], subnet: int) -> list[dict[str, Any]]:
+    """A ``reconcile``'s services as a program that is not a node forges them (review52
+    F2, review53): a service "svc" in each namespace, 50 healthy instances each, stamped
+    now, at ``10.<subnet>.<index>.<n>``."""
+    stamp = time.time_ns()
+    services = []
+    for s, namespace in enumerate(namespaces):
+        ups = [
+            {"ip": f"10.{subnet}.{s}.{i + 1}", "port": 80, "cluster": "DEFAULT", "weight": 1.0,
+             "enabled": True, "healthy": True, "metadata": {}, "version": stamp,
+             "alive": stamp, "down": 0}
+            for i in range(50)
+        ]  # fmt: skip
+        services.append({"namespace": namespace, "group": "DEFAULT_GROUP", "service": "svc",
+                         "upsert": ups, "remove": [], "settings": None})  # fmt: skip
+    return services
+
+
 def replication_barrier(ports: list[int], timeout: float = 10.0, service: str = "barrier") -> None:
     """A register on each node, waited for on every other one: what a node replicated
     before it has arrived everywhere (one ordered replication stream per pair), so a

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port_pair, replication_barrier, start_all
+from helpers import forged_reconcile_services, free_port_pair, replication_barrier, start_all
 from r52lib import NodeProcess, raw_request, stats
 
 TIMINGS = ("--check-interval", "0.2", "--unhealthy-after", "3", "--evict-after", "6",
@@ -35,17 +35,7 @@ LIMITS = "[limits]\nmax_instances = 100\nmax_namespaces = 5\nmax_instances_per_s
 
 
 def _intruder_reconcile(port: int) -> dict:
-    stamp = time.time_ns()
-    services = []
-    for s in range(64):
-        ups = [
-            {"ip": f"10.0.{s}.{i + 1}", "port": 80, "cluster": "DEFAULT", "weight": 1.0,
-             "enabled": True, "healthy": True, "metadata": {}, "version": stamp,
-             "alive": stamp, "down": 0}
-            for i in range(50)
-        ]  # fmt: skip
-        services.append({"namespace": f"ns{s}", "group": "DEFAULT_GROUP", "service": "svc",
-                         "upsert": ups, "remove": [], "settings": None})  # fmt: skip
+    services = forged_reconcile_services([f"ns{s}" for s in range(64)], 0)
     body = {"v": 1, "id": 1, "op": "reconcile", "node": "intruder:1", "services": services}
     return raw_request(port + 3, body, 10.0)
 

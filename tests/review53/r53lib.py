@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,14 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import HOST, NodeProcess, free_port_pair, meshreg_cmd, raw_request  # noqa: E402
+from helpers import (  # noqa: E402
+    HOST,
+    NodeProcess,
+    free_port_pair,
+    meshreg_cmd,
+    raw_request,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TREE_NEW = REPO
@@ -78,15 +84,7 @@ def req(node_port: int, op: str, timeout: float = 5.0, /, **fields: Any) -> dict
 
 
 def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = pred()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {what}")
-        time.sleep(interval)
+    return wait_until(pred, timeout, interval, what)
 
 
 def members_up(port: int, n: int) -> bool:

@@ -19,11 +19,10 @@ nodes hold 800 instances in 17 namespaces (usage), reconciles_unheard 0.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from helpers import replication_barrier
+from helpers import forged_reconcile_services, replication_barrier
 from r53lib import HOST, TREE_NEW, TreeNode, free_port_pair, members_up, req, wait_for
 
 LIMITS = "[limits]\nmax_instances = 100\nmax_namespaces = 5\nmax_instances_per_service = 10\n"
@@ -42,17 +41,7 @@ def _owned_namespaces(owner: str, members: list[str], tag: str, count: int) -> l
 
 
 def _reconcile_as(port: int, node_id: str, namespaces: list[str]) -> dict:
-    stamp = time.time_ns()
-    services = []
-    for s, namespace in enumerate(namespaces):
-        ups = [
-            {"ip": f"10.77.{s}.{i + 1}", "port": 80, "cluster": "DEFAULT", "weight": 1.0,
-             "enabled": True, "healthy": True, "metadata": {}, "version": stamp,
-             "alive": stamp, "down": 0}
-            for i in range(50)
-        ]  # fmt: skip
-        services.append({"namespace": namespace, "group": "DEFAULT_GROUP", "service": "svc",
-                         "upsert": ups, "remove": [], "settings": None})  # fmt: skip
+    services = forged_reconcile_services(namespaces, 77)
     return req(port + 3, "reconcile", 10.0, node=node_id, services=services)
 
 
