@@ -1226,12 +1226,16 @@ def keygen(name: str, force: bool) -> None:
     )
 
 
+if __name__ == "__main__":  # pragma: no cover
+    # ``python -m meshreg.cli``: the sub-command modules below import ``meshreg.cli``, a
+    # second copy of this one; run that copy, whole, instead of this half-built one.
+    from meshreg.cli import main as _importable_main
+
+    _importable_main()
+
 from meshreg.cli_config import config as _config_commands  # noqa: E402 (needs the above)
 
 main.add_command(_config_commands)
 from meshreg.cli_snapshot import snapshot as _snapshot_commands  # noqa: E402
 
 main.add_command(_snapshot_commands)
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -96,7 +96,8 @@ class ServerError(MeshregError):
         # false): it may be sent again anywhere, with or without its request id
         self.unwritten = unwritten
         # a config_get's NOT_FOUND of a deleted data id: the delete's revision (a floor
-        # for this client's later reads of it, ``error.revision``)
+        # for this client's later reads of it, ``error.revision``); a CAS's CONFLICT: the
+        # current revision (0: the data id does not exist)
         self.revision = revision
         try:
             name = ErrorCode(code).name
@@ -124,7 +125,9 @@ class ResourceExhaustedError(ServerError):
 
 
 class ConflictError(ServerError):
-    """A compare-and-set (``if_revision``) failed; the message names the current revision."""
+    """A compare-and-set (``if_revision``) failed; ``revision`` is the current revision
+    (0: the data id does not exist; None from a node older than 2026-12-05), also named in
+    the message.  Read the data id, reconcile, and write again with that revision."""
 
 
 class ServerUnreachableError(MeshregError):
@@ -178,5 +181,5 @@ def server_error(
     if code == ErrorCode.RESOURCE_EXHAUSTED:
         return ResourceExhaustedError(code, message, server)
     if code == ErrorCode.CONFLICT:
-        return ConflictError(code, message, server)
+        return ConflictError(code, message, server, revision=revision)
     return ServerError(code, message, server, unwritten)

@@ -124,3 +124,19 @@ def test_the_rule_can_fail() -> None:
     for name in ("meshreg.core.distro", "meshreg.wire.peer", "meshreg.configcenter.replication"):
         assert name in modules and node_only(name)
     assert not node_only("meshreg.configcenter.model") and node_only("meshreg.config")
+
+
+@pytest.mark.parametrize("module", ["meshreg", "meshreg.cli"])
+def test_the_cli_runs_as_a_module(module: str) -> None:
+    """``python -m meshreg.cli`` ran the module twice (as ``__main__``, then as
+    ``meshreg.cli`` for its sub-commands) and stopped on a circular import."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, "config", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=TREE,
+        env={**os.environ, "PYTHONPATH": str(TREE)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "gray" in out.stdout

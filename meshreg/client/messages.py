@@ -30,7 +30,7 @@ from meshreg.client.configs import (
     decode_config_result,
     is_config_topic,
 )
-from meshreg.errors import RemoteProtocolError
+from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
 from meshreg.wire.notifications import decode_notification
 from meshreg.wire.replies import decode_reply
@@ -68,7 +68,8 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
     err = msg["error"]
     message = str(err.get("message", ""))[:MAX_ERROR_MESSAGE]
     revision = err.get("revision")
-    if revision is not None and (type(revision) is not int or not 0 < revision < 2**63):
+    least = 0 if err["code"] == ErrorCode.CONFLICT else 1  # a CAS's: 0 = no such data id
+    if revision is not None and (type(revision) is not int or not least <= revision < 2**63):
         raise RemoteProtocolError(f"error reply: 'revision' {revision!r} is not a revision")
     return ReplyError(msg["id"], err["code"], message, err.get("written") is False, revision)
 

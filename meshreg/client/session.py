@@ -2205,6 +2205,9 @@ class ClientSession:
             self._session_opened = False
             self._out.append(LogLine("debug", f"session refused by {self.server}: {exc}"))
             return
+        if not self.registrations:  # the last one went while the renewal was on its way
+            self._out.append(LogLine("debug", f"session renewal failed ({self.server}): {exc}"))
+            return
         self._warn(
             ("session", self.server, type(exc).__name__),
             f"session renewal failed (server {self.server}); "

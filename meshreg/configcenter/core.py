@@ -1151,11 +1151,14 @@ class ConfigStore:
                     )
                 else:
                     state = f"is at revision {have}"
-                raise self._reject(
-                    ErrorCode.CONFLICT,
-                    f"{key} {state}, not {if_revision}: read it, reconcile, and write again "
-                    f"with if_revision {have} (CLI: --if-revision {have})",
-                    "cas_conflict",
+                raise self._count(
+                    ConfigRejected(
+                        ErrorCode.CONFLICT,
+                        f"{key} {state}, not {if_revision}: read it, reconcile, and write "
+                        f"again with if_revision {have} (CLI: --if-revision {have})",
+                        "cas_conflict",
+                        revision=have,
+                    )
                 )
         return prev
 

@@ -121,7 +121,9 @@ class ConfigRejected(ProtocolError):
     ) -> None:
         super().__init__(message, code)
         self.reason = reason or code.name.lower()
-        self.revision = revision  # NOT_FOUND of a deleted data id: the delete's revision
+        # NOT_FOUND of a deleted data id: the delete's revision; CONFLICT of a CAS: the
+        # current revision (0: the data id does not exist), the if_revision that holds now
+        self.revision = revision
 
 
 def invalid(message: str, reason: str) -> ConfigRejected:

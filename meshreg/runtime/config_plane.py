@@ -1258,7 +1258,7 @@ class ConfigPlane:
             return []
         if not msg.ok or msg.entry is None:
             assert msg.code is not None
-            self._reply_error(fwd.ask, msg.code, msg.message, msg.unwritten)
+            self._reply_error(fwd.ask, msg.code, msg.message, msg.unwritten, msg.revision)
             return []
         # read-your-writes here too: hold the acknowledged version before answering
         effects = self.replicator.on_versions([msg.entry])
@@ -1380,7 +1380,9 @@ class ConfigPlane:
             case ReplyEntry():
                 self._reply_entry(effect.request, effect.entry, effect.gray)
             case ReplyError():
-                self._reply_error(effect.request, effect.code, effect.message, effect.unwritten)
+                self._reply_error(
+                    effect.request, effect.code, effect.message, effect.unwritten, effect.revision
+                )
             case _Reply():
                 if effect.reserved and self._held_replies is not None:
                     self._held_replies.send(effect.envelope, effect.body, effect.reserved)
@@ -1572,10 +1574,16 @@ class ConfigPlane:
             self._send_reply(request.envelope, encode_ok(request.req_id, result))
 
     def _reply_error(
-        self, request: Any, code: ErrorCode, message: str, unwritten: bool = False
+        self,
+        request: Any,
+        code: ErrorCode,
+        message: str,
+        unwritten: bool = False,
+        revision: int | None = None,
     ) -> None:
         """``unwritten``: refused before anything was written (the client may retry
-        anywhere): said in the reply (``error.written``), relayed by a forwarder."""
+        anywhere): said in the reply (``error.written``), relayed by a forwarder; so is
+        ``revision``, a CAS's CONFLICT's current revision (``error.revision``)."""
         if getattr(request, "maybe_written", False):  # an earlier attempt may have been
             unwritten = False
             message = message.replace(
@@ -1585,11 +1593,13 @@ class ConfigPlane:
                 "once), or read the data id",
             )
         if isinstance(request, _PeerAsk):
-            more = {"written": False} if unwritten else {}
+            more: dict[str, Any] = {"written": False} if unwritten else {}
+            if revision is not None:
+                more["revision"] = revision
             self._reply_peer(request, ok=False, code=int(code), message=message[:4096], **more)
         elif isinstance(request, _ClientAsk):
             self._count_error(code)
-            body = encode_error(request.req_id, code, message, unwritten)
+            body = encode_error(request.req_id, code, message, unwritten, revision)
             self._send_reply(request.envelope, body)
 
     def _reply_peer(self, request: _PeerAsk, **fields: Any) -> None:

@@ -487,3 +487,17 @@ def test_a_registration_in_flight_is_not_taken_for_a_stray() -> None:
             held = [registration(n, session=True) for n in range(2)] + [late]
             h.reply(renewal, {"instances": 3, "held": _held(*held)})
     assert h.unanswered("deregister") == []
+
+
+def test_a_failed_session_with_no_registration_left_is_not_a_warning() -> None:
+    """review55's note: a register refused while its session opened logged "session
+    renewal failed ...; 0 registrations depend on it" at WARNING, naming nothing at
+    stake."""
+    h = Harness(servers=("a:1",), beat_ms=1000, session=True)
+    h.do(Register(registration(0, session=True), 3.0, Handle()))
+    (opened,) = h.unanswered("session_open")
+    assert h.fail_all("register", ErrorCode.INVALID_ARGUMENT) == 1
+    assert not h.core.registrations
+    h.fail(opened, ErrorCode.UNAVAILABLE, "busy")
+    assert [x for x in h.logs("warning") if "session" in x] == []
+    assert any("session renewal failed" in x for x in h.logs("debug"))

@@ -642,3 +642,28 @@ def test_client_config_list_and_cli_config_list_list_the_same_data_ids(
     assert [(i["group"], i["data_id"]) for i in cli] == listed
     cli_g = json.loads(ok(cfg(node, "list", "--json", "-g", "zeta")).stdout)
     assert [i["data_id"] for i in cli_g] == ["z.txt"]
+
+
+def test_a_cas_conflict_carries_the_current_revision_also_through_a_forwarding_node(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    """review55's note: ``ConflictError.revision`` was None, the current revision only in
+    the message; a CAS loop had to parse it.  Sent to every node (two of three forward to
+    the owner): ``error.revision`` is the owner's current revision, 0 when there is none."""
+    nodes = start_cluster(3)
+    with Client([n.address for n in nodes], timeout=5) as c:
+        wait_until(lambda: _publishes(c), 20, what="the cluster to accept config writes")
+        c.config_publish("cas.yaml", "a: 1")
+        made = c.config_publish("cas.yaml", "a: 2")
+        with pytest.raises(ConflictError) as raised:
+            c.config_publish("cas.yaml", "a: 3", if_revision=made.revision - 1)
+        assert raised.value.revision == made.revision
+        with pytest.raises(ConflictError) as raised:
+            c.config_publish("absent.yaml", "a: 1", if_revision=4)
+        assert raised.value.revision == 0
+    for n in nodes:
+        body = {"v": 1, "id": 7, "op": "config_publish", "data_id": "cas.yaml",
+                "content": "a: 9", "if_revision": 1}  # fmt: skip
+        reply = raw_request(n.port, body)
+        assert reply["ok"] is False and reply["error"]["name"] == "CONFLICT", (n.port, reply)
+        assert reply["error"]["revision"] == made.revision, (n.port, reply)
