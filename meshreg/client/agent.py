@@ -173,10 +173,14 @@ class ClientAgent:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._wake_lock = threading.Lock()
         self._wake_endpoint = f"inproc://meshreg-client-{id(self)}"
-        self._wake_pull = self.ctx.socket(zmq.PULL)
-        self._wake_pull.bind(self._wake_endpoint)
-        self._wake_push = self.ctx.socket(zmq.PUSH)
-        self._wake_push.connect(self._wake_endpoint)
+        try:  # (out of descriptors: the context and what it made go, nothing left open)
+            self._wake_pull = self.ctx.socket(zmq.PULL)
+            self._wake_pull.bind(self._wake_endpoint)
+            self._wake_push = self.ctx.socket(zmq.PUSH)
+            self._wake_push.connect(self._wake_endpoint)
+        except zmq.ZMQError:
+            self.ctx.destroy(linger=0)
+            raise
         self._commands_left = False  # commands queued that a turn left for the next
         self._dealer: zmq.Socket[bytes] | None = None
         # the server DEALER's completed handshakes: until one, what it queued never left

@@ -36,6 +36,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import zmq
+
 from meshreg.addresses import parse_address
 from meshreg.client.agent import ClientAgent
 from meshreg.client.commands import (
@@ -59,6 +61,7 @@ from meshreg.client.defaults import DEFAULT_AVOID_FAILED_FOR as DEFAULT_AVOID_FA
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERVAL
 from meshreg.client.defaults import DEFAULT_RESYNC_INTERVAL as DEFAULT_RESYNC_INTERVAL
 from meshreg.client.defaults import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from meshreg.client.descriptors import descriptor_shortfall
 from meshreg.client.disk_cache import DiskCache
 from meshreg.client.listeners import ListenerTable
 from meshreg.client.messages import (
@@ -300,6 +303,8 @@ class Client(ConfigMixin):
             queue.SimpleQueue()
         )
         self._listeners = ListenerTable()  # (un)subscribe, config_(un)listen: listeners.py
+        if (shortfall := descriptor_shortfall(len(self.servers))) is not None:
+            raise MeshregError(f"cannot make a meshreg client: {shortfall}")
         self._notifier = threading.Thread(
             target=self._run_notifier, name="meshreg-client-notify", daemon=True
         )
@@ -307,21 +312,25 @@ class Client(ConfigMixin):
         order = list(self.servers)
         if server_order == "random":  # shuffled, not rotated: the clients of a node that
             random.shuffle(order)  # dies spread over the others (review51 F2)
-        self._agent = ClientAgent(
-            order,
-            beat_interval,
-            attempt_timeout,
-            resync_interval,
-            notify=lambda cb, instances: self._notifications.put((cb, instances)),
-            cache=cache,
-            empty_protection=empty_protection,
-            curve=curve,
-            session=(namespace, self.session) if self.session is not None else None,
-            labels=self.labels,
-            wall_offset=time.time() - time.monotonic(),  # registry writes' deadlines
-            fail_when_refused=fail_when_refused,
-        )
-        self._agent.start()
+        try:
+            self._agent = ClientAgent(
+                order,
+                beat_interval,
+                attempt_timeout,
+                resync_interval,
+                notify=lambda cb, instances: self._notifications.put((cb, instances)),
+                cache=cache,
+                empty_protection=empty_protection,
+                curve=curve,
+                session=(namespace, self.session) if self.session is not None else None,
+                labels=self.labels,
+                wall_offset=time.time() - time.monotonic(),  # registry writes' deadlines
+                fail_when_refused=fail_when_refused,
+            )
+            self._agent.start()
+        except zmq.ZMQError as exc:  # a descriptor taken since the check, or another cause
+            self._notifications.put(None)  # the notifier ends
+            raise MeshregError(f"cannot make a meshreg client: {exc} (ZeroMQ)") from exc
         self._close_lock = threading.Lock()
         self._closed = False
         _track(self, handle_sigterm)
