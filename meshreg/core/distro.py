@@ -441,6 +441,9 @@ class DistroNode:
         }
         self._configured_ids: tuple[int, tuple[str, ...]] = (-1, ())  # (revision, ids)
         self._introduced: dict[str, float] = {}  # peer -> no new join to it before
+        # catching up: member ids a ready peer's view names that we do not know (our list
+        # is shorter than theirs) -> when first named; their joins are waited for
+        self._joins_awaited: dict[str, float] = {}
         self._reports: dict[str, tuple[float, int]] = {}  # kind -> (reported at, suppressed)
         self.outbox.counters = self.counters  # replication_out, with the others in stats
         self.outbox.push_sessions = self._push_sessions  # the renewals' second path
@@ -486,6 +489,7 @@ class DistroNode:
         self._inherit_table_age(self._caught_up)
         self._to(NodeEvent.CAUGHT_UP)
         self._caught_up.clear()
+        self._joins_awaited.clear()
         if self._resync and now < self._resync_until:
             self._to(NodeEvent.STALLED)
         self._recompute_members(now)
@@ -1349,8 +1353,12 @@ class DistroNode:
             self._sync_wanted.add(b.node)  # it published deltas we never got
         self._recompute_members(now)
         view = b.members
-        if view is not None and self.ready and b.ready and self.node_id not in view:
-            self._introduce(b.node, b.address, now)  # (a view being caught up is partial)
+        if view is not None and self.ready and self.node_id not in view:
+            # also to a peer catching up: it waits for our join before it is ready (a
+            # view being caught up may lack us merely unheard yet: that join is a no-op)
+            self._introduce(b.node, b.address, now)
+        if view is not None and not self.ready and b.ready:
+            self._await_joins(view, now)
 
     def _by_request(self, peer: Peer, node_id: str, stream_heard: bool, now: float) -> None:
         """Track a peer heard by request while its replication stream is silent: its
@@ -1372,11 +1380,27 @@ class DistroNode:
             silent = now - since
             self.registry.queue(ReplicationStream(node_id, peer.address, True, silent))
 
+    def _await_joins(self, view: tuple[str, ...], now: float) -> None:
+        """Catching up, a ready peer's view names members we do not know: our list is
+        shorter than theirs (a node restarted with a shorter one).  Each that lists us
+        introduces itself (``join``) once it hears our beacons; ``_check_caught_up``
+        waits for those joins (a peer timeout at most) and their catch-up, or we would be
+        ready without what they own, and keep instances their streams removed meanwhile
+        (docs/DISTRO.md "Joining"; the mismatched-lists simulation, seeds 85 and 87)."""
+        for member in view:
+            if (
+                member != self.node_id
+                and member not in self._joins_awaited
+                and self.membership.peer_by_id(member) is None
+            ):
+                self._joins_awaited[member] = now
+
     def _introduce(self, node_id: str, address: str, now: float) -> None:
-        """Ready, we hear ``node_id``, a ready peer our list names, that does not hear us
-        (its list does not name us): give it our address (``join``), at most once per
-        ``peer_timeout``.  Without it, a node missing from one peer list keeps what it
-        owns by its own view to itself (docs/DISTRO.md "Joining")."""
+        """Ready, we hear ``node_id``, a peer our list names, that does not hear us (its
+        list does not name us, or, catching up, it has not heard us yet): give it our
+        address (``join``), at most once per ``peer_timeout``.  Without it, a node missing
+        from one peer list keeps what it owns by its own view to itself (docs/DISTRO.md
+        "Joining")."""
         peer = self.membership.peer_at(address)
         if peer is None or not peer.configured or not dialable(self.address):
             return  # a learned peer lists us: it hears us once we are ready
@@ -1432,6 +1456,7 @@ class DistroNode:
     def _join(self, req: Join, now: float) -> None:
         """A member that lists us gave us its address: keep it if we did not know it (the
         runtime subscribes to it: ``PeerIntroduced``); its beacons bring it up."""
+        self._joins_awaited.pop(req.node, None)
         added, refused = self.membership.introduce(req.addresses, now)
         for address in added:
             self.counters["members_joined"] += 1
@@ -1951,9 +1976,20 @@ class DistroNode:
             settled
             and bool(self._caught_up)
             and all(p.node_id in self._caught_up for p in self.membership.up_peers())
+            and not self._awaiting_joins(now)
         )
         if (synced or waited) and not self._held(now):
             self._caught_up_now(now)
+
+    def _awaiting_joins(self, now: float) -> bool:
+        """A member our peers name, unknown here, whose join may still come (``_await_joins``):
+        a peer timeout from when it was first named (one that does not list us never
+        joins: views that disagree, DISTRO.md "Joining")."""
+        patience = self.cluster.peer_timeout
+        return any(
+            now - since < patience and self.membership.peer_by_id(member) is None
+            for member, since in self._joins_awaited.items()
+        )
 
     def _table_age_ms(self, now: float) -> int | None:
         """Our beacons' ``table_age``: ms since our table's start (None: a source of it
