@@ -84,11 +84,13 @@ Rules (each with its constant below):
 * **Empty protection.** An answer that would drop instances from a non-empty view, from
   a node younger than ``YOUNG_NODE_GRACE`` in an incarnation this client has not taken an
   answer from yet (a restart, or a node not heard before: it may still be catching up,
-  or its providers may not have registered again), is not believed: the view is kept and
+  or its providers may not have registered again), or whose young table started after a
+  node last told us the view (a whole-cluster restart: trusted or not, it never saw those
+  providers), is not believed: the view is kept and
   pulled again ``YOUNG_RECHECK`` later, until that node answers without dropping any, or
   is old enough (but a young node, caught up from its peers, that agrees with an empty
-  list a trusted incarnation with a young table gave is believed: a new cluster's nodes
-  are all young).
+  list a trusted incarnation with a young table gave is believed, if those tables told us
+  the view: a new cluster's nodes are all young).
   Otherwise an answer or push that would empty it makes the client ask
   another server (the same one, with one), and that answer is taken as it is; only an
   answer that contradicts the empty one is worth a warning (a confirmed scale to zero is
@@ -340,6 +342,9 @@ class Watch:
     pinned: bool = False  # kept without listeners: a service the client asked for
     read_at: float = 0.0  # the last read of the view (a pinned one is dropped PIN_IDLE after)
     recheck_at: float = math.inf  # pull again then: a young node's list was held back
+    # when a node last told us this list (an answer taken, a push applied): a young table
+    # started after it never saw the instances' providers (a whole-cluster restart)
+    told_at: float = -math.inf
     confirming: tuple[str, str] | None = None  # (why, whose) an empty list awaits a 2nd opinion
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
     # subscribed on the current server then, and no push came since (inf: one came)
@@ -704,6 +709,7 @@ class ClientSession:
             return self._take()
         outcome = watch.view.apply_notification(note)
         if outcome is Outcome.APPLIED:
+            watch.told_at = now
             listing = watch.view.listing()
             self._out.append(SaveToDisk(note.key, listing))
             for cb in watch.listeners:
@@ -2485,7 +2491,14 @@ class ClientSession:
         # not an incarnation of this server we took an answer from (a restart, or a server
         # not heard before), and young: what its list drops may only be missing there yet
         age = _table_age(snap)
-        young = snap.epoch != self.epochs.get(source) and age is not None and age < YOUNG_NODE_GRACE
+        # ... or, whatever incarnation, a young table that started after a node last told
+        # us this list: it never saw these instances registered (review56 F2: after a
+        # whole-cluster restart, the first provider back made each node trusted, and the
+        # services of providers not back yet were emptied, second opinion and all)
+        before = age is not None and watch.told_at < self._now - age
+        young = (snap.epoch != self.epochs.get(source) or before) and (
+            age is not None and age < YOUNG_NODE_GRACE
+        )
         # ... unless it is the second opinion on a list emptied by an incarnation already
         # trusted (its push, or its answer) whose table is young too, and agrees, caught up
         # from its peers: in a new cluster every node is young, and a scale to zero reached
@@ -2495,6 +2508,7 @@ class ClientSession:
         # provider's node crashed and restarted, consumers were called with [])
         agrees = (
             confirm
+            and not before  # (in a new cluster the young tables told us the list)
             and watch.confirming is not None
             and not snap.instances
             and snap.synced
@@ -2549,6 +2563,7 @@ class ClientSession:
                     "providers?)",
                 )
         outcome = watch.view.apply_snapshot(snap)
+        watch.told_at = self._now
         listing = watch.view.listing()
         if watch.said_stale:  # said with the others back from ``source`` (``_say_stale``)
             watch.said_stale = False

@@ -545,6 +545,38 @@ def test_after_a_whole_cluster_restart_a_synced_answer_with_a_young_table_is_hel
     assert ips(h.listener_calls()[-1]) == ["10.0.0.2"]
 
 
+def test_after_a_whole_cluster_restart_one_provider_back_trusts_no_other_services_list() -> None:
+    """review56 F2: after a whole-cluster restart, the first provider back made each node's
+    new incarnation trusted (its answer for that provider's service was taken), and the
+    services of a provider not back yet were emptied: a pull from that incarnation, and a
+    push confirmed by another young node (the "new cluster" rule of review48 F5), were
+    believed.  The lists were told before those young tables started: both are held."""
+    h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
+    watching(h, "10.0.0.1", epoch=1)  # SVC, from the cluster before the restart
+    other = SVC._replace(service="payments")
+    h.do(Subscribe(other, None, 3.0, Handle(), pinned=True))
+    h.reply(h.unanswered("instances")[0], dict(snapshot(1, 1, "10.0.0.9"), service="payments"))
+    h.advance(5000)  # every node restarted 2 s ago; payments' provider is back already
+    h.all_stale()
+    pulls = {p.fields["service"]: p for p in h.unanswered("instances")}
+    young = {"synced": True, "table_age": 2.0}
+    h.reply(pulls["payments"], {**snapshot(2, 1, "10.0.0.9", uptime=2.0), **young,
+                                "service": "payments"})  # fmt: skip
+    h.reply(pulls[SVC.service], {**snapshot(2, 1, uptime=2.0), **young})
+    # the second opinion, b:2 (young, caught up from peers as empty as itself) agrees
+    for opinion in [p for p in h.unanswered("instances") if p.fields["service"] == SVC.service]:
+        h.reply(opinion, {**snapshot(2, 1, uptime=2.0), **young})
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]  # held, though epoch 2 is trusted
+    assert any("the whole cluster restarted" in x for x in h.logs())
+    h.advance(1000)  # asked again a second later: listed; then a push that empties it
+    for again in [p for p in h.unanswered("instances") if p.fields["service"] == SVC.service]:
+        h.reply(again, {**snapshot(2, 1, "10.0.0.1", uptime=3.0), **young, "table_age": 3.0})
+    h.push(removal(2, 1, "10.0.0.1"))
+    (confirm,) = [p for p in h.unanswered("instances") if p.fields["service"] == SVC.service]
+    h.reply(confirm, {**snapshot(2, 2, uptime=3.0), **young, "table_age": 3.0})
+    assert h.listener_calls()[-1] == []  # told by these tables: a scale to zero, taken
+
+
 def test_a_server_catching_up_is_asked_no_read_the_next_one_answers() -> None:
     """review24 F8: a node catching up answers reads UNAVAILABLE; the pull goes to the
     next server at once (a fresh consumer got an empty list of a live service before)."""
