@@ -26,13 +26,15 @@ SIGTERMed at once (exit 0) and started again 5 s later.  The providers register 
 themselves, A 0.25 s before B.  In 3 runs of 3, 2, 3 and 5 of the 6 consumers were called
 with 0 instances for each of svc4..7 (B's), then with the 25 again 0.13-0.25 s later;
 svc0..3 never dipped.  With B's return delayed by 2 s (below: stopped during the
-restart), every consumer held [] for B's service for 1.3-1.8 s, 2 runs of 2, with SIGTERM
-and with SIGKILL alike.  The nodes' tables were 2-3 s old.
+restart), every consumer held [] for B's service for 1.3-1.8 s, 4 runs of 4, with SIGTERM
+and with SIGKILL alike, with short and with default health timings (B stopped ~8 s, half
+of the default `unhealthy_after`).  The nodes' tables were 2-3 s old.
 
-Here: 3 nodes, two provider processes (services r56a and r56b, 3 instances each), a
-consumer per node; every node SIGTERMed, started again 5 s later; provider B (SIGSTOPped
-during the restart) continued 2 s after A's instances are listed again; no consumer may be
-handed a list of either service short of its 3 live instances.
+Here: 3 nodes (default health timings, peer_timeout 1 s), two provider processes (services
+r56a and r56b, 3 instances each), a consumer per node; every node SIGTERMed, started again
+5 s later; provider B (SIGSTOPped during the restart) continued 2 s after A's instances
+are listed again; no consumer may be handed a list of either service short of its 3 live
+instances.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from helpers import raw_request, start_all, wait_until  # noqa: E402
+from helpers import NodeProcess, free_port_pair, raw_request, start_all, wait_until  # noqa: E402
 
 from meshreg import Client  # noqa: E402
 
@@ -73,8 +75,13 @@ def _listed(port: int, service: str) -> int:
 
 
 @pytest.mark.timeout(120)
-def test_graceful_full_restart_does_not_empty_consumer_lists(start_cluster) -> None:
-    nodes = start_cluster(3)
+def test_full_restart_does_not_empty_lists_of_late_providers(started_nodes) -> None:
+    # default health timings (unhealthy after 15 s): B's stop below (~8 s) is no death
+    ports = [free_port_pair() for _ in range(3)]
+    peers = [arg for p in ports for arg in ("--peer", f"127.0.0.1:{p}")]
+    nodes = [NodeProcess("--peer-timeout", "1.0", *peers, port=p) for p in ports]
+    started_nodes.extend(nodes)
+    start_all(nodes)
     servers = ",".join(n.address for n in nodes)
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))}  # fmt: skip
