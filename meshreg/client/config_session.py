@@ -407,15 +407,20 @@ class ConfigPolicy:
                 if budget < (attempt or self.s.settings.attempt_timeout):
                     late += f" in the {budget:.2g}s left of this call's time-out"
                 said = f"{answer} ({late})"
-                exc = (
-                    _outcome_unknown(
+                if write and exc.unsent and not unknown:
+                    # every node that answered wrote nothing, and the request never left
+                    # for the others (no handshake: down): nothing was written (review57
+                    # F1: a majority down was called "the outcome is unknown")
+                    exc = ServerError(answer.code, f"{answer.detail} ({late})", answer.server,
+                                      unwritten=True)  # fmt: skip
+                elif write:
+                    exc = _outcome_unknown(
                         op, ServerUnreachableError(said), fields.get("request_id", ""), stamped
                     )
-                    if write
-                    else self._read_refused(
+                else:
+                    exc = self._read_refused(
                         key, answer, f"{answer.detail} ({late})", (*tried, target)
-                    )  # fmt: skip
-                )
+                    )
             elif write and isinstance(exc, ServerUnreachableError):  # no answer at all
                 if not (exc.unsent and not unknown):  # (unsent: it never left, review19 F8)
                     exc = _outcome_unknown(op, exc, fields.get("request_id", ""), stamped)

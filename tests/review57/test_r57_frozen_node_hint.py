@@ -31,7 +31,8 @@ def test_a_frozen_node_is_not_reported_as_one_that_does_not_run(
     start_node: Callable[..., NodeProcess],
 ) -> None:
     node = start_node()
-    assert run_cli("config", "publish", "r57-frz", "--content", "x", "-s", node.address).returncode == 0
+    made = run_cli("config", "publish", "r57-frz", "--content", "x", "-s", node.address)
+    assert made.returncode == 0
     node.freeze()
     try:
         out = run_cli("config", "get", "r57-frz", "-s", node.address, "--timeout", "1.5")

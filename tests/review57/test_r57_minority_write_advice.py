@@ -29,7 +29,8 @@ def test_minority_write_refusal_says_to_start_the_down_members(
 ) -> None:
     nodes = start_cluster(5)
     live, down = nodes[0], nodes[2:]
-    assert run_cli("config", "publish", "r57-adv", "--content", "a", "-s", live.address).returncode == 0
+    made = run_cli("config", "publish", "r57-adv", "--content", "a", "-s", live.address)
+    assert made.returncode == 0
     for n in down:
         n.kill()
     wait_until(
