@@ -633,10 +633,14 @@ class ConfigReplicator:
         if len(self.up) < self.majority:
             rejected = self.store.rejected  # (every refused config request is there too)
             rejected["minority"] = rejected.get("minority", 0) + 1
+            down = [m for m in self.members if m not in self.up]
+            named = ", ".join(down[:8]) + (f" and {len(down) - 8} more" if len(down) > 8 else "")
             return "refused_minority", (
                 f"config writes need a majority of the {len(self.members)} configured "
-                f"members ({self.majority}); this node sees {len(self.up)} up: nothing was "
-                "written; retry on a node of the majority side"
+                f"members ({self.majority}); this node sees {len(self.up)} up and not "
+                f"{named}: nothing was written; start the members that are down (if they "
+                "run, this node is cut off from them: retry on a node that reaches a "
+                "majority, and check the network between them)"
             )
         return None
 
