@@ -421,6 +421,7 @@ class ClientAgent:
         dealer = self._socket(zmq.DEALER)
         self._dealer_monitor = dealer.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_CONNECTED
             | REFUSED
             | zmq.EVENT_DISCONNECTED
             | zmq.EVENT_CONNECT_RETRIED
@@ -495,6 +496,9 @@ class ClientAgent:
                 return
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.core.server_handshaken()
+                continue
+            if event["event"] == zmq.EVENT_CONNECTED:  # TCP only: a process holds the port
+                self.core.server_tcp_connected()
                 continue
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 now = self._read_clock()

@@ -453,6 +453,8 @@ class ClientSession:
         self._refused_by: set[str] = set()  # servers that refused a connection since a link
         # the last failure of its handshake since it was made: (what libzmq said, definitive)
         self._link_refused: tuple[str, bool] | None = None
+        # its TCP connection is made (the port accepted it), whatever the handshake
+        self._link_tcp = False
         # per replaced connection (its number): calls about to be failed as "never left"
         # (with that error), and the copies of calls in flight that were queued on it;
         # what they are depends on whether it completed a handshake the loop had not seen
@@ -728,10 +730,17 @@ class ClientSession:
         (its requests time out and the next server is tried) and is named in the error."""
         self._link_up = False  # a new connection: nothing sent on it has left yet
         self._link_refused = None
+        self._link_tcp = False
         if error is None:
             self.connect_errors.pop(address, None)
         else:
             self.connect_errors[address] = error
+
+    def server_tcp_connected(self) -> None:
+        """The loop saw the server connection's TCP connect complete: a process holds the
+        port, so a handshake that does not follow is a node stopped or hung, not one
+        that does not run (review57 F3)."""
+        self._link_tcp = True
 
     def server_handshaken(self) -> None:
         """The loop saw the server connection's handshake complete: what was queued on it
@@ -787,6 +796,7 @@ class ClientSession:
         left its consumers' views frozen meanwhile (review27 F2, F7)."""
         self._now = now
         was_up, self._link_up = self._link_up, False
+        self._link_tcp = False
         if len(self.servers) > 1 and not self.closed and not self._closing():
             refused = self._link_refused
             self._leaving = (
@@ -803,6 +813,7 @@ class ClientSession:
         server to go to, go now rather than after an attempt's time-out (review27 F8:
         every new client paid 1 s on a dead member first in its list)."""
         self._now = now
+        self._link_tcp = False
         if self._link_up:
             return self._take()
         self._refused_by.add(self.server)
@@ -1379,6 +1390,12 @@ class ClientSession:
 
     def _unreachable_hint(self) -> str:
         """What to check when no server answers (with CURVE: the keys and the ACL)."""
+        if self._link_tcp and not self._link_up and self._link_refused is None:
+            return (
+                f"{self.server} accepted the TCP connection but did not complete the "
+                "ZeroMQ handshake: the node there may be stopped (SIGSTOP, a paused VM), "
+                f"hung or overloaded (`meshreg stats -s {self.server}` and its log say which)"
+            )
         return "is `meshreg node` running there? check --server / MESHREG_SERVERS" + (
             "; or the node refused this client's key: is server_key the cluster's "
             "public key, and this client's key in the node's ACL?"

@@ -90,6 +90,21 @@ def test_a_call_no_server_answers_fails_naming_every_server_tried(connected: boo
     assert ("is `meshreg node` running there?" in text) is not connected, text
 
 
+def test_a_port_that_accepted_the_connection_without_a_handshake_names_a_stopped_node() -> None:
+    """review57 F3: a SIGSTOPped node's port accepts the TCP connection and the handshake
+    never comes: "is `meshreg node` running there? ... keys" left out the likely cause."""
+    h = Harness(servers=("a:1",), attempt_ms=300, handshake=False)
+    h.core.server_tcp_connected()
+    handle = Handle()
+    h.do(Call("ping", {}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    text = str(done.error)
+    assert "a:1 accepted the TCP connection but did not complete the ZeroMQ handshake" in text
+    assert "may be stopped (SIGSTOP" in text and "running there?" not in text
+
+
 def test_a_connect_error_is_named_in_the_error_of_the_call() -> None:
     h = Harness(servers=("nosuchhost.invalid:1",), attempt_ms=300)
     h.core.server_connected("nosuchhost.invalid:1", "cannot resolve nosuchhost.invalid")
