@@ -1041,7 +1041,8 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         click.echo(json.dumps(result, sort_keys=True))
         return
     result = _safe_tree(result)
-    ready = "ready" if result["ready"] else "catching up"
+    own = next((m for m in result["members"] if m.get("self")), {})
+    ready = "ready" if result["ready"] else str(own.get("state") or "catching up")
     click.echo(f"as seen from {result['node']} ({ready})")
     click.echo(
         f"{'id':<22} {'address':<22} {'state':<12} {'services':>8} {'instances':>9} {'lag':>5}"
@@ -1145,6 +1146,11 @@ def _readiness(result: dict[str, Any]) -> str | None:
             "restarted again and again, which they take for a crash loop; it is counted in "
             "again by itself within evict_after + unhealthy_after (45 s at the defaults) "
             "of its last start (docs/DISTRO.md, 'A node that keeps restarting')"
+        )
+    elif result.get("ready") is False and result.get("resyncing"):
+        waiting.append(
+            "registry resyncing: back from a stall its peers noticed (stopped longer than "
+            "peer_timeout), it refuses registry reads until a round with each peer"
         )
     elif result.get("ready") is False:
         waiting.append("registry catching up from its peers")

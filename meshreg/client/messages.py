@@ -141,6 +141,9 @@ class Member:
     state: str  # "up", "down", ...
 
 
+_OWNING = ("up", "resyncing")  # member states that own services
+
+
 @dataclass(frozen=True)
 class ClusterView:
     node: str
@@ -148,13 +151,15 @@ class ClusterView:
     raw: Mapping[str, Any]  # the checked map, for ``Client.cluster()``
 
     def up(self) -> tuple[Member, ...]:
-        return tuple(m for m in self.members if m.state == "up")
+        """The members that own services (a node resyncing after a stall does: it says
+        so of itself while it refuses reads)."""
+        return tuple(m for m in self.members if m.state in _OWNING)
 
     def majority(self) -> tuple[int, int, bool]:
         """(configured members the node sees up, itself included; configured members;
         whether that is a majority)."""
         rows = [m for m in self.raw.get("members", ()) if m.get("configured", True)]
-        up = sum(1 for m in rows if m.get("state") == "up")
+        up = sum(1 for m in rows if m.get("state") in _OWNING)
         return up, len(rows), up * 2 > len(rows)
 
 

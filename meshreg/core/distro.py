@@ -494,6 +494,13 @@ class DistroNode:
             self._to(NodeEvent.STALLED)
         self._recompute_members(now)
 
+    def _reads_refused(self, now: float) -> bool:
+        """Back from a stall its peers noticed, it refuses registry reads until a round
+        with each peer (``_reads_held``): ``ping`` and ``cluster`` say it is not ready."""
+        if self._reads_held:
+            self._settle(now)
+        return self._reads_held
+
     def _settle(self, now: float) -> None:
         """Take the RESYNCED transition once its condition holds (time is an input)."""
         if self.state is NodeState.RESYNCING and (not self._resync or now >= self._resync_until):
@@ -989,6 +996,8 @@ class DistroNode:
         elif t is Ping and type(result) is PingResult:
             if not self.ready:  # a readiness probe's answer (``meshreg ping --ready``)
                 result = replace(result, ready=False, held_by=self.held_by)
+            elif self._reads_refused(now):  # it serves no registry read: not ready either
+                result = replace(result, ready=False, resyncing=True)
             elif self._knows_members(now):
                 counts = self._member_counts()  # what a client seeking a majority asks
                 if counts[1] > 1:
@@ -2381,6 +2390,9 @@ class DistroNode:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
         state = "up" if self.ready else HELD_OUT if self.held_by else "catching up"
+        resyncing = self._reads_refused(now)
+        if resyncing:
+            state = "resyncing"  # its reads refused until a round with each peer
         if self.clock_skewed:
             state = CLOCK_OFF
         members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True)]
@@ -2410,7 +2422,7 @@ class DistroNode:
                     round(now - peer.stream_heard, 3) if peer.stream_lost else None,
                 )
             )
-        return ClusterResult(self.node_id, self.ready, tuple(members))
+        return ClusterResult(self.node_id, self.ready and not resyncing, tuple(members))
 
     def stats_result(self, now: float) -> StatsResult:
         """The registry's ``stats`` with the member's part."""

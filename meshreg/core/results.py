@@ -99,6 +99,9 @@ class PingResult:
     # not ready because these peers hold it out of the members (it restarted again and
     # again: DISTRO.md "A node that keeps restarting"), not because it is catching up
     held_by: tuple[str, ...] = ()
+    # not ready because, back from a stall its peers noticed, it refuses registry reads
+    # until a round with each peer (review56 F1: ping said ready meanwhile)
+    resyncing: bool = False
     config_ready: bool | None = None  # the config center's ready gate (runtime's; None: none)
     # config_ready False and the wait does not end by itself: why (peers down; runtime's)
     config_waiting: str | None = None

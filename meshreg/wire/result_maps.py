@@ -173,6 +173,8 @@ def ping_map(r: PingResult) -> dict[str, Any]:
     out["ready"] = r.ready
     if r.held_by:
         out["held_by"] = list(r.held_by)
+    if r.resyncing:
+        out["resyncing"] = True
     if r.config_ready is not None:
         out["config_ready"] = r.config_ready
     if r.config_waiting:

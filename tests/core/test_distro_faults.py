@@ -1052,5 +1052,14 @@ def test_after_a_stall_its_peers_noticed_reads_wait_for_the_resync() -> None:
     with pytest.raises(RequestRejected) as refused:
         _read(m, key)
     assert refused.value.code == ErrorCode.UNAVAILABLE and "resyncing" in str(refused.value)
+    # review56 F1: meanwhile ping (the readiness probe) and cluster said ready, itself up
+    ping = served_map(m.node, parse_request(msgpack.packb({"v": 1, "id": 3, "op": "ping"})), m.now)
+    assert ping["ready"] is False and ping["resyncing"] is True, ping
+    view = m.node.cluster_result(m.now)
+    assert not view.ready and view.members[0].state == "resyncing"
     _finish_rounds(m)  # a round with each peer
     assert "instances" in str(_read(m, key))
+    ping = served_map(m.node, parse_request(msgpack.packb({"v": 1, "id": 4, "op": "ping"})), m.now)
+    assert ping["ready"] is True and "resyncing" not in ping
+    view = m.node.cluster_result(m.now)
+    assert view.ready and view.members[0].state == "up"
