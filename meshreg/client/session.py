@@ -455,6 +455,9 @@ class ClientSession:
         self._link_refused: tuple[str, bool] | None = None
         # its TCP connection is made (the port accepted it), whatever the handshake
         self._link_tcp = False
+        # the server whose notifications the loop's SUB takes (it keeps it, subscriptions
+        # and all, when it connects to the same server again)
+        self._subscribed_on = ""
         # per replaced connection (its number): calls about to be failed as "never left"
         # (with that error), and the copies of calls in flight that were queued on it;
         # what they are depends on whether it completed a handshake the loop had not seen
@@ -568,6 +571,7 @@ class ClientSession:
         self._next_beat = now + self.beat_every
         self._next_resync = now + self.settings.resync_interval
         self._connect()
+        self._subscribed_on = self.server
         return self._take()
 
     def handle(self, command: Command, now: float) -> list[Action]:
@@ -1184,9 +1188,15 @@ class ClientSession:
             p.tried.append(self.server)
             p.via = None
             self._send(req_id, p)
+        # a new SUB only for another server: the same server's keeps its subscriptions and
+        # sends no new first push (review56: "sent no push within 5s ... may have refused
+        # it" after every stop of a client's only server)
+        resubscribed = self.server != self._subscribed_on
+        self._subscribed_on = self.server
         for key in self.watches:
             self.watches[key].pulling = False
-            self.watches[key].awaiting_push_since = now  # subscribed there anew
+            if resubscribed:
+                self.watches[key].awaiting_push_since = now  # subscribed there anew
             self._pull(key)
         self.configs.relisten()  # pushes may have been missed meanwhile
 

@@ -3,6 +3,7 @@ our own writes, serving the last list while no node answers (fake clock, ms)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from meshreg.client.actions import (
     WatchTopic,
 )
 from meshreg.client.commands import (
+    Call,
     CloseSession,
     Deregister,
     ReadCached,
@@ -779,3 +781,30 @@ def test_a_view_kept_only_for_reads_is_dropped_after_pin_idle_without_a_read() -
     dropped = [a.key for a in h.actions if isinstance(a, UnwatchTopic)]
     assert dropped == keys[1:], dropped
     assert h.core.watching(keys[0]) and h.core.watching(SVC)
+
+
+@pytest.mark.parametrize("servers", [("a:1",), ("a:1", "b:2")])
+def test_a_subscription_is_awaited_again_only_on_a_new_server(servers: tuple[str, ...]) -> None:
+    """review56 note: after its only server was stopped (SIGSTOP) and resumed, a consumer
+    logged "sent no push within 5s of the subscription; it may have refused it" in every
+    run: the reconnects to the same server restarted the wait, but the loop keeps that
+    server's SUB, subscriptions and all, so no new first push comes.  On another server
+    (a new SUB) the first push is awaited again (tests/integration/
+    test_subscription_refused_said.py: said when it does not come)."""
+    h = Harness(servers=servers, attempt_ms=500, resync_ms=60_000)
+    watching(h, "10.0.0.1")
+    h.push(addition(1, 5, "10.0.0.2"))  # the subscription holds
+    (watch,) = h.core.watches.values()
+    assert watch.awaiting_push_since == math.inf
+    h.do(Call("ping", {}, 30.0, Handle()))
+    h.advance(600)  # no answer: the client connects again (to a:1, or to b:2)
+    assert h.connects()[-1] == servers[-1] and len(h.connects()) == 2
+    assert (watch.awaiting_push_since < math.inf) is (len(servers) > 1)
+    if len(servers) > 1:
+        return
+    for pull in h.unanswered("instances"):
+        h.reply(pull, snapshot(1, 6, "10.0.0.1", "10.0.0.2"))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": "a:1"})
+    h.advance(int((SUBSCRIPTION_CONFIRM + 1) * 1000))
+    h.answer_all("ping", {"epoch": 1, "version": "1", "address": "a:1"})
+    assert [x for x in h.logs() if "sent no push" in x] == []
