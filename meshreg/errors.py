@@ -97,7 +97,7 @@ class ServerError(MeshregError):
         self.unwritten = unwritten
         # a config_get's NOT_FOUND of a deleted data id: the delete's revision (a floor
         # for this client's later reads of it, ``error.revision``); a CAS's CONFLICT: the
-        # current revision (0: the data id does not exist)
+        # current revision (``error.current``; 0: the data id does not exist)
         self.revision = revision
         try:
             name = ErrorCode(code).name
@@ -169,9 +169,15 @@ class CallFailedError(MeshregError):
 
 
 def server_error(
-    code: int, message: str, server: str = "", unwritten: bool = False, revision: int | None = None
+    code: int,
+    message: str,
+    server: str = "",
+    unwritten: bool = False,
+    revision: int | None = None,
+    current: int | None = None,
 ) -> ServerError:
-    """Build the most specific :class:`ServerError` subclass for a wire code."""
+    """Build the most specific :class:`ServerError` subclass for a wire code (``current``:
+    a CAS's CONFLICT, ``error.current``, its ``revision``)."""
     if code == ErrorCode.NOT_FOUND:
         return NotFoundError(code, message, server, revision=revision)
     if code in (ErrorCode.INVALID_ARGUMENT, ErrorCode.TOO_LARGE):
@@ -181,5 +187,5 @@ def server_error(
     if code == ErrorCode.RESOURCE_EXHAUSTED:
         return ResourceExhaustedError(code, message, server)
     if code == ErrorCode.CONFLICT:
-        return ConflictError(code, message, server, revision=revision)
+        return ConflictError(code, message, server, revision=current)
     return ServerError(code, message, server, unwritten)

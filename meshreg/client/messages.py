@@ -30,7 +30,7 @@ from meshreg.client.configs import (
     decode_config_result,
     is_config_topic,
 )
-from meshreg.errors import ErrorCode, RemoteProtocolError
+from meshreg.errors import RemoteProtocolError
 from meshreg.model import Instance, InstanceId, InstanceList, ServiceKey
 from meshreg.wire.notifications import decode_notification
 from meshreg.wire.replies import decode_reply
@@ -53,6 +53,7 @@ class ReplyError:
     message: str
     unwritten: bool = False  # ``error.written`` false: a config write that wrote nothing
     revision: int | None = None  # ``error.revision``: a config_get's NOT_FOUND of a delete
+    current: int | None = None  # ``error.current``: a CAS's CONFLICT, the current revision
 
 
 Reply = ReplyOk | ReplyError
@@ -68,10 +69,14 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
     err = msg["error"]
     message = str(err.get("message", ""))[:MAX_ERROR_MESSAGE]
     revision = err.get("revision")
-    least = 0 if err["code"] == ErrorCode.CONFLICT else 1  # a CAS's: 0 = no such data id
-    if revision is not None and (type(revision) is not int or not least <= revision < 2**63):
+    if revision is not None and (type(revision) is not int or not 0 < revision < 2**63):
         raise RemoteProtocolError(f"error reply: 'revision' {revision!r} is not a revision")
-    return ReplyError(msg["id"], err["code"], message, err.get("written") is False, revision)
+    current = err.get("current")  # (0: no such data id; its own key: older clients refuse
+    if current is not None and (type(current) is not int or not 0 <= current < 2**63):
+        current = None  # a 'revision' of 0). Informative only: a bad one is left out
+    return ReplyError(
+        msg["id"], err["code"], message, err.get("written") is False, revision, current
+    )
 
 
 # -- results -------------------------------------------------------------------------------

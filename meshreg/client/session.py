@@ -656,7 +656,9 @@ class ClientSession:
                     pending.attempt_deadline = min(pending.deadline, now + CATCHING_UP_RETRY)
                 self._earliest = min(self._earliest, pending.attempt_deadline)
                 return self._take()
-            error = server_error(reply.code, reply.message, source, reply.unwritten, reply.revision)
+            error = server_error(
+                reply.code, reply.message, source, reply.unwritten, reply.revision, reply.current
+            )
             pending.refusals += reply.unwritten
             if reply.unwritten and pending.refusals < pending.copies and pending.op in STAMPED_OPS:
                 # One copy was not applied (refused as late: it waited out its deadline in

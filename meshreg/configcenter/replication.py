@@ -306,7 +306,7 @@ class ReplyError:
     code: ErrorCode
     message: str
     unwritten: bool = False  # a write refused before anything was written (wire ``written``)
-    revision: int | None = None  # a CAS's CONFLICT: the current revision (``error.revision``)
+    current: int | None = None  # a CAS's CONFLICT: the current revision (``error.current``)
 
 
 Effect = (
@@ -697,8 +697,8 @@ class ConfigReplicator:
             entry = self._apply_local(now, write)
         except ConfigRejected as exc:  # (UNAVAILABLE: a CAS undecided, retry: nothing written)
             unwritten = exc.code is ErrorCode.UNAVAILABLE
-            revision = exc.revision if exc.code is ErrorCode.CONFLICT else None
-            return [ReplyError(write.request, exc.code, exc.message, unwritten, revision)]
+            current = exc.revision if exc.code is ErrorCode.CONFLICT else None
+            return [ReplyError(write.request, exc.code, exc.message, unwritten, current)]
         pending = _Pending(write, entry, arrived + self.ack_timeout, now + self.resend_interval,
                            {self.node_id}, set())  # fmt: skip
         if self.majority == 1:

@@ -1465,7 +1465,8 @@ class DistroNode:
     def _join(self, req: Join, now: float) -> None:
         """A member that lists us gave us its address: keep it if we did not know it (the
         runtime subscribes to it: ``PeerIntroduced``); its beacons bring it up."""
-        self._joins_awaited.pop(req.node, None)
+        if not self.ready:  # its beacons and round are waited for now (a peer timeout)
+            self._joins_awaited[req.node] = now
         added, refused = self.membership.introduce(req.addresses, now)
         for address in added:
             self.counters["members_joined"] += 1
@@ -1991,9 +1992,10 @@ class DistroNode:
             self._caught_up_now(now)
 
     def _awaiting_joins(self, now: float) -> bool:
-        """A member our peers name, unknown here, whose join may still come (``_await_joins``):
-        a peer timeout from when it was first named (one that does not list us never
-        joins: views that disagree, DISTRO.md "Joining")."""
+        """A member our peers name, unknown here, whose join may still come (``_await_joins``),
+        or that joined and has not been heard yet: a peer timeout from when it was named,
+        or from its join (one that does not list us never joins: views that disagree,
+        DISTRO.md "Joining").  Once heard it is up, and ``synced`` waits for its round."""
         patience = self.cluster.peer_timeout
         return any(
             now - since < patience and self.membership.peer_by_id(member) is None
@@ -2390,8 +2392,8 @@ class DistroNode:
         owned = self._tally.counts(self.store, self.owner_of)
         me = owned.get(self.node_id, [0, 0])
         state = "up" if self.ready else HELD_OUT if self.held_by else "catching up"
-        resyncing = self._reads_refused(now)
-        if resyncing:
+        resyncing = self.ready and self._reads_refused(now)  # (a stall while catching up
+        if resyncing:  # holds reads too: it stays "catching up")
             state = "resyncing"  # its reads refused until a round with each peer
         if self.clock_skewed:
             state = CLOCK_OFF

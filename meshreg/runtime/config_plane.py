@@ -1258,7 +1258,7 @@ class ConfigPlane:
             return []
         if not msg.ok or msg.entry is None:
             assert msg.code is not None
-            self._reply_error(fwd.ask, msg.code, msg.message, msg.unwritten, msg.revision)
+            self._reply_error(fwd.ask, msg.code, msg.message, msg.unwritten, msg.current)
             return []
         # read-your-writes here too: hold the acknowledged version before answering
         effects = self.replicator.on_versions([msg.entry])
@@ -1381,7 +1381,7 @@ class ConfigPlane:
                 self._reply_entry(effect.request, effect.entry, effect.gray)
             case ReplyError():
                 self._reply_error(
-                    effect.request, effect.code, effect.message, effect.unwritten, effect.revision
+                    effect.request, effect.code, effect.message, effect.unwritten, effect.current
                 )
             case _Reply():
                 if effect.reserved and self._held_replies is not None:
@@ -1579,11 +1579,11 @@ class ConfigPlane:
         code: ErrorCode,
         message: str,
         unwritten: bool = False,
-        revision: int | None = None,
+        current: int | None = None,
     ) -> None:
         """``unwritten``: refused before anything was written (the client may retry
         anywhere): said in the reply (``error.written``), relayed by a forwarder; so is
-        ``revision``, a CAS's CONFLICT's current revision (``error.revision``)."""
+        ``current``, a CAS's CONFLICT's current revision (``error.current``)."""
         if getattr(request, "maybe_written", False):  # an earlier attempt may have been
             unwritten = False
             message = message.replace(
@@ -1594,12 +1594,12 @@ class ConfigPlane:
             )
         if isinstance(request, _PeerAsk):
             more: dict[str, Any] = {"written": False} if unwritten else {}
-            if revision is not None:
-                more["revision"] = revision
+            if current is not None:
+                more["current"] = current
             self._reply_peer(request, ok=False, code=int(code), message=message[:4096], **more)
         elif isinstance(request, _ClientAsk):
             self._count_error(code)
-            body = encode_error(request.req_id, code, message, unwritten, revision)
+            body = encode_error(request.req_id, code, message, unwritten, current=current)
             self._send_reply(request.envelope, body)
 
     def _reply_peer(self, request: _PeerAsk, **fields: Any) -> None:

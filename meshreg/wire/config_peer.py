@@ -37,7 +37,7 @@ config_forward_reply   tag, ok, entry + gray (ok) or code + message (not ok; ``w
                        (optional, true, with ``written`` false): the sender is neither in
                        the owner's list nor a learner it has heard yet (a node just
                        started): the sender tries the forward again for its grace;
-                       ``revision`` (optional, with CONFLICT): the current revision
+                       ``current`` (optional, with CONFLICT): the current revision
 config_batch           items: 1..MAX_BATCH_ITEMS maps, each {"op": config_record |
                        config_ack | config_commit, ...that op's fields}: what one loop turn
                        sends one peer, handled in order as if sent one by one
@@ -259,7 +259,7 @@ class ConfigForwardReply:
     message: str
     unwritten: bool = False  # refused before anything was written (``written`` false)
     unheard: bool = False  # the owner has not heard the sender yet: worth trying again
-    revision: int | None = None  # a CAS's CONFLICT: the current revision, relayed
+    current: int | None = None  # a CAS's CONFLICT: the current revision, relayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,11 +680,9 @@ def _parse(msg: dict[str, Any], op: str, sender: str, cap: int) -> ConfigPeerMes
     unheard = _bool(msg.get("unheard", False), "unheard")
     if unheard and written:
         raise _bad("field 'unheard' needs 'written' false (the forward was not taken)")
-    cas_current: int | None = None
-    if (raw := msg.get("revision")) is not None:
-        if error is not ErrorCode.CONFLICT:
-            raise _bad("field 'revision' goes only with CONFLICT (a CAS's current revision)")
-        cas_current = _int(raw, "revision", 0, MAX_REVISION)
+    cas_current: int | None = None  # (with another code: ignored, as a later field may be)
+    if (raw := msg.get("current")) is not None and error is ErrorCode.CONFLICT:
+        cas_current = _int(raw, "current", 0, MAX_REVISION)
     return ConfigForwardReply(
         sender, tag, False, None, False, error, message, not written, unheard, cas_current
     )

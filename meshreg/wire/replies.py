@@ -107,17 +107,26 @@ def beat_ok(req_id: int) -> bytes:
 
 
 def encode_error(
-    req_id: int, code: ErrorCode, message: str, unwritten: bool = False, revision: int | None = None
+    req_id: int,
+    code: ErrorCode,
+    message: str,
+    unwritten: bool = False,
+    revision: int | None = None,
+    current: int | None = None,
 ) -> bytes:
     """Encode an error reply; ``unwritten``: a config write refused before anything was
     written (``error.written`` false: retry anywhere, no request id needed); ``revision``:
     a config read's NOT_FOUND of a deleted data id, the delete's revision (``error.revision``:
-    the client's floor for later reads, review38 F1)."""
+    the client's floor for later reads, review38 F1); ``current``: a CAS's CONFLICT, the
+    current revision, 0 included (``error.current``; not in ``revision``, whose 0 older
+    clients refuse)."""
     error: dict[str, Any] = {"code": int(code), "name": code.name, "message": message}
     if unwritten:
         error["written"] = False
     if revision is not None:
         error["revision"] = revision
+    if current is not None:
+        error["current"] = current
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": False, "error": error})
 
 

@@ -715,3 +715,31 @@ def test_a_refusal_after_a_timed_out_attempt_does_not_say_nothing_was_written() 
     assert isinstance(done, Fail) and isinstance(done.error, ServerError), done
     assert "nothing was written" not in done.error.detail
     assert "unknown outcome" in done.error.detail
+
+
+@pytest.mark.parametrize(
+    ("first", "unwritten"),
+    [("minority: nothing was written", True),
+     ("sent but not acknowledged in time: the outcome is unknown", False)],
+)  # fmt: skip
+def test_a_write_no_later_server_received_is_as_the_answer_before_said(
+    first: str, unwritten: bool
+) -> None:
+    """review57 F1: a node answered "nothing was written" and the servers asked after it
+    never got the request (no handshake): UNAVAILABLE unwritten, not "outcome unknown";
+    after an answer that did not say nothing was written, the outcome stays unknown."""
+    from meshreg.client.agent import DirectSend
+
+    h = Harness(servers=("a:1", "b:2", "c:3"), direct=DirectSend.NOT_CONNECTED)
+    handle = Handle()
+    fields = {"namespace": "public", "group": "DEFAULT_GROUP", "data_id": "app.yaml",
+              "content": "x", "request_id": "r1"}  # fmt: skip
+    h.do(ConfigCall("config_publish", KEY, fields, 0.6, handle))
+    h.fail(h.unanswered("config_publish")[0], ErrorCode.UNAVAILABLE, first)
+    h.advance(1000)
+    error = h.outcome(handle).error  # type: ignore[union-attr]
+    if unwritten:
+        assert isinstance(error, ServerError) and not isinstance(error, OutcomeUnknownError)
+        assert error.unwritten and "then no answer from" in str(error)
+    else:
+        assert isinstance(error, OutcomeUnknownError)

@@ -283,16 +283,20 @@ def test_forwards_round_trip() -> None:
     with pytest.raises(RemoteProtocolError, match="'unheard' needs 'written' false"):
         decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
                                    message="m", unheard=True))  # fmt: skip
-    # a CAS's CONFLICT carries the current revision (0: none); nothing else carries one
+    # a CAS's CONFLICT carries the current revision (0: none); with another code it is
+    # ignored (a later node may send it with others)
     for current in (0, 3):
         cas = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=11,
-                                         message="m", revision=current))  # fmt: skip
-        assert cas.revision == current
-    assert err.revision is None
-    for code, bad in ((8, 3), (11, -1), (11, "3"), (11, 2**63)):
-        with pytest.raises(RemoteProtocolError, match="'revision'"):
-            decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=code,
-                                       message="m", revision=bad))  # fmt: skip
+                                         message="m", current=current))  # fmt: skip
+        assert cas.current == current
+    assert err.current is None
+    other = decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=8,
+                                       message="m", current=3))  # fmt: skip
+    assert other.current is None and other.code is ErrorCode.UNAVAILABLE
+    for bad in (-1, "3", 2**63):
+        with pytest.raises(RemoteProtocolError, match="'current'"):
+            decoded(encode_config_peer("config_forward_reply", ME, tag=5, ok=False, code=11,
+                                       message="m", current=bad))  # fmt: skip
 
 
 def test_an_error_reply_says_a_write_wrote_nothing_in_a_field() -> None:
@@ -307,10 +311,14 @@ def test_an_error_reply_says_a_write_wrote_nothing_in_a_field() -> None:
     plain = decode_reply_frames([b"", encode_error(4, ErrorCode.UNAVAILABLE, "unknown")])
     assert "written" not in msgpack.unpackb(encode_error(4, ErrorCode.UNAVAILABLE, "u"))["error"]
     assert not plain.unwritten
-    # a CAS's CONFLICT names the current revision, 0 included (no such data id)
+    # a CAS's CONFLICT names the current revision in ``current``, 0 included (no such data
+    # id): never in ``revision``, whose 0 a client before 2026-12-05 refuses (code review)
     for current in (0, 7):
-        cas = decode_reply_frames([b"", encode_error(4, ErrorCode.CONFLICT, "c", revision=current)])
-        assert server_error(cas.code, cas.message, "n", revision=cas.revision).revision == current
+        body = encode_error(4, ErrorCode.CONFLICT, "c", current=current)
+        assert "revision" not in msgpack.unpackb(body)["error"]
+        cas = decode_reply_frames([b"", body])
+        error = server_error(cas.code, cas.message, "n", current=cas.current)
+        assert type(error).__name__ == "ConflictError" and error.revision == current
     with pytest.raises(RemoteProtocolError, match="not a revision"):  # a delete's is >= 1
         decode_reply_frames([b"", encode_error(4, ErrorCode.NOT_FOUND, "gone", revision=0)])
 

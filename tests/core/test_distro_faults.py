@@ -1063,3 +1063,18 @@ def test_after_a_stall_its_peers_noticed_reads_wait_for_the_resync() -> None:
     assert ping["ready"] is True and "resyncing" not in ping
     view = m.node.cluster_result(m.now)
     assert view.ready and view.members[0].state == "up"
+
+
+def test_a_stall_while_catching_up_shows_catching_up_not_resyncing() -> None:
+    """Code review of review56 F1's fix: a node stalled while still catching up holds its
+    reads too; its own row said "resyncing" (which clients count as owning services)."""
+    node = DistroNode(POLICY, CLUSTER, "n1", "10.0.0.1:7800", [A, B], 7, 0.0)
+    for peer, node_id in ((A, "n2"), (B, "n3")):
+        node.on_replication(Beacon(node_id, peer, 99, True, 0, ("n2", "n3")), 0.1)
+    node.tick(0.1)
+    node.take_effects()
+    assert not node.ready
+    node.stalled(5.0, 10.0)  # SIGSTOP while catching up, long enough for peers to notice
+    node.take_effects()
+    view = node.cluster_result(5.0)
+    assert not view.ready and view.members[0].state == "catching up"

@@ -256,3 +256,29 @@ def test_membership_introduce_ignores_self_known_and_wildcard_addresses() -> Non
     added, refused = m.introduce((SELF, A, B, B, "0.0.0.0:7800", ":::7800", "[::]:7800"), 0.0)
     assert (added, refused) == ([B], 0)  # a node bound to every interface names no host
     assert m.peers[B].configured is False and m.peers[A].configured is True
+
+
+def test_a_join_that_comes_late_is_waited_for_until_its_member_is_heard_and_caught_up() -> None:
+    """Code review of the change above: the join removed the member from the awaited ones,
+    and a join arriving after a peer timeout of the node's start (its listed peer late)
+    let it be ready at once on that peer alone, the joined member not heard yet."""
+    node = DistroNode(HealthPolicy(), ClusterPolicy(), SELF, SELF, [A], 7, 0.0)
+    t = TIMEOUT + 0.5  # A heard only now
+    node.on_replication(Beacon(A, A, 99, True, 0, (A, B)), t)  # ready, naming B
+    node.tick(t)
+    for call in [e for e in node.take_effects() if isinstance(e, PeerCall) and e.op != "beacon"]:
+        peer_reply(node, call.tag, {"node": call.node_id, "digests": [], "more": False}, t)
+    node.tick(t + 0.01)
+    node.take_effects()
+    assert not node.ready
+    node.handle(Join(5, B, (B,)), t + 0.1)
+    node.tick(t + 0.1)
+    assert not node.ready  # B known, not heard: its beacons and round are waited for
+    node.on_replication(Beacon(B, B, 99, True, 0, (A, B)), t + 0.2)
+    node.tick(t + 0.2)
+    calls = [e for e in node.take_effects() if isinstance(e, PeerCall) and e.node_id == B]
+    assert calls and not node.ready
+    for call in calls:
+        peer_reply(node, call.tag, {"node": B, "digests": [], "more": False}, t + 0.3)
+    node.tick(t + 0.3)
+    assert node.ready and node.members() == tuple(sorted((SELF, A, B)))

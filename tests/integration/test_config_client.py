@@ -649,7 +649,7 @@ def test_a_cas_conflict_carries_the_current_revision_also_through_a_forwarding_n
 ) -> None:
     """review55's note: ``ConflictError.revision`` was None, the current revision only in
     the message; a CAS loop had to parse it.  Sent to every node (two of three forward to
-    the owner): ``error.revision`` is the owner's current revision, 0 when there is none."""
+    the owner): ``error.current`` is the owner's current revision, 0 when there is none."""
     nodes = start_cluster(3)
     with Client([n.address for n in nodes], timeout=5) as c:
         wait_until(lambda: _publishes(c), 20, what="the cluster to accept config writes")
@@ -666,4 +666,4 @@ def test_a_cas_conflict_carries_the_current_revision_also_through_a_forwarding_n
                 "content": "a: 9", "if_revision": 1}  # fmt: skip
         reply = raw_request(n.port, body)
         assert reply["ok"] is False and reply["error"]["name"] == "CONFLICT", (n.port, reply)
-        assert reply["error"]["revision"] == made.revision, (n.port, reply)
+        assert reply["error"]["current"] == made.revision, (n.port, reply)
