@@ -34,8 +34,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import HOST, NodeProcess, free_port_pair, meshreg_cmd, raw_request, run_cli
-from helpers import start_all, wait_until
+from helpers import (
+    HOST,
+    NodeProcess,
+    free_port_pair,
+    meshreg_cmd,
+    raw_request,
+    run_cli,
+    start_all,
+    wait_until,
+)
 
 from meshreg import Client
 from meshreg.errors import MeshregError

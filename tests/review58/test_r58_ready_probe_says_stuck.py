@@ -64,8 +64,9 @@ def _cluster(tmp_path: Path) -> list[NodeProcess]:
     for p in ports:
         peers += ["--peer", f"{HOST}:{p}"]
     return [
-        NodeProcess("--peer-timeout", "3", *peers, "--data-dir", str(tmp_path / f"d{i}"),
-                    port=p)  # fmt: skip
+        NodeProcess(
+            "--peer-timeout", "3", *peers, "--data-dir", str(tmp_path / f"d{i}"), port=p
+        )  # fmt: skip
         for i, p in enumerate(ports)
     ]
 

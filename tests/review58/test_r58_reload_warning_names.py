@@ -58,7 +58,7 @@ def test_reload_warning_names_settings_as_node_toml_spells_them(tmp_path) -> Non
         wrong = [w for w in ("config_keep_revisions", " log_level") if w in line]
         assert not wrong, (
             f"the reload WARNING names {wrong}, keys node.toml does not have "
-            f"([config] keep_revisions, [node] log_level): {line[line.find('reload'):]}"
+            f"([config] keep_revisions, [node] log_level): {line[line.find('reload') :]}"
         )
     finally:
         node.cleanup()
