@@ -807,8 +807,14 @@ class ConfigPlane:
             except ConfigRejected as exc:  # (the store's reads do not count their refusals)
                 self.count_refused(exc.reason)
                 raise _rejected(req, exc) from None
-            if self._hold(_Reply(envelope, body, req.req_id, req.op)):
-                return None  # it may show a version not committed yet: after the commit
+            # it may show a version not committed yet: after the commit (a history page, of
+            # its data id's); not while the disk fails: each retry's failure would refuse
+            # it, for as long as the disk is full (review58 F2): memory's then (peers'
+            # versions their majority holds; writes here are refused meanwhile)
+            reply = _Reply(envelope, body, req.req_id, req.op)
+            key = req.key if isinstance(req, ConfigHistory) else None
+            if self._commits.failing is None and self._hold(reply, key):
+                return None
             return body
         if kind is UnlistenConfig:
             self.counters["unlistens"] += 1
