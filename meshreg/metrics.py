@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshreg.errors import ErrorCode
+
 PREFIX = "meshreg_"
 
 Sample = tuple[dict[str, str], float | int]
@@ -74,8 +76,12 @@ def _one(path: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], list[Sam
     return samples
 
 
-def _by(path: str, label: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], list[Sample]]:
-    """A map of counts -> one sample per key, labelled ``label``."""
+def _by(
+    path: str, label: str, zeros: Callable[[Mapping[str, Any]], Iterable[str]] | None = None
+) -> Callable[[Mapping[str, Any], Mapping[str, Any]], list[Sample]]:
+    """A map of counts -> one sample per key, labelled ``label``; ``zeros``: the keys a
+    counter exports at 0 before its first event (a series born at 1 shows no increase
+    to ``rate()``, and a family with no sample was not exported at all: review58 F3)."""
 
     def samples(stats: Mapping[str, Any], cluster: Mapping[str, Any]) -> list[Sample]:
         counts = _get(stats, path)
@@ -86,9 +92,27 @@ def _by(path: str, label: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]
             number = _number(value)
             if number is not None:
                 out.append(({label: str(key)}, number))
+        if zeros is not None:
+            out.extend(({label: key}, 0) for key in zeros(stats) if key not in counts)
         return out
 
     return samples
+
+
+def _error_names(stats: Mapping[str, Any]) -> Iterable[str]:
+    return (code.name for code in ErrorCode)
+
+
+def _limit_names(path: str) -> Callable[[Mapping[str, Any]], Iterable[str]]:
+    """The quota names a node's ``stats`` lists under ``path`` (its limits' keys)."""
+
+    def names(stats: Mapping[str, Any]) -> Iterable[str]:
+        limits = _get(stats, path)
+        if not isinstance(limits, Mapping):
+            return ()
+        return (str(k) for k in limits if str(k).startswith("max_"))
+
+    return names
 
 
 def _fixed(
@@ -183,9 +207,9 @@ _FAMILIES: tuple[Family, ...] = (
     Family("requests_total", "counter", "requests served, by op", _by("requests", "op"),
            ("requests",)),
     Family("errors_total", "counter", "requests refused with an error, by wire code",
-           _by("errors", "code"), ("errors", "errors_total")),
+           _by("errors", "code", _error_names), ("errors", "errors_total")),
     Family("rejected_quota_total", "counter", "writes refused by a quota, by limit",
-           _by("rejected_quota", "reason"), ("rejected_quota",)),
+           _by("rejected_quota", "reason", _limit_names("limits")), ("rejected_quota",)),
     Family("subscriptions_refused_total", "counter", "subscriptions refused, by reason",
            _by("subscriptions_refused", "reason"), ("subscriptions_refused",)),
     Family("notifications_total", "counter", "change notifications published to clients",
@@ -258,7 +282,8 @@ _FAMILIES: tuple[Family, ...] = (
            "config writes acknowledged by a majority (as the writer)",
            _one("config.committed"), ("config.committed",)),
     Family("config_rejected_total", "counter", "config requests refused, by reason",
-           _by("config.rejected", "reason"), ("config.rejected",)),
+           _by("config.rejected", "reason", _limit_names("config.limits")),
+           ("config.rejected",)),
     Family("config_commit_failing", "gauge", "1 while saving configs to disk fails",
            _one("config.commit_failing"), ("config.commit_failing",)),
     Family("limit", "gauge", "the node's [limits], by name", _by("limits", "name"),
