@@ -608,7 +608,9 @@ def export(
                 sys.stdout.flush()
             else:
                 tmp = f"{target}.tmp-{os.getpid()}"
-                with open(tmp, "wb") as fh:
+                # configs hold passwords: 0600, as a snapshot and the data dir (review58 F5)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as fh:
                     count = export_namespace(c, fh, only, history)
                 os.replace(tmp, target)
                 tmp = None
