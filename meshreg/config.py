@@ -471,6 +471,20 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
             if kind is float and type(v) not in (int, float):
                 unit = "" if k == "self_preservation_threshold" else " of seconds"
                 raise ConfigError(f"config file {path}: [{table}] {k} must be a number{unit}")
+    for table, values in (("health", health), ("cluster", cluster)):
+        for k, v in values.items():  # named with their bounds before a rule between them
+            if k in TIME_BOUNDS and not TIME_BOUNDS[k][0] <= v <= TIME_BOUNDS[k][1]:
+                low, high = TIME_BOUNDS[k]
+                raise ConfigError(
+                    f"config file {path}: [{table}] {k} must be in {low:g}..{high:g} "
+                    f"seconds, got {v!r}"
+                )
+    if "peer_timeout" in cluster and "beacon_interval" not in cluster:
+        # as --peer-timeout: about six beacons per timeout (review58 F6: a file's
+        # peer_timeout below 0.5 s was refused, the default beacon_interval above it)
+        cluster["beacon_interval"] = min(
+            ClusterPolicy().beacon_interval, float(cluster["peer_timeout"]) / 6
+        )
     for k, v in limits.items():
         if type(v) is not int:
             raise ConfigError(f"config file {path}: [limits] {k} must be a whole number, got {v!r}")

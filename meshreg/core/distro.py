@@ -220,7 +220,10 @@ class ClusterPolicy:
 
     def __post_init__(self) -> None:
         if not 0 < self.beacon_interval < self.peer_timeout:
-            raise ValueError("beacon_interval must be > 0 and below peer_timeout")
+            raise ValueError(
+                f"beacon_interval ({self.beacon_interval:g} s) must be > 0 and below "
+                f"peer_timeout ({self.peer_timeout:g} s)"
+            )
         if not self.anti_entropy_interval > 0 or not self.peer_request_timeout > 0:
             raise ValueError("anti_entropy_interval and peer_request_timeout must be > 0")
 
