@@ -212,15 +212,33 @@ def _never() -> bool:
 
 
 def _changed_settings(old: dict[str, Any], new: dict[str, Any], where: str = "") -> list[str]:
-    """``key old -> new`` for every setting that differs (nested tables by dotted name)."""
+    """``table.key old -> new`` for every setting that differs, named as node.toml
+    spells it (review58 F4: ``config_keep_revisions``, ``log_level`` named keys the file
+    does not have)."""
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _changed_settings(a, b, f"{where}{key}.")
         elif a != b:
-            out.append(f"{where}{key} {a!r} -> {b!r}")
+            shown = [repr(v) if v != "" or key != "node_id" else "(its address)" for v in (a, b)]
+            out.append(f"{_file_name(where + key)} {shown[0]} -> {shown[1]}")
     return out
+
+
+_NODE_TABLE = frozenset({"host", "port", "advertise", "log_level", "data_dir"})
+
+
+def _file_name(key: str) -> str:
+    """A setting of NodeConfig (dotted for a nested table) as node.toml spells it:
+    ``table.key``."""
+    if "." in key:  # health.x, cluster.x, limits.x
+        return key
+    if key.startswith("config_"):
+        return f"config.{key.removeprefix('config_')}"
+    if key in ("node_id", "peers", "replication_batch"):
+        return f"cluster.{key}"
+    return f"node.{key}" if key in _NODE_TABLE else key
 
 
 def _read_filter(principal: Principal, ns: str) -> Callable[[str, str], bool] | None:
