@@ -298,6 +298,7 @@ class ConfigPlane:
         self.member = config.address
         self.fast_gets = 0  # config gets ``fast_get`` answered (stats.requests: review37 F3)
         self.forward_grace = min(CONNECT_GRACE + config.cluster.peer_timeout, FORWARD_WAIT_MAX)
+        self._peer_timeout = config.cluster.peer_timeout
         self.peers = tuple(config.peer_addresses())
         self.store = ConfigStore(self.member, config.config_limits())
         # a version loaded unacknowledged reached this node before this start: it settles
@@ -955,8 +956,11 @@ class ConfigPlane:
     def waiting_for_peers(self, now: float) -> str | None:
         """Why config reads wait when the wait does not end by itself (peers down), for
         ``ping`` (review43 F2: ``ping --ready`` said "try again in a moment" to a node
-        that waits for whole peers that are down); None: ready, or catching up."""
-        if self.ready:
+        that waits for whole peers that are down); None: ready, or catching up (also for
+        a peer timeout after it started catching up: its peers' beacons may not have come
+        yet, and it told an operator to start peers that were up, or to force it ready:
+        review58 F1)."""
+        if self.ready or now - self.armed_at < self._peer_timeout:
             return None
         rep = self.replicator
         members, up = len(rep.members), len(rep.up)
