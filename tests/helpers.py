@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -331,8 +332,6 @@ class NodeProcess:
     def launch(self) -> NodeProcess:
         """Start the process without waiting for it (``wait_ready`` does): nodes launched
         together import and bind side by side (see ``start_all``)."""
-        import tempfile
-
         fd, self.log_path = tempfile.mkstemp(prefix="meshreg-node-", suffix=".log")
         self.proc = subprocess.Popen(
             meshreg_cmd("node", "--host", HOST, "--port", str(self.port), *self.extra),
@@ -453,3 +452,31 @@ def serves_config_revision(address: str, data_id: str, revision: int) -> bool:
     every node yet (a snapshot of one node holds what that node holds)."""
     out = run_cli("config", "get", data_id, "--json", "-s", address, "--timeout", "1")
     return out.returncode == 0 and json.loads(out.stdout).get("revision") == revision
+
+
+class TinyDiskNode(NodeProcess):
+    """A node whose data dir is a small tmpfs in its own mount namespace."""
+
+    def __init__(self, *extra: str, port: int, ddir: str, size: str) -> None:
+        super().__init__(*extra, port=port)
+        self.ddir, self.size = ddir, size
+
+    def launch(self) -> NodeProcess:
+        fd, self.log_path = tempfile.mkstemp(prefix="meshreg-node-", suffix=".log")
+        cmd = " ".join(meshreg_cmd("node", "--host", HOST, "--port", str(self.port), *self.extra))
+        self.proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f"mount -t tmpfs -o size={self.size} tmpfs {self.ddir} && exec {cmd}"],
+            stdout=fd, stderr=fd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        os.close(fd)
+        return self
+
+
+def config_stats(n: NodeProcess) -> dict[str, Any]:
+    """A node's ``stats.config`` ({} if it does not answer in 1 s)."""
+    try:
+        r = raw_request(n.port, {"v": 1, "id": 1, "op": "stats"}, 1.0)
+    except Exception:  # noqa: BLE001
+        return {}
+    return r.get("result", {}).get("config", {}) if r.get("ok") else {}

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import HOST, NodeProcess, meshreg_cmd, raw_request, start_all, wait_until
+from helpers import NodeProcess, TinyDiskNode, config_stats, start_all, wait_until
 from r25lib import new_ports, peer_args
 
 from meshreg import Client
@@ -35,33 +33,6 @@ from meshreg.errors import MeshregError
 
 TIMINGS = ("--check-interval", "0.2", "--unhealthy-after", "3", "--evict-after", "6",
            "--peer-timeout", "1.0")  # fmt: skip
-
-
-class TinyDiskNode(NodeProcess):
-    """A node whose data dir is a small tmpfs in its own mount namespace."""
-
-    def __init__(self, *extra: str, port: int, ddir: str, size: str) -> None:
-        super().__init__(*extra, port=port)
-        self.ddir, self.size = ddir, size
-
-    def launch(self) -> NodeProcess:
-        fd, self.log_path = tempfile.mkstemp(prefix="meshreg-node-", suffix=".log")
-        cmd = " ".join(meshreg_cmd("node", "--host", HOST, "--port", str(self.port), *self.extra))
-        self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f"mount -t tmpfs -o size={self.size} tmpfs {self.ddir} && exec {cmd}"],
-            stdout=fd, stderr=fd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        os.close(fd)
-        return self
-
-
-def _cfg(n: NodeProcess) -> dict:
-    try:
-        r = raw_request(n.port, {"v": 1, "id": 1, "op": "stats"}, 1.0)
-    except Exception:  # noqa: BLE001
-        return {}
-    return r.get("result", {}).get("config", {}) if r.get("ok") else {}
 
 
 @pytest.mark.timeout(120)
@@ -80,7 +51,7 @@ def test_data_ids_of_a_node_with_a_full_disk_stay_writable(started_nodes, tmp_pa
     started_nodes.extend(nodes)
     start_all(nodes)
     a, b, _c = nodes
-    wait_until(lambda: all(_cfg(n).get("ready") and _cfg(n).get("members_up") == 3
+    wait_until(lambda: all(config_stats(n).get("ready") and config_stats(n).get("members_up") == 3
                            for n in nodes), 30, 0.2, "configs ready")  # fmt: skip
     owner = {did: responsible_config_node(ConfigKey("public", "DEFAULT_GROUP", did), ids)
              for did in (f"full25-{i}" for i in range(60))}  # fmt: skip
@@ -93,9 +64,9 @@ def test_data_ids_of_a_node_with_a_full_disk_stay_writable(started_nodes, tmp_pa
                 c.config_publish(elsewhere[i % len(elsewhere)], f"{i}:{big}")
             except MeshregError:
                 pass
-            if _cfg(b).get("commit_failing"):
+            if config_stats(b).get("commit_failing"):
                 break
-    wait_until(lambda: _cfg(b).get("commit_failing"), 20, 0.2, "B's disk full")
+    wait_until(lambda: config_stats(b).get("commit_failing"), 20, 0.2, "B's disk full")
     failed: dict[str, str] = {}
     with Client([a.address], timeout=4) as c:  # through A: its disk is fine
         for did in of_b[:5]:

@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 from helpers import (
     HOST,
     NodeProcess,
+    TinyDiskNode,
+    config_stats,
     free_port_pair,
-    meshreg_cmd,
-    raw_request,
     run_cli,
     start_all,
     wait_until,
@@ -47,33 +45,6 @@ from helpers import (
 
 from meshreg import Client
 from meshreg.errors import MeshregError
-
-
-class TinyDiskNode(NodeProcess):
-    """A node whose data dir is a small tmpfs in its own mount namespace."""
-
-    def __init__(self, *extra: str, port: int, ddir: str, size: str) -> None:
-        super().__init__(*extra, port=port)
-        self.ddir, self.size = ddir, size
-
-    def launch(self) -> NodeProcess:
-        fd, self.log_path = tempfile.mkstemp(prefix="meshreg-node-", suffix=".log")
-        cmd = " ".join(meshreg_cmd("node", "--host", HOST, "--port", str(self.port), *self.extra))
-        self.proc = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f"mount -t tmpfs -o size={self.size} tmpfs {self.ddir} && exec {cmd}"],
-            stdout=fd, stderr=fd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        os.close(fd)
-        return self
-
-
-def _cfg(n: NodeProcess) -> dict:
-    try:
-        r = raw_request(n.port, {"v": 1, "id": 1, "op": "stats"}, 1.0)
-    except Exception:  # noqa: BLE001
-        return {}
-    return r.get("result", {}).get("config", {}) if r.get("ok") else {}
 
 
 @pytest.mark.timeout(150)
@@ -94,7 +65,7 @@ def test_a_node_with_a_full_disk_still_serves_config_reads(started_nodes, tmp_pa
     started_nodes.extend(nodes)
     start_all(nodes)
     a, b, _c = nodes
-    wait_until(lambda: all(_cfg(n).get("ready") and _cfg(n).get("members_up") == 3
+    wait_until(lambda: all(config_stats(n).get("ready") and config_stats(n).get("members_up") == 3
                            for n in nodes), 30, 0.2, "configs ready")  # fmt: skip
     out = run_cli("config", "publish", "keep.yaml", "--content", "kept: 1", "-s", a.address)
     assert out.returncode == 0, out
@@ -107,16 +78,16 @@ def test_a_node_with_a_full_disk_still_serves_config_reads(started_nodes, tmp_pa
                 c.config_publish(f"fill-{i % 20}", f"{i}:{big}")
             except MeshregError:
                 pass
-            if _cfg(b).get("commit_failing"):
+            if config_stats(b).get("commit_failing"):
                 break
-    wait_until(lambda: _cfg(b).get("commit_failing"), 20, 0.2, "B's disk full")
+    wait_until(lambda: config_stats(b).get("commit_failing"), 20, 0.2, "B's disk full")
     refused: dict[str, str] = {}
     for what in (("config", "list"), ("config", "history", "keep.yaml")):
         got = run_cli(*what, "--timeout", "2", "-s", b.address)
         if got.returncode != 0:
             refused[" ".join(what)] = (got.stdout + got.stderr).strip()[:240]
-    assert _cfg(b).get("commit_failing"), "B's disk recovered meanwhile: inconclusive"
+    assert config_stats(b).get("commit_failing"), "B's disk recovered meanwhile: inconclusive"
     assert not refused, (
-        f"B (disk full, {_cfg(b).get('commit_failures_in_a_row')} failed saves in a row) "
+        f"B (disk full, {config_stats(b).get('commit_failures_in_a_row')} failed saves in a row) "
         f"refused {len(refused)} of 2 config reads: {refused}"
     )
