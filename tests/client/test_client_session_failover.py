@@ -71,18 +71,23 @@ def test_an_answer_from_anyone_ends_the_backoff() -> None:
     assert len(h.connects()) == before + 1
 
 
+def _unanswered_ping(h: Harness) -> str:
+    """A ping no server answers within its 1 s: the text of its ServerUnreachableError."""
+    handle = Handle()
+    h.do(Call("ping", {}, 1.0, handle))
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    return str(done.error)
+
+
 @pytest.mark.parametrize("connected", [True, False])
 def test_a_call_no_server_answers_fails_naming_every_server_tried(connected: bool) -> None:
     """The hint follows what the connection says: a node that took the request and did
     not answer runs and took the key (review34 nit: "is `meshreg node` running there? ...
     keys" for a node that was only stopped); one no connection reached may not run."""
     h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=300, handshake=connected)
-    handle = Handle()
-    h.do(Call("ping", {}, 1.0, handle))
-    h.advance(1000)
-    done = h.outcome(handle)
-    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
-    text = str(done.error)
+    text = _unanswered_ping(h)
     assert "ping: no reply from meshreg server(s) a:1, b:2, c:3 within 1s" in text
     # (its last attempt, at 900 ms, went to a:1 again)
     reached = "it reached a:1 (the connection completed its handshake: a node runs there"
@@ -95,12 +100,7 @@ def test_a_port_that_accepted_the_connection_without_a_handshake_names_a_stopped
     never comes: "is `meshreg node` running there? ... keys" left out the likely cause."""
     h = Harness(servers=("a:1",), attempt_ms=300, handshake=False)
     h.core.server_tcp_connected()
-    handle = Handle()
-    h.do(Call("ping", {}, 1.0, handle))
-    h.advance(1000)
-    done = h.outcome(handle)
-    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
-    text = str(done.error)
+    text = _unanswered_ping(h)
     assert "a:1 accepted the TCP connection but did not complete the ZeroMQ handshake" in text
     assert "may be stopped (SIGSTOP" in text and "running there?" not in text
 

@@ -78,49 +78,51 @@ def test_node_refusing_reads_for_its_resync_is_not_said_ready(start_cluster) -> 
         b.signal(signal.SIGCONT)
         dealer = RawDealer(b.port)
         refused_said_ready: list[tuple[float, bool, bool, str]] = []
-        refused = 0
+        refused = [0]
         cli_ready_exit: list[int] = []
         cli_said: list[str] = []
         t0 = time.monotonic()
+
+        def resynced() -> bool:
+            """One poll: the read, ping and cluster; True once a read refused for the
+            resync is served again."""
+            inst = dealer.call("instances", namespace="public", service="r56ready")
+            ping = dealer.call("ping")["result"]
+            view_reply = dealer.call("cluster")
+            if not view_reply["ok"]:  # cluster reads are rate-limited: poll again
+                assert view_reply["error"]["name"] == "RESOURCE_EXHAUSTED", view_reply
+                return False
+            view = view_reply["result"]
+            own = next(m for m in view["members"] if m.get("self"))
+            if inst["ok"]:
+                return refused[0] > 0
+            assert "resync" in inst["error"]["message"], inst
+            refused[0] += 1
+            if not cli_ready_exit:
+                out = run_cli("ping", "--ready", "-s", b.address)
+                cli_ready_exit.append(out.returncode)
+                cli_said.append((out.stdout + out.stderr).strip())
+            # still refused after the ping and cluster answers (a resync that ended
+            # between the read and the ping is no fault: the code review's flake)
+            again = dealer.call("instances", namespace="public", service="r56ready")
+            said_ready = ping["ready"] or (view["ready"] and own["state"] == "up")
+            if said_ready and not again["ok"]:
+                refused_said_ready.append(
+                    (round(time.monotonic() - t0, 2), ping["ready"], view["ready"],
+                     own["state"])
+                )  # fmt: skip
+            return False
+
         try:
-            while time.monotonic() - t0 < 6.0:
-                inst = dealer.call("instances", namespace="public", service="r56ready")
-                ping = dealer.call("ping")["result"]
-                view_reply = dealer.call("cluster")
-                if not view_reply["ok"]:  # cluster reads are rate-limited: poll again
-                    assert view_reply["error"]["name"] == "RESOURCE_EXHAUSTED", view_reply
-                    time.sleep(0.02)  # poll interval
-                    continue
-                view = view_reply["result"]
-                own = next(m for m in view["members"] if m.get("self"))
-                if inst["ok"]:
-                    if refused:
-                        break  # resynced
-                    continue
-                assert "resync" in inst["error"]["message"], inst
-                refused += 1
-                if not cli_ready_exit:
-                    out = run_cli("ping", "--ready", "-s", b.address)
-                    cli_ready_exit.append(out.returncode)
-                    cli_said.append((out.stdout + out.stderr).strip())
-                # still refused after the ping and cluster answers (a resync that ended
-                # between the read and the ping is no fault: the code review's flake)
-                again = dealer.call("instances", namespace="public", service="r56ready")
-                said_ready = ping["ready"] or (view["ready"] and own["state"] == "up")
-                if said_ready and not again["ok"]:
-                    refused_said_ready.append(
-                        (round(time.monotonic() - t0, 2), ping["ready"], view["ready"],
-                         own["state"])
-                    )  # fmt: skip
-                time.sleep(0.02)  # poll interval
+            wait_until(resynced, 6.0, 0.02, "the resumed node to refuse reads, then resync")
         finally:
             dealer.close()
     finally:
         b.signal(signal.SIGCONT)
         c.signal(signal.SIGCONT)
-    assert refused, "the resumed node never refused a read for its resync (nothing to judge)"
+    assert refused[0], "the resumed node never refused a read for its resync (nothing to judge)"
     assert not refused_said_ready, (
-        f"{len(refused_said_ready)} of {refused} polls of {b.address} refused `instances` "
+        f"{len(refused_said_ready)} of {refused[0]} polls of {b.address} refused `instances` "
         f"(resyncing after its stall) while ping/cluster said it was ready: "
         f"(t, ping.ready, cluster.ready, own state) first {refused_said_ready[:3]}, last "
         f"{refused_said_ready[-1:]} (`meshreg ping --ready` then exited {cli_ready_exit}: "

@@ -71,6 +71,16 @@ def _cluster(tmp_path: Path) -> list[NodeProcess]:
     ]
 
 
+def _ready_with_a_config(nodes: list[NodeProcess]) -> None:
+    """Start the cluster, wait until every node is ready, publish app.yaml."""
+    start_all(nodes)
+    for n in nodes:
+        _probe_until_ready(n)
+    out = run_cli("config", "publish", "app.yaml", "--content", "v: 1",
+                  "-s", ",".join(n.address for n in nodes))  # fmt: skip
+    assert out.returncode == 0, out
+
+
 def _restart(node: NodeProcess, *extra: str) -> None:
     node.signal(signal.SIGTERM)
     assert node.proc is not None
@@ -83,12 +93,7 @@ def _restart(node: NodeProcess, *extra: str) -> None:
 def test_rolling_restart_probe_never_says_stuck_while_peers_are_up(tmp_path: Path) -> None:
     nodes = _cluster(tmp_path)
     try:
-        start_all(nodes)
-        for n in nodes:
-            _probe_until_ready(n)
-        out = run_cli("config", "publish", "app.yaml", "--content", "v: 1",
-                      "-s", ",".join(n.address for n in nodes))  # fmt: skip
-        assert out.returncode == 0, out
+        _ready_with_a_config(nodes)
         bad: list[str] = []
         for n in nodes:  # README's rolling restart, one node after the other
             _restart(n)
@@ -107,12 +112,7 @@ def test_rolling_restart_probe_never_says_stuck_while_peers_are_up(tmp_path: Pat
 def test_wiped_member_probe_never_says_start_the_peers_that_are_up(tmp_path: Path) -> None:
     nodes = _cluster(tmp_path)
     try:
-        start_all(nodes)
-        for n in nodes:
-            _probe_until_ready(n)
-        out = run_cli("config", "publish", "app.yaml", "--content", "v: 1",
-                      "-s", ",".join(n.address for n in nodes))  # fmt: skip
-        assert out.returncode == 0, out
+        _ready_with_a_config(nodes)
         gone = nodes[2]
         gone.kill()
         wiped = tmp_path / "d2-new"  # the disk replaced: an empty data dir
