@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -830,8 +830,19 @@ def watch(
 
     _warnings_to_stderr()
     with _client(servers, namespace, group, timeout, fail_when_refused=False) as c:  # long-lived
-        c.subscribe(service, changed)
+        _kept_or_raise("watch", lambda: c.subscribe(service, changed))
         _wait_for_signal()
+
+
+def _kept_or_raise(command: str, listen: Callable[[], object]) -> None:
+    """A watch started while no node answers keeps waiting (its listener is kept, said on
+    stderr) as ``etcdctl watch`` does; any other error stops it."""
+    try:
+        listen()
+    except MeshregError as exc:
+        if not exc.listener_kept:
+            raise
+        click.echo(f"meshreg {command}: {exc}; waiting (Ctrl-C stops)", err=True)
 
 
 def _write_atomically(path: str, text: str) -> None:

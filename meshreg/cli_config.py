@@ -15,6 +15,7 @@ import click
 from meshreg.cli import (
     _client,
     _fail,
+    _kept_or_raise,
     _safe,
     _wait_for_signal,
     _warnings_to_stderr,
@@ -472,7 +473,7 @@ def watch(
 
     _warnings_to_stderr()
     with _client(servers, namespace, group, timeout, labels=mine, fail_when_refused=False) as c:
-        c.config_listen(data_id, changed)
+        _kept_or_raise("config watch", lambda: c.config_listen(data_id, changed))
         _wait_for_signal()
 
 

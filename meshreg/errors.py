@@ -28,7 +28,14 @@ class ErrorCode(enum.IntEnum):
 
 
 class MeshregError(Exception):
-    """Base class of every meshreg error."""
+    """Base class of every meshreg error.
+
+    ``listener_kept``: a ``subscribe`` or ``config_listen`` that no node could answer yet
+    (none reachable, or none ready) raised this, and its listener stays registered anyway
+    (Nacos 2's redo): it is called once a node answers; ``unsubscribe`` /
+    ``config_unlisten`` drops it.  False on every other error (nothing was kept)."""
+
+    listener_kept = False
 
 
 class ConfigError(MeshregError, ValueError):
@@ -166,6 +173,30 @@ class CallFailedError(MeshregError):
     def __init__(self, message: str, attempts: list[tuple[str, BaseException]]) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+# errors a later attempt may cure: a first subscribe/listen that failed so keeps its listener
+_RETRYABLE_CODES = (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL, ErrorCode.RESOURCE_EXHAUSTED)
+
+
+def with_listener_kept(exc: BaseException, how: str) -> BaseException:
+    """``exc``, of a first subscribe or listen, as a new error that says (``how``, added to
+    its message) that the listener stays, and is ``listener_kept``; ``exc`` itself when
+    waiting cannot cure it (a bad name, the ACL, a refused handshake: the keys differ)."""
+    new: MeshregError
+    if isinstance(exc, ServerError):
+        if exc.code not in _RETRYABLE_CODES:
+            return exc
+        new = type(exc)(exc.code, f"{exc.detail}; {how}", exc.server, exc.unwritten, exc.revision)
+    elif isinstance(exc, ServerUnreachableError) and not isinstance(exc, OutcomeUnknownError):
+        if exc.refused:
+            return exc
+        new = ServerUnreachableError(f"{exc}; {how}")
+        new.unsent = exc.unsent
+    else:
+        return exc
+    new.listener_kept = True
+    return new
 
 
 def server_error(

@@ -718,6 +718,11 @@ class Client(ConfigMixin):
         Callbacks run on the client's notifier thread, one at a time.  A callback
         subscribed again to the same service (an equal one: the same function or bound
         method) is called now, and still once per change, as with Nacos.
+
+        No node answers (none reachable or none ready) and no disk copy: raises
+        (``ServerUnreachableError``, or ``ServerError`` UNAVAILABLE) with ``listener_kept``
+        true: the listener stays, as with Nacos 2, and is called with the list once a node
+        answers; ``unsubscribe`` drops it.  Any other error keeps nothing.
         """
         key = self._key(service)
         self._validate(
@@ -730,8 +735,11 @@ class Client(ConfigMixin):
                 "subscribe",
                 lambda fut: self._agent.submit(Subscribe(key, live, self.timeout, fut)),
             )
-        except BaseException:
-            self._listeners.discard(key, live)
+        except BaseException as exc:
+            if isinstance(exc, MeshregError) and exc.listener_kept:
+                self._listeners.take(live)
+            else:
+                self._listeners.discard(key, live)
             raise
         self._listeners.take(live)
 

@@ -365,7 +365,10 @@ class ConfigMixin:
         A push from the server pulls the new version (gray resolved with this client's
         labels); every 30 s and after a server switch the client listens again with the
         revision it holds, so missed pushes come back.  With ``cache_dir``, while no node
-        answers, the disk copy is served (logged) until one does.
+        answers, the disk copy is served (logged) until one does.  No node answers (none
+        reachable or none ready) and no disk copy: raises with ``listener_kept`` true: the
+        listener stays, as with Nacos, and is called once a node answers (when a node
+        answers again, else at the next 30 s resync); ``config_unlisten`` drops it.
         """
         key = self._config_key(data_id, group, namespace)
         self._config_check("config_listen", {**_key_fields(key), "revision": 0})
@@ -379,8 +382,11 @@ class ConfigMixin:
                 key,
                 lambda fut: self._agent.submit(ConfigListen(key, live, self.timeout, fut, saved)),
             )
-        except BaseException:
-            self._listeners.discard(key, live)
+        except BaseException as exc:
+            if isinstance(exc, MeshregError) and exc.listener_kept:
+                self._listeners.take(live)
+            else:
+                self._listeners.discard(key, live)
             raise
         self._listeners.take(live)
         return result
@@ -558,9 +564,11 @@ class ConfigMixin:
             if key is None or str(key) in exc.detail or key.data_id in exc.detail:
                 raise
             detail = exc.detail.removeprefix(f"{op}: ")
-            raise type(exc)(
+            named_error = type(exc)(
                 exc.code, f"{op}{where}: {detail}", exc.server, exc.unwritten, exc.revision
-            ) from None
+            )
+            named_error.listener_kept = exc.listener_kept
+            raise named_error from None
         except OutcomeUnknownError as exc:
             if key is None or str(key) in str(exc):
                 raise
@@ -570,6 +578,7 @@ class ConfigMixin:
                 raise
             named = ServerUnreachableError(f"{key}: {exc}")
             named.unsent, named.refused = exc.unsent, exc.refused
+            named.listener_kept = exc.listener_kept
             raise named from None
 
 

@@ -71,12 +71,18 @@ from meshreg.errors import (
     OutcomeUnknownError,
     ServerError,
     ServerUnreachableError,
+    with_listener_kept,
 )
 
 if TYPE_CHECKING:
     from meshreg.client.session import ClientSession
 
 CONFIG_RESYNC_INTERVAL = 30.0  # s; every listened data id is listened again this often
+# a first listen no node could answer raises, and keeps its listener (Nacos's redo)
+KEPT_LISTENER = (
+    "the listener is kept: it is called once a node answers (the client keeps trying); "
+    "config_unlisten() drops it"
+)
 MAX_SEEN = 100_000  # data ids whose highest seen revision is remembered
 MIN_BUDGET = 0.001  # s; what a retry gets when the call's budget is spent
 READ_RETRY_PAUSE = 0.05  # s; pause before a read every server refused is tried again
@@ -273,6 +279,13 @@ class ConfigPolicy:
         """A node answered something: listen again to what is served from disk."""
         for lst in list(self.listens.values()):
             if lst.from_disk and not lst.busy:
+                self._listen(lst)
+
+    def heard_again(self) -> None:
+        """A node answered after a silence: listen to what was never answered (listeners
+        kept while no node answered, ``KEPT_LISTENER``)."""
+        for lst in list(self.listens.values()):
+            if not lst.known and not lst.busy:
                 self._listen(lst)
 
     def abandon(self, error: BaseException) -> None:
@@ -512,13 +525,15 @@ class ConfigPolicy:
         lst = self.listens.get(cmd.key)
         held = lst is not None and (lst.known or lst.saved is not None)
         if self.s.offline and cmd.saved is None and not held:  # nothing to serve: say so now
-            self._fail(cmd.reply_to, self.s.offline_error("config_listen"))
+            kept = with_listener_kept(self.s.offline_error("config_listen"), KEPT_LISTENER)
+            if kept.listener_kept:  # listened to when a node answers
+                lst = self._listening(cmd.key) if lst is None else lst
+                if cmd.listener not in lst.listeners:
+                    lst.listeners.append(cmd.listener)
+            self._fail(cmd.reply_to, kept)
             return
         if lst is None:
-            lst = self.listens[cmd.key] = Listening(cmd.key)
-            self._out(WatchConfigTopic(cmd.key))
-            if self._next_resync == math.inf:
-                self._next_resync = self.s._now + CONFIG_RESYNC_INTERVAL
+            lst = self._listening(cmd.key)
         if lst.known:
             if cmd.listener not in lst.listeners:  # the same callback twice: once (Nacos)
                 lst.listeners.append(cmd.listener)
@@ -533,6 +548,14 @@ class ConfigPolicy:
             return
         if not lst.busy:
             self._listen(lst, cmd.timeout)
+
+    def _listening(self, key: ConfigKey) -> Listening:
+        """A new listened data id: its topic subscribed, the resync armed."""
+        lst = self.listens[key] = Listening(key)
+        self._out(WatchConfigTopic(key))
+        if self._next_resync == math.inf:
+            self._next_resync = self.s._now + CONFIG_RESYNC_INTERVAL
+        return lst
 
     def _listen(self, lst: Listening, timeout: float | None = None) -> None:
         key = lst.key
@@ -613,10 +636,15 @@ class ConfigPolicy:
         self._resolve_waiting(lst)
 
     def _fail_first_listen(self, lst: Listening, exc: BaseException) -> None:
-        """A first listen with nothing to serve: its callers get ``exc``, and a data id
-        nobody listens to any more is dropped (its topic unsubscribed)."""
-        for reply_to, _ in lst.waiting:
-            self._out(Fail(reply_to, exc))
+        """A first listen with nothing to serve: its callers get ``exc``; when a later
+        listen may succeed (no node answered, or none was ready), their callbacks stay
+        (``KEPT_LISTENER``), else a data id nobody listens to any more is dropped (its
+        topic unsubscribed)."""
+        kept = with_listener_kept(exc, KEPT_LISTENER)
+        for reply_to, cb in lst.waiting:
+            if kept.listener_kept and cb not in lst.listeners:
+                lst.listeners.append(cb)
+            self._out(Fail(reply_to, kept))
         lst.waiting.clear()
         if not lst.listeners:
             self._drop(lst)

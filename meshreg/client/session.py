@@ -180,6 +180,7 @@ from meshreg.errors import (
     RemoteProtocolError,
     ServerUnreachableError,
     server_error,
+    with_listener_kept,
 )
 from meshreg.log_limiter import LogBudget
 from meshreg.model import DEFAULT_CLUSTER, InstanceId, ServiceKey
@@ -253,6 +254,11 @@ OFFLINE_PROBES, OFFLINE_PROBE_INTERVAL = 8, 1.0
 # clients, 46/57/57 became 131/17/12 and stayed), as Consul's agents rebalance
 HOME_RETURN_INTERVAL = 30.0
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
+# a first subscribe no node could answer raises, and keeps its listener (Nacos 2's redo)
+KEPT_SUBSCRIBER = (
+    "the listener is kept: it is called with the list once a node answers (the client "
+    "keeps trying); unsubscribe() drops it"
+)
 # views checked in one ``revisions`` request at most, and their names' bytes (the node
 # takes 1,000 entries and a 64 KiB body: names are up to 128 + 256 characters)
 REVISIONS_CHUNK = 500
@@ -1373,12 +1379,13 @@ class ClientSession:
                 if watch.awaiting_push_since < math.inf:
                     watch.awaiting_push_since = self._now
         self._silent.clear()
-        if not self.offline:
-            return
-        self.offline = False
+        self.configs.heard_again()
+        offline, self.offline = self.offline, False
         for key, watch in list(self.watches.items()):
-            if watch.said_stale and not watch.pulling:
-                self._pull(key)
+            if watch.pulling:
+                continue
+            if (offline and watch.said_stale) or (not watch.view.loaded and watch.listeners):
+                self._pull(key)  # (not loaded: a subscriber kept while none answered)
 
     def offline_error(self, op: str) -> ServerUnreachableError:
         """The error of a read made while offline that nothing cached can answer: what a
@@ -2358,12 +2365,16 @@ class ClientSession:
         watch = self.watches.get(key)
         loaded = cmd.saved is not None or (watch is not None and watch.view.loaded)
         if self.offline and not loaded:  # nothing to serve, and no node answers: say so now
-            self._out.append(Fail(cmd.reply_to, self.offline_error("instances")))
+            error = self.offline_error("instances")
+            kept = with_listener_kept(error, KEPT_SUBSCRIBER) if listener is not None else error
+            if kept.listener_kept:  # (Nacos 2's redo) pulled when a node answers
+                watch = self._watch(key) if watch is None else watch
+                if listener not in watch.listeners:
+                    watch.listeners.append(listener)
+            self._out.append(Fail(cmd.reply_to, kept))
             return
         if watch is None:
-            watch = self.watches[key] = Watch(ServiceView(key))
-            watch.awaiting_push_since = self._now
-            self._out.append(WatchTopic(key))
+            watch = self._watch(key)
             if cmd.saved is not None:
                 wall = self.settings.wall_offset
                 age = None
@@ -2383,6 +2394,13 @@ class ClientSession:
             return
         watch.waiting.append((cmd.reply_to, listener))
         self._pull(key, cmd.timeout)
+
+    def _watch(self, key: ServiceKey) -> Watch:
+        """A new watch of ``key``: its topic subscribed, its first push awaited."""
+        watch = self.watches[key] = Watch(ServiceView(key))
+        watch.awaiting_push_since = self._now
+        self._out.append(WatchTopic(key))
+        return watch
 
     def _unsubscribe(self, key: ServiceKey, listener: Listener | None, reply_to: ReplyTo) -> None:
         watch = self.watches.get(key)
@@ -2614,8 +2632,9 @@ class ClientSession:
             self._resolve_waiting(watch)
             return
         for reply_to, cb in watch.waiting:
-            self._out.append(Fail(reply_to, exc))
-            if cb is not None and cb in watch.listeners:
+            kept = with_listener_kept(exc, KEPT_SUBSCRIBER) if cb is not None else exc
+            self._out.append(Fail(reply_to, kept))
+            if cb is not None and cb in watch.listeners and not kept.listener_kept:
                 watch.listeners.remove(cb)
         watch.waiting.clear()
         if not watch.listeners and not watch.pinned and self.watches.get(key) is watch:

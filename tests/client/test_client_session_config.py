@@ -519,15 +519,38 @@ def test_a_first_listen_nobody_answers_serves_the_disk_copy_then_the_live_one() 
     assert not h.core.configs.listens[KEY].from_disk and not h.core.configs.stale
 
 
-def test_a_first_listen_nobody_answers_without_a_disk_copy_fails() -> None:
+def test_a_first_listen_nobody_answers_without_a_disk_copy_fails_and_keeps_its_listener() -> None:
+    """As Nacos's: the caller is told (raises), and the listener is called once a node
+    answers (review51/57: it was dropped, the caller had to listen again)."""
     h = Harness(attempt_ms=500)
     handle = Handle()
     h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
     h.advance(1000)
     done = h.outcome(handle)
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
-    assert KEY not in h.core.configs.listens
-    assert UnwatchConfigTopic(KEY) in h.actions
+    assert done.error.listener_kept and "the listener is kept" in str(done.error)
+    assert KEY in h.core.configs.listens and UnwatchConfigTopic(KEY) not in h.actions
+    assert calls(h) == []
+    for _ in range(100):  # a node answers at last (here a probe): listen again
+        if pings := h.unanswered("ping"):
+            break
+        h.advance(100)
+    h.reply(pings[0], {"epoch": 1, "version": "1", "address": h.connected})
+    (req,) = h.unanswered("config_listen")
+    h.reply(req, listen_answer(4, "a: 2"))
+    assert calls(h) == [("a: 2", 4)]
+
+
+def test_a_first_listen_refused_for_good_keeps_nothing() -> None:
+    """An error that waiting cannot cure (the ACL) drops the listener as before."""
+    h = Harness(attempt_ms=500)
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
+    (req,) = h.unanswered("config_listen")
+    h.fail(req, ErrorCode.PERMISSION_DENIED, "key k may not read")
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and not done.error.listener_kept
+    assert KEY not in h.core.configs.listens and UnwatchConfigTopic(KEY) in h.actions
 
 
 def test_the_same_callback_listening_twice_is_called_once_per_change() -> None:

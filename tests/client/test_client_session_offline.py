@@ -10,7 +10,14 @@ import dataclasses
 import pytest
 from session_harness import SVC, Handle, Harness, addition, instance_map, snapshot
 
-from meshreg.client.actions import Complete, Fail, SendRequest, WatchConfigTopic, WatchTopic
+from meshreg.client.actions import (
+    CallConfigListener,
+    Complete,
+    Fail,
+    SendRequest,
+    WatchConfigTopic,
+    WatchTopic,
+)
 from meshreg.client.commands import ConfigCall, ConfigListen, ReadCached, Subscribe
 from meshreg.client.configs import config_info_from_map
 from meshreg.client.session import (
@@ -294,15 +301,15 @@ def test_a_notification_from_the_current_server_ends_offline_too() -> None:
 @pytest.mark.parametrize("watches", [True, False])
 def test_a_server_that_comes_back_elsewhere_is_found_at_the_next_switch(watches: bool) -> None:
     """``watches``: a watcher pings every PROBE_INTERVAL anyway; a client whose only read
-    failed (no disk copy) watches nothing, and is kept trying by the offline probe alone."""
+    failed (no disk copy) has no listener, and is kept trying by the offline probe alone."""
     h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
     if watches:
         offline(h)
     else:
-        handle = Handle()  # a subscribe() that fails leaves no watch behind
-        h.do(Subscribe(service(7), lambda xs: None, 1.0, handle))
+        handle = read(h, service(7), None, timeout=1.0)  # no listener: none kept
         h.advance(1000)
-        assert isinstance(h.outcome(handle), Fail) and h.core.offline and not h.core.watches
+        assert isinstance(h.outcome(handle), Fail) and h.core.offline
+        assert not any(w.listeners for w in h.core.watches.values())
     h.advance(20_000)  # deep in the backoff
     current = h.connected
     other = "b:2" if current == "a:1" else "a:1"
@@ -374,13 +381,52 @@ def test_offline_a_first_listen_gets_its_disk_copy_at_once_or_fails_at_once() ->
     h.do(ConfigListen(other, lambda c, r: None, 3.0, handle))
     done = h.outcome(handle)
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
-    assert other not in h.core.configs.listens and WatchConfigTopic(other) not in h.actions
-    # the node comes back: the listen is sent again and the live version replaces the copy
+    assert done.error.listener_kept  # and kept (Nacos's redo): listened to once one answers
+    assert other in h.core.configs.listens and WatchConfigTopic(other) in h.actions
+    # the node comes back: the listens are sent again, the live version replaces the copy
     h.advance(1000)
     assert answer_one(h) == "instances"  # s0's pull (offline())
     assert not h.core.offline
-    (listen,) = h.unanswered("config_listen")
-    assert listen.fields["data_id"] == "app.yaml"
+    listens = {r.fields["data_id"]: r for r in h.unanswered("config_listen")}
+    assert sorted(listens) == ["app.yaml", "other.yaml"]
+    h.reply(listens["other.yaml"],
+            {"revision": 2, "entry": config_map(2, "b: 1", other), "deleted": False})
+    called = [(a.content, a.revision) for a in h.actions
+              if isinstance(a, CallConfigListener) and a.content == "b: 1"]  # fmt: skip
+    assert called == [("b: 1", 2)]
+
+
+def test_offline_a_first_subscribe_fails_at_once_keeps_its_listener_and_calls_it_later() -> None:
+    """Nacos 2's redo: the caller is told, the listener is called with the list once a node
+    answers (review51: it was dropped, the caller had to subscribe again)."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    offline(h)
+    handle = Handle()
+    h.do(Subscribe(service(5), lambda found: None, 3.0, handle))
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert done.error.listener_kept and "unsubscribe() drops it" in str(done.error)
+    assert service(5) in h.core.watches and WatchTopic(service(5)) in h.actions
+    h.advance(1000)
+    answer_one(h)  # a node answers: the kept subscriber's service is pulled
+    assert not h.core.offline
+    pulls = [r for r in h.unanswered("instances") if r.fields["service"] == "s5"]
+    assert pulls  # (the switch's, and the one sent when a node answered)
+    for pull in pulls:
+        h.reply(pull, snapshot(2, 1, "10.0.0.5"))
+    assert [[i.ip for i in c] for c in h.listener_calls()] == [["10.0.0.5"]]
+
+
+def test_a_first_subscribe_whose_pull_times_out_keeps_its_listener_a_read_does_not() -> None:
+    h = Harness(attempt_ms=ATTEMPT_MS, resync_ms=1_000_000)
+    sub, pinned = Handle(), read(h, service(6), None, timeout=1.0)
+    h.do(Subscribe(service(5), lambda found: None, 1.0, sub))
+    h.advance(1000)
+    done = h.outcome(sub)
+    assert isinstance(done, Fail) and done.error.listener_kept
+    assert service(5) in h.core.watches
+    done = h.outcome(pinned)
+    assert isinstance(done, Fail) and not done.error.listener_kept  # a read keeps nothing
 
 
 def test_many_listens_served_from_disk_then_live_again_are_one_line_per_kind() -> None:

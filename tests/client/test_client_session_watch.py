@@ -432,13 +432,25 @@ def test_serving_a_disk_copy_says_how_old_it_is() -> None:
     assert last.endswith("; serving the disk cache (p0's written 3.5 h ago)")
 
 
-def test_a_first_pull_no_node_answers_fails_the_subscribe_and_drops_the_watch() -> None:
+def test_a_first_pull_no_node_answers_fails_the_subscribe_and_keeps_the_watch() -> None:
+    """Nacos 2's redo: the caller is told, the listener stays (called once a node answers)."""
     h = Harness(servers=("a:1",), attempt_ms=300)
     handle = Handle()
     h.do(Subscribe(SVC, lambda xs: None, 1.0, handle))
     h.advance(1000)
     done = h.outcome(handle)
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
+    assert done.error.listener_kept
+    assert UnwatchTopic(SVC) not in h.actions and h.core.watching(SVC)
+
+
+def test_a_first_pull_refused_for_good_fails_the_subscribe_and_drops_the_watch() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=300)
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda xs: None, 1.0, handle))
+    h.fail_all("instances", ErrorCode.PERMISSION_DENIED, "key k may not read")
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and not done.error.listener_kept
     assert UnwatchTopic(SVC) in h.actions and not h.core.watching(SVC)
 
 
