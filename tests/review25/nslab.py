@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +76,49 @@ class NsLab:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        r = _run("ip", "netns", "pids", self.ns, check=False)
-        for pid in r.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-        _run("ip", "netns", "del", self.ns, check=False)
+    def close(self, timeout: float = 10.0) -> None:
+        """Kill what runs in the namespace, wait (``timeout`` at most) until nothing does,
+        then delete it (review35: one was left behind once, its processes still there
+        when it was deleted right after the kill).  A namespace that outlives this is
+        said on stderr, named, so that a leak is never silent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = _run("ip", "netns", "pids", self.ns, check=False).stdout.split()
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            time.sleep(0.05)  # (SIGKILL is delivered asynchronously: poll for the exits)
+        while True:
+            _run("ip", "netns", "del", self.ns, check=False)
+            listed = _run("ip", "netns", "list", check=False).stdout.split()
+            if self.ns not in listed:
+                return
+            if time.monotonic() > deadline:
+                print(f"nslab: network namespace {self.ns} could not be deleted (processes "
+                      f"{pids} in it); delete it with `ip netns del {self.ns}`",
+                      file=sys.stderr)  # fmt: skip
+                return
+            time.sleep(0.05)
 
     def drive(self, script: Path, *args: str, timeout: float) -> dict[str, Any]:
         """Run ``script`` (a driver) in the namespace; its last stdout line is JSON."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join([str(HERE.parent.parent), str(HERE),
                                               os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-        p = subprocess.run(
-            ["ip", "netns", "exec", self.ns, sys.executable, str(script), *args],
-            capture_output=True, text=True, timeout=timeout, env=env,
-        )  # fmt: skip
+        try:
+            p = subprocess.run(
+                ["ip", "netns", "exec", self.ns, sys.executable, str(script), *args],
+                capture_output=True, text=True, timeout=timeout, env=env,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:  # keep what it said (review35: lost once)
+            out, err = (_text(s) for s in (exc.stdout, exc.stderr))
+            raise AssertionError(
+                f"driver {script.name} ran past {timeout:g}s:\n{out[-3000:]}\n{err[-5000:]}"
+            ) from None
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
         if not lines:
             raise AssertionError(
@@ -101,6 +127,12 @@ class NsLab:
         out = json.loads(lines[-1])
         out["_stderr"] = p.stderr[-4000:]
         return out
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
 # -- inside the namespace (the driver) ----------------------------------------------------
