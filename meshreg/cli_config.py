@@ -679,13 +679,19 @@ def import_(
             f"absent here; {report.history} past version(s) replayed"
         )
         for (g, d), error in report.failed:
-            click.echo(f"  failed {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)
+            how = "outcome unknown" if (g, d) in report.unknown else "failed"
+            click.echo(f"  {how} {_safe(g)}/{_safe(d)}: {_safe(error)}", err=True)
         if report.failed:  # (review19 F7: the per-item advice names request ids it never shows)
             again = "skip" if on_conflict != "overwrite" else "overwrite"
+            unknown = len(report.unknown)
+            written = len(report.failed) - unknown
+            told = [f"{written} config(s) not imported"] if written else []
+            if unknown:  # (review57: they were said "not imported", and some were written)
+                told.append(f"{unknown} whose last write got no answer (it may have been "
+                            "applied)")  # fmt: skip
             click.echo(
-                f"{len(report.failed)} config(s) not imported: once the cluster answers again "
-                f"(a majority up), run the same import with --on-conflict {again}: what was "
-                "written meanwhile is "
+                f"{' and '.join(told)}: once the cluster answers again (a majority up), run "
+                f"the same import with --on-conflict {again}: what was written meanwhile is "
                 + ("skipped" if again == "skip" else "written again")
                 + ", the rest imported",
                 err=True,

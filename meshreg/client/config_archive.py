@@ -65,7 +65,13 @@ from meshreg.configcenter.model import (
     check_tags,
     check_type,
 )
-from meshreg.errors import ConfigError, ConflictError, NotFoundError, PermissionDeniedError
+from meshreg.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+)
 from meshreg.wire.config_messages import MAX_REVISION
 
 if TYPE_CHECKING:
@@ -165,6 +171,14 @@ class ImportReport:
     # written below their archived revision: a node that ignores ``revision_floor`` (older
     # than this client) made the revision; clients that saw the source's may not see it
     below: list[tuple[str, str]] = field(default_factory=list)
+    # of ``failed``: those whose last write got no answer (it may have been applied)
+    unknown: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail(self, ident: tuple[str, str], why: str, error: BaseException | None = None) -> None:
+        """``ident`` was not imported (``why``); ``error``: the write's, if one was made."""
+        self.failed.append((ident, why))
+        if isinstance(error, OutcomeUnknownError) and ident not in self.unknown:
+            self.unknown.append(ident)
 
     def to_json(self) -> dict[str, Any]:
         def names(keys: list[tuple[str, str]]) -> list[str]:
@@ -174,7 +188,10 @@ class ImportReport:
             "created": names(self.created),
             "overwritten": names(self.overwritten),
             "skipped": names(self.skipped),
-            "failed": [{"config": f"{g}/{d}", "error": e} for (g, d), e in self.failed],
+            "failed": [
+                {"config": f"{g}/{d}", "error": e, "outcome_unknown": (g, d) in self.unknown}
+                for (g, d), e in self.failed
+            ],
             "gray": names(self.gray),
             "deleted": names(self.deleted),
             "absent": names(self.absent),
@@ -665,9 +682,8 @@ def import_items(
             ident = (item.group, item.data_id)
             if isinstance(result, BaseException):
                 failed.add(ident)
-                report.failed.append(
-                    (ident, f"history revision {step.version.revision} ({step.op}): {result}")
-                )
+                why = f"history revision {step.version.revision} ({step.op}): {result}"
+                report.fail(ident, why, result)
                 continue
             live[ident] = step.op != "delete"  # (after a delete, a write's CAS is 0)
             at[ident] = result.revision if live[ident] else 0
@@ -710,12 +726,12 @@ def import_items(
         ident = (item.group, item.data_id)
         if ident in tombstones:  # nothing visible changes: absent here, as at the source
             if isinstance(result, BaseException) and not isinstance(result, NotFoundError):
-                report.failed.append((ident, f"its tombstone: {result}"))
+                report.fail(ident, f"its tombstone: {result}", result)
             else:
                 report.absent.append(ident)
             continue
         if isinstance(result, BaseException):
-            report.failed.append((ident, str(result)))
+            report.fail(ident, str(result), result)
             continue
         current = existing.get(ident)
         follows = not item.deleted and gray_after(item)
@@ -733,7 +749,7 @@ def import_items(
         ident = (item.group, item.data_id)
         if isinstance(result, BaseException):
             what = "gray" if op == "config_gray" else "dropping its gray version"
-            report.failed.append((ident, f"{what}: {result}"))
+            report.fail(ident, f"{what}: {result}", result)
         else:
             if op == "config_gray":
                 report.gray.append(ident)
