@@ -1332,8 +1332,9 @@ class ClientSession:
         self._switch_to(
             address,
             f"meshreg server {self.server} sees only {seen[0]} of the {seen[1]} configured "
-            f"members (cut off from the others: what this client renews or beats there does "
-            f"not reach them); using {address}, which sees {there[0]} of {there[1]}",
+            f"members (cut off from the others, or, a cluster starting, it has not heard "
+            f"them yet: what this client renews or beats there may not reach them); using "
+            f"{address}, which sees {there[0]} of {there[1]}",
             "majority",
         )
 
