@@ -40,7 +40,11 @@ per-data-id catch-up covers them).
 
 **Reads that are behind.**  A read whose ``min_revision`` is above what this node holds
 waits up to ``PARK_SECONDS`` for the version to arrive (it usually is on its way: the
-client saw it on another node), then gets UNAVAILABLE.  At most ``MAX_PARKED`` wait.
+client saw it on another node), then gets UNAVAILABLE.  At most ``MAX_PARKED`` wait, at
+most ``MAX_PARKED_PER_NAMESPACE`` of one namespace (one tenant does not take them all).
+Their deadlines are a heap (one entry per read, at its first wait): a turn costs nothing
+per waiting read (a flood of 10,000 reads asking for a revision that never comes walked
+them all twice a turn: the node's CPU tripled and other reads waited).
 
 Time: every ``now`` here is wall-clock seconds (the runtime's monotonic clock plus its
 offset): the store stamps versions with it and prunes by age; deadlines use it too.
@@ -48,6 +52,8 @@ offset): the store stamps versions with it and prunes by age; deadlines use it t
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -140,6 +146,7 @@ log = logging.getLogger("meshreg.node")
 PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long for it to
 # arrive (the client's attempt budget of such a read is above it: CONFIG_BEHIND_ATTEMPT)
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
+MAX_PARKED_PER_NAMESPACE = MAX_PARKED // 4  # of them, of one namespace
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 PRUNE_BEHIND_INTERVAL = 0.02  # s; the next step when the last stopped at its budget
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
@@ -370,6 +377,11 @@ class ConfigPlane:
         self._now = now  # the time of the input being handled (replies kept for a resend)
         self._next_tag = first_tag
         self._parked: dict[ConfigKey, list[_Parked]] = {}
+        # (deadline, n, key) of each waiting read, pushed at its first wait (a read parked
+        # again keeps its deadline and entry); an entry of a read answered since is stale
+        self._park_deadlines: list[tuple[float, int, ConfigKey]] = []
+        self._park_n = itertools.count()
+        self._parked_by_namespace: dict[str, int] = {}
         self._unconfirmed: dict[ConfigKey, float] = {}  # current not shown yet: look again at
         self._trace = HopTrace(self.member)  # off unless MESHREG_CONFIG_TRACE is set
         self.saved_records = True  # False: never ``saved`` records (a test's older node)
@@ -623,7 +635,7 @@ class ConfigPlane:
                     "write may still appear): re-send it with the same request_id, here or on "
                     "another node (applied at most once); without one, read the data id first",
                 )
-        if self._parked:
+        if self._park_deadlines and self._park_deadlines[0][0] <= now:
             self._expire_parked(now)
         if self._unconfirmed:
             due = [k for k, at in self._unconfirmed.items() if now >= at]
@@ -757,8 +769,8 @@ class ConfigPlane:
             times.append(min(f.deadline for f in self._forwards.values()))
         if self._unsent:
             times.append(min(u.next_try for u in self._unsent))
-        if self._parked:
-            times.append(min(p.deadline for ps in self._parked.values() for p in ps))
+        if self._park_deadlines:  # (a stale entry: one early wake, which pops it)
+            times.append(self._park_deadlines[0][0])
         if self._unconfirmed:
             times.append(min(self._unconfirmed.values()))
         return min(times)
@@ -1070,11 +1082,23 @@ class ConfigPlane:
         except ConfigRejected as exc:
             first = deadline is None
             deadline = now + PARK_SECONDS if deadline is None else deadline
-            if exc.reason == "behind" and now < deadline and self._parked_count < MAX_PARKED:
+            namespace = req.key.namespace
+            if (
+                exc.reason == "behind"
+                and now < deadline
+                and self._parked_count < MAX_PARKED
+                and self._parked_by_namespace.get(namespace, 0) < MAX_PARKED_PER_NAMESPACE
+            ):
                 parked = _Parked(envelope, req, address, deadline)
                 self._parked.setdefault(req.key, []).append(parked)
                 self._parked_count += 1
-                self.counters["reads_waited"] += first
+                self._parked_by_namespace[namespace] = (
+                    self._parked_by_namespace.get(namespace, 0) + 1
+                )
+                if first:
+                    self.counters["reads_waited"] += 1
+                    due = (deadline, next(self._park_n), req.key)
+                    heapq.heappush(self._park_deadlines, due)
                 self._wake = min(self._wake, parked.deadline)
                 return None
             raise _rejected(req, exc) from None
@@ -1097,25 +1121,42 @@ class ConfigPlane:
             self._replies_bytes += len(packed)
         return packed
 
+    def _unpark(self, key: ConfigKey, count: int) -> None:
+        self._parked_count -= count
+        left = self._parked_by_namespace[key.namespace] - count
+        if left:
+            self._parked_by_namespace[key.namespace] = left
+        else:
+            del self._parked_by_namespace[key.namespace]
+
     def _retry_parked(self, key: ConfigKey, now: float) -> None:
         waiting = self._parked.pop(key, None)
         if not waiting:
             return
-        self._parked_count -= len(waiting)
+        self._unpark(key, len(waiting))
         for p in waiting:
             self._answer_parked(p, now)
 
     def _expire_parked(self, now: float) -> None:
-        for key, waiting in list(self._parked.items()):
-            due = [p for p in waiting if now >= p.deadline]
-            if not due:
-                continue
-            rest = [p for p in waiting if now < p.deadline]
-            if rest:
-                self._parked[key] = rest
+        """Answer the reads whose wait is over (UNAVAILABLE, unless their version came):
+        the data ids of the due heap entries only."""
+        heap = self._park_deadlines
+        while heap and heap[0][0] <= now:
+            key = heapq.heappop(heap)[2]
+            waiting = self._parked.get(key)
+            if not waiting or waiting[0].deadline > now:
+                continue  # (answered since, or with another read of its deadline)
+            # a data id's waiting reads are in deadline order (each new one waits the
+            # longest; a read parked again keeps its place): the due ones lead
+            n = 1
+            while n < len(waiting) and waiting[n].deadline <= now:
+                n += 1
+            due = waiting[:n]
+            if n < len(waiting):
+                del waiting[:n]
             else:
                 del self._parked[key]
-            self._parked_count -= len(due)
+            self._unpark(key, n)
             for p in due:
                 self._answer_parked(p, float("inf"))
 
