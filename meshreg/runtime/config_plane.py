@@ -43,8 +43,8 @@ waits up to ``PARK_SECONDS`` for the version to arrive (it usually is on its way
 client saw it on another node), then gets UNAVAILABLE.  At most ``MAX_PARKED`` wait, at
 most ``MAX_PARKED_PER_NAMESPACE`` of one namespace (one tenant does not take them all).
 Their deadlines are a heap (one entry per read, at its first wait): a turn costs nothing
-per waiting read (a flood of 10,000 reads asking for a revision that never comes walked
-them all twice a turn: the node's CPU tripled and other reads waited).
+per waiting read (each turn that expired some walked them all: 796 us a turn with 10,000
+waiting, 110 us now).
 
 Time: every ``now`` here is wall-clock seconds (the runtime's monotonic clock plus its
 offset): the store stamps versions with it and prunes by age; deadlines use it too.
