@@ -533,8 +533,8 @@ def register(
             except ServerUnreachableError as exc:  # (an unknown outcome: idempotent)
                 if exc.refused:  # the node will not take this key: waiting changes nothing
                     raise
-                click.echo(f"meshreg: {exc}; trying again in {pause:g}s (Ctrl-C to stop)",
-                           err=True)  # fmt: skip
+                click.echo(f"meshreg: {_unkept(exc)}; trying again in {pause:g}s (Ctrl-C to "
+                           "stop)", err=True)  # fmt: skip
                 if stop.wait(pause):
                     sys.exit(1)
                 pause = min(pause * 2, 10.0)
@@ -842,7 +842,16 @@ def _kept_or_raise(command: str, listen: Callable[[], object]) -> None:
     except MeshregError as exc:
         if not exc.listener_kept:
             raise
-        click.echo(f"meshreg {command}: {exc}; waiting (Ctrl-C stops)", err=True)
+        click.echo(f"meshreg {command}: {_unkept(exc)}; waiting (Ctrl-C stops)", err=True)
+
+
+def _unkept(exc: BaseException) -> str:
+    """``exc``'s text without what it tells a program that keeps its listener or its
+    registration (the Python calls that drop them mean nothing to a CLI user)."""
+    text = str(exc)
+    for note in ("; the listener is kept: ", "; the registration is kept: "):
+        text = text.split(note)[0]
+    return text
 
 
 def _write_atomically(path: str, text: str) -> None:

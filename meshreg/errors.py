@@ -33,9 +33,14 @@ class MeshregError(Exception):
     ``listener_kept``: a ``subscribe`` or ``config_listen`` that no node could answer yet
     (none reachable, or none ready) raised this, and its listener stays registered anyway
     (Nacos 2's redo): it is called once a node answers; ``unsubscribe`` /
-    ``config_unlisten`` drops it.  False on every other error (nothing was kept)."""
+    ``config_unlisten`` drops it.  False on every other error (nothing was kept).
+
+    ``registration_kept``: a ``register`` no node could take yet (none reachable, none
+    ready, or no answer) raised this, and the client keeps the registration and makes it
+    once a node answers (Nacos 2's redo); ``deregister`` drops it."""
 
     listener_kept = False
+    registration_kept = False
 
 
 class ConfigError(MeshregError, ValueError):
@@ -183,20 +188,43 @@ def with_listener_kept(exc: BaseException, how: str) -> BaseException:
     """``exc``, of a first subscribe or listen, as a new error that says (``how``, added to
     its message) that the listener stays, and is ``listener_kept``; ``exc`` itself when
     waiting cannot cure it (a bad name, the ACL, a refused handshake: the keys differ)."""
-    new: MeshregError
-    if isinstance(exc, ServerError):
-        if exc.code not in _RETRYABLE_CODES:
-            return exc
-        new = type(exc)(exc.code, f"{exc.detail}; {how}", exc.server, exc.unwritten, exc.revision)
-    elif isinstance(exc, ServerUnreachableError) and not isinstance(exc, OutcomeUnknownError):
-        if exc.refused:
-            return exc
-        new = ServerUnreachableError(f"{exc}; {how}")
-        new.unsent = exc.unsent
-    else:
+    new = _told_kept(exc, how, _RETRYABLE_CODES, unknown=False)
+    if new is None:
         return exc
     new.listener_kept = True
     return new
+
+
+def with_registration_kept(exc: BaseException, how: str) -> BaseException:
+    """``exc``, of a ``register``, as a new error that says (``how``) that the client
+    keeps the registration, ``registration_kept``; ``exc`` itself when waiting cannot cure
+    it (a bad argument, the ACL, a quota, a refused handshake).  A register that may have
+    been applied (no answer) is kept too: registering again is idempotent."""
+    new = _told_kept(exc, how, (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL), unknown=True)
+    if new is None:
+        return exc
+    new.registration_kept = True
+    return new
+
+
+def _told_kept(
+    exc: BaseException, how: str, codes: tuple[ErrorCode, ...], unknown: bool
+) -> MeshregError | None:
+    """A copy of ``exc`` whose message ends with ``how``; None if waiting cannot cure it
+    (a code not in ``codes``, a refused handshake, an unknown outcome unless ``unknown``)."""
+    if isinstance(exc, ServerError):
+        if exc.code not in codes:
+            return None
+        return type(exc)(exc.code, f"{exc.detail}; {how}", exc.server, exc.unwritten, exc.revision)
+    if isinstance(exc, OutcomeUnknownError):
+        return OutcomeUnknownError(f"{exc}; {how}", exc.request_id) if unknown else None
+    if isinstance(exc, ServerUnreachableError):
+        if exc.refused:
+            return None
+        new = ServerUnreachableError(f"{exc}; {how}")
+        new.unsent = exc.unsent
+        return new
+    return None
 
 
 def server_error(

@@ -347,7 +347,13 @@ class Client(ConfigMixin):
         enabled: bool = True,
     ) -> None:
         """Register an instance and keep it alive (its session's renewals, or its own
-        beats) until deregistered."""
+        beats) until deregistered.
+
+        No node could take it (none reachable, none ready, or no answer): raises
+        (``ServerUnreachableError``, ``OutcomeUnknownError`` or ``ServerError``
+        UNAVAILABLE) with ``registration_kept`` true: the client keeps the registration
+        and makes it once a node answers (every 3 s and when a node answers again), as
+        Nacos 2 redoes one; ``deregister`` drops it.  Any other error keeps nothing."""
         reg = self._registration(service, ip, port, weight, metadata, cluster, enabled)
         self._wait("register", lambda fut: self._agent.submit(Register(reg, self.timeout, fut)))
 

@@ -83,6 +83,9 @@ KEPT_LISTENER = (
     "the listener is kept: it is called once a node answers (the client keeps trying); "
     "config_unlisten() drops it"
 )
+KEPT_LISTEN_RETRY = 3.0  # s; a kept listener's data id is listened to again this often
+# until a node answers it (review59 F3: a node not ready yet refused it, and the next
+# try was the 30 s resync)
 MAX_SEEN = 100_000  # data ids whose highest seen revision is remembered
 MIN_BUDGET = 0.001  # s; what a retry gets when the call's budget is spent
 READ_RETRY_PAUSE = 0.05  # s; pause before a read every server refused is tried again
@@ -190,6 +193,7 @@ class ConfigPolicy:
         self.saved: dict[ConfigKey, tuple[int, tuple[str, str] | None]] = {}
         self.listens: dict[ConfigKey, Listening] = {}
         self._next_resync = math.inf
+        self._next_kept_listen = math.inf  # the next try of the listens kept unanswered
         self._from_disk = 0  # listens whose listeners hold the disk copy
         self._later: list[tuple[float, tuple[Any, ...]]] = []  # (when, _read's arguments)
         # data id -> (when its pull is tried again, the pause after that one)
@@ -202,7 +206,8 @@ class ConfigPolicy:
     def next_wake(self) -> float:
         wake = self._next_resync if self.listens else math.inf
         retry = min((when for when, _ in self._pull_retry.values()), default=math.inf)
-        return min(wake, retry, min((when for when, _ in self._later), default=math.inf))
+        later = min((when for when, _ in self._later), default=math.inf)
+        return min(wake, retry, later, self._next_kept_listen)
 
     def seen_revision(self, key: ConfigKey) -> int:
         return self.seen.get(key, 0)
@@ -248,6 +253,13 @@ class ConfigPolicy:
             self._later = [item for item in self._later if item[0] > now]
             for args in due:
                 self._read(*args)
+        if now >= self._next_kept_listen:
+            self._next_kept_listen = math.inf
+            for lst in list(self.listens.values()):
+                if not lst.known and lst.listeners:
+                    if not lst.busy:
+                        self._listen(lst)
+                    self._next_kept_listen = now + KEPT_LISTEN_RETRY
         if self.listens and now >= self._next_resync:
             self._next_resync = now + CONFIG_RESYNC_INTERVAL
             self.relisten()
@@ -527,6 +539,9 @@ class ConfigPolicy:
         if self.s.offline and cmd.saved is None and not held:  # nothing to serve: say so now
             kept = with_listener_kept(self.s.offline_error("config_listen"), KEPT_LISTENER)
             if kept.listener_kept:  # listened to when a node answers
+                self._next_kept_listen = min(
+                    self._next_kept_listen, self.s._now + KEPT_LISTEN_RETRY
+                )
                 lst = self._listening(cmd.key) if lst is None else lst
                 if cmd.listener not in lst.listeners:
                     lst.listeners.append(cmd.listener)
@@ -641,6 +656,8 @@ class ConfigPolicy:
         (``KEPT_LISTENER``), else a data id nobody listens to any more is dropped (its
         topic unsubscribed)."""
         kept = with_listener_kept(exc, KEPT_LISTENER)
+        if kept.listener_kept:
+            self._next_kept_listen = min(self._next_kept_listen, self.s._now + KEPT_LISTEN_RETRY)
         for reply_to, cb in lst.waiting:
             if kept.listener_kept and cb not in lst.listeners:
                 lst.listeners.append(cb)

@@ -181,6 +181,7 @@ from meshreg.errors import (
     ServerUnreachableError,
     server_error,
     with_listener_kept,
+    with_registration_kept,
 )
 from meshreg.log_limiter import LogBudget
 from meshreg.model import DEFAULT_CLUSTER, InstanceId, ServiceKey
@@ -254,6 +255,13 @@ OFFLINE_PROBES, OFFLINE_PROBE_INTERVAL = 8, 1.0
 # clients, 46/57/57 became 131/17/12 and stayed), as Consul's agents rebalance
 HOME_RETURN_INTERVAL = 30.0
 PULL_TIMEOUT = 3.0  # s; least budget of a watch's pull
+# a register no node could take raises, and is kept and made once a node answers
+KEPT_REGISTRATION = (
+    "the registration is kept: it is made once a node answers (the client keeps trying "
+    "every few seconds); deregister() drops it"
+)
+KEPT_REGISTER_RETRY = 3.0  # s between two tries of the kept registrations (Nacos 2: 3 s)
+MAX_KEPT_REGISTRATIONS = 100_000  # kept at once (a caller in a loop: bounded memory)
 # a first subscribe no node could answer raises, and keeps its listener (Nacos 2's redo)
 KEPT_SUBSCRIBER = (
     "the listener is kept: it is called with the list once a node answers (the client "
@@ -461,6 +469,15 @@ class ClientSession:
         self._link_refused: tuple[str, bool] | None = None
         # its TCP connection is made (the port accepted it), whatever the handshake
         self._link_tcp = False
+        # per server, what the offline error names (review59 F1, F4: it forgot it): a
+        # definitive handshake refusal since its last handshake (keys, ACL: waiting cannot
+        # cure it), and the servers whose connection completed a handshake before
+        self._handshake_refused: dict[str, str] = {}
+        self._handshaken: set[str] = set()
+        # registers no node could take (review59 F2): made once a node answers
+        self._kept_registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
+        self._kept_trying: set[tuple[ServiceKey, InstanceId]] = set()  # a try in flight
+        self._next_kept_try = math.inf
         # the server whose notifications the loop's SUB takes (it keeps it, subscriptions
         # and all, when it connects to the same server again)
         self._subscribed_on = ""
@@ -587,7 +604,7 @@ class ClientSession:
             case Call(op, fields, timeout, reply_to):
                 self.request(op, fields, timeout, reply_to)
             case Register(reg, timeout, reply_to):
-                self._register(reg, timeout, reply_to)
+                self._register(reg, timeout, reply_to, keep=True)
             case RegisterBatch(items, timeout, reply_to):
                 if reply_to is not None:  # one handle for all: each item reports to it
                     chunk = BulkChunk(reply_to, len(items))
@@ -760,6 +777,9 @@ class ClientSession:
         self._link_up = True
         self._link_refused = None
         self._refused_by.clear()
+        self._handshake_refused.pop(self.server, None)
+        if len(self._handshaken) < MAX_SERVERS:
+            self._handshaken.add(self.server)
         for p in self._pending.values():
             if p.via is None and p.sent:
                 p.delivered = True
@@ -889,6 +909,9 @@ class ClientSession:
         definitive one counts as refused for ``fail_when_refused`` (review45 F5: a CLI
         command refused by the node's ACL waited its whole ``--timeout`` to say so)."""
         self._link_refused = (why, definitive)
+        if definitive and (self.server in self._handshake_refused
+                           or len(self._handshake_refused) < MAX_SERVERS):  # fmt: skip
+            self._handshake_refused[self.server] = why
         if definitive and not self._link_up and self.settings.fail_when_refused:
             if now is not None:
                 self._now = now
@@ -968,6 +991,8 @@ class ClientSession:
             self._refresh_view()
         if now >= self._session_retry_at and not self.offline:
             self._retry_session()
+        if now >= self._next_kept_try and not self.offline:
+            self._try_kept()
         if now >= self._next_push_check:
             self._next_push_check = now + 1.0
             self._check_pushes()
@@ -1381,6 +1406,8 @@ class ClientSession:
                     watch.awaiting_push_since = self._now
         self._silent.clear()
         self.configs.heard_again()
+        if self._kept_registrations:
+            self._try_kept()
         offline, self.offline = self.offline, False
         for key, watch in list(self.watches.items()):
             if watch.pulling:
@@ -1392,6 +1419,19 @@ class ClientSession:
         """The error of a read made while offline that nothing cached can answer: what a
         time-out would say, without waiting for one."""
         tried = list(self._silent)
+        mismatched = [s for s in tried if s in self._handshake_refused]
+        if mismatched:  # a node listens there, and refused this client's handshake
+            first = mismatched[0]
+            others = [s for s in tried if s not in mismatched]
+            silent = f", and {', '.join(others)} did not answer" if others else ""
+            error = ServerUnreachableError(
+                f"{op}: the handshake with meshreg server(s) {', '.join(mismatched)} failed "
+                f"({first} said: {self._handshake_refused[first]}){silent}; this read does "
+                "not wait while none answers; " + self._key_hint()
+            )
+            error.unsent = True
+            error.refused = len(mismatched) == len(tried)  # (keys: waiting cannot cure it)
+            return error
         if all(s in self._refused_by for s in tried):  # none was given time: none listens
             return ServerUnreachableError(
                 f"{op}: meshreg server(s) {', '.join(tried)} refused the connection (nothing "
@@ -1411,17 +1451,30 @@ class ClientSession:
     def _unreachable_hint(self) -> str:
         """What to check when no server answers (with CURVE: the keys and the ACL)."""
         if self._link_tcp and not self._link_up and self._link_refused is None:
+            if self.server in self._handshaken:  # (review59 F4: as the time-out said it)
+                return (
+                    f"{self.server} took this client's key and answered before, and now "
+                    "answers no handshake nor request: the node there may be stopped "
+                    "(SIGSTOP, a paused VM), hung or overloaded (`meshreg stats -s "
+                    f"{self.server}` and its log say which)"
+                )
             return (
                 f"{self.server} accepted the TCP connection but did not complete the "
                 "ZeroMQ handshake: the node there may be stopped (SIGSTOP, a paused VM), "
                 f"hung or overloaded (`meshreg stats -s {self.server}` and its log say which)"
             )
-        return "is `meshreg node` running there? check --server / MESHREG_SERVERS" + (
-            "; or the node refused this client's key: is server_key the cluster's "
-            "public key, and this client's key in the node's ACL?"
+        return "is `meshreg node` running there? check --server / MESHREG_SERVERS; or " + (
+            self._key_hint()
+        )
+
+    def _key_hint(self) -> str:
+        """What to check when a node refused this client's handshake."""
+        return (
+            "the node refused this client's key: is server_key the cluster's public key, "
+            "and this client's key in the node's ACL?"
             if self.settings.secure
-            else "; if the node runs with --key, give this client key= and "
-            "server_key= (CLI: --key, --server-key)"
+            else "if the node runs with --key, give this client key= and server_key= (CLI: "
+            "--key, --server-key)"
         )
 
     # -- the cluster view: writes straight to the responsible node ------------------------------
@@ -1757,8 +1810,11 @@ class ClientSession:
         timeout: float,
         reply_to: ReplyTo,
         done: Callable[[BaseException | None], None] | None = None,
+        keep: bool = False,
     ) -> None:
-        """``done``: called with None once registered, or with the error."""
+        """``done``: called with None once registered, or with the error; ``keep``: a
+        failure waiting may cure keeps the registration, made once a node answers
+        (``_try_kept``), and says so to the caller (``registration_kept``)."""
         if self._closing_client:  # (the close lists what to deregister: not this one)
             error = ClientClosedError(
                 f"register {reg.key} {reg.iid}: this meshreg Client is closing; nothing was "
@@ -1802,14 +1858,57 @@ class ClientSession:
                 # beats (an instance quota refuses it again: the caller gets that answer)
                 reg.fields.pop("session", None)
                 left = max(self.settings.attempt_timeout, started + timeout - self._now)
-                self._register(reg, left, reply_to, done)
+                self._register(reg, left, reply_to, done, keep)
                 return
+            if keep and (reg.key, reg.iid) not in self.registrations:
+                kept = with_registration_kept(exc, KEPT_REGISTRATION)
+                if kept.registration_kept:
+                    self._keep_registration(reg)
+                    exc = kept
             if done is not None:
                 done(exc)
             if reply_to is not None:
                 self._out.append(Fail(reply_to, exc))
 
         self.request("register", reg.fields, timeout, None, registered, failed)
+
+    def _keep_registration(self, reg: Registration) -> None:
+        ident = (reg.key, reg.iid)
+        if ident not in self._kept_registrations and len(self._kept_registrations) >= (
+            MAX_KEPT_REGISTRATIONS
+        ):
+            return  # (bounded: the caller was told it failed; it is not kept)
+        self._kept_registrations[ident] = reg
+        self._next_kept_try = min(self._next_kept_try, self._now + KEPT_REGISTER_RETRY)
+
+    def _try_kept(self) -> None:
+        """Register again what no node could take (when a node answers again, and every
+        KEPT_REGISTER_RETRY): made, it is a registration as any other (kept alive, redone,
+        deregistered at close); refused for good (a quota, the ACL), it is dropped, said."""
+        kept = bool(self._kept_registrations)
+        self._next_kept_try = self._now + KEPT_REGISTER_RETRY if kept else math.inf
+        for ident, reg in list(self._kept_registrations.items()):
+            if ident in self._kept_trying:
+                continue
+            self._kept_trying.add(ident)
+
+            def done(exc: BaseException | None, ident: Any = ident, reg: Any = reg) -> None:
+                self._kept_trying.discard(ident)
+                if self._kept_registrations.get(ident) is not reg:
+                    return  # deregistered meanwhile (its deregister went after this)
+                if exc is None:
+                    del self._kept_registrations[ident]
+                    self._note("info", "kept registered", self.server, reg.key,
+                               f"registered {reg.iid}, kept while no node could take it",
+                               "registered, kept while no node could take them",
+                               "services")  # fmt: skip
+                elif not with_registration_kept(exc, "").registration_kept:
+                    del self._kept_registrations[ident]
+                    self._warn(("kept-register", reg.key),
+                               f"registering {reg.key} {reg.iid} (kept while no node could "
+                               f"take it) was refused: {exc}; it is dropped")  # fmt: skip
+
+            self._register(reg, self._liveness_timeout(), None, done)
 
     def _register_bulk(self, items: Any, timeout: float) -> None:
         """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
@@ -1996,6 +2095,7 @@ class ClientSession:
         reg = self.registrations.pop((key, iid), None)
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
+        self._kept_registrations.pop((key, iid), None)
         self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
 

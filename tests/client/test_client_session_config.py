@@ -5,6 +5,7 @@ listening (pushes pull, resync, failover), the disk copy while no node answers."
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import msgpack
@@ -23,6 +24,7 @@ from meshreg.client.commands import ConfigCall, ConfigListen, ConfigUnlisten
 from meshreg.client.config_session import (
     CONFIG_RESYNC_INTERVAL,
     CONFIG_WRITE_ATTEMPT,
+    KEPT_LISTEN_RETRY,
     READ_RETRY_PAUSE,
 )
 from meshreg.client.configs import (
@@ -539,6 +541,30 @@ def test_a_first_listen_nobody_answers_without_a_disk_copy_fails_and_keeps_its_l
     (req,) = h.unanswered("config_listen")
     h.reply(req, listen_answer(4, "a: 2"))
     assert calls(h) == [("a: 2", 4)]
+
+
+def test_a_kept_listen_a_node_not_ready_refused_is_tried_again_in_seconds() -> None:
+    """review59 F3: the node answers (the client is not offline) but is not ready: the
+    kept listener's next try was the 30 s resync; now every KEPT_LISTEN_RETRY."""
+    h = Harness(attempt_ms=500)
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
+    h.advance(300)
+    for req in h.unanswered("config_listen"):
+        h.fail(req, ErrorCode.UNAVAILABLE, "configs catching up from a majority")
+    h.advance(1000)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and done.error.listener_kept, done
+    sent, waited = len(h.requests("config_listen")), 0
+    while len(h.requests("config_listen")) == sent:
+        h.advance(50)
+        waited += 50
+        assert waited <= int(KEPT_LISTEN_RETRY * 1000) + 100, "not tried again in time"
+    h.reply(h.requests("config_listen")[-1], listen_answer(0, None))  # absent: heard now
+    assert calls(h) == [(None, 0)]
+    h.advance(int(KEPT_LISTEN_RETRY * 1000) + 100)
+    assert h.core.configs.listens[KEY].known
+    assert h.core.configs._next_kept_listen == math.inf  # answered: no more kept tries
 
 
 def test_a_first_listen_refused_for_good_keeps_nothing() -> None:

@@ -72,8 +72,9 @@ def test_listeners_kept_while_the_node_is_down_are_called_once_it_is_up(
                 assert address in str(caught.value)
             assert services.calls == [] and configs.calls == []
             for name in commands:  # the CLI watches: told, and waiting
-                wait_until(lambda: said(err[name], "waiting (Ctrl-C stops)"), timeout=30,
-                           what=f"meshreg {name} to say it waits")  # fmt: skip
+                wait_until(lambda name=name: said(err[name], "waiting (Ctrl-C stops)"),
+                           timeout=30, what=f"meshreg {name} to say it waits")  # fmt: skip
+                assert "unsubscribe()" not in err[name].read_text()  # (a CLI user's words)
 
             node = start_node(port=port)
             with Client([node.address], timeout=5.0) as provider:

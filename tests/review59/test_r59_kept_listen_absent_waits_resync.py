@@ -28,18 +28,15 @@ import threading
 import time
 
 import pytest
-from helpers import NodeProcess, run_cli, wait_until
+from helpers import NodeProcess, free_port_pair, run_cli, wait_until
 
 from meshreg import Client
 from meshreg.errors import MeshregError
 
 pytestmark = pytest.mark.timeout(150)
 
-BASE = 31300  # review59's range: nodes on 31300, 31310, 31320 (+0..+3 each)
-
-
 def test_kept_listener_of_absent_data_id_is_called_once_the_cluster_is_ready() -> None:
-    ports = [BASE, BASE + 10, BASE + 20]
+    ports = [free_port_pair() for _ in range(3)]
     addrs = [f"127.0.0.1:{p}" for p in ports]
     peers = [x for a in addrs for x in ("--peer", a)]
     timing = ("--check-interval", "0.5", "--peer-timeout", "1.0")
@@ -60,7 +57,14 @@ def test_kept_listener_of_absent_data_id_is_called_once_the_cluster_is_ready() -
             nodes[0].start()
             wait_until(lambda: run_cli("ping", "-s", addrs[0]).returncode == 0, 20, 0.2,
                        "node A to answer")  # fmt: skip
-            time.sleep(3)  # A alone: up, configs not ready (no majority) - as in a restart
+            # A alone: up, configs not ready (no majority), as in a restart; the kept
+            # listener's listen is refused by it (not ready) before B starts
+            with Client([addrs[0]], timeout=2.0) as probe:
+
+                def refused_by_a() -> bool:
+                    return probe.stats()["config"]["reads_not_ready"] >= 1
+
+                wait_until(refused_by_a, 20, 0.1, "A to refuse the kept listen (not ready)")
             nodes[1].start()
             wait_until(lambda: run_cli("ping", "--ready", "-s", addrs[0]).returncode == 0,
                        60, 0.3, "node A ready (registry and configs)")  # fmt: skip

@@ -7,7 +7,8 @@ README "Consumers", Outage: "A `subscribe()` (or `config_listen()`) that no node
 answer ... keeps its listener ... An error waiting cannot cure (a bad name, the ACL, keys
 that differ) keeps nothing."
 
-Observed (node with --key, Client without key, timeout 1.5 s), in every run (two scripts covering both orders, and this test twice: 6 of 6):
+Observed (node with --key, Client without key, timeout 1.5 s), in every run (two scripts
+covering both orders, and this test twice: 6 of 6):
   subscribe -> listener_kept False, "... (127.0.0.1:P said: security mechanism mismatch
   (one side has a key, the other none)) ..."  (right)
   config_listen right after -> listener_kept True, "config_listen: meshreg server(s)
@@ -27,19 +28,19 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import NodeProcess, meshreg_cmd, wait_until
+from helpers import NodeProcess, free_port_pair, meshreg_cmd, wait_until
 
 from meshreg import Client
 from meshreg.errors import MeshregError
 
 pytestmark = pytest.mark.timeout(90)
 
-PORT = 31240  # review59's range (31000-31999); the node uses 31240-31243
 
 
 def _keyed_node(tmp: Path) -> NodeProcess:
     subprocess.run(meshreg_cmd("keygen", str(tmp / "cluster")), check=True, capture_output=True)
-    node = NodeProcess("--key", str(tmp / "cluster.key"), "--data-dir", str(tmp / "d"), port=PORT)
+    key = str(tmp / "cluster.key")
+    node = NodeProcess("--key", key, "--data-dir", str(tmp / "d"), port=free_port_pair())
     node.launch()
 
     def listening() -> bool:  # a keyed node does not answer a plain ping: wait for its log

@@ -24,20 +24,19 @@ import signal
 import tempfile
 
 import pytest
-from helpers import NodeProcess
+from helpers import NodeProcess, free_port_pair
 
 from meshreg import Client
 from meshreg.errors import MeshregError
 
 pytestmark = pytest.mark.timeout(60)
 
-PORT = 31460  # review59's range: 31460-31463
 
 
 @pytest.mark.parametrize("first", ["subscribe", "config_listen"])
 def test_offline_error_keeps_the_handshake_diagnosis(first: str) -> None:
     with tempfile.TemporaryDirectory(prefix="r59-") as tmp:
-        node = NodeProcess("--data-dir", tmp, port=PORT).start()
+        node = NodeProcess("--data-dir", tmp, port=free_port_pair()).start()
         client = Client([node.address], timeout=2.0, attempt_timeout=0.5)
         try:
             client.ping()

@@ -16,7 +16,8 @@ Python API does not, and the error does not say that the caller must call it aga
 Observed (single node, down; `Client(timeout=2)`): `register` raised after 2.0 s
 "register: no reply ... so the request never left this client (not applied); is
 `meshreg node` running there? ..."; the node started 2.5 s later; the instance was not
-listed in the following 10 s (nor ever: nothing retries), 3 of 3 runs (one script, this test twice); an instance the
+listed in the following 10 s (nor ever: nothing retries), 3 of 3 runs (one script, this
+test twice); an instance the
 same client registered before an outage is registered again within a renewal (works).
 """
 
@@ -25,20 +26,19 @@ from __future__ import annotations
 import tempfile
 
 import pytest
-from helpers import NodeProcess, wait_until
+from helpers import NodeProcess, free_port_pair, wait_until
 
 from meshreg import Client
 from meshreg.errors import ServerUnreachableError
 
 pytestmark = pytest.mark.timeout(90)
 
-PORT = 31440  # review59's range: 31440-31443
-
 
 def test_register_made_while_the_node_is_down_is_redone_once_it_is_up() -> None:
-    address = f"127.0.0.1:{PORT}"
+    port = free_port_pair()
+    address = f"127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="r59-") as tmp:
-        node = NodeProcess("--data-dir", tmp, port=PORT)
+        node = NodeProcess("--data-dir", tmp, port=port)
         provider = Client([address], timeout=2.0, attempt_timeout=0.5, beat_interval=1.0)
         try:
             with pytest.raises(ServerUnreachableError) as caught:

@@ -25,8 +25,8 @@ from meshreg.configcenter.model import ConfigEntry, ConfigKey, content_md5
 from meshreg.configcenter.replication import responsible_config_node
 from meshreg.configcenter.sqlite_store import SqliteConfigStore, database_path
 from meshreg.errors import ErrorCode, RequestRejected
-from meshreg.runtime.config_commit import LAZY_MARK_SECONDS
 from meshreg.runtime import config_plane
+from meshreg.runtime.config_commit import LAZY_MARK_SECONDS
 from meshreg.runtime.config_plane import (
     CONNECT_GRACE,
     PARK_SECONDS,
