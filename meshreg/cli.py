@@ -18,7 +18,7 @@ import click
 from meshreg import __version__
 from meshreg.addresses import parse_address
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
-from meshreg.errors import ConfigError, MeshregError, ServerUnreachableError
+from meshreg.errors import ConfigError, MeshregError
 from meshreg.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -524,20 +524,16 @@ def register(
     stop = _stop_event()
     sidecar = {"beat_interval": beat_interval, "fail_when_refused": False}  # nodes restart
     with _client(servers, namespace, group, timeout, **sidecar) as c:
-        pause = 1.0
-        while True:  # a sidecar started while no node answers waits for one (review20)
-            try:
-                c.register(service, host, port, weight=weight, metadata=metadata,
-                           cluster=cluster)  # fmt: skip
-                break
-            except ServerUnreachableError as exc:  # (an unknown outcome: idempotent)
-                if exc.refused:  # the node will not take this key: waiting changes nothing
-                    raise
-                click.echo(f"meshreg: {_unkept(exc)}; trying again in {pause:g}s (Ctrl-C to "
-                           "stop)", err=True)  # fmt: skip
-                if stop.wait(pause):
+        try:  # a sidecar started while no node answers waits for one (review20)
+            c.register(service, host, port, weight=weight, metadata=metadata, cluster=cluster)
+        except MeshregError as exc:
+            if not exc.registration_kept:  # a refusal: waiting changes nothing
+                raise
+            click.echo(f"meshreg: {_unkept(exc)}; trying again until a node takes it (Ctrl-C "
+                       "to stop)", err=True)  # fmt: skip
+            while c.kept_registrations:  # the client makes it once a node answers
+                if stop.wait(0.1):
                     sys.exit(1)
-                pause = min(pause * 2, 10.0)
         click.echo(
             f"registered {service} {address} on {c.server}; beating every {c.beat_every:.3g}s "
             "(Ctrl-C to deregister)",

@@ -776,6 +776,13 @@ class Client(ConfigMixin):
         return self._agent.status.server
 
     @property
+    def kept_registrations(self) -> int:
+        """Registrations this client keeps that no node has taken yet (a ``register`` that
+        raised with ``registration_kept``): made once a node answers; 0: every
+        registration is made."""
+        return self._agent.status.kept_registrations
+
+    @property
     def beat_every(self) -> float:
         """Seconds between this client's beats (or session renewals): ``beat_interval``,
         or less where a node's ``unhealthy_after`` needs more (logged when so)."""

@@ -262,6 +262,7 @@ KEPT_REGISTRATION = (
 )
 KEPT_REGISTER_RETRY = 3.0  # s between two tries of the kept registrations (Nacos 2: 3 s)
 MAX_KEPT_REGISTRATIONS = 100_000  # kept at once (a caller in a loop: bounded memory)
+DROPPED = MeshregError("the kept registration was dropped while a try was in flight")
 # a first subscribe no node could answer raises, and keeps its listener (Nacos 2's redo)
 KEPT_SUBSCRIBER = (
     "the listener is kept: it is called with the list once a node answers (the client "
@@ -302,6 +303,7 @@ class SessionStatus:
     session_id: str | None  # None: sessions off, or fallen back on per-instance beats
     renewals_failed: int
     beat_every: float  # s between beats or renewals: beat_interval, or less (a node's timings)
+    kept_registrations: int = 0  # registers no node could take yet (made once one answers)
 
 
 @dataclass(slots=True)
@@ -552,6 +554,7 @@ class ClientSession:
             self.session[1] if self.session is not None else None,
             self.renewals_failed,
             self.beat_every,
+            len(self._kept_registrations),
         )
 
     def _list_registrations(self) -> None:
@@ -1653,6 +1656,11 @@ class ClientSession:
             return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
         unsent = ""
         refused = self._link_refused
+        if refused is None and tried and all(s in self._handshake_refused for s in tried):
+            # every server tried refused its handshake; the connection made since (an
+            # attempt's failover) has not been refused again yet (CI, under load: a key
+            # mismatch said "no connection completed its handshake", and kept a listener)
+            refused = (self._handshake_refused[tried[-1]], True)
         if not p.delivered and p.sent:  # a write, or a read: it never left this client
             said = f" ({self.server} said: {refused[0]})" if refused else ""
             unsent = (
@@ -1811,10 +1819,13 @@ class ClientSession:
         reply_to: ReplyTo,
         done: Callable[[BaseException | None], None] | None = None,
         keep: bool = False,
+        wanted: Callable[[], bool] | None = None,
     ) -> None:
         """``done``: called with None once registered, or with the error; ``keep``: a
         failure waiting may cure keeps the registration, made once a node answers
-        (``_try_kept``), and says so to the caller (``registration_kept``)."""
+        (``_try_kept``), and says so to the caller (``registration_kept``); ``wanted``:
+        False once the registration was dropped (a kept one deregistered while this try
+        was in flight: its deregister went after it, it must not be kept alive)."""
         if self._closing_client:  # (the close lists what to deregister: not this one)
             error = ClientClosedError(
                 f"register {reg.key} {reg.iid}: this meshreg Client is closing; nothing was "
@@ -1833,6 +1844,12 @@ class ClientSession:
 
         def registered(result: Any) -> None:
             ident = (reg.key, reg.iid)
+            if wanted is not None and not wanted():
+                if done is not None:
+                    done(DROPPED)
+                return
+            if self._kept_registrations.pop(ident, None) is not None:
+                self._status_changed = True  # (made by the caller's own register again)
             if self.session is None:
                 reg.fields.pop("session", None)  # fell back while it was in flight
                 if named is not None and self._suspended is not None:
@@ -1879,6 +1896,7 @@ class ClientSession:
         ):
             return  # (bounded: the caller was told it failed; it is not kept)
         self._kept_registrations[ident] = reg
+        self._status_changed = True
         self._next_kept_try = min(self._next_kept_try, self._now + KEPT_REGISTER_RETRY)
 
     def _try_kept(self) -> None:
@@ -1894,21 +1912,25 @@ class ClientSession:
 
             def done(exc: BaseException | None, ident: Any = ident, reg: Any = reg) -> None:
                 self._kept_trying.discard(ident)
-                if self._kept_registrations.get(ident) is not reg:
-                    return  # deregistered meanwhile (its deregister went after this)
-                if exc is None:
-                    del self._kept_registrations[ident]
+                if exc is DROPPED:
+                    return
+                if exc is None:  # (``registered`` took it from the kept ones)
                     self._note("info", "kept registered", self.server, reg.key,
                                f"registered {reg.iid}, kept while no node could take it",
                                "registered, kept while no node could take them",
                                "services")  # fmt: skip
-                elif not with_registration_kept(exc, "").registration_kept:
+                    return
+                if self._kept_registrations.get(ident) is not reg:
+                    return  # deregistered, or made by the caller's register, meanwhile
+                if not with_registration_kept(exc, "").registration_kept:
                     del self._kept_registrations[ident]
+                    self._status_changed = True
                     self._warn(("kept-register", reg.key),
                                f"registering {reg.key} {reg.iid} (kept while no node could "
                                f"take it) was refused: {exc}; it is dropped")  # fmt: skip
 
-            self._register(reg, self._liveness_timeout(), None, done)
+            wanted = lambda ident=ident, reg=reg: self._kept_registrations.get(ident) is reg  # noqa: E731
+            self._register(reg, self._liveness_timeout(), None, done, wanted=wanted)
 
     def _register_bulk(self, items: Any, timeout: float) -> None:
         """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
@@ -2095,7 +2117,8 @@ class ClientSession:
         reg = self.registrations.pop((key, iid), None)
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
-        self._kept_registrations.pop((key, iid), None)
+        if self._kept_registrations.pop((key, iid), None) is not None:
+            self._status_changed = True
         self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
 

@@ -43,13 +43,14 @@ def test_a_register_no_node_answered_is_kept_and_made_once_a_node_answers(sessio
     done = failed_register(h)
     assert isinstance(done.error, ServerUnreachableError)
     assert done.error.registration_kept and "deregister() drops it" in str(done.error)
-    assert h.core.registrations == {}
+    assert h.core.registrations == {} and h.core.status.kept_registrations == 1
     node_answers(h)
     again = [r for r in h.unanswered("register") if r.to == h.connected]
     assert again, "the kept registration was not sent when the node answered"
     h.reply(again[-1])
     reg = registration(0)
     assert (reg.key, reg.iid) in h.core.registrations  # a registration as any other now
+    assert h.core.status.kept_registrations == 0
     assert any("kept while no node could take it" in t for t in h.logs("info"))
     sent = len(h.requests("register"))
     h.advance(RETRY_MS * 2)

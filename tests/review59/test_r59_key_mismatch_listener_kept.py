@@ -55,7 +55,8 @@ def test_second_listener_after_key_mismatch_is_not_kept(first: str) -> None:
     with tempfile.TemporaryDirectory(prefix="r59-") as tmp:
         node = _keyed_node(Path(tmp))
         try:
-            client = Client([node.address], timeout=1.5, attempt_timeout=0.5)  # no key
+            # no key; 5 s: time for the handshake refusal on a loaded machine (CI)
+            client = Client([node.address], timeout=5.0, attempt_timeout=1.0)
             try:
                 calls = {
                     "subscribe": lambda: client.subscribe("orders", lambda xs: None),

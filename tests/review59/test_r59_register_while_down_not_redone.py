@@ -44,6 +44,7 @@ def test_register_made_while_the_node_is_down_is_redone_once_it_is_up() -> None:
             with pytest.raises(ServerUnreachableError) as caught:
                 provider.register("orders", "10.0.0.1", 8080)
             assert caught.value.unsent
+            assert caught.value.registration_kept and provider.kept_registrations == 1
             node.start()
             with Client([address], timeout=3.0) as reader:
 
@@ -55,6 +56,8 @@ def test_register_made_while_the_node_is_down_is_redone_once_it_is_up() -> None:
 
                 wait_until(listed, 15, 0.25,
                            "the registration made during the outage to be redone")  # fmt: skip
+                wait_until(lambda: provider.kept_registrations == 0, 5, 0.05,
+                           "the client to say the kept registration is made")  # fmt: skip
         finally:
             provider.close()
             node.cleanup()
