@@ -1903,6 +1903,9 @@ class ClientSession:
         """Register again what no node could take (when a node answers again, and every
         KEPT_REGISTER_RETRY): made, it is a registration as any other (kept alive, redone,
         deregistered at close); refused for good (a quota, the ACL), it is dropped, said."""
+        if self._closing_client and self._kept_registrations:  # the close drops them
+            self._kept_registrations.clear()
+            self._status_changed = True
         kept = bool(self._kept_registrations)
         self._next_kept_try = self._now + KEPT_REGISTER_RETRY if kept else math.inf
         for ident, reg in list(self._kept_registrations.items()):
