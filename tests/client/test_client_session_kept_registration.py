@@ -9,7 +9,7 @@ import pytest
 from session_harness import Handle, Harness, registration
 
 from meshreg.client.actions import Complete, Fail
-from meshreg.client.commands import Deregister, Register
+from meshreg.client.commands import Deregister, ListRegistrations, Register
 from meshreg.client.session import KEPT_REGISTER_RETRY
 from meshreg.errors import ErrorCode, ServerUnreachableError
 
@@ -100,3 +100,18 @@ def test_a_register_answered_is_not_kept_nor_sent_again() -> None:
     h.reply(h.unanswered("register")[0])
     assert isinstance(h.outcome(handle), Complete)
     assert h.core._kept_registrations == {}
+
+
+def test_a_closing_client_drops_its_kept_registrations_without_trying_them() -> None:
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    failed_register(h)
+    listed = Handle("list")
+    h.do(ListRegistrations(listed, closing=True, wait=0.5))
+    done = h.outcome(listed)
+    assert isinstance(done, Complete) and done.result == ()  # nothing made: nothing to drop
+    tries = len(h.requests("register"))
+    node_answers(h)
+    h.advance(RETRY_MS * 2)
+    assert len(h.requests("register")) == tries
+    assert h.core.status.kept_registrations == 0
+    assert not [t for t in h.logs("warning") if "is dropped" in t]
