@@ -531,15 +531,18 @@ def register(
                 raise
             click.echo(f"meshreg: {_unkept(exc)}; trying again until a node takes it (Ctrl-C "
                        "to stop)", err=True)  # fmt: skip
-            while c.kept_registrations:  # the client makes it once a node answers
-                if stop.wait(0.1):
-                    sys.exit(1)
-        click.echo(
-            f"registered {service} {address} on {c.server}; beating every {c.beat_every:.3g}s "
-            "(Ctrl-C to deregister)",
-            err=True,
-        )
-        _wait_for_signal(stop)
+            while c.kept_registrations and not stop.wait(0.1):
+                pass  # the client makes it once a node answers
+        if not stop.is_set():
+            click.echo(
+                f"registered {service} {address} on {c.server}; beating every "
+                f"{c.beat_every:.3g}s (Ctrl-C to deregister)",
+                err=True,
+            )
+            _wait_for_signal(stop)
+        # stopped while still trying, too: a node may hold it already (the first
+        # register, queued while none answered, delivered when one came up); with no node
+        # up, the deregister fails and says so (exit 1)
         click.echo(f"deregistering {service} {address}", err=True)
         c.deregister(service, host, port, cluster=cluster)  # an error here exits 1
 

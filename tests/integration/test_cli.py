@@ -183,7 +183,9 @@ def test_a_sidecar_started_before_any_node_waits_for_one(started_nodes) -> None:
             15, 0.2, "the sidecar registered once the node answered",
         )  # fmt: skip
         sidecar.terminate()
-        assert sidecar.wait(10) == 0
+        rc = sidecar.wait(10)
+        said_all = seen + [reader.next(1) for _ in range(reader.lines.qsize())]
+        assert rc == 0, said_all
     finally:
         sidecar.kill()
         sidecar.wait(5)
