@@ -480,6 +480,7 @@ class ClientSession:
         self._kept_registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self._kept_trying: set[tuple[ServiceKey, InstanceId]] = set()  # a try in flight
         self._next_kept_try = math.inf
+        self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
         # the server whose notifications the loop's SUB takes (it keeps it, subscriptions
         # and all, when it connects to the same server again)
         self._subscribed_on = ""
@@ -996,6 +997,13 @@ class ClientSession:
             self._retry_session()
         if now >= self._next_kept_try and not self.offline:
             self._try_kept()
+        if now >= self._next_kept_pull:
+            self._next_kept_pull = math.inf
+            for key, watch in list(self.watches.items()):
+                if not watch.view.loaded and watch.listeners:
+                    if not watch.pulling and not self.offline:
+                        self._pull(key)
+                    self._next_kept_pull = now + KEPT_REGISTER_RETRY
         if now >= self._next_push_check:
             self._next_push_check = now + 1.0
             self._check_pushes()
@@ -2495,6 +2503,7 @@ class ClientSession:
             error = self.offline_error("instances")
             kept = with_listener_kept(error, KEPT_SUBSCRIBER) if listener is not None else error
             if kept.listener_kept:  # (Nacos 2's redo) pulled when a node answers
+                self._next_kept_pull = min(self._next_kept_pull, self._now + KEPT_REGISTER_RETRY)
                 watch = self._watch(key) if watch is None else watch
                 if listener not in watch.listeners:
                     watch.listeners.append(listener)
@@ -2763,6 +2772,8 @@ class ClientSession:
             self._out.append(Fail(reply_to, kept))
             if cb is not None and cb in watch.listeners and not kept.listener_kept:
                 watch.listeners.remove(cb)
+            if kept.listener_kept:  # pulled again in a few seconds (and when one answers)
+                self._next_kept_pull = min(self._next_kept_pull, self._now + KEPT_REGISTER_RETRY)
         watch.waiting.clear()
         if not watch.listeners and not watch.pinned and self.watches.get(key) is watch:
             self._drop_watch(key)

@@ -39,6 +39,7 @@ from meshreg.client.commands import (
 )
 from meshreg.client.messages import ServiceSync
 from meshreg.client.session import (
+    KEPT_REGISTER_RETRY,
     PIN_IDLE,
     READ_YOUR_WRITES_WINDOW,
     SUBSCRIPTION_CONFIRM,
@@ -442,6 +443,25 @@ def test_a_first_pull_no_node_answers_fails_the_subscribe_and_keeps_the_watch() 
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
     assert done.error.listener_kept
     assert UnwatchTopic(SVC) not in h.actions and h.core.watching(SVC)
+
+
+def test_a_kept_subscriber_a_node_not_ready_refused_is_pulled_again_in_seconds() -> None:
+    """The node answers (the client is not offline) but refuses the read: the kept
+    subscriber's service is pulled again within seconds, not at the 10 s resync."""
+    h = Harness(servers=("a:1",), attempt_ms=300, resync_ms=1_000_000)
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda xs: None, 1.0, handle))
+    h.fail_all("instances", ErrorCode.UNAVAILABLE, "catching up from its peers")
+    h.advance(1100)
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and done.error.listener_kept, done
+    sent, waited = len(h.requests("instances")), 0
+    while len(h.requests("instances")) == sent:
+        h.advance(100)
+        waited += 100
+        assert waited <= int(KEPT_REGISTER_RETRY * 1000) + 1100, "not pulled again in time"
+    h.reply(h.requests("instances")[-1], snapshot(1, 1, "10.0.0.1"))
+    assert [[i.ip for i in c] for c in h.listener_calls()] == [["10.0.0.1"]]
 
 
 def test_a_first_pull_refused_for_good_fails_the_subscribe_and_drops_the_watch() -> None:
