@@ -533,6 +533,9 @@ def register(
                        "to stop)", err=True)  # fmt: skip
             while c.kept_registrations and not stop.wait(0.1):
                 pass  # the client makes it once a node answers
+            if not stop.is_set():  # made, or dropped (a refusal): registering again says
+                # which (idempotent when made; a refusal exits 1)
+                c.register(service, host, port, weight=weight, metadata=metadata, cluster=cluster)
         if not stop.is_set():
             click.echo(
                 f"registered {service} {address} on {c.server}; beating every "

@@ -349,11 +349,12 @@ class Client(ConfigMixin):
         """Register an instance and keep it alive (its session's renewals, or its own
         beats) until deregistered.
 
-        No node could take it (none reachable, none ready, or no answer): raises
-        (``ServerUnreachableError``, ``OutcomeUnknownError`` or ``ServerError``
-        UNAVAILABLE) with ``registration_kept`` true: the client keeps the registration
-        and makes it once a node answers (every 3 s and when a node answers again), as
-        Nacos 2 redoes one; ``deregister`` drops it.  Any other error keeps nothing."""
+        No node could take it (none reachable, none ready, no answer, or an INTERNAL
+        error): raises (``ServerUnreachableError``, ``OutcomeUnknownError`` or
+        ``ServerError`` UNAVAILABLE or INTERNAL) with ``registration_kept`` true: the
+        client keeps the registration and makes it once a node answers (every 3 s and when
+        a node answers again), as Nacos 2 redoes one; ``deregister`` drops it.  Any other
+        error keeps nothing."""
         reg = self._registration(service, ip, port, weight, metadata, cluster, enabled)
         self._wait("register", lambda fut: self._agent.submit(Register(reg, self.timeout, fut)))
 
@@ -725,8 +726,9 @@ class Client(ConfigMixin):
         subscribed again to the same service (an equal one: the same function or bound
         method) is called now, and still once per change, as with Nacos.
 
-        No node answers (none reachable or none ready) and no disk copy: raises
-        (``ServerUnreachableError``, or ``ServerError`` UNAVAILABLE) with ``listener_kept``
+        No node answers (none reachable or none ready, or a node's INTERNAL error or read
+        rate limit) and no disk copy: raises (``ServerUnreachableError``, or
+        ``ServerError`` UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED) with ``listener_kept``
         true: the listener stays, as with Nacos 2, and is called with the list once a node
         answers; ``unsubscribe`` drops it.  Any other error keeps nothing.
         """

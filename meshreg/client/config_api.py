@@ -367,8 +367,9 @@ class ConfigMixin:
         revision it holds, so missed pushes come back.  With ``cache_dir``, while no node
         answers, the disk copy is served (logged) until one does.  No node answers (none
         reachable or none ready) and no disk copy: raises with ``listener_kept`` true: the
-        listener stays, as with Nacos, and is called once a node answers (when a node
-        answers again, else at the next 30 s resync); ``config_unlisten`` drops it.
+        listener stays, as with Nacos, and is called once a node answers (listened to again
+        when a node answers, and every 3 s); ``config_unlisten`` drops it, and so does a
+        later refusal waiting cannot cure (logged).
         """
         key = self._config_key(data_id, group, namespace)
         self._config_check("config_listen", {**_key_fields(key), "revision": 0})

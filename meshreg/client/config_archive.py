@@ -68,9 +68,11 @@ from meshreg.configcenter.model import (
 from meshreg.errors import (
     ConfigError,
     ConflictError,
+    ErrorCode,
     NotFoundError,
     OutcomeUnknownError,
     PermissionDeniedError,
+    ServerError,
 )
 from meshreg.wire.config_messages import MAX_REVISION
 
@@ -177,7 +179,12 @@ class ImportReport:
     def fail(self, ident: tuple[str, str], why: str, error: BaseException | None = None) -> None:
         """``ident`` was not imported (``why``); ``error``: the write's, if one was made."""
         self.failed.append((ident, why))
-        if isinstance(error, OutcomeUnknownError) and ident not in self.unknown:
+        unknown = isinstance(error, OutcomeUnknownError) or (
+            isinstance(error, ServerError)  # a last refusal after an attempt without answer
+            and error.code == ErrorCode.UNAVAILABLE
+            and not error.unwritten
+        )
+        if unknown and ident not in self.unknown:
             self.unknown.append(ident)
 
     def to_json(self) -> dict[str, Any]:

@@ -658,6 +658,11 @@ class ConfigPolicy:
         kept = with_listener_kept(exc, KEPT_LISTENER)
         if kept.listener_kept:
             self._next_kept_listen = min(self._next_kept_listen, self.s._now + KEPT_LISTEN_RETRY)
+        elif not lst.waiting and lst.listeners:  # a kept listener's later try refused for
+            # good (the ACL, a bad name): said, and dropped (review60 F4)
+            self.s._warn(("kept-listener", lst.key), f"listening to {lst.key} refused: {exc}; "
+                         f"its {len(lst.listeners)} listener(s) are dropped")  # fmt: skip
+            lst.listeners.clear()
         for reply_to, cb in lst.waiting:
             if kept.listener_kept and cb not in lst.listeners:
                 lst.listeners.append(cb)

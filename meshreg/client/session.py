@@ -608,6 +608,8 @@ class ClientSession:
             case Call(op, fields, timeout, reply_to):
                 self.request(op, fields, timeout, reply_to)
             case Register(reg, timeout, reply_to):
+                if self._kept_registrations.pop((reg.key, reg.iid), None) is not None:
+                    self._status_changed = True  # this register replaces the kept one
                 self._register(reg, timeout, reply_to, keep=True)
             case RegisterBatch(items, timeout, reply_to):
                 if reply_to is not None:  # one handle for all: each item reports to it
@@ -1883,12 +1885,11 @@ class ClientSession:
                 # beats (an instance quota refuses it again: the caller gets that answer)
                 reg.fields.pop("session", None)
                 left = max(self.settings.attempt_timeout, started + timeout - self._now)
-                self._register(reg, left, reply_to, done, keep)
+                self._register(reg, left, reply_to, done, keep, wanted)
                 return
-            if keep and (reg.key, reg.iid) not in self.registrations:
+            if keep and (reg.key, reg.iid) not in self.registrations and not self._closing_client:
                 kept = with_registration_kept(exc, KEPT_REGISTRATION)
-                if kept.registration_kept:
-                    self._keep_registration(reg)
+                if kept.registration_kept and self._keep_registration(reg):
                     exc = kept
             if done is not None:
                 done(exc)
@@ -1897,15 +1898,18 @@ class ClientSession:
 
         self.request("register", reg.fields, timeout, None, registered, failed)
 
-    def _keep_registration(self, reg: Registration) -> None:
+    def _keep_registration(self, reg: Registration) -> bool:
+        """Keep ``reg`` to make it once a node answers; False: the bound is reached (the
+        caller is told it failed, not that it is kept)."""
         ident = (reg.key, reg.iid)
         if ident not in self._kept_registrations and len(self._kept_registrations) >= (
             MAX_KEPT_REGISTRATIONS
         ):
-            return  # (bounded: the caller was told it failed; it is not kept)
+            return False
         self._kept_registrations[ident] = reg
         self._status_changed = True
         self._next_kept_try = min(self._next_kept_try, self._now + KEPT_REGISTER_RETRY)
+        return True
 
     def _try_kept(self) -> None:
         """Register again what no node could take (when a node answers again, and every
@@ -2774,6 +2778,12 @@ class ClientSession:
                 watch.listeners.remove(cb)
             if kept.listener_kept:  # pulled again in a few seconds (and when one answers)
                 self._next_kept_pull = min(self._next_kept_pull, self._now + KEPT_REGISTER_RETRY)
+        if not watch.waiting and watch.listeners and not with_listener_kept(exc, "").listener_kept:
+            # a kept subscriber's later pull refused for good (the ACL, a bad name): said,
+            # and dropped, not tried every few seconds for ever (review60 F4)
+            self._warn(("kept-subscriber", key), f"subscription to {key} refused: {exc}; its "
+                       f"{len(watch.listeners)} listener(s) are dropped")  # fmt: skip
+            watch.listeners.clear()
         watch.waiting.clear()
         if not watch.listeners and not watch.pinned and self.watches.get(key) is watch:
             self._drop_watch(key)

@@ -567,6 +567,27 @@ def test_a_kept_listen_a_node_not_ready_refused_is_tried_again_in_seconds() -> N
     assert h.core.configs._next_kept_listen == math.inf  # answered: no more kept tries
 
 
+def test_a_kept_listen_refused_for_good_later_is_dropped_and_said() -> None:
+    """review60 F4: listened to every 3 s for ever, the ACL's refusal never logged."""
+    h = Harness(attempt_ms=500)
+    handle = Handle()
+    h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
+    h.advance(300)
+    for req in h.unanswered("config_listen"):
+        h.fail(req, ErrorCode.UNAVAILABLE, "configs catching up from a majority")
+    h.advance(1000)
+    assert h.outcome(handle).error.listener_kept  # type: ignore[union-attr]
+    sent = len(h.requests("config_listen"))
+    for _ in range(200):  # 20 s; the node answers at once: PERMISSION_DENIED
+        h.advance(100)
+        for req in h.unanswered("config_listen"):
+            h.fail(req, ErrorCode.PERMISSION_DENIED, "key k may not read")
+        for p in h.unanswered("ping"):
+            h.reply(p, {"epoch": 1, "version": "1", "address": h.connected})
+    assert len(h.requests("config_listen")) - sent <= 1 and KEY not in h.core.configs.listens
+    assert any("listener(s) are dropped" in t for t in h.logs("warning"))
+
+
 def test_a_first_listen_refused_for_good_keeps_nothing() -> None:
     """An error that waiting cannot cure (the ACL) drops the listener as before."""
     h = Harness(attempt_ms=500)

@@ -6,10 +6,17 @@ during an outage that logged the error and went on stayed undiscoverable."""
 from __future__ import annotations
 
 import pytest
-from session_harness import Handle, Harness, registration
+from session_harness import SVC, Handle, Harness, registration
 
+from meshreg.client import session as session_module
 from meshreg.client.actions import Complete, Fail
-from meshreg.client.commands import Deregister, ListRegistrations, Register
+from meshreg.client.commands import (
+    Deregister,
+    ListRegistrations,
+    Register,
+    Registration,
+    Subscribe,
+)
 from meshreg.client.session import KEPT_REGISTER_RETRY
 from meshreg.errors import ErrorCode, ServerUnreachableError
 
@@ -115,3 +122,85 @@ def test_a_closing_client_drops_its_kept_registrations_without_trying_them() -> 
     assert len(h.requests("register")) == tries
     assert h.core.status.kept_registrations == 0
     assert not [t for t in h.logs("warning") if "is dropped" in t]
+
+
+# -- the code review of the change (review60), each failed before its fix ------------------
+def test_a_kept_try_deregistered_in_flight_is_not_kept_alive_after_a_session_retry() -> None:
+    """F2: the try refused RESOURCE_EXHAUSTED (session table full) went again without its
+    guard: answered, the deregistered instance was kept alive."""
+    h = Harness(attempt_ms=ATTEMPT_MS, session=True)
+    handle = Handle("r")
+    h.do(Register(registration(0, session=True), 3.0, handle))
+    (first,) = h.unanswered("register")
+    h.fail(first, ErrorCode.UNAVAILABLE, "not ready")
+    for so in h.unanswered("session_open"):
+        h.fail(so, ErrorCode.UNAVAILABLE, "not ready")
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and done.error.registration_kept
+    for _ in range(31):
+        h.advance(100)
+        for p in h.unanswered("ping") + h.unanswered("session_open"):
+            h.fail(p, ErrorCode.UNAVAILABLE, "not ready")
+    (try_,) = h.unanswered("register")
+    reg = registration(0)
+    h.do(Deregister(reg.key, reg.iid, reg.fields, 1.0, Handle("d")))
+    h.fail(try_, ErrorCode.RESOURCE_EXHAUSTED, "sessions table full")
+    for retry in h.unanswered("register"):
+        h.reply(retry)
+    assert (reg.key, reg.iid) not in h.core.registrations
+
+
+def test_over_the_bound_the_caller_is_not_told_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """F5: the bound kept nothing but the error said it was kept."""
+    monkeypatch.setattr(session_module, "MAX_KEPT_REGISTRATIONS", 1)
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    told = []
+    for n in range(2):
+        handle = Handle(f"r{n}")
+        h.do(Register(registration(n), 3.0, handle))
+        ip = registration(n).fields["ip"]
+        sent = [s for s in h.unanswered("register") if s.fields["ip"] == ip]
+        h.fail(sent[-1], ErrorCode.UNAVAILABLE, "not ready")
+        done = h.outcome(handle)
+        assert isinstance(done, Fail)
+        told.append(done.error.registration_kept)
+    assert told == [True, False] and h.core.status.kept_registrations == 1
+
+
+def test_a_register_again_replaces_the_kept_one_no_older_try_goes_after_it() -> None:
+    """F3: the kept weight-1 register went out after the caller's weight-5 one had been
+    answered: the node held weight 1, the client believed 5."""
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    h.do(Register(registration(0), 1.0, Handle("r1")))
+    h.advance(1000)
+    base = registration(0)
+    newer = Registration(base.key, base.iid, {**base.fields, "weight": 5.0})
+    h.do(Register(newer, 3.0, Handle("r2")))
+    assert h.core.status.kept_registrations == 0
+    mine = [s for s in h.unanswered("register") if s.fields["weight"] == 5.0]
+    sent = len(h.sent)
+    h.reply(mine[-1])
+    for s in h.unanswered("register"):
+        h.reply(s)
+    weights = [s.fields["weight"] for s in h.sent[sent:] if s.op == "register"]
+    assert 1.0 not in weights
+    assert h.core.registrations[(base.key, base.iid)].fields["weight"] == 5.0
+
+
+def test_a_kept_subscriber_refused_for_good_later_is_dropped_and_said() -> None:
+    """F4: a kept subscriber whose later pulls the ACL refused was pulled every 3 s for
+    ever, with nothing logged."""
+    h = Harness(servers=("a:1",), attempt_ms=300, resync_ms=1_000_000)
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda xs: None, 1.0, handle))
+    h.fail_all("instances", ErrorCode.UNAVAILABLE, "catching up from its peers")
+    h.advance(1100)
+    assert h.outcome(handle).error.listener_kept  # type: ignore[union-attr]
+    pulls = len(h.requests("instances"))
+    for _ in range(200):  # 20 s; the node answers at once: PERMISSION_DENIED
+        h.advance(100)
+        h.fail_all("instances", ErrorCode.PERMISSION_DENIED, "key k may not read")
+        for p in h.unanswered("ping"):
+            h.reply(p, PING)
+    assert len(h.requests("instances")) - pulls <= 1 and not h.core.watching(SVC)
+    assert any("listener(s) are dropped" in t for t in h.logs("warning"))

@@ -1062,7 +1062,7 @@ class UnansweredClient(FakeClient):
             if (key.group, key.data_id) == self.lost and op == "config_publish":
                 out[i] = OutcomeUnknownError(f"{key}: no answer; it may have been applied")
             elif (key.group, key.data_id) == self.refused and op == "config_publish":
-                out[i] = ServerError(8, f"{key}: nothing was written")
+                out[i] = ServerError(8, f"{key}: nothing was written", unwritten=True)
         return out
 
 
