@@ -543,9 +543,8 @@ def test_a_first_listen_nobody_answers_without_a_disk_copy_fails_and_keeps_its_l
     assert calls(h) == [("a: 2", 4)]
 
 
-def test_a_kept_listen_a_node_not_ready_refused_is_tried_again_in_seconds() -> None:
-    """review59 F3: the node answers (the client is not offline) but is not ready: the
-    kept listener's next try was the 30 s resync; now every KEPT_LISTEN_RETRY."""
+def kept_by_a_node_not_ready() -> Harness:
+    """A first listen the node answers UNAVAILABLE (not ready): raised, listener kept."""
     h = Harness(attempt_ms=500)
     handle = Handle()
     h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
@@ -555,6 +554,13 @@ def test_a_kept_listen_a_node_not_ready_refused_is_tried_again_in_seconds() -> N
     h.advance(1000)
     done = h.outcome(handle)
     assert isinstance(done, Fail) and done.error.listener_kept, done
+    return h
+
+
+def test_a_kept_listen_a_node_not_ready_refused_is_tried_again_in_seconds() -> None:
+    """review59 F3: the node answers (the client is not offline) but is not ready: the
+    kept listener's next try was the 30 s resync; now every KEPT_LISTEN_RETRY."""
+    h = kept_by_a_node_not_ready()
     sent, waited = len(h.requests("config_listen")), 0
     while len(h.requests("config_listen")) == sent:
         h.advance(50)
@@ -569,14 +575,7 @@ def test_a_kept_listen_a_node_not_ready_refused_is_tried_again_in_seconds() -> N
 
 def test_a_kept_listen_refused_for_good_later_is_dropped_and_said() -> None:
     """review60 F4: listened to every 3 s for ever, the ACL's refusal never logged."""
-    h = Harness(attempt_ms=500)
-    handle = Handle()
-    h.do(ConfigListen(KEY, lambda c, r: None, 1.0, handle))
-    h.advance(300)
-    for req in h.unanswered("config_listen"):
-        h.fail(req, ErrorCode.UNAVAILABLE, "configs catching up from a majority")
-    h.advance(1000)
-    assert h.outcome(handle).error.listener_kept  # type: ignore[union-attr]
+    h = kept_by_a_node_not_ready()
     sent = len(h.requests("config_listen"))
     for _ in range(200):  # 20 s; the node answers at once: PERMISSION_DENIED
         h.advance(100)
