@@ -370,8 +370,11 @@ class Client(ConfigMixin):
         ``weight``, ``metadata``, ``cluster``, ``enabled``.  Each is checked as it is
         queued (in chunks: the first are on the wire while the rest are checked); one
         that fails the check is not sent.  Returns the ones that failed (invalid or
-        refused by the node), with their errors; empty: all registered.  ``timeout``:
-        the whole batch's budget (default: ``timeout`` plus 1 s per 5,000 instances).
+        refused by the node), with their errors; empty: all registered.  As with
+        ``register``, one that no node could take (none reachable, none ready, no answer)
+        is kept and made once a node answers: its error has ``registration_kept`` true
+        (``deregister`` drops it; ``kept_registrations`` counts them).  ``timeout``: the
+        whole batch's budget (default: ``timeout`` plus 1 s per 5,000 instances).
         """
         items = list(instances)
         budget = timeout if timeout is not None else self.timeout + len(items) / 5000
@@ -426,10 +429,12 @@ class Client(ConfigMixin):
         for sent, fut in waiting:
             collect(sent, fut)
         if failed:
+            kept = sum(1 for _, exc in failed if getattr(exc, "registration_kept", False))
             log.warning(
-                "register_many: %d of %d registrations failed (first: %s)",
+                "register_many: %d of %d registrations failed%s (first: %s)",
                 len(failed),
                 len(items),
+                f", {kept} of them kept: made once a node answers" if kept else "",
                 failed[0][1],
             )
         return failed

@@ -348,6 +348,16 @@ class BulkChunk:
     failed: list[tuple[int, BaseException]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class KeptSlot:
+    """The slot of a kept registration tried again in a ``register_batch``
+    (``_try_kept``): ``done`` as for ``_register``; ``wanted`` False once it was dropped
+    (deregistered while the batch was out)."""
+
+    done: Callable[[BaseException | None], None]
+    wanted: Callable[[], bool]
+
+
 @dataclass
 class Watch:
     view: ServiceView
@@ -612,6 +622,9 @@ class ClientSession:
                     self._status_changed = True  # this register replaces the kept one
                 self._register(reg, timeout, reply_to, keep=True)
             case RegisterBatch(items, timeout, reply_to):
+                for reg, _ in items:  # these registers replace the kept ones
+                    if self._kept_registrations.pop((reg.key, reg.iid), None) is not None:
+                        self._status_changed = True
                 if reply_to is not None:  # one handle for all: each item reports to it
                     chunk = BulkChunk(reply_to, len(items))
                     items = tuple((reg, (chunk, i)) for i, (reg, _) in enumerate(items))
@@ -1920,6 +1933,8 @@ class ClientSession:
             self._status_changed = True
         kept = bool(self._kept_registrations)
         self._next_kept_try = self._now + KEPT_REGISTER_RETRY if kept else math.inf
+        bulk = []  # (with register_batch) tried in batches: 50,000 kept are 196 requests
+        timeout = self._liveness_timeout()
         for ident, reg in list(self._kept_registrations.items()):
             if ident in self._kept_trying:
                 continue
@@ -1945,7 +1960,12 @@ class ClientSession:
                                f"take it) was refused: {exc}; it is dropped")  # fmt: skip
 
             wanted = lambda ident=ident, reg=reg: self._kept_registrations.get(ident) is reg  # noqa: E731
-            self._register(reg, self._liveness_timeout(), None, done, wanted=wanted)
+            if self._batches and len(self._kept_registrations) > 1:
+                bulk.append((reg, KeptSlot(done, wanted)))
+            else:
+                self._register(reg, timeout, None, done, wanted=wanted)
+        if bulk:
+            self._register_bulk(bulk, timeout)
 
     def _register_bulk(self, items: Any, timeout: float) -> None:
         """Queue registrations for ``register_batch`` requests (``_pump_bulk``)."""
@@ -2060,6 +2080,11 @@ class ClientSession:
         ):
             if result is None:
                 ident = (reg.key, reg.iid)
+                if type(reply_to) is KeptSlot and not reply_to.wanted():
+                    reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
+                    continue
+                if self._kept_registrations.pop(ident, None) is not None:
+                    self._status_changed = True
                 if self.session is None:
                     reg.fields.pop("session", None)
                     if in_session and self._suspended is not None:
@@ -2081,7 +2106,7 @@ class ClientSession:
                 continue
             exc = server_error(code, result.message, self.server)
             refused.setdefault(code, []).append((reg, exc))
-            self._entry_done(reply_to, exc)
+            self._entry_failed(reg, reply_to, exc)
         self._bulk.extend(again)  # the caller sends the next batches (_pump_bulk)
         for code, errors in refused.items():
             self._warn(
@@ -2093,15 +2118,30 @@ class ClientSession:
 
     def _register_single(self, reg: Registration, timeout: float, slot: Any) -> None:
         """One ``register`` for an item of a bulk registration (an older server)."""
-        if type(slot) is tuple:
-            self._register(reg, timeout, None, lambda exc: self._entry_done(slot, exc))
+        if type(slot) is KeptSlot:
+            self._register(reg, timeout, None, slot.done, wanted=slot.wanted)
+        elif type(slot) is tuple:
+            self._register(reg, timeout, None, lambda exc: self._entry_done(slot, exc), keep=True)
         else:
-            self._register(reg, timeout, slot)
+            self._register(reg, timeout, slot, keep=True)
+
+    def _entry_failed(self, reg: Registration, slot: Any, exc: BaseException) -> None:
+        """An item of a bulk registration failed: kept, as a ``register`` is, when waiting
+        may cure its error (no node answered, none ready), and its caller told so."""
+        if type(slot) is not KeptSlot and (reg.key, reg.iid) not in self.registrations:
+            kept = with_registration_kept(exc, KEPT_REGISTRATION)
+            closing = self._closing_client
+            if kept.registration_kept and not closing and self._keep_registration(reg):
+                exc = kept
+        self._entry_done(slot, exc)
 
     def _entry_done(self, slot: Any, exc: BaseException | None) -> None:
         """An item of a bulk registration is done: its caller's handle, or its chunk's
-        (``(BulkChunk, index)``: completed once, when its last item is done)."""
-        if type(slot) is tuple:
+        (``(BulkChunk, index)``: completed once, when its last item is done), or a kept
+        registration's (``KeptSlot``)."""
+        if type(slot) is KeptSlot:
+            slot.done(exc)
+        elif type(slot) is tuple:
             chunk, index = slot
             if exc is not None:
                 chunk.failed.append((index, exc))
@@ -2114,8 +2154,8 @@ class ClientSession:
     def _bulk_failed(self, items: list[Any], exc: BaseException) -> None:
         """Registrations whose batch got no usable answer: each caller gets ``exc``;
         one log line per server and kind."""
-        for _, reply_to, _ in items:
-            self._entry_done(reply_to, exc)
+        for reg, reply_to, _ in items:
+            self._entry_failed(reg, reply_to, exc)
         self._warn(
             ("batch-failed", self.server, type(exc).__name__),
             f"{len(items)} registrations not registered through {self.server}: {exc}",

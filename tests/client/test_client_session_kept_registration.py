@@ -14,6 +14,7 @@ from meshreg.client.commands import (
     Deregister,
     ListRegistrations,
     Register,
+    RegisterBatch,
     Registration,
     Subscribe,
 )
@@ -204,3 +205,99 @@ def test_a_kept_subscriber_refused_for_good_later_is_dropped_and_said() -> None:
             h.reply(p, PING)
     assert len(h.requests("instances")) - pulls <= 1 and not h.core.watching(SVC)
     assert any("listener(s) are dropped" in t for t in h.logs("warning"))
+
+
+# -- register_many: its entries no node could take are kept too -----------------------------
+def bulk(h: Harness, count: int) -> Handle:
+    """A ``register_many`` of ``count`` instances (one handle for all, as the client's)."""
+    handle = Handle("many")
+    h.do(RegisterBatch(tuple((registration(n), None) for n in range(count)), 1.0, handle))
+    return handle
+
+
+def test_register_many_entries_no_node_answered_are_kept_and_made_in_one_batch() -> None:
+    """Before, ``register_many`` kept nothing: a fleet agent started during an outage
+    logged the failed entries and its instances stayed undiscoverable."""
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    handle = bulk(h, 5)
+    h.advance(1500)
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and len(done.result) == 5
+    assert all(exc.registration_kept for _, exc in done.result)
+    assert h.core.status.kept_registrations == 5 and h.core.registrations == {}
+    batches = len(h.requests("register_batch"))
+    node_answers(h)
+    again = h.unanswered("register_batch")
+    assert len(again) == 1 and len(again[0].fields["instances"]) == 5  # one request, not 5
+    assert h.unanswered("register") == []
+    h.answer_batches()
+    assert len(h.core.registrations) == 5 and h.core.status.kept_registrations == 0
+    h.advance(RETRY_MS * 2)
+    assert len(h.requests("register_batch")) == batches + 1  # made: never tried again
+
+
+def test_register_many_entries_refused_not_ready_are_kept_a_quota_refusal_is_not() -> None:
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    handle = bulk(h, 3)
+    ips = [registration(n).fields["ip"] for n in range(3)]
+    h.answer_batches({
+        ips[0]: (ErrorCode.UNAVAILABLE, "catching up from its peers"),
+        ips[1]: (ErrorCode.RESOURCE_EXHAUSTED, "max_instances_per_client"),
+    })
+    done = h.outcome(handle)
+    assert isinstance(done, Complete)
+    told = {index: exc.registration_kept for index, exc in done.result}
+    assert told == {0: True, 1: False}
+    assert h.core.status.kept_registrations == 1 and len(h.core.registrations) == 1
+    for _ in range(RETRY_MS // 100 + 1):  # the node answers beats: the kept one is tried
+        h.advance(100)
+        h.answer_all("beat")
+        h.answer_all("ping", PING)
+    (again,) = h.unanswered("register")
+    assert again.fields["ip"] == ips[0]
+    h.reply(again)
+    assert len(h.core.registrations) == 2 and h.core.status.kept_registrations == 0
+
+
+def test_a_kept_entry_deregistered_while_its_batch_is_out_is_not_kept_alive() -> None:
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    bulk(h, 3)
+    h.advance(1500)
+    node_answers(h)
+    (out,) = h.unanswered("register_batch")
+    gone = registration(1)
+    h.do(Deregister(gone.key, gone.iid, gone.fields, 1.0, Handle("d")))
+    h.answer_batches()
+    assert (gone.key, gone.iid) not in h.core.registrations and len(h.core.registrations) == 2
+    assert h.core.status.kept_registrations == 0
+
+
+def test_a_register_many_replaces_the_kept_registration_of_the_same_instance() -> None:
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    failed_register(h, 0)
+    assert h.core.status.kept_registrations == 1
+    singles = len(h.requests("register"))
+    handle = bulk(h, 1)
+    assert h.core.status.kept_registrations == 0  # the caller's newer one goes instead
+    for _ in range(50):
+        h.advance(100)
+        if h.unanswered("register_batch"):
+            break
+    h.answer_batches()
+    assert isinstance(h.outcome(handle), Complete) and h.outcome(handle).result == []  # type: ignore[union-attr]
+    assert len(h.requests("register")) == singles  # the kept one was never sent again
+
+
+def test_many_kept_registers_are_tried_again_in_batches() -> None:
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    for n in range(4):
+        h.do(Register(registration(n), 1.0, Handle(f"r{n}")))
+    h.advance(1500)
+    assert h.core.status.kept_registrations == 4
+    singles = len(h.requests("register"))
+    node_answers(h)
+    assert len(h.requests("register")) == singles
+    assert len(h.batched()) == 4
+    h.answer_batches()
+    assert len(h.core.registrations) == 4 and h.core.status.kept_registrations == 0
+    assert any("kept while no node could take it" in t for t in h.logs("info"))
