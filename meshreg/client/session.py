@@ -440,7 +440,8 @@ class ClientSession:
         # (kind, server) -> (level, what is said of one service, of several, what they
         # are, services or data ids concerned): lines about many watched services or
         # listened data ids, said once per LOG_INTERVAL (``_note``); when each was last said
-        self._notes: dict[tuple[str, str], tuple[str, str, str, str, dict[Any, None]]] = {}
+        # (level, text, many, what, keys, when the first key was noted)
+        self._notes: dict[tuple[str, str], tuple[str, str, str, str, dict[Any, None], float]] = {}
         self._noted_at: dict[tuple[str, str], float] = {}
         self._own_removals: dict[tuple[ServiceKey, InstanceId], float] = {}  # -> when
         self._ids = itertools.count(1)
@@ -789,6 +790,7 @@ class ClientSession:
         port, so a handshake that does not follow is a node stopped or hung, not one
         that does not run (review57 F3)."""
         self._link_tcp = True
+        self._leaving = None  # (a refusal kept through a backoff is over: a process listens)
 
     def server_handshaken(self) -> None:
         """The loop saw the server connection's handshake complete: what was queued on it
@@ -1124,7 +1126,7 @@ class ClientSession:
         ``what``: what it calls them."""
         noted = self._notes.get((kind, server))
         if noted is None:
-            noted = self._notes[(kind, server)] = (level, text, many or text, what, {})
+            noted = self._notes[(kind, server)] = (level, text, many or text, what, {}, self._now)
         if len(noted[4]) < NOTED_KEYS:
             noted[4][key] = None
 
@@ -1143,9 +1145,15 @@ class ClientSession:
         return found
 
     def _flush_notes(self) -> None:
-        for kind, (level, one, many, what, keys) in list(self._notes.items()):
+        for kind, (level, one, many, what, keys, since) in list(self._notes.items()):
             if self._now < self._noted_at.get(kind, -math.inf) + self._log.interval:
                 continue  # said within the interval: summed up when it ends
+            if self._now - since >= 1.0:  # (review59: read as news 10 s after, once over)
+                late = (
+                    f" (noted {self._now - since:.1f}s ago; lines of this kind are held back "
+                    f"to one per {self._log.interval:.0f}s)"
+                )
+                one, many = one + late, many + late
             del self._notes[kind]
             self._noted_at[kind] = self._now
             if len(self._noted_at) > 1024:  # kinds x servers: a small set; never unbounded
@@ -1212,6 +1220,7 @@ class ClientSession:
                 for p in self._pending.values():  # wait on the current connection meanwhile
                     p.attempt_deadline = min(p.deadline, self._next_switch)
                 self._recompute_earliest()
+                self._leaving = leaving  # said at the switch (review59: "did not answer")
                 return
             pause = BACKOFF_BASE * 2 ** min(self._backoff_rounds, 16)
             self._next_switch = now + min(BACKOFF_MAX, pause)
@@ -2791,6 +2800,7 @@ class ClientSession:
                 )
         outcome = watch.view.apply_snapshot(snap)
         watch.told_at = self._now
+        self._unnote(("young",), key)  # a list taken: "keeping the last list" is over
         listing = watch.view.listing()
         if watch.said_stale:  # said with the others back from ``source`` (``_say_stale``)
             watch.said_stale = False

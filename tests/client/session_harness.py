@@ -9,6 +9,7 @@ them with ``reply``/``fail``.  Everything the session asks the loop to do is kep
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from meshreg.client.session import ClientSession, SessionSettings
 from meshreg.errors import ErrorCode
 from meshreg.model import Instance, InstanceId, ServiceKey
 
+LATE = re.compile(r" \(noted [0-9.]+s ago; lines of this kind are held back to one per \d+s\)$")
 SID = "0123456789abcdef0123456789abcdef"
 SVC = ServiceKey("public", "DEFAULT_GROUP", "orders")
 PONG = {"epoch": 1, "version": "0", "address": "a:1"}  # a node's ping reply (a majority seen)
@@ -205,9 +207,11 @@ class Harness:
         pending = self.core._pending  # the ids still awaiting a reply
         return [s for i, s in latest.items() if s.op == op and i in pending]
 
-    def logs(self, level: str | None = None) -> list[str]:
+    def logs(self, level: str | None = None, raw: bool = False) -> list[str]:
+        """The lines logged; without ``raw``, a summed-up line's "(noted Ns ago; ...)" is
+        cut (the tests of the text; test_client_session_watch.py checks it)."""
         return [
-            a.text
+            a.text if raw else LATE.sub("", a.text)
             for a in self.actions
             if isinstance(a, LogLine) and (level is None or a.level == level)
         ]

@@ -353,6 +353,20 @@ def test_a_refused_connection_moves_to_the_next_server_at_once() -> None:
     assert any("refused the connection" in x for x in h.logs("warning"))
 
 
+def test_servers_refusing_through_an_outage_are_said_refusing_at_every_switch() -> None:
+    """review59: past the first round the switches back off; a refusal seen while backing
+    off was forgotten, and the switch at the attempt's time-out said the server "did not
+    answer in time": the operator looks for a hung node, not a stopped one."""
+    h = Harness(servers=("a:1", "b:2"), handshake=False, attempt_ms=500)
+    h.do(Call("services", {"namespace": "public"}, 60.0, Handle()))
+    for _ in range(300):  # 30 s; libzmq tries to connect again every 100 ms: refused
+        h.run(h.core.server_unreachable(h.now))
+        h.advance(100)
+    said = [x for x in h.logs("warning") if x.startswith("meshreg server ")]
+    assert len(said) >= 2, said  # one line per LOG_INTERVAL at most
+    assert all("refused the connection (no node listens there)" in x for x in said), said
+
+
 @pytest.mark.parametrize("servers", [("a:1",), ("a:1", "b:2")])
 def test_a_one_shot_client_fails_at_once_when_every_server_refused(servers) -> None:
     """review24 note: a CLI command against an address where nothing listens waited its

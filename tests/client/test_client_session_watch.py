@@ -762,6 +762,32 @@ def test_an_outage_of_200_watched_services_is_one_line_each_way_not_200() -> Non
     ]
     assert h.logs("info") == again  # (a warning says the pushes are not confirmed: no SUB)
     assert len([c for c in h.listener_calls() if c]) == 200  # each listener: its first pull
+    # review59: the summed-up line comes at the interval's end and says how old it is
+    raw = [x for x in h.logs(raw=True) if "live data again" in x]
+    assert raw[0] == again[0]  # said at once: as it is
+    assert raw[1].startswith(again[1] + " (noted ") and raw[1].endswith(
+        "s ago; lines of this kind are held back to one per 10s)"
+    ), raw[1]
+
+
+def test_a_held_list_taken_before_its_line_was_said_is_not_said_late() -> None:
+    """review59: "s1: a:1 started 0.4s ago and lists only part of it yet; keeping the last
+    list" came out at the interval's end, 10 s after the list had been taken (after "live
+    data again"): it read as news.  A list taken drops its line not said yet."""
+    h = Harness(servers=("a:1",), resync_ms=60_000)
+    keys = many_watched(h, 2)
+    for key in keys:  # the node restarted: its first deltas (a new epoch), partial lists
+        h.push(removal(2, 1, "10.0.0.9", key=key))
+    for pull in h.unanswered("instances"):
+        h.reply(pull, {**snapshot(2, 1, "10.0.0.7", uptime=0.4), "service": pull.fields["service"]})
+    held = [x for x in h.logs() if "keeping the last list" in x]
+    assert held == [held[0]] and held[0].startswith("public/DEFAULT_GROUP/s0: ")
+    h.advance(1000)  # pulled again a second later: whole now, taken
+    for pull in h.unanswered("instances"):
+        whole = snapshot(2, 3, "10.0.0.1", "10.0.0.7", uptime=1.4)
+        h.reply(pull, {**whole, "service": pull.fields["service"]})
+    h.advance(int(LOG_INTERVAL * 1000) + 1000)
+    assert [x for x in h.logs() if "keeping the last list" in x] == held
 
 
 def test_a_flapping_server_is_one_line_per_kind_per_interval_whatever_it_concerns() -> None:
