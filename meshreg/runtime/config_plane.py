@@ -40,8 +40,10 @@ per-data-id catch-up covers them).
 
 **Reads that are behind.**  A read whose ``min_revision`` is above what this node holds
 waits up to ``PARK_SECONDS`` for the version to arrive (it usually is on its way: the
-client saw it on another node), then gets UNAVAILABLE.  At most ``MAX_PARKED`` wait, at
-most ``MAX_PARKED_PER_NAMESPACE`` of one namespace (one tenant does not take them all).
+client saw it on another node), then gets UNAVAILABLE.  At most ``MAX_PARKED`` wait; a
+namespace is sure of ``MAX_PARKED_PER_NAMESPACE`` places, and takes more only while as
+many stay free for the others (one tenant does not take them all; a cluster that uses one
+namespace still has 7,500, review60 F9).
 Their deadlines are a heap (one entry per read, at its first wait): a turn costs nothing
 per waiting read (each turn that expired some walked them all: 796 us a turn with 10,000
 waiting, 110 us now).
@@ -146,7 +148,8 @@ log = logging.getLogger("meshreg.node")
 PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long for it to
 # arrive (the client's attempt budget of such a read is above it: CONFIG_BEHIND_ATTEMPT)
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
-MAX_PARKED_PER_NAMESPACE = MAX_PARKED // 4  # of them, of one namespace
+MAX_PARKED_PER_NAMESPACE = MAX_PARKED // 4  # of them, a namespace's share: it may take
+# more only while this many places stay free for the others (alone: 7,500 of the 10,000)
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 PRUNE_BEHIND_INTERVAL = 0.02  # s; the next step when the last stopped at its budget
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
@@ -1087,7 +1090,10 @@ class ConfigPlane:
                 exc.reason == "behind"
                 and now < deadline
                 and self._parked_count < MAX_PARKED
-                and self._parked_by_namespace.get(namespace, 0) < MAX_PARKED_PER_NAMESPACE
+                and (
+                    self._parked_by_namespace.get(namespace, 0) < MAX_PARKED_PER_NAMESPACE
+                    or self._parked_count < MAX_PARKED - MAX_PARKED_PER_NAMESPACE
+                )
             ):
                 parked = _Parked(envelope, req, address, deadline)
                 self._parked.setdefault(req.key, []).append(parked)
