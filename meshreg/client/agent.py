@@ -535,15 +535,28 @@ class ClientAgent:
         watch = self._sub_watch
         if refused is None or watch is None or not watch.worth_saying():
             return
+        if refused.startswith("authentication refused"):  # ZAP: the node's ACL said no
+            why = "its key is not accepted there now (the node's ACL)"
+        else:  # closed mid-handshake: most often a server_key that is not the node's
+            why = (
+                "is server_key the cluster's public key now (a cluster key rotated?), and "
+                "this client's key in the node's ACL?"
+            )
+        again = (
+            f"connecting again in {max(0.0, watch.retry_at - now):.3g}s"
+            if watch.definitive
+            else "libzmq connects again by itself"
+        )
         self._limiter.warning(
             ("sub refused", self._sub_endpoint),
             now,
-            "meshreg server %s refused this client's notification connection (%s): its key "
-            "is not accepted there now (the node's ACL); watches and config listeners get "
-            "changes only by their periodic re-pulls until it is; connecting again in %.3gs",
+            "meshreg server %s refused this client's notification connection (%s): %s; "
+            "watches and config listeners get changes only by their periodic re-pulls "
+            "until it is accepted; %s",
             self.core.server,
             refused,
-            max(0.0, watch.retry_at - now),
+            why,
+            again,
         )
 
     def _reconnect_sub(self, watch: HandshakeWatch) -> None:

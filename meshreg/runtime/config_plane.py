@@ -150,6 +150,8 @@ PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long 
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 MAX_PARKED_PER_NAMESPACE = MAX_PARKED // 4  # of them, a namespace's share: it may take
 # more only while this many places stay free for the others (alone: 7,500 of the 10,000)
+UNLISTED_SAID_AFTER = 5.0  # s; a peer list not naming this node is said once it lasts this
+# long (a running peer names only the ids it has heard; a node joining it: a beacon or two)
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 PRUNE_BEHIND_INTERVAL = 0.02  # s; the next step when the last stopped at its budget
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
@@ -375,6 +377,10 @@ class ConfigPlane:
             )
         self._next_prune = now + PRUNE_INTERVAL
         self._wake = now
+        # peers whose lists do not name this node: said once that lasts (a running peer
+        # names only the ids it has heard: a node joining it is unnamed for a beacon or two)
+        self._unlisted_warn_at = math.inf
+        self._unlisted_said: frozenset[str] = frozenset()
         self._forwards: dict[int, _Forward] = {}
         self._unsent: list[_Unsent] = []
         self._now = now  # the time of the input being handled (replies kept for a resend)
@@ -506,15 +512,27 @@ class ConfigPlane:
         if rep.learners - before[0]:
             log.info("configs: learners (pushed every version committed here, never "
                      "counted in a majority): %s", ", ".join(sorted(rep.learners)))  # fmt: skip
-        if rep.unlisted and not before[1]:
+        if rep.unlisted - before[1]:  # said if it lasts UNLISTED_SAID_AFTER (review61 F1)
+            self._unlisted_warn_at = min(self._unlisted_warn_at, self._now + UNLISTED_SAID_AFTER)
+            self._wake = min(self._wake, self._unlisted_warn_at)
+        elif before[1] and not rep.unlisted:
+            if self._unlisted_said:
+                log.info("configs: every configured peer up lists this node: a full member")
+            self._unlisted_said, self._unlisted_warn_at = frozenset(), math.inf
+
+    def _say_unlisted(self) -> None:
+        """The peers whose lists do not name this node, still so UNLISTED_SAID_AFTER
+        later: said (each of them, once while it lasts)."""
+        self._unlisted_warn_at = math.inf
+        unlisted = self.replicator.unlisted
+        if unlisted - self._unlisted_said:
             log.warning(
                 "configs: the peer lists of %s do not name this node: it serves config "
                 "reads as their learner and forwards every config write; give every node "
                 'the same peer list (docs/CONFIG.md, "A new node: learner")',
-                ", ".join(sorted(rep.unlisted)),
+                ", ".join(sorted(unlisted)),
             )
-        elif before[1] and not rep.unlisted:
-            log.info("configs: every configured peer up lists this node: a full member")
+        self._unlisted_said = frozenset(unlisted)
 
     def set_hash_names(self, names: dict[str, str]) -> None:
         """The peers our list names by host name, under the address each announces: the
@@ -616,6 +634,8 @@ class ConfigPlane:
         wall-clock time this must be called again at the latest."""
         self._now = now
         self._take_time(now)
+        if now >= self._unlisted_warn_at:
+            self._say_unlisted()
         if now < self._wake and (now < self._next_prune or not len(self.store)):
             if self._commits.busy():
                 self.flush(now)
@@ -761,7 +781,7 @@ class ConfigPlane:
         # when a turn comes anyway): no wake-up for it, a loop turn a second saved on
         # every node without configs.  Once a data id is held the prune wakes it again.
         prune = self._next_prune if len(self.store) else math.inf
-        times = [self.replicator.next_wake(), prune]
+        times = [self.replicator.next_wake(), prune, self._unlisted_warn_at]
         if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
             times.append(retry)
         if (lazy := self._commits.lazy_due()) is not None:  # peers' flags: written by then

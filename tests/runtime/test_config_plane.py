@@ -1542,3 +1542,33 @@ def test_a_write_that_waited_at_a_stopped_owner_is_answered_with_its_re_sends_ve
         made = [e for e in p.store.entries(ConfigKey("public", "DEFAULT_GROUP", "cfg"))
                 if e.request_id == rid]  # fmt: skip
         assert [e.revision for e in made] == [2], made
+
+
+def test_a_peer_list_not_naming_this_node_is_said_only_once_it_lasts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """review61 F1: a running peer names only the ids it has heard, so a node joining it
+    was unnamed for a beacon or two and warned "give every node the same peer list" with
+    lists alike.  The learner state is taken at once; the warning waits
+    UNLISTED_SAID_AFTER, and names every peer then."""
+    net = Net(3)
+    me, a, b = ADDRESSES
+    plane = net.planes[me]
+    with caplog.at_level(logging.INFO, logger="meshreg.node"):
+        plane.set_learners(frozenset(), frozenset({a}))
+        assert plane.replicator.unlisted == {a}  # a learner at once
+        net.tick(config_plane.UNLISTED_SAID_AFTER / 2)
+        plane.set_learners(frozenset(), frozenset())  # it heard us: names us now
+        net.tick(config_plane.UNLISTED_SAID_AFTER)
+        said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
+        assert said == [] and not [r for r in caplog.records if "a full member" in r.getMessage()]
+        plane.set_learners(frozenset(), frozenset({a}))  # lists that really differ
+        net.tick(1.0)
+        plane.set_learners(frozenset(), frozenset({a, b}))
+        net.tick(config_plane.UNLISTED_SAID_AFTER)
+        said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
+        assert len(said) == 1 and a in said[0] and b in said[0], said
+        net.tick(config_plane.UNLISTED_SAID_AFTER * 2)  # said once while it lasts
+        assert len([r for r in caplog.records if "name this node" in r.getMessage()]) == 1
+        plane.set_learners(frozenset(), frozenset())
+        assert [r for r in caplog.records if "a full member" in r.getMessage()]
