@@ -543,9 +543,10 @@ def register(
                 err=True,
             )
             _wait_for_signal(stop)
-        # stopped while still trying, too: a node may hold it already (the first
-        # register, queued while none answered, delivered when one came up); with no node
-        # up, the deregister fails and says so (exit 1)
+        # stopped while still trying, too: a node may hold it already (a try got no
+        # answer: it may be applied); with no node up, the deregister fails and says so
+        # (exit 1); a registration no try of which ever left this client is only dropped
+        # (review61 F4: it waited --timeout, then exited 1)
         click.echo(f"deregistering {service} {address}", err=True)
         c.deregister(service, host, port, cluster=cluster)  # an error here exits 1
 

@@ -490,6 +490,7 @@ class ClientSession:
         # registers no node could take (review59 F2): made once a node answers
         self._kept_registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self._kept_trying: set[tuple[ServiceKey, InstanceId]] = set()  # a try in flight
+        self._kept_unsent: set[tuple[ServiceKey, InstanceId]] = set()  # every try unsent
         self._next_kept_try = math.inf
         self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
         # the server whose notifications the loop's SUB takes (it keeps it, subscriptions
@@ -1911,7 +1912,7 @@ class ClientSession:
                 return
             if keep and (reg.key, reg.iid) not in self.registrations and not self._closing_client:
                 kept = with_registration_kept(exc, KEPT_REGISTRATION)
-                if kept.registration_kept and self._keep_registration(reg):
+                if kept.registration_kept and self._keep_registration(reg, exc):
                     exc = kept
             if done is not None:
                 done(exc)
@@ -1920,18 +1921,29 @@ class ClientSession:
 
         self.request("register", reg.fields, timeout, None, registered, failed)
 
-    def _keep_registration(self, reg: Registration) -> bool:
+    def _keep_registration(self, reg: Registration, exc: BaseException) -> bool:
         """Keep ``reg`` to make it once a node answers; False: the bound is reached (the
-        caller is told it failed, not that it is kept)."""
+        caller is told it failed, not that it is kept).  ``exc``: why it failed (one that
+        never left this client leaves it in ``_kept_unsent``)."""
         ident = (reg.key, reg.iid)
-        if ident not in self._kept_registrations and len(self._kept_registrations) >= (
-            MAX_KEPT_REGISTRATIONS
-        ):
+        fresh = ident not in self._kept_registrations
+        if fresh and len(self._kept_registrations) >= MAX_KEPT_REGISTRATIONS:
             return False
         self._kept_registrations[ident] = reg
+        self._note_kept_try(ident, exc, fresh)
         self._status_changed = True
         self._next_kept_try = min(self._next_kept_try, self._now + KEPT_REGISTER_RETRY)
         return True
+
+    def _note_kept_try(self, ident: Any, exc: BaseException, fresh: bool = False) -> None:
+        """A try of a kept registration failed with ``exc``: it stays in ``_kept_unsent``
+        (no node can hold it: a deregister has nothing to undo) while every try never left
+        this client (review61 F4: stopping a sidecar that no node ever answered waited its
+        whole time-out for a deregister, then exited 1)."""
+        if getattr(exc, "unsent", False) and (fresh or ident in self._kept_unsent):
+            self._kept_unsent.add(ident)
+        else:
+            self._kept_unsent.discard(ident)
 
     def _try_kept(self) -> None:
         """Register again what no node could take (when a node answers again, and every
@@ -1942,6 +1954,7 @@ class ClientSession:
             self._status_changed = True
         kept = bool(self._kept_registrations)
         self._next_kept_try = self._now + KEPT_REGISTER_RETRY if kept else math.inf
+        self._kept_unsent &= self._kept_registrations.keys()  # (bounded by the kept)
         bulk = []  # (with register_batch) tried in batches: 50,000 kept are 196 requests
         timeout = self._liveness_timeout()
         for ident, reg in list(self._kept_registrations.items()):
@@ -1961,6 +1974,7 @@ class ClientSession:
                     return
                 if self._kept_registrations.get(ident) is not reg:
                     return  # deregistered, or made by the caller's register, meanwhile
+                self._note_kept_try(ident, exc)
                 if not with_registration_kept(exc, "").registration_kept:
                     del self._kept_registrations[ident]
                     self._status_changed = True
@@ -2140,7 +2154,7 @@ class ClientSession:
         if type(slot) is not KeptSlot and (reg.key, reg.iid) not in self.registrations:
             kept = with_registration_kept(exc, KEPT_REGISTRATION)
             closing = self._closing_client
-            if kept.registration_kept and not closing and self._keep_registration(reg):
+            if kept.registration_kept and not closing and self._keep_registration(reg, exc):
                 exc = kept
         self._entry_done(slot, exc)
 
@@ -2181,8 +2195,14 @@ class ClientSession:
         reg = self.registrations.pop((key, iid), None)
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
-        if self._kept_registrations.pop((key, iid), None) is not None:
+        ident = (key, iid)
+        if self._kept_registrations.pop(ident, None) is not None:
             self._status_changed = True
+            if reg is None and ident in self._kept_unsent and ident not in self._kept_trying:
+                self._kept_unsent.discard(ident)  # never left this client: nothing to undo
+                if reply_to is not None:
+                    self._out.append(Complete(reply_to, None))
+                return
         self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
 
@@ -2540,7 +2560,12 @@ class ClientSession:
         # no node ever answered its open (nor acknowledged one of its registrations): a
         # close no node answers is nothing to warn of (review45 F10: "could not close
         # session ... on close" after a sidecar stopped before any node answered); sent
-        # all the same, in case a registration whose reply was lost opened it
+        # all the same, in case a registration whose reply was lost opened it; not when no
+        # connection ever completed a handshake: nothing left this client (review61 F4:
+        # close() waited its whole time-out)
+        if not self._handshaken:
+            self._out.append(Complete(reply_to, {"deregistered": 0}))
+            return
         self.request(
             "session_close", fields, timeout,
             on_reply=lambda result: self._out.append(Complete(reply_to, result)),

@@ -11,6 +11,7 @@ from session_harness import SVC, Handle, Harness, registration
 from meshreg.client import session as session_module
 from meshreg.client.actions import Complete, Fail
 from meshreg.client.commands import (
+    CloseSession,
     Deregister,
     ListRegistrations,
     Register,
@@ -301,3 +302,41 @@ def test_many_kept_registers_are_tried_again_in_batches() -> None:
     h.answer_batches()
     assert len(h.core.registrations) == 4 and h.core.status.kept_registrations == 0
     assert any("kept while no node could take it" in t for t in h.logs("info"))
+
+
+# -- review61 F4: a deregister of a kept registration no node can hold -----------------------
+def test_deregister_of_a_kept_registration_that_never_left_completes_at_once() -> None:
+    """Stopping a sidecar that no node ever answered waited its whole time-out for a
+    deregister no node could take, then failed (exit 1)."""
+    h = Harness(attempt_ms=ATTEMPT_MS, handshake=False)
+    done = failed_register(h)
+    assert done.error.registration_kept and done.error.unsent
+    reg = registration(0)
+    sent = len(h.requests("deregister"))
+    handle = Handle("d")
+    h.do(Deregister(reg.key, reg.iid, reg.fields, 3.0, handle))
+    assert isinstance(h.outcome(handle), Complete)  # at once: nothing to undo
+    assert len(h.requests("deregister")) == sent and h.core.status.kept_registrations == 0
+
+
+def test_deregister_of_a_kept_registration_that_may_be_held_is_sent() -> None:
+    """One try got no answer on a live connection (it may be applied): the deregister
+    goes to the node as any other."""
+    h = Harness(attempt_ms=ATTEMPT_MS)
+    done = failed_register(h)
+    assert done.error.registration_kept and not getattr(done.error, "unsent", False)
+    reg = registration(0)
+    h.do(Deregister(reg.key, reg.iid, reg.fields, 3.0, Handle("d")))
+    assert h.unanswered("deregister")
+
+
+def test_closing_a_session_no_connection_ever_carried_completes_at_once() -> None:
+    """review61 F4: ``close()`` of a client that no node ever answered waited its whole
+    time-out for a ``session_close`` that could not leave."""
+    h = Harness(attempt_ms=ATTEMPT_MS, handshake=False, session=True)
+    failed_register(h)
+    handle = Handle("close")
+    h.do(CloseSession(3.0, handle))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result == {"deregistered": 0}
+    assert h.unanswered("session_close") == []

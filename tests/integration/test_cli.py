@@ -191,6 +191,31 @@ def test_a_sidecar_started_before_any_node_waits_for_one(started_nodes) -> None:
         sidecar.wait(5)
 
 
+def test_a_sidecar_stopped_before_any_node_answered_exits_0_at_once() -> None:
+    """review61 F4: stopped while no node had ever answered, the sidecar waited its whole
+    --timeout for a deregister no node could take, printed an error and exited 1 (a
+    systemd unit stopped during an outage ended "failed").  Its register never left the
+    client: there is nothing to undo."""
+    address = f"127.0.0.1:{free_port_pair()}"  # nothing listens there
+    sidecar = subprocess.Popen(
+        meshreg_cmd("register", "never", "10.2.0.8:8000", "-s", address, "--timeout", "1"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    reader = LineReader(sidecar, "stderr")
+    try:
+        seen: list[str] = []
+        while not any("trying again" in x for x in seen):
+            seen.append(reader.next(15))
+        sidecar.terminate()
+        rc = sidecar.wait(10)
+        said = seen + [reader.next(1) for _ in range(reader.lines.qsize())]
+        assert rc == 0, said
+        assert not any("error" in x for x in said), said
+    finally:
+        sidecar.kill()
+        sidecar.wait(5)
+
+
 def test_deregister_command(node: NodeProcess) -> None:
     with Client([node.address]) as c:
         c.register("api", "10.3.0.1", 80)
