@@ -18,7 +18,7 @@ import click
 from meshreg import __version__
 from meshreg.addresses import parse_address
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
-from meshreg.errors import ConfigError, MeshregError
+from meshreg.errors import ConfigError, ErrorCode, MeshregError, ServerError
 from meshreg.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -922,15 +922,29 @@ def stats(
         raise click.UsageError(f"--json and --format {output} ask for two formats: give one")
     if as_json:
         output = "json"
+    if output_file is not None and output == "text":  # a usage error: exit 2 (review61 F6)
+        raise click.UsageError("--output goes with --format json or prometheus")
+    refused: ServerError | None = None  # the node answered with an error: it is up
     try:
         with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
-            result = c.stats()
-            view = c.cluster() if output == "prometheus" else None  # per-member lag, state
+            try:
+                result = c.stats()
+                view = c.cluster() if output == "prometheus" else None  # per-member lag
+            except ServerError as exc:
+                refused = exc
+                raise
     except SystemExit:
         if output_file is not None and output == "prometheus":
-            from meshreg.metrics import prometheus_down
+            from meshreg.metrics import prometheus_down, prometheus_refused
 
-            _write_atomically(output_file, prometheus_down(servers.split(",")[0].strip()))
+            node = servers.split(",")[0].strip()
+            if refused is not None:
+                code = refused.code
+                name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code)
+                text = prometheus_refused(node, name)
+            else:
+                text = prometheus_down(node)
+            _write_atomically(output_file, text)
         raise
     if output == "prometheus":
         from meshreg.metrics import prometheus_text
@@ -940,8 +954,6 @@ def stats(
     if output == "json":
         _emit(json.dumps(result, sort_keys=True) + "\n", output_file)
         return
-    if output_file is not None:
-        _fail("--output goes with --format json or prometheus")
     result = _safe_tree(result)
     inst = result["instances"]
     lines = [

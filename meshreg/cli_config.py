@@ -722,6 +722,13 @@ def force_ready(as_json: bool, servers: str, timeout: float) -> None:
     ready gate"), without the restart --config-force-ready needs: configs acknowledged by
     a majority without this node stay missing on it until a peer comes back.  Writes still
     need a majority.  Give exactly one node with -s; needs admin access to everything."""
+    ctx = click.get_current_context()
+    named = ctx.get_parameter_source("servers") is click.core.ParameterSource.COMMANDLINE
+    if not named and not ctx.meta.get("meshreg.servers_first"):  # (review61 F6)
+        raise click.UsageError(
+            "force-ready drops a safety gate on one node: name it with -s host:port "
+            f"(MESHREG_SERVERS and the default {servers!r} are not used for it)"
+        )
     if len([s for s in servers.split(",") if s.strip()]) != 1:
         raise click.UsageError(
             f"force-ready acts on one node: give exactly one -s host:port (got {servers!r})"

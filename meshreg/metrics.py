@@ -372,3 +372,20 @@ def prometheus_down(address: str) -> str:
         f"# HELP {name} {_FAMILIES[0].help}\n# TYPE {name} gauge\n"
         f"{_line(name, {'node': address}, 0)}\n"
     )
+
+
+def prometheus_refused(address: str, code: str) -> str:
+    """The exposition for a node that answered the stats read with an error (``code``,
+    e.g. PERMISSION_DENIED: the metrics key may not read stats): ``meshreg_up`` 1 (the
+    node is up: review61 F7, a "node down" alert for every node was sent) and
+    ``meshreg_stats_refused`` 1, labelled with the code."""
+    up = PREFIX + _FAMILIES[0].name
+    refused = PREFIX + "stats_refused"
+    return (
+        f"# HELP {up} {_FAMILIES[0].help}\n# TYPE {up} gauge\n"
+        f"{_line(up, {'node': address}, 1)}\n"
+        f"# HELP {refused} 1: the node answered but refused the stats read (the code says "
+        f"why; PERMISSION_DENIED: give the metrics key read access, docs/SECURITY.md)\n"
+        f"# TYPE {refused} gauge\n"
+        f"{_line(refused, {'node': address, 'code': code}, 1)}\n"
+    )

@@ -7,7 +7,7 @@ import copy
 import re
 from typing import Any
 
-from meshreg.metrics import prometheus_down, prometheus_text
+from meshreg.metrics import prometheus_down, prometheus_refused, prometheus_text
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\\\|\\"|\\n)*"'
@@ -171,3 +171,13 @@ def test_a_lone_node_without_cluster_or_config_parts() -> None:
 def test_a_node_that_did_not_answer_is_up_0() -> None:
     families = parse(prometheus_down("127.0.0.1:7800"))
     assert families == {"meshreg_up": ("gauge", [({"node": "127.0.0.1:7800"}, 0.0)])}
+
+
+def test_a_node_that_refused_the_read_is_up_and_says_why() -> None:
+    families = parse(prometheus_refused("127.0.0.1:7800", "PERMISSION_DENIED"))
+    assert families == {
+        "meshreg_up": ("gauge", [({"node": "127.0.0.1:7800"}, 1.0)]),
+        "meshreg_stats_refused": (
+            "gauge", [({"node": "127.0.0.1:7800", "code": "PERMISSION_DENIED"}, 1.0)]
+        ),
+    }

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, wait_until
+from helpers import free_port_pair, run_cli, wait_until
 from test_configs import Conn, keys_and_acl, start_nodes
 
 pytestmark = pytest.mark.timeout(150)
@@ -102,3 +102,16 @@ def test_an_admin_forces_a_lone_survivor_ready_at_run_time(tmp_path: Path) -> No
             c.close()
         for node in nodes:
             node.cleanup()
+
+
+def test_force_ready_needs_the_node_named_with_s() -> None:
+    """review61 F6: without -s it went to MESHREG_SERVERS or 127.0.0.1:7800; an override
+    that drops a safety gate names its node."""
+    for env in (None, {"MESHREG_SERVERS": "127.0.0.1:1"}):
+        out = run_cli("config", "force-ready", env=env)
+        assert out.returncode == 2, out
+        assert "name it with -s host:port" in out.stderr, out.stderr
+    dead = f"127.0.0.1:{free_port_pair()}"
+    for args in (("config", "force-ready", "-s", dead), ("-s", dead, "config", "force-ready")):
+        out = run_cli(*args, "--timeout", "0.5")
+        assert out.returncode == 1 and "name it with -s" not in out.stderr, out
