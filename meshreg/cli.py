@@ -929,10 +929,16 @@ def stats(
         with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
             try:
                 result = c.stats()
-                view = c.cluster() if output == "prometheus" else None  # per-member lag
             except ServerError as exc:
                 refused = exc
                 raise
+            view = None
+            if output == "prometheus":  # per-member lag and state: without them if refused
+                try:
+                    view = c.cluster()
+                except ServerError as exc:
+                    click.echo(f"meshreg: the cluster view was refused ({_safe(exc)}): "
+                               "written without the per-member metrics", err=True)  # fmt: skip
     except SystemExit:
         if output_file is not None and output == "prometheus":
             from meshreg.metrics import prometheus_down, prometheus_refused

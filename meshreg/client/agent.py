@@ -537,6 +537,11 @@ class ClientAgent:
             return
         if refused.startswith("authentication refused"):  # ZAP: the node's ACL said no
             why = "its key is not accepted there now (the node's ACL)"
+        elif refused.startswith("security mechanism mismatch"):
+            why = (
+                "give this client key= and server_key= if the node runs with --key, none "
+                "if it does not"
+            )
         else:  # closed mid-handshake: most often a server_key that is not the node's
             why = (
                 "is server_key the cluster's public key now (a cluster key rotated?), and "

@@ -490,7 +490,10 @@ class ClientSession:
         # registers no node could take (review59 F2): made once a node answers
         self._kept_registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
         self._kept_trying: set[tuple[ServiceKey, InstanceId]] = set()  # a try in flight
-        self._kept_unsent: set[tuple[ServiceKey, InstanceId]] = set()  # every try unsent
+        # registrations a failed try of which may have reached a node (not unsent), until
+        # registered or deregistered: a deregister of one kept must then be sent
+        self._may_hold: set[tuple[ServiceKey, InstanceId]] = set()
+        self._left_any = False  # some request may have left this client (a handshake)
         self._next_kept_try = math.inf
         self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
         # the server whose notifications the loop's SUB takes (it keeps it, subscriptions
@@ -797,6 +800,7 @@ class ClientSession:
         """The loop saw the server connection's handshake complete: what was queued on it
         leaves now (until then libzmq holds it, and drops it with the connection)."""
         self._link_up = True
+        self._left_any = True
         self._link_refused = None
         self._refused_by.clear()
         self._handshake_refused.pop(self.server, None)
@@ -821,6 +825,7 @@ class ClientSession:
         settling = self._settling.pop(connection, [])
         riding = self._riding.pop(connection, {})
         if handshaken:
+            self._left_any = True  # (a handshake the loop saw only now: review62)
             for req_id, queued in riding.items():
                 p = self._pending.get(req_id)
                 if p is not None and queued:
@@ -1881,6 +1886,7 @@ class ClientSession:
                 if done is not None:
                     done(DROPPED)
                 return
+            self._may_hold.discard(ident)
             if self._kept_registrations.pop(ident, None) is not None:
                 self._status_changed = True  # (made by the caller's own register again)
             if self.session is None:
@@ -1910,9 +1916,10 @@ class ClientSession:
                 left = max(self.settings.attempt_timeout, started + timeout - self._now)
                 self._register(reg, left, reply_to, done, keep, wanted)
                 return
+            self._tried(reg, exc)
             if keep and (reg.key, reg.iid) not in self.registrations and not self._closing_client:
                 kept = with_registration_kept(exc, KEPT_REGISTRATION)
-                if kept.registration_kept and self._keep_registration(reg, exc):
+                if kept.registration_kept and self._keep_registration(reg):
                     exc = kept
             if done is not None:
                 done(exc)
@@ -1921,29 +1928,26 @@ class ClientSession:
 
         self.request("register", reg.fields, timeout, None, registered, failed)
 
-    def _keep_registration(self, reg: Registration, exc: BaseException) -> bool:
+    def _keep_registration(self, reg: Registration) -> bool:
         """Keep ``reg`` to make it once a node answers; False: the bound is reached (the
-        caller is told it failed, not that it is kept).  ``exc``: why it failed (one that
-        never left this client leaves it in ``_kept_unsent``)."""
+        caller is told it failed, not that it is kept)."""
         ident = (reg.key, reg.iid)
-        fresh = ident not in self._kept_registrations
-        if fresh and len(self._kept_registrations) >= MAX_KEPT_REGISTRATIONS:
+        if ident not in self._kept_registrations and len(self._kept_registrations) >= (
+            MAX_KEPT_REGISTRATIONS
+        ):
             return False
         self._kept_registrations[ident] = reg
-        self._note_kept_try(ident, exc, fresh)
         self._status_changed = True
         self._next_kept_try = min(self._next_kept_try, self._now + KEPT_REGISTER_RETRY)
         return True
 
-    def _note_kept_try(self, ident: Any, exc: BaseException, fresh: bool = False) -> None:
-        """A try of a kept registration failed with ``exc``: it stays in ``_kept_unsent``
-        (no node can hold it: a deregister has nothing to undo) while every try never left
-        this client (review61 F4: stopping a sidecar that no node ever answered waited its
-        whole time-out for a deregister, then exited 1)."""
-        if getattr(exc, "unsent", False) and (fresh or ident in self._kept_unsent):
-            self._kept_unsent.add(ident)
-        else:
-            self._kept_unsent.discard(ident)
+    def _tried(self, reg: Registration, exc: BaseException) -> None:
+        """A register try of ``reg`` failed with ``exc``: unless it never left this client
+        (``unsent``), a node may hold it, and its deregister must be sent (review61 F4: a
+        kept registration no try of which left is only dropped; review62: a replacement's
+        unsent try does not make an earlier one unsent)."""
+        if not getattr(exc, "unsent", False) and exc is not DROPPED:
+            self._may_hold.add((reg.key, reg.iid))
 
     def _try_kept(self) -> None:
         """Register again what no node could take (when a node answers again, and every
@@ -1954,7 +1958,8 @@ class ClientSession:
             self._status_changed = True
         kept = bool(self._kept_registrations)
         self._next_kept_try = self._now + KEPT_REGISTER_RETRY if kept else math.inf
-        self._kept_unsent &= self._kept_registrations.keys()  # (bounded by the kept)
+        if len(self._may_hold) > 2 * len(self._kept_registrations) + 1024:  # bounded
+            self._may_hold &= self._kept_registrations.keys() | self._registering()
         bulk = []  # (with register_batch) tried in batches: 50,000 kept are 196 requests
         timeout = self._liveness_timeout()
         for ident, reg in list(self._kept_registrations.items()):
@@ -1974,7 +1979,6 @@ class ClientSession:
                     return
                 if self._kept_registrations.get(ident) is not reg:
                     return  # deregistered, or made by the caller's register, meanwhile
-                self._note_kept_try(ident, exc)
                 if not with_registration_kept(exc, "").registration_kept:
                     del self._kept_registrations[ident]
                     self._status_changed = True
@@ -2016,6 +2020,10 @@ class ClientSession:
             chunk = []
             while bulk and len(chunk) < take:
                 item = bulk.popleft()
+                slot = item[1]
+                if type(slot) is KeptSlot and not slot.wanted():  # dropped, or replaced by
+                    slot.done(DROPPED)  # a newer register, while it waited (review62)
+                    continue
                 if now >= item[2]:
                     self._bulk_failed([item], self._unqueued(item))
                     continue
@@ -2032,10 +2040,12 @@ class ClientSession:
                     self._send_batch(namespace, group[start : start + BATCH_ENTRIES])
 
     def _unqueued(self, item: tuple[Registration, ReplyTo, float]) -> MeshregError:
-        return ServerUnreachableError(
+        error = ServerUnreachableError(
             f"register: not sent within its time-out (queued behind other registrations "
-            f"to {self.server}); give register_many a larger timeout"
+            f"to {self.server}; not applied); give register_many a larger timeout"
         )
+        error.unsent = True  # it never left this client
+        return error
 
     def _send_batch(self, namespace: str, items: list[Any]) -> None:
         """One ``register_batch`` (halved while its body is above BATCH_BYTES)."""
@@ -2106,6 +2116,7 @@ class ClientSession:
                 if type(reply_to) is KeptSlot and not reply_to.wanted():
                     reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
                     continue
+                self._may_hold.discard(ident)
                 if self._kept_registrations.pop(ident, None) is not None:
                     self._status_changed = True
                 if self.session is None:
@@ -2150,11 +2161,15 @@ class ClientSession:
 
     def _entry_failed(self, reg: Registration, slot: Any, exc: BaseException) -> None:
         """An item of a bulk registration failed: kept, as a ``register`` is, when waiting
-        may cure its error (no node answered, none ready), and its caller told so."""
-        if type(slot) is not KeptSlot and (reg.key, reg.iid) not in self.registrations:
+        may cure its error (no node answered, none ready), and its caller told so.  Only a
+        caller's: a redo of this client's own (``slot`` None: a session lost, say) is not
+        (review62: an instance deregistered while its redo was out came back)."""
+        self._tried(reg, exc)
+        caller = slot is not None and type(slot) is not KeptSlot
+        if caller and (reg.key, reg.iid) not in self.registrations:
             kept = with_registration_kept(exc, KEPT_REGISTRATION)
             closing = self._closing_client
-            if kept.registration_kept and not closing and self._keep_registration(reg, exc):
+            if kept.registration_kept and not closing and self._keep_registration(reg):
                 exc = kept
         self._entry_done(slot, exc)
 
@@ -2198,11 +2213,16 @@ class ClientSession:
         ident = (key, iid)
         if self._kept_registrations.pop(ident, None) is not None:
             self._status_changed = True
-            if reg is None and ident in self._kept_unsent and ident not in self._kept_trying:
-                self._kept_unsent.discard(ident)  # never left this client: nothing to undo
+            if (
+                reg is None
+                and ident not in self._may_hold
+                and ident not in self._kept_trying
+                and ident not in self._registering()
+            ):  # no try of it ever left this client: nothing to undo (review61 F4)
                 if reply_to is not None:
                     self._out.append(Complete(reply_to, None))
                 return
+        self._may_hold.discard(ident)
         self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
 
@@ -2561,9 +2581,9 @@ class ClientSession:
         # close no node answers is nothing to warn of (review45 F10: "could not close
         # session ... on close" after a sidecar stopped before any node answered); sent
         # all the same, in case a registration whose reply was lost opened it; not when no
-        # connection ever completed a handshake: nothing left this client (review61 F4:
-        # close() waited its whole time-out)
-        if not self._handshaken:
+        # connection ever completed a handshake (``_left_any``): nothing left this client
+        # (review61 F4: close() waited its whole time-out)
+        if not self._left_any:
             self._out.append(Complete(reply_to, {"deregistered": 0}))
             return
         self.request(

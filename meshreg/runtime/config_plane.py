@@ -380,7 +380,9 @@ class ConfigPlane:
         # peers whose lists do not name this node: said once that lasts (a running peer
         # names only the ids it has heard: a node joining it is unnamed for a beacon or two)
         self._unlisted_warn_at = math.inf
+        self._unlisted_since: dict[str, float] = {}  # peer -> when first seen unlisting us
         self._unlisted_said: frozenset[str] = frozenset()
+        self._unlisted_was_said = False  # (then "a full member" is said when it ends)
         self._forwards: dict[int, _Forward] = {}
         self._unsent: list[_Unsent] = []
         self._now = now  # the time of the input being handled (replies kept for a resend)
@@ -512,27 +514,40 @@ class ConfigPlane:
         if rep.learners - before[0]:
             log.info("configs: learners (pushed every version committed here, never "
                      "counted in a majority): %s", ", ".join(sorted(rep.learners)))  # fmt: skip
-        if rep.unlisted - before[1]:  # said if it lasts UNLISTED_SAID_AFTER (review61 F1)
-            self._unlisted_warn_at = min(self._unlisted_warn_at, self._now + UNLISTED_SAID_AFTER)
-            self._wake = min(self._wake, self._unlisted_warn_at)
-        elif before[1] and not rep.unlisted:
-            if self._unlisted_said:
-                log.info("configs: every configured peer up lists this node: a full member")
-            self._unlisted_said, self._unlisted_warn_at = frozenset(), math.inf
+        # each peer said once it has left this node out UNLISTED_SAID_AFTER (review61 F1)
+        since = self._unlisted_since
+        for peer in rep.unlisted - since.keys():
+            since[peer] = self._now
+        for peer in since.keys() - rep.unlisted:
+            del since[peer]
+        self._unlisted_said &= since.keys()
+        self._arm_unlisted()
+        if before[1] and not rep.unlisted and self._unlisted_was_said:
+            self._unlisted_was_said = False
+            log.info("configs: every configured peer up lists this node: a full member")
 
-    def _say_unlisted(self) -> None:
-        """The peers whose lists do not name this node, still so UNLISTED_SAID_AFTER
-        later: said (each of them, once while it lasts)."""
-        self._unlisted_warn_at = math.inf
-        unlisted = self.replicator.unlisted
-        if unlisted - self._unlisted_said:
+    def _arm_unlisted(self) -> None:
+        """The next time a peer's list not naming this node is due to be said."""
+        waiting = [t for p, t in self._unlisted_since.items() if p not in self._unlisted_said]
+        self._unlisted_warn_at = min(waiting) + UNLISTED_SAID_AFTER if waiting else math.inf
+        self._wake = min(self._wake, self._unlisted_warn_at)
+
+    def _say_unlisted(self, now: float) -> None:
+        """The peers whose lists have not named this node for UNLISTED_SAID_AFTER: said
+        (once each while it lasts; those unnamed for less are not: review62)."""
+        due = frozenset(
+            p for p, t in self._unlisted_since.items() if now - t >= UNLISTED_SAID_AFTER
+        )
+        if due - self._unlisted_said:
             log.warning(
                 "configs: the peer lists of %s do not name this node: it serves config "
                 "reads as their learner and forwards every config write; give every node "
                 'the same peer list (docs/CONFIG.md, "A new node: learner")',
-                ", ".join(sorted(unlisted)),
+                ", ".join(sorted(due)),
             )
-        self._unlisted_said = frozenset(unlisted)
+            self._unlisted_was_said = True
+        self._unlisted_said |= due
+        self._arm_unlisted()
 
     def set_hash_names(self, names: dict[str, str]) -> None:
         """The peers our list names by host name, under the address each announces: the
@@ -635,7 +650,7 @@ class ConfigPlane:
         self._now = now
         self._take_time(now)
         if now >= self._unlisted_warn_at:
-            self._say_unlisted()
+            self._say_unlisted(now)
         if now < self._wake and (now < self._next_prune or not len(self.store)):
             if self._commits.busy():
                 self.flush(now)

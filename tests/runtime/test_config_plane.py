@@ -1563,12 +1563,18 @@ def test_a_peer_list_not_naming_this_node_is_said_only_once_it_lasts(
         said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
         assert said == [] and not [r for r in caplog.records if "a full member" in r.getMessage()]
         plane.set_learners(frozenset(), frozenset({a}))  # lists that really differ
-        net.tick(1.0)
-        plane.set_learners(frozenset(), frozenset({a, b}))
-        net.tick(config_plane.UNLISTED_SAID_AFTER)
+        net.tick(config_plane.UNLISTED_SAID_AFTER - 0.2)
+        plane.set_learners(frozenset(), frozenset({a, b}))  # b: for a beacon only
+        net.tick(0.1)
+        plane.set_learners(frozenset(), frozenset({a}))
+        net.tick(0.3)
         said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
-        assert len(said) == 1 and a in said[0] and b in said[0], said
-        net.tick(config_plane.UNLISTED_SAID_AFTER * 2)  # said once while it lasts
-        assert len([r for r in caplog.records if "name this node" in r.getMessage()]) == 1
+        assert len(said) == 1 and a in said[0] and b not in said[0], said  # (review62)
+        plane.set_learners(frozenset(), frozenset({a, b}))  # b for good, later
+        net.tick(config_plane.UNLISTED_SAID_AFTER + 0.2)
+        said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
+        assert len(said) == 2 and a in said[1] and b in said[1], said
+        net.tick(config_plane.UNLISTED_SAID_AFTER * 2)  # said once each while it lasts
+        assert len([r for r in caplog.records if "name this node" in r.getMessage()]) == 2
         plane.set_learners(frozenset(), frozenset())
         assert [r for r in caplog.records if "a full member" in r.getMessage()]
