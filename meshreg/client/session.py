@@ -1946,8 +1946,13 @@ class ClientSession:
         (``unsent``), a node may hold it, and its deregister must be sent (review61 F4: a
         kept registration no try of which left is only dropped; review62: a replacement's
         unsent try does not make an earlier one unsent)."""
-        if not getattr(exc, "unsent", False) and exc is not DROPPED:
-            self._may_hold.add((reg.key, reg.iid))
+        if getattr(exc, "unsent", False) or exc is DROPPED:
+            return
+        if not with_registration_kept(exc, "").registration_kept:
+            return  # refused for good (a quota, the ACL): not applied, never kept
+        if len(self._may_hold) > 2 * len(self._kept_registrations) + 1024:  # bounded
+            self._may_hold &= self._kept_registrations.keys() | self._registering()
+        self._may_hold.add((reg.key, reg.iid))
 
     def _try_kept(self) -> None:
         """Register again what no node could take (when a node answers again, and every
@@ -1958,8 +1963,6 @@ class ClientSession:
             self._status_changed = True
         kept = bool(self._kept_registrations)
         self._next_kept_try = self._now + KEPT_REGISTER_RETRY if kept else math.inf
-        if len(self._may_hold) > 2 * len(self._kept_registrations) + 1024:  # bounded
-            self._may_hold &= self._kept_registrations.keys() | self._registering()
         bulk = []  # (with register_batch) tried in batches: 50,000 kept are 196 requests
         timeout = self._liveness_timeout()
         for ident, reg in list(self._kept_registrations.items()):
