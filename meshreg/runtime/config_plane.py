@@ -534,9 +534,11 @@ class ConfigPlane:
 
     def _say_unlisted(self, now: float) -> None:
         """The peers whose lists have not named this node for UNLISTED_SAID_AFTER: said
-        (once each while it lasts; those unnamed for less are not: review62)."""
+        (once each while it lasts), with those unnamed for half as long (one line for
+        peers heard a beacon apart); not those unnamed for less (a newcomer unnamed for a
+        beacon: review62)."""
         due = frozenset(
-            p for p, t in self._unlisted_since.items() if now - t >= UNLISTED_SAID_AFTER
+            p for p, t in self._unlisted_since.items() if now - t >= UNLISTED_SAID_AFTER / 2
         )
         if due - self._unlisted_said:
             log.warning(
