@@ -335,6 +335,7 @@ class Pending:
     refused_copy: str | None = None
     refusals: int = 0  # copies refused unwritten (all of them: the call was not applied)
     copies: int = 0  # copies that may have reached a node (sent on a live connection)
+    late_resent: bool = False  # a copy refused as late was sent once more (``_late_copy``)
     queued: int = 0  # copies waiting on the server connection's handshake (may leave yet)
 
 
@@ -346,6 +347,7 @@ class BulkChunk:
     reply_to: ReplyTo
     left: int
     failed: list[tuple[int, BaseException]] = field(default_factory=list)
+    late: set[int] = field(default_factory=set)  # items sent once more after a late refusal
 
 
 @dataclass(slots=True)
@@ -356,6 +358,7 @@ class KeptSlot:
 
     done: Callable[[BaseException | None], None]
     wanted: Callable[[], bool]
+    late: bool = False  # sent once more after a late refusal (``_late_entry``)
 
 
 @dataclass
@@ -707,6 +710,19 @@ class ClientSession:
                 reply.code, reply.message, source, reply.unwritten, reply.revision, reply.current
             )
             pending.refusals += reply.unwritten
+            if self._late_copy(pending, reply):
+                # a copy that waited out its deadline (queued while no node listened, in
+                # a stopped node): not applied; the call has time left: once more now,
+                # with a new deadline (review63: the call failed with "check the clocks"
+                # 10 s before its time-out, the node up and ready)
+                pending.late_resent = True
+                pending.refused_copy = f"{source} refused one copy: {reply.message}"
+                pending.attempt_deadline = min(
+                    pending.deadline, now + self.settings.attempt_timeout
+                )
+                self._pending[reply.request_id] = pending
+                self._send(reply.request_id, pending)
+                return self._take()
             if reply.unwritten and pending.refusals < pending.copies and pending.op in STAMPED_OPS:
                 # One copy was not applied (refused as late: it waited out its deadline in
                 # a stopped node), not the call: a copy sent since may be, and the first
@@ -721,6 +737,20 @@ class ClientSession:
                 return self._take()
             self._resolve(pending, None, error)
         return self._take()
+
+    def _late_copy(self, pending: Pending, reply: ReplyError) -> bool:
+        """A write's copy refused as late (PROTOCOL.md 2.1, "Deadline": UNAVAILABLE,
+        written false, "after its deadline"), the first such of the call, with an attempt's
+        time left: sent once more (a second late refusal is the call's answer: the clocks
+        differ, as the message says)."""
+        return (
+            reply.unwritten
+            and reply.code == ErrorCode.UNAVAILABLE
+            and pending.op in STAMPED_OPS
+            and not pending.late_resent
+            and "after its deadline" in reply.message
+            and self._now + self.settings.attempt_timeout < pending.deadline
+        )
 
     def _catching_up(self, pending: Pending, reply: ReplyError, source: str) -> bool:
         """A read our server refused as UNAVAILABLE: a cluster member catching up from its
@@ -2133,6 +2163,9 @@ class ClientSession:
                 self._entry_done(reply_to, None)
                 continue
             code = result.code
+            if self._late_entry(result, reply_to, deadline):
+                again.append((reg, reply_to, deadline))  # (review63: the call failed with
+                continue  # "check the clocks" with the node up, its time-out far off)
             if (
                 in_session
                 and code == ErrorCode.RESOURCE_EXHAUSTED
@@ -2152,6 +2185,28 @@ class ClientSession:
                 f"registrations of a batch (e.g. {errors[0][0].key} {errors[0][0].iid}: "
                 f"{errors[0][1]})",
             )
+
+    def _late_entry(self, result: EntryRefusal, slot: Any, deadline: float) -> bool:
+        """An entry of a caller's batch refused as late (its copy waited out its deadline:
+        queued while no node listened, in a stopped node), with an attempt's time left:
+        queued once more (``_late_copy`` for a whole request); a second late refusal is
+        its answer."""
+        if (
+            result.code != ErrorCode.UNAVAILABLE
+            or "after its deadline" not in result.message
+            or self._now + self.settings.attempt_timeout >= deadline
+        ):
+            return False
+        if type(slot) is tuple:
+            chunk, index = slot
+            if index in chunk.late:
+                return False
+            chunk.late.add(index)
+            return True
+        if type(slot) is KeptSlot and not slot.late:
+            slot.late = True
+            return True
+        return False
 
     def _register_single(self, reg: Registration, timeout: float, slot: Any) -> None:
         """One ``register`` for an item of a bulk registration (an older server)."""

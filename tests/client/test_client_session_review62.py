@@ -4,12 +4,14 @@ failed on its first version (the reviewer's experiments, /tmp/review62)."""
 from __future__ import annotations
 
 import pytest
-from session_harness import Handle, Harness, registration
+from session_harness import Handle, Harness, Sent, registration
 from test_client_session_kept_registration import PING, node_answers
 
 from meshreg.client import session as session_module
-from meshreg.client.actions import Complete
+from meshreg.client.actions import Complete, Fail
 from meshreg.client.commands import CloseSession, Deregister, Register, RegisterBatch, Registration
+from meshreg.client.messages import ReplyError
+from meshreg.errors import ErrorCode
 
 
 def test_a_kept_entry_queued_behind_the_window_and_deregistered_is_not_sent(
@@ -131,3 +133,55 @@ def test_a_redo_that_got_no_answer_does_not_bring_back_a_deregistered_instance()
     again = [s for s in h.sent[start:] if s.op in ("register", "register_batch") and gone.fields[
         "ip"] in [s.fields.get("ip")] + [e["ip"] for e in s.fields.get("instances", [])]]
     assert again == [] and (gone.key, gone.iid) not in h.core.registrations
+
+
+# -- review63: a copy refused as late, with the call's time left ------------------------------
+LATE = ("register: public/DEFAULT_GROUP/orders 10.0.0.1:80 reached node a:1 0.551s after its "
+        "deadline (the client's clock): not applied")  # fmt: skip
+
+
+def refuse_late(h: Harness, req: Sent) -> None:
+    h.run(h.core.on_reply(req.to, ReplyError(req.id, int(ErrorCode.UNAVAILABLE), LATE, True),
+                          h.now))  # fmt: skip
+
+
+def test_a_register_copy_refused_as_late_is_sent_once_more_with_a_new_deadline() -> None:
+    """review63: a copy that waited in the client's socket while no node listened reached
+    the node late; the call failed on it ("check the clocks"), its time-out 10 s off."""
+    h = Harness(attempt_ms=500, wall_offset=1_000_000.0)
+    handle = Handle("r")
+    h.do(Register(registration(0), 12.0, handle))
+    (first,) = h.unanswered("register")
+    refuse_late(h, first)
+    assert h.outcome(handle) is None
+    (again,) = h.unanswered("register")
+    assert again.fields["deadline"] >= first.fields["deadline"]
+    h.reply(again)
+    assert isinstance(h.outcome(handle), Complete)
+
+
+def test_a_second_late_refusal_is_the_calls_answer() -> None:
+    """Every copy refused as late: the clocks differ (the message says so); no loop."""
+    h = Harness(attempt_ms=500, wall_offset=1_000_000.0)
+    handle = Handle("r")
+    h.do(Register(registration(0), 12.0, handle))
+    refuse_late(h, h.unanswered("register")[0])
+    refuse_late(h, h.unanswered("register")[0])
+    done = h.outcome(handle)
+    assert isinstance(done, Fail) and "after its deadline" in str(done.error)
+    assert len(h.requests("register")) == 2
+
+
+def test_register_many_entries_refused_as_late_are_sent_once_more() -> None:
+    h = Harness(attempt_ms=500, wall_offset=1_000_000.0)
+    handle = Handle("many")
+    h.do(RegisterBatch(tuple((registration(n), None) for n in range(3)), 12.0, handle))
+    (out,) = h.unanswered("register_batch")
+    h.reply(out, {"results": [[int(ErrorCode.UNAVAILABLE), LATE], None, [int(
+        ErrorCode.UNAVAILABLE), LATE]]})  # fmt: skip
+    (again,) = h.unanswered("register_batch")
+    assert len(again.fields["instances"]) == 2
+    h.reply(again, {"results": [None, [int(ErrorCode.UNAVAILABLE), LATE]]})  # once only
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and [i for i, _ in done.result] == [2]
+    assert len(h.core.registrations) == 2

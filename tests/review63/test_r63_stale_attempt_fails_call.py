@@ -56,7 +56,7 @@ def _call_spanning_the_node_start(call: Any) -> tuple[BaseException | None, list
             thread.start()
             # the call's attempts wait on the absent node for a while (it has 12 s)
             wait_until(lambda: thread.is_alive(), 1, 0.01)
-            time.sleep(2.0)  # the outage lasts 2 s of the call: the situation itself
+            thread.join(2.0)  # the outage lasts 2 s of the call: the situation itself
             assert thread.is_alive()
             node.start()
             thread.join(30)
