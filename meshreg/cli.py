@@ -18,7 +18,7 @@ import click
 from meshreg import __version__
 from meshreg.addresses import parse_address
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
-from meshreg.errors import ConfigError, ErrorCode, MeshregError, ServerError
+from meshreg.errors import ConfigError, MeshregError, ServerError
 from meshreg.model import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -945,9 +945,7 @@ def stats(
 
             node = servers.split(",")[0].strip()
             if refused is not None:
-                code = refused.code
-                name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else str(code)
-                text = prometheus_refused(node, name)
+                text = prometheus_refused(node, refused.code_name)
             else:
                 text = prometheus_down(node)
             _write_atomically(output_file, text)

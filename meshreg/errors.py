@@ -115,6 +115,7 @@ class ServerError(MeshregError):
             name = ErrorCode(code).name
         except ValueError:
             name = f"code {code}"
+        self.code_name = name  # UNAVAILABLE, PERMISSION_DENIED, ... (or "code N")
         where = f" from {server}" if server else ""
         super().__init__(f"{name}{where}: {message}")
         self.detail = message

@@ -350,6 +350,12 @@ class BulkChunk:
     late: set[int] = field(default_factory=set)  # items sent once more after a late refusal
 
 
+def _refused_late(code: int, message: str) -> bool:
+    """A write (or batch entry) refused because it reached the node after its deadline
+    (core/registry, configcenter/replication: "... after its deadline ...")."""
+    return code == ErrorCode.UNAVAILABLE and "after its deadline" in message
+
+
 @dataclass(slots=True)
 class KeptSlot:
     """The slot of a kept registration tried again in a ``register_batch``
@@ -626,13 +632,11 @@ class ClientSession:
             case Call(op, fields, timeout, reply_to):
                 self.request(op, fields, timeout, reply_to)
             case Register(reg, timeout, reply_to):
-                if self._kept_registrations.pop((reg.key, reg.iid), None) is not None:
-                    self._status_changed = True  # this register replaces the kept one
+                self._unkeep((reg.key, reg.iid))  # this register replaces the kept one
                 self._register(reg, timeout, reply_to, keep=True)
             case RegisterBatch(items, timeout, reply_to):
                 for reg, _ in items:  # these registers replace the kept ones
-                    if self._kept_registrations.pop((reg.key, reg.iid), None) is not None:
-                        self._status_changed = True
+                    self._unkeep((reg.key, reg.iid))
                 if reply_to is not None:  # one handle for all: each item reports to it
                     chunk = BulkChunk(reply_to, len(items))
                     items = tuple((reg, (chunk, i)) for i, (reg, _) in enumerate(items))
@@ -745,10 +749,9 @@ class ClientSession:
         differ, as the message says)."""
         return (
             reply.unwritten
-            and reply.code == ErrorCode.UNAVAILABLE
             and pending.op in STAMPED_OPS
             and not pending.late_resent
-            and "after its deadline" in reply.message
+            and _refused_late(reply.code, reply.message)
             and self._now + self.settings.attempt_timeout < pending.deadline
         )
 
@@ -1916,9 +1919,7 @@ class ClientSession:
                 if done is not None:
                     done(DROPPED)
                 return
-            self._may_hold.discard(ident)
-            if self._kept_registrations.pop(ident, None) is not None:
-                self._status_changed = True  # (made by the caller's own register again)
+            self._forget_kept(ident)  # (made by the caller's own register again, maybe)
             if self.session is None:
                 reg.fields.pop("session", None)  # fell back while it was in flight
                 if named is not None and self._suspended is not None:
@@ -1970,6 +1971,18 @@ class ClientSession:
         self._status_changed = True
         self._next_kept_try = min(self._next_kept_try, self._now + KEPT_REGISTER_RETRY)
         return True
+
+    def _unkeep(self, ident: tuple[ServiceKey, InstanceId]) -> bool:
+        """No longer kept (made, replaced, deregistered); whether it was."""
+        if self._kept_registrations.pop(ident, None) is None:
+            return False
+        self._status_changed = True
+        return True
+
+    def _forget_kept(self, ident: tuple[ServiceKey, InstanceId]) -> None:
+        """Registered: neither kept nor possibly held unknown any more."""
+        self._may_hold.discard(ident)
+        self._unkeep(ident)
 
     def _tried(self, reg: Registration, exc: BaseException) -> None:
         """A register try of ``reg`` failed with ``exc``: unless it never left this client
@@ -2149,9 +2162,7 @@ class ClientSession:
                 if type(reply_to) is KeptSlot and not reply_to.wanted():
                     reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
                     continue
-                self._may_hold.discard(ident)
-                if self._kept_registrations.pop(ident, None) is not None:
-                    self._status_changed = True
+                self._forget_kept(ident)
                 if self.session is None:
                     reg.fields.pop("session", None)
                     if in_session and self._suspended is not None:
@@ -2191,10 +2202,8 @@ class ClientSession:
         queued while no node listened, in a stopped node), with an attempt's time left:
         queued once more (``_late_copy`` for a whole request); a second late refusal is
         its answer."""
-        if (
-            result.code != ErrorCode.UNAVAILABLE
-            or "after its deadline" not in result.message
-            or self._now + self.settings.attempt_timeout >= deadline
+        if not _refused_late(result.code, result.message) or (
+            self._now + self.settings.attempt_timeout >= deadline
         ):
             return False
         if type(slot) is tuple:
@@ -2269,17 +2278,15 @@ class ClientSession:
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
         ident = (key, iid)
-        if self._kept_registrations.pop(ident, None) is not None:
-            self._status_changed = True
-            if (
-                reg is None
-                and ident not in self._may_hold
-                and ident not in self._kept_trying
-                and ident not in self._registering()
-            ):  # no try of it ever left this client: nothing to undo (review61 F4)
-                if reply_to is not None:
-                    self._out.append(Complete(reply_to, None))
-                return
+        if self._unkeep(ident) and (
+            reg is None
+            and ident not in self._may_hold
+            and ident not in self._kept_trying
+            and ident not in self._registering()
+        ):  # no try of it ever left this client: nothing to undo (review61 F4)
+            if reply_to is not None:
+                self._out.append(Complete(reply_to, None))
+            return
         self._may_hold.discard(ident)
         self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))

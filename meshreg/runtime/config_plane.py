@@ -95,6 +95,7 @@ from meshreg.errors import ErrorCode, RemoteProtocolError, RequestRejected
 from meshreg.log_limiter import LogLimiter
 from meshreg.runtime.config_commit import RETRY_INTERVAL, CommitPipeline, Turn
 from meshreg.runtime.config_trace import HopTrace
+from meshreg.runtime.unlisted_notice import UnlistedNotice
 from meshreg.security.acl import ALL, Access, Principal
 from meshreg.security.authz import permits
 from meshreg.wire.config_messages import (
@@ -150,8 +151,6 @@ PARK_SECONDS = BEHIND_WAIT  # s; a read behind its min_revision waits this long 
 MAX_PARKED = 10_000  # reads waiting at once; more: UNAVAILABLE at once
 MAX_PARKED_PER_NAMESPACE = MAX_PARKED // 4  # of them, a namespace's share: it may take
 # more only while this many places stay free for the others (alone: 7,500 of the 10,000)
-UNLISTED_SAID_AFTER = 5.0  # s; a peer list not naming this node is said once it lasts this
-# long (a running peer names only the ids it has heard; a node joining it: a beacon or two)
 PRUNE_INTERVAL = 1.0  # s; one bounded history prune step per interval
 PRUNE_BEHIND_INTERVAL = 0.02  # s; the next step when the last stopped at its budget
 MAX_FORWARDS = 10_000  # forwarded writes awaiting their owner's answer
@@ -377,12 +376,7 @@ class ConfigPlane:
             )
         self._next_prune = now + PRUNE_INTERVAL
         self._wake = now
-        # peers whose lists do not name this node: said once that lasts (a running peer
-        # names only the ids it has heard: a node joining it is unnamed for a beacon or two)
-        self._unlisted_warn_at = math.inf
-        self._unlisted_since: dict[str, float] = {}  # peer -> when first seen unlisting us
-        self._unlisted_said: frozenset[str] = frozenset()
-        self._unlisted_was_said = False  # (then "a full member" is said when it ends)
+        self._unlisted = UnlistedNotice()  # peers whose lists do not name this node
         self._forwards: dict[int, _Forward] = {}
         self._unsent: list[_Unsent] = []
         self._now = now  # the time of the input being handled (replies kept for a resend)
@@ -514,42 +508,19 @@ class ConfigPlane:
         if rep.learners - before[0]:
             log.info("configs: learners (pushed every version committed here, never "
                      "counted in a majority): %s", ", ".join(sorted(rep.learners)))  # fmt: skip
-        # each peer said once it has left this node out UNLISTED_SAID_AFTER (review61 F1)
-        since = self._unlisted_since
-        for peer in rep.unlisted - since.keys():
-            since[peer] = self._now
-        for peer in since.keys() - rep.unlisted:
-            del since[peer]
-        self._unlisted_said &= since.keys()
-        self._arm_unlisted()
-        if before[1] and not rep.unlisted and self._unlisted_was_said:
-            self._unlisted_was_said = False
+        self._unlisted.update(rep.unlisted, self._now)  # said if it lasts (review61 F1)
+        self._wake = min(self._wake, self._unlisted.due_at)
+        if self._unlisted.ended():
             log.info("configs: every configured peer up lists this node: a full member")
 
-    def _arm_unlisted(self) -> None:
-        """The next time a peer's list not naming this node is due to be said."""
-        waiting = [t for p, t in self._unlisted_since.items() if p not in self._unlisted_said]
-        self._unlisted_warn_at = min(waiting) + UNLISTED_SAID_AFTER if waiting else math.inf
-        self._wake = min(self._wake, self._unlisted_warn_at)
-
     def _say_unlisted(self, now: float) -> None:
-        """The peers whose lists have not named this node for UNLISTED_SAID_AFTER: said
-        (once each while it lasts), with those unnamed for half as long (one line for
-        peers heard a beacon apart); not those unnamed for less (a newcomer unnamed for a
-        beacon: review62)."""
-        due = frozenset(
-            p for p, t in self._unlisted_since.items() if now - t >= UNLISTED_SAID_AFTER / 2
-        )
-        if due - self._unlisted_said:
+        if named := self._unlisted.due(now):
             log.warning(
                 "configs: the peer lists of %s do not name this node: it serves config "
                 "reads as their learner and forwards every config write; give every node "
                 'the same peer list (docs/CONFIG.md, "A new node: learner")',
-                ", ".join(sorted(due)),
+                ", ".join(sorted(named)),
             )
-            self._unlisted_was_said = True
-        self._unlisted_said |= due
-        self._arm_unlisted()
 
     def set_hash_names(self, names: dict[str, str]) -> None:
         """The peers our list names by host name, under the address each announces: the
@@ -651,7 +622,7 @@ class ConfigPlane:
         wall-clock time this must be called again at the latest."""
         self._now = now
         self._take_time(now)
-        if now >= self._unlisted_warn_at:
+        if now >= self._unlisted.due_at:
             self._say_unlisted(now)
         if now < self._wake and (now < self._next_prune or not len(self.store)):
             if self._commits.busy():
@@ -798,7 +769,7 @@ class ConfigPlane:
         # when a turn comes anyway): no wake-up for it, a loop turn a second saved on
         # every node without configs.  Once a data id is held the prune wakes it again.
         prune = self._next_prune if len(self.store) else math.inf
-        times = [self.replicator.next_wake(), prune, self._unlisted_warn_at]
+        times = [self.replicator.next_wake(), prune, self._unlisted.due_at]
         if (retry := self._commits.retry_at()) is not None:  # a failed commit: again then
             times.append(retry)
         if (lazy := self._commits.lazy_due()) is not None:  # peers' flags: written by then

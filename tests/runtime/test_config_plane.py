@@ -34,6 +34,7 @@ from meshreg.runtime.config_plane import (
     PRUNE_INTERVAL,
     ConfigPlane,
 )
+from meshreg.runtime.unlisted_notice import UNLISTED_SAID_AFTER
 from meshreg.security.acl import NODE, Access, Principal, Rule
 from meshreg.wire.config_messages import parse_config_message
 from meshreg.wire.config_peer import CONFIG_FRAME, encode_config_peer
@@ -1557,13 +1558,13 @@ def test_a_peer_list_not_naming_this_node_is_said_only_once_it_lasts(
     with caplog.at_level(logging.INFO, logger="meshreg.node"):
         plane.set_learners(frozenset(), frozenset({a}))
         assert plane.replicator.unlisted == {a}  # a learner at once
-        net.tick(config_plane.UNLISTED_SAID_AFTER / 2)
+        net.tick(UNLISTED_SAID_AFTER / 2)
         plane.set_learners(frozenset(), frozenset())  # it heard us: names us now
-        net.tick(config_plane.UNLISTED_SAID_AFTER)
+        net.tick(UNLISTED_SAID_AFTER)
         said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
         assert said == [] and not [r for r in caplog.records if "a full member" in r.getMessage()]
         plane.set_learners(frozenset(), frozenset({a}))  # lists that really differ
-        net.tick(config_plane.UNLISTED_SAID_AFTER - 0.2)
+        net.tick(UNLISTED_SAID_AFTER - 0.2)
         plane.set_learners(frozenset(), frozenset({a, b}))  # b: for a beacon only
         net.tick(0.1)
         plane.set_learners(frozenset(), frozenset({a}))
@@ -1571,10 +1572,10 @@ def test_a_peer_list_not_naming_this_node_is_said_only_once_it_lasts(
         said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
         assert len(said) == 1 and a in said[0] and b not in said[0], said  # (review62)
         plane.set_learners(frozenset(), frozenset({a, b}))  # b for good, later
-        net.tick(config_plane.UNLISTED_SAID_AFTER + 0.2)
+        net.tick(UNLISTED_SAID_AFTER + 0.2)
         said = [r.getMessage() for r in caplog.records if "name this node" in r.getMessage()]
         assert len(said) == 2 and a in said[1] and b in said[1], said
-        net.tick(config_plane.UNLISTED_SAID_AFTER * 2)  # said once each while it lasts
+        net.tick(UNLISTED_SAID_AFTER * 2)  # said once each while it lasts
         assert len([r for r in caplog.records if "name this node" in r.getMessage()]) == 2
         plane.set_learners(frozenset(), frozenset())
         assert [r for r in caplog.records if "a full member" in r.getMessage()]
