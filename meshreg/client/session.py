@@ -367,6 +367,16 @@ class KeptSlot:
     late: bool = False  # sent once more after a late refusal (``_late_entry``)
 
 
+@dataclass(slots=True)
+class RegisterTries:
+    """One instance's register tries not answered yet (a caller's, a redo, a kept one's):
+    ``withdrawn`` once a deregister of it was handled after the newest of them began (and
+    no register since): none of them may then leave the client holding it."""
+
+    out: int = 0
+    withdrawn: bool = False
+
+
 @dataclass
 class Watch:
     view: ServiceView
@@ -502,6 +512,9 @@ class ClientSession:
         # registrations a failed try of which may have reached a node (not unsent), until
         # registered or deregistered: a deregister of one kept must then be sent
         self._may_hold: set[tuple[ServiceKey, InstanceId]] = set()
+        # register tries not answered yet, per instance (``_try_began``, ``_try_ended``):
+        # a register and a deregister of one instance at once (two threads, a redo)
+        self._register_tries: dict[tuple[ServiceKey, InstanceId], RegisterTries] = {}
         self._left_any = False  # some request may have left this client (a handshake)
         self._next_kept_try = math.inf
         self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
@@ -1136,6 +1149,7 @@ class ClientSession:
                 self._entry_done(slot, error)
         self._bulk.clear()
         self._batches_out.clear()
+        self._register_tries.clear()
         for w in self.watches.values():
             for reply_to, _ in w.waiting:
                 self._out.append(Fail(reply_to, error))
@@ -1891,13 +1905,18 @@ class ClientSession:
         done: Callable[[BaseException | None], None] | None = None,
         keep: bool = False,
         wanted: Callable[[], bool] | None = None,
+        began: bool = False,
     ) -> None:
         """``done``: called with None once registered, or with the error; ``keep``: a
         failure waiting may cure keeps the registration, made once a node answers
         (``_try_kept``), and says so to the caller (``registration_kept``); ``wanted``:
         False once the registration was dropped (a kept one deregistered while this try
-        was in flight: its deregister went after it, it must not be kept alive)."""
+        was in flight: its deregister went after it, it must not be kept alive);
+        ``began``: this try was counted already (``_try_began``: a bulk entry, a retry)."""
+        ident = (reg.key, reg.iid)
         if self._closing_client:  # (the close lists what to deregister: not this one)
+            if began:
+                self._try_ended(ident)
             error = ClientClosedError(
                 f"register {reg.key} {reg.iid}: this meshreg Client is closing; nothing was "
                 "registered"
@@ -1907,6 +1926,8 @@ class ClientSession:
             if reply_to is not None:
                 self._out.append(Fail(reply_to, error))
             return
+        if not began:
+            self._try_began(ident)
         if self.session is None:
             reg.fields.pop("session", None)  # sessions off, or fallen back on beats
         self._open_session()
@@ -1914,19 +1935,29 @@ class ClientSession:
         started = self._now
 
         def registered(result: Any) -> None:
-            ident = (reg.key, reg.iid)
+            withdrawn = self._try_ended(ident)
+            if withdrawn:  # deregistered while this try was out: not held (below)
+                self._undo_withdrawn(reg)
             if wanted is not None and not wanted():
                 if done is not None:
                     done(DROPPED)
                 return
+            if withdrawn:  # (the caller's register did happen: the deregister came after)
+                if done is not None:
+                    done(None)
+                if reply_to is not None:
+                    self._out.append(Complete(reply_to, result))
+                return
             self._forget_kept(ident)  # (made by the caller's own register again, maybe)
+            aside = False
             if self.session is None:
                 reg.fields.pop("session", None)  # fell back while it was in flight
-                if named is not None and self._suspended is not None:
-                    self._out_of_session(reg)  # registered in the session just set aside
+                aside = named is not None and self._suspended is not None
             elif reg.session is not None and ident not in self.registrations:
                 self._session_acked += 1
             self.registrations[ident] = reg
+            if aside:
+                self._out_of_session(reg)  # registered in the session just set aside
             self._wrote(reg.key)
             if done is not None:
                 done(None)
@@ -1945,10 +1976,12 @@ class ClientSession:
                 # beats (an instance quota refuses it again: the caller gets that answer)
                 reg.fields.pop("session", None)
                 left = max(self.settings.attempt_timeout, started + timeout - self._now)
-                self._register(reg, left, reply_to, done, keep, wanted)
+                self._register(reg, left, reply_to, done, keep, wanted, began=True)
                 return
+            withdrawn = self._try_ended(ident)
             self._tried(reg, exc)
-            if keep and (reg.key, reg.iid) not in self.registrations and not self._closing_client:
+            closing = self._closing_client
+            if keep and not withdrawn and ident not in self.registrations and not closing:
                 kept = with_registration_kept(exc, KEPT_REGISTRATION)
                 if kept.registration_kept and self._keep_registration(reg):
                     exc = kept
@@ -1983,6 +2016,37 @@ class ClientSession:
         """Registered: neither kept nor possibly held unknown any more."""
         self._may_hold.discard(ident)
         self._unkeep(ident)
+
+    def _try_began(self, ident: tuple[ServiceKey, InstanceId]) -> None:
+        """A register try of ``ident`` begins: the newest word on it is a register."""
+        tries = self._register_tries.get(ident)
+        if tries is None:
+            tries = self._register_tries[ident] = RegisterTries()
+        tries.out += 1
+        tries.withdrawn = False
+
+    def _try_ended(self, ident: tuple[ServiceKey, InstanceId]) -> bool:
+        """A register try of ``ident`` is answered or given up; whether it was withdrawn
+        (a deregister of it handled after it began, no register since)."""
+        tries = self._register_tries.get(ident)
+        if tries is None:
+            return False
+        tries.out -= 1
+        if tries.out <= 0:
+            del self._register_tries[ident]
+        return tries.withdrawn
+
+    def _undo_withdrawn(self, reg: Registration) -> None:
+        """A try answered "registered" after the instance's deregister was sent: its
+        deregister once more, now that the register is known applied: the two may have
+        reached the owner by different ways (a forward, a failover) in either order."""
+        self.request(
+            "deregister",
+            dict(reg.beat_fields),
+            self._liveness_timeout(),
+            on_reply=lambda _: self._wrote(reg.key),
+            on_error=lambda exc: None,  # (the caller's deregister was answered already)
+        )
 
     def _tried(self, reg: Registration, exc: BaseException) -> None:
         """A register try of ``reg`` failed with ``exc``: unless it never left this client
@@ -2047,6 +2111,8 @@ class ClientSession:
             for _, slot in items:
                 self._entry_done(slot, error)
             return
+        for reg, _ in items:
+            self._try_began((reg.key, reg.iid))
         if not self._batches:  # an older server: one register each
             for reg, slot in items:
                 self._register_single(reg, timeout, slot)
@@ -2066,9 +2132,11 @@ class ClientSession:
             chunk = []
             while bulk and len(chunk) < take:
                 item = bulk.popleft()
-                slot = item[1]
-                if type(slot) is KeptSlot and not slot.wanted():  # dropped, or replaced by
-                    slot.done(DROPPED)  # a newer register, while it waited (review62)
+                reg, slot = item[0], item[1]
+                if self._unwanted(reg, slot):  # dropped, replaced by a newer register or
+                    self._try_ended((reg.key, reg.iid))  # deregistered while it waited
+                    if slot is not None:  # (review62)
+                        slot.done(DROPPED)
                     continue
                 if now >= item[2]:
                     self._bulk_failed([item], self._unqueued(item))
@@ -2084,6 +2152,14 @@ class ClientSession:
             for (namespace, _), group in groups.items():
                 for start in range(0, len(group), BATCH_ENTRIES):
                     self._send_batch(namespace, group[start : start + BATCH_ENTRIES])
+
+    def _unwanted(self, reg: Registration, slot: Any) -> bool:
+        """A try of the client's own no longer wanted: a kept one dropped or replaced, a
+        redo of a registration the client no longer holds as it was (deregistered,
+        registered again by its caller, its session closed)."""
+        if type(slot) is KeptSlot:
+            return not slot.wanted()
+        return slot is None and self.registrations.get((reg.key, reg.iid)) is not reg
 
     def _unqueued(self, item: tuple[Registration, ReplyTo, float]) -> MeshregError:
         error = ServerUnreachableError(
@@ -2159,17 +2235,26 @@ class ClientSession:
         ):
             if result is None:
                 ident = (reg.key, reg.iid)
-                if type(reply_to) is KeptSlot and not reply_to.wanted():
-                    reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
+                withdrawn = self._try_ended(ident)
+                if withdrawn:  # (see ``_register``)
+                    self._undo_withdrawn(reg)
+                if self._unwanted(reg, reply_to):
+                    if reply_to is not None:
+                        reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
+                    continue
+                if withdrawn:
+                    self._entry_done(reply_to, None)
                     continue
                 self._forget_kept(ident)
+                aside = False
                 if self.session is None:
                     reg.fields.pop("session", None)
-                    if in_session and self._suspended is not None:
-                        self._out_of_session(reg)
+                    aside = in_session and self._suspended is not None
                 elif reg.session is not None and ident not in self.registrations:
                     self._session_acked += 1
                 self.registrations[ident] = reg
+                if aside:
+                    self._out_of_session(reg)
                 self._wrote(reg.key)
                 self._entry_done(reply_to, None)
                 continue
@@ -2220,20 +2305,25 @@ class ClientSession:
     def _register_single(self, reg: Registration, timeout: float, slot: Any) -> None:
         """One ``register`` for an item of a bulk registration (an older server)."""
         if type(slot) is KeptSlot:
-            self._register(reg, timeout, None, slot.done, wanted=slot.wanted)
+            self._register(reg, timeout, None, slot.done, wanted=slot.wanted, began=True)
         elif type(slot) is tuple:
-            self._register(reg, timeout, None, lambda exc: self._entry_done(slot, exc), keep=True)
-        else:
-            self._register(reg, timeout, slot, keep=True)
+            done = lambda exc: self._entry_done(slot, exc)  # noqa: E731
+            self._register(reg, timeout, None, done, keep=True, began=True)
+        elif slot is not None:
+            self._register(reg, timeout, slot, keep=True, began=True)
+        else:  # a redo of the client's own: never kept (review62); held only as it was
+            wanted = lambda: not self._unwanted(reg, None)  # noqa: E731
+            self._register(reg, timeout, None, wanted=wanted, began=True)
 
     def _entry_failed(self, reg: Registration, slot: Any, exc: BaseException) -> None:
         """An item of a bulk registration failed: kept, as a ``register`` is, when waiting
         may cure its error (no node answered, none ready), and its caller told so.  Only a
         caller's: a redo of this client's own (``slot`` None: a session lost, say) is not
         (review62: an instance deregistered while its redo was out came back)."""
+        withdrawn = self._try_ended((reg.key, reg.iid))
         self._tried(reg, exc)
         caller = slot is not None and type(slot) is not KeptSlot
-        if caller and (reg.key, reg.iid) not in self.registrations:
+        if caller and not withdrawn and (reg.key, reg.iid) not in self.registrations:
             kept = with_registration_kept(exc, KEPT_REGISTRATION)
             closing = self._closing_client
             if kept.registration_kept and not closing and self._keep_registration(reg):
@@ -2278,6 +2368,9 @@ class ClientSession:
         if reg is not None and reg.session is not None:
             self._session_acked -= 1
         ident = (key, iid)
+        tries = self._register_tries.get(ident)
+        if tries is not None:  # a register of it is out: it must not leave it held
+            tries.withdrawn = True
         if self._unkeep(ident) and (
             reg is None
             and ident not in self._may_hold

@@ -271,3 +271,15 @@ def removal(epoch: int, base: int, *ips: str, key: ServiceKey = SVC) -> ServiceD
 def addition(epoch: int, base: int, *ips: str, key: ServiceKey = SVC) -> ServiceDelta:
     upsert = tuple(Instance.from_wire(instance_map(ip)) for ip in ips)
     return ServiceDelta(key, epoch, base + 1, base, upsert, ())
+
+
+def lose_session(h: Harness) -> Sent:
+    """The node forgot the client's session: renewals are answered "unknown" until the
+    client registers its instances again (a ``register_batch`` of its own): that batch."""
+    for _ in range(60):
+        h.advance(100)
+        for r in h.unanswered("session_renew"):
+            h.reply(r, {"instances": 0, "known": False})
+        if redo := h.unanswered("register_batch"):
+            return redo[0]
+    raise AssertionError("no redo after the session was lost")
