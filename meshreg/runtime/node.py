@@ -103,6 +103,7 @@ from meshreg.transport.base import Channel, Poller, RecvFn, SendFn, Transport
 from meshreg.transport.replies import (
     CLIENT_CONNECTION_BYTES,
     CLIENT_NODE_BYTES,
+    MAX_OWNERS,
     PEER_CONNECTION_BYTES,
     PEER_NODE_BYTES,
     ReplyGuard,
@@ -1270,7 +1271,9 @@ class NodeRuntime:
         recv, serve, replies = sock.recv, self._serve, self.replies
         recv_frame = self._fast_io[0]  # type: ignore[index]
         principals, has_effects = self._principals, self._write_effects()
-        small = replies.small
+        small, owners = replies.small, replies.owners
+        if len(owners) > MAX_OWNERS:
+            replies.forget_owners()
         self._entries = 0
         if replies.waiting:  # a connection's requests wait for its replies (back-pressure)
             self._drain_gated(router, BATCH)
@@ -1301,6 +1304,7 @@ class NodeRuntime:
                 self._refuse_envelope(sock, first.bytes, why, now, principal, first)
                 continue
             frames = [first.bytes, *rest]
+            owners[frames[0]] = principal.name  # its replies count in its client's share
             reply = serve(frames, now, principal)
             if has_effects():  # a change: pushed and replicated before its reply
                 self._after_write(router)
@@ -1354,6 +1358,8 @@ class NodeRuntime:
             if len(frames) != 3 or frames[1]:  # not [id, b"", body]: as bytes, as the
                 frames = [frames[0], *(f.bytes for f in frames[1:])]  # fast drain does
             rid = frames[0]
+            if secure:  # its replies count in its client's share (transport/replies)
+                replies.owners[rid] = principal.name
             request = (frames, principal, first if secure else None)
             if rid in waiting:
                 replies.defer(rid, request, sum(len(f) for f in frames), now)
@@ -1798,10 +1804,11 @@ class NodeRuntime:
     def _cluster_for(self, result: ClusterResult, principal: Principal, now: float) -> Any:
         """``cluster`` with the config readiness; its services and instances per member
         are node-wide figures, so only a client that may read everything gets them, as
-        for ``stats``: any other gets 0 and ``counts`` false (review37 F4: a key confined
-        to its namespace watched every other tenant's registrations there)."""
+        for ``stats`` (or a monitoring key, ``stats = true``): any other gets 0 and
+        ``counts`` false (review37 F4: a key confined to its namespace watched every other
+        tenant's registrations there)."""
         runtime: dict[str, Any] = {"config": self.configs.status(now + self._wall_offset)}
-        if permits(principal, Access.READ, ALL, ALL, ALL):  # (stats' rule: authz)
+        if principal.stats or permits(principal, Access.READ, ALL, ALL, ALL):  # (authz)
             return replace(result, runtime=runtime)
         members = tuple(replace(m, services=0, instances=0) for m in result.members)
         return replace(result, members=members, runtime={**runtime, "counts": False})

@@ -165,6 +165,7 @@ class Principal:
     rules: tuple[Rule, ...]
     is_node: bool = False  # a cluster node: may do everything, including peer operations
     unrestricted: bool = False  # may do everything (OPEN: a node without a key), not a node
+    stats: bool = False  # may read node stats without reading anything (``stats = true``)
 
     _answers: dict[tuple[Access, str, str, str], bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -353,7 +354,7 @@ class Acl:
         return cls(tuple(clients), by_key, source)
 
 
-_CLIENT_FIELDS = ("name", "key", "keys", "key_file", "key_files", "allow")
+_CLIENT_FIELDS = ("name", "key", "keys", "key_file", "key_files", "allow", "stats")
 _RULE_FIELDS = ("namespace", "group", "service", "access")
 
 
@@ -417,7 +418,13 @@ def _parse_client(
     if not isinstance(allow, list):
         raise ConfigError(f"{where}: field 'allow' must be a list of {{...}} rules")
     rules = tuple(_parse_rule(rule, f"{where}: allow[{i}]") for i, rule in enumerate(allow))
-    return Principal(name, rules), keys
+    stats = entry.get("stats", False)
+    if type(stats) is not bool:
+        raise ConfigError(
+            f"{where}: field 'stats' must be true or false (true: may read node stats, "
+            "node-wide figures with no names and no contents, without read access)"
+        )
+    return Principal(name, rules, stats=stats), keys
 
 
 def _values(entry: dict[str, Any], field_name: str, many: bool, where: str) -> list[str]:

@@ -30,7 +30,10 @@ service_set  admin   the service (protection threshold, service metadata)
 namespaces   none    any authenticated principal; the listing names only the
                      namespaces where it may read some service or data id
 stats        read    every namespace: node-wide figures, so only a client that
-                     may read everything (namespace, group and service "*")
+                     may read everything (namespace, group and service "*"), or
+                     one whose ACL entry says ``stats = true`` (a monitoring key:
+                     the figures name no namespace, service or data id and carry
+                     no content, so it needs no read access to any of them)
 ping         none    any authenticated principal
 cluster      none    any authenticated principal (clients need the member list)
 session_*    write   the namespace: write on some service of the request's namespace
@@ -214,6 +217,8 @@ def authorize(principal: Principal, req: Any) -> None:
     if permits(principal, access, namespace, group, service):
         return
     op = getattr(req, "op", None)
+    if op == "stats" and principal.stats:  # a monitoring key (module docstring)
+        return
     raise RequestRejected(
         ErrorCode.PERMISSION_DENIED,
         denial_message(principal, op, access, namespace, group, service),
@@ -278,8 +283,9 @@ def denial_message(
         )
     if namespace == ALL:
         return (
-            f"{who} may not read node stats: they cover every namespace, so it needs read "
-            'access to all of them (namespace = "*", group = "*", service = "*"); ' + fix
+            f"{who} may not read node stats: they cover every namespace, so it needs "
+            "stats = true in its ACL entry (node-wide figures only: no names, no contents) "
+            'or read access to everything (namespace = "*", group = "*", service = "*"); ' + fix
         )
     if service is None and isinstance(op, str) and op.startswith("session_"):
         return (

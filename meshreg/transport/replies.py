@@ -68,6 +68,19 @@ A client that does not read loses the replies it does not read: its request time
 loses none: at most its window of requests in flight waits, and its replies go as fast
 as it takes them.  The node-wide budget (``per_node``) stays a hard bound: a reply that
 would pass it is dropped (many connections holding large replies at once).
+
+**A client's share** (review64 F1).  The connection budget bounds one connection, not
+one client: a key that opened 28 connections and read none of them held the whole node
+budget, and every other tenant's large replies were dropped for as long as it liked (a
+ROUTER cannot close one connection, and libzmq frees a connection's queue only when it
+reads or goes).  So the runtime names the client of each request on a keyed port
+(``owners``: routing id -> its ACL client's name; ``MAX_OWNERS`` remembered) and a
+client's held bytes, over all its connections, are counted: beyond ``per_node / 4`` (its
+share) a client holds more only while ``per_node / 4`` stays free for the others (alone,
+three quarters of the budget).  A client at that bound is paced as a connection over its
+budget is (``over``: its connections' further requests wait), and a reply that would pass
+it is dropped (``dropped_share``; the warning names the client).  One reply may always go
+to a client that holds nothing.  Without keys every client is one tenant: no share.
 """
 
 from __future__ import annotations
@@ -95,6 +108,9 @@ DEFER_REQUESTS = 1_000  # requests waiting per blocked connection (a reader's wi
 DEFER_CONNECTION_BYTES = 16 * 1024 * 1024  # their bytes per connection (16 config writes
 # at the 1 MiB content cap; a read request is ~100 bytes)
 DEFER_NODE_BYTES = 128 * 1024 * 1024  # their bytes for all connections of a node
+SHARE_PARTS = 4  # a client holds beyond per_node / 4 only while per_node / 4 stays free
+MAX_OWNERS = 16_384  # routing ids whose client is remembered (beyond: those holding nothing
+# are forgotten)
 RESUME_FIRST = 0.001  # s; a blocked connection is looked at again this soon ...
 RESUME_MOST = 0.05  # s; ... backing off (x2) to this while none of them drains
 
@@ -120,8 +136,15 @@ class ReplyGuard:
         self.per_connection = per_connection
         self.per_node = per_node
         self._limiter = limiter
-        self._held: dict[bytes, deque[tuple[Any, int]]] = {}  # rid -> (tracker, bytes)
+        # rid -> (tracker, bytes, its client's name or None), oldest first
+        self._held: dict[bytes, deque[tuple[Any, int, str | None]]] = {}
         self._held_bytes: dict[bytes, int] = {}
+        # a client's share (module docstring): rid -> the ACL client that sent on it (set
+        # by the runtime per request on a keyed port), and each client's held bytes
+        self.owners: dict[bytes, str] = {}
+        self._client_held: dict[str, int] = {}
+        self.share = per_node // SHARE_PARTS
+        self.keep_free = per_node // SHARE_PARTS
         # rid -> bytes of the large replies copied since its last tracked one (at most
         # TAIL_BYTES each; MAX_TAILS connections, the least recent forgotten first)
         self._tails: dict[bytes, int] = {}
@@ -142,6 +165,7 @@ class ReplyGuard:
         self.blocks = 0  # times a connection was blocked
         self.dropped_full = 0  # the connection's queue was full (it does not read)
         self.dropped_bytes = 0  # over the byte budget of its connection or the node
+        self.dropped_share = 0  # of those, over its client's share (module docstring)
         self.unroutable = 0  # its connection had closed
 
     def send(
@@ -183,15 +207,29 @@ class ReplyGuard:
         why = self._fits(rid, size, admitted)
         if why:
             self.dropped_bytes += 1
-            if why == "node":
+            if why == "share":
+                self.dropped_share += 1
+                name = self.owners.get(rid, "?")
+                self._limiter.warning(
+                    (self.what, "share", name),
+                    now,
+                    "dropped a %d-byte reply to a connection of %s client %r: its "
+                    "connections hold %d bytes of replies not yet written (a client may "
+                    "hold %d, more only while %d of the node's %d stay free for the other "
+                    "clients; its connections do not read their replies, or too many of "
+                    "them fetch large replies at once): its request times out",
+                    size, self.what, name, self._client_held.get(name, 0), self.share,
+                    self.keep_free, self.per_node,
+                )  # fmt: skip
+            elif why == "node":
                 self._limiter.warning(
                     (self.what, "node"),
                     now,
                     "dropped a %d-byte reply to a %s connection: the node holds %d bytes of "
                     "replies not yet written for all its %ss (limit %d; many connections "
-                    "fetching large replies at once, or not reading them): its request "
+                    "fetching large replies at once, or not reading them%s): its request "
                     "times out",
-                    size, self.what, self.held, self.what, self.per_node,
+                    size, self.what, self.held, self.what, self.per_node, self._most(),
                 )  # fmt: skip
             else:
                 self._limiter.warning(
@@ -231,10 +269,28 @@ class ReplyGuard:
         held = self._held.get(rid)
         if held is None:
             held = self._held[rid] = deque()
-        held.append((tracker, size))
+        client = self.owners.get(rid)
+        held.append((tracker, size, client))
         self._held_bytes[rid] = self._held_bytes.get(rid, 0) + size
         self.held += size
+        if client is not None:
+            self._client_held[client] = self._client_held.get(client, 0) + size
         return True
+
+    def _most(self) -> str:
+        """The client holding the most, for the node's warning ("" without keys)."""
+        if not self._client_held:
+            return ""
+        client, held = max(self._client_held.items(), key=lambda item: item[1])
+        return f"; the most by client {client!r}: {held} bytes"
+
+    def _over_share(self, client: str, size: int) -> bool:
+        """Whether ``size`` more bytes held for ``client`` would pass its share while less
+        than ``keep_free`` stays free (``size`` 0: whether it is at that bound)."""
+        mine, bound = self._client_held.get(client, 0), self.per_node - self.keep_free
+        if size:
+            return mine > 0 and mine + size > self.share and self.held + size > bound
+        return mine >= self.share and self.held >= bound
 
     def refused(self, exc: zmq.ZMQError, rid: Any, now: float) -> None:
         """A send raised at its first frame (libzmq refuses a message whole): count it.
@@ -266,6 +322,11 @@ class ReplyGuard:
             self.reclaim()
             if self.held and self.held + size > self.per_node:
                 return "node"
+        client = self.owners.get(rid)
+        if client is not None and self._over_share(client, size):
+            self.reclaim()
+            if self._over_share(client, size):
+                return "share"
         return ""
 
     def _release(self, rid: bytes) -> int:
@@ -274,7 +335,14 @@ class ReplyGuard:
             return 0
         freed = 0
         while held and held[0][0].done:
-            freed += held.popleft()[1]
+            _, size, client = held.popleft()
+            freed += size
+            if client is not None:
+                left = self._client_held[client] - size
+                if left > 0:
+                    self._client_held[client] = left
+                else:
+                    del self._client_held[client]
         self.held -= freed
         if not held:
             del self._held[rid]
@@ -314,7 +382,21 @@ class ReplyGuard:
         reserved = self._reserved.get(rid, 0)
         if not reserved and rid not in self._held:
             return False
-        return self._release(rid) + reserved >= self.per_connection
+        if self._release(rid) + reserved >= self.per_connection:
+            return True
+        client = self.owners.get(rid)  # its client at its share (module docstring)
+        if client is None or not self._over_share(client, 0):
+            return False
+        self.reclaim()  # (its other connections may have drained)
+        return self._over_share(client, 0)
+
+    def forget_owners(self) -> None:
+        """Over ``MAX_OWNERS`` routing ids remembered: keep only those holding, reserving
+        or waiting (the rest name their client again with their next request)."""
+        keep = self._held.keys() | self._reserved.keys() | self.waiting.keys()
+        owners = self.owners  # (in place: the runtime's drains hold it)
+        for rid in [rid for rid in owners if rid not in keep]:
+            del owners[rid]
 
     def block(self, rid: bytes, now: float) -> None:
         """``rid`` is over its budget: its next requests wait (``defer``) until it is not."""
@@ -425,6 +507,7 @@ class ReplyGuard:
         return {
             "dropped_full": self.dropped_full,
             "dropped_bytes": self.dropped_bytes,
+            "dropped_share": self.dropped_share,  # of dropped_bytes: over a client's share
             "unroutable": self.unroutable,
             "held_bytes": self.reclaim(),
             "reserved_bytes": self.reserved,  # held for a config commit, not sent yet
@@ -441,6 +524,7 @@ __all__ = [
     "DEFER_CONNECTION_BYTES",
     "DEFER_NODE_BYTES",
     "DEFER_REQUESTS",
+    "MAX_OWNERS",
     "PEER_CONNECTION_BYTES",
     "PEER_NODE_BYTES",
     "RESUME_FIRST",

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def test_the_metrics_key_does_not_read_tenants_secrets(tmp_path: Path) -> None:
+    # the entry docs/SECURITY.md gives the metrics key since the fix: stats, nothing else
     monitoring = ('\n[[client]]\nname = "monitoring"\nkey_file = "monitoring.pub"\n'
-                  'allow = [{ namespace = "*", access = "read" }]\n')  # fmt: skip
+                  'allow = []\nstats = true\n')  # fmt: skip
     run_cli("keygen", str(tmp_path / "monitoring"))
     (node,) = tenant_nodes(tmp_path, 1)
     b = RawDealer(node.port, curve(tmp_path, "team-b"))
@@ -46,12 +47,16 @@ def test_the_metrics_key_does_not_read_tenants_secrets(tmp_path: Path) -> None:
                   "--server-key", str(tmp_path / "cluster.pub"), "-s", node.address)  # fmt: skip
         scrape = run_cli("stats", "--format", "prometheus", *common)
         assert scrape.returncode == 0, scrape.stderr  # what the key is for: works
-        assert "meshreg_up" in scrape.stdout
+        assert "meshreg_up" in scrape.stdout and "meshreg_instances" in scrape.stdout
+        assert "meshreg_stats_refused" not in scrape.stdout
         secret = run_cli("config", "get", "db.properties", "-n", "team-b", *common)
         assert secret.returncode != 0 and "hunter2" not in secret.stdout, (
             "the metrics key (SECURITY.md's `monitoring` entry, needed for `meshreg stats`) "
             f"read team-b's secret config: {secret.stdout!r}"
         )
+        assert "PERMISSION_DENIED" in secret.stderr or "may not" in secret.stderr, secret.stderr
+        listed = run_cli("instances", "anything", "-n", "team-b", *common)
+        assert listed.returncode != 0, listed.stdout
     finally:
         b.close()
         node.cleanup()

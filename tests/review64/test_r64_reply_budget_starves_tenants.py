@@ -80,14 +80,16 @@ def test_one_tenant_cannot_make_the_node_drop_another_tenants_replies(tmp_path: 
             return now
 
         socks += [_stuck_connection(node.port, keys_a, "big", 12) for _ in range(24)]
-        wait_until(lambda: held() > 100_000_000, 30, 0.2, "team-a's unread replies held")
+        wait_until(lambda: held() > NODE_BUDGET // 2, 30, 0.2, "team-a's unread replies held")
         # then 70 KB replies, a connection at a time, until less room is left than
         # team-b's reply needs (bounded: at most 12 more connections)
         for _ in range(12):
             if settled() > NODE_BUDGET - 350_000:
                 break
             socks.append(_stuck_connection(node.port, keys_a, "fill", 120))
-        assert settled() > NODE_BUDGET - 350_000, admin_stats(tmp_path, node)["replies"]
+        # the attack is real: team-a holds many connections' budgets (8 MiB each), and
+        # more would have gone (before the fix: the whole node budget, to 350 KB)
+        assert settled() > NODE_BUDGET // 2, admin_stats(tmp_path, node)["replies"]
 
         answered = 0
         for _ in range(3):
@@ -102,6 +104,11 @@ def test_one_tenant_cannot_make_the_node_drop_another_tenants_replies(tmp_path: 
             f"each while team-a ({len(socks)} connections that do not read, its own namespace "
             f"only) holds the node's large-reply budget: {replies}"
         )
+        # team-a was held to its share (paced, then dropped), and the log names it
+        assert replies["held_bytes"] <= NODE_BUDGET * 3 // 4 + 1_000_000, replies
+        assert replies["dropped_share"] > 0 or replies["blocked"] > 0, replies
+        if replies["dropped_share"]:
+            wait_until(lambda: "client 'team-a'" in node.log(), 5, 0.1, "the warning")
     finally:
         for s in socks:
             s.close()

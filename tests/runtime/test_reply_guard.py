@@ -5,6 +5,7 @@ what libzmq is done with is released, a send never blocks."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,6 +141,7 @@ def test_one_reply_larger_than_the_budget_goes_when_nothing_is_held(
     assert guard.stats() == {
         "dropped_full": 0,
         "dropped_bytes": 1,
+        "dropped_share": 0,
         "unroutable": 0,
         "held_bytes": 0,
         "reserved_bytes": 0,
@@ -147,3 +149,38 @@ def test_one_reply_larger_than_the_budget_goes_when_nothing_is_held(
         "waiting": 0,
         "deferred": 0,
     }
+
+
+def test_a_client_holds_beyond_its_share_only_while_a_quarter_stays_free(
+    ctx: zmq.Context[Any],
+) -> None:
+    """review64 F1: a key's connections together held the whole node budget (each within
+    its own) and every other client's large replies were dropped.  A client now holds
+    beyond a quarter of the budget only while a quarter stays free for the others."""
+    router = _router(ctx, "share", hwm=1000)
+    names = (b"A1", b"A2", b"B")
+    a1, a2, b = (_client(ctx, "share", rid) for rid in names)
+    _connected(router, a1, a2, b)
+    guard = _guard(per_connection=1000 * KB, per_node=800 * KB)  # share 200, keep 200 free
+    guard.owners.update({b"A1": "team-a", b"A2": "team-a", b"B": "team-b"})
+    big = b"s" * (100 * KB)
+    assert [guard.send(router, [b"A1", b"", big], 0.0) for _ in range(7)] == [1] * 6 + [0]
+    assert not guard.send(router, [b"A2", b"", big], 0.0)  # another connection, same client
+    assert guard.dropped_share == 2 and guard.held == 600 * KB
+    assert guard.over(b"A1")  # paced: its further requests wait (within its 1000 KB)
+    assert [guard.send(router, [b"B", b"", big], 0.0) for _ in range(3)] == [1, 1, 0]
+    assert guard.dropped_share == 2 and guard.dropped_bytes == 3  # B's third: the node's
+    for _ in range(3):  # team-a reads half of what it holds: its share frees up
+        assert a1.poll(5000) and a1.recv_multipart()[-1] == big
+    wait_until(lambda: not guard.over(b"A1"), 5, what="team-a under its bound")
+    assert guard.send(router, [b"A2", b"", big], 0.0)
+    assert guard.stats()["dropped_share"] == 2
+
+
+def test_routing_ids_of_clients_holding_nothing_are_forgotten() -> None:
+    guard = _guard(per_connection=1000 * KB, per_node=800 * KB)
+    guard.owners.update({b"A": "team-a", b"B": "team-b"})
+    guard._held[b"A"] = deque()  # (as if a reply of A's were held)
+    owners = guard.owners
+    guard.forget_owners()
+    assert guard.owners is owners and owners == {b"A": "team-a"}

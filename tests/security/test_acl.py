@@ -190,6 +190,7 @@ BAD: list[tuple[str, Any, list[str]]] = [
     ("nul pattern", {"client": [entry(allow=[rule(namespace="a\0b")])]}, ["'namespace'"]),
     ("long pattern", {"client": [entry(allow=[rule(namespace="a" * 65)])]}, ["1..64"]),
     ("pattern not str", {"client": [entry(allow=[rule(service=3)])]}, ["'service'", "string"]),
+    ("stats not bool", {"client": [entry(stats="yes")]}, ["'stats'", "true or false"]),
 ]
 
 

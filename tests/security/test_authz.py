@@ -405,3 +405,19 @@ def test_visible_services_is_exactly_what_may_be_read(
 ) -> None:
     shown = visible_services(principal, "public", None, pairs)
     assert shown == [p for p in pairs if principal.may(Access.READ, "public", *p)]
+
+
+def test_a_monitoring_key_reads_stats_and_nothing_else() -> None:
+    """review64 F3: ``stats = true`` grants node stats (node-wide counts, no names, no
+    contents) without read access: before, the metrics key had to read every tenant."""
+    monitoring = Principal("monitoring", (), stats=True)
+    authorize(monitoring, request("stats"))
+    for op in ("instances", "services", "config_get", "config_list", "revisions"):
+        with pytest.raises(RequestRejected) as info:
+            authorize(monitoring, request(op))
+        assert info.value.code == ErrorCode.PERMISSION_DENIED, op
+    with pytest.raises(RequestRejected):
+        authorize(monitoring, request("config_force_ready"))  # also node-wide: not stats
+    with pytest.raises(RequestRejected) as info:
+        authorize(READER, request("stats"))
+    assert "stats = true in its ACL entry" in info.value.message

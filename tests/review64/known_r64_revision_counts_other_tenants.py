@@ -1,4 +1,8 @@
-"""review64 F2 (low, information leak): a key confined to its own namespace reads the
+"""NOT COLLECTED (known_*): a documented limit, not fixed (docs/SECURITY.md, "What is not
+protected", "Tenants sharing a node"); it fails by design.  Run it by hand with
+``pytest tests/review64/known_r64_revision_counts_other_tenants.py``.
+
+review64 F2 (low, information leak): a key confined to its own namespace reads the
 node-wide registry revision, and with it counts every other tenant's registry changes.
 
 `instances` of a service that does not exist answers with "the node-wide revision"

@@ -1,4 +1,8 @@
-"""review64 F4 (low/medium, multi-tenant starvation): `[limits] max_namespaces` is one
+"""NOT COLLECTED (known_*): a documented limit, not fixed (docs/SECURITY.md, "What is not
+protected", "Tenants sharing a node"); it fails by design.  Run it by hand with
+``pytest tests/review64/known_r64_namespace_quota_no_share.py``.
+
+review64 F4 (low/medium, multi-tenant starvation): `[limits] max_namespaces` is one
 node-wide pool with no share per key: a tenant granted its own prefix (`team-a*`, the
 usual way to give a team team-a-dev, team-a-prod, ... as Nacos namespaces per
 environment) takes every namespace place, and then another tenant cannot register
