@@ -1111,8 +1111,8 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         )
     if not counted:
         click.echo(
-            "services, instances: shown only to a key that may read everything (they count "
-            "every namespace's; docs/SECURITY.md)"
+            "services, instances: shown only to a key that may read everything, or whose ACL "
+            "entry says stats = true (they count every namespace's; docs/SECURITY.md)"
         )
     if joined:
         click.echo(

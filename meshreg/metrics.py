@@ -385,7 +385,8 @@ def prometheus_refused(address: str, code: str) -> str:
         f"# HELP {up} {_FAMILIES[0].help}\n# TYPE {up} gauge\n"
         f"{_line(up, {'node': address}, 1)}\n"
         f"# HELP {refused} 1: the node answered but refused the stats read (the code says "
-        f"why; PERMISSION_DENIED: give the metrics key read access, docs/SECURITY.md)\n"
+        f"why; PERMISSION_DENIED: give the metrics key stats = true in its ACL entry, "
+        f"docs/SECURITY.md)\n"
         f"# TYPE {refused} gauge\n"
         f"{_line(refused, {'node': address, 'code': code}, 1)}\n"
     )

@@ -367,14 +367,44 @@ class KeptSlot:
     late: bool = False  # sent once more after a late refusal (``_late_entry``)
 
 
+# a registration waiting for (or in) a ``register_batch``: (registration, its slot: the
+# caller's handle, a (BulkChunk, index), a KeptSlot, or None for a redo of the client's
+# own; deadline; its try's number)
+BulkItem = tuple[Registration, Any, float, int]
+
+
 @dataclass(slots=True)
 class RegisterTries:
-    """One instance's register tries not answered yet (a caller's, a redo, a kept one's):
-    ``withdrawn`` once a deregister of it was handled after the newest of them began (and
-    no register since): none of them may then leave the client holding it."""
+    """One instance's register tries not answered yet (a caller's, a redo, a kept one's),
+    each numbered as it began (``_try_began``): what a try's answer may still do is told
+    by the numbers of the newest try begun, of the newest deregister handled meanwhile,
+    and of the try whose answer the client holds (review65 F1: one flag per instance let
+    a try older than the deregister count as current once a newer register began)."""
 
     out: int = 0
-    withdrawn: bool = False
+    begun: int = 0
+    deregistered: int = 0
+    held: int = 0
+
+    def withdrawn(self, number: int) -> bool:
+        """A deregister of the instance was handled after try ``number`` began."""
+        return self.deregistered > number
+
+    def current(self, number: int) -> bool:
+        """Try ``number`` is still the last word: no deregister, no register since."""
+        return self.deregistered < number and self.begun <= number
+
+    def hold(self, number: int) -> bool:
+        """Whether try ``number``'s "registered" is to be held (then it is): not
+        withdrawn, and no later try's answer is held already."""
+        if self.deregistered > number or self.held > number:
+            return False
+        self.held = number
+        return True
+
+    def last_word_deregister(self) -> bool:
+        """No register began since the newest deregister (it is the caller's last word)."""
+        return self.deregistered > self.begun
 
 
 @dataclass
@@ -515,6 +545,7 @@ class ClientSession:
         # register tries not answered yet, per instance (``_try_began``, ``_try_ended``):
         # a register and a deregister of one instance at once (two threads, a redo)
         self._register_tries: dict[tuple[ServiceKey, InstanceId], RegisterTries] = {}
+        self._try_numbers = itertools.count(1)
         self._left_any = False  # some request may have left this client (a handshake)
         self._next_kept_try = math.inf
         self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
@@ -539,7 +570,8 @@ class ClientSession:
         self._next_beat = self._next_resync = self._next_push_check = 0.0
         self._next_recheck = math.inf  # <= every watch's recheck_at
         # bulk registration: (registration, caller's handle, deadline) waiting for a batch
-        self._bulk: deque[tuple[Registration, ReplyTo, float]] = deque()
+        # (and its try's number, ``_try_began``)
+        self._bulk: deque[BulkItem] = deque()
         self._closing_client = False  # the client's close began: no registration from now
         self._abandoned: BaseException | None = None  # the loop ended (``abandon``): why
         self._listing: tuple[ReplyTo, float] | None = None  # close's list, and until when it
@@ -1145,7 +1177,7 @@ class ClientSession:
         for p in waiting:
             self._fail_request(p.reply_to, p.on_error, error)
         for items in [list(self._bulk), *self._batches_out.values()]:
-            for _, slot, _ in items:
+            for _, slot, _, _ in items:
                 self._entry_done(slot, error)
         self._bulk.clear()
         self._batches_out.clear()
@@ -1905,17 +1937,18 @@ class ClientSession:
         done: Callable[[BaseException | None], None] | None = None,
         keep: bool = False,
         wanted: Callable[[], bool] | None = None,
-        began: bool = False,
+        began: int | None = None,
     ) -> None:
         """``done``: called with None once registered, or with the error; ``keep``: a
         failure waiting may cure keeps the registration, made once a node answers
         (``_try_kept``), and says so to the caller (``registration_kept``); ``wanted``:
         False once the registration was dropped (a kept one deregistered while this try
         was in flight: its deregister went after it, it must not be kept alive);
-        ``began``: this try was counted already (``_try_began``: a bulk entry, a retry)."""
+        ``began``: this try's number, when it began already (``_try_began``: a bulk
+        entry sent singly, a retry)."""
         ident = (reg.key, reg.iid)
         if self._closing_client:  # (the close lists what to deregister: not this one)
-            if began:
+            if began is not None:
                 self._try_ended(ident)
             error = ClientClosedError(
                 f"register {reg.key} {reg.iid}: this meshreg Client is closing; nothing was "
@@ -1926,8 +1959,7 @@ class ClientSession:
             if reply_to is not None:
                 self._out.append(Fail(reply_to, error))
             return
-        if not began:
-            self._try_began(ident)
+        number = self._try_began(ident) if began is None else began
         if self.session is None:
             reg.fields.pop("session", None)  # sessions off, or fallen back on beats
         self._open_session()
@@ -1935,16 +1967,16 @@ class ClientSession:
         started = self._now
 
         def registered(result: Any) -> None:
-            withdrawn = self._try_ended(ident)
-            if withdrawn:  # deregistered while this try was out: not held (below)
-                self._undo_withdrawn(reg)
+            tries = self._try_ended(ident)
+            if tries.withdrawn(number) and tries.last_word_deregister():
+                self._undo_withdrawn(reg)  # (see ``_undo_withdrawn``)
             if wanted is not None and not wanted():
                 if done is not None:
                     done(DROPPED)
                 return
-            if withdrawn:  # (the caller's register did happen: the deregister came after)
-                if done is not None:
-                    done(None)
+            if not tries.hold(number):  # deregistered after it began, or a later
+                if done is not None:  # register's answer is held: the caller's
+                    done(None)  # register did happen; what came after decides
                 if reply_to is not None:
                     self._out.append(Complete(reply_to, result))
                 return
@@ -1970,18 +2002,19 @@ class ClientSession:
                 and getattr(exc, "code", None) == ErrorCode.RESOURCE_EXHAUSTED
                 and not self._session_confirmed
                 and (reg.key, reg.iid) not in self.registrations
+                and self._current(ident, number)  # (not after its deregister: review65 F2)
             ):
                 # no node has confirmed the session: it may be the session the node
                 # refused (its table is full), not the instance: once more, kept alive by
                 # beats (an instance quota refuses it again: the caller gets that answer)
                 reg.fields.pop("session", None)
                 left = max(self.settings.attempt_timeout, started + timeout - self._now)
-                self._register(reg, left, reply_to, done, keep, wanted, began=True)
+                self._register(reg, left, reply_to, done, keep, wanted, began=number)
                 return
-            withdrawn = self._try_ended(ident)
+            current = self._try_ended(ident).current(number)
             self._tried(reg, exc)
             closing = self._closing_client
-            if keep and not withdrawn and ident not in self.registrations and not closing:
+            if keep and current and ident not in self.registrations and not closing:
                 kept = with_registration_kept(exc, KEPT_REGISTRATION)
                 if kept.registration_kept and self._keep_registration(reg):
                     exc = kept
@@ -2017,24 +2050,31 @@ class ClientSession:
         self._may_hold.discard(ident)
         self._unkeep(ident)
 
-    def _try_began(self, ident: tuple[ServiceKey, InstanceId]) -> None:
-        """A register try of ``ident`` begins: the newest word on it is a register."""
+    def _try_began(self, ident: tuple[ServiceKey, InstanceId]) -> int:
+        """A register try of ``ident`` begins: its number (the newest word on it)."""
         tries = self._register_tries.get(ident)
         if tries is None:
             tries = self._register_tries[ident] = RegisterTries()
         tries.out += 1
-        tries.withdrawn = False
+        tries.begun = number = next(self._try_numbers)
+        return number
 
-    def _try_ended(self, ident: tuple[ServiceKey, InstanceId]) -> bool:
-        """A register try of ``ident`` is answered or given up; whether it was withdrawn
-        (a deregister of it handled after it began, no register since)."""
+    def _try_ended(self, ident: tuple[ServiceKey, InstanceId]) -> RegisterTries:
+        """A register try of ``ident`` is answered or given up: the instance's record (a
+        blank one if none: nothing to weigh it against)."""
         tries = self._register_tries.get(ident)
         if tries is None:
-            return False
+            return RegisterTries()
         tries.out -= 1
         if tries.out <= 0:
             del self._register_tries[ident]
-        return tries.withdrawn
+        return tries
+
+    def _current(self, ident: tuple[ServiceKey, InstanceId], number: int) -> bool:
+        """Try ``number`` is still the caller's last word on ``ident`` (no deregister, no
+        newer register since it began)."""
+        tries = self._register_tries.get(ident)
+        return tries is None or tries.current(number)
 
     def _undo_withdrawn(self, reg: Registration) -> None:
         """A try answered "registered" after the instance's deregister was sent: its
@@ -2111,15 +2151,14 @@ class ClientSession:
             for _, slot in items:
                 self._entry_done(slot, error)
             return
-        for reg, _ in items:
-            self._try_began((reg.key, reg.iid))
+        began = self._try_began
         if not self._batches:  # an older server: one register each
             for reg, slot in items:
-                self._register_single(reg, timeout, slot)
+                self._register_single(reg, timeout, slot, began((reg.key, reg.iid)))
             return
         self._open_session()
         deadline = self._now + timeout
-        self._bulk.extend((reg, reply_to, deadline) for reg, reply_to in items)
+        self._bulk.extend((reg, slot, deadline, began((reg.key, reg.iid))) for reg, slot in items)
         self._pump_bulk()
 
     def _pump_bulk(self) -> None:
@@ -2161,7 +2200,7 @@ class ClientSession:
             return not slot.wanted()
         return slot is None and self.registrations.get((reg.key, reg.iid)) is not reg
 
-    def _unqueued(self, item: tuple[Registration, ReplyTo, float]) -> MeshregError:
+    def _unqueued(self, item: BulkItem) -> MeshregError:
         error = ServerUnreachableError(
             f"register: not sent within its time-out (queued behind other registrations "
             f"to {self.server}; not applied); give register_many a larger timeout"
@@ -2199,10 +2238,10 @@ class ClientSession:
                     f"meshreg server {self.server} does not know register_batch ({exc}); "
                     "registering one instance per request",
                 )
-                queued = [(i[0], i[1]) for i in items] + [(i[0], i[1]) for i in self._bulk]
+                queued = [*items, *self._bulk]
                 self._bulk.clear()
-                for reg, slot in queued:
-                    self._register_single(reg, timeout, slot)
+                for reg, slot, _, number in queued:
+                    self._register_single(reg, timeout, slot, number)
                 return
             self._bulk_failed(items, exc)
             self._pump_bulk()
@@ -2230,19 +2269,19 @@ class ClientSession:
         means)."""
         refused: dict[int, list[Any]] = {}
         again = []  # refused RESOURCE_EXHAUSTED while naming the session: without it
-        for (reg, reply_to, deadline), result, in_session in zip(
+        for (reg, reply_to, deadline, number), result, in_session in zip(
             items, results, named, strict=True
         ):
+            ident = (reg.key, reg.iid)
             if result is None:
-                ident = (reg.key, reg.iid)
-                withdrawn = self._try_ended(ident)
-                if withdrawn:  # (see ``_register``)
-                    self._undo_withdrawn(reg)
+                tries = self._try_ended(ident)
+                if tries.withdrawn(number) and tries.last_word_deregister():
+                    self._undo_withdrawn(reg)  # (see ``_register``)
                 if self._unwanted(reg, reply_to):
                     if reply_to is not None:
                         reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
                     continue
-                if withdrawn:
+                if not tries.hold(number):
                     self._entry_done(reply_to, None)
                     continue
                 self._forget_kept(ident)
@@ -2260,19 +2299,20 @@ class ClientSession:
                 continue
             code = result.code
             if self._late_entry(result, reply_to, deadline):
-                again.append((reg, reply_to, deadline))  # (review63: the call failed with
-                continue  # "check the clocks" with the node up, its time-out far off)
+                again.append((reg, reply_to, deadline, number))  # (review63: the call
+                continue  # failed on "check the clocks", its time-out far off)
             if (
                 in_session
                 and code == ErrorCode.RESOURCE_EXHAUSTED
-                and (not self._session_confirmed or (reg.key, reg.iid) in self.registrations)
+                and (not self._session_confirmed or ident in self.registrations)
+                and self._current(ident, number)  # (not after its deregister: review65 F2)
             ):  # as in _register; and one the client holds must not be left unbeaten
                 self._leave_session(reg)
-                again.append((reg, reply_to, deadline))
+                again.append((reg, reply_to, deadline, number))
                 continue
             exc = server_error(code, result.message, self.server)
             refused.setdefault(code, []).append((reg, exc))
-            self._entry_failed(reg, reply_to, exc)
+            self._entry_failed(reg, reply_to, exc, number)
         self._bulk.extend(again)  # the caller sends the next batches (_pump_bulk)
         for code, errors in refused.items():
             self._warn(
@@ -2302,28 +2342,34 @@ class ClientSession:
             return True
         return False
 
-    def _register_single(self, reg: Registration, timeout: float, slot: Any) -> None:
-        """One ``register`` for an item of a bulk registration (an older server)."""
-        if type(slot) is KeptSlot:
-            self._register(reg, timeout, None, slot.done, wanted=slot.wanted, began=True)
+    def _register_single(self, reg: Registration, timeout: float, slot: Any, number: int) -> None:
+        """One ``register`` for an item of a bulk registration (an older server); a try of
+        the client's own no longer wanted is not sent (review65 F2)."""
+        if self._unwanted(reg, slot):
+            self._try_ended((reg.key, reg.iid))
+            if slot is not None:
+                slot.done(DROPPED)
+        elif type(slot) is KeptSlot:
+            self._register(reg, timeout, None, slot.done, wanted=slot.wanted, began=number)
         elif type(slot) is tuple:
             done = lambda exc: self._entry_done(slot, exc)  # noqa: E731
-            self._register(reg, timeout, None, done, keep=True, began=True)
+            self._register(reg, timeout, None, done, keep=True, began=number)
         elif slot is not None:
-            self._register(reg, timeout, slot, keep=True, began=True)
+            self._register(reg, timeout, slot, keep=True, began=number)
         else:  # a redo of the client's own: never kept (review62); held only as it was
             wanted = lambda: not self._unwanted(reg, None)  # noqa: E731
-            self._register(reg, timeout, None, wanted=wanted, began=True)
+            self._register(reg, timeout, None, wanted=wanted, began=number)
 
-    def _entry_failed(self, reg: Registration, slot: Any, exc: BaseException) -> None:
+    def _entry_failed(self, reg: Registration, slot: Any, exc: BaseException, number: int) -> None:
         """An item of a bulk registration failed: kept, as a ``register`` is, when waiting
         may cure its error (no node answered, none ready), and its caller told so.  Only a
         caller's: a redo of this client's own (``slot`` None: a session lost, say) is not
-        (review62: an instance deregistered while its redo was out came back)."""
-        withdrawn = self._try_ended((reg.key, reg.iid))
+        (review62: an instance deregistered while its redo was out came back); nor one no
+        longer the caller's last word (a deregister or a newer register since)."""
+        current = self._try_ended((reg.key, reg.iid)).current(number)
         self._tried(reg, exc)
         caller = slot is not None and type(slot) is not KeptSlot
-        if caller and not withdrawn and (reg.key, reg.iid) not in self.registrations:
+        if caller and current and (reg.key, reg.iid) not in self.registrations:
             kept = with_registration_kept(exc, KEPT_REGISTRATION)
             closing = self._closing_client
             if kept.registration_kept and not closing and self._keep_registration(reg):
@@ -2349,8 +2395,8 @@ class ClientSession:
     def _bulk_failed(self, items: list[Any], exc: BaseException) -> None:
         """Registrations whose batch got no usable answer: each caller gets ``exc``;
         one log line per server and kind."""
-        for reg, reply_to, _ in items:
-            self._entry_failed(reg, reply_to, exc)
+        for reg, reply_to, _, number in items:
+            self._entry_failed(reg, reply_to, exc, number)
         self._warn(
             ("batch-failed", self.server, type(exc).__name__),
             f"{len(items)} registrations not registered through {self.server}: {exc}",
@@ -2370,7 +2416,7 @@ class ClientSession:
         ident = (key, iid)
         tries = self._register_tries.get(ident)
         if tries is not None:  # a register of it is out: it must not leave it held
-            tries.withdrawn = True
+            tries.deregistered = next(self._try_numbers)
         if self._unkeep(ident) and (
             reg is None
             and ident not in self._may_hold
@@ -2589,7 +2635,7 @@ class ClientSession:
 
     def _registering(self) -> set[tuple[ServiceKey, InstanceId]]:
         """What this client is registering now (not acknowledged yet)."""
-        busy = {(reg.key, reg.iid) for reg, _, _ in self._bulk}
+        busy = {(reg.key, reg.iid) for reg, _, _, _ in self._bulk}
         for items in self._batches_out.values():
             busy.update((item[0].key, item[0].iid) for item in items)
         for p in [*self._pending.values(), *(p for _, p in self._backlog)]:

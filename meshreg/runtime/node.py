@@ -1275,8 +1275,8 @@ class NodeRuntime:
         if len(owners) > MAX_OWNERS:
             replies.forget_owners()
         self._entries = 0
-        if replies.waiting:  # a connection's requests wait for its replies (back-pressure)
-            self._drain_gated(router, BATCH)
+        if replies.waiting or replies.pacing:  # a connection's requests wait for its
+            self._drain_gated(router, BATCH)  # replies, or a client may be at its share
             return
         now = self.clock()
         check = CHECK_EVERY
@@ -1326,6 +1326,7 @@ class NodeRuntime:
         ``_serve`` (a beat too: slower than the fast drain's, only while a connection is
         blocked), and a connection their replies take over its budget is blocked."""
         replies, waiting, serve_one = self.replies, self.replies.waiting, self._serve_waiting
+        pacing = replies.pacing
         recv = self._fast_io[0]  # type: ignore[index]
         secure, principals = self.secure, self._principals
         now = self.clock()
@@ -1361,6 +1362,8 @@ class NodeRuntime:
             if secure:  # its replies count in its client's share (transport/replies)
                 replies.owners[rid] = principal.name
             request = (frames, principal, first if secure else None)
+            if rid not in waiting and principal.name in pacing and replies.over(rid):
+                replies.block(rid, now)  # its client is at its share: on every connection
             if rid in waiting:
                 replies.defer(rid, request, sum(len(f) for f in frames), now)
                 continue
@@ -1774,7 +1777,12 @@ class NodeRuntime:
                     fast = self.configs.fast_gets  # in the drain (review37 F3)
                     if fast:
                         requests["config_get"] = requests.get("config_get", 0) + fast
-                    result = replace(result, runtime=self._runtime_stats(), requests=requests)
+                    runtime = self._runtime_stats()
+                    if not permits(principal, Access.READ, ALL, ALL, ALL):  # a monitoring
+                        # key (stats = true) learns no namespace name (review65 F4)
+                        config = dict(runtime["config"], configs_by_namespace={})
+                        runtime = dict(runtime, config=config)
+                    result = replace(result, runtime=runtime, requests=requests)
                 elif type(result) is PingResult:  # a readiness probe: the config center's
                     waiting = self.configs.waiting_for_peers(now + self._wall_offset)
                     result = replace(result, config_ready=self.configs.ready,

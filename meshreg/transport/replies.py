@@ -78,9 +78,12 @@ reads or goes).  So the runtime names the client of each request on a keyed port
 client's held bytes, over all its connections, are counted: beyond ``per_node / 4`` (its
 share) a client holds more only while ``per_node / 4`` stays free for the others (alone,
 three quarters of the budget).  A client at that bound is paced as a connection over its
-budget is (``over``: its connections' further requests wait), and a reply that would pass
-it is dropped (``dropped_share``; the warning names the client).  One reply may always go
-to a client that holds nothing.  Without keys every client is one tenant: no share.
+budget is, on every connection of it (``over``; while some client holds its share or
+more, ``pacing``, the runtime checks each request: the gated drain), so the reply of a
+request served under the bound always goes (it may pass the bound by that one reply,
+as a connection's budget); a reply that was not (a relayed write's) and would pass it is
+dropped (``dropped_share``; the warning names the client).  One reply may always go to a
+client that holds nothing.  Without keys every client is one tenant: no share.
 """
 
 from __future__ import annotations
@@ -145,6 +148,8 @@ class ReplyGuard:
         self._client_held: dict[str, int] = {}
         self.share = per_node // SHARE_PARTS
         self.keep_free = per_node // SHARE_PARTS
+        self.pacing: set[str] = set()  # clients holding their share or more (a superset
+        # of those at their bound: ``over`` decides)
         # rid -> bytes of the large replies copied since its last tracked one (at most
         # TAIL_BYTES each; MAX_TAILS connections, the least recent forgotten first)
         self._tails: dict[bytes, int] = {}
@@ -274,7 +279,9 @@ class ReplyGuard:
         self._held_bytes[rid] = self._held_bytes.get(rid, 0) + size
         self.held += size
         if client is not None:
-            self._client_held[client] = self._client_held.get(client, 0) + size
+            mine = self._client_held[client] = self._client_held.get(client, 0) + size
+            if mine >= self.share:
+                self.pacing.add(client)
         return True
 
     def _most(self) -> str:
@@ -322,7 +329,7 @@ class ReplyGuard:
             self.reclaim()
             if self.held and self.held + size > self.per_node:
                 return "node"
-        client = self.owners.get(rid)
+        client = None if admitted else self.owners.get(rid)  # (admitted: the gate, ``over``)
         if client is not None and self._over_share(client, size):
             self.reclaim()
             if self._over_share(client, size):
@@ -343,6 +350,8 @@ class ReplyGuard:
                     self._client_held[client] = left
                 else:
                     del self._client_held[client]
+                if left < self.share:
+                    self.pacing.discard(client)
         self.held -= freed
         if not held:
             del self._held[rid]
@@ -380,12 +389,14 @@ class ReplyGuard:
         """Whether ``rid``'s reply bytes (large replies libzmq holds, and reserved ones)
         are at or over its connection's budget: its requests wait (``block``)."""
         reserved = self._reserved.get(rid, 0)
-        if not reserved and rid not in self._held:
-            return False
-        if self._release(rid) + reserved >= self.per_connection:
+        if (reserved or rid in self._held) and (
+            self._release(rid) + reserved >= self.per_connection
+        ):
             return True
-        client = self.owners.get(rid)  # its client at its share (module docstring)
-        if client is None or not self._over_share(client, 0):
+        if not self.pacing:
+            return False
+        client = self.owners.get(rid)  # its client at its bound (module docstring), on
+        if client is None or client not in self.pacing or not self._over_share(client, 0):
             return False
         self.reclaim()  # (its other connections may have drained)
         return self._over_share(client, 0)

@@ -104,8 +104,10 @@ def test_one_tenant_cannot_make_the_node_drop_another_tenants_replies(tmp_path: 
             f"each while team-a ({len(socks)} connections that do not read, its own namespace "
             f"only) holds the node's large-reply budget: {replies}"
         )
-        # team-a was held to its share (paced, then dropped), and the log names it
-        assert replies["held_bytes"] <= NODE_BUDGET * 3 // 4 + 1_000_000, replies
+        # team-a was held to its bound (3/4 of the budget alone; one reply past it at most:
+        # the reply of a request served under it, with the copies before it), its
+        # connections paced (their requests wait) or its unpaced replies dropped
+        assert replies["held_bytes"] <= NODE_BUDGET * 3 // 4 + 1_300_000, replies
         assert replies["dropped_share"] > 0 or replies["blocked"] > 0, replies
         if replies["dropped_share"]:
             wait_until(lambda: "client 'team-a'" in node.log(), 5, 0.1, "the warning")
