@@ -355,6 +355,9 @@ class Acl:
 
 
 _CLIENT_FIELDS = ("name", "key", "keys", "key_file", "key_files", "allow", "stats")
+# names of the principals that are not ACL clients (NODE, OPEN): a client named so would
+# be counted with them (a client's share of the reply budget, review65) and read as them
+RESERVED_NAMES = {"node": "its peers (the cluster key)", "open": "clients of a node without a key"}
 _RULE_FIELDS = ("namespace", "group", "service", "access")
 
 
@@ -372,6 +375,11 @@ def _parse_client(
     if len(name) > MAX_CLIENT_NAME_LEN or NAME_RE.match(name) is None:
         raise ConfigError(
             f"{where}: field 'name' must be 1..{MAX_CLIENT_NAME_LEN} letters, digits or @.:_-"
+        )
+    if name in RESERVED_NAMES:
+        raise ConfigError(
+            f"{where}: field 'name': {name!r} is what the node calls "
+            f"{RESERVED_NAMES[name]} in its logs and counts; give the client another name"
         )
     where = f"{source}: client {name!r} (entry {index})"
     unknown = [k for k in entry if k not in _CLIENT_FIELDS]

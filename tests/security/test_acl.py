@@ -191,6 +191,7 @@ BAD: list[tuple[str, Any, list[str]]] = [
     ("long pattern", {"client": [entry(allow=[rule(namespace="a" * 65)])]}, ["1..64"]),
     ("pattern not str", {"client": [entry(allow=[rule(service=3)])]}, ["'service'", "string"]),
     ("stats not bool", {"client": [entry(stats="yes")]}, ["'stats'", "true or false"]),
+    ("reserved name", {"client": [entry(name="node")]}, ["'name'", "'node'", "another name"]),
 ]
 
 
