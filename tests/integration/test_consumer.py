@@ -166,14 +166,20 @@ def test_push_empty_protection_needs_a_second_opinion(
     start_node: Callable[..., NodeProcess],
 ) -> None:
     """End to end (the policy's cases: tests/client/test_client_session_watch.py): two real nodes
-    that disagree; A (the consumer's server) pushes "empty", B does not."""
-    a = start_node(*FAST_TIMINGS)
-    b = start_node(*FAST_TIMINGS)
+    that disagree; A (the consumer's server) pushes "empty", B does not.
+
+    The nodes keep their default health timings: this is about an empty push, not health
+    (with ``unhealthy_after`` 0.6 s, a renewal of B's provider held up by a loaded CI
+    machine marked it unhealthy on B, and the healthy-only read came back empty: ci-38a,
+    1 run in 4,158 tests).  The consumer's server is A (``server_order="listed"``): with
+    the default random order, half the runs had B as its server and tested nothing."""
+    a = start_node()
+    b = start_node()
     seen: list[set[str]] = []
     with (
         Client([a.address], **FAST) as on_a,
         Client([b.address], **FAST) as on_b,
-        Client([a.address, b.address], **FAST) as consumer,
+        Client([a.address, b.address], server_order="listed", **FAST) as consumer,
     ):
         on_a.register("guard", "10.4.0.1", 1)
         on_b.register("guard", "10.4.0.1", 1)
