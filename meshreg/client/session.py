@@ -203,6 +203,9 @@ DEADLINE_OPS = frozenset(
 # Config writes carry one too (a write waiting in a stopped owner's socket would land on
 # top of the client's later writes: review19 F1); their time-outs are the config plane's
 STAMPED_OPS = DEADLINE_OPS | CONFIG_WRITES
+# s after a register try failed that its instance's deregister goes again, when one was
+# made while it was out (``_undo_if_last_word``): past its copies' deadlines
+UNDO_AFTER = DEADLINE_SLACK + 0.5
 # Writes whose time-out raises OutcomeUnknownError naming each attempt (beats: logged only)
 UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
 _READ_OPS = frozenset(("instances", "services"))  # a node catching up refuses them
@@ -546,6 +549,8 @@ class ClientSession:
         # a register and a deregister of one instance at once (two threads, a redo)
         self._register_tries: dict[tuple[ServiceKey, InstanceId], RegisterTries] = {}
         self._try_numbers = itertools.count(1)
+        # deregisters to send once a failed try's copies are past their deadlines
+        self._undo_later: deque[tuple[float, Registration]] = deque()
         self._left_any = False  # some request may have left this client (a handshake)
         self._next_kept_try = math.inf
         self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
@@ -599,6 +604,8 @@ class ClientSession:
                    self._next_recheck, self._session_retry_at)  # fmt: skip
         if self._listing is not None:
             wake = min(wake, self._listing[1])
+        if self._undo_later:
+            wake = min(wake, self._undo_later[0][0])
         if self.registrations:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
@@ -1114,6 +1121,16 @@ class ClientSession:
             self._next_probe = now + PROBE_INTERVAL
             if not self._pending:
                 self.request("ping", {}, self.settings.attempt_timeout)
+        while self._undo_later and now >= self._undo_later[0][0]:
+            reg = self._undo_later.popleft()[1]
+            ident = (reg.key, reg.iid)
+            tries = self._register_tries.get(ident)
+            if not (
+                ident in self.registrations
+                or ident in self._kept_registrations
+                or (tries is not None and not tries.last_word_deregister())
+            ):  # the deregister is still the caller's last word (else a register since)
+                self._send_undo(reg)
         self._check_deadlines()
         if self.offline and not self._pending and not self._backlog:
             # Nothing else in flight: ask the current server until the next switch, so a
@@ -1182,6 +1199,7 @@ class ClientSession:
         self._bulk.clear()
         self._batches_out.clear()
         self._register_tries.clear()
+        self._undo_later.clear()
         for w in self.watches.values():
             for reply_to, _ in w.waiting:
                 self._out.append(Fail(reply_to, error))
@@ -1968,8 +1986,8 @@ class ClientSession:
 
         def registered(result: Any) -> None:
             tries = self._try_ended(ident)
-            if tries.withdrawn(number) and tries.last_word_deregister():
-                self._undo_withdrawn(reg)  # (see ``_undo_withdrawn``)
+            if tries.withdrawn(number):
+                self._undo_if_last_word(tries, reg)
             if wanted is not None and not wanted():
                 if done is not None:
                     done(DROPPED)
@@ -2011,8 +2029,10 @@ class ClientSession:
                 left = max(self.settings.attempt_timeout, started + timeout - self._now)
                 self._register(reg, left, reply_to, done, keep, wanted, began=number)
                 return
-            current = self._try_ended(ident).current(number)
-            self._tried(reg, exc)
+            tries = self._try_ended(ident)
+            if self._tried(reg, exc) and tries.withdrawn(number):
+                self._undo_if_last_word(tries, reg, later=True)
+            current = tries.current(number)
             closing = self._closing_client
             if keep and current and ident not in self.registrations and not closing:
                 kept = with_registration_kept(exc, KEPT_REGISTRATION)
@@ -2076,10 +2096,24 @@ class ClientSession:
         tries = self._register_tries.get(ident)
         return tries is None or tries.current(number)
 
-    def _undo_withdrawn(self, reg: Registration) -> None:
-        """A try answered "registered" after the instance's deregister was sent: its
-        deregister once more, now that the register is known applied: the two may have
-        reached the owner by different ways (a forward, a failover) in either order."""
+    def _undo_if_last_word(
+        self, tries: RegisterTries, reg: Registration, later: bool = False
+    ) -> None:
+        """A try that began before the instance's deregister is answered "registered", or
+        failed in a way that may have been applied (``later``): its deregister once more,
+        after it, while the deregister is still the caller's last word (no register
+        since).  The two may have reached the owner by different ways (a forward, a
+        failover) in either order.  A failed try's copies may still be applied until
+        ``DEADLINE_SLACK`` past its end (each carries a deadline past which no node
+        applies it): that deregister goes ``UNDO_AFTER`` later, after them all."""
+        if not tries.last_word_deregister():
+            return
+        if later:
+            self._undo_later.append((self._now + UNDO_AFTER, reg))
+            return
+        self._send_undo(reg)
+
+    def _send_undo(self, reg: Registration) -> None:
         self.request(
             "deregister",
             dict(reg.beat_fields),
@@ -2088,18 +2122,19 @@ class ClientSession:
             on_error=lambda exc: None,  # (the caller's deregister was answered already)
         )
 
-    def _tried(self, reg: Registration, exc: BaseException) -> None:
+    def _tried(self, reg: Registration, exc: BaseException) -> bool:
         """A register try of ``reg`` failed with ``exc``: unless it never left this client
         (``unsent``), a node may hold it, and its deregister must be sent (review61 F4: a
         kept registration no try of which left is only dropped; review62: a replacement's
-        unsent try does not make an earlier one unsent)."""
+        unsent try does not make an earlier one unsent).  Returns whether it may be held."""
         if getattr(exc, "unsent", False) or exc is DROPPED:
-            return
+            return False
         if not with_registration_kept(exc, "").registration_kept:
-            return  # refused for good (a quota, the ACL): not applied, never kept
+            return False  # refused for good (a quota, the ACL): not applied, never kept
         if len(self._may_hold) > 2 * len(self._kept_registrations) + 1024:  # bounded
             self._may_hold &= self._kept_registrations.keys() | self._registering()
         self._may_hold.add((reg.key, reg.iid))
+        return True
 
     def _try_kept(self) -> None:
         """Register again what no node could take (when a node answers again, and every
@@ -2275,8 +2310,8 @@ class ClientSession:
             ident = (reg.key, reg.iid)
             if result is None:
                 tries = self._try_ended(ident)
-                if tries.withdrawn(number) and tries.last_word_deregister():
-                    self._undo_withdrawn(reg)  # (see ``_register``)
+                if tries.withdrawn(number):  # (see ``_register``)
+                    self._undo_if_last_word(tries, reg)
                 if self._unwanted(reg, reply_to):
                     if reply_to is not None:
                         reply_to.done(DROPPED)  # (see ``_register``'s ``wanted``)
@@ -2366,8 +2401,10 @@ class ClientSession:
         caller's: a redo of this client's own (``slot`` None: a session lost, say) is not
         (review62: an instance deregistered while its redo was out came back); nor one no
         longer the caller's last word (a deregister or a newer register since)."""
-        current = self._try_ended((reg.key, reg.iid)).current(number)
-        self._tried(reg, exc)
+        tries = self._try_ended((reg.key, reg.iid))
+        if self._tried(reg, exc) and tries.withdrawn(number):
+            self._undo_if_last_word(tries, reg, later=True)
+        current = tries.current(number)
         caller = slot is not None and type(slot) is not KeptSlot
         if caller and current and (reg.key, reg.iid) not in self.registrations:
             kept = with_registration_kept(exc, KEPT_REGISTRATION)

@@ -184,3 +184,29 @@ def test_no_record_is_left_once_the_tries_are_answered() -> None:
     h.fail_all("register_batch", ErrorCode.INVALID_ARGUMENT)
     assert h.core._register_tries == {}
     assert len(h.core.registrations) == 25
+
+
+@pytest.mark.parametrize("registered_again", [False, True])
+def test_a_failed_register_out_before_the_deregister_is_undone_past_its_deadline(
+    registered_again: bool,
+) -> None:
+    """A register no node answered, with a deregister of it made meanwhile: one of its
+    copies may still reach the owner after the deregister (another way, held up), until
+    DEADLINE_SLACK past its end.  Its deregister goes once more UNDO_AFTER after the
+    failure, unless a register was made since (then that is the last word)."""
+    h = Harness(attempt_ms=500, servers=("a:1",), wall_offset=1_000_000.0)
+    reg = registration(0)
+    made = Handle("r")
+    h.do(Register(reg, 1.0, made))
+    deregister(h, reg)
+    h.reply(h.unanswered("deregister")[0])
+    h.advance(1100)  # the register's time-out: no answer
+    assert h.outcome(made) is not None
+    assert h.core.status.kept_registrations == 0
+    start = len(h.sent)
+    if registered_again:
+        h.do(Register(reg, 3.0, Handle("r2")))
+        h.answer_all("register")
+    h.advance(int(session_module.UNDO_AFTER * 1000) + 100)
+    assert deregisters_after(h, start, reg) == (0 if registered_again else 1)
+    assert held(h, reg) == registered_again
