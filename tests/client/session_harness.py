@@ -25,7 +25,7 @@ from meshreg.client.actions import (
     LogLine,
     SendRequest,
 )
-from meshreg.client.commands import Command, Registration
+from meshreg.client.commands import Command, Deregister, Registration
 from meshreg.client.messages import (
     ReplyError,
     ReplyOk,
@@ -283,3 +283,10 @@ def lose_session(h: Harness) -> Sent:
         if redo := h.unanswered("register_batch"):
             return redo[0]
     raise AssertionError("no redo after the session was lost")
+
+
+def deregister(h: Harness, reg: Registration, name: str = "d") -> Handle:
+    """The caller deregisters ``reg``'s instance (3 s): its handle."""
+    handle = Handle(name)
+    h.do(Deregister(reg.key, reg.iid, dict(reg.beat_fields), 3.0, handle))
+    return handle

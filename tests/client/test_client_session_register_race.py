@@ -10,19 +10,13 @@ node's NOT_FOUND) for the client's lifetime: deregistered by the caller, listed 
 from __future__ import annotations
 
 import pytest
-from session_harness import Handle, Harness, lose_session, registration
+from session_harness import Handle, Harness, deregister, lose_session, registration
 from test_client_session_kept_registration import node_answers
 
 from meshreg.client import session as session_module
 from meshreg.client.actions import Complete
-from meshreg.client.commands import Deregister, Register, RegisterBatch, Registration
+from meshreg.client.commands import Register, RegisterBatch, Registration
 from meshreg.errors import ErrorCode
-
-
-def deregister(h: Harness, reg: Registration, name: str = "d") -> Handle:
-    handle = Handle(name)
-    h.do(Deregister(reg.key, reg.iid, dict(reg.beat_fields), 3.0, handle))
-    return handle
 
 
 def held(h: Harness, reg: Registration) -> bool:

@@ -9,18 +9,12 @@ after the deregister is the last word again"."""
 from __future__ import annotations
 
 import pytest
-from session_harness import Handle, Harness, Sent, lose_session, registration
+from session_harness import Handle, Harness, Sent, deregister, lose_session, registration
 
 from meshreg.client import session as session_module
 from meshreg.client.actions import Fail
-from meshreg.client.commands import Deregister, Register, RegisterBatch, Registration
+from meshreg.client.commands import Register, RegisterBatch, Registration
 from meshreg.errors import ErrorCode
-
-
-def deregister(h: Harness, reg: Registration, name: str = "d") -> Handle:
-    handle = Handle(name)
-    h.do(Deregister(reg.key, reg.iid, dict(reg.beat_fields), 3.0, handle))
-    return handle
 
 
 def registers_of(h: Harness, start: int, reg: Registration) -> list[Sent]:

@@ -22,7 +22,6 @@ would do it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import msgpack
@@ -73,11 +72,14 @@ def test_one_tenant_cannot_make_the_node_drop_another_tenants_replies(tmp_path: 
         def settled() -> int:
             """held_bytes once it stops moving (the kernel takes the first MBs of each
             connection, at its own pace): the same in two reads 0.5 s apart (<= 20 s)."""
-            before, deadline = -1, time.monotonic() + 20
-            while (now := held()) != before and time.monotonic() < deadline:
-                before = now
-                time.sleep(0.5)  # poll interval of the settle check
-            return now
+            reads = [-1]
+
+            def same_twice() -> bool:
+                reads.append(held())
+                return reads[-1] == reads[-2]
+
+            wait_until(same_twice, 20, 0.5, "held_bytes to settle")
+            return reads[-1]
 
         socks += [_stuck_connection(node.port, keys_a, "big", 12) for _ in range(24)]
         wait_until(lambda: held() > NODE_BUDGET // 2, 30, 0.2, "team-a's unread replies held")
