@@ -2577,7 +2577,9 @@ class ClientSession:
                 f"instances unknown to {self.server} (evicted or the node restarted), "
                 f"e.g. {reg.key} {reg.iid}; registering them again",
             )
-            self.request("register", reg.fields, self._liveness_timeout())
+            # a numbered try as a redo is (not sent once deregistered, undone if answered
+            # after a deregister of it), batched with the others a restarted node lost
+            self._register_bulk([(reg, None)], self._liveness_timeout())
         elif code == ErrorCode.UNAVAILABLE:
             # A member still catching up does not hold the instance yet: neither register
             # again nor fail over; the next beat retries (docs/PROTOCOL.md 5.2).

@@ -10,7 +10,7 @@ node's NOT_FOUND) for the client's lifetime: deregistered by the caller, listed 
 from __future__ import annotations
 
 import pytest
-from session_harness import Handle, Harness, deregister, lose_session, registration
+from session_harness import Handle, Harness, Sent, deregister, lose_session, registration
 from test_client_session_kept_registration import node_answers
 
 from meshreg.client import session as session_module
@@ -204,3 +204,81 @@ def test_a_failed_register_out_before_the_deregister_is_undone_past_its_deadline
     h.advance(int(session_module.UNDO_AFTER * 1000) + 100)
     assert deregisters_after(h, start, reg) == (0 if registered_again else 1)
     assert held(h, reg) == registered_again
+
+
+def beats_answered_not_found(h: Harness, reg: Registration) -> Sent:
+    """Beat until a beat of ``reg`` goes out, answer it NOT_FOUND (the node lost the
+    instance): the client registers it again; that register."""
+    for _ in range(40):
+        beats = [s for s in h.unanswered("beat") if s.fields["ip"] == reg.fields["ip"]]
+        if beats:
+            break
+        h.advance(250)
+    h.fail(beats[0], ErrorCode.NOT_FOUND, "no such instance")
+    again = [s for s in h.unanswered("register") if s.fields["ip"] == reg.fields["ip"]]
+    regs = [*again, *(s for s in h.unanswered("register_batch"))]
+    assert len(regs) == 1, [s.op for s in h.sent[-5:]]
+    return regs[0]
+
+
+def reply_register(h: Harness, sent: Sent) -> None:
+    if sent.op == "register_batch":
+        h.answer_batches()
+    else:
+        h.reply(sent)
+
+
+def test_a_beat_answered_not_found_registers_again_as_a_numbered_try() -> None:
+    """A beat answered NOT_FOUND registers the instance again (beats, no session); the
+    caller deregisters it while that register is out: when the register is answered, a
+    deregister follows it (the two may reach the owner by different ways), and the
+    instance is not held.  Before: the register again was a bare request, not weighed
+    against the deregister, so a register that overtook it left the instance on the node
+    (listed until evicted, though its provider had deregistered it)."""
+    h = Harness(attempt_ms=500, session=False, servers=("a:1",))
+    reg = registration(0)
+    h.do(Register(reg, 3.0, Handle("r")))
+    h.reply(h.unanswered("register")[0])
+    assert held(h, reg)
+    again = beats_answered_not_found(h, reg)
+    gone = deregister(h, reg)
+    h.reply(h.unanswered("deregister")[0])
+    assert isinstance(h.outcome(gone), Complete)
+    start = len(h.sent)
+    reply_register(h, again)
+    assert deregisters_after(h, start, reg) == 1
+    assert not held(h, reg)
+    h.answer_all("deregister")
+    h.advance(5000)
+    assert not [s for s in h.sent[start:] if s.op in ("beat", "register", "register_batch")]
+
+
+def test_a_register_again_after_not_found_that_failed_is_followed_by_the_deregister() -> None:
+    """The same, the register again unanswered (it may still be applied until its
+    copies' deadlines): the deregister goes once more past them."""
+    h = Harness(attempt_ms=500, session=False, servers=("a:1",))
+    reg = registration(0)
+    h.do(Register(reg, 3.0, Handle("r")))
+    h.reply(h.unanswered("register")[0])
+    beats_answered_not_found(h, reg)
+    deregister(h, reg)
+    h.reply(h.unanswered("deregister")[0])
+    start = len(h.sent)
+    h.advance(int((session_module.UNDO_AFTER + 10) * 1000))
+    assert deregisters_after(h, start, reg) >= 1
+    assert not held(h, reg)
+
+
+def test_a_register_again_after_not_found_keeps_the_instance_alive() -> None:
+    """No deregister: the register again is answered and the instance is beaten on."""
+    h = Harness(attempt_ms=500, session=False, servers=("a:1",))
+    reg = registration(0)
+    h.do(Register(reg, 3.0, Handle("r")))
+    h.reply(h.unanswered("register")[0])
+    again = beats_answered_not_found(h, reg)
+    start = len(h.sent)
+    reply_register(h, again)
+    assert held(h, reg)
+    assert deregisters_after(h, start, reg) == 0
+    h.advance(3000)
+    assert [s for s in h.sent[start:] if s.op == "beat" and s.fields["ip"] == reg.fields["ip"]]
