@@ -2112,10 +2112,8 @@ class DistroNode:
         taken for a clock 31 s off, and the node counted itself out (review37 F7)."""
         peer.clock_offset = offset
         if not self.registry.in_stale_window(now):  # (a beacon that waited out our stall
-            samples = peer.lead_samples  # would make us look ahead by the stall)
-            samples.append((now, -offset))
-            while len(samples) > LEAD_SAMPLES or now - samples[0][0] > LEAD_WINDOW:
-                del samples[0]
+            # would make us look ahead by the stall)
+            peer.sample_lead(now, -offset, LEAD_SAMPLES, LEAD_WINDOW)
         limit = MAX_CLOCK_SKEW / 2 if peer.clock_far else MAX_CLOCK_SKEW
         lead = -offset  # our lead over it, at most (its beacon's delay added)
         if peer.told_lead is not None and now - peer.told_at <= LEAD_WINDOW:

@@ -72,6 +72,7 @@ class Peer:
     # LEAD_SAMPLES (core/distro ``_clock_lead``): a beacon's delay only adds to the
     # second, so the least is the best estimate
     lead_samples: list[tuple[float, float]] = field(default_factory=list)
+    _least: float | None = field(default=None, repr=False)  # their least, once computed
     # its beacons' ``leads`` entry for us, s: how far its clock ran ahead of ours by our
     # beacons (the least of its samples: our beacons' delay only adds), and when heard;
     # so our clock runs at least ``-told_lead`` ahead of its (core/distro ``_clock_lead``)
@@ -90,8 +91,24 @@ class Peer:
 
     def least_lead(self) -> float:
         """The least of ``lead_samples`` (there must be some): the best estimate of how
-        far our clock runs ahead of its, an upper bound whatever the beacons' delays."""
-        return min(lead for _, lead in self.lead_samples)
+        far our clock runs ahead of its, an upper bound whatever the beacons' delays.
+        Kept between samples: every beacon of any peer asks it of every peer."""
+        least = self._least
+        if least is None:
+            least = self._least = min(lead for _, lead in self.lead_samples)
+        return least
+
+    def sample_lead(self, now: float, lead: float, keep: int, window: float) -> None:
+        """One more of ``lead_samples``; those past ``keep`` or older than ``window``
+        go."""
+        samples = self.lead_samples
+        samples.append((now, lead))
+        least = self._least
+        while len(samples) > keep or now - samples[0][0] > window:
+            if samples[0][1] == least:
+                least = None  # (the least leaves: computed again when asked)
+            del samples[0]
+        self._least = None if least is None else min(least, lead)
 
 
 def majorities_may_miss(
