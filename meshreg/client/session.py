@@ -511,6 +511,7 @@ class ClientSession:
         # s between two renewals (or rounds of beats): beat_interval, or less for a node
         # whose unhealthy_after is short (``_learn_timings``)
         self.beat_every = settings.beat_interval
+        self._timings_asked_at = -math.inf  # (``_ask_timings``)
         self._suspended: tuple[str, str] | None = None  # the session a refusal set aside
         self._session_retry_at = math.inf  # when to try opening it again (SESSION_RETRY)
         # The cluster view: writes go straight to a service's responsible node.
@@ -1347,6 +1348,8 @@ class ClientSession:
                 )
             self._warn("failover", f"meshreg server {old} {why}; trying {self.server}")
         self._use_server()
+        if self.server != old:
+            self._ask_timings()
 
     def _use_server(self) -> None:
         """The server changed: connect, send what is in flight there, pull and listen
@@ -1370,6 +1373,24 @@ class ClientSession:
                 self.watches[key].awaiting_push_since = now  # subscribed there anew
             self._pull(key)
         self.configs.relisten()  # pushes may have been missed meanwhile
+
+    def _ask_timings(self) -> None:
+        """The server changed, and its timings may differ (the last node of a rolling
+        restart to ``--unhealthy-after 3`` stopped: its clients, told 15 s, renewed every
+        5 s on the others until their next turn, and were marked unhealthy): renew the
+        session (or, without one, ping) now; the answer says them (``_learn_timings``).
+        At most once a beat interval: a client whose servers fail one after another does
+        not renew at every switch."""
+        if not self.registrations or self._now < self._timings_asked_at + self.beat_every:
+            return
+        self._timings_asked_at = self._now
+        asking = {p.op for p in self._pending.values()}  # (re-sent there already)
+        if self.session is not None and self._session_acked:
+            if "session_renew" not in asking:
+                self._renew_session()
+        elif "ping" not in asking:
+            self.request("ping", {}, self._liveness_timeout(), on_reply=self._pinged,
+                         on_error=lambda exc: None)  # fmt: skip
 
     def _seek_majority(self, seen: tuple[int, int]) -> None:
         """The server sees no majority of the configured members (``seen``: up, of how
@@ -1515,6 +1536,7 @@ class ClientSession:
         if line is not None:
             self._out.append(LogLine(level, line))
         self._use_server()
+        self._ask_timings()
 
     # -- offline: every server failed (see the theory of operation) -----------------------------
     def _went_silent(self, server: str) -> None:

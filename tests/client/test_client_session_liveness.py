@@ -282,6 +282,9 @@ def test_a_server_cut_off_from_the_majority_is_left_for_one_that_sees_it() -> No
     h.reply(probes["b:2"], {**pong, "members_up": 2, "members": 3})
     assert h.core.server == "b:2" and h.connects()[-1] == "b:2"
     assert any("sees only 1 of the 3 configured members" in x for x in h.logs("warning"))
+    (at_once,) = h.unanswered("session_renew")  # the new server's timings (_ask_timings)
+    assert at_once.to == "b:2"
+    h.reply(at_once, {"instances": 5, "known": True})
     majority_view = _view("b:2", {"a:1": "down", "b:2": "up", "c:3": "up"})
     h.advance(600)  # the new server's view is asked for
     h.answer_all("cluster", majority_view)
@@ -398,6 +401,7 @@ def test_renewals_fit_three_times_in_the_node_s_unhealthy_after(
     for _ in range(10):
         h.advance(every_ms)
         h.answer_all("session_renew", {"instances": 1})
+        h.answer_view()  # (unanswered, its refresh moved the client to b:2 and back)
     h.advance(every_ms // 2)  # (float rounding of the fake clock: a renewal due at 10 x)
     assert len(h.requests("session_renew")) == 10
     warned = [t for t in h.logs("warning") if "unhealthy_after" in t]
@@ -436,6 +440,36 @@ def test_an_open_session_follows_an_unhealthy_after_lowered_since_from_its_renew
     assert any("renewing every 1s instead" in t for t in h.logs("warning"))
 
 
+@pytest.mark.parametrize("session", [True, False], ids=["session", "beats"])
+def test_a_new_server_is_asked_its_timings_at_once(session: bool) -> None:
+    """The last node of a rolling restart to --unhealthy-after 3 stops; its client (told
+    15 s by it: renewing every 5 s) moves to a node already restarted.  It renewed (or
+    pinged) there only at its next 5 s turn, so the others, judging by 3 s, marked its
+    instances unhealthy once the roll was over (CI 2026-12-06, review27 F6's test, 1 run
+    in about 100 under load).  Now a server switch renews (sessions) or pings (beats) at
+    once: the new server's ``unhealthy_after`` is learned within a round trip."""
+    h = Harness(servers=("a:1", "b:2"), beat_ms=5000, session=session)
+    if session:
+        opened_with(h, 15.0)
+    else:
+        registered(h, 1)
+        h.advance(5000)
+        h.answer_all("beat")
+        h.answer_all("ping", {**PONG, "unhealthy_after": 15.0})
+    assert h.core.beat_every == 5.0
+    h.advance(1000)  # between two renewals: none in flight
+    start = len(h.sent)
+    h.run(h.core.server_disconnected(h.now))  # a:1 stopped
+    assert h.core.server == "b:2"
+    h.advance(0)
+    op = "session_renew" if session else "ping"
+    asked = [s for s in h.sent[start:] if s.op == op and s.to == "b:2"]
+    assert asked, [(s.op, s.to) for s in h.sent[start:]]
+    told = {"instances": 1, "unhealthy_after": 3.0} if session else {**PONG, "unhealthy_after": 3.0}
+    h.reply(asked[-1], told)
+    assert h.core.beat_every == 1.0
+
+
 def test_a_per_instance_client_learns_a_short_unhealthy_after_from_its_ping() -> None:
     """review24 F11's remainder: a client without a session was told nothing of a node's
     short ``unhealthy_after``; its ping reply says it, and the beats follow it."""
@@ -466,6 +500,7 @@ def test_instances_the_node_holds_in_the_session_beyond_ours_are_deregistered_ag
     gone = registration(3, session=True)  # deregistered by this client; the node kept it
     for _ in range(LONG_RENEWALS):
         h.advance(1000)
+        h.answer_view()  # (unanswered, its refresh moves the client to b:2)
         (renewal,) = h.unanswered("session_renew")
         assert "list" not in renewal.fields
         h.reply(renewal, {"instances": 4})
@@ -478,6 +513,7 @@ def test_instances_the_node_holds_in_the_session_beyond_ours_are_deregistered_ag
     assert (dereg.fields["ip"], dereg.fields["port"]) == (gone.iid.ip, gone.iid.port)
     assert len([x for x in h.logs() if "deregistering them again" in x]) == 1
     assert h.core.strays_dropped == 1
+    h.reply(dereg)
     h.advance(1000)
     (renewal,) = h.unanswered("session_renew")
     assert "list" not in renewal.fields  # named once: no more listing

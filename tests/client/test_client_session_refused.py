@@ -32,10 +32,11 @@ def refused_at_open(h: Harness, n: int = 1) -> list[Handle]:
 def live(h: Harness, ms: int) -> None:
     """``ms`` pass with the node answering every beat (a server that does not answer
     is failed over from, and an offline client tries nothing)."""
-    for _ in range(ms // 1000):
-        h.advance(1000)
+    for _ in range(ms // 250):  # (within an attempt's time: no failover)
+        h.advance(250)
         h.answer_all("beat")
         h.answer_all("ping", PONG)  # (a per-instance client pings its server each interval)
+        h.answer_view()
 
 
 def test_a_refused_session_leaves_the_registrations_on_beats() -> None:
@@ -94,6 +95,8 @@ def test_a_refused_renewal_moves_the_registrations_out_of_the_session() -> None:
     h.do(RegisterBatch(tuple((registration(n, True), Handle()) for n in range(5)), 5.0))
     h.answer_all("session_open", {"session": SID})
     h.answer_batches()
+    h.advance(0)
+    h.answer_view()  # (unanswered, it moved the client to b:2 and back)
     h.advance(1000)
     (renewal,) = h.unanswered("session_renew")
     h.fail(renewal, ErrorCode.RESOURCE_EXHAUSTED, FULL)
