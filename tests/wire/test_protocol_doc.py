@@ -806,17 +806,28 @@ ANSWERS = [
     ("2.15 The configuration center", "Again after an absence"),
     ("2.22 `config_listen`", "Stateless on the node"),
     ("2.23 `config_unlisten`", "nothing to undo"),
-    ("3 Errors", "re-send the same body with the same `request_id`"),
+    ("3 Errors", "re-send the write with the same fields and `request_id`"),
     ("4.5 Config notifications", "no sync"),
     ("4.5 Config notifications", "subscribe first"),
     ("5.3 Failover", "`config_listen`"),
     ("6 The rendezvous hash", "addresses"),
+    # review67 (a JavaScript client written from this document alone)
+    ("2.15 The configuration center", "Never hash the member map's `address`"),
+    ("2.5 `service_set`", "**enabled or not**"),
+    ("2.18 `config_delete`", "A delete drops the gray version"),
+    ("3 Errors", "a per-entry `UNAVAILABLE` **always** means"),
 ]
 CONTRADICTIONS = [
     ("1.5 Common request fields", "all operations are\nidempotent"),
     ("3 Errors", '"outcome unknown": read the data id, then retry'),
     ("3 Errors", "may retry (every op is idempotent)"),
     ("2.15 The configuration center", "A node that was down answers config reads only once"),
+    # review67 F3: a re-send carries a fresh deadline, so it is not "the same body"
+    ("3 Errors", "re-send the same body"),
+    ("5.2 Rules", "same bodies"),
+    ("5.3 Failover", "same bodies"),
+    # review67 F4: a write's result is never resolved for the writer
+    ("2.16 `config_publish`", "unless `gray_served`"),
 ]
 
 
