@@ -2398,7 +2398,12 @@ class DistroNode:
             state = "resyncing"  # its reads refused until a round with each peer
         if self.clock_skewed:
             state = CLOCK_OFF
-        members = [MemberRow(self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True)]
+        members = [
+            MemberRow(
+                self.node_id, self.address, state, True, me[0], me[1], 0, 0.0, True,
+                announced=self.address,
+            )
+        ]  # fmt: skip
         for peer in sorted(self.membership.peers.values(), key=lambda p: p.address):
             state = peer.state.value
             if peer.state is MemberState.UP and peer.node_id in self._holding:
@@ -2423,6 +2428,7 @@ class DistroNode:
                     peer.configured,
                     None if peer.clock_offset is None else round(peer.clock_offset, 3),
                     round(now - peer.stream_heard, 3) if peer.stream_lost else None,
+                    peer.announced,
                 )
             )
         return ClusterResult(self.node_id, self.ready and not resyncing, tuple(members))

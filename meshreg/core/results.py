@@ -290,6 +290,9 @@ class MemberRow:
     clock_offset: float | None = None  # its wall clock minus ours, s (None: not told)
     stream_silent: float | None = None  # s its replication stream has been silent while
     # its beacons arrive by request (None: the stream is heard)
+    # the address it announces (its beacons'; the answering node's own): the name data
+    # ids are hashed under, whatever the peer list's spelling (None: never heard)
+    announced: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -333,6 +333,7 @@ def _member_map(m: MemberRow) -> dict[str, Any]:
         "configured": m.configured,
         "clock_offset": m.clock_offset,
         "stream_silent": m.stream_silent,
+        "announced": m.announced,
     }
 
 

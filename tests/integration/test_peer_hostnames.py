@@ -15,7 +15,10 @@ import json
 from collections.abc import Callable
 
 import pytest
-from helpers import NodeProcess, free_port_pair, run_cli, wait_until
+from helpers import NodeProcess, free_port_pair, raw_request, run_cli, wait_until
+
+from meshreg.configcenter.model import ConfigKey
+from meshreg.configcenter.replication import responsible_config_node
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,3 +62,45 @@ def test_a_peer_listed_by_host_name_is_one_member_and_configs_work(
     wait_until(read_on_b, 10.0, 0.1, "the config read on node b")
     out = run_cli("config", "get", "app.yaml", "-s", a.address)
     assert out.returncode == 0 and out.stdout.strip() == "k: 1", out.stderr
+
+
+def test_a_data_id_s_owner_is_computed_from_the_cluster_reply_s_announced(
+    start_node: Callable[..., NodeProcess], tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """review67 F1: with a peer list naming nodes by host name, and node ids that are not
+    addresses (``--node-id``), neither the member map's ``address`` nor its ``id`` is
+    what a data id is hashed under; its ``announced`` is (PROTOCOL.md 2.15, 6.1): the
+    owner computed from it is the node that assigns each write's revision."""
+    port_a, port_b = free_port_pair(), free_port_pair()
+    timing = ("--peer-timeout", "1.0")
+    a = NodeProcess("--node-id", "node-a", "--peer", f"localhost:{port_b}",
+                    "--data-dir", str(tmp_path / "a"), *timing, port=port_a)  # fmt: skip
+    b = NodeProcess("--node-id", "node-b", "--peer", f"localhost:{port_a}",
+                    "--data-dir", str(tmp_path / "b"), *timing, port=port_b)  # fmt: skip
+    for node in (a, b):
+        start_node(*node.extra, port=node.port)
+
+    def members() -> list[dict]:  # type: ignore[type-arg]
+        reply = raw_request(a.port, {"v": 1, "id": 1, "op": "cluster"}, 2.0)
+        return reply["result"]["members"] if reply.get("ok") else []
+
+    wait_until(lambda: [m["state"] for m in members()] == ["up", "up"], 15.0, 0.1,
+               "two members, both up, as node a sees them")  # fmt: skip
+    rows = members()
+    assert {m["announced"] for m in rows} == {a.address, b.address}
+    assert f"localhost:{port_b}" in {m["address"] for m in rows}
+    announced = [m["announced"] for m in rows]
+    owners = set()
+    for n in range(12):
+        data_id = f"app-{n}.yaml"
+        owner = responsible_config_node(ConfigKey("public", "DEFAULT_GROUP", data_id), announced)
+        owners.add(owner)
+
+        def published(data_id: str = data_id) -> dict | None:  # type: ignore[type-arg]
+            reply = raw_request(a.port, {"v": 1, "id": 2, "op": "config_publish",
+                                         "data_id": data_id, "content": "k: 1"}, 3.0)  # fmt: skip
+            return reply["result"] if reply.get("ok") else None
+
+        result = wait_until(published, 15.0, 0.2, f"{data_id} published")
+        assert result["origin"] == owner, (data_id, result["origin"], owner)
+    assert owners == {a.address, b.address}  # (both owners seen: the check can fail)

@@ -813,6 +813,7 @@ ANSWERS = [
     ("6 The rendezvous hash", "addresses"),
     # review67 (a JavaScript client written from this document alone)
     ("2.15 The configuration center", "Never hash the member map's `address`"),
+    ("2.15 The configuration center", "Hash each one's `announced`"),
     ("2.5 `service_set`", "**enabled or not**"),
     ("2.18 `config_delete`", "A delete drops the gray version"),
     ("3 Errors", "a per-entry `UNAVAILABLE` **always** means"),
