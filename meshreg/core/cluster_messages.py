@@ -57,6 +57,10 @@ class Beacon:
     # behind).  With the receiver's own samples of the sender, a bound both ways on the
     # pair's offset, whatever the delays (core/distro ``_clock_lead``).  None: not told
     leads: tuple[tuple[str, int], ...] | None = None
+    # its ``unhealthy_after``, ms: a node tells its clients the least of the members' it
+    # hears, so a client renewing through a node not yet restarted by a rolling restart
+    # that lowered it renews fast enough for the restarted ones.  None: an older node
+    unhealthy_ms: int | None = None
 
 
 @hot_value  # frozen to mypy; one per replicated delta (meshreg/model)

@@ -1332,6 +1332,7 @@ class DistroNode:
         heard = membership.peer_at(b.address)
         if heard is not None:
             heard.announced = b.address
+            heard.unhealthy_ms = b.unhealthy_ms
             heard.holds_us = b.held is not None and self.node_id in b.held
             heard.table_since = -math.inf if b.table_age is None else now - b.table_age / 1000
             if b.leads is not None:  # (its samples of our beacons: our stall moves none)
@@ -2239,6 +2240,8 @@ class DistroNode:
                 self._next_beacon = now + self.cluster.beacon_interval
                 for address, why in self.membership.stale_learned(now):
                     self._forget(address, now, why)
+                told = [p.unhealthy_ms for p in self.membership.up_peers() if p.unhealthy_ms]
+                self.registry.least_unhealthy_after = min(told) / 1000 if told else None
                 self._report_never_heard(now)
                 beacon = Beacon(
                     self.node_id,
@@ -2255,6 +2258,7 @@ class DistroNode:
                     self.membership.listed(),
                     table_age=self._table_age_ms(now),
                     leads=self._leads_ms(now),
+                    unhealthy_ms=round(self.policy.unhealthy_after * 1000),
                 )
                 self.registry.queue(Broadcast(beacon))
                 self._push_beacon(beacon)

@@ -77,6 +77,7 @@ class Peer:
     # beacons (the least of its samples: our beacons' delay only adds), and when heard;
     # so our clock runs at least ``-told_lead`` ahead of its (core/distro ``_clock_lead``)
     told_lead: float | None = None
+    unhealthy_ms: int | None = None  # its beacons' ``unhealthy_after``, ms (None: untold)
     told_at: float = float("-inf")
     down_since: float = float("-inf")
     # its replication stream (beacons on P+2) against its beacons' second path (requests):

@@ -288,6 +288,8 @@ class RegistryNode:
         self._sweep: health.SweepPass | None = None  # a health check under way
         self._sessions_opened = 0  # ids chosen by this node (with node id and epoch: unique)
         self.session_renewals = 0  # renewals received from clients (stats)
+        # the least unhealthy_after of the peers heard up (core/distro; None: none told)
+        self.least_unhealthy_after: float | None = None
         self.silent_sessions = 0  # sessions found silent by the last sweep (stats)
         self._effects: list[Effect] = []  # drained by take_effects()
         # The fast beat's gate (core/distro keeps it): None, every service is judged here
@@ -360,15 +362,13 @@ class RegistryNode:
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now, True, client)
             self.renew_session(req.session, req.namespace, now, now)
-            renewed = SessionRenewed(sess.count, known, unhealthy_after=self.policy.unhealthy_after)
+            renewed = SessionRenewed(sess.count, known, unhealthy_after=self.advised_unhealthy())
             return renewed if not req.listed else _with_held(renewed, sess)
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now, True, client)
             self.renew_session(sid, req.namespace, now, now)
-            return SessionOpened(
-                sid, sess.count, self.policy.unhealthy_after, self.policy.evict_after
-            )
+            return SessionOpened(sid, sess.count, self.advised_unhealthy(), self.policy.evict_after)
         if type(req) is SessionClose:
             if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)  # (review20 F1: it undid a newer register)
@@ -412,7 +412,7 @@ class RegistryNode:
             return self.stats_result(now)
         if type(req) is Ping:
             return PingResult(
-                self.epoch, __version__, self.address, unhealthy_after=self.policy.unhealthy_after
+                self.epoch, __version__, self.address, unhealthy_after=self.advised_unhealthy()
             )
         raise RequestRejected(ErrorCode.UNKNOWN_OP, f"unhandled op {op!r}", req.req_id)
 
@@ -1073,6 +1073,15 @@ class RegistryNode:
         if now >= self.watching_since + policy.evict_after + policy.unhealthy_after:
             self.grace_run_began = now
         self.watching_since = max(self.watching_since, now)
+
+    def advised_unhealthy(self) -> float:
+        """The ``unhealthy_after`` clients are told to renew or beat within: the least of
+        the members this node hears up, its own included.  Any of them may judge a
+        client's instances, and during a rolling restart that lowered it a client
+        renewing through a node not yet restarted was marked by the restarted ones
+        between its renewals (review27 F6's remainder)."""
+        own, least = self.policy.unhealthy_after, self.least_unhealthy_after
+        return own if least is None or least >= own else least
 
     def check_stall(self, now: float) -> bool:
         """Suspect ourselves first (every loop turn, before any input): True (and a

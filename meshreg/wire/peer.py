@@ -527,6 +527,8 @@ def beacon_fields(b: Beacon) -> dict[str, Any]:
         body["table_age"] = b.table_age
     if b.leads is not None:
         body["leads"] = dict(b.leads)
+    if b.unhealthy_ms is not None:
+        body["unhealthy_after_ms"] = b.unhealthy_ms
     return body
 
 
@@ -564,6 +566,11 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     leads = m.get("leads")
     if leads is not None:
         leads = _leads(leads)
+    unhealthy_ms = m.get("unhealthy_after_ms")
+    if unhealthy_ms is not None and (
+        type(unhealthy_ms) is not int or not 100 <= unhealthy_ms <= MAX_UNHEALTHY_MS
+    ):
+        raise _bad(f"unhealthy_after_ms must be an integer in 100..{MAX_UNHEALTHY_MS}")
     return Beacon(
         node,
         address,
@@ -580,9 +587,11 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
         leaving,
         table_age,
         leads,
+        unhealthy_ms,
     )
 
 
+MAX_UNHEALTHY_MS = 30 * 86_400_000  # a node's unhealthy_after, ms, at most (meshreg/config)
 MAX_LEAD_MS = 10**12  # ms (~31 years): a clock sample beyond it is no clock
 
 

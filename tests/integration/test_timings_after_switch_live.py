@@ -22,6 +22,8 @@ import pytest
 from helpers import HOST, NodeProcess, free_port_pair, holds_for, raw_request, start_all, wait_until
 
 from meshreg import Client
+from meshreg.core.mapping import responsible_node
+from meshreg.model import ServiceKey
 
 NEW = ("--unhealthy-after", "3", "--check-interval", "0.5")
 
@@ -93,6 +95,63 @@ def test_a_client_moved_by_the_last_restart_learns_the_new_timings_at_once(tmp_p
         wait_until(lambda: ready(nodes), 60, 0.1, "ready again after the last restart")
         holds_for(lambda: all_healthy(nodes), 4.0, 0.2, "every instance of the live "
                   "provider stays healthy on every node after the roll")  # fmt: skip
+    finally:
+        provider.close(timeout=1)
+        for n in nodes:
+            n.cleanup()
+
+
+@pytest.mark.timeout(150)
+def test_a_client_of_a_node_not_yet_restarted_renews_fast_enough_for_the_restarted(
+    tmp_path,
+) -> None:
+    """Mid-roll: one node restarted with ``--unhealthy-after 3``, the client's server
+    not yet.  Before, the client's server told it 15 s (its own), the client renewed
+    every 5 s, and the restarted node marked the instances it judges unhealthy between
+    renewals for as long as the roll lasted.  Now beacons carry each node's
+    ``unhealthy_after`` and the client's server tells it the least of the members it
+    hears: the client renews every second, and nothing flaps."""
+    ports = [free_port_pair() for _ in range(3)]
+    peers = sum((["--peer", f"{HOST}:{p}"] for p in ports), [])
+    nodes = [
+        NodeProcess(*peers, "--data-dir", os.path.join(tmp_path, f"d{i}"), port=p)
+        for i, p in enumerate(ports)
+    ]
+    start_all(nodes)
+    restarted, server = nodes[0], nodes[2]
+    ids = tuple(sorted(n.address for n in nodes))
+    # services the restarted node judges (the owner of each, with every member up)
+    services = [s for s in (f"svc{k}" for k in range(60))
+                if responsible_node(ServiceKey("public", "DEFAULT_GROUP", s), ids)
+                == restarted.address][:4]  # fmt: skip
+    assert len(services) == 4
+    provider = Client([server.address, nodes[1].address, restarted.address],
+                      server_order="listed", handle_sigterm=False)  # fmt: skip
+    try:
+        wait_until(lambda: ready(nodes), 30, 0.1, "3 members up and ready")
+        for k, s in enumerate(services):
+            provider.register(s, "10.0.0.1", 8000 + k)
+        assert restarted.stop() == 0
+        restarted.extra = (*NEW, *restarted.extra)
+        restarted.start(30)
+        wait_until(lambda: ready(nodes), 60, 0.1, "ready again after the restart")
+        wait_until(lambda: (ask(server, "ping") or {}).get("unhealthy_after") == 3.0, 10, 0.1,
+                   f"{server.address} (15 s) telling its clients 3 s")  # fmt: skip
+
+        def all_healthy() -> bool:
+            for n in nodes:
+                for s in services:
+                    r = ask(n, "instances", namespace="public", group="DEFAULT_GROUP",
+                            service=s, healthy_only=True)  # fmt: skip
+                    if r is not None and not r["instances"]:
+                        return False
+            return True
+
+        # (the client learns it at its next renewal, within its 5 s: then every second)
+        wait_until(lambda: provider.beat_every == 1.0, 10, 0.1,
+                   "the client renewing every second")  # fmt: skip
+        holds_for(all_healthy, 8.0, 0.2, "every instance of the live provider stays "
+                  "healthy while its server runs the old setting")  # fmt: skip
     finally:
         provider.close(timeout=1)
         for n in nodes:
