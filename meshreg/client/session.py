@@ -512,6 +512,7 @@ class ClientSession:
         # whose unhealthy_after is short (``_learn_timings``)
         self.beat_every = settings.beat_interval
         self._timings_asked_at = -math.inf  # (``_ask_timings``)
+        self._ask_at_handshake = False  # (``server_disconnected``, ``server_handshaken``)
         self._suspended: tuple[str, str] | None = None  # the session a refusal set aside
         self._session_retry_at = math.inf  # when to try opening it again (SESSION_RETRY)
         # The cluster view: writes go straight to a service's responsible node.
@@ -887,6 +888,9 @@ class ClientSession:
         leaves now (until then libzmq holds it, and drops it with the connection)."""
         self._link_up = True
         self._left_any = True
+        if self._ask_at_handshake:  # reconnected to a server that dropped the connection:
+            self._ask_at_handshake = False  # restarted, maybe with other timings (review68
+            self._ask_timings()  # F1); sent with the next actions taken
         self._link_refused = None
         self._refused_by.clear()
         self._handshake_refused.pop(self.server, None)
@@ -942,6 +946,7 @@ class ClientSession:
         self._now = now
         was_up, self._link_up = self._link_up, False
         self._link_tcp = False
+        self._ask_at_handshake = was_up
         if len(self.servers) > 1 and not self.closed and not self._closing():
             refused = self._link_refused
             self._leaving = (
@@ -1348,8 +1353,7 @@ class ClientSession:
                 )
             self._warn("failover", f"meshreg server {old} {why}; trying {self.server}")
         self._use_server()
-        if self.server != old:
-            self._ask_timings()
+        self._ask_timings()  # (the same server too: it may have restarted, review68 F1)
 
     def _use_server(self) -> None:
         """The server changed: connect, send what is in flight there, pull and listen
@@ -2541,12 +2545,13 @@ class ClientSession:
         if every < self.settings.beat_interval:
             self._warn(
                 ("beat-interval", unhealthy),
-                f"meshreg server {self.server} marks instances unhealthy after "
-                f"{unhealthy:g}s without a beat (its unhealthy_after), less than "
+                f"meshreg server {self.server} says instances are marked unhealthy after "
+                f"{unhealthy:g}s without a beat (the least unhealthy_after of the members "
+                f"it hears), less than "
                 f"{BEATS_PER_UNHEALTHY} of this client's beat intervals (beat_interval "
                 f"{self.settings.beat_interval:g}s): renewing every {every:.3g}s instead; "
                 f"set beat_interval to {math.floor(fit * 1000) / 1000:g}s or less, or raise "
-                "the node's unhealthy_after",
+                "the nodes' unhealthy_after",
             )
 
     def _send_beats(self) -> None:

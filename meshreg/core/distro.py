@@ -127,6 +127,7 @@ from meshreg.core.effects import (  # Broadcast, Forward, PeerCall: re-exported
     HeldOut,
     MemberChanged,
     MemberState,
+    PaceAdvised,
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
@@ -199,6 +200,9 @@ NEVER_HEARD_REPORT_EVERY = 60.0  # s between warnings about configured peers nev
 # is the most common day-one mistake, and the node meanwhile runs without those peers;
 # once a minute keeps it in view in the log without flooding it: review24 F14)
 CLOCK_LEAD_MIN = 0.25  # s ahead of the peers' clocks before deadlines are judged by theirs
+# what a node tells its clients never goes below its own unhealthy_after / this
+# (``_advise_pace``: a rolling restart 15 s -> 3 s is advised in full)
+ADVISE_FLOOR = 5
 LEAD_SAMPLES = 256  # clock samples kept per peer at most (beacons come by two paths)
 LEAD_WINDOW = 8.0  # s of a peer's clock samples kept (by when heard)
 LEAD_SPAN = 3.0  # s a peer's samples must span (by when heard) before they count
@@ -409,6 +413,8 @@ class DistroNode:
         self._caught_up: set[str] = set()  # peers synced with while catching up
         self._synced_with: set[str] = set()  # ... since a start alone (``_check_synced``)
         self._next_beacon = now
+        self._next_pace = now  # (``_advise_pace``)
+        self._pace_from: tuple[str, float] | None = None  # (member, its value) advised
         self._next_digest = now + cluster.anti_entropy_interval
         self._recompute_members(now)
         self._gate_fast_beats()
@@ -2146,6 +2152,30 @@ class DistroNode:
             self._clock_revision += 1
             self._recompute_members(now)
 
+    def _advise_pace(self) -> None:
+        """What clients are told to renew within (``registry.advised_unhealthy``): the
+        least ``unhealthy_after`` of the members heard up (their beacons'), ours
+        included, never below ours / ``ADVISE_FLOOR`` (one member's setting must not
+        make every client of the cluster renew ten times a second: review68 F2); said
+        when it changes (``PaceAdvised``)."""
+        least: tuple[float, str] | None = None
+        for p in self.membership.up_peers():
+            if p.unhealthy_ms is not None and (least is None or p.unhealthy_ms < least[0]):
+                least = (p.unhealthy_ms, p.node_id or p.address)
+        own = self.policy.unhealthy_after
+        if least is None or least[0] / 1000 >= own:
+            self.registry.least_unhealthy_after = None
+            if self._pace_from is not None:
+                self._pace_from = None
+                self.registry.queue(PaceAdvised(own, own))
+            return
+        told, member = least[0] / 1000, least[1]
+        self.registry.least_unhealthy_after = max(told, own / ADVISE_FLOOR)
+        if self._pace_from != (member, told):
+            self._pace_from = (member, told)
+            advised = self.registry.advised_unhealthy()
+            self.registry.queue(PaceAdvised(advised, own, member, told))
+
     def _leads_ms(self, now: float) -> tuple[tuple[str, int], ...] | None:
         """Our beacons' ``leads``: per peer heard within ``LEAD_WINDOW``, the least of our
         samples of its clock (ours less its plus a delay), ms.  It tells each peer a
@@ -2240,8 +2270,6 @@ class DistroNode:
                 self._next_beacon = now + self.cluster.beacon_interval
                 for address, why in self.membership.stale_learned(now):
                     self._forget(address, now, why)
-                told = [p.unhealthy_ms for p in self.membership.up_peers() if p.unhealthy_ms]
-                self.registry.least_unhealthy_after = min(told) / 1000 if told else None
                 self._report_never_heard(now)
                 beacon = Beacon(
                     self.node_id,
@@ -2278,6 +2306,9 @@ class DistroNode:
                         self._sync_wanted.discard(node_id)
                         if peer is not None and peer.state is MemberState.UP:
                             self._start_round(node_id)
+        if now >= self._next_pace:
+            self._next_pace = now + self.cluster.beacon_interval
+            self._advise_pace()
         if self.membership.peers:
             # derived from the peers' views (membership.revision) and ours: again only
             # when one of them changed, or when a dispute has lasted DISPUTE_PATIENCE

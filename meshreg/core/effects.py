@@ -405,6 +405,20 @@ class PeerHeardAtLast:
     waited: float
 
 
+@dataclass(frozen=True, slots=True)
+class PaceAdvised:
+    """What this node tells its clients to renew or beat within changed (a member heard
+    up judges by a lower ``unhealthy_after`` than ours: a rolling restart that lowered
+    it, or one node set apart): ``advised`` s now, ``own`` ours; ``member`` the one whose
+    value it is ("" when back to our own), ``told`` its value (below ``advised`` when
+    bounded by ``own / ADVISE_FLOOR``)."""
+
+    advised: float
+    own: float
+    member: str = ""
+    told: float = 0.0
+
+
 Effect = (
     Reply
     | Rejected
@@ -426,6 +440,7 @@ Effect = (
     | HeldOut
     | PeerHeld
     | ClockSkew
+    | PaceAdvised
     | SelfPreservationStarted
     | SelfPreservationEnded
     | SelfPreservationExpired

@@ -46,6 +46,7 @@ from meshreg.core.effects import (
     HeldOut,
     MemberChanged,
     MemberState,
+    PaceAdvised,
     PeerCall,
     PeerDataRejected,
     PeerForgotten,
@@ -2407,6 +2408,29 @@ class NodeRuntime:
                         'judge them until it has stayed up a while (docs/DISTRO.md, "A node '
                         'that keeps restarting")',
                         ", ".join(effect.by),
+                    )
+                case PaceAdvised(member=""):
+                    log.info(
+                        "telling clients this node's own unhealthy_after again (%gs): no "
+                        "member heard up judges by less",
+                        effect.own,
+                    )
+                case PaceAdvised():
+                    bounded = (
+                        f" (bounded at a fifth of this node's {effect.own:g}s)"
+                        if effect.advised > effect.told
+                        else ""
+                    )
+                    log.warning(
+                        "member %s marks instances unhealthy after %gs without a beat, this "
+                        "node after %gs: telling this node's clients %gs%s, so that they "
+                        "renew fast enough for every member (a rolling restart that changes "
+                        "unhealthy_after? give every node the same value)",
+                        effect.member,
+                        effect.told,
+                        effect.own,
+                        effect.advised,
+                        bounded,
                     )
                 case ClockSkew(skewed=True):
                     log.error(

@@ -566,11 +566,9 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     leads = m.get("leads")
     if leads is not None:
         leads = _leads(leads)
-    unhealthy_ms = m.get("unhealthy_after_ms")
-    if unhealthy_ms is not None and (
-        type(unhealthy_ms) is not int or not 100 <= unhealthy_ms <= MAX_UNHEALTHY_MS
-    ):
-        raise _bad(f"unhealthy_after_ms must be an integer in 100..{MAX_UNHEALTHY_MS}")
+    unhealthy_ms = m.get("unhealthy_after_ms")  # advice only: one out of this node's
+    if type(unhealthy_ms) is not int or not 100 <= unhealthy_ms <= MAX_UNHEALTHY_MS:
+        unhealthy_ms = None  # bounds (a newer node's wider ones) is ignored, not the beacon
     return Beacon(
         node,
         address,

@@ -53,8 +53,9 @@ def test_a_renewal_never_waits_behind_registrations() -> None:
         h.core.request("ping", {}, 60.0)
     assert h.core._backlog
     h.advance(1000)
-    (renewal,) = h.unanswered("session_renew")
-    assert renewal.fields == {"namespace": "public", "session": SID}
+    renewals = h.unanswered("session_renew")  # (and one more: the attempts time out, the
+    assert renewals  # client reconnects and asks the timings again, review68 F1)
+    assert all(r.fields == {"namespace": "public", "session": SID} for r in renewals)
 
 
 def test_each_entry_gets_its_own_result_and_refusals_are_one_log_line() -> None:
