@@ -51,15 +51,32 @@ def renewals(node: NodeProcess) -> int | None:
     return None if stats is None else stats["sessions"]["renewals"]
 
 
-@pytest.mark.timeout(150)
-def test_a_client_moved_by_the_last_restart_learns_the_new_timings_at_once(tmp_path) -> None:
+def start_three(tmp_path) -> list[NodeProcess]:  # type: ignore[no-untyped-def]
+    """Three nodes naming each other, default timings, each with its data dir."""
     ports = [free_port_pair() for _ in range(3)]
     peers = sum((["--peer", f"{HOST}:{p}"] for p in ports), [])
     nodes = [
         NodeProcess(*peers, "--data-dir", os.path.join(tmp_path, f"d{i}"), port=p)
         for i, p in enumerate(ports)
     ]
-    start_all(nodes)
+    return start_all(nodes)
+
+
+def all_healthy(on: list[NodeProcess], services: list[str]) -> bool:
+    """Every one of ``services`` lists a healthy instance on every node of ``on`` that
+    answers."""
+    for n in on:
+        for s in services:
+            r = ask(n, "instances", namespace="public", group="DEFAULT_GROUP",
+                    service=s, healthy_only=True)  # fmt: skip
+            if r is not None and not r["instances"]:
+                return False
+    return True
+
+
+@pytest.mark.timeout(150)
+def test_a_client_moved_by_the_last_restart_learns_the_new_timings_at_once(tmp_path) -> None:
+    nodes = start_three(tmp_path)
     last = nodes[2]  # the client's server, restarted last
     order = [last.address, nodes[0].address, nodes[1].address]
     provider = Client(order, server_order="listed", handle_sigterm=False)
@@ -77,23 +94,13 @@ def test_a_client_moved_by_the_last_restart_learns_the_new_timings_at_once(tmp_p
         assert seen is not None
         wait_until(lambda: renewals(last) != seen, 12, 0.05, f"a renewal on {last.address}")
         assert last.stop() == 0  # just after the renewal: the client moves to a new node
-
-        def all_healthy(on: list[NodeProcess]) -> bool:
-            for n in on:
-                for s in services:
-                    r = ask(n, "instances", namespace="public", group="DEFAULT_GROUP",
-                            service=s, healthy_only=True)  # fmt: skip
-                    if r is not None and not r["instances"]:
-                        return False
-            return True
-
         # the two restarted nodes judge every service now, by 3 s: past the 5 s turn
-        holds_for(lambda: all_healthy(nodes[:2]), 6.0, 0.2, "every instance of the live "
+        holds_for(lambda: all_healthy(nodes[:2], services), 6.0, 0.2, "every instance of the live "
                   "provider stays healthy on the restarted nodes once it moved to one")  # fmt: skip
         last.extra = (*NEW, *last.extra)
         last.start(30)
         wait_until(lambda: ready(nodes), 60, 0.1, "ready again after the last restart")
-        holds_for(lambda: all_healthy(nodes), 4.0, 0.2, "every instance of the live "
+        holds_for(lambda: all_healthy(nodes, services), 4.0, 0.2, "every instance of the live "
                   "provider stays healthy on every node after the roll")  # fmt: skip
     finally:
         provider.close(timeout=1)
@@ -111,13 +118,7 @@ def test_a_client_of_a_node_not_yet_restarted_renews_fast_enough_for_the_restart
     renewals for as long as the roll lasted.  Now beacons carry each node's
     ``unhealthy_after`` and the client's server tells it the least of the members it
     hears: the client renews every second, and nothing flaps."""
-    ports = [free_port_pair() for _ in range(3)]
-    peers = sum((["--peer", f"{HOST}:{p}"] for p in ports), [])
-    nodes = [
-        NodeProcess(*peers, "--data-dir", os.path.join(tmp_path, f"d{i}"), port=p)
-        for i, p in enumerate(ports)
-    ]
-    start_all(nodes)
+    nodes = start_three(tmp_path)
     restarted, server = nodes[0], nodes[2]
     ids = tuple(sorted(n.address for n in nodes))
     # services the restarted node judges (the owner of each, with every member up)
@@ -137,21 +138,11 @@ def test_a_client_of_a_node_not_yet_restarted_renews_fast_enough_for_the_restart
         wait_until(lambda: ready(nodes), 60, 0.1, "ready again after the restart")
         wait_until(lambda: (ask(server, "ping") or {}).get("unhealthy_after") == 3.0, 10, 0.1,
                    f"{server.address} (15 s) telling its clients 3 s")  # fmt: skip
-
-        def all_healthy() -> bool:
-            for n in nodes:
-                for s in services:
-                    r = ask(n, "instances", namespace="public", group="DEFAULT_GROUP",
-                            service=s, healthy_only=True)  # fmt: skip
-                    if r is not None and not r["instances"]:
-                        return False
-            return True
-
         # (the client learns it at its next renewal, within its 5 s: then every second)
         wait_until(lambda: provider.beat_every == 1.0, 10, 0.1,
                    "the client renewing every second")  # fmt: skip
-        holds_for(all_healthy, 8.0, 0.2, "every instance of the live provider stays "
-                  "healthy while its server runs the old setting")  # fmt: skip
+        holds_for(lambda: all_healthy(nodes, services), 8.0, 0.2, "every instance of the "
+                  "live provider stays healthy while its server runs the old setting")  # fmt: skip
     finally:
         provider.close(timeout=1)
         for n in nodes:
