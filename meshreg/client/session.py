@@ -888,9 +888,11 @@ class ClientSession:
         leaves now (until then libzmq holds it, and drops it with the connection)."""
         self._link_up = True
         self._left_any = True
-        if self._ask_at_handshake:  # reconnected to a server that dropped the connection:
-            self._ask_at_handshake = False  # restarted, maybe with other timings (review68
-            self._ask_timings()  # F1); sent with the next actions taken
+        if self._ask_at_handshake:
+            # reconnected to a server that had dropped the connection: restarted, maybe
+            # with other timings (review68 F1); the request leaves with the next actions
+            self._ask_at_handshake = False
+            self._ask_timings()
         self._link_refused = None
         self._refused_by.clear()
         self._handshake_refused.pop(self.server, None)

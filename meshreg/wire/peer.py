@@ -566,9 +566,11 @@ def _beacon(node: str, epoch: int, m: dict[str, Any]) -> Beacon:
     leads = m.get("leads")
     if leads is not None:
         leads = _leads(leads)
-    unhealthy_ms = m.get("unhealthy_after_ms")  # advice only: one out of this node's
+    # advice only: a value out of this node's bounds (a newer node's wider ones) is
+    # ignored, not the whole beacon (refusing it would count the sender down)
+    unhealthy_ms = m.get("unhealthy_after_ms")
     if type(unhealthy_ms) is not int or not 100 <= unhealthy_ms <= MAX_UNHEALTHY_MS:
-        unhealthy_ms = None  # bounds (a newer node's wider ones) is ignored, not the beacon
+        unhealthy_ms = None
     return Beacon(
         node,
         address,
