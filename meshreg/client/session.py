@@ -997,7 +997,7 @@ class ClientSession:
         the server's DEALER, whose queue holds them: libzmq would deliver them once a node
         listens there, and a write said "not applied" would be applied (review31 F1)."""
         where = ", ".join(sorted(self._refused_by))
-        refused = self._link_refused  # a node listens there: its handshake failed
+        refused = self._refusal([self.server])  # a node listens there: its handshake failed
         cause = (
             f"the handshake with meshreg server(s) {where} failed ({self.server} said: "
             f"{refused[0]})"
@@ -1806,6 +1806,22 @@ class ClientSession:
             else:
                 self._out.append(Fail(pending.reply_to, error))
 
+    def _refusal(self, servers: list[str]) -> tuple[str, bool] | None:
+        """Why the server connection's handshakes failed, and whether definitively: the
+        last failure, unless every one of ``servers`` refused definitively (a mismatch, the
+        ACL) since its last completed handshake.  That refusal stands: a connection made
+        since that is not refused yet (an attempt's failover; CI under load: a key
+        mismatch said "no connection completed its handshake" and kept a listener), or
+        one closed midway, does not undo it: against a keyed node, a client without a
+        key often sees its connection closed ("Broken pipe") before it reads the node's
+        greeting (9 to 15 first attempts in 30 on 2 loaded cores), and the mismatch only
+        on a later attempt."""
+        refused = self._link_refused
+        known = bool(servers) and all(s in self._handshake_refused for s in servers)
+        if known and (refused is None or not refused[1]):
+            return (self._handshake_refused[servers[-1]], True)
+        return refused
+
     def _unanswered(self, p: Pending) -> MeshregError:
         """The error of a call no server answered within its deadline."""
         if p.op in UNKNOWN_OUTCOME_OPS and p.sent and p.delivered:
@@ -1818,12 +1834,7 @@ class ClientSession:
         if garbled:  # it did answer, with something we cannot read
             return malformed_reply_error(p.op, garbled[0], self.malformed[garbled[0]][0])
         unsent = ""
-        refused = self._link_refused
-        if refused is None and tried and all(s in self._handshake_refused for s in tried):
-            # every server tried refused its handshake; the connection made since (an
-            # attempt's failover) has not been refused again yet (CI, under load: a key
-            # mismatch said "no connection completed its handshake", and kept a listener)
-            refused = (self._handshake_refused[tried[-1]], True)
+        refused = self._refusal(tried)
         if not p.delivered and p.sent:  # a write, or a read: it never left this client
             said = f" ({self.server} said: {refused[0]})" if refused else ""
             unsent = (

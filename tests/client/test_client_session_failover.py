@@ -457,3 +457,55 @@ def test_a_refusal_after_the_link_was_up_is_a_reconnect_not_a_failover() -> None
     assert h.core._link_up
     h.run(h.core.server_unreachable(h.now))
     assert h.core.server == "a:1"
+
+
+@pytest.mark.parametrize("first", ["subscribe", "read"])
+def test_a_mismatch_is_not_undone_by_a_later_connection_closed_midway(first: str) -> None:
+    """CI (review59's test, about 1 run in 10 on 2 loaded cores): a client without a key,
+    a node with one.  The node's refusal often reaches the client as a connection closed
+    midway ("Broken pipe"), the mismatch itself only on some attempts; the time-out said
+    the last attempt's "connection closed", not refused, and a first ``subscribe()`` kept
+    its listener for keys that differ.  The trace the client saw is replayed here: a
+    mismatch, then every later connection closed midway up to the deadline."""
+    h = Harness(servers=("a:1",), handshake=False, attempt_ms=1000)
+    handle = Handle()
+    if first == "subscribe":
+        h.do(Subscribe(SVC, lambda xs: None, 3.0, handle))
+    else:
+        h.do(Call("services", {"namespace": "public"}, 3.0, handle))
+    closed = "connection closed during the handshake (Broken pipe)"
+    mismatch = "security mechanism mismatch (one side has a key, the other none)"
+    h.run(h.core.server_refused(closed, False, h.now))
+    h.run(h.core.server_disconnected(h.now))
+    h.run(h.core.server_unreachable(h.now))
+    h.advance(150)
+    h.run(h.core.server_refused(mismatch, True, h.now))  # libzmq gives up on it
+    h.run(h.core.server_disconnected(h.now))
+    while h.outcome(handle) is None and h.now_ms < 5000:  # each attempt: a new connection
+        h.advance(150)
+        h.run(h.core.server_refused(closed, False, h.now))  # closed midway every time
+        h.run(h.core.server_disconnected(h.now))
+        h.run(h.core.server_unreachable(h.now))
+    failed = h.outcome(handle)
+    assert isinstance(failed, Fail), failed
+    assert failed.error.refused and failed.error.unsent, failed.error
+    assert f"a:1 said: {mismatch}" in str(failed.error), failed.error
+    assert not failed.error.listener_kept
+
+
+def test_a_completed_handshake_ends_an_earlier_mismatch() -> None:
+    """The other side of the rule above: the node took this client's key since (an ACL
+    or key fixed), so a later connection closed midway is only that, not the old mismatch."""
+    h = Harness(servers=("a:1",), handshake=False, attempt_ms=1000)
+    handle = Handle()
+    h.do(Call("services", {"namespace": "public"}, 3.0, handle))
+    h.run(h.core.server_refused("security mechanism mismatch (x)", True, h.now))
+    h.advance(150)
+    h.core.server_handshaken()
+    h.run(h.core.server_disconnected(h.now))
+    while h.outcome(handle) is None and h.now_ms < 5000:
+        h.advance(150)
+        h.run(h.core.server_refused("connection closed during the handshake", False, h.now))
+    failed = h.outcome(handle)
+    assert isinstance(failed, Fail) and not failed.error.refused, failed.error
+    assert "mismatch" not in str(failed.error), failed.error
