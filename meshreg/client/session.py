@@ -1616,6 +1616,12 @@ class ClientSession:
 
     def _unreachable_hint(self) -> str:
         """What to check when no server answers (with CURVE: the keys and the ACL)."""
+        refused = self._refusal([self.server])
+        if refused is not None and (refused[1] or self.server not in self._handshaken):
+            # a process took the connection and failed its handshake, and never took this
+            # client's key: the keys come first (`meshreg ping` without --key against a
+            # keyed node led with "is `meshreg node` running there?" in 7 runs of 12)
+            return "a process listens there and ended the handshake: " + self._key_hint()
         if self._link_tcp and not self._link_up and self._link_refused is None:
             if self.server in self._handshaken:  # (review59 F4: as the time-out said it)
                 return (

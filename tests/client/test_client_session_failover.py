@@ -509,3 +509,37 @@ def test_a_completed_handshake_ends_an_earlier_mismatch() -> None:
     failed = h.outcome(handle)
     assert isinstance(failed, Fail) and not failed.error.refused, failed.error
     assert "mismatch" not in str(failed.error), failed.error
+
+
+@pytest.mark.parametrize("definitive", [True, False])
+def test_a_one_shot_call_whose_handshake_failed_points_at_the_keys(definitive: bool) -> None:
+    """`meshreg ping` without --key against a keyed node: the node often closes the
+    connection before the client reads the mismatch ("Broken pipe", 7 runs of 12), and the
+    error led with "is `meshreg node` running there?" while a node answered the handshake."""
+    h = Harness(servers=("a:1",), handshake=False, fail_when_refused=True)
+    read = Handle()
+    h.do(Call("ping", {}, 3.0, read))
+    why = "security mechanism mismatch (x)" if definitive else "connection closed during x"
+    h.run(h.core.server_refused(why, definitive, h.now))
+    h.run(h.core.server_disconnected(h.now))
+    h.run(h.core.server_unreachable(h.now))
+    failed = h.outcome(read)
+    assert isinstance(failed, Fail), failed
+    text = str(failed.error)
+    assert "running there?" not in text and "a process listens there" in text, text
+    assert "give this client key= and server_key=" in text, text
+
+
+def test_a_node_that_took_the_key_before_is_not_said_to_refuse_it() -> None:
+    """A handshake cut midway by a node that took this client's key before is a restart,
+    not the keys: the hint stays the general one."""
+    h = Harness(servers=("a:1",), fail_when_refused=True)  # handshaken
+    h.run(h.core.server_disconnected(h.now))
+    read = Handle()
+    h.do(Call("ping", {}, 3.0, read))
+    h.run(h.core.server_refused("connection closed during x", False, h.now))
+    h.run(h.core.server_disconnected(h.now))
+    h.run(h.core.server_unreachable(h.now))
+    failed = h.outcome(read)
+    assert isinstance(failed, Fail), failed
+    assert "a process listens there" not in str(failed.error), failed.error
