@@ -1089,6 +1089,7 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
     joined = False
     skewed: list[str] = []
     deaf: list[str] = []
+    renamed = False
     counted = result.get("counts") is not False  # false: the key may not read everything
     for m in result["members"]:
         mark = "*" if m["self"] else " "
@@ -1103,6 +1104,10 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         if isinstance(silent, (int, float)):
             clock += f"  stream silent {silent:.0f}s"
             deaf.append(m["address"])
+        announced = m.get("announced")
+        if isinstance(announced, str) and announced and announced != m["address"]:
+            clock += f"  announces {announced}"
+            renamed = True
         name = m["id"] or "(never heard)"  # "" on the wire: its id is not known yet
         services, instances = (m["services"], m["instances"]) if counted else ("-", "-")
         click.echo(
@@ -1118,6 +1123,12 @@ def cluster(as_json: bool, servers: str, timeout: float) -> None:
         click.echo(
             "+ not in this node's peer list: it lists this node and introduced itself; kept "
             "while it does. Give every node the same list (--peer / [cluster] peers)."
+        )
+    if renamed:
+        click.echo(
+            "announces: the address that member gives for itself (its --advertise, else its "
+            "--host), not this node's spelling of it in the peer list; config data ids are "
+            "mapped to members by it (docs/PROTOCOL.md 2.15)"
         )
     if skewed:
         click.echo(

@@ -104,3 +104,9 @@ def test_a_data_id_s_owner_is_computed_from_the_cluster_reply_s_announced(
         result = wait_until(published, 15.0, 0.2, f"{data_id} published")
         assert result["origin"] == owner, (data_id, result["origin"], owner)
     assert owners == {a.address, b.address}  # (both owners seen: the check can fail)
+    table = run_cli("cluster", "-s", a.address)  # the CLI's table says it too
+    assert table.returncode == 0, table.stderr
+    (row,) = [line for line in table.stdout.splitlines() if f"localhost:{port_b}" in line]
+    assert f"announces {b.address}" in row, table.stdout
+    (own,) = [line for line in table.stdout.splitlines() if line.startswith("*")]
+    assert "announces" not in own, table.stdout  # the same spelling: nothing to say
