@@ -28,6 +28,21 @@ PEER_PORT_OFFSET = 3  # peers send each other requests on port + 3
 PORT_SPAN = 4  # ports a node uses: port .. port + 3
 
 
+def split_node_address(address: str) -> tuple[str, int]:
+    """A node's address as the node spells it (``host:port``, an IPv6 host bare as in
+    ``::1:7800``, or in brackets) -> (host, port): the port follows the last colon.  For
+    the addresses a node derives from its settings (its peer list, parsed once), not for
+    what an operator typed: there a bare IPv6 address is a host alone (``parse_address``),
+    and reading ``::1:7810`` so sent a node's peer connections to port 7800 of host
+    ``::1:7810`` (an IPv6 cluster never formed)."""
+    host, sep, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"bad node address {address!r}: expected host:port")
+    return host, int(port)
+
+
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     """``host:port`` (or ``[v6]:port``, or ``host``; each may be written as a ZeroMQ TCP
     endpoint, ``tcp://host:port``) -> (host, port).  Another scheme is refused."""

@@ -22,6 +22,7 @@ from meshreg.addresses import PORT_SPAN as PORT_SPAN
 from meshreg.addresses import PUB_PORT_OFFSET as PUB_PORT_OFFSET
 from meshreg.addresses import REPLICATION_PORT_OFFSET as REPLICATION_PORT_OFFSET
 from meshreg.addresses import parse_address as parse_address
+from meshreg.addresses import split_node_address
 from meshreg.configcenter.model import (
     DEFAULT_KEEP_REVISIONS,
     DEFAULT_KEEP_SECONDS,
@@ -194,7 +195,7 @@ class NodeConfig:
         that does not resolve (yet) gives no alias."""
         aliases: dict[str, str] = {}
         for addr in self.peer_addresses():
-            host, port = parse_address(addr)
+            host, port = split_node_address(addr)
             try:
                 ipaddress.ip_address(host)
                 continue  # an address: spelled as announced

@@ -54,7 +54,7 @@ from typing import Any
 
 import zmq
 
-from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
+from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, split_node_address
 from meshreg.errors import ConfigError
 from meshreg.security.keys import z85_to_raw
 from meshreg.transport.base import RecvFn, SendFn
@@ -449,20 +449,20 @@ class MemoryTransport:
         sub.curve_key = self.node_public  # the cluster key: a peer's
         self.channels.append(sub)
         for address in addresses:
-            host, port = parse_address(address)
+            host, port = split_node_address(address)
             sub.connect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
         return sub
 
     def add_replication_peer(self, channel: Any, address: str) -> None:
-        host, port = parse_address(address)
+        host, port = split_node_address(address)
         channel.connect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
 
     def remove_replication_peer(self, channel: Any, address: str) -> None:
-        host, port = parse_address(address)
+        host, port = split_node_address(address)
         channel.disconnect(f"{host}:{port + REPLICATION_PORT_OFFSET}")
 
     def connect_peer(self, address: str) -> MemChannel:
-        host, port = parse_address(address)
+        host, port = split_node_address(address)
         dealer = MemDealer(self.net, self)
         dealer.curve_key = self.node_public
         dealer.connect(f"{host}:{port + PEER_PORT_OFFSET}")

@@ -20,7 +20,7 @@ import zmq
 import zmq.backend
 import zmq.utils.z85
 
-from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, parse_address
+from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET, split_node_address
 from meshreg.core.distro import ClusterPolicy
 from meshreg.errors import ConfigError
 from meshreg.log_limiter import LogLimiter
@@ -156,16 +156,18 @@ class ZmqTransport:
         sub = connect_replication_socket(self.ctx, self.keys, self.peer_liveness)
         self._watch_handshakes(sub, REPLICATION_PORT_OFFSET, "replication")
         for address in addresses:
-            host, port = parse_address(address)
+            host, port = split_node_address(address)
+            _ipv6_if_needed(sub, host)
             sub.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
         return sub
 
     def add_replication_peer(self, channel: Any, address: str) -> None:
-        host, port = parse_address(address)
+        host, port = split_node_address(address)
+        _ipv6_if_needed(channel, host)
         channel.connect(connect_endpoint(host, port + REPLICATION_PORT_OFFSET))
 
     def remove_replication_peer(self, channel: Any, address: str) -> None:
-        host, port = parse_address(address)
+        host, port = split_node_address(address)
         endpoint = connect_endpoint(host, port + REPLICATION_PORT_OFFSET)
         for watch, sock, _, _ in self._handshakes.values():
             if sock is channel:
@@ -176,7 +178,7 @@ class ZmqTransport:
             pass
 
     def connect_peer(self, address: str) -> zmq.Socket[bytes]:
-        host, port = parse_address(address)
+        host, port = split_node_address(address)
         sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # no live connection: a send fails at once
@@ -187,6 +189,7 @@ class ZmqTransport:
         keys = self.keys
         curve_client(sock, keys, keys.public if keys else None)
         self._watch_handshakes(sock, PEER_PORT_OFFSET, "peer")
+        _ipv6_if_needed(sock, host)
         sock.connect(connect_endpoint(host, port + PEER_PORT_OFFSET))  # (a name: resolved
         return sock  # by libzmq, never in the loop: a peer's address may name anything)
 
@@ -288,6 +291,15 @@ class ZmqTransport:
         if self.ctx is not None:
             self.ctx.destroy(linger=200)  # bounded: never wait on a stuck peer
             self.ctx = None  # type: ignore[assignment]
+
+
+def _ipv6_if_needed(sock: zmq.Socket[bytes], host: str) -> None:
+    """Let ``sock``'s next connect reach an IPv6 address: libzmq refuses one on a socket
+    without ``IPV6`` and retries for ever, silently (an IPv6 cluster never formed).  Set
+    for IPv6 hosts only: with it, libzmq resolves every host to an IPv6 address (IPv4
+    ones mapped), which a kernel without IPv6 cannot connect to."""
+    if ":" in host:
+        sock.setsockopt(zmq.IPV6, 1)
 
 
 def _peer_named(endpoint: str, offset: int, port_name: str) -> str:

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             if sock is None:
                 sock = ctx.socket(zmq.DEALER)
                 sock.setsockopt(zmq.LINGER, 0)
+                if args.node.startswith("["):  # [v6]:port: libzmq needs IPV6 to connect
+                    sock.setsockopt(zmq.IPV6, 1)
                 sock.connect(f"tcp://{args.node}")
             t0 = time.monotonic()
             wanted: dict[int, str | None] = {}

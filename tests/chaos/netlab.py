@@ -7,6 +7,8 @@ Layout (every name carries a unique prefix, ``mrchaos<pid>x<n>``)::
     <tag>-n2   eth0 10.77.0.2/24  <-veth->  p2
     ...
 
+(``Lab(n, workdir, ipv6=True)``: eth0 fd77::1/64, fd77::2/64, ... instead.)
+
 Faults: ``link(i, up)`` sets switch port i down/up (node i is cut off from every other
 node, its own processes still reach it over its own address); ``impair(...)`` sends each
 node namespace's eth0 egress to NFQUEUE (iptables) and runs ``impair.py`` there (loss and
@@ -36,6 +38,7 @@ from pathlib import Path
 
 PREFIX = "mrchaos"
 SUBNET = "10.77.0"
+SUBNET6 = "fd77"  # a unique local prefix: fd77::1, fd77::2, ...
 HERE = Path(__file__).resolve().parent
 _counter = itertools.count(1)
 _PR_SET_PDEATHSIG = 1
@@ -230,13 +233,14 @@ class Proc:
 class Lab:
     """N node namespaces on one bridge, in a switch namespace of their own."""
 
-    def __init__(self, n: int, workdir: Path) -> None:
+    def __init__(self, n: int, workdir: Path, ipv6: bool = False) -> None:
         self.n = n
+        self.ipv6 = ipv6  # nodes on SUBNET6::i (IPv6 only: no IPv4 address on eth0)
         self.workdir = workdir
         self.tag = f"{PREFIX}{os.getpid()}x{next(_counter)}"
         self.switch = f"{self.tag}-sw"
         self.namespaces = [f"{self.tag}-n{i + 1}" for i in range(n)]
-        self.addresses = [f"{SUBNET}.{i + 1}" for i in range(n)]
+        self.addresses = [f"{SUBNET6}::{i + 1}" if ipv6 else f"{SUBNET}.{i + 1}" for i in range(n)]
         self.procs: list[Proc] = []
         self.impairers: list[Proc] = []
         self.created: list[str] = []
@@ -271,7 +275,11 @@ class Lab:
                 )
                 run(*sw, "link", "set", port, "master", "br0")
                 run(*sw, "link", "set", port, "up")
-                run("ip", "-n", ns, "addr", "add", f"{self.addresses[i]}/24", "dev", "eth0")
+                if self.ipv6:  # nodad: usable at once (no duplicate address detection)
+                    run("ip", "-n", ns, "addr", "add", f"{self.addresses[i]}/64", "dev", "eth0",
+                        "nodad")  # fmt: skip
+                else:
+                    run("ip", "-n", ns, "addr", "add", f"{self.addresses[i]}/24", "dev", "eth0")
                 run("ip", "-n", ns, "link", "set", "eth0", "up")
         except BaseException:
             self.close()

@@ -58,6 +58,7 @@ class Settings:
     settle: float = 3.0  # s a converged cluster is watched before the run ends
     max_run_seconds: float = 110.0  # hard bound on one scenario (setup to teardown)
     beat_only: bool = False  # also a provider with per-instance beats in every namespace
+    ipv6: bool = False  # the nodes on IPv6 addresses only (netlab SUBNET6)
 
     def service_names(self) -> list[str]:
         return [f"chaos-s{i}" for i in range(self.services)]
@@ -69,7 +70,9 @@ class Settings:
         base = replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
         # two cuts that cross need four nodes; four cuts, a node three hops from another, five
         nodes = {"crossing-cuts": 4, "five-cuts": 5}.get(name, base.nodes)
-        return replace(base, beat_only=name in BEAT_ONLY_SCENARIOS, nodes=nodes)
+        return replace(
+            base, beat_only=name in BEAT_ONLY_SCENARIOS, nodes=nodes, ipv6=name.endswith("-ipv6")
+        )
 
 
 # Health timings for the scenarios whose fault must outlast evict_after (pause, partition)
@@ -166,7 +169,7 @@ class Run:
         self.s = settings or Settings()
         self.rng = random.Random(seed)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"meshreg-chaos-{scenario}-"))
-        self.lab = Lab(self.s.nodes, self.workdir)
+        self.lab = Lab(self.s.nodes, self.workdir, ipv6=self.s.ipv6)
         self.origin = time.monotonic()
         self.hard_deadline = self.origin + self.s.max_run_seconds
         self.events: list[tuple[float, str]] = []
@@ -196,7 +199,8 @@ class Run:
         return f"n{j + 1}" if j >= 0 else "-"
 
     def addr(self, j: int) -> str:
-        return f"{self.lab.addresses[j]}:{self.s.port}"
+        host = self.lab.addresses[j]
+        return f"[{host}]:{self.s.port}" if ":" in host else f"{host}:{self.s.port}"
 
     # -- processes ---------------------------------------------------------------------
     def start_node(self, j: int) -> None:
@@ -730,6 +734,31 @@ def sc_kill(r: Run) -> None:
     r.settle(w)
 
 
+def sc_kill_ipv6(r: Run) -> None:
+    """The cluster on IPv6 addresses only (a cluster on IPv6 never formed: its peers'
+    addresses were read back as hosts without a port, and the peer sockets could not
+    connect to IPv6): configs written through one node and read on another, then
+    ``kill``."""
+    cli = [sys.executable, "-m", "meshreg", "config"]
+    for j in range(r.s.nodes):
+        content = f"written through {r.name(j)}"
+        data_id = f"ipv6-{j}.txt"
+        done = run("ip", "netns", "exec", r.lab.namespaces[j], *cli, "publish", data_id,
+                   "--content", content, "-s", r.addr(j), timeout=30, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise Abort(f"config publish through {r.addr(j)}: {done.stderr.strip()}")
+        k = (j + 1) % r.s.nodes  # read on the next node (it may lag a moment: wait)
+        argv = ("ip", "netns", "exec", r.lab.namespaces[k], *cli, "get", data_id, "-s", r.addr(k))
+
+        def read(argv: tuple[str, ...] = argv, content: str = content) -> bool:
+            got = run(*argv, timeout=30, check=False)
+            return got.returncode == 0 and got.stdout.strip() == content
+
+        r.wait_for(read, 10, f"{data_id} read on {r.name(k)}")
+    r.event("configs written and read across the IPv6 nodes")
+    sc_kill(r)
+
+
 def sc_rolling(r: Run) -> None:
     for k in range(r.s.nodes):
         w = r.open_window(f"restart {r.name(k)}", {k}, set(), r.s.converge_bound)
@@ -910,6 +939,7 @@ def sc_five_cuts(r: Run, seconds: float = 25.0) -> None:
 
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "kill": sc_kill,
+    "kill-ipv6": sc_kill_ipv6,
     "rolling-restart": sc_rolling,
     "provider-death": sc_provider_death,
     "pause": sc_pause,

@@ -50,6 +50,11 @@ def test_kill_and_restart_one_node() -> None:
     check("kill")
 
 
+@pytest.mark.timeout(120)
+def test_kill_and_restart_one_node_on_ipv6() -> None:
+    check("kill-ipv6")
+
+
 @pytest.mark.timeout(150)
 def test_rolling_restart() -> None:
     check("rolling-restart")

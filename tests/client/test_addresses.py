@@ -10,7 +10,7 @@ import pytest
 from helpers import NodeProcess, run_cli
 
 from meshreg import Client
-from meshreg.addresses import parse_address
+from meshreg.addresses import parse_address, split_node_address
 from meshreg.config import load_node_config
 from meshreg.errors import ConfigError
 
@@ -79,3 +79,25 @@ def test_the_cli_pings_a_tcp_endpoint(tmp_path: Path) -> None:
         assert bad.returncode != 0 and "not a http:// URL" in bad.stderr + bad.stdout
     finally:
         node.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:7800", ("127.0.0.1", 7800)),
+        ("fd77::2:7800", ("fd77::2", 7800)),  # as a node keeps its peers: bare, port last
+        ("[fd77::2]:7810", ("fd77::2", 7810)),
+        ("node-b:7800", ("node-b", 7800)),
+    ],
+)
+def test_a_node_address_splits_at_its_last_colon(address: str, expected: tuple[str, int]) -> None:
+    """A node's own spelling of a peer (``fd77::2:7800``) is host and port; read as an
+    operator's input it was the host ``fd77::2:7800`` on port 7800 (an IPv6 cluster never
+    formed: tests/chaos ``kill-ipv6``)."""
+    assert split_node_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["7800", "host:", "host:0", "host:x", ":7800"])
+def test_a_node_address_without_a_port_is_refused(address: str) -> None:
+    with pytest.raises(ConfigError, match="expected host:port"):
+        split_node_address(address)
