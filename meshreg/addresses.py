@@ -43,6 +43,25 @@ def split_node_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _refuse_ambiguous_ipv6(text: str) -> None:
+    """Refuse ``fd77::2:7800``: a valid IPv6 address, and also ``fd77::2`` with a port;
+    taken as the host alone, it sent a client to port 7800 of ``fd77::2:7800``.  ``::1``
+    or ``fe80::1`` (whose head is no address) stay hosts on the default port."""
+    head, _, tail = text.rpartition(":")
+    if not (tail.isdigit() and 0 < int(tail) < 65536):
+        return
+    import ipaddress  # (here: a client's start imports this module, rarely this path)
+
+    try:
+        ipaddress.ip_address(head)
+    except ValueError:
+        return
+    raise ConfigError(
+        f"bad address {text!r}: an IPv6 address takes brackets: [{head}]:{tail} if {tail} is "
+        f"the port, or [{text}]:PORT for that host"
+    )
+
+
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     """``host:port`` (or ``[v6]:port``, or ``host``; each may be written as a ZeroMQ TCP
     endpoint, ``tcp://host:port``) -> (host, port).  Another scheme is refused."""
@@ -78,6 +97,8 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int
             port_text = rest[1:]
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+    else:  # an IPv6 address without brackets: a host alone, unless it may end in a port
+        _refuse_ambiguous_ipv6(text)
     if not host:
         raise ConfigError(f"bad address {text!r}: no host; expected host:port")
     if not port_text:

@@ -218,7 +218,10 @@ class NodeConfig:
         out: list[str] = []
         itself: list[str] = []
         for text in self.peers:
-            host, port = parse_address(text, default_port=0)
+            try:
+                host, port = parse_address(text, default_port=0)
+            except ConfigError as exc:
+                raise ConfigError(f"peer list (--peer, [cluster] peers): {exc}") from None
             if port == 0:  # (review19 F3: taken as 7800, silently; this node itself if so)
                 raise ConfigError(
                     f"peer {text!r} has no port: give every peer as host:port (the request "

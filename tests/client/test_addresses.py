@@ -3,6 +3,7 @@ host:port; another scheme is refused at once, saying what to write."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -101,3 +102,21 @@ def test_a_node_address_splits_at_its_last_colon(address: str, expected: tuple[s
 def test_a_node_address_without_a_port_is_refused(address: str) -> None:
     with pytest.raises(ConfigError, match="expected host:port"):
         split_node_address(address)
+
+
+@pytest.mark.parametrize("text", ["fd77::2:7800", "::1:7800"])
+def test_an_ipv6_address_that_may_end_in_a_port_is_refused(text: str) -> None:
+    """Taken as a host alone, ``fd77::2:7800`` sent a client to port 7800 of that host;
+    the refusal gives both bracketed forms."""
+    head, _, port = text.rpartition(":")
+    with pytest.raises(ConfigError, match=re.escape(f"[{head}]:{port} if {port} is the port")):
+        parse_address(text)
+    with pytest.raises(ConfigError, match="takes brackets"):
+        Client(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("::1", ("::1", 7800)), ("fe80::1", ("fe80::1", 7800))]
+)
+def test_an_ipv6_host_alone_takes_the_default_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_address(text) == expected

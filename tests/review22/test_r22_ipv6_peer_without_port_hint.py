@@ -25,7 +25,9 @@ def test_an_ipv6_peer_without_port_is_told_the_bracketed_form(peer: str, tmp_pat
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode != 0, out.stderr
-    assert "has no port" in out.stderr, out.stderr
+    # (since session 40 ``::1:7800`` is refused as ambiguous, "takes brackets", before
+    # its port is looked at; the example that works must still be given)
+    assert "has no port" in out.stderr or "takes brackets" in out.stderr, out.stderr
     assert "[::1]:7800" in out.stderr, (
         f"--peer {peer}: the refusal's example is not the bracketed form that works:\n"
         + out.stderr
