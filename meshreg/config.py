@@ -133,6 +133,16 @@ class NodeConfig:
     # Deltas per replication message at most (wire/batching); 1 sends every change alone.
     replication_batch: int = BATCH_DELTAS
 
+    def __post_init__(self) -> None:
+        # an IPv6 host may be given in brackets (``--host [fd77::1]``, as in an address);
+        # kept so it bound nothing (``tcp://[[fd77::1]]``) and was announced as
+        # ``[fd77::1]:7800``, which peers listing ``[fd77::1]:7800`` (kept bare) never
+        # matched (review69 F4)
+        for name in ("host", "advertise"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+                object.__setattr__(self, name, value[1:-1])
+
     def config_limits(self) -> ConfigLimits:
         """The config store's limits (raises ConfigError naming the setting)."""
         try:
@@ -209,7 +219,7 @@ class NodeConfig:
                 continue
             for info in infos:
                 ip = str(info[4][0])
-                alias = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+                alias = f"{ip}:{port}"  # as that node announces it (bare, IPv6 too: F3)
                 aliases.setdefault(alias, addr)
         return aliases
 

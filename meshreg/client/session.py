@@ -282,6 +282,11 @@ BATCHES_IN_FLIGHT = 8  # register_batch requests awaiting a reply at once (~2,00
 BULK_HIGH = 4 * BATCHES_IN_FLIGHT * BATCH_ENTRIES  # queued instances before commands wait
 
 
+# what a handshake refusal says when the keys or the ACL are the cause
+# (transport/handshakes ``_why``)
+_KEY_REFUSALS = ("security mechanism mismatch", "authentication refused")
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     beat_interval: float  # s; per-instance beats or one session renewal this often
@@ -534,6 +539,9 @@ class ClientSession:
         self._refused_by: set[str] = set()  # servers that refused a connection since a link
         # the last failure of its handshake since it was made: (what libzmq said, definitive)
         self._link_refused: tuple[str, bool] | None = None
+        # the current connection attempt reached TCP (libzmq reports a retry after a
+        # handshake failure too: this tells it from a connect that nothing accepted)
+        self._attempt_tcp = False
         # its TCP connection is made (the port accepted it), whatever the handshake
         self._link_tcp = False
         # per server, what the offline error names (review59 F1, F4: it forgot it): a
@@ -870,7 +878,7 @@ class ClientSession:
         (its requests time out and the next server is tried) and is named in the error."""
         self._link_up = False  # a new connection: nothing sent on it has left yet
         self._link_refused = None
-        self._link_tcp = False
+        self._link_tcp = self._attempt_tcp = False
         if error is None:
             self.connect_errors.pop(address, None)
         else:
@@ -880,7 +888,7 @@ class ClientSession:
         """The loop saw the server connection's TCP connect complete: a process holds the
         port, so a handshake that does not follow is a node stopped or hung, not one
         that does not run (review57 F3)."""
-        self._link_tcp = True
+        self._link_tcp = self._attempt_tcp = True
         self._leaving = None  # (a refusal kept through a backoff is over: a process listens)
 
     def server_handshaken(self) -> None:
@@ -966,8 +974,13 @@ class ClientSession:
         every new client paid 1 s on a dead member first in its list)."""
         self._now = now
         self._link_tcp = False
+        reached, self._attempt_tcp = self._attempt_tcp, False
         if self._link_up:
             return self._take()
+        if not reached:  # nothing listened for this attempt: a refusal seen before is over
+            # (review69 F2: "a process listens there", and refused, for a stopped node)
+            self._handshake_refused.pop(self.server, None)
+            self._link_refused = None
         self._refused_by.add(self.server)
         if self.settings.fail_when_refused and len(self._refused_by) >= len(self.servers):
             self._fail_unsent()
@@ -1617,11 +1630,17 @@ class ClientSession:
     def _unreachable_hint(self) -> str:
         """What to check when no server answers (with CURVE: the keys and the ACL)."""
         refused = self._refusal([self.server])
-        if refused is not None and (refused[1] or self.server not in self._handshaken):
-            # a process took the connection and failed its handshake, and never took this
-            # client's key: the keys come first (`meshreg ping` without --key against a
-            # keyed node led with "is `meshreg node` running there?" in 7 runs of 12)
-            return "a process listens there and ended the handshake: " + self._key_hint()
+        if refused is not None and refused[0].startswith(_KEY_REFUSALS):
+            # the node said it: a mechanism mismatch, or its ACL (`meshreg ping` without
+            # --key against a keyed node led with "is `meshreg node` running there?")
+            return "a process listens there and refused the handshake: " + self._key_hint()
+        if refused is not None and self.server not in self._handshaken:
+            # closed midway by something that never took this client's key: the keys, or
+            # a port that is not a node's (review69 F1: an HTTP server's, said keys only)
+            return (
+                "a process listens there and ended the handshake: is it a meshreg node's "
+                "request port (check --server / MESHREG_SERVERS)? or " + self._key_hint()
+            )
         if self._link_tcp and not self._link_up and self._link_refused is None:
             if self.server in self._handshaken:  # (review59 F4: as the time-out said it)
                 return (
@@ -1821,11 +1840,15 @@ class ClientSession:
         one closed midway, does not undo it: against a keyed node, a client without a
         key often sees its connection closed ("Broken pipe") before it reads the node's
         greeting (9 to 15 first attempts in 30 on 2 loaded cores), and the mismatch only
-        on a later attempt."""
+        on a later attempt.  An attempt that finds nothing listening ends it
+        (``server_unreachable``: the node stopped, maybe to fix its keys or ACL)."""
         refused = self._link_refused
         known = bool(servers) and all(s in self._handshake_refused for s in servers)
         if known and (refused is None or not refused[1]):
-            return (self._handshake_refused[servers[-1]], True)
+            # the server the caller names ("{self.server} said: ..."), in its own words
+            # (review69 F6: another server's refusal was put in its mouth)
+            whose = self.server if self.server in servers else servers[-1]
+            return (self._handshake_refused[whose], True)
         return refused
 
     def _unanswered(self, p: Pending) -> MeshregError:

@@ -39,7 +39,6 @@ from meshreg.transport.sockets import (
     connect_replication_socket,
     curve_client,
     set_options,
-    tcp_endpoint,
 )
 from meshreg.transport.zap import ZapHandler
 from meshreg.wire import limits
@@ -75,6 +74,7 @@ class ZmqTransport:
             peer_liveness = PeerLiveness.from_timing(default.peer_timeout, default.beacon_interval)
         self.peer_liveness = peer_liveness
         self.request_frame_bytes = request_frame_bytes
+        self._ipv6 = False  # this node binds an IPv6 address: its peers' names are IPv6 too
         self.peer_frame_bytes = peer_frame_bytes
         self.ctx: zmq.Context[Any] = zmq.Context()
         self._limiter = limiter or LogLimiter(logging.getLogger("meshreg.node"))
@@ -113,6 +113,7 @@ class ZmqTransport:
     # -- listening channels ----------------------------------------------------------
     def bind_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
         sock = bind_request_socket(self.ctx, host, port, self.keys, self.request_frame_bytes)
+        self._ipv6 = ":" in host
         self._accepts = AcceptMonitor(sock, f"{host}:{port}", self._limiter)
         return sock
 
@@ -157,13 +158,15 @@ class ZmqTransport:
         self._watch_handshakes(sub, REPLICATION_PORT_OFFSET, "replication")
         for address in addresses:
             host, port = split_node_address(address)
-            _ipv6_if_needed(sub, host)
-            sub.connect(tcp_endpoint(host, port + REPLICATION_PORT_OFFSET))
+            _ipv6_if_needed(sub, host, self._ipv6)
+            # (resolved by libzmq, as every peer connection: review69 F5, an IPv6-only
+            # name failed the start in gethostbyname)
+            sub.connect(connect_endpoint(host, port + REPLICATION_PORT_OFFSET))
         return sub
 
     def add_replication_peer(self, channel: Any, address: str) -> None:
         host, port = split_node_address(address)
-        _ipv6_if_needed(channel, host)
+        _ipv6_if_needed(channel, host, self._ipv6)
         channel.connect(connect_endpoint(host, port + REPLICATION_PORT_OFFSET))
 
     def remove_replication_peer(self, channel: Any, address: str) -> None:
@@ -189,7 +192,7 @@ class ZmqTransport:
         keys = self.keys
         curve_client(sock, keys, keys.public if keys else None)
         self._watch_handshakes(sock, PEER_PORT_OFFSET, "peer")
-        _ipv6_if_needed(sock, host)
+        _ipv6_if_needed(sock, host, self._ipv6)
         sock.connect(connect_endpoint(host, port + PEER_PORT_OFFSET))  # (a name: resolved
         return sock  # by libzmq, never in the loop: a peer's address may name anything)
 
@@ -293,13 +296,18 @@ class ZmqTransport:
             self.ctx = None  # type: ignore[assignment]
 
 
-def _ipv6_if_needed(sock: zmq.Socket[bytes], host: str) -> None:
+def _ipv6_if_needed(sock: zmq.Socket[bytes], host: str, node_ipv6: bool) -> None:
     """Let ``sock``'s next connect reach an IPv6 address: libzmq refuses one on a socket
     without ``IPV6`` and retries for ever, silently (an IPv6 cluster never formed).  Set
-    for IPv6 hosts only: with it, libzmq resolves every host to an IPv6 address (IPv4
-    ones mapped), which a kernel without IPv6 cannot connect to."""
-    if ":" in host:
+    for an IPv6 address, and for a name when this node binds an IPv6 address (its peers'
+    names resolve to IPv6: review69 F5), not otherwise: with it, libzmq resolves every
+    host to IPv6 (IPv4 ones mapped), which a kernel without IPv6 cannot connect to."""
+    if ":" in host or (node_ipv6 and not _is_ipv4(host)):
         sock.setsockopt(zmq.IPV6, 1)
+
+
+def _is_ipv4(host: str) -> bool:
+    return all(part.isdigit() for part in host.split(".")) and host.count(".") == 3
 
 
 def _peer_named(endpoint: str, offset: int, port_name: str) -> str:

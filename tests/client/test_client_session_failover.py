@@ -475,14 +475,17 @@ def test_a_mismatch_is_not_undone_by_a_later_connection_closed_midway(first: str
         h.do(Call("services", {"namespace": "public"}, 3.0, handle))
     closed = "connection closed during the handshake (Broken pipe)"
     mismatch = "security mechanism mismatch (one side has a key, the other none)"
+    h.core.server_tcp_connected()  # (each attempt: TCP connects, then the handshake fails)
     h.run(h.core.server_refused(closed, False, h.now))
     h.run(h.core.server_disconnected(h.now))
     h.run(h.core.server_unreachable(h.now))
     h.advance(150)
+    h.core.server_tcp_connected()
     h.run(h.core.server_refused(mismatch, True, h.now))  # libzmq gives up on it
     h.run(h.core.server_disconnected(h.now))
     while h.outcome(handle) is None and h.now_ms < 5000:  # each attempt: a new connection
         h.advance(150)
+        h.core.server_tcp_connected()
         h.run(h.core.server_refused(closed, False, h.now))  # closed midway every time
         h.run(h.core.server_disconnected(h.now))
         h.run(h.core.server_unreachable(h.now))
@@ -520,6 +523,7 @@ def test_a_one_shot_call_whose_handshake_failed_points_at_the_keys(definitive: b
     read = Handle()
     h.do(Call("ping", {}, 3.0, read))
     why = "security mechanism mismatch (x)" if definitive else "connection closed during x"
+    h.core.server_tcp_connected()
     h.run(h.core.server_refused(why, definitive, h.now))
     h.run(h.core.server_disconnected(h.now))
     h.run(h.core.server_unreachable(h.now))

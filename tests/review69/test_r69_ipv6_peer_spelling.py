@@ -18,7 +18,7 @@ import socket
 import pytest
 
 from meshreg.config import NodeConfig
-from meshreg.core.membership import MemberState, Membership
+from meshreg.core.membership import Membership, MemberState
 
 
 def _heard_by_b(announced: str, b: NodeConfig, listed: str) -> Membership:
