@@ -11,6 +11,7 @@ the client port (``transport/descriptors.py``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -307,7 +308,10 @@ def _ipv6_if_needed(sock: zmq.Socket[bytes], host: str, node_ipv6: bool) -> None
 
 
 def _is_ipv4(host: str) -> bool:
-    return all(part.isdigit() for part in host.split(".")) and host.count(".") == 3
+    try:
+        return ipaddress.ip_address(host).version == 4
+    except ValueError:
+        return False  # a name
 
 
 def _peer_named(endpoint: str, offset: int, port_name: str) -> str:

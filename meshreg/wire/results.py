@@ -16,7 +16,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from meshreg.errors import RemoteProtocolError
+from meshreg.addresses import split_node_address
+from meshreg.errors import ConfigError, RemoteProtocolError
 from meshreg.wire import limits
 
 MAX_MEMBERS = 1024  # members in a ``cluster`` reply (a cluster of more is not supported)
@@ -85,14 +86,13 @@ def split_address(text: Any, what: str = "address") -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` from a node -> (host, port); a bare IPv6 host
     (``::1:7800``, as nodes print their peers) splits at the last colon."""
     _str(text, what, MAX_ADDRESS_LEN)
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise _bad(f"{what} {text!r} is not host:port")
+    try:
+        host, port = split_node_address(text)
+    except ConfigError:
+        raise _bad(f"{what} {text!r} is not host:port") from None
     if any(not c.isprintable() or c.isspace() or c in "/[]" for c in host):
         raise _bad(f"{what} {text!r} has a character no host name has")
-    return host, int(port_text)
+    return host, port
 
 
 def check_instance(d: Any, what: str = "instance") -> dict[str, Any]:
