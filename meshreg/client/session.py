@@ -1065,6 +1065,11 @@ class ClientSession:
         if p is None:
             return self._take()
         if outcome is DirectSend.SENT:
+            if 0 < p.insist < DIRECT_INSIST:  # sent on a retry: its attempt starts now (its
+                # deadline was the last retry's, past: the next tick sent it through the
+                # server, and the server that emptied a list was its own second opinion)
+                p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                self._earliest = min(self._earliest, p.attempt_deadline)
             p.insist = 0  # from now on an ordinary attempt
             p.delivered = True  # (an IMMEDIATE socket sends only on a connection)
             p.copies += 1

@@ -273,6 +273,27 @@ def test_the_confirmation_waits_for_the_other_servers_connection() -> None:
     assert len(h.requests("instances")) >= 4
 
 
+def test_a_confirmation_sent_once_the_connection_is_up_gets_a_whole_attempt() -> None:
+    """ci on 080a444: the second opinion's connection to b was not up at first (tried again
+    every 50 ms); once sent, its attempt deadline was the last retry's, already past, so
+    the next tick sent it to a, which had emptied the list: a's "empty" was taken as b's
+    agreement while b (which still listed the instance) answered a moment later."""
+    from meshreg.client.actions import DirectSend
+
+    h = Harness(servers=("a:1", "b:2"), direct=DirectSend.NOT_CONNECTED)
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    h.advance(120)  # b's connection comes up after two retries
+    h.direct = DirectSend.SENT
+    h.advance(100)
+    assert {r.to for r in h.requests("instances")[1:]} == {"b:2"}
+    h.advance(300)  # b is slow, but within an attempt (500 ms)
+    assert {r.to for r in h.requests("instances")[1:]} == {"b:2"}
+    (confirm,) = h.unanswered("instances")
+    h.reply(confirm, snapshot(2, 3, "10.0.0.1"))  # b still lists it
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+
+
 def test_an_empty_snapshot_from_a_node_that_just_restarted_keeps_the_list() -> None:
     h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
     watching(h, "10.0.0.1", epoch=1)
