@@ -114,7 +114,7 @@ import itertools
 import math
 import traceback
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,6 +345,15 @@ class Pending:
     copies: int = 0  # copies that may have reached a node (sent on a live connection)
     late_resent: bool = False  # a copy refused as late was sent once more (``_late_copy``)
     queued: int = 0  # copies waiting on the server connection's handshake (may leave yet)
+    budget: float = 1.0  # s; each attempt's time to answer (a config write's is longer:
+    # every re-send keeps it, review70 F2)
+    # a second opinion (empty protection): the server whose list it checks, whose answer
+    # is taken only when no other server can give one (review70 F1)
+    avoid: str | None = None
+
+    def next_attempt(self, now: float) -> float:
+        """The deadline of an attempt that starts now."""
+        return min(self.deadline, now + self.budget)
 
 
 @dataclass(slots=True)
@@ -759,6 +768,16 @@ class ClientSession:
             self._resolve(pending, result, None)
         else:
             self.malformed.pop(source, None)
+            if (
+                pending.avoid is not None
+                and source == pending.via
+                and reply.code == ErrorCode.UNAVAILABLE
+            ):  # a second opinion from a member catching up: asked again soon, or of
+                # another server (review70 F3: it failed as "no server answers", and
+                # nothing asked until the resync)
+                self._pending[reply.request_id] = pending
+                self._second_opinion_later(reply.request_id, pending, reply, source)
+                return self._take()
             if self._catching_up(pending, reply, source):
                 self._pending[reply.request_id] = pending
                 if len({*pending.tried, source}) < len(self.servers):
@@ -783,9 +802,7 @@ class ClientSession:
                 # 10 s before its time-out, the node up and ready)
                 pending.late_resent = True
                 pending.refused_copy = f"{source} refused one copy: {reply.message}"
-                pending.attempt_deadline = min(
-                    pending.deadline, now + self.settings.attempt_timeout
-                )
+                pending.attempt_deadline = pending.next_attempt(now)
                 self._pending[reply.request_id] = pending
                 self._send(reply.request_id, pending)
                 return self._take()
@@ -814,7 +831,7 @@ class ClientSession:
             and pending.op in STAMPED_OPS
             and not pending.late_resent
             and _refused_late(reply.code, reply.message)
-            and self._now + self.settings.attempt_timeout < pending.deadline
+            and self._now + pending.budget < pending.deadline
         )
 
     def _catching_up(self, pending: Pending, reply: ReplyError, source: str) -> bool:
@@ -939,7 +956,7 @@ class ClientSession:
             p.copies += riding.get(req_id, 0) or 1
             if now < p.deadline:  # its answer went to the closed socket: ask again
                 self._pending[req_id] = p
-                p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                p.attempt_deadline = p.next_attempt(now)
                 self._send(req_id, p)
             else:
                 self._resolve(p, None, self._unanswered(p))
@@ -1068,7 +1085,7 @@ class ClientSession:
             if 0 < p.insist < DIRECT_INSIST:  # sent on a retry: its attempt starts now (its
                 # deadline was the last retry's, past: the next tick sent it through the
                 # server, and the server that emptied a list was its own second opinion)
-                p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                p.attempt_deadline = p.next_attempt(now)
                 self._earliest = min(self._earliest, p.attempt_deadline)
             p.insist = 0  # from now on an ordinary attempt
             p.delivered = True  # (an IMMEDIATE socket sends only on a connection)
@@ -1080,10 +1097,56 @@ class ClientSession:
         elif p.direct_only:  # that node or nobody: it is not reachable
             del self._pending[request_id]
             self._resolve(p, None, ServerUnreachableError(f"{p.op}: {p.via} not reachable"))
-        else:
+        elif p.avoid is None or not self._second_opinion_elsewhere(request_id, p, now, False):
             p.via = None  # the server forwards it
             self._send(request_id, p)
         return self._take()
+
+    def _second_opinion_elsewhere(self, req_id: int, p: Pending, now: float, wait: bool) -> bool:
+        """A second opinion whose member cannot answer now (``p.via``: silent, not
+        reachable, catching up): asked of the next server that is neither the one whose
+        list it checks (``p.avoid``) nor one asked already; else, ``wait``, the last one
+        asked is given until one attempt before the deadline.  False: nobody else is left;
+        the caller sends it through the server, whose own answer is then the last resort
+        (review17 F7: the other server is dead).  review70 F1: it went through the server
+        at the first silence, and the server that had emptied the list was taken as
+        agreeing with itself while the other, slow, still listed the instance."""
+        asked = {to for to, _ in p.attempts}
+        for address in self._servers_after_current():
+            if address != p.avoid and address not in asked:
+                p.via, p.insist = address, DIRECT_INSIST
+                p.attempt_deadline = p.next_attempt(now)
+                self._send(req_id, p)
+                return True
+        last_resort = p.deadline - p.budget
+        if wait and now < last_resort:
+            p.attempt_deadline = last_resort
+            self._earliest = min(self._earliest, last_resort)
+            return True
+        return False
+
+    def _second_opinion_later(
+        self, req_id: int, p: Pending, reply: ReplyError, source: str
+    ) -> None:
+        """A second opinion refused by a member catching up: another server, else the
+        same one again after CATCHING_UP_RETRY, else (no time left) the server's own."""
+        now = self._now
+        if self._second_opinion_elsewhere(req_id, p, now, False):
+            return
+        if now + CATCHING_UP_RETRY < p.deadline - p.budget:
+            p.again = server_error(reply.code, reply.message, source)
+            p.attempt_deadline = now + CATCHING_UP_RETRY
+            self._earliest = min(self._earliest, p.attempt_deadline)
+            return
+        p.via = None
+        p.attempt_deadline = p.next_attempt(now)
+        self._send(req_id, p)
+
+    def _servers_after_current(self) -> Iterator[str]:
+        """Every server, in this client's order, from the one after the current server."""
+        n = len(self.servers)
+        for k in range(1, n + 1):
+            yield self._address((self._server_index + k) % n)
 
     def member_disconnected(self, address: str, now: float) -> list[Action]:
         """The loop saw the connection to a member that writes went straight to drop (it
@@ -1098,12 +1161,14 @@ class ClientSession:
         for req_id, p in sent_there:
             if p.insist > 0:
                 continue
+            if p.avoid is not None and self._second_opinion_elsewhere(req_id, p, now, False):
+                continue
             if p.direct_only:
                 del self._pending[req_id]
                 self._resolve(p, None, ServerUnreachableError(f"{p.op}: {address} went away"))
                 continue
             p.via = None
-            p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+            p.attempt_deadline = p.next_attempt(now)
             self._send(req_id, p)
         return self._take()
 
@@ -1382,7 +1447,7 @@ class ClientSession:
         self._connect()
         self._forget_view()
         for req_id, p in self._pending.items():
-            p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+            p.attempt_deadline = p.next_attempt(now)
             p.tried.append(self.server)
             p.via = None
             self._send(req_id, p)
@@ -1716,11 +1781,13 @@ class ClientSession:
         priority: bool = False,
         attempt_timeout: float | None = None,
         direct_only: bool = False,
+        avoid: str | None = None,
     ) -> None:
         """Send ``op`` (or queue it behind MAX_IN_FLIGHT, FIFO); ``priority``: at once,
         past the window and its backlog (session renewals); ``attempt_timeout``: this
-        request's first attempt budget (None: the setting); ``direct_only``: to ``via``
-        or not at all (a probe of that node: never through the server)."""
+        request's budget per attempt (None: the setting); ``direct_only``: to ``via``
+        or not at all (a probe of that node: never through the server); ``avoid``: a
+        second opinion on this server's answer (``_second_opinion_elsewhere``)."""
         if self._abandoned is not None:  # the loop is ending: nothing leaves any more
             self._fail_request(reply_to, on_error, self._abandoned)
             return
@@ -1738,6 +1805,8 @@ class ClientSession:
             on_reply,
             on_error,
             [self.server],
+            budget=attempt,
+            avoid=avoid,
         )
         if via is not None:
             pending.via = via
@@ -1801,7 +1870,7 @@ class ClientSession:
             if now >= p.deadline:
                 self._resolve(p, None, self._unanswered(p))
                 continue
-            p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+            p.attempt_deadline = p.next_attempt(now)
             p.tried = [self.server]
             pending[req_id] = p
             self._dispatch(req_id, p)
@@ -2000,16 +2069,21 @@ class ClientSession:
             elif now >= p.attempt_deadline:
                 if p.again is not None:  # refused while catching up: ask it again
                     p.again = None
-                    p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                    p.attempt_deadline = p.next_attempt(now)
                     self._send(req_id, p)
                 elif p.via is not None and p.insist > 0:
                     self._send(req_id, p)  # still connecting to the node we must ask
                 elif p.direct_only:  # a probe of a node that is silent: nothing more
                     del self._pending[req_id]
                     self._resolve(p, None, ServerUnreachableError(f"{p.op}: {p.via} silent"))
+                elif p.via is not None and p.avoid is not None:  # a second opinion
+                    if not self._second_opinion_elsewhere(req_id, p, now, True):
+                        p.via = None  # nobody else: the server's own answer, at last
+                        p.attempt_deadline = p.next_attempt(now)
+                        self._send(req_id, p)
                 elif p.via is not None:  # the responsible node is silent: go through the server
                     p.via = None
-                    p.attempt_deadline = min(p.deadline, now + self.settings.attempt_timeout)
+                    p.attempt_deadline = p.next_attempt(now)
                     self._forget_view()
                     self._send(req_id, p)
                 else:
@@ -3063,16 +3137,26 @@ class ClientSession:
             return
         watch.pulling = True
         watch.repull = False
-        via = None
-        if confirm and len(self.servers) > 1:
-            via = self._address((self._server_index + 1) % len(self.servers))
+        via = avoid = None
+        if confirm and len(self.servers) > 1:  # another server than the one it checks
+            avoid = watch.confirming[1] if watch.confirming is not None else self.server
+            via = next(a for a in self._servers_after_current() if a != avoid)
 
         def pulled(snap: InstancesSnapshot) -> None:
             watch.pulling = False
+            if self.watches.get(key) is not watch:  # dropped meanwhile: no news for the
+                watch.view.apply_snapshot(snap)  # watch in its place nor its disk copy
+                self._resolve_waiting(watch)  # (review70 F4: an older list was saved)
+                return
             self._pulled(watch, snap, self.replied_by, confirm)
 
         def failed(exc: BaseException) -> None:
             watch.pulling = False
+            if self.watches.get(key) is not watch:
+                for reply_to, _ in watch.waiting:
+                    self._out.append(Fail(reply_to, exc))
+                watch.waiting.clear()
+                return
             self._pull_failed(watch, exc)
 
         self.request(
@@ -3082,6 +3166,7 @@ class ClientSession:
             on_reply=pulled,
             on_error=failed,
             via=via,
+            avoid=avoid,
         )
 
     def _pulled(self, watch: Watch, snap: InstancesSnapshot, source: str, confirm: bool) -> None:
@@ -3149,7 +3234,12 @@ class ClientSession:
         if confirm and watch.confirming is not None:
             (why, whose), watch.confirming = watch.confirming, None
             if not snap.instances:  # a scale to zero (a provider stopped): not a fault
-                self._note("info", "emptied", whose, key, f"emptied ({why}; {source} agrees)")
+                agrees = (
+                    f"{source} agrees"
+                    if source != whose
+                    else f"no other server answered; {source} lists nothing still"
+                )
+                self._note("info", "emptied", whose, key, f"emptied ({why}; {agrees})")
             elif watch.view.instances:
                 self._note(
                     "warning",

@@ -294,6 +294,33 @@ def test_a_confirmation_sent_once_the_connection_is_up_gets_a_whole_attempt() ->
     assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
 
 
+def test_a_silent_second_opinion_falls_back_on_the_server_only_at_the_last_attempt() -> None:
+    """review70 F1, with review17 F7's dead b: b is given the pull's budget but one
+    attempt; then (nobody else to ask) the server answers, and its "empty" is taken,
+    said as its own word, not as an agreement."""
+    h = Harness(servers=("a:1", "b:2"))  # attempt 500 ms; a pull's budget 3 s
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    h.advance(2400)  # b is silent
+    assert {r.to for r in h.requests("instances")[1:]} == {"b:2"}
+    h.advance(200)
+    (fallback,) = [r for r in h.unanswered("instances") if r.to == "a:1"]
+    h.reply(fallback, snapshot(1, 6))
+    assert h.listener_calls()[-1] == []
+    assert any("no other server answered; a:1 lists nothing still" in x for x in h.logs())
+
+
+def test_with_three_servers_a_silent_second_opinion_asks_the_third_not_the_emptier() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"))
+    watching(h, "10.0.0.1")
+    h.push(removal(1, 5, "10.0.0.1"))
+    h.advance(600)  # b is silent past its attempt
+    assert [r.to for r in h.requests("instances")[1:]] == ["b:2", "c:3"]
+    (confirm,) = [r for r in h.unanswered("instances") if r.to == "c:3"]
+    h.reply(confirm, snapshot(3, 9, "10.0.0.1"))
+    assert ips(h.listener_calls()[-1]) == ["10.0.0.1"]
+
+
 def test_an_empty_snapshot_from_a_node_that_just_restarted_keeps_the_list() -> None:
     h = Harness(servers=("a:1", "b:2"), resync_ms=1000)
     watching(h, "10.0.0.1", epoch=1)
