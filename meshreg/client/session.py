@@ -1447,6 +1447,8 @@ class ClientSession:
         self._connect()
         self._forget_view()
         for req_id, p in self._pending.items():
+            if p.via is not None and (p.direct_only or p.avoid is not None):
+                continue  # asked of that member, whatever the server (a probe of it: review70)
             p.attempt_deadline = p.next_attempt(now)
             p.tried.append(self.server)
             p.via = None

@@ -556,3 +556,20 @@ def test_a_first_server_not_ready_or_without_a_majority_is_not_gone_back_to(pong
     assert h.core.server == "b:2"
     live_on_b(h, int(HOME_RETURN_INTERVAL * 1000))  # asked again an interval later
     assert len(home_pings(h)) == 1 and h.core.server == "b:2"
+
+
+def test_a_ping_of_the_first_server_stays_its_own_when_the_client_fails_over() -> None:
+    """review70 (a suspicion): a failover re-sent everything in flight through the new
+    server, ``direct_only`` probes too, so "is a:1 back?" was asked of c:3 (the
+    callbacks check who answered, so nothing moved; the contract was broken all the
+    same).  A probe stays with the node it probes."""
+    h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=ATTEMPT_MS)
+    away_from_home(h)
+    live_on_b(h, int(HOME_RETURN_INTERVAL * 1000) - 200)
+    read(h, service(1), None)  # b:2 stops answering: it times out, the client fails over
+    h.advance(300)  # meanwhile the first server is pinged
+    (ping,) = home_pings(h)
+    assert h.core.server == "b:2"
+    h.advance(ATTEMPT_MS - 300 + 10)
+    assert h.core.server == "c:3" and ping.id in h.core._pending
+    assert {s.to for s in h.sent if s.id == ping.id} == {"a:1"}
