@@ -991,7 +991,11 @@ class ConfigReplicator:
         return self._merge(entries)
 
     # -- time ------------------------------------------------------------------------------
-    def tick(self, now: float) -> list[Effect]:
+    def tick(self, now: float, judge: float | None = None) -> list[Effect]:
+        """Timers; ``judge``: the awaited answers (acks, catch-up reads) are given up on
+        for deadlines up to then only (None: ``now``): the runtime's last poll's start,
+        so that answers that came in time but wait unread after a stall count."""
+        judge = now if judge is None else judge
         effects: list[Effect] = []
         if len(self._fresh) > 2 * len(self.store) + FRESH_SLACK:
             # data ids purged since (deleted past keep_days or beyond max_tombstones):
@@ -1000,7 +1004,7 @@ class ConfigReplicator:
             current = self.store.current
             self._fresh = {k: v for k, v in self._fresh.items() if current(k) is not None}
         for key, catch_up in list(self._catching_up.items()):
-            if now >= catch_up.deadline:
+            if judge >= catch_up.deadline:
                 del self._catching_up[key]
                 self.counters["timed_out"] += 1
                 effects.extend(
@@ -1023,7 +1027,7 @@ class ConfigReplicator:
                     if p not in answered
                 )
         for pkey, pending in list(self._pending.items()):
-            if now >= pending.deadline:
+            if judge >= pending.deadline:
                 del self._pending[pkey]
                 self.counters["timed_out"] += 1
                 effects += self._unknown(

@@ -358,5 +358,16 @@ class Membership:
             self._recompute()
         return changes
 
+    def said_left(self) -> set[str]:
+        """Addresses of the peers down because they said they were stopping (``left``),
+        not because they fell silent: they apply nothing more."""
+        return {
+            p.address
+            for p in self.peers.values()
+            if p.state is not MemberState.UP
+            and p.left_epoch is not None
+            and p.left_epoch == p.epoch
+        }
+
     def up_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.state is MemberState.UP and p.node_id]

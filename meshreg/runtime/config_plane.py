@@ -617,9 +617,12 @@ class ConfigPlane:
             len(self.replicator.members),
         )
 
-    def tick(self, now: float) -> float:
+    def tick(self, now: float, judge: float | None = None) -> float:
         """Timers (resends, deadlines, anti-entropy, prune, the ready round); returns the
-        wall-clock time this must be called again at the latest."""
+        wall-clock time this must be called again at the latest.  ``judge``: the deadlines
+        of answers awaited from peers (acks, forwards, catch-up reads) are judged up to
+        then only, the start of the loop's last poll (None: ``now``; the runtime's rule)."""
+        judge = now if judge is None else min(judge, now)
         self._now = now
         self._take_time(now)
         if now >= self._unlisted.due_at:
@@ -632,11 +635,11 @@ class ConfigPlane:
                 self._next_prune = now + PRUNE_INTERVAL
                 self.store.prune(now)
             return self._wake
-        self._run(self.replicator.tick(now), now)
+        self._run(self.replicator.tick(now, judge), now)
         if self._unsent:
             self._resend(now)
         for tag, fwd in list(self._forwards.items()):
-            if now >= fwd.deadline:
+            if judge >= fwd.deadline:
                 del self._forwards[tag]
                 self._reply_error(
                     fwd.ask,

@@ -202,6 +202,8 @@ WALL_CHECK_INTERVAL = 5.0  # s between looks at the wall clock (``_wall_step``)
 WALL_STEP_WARN = 1.0  # s the wall clock must have moved since the start to be said
 WALL_STEP_REPEAT = 600.0  # s; a step still there is said again this often
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
+JUDGE_POLL = 0.002  # s; a forward due but not judged yet waits one poll this long: after
+# SIGCONT, libzmq's I/O thread hands over what came during the stop as the loop resumes
 STOP_LINGER_MS = 500  # ms a stopping node gives its last replication and answers to leave
 TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 60 ms): a
 # flood of batches must not keep beacons, renewals and peers waiting
@@ -481,6 +483,7 @@ class NodeRuntime:
         # notifications wait there while a subscriber's queue is full (XPUB_NODROP)
         self.outbox = NotifyOutbox(self._send_notification, self._notify_lossy)
         self._forwards_view = -1  # the member view the pending forwards were checked in
+        self._poll_began = -math.inf  # (at most) when the loop's last poll began: ``prepare``
         self.sync_pacer = SyncPacer()  # a topic's subscription syncs: one per 0.2 s at most
         self.notification_resets = 0  # every notification connection dropped (ACL, F1)
         self._overflow_reset_at = -math.inf  # the last drop for refused subscriptions
@@ -1054,6 +1057,14 @@ class NodeRuntime:
         if self.replies.waiting:  # requests waiting for their connection's replies
             self._resume_waiting()
         now = self.clock()
+        # Silence is judged (a forward's owner, a peer call, a config ack or forward) only
+        # for a deadline a poll has begun after: the replies waiting in the sockets were
+        # read first.  After a stall (a GC pause or a slow fsync in a turn; SIGSTOP in the
+        # poll, when libzmq's I/O thread hands over what came only as the process
+        # resumes) the timers ran before the replies that had come in time, and a forward
+        # the owner had answered was applied here again, over a later write of the client
+        # (review71 F1-F3).  ``now`` is before this turn's poll begins: a lower bound.
+        judge, self._poll_began = self._poll_began, now
         transport.tick(now)
         wake = core.tick(now)
         self._carry_out(core.take_effects(), now)
@@ -1072,14 +1083,14 @@ class NodeRuntime:
         if not self._systemd_told:
             self._systemd_ready()
         offset = self._wall_offset  # the config plane runs on the wall clock
-        wake = min(wake, self.configs.tick(now + offset) - offset)
+        wake = min(wake, self.configs.tick(now + offset, judge + offset) - offset)
         if self._wall_source is not None and now >= self._wall_checked + WALL_CHECK_INTERVAL:
             self._wall_step(now)
         if peers is not None:
-            self._expire(peers, now)
+            self._expire(peers, now, judge)
             deadline = peers.next_deadline()
-            if deadline is not None:
-                wake = min(wake, deadline)
+            if deadline is not None:  # one due but not judged yet: a short poll first
+                wake = min(wake, max(deadline, now + JUDGE_POLL))
         self._flush_replication()  # nothing more to read this turn: send the batch
         due = self.sync_pacer.next_due()
         if due is not None:  # subscription syncs deferred (a topic subscribed again soon)
@@ -2098,13 +2109,14 @@ class NodeRuntime:
             results = self._batch_fallback(pending.request, now)
         self._batch_part_done(join, indices, results)
 
-    def _expire(self, peers: PeerLinks, now: float) -> None:
-        forwards, calls = peers.expired(now)
+    def _expire(self, peers: PeerLinks, now: float, judge: float) -> None:
+        """Forwards and peer calls unanswered by ``judge`` (the last poll's start), and
+        forwards to an owner that left, decided now."""
+        forwards, calls = peers.expired(judge)
         view = self.core.membership.revision
-        if view != self._forwards_view and peers.forwards:  # a member went: its forwards
+        if view != self._forwards_view and peers.forwards:  # a member left: its forwards
             self._forwards_view = view  # now (review28 F5: a SIGTERMed owner's took 2 s)
-            up = {p.address for p in self.core.membership.up_peers()}
-            forwards += peers.orphaned(up)
+            forwards += peers.orphaned(self.core.membership.said_left())
         for pending in forwards:  # the owner did not answer: the core decides
             if pending.join is not None:
                 join, indices = pending.join

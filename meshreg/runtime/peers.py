@@ -104,10 +104,14 @@ class PeerLinks:
         heapq.heappush(self._expiry, (deadline, fid))
         return True
 
-    def orphaned(self, up: set[str]) -> list[PendingForward]:
-        """The forwards waiting on an owner no longer up (it left, or was counted down),
-        taken out: decided again now rather than at their deadline."""
-        gone = [fid for fid, p in self.forwards.items() if p.address not in up]
+    def orphaned(self, left: set[str]) -> list[PendingForward]:
+        """The forwards waiting on an owner that said it stopped (``left``: addresses),
+        taken out: decided again now rather than at their deadline.  Not those of an
+        owner counted down for its silence: stopped (SIGSTOP, a VM freeze), it may resume
+        and apply its copy until the copy's deadline, the end of the forward's wait; the
+        write applied here before then, a later write of the client's (a deregistration)
+        was undone by that copy (review71 F4: a deregistered instance back on every node)."""
+        gone = [fid for fid, p in self.forwards.items() if p.address in left]
         self.forward_failures += len(gone)
         return [self.forwards.pop(fid) for fid in gone]
 

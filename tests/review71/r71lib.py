@@ -49,7 +49,9 @@ def config_owner(net: Network, key: ConfigKey) -> str:
     return owners.pop()
 
 
-def run_until_true(net: Network, cond: Callable[[], bool], limit: float, step: float = 0.0002) -> None:
+def run_until_true(
+    net: Network, cond: Callable[[], bool], limit: float, step: float = 0.0002
+) -> None:
     """Advance the simulated clock in small steps until ``cond()`` (or fail at ``limit``)."""
     while not cond():
         assert net.now < limit, "condition never held"

@@ -62,7 +62,8 @@ def test_owner_stall_answers_outcome_unknown_for_an_acknowledged_write(seed: int
     sent = net.now
     reply = raw_request(
         net, net.nodes[owner], "config_publish", namespace=KEY.namespace, group=KEY.group,
-        data_id=KEY.data_id, content="v1", request_id="r71-f1-0123456789abcdef", deadline=deadline_ms(net, 2.5),
+        data_id=KEY.data_id, content="v1", request_id="r71-f1-0123456789abcdef",
+        deadline=deadline_ms(net, 2.5),
     )
     run_until_true(net, lambda: bool(rep._pending), sent + 0.5)  # applied, records out
     net.pause(owner)

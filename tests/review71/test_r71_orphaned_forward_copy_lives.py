@@ -28,6 +28,12 @@ A forwarder that applies a write itself before its copy's deadline has passed (t
 orphaned path) leaves that guarantee open: the copy must be void by then (the copy's
 deadline no later than the moment the forwarder may apply it itself, or the orphaned
 forward kept until the copy's deadline).
+
+After the fix (kept until its deadline unless the owner said it was stopping), step 3
+no longer answers: the forward waits; n1 resumed before the copy's deadline applies the
+copy and answers (relayed), or, resumed after it, refuses the copy while n2 applies the
+register itself at the end of its wait.  The test now waits for the register's answer
+before the deregistration (a client's next write), in both orders.
 """
 
 from __future__ import annotations
@@ -62,8 +68,11 @@ def held(net, node_id: str, service: str) -> bool:  # type: ignore[no-untyped-de
     return listed(out[0], 4)
 
 
+@pytest.mark.parametrize("resume_at", [3.15, 3.5])  # before, after the copy's deadline
 @pytest.mark.parametrize("seed", [7131, 7132])
-def test_orphaned_forward_copy_brings_a_deregistered_instance_back(seed: int) -> None:
+def test_orphaned_forward_copy_brings_a_deregistered_instance_back(
+    seed: int, resume_at: float
+) -> None:
     net = start_cluster(seed, 3)
     net.run_until(5.0)
     service = owned_by(net, "n1")[0]
@@ -80,18 +89,29 @@ def test_orphaned_forward_copy_brings_a_deregistered_instance_back(seed: int) ->
         paused_at + 3.15, 0.005,
     )
     net.run_until(net.now + 0.01)
-    problems = []
-    if reg != [("ok", None)]:
-        problems.append(f"setup: the register's answer: {reg}")
-    dereg = {**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)}
-    dereg.pop("weight")
-    gone = request(net, net.nodes["n2"], "deregister", **dereg)
-    net.run_until(net.now + 0.05)
-    if gone != [("ok", None)]:
-        problems.append(f"setup: the deregistration's answer: {gone}")
     assert net.now < paused_at + 3.15, f"setup: too late ({net.now - paused_at:.2f})"
-    net.run_until(paused_at + 3.15)  # before the copy's deadline (T + 1.5 + 1.7)
+    problems = []
+
+    def deregister() -> list:
+        dereg = {**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)}
+        dereg.pop("weight")
+        out = request(net, net.nodes["n2"], "deregister", **dereg)
+        run_until_true(net, lambda: bool(out), net.now + 2.5, 0.005)
+        return out
+
+    early = bool(reg)
+    if early:  # (the bug) the client's next write follows the answer at once
+        problems.append(f"n2 answered the register ({reg}) before its copy's deadline")
+        gone = deregister()
+    net.run_until(paused_at + resume_at)  # the copy's deadline: T + 1.5 + 1.7
     net.resume("n1", "runtime")
+    run_until_true(net, lambda: bool(reg), net.now + 1.0, 0.005)
+    if reg != [("ok", None)]:
+        problems.append(f"the register's answer: {reg}")
+    if not early:
+        gone = deregister()
+    if gone != [("ok", None)]:
+        problems.append(f"the deregistration's answer: {gone}")
     net.run_until(net.now + 3.0)
     for node_id in net.nodes:
         if held(net, node_id, service):
