@@ -91,7 +91,7 @@ def test_a_data_id_s_owner_is_computed_from_the_cluster_reply_s_announced(
         """The node's config view is the formed cluster's: ready, both members up, and
         neither one a learner of the other (right after the first beacons one node may
         see the other's list not naming it yet, and own no data id for a moment: under
-        load a's first publish was taken by a, 3 runs in 42, the owner by the hash b)."""
+        load a's first publish was taken by a, 3 runs in 66, the owner by the hash b)."""
         reply = raw_request(port, {"v": 1, "id": 3, "op": "stats"}, 2.0)
         config = reply.get("result", {}).get("config", {}) if reply.get("ok") else {}
         return bool(config.get("ready")) and config.get("members_up") == 2 and not (
