@@ -47,8 +47,10 @@ def test_clients_with_the_same_server_list_spread_over_the_nodes(tmp_path, caplo
 
         wait_until(lambda: sum(counts()) >= CLIENTS, 20, 0.1, "every subscription admitted")
         per_node = counts()
-        # with a uniform pick, 18 clients put more than 12 on one node with p < 0.001
-        assert max(per_node) <= 12, (
+        # each client starts at a server of its own shuffled list: 18 uniform picks put
+        # more than 14 on one node with p = 5.6e-5 (the multinomial's tail; more than 12:
+        # p = 2.6e-3, which CI met once, [13, 4, 1]); the list's order put all 18 on one
+        assert max(per_node) <= 14, (
             f"{CLIENTS} clients given the same list {servers} subscribed per node: "
             f"{per_node}: they pile on the first listed node; the clients logged: "
             f"{[r.getMessage() for r in caplog.records][:20]}"
