@@ -51,6 +51,7 @@ from meshreg.client.commands import (
     Register,
     RegisterBatch,
     Registration,
+    Settle,
     Shutdown,
     Subscribe,
     Unsubscribe,
@@ -804,6 +805,7 @@ class Client(ConfigMixin):
         with _open_lock:
             _open_clients.discard(self)
         budget = self.timeout if timeout is None else timeout
+        ends = time.monotonic() + budget
         try:
             if self.session is not None:  # one message deregisters the session's instances
                 fut = Future()
@@ -830,6 +832,19 @@ class Client(ConfigMixin):
                     fut.result(budget + 1.0)
                 except (MeshregError, FutureTimeout) as exc:
                     log.warning("could not deregister %s %s on close: %s", key, iid, exc)
+            # a register answered (or applied) after those deregisters is deregistered
+            # again after it: wait for that, within the budget (review72 F3)
+            fut = Future()
+            self._agent.submit(Settle(fut, wait=max(0.0, ends - time.monotonic())))
+            left = fut.result(budget + 1.0)
+            if left:
+                log.warning(
+                    "close: %d instance(s) may stay registered until the registry evicts "
+                    "them as silent (a register of each was still out or may be applied "
+                    "late, e.g. held by a stopped node): %s; give close() a longer timeout",
+                    len(left),
+                    ", ".join(f"{key} {iid}" for key, iid in left[:10]),
+                )
             fut = Future()
             self._agent.submit(Shutdown(fut))
             fut.result(budget + 1.0)

@@ -140,6 +140,17 @@ class ForgetRegistrations:
 
 
 @dataclass(frozen=True)
+class Settle:
+    """The close's last wait (``wait`` s at most): until no register of this client is
+    out, no deregister waits to go again after a register's copies, and none is
+    unanswered (review72 F3).  Completes with the instances still unsettled then (they
+    may stay registered until evicted)."""
+
+    reply_to: ReplyTo
+    wait: float = 0.0
+
+
+@dataclass(frozen=True)
 class Shutdown:
     reply_to: ReplyTo
 
@@ -190,6 +201,7 @@ Command = (
     | CloseSession
     | ListRegistrations
     | ForgetRegistrations
+    | Settle
     | Shutdown
     | ConfigCall
     | ConfigListen

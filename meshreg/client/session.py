@@ -110,6 +110,7 @@ Rules (each with its constant below):
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import traceback
@@ -149,6 +150,7 @@ from meshreg.client.commands import (
     RegisterBatch,
     Registration,
     ReplyTo,
+    Settle,
     Shutdown,
     Subscribe,
     Unsubscribe,
@@ -206,6 +208,14 @@ STAMPED_OPS = DEADLINE_OPS | CONFIG_WRITES
 # s after a register try failed that its instance's deregister goes again, when one was
 # made while it was out (``_undo_if_last_word``): past its copies' deadlines
 UNDO_AFTER = DEADLINE_SLACK + 0.5
+# s past a register copy's deadline (this client's clock) before a deregister goes again:
+# the margin for a node whose clock is behind this client's (review72 F2)
+COPY_CLOCK_MARGIN = 0.5
+MAX_COPY_WINDOWS = 4096  # instances whose register copies are tracked before a prune pass
+# Writes told the stamp they left, which the client's next write of the instance carries
+# as ``after`` (PROTOCOL.md 2.1 "After"): stamped above it, whatever the nodes' clocks
+AFTER_OPS = frozenset(("register", "deregister"))
+MAX_STAMPS_KEPT = 100_000  # instances whose last stamp is kept (the oldest go first)
 # Writes whose time-out raises OutcomeUnknownError naming each attempt (beats: logged only)
 UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
 _READ_OPS = frozenset(("instances", "services"))  # a node catching up refuses them
@@ -350,6 +360,9 @@ class Pending:
     # a second opinion (empty protection): the server whose list it checks, whose answer
     # is taken only when no other server can give one (review70 F1)
     avoid: str | None = None
+    # a write stamped with deadlines: when its last copy sent is void (its deadline, on
+    # this client's clock; 0: none stamped): no node applies a copy of it after that
+    void_at: float = 0.0
 
     def next_attempt(self, now: float) -> float:
         """The deadline of an attempt that starts now."""
@@ -438,10 +451,19 @@ class Watch:
     # started after it never saw the instances' providers (a whole-cluster restart)
     told_at: float = -math.inf
     confirming: tuple[str, str] | None = None  # (why, whose) an empty list awaits a 2nd opinion
+    # while confirming: the server that emptied it pushed instances since (a redeploy of a
+    # one-instance service): an empty second opinion is older than that (review72 F4)
+    refilled: bool = False
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
     # subscribed on the current server then, and no push came since (inf: one came)
     awaiting_push_since: float = math.inf
     waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
+
+
+def _ident_of(namespace: str, f: dict[str, Any]) -> tuple[ServiceKey, InstanceId]:
+    """The instance a register or deregister (or a batch entry) names."""
+    key = ServiceKey(namespace, f["group"], f["service"])
+    return key, InstanceId(f["ip"], f["port"], f.get("cluster", DEFAULT_CLUSTER))
 
 
 def _age(seconds: float) -> str:
@@ -568,8 +590,18 @@ class ClientSession:
         # a register and a deregister of one instance at once (two threads, a redo)
         self._register_tries: dict[tuple[ServiceKey, InstanceId], RegisterTries] = {}
         self._try_numbers = itertools.count(1)
-        # deregisters to send once a failed try's copies are past their deadlines
-        self._undo_later: deque[tuple[float, Registration]] = deque()
+        # deregisters to send again once a register's copies are past their deadlines (a
+        # heap: when, order, instance, its id fields)
+        self._undo_later: list[tuple[float, int, tuple[ServiceKey, InstanceId], dict[str, Any]]]
+        self._undo_later = []
+        self._undo_order = itertools.count()
+        # per instance: until when a copy of a register of it that was not the one
+        # answered (an earlier attempt's, held by a stalled node) may still be applied
+        # (``Pending.void_at``): a deregister made before then goes again after it, so
+        # that the late copy cannot bring the instance back (review72 F2)
+        self._copies_until: dict[tuple[ServiceKey, InstanceId], float] = {}
+        # per instance, the highest stamp a node said a write of it left (``after``)
+        self._stamps: dict[tuple[ServiceKey, InstanceId], int] = {}
         self._left_any = False  # some request may have left this client (a handshake)
         self._next_kept_try = math.inf
         self._next_kept_pull = math.inf  # the next pull of the watches kept never loaded
@@ -600,6 +632,7 @@ class ClientSession:
         self._abandoned: BaseException | None = None  # the loop ended (``abandon``): why
         self._listing: tuple[ReplyTo, float] | None = None  # close's list, and until when it
         # waits for the registrations in flight
+        self._settle: tuple[ReplyTo, float] | None = None  # the close's last wait (Settle)
         self._batches_in_flight = 0
         self._batches_out: dict[int, list[Any]] = {}  # batch number -> its items, in flight
         self._batch_numbers = itertools.count(1)
@@ -623,6 +656,8 @@ class ClientSession:
                    self._next_recheck, self._session_retry_at)  # fmt: skip
         if self._listing is not None:
             wake = min(wake, self._listing[1])
+        if self._settle is not None:
+            wake = min(wake, self._settle[1])
         if self._undo_later:
             wake = min(wake, self._undo_later[0][0])
         if self.registrations:
@@ -671,14 +706,45 @@ class ClientSession:
             return
         self._listing = None
         ids = ("namespace", "group", "service", "ip", "port", "cluster")
-        listed = tuple(
+        listed = [
             (r.key, r.iid, {k: r.fields[k] for k in ids}) for r in self.registrations.values()
-        )
-        self._out.append(Complete(reply_to, listed))
+        ]
+        if self._closing_client:  # and what a node may apply yet: a register still out
+            # (answered after the close's wait) or one that failed after it left (review72
+            # F3): deregistered too, then again after it if it lands (``Settle``)
+            for key, iid in sorted(self._registering() | self._may_hold):
+                if (key, iid) not in self.registrations:
+                    names = {"namespace": key.namespace, "group": key.group}
+                    listed.append((key, iid, {**names, "service": key.service, **iid._asdict()}))
+        self._out.append(Complete(reply_to, tuple(listed)))
+
+    def _check_settled(self) -> None:
+        """Answer the close's ``Settle`` once nothing of this client's registrations is
+        out (a register try, a deregister to send again, a deregister unanswered), or at
+        its end with the instances left unsettled."""
+        if self._settle is None:
+            return
+        reply_to, until = self._settle
+        deregistering = [
+            p for p in (*self._pending.values(), *(p for _, p in self._backlog))
+            if p.op == "deregister"
+        ]  # fmt: skip
+        busy = self._register_tries or self._undo_later or deregistering or self._bulk
+        if busy and self._now < until:
+            return
+        self._settle = None
+        left = {*self._register_tries, *(ident for _, _, ident, _ in self._undo_later)}
+        for p in deregistering:
+            f = p.fields
+            key = ServiceKey(f["namespace"], f["group"], f["service"])
+            left.add((key, InstanceId(f["ip"], f["port"], f.get("cluster", DEFAULT_CLUSTER))))
+        self._out.append(Complete(reply_to, tuple(sorted(left))))
 
     def _take(self) -> list[Action]:
         if self._listing is not None:
             self._list_registrations()
+        if self._settle is not None:
+            self._check_settled()
         if self._notes:
             self._flush_notes()
         out, self._out = self._out, []
@@ -734,6 +800,9 @@ class ClientSession:
                 self.registrations.clear()
                 self._session_acked = 0
                 self._out.append(Complete(reply_to, None))
+            case Settle(reply_to, wait):
+                self._settle = (reply_to, self._now + wait)
+                self._check_settled()
             case Shutdown(reply_to):
                 self.closed = True
                 self._out.append(Complete(reply_to, None))
@@ -866,6 +935,13 @@ class ClientSession:
         if watch is None:
             return self._take()
         watch.awaiting_push_since = math.inf  # the subscription holds
+        if (
+            watch.confirming is not None
+            and isinstance(note, ServiceDelta)
+            and note.upsert
+            and watch.confirming[1] == self.server
+        ):
+            watch.refilled = True  # the emptier lists instances again, at a newer revision
         if (
             isinstance(note, ServiceDelta)
             and self.settings.empty_protection
@@ -1213,15 +1289,14 @@ class ClientSession:
             if not self._pending:
                 self.request("ping", {}, self.settings.attempt_timeout)
         while self._undo_later and now >= self._undo_later[0][0]:
-            reg = self._undo_later.popleft()[1]
-            ident = (reg.key, reg.iid)
+            _, _, ident, fields = heapq.heappop(self._undo_later)
             tries = self._register_tries.get(ident)
             if not (
                 ident in self.registrations
                 or ident in self._kept_registrations
                 or (tries is not None and not tries.last_word_deregister())
             ):  # the deregister is still the caller's last word (else a register since)
-                self._send_undo(reg)
+                self._send_undo(ident[0], fields)
         self._check_deadlines()
         if self.offline and not self._pending and not self._backlog:
             # Nothing else in flight: ask the current server until the next switch, so a
@@ -1846,8 +1921,14 @@ class ClientSession:
         offset = self.settings.wall_offset
         if offset is not None and pending.op in STAMPED_OPS:  # each attempt its own
             now = self._now
-            ends = now + offset + max(pending.attempt_deadline - now, 0.0) + DEADLINE_SLACK
-            pending.fields = {**pending.fields, "deadline": round(ends * 1000)}
+            void_at = now + max(pending.attempt_deadline - now, 0.0) + DEADLINE_SLACK
+            pending.void_at = max(pending.void_at, void_at)
+            pending.fields = {**pending.fields, "deadline": round((void_at + offset) * 1000)}
+            if pending.op in AFTER_OPS and self._stamps:  # after the client's last write of
+                f = pending.fields  # the instance, whichever node stamped it (review72 F1)
+                after = self._stamps.get(_ident_of(f["namespace"], f))
+                if after is not None:
+                    f["after"] = after
             pending.body = encode_request(pending.op, req_id, **pending.fields)
         pending.sent += 1
         if pending.via is None:
@@ -1887,6 +1968,16 @@ class ClientSession:
 
     def _resolve(self, pending: Pending, result: Any, error: BaseException | None) -> None:
         """Run a request's completion hooks, then complete the caller's call."""
+        if (
+            pending.void_at > self._now
+            and pending.op in ("register", "register_batch")
+            and (error is not None or pending.sent > 1)  # a copy not answered may be out
+        ):
+            self._copies_out(pending)
+        if error is None and pending.op in AFTER_OPS and type(result) is dict:
+            stamp = result.get("stamp")  # what the write left (older nodes: nothing)
+            if type(stamp) is int:
+                self._heard_stamp(_ident_of(pending.fields["namespace"], pending.fields), stamp)
         try:
             if error is None:
                 if pending.on_reply is not None:
@@ -1906,6 +1997,41 @@ class ClientSession:
                 self._out.append(Complete(pending.reply_to, result))
             else:
                 self._out.append(Fail(pending.reply_to, error))
+
+    def _copies_out(self, pending: Pending) -> None:
+        """A register (or batch) ends with copies of it that may still be applied until
+        ``void_at``: remember it per instance (``_copies_until``)."""
+        f = pending.fields
+        entries = f["instances"] if pending.op == "register_batch" else (f,)
+        until, windows = pending.void_at, self._copies_until
+        if len(windows) >= MAX_COPY_WINDOWS:  # bounded: the passed ones go
+            for ident in [i for i, t in windows.items() if t <= self._now]:
+                del windows[ident]
+        for e in entries:
+            ident = _ident_of(f["namespace"], e)
+            if windows.get(ident, 0.0) < until:
+                windows[ident] = until
+
+    def _heard_stamp(self, ident: tuple[ServiceKey, InstanceId], stamp: int) -> None:
+        """A node told the stamp its register or deregister of ``ident`` left: the next
+        write of it carries the highest one as ``after`` (review72 F1)."""
+        stamps = self._stamps
+        held = stamps.pop(ident, 0)
+        stamps[ident] = max(held, stamp)  # (re-inserted: the oldest go first when full)
+        if len(stamps) > MAX_STAMPS_KEPT:
+            del stamps[next(iter(stamps))]
+
+    def _copies_void_at(self, ident: tuple[ServiceKey, InstanceId]) -> float:
+        """When no copy of a register of ``ident`` can be applied any more (0: now)."""
+        until = self._copies_until.get(ident, 0.0)
+        if until and until <= self._now:
+            del self._copies_until[ident]
+            return 0.0
+        return until
+
+    def _undo_at(self, when: float, ident: tuple[ServiceKey, InstanceId], fields: Any) -> None:
+        """Send ``ident``'s deregister again at ``when`` if it is still the last word."""
+        heapq.heappush(self._undo_later, (when, next(self._undo_order), ident, dict(fields)))
 
     def _refusal(self, servers: list[str]) -> tuple[str, bool] | None:
         """Why the server connection's handshakes failed, and whether definitively: the
@@ -2257,17 +2383,22 @@ class ClientSession:
         applies it): that deregister goes ``UNDO_AFTER`` later, after them all."""
         if not tries.last_word_deregister():
             return
-        if later:
-            self._undo_later.append((self._now + UNDO_AFTER, reg))
+        when = self._now + UNDO_AFTER if later else self._now
+        ident = (reg.key, reg.iid)
+        void_at = self._copies_void_at(ident)  # another attempt's copy may come later
+        if void_at:
+            when = max(when, void_at + COPY_CLOCK_MARGIN)
+        if when > self._now:
+            self._undo_at(when, ident, reg.beat_fields)
             return
-        self._send_undo(reg)
+        self._send_undo(reg.key, reg.beat_fields)
 
-    def _send_undo(self, reg: Registration) -> None:
+    def _send_undo(self, key: ServiceKey, fields: dict[str, Any]) -> None:
         self.request(
             "deregister",
-            dict(reg.beat_fields),
+            dict(fields),
             self._liveness_timeout(),
-            on_reply=lambda _: self._wrote(reg.key),
+            on_reply=lambda _: self._wrote(key),
             on_error=lambda exc: None,  # (the caller's deregister was answered already)
         )
 
@@ -2615,6 +2746,11 @@ class ClientSession:
         self._may_hold.discard(ident)
         self._removed_own(key, iid)
         self.request("deregister", fields, timeout, reply_to, on_reply=lambda _: self._wrote(key))
+        void_at = self._copies_void_at(ident)
+        if void_at and tries is None:  # (a try out: its end decides, _undo_if_last_word)
+            # an earlier attempt of a register answered (or failed) already may still be
+            # applied, after this deregister: it goes again once no copy can (review72 F2)
+            self._undo_at(void_at + COPY_CLOCK_MARGIN, ident, fields)
 
     def _wrote(self, key: ServiceKey) -> None:
         """Our own write may not be in the pushed view yet: read our writes from the server."""
@@ -3235,6 +3371,18 @@ class ClientSession:
             return
         if confirm and watch.confirming is not None:
             (why, whose), watch.confirming = watch.confirming, None
+            refilled, watch.refilled = watch.refilled, False
+            if not snap.instances and refilled:  # the emptier pushed instances since: this
+                self._out.append(  # "empty" is older than that; its list is pulled again
+                    LogLine(
+                        "debug",
+                        f"{key}: {source} lists nothing, but {whose} pushed "
+                        "instances since it emptied the list; asking it again",
+                    )  # fmt: skip
+                )
+                self._resolve_waiting(watch)
+                self._pull(key)
+                return
             if not snap.instances:  # a scale to zero (a provider stopped): not a fault
                 agrees = (
                     f"{source} agrees"
@@ -3344,6 +3492,7 @@ class ClientSession:
         watch = self.watches.get(key)
         if watch is not None:
             watch.confirming = (why, self.server)
+            watch.refilled = False
         self._out.append(
             LogLine("debug", f"{key}: {why}; asking for a second opinion before taking it")
         )

@@ -103,12 +103,13 @@ from meshreg.core.results import (
     StatsResult,
     Timings,
     Usage,
+    Written,
 )
 from meshreg.core.sessions import SessionRecord, session_label
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore, ServiceRecord
 from meshreg.core.subscriber_counts import SubscriberCounts
-from meshreg.core.versions import TAG_BITS, HybridClock
+from meshreg.core.versions import TAG_BITS, HybridClock, stamp_limit
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey, protection_active
 
@@ -342,6 +343,9 @@ class RegistryNode:
                 raise _over_quota(exceeded, req)
             if req.session is not None:  # a session it creates counts in the client's share
                 self._session_for(req, req.session, req.key.namespace, now, True, client)
+            if req.after is not None:
+                self._observe_after(req.after, now)
+            version = self.stamp(now)
             change = self.store.register(
                 req.key,
                 req.instance,
@@ -349,11 +353,13 @@ class RegistryNode:
                 req.enabled,
                 req.metadata,
                 now,
-                self.stamp(now),
+                version,
                 req.session,
             )
             self.emit(change)
-            return None
+            svc = self.store.services.get(req.key)
+            rec = svc.instances.get(req.instance) if svc is not None else None
+            return Written(rec.version if rec is not None else version)  # (a repeat: as it was)
         if type(req) is RegisterBatch:
             return BatchResult(self.register_entries(req.entries, now, client))
         if type(req) is SessionRenew:
@@ -377,13 +383,15 @@ class RegistryNode:
         if type(req) is DeregisterInstance:
             if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)
+            if req.after is not None:
+                self._observe_after(req.after, now)
             version = self.stamp(now)
             change = self.store.deregister(req.key, req.instance, version, now)
             if change is None and self.store.remember_removal(req.key, req.instance, version, now):
                 # Not here (evicted, or not merged yet): copies elsewhere must still die.
                 self.outbox.removed_absent(req.key, req.instance, version)
             self.emit(change)
-            return None
+            return Written(version)
         if type(req) is SetService:
             if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)  # (review20 F2: it undid a later setting)
@@ -1230,6 +1238,15 @@ class RegistryNode:
     def announce(self, key: ServiceKey) -> None:
         """Publish a sync of ``key`` (its current revision) to its watchers."""
         self._effects.append(SyncAnnounced(key, self.store.revision_of(key)))
+
+    def _observe_after(self, after: int, now: float) -> None:
+        """A write's ``after``: the stamp the client was told for its previous write of the
+        instance, from whichever node stamped it.  Observed, it puts this write's stamp
+        above that one, so a register a node with a clock ahead stamped (its fallback)
+        does not win over the client's later deregistration (review72 F1).  One beyond
+        ``stamp_limit`` (a node fenced for its clock stamped it) is not observed."""
+        if after <= stamp_limit(now + self.wall_offset):
+            self.hlc.observe(after)
 
     # -- effects -------------------------------------------------------------
     def stamp(self, now: float) -> int:

@@ -43,6 +43,7 @@ class RegisterInstance:
     metadata: dict[str, str]
     session: str | None = None  # the client session keeping it alive (None: its own beats)
     deadline: float | None = None  # wall time (s) after which it is void (PROTOCOL.md 2.1)
+    after: int | None = None  # the stamp of the client's previous write of it ("After")
     op = "register"
 
 
@@ -110,6 +111,7 @@ class DeregisterInstance:
     key: ServiceKey
     instance: InstanceId
     deadline: float | None = None  # wall time (s) after which it is void
+    after: int | None = None  # the stamp of the client's previous write of it ("After")
     op = "deregister"
 
 

@@ -142,6 +142,16 @@ class SessionClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """A ``register`` or ``deregister`` applied: the version stamp it left (the
+    instance's, or its removal's).  The client sends it back as ``after`` with its next
+    write of the instance, so that write is stamped above it whatever the clocks of the
+    nodes that stamp the two (review72 F1)."""
+
+    stamp: int
+
+
+@dataclass(frozen=True, slots=True)
 class EntryRefused:
     """One ``register_batch`` entry that was refused (it changed nothing)."""
 
@@ -312,6 +322,7 @@ Result = (
     | SessionOpened
     | SessionRenewed
     | SessionClosed
+    | Written
     | BatchResult
     | StatsResult
     | ClusterResult

@@ -311,6 +311,7 @@ def _client_op(msg: dict[str, Any], req_id: int, op: Any) -> Request:
             _service_key(msg, req_id, op),
             _instance_id(msg, req_id, op, True),
             _deadline(msg, req_id, op),
+            _after(msg, req_id, op),
         )
     if op == "update":
         return _update(msg, req_id)
@@ -630,7 +631,24 @@ def _register(msg: dict[str, Any], req_id: int) -> RegisterInstance:
         metadata,
         session,
         _deadline(msg, req_id, op),
+        _after(msg, req_id, op),
     )
+
+
+def _after(msg: dict[str, Any], req_id: int, op: str) -> int | None:
+    """The optional ``after`` of a register or deregister: the stamp the client was told
+    for its previous write of the instance (PROTOCOL.md 2.1, "After"), opaque."""
+    after = msg.get("after")
+    if after is None:
+        return None
+    if type(after) is not int or not 0 <= after <= MAX_STAMP:
+        raise _reject(
+            req_id,
+            op,
+            "field 'after' must be the integer 'stamp' of an earlier write's result "
+            f"(0 <= after < 2**63), got {str(after)[:32]}",
+        )
+    return after
 
 
 MAX_DEADLINE_MS = 2**53  # a JSON/JavaScript number keeps every integer below it

@@ -33,6 +33,7 @@ from meshreg.core.results import (
     SessionOpened,
     SessionRenewed,
     StatsResult,
+    Written,
 )
 from meshreg.wire.peer import payload_to_wire
 
@@ -220,6 +221,10 @@ def entry_result(r: EntryRefused | None) -> list[Any] | None:
     return None if r is None else [int(r.code), r.message]
 
 
+def written_map(r: Written) -> dict[str, Any]:
+    return {"stamp": r.stamp}
+
+
 def batch_map(r: BatchResult) -> dict[str, Any]:
     return {"results": [entry_result(e) for e in r.results]}
 
@@ -366,6 +371,7 @@ RESULT_MAPS: dict[type, Callable[[Any], Any]] = {
     SessionOpened: session_opened_map,
     SessionRenewed: session_renewed_map,
     SessionClosed: session_closed_map,
+    Written: written_map,
     BatchResult: batch_map,
     StatsResult: stats_map,
     ClusterResult: cluster_map,

@@ -15,7 +15,14 @@ from test_client_session_kept_registration import node_answers
 
 from meshreg.client import session as session_module
 from meshreg.client.actions import Complete
-from meshreg.client.commands import Register, RegisterBatch, Registration
+from meshreg.client.commands import (
+    Deregister,
+    ListRegistrations,
+    Register,
+    RegisterBatch,
+    Registration,
+    Settle,
+)
 from meshreg.errors import ErrorCode
 
 
@@ -282,3 +289,97 @@ def test_a_register_again_after_not_found_keeps_the_instance_alive() -> None:
     assert deregisters_after(h, start, reg) == 0
     h.advance(3000)
     assert [s for s in h.sent[start:] if s.op == "beat" and s.fields["ip"] == reg.fields["ip"]]
+
+
+# -- review72 F2/F3: a register's earlier copy, void only at its deadline ---------------------
+def failed_over_register(h: Harness, reg: Registration) -> int:
+    """The register goes to a (silent), then at its attempt's end to b, which answers:
+    a's copy stays valid until its deadline; returned: the latest deadline of the copies
+    (ms; the client does not tell which copy was answered, so it waits for them all)."""
+    h.do(Register(reg, 3.0, Handle("r")))
+    h.advance(1000)
+    (second,) = [s for s in h.unanswered("register") if s.to == "b:2"]
+    h.reply(second)
+    return max(int(s.fields["deadline"]) for s in h.requests("register"))
+
+
+def test_a_deregister_inside_an_earlier_copys_window_goes_again_after_it_not_before() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000, wall_offset=0.0)
+    reg = registration(0)
+    void_ms = failed_over_register(h, reg)
+    deregister(h, reg)
+    h.answer_all("deregister")
+    start = len(h.sent)
+    while h.now_ms < void_ms + session_module.COPY_CLOCK_MARGIN * 1000 - 10:
+        h.advance(10)
+        assert deregisters_after(h, start, reg) == 0, h.now_ms  # not while a copy may land
+    h.advance(20)
+    assert deregisters_after(h, start, reg) == 1  # after a's copy, whatever it did
+    h.answer_all("deregister")
+    h.advance(3000)
+    assert deregisters_after(h, start, reg) == 1  # once
+
+
+def test_a_register_made_again_meanwhile_is_not_undone() -> None:
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000, wall_offset=0.0)
+    reg = registration(0)
+    failed_over_register(h, reg)
+    deregister(h, reg)
+    h.answer_all("deregister")
+    h.do(Register(reg, 3.0, Handle("again")))  # the caller's last word is a register now
+    h.answer_all("register")
+    start = len(h.sent)
+    h.advance(3000)
+    assert deregisters_after(h, start, reg) == 0 and held(h, reg)
+
+
+def test_one_answered_copy_leaves_nothing_to_undo() -> None:
+    """A register sent once and answered: no other copy exists, the deregister goes once."""
+    h = Harness(servers=("a:1", "b:2"), attempt_ms=1000, wall_offset=0.0)
+    reg = registration(0)
+    h.do(Register(reg, 3.0, Handle("r")))
+    h.answer_all("register")
+    start = len(h.sent)
+    deregister(h, reg)
+    h.answer_all("deregister")
+    h.advance(3000)
+    assert deregisters_after(h, start, reg) == 1
+
+
+def test_the_close_settles_a_register_answered_after_its_deregister() -> None:
+    """F3: the close lists a register still out, deregisters it, and its Settle waits for
+    the register's answer and the deregister that follows it; what is still out at the
+    end of its wait is named (the close logs it)."""
+    h = Harness(servers=("a:1",), attempt_ms=1000, wall_offset=0.0)
+    reg = registration(0)
+    h.do(Register(reg, 3.0, Handle("r")))
+    (register,) = h.unanswered("register")
+    listed = Handle("list")
+    h.do(ListRegistrations(listed, closing=True, wait=0.5))
+    h.advance(500)
+    done = h.outcome(listed)
+    assert isinstance(done, Complete) and [k for k, _, _ in done.result] == [reg.key]
+    for key, iid, fields in done.result:
+        h.do(Deregister(key, iid, fields, 1.0, Handle("d")))
+    h.answer_all("deregister")  # applied before the register (held by a stalled owner)
+    settled = Handle("settle")
+    h.do(Settle(settled, wait=1.0))
+    assert h.outcome(settled) is None  # the register is still out
+    start = len(h.sent)
+    h.advance(200)
+    h.reply(register)  # applied after the deregister: one more follows it
+    assert deregisters_after(h, start, reg) == 1
+    assert h.outcome(settled) is None
+    h.answer_all("deregister")
+    assert h.outcome(settled) == Complete(settled, ())
+
+
+def test_a_settle_that_runs_out_names_what_may_stay() -> None:
+    h = Harness(servers=("a:1",), attempt_ms=1000, wall_offset=0.0)
+    reg = registration(0)
+    h.do(Register(reg, 3.0, Handle("r")))
+    settled = Handle("settle")
+    h.do(Settle(settled, wait=0.3))
+    h.advance(300)
+    done = h.outcome(settled)
+    assert isinstance(done, Complete) and done.result == ((reg.key, reg.iid),)

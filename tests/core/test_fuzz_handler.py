@@ -23,6 +23,7 @@ from hypothesis.control import currently_in_test_context
 from meshreg.core.distro import ClusterPolicy, DistroNode
 from meshreg.core.health import HealthPolicy
 from meshreg.core.registry import RegistryNode
+from meshreg.core.results import Written
 from meshreg.core.versions import TAG_BITS
 from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
@@ -116,7 +117,7 @@ def check(node: RegistryNode, body: bytes) -> RequestRejected | None:
 def still_works(node: RegistryNode) -> None:
     key = ServiceKey("public", "DEFAULT_GROUP", "after-fuzz")
     req = RegisterInstance(1, key, InstanceId("192.0.2.1", 1, "DEFAULT"), 1.0, True, {})
-    assert served(node, req, NOW) is None
+    assert isinstance(served(node, req, NOW), Written)
     result = node.registry.instances_result(key, True)
     assert [(i[0], i[1]) for i in result.instances] == [("192.0.2.1", 1)]
     assert result.revision == node.store.revision

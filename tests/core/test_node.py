@@ -66,9 +66,14 @@ def snapshot(node: RegistryNode) -> Any:
 
 
 # -- register / deregister -------------------------------------------------------------------------
-def test_register_returns_none_and_emits_registered() -> None:
+def test_register_returns_its_stamp_and_emits_registered() -> None:
     node = new_node()
-    assert served_map(node, req("register", **inst(metadata={"v": "1"}, weight=2)), 1.0) is None
+    written = served_map(node, req("register", **inst(metadata={"v": "1"}, weight=2)), 1.0)
+    iid = InstanceId("10.0.0.1", 8080, "DEFAULT")
+    assert written == {"stamp": node.store.services[SVC].instances[iid].version}
+    # a repeat changes nothing and is told the same stamp; a change, a newer one
+    again = served_map(node, req("register", **inst(metadata={"v": "1"}, weight=2)), 2.0)
+    assert again == written
     (change,) = changes(node)
     assert change == ServiceChanged(
         SVC,
@@ -137,12 +142,12 @@ def test_changed_fields_are_an_updated_change(update: dict[str, Any]) -> None:
 
 def test_deregister_unknown_is_idempotent() -> None:
     node = new_node()
-    assert served_map(node, req("deregister", **inst()), 0.0) is None
+    assert set(served_map(node, req("deregister", **inst()), 0.0)) == {"stamp"}
     served_map(node, req("register", **inst()), 0.0)
     changes(node)
     before = snapshot(node)
     for fields in (inst(port=1), inst(cluster="other"), inst(service="nope"), inst(ip="10.9.9.9")):
-        assert served_map(node, req("deregister", **fields), 1.0) is None
+        assert set(served_map(node, req("deregister", **fields), 1.0)) == {"stamp"}
     assert node.take_effects() == []
     assert snapshot(node) == before
     served_map(node, req("deregister", **inst()), 2.0)

@@ -68,7 +68,7 @@ def test_stalled_forwarder_reapplies_a_deregistration_over_a_later_register(seed
     service = owned_by(net, "n1")[0]
     reg = request(net, net.nodes["n1"], "register", **register_fields(service, 4))
     net.run_until(net.now + 0.3)
-    assert reg == [("ok", None)], reg
+    assert [s for s, _ in reg] == ["ok"], reg
     dereg = {**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)}
     dereg.pop("weight")
     sent = net.now
@@ -78,17 +78,19 @@ def test_stalled_forwarder_reapplies_a_deregistration_over_a_later_register(seed
     net.pause("n2")  # its loop stalls (a GC pause) right after that turn
     run_until_true(net, lambda: not held(net, "n1", service), sent + 0.6, 0.01)
     again = request(
-        net, net.nodes["n1"], "register",
+        net,
+        net.nodes["n1"],
+        "register",
         **{**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)},
     )
     net.run_until(net.now + 0.1)
     problems = []
-    if again != [("ok", None)]:
+    if [s for s, _ in again] != ["ok"]:
         problems.append(f"setup: the re-registration: {again}")
     net.run_until(sent + 0.85)  # past n2's wait (0.7 s), within the client's attempt (1 s)
     net.resume("n2", "tick")
     net.run_until(net.now + 1.0)
-    if answer != [("ok", None)]:
+    if [s for s, _ in answer] != ["ok"]:
         problems.append(f"the deregistration's answer: {answer}")
     fallbacks = runtime(net, "n2")._peers.forward_failures
     if fallbacks:

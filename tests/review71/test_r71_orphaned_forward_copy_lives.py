@@ -86,7 +86,8 @@ def test_orphaned_forward_copy_brings_a_deregistered_instance_back(
     run_until_true(
         net,
         lambda: all(p.address != owner_address for p in core2.membership.up_peers()),
-        paused_at + 3.15, 0.005,
+        paused_at + 3.15,
+        0.005,
     )
     net.run_until(net.now + 0.01)
     assert net.now < paused_at + 3.15, f"setup: too late ({net.now - paused_at:.2f})"
@@ -106,11 +107,11 @@ def test_orphaned_forward_copy_brings_a_deregistered_instance_back(
     net.run_until(paused_at + resume_at)  # the copy's deadline: T + 1.5 + 1.7
     net.resume("n1", "runtime")
     run_until_true(net, lambda: bool(reg), net.now + 1.0, 0.005)
-    if reg != [("ok", None)]:
+    if [s for s, _ in reg] != ["ok"]:
         problems.append(f"the register's answer: {reg}")
     if not early:
         gone = deregister()
-    if gone != [("ok", None)]:
+    if [s for s, _ in gone] != ["ok"]:
         problems.append(f"the deregistration's answer: {gone}")
     net.run_until(net.now + 3.0)
     for node_id in net.nodes:

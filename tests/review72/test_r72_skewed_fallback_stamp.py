@@ -1,4 +1,9 @@
-"""F1: a forwarder whose clock runs ahead applies a register itself (its forward went
+"""F1 (fixed: a write's answer tells the stamp it left, and the client's next write of the
+instance carries it as ``after``; the node that stamps it observes it first, so the
+deregistration is stamped above the register whatever the clocks; this test sends the
+deregistration as the Python client now does, and failed before the fix without it).
+
+A forwarder whose clock runs ahead applies a register itself (its forward went
 unanswered) with its own, future stamp; the client's deregistration reaches the owner
 before the fallback's delta does, is stamped lower by the owner's clock, and loses on
 every node: a deregistered (acknowledged) instance is listed again everywhere.
@@ -79,16 +84,20 @@ def test_a_fallback_stamped_by_a_clock_ahead_undoes_the_later_deregistration(
     fields = {**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)}
     reg = request(net, net.nodes["n2"], "register", **fields)
     run_until_true(net, lambda: bool(reg), net.now + 2.0)
-    assert reg == [("ok", None)], reg
+    ((status, written),) = reg
+    assert status == "ok" and set(written) == {"stamp"}, reg
     assert runtime(net, "n2")._peers.forward_failures == 1, "setup: n2 applied it itself"
     registered_at = net.now
     dereg = {**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)}
     dereg.pop("weight")
+    # as the Python client does: its next write of the instance carries the stamp the
+    # register's answer told (PROTOCOL.md 2.1 "After"), so it is stamped above it
+    dereg["after"] = written["stamp"]
     entry = net.nodes["n1" if path == "direct" else "n0"]
     gone = request(net, entry, "deregister", **dereg)
     run_until_true(net, lambda: bool(gone), net.now + 2.0)
     problems = []
-    if gone != [("ok", None)]:
+    if [status for status, _ in gone] != ["ok"]:
         problems.append(f"the deregistration's answer: {gone}")
     took = net.now - registered_at
     faults.late_deltas.clear()

@@ -56,7 +56,7 @@ def test_a_forward_to_a_stopped_owner_is_answered_within_the_clients_attempt(see
     reply = request(net, net.nodes["n2"], "register", **fields)
     net.run_until(sent_at + ATTEMPT - FORWARD_MARGIN / 2)  # before the client moves on
     problems = []
-    if reply != [("ok", None)]:
+    if [s for s, _ in reply] != ["ok"]:
         problems.append(f"not answered within the client's attempt: {reply}")
     read: list[Any] = []
     while net.now < sent_at + 3.0 and not (read and listed(read[0], 3)):
@@ -90,7 +90,7 @@ def test_a_resumed_owner_refuses_the_copy_its_forwarder_applied(seed: int) -> No
     reply = request(net, net.nodes["n2"], "register", **fields)
     net.run_until(sent_at + net.cluster.peer_request_timeout + 0.2)
     problems = []
-    if reply != [("ok", None)]:
+    if [s for s, _ in reply] != ["ok"]:
         problems.append(f"no fallback answer: {reply}")
     while state_of(net, "n0", "n1") != "down":
         assert net.now < sent_at + 10, "n0 never saw the stopped owner down"
@@ -98,7 +98,7 @@ def test_a_resumed_owner_refuses_the_copy_its_forwarder_applied(seed: int) -> No
     dereg.pop("weight")
     answer = request(net, net.nodes["n0"], "deregister", **dereg)
     net.run_until(net.now + 0.3)
-    if answer != [("ok", None)]:
+    if [s for s, _ in answer] != ["ok"]:
         problems.append(f"the deregistration through n0: {answer}")
     assert net.now < sent_at + 8.0, "the owner must resume within the register's deadline"
     net.resume("n1", "runtime")

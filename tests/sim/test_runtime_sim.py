@@ -96,7 +96,7 @@ def test_a_forward_to_a_dead_owner_is_applied_by_the_entry_at_once(seed: int) ->
     reply = request(net, entry, "register", **register_fields(service, 1))
     net.run_until(net.now + 0.2)  # far less than peer_request_timeout (2 s)
     problems = []
-    if reply != [("ok", None)]:
+    if [s for s, _ in reply] != ["ok"]:
         problems.append(f"register through n0 with its owner dead: {reply}")
     if not net.counts.get("forward_fallback"):
         problems.append("no forward fallback counted")
@@ -129,7 +129,7 @@ def test_a_forward_to_a_stopped_owner_times_out_into_the_fallback(seed: int) -> 
     if reply:
         problems.append(f"answered before the forward timed out: {reply}")
     net.run_until(sent_at + timeout + 0.2)
-    if reply != [("ok", None)]:
+    if [s for s, _ in reply] != ["ok"]:
         problems.append(f"no fallback answer after the forward timed out: {reply}")
     if not net.counts.get("forward_fallback"):
         problems.append("no forward fallback counted")
@@ -467,8 +467,10 @@ def test_a_batch_is_one_delta_per_service_and_every_node_converges(seed: int, lo
     def lose_deltas(src: Any, dst: Any, frames: list[bytes]) -> bool:
         """``loss`` of the deltas only: a lost forward would make n0 apply the entries
         itself after its timeout (one test at a time: this one checks the publishing)."""
-        return isinstance(src, MemPub) and frames[0] in (b"delta", b"deltas") and (
-            net.rng.random() < loss
+        return (
+            isinstance(src, MemPub)
+            and frames[0] in (b"delta", b"deltas")
+            and (net.rng.random() < loss)
         )
 
     net.drop = lose_deltas

@@ -110,7 +110,7 @@ def test_keys_outside_the_acl_reach_nothing(keys: SimKeys) -> None:
     if any(v != 2 for v in refused(net).values()):
         problems.append(f"handshakes refused per node {refused(net)}, expected 2 each")
     ok = ask(net, net.nodes["n0"], "register", **reg("allowed", 1))
-    if ok != [("ok", None)]:
+    if [s for s, _ in ok] != ["ok"]:
         problems.append(f"the app key was not served: {ok}")
     assert not problems, scenario_message(net, "keys outside the ACL", problems)
 
@@ -163,7 +163,7 @@ def test_the_acl_decides_at_the_entry_node_and_for_subscriptions(keys: SimKeys) 
     net.run_until(net.now + 0.5)
     for index, node in enumerate(net.nodes.values()):
         out = ask(net, node, "register", key=keys.orders, **reg("orders-api", index))
-        if out != [("ok", None)]:
+        if [s for s, _ in out] != ["ok"]:
             problems.append(f"orders' own register via {node.node_id}: {out}")
         for who, service in (("orders", watched), ("reader", "orders-api")):
             out = ask(net, node, "register", key=getattr(keys, who), **reg(service, index))
@@ -174,7 +174,7 @@ def test_the_acl_decides_at_the_entry_node_and_for_subscriptions(keys: SimKeys) 
             problems.append(f"reader's read via {node.node_id}: {read}")
     out = ask(net, net.nodes["n0"], "register", **reg(watched, 9))  # app: allowed
     net.run_until(net.now + 2.0)
-    if out != [("ok", None)]:
+    if [s for s, _ in out] != ["ok"]:
         problems.append(f"app's register of {watched}: {out}")
     if listed_everywhere(net, "orders-api") != {n: 4 for n in net.nodes}:
         problems.append(f"orders-api: {listed_everywhere(net, 'orders-api')}")

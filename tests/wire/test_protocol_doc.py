@@ -33,7 +33,7 @@ from answers import peer_reply
 
 from meshreg.client import agent, client
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
-from meshreg.client.session import OFFLINE_PROBE_INTERVAL
+from meshreg.client.session import COPY_CLOCK_MARGIN, OFFLINE_PROBE_INTERVAL
 from meshreg.config import NodeConfig
 from meshreg.configcenter.model import (
     CONFIG_BEHIND_ATTEMPT,
@@ -447,6 +447,7 @@ def timings_table() -> str:
         ("anti_entropy_interval", cluster.anti_entropy_interval, "s; node: digest period"),
         ("peer_request_timeout", cluster.peer_request_timeout, "s; node: wait for the owner"),
         ("DEADLINE_SLACK", DEADLINE_SLACK, "s; client: a write's deadline past its attempt"),
+        ("COPY_CLOCK_MARGIN", COPY_CLOCK_MARGIN, "s; client: write again past a copy"),
         ("FORWARD_LEAD", FORWARD_LEAD, "s; node: a forwarder answers before the deadline"),
         ("CATCH_UP_PATIENCE", CATCH_UP_PATIENCE, "peer timeouts; node: longest catch-up"),
         ("DEFAULT_ACK_TIMEOUT", DEFAULT_ACK_TIMEOUT, "s; node: the owner answers a config write"),
