@@ -120,12 +120,14 @@ def check_clean_and_working(dealer: Dealer, errors: int) -> None:
 
     assert dealer.request("ping")["ok"] is True
     inst = {"service": "after-fuzz", "ip": "192.0.2.7", "port": 7}
-    assert dealer.request("register", **inst, metadata={"k": "v"}) == {
+    registered = dealer.request("register", **inst, metadata={"k": "v"})
+    assert registered == {
         "v": 1,
         "id": dealer.next_id,
         "ok": True,
-        "result": None,
+        "result": {"stamp": registered["result"]["stamp"]},  # (PROTOCOL.md 2.1 "After")
     }
+    assert type(registered["result"]["stamp"]) is int
     result = dealer.request("instances", service="after-fuzz")["result"]
     assert [(i["ip"], i["port"], i["metadata"]) for i in result["instances"]] == [
         ("192.0.2.7", 7, {"k": "v"})

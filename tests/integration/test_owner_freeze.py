@@ -16,6 +16,7 @@ that does time out says its outcome is unknown, attempt by attempt.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -175,3 +176,55 @@ def test_a_register_that_times_out_says_its_outcome_is_unknown_attempt_by_attemp
     finally:
         owner.signal(signal.SIGCONT)
         client.close()
+
+
+def test_close_deregisters_a_register_still_in_flight(
+    default_cluster: list[NodeProcess], frozen: list[NodeProcess]
+) -> None:
+    """review72 F3, with real processes: a provider registers (its server forwards to the
+    frozen owner and answers with its own fallback at 0.7 s) and closes at once with the
+    atexit budget (1 s).  Before: the close's list (after 0.5 s) did not name the register
+    still in flight, so nothing deregistered it: the instance of a closed client stayed
+    listed healthy for ``unhealthy_after`` (15 s) and listed for ``evict_after`` (30 s).
+    Now the close deregisters it too (and once more after the register's answer)."""
+    owner, entry = default_cluster[0], default_cluster[1]
+    service = _owned_by(owner, default_cluster, "closing")
+    client = Client([entry.address], handle_sigterm=False)  # no cluster view: via entry
+    client.ping()
+    _freeze(owner, frozen)
+    forwarded = _forwarded(entry)
+    outcome: list[BaseException | None] = []
+    registering = threading.Thread(
+        target=lambda: outcome.append(_attempt(lambda: client.register(service, "10.72.3.1", 1)))
+    )
+    registering.start()
+    try:
+        wait_until(lambda: _forwarded(entry) > forwarded, 2, 0.005, "the register forwarded")
+        closed_at = time.monotonic()
+        client.close(timeout=1.0)  # as atexit / SIGTERM closes it
+        registering.join(5)
+        live = [n for n in default_cluster if n is not owner]
+        where = [n.address for n in live]
+        wait_until(lambda: all(_listed(n, service) == [] for n in live), 5, 0.05,
+                   f"the closed client's instance gone from {where}")  # fmt: skip
+        gone_after = time.monotonic() - closed_at
+        owner.signal(signal.SIGCONT)
+        wait_until(lambda: _listed(owner, service) == [], 10, 0.1, "gone on the resumed owner")
+        for node in default_cluster:  # and it stays gone (a late copy refused)
+            assert _listed(node, service) == [], (node.address, outcome, gone_after)
+    finally:
+        owner.signal(signal.SIGCONT)
+        client.close(timeout=1.0)
+
+
+def _forwarded(node: NodeProcess) -> int:
+    reply = raw_request(node.port, {"v": 1, "id": 1, "op": "stats"}, 2)
+    return int(reply["result"]["forwarded"])
+
+
+def _attempt(call: Any) -> BaseException | None:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 (the close may refuse it: reported, not raised)
+        return exc
+    return None
