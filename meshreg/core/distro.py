@@ -147,7 +147,7 @@ from meshreg.core.mapping import responsible_node
 from meshreg.core.membership import MAX_ADDRESSES, MAX_PENDING, Membership, Peer, dialable
 from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
-from meshreg.core.registry import RegistryNode
+from meshreg.core.registry import AFTER_MARGIN, RegistryNode
 from meshreg.core.requests import (
     FORWARD_LEAD,
     FORWARD_MIN_WAIT,
@@ -2234,6 +2234,8 @@ class DistroNode:
         median = leads[(len(leads) - 1) // 2]
         lead = 0.0 if 0 <= median < CLOCK_LEAD_MIN else median
         self.registry.clock_lead = max(-MAX_CLOCK_SKEW, min(lead, MAX_CLOCK_SKEW))
+        # the fastest member's clock (the least lead: ours over it), for a write's after
+        self.registry.after_ahead = min(-leads[0], MAX_CLOCK_SKEW) + AFTER_MARGIN
 
     def holding(self, now: float) -> tuple[str, ...]:
         """The peers we hold out of the members now (beacons' ``held``)."""

@@ -109,10 +109,13 @@ from meshreg.core.sessions import SessionRecord, session_label
 from meshreg.core.stats import NodeStats
 from meshreg.core.store import InstanceRecord, RegistryStore, ServiceRecord
 from meshreg.core.subscriber_counts import SubscriberCounts
-from meshreg.core.versions import TAG_BITS, HybridClock, stamp_limit
+from meshreg.core.versions import TAG_BITS, HybridClock, highest_stamp_at, stamp_limit
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey, protection_active
 
+# s above the fastest member's clock up to which a write's ``after`` is observed: the
+# error of the beacons' clock samples, and a lead under the measuring's dead band
+AFTER_MARGIN = 1.0
 _BY_ID = itemgetter(0, 1, 2)  # an instance row's (ip, port, cluster)
 STALE_WINDOW = 1.0  # s after a stall during which a beat may be one that waited it out
 STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat takes the fast path
@@ -245,6 +248,10 @@ class RegistryNode:
         # s this node's wall clock runs ahead of its peers' (core/distro ``_check_clock``):
         # deadlines are judged by the cluster's clock, not a clock that runs ahead
         self.clock_lead = 0.0
+        # s above this node's wall clock up to which a client's ``after`` is observed: how
+        # far the fastest member's clock runs ahead of ours (core/distro ``_clock_lead``)
+        # plus AFTER_MARGIN; a client cannot drag the node's clock further than a peer's
+        self.after_ahead = AFTER_MARGIN
         # the key of the session ids this node chooses (``_new_session_id``): set by the
         # runtime from the OS's randomness (the core draws none: it is sans-IO)
         self.session_secret = b""
@@ -1244,9 +1251,13 @@ class RegistryNode:
         instance, from whichever node stamped it.  Observed, it puts this write's stamp
         above that one, so a register a node with a clock ahead stamped (its fallback)
         does not win over the client's later deregistration (review72 F1).  One beyond
-        ``stamp_limit`` (a node fenced for its clock stamped it) is not observed."""
-        if after <= stamp_limit(now + self.wall_offset):
-            self.hlc.observe(after)
+        ``stamp_limit`` (a node fenced for its clock stamped it) is not observed; one
+        beyond the fastest member's clock (``after_ahead``) is observed up to it only: a
+        client (an attacker with write access) cannot push every stamp of the cluster
+        further ahead than a member's own clock already does."""
+        wall = now + self.wall_offset
+        if after <= stamp_limit(wall):
+            self.hlc.observe(min(after, highest_stamp_at(wall + self.after_ahead)))
 
     # -- effects -------------------------------------------------------------
     def stamp(self, now: float) -> int:

@@ -42,6 +42,12 @@ def stamp_limit(wall: float) -> int:
     return (max(us, 0) << TAG_BITS) | TAG_MASK
 
 
+def highest_stamp_at(wall: float) -> int:
+    """The highest stamp any node can issue at wall-clock time ``wall`` (s)."""
+    us = min(max(int(wall * 1_000_000), 0), MAX_US)
+    return (us << TAG_BITS) | TAG_MASK
+
+
 def stamp_seconds(stamp: int) -> float:
     """The wall-clock time (s) a stamp was issued at, as its issuer's clock read it."""
     return (stamp >> TAG_BITS) / 1_000_000

@@ -147,3 +147,31 @@ def test_without_the_peers_word_one_late_beacon_is_not_a_clock_off() -> None:
         late_beacons(m, 31.0, None)
         m.step(0.1)
     assert m.node.members() == ("n1", "n3")
+
+
+def test_a_writes_after_is_observed_up_to_the_fastest_members_clock() -> None:
+    """review72 F1's ``after``: a stamp a member 5 s ahead issued is observed whole (the
+    client's next write is stamped above it); one further ahead than any member's clock
+    (plus AFTER_MARGIN) only up to that, so that a client cannot push the node's clock,
+    and through replication every node's, ahead of what a member's own clock does."""
+    from meshreg.core.registry import AFTER_MARGIN
+    from meshreg.core.requests import DeregisterInstance
+    from meshreg.core.versions import TAG_BITS, highest_stamp_at
+    from meshreg.model import InstanceId, ServiceKey
+
+    m = Member()
+    run(m, 3.0, {"n2": 5.0, "n3": 0.0})  # n2 runs 5 s ahead of n1 (not fenced)
+    ahead = m.node.registry.after_ahead
+    assert ahead == pytest.approx(5.0 + AFTER_MARGIN, abs=0.2), ahead
+    wall = m.now + m.node.registry.wall_offset
+    key, iid = ServiceKey("public", "DEFAULT_GROUP", "orders"), InstanceId("10.0.0.9", 1, "DEFAULT")
+
+    def stamp_of(after: int) -> int:
+        m.node.registry.apply(DeregisterInstance(1, key, iid, None, after), m.now, m.now)
+        return m.node.registry.hlc.last_us << TAG_BITS
+
+    told = highest_stamp_at(wall + 4.9)  # what n2 stamped: observed, the write above it
+    assert stamp_of(told) > told - (1 << TAG_BITS)
+    far = highest_stamp_at(wall + 20.0)  # no member's clock is there: held at the ceiling
+    got = stamp_of(far)
+    assert got < far and got <= highest_stamp_at(wall + ahead) + (2 << TAG_BITS)

@@ -32,19 +32,26 @@ def test_writes_answer_their_stamp_and_after_orders_the_next_write(node: NodePro
     assert type(stamp) is int and abs(stamp_seconds(stamp) - time.time()) < 30
     again = call(node, "register", **INST)  # a repeat leaves the record as it was
     assert again["result"] == {"stamp": stamp}, again
-    # a stamp told by a node whose clock is 10 s ahead: the next write goes above it
-    ahead = stamp + (10_000_000 << TAG_BITS)
+    # a stamp told by a node whose clock is 0.5 s ahead: the next write goes above it
+    ahead = stamp + (500_000 << TAG_BITS)
     gone = call(node, "deregister", **INST, after=ahead)
     assert gone["ok"] and gone["result"]["stamp"] > ahead, (gone, ahead)
     assert listed(node) == []
     # ... and every write after it on this node too (a hybrid clock only grows)
     back = call(node, "register", **INST)
     assert back["result"]["stamp"] > gone["result"]["stamp"]
-    # beyond what a node accepts from a peer (60 s ahead): not observed, the write applies
-    far = back["result"]["stamp"] + (3600_000_000 << TAG_BITS)
+    # 10 s ahead, further than any member's clock (a lone node: its own, plus the 1 s
+    # margin): observed up to that ceiling only, so that a client cannot drag the node's
+    # clock (and every stamp of the cluster) ahead; the write applies
+    far = back["result"]["stamp"] + (10_000_000 << TAG_BITS)
     gone2 = call(node, "deregister", **INST, after=far)
     assert gone2["ok"] and gone2["result"]["stamp"] < far, gone2
+    assert stamp_seconds(gone2["result"]["stamp"]) < time.time() + 2.0
     assert listed(node) == []
+    # beyond what a node accepts from a peer (60 s ahead): not observed at all
+    beyond = gone2["result"]["stamp"] + (3600_000_000 << TAG_BITS)
+    back2 = call(node, "register", **INST, after=beyond)
+    assert back2["ok"] and stamp_seconds(back2["result"]["stamp"]) < time.time() + 2.0
 
 
 def test_a_bad_after_is_refused_and_changes_nothing(node: NodeProcess) -> None:
