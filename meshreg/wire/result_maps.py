@@ -381,7 +381,22 @@ RESULT_MAPS: dict[type, Callable[[Any], Any]] = {
 """Every ``core.results.Result`` but None (tests/wire/test_result_maps.py checks it)."""
 
 # results packed faster whole than through their map (the same bytes: wire/replies)
-RESULT_PACKERS: dict[type, Callable[[Any], bytes]] = {InstancesResult: instances_packed}
+_WRITTEN_PREFIX = b"\x81\xa5stamp"  # {"stamp": ...}
+
+
+def written_packed(r: Written) -> bytes:
+    """``msgpack.packb(written_map(r))`` without building the map (every register's and
+    deregister's answer)."""
+    stamp = r.stamp
+    if 0xFFFFFFFF < stamp < 2**64:  # (every stamp of a clock past 1970 + 71 minutes)
+        return _WRITTEN_PREFIX + b"\xcf" + stamp.to_bytes(8, "big")
+    return _WRITTEN_PREFIX + msgpack.packb(stamp)
+
+
+RESULT_PACKERS: dict[type, Callable[[Any], bytes]] = {
+    InstancesResult: instances_packed,
+    Written: written_packed,
+}
 
 
 def to_wire(result: Any) -> Any:

@@ -126,3 +126,14 @@ def test_a_peer_call_is_read_back_as_the_request_the_core_made() -> None:
         assert parse_peer_request(body) == request
     assert ListDigests(5, KEY, 10, "n1", False).caller == "n1"  # catching up: it says so
     assert ListDigests(5, KEY, 10, "n1", True).caller is None
+
+
+def test_a_written_result_packed_by_hand_is_its_map_packed() -> None:
+    """``written_packed`` (every register's and deregister's answer) builds no map: the
+    bytes must still be msgpack's for ``{"stamp": ...}``, over every stamp's size."""
+    from meshreg.core.results import Written
+    from meshreg.wire.replies import encode_ok
+
+    for stamp in (0, 127, 2**32 - 1, 2**32, 1_839_688_092_756_611_169, 2**63 - 1):
+        packed = encode_ok(9, Written(stamp))
+        assert packed == msgpack.packb({"v": 1, "id": 9, "ok": True, "result": {"stamp": stamp}})
