@@ -390,7 +390,8 @@ def written_packed(r: Written) -> bytes:
     stamp = r.stamp
     if 0xFFFFFFFF < stamp < 2**64:  # (every stamp of a clock past 1970 + 71 minutes)
         return _WRITTEN_PREFIX + b"\xcf" + stamp.to_bytes(8, "big")
-    return _WRITTEN_PREFIX + msgpack.packb(stamp)
+    packed: bytes = msgpack.packb(stamp)
+    return _WRITTEN_PREFIX + packed
 
 
 RESULT_PACKERS: dict[type, Callable[[Any], bytes]] = {
