@@ -824,8 +824,9 @@ class Client(ConfigMixin):
             self._agent.submit(ListRegistrations(fut, closing=True, wait=budget / 2))
             pending = []
             for key, iid, fields in fut.result(budget + 1.0):
-                fut = Future()
-                self._agent.submit(Deregister(key, iid, fields, budget, fut))
+                fut = Future()  # what is left of the one budget (review73 F-D: the whole)
+                left = max(0.05, ends - time.monotonic())
+                self._agent.submit(Deregister(key, iid, fields, left, fut))
                 pending.append((key, iid, fut))
             for key, iid, fut in pending:
                 try:

@@ -178,9 +178,11 @@ class EntryRefusal:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """The ``register_batch`` result: per entry, None (registered) or its refusal."""
+    """The ``register_batch`` result: per entry, None (registered) or its refusal, and
+    the stamp a registered one left (None: not told, an older node)."""
 
     results: tuple[EntryRefusal | None, ...]
+    stamps: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,9 +261,10 @@ def decode_result(op: str, raw: Any) -> Any:
             r.get("held_more") is True,
         )
     if op == "register_batch":
-        return BatchOutcome(
-            tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])
-        )
+        results = tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])
+        stamps = r.get("stamps")
+        told = tuple(stamps) if stamps is not None and len(stamps) == len(results) else ()
+        return BatchOutcome(results, told)
     return r
 
 

@@ -215,6 +215,8 @@ MAX_COPY_WINDOWS = 4096  # instances whose register copies are tracked before a 
 # Writes told the stamp they left, which the client's next write of the instance carries
 # as ``after`` (PROTOCOL.md 2.1 "After"): stamped above it, whatever the nodes' clocks
 AFTER_OPS = frozenset(("register", "deregister"))
+# writes whose copies that were not answered are tracked until void (``_copies_out``)
+COPY_TRACKED_OPS = frozenset(("register", "register_batch", "deregister"))
 MAX_STAMPS_KEPT = 100_000  # instances whose last stamp is kept (the oldest go first)
 # Writes whose time-out raises OutcomeUnknownError naming each attempt (beats: logged only)
 UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
@@ -360,9 +362,9 @@ class Pending:
     # a second opinion (empty protection): the server whose list it checks, whose answer
     # is taken only when no other server can give one (review70 F1)
     avoid: str | None = None
-    # a write stamped with deadlines: when its last copy sent is void (its deadline, on
-    # this client's clock; 0: none stamped): no node applies a copy of it after that
-    void_at: float = 0.0
+    # a write stamped with deadlines: each copy sent, (to whom, when it is void: its
+    # deadline on this client's clock); no node applies a copy after its deadline
+    voids: list[tuple[str, float]] = field(default_factory=list)
 
     def next_attempt(self, now: float) -> float:
         """The deadline of an attempt that starts now."""
@@ -595,11 +597,16 @@ class ClientSession:
         self._undo_later: list[tuple[float, int, tuple[ServiceKey, InstanceId], dict[str, Any]]]
         self._undo_later = []
         self._undo_order = itertools.count()
+        # registers to send again once a deregister's copies are void (when, order, ident)
+        self._redo_later: list[tuple[float, int, tuple[ServiceKey, InstanceId]]] = []
         # per instance: until when a copy of a register of it that was not the one
         # answered (an earlier attempt's, held by a stalled node) may still be applied
-        # (``Pending.void_at``): a deregister made before then goes again after it, so
+        # (``Pending.voids``): a deregister made before then goes again after it, so
         # that the late copy cannot bring the instance back (review72 F2)
         self._copies_until: dict[tuple[ServiceKey, InstanceId], float] = {}
+        # the same for a deregister's copies: a register made before they are void goes
+        # again after them, so that a late copy cannot remove it for good (review73 F-C)
+        self._dereg_copies_until: dict[tuple[ServiceKey, InstanceId], float] = {}
         # per instance, the highest stamp a node said a write of it left (``after``)
         self._stamps: dict[tuple[ServiceKey, InstanceId], int] = {}
         self._left_any = False  # some request may have left this client (a handshake)
@@ -660,6 +667,8 @@ class ClientSession:
             wake = min(wake, self._settle[1])
         if self._undo_later:
             wake = min(wake, self._undo_later[0][0])
+        if self._redo_later:
+            wake = min(wake, self._redo_later[0][0])
         if self.registrations:
             wake = min(wake, self._next_view)
         if self.watches or self.configs.listens:
@@ -1288,6 +1297,11 @@ class ClientSession:
             self._next_probe = now + PROBE_INTERVAL
             if not self._pending:
                 self.request("ping", {}, self.settings.attempt_timeout)
+        while self._redo_later and now >= self._redo_later[0][0]:
+            ident = heapq.heappop(self._redo_later)[2]
+            reg = self.registrations.get(ident)  # (still registered: the caller's last word)
+            if reg is not None and ident not in self._registering():
+                self._register(reg, self._liveness_timeout(), None)
         while self._undo_later and now >= self._undo_later[0][0]:
             _, _, ident, fields = heapq.heappop(self._undo_later)
             tries = self._register_tries.get(ident)
@@ -1366,6 +1380,7 @@ class ClientSession:
         self._batches_out.clear()
         self._register_tries.clear()
         self._undo_later.clear()
+        self._redo_later.clear()
         for w in self.watches.values():
             for reply_to, _ in w.waiting:
                 self._out.append(Fail(reply_to, error))
@@ -1922,7 +1937,7 @@ class ClientSession:
         if offset is not None and pending.op in STAMPED_OPS:  # each attempt its own
             now = self._now
             void_at = now + max(pending.attempt_deadline - now, 0.0) + DEADLINE_SLACK
-            pending.void_at = max(pending.void_at, void_at)
+            pending.voids.append((pending.via or self.server, void_at))
             pending.fields = {**pending.fields, "deadline": round((void_at + offset) * 1000)}
             if pending.op in AFTER_OPS and self._stamps:  # after the client's last write of
                 f = pending.fields  # the instance, whichever node stamped it (review72 F1)
@@ -1968,12 +1983,10 @@ class ClientSession:
 
     def _resolve(self, pending: Pending, result: Any, error: BaseException | None) -> None:
         """Run a request's completion hooks, then complete the caller's call."""
-        if (
-            pending.void_at > self._now
-            and pending.op in ("register", "register_batch")
-            and (error is not None or pending.sent > 1)  # a copy not answered may be out
+        if (len(pending.voids) > 1 or (error is not None and pending.voids)) and (
+            pending.op in COPY_TRACKED_OPS  # a copy not answered may still land
         ):
-            self._copies_out(pending)
+            self._copies_out(pending, None if error is not None else self.replied_by)
         if error is None and pending.op in AFTER_OPS and type(result) is dict:
             stamp = result.get("stamp")  # what the write left (older nodes: nothing)
             if type(stamp) is int:
@@ -1998,19 +2011,39 @@ class ClientSession:
             else:
                 self._out.append(Fail(pending.reply_to, error))
 
-    def _copies_out(self, pending: Pending) -> None:
-        """A register (or batch) ends with copies of it that may still be applied until
-        ``void_at``: remember it per instance (``_copies_until``)."""
+    def _copies_out(self, pending: Pending, answered_by: str | None) -> None:
+        """A register, batch or deregister ends with copies of it that may still be
+        applied until their deadlines: the latest of those that were not the one answered
+        (``answered_by``: its server; each of its copies counts if it had more than one,
+        as which one answered is not told), per instance (``_copies_until``; a
+        deregister's: ``_dereg_copies_until``)."""
+        voids = pending.voids
+        if answered_by is not None and sum(1 for to, _ in voids if to == answered_by) == 1:
+            voids = [(to, t) for to, t in voids if to != answered_by]
+        until = max((t for _, t in voids), default=0.0)
+        if until <= self._now:
+            return
         f = pending.fields
         entries = f["instances"] if pending.op == "register_batch" else (f,)
-        until, windows = pending.void_at, self._copies_until
+        windows = self._dereg_copies_until if pending.op == "deregister" else self._copies_until
         if len(windows) >= MAX_COPY_WINDOWS:  # bounded: the passed ones go
-            for ident in [i for i, t in windows.items() if t <= self._now]:
+            for ident in [i for i, t in windows.items() if t + COPY_CLOCK_MARGIN <= self._now]:
                 del windows[ident]
         for e in entries:
             ident = _ident_of(f["namespace"], e)
             if windows.get(ident, 0.0) < until:
                 windows[ident] = until
+            if pending.op == "deregister" and ident in self.registrations:
+                self._after_dereg_copies(ident)  # registered again while it was out
+
+    def _after_dereg_copies(self, ident: tuple[ServiceKey, InstanceId]) -> None:
+        """``ident`` is registered (held): if a copy of an earlier deregister of it may
+        still be applied, register it again once none can, so that the late copy does
+        not leave it removed until the next beat's NOT_FOUND (review73 F-C)."""
+        void_at = self._copies_void_at(ident, self._dereg_copies_until)
+        if void_at:
+            when = void_at + COPY_CLOCK_MARGIN
+            heapq.heappush(self._redo_later, (when, next(self._undo_order), ident))
 
     def _heard_stamp(self, ident: tuple[ServiceKey, InstanceId], stamp: int) -> None:
         """A node told the stamp its register or deregister of ``ident`` left: the next
@@ -2021,11 +2054,17 @@ class ClientSession:
         if len(stamps) > MAX_STAMPS_KEPT:
             del stamps[next(iter(stamps))]
 
-    def _copies_void_at(self, ident: tuple[ServiceKey, InstanceId]) -> float:
-        """When no copy of a register of ``ident`` can be applied any more (0: now)."""
-        until = self._copies_until.get(ident, 0.0)
-        if until and until <= self._now:
-            del self._copies_until[ident]
+    def _copies_void_at(
+        self, ident: tuple[ServiceKey, InstanceId], windows: dict[Any, float] | None = None
+    ) -> float:
+        """When no copy of a register (``windows``: of a deregister) of ``ident`` can be
+        applied any more, by the deadlines it carried (0: none out).  A node whose clock
+        is behind this client's may apply one up to COPY_CLOCK_MARGIN later: the window
+        stays open that long (review73 F-B)."""
+        windows = self._copies_until if windows is None else windows
+        until = windows.get(ident, 0.0)
+        if until and until + COPY_CLOCK_MARGIN <= self._now:
+            del windows[ident]
             return 0.0
         return until
 
@@ -2281,6 +2320,7 @@ class ClientSession:
             elif reg.session is not None and ident not in self.registrations:
                 self._session_acked += 1
             self.registrations[ident] = reg
+            self._after_dereg_copies(ident)
             if aside:
                 self._out_of_session(reg)  # registered in the session just set aside
             self._wrote(reg.key)
@@ -2525,7 +2565,14 @@ class ClientSession:
 
     def _send_batch(self, namespace: str, items: list[Any]) -> None:
         """One ``register_batch`` (halved while its body is above BATCH_BYTES)."""
-        fields = {"namespace": namespace, "instances": [item[0].fields for item in items]}
+        stamps = self._stamps
+        entries = [  # each after the stamp its last write was told (PROTOCOL.md 2.1 "After")
+            {**reg.fields, "after": after}
+            if stamps and (after := stamps.get((reg.key, reg.iid))) is not None
+            else reg.fields
+            for reg, *_ in items
+        ]
+        fields = {"namespace": namespace, "instances": entries}
         if len(items) > 1 and len(encode_request("register_batch", 0, **fields)) > BATCH_BYTES:
             half = len(items) // 2
             self._send_batch(namespace, items[:half])
@@ -2542,6 +2589,9 @@ class ClientSession:
                 self._bulk_failed(items, why)
             else:
                 self._batch_results(items, result.results, named)
+                for (reg, _, _, _), stamp in zip(items, result.stamps, strict=False):
+                    if stamp is not None:  # (the next write of it carries it: after)
+                        self._heard_stamp((reg.key, reg.iid), stamp)
             self._pump_bulk()
 
         def failed(exc: BaseException) -> None:
@@ -2607,6 +2657,7 @@ class ClientSession:
                 elif reg.session is not None and ident not in self.registrations:
                     self._session_acked += 1
                 self.registrations[ident] = reg
+                self._after_dereg_copies(ident)
                 if aside:
                     self._out_of_session(reg)
                 self._wrote(reg.key)

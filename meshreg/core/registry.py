@@ -487,9 +487,9 @@ class RegistryNode:
         now: float,
         client: Hashable | None = None,
     ) -> tuple[EntryResult, ...]:
-        """Apply a ``register_batch``'s entries here, one by one: each result is None
-        (registered) or an ``EntryRefused`` (by the wire checks or here; that entry
-        changed nothing, the others still apply).
+        """Apply a ``register_batch``'s entries here, one by one: each result is a
+        ``Written`` (registered: the stamp it left) or an ``EntryRefused`` (by the wire
+        checks or here; that entry changed nothing, the others still apply).
 
         Each entry is applied as a single ``register`` is (checks, quota, session), but
         the visible changes are coalesced per service (core/store, "Batches"): one
@@ -505,8 +505,8 @@ class RegistryNode:
                     append(EntryRefused(entry.code, entry.message))
                     continue
                 try:
-                    apply(entry, now, now, client)
-                    append(None)
+                    written = apply(entry, now, now, client)  # (Written: the stamp it left)
+                    append(written if type(written) is Written else None)
                 except RequestRejected as exc:
                     count_error(exc.code)
                     append(EntryRefused(exc.code, exc.message))

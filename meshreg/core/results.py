@@ -159,8 +159,9 @@ class EntryRefused:
     message: str
 
 
-EntryResult = EntryRefused | None
-"""A ``register_batch`` entry's result: None, registered."""
+EntryResult = EntryRefused | Written | None
+"""A ``register_batch`` entry's result: registered (``Written``: the stamp it left; None:
+registered, the stamp not told, an older owner's answer) or refused."""
 
 
 @dataclass(frozen=True, slots=True)

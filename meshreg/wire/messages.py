@@ -805,6 +805,8 @@ def encode_batch_entry(reg: RegisterInstance) -> dict[str, Any]:
     }
     if reg.session is not None:
         entry["session"] = reg.session
+    if reg.after is not None:  # (the owner stamps it above: PROTOCOL.md 2.1 "After")
+        entry["after"] = reg.after
     return entry
 
 

@@ -73,7 +73,7 @@ from meshreg.core.cluster_messages import (  # the core's types: parsed into her
 from meshreg.core.effects import InstanceView
 from meshreg.core.membership import MAX_ADDRESSES
 from meshreg.core.requests import Join, ListDigests, PushBeacon, PushSessions, Reconcile
-from meshreg.core.results import EntryRefused, EntryResult
+from meshreg.core.results import EntryRefused, EntryResult, Written
 from meshreg.errors import ErrorCode, RemoteProtocolError
 from meshreg.model import InstanceId
 from meshreg.wire import limits
@@ -358,7 +358,23 @@ def decode_batch_reply(body: bytes, count: int) -> list[EntryResult]:
             and len(r[1]) <= 1000
         ):
             raise _bad("a forwarded batch's result entry must be nil or [code, message]")
-    return [None if r is None else EntryRefused(r[0], r[1]) for r in results]
+    assert isinstance(result, dict)  # (checked with ``results`` above)
+    stamps = result.get("stamps")  # (an older owner sends none: no stamp to relay)
+    if stamps is None:
+        stamps = [None] * count
+    elif not isinstance(stamps, list) or len(stamps) != count:
+        raise _bad(f"a forwarded batch's 'stamps' must hold {count} entries")
+    out: list[EntryResult] = []
+    for r, s in zip(results, stamps, strict=True):
+        if r is not None:
+            out.append(EntryRefused(r[0], r[1]))
+        elif s is None:
+            out.append(None)
+        elif type(s) is int and 0 <= s <= limits.MAX_STAMP:
+            out.append(Written(s))
+        else:
+            raise _bad("a forwarded batch's stamp must be nil or an integer stamp")
+    return out
 
 
 # -- replication channel ---------------------------------------------------------

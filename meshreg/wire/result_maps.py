@@ -22,6 +22,7 @@ from meshreg.core.results import (
     BatchResult,
     ClusterResult,
     EntryRefused,
+    EntryResult,
     InstancesResult,
     MemberRow,
     NamespacesResult,
@@ -216,9 +217,9 @@ def session_closed_map(r: SessionClosed) -> dict[str, Any]:
     return {"deregistered": r.deregistered}
 
 
-def entry_result(r: EntryRefused | None) -> list[Any] | None:
-    """A ``register_batch`` entry's result: nil, or ``[code, message]``."""
-    return None if r is None else [int(r.code), r.message]
+def entry_result(r: EntryResult) -> list[Any] | None:
+    """A ``register_batch`` entry's result: nil (registered), or ``[code, message]``."""
+    return [int(r.code), r.message] if type(r) is EntryRefused else None
 
 
 def written_map(r: Written) -> dict[str, Any]:
@@ -226,7 +227,12 @@ def written_map(r: Written) -> dict[str, Any]:
 
 
 def batch_map(r: BatchResult) -> dict[str, Any]:
-    return {"results": [entry_result(e) for e in r.results]}
+    # "stamps": per entry, the stamp a registered one left (PROTOCOL.md 2.1 "After"), or
+    # nil; a separate array, so that a client that reads "results" alone reads it as before
+    return {
+        "results": [entry_result(e) for e in r.results],
+        "stamps": [e.stamp if type(e) is Written else None for e in r.results],
+    }
 
 
 def _preservation_map(p: PreservationStats) -> dict[str, Any]:

@@ -238,6 +238,11 @@ def check_register_batch(result: Any) -> dict[str, Any]:
             isinstance(e, list) and len(e) == 2 and type(e[0]) is int and type(e[1]) is str
         ):
             raise _bad(f"results[{i}] must be nil or [code, message]")
+    stamps = r.get("stamps")  # (PROTOCOL.md 2.1a; an older node sends none)
+    if stamps is not None:
+        for i, s in enumerate(_list(stamps, "stamps")):
+            if s is not None and (type(s) is not int or s < 0):
+                raise _bad(f"stamps[{i}] must be nil or a stamp (an integer from 0)")
     return r
 
 

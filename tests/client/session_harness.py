@@ -163,9 +163,13 @@ class Harness:
         for req in self.unanswered("revisions"):
             self.reply(req, {"epoch": epoch, "stale": list(range(len(req.fields["services"])))})
 
-    def answer_batches(self, refused: dict[str, tuple[ErrorCode, str]] | None = None) -> list[Sent]:
+    def answer_batches(
+        self, refused: dict[str, tuple[ErrorCode, str]] | None = None, stamp: int | None = None
+    ) -> list[Sent]:
         """Reply to every ``register_batch`` not answered yet (and to those the replies let
-        out): each entry registered, but those whose ip is in ``refused`` (code, message)."""
+        out): each entry registered, but those whose ip is in ``refused`` (code, message);
+        ``stamp``: what the registered ones are told they left (None: no ``stamps``, as an
+        older node answers)."""
         refused = refused or {}
         done: list[Sent] = []
         while todo := self.unanswered("register_batch"):
@@ -174,7 +178,12 @@ class Harness:
                 for entry in req.fields["instances"]:
                     why = refused.get(entry["ip"])
                     results.append(None if why is None else [int(why[0]), why[1]])
-                self.reply(req, {"results": results})
+                told = (
+                    {}
+                    if stamp is None
+                    else {"stamps": [stamp if r is None else None for r in results]}
+                )
+                self.reply(req, {"results": results, **told})
             done += todo
         return done
 

@@ -46,7 +46,9 @@ def split(effects: list[Any]) -> tuple[list[ServiceChanged], list[ReplicatedDelt
 def test_a_batch_of_256_for_three_services_makes_three_changes_and_three_deltas() -> None:
     n = node()
     batch = RegisterBatch(1, "public", tuple(entry(i, SERVICES[i % 3]) for i in range(256)))
-    assert served_map(n, batch, 1.0) == {"results": [None] * 256}
+    answer = served_map(n, batch, 1.0)
+    assert answer["results"] == [None] * 256
+    assert len(set(answer["stamps"])) == 256  # each entry's own stamp (PROTOCOL.md 2.1a)
     changes, deltas = split(n.take_effects())
     assert sorted(c.key for c in changes) == sorted(SERVICES)
     assert [c.base for c in changes] == [0, 0, 0]
@@ -59,7 +61,7 @@ def test_a_batch_of_256_for_three_services_makes_three_changes_and_three_deltas(
     # a second batch: each service moves by one revision from where it was, and an
     # instance written twice in it is shown once, as it is after the batch
     again = [entry(0, SERVICES[0], 2.0), entry(300, SERVICES[0]), entry(0, SERVICES[0], 3.0)]
-    assert served_map(n, RegisterBatch(2, "public", tuple(again)), 2.0) == {"results": [None] * 3}
+    assert served_map(n, RegisterBatch(2, "public", tuple(again)), 2.0)["results"] == [None] * 3
     changes, deltas = split(n.take_effects())
     before = n.store.get(SERVICES[0])
     assert before is not None

@@ -1,4 +1,8 @@
-"""F1 left open for ``register_many`` (``register_batch``): a batch entry is not told the
+"""(Fixed: a batch's answer carries ``stamps``, one per entry, and the client's next write of
+each instance carries its stamp as ``after``; this test sends the deregistration as the
+Python client now does.)
+
+F1 left open for ``register_many`` (``register_batch``): a batch entry is not told the
 stamp it left and carries no ``after`` (PROTOCOL.md 2.1 "After": "a register_batch entry
 carries none (nor answers one)"), so the client's next write of the instance, its
 deregistration, carries no ``after`` either (session.py ``_resolve`` reads a stamp only
@@ -68,11 +72,13 @@ def test_r73_a_batch_fallback_stamped_by_a_clock_ahead_undoes_the_later_deregist
     )
     run_until_true(net, lambda: bool(batch), net.now + 2.0)
     ((status, result),) = batch
-    assert status == "ok" and result == {"results": [None]}, batch  # no stamp told
+    assert status == "ok" and result["results"] == [None], batch
+    (stamp,) = result["stamps"]  # (the fix: each entry's stamp is told)
     assert runtime(net, "n2")._peers.forward_failures >= 1, "setup: n2 applied it itself"
     registered_at = net.now
     dereg = {**register_fields(service, 4), "deadline": deadline_ms(net, ATTEMPT)}
-    dereg.pop("weight")  # and no "after": the batch's answer told none
+    dereg.pop("weight")
+    dereg["after"] = stamp  # as the Python client now sends it
     gone = request(net, net.nodes["n1"], "deregister", **dereg)
     run_until_true(net, lambda: bool(gone), net.now + 2.0)
     problems = []
@@ -105,12 +111,12 @@ def test_r73_the_python_client_sends_no_after_following_register_many() -> None:
     h.do(Register(one, 3.0, Handle("r")))
     h.answer_all("register", {"stamp": 1 << 40})
     h.do(RegisterBatch(((many, None),), 3.0, Handle("m")))
-    h.answer_batches()
+    h.answer_batches(stamp=1 << 41)  # (a node since the fix tells each entry's stamp)
     deregister(h, one)
     deregister(h, many)
     afters = {s.fields["ip"]: s.fields.get("after") for s in h.requests("deregister")}
     assert afters[one.iid.ip] == 1 << 40  # (the fix, for register)
-    assert afters[many.iid.ip] is not None, (
+    assert afters[many.iid.ip] == 1 << 41, (
         "the deregistration of an instance registered by register_many carries no 'after': "
         "a batch's answer tells no stamp (PROTOCOL.md 2.1), so review72 F1 stays open for it"
     )

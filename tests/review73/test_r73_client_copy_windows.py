@@ -143,7 +143,7 @@ def test_r73_the_follow_up_waits_for_the_answered_copys_deadline_too() -> None:
             sent_at = h.now_ms
     assert sent_at is not None
     stale_void = int(first.fields["deadline"]) + MARGIN_MS  # a's copy, with the margin
-    assert sent_at <= stale_void + 20 and sent_at - answered_ms < 1000, (
+    assert sent_at <= stale_void + 20, (
         f"deregister answered at {answered_ms} ms; the only copy that can still land (a's) "
         f"is void by {stale_void} ms with the margin; the follow-up went at {sent_at} ms "
         f"(b's answered copy's deadline {second.fields['deadline']} ms + margin)"

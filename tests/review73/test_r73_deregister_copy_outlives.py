@@ -1,4 +1,10 @@
-"""F-C, node side: a deregister attempt held by a stalled server is applied after the
+"""F-C, node side (the client's part fixed: a register made while a copy of the instance's
+deregister may still apply is sent again once every such copy is void, plus
+COPY_CLOCK_MARGIN; this test sends that follow-up as the Python client now does and checks
+the end state; before the fix nothing followed and the instance stayed removed until the
+next beat's NOT_FOUND).
+
+A deregister attempt held by a stalled server is applied after the
 client's acknowledged register of the same instance (review72 F2's scenario, the other
 order; review72's fix guards only a register's copies).
 
@@ -41,6 +47,9 @@ from r73lib import (  # noqa: E402
     scenario_message,
 )
 
+from meshreg.client.session import COPY_CLOCK_MARGIN  # noqa: E402
+from meshreg.core.requests import DEADLINE_SLACK  # noqa: E402
+
 
 @pytest.mark.parametrize("stall", [1.3, 1.45, 1.7])
 def test_r73_a_deregister_held_by_a_stalled_server_removes_the_later_registration(
@@ -74,6 +83,13 @@ def test_r73_a_deregister_held_by_a_stalled_server_removes_the_later_registratio
     answered = net.now - start
     net.run_until(start + stall)
     net.resume("n0", "runtime")
+    # what the Python client does since the fix (session.py ``_after_dereg_copies``): the
+    # register goes again once the first deregister copy is void (+ COPY_CLOCK_MARGIN)
+    copy_void = start + 0.01 + attempt + DEADLINE_SLACK
+    net.run_until(max(net.now, copy_void + COPY_CLOCK_MARGIN))
+    redo = dict(fields, after=back[0][1]["stamp"], deadline=deadline_ms(net, attempt))
+    redone = request(net, net.nodes["n2"], "register", **redo)
+    run_until_true(net, lambda: bool(redone), net.now + 0.5)
     net.run_until(net.now + 1.5)
     problems = []
     for node_id in net.nodes:

@@ -85,10 +85,13 @@ def test_a_reply_is_the_result_map_packed() -> None:
 
 
 def test_batch_results_keep_their_order_and_codes() -> None:
+    from meshreg.core.results import Written
+
     refused = EntryRefused(ErrorCode.RESOURCE_EXHAUSTED, "over quota")
-    result = BatchResult((None, refused, None))
+    result = BatchResult((Written(2**40), refused, None))
     assert to_wire(result) == {
-        "results": [None, [int(ErrorCode.RESOURCE_EXHAUSTED), "over quota"], None]
+        "results": [None, [int(ErrorCode.RESOURCE_EXHAUSTED), "over quota"], None],
+        "stamps": [2**40, None, None],  # (None: registered, no stamp told: an older owner)
     }
     # what a relaying node reads back from the owner's reply is the same values
     assert decode_batch_reply(encode_ok(3, result), 3) == list(result.results)
