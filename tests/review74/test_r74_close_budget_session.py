@@ -1,0 +1,67 @@
+"""F2 (review74): review73 F-D's fix gives each deregister of the close what is left of
+the budget, but ``close`` still spends the budget twice over with a session (the
+default, ``sessions=True``): ``CloseSession(budget)`` waits the whole budget for a
+silent server (client.py ``close``: ``fut.result(budget + 1.0)``), then the list waits
+``budget / 2`` more (``ListRegistrations(wait=budget / 2)``, not what is left), then the
+deregisters get at least 0.05 s each.  A close with a register out and no node
+answering returns after about 1.5x the budget (the atexit / SIGTERM close, budget 1 s:
+about 1.5 s), against PROTOCOL.md 5.2 "Shutdown" ("within one time-out budget") and the
+CHANGELOG ("what is left of its budget").  ``sessions=False`` (review73's probe): passes.
+
+No node process: a plain ZeroMQ ROUTER on loopback that reads and never answers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import zmq
+
+from meshreg.client.client import Client
+
+
+@pytest.mark.parametrize("sessions", [True, False])
+def test_r74_close_with_a_session_and_a_register_out_keeps_to_its_budget(sessions: bool) -> None:
+    budget = 1.0
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def drain() -> None:  # read and never answer
+        while not stop.is_set():
+            if router.poll(50):
+                router.recv_multipart()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    client = Client(
+        servers=f"127.0.0.1:{port}", timeout=3.0, sessions=sessions, handle_sigterm=False
+    )
+
+    def register() -> None:
+        try:
+            client.register("orders", "10.0.0.1", 80)
+        except Exception:  # noqa: S110  (the close ends it)
+            pass
+
+    caller = threading.Thread(target=register)
+    try:
+        caller.start()
+        time.sleep(0.2)  # the register is out, unanswered
+        began = time.monotonic()
+        client.close(timeout=budget)
+        took = time.monotonic() - began
+    finally:
+        stop.set()
+        caller.join(5.0)
+        reader.join(1.0)
+        router.close()
+        ctx.term()
+    assert took <= budget + 0.25, (
+        f"close(timeout={budget:g}) with sessions={sessions}, a register out and no node "
+        f"answering took {took:.2f} s"
+    )
