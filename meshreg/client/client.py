@@ -808,10 +808,10 @@ class Client(ConfigMixin):
         ends = time.monotonic() + budget
         try:
             if self.session is not None:  # one message deregisters the session's instances
-                fut = Future()
-                self._agent.submit(CloseSession(budget, fut))
+                fut = Future()  # (half the budget at most: the rest is the list's and the
+                self._agent.submit(CloseSession(budget / 2, fut))  # deregisters', review74)
                 try:
-                    fut.result(budget + 1.0)
+                    fut.result(budget / 2 + 1.0)
                 except (MeshregError, FutureTimeout) as exc:
                     log.warning(
                         "could not close session %s on close (its instances are evicted "
@@ -821,7 +821,8 @@ class Client(ConfigMixin):
                     )
             # Deregister the rest at once, then wait for all within one budget.
             fut = Future()
-            self._agent.submit(ListRegistrations(fut, closing=True, wait=budget / 2))
+            wait = max(0.0, min(budget / 2, ends - time.monotonic()))
+            self._agent.submit(ListRegistrations(fut, closing=True, wait=wait))
             pending = []
             for key, iid, fields in fut.result(budget + 1.0):
                 fut = Future()  # what is left of the one budget (review73 F-D: the whole)

@@ -187,6 +187,7 @@ from meshreg.errors import (
 )
 from meshreg.log_limiter import LogBudget
 from meshreg.model import DEFAULT_CLUSTER, InstanceId, ServiceKey
+from meshreg.wire.limits import MAX_STAMP
 from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
 
@@ -1989,7 +1990,7 @@ class ClientSession:
             self._copies_out(pending, None if error is not None else self.replied_by)
         if error is None and pending.op in AFTER_OPS and type(result) is dict:
             stamp = result.get("stamp")  # what the write left (older nodes: nothing)
-            if type(stamp) is int:
+            if type(stamp) is int and 0 <= stamp <= MAX_STAMP:  # (a node takes no more)
                 self._heard_stamp(_ident_of(pending.fields["namespace"], pending.fields), stamp)
         try:
             if error is None:
@@ -2588,10 +2589,10 @@ class ClientSession:
                 why = malformed_reply_error("register_batch", self.server, "wrong result count")
                 self._bulk_failed(items, why)
             else:
-                self._batch_results(items, result.results, named)
                 for (reg, _, _, _), stamp in zip(items, result.stamps, strict=False):
-                    if stamp is not None:  # (the next write of it carries it: after)
-                        self._heard_stamp((reg.key, reg.iid), stamp)
+                    if stamp is not None:  # the next write of it carries it (after), the
+                        self._heard_stamp((reg.key, reg.iid), stamp)  # undos sent below too
+                self._batch_results(items, result.results, named)
             self._pump_bulk()
 
         def failed(exc: BaseException) -> None:

@@ -350,8 +350,16 @@ class RegistryNode:
                 raise _over_quota(exceeded, req)
             if req.session is not None:  # a session it creates counts in the client's share
                 self._session_for(req, req.session, req.key.namespace, now, True, client)
+            restamp = False
             if req.after is not None:
                 self._observe_after(req.after, now)
+                # the client's previous write of it is newer than what is held here (its
+                # deregistration, not here yet): a repeat must be a write too, stamped
+                # above it, or that removal wins when it arrives (review74 F3)
+                held = self.store.services.get(req.key)
+                rec = held.instances.get(req.instance) if held is not None else None
+                restamp = rec is not None and rec.version < req.after  # (equal: this is
+                # that write, a redo of it: nothing newer to outrank, no write, as before)
             version = self.stamp(now)
             change = self.store.register(
                 req.key,
@@ -362,6 +370,7 @@ class RegistryNode:
                 now,
                 version,
                 req.session,
+                restamp,
             )
             self.emit(change)
             svc = self.store.services.get(req.key)

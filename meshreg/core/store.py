@@ -449,13 +449,16 @@ class RegistryStore:
         now: float,
         version: int = 0,
         session: str | None = None,
+        restamp: bool = False,
     ) -> ServiceChanged | None:
         """Add or update an instance; a repeat with equal fields only refreshes its beat.
 
         ``version`` stamps the write; an unhealthy instance registered again is
         healed with it as its new liveness evidence.  ``session``: the client
         session that keeps it alive (None: its own beats); a change of session is
-        a write like a change of weight.
+        a write like a change of weight.  ``restamp``: a repeat is written too (a new
+        version, replicated): the client's register follows a write of it newer than
+        the record held here (its ``after``), which the repeat must outrank everywhere.
         """
         svc = self.services.get(key)
         if svc is None:
@@ -486,12 +489,14 @@ class RegistryStore:
             and rec.metadata == metadata
             and rec.session == session
         )
-        if rec.healthy and same:
+        if rec.healthy and same and not restamp:
             return None
         if not same:
             rec.weight, rec.enabled = _stored_weight(weight), enabled
             self._set_metadata(rec, svc.shared_metadata(metadata), key.namespace)
             self._move_session(key, rec, session, now)
+            _written(rec, version)
+        elif restamp:
             _written(rec, version)
         if not rec.healthy:
             rec.healthy = True

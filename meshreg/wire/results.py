@@ -241,8 +241,8 @@ def check_register_batch(result: Any) -> dict[str, Any]:
     stamps = r.get("stamps")  # (PROTOCOL.md 2.1a; an older node sends none)
     if stamps is not None:
         for i, s in enumerate(_list(stamps, "stamps")):
-            if s is not None and (type(s) is not int or s < 0):
-                raise _bad(f"stamps[{i}] must be nil or a stamp (an integer from 0)")
+            if s is not None and (type(s) is not int or not 0 <= s <= limits.MAX_STAMP):
+                raise _bad(f"stamps[{i}] must be nil or a stamp (an integer in 0..2^63-1)")
     return r
 
 

@@ -494,3 +494,19 @@ def test_ping() -> None:
         "ready": True,  # the runtime adds config_ready (review24 F12)
         "unhealthy_after": 15.0,  # a client beating per instance learns it here
     }
+
+
+def test_a_repeat_register_is_a_write_only_after_a_newer_write_of_the_client() -> None:
+    """review74 F3: a register repeating what is held is no write (no new stamp, no
+    change), as before, when its ``after`` is the record's own stamp (a redo of that
+    very write); when ``after`` is newer (the client's deregistration, not here yet) it
+    is re-stamped above it and replicated, or that removal would win when it arrives."""
+    node = new_node()
+    first = served_map(node, req("register", **inst()), 1.0)
+    changes(node)
+    redo = served_map(node, req("register", **inst(), after=first["stamp"]), 2.0)
+    assert redo == first and changes(node) == []  # a redo: nothing written, nothing said
+    newer = first["stamp"] + (1 << 20)  # what the client's deregistration elsewhere left
+    again = served_map(node, req("register", **inst(), after=newer), 3.0)
+    assert again["stamp"] > newer
+    assert [c.reason for c in changes(node)] == ["updated"]  # replicated, so it outranks
