@@ -40,6 +40,7 @@ __all__ = [
     "runtime",
     "scenario_message",
     "Faults",
+    "close_took",
 ]
 
 
@@ -114,3 +115,54 @@ class Faults:
                 self.net.after(extra + self.net.delay(), self.net._arrive, src, dst, frames)
                 return True
         return self.inner(src, dst, frames) if self.inner is not None else False
+
+
+def close_took(budget: float, sessions: bool) -> float:
+    """How long ``Client.close(budget)`` takes with a register out and a server that
+    reads every request and answers none (a stopped node, connected and silent): one
+    ZeroMQ ROUTER on loopback, no node process (review73 F-D, review74 F2)."""
+    import threading
+    import time
+
+    import msgpack
+    import zmq
+
+    from meshreg.client.client import Client
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    stop, register_read = threading.Event(), threading.Event()
+
+    def drain() -> None:  # read and never answer; say when the register came
+        while not stop.is_set():
+            if router.poll(50):
+                body = router.recv_multipart()[-1]
+                if msgpack.unpackb(body, raw=False).get("op") == "register":
+                    register_read.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    client = Client(servers=f"127.0.0.1:{port}", timeout=3.0, sessions=sessions,
+                    handle_sigterm=False)  # fmt: skip
+
+    def register() -> None:
+        try:
+            client.register("orders", "10.0.0.1", 80)
+        except Exception:  # noqa: S110  (the close ends it)
+            pass
+
+    caller = threading.Thread(target=register)
+    try:
+        caller.start()
+        assert register_read.wait(10.0), "the register never reached the silent server"
+        began = time.monotonic()
+        client.close(timeout=budget)
+        return time.monotonic() - began
+    finally:
+        stop.set()
+        caller.join(5.0)
+        reader.join(1.0)
+        router.close()
+        ctx.term()
