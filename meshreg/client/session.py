@@ -744,10 +744,7 @@ class ClientSession:
             return
         self._settle = None
         left = {*self._register_tries, *(ident for _, _, ident, _ in self._undo_later)}
-        for p in deregistering:
-            f = p.fields
-            key = ServiceKey(f["namespace"], f["group"], f["service"])
-            left.add((key, InstanceId(f["ip"], f["port"], f.get("cluster", DEFAULT_CLUSTER))))
+        left.update(_ident_of(p.fields["namespace"], p.fields) for p in deregistering)
         self._out.append(Complete(reply_to, tuple(sorted(left))))
 
     def _take(self) -> list[Action]:
@@ -2071,7 +2068,7 @@ class ClientSession:
 
     def _undo_at(self, when: float, ident: tuple[ServiceKey, InstanceId], fields: Any) -> None:
         """Send ``ident``'s deregister again at ``when`` if it is still the last word."""
-        heapq.heappush(self._undo_later, (when, next(self._undo_order), ident, dict(fields)))
+        heapq.heappush(self._undo_later, (when, next(self._undo_order), ident, fields))
 
     def _refusal(self, servers: list[str]) -> tuple[str, bool] | None:
         """Why the server connection's handshakes failed, and whether definitively: the
@@ -3017,9 +3014,7 @@ class ClientSession:
             busy.update((item[0].key, item[0].iid) for item in items)
         for p in [*self._pending.values(), *(p for _, p in self._backlog)]:
             if p.op == "register":
-                f = p.fields
-                key = ServiceKey(f["namespace"], f["group"], f["service"])
-                busy.add((key, InstanceId(f["ip"], f["port"], f.get("cluster", DEFAULT_CLUSTER))))
+                busy.add(_ident_of(p.fields["namespace"], p.fields))
         return busy
 
     def _reregister_session(self) -> None:
