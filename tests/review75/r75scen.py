@@ -1,0 +1,268 @@
+"""review75's seeded scenarios (r75sim.py's driver): each ``build(seed)`` makes the
+cluster, the real clients and the fault plan; ``run(name, seed)`` runs one and returns
+(RFaults, problems)."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from r75sim import R_TIMINGS, RFaults, SessionProvider  # noqa: E402
+
+from meshreg.core.mapping import responsible_node  # noqa: E402
+from meshreg.model import ServiceKey  # noqa: E402
+
+REPLAY = (
+    "MESHREG_R75_SCENARIO={name} MESHREG_R75_SEED={seed} pytest -n 0 -p no:cacheprovider -s "
+    "tests/review75/test_r75_sweep.py -k replay"
+)
+
+
+def owner_of(rs: RFaults, service: str) -> str:
+    ids = tuple(sorted(rs.net.nodes))
+    return responsible_node(ServiceKey("public", "DEFAULT_GROUP", service), ids)
+
+
+def churn(rs: RFaults, p: SessionProvider, rng: random.Random, t0: float, t1: float,
+          deregs: int = 3, reregs: int = 2) -> None:  # fmt: skip
+    """Deregister a few of ``p``'s instances in [t0, t1], register some again later."""
+    picks = rng.sample(p.insts, min(deregs, len(p.insts)))
+    for inst in picks:
+        t = rng.uniform(t0, t1)
+        p.deregister_at(t, inst)
+        if reregs > 0:
+            reregs -= 1
+            p.reregister_at(t + rng.uniform(0.02, 4.0), inst)
+
+
+def base(name: str, seed: int, timing: str, n: int = 3, sessions: bool | None = None,
+         providers: int = 3) -> tuple[RFaults, random.Random, list[SessionProvider]]:  # fmt: skip
+    timings = R_TIMINGS[timing]
+    rs = RFaults(name, seed, timings, n)
+    rng = rs.rng
+    ids = list(rs.net.nodes)
+    services = [f"svc{i}" for i in range(6)]
+    provs = []
+    for k in range(providers):
+        s = rng.random() < 0.5 if sessions is None else sessions
+        mine = rng.sample(services, 3)
+        first = ids[k % n]
+        provs.append(rs.provider(f"p{k}", first, s, mine, 2, start=1.0 + 0.3 * k))
+        rs.plan.append(f"p{k}@{first} {'session' if s else 'beats'} {mine}")
+    for k in range(2):
+        rs.consumer(f"c{k}", ids[(k + 1) % n], services)
+    return rs, rng, provs
+
+
+def _t0(rs: RFaults) -> float:
+    return 10 * rs.timings.beat + 5.0
+
+
+def scen_pause(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    rs, rng, provs = base(f"pause-{timing}-{n}", seed, timing, n)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    p = rng.choice(provs)
+    target = rng.choice(("server", "owner"))
+    node = p.client.session.server.split(":")[0]
+    node_id = rs.net.by_address[p.client.session.server].node_id
+    if target == "owner":
+        node_id = owner_of(rs, p.insts[0].key.service)
+    length = h.evict_after + rng.uniform(1.0, 4.0)
+    rs.pause(node_id, t0, length, None)
+    rs.plan.append(f"target {target} of {p.name} ({node})")
+    for q in provs:
+        churn(rs, q, rng, t0 - 2.0, t0 + length + 3.0)
+    rs.fault_end = t0 + length
+    return rs
+
+
+def scen_partition(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    rs, rng, provs = base(f"partition-{timing}-{n}", seed, timing, n)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    p = rng.choice(provs)
+    node_id = rng.choice([rs.net.by_address[p.client.session.server].node_id,
+                          owner_of(rs, p.insts[0].key.service)])  # fmt: skip
+    length = h.evict_after + rng.uniform(1.0, 6.0)
+    rs.partition([node_id], t0, length)
+    for q in provs:
+        churn(rs, q, rng, t0 - 2.0, t0 + length + 3.0)
+    rs.fault_end = t0 + length
+    return rs
+
+
+def scen_loss(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    rs, rng, provs = base(f"loss-{timing}-{n}", seed, timing, n)
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    a, b = rng.sample(ids, 2)
+    length = rng.uniform(10.0, 30.0)
+    rs.oneway(a, b, rng.uniform(0.2, 0.6), t0, length)
+    rs.oneway(b, a, rng.uniform(0.0, 0.3), t0, length)
+    rs.delay(t0, length, rng.uniform(0.05, 0.3), rng.uniform(0.2, 1.5))
+    for q in provs:
+        churn(rs, q, rng, t0, t0 + length)
+    rs.fault_end = t0 + length
+    return rs
+
+
+def scen_restart(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    rs, rng, provs = base(f"restart-{timing}-{n}", seed, timing, n)
+    t0 = _t0(rs)
+    p = rng.choice(provs)
+    node_id = rng.choice([rs.net.by_address[p.client.session.server].node_id,
+                          owner_of(rs, p.insts[0].key.service)])  # fmt: skip
+    down = rng.uniform(0.5, 12.0)
+    rs.kill_restart(node_id, t0, down)
+    for q in provs:
+        churn(rs, q, rng, t0 - 1.0, t0 + down + 3.0)
+    rs.fault_end = t0 + down
+    return rs
+
+
+def scen_stall(seed: int, timing: str = "default", n: int = 3) -> RFaults:
+    """The review72-74 situation: the provider's server stalls ~1.3 s while the client
+    fails over, and the caller deregisters / registers again right after the answers."""
+    rs, rng, provs = base(f"stall-{timing}-{n}", seed, timing, n, providers=3)
+    t0 = _t0(rs)
+    for k in range(4):
+        p = rng.choice(provs)
+        node_id = rng.choice([rs.net.by_address[p.client.session.server].node_id,
+                              owner_of(rs, p.insts[0].key.service)])  # fmt: skip
+        at = t0 + 8.0 * k
+        stall = rng.uniform(0.8, 1.6)
+        rs.pause(node_id, at, stall, None)
+        inst = rng.choice(p.insts)
+        # the caller's writes while the node stalls: a deregister, a register again, a
+        # deregister once more (each when the previous returns is modelled by short gaps)
+        d0 = at + rng.uniform(0.0, 0.2)
+        p.deregister_at(d0, inst)
+        p.reregister_at(d0 + rng.uniform(0.01, 1.4), inst)
+        p.deregister_at(d0 + rng.uniform(1.5, 3.0), inst)
+    rs.fault_end = t0 + 8.0 * 4
+    return rs
+
+
+def scen_race(seed: int, timing: str = "default", n: int = 3) -> RFaults:
+    """review72-74's races through the real session: the provider's server (or the
+    instance's owner) stalls 0.8-1.6 s just as a caller writes an instance, the client
+    fails over, and the caller's next write of it follows as soon as the first returns
+    (deregister after register, register after deregister), sometimes twice."""
+    rs, rng, provs = base(f"race-{timing}-{n}", seed, timing, n, providers=3)
+    t0 = _t0(rs)
+    for k in range(6):
+        p = rng.choice(provs)
+        inst = rng.choice(p.insts)
+        at = t0 + 9.0 * k
+        p.deregister_at(at - 3.0, inst)  # so that the chain may begin with a register
+        first = rng.choice(("reg", "dereg"))
+        ops = [first, "dereg" if first == "reg" else "reg"]
+        if rng.random() < 0.5:
+            ops.append(first)
+        if first == "dereg":
+            p.reregister_at(at - 1.5, inst)
+        server = rs.net.by_address.get(p.client.session.server)
+        target = rng.choice(("server", "owner"))
+        stall = rng.uniform(0.8, 1.6)
+
+        def begin(p=p, target=target, inst=inst, stall=stall) -> None:
+            node_id = (
+                rs.net.by_address[p.client.session.server].node_id
+                if target == "server"
+                else owner_of(rs, inst.key.service)
+            )
+            if rs.net.nodes[node_id].runtime is not None and not rs.net.is_paused(node_id):
+                rs.net.pause(node_id)
+                rs.net.at(rs.net.now + stall, rs.net.resume, node_id, None)
+
+        del server
+        rs.net.at(at, begin)
+        p.chain_at(at + rng.uniform(0.0, 0.05), inst, ops, gap=0.0)
+        rs.plan.append(f"{at:.0f}: stall {target} of {p.name} {stall:.2f}s, {inst.name} {ops}")
+    rs.fault_end = t0 + 9.0 * 6
+    return rs
+
+
+def scen_random(seed: int, timing: str = "short", n: int = 0) -> RFaults:
+    r = random.Random(f"r75-plan-{seed}")
+    n = n or r.choice((3, 3, 5))
+    rs, rng, provs = base(f"random-{timing}-{n}", seed, timing, n)
+    ids = list(rs.net.nodes)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    t = t0
+    for _ in range(r.randint(2, 4)):
+        kind = r.choice(("pause", "partition", "loss", "restart", "stall"))
+        node_id = r.choice(ids)
+        if kind == "pause":
+            length = r.choice((r.uniform(0.5, 2.0), h.evict_after + r.uniform(0.5, 4.0)))
+            rs.pause(node_id, t, length, None)
+        elif kind == "partition":
+            length = r.uniform(2.0, h.evict_after + 6.0)
+            rs.partition([node_id], t, length)
+        elif kind == "loss":
+            length = r.uniform(5.0, 20.0)
+            rs.oneway(node_id, r.choice([i for i in ids if i != node_id]), r.uniform(0.2, 0.6),
+                      t, length)  # fmt: skip
+        elif kind == "restart":
+            length = r.uniform(0.5, 10.0)
+            rs.kill_restart(node_id, t, length)
+        else:
+            length = r.uniform(0.8, 1.6)
+            rs.pause(node_id, t, length, None)
+        t += length + r.uniform(0.5, 8.0)
+    for q in provs:
+        churn(rs, q, rng, t0, t, deregs=3, reregs=2)
+    # one provider closes or is killed (a fourth, started early)
+    extra = rs.provider("pX", r.choice(ids), r.random() < 0.5, ["svc0", "svc5"], 2, start=2.0)
+    when = r.uniform(t0, t)
+    if r.random() < 0.5:
+        extra.close_at(when, 3.0)
+        rs.plan.append(f"pX closes at {when:.1f}")
+    else:
+        extra.kill_at(when)
+        rs.plan.append(f"pX killed at {when:.1f}")
+    rs.fault_end = t
+    return rs
+
+
+SCENARIOS: dict[str, Callable[[int], RFaults]] = {
+    "pause-short": lambda s: scen_pause(s, "short", 3),
+    "pause-short-5": lambda s: scen_pause(s, "short", 5),
+    "pause-default": lambda s: scen_pause(s, "default", 3),
+    "partition-short": lambda s: scen_partition(s, "short", 3),
+    "partition-short-5": lambda s: scen_partition(s, "short", 5),
+    "partition-default": lambda s: scen_partition(s, "default", 3),
+    "loss-short": lambda s: scen_loss(s, "short", 3),
+    "restart-short": lambda s: scen_restart(s, "short", 3),
+    "restart-short-5": lambda s: scen_restart(s, "short", 5),
+    "stall-default": lambda s: scen_stall(s, "default", 3),
+    "stall-short": lambda s: scen_stall(s, "short", 3),
+    "random-short": lambda s: scen_random(s, "short"),
+    "race-default": lambda s: scen_race(s, "default", 3),
+    "race-short": lambda s: scen_race(s, "short", 3),
+    "race-default-5": lambda s: scen_race(s, "default", 5),
+}
+
+
+def run(name: str, seed: int) -> tuple[RFaults, list[str]]:
+    rs = SCENARIOS[name](seed)
+    h = rs.timings.health
+    end = rs.fault_end + h.evict_after + 40.0
+    problems = rs.run_all(end)
+    return rs, problems
+
+
+def message(rs: RFaults, name: str, seed: int, problems: list[str]) -> str:
+    lines = [f"{name} seed {seed}: {rs.summary()}"] + [f"  {p}" for p in problems[:20]]
+    lines.append("replay: " + REPLAY.format(name=name, seed=seed))
+    if rs.net.trace is not None and os.environ.get("MESHREG_SIM_TRACE"):
+        with open(os.environ["MESHREG_SIM_TRACE"], "w", encoding="utf-8") as fh:
+            fh.write("\n".join(rs.net.trace + [f"PROBLEM {p}" for p in problems]) + "\n")
+        lines.append(f"trace written to {os.environ['MESHREG_SIM_TRACE']}")
+    return "\n".join(lines)
