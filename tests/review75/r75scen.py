@@ -188,6 +188,67 @@ def scen_race(seed: int, timing: str = "default", n: int = 3) -> RFaults:
     return rs
 
 
+def scen_close(seed: int, timing: str = "default", n: int = 3) -> RFaults:
+    """A provider closes (``Client.close(3)``) while its server or its services' owner
+    stalls 0.8-1.6 s, with a register of a new instance in flight or just answered."""
+    rs, rng, provs = base(f"close-{timing}-{n}", seed, timing, n, providers=2)
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    closers = []
+    for k in range(3):
+        q = rs.provider(f"q{k}", rng.choice(ids), rng.random() < 0.5,
+                        rng.sample([f"svc{i}" for i in range(6)], 2), 2, start=2.0 + k)  # fmt: skip
+        closers.append(q)
+    for k, q in enumerate(closers):
+        at = t0 + 10.0 * k
+        target = rng.choice(("server", "owner"))
+        stall = rng.uniform(0.8, 1.6)
+        inst = rng.choice(q.insts)
+
+        def begin(q=q, target=target, inst=inst, stall=stall) -> None:
+            node_id = (
+                rs.net.by_address[q.client.session.server].node_id
+                if target == "server"
+                else owner_of(rs, inst.key.service)
+            )
+            if rs.net.nodes[node_id].runtime is not None and not rs.net.is_paused(node_id):
+                rs.net.pause(node_id)
+                rs.net.at(rs.net.now + stall, rs.net.resume, node_id, None)
+
+        rs.net.at(at, begin)
+        q.deregister_at(at - 3.0, inst)
+        q.reregister_at(at + 0.01, inst)  # a register in flight into the stall
+        close_at = at + rng.uniform(0.05, 1.5)
+        q.close_at(close_at, 3.0)
+        rs.plan.append(f"{at:.0f}: stall {target} of {q.name} {stall:.2f}s, register "
+                       f"{inst.name}, close at {close_at:.2f}")  # fmt: skip
+    rs.fault_end = t0 + 30.0
+    return rs
+
+
+def scen_kill_restart(seed: int, timing: str = "short", n: int = 0) -> RFaults:
+    """F3's shape: a session (or beating) client is killed; a node other than the
+    owner is down and restarts around the time its instances are evicted."""
+    r = random.Random(f"r75-kr-{seed}")
+    n = n or r.choice((3, 5))
+    rs, rng, provs = base(f"kill-restart-{timing}-{n}", seed, timing, n, providers=2)
+    ids = list(rs.net.nodes)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    sessions = r.random() < 0.7
+    victim_client = rs.provider("pK", r.choice(ids), sessions, ["svc0", "svc1"], 2, start=2.0)
+    kill_at = t0 + r.uniform(0.0, 1.0)
+    victim_client.kill_at(kill_at)
+    owner = owner_of(rs, "svc0")
+    node_id = r.choice([i for i in ids if i != owner])
+    down_at = kill_at - r.uniform(0.5, 3.0)
+    up_at = kill_at + h.evict_after + r.uniform(-1.5, 1.0)
+    rs.kill_restart(node_id, down_at, up_at - down_at)
+    rs.plan.append(f"pK ({'session' if sessions else 'beats'}) killed at {kill_at:.2f}")
+    rs.fault_end = up_at + 2.0
+    return rs
+
+
 def scen_random(seed: int, timing: str = "short", n: int = 0) -> RFaults:
     r = random.Random(f"r75-plan-{seed}")
     n = n or r.choice((3, 3, 5))
@@ -247,6 +308,9 @@ SCENARIOS: dict[str, Callable[[int], RFaults]] = {
     "race-default": lambda s: scen_race(s, "default", 3),
     "race-short": lambda s: scen_race(s, "short", 3),
     "race-default-5": lambda s: scen_race(s, "default", 5),
+    "close-default": lambda s: scen_close(s, "default", 3),
+    "close-short": lambda s: scen_close(s, "short", 3),
+    "kill-restart-short": lambda s: scen_kill_restart(s, "short"),
 }
 
 

@@ -435,7 +435,8 @@ class SimClient:
 
     # -- processes (a caller thread's sequence of calls) ---------------------------------
     def process(self, gen: Generator[Any, None, None]) -> None:
-        """Run a caller: it yields (handles, until): resumed once all are done or then."""
+        """Run a caller: it yields (handles, until): resumed once all are done or then
+        (handles None: a sleep until then)."""
 
         def step() -> None:
             try:
@@ -446,9 +447,8 @@ class SimClient:
             poll(handles, until)
 
         def poll(handles: list[Handle], until: float) -> None:
-            if (handles and all(h.finished for h in handles)) or self.net.now >= until or (
-                not self.alive
-            ):
+            done = handles is not None and all(h.finished for h in handles)  # None: a sleep
+            if done or self.net.now >= until or not self.alive:
                 step()
             else:
                 self.net.after(0.001, poll, handles, until)
@@ -663,7 +663,7 @@ class SessionProvider:
                 del before
                 yield [h], self.net.now + 10.0
                 if gap:
-                    yield [], self.net.now + gap
+                    yield None, self.net.now + gap
 
         client.process(run())
 
