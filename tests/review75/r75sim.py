@@ -771,8 +771,16 @@ class RFaults(Faults):
         self.violations: list[str] = []
         self.seed = seed
 
-    def provider(self, name: str, first: str, sessions: bool, services: list[str],
-                 per_service: int, many: float = 0.5, start: float = 1.0) -> SessionProvider:  # fmt: skip
+    def provider(
+        self,
+        name: str,
+        first: str,
+        sessions: bool,
+        services: list[str],
+        per_service: int,
+        many: float = 0.5,
+        start: float = 1.0,
+    ) -> SessionProvider:
         p = SessionProvider(self, name, first, sessions, services, per_service, many, start)
         self.providers.append(p)
         return p
@@ -826,7 +834,7 @@ class RFaults(Faults):
     def resurrections(self) -> list[str]:
         out = []
         now = self.net.now
-        for key, (t0, gone) in self.back_since.items():
+        for key, (t0, _gone) in self.back_since.items():
             p = self.beaters[key[0]]
             why = "killed" if not p.deregister else "deregistered"
             self.backs.append((p.name, key[1], t0, None, why))
@@ -901,7 +909,8 @@ class RFaults(Faults):
         return (
             f"[{self.name} seed {self.seed}] {'; '.join(self.plan)} | live-bad "
             f"{self.bad_live.samples} | backs {len(self.backs)} (window {len(self.window_backs())})"
-            f" | converged {self.converged} | fallbacks {self.net.counts.get('forward_fallback', 0)}"
+            f" | converged {self.converged} | fallbacks "
+            f"{self.net.counts.get('forward_fallback', 0)}"
         )
 
 

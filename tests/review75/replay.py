@@ -1,5 +1,6 @@
 """python tests/review75/replay.py NAME SEED [grep words...]: run with the trace, print
 the problems and the trace lines holding every word of one of the greps (comma: and)."""
+
 import logging
 import os
 import sys

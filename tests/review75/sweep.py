@@ -1,8 +1,10 @@
 """Run seeds of review75's scenarios: python tests/review75/sweep.py NAME FIRST COUNT"""
+
+import logging
 import os
 import sys
 import time
-import logging
+
 logging.disable(logging.WARNING)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +18,7 @@ for seed in range(first, first + count):
         rs, problems = run(name, seed)
     except Exception as exc:  # a harness crash counts as a failure to look at
         import traceback
+
         print(f"{name} seed {seed}: CRASH {exc!r}\n{traceback.format_exc()}", flush=True)
         fails += 1
         continue

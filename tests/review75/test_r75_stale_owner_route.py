@@ -54,9 +54,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from r75scen import owner_of  # noqa: E402
 from r75sim import R_SHORT, R_TIMINGS, Handle, RFaults, SessionConsumer, SessionProvider  # noqa: E402
+from test_distro_sim import lookup  # noqa: E402
 
 from meshreg.client.commands import Register  # noqa: E402
-from test_distro_sim import lookup  # noqa: E402
 
 
 def _setup(seed: int, sessions: bool, timings=R_SHORT, per_service: int = 1) -> tuple[
