@@ -39,6 +39,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from r75sim import R_SHORT, RFaults  # noqa: E402
+from test_distro_sim import lookup  # noqa: E402
 
 
 @pytest.mark.timeout(60)
@@ -70,3 +71,40 @@ def test_f3_the_kill_restart_sweep_seed_16() -> None:
     rs, problems = run("kill-restart-short", 16)
     backs = [p for p in problems if p.startswith("(b)")]
     assert not backs, message(rs, "kill-restart-short", 16, backs)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("restart_at", [44.0, 45.5, 48.5])
+def test_f3_a_node_restart_gives_a_dead_sessions_instances_a_new_life(restart_at: float) -> None:
+    """The same cause without the "gone then back" pattern: the client killed at 43.36
+    (last renewal 43.04); without a restart its instances are healthy until 46.4 and
+    gone at 49.4 on every node.  n2 down from 41.0 and started again at ``restart_at``:
+    they are present until restart_at + 6.4 (50.4, 51.9, 54.9), and healthy again until
+    restart_at + 3.4 for the restarts at 44.0 and 45.5 (47.4, 48.9)."""
+    logging.disable(logging.WARNING)
+    rs = RFaults("kill-evict", 8, R_SHORT, 5)
+    p = rs.provider("pX", "n3", True, ["svc0"], 2, many=1.0, start=2.0)
+    rs.kill_restart("n2", 41.0, restart_at - 41.0)
+    p.kill_at(43.36)
+    last = {"present": 0.0, "healthy": 0.0}
+
+    def probe() -> None:
+        for node in rs.net.nodes.values():
+            for inst in p.insts:
+                rec = lookup(node.core, inst) if node.core is not None else None
+                if rec is not None:
+                    last["present"] = rs.net.now
+                    if rec.healthy:
+                        last["healthy"] = rs.net.now
+
+    rs.net.every(0.05, probe, start=43.0)
+    rs.net.run_until(75.0)
+    h = R_SHORT.health
+    # the last renewal (43.04) plus unhealthy_after / evict_after, plus two sweeps
+    assert last["healthy"] <= 43.04 + h.unhealthy_after + 2 * h.check_interval and (
+        last["present"] <= 43.04 + h.evict_after + 2 * h.check_interval
+    ), (
+        f"the dead client's instances (last renewal 43.04) were healthy until "
+        f"{last['healthy']:.2f} and listed until {last['present']:.2f} with n2 restarted at "
+        f"{restart_at} (without the restart: 46.4 and 49.4)"
+    )
