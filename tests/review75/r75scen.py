@@ -249,6 +249,45 @@ def scen_kill_restart(seed: int, timing: str = "short", n: int = 0) -> RFaults:
     return rs
 
 
+def scen_client_cut(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    """A provider's links to one node (its server, or the owner of its services) lose
+    everything, or only the requests, or only the replies, for 0.5-12 s, while it
+    deregisters and registers again (each as soon as the previous returned); the
+    consumers' links too, sometimes."""
+    rs, rng, provs = base(f"client-cut-{timing}-{n}", seed, timing, n, providers=3)
+    t0 = _t0(rs)
+    for k in range(4):
+        p = rng.choice(provs)
+        at = t0 + 12.0 * k
+        inst = rng.choice(p.insts)
+        mode = rng.choice(("both", "requests", "replies"))
+        length = rng.choice((rng.uniform(0.5, 2.0), rng.uniform(2.0, 12.0)))
+        target = rng.choice(("server", "owner"))
+
+        def begin(p=p, target=target, inst=inst, mode=mode, length=length) -> None:
+            node_id = (
+                rs.net.by_address[p.client.session.server].node_id
+                if target == "server"
+                else owner_of(rs, inst.key.service)
+            )
+            rs.client_cut(p.client, node_id, mode, rs.net.now, length)
+
+        rs.net.at(at, begin)
+        ops = rng.choice((["dereg", "reg"], ["dereg", "reg", "dereg", "reg"], ["reg"]))
+        if ops[0] == "reg":
+            p.deregister_at(at - 3.0, inst)
+        p.chain_at(at + rng.uniform(0.0, 1.0), inst, ops)
+        if rng.random() < 0.3:
+            c = rng.choice(rs.consumers)
+            rs.net.at(at, lambda c=c, length=length, mode=mode: rs.client_cut(
+                c.client, rs.net.by_address[c.client.session.server].node_id, mode,
+                rs.net.now, length))  # fmt: skip
+        rs.plan.append(f"{at:.0f}: cut {p.name}'s {target} {mode} {length:.1f}s, "
+                       f"{inst.name} {ops}")  # fmt: skip
+    rs.fault_end = t0 + 12.0 * 4
+    return rs
+
+
 def scen_random(seed: int, timing: str = "short", n: int = 0) -> RFaults:
     r = random.Random(f"r75-plan-{seed}")
     n = n or r.choice((3, 3, 5))
@@ -311,6 +350,9 @@ SCENARIOS: dict[str, Callable[[int], RFaults]] = {
     "close-default": lambda s: scen_close(s, "default", 3),
     "close-short": lambda s: scen_close(s, "short", 3),
     "kill-restart-short": lambda s: scen_kill_restart(s, "short"),
+    "client-cut-short": lambda s: scen_client_cut(s, "short", 3),
+    "random-default": lambda s: scen_random(s, "default"),
+    "client-cut-default": lambda s: scen_client_cut(s, "default", 3),
 }
 
 

@@ -212,6 +212,8 @@ class SimClient:
         self.wake = 0
         self.sends: deque[tuple[float, frozenset[str], str, tuple[Any, ...]]] = deque(maxlen=256)
         self.logs: list[str] = []
+        # client <-> node link faults: node id -> "both" | "requests" | "replies" lost
+        self.cut: dict[str, str] = {}
         self.on_send: list[Callable[[str, dict[str, Any], str], None]] = []
 
     # -- life --------------------------------------------------------------------------
@@ -340,6 +342,7 @@ class SimClient:
             old.chan.close()
         self.conns += 1
         chan = net.client(address, self._replied_server)
+        chan.r75_client = self  # type: ignore[attr-defined]
         self.conn = Conn(chan, address, self.conns)
         session.server_connected(address, None)
         net.log(f"{self.name} CONNECT {address} settle={settle}")
@@ -354,6 +357,7 @@ class SimClient:
             if self.sub is not None:
                 self.sub.close()
             self.sub = net.subscriber(node, self._pushed)
+            self.sub.r75_client = self  # type: ignore[attr-defined]
             for topic in sorted(self.topics):
                 self.sub.subscribe(topic)
 
@@ -365,7 +369,9 @@ class SimClient:
         def replied(frames: list[bytes]) -> None:
             self._replied(source, frames)
 
-        direct = Direct(self.net.client(address, replied))
+        chan = self.net.client(address, replied)
+        chan.r75_client = self  # type: ignore[attr-defined]
+        direct = Direct(chan)
         self.direct[address] = direct
         return direct
 
@@ -789,6 +795,46 @@ class RFaults(Faults):
         c = SessionConsumer(self, name, first, services)
         self.consumers.append(c)
         return c
+
+    def client_cut(self, client: SimClient, node_id: str, mode: str, at: float,
+                   length: float) -> None:  # fmt: skip
+        """Lose what goes between ``client`` and ``node_id`` (``mode``: "both",
+        "requests" (client to node) or "replies" (node to client, incl. its pushes)) from
+        ``at`` for ``length`` s; no node is faulted by it."""
+        self.plan.append(f"cut {client.name}<->{node_id} {mode} {at:.1f}+{length:.1f}")
+        if not getattr(self, "_client_hook", False):
+            self._client_hook = True
+            inner = self.net.drop
+
+            def drop(src: Any, dst: Any, frames: list[bytes]) -> bool:
+                c = getattr(src, "r75_client", None)
+                if isinstance(src, SimSubscriber):
+                    c = None  # (a subscription: TCP would deliver it after the cut)
+                if c is not None and dst.name is not None:
+                    mode = c.cut.get(dst.name)
+                    if mode in ("both", "requests"):
+                        self.net.count("client_cut")
+                        return True
+                c = getattr(dst, "r75_client", None)
+                if c is not None and src.name is not None:
+                    mode = c.cut.get(src.name)
+                    if mode in ("both", "replies"):
+                        self.net.count("client_cut")
+                        return True
+                return inner(src, dst, frames) if inner is not None else False
+
+            self.net.drop = drop
+
+        def begin() -> None:
+            client.cut[node_id] = mode
+            self.net.log(f"CUT {client.name}<->{node_id} {mode}")
+
+        def end() -> None:
+            client.cut.pop(node_id, None)
+            self.net.log(f"CUT {client.name}<->{node_id} over")
+
+        self.net.at(at, begin)
+        self.net.at(at + length, end)
 
     def kill_restart(self, node_id: str, at: float, down: float) -> None:
         self.restart(node_id, at, down)
