@@ -30,7 +30,6 @@ new incarnation), which its healing write then replicates over the eviction.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -44,7 +43,6 @@ from test_distro_sim import lookup  # noqa: E402
 
 @pytest.mark.timeout(60)
 def test_f3_a_killed_clients_evicted_instances_come_back_from_a_restarted_node() -> None:
-    logging.disable(logging.WARNING)
     rs = RFaults("kill-evict", 8, R_SHORT, 5)
     p = rs.provider("pX", "n3", True, ["svc0"], 2, many=1.0, start=2.0)
     rs.kill_restart("n2", 41.0, 49.1164 - 41.0)
@@ -65,7 +63,6 @@ def test_f3_the_kill_restart_sweep_seed_16() -> None:
     """The same found again by the kill-restart-short sweep (seed 16: 5 nodes, a session
     client pK killed at 15.77, n1 down 13.5-21.1): both instances, evicted by n4, back
     on every node at 21.5 for 6.4 s."""
-    logging.disable(logging.WARNING)
     from r75scen import message, run
 
     rs, problems = run("kill-restart-short", 16)
@@ -81,7 +78,6 @@ def test_f3_a_node_restart_gives_a_dead_sessions_instances_a_new_life(restart_at
     gone at 49.4 on every node.  n2 down from 41.0 and started again at ``restart_at``:
     they are present until restart_at + 6.4 (50.4, 51.9, 54.9), and healthy again until
     restart_at + 3.4 for the restarts at 44.0 and 45.5 (47.4, 48.9)."""
-    logging.disable(logging.WARNING)
     rs = RFaults("kill-evict", 8, R_SHORT, 5)
     p = rs.provider("pX", "n3", True, ["svc0"], 2, many=1.0, start=2.0)
     rs.kill_restart("n2", 41.0, restart_at - 41.0)

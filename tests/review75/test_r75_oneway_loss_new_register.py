@@ -15,7 +15,6 @@ it.  Before: test_faults_sim's one-way loss cases register nothing during the lo
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -29,7 +28,6 @@ from r75scen import message, run  # noqa: E402
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("seed", [6, 12])
 def test_f4_a_register_during_one_way_loss_stays_missing_on_a_node_for_seconds(seed: int) -> None:
-    logging.disable(logging.WARNING)
     rs, problems = run("loss-short", seed)
     live = [p for p in problems if p.startswith("(a)")]
     assert not live, message(rs, "loss-short", seed, live)

@@ -44,7 +44,6 @@ no other member (n1) still answers writes for every service as their owner.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -61,7 +60,6 @@ from meshreg.client.commands import Register  # noqa: E402
 
 def _setup(seed: int, sessions: bool, timings=R_SHORT, per_service: int = 1) -> tuple[
         RFaults, SessionProvider, SessionConsumer, str]:  # fmt: skip
-    logging.disable(logging.WARNING)
     rs = RFaults("stale-owner", seed, timings, 3)
     service = next(f"svc{i}" for i in range(50) if owner_of(rs, f"svc{i}") == "n1")
     p = rs.provider("p0", "n0", sessions, [service], per_service, many=0.0, start=1.0)

@@ -10,7 +10,6 @@ of r75sim's docstring), and ``replay`` for any seed:
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -26,7 +25,6 @@ GUARDS = [("pause-short", 1), ("stall-default", 3), ("restart-short", 2), ("race
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("name", "seed"), GUARDS, ids=[f"{n}-{s}" for n, s in GUARDS])
 def test_guard_seed_holds_every_invariant(name: str, seed: int) -> None:
-    logging.disable(logging.WARNING)
     rs, problems = run(name, seed)
     print(rs.summary())
     assert not problems, message(rs, name, seed, problems)
