@@ -854,6 +854,21 @@ class ClientSession:
                 self._pending[reply.request_id] = pending
                 self._second_opinion_later(reply.request_id, pending, reply, source)
                 return self._take()
+            if (
+                source == pending.via
+                and source == pending.owner
+                and reply.code == ErrorCode.UNAVAILABLE
+                and reply.unwritten
+                and not _refused_late(reply.code, reply.message)
+            ):  # sent straight to the owner of our view, which sees no majority (cut off:
+                # PROTOCOL.md 2.1, "Direct"; review75 F1, F2): through the server now, and
+                # the view is forgotten until fetched again
+                self._forget_view()
+                pending.via = None
+                pending.attempt_deadline = pending.next_attempt(now)
+                self._pending[reply.request_id] = pending
+                self._send(reply.request_id, pending)
+                return self._take()
             if self._catching_up(pending, reply, source):
                 self._pending[reply.request_id] = pending
                 if len({*pending.tried, source}) < len(self.servers):
@@ -1943,6 +1958,13 @@ class ClientSession:
                 if after is not None:
                     f["after"] = after
             pending.body = encode_request(pending.op, req_id, **pending.fields)
+        direct = pending.via is not None and pending.via == pending.owner
+        if direct is not ("direct" in pending.fields):  # (PROTOCOL.md 2.1, "Direct")
+            fields = {k: v for k, v in pending.fields.items() if k != "direct"}
+            if direct:
+                fields["direct"] = True
+            pending.fields = fields
+            pending.body = encode_request(pending.op, req_id, **fields)
         pending.sent += 1
         if pending.via is None:
             if self._link_up:
@@ -3018,6 +3040,12 @@ class ClientSession:
         return busy
 
     def _reregister_session(self) -> None:
+        """Register the session's instances again, through the server that said it holds
+        fewer (the view is forgotten until fetched again): straight to their owners,
+        each a repeat there, nothing reached that server while the owner's link to it
+        lost messages (review75 F4); through it, the owner's answer brings them back to
+        it (the forwarder applies what the owner wrote: PROTOCOL.md 1.8)."""
+        self._forget_view()
         timeout = self._liveness_timeout() + len(self.registrations) / 5000
         redo = [(reg, None) for reg in self.registrations.values() if reg.session is not None]
         self._register_bulk(redo, timeout)

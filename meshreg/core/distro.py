@@ -351,6 +351,10 @@ class DistroNode:
         # node replicates the evidence of the beats it applies (``evidence_floor``)
         self._replicating = False
         self._replicate_until = -math.inf
+        # we see no majority of the configured members up (``_minority``): a client's
+        # write sent straight to us as its service's owner is refused (``handle``,
+        # ``direct``), and beats take the full path, which checks that
+        self._cut_off = False
         # views that differ for a moment are the lag of a member change (each node sees a
         # peer go down within a beacon interval or two of the others): only a dispute that
         # has lasted ``_patience`` moves judgment to the full hearers and makes every node
@@ -428,6 +432,7 @@ class DistroNode:
             "replication_errors": 0,  # peer messages rejected (invalid, or stamps ahead)
             "future_stamps": 0,  # ... of which: a stamp too far ahead of our clock
             "refuted": 0,
+            "direct_refused": 0,  # writes sent straight to us while cut off (``handle``)
             "passed_on": 0,  # peers' payloads passed on while nobody hears everyone
             "repairs_deferred": 0,  # a repair round's copy of a third node's service, not merged
             "reconciles_unheard": 0,  # reconciles from a node not heard as a member: not merged
@@ -477,7 +482,8 @@ class DistroNode:
         """The heartbeat fast path (``RegistryNode.fast_beat``) only where the full path
         would apply the beat here with no other effect: ready, and responsible for the
         service (its owner looked up already: else the full path decides), or alone."""
-        if not self.ready or self._replicating:  # the full path (``evidence_floor``)
+        if not self.ready or self._replicating or self._cut_off:  # the full path
+            # (``evidence_floor``; a beat sent straight to us while cut off: ``handle``)
             self.registry.fast_gate = False
         elif len(self._members) > 1:
             self.registry.fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
@@ -552,6 +558,10 @@ class DistroNode:
         if basis == self._members_from:
             return
         self._members_from = basis
+        cut_off = self._minority() is not None
+        if cut_off is not self._cut_off:
+            self._cut_off = cut_off
+            self._gate_fast_beats()
         # a peer whose clock is far off ours is counted out, unless ours is the wrong one
         trusted = self.clock_trusted  # in a majority that agrees: a far peer is out
         # a peer we hold (a crash loop) is out even if it caught up before our beacons
@@ -804,13 +814,22 @@ class DistroNode:
 
     # -- requests -----------------------------------------------------------------
     def handle(
-        self, req: Any, now: float, forwarded: bool = False, client: Hashable | None = None
+        self,
+        req: Any,
+        now: float,
+        forwarded: bool = False,
+        client: Hashable | None = None,
+        direct: bool = False,
     ) -> Answer:
         """Answer one request: ``Forward`` a write for a service another member is
         responsible for (unless ``forwarded``: relayed here already, never again), else
-        a ``Reply`` or ``Rejected`` as ``RegistryNode.handle`` (``client`` too)."""
+        a ``Reply`` or ``Rejected`` as ``RegistryNode.handle`` (``client`` too).
+        ``direct``: a client sent this write straight to us as its service's owner, by
+        its view of the cluster (PROTOCOL.md 2.1, "Direct"), not through its server."""
         t = type(req)
         try:
+            if direct and self._cut_off and not forwarded and (t in _WRITES or t is RegisterBatch):
+                self._refuse_direct(req, now)
             if self.clock_skewed and t in _READS:
                 raise clock_skewed_refusal(req.req_id, req.op)
             if t in _READS and self._reads_held:
@@ -854,6 +873,29 @@ class DistroNode:
             return Reply(req.req_id, self._apply(req, now, now, client))
         except RequestRejected as exc:
             return self.registry.refused(exc)
+
+    def _refuse_direct(self, req: Any, now: float) -> None:
+        """A write sent straight to us as its owner while we see no majority of the
+        members (a partition cut us off; the client's view is older): the others, the
+        client's own server among them maybe, would not hear it, and would judge a live
+        instance silent or miss a registration until the client's view moved on (review75
+        F1, F2).  Refused as not written: the client sends it through its server, which
+        forwards it by its own view.  Not while our view of who is up is stale (just
+        after a stall, catching up: ``_knows_members``); a write through the server, or
+        forwarded, is taken as ever (AP: a minority serves its clients)."""
+        if not self._knows_members(now):
+            return
+        up, total = self._member_counts()
+        self.counters["direct_refused"] += 1
+        raise RequestRejected(
+            ErrorCode.UNAVAILABLE,
+            f"{req.op}: node {self.address} sees {up} of {total} members up (no majority) and "
+            "this write was sent straight to it as its service's responsible node: the "
+            "others may not hear it; nothing was written: send it through your server",
+            req.req_id,
+            req.op,
+            unwritten=True,
+        )
 
     def _split_batch(
         self, req: RegisterBatch, now: float, client: Hashable | None = None

@@ -707,11 +707,12 @@ class RegistryNode:
         return removed
 
     def seen(self, rec: InstanceRecord) -> float:
-        """When this node last saw ``rec`` alive: its last beat, or its session's renewal."""
+        """When this node last saw ``rec`` alive: its last beat, or its session's latest
+        renewal known (never the session's first sight here: ``SessionRecord.evidence``)."""
         sid = rec.session
         if sid is None:
             return rec.last_beat
-        renewed = self.store.sessions.last_renewed(sid)
+        renewed = self.store.sessions.evidence(sid)
         return renewed if renewed > -math.inf else rec.last_beat
 
     def _beat(self, req: Beat, now: float, received_at: float) -> None:

@@ -77,6 +77,7 @@ class SessionRecord:
         "id",
         "namespace",
         "last_renewed",
+        "evidence",
         "alive",
         "first_seen",
         "renewed",
@@ -95,6 +96,12 @@ class SessionRecord:
         self.id = sid
         self.namespace = namespace
         self.last_renewed = now  # local monotonic time of the latest renewal (or first sight)
+        # local time of the latest sign of life known here (a renewal seen here or by a
+        # peer, a record's evidence), never first sight: what may refute a peer's judgment
+        # or be told as evidence (core/registry ``seen``).  A node that restarted and
+        # learnt a dead client's session from its peers took the first sight for a
+        # renewal and overruled the owner's eviction (review75 F3)
+        self.evidence = -math.inf
         self.alive = 0  # version stamp of the latest renewal known here (replicated)
         self.first_seen = now
         self.renewed = False  # a renewal seen after first sight (core/preservation: proven)
@@ -173,6 +180,8 @@ class Sessions:
             sess.last_renewed = seen_at
             if seen_at > sess.first_seen:
                 sess.renewed = True
+        if seen_at > sess.evidence:
+            sess.evidence = seen_at
         if alive > sess.alive:
             sess.alive = alive
         return sess
@@ -183,14 +192,24 @@ class Sessions:
         it counts as a renewal here, so the sweep does not judge on older news than the
         record carries (a healed partition: chaos ``dereg-partition``)."""
         sess = self.by_id.get(sid)
-        if sess is not None and seen_at > sess.last_renewed:
+        if sess is None:
+            return
+        if seen_at > sess.last_renewed:
             sess.last_renewed = seen_at
             if seen_at > sess.first_seen:
                 sess.renewed = True
+        if seen_at > sess.evidence:
+            sess.evidence = seen_at
 
     def last_renewed(self, sid: str) -> float:
+        """When the sweep last counts the session renewed (its first sight at the least)."""
         sess = self.by_id.get(sid)
         return sess.last_renewed if sess is not None else -math.inf
+
+    def evidence(self, sid: str) -> float:
+        """When the session was last known alive (``SessionRecord.evidence``; -inf: never)."""
+        sess = self.by_id.get(sid)
+        return sess.evidence if sess is not None else -math.inf
 
     # -- the index (called by the store) ------------------------------------------------
     def attach(self, sid: str, key: ServiceKey, iid: InstanceId, now: float, healthy: bool) -> None:

@@ -1588,10 +1588,11 @@ class NodeRuntime:
                 req = self._revisions_request(req, principal)
             elif type(req) is ListNamespaces:
                 req = self._namespaces_request(req, principal)
-            if type(req) in _SESSION_OPENS and not peer:  # the client's share: who it is
-                answer = self.core.handle(req, now, peer, _client_of(principal, envelope))
-            else:
+            if peer:
                 answer = self.core.handle(req, now, peer)
+            else:  # the client's share (who it is); a write straight to us as the owner
+                client = _client_of(principal, envelope) if type(req) in _SESSION_OPENS else None
+                answer = self.core.handle(req, now, False, client, msg.get("direct") is True)
             if type(req) is SessionClose and principal.name in self.holdings.held:
                 self.holdings.forget_gone(principal.name, self.core.registry.holds)
             elif type(answer) is not Forward:  # (a forward's: when the owner answers)

@@ -9,8 +9,10 @@ from test_preservation import distro_pair
 
 from meshreg.config import ClusterPolicy
 from meshreg.core.distro import DistroNode, Forward
+from meshreg.core.effects import Rejected, Reply
 from meshreg.core.health import HealthPolicy
 from meshreg.core.registry import RegistryNode
+from meshreg.errors import ErrorCode
 from meshreg.model import InstanceId, ServiceKey
 from meshreg.wire.messages import parse_request
 
@@ -75,8 +77,16 @@ def test_a_member_still_catching_up_declines() -> None:
     served(node, parse_request(msgpack.packb(body)), 1.0, forwarded=True)
     assert node.registry.holds(ServiceKey(*KEY), InstanceId(*HEALTHY))
     assert not node.fast_beat(KEY, HEALTHY, 2.0)
-    node.assume_caught_up(3.0)  # ready, and alone: the fast path takes it
-    assert node.ready and node.fast_beat(KEY, HEALTHY, 4.0)
+    # ready, but it sees 1 of its 2 members up (no majority: cut off): the full path, which
+    # refuses a beat sent straight to it as the owner (review75 F1; an isolated node's
+    # beats took the full path already, once a tick saw it replicating)
+    node.assume_caught_up(3.0)
+    assert node.ready and not node.fast_beat(KEY, HEALTHY, 4.0)
+    beat = {"v": 1, "id": 2, "op": "beat", **names, "ip": HEALTHY[0], "port": HEALTHY[1]}
+    answer = node.handle(parse_request(msgpack.packb(beat)), 4.0, direct=True)
+    assert type(answer) is Rejected and answer.code is ErrorCode.UNAVAILABLE, answer
+    answer = node.handle(parse_request(msgpack.packb(beat)), 4.0)  # through its server: taken
+    assert type(answer) is Reply, answer
 
 
 def test_the_fast_path_is_renews_common_case() -> None:

@@ -73,11 +73,19 @@ def test_f3_the_kill_restart_sweep_seed_16() -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("restart_at", [44.0, 45.5, 48.5])
 def test_f3_a_node_restart_gives_a_dead_sessions_instances_a_new_life(restart_at: float) -> None:
-    """The same cause without the "gone then back" pattern: the client killed at 43.36
-    (last renewal 43.04); without a restart its instances are healthy until 46.4 and
-    gone at 49.4 on every node.  n2 down from 41.0 and started again at ``restart_at``:
-    they are present until restart_at + 6.4 (50.4, 51.9, 54.9), and healthy again until
-    restart_at + 3.4 for the restarts at 44.0 and 45.5 (47.4, 48.9)."""
+    """The client killed at 43.36 (last renewal 43.04); without a restart its instances
+    are healthy until 46.4 and gone at 49.4 on every node.  n2 down from 41.0 and started
+    again at ``restart_at``: they are present until restart_at + 6.4 (50.4, 51.9, 54.9),
+    and healthy until restart_at + 3.4 for the restarts at 44.0 and 45.5 (47.4, 48.9).
+
+    Fixed part (review75 F3): the restarted node's first sight of the dead session is no
+    evidence of life (``SessionRecord.evidence``), so it no longer tells it to its peers
+    as one.  What stays is by design (docs/DISTRO.md, "A member coming (back) into the
+    view"): a member's return starts a grace period on every node (beats of its services
+    may have gone to it), so a dead instance is judged ``unhealthy_after`` /
+    ``evict_after`` after the later of its last sign of life and the return; this test
+    holds the cluster to that bound (before the fix, the same: the resurrection, not the
+    grace, was the bug)."""
     rs = RFaults("kill-evict", 8, R_SHORT, 5)
     p = rs.provider("pX", "n3", True, ["svc0"], 2, many=1.0, start=2.0)
     rs.kill_restart("n2", 41.0, restart_at - 41.0)
@@ -96,9 +104,11 @@ def test_f3_a_node_restart_gives_a_dead_sessions_instances_a_new_life(restart_at
     rs.net.every(0.05, probe, start=43.0)
     rs.net.run_until(75.0)
     h = R_SHORT.health
-    # the last renewal (43.04) plus unhealthy_after / evict_after, plus two sweeps
-    assert last["healthy"] <= 43.04 + h.unhealthy_after + 2 * h.check_interval and (
-        last["present"] <= 43.04 + h.evict_after + 2 * h.check_interval
+    # the later of the last renewal (43.04) and n2's return (its member grace), plus
+    # unhealthy_after / evict_after, plus two sweeps
+    since = max(43.04, restart_at)
+    assert last["healthy"] <= since + h.unhealthy_after + 2 * h.check_interval and (
+        last["present"] <= since + h.evict_after + 2 * h.check_interval
     ), (
         f"the dead client's instances (last renewal 43.04) were healthy until "
         f"{last['healthy']:.2f} and listed until {last['present']:.2f} with n2 restarted at "
