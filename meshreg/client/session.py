@@ -1707,6 +1707,14 @@ class ClientSession:
         if address == self.server or self._closing():
             return
         self._majority_pause = 0.0
+        # What this client registered or deregistered through the cut-off server may be
+        # missing on the majority, and a swap keeps the session's count (a register there
+        # and a deregistration: the renewals' "holds fewer" never fires; review75 F2,
+        # partition seed 39): the next renewal names what the node holds (strays go),
+        # and the session's instances are registered again there (a repeat where held)
+        redo = self.session is not None and bool(self.registrations)
+        if redo:
+            self._list_session = True
         self._switch_to(
             address,
             f"meshreg server {self.server} sees only {seen[0]} of the {seen[1]} configured "
@@ -1715,6 +1723,8 @@ class ClientSession:
             f"{address}, which sees {there[0]} of {there[1]}",
             "majority",
         )
+        if redo and self.server == address:
+            self._reregister_session()
 
     def _switch_to(
         self, address: str, why: str, kind: str = "failover", level: str = "warning"
