@@ -124,42 +124,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-# Tests that load the machine on purpose or judge real-time bounds under injected faults:
-# under pytest-xdist each group runs one test at a time on one worker, so two of a group
-# never compete for the 2 cores while a bound is judged; the simulation, unit and
-# integration tests fill the other workers.  Integration tests (real clusters with
-# generous deadlines, checked beside a CPU hog) may run beside one of them: grouped with
-# them, the group was ~600 s of one worker and the suite ~60 s longer (measured
-# 2026-12-02).  Two groups, not one: one was 1,032 s of a 1,059 s suite (2026-12-06),
-# the suite's length.  The benchmark smoke runs (they load the machine on purpose) share
-# a group with what a loaded machine would fail: the chaos suite's bounds and review47's
-# whole-cluster freezes with 1 s peer timeouts; the netns clock and membership reviews
-# form the other.
-_GROUPS = {
-    "chaos": "load-and-faults", "bench": "load-and-faults", "review47": "load-and-faults",
-    "review38": "netns-reviews", "review42": "netns-reviews", "review43": "netns-reviews",
-    "review44": "netns-reviews",
-}  # fmt: skip
-
-
-def group_of(nodeid: str) -> str | None:
-    """The one-at-a-time group of a test id (``tests/<dir>/test_x.py::...``), or None."""
-    parts = nodeid.split("/", 2)
-    if len(parts) == 3 and parts[0] == "tests":
-        return _GROUPS.get(parts[1])
-    return None
+# Tests that load the machine on purpose or judge real-time bounds under injected faults
+# (the chaos suite, the benchmark smoke runs): under pytest-xdist they form one group, run
+# one at a time on one worker, so two never compete for the 2 cores while a bound is
+# judged; the simulation, unit and integration tests fill the other workers.  Integration
+# tests (real clusters with generous deadlines, checked beside a CPU hog) may run beside
+# one of them: grouped with them, the group was ~600 s of one worker and the suite ~60 s
+# longer (measured 2026-12-02).
+_ONE_AT_A_TIME = ("chaos", "bench", "review38", "review42", "review43", "review44",
+                  "review47")  # netns; review47: whole-cluster freezes, 1 s peer timeouts
+ONE_AT_A_TIME_GROUP = "load-and-faults"
 
 
 def one_at_a_time(nodeid: str) -> bool:
-    """Whether a test id is in a one-at-a-time group."""
-    return group_of(nodeid) is not None
+    """Whether a test id (``tests/<dir>/test_x.py::...``) is in the one-at-a-time group."""
+    parts = nodeid.split("/", 2)
+    return len(parts) == 3 and parts[0] == "tests" and parts[1] in _ONE_AT_A_TIME
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist the groups first: each is one unit of 400-650 s, mostly waiting, on
-    one worker; started first, the other workers spend that time on the rest and all end
-    together (sorted last, workers idled while one finished a group).  In one process
-    (``-n 0``) the groups last, so a run shows the fast tests' progress at once."""
+    """Under xdist the group first: it is one unit of ~300 s, mostly waiting, on one
+    worker; started first, the other worker spends that time on the rest and the two end
+    together (sorted last, one worker idled while the other finished the group).  In one
+    process (``-n 0``) the group last, so a run shows the fast tests' progress at once."""
     first = hasattr(config, "workerinput")  # this process is an xdist worker
     items.sort(key=lambda item: one_at_a_time(item.nodeid) != first)
 
@@ -178,6 +165,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class LoadAndFaultsOneAtATime(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return group_of(nodeid) or nodeid
+            return ONE_AT_A_TIME_GROUP if one_at_a_time(nodeid) else nodeid
 
     return LoadAndFaultsOneAtATime(config, log)

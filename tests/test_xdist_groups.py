@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import group_of, one_at_a_time
+from conftest import one_at_a_time
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPED = ("tests/chaos/test_registry_judge.py", "tests/chaos/test_config_judge.py")
@@ -27,11 +27,6 @@ def test_the_group_is_decided_by_the_test_directory() -> None:
     assert not one_at_a_time("tests/sim/test_distro_sim.py::test_random_faults_converge[1]")
     assert not one_at_a_time("tests/test_import_rules.py::test_no_import_cycle[core]")
     assert not one_at_a_time("tests/core/integration/test_x.py::test_y")  # only tests/<dir>/
-    # two groups: the machine-loading benchmarks with what a loaded machine fails
-    assert group_of("tests/bench/test_smoke.py::t") == group_of("tests/chaos/test_chaos.py::t")
-    assert group_of("tests/bench/t.py::t") == group_of("tests/review47/test_r47_x.py::t")
-    assert group_of("tests/review44/t.py::t") == group_of("tests/review38/t.py::t")
-    assert group_of("tests/review44/t.py::t") != group_of("tests/bench/t.py::t")
 
 
 def test_the_chaos_and_bench_tests_run_on_one_worker() -> None:

@@ -14,8 +14,7 @@ Seen (05:46 UTC, /work/notes/review47.md): the provider's client stayed on cut n
 24.1 s after the heal; the reachable node listed its 3 instances unhealthy all that time,
 and the consumer's list was empty from 8.5 s to 24.1 s.
 
-Runs alone (root, ip, netns): review47 is in a one-at-a-time group
-(tests/conftest.py ``_GROUPS``).
+Runs alone (root, ip, netns): review47 is in tests/conftest.py's ``_ONE_AT_A_TIME``.
 """
 
 from __future__ import annotations
