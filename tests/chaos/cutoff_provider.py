@@ -24,7 +24,7 @@ p.add_argument("--max", type=float, default=200)
 a = p.parse_args()
 c = Client(
     a.servers.split(","), beat_interval=a.beat, timeout=3.0, attempt_timeout=1.0,
-    sessions=not a.nosess,
+    sessions=not a.nosess, server_order="listed",  # n1 first: the client talks to n1
 )  # fmt: skip
 for s in a.services.split(","):
     for k in range(a.n):

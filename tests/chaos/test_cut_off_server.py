@@ -47,6 +47,7 @@ def _samples(path: Path) -> list[tuple[float, str, str, dict[str, bool] | None]]
     return out  # type: ignore[return-value]
 
 
+@pytest.mark.chaos
 @pytest.mark.timeout(150)
 def test_a_session_client_whose_server_is_cut_off_keeps_its_instances_on_the_majority(
     tmp_path: Path,
