@@ -356,6 +356,157 @@ SCENARIOS: dict[str, Callable[[int], RFaults]] = {
 }
 
 
+# -- review78: momentary and lasting minorities (the "direct" refusal, review75 F1/F2) --------
+def scen_down2(seed: int, timing: str = "short") -> RFaults:
+    """5 nodes, 2 of them down for 20-35 s (the 3 left are a bare majority; with one more
+    out, every node sees a minority); meanwhile one of the 3 is cut off, restarted or
+    paused, and the providers churn."""
+    rs, rng, provs = base(f"down2-{timing}-5", seed, timing, 5)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    down = rng.sample(ids, 2)
+    length = rng.uniform(20.0, 35.0)
+    for d in down:
+        rs.restart(d, t0 + rng.uniform(0.0, 1.0), length)
+    rest = [i for i in ids if i not in down]
+    kind = rng.choice(("partition", "partition", "restart", "pause", "none"))
+    at = t0 + rng.uniform(2.0, 8.0)
+    x = rng.choice(rest)
+    if kind == "partition":
+        rs.partition([x], at, rng.uniform(2.0, h.evict_after + 4.0))
+    elif kind == "restart":
+        rs.restart(x, at, rng.uniform(0.5, 6.0))
+    elif kind == "pause":
+        rs.pause(x, at, rng.uniform(0.5, h.evict_after + 2.0), None)
+    rs.plan.append(f"down {down}, then {kind} {x}")
+    for q in provs:
+        churn(rs, q, rng, t0, t0 + length)
+    rs.fault_end = t0 + length + 1.0
+    return rs
+
+
+def scen_restart_cut(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    """A partition (one node, or two of five, cut off) during which a node restarts: one
+    of the cut-off ones (it starts hearing nobody, or only its fellow: a minority from its
+    first turn), or one of the majority (it hears its peers one by one); sometimes the
+    partition heals just as the restarted node turns ready."""
+    rs, rng, provs = base(f"restart-cut-{timing}-{n}", seed, timing, n)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    size = 1 if n == 3 else rng.choice((1, 2))
+    cut = rng.sample(ids, size)
+    length = rng.uniform(4.0, h.evict_after + 6.0)
+    rs.partition(cut, t0, length)
+    side = rng.choice(("cut", "majority"))
+    who = rng.choice(cut if side == "cut" else [i for i in ids if i not in cut])
+    at = t0 + rng.uniform(0.0, length - 1.0)
+    down = rng.uniform(0.3, 3.0)
+    rs.restart(who, at, down)
+    rs.plan.append(f"restart {side} {who} in the partition")
+    for q in provs:
+        churn(rs, q, rng, t0 - 1.0, t0 + length + 3.0)
+    rs.fault_end = max(t0 + length, at + down) + 1.0
+    return rs
+
+
+def scen_deaf(seed: int, timing: str = "short", n: int = 3) -> RFaults:
+    """A node hears none of its peers (everything to it lost) or is heard by none
+    (everything from it lost) for 3 s to evict_after + 6 s: one-way, so the two sides
+    disagree on who is up (the deaf node sees itself alone: a minority; the others may
+    still see it up).  Counted as cut off (faulted) by the probe, like a partition."""
+    rs, rng, provs = base(f"deaf-{timing}-{n}", seed, timing, n)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    x = rng.choice(ids)
+    length = rng.uniform(3.0, h.evict_after + 6.0)
+    mode = rng.choice(("deaf", "mute"))
+    others = [i for i in ids if i != x]
+
+    def begin() -> None:
+        for o in others:
+            rs.net.oneway_loss[(o, x) if mode == "deaf" else (x, o)] = 1.0
+        rs.minority = frozenset([x])
+        rs.active["deaf"] = rs.net.now
+        rs.net.log(f"DEAF {x} {mode}")
+
+    def end() -> None:
+        for o in others:
+            rs.net.oneway_loss.pop((o, x) if mode == "deaf" else (x, o), None)
+        rs.minority = frozenset()
+        rs._ended("deaf", [x])
+
+    rs.net.at(t0, begin)
+    rs.net.at(t0 + length, end)
+    rs.plan.append(f"{mode} {x} {t0:.1f}+{length:.1f}")
+    for q in provs:
+        churn(rs, q, rng, t0 - 1.0, t0 + length + 3.0)
+    rs.fault_end = t0 + length
+    return rs
+
+
+def scen_two(seed: int, timing: str = "short") -> RFaults:
+    """A cluster of two configured members: either node paused, cut off from the other,
+    restarted (each alone sees 1 of 2: no majority)."""
+    rs, rng, provs = base(f"two-{timing}", seed, timing, 2)
+    h = rs.timings.health
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    t = t0
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(("partition", "restart", "pause"))
+        x = rng.choice(ids)
+        if kind == "partition":
+            length = rng.uniform(2.0, h.evict_after + 5.0)
+            rs.partition([x], t, length)
+        elif kind == "restart":
+            length = rng.uniform(0.5, 10.0)
+            rs.restart(x, t, length)
+        else:
+            length = rng.uniform(0.5, h.evict_after + 2.0)
+            rs.pause(x, t, length, None)
+        t += length + rng.uniform(1.0, 8.0)
+    for q in provs:
+        churn(rs, q, rng, t0, t)
+    rs.fault_end = t
+    return rs
+
+
+def scen_rolling(seed: int, timing: str = "short", n: int = 5) -> RFaults:
+    """Every node restarted in turn (down 0.3-3 s, the next 0.5-6 s after the previous
+    is back): member views lag at each restart (a restarted node hears its peers one by
+    one; its peers see it come and go)."""
+    rs, rng, provs = base(f"rolling-{timing}-{n}", seed, timing, n)
+    t0 = _t0(rs)
+    ids = list(rs.net.nodes)
+    rng.shuffle(ids)
+    t = t0
+    for x in ids:
+        down = rng.uniform(0.3, 3.0)
+        rs.restart(x, t, down)
+        t += down + rng.uniform(0.5, 6.0)
+    for q in provs:
+        churn(rs, q, rng, t0, t)
+    rs.fault_end = t
+    return rs
+
+
+SCENARIOS.update({
+    "down2-short": lambda s: scen_down2(s, "short"),
+    "down2-default": lambda s: scen_down2(s, "default"),
+    "restart-cut-short": lambda s: scen_restart_cut(s, "short", 3),
+    "restart-cut-short-5": lambda s: scen_restart_cut(s, "short", 5),
+    "deaf-short": lambda s: scen_deaf(s, "short", 3),
+    "deaf-short-5": lambda s: scen_deaf(s, "short", 5),
+    "two-short": lambda s: scen_two(s, "short"),
+    "two-default": lambda s: scen_two(s, "default"),
+    "rolling-short-5": lambda s: scen_rolling(s, "short", 5),
+    "rolling-short-3": lambda s: scen_rolling(s, "short", 3),
+})  # fmt: skip
+
+
 def run(name: str, seed: int) -> tuple[RFaults, list[str]]:
     rs = SCENARIOS[name](seed)
     h = rs.timings.health
