@@ -569,6 +569,11 @@ class ClientSession:
         self._probing: set[str] = set()  # servers an offline probe is in flight to
         self._server_heard_at = -math.inf  # the current server's last reply or push
         self._majority_pause = 0.0  # s between two probes (doubling; 0 after a move)
+        # the server's latest renewal or ping said it sees no majority either: a write
+        # sent straight to an owner says no ``direct`` (a node cut off like our server
+        # would refuse it for nothing: the server would forward it back there; review78
+        # F2, two of four members down); False again with another server (``_use_server``)
+        self._server_minority = False
         self._link_up = False  # the server connection's handshake completed (``delivered``)
         self._refused_by: set[str] = set()  # servers that refused a connection since a link
         # the last failure of its handshake since it was made: (what libzmq said, definitive)
@@ -1549,6 +1554,7 @@ class ClientSession:
         now = self._now
         self._connect()
         self._forget_view()
+        self._server_minority = False
         for req_id, p in self._pending.items():
             if p.via is not None and (p.direct_only or p.avoid is not None):
                 continue  # asked of that member, whatever the server (a probe of it: review70)
@@ -1969,6 +1975,7 @@ class ClientSession:
                     f["after"] = after
             pending.body = encode_request(pending.op, req_id, **pending.fields)
         direct = pending.via is not None and pending.via == pending.owner
+        direct = direct and not self._server_minority
         if direct is not ("direct" in pending.fields):  # (PROTOCOL.md 2.1, "Direct")
             fields = {k: v for k, v in pending.fields.items() if k != "direct"}
             if direct:
@@ -2924,7 +2931,9 @@ class ClientSession:
         beat's reply says nothing of it); seek a majority if it sees none."""
         self._learn_timings(pong)
         up, total = pong.get("members_up"), pong.get("members")
-        if type(up) is int and type(total) is int and total > 1 and up * 2 <= total:
+        minority = type(up) is int and type(total) is int and total > 1 and up * 2 <= total
+        self._server_minority = minority
+        if minority:
             self._seek_majority((up, total))
         else:  # (the next minority is probed at once)
             self._majority_pause, self._next_majority_probe = 0.0, 0.0
@@ -2966,6 +2975,7 @@ class ClientSession:
             self._session_answered(result)
             if result.unhealthy_after is not None:  # (an operator may have changed it)
                 self._learn_timings({"unhealthy_after": result.unhealthy_after})
+            self._server_minority = result.minority is not None
             if result.minority is not None:
                 self._seek_majority(result.minority)
             else:  # (the next minority is probed at once)

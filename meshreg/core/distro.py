@@ -194,6 +194,7 @@ ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_aft
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
 REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: logged
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
+DEAF_GRACE = 0.5  # peer timeouts a ready peer's views must leave us out: it does not hear us
 CATCH_UP_PATIENCE = 10  # peer timeouts a starting node waits for peers that do not answer
 NEVER_HEARD_REPORT_EVERY = 60.0  # s between warnings about configured peers never heard
 # (the first comes one peer timeout after the start: a typo in the peer list or a firewall
@@ -351,10 +352,11 @@ class DistroNode:
         # node replicates the evidence of the beats it applies (``evidence_floor``)
         self._replicating = False
         self._replicate_until = -math.inf
-        # we see no majority of the configured members up (``_minority``): a client's
-        # write sent straight to us as its service's owner is refused (``handle``,
-        # ``direct``), and beats take the full path, which checks that
-        self._cut_off = False
+        # we see no majority of the configured members up and hearing us (``_minority``):
+        # a client's write sent straight to us as its service's owner is refused
+        # (``handle``, ``direct``); the runtime's beat fast path reads it (public, plain)
+        # to leave such beats to the full path
+        self.cut_off = False
         # views that differ for a moment are the lag of a member change (each node sees a
         # peer go down within a beacon interval or two of the others): only a dispute that
         # has lasted ``_patience`` moves judgment to the full hearers and makes every node
@@ -482,8 +484,8 @@ class DistroNode:
         """The heartbeat fast path (``RegistryNode.fast_beat``) only where the full path
         would apply the beat here with no other effect: ready, and responsible for the
         service (its owner looked up already: else the full path decides), or alone."""
-        if not self.ready or self._replicating or self._cut_off:  # the full path
-            # (``evidence_floor``; a beat sent straight to us while cut off: ``handle``)
+        if not self.ready or self._replicating:  # the full path (``evidence_floor``; a
+            # beat sent straight to us while cut off: the runtime leaves it to ``handle``)
             self.registry.fast_gate = False
         elif len(self._members) > 1:
             self.registry.fast_gate = self._owner_cache  # the same dict for good (cleared, kept)
@@ -558,10 +560,7 @@ class DistroNode:
         if basis == self._members_from:
             return
         self._members_from = basis
-        cut_off = self._minority() is not None
-        if cut_off is not self._cut_off:
-            self._cut_off = cut_off
-            self._gate_fast_beats()
+        self.cut_off = self._minority() is not None
         # a peer whose clock is far off ours is counted out, unless ours is the wrong one
         trusted = self.clock_trusted  # in a majority that agrees: a far peer is out
         # a peer we hold (a crash loop) is out even if it caught up before our beacons
@@ -828,7 +827,7 @@ class DistroNode:
         its view of the cluster (PROTOCOL.md 2.1, "Direct"), not through its server."""
         t = type(req)
         try:
-            if direct and self._cut_off and not forwarded and (t in _WRITES or t is RegisterBatch):
+            if direct and self.cut_off and not forwarded and (t in _WRITES or t is RegisterBatch):
                 self._refuse_direct(req, now)
             if self.clock_skewed and t in _READS:
                 raise clock_skewed_refusal(req.req_id, req.op)
@@ -1063,13 +1062,35 @@ class DistroNode:
         return self.ready and not self.registry.in_stale_window(now)
 
     def _member_counts(self) -> tuple[int, int]:
-        """(configured members it sees up, itself included; configured members)."""
+        """(configured members it sees up and hearing it, itself included; configured
+        members).  A peer whose views have left us out for DEAF_GRACE does not hear us
+        (``_heard_by``): everything we send it is lost, so it counts against our majority
+        as if down (review78 F1: a node its peers could not hear counted 3 of 3 up, kept
+        its clients and took their writes straight, while the majority marked them)."""
         total = up = 1
         for peer in self.membership.peers.values():
             if peer.configured:
                 total += 1
-                up += peer.state is MemberState.UP
+                up += peer.state is MemberState.UP and not peer.deaf_to_us
         return up, total
+
+    def _heard_by(self, peer: Peer, view: tuple[str, ...] | None, ready: bool, now: float) -> None:
+        """Note from a peer's beacon (its ``view``: the members it hashes over) whether it
+        hears us.  A ready peer whose view leaves us out while we are ready has not heard
+        us lately (it dropped us) or not yet (our ready beacon is on its way, or it just
+        came back): only DEAF_GRACE of such views in a row (``peer_timeout`` / 2, three
+        beacons) count it as deaf to us, so a restart's moment does not."""
+        if view is None or not ready or not self.ready or self.node_id in view:
+            peer.lacks_us_since = math.inf
+        else:
+            gap = now - peer.lacks_us_last > self.cluster.peer_timeout  # (its beacons paused)
+            if peer.lacks_us_since == math.inf or gap:
+                peer.lacks_us_since = now  # a run begins
+            peer.lacks_us_last = now
+        deaf = now - peer.lacks_us_since >= self.cluster.peer_timeout * DEAF_GRACE
+        if deaf is not peer.deaf_to_us:
+            peer.deaf_to_us = deaf
+            self.cut_off = self._minority() is not None
 
     def _minority(self) -> tuple[int, int] | None:
         """``_member_counts`` when that is no majority: this node is cut off from most of
@@ -1412,6 +1433,8 @@ class DistroNode:
         elif b.seq > applied[1]:
             self.counters["replication_gaps"] += 1
             self._sync_wanted.add(b.node)  # it published deltas we never got
+        if heard is not None:
+            self._heard_by(heard, b.members, b.ready, now)
         self._recompute_members(now)
         view = b.members
         if view is not None and self.ready and self.node_id not in view:

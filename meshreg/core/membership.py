@@ -87,6 +87,11 @@ class Peer:
     stream_lost: bool = False  # that has lasted peer_timeout (reported; ``cluster``)
     repair_failing: bool = False  # ... and a repair round with it failed (reported)
     cannot_reach_us: bool = False  # its beacons' ``unreachable`` name us: we push to it
+    # since when (our clock) its ready beacons' views (``members``) have not named us while
+    # we were ready, and the last such beacon (core/distro ``_heard_by``); inf: they name us
+    lacks_us_since: float = math.inf
+    lacks_us_last: float = -math.inf
+    deaf_to_us: bool = False  # that has lasted DEAF_GRACE: it does not hear us (``_member_counts``)
     left_epoch: int | None = None  # the incarnation that said it was leaving (``left``)
     left_at: float = -math.inf  # when it said so
 

@@ -1175,7 +1175,8 @@ class NodeRuntime:
         # is answered right here, and so is a plain config get of a version read before
         # (``ConfigPlane.fast_get``); anything else goes to ``_serve`` (decoded once), and
         # any other shape than [id, b"", body] goes there as bytes.
-        serve, fast_beat, has_effects = self._serve, self.core.fast_beat, self._write_effects()
+        core = self.core
+        serve, fast_beat, has_effects = self._serve, core.fast_beat, self._write_effects()
         fast_get, offset = self.configs.fast_get, self._wall_offset
         replies = self.replies
         refused, small = replies.refused, replies.small
@@ -1214,7 +1215,11 @@ class NodeRuntime:
                     msg = decode_body(frame)  # a Frame, read in place
                     beat = beat_fields(msg)
                     if beat is not None:
-                        if fast_beat(beat[1], beat[2], now):
+                        # (a beat sent straight to us while we are cut off: ``handle``
+                        # may refuse it, PROTOCOL.md 2.1 "Direct")
+                        if (not core.cut_off or msg.get("direct") is not True) and fast_beat(
+                            beat[1], beat[2], now
+                        ):
                             ok = beat_ok(beat[0])
                     else:  # a config get of a version read before: its packed reply,
                         # by a clock read again: a drain stopped between two requests
@@ -1544,8 +1549,11 @@ class NodeRuntime:
                         raise wrong
                 beat = beat_fields(msg)
                 if beat is not None:
-                    if (principal is OPEN or principal.may(Access.WRITE, *beat[1])) and (
-                        self.core.fast_beat(beat[1], beat[2], now)
+                    core = self.core
+                    if (
+                        (principal is OPEN or principal.may(Access.WRITE, *beat[1]))
+                        and (not core.cut_off or msg.get("direct") is not True)  # (above)
+                        and core.fast_beat(beat[1], beat[2], now)
                     ):
                         return envelope + [encode_ok(beat[0], None)]
                 elif not peer:  # a config get of a version read before (ConfigPlane.fast_get)
