@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+import xxhash
+
 from meshreg.errors import ErrorCode, InvalidArgumentError
 
 DEFAULT_NAMESPACE = "public"
@@ -206,6 +208,26 @@ class InstanceFilter:
         if self.pairs:
             text += " with metadata " + ", ".join(f"{k}={v}" for k, v in self.pairs)
         return text
+
+
+# A session's instance set as one number (docs/PROTOCOL.md 2.3b ``digest``): the sum,
+# modulo 2**64, of ``session_member_hash`` over its instances.  A sum is order-free and
+# kept incrementally (add an instance's hash as it enters, subtract it as it leaves).
+SESSION_DIGEST_MOD = 1 << 64
+
+
+def session_member_hash(group: str, service: str, ip: str, port: int, cluster: str) -> int:
+    """One instance's share of its session's digest: xxh64 (seed 0) of the UTF-8 bytes of
+    ``group NUL service NUL ip NUL port NUL cluster`` (the session fixes the namespace).
+    Defined here, with the model, because node (core/sessions) and client
+    (client/session) must agree on it bit for bit, and the client loads no node module."""
+    text = f"{group}\x00{service}\x00{ip}\x00{port}\x00{cluster}"
+    return int(xxhash.xxh64_intdigest(text.encode()))
+
+
+def session_key_hash(key: ServiceKey, iid: InstanceId) -> int:
+    """``session_member_hash`` of instance ``iid`` of service ``key``."""
+    return session_member_hash(key.group, key.service, iid.ip, iid.port, iid.cluster)
 
 
 def protection_active(healthy: int, total: int, threshold: float) -> bool:

@@ -196,6 +196,9 @@ class SessionRenewal:
     # port, cluster); ``held_more``: it holds more than it named
     held: tuple[tuple[str, str, str, int, str], ...] | None = None
     held_more: bool = False
+    # the node's instance set in the session as one number (model ``session_member_hash``
+    # summed mod 2**64; None: an older node): same count, other set (review78 F4)
+    digest: int | None = None
 
 
 def snapshot_from_map(r: Mapping[str, Any]) -> InstancesSnapshot:
@@ -259,6 +262,7 @@ def decode_result(op: str, raw: Any) -> Any:
             if held is None
             else tuple((h["group"], h["service"], h["ip"], h["port"], h["cluster"]) for h in held),
             r.get("held_more") is True,
+            r.get("digest"),
         )
     if op == "register_batch":
         results = tuple(None if e is None else EntryRefusal(e[0], e[1]) for e in r["results"])

@@ -115,7 +115,7 @@ import itertools
 import math
 import traceback
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,7 +186,13 @@ from meshreg.errors import (
     with_registration_kept,
 )
 from meshreg.log_limiter import LogBudget
-from meshreg.model import DEFAULT_CLUSTER, InstanceId, ServiceKey
+from meshreg.model import (
+    DEFAULT_CLUSTER,
+    SESSION_DIGEST_MOD,
+    InstanceId,
+    ServiceKey,
+    session_key_hash,
+)
 from meshreg.wire.limits import MAX_STAMP
 from meshreg.wire.replies import encode_request
 from meshreg.wire.results import split_address
@@ -542,7 +548,11 @@ class ClientSession:
         self._server_index = 0
         self.server = self._address(0)  # the server in use, host:port
         self._session_acked = 0  # registrations in the session the node acknowledged
+        # ... as one number: their model ``session_key_hash`` summed mod 2**64, the
+        # renewal's ``digest`` of the same set (``_count_acked``, ``_set_acked``)
+        self._session_digest = 0
         self._short_renewals = 0  # renewals in a row that held fewer than that
+        self._digest_differs = 0  # ... as many, but another set (by the digest)
         self._long_renewals = 0  # ... more than that (``_drop_strays``)
         self._list_session = False  # the next renewal asks the node to name them
         self._session_opened = False
@@ -810,7 +820,7 @@ class ClientSession:
                 self._list_registrations()
             case ForgetRegistrations(reply_to):
                 self.registrations.clear()
-                self._session_acked = 0
+                self._set_acked(())
                 self._out.append(Complete(reply_to, None))
             case Settle(reply_to, wait):
                 self._settle = (reply_to, self._now + wait)
@@ -2355,7 +2365,7 @@ class ClientSession:
                 reg.fields.pop("session", None)  # fell back while it was in flight
                 aside = named is not None and self._suspended is not None
             elif reg.session is not None and ident not in self.registrations:
-                self._session_acked += 1
+                self._count_acked(reg, 1)
             self.registrations[ident] = reg
             self._after_dereg_copies(ident)
             if aside:
@@ -2692,7 +2702,7 @@ class ClientSession:
                     reg.fields.pop("session", None)
                     aside = in_session and self._suspended is not None
                 elif reg.session is not None and ident not in self.registrations:
-                    self._session_acked += 1
+                    self._count_acked(reg, 1)
                 self.registrations[ident] = reg
                 self._after_dereg_copies(ident)
                 if aside:
@@ -2817,7 +2827,7 @@ class ClientSession:
     ) -> None:
         reg = self.registrations.pop((key, iid), None)
         if reg is not None and reg.session is not None:
-            self._session_acked -= 1
+            self._count_acked(reg, -1)
         ident = (key, iid)
         tries = self._register_tries.get(ident)
         if tries is not None:  # a register of it is out: it must not leave it held
@@ -2966,6 +2976,24 @@ class ClientSession:
                 f"beats refused by {self.server} (e.g. {reg.key} {reg.iid}): {exc}",
             )
 
+    def _count_acked(self, reg: Registration, step: int) -> None:
+        """``reg`` enters (``step`` 1) or leaves (-1) the registrations the node
+        acknowledged in the session: the count and the digest move together, as the
+        node's ``count`` and ``digest`` do (core/sessions), so a renewal compares like
+        with like."""
+        self._session_acked += step
+        share = session_key_hash(reg.key, reg.iid)
+        self._session_digest = (self._session_digest + step * share) % SESSION_DIGEST_MOD
+
+    def _set_acked(self, regs: Iterable[Registration]) -> None:
+        """The registrations acknowledged in the session are ``regs`` from now on (none:
+        the session was closed, set aside or given up)."""
+        regs = list(regs)
+        self._session_acked = len(regs)
+        total = sum(session_key_hash(reg.key, reg.iid) for reg in regs)
+        self._session_digest = total % SESSION_DIGEST_MOD
+        self._digest_differs = 0
+
     def _renew_session(self) -> None:
         """One renewal for every registration in the session (the whole liveness cost)."""
         assert self.session is not None
@@ -2994,6 +3022,7 @@ class ClientSession:
                 self._short_renewals += 1
             else:
                 self._short_renewals = 0
+            self._check_digest(result, held, acked)
             if self._short_renewals >= SHORT_RENEWALS:
                 self._short_renewals = 0
                 self._warn(
@@ -3017,6 +3046,34 @@ class ClientSession:
             on_error=self._renewal_failed,
             priority=True,
         )
+
+    def _check_digest(self, result: SessionRenewal, held: int, acked: int) -> None:
+        """The node holds as many instances in the session as this client acknowledged,
+        but (by the renewal's ``digest``) not the same ones: a registration and a
+        deregistration acknowledged by an owner cut off right after, before it saw the
+        cut (review78 F4); the count rules never see it.  ``SHORT_RENEWALS`` such renewals
+        in a row (one may cross a registration in flight) do what a move away from a
+        cut-off server does (``_move_to``, review75 F2): the next renewal names what the
+        node holds (the strays go) and the session's instances are registered again
+        through the server (a repeat where held).  An older node tells no digest."""
+        digest = result.digest
+        if digest is None or held != acked or digest == self._session_digest:
+            self._digest_differs = 0  # (other counts: the count rules handle them)
+            return
+        self._digest_differs += 1
+        if self._digest_differs < SHORT_RENEWALS:
+            return
+        self._digest_differs = 0
+        self._warn(
+            ("session-differs", self.server),
+            f"meshreg server {self.server} holds {held} instances in this client's "
+            "session, as many as this client registered in it, but not the same ones (a "
+            "registration or deregistration acknowledged by a node cut off from the "
+            "others right after: the rest of the cluster lacks it); registering them again "
+            "and deregistering those this client does not hold",
+        )
+        self._list_session = True
+        self._reregister_session()
 
     def _drop_strays(self, result: SessionRenewal) -> None:
         """The node named the instances it holds in this client's session: deregister
@@ -3084,7 +3141,7 @@ class ClientSession:
             )
             self.session = None
             self._status_changed = True
-            self._session_acked = 0
+            self._set_acked(())
             for reg in self.registrations.values():
                 reg.fields.pop("session", None)
             return
@@ -3114,7 +3171,8 @@ class ClientSession:
         assert self.session is not None
         self._suspended, self.session = self.session, None
         self._session_opened = self._session_confirmed = False
-        self._session_acked = self._short_renewals = 0
+        self._short_renewals = 0
+        self._set_acked(())
         self._session_retry_at = self._now + SESSION_RETRY
         self._status_changed = True
         held = [reg for reg in self.registrations.values() if reg.session is not None]
@@ -3141,7 +3199,7 @@ class ClientSession:
         if reg.fields.pop("session", None) is None:
             return
         if self.session is not None and (reg.key, reg.iid) in self.registrations:
-            self._session_acked -= 1  # it was counted as held in the session
+            self._count_acked(reg, -1)  # it was counted as held in the session
 
     def _retry_session(self) -> None:
         """Try to open the suspended session again; once open, the registrations go
@@ -3160,7 +3218,7 @@ class ClientSession:
             back = [reg for reg in self.registrations.values() if reg.key.namespace == namespace]
             for reg in back:
                 reg.fields["session"] = sid
-            self._session_acked = len(back)  # each counts as held, as after a redo
+            self._set_acked(back)  # each counts as held, as after a redo
             self._out.append(
                 LogLine(
                     "info",
@@ -3196,7 +3254,8 @@ class ClientSession:
             if reg.session is not None:
                 del self.registrations[ident]
                 self._removed_own(*ident)
-        acked, self._session_acked = self._session_acked, 0
+        acked = self._session_acked
+        self._set_acked(())
         fields = {"namespace": namespace, "session": sid}
         if self._session_confirmed or acked:
             self.request("session_close", fields, timeout, reply_to)

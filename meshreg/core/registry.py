@@ -384,7 +384,9 @@ class RegistryNode:
             if sess is None:  # not (yet) here: a renewal opens it (the client holds the id)
                 sess = self._session_for(req, req.session, req.namespace, now, True, client)
             self.renew_session(req.session, req.namespace, now, now)
-            renewed = SessionRenewed(sess.count, known, unhealthy_after=self.advised_unhealthy())
+            renewed = SessionRenewed(
+                sess.count, known, unhealthy_after=self.advised_unhealthy(), digest=sess.digest
+            )
             return renewed if not req.listed else _with_held(renewed, sess)
         if type(req) is SessionOpen:
             sid = req.session if req.session is not None else self._new_session_id()

@@ -134,6 +134,9 @@ class SessionRenewed:
     # HELD_LIST_MAX (``held_more``: there are more); None: not asked
     held: tuple[tuple[ServiceKey, InstanceId], ...] | None = None
     held_more: bool = False
+    # the session's instance set here as one number (``SessionRecord.digest``): a client
+    # holding as many but other instances repairs it (review78 F4); None: not told
+    digest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ Theory of operation
   (``attach``/``detach`` wherever a record enters, leaves or changes session).
   An instance names its session in its record (``InstanceRecord.session``),
   which is replicated with the instance like its other fields.
+  ``count`` and ``digest`` (the set as one number, model ``session_member_hash``
+  summed mod 2**64) follow the index there; a renewal's answer carries both, so a
+  client sees a set that differs from its own at the same count (review78 F4).
 * **First sight is a renewal.**  A session a node learns of through an
   instance (a registration, a merged copy) before any renewal counts as
   renewed then: a node that restarted, caught up or adopted services judges
@@ -58,7 +61,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterator
 
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import SESSION_DIGEST_MOD, InstanceId, ServiceKey, session_key_hash
 
 DEFAULT_MAX_SESSIONS = 100_000  # sessions per node (core/quotas.LimitsPolicy.max_sessions)
 
@@ -84,6 +87,7 @@ class SessionRecord:
         "suspect",
         "instances",
         "count",
+        "digest",
         "marked_at",
         "opener",
         "via",
@@ -108,6 +112,10 @@ class SessionRecord:
         self.suspect = False  # some instance may be unhealthy: a renewal heals them
         self.instances: dict[ServiceKey, set[InstanceId]] = {}
         self.count = 0  # instances held (the sum of the sets)
+        # the set itself as one number (model ``session_member_hash`` summed mod 2**64),
+        # told with each renewal: a client whose count matches but whose set differs (one
+        # registered, another deregistered on a cut-off owner: review78 F4) sees it
+        self.digest = 0
         # The renewal time (``last_renewed``) at which a health pass found the session
         # silent and lined up all its healthy instances to be marked unhealthy: the
         # session check between sweeps (core/health) skips it until it renews or gains
@@ -221,6 +229,7 @@ class Sessions:
         if iid not in ids:
             ids.add(iid)
             sess.count += 1
+            sess.digest = (sess.digest + session_key_hash(key, iid)) % SESSION_DIGEST_MOD
             self.instance_count += 1
         if not healthy:
             sess.suspect = True
@@ -235,6 +244,7 @@ class Sessions:
         if ids is not None and iid in ids:
             ids.discard(iid)
             sess.count -= 1
+            sess.digest = (sess.digest - session_key_hash(key, iid)) % SESSION_DIGEST_MOD
             self.instance_count -= 1
             if not ids:
                 del sess.instances[key]

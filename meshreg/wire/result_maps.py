@@ -210,6 +210,8 @@ def session_renewed_map(r: SessionRenewed) -> dict[str, Any]:
             for k, i in r.held
         ]  # fmt: skip
         out["held_more"] = r.held_more
+    if r.digest is not None:
+        out["digest"] = r.digest
     return out
 
 

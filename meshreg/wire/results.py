@@ -220,6 +220,9 @@ def check_session_renew(result: Any) -> dict[str, Any]:
     _optional(r, "members", _int, "members")
     _optional(r, "unhealthy_after", _number, "unhealthy_after")
     _optional(r, "held_more", _bool, "held_more")
+    digest = r.get("digest")  # (PROTOCOL.md 2.3b; an older node sends none)
+    if digest is not None and (type(digest) is not int or not 0 <= digest < 1 << 64):
+        raise _bad("digest must be an integer in 0..2^64-1")
     for i, e in enumerate(_list(r.get("held", []), "held")):
         m = _map(e, f"held[{i}]")
         for name in ("group", "service", "ip", "cluster"):
