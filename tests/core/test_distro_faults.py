@@ -770,11 +770,12 @@ def test_a_catching_up_member_says_so_in_a_session_renewal() -> None:
     assert isinstance(answer, Reply)
     after = POLICY.unhealthy_after
     want = {"instances": 0, "known": False, "ready": False, "unhealthy_after": after}
+    want["digest"] = 0  # an empty session's (review78 F4)
     assert session_renewed_map(answer.result) == want  # type: ignore[arg-type]
     ready = Member()
     answer = ready.node.handle(SessionRenew(2, "public", "5e" * 16), ready.now)
-    assert session_renewed_map(answer.result) == {"instances": 0, "known": False,  # type: ignore[union-attr,arg-type]
-                                                  "unhealthy_after": after}  # fmt: skip
+    said = session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]
+    assert said == {"instances": 0, "known": False, "unhealthy_after": after, "digest": 0}
 
 
 def test_a_member_cut_off_from_the_majority_says_so_in_a_session_renewal() -> None:
@@ -787,7 +788,8 @@ def test_a_member_cut_off_from_the_majority_says_so_in_a_session_renewal() -> No
     m = Member()
     sid = "5e" * 16
     answer = m.node.handle(SessionRenew(1, "public", sid), m.now)
-    assert set(session_renewed_map(answer.result)) == {"instances", "known", "unhealthy_after"}  # type: ignore[union-attr,arg-type]
+    said = session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]
+    assert set(said) == {"instances", "known", "unhealthy_after", "digest"}
     m.run(CLUSTER.peer_timeout + 1.0, None)  # n2 and n3 fall silent
     answer = m.node.handle(SessionRenew(2, "public", sid), m.now)
     said = session_renewed_map(answer.result)  # type: ignore[union-attr,arg-type]

@@ -18,7 +18,7 @@ from meshreg.core.health import HealthPolicy, SweepPass
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.registry import RegistryNode
 from meshreg.errors import ErrorCode
-from meshreg.model import InstanceId, ServiceKey
+from meshreg.model import SESSION_DIGEST_MOD, InstanceId, ServiceKey, session_member_hash
 from meshreg.wire.messages import RequestRejected, decode_body, parse_request
 from meshreg.wire.peer import (
     Beacon,
@@ -98,7 +98,11 @@ def test_renewals_keep_every_instance_alive_and_silence_marks_then_evicts() -> N
     n.run(20.0, renew=SID)  # well past evict_after: renewals alone keep them
     assert n.healthy("orders") == {"10.0.0.1": True, "10.0.0.2": True}
     renewed = n.handle("session_renew", session=SID)
-    assert renewed == {"instances": 3, "known": True, "unhealthy_after": renewed["unhealthy_after"]}
+    held = (("orders", "10.0.0.1"), ("orders", "10.0.0.2"), ("payments", "10.0.0.3"))
+    hashes = [session_member_hash("DEFAULT_GROUP", svc, ip, 80, "DEFAULT") for svc, ip in held]
+    digest = sum(hashes) % SESSION_DIGEST_MOD
+    want = {"instances": 3, "known": True, "unhealthy_after": renewed["unhealthy_after"]}
+    assert renewed == {**want, "digest": digest}  # the set as one number (review78 F4)
     assert renewed["unhealthy_after"] > 0  # the node's own (review27 F6)
     n.effects.clear()
     last = n.now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -164,3 +165,26 @@ def test_a_listed_session_renewal_round_trips_and_bad_lists_are_refused() -> Non
         except RemoteProtocolError:
             continue
         raise AssertionError(f"accepted held={bad!r}")
+
+
+def test_a_session_renewal_s_digest_round_trips_and_bad_ones_are_refused() -> None:
+    """PROTOCOL.md 2.3b ``digest`` (review78 F4): optional (an older node sends none), an
+    integer in 0..2^64-1 (msgpack uint64) when sent."""
+    from meshreg.core.results import SessionRenewed
+    from meshreg.wire.result_maps import session_renewed_map
+
+    top = 2**64 - 1
+    for digest in (0, 1, top):
+        wire = session_renewed_map(SessionRenewed(2, True, digest=digest))
+        back = msgpack.unpackb(msgpack.packb(wire))
+        renewal = decode_result("session_renew", check_result("session_renew", back))
+        assert renewal.digest == digest
+    assert "digest" not in session_renewed_map(SessionRenewed(2, True))
+    older = decode_result("session_renew", check_result("session_renew", {"instances": 2}))
+    assert older.digest is None
+    for bad in (-1, 2**64, 1.0, "1", True, [1], b"\x01"):
+        try:
+            check_result("session_renew", {"instances": 2, "digest": bad})
+        except RemoteProtocolError:
+            continue
+        raise AssertionError(f"accepted digest={bad!r}")
