@@ -6,7 +6,10 @@ with every renewal (review78 F4: a client holding as many but other instances se
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
+import xxhash
 from test_session_liveness import SID, SID2, Lone
 
 from meshreg.core.sessions import SessionRecord, Sessions
@@ -20,6 +23,9 @@ from meshreg.model import (
 
 # docs/PROTOCOL.md 2.3b's test vector
 VECTOR_BYTES = "44454641554c545f47524f5550006f72646572730031302e302e302e310038300044454641554c54"
+VECTOR_BYTES_TWO = (
+    "44454641554c545f47524f5550006f72646572730031302e302e302e320038300044454641554c54"
+)
 VECTOR_ONE = 17659682522729597483  # DEFAULT_GROUP/orders 10.0.0.1:80 DEFAULT
 VECTOR_TWO = 17926969740640806691  # ... 10.0.0.2:80 DEFAULT
 VECTOR_SUM = 17139908189660852558  # both: the sum wraps past 2**64
@@ -108,3 +114,13 @@ def test_a_renewal_tells_the_digest_of_what_the_node_holds() -> None:
     assert n.handle("session_close", session=SID)["deregistered"] == 1
     assert n.node.store.sessions.get(SID) is None
     assert n.handle("session_renew", session=SID)["digest"] == 0  # opened again: empty
+
+
+def test_the_protocol_doc_shows_this_vector() -> None:
+    """docs/PROTOCOL.md 2.3b's table: each row's bytes hash to the value it shows."""
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL.md").read_text()
+    rows = re.findall(r"\| `([0-9a-f]{40,})` \| (\d+)", doc)
+    assert rows == [(VECTOR_BYTES, str(VECTOR_ONE)), (VECTOR_BYTES_TWO, str(VECTOR_TWO))]
+    for layout, value in rows:
+        assert xxhash.xxh64_intdigest(bytes.fromhex(layout)) == int(value)
+    assert f"= {VECTOR_SUM} (the sum wraps)" in doc.replace("\n", " ")
