@@ -231,7 +231,7 @@ def table_of(core: DistroNode) -> Table:
 
 
 def lookup(core: DistroNode, p: Provider) -> Any:
-    svc = core.store.get(p.key)
+    svc = core.store.services.get(p.key)  # (store.get's own look-up: probes call it a lot)
     return svc.instances.get(p.iid) if svc is not None else None
 
 

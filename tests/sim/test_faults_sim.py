@@ -146,6 +146,8 @@ class Beater(Provider):
         self.registered_at: float | None = None
         self.stopped_at: float | None = None
         self.sends: deque[tuple[float, frozenset[str]]] = deque(maxlen=64)
+        self.beats_sent = 0  # sends ever appended (the deque keeps the last 64)
+        self._at_stop: tuple[Any, frozenset[str] | None] = (None, None)  # heard_at_stop's
         super().__init__(net, index, service, start, stop_at, deregister, smart=False)
 
     def entry_node(self) -> str:
@@ -165,6 +167,7 @@ class Beater(Provider):
             if node.core is not None and not net.is_paused(node.node_id):
                 heard = frozenset(n for n in net.nodes if net.reachable(node.node_id, n))
             self.sends.append((net.now, heard))
+            self.beats_sent += 1
         if node.core is None:  # connection refused: the client retries later
             net.after(1.0, on_done, ("timeout", None))
             return
@@ -210,25 +213,32 @@ class Beater(Provider):
         super()._stop()
 
     def heard_at_stop(self, node_id: str) -> bool:
-        """Whether the last beat before it stopped reached ``node_id``'s side."""
+        """Whether the last beat before it stopped reached ``node_id``'s side.  (That
+        beat found once per beat sent: the probe asks for every node every sample.)"""
         assert self.stopped_at is not None
-        for t, heard in reversed(self.sends):
-            if t <= self.stopped_at:
-                return node_id in heard
-        return True
+        basis, heard = self._at_stop
+        if basis != (self.beats_sent, self.stopped_at):
+            heard = next((h for t, h in reversed(self.sends) if t <= self.stopped_at), None)
+            self._at_stop = ((self.beats_sent, self.stopped_at), heard)
+        return heard is None or node_id in heard
 
     def live_for(self, node_id: str, now: float) -> bool:
+        return node_id in self.live_set(now)
+
+    def live_set(self, now: float) -> frozenset[str]:
+        """The nodes it is live for at ``now``: those one of its beats within the window
+        reached (all of them at once: the probe asks for every node every sample)."""
         if not self.active or self.registered_at is None:
-            return False
+            return frozenset()
         if self.registered_at > now - self.timings.beat:
-            return False
+            return frozenset()
         since = now - self.timings.window
+        live: frozenset[str] = frozenset()
         for t, heard in reversed(self.sends):
             if t <= since:
-                return False
-            if node_id in heard:
-                return True
-        return False
+                break
+            live |= heard
+        return live
 
 
 # -- the scenario: faults, probe, report ---------------------------------------------------
@@ -483,28 +493,32 @@ class Faults:
         missing: list[str] = []
         checked_anywhere: set[int] = set()
         exempt: list[str] = []
+        live_sets = [p.live_set(now) for p in self.beaters]  # (per beater, not per pair)
         for node in live_nodes:
             core = node.core
             assert core is not None
-            paused = net.is_paused(node.node_id)
-            faulted = self.faulted(node.node_id)
+            services = core.store.services  # (``lookup``, inlined: a sample's hot loop)
+            node_id = node.node_id
+            paused = net.is_paused(node_id)
+            faulted = self.faulted(node_id)
             if faulted:
-                exempt.append(node.node_id)
+                exempt.append(node_id)
             for i, p in enumerate(self.beaters):
-                pair = (i, node.node_id)
-                if p.live_for(node.node_id, now):
+                pair = (i, node_id)
+                if node_id in live_sets[i]:
                     since = self.since.setdefault(pair, now)
                 else:
                     self.since.pop(pair, None)
                     since = now
-                if not paused:
+                if not paused and p.stopped_at is not None:
                     self._watch_removal(i, p, node, core)
                 if now - since < grace:
                     continue
                 if faulted:
                     continue
                 checked_anywhere.add(i)
-                rec = lookup(core, p)
+                svc = services.get(p.key)
+                rec = svc.instances.get(p.iid) if svc is not None else None
                 if rec is None or not rec.healthy:
                     state = "missing" if rec is None else "unhealthy"
                     missing.append(f"{p.name} ({p.entry}) {state} on {node.node_id}")

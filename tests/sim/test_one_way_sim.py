@@ -440,13 +440,16 @@ class OneWay:
     def sample(self) -> None:
         net, now = self.net, self.net.now
         cores = [(n.node_id, n.core) for n in net.live() if n.core is not None]
+        tables = [(node_id, core.store.services) for node_id, core in cores]
         bad: list[str] = []
         for inst in self.live:
             if not self._registered(inst):
                 bad.append(f"live {inst.name} not registered yet")
                 continue
-            for node_id, core in cores:
-                rec = lookup(core, inst)  # type: ignore[arg-type]
+            key, iid = inst.key, inst.iid
+            for node_id, services in tables:  # ``lookup``, inlined: the sample's hot loop
+                svc = services.get(key)
+                rec = svc.instances.get(iid) if svc is not None else None
                 if rec is None or not rec.healthy:
                     bad.append(
                         f"{inst.name} {'missing' if rec is None else 'unhealthy'} on {node_id}"
