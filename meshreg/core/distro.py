@@ -2327,8 +2327,11 @@ class DistroNode:
                 self.registry.start_grace(now)
             self._recompute_members(now)
         self._check_caught_up(now)  # peers left to sync with may be down, or never answer
-        waited = now - self._awake_since() >= self.cluster.peer_timeout
-        if not self.ready and waited and not self.membership.up_peers():
+        if (
+            not self.ready  # (first: mostly ready, and the rest is asked every tick)
+            and now - self._awake_since() >= self.cluster.peer_timeout
+            and not self.membership.up_peers()
+        ):
             self._caught_up_now(now)  # nobody to catch up from: start alone
         self.registry.end_stale_window(now)
         next_round = math.inf

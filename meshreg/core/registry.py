@@ -1118,11 +1118,13 @@ class RegistryNode:
         time, which bounds the grace."""
         asked, last = self.wake_at, self.last_turn
         late = now - asked
-        self.last_turn = max(last, now)
-        if late < self.stall_after() or not self.detect_stalls:
+        # (asked several times a turn: max() and the stall_after() wrapper spelled out)
+        self.last_turn = last if last >= now else now
+        stall_after = self.role.stall_after()
+        if late < stall_after or not self.detect_stalls:
             return False
         self._stall_began = asked
-        self._stale_until = now + min(STALE_WINDOW, self.stall_after())
+        self._stale_until = now + min(STALE_WINDOW, stall_after)
         self.alive_floor = STALE_FLOOR  # every beat takes the full path meanwhile
         self.wake_at = now
         self.stalls += 1

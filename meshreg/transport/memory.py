@@ -522,7 +522,11 @@ class MemoryNetwork:
         heapq.heappush(self._queue, (max(t, self.now), self._seq, fn, args))
 
     def after(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        self.at(self.now + delay, fn, *args)
+        """``at(now + delay)``, inlined: every message and every turn schedules one."""
+        self._seq += 1
+        now = self.now
+        t = now + delay
+        heapq.heappush(self._queue, (t if t >= now else now, self._seq, fn, args))
 
     def run_until(self, t_end: float) -> None:
         queue = self._queue
