@@ -523,17 +523,22 @@ class Inst:
         return out
 
     def live_for(self, node_id: str, now: float) -> bool:
+        return node_id in self.live_set(now)
+
+    def live_set(self, now: float) -> frozenset[str]:
+        """The nodes it is live for at ``now`` (test_faults_sim's ``Faults.sample`` asks
+        this once per beater and sample): those a beat within the window reached."""
         if not self.active or self.registered_at is None:
-            return False
+            return frozenset()
         if self.registered_at > now - self.prov.timings.beat:
-            return False
+            return frozenset()
         since = now - self.prov.timings.window
+        live: frozenset[str] = frozenset()
         for t, heard in reversed(self._sends()):
             if t <= since:
-                return False
-            if node_id in heard:
-                return True
-        return False
+                break
+            live |= heard
+        return live
 
     def heard_at_stop(self, node_id: str) -> bool:
         assert self.stopped_at is not None
