@@ -24,11 +24,15 @@ import logging
 import select
 import sys
 import time
+from pathlib import Path
 
 import msgpack
 import zmq
 
-from meshreg import Client
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers import wait_until  # noqa: E402
+
+from meshreg import Client  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s prov %(message)s")
 log = logging.getLogger("provider")
@@ -74,12 +78,14 @@ def minority(addr: str) -> bool:
 
 
 def wait(pred, seconds: float) -> float | None:  # type: ignore[no-untyped-def]
+    """Seconds until ``pred()`` held (tests/helpers ``wait_until``), None: not within
+    ``seconds``."""
     start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    return None
+    try:
+        wait_until(pred, seconds, 0.1)
+    except AssertionError:
+        return None
+    return time.monotonic() - start
 
 
 n = len(servers)
