@@ -1984,8 +1984,9 @@ class ClientSession:
                 if after is not None:
                     f["after"] = after
             pending.body = encode_request(pending.op, req_id, **pending.fields)
-        direct = pending.via is not None and pending.via == pending.owner
-        direct = direct and not self._server_minority
+        direct = (
+            pending.via is not None and pending.via == pending.owner and not self._server_minority
+        )
         if direct is not ("direct" in pending.fields):  # (PROTOCOL.md 2.1, "Direct")
             fields = {k: v for k, v in pending.fields.items() if k != "direct"}
             if direct:
