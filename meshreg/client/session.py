@@ -174,6 +174,7 @@ from meshreg.client.messages import (
 from meshreg.configcenter.model import CONFIG_WRITE_ATTEMPT, ConfigKey
 from meshreg.core.mapping import responsible_node
 from meshreg.core.requests import DEADLINE_SLACK, FORWARD_LEAD
+from meshreg.core.versions import highest_stamp_at
 from meshreg.errors import (
     ClientClosedError,
     ErrorCode,
@@ -1326,18 +1327,20 @@ class ClientSession:
             if not self._pending:
                 self.request("ping", {}, self.settings.attempt_timeout)
         while self._redo_later and now >= self._redo_later[0][0]:
-            ident = heapq.heappop(self._redo_later)[2]
+            when, _, ident = heapq.heappop(self._redo_later)
             reg = self.registrations.get(ident)  # (still registered: the caller's last word)
             if reg is not None and ident not in self._registering():
+                self._after_copies(ident, when)
                 self._register(reg, self._liveness_timeout(), None)
         while self._undo_later and now >= self._undo_later[0][0]:
-            _, _, ident, fields = heapq.heappop(self._undo_later)
+            when, _, ident, fields = heapq.heappop(self._undo_later)
             tries = self._register_tries.get(ident)
             if not (
                 ident in self.registrations
                 or ident in self._kept_registrations
                 or (tries is not None and not tries.last_word_deregister())
             ):  # the deregister is still the caller's last word (else a register since)
+                self._after_copies(ident, when)
                 self._send_undo(ident[0], fields)
         self._check_deadlines()
         if self.offline and not self._pending and not self._backlog:
@@ -2092,6 +2095,20 @@ class ClientSession:
         if void_at:
             when = void_at + COPY_CLOCK_MARGIN
             heapq.heappush(self._redo_later, (when, next(self._undo_order), ident))
+
+    def _after_copies(self, ident: tuple[ServiceKey, InstanceId], void: float) -> None:
+        """A write sent again because a copy of an earlier one may have been applied until
+        ``void`` (its deadline plus the clock margin, this client's clock): the copy's
+        stamp, which this client was never told, is below the highest a node can issue
+        then, so the write goes with that as ``after``.  Without it, a register sent again
+        after a deregister's copies, finding the instance held with the stamp it was told,
+        was a repeat (no write): a copy applied late by a node cut off from the others
+        (forwarding to an owner it could not reach, then applying it itself) replicated
+        after the heal and removed the live instance on every node until the session's
+        next redo (review78 deaf-short seed 24: 2 s)."""
+        offset = self.settings.wall_offset
+        if offset is not None:
+            self._heard_stamp(ident, highest_stamp_at(void + offset))
 
     def _heard_stamp(self, ident: tuple[ServiceKey, InstanceId], stamp: int) -> None:
         """A node told the stamp its register or deregister of ``ident`` left: the next

@@ -589,7 +589,10 @@ class DistroNode:
         # A member left while views differ lately: a judge may have heard our evidence
         # through it only.  Tell what we saw now, not at each record's next beat: the judge
         # learns of the broken path only a peer timeout after it broke (``evidence_lag``).
-        lost = self._replicating and not set(old) <= set(members)
+        left = set(old).difference(members, (self.node_id,))
+        lost = self._replicating and bool(left)
+        if left:
+            self._relays_left(left, now)
         if joined:
             # A member came (back): during the split, beats of services we own now may
             # have gone to it. Judge nobody for a grace period; stamp what we saw.
@@ -609,6 +612,26 @@ class DistroNode:
                 seen = self.registry.local_evidence(rec)
                 if seen > rec.alive:
                     self.registry.refresh_evidence(svc.key, rec, seen)
+
+    def _relays_left(self, left: set[str], now: float) -> None:
+        """Members ``left`` our view: a session whose latest renewal came through one of
+        them (``via``: its client's server) counts as renewed now, as a session first seen
+        here does.  Its client renews there and learns that its server is cut off only
+        from that server: at its next renewal once the server sees no majority (a node
+        whose messages are lost knows it half a peer timeout after its peers dropped it,
+        DEAF_GRACE), then it moves.  Judged on the renewal before the cut, its live
+        instances were marked on the majority before they could move (review78 deaf-short,
+        five seeds in 40 at the short timings: 2.2-2.6 s into the cut, unhealthy_after
+        3 s).  A client that died with its server is judged ``unhealthy_after`` after its
+        server left the view, not after its last renewal: a peer timeout and a renewal
+        interval later at most.  Only a session renewed through it lately (within a peer
+        timeout and a renewal interval: the server was relaying it when it went): a link
+        that flaps gives a dead client's session one grace, not one per flap (the one-way
+        sim's pair-flap: killed instances listed 33 s after the kill)."""
+        recent = now - self.cluster.peer_timeout - self.policy.unhealthy_after / 3
+        for sess in self.store.sessions.by_id.values():
+            if sess.via in left and sess.last_renewed < now and sess.evidence >= recent:
+                sess.last_renewed = now
 
     def view_floor(self) -> int:
         """Role: evidence from before our latest view change is refreshed by a beat."""

@@ -787,6 +787,7 @@ class RegistryNode:
             self.session_renewals += 1
             alive = self.stamp(now) if seen_at >= now else self._evidence_stamp(seen_at)
             sess = sessions.renew(sid, namespace, seen_at, alive, now)
+            sess.via = ""  # its client renews here (core/distro ``_relays_left``)
             self.outbox.session_renewed(sess)
         else:
             sess = sessions.renew(sid, namespace, seen_at, alive, now)

@@ -28,7 +28,10 @@ Theory of operation
   renewed then: a node that restarted, caught up or adopted services judges
   nobody before ``unhealthy_after`` has passed since it learned of them, and
   the next renewal (within a beat interval) reaches it through replication.
-  Nothing turns unhealthy because a node died.
+  Nothing turns unhealthy because a node died.  Likewise a session whose latest
+  renewal came through a member that left the view lately (``via``, its client's
+  server): its client learns that from that server only, then moves (core/distro
+  ``_relays_left``).
 * **Proven.**  Like an instance that never beat (core/preservation), a
   session never renewed since it was first seen here is *unproven*: its
   instances are left out of self-preservation's count.
