@@ -5,8 +5,6 @@ sampled and a bystander pinging it (bench/README.md, "Security", lists every att
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import socket
 import threading
 import time
@@ -57,18 +55,19 @@ FAKE_VERSION = 2**63 - 1  # the probe's poisoned stamp
 
 
 # -- what runs beside every attack ----------------------------------------------------
-def _bystander_main(
-    port: int, rate: float, limit: float, curve: Curve | None, ready: Any, stop: Any, out: Any
-) -> None:
-    """Ping at ``rate``/s until ``stop`` (or ``limit`` s); report every answer's time."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+def _bystander(
+    port: int, rate: float, limit: float, curve: Curve | None, stop: Any, cleanups: list[Any]
+) -> Callable[[], dict[str, Any]]:
+    """Once a first ping is answered (the connection and CURVE handshake not measured),
+    the call that pings at ``rate``/s until ``stop`` (or ``limit`` s) and reports every
+    answer's time."""
     pc = time.perf_counter
     ctx = zmq.Context()
     sock = connect(ctx, zmq.DEALER, port, curve)
+    cleanups += [ctx.term, lambda: sock.close(linger=0)]
     sent: dict[int, float] = {}
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    rid = 0
 
     def take(timeout_ms: float) -> None:
         if not sock.poll(timeout_ms):
@@ -90,13 +89,13 @@ def _bystander_main(
             if t0 is not None:
                 latencies.append(t - t0)
 
-    try:
-        # one answered ping first: the connection (and CURVE handshake) is not measured
-        sock.send_multipart([b"", encode_request("ping", 0)])
-        sent[0] = pc()
-        take(READY_SECONDS * 1000)
-        latencies.clear()
-        ready.put(os.getpid())
+    sock.send_multipart([b"", encode_request("ping", 0)])
+    sent[0] = pc()
+    take(READY_SECONDS * 1000)
+    latencies.clear()
+
+    def pings() -> dict[str, Any]:
+        rid = 0
         interval = 1.0 / rate
         t_next = pc()
         deadline = t_next + limit
@@ -114,10 +113,9 @@ def _bystander_main(
         t_end = pc() + PING_WAIT
         while sent and pc() < t_end:  # bounded: the last pings' answers
             take(100)
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-    out.put({"sent": rid, "latencies": latencies, "unanswered": len(sent), "errors": dict(errors)})
+        return {"sent": rid, "latencies": latencies, "unanswered": len(sent), "errors": errors}
+
+    return pings
 
 
 class Bystander:
@@ -127,14 +125,17 @@ class Bystander:
         self, procs: Procs, ctx: Any, port: int, rate: float, limit: float, curve: Curve | None
     ) -> None:
         what = "the bystander's first ping"
-        (self.proc,), self.stop_event, self.out = procs.start_workers(
-            ctx, _bystander_main, [(port, rate, limit, curve)], what
-        )
+        self.stop_event = ctx.Event()
+        job = (port, rate, limit, curve, self.stop_event)
+        (self.proc,), go, self.out = procs.start_workers(ctx, _bystander, [job], what)
+        go.set()
 
     def stop(self) -> dict[str, Any]:
         self.stop_event.set()
         got = collect(self.out, 1, [self.proc], PING_WAIT + 10, "the bystander's pings")[0]
         self.proc.join(5)
+        if "aborted" in got:
+            raise RuntimeError(f"the bystander failed: {got['aborted']}")
         return {"pings_sent": got["sent"], "ping_ms": dist_ms(got["latencies"]),
                 "pings_unanswered": got["unanswered"], "ping_errors": got["errors"]}  # fmt: skip
 

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -43,7 +42,7 @@ from bench.load import (
     SAMPLE_EVERY,
     STALL_SECONDS,
     default_services,
-    measure_cpu,
+    run_loaders,
 )
 
 ZK_JARS = "/usr/share/java"
@@ -583,45 +582,15 @@ def _zk_loader(
     return lambda: _windowed(issue, window, seconds, warmup, max_ops)
 
 
-def _loader_main(kind: Any, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
-    """One loader process: set up, announce, wait for ``go``, measure; the result goes to
-    ``out`` (a failed set-up to ``ready``, where the parent is waiting), then clean-up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
-    cleanups: list[Callable[[], None]] = []
-    queue = ready
-    try:
-        if callable(kind):  # another module's loader (bench/config.py), module-level
-            measure = kind(*args, cleanups=cleanups)
-        elif kind == "zookeeper":
-            measure = _zk_loader(*args, cleanups=cleanups)
-        else:
-            measure = _etcd_loader(kind, *args, cleanups=cleanups)
-        ready.put(os.getpid())
-        queue = out
-        result = measure() if go.wait(READY_SECONDS) else {"aborted": "no start signal"}
-    except Exception as exc:  # report, do not hang the parent
-        result = {"aborted": f"{type(exc).__name__}: {exc}"}
-    queue.put(result)
-    for close in reversed(cleanups):  # after the report, so a slow close delays nothing
-        try:
-            close()
-        except Exception:
-            pass
-
-
 def _run_loaders(
-    procs: Procs, ctx: Any, kind: Any, jobs: list[tuple[Any, ...]], server_pid: int | list[int],
-    window: int, seconds: float, warmup: float, setup_seconds: float,
+    procs: Procs, ctx: Any, setup: Callable[..., Any], jobs: list[tuple[Any, ...]],
+    pids: list[int], window: int, seconds: float, warmup: float, setup_seconds: float, what: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """One loader process per job, all started together; a row like bench/load.py's.
-    ``kind``: a name above or a module-level function (``_loader_main``); ``server_pid``:
-    the server's process, or a cluster's."""
-    pids = [server_pid] if isinstance(server_pid, int) else server_pid
-    what = f"the {getattr(kind, '__name__', kind)} loaders"
-    loaders, go, out = procs.start_workers(ctx, _loader_main, [(kind, job) for job in jobs], what,
-                                           READY_SECONDS + setup_seconds)  # fmt: skip
+    """One loader process per job (``setup(*job, cleanups)``), all started together, against
+    the servers ``pids``; a row like bench/load.py's."""
     budget = warmup + seconds + 2 * STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-    row = measure_cpu(loaders, go, out, pids, budget, window, what)
+    row = run_loaders(procs, ctx, setup, jobs, pids, window, budget, f"the {what} loaders",
+                      setup_seconds)  # fmt: skip
     procs.stop_children()
     return {**row, "warmup_seconds": warmup}
 
@@ -673,11 +642,16 @@ def run_etcd(
 
     def body(ports: list[int], pids: list[int]) -> list[dict[str, Any]]:
         jobs = [(ports[0], c, clients, instances, window, seconds, warmup) for c in range(clients)]
-        setup = instances / SETUP_OPS_PER_SECOND
-        return [{"workload": workload,
-                 **_run_loaders(procs, ctx, kind, jobs, pids, window, seconds, warmup, setup)}
-                for kind, workload in (("keepalive", W_ETCD_KEEPALIVE),
-                                       ("register", W_ETCD_REGISTER)) if kind in kinds]  # fmt: skip
+        rows = []
+        for kind, workload in (("keepalive", W_ETCD_KEEPALIVE), ("register", W_ETCD_REGISTER)):
+            if kind in kinds:
+                etcd_jobs = [(kind, *j) for j in jobs]
+                setup = instances / SETUP_OPS_PER_SECOND
+                row = _run_loaders(
+                    procs, ctx, _etcd_loader, etcd_jobs, pids, window, seconds, warmup, setup, kind
+                )
+                rows.append({"workload": workload, **row})
+        return rows
 
     return with_etcd(procs, body)
 
@@ -693,7 +667,8 @@ def run_zookeeper(
 
     def body(ports: list[int], pids: list[int]) -> list[dict[str, Any]]:
         jobs = [(ports[0], c, clients, window, seconds, warmup) for c in range(clients)]
-        row = _run_loaders(procs, ctx, "zookeeper", jobs, pids, window, seconds, warmup, 0.0)
+        row = _run_loaders(procs, ctx, _zk_loader, jobs, pids, window, seconds, warmup, 0.0,
+                           "zookeeper")  # fmt: skip
         return [{"workload": W_ZK_REGISTER, **row}]
 
     return _measured("ZooKeeper", lambda work: [start_zookeeper(procs, work, 2 * clients * window)],

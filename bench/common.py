@@ -459,15 +459,16 @@ class Procs:
         return children
 
     def start_workers(
-        self, ctx: Any, target: Callable[..., None], jobs: list[tuple[Any, ...]], what: str,
-        timeout: float = READY_SECONDS,
+        self, ctx: Any, setup: Callable[..., Any], jobs: list[tuple[Any, ...]], what: str,
+        timeout: float = READY_SECONDS, target: Callable[..., None] | None = None,
     ) -> tuple[list[Any], Any, Any]:  # fmt: skip
-        """One process per job running ``target(*job, ready, go, out)``, started together;
-        returns (processes, go, out) once each has put its pid on ``ready`` (a dict there
-        instead: its set-up failed, and why), so that ``go.set()`` starts them all at once."""
+        """One process per job running :func:`worker_main` (or ``target``) with ``setup(*job,
+        cleanups)``, started together; returns (processes, go, out) once each is ready, so
+        that ``go.set()`` starts them all at once."""
         ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
         children = self.start_children([
-            ctx.Process(target=target, args=(*job, ready, go, out), daemon=True) for job in jobs
+            ctx.Process(target=target or worker_main, args=(setup, job, ready, go, out),
+                        daemon=True) for job in jobs
         ])  # fmt: skip
         for r in collect(ready, len(children), children, timeout, what):
             if isinstance(r, dict):
@@ -528,6 +529,31 @@ def collect(q: Any, n: int, children: list[Any], timeout: float, what: str) -> l
         if time.monotonic() >= deadline:
             raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
     return items
+
+
+def worker_main(
+    setup: Callable[..., Callable[[], Any]], args: tuple[Any, ...], ready: Any, go: Any, out: Any
+) -> None:
+    """A child process of :meth:`Procs.start_workers`: ``setup(*args, cleanups)`` gets it
+    ready and returns the measuring call; then its pid goes to ``ready`` (a failed set-up:
+    why, there, where the parent waits), the measurement's result (or why it failed) to
+    ``out`` once ``go`` is set, and the ``cleanups`` run, last first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    cleanups: list[Callable[[], Any]] = []
+    queue = ready
+    try:
+        measure = setup(*args, cleanups)
+        ready.put(os.getpid())
+        queue = out
+        result = measure() if go.wait(READY_SECONDS) else {"aborted": "no start signal"}
+    except Exception as exc:  # report, do not hang the parent
+        result = {"aborted": f"{type(exc).__name__}: {exc}"}
+    queue.put(result)
+    for close in reversed(cleanups):  # after the report, so a slow close delays nothing
+        try:
+            close()
+        except Exception:
+            pass
 
 
 def install_sigterm() -> None:

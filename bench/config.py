@@ -314,7 +314,7 @@ def etcd_config_loader(
     op: str, port: int, names: tuple[str, ...], size: int, window: int, seconds: float,
     warmup: float, rate: float | None, cleanups: list[Any],
 ) -> Any:  # fmt: skip
-    """One etcd loader (bench/baselines.py ``_loader_main``): ``window`` puts (two contents
+    """One etcd loader's set-up (bench/common.py ``worker_main``): ``window`` puts (two contents
     per key, in turn) or ranges of one key in flight on one gRPC channel, paced at ``rate``
     per s if given; the measuring call."""
     channel = _etcd_channel(port, CONNECT_SECONDS)
@@ -458,7 +458,7 @@ def _etcd(procs: Procs, ctx: Any, o: argparse.Namespace, say: Say) -> dict[str, 
                      size, window, o.seconds, o.warmup, rate and rate / loaders)
                     for k in range(loaders)]  # fmt: skip
             return _run_loaders(procs, ctx, etcd_config_loader, jobs, pids, window, o.seconds,
-                                o.warmup, 0.0)  # fmt: skip
+                                o.warmup, 0.0, f"etcd {op}")  # fmt: skip
 
         rows = load_rows(o, say, "etcd", len(ports), measure)
         say(f"  etcd watch: {o.changes} changes at {o.listen_rate:g}/s ...")

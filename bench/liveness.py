@@ -42,6 +42,7 @@ from bench.common import (
     rss_bytes,
     stats,
     wait_until,
+    worker_main,
 )
 from bench.runner import run_alone
 
@@ -132,22 +133,24 @@ def _keepalive(channel: Any, lease_id: int, interval: float) -> None:
     threading.Thread(target=consume, daemon=True, name="etcd-keepalive").start()
 
 
-def _holder_main(setup: Any, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
-    """One client process: ``setup(*args)``, report ready, register on ``go``, report, then
-    hold the instances (beats, renewals or keep-alives from its threads) until killed or
-    HOLD_SECONDS pass."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
-    try:
-        register = setup(*args)
-        ready.put(os.getpid())
-        go.wait(120)
+def _holder(setup: Any, args: tuple[Any, ...], cleanups: list[Any]) -> Callable[[], Any]:
+    """One client process's set-up (``setup(*args)``) and its timed registration."""
+    register = setup(*args)
+
+    def measure() -> dict[str, Any]:
         t0 = time.perf_counter()
         failed = register()
-        out.put({"pid": os.getpid(), "count": args[-1], "failed": failed,
-                 "seconds": time.perf_counter() - t0})  # fmt: skip
-    except Exception as exc:  # report, do not hang the parent
-        out.put({"pid": os.getpid(), "count": args[-1], "aborted": f"{type(exc).__name__}: {exc}"})
-        return
+        return {"pid": os.getpid(), "count": args[-1], "failed": failed,
+                "seconds": time.perf_counter() - t0}  # fmt: skip
+
+    return measure
+
+
+def _holder_main(*args: Any) -> None:
+    """A client process: :func:`worker_main` (set up, register on ``go``, report), then hold
+    the instances (beats, renewals or keep-alives from its threads) until killed or
+    HOLD_SECONDS pass."""
+    worker_main(*args)
     time.sleep(HOLD_SECONDS)
     os._exit(0)  # no close: the parent ends the row by killing us
 
@@ -170,7 +173,8 @@ def hold_row(
             for k in range(clients)]  # fmt: skip
     try:
         what = "the client processes to start"
-        children, go, out = procs.start_workers(ctx, _holder_main, jobs, what, 120 + n * 50e-6)
+        timeout = 120 + n * 50e-6
+        children, go, out = procs.start_workers(ctx, _holder, jobs, what, timeout, _holder_main)
         cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()
         go.set()

@@ -6,7 +6,6 @@ generator").
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -107,33 +106,36 @@ def templates_for(
 
 
 # -- the load generator ---------------------------------------------------------
-def drive(
+def loader(
     endpoint: str, templates: list[tuple[bytes, bytes]], window: int, seconds: float,
-    warmup: float = 0.0, echo: bool = False, drain_seconds: float = DRAIN_SECONDS,
-    go: Any = None, ready: Any = None,
-    rate: float | None = None, curve: Curve | None = None, once: bool = False,
-) -> dict[str, Any]:  # fmt: skip
-    """Keep ``window`` requests in flight on one DEALER for ``warmup + seconds`` (CURVE
-    with ``curve``; paced at ``rate`` requests/s if given; each template sent once with
-    ``once``).  Replies inside the measuring window (after the warm-up) count towards
-    ``ok``/``errors``; ``ok_total``/``errors_total`` count everything.  Bounded: at most
-    MAX_OPS_PER_SECOND requests a second, ``warmup + seconds`` of sending, then
-    ``drain_seconds``."""
+    cleanups: list[Callable[[], Any]], warmup: float = 0.0, echo: bool = False,
+    drain_seconds: float = DRAIN_SECONDS, rate: float | None = None, curve: Curve | None = None,
+    once: bool = False,
+) -> Callable[[], dict[str, Any]]:  # fmt: skip
+    """A DEALER connected to ``endpoint`` (CURVE with ``curve``; closed by ``cleanups``) and
+    the call that keeps ``window`` requests in flight on it for ``warmup + seconds`` (paced
+    at ``rate`` requests/s if given; each template sent once with ``once``).  Replies inside
+    the measuring window (after the warm-up) count towards ``ok``/``errors``;
+    ``ok_total``/``errors_total`` count everything.  Bounded: at most MAX_OPS_PER_SECOND
+    requests a second, ``warmup + seconds`` of sending, then ``drain_seconds``."""
     max_ops = len(templates) if once else max(1, int((seconds + warmup) * MAX_OPS_PER_SECOND))
     ctx = zmq.Context()
     hwm = max(1000, 2 * window)
     sock = connect(ctx, zmq.DEALER, endpoint, curve, SNDHWM=hwm, RCVHWM=hwm)
+    cleanups += [ctx.term, lambda: sock.close(linger=0)]
+    return lambda: _drive_loop(
+        sock, templates, window, seconds, warmup, max_ops, echo, drain_seconds, rate
+    )
+
+
+def drive(endpoint: str, templates: list[tuple[bytes, bytes]], **kwargs: Any) -> dict[str, Any]:
+    """:func:`loader`, run at once in this process."""
+    cleanups: list[Callable[[], Any]] = []
     try:
-        if ready is not None:
-            ready.put(os.getpid())
-        if go is not None and not go.wait(READY_SECONDS):
-            return {"aborted": "no start signal"}
-        return _drive_loop(
-            sock, templates, window, seconds, warmup, max_ops, echo, drain_seconds, rate
-        )
+        return loader(endpoint, templates, cleanups=cleanups, **kwargs)()
     finally:
-        sock.close(linger=0)
-        ctx.term()
+        for close in reversed(cleanups):
+            close()
 
 
 def _drive_loop(
@@ -251,15 +253,11 @@ def _drive_loop(
             "error_names": dict(error_names)}  # fmt: skip
 
 
-def _loader_main(spec: Spec, args: tuple[Any, ...], ready: Any, go: Any, out: Any) -> None:
-    """Entry point of one load-generator process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
-    try:
-        endpoint, kwargs = args
-        result = drive(endpoint, templates_for(*spec), **kwargs, go=go, ready=ready)
-    except Exception as exc:  # report, do not hang the parent
-        result = {"aborted": f"{type(exc).__name__}: {exc}"}
-    out.put(result)
+def _loader(
+    spec: Spec, endpoint: str, kwargs: dict[str, Any], cleanups: list[Callable[[], Any]]
+) -> Callable[[], dict[str, Any]]:
+    """A load-generator process's set-up (:func:`worker_main`)."""
+    return loader(endpoint, templates_for(*spec), cleanups=cleanups, **kwargs)
 
 
 def echo_batch(sock: Any, limit: int = 512) -> int:
@@ -282,15 +280,16 @@ def echo_batch(sock: Any, limit: int = 512) -> int:
     return n
 
 
-def _echo_main(
-    port: int, lifetime: float, server: tuple[bytes, bytes] | None, ready: Any, go: Any, out: Any
-) -> None:
+def _echo(
+    port: int, lifetime: float, server: tuple[bytes, bytes] | None,
+    cleanups: list[Callable[[], Any]],
+) -> Callable[[], None]:  # fmt: skip
     """The ceiling: a bare ROUTER returning every message as received (a CURVE server that
     lets any client key in with ``server`` = (public, secret)).  It uses the same lean
     calls as the node's request loop: the fastest a pyzmq server can answer these bytes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
+    cleanups += [ctx.term, lambda: sock.close(linger=0)]
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, 100_000)  # the node's ROUTER settings
     sock.setsockopt(zmq.RCVHWM, 100_000)
@@ -298,16 +297,15 @@ def _echo_main(
         sock.curve_server = True
         sock.curve_publickey, sock.curve_secretkey = server
     sock.bind(f"tcp://{HOST}:{port}")
-    ready.put(os.getpid())
-    deadline = time.monotonic() + lifetime
     parent = os.getppid()
-    try:
+
+    def serve() -> None:
+        deadline = time.monotonic() + lifetime
         while time.monotonic() < deadline and os.getppid() == parent:  # bounded
             if sock.poll(100):  # ms; lets the loop notice its deadline
                 echo_batch(sock)
-    finally:
-        sock.close(linger=0)
-        ctx.term()
+
+    return serve
 
 
 def start_loaders(
@@ -316,8 +314,8 @@ def start_loaders(
 ) -> tuple[list[Any], Any, Any]:  # fmt: skip
     """One load-generator process per ``(port, spec)``, ready to go (``setup``: seconds they
     may take beyond starting, to build their templates): (processes, go, out)."""
-    jobs = [(spec, (f"tcp://{HOST}:{port}", kwargs)) for port, spec in targets]
-    return procs.start_workers(ctx, _loader_main, jobs, what, READY_SECONDS + setup)
+    jobs = [(spec, f"tcp://{HOST}:{port}", kwargs) for port, spec in targets]
+    return procs.start_workers(ctx, _loader, jobs, what, READY_SECONDS + setup)
 
 
 def run_load(
@@ -331,18 +329,24 @@ def run_load(
     rate = rate / len(targets) if rate else None
     kwargs = {"window": window, "seconds": seconds, "warmup": warmup, "echo": echo, "rate": rate,
               "curve": curve}  # fmt: skip
-    loaders, go, out = start_loaders(procs, ctx, targets, kwargs, "the load generators to start")
+    jobs = [(spec, f"tcp://{HOST}:{port}", kwargs) for port, spec in targets]
     budget = warmup + seconds + STALL_SECONDS + DRAIN_SECONDS + READY_SECONDS
-    return measure_cpu(loaders, go, out, server_pids, budget, window, "the load generators")
+    return run_loaders(
+        procs, ctx, _loader, jobs, server_pids, window, budget, "the load generators"
+    )
 
 
-def measure_cpu(
-    loaders: list[Any], go: Any, out: Any, server_pids: list[int], budget: float, window: int,
-    what: str,
+def run_loaders(
+    procs: Procs, ctx: Any, setup: Callable[..., Any], jobs: list[tuple[Any, ...]],
+    server_pids: list[int], window: int, budget: float, what: str, setup_seconds: float = 0.0,
 ) -> dict[str, Any]:  # fmt: skip
-    """Let the loaders go and collect their results, with the servers' CPU over the run:
-    a share of one core and CPU microseconds per reply (the cost that does not depend
-    on how loaders and servers share the cores), and what everything else used."""
+    """One loader process per job (``setup(*job, cleanups)``, :func:`worker_main`), let go
+    together once all are ready; their results merged, with the servers' CPU over the run:
+    a share of one core and CPU microseconds per reply (the cost that does not depend on
+    how loaders and servers share the cores), and what everything else used."""
+    loaders, go, out = procs.start_workers(
+        ctx, setup, jobs, f"{what} to start", READY_SECONDS + setup_seconds
+    )
     table0 = process_table()
 
     def server_cpu() -> float:
@@ -412,7 +416,8 @@ def start_echo(
     ``server`` (its public and secret key)."""
     port = free_port_block(1)
     what = "the echo server to start"
-    (p,), _, _ = procs.start_workers(ctx, _echo_main, [(port, lifetime, server)], what)
+    (p,), go, _ = procs.start_workers(ctx, _echo, [(port, lifetime, server)], what)
+    go.set()
     return port, p.pid
 
 
