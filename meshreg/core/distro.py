@@ -149,6 +149,7 @@ from meshreg.core.ownership_tally import OwnershipTally
 from meshreg.core.quotas import LimitsPolicy
 from meshreg.core.registry import AFTER_MARGIN, RegistryNode
 from meshreg.core.requests import (
+    BEAT_FORWARD_WAIT,
     FORWARD_LEAD,
     FORWARD_MIN_WAIT,
     Beat,
@@ -890,6 +891,8 @@ class DistroNode:
                             self.registry.renew(req.key, req.instance, now, now, judge=False)
                         deadline = getattr(req, "deadline", None)
                         wait = self.forward_wait(deadline, now)
+                        if t is Beat:  # (no deadline: answered within the client's attempt)
+                            wait = min(wait, BEAT_FORWARD_WAIT)
                         copy = self._copy_deadline(deadline, wait, now)
                         return Forward(owner, peer.address, req, now, wait, copy)
             return Reply(req.req_id, self._apply(req, now, now, client))

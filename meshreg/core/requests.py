@@ -31,6 +31,13 @@ FORWARD_MARGIN = 0.3  # s; the answer's trip back to the client and its loop tur
 FORWARD_LEAD = DEADLINE_SLACK + FORWARD_MARGIN  # s before the deadline a forward's wait ends
 FORWARD_MIN_WAIT = 0.1  # s; the least a forward waits for the owner (a LAN round trip and
 # the owner's turn take milliseconds): a short attempt, or a client clock behind the node's
+# s a node waits for the owner's answer to a beat it forwards, then applies it itself: a
+# beat carries no deadline, and the client's attempt (1 s by default) must hear a working
+# server's answer when the owner is stopped or just cut off (a peer timeout before the
+# server counts it down); with ``peer_request_timeout`` (2 s) it gave up on its server
+# and failed over to the next one (the cut-off owner itself, in the chaos test
+# test_cut_off_owner's first version)
+BEAT_FORWARD_WAIT = 0.5
 
 
 @dataclass(frozen=True, slots=True)

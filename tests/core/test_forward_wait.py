@@ -23,6 +23,7 @@ from meshreg.core.effects import Forward, PeerCall, Rejected, Reply, SplitBatch
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import responsible_node
 from meshreg.core.requests import (
+    BEAT_FORWARD_WAIT,
     DEADLINE_SLACK,
     FORWARD_LEAD,
     FORWARD_MARGIN,
@@ -108,11 +109,24 @@ def test_a_write_without_a_deadline_waits_peer_request_timeout() -> None:
     node, key = pair(peer_request_timeout=1.5)
     for req in (
         RegisterInstance(1, key, IID, 1.0, True, {}),
-        Beat(2, key, IID),
         UpdateInstance(3, key, IID, 2.0, None),
     ):
         fwd = node.handle(req, 1.0)
         assert type(fwd) is Forward and fwd.wait == 1.5, req
+
+
+@pytest.mark.parametrize("peer_request_timeout", [0.3, 2.0])
+def test_a_forwarded_beat_is_answered_within_the_clients_attempt(
+    peer_request_timeout: float,
+) -> None:
+    """A beat carries no deadline: BEAT_FORWARD_WAIT at most (below the client's 1 s
+    attempt less the answer's way back), ``peer_request_timeout`` if shorter; then the
+    node applies it itself: the beat is answered and counts as evidence here."""
+    node, key = pair(peer_request_timeout=peer_request_timeout)
+    fwd = node.handle(Beat(2, key, IID), 1.0)
+    assert type(fwd) is Forward
+    assert fwd.wait == min(BEAT_FORWARD_WAIT, peer_request_timeout)
+    assert fwd.wait < ATTEMPT - FORWARD_MARGIN and fwd.copy_deadline is None
 
 
 def test_a_deadline_already_near_still_gives_the_owner_the_least_wait() -> None:

@@ -129,3 +129,31 @@ def test_review78_deaf_short_seeds_hold_every_invariant(seed: int) -> None:
 
     rs, problems = run("deaf-short", seed)
     assert not problems, message(rs, "deaf-short", seed, problems)
+
+
+@pytest.mark.timeout(60)
+def test_a_beater_whose_owner_stops_keeps_its_healthy_server() -> None:
+    """A per-instance beater (server n1) of a service owned by n0; n0 stops (SIGSTOP) for
+    2.5 s, under the peer timeout (3 s): n1 still counts it a member and forwards the
+    beats to it.  The client sends each beat straight to n0 first (no answer), then
+    through n1 for its last attempt (1 s): n1 answers within BEAT_FORWARD_WAIT, applying
+    the beat itself, and the client stays on n1.  With ``peer_request_timeout`` (2 s) it
+    waited longer than the attempt: the client failed over from its healthy server."""
+    from r75sim import R_DEFAULT
+
+    rs = RFaults("r80-beat-wait", 8003, R_DEFAULT, 3)
+    service = next(f"svc{i}" for i in range(50) if owner_of(rs, f"svc{i}") == "n0")
+    p = rs.provider("p0", "n1", False, [service], 1, many=0.0, start=1.0)
+    servers: set[str] = set()
+    rs.net.every(0.05, lambda: servers.add(p.client.session.server), start=2.0)
+    for k in range(6):  # six stops, 8.8 s apart: at six points of the 5 s beat interval
+        at = 12.0 + 8.8 * k
+        rs.net.at(at, rs.net.pause, "n0")
+        rs.net.at(at + 2.5, rs.net.resume, "n0", "runtime")
+    rs.net.run_until(12.0 + 8.8 * 6)
+    assert p.insts[0].registered_at is not None
+    assert servers == {"10.9.0.2:7400"}, (
+        f"the beater left its server n1 (10.9.0.2:7400) while only the owner n0 was "
+        f"stopped: servers seen {sorted(servers)}; fallbacks "
+        f"{rs.net.counts.get('forward_fallback', 0)}"
+    )

@@ -50,7 +50,7 @@ from meshreg.core.effects import ServiceChanged
 from meshreg.core.health import HealthPolicy
 from meshreg.core.mapping import member_score, responsible_node, service_key_bytes
 from meshreg.core.quotas import LimitsPolicy
-from meshreg.core.requests import DEADLINE_SLACK, FORWARD_LEAD
+from meshreg.core.requests import BEAT_FORWARD_WAIT, DEADLINE_SLACK, FORWARD_LEAD
 from meshreg.errors import ErrorCode
 from meshreg.model import ServiceKey
 from meshreg.runtime.config_plane import PARK_SECONDS
@@ -449,6 +449,7 @@ def timings_table() -> str:
         ("DEADLINE_SLACK", DEADLINE_SLACK, "s; client: a write's deadline past its attempt"),
         ("COPY_CLOCK_MARGIN", COPY_CLOCK_MARGIN, "s; client: write again past a copy"),
         ("FORWARD_LEAD", FORWARD_LEAD, "s; node: a forwarder answers before the deadline"),
+        ("BEAT_FORWARD_WAIT", BEAT_FORWARD_WAIT, "s; node: a forwarder answers a beat"),
         ("CATCH_UP_PATIENCE", CATCH_UP_PATIENCE, "peer timeouts; node: longest catch-up"),
         ("DEFAULT_ACK_TIMEOUT", DEFAULT_ACK_TIMEOUT, "s; node: the owner answers a config write"),
         ("FORWARD_TIMEOUT", FORWARD_TIMEOUT, "s; node: a forwarder answers a config write"),
