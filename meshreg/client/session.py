@@ -2039,9 +2039,15 @@ class ClientSession:
         ):
             self._copies_out(pending, None if error is not None else self.replied_by)
         if error is None and pending.op in AFTER_OPS and type(result) is dict:
+            ident = _ident_of(pending.fields["namespace"], pending.fields)
             stamp = result.get("stamp")  # what the write left (older nodes: nothing)
             if type(stamp) is int and 0 <= stamp <= MAX_STAMP:  # (a node takes no more)
-                self._heard_stamp(_ident_of(pending.fields["namespace"], pending.fields), stamp)
+                self._heard_stamp(ident, stamp)
+            if pending.op == "deregister" and ident in self.registrations:
+                # registered again while this deregister was out: the register may have
+                # reached the owner first (straight to it, the deregister through the
+                # server, or a slow link) and been undone by it; it goes again, after it
+                heapq.heappush(self._redo_later, (self._now, next(self._undo_order), ident))
         try:
             if error is None:
                 if pending.on_reply is not None:

@@ -157,3 +157,50 @@ def test_a_beater_whose_owner_stops_keeps_its_healthy_server() -> None:
         f"stopped: servers seen {sorted(servers)}; fallbacks "
         f"{rs.net.counts.get('forward_fallback', 0)}"
     )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sessions", [True, False], ids=["session", "beats"])
+def test_a_register_made_while_its_deregister_is_out_survives_it(sessions: bool) -> None:
+    """A caller deregisters an instance and registers it again 0.1 s later, without
+    waiting (another thread).  Every deregister on its way to the owner n2 is slow (0.4
+    s: a lossy or delayed link; in loss-short seed 24, after review79's change, it went
+    through another node whose forward was slow): the register reaches the owner first (a
+    repeat, no write), the deregister after it and removes the instance, which the caller
+    registered last.  The client, told the deregister's answer while the
+    instance is registered again, sends the register once more, after it."""
+    rs = RFaults("r80-race", 8004, R_SHORT, 3)
+    service = next(f"svc{i}" for i in range(50) if owner_of(rs, f"svc{i}") == "n2")
+    p = rs.provider("p0", "n1", sessions, [service], 1, many=0.0, start=1.0)
+    inner = rs.net.drop
+
+    def slow_forward(src: object, dst: object, frames: list[bytes]) -> bool:
+        if getattr(dst, "name", None) == "n2" and any(b"deregister" in f for f in frames):
+            rs.net.after(0.4, rs.net._arrive, src, dst, frames)
+            return True  # (delivered late, above)
+        return inner(src, dst, frames) if inner is not None else False
+
+    rs.net.drop = slow_forward
+    inst = p.insts[0]
+    p.deregister_at(8.0, inst)
+    p.reregister_at(8.1, inst)
+    missing: list[str] = []
+
+    def probe() -> None:  # the deregister lands at ~8.4; the redo follows its answer
+        if rs.net.now >= 8.95:  # (then the session's or the beats' own repair may come)
+            return
+        for node_id in rs.net.nodes:
+            if lookup(rs.net.nodes[node_id].core, p.lifecycle(inst)) is None:
+                missing.append(f"{node_id}@{rs.net.now:.2f}")
+
+    rs.net.every(0.05, probe, start=8.6)
+    rs.fault_end = 8.5
+    problems = rs.run_all(rs.fault_end + R_SHORT.health.evict_after + 40.0)  # (as r75scen)
+    live = p.lifecycle(inst)
+    assert live.wanted and live.registered_at is not None, p.results
+    assert not problems, "\n".join(problems[:5])
+    assert not missing, (
+        f"the instance, registered last, missing after its deregister's late copy: "
+        f"{missing[:6]} (the client did not send the register again once told the "
+        "deregister's answer)"
+    )
