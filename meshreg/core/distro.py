@@ -193,6 +193,14 @@ ROUND_BACKOFF_FIRST = 0.25  # s before a new round with a peer whose round faile
 ROUND_BACKOFF_MAX = 2.0  # ...doubling per failure up to this (and unhealthy_after / 4:
 # repair carries liveness evidence, so it must never wait long against the health rules)
 RECONCILE_CHUNK_ENTRIES = 2000  # instances + tombstones per reconcile (about 0.5 MB)
+RESEND_SHARE = 8  # a round's call unanswered for peer_request_timeout / this is sent again,
+# and again, for one peer_request_timeout; the first answer counts (review79: on a link that
+# lost ~30 % each way, a lost call cost the round its whole timeout and the round its backoff,
+# and a round needs two calls in a row: a register missed on a node for 11.6 s)
+RESEND_SLOWER = 2  # ...or after this many times the quickest of the peer's last answers
+ANSWERS_KEPT = 4  # (how many: a peer slow to answer every call is not sent more copies)
+RESEND_ENTRIES_MAX = 256  # a larger reconcile is not sent again (a catch-up's bulk: a slow
+# peer is not sent more of it); a few services that differ (a lost delta's) are
 REPAIR_FAILURES_REPORTED = 3  # repair rounds failed in a row with a peer up: logged
 DISPUTE_PATIENCE = 0.5  # peer timeouts views must differ before full hearers judge
 DEAF_GRACE = 0.5  # peer timeouts a ready peer's views must leave us out: it does not hear us
@@ -285,6 +293,25 @@ class _SyncRound:
     upto: tuple[int, int] | None = None  # (epoch, seq) the peer had announced at the start
     their_sizes: dict[ServiceKey, int] = field(default_factory=dict)  # instances, per page
     last_listed: ServiceKey | None = None  # pages list keys in ascending order, past it
+    asks: list[_Ask] = field(default_factory=list)  # its calls in flight
+
+
+@dataclass(slots=True, eq=False)
+class _Ask:
+    """A call of an anti-entropy round (a digest page or a reconcile chunk) and its
+    copies.  Unanswered for ``peer_request_timeout / RESEND_SHARE`` (or longer, for a
+    peer slow to answer: ``_resend_after``), it is sent again, and again, for one
+    ``peer_request_timeout``: the first answer counts and the other copies' answers are
+    not read; it fails only when every copy has (docs/DISTRO.md "A call sent again")."""
+
+    rnd: _SyncRound
+    kind: str  # "digests" or "reconcile"
+    request: PeerRequest
+    batch: list[ServiceKey]  # reconcile: the services asked (a page: none)
+    resend: bool = True  # sent again while unanswered (not a large reconcile)
+    first: float = 0.0  # when it was first sent
+    due: float = math.inf  # sent again then, if still unanswered
+    copies: dict[int, float] = field(default_factory=dict)  # tag -> when sent, in flight
 
 
 class DistroNode:
@@ -414,6 +441,8 @@ class DistroNode:
         self._tags = itertools.count(1)
         self._calls: dict[int, tuple[str, Any]] = {}  # tag -> (kind, context)
         self._rounds: dict[str, _SyncRound] = {}
+        # peer -> how long its last answers to round calls took (``_resend_after``)
+        self._answer_times: dict[str, deque[float]] = {}
         self._sync_wanted: set[str] = set()
         # peer -> (no new round before, the last wait): failed rounds back off
         self._round_backoff: dict[str, tuple[float, float]] = {}
@@ -1720,6 +1749,7 @@ class DistroNode:
                 self._round_backoff.pop(change.node_id, None)  # back: repair at once
             else:
                 self._rounds.pop(change.node_id, None)
+                self._answer_times.pop(change.node_id, None)
                 self._beacons_failed.pop(change.node_id, None)
                 self._sync_wanted.discard(change.node_id)
                 self._resync.discard(change.node_id)
@@ -1804,21 +1834,71 @@ class DistroNode:
             if peer.node_id and (not older or older.get(peer.node_id) != peer.epoch):
                 self._call(peer.node_id, push, "beacon", (peer.node_id,))
 
-    def _call(self, node_id: str, request: PeerRequest, kind: str, ctx: Any) -> None:
+    def _call(self, node_id: str, request: PeerRequest, kind: str, ctx: Any) -> int | None:
         """Queue ``request`` to ``node_id`` as a ``PeerCall`` (its id: a new tag)."""
         peer = self.membership.peer_by_id(node_id)
         if peer is None:
-            return
+            return None
         tag = next(self._tags)
         self._calls[tag] = (kind, ctx)
         self.registry.queue(PeerCall(tag, node_id, peer.address, replace(request, req_id=tag)))
+        return tag
 
-    def _start_round(self, node_id: str) -> None:
+    def _start_round(self, node_id: str, now: float) -> None:
         peer = self.membership.peer_by_id(node_id)
         upto = (peer.epoch, peer.last_seq) if peer is not None and peer.epoch is not None else None
-        self._rounds[node_id] = _SyncRound(node_id, set(), deque(), upto=upto)
+        rnd = self._rounds[node_id] = _SyncRound(node_id, set(), deque(), upto=upto)
         self.counters["snapshot_pulls"] += 1
-        self._call(node_id, self._list_digests_after(None), "digests", node_id)
+        self._ask(rnd, "digests", self._list_digests_after(None), [], now)
+
+    def _ask(
+        self,
+        rnd: _SyncRound,
+        kind: str,
+        request: PeerRequest,
+        batch: list[ServiceKey],
+        now: float,
+        resend: bool = True,
+    ) -> None:
+        """Send a call of the round ``rnd`` (an ``_Ask``: sent again while unanswered)."""
+        ask = _Ask(rnd, kind, request, batch, resend, now)
+        rnd.asks.append(ask)
+        self._send_ask(ask, now)
+
+    def _send_ask(self, ask: _Ask, now: float) -> None:
+        ask.due = now + self._resend_after(ask.rnd.peer)
+        if not ask.resend or ask.due - ask.first >= self.cluster.peer_request_timeout:
+            ask.due = math.inf  # the copies in flight answer or fail: nothing more is sent
+        tag = self._call(ask.rnd.peer, ask.request, ask.kind, ask)
+        if tag is not None:
+            ask.copies[tag] = now
+
+    def _resend_after(self, peer: str) -> float:
+        """How long a round's call to ``peer`` waits for an answer before it is sent
+        again: ``peer_request_timeout / RESEND_SHARE`` (0.25 s at the default 2 s), or
+        RESEND_SLOWER times the quickest of its last ANSWERS_KEPT answers if longer (a
+        peer that is slow to answer everything, a busy one, gets no more copies for it;
+        one on a link that merely loses or delays some messages answers some quickly)."""
+        wait = self.cluster.peer_request_timeout / RESEND_SHARE
+        times = self._answer_times.get(peer)
+        if times:
+            wait = max(wait, RESEND_SLOWER * min(times))
+        return wait
+
+    def _resend(self, now: float) -> float:
+        """Send again the rounds' calls unanswered for ``_resend_after`` (a lost request
+        or reply costs that, not the round's whole timeout and a backoff); returns when
+        the next is due.  A lossy link (30 % each way) must not keep a node without a
+        write its owner made for seconds: a round needs two calls in a row (review75 F4,
+        11.6 s).  The requests are idempotent (a listing; a reconcile merges a join), so
+        a copy answered twice costs the peer only its work."""
+        due = math.inf
+        for rnd in self._rounds.values():  # (a handful: a round per peer at most)
+            for ask in rnd.asks:
+                if ask.due <= now:
+                    self._send_ask(ask, now)
+                due = min(due, ask.due)
+        return due
 
     def _list_digests_after(self, cursor: ServiceKey | None) -> ListDigests:
         """The ``digests`` call for the page after ``cursor`` (we say who we are, and
@@ -1839,18 +1919,33 @@ class DistroNode:
                 self.registry.queue(RepairFailing(ctx[0], peer.address, 0, "beacon requests"))
         if kind in _ONE_WAY:
             return  # an ack (nil): nothing to learn from it
-        node_id = ctx if kind == "digests" else ctx[0]
+        ask: _Ask = ctx
+        rnd = ask.rnd
+        node_id = rnd.peer
+        times = self._answer_times.get(node_id)
+        if times is None:
+            times = self._answer_times[node_id] = deque(maxlen=ANSWERS_KEPT)
+        times.append(now - ask.copies.get(tag, now))
+        for other in ask.copies:  # its first answer: the other copies' are not read
+            self._calls.pop(other, None)
+        ask.copies.clear()
+        if ask in rnd.asks:  # (always: an ask leaves it at its first answer)
+            rnd.asks.remove(ask)
+        # a call of a round dropped since (failed, or the peer went down): a page of it
+        # is not read, a reconcile's copies are merged all the same
+        current = self._rounds.get(node_id) is rnd
         try:
             if type(reply) is InvalidReply:
                 raise RemoteProtocolError(reply.reason)
             if kind == "digests":
                 if type(reply) is not DigestPage:
                     raise RemoteProtocolError("digests reply: not a digest page")
-                self._on_digest_page(node_id, reply, now)
+                if current:
+                    self._on_digest_page(node_id, reply, now)
             elif kind == "reconcile":
                 if type(reply) is not ReconcileReply:
                     raise RemoteProtocolError("reconcile reply: not a reconcile reply")
-                asked = set(ctx[1])
+                asked = set(ask.batch)
                 for p in reply.services:  # all of it checked before any merge
                     if p.key not in asked:
                         raise RemoteProtocolError(f"reconcile reply: {p.key} was not asked for")
@@ -1859,12 +1954,14 @@ class DistroNode:
                         continue
                     if self._repairs_from(p.key, node_id):
                         self._merge(p, now)
-                self._round_progress(node_id, now, reconciled=True)
+                if current:
+                    self._round_progress(node_id, now, reconciled=True)
         except RemoteProtocolError as exc:
             self.counters["replication_errors"] += 1
             self.stats.count_error(ErrorCode.MALFORMED)
             self._report(now, f"{kind} reply", node_id, exc.message)
-            self._abort_round(node_id, now)
+            if current:
+                self._abort_round(node_id, now)
 
     def replication_rejected(self, count: int = 1) -> None:
         """The runtime rejected ``count`` replication messages (or deltas) as invalid."""
@@ -1912,8 +2009,12 @@ class DistroNode:
                 self._no_beacon_op[ctx[0]] = peer.epoch
         elif kind == "beacon":
             self._beacon_failed(ctx[0], now)
-        if kind not in _ONE_WAY:  # a lost push or join: the next one carries it
-            self._abort_round(ctx if kind == "digests" else ctx[0], now)
+        if kind not in _ONE_WAY:  # (a lost push or join: the next one carries it)
+            ask: _Ask = ctx
+            ask.copies.pop(tag, None)
+            if not ask.copies and self._rounds.get(ask.rnd.peer) is ask.rnd:
+                # every copy failed (no answer in time, or none could be sent)
+                self._abort_round(ask.rnd.peer, now)
 
     def _beacon_failed(self, node_id: str, now: float) -> None:
         """A beacon request to ``node_id`` got no answer.  Sent every beacon interval to
@@ -1989,7 +2090,7 @@ class DistroNode:
             last = key
         more = page.more
         if more and last is not None:
-            self._call(node_id, self._list_digests_after(last), "digests", node_id)
+            self._ask(rnd, "digests", self._list_digests_after(last), [], now)
             return
         # Ours that it should own but did not list: it lacks them (or holds tombstones).
         for key in self._known_in_order(None):
@@ -2021,7 +2122,7 @@ class DistroNode:
                 entries += size
             rnd.reconciling += 1
             request = Reconcile(0, self.node_id, tuple(payloads))
-            self._call(node_id, request, "reconcile", (node_id, batch))
+            self._ask(rnd, "reconcile", request, batch, now, entries <= RESEND_ENTRIES_MAX)
         if rnd.paging_done and not rnd.differing and rnd.reconciling == 0:
             del self._rounds[node_id]
             self._round_backoff.pop(node_id, None)
@@ -2401,7 +2502,9 @@ class DistroNode:
                         peer = self.membership.peer_by_id(node_id)
                         self._sync_wanted.discard(node_id)
                         if peer is not None and peer.state is MemberState.UP:
-                            self._start_round(node_id)
+                            self._start_round(node_id, now)
+            if self._rounds:  # (mostly none)
+                next_round = min(next_round, self._resend(now))
         if now >= self._next_pace:
             self._next_pace = now + self.cluster.beacon_interval
             self._advise_pace()
