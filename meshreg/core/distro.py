@@ -25,7 +25,9 @@ Theory of operation
   its own copy runs an anti-entropy round with that node: page through the
   node's per-service digests, then ``reconcile`` every service that differs
   (send ours, merge theirs).  Merging is commutative and idempotent, so
-  rounds can overlap, repeat or be lost without harm.
+  rounds can overlap, repeat or be lost without harm; a round's call that
+  goes unanswered is sent again within a fraction of its timeout (``_resend``:
+  a lossy link costs a round its lost messages, not their timeouts).
 * **Health.**  Only the responsible node sweeps a service.  When
   responsibility moves here, the service's instances get a fresh grace
   period (``ServiceRecord.watched_since``): nothing turns unhealthy because its beats went to
