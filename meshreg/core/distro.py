@@ -65,8 +65,9 @@ Theory of operation
   for the timeout plus ``unhealthy_after`` of the node's awake time is
   judged even then (core/health ``silent_before``), or a node stalling once
   every ``unhealthy_after`` would judge nobody, ever (review F-starve).  A
-  node with peers of which none is up marks instances unhealthy but evicts
-  nobody: it cannot tell its own isolation from everyone's death.
+  node with peers of which none is up, or that sees no majority of the
+  configured members, marks instances unhealthy but evicts nobody: it cannot
+  tell its own isolation from everyone's death.
 * **Bounded stamps.**  A peer's payload (a delta, a service of a reconcile
   request or reply) carrying a stamp more than ``MAX_CLOCK_AHEAD`` ahead of
   our wall clock is rejected before anything of it is merged or observed:
@@ -2581,13 +2582,17 @@ class DistroNode:
             self._reads_held = self._reads_held or silent_for >= absent_after
 
     def may_judge(self, now: float) -> tuple[bool, bool]:
-        """Sweep only when serving (ready, resynced after a stall); evict only if not
-        isolated."""
+        """Sweep only when serving (ready, resynced after a stall); evict only if neither
+        isolated nor apart from a majority of the configured members.  A node that sees
+        no majority cannot tell the other side's death from its own cut, as a node that
+        hears no peer cannot: with two of five members down and a partition {1} | {2},
+        the pair evicted a live provider that renewed through the one, and a consumer of
+        the pair was handed an empty list (down2-short seed 23)."""
         self._settle(now)
         if self.state is not NodeState.SERVING:
             return False, False
         isolated = bool(self.membership.peers) and not self.membership.up_peers()
-        return True, not isolated
+        return True, not isolated and self._minority() is None
 
     def judging(self, now: float) -> str:
         """What the health sweep may do now, for ``stats``."""
@@ -2622,7 +2627,15 @@ class DistroNode:
         registry = self.registry
         if now < max(registry.watching_since, registry.resumed_at) + self.policy.unhealthy_after:
             return "grace period (after a stall, an isolation or a member coming back)"
-        return "judging" if self.may_judge(now)[1] else "isolated: marking only, no evictions"
+        if self.may_judge(now)[1]:
+            return "judging"
+        if self.membership.up_peers():
+            up, total = self._member_counts()
+            return (
+                f"no majority: sees {up} of {total} configured members (itself included): "
+                "marking only, no evictions"
+            )
+        return "isolated: marking only, no evictions"
 
     # -- monitoring ---------------------------------------------------------------------------
     def cluster_result(self, now: float) -> ClusterResult:

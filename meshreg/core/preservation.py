@@ -69,7 +69,8 @@ registry had better say so than keep listing it.  So whatever trips the mode
 is evicted within ``self_preservation_max`` plus ``evict_after``.  Eureka
 holds for as long as renewals stay low (and users turn it off for that);
 this is the bounded version of the same rule.  A cluster member cut off from
-every peer evicts nothing anyway (core/distro, "isolated"), however long.
+every peer, or apart from a majority of the configured members, evicts nothing anyway
+(core/distro ``may_judge``), however long.
 
 *While PRESERVING* nothing is evicted; unhealthy marking goes on as usual
 (consumers asking for healthy instances stop seeing the silent ones), and a

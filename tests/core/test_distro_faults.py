@@ -1080,3 +1080,65 @@ def test_a_stall_while_catching_up_shows_catching_up_not_resyncing() -> None:
     node.take_effects()
     view = node.cluster_result(5.0)
     assert not view.ready and view.members[0].state == "catching up"
+
+
+FIVE = {"n2": A, "n3": B, "n4": "10.0.0.4:7800", "n5": "10.0.0.5:7800"}
+
+
+def five_members(up: tuple[str, ...]) -> tuple[DistroNode, list[object], list[float]]:
+    """n1 of five configured members, ready with all of them, then only ``up`` beaconing."""
+    node = DistroNode(POLICY, CLUSTER, "n1", "10.0.0.1:7800", list(FIVE.values()), 7, 0.0)
+    effects: list[object] = []
+    now = [0.0]
+
+    def beacon(who: tuple[str, ...], view: tuple[str, ...]) -> None:
+        for peer in who:
+            node.on_replication(Beacon(peer, FIVE[peer], 9, True, 0, view), now[0])
+
+    everyone = ("n1", *FIVE)
+    beacon(tuple(FIVE), everyone)
+    node.tick(now[0])
+    effects += node.take_effects()
+    for call in [e for e in effects if isinstance(e, PeerCall) and e.op != "beacon"]:
+        peer_reply(node, call.tag, {"node": call.node_id, "digests": [], "more": False}, 0)
+    node.tick(now[0])
+    assert node.ready and node.members() == everyone
+
+    def run(seconds: float) -> None:  # only ``up`` beacon: the others are down or cut off
+        for _ in range(round(seconds / 0.1)):
+            beacon(up, ("n1", *up))
+            now[0] += 0.1
+            node.tick(now[0])
+            effects.extend(node.take_effects())
+
+    run(CLUSTER.peer_timeout + 1.0)
+    assert node.members() == ("n1", *up)
+    for key in keys_owned_by("n1", ("n1", *up), 2):  # registered on n1, its owner now
+        names = {"namespace": key.namespace, "group": key.group, "service": key.service}
+        body = {"v": 1, "id": 1, "op": "register", **names, "ip": IID.ip, "port": IID.port}
+        served_map(node, parse_request(msgpack.packb(body)), now[0])
+        assert node.store.get(key) is not None
+    effects.clear()
+    run(20.0)  # silent past evict_after
+    return node, effects, now
+
+
+def test_apart_from_a_majority_of_the_configured_members_it_marks_but_evicts_nobody() -> None:
+    """Two of five members down and a partition {n1, n2} | {n3}: neither side sees a
+    majority, and neither can tell the other's death from its own cut (down2-short seed
+    23: the pair evicted a live provider that renewed through the one, and its consumer
+    was handed an empty list).  Like an isolated node it marks, never evicts."""
+    node, effects, now = five_members(("n2",))
+    changes = [e for e in effects if isinstance(e, ServiceChanged)]
+    assert any(not v.healthy for c in changes for v in c.upserted)  # marked unhealthy
+    assert not [c for c in changes if c.removed]  # ... never evicted without a majority
+    assert node.judging(now[0]).startswith("no majority: sees 2 of 5 configured members")
+    assert stats_map(node, now[0])["health_judgment"] == node.judging(now[0])
+
+
+def test_with_a_majority_of_the_configured_members_it_evicts() -> None:
+    """The control: three of five (a bare majority) judge in full."""
+    node, effects, now = five_members(("n2", "n3"))
+    changes = [e for e in effects if isinstance(e, ServiceChanged)]
+    assert [c for c in changes if c.removed]  # silent past evict_after: evicted
+    assert node.judging(now[0]) == "judging"
