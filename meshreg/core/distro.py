@@ -65,9 +65,9 @@ Theory of operation
   for the timeout plus ``unhealthy_after`` of the node's awake time is
   judged even then (core/health ``silent_before``), or a node stalling once
   every ``unhealthy_after`` would judge nobody, ever (review F-starve).  A
-  node with peers of which none is up, or that sees no majority of the
-  configured members, marks instances unhealthy but evicts nobody: it cannot
-  tell its own isolation from everyone's death.
+  node with peers of which none is up, or that hears no majority of the
+  configured members (``_reach``), marks instances unhealthy but evicts
+  nobody: it cannot tell its own isolation from everyone's death.
 * **Bounded stamps.**  A peer's payload (a delta, a service of a reconcile
   request or reply) carrying a stamp more than ``MAX_CLOCK_AHEAD`` ahead of
   our wall clock is rejected before anything of it is merged or observed:
@@ -2583,16 +2583,36 @@ class DistroNode:
 
     def may_judge(self, now: float) -> tuple[bool, bool]:
         """Sweep only when serving (ready, resynced after a stall); evict only if neither
-        isolated nor apart from a majority of the configured members.  A node that sees
-        no majority cannot tell the other side's death from its own cut, as a node that
-        hears no peer cannot: with two of five members down and a partition {1} | {2},
-        the pair evicted a live provider that renewed through the one, and a consumer of
-        the pair was handed an empty list (down2-short seed 23)."""
+        isolated nor apart from a majority of the configured members (``_reach``).  A
+        node that reaches no majority cannot tell the other side's death from its own
+        cut, as a node that hears no peer cannot: with two of five members down and a
+        partition {1} | {2}, the pair evicted a live provider that renewed through the
+        one, and a consumer of the pair was handed an empty list (down2-short seed 23)."""
         self._settle(now)
         if self.state is not NodeState.SERVING:
             return False, False
         isolated = bool(self.membership.peers) and not self.membership.up_peers()
-        return True, not isolated and self._minority() is None
+        if isolated:
+            return True, False
+        reach, total = self._reach()
+        return True, reach * 2 > total
+
+    def _reach(self) -> tuple[int, int]:
+        """(configured members this node hears from, itself, the peers it hears and the
+        members their beacons' views name; configured members).  Evidence comes in
+        through a peer from those it hears: with cuts that cross, a node hearing one
+        peer of five that hears three more judges on what is relayed to it (the
+        one-way simulation's five-cuts), while the side of a real partition hears only
+        its own side, through every peer."""
+        me = self.node_id
+        reach = {me}
+        for peer in self.membership.up_peers():
+            if peer.node_id is not None:
+                reach.add(peer.node_id)
+                if peer.view:
+                    reach.update(peer.view)
+        configured = {me, *self.membership.configured_ids()}
+        return len(reach & configured), self.membership.listed()
 
     def judging(self, now: float) -> str:
         """What the health sweep may do now, for ``stats``."""
@@ -2630,10 +2650,10 @@ class DistroNode:
         if self.may_judge(now)[1]:
             return "judging"
         if self.membership.up_peers():
-            up, total = self._member_counts()
+            reach, total = self._reach()
             return (
-                f"no majority: sees {up} of {total} configured members (itself included): "
-                "marking only, no evictions"
+                f"no majority: hears {reach} of {total} configured members (itself and "
+                "through its peers): marking only, no evictions"
             )
         return "isolated: marking only, no evictions"
 

@@ -1085,8 +1085,11 @@ def test_a_stall_while_catching_up_shows_catching_up_not_resyncing() -> None:
 FIVE = {"n2": A, "n3": B, "n4": "10.0.0.4:7800", "n5": "10.0.0.5:7800"}
 
 
-def five_members(up: tuple[str, ...]) -> tuple[DistroNode, list[object], list[float]]:
-    """n1 of five configured members, ready with all of them, then only ``up`` beaconing."""
+def five_members(
+    up: tuple[str, ...], their_view: tuple[str, ...] = ()
+) -> tuple[DistroNode, list[object], list[float]]:
+    """n1 of five configured members, ready with all of them, then only ``up`` beaconing,
+    their views naming n1, ``up`` and ``their_view``."""
     node = DistroNode(POLICY, CLUSTER, "n1", "10.0.0.1:7800", list(FIVE.values()), 7, 0.0)
     effects: list[object] = []
     now = [0.0]
@@ -1106,7 +1109,7 @@ def five_members(up: tuple[str, ...]) -> tuple[DistroNode, list[object], list[fl
 
     def run(seconds: float) -> None:  # only ``up`` beacon: the others are down or cut off
         for _ in range(round(seconds / 0.1)):
-            beacon(up, ("n1", *up))
+            beacon(up, tuple(sorted({"n1", *up, *their_view})))
             now[0] += 0.1
             node.tick(now[0])
             effects.extend(node.take_effects())
@@ -1132,7 +1135,7 @@ def test_apart_from_a_majority_of_the_configured_members_it_marks_but_evicts_nob
     changes = [e for e in effects if isinstance(e, ServiceChanged)]
     assert any(not v.healthy for c in changes for v in c.upserted)  # marked unhealthy
     assert not [c for c in changes if c.removed]  # ... never evicted without a majority
-    assert node.judging(now[0]).startswith("no majority: sees 2 of 5 configured members")
+    assert node.judging(now[0]).startswith("no majority: hears 2 of 5 configured members")
     assert stats_map(node, now[0])["health_judgment"] == node.judging(now[0])
 
 
@@ -1142,3 +1145,13 @@ def test_with_a_majority_of_the_configured_members_it_evicts() -> None:
     changes = [e for e in effects if isinstance(e, ServiceChanged)]
     assert [c for c in changes if c.removed]  # silent past evict_after: evicted
     assert node.judging(now[0]) == "judging"
+
+
+def test_a_majority_heard_through_a_peer_counts() -> None:
+    """Cuts that cross: n1 hears only n2, which hears n3 too.  Evidence from n3 reaches n1
+    through n2 (relayed), so n1 is no side of a partition: it evicts (the one-way
+    simulation's five-cuts: the node that heard one peer of five judged the services
+    hashed to it and, counting only its own peers, never evicted the killed ones)."""
+    node, effects, _ = five_members(("n2",), their_view=("n3",))
+    assert node._reach() == (3, 5)
+    assert node.may_judge(node._ticked)[1]
