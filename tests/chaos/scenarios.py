@@ -69,7 +69,7 @@ class Settings:
         for the scenarios whose fault is sized by evict_after (``SHORT_HEALTH_SCENARIOS``)."""
         base = replace(cls(), **SHORT_HEALTH) if name in SHORT_HEALTH_SCENARIOS else cls()
         # two cuts that cross need four nodes; four cuts, a node three hops from another, five
-        nodes = {"crossing-cuts": 4, "five-cuts": 5}.get(name, base.nodes)
+        nodes = {"crossing-cuts": 4, "five-cuts": 5, "no-majority": 5}.get(name, base.nodes)
         return replace(
             base, beat_only=name in BEAT_ONLY_SCENARIOS, nodes=nodes, ipv6=name.endswith("-ipv6")
         )
@@ -85,7 +85,7 @@ class Settings:
 # at these timings the first margin would be one sweep.  Not the loss scenarios: TCP's
 # retransmission backoff under 20 % loss does not shrink with the timings.
 SHORT_HEALTH = {"unhealthy_after": 2.0, "evict_after": 4.0}
-SHORT_HEALTH_SCENARIOS = ("provider-death", "pause", "partition")
+SHORT_HEALTH_SCENARIOS = ("provider-death", "pause", "partition", "no-majority")
 # the faults a client of another language (per-instance beats, no session) met otherwise
 BEAT_ONLY_SCENARIOS = ("oneway-port", "pub-blocked", "crossing-cuts", "five-cuts")
 
@@ -937,6 +937,75 @@ def sc_five_cuts(r: Run, seconds: float = 25.0) -> None:
     _port_fault(r, rules, f"cut {cuts}", a, seconds, 8.0)
 
 
+def sc_no_majority(r: Run, seconds: float | None = None) -> None:
+    """Five nodes, two of them killed (their providers, alive, lose their only server and
+    are exempt until the end), then one of the three left cut off for 6 s more than
+    evict_after: no side sees a majority of the five.  Neither
+    may evict what it cannot hear: the pair keeps the cut-off node's live instances
+    listed (unhealthy is allowed) the whole cut (before: evicted evict_after into it, and
+    a consumer of the pair was handed an empty list: review75 down2-short seed 23).  Then
+    the heal and the two restarts; everything converges."""
+    seconds = r.s.evict_after + 6.0 if seconds is None else seconds
+    d1, d2, k = r.rng.sample(range(r.s.nodes), 3)
+    pair = [j for j in range(r.s.nodes) if j not in (d1, d2, k)]
+    w = r.open_window(
+        f"{r.name(d1)}, {r.name(d2)} down, then {r.name(k)} cut off {seconds:g}s",
+        {d1, d2, k},
+        {d1, d2, k},
+        r.s.converge_bound,
+    )
+    w.strict_after_end = True  # judged again once the restarted nodes are ready
+    for d in (d1, d2):
+        r.kill_node(d)
+    t = time.monotonic()
+    rest = [k, *pair]
+    r.wait_for(
+        lambda: all(r.sees_down(j, d, t) for j in rest for d in (d1, d2)), 15, "peers see them down"
+    )
+    r.event(f"{r.name(d1)} and {r.name(d2)} seen down")
+    r.observe(1.0)
+    cut = time.monotonic()
+    r.lab.link(k, False)
+    r.event(f"switch port of {r.name(k)} down")
+    r.observe(seconds - (time.monotonic() - cut))
+    r.lab.link(k, True)
+    heal = r.event(f"switch port of {r.name(k)} up")
+    # the pair kept k's live instances listed: from evict_after into the cut (with a
+    # sweep and a peer timeout of margin) to the heal, none missing in any sample
+    since = cut + r.s.peer_timeout + r.s.evict_after + 2 * r.s.check_interval
+    mine = [key for key, m in r.instances.items() if m.provider == k]
+    judged = missing = 0
+    for j in pair:
+        for x in r.samples[j]:
+            if not (since <= x["t0"] and x["t1"] <= heal and x.get("ok")):
+                continue
+            judged += 1
+            gone = [key for key in mine if x["inst"].get(key[0], {}).get(key[1]) is None]
+            if gone:
+                missing += 1
+                r.extra_violations.append(
+                    Violation(
+                        x["t0"],
+                        j,
+                        "no-majority-evicted",
+                        f"{len(gone)} live instances of {r.name(k)}'s provider missing, "
+                        f"e.g. {gone[0][0]}/{gone[0][1]}",
+                    )
+                )
+    if judged == 0:
+        r.extra_violations.append(Violation(heal, pair[0], "no-samples", "none in the cut"))
+    r.notes.append(
+        f"no majority: {missing} of {judged} samples of the pair {r.name(pair[0])}, "
+        f"{r.name(pair[1])} missed {r.name(k)}'s live instances"
+    )
+    starts = time.monotonic()
+    for d in (d1, d2):
+        r.start_node(d)
+    r.wait_for(lambda: all(r.node_ready(d, starts) for d in (d1, d2)), 40, "restarts ready")
+    r.close_window(w, max(r.first_ready(d, starts) for d in (d1, d2)))
+    r.settle(w)
+
+
 SCENARIOS: dict[str, Callable[[Run], None]] = {
     "kill": sc_kill,
     "kill-ipv6": sc_kill_ipv6,
@@ -950,6 +1019,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "pub-blocked": sc_pub_blocked,
     "crossing-cuts": sc_crossing_cuts,
     "five-cuts": sc_five_cuts,
+    "no-majority": sc_no_majority,
 }
 
 from config_scenarios import CONFIG_SCENARIOS  # noqa: E402  (needs Run, defined above)

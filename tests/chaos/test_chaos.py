@@ -114,6 +114,11 @@ def test_five_nodes_four_cuts_a_node_three_hops_from_another() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_no_majority_anywhere_evicts_nothing_it_cannot_hear() -> None:
+    check("no-majority")
+
+
+@pytest.mark.timeout(120)
 def test_config_partition_minority_refuses_writes() -> None:
     check("config-partition")
 

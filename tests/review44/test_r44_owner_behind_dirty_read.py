@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from r44lab import PORT, Lab44, keep_workdir, skip_reason, wait
+from r44lab import PORT, Lab44, keep_workdir, skew_params, skip_reason, wait
 
 pytestmark = [
     pytest.mark.chaos,
@@ -33,7 +33,7 @@ pytestmark = [
 
 
 @pytest.mark.timeout(200)
-@pytest.mark.parametrize("skew", [-10.0, 0.0], ids=["owner-10s-behind", "control-clocks-right"])
+@pytest.mark.parametrize(**skew_params(-10.0, "owner-10s-behind"))
 def test_a_version_shown_early_is_not_lost_under_a_reader(tmp_path: Path, skew: float) -> None:
     lab = Lab44(tmp_path / "lab", n=5, peer_timeout=2.0)
     lab.skew = {0: skew} if skew else {}

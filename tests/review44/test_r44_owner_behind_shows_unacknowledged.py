@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
-from r44lab import PORT, Lab44, keep_workdir, load, skip_reason, wait
+from r44lab import PORT, Lab44, keep_workdir, load, skew_params, skip_reason, wait
 
 pytestmark = [
     pytest.mark.chaos,
@@ -40,7 +40,7 @@ SKEW = -10.0  # s: n1 (the owner) 10 s behind, within the 30 s the cluster toler
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("skew", [SKEW, 0.0], ids=["owner-10s-behind", "control-clocks-right"])
+@pytest.mark.parametrize(**skew_params(SKEW, "owner-10s-behind"))
 def test_peers_show_no_unacknowledged_version_of_a_writer_behind(
     tmp_path: Path, skew: float
 ) -> None:

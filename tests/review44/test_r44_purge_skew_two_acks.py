@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import pytest
-from r44lab import Lab44, keep_workdir, skip_reason, wait
+from r44lab import Lab44, keep_workdir, skew_params, skip_reason, wait
 
 pytestmark = [
     pytest.mark.chaos,
@@ -48,7 +48,7 @@ CONF = "[config]\nkeep_revisions = 0\nkeep_days = 0.0005\n"  # 43.2 s
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("skew", [-25.0, 0.0], ids=["writer-25s-behind", "control-clocks-right"])
+@pytest.mark.parametrize(**skew_params(-25.0, "writer-25s-behind"))
 def test_an_early_purge_never_lets_two_writes_be_acknowledged_at_one_revision(
     tmp_path: Path, skew: float
 ) -> None:

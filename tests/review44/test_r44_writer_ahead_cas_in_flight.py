@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
-from r44lab import PORT, Lab44, keep_workdir, skip_reason, undrop, wait
+from r44lab import PORT, Lab44, keep_workdir, skew_params, skip_reason, undrop, wait
 
 pytestmark = [
     pytest.mark.chaos,
@@ -42,7 +42,7 @@ BOUND = 8.0  # s after the unknown outcome: 2.5 s settle, then a CAS write or tw
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("skew", [SKEW, 0.0], ids=["owner-20s-ahead", "control-clocks-right"])
+@pytest.mark.parametrize(**skew_params(SKEW, "owner-20s-ahead"))
 def test_cas_after_an_unknown_outcome_of_a_writer_ahead_settles_in_time(
     tmp_path: Path, skew: float
 ) -> None:
