@@ -51,13 +51,31 @@ def _header(msg: Any) -> int:
         )
     version = msg.get("v")
     if version != limits.PROTOCOL_VERSION or type(version) is not int:
+        said = "missing" if version is None else f"{shown(version)} is not supported"
         raise RequestRejected(
             ErrorCode.UNSUPPORTED_VERSION,
-            f"protocol version {version!r} is not supported; this node speaks "
-            f"v={limits.PROTOCOL_VERSION}",
+            f"protocol version (field 'v') {said}; this node speaks v={limits.PROTOCOL_VERSION}",
             req_id,
         )
     return req_id
+
+
+def shown(value: Any) -> str:
+    """A value a client sent, in msgpack's terms rather than Python's (an error message
+    read by a client in any language): ``nil``, ``true``, ``the float 2.0``, ``"text"``."""
+    if value is None:
+        return "nil"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        return f"the float {value!r}"[:48]
+    if type(value) is str:
+        return '"' + value[:32] + ('..."' if len(value) > 32 else '"')
+    if type(value) is bytes:
+        return f"a bin of {len(value)} bytes"
+    return "a map" if isinstance(value, dict) else "an array"
 
 
 def not_utf8_error(body: bytes) -> RequestRejected:

@@ -50,7 +50,7 @@ from meshreg.configcenter.model import (
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import DEFAULT_NAMESPACE
 from meshreg.wire import limits
-from meshreg.wire.bodies import _decode_error, _header, not_utf8_error
+from meshreg.wire.bodies import _decode_error, _header, not_utf8_error, shown
 
 if TYPE_CHECKING:  # the node's type: imported where it is built (as_config_write)
     from meshreg.configcenter.replication import ConfigWrite
@@ -475,7 +475,7 @@ def _deadline(msg: dict[str, Any]) -> float:
     if type(value) is not int or not 0 < value < MAX_DEADLINE_MS:
         raise _invalid(
             "field 'deadline' must be an integer of milliseconds since the Unix epoch "
-            f"(0 < deadline < 2**53), got {str(value)[:32]}"
+            f"(0 < deadline < 2^53), got {shown(value)}"
         )
     return value / 1000.0
 

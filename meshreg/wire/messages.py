@@ -57,7 +57,7 @@ from meshreg.model import (
 from meshreg.wire import limits
 from meshreg.wire.bodies import _decode_error as _decode_error  # re-exported (wire/peer)
 from meshreg.wire.bodies import _header as _header
-from meshreg.wire.bodies import not_utf8_error
+from meshreg.wire.bodies import not_utf8_error, shown
 from meshreg.wire.config_messages import CONFIG_OPS, parse_config_message
 from meshreg.wire.limits import MAX_STAMP
 
@@ -666,7 +666,7 @@ def _deadline(msg: dict[str, Any], req_id: int, op: str) -> float | None:
             req_id,
             op,
             "field 'deadline' must be an integer of milliseconds since the Unix epoch "
-            f"(0 < deadline < 2**53), got {str(deadline)[:32]}",
+            f"(0 < deadline < 2^53), got {shown(deadline)}",
         )
     return deadline / 1000.0
 

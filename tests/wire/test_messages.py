@@ -238,6 +238,17 @@ def test_unsupported_version_keeps_request_id(version: Any) -> None:
     assert exc.req_id == REQ_ID
 
 
+def test_version_and_deadline_errors_speak_msgpack_not_python() -> None:
+    """A client in another language reads "missing", "nil", "the float 2.0", never Python's
+    ``None`` or ``2**53`` (a second-language client's review)."""
+    assert "(field 'v') missing" in rejected(packed("ping", v=MISSING)).message
+    assert "(field 'v') the float 1.0 is not" in rejected(packed("ping", v=1.0)).message
+    body = {"v": 1, "id": 7, "op": "register", "service": "s", "ip": "10.0.0.1", "port": 1}
+    message = rejected(msgpack.packb({**body, "deadline": 1796621491623.0})).message
+    assert "< 2^53), got the float 1796621491623.0" in message, message
+    assert "None" not in rejected(packed("ping", v=None)).message
+
+
 @pytest.mark.parametrize("op", [MISSING, "nope", "PING", "", None, 1, True, ["ping"], "x" * 1000])
 def test_unknown_op_keeps_request_id(op: Any) -> None:
     body = msgpack.packb({"v": 1, "id": REQ_ID} | ({} if op is MISSING else {"op": op}))
