@@ -68,6 +68,15 @@ if_revision_option = click.option(
     default=None,
     help="Only if the data id is at this revision (0: only if it does not exist).",
 )
+# rollback, gray, promote, gray-drop: on a data id that exists ("0: only if it does not
+# exist" meant nothing there: review of 2026-12-07)
+if_at_revision_option = click.option(
+    "--if-revision",
+    type=click.IntRange(0),
+    default=None,
+    help="Only if the data id is at this revision now (compare-and-set); else CONFLICT, "
+    "naming the current one.",
+)
 
 
 def _request_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -379,8 +388,9 @@ def history(
             "published here, or its tombstone was pruned); see `meshreg config list`"
         )
     # Two versions of one revision (two owners for a moment): the node lists the merge
-    # winner first; the others lost and were never in effect (review19 F5: nothing said
-    # which, and a rollback to the revision takes the winner)
+    # winner first; the others lost: no majority acknowledged them (an acknowledged
+    # version always wins its revision), and their own owner never showed them (review19
+    # F5: nothing said which, and a rollback to the revision takes the winner)
     seen: set[int] = set()
     lost = []
     for i in items:
@@ -395,7 +405,7 @@ def history(
         return
     for i, x in zip(items, lost, strict=True):
         by = f" by {_safe(i.modified_by)}" if i.modified_by else ""
-        note = "  (lost to the version above at this revision: never in effect)" if x else ""
+        note = "  (lost to the version above at this revision: never acknowledged)" if x else ""
         click.echo(
             f"rev {i.revision:<6} {i.change:<9} {_when(i.modified)}{by}  md5 {i.md5}  "
             f"{len(i.content.encode())} bytes {i.type}{note}"
@@ -411,7 +421,7 @@ def _when(t: float) -> str:
 @config.command()
 @click.argument("data_id")
 @click.argument("revision", type=click.IntRange(1))
-@if_revision_option
+@if_at_revision_option
 @request_id_option
 @json_option
 @client_options
@@ -489,7 +499,7 @@ def watch(
     help="HOST: the IP address of a client as the node sees it (no port); repeatable.",
 )
 @click.option("--type", "kind", type=click.Choice(CONFIG_TYPES), default=None)
-@if_revision_option
+@if_at_revision_option
 @max_bytes_option
 @request_id_option
 @json_option
@@ -530,7 +540,7 @@ def gray(
 
 @config.command()
 @click.argument("data_id")
-@if_revision_option
+@if_at_revision_option
 @request_id_option
 @json_option
 @client_options
@@ -552,7 +562,7 @@ def promote(
 
 @config.command("gray-drop")
 @click.argument("data_id")
-@if_revision_option
+@if_at_revision_option
 @request_id_option
 @json_option
 @client_options
@@ -658,14 +668,27 @@ def import_(
     group: str,
     timeout: float,
 ) -> None:
-    """Import an export zip into the namespace given with -n (groups as in the zip); a data
-    id deleted at the source is deleted here (with --on-conflict overwrite)."""
+    """Import an export zip into the namespace given with -n (groups as in the zip; with
+    -g, only that group's data ids); a data id deleted at the source is deleted here (with
+    --on-conflict overwrite)."""
     from meshreg.client.config_archive import import_items, read_archive  # only here
 
     try:
         items = read_archive(file, history=with_history)
     except MeshregError as exc:
         _fail(str(exc))
+    source = click.get_current_context().get_parameter_source("group")
+    if source is click.core.ParameterSource.COMMANDLINE:
+        # -g given: that group only (review of 2026-12-07: it was accepted and ignored,
+        # every group of the archive imported)
+        groups = sorted({i.group for i in items})
+        items = [i for i in items if i.group == group]
+        if not items:
+            names = ", ".join(map(repr, groups)) or "none"
+            _fail(
+                f"{file} holds no data id of group {group!r} (its groups: {names}); leave "
+                "out -g to import them all"
+            )
     with _client(servers, namespace, group, timeout, config_max_bytes=max_bytes) as c:
         report = import_items(c, items, on_conflict, history=with_history)
     if as_json:

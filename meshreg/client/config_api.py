@@ -37,6 +37,7 @@ from meshreg.errors import (
     ServerError,
     ServerUnreachableError,
 )
+from meshreg.wire.bodies import _bad_text
 from meshreg.wire.config_messages import parse_config_request
 from meshreg.wire.replies import encode_request
 
@@ -480,6 +481,13 @@ class ConfigMixin:
                     "MESHREG_CONFIG_MAX_BYTES",
                 ) from None
             raise InvalidArgumentError(int(exc.code), exc.message) from None
+        except UnicodeEncodeError:  # a lone surrogate: name the field (review 2026-12-07)
+            where = _bad_text(fields, "") or "a string field"
+            raise InvalidArgumentError(
+                4,
+                f"{op}: {where} holds a lone surrogate (a string that is not Unicode text, "
+                "e.g. bytes decoded with surrogateescape): not UTF-8, nothing sent",
+            ) from None
         except (TypeError, ValueError) as exc:  # not even encodable
             raise InvalidArgumentError(4, f"{op}: {exc}") from None
 

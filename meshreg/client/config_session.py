@@ -476,15 +476,19 @@ class ConfigPolicy:
                     self._later.append((now + pause, again))
                     return
                 if refused and unknown_now:  # this attempt wrote nothing; an earlier may have
+                    # (a cut-off owner that took the first attempt before it saw its peers
+                    # go): the outcome is unknown, and the error names the request id to
+                    # re-send, as any other (review of 2026-12-07: it was a ServerError
+                    # saying "re-send it with the same request_id" without naming it)
                     assert isinstance(exc, ServerError)
-                    exc = ServerError(
-                        exc.code,
-                        f"{exc.detail.replace('nothing was written', 'this attempt wrote nothing')}"
-                        "; but an earlier attempt of this write had an unknown "
-                        "outcome (it may still appear): re-send it with the same request_id, "
-                        "or read the data id",
-                        exc.server,
-                    )
+                    this = exc.detail.replace("nothing was written", "this attempt wrote nothing")
+                    exc = _outcome_unknown(
+                        op,
+                        ServerError(exc.code, f"{this}; but an earlier attempt of this write "
+                                    "had an unknown outcome", exc.server),
+                        fields.get("request_id", ""),
+                        stamped,
+                    )  # fmt: skip
                 if isinstance(exc, ServerError) and len(done) > 1:
                     exc = self._read_refused(key, exc, exc.detail, done)
             err(exc)
@@ -508,7 +512,13 @@ class ConfigPolicy:
         """The error of a read the nodes refused (UNAVAILABLE) until its time-out: what
         the last one answered (code, message, address), who was asked, what to try."""
         hint = "the cluster is catching up or has no majority: retry in a moment"
-        if "you have seen" in answer.detail:  # behind this client's revision floor
+        if "after its deadline" in answer.detail:  # (review of 2026-12-07: the hint
+            # said "catching up" under a message that said "check the clocks")
+            hint = (
+                "the nodes refused it as arriving after its deadline, by their clocks: this "
+                "client's clock is likely behind the cluster's; check NTP on this host"
+            )
+        elif "you have seen" in answer.detail:  # behind this client's revision floor
             hint += (
                 "; if no node will ever hold it (the cluster lost its data, or was rebuilt "
                 'from an export without its revisions: docs/CONFIG.md "Revisions on '

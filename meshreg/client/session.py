@@ -465,6 +465,10 @@ class Watch:
     # one-instance service): an empty second opinion is older than that (review72 F4)
     refilled: bool = False
     said_stale: bool = False  # logged that we serve a copy no node has confirmed
+    # a first answer that listed nothing from a young node not caught up from its peers,
+    # kept while another server is asked (its answer is taken instead; if none answers,
+    # this one: ``_pull_failed``), with the server that gave it
+    held_first: tuple[InstancesSnapshot, str] | None = None
     # subscribed on the current server then, and no push came since (inf: one came)
     awaiting_push_since: float = math.inf
     waiting: list[tuple[ReplyTo, Listener | None]] = field(default_factory=list)
@@ -1322,10 +1326,11 @@ class ClientSession:
             self._check_pushes()
         self.configs.tick(now)
         if (self.watches or self.configs.listens) and now >= self._next_probe:
-            # A watcher sends nothing on its own: ping so a dead server is noticed.
+            # A watcher sends nothing on its own: ping so a dead server is noticed, and one
+            # cut off from most members too (``_probed``)
             self._next_probe = now + PROBE_INTERVAL
             if not self._pending:
-                self.request("ping", {}, self.settings.attempt_timeout)
+                self.request("ping", {}, self.settings.attempt_timeout, on_reply=self._probed)
         while self._redo_later and now >= self._redo_later[0][0]:
             when, _, ident = heapq.heappop(self._redo_later)
             reg = self.registrations.get(ident)  # (still registered: the caller's last word)
@@ -2972,6 +2977,21 @@ class ClientSession:
         else:  # (the next minority is probed at once)
             self._majority_pause, self._next_majority_probe = 0.0, 0.0
 
+    def _probed(self, pong: Any) -> None:
+        """A watcher's probe answered: move to a server that sees a majority if this one
+        sees none, as a provider does on its renewals.  A consumer stayed on a node cut off
+        from its peers, which marks every instance renewed elsewhere unhealthy: select()
+        failed for the whole cut while the other servers listed them healthy; and a fresh
+        consumer on a node restarted inside the cut got an empty table (review of
+        2026-12-07, 6 of 6 runs)."""
+        if not isinstance(pong, dict):
+            return
+        up, total = pong.get("members_up"), pong.get("members")
+        if type(up) is int and type(total) is int and total > 1 and up * 2 <= total:
+            self._seek_majority((up, total))
+        elif not self.registrations:  # (a provider's renewals and pings decide this)
+            self._majority_pause, self._next_majority_probe = 0.0, 0.0
+
     def _beat_failed(self, reg: Registration, exc: BaseException) -> None:
         code = getattr(exc, "code", None)
         if isinstance(exc, ServerUnreachableError):
@@ -3534,6 +3554,28 @@ class ClientSession:
             self._next_recheck = min(self._next_recheck, watch.recheck_at)
             self._resolve_waiting(watch)
             return
+        if (
+            not confirm
+            and self.settings.empty_protection
+            and not watch.view.loaded
+            and not snap.instances
+            and not snap.synced
+            and age is not None
+            and age < YOUNG_NODE_GRACE
+            and len(self.servers) > 1
+        ):
+            # A first answer, empty, from a node that started a moment ago and has not
+            # caught up from its peers (restarted inside a cut, say): it may only lack what
+            # they hold.  Another server is asked first (review of 2026-12-07: a consumer
+            # started on a node restarted inside a cut got [] for a service the other
+            # nodes listed healthy, 2 of 2 runs).
+            watch.held_first = (snap, source)
+            self._confirm_empty(
+                key, f"{source} started {age:.1f}s ago, has not caught up from its peers "
+                "and lists nothing"
+            )  # fmt: skip
+            return
+        watch.held_first = None
         self.epochs.pop(source, None)  # re-inserted: the dict keeps the newest last
         self.epochs[source] = snap.epoch  # an answer of this incarnation is taken
         if len(self.epochs) > MAX_SERVERS:
@@ -3597,6 +3639,12 @@ class ClientSession:
 
     def _pull_failed(self, watch: Watch, exc: BaseException) -> None:
         key = watch.view.key
+        if watch.held_first is not None and not watch.view.loaded:
+            # no second opinion on a young node's empty first answer: that answer it is
+            (snap, source), watch.held_first = watch.held_first, None
+            watch.confirming = None
+            self._pulled(watch, snap, source, True)
+            return
         if watch.view.loaded:  # no node answers: serve what we have (memory or disk)
             self._say_stale(watch, exc)
             self._resolve_waiting(watch)

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -221,6 +222,12 @@ class ConfigStore:
         # (key, revision, origin, md5) -> when that version, not acknowledged yet, settles
         # here: versions stored with a known time only, until acknowledged or removed
         self._settle_at: dict[tuple[ConfigKey, int, str, str], float] = {}
+        # versions this node wrote whose write ended "outcome unknown" and that it still
+        # offers to its peers (replication ``_driven``): never settled by time here, as
+        # this node knows no majority acknowledged them (yet): a cut-off owner showed a
+        # version it wrote as the cut began, that the majority then replaced at its
+        # revision (review of 2026-12-07: two contents at one revision for a listener)
+        self._held: set[tuple[ConfigKey, int, str, str]] = set()
         # data ids that went past keep_revisions since their last prune (an ordered set):
         # pruned first, so a hot data id among many waits for no pass over all of them
         self._over: dict[ConfigKey, None] = {}
@@ -322,13 +329,28 @@ class ConfigStore:
         time while it loads its disk); else (a store used without a time) after its
         ``modified``, judged by the cluster's clock (``clock_lead``: a node ahead waits
         for it, review42 F2)."""
-        at = self._settle_at.get((entry.key, entry.revision, entry.origin, entry.md5))
+        ident = (entry.key, entry.revision, entry.origin, entry.md5)
+        if self._held and ident in self._held:
+            return math.inf
+        at = self._settle_at.get(ident)
         if at is not None:
             return at
         return entry.modified + SETTLE_SECONDS + self.clock_lead
 
     def _settled(self, entry: ConfigEntry, now: float) -> bool:
         return entry.committed or now >= self.settles_at(entry)
+
+    def hold(self, entry: ConfigEntry) -> None:
+        """Show ``entry`` (written here, "outcome unknown") only once committed: this node
+        is still asking its peers for it (``ConfigReplicator``'s drive)."""
+        self._held.add((entry.key, entry.revision, entry.origin, entry.md5))
+
+    def release(self, entry: ConfigEntry) -> None:
+        """The drive of ``entry`` ended (committed, lost, given up): the usual rule again."""
+        self._held.discard((entry.key, entry.revision, entry.origin, entry.md5))
+
+    def held(self) -> int:
+        return len(self._held)
 
     def holds(self, key: ConfigKey, revision: int, origin: str, md5: str, committed: bool) -> bool:
         """Whether this very version (revision, origin, md5) is held here, with its
@@ -1270,8 +1292,9 @@ class ConfigStore:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"{entry.key}: this node holds {self.content_bytes} bytes of config content "
                 f"(every kept version's), and {size} more would pass its limit "
-                f"(config_max_total_bytes {cap}); delete data ids, keep fewer revisions "
-                "(keep_revisions in [config]), or raise max_total_bytes",
+                f"(config_max_total_bytes {cap}); keep fewer revisions (keep_revisions, "
+                "keep_days in [config]: a deleted data id's kept versions count until they "
+                "are pruned), delete data ids, or raise max_total_bytes",
                 "max_total_bytes",
             )
         per_ns = self.limits.max_bytes_per_namespace
@@ -1284,9 +1307,10 @@ class ConfigStore:
                 ErrorCode.RESOURCE_EXHAUSTED,
                 f"{entry.key}: namespace {ns!r} holds {in_ns} bytes of config content (every "
                 f"kept version's), and {size} more would pass its limit ([config] "
-                f"max_bytes_per_namespace {per_ns}); delete data ids of it, keep fewer "
-                "revisions (keep_revisions in [config]), or raise max_bytes_per_namespace "
-                "on every node (0: no per-namespace limit)",
+                f"max_bytes_per_namespace {per_ns}); keep fewer revisions (keep_revisions, "
+                "keep_days in [config]: a deleted data id's kept versions count until they "
+                "are pruned, so deleting frees nothing at once), or raise "
+                "max_bytes_per_namespace on every node (0: no per-namespace limit)",
                 "max_bytes_per_namespace",
             )
 

@@ -107,6 +107,11 @@ from meshreg.errors import ErrorCode
 # The write timing contract (DEFAULT_ACK_TIMEOUT, FORWARD_TIMEOUT, CONFIG_WRITE_ATTEMPT) is
 # in configcenter/model, which the client imports without this module.
 DEFAULT_RESEND_INTERVAL = 0.25  # s; resend a version to the peers that have not answered
+# A write answered "outcome unknown" is still offered to the peers that have not answered,
+# this often, until a majority acknowledged it (committed, shown), one refused it (another
+# version won its revision) or a version of its revision is committed (``_driven``)
+DRIVE_INTERVAL = 1.0
+DRIVE_MAX = 4096  # such versions at most (the oldest is given up: the settle rule again)
 DEFAULT_SYNC_INTERVAL = 5.0  # s; digests to one peer per interval (anti-entropy)
 DIGEST_STEP = 1024  # data ids per digest message: a round is sent in steps of this many
 DIGEST_STEP_GAP = 0.02  # s between two steps of a round (other work runs in between)
@@ -336,6 +341,7 @@ class _Pending:
     joined: list[Any] = field(default_factory=list)  # re-sends of it: answered alike
     inferred: set[str] = field(default_factory=set)  # acked peers that marked it themselves
     flagged: bool = False  # its records say ``saved`` (sent after this node's save)
+    answered: bool = False  # ``write.request`` got its answer ("outcome unknown"): driven
 
 
 # What a peer lacks of one data id, worked out when its turn to be pushed comes (so a
@@ -434,6 +440,11 @@ class ConfigReplicator:
         self.hash_names: dict[str, str] = {}
         self._peers = tuple(m for m in self.members if m != node_id)  # every write names them
         self._pending: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
+        # writes of this node answered "outcome unknown", still offered to the peers that
+        # have not answered every DRIVE_INTERVAL (oldest first; ``_drive``), their versions
+        # held unshown here meanwhile (``ConfigStore.hold``)
+        self._driven: dict[tuple[ConfigKey, int, str, str], _Pending] = {}
+        self._next_drive = math.inf
         # With a majority of 2, a write's records say ``saved`` and follow this node's own
         # save when no other write of this node waits for its majority and this is True:
         # the runtime sets it per turn (True when nothing of its own is on the way to disk,
@@ -476,7 +487,8 @@ class ConfigReplicator:
                          "deduplicated": 0, "request_checks": 0, "cas_catch_ups": 0, "pushed": 0,
                          "push_steps": 0, "sync_pages_out": 0, "have_steps": 0,
                          "refused_learner": 0, "late_writes": 0,
-                         "refused_lists_apart": 0}  # fmt: skip
+                         "refused_lists_apart": 0, "driven": 0, "committed_late": 0,
+                         "drive_given_up": 0}  # fmt: skip
 
     # -- membership ----------------------------------------------------------------------
     def set_members_up(self, up: Iterable[str]) -> None:
@@ -806,7 +818,10 @@ class ConfigReplicator:
         effects: list[Effect] = []
         if current is not None:
             effects += self._merge([current])
-        pending = self._pending.get((key, revision, origin, md5))
+        pkey = (key, revision, origin, md5)
+        pending = self._pending.get(pkey)
+        if pending is None and self._driven:
+            pending = self._driven.get(pkey)
         if pending is None or sender not in self.members:
             if pending is None and self._awaiting:
                 effects += self._late_commit(sender, key, revision, origin, md5, committed)
@@ -815,10 +830,12 @@ class ConfigReplicator:
         if committed and ok:
             pending.inferred.add(sender)
         if len(pending.acked) >= self.majority:
-            del self._pending[(key, revision, origin, md5)]
+            self._drop(pkey, pending)
+            if pending.answered:
+                self.counters["committed_late"] += 1
             return effects + self._commit(pending)
         if len(self.members) - len(pending.refused) < self.majority:
-            del self._pending[(key, revision, origin, md5)]
+            self._drop(pkey, pending)
             return effects + self._unknown(pending, "other versions were written concurrently")
         return effects
 
@@ -1036,12 +1053,15 @@ class ConfigReplicator:
                     f"acknowledged within {self.ack_timeout:g} s (a majority is "
                     f"{self.majority})",
                 )
+                self._drive(pkey, pending, now)
             elif now >= pending.resend_at:
                 pending.resend_at = now + self.resend_interval
                 self._track(pkey, pending)
                 answered = pending.acked | pending.refused
                 waiting = [p for p in self.peers if p not in answered]
                 effects += self._records(pending.entry, waiting, pending.flagged)
+        if now >= self._next_drive:
+            effects += self._drive_tick(now)
         for peer in sorted(self._returned):
             if now >= self._returned_at.get(peer, -math.inf) + RETURN_DIGESTS_GAP:
                 self._returned_at[peer] = now
@@ -1269,6 +1289,7 @@ class ConfigReplicator:
             heapq.heappop(heap)  # answered, timed out, or set again since
         for c in self._catching_up.values():
             times.append(min(c.deadline, c.resend_at))
+        times.append(self._next_drive)
         return min(times)
 
     # -- internals -----------------------------------------------------------------------
@@ -1338,7 +1359,8 @@ class ConfigReplicator:
         effects: list[Effect] = []
         if marked is not None:
             effects.append(Persist((marked,), mark=True))
-        effects.append(ReplyEntry(pending.write.request, committed))
+        if not pending.answered:
+            effects.append(ReplyEntry(pending.write.request, committed))
         effects.extend(ReplyEntry(r, committed) for r in pending.joined)
         peers = self.peers
         if pending.flagged:  # the others hear it on their answer (on_ack), if they need it
@@ -1391,11 +1413,11 @@ class ConfigReplicator:
         of the same request id if another owner's is held (two owners applied one re-send
         during a membership change: one write, its winner is the answer), else UNAVAILABLE,
         outcome unknown."""
-        rid = pending.write.request_id
-        twin = self.store.find_request(pending.entry.key, rid) if rid else None
-        if twin is not None and twin.committed and not twin.same_version(pending.entry):
+        asked = (*(() if pending.answered else (pending.write.request,)), *pending.joined)
+        twin = self._twin(pending)
+        if twin is not None:
             self.counters["deduplicated"] += 1
-            return [ReplyEntry(r, twin) for r in (pending.write.request, *pending.joined)]
+            return [ReplyEntry(r, twin) for r in asked]
         retry = (
             "re-send it with the same request_id (applied at most once)"
             if pending.write.request_id
@@ -1405,10 +1427,74 @@ class ConfigReplicator:
             f"{pending.entry.key} revision {pending.entry.revision}: {why}; the outcome is "
             f"unknown (the write may still appear): {retry}"
         )
-        return [
-            ReplyError(r, ErrorCode.UNAVAILABLE, message)
-            for r in (pending.write.request, *pending.joined)
-        ]
+        return [ReplyError(r, ErrorCode.UNAVAILABLE, message) for r in asked]
+
+    def _twin(self, pending: _Pending) -> ConfigEntry | None:
+        """The committed version another owner made of ``pending``'s request id, if held."""
+        rid = pending.write.request_id
+        twin = self.store.find_request(pending.entry.key, rid) if rid else None
+        if twin is not None and twin.committed and not twin.same_version(pending.entry):
+            return twin
+        return None
+
+    def _rival(self, entry: ConfigEntry) -> bool:
+        """Whether another version of ``entry``'s revision is committed here (it won)."""
+        return any(e.revision == entry.revision and e.committed and not e.same_version(entry)
+                   for e in self.store.entries(entry.key))  # fmt: skip
+
+    def _drive(self, pkey: tuple[ConfigKey, int, str, str], pending: _Pending, now: float) -> None:
+        """Keep offering a version whose write timed out ("outcome unknown") to the peers
+        that have not answered, and hold it unshown here until a majority acknowledges it
+        (then committed and shown everywhere, as a write answered late) or it loses: a
+        cut-off owner that took a write before it saw its peers go showed it 2.5 s later
+        by the settle rule, and listeners there then saw the majority's version replace
+        it at the same revision (review of 2026-12-07).  Not when a version of the same
+        request id or of its revision is committed (it lost, or was made elsewhere)."""
+        if self._twin(pending) is not None or self._rival(pending.entry):
+            return
+        if self.store.current(pending.entry.key) is None:
+            return
+        if len(self._driven) >= DRIVE_MAX:  # the oldest: the settle rule again
+            old = next(iter(self._driven))
+            self._drop(old, self._driven[old])
+            self.counters["drive_given_up"] += 1
+        pending.answered, pending.joined = True, []
+        pending.deadline, pending.resend_at = math.inf, now + DRIVE_INTERVAL
+        self._driven[pkey] = pending
+        self.store.hold(pending.entry)
+        self._next_drive = min(self._next_drive, pending.resend_at)
+        self.counters["driven"] += 1
+
+    def _drop(self, pkey: tuple[ConfigKey, int, str, str], pending: _Pending) -> None:
+        """``pending`` is no longer waited for (answered, or driven no more)."""
+        self._pending.pop(pkey, None)
+        if self._driven.pop(pkey, None) is not None:
+            self.store.release(pending.entry)
+
+    def _drive_tick(self, now: float) -> list[Effect]:
+        """The driven versions' records again, to the peers that have not answered; a
+        version whose revision another committed version won, or that is gone, stops."""
+        effects: list[Effect] = []
+        next_at = math.inf
+        for pkey, pending in list(self._driven.items()):
+            entry = pending.entry
+            if self._rival(entry) or not self.store.holds(
+                entry.key, entry.revision, entry.origin, entry.md5, False
+            ):
+                self._drop(pkey, pending)
+                continue
+            if now >= pending.resend_at:
+                pending.resend_at = now + DRIVE_INTERVAL
+                answered = pending.acked | pending.refused
+                effects += self._records(entry, [p for p in self.peers if p not in answered],
+                                         False)  # fmt: skip
+            next_at = min(next_at, pending.resend_at)
+        self._next_drive = next_at
+        return effects
+
+    def driven(self) -> int:
+        """Versions answered "outcome unknown" still offered to peers (stats)."""
+        return len(self._driven)
 
     def _late(self, write: ConfigWrite, now: float) -> ReplyError:
         """A write past its ``deadline`` (the client's wall clock) makes no version: it
@@ -1441,6 +1527,14 @@ class ConfigReplicator:
                 f"request_id {write.request_id!r} already made revision {done.revision} of "
                 f"{done.key} (a {done.change.value}), not a {write.op}: use a new request id "
                 "per write")]  # fmt: skip
+        content = write.args.get("content")
+        if write.op == "publish" and isinstance(content, str) and content != done.content:
+            # a re-send is the same write, byte for byte: another content under the id is
+            # another write, which "success" would lose silently (review of 2026-12-07)
+            return [ReplyError(write.request, ErrorCode.INVALID_ARGUMENT,
+                f"request_id {write.request_id!r} already made revision {done.revision} of "
+                f"{done.key} with other content (md5 {done.md5}); a re-send carries the same "
+                "content: use a new request id per write")]  # fmt: skip
         self.counters["deduplicated"] += 1
         if done.committed:
             return [ReplyEntry(write.request, done)]

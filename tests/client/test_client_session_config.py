@@ -740,9 +740,13 @@ def test_a_final_refusal_after_an_unknown_outcome_does_not_say_nothing_was_writt
             h.fail(req, ErrorCode.UNAVAILABLE, "minority: nothing was written; retry")
         h.advance(10)
     done = h.outcome(pub)
-    assert isinstance(done, Fail) and isinstance(done.error, ServerError)
-    assert "nothing was written" not in done.error.detail
-    assert "unknown outcome" in done.error.detail and len(h.requests("config_publish")) >= 3
+    # an OutcomeUnknownError naming the id to re-send (it was a ServerError that said
+    # "re-send it with the same request_id" without naming it: a CLI user could not)
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError), done
+    text = str(done.error)
+    assert "nothing was written" not in text and "this attempt wrote nothing" in text
+    assert "unknown outcome" in text and len(h.requests("config_publish")) >= 3
+    assert done.error.request_id == RID and f"--request-id {RID}" in text
 
 
 def test_a_write_no_node_answers_fails_with_outcome_unknown_naming_its_request_id() -> None:
@@ -781,9 +785,9 @@ def test_a_refusal_after_a_timed_out_attempt_does_not_say_nothing_was_written() 
         h.fail_all("config_publish", ErrorCode.UNAVAILABLE, "minority: nothing was written")
         h.advance(10)
     done = h.outcome(pub)
-    assert isinstance(done, Fail) and isinstance(done.error, ServerError), done
-    assert "nothing was written" not in done.error.detail
-    assert "unknown outcome" in done.error.detail
+    assert isinstance(done, Fail) and isinstance(done.error, OutcomeUnknownError), done
+    assert "nothing was written" not in str(done.error) and "unknown outcome" in str(done.error)
+    assert done.error.request_id == RID and f"request_id={RID!r}" in str(done.error)
 
 
 @pytest.mark.parametrize(
@@ -812,3 +816,23 @@ def test_a_write_no_later_server_received_is_as_the_answer_before_said(
         assert error.unwritten and "then no answer from" in str(error)
     else:
         assert isinstance(error, OutcomeUnknownError)
+
+
+def test_a_write_every_node_refuses_as_late_says_to_check_this_clients_clock() -> None:
+    """review of 2026-12-07: a client whose clock is behind had every write refused "after
+    its deadline ... check the clocks (NTP)", and the final error then added "the cluster
+    is catching up or has no majority: retry in a moment"."""
+    h = Harness(servers=("a:1", "b:2"))
+    pub = Handle()
+    h.do(ConfigCall("config_publish", KEY, {**FIELDS, "content": "x", "request_id": RID}, 0.5,
+                    pub))  # fmt: skip
+    late = ("config_publish: the write reached node a:1 4.23s after its deadline (the "
+            "client's clock): nothing was written (...); check the clocks (NTP)")  # fmt: skip
+    while h.outcome(pub) is None:
+        for req in h.unanswered("config_publish"):
+            h.fail(req, ErrorCode.UNAVAILABLE, late)
+        h.advance(10)
+    done = h.outcome(pub)
+    assert isinstance(done, Fail), done
+    text = str(done.error)
+    assert "check NTP on this host" in text and "catching up" not in text, text

@@ -914,3 +914,81 @@ def test_a_subscription_is_awaited_again_only_on_a_new_server(servers: tuple[str
     h.advance(int((SUBSCRIPTION_CONFIRM + 1) * 1000))
     h.answer_all("ping", {"epoch": 1, "version": "1", "address": "a:1"})
     assert [x for x in h.logs() if "sent no push" in x] == []
+
+
+def test_a_watcher_whose_server_sees_no_majority_moves_to_one_that_does() -> None:
+    """review of 2026-12-07: a consumer on a node cut off from its peers (which marks every
+    instance renewed elsewhere unhealthy) stayed there for the whole cut, select() failing,
+    while the other servers listed them healthy.  Its probe's pong says 1 of 3: it pings
+    the others straight and moves to one that sees a majority, and pulls there."""
+    h = Harness(servers=("a:1", "b:2", "c:3"))
+    calls: list[list[Instance]] = []
+    handle = Handle()
+    h.do(Subscribe(SVC, calls.append, 3.0, handle))
+    (pull,) = h.unanswered("instances")
+    h.reply(pull, snapshot(1, 5, "10.0.0.1"))
+    h.advance(0)
+    (probe,) = h.unanswered("ping")
+    assert probe.to == "a:1"
+    h.reply(probe, {**PONG, "members_up": 1, "members": 3})
+    others = {p.to: p for p in h.unanswered("ping")}
+    assert set(others) == {"b:2", "c:3"}, others
+    h.reply(others["c:3"], {**PONG, "members_up": 1, "members": 3})
+    assert h.core.server == "a:1"  # c sees no majority either
+    h.reply(others["b:2"], {**PONG, "members_up": 2, "members": 3})
+    assert h.core.server == "b:2" and h.connects()[-1] == "b:2"
+    assert any("sees only 1 of the 3 configured members" in x for x in h.logs("warning"))
+
+
+def test_a_watcher_whose_server_sees_a_majority_stays() -> None:
+    h = Harness(servers=("a:1", "b:2", "c:3"))
+    watching(h, "10.0.0.1")  # its probe was answered without members_up: a majority
+    h.advance(5000)
+    h.answer_all("ping", {**PONG, "members_up": 3, "members": 3})
+    assert h.core.server == "a:1" and [p.to for p in h.unanswered("ping")] == []
+
+
+def _young_empty(h: Harness) -> dict[str, Any]:
+    """A node that started 2 s ago, not caught up from its peers, lists nothing."""
+    return {**snapshot(1, 1), "synced": False, "table_age": 2.0}
+
+
+def test_a_first_empty_list_from_a_young_node_not_caught_up_asks_another_server() -> None:
+    """review of 2026-12-07: a consumer started on a node restarted inside a cut (alone,
+    its table young, not caught up) was handed [] for a service the others listed.  The
+    empty first answer is held; another server is asked, and its list is taken."""
+    h = Harness(servers=("a:1", "b:2"))
+    calls: list[list[Instance]] = []
+    handle = Handle()
+    h.do(Subscribe(SVC, calls.append, 3.0, handle))
+    (pull,) = h.unanswered("instances")
+    assert pull.to == "a:1"
+    h.reply(pull, _young_empty(h))
+    assert h.outcome(handle) is None  # not answered with []
+    (second,) = h.unanswered("instances")
+    assert second.to == "b:2", second
+    h.reply(second, snapshot(7, 9, "10.0.0.1", "10.0.0.2"))
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and ips(done.result) == ["10.0.0.1", "10.0.0.2"], done
+
+
+def test_a_young_nodes_empty_first_answer_is_taken_when_no_other_server_answers() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda listing: None, 5.0, handle))
+    h.reply(h.unanswered("instances")[0], _young_empty(h))
+    for _ in range(40):  # b never answers: the held answer is the one
+        if h.outcome(handle) is not None:
+            break
+        h.advance(100)
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result == [], done
+
+
+def test_an_empty_first_answer_from_a_caught_up_node_is_taken_at_once() -> None:
+    h = Harness(servers=("a:1", "b:2"))
+    handle = Handle()
+    h.do(Subscribe(SVC, lambda listing: None, 3.0, handle))
+    h.reply(h.unanswered("instances")[0], {**snapshot(1, 1), "synced": True, "table_age": 2.0})
+    done = h.outcome(handle)
+    assert isinstance(done, Complete) and done.result == [] and not h.unanswered("instances")

@@ -1075,3 +1075,46 @@ def test_an_import_tells_the_writes_without_an_answer_from_those_not_written() -
     assert report.unknown == [UnansweredClient.lost]
     failed = {f["config"]: f["outcome_unknown"] for f in report.to_json()["failed"]}
     assert failed == {"billing/rates.json": True, "DEFAULT_GROUP/app.yaml": False}
+
+
+def test_cli_import_with_a_group_imports_that_group_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """review of 2026-12-07: ``config import -g G2`` was accepted and ignored (every group
+    of the archive imported).  With -g, that group only; a group the archive lacks is an
+    error naming the archive's groups; without -g, every group, as before."""
+
+    class Nodes(FakeClient):
+        def __enter__(self) -> Nodes:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    target = Nodes("public", {})
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: target)
+    path = tmp_path / "a.zip"
+    source = FakeClient("public", {(g, "x.txt"): info("x.txt", g, 1, g) for g in ("G1", "G2")})
+    with path.open("wb") as out:
+        export_namespace(source, out)  # type: ignore[arg-type]
+    result = invoke("import", str(path), "-g", "G2")
+    assert result.exit_code == 0, result.output
+    assert sorted(target.configs) == [("G2", "x.txt")]
+    result = invoke("import", str(path), "-g", "G9")
+    assert result.exit_code != 0 and "no data id of group 'G9'" in result.stderr
+    assert "'G1', 'G2'" in result.stderr
+    target.configs.clear()
+    assert invoke("import", str(path)).exit_code == 0
+    assert sorted(target.configs) == [("G1", "x.txt"), ("G2", "x.txt")]
+
+
+def test_a_lone_surrogate_is_refused_before_sending_naming_the_field() -> None:
+    """review of 2026-12-07: the client said only "'utf-8' codec can't encode character
+    '\\udcff'"; the node's own errors name the field."""
+    from meshreg.client.config_api import ConfigMixin
+    from meshreg.errors import InvalidArgumentError
+
+    fields = {"namespace": "public", "group": "DEFAULT_GROUP", "data_id": "x",
+              "content": "a\udcffb"}  # fmt: skip
+    with pytest.raises(InvalidArgumentError, match=r"field 'content' holds a lone surrogate"):
+        ConfigMixin._config_check("config_publish", fields)

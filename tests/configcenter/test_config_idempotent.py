@@ -337,6 +337,25 @@ def test_a_request_id_reused_for_another_kind_of_write_is_refused() -> None:
     assert net.reps[OWNER].store.current(K).revision == 1  # type: ignore[union-attr]
 
 
+def test_a_request_id_reused_for_a_publish_of_other_content_is_refused() -> None:
+    """review of 2026-12-07: a second publish under the first's id was answered with the
+    first's version (success), its own content lost.  A re-send is byte for byte the
+    same write; another content is another write: refused, nothing written."""
+    net = Net3()
+    net.write(OWNER, publish("one", "one"))
+    net.deliver()
+    first = net.reps[OWNER].store.current(K)
+    assert first is not None and first.content == "one"
+    net.write(OWNER, ConfigWrite("two", "publish", K, {"content": "TWO"}, request_id=RID))
+    (err,) = net.answers("two")
+    assert isinstance(err, ReplyError) and err.code is ErrorCode.INVALID_ARGUMENT, err
+    assert RID in err.message and first.md5 in err.message and "new request id" in err.message
+    assert net.reps[OWNER].store.current(K) == first
+    net.write(OWNER, ConfigWrite("again", "publish", K, {"content": "one"}, request_id=RID))
+    (same,) = net.answers("again")  # the true re-send is still answered with the version
+    assert isinstance(same, ReplyEntry) and same.entry.revision == first.revision
+
+
 def test_without_a_request_id_a_resend_is_a_new_write() -> None:
     net = Net3()
     net.write(OWNER, publish("a", rid=""))

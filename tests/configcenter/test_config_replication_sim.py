@@ -560,6 +560,73 @@ def test_a_minority_refuses_and_the_majority_goes_on() -> None:
     assert n0.rep.store.get(key).content == "y"
 
 
+def _cut_owner_writes(sim: Sim, content: str) -> tuple[SimNode, ConfigKey, list[Any]]:
+    """n0 owns a data id and takes a write just as it is cut off, before its view shows
+    the cut (a real owner hears of it a peer timeout later): the write's records are lost,
+    its answer is "outcome unknown" 2 s later."""
+    sim.run(until=1.0, faults=False, clients=False)  # views settle
+    replies: list[Any] = []
+    sim.on_reply = replies.append  # type: ignore[method-assign]
+    n0 = sim.nodes["n0"]
+    assert n0.rep is not None and n0.rep.up == set(sim.ids)
+    keys = (ConfigKey("public", "DEFAULT_GROUP", f"own{i}") for i in range(100))
+    key = next(k for k in keys if responsible_config_node(k, sim.ids) == "n0")
+    n0.rep._fresh[key] = n0.rep._view  # caught up: the write goes out at once
+    sim.cut = {frozenset(("n0", "n1")), frozenset(("n0", "n2"))}
+    sim.run_effects(n0, n0.rep.write(1.0, ConfigWrite("r1", "publish", key, {"content": content})))
+    sim.run(until=3.2, faults=False, clients=False)
+    (err,) = replies
+    assert err.code is ErrorCode.UNAVAILABLE and "outcome is" in err.message, err
+    return n0, key, replies
+
+
+def test_a_cut_off_owner_never_shows_a_write_no_majority_acknowledged() -> None:
+    """A cut-off owner showed its "outcome unknown" version 2.5 s after it made it (the
+    settle rule), to reads and listeners; the majority then made another version at the
+    same revision, which replaced it there after the heal: a listener saw two contents at
+    one revision, and history called the first "never in effect" (review of 2026-12-07,
+    3 of 3 runs with real processes).  Now the owner holds it unshown while it offers it
+    to its peers; the majority's version is the only one ever shown."""
+    sim = Sim(7, loss=0.0)
+    n0, key, replies = _cut_owner_writes(sim, "MINORITY")
+    assert n0.rep is not None and n0.rep.driven() == 1
+    mine = n0.rep.store.current(key)
+    assert mine is not None and mine.content == "MINORITY" and not mine.committed
+    for t in (3.6, 6.0, 10.0, 60.0):  # long past the 2.5 s settle rule
+        assert n0.rep.store.shown(key, t) is None, t
+    n1 = sim.nodes[responsible_config_node(key, ["n1", "n2"])]
+    assert n1.rep is not None
+    sim.run_effects(n1, n1.rep.write(3.2, ConfigWrite("r2", "publish", key, {"content": "MAJ"})))
+    sim.run(until=4.0, faults=False, clients=False)
+    ok = replies[1]
+    assert isinstance(ok, ReplyEntry) and ok.entry.revision == 1 and ok.entry.committed
+    assert n0.rep.store.shown(key, 4.0) is None  # still cut off
+    sim.heal()
+    sim.run(until=12.0, faults=False, clients=False)
+    for node in sim.nodes.values():
+        assert node.rep is not None
+        shown = node.rep.store.shown(key, 12.0)
+        assert shown is not None and shown.content == "MAJ" and shown.committed, node.node_id
+    assert n0.rep.driven() == 0 and n0.rep.store.held() == 0
+    assert n0.rep.counters["committed_late"] == 0
+
+
+def test_an_outcome_unknown_write_no_one_contested_commits_once_its_peers_answer() -> None:
+    """The same cut, healed with no other write: the owner's offers reach its peers, a
+    majority acknowledges, the version is committed (late) and shown on every node."""
+    sim = Sim(8, loss=0.0)
+    n0, key, replies = _cut_owner_writes(sim, "LATE")
+    assert n0.rep is not None and n0.rep.store.shown(key, 8.0) is None
+    sim.heal()
+    sim.run(until=6.0, faults=False, clients=False)
+    assert n0.rep.counters["committed_late"] == 1 and n0.rep.driven() == 0
+    for node in sim.nodes.values():
+        assert node.rep is not None
+        shown = node.rep.store.shown(key, 6.0)
+        assert shown is not None and shown.content == "LATE", node.node_id
+    assert len(replies) == 1  # the client was answered once ("outcome unknown")
+
+
 def test_owner_killed_right_after_its_reply_the_write_survives() -> None:
     sim = Sim(5, loss=0.0)
     sim.run(until=1.0, faults=False, clients=False)
@@ -708,6 +775,7 @@ def test_next_wake_is_the_earliest_time_of_every_write_in_flight(seed: int) -> N
 
     def scan() -> float:
         times = [rep._next_sync, rep._next_step, rep._next_push, rep._next_have]
+        times.append(rep._next_drive)  # the timed-out writes still offered (no heap)
         times += [min(p.deadline, p.resend_at) for p in rep._pending.values()]
         times += [min(c.deadline, c.resend_at) for c in rep._catching_up.values()]
         return min(times)
