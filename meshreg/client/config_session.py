@@ -119,8 +119,9 @@ def _outcome_unknown(
         else "it carried no request_id, so read the data id before writing again"
     )
     until = (
-        f" until {DEADLINE_SLACK:g}s after this error at the latest: each attempt carries a "
-        "deadline past which no node applies it"
+        f"; no node makes a version of it later than {DEADLINE_SLACK:g}s after this error "
+        "(each attempt carries a deadline), but one made before may still become current "
+        "when its node reaches a majority of its peers again"
         if stamped
         else ""
     )
