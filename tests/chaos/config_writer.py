@@ -31,12 +31,16 @@ import time
 from typing import Any
 
 from meshreg import Client
-from meshreg.errors import ConflictError, ServerError, ServerUnreachableError
+from meshreg.errors import ConflictError, OutcomeUnknownError, ServerError, ServerUnreachableError
 
 
 def _kind(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, ConflictError):
         return exc.code, "conflict"
+    if isinstance(exc, OutcomeUnknownError) and "UNAVAILABLE from" in str(exc):
+        # a node answered UNAVAILABLE, and an earlier attempt's outcome is unknown (the
+        # client says so since 2026-12-07; it was a ServerError): UNAVAILABLE, unknown
+        return 8, "unknown"
     if isinstance(exc, ServerError):
         if exc.code == 8:
             return exc.code, "nothing" if "nothing was written" in exc.detail else "unknown"

@@ -85,9 +85,9 @@ TOPIC = b"public\0DEFAULT_GROUP\0orders\0"
 @pytest.mark.timeout(120)
 def test_a_subscribe_loop_does_not_stall_the_node(tmp_path: Path) -> None:
     """The same on a real node: 50 watchers of a service, one read key's subscribe loop
-    for 12 s; beats of another client every 50 ms must not wait 300 ms (they take ~1 ms
-    without the loop; 50-100 ms at p99 with it), and the node must not take itself for
-    stalled."""
+    for 12 s; beats of another client every 50 ms must not wait 800 ms (they take ~1 ms
+    without the loop; 50-100 ms at p99 with it, 1.0-1.6 s with the bug), and the node must
+    not take itself for stalled."""
     keys = make_keys(tmp_path, "evil", "app")
     node = keyed_node(tmp_path, ACL, keys)
     ctx = zmq.Context.instance()
@@ -154,7 +154,10 @@ def test_a_subscribe_loop_does_not_stall_the_node(tmp_path: Path) -> None:
         stop.set()
         stalled = [ln for ln in node.log().splitlines() if "was stalled" in ln]
         print(f"beats: max {max(beats) * 1000:.0f} ms, n={len(beats)}; stalled: {len(stalled)}")
-        assert max(beats) < 0.3 and not stalled, (
+        # the bug made beats wait 1.0-1.6 s; alone a beat waits at most ~50 ms, but within
+        # the suite (4 workers on 2 cores beside the chaos scenarios' nodes) one waited 330
+        # ms (a full run on 2026-12-07): 0.3 s was the machine's load, not the loop
+        assert max(beats) < 0.8 and not stalled, (
             f"a read key's subscribe loop: a beat waited up to {max(beats) * 1000:.0f} ms; "
             f"node log: {stalled[:1]}"
         )
