@@ -2969,27 +2969,22 @@ class ClientSession:
         """The server's ``ping`` reply: its ``unhealthy_after`` (beat often enough: a
         beat's reply says nothing of it); seek a majority if it sees none."""
         self._learn_timings(pong)
+        self._probed(pong)
+
+    def _probed(self, pong: Any) -> None:
+        """A ping answered (a watcher's probe, a beater's ping): move to a server that sees
+        a majority if this one sees none, as a provider does on its renewals.  A consumer
+        stayed on a node cut off from its peers, which marks every instance renewed
+        elsewhere unhealthy: select() failed for the whole cut while the other servers
+        listed them healthy (review of 2026-12-07, 6 of 6 runs)."""
+        if not isinstance(pong, dict):
+            return
         up, total = pong.get("members_up"), pong.get("members")
         minority = type(up) is int and type(total) is int and total > 1 and up * 2 <= total
         self._server_minority = minority
         if minority:
             self._seek_majority((up, total))
         else:  # (the next minority is probed at once)
-            self._majority_pause, self._next_majority_probe = 0.0, 0.0
-
-    def _probed(self, pong: Any) -> None:
-        """A watcher's probe answered: move to a server that sees a majority if this one
-        sees none, as a provider does on its renewals.  A consumer stayed on a node cut off
-        from its peers, which marks every instance renewed elsewhere unhealthy: select()
-        failed for the whole cut while the other servers listed them healthy; and a fresh
-        consumer on a node restarted inside the cut got an empty table (review of
-        2026-12-07, 6 of 6 runs)."""
-        if not isinstance(pong, dict):
-            return
-        up, total = pong.get("members_up"), pong.get("members")
-        if type(up) is int and type(total) is int and total > 1 and up * 2 <= total:
-            self._seek_majority((up, total))
-        elif not self.registrations:  # (a provider's renewals and pings decide this)
             self._majority_pause, self._next_majority_probe = 0.0, 0.0
 
     def _beat_failed(self, reg: Registration, exc: BaseException) -> None:

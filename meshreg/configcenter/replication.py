@@ -1437,10 +1437,11 @@ class ConfigReplicator:
             return twin
         return None
 
-    def _rival(self, entry: ConfigEntry) -> bool:
-        """Whether another version of ``entry``'s revision is committed here (it won)."""
-        return any(e.revision == entry.revision and e.committed and not e.same_version(entry)
-                   for e in self.store.entries(entry.key))  # fmt: skip
+    def _rival(self, entry: ConfigEntry) -> ConfigEntry | None:
+        """Another version of ``entry``'s revision committed here (it won), if any."""
+        return next((e for e in self.store.entries(entry.key)
+                     if e.revision == entry.revision and e.committed
+                     and not e.same_version(entry)), None)  # fmt: skip
 
     def _drive(self, pkey: tuple[ConfigKey, int, str, str], pending: _Pending, now: float) -> None:
         """Keep offering a version whose write timed out ("outcome unknown") to the peers
@@ -1450,7 +1451,7 @@ class ConfigReplicator:
         by the settle rule, and listeners there then saw the majority's version replace
         it at the same revision (review of 2026-12-07).  Not when a version of the same
         request id or of its revision is committed (it lost, or was made elsewhere)."""
-        if self._twin(pending) is not None or self._rival(pending.entry):
+        if self._twin(pending) is not None or self._rival(pending.entry) is not None:
             return
         if self.store.current(pending.entry.key) is None:
             return
@@ -1478,7 +1479,7 @@ class ConfigReplicator:
         next_at = math.inf
         for pkey, pending in list(self._driven.items()):
             entry = pending.entry
-            if self._rival(entry) or not self.store.holds(
+            if self._rival(entry) is not None or not self.store.holds(
                 entry.key, entry.revision, entry.origin, entry.md5, False
             ):
                 self._drop(pkey, pending)
@@ -1542,13 +1543,11 @@ class ConfigReplicator:
         if pending is not None:
             pending.joined.append(write.request)
             return []
-        rivals = [
-            e for e in self.store.entries(done.key) if e.revision == done.revision and e.committed
-        ]
-        if rivals:  # another version won its revision: this write never took effect
+        rival = self._rival(done)
+        if rival is not None:  # another version won its revision: this write never took effect
             return [ReplyError(write.request, ErrorCode.CONFLICT,
                 f"request_id {write.request_id!r} made revision {done.revision} of {done.key}, "
-                f"but a concurrent version (written by {rivals[0].origin}) won that revision; "
+                f"but a concurrent version (written by {rival.origin}) won that revision; "
                 "nothing of this write is current: read the data id, then write again with a "
                 "new request id")]  # fmt: skip
         mine = {self.node_id}

@@ -953,20 +953,23 @@ def test_client_config_list_lists_every_group_by_default_as_the_cli_does(
         c.close(timeout=0.2)
 
 
+class CliFakeClient(FakeClient):
+    """A fake client the CLI opens as a context manager (``_client`` patched to it)."""
+
+    def __enter__(self) -> CliFakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def test_cli_import_warns_about_configs_written_below_their_archived_revision(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A node older than ``revision_floor`` ignores it: the import says which data ids a
     running client that saw the source's revisions will not see."""
 
-    class OldNodes(FakeClient):
-        def __enter__(self) -> OldNodes:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-    target = OldNodes("public", {})
+    target = CliFakeClient("public", {})
     target.floors = False
     monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: target)
     path = tmp_path / "a.zip"
@@ -1084,14 +1087,7 @@ def test_cli_import_with_a_group_imports_that_group_only(
     of the archive imported).  With -g, that group only; a group the archive lacks is an
     error naming the archive's groups; without -g, every group, as before."""
 
-    class Nodes(FakeClient):
-        def __enter__(self) -> Nodes:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-    target = Nodes("public", {})
+    target = CliFakeClient("public", {})
     monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: target)
     path = tmp_path / "a.zip"
     source = FakeClient("public", {(g, "x.txt"): info("x.txt", g, 1, g) for g in ("G1", "G2")})
