@@ -397,15 +397,21 @@ def history(
         lost.append(i.revision in seen)
         seen.add(i.revision)
     if as_json:
-        shown = [
-            i.to_json() | ({"superseded": True} if x else {})
+        marks = [
+            ({"superseded": True} if x else {}) | ({"pending": True} if i.pending else {})
             for i, x in zip(items, lost, strict=True)
         ]
+        shown = [i.to_json() | m for i, m in zip(items, marks, strict=True)]
         click.echo(json.dumps(shown, sort_keys=True))
         return
     for i, x in zip(items, lost, strict=True):
         by = f" by {_safe(i.modified_by)}" if i.modified_by else ""
         note = "  (lost to the version above at this revision: never acknowledged)" if x else ""
+        if i.pending and not x:
+            note = (
+                "  (pending: no majority has acknowledged it yet, readers are not shown it; "
+                "it takes effect once one does, or another version takes this revision)"
+            )
         click.echo(
             f"rev {i.revision:<6} {i.change:<9} {_when(i.modified)}{by}  md5 {i.md5}  "
             f"{len(i.content.encode())} bytes {i.type}{note}"
@@ -765,7 +771,8 @@ def force_ready(as_json: bool, servers: str, timeout: float) -> None:
     if not result["was_ready"]:
         click.echo(
             f"{node}: config reads FORCED ready (not caught up from a majority of its "
-            "members); writes still need a majority; the override lasts until the node restarts"
+            "members); writes still need a majority; the override lasts until the node has "
+            "caught up with a majority (its peers back) or restarts"
         )
     elif result["forced_ready"]:
         click.echo(f"{node}: already forced ready; nothing changed")

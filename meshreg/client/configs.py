@@ -71,7 +71,8 @@ class ConfigInfo:
     ``main``: the main one's then (from nodes that send it).  ``gray_host``: whether the
     gray rule lists this client's address, whatever its labels (None: the rule names no
     hosts, or the node did not say).  ``from_cache``: read from the client's
-    ``cache_dir`` because no node answered.
+    ``cache_dir`` because no node answered.  ``pending`` (history only): no majority
+    has acknowledged this version yet, and the node does not show it to readers.
     """
 
     namespace: str
@@ -93,6 +94,7 @@ class ConfigInfo:
     from_cache: bool = False
     main: MainInfo | None = None
     gray_host: bool | None = None
+    pending: bool = False
 
     @property
     def key(self) -> ConfigKey:
@@ -292,6 +294,7 @@ def config_info_from_map(raw: Any, what: str = "the entry", content: bool = True
         from_cache=_opt(m, "from_cache", _bool, False),
         main=main,
         gray_host=_opt(m, "gray_host", _bool, None),
+        pending=_opt(m, "pending", _bool, False),
     )
 
 

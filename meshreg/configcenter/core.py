@@ -340,6 +340,12 @@ class ConfigStore:
     def _settled(self, entry: ConfigEntry, now: float) -> bool:
         return entry.committed or now >= self.settles_at(entry)
 
+    def pending(self, entry: ConfigEntry, now: float) -> bool:
+        """Whether ``entry`` is not shown here at ``now``: no majority acknowledged it yet
+        and the settle rule does not show it (or its writer holds it: ``hold``).  History
+        marks such versions: a page listed them as if they were in effect."""
+        return not self._settled(entry, now)
+
     def hold(self, entry: ConfigEntry) -> None:
         """Show ``entry`` (written here, "outcome unknown") only once committed: this node
         is still asking its peers for it (``ConfigReplicator``'s drive)."""

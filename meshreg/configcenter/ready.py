@@ -287,11 +287,6 @@ class ReadyGate:
         their pages too, while they are up (a whole store on a slow peer-request link)."""
         self._up = frozenset(p for p in peers if p in self._peers)
 
-    def release(self) -> None:
-        """The operator forced the node ready (``config_force_ready``): nothing reads what
-        the peers were ahead on any more; free it."""
-        self._need = {p: {} for p in self._peers}
-
     def joining_heard(self) -> bool:
         """A peer's pages said it joins a cluster that holds configs: no new member here."""
         return any(s.joining for s in self._peers.values())

@@ -656,7 +656,7 @@ class ConfigPlane:
             for key in due:  # one still on its way to disk: its save's turn sets it again
                 del self._unconfirmed[key]
             self._announce([k for k in due if k not in self._commits.unsaved], now)
-        if not self.ready:
+        if self._catching_up():
             self._ask_digests(self.gate.tick(now))
             self._gate_check(now)  # (a new member's wait may have ended)
         prune = now >= self._next_prune
@@ -777,7 +777,7 @@ class ConfigPlane:
             times.append(retry)
         if (lazy := self._commits.lazy_due()) is not None:  # peers' flags: written by then
             times.append(lazy)
-        if not self.ready:
+        if self._catching_up():
             times.append(self.gate.next_wake())
         if self._forwards:
             times.append(min(f.deadline for f in self._forwards.values()))
@@ -830,7 +830,10 @@ class ConfigPlane:
                 else:
                     assert isinstance(req, ConfigHistory)
                     history = self.store.history(req.key, req.page_size, req.cursor)
-                    body = encode_ok(req.req_id, history_result(history))
+                    store = self.store
+                    body = encode_ok(
+                        req.req_id, history_result(history, lambda e: store.pending(e, now))
+                    )
             except ConfigRejected as exc:  # (the store's reads do not count their refusals)
                 self.count_refused(exc.reason)
                 raise _rejected(req, exc) from None
@@ -951,8 +954,7 @@ class ConfigPlane:
         was_ready = self.ready
         who = repr(principal) if principal else "an unnamed client"
         if not was_ready:
-            self.ready = self.forced_ready = True
-            self.gate.release()  # no more catching up to wait for (the rounds go on)
+            self.ready = self.forced_ready = True  # the gate goes on (``_catching_up``)
             log.warning(
                 "configs: READY FORCED by %s (admin op config_force_ready): serving config "
                 "reads from this node's disk (%d data ids) without catching up from a "
@@ -1269,7 +1271,7 @@ class ConfigPlane:
                 effects = rep.on_key_versions(now, sender, msg.key, msg.entries, msg.request_id,
                                               msg.fresh, msg.floor)  # fmt: skip
             case ConfigDigests():
-                if not self.ready and not msg.reply:  # a page (or a round's step)
+                if self._catching_up() and not msg.reply:  # a page (or a round's step)
                     self._ask_digests(self.gate.on_page(now, sender, msg.digests, msg.after,
                                                         msg.upto, msg.ask, msg.fresh,
                                                         msg.known, msg.joining))  # fmt: skip
@@ -1400,7 +1402,23 @@ class ConfigPlane:
                 + (f" (and {len(names) - 10} more)" if len(names) > 10 else ""),
             )
 
+    def _catching_up(self) -> bool:
+        """The ready gate runs: not ready yet, or forced ready by the operator (it catches
+        up all the same, and is no longer forced once it has: ``_gate_check``)."""
+        return not self.ready or self.forced_ready
+
     def _gate_check(self, now: float) -> None:
+        if self.forced_ready and self.gate.ready:
+            self.forced_ready = False  # a normal member again: rearmed after an absence
+            self._now_intact(now, "caught up after it was forced ready")
+            log.warning(
+                "configs: caught up with %d of %d configured members since the operator "
+                "forced this node ready: no longer forced (%d data ids)",
+                len(self.gate.synced) + 1,
+                len(self.replicator.members),
+                len(self.store),
+            )
+            return
         if self.ready or not self.gate.ready:
             return
         self.ready = True
@@ -1422,7 +1440,7 @@ class ConfigPlane:
         """Queue effects for this turn's ``flush`` (nothing leaves before its commit); not
         ready yet: the data ids stored go to the ready gate."""
         self._commits.add(effects)
-        if not self.ready:
+        if self._catching_up():
             stored = [e.key for f in effects if type(f) is Persist for e in f.entries]
             if stored:
                 self.gate.on_stored(now, stored)

@@ -9,7 +9,8 @@ Results (the ``result`` of a reply, wire/replies ``encode_ok``):
   main ones, and the main ones in ``main`` (so a client's disk copy can serve any client
   by its own labels: review17 F1).
 * ``config_list``: ``{"items": [entry without content], "next_cursor": str or nil}``.
-* ``config_history``: ``{"items": [entry], "next_cursor": int or nil}``.
+* ``config_history``: ``{"items": [entry], "next_cursor": int or nil}``; an entry not
+  shown to readers yet (no majority acknowledged it) carries ``"pending": true``.
 * ``config_listen``: ``{"revision", "entry" (resolved, or nil), "deleted"}``.
 
 Notifications on the client XPUB (P+1): topic ``NUL "config" NUL ns NUL group NUL data_id
@@ -20,6 +21,7 @@ never empty), body ``{"v", "kind": "config", "namespace", "group", "data_id", "r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -134,8 +136,18 @@ def list_result(page: ListPage) -> dict[str, Any]:
     return {"items": [listed(e) for e in page.items], "next_cursor": page.next_cursor}
 
 
-def history_result(page: HistoryPage) -> dict[str, Any]:
-    return {"items": [e.to_wire() for e in page.items], "next_cursor": page.next_cursor}
+def history_result(
+    page: HistoryPage, pending: Callable[[ConfigEntry], bool] | None = None
+) -> dict[str, Any]:
+    """A history page; an entry ``pending(entry)`` is true of carries ``"pending": true``
+    (not shown to readers yet: no majority acknowledged it; absent otherwise)."""
+    items = []
+    for e in page.items:
+        out = e.to_wire()
+        if pending is not None and pending(e):
+            out["pending"] = True
+        items.append(out)
+    return {"items": items, "next_cursor": page.next_cursor}
 
 
 def listen_result(

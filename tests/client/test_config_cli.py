@@ -410,6 +410,7 @@ class FakeClient:
         return self._put(key, dataclasses.replace(current, change=op, revision=revision,
                                                   **changes))  # fmt: skip
 
+
 def _states(client: FakeClient, ident: tuple[str, str]) -> list[tuple[Any, ...]]:
     """Oldest first: (revision, change, main content, gray content or None)."""
     versions = [client.configs[ident], *client.history.get(ident, [])]
@@ -463,6 +464,7 @@ def test_import_history_makes_the_current_version_at_its_revision(last: str) -> 
     equal to the version before (a rollback to the version in force, the same file
     published again) was not written at all (the copy one revision below the source's,
     and a client that saw it there refused every read)."""
+
     def gray(content: str) -> GrayInfo:
         return GrayInfo(content, "text", content_md5(content), {"env": "c"})
 
@@ -1114,3 +1116,32 @@ def test_a_lone_surrogate_is_refused_before_sending_naming_the_field() -> None:
               "content": "a\udcffb"}  # fmt: skip
     with pytest.raises(InvalidArgumentError, match=r"field 'content' holds a lone surrogate"):
         ConfigMixin._config_check("config_publish", fields)
+
+
+def test_cli_history_marks_a_version_no_majority_acknowledged_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer cut off from its peers holds its "outcome unknown" version unshown
+    (docs/CONFIG.md); history listed it as if it were in effect.  The node marks it
+    ``pending``; the CLI says so, in text and in ``--json``, and still marks a merge loser
+    as lost."""
+
+    class Client(CliFakeClient):
+        def config_history(self, data_id: str, limit: int = 20, **kw: Any) -> list[ConfigInfo]:
+            ident = ("DEFAULT_GROUP", data_id)
+            return [self.configs[ident], *self.history[ident]]
+
+    c = Client("public", {("DEFAULT_GROUP", "app"): info("app", "v3", 3, pending=True)})
+    older = [info("app", "v2", 2), info("app", "w2", 2), info("app", "v1")]
+    c.history[("DEFAULT_GROUP", "app")] = older
+    monkeypatch.setattr("meshreg.cli_config._client", lambda *a, **kw: c)
+    result = invoke("history", "app")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("rev 3") and "pending: no majority has acknowledged it" in lines[0]
+    assert "pending" not in lines[1] and "lost" not in lines[1]
+    assert "lost to the version above" in lines[2] and "pending" not in lines[2]
+    result = invoke("history", "app", "--json")
+    shown = json.loads(result.output)
+    assert [x.get("pending", False) for x in shown] == [True, False, False, False]
+    assert [x.get("superseded", False) for x in shown] == [False, False, True, False]

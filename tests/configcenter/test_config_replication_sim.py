@@ -18,6 +18,7 @@ A failing seed is printed; replay it with ``pytest 'tests/configcenter/...::test
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,7 @@ from meshreg.configcenter.replication import (
     responsible_config_node,
 )
 from meshreg.errors import ErrorCode
+from meshreg.wire.config_replies import history_result
 
 KEYS = [ConfigKey("public", "DEFAULT_GROUP", f"app{i}.yaml") for i in range(3)]
 CLIENT_TIMEOUT = 3.0  # s
@@ -594,6 +596,9 @@ def test_a_cut_off_owner_never_shows_a_write_no_majority_acknowledged() -> None:
     assert mine is not None and mine.content == "MINORITY" and not mine.committed
     for t in (3.6, 6.0, 10.0, 60.0):  # long past the 2.5 s settle rule
         assert n0.rep.store.shown(key, t) is None, t
+    store = n0.rep.store
+    (listed,) = history_result(store.history(key), lambda e: store.pending(e, 60.0))["items"]
+    assert listed["content"] == "MINORITY" and listed["pending"] is True  # history says so
     n1 = sim.nodes[responsible_config_node(key, ["n1", "n2"])]
     assert n1.rep is not None
     sim.run_effects(n1, n1.rep.write(3.2, ConfigWrite("r2", "publish", key, {"content": "MAJ"})))
@@ -607,6 +612,9 @@ def test_a_cut_off_owner_never_shows_a_write_no_majority_acknowledged() -> None:
         assert node.rep is not None
         shown = node.rep.store.shown(key, 12.0)
         assert shown is not None and shown.content == "MAJ" and shown.committed, node.node_id
+        pending = functools.partial(node.rep.store.pending, now=12.0)
+        page = history_result(node.rep.store.history(key), pending)["items"]
+        assert page[0]["content"] == "MAJ" and "pending" not in page[0], node.node_id
     assert n0.rep.driven() == 0 and n0.rep.store.held() == 0
     assert n0.rep.counters["committed_late"] == 0
 

@@ -730,6 +730,49 @@ def test_force_ready_serves_a_lone_survivors_disk_at_once_and_is_idempotent(
     assert not fresh.planes[member].forced_ready
 
 
+def test_a_forced_node_catches_up_when_its_peers_return_and_is_no_longer_forced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The override lasted until a restart: a forced node whose peers came back kept
+    ``forced_ready`` (``meshreg cluster`` said FORCED for ever), its gate stopped, and it
+    was never made not-ready again after a stall or a cut (``rearm`` skips a forced node).
+    Now its gate goes on: once it has caught up with a majority it is a normal member."""
+    net = Net(3, data_dir=tmp_path)
+    owner = owner_of("cfg")
+    assert net.call(owner, "config_publish", data_id="cfg", content="v1")["ok"]
+    net.deliver()
+    lone = next(a for a in ADDRESSES if a != owner)  # missed v2: acknowledged without it
+    net.planes[lone].close()
+    net.down.add(lone)
+    net.all_up()
+    assert net.call(owner, "config_publish", data_id="cfg", content="v2")["ok"]
+    net.deliver()
+    for plane in net.planes.values():
+        plane.close()
+    net.down = set(ADDRESSES) - {lone}
+    plane = net.start(lone)
+    plane.set_members_up(set())
+    net.tick(1.0)
+    net.request(lone, b"op", "config_force_ready")
+    assert net.last(b"op")["result"]["forced_ready"] and plane.forced_ready
+    assert net.call(lone, "config_get", data_id="cfg")["result"]["content"] == "v1"  # the risk
+    net.tick(5.0)
+    assert plane.forced_ready  # alone: forced it stays
+    with caplog.at_level(logging.INFO, logger="meshreg.node"):
+        for address in set(ADDRESSES) - {lone}:
+            net.start(address)
+        net.all_up()
+        net.tick(3.0)
+    assert not plane.forced_ready and plane.ready and not plane.stats()["forced_ready"]
+    assert any("no longer forced" in r.getMessage() for r in caplog.records)
+    got = net.call(lone, "config_get", data_id="cfg")["result"]
+    assert (got["content"], got["revision"]) == ("v2", 2)
+    plane.stalled(net.now, plane.absent_after + 1.0)  # a normal member: rearmed again
+    assert not plane.ready and plane.stats()["sync_rearms"] == 1
+    net.tick(3.0)
+    assert plane.ready and not plane.forced_ready
+
+
 def test_a_read_ahead_waits_for_the_version_then_answers() -> None:
     net = Net(3)
     owner = owner_of("w")
