@@ -17,7 +17,7 @@ import click
 
 from meshreg import __version__
 from meshreg.addresses import parse_address
-from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL
+from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL, RETRYING_IN_BACKGROUND
 from meshreg.errors import ConfigError, MeshregError, ServerError
 from meshreg.model import (
     DEFAULT_CLUSTER,
@@ -111,6 +111,7 @@ def security_options(command: Any) -> Any:
 
 
 def _fail(message: str) -> None:
+    message = message.replace(RETRYING_IN_BACKGROUND, "")  # this command's client is closed
     click.echo(f"meshreg: error: {_safe(message)}", err=True)
     sys.exit(1)
 
@@ -622,12 +623,14 @@ def instances(
     """List the instances of SERVICE (healthy ones unless --all)."""
     hidden = total = 0
     wanted, pairs = (clusters or None), _parse_meta(meta)
+    partial = ""
     with _client(servers, namespace, group, timeout) as c:
         found = c.instances(service, healthy_only=not show_all, clusters=wanted, metadata=pairs)
         if not found and not as_json:
             total = len(c.instances(service, healthy_only=False))  # all registered
             if not show_all:  # those the filters match but unhealthy or disabled
                 hidden = len(c.instances(service, False, wanted, pairs))
+            partial = _partial_view(c)
     if as_json:
         click.echo(json.dumps([_instance_json(i) for i in found]))
         return
@@ -636,7 +639,9 @@ def instances(
     if not found:  # said, on stderr: an empty stdout alone reads like a failure
         where = f"{_safe(service)} (namespace {namespace}, group {group}) at {servers}"
         narrowed = _safe(InstanceFilter.of(wanted, pairs).words(quote=False))
-        if not total:
+        if partial:
+            text = f"no instance of {where}{narrowed}; {partial}"
+        elif not total:
             text = f"no instance of {where}: none registered (check the name, -n and -g)"
         elif hidden:
             text = (
@@ -646,6 +651,31 @@ def instances(
         else:
             text = f"no instance of {where}{narrowed}; {total} registered without that filter"
         click.echo(text, err=True)
+
+
+def _partial_view(c: Client) -> str:
+    """Why the answering node's empty list may not be the cluster's ('' if nothing says
+    so): it has not caught up from its peers (started or resynced a moment ago), or it
+    sees only a minority of its members (cut off: what its peers took may be missing)."""
+    try:
+        answer = c.ping()
+    except MeshregError:
+        return ""
+    server = f"the node that answered ({c.server})"
+    if answer.get("ready") is False:
+        return (
+            f"{server} has not caught up from its peers yet (it started or came back a "
+            "moment ago): what they hold may be missing there; try again in a moment, or ask "
+            "another node (-s)"
+        )
+    up, members = answer.get("members_up"), answer.get("members")
+    if type(up) is int and type(members) is int and members > 1 and up * 2 <= members:
+        return (
+            f"{server} sees only {up} of its {members} cluster members (cut off?): instances "
+            "registered through the others may be missing there; ask another node (-s), "
+            f"and `meshreg cluster -s {c.server}` says which members it misses"
+        )
+    return ""
 
 
 @main.command("service-set")

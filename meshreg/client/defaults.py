@@ -15,3 +15,7 @@ DEFAULT_AVOID_FAILED_FOR = 10.0  # s; call() steers clear of an instance that ju
 DEFAULT_EXPORT_HISTORY = 100  # past versions exported per data id (the default retention)
 MAX_EXPORT_HISTORY = MAX_HISTORY_PAGE - 1  # one history page per data id, current included
 ON_CONFLICT = ("abort", "skip", "overwrite")  # what an import does with an existing data id
+
+# What a read's "no reply" error says of the client's own retries: true of a process that
+# keeps its client, not of a one-shot CLI command (it leaves it out: cli._fail)
+RETRYING_IN_BACKGROUND = " (the client keeps trying them in the background)"

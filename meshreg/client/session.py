@@ -157,6 +157,7 @@ from meshreg.client.commands import (
 )
 from meshreg.client.config_session import CONFIG_WRITES, ConfigPolicy
 from meshreg.client.configs import ConfigChanged
+from meshreg.client.defaults import RETRYING_IN_BACKGROUND
 from meshreg.client.messages import (
     BatchOutcome,
     ClusterView,
@@ -1823,8 +1824,8 @@ class ClientSession:
         if all(s in self._refused_by for s in tried):  # none was given time: none listens
             return ServerUnreachableError(
                 f"{op}: meshreg server(s) {', '.join(tried)} refused the connection (nothing "
-                "listens there); this read does not wait while none answers (the client "
-                "keeps trying them in the background); " + self._unreachable_hint()
+                f"listens there); this read does not wait while none answers"
+                f"{RETRYING_IN_BACKGROUND}; " + self._unreachable_hint()
             )
         errors = self.connect_errors
         why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
@@ -1832,8 +1833,8 @@ class ClientSession:
         return ServerUnreachableError(
             f"{op}: no reply from meshreg server(s) {', '.join(tried)}{why}: none has answered "
             f"for {since:.3g}s (each was given {self.settings.attempt_timeout:g}s at least); "
-            "this read does not wait again while none answers (the client keeps trying them "
-            "in the background); " + self._unreachable_hint()
+            f"this read does not wait again while none answers{RETRYING_IN_BACKGROUND}; "
+            + self._unreachable_hint()
         )
 
     def _unreachable_hint(self) -> str:

@@ -10,6 +10,7 @@ import dataclasses
 import pytest
 from session_harness import SVC, Handle, Harness, addition, instance_map, snapshot
 
+from meshreg import cli
 from meshreg.client.actions import (
     CallConfigListener,
     Complete,
@@ -20,6 +21,7 @@ from meshreg.client.actions import (
 )
 from meshreg.client.commands import ConfigCall, ConfigListen, ReadCached, Subscribe
 from meshreg.client.configs import config_info_from_map
+from meshreg.client.defaults import RETRYING_IN_BACKGROUND
 from meshreg.client.session import (
     BACKOFF_BASE,
     BACKOFF_MAX,
@@ -117,7 +119,9 @@ def test_offline_every_later_read_with_a_disk_copy_is_served_at_once_and_said_on
     assert [[i.ip for i in c] for c in h.listener_calls()][-1] == ["10.9.9.9"]
 
 
-def test_offline_a_read_without_a_disk_copy_fails_at_once_naming_every_server() -> None:
+def test_offline_a_read_without_a_disk_copy_fails_at_once_naming_every_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     h = Harness(servers=("a:1", "b:2"), attempt_ms=ATTEMPT_MS)
     offline(h)
     handle = read(h, service(7), None)
@@ -126,6 +130,11 @@ def test_offline_a_read_without_a_disk_copy_fails_at_once_naming_every_server() 
     text = str(done.error)
     assert text.startswith("instances: no reply from meshreg server(s) a:1, b:2")
     assert "is `meshreg node` running there? check --server / MESHREG_SERVERS" in text
+    assert RETRYING_IN_BACKGROUND in text  # true of a process that keeps its client ...
+    with pytest.raises(SystemExit):
+        cli._fail(text)  # ... not of a one-shot command's, closed as it exits
+    said = capsys.readouterr().err
+    assert said.startswith("meshreg: error: instances: no reply") and "background" not in said
     assert WatchTopic(service(7)) not in h.actions and not h.core.watching(service(7))
     assert [r for r in h.requests("instances") if r.fields["service"] == "s7"] == []
 
