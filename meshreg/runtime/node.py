@@ -688,6 +688,7 @@ class NodeRuntime:
                 "invalid": self.gate.refused_invalid,
                 "denied": self.gate.refused_acl,
                 "full": self.gate.refused_full,
+                "share": self.gate.refused_share,
             },
             # config topic subscriptions (one per data id a client listens to, 4.5):
             # ``subscribers`` counts the registry's service watchers only
@@ -2298,6 +2299,9 @@ class NodeRuntime:
                         "invalid": "not a service or config topic, or a prefix of names",
                         "denied": "its key may not read it (ACL)",
                         "full": f"the node holds {gate.max_subscriptions} subscriptions",
+                        "share": f"its namespace holds {gate.share} or more of the node's "
+                        f"{gate.total} while fewer than {gate.share} of the "
+                        f"{gate.max_subscriptions} are free (the others' room)",
                     }[why],
                 )
         if gate.overflowing:

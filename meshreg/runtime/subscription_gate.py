@@ -36,37 +36,60 @@ repeats the topic: over, never under).
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 
 from meshreg.model import ServiceKey
-from meshreg.wire.config_replies import parse_config_topic
+from meshreg.wire import limits
+from meshreg.wire.config_replies import CONFIG_TOPIC_PREFIX, parse_config_topic
 from meshreg.wire.notifications import SEP, parse_topic
 
-DEFAULT_MAX_SUBSCRIPTIONS = 200_000  # per node; ~0.5 KB each in libzmq's trie
+# per node; ~1.3 KB each with what the node keeps per topic (measured: 200,000 on one
+# connection took a node from 40 to 299 MB, review of 2026-12-07)
+DEFAULT_MAX_SUBSCRIPTIONS = 200_000
 MAX_REFUSED = 100_000  # refused subscriptions of valid topics held before a reset (above)
 HOLDER_SLACK = 64  # connections remembered per topic beyond those it counts (see above)
+# One namespace holds more than a quarter of the pool only while a quarter stays free for
+# the others: a key that may read one namespace filled the whole pool, and every other
+# tenant's watch on that node was refused (review of 2026-12-07).  Exact, unlike a count
+# per connection or key: every unsubscription names its topic, so its namespace.
+NAMESPACE_SHARE = 4  # the share and the reserve: max_subscriptions // NAMESPACE_SHARE
+# the name rules of wire/messages (alphabet) and wire/limits (lengths), on the raw bytes
+_NAME = re.compile(rb"[0-9A-Za-z@.:_\-]+\Z")
+_MAX_LENS = (limits.MAX_NAMESPACE_LEN, limits.MAX_GROUP_LEN, limits.MAX_SERVICE_LEN)
 
 
 def is_topic(topic: bytes) -> bool:
     """A topic the node publishes under, or a prefix of whole names: a service
     ``ns NUL group NUL service NUL``, a group ``ns NUL group NUL``, a namespace
     ``ns NUL``, or everything ``""`` (PROTOCOL.md 4.1); or a config topic
-    ``NUL config NUL ns NUL [group NUL [data_id NUL]]`` (PROTOCOL.md 4.3)."""
+    ``NUL config NUL ns NUL [group NUL [data_id NUL]]`` (PROTOCOL.md 4.3).  Each name
+    follows the name rules (alphabet and length): a name no request could carry names
+    nothing the node publishes (an unkeyed node admitted 50,000 with spaces in them,
+    and synced each: review of 2026-12-07)."""
     if not topic:
         return True
     if topic[:1] == SEP:
-        return parse_config_topic(topic) is not None
-    if not topic.endswith(SEP):
-        return False
-    parts = topic[:-1].split(SEP)
-    if len(parts) > 3 or not all(parts):
-        return False
-    try:
-        for part in parts:
-            part.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
+        if parse_config_topic(topic) is None:
+            return False
+        parts = topic[len(CONFIG_TOPIC_PREFIX) : -1].split(SEP)
+    else:
+        if not topic.endswith(SEP):
+            return False
+        parts = topic[:-1].split(SEP)
+        if len(parts) > 3:
+            return False
+    return all(
+        len(part) <= most and _NAME.match(part) is not None
+        for part, most in zip(parts, _MAX_LENS, strict=False)
+    )
+
+
+def topic_namespace(topic: bytes) -> bytes:
+    """The namespace a topic (or prefix) watches; ``b""`` for everything (``""``)."""
+    if topic[:1] == SEP:
+        topic = topic[len(CONFIG_TOPIC_PREFIX) :]
+    return topic.split(SEP, 1)[0]
 
 
 class SubscriptionGate:
@@ -74,6 +97,8 @@ class SubscriptionGate:
 
     def __init__(self, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS) -> None:
         self.max_subscriptions = max_subscriptions
+        self.share = max_subscriptions // NAMESPACE_SHARE  # also the room kept for others
+        self.by_namespace: Counter[bytes] = Counter()  # admitted, per topic_namespace
         self.admitted: Counter[bytes] = Counter()
         self.refused: Counter[bytes] = Counter()
         # topic -> {connection: admitted?}, oldest first (repeats are told by it)
@@ -83,12 +108,14 @@ class SubscriptionGate:
         self.refused_acl = 0
         self.refused_invalid = 0
         self.refused_full = 0
+        self.refused_share = 0  # a namespace above its share while the pool runs short
         self.repeats = 0  # subscriptions a connection held already: not counted again
         self.refused_held = 0  # refused subscriptions of valid topics libzmq holds
 
     def subscribe(self, topic: bytes, readable: bool, conn: str = "") -> str | None:
         """None if admitted, ``again`` if ``conn`` holds it admitted already (nothing
-        changes), else why not (``invalid``, ``denied``, ``full``).
+        changes), else why not (``invalid``, ``denied``, ``full``, ``share``: its
+        namespace holds ``share`` or more while fewer than ``share`` are free).
 
         ``readable``: the subscriber may read ``topic`` (the ACL's answer); ``conn``:
         the connection it came on ("": unknown, every message counts)."""
@@ -105,10 +132,16 @@ class SubscriptionGate:
             why, self.refused_acl = "denied", self.refused_acl + 1
         elif self.total >= self.max_subscriptions:
             why, self.refused_full = "full", self.refused_full + 1
+        elif (
+            self.total >= self.max_subscriptions - self.share
+            and self.by_namespace[topic_namespace(topic)] >= self.share
+        ):
+            why, self.refused_share = "share", self.refused_share + 1
         if why is None:
             if held is not None and self._take(self.refused, topic):  # refused before
                 self.refused_held -= 1  # on this connection: now admitted
             self.admitted[topic] += 1
+            self.by_namespace[topic_namespace(topic)] += 1
             self.total += 1
             self.config_total += is_config_topic(topic)
         elif held is not None:
@@ -154,6 +187,7 @@ class SubscriptionGate:
         if refused:
             self.refused_held -= 1
         if ended:
+            self._take(self.by_namespace, topic_namespace(topic))
             self.total -= 1
             self.config_total -= is_config_topic(topic)
         if holders is not None:

@@ -45,8 +45,9 @@ def test_a_consumer_whose_subscription_was_refused_is_told(
 
             def handled() -> bool:
                 st = raw_request(node.port, {"v": 1, "id": 1, "op": "stats"})["result"]
+                refused = st["subscriptions_refused"]
                 return bool(
-                    st["subscriptions_admitted"] + st["subscriptions_refused"]["full"] >= fill
+                    st["subscriptions_admitted"] + refused["full"] + refused["share"] >= fill
                 )
 
             wait_until(handled, 60, interval=0.5, what="the filler's subscriptions handled")
@@ -64,5 +65,18 @@ def test_a_consumer_whose_subscription_was_refused_is_told(
             # only the refused consumer's watch is named: the admitted one got its push
             assert len(said) == 1 and "payments" in said[0] and "orders" not in said[0], said
             assert node.address in said[0] and "subscriptions_refused" in said[0]
+            # the filler's namespace took three quarters: another tenant's watch is admitted
+            # and pushed to (its resync is 10 s away), not refused (review of 2026-12-07)
+            st = raw_request(node.port, {"v": 1, "id": 1, "op": "stats"})["result"]
+            assert st["subscriptions_refused"]["share"] > 0, st["subscriptions_refused"]
+            with Client([node.address], namespace="team-b") as other, Client(
+                [node.address], namespace="team-b"
+            ) as provider:
+                lists: list[int] = []
+                other.subscribe("orders", lambda xs: lists.append(len(xs)))
+                wait_until(lambda: lists, 5, what="team-b's first callback")
+                provider.register("orders", "10.0.0.9", 8080)
+                wait_until(lambda: lists[-1] == 1, 5, what="team-b's push")
+            assert not [m for m in told() if "team-b" in m], told()
     finally:
         sub.close()

@@ -23,6 +23,17 @@ SERVICE = b"public\x00DEFAULT_GROUP\x00orders\x00"
         (b"public\x00\x00orders\x00", False),
         (b"\xff\xfe\x00", False),
         (b"x" * 60_000, False),
+        # names a request could not carry (an unkeyed node admitted and synced them)
+        (b"public\x00DEFAULT_GROUP\x00my orders\x00", False),
+        (b"pub lic\x00", False),
+        (b"n" * 64 + b"\x00", True),
+        (b"n" * 65 + b"\x00", False),  # a namespace is at most 64 characters
+        (b"public\x00" + b"g" * 129 + b"\x00", False),
+        (b"public\x00g\x00" + b"s" * 256 + b"\x00", True),
+        (b"public\x00g\x00" + b"s" * 257 + b"\x00", False),
+        (b"\x00config\x00public\x00DEFAULT_GROUP\x00app.yaml\x00", True),
+        (b"\x00config\x00public\x00", True),
+        (b"\x00config\x00public\x00DEFAULT_GROUP\x00app yaml\x00", False),
     ],
 )
 def test_topic_forms(topic: bytes, ok: bool) -> None:
@@ -53,6 +64,33 @@ def test_cap_and_invalid_topics() -> None:
     assert gate.unsubscribe(b"a\x00") is True
     assert gate.subscribe(b"c\x00", True) is None
     assert gate.total == 2
+
+
+def test_one_namespace_takes_more_than_its_share_only_while_the_others_have_room() -> None:
+    """A read-only key filled the pool with topics of its own namespace, and every other
+    tenant's watch on that node was refused (review of 2026-12-07).  A namespace holds
+    more than a quarter of the pool only while a quarter stays free."""
+    gate = SubscriptionGate(max_subscriptions=8)  # share and reserve: 2
+
+    def topic(ns: str, n: int) -> bytes:
+        return f"{ns}\x00g\x00s{n}\x00".encode()
+
+    assert [gate.subscribe(topic("a", n), True, "1") for n in range(7)] == [None] * 6 + ["share"]
+    assert gate.refused_share == 1 and gate.by_namespace[b"a"] == 6
+    assert gate.subscribe(topic("b", 0), True, "2") is None  # the others' room
+    assert gate.subscribe(b"\x00config\x00b\x00g\x00d\x00", True, "2") is None  # b's too
+    assert gate.subscribe(topic("c", 0), True, "3") == "full"  # the pool, as before
+    assert gate.by_namespace[b"b"] == 2 and gate.total == 8
+    # a's unsubscriptions give its room back, counted exactly (no sender needed)
+    assert gate.unsubscribe(topic("a", 0)) and gate.unsubscribe(topic("a", 1))
+    assert gate.by_namespace[b"a"] == 4
+    assert gate.subscribe(topic("a", 9), True, "1") == "share"  # 2 free: kept for others
+    assert gate.subscribe(topic("c", 0), True, "3") is None
+    assert gate.subscribe(b"", True, "4") is None  # everything: a namespace of its own
+    assert gate.by_namespace == {b"a": 4, b"b": 2, b"c": 1, b"": 1}
+    for n in range(2, 6):
+        assert gate.unsubscribe(topic("a", n))
+    assert b"a" not in gate.by_namespace  # an empty namespace is not kept
 
 
 def test_watches_finds_every_subscription_libzmq_would_deliver_a_config_change_to() -> None:
