@@ -6,6 +6,8 @@ __version__ = "0.1.0"
 
 from meshreg.errors import (  # noqa: E402
     CallFailedError,
+    ConflictError,
+    InvalidArgumentError,
     MeshregError,
     NoInstanceAvailableError,
     NotFoundError,
@@ -40,7 +42,9 @@ def __dir__() -> list[str]:
 __all__ = [
     "CallFailedError",
     "Client",
+    "ConflictError",
     "Instance",
+    "InvalidArgumentError",
     "MeshregError",
     "NoInstanceAvailableError",
     "NotFoundError",

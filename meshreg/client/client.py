@@ -121,6 +121,26 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """``exc`` is one of ``kinds``, or was raised for one: HTTP libraries wrap the socket's
+    error (urllib's ``URLError(reason)``; requests' ``ConnectionError`` from urllib3's
+    ``MaxRetryError(reason=NewConnectionError)``, itself from the ``OSError``), and a
+    ``call()`` whose ``fn`` used urllib did not fail over (a review: half the calls failed
+    for 14 s after a provider's kill -9).  Follows ``__cause__``, ``__context__`` and
+    ``reason``, a few links deep (a cycle or a long chain ends the search)."""
+    seen: list[BaseException] = [exc]
+    for link in seen:
+        if isinstance(link, kinds):
+            return True
+        if len(seen) >= 12:
+            break
+        context = None if link.__suppress_context__ else link.__context__  # (from None)
+        for nxt in (link.__cause__, context, getattr(link, "reason", None)):
+            if isinstance(nxt, BaseException) and all(nxt is not s for s in seen):
+                seen.append(nxt)
+    return False
+
+
 def _parse_servers(servers: str | Iterable[str]) -> list[tuple[str, int]]:
     items = servers.split(",") if isinstance(servers, str) else list(servers)
     parsed = [parse_address(s) for s in items if s.strip()]
@@ -213,7 +233,7 @@ class Client(ConfigMixin):
 
     def __init__(
         self,
-        servers: str | Iterable[str] = ("127.0.0.1:7800",),
+        servers: str | Iterable[str] | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         group: str = DEFAULT_GROUP,
         beat_interval: float = DEFAULT_BEAT_INTERVAL,
@@ -233,7 +253,31 @@ class Client(ConfigMixin):
         server_order: str = "random",
         fail_when_refused: bool = False,
     ) -> None:
-        """``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
+        """A client of the meshreg nodes ``servers``; one per process serves every thread.
+
+        ``servers``: ``"host:port,host:port"`` or a list of them (a host alone: port
+        7800); None: the environment's ``MESHREG_SERVERS`` (as the CLI), else
+        ``127.0.0.1:7800``.  Give several: the client fails over between them.
+
+        ``namespace``, ``group``: where registry calls act (Nacos's namespace and group;
+        defaults ``public``, ``DEFAULT_GROUP``); config calls and ``services()`` also take
+        them per call.
+
+        ``beat_interval`` (5 s): how often registrations are kept alive (one session
+        renewal for all of them).  ``timeout`` (3 s): a call's whole budget, across
+        servers and retries.  ``attempt_timeout`` (1 s): one server's time to answer
+        before the next is tried.  ``resync_interval`` (10 s): how often each service this
+        client keeps a view of is checked against a node (pushes do the rest).
+
+        ``cache_dir``: keep every list and config read on disk there, and serve them when
+        no node answers (a process started during an outage is not blind).
+
+        ``avoid_failed_for`` (10 s): ``call()`` and ``select()`` steer clear of an
+        instance that just failed.  ``rng``: the random source of ``select()`` (tests).
+        ``empty_protection``: a push or pull that would empty a non-empty list is applied
+        only once another query confirms it (README, "Consumers").
+
+        ``key``: this client's key file (``meshreg keygen``) and ``server_key`` the
         cluster's public key file, for nodes that run with ``--key`` (docs/SECURITY.md).
 
         ``sessions``: keep registrations alive with one client session (one renewal per
@@ -253,9 +297,8 @@ class Client(ConfigMixin):
         ``server_order``: ``"random"`` uses the list in an order of its own (shuffled): it
         starts at a random server and fails over to the next of that order, so that
         clients given the same list spread over the nodes, and the clients of a node that
-        stops spread over the others (as Consul's agents do; review27 F3: every client
-        used the first node; review51 F2: a rotated list sent every client of a dead
-        node to the same next one); ``"listed"`` uses the list as given.
+        stops spread over the others (as Consul's agents do); ``"listed"`` uses the list
+        as given.
 
         ``fail_when_refused``: a call fails as soon as every server has refused the
         connection (nothing listens there), not at the end of ``timeout``; for one-shot
@@ -273,6 +316,8 @@ class Client(ConfigMixin):
                 raise ConfigError(
                     f"Client: {name} must be in {low:g}..{high:g} seconds, got {value!r}"
                 )
+        if servers is None:
+            servers = os.environ.get("MESHREG_SERVERS") or "127.0.0.1:7800"
         self.servers = _parse_servers(servers)
         if server_order not in ("random", "listed"):
             raise ConfigError(
@@ -626,6 +671,10 @@ class Client(ConfigMixin):
     ) -> Any:
         """``fn(instance)`` on a selected instance; on a connection-type error, the next one.
 
+        A connection-type error is one of ``retry_on``, or an exception a library raised
+        for one (its cause or context, or a ``reason``, is one of them): urllib's
+        ``URLError`` for a refused connection, requests' and httpx's ``ConnectError``.
+
         Each attempt goes to an instance not tried yet in this call (weighted, and
         avoiding those that failed recently); ``retries`` caps the extra attempts
         (None: until every instance was tried). Other exceptions from ``fn`` pass
@@ -646,12 +695,17 @@ class Client(ConfigMixin):
                 break
             try:
                 return fn(chosen)
-            except retry_on as exc:
-                attempts.append((chosen.address, exc))
-                tried.add(chosen.address)
-                with self._failed_lock:
-                    self._failed_at[chosen.address] = time.monotonic()
-                log.info("call to %s %s failed (%s); trying another", service, chosen.address, exc)
+            except retry_on as caught:
+                exc: BaseException = caught
+            except Exception as caught:  # (never a KeyboardInterrupt: it raises at once)
+                if not _caused_by(caught, retry_on):
+                    raise
+                exc = caught
+            attempts.append((chosen.address, exc))
+            tried.add(chosen.address)
+            with self._failed_lock:
+                self._failed_at[chosen.address] = time.monotonic()
+            log.info("call to %s %s failed (%s); trying another", service, chosen.address, exc)
         detail = "; ".join(f"{addr}: {type(exc).__name__}: {exc}" for addr, exc in attempts)
         raise CallFailedError(
             f"call to service {service!r} failed on all {len(attempts)} instance(s) tried: "
@@ -742,7 +796,7 @@ class Client(ConfigMixin):
         self._validate(
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
         )
-        _check_callable("subscribe", callback)
+        _check_callable("subscribe", callback, ("instances",))
         live = self._listeners.add(key, callback)
         try:
             self._wait(
@@ -929,7 +983,7 @@ class Client(ConfigMixin):
             try:
                 callback(instances.copy()) if instances is not None else callback()
             except Exception:
-                log.exception("meshreg subscriber callback %r raised", callback)
+                log.exception("meshreg listener %r (subscribe or config_listen) raised", callback)
             except SystemExit as exc:  # it would end this thread alone, silently: every
                 # later callback of this client was lost (review48 F4)
                 log.error(

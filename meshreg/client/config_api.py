@@ -10,6 +10,7 @@ session's: client/config_session.py.  docs/CONFIG.md, "Client and CLI".
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import queue
 import secrets
@@ -52,14 +53,31 @@ DISK_SETTLE = 1.0  # s a read served from disk waits at most for its data id's s
 _MISSING: Any = object()
 
 
-def _check_callable(op: str, callback: Any) -> None:
-    """A callback that cannot be called is refused at once (review55 F6: it was taken,
-    and its TypeError only logged at every change)."""
+def _check_callable(op: str, callback: Any, args: tuple[str, ...] = ()) -> None:
+    """A callback that cannot be called, or not with ``args`` (their names, for the
+    message), is refused at once: it was taken, and its TypeError only logged at every
+    change (review55 F6; a new user's ``subscribe(svc, lambda: ...)``, 2026-12-07).  A
+    callable whose signature cannot be read (some builtins) is taken as it is."""
     if not callable(callback):
         raise InvalidArgumentError(
             int(ErrorCode.INVALID_ARGUMENT),
             f"{op}: the callback must be callable, not {type(callback).__name__} {callback!r}",
         )
+    if not args:
+        return
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        raise InvalidArgumentError(
+            int(ErrorCode.INVALID_ARGUMENT),
+            f"{op}: the callback is called as callback({', '.join(args)}), and "
+            f"{getattr(callback, '__qualname__', callback)!r}{signature} cannot take that "
+            f"({exc})",
+        ) from None
 
 
 def _text(content: str | bytes) -> str:
@@ -376,7 +394,7 @@ class ConfigMixin:
         self._config_check("config_listen", {**_key_fields(key), "revision": 0})
         cache = self._config_cache
         saved = cache.load_config(key) if cache is not None else None
-        _check_callable("config_listen", callback)
+        _check_callable("config_listen", callback, ("content", "revision"))
         live = self._listeners.add(key, callback)
         try:
             result: ConfigInfo | None = self._config_wait(

@@ -558,6 +558,12 @@ class ClientSession:
         # renewal's ``digest`` of the same set (``_count_acked``, ``_set_acked``)
         self._session_digest = 0
         self._short_renewals = 0  # renewals in a row that held fewer than that
+        # the server whose renewal, answered while it caught up, said it had never heard of
+        # the session ("": none): its first renewal once ready that holds fewer instances
+        # than acknowledged registers them again at once (a whole-cluster restart: the
+        # renewal while catching up opened the session, the next one said "known" with
+        # none held, and a second was awaited: 10 s unlisted, a review of 2026-12-07)
+        self._unknown_while_catching_up = ""
         self._digest_differs = 0  # ... as many, but another set (by the digest)
         self._long_renewals = 0  # ... more than that (``_drop_strays``)
         self._list_session = False  # the next renewal asks the node to name them
@@ -3049,14 +3055,20 @@ class ClientSession:
             else:  # (the next minority is probed at once)
                 self._majority_pause, self._next_majority_probe = 0.0, 0.0
             if not result.ready:  # a member catching up: what it holds may lag (2.3a)
+                if result.known is False:
+                    self._unknown_while_catching_up = self.server
                 return
             held, acked = result.instances, self._session_acked
+            unknown = result.known is False or (
+                self._unknown_while_catching_up == self.server and held < acked
+            )
+            self._unknown_while_catching_up = ""
             if result.held is not None:
                 self._drop_strays(result)
             self._long_renewals = self._long_renewals + 1 if held > acked else 0
             if self._long_renewals >= LONG_RENEWALS:
                 self._long_renewals, self._list_session = 0, True
-            if result.known is False and acked:
+            if unknown and acked:
                 self._short_renewals = SHORT_RENEWALS  # the node never heard of it
             elif held < acked:
                 self._short_renewals += 1

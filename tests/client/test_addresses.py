@@ -56,6 +56,21 @@ def test_a_client_takes_tcp_endpoints_as_servers() -> None:
         c.close(timeout=0.5)
 
 
+def test_a_client_without_servers_takes_meshreg_servers_as_the_cli_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new user's review: the README names MESHREG_SERVERS beside ``Client([...])``,
+    and only the CLI read it."""
+    monkeypatch.setenv("MESHREG_SERVERS", "127.0.0.1:27810,127.0.0.1:27814")
+    with Client(handle_sigterm=False) as c:
+        assert c.servers == [("127.0.0.1", 27810), ("127.0.0.1", 27814)]
+    with Client("127.0.0.1:27820", handle_sigterm=False) as c:  # given: the variable is not read
+        assert c.servers == [("127.0.0.1", 27820)]
+    monkeypatch.delenv("MESHREG_SERVERS")
+    with Client(handle_sigterm=False) as c:
+        assert c.servers == [("127.0.0.1", 7800)]
+
+
 def test_a_node_takes_tcp_endpoints_as_peers(tmp_path: Path) -> None:
     path = tmp_path / "node.toml"
     path.write_text(

@@ -68,6 +68,77 @@ def test_call_fails_over_to_the_next_instance(node: NodeProcess) -> None:
         listener.close()
 
 
+def test_call_fails_over_when_fn_uses_urllib(node: NodeProcess) -> None:
+    """urllib raises ``URLError`` (an OSError, not a ConnectionError) for a refused
+    connection: ``call()`` handed it to the application, which saw half its calls fail
+    for 14 s after a provider's kill -9 (a new user's review, with the README's own
+    ``http_get`` example).  The socket error under it is what ``call()`` retries on."""
+    import http.server
+    import threading
+    import urllib.error
+    import urllib.request
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    refused = free_port_pair(1)
+    try:
+        with Client([node.address], **FAST) as c:
+            c.register("web", "127.0.0.1", refused, weight=1000.0)  # almost always first
+            c.register("web", "127.0.0.1", server.server_address[1], weight=0.001)
+
+            def http_get(i: Instance) -> bytes:
+                with urllib.request.urlopen(f"http://{i.address}/", timeout=2) as reply:
+                    body: bytes = reply.read()
+                    return body
+
+            assert c.call("web", http_get) == b"ok"
+            with pytest.raises(urllib.error.URLError):  # the error itself, as before
+                http_get(Instance("127.0.0.1", refused))
+
+            def bad_request(i: Instance) -> bytes:  # not a connection error: raised at once
+                raise ValueError("no such page")
+
+            with pytest.raises(ValueError, match="no such page"):
+                c.call("web", bad_request)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_caused_by_follows_a_library_s_wrapping_not_a_suppressed_context() -> None:
+    from meshreg.client.client import CONNECTION_ERRORS, _caused_by
+
+    class ConnectError(Exception):  # as httpx's: its own class, raised from the OSError
+        pass
+
+    def wrapped(suppress: bool) -> Exception:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "refused")
+            except OSError as exc:
+                if suppress:
+                    raise ConnectError("connect failed") from None
+                raise ConnectError("connect failed") from exc
+        except ConnectError as outer:
+            return outer
+
+    assert _caused_by(wrapped(False), CONNECTION_ERRORS)
+    assert not _caused_by(wrapped(True), CONNECTION_ERRORS)
+    loop = ValueError("a cycle")
+    loop.__context__ = ValueError("b")
+    loop.__context__.__context__ = loop
+    assert not _caused_by(loop, CONNECTION_ERRORS)
+
+
 def test_outage_serves_cache_then_redo_and_resubscribe(
     start_node: Callable[..., NodeProcess], tmp_path: Path
 ) -> None:

@@ -40,6 +40,11 @@ def test_bad_arguments_raise_meshreg_errors_at_once(start_node: Any) -> None:
             "config_history(limit='5')": lambda: client.config_history("r55-x", limit="5"),
             "subscribe(callback=None)": lambda: client.subscribe("r55-args", None),
             "config_listen(callback=42)": lambda: client.config_listen("r55-x", 42),
+            # callable, but not with what it is called with (a new user's review)
+            "subscribe(callback=lambda: ...)": lambda: client.subscribe("r55-args", lambda: 1),
+            "config_listen(callback=lambda c: ...)": lambda: client.config_listen(
+                "r55-x", lambda content: 1
+            ),
         }
         wrong = {}
         for name, call in cases.items():
