@@ -328,7 +328,7 @@ class NodeConfig:
             )
         self._validate_timings()
         self._validate_advertise()
-        self._split_peers()  # raises ConfigError on a malformed peer
+        self._validate_peer_ports()  # (and ConfigError on a malformed peer)
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
@@ -347,6 +347,29 @@ class NodeConfig:
         if type(self.config_keep_days) not in (int, float) or not self.config_keep_days >= 0:
             raise ConfigError("[config] keep_days must be a number of days >= 0 (0: no limit)")
         self.config_limits()
+
+    def _validate_peer_ports(self) -> None:
+        """Two nodes on one host whose port ranges P..P+3 overlap: a typo in a port (a
+        peer at 24119 beside this node at 24120 made this node's replication socket
+        subscribe to its own notification port, and log "bad replication message" every
+        second without a word on why: an operations review of 2026-12-07)."""
+        peers = self._split_peers()[0]
+        nodes = [(f"this node {self.address}", self.host, self.port)]
+        for addr in peers:
+            host, port = split_node_address(addr)
+            nodes.append((f"peer {addr}", host, port))
+        for i, (name_a, host_a, port_a) in enumerate(nodes):
+            for name_b, host_b, port_b in nodes[i + 1 :]:
+                if abs(port_a - port_b) >= PORT_SPAN or port_a == port_b:
+                    continue
+                if host_a != host_b and not _same_host(host_a, host_b):
+                    continue
+                raise ConfigError(
+                    f"{name_a} and {name_b} are on one host with overlapping ports (each "
+                    f"node uses P..P+{PORT_SPAN - 1}: requests, notifications, replication, "
+                    f"peer requests): a typo in a port? put nodes on one host at least "
+                    f"{PORT_SPAN} ports apart (e.g. 7800, 7810)"
+                )
 
     def _validate_timings(self) -> None:
         """Hold every time setting to ``TIME_BOUNDS`` and the rules between them."""

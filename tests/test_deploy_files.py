@@ -11,12 +11,16 @@ node.toml also claimed every key and lacked [cluster] and [config].
 
 from __future__ import annotations
 
+import ast
 import configparser
 import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from meshreg.config import load_node_config
+from meshreg.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,3 +94,19 @@ def test_the_metrics_timer_writes_where_the_unit_may_write() -> None:
     timer.read(DEPLOY / "meshreg-metrics.timer")
     assert float(timer["Timer"]["OnUnitActiveSec"]) <= 60
     assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.parametrize("table", ["node", "health", "cluster", "config", "limits", "security"])
+def test_the_example_config_names_every_key_the_node_accepts(tmp_path: Path, table: str) -> None:
+    """deploy/README and ``meshreg node --help`` say node.toml lists every key; an
+    operations review found six missing (override_ttl, the self_preservation keys,
+    replication_batch).  The keys accepted are read off the node's own refusal."""
+    path = tmp_path / "probe.toml"
+    path.write_text(f"[{table}]\nno_such_key = 1\n")
+    with pytest.raises(ConfigError, match="allowed: ") as info:
+        load_node_config(path)
+    allowed = ast.literal_eval(str(info.value).split("allowed: ", 1)[1])
+    text = (DEPLOY / "node.toml").read_text()
+    section = text.split(f"[{table}]", 1)[1].split("\n[", 1)[0].split("\n# [", 1)[0]
+    missing = [k for k in allowed if not re.search(rf"(?m)^#? ?{k} = ", section)]
+    assert not missing, f"deploy/node.toml [{table}] lacks {missing}"

@@ -1384,13 +1384,25 @@ class DistroNode:
             # then kept by self-preservation (review52 F2).  A member that started after
             # us and was not heard yet loses nothing: our own round with it pulls them.
             self.counters["reconciles_unheard"] += 1
+            # a configured peer not heard up yet (this node or it just started: a rolling
+            # restart) may be that node: routine, INFO; with every configured peer up and
+            # known by id, it is none of them: WARNING (an operations review: 5 WARNINGs
+            # naming an intruder in routine restarts)
+            waiting = any(
+                p.configured and (p.state is not MemberState.UP or not p.node_id)
+                for p in self.membership.peers.values()
+            )
+            why = (
+                "a peer just started or restarted, not heard yet; its round is retried"
+                if waiting
+                else "every configured peer is up under another id: something that is not "
+                "a node speaks the peer port? give the cluster a key, SECURITY.md"
+            )
             self._report(now, "reconcile (from a node not heard)", req.node, (  # (own budget:
                 # a stream of them must not silence the clock-ahead report of a reconcile)
                 f"a reconcile of {len(req.services)} services from node {req.node!r}, "
-                "which this node has not heard as a member: nothing merged (a peer just "
-                "started, or something that is not a node speaks the peer port: give the "
-                "cluster a key, SECURITY.md)"
-            ))  # fmt: skip
+                f"which this node has not heard as a member: nothing merged ({why})"
+            ), routine=waiting)  # fmt: skip
             return ReconcileReply(tuple(self.payload_of(p.key) for p in req.services))
         for payload in req.services:  # bad stamps are counted first, whoever owns it
             if self._too_far_ahead(payload, now, req.node, "reconcile"):
@@ -1989,14 +2001,14 @@ class DistroNode:
         )
         return True
 
-    def _report(self, now: float, what: str, peer: str, reason: str) -> None:
+    def _report(self, now: float, what: str, peer: str, reason: str, routine: bool = False) -> None:
         """Queue a PeerDataRejected, at most one per ``what`` per REPORT_INTERVAL."""
         last, suppressed = self._reports.get(what, (-math.inf, 0))
         if now - last < REPORT_INTERVAL:
             self._reports[what] = (last, suppressed + 1)
             return
         self._reports[what] = (now, 0)
-        self.registry.queue(PeerDataRejected(peer, what, reason[:500], suppressed))
+        self.registry.queue(PeerDataRejected(peer, what, reason[:500], suppressed, routine))
 
     def peer_failed(self, tag: int, now: float, unknown_op: bool = False) -> None:
         """A PeerCall got no (or an error) reply; the round is retried later.

@@ -128,13 +128,15 @@ class PeerDataRejected:
     (of a reconcile, only the services with a stamp too far ahead are rejected);
     ``reason`` names the service or field and what to check.  The core reports at most one per
     kind per ``REPORT_INTERVAL`` (core/distro); ``suppressed`` counts the others
-    since the last report (every one is counted in ``stats``).
+    since the last report (every one is counted in ``stats``).  ``routine``: what a
+    start or restart of a member makes (logged at INFO, not WARNING).
     """
 
     peer: str
     what: str
     reason: str
     suppressed: int = 0
+    routine: bool = False
 
 
 class MemberState(enum.Enum):

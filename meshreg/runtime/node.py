@@ -559,6 +559,7 @@ class NodeRuntime:
             # writes, which providers registering again cannot give back after a restart
             # of every node
             self.registry_state = RegistryStateFile(config.data_dir) if config.data_dir else None
+            self._registry_state_failing: float | None = None  # since when saves fail
             if self.registry_state is not None:
                 self._restore_registry_state(now)
         except BaseException:
@@ -992,6 +993,8 @@ class NodeRuntime:
         try:
             self.registry_state.save_changed(store)
         except sqlite3.Error as exc:  # the disk: keep serving, say it, retry next turn
+            if self._registry_state_failing is None:
+                self._registry_state_failing = self.clock()
             self._limiter.warning(
                 "registry state",
                 self.clock(),
@@ -1000,6 +1003,15 @@ class NodeRuntime:
                 self.registry_state.path,
                 exc,
             )
+            return
+        if self._registry_state_failing is not None:
+            log.warning(
+                "writing service settings / instance overrides to %s works again (it failed "
+                "for %.1f s)",
+                self.registry_state.path,
+                self.clock() - self._registry_state_failing,
+            )
+            self._registry_state_failing = None
 
     def _release_data_dir(self) -> None:
         if self._data_lock is not None:
@@ -2207,7 +2219,14 @@ class NodeRuntime:
                 msg = decode_replication(frames)
             except RemoteProtocolError as exc:
                 core.replication_rejected()
-                self._limiter.warning("replication", now, "bad replication message: %s", exc)
+                self._limiter.warning(
+                    "replication",
+                    now,
+                    "bad replication message (on the socket that reads the peers' "
+                    "replication ports P+2 of %s; it names no sender): %s",
+                    ", ".join(self.peer_addresses) or "none",
+                    exc,
+                )
                 continue
             if isinstance(msg, DeltaBatch):
                 left -= len(msg.deltas)
@@ -2559,7 +2578,8 @@ class NodeRuntime:
                         if effect.suppressed
                         else ""
                     )
-                    log.warning(
+                    log.log(
+                        logging.INFO if effect.routine else logging.WARNING,
                         "rejected %s from peer %s: %s%s",
                         effect.what,
                         effect.peer,

@@ -198,7 +198,10 @@ class RegistryStateFile:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # a failed COMMIT (a full disk) has rolled back already: a ROLLBACK then raised
+            # "no transaction is active" in place of the cause (an operations review)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         store.settings_changed.clear()
         store.overrides.changed.clear()

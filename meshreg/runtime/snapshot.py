@@ -285,10 +285,30 @@ def _backup_database(path: Path, copy: Path) -> None:
         finally:
             src.close()
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) in _WRITE_ERRORS or not _writable(copy):
+            # the copy is made beside --out: a full disk there blamed the live node's data
+            # dir (an operations review of 2026-12-07: "cannot read .../configs.sqlite3 ...
+            # database or disk is full" with 83 GB free on that disk)
+            raise ConfigError(
+                f"cannot write the snapshot's copy of {path.name} in {copy.parent} (beside "
+                f"--out): {exc}; free space there, or give --out on another disk"
+            ) from None
         raise ConfigError(
             f"cannot read {path} for the snapshot: {exc}; check that it is a meshreg data "
             "dir and that this user may read it"
         ) from None
+
+
+_WRITE_ERRORS = (13,)  # SQLITE_FULL: the copy's writes (a read fails otherwise)
+
+
+def _writable(copy: Path) -> bool:
+    """Whether the copy's directory takes a file (a read-only or full place fails)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=copy.parent, prefix=".probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def _check_database(archive: str, name: str, path: Path, readable: int) -> None:

@@ -73,3 +73,27 @@ def test_a_peer_that_was_heard_then_went_down_is_not_never_heard() -> None:
     run(node, 0.0, 1.0, heard=(("n2", A), ("n3", B)))
     reports = run(node, 1.1, 70.0, heard=(("n2", A),))  # n3 goes down: MemberChanged says so
     assert reports == []
+
+
+def test_a_reconcile_from_a_node_not_heard_is_routine_while_a_peer_is_not_heard_up() -> None:
+    """An operations review: a rolling restart logged 5 WARNINGs "something that is not a
+    node speaks the peer port" (a peer's round reached a node that had not heard it yet).
+    While a configured peer is not heard up, such a reconcile is routine (INFO); with every
+    configured peer up under its id, it is none of them (WARNING).  Nothing is merged
+    either way."""
+    from meshreg.core.effects import PeerDataRejected
+    from meshreg.core.requests import Reconcile
+
+    def rejected(node: DistroNode, sender: str, now: float) -> PeerDataRejected:
+        node.handle(Reconcile(1, sender, ()), now)
+        (report,) = [e for e in node.take_effects() if isinstance(e, PeerDataRejected)]
+        return report
+
+    node = node_with_two_peers()
+    run(node, 0.0, 1.0, heard=(("n2", A),))  # B (n3) not heard yet: it is starting
+    early = rejected(node, "n3", 1.1)
+    assert early.routine and "a peer just started or restarted" in early.reason
+    run(node, 40.0, 41.0, heard=(("n2", A), ("n3", B)))  # (past the report interval)
+    odd = rejected(node, "intruder", 41.1)
+    assert not odd.routine and "give the cluster a key" in odd.reason
+    assert node.counters["reconciles_unheard"] == 2

@@ -217,3 +217,29 @@ def test_a_loopback_host_needs_no_key(host: str) -> None:
 
     assert _is_loopback(host)
     assert not _is_loopback("10.255.255.1") and not _is_loopback("no-such-host.invalid")
+
+
+@pytest.mark.parametrize(
+    ("peers", "bad"),
+    [
+        (("127.0.0.1:24100", "127.0.0.1:24119"), "peer 127.0.0.1:24119"),  # P+2 is ours +1
+        (("127.0.0.1:24100", "127.0.0.1:24102"), "peer 127.0.0.1:24100 and peer 127.0.0.1:24102"),
+        (("localhost:24123",), "peer localhost:24123"),  # one host, spelled otherwise
+        (("127.0.0.1:24100", "127.0.0.1:24110"), None),  # 4+ apart: fine
+        (("10.0.0.1:24121", "10.0.0.2:24122"), None),  # other hosts: their own ports
+    ],
+)
+def test_nodes_on_one_host_with_overlapping_ports_are_refused(
+    peers: tuple[str, ...], bad: str | None
+) -> None:
+    """An operations review: a peer typed 24119 beside a node at 24120 made the node's
+    replication socket read its own notification port (24121) and log "bad replication
+    message" every second, naming nothing.  Overlapping port ranges are a typo: refused
+    at start, naming both."""
+    config = NodeConfig(port=24120, peers=("127.0.0.1:24120", *peers))
+    if bad is None:
+        config.validate()
+        return
+    with pytest.raises(ConfigError, match="overlapping ports") as info:
+        config.validate()
+    assert bad in str(info.value) and "a typo in a port?" in str(info.value)

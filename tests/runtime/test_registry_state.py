@@ -115,3 +115,31 @@ def test_only_the_entries_that_changed_are_written(tmp_path: Path) -> None:
     assert fresh.overrides.get(KEY, I1)[:4] == (2.0, False, 30, 20)  # type: ignore[index]
     db.close()
     state.close()
+
+
+def test_a_commit_that_fails_raises_its_own_error_and_is_retried(tmp_path: Path) -> None:
+    """An operations review, disk full: the node logged "cannot rollback - no transaction
+    is active" (a failed COMMIT has rolled back already), hiding "database or disk is
+    full".  The cause is raised; what changed is kept for the next try."""
+    store = _written(tmp_path)
+    state = RegistryStateFile(str(tmp_path))
+    real = state._db
+
+    class FullAtCommit:
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT":  # as SQLite does when the commit's write fails
+                real.execute("ROLLBACK")
+                raise sqlite3.OperationalError("database or disk is full")
+            return real.execute(sql, *args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    state._db = FullAtCommit()  # type: ignore[assignment]
+    store.update(KEY, I1, 7.0, None, 40, 5.0)
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        state.save_changed(store)
+    assert store.overrides.changed  # kept: the next turn tries again
+    state._db = real
+    assert state.save_changed(store) == 1
+    state.close()

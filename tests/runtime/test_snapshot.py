@@ -223,3 +223,29 @@ def test_restore_with_bump_revision_raises_every_revision_and_floor(
         assert store.count() == 4
     with pytest.raises(ConfigError, match="--bump-revision must be"):
         restore_snapshot(str(tmp_path / "s.snap"), str(tmp_path / "x"), bump_revision=-1)
+
+
+def test_a_full_disk_under_out_is_named_not_the_node_s_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operations review: ``snapshot save --out`` on a full disk said "cannot read
+    .../configs.sqlite3 for the snapshot: database or disk is full", sending the operator
+    to the live node's disk (83 GB free).  The copy is made beside --out: that is named."""
+    d = data_dir(tmp_path)
+    out = tmp_path / "backups"
+    out.mkdir()
+    real_connect = sqlite3.connect
+
+    def full_copy(path: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = real_connect(path, *args, **kwargs)  # type: ignore[arg-type]
+        if Path(str(path)).is_relative_to(out):  # the staged copy: its disk is full
+            conn.execute("PRAGMA max_page_count = 1")
+        return conn
+
+    monkeypatch.setattr("meshreg.runtime.snapshot.sqlite3.connect", full_copy)
+    with pytest.raises(ConfigError) as info:
+        save_snapshot(str(d), str(out / "x.snap"))
+    said = str(info.value)
+    assert said.startswith("cannot write the snapshot's copy of") and str(out) in said, said
+    assert "beside --out" in said and "cannot read" not in said
+    assert not list(out.iterdir())  # nothing left behind
