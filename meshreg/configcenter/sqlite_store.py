@@ -406,7 +406,9 @@ def _write_durably(path: Path, body: str) -> None:
     """``body`` into ``path`` atomically and durably: a temporary file, fsync, rename,
     fsync of the directory; raises OSError."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    # 0600 as the databases (an operations review found this file 0644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
         fh.write(body)
         fh.flush()
         os.fsync(fh.fileno())

@@ -307,6 +307,7 @@ def test_the_store_state_says_whole_or_started_empty_across_restarts(tmp_path: P
         assert db.load_state(empty=False) == (False, set(), False)  # killed before it caught up
         db.save_state(True, {"10.0.0.2:7800"})
         assert db.load_state(empty=True) == (True, {"10.0.0.2:7800"}, False)
+        assert db.state_path.stat().st_mode & 0o077 == 0  # private, as the databases
     old = database_path(tmp_path / "b")
     with SqliteConfigStore(old) as db:  # an older version's data dir: no file
         assert db.load_state(empty=False) == (True, set(), False)
