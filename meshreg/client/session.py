@@ -247,6 +247,10 @@ BEATS_PER_UNHEALTHY = 3
 MIN_BEAT_INTERVAL = 0.1  # s; never beat or renew more often, whatever a node says
 CUT_SHORT = 0.1  # s; an attempt ended sooner was not timed out: its link went (errors say so)
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
+# s a member learned from the view stays a server to fall back on after the last view that
+# showed it up: a member removed, replaced or never there (a typo in a node's list) was
+# tried at every failover for good (an operations review: 11 minutes after the fix)
+LEARNED_MEMBER_TTL = 300.0
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals), or only part of a service
 # while it catches up from its peers: what its lists drop waits
@@ -517,6 +521,8 @@ class ClientSession:
         do not all fail over to one member (review51 F2)."""
         self.settings = settings
         self.servers = list(servers)
+        self._given = len(self.servers)  # the first ones: the caller's, never forgotten
+        self._learned_at: dict[tuple[str, int], float] = {}  # last view showing it up
         self.session = session
         self._shuffle = shuffle
         self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
@@ -1895,19 +1901,41 @@ class ClientSession:
             up = view.up()
             self._members = tuple(sorted({m.id for m in up}))
             self._member_address = {m.id: m.address for m in up}
-            learned = [split_address(m.address) for m in view.members]
+            # every member heard up is a server to fall back on (one configured but never
+            # heard, a typo, or down is not: learned once up)
+            learned = [split_address(m.address) for m in up]
             if self._shuffle is not None:
                 self._shuffle(learned)  # (each client its own order: review51 F2)
-            for address in learned:  # every member is a server to fall back on
+            for address in learned:
                 if address not in self.servers and len(self.servers) < MAX_SERVERS:
                     self.servers.append(address)
                     self._status_changed = True
+                if address in self.servers:
+                    self._learned_at[address] = self._now
+            self._forget_learned()
 
         def failed(exc: BaseException) -> None:  # keep the view we have; the server serves
             if isinstance(exc, RemoteProtocolError):
                 self._warn("view", f"ignoring a cluster view: {exc}")
 
         self.request("cluster", {}, self.settings.attempt_timeout, on_reply=got, on_error=failed)
+
+    def _forget_learned(self) -> None:
+        """Drop the learned servers no view has shown up for ``LEARNED_MEMBER_TTL`` (never
+        the caller's own, nor the one in use)."""
+        stale = [
+            a
+            for a in self.servers[self._given :]
+            if self._now - self._learned_at.get(a, -math.inf) > LEARNED_MEMBER_TTL
+            and f"{a[0]}:{a[1]}" != self.server
+        ]
+        for address in stale:
+            index = self.servers.index(address)
+            del self.servers[index]
+            self._learned_at.pop(address, None)
+            if index < self._server_index:
+                self._server_index -= 1
+            self._status_changed = True
 
     def _forget_view(self) -> None:
         """The view led us astray (or the server changed): use the server until refreshed."""

@@ -575,3 +575,32 @@ def test_a_failed_session_with_no_registration_left_is_not_a_warning() -> None:
     h.fail(opened, ErrorCode.UNAVAILABLE, "busy")
     assert [x for x in h.logs("warning") if "session" in x] == []
     assert any("session renewal failed" in x for x in h.logs("debug"))
+
+
+def test_members_learned_from_the_view_are_those_heard_up_and_are_forgotten_later() -> None:
+    """An operations review: clients learned every member a view named (a typo'd address
+    a node's list held, a removed member, a dead one) and tried them at every failover 11
+    minutes later.  Learned: the members up; forgotten: those no view showed up for
+    ``LEARNED_MEMBER_TTL``, never the servers the caller gave."""
+    from meshreg.client.session import LEARNED_MEMBER_TTL, VIEW_INTERVAL
+
+    def member(i: str, address: str, state: str = "up") -> dict[str, object]:
+        return {"id": i, "address": address, "state": state, "self": i == "n0",
+                "services": 0, "instances": 0, "lag": 0}  # fmt: skip
+
+    def run(seconds: float, *members: dict[str, object]) -> None:
+        end = h.now + seconds
+        while h.now < end:  # every request answered at once, as a healthy node does
+            h.advance(500)
+            h.answer_all("session_renew", {"instances": 1, "known": True})
+            h.answer_all("cluster", {"node": "n0", "ready": True, "members": list(members)})
+
+    h = Harness(servers=("a:1",), beat_ms=1000, session=True)
+    registered(h, 1, session=True)
+    run(2 * VIEW_INTERVAL, member("n0", "a:1"), member("n1", "b:2"), member("n9", "typo:9", "down"))
+    assert h.core.servers == [("a", 1), ("b", 2)]  # not the one never up
+    run(LEARNED_MEMBER_TTL - 2 * VIEW_INTERVAL, member("n0", "a:1"))  # b removed meanwhile
+    assert h.core.servers == [("a", 1), ("b", 2)]  # kept within the TTL
+    run(3 * VIEW_INTERVAL, member("n0", "a:1"))
+    assert h.core.servers == [("a", 1)]
+    assert h.core.server == "a:1"
