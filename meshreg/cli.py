@@ -1270,6 +1270,9 @@ def ping(need_ready: bool, servers: str, timeout: float) -> None:
     minority = _minority(result) if result.get("config_ready") is not None else None
     if minority:  # ready means caught up; say that writes wait for members all the same
         state += f"; config writes refused: {minority}"
+    disk = result.get("config_writes_refused")
+    if disk:  # ready (it serves reads) while its disk fails: an operations review
+        state += f"; CONFIG WRITES REFUSED: {_safe(str(disk))}"
     click.echo(
         f"pong from {server} (meshreg {_safe(result['version'])}, epoch {result['epoch']}): {state}"
     )

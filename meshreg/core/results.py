@@ -105,6 +105,8 @@ class PingResult:
     config_ready: bool | None = None  # the config center's ready gate (runtime's; None: none)
     # config_ready False and the wait does not end by itself: why (peers down; runtime's)
     config_waiting: str | None = None
+    # why this node refuses config writes although it is ready: its disk (runtime's)
+    config_writes_refused: str | None = None
     # s without a beat before it marks an instance unhealthy: a client that beats per
     # instance learns it here (a session's open says it too) and beats often enough
     unhealthy_after: float | None = None

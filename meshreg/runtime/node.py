@@ -1836,9 +1836,10 @@ class NodeRuntime:
                         runtime = dict(runtime, config=config)
                     result = replace(result, runtime=runtime, requests=requests)
                 elif type(result) is PingResult:  # a readiness probe: the config center's
-                    waiting = self.configs.waiting_for_peers(now + self._wall_offset)
-                    result = replace(result, config_ready=self.configs.ready,
-                                     config_waiting=waiting)  # fmt: skip
+                    wall, configs = now + self._wall_offset, self.configs  # (its clock)
+                    result = replace(result, config_ready=configs.ready,
+                                     config_waiting=configs.waiting_for_peers(wall),
+                                     config_writes_refused=configs.disk_refusal(wall))  # fmt: skip
                 elif type(result) is ClusterResult:  # config readiness: caught up, disk
                     result = self._cluster_for(result, principal, now)
                 return [encode_ok(req_id, result)]

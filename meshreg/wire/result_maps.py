@@ -181,6 +181,8 @@ def ping_map(r: PingResult) -> dict[str, Any]:
         out["config_ready"] = r.config_ready
     if r.config_waiting:
         out["config_waiting"] = r.config_waiting
+    if r.config_writes_refused:
+        out["config_writes_refused"] = r.config_writes_refused
     if r.unhealthy_after is not None:
         out["unhealthy_after"] = r.unhealthy_after
     return out

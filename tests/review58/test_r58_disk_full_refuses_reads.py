@@ -86,6 +86,12 @@ def test_a_node_with_a_full_disk_still_serves_config_reads(started_nodes, tmp_pa
         got = run_cli(*what, "--timeout", "2", "-s", b.address)
         if got.returncode != 0:
             refused[" ".join(what)] = (got.stdout + got.stderr).strip()[:240]
+    # ready (it serves reads) yet refusing writes: `meshreg ping` says so (an operations
+    # review: it printed "ready" alone while the node refused every config write)
+    pong = run_cli("ping", "--ready", "-s", b.address)
+    assert pong.returncode == 0 and "CONFIG WRITES REFUSED: this node cannot save" in (
+        pong.stdout
+    ), pong
     assert config_stats(b).get("commit_failing"), "B's disk recovered meanwhile: inconclusive"
     assert not refused, (
         f"B (disk full, {config_stats(b).get('commit_failures_in_a_row')} failed saves in a row) "
