@@ -1834,10 +1834,13 @@ class ClientSession:
             error.refused = len(mismatched) == len(tried)  # (keys: waiting cannot cure it)
             return error
         if all(s in self._refused_by for s in tried):  # none was given time: none listens
+            hint = self._unreachable_hint()
+            if hint.startswith(f"{self.server} refused the connection"):  # (said already)
+                hint = "is `meshreg node` running there? check --server / MESHREG_SERVERS"
             return ServerUnreachableError(
                 f"{op}: meshreg server(s) {', '.join(tried)} refused the connection (nothing "
                 f"listens there); this read does not wait while none answers"
-                f"{RETRYING_IN_BACKGROUND}; " + self._unreachable_hint()
+                f"{RETRYING_IN_BACKGROUND}; " + hint
             )
         errors = self.connect_errors
         why = "".join(f" ({s}: {errors[s]})" for s in tried if s in errors)
@@ -1862,6 +1865,13 @@ class ClientSession:
             return (
                 "a process listens there and ended the handshake: is it a meshreg node's "
                 "request port (check --server / MESHREG_SERVERS)? or " + self._key_hint()
+            )
+        if self.server in self._refused_by and refused is None:
+            # nothing listens there (a refused TCP connection): a key cannot be the cause
+            # (a new user's review: the hint about keys for a port nobody listens on)
+            return (
+                f"{self.server} refused the connection (nothing listens there): is `meshreg "
+                "node` running there? check --server / MESHREG_SERVERS"
             )
         if self._link_tcp and not self._link_up and self._link_refused is None:
             if self.server in self._handshaken:  # (review59 F4: as the time-out said it)
