@@ -851,7 +851,8 @@ class Client(ConfigMixin):
         return self._agent.status.beat_every
 
     def close(self, timeout: float | None = None) -> None:
-        """Deregister what this client registered, then stop its threads."""
+        """Deregister what this client registered, then stop its threads.  No listener is
+        called once close() has begun (not for its own deregistrations either)."""
         with self._close_lock:
             if self._closed:
                 return
@@ -979,6 +980,8 @@ class Client(ConfigMixin):
             item = self._notifications.get()
             if item is None:
                 return
+            if self._closed:  # close() was called: its own deregistrations, say, call no
+                continue  # listener (a new user's review: callbacks ran inside close())
             callback, instances = item
             try:
                 callback(instances.copy()) if instances is not None else callback()

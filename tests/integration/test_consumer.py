@@ -114,6 +114,22 @@ def test_call_fails_over_when_fn_uses_urllib(node: NodeProcess) -> None:
         server.server_close()
 
 
+def test_no_listener_is_called_once_close_has_begun(node: NodeProcess) -> None:
+    """A new user's review: a client subscribed to a service it registered saw its
+    callback run inside its own close() (the deregistration's push)."""
+    calls: list[list[str]] = []
+    c = Client([node.address], **FAST)
+    c.register("self-watched", "10.2.0.1", 80)
+    c.subscribe("self-watched", lambda xs: calls.append([i.address for i in xs]))
+    wait_until(lambda: calls and calls[-1] == ["10.2.0.1:80"], 5, what="the first callback")
+    seen = len(calls)
+    with Client([node.address], **FAST) as other:  # the deregistration did happen
+        c.close()
+        wait_until(lambda: other.instances("self-watched", healthy_only=False) == [], 5,
+                   what="the instance deregistered by close()")  # fmt: skip
+    assert len(calls) == seen, calls[seen:]
+
+
 def test_caused_by_follows_a_library_s_wrapping_not_a_suppressed_context() -> None:
     from meshreg.client.client import CONNECTION_ERRORS, _caused_by
 
