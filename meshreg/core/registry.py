@@ -720,10 +720,13 @@ class RegistryNode:
     def _beat(self, req: Beat, now: float, received_at: float) -> None:
         self.stats.beats += 1
         if self.renew(req.key, req.instance, now, received_at) is None:
+            # a beat's names are only length-checked (the hot path): escaped here, so that
+            # a control or bidi character is not echoed nor logged raw (a security review)
+            what = _printable(f"instance {req.instance} of service {req.key}")
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
-                f"beat: instance {req.instance} of service {req.key} is not registered "
-                "(evicted or the node restarted); register it again",
+                f"beat: {what} is not registered (evicted or the node restarted); register "
+                "it again",
                 req.req_id,
                 "beat",
             )
@@ -1322,3 +1325,10 @@ def _with_held(renewed: SessionRenewed, sess: SessionRecord) -> SessionRenewed:
                 return replace(renewed, held=tuple(held), held_more=True)
             held.append((key, iid))
     return replace(renewed, held=tuple(held))
+
+
+def _printable(text: str) -> str:
+    """``text`` with what is not printable (control, format and bidi characters) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

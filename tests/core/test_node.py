@@ -246,6 +246,17 @@ def test_beat_for_known_instance_is_invisible() -> None:
     assert svc is not None and svc.instances[A].last_beat == 3.0
 
 
+def test_a_beat_s_unknown_names_are_not_echoed_raw() -> None:
+    """A security review: a beat's names are only length-checked (the hot path), and its
+    NOT_FOUND message echoed control and bidi characters raw (and the node logs it)."""
+    node = new_node()
+    with pytest.raises(RequestRejected) as info:
+        served_map(node, req("beat", **inst(service="a\nfake log line\u202eevil")), 1.0)
+    message = info.value.message
+    assert info.value.code is ErrorCode.NOT_FOUND and message.isprintable(), repr(message)
+    assert "a\\nfake log line\\u202eevil" in message
+
+
 @pytest.mark.parametrize(
     "fields",
     [
