@@ -391,9 +391,11 @@ class Client(ConfigMixin):
         metadata: dict[str, str] | None = None,
         cluster: str = DEFAULT_CLUSTER,
         enabled: bool = True,
+        group: str | None = None,
     ) -> None:
         """Register an instance and keep it alive (its session's renewals, or its own
-        beats) until deregistered.
+        beats) until deregistered.  ``group``: another group than the client's (as
+        Nacos's ``groupName``; every registry call takes it).
 
         No node could take it (none reachable, none ready, no answer, or an INTERNAL
         error): raises (``ServerUnreachableError``, ``OutcomeUnknownError`` or
@@ -401,7 +403,7 @@ class Client(ConfigMixin):
         client keeps the registration and makes it once a node answers (every 3 s and when
         a node answers again), as Nacos 2 redoes one; ``deregister`` drops it.  Any other
         error keeps nothing."""
-        reg = self._registration(service, ip, port, weight, metadata, cluster, enabled)
+        reg = self._registration(service, ip, port, weight, metadata, cluster, enabled, group)
         self._wait("register", lambda fut: self._agent.submit(Register(reg, self.timeout, fut)))
 
     def register_many(
@@ -413,7 +415,7 @@ class Client(ConfigMixin):
         renewals go out at their time meanwhile, never queued behind the batches.
 
         ``instances``: maps with ``service``, ``ip``, ``port`` and optionally
-        ``weight``, ``metadata``, ``cluster``, ``enabled``.  Each is checked as it is
+        ``weight``, ``metadata``, ``cluster``, ``enabled``, ``group``.  Each is checked as it is
         queued (in chunks: the first are on the wire while the rest are checked); one
         that fails the check is not sent.  Returns the ones that failed (invalid or
         refused by the node), with their errors; empty: all registered.  As with
@@ -454,6 +456,7 @@ class Client(ConfigMixin):
                         d.get("metadata"),
                         d.get("cluster", DEFAULT_CLUSTER),
                         d.get("enabled", True),
+                        d.get("group"),
                     )
                 except InvalidArgumentError as exc:
                     failed.append((d, exc))
@@ -494,8 +497,9 @@ class Client(ConfigMixin):
         metadata: dict[str, str] | None,
         cluster: str,
         enabled: bool,
+        group: str | None = None,
     ) -> Registration:
-        fields = self._instance_fields(service, ip, port, cluster)
+        fields = self._instance_fields(service, ip, port, cluster, group)
         fields.update(weight=_weight("register", weight), enabled=enabled,
                       metadata=dict(metadata or {}))  # fmt: skip
         if self.session is not None:  # the I/O thread drops it after a fallback (old node)
@@ -504,13 +508,20 @@ class Client(ConfigMixin):
             check_register_fields(fields)
         except RequestRejected:  # or a type msgpack would still encode: judge the bytes
             self._validate("register", fields)
-        return Registration(self._key(service), InstanceId(ip, port, cluster), fields)
+        return Registration(self._key(service, group), InstanceId(ip, port, cluster), fields)
 
-    def deregister(self, service: str, ip: str, port: int, cluster: str = DEFAULT_CLUSTER) -> None:
+    def deregister(
+        self,
+        service: str,
+        ip: str,
+        port: int,
+        cluster: str = DEFAULT_CLUSTER,
+        group: str | None = None,
+    ) -> None:
         """Stop beating for an instance and remove it from the registry."""
-        fields = self._instance_fields(service, ip, port, cluster)
+        fields = self._instance_fields(service, ip, port, cluster, group)
         self._validate("deregister", fields)
-        key, iid = self._key(service), InstanceId(ip, port, cluster)
+        key, iid = self._key(service, group), InstanceId(ip, port, cluster)
         self._wait(
             "deregister",
             lambda fut: self._agent.submit(Deregister(key, iid, fields, self.timeout, fut)),
@@ -525,6 +536,7 @@ class Client(ConfigMixin):
         weight: float | None = None,
         enabled: bool | None = None,
         clear: bool = False,
+        group: str | None = None,
     ) -> None:
         """Operators: override an instance's weight or enabled flag (enabled=False drains
         it); ``clear=True`` (alone) drops the override.
@@ -536,7 +548,7 @@ class Client(ConfigMixin):
         override_ttl`` (600 s; README, "Draining").  With a data dir, it survives a
         restart of every node.
         """
-        fields = self._instance_fields(service, ip, port, cluster)
+        fields = self._instance_fields(service, ip, port, cluster, group)
         if weight is not None:
             fields["weight"] = _weight("update", weight)
         if enabled is not None:
@@ -544,7 +556,7 @@ class Client(ConfigMixin):
         if clear:
             fields["clear"] = True
         self._validate("update", fields)
-        key = self._key(service)
+        key = self._key(service, group)
         self._call("update", fields)
         self._agent.submit(NoteWrite(key))
 
@@ -553,6 +565,7 @@ class Client(ConfigMixin):
         service: str,
         protect_threshold: float | None = None,
         metadata: dict[str, str] | None = None,
+        group: str | None = None,
     ) -> None:
         """Set a service's protection threshold in [0, 1] (0: off) and/or its metadata.
 
@@ -561,9 +574,10 @@ class Client(ConfigMixin):
         ``metadata`` replaces the service's metadata (``instances(...).service_metadata``).
         A value left None is kept. Replicated to every node.
         """
+        key = self._key(service, group)
         fields: dict[str, Any] = {
-            "namespace": self.namespace,
-            "group": self.group,
+            "namespace": key.namespace,
+            "group": key.group,
             "service": service,
         }
         if protect_threshold is not None:
@@ -572,7 +586,7 @@ class Client(ConfigMixin):
             fields["metadata"] = dict(metadata)
         self._validate("service_set", fields)
         self._call("service_set", fields)
-        self._agent.submit(NoteWrite(self._key(service)))
+        self._agent.submit(NoteWrite(key))
 
     # -- consumers -------------------------------------------------------------
     def instances(
@@ -581,6 +595,7 @@ class Client(ConfigMixin):
         healthy_only: bool = True,
         clusters: str | Iterable[str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        group: str | None = None,
     ) -> InstanceList:
         """Instances of a service (healthy and enabled ones only by default).
 
@@ -596,13 +611,13 @@ class Client(ConfigMixin):
         is served.
         """
         narrowed = InstanceFilter.of(clusters, metadata)
-        listing = self._instances(service, healthy_only)
+        listing = self._instances(service, healthy_only, group)
         if not narrowed:
             return listing
         return listing.where(narrowed.clusters, metadata)
 
-    def _instances(self, service: str, healthy_only: bool) -> InstanceList:
-        key = self._key(service)
+    def _instances(self, service: str, healthy_only: bool, group: str | None) -> InstanceList:
+        key = self._key(service, group)
         self._validate(
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
         )
@@ -640,6 +655,7 @@ class Client(ConfigMixin):
         service: str,
         cluster: str | Iterable[str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        group: str | None = None,
     ) -> Instance:
         """One healthy, enabled instance, at random in proportion to weight.
 
@@ -648,15 +664,16 @@ class Client(ConfigMixin):
         ``call()`` are chosen only when nothing else is left. Raises
         NoInstanceAvailableError when there is none.
         """
-        listing = self.instances(service, healthy_only=True)
+        listing = self.instances(service, healthy_only=True, group=group)
         candidates = eligible(listing, cluster, listing.protected, metadata)
         chosen = choose(candidates, self._rng, self._avoided())
         if chosen is None:
             where = InstanceFilter.of(cluster, metadata).words()
+            key = self._key(service, group)
             raise NoInstanceAvailableError(
                 f"no healthy, enabled instance with weight > 0 of service {service!r}{where} "
-                f"(namespace {self.namespace!r}, group {self.group!r}); check `meshreg instances "
-                f"{service} --all`"
+                f"(namespace {key.namespace!r}, group {key.group!r}); check `meshreg "
+                f"instances {service} --all" + (f" -g {key.group}`" if group else "`")
             )
         return chosen
 
@@ -668,6 +685,7 @@ class Client(ConfigMixin):
         cluster: str | Iterable[str] | None = None,
         retry_on: tuple[type[BaseException], ...] = CONNECTION_ERRORS,
         metadata: Mapping[str, str] | None = None,
+        group: str | None = None,
     ) -> Any:
         """``fn(instance)`` on a selected instance; on a connection-type error, the next one.
 
@@ -681,10 +699,10 @@ class Client(ConfigMixin):
         through at once. When every attempt fails, CallFailedError lists them.
         ``cluster`` and ``metadata`` narrow the candidates as in ``select``.
         """
-        listing = self.instances(service, healthy_only=True)
+        listing = self.instances(service, healthy_only=True, group=group)
         candidates = eligible(listing, cluster, listing.protected, metadata)
         if not candidates:
-            self.select(service, cluster, metadata)  # raises the clear "none available" error
+            self.select(service, cluster, metadata, group)  # raises "none available", clearly
         limit = len(candidates) if retries is None else min(len(candidates), retries + 1)
         attempts: list[tuple[str, BaseException]] = []
         tried: set[str] = set()
@@ -778,7 +796,7 @@ class Client(ConfigMixin):
                 )
             fields[resume] = token
 
-    def subscribe(self, service: str, callback: Listener) -> None:
+    def subscribe(self, service: str, callback: Listener, group: str | None = None) -> None:
         """Call ``callback(instances)`` now with the current list and on every change.
 
         ``instances`` holds every instance (check ``healthy``/``enabled``).
@@ -792,7 +810,7 @@ class Client(ConfigMixin):
         true: the listener stays, as with Nacos 2, and is called with the list once a node
         answers; ``unsubscribe`` drops it.  Any other error keeps nothing.
         """
-        key = self._key(service)
+        key = self._key(service, group)
         self._validate(
             "instances", {"namespace": key.namespace, "group": key.group, "service": key.service}
         )
@@ -811,10 +829,12 @@ class Client(ConfigMixin):
             raise
         self._listeners.take(live)
 
-    def unsubscribe(self, service: str, callback: Listener | None = None) -> None:
+    def unsubscribe(
+        self, service: str, callback: Listener | None = None, group: str | None = None
+    ) -> None:
         """Stop calling ``callback`` (None: every callback) for a service: once this
         returns, it is not called again for it (a call running then finishes)."""
-        key = self._key(service)
+        key = self._key(service, group)
         self._listeners.mute(key, callback)
         self._wait("unsubscribe", lambda fut: self._agent.submit(Unsubscribe(key, callback, fut)))
 
@@ -935,13 +955,16 @@ class Client(ConfigMixin):
         self.close()
 
     # -- internals -------------------------------------------------------------------
-    def _key(self, service: str) -> ServiceKey:
-        return ServiceKey(self.namespace, self.group, service)
+    def _key(self, service: str, group: str | None = None) -> ServiceKey:
+        """The service's key: this client's namespace, ``group`` or the client's."""
+        return ServiceKey(self.namespace, self.group if group is None else group, service)
 
-    def _instance_fields(self, service: str, ip: str, port: int, cluster: str) -> dict[str, Any]:
+    def _instance_fields(
+        self, service: str, ip: str, port: int, cluster: str, group: str | None = None
+    ) -> dict[str, Any]:
         return {
             "namespace": self.namespace,
-            "group": self.group,
+            "group": self.group if group is None else group,
             "service": service,
             "ip": ip,
             "port": port,

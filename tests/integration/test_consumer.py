@@ -114,6 +114,33 @@ def test_call_fails_over_when_fn_uses_urllib(node: NodeProcess) -> None:
         server.server_close()
 
 
+def test_registry_calls_take_a_group_per_call(node: NodeProcess) -> None:
+    """A new user's review: config calls and services() took group=, registry calls did
+    not (Nacos's SDK takes groupName per call): two groups needed two clients."""
+    seen: list[list[str]] = []
+    with Client([node.address], **FAST) as c, Client([node.address], group="billing") as b:
+        c.register("pay", "10.3.0.1", 80, group="billing", metadata={"zone": "a"})
+        c.register("pay", "10.3.0.2", 80)  # the client's own group: another service
+        assert [i.address for i in b.instances("pay")] == ["10.3.0.1:80"]  # in billing
+        assert [i.address for i in c.instances("pay", group="billing")] == ["10.3.0.1:80"]
+        assert [i.address for i in c.instances("pay")] == ["10.3.0.2:80"]
+        assert c.select("pay", group="billing").address == "10.3.0.1:80"
+        assert c.call("pay", lambda i: i.port, group="billing") == 80
+        c.subscribe("pay", lambda xs: seen.append([i.address for i in xs]), group="billing")
+        c.set_instance("pay", "10.3.0.1", 80, weight=3.0, group="billing")
+        wait_until(lambda: b.instances("pay")[0].weight == 3.0, 5, what="billing's override")
+        c.set_service("pay", metadata={"team": "pay"}, group="billing")
+        c.deregister("pay", "10.3.0.1", 80, group="billing")
+        wait_until(lambda: b.instances("pay", healthy_only=False) == [], 5, what="deregistered")
+        assert seen[0] == ["10.3.0.1:80"] and seen[-1] == []
+        c.unsubscribe("pay", group="billing")
+        c.register("pay", "10.3.0.3", 80, group="billing")
+    # close() deregistered what it registered in either group
+    with Client([node.address], **FAST) as c:
+        assert c.instances("pay", group="billing", healthy_only=False) == []
+        assert c.instances("pay", healthy_only=False) == []
+
+
 def test_no_listener_is_called_once_close_has_begun(node: NodeProcess) -> None:
     """A new user's review: a client subscribed to a service it registered saw its
     callback run inside its own close() (the deregistration's push)."""
