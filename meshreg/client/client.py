@@ -349,6 +349,7 @@ class Client(ConfigMixin):
             queue.SimpleQueue()
         )
         self._listeners = ListenerTable()  # (un)subscribe, config_(un)listen: listeners.py
+        self._closed = False  # (before the agent: its thread queues callbacks)
         if (shortfall := descriptor_shortfall(len(self.servers))) is not None:
             raise MeshregError(f"cannot make a meshreg client: {shortfall}")
         self._notifier = threading.Thread(
@@ -364,7 +365,7 @@ class Client(ConfigMixin):
                 beat_interval,
                 attempt_timeout,
                 resync_interval,
-                notify=lambda cb, instances: self._notifications.put((cb, instances)),
+                notify=self._queue_callback,
                 cache=cache,
                 empty_protection=empty_protection,
                 curve=curve,
@@ -998,13 +999,18 @@ class Client(ConfigMixin):
     def _server_list(self) -> str:
         return ", ".join(f"{h}:{p}" for h, p in self.servers)
 
+    def _queue_callback(self, callback: Any, instances: Any) -> None:
+        """A listener call for the notifier thread; none once close() has begun (its own
+        deregistrations' pushes ran callbacks inside close(): a new user's review).  One
+        queued before is still made (a listen's first call right before close)."""
+        if not self._closed:
+            self._notifications.put((callback, instances))
+
     def _run_notifier(self) -> None:
         while True:
             item = self._notifications.get()
             if item is None:
                 return
-            if self._closed:  # close() was called: its own deregistrations, say, call no
-                continue  # listener (a new user's review: callbacks ran inside close())
             callback, instances = item
             try:
                 callback(instances.copy()) if instances is not None else callback()
