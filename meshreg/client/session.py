@@ -248,8 +248,9 @@ MIN_BEAT_INTERVAL = 0.1  # s; never beat or renew more often, whatever a node sa
 CUT_SHORT = 0.1  # s; an attempt ended sooner was not timed out: its link went (errors say so)
 VIEW_INTERVAL = 10.0  # s; how often a client with registrations refreshes the cluster view
 # s a member learned from the view stays a server to fall back on after the last view that
-# showed it up: a member removed, replaced or never there (a typo in a node's list) was
-# tried at every failover for good (an operations review: 11 minutes after the fix)
+# named it heard (or, never heard, after the first that named it): a member removed or
+# never there (a typo in a node's list) was tried at every failover for good (an
+# operations review: 11 minutes after)
 LEARNED_MEMBER_TTL = 300.0
 YOUNG_NODE_GRACE = 15.0  # s; a node up for less may list nothing only because providers
 # have not registered again yet (three default beat intervals), or only part of a service
@@ -522,7 +523,9 @@ class ClientSession:
         self.settings = settings
         self.servers = list(servers)
         self._given = len(self.servers)  # the first ones: the caller's, never forgotten
-        self._learned_at: dict[tuple[str, int], float] = {}  # last view showing it up
+        # learned server -> when a view last named it heard (or first named it at all)
+        self._learned_at: dict[tuple[str, int], float] = {}
+        self._unheard_dropped: set[tuple[str, int]] = set()  # forgotten, never heard since
         self.session = session
         self._shuffle = shuffle
         self.registrations: dict[tuple[ServiceKey, InstanceId], Registration] = {}
@@ -1911,16 +1914,25 @@ class ClientSession:
             up = view.up()
             self._members = tuple(sorted({m.id for m in up}))
             self._member_address = {m.id: m.address for m in up}
-            # every member heard up is a server to fall back on (one configured but never
-            # heard, a typo, or down is not: learned once up)
-            learned = [split_address(m.address) for m in up]
+            # every member the view names is a server to fall back on (at a start, the
+            # node's peers are not heard yet: review18's client, given one server that
+            # died then, failed over only to them); the view refreshes when it names one
+            # heard (an id), and one named only unheard for LEARNED_MEMBER_TTL is dropped
+            # and not taken again until heard: a typo in a node's list (an operations
+            # review: tried at every failover 11 minutes on)
+            learned = [(split_address(m.address), bool(m.id)) for m in view.members]
             if self._shuffle is not None:
                 self._shuffle(learned)  # (each client its own order: review51 F2)
-            for address in learned:
+            for address, heard in learned:
+                if heard:
+                    self._unheard_dropped.discard(address)
+                elif address in self._unheard_dropped:
+                    continue
                 if address not in self.servers and len(self.servers) < MAX_SERVERS:
                     self.servers.append(address)
                     self._status_changed = True
-                if address in self.servers:
+                    self._learned_at[address] = self._now  # (first seen)
+                if heard and address in self.servers:
                     self._learned_at[address] = self._now
             self._forget_learned()
 
@@ -1931,8 +1943,8 @@ class ClientSession:
         self.request("cluster", {}, self.settings.attempt_timeout, on_reply=got, on_error=failed)
 
     def _forget_learned(self) -> None:
-        """Drop the learned servers no view has shown up for ``LEARNED_MEMBER_TTL`` (never
-        the caller's own, nor the one in use)."""
+        """Drop the learned servers no view has named heard for ``LEARNED_MEMBER_TTL``
+        (never the caller's own, nor the one in use)."""
         stale = [
             a
             for a in self.servers[self._given :]
@@ -1943,6 +1955,8 @@ class ClientSession:
             index = self.servers.index(address)
             del self.servers[index]
             self._learned_at.pop(address, None)
+            if len(self._unheard_dropped) < MAX_SERVERS:
+                self._unheard_dropped.add(address)
             if index < self._server_index:
                 self._server_index -= 1
             self._status_changed = True
