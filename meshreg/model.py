@@ -115,7 +115,9 @@ class Instance:
 
 
 class InstanceList(list[Instance]):
-    """A list of instances that also says which revision of the service it shows."""
+    """A list of instances that also says which revision of the service it shows, and
+    whether it comes from the client's disk cache (``from_cache``: no node has confirmed
+    it since this process started; as ``ConfigInfo.from_cache``)."""
 
     def __init__(
         self,
@@ -124,16 +126,23 @@ class InstanceList(list[Instance]):
         epoch: int | None = None,
         protected: bool = False,
         service_metadata: dict[str, str] | None = None,
+        from_cache: bool = False,
     ) -> None:
         super().__init__(items)
         self.revision = revision
         self.epoch = epoch
         self.protected = protected  # the protection threshold is in force: all are listed
         self.service_metadata = service_metadata or {}  # the service's own metadata
+        self.from_cache = from_cache
 
     def copy(self) -> InstanceList:
         return InstanceList(
-            self, self.revision, self.epoch, self.protected, dict(self.service_metadata)
+            self,
+            self.revision,
+            self.epoch,
+            self.protected,
+            dict(self.service_metadata),
+            self.from_cache,
         )
 
     def where(
@@ -150,6 +159,7 @@ class InstanceList(list[Instance]):
             self.epoch,
             self.protected,
             dict(self.service_metadata),
+            self.from_cache,
         )
 
 

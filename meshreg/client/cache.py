@@ -125,4 +125,5 @@ class ServiceView:
         protected = protection_active(healthy, len(items), self.protect_threshold)
         if healthy_only and not protected:
             items = [i for i in items if i.healthy and i.enabled]
-        return InstanceList(items, self.revision, self.epoch, protected, self.service_metadata)
+        return InstanceList(items, self.revision, self.epoch, protected, self.service_metadata,
+                            self.from_disk)  # fmt: skip

@@ -196,6 +196,7 @@ def test_outage_serves_cache_then_redo_and_resubscribe(
         consumer.subscribe("pay", lambda xs: seen.append({i.address for i in xs}))
         wait_until(lambda: seen and seen[-1] == {"10.2.0.1:80"})
         assert consumer.select("pay").address == "10.2.0.1:80"
+        assert not consumer.instances("pay").from_cache  # a node's
         wait_until(lambda: (cache_dir / "public" / "DEFAULT_GROUP" / "pay.json").exists())
         node.kill()  # every node is gone
         for _ in range(5):
@@ -207,13 +208,15 @@ def test_outage_serves_cache_then_redo_and_resubscribe(
             "import sys; from meshreg import Client\n"
             f"c = Client([{node.address!r}], cache_dir={str(cache_dir)!r}, timeout=1.0,"
             " attempt_timeout=0.3)\n"
-            "print(c.select('pay').address); c.close(timeout=0.5)\n"
+            "print(c.select('pay').address); listed = c.instances('pay')\n"
+            "print(listed.from_cache); c.close(timeout=0.5)\n"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
         )
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "10.2.0.1:80"
+        # the list says it is the disk copy (a new user's review: configs said so, lists not)
+        assert out.stdout.split() == ["10.2.0.1:80", "True"]
         assert "disk cache" in out.stderr  # it says so in a log line
 
         # the node comes back empty: the provider registers again, the watcher resumes
