@@ -26,6 +26,7 @@ from meshreg.model import (
     Instance,
     InstanceFilter,
 )
+from meshreg.text import printable
 
 if TYPE_CHECKING:
     from meshreg.client.client import Client
@@ -121,10 +122,7 @@ def _safe(value: object) -> str:
     sequence in someone's metadata, a bidi override, a NUL) shown as ``\\x1b``,
     ``\\u202e``, ``\\x00``, never sent to the terminal as they are. --json output
     needs none of this: JSON escapes control characters itself."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
+    return printable(str(value))
 
 
 def _safe_tree(value: Any) -> Any:
@@ -136,13 +134,6 @@ def _safe_tree(value: Any) -> Any:
     if isinstance(value, list):
         return [_safe_tree(v) for v in value]
     return value
-
-
-def _escape(c: str) -> str:
-    code = ord(c)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _warnings_to_stderr() -> None:

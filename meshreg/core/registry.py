@@ -112,6 +112,7 @@ from meshreg.core.subscriber_counts import SubscriberCounts
 from meshreg.core.versions import TAG_BITS, HybridClock, highest_stamp_at, stamp_limit
 from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.model import InstanceId, ServiceKey, protection_active
+from meshreg.text import printable
 
 # s above the fastest member's clock up to which a write's ``after`` is observed: the
 # error of the beacons' clock samples, and a lead under the measuring's dead band
@@ -722,7 +723,7 @@ class RegistryNode:
         if self.renew(req.key, req.instance, now, received_at) is None:
             # a beat's names are only length-checked (the hot path): escaped here, so that
             # a control or bidi character is not echoed nor logged raw (a security review)
-            what = _printable(f"instance {req.instance} of service {req.key}")
+            what = printable(f"instance {req.instance} of service {req.key}")
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
                 f"beat: {what} is not registered (evicted or the node restarted); register "
@@ -1325,10 +1326,3 @@ def _with_held(renewed: SessionRenewed, sess: SessionRecord) -> SessionRenewed:
                 return replace(renewed, held=tuple(held), held_more=True)
             held.append((key, iid))
     return replace(renewed, held=tuple(held))
-
-
-def _printable(text: str) -> str:
-    """``text`` with what is not printable (control, format and bidi characters) escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

@@ -254,7 +254,7 @@ def test_a_beat_s_unknown_names_are_not_echoed_raw() -> None:
         served_map(node, req("beat", **inst(service="a\nfake log line\u202eevil")), 1.0)
     message = info.value.message
     assert info.value.code is ErrorCode.NOT_FOUND and message.isprintable(), repr(message)
-    assert "a\\nfake log line\\u202eevil" in message
+    assert "a\\x0afake log line\\u202eevil" in message  # (as the CLI escapes)
 
 
 @pytest.mark.parametrize(
