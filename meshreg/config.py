@@ -355,12 +355,14 @@ class NodeConfig:
         second without a word on why: an operations review of 2026-12-07)."""
         peers = self._split_peers()[0]
         nodes = [(f"this node {self.address}", self.host, self.port)]
+        if self.advertise and self.advertise != self.host:  # bound to 0.0.0.0, say
+            nodes.append((f"this node {self.address}", self.advertise, self.port))
         for addr in peers:
             host, port = split_node_address(addr)
             nodes.append((f"peer {addr}", host, port))
         for i, (name_a, host_a, port_a) in enumerate(nodes):
             for name_b, host_b, port_b in nodes[i + 1 :]:
-                if abs(port_a - port_b) >= PORT_SPAN or port_a == port_b:
+                if abs(port_a - port_b) >= PORT_SPAN or port_a == port_b or name_a == name_b:
                     continue
                 if host_a != host_b and not _same_host(host_a, host_b):
                     continue

@@ -1261,6 +1261,11 @@ class RegistryNode:
         else:
             self.subscriptions.unsubscribed(key)
 
+    def compact(self) -> None:
+        """Rebuild the subscription table at its present size, after a large release
+        (runtime/memory_release)."""
+        self.subscriptions.compact()
+
     def announce(self, key: ServiceKey) -> None:
         """Publish a sync of ``key`` (its current revision) to its watchers."""
         self._effects.append(SyncAnnounced(key, self.store.revision_of(key)))

@@ -337,6 +337,7 @@ class RegistryStore:
         self.tombstones: dict[ServiceKey, dict[InstanceId, Tomb]] = {}
         # -- running counts (module docstring, "Bounds"); ``recount`` checks them
         self.instance_total = 0
+        self.instances_removed = 0  # ever (runtime/memory_release gives memory back)
         self.unhealthy_total = 0
         self.metadata_bytes = 0  # instance metadata (each record counted) + service metadata
         self.metadata_by_namespace: dict[str, int] = {}  # the same, per namespace
@@ -1100,6 +1101,7 @@ class RegistryStore:
 
     def _count_out(self, rec: InstanceRecord, namespace: str) -> None:
         self.instance_total -= 1
+        self.instances_removed += 1
         if not rec.healthy:
             self.unhealthy_total -= 1
         if rec.metadata:

@@ -85,6 +85,7 @@ from meshreg.runtime.config_plane import ConfigPlane
 from meshreg.runtime.data_dir import DataDirLock
 from meshreg.runtime.gc_policy import avoid_full_collections
 from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
+from meshreg.runtime.memory_release import CHECK_INTERVAL, ReleasePolicy, trim_heap
 from meshreg.runtime.notify_outbox import NotifyOutbox
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
 from meshreg.runtime.registry_state import RegistryStateFile
@@ -575,6 +576,8 @@ class NodeRuntime:
             limits_policy.read_rate_per_client, limits_policy.read_rate_per_node
         )
         self.gate = SubscriptionGate()
+        self.memory = ReleasePolicy()  # memory given back after a large release
+        self._memory_checked = -math.inf
         self.denied = 0
         self.batcher = DeltaBatcher(config.replication_batch)  # deltas -> PUB messages
         self._entries = 0  # register_batch entries served in this drain (TURN_ENTRIES)
@@ -649,6 +652,17 @@ class NodeRuntime:
                 step,
             )
 
+    def _release_memory(self, now: float) -> None:
+        """After many subscriptions or instances ended: the tables rebuilt at their size
+        and the heap trimmed (runtime/memory_release)."""
+        gate = self.gate
+        ended = self.memory.due(gate.ended + self.core.store.instances_removed, now)
+        if not ended:
+            return
+        gate.compact()
+        self.core.registry.compact()
+        trim_heap(f"{ended:,} subscriptions or instances ended")
+
     def _runtime_stats(self) -> dict[str, Any]:
         """What the runtime, not the core, knows: security, subscriptions, descriptors."""
         transport = self.transport.stats() if self.transport is not None else {}
@@ -671,6 +685,8 @@ class NodeRuntime:
             "subscriptions_repeated": self.gate.repeats,  # a connection's repeats: not counted
             "subscriptions_refused_held": self.gate.refused_held,  # libzmq holds them (F1)
             "notification_resets": self.notification_resets,
+            # times memory was given back after many subscriptions or instances ended
+            "memory_releases": self.memory.released,
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
             "deltas_notified_as_sync": self._deltas_as_sync,
@@ -1117,6 +1133,9 @@ class NodeRuntime:
         wake = min(wake, self.configs.tick(now + offset, judge + offset) - offset)
         if self._wall_source is not None and now >= self._wall_checked + WALL_CHECK_INTERVAL:
             self._wall_step(now)
+        if now >= self._memory_checked + CHECK_INTERVAL:
+            self._memory_checked = now
+            self._release_memory(now)
         if peers is not None:
             self._expire(peers, now, judge)
             deadline = peers.next_deadline()

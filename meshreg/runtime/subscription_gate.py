@@ -111,6 +111,7 @@ class SubscriptionGate:
         self.refused_share = 0  # a namespace above its share while the pool runs short
         self.repeats = 0  # subscriptions a connection held already: not counted again
         self.refused_held = 0  # refused subscriptions of valid topics libzmq holds
+        self.ended = 0  # subscriptions held (admitted or refused) that ended, ever
 
     def subscribe(self, topic: bytes, readable: bool, conn: str = "") -> str | None:
         """None if admitted, ``again`` if ``conn`` holds it admitted already (nothing
@@ -186,6 +187,7 @@ class SubscriptionGate:
             ended = not refused and self._take(self.admitted, topic)
         if refused:
             self.refused_held -= 1
+        self.ended += refused or ended
         if ended:
             self._take(self.by_namespace, topic_namespace(topic))
             self.total -= 1
@@ -222,6 +224,14 @@ class SubscriptionGate:
         excess = len(holders) - counted - HOLDER_SLACK
         for conn in list(itertools.islice(holders, max(excess, 0))):
             del holders[conn]
+
+    def compact(self) -> None:
+        """Rebuild the tables at their present size (runtime/memory_release: a dict keeps
+        the table of its largest size, 10 MB each after a flood of 200,000 ended)."""
+        self.admitted = Counter(self.admitted)
+        self.refused = Counter(self.refused)
+        self.by_namespace = Counter(self.by_namespace)
+        self._holders = {topic: dict(h) for topic, h in self._holders.items()}
 
     def holders_remembered(self) -> int:
         """Connection entries kept to tell repeats (bounded: see the module docstring)."""

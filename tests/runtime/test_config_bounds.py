@@ -243,3 +243,20 @@ def test_nodes_on_one_host_with_overlapping_ports_are_refused(
     with pytest.raises(ConfigError, match="overlapping ports") as info:
         config.validate()
     assert bad in str(info.value) and "a typo in a port?" in str(info.value)
+
+
+def test_overlapping_ports_seen_through_the_advertised_address() -> None:
+    """A node bound to every interface is its advertised host for the port check: a peer
+    at that host 2 ports up shares its range (the check compared the bind address alone,
+    0.0.0.0, and let it start: a leftover of the operations review)."""
+    config = NodeConfig(
+        host="0.0.0.0", advertise="10.0.0.5", port=24120,
+        peers=("10.0.0.5:24120", "10.0.0.5:24122"),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="overlapping ports") as info:
+        config.validate()
+    assert "peer 10.0.0.5:24122" in str(info.value)
+    NodeConfig(
+        host="0.0.0.0", advertise="10.0.0.5", port=24120,
+        peers=("10.0.0.5:24120", "10.0.0.5:24130", "10.0.0.6:24122"),
+    ).validate()  # fmt: skip

@@ -98,7 +98,7 @@ from meshreg.wire.replies import decode_reply, encode_request
 sys.path.insert(0, os.path.dirname(__file__))
 
 from network import Network, SimNode, SimSubscriber  # noqa: E402
-from test_distro_sim import TRACE_FILE, scenario_message, set_groups  # noqa: E402
+from test_distro_sim import TRACE_FILE, scenario_message, set_groups, sweep_seeds  # noqa: E402
 from test_faults_sim import SHORT  # noqa: E402
 
 RANDOM_SEEDS = int(os.environ.get("MESHREG_SIM_FAULT_SEEDS", "3"))
@@ -1408,7 +1408,7 @@ REPLAY_LEARNER = (
 )
 
 
-@pytest.mark.parametrize("seed", range(max(3, RANDOM_SEEDS // 2)))
+@pytest.mark.parametrize("seed", sweep_seeds(max(3, RANDOM_SEEDS // 2)))
 def test_a_learner_new_node_keeps_configs_consistent(seed: int, data_dir: Path) -> None:
     sim, end = plan_learner(seed, data_dir)
     sim.check(end, REPLAY_LEARNER.format(seed=seed))
@@ -1456,7 +1456,7 @@ def test_replay_learner_seed(data_dir: Path) -> None:
     assert not problems, problems[:10]
 
 
-@pytest.mark.parametrize("seed", range(RANDOM_SEEDS))
+@pytest.mark.parametrize("seed", sweep_seeds(RANDOM_SEEDS))
 def test_random_faults_keep_configs_consistent(seed: int, data_dir: Path) -> None:
     sim, end = plan_random(seed, data_dir)
     sim.check(end, REPLAY.format(seed=seed))

@@ -78,6 +78,7 @@ from test_distro_sim import (  # noqa: E402
     run_settled,
     scenario_message,
     set_groups,
+    sweep_seeds,
 )
 
 # 16 in the suite (24 took 132 s of its workers' time, 2026-12-07); sweeps: =200
@@ -796,7 +797,7 @@ def plan_random(seed: int, trace: bool = False, keys: SimKeys | None = None) -> 
     return sc
 
 
-@pytest.mark.parametrize("seed", range(FAULT_SEEDS))
+@pytest.mark.parametrize("seed", sweep_seeds(FAULT_SEEDS))
 def test_random_faults_never_lose_a_live_instance(seed: int) -> None:
     sc = plan_random(seed)
     sc.check(sc.end, REPLAY_RANDOM.format(seed=seed))
@@ -932,7 +933,7 @@ REPLAY_CRASH_LOOP = (
 )
 
 
-@pytest.mark.parametrize("seed", range(max(4, FAULT_SEEDS // 4)))
+@pytest.mark.parametrize("seed", sweep_seeds(max(4, FAULT_SEEDS // 4)))
 def test_a_node_in_a_crash_loop_stops_no_judging_and_loses_no_live_instance(seed: int) -> None:
     sc, t0, loop_end = plan_crash_loop(seed)
     problems = judged_in_the_loop(sc, t0, loop_end)
@@ -960,7 +961,7 @@ REPLAY_MISMATCH = (
 )
 
 
-@pytest.mark.parametrize("seed", range(max(4, FAULT_SEEDS // 4)))
+@pytest.mark.parametrize("seed", sweep_seeds(max(4, FAULT_SEEDS // 4)))
 def test_mismatched_peer_lists_join_and_never_lose_a_live_instance(seed: int) -> None:
     sc = plan_mismatched(seed)
     sc.check(sc.end, REPLAY_MISMATCH.format(seed=seed))
