@@ -68,7 +68,8 @@ timeout_option = click.option(
     default=3.0,
     show_default=True,
     type=float,
-    help="Seconds to wait for an answer before giving up.",
+    help="Seconds to wait for an answer before giving up (a config write: 10 s unless "
+    "given, so that one whose owner just stopped is made by its successor).",
 )
 
 
@@ -160,6 +161,12 @@ def _client(
     if kw.get("fail_when_refused", True):  # one-shot: a name that resolves nowhere, now
         _check_resolvable(servers)
 
+    ctx = click.get_current_context(silent=True)
+    given = ctx is not None and ctx.get_parameter_source("timeout") not in (
+        None,
+        click.core.ParameterSource.DEFAULT,
+    )
+    kw.setdefault("config_write_timeout", timeout if given else None)  # (Client's default)
     try:
         client = Client(
             servers,

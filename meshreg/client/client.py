@@ -60,6 +60,7 @@ from meshreg.client.config_api import ConfigMixin, _check_callable
 from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
 from meshreg.client.defaults import DEFAULT_AVOID_FAILED_FOR as DEFAULT_AVOID_FAILED_FOR
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERVAL
+from meshreg.client.defaults import DEFAULT_CONFIG_WRITE_TIMEOUT as DEFAULT_CONFIG_WRITE_TIMEOUT
 from meshreg.client.defaults import DEFAULT_RESYNC_INTERVAL as DEFAULT_RESYNC_INTERVAL
 from meshreg.client.defaults import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from meshreg.client.descriptors import descriptor_shortfall
@@ -113,6 +114,7 @@ CLIENT_TIME_BOUNDS: dict[str, tuple[float, float]] = {
     "attempt_timeout": (0.01, 3600.0),  # s; one server's time to answer
     "resync_interval": (0.05, 86400.0),  # s; backstop re-pull of cached services
     "avoid_failed_for": (0.0, 86400.0),  # s; 0 turns the avoidance off
+    "config_write_timeout": (0.01, 86400.0),  # s; a config write's whole budget
 }
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
@@ -252,6 +254,7 @@ class Client(ConfigMixin):
         handle_sigterm: bool = True,
         server_order: str = "random",
         fail_when_refused: bool = False,
+        config_write_timeout: float | None = None,
     ) -> None:
         """A client of the meshreg nodes ``servers``; one per process serves every thread.
 
@@ -288,6 +291,11 @@ class Client(ConfigMixin):
         ``labels``: this client's labels; a config's gray version whose selector they match
         is served to it (docs/CONFIG.md). ``config_max_bytes``: the largest config content
         this client sends (the nodes' default cap, 1 MiB; at most 10 MiB).
+        ``config_write_timeout``: the whole budget of a config write (publish, delete,
+        rollback, gray, promote, gray-drop, import); None: ``timeout``, but at least 10 s,
+        so that a write whose data id's owner just stopped is made by its successor once
+        the nodes stop counting the owner (their ``peer_timeout``, 3 s by default) rather
+        than end with an unknown outcome.
 
         ``handle_sigterm``: made on the main thread of a process whose SIGTERM is at its
         default, install a handler that turns SIGTERM into ``SystemExit(143)`` so that
@@ -310,7 +318,10 @@ class Client(ConfigMixin):
             ("attempt_timeout", attempt_timeout),
             ("resync_interval", resync_interval),
             ("avoid_failed_for", avoid_failed_for),
+            ("config_write_timeout", config_write_timeout),
         ):
+            if value is None and name == "config_write_timeout":
+                continue
             low, high = CLIENT_TIME_BOUNDS[name]
             if type(value) not in (int, float) or not low <= value <= high:
                 raise ConfigError(
@@ -328,6 +339,11 @@ class Client(ConfigMixin):
         # 128 random bits: the session id is the capability to renew and close it
         self.session = secrets.token_hex(16) if sessions else None
         self.timeout = timeout
+        self.config_write_timeout = (
+            max(timeout, DEFAULT_CONFIG_WRITE_TIMEOUT)
+            if config_write_timeout is None
+            else config_write_timeout
+        )
         self.avoid_failed_for = avoid_failed_for
         self._rng = rng or random.Random()
         self._failed_at: dict[str, float] = {}  # address -> monotonic time of its last failure

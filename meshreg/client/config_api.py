@@ -91,6 +91,7 @@ class ConfigMixin:
     namespace: str
     group: str
     timeout: float
+    config_write_timeout: float
     labels: dict[str, str]
     config_max_bytes: int
     _agent: ClientAgent
@@ -509,13 +510,18 @@ class ConfigMixin:
         except (TypeError, ValueError) as exc:  # not even encodable
             raise InvalidArgumentError(4, f"{op}: {exc}") from None
 
+    def _config_budget(self, op: str) -> float:
+        """A call's whole budget: a write's is ``config_write_timeout`` (Client)."""
+        return self.config_write_timeout if op in CONFIG_WRITES else self.timeout
+
     def _config_call(
         self, op: str, key: ConfigKey | None, fields: dict[str, Any], saved: bool = False
     ) -> Any:
+        budget = self._config_budget(op)
         return self._config_wait(
             op,
             key,
-            lambda fut: self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut, saved)),
+            lambda fut: self._agent.submit(ConfigCall(op, key, fields, budget, fut, saved)),
             fields.get("request_id") or "",
         )
 
@@ -544,7 +550,7 @@ class ConfigMixin:
                     results[i] = exc
                     continue
             fut: Future[Any] = Future()
-            self._agent.submit(ConfigCall(op, key, fields, self.timeout, fut))
+            self._agent.submit(ConfigCall(op, key, fields, self._config_budget(op), fut))
             inflight.append((i, op, key, fields.get("request_id") or "", fut))
             if len(inflight) >= window:
                 collect()
@@ -573,12 +579,12 @@ class ConfigMixin:
         if submitted is None:
             submit(fut)
         where = f" {key}" if key is not None else ""
+        wait = self._config_budget(op) + 2.0
         try:
-            return fut.result(self.timeout + 2.0)
+            return fut.result(wait)
         except FutureTimeout:
             message = (
-                f"{op}{where}: the meshreg client's I/O thread did not answer within "
-                f"{self.timeout + 2.0:g}s"
+                f"{op}{where}: the meshreg client's I/O thread did not answer within {wait:g}s"
             )
             if rid:  # a write: it may have been sent, and applied
                 raise OutcomeUnknownError(

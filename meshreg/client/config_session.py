@@ -513,7 +513,7 @@ class ConfigPolicy:
         """The error of a read the nodes refused (UNAVAILABLE) until its time-out: what
         the last one answered (code, message, address), who was asked, what to try."""
         hint = "the cluster is catching up or has no majority: retry in a moment"
-        if "after its deadline" in answer.detail:  # (review of 2026-12-07: the hint
+        if "check the clocks" in answer.detail:  # late on arrival (review of 2026-12-07: the hint
             # said "catching up" under a message that said "check the clocks")
             hint = (
                 "the nodes refused it as arriving after its deadline, by their clocks: this "

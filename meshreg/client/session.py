@@ -1889,6 +1889,20 @@ class ClientSession:
                 "ZeroMQ handshake: the node there may be stopped (SIGSTOP, a paused VM), "
                 f"hung or overloaded (`meshreg stats -s {self.server}` and its log say which)"
             )
+        if (
+            not self._link_tcp
+            and refused is None
+            and self.server not in self._refused_by
+            and self.server not in self.connect_errors  # (its own words: a name, say)
+        ):
+            # a SYN neither answered nor refused: not "is the node running?" nor the keys
+            # (a fault review of 2026-12-07: a stopped node's full listen queue)
+            return (
+                f"no TCP connection to {self.server} completed, and none was refused: a "
+                "firewall dropping the port, a host that is down, or a node there stopped or "
+                "overloaded whose listen queue is full (SIGSTOP, a paused VM: `ss -ltn` on "
+                "its host shows it); check --server / MESHREG_SERVERS"
+            )
         return "is `meshreg node` running there? check --server / MESHREG_SERVERS; or " + (
             self._key_hint()
         )

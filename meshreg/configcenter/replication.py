@@ -665,7 +665,7 @@ class ConfigReplicator:
         if done is not None and done.committed:  # any node that holds it committed answers
             return self._replay(now, write, done, arrived)
         if done is None and write.deadline is not None and now - self.clock_lead > write.deadline:
-            return [self._late(write, now)]
+            return [self._late(write, now, arrived)]
         owner = self.responsible(write.key)
         # a forwarded write is applied where it lands, but by a node that counts itself
         # out (a learner, a disk that fails), which passes it on once more: the next node
@@ -1497,23 +1497,33 @@ class ConfigReplicator:
         """Versions answered "outcome unknown" still offered to peers (stats)."""
         return len(self._driven)
 
-    def _late(self, write: ConfigWrite, now: float) -> ReplyError:
+    def _late(self, write: ConfigWrite, now: float, arrived: float) -> ReplyError:
         """A write past its ``deadline`` (the client's wall clock) makes no version: it
         waited (in a stopped owner's socket, a forward, a catch-up) while its client gave
         up on it and may have written since; applied now, it would land on top of those
-        writes (review19 F1; a registry write's rule, PROTOCOL.md 2.1 "Deadline")."""
+        writes (review19 F1; a registry write's rule, PROTOCOL.md 2.1 "Deadline").  One
+        that arrived in time and waited here (for an owner that stopped answering, then
+        left this node's view) does not blame the clocks (a fault review of 2026-12-07)."""
         self.counters["late_writes"] += 1
         assert write.deadline is not None
-        return ReplyError(
-            write.request,
-            ErrorCode.UNAVAILABLE,
-            f"{write.key}: the write reached node {self.node_id} "
-            f"{now - self.clock_lead - write.deadline:.3g}s "
-            "after its deadline (the client's clock): nothing was written (the client has "
-            "sent it again or given up); if every write is refused so, this node's clock is "
-            "ahead of the client's: check the clocks (NTP)",
-            unwritten=True,
-        )
+        past = now - self.clock_lead - write.deadline
+        late = f"{past:.3g}s after its deadline (the client's clock)"
+        if arrived - self.clock_lead <= write.deadline:
+            message = (
+                f"{write.key}: the write waited on node {self.node_id} for the data id's "
+                f"responsible node until {late}: nothing was written (the client has sent it "
+                "again or given up); its owner stopped answering (stopped, or cut off) "
+                "until this node stopped counting it: retry (a call's default budget for "
+                "config writes covers that)"
+            )
+        else:
+            message = (
+                f"{write.key}: the write reached node {self.node_id} {late}: nothing was "
+                "written (the client has sent it again or given up); if every write is "
+                "refused so, this node's clock is ahead of the client's: check the clocks "
+                "(NTP)"
+            )
+        return ReplyError(write.request, ErrorCode.UNAVAILABLE, message, unwritten=True)
 
     def _replay(
         self, now: float, write: ConfigWrite, done: ConfigEntry, arrived: float

@@ -1047,6 +1047,15 @@ class ConfigPlane:
                 )
             if self._majority_up:
                 hint = f"{empty}retry {'' if waits else 'shortly '}on another node"
+            elif self._now - self.armed_at < self._peer_timeout:
+                # just started: peers that are up may not be heard yet (a fault review of
+                # 2026-12-07: a node restarted beside two live peers told its clients to
+                # start the others or force it ready, for its first 0.25 s)
+                hint = (
+                    f"{empty}it has heard {len(self.replicator.up)} of them so far, "
+                    f"{self._now - self.armed_at:.2g}s after it began catching up (peers are heard "
+                    f"within {self._peer_timeout:g}s): retry shortly or on another node"
+                )
             else:  # it cannot catch up as it is (review17 F9: it said "retry shortly")
                 hint = (
                     f"{empty}it sees {len(self.replicator.up)} of them up, and needs "

@@ -148,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dump", action="store_true")
     args = p.parse_args(argv)
     data_ids = [d for d in args.data_ids.split(",") if d]
-    client = Client([args.server], timeout=args.timeout, attempt_timeout=1.0)
+    # the writes' own budget too: a cut-off node's refusals are judged within the cut
+    # (the client's default for config writes, 10 s, outlasts a short partition)
+    client = Client(
+        [args.server], timeout=args.timeout, attempt_timeout=1.0,
+        config_write_timeout=args.timeout,
+    )  # fmt: skip
     try:
         return dump(client, data_ids) if args.dump else write(client, args, data_ids)
     finally:

@@ -85,14 +85,17 @@ def _unanswered_ping(h: Harness) -> str:
 def test_a_call_no_server_answers_fails_naming_every_server_tried(connected: bool) -> None:
     """The hint follows what the connection says: a node that took the request and did
     not answer runs and took the key (review34 nit: "is `meshreg node` running there? ...
-    keys" for a node that was only stopped); one no connection reached may not run."""
+    keys" for a node that was only stopped); a TCP connection neither made nor refused is
+    said so (review81 F2: "is `meshreg node` running there? ... keys" for a stopped node
+    whose listen queue was full)."""
     h = Harness(servers=("a:1", "b:2", "c:3"), attempt_ms=300, handshake=connected)
     text = _unanswered_ping(h)
     assert "ping: no reply from meshreg server(s) a:1, b:2, c:3 within 1s" in text
     # (its last attempt, at 900 ms, went to a:1 again)
     reached = "it reached a:1 (the connection completed its handshake: a node runs there"
     assert (reached in text) is connected, text
-    assert ("is `meshreg node` running there?" in text) is not connected, text
+    assert ("no TCP connection to a:1 completed, and none was refused" in text) is not connected
+    assert "is `meshreg node` running there?" not in text and "key=" not in text, text
 
 
 def test_a_port_that_accepted_the_connection_without_a_handshake_names_a_stopped_node() -> None:

@@ -129,7 +129,8 @@ def test_offline_a_read_without_a_disk_copy_fails_at_once_naming_every_server(
     assert isinstance(done, Fail) and isinstance(done.error, ServerUnreachableError)
     text = str(done.error)
     assert text.startswith("instances: no reply from meshreg server(s) a:1, b:2")
-    assert "is `meshreg node` running there? check --server / MESHREG_SERVERS" in text
+    assert "no TCP connection to a:1 completed, and none was refused" in text  # (review81)
+    assert "check --server / MESHREG_SERVERS" in text
     assert RETRYING_IN_BACKGROUND in text  # true of a process that keeps its client ...
     with pytest.raises(SystemExit):
         cli._fail(text)  # ... not of a one-shot command's, closed as it exits

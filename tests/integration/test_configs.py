@@ -431,7 +431,10 @@ def test_owner_killed_minority_and_full_restart(tmp_path: Path) -> None:
         # through a client given every server: the error says what the live node answered
         # (it named that node as unreachable, and lost the answer, before)
         servers = [nodes[i].address] + [n.address for n in survivors]
-        with Client(servers, timeout=4.0) as client, pytest.raises(MeshregError) as caught:
+        with (
+            Client(servers, timeout=4.0, config_write_timeout=4.0) as client,
+            pytest.raises(MeshregError) as caught,
+        ):
             client.config_publish("durable.txt", "minority")
         text = str(caught.value)
         assert f"UNAVAILABLE from {nodes[i].address}" in text and "need a majority" in text

@@ -33,6 +33,7 @@ from answers import peer_reply
 
 from meshreg.client import agent, client
 from meshreg.client.config_session import CONFIG_RESYNC_INTERVAL
+from meshreg.client.defaults import DEFAULT_CONFIG_WRITE_TIMEOUT
 from meshreg.client.session import COPY_CLOCK_MARGIN, OFFLINE_PROBE_INTERVAL
 from meshreg.config import NodeConfig
 from meshreg.configcenter.model import (
@@ -454,6 +455,8 @@ def timings_table() -> str:
         ("DEFAULT_ACK_TIMEOUT", DEFAULT_ACK_TIMEOUT, "s; node: the owner answers a config write"),
         ("FORWARD_TIMEOUT", FORWARD_TIMEOUT, "s; node: a forwarder answers a config write"),
         ("CONFIG_WRITE_ATTEMPT", CONFIG_WRITE_ATTEMPT, "s; client: one server's time, a write"),
+        ("DEFAULT_CONFIG_WRITE_TIMEOUT", DEFAULT_CONFIG_WRITE_TIMEOUT,
+         "s; client: a config write's whole budget, at least"),  # fmt: skip
         ("PARK_SECONDS", PARK_SECONDS, "s; node: a read waits for its min_revision"),
         ("CONFIG_BEHIND_ATTEMPT", CONFIG_BEHIND_ATTEMPT,
          "s; client: one server's time, a read with min_revision > 0"),  # fmt: skip
