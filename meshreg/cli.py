@@ -651,6 +651,15 @@ def instances(
         click.echo(text, err=True)
 
 
+def minority_seen(ping_answer: dict[str, Any]) -> tuple[int, int] | None:
+    """(members up, members) of a ``ping`` answer from a node that sees no majority of its
+    configured members; None otherwise."""
+    up, members = ping_answer.get("members_up"), ping_answer.get("members")
+    if type(up) is int and type(members) is int and members > 1 and up * 2 <= members:
+        return up, members
+    return None
+
+
 def _partial_view(c: Client) -> str:
     """Why the answering node's empty list may not be the cluster's ('' if nothing says
     so): it has not caught up from its peers (started or resynced a moment ago), or it
@@ -666,8 +675,9 @@ def _partial_view(c: Client) -> str:
             "moment ago): what they hold may be missing there; try again in a moment, or ask "
             "another node (-s)"
         )
-    up, members = answer.get("members_up"), answer.get("members")
-    if type(up) is int and type(members) is int and members > 1 and up * 2 <= members:
+    seen = minority_seen(answer)
+    if seen is not None:
+        up, members = seen
         return (
             f"{server} sees only {up} of its {members} cluster members (cut off?): instances "
             "registered through the others may be missing there; ask another node (-s), "

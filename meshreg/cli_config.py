@@ -21,6 +21,7 @@ from meshreg.cli import (
     _warnings_to_stderr,
     client_options,
     key_option,
+    minority_seen,
     namespace_option,
     security_options,
     server_key_option,
@@ -259,6 +260,9 @@ def get(
     mine = _pairs(labels, "--label") or None
     with _client(servers, namespace, group, timeout, cache_dir=cache_dir, labels=mine) as c:
         info = c.config_get(data_id, revision=revision)
+        stale = "" if revision is not None or (info and info.from_cache) else _minority(c)
+    if stale:  # said, on stderr: stdout stays the content (review81 F5: silent)
+        click.echo(f"meshreg: warning: {stale}", err=True)
     if info is None:
         at = f" at revision {revision}" if revision is not None else ""
         _fail(
@@ -278,6 +282,23 @@ def get(
     else:
         sys.stdout.write(info.content)
         sys.stdout.flush()
+
+
+def _minority(c: Any) -> str:
+    """Why what the answering node holds may be behind (its reads serve its own store):
+    it sees no majority of its members ('' if it does, or if the ping fails)."""
+    try:
+        answer = c.ping()
+    except MeshregError:
+        return ""
+    seen = minority_seen(answer)
+    if seen is not None:
+        return (
+            f"the node that answered ({c.server}) sees only {seen[0]} of its {seen[1]} cluster "
+            "members (cut off?): writes the others acknowledged since may be missing there; "
+            f"ask another node (-s), and `meshreg cluster -s {c.server}` says which it misses"
+        )
+    return ""
 
 
 def _as_labelled(info: ConfigInfo, labels: dict[str, str], quiet: bool) -> ConfigInfo:

@@ -439,7 +439,10 @@ class ConfigPolicy:
                     # F1: a majority down was called "the outcome is unknown")
                     exc = ServerError(answer.code, f"{answer.detail} ({late})", answer.server,
                                       unwritten=True)  # fmt: skip
-                elif write:
+                elif write:  # the copies sent to the silent ones may still land: the node
+                    # that answered wrote nothing, the write's outcome is unknown (review81
+                    # F4: "nothing was written ... the outcome is unknown", in one message)
+                    said = said.replace("nothing was written", "that node wrote nothing")
                     exc = _outcome_unknown(
                         op, ServerUnreachableError(said), fields.get("request_id", ""), stamped
                     )

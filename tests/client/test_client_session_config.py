@@ -818,6 +818,26 @@ def test_a_write_no_later_server_received_is_as_the_answer_before_said(
         assert isinstance(error, OutcomeUnknownError)
 
 
+def test_a_refusal_then_silence_of_the_others_does_not_say_nothing_was_written() -> None:
+    """review81 F4: a minority node answered "nothing was written", the copies re-sent to
+    the others left and were not answered (cut off: they may still land): the outcome is
+    unknown, and the message said both "nothing was written" and "the outcome is unknown".
+    Now: that node wrote nothing; the outcome is unknown."""
+    h = Harness(servers=("a:1", "b:2", "c:3"))
+    handle = Handle()
+    fields = {"namespace": "public", "group": "DEFAULT_GROUP", "data_id": "app.yaml",
+              "content": "x", "request_id": "r1"}  # fmt: skip
+    h.do(ConfigCall("config_publish", KEY, fields, 0.6, handle))
+    h.fail(h.unanswered("config_publish")[0], ErrorCode.UNAVAILABLE,
+           "minority: nothing was written; retry")  # fmt: skip
+    h.advance(1000)
+    error = h.outcome(handle).error  # type: ignore[union-attr]
+    assert isinstance(error, OutcomeUnknownError), error
+    text = str(error)
+    assert "that node wrote nothing" in text and "then no answer from" in text, text
+    assert "nothing was written" not in text, text
+
+
 def test_a_write_every_node_refuses_as_late_says_to_check_this_clients_clock() -> None:
     """review of 2026-12-07: a client whose clock is behind had every write refused "after
     its deadline ... check the clocks (NTP)", and the final error then added "the cluster

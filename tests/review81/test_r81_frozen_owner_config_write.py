@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from helpers import NodeProcess, free_port_pair, run_cli, wait_until
+from helpers import NodeProcess, free_port_pair, raw_request, run_cli, wait_until
 
 from meshreg import Client
 from meshreg.client.defaults import DEFAULT_CONFIG_WRITE_TIMEOUT
@@ -151,3 +151,26 @@ def test_a_node_that_has_not_heard_its_peers_yet_does_not_advise_force_ready(
     assert "force-ready" not in out.stderr, out.stderr
     assert "it has heard 1 of them so far" in out.stderr, out.stderr
     wait_until(lambda: "catching up" in node.log(), 5, what="the refusal logged")
+
+
+def test_config_get_on_a_node_that_sees_a_minority_warns(
+    start_cluster: Callable[..., list[NodeProcess]],
+) -> None:
+    """F5: `meshreg config get` on a cut-off node printed its (stale) value with nothing
+    on stderr, where `meshreg instances` there warned.  The content stays alone on
+    stdout; stderr says the node sees a minority."""
+    nodes = start_cluster(3)
+    made = run_cli("config", "publish", "r81-f5", "--content", "v1", "-s", nodes[0].address)
+    assert made.returncode == 0, made.stderr
+    quiet = run_cli("config", "get", "r81-f5", "-s", nodes[0].address)
+    assert quiet.returncode == 0 and quiet.stdout == "v1" and quiet.stderr == "", quiet.stderr
+    for n in nodes[1:]:
+        n.kill()
+    ping = {"v": 1, "id": 1, "op": "ping"}
+    wait_until(
+        lambda: raw_request(nodes[0].port, ping)["result"].get("members_up") == 1,
+        15, 0.2, "the last node sees its peers down",
+    )  # fmt: skip
+    out = run_cli("config", "get", "r81-f5", "-s", nodes[0].address)
+    assert out.returncode == 0 and out.stdout == "v1", out.stdout + out.stderr
+    assert "warning:" in out.stderr and "sees only 1 of its 3 cluster members" in out.stderr
