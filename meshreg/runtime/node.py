@@ -2088,9 +2088,13 @@ class NodeRuntime:
         if code == ErrorCode.NOT_FOUND:
             log.debug("%s", message)  # routine: evicted or restarted; client re-registers
             return
-        if code == ErrorCode.UNAVAILABLE and "still catching up" in message:
+        if code == ErrorCode.UNAVAILABLE and (
+            "still catching up" in message or "is catching up on configs" in message
+        ):
             # routine at every start (review27 notes: a WARNING at each rolling-restart
-            # step): beats wait for the next one, reads go to another node
+            # step; review81 F3: a config listen's, at each restart): beats wait for the
+            # next one, reads go to another node (the node says once, at WARNING, when
+            # it waits for peers that are down or after a cut)
             self._limiter.info(
                 (code, who[0]),
                 now,
