@@ -30,9 +30,9 @@ import time
 
 log = logging.getLogger("meshreg.node")
 
-CHECK_INTERVAL = 0.5  # s between two looks at what the node holds, at most
-RELEASE_DROP = 20_000  # subscriptions or instances ended since the peak: give memory back
-QUIET = 2.0  # s without a fall before the release
+CHECK_INTERVAL = 0.5  # s between two looks at the count of ended ones, at most
+RELEASE_DROP = 20_000  # subscriptions or instances ended since the last release: give back
+QUIET = 2.0  # s without an end before the release
 MIN_INTERVAL = 60.0  # s; one release per this at most
 
 
