@@ -1010,6 +1010,15 @@ def stats(
         f"errors          {result['errors_total']} {json.dumps(result['errors'])}",
         f"requests        {json.dumps(result['requests'], sort_keys=True)}",
     ]
+    process = result.get("process")
+    if isinstance(process, dict):  # (older nodes: none)
+        limit = process.get("max_fds") or "no limit"
+        lines.append(
+            f"process         {process.get('resident_bytes', 0) / 2**20:.0f} MB resident, "
+            f"{process.get('cpu_seconds')} s CPU, {process.get('open_fds')} descriptors open "
+            f"(limit {limit}), {process.get('threads')} threads; memory given back "
+            f"{result.get('memory_releases', 0)} times"
+        )
     usage = result.get("usage")
     if isinstance(usage, dict):
         lines.append(

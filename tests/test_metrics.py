@@ -20,6 +20,9 @@ STATS: dict[str, Any] = {
     "epoch": 5603801423539229881,
     "uptime": 12.5,
     "ready": True,
+    "process": {"resident_bytes": 52_428_800, "cpu_seconds": 3.5, "open_fds": 40,
+                "max_fds": 1024, "threads": 5},  # fmt: skip
+    "memory_releases": 1,
     "services": 3,
     "instances": {"total": 5, "healthy": 4, "unhealthy": 1},
     "requests": {"stats": 2, "register": 7},
@@ -132,6 +135,13 @@ def test_the_key_metrics_are_typed_and_labelled() -> None:
     heard = {ls["member"] for ls, _ in families["meshreg_member_last_heard_seconds"][1]}
     assert heard == {"127.0.0.1:7810"}  # never heard: no sample
     assert value(families, "meshreg_info", version="0.1.0", node_id="n1") == 1
+    # the process's usage, prefixed (node_exporter exports its own process_* beside)
+    assert value(families, "meshreg_process_resident_memory_bytes") == 52_428_800
+    assert families["meshreg_process_cpu_seconds_total"][0] == "counter"
+    assert value(families, "meshreg_process_open_fds") == 40
+    assert value(families, "meshreg_process_max_fds") == 1024
+    assert value(families, "meshreg_memory_releases_total") == 1
+    assert not any(name.startswith("process_") for name in families)
 
 
 def test_every_sample_names_the_node_and_the_rest_is_untyped() -> None:

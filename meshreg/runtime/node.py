@@ -88,6 +88,7 @@ from meshreg.runtime.health_log import HEALTH_REASONS, HealthLog
 from meshreg.runtime.memory_release import CHECK_INTERVAL, ReleasePolicy, trim_heap
 from meshreg.runtime.notify_outbox import NotifyOutbox
 from meshreg.runtime.peers import PeerLinks, decode_call_reply
+from meshreg.runtime.process_usage import process_usage
 from meshreg.runtime.registry_state import RegistryStateFile
 from meshreg.runtime.sd_notify import SystemdNotifier
 from meshreg.runtime.subscription_gate import (
@@ -687,6 +688,7 @@ class NodeRuntime:
             "notification_resets": self.notification_resets,
             # times memory was given back after many subscriptions or instances ended
             "memory_releases": self.memory.released,
+            "process": process_usage(),  # memory, CPU, descriptors, threads (monitoring)
             "replication_messages_out": self.batcher.messages,  # PUB messages of deltas
             # deltas above 16 KiB notified as a sync (watchers pull): review23 F1
             "deltas_notified_as_sync": self._deltas_as_sync,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -279,6 +280,11 @@ def test_env_var_selects_server_and_stats_json(node: NodeProcess) -> None:
     both = run_cli("stats", "--json", "--format", "prometheus", "-s", node.address)
     assert both.returncode == 2 and "give one" in both.stderr and both.stdout == "", both
     assert "sessions        0 holding 0 instances" in human
+    # the process's usage (meshreg has no HTTP a process exporter could scrape)
+    usage = stats["process"]
+    assert usage["resident_bytes"] > 10 * 2**20 and usage["open_fds"] > 3, usage
+    assert usage["threads"] >= 2 and usage["cpu_seconds"] > 0, usage  # libzmq's I/O thread
+    assert re.search(r"process +\d+ MB resident, [\d.]+ s CPU, \d+ descriptors open", human), human
 
 
 def test_server_given_before_the_command(node: NodeProcess) -> None:
