@@ -17,7 +17,11 @@ import click
 
 from meshreg import __version__
 from meshreg.addresses import parse_address
-from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL, RETRYING_IN_BACKGROUND
+from meshreg.client.defaults import (
+    BEAT_INTERVAL_BOUNDS,
+    DEFAULT_BEAT_INTERVAL,
+    RETRYING_IN_BACKGROUND,
+)
 from meshreg.errors import ConfigError, MeshregError, ServerError
 from meshreg.model import (
     DEFAULT_CLUSTER,
@@ -68,9 +72,23 @@ timeout_option = click.option(
     default=3.0,
     show_default=True,
     type=float,
-    help="Seconds to wait for an answer before giving up (a config write: 10 s unless "
-    "given, so that one whose owner just stopped is made by its successor).",
+    help="Seconds to wait for an answer before giving up.",
 )
+
+WRITE_TIMEOUT_HELP = (
+    "Seconds to wait for the write before giving up (default: 10 s, so that a write whose "
+    "owner just stopped is made by its successor)."
+)
+
+
+def config_write_timeout(command: Any) -> Any:
+    """Under ``@config.command()``: a config write's ``--timeout`` help names its own
+    default budget (review82 F7: every command's help said it, ``ping``'s too)."""
+    for param in getattr(command, "__click_params__", ()):
+        if param.name == "timeout":
+            param.help = WRITE_TIMEOUT_HELP
+            param.show_default = False  # (the 3.0 shown was not this command's)
+    return command
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -184,6 +202,11 @@ def _client(
     except MeshregError as exc:
         client.close(timeout=0.5)
         _fail(str(exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C: not click's bare "Aborted!" (review82 F3)
+        client.close(timeout=0.5)
+        unknown = getattr(exc, "meshreg_outcome_unknown", None)
+        click.echo(f"meshreg: interrupted{': ' + unknown if unknown else ''}", err=True)
+        sys.exit(128 + signal.SIGINT)  # 130, as a shell says of a command ended by Ctrl-C
     else:
         client.close()
 
@@ -215,7 +238,18 @@ def _check_resolvable(servers: str) -> None:
 def _keys() -> dict[str, str | None]:
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta if ctx is not None else {}
-    return {"key": meta.get("meshreg.key"), "server_key": meta.get("meshreg.server_key")}
+    key, server_key = meta.get("meshreg.key"), meta.get("meshreg.server_key")
+    if (key is None) != (server_key is None):  # said in the flags' names (review82 F14)
+        given, missing = (
+            ("--server-key (MESHREG_SERVER_KEY)", "--key (MESHREG_KEY)")
+            if key is None
+            else ("--key (MESHREG_KEY)", "--server-key (MESHREG_SERVER_KEY)")
+        )
+        raise click.UsageError(
+            f"{given} given without {missing}: a client of a node with a key needs its own "
+            "key file (meshreg keygen NAME) and the cluster's public key (cluster.pub)"
+        )
+    return {"key": key, "server_key": server_key}
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -498,7 +532,13 @@ def node(
 @click.option("--weight", type=float, default=1.0, show_default=True)
 @click.option("--meta", multiple=True, help="k=v metadata; repeatable.")
 @click.option("--cluster", default=DEFAULT_CLUSTER, show_default=True)
-@click.option("--beat-interval", type=float, default=DEFAULT_BEAT_INTERVAL, show_default=True)
+@click.option(
+    "--beat-interval",
+    type=click.FloatRange(*BEAT_INTERVAL_BOUNDS),  # the Client's (review82 F14: its words)
+    default=DEFAULT_BEAT_INTERVAL,
+    show_default=True,
+    help="Seconds between beats (session renewals).",
+)
 @client_options
 def register(
     service: str,
@@ -535,7 +575,8 @@ def register(
             if not stop.is_set():  # made, or dropped (a refusal): registering again says
                 # which (idempotent when made; a refusal exits 1)
                 c.register(service, host, port, weight=weight, metadata=metadata, cluster=cluster)
-        if not stop.is_set():
+        made = not stop.is_set()
+        if made:
             click.echo(
                 f"registered {service} {address} on {c.server}; beating every "
                 f"{c.beat_every:.3g}s (Ctrl-C to deregister)",
@@ -546,7 +587,12 @@ def register(
         # answer: it may be applied); with no node up, the deregister fails and says so
         # (exit 1); a registration no try of which ever left this client is only dropped
         # (review61 F4: it waited --timeout, then exited 1)
-        click.echo(f"deregistering {service} {address}", err=True)
+        if made:
+            click.echo(f"deregistering {service} {address}", err=True)
+        else:  # (review82 F10: "deregistering" what no node had taken)
+            click.echo(f"stopped before a node took {service} {address}: withdrawing the "
+                       "registration (from a node, if a try that got no answer reached it)",
+                       err=True)  # fmt: skip
         c.deregister(service, host, port, cluster=cluster)  # an error here exits 1
 
 
@@ -895,11 +941,20 @@ def _unkept(exc: BaseException) -> str:
     return text
 
 
+def _check_directory(path: str) -> str:
+    """The directory ``path`` goes in; fail if it does not exist (review82 F8: the error
+    named the temporary file written beside ``path``)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        _fail(f"cannot write {path}: the directory {directory} does not exist; create it first")
+    return directory
+
+
 def _write_atomically(path: str, text: str) -> None:
     """``text`` to ``path`` by a temporary file in its directory renamed over it."""
     import tempfile
 
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = _check_directory(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
         try:
@@ -956,12 +1011,16 @@ def stats(
     as_json: bool, output: str, output_file: str | None, servers: str, timeout: float
 ) -> None:
     """Show a node's counters."""
-    if as_json and output != "text" and output != "json":
+    ctx = click.get_current_context()
+    given = ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT
+    if as_json and output != "json" and (output != "text" or given):  # (review82 F8)
         raise click.UsageError(f"--json and --format {output} ask for two formats: give one")
     if as_json:
         output = "json"
     if output_file is not None and output == "text":  # a usage error: exit 2 (review61 F6)
         raise click.UsageError("--output goes with --format json or prometheus")
+    if output_file is not None:  # said before the node is asked (one error, not two)
+        _check_directory(output_file)
     refused: ServerError | None = None  # the node answered with an error: it is up
     try:
         with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
@@ -1273,7 +1332,32 @@ def _readiness(result: dict[str, Any]) -> str | None:
 @timeout_option
 @security_options
 def ping(need_ready: bool, servers: str, timeout: float) -> None:
-    """Check that a node answers (and, with --ready, that it has caught up)."""
+    """Check that a node answers (and, with --ready, that it has caught up); with
+    several servers, each of them (exit 1 if one fails)."""
+    listed = list(dict.fromkeys(s.strip() for s in servers.split(",") if s.strip()))
+    if len(listed) <= 1:
+        _ping_one(need_ready, servers, timeout)
+        return
+    # each listed node on its own (etcdctl endpoint health --endpoints a,b,c): asked as a
+    # list, the client asked whichever answered, so a probe passed with a node down
+    # (review82 F2)
+    failed = []
+    for server in listed:
+        try:
+            _ping_one(need_ready, server, timeout)
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                failed.append(server)
+    if failed:
+        click.echo(
+            f"meshreg: {len(failed)} of {len(listed)} nodes failed the check: {', '.join(failed)}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _ping_one(need_ready: bool, servers: str, timeout: float) -> None:
+    """``ping`` of one node (or of a list, through one client: the first that answers)."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
         result = c.ping()
         server = c.server

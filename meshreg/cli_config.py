@@ -20,6 +20,7 @@ from meshreg.cli import (
     _wait_for_signal,
     _warnings_to_stderr,
     client_options,
+    config_write_timeout,
     key_option,
     minority_seen,
     namespace_option,
@@ -170,6 +171,7 @@ def config() -> None:
 
 
 @config.command()
+@config_write_timeout
 @click.argument("data_id")
 @click.option("--file", "file", default=None, help="Read the content from F ('-': stdin).")
 @click.option("--content", default=None, help="The content itself.")
@@ -332,6 +334,7 @@ def _rule(labels: Mapping[str, str]) -> str:
 
 
 @config.command()
+@config_write_timeout
 @click.argument("data_id")
 @if_revision_option
 @request_id_option
@@ -446,6 +449,7 @@ def _when(t: float) -> str:
 
 
 @config.command()
+@config_write_timeout
 @click.argument("data_id")
 @click.argument("revision", type=click.IntRange(1))
 @if_at_revision_option
@@ -515,6 +519,7 @@ def watch(
 
 
 @config.command()
+@config_write_timeout
 @click.argument("data_id")
 @click.option("--file", "file", default=None, help="Read the gray content from F ('-': stdin).")
 @click.option("--content", default=None, help="The gray content itself.")
@@ -566,6 +571,7 @@ def gray(
 
 
 @config.command()
+@config_write_timeout
 @click.argument("data_id")
 @if_at_revision_option
 @request_id_option
@@ -588,6 +594,7 @@ def promote(
 
 
 @config.command("gray-drop")
+@config_write_timeout
 @click.argument("data_id")
 @if_at_revision_option
 @request_id_option
@@ -662,6 +669,14 @@ def export(
         f"exported {count} config(s) of namespace {namespace!r} (deleted ones included) to {where}",
         err=True,
     )
+    if not count:  # a typo in a backup script's -n/-g wrote an empty archive (review82 F12)
+        in_group = f" group {group!r}" if group else ""
+        click.echo(
+            f"meshreg: warning: namespace {namespace!r}{in_group} holds no configs at "
+            f"{servers}: the archive is empty; check -n/-g (`meshreg config list -n NAME` "
+            "lists a namespace's configs)",
+            err=True,
+        )
 
 
 @config.command("import")

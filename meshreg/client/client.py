@@ -57,6 +57,7 @@ from meshreg.client.commands import (
     Unsubscribe,
 )
 from meshreg.client.config_api import ConfigMixin, _check_callable
+from meshreg.client.defaults import BEAT_INTERVAL_BOUNDS
 from meshreg.client.defaults import DEFAULT_ATTEMPT_TIMEOUT as DEFAULT_ATTEMPT_TIMEOUT
 from meshreg.client.defaults import DEFAULT_AVOID_FAILED_FOR as DEFAULT_AVOID_FAILED_FOR
 from meshreg.client.defaults import DEFAULT_BEAT_INTERVAL as DEFAULT_BEAT_INTERVAL
@@ -109,7 +110,7 @@ log = logging.getLogger("meshreg.client")
 # Bounds on the client's time settings, in seconds (lowest, highest): a typo must not
 # make a provider beat in a loop (beat_interval=1e-9) or never (1e9).
 CLIENT_TIME_BOUNDS: dict[str, tuple[float, float]] = {
-    "beat_interval": (0.05, 3600.0),  # s; also keep it well below the node's unhealthy_after
+    "beat_interval": BEAT_INTERVAL_BOUNDS,  # s; also keep it well below the node's unhealthy_after
     "timeout": (0.01, 86400.0),  # s; one call's whole budget
     "attempt_timeout": (0.01, 3600.0),  # s; one server's time to answer
     "resync_interval": (0.05, 86400.0),  # s; backstop re-pull of cached services
@@ -479,11 +480,17 @@ class Client(ConfigMixin):
                     failed.append((d, exc))
                     continue
                 except (KeyError, TypeError, AttributeError) as exc:  # (review55: a KeyError)
-                    what = f"field {exc}" if isinstance(exc, KeyError) else str(exc)
+                    if not isinstance(d, Mapping):  # (review82 F13: a TypeError's own text)
+                        what = f"got a {type(d).__name__}, not a dict"
+                    elif isinstance(exc, KeyError):
+                        what = f"field {exc} missing"
+                    else:
+                        what = f"a field is wrong ({exc})"
                     failed.append((d, InvalidArgumentError(
                         int(ErrorCode.INVALID_ARGUMENT),
-                        f"register_many: an instance needs service, ip and port (a map): "
-                        f"{what} missing or wrong in {d!r:.200}",
+                        "register_many: each instance is a dict with service, ip and port "
+                        "(and optionally weight, metadata, cluster, enabled, group): "
+                        f"{what} in {d!r:.200}",
                     )))  # fmt: skip
                     continue
                 batch.append((reg, None))

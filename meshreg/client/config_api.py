@@ -479,7 +479,15 @@ class ConfigMixin:
         if request_id is not None:  # the caller's own id: a re-send of an earlier call
             fields["resend"] = True
         self._config_check(op, fields, self.config_max_bytes)
-        result = self._config_call(op, key, fields)
+        try:
+            result = self._config_call(op, key, fields)
+        except KeyboardInterrupt as exc:  # (Ctrl-C) the write may have left: name its id
+            exc.meshreg_outcome_unknown = (  # type: ignore[attr-defined]
+                f"{op} of {key} may have been sent: its outcome is unknown (it may still be "
+                f"applied); re-send it with request_id {fields['request_id']} (CLI: "
+                "--request-id): it is applied at most once"
+            )
+            raise
         return self._keep_written(key, result) if keep else result
 
     @staticmethod
@@ -492,12 +500,15 @@ class ConfigMixin:
             parse_config_request(encode_request(op, 0, **fields), max_bytes)
         except RequestRejected as exc:
             if exc.code == ErrorCode.TOO_LARGE and max_bytes < HARD_MAX_CONTENT_BYTES:
+                # refused here, no node asked: said as this client's (review82 F11: worded
+                # "this node's limit")
+                what = exc.message.partition("; this node's limit")[0]
                 raise InvalidArgumentError(
                     int(exc.code),
-                    f"{exc.message}. This client's config_max_bytes is {max_bytes} (the nodes' "
-                    "default cap); if your nodes allow more ([config] max_content_bytes), raise "
-                    "it: Client(config_max_bytes=...), CLI --max-bytes / "
-                    "MESHREG_CONFIG_MAX_BYTES",
+                    f"{what}; this client refused it before sending: its config_max_bytes is "
+                    f"{max_bytes} (the nodes' default cap); if your nodes allow more ([config] "
+                    f"max_content_bytes, hard cap {HARD_MAX_CONTENT_BYTES}), raise it: "
+                    "Client(config_max_bytes=...), CLI --max-bytes / MESHREG_CONFIG_MAX_BYTES",
                 ) from None
             raise InvalidArgumentError(int(exc.code), exc.message) from None
         except UnicodeEncodeError:  # a lone surrogate: name the field (review 2026-12-07)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from meshreg.configcenter.model import MAX_HISTORY_PAGE
 
 DEFAULT_BEAT_INTERVAL = 5.0  # s; the seed's provider beat period
+BEAT_INTERVAL_BOUNDS = (0.05, 3600.0)  # s; a typo must not beat in a loop (1e-9) or never
 DEFAULT_TIMEOUT = 3.0  # s; a call's whole budget, across retries and servers
 DEFAULT_ATTEMPT_TIMEOUT = 1.0  # s; one server's time to answer before the next is tried
 # s; a config write's whole budget unless given (at least ``timeout``): a data id's owner

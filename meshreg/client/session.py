@@ -1175,9 +1175,11 @@ class ClientSession:
             failed = True
             del self._pending[req_id]
             unapplied = " (not applied)" if p.op in WRITE_OPS or p.op in CONFIG_WRITES else ""
-            error = ServerUnreachableError(
-                f"{p.op}: {cause}, so the request never left this client{unapplied}; "
-                + self._unreachable_hint()
+            hint = self._unreachable_hint()
+            if refused is None and hint.startswith(f"{self.server} refused the connection"):
+                hint = "is `meshreg node` running there? check --server / MESHREG_SERVERS"
+            error = ServerUnreachableError(  # (review82 F9: the refusal was said twice)
+                f"{p.op}: {cause}, so the request never left this client{unapplied}; " + hint
             )
             error.unsent = True
             error.refused = refused is not None and refused[1]  # (a sidecar stops waiting)
@@ -3009,7 +3011,8 @@ class ClientSession:
                 f"it hears), less than "
                 f"{BEATS_PER_UNHEALTHY} of this client's beat intervals (beat_interval "
                 f"{self.settings.beat_interval:g}s): renewing every {every:.3g}s instead; "
-                f"set beat_interval to {math.floor(fit * 1000) / 1000:g}s or less, or raise "
+                f"set beat_interval (CLI: --beat-interval) to "
+                f"{math.floor(fit * 1000) / 1000:g}s or less, or raise "
                 "the nodes' unhealthy_after",
             )
 

@@ -484,7 +484,9 @@ class RegistryNode:
             what = "is not registered" + (" and has no override" if req.clear else "")
             raise RequestRejected(
                 ErrorCode.NOT_FOUND,
-                f"update: instance {req.instance} of service {req.key} {what}",
+                f"update: instance {req.instance.ip}:{req.instance.port} (cluster "
+                f"{req.instance.cluster}) of service {req.key} {what}"
+                + self._elsewhere(req.key, req.instance),
                 req.req_id,
                 "update",
             ) from None
@@ -492,6 +494,22 @@ class RegistryNode:
             # an absent instance's override cleared: nothing a watcher sees; peers learn it
             self.outbox.overrides_changed(req.key, overrides.entries(req.key, (req.instance,)))
         self.emit(change)
+
+    def _elsewhere(self, key: ServiceKey, instance: InstanceId) -> str:
+        """Where an instance not found is registered under another cluster (an instance's
+        identity includes its cluster: review82 F1 said "not registered" of one in C1)."""
+        svc = self.store.services.get(key)
+        others = sorted(
+            iid.cluster
+            for iid in (svc.instances if svc is not None else ())
+            if iid.ip == instance.ip and iid.port == instance.port
+        )
+        if others:
+            return (
+                f"; it is registered in cluster {', '.join(others)}: name that cluster "
+                "(meshreg instance-set --cluster; the client's cluster=)"
+            )
+        return "; check the address, the namespace and group, and the cluster (--cluster)"
 
     def register_entries(
         self,

@@ -1123,10 +1123,18 @@ class NodeRuntime:
         self.holdings.prune(core.registry.holds, now)
         if core.state is not self._state_seen:  # the core's move (core/distro TRANSITIONS)
             if self._state_seen is NodeState.CATCHING_UP:
+                # peers up but catching up themselves are no members yet: named, so a
+                # cluster's first start does not read as a node alone (review82 F6)
+                members = core.members()
+                joining = [p.node_id or p.address for p in core.membership.up_peers()
+                           if not p.ready and p.node_id not in members]  # fmt: skip
                 log.info(
-                    "caught up: ready, %d services known; members %s",
+                    "caught up: ready, %d services known; members %s%s",
                     core.registry.service_count(),
-                    ", ".join(core.members()),
+                    ", ".join(members),
+                    f" (peers up and still catching up, members once ready: {', '.join(joining)})"
+                    if joining
+                    else "",
                 )
             self._state_seen = core.state
         if not self._systemd_told:
