@@ -429,6 +429,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
         max_tombstones = 500000
         max_sessions = 100000
         max_sessions_per_client = 0       # 0: max_sessions // 16
+        max_services_per_client_in_namespace = 0  # 0: max_services_per_namespace // 4
 
         [config]                          # the configuration center (docs/CONFIG.md)
         max_content_bytes = 1048576       # bytes per content, at most 10 MiB

@@ -17,6 +17,17 @@ these stop one client from taking all of it from the others.
   leaves it the same way; instances removed otherwise (evicted, deregistered
   elsewhere) leave it when :meth:`prune` finds them gone from the store, which it
   checks in bounded steps.
+* **Services per client in a namespace.**  Namespaces are shared by applications
+  (docs/SECURITY.md: one key per application, each its own service pattern), and the
+  namespace's ``max_services_per_namespace`` is one budget: one key registering 100,000
+  services took all of it, and every other application's new service there was refused
+  (review83 F3).  So the entry node also counts the distinct services a client holds
+  instances of, per namespace, and refuses a client's *new* service (one the node does
+  not hold yet) when the client holds its share already (``[limits]
+  max_services_per_client_in_namespace``, 0: a quarter of max_services_per_namespace)
+  **and** a quarter or less of the namespace's services are free: a lone application
+  fills three quarters of its namespace unhindered, and past that only clients under
+  their share add services, so the last quarter is theirs.  Per entry node, as above.
 * **Expensive reads.**  ``services``, ``cluster`` and ``stats`` cost the node
   O(page) or O(members) work; each client has a token bucket of
   ``read_rate_per_client`` per second (burst: twice that), and the node one of
@@ -45,23 +56,46 @@ Held = tuple[ServiceKey, InstanceId]
 class ClientHoldings:
     """Instances registered through this node, per client name."""
 
-    __slots__ = ("limit", "held", "refused", "_walk", "_next_pass")
+    __slots__ = (
+        "limit", "services_limit", "services_share", "held", "services", "refused",
+        "refused_services", "_walk", "_next_pass",
+    )  # fmt: skip
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, services_limit: int = 0, services_share: int = 0) -> None:
+        """``services_limit``: the namespace's ``max_services_per_namespace``;
+        ``services_share``: a client's share of it (0: no share is checked)."""
         self.limit = limit
+        self.services_limit = services_limit
+        self.services_share = services_share
         self.held: dict[str, dict[Held, float]] = {}  # client -> {(service, id): since}
+        # client -> namespace -> service -> instances held (the distinct services)
+        self.services: dict[str, dict[str, dict[ServiceKey, int]]] = {}
         self.refused = 0
+        self.refused_services = 0
         self._walk: Iterator[tuple[str, Held]] | None = None
         self._next_pass = float("-inf")
 
-    def admit(self, client: str, key: ServiceKey, iid: InstanceId, now: float) -> str | None:
-        """Count a register; a message saying why when it is over the client's limit."""
+    def admit(
+        self,
+        client: str,
+        key: ServiceKey,
+        iid: InstanceId,
+        now: float,
+        new_service_in: int | None = None,
+    ) -> str | None:
+        """Count a register; a message saying why when it is over the client's limit.
+        ``new_service_in``: the node does not hold ``key`` yet, and its namespace holds
+        that many services (None: the service exists, it takes nothing of the namespace)."""
         mine = self.held.get(client)
         if mine is None:
             mine = self.held[client] = {}
         entry = (key, iid)
         if entry in mine:
             return None
+        if new_service_in is not None and self.services_share:
+            why = self._services_share(client, key, new_service_in)
+            if why is not None:
+                return why
         if len(mine) >= self.limit:
             self.refused += 1
             return (
@@ -72,14 +106,54 @@ class ClientHoldings:
                 "[limits] max_instances_per_client in the node config"
             )
         mine[entry] = now
+        if self.services_share:
+            per_ns = self.services.setdefault(client, {}).setdefault(key.namespace, {})
+            per_ns[key] = per_ns.get(key, 0) + 1
         return None
+
+    def _services_share(self, client: str, key: ServiceKey, in_namespace: int) -> str | None:
+        """A message when ``client``'s new service would take more than its share of a
+        namespace a quarter or less of which is free (module docstring)."""
+        free = self.services_limit - in_namespace
+        if free > self.services_limit // 4:
+            return None
+        held = len(self.services.get(client, {}).get(key.namespace, ()))
+        if held < self.services_share:
+            return None
+        self.refused_services += 1
+        return (
+            f"register: quota reached: client {client!r} holds instances of {held} services "
+            f"in namespace {key.namespace!r} through this node, its share ([limits] "
+            f"max_services_per_client_in_namespace = {self.services_share}), and a quarter "
+            f"or less of the namespace's max_services_per_namespace is free: the rest is "
+            f"kept for the namespace's other clients; service {key.group}/{key.service} "
+            "would be a new one; deregister the instances of services it no longer runs, "
+            "or raise [limits] max_services_per_client_in_namespace or "
+            "max_services_per_namespace in the node config"
+        )
 
     def release(self, client: str, key: ServiceKey, iid: InstanceId) -> None:
         mine = self.held.get(client)
         if mine is not None:
-            mine.pop((key, iid), None)
+            if mine.pop((key, iid), None) is not None and self.services_share:
+                self._release_service(client, key)
             if not mine:
                 del self.held[client]
+
+    def _release_service(self, client: str, key: ServiceKey) -> None:
+        namespaces = self.services.get(client)
+        if namespaces is None:
+            return
+        per_ns = namespaces.get(key.namespace)
+        if per_ns is None or key not in per_ns:
+            return
+        per_ns[key] -= 1
+        if per_ns[key] <= 0:
+            del per_ns[key]
+            if not per_ns:
+                del namespaces[key.namespace]
+                if not namespaces:
+                    del self.services[client]
 
     def release_gone(self, key: ServiceKey, iid: InstanceId, holds: Holds) -> None:
         """After a deregister (or a refused register) was answered: every client's count

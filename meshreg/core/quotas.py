@@ -99,6 +99,11 @@ class LimitsPolicy:
     # 0: a sixteenth of max_sessions (6,250 by default), so one client, or one stolen
     # key, cannot take the table from the others (review finding F-sessflood)
     max_sessions_per_client: int = 0
+    # distinct services one client key may hold instances of in one namespace, through
+    # this node, once a quarter or less of the namespace's max_services_per_namespace is
+    # free (core/client_limits): applications sharing a namespace each keep room (review83
+    # F3: one key took all 100,000).  0: a quarter of max_services_per_namespace
+    max_services_per_client_in_namespace: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -119,6 +124,13 @@ class LimitsPolicy:
         )
 
     @property
+    def services_per_client_in_namespace(self) -> int:
+        """The share in effect: the setting, or max_services_per_namespace // 4."""
+        return self.max_services_per_client_in_namespace or max(
+            1, self.max_services_per_namespace // 4
+        )
+
+    @property
     def sessions_per_client(self) -> int:
         """The share in effect: ``max_sessions_per_client``, or max_sessions // 16."""
         return self.max_sessions_per_client or max(1, self.max_sessions // SESSION_SHARE_DIVISOR)
@@ -128,6 +140,7 @@ class LimitsPolicy:
 _ZERO_MEANS = {
     "max_sessions_per_client": "max_sessions // 16",
     "max_metadata_bytes_per_namespace": "max_metadata_bytes // 4",
+    "max_services_per_client_in_namespace": "max_services_per_namespace // 4",
 }
 METADATA_SHARE_DIVISOR = 4
 

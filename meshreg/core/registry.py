@@ -983,7 +983,10 @@ class RegistryNode:
         that may read only some (``req.visible``): the page holds only those, ``count``
         counts only them (the total would say what exists), and the cursor is the last
         service examined (up to SERVICES_SCAN_LIMIT), which the runtime seals when the
-        client may not read it: the cursor named it (review23 F5)."""
+        client may not read it: the cursor named it (review23 F5).  A full page always
+        has a cursor (the next page may be empty): whether one followed said whether a
+        service it may not read sorts after its last one, an oracle that recovered another
+        team's group name in 506 requests (review83 F1)."""
         store = self.store
         visible = req.visible
         if visible is None:
@@ -1003,7 +1006,8 @@ class RegistryNode:
             keep.extend(e for e in page if visible(*e))
             if page:
                 after = page[-1]
-        cursor = services_cursor(*after) if more and after is not None else None
+        full = len(keep) >= req.page_size  # (then ``after`` is the last one kept)
+        cursor = services_cursor(*after) if (more or full) and after is not None else None
         return ServicesResult(req.namespace, tuple(keep), len(keep), cursor)
 
     def _past_deadline(self, req: Any, now: float) -> None:

@@ -569,7 +569,11 @@ class NodeRuntime:
             raise
         self._principals: dict[str, Principal] = {}  # User-Id -> principal (reset on reload)
         limits_policy = config.limits
-        self.holdings = ClientHoldings(limits_policy.max_instances_per_client)
+        self.holdings = ClientHoldings(
+            limits_policy.max_instances_per_client,
+            limits_policy.max_services_per_namespace,
+            limits_policy.services_per_client_in_namespace,
+        )
         self._cursor_seal = CursorSeal()  # services cursors naming what a client may not read
         self._deltas_as_sync = 0  # notifications too large for a delta (wire/notifications)
         self._counted_fallbacks = 0  # copies the owner refused as late: applied here
@@ -678,6 +682,8 @@ class NodeRuntime:
             "permission_denied": self.denied,
             "client_instances_held": self.holdings.count(),
             "client_quota_refused": self.holdings.refused,
+            # new services refused over a client's share of a namespace (core/client_limits)
+            "client_services_refused": self.holdings.refused_services,
             "reads_throttled": self.read_rate.throttled,
             # large services' instance lists kept between reads (core/instance_views)
             "instance_lists": {**self.core.registry.views.stats(), **packed_stats()},
@@ -1885,7 +1891,9 @@ class NodeRuntime:
         """A client key's own limits (core/client_limits); raises RequestRejected."""
         kind = type(req)
         if kind is RegisterInstance:
-            why = self.holdings.admit(client, req.key, req.instance, now)
+            why = self.holdings.admit(
+                client, req.key, req.instance, now, self._new_service(req.key)
+            )
             if why is not None:
                 raise RequestRejected(ErrorCode.RESOURCE_EXHAUSTED, why, req.req_id, "register")
         elif kind in _EXPENSIVE_READS:
@@ -1903,6 +1911,14 @@ class NodeRuntime:
         members = tuple(replace(m, services=0, instances=0) for m in result.members)
         return replace(result, members=members, runtime={**runtime, "counts": False})
 
+    def _new_service(self, key: ServiceKey) -> int | None:
+        """For a client's share (core/client_limits): the services of ``key``'s namespace
+        when the node holds no such service yet (None: it does)."""
+        store = self.core.store
+        if key in store.services or key in store.settings:
+            return None
+        return store.namespaces.get(key.namespace, 0)
+
     def _settle_holdings(self, req: Any, refused: bool) -> None:
         """A client's count of instances after its write was answered (core/client_limits
         ``release_gone``): a deregister frees the instance only if it is gone from the
@@ -1919,11 +1935,18 @@ class NodeRuntime:
         denied = sum(type(e) is EntryRejected for e in req.entries)
         self.denied += denied
         entries: list[RegisterInstance | EntryRejected] = []
+        adds: set[ServiceKey] = set()  # new services of this batch (applied after it)
         for entry in req.entries:
             if type(entry) is RegisterInstance:
-                why = self.holdings.admit(principal.name, entry.key, entry.instance, now)
+                key = entry.key
+                known = self._new_service(key)
+                if known is not None:
+                    known = None if key in adds else known + len(adds)  # (one namespace)
+                why = self.holdings.admit(principal.name, key, entry.instance, now, known)
                 if why is not None:
                     entry = EntryRejected(ErrorCode.RESOURCE_EXHAUSTED, why)
+                elif known is not None:
+                    adds.add(key)
             entries.append(entry)
         return RegisterBatch(req.req_id, req.namespace, tuple(entries))
 

@@ -6,7 +6,9 @@ client paging with ``page_size`` 1 walked every name of the namespace (review23 
 Such a cursor is sealed: ``~`` and the base64url of a nonce, the name XORed with a
 keystream, and a tag, both BLAKE2b keyed by a secret the node draws at start.  Only the
 node that sealed it, in the same run, opens it; elsewhere the client lists again from the
-first page (the error says so).  Cursors a client may read stay plain.
+first page (the error says so).  Cursors a client may read stay plain.  The name is
+padded (NULs, which no name holds) to the longest ``group/service``, so a sealed cursor's
+length does not say how long the name it hides is (review83 F1).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import hashlib
 import hmac
 import secrets
 
+from meshreg.wire import limits
+
 SEALED_PREFIX = "~"
 NONCE_BYTES = 12
 TAG_BYTES = 16
+PADDED_BYTES = limits.MAX_GROUP_LEN + 1 + limits.MAX_SERVICE_LEN  # names are ASCII
 
 
 class CursorSeal:
@@ -44,7 +49,7 @@ class CursorSeal:
 
     def seal(self, cursor: str) -> str:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        plain = cursor.encode()
+        plain = cursor.encode().ljust(PADDED_BYTES, b"\0")
         sealed = bytes(a ^ b for a, b in zip(plain, self._stream(nonce, len(plain)), strict=True))
         token = base64.urlsafe_b64encode(nonce + sealed + self._tag(nonce, sealed))
         return SEALED_PREFIX + token.rstrip(b"=").decode()
@@ -63,6 +68,6 @@ class CursorSeal:
             return None
         plain = bytes(a ^ b for a, b in zip(sealed, self._stream(nonce, len(sealed)), strict=True))
         try:
-            return plain.decode()
+            return plain.rstrip(b"\0").decode()
         except UnicodeDecodeError:
             return None

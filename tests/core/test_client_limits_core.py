@@ -94,3 +94,40 @@ def test_forget_gone_drops_at_once_what_the_store_no_longer_has() -> None:
     held.forget_gone("app", store.holds)  # fresh or not: a session_close just removed them
     assert held.held["app"] == {(SVC, iid(1)): 0.0}
     held.forget_gone("nobody", store.holds)
+
+
+def test_a_clients_share_of_a_namespace_services_holds_once_a_quarter_is_free() -> None:
+    """review83 F3: one key took all of a shared namespace's services.  With a namespace
+    limit of 20 and a share of 5: free room above a quarter admits anyone; at a quarter or
+    less free, a key holding its share gets no new service, a key under it does."""
+    held = ClientHoldings(limit=1000, services_limit=20, services_share=5)
+
+    def svc(name: str, ns: str = "public") -> ServiceKey:
+        return ServiceKey(ns, "g", name)
+
+    for n in range(15):  # in_namespace 0..14: more than a quarter (5) free
+        assert held.admit("orders", svc(f"orders-{n}"), iid(1), 0.0, n) is None
+    why = held.admit("orders", svc("orders-15"), iid(1), 0.0, 15)  # 5 free, share used
+    assert why is not None and "max_services_per_client_in_namespace = 5" in why, why
+    assert "'public'" in why and "orders-15" in why
+    assert held.refused_services == 1
+    # an existing service (None) takes nothing of the namespace: admitted
+    assert held.admit("orders", svc("orders-3"), iid(2), 0.0, None) is None
+    # another key under its share still adds services in the last quarter
+    for n in range(5):
+        assert held.admit("payments", svc(f"payments-{n}"), iid(1), 0.0, 15 + n) is None
+    assert held.admit("payments", svc("payments-5"), iid(1), 0.0, 20) is not None
+    # another namespace is its own
+    assert held.admit("orders", svc("x", "other"), iid(1), 0.0, 15) is None
+    # releasing every instance of services gives the share back
+    for n in range(12):
+        held.release("orders", svc(f"orders-{n}"), iid(1))
+    held.release("orders", svc("orders-3"), iid(2))
+    assert held.admit("orders", svc("orders-15"), iid(1), 0.0, 15) is None  # holds 4 now
+
+
+def test_no_share_is_checked_without_one() -> None:
+    held = ClientHoldings(limit=1000)
+    for n in range(50):
+        assert held.admit("a", ServiceKey("p", "g", f"s{n}"), iid(1), 0.0, 10_000) is None
+    assert held.services == {}
