@@ -2553,7 +2553,7 @@ class DistroNode:
                 next_check = min(next_check, self._disputed_since + self._patience)
             if self._holding:  # a hold ends: the next beacon says so
                 next_check = min(next_check, min(self._holding.values()))
-        self.registry.wake_at = next_check
+        self.registry.wake_at = max(next_check, now)  # (past due: now; registry check_stall)
         return next_check
 
     def _configured(self) -> tuple[str, ...]:

@@ -1099,7 +1099,7 @@ class RegistryNode:
         self.check_stall(now)
         self.end_stale_window(now)
         wake = self.tick_health(now)
-        self.wake_at = wake
+        self.wake_at = max(wake, now)  # (a timer past due asks for now: see check_stall)
         return wake
 
     def end_stale_window(self, now: float) -> None:
@@ -1140,7 +1140,11 @@ class RegistryNode:
     def check_stall(self, now: float) -> bool:
         """Suspect ourselves first (every loop turn, before any input): True (and a
         grace period, ``health.silent_before``) when this turn comes ``stall_after`` or
-        more later than the last tick asked for.  The stall is remembered from the last
+        more later than the last tick asked for.  A tick that answers a time already
+        past (a session check due while a mass expiry's sweep ran for seconds) asks for
+        its own time, not that one: measured from it, the next turn, a millisecond
+        later, was "stalled for 2.5 s" and the node stopped judging health for 15 s and
+        refused reads while it resynced (review83 F2).  The stall is remembered from the last
         turn, when the loop may have been stopped, to now: its seconds are not awake
         time, which bounds the grace."""
         asked, last = self.wake_at, self.last_turn

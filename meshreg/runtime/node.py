@@ -204,6 +204,17 @@ WALL_CHECK_INTERVAL = 5.0  # s between looks at the wall clock (``_wall_step``)
 WALL_STEP_WARN = 1.0  # s the wall clock must have moved since the start to be said
 WALL_STEP_REPEAT = 600.0  # s; a step still there is said again this often
 BATCH = 512  # messages drained per socket per loop turn, so no socket starves
+DELTA_INSTANCES_PER_UNIT = 8  # a replicated delta costs 1 + its instances / this of BATCH:
+# a drain of deltas holds about 4,000 instances at most (~0.12 s), not 512 deltas of any
+# size (a mass expiry's deltas of 5,000 instances each: seconds of a turn, review83 F2)
+
+
+def _delta_cost(delta: ReplicatedDelta) -> int:
+    """What a replicated delta takes of a drain's ``BATCH``."""
+    payload = delta.payload
+    return 1 + (len(payload.upserts) + len(payload.removals)) // DELTA_INSTANCES_PER_UNIT
+
+
 JUDGE_POLL = 0.002  # s; a forward due but not judged yet waits one poll this long: after
 # SIGCONT, libzmq's I/O thread hands over what came during the stop as the loop resumes
 STOP_LINGER_MS = 500  # ms a stopping node gives its last replication and answers to leave
@@ -2286,7 +2297,7 @@ class NodeRuntime:
                 )
                 continue
             if isinstance(msg, DeltaBatch):
-                left -= len(msg.deltas)
+                left -= sum(_delta_cost(d) for d in msg.deltas)
                 for seq, why in msg.rejected:  # the others still apply; the gap repairs
                     core.replication_rejected()
                     self._limiter.warning(
@@ -2295,6 +2306,8 @@ class NodeRuntime:
                 for delta in msg.deltas:
                     core.on_replication(delta, now)
             else:
+                if type(msg) is ReplicatedDelta:
+                    left -= _delta_cost(msg) - 1
                 core.on_replication(msg, now)
 
     def _unsubscribe_forgotten(self, sub: Channel) -> None:
