@@ -1357,7 +1357,7 @@ def ping(need_ready: bool, servers: str, timeout: float) -> None:
 
 
 def _ping_one(need_ready: bool, servers: str, timeout: float) -> None:
-    """``ping`` of one node (or of a list, through one client: the first that answers)."""
+    """``ping`` of the node ``servers`` names (one)."""
     with _client(servers, DEFAULT_NAMESPACE, DEFAULT_GROUP, timeout) as c:
         result = c.ping()
         server = c.server

@@ -36,6 +36,7 @@ time).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -125,6 +126,7 @@ STALE_FLOOR = 2**63  # alive_floor meanwhile: above every stamp, so no beat take
 # evict_after + unhealthy_after is a node hardly ever awake, and judging it by what it saw
 # then errs on the side of judging
 STALLS_KEPT = 64
+ELSEWHERE_SCAN = 10_000  # instances a NOT_FOUND update looks through for another cluster
 HELD_SWEEP_RETRY = 0.25  # s; a sweep the node may not run yet (resyncing) is asked again then
 EVIDENCE_MARGIN_US = 1000  # µs by which our own evidence must beat a judgment's basis
 TOMBSTONE_TTL = 600.0  # s; removed instances are remembered this long (stale copies stay dead)
@@ -499,9 +501,10 @@ class RegistryNode:
         """Where an instance not found is registered under another cluster (an instance's
         identity includes its cluster: review82 F1 said "not registered" of one in C1)."""
         svc = self.store.services.get(key)
-        others = sorted(
+        ids = svc.instances if svc is not None else ()
+        others = sorted(  # (bounded: an error path a writer may repeat)
             iid.cluster
-            for iid in (svc.instances if svc is not None else ())
+            for iid in itertools.islice(ids, ELSEWHERE_SCAN)
             if iid.ip == instance.ip and iid.port == instance.port
         )
         if others:

@@ -207,14 +207,6 @@ BATCH = 512  # messages drained per socket per loop turn, so no socket starves
 DELTA_INSTANCES_PER_UNIT = 8  # a replicated delta costs 1 + its instances / this of BATCH:
 # a drain of deltas holds about 4,000 instances at most (~0.12 s), not 512 deltas of any
 # size (a mass expiry's deltas of 5,000 instances each: seconds of a turn, review83 F2)
-
-
-def _delta_cost(delta: ReplicatedDelta) -> int:
-    """What a replicated delta takes of a drain's ``BATCH``."""
-    payload = delta.payload
-    return 1 + (len(payload.upserts) + len(payload.removals)) // DELTA_INSTANCES_PER_UNIT
-
-
 JUDGE_POLL = 0.002  # s; a forward due but not judged yet waits one poll this long: after
 # SIGCONT, libzmq's I/O thread hands over what came during the stop as the loop resumes
 STOP_LINGER_MS = 500  # ms a stopping node gives its last replication and answers to leave
@@ -222,6 +214,12 @@ TURN_ENTRIES = 2048  # register_batch entries served per socket per turn (about 
 # flood of batches must not keep beacons, renewals and peers waiting
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+def _delta_cost(delta: ReplicatedDelta) -> int:
+    """What a replicated delta takes of a drain's ``BATCH``."""
+    payload = delta.payload
+    return 1 + (len(payload.upserts) + len(payload.removals)) // DELTA_INSTANCES_PER_UNIT
 
 
 def _never() -> bool:
