@@ -5,13 +5,14 @@ sampled and a bystander pinging it (bench/README.md, "Security", lists every att
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -40,6 +41,7 @@ from bench.common import (
     request,
     rss_bytes,
     start_cluster,
+    stats,
     table,
     wait_until,
 )
@@ -50,7 +52,7 @@ from meshreg.wire.replies import encode_request
 PING_WAIT = 3.0  # s the bystander waits for its last pings after the attack
 ALIVE_WAIT = 5.0  # s a node may take to answer ping after an attack
 RSS_EVERY = 0.02  # s between RSS samples
-ATTACKS = ("H1", "H3", "H4", "M1", "M4", "M2", "M6")
+ATTACKS = ("H1", "H3", "H4", "M1", "M4", "M2", "M6", "F2")
 FAKE_VERSION = 2**63 - 1  # the probe's poisoned stamp
 
 
@@ -316,6 +318,7 @@ class Attack:
     run: Callable[[Env, Attacker], dict[str, Any]]
     nodes: int = 1
     setup: Callable[[Env], None] | None = None
+    args: list[str] = field(default_factory=list)  # after the nodes' other args (F2: timings)
 
 
 def run_attack(
@@ -323,12 +326,14 @@ def run_attack(
     keys: BenchKeys, log_dir: str, say: Say, shared: dict[Any, list[NodeProc]],
 ) -> dict[str, Any]:  # fmt: skip
     """Start the node(s) (with a key unless ``who`` is "plain node"), set up, attack.
-    ``--share-nodes``: the node(s) of an earlier attack on the same kind, kept in ``shared``."""
+    ``--share-nodes``: the node(s) of an earlier attack on the same kind (count, key, extra
+    args), kept in ``shared``."""
     secure = who != "plain node"
     attacker = {"stranger key": keys.stranger, "client key": keys.app}.get(who)
-    args = QUIET + (keys.node_args() if secure else [])
+    args = QUIET + (keys.node_args() if secure else []) + attack.args
     curve = keys.app if secure else None
-    nodes = shared.get((attack.nodes, secure), [])
+    kind = (attack.nodes, secure, tuple(attack.args))
+    nodes = shared.get(kind, [])
     try:
         if not nodes or not all(n.alive() for n in nodes):
             if attack.nodes > 1:
@@ -336,7 +341,7 @@ def run_attack(
             else:
                 nodes = [procs.node(log_dir, args, curve=curve)]
         if opts.share_nodes:
-            shared[(attack.nodes, secure)] = nodes
+            shared[kind] = nodes
         env = Env(procs, ctx, opts, nodes, keys, secure, attacker)
         if attack.setup is not None:
             attack.setup(env)
@@ -607,6 +612,118 @@ def m6(env: Env, atk: Attacker) -> dict[str, Any]:
     }
 
 
+# -- F2: a tenant's burst and its lapse (review83 F2) -------------------------------------
+F2_BATCH = 500  # instances per register_batch (57 KB bodies: within the 64 KiB limit)
+F2_SERVICE = 40_000  # instances per service at most
+F2_RENEW = 20_000  # instances registered between two renewals of the session
+F2_CALL = 60.0  # s one request of the burst may wait for its answer
+F2_MARGIN = 30.0  # s the eviction may take beyond unhealthy + evict + 3 check intervals
+F2_POLL = 0.25  # s between two looks at every node's instance count
+STALLED = re.compile(r"this node was stalled for ([0-9.]+)s")
+
+
+def f2_timings(opts: argparse.Namespace) -> list[str]:
+    """The nodes' health timings for F2 (after QUIET's, so these count)."""
+    return ["--unhealthy-after", f"{opts.unhealthy_after:g}", "--evict-after",
+            f"{opts.evict_after:g}", "--check-interval", f"{opts.check_interval:g}"]  # fmt: skip
+
+
+def longest_stall(node: NodeProc) -> float:
+    """The longest "this node was stalled for" in the node's log, in s (0: none)."""
+    found = (STALLED.search(line) for line in node.log_lines())
+    return max((float(m.group(1)) for m in found if m), default=0.0)
+
+
+def f2_call(atk: Attacker, sock: zmq.Socket, op: str, rid: int, **fields: Any) -> dict[str, Any]:
+    """One request on ``sock`` (a DEALER) and its result, the reply counted in
+    ``atk.replies``; raises when it is refused or unanswered within F2_CALL."""
+    sock.send_multipart([b"", encode_request(op, rid, **fields)])
+    deadline = time.perf_counter() + F2_CALL
+    for _ in range(1000):  # bounded: a late reply to an earlier request is skipped
+        if not sock.poll(max(1, int((deadline - time.perf_counter()) * 1000))):
+            break
+        body = sock.recv_multipart()[-1]
+        reply = msgpack.unpackb(body)
+        if reply.get("id") != rid:
+            continue
+        atk.replies[outcome(body)] += 1
+        if not reply.get("ok"):
+            raise RuntimeError(f"{op} answered {reply.get('error')}")
+        return dict(reply.get("result") or {})
+    atk.replies["no answer"] += 1
+    raise RuntimeError(f"no answer to {op} within {F2_CALL:g} s")
+
+
+def f2_entries(start: int, n: int, session: str) -> list[dict[str, Any]]:
+    """Instances start..start+n-1: distinct ips, services of F2_SERVICE each, one session."""
+    return [{"namespace": NS, "group": GROUP, "service": f"f2-{k // F2_SERVICE}",
+             "ip": f"10.{k >> 16}.{k >> 8 & 255}.{k & 255}", "port": 1000, "session": session}
+            for k in range(start, start + n)]  # fmt: skip
+
+
+def f2(env: Env, atk: Attacker) -> dict[str, Any]:
+    """One client registers ``--f2-instances`` in one session through node 0, back to back,
+    renewing every F2_RENEW; then goes silent: the time until every node holds none, and
+    the nodes' stalls (stats ``stalls``, the longest "stalled for" their logs tell)."""
+    o, pc = env.opts, time.perf_counter
+    ports = [node.port for node in env.nodes]
+    stalls_before = [stats(p, 10.0, env.client)["stalls"] for p in ports]
+    sock = atk.open(zmq.DEALER, env.node.port)
+    rid = 1
+    session = f2_call(atk, sock, "session_open", rid, namespace=NS)["session"]
+    registered = 0
+    t0 = pc()
+    deadline = t0 + o.max_attack_seconds
+    for start in range(0, o.f2_instances, F2_BATCH):  # bounded in count and time
+        if pc() > deadline:
+            break
+        batch = f2_entries(start, min(F2_BATCH, o.f2_instances - start), session)
+        rid += 1
+        res = f2_call(atk, sock, "register_batch", rid, namespace=NS, instances=batch)
+        refused = [r for r in res["results"] if r is not None]
+        if refused:
+            raise RuntimeError(f"{len(refused)} of a batch of {len(batch)} refused: {refused[0]}")
+        registered += len(batch)
+        if start % F2_RENEW == 0:
+            rid += 1
+            f2_call(atk, sock, "session_renew", rid, namespace=NS, session=session)
+    burst = pc() - t0
+    rid += 1
+    held = f2_call(atk, sock, "session_renew", rid, namespace=NS, session=session)["instances"]
+    renewed = pc()  # the client goes away here, its session open (a crash)
+
+    def evicted() -> bool:
+        return all(stats(p, 5.0, env.client)["instances"]["total"] == 0 for p in ports)
+
+    bound = o.unhealthy_after + o.evict_after + 3 * o.check_interval + F2_MARGIN
+    gone = wait_until(evicted, bound, F2_POLL)
+    if gone is None:
+        raise RuntimeError(f"the lapsed session's instances still held after {bound:g} s")
+    lapse = gone - renewed
+    after = [stats(p, 10.0, env.client) for p in ports]
+    stalls = [s["stalls"] for s in after]
+    longest = [longest_stall(node) for node in env.nodes]
+    preserved = [(s.get("self_preservation") or {}).get("times_entered") for s in after]
+    effect = f"stalls {'/'.join(map(str, stalls))}"
+    if any(stalls_before):
+        effect += f" ({'/'.join(map(str, stalls_before))} before)"
+    if any(longest):
+        effect += f", longest {max(longest):.1f} s"
+    short = registered < o.f2_instances
+    return {
+        "sent": f"{registered:,} instances in 1 session through node 0 in {burst:.1f} s "
+        f"({registered / burst:,.0f}/s){' (time bound)' if short else ''}, then silent",
+        "effect": f"{effect}; evicted everywhere in {lapse:.0f} s",
+        "f2": {"instances": registered, "wanted": o.f2_instances, "held_at_last_renew": held,
+               "per_second": round(registered / burst), "burst_s": round(burst, 2),
+               "lapse_s": round(lapse, 2), "lapse_bound_s": bound, "stalls": stalls,
+               "stalls_before": stalls_before, "longest_stall_logged_s": longest,
+               "self_preservation_entered": preserved,
+               "timings": {"unhealthy_after": o.unhealthy_after, "evict_after": o.evict_after,
+                           "check_interval": o.check_interval}},
+    }  # fmt: skip
+
+
 def attacks(opts: argparse.Namespace) -> list[Attack]:
     o = opts
     return [
@@ -631,6 +748,9 @@ def attacks(opts: argparse.Namespace) -> list[Attack]:
                f"500k -> {o.junk_seconds:g} s", _junk("namespaces")),
         Attack("M6", "services + stats flood",
                f"200k services -> {o.m6_services:,}", m6, setup=_many_services),
+        Attack("F2", "a tenant's burst and its lapse (3 nodes)",
+               f"200k -> {o.f2_instances:,}; health {o.unhealthy_after:g}/{o.evict_after:g}/"
+               f"{o.check_interval:g} s", f2, nodes=3, args=f2_timings(o)),
     ]  # fmt: skip
 
 
@@ -689,6 +809,13 @@ def report(result: dict[str, Any], say: Say) -> None:
         h = r["node_held"]
         n = (h["instances"] or {}).get("total")
         say(f"  {r['attack']}: the node held {h['services']} services, {n} instances (stats)")
+    for r in (r for r in rows if r["id"] == "F2"):
+        f = r["f2"]
+        say(f"  {r['attack']}: {f['instances']:,} registered in {f['burst_s']} s "
+            f"({f['per_second']:,}/s); lapse (last renew -> none on every node) "
+            f"{f['lapse_s']} s; stalls per node {f['stalls']} (before {f['stalls_before']}), "
+            f"longest logged {f['longest_stall_logged_s']} s; self-preservation entered "
+            f"{f['self_preservation_entered']}")  # fmt: skip
     for line in result.get("failed", []):
         say(f"  failed: {line}")
 
@@ -700,7 +827,9 @@ SCENARIOS = (
               "m1_count": (100, 4), "sub_seconds": (5.0, 1.0), "slow_seconds": (20.0, 1.0),
               "junk_seconds": (10.0, 1.0), "flood_seconds": (10.0, 1.0),
               "m6_services": (20_000, 200), "ping_rate": (50.0, 50.0), "settle": (1.0, 1.0),
-              "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0)}),
+              "busy_rate": (20_000.0, 20_000.0), "max_attack_seconds": (60.0, 60.0),
+              "f2_instances": (200_000, 2_000), "unhealthy_after": (15.0, 1.0),
+              "evict_after": (30.0, 2.0), "check_interval": (5.0, 0.5)}),
 )  # fmt: skip
 
 

@@ -113,6 +113,7 @@ def parser(known: dict[str, Scenario]) -> argparse.ArgumentParser:
     opt("--junk-seconds", float, 0.1, 300, "attacks: M2 duration per kind")
     opt("--flood-seconds", float, 0.1, 300, "attacks: M6 duration")
     opt("--m6-services", int, 1, 1_000_000, "attacks: services registered before M6")
+    opt("--f2-instances", int, 500, 1_000_000, "attacks: instances of F2's burst")
     ap.add_argument("--share-nodes", action="store_true",
                     help="attacks: one node per kind for every attack (a smoke run: its RSS "
                     "figures carry the earlier attacks')")  # fmt: skip

@@ -27,6 +27,9 @@ def test_the_group_is_decided_by_the_test_directory() -> None:
     assert not one_at_a_time("tests/sim/test_distro_sim.py::test_random_faults_converge[1]")
     assert not one_at_a_time("tests/test_import_rules.py::test_no_import_cycle[core]")
     assert not one_at_a_time("tests/core/integration/test_x.py::test_y")  # only tests/<dir>/
+    burst = "tests/review83/test_r83_tenant_burst_leaves_others_served.py"
+    assert one_at_a_time(f"{burst}::test_a_tenant_burst")
+    assert not one_at_a_time("tests/review83/test_r83_services_cursor_oracle.py::test_x")
 
 
 def test_the_chaos_and_bench_tests_run_on_one_worker() -> None:

@@ -33,7 +33,7 @@ def test_quick_curve_and_attacks_run(tmp_path):
 
     attacks = results["attacks"]["rows"]
     ids = {r["id"] for r in attacks}
-    assert ids == {"H1", "H3", "H4", "M1", "M4", "M2", "M6"}
+    assert ids == {"H1", "H3", "H4", "M1", "M4", "M2", "M6", "F2"}
     for r in attacks:
         assert r["alive"], r
         assert r["rss_mb"]["peak"] >= r["rss_mb"]["before"] > 0, r
@@ -42,5 +42,10 @@ def test_quick_curve_and_attacks_run(tmp_path):
     h1 = {r["target"]: r for r in attacks if r["id"] == "H1"}
     assert h1["stranger key"]["replies"] == {"no answer": 2}, h1["stranger key"]
     assert h1["client key"]["replies"] == {"PERMISSION_DENIED": 2}, h1["client key"]
+    # F2: the burst registered, evicted on every node, each node's stalls counted (a figure)
+    (f2,) = [r["f2"] for r in attacks if r["id"] == "F2"]
+    assert f2["instances"] == f2["wanted"] == 2000 and f2["lapse_s"] > 0, f2
+    assert len(f2["stalls"]) == 3 and all(isinstance(n, int) for n in f2["stalls"]), f2
+    assert "stalls " in out and "evicted everywhere in" in out
     for name in results:
         assert glob.glob(str(tmp_path / f"{name}-*.json")), name
