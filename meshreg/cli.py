@@ -1092,7 +1092,8 @@ def stats(
             f"security        {result['security']}; denied {result.get('permission_denied', 0)}, "
             f"handshakes refused {result.get('handshakes_refused', 0)}, peer handshakes failed "
             f"{result.get('peer_handshakes_failed', 0)}, reads throttled "
-            f"{result.get('reads_throttled', 0)}, client quota refusals "
+            f"{result.get('reads_throttled', 0)}, writes throttled "
+            f"{result.get('writes_throttled', 0)}, client quota refusals "
             f"{result.get('client_quota_refused', 0)}"
         )
     sessions = result.get("sessions")

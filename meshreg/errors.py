@@ -82,6 +82,7 @@ class RequestRejected(RemoteProtocolError):
         reason: str = "",
         unwritten: bool = False,
         revision: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, code)
         self.req_id = req_id
@@ -89,6 +90,7 @@ class RequestRejected(RemoteProtocolError):
         self.reason = reason  # why, for a counter by reason ('': the code's name)
         self.unwritten = unwritten  # a config write refused before anything was written
         self.revision = revision  # a config read's NOT_FOUND of a delete: its revision
+        self.retry_after = retry_after  # s: a rate limit's refusal, when to send it again
 
 
 class ServerError(MeshregError):

@@ -37,6 +37,7 @@ from meshreg.wire.replies import decode_reply
 from meshreg.wire.results import check_result
 
 MAX_ERROR_MESSAGE = 4096  # chars of a node's error message kept (it is shown to users)
+MAX_RETRY_AFTER = 60.0  # s; a rate limit's wait above it is not taken (the call fails)
 
 
 # -- replies -----------------------------------------------------------------------------
@@ -54,6 +55,7 @@ class ReplyError:
     unwritten: bool = False  # ``error.written`` false: a config write that wrote nothing
     revision: int | None = None  # ``error.revision``: a config_get's NOT_FOUND of a delete
     current: int | None = None  # ``error.current``: a CAS's CONFLICT, the current revision
+    retry_after: float | None = None  # ``error.retry_after``: a rate limit's wait, in s
 
 
 Reply = ReplyOk | ReplyError
@@ -74,9 +76,13 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
     current = err.get("current")  # (0: no such data id; its own key: older clients refuse
     if current is not None and (type(current) is not int or not 0 <= current < 2**63):
         current = None  # a 'revision' of 0). Informative only: a bad one is left out
+    retry_after = err.get("retry_after")  # a rate limit's refusal: when to send it again
+    if type(retry_after) not in (int, float) or not 0 <= retry_after <= MAX_RETRY_AFTER:
+        retry_after = None  # informative only: a bad one is left out (the call fails)
     return ReplyError(
-        msg["id"], err["code"], message, err.get("written") is False, revision, current
-    )
+        msg["id"], err["code"], message, err.get("written") is False, revision, current,
+        None if retry_after is None else float(retry_after),
+    )  # fmt: skip
 
 
 # -- results -------------------------------------------------------------------------------

@@ -231,6 +231,7 @@ MAX_STAMPS_KEPT = 100_000  # instances whose last stamp is kept (the oldest go f
 UNKNOWN_OUTCOME_OPS = WRITE_OPS - {"beat"}
 _READ_OPS = frozenset(("instances", "services"))  # a node catching up refuses them
 CATCHING_UP_RETRY = 0.25  # s before a read refused by a node catching up is sent again
+RATE_RETRY_MARGIN = 0.05  # s a call must have left after a rate limit's wait to send it again
 MAX_IN_FLIGHT = 512  # requests awaiting a reply at once; more wait in the backlog (FIFO)
 BACKLOG_HIGH = 8 * MAX_IN_FLIGHT  # requests waiting to be sent before commands wait too
 SHORT_RENEWALS = 2  # renewals in a row holding fewer instances than acknowledged: redo
@@ -880,6 +881,9 @@ class ClientSession:
             self._resolve(pending, result, None)
         else:
             self.malformed.pop(source, None)
+            if self._rate_limited(pending, reply, source):
+                self._pending[reply.request_id] = pending  # sent again at attempt_deadline
+                return self._take()
             if (
                 pending.avoid is not None
                 and source == pending.via
@@ -947,6 +951,23 @@ class ClientSession:
                 return self._take()
             self._resolve(pending, None, error)
         return self._take()
+
+    def _rate_limited(self, pending: Pending, reply: ReplyError, source: str) -> bool:
+        """A call refused by a rate limit (RESOURCE_EXHAUSTED with ``retry_after``: the
+        node's ``[limits] write_rate_per_client`` or read rate; nothing applied) with time
+        left for the wait: sent to the same node again after it (``again``: the refusal is
+        the call's error if its time runs out first).  Without the time: the refusal now."""
+        wait = reply.retry_after
+        if (
+            wait is None
+            or reply.code != ErrorCode.RESOURCE_EXHAUSTED
+            or self._now + wait + RATE_RETRY_MARGIN >= pending.deadline
+        ):
+            return False
+        pending.again = server_error(reply.code, reply.message, source)
+        pending.attempt_deadline = self._now + wait
+        self._earliest = min(self._earliest, pending.attempt_deadline)
+        return True
 
     def _late_copy(self, pending: Pending, reply: ReplyError) -> bool:
         """A write's copy refused as late (PROTOCOL.md 2.1, "Deadline": UNAVAILABLE,

@@ -90,6 +90,13 @@ class LimitsPolicy:
     # node without a key) and per node; a burst of twice the rate is allowed
     read_rate_per_client: int = 200
     read_rate_per_node: int = 2_000
+    # instance and config writes per second, per client key (or connection, on a node
+    # without a key), counted by the node they arrive at: register, a register_batch's
+    # entries, deregister, instance and service updates, config writes; not beats or
+    # session renewals (liveness).  A burst of twice the rate is allowed.  0: no limit
+    # (review83 F2: one key registered 20,000 instances/s through one node, every loop
+    # turn of the cluster's nodes its)
+    write_rate_per_client: int = 0
     # client sessions (core/sessions: a few hundred bytes each plus their index); one per
     # client process is the usual, so 100k is a hundred thousand clients per cluster
     max_sessions: int = DEFAULT_MAX_SESSIONS
@@ -141,6 +148,7 @@ _ZERO_MEANS = {
     "max_sessions_per_client": "max_sessions // 16",
     "max_metadata_bytes_per_namespace": "max_metadata_bytes // 4",
     "max_services_per_client_in_namespace": "max_services_per_namespace // 4",
+    "write_rate_per_client": "no limit",
 }
 METADATA_SHARE_DIVISOR = 4
 

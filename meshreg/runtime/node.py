@@ -34,7 +34,7 @@ from meshreg.addresses import PEER_PORT_OFFSET, REPLICATION_PORT_OFFSET
 from meshreg.config import NodeConfig, load_node_config
 from meshreg.configcenter.model import ConfigKey
 from meshreg.core import registry as registry_module
-from meshreg.core.client_limits import ClientHoldings, ReadRate
+from meshreg.core.client_limits import ClientHoldings, ReadRate, WriteRate
 from meshreg.core.distro import DistroNode, NodeState
 from meshreg.core.effects import (
     Answer,
@@ -273,6 +273,21 @@ _EXPENSIVE_READS: dict[type, str] = {
     ListNamespaces: "namespaces",
     GetCluster: "cluster",
     GetStats: "stats",
+}
+# writes a client's write rate counts ([limits] write_rate_per_client): each costs one,
+# a batch its entries; beats and session renewals are liveness, not counted
+_RATED_WRITES: dict[type, str] = {
+    RegisterInstance: "register",
+    RegisterBatch: "register_batch",
+    DeregisterInstance: "deregister",
+    UpdateInstance: "update",
+    SetService: "service_set",
+    PublishConfig: "config_publish",
+    DeleteConfig: "config_delete",
+    RollbackConfig: "config_rollback",
+    PublishGray: "config_gray",
+    PromoteGray: "config_promote",
+    DropGray: "config_gray_drop",
 }
 _NODE_USER = NODE_USER.decode()  # the cluster key's User-Id, as a Frame reports it
 # forwarded writes whose result the owner sends back with its reply (read-your-writes;
@@ -589,6 +604,7 @@ class NodeRuntime:
         self.read_rate = ReadRate(
             limits_policy.read_rate_per_client, limits_policy.read_rate_per_node
         )
+        self.write_rate = WriteRate(limits_policy.write_rate_per_client)
         self.gate = SubscriptionGate()
         self.memory = ReleasePolicy()  # memory given back after a large release
         self._memory_checked = -math.inf
@@ -694,6 +710,7 @@ class NodeRuntime:
             # new services refused over a client's share of a namespace (core/client_limits)
             "client_services_refused": self.holdings.refused_services,
             "reads_throttled": self.read_rate.throttled,
+            "writes_throttled": self.write_rate.throttled,  # [limits] write_rate_per_client
             # large services' instance lists kept between reads (core/instance_views)
             "instance_lists": {**self.core.registry.views.stats(), **packed_stats()},
             "accept_failures": transport.get("accept_failures", 0),
@@ -1646,6 +1663,8 @@ class NodeRuntime:
                 except RequestRejected:
                     self.denied += 1
                     raise
+                if type(req) in _RATED_WRITES and self.write_rate.per_client:
+                    self._write_allowed(principal, envelope, req, now)  # before any count
                 if type(req) is RegisterBatch:  # each entry its own check, its own result
                     req = self._screen_batch(principal, req, now)
                 else:
@@ -1655,6 +1674,9 @@ class NodeRuntime:
             elif principal is OPEN and type(req) in _EXPENSIVE_READS:
                 conn = envelope[0] if envelope else b""  # bytes, or the Frame it came in
                 self._read_allowed(conn.bytes if isinstance(conn, zmq.Frame) else conn, req, now)
+            elif principal is OPEN and type(req) in _RATED_WRITES and self.write_rate.per_client:
+                # (a peer's forward is served as NODE: counted where it arrived only)
+                self._write_allowed(principal, envelope, req, now)
             if type(req) is RegisterBatch:
                 self._entries += len(req.entries)
             if type(req) in _CONFIG_REQUESTS:
@@ -1700,7 +1722,11 @@ class NodeRuntime:
             ):  # a config request refused before the plane saw it (validation, the ACL,
                 # a client's limits): in stats.config.rejected too, as every refusal
                 self.configs.count_refused(exc.reason or exc.code.name.lower())
-            return envelope + [encode_error(exc.req_id, exc.code, exc.message, exc.unwritten)]
+            return envelope + [
+                encode_error(
+                    exc.req_id, exc.code, exc.message, exc.unwritten, retry_after=exc.retry_after
+                )
+            ]
         except Exception:  # a bug must not take the node down; answer and log it
             log.exception("internal error while serving a request")
             self.core.registry.count_error(ErrorCode.INTERNAL)
@@ -2027,6 +2053,31 @@ class NodeRuntime:
                 f"per node of services, namespaces, cluster and stats ([limits] "
                 f"read_rate_per_client, read_rate_per_node); retry in {wait * 1000:.0f} ms",
                 req.req_id,
+                retry_after=wait,
+            )
+
+    def _write_allowed(
+        self, principal: Principal, envelope: list[Any], req: Any, now: float
+    ) -> None:
+        """Raise RESOURCE_EXHAUSTED (with ``retry_after``) when the client is over its
+        write rate (core/client_limits ``WriteRate``); the cluster key is not limited."""
+        client = _client_of(principal, envelope)
+        if client is None:
+            return
+        cost = len(req.entries) if type(req) is RegisterBatch else 1
+        wait = self.write_rate.take(client, now, cost)
+        if wait:
+            op = _RATED_WRITES[type(req)]
+            raise RequestRejected(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"{op}: write rate limit: at most {self.config.limits.write_rate_per_client} "
+                f"writes/s per client on this node (a batch's entries each count; [limits] "
+                f"write_rate_per_client); nothing was applied; retry in {wait * 1000:.0f} ms",
+                req.req_id,
+                op,
+                reason="write_rate",
+                unwritten=type(req) in _CONFIG_REQUESTS,
+                retry_after=wait,
             )
 
     def _services_request(self, req: ListServices, principal: Principal) -> ListServices:

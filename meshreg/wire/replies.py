@@ -113,13 +113,15 @@ def encode_error(
     unwritten: bool = False,
     revision: int | None = None,
     current: int | None = None,
+    retry_after: float | None = None,
 ) -> bytes:
     """Encode an error reply; ``unwritten``: a config write refused before anything was
     written (``error.written`` false: retry anywhere, no request id needed); ``revision``:
     a config read's NOT_FOUND of a deleted data id, the delete's revision (``error.revision``:
     the client's floor for later reads, review38 F1); ``current``: a CAS's CONFLICT, the
     current revision, 0 included (``error.current``; not in ``revision``, whose 0 older
-    clients refuse)."""
+    clients refuse); ``retry_after``: a rate limit's RESOURCE_EXHAUSTED, the seconds until
+    the same request would be taken (``error.retry_after``)."""
     error: dict[str, Any] = {"code": int(code), "name": code.name, "message": message}
     if unwritten:
         error["written"] = False
@@ -127,6 +129,8 @@ def encode_error(
         error["revision"] = revision
     if current is not None:
         error["current"] = current
+    if retry_after is not None:
+        error["retry_after"] = round(retry_after, 3)
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": False, "error": error})
 
 

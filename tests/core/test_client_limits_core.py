@@ -3,7 +3,13 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshreg.core.client_limits import PRUNE_AFTER, PRUNE_EVERY, ClientHoldings, ReadRate
+from meshreg.core.client_limits import (
+    PRUNE_AFTER,
+    PRUNE_EVERY,
+    ClientHoldings,
+    ReadRate,
+    WriteRate,
+)
 from meshreg.core.store import RegistryStore
 from meshreg.model import InstanceId, ServiceKey
 
@@ -131,3 +137,46 @@ def test_no_share_is_checked_without_one() -> None:
     for n in range(50):
         assert held.admit("a", ServiceKey("p", "g", f"s{n}"), iid(1), 0.0, 10_000) is None
     assert held.services == {}
+
+
+def test_write_rate_off_admits_everything() -> None:
+    rate = WriteRate(0)
+    assert all(rate.take("a", 0.0, 500) == 0.0 for _ in range(1000)) and rate.throttled == 0
+
+
+def test_write_rate_counts_a_batchs_entries_per_client() -> None:
+    rate = WriteRate(100)  # burst 200
+    assert rate.take("a", 0.0, 150) == 0.0
+    wait = rate.take("a", 0.0, 100)  # 50 left: 100 more need 0.5 s of refill
+    assert 0.49 <= wait <= 0.51 and rate.throttled == 1
+    assert rate.take("b", 0.0, 200) == 0.0  # another client has its own bucket
+    assert rate.take("a", 0.5, 100) == 0.0
+
+
+def test_a_batch_above_the_burst_waits_for_a_full_bucket_then_goes_into_debt() -> None:
+    """Never refused forever: a batch of 500 at 100/s (burst 200) goes once the bucket is
+    full, and the client's next write waits until the debt is paid back."""
+    rate = WriteRate(100)
+    assert rate.take("a", 0.0, 1) == 0.0
+    assert rate.take("a", 0.0, 500) > 0  # 199 in the bucket: not full
+    assert rate.take("a", 0.01, 500) == 0.0  # full again (200): taken, 300 owed
+    wait = rate.take("a", 0.01, 1)
+    assert 3.0 <= wait <= 3.02  # -300 -> 1: 3.01 s at 100/s
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 0.5), st.integers(1, 300)), max_size=200))
+def test_write_rate_never_admits_more_than_burst_plus_rate_plus_one_write(
+    steps: list[tuple[int, float, int]],
+) -> None:
+    """Over any run, a client's admitted entries stay within the burst, the rate times the
+    time, and the one write that may take the bucket below zero (at most 300 here)."""
+    rate = WriteRate(100)
+    now = 0.0
+    admitted: dict[int, int] = {}
+    for client, dt, cost in steps:
+        now += dt
+        if rate.take(client, now, cost) == 0.0:
+            admitted[client] = admitted.get(client, 0) + cost
+    for n in admitted.values():
+        assert n <= 200 + 100 * now + 300 + 1e-6

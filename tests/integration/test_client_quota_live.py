@@ -1,4 +1,5 @@
-"""Per-client limits on a real keyed node: a key's instance quota, expensive reads' rate."""
+"""Per-client limits on a real keyed node: a key's instance quota, expensive reads' rate,
+the write rate."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import NodeProcess, raw_request
+from helpers import NodeProcess, raw_request, service_owned_by, wait_until
 from test_security import Keys
 
-from meshreg import ResourceExhaustedError
+from meshreg import Client, ResourceExhaustedError
 
 
 @pytest.fixture
@@ -20,7 +21,10 @@ def keys(tmp_path: Path) -> Keys:
 @pytest.fixture
 def limited_node(keys: Keys, tmp_path: Path, start_node: Callable[..., NodeProcess]) -> NodeProcess:
     config = tmp_path / "node.toml"
-    config.write_text("[limits]\nmax_instances_per_client = 3\nread_rate_per_client = 5\n")
+    config.write_text(
+        "[limits]\nmax_instances_per_client = 3\nread_rate_per_client = 5\n"
+        "write_rate_per_client = 20\n"
+    )
     return start_node(
         "--key",
         keys.key("cluster"),
@@ -60,7 +64,8 @@ def stats(keys: Keys, node: NodeProcess) -> dict:
 
 
 def test_expensive_reads_are_rate_limited_per_key(keys: Keys, limited_node: NodeProcess) -> None:
-    with keys.client("reader", limited_node.address) as reader:
+    # a time-out shorter than the node's wait (1/5 s a read): the refusal is the answer
+    with keys.client("reader", limited_node.address, timeout=0.15) as reader:
         refused = None
         for _ in range(50):  # burst is 10: the limit is met well before 50
             try:
@@ -73,6 +78,64 @@ def test_expensive_reads_are_rate_limited_per_key(keys: Keys, limited_node: Node
         assert reader.instances("orders") == []  # the hot path is not limited
     with keys.client("app", limited_node.address) as app:
         assert app.services() is not None  # another key has its own budget
+    # with the time for it, the client waits what the node says and is served
+    with keys.client("reader", limited_node.address, timeout=5.0) as patient:
+        for _ in range(30):  # 10 of burst, 20 more at 5/s: about 4 s
+            assert patient.services() is not None
+    assert stats(keys, limited_node)["reads_throttled"] >= 15
+
+
+def test_writes_are_rate_limited_per_key_and_the_client_waits(
+    keys: Keys, tmp_path: Path, start_node: Callable[..., NodeProcess]
+) -> None:
+    """``write_rate_per_client = 20`` (burst 40): a refused write changes nothing and says
+    when to retry (``error.retry_after``); the Python client sends it again then, so a
+    caller with the time is served, at the rate."""
+    config = tmp_path / "writes.toml"
+    config.write_text("[limits]\nwrite_rate_per_client = 20\n")
+    node = start_node("--key", keys.key("cluster"), "--acl", str(keys.acl), "--config",
+                      str(config), curve=keys.curve("cluster"))  # fmt: skip
+    body = {"v": 1, "op": "register", "namespace": "public", "group": "DEFAULT_GROUP",
+            "service": "orders-raw", "port": 1, "cluster": "DEFAULT"}  # fmt: skip
+    curve = keys.curve("app")
+    refused = None
+    for n in range(60):  # one connection per request: the key is the client, not the socket
+        reply = raw_request(node.port, {**body, "id": n, "ip": f"10.1.0.{n}"}, 2.0, curve)
+        if not reply["ok"]:
+            refused = (n, reply["error"])
+            break
+    assert refused is not None, "60 registers in a row were all taken (burst 40)"
+    n, error = refused
+    assert 38 <= n <= 50, refused  # the burst, and what refilled meanwhile
+    assert error["name"] == "RESOURCE_EXHAUSTED" and 0 < error["retry_after"] <= 0.1, error
+    assert "write_rate_per_client" in error["message"] and "nothing was applied" in error["message"]
+    listed = raw_request(node.port, {"v": 1, "id": 99, "op": "instances", "namespace": "public",
+                         "group": "DEFAULT_GROUP", "service": "orders-raw"}, 2.0,
+                         curve)["result"]["instances"]  # fmt: skip
+    assert len(listed) == n and f"10.1.0.{n}" not in {i["ip"] for i in listed}
+    assert stats(keys, node)["writes_throttled"] >= 1
+    # the client waits what the node says: 60 registrations, 20 past the burst, all made
+    with keys.client("app", node.address, timeout=5.0) as app:
+        for k in range(60):
+            app.register("orders", f"10.0.1.{k}", 8080)
+        assert len(app.instances("orders")) == 60
+    assert stats(keys, node)["writes_throttled"] >= 2
+
+
+def test_writes_on_a_node_without_a_key_are_limited_per_connection(
+    tmp_path: Path, start_node: Callable[..., NodeProcess]
+) -> None:
+    """No key, no client identity: the connection is the client (as for the read rate);
+    config writes count as writes; the client waits and every write is made."""
+    config = tmp_path / "writes.toml"
+    config.write_text("[limits]\nwrite_rate_per_client = 20\n")
+    node = start_node("--config", str(config))
+    with Client(node.address, timeout=5.0) as client:
+        for k in range(50):
+            client.config_publish(f"cfg{k % 3}", f"v{k}")
+        assert client.config_get("cfg2").content == "v47"
+    served = raw_request(node.port, {"v": 1, "id": 1, "op": "stats"}, 2.0)["result"]
+    assert served["writes_throttled"] >= 1 and served["limits"]["write_rate_per_client"] == 20
 
 
 def test_a_key_gets_its_share_of_the_session_table_whatever_its_connections(
@@ -98,3 +161,25 @@ def test_a_key_gets_its_share_of_the_session_table_whatever_its_connections(
         app.register("orders", "10.0.0.1", 8080)
         assert [i.ip for i in app.instances("orders")] == ["10.0.0.1"]
     assert stats(keys, node)["rejected_quota"]["max_sessions_per_client"] >= 2
+
+
+def test_forwarded_writes_count_at_the_node_they_arrived_at_only(
+    tmp_path: Path, start_cluster: Callable[..., list[NodeProcess]]
+) -> None:
+    """Two nodes without a key, ``write_rate_per_client = 20``: 60 registers through A, each
+    on a fresh connection (a client of its own), of a service B is responsible for: A
+    forwards them all to B over one peer connection.  B serves forwards as the cluster's
+    (runtime/node: NODE, never limited); counted as one client, that connection would have
+    its forwards refused past a burst of 40.  Every write is made."""
+    config = tmp_path / "writes.toml"
+    config.write_text("[limits]\nwrite_rate_per_client = 20\n")
+    a, b = start_cluster(2, "--config", str(config))
+    service = service_owned_by(b.address, [a.address, b.address], "fwd")
+    body = {"v": 1, "op": "register", "namespace": "public", "group": "DEFAULT_GROUP",
+            "service": service, "port": 1, "cluster": "DEFAULT"}  # fmt: skip
+    wait_until(lambda: raw_request(a.port, {**body, "id": 0, "ip": "10.2.0.250"}, 2.0)["ok"],
+               15.0, what="a first register through A (the members up)")  # fmt: skip
+    replies = [raw_request(a.port, {**body, "id": n, "ip": f"10.2.0.{n}"}, 5.0) for n in range(60)]
+    assert all(r["ok"] for r in replies), [r["error"] for r in replies if not r["ok"]][:2]
+    stats_b = raw_request(b.port, {"v": 1, "id": 1, "op": "stats"}, 2.0)["result"]
+    assert stats_b["writes_throttled"] == 0 and stats_b["limits"]["write_rate_per_client"] == 20

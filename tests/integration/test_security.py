@@ -55,7 +55,8 @@ class Keys:
         return mine.public, mine.secret, cluster.public
 
     def client(self, name: str, address: str, **kw: Any) -> Client:
-        return Client(address, key=self.key(name), server_key=self.server_key, timeout=2.0, **kw)
+        kw.setdefault("timeout", 2.0)
+        return Client(address, key=self.key(name), server_key=self.server_key, **kw)
 
 
 @pytest.fixture
