@@ -43,8 +43,10 @@ def test_register_on_the_peer_port_leaves_nothing_behind(tmp_path: Path) -> None
         except subprocess.TimeoutExpired:  # still running: it registered; stop it
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=10)
-        # a node whose listed peer never came answers reads once it stops waiting for it
-        # ("catching up ... ask again in a moment": CI of f01261d, the node 4 s old)
+        # a node whose listed peer never came answers reads once that peer has been silent
+        # a peer timeout (3 s) from its start; until then "catching up ... ask again in a
+        # moment" (CI of f01261d: the register on the peer port failed fast, and the read
+        # came before)
         answers: list[subprocess.CompletedProcess[str]] = []
 
         def read() -> bool:
