@@ -83,6 +83,7 @@ class RequestRejected(RemoteProtocolError):
         unwritten: bool = False,
         revision: int | None = None,
         retry_after: float | None = None,
+        rate: int | None = None,
     ) -> None:
         super().__init__(message, code)
         self.req_id = req_id
@@ -91,6 +92,7 @@ class RequestRejected(RemoteProtocolError):
         self.unwritten = unwritten  # a config write refused before anything was written
         self.revision = revision  # a config read's NOT_FOUND of a delete: its revision
         self.retry_after = retry_after  # s: a rate limit's refusal, when to send it again
+        self.rate = rate  # the write rate's refusal: the limit, writes per second
 
 
 class ServerError(MeshregError):

@@ -56,6 +56,7 @@ class ReplyError:
     revision: int | None = None  # ``error.revision``: a config_get's NOT_FOUND of a delete
     current: int | None = None  # ``error.current``: a CAS's CONFLICT, the current revision
     retry_after: float | None = None  # ``error.retry_after``: a rate limit's wait, in s
+    rate: int | None = None  # ``error.rate``: the write rate's limit, writes per second
 
 
 Reply = ReplyOk | ReplyError
@@ -79,9 +80,12 @@ def decode_reply_frames(frames: list[bytes]) -> Reply:
     retry_after = err.get("retry_after")  # a rate limit's refusal: when to send it again
     if type(retry_after) not in (int, float) or not 0 <= retry_after <= MAX_RETRY_AFTER:
         retry_after = None  # informative only: a bad one is left out (the call fails)
+    rate = err.get("rate")
+    if type(rate) is not int or not 0 < rate < 2**31:
+        rate = None  # informative only, as above
     return ReplyError(
         msg["id"], err["code"], message, err.get("written") is False, revision, current,
-        None if retry_after is None else float(retry_after),
+        None if retry_after is None else float(retry_after), rate,
     )  # fmt: skip
 
 

@@ -568,6 +568,9 @@ class ClientSession:
         # renewal's ``digest`` of the same set (``_count_acked``, ``_set_acked``)
         self._session_digest = 0
         self._short_renewals = 0  # renewals in a row that held fewer than that
+        # a node's [limits] write_rate_per_client, learned from a refusal (``error.rate``):
+        # a re-registration of the session is given the time that rate needs
+        self._write_rate: int | None = None
         # the server whose renewal, answered while it caught up, said it had never heard of
         # the session ("": none): its first renewal once ready that holds fewer instances
         # than acknowledged registers them again at once (a whole-cluster restart: the
@@ -958,12 +961,15 @@ class ClientSession:
         left for the wait: sent to the same node again after it (``again``: the refusal is
         the call's error if its time runs out first).  Without the time: the refusal now."""
         wait = reply.retry_after
-        if (
-            wait is None
-            or reply.code != ErrorCode.RESOURCE_EXHAUSTED
-            or self._now + wait + RATE_RETRY_MARGIN >= pending.deadline
-        ):
+        if wait is None or reply.code != ErrorCode.RESOURCE_EXHAUSTED:
             return False
+        if reply.rate is not None:
+            self._write_rate = reply.rate
+        if self._now + wait + RATE_RETRY_MARGIN >= pending.deadline:
+            return False
+        # this copy was refused, not applied: one more copy goes, and the call's answer is
+        # the last refusal if none is taken (not "outcome unknown": review84 F3)
+        pending.refusals += reply.unwritten
         pending.again = server_error(reply.code, reply.message, source)
         pending.attempt_deadline = self._now + wait
         self._earliest = min(self._earliest, pending.attempt_deadline)
@@ -3266,6 +3272,8 @@ class ClientSession:
         it (the forwarder applies what the owner wrote: PROTOCOL.md 1.8)."""
         self._forget_view()
         timeout = self._liveness_timeout() + len(self.registrations) / 5000
+        if self._write_rate:  # the node limits this client's writes: the time it needs
+            timeout += len(self.registrations) / self._write_rate  # (review84 F1)
         redo = [(reg, None) for reg in self.registrations.values() if reg.session is not None]
         self._register_bulk(redo, timeout)
 

@@ -114,6 +114,7 @@ def encode_error(
     revision: int | None = None,
     current: int | None = None,
     retry_after: float | None = None,
+    rate: int | None = None,
 ) -> bytes:
     """Encode an error reply; ``unwritten``: a config write refused before anything was
     written (``error.written`` false: retry anywhere, no request id needed); ``revision``:
@@ -121,7 +122,8 @@ def encode_error(
     the client's floor for later reads, review38 F1); ``current``: a CAS's CONFLICT, the
     current revision, 0 included (``error.current``; not in ``revision``, whose 0 older
     clients refuse); ``retry_after``: a rate limit's RESOURCE_EXHAUSTED, the seconds until
-    the same request would be taken (``error.retry_after``)."""
+    the same request would be taken (``error.retry_after``); ``rate``: the write rate's, the
+    limit in writes per second (``error.rate``: a client sizes a re-registration by it)."""
     error: dict[str, Any] = {"code": int(code), "name": code.name, "message": message}
     if unwritten:
         error["written"] = False
@@ -131,6 +133,8 @@ def encode_error(
         error["current"] = current
     if retry_after is not None:
         error["retry_after"] = round(retry_after, 3)
+    if rate is not None:
+        error["rate"] = rate
     return _packb({"v": limits.PROTOCOL_VERSION, "id": req_id, "ok": False, "error": error})
 
 

@@ -180,3 +180,30 @@ def test_write_rate_never_admits_more_than_burst_plus_rate_plus_one_write(
             admitted[client] = admitted.get(client, 0) + cost
     for n in admitted.values():
         assert n <= 200 + 100 * now + 300 + 1e-6
+
+
+def test_writes_refused_together_are_told_their_turns_and_each_is_taken_at_its_own() -> None:
+    """review84 F7: 8 batches of 256 refused at once were all told the next token's wait
+    and came back together (one taken per round).  Each is told its turn now; coming back
+    then, each is taken."""
+    rate = WriteRate(150)  # burst 300
+    assert rate.take("app", 0.0, 256) == 0.0  # 44 left
+    waits = [rate.take("app", 0.0, 256) for _ in range(7)]
+    assert waits == sorted(waits) and len(set(waits)) == 7, waits
+    assert all(abs(b - a - 256 / 150) < 1e-9 for a, b in zip(waits, waits[1:], strict=False))
+    for wait in waits:
+        assert rate.take("app", wait + 1e-6, 256) == 0.0, wait
+    assert rate.take("other", 0.0, 256) == 0.0  # another client's bucket is its own
+
+
+def test_a_refused_write_that_never_comes_back_delays_only_its_own_clients_writes() -> None:
+    """Its turn is counted until an admitted write takes it back: a write of the same
+    client refused meanwhile is told a turn after it; nobody else's is."""
+    rate = WriteRate(10)  # burst 20
+    assert rate.take("a", 0.0, 20) == 0.0
+    assert rate.take("a", 0.0, 20) == 2.0  # told 2 s; never comes back
+    assert rate.take("b", 0.0, 20) == 0.0
+    assert rate.take("a", 1.0, 20) == 3.0  # (20 - 10 + 20) / 10: after the abandoned turn
+    assert rate.take("a", 4.0, 20) == 0.0  # the bucket is full again: taken
+    assert rate.take("a", 4.0, 20) == 4.0  # one turn (20) still counted: 2 s more than 2 s
+    assert rate.take("a", 8.0, 20) == 0.0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import NodeProcess, raw_request, service_owned_by, wait_until
+from helpers import NodeProcess, RawDealer, raw_request, service_owned_by, wait_until
 from test_security import Keys
 
 from meshreg import Client, ResourceExhaustedError
@@ -183,3 +183,29 @@ def test_forwarded_writes_count_at_the_node_they_arrived_at_only(
     assert all(r["ok"] for r in replies), [r["error"] for r in replies if not r["ok"]][:2]
     stats_b = raw_request(b.port, {"v": 1, "id": 1, "op": "stats"}, 2.0)["result"]
     assert stats_b["writes_throttled"] == 0 and stats_b["limits"]["write_rate_per_client"] == 20
+
+
+def test_the_write_rate_is_judged_before_the_entries_and_bad_bodies_still_get_their_error(
+    tmp_path: Path, start_node: Callable[..., NodeProcess]
+) -> None:
+    """review84 F5: the rate is judged on the decoded body, before its entries are checked
+    (a refused flood cost the node as much as an accepted one): a batch of bad entries
+    takes its tokens, and the next is refused whatever its entries; bodies that are not a
+    write (not a map, an op that is not a string) get their own error, never INTERNAL."""
+    config = tmp_path / "writes.toml"
+    config.write_text("[limits]\nwrite_rate_per_client = 5\n")
+    node = start_node("--config", str(config))
+    conn = RawDealer(node.port)  # one connection: one bucket (no key)
+    try:
+        junk = [{"nonsense": k} for k in range(10)]  # burst 10: taken, then refused
+        first = conn.call("register_batch", namespace="public", instances=junk)
+        assert first["ok"] and all(r is not None for r in first["result"]["results"]), first
+        again = conn.call("register_batch", namespace="public", instances=junk)
+        assert again["error"]["name"] == "RESOURCE_EXHAUSTED", again
+        assert again["error"]["retry_after"] > 0 and again["error"]["rate"] == 5, again
+    finally:
+        conn.close()
+    for body, name in (([1, 2], "MALFORMED"), ({"v": 1, "id": 3, "op": ["register"]},
+                                                "UNKNOWN_OP")):  # fmt: skip
+        reply = raw_request(node.port, body, 2.0)  # type: ignore[arg-type]
+        assert reply["error"]["name"] == name, (body, reply)
