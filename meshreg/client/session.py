@@ -3010,6 +3010,9 @@ class ClientSession:
     def _session_opened_by(self, result: Any) -> None:
         self._session_answered(result)
         self._learn_timings(result)
+        rate = result.get("write_rate") if isinstance(result, dict) else None
+        if type(rate) is int and 0 <= rate < 2**31:  # the node's write rate (0: none), for
+            self._write_rate = rate or None  # a redo's time before any refusal (review84 F1)
 
     def _session_answered(self, _: Any) -> None:
         if self.session is not None:

@@ -395,7 +395,13 @@ class RegistryNode:
             sid = req.session if req.session is not None else self._new_session_id()
             sess = self._session_for(req, sid, req.namespace, now, True, client)
             self.renew_session(sid, req.namespace, now, now)
-            return SessionOpened(sid, sess.count, self.advised_unhealthy(), self.policy.evict_after)
+            return SessionOpened(
+                sid,
+                sess.count,
+                self.advised_unhealthy(),
+                self.policy.evict_after,
+                self.limits.write_rate_per_client,
+            )
         if type(req) is SessionClose:
             if req.deadline is not None and now + self.wall_offset - self.clock_lead > req.deadline:
                 self._past_deadline(req, now)  # (review20 F1: it undid a newer register)

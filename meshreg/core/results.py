@@ -119,6 +119,8 @@ class SessionOpened:
     instances: int  # instances the node holds in it
     unhealthy_after: float  # s: the node's timings, for the client's renewal interval
     evict_after: float
+    # [limits] write_rate_per_client (0: none): the time a client's re-registration needs
+    write_rate: int = 0
 
 
 @dataclass(frozen=True, slots=True)

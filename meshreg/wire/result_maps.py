@@ -194,6 +194,7 @@ def session_opened_map(r: SessionOpened) -> dict[str, Any]:
         "instances": r.instances,
         "unhealthy_after": r.unhealthy_after,
         "evict_after": r.evict_after,
+        "write_rate": r.write_rate,
     }
 
 

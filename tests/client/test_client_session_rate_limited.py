@@ -5,10 +5,11 @@ the refusal is the caller's answer (fake clock, ms)."""
 
 from __future__ import annotations
 
-from session_harness import Handle, Harness, Sent, registration
+import pytest
+from session_harness import PONG, SID, Handle, Harness, Sent, registration
 
 from meshreg.client.actions import Complete, Fail
-from meshreg.client.commands import Register
+from meshreg.client.commands import Register, RegisterBatch
 from meshreg.client.messages import ReplyError
 from meshreg.errors import ErrorCode
 
@@ -71,3 +72,43 @@ def test_a_quota_refusal_without_retry_after_is_not_sent_again() -> None:
     h, handle, first = register(3.0)
     limited(h, first, None)
     assert isinstance(h.outcome(handle), Fail) and len(h.requests("register")) == 1
+
+
+@pytest.mark.parametrize("write_rate", [0, 2])
+def test_a_sessions_redo_is_given_the_time_the_nodes_write_rate_needs(write_rate: int) -> None:
+    """review84 F1: the redo after a node lost the session had one budget (the beat
+    interval + n/5000 s), and the batches the rate held longer failed every redo.  The
+    node says its rate in the session_open reply (0: none): 5 instances at 2/s get 2.5 s
+    more, so a refusal asking 3 s is waited for; without a rate, it is the answer."""
+    h = Harness(servers=("a:1",), beat_ms=1000, session=True)
+    items = tuple((registration(n, True), Handle()) for n in range(5))
+    h.do(RegisterBatch(items, 5.0))
+    h.answer_batches()
+    h.answer_all("session_open", {"session": SID, "instances": 0, "unhealthy_after": 15.0,
+                                  "evict_after": 30.0, "write_rate": write_rate})  # fmt: skip
+    h.advance(0)
+    h.answer_view()
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    h.reply(renewal, {"instances": 0, "known": False})  # the node restarted: a redo
+    (redo,) = h.unanswered("register_batch")
+    limited(h, redo, 3.0)
+
+    def live(ms: int) -> None:  # the server answers everything else meanwhile
+        for _ in range(ms // 10):
+            h.advance(10)
+            h.answer_all("session_renew", {"instances": 5, "known": True})
+            h.answer_all("ping", PONG)
+            h.answer_view()
+
+    live(2990)
+    assert [s.id for s in h.requests("register_batch")].count(redo.id) == 1  # waiting
+    live(20)
+    failed = [x for x in h.logs() if "registrations not registered" in x]
+    if write_rate:  # sent again after the wait, and answered
+        assert [s.id for s in h.requests("register_batch")].count(redo.id) == 2
+        assert not failed
+        h.answer_batches()
+        assert not [x for x in h.logs() if "registrations not registered" in x]
+    else:  # the wait is past the redo's budget: the refusal is its answer
+        assert len(failed) == 1 and "write rate limit" in failed[0], failed
