@@ -31,14 +31,14 @@ these stop one client from taking all of it from the others.
 * **Writes.**  With ``[limits] write_rate_per_client`` set (0, the default: no limit),
   each client has a token bucket of that many writes per second (burst: twice that),
   counted by the node the write arrives at: a register, each entry of a
-  ``register_batch``, a deregister, an instance or service update, a config write.
-  Beats and session renewals are not writes here (liveness: refusing them would kill a
-  client's instances).  A batch larger than the burst waits for a full bucket and takes
-  it below zero (its entries count: the rate holds on average), so no batch is refused
-  forever.  A refused write gets RESOURCE_EXHAUSTED with ``retry_after``, changes
-  nothing, and the Python client sends it again then, within its time-out.  One key
-  registered 20,000 instances a second through one node (review83 F2), all of a
-  3-node cluster's loop turns its.
+  ``register_batch``, an instance or service update, a config write.  Beats, session
+  renewals and deregistrations are not counted (refusing them would kill a client's
+  instances, or leave an exiting process's listed: review84 F2).  A batch larger than
+  the burst waits for a full bucket and takes it below zero (its entries count: the
+  rate holds on average), so no batch is refused forever.  A refused write gets
+  RESOURCE_EXHAUSTED with ``retry_after``, changes nothing, and the Python client sends
+  it again then, within its time-out.  One key registered 20,000 instances a second
+  through one node (review83 F2), all of a 3-node cluster's loop turns its.
 * **Expensive reads.**  ``services``, ``cluster`` and ``stats`` cost the node
   O(page) or O(members) work; each client has a token bucket of
   ``read_rate_per_client`` per second (burst: twice that), and the node one of
@@ -251,8 +251,12 @@ class ReadRate:
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._drop_full(now)
-            bucket = self._buckets[client] = [2 * self.per_client, now]
+            bucket = self._buckets[client] = self._new_bucket(now)
         return bucket
+
+    def _new_bucket(self, now: float) -> list[float]:
+        """[tokens, when they were counted]: full."""
+        return [2 * self.per_client, now]
 
     def _drop_full(self, now: float) -> None:
         """Forget clients whose buckets have refilled (they lose nothing); else all."""
@@ -286,13 +290,9 @@ class WriteRate(ReadRate):
     def __init__(self, per_client: int) -> None:
         super().__init__(per_client, 1)
 
-    def _bucket(self, client: Hashable, now: float) -> list[float]:
-        bucket = self._buckets.get(client)
-        if bucket is None:
-            if len(self._buckets) >= MAX_BUCKETS:
-                self._drop_full(now)
-            bucket = self._buckets[client] = [2 * self.per_client, now, 0.0]
-        return bucket
+    def _new_bucket(self, now: float) -> list[float]:
+        """[tokens, when they were counted, tokens its refused writes come back for]."""
+        return [2 * self.per_client, now, 0.0]
 
     def take(self, client: Hashable, now: float, cost: float = 1.0) -> float:
         """0.0 when the write may go ahead (its cost taken); else seconds until it may."""

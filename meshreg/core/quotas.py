@@ -92,8 +92,8 @@ class LimitsPolicy:
     read_rate_per_node: int = 2_000
     # instance and config writes per second, per client key (or connection, on a node
     # without a key), counted by the node they arrive at: register, a register_batch's
-    # entries, deregister, instance and service updates, config writes; not beats or
-    # session renewals (liveness).  A burst of twice the rate is allowed.  0: no limit
+    # entries, instance and service updates, config writes; not beats, session renewals
+    # or deregistrations.  A burst of twice the rate is allowed.  0: no limit
     # (review83 F2: one key registered 20,000 instances/s through one node, every loop
     # turn of the cluster's nodes its)
     write_rate_per_client: int = 0
