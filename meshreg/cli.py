@@ -1090,7 +1090,8 @@ def stats(
     if "security" in result:
         lines.append(
             f"security        {result['security']}; denied {result.get('permission_denied', 0)}, "
-            f"handshakes refused {result.get('handshakes_refused', 0)}, peer handshakes failed "
+            f"handshakes refused {result.get('handshakes_refused', 0)}, unfinished "
+            f"{result.get('handshakes_unfinished', 0)}, peer handshakes failed "
             f"{result.get('peer_handshakes_failed', 0)}, reads throttled "
             f"{result.get('reads_throttled', 0)}, writes throttled "
             f"{result.get('writes_throttled', 0)}, client quota refusals "

@@ -694,6 +694,7 @@ class NodeRuntime:
             "acl_clients": len(self.acl.clients),
             "wall_clock_step": self.wall_step,  # s since the start: restart (review44 F3)
             "handshakes_refused": transport.get("handshakes_refused", 0),
+            "handshakes_unfinished": transport.get("handshakes_unfinished", 0),
             "peer_handshakes_failed": transport.get("peer_handshakes_failed", 0),
             "permission_denied": self.denied,
             "client_instances_held": self.holdings.count(),

@@ -11,6 +11,22 @@ hard limit at start and logs the result (``deploy/meshreg-node.service`` sets th
 hard limit, ``LimitNOFILE``); and the request socket is watched through a ZeroMQ
 socket monitor for ``EVENT_ACCEPT_FAILED``, logged (rate-limited, naming the
 cause and the limit) and counted in ``stats`` (``accept_failures``).
+
+The same monitor reports connections whose security handshake failed before the ZAP
+handler was asked: a client without CURVE on a keyed node, one with a key on a node
+without, or one that uses another server key - the commonest mistakes in setting a
+client up, which libzmq answers with silence (review86 F1: the protocol document said
+the node counted them; it counted none).  Two kinds of event:
+
+* ``EVENT_HANDSHAKE_FAILED_PROTOCOL``: the node read what was wrong (the mechanisms
+  differ, the client's hello does not decrypt with this node's key).  Counted with the
+  handshakes the ZAP handler refused (``stats.handshakes_refused``), logged naming it.
+* ``EVENT_HANDSHAKE_FAILED_NO_DETAIL``: the other side hung up before the handshake
+  ended.  A client without CURVE usually ends here, not above: it reads the node's
+  greeting, sees the mismatch and closes before the node has read its own (measured
+  on one machine: 5 of 8 plain clients).  A port probe (connect, close) looks the
+  same, so these are counted apart (``stats.handshakes_unfinished``) and logged as
+  either.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from meshreg.log_limiter import LogLimiter
+from meshreg.transport.handshakes import describe
 
 log = logging.getLogger("meshreg.node")
 
@@ -87,11 +104,19 @@ class AcceptMonitor:
     queue cannot grow meanwhile.  Re-arming needs descriptors too; failing for lack
     of them means the node is still out.  ``failures`` counts the failures noticed
     (up to ``MONITOR_BATCH`` a second while it lasts), not every retry.
+    ``handshakes_failed`` and ``handshakes_unfinished`` count the connections whose
+    handshake failed (above); they do not switch the monitor off (each is one
+    connection the client made).
     """
 
-    def __init__(self, sock: zmq.Socket[Any], address: str, limiter: LogLimiter) -> None:
+    def __init__(
+        self, sock: zmq.Socket[Any], address: str, limiter: LogLimiter, keyed: bool = False
+    ) -> None:
         self.address = address
+        self.keyed = keyed  # the node requires CURVE (words of the handshake log line)
         self.failures = 0  # noticed since start; shown in stats as accept_failures
+        self.handshakes_failed = 0  # in stats' handshakes_refused
+        self.handshakes_unfinished = 0  # stats' handshakes_unfinished
         self.socket: zmq.Socket[Any] | None = None
         self._limiter = limiter
         self._watched = sock
@@ -114,14 +139,27 @@ class AcceptMonitor:
             return 0
         seen = 0
         cause = 0
+        handshakes = 0
+        why = 0
+        unfinished = 0
         for _ in range(MONITOR_BATCH):
             try:
                 event = recv_monitor_message(self.socket, zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if event.get("event") == zmq.EVENT_ACCEPT_FAILED:
+            kind = event.get("event")
+            if kind == zmq.EVENT_ACCEPT_FAILED:
                 seen += 1
                 cause = int(event.get("value") or 0)
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                handshakes += 1
+                why = int(event.get("value") or 0)
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                unfinished += 1
+        if handshakes:
+            self._handshake_failed(now, why, handshakes)
+        if unfinished:
+            self._handshake_unfinished(now, unfinished)
         if seen:
             self._failed(now, cause, seen)
             self._disarm(now)
@@ -139,7 +177,12 @@ class AcceptMonitor:
             pair.setsockopt(zmq.LINGER, 0)
             pair.setsockopt(zmq.RCVHWM, 0)
             pair.connect(endpoint)
-            self._watched.monitor(endpoint, zmq.EVENT_ACCEPT_FAILED)
+            self._watched.monitor(
+                endpoint,
+                zmq.EVENT_ACCEPT_FAILED
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            )
         except zmq.ZMQError as exc:
             if pair is not None:
                 pair.close(linger=0)
@@ -187,6 +230,52 @@ class AcceptMonitor:
             name,
             hint,
             self.failures,
+        )
+
+    def _handshake_failed(self, now: float, value: int, count: int) -> None:
+        self.handshakes_failed += count
+        mismatch = value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1)
+        if mismatch and self.keyed:
+            what = "a client without CURVE keys (this node requires them)"
+            hint = ("give the client a key its ACL entry names and this node's public key "
+                    "(docs/SECURITY.md \"Keys\"; `meshreg ... --key NAME.key --server-key "
+                    "cluster.pub`)")  # fmt: skip
+        elif mismatch:
+            what = "a client with a CURVE key (this node runs without keys)"
+            hint = "run the client without a key, or give the node one (--key)"
+        else:
+            failed = describe(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, value)
+            what = f"a handshake that failed: {failed}"
+            hint = ("a client with CURVE keys but another server key than this node's public "
+                    "key is the usual cause: check the client's --server-key")  # fmt: skip
+        self._limiter.warning(
+            ("handshake-failed", value),  # one budget per cause: each is said
+            now,
+            "a connection to %s never completed its security handshake, %s; nothing is "
+            "answered, so to that client this node looks down; %s (%d such so far)",
+            self.address,
+            what,
+            hint,
+            self.handshakes_failed,
+        )
+
+    def _handshake_unfinished(self, now: float, count: int) -> None:
+        self.handshakes_unfinished += count
+        self._limiter.warning(
+            "handshake-unfinished",
+            now,
+            "connections to %s closed by the other side during the security handshake "
+            "(%d so far): %s hangs up so once it sees the mismatch, and a port probe "
+            "(connect, close) looks the same; a client that gets no answer: %s",
+            self.address,
+            self.handshakes_unfinished,
+            "a client without CURVE keys (this node requires them)"
+            if self.keyed
+            else "a client with a CURVE key (this node runs without keys)",
+            "give it a key its ACL entry names and this node's public key (docs/SECURITY.md "
+            '"Keys")'
+            if self.keyed
+            else "run it without --key, or give the node one",
         )
 
     def close(self) -> None:

@@ -79,7 +79,7 @@ class HandshakeWatch:
                 self.refused.add(endpoint)
                 self.streak[endpoint] = self.streak.get(endpoint, 0) + 1
             self.definitive = event["event"] != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            refused = _why(event["event"], int(event["value"]))
+            refused = describe(event["event"], int(event["value"]))
             if self.retry_at == math.inf:
                 self.retry_at = now + self.pause
                 self.pause = min(RETRY_MAX, self.pause * 2)
@@ -139,10 +139,10 @@ def handshake_failure(event: int, value: int) -> tuple[str, bool] | None:
         zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
     ):
         return None
-    return _why(event, value), event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    return describe(event, value), event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 
 
-def _why(event: int, value: int) -> str:
+def describe(event: int, value: int) -> str:
     """What a failed handshake event says, in words."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return f"authentication refused (ZAP status {value})"

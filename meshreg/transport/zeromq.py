@@ -115,7 +115,7 @@ class ZmqTransport:
     def bind_requests(self, host: str, port: int) -> zmq.Socket[bytes]:
         sock = bind_request_socket(self.ctx, host, port, self.keys, self.request_frame_bytes)
         self._ipv6 = ":" in host
-        self._accepts = AcceptMonitor(sock, f"{host}:{port}", self._limiter)
+        self._accepts = AcceptMonitor(sock, f"{host}:{port}", self._limiter, self.keys is not None)
         return sock
 
     def bind_notifications(self, host: str, port: int) -> zmq.Socket[bytes]:
@@ -277,7 +277,11 @@ class ZmqTransport:
     def stats(self) -> dict[str, Any]:
         zap, accepts = self._zap, self._accepts
         return {
-            "handshakes_refused": zap.refused if zap is not None else 0,
+            # refused by the ZAP handler, or failed before it was asked (no CURVE, another
+            # server key: the accept monitor, transport/descriptors)
+            "handshakes_refused": (zap.refused if zap is not None else 0)
+            + (accepts.handshakes_failed if accepts is not None else 0),
+            "handshakes_unfinished": accepts.handshakes_unfinished if accepts is not None else 0,
             "accept_failures": accepts.failures if accepts is not None else 0,
             "peer_handshakes_failed": self.peer_handshakes_failed,
         }

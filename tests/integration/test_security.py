@@ -114,6 +114,49 @@ def test_unknown_key_and_plain_client_get_nothing(keys: Keys, secure_node: NodeP
     assert "refused a client connection" in secure_node.log()
 
 
+def test_handshakes_that_fail_before_the_acl_is_asked_are_counted_and_explained(
+    keys: Keys, secure_node: NodeProcess, start_node: Callable[..., NodeProcess]
+) -> None:
+    """review86 F1: a client without CURVE, or with another server key, fails in libzmq
+    before the ZAP handler is asked; the node counted neither (PROTOCOL.md 1.2 said it
+    did) and logged nothing, for the commonest mistakes in setting a client up.  A plain
+    client is told apart (``handshakes_refused``) only when the node read its greeting
+    before it hung up; otherwise it is an unfinished handshake (``handshakes_unfinished``,
+    as a port probe): each attempt is one or the other."""
+
+    def counts(node: NodeProcess, curve: Any = None) -> tuple[int, int]:
+        stats = raw_request(node.port, {"v": 1, "id": 9, "op": "stats"}, 2.0, curve)["result"]
+        return int(stats["handshakes_refused"]), int(stats["handshakes_unfinished"])
+
+    admin = keys.curve("cluster")
+    assert counts(secure_node, admin) == (0, 0)
+    for attempt in range(1, 4):  # no CURVE at all, 3 clients
+        with pytest.raises(zmq.Again):
+            raw_request(secure_node.port, {"v": 1, "id": 1, "op": "ping"}, 0.3)
+        wait_until(lambda n=attempt: sum(counts(secure_node, admin)) >= n, 5.0,
+                   what=f"plain client {attempt} counted")  # fmt: skip
+    wait_until(lambda: "a client without CURVE keys (this node requires them)"
+               in secure_node.log(), 5.0, what="the plain clients' log line")  # fmt: skip
+    refused, unfinished = counts(secure_node, admin)
+    app_public, app_secret, _ = keys.curve("app")
+    wrong_server = load_secret_key(keys.key("stranger")).public
+    with pytest.raises(zmq.Again):  # a known key, but another server key than the node's
+        raw_request(secure_node.port, {"v": 1, "id": 2, "op": "ping"}, 0.5,
+                    (app_public, app_secret, wrong_server))  # fmt: skip
+    # the node cannot read the client's hello: it says so, the client waits (definitive)
+    wait_until(lambda: counts(secure_node, admin)[0] > refused, 5.0,
+               what="the wrong server key counted as refused")  # fmt: skip
+    wait_until(lambda: "check the client's --server-key" in secure_node.log(), 5.0,
+               what="the wrong server key's log line")  # fmt: skip
+    assert counts(secure_node, admin)[1] == unfinished
+    plain = start_node()  # a node without keys, a client with one
+    with pytest.raises(zmq.Again):
+        raw_request(plain.port, {"v": 1, "id": 3, "op": "ping"}, 0.5, keys.curve("app"))
+    wait_until(lambda: sum(counts(plain)) >= 1, 5.0, what="the keyed client counted")
+    wait_until(lambda: "a client with a CURVE key (this node runs without keys)" in plain.log(),
+               5.0, what="the keyed client's log line on a node without keys")  # fmt: skip
+
+
 def test_a_client_cannot_speak_the_peer_protocol(keys: Keys, secure_node: NodeProcess) -> None:
     poison = {
         "v": 1,

@@ -30,6 +30,7 @@ from unittest import mock
 import msgpack
 import pytest
 import xxhash
+import zmq
 from answers import peer_reply
 
 from meshreg.client import agent, client
@@ -194,6 +195,15 @@ class RecordingSocket:
         self.sent.append(list(frames))
 
 
+class ClientFrame(zmq.Frame):
+    """A routing frame that tells the client's IP address, as a received frame does
+    (``Peer-Address``): a config version's ``modified_by`` names it (review86 F2: the
+    examples showed an empty one, which no real node sends)."""
+
+    def get(self, option: Any) -> Any:
+        return "127.0.0.1" if option == "Peer-Address" else super().get(option)
+
+
 class Node:
     """A ``NodeRuntime`` with no sockets: frames in, frames out, notifications recorded."""
 
@@ -219,7 +229,7 @@ class Node:
         return reply
 
     def call(self, op: str, req_id: int = 7, **fields: Any) -> bytes:
-        return self.serve([b"client-1", b"", encode_request(op, req_id, **fields)])[-1]
+        return self.serve([ClientFrame(b"client-1"), b"", encode_request(op, req_id, **fields)])[-1]
 
     def subscribe(self, key: ServiceKey) -> None:
         topic = b"\x00".join((key.namespace.encode(), key.group.encode(), key.service.encode()))
@@ -280,7 +290,7 @@ def error(frames: list[bytes], node: Node | None = None) -> str:
 
 
 def error_for(op: str, node: Node | None = None, **fields: Any) -> str:
-    return error([b"client-1", b"", encode_request(op, 7, **fields)], node)
+    return error([ClientFrame(b"client-1"), b"", encode_request(op, 7, **fields)], node)
 
 
 def notifications() -> list[list[bytes]]:
@@ -344,10 +354,27 @@ def config_node() -> Node:
     node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
     node.now += 1.0
     publish = encode_request("config_publish", 6, **APP, content="a: 1", type="yaml")
-    assert node.rt._serve([b"client-1", b"", publish], node.now) is None  # after the commit
+    # answered after the commit
+    assert node.rt._serve([ClientFrame(b"client-1"), b"", publish], node.now) is None
     node.rt.configs.flush(node.now)
     assert msgpack.unpackb(replies[0], raw=False)["result"]["md5"] == APP_MD5
     return node
+
+
+def config_notification() -> str:
+    """What a listener of ``app.yaml`` receives when config_node's publish is made
+    (4.5; review86 S3: the one notification without an example)."""
+    node = Node()
+    node.rt._wall_offset = 0.0
+    topic = b"\x00config\x00public\x00DEFAULT_GROUP\x00app.yaml\x00"
+    assert node.rt.gate.subscribe(topic, True) is None
+    node.rt.configs._send_reply = lambda envelope, body: None  # type: ignore
+    node.now += 1.0
+    publish = encode_request("config_publish", 6, **APP, content="a: 1", type="yaml")
+    node.rt._serve([ClientFrame(b"client-1"), b"", publish], node.now)
+    node.rt.configs.flush(node.now)
+    (frames,) = [f for f in node.xpub.sent if f[0] == topic]
+    return frames_block(frames)
 
 
 REQUEST_ID = "5f0c6a2e9b1d4c7a8e3f2b6d0a9c1e47"  # 128 random bits, as the reference client's
@@ -361,7 +388,7 @@ def config_write_reply() -> str:
     replies: list[bytes] = []
     node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
     node.now += 1.0
-    frames = [b"client-1", b"", encode_request("config_publish", 7, **PUBLISH)]
+    frames = [ClientFrame(b"client-1"), b"", encode_request("config_publish", 7, **PUBLISH)]
     assert node.rt._serve(frames, node.now) is None  # answered after the commit
     node.rt.configs.flush(node.now)
     (body,) = replies
@@ -547,11 +574,11 @@ EXAMPLES: dict[str, Callable[[], str]] = {
         "register", service="orders", **ME, metadata={f"k{i}": "" for i in range(65)}
     ),
     "error:unsupported-version": lambda: error(
-        [b"client-1", b"", msgpack.packb({"v": 2, "id": 7, "op": "ping"})]
+        [ClientFrame(b"client-1"), b"", msgpack.packb({"v": 2, "id": 7, "op": "ping"})]
     ),
     "error:unknown-op": lambda: error_for("watch"),
-    "error:malformed": lambda: error([b"client-1", b"", b"\xc1"]),
-    "error:no-delimiter": lambda: error([b"client-1", encode_request("ping", 7)]),
+    "error:malformed": lambda: error([ClientFrame(b"client-1"), b"", b"\xc1"]),
+    "error:no-delimiter": lambda: error([ClientFrame(b"client-1"), encode_request("ping", 7)]),
     "error:permission-denied": lambda: error_for("digests"),
     "error:unavailable": lambda: error_for("beat", catching_up(), **FULL),
     "error:resource-exhausted": lambda: error_for(
@@ -561,6 +588,7 @@ EXAMPLES: dict[str, Callable[[], str]] = {
     "notify:sync": lambda: frames_block(notifications()[0]),
     "notify:delta-register": lambda: frames_block(notifications()[1]),
     "notify:delta-deregister": lambda: frames_block(notifications()[2]),
+    "notify:config": config_notification,
     # the rendezvous hash
     "rendezvous:orders-3": lambda: rendezvous(THREE, KEY),
     "rendezvous:orders-2": lambda: rendezvous(
@@ -791,7 +819,7 @@ def test_a_data_id_created_after_its_subscription_was_admitted_is_pushed() -> No
     replies: list[bytes] = []
     node.rt.configs._send_reply = lambda envelope, body: replies.append(body)  # type: ignore
     node.now += 1.0
-    frames = [b"client-1", b"", encode_request("config_publish", 8, data_id="new.yaml",
+    frames = [ClientFrame(b"client-1"), b"", encode_request("config_publish", 8, data_id="new.yaml",
                                                 content="b: 1")]  # fmt: skip
     node.rt._serve(frames, node.now)
     node.rt.configs.flush(node.now)
