@@ -433,7 +433,7 @@ def load_node_config(path: str | Path | None) -> NodeConfig:
 
         [config]                          # the configuration center (docs/CONFIG.md)
         max_content_bytes = 1048576       # bytes per content, at most 10 MiB
-        max_total_bytes = 268435456       # 256 MiB of content held, every kept version's
+        max_total_bytes = 268435456       # 256 MiB held: every kept version's content + 1 KiB
         max_bytes_per_namespace = 67108864  # 64 MiB of it per namespace (0: no limit)
         max_configs = 100000              # data ids held, deleted ones included (keep_days)
         keep_revisions = 100              # past revisions kept per data id (0: no limit)

@@ -69,7 +69,6 @@ Invariants: a data id's current entry has the largest revision it holds; at most
 
 from __future__ import annotations
 
-import bisect
 import enum
 import math
 from collections import OrderedDict
@@ -88,6 +87,7 @@ from meshreg.configcenter.model import (
     MAX_HISTORY_PAGE,
     MAX_LIST_PAGE,
     MAX_NAMESPACE_LEN,
+    VERSION_BYTES,
     Change,
     ConfigDigest,
     ConfigEntry,
@@ -205,7 +205,6 @@ class ConfigStore:
         # (data id, request id) -> the revisions holding a version of it, ascending: one,
         # but a first attempt only a minority held may sit at a lower revision than the
         # version its re-send made (find_request, history: one write, docs/CONFIG.md)
-        self._requests: dict[tuple[ConfigKey, str], list[int]] = {}
         self._prune_after: ConfigKey | None = None  # where the last prune scan stopped
         self.prune_behind = False  # the last prune stopped at its budget: more to remove
         # s this node's wall clock runs ahead of the cluster's (>= 0; the runtime's,
@@ -251,7 +250,10 @@ class ConfigStore:
         self.conflicts = 0  # versions of other writes stored at a revision already held
         self.history_entries = 0
         self.content_bytes = 0  # characters of content over every version held
-        self.bytes_by_namespace: dict[str, int] = {}  # the same, per namespace
+        # what the byte quotas count: content plus VERSION_BYTES per version held, in all
+        # and per namespace (review85 F1: content alone left a node's memory unbounded)
+        self.held_bytes = 0
+        self.bytes_by_namespace: dict[str, int] = {}
         self.namespace_room: dict[str, int] = {}  # raised per-namespace limits (room_for_held)
         # live (not deleted) current versions, in all and per namespace (the quotas);
         # kept by _set_current, so O(1) per change and per check
@@ -539,12 +541,13 @@ class ConfigStore:
         below the version its re-send made): **one write**, and this is it: a committed
         one first, then the highest in merge order (revision first).  A function of the
         versions held, so every node that holds the same ones names the same."""
-        revisions = self._requests.get((key, request_id)) if request_id else None
-        if not revisions:
+        by_rev = self._history.get(key) if request_id else None
+        if not by_rev:
             return None
-        by_rev = self._history[key]
-        found = [v for r in revisions for v in by_rev[r] if v.request_id == request_id]
-        return max(found, key=_request_order)
+        # a scan, not an index: at most the data id's kept versions (keep_revisions, 100 by
+        # default: a few microseconds), where an index cost ~190 bytes a version (review85)
+        found = [v for vs in by_rev.values() for v in vs if v.request_id == request_id]
+        return max(found, key=_request_order) if found else None
 
     def attempt_superseded(self, entry: ConfigEntry) -> bool:
         """``entry`` is an attempt of a write that took effect as another, committed
@@ -716,6 +719,7 @@ class ConfigStore:
             },
             "history_entries": self.history_entries,
             "content_chars": self.content_bytes,
+            "held_bytes": self.held_bytes,
             "conflicts": self.conflicts,
             "hash_parts": self.hash_parts,
             "rejected": dict(self.rejected),
@@ -1282,23 +1286,26 @@ class ConfigStore:
         return entry
 
     def _admit(self, entry: ConfigEntry, prev: ConfigEntry | None) -> None:
-        """A local write's new version fits the quotas: ``max_total_bytes`` of content held
-        (every kept version's; a deletion always fits), and, if it makes the data id live
-        (a create, or a publish or rollback of a deleted one), ``max_configs_per_namespace``
-        live data ids in its namespace and ``max_configs`` in all (an update or a delete
-        always fits).  Versions merged from peers are never refused for them (they were
-        admitted by their owner: refusing them would keep the nodes apart), so these are
-        the write's quotas, as etcd's backend quota is."""
+        """A local write's new version fits the quotas: ``max_total_bytes`` held (every
+        kept version's content plus ``VERSION_BYTES``; a deletion always fits), and, if it
+        makes the data id live (a create, or a publish or rollback of a deleted one),
+        ``max_configs_per_namespace`` live data ids in its namespace and ``max_configs`` in
+        all (an update or a delete always fits).  Versions merged from peers are never
+        refused for them (they were admitted by their owner: refusing them would keep the
+        nodes apart), so these are the write's quotas, as etcd's backend quota is."""
         if not entry.deleted and (prev is None or prev.deleted):
             self._check_room(entry.key, prev is None)
-        size = content_size(entry)
+        if entry.deleted:
+            return
+        size = content_size(entry) + VERSION_BYTES
         cap = self.limits.max_total_bytes
-        if size and self.content_bytes + size > cap:
+        if self.held_bytes + size > cap:
             raise self._reject(
                 ErrorCode.RESOURCE_EXHAUSTED,
-                f"{entry.key}: this node holds {self.content_bytes} bytes of config content "
-                f"(every kept version's), and {size} more would pass its limit "
-                f"(config_max_total_bytes {cap}); keep fewer revisions (keep_revisions, "
+                f"{entry.key}: this node holds {self.held_bytes} bytes of config versions "
+                f"(every kept version's content, plus {VERSION_BYTES} a version for what a "
+                f"node keeps beside it), and this one's {size} would pass its limit "
+                f"([config] max_total_bytes {cap}); keep fewer revisions (keep_revisions, "
                 "keep_days in [config]: a deleted data id's kept versions count until they "
                 "are pruned), delete data ids, or raise max_total_bytes",
                 "max_total_bytes",
@@ -1308,11 +1315,12 @@ class ConfigStore:
         in_ns = self.bytes_by_namespace.get(ns, 0)
         if per_ns and self.namespace_room:
             per_ns = max(per_ns, self.namespace_room.get(ns, 0))
-        if size and per_ns and in_ns + size > per_ns:
+        if per_ns and in_ns + size > per_ns:
             raise self._reject(
                 ErrorCode.RESOURCE_EXHAUSTED,
-                f"{entry.key}: namespace {ns!r} holds {in_ns} bytes of config content (every "
-                f"kept version's), and {size} more would pass its limit ([config] "
+                f"{entry.key}: namespace {ns!r} holds {in_ns} bytes of config versions (every "
+                f"kept version's content, plus {VERSION_BYTES} a version), and this one's "
+                f"{size} would pass its limit ([config] "
                 f"max_bytes_per_namespace {per_ns}); keep fewer revisions (keep_revisions, "
                 "keep_days in [config]: a deleted data id's kept versions count until they "
                 "are pruned, so deleting frees nothing at once), or raise "
@@ -1413,16 +1421,13 @@ class ConfigStore:
         keep = self.limits.keep_revisions
         if keep is not None and len(by_rev) > keep:
             self._over[key] = None
-        if entry.request_id:
-            revisions = self._requests.setdefault((key, entry.request_id), [])
-            if entry.revision not in revisions:
-                bisect.insort(revisions, entry.revision)
         self.history_entries += 1
         size = content_size(entry)
         self.content_bytes += size
-        if size:
-            ns = key.namespace
-            self.bytes_by_namespace[ns] = self.bytes_by_namespace.get(ns, 0) + size
+        held = size + VERSION_BYTES
+        self.held_bytes += held
+        ns = key.namespace
+        self.bytes_by_namespace[ns] = self.bytes_by_namespace.get(ns, 0) + held
         current = self._current.get(key)
         if current is None or merge_order(entry) > merge_order(current):
             self._set_current(key, entry)
@@ -1446,25 +1451,18 @@ class ConfigStore:
         if self._settle_at:
             for v in versions:
                 self._settle_at.pop((v.key, v.revision, v.origin, v.md5), None)
-        for v in versions:  # (already out of the history)
-            revisions = self._requests.get((v.key, v.request_id)) if v.request_id else None
-            if revisions and v.revision in revisions:
-                left = self._history.get(v.key, {}).get(v.revision, ())
-                if not any(x.request_id == v.request_id for x in left):
-                    revisions.remove(v.revision)
-                    if not revisions:
-                        del self._requests[(v.key, v.request_id)]
         self.history_entries -= len(versions)
         by_ns = self.bytes_by_namespace
         for v in versions:
             size = content_size(v)
-            if size:
-                self.content_bytes -= size
-                remaining = by_ns[v.key.namespace] - size
-                if remaining:
-                    by_ns[v.key.namespace] = remaining
-                else:
-                    del by_ns[v.key.namespace]
+            self.content_bytes -= size
+            held = size + VERSION_BYTES
+            self.held_bytes -= held
+            remaining = by_ns[v.key.namespace] - held
+            if remaining:
+                by_ns[v.key.namespace] = remaining
+            else:
+                del by_ns[v.key.namespace]
 
     def _drop_key(self, key: ConfigKey) -> list[ConfigEntry]:
         versions = [v for vs in self._history.pop(key).values() for v in vs]

@@ -17,6 +17,7 @@ from meshreg.configcenter.core import ConfigStore, Outcome
 from meshreg.configcenter.model import (
     DEFAULT_MAX_CONFIGS,
     DEFAULT_MAX_CONFIGS_PER_NAMESPACE,
+    VERSION_BYTES,
     ConfigEntry,
     ConfigKey,
     ConfigLimits,
@@ -296,21 +297,25 @@ def test_creates_and_deletes_faster_than_the_purge_meet_the_backstop_until_it_ca
 
 def test_one_namespace_takes_at_most_its_share_of_the_content_bytes() -> None:
     """review23 F4: one tenant's publishes of its own data ids filled max_total_bytes and no
-    other namespace could publish 4 bytes (for as long as the history is kept)."""
-    s = store(max_content_bytes=10, max_bytes_per_namespace=20, max_total_bytes=100)
+    other namespace could publish 4 bytes (for as long as the history is kept).  Each kept
+    version counts its content plus VERSION_BYTES (review85 F1)."""
+    one = 10 + VERSION_BYTES  # a version of 10 characters
+    s = store(max_content_bytes=10, max_bytes_per_namespace=2 * one, max_total_bytes=10 * one)
     s.publish(key("a", 0), "x" * 10, now=1.0)
     s.publish(key("a", 0), "y" * 10, now=2.0)  # history: both versions count
     exc = refused(s.publish, key("a", 1), "z", now=3.0)
     assert exc.code is ErrorCode.RESOURCE_EXHAUSTED and exc.reason == "max_bytes_per_namespace"
-    for part in ("namespace 'a' holds 20 bytes", "max_bytes_per_namespace 20", "a/g/d1"):
+    for part in (f"namespace 'a' holds {2 * one} bytes", f"max_bytes_per_namespace {2 * one}",
+                 "a/g/d1"):  # fmt: skip
         assert part in exc.message, exc.message
     assert s.current(key("a", 1)) is None
     s.publish(key("b", 0), "w" * 10, now=3.0)  # another namespace: room
-    s.delete(key("a", 0), now=4.0)  # a delete always goes
-    assert s.bytes_by_namespace == {"a": 20, "b": 10}
-    assert s.stats()["limits"]["max_bytes_per_namespace"] == 20
+    s.delete(key("a", 0), now=4.0)  # a delete always goes (its tombstone counts too)
+    assert s.bytes_by_namespace == {"a": 2 * one + VERSION_BYTES, "b": one}
+    assert s.held_bytes == 3 * one + VERSION_BYTES and s.content_bytes == 30
+    assert s.stats()["limits"]["max_bytes_per_namespace"] == 2 * one
     with pytest.raises(ValueError, match="max_bytes_per_namespace"):
-        ConfigLimits(max_content_bytes=10, max_bytes_per_namespace=5)
+        ConfigLimits(max_content_bytes=10, max_bytes_per_namespace=one - 1)
 
 
 def test_a_namespace_held_above_the_default_limit_keeps_room_after_an_upgrade() -> None:
@@ -319,23 +324,28 @@ def test_a_namespace_held_above_the_default_limit_keeps_room_after_an_upgrade() 
     included. Under the default limit (not set by the operator) such a namespace keeps a
     quarter of the limit as room above what it held when the node loaded or caught up;
     a limit the operator set is kept as set."""
+    one = 10 + VERSION_BYTES  # a version of 10 characters
+    limit = 8 * one
     old = store("n2", max_content_bytes=10, max_bytes_per_namespace=0)  # the older version
-    versions = [old.publish(key("a", i), "x" * 10, now=1.0) for i in range(4)]  # 40 bytes
+    versions = [old.publish(key("a", i), "x" * 10, now=1.0) for i in range(12)]  # 12 held
     for room_for_held, fits in ((True, True), (False, False)):
-        s = store(max_content_bytes=10, max_bytes_per_namespace=20, room_for_held=room_for_held)
+        s = store(max_content_bytes=10, max_bytes_per_namespace=limit, room_for_held=room_for_held)
         for e in versions:
             s.apply(e)  # from disk or peers: never refused
         raised = s.room_for_held()
         if fits:
-            assert raised == {"a": (40, 45)}
-            s.publish(key("a", 9), "y" * 4, now=2.0)  # 44 bytes: within its room
-            exc = refused(s.publish, key("a", 10), "z" * 2, now=3.0)  # 46: past it
-            assert "max_bytes_per_namespace 45" in exc.message, exc.message
+            room = 12 * one + limit // 4  # a quarter of the limit above what it holds
+            assert raised == {"a": (12 * one, room)}
+            s.publish(key("a", 20), "y" * 10, now=2.0)  # within its room
+            s.publish(key("a", 21), "y" * 10, now=2.0)  # the room exactly
+            exc = refused(s.publish, key("a", 22), "z", now=3.0)  # past it
+            assert f"max_bytes_per_namespace {room}" in exc.message, exc.message
         else:  # the operator's own limit: as set
             assert raised == {}
-            assert refused(s.publish, key("a", 9), "y", now=2.0).reason == (
+            assert refused(s.publish, key("a", 20), "y", now=2.0).reason == (
                 "max_bytes_per_namespace"
             )
-        s.publish(key("b", 0), "w" * 10, now=3.0)  # another namespace: the limit as set
-        s.publish(key("b", 1), "w" * 10, now=3.0)
-        assert refused(s.publish, key("b", 2), "w", now=3.0).reason == "max_bytes_per_namespace"
+        for i in range(8):  # another namespace: the limit as set
+            s.publish(key("b", i), "w" * 10, now=3.0)
+        assert refused(s.publish, key("b", 8), "w", now=3.0).reason == "max_bytes_per_namespace"
+

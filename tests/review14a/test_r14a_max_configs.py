@@ -57,7 +57,10 @@ def _pipeline(node: NodeProcess, op: str, n: int, **fields: object) -> dict[str,
 @pytest.fixture
 def node(start_node: Callable[..., NodeProcess], tmp_path: Path) -> NodeProcess:
     """One node with the node-wide limit alone (no per-namespace share: see above)."""
-    (tmp_path / "node.toml").write_text("[config]\nmax_configs_per_namespace = 0\n")
+    # (and no per-namespace byte share: 100,000 versions count 1 KiB each, past its 64 MiB)
+    (tmp_path / "node.toml").write_text(
+        "[config]\nmax_configs_per_namespace = 0\nmax_bytes_per_namespace = 0\n"
+    )
     return start_node("--config", str(tmp_path / "node.toml"))
 
 
