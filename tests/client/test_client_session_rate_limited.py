@@ -112,3 +112,32 @@ def test_a_sessions_redo_is_given_the_time_the_nodes_write_rate_needs(write_rate
         assert not [x for x in h.logs() if "registrations not registered" in x]
     else:  # the wait is past the redo's budget: the refusal is its answer
         assert len(failed) == 1 and "write rate limit" in failed[0], failed
+
+
+def test_renewals_short_while_a_redo_waits_for_the_rate_start_no_second_redo() -> None:
+    """CI on 6345740 (review84's real-process redo test, 1 run in ~7): renewals that found
+    the node still short while the redo waited out the write rate started another redo,
+    which re-sent every instance; the copies queued behind the first took the rate's
+    turns, each refusal told a later wait (13 -> 26 s), and 2,744 of 3,000 instances were
+    back 41 s after the restart.  While a redo is queued or out, none other starts."""
+    h = Harness(servers=("a:1",), beat_ms=1000, session=True)
+    items = tuple((registration(n, True), Handle()) for n in range(5))
+    h.do(RegisterBatch(items, 5.0))
+    h.answer_batches()
+    h.answer_all("session_open", {"session": SID, "instances": 0, "unhealthy_after": 15.0,
+                                  "evict_after": 30.0, "write_rate": 2})  # fmt: skip
+    h.advance(0)
+    h.answer_view()
+    h.advance(1000)
+    (renewal,) = h.unanswered("session_renew")
+    h.reply(renewal, {"instances": 0, "known": False})  # the node restarted: a redo
+    (redo,) = h.unanswered("register_batch")
+    before = {s.id for s in h.requests("register_batch")}  # the caller's batch, the redo
+    limited(h, redo, 3.0)
+    for _ in range(290):  # the wait: every renewal finds the node still short
+        h.advance(10)
+        h.answer_all("session_renew", {"instances": 0, "known": True})
+        h.answer_all("ping", PONG)
+        h.answer_view()
+    assert {s.id for s in h.requests("register_batch")} == before, "a second redo"
+    assert len([x for x in h.logs() if "registering them again" in x]) == 1  # the first
