@@ -74,12 +74,9 @@ def test_a_quota_refusal_without_retry_after_is_not_sent_again() -> None:
     assert isinstance(h.outcome(handle), Fail) and len(h.requests("register")) == 1
 
 
-@pytest.mark.parametrize("write_rate", [0, 2])
-def test_a_sessions_redo_is_given_the_time_the_nodes_write_rate_needs(write_rate: int) -> None:
-    """review84 F1: the redo after a node lost the session had one budget (the beat
-    interval + n/5000 s), and the batches the rate held longer failed every redo.  The
-    node says its rate in the session_open reply (0: none): 5 instances at 2/s get 2.5 s
-    more, so a refusal asking 3 s is waited for; without a rate, it is the answer."""
+def redo_sent(write_rate: int) -> tuple[Harness, Sent]:
+    """5 session instances registered on a node whose rate is ``write_rate`` (0: none);
+    the node restarts (a renewal finds no session): the redo's register_batch."""
     h = Harness(servers=("a:1",), beat_ms=1000, session=True)
     items = tuple((registration(n, True), Handle()) for n in range(5))
     h.do(RegisterBatch(items, 5.0))
@@ -92,6 +89,16 @@ def test_a_sessions_redo_is_given_the_time_the_nodes_write_rate_needs(write_rate
     (renewal,) = h.unanswered("session_renew")
     h.reply(renewal, {"instances": 0, "known": False})  # the node restarted: a redo
     (redo,) = h.unanswered("register_batch")
+    return h, redo
+
+
+@pytest.mark.parametrize("write_rate", [0, 2])
+def test_a_sessions_redo_is_given_the_time_the_nodes_write_rate_needs(write_rate: int) -> None:
+    """review84 F1: the redo after a node lost the session had one budget (the beat
+    interval + n/5000 s), and the batches the rate held longer failed every redo.  The
+    node says its rate in the session_open reply (0: none): 5 instances at 2/s get 2.5 s
+    more, so a refusal asking 3 s is waited for; without a rate, it is the answer."""
+    h, redo = redo_sent(write_rate)
     limited(h, redo, 3.0)
 
     def live(ms: int) -> None:  # the server answers everything else meanwhile
@@ -120,18 +127,7 @@ def test_renewals_short_while_a_redo_waits_for_the_rate_start_no_second_redo() -
     which re-sent every instance; the copies queued behind the first took the rate's
     turns, each refusal told a later wait (13 -> 26 s), and 2,744 of 3,000 instances were
     back 41 s after the restart.  While a redo is queued or out, none other starts."""
-    h = Harness(servers=("a:1",), beat_ms=1000, session=True)
-    items = tuple((registration(n, True), Handle()) for n in range(5))
-    h.do(RegisterBatch(items, 5.0))
-    h.answer_batches()
-    h.answer_all("session_open", {"session": SID, "instances": 0, "unhealthy_after": 15.0,
-                                  "evict_after": 30.0, "write_rate": 2})  # fmt: skip
-    h.advance(0)
-    h.answer_view()
-    h.advance(1000)
-    (renewal,) = h.unanswered("session_renew")
-    h.reply(renewal, {"instances": 0, "known": False})  # the node restarted: a redo
-    (redo,) = h.unanswered("register_batch")
+    h, redo = redo_sent(2)
     before = {s.id for s in h.requests("register_batch")}  # the caller's batch, the redo
     limited(h, redo, 3.0)
     for _ in range(290):  # the wait: every renewal finds the node still short
