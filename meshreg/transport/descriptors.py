@@ -26,7 +26,11 @@ the node counted them; it counted none).  Two kinds of event:
   greeting, sees the mismatch and closes before the node has read its own (measured
   on one machine: 5 of 8 plain clients).  A port probe (connect, close) looks the
   same, so these are counted apart (``stats.handshakes_unfinished``) and logged as
-  either.
+  either, at INFO and at most once per ``UNFINISHED_LOG_INTERVAL``: a load balancer's
+  or an orchestrator's TCP check does this every few seconds for good, and a WARNING
+  each 10 s on a healthy node (the default, keyless, included) teaches operators to
+  ignore the node's warnings.  A mistaken client is still told: by its own error (a
+  client that gets no answer names the keys first), and here once it repeats.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ log = logging.getLogger("meshreg.node")
 MONITOR_BATCH = 1024  # events drained per loop turn; libzmq may retry an accept in a loop
 REARM_AFTER = 1.0  # s; the monitor is off this long after a failure (see AcceptMonitor)
 LOW_LIMIT = 4096  # descriptors; below this a busy node can run out (logged as a warning)
+UNFINISHED_LOG_INTERVAL = 300.0  # s; at most one line on unfinished handshakes (a probe's)
 
 try:
     import resource
@@ -119,6 +124,7 @@ class AcceptMonitor:
         self.handshakes_unfinished = 0  # stats' handshakes_unfinished
         self.socket: zmq.Socket[Any] | None = None
         self._limiter = limiter
+        self._probes = LogLimiter(limiter.logger, UNFINISHED_LOG_INTERVAL)
         self._watched = sock
         self._poller: zmq.Poller | None = None
         self._rearm_at = 0.0
@@ -261,12 +267,13 @@ class AcceptMonitor:
 
     def _handshake_unfinished(self, now: float, count: int) -> None:
         self.handshakes_unfinished += count
-        self._limiter.warning(
+        self._probes.info(
             "handshake-unfinished",
             now,
             "connections to %s closed by the other side during the security handshake "
-            "(%d so far): %s hangs up so once it sees the mismatch, and a port probe "
-            "(connect, close) looks the same; a client that gets no answer: %s",
+            "(%d so far): a TCP port check (connect, close; `meshreg ping --ready` is the "
+            "health check to use) or %s, which hangs up once it sees the mismatch; a "
+            "client that gets no answer: %s",
             self.address,
             self.handshakes_unfinished,
             "a client without CURVE keys (this node requires them)"

@@ -98,3 +98,29 @@ def test_running_out_of_descriptors_is_logged_and_the_node_recovers(
         assert client.ping()["epoch"] > 0  # served again once the descriptors are back
         assert client.stats()["accept_failures"] > 0
     assert node.log().count("cannot accept connections") <= 2  # rate-limited, not a flood
+
+
+def test_tcp_port_checks_are_counted_and_told_once_at_info_not_warned(
+    limited: Callable[[int, int], LimitedNode],
+) -> None:
+    """A load balancer's or an orchestrator's TCP check (connect, close) ends as an
+    unfinished security handshake, like a client with mismatched keys that hangs up
+    first: counted, told at INFO at most once per 5 minutes (it names the checks and
+    `meshreg ping --ready`), never a WARNING: such checks run every few seconds for good,
+    on the default node too."""
+    node = limited(8192, 8192)  # (no low-limit warning)
+    before = raw_request(node.port, {"v": 1, "id": 2, "op": "stats"}, 2.0)["result"]
+    checks = 6
+    for _ in range(checks):
+        socket.create_connection((HOST, node.port), timeout=5).close()
+    want = int(before["handshakes_unfinished"]) + checks
+
+    def counted() -> bool:
+        stats = raw_request(node.port, {"v": 1, "id": 3, "op": "stats"}, 2.0)["result"]
+        return int(stats["handshakes_unfinished"]) >= want
+
+    wait_until(counted, timeout=10, what=f"{checks} TCP checks counted as unfinished")
+    lines = [x for x in node.log().splitlines() if "during the security handshake" in x]
+    assert len(lines) == 1 and " INFO " in lines[0], lines
+    assert "TCP port check" in lines[0] and "meshreg ping --ready" in lines[0], lines[0]
+    assert " WARNING " not in node.log(), node.log()
