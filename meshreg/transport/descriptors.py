@@ -240,15 +240,8 @@ class AcceptMonitor:
 
     def _handshake_failed(self, now: float, value: int, count: int) -> None:
         self.handshakes_failed += count
-        mismatch = value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1)
-        if mismatch and self.keyed:
-            what = "a client without CURVE keys (this node requires them)"
-            hint = ("give the client a key its ACL entry names and this node's public key "
-                    "(docs/SECURITY.md \"Keys\"; `meshreg ... --key NAME.key --server-key "
-                    "cluster.pub`)")  # fmt: skip
-        elif mismatch:
-            what = "a client with a CURVE key (this node runs without keys)"
-            hint = "run the client without a key, or give the node one (--key)"
+        if value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+            what, hint = self._mismatch()
         else:
             failed = describe(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, value)
             what = f"a handshake that failed: {failed}"
@@ -276,14 +269,18 @@ class AcceptMonitor:
             "client that gets no answer: %s",
             self.address,
             self.handshakes_unfinished,
-            "a client without CURVE keys (this node requires them)"
-            if self.keyed
-            else "a client with a CURVE key (this node runs without keys)",
-            "give it a key its ACL entry names and this node's public key (docs/SECURITY.md "
-            '"Keys")'
-            if self.keyed
-            else "run it without --key, or give the node one",
+            *self._mismatch(),
         )
+
+    def _mismatch(self) -> tuple[str, str]:
+        """Who fails a handshake on a mechanism mismatch with this node, and what to do."""
+        if self.keyed:
+            return ("a client without CURVE keys (this node requires them)",
+                    "give the client a key its ACL entry names and this node's public key "
+                    "(docs/SECURITY.md \"Keys\"; `meshreg ... --key NAME.key --server-key "
+                    "cluster.pub`)")  # fmt: skip
+        return ("a client with a CURVE key (this node runs without keys)",
+                "run the client without a key, or give the node one (--key)")  # fmt: skip
 
     def close(self) -> None:
         self._disarm(0.0)
