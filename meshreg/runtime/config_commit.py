@@ -34,7 +34,9 @@ still does).
   (0.14 ms).  Bursts (something in flight) still go to the thread, which groups them.
   :class:`InlineChoice` makes the choice; two inline commits in a row slower than
   ``INLINE_SLOW`` (a slow disk: the loop stalled that long) send the next turns to the
-  thread for ``INLINE_BACKOFF``.
+  thread for ``INLINE_BACKOFF``.  A commit's time there excludes what the loop thread
+  waited for a core meanwhile (runtime/run_queue): on a busy machine the thread would
+  wait as long, and each handoff adds two wake-ups.
 * :class:`WalCheckpointer` (with a :class:`ThreadWriter`): SQLite's default copies the
   WAL back into the database inside whichever commit takes the WAL past 1,000 pages:
   that commit then also writes about 4 MB into the database file and fsyncs it, on the
@@ -106,6 +108,7 @@ from typing import Any
 from meshreg.configcenter.model import ConfigEntry, ConfigKey
 from meshreg.configcenter.replication import Persist, SendCommit, SendRecord
 from meshreg.configcenter.sqlite_store import BUSY_TIMEOUT, SqliteConfigStore, WriteOp
+from meshreg.runtime.run_queue import RunQueueWait
 
 log = logging.getLogger("meshreg.node")
 
@@ -455,6 +458,10 @@ class ThreadWriter:
         self._db.close()  # the rest of the WAL into the database and removes it
 
 
+def _never_waited() -> float:
+    return 0.0
+
+
 class CommitPipeline:
     """The turns of the config plane on their way to disk (see the module docstring)."""
 
@@ -464,14 +471,19 @@ class CommitPipeline:
         thread: bool,
         clock: Callable[[], float] = time.monotonic,
         settle_of: Callable[[ConfigEntry], float] | None = None,
+        waited: Callable[[], float] | None = None,
     ) -> None:
         """``db``: the plane's database (None: in memory only); ``thread``: commit on a
         writer thread (the database then belongs to it; small turns with nothing in
         flight on the loop thread: ``InlineChoice``), else inline.  ``clock``: the
         commit latency in ``stats`` and the inline commits' duration (``InlineChoice``:
         only with a thread, never in the simulation).  ``settle_of``: when a version
-        saved is shown unacknowledged (``ConfigStore.arrival_settle``), kept with it."""
+        saved is shown unacknowledged (``ConfigStore.arrival_settle``), kept with it.
+        ``waited``: seconds the calling thread has waited for a CPU, cumulative (with a
+        thread, by default ``RunQueueWait``): not counted in an inline commit's duration."""
         self._settle_of = settle_of
+        self._run_queue = RunQueueWait() if waited is None and thread and db is not None else None
+        self._waited: Callable[[], float] = waited or self._run_queue or _never_waited
         self.writer: InlineWriter | ThreadWriter | None = None
         if db is not None:
             store = db()
@@ -644,9 +656,12 @@ class CommitPipeline:
         writer = self.writer
         assert type(writer) is ThreadWriter and writer.inline is not None
         start = turn.submitted = self._clock()
+        waited = self._waited()
         writer.commit_here([turn])
         end = self._clock()
-        writer.inline.took(end - start, end)
+        # the disk's time and the commit's own CPU, not the thread's wait for a core: a
+        # busy machine is no reason for the writer thread (runtime/run_queue)
+        writer.inline.took(end - start - (self._waited() - waited), end)
         self._collect(now)
         return True
 
@@ -705,6 +720,8 @@ class CommitPipeline:
         if self.writer is not None and not self.writer.close(max(deadline - self._clock(), 0.1)):
             log.error("configs: the database writer did not stop within %g s", CLOSE_SECONDS)
         self.writer = None
+        if self._run_queue is not None:
+            self._run_queue.close()
         return ready
 
     def stats(self) -> dict[str, Any]:

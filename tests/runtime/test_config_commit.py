@@ -46,6 +46,7 @@ from meshreg.errors import ErrorCode, RequestRejected
 from meshreg.runtime import config_commit
 from meshreg.runtime.config_commit import CommitFailed, Done, Turn
 from meshreg.runtime.config_plane import ConfigPlane
+from meshreg.runtime.run_queue import RunQueueWait
 from meshreg.wire.config_messages import parse_config_message
 
 DEADLINE = 10.0  # s; bound of every wait for the writer thread
@@ -632,6 +633,7 @@ def test_a_slow_inline_commit_sends_the_next_turns_to_the_thread_for_a_while(
     plane, gated = node.plane, node.gated
     clock = [100.0]
     plane._commits._clock = lambda: clock[0]
+    plane._commits._waited = lambda: 0.0  # the loop thread never waited for a core
     gated.gate.set()
     gated.on_write = lambda: clock.__setitem__(0, clock[0] + 0.010)  # a slow disk
     for client, data_id in ((b"w0", "z"), (b"w1", "a")):
@@ -652,6 +654,57 @@ def test_a_slow_inline_commit_sends_the_next_turns_to_the_thread_for_a_while(
     stats = plane.stats()
     assert (stats["commit_inline"], stats["commit_threaded"]) == (3, 1)
     plane.close()
+
+
+def test_an_inline_commit_slow_only_by_waiting_for_a_core_keeps_the_next_inline(
+    tmp_path: Path,
+) -> None:
+    """Inline commits that took 10 ms of which the loop thread waited 9.5 ms for a core (a
+    busy machine, runtime/run_queue) are not slow: the next turns stay on the loop thread
+    (the writer thread would wait as long, plus two wake-ups).  Without the wait, the
+    same commits send them to the thread (the test above)."""
+    node = Node(tmp_path, inline=True)
+    plane, gated = node.plane, node.gated
+    clock, waited = [100.0], [0.0]
+    plane._commits._clock = lambda: clock[0]
+    plane._commits._waited = lambda: waited[0]
+
+    def busy_machine() -> None:
+        clock[0] += 0.010
+        waited[0] += 0.0095
+
+    gated.gate.set()
+    gated.on_write = busy_machine
+    for client, data_id in ((b"w0", "z"), (b"w1", "a"), (b"w2", "b")):
+        node.serve(client, "config_publish", data_id=data_id, content="1")
+        plane.flush(node.now)
+        assert node.answered(client)[0]["ok"]  # answered in the flush: inline
+    stats = plane.stats()
+    assert (stats["commit_inline"], stats["commit_threaded"]) == (3, 0), stats
+    assert (stats["commit_inline_slow"], stats["commit_inline_backoffs"]) == (0, 0), stats
+    assert all(t == threading.get_ident() for t in gated.threads)
+    plane.close()
+
+
+def test_run_queue_wait_reads_this_threads_schedstat_and_says_0_without_one(
+    tmp_path: Path,
+) -> None:
+    """The reading grows (never falls) for the thread that asks, follows the thread that
+    asks, and is 0 where the file cannot be read (not Linux, no schedstat)."""
+    wait = RunQueueWait()
+    first = wait()
+    assert first >= 0.0
+    assert wait() >= first
+    other: list[float] = []
+    worker = threading.Thread(target=lambda: other.append(wait()))
+    worker.start()
+    worker.join(DEADLINE)
+    assert other and other[0] >= 0.0 and wait() >= first  # reopened for each thread
+    wait.close()
+    assert RunQueueWait(str(tmp_path / "missing"))() == 0.0
+    garbled = tmp_path / "schedstat"
+    garbled.write_text("12\n")
+    assert RunQueueWait(str(garbled))() == 0.0
 
 
 def test_inline_commits_in_a_cluster_send_the_records_after_the_save_without_a_wakeup(
