@@ -24,7 +24,7 @@ SCHEDSTAT = "/proc/thread-self/schedstat"
 
 
 class RunQueueWait:
-    """``wait()``: seconds the calling thread has waited on a run queue since it started
+    """Called, the seconds the calling thread has waited on a run queue since it started
     (cumulative; compare two readings).  The file names the thread that opened it, so it
     is opened again when another thread asks.  About 1 us a reading (one ``pread``)."""
 

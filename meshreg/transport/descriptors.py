@@ -30,7 +30,7 @@ the node counted them; it counted none).  Two kinds of event:
   or an orchestrator's TCP check does this every few seconds for good, and a WARNING
   each 10 s on a healthy node (the default, keyless, included) teaches operators to
   ignore the node's warnings.  A mistaken client is still told: by its own error (a
-  client that gets no answer names the keys first), and here once it repeats.
+  client that gets no answer names the keys first), and here, at INFO.
 """
 
 from __future__ import annotations

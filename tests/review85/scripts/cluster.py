@@ -71,7 +71,9 @@ def start(workdir: str, base: int) -> None:
                                 f"127.0.0.1:{p}", "--timeout", "1"], capture_output=True)
             if r.returncode == 0:
                 break
-            time.sleep(0.3)
+            time.sleep(0.3)  # (the poll's interval; the loop is bounded by the deadline)
+        else:
+            raise SystemExit(f"node 127.0.0.1:{p} not ready within 30 s: see its log in {workdir}")
     print(json.dumps(nodes))
 
 
